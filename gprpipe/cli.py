@@ -1,0 +1,505 @@
+"""The ``gprpipe`` command line (typer). Parses arguments, shows progress, nothing else."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gprpipe import __version__
+from gprpipe.errors import ConfigError, GprpipeError
+
+app = typer.Typer(
+    name="gprpipe",
+    help="Declarative Gaussian-process bump hunts: configs -> grid -> load/fit/limit/inject/plot.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a key: key.path=VALUE (VALUE parsed as TOML)."),
+]
+ConfigArg = Annotated[Path, typer.Argument(help="User config (TOML).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"gprpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """gprpipe: run GPR bump hunts from a short TOML config."""
+
+
+def _points(config: Path, overrides: list[str] | None):
+    from gprpipe.config import load_points
+
+    return load_points(config, overrides or [])
+
+
+def _select(points, sel: str | None):
+    """``--points``: comma-separated indices, ranges (0-3), names or glob patterns."""
+    if not sel:
+        return list(points)
+    chosen = []
+    for item in [s.strip() for s in sel.split(",") if s.strip()]:
+        if item.isdigit():
+            hits = [p for p in points if p.index == int(item)]
+        elif "-" in item and all(x.isdigit() for x in item.split("-", 1)):
+            a, b = (int(x) for x in item.split("-", 1))
+            hits = [p for p in points if a <= p.index <= b]
+        else:
+            hits = [p for p in points if fnmatch.fnmatch(p.name, item)]
+        if not hits:
+            names = ", ".join(f"{p.index}:{p.name}" for p in points)
+            raise GprpipeError(f"--points {item!r} matches no grid point (have {names}).")
+        chosen += [h for h in hits if h not in chosen]
+    return sorted(chosen, key=lambda p: p.index)
+
+
+# ---------------------------------------------------------------- config inspection
+
+
+@app.command()
+def validate(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Check a config: exit 0, or 1 with every error (file, key, line)."""
+    from gprpipe.pipeline.store import plan_points
+
+    _, points = _points(config, set_)
+    run_dir = Path(points[0].config.base.output)
+    tasks = plan_points(run_dir, points)
+    steps = ", ".join(points[0].config.steps.run)
+    console.print(
+        f"{config}: valid ({len(points)} point{'s' * (len(points) != 1)}, "
+        f"{len(tasks)} tasks; steps: {steps})"
+    )
+
+
+@app.command()
+def render(
+    config: ConfigArg,
+    point: Annotated[int, typer.Option(help="Grid point index.")] = 0,
+    format: Annotated[str, typer.Option("--format", help="toml or json.")] = "toml",
+    set_: SetOpt = None,
+) -> None:
+    """Print the fully rendered config of one grid point."""
+    from gprpipe.io.toml_write import dumps
+
+    _, points = _points(config, set_)
+    if not 0 <= point < len(points):
+        raise GprpipeError(f"--point {point}: the grid has points 0-{len(points) - 1}.")
+    data = {k: v for k, v in points[point].data.items() if k != "grid"}
+    if format == "json":
+        console.print_json(json.dumps(data))
+    elif format == "toml":
+        sys.stdout.write(dumps(data))
+    else:
+        raise GprpipeError(f"--format {format!r}: use toml or json.")
+
+
+@app.command()
+def grid(config: ConfigArg, set_: SetOpt = None) -> None:
+    """One line per grid point: index, name, varied values, output folder."""
+    from gprpipe.pipeline.store import point_dir
+
+    _, points = _points(config, set_)
+    for p in points:
+        values = " ".join(f"{k}={json.dumps(v)}" for k, v in p.values.items()) or "(no grid)"
+        out = point_dir(Path(p.config.base.output), p)
+        print(f"{p.index}\t{p.name}\t{values}\t{out}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config."""
+    from gprpipe.config.schema import Config
+
+    print(json.dumps(Config.model_json_schema(), indent=2))
+
+
+# ---------------------------------------------------------------- running
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err,
+        transient=False, disable=not err.is_terminal,
+    )
+
+
+def _execute_local(tasks, configs, engine, run_dir, jobs, force, info) -> bool:
+    from gprpipe.executors.local import run_local
+
+    t0 = time.perf_counter()
+    with _progress() as progress:
+        bar = progress.add_task("tasks", total=len(tasks), detail="")
+
+        def update(task, outcome) -> None:
+            progress.advance(bar)
+            progress.update(bar, detail=f"{task.id}: {outcome.state}")
+            if not progress.disable:
+                return
+            if outcome.state in ("done", "failed"):
+                err.print(f"{task.id}: {outcome.state} ({outcome.seconds:.1f} s)")
+
+        report = run_local(tasks, configs, engine, run_dir=run_dir, jobs=jobs, force=force,
+                           on_update=update)
+    wall = time.perf_counter() - t0
+    timings = info.data.setdefault("timings", {})
+    for tid, o in report.outcomes.items():
+        timings[tid] = {"state": o.state, "seconds": round(o.seconds, 3)}
+    info.data["wall_seconds"] = round(wall, 2)
+    info.save()
+    done, cached = report.count("done"), report.count("cached")
+    failed, skipped = report.count("failed"), report.count("skipped")
+    if done == 0 and not failed and not skipped:
+        console.print(f"Nothing to do: all {cached} tasks are up to date ({run_dir}).")
+    else:
+        console.print(
+            f"{len(tasks)} tasks in {wall:.1f} s: {done} ran, {cached} cached, {failed} failed, "
+            f"{skipped} skipped. Results in {run_dir}"
+        )
+    by_id = {t.id: t for t in tasks}
+    for tid, o in report.outcomes.items():
+        if o.state == "failed":
+            err.print(f"[red]failed[/red] {tid} (log: {by_id[tid].log})")
+            if o.message:
+                err.print("  " + o.message.replace("\n", "\n  "), markup=False, highlight=False)
+    return report.ok
+
+
+def _engine(name: str, config, dry_run: bool):
+    from gprpipe.engines import get_engine
+
+    engine = get_engine(name, image=config.base.image, gpu=config.base.gpu,
+                        check_version=config.base.check_image_version)
+    if not dry_run:
+        engine.check()
+    return engine
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    engine: Annotated[Optional[str], typer.Option(help="local|docker|podman|apptainer")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local|slurm")] = None,
+    jobs: Annotated[Optional[int], typer.Option("-j", "--jobs", help="Local workers.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Ignore cached results.")] = False,
+    steps: Annotated[Optional[str], typer.Option(help="Steps to run, e.g. load,fit.")] = None,
+    points_sel: Annotated[
+        Optional[str], typer.Option("--points", help="Grid points: 0,2-3,name,glob*.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Run the whole job: every grid point through the configured steps."""
+    from gprpipe.pipeline.store import new_run_info, plan_points, write_point_configs
+
+    overrides = list(set_ or [])
+    if engine:
+        overrides.append(f"base.engine={engine}")
+    if executor:
+        overrides.append(f"base.executor={executor}")
+    if steps:
+        names = [s.strip() for s in steps.split(",") if s.strip()]
+        overrides.append("steps.run=" + json.dumps(names))
+    _, all_points = _points(config, overrides)
+    points = _select(all_points, points_sel)
+    cfg0 = points[0].config
+    run_dir = Path(cfg0.base.output)
+    tasks = plan_points(run_dir, points)
+    eng = _engine(cfg0.base.engine, cfg0, dry_run)
+    configs = {p.name: p.config for p in points}
+    if dry_run:
+        _print_plan(tasks, eng, run_dir, cfg0)
+        return
+    write_point_configs(run_dir, points)
+    info = new_run_info(run_dir, config.resolve(), overrides, points, tasks,
+                        engine=cfg0.base.engine, executor=cfg0.base.executor)
+    info.save()
+    if cfg0.base.executor == "slurm":
+        ok = _submit_slurm(tasks, eng, run_dir, cfg0, info, wait=wait, force=force)
+    else:
+        ok = _execute_local(tasks, configs, eng, run_dir, jobs or cfg0.base.jobs, force, info)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _print_plan(tasks, engine, run_dir: Path, cfg) -> None:
+    import shlex
+
+    from gprpipe.executors.local import THREAD_ENV
+
+    if cfg.base.executor == "slurm":
+        from gprpipe.executors.slurm import render_scripts
+
+        for script in render_scripts(tasks, run_dir=run_dir, engine=engine,
+                                     options=_slurm_options(cfg), env=THREAD_ENV):
+            print(f"# ---- {script.name}")
+            print(script.text)
+        return
+    print(f"# {len(tasks)} tasks, run directory {run_dir}")
+    for t in tasks:
+        deps = f"  (after {', '.join(t.deps)})" if t.deps else ""
+        print(f"# {t.id}{deps}")
+        print(shlex.join(engine.command(t, run_dir=run_dir, env=THREAD_ENV)))
+
+
+def _slurm_options(cfg):
+    from gprpipe.executors.slurm import SlurmOptions
+
+    s = cfg.slurm
+    return SlurmOptions(partition=s.partition, account=s.account, qos=s.qos, time=s.time,
+                        memory=s.memory, cpus_per_task=s.cpus_per_task,
+                        max_parallel=s.max_parallel, extra=tuple(s.extra))
+
+
+def _submit_slurm(tasks, engine, run_dir, cfg, info, *, wait: bool, force: bool,
+                  resubmit: bool = False) -> bool:
+    from gprpipe.executors import slurm
+    from gprpipe.executors.local import THREAD_ENV
+
+    if force:
+        from dataclasses import replace
+
+        tasks = [replace(t, argv=(*t.argv, "--force")) for t in tasks]
+    fn = slurm.resubmit if resubmit else slurm.submit
+    sub = fn(tasks, run_dir=run_dir, engine=engine, options=_slurm_options(cfg), env=THREAD_ENV)
+    console.print(f"Submitted {len(tasks)} tasks to SLURM: jobs {', '.join(sub.job_ids)}")
+    if not wait:
+        console.print(f"Watch with: gprpipe status {run_dir}")
+        return True
+    with _progress() as progress:
+        bar = progress.add_task("slurm", total=len(tasks), detail="")
+
+        def update(states: dict[str, str]) -> None:
+            n = sum(s in ("done", "failed") for s in states.values())
+            progress.update(bar, completed=n,
+                            detail=" ".join(f"{k}={v}" for k, v in _count(states).items()))
+
+        ok = slurm.wait(run_dir, tasks, progress=update)
+    _report_states(tasks)
+    return ok
+
+
+def _count(states: dict[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in states.values():
+        out[s] = out.get(s, 0) + 1
+    return out
+
+
+def _report_states(tasks) -> None:
+    from gprpipe.pipeline.store import task_states
+
+    states = task_states(tasks)
+    counts = _count({k: v[0] for k, v in states.items()})
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for t in tasks:
+        state, msg = states[t.id]
+        if state == "failed":
+            err.print(f"[red]failed[/red] {t.id}: {msg} (log: {t.log})", highlight=False)
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Task states per point and step: done/running/failed/pending."""
+    from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+
+    info = load_run_info(run_dir)
+    tasks, _ = tasks_of_run(info)
+    states = task_states(tasks)
+    slurm_jobs = {}
+    if info.data.get("executor") == "slurm":
+        from gprpipe.executors import slurm
+
+        slurm_jobs = slurm.job_ids_by_task(run_dir)
+        polled = slurm.poll(run_dir, tasks)
+        states = {k: (polled.get(k, v[0]), v[1]) for k, v in states.items()}
+    table = Table(title=f"{run_dir}  ({info.data.get('executor', 'local')} executor)")
+    for col in ("point", "step", "done", "running", "failed", "pending"):
+        table.add_column(col, justify="left" if col in ("point", "step") else "right")
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    for t in tasks:
+        g = groups.setdefault((t.point, t.step), {})
+        s = states[t.id][0]
+        g[s] = g.get(s, 0) + 1
+    for (point, step), c in groups.items():
+        table.add_row(point, step, *(str(c.get(s, 0)) for s in ("done", "running", "failed", "pending")))
+    console.print(table)
+    for t in tasks:
+        state, msg = states[t.id]
+        if state in ("failed", "running"):
+            job = f" [job {slurm_jobs[t.id]}]" if t.id in slurm_jobs else ""
+            console.print(f"{state:8s} {t.id}{job}: {msg or ''}  (log: {t.log})", highlight=False)
+    total = _count({k: v[0] for k, v in states.items()})
+    console.print(" ".join(f"{k}={v}" for k, v in sorted(total.items())))
+
+
+@app.command()
+def rerun(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    failed: Annotated[bool, typer.Option("--failed", help="Redo failed tasks.")] = False,
+    masses: Annotated[
+        Optional[str], typer.Option(help="Redo the tasks owning these masses (MeV): 37,48.")
+    ] = None,
+    jobs: Annotated[Optional[int], typer.Option("-j", "--jobs")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
+) -> None:
+    """Redo only what is named (failed tasks, or the tasks of some masses) and what follows."""
+    from gprpipe.pipeline.plan import downstream
+    from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+
+    if not failed and not masses:
+        raise GprpipeError("rerun needs --failed or --masses (MeV, e.g. --masses 37,48).")
+    info = load_run_info(run_dir)
+    tasks, configs = tasks_of_run(info)
+    chosen: set[str] = set()
+    if failed:
+        states = task_states(tasks)
+        chosen |= {t.id for t in tasks if states[t.id][0] == "failed"}
+    if masses:
+        try:
+            wanted = [float(x) / 1e3 for x in masses.split(",") if x.strip()]
+        except ValueError:
+            raise GprpipeError(f"--masses {masses!r}: give masses in MeV, e.g. 37,48.") from None
+        for m in wanted:
+            owners = [t for t in tasks if any(abs(x - m) < 5e-7 for x in t.masses)]
+            if not owners:
+                raise GprpipeError(f"--masses: no task of {run_dir} owns {m * 1e3:g} MeV.")
+            chosen |= {t.id for t in owners}
+    if not chosen:
+        console.print("Nothing to rerun: no task matches.")
+        return
+    todo = downstream(tasks, chosen)
+    console.print(f"Rerunning {len(todo)} tasks: " + ", ".join(t.id for t in todo))
+    cfg0 = next(iter(configs.values()))
+    eng = _engine(info.data.get("engine", "local"), cfg0, False)
+    if info.data.get("executor") == "slurm":
+        ok = _submit_slurm(todo, eng, run_dir, cfg0, info, wait=wait, force=True, resubmit=True)
+    else:
+        ok = _execute_local(todo, configs, eng, run_dir.resolve(), jobs or cfg0.base.jobs,
+                            [t.id for t in todo], info)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def step(
+    name: Annotated[str, typer.Argument(help="load|fit|limit|inject|plot")],
+    point_dir: Annotated[Path, typer.Option("--point-dir", help="Point folder of a run.")],
+    part: Annotated[Optional[str], typer.Option(help="Chunk, e.g. 2015-003, or merge.")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Task id (for state markers).")] = None,
+    force: Annotated[bool, typer.Option("--force")] = False,
+) -> None:
+    """Run one task (what engines and executors run)."""
+    from gprpipe.steps.runner import run_task
+
+    code = run_task(point_dir, name, part, task, force)
+    if code:
+        raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------- utilities
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="Output ROOT file.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 2015,
+    scale: Annotated[float, typer.Option(help="Multiply the number of events.")] = 1.0,
+    signal_mass: Annotated[Optional[float], typer.Option(help="Signal mass (GeV).")] = None,
+    signal_yield: Annotated[float, typer.Option(help="Signal events.")] = 0.0,
+    hist: Annotated[str, typer.Option(help="Histogram name.")] = "input_hist",
+) -> None:
+    """Write a realistic synthetic HPS-2015-like spectrum (optionally with a signal)."""
+    from gprpipe.demo import demo_spectrum
+    from gprpipe.io.root import write_hist
+
+    counts, edges = demo_spectrum(seed=seed, scale=scale, signal_mass=signal_mass,
+                                  signal_yield=signal_yield)
+    write_hist(out, counts, edges, hist)
+    console.print(f"wrote {out}: {hist}, {len(counts)} bins over {edges[0]:g}-{edges[-1]:g} GeV, "
+                  f"{counts.sum():.4g} events")
+
+
+@app.command("export-pyhf")
+def export_pyhf(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (or point folder).")],
+    dataset: Annotated[str, typer.Option(help="Dataset key.")],
+    mass: Annotated[float, typer.Option(help="Test mass (GeV).")],
+    point: Annotated[Optional[str], typer.Option(help="Grid point name.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output")] = None,
+) -> None:
+    """Write the blind-window likelihood at one mass as a pyhf HistFactory workspace."""
+    from gprpipe.steps.export import export_workspace
+
+    path, ws = export_workspace(run_dir, dataset, mass, point=point, output=output)
+    console.print(f"wrote {path} ({len(ws['channels'][0]['samples'][0]['data'])} bins)")
+
+
+@app.command()
+def tui(config: Annotated[Optional[Path], typer.Argument(help="Config to open.")] = None) -> None:
+    """The textual app: build, validate, launch and watch runs."""
+    from gprpipe.tui.app import GprpipeApp
+
+    GprpipeApp(config).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes become one sentence and exit code 1 (--debug: traceback)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        code = app(args=args, prog_name="gprpipe", standalone_mode=False)
+    except ConfigError as exc:
+        if debug:
+            raise
+        for e in exc.errors:
+            err.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(1)
+    except GprpipeError as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+                  "traceback)", markup=False, highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

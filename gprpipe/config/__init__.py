@@ -1,0 +1,153 @@
+"""Configuration: load (inheritance), cards, grid, render (Jinja2) and validate.
+
+``load_points(path, overrides)`` is the one entry point the CLI, the planner and the TUI
+use: it returns every grid point with its fully rendered, validated config, or raises a
+``ConfigError`` listing every problem with its file, dotted key and line.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gprpipe.config.grid import expand, point_names
+from gprpipe.config.loader import (
+    Loaded,
+    Origin,
+    apply_overrides,
+    deep_merge,
+    load_chain,
+    read_toml,
+    resolve_ref,
+    set_dotted,
+)
+from gprpipe.config.render import render_config
+from gprpipe.config.schema import Config, validate
+from gprpipe.errors import ConfigError, GprpipeError
+
+__all__ = ["Config", "Point", "load", "load_points", "point_config_from_file"]
+
+
+@dataclass
+class Point:
+    """One grid point: its name, the values it varies, and its rendered config."""
+
+    index: int
+    name: str
+    values: dict[str, Any]
+    config: Config
+    data: dict[str, Any]  # rendered plain data (what config.toml of the point holds)
+
+    @property
+    def output(self) -> Path:
+        return Path(self.config.base.output) / self.name
+
+
+def load(path: Path | str, overrides: Sequence[str] = ()) -> Loaded:
+    """Merged (unrendered) config of ``path`` with ``--set`` overrides applied."""
+    return apply_overrides(load_chain(path), list(overrides))
+
+
+def _where(loaded: Loaded):
+    def where(key: str) -> str:
+        origin = loaded.origin(key)
+        return f"{origin}: {key}" if origin else key
+
+    return where
+
+
+def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[str]:
+    """Merge each dataset over its card's ``[dataset]`` table; returns errors."""
+    errors = []
+    for name, ds in (data.get("datasets") or {}).items():
+        if not isinstance(ds, dict) or not ds.get("card"):
+            continue
+        key = f"datasets.{name}.card"
+        origin = loaded.origin(key) or Origin("--set")
+        base_dir = Path(origin.file).parent if Path(origin.file).is_file() else Path.cwd()
+        try:
+            card_path = resolve_ref(str(ds["card"]), base_dir, "cards")
+        except FileNotFoundError as exc:
+            errors.append(f"{origin}: {key}: card {ds['card']!r} not found ({exc}).")
+            continue
+        card, lines = read_toml(card_path)
+        unknown = set(card) - {"card", "dataset"}
+        if unknown:
+            errors.append(f"{card_path}: unknown table {sorted(unknown)[0]!r} in a card.")
+        data["datasets"][name] = deep_merge(card.get("dataset", {}), ds)
+        for k, line in lines.items():
+            if k.startswith("dataset.") and k.removeprefix("dataset.") not in ds:
+                loaded.origins[f"datasets.{name}.{k.removeprefix('dataset.')}"] = Origin(
+                    str(card_path), line
+                )
+    return errors
+
+
+def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
+    """Make dataset paths absolute: relative to the file that set them (CWD for --set)."""
+    for name, ds in (data.get("datasets") or {}).items():
+        if not isinstance(ds, dict) or not isinstance(ds.get("path"), str):
+            continue
+        p = Path(ds["path"]).expanduser()
+        if not p.is_absolute():
+            origin = loaded.origin(f"datasets.{name}.path")
+            f = Path(origin.file) if origin else None
+            base = f.parent if f is not None and f.is_file() else Path.cwd()
+            p = base / p
+        ds["path"] = str(p.resolve())
+    base = data.get("base") or {}
+    if isinstance(base.get("output"), str):
+        base["output"] = str(Path(base["output"]).expanduser().resolve())
+
+
+def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded, list[Point]]:
+    """Every grid point of ``path``, rendered and validated; all errors at once."""
+    loaded = load(path, overrides)
+    where = _where(loaded)
+    grid = loaded.data.get("grid") or {}
+    settings = expand(grid, where)
+    names = point_names(settings)
+    errors: list[str] = []
+    points: list[Point] = []
+    for index, (name, values) in enumerate(zip(names, settings)):
+        data = copy.deepcopy(loaded.data)
+        data.pop("grid", None)
+        for key, value in values.items():
+            set_dotted(data, key, value)
+            loaded.origins[key] = (
+                loaded.origins.get(f"grid.{key}")
+                or loaded.origins.get(f"grid.zip.{key}")
+                or Origin("grid")
+            )
+        errors += _apply_cards(data, loaded)
+        try:
+            data = render_config(data, where)
+        except ConfigError as exc:
+            errors += exc.errors
+            continue
+        _resolve_paths(data, loaded)
+        model, errs = validate(data, where)
+        errors += errs
+        if model is not None:
+            points.append(Point(index, name, values, model, model.model_dump(mode="json")))
+    if errors:
+        raise ConfigError(list(dict.fromkeys(errors)))
+    return loaded, points
+
+
+def point_config_from_file(path: Path | str) -> Config:
+    """Read a point's fully rendered ``config.toml`` (what ``gprpipe step`` uses)."""
+    data, _ = read_toml(Path(path))
+    model, errors = validate(data, lambda key: f"{path}: {key}")
+    if model is None:
+        raise ConfigError(errors)
+    return model
+
+
+def check_point(path: Path | str) -> None:
+    """Raise if a point config file cannot be read (used by status/rerun)."""
+    if not Path(path).is_file():
+        raise GprpipeError(f"{path}: not a gprpipe point folder (config.toml missing).")

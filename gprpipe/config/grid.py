@@ -1,0 +1,84 @@
+"""Grid expansion: ``[grid]`` (Cartesian product) and ``[grid.zip]`` (axes varied together)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from gprpipe.config.loader import flatten
+from gprpipe.errors import ConfigError
+
+DEFAULT_POINT = "nominal"
+
+
+def grid_axes(grid: Mapping[str, Any], where=lambda key: key) -> list[list[dict[str, Any]]]:
+    """Axes of the grid; each axis is a list of {dotted key: value} settings."""
+    errors: list[str] = []
+    axes: list[list[dict[str, Any]]] = []
+    zipped = grid.get("zip", {})
+    for key, values in flatten({k: v for k, v in grid.items() if k != "zip"}).items():
+        if not isinstance(values, list) or not values:
+            errors.append(f"{where('grid.' + key)}: grid.{key} must be a non-empty list of values.")
+            continue
+        axes.append([{key: v} for v in values])
+    if zipped:
+        if not isinstance(zipped, Mapping):
+            errors.append(f"{where('grid.zip')}: grid.zip must be a table of lists.")
+        else:
+            flat = flatten(zipped)
+            lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in flat.items()}
+            if any(n <= 0 for n in lengths.values()):
+                bad = next(k for k, n in lengths.items() if n <= 0)
+                errors.append(f"{where('grid.zip.' + bad)}: grid.zip.{bad} must be a non-empty list.")
+            elif len(set(lengths.values())) > 1:
+                shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+                errors.append(f"{where('grid.zip')}: grid.zip lists differ in length ({shown}).")
+            else:
+                n = next(iter(lengths.values()))
+                axes.append([{k: v[i] for k, v in flat.items()} for i in range(n)])
+    if errors:
+        raise ConfigError(errors)
+    return axes
+
+
+def expand(grid: Mapping[str, Any], where=lambda key: key) -> list[dict[str, Any]]:
+    """All grid points as {dotted key: value}; one empty point when there is no grid."""
+    axes = grid_axes(grid, where)
+    if not axes:
+        return [{}]
+    points = []
+    for combo in itertools.product(*axes):
+        values: dict[str, Any] = {}
+        for setting in combo:
+            values.update(setting)
+        points.append(values)
+    return points
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "-".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def point_names(points: list[dict[str, Any]]) -> list[str]:
+    """Readable, unique folder names from the varied values (``blind_nsigma-1.64_...``)."""
+    names = []
+    for values in points:
+        if not values:
+            names.append(DEFAULT_POINT)
+            continue
+        parts = [f"{k.rsplit('.', 1)[-1]}-{_fmt(v)}" for k, v in values.items()]
+        names.append(re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join(parts)))
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        if names.count(name) > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name}_{seen[name]}"
+        unique.append(name)
+    return unique

@@ -1,0 +1,267 @@
+"""TOML loading with template inheritance, deep merge and key provenance.
+
+A config file may name a parent with ``[base].template`` (a path relative to the file that
+names it, or the name of a shipped template such as ``"hps2015"``); the chain ends at the
+shipped ``templates/defaults.toml`` or at ``template = false``. Children deep-merge over
+parents. Every leaf key remembers where it was set (file and line) so that errors can say
+exactly where to look.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gprpipe.errors import GprpipeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a key was set: a file (and line), or a command-line override."""
+
+    file: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass
+class Loaded:
+    """A merged config tree and the origin of each dotted key."""
+
+    data: dict[str, Any]
+    origins: dict[str, Origin] = field(default_factory=dict)
+    chain: list[Path] = field(default_factory=list)  # child first
+
+    def origin(self, dotted: str) -> Origin | None:
+        """Origin of ``dotted`` or of its nearest set ancestor/descendant."""
+        key = dotted
+        while key:
+            if key in self.origins:
+                return self.origins[key]
+            key = key.rpartition(".")[0]
+        prefix = dotted + "."
+        hits = [o for k, o in self.origins.items() if k.startswith(prefix)]
+        return hits[0] if hits else None
+
+
+def shipped_dir(kind: str) -> Path:
+    """Folder of shipped ``templates`` or ``cards`` (inside the installed package)."""
+    try:
+        return Path(str(resources.files(f"gprpipe.{kind}")))
+    except ModuleNotFoundError:  # pragma: no cover - source tree without installation
+        return Path(__file__).resolve().parents[2] / kind
+
+
+def resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:
+    """Resolve a template/card reference: a path relative to a folder, or a shipped name."""
+    p = Path(ref).expanduser()
+    cand = p if p.is_absolute() else relative_to / p
+    if cand.is_file():
+        return cand.resolve()
+    if not p.is_absolute() and len(p.parts) == 1:
+        name = p.name if p.suffix == ".toml" else p.name + ".toml"
+        shipped = shipped_dir(kind) / name
+        if shipped.is_file():
+            return shipped.resolve()
+    raise FileNotFoundError(str(cand))
+
+
+_TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'))*)\s*=""")
+
+
+def _split_dotted(s: str) -> list[str]:
+    parts = re.findall(r"""\s*("[^"]*"|'[^']*'|[^.\s]+)\s*(?:\.|$)""", s)
+    return [p[1:-1] if p[:1] in "\"'" else p for p in parts]
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Map dotted keys to the line where they are set (tables and key/value lines).
+
+    A light scanner, not a parser: enough to point users at the right line.
+    """
+    lines: dict[str, int] = {}
+    table: list[str] = []
+    depth = 0  # inside a multi-line array/inline table: skip nested lines
+    in_string = False
+    for no, raw in enumerate(text.splitlines(), start=1):
+        if raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1:
+            in_string = not in_string
+            if not in_string:
+                continue
+        if in_string and not _KEY.match(raw):
+            continue
+        if depth > 0:
+            depth += raw.count("[") + raw.count("{") - raw.count("]") - raw.count("}")
+            continue
+        m = _TABLE.match(raw)
+        if m:
+            table = _split_dotted(m.group(1))
+            lines.setdefault(".".join(table), no)
+            continue
+        m = _KEY.match(raw)
+        if m:
+            dotted = ".".join([*table, *_split_dotted(m.group(1))])
+            lines.setdefault(dotted, no)
+            rest = raw[m.end():]
+            code = rest.split("#", 1)[0] if '"' not in rest and "'" not in rest else rest
+            depth = max(0, code.count("[") + code.count("{") - code.count("]") - code.count("}"))
+    return lines
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse one TOML file; errors become one sentence naming the file and line."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise GprpipeError(f"{path}: config file not found.") from None
+    except OSError as exc:
+        raise GprpipeError(f"{path}: cannot read config file ({exc.strerror}).") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise GprpipeError(f"{path}: invalid TOML: {exc}.") from None
+    return data, key_lines(text)
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted-key view of the leaves of a nested dict (lists are leaves)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def deep_merge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """Child over parent; tables merge recursively, everything else is replaced."""
+    out = dict(parent)
+    for k, v in child.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _origins_for(data: Mapping[str, Any], lines: Mapping[str, int], file: str) -> dict[str, Origin]:
+    origins: dict[str, Origin] = {}
+    for key in [*flatten(data), *lines]:
+        line = lines.get(key)
+        k = key
+        while line is None and "." in k:
+            k = k.rpartition(".")[0]
+            line = lines.get(k)
+        origins[key] = Origin(file, line)
+    return origins
+
+
+def _render_ref(value: str, data: Mapping[str, Any], file: Path) -> str:
+    if "{{" not in value and "{%" not in value:
+        return value
+    from gprpipe.config.render import render_string  # local: render imports this module
+
+    return render_string(value, data, where=f"{file}: base.template")
+
+
+def load_chain(path: Path | str) -> Loaded:
+    """Load ``path`` and its template ancestors, merged child over parent."""
+    path = Path(path).expanduser().resolve()
+    defaults = (shipped_dir("templates") / "defaults.toml").resolve()
+    files: list[tuple[Path, dict[str, Any], dict[str, int]]] = []
+    seen: list[Path] = []
+    current: Path | None = path
+    while current is not None:
+        if current in seen:
+            cycle = " -> ".join(str(p) for p in [*seen[seen.index(current):], current])
+            raise GprpipeError(f"template inheritance cycle: {cycle}.")
+        seen.append(current)
+        data, lines = read_toml(current)
+        files.append((current, data, lines))
+        base = data.get("base", {})
+        ref = base.get("template") if isinstance(base, Mapping) else None
+        if ref is False or current == defaults:
+            current = None
+        elif ref is None or ref is True:
+            current = defaults
+        elif isinstance(ref, str):
+            ref = _render_ref(ref, data, current)
+            try:
+                current = resolve_ref(ref, current.parent, "templates")
+            except FileNotFoundError as exc:
+                line = lines.get("base.template")
+                raise GprpipeError(
+                    f"{current}:{line}: base.template names {ref!r}, but {exc} does not exist."
+                ) from None
+        else:
+            line = lines.get("base.template")
+            raise GprpipeError(
+                f"{current}:{line}: base.template must be a path or false, not {ref!r}."
+            )
+    merged: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
+    for file, data, lines in reversed(files):
+        merged = deep_merge(merged, data)
+        origins.update(_origins_for(data, lines, str(file)))
+    for key in [k for k in merged.get("base", {}) if k == "template"]:
+        del merged["base"][key]
+    return Loaded(merged, origins, [f for f, _, _ in files])
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``key.path=VALUE`` with VALUE parsed as TOML, falling back to a string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise GprpipeError(f"--set {item!r}: expected key.path=VALUE.")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set a dotted key in a nested dict, creating tables on the way."""
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[p] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def get_dotted(data: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = data
+    for p in dotted.split("."):
+        if not isinstance(node, Mapping) or p not in node:
+            return default
+        node = node[p]
+    return node
+
+
+def apply_overrides(loaded: Loaded, overrides: list[str]) -> Loaded:
+    """Apply ``--set`` overrides (they win over every file)."""
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(loaded.data, key, value)
+        loaded.origins[key] = Origin(f"--set {key}")
+    return loaded

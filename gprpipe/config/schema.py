@@ -1,0 +1,186 @@
+"""The typed schema of a (rendered) gprpipe config.
+
+Every section of DESIGN.md is a pydantic model that forbids unknown keys. Masses and
+ranges are in GeV. Defaults here mirror ``templates/defaults.toml`` (which documents them).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+STEPS = ("load", "fit", "limit", "inject", "plot")
+Step = Literal["load", "fit", "limit", "inject", "plot"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Base(Section):
+    name: str = Field("gprpipe", description="Analysis name (used in paths and titles).")
+    output: str = Field("runs/{{ base.name }}", description="Run directory (relative to the CWD).")
+    engine: Literal["local", "docker", "podman", "apptainer"] = "local"
+    image: str | None = Field(None, description="Container image for container engines.")
+    step_images: dict[str, str] = Field(default_factory=dict, description="Per-step images.")
+    check_image_version: bool = True
+    gpu: bool = False
+    executor: Literal["local", "slurm"] = "local"
+    jobs: int = Field(2, ge=1, description="Local worker processes.")
+    seed: int = Field(20260101, ge=0, description="Master seed; per-task seeds derive from it.")
+
+
+class Dataset(Section):
+    card: str | None = Field(None, description="Dataset card (physics defaults).")
+    label: str = ""
+    path: str = Field(..., description="ROOT file with the invariant-mass histogram.")
+    hist: str = Field("input_hist", description="Histogram name (may include folders).")
+    range: tuple[float, float] = Field(..., description="Scan range [lo, hi] in GeV.")
+    rebin: int = Field(1, ge=1)
+    enabled: bool = True
+    data_range: tuple[float, float] | None = Field(None, description="GP training range (GeV).")
+    sigma_coeffs: list[float] = Field(..., min_length=1, description="sigma(m)=sum c_k m^k.")
+    sigma_tail_m0: float | None = None
+    sigma_tail_slope: float | None = None
+    frad_coeffs: list[float] = Field(default_factory=lambda: [0.05], min_length=1)
+    frad_penalty: float = Field(0.0, ge=0.0, lt=1.0)
+    ls_hi_factor: float | None = Field(None, gt=0)
+    ls_floor_factor: float = Field(1.0, gt=0)
+
+    @field_validator("range", "data_range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (0 <= v[0] < v[1]):
+            raise ValueError(f"must be [lo, hi] with 0 <= lo < hi, got {list(v)}")
+        return v
+
+
+class Scan(Section):
+    mass_step: float = Field(0.001, gt=0)
+    masses: list[float] | None = Field(None, description="Explicit masses (GeV), else range/step.")
+    datasets: list[str] | None = Field(None, description="Datasets to scan (default: enabled).")
+    combined: bool = False
+
+
+class Fit(Section):
+    blind_nsigma: float = Field(1.64, gt=0)
+    train_exclude_nsigma: float | None = Field(None, gt=0)
+    ls_lo_factor: float = Field(0.5, gt=0)
+    ls_hi_factor: float = Field(8.0, gt=0)
+    n_restarts: int = Field(2, ge=0)
+
+
+class Limit(Section):
+    alpha: float = Field(0.05, gt=0, lt=1)
+    mode: Literal["asymptotic", "toys"] = "asymptotic"
+    n_toys: int = Field(2000, ge=10)
+    bands: Literal["asymptotic", "toys"] = "asymptotic"
+    band_toys: int = Field(10000, ge=10)
+
+
+class Inject(Section):
+    masses: list[float] = Field(default_factory=list)
+    strengths: list[float] = Field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0, 5.0])
+    n_toys: int = Field(1000, ge=2)
+    refit_gp: bool = False
+    mode: Literal["poisson", "multinomial"] = "poisson"
+
+
+class Plot(Section):
+    formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
+    style: Literal["hep", "plain"] = "hep"
+    masses: list[float] = Field(default_factory=list, description="Masses for GP-fit plots.")
+
+
+class Steps(Section):
+    run: list[Step] = Field(default_factory=lambda: ["load", "fit", "limit", "plot"])
+
+    @field_validator("run")
+    @classmethod
+    def _known_order(cls, v: list[str]) -> list[str]:
+        return [s for s in STEPS if s in v]
+
+
+class Slurm(Section):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str = "01:00:00"
+    memory: str = "4G"
+    cpus_per_task: int = Field(1, ge=1)
+    chunk_size: int = Field(16, ge=1, description="Masses per task (every executor).")
+    max_parallel: int | None = Field(None, ge=1)
+    extra: list[str] = Field(default_factory=list)
+
+
+class Config(Section):
+    base: Base = Field(default_factory=Base)
+    datasets: dict[str, Dataset] = Field(default_factory=dict)
+    scan: Scan = Field(default_factory=Scan)
+    fit: Fit = Field(default_factory=Fit)
+    limit: Limit = Field(default_factory=Limit)
+    inject: Inject = Field(default_factory=Inject)
+    plot: Plot = Field(default_factory=Plot)
+    steps: Steps = Field(default_factory=Steps)
+    slurm: Slurm = Field(default_factory=Slurm)
+    grid: dict[str, Any] = Field(default_factory=dict, description="Dotted key -> values.")
+
+    @model_validator(mode="after")
+    def _datasets_exist(self) -> Config:
+        for name in self.scan.datasets or []:
+            if name not in self.datasets:
+                raise ValueError(
+                    f"scan.datasets names {name!r}, which is not a dataset "
+                    f"(have: {', '.join(self.datasets) or 'none'})"
+                )
+        return self
+
+    def scanned(self) -> list[str]:
+        """Datasets the scan runs over, in config order."""
+        names = self.scan.datasets if self.scan.datasets is not None else list(self.datasets)
+        return [n for n in names if self.datasets[n].enabled]
+
+
+def known_keys(parts: tuple[str, ...]) -> list[str]:
+    """Keys allowed in the table at ``parts`` (for did-you-mean hints)."""
+    model: type[BaseModel] | None = Config
+    if parts[:1] == ("datasets",):
+        model = Dataset if len(parts) == 2 else None
+    elif len(parts) == 1:
+        ann = Config.model_fields[parts[0]].annotation if parts[0] in Config.model_fields else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    elif parts:
+        model = None
+    return list(model.model_fields) if model else []
+
+
+def did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None, list[str]]:
+    """Validate ``data``; return the model (or None) and every error as a sentence.
+
+    ``where(dotted_key)`` says where a key was set (``file:line``).
+    """
+    try:
+        return Config.model_validate(data), []
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            parts = [str(p) for p in err["loc"] if not isinstance(p, int)]
+            dotted = ".".join(parts)
+            if err["type"] == "extra_forbidden":
+                hint = did_you_mean(parts[-1], known_keys(tuple(parts[:-1])))
+                msg = f"unknown key{hint}"
+            elif err["type"] == "missing":
+                msg = "required but not set"
+            else:
+                value = err.get("input")
+                shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+                msg = f"{err['msg'].removeprefix('Value error, ')}{shown}"
+            errors.append(f"{where(dotted)}: {msg}.")
+        return None, errors

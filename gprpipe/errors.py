@@ -1,0 +1,16 @@
+"""User-facing errors: one clear sentence, exit code 1, no traceback unless --debug."""
+
+
+class GprpipeError(Exception):
+    """A mistake in the user's input (config, file, histogram, mass...).
+
+    The message is a single sentence that names the file and key (or histogram, or mass).
+    """
+
+
+class ConfigError(GprpipeError):
+    """One or more configuration errors; ``errors`` lists every message."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__(self.errors[0] if len(self.errors) == 1 else "\n".join(self.errors))

@@ -1,0 +1,142 @@
+"""Local executor: run tasks as processes on this machine, ``jobs`` at a time.
+
+Each task's command comes from the engine (local Python or a container); every process
+gets one BLAS thread. Tasks whose outputs already hold their cache key are skipped without
+starting a process, so an unchanged second run does no work.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from gprpipe.config.schema import Config
+from gprpipe.pipeline.cache import is_fresh
+from gprpipe.pipeline.state import read_state, write_state
+from gprpipe.pipeline.task import Task
+
+THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+
+
+@dataclass
+class Outcome:
+    """How one task ended in this run."""
+
+    state: str  # done | cached | failed | skipped
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class RunReport:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def count(self, state: str) -> int:
+        return sum(o.state == state for o in self.outcomes.values())
+
+    @property
+    def ok(self) -> bool:
+        return not any(o.state in ("failed", "skipped") for o in self.outcomes.values())
+
+
+def tail(path: Path, n: int = 8) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> tuple[int, float]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.run(list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=dict(env),
+                              cwd=cwd, stdin=subprocess.DEVNULL)
+    return proc.returncode, time.perf_counter() - t0
+
+
+def run_local(
+    tasks: Sequence[Task],
+    configs: Mapping[str, Config],
+    engine,
+    *,
+    run_dir: Path,
+    jobs: int = 2,
+    force: Sequence[str] | bool = False,
+    on_update: Callable[[Task, Outcome], None] | None = None,
+) -> RunReport:
+    """Run ``tasks`` (plan order) respecting dependencies; ``configs`` maps point -> config.
+
+    ``force`` is True (every task) or the ids of tasks to redo regardless of their cache.
+    """
+    forced = {t.id for t in tasks} if force is True else set(force or ())
+    env = {**os.environ, **THREAD_ENV}
+    report = RunReport()
+    pending = list(tasks)
+    known = {t.id for t in tasks}
+    running: dict[Future, Task] = {}
+
+    def finish(task: Task, outcome: Outcome) -> None:
+        report.outcomes[task.id] = outcome
+        if on_update:
+            on_update(task, outcome)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while pending or running:
+            progressed = False
+            for task in list(pending):
+                deps = [d for d in task.deps if d in known]
+                if any(report.outcomes.get(d, Outcome("")).state in ("failed", "skipped")
+                       for d in deps):
+                    pending.remove(task)
+                    finish(task, Outcome("skipped", message="an upstream task failed"))
+                    progressed = True
+                    continue
+                if not all(d in report.outcomes for d in deps):
+                    continue
+                if len(running) >= max(1, jobs):
+                    break
+                pending.remove(task)
+                progressed = True
+                if task.id not in forced and is_fresh(task, configs[task.point]):
+                    write_state(task.point_dir, task.slug, "done", "cached")
+                    finish(task, Outcome("cached"))
+                    continue
+                t = replace(task, argv=(*task.argv, "--force")) if task.id in forced else task
+                cmd = engine.command(t, run_dir=run_dir, env=THREAD_ENV)
+                running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
+            if running and not progressed:
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    task = running.pop(fut)
+                    try:
+                        code, secs = fut.result()
+                    except OSError as exc:
+                        code, secs = 127, 0.0
+                        task.log.write_text(f"cannot start the task: {exc}\n")
+                    if code == 0:
+                        finish(task, Outcome("done", secs))
+                    else:
+                        if read_state(task.point_dir, task.slug)[0] != "failed":
+                            write_state(task.point_dir, task.slug, "failed",
+                                        tail(task.log, 1) or f"exit code {code}")
+                        finish(task, Outcome("failed", secs, tail(task.log)))
+            elif not running and not progressed:  # unreachable dependencies
+                for task in pending:
+                    finish(task, Outcome("skipped", message="dependencies cannot run"))
+                pending.clear()
+    return report

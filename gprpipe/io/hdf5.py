@@ -1,0 +1,78 @@
+"""HDF5 output files: atomic writes and the provenance attributes every output carries."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from gprpipe import __version__
+from gprpipe.io.atomic import atomic_path
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(cache_key: str, config_sha256: str) -> dict[str, str]:
+    """Attributes of every output: version, cache key, time, config digest, where it ran."""
+    return {
+        "gprpipe_version": __version__,
+        "cache_key": cache_key,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config_sha256": config_sha256,
+        "engine": os.environ.get("GPRPIPE_ENGINE", "local"),
+        "image": os.environ.get("GPRPIPE_IMAGE", ""),
+        "image_digest": os.environ.get("GPRPIPE_IMAGE_DIGEST", ""),
+    }
+
+
+@contextlib.contextmanager
+def write_h5(path: Path | str, attrs: Mapping[str, Any]) -> Iterator[h5py.File]:
+    """Open a new HDF5 file for writing; it appears at ``path`` only when complete."""
+    with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        yield f
+
+
+def read_attr(path: Path | str, name: str) -> Any:
+    """One root attribute of an HDF5 file, or None if the file or attribute is missing."""
+    try:
+        with h5py.File(path, "r") as f:
+            v = f.attrs.get(name)
+    except (OSError, FileNotFoundError):
+        return None
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def write_group(group: h5py.Group, arrays: Mapping[str, Any]) -> None:
+    """Write a dict of arrays (str arrays as UTF-8) into ``group``."""
+    for k, v in arrays.items():
+        a = np.asarray(v)
+        if a.dtype.kind in "UO":
+            group.create_dataset(k, data=a.astype(object), dtype=h5py.string_dtype())
+        else:
+            group.create_dataset(k, data=a)
+
+
+def read_group(group: h5py.Group) -> dict[str, np.ndarray]:
+    out = {}
+    for k, ds in group.items():
+        if isinstance(ds, h5py.Dataset):
+            a = ds[()]
+            if ds.dtype.kind == "O":
+                a = np.array([x.decode() if isinstance(x, bytes) else x for x in np.atleast_1d(a)])
+            out[k] = a
+    return out

@@ -1,0 +1,67 @@
+"""Reading 1-D histograms from ROOT files with uproot; one clear sentence per failure."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+import uproot
+
+from gprpipe.errors import GprpipeError
+
+
+def _keys(f) -> list[str]:
+    try:
+        return sorted(set(f.keys(recursive=True, cycle=False)))
+    except Exception:  # unreadable directory: no suggestions
+        return []
+
+
+def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges of the TH1 ``name`` (folders like ``dir/h`` and cycles ``h;2`` work)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GprpipeError(f"{path}: data file not found.")
+    try:
+        f = uproot.open(path)
+    except Exception as exc:
+        raise GprpipeError(f"{path}: cannot open as a ROOT file ({exc}).") from None
+    with f:
+        try:
+            obj = f[name]
+        except (KeyError, uproot.KeyInFileError):
+            keys = _keys(f)
+            close = difflib.get_close_matches(name, keys, n=5, cutoff=0.4)
+            hint = f"; close matches: {', '.join(close)}" if close else (
+                f"; it holds: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}" if keys else ""
+            )
+            raise GprpipeError(f"{path}: histogram {name!r} not found{hint}.") from None
+        cls = getattr(obj, "classname", type(obj).__name__)
+        if not (cls.startswith("TH1") and hasattr(obj, "to_numpy")):
+            raise GprpipeError(f"{path}: {name!r} is a {cls}, not a 1-D histogram (TH1).")
+        counts, edges = obj.to_numpy(flow=False)
+    counts = np.asarray(counts, dtype=float)
+    edges = np.asarray(edges, dtype=float)
+    if not np.isfinite(counts).all() or (counts < 0).any():
+        raise GprpipeError(f"{path}: histogram {name!r} has negative or non-finite bin contents.")
+    if counts.sum() <= 0:
+        raise GprpipeError(f"{path}: histogram {name!r} is empty.")
+    return counts, edges
+
+
+def rebin(counts: np.ndarray, edges: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge groups of ``factor`` bins; trailing bins that do not fill a group are dropped."""
+    if factor == 1:
+        return counts, edges
+    n = (len(counts) // factor) * factor
+    return counts[:n].reshape(-1, factor).sum(axis=1), edges[: n + 1 : factor]
+
+
+def write_hist(path: Path | str, counts: np.ndarray, edges: np.ndarray, name: str = "input_hist") -> None:
+    """Write a TH1D (used by demo-data and tests)."""
+    from gprpipe.io.atomic import atomic_path
+
+    with atomic_path(path, suffix=".root") as tmp:
+        with uproot.recreate(tmp) as f:
+            f[name] = (np.asarray(counts, dtype=float), np.asarray(edges, dtype=float))

@@ -1,0 +1,55 @@
+"""A small TOML writer for rendered configs (tables, scalars, arrays; None is omitted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _key(k: str) -> str:
+    return k if _BARE.match(k) else json.dumps(k)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """Serialise nested dicts: scalars first, then one ``[table]`` per sub-dict."""
+    lines: list[str] = []
+
+    def table(node: Mapping[str, Any], path: list[str]) -> None:
+        scalars = {k: v for k, v in node.items() if not isinstance(v, Mapping) and v is not None}
+        subs = {k: v for k, v in node.items() if isinstance(v, Mapping)}
+        if path and (scalars or not subs):
+            lines.append(f"[{'.'.join(_key(p) for p in path)}]")
+        for k, v in scalars.items():
+            lines.append(f"{_key(k)} = {_value(v)}")
+        if path and (scalars or not subs):
+            lines.append("")
+        for k, v in subs.items():
+            table(v, [*path, k])
+
+    table(data, [])
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,175 @@
+"""Plan: the DAG of tasks of every grid point, from rendered configs.
+
+Per point: ``load``; ``fit`` and ``limit`` in mass chunks (``slurm.chunk_size`` masses of
+one dataset per task, plus ``combined`` chunks for the joint fit) each followed by a merge;
+``inject`` one task per (dataset, injection mass) and a merge; ``plot``. The plan depends
+only on the config, never on the executor, so local and SLURM runs compute the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gprpipe.config.schema import Config
+from gprpipe.pipeline.task import Task
+
+MERGE = "merge"
+COMBINED = "combined"
+
+
+def scan_masses(lo: float, hi: float, step: float) -> np.ndarray:
+    """Masses lo, lo+step, ..., hi (inclusive, rounding-safe), in GeV."""
+    n = int(np.floor((hi - lo) / step + 1e-6)) + 1
+    return np.round(lo + step * np.arange(n), 9)
+
+
+def dataset_masses(config: Config, name: str) -> np.ndarray:
+    """Test masses of one dataset: ``scan.masses`` inside its range, else range/step."""
+    ds = config.datasets[name]
+    lo, hi = ds.range
+    if config.scan.masses is not None:
+        m = np.array(sorted(config.scan.masses), dtype=float)
+        return np.round(m[(m >= lo - 1e-9) & (m <= hi + 1e-9)], 9)
+    return scan_masses(lo, hi, config.scan.mass_step)
+
+
+def combined_masses(config: Config) -> np.ndarray:
+    """Masses covered by two or more scanned datasets (where the combination runs)."""
+    names = config.scanned()
+    if not config.scan.combined or len(names) < 2:
+        return np.array([])
+    counts: dict[float, int] = {}
+    for name in names:
+        for m in dataset_masses(config, name):
+            counts[float(m)] = counts.get(float(m), 0) + 1
+    return np.array(sorted(m for m, c in counts.items() if c >= 2))
+
+
+def mass_parts(config: Config) -> dict[str, tuple[str, np.ndarray]]:
+    """Chunk name (``<dataset>-<k>``) -> (dataset or ``combined``, masses)."""
+    size = config.slurm.chunk_size
+    parts: dict[str, tuple[str, np.ndarray]] = {}
+    groups = [(n, dataset_masses(config, n)) for n in config.scanned()]
+    groups.append((COMBINED, combined_masses(config)))
+    for name, masses in groups:
+        for k in range(0, len(masses), size):
+            parts[f"{name}-{k // size:03d}"] = (name, masses[k : k + size])
+    return parts
+
+
+def inject_parts(config: Config) -> dict[str, tuple[str, float]]:
+    """Injection part (``<dataset>-<MeV>``) -> (dataset or ``combined``, mass)."""
+    parts: dict[str, tuple[str, float]] = {}
+    names = list(config.scanned())
+    if config.scan.combined and len(combined_masses(config)):
+        names.append(COMBINED)
+    for name in names:
+        masses = combined_masses(config) if name == COMBINED else dataset_masses(config, name)
+        lo, hi = (masses.min(), masses.max()) if len(masses) else (1.0, 0.0)
+        for m in config.inject.masses:
+            if lo - 1e-9 <= m <= hi + 1e-9:
+                parts[f"{name}-{m * 1e3:g}MeV"] = (name, float(m))
+    return parts
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Files of one point folder (DESIGN.md run-directory contract)."""
+
+    point_dir: Path
+
+    config = property(lambda self: self.point_dir / "config.toml")
+    load = property(lambda self: self.point_dir / "load.h5")
+    fit = property(lambda self: self.point_dir / "fit.h5")
+    limit = property(lambda self: self.point_dir / "limit.h5")
+    inject = property(lambda self: self.point_dir / "inject.h5")
+    scan_csv = property(lambda self: self.point_dir / "scan.csv")
+    inject_csv = property(lambda self: self.point_dir / "inject.csv")
+    plots = property(lambda self: self.point_dir / "plots")
+    plot_manifest = property(lambda self: self.point_dir / "plots" / "manifest.json")
+    logs = property(lambda self: self.point_dir / "logs")
+
+    def part(self, step: str, part: str) -> Path:
+        return self.point_dir / "parts" / step / f"{part}.h5"
+
+
+def _task(point: str, point_dir: Path, step: str, part: str | None, **kw) -> Task:
+    tid = f"{point}/{step}" + (f"/{part}" if part else "")
+    argv = ["step", step, "--point-dir", str(point_dir)]
+    if part:
+        argv += ["--part", part]
+    argv += ["--task", tid]
+    return Task(id=tid, point=point, step=step, point_dir=point_dir, argv=tuple(argv), part=part, **kw)
+
+
+def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
+    """Tasks of one point, in a valid execution order."""
+    lay = Layout(point_dir)
+    steps = config.steps.run
+    tasks: list[Task] = []
+    sources = tuple(Path(config.datasets[n].path) for n in config.scanned())
+    ids: dict[str, str] = {}
+
+    def add(t: Task) -> Task:
+        tasks.append(t)
+        return t
+
+    if "load" in steps:
+        ids["load"] = add(
+            _task(point, point_dir, "load", None, inputs=sources, outputs=(lay.load,))
+        ).id
+
+    def chunked(step: str, inputs: tuple[Path, ...], deps: tuple[str, ...], parts) -> None:
+        part_tasks = []
+        for part, (_, masses) in parts.items():
+            ms = tuple(float(m) for m in np.atleast_1d(masses))
+            part_tasks.append(
+                add(
+                    _task(point, point_dir, step, part, inputs=inputs,
+                          outputs=(lay.part(step, part),), deps=deps, masses=ms)
+                )
+            )
+        outs = {"fit": (lay.fit,), "limit": (lay.limit, lay.scan_csv),
+                "inject": (lay.inject, lay.inject_csv)}[step]
+        merged = add(
+            _task(point, point_dir, step, MERGE,
+                  inputs=tuple(t.outputs[0] for t in part_tasks), outputs=outs,
+                  deps=tuple(t.id for t in part_tasks))
+        )
+        ids[step] = merged.id
+
+    dep = lambda *names: tuple(ids[n] for n in names if n in ids)  # noqa: E731
+    parts = mass_parts(config)
+    if "fit" in steps:
+        fit_parts = {p: v for p, v in parts.items() if v[0] != COMBINED}
+        chunked("fit", (lay.load,), dep("load"), fit_parts)
+    if "limit" in steps:
+        chunked("limit", (lay.load, lay.fit), dep("load", "fit"), parts)
+    if "inject" in steps and config.inject.masses:
+        ip = {p: (d, np.array([m])) for p, (d, m) in inject_parts(config).items()}
+        chunked("inject", (lay.load, lay.fit), dep("load", "fit"), ip)
+    if "plot" in steps:
+        inputs = tuple(
+            p for s, p in (("load", lay.load), ("fit", lay.fit), ("limit", lay.limit),
+                           ("inject", lay.inject)) if s in ids
+        )
+        add(_task(point, point_dir, "plot", None, inputs=inputs, outputs=(lay.plot_manifest,),
+                  deps=tuple(ids[s] for s in ("load", "fit", "limit", "inject") if s in ids)))
+    return tasks
+
+
+def find_task(tasks: Iterable[Task], task_id: str) -> Task | None:
+    return next((t for t in tasks if t.id == task_id), None)
+
+
+def downstream(tasks: Sequence[Task], selected: Iterable[str]) -> list[Task]:
+    """``selected`` tasks and every task that depends on them, in plan order."""
+    chosen = set(selected)
+    for t in tasks:  # plan order is topological
+        if chosen.intersection(t.deps):
+            chosen.add(t.id)
+    return [t for t in tasks if t.id in chosen]

@@ -1,0 +1,65 @@
+"""Task state from marker files that the tasks write themselves.
+
+Markers live in ``<point_dir>/.state/<task.slug>.<state>``; the ``gprpipe step`` command
+writes ``running`` when it starts and replaces it by ``done`` or ``failed`` (whose text is
+the error sentence) when it ends. This works the same for local processes, containers and
+SLURM array tasks, with no accounting database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from gprpipe.io.atomic import atomic_write_text
+
+STATES = ("done", "failed", "running")
+
+
+def state_dir(point_dir: Path) -> Path:
+    return Path(point_dir) / ".state"
+
+
+def marker(point_dir: Path, slug: str, state: str) -> Path:
+    return state_dir(point_dir) / f"{slug}.{state}"
+
+
+def write_state(point_dir: Path, slug: str, state: str, message: str = "") -> None:
+    """Record ``state`` for a task, removing its other markers."""
+    if state not in STATES:
+        raise ValueError(f"unknown task state {state!r}")
+    d = state_dir(point_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    info = {
+        "state": state,
+        "time": time.time(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
+        "message": message,
+    }
+    atomic_write_text(marker(point_dir, slug, state), json.dumps(info) + "\n")
+    for other in STATES:
+        if other != state:
+            marker(point_dir, slug, other).unlink(missing_ok=True)
+
+
+def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
+    """Return (state, message); state is ``pending`` when no marker exists."""
+    for state in STATES:
+        p = marker(point_dir, slug, state)
+        if p.exists():
+            try:
+                info = json.loads(p.read_text())
+            except (OSError, ValueError):
+                info = {}
+            return state, str(info.get("message", ""))
+    return "pending", ""
+
+
+def clear_state(point_dir: Path, slug: str) -> None:
+    for state in STATES:
+        marker(point_dir, slug, state).unlink(missing_ok=True)

@@ -1,0 +1,165 @@
+"""The run directory: point folders with their rendered configs, ``run.json``, task states."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from gprpipe import __version__
+from gprpipe.config import Point, point_config_from_file
+from gprpipe.config.schema import Config
+from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.toml_write import dumps
+from gprpipe.pipeline.plan import Layout, plan_point
+from gprpipe.pipeline.state import read_state
+from gprpipe.pipeline.task import Task
+
+RUN_JSON = "run.json"
+
+
+def versions() -> dict[str, str]:
+    out = {"gprpipe": __version__, "python": platform.python_version()}
+    for pkg in ("numpy", "scipy", "scikit-learn", "uproot", "h5py", "matplotlib"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def point_dir(run_dir: Path, point: Point) -> Path:
+    return run_dir / point.name
+
+
+def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
+    """Write each point's rendered ``config.toml`` (untouched when unchanged)."""
+    for point in points:
+        path = Layout(point_dir(run_dir, point)).config
+        text = (
+            f"# Fully rendered config of grid point {point.name!r} (written by gprpipe "
+            f"{__version__}).\n" + dumps({k: v for k, v in point.data.items() if k != "grid"})
+        )
+        if not path.exists() or path.read_text() != text:
+            atomic_write_text(path, text)
+
+
+def plan_points(run_dir: Path, points: Sequence[Point]) -> list[Task]:
+    tasks: list[Task] = []
+    for point in points:
+        tasks += plan_point(point.name, point_dir(run_dir, point), point.config)
+    return tasks
+
+
+def task_record(t: Task) -> dict[str, Any]:
+    return {
+        "id": t.id, "point": t.point, "step": t.step, "part": t.part,
+        "argv": list(t.argv), "inputs": [str(p) for p in t.inputs],
+        "outputs": [str(p) for p in t.outputs], "deps": list(t.deps),
+        "masses_GeV": list(t.masses),
+    }
+
+
+@dataclass
+class RunInfo:
+    """Contents of ``run.json``."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
+
+
+def new_run_info(run_dir: Path, config_path: Path, overrides: Sequence[str],
+                 points: Sequence[Point], tasks: Sequence[Task], *, engine: str,
+                 executor: str) -> RunInfo:
+    info = RunInfo(run_dir / RUN_JSON, {})
+    old = load_run_info(run_dir, missing_ok=True)
+    info.data = {
+        "gprpipe_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "config": str(config_path),
+        "overrides": list(overrides),
+        "engine": engine,
+        "executor": executor,
+        "versions": versions(),
+        "grid": [
+            {"name": p.name, "values": p.values, "dir": str(point_dir(run_dir, p)),
+             "seed": p.config.base.seed}
+            for p in points
+        ],
+        "plan": [task_record(t) for t in tasks],
+        "timings": (old.data.get("timings", {}) if old else {}),
+        "slurm": (old.data.get("slurm", {}) if old else {}),
+    }
+    return info
+
+
+def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        if missing_ok:
+            return None
+        raise GprpipeError(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
+    try:
+        return RunInfo(path, json.loads(path.read_text()))
+    except ValueError as exc:
+        raise GprpipeError(f"{path}: unreadable ({exc}).") from None
+
+
+def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
+    """Re-derive the plan from the point configs in the run directory (the plan is a pure
+    function of them), restricted to the tasks recorded in run.json."""
+    tasks: list[Task] = []
+    configs: dict[str, Config] = {}
+    for p in info.data.get("grid", []):
+        pdir = Path(p["dir"])
+        cfg = point_config_from_file(Layout(pdir).config)
+        configs[p["name"]] = cfg
+        tasks += plan_point(p["name"], pdir, cfg)
+    recorded = {t["id"] for t in info.data.get("plan", [])}
+    return [t for t in tasks if t.id in recorded], configs
+
+
+def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:
+    """(state, message) per task, from markers; a 'running' marker whose local process is
+    gone is reported as failed."""
+    out = {}
+    host = socket.gethostname()
+    for t in tasks:
+        state, msg = read_state(t.point_dir, t.slug)
+        if state == "running":
+            try:
+                info = json.loads((t.point_dir / ".state" / f"{t.slug}.running").read_text())
+            except (OSError, ValueError):
+                info = {}
+            if info.get("host") == host and not info.get("slurm_job") and not _alive(info.get("pid")):
+                state, msg = "failed", "its process ended without a result (killed?)"
+        out[t.id] = (state, msg)
+    return out
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

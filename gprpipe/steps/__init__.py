@@ -1,0 +1,1 @@
+"""gprpipe.steps."""

@@ -1,0 +1,111 @@
+"""Run one task of a point: ``gprpipe step NAME --point-dir DIR [--part P]``.
+
+The task re-derives itself from the point's ``config.toml`` (the plan is a pure function
+of the config), writes its state markers, skips itself when its output already holds its
+cache key, and reports user mistakes as one sentence (exit 1).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gprpipe.config import point_config_from_file
+from gprpipe.config.schema import Config
+from gprpipe.errors import GprpipeError
+from gprpipe.io.hdf5 import provenance, sha256_file
+from gprpipe.pipeline.cache import is_fresh, task_key
+from gprpipe.pipeline.plan import Layout, find_task, plan_point
+from gprpipe.pipeline.state import write_state
+from gprpipe.pipeline.task import Task
+
+
+@dataclass
+class StepContext:
+    """What a step function gets: its task, the point config, where to write, its key."""
+
+    task: Task
+    config: Config
+    layout: Layout
+    cache_key: str
+    config_sha256: str
+
+    def attrs(self) -> dict[str, str]:
+        return provenance(self.cache_key, self.config_sha256)
+
+
+def seed_for(base_seed: int, *parts: str | float | int) -> np.random.SeedSequence:
+    """A seed that depends only on the master seed and names (dataset, mass, strength...).
+
+    Masses enter in keV so that a result never depends on chunking or worker count.
+    """
+    words = [int(base_seed)]
+    for p in parts:
+        if isinstance(p, float):
+            words.append(int(round(p * 1e6)))
+        elif isinstance(p, int):
+            words.append(p)
+        else:
+            words.append(zlib.crc32(str(p).encode()))
+    return np.random.SeedSequence(words)
+
+
+StepFunc = Callable[[StepContext], None]
+
+
+def step_function(step: str) -> StepFunc:
+    """The ``run(ctx)`` function of ``gprpipe.steps.<step>``."""
+    return importlib.import_module(f"gprpipe.steps.{step}").run
+
+
+def resolve_task(point_dir: Path, step: str, part: str | None, task_id: str | None) -> tuple[Task, Config]:
+    point_dir = Path(point_dir).resolve()
+    config_path = Layout(point_dir).config
+    if not config_path.is_file():
+        raise GprpipeError(f"{point_dir}: not a point folder of a gprpipe run (no config.toml).")
+    config = point_config_from_file(config_path)
+    point = task_id.split("/")[0] if task_id else point_dir.name
+    tid = task_id or f"{point}/{step}" + (f"/{part}" if part else "")
+    task = find_task(plan_point(point, point_dir, config), tid)
+    if task is None:
+        raise GprpipeError(f"{point_dir}: no task {tid!r} in this point's plan.")
+    return task, config
+
+
+def run_task(point_dir: Path, step: str, part: str | None = None, task_id: str | None = None,
+             force: bool = False) -> int:
+    """Run one task; returns the exit code (0 done or cached, 1 failed)."""
+    task: Task | None = None
+    try:
+        task, config = resolve_task(point_dir, step, part, task_id)
+        write_state(task.point_dir, task.slug, "running")
+        t0 = time.perf_counter()
+        if not force and is_fresh(task, config):
+            print(f"{task.id}: cached (inputs and config unchanged)")
+            write_state(task.point_dir, task.slug, "done", "cached")
+            return 0
+        layout = Layout(task.point_dir)
+        ctx = StepContext(task, config, layout, task_key(task, config), sha256_file(layout.config))
+        step_function(task.step)(ctx)
+        dt = time.perf_counter() - t0
+        print(f"{task.id}: done in {dt:.2f} s")
+        write_state(task.point_dir, task.slug, "done", f"{dt:.3f} s")
+        return 0
+    except GprpipeError as exc:
+        msg = str(exc)
+        print(f"error: {msg}", file=sys.stderr)
+    except Exception as exc:  # a bug: keep the traceback in the task log
+        traceback.print_exc()
+        msg = f"internal error in step {step}: {type(exc).__name__}: {exc}"
+        print(f"error: {msg}", file=sys.stderr)
+    if task is not None:
+        write_state(task.point_dir, task.slug, "failed", msg)
+    return 1
