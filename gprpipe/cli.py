@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
@@ -29,7 +29,7 @@ console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", help="Override a key: key.path=VALUE (VALUE parsed as TOML)."),
 ]
 ConfigArg = Annotated[Path, typer.Argument(help="User config (TOML).")]
@@ -201,14 +201,14 @@ def _engine(name: str, config, dry_run: bool):
 @app.command()
 def run(
     config: ConfigArg,
-    engine: Annotated[Optional[str], typer.Option(help="local|docker|podman|apptainer")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="local|slurm")] = None,
-    jobs: Annotated[Optional[int], typer.Option("-j", "--jobs", help="Local workers.")] = None,
+    engine: Annotated[str | None, typer.Option(help="local|docker|podman|apptainer")] = None,
+    executor: Annotated[str | None, typer.Option(help="local|slurm")] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Local workers.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Ignore cached results.")] = False,
-    steps: Annotated[Optional[str], typer.Option(help="Steps to run, e.g. load,fit.")] = None,
+    steps: Annotated[str | None, typer.Option(help="Steps to run, e.g. load,fit.")] = None,
     points_sel: Annotated[
-        Optional[str], typer.Option("--points", help="Grid points: 0,2-3,name,glob*.")
+        str | None, typer.Option("--points", help="Grid points: 0,2-3,name,glob*.")
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
     set_: SetOpt = None,
@@ -346,7 +346,8 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
         s = states[t.id][0]
         g[s] = g.get(s, 0) + 1
     for (point, step), c in groups.items():
-        table.add_row(point, step, *(str(c.get(s, 0)) for s in ("done", "running", "failed", "pending")))
+        cells = (str(c.get(s, 0)) for s in ("done", "running", "failed", "pending"))
+        table.add_row(point, step, *cells)
     console.print(table)
     for t in tasks:
         state, msg = states[t.id]
@@ -362,9 +363,9 @@ def rerun(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     failed: Annotated[bool, typer.Option("--failed", help="Redo failed tasks.")] = False,
     masses: Annotated[
-        Optional[str], typer.Option(help="Redo the tasks owning these masses (MeV): 37,48.")
+        str | None, typer.Option(help="Redo the tasks owning these masses (MeV): 37,48.")
     ] = None,
-    jobs: Annotated[Optional[int], typer.Option("-j", "--jobs")] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
 ) -> None:
     """Redo only what is named (failed tasks, or the tasks of some masses) and what follows."""
@@ -409,8 +410,8 @@ def rerun(
 def step(
     name: Annotated[str, typer.Argument(help="load|fit|limit|inject|plot")],
     point_dir: Annotated[Path, typer.Option("--point-dir", help="Point folder of a run.")],
-    part: Annotated[Optional[str], typer.Option(help="Chunk, e.g. 2015-003, or merge.")] = None,
-    task: Annotated[Optional[str], typer.Option(help="Task id (for state markers).")] = None,
+    part: Annotated[str | None, typer.Option(help="Chunk, e.g. 2015-003, or merge.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task id (for state markers).")] = None,
     force: Annotated[bool, typer.Option("--force")] = False,
 ) -> None:
     """Run one task (what engines and executors run)."""
@@ -429,7 +430,7 @@ def demo_data(
     out: Annotated[Path, typer.Argument(help="Output ROOT file.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 2015,
     scale: Annotated[float, typer.Option(help="Multiply the number of events.")] = 1.0,
-    signal_mass: Annotated[Optional[float], typer.Option(help="Signal mass (GeV).")] = None,
+    signal_mass: Annotated[float | None, typer.Option(help="Signal mass (GeV).")] = None,
     signal_yield: Annotated[float, typer.Option(help="Signal events.")] = 0.0,
     hist: Annotated[str, typer.Option(help="Histogram name.")] = "input_hist",
 ) -> None:
@@ -449,8 +450,8 @@ def export_pyhf(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (or point folder).")],
     dataset: Annotated[str, typer.Option(help="Dataset key.")],
     mass: Annotated[float, typer.Option(help="Test mass (GeV).")],
-    point: Annotated[Optional[str], typer.Option(help="Grid point name.")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output")] = None,
+    point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
 ) -> None:
     """Write the blind-window likelihood at one mass as a pyhf HistFactory workspace."""
     from gprpipe.steps.export import export_workspace
@@ -460,7 +461,7 @@ def export_pyhf(
 
 
 @app.command()
-def tui(config: Annotated[Optional[Path], typer.Argument(help="Config to open.")] = None) -> None:
+def tui(config: Annotated[Path | None, typer.Argument(help="Config to open.")] = None) -> None:
     """The textual app: build, validate, launch and watch runs."""
     from gprpipe.tui.app import GprpipeApp
 

@@ -50,7 +50,7 @@ def seed_for(base_seed: int, *parts: str | float | int) -> np.random.SeedSequenc
     words = [int(base_seed)]
     for p in parts:
         if isinstance(p, float):
-            words.append(int(round(p * 1e6)))
+            words.append(round(p * 1e6))
         elif isinstance(p, int):
             words.append(p)
         else:
@@ -66,7 +66,9 @@ def step_function(step: str) -> StepFunc:
     return importlib.import_module(f"gprpipe.steps.{step}").run
 
 
-def resolve_task(point_dir: Path, step: str, part: str | None, task_id: str | None) -> tuple[Task, Config]:
+def resolve_task(
+    point_dir: Path, step: str, part: str | None, task_id: str | None
+) -> tuple[Task, Config]:
     point_dir = Path(point_dir).resolve()
     config_path = Layout(point_dir).config
     if not config_path.is_file():

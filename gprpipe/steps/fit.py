@@ -1,0 +1,139 @@
+"""fit: the GP background at each test mass of a chunk, then a merge into ``fit.h5``.
+
+Per mass: blind window, GP fit on the sidebands (warm-started from the previous mass of
+the chunk, seeded restarts, convergence recorded), background ``b`` and covariance ``C``
+on the blind bins, signal template ``w`` and observed ``n``: everything needed to rebuild
+the likelihood. A mass whose fit fails gets a status reason and never stops the scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import h5py
+import numpy as np
+
+from gprpipe.config.schema import Config, Dataset
+from gprpipe.io.hdf5 import read_group, write_group, write_h5
+from gprpipe.pipeline.plan import MERGE, dataset_masses, mass_parts
+from gprpipe.stats.resolution import sigma_m
+from gprpipe.steps.load import read_load
+from gprpipe.steps.merge import collect, write_merged
+from gprpipe.steps.runner import seed_for
+
+if TYPE_CHECKING:
+    from gprpipe.stats.gp import GPHyper
+
+def resolution(ds: Dataset, m) -> np.ndarray:
+    """sigma(m) of a dataset (GeV), from its card's polynomial and optional tail."""
+    return sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
+
+
+@dataclass
+class MassFit:
+    index: int
+    mass: float
+    sigma: float
+    hyper: GPHyper | None
+    status: str
+    blind: dict[str, np.ndarray] | None  # edges, n, b, C, w
+    rho: float = float("nan")
+
+
+def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
+               masses: np.ndarray) -> list[MassFit]:
+    """GP fits for ``masses`` of dataset ``name``, warm-starting each from the previous."""
+    from gprpipe.stats.conversion import rho_window
+    from gprpipe.stats.gp import fit_window, length_scale_bounds, sigma_x
+    from gprpipe.stats.template import signal_template
+
+    ds = cfg.datasets[name]
+    all_masses = dataset_masses(cfg, name)
+    median_sx = float(np.median(sigma_x(all_masses, resolution(ds, all_masses))))
+    hi_factor = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
+    nsig = cfg.fit.blind_nsigma
+    start: GPHyper | None = None
+    out = []
+    for m in masses:
+        m = float(m)
+        index = int(np.argmin(np.abs(all_masses - m)))
+        s = float(resolution(ds, m))
+        try:
+            bounds = length_scale_bounds(float(sigma_x(m, s)), median_sx, cfg.fit.ls_lo_factor,
+                                         hi_factor, ds.ls_floor_factor)
+            seed = int(seed_for(cfg.base.seed, "fit", name, m).generate_state(1)[0])
+            wf = fit_window(edges, counts, m, s, blind_nsigma=nsig,
+                            train_exclude_nsigma=cfg.fit.train_exclude_nsigma,
+                            train_range=ds.data_range, ls_bounds=bounds,
+                            n_restarts=cfg.fit.n_restarts, seed=seed, start=start)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            out.append(MassFit(index, m, s, None, f"fit failed: {exc}", None))
+            continue
+        if wf.hyper.converged:
+            start = wf.hyper
+        idx = np.flatnonzero(wf.blind)
+        blind = {
+            "edges": edges[idx[0] : idx[-1] + 2],
+            "n": counts[wf.blind],
+            "b": wf.b,
+            "C": wf.C,
+            "w": signal_template(edges, m, s)[wf.blind],
+        }
+        rho = float(rho_window(edges, counts, m, s, nsig))
+        out.append(MassFit(index, m, s, wf.hyper, "ok", blind, rho))
+    return out
+
+
+def _write_dataset(f: h5py.File, name: str, fits: list[MassFit]) -> None:
+    g = f.require_group(name)
+    nan = float("nan")
+    write_group(g, {
+        "mass": [x.mass for x in fits],
+        "sigma_m": [x.sigma for x in fits],
+        "gp_length_scale": [x.hyper.length_scale if x.hyper else nan for x in fits],
+        "gp_amplitude": [x.hyper.amplitude if x.hyper else nan for x in fits],
+        "gp_lml": [x.hyper.lml if x.hyper else nan for x in fits],
+        "gp_converged": [bool(x.hyper and x.hyper.converged) for x in fits],
+        "gp_reason": [x.hyper.reason if x.hyper else "" for x in fits],
+        "status": [x.status for x in fits],
+    })
+    blind = g.require_group("blind")
+    for x in fits:
+        if x.blind is None:
+            continue
+        b = blind.create_group(str(x.index))
+        write_group(b, x.blind)
+        b.attrs.update(mass=x.mass, rho=x.rho, sigma_m=x.sigma)
+
+
+def run(ctx) -> None:
+    cfg, lay, part = ctx.config, ctx.layout, ctx.task.part
+    if part == MERGE:
+        merge(ctx)
+        return
+    name, masses = mass_parts(cfg)[part]
+    counts, edges = read_load(lay.load, name)
+    fits = fit_masses(cfg, name, counts, edges, masses)
+    with write_h5(lay.part("fit", part), ctx.attrs()) as f:
+        _write_dataset(f, name, fits)
+
+
+def merge(ctx) -> None:
+    """Concatenate the chunk files into ``fit.h5`` (blind groups copied as they are)."""
+    paths = list(ctx.task.inputs)
+    with write_h5(ctx.layout.fit, ctx.attrs()) as out:
+        write_merged(out, paths, collect(paths))
+
+
+def read_fit(path, name: str) -> dict[str, np.ndarray]:
+    """Per-mass arrays of one dataset from ``fit.h5``."""
+    with h5py.File(path, "r") as f:
+        return read_group(f[name])
+
+
+def read_blind(path, name: str, index: int) -> tuple[dict[str, np.ndarray], dict]:
+    """The blind-window arrays (edges, n, b, C, w) and attrs of one mass."""
+    with h5py.File(path, "r") as f:
+        g = f[name]["blind"][str(index)]
+        return read_group(g), dict(g.attrs)

@@ -1,0 +1,177 @@
+"""limit: per test mass, A_hat and sigma_A, the CLs upper limit and expected bands,
+local significance, eps^2; the merge adds the global p-value and writes ``limit.h5`` and
+``scan.csv`` (one row per dataset or ``combined`` and mass, DESIGN.md columns).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from gprpipe.config.schema import Config
+from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.hdf5 import write_group, write_h5
+from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, mass_parts
+from gprpipe.stats import significance
+from gprpipe.stats.conversion import eps2_from_A
+from gprpipe.stats.resolution import f_rad
+from gprpipe.steps.fit import read_blind, read_fit, resolution
+from gprpipe.steps.merge import collect
+from gprpipe.steps.runner import seed_for
+
+BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")  # N = -2, -1, 0, +1, +2
+COLUMNS = (
+    "dataset", "mass_GeV", "sigma_m_GeV", "A_hat", "sigma_A", "A_up",
+    *(f"A_exp_{b}" for b in BAND_COLS), "eps2_up", *(f"eps2_exp_{b}" for b in BAND_COLS),
+    "p0_local", "Z_local", "p0_global", "Z_global",
+    "gp_length_scale", "gp_amplitude", "gp_lml", "gp_converged", "status",
+)
+
+
+def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, float]:
+    """A_hat, sigma_A, observed and expected limits, q0 of one blind window."""
+    from gprpipe.stats import cls
+    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+
+    lim = cfg.limit
+    L = cholesky_jitter(C)
+    fit = fit_signal(n, b, L, w)
+    if lim.mode == "toys":
+        a_up = cls.upper_limit_toys(n, b, C, L, w, lim.alpha, lim.n_toys, rng)
+    else:
+        a_up = cls.upper_limit_asymptotic(n, b, L, w, lim.alpha)
+    if lim.bands == "toys":
+        bands = cls.expected_limits_toys(b, C, L, w, lim.alpha, lim.band_toys, rng)
+    else:
+        bands = cls.expected_limits_asymptotic(b, L, w, lim.alpha)
+    z = float(significance.z_local(significance.q0(n, b, L, w, fit=fit)))
+    row = {"A_hat": float(fit.A_hat), "sigma_A": float(fit.sigma_A), "A_up": float(a_up),
+           "p0_local": float(significance.p_local(z)), "Z_local": z}
+    row.update({f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands)})
+    return row
+
+
+def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[dict]:
+    ds = cfg.datasets[name]
+    fit = read_fit(ctx.layout.fit, name)
+    by_mass = {round(float(m), 9): i for i, m in enumerate(fit["mass"])}
+    all_masses = dataset_masses(cfg, name)
+    rows = []
+    for m in masses:
+        m = float(m)
+        i = by_mass.get(round(m, 9))
+        row: dict = {"dataset": name, "mass_GeV": m, "sigma_m_GeV": float(resolution(ds, m))}
+        if i is None:
+            rows.append({**row, "status": "no GP fit for this mass"})
+            continue
+        row.update({k: fit[k][i] for k in ("gp_length_scale", "gp_amplitude", "gp_lml")})
+        row["gp_converged"] = bool(fit["gp_converged"][i])
+        if fit["status"][i] != "ok":
+            rows.append({**row, "status": str(fit["status"][i])})
+            continue
+        index = int(np.argmin(np.abs(all_masses - m)))
+        blind, attrs = read_blind(ctx.layout.fit, name, index)
+        rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", name, m))
+        try:
+            row.update(window_limits(cfg, blind["n"], blind["b"], blind["C"], blind["w"], rng))
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+            rows.append({**row, "status": f"limit failed: {exc}"})
+            continue
+        k = float(eps2_from_A(1.0, m, float(f_rad(m, ds.frad_coeffs, ds.frad_penalty)),
+                              float(attrs["rho"])))
+        row["eps2_up"] = row["A_up"] * k
+        row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
+        row["status"] = "ok"
+        rows.append(row)
+    return rows
+
+
+def _to_arrays(rows: list[dict]) -> dict[str, np.ndarray]:
+    cols = {}
+    for c in COLUMNS:
+        if c == "dataset":
+            continue
+        vals = [r.get(c, float("nan")) for r in rows]
+        if c == "status":
+            cols[c] = np.array([str(v) for v in vals])
+        elif c == "gp_converged":
+            cols[c] = np.array([bool(v) if v == v else False for v in vals])
+        else:
+            cols[c] = np.array(vals, dtype=float)
+    cols["mass"] = cols["mass_GeV"]
+    return cols
+
+
+def run(ctx) -> None:
+    cfg, part = ctx.config, ctx.task.part
+    if part == MERGE:
+        merge(ctx)
+        return
+    name, masses = mass_parts(cfg)[part]
+    if name == COMBINED:
+        from gprpipe.steps.combine import combined_rows
+
+        rows = combined_rows(cfg, ctx, masses)
+    else:
+        rows = dataset_rows(cfg, ctx, name, masses)
+    with write_h5(ctx.layout.part("limit", part), ctx.attrs()) as f:
+        write_group(f.create_group(name), _to_arrays(rows))
+
+
+def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -> None:
+    """p0_global and Z_global from the Sidak correction with N_eff of the scan."""
+    if name == COMBINED:
+        names = cfg.scanned()
+        masses = arrays["mass_GeV"]
+        sigmas = np.min([resolution(cfg.datasets[d], masses) for d in names], axis=0)
+    else:
+        masses = dataset_masses(cfg, name)
+        sigmas = resolution(cfg.datasets[name], masses)
+    neff = significance.n_eff(masses, sigmas, cfg.fit.blind_nsigma)
+    p = significance.p_global_sidak(arrays["p0_local"], neff)
+    arrays["p0_global"] = p
+    arrays["Z_global"] = np.minimum(significance.z_from_p(p), arrays["Z_local"])
+    arrays["n_eff"] = np.full(len(p), neff)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else f"{float(v):.8g}"
+    return str(v)
+
+
+def scan_csv(per_ds: dict[str, dict[str, np.ndarray]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for name, arrays in per_ds.items():
+        for i in range(len(arrays["mass_GeV"])):
+            w.writerow([name if c == "dataset" else _fmt(arrays[c][i]) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def merge(ctx) -> None:
+    cfg = ctx.config
+    per_ds = collect(list(ctx.task.inputs))
+    if not per_ds:
+        raise GprpipeError(f"{ctx.layout.point_dir}: no limit results to merge.")
+    order = [*cfg.scanned(), COMBINED]
+    per_ds = {k: per_ds[k] for k in order if k in per_ds}
+    for name, arrays in per_ds.items():
+        global_significance(cfg, name, arrays)
+    with write_h5(ctx.layout.limit, ctx.attrs()) as f:
+        for name, arrays in per_ds.items():
+            write_group(f.create_group(name), arrays)
+    atomic_write_text(ctx.layout.scan_csv, scan_csv(per_ds))
+
+
+def read_scan(path) -> dict[str, dict[str, np.ndarray]]:
+    """Per-dataset arrays from ``limit.h5``."""
+    return collect([path])
