@@ -263,7 +263,7 @@ def _print_plan(tasks, engine, run_dir: Path, cfg) -> None:
     for t in tasks:
         deps = f"  (after {', '.join(t.deps)})" if t.deps else ""
         print(f"# {t.id}{deps}")
-        print(shlex.join(engine.command(t, run_dir=run_dir, env=THREAD_ENV)))
+        print(shlex.join(engine.command(t, run_dir=run_dir, env=THREAD_ENV, check_paths=False)))
 
 
 def _slurm_options(cfg):
@@ -457,7 +457,9 @@ def export_pyhf(
     from gprpipe.steps.export import export_workspace
 
     path, ws = export_workspace(run_dir, dataset, mass, point=point, output=output)
-    console.print(f"wrote {path} ({len(ws['channels'][0]['samples'][0]['data'])} bins)")
+    nbins = len(ws["channels"][0]["samples"][0]["data"])
+    unit = ws["measurements"][0]["name"].removeprefix("A_in_units_of_")
+    console.print(f"wrote {path}: {nbins} blind bins; POI A is the signal yield / {unit}")
 
 
 @app.command()

@@ -16,15 +16,10 @@ import numpy as np
 
 from gprpipe.config.schema import Config
 from gprpipe.pipeline.task import Task
+from gprpipe.stats.window import scan_masses
 
 MERGE = "merge"
 COMBINED = "combined"
-
-
-def scan_masses(lo: float, hi: float, step: float) -> np.ndarray:
-    """Masses lo, lo+step, ..., hi (inclusive, rounding-safe), in GeV."""
-    n = int(np.floor((hi - lo) / step + 1e-6)) + 1
-    return np.round(lo + step * np.arange(n), 9)
 
 
 def dataset_masses(config: Config, name: str) -> np.ndarray:
@@ -103,7 +98,8 @@ def _task(point: str, point_dir: Path, step: str, part: str | None, **kw) -> Tas
     if part:
         argv += ["--part", part]
     argv += ["--task", tid]
-    return Task(id=tid, point=point, step=step, point_dir=point_dir, argv=tuple(argv), part=part, **kw)
+    return Task(id=tid, point=point, step=step, point_dir=point_dir, argv=tuple(argv), part=part,
+                **kw)
 
 
 def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:

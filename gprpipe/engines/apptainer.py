@@ -1,0 +1,197 @@
+"""The Apptainer (formerly Singularity) engine, for clusters.
+
+Argument list of one task (``<...>`` are filled in; ``[...]`` only when it applies)::
+
+    apptainer exec --cleanenv --no-home
+        --bind <run_dir>
+        [--bind <point_dir>]                    # only if point_dir is outside run_dir
+        --bind <folder>:<folder>:ro ...         # each input folder outside run_dir, sorted
+        --pwd <point_dir>
+        --env K=V,K=V,...                       # task env + given env sorted by name, then
+                                                # GPRPIPE_ENGINE, GPRPIPE_IMAGE[, _DIGEST]
+        [--nv]                                  # only with gpu=True
+        <image> gprpipe <task.argv...>
+
+``<image>`` is a ``.sif`` file (made absolute), a sandbox directory, or a URI
+(``docker://``, ``library://``, ``oras://``, ``docker-archive:``, ...); a bare reference such
+as ``ghcr.io/org/gprpipe:0.1.0`` becomes ``docker://ghcr.io/org/gprpipe:0.1.0``. The default
+is ``gprpipe_<version>.sif`` in the current directory (what ``scripts/build-image.sh
+--engine apptainer`` writes). Apptainer splits ``--env`` and ``--bind`` values on commas, so
+values and paths containing commas are refused. The image digest is the sha256 of a local
+image file (computed once per engine); the gprpipe version check reads the image label
+``org.gprpipe.version`` of local images only (a ``docker://`` image is not pulled to check).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from gprpipe.engines.base import (
+    SKIP_VERSION_CHECK_HINT,
+    VERSION_LABEL,
+    Engine,
+    absolute,
+    build_command,
+    check_bind_path,
+    host_version,
+    input_folders,
+    merged_env,
+    within,
+)
+from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.task import Task
+
+_UNSET = object()
+_URI_PREFIXES = ("docker-archive:", "oci-archive:", "docker-daemon:", "oci:", "shub:")
+
+
+def normalise_image(image: str) -> str:
+    """``docker://...`` and other URIs as given; local files absolute; bare refs docker://."""
+    if "://" in image or image.startswith(_URI_PREFIXES):
+        return image
+    path = Path(os.path.expanduser(image))
+    looks_local = (
+        image.endswith((".sif", ".simg", ".img"))
+        or image.startswith(("/", "./", "../", "~"))
+        or path.exists()
+    )
+    return str(absolute(path)) if looks_local else f"docker://{image}"
+
+
+def default_sif() -> str:
+    return str(absolute(f"gprpipe_{host_version()}.sif"))
+
+
+class ApptainerEngine(Engine):
+    name = "apptainer"
+    exe = "apptainer"
+
+    def __init__(
+        self,
+        *,
+        image: str | None = None,
+        gpu: bool = False,
+        check_version: bool = True,
+        digest: str | None = None,
+    ) -> None:
+        """``digest``: the image digest if already known (skips hashing the .sif file)."""
+        self.image = normalise_image(image) if image else default_sif()
+        self.gpu = gpu
+        self.check_version = check_version
+        self._digest: object = _UNSET if digest is None else digest
+
+    @property
+    def local_image(self) -> Path | None:
+        """The image file or sandbox directory, or None for a URI."""
+        return None if ":" in self.image.split("/")[0] else Path(self.image)
+
+    def command(
+        self,
+        task: Task,
+        *,
+        run_dir: Path,
+        env: Mapping[str, str],
+        check_paths: bool = True,
+    ) -> list[str]:
+        run_dir = absolute(run_dir)
+        point_dir = absolute(task.point_dir)
+        mounts: list[tuple[Path, str]] = [(run_dir, "run directory")]
+        if not within(point_dir, run_dir):
+            mounts.append((point_dir, "point directory"))
+        mounts += [(f, "input folder") for f in input_folders(task, run_dir)]
+        for path, what in mounts:
+            if check_paths:
+                check_bind_path(path, task, what)
+            elif "," in str(path):  # even in a dry run: apptainer would split the bind list
+                raise GprpipeError(
+                    f"cannot bind {what} {path} for task {task.id} in apptainer because its "
+                    "path contains a comma"
+                )
+        argv = [self.exe, "exec", "--cleanenv", "--no-home"]
+        for path, what in mounts:
+            argv += ["--bind", f"{path}:{path}:ro" if what == "input folder" else str(path)]
+        argv += ["--pwd", str(point_dir)]
+        task_env = merged_env(task, env)
+        items = [(k, task_env[k]) for k in sorted(task_env)] + list(self.provenance().items())
+        for key, value in items:
+            if "," in value:
+                raise GprpipeError(
+                    f"environment variable {key} of task {task.id} contains a comma, which "
+                    "apptainer --env cannot pass"
+                )
+        argv += ["--env", ",".join(f"{k}={v}" for k, v in items)]
+        if self.gpu:
+            argv.append("--nv")
+        return [*argv, self.image, "gprpipe", *task.argv]
+
+    @property
+    def image_digest(self) -> str | None:
+        if self._digest is _UNSET:
+            self._digest = self._file_digest()
+        return self._digest or None  # type: ignore[return-value]
+
+    def _file_digest(self) -> str:
+        path = self.local_image
+        if path is None or not path.is_file():
+            return ""
+        sha = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(block)
+        return f"sha256:{sha.hexdigest()}"
+
+    def check(self) -> None:
+        exe = shutil.which(self.exe)
+        if exe is None:
+            raise GprpipeError(
+                "apptainer not found: load or install Apptainer (https://apptainer.org), "
+                "or use --engine podman or --engine local"
+            )
+        path = self.local_image
+        if path is None:
+            return  # a URI: apptainer pulls and caches it on first use
+        build = build_command(self.name, self.image)
+        if not path.exists():
+            raise GprpipeError(f"image {path} not found for apptainer: build it with {build}")
+        if not self.check_version:
+            return
+        proc = subprocess.run(
+            [exe, "inspect", "--json", "--labels", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        found = _label_from_inspect(proc.stdout) if proc.returncode == 0 else None
+        if not found:
+            raise GprpipeError(
+                f"image {path} does not record its gprpipe version (label {VERSION_LABEL}): "
+                f"rebuild it with {build} or skip the check with {SKIP_VERSION_CHECK_HINT}"
+            )
+        if found != host_version():
+            raise GprpipeError(
+                f"image {path} has gprpipe {found} but this host has {host_version()}: "
+                f"rebuild it with {build} or skip the check with {SKIP_VERSION_CHECK_HINT}"
+            )
+        _ = self.image_digest
+
+
+def _label_from_inspect(text: str) -> str | None:
+    """The version label from ``apptainer inspect --json --labels`` (or plain text) output."""
+    try:
+        data = json.loads(text)
+        labels = data.get("data", {}).get("attributes", {}).get("labels", {}) or {}
+        value = labels.get(VERSION_LABEL)
+        return str(value) if value else None
+    except (ValueError, AttributeError):
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == VERSION_LABEL:
+                return value.strip() or None
+        return None

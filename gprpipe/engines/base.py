@@ -1,0 +1,164 @@
+"""The engine interface and the helpers shared by the container engines.
+
+An engine turns a :class:`~gprpipe.pipeline.task.Task` into the argument list of the process
+that runs it (never a shell string). Executors start that process, capture its output in the
+task log and check its exit code.
+
+Container engines mount the run directory read-write and the folder of every input file that
+lies outside it read-only, each at the *same* path inside as outside, so the task's argv
+(absolute paths) works unchanged. They also pass ``GPRPIPE_ENGINE``, ``GPRPIPE_IMAGE`` and
+``GPRPIPE_IMAGE_DIGEST``, which the step writers record as the HDF5 attrs ``engine``,
+``image`` and ``image_digest`` (provenance).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import ClassVar
+
+import gprpipe
+from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.task import Task
+
+#: Image label (and image env ``GPRPIPE_VERSION``) recording the gprpipe version inside.
+VERSION_LABEL = "org.gprpipe.version"
+#: Environment variables set by the engines and recorded by the step writers.
+PROVENANCE_VARS = ("GPRPIPE_ENGINE", "GPRPIPE_IMAGE", "GPRPIPE_IMAGE_DIGEST")
+#: How a user skips the image version check (quoted in error messages).
+SKIP_VERSION_CHECK_HINT = "--set base.check_image_version=false"
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def host_version() -> str:
+    """The gprpipe version of this (host) installation."""
+    return gprpipe.__version__
+
+
+def default_image() -> str:
+    """Default container image: what ``scripts/build-image.sh`` tags by default."""
+    return f"localhost/gprpipe:{host_version()}"
+
+
+def build_command(engine: str, image: str) -> str:
+    """The exact command that builds ``image`` for ``engine`` (quoted in error messages)."""
+    return f"scripts/build-image.sh --engine {engine} --tag {image}"
+
+
+def absolute(path: str | os.PathLike[str]) -> Path:
+    """Absolute, normalised path (``..`` removed) without resolving symlinks."""
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def within(path: Path, folder: Path) -> bool:
+    """True when ``path`` is ``folder`` or lies below it (both absolute)."""
+    return path == folder or folder in path.parents
+
+
+def input_folders(task: Task, run_dir: Path) -> list[Path]:
+    """Distinct folders to mount read-only: those of ``task.inputs`` outside ``run_dir``.
+
+    For an input that is a symlink, the folder of its target is added too (the link must
+    resolve inside the container). Folders nested in another listed folder are dropped.
+    The result is sorted, so the argument list does not depend on the order of inputs.
+    """
+    run_dir = absolute(run_dir)
+    found: set[Path] = set()
+    for item in task.inputs:
+        path = absolute(item)
+        candidates = [path.parent]
+        real = Path(os.path.realpath(path))
+        if real.parent != path.parent:
+            candidates.append(real.parent)
+        for folder in candidates:
+            if not within(folder, run_dir):
+                found.add(folder)
+    return sorted(f for f in found if not any(g != f and within(f, g) for g in found))
+
+
+def check_bind_path(path: Path, task: Task, what: str = "input folder") -> None:
+    """Raise a GprpipeError when a bind source is missing or unusable in a bind spec."""
+    if ":" in str(path) or "," in str(path):
+        raise GprpipeError(
+            f"cannot mount {what} {path} for task {task.id} in a container because its path "
+            "contains ':' or ','"
+        )
+    if not path.is_dir():
+        raise GprpipeError(f"bind path {path} ({what} of task {task.id}) does not exist")
+
+
+def merged_env(task: Task, env: Mapping[str, str]) -> dict[str, str]:
+    """``task.env`` overlaid by ``env``, without the provenance variables the engine sets."""
+    merged = {**task.env, **env}
+    for key in merged:
+        if not _ENV_KEY.fullmatch(key):
+            raise GprpipeError(f"invalid environment variable name {key!r} for task {task.id}")
+    return {k: str(v) for k, v in merged.items() if k not in PROVENANCE_VARS}
+
+
+def container_name(task: Task) -> str:
+    """Unique container name ``gprpipe-<point>__<step>[__<part>]-<8 hex>`` (docker, podman)."""
+    slug = _NAME_BAD.sub("-", task.id.replace("/", "__")).strip("-.")[:80] or "task"
+    return f"gprpipe-{slug}-{uuid.uuid4().hex[:8]}"
+
+
+class Engine(ABC):
+    """How a task's command runs. Subclasses: local, docker, podman, apptainer.
+
+    ``command`` may be called from several threads; engines keep no per-task state.
+    """
+
+    name: ClassVar[str]
+    image: str | None = None
+    gpu: bool = False
+    check_version: bool = True
+
+    @abstractmethod
+    def command(
+        self,
+        task: Task,
+        *,
+        run_dir: Path,
+        env: Mapping[str, str],
+        check_paths: bool = True,
+    ) -> list[str]:
+        """Full argument list of the process that runs ``task``.
+
+        ``check_paths=False`` skips the existence checks of bind paths (for ``--dry-run``,
+        where the run directory may not exist yet).
+        """
+
+    def check(self) -> None:  # noqa: B027 - a no-op is the right default (local engine)
+        """Raise GprpipeError (one sentence) when the engine or its image cannot run tasks."""
+
+    @property
+    def image_digest(self) -> str | None:
+        """Digest (or id) of the image, when known; looked up once per engine."""
+        return None
+
+    def provenance(self) -> dict[str, str]:
+        """``GPRPIPE_ENGINE``/``GPRPIPE_IMAGE``/``GPRPIPE_IMAGE_DIGEST`` for the task env."""
+        out = {"GPRPIPE_ENGINE": self.name}
+        if self.image:
+            out["GPRPIPE_IMAGE"] = self.image
+        digest = self.image_digest
+        if digest:
+            out["GPRPIPE_IMAGE_DIGEST"] = digest
+        return out
+
+    def stop_command(self, argv: Iterable[str]) -> list[str] | None:
+        """Command that removes the container started by ``argv`` (None: nothing to stop).
+
+        Killing the ``docker``/``podman run`` client does not always stop the container;
+        executors call this after killing a task (timeout, Ctrl-C).
+        """
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(image={self.image!r}, gpu={self.gpu})"

@@ -1,0 +1,225 @@
+"""Docker and Podman engines (the same OCI ``run`` command line).
+
+Argument list of one task (``<...>`` are filled in; ``[...]`` only when it applies)::
+
+    <exe> run --rm --name gprpipe-<task id, / as __>-<8 hex> --network=none
+        [--userns=keep-id]                      # podman run by a non-root user only
+        --user <uid>:<gid> --security-opt label=disable
+        -v <run_dir>:<run_dir>
+        [-v <point_dir>:<point_dir>]            # only if point_dir is outside run_dir
+        -v <folder>:<folder>:ro ...             # each input folder outside run_dir
+        -w <point_dir>
+        -e K=V ...                              # task env + given env, sorted by name
+        -e GPRPIPE_ENGINE=<name> -e GPRPIPE_IMAGE=<image> [-e GPRPIPE_IMAGE_DIGEST=<digest>]
+        [--gpus all | --device nvidia.com/gpu=all]   # docker | podman, only with gpu=True
+        <image> gprpipe <task.argv...>
+
+Mounts keep host paths, so the task's absolute paths work unchanged. ``--user`` makes the
+outputs belong to the calling user; ``label=disable`` lets bind mounts be read on SELinux
+hosts (Fedora, RHEL) without relabelling the user's files, and is ignored elsewhere.
+Steps need no network: ``--network=none`` keeps them hermetic and starts containers faster
+(0.27 s instead of 0.45 s per task with podman here).
+The image digest is looked up once per engine (``image inspect``), not once per task.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import ClassVar
+
+from gprpipe.engines.base import (
+    SKIP_VERSION_CHECK_HINT,
+    VERSION_LABEL,
+    Engine,
+    absolute,
+    build_command,
+    check_bind_path,
+    container_name,
+    default_image,
+    host_version,
+    input_folders,
+    merged_env,
+    within,
+)
+from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.task import Task
+
+_UNSET = object()
+_MISSING_IMAGE = ("no such image", "image not known", "not found", "unable to find")
+_INSPECT_TIMEOUT = 60.0
+
+
+class OciEngine(Engine):
+    """Common code of docker and podman; ``exe`` is the client program."""
+
+    exe: ClassVar[str]
+    digest_format: ClassVar[str] = "{{.Id}}"
+
+    def __init__(
+        self,
+        *,
+        image: str | None = None,
+        gpu: bool = False,
+        check_version: bool = True,
+        digest: str | None = None,
+    ) -> None:
+        """``digest``: the image digest if already known (skips the ``image inspect``)."""
+        self.image = image or default_image()
+        self.gpu = gpu
+        self.check_version = check_version
+        self._digest: object = _UNSET if digest is None else digest
+
+    # -- the command ---------------------------------------------------------------------
+    def user_args(self) -> list[str]:
+        return ["--user", f"{os.getuid()}:{os.getgid()}", "--security-opt", "label=disable"]
+
+    def gpu_args(self) -> list[str]:
+        raise NotImplementedError
+
+    def command(
+        self,
+        task: Task,
+        *,
+        run_dir: Path,
+        env: Mapping[str, str],
+        check_paths: bool = True,
+    ) -> list[str]:
+        run_dir = absolute(run_dir)
+        point_dir = absolute(task.point_dir)
+        mounts: list[tuple[Path, str]] = [(run_dir, "run directory")]
+        if not within(point_dir, run_dir):
+            mounts.append((point_dir, "point directory"))
+        folders = input_folders(task, run_dir)
+        mounts += [(f, "input folder") for f in folders]
+        if check_paths:
+            for path, what in mounts:
+                check_bind_path(path, task, what)
+        argv = [self.exe, "run", "--rm", "--name", container_name(task), "--network=none"]
+        argv += self.user_args()
+        for path, what in mounts:
+            spec = f"{path}:{path}:ro" if what == "input folder" else f"{path}:{path}"
+            argv += ["-v", spec]
+        argv += ["-w", str(point_dir)]
+        task_env = merged_env(task, env)
+        for key in sorted(task_env):
+            argv += ["-e", f"{key}={task_env[key]}"]
+        for key, value in self.provenance().items():
+            argv += ["-e", f"{key}={value}"]
+        if self.gpu:
+            argv += self.gpu_args()
+        return [*argv, self.image, "gprpipe", *task.argv]
+
+    def stop_command(self, argv: Iterable[str]) -> list[str] | None:
+        args = list(argv)
+        if "--name" not in args[:-1]:
+            return None
+        return [self.exe, "rm", "-f", args[args.index("--name") + 1]]
+
+    # -- image inspection ----------------------------------------------------------------
+    def _inspect(self, fmt: str) -> subprocess.CompletedProcess[str]:
+        exe = shutil.which(self.exe)
+        if exe is None:
+            raise FileNotFoundError(self.exe)
+        return subprocess.run(
+            [exe, "image", "inspect", "--format", fmt, self.image],
+            capture_output=True,
+            text=True,
+            timeout=_INSPECT_TIMEOUT,
+            check=False,
+        )
+
+    @property
+    def image_digest(self) -> str | None:
+        if self._digest is _UNSET:
+            self._digest = self._lookup_digest()
+        return self._digest or None  # type: ignore[return-value]
+
+    def _lookup_digest(self) -> str:
+        for fmt in (self.digest_format, "{{.Id}}"):
+            try:
+                proc = self._inspect(fmt)
+            except (OSError, subprocess.SubprocessError):
+                return ""
+            value = proc.stdout.strip()
+            if proc.returncode == 0 and value and value != "<none>":
+                return value if ":" in value else f"sha256:{value}"
+        return ""
+
+    def not_installed_message(self) -> str:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        if shutil.which(self.exe) is None:
+            raise GprpipeError(self.not_installed_message())
+        build = build_command(self.name, self.image)
+        try:
+            proc = self._inspect(f'{{{{ index .Config.Labels "{VERSION_LABEL}" }}}}')
+        except subprocess.TimeoutExpired as exc:
+            raise GprpipeError(
+                f"{self.exe} image inspect {self.image} did not answer within "
+                f"{_INSPECT_TIMEOUT:.0f} s: check that {self.exe} works ({self.exe} info)"
+            ) from exc
+        if proc.returncode != 0:
+            err = proc.stderr.strip()
+            last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
+            if "daemon" in err.lower() and "connect" in err.lower():
+                raise GprpipeError(
+                    f"the {self.name.capitalize()} daemon is not reachable ({last}): start it or "
+                    "use --engine podman or --engine local"
+                )
+            if any(word in err.lower() for word in _MISSING_IMAGE):
+                raise GprpipeError(
+                    f"image {self.image} not found for {self.name}: build it with {build}"
+                )
+            raise GprpipeError(f"{self.exe} cannot inspect image {self.image}: {last}")
+        if not self.check_version:
+            return
+        found = proc.stdout.strip()
+        if found in ("", "<no value>"):
+            raise GprpipeError(
+                f"image {self.image} does not record its gprpipe version (label "
+                f"{VERSION_LABEL}): rebuild it with {build} or skip the check with "
+                f"{SKIP_VERSION_CHECK_HINT}"
+            )
+        if found != host_version():
+            raise GprpipeError(
+                f"image {self.image} has gprpipe {found} but this host has {host_version()}: "
+                f"rebuild it with {build} or skip the check with {SKIP_VERSION_CHECK_HINT}"
+            )
+        _ = self.image_digest  # look it up now, once, rather than from the first task
+
+
+class DockerEngine(OciEngine):
+    name = "docker"
+    exe = "docker"
+
+    def gpu_args(self) -> list[str]:
+        return ["--gpus", "all"]
+
+    def not_installed_message(self) -> str:
+        return (
+            "docker not found: install Docker, or use --engine podman "
+            "(scripts/setup-podman.sh) or --engine local"
+        )
+
+
+class PodmanEngine(OciEngine):
+    name = "podman"
+    exe = "podman"
+    digest_format = "{{.Digest}}"
+
+    def user_args(self) -> list[str]:
+        # Rootless podman maps container uids through a user namespace: keep-id makes the
+        # container user the calling user, so files in the run directory stay theirs.
+        keep = ["--userns=keep-id"] if os.getuid() != 0 else []
+        return [*keep, *super().user_args()]
+
+    def gpu_args(self) -> list[str]:
+        return ["--device", "nvidia.com/gpu=all"]
+
+    def not_installed_message(self) -> str:
+        return "podman not found: install it (scripts/setup-podman.sh) or use --engine local"
