@@ -255,7 +255,8 @@ def _print_plan(tasks, engine, run_dir: Path, cfg) -> None:
         from gprpipe.executors.slurm import render_scripts
 
         for script in render_scripts(tasks, run_dir=run_dir, engine=engine,
-                                     options=_slurm_options(cfg), env=THREAD_ENV):
+                                     options=_slurm_options(cfg), env=THREAD_ENV,
+                                     check_paths=False):
             print(f"# ---- {script.name}")
             print(script.text)
         return
@@ -286,7 +287,8 @@ def _submit_slurm(tasks, engine, run_dir, cfg, info, *, wait: bool, force: bool,
         tasks = [replace(t, argv=(*t.argv, "--force")) for t in tasks]
     fn = slurm.resubmit if resubmit else slurm.submit
     sub = fn(tasks, run_dir=run_dir, engine=engine, options=_slurm_options(cfg), env=THREAD_ENV)
-    console.print(f"Submitted {len(tasks)} tasks to SLURM: jobs {', '.join(sub.job_ids)}")
+    jobs = ", ".join(f"{k}={v}" for k, v in sub.job_ids.items())
+    console.print(f"Submitted {len(tasks)} tasks to SLURM as job arrays: {jobs}")
     if not wait:
         console.print(f"Watch with: gprpipe status {run_dir}")
         return True
@@ -299,6 +301,7 @@ def _submit_slurm(tasks, engine, run_dir, cfg, info, *, wait: bool, force: bool,
                             detail=" ".join(f"{k}={v}" for k, v in _count(states).items()))
 
         ok = slurm.wait(run_dir, tasks, progress=update)
+    slurm.poll(run_dir, tasks)  # writes failed markers for lost array elements
     _report_states(tasks)
     return ok
 
@@ -379,6 +382,10 @@ def rerun(
     chosen: set[str] = set()
     if failed:
         states = task_states(tasks)
+        if info.data.get("executor") == "slurm":
+            from gprpipe.executors import slurm
+
+            states = {k: (v, "") for k, v in slurm.poll(run_dir, tasks).items()}
         chosen |= {t.id for t in tasks if states[t.id][0] == "failed"}
     if masses:
         try:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from gprpipe.config.schema import Config
 from gprpipe.pipeline.cache import is_fresh
-from gprpipe.pipeline.state import read_state, write_state
+from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
+from gprpipe.steps.runner import remove_task_temps
 
 THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -103,6 +104,7 @@ def run_local(
                 if any(report.outcomes.get(d, Outcome("")).state in ("failed", "skipped")
                        for d in deps):
                     pending.remove(task)
+                    clear_state(task.point_dir, task.slug)  # no stale 'done' from an old run
                     finish(task, Outcome("skipped", message="an upstream task failed"))
                     progressed = True
                     continue
@@ -113,6 +115,7 @@ def run_local(
                 pending.remove(task)
                 progressed = True
                 if task.id not in forced and is_fresh(task, configs[task.point]):
+                    remove_task_temps(task)  # left by a killed, forced attempt
                     write_state(task.point_dir, task.slug, "done", "cached")
                     finish(task, Outcome("cached"))
                     continue
@@ -131,10 +134,13 @@ def run_local(
                     if code == 0:
                         finish(task, Outcome("done", secs))
                     else:
-                        if read_state(task.point_dir, task.slug)[0] != "failed":
+                        # the task's own one-sentence error, else the end of its log
+                        state, message = read_state(task.point_dir, task.slug)
+                        if state != "failed" or not message:
                             write_state(task.point_dir, task.slug, "failed",
                                         tail(task.log, 1) or f"exit code {code}")
-                        finish(task, Outcome("failed", secs, tail(task.log)))
+                            message = tail(task.log)
+                        finish(task, Outcome("failed", secs, message))
             elif not running and not progressed:  # unreachable dependencies
                 for task in pending:
                     finish(task, Outcome("skipped", message="dependencies cannot run"))

@@ -1,0 +1,75 @@
+"""End to end in real containers: the quickstart under Podman equals the local engine.
+
+Needs podman and the test image (scripts/setup-podman.sh, scripts/build-image.sh
+--engine podman --tag localhost/gprpipe:test, or GPRPIPE_TEST_IMAGE). Skips without them,
+except in CI (CI=true), where a missing prerequisite fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+
+def _require_podman() -> None:
+    reason = None
+    if shutil.which("podman") is None:
+        reason = "podman is not installed (scripts/setup-podman.sh)"
+    elif subprocess.run(["podman", "image", "exists", IMAGE]).returncode != 0:
+        reason = f"image {IMAGE} missing (scripts/build-image.sh --engine podman --tag {IMAGE})"
+    if reason:
+        if CI:
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+
+
+def gprpipe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gprpipe", *args], capture_output=True,
+                          text=True, cwd=REPO)
+
+
+def test_quickstart_in_podman_matches_local(tmp_path: Path) -> None:
+    _require_podman()
+    qs = "user_configs/quickstart.toml"
+    local = gprpipe("run", qs, "--set", f"base.output={tmp_path / 'local'}")
+    assert local.returncode == 0, local.stderr
+    pod = gprpipe("run", qs, "--engine", "podman", "--set", f"base.image={IMAGE}",
+                  "--set", f"base.output={tmp_path / 'podman'}")
+    assert pod.returncode == 0, pod.stderr + pod.stdout
+    a = (tmp_path / "local" / "nominal" / "scan.csv").read_bytes()
+    b = (tmp_path / "podman" / "nominal" / "scan.csv").read_bytes()
+    assert a == b
+    for name in ("load.h5", "fit.h5", "limit.h5"):
+        with h5py.File(tmp_path / "podman" / "nominal" / name) as f:
+            assert f.attrs["engine"] == "podman"
+            assert f.attrs["image"] == IMAGE
+            assert str(f.attrs["image_digest"]).startswith("sha256:")
+    for part in (tmp_path / "podman" / "nominal" / "parts").rglob("*.h5"):
+        with h5py.File(part) as f:
+            assert f.attrs["engine"] == "podman"
+    with h5py.File(tmp_path / "local" / "nominal" / "fit.h5") as f:
+        assert f.attrs["engine"] == "local"
+
+
+def test_failing_step_in_container_shows_its_error(tmp_path: Path) -> None:
+    _require_podman()
+    res = gprpipe("run", "user_configs/quickstart.toml", "--engine", "podman",
+                  "--set", f"base.image={IMAGE}", "--set", f"base.output={tmp_path}",
+                  "--set", "datasets.demo.hist=nope", "--steps", "load")
+    assert res.returncode == 1
+    assert "histogram 'nope' not found" in res.stderr
+    assert "input_hist" in res.stderr
+    status = gprpipe("status", str(tmp_path))
+    assert "failed" in status.stdout and "nominal/load" in status.stdout

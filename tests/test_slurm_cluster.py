@@ -1,0 +1,225 @@
+"""SLURM executor end to end on a real cluster (``scripts/local-slurm.sh start``).
+
+Skipped when ``sinfo`` does not answer, unless CI=true (then it fails: CI starts the
+cluster). The tasks are tiny Python one-liners that behave like ``gprpipe step``: they
+write their own running/done/failed markers and fail fast when an input is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gprpipe.errors import GprpipeError
+from gprpipe.executors import slurm
+from gprpipe.executors.slurm import SlurmOptions, load_jobs, poll, poll_details, resubmit, submit
+from gprpipe.pipeline.state import read_state
+from gprpipe.pipeline.task import Task
+
+pytestmark = pytest.mark.slurm
+REPO = Path(__file__).resolve().parents[1]
+
+# argv: POINT_DIR SLUG DEP_SLUG...; the file "fail-<slug>" makes it fail with a marker,
+# "die-<slug>" die without one (like a task killed for memory), "sleep-<slug>" sleep
+# (the seconds written in it, default 120)
+STEP = """
+import os, sys, pathlib, time
+from gprpipe.pipeline.state import read_state, write_state
+pd, slug, deps = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+write_state(pd, slug, "running")
+if (pd / f"sleep-{slug}").exists():
+    print("sleeping", flush=True)
+    time.sleep(float((pd / f"sleep-{slug}").read_text() or 120))
+if (pd / f"die-{slug}").exists():
+    print("dying without a marker", flush=True)
+    os._exit(9)
+missing = [d for d in deps if read_state(pd, d)[0] != "done"]
+if (pd / f"fail-{slug}").exists() or missing:
+    why = f"input {missing[0]} is missing" if missing else "bad histogram"
+    write_state(pd, slug, "failed", why)
+    print(why)
+    sys.exit(1)
+(pd / f"{slug}.out").write_text(str(os.environ.get("SLURM_ARRAY_JOB_ID")))
+write_state(pd, slug, "done")
+print("done")
+"""
+
+
+class PythonEngine:
+    """Stand-in engine: runs ``python <task.argv>`` (the tasks are ``-c`` one-liners)."""
+
+    def command(self, task: Task, *, run_dir: Path, env, check_paths: bool = True) -> list[str]:
+        return [sys.executable, *task.argv]
+
+
+def cluster_answers() -> bool:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return False
+    try:
+        res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0 and any(
+        s.strip("*~#") in ("idle", "mixed", "allocated", "completing")
+        for s in res.stdout.split()
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    if not cluster_answers():
+        msg = "no SLURM cluster answers (start one with: scripts/local-slurm.sh start)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def make_tasks(point_dir: Path) -> list[Task]:
+    def task(step: str, part: str, deps: tuple[Task, ...] = ()) -> Task:
+        tid = f"p0/{step}/{part}"
+        slug = tid.split("/", 1)[1].replace("/", "__")
+        argv = ("-c", STEP, str(point_dir), slug, *(d.slug for d in deps))
+        return Task(id=tid, point="p0", step=step, point_dir=point_dir, argv=argv, part=part,
+                    deps=tuple(d.id for d in deps))
+
+    work = [task("work", f"c{k}") for k in range(3)]
+    return [*work, task("work", "merge", tuple(work))]
+
+
+def test_submit_wait_fail_resubmit(cluster, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)  # no shared file system here
+    run = tmp_path / "run"
+    point = run / "p0"
+    point.mkdir(parents=True)
+    tasks = make_tasks(point)
+    c0, c1, c2, merge = tasks
+    (point / f"fail-{c1.slug}").touch()
+    (point / f"die-{c2.slug}").touch()
+    opts = SlurmOptions(time="00:05:00", memory="200M", max_parallel=2)
+    env = {"PYTHONPATH": str(REPO)}
+
+    t0 = time.perf_counter()
+    sub = submit(tasks, run_dir=run, engine=PythonEngine(), options=opts, env=env)
+    latency = time.perf_counter() - t0
+    assert [s.name for s in sub.scripts] == ["01_work", "02_work-merge"]
+    first, second = sub.job_ids["01_work"], sub.job_ids["02_work-merge"]
+    assert sub.dependencies == {"02_work-merge": f"afterany:{first}"}
+    assert set(poll(run, tasks).values()) <= {"pending", "running"}
+    assert poll_details(run, [merge])[merge.id].job == f"{second}_0"
+
+    seen: list[dict] = []
+    assert slurm.wait(run, tasks, progress=seen.append, interval=0.5) is False
+    took = time.perf_counter() - t0
+    details = poll_details(run, tasks)
+    assert {t: s.state for t, s in details.items()} == {
+        c0.id: "done", c1.id: "failed", c2.id: "failed", merge.id: "failed",
+    }
+    assert details[c1.id].message == "bad histogram"
+    assert details[c1.id].job == f"{first}_1"
+    # the sbatch script wrote the marker the dead task could not write
+    assert details[c2.id].message == (
+        "exit code 9 without a done/failed marker: dying without a marker"
+    )
+    # afterany: the merge ran after the failures and failed fast on its missing input
+    assert details[merge.id].message == f"input {c1.slug} is missing"
+    assert (point / f"{c0.slug}.out").read_text() == first
+    assert c0.log.read_text().splitlines()[-1] == "done"
+    assert (run / "slurm" / "logs" / "01_work_0.out").exists()
+    assert any(s in ("pending", "running") for s in seen[0].values())
+    assert seen[-1] == poll(run, tasks)
+
+    # fix the causes, resubmit exactly the failed tasks (and their dependent, the merge)
+    (point / f"fail-{c1.slug}").unlink()
+    (point / f"die-{c2.slug}").unlink()
+    failed = [t for t, s in poll(run, tasks).items() if s == "failed"]
+    assert failed == [c1.id, c2.id, merge.id]
+    done_before = (point / ".state" / f"{c0.slug}.done").read_text()
+    t1 = time.perf_counter()
+    again = resubmit([c1.id, c2.id], tasks=tasks, run_dir=run, engine=PythonEngine(),
+                     options=opts, env=env)
+    assert [s.name for s in again.scripts] == ["03_work", "04_work-merge"]
+    assert again.scripts[0].task_ids == (c1.id, c2.id)  # indices 0 and 1 of the new array
+    assert "#SBATCH --array=0-1%2" in again.scripts[0].text
+    third = again.job_ids["03_work"]
+    assert again.dependencies == {"04_work-merge": f"afterany:{third}"}
+    with pytest.raises(GprpipeError, match=r"still (pending|running) in SLURM"):
+        resubmit([c1.id], tasks=tasks, run_dir=run, engine=PythonEngine(), options=opts,
+                 env=env)
+
+    assert slurm.wait(run, tasks, interval=0.5) is True
+    took_rerun = time.perf_counter() - t1
+    assert poll(run, tasks) == dict.fromkeys([c0.id, c1.id, c2.id, merge.id], "done")
+    assert poll_details(run, [c2])[c2.id].job == f"{third}_1"
+    # the task that was done was not run again
+    assert (point / ".state" / f"{c0.slug}.done").read_text() == done_before
+    assert (point / f"{c0.slug}.out").read_text() == first
+    assert (point / f"{c1.slug}.out").read_text() == third
+    assert read_state(point, merge.slug)[0] == "done"
+    subs = load_jobs(run)["submissions"]
+    assert [s["kind"] for s in subs] == ["submit", "resubmit"]
+    assert [j["job_id"] for s in subs for j in s["jobs"]] == [first, second, third,
+                                                              again.job_ids["04_work-merge"]]
+    print(f"\nsbatch of 2 scripts: {latency:.2f} s; 3-task array + merge (2 CPUs, "
+          f"%2): {took:.1f} s; rerun of 2 tasks + merge: {took_rerun:.1f} s")
+
+
+def test_cancelled_tasks_are_failed(cluster, tmp_path: Path, monkeypatch) -> None:
+    """scancel of a running task (as at a time limit) and of a task that never started."""
+    monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    run = point.parent
+    sleeper, held = (Task(id=f"p0/{s}/x", point="p0", step=s, point_dir=point, part="x",
+                          argv=("-c", STEP, str(point), f"{s}__x")) for s in ("nap", "held"))
+    (point / f"sleep-{sleeper.slug}").touch()
+    env = {"PYTHONPATH": str(REPO)}
+    first = submit([sleeper], run_dir=run, engine=PythonEngine(), options=SlurmOptions(),
+                   env=env).job_ids["01_nap"]
+    second = submit([held], run_dir=run, engine=PythonEngine(),
+                    options=SlurmOptions(extra=("--hold",)), env=env).job_ids["02_held"]
+    deadline = time.monotonic() + 60
+    while poll(run, [sleeper])[sleeper.id] != "running" or not sleeper.log.exists():
+        assert time.monotonic() < deadline, "the task did not start within 60 s"
+        time.sleep(0.3)
+    assert poll_details(run, [held])[held.id].slurm_state == "PENDING"
+    time.sleep(1.0)  # let it write its running marker and print
+    subprocess.run(["scancel", first, second], check=True)
+    assert slurm.wait(run, [sleeper, held], interval=0.5) is False
+    details = poll_details(run, [sleeper, held])
+    assert details[sleeper.id].state == "failed"
+    assert details[sleeper.id].message == (
+        "exit code 143 (signal 15) without a done/failed marker: sleeping"
+    )
+    assert details[held.id].state == "failed"
+    assert details[held.id].message.startswith(
+        f"SLURM job {second}_0 ended CANCELLED without a done/failed marker"
+    )
+    # the verdict is kept in the markers, for readers that do not ask SLURM
+    assert read_state(point, held.slug) == ("failed", details[held.id].message)
+
+
+def test_dependency_on_a_task_queued_earlier(cluster, tmp_path: Path) -> None:
+    """A submission whose tasks need a task still queued from an earlier one waits for it."""
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    run = point.parent
+    first = Task(id="p0/a/x", point="p0", step="a", point_dir=point, part="x",
+                 argv=("-c", STEP, str(point), "a__x"))
+    second = Task(id="p0/b/x", point="p0", step="b", point_dir=point, part="x",
+                  argv=("-c", STEP, str(point), "b__x", "a__x"), deps=(first.id,))
+    (point / "sleep-a__x").write_text("3")
+    env = {"PYTHONPATH": str(REPO)}
+    ja = submit([first], run_dir=run, engine=PythonEngine(), options=SlurmOptions(),
+                env=env).job_ids["01_a"]
+    sub = submit([second], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env)
+    assert sub.dependencies == {"02_b": f"afterany:{ja}_0"}
+    assert slurm.wait(run, [first, second], interval=0.5) is True
+    assert slurm.job_ids_by_task(run) == {first.id: f"{ja}_0",
+                                          second.id: f"{sub.job_ids['02_b']}_0"}

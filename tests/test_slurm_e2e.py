@@ -1,0 +1,91 @@
+"""`gprpipe run --executor slurm --wait` on a real single-node cluster, as a user runs it.
+
+Needs a running cluster (scripts/local-slurm.sh start). Skips without one, except in CI
+(CI=true), where a missing cluster fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _cluster() -> None:
+    ok = shutil.which("sinfo") and subprocess.run(
+        ["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    if not ok:
+        if CI:
+            pytest.fail("CI=true and no SLURM cluster answers (scripts/local-slurm.sh start)")
+        pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
+
+
+def gprpipe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gprpipe", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=900)
+
+
+def test_quickstart_on_slurm_matches_local(tmp_path: Path) -> None:
+    qs = "user_configs/quickstart.toml"
+    local = gprpipe("run", qs, "--set", f"base.output={tmp_path / 'local'}")
+    assert local.returncode == 0, local.stderr
+    res = gprpipe("run", qs, "--executor", "slurm", "--wait",
+                  "--set", f"base.output={tmp_path / 'slurm'}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "job arrays" in res.stdout
+    a = (tmp_path / "local" / "nominal" / "scan.csv").read_bytes()
+    b = (tmp_path / "slurm" / "nominal" / "scan.csv").read_bytes()
+    assert a == b
+    scripts = sorted((tmp_path / "slurm" / "slurm").glob("*.sbatch"))
+    assert any("#SBATCH --array=0-" in s.read_text() for s in scripts)
+    jobs = json.loads((tmp_path / "slurm" / "slurm" / "jobs.json").read_text())
+    assert jobs
+    status = gprpipe("status", str(tmp_path / "slurm"))
+    assert status.returncode == 0
+    assert "done=6" in status.stdout
+
+
+def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
+    """One grid point's data file is missing: only its tasks fail; once the file exists,
+    `rerun --failed` resubmits exactly those tasks and the run completes."""
+    missing = tmp_path / "later.root"
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(
+        f'[base]\ntemplate = "{REPO / "user_configs" / "quickstart.toml"}"\n'
+        f'output = "{tmp_path / "run"}"\n'
+        '[scan]\nmasses = [0.045, 0.06]\n'
+        '[steps]\nrun = ["load", "fit", "limit"]\n'
+        f'[grid]\n"datasets.demo.path" = ["{REPO / "gprpipe" / "data" / "demo_2015.root"}",'
+        f' "{missing}"]\n'
+    )
+    res = gprpipe("run", str(cfg), "--executor", "slurm", "--wait")
+    assert res.returncode == 1
+    status = gprpipe("status", str(tmp_path / "run"))
+    lines = status.stdout
+    assert "data file not found" in lines
+    points = [p.name for p in (tmp_path / "run").iterdir() if p.is_dir() and p.name != "slurm"]
+    assert len(points) == 2
+    good = next(p for p in points if "demo_2015" in p)
+    bad = next(p for p in points if p != good)
+    assert (tmp_path / "run" / good / "scan.csv").exists()
+    assert not (tmp_path / "run" / bad / "scan.csv").exists()
+    good_mtime = (tmp_path / "run" / good / "limit.h5").stat().st_mtime_ns
+
+    shutil.copy(REPO / "gprpipe" / "data" / "demo_2015.root", missing)
+    res = gprpipe("rerun", str(tmp_path / "run"), "--failed", "--wait")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{good}/" not in res.stdout.split("Rerunning", 1)[1].split("\n", 1)[0]
+    assert (tmp_path / "run" / bad / "scan.csv").exists()
+    assert (tmp_path / "run" / good / "limit.h5").stat().st_mtime_ns == good_mtime
+    status = gprpipe("status", str(tmp_path / "run"))
+    assert "failed=" not in status.stdout

@@ -1,0 +1,293 @@
+"""SLURM executor without a cluster: exact sbatch text, jobs.json, missing sbatch."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from gprpipe.engines import get_engine
+from gprpipe.errors import GprpipeError
+from gprpipe.executors.slurm import (
+    NO_SBATCH,
+    SlurmOptions,
+    group_name,
+    load_jobs,
+    poll_details,
+    render_scripts,
+    resubmit,
+    submit,
+)
+from gprpipe.pipeline.state import write_state
+from gprpipe.pipeline.task import Task
+
+OPTIONS = SlurmOptions(
+    partition="debug", account="hps", time="00:30:00", memory="2G", cpus_per_task=1,
+    max_parallel=4, extra=("--constraint=avx2", "#SBATCH --exclusive"),
+)
+ENV = {"GPRPIPE_TEST": "a b", "OMP_NUM_THREADS": "1"}
+
+
+def make_task(run: Path, step: str, part: str | None = None, deps: tuple[str, ...] = ()) -> Task:
+    point_dir = run / "p0"
+    tid = f"p0/{step}" + (f"/{part}" if part else "")
+    argv = ["step", step, "--point-dir", str(point_dir)]
+    if part:
+        argv += ["--part", part]
+    argv += ["--task", tid]
+    return Task(id=tid, point="p0", step=step, point_dir=point_dir, argv=tuple(argv),
+                part=part, deps=deps)
+
+
+def plan(run: Path) -> list[Task]:
+    """load -> fit (2 chunks) -> fit merge -> limit (1 chunk) -> limit merge; inject after fit."""
+    load = make_task(run, "load")
+    fits = [make_task(run, "fit", f"2015-00{k}", (load.id,)) for k in range(2)]
+    fit_merge = make_task(run, "fit", "merge", tuple(t.id for t in fits))
+    limit = make_task(run, "limit", "2015-000", (load.id, fit_merge.id))
+    limit_merge = make_task(run, "limit", "merge", (limit.id,))
+    inject = make_task(run, "inject", "2015-40MeV", (load.id, fit_merge.id))
+    return [load, *fits, fit_merge, limit, limit_merge, inject]
+
+
+def header(group: str, array: str, log: Path, comment: str, run: Path) -> str:
+    return f"""#!/bin/bash
+#SBATCH --job-name=gprpipe-{group}
+#SBATCH --array={array}
+#SBATCH --output={log}
+#SBATCH --time=00:30:00
+#SBATCH --mem=2G
+#SBATCH --cpus-per-task=1
+#SBATCH --partition=debug
+#SBATCH --account=hps
+#SBATCH --constraint=avx2
+#SBATCH --exclusive
+# gprpipe: {comment}; index -> task id in {run}/slurm/jobs.json
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 VECLIB_MAXIMUM_THREADS=1 \
+NUMEXPR_NUM_THREADS=1 PYTHONUNBUFFERED=1
+export GPRPIPE_TEST='a b'
+cd {run} || exit 1
+"""
+
+
+RUN_FUNCTION = r"""set -o pipefail
+trap 'echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
+task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
+    local log=$1 marker=$2 code=0 why
+    shift 2
+    mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
+    echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), log $log"
+    "$@" 2>&1 | tee "$log" || code=$?
+    if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then
+        # the task died before writing its marker (crash, out of memory, time limit)
+        why="exit code $code"
+        ((code > 128)) && why="$why (signal $((code - 128)))"
+        why="$why without a done/failed marker"
+        why="$why: $(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)"
+        printf '{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", ' \
+            "$(date +%s)" "$(hostname)" "${SLURM_JOB_ID:-}" >"$marker.failed.tmp"
+        printf '"message": "%s"}\n' "$why" >>"$marker.failed.tmp"
+        mv -f "$marker.failed.tmp" "$marker.failed"
+        rm -f "$marker.running"
+    fi
+    return "$code"
+}
+case "$SLURM_ARRAY_TASK_ID" in
+"""
+
+
+
+def case_line(i: int, task: Task) -> str:
+    cmd = shlex.join([sys.executable, "-m", "gprpipe", *task.argv])
+    d = task.point_dir
+    return f"    {i}) task {d}/logs/{task.slug}.log {d}/.state/{task.slug} {cmd} ;;\n"
+
+
+FOOTER = """\
+    *) echo "gprpipe: no task for array index $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;
+esac
+exit $?
+"""
+
+
+def test_exact_script_text(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    tasks = plan(run)
+    scripts = render_scripts(tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS,
+                             env=ENV)
+    assert [s.name for s in scripts] == [
+        "01_load", "02_fit", "03_fit-merge", "04_limit", "05_limit-merge", "06_inject",
+    ]
+    assert [s.after for s in scripts] == [
+        (), ("01_load",), ("02_fit",), ("01_load", "03_fit-merge"), ("04_limit",),
+        ("01_load", "03_fit-merge"),
+    ]
+    logs = run / "slurm" / "logs"
+    load, fit0, fit1, fit_merge = tasks[:4]
+    assert scripts[0].text == (
+        header("load", "0-0%4", logs / "01_load_%a.out", "group load, 1 task(s)", run)
+        + RUN_FUNCTION + case_line(0, load) + FOOTER
+    )
+    assert scripts[1].text == (
+        header("fit", "0-1%4", logs / "02_fit_%a.out", "group fit, 2 task(s), after 01_load",
+               run)
+        + RUN_FUNCTION + case_line(0, fit0) + case_line(1, fit1) + FOOTER
+    )
+    assert scripts[2].text == (
+        header("fit-merge", "0-0%4", logs / "03_fit-merge_%a.out",
+               "group fit-merge, 1 task(s), after 02_fit", run)
+        + RUN_FUNCTION + case_line(0, fit_merge) + FOOTER
+    )
+    assert scripts[1].task_ids == ("p0/fit/2015-000", "p0/fit/2015-001")
+    assert scripts[1].path == run / "slurm" / "02_fit.sbatch"
+    assert group_name(fit_merge) == "fit-merge"
+
+
+def test_minimal_options_and_task_env(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    task = make_task(run, "load")
+    task.env["GPRPIPE_SEED"] = "7"
+    (script,) = render_scripts([task], run_dir=run, engine=get_engine("local"),
+                               options=SlurmOptions(), env={})
+    lines = script.text.splitlines()
+    assert lines[1:7] == [
+        "#SBATCH --job-name=gprpipe-load",
+        "#SBATCH --array=0-0",
+        f"#SBATCH --output={run}/slurm/logs/01_load_%a.out",
+        "#SBATCH --time=01:00:00",
+        "#SBATCH --mem=4G",
+        "#SBATCH --cpus-per-task=1",
+    ]
+    assert not any(x.startswith(("#SBATCH --partition", "#SBATCH --account", "#SBATCH --qos"))
+                   for x in lines)
+    assert "    0) GPRPIPE_SEED=7 task " in script.text
+
+
+def test_dry_run_writes_scripts_and_jobs_json(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    tasks = plan(run)
+    for _ in range(2):  # a second dry run replaces the first preview
+        sub = submit(tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV,
+                     dry_run=True)
+    assert sub.dry_run and sub.job_ids == {}
+    assert sub.dependencies == {
+        "02_fit": "afterany:<01_load>",
+        "03_fit-merge": "afterany:<02_fit>",
+        "04_limit": "afterany:<01_load>:<03_fit-merge>",
+        "05_limit-merge": "afterany:<04_limit>",
+        "06_inject": "afterany:<01_load>:<03_fit-merge>",
+    }
+    for s in sub.scripts:
+        assert s.path.read_text() == s.text
+    assert (run / "slurm" / "logs").is_dir()
+    assert "# sbatch --parsable '--dependency=afterany:<01_load>' " in sub.text()
+
+    data = json.loads((run / "slurm" / "jobs.json").read_text())
+    assert data["run_dir"] == str(run)
+    (rec,) = data["submissions"]
+    assert rec["kind"] == "submit" and rec["dry_run"] is True
+    assert rec["options"] == {
+        "partition": "debug", "account": "hps", "qos": None, "time": "00:30:00",
+        "memory": "2G", "cpus_per_task": 1, "max_parallel": 4,
+        "extra": ["--constraint=avx2", "#SBATCH --exclusive"],
+    }
+    assert rec["jobs"][1] == {
+        "script": "slurm/02_fit.sbatch",
+        "group": "fit",
+        "job_id": None,
+        "array": "0-1",
+        "after": ["01_load"],
+        "dependency": "afterany:<01_load>",
+        "log": "slurm/logs/02_fit_%a.out",
+        "tasks": ["p0/fit/2015-000", "p0/fit/2015-001"],
+    }
+    assert [j["tasks"] for j in rec["jobs"]] == [
+        ["p0/load"], ["p0/fit/2015-000", "p0/fit/2015-001"], ["p0/fit/merge"],
+        ["p0/limit/2015-000"], ["p0/limit/merge"], ["p0/inject/2015-40MeV"],
+    ]
+
+
+def test_resubmit_maps_indices_anew_with_dependents(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    tasks = plan(run)
+    submit(tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV,
+           dry_run=True)
+    # pretend the first submission was real (job ids 101..106)
+    data = load_jobs(run)
+    data["submissions"][0]["dry_run"] = False
+    for k, job in enumerate(data["submissions"][0]["jobs"]):
+        job["job_id"] = str(101 + k)
+    (run / "slurm" / "jobs.json").write_text(json.dumps(data))
+
+    sub = resubmit(["p0/fit/2015-001"], tasks=tasks, run_dir=run, engine=get_engine("local"),
+                   options=OPTIONS, env=ENV, dry_run=True)
+    assert [s.name for s in sub.scripts] == [
+        "07_fit", "08_fit-merge", "09_limit", "10_limit-merge", "11_inject",
+    ]
+    assert sub.scripts[0].task_ids == ("p0/fit/2015-001",)
+    assert "#SBATCH --array=0-0%4" in sub.scripts[0].text
+    assert "--part 2015-001" in sub.scripts[0].text and "2015-000" not in sub.scripts[0].text
+    assert sub.dependencies["08_fit-merge"] == "afterany:<07_fit>"
+    subs = load_jobs(run)["submissions"]
+    assert [(s["kind"], s["dry_run"]) for s in subs] == [("submit", False), ("resubmit", True)]
+
+    only = resubmit(["p0/fit/2015-001"], tasks=tasks, run_dir=run, engine=get_engine("local"),
+                    options=OPTIONS, env=ENV, dry_run=True, with_dependents=False)
+    assert [s.name for s in only.scripts] == ["07_fit"]
+    with pytest.raises(GprpipeError, match="no task 'p0/nope'"):
+        resubmit(["p0/nope"], tasks=tasks, run_dir=run, engine=get_engine("local"),
+                 options=OPTIONS, env=ENV, dry_run=True)
+
+
+def test_missing_sbatch_is_one_sentence(tmp_path: Path, monkeypatch) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    run = tmp_path / "run"
+    with pytest.raises(GprpipeError) as err:
+        submit(plan(run), run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV)
+    assert str(err.value) == (
+        "no SLURM here: sbatch not found; submit from a login node or use --executor local"
+    )
+    assert str(err.value) == NO_SBATCH
+    assert not (run / "slurm").exists()
+
+
+def test_poll_without_submission_reads_markers(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    tasks = plan(run)
+    write_state(tasks[0].point_dir, tasks[0].slug, "done")
+    write_state(tasks[1].point_dir, tasks[1].slug, "failed", "mass 0.999 GeV is outside")
+    details = poll_details(run, tasks)
+    assert details["p0/load"].state == "done"
+    assert details["p0/fit/2015-000"].state == "failed"
+    assert details["p0/fit/2015-000"].message == "mass 0.999 GeV is outside"
+    assert {details[t.id].state for t in tasks[2:]} == {"pending"}
+    assert not any(s.active for s in details.values())
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(GprpipeError, match="max_parallel"):
+        SlurmOptions(max_parallel=0)
+    with pytest.raises(GprpipeError, match=r"slurm\.time"):
+        SlurmOptions(time="1 hour")
+
+
+def test_group_larger_than_max_array_size_is_split(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    load = make_task(run, "load")
+    fits = [make_task(run, "fit", f"2015-00{k}", (load.id,)) for k in range(5)]
+    merge = make_task(run, "fit", "merge", tuple(t.id for t in fits))
+    scripts = render_scripts([load, *fits, merge], run_dir=run, engine=get_engine("local"),
+                             options=SlurmOptions(), env={}, max_array_size=2)
+    assert [(s.name, len(s.task_ids)) for s in scripts] == [
+        ("01_load", 1), ("02_fit", 2), ("03_fit", 2), ("04_fit", 1), ("05_fit-merge", 1),
+    ]
+    assert scripts[4].after == ("02_fit", "03_fit", "04_fit")
+    assert "#SBATCH --array=0-1\n" in scripts[2].text
+    assert "# gprpipe: group fit (part 2 of 3: MaxArraySize is 2), 2 task(s), after 01_load;" \
+        in scripts[2].text
+    assert scripts[3].task_ids == ("p0/fit/2015-004",)
