@@ -25,7 +25,7 @@ from gprpipe.config.loader import (
     set_dotted,
 )
 from gprpipe.config.render import render_config
-from gprpipe.config.schema import Config, validate
+from gprpipe.config.schema import Base, Config, validate
 from gprpipe.errors import ConfigError, GprpipeError
 
 __all__ = ["Config", "Point", "load", "load_points", "point_config_from_file"]
@@ -48,7 +48,12 @@ class Point:
 
 def load(path: Path | str, overrides: Sequence[str] = ()) -> Loaded:
     """Merged (unrendered) config of ``path`` with ``--set`` overrides applied."""
-    return apply_overrides(load_chain(path), list(overrides))
+    loaded = apply_overrides(load_chain(path), list(overrides))
+    base = loaded.data.setdefault("base", {})
+    if isinstance(base, dict):  # a chain ended by ``template = false``: render this default too
+        for key in ("name", "output"):
+            base.setdefault(key, Base.model_fields[key].default)
+    return loaded
 
 
 def _where(loaded: Loaded):
@@ -127,6 +132,8 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
             data = render_config(data, where)
         except ConfigError as exc:
             errors += exc.errors
+            # still report unknown keys (typos), which do not depend on rendering
+            errors += [e for e in validate(data, where)[1] if ": unknown key" in e]
             continue
         _resolve_paths(data, loaded)
         model, errs = validate(data, where)

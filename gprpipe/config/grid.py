@@ -31,7 +31,9 @@ def grid_axes(grid: Mapping[str, Any], where=lambda key: key) -> list[list[dict[
             lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in flat.items()}
             if any(n <= 0 for n in lengths.values()):
                 bad = next(k for k, n in lengths.items() if n <= 0)
-                errors.append(f"{where('grid.zip.' + bad)}: grid.zip.{bad} must be a non-empty list.")
+                errors.append(
+                    f"{where('grid.zip.' + bad)}: grid.zip.{bad} must be a non-empty list."
+                )
             elif len(set(lengths.values())) > 1:
                 shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
                 errors.append(f"{where('grid.zip')}: grid.zip lists differ in length ({shown}).")

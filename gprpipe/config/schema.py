@@ -16,7 +16,8 @@ Step = Literal["load", "fit", "limit", "inject", "plot"]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # coerce_numbers_to_str: ``--set base.name=2015`` (parsed as TOML: an int) is a name
+    model_config = ConfigDict(extra="forbid", validate_default=True, coerce_numbers_to_str=True)
 
 
 class Base(Section):
@@ -178,9 +179,11 @@ def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None
                 msg = f"unknown key{hint}"
             elif err["type"] == "missing":
                 msg = "required but not set"
+            elif err["type"] == "value_error":  # our validators' messages show the value
+                msg = err["msg"].removeprefix("Value error, ")
             else:
                 value = err.get("input")
                 shown = f" (got {value!r})" if not isinstance(value, dict) else ""
-                msg = f"{err['msg'].removeprefix('Value error, ')}{shown}"
-            errors.append(f"{where(dotted)}: {msg}.")
+                msg = f"{err['msg']}{shown}"
+            errors.append(f"{where(dotted)}: {msg}" + ("" if msg.endswith("?") else "."))
         return None, errors

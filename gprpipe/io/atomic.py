@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -40,3 +41,19 @@ def atomic_write_text(target: Path | str, text: str) -> None:
 def atomic_write_bytes(target: Path | str, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def remove_stale_temps(target: Path | str) -> int:
+    """Remove temporary files that a killed writer of ``target`` left beside it.
+
+    Only the owner of ``target`` may call this (a task for its own outputs), never while
+    another process could be writing ``target``. Returns the number of files removed.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return 0
+    n = 0
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        n += 1
+    return n

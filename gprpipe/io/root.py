@@ -33,9 +33,12 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
         except (KeyError, uproot.KeyInFileError):
             keys = _keys(f)
             close = difflib.get_close_matches(name, keys, n=5, cutoff=0.4)
-            hint = f"; close matches: {', '.join(close)}" if close else (
-                f"; it holds: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}" if keys else ""
-            )
+            if close:
+                hint = f"; close matches: {', '.join(close)}"
+            elif keys:
+                hint = f"; it holds: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+            else:
+                hint = ""
             raise GprpipeError(f"{path}: histogram {name!r} not found{hint}.") from None
         cls = getattr(obj, "classname", type(obj).__name__)
         if not (cls.startswith("TH1") and hasattr(obj, "to_numpy")):
@@ -58,10 +61,11 @@ def rebin(counts: np.ndarray, edges: np.ndarray, factor: int) -> tuple[np.ndarra
     return counts[:n].reshape(-1, factor).sum(axis=1), edges[: n + 1 : factor]
 
 
-def write_hist(path: Path | str, counts: np.ndarray, edges: np.ndarray, name: str = "input_hist") -> None:
+def write_hist(
+    path: Path | str, counts: np.ndarray, edges: np.ndarray, name: str = "input_hist"
+) -> None:
     """Write a TH1D (used by demo-data and tests)."""
     from gprpipe.io.atomic import atomic_path
 
-    with atomic_path(path, suffix=".root") as tmp:
-        with uproot.recreate(tmp) as f:
-            f[name] = (np.asarray(counts, dtype=float), np.asarray(edges, dtype=float))
+    with atomic_path(path, suffix=".root") as tmp, uproot.recreate(tmp) as f:
+        f[name] = (np.asarray(counts, dtype=float), np.asarray(edges, dtype=float))

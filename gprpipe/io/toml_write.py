@@ -31,7 +31,8 @@ def _value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
     if isinstance(v, Mapping):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None) + " }"
+        items = (f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None)
+        return "{ " + ", ".join(items) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 

@@ -28,7 +28,9 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
 
 def input_digest(path: Path) -> str:
     if not path.exists():
-        raise GprpipeError(f"{path}: input file missing (did its upstream task finish?).")
+        if path.suffix == ".h5":  # an upstream step's output
+            raise GprpipeError(f"{path}: input file missing (did its upstream task finish?).")
+        raise GprpipeError(f"{path}: data file not found.")
     if path.suffix == ".h5":
         key = read_attr(path, "cache_key")
         if key:

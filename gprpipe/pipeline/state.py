@@ -14,7 +14,7 @@ import socket
 import time
 from pathlib import Path
 
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_write_text, remove_stale_temps
 
 STATES = ("done", "failed", "running")
 
@@ -41,6 +41,8 @@ def write_state(point_dir: Path, slug: str, state: str, message: str = "") -> No
         "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
         "message": message,
     }
+    for any_state in STATES:  # a writer killed mid-write leaves a temporary file
+        remove_stale_temps(marker(point_dir, slug, any_state))
     atomic_write_text(marker(point_dir, slug, state), json.dumps(info) + "\n")
     for other in STATES:
         if other != state:

@@ -149,7 +149,8 @@ def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:
                 info = json.loads((t.point_dir / ".state" / f"{t.slug}.running").read_text())
             except (OSError, ValueError):
                 info = {}
-            if info.get("host") == host and not info.get("slurm_job") and not _alive(info.get("pid")):
+            local = info.get("host") == host and not info.get("slurm_job")
+            if local and not _alive(info.get("pid")):
                 state, msg = "failed", "its process ended without a result (killed?)"
         out[t.id] = (state, msg)
     return out

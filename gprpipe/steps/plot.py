@@ -29,6 +29,20 @@ def run(ctx) -> None:
         from gprpipe.plotting.suite import scan_plots
 
         written += scan_plots(cfg, lay, formats)
+    labels = {n: cfg.datasets[n].label or n for n in cfg.datasets}
+    if lay.limit.exists():
+        from gprpipe.plotting.overlay import overlay_plots
+        from gprpipe.steps.hepdata import write_hepdata
+        from gprpipe.steps.limit import read_scan
+
+        cl = 100 * (1 - cfg.limit.alpha)
+        written += overlay_plots(read_scan(lay.limit), labels, cfg.base.name, cl, lay.plots,
+                                 formats)
+        written += write_hepdata(cfg, lay.limit, lay.point_dir / "hepdata")
+    if lay.inject.exists():
+        from gprpipe.plotting.inject import inject_plots
+
+        written += inject_plots(lay.inject, labels, lay.plots, formats)
     files = [str(p.relative_to(lay.point_dir)) for p in written]
     manifest = {"cache_key": ctx.cache_key, "files": files}
     atomic_write_text(lay.plot_manifest, json.dumps(manifest, indent=1) + "\n")

@@ -21,6 +21,7 @@ import numpy as np
 from gprpipe.config import point_config_from_file
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import remove_stale_temps
 from gprpipe.io.hdf5 import provenance, sha256_file
 from gprpipe.pipeline.cache import is_fresh, task_key
 from gprpipe.pipeline.plan import Layout, find_task, plan_point
@@ -82,6 +83,17 @@ def resolve_task(
     return task, config
 
 
+def remove_task_temps(task: Task) -> None:
+    """Remove temporary files that a killed earlier attempt of ``task`` left behind (only
+    while the task is not running elsewhere: it owns its outputs)."""
+    for out in task.outputs:
+        remove_stale_temps(out)
+    plots = Layout(task.point_dir).plots
+    if task.step == "plot" and plots.is_dir():  # the plot task owns plots/
+        for tmp in plots.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def run_task(point_dir: Path, step: str, part: str | None = None, task_id: str | None = None,
              force: bool = False) -> int:
     """Run one task; returns the exit code (0 done or cached, 1 failed)."""
@@ -89,6 +101,7 @@ def run_task(point_dir: Path, step: str, part: str | None = None, task_id: str |
     try:
         task, config = resolve_task(point_dir, step, part, task_id)
         write_state(task.point_dir, task.slug, "running")
+        remove_task_temps(task)
         t0 = time.perf_counter()
         if not force and is_fresh(task, config):
             print(f"{task.id}: cached (inputs and config unchanged)")

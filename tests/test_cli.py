@@ -1,0 +1,83 @@
+"""The command line: user mistakes are one sentence and exit 1; --debug shows the traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import QUICKSTART, write
+
+from gprpipe import __version__
+from gprpipe.cli import main
+from gprpipe.errors import GprpipeError
+
+
+def one_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0].removeprefix("error: ")
+
+
+def test_version_and_help(run_cli):
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == f"gprpipe {__version__}"
+    code, out, _ = run_cli("--help")
+    assert code == 0
+    for command in ("run", "render", "validate", "grid", "status", "rerun", "step",
+                    "demo-data", "schema"):
+        assert command in out
+
+
+def test_missing_config_is_one_sentence(tmp_path: Path, cli):
+    code, _out, err = cli("validate", tmp_path / "nope.toml")
+    assert code == 1
+    assert one_error(err) == f"{tmp_path / 'nope.toml'}: config file not found."
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, run_cli):
+    code, _, err = run_cli("validate", tmp_path / "nope.toml", "--debug")
+    assert code == 1
+    assert "Traceback (most recent call last)" in err and "GprpipeError" in err
+    with pytest.raises(GprpipeError):
+        main(["validate", str(tmp_path / "nope.toml"), "--debug"])
+
+
+def test_invalid_toml(tmp_path: Path, cli):
+    cfg = write(tmp_path / "bad.toml", '[fit]\nblind_nsigma = 1.64\nn_restarts = \n')
+    code, _, err = cli("render", cfg)
+    assert code == 1
+    msg = one_error(err)
+    assert msg.startswith(f"{cfg}: invalid TOML: ") and "line 3" in msg
+
+
+def test_render_format_and_point_errors(cli):
+    code, _, err = cli("render", QUICKSTART, "--format", "yaml")
+    assert code == 1 and one_error(err) == "--format 'yaml': use toml or json."
+    code, _, err = cli("render", QUICKSTART, "--point", "3")
+    assert code == 1 and one_error(err) == "--point 3: the grid has points 0-0."
+
+
+def test_bad_set_syntax(cli):
+    code, _, err = cli("validate", QUICKSTART, "--set", "fit.blind_nsigma")
+    assert code == 1
+    assert one_error(err) == "--set 'fit.blind_nsigma': expected key.path=VALUE."
+
+
+def test_step_outside_a_run(tmp_path: Path, cli):
+    code, _, err = cli("step", "load", "--point-dir", tmp_path)
+    assert code == 1
+    assert one_error(err) == f"{tmp_path}: not a point folder of a gprpipe run (no config.toml)."
+
+
+def test_unknown_option_exits_nonzero(cli):
+    code, _, err = cli("validate", QUICKSTART, "--bogus")
+    assert code != 0 and "--bogus" in err
+
+
+def test_demo_data_writes_a_file(tmp_path: Path, cli):
+    out_file = tmp_path / "sub" / "demo.root"
+    code, out, err = cli("demo-data", out_file, "--scale", "0.01", "--signal-mass", "0.05",
+                         "--signal-yield", "100")
+    assert code == 0, err
+    assert out_file.is_file() and out.startswith(f"wrote {out_file}: input_hist, 3000 bins")

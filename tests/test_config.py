@@ -1,0 +1,475 @@
+"""Configuration: inheritance, deep merge, Jinja2 rendering, validation messages, --set."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, write
+
+from gprpipe import __version__
+from gprpipe.config import load, load_points
+from gprpipe.config.loader import deep_merge, key_lines, parse_override, shipped_dir
+from gprpipe.config.render import render_config
+from gprpipe.errors import ConfigError, GprpipeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def errors_of(path: Path, overrides: tuple[str, ...] = ()) -> list[str]:
+    """Every error message that loading ``path`` raises (fails if it loads)."""
+    with pytest.raises(GprpipeError) as info:
+        load_points(path, overrides)
+    exc = info.value
+    return exc.errors if isinstance(exc, ConfigError) else [str(exc)]
+
+
+def only_point(path: Path, overrides: tuple[str, ...] = ()):
+    _, points = load_points(path, overrides)
+    assert len(points) == 1
+    return points[0]
+
+
+# ---------------------------------------------------------------- inheritance
+
+
+@pytest.fixture
+def three_levels(tmp_path: Path) -> Path:
+    """parent (shipped hps2015 template) <- sub/mid (../parent) <- sub/deeper/child."""
+    write(tmp_path / "parent.toml", f"""
+        [base]
+        template = "hps2015"
+        name = "parent"
+        [datasets.2015]
+        path = "{DEMO_ROOT}"
+        [fit]
+        blind_nsigma = 2.0
+        n_restarts = 5
+        [slurm]
+        extra = ["--constraint=cpu"]
+        [plot]
+        formats = ["png"]
+    """)
+    write(tmp_path / "sub" / "mid.toml", """
+        [base]
+        template = "../parent.toml"
+        name = "mid"
+        [fit]
+        blind_nsigma = 2.5
+        [datasets.2015]
+        rebin = 5
+    """)
+    # Jinja2 in base.template, rendered with the file's own values
+    return write(tmp_path / "sub" / "deeper" / "child.toml", """
+        [base]
+        template = "{{ base.parent_dir }}/mid.toml"
+        parent_dir = ".."
+        [fit]
+        ls_lo_factor = 0.7
+    """)
+
+
+def test_three_levels_relative_paths_and_deep_merge(three_levels: Path, tmp_path: Path):
+    # base.parent_dir is not a schema key: load the chain, then drop it before validation
+    loaded = load(three_levels)
+    chain = [p.name for p in loaded.chain]
+    assert chain == ["child.toml", "mid.toml", "parent.toml", "hps2015.toml", "defaults.toml"]
+    assert loaded.chain[1] == (tmp_path / "sub" / "mid.toml").resolve()
+    assert loaded.chain[3] == (shipped_dir("templates") / "hps2015.toml").resolve()
+    data = loaded.data
+    assert "template" not in data["base"]
+    # nested tables merge key by key: each level contributes
+    assert data["fit"] == {"blind_nsigma": 2.5, "ls_lo_factor": 0.7, "n_restarts": 5,
+                           "ls_hi_factor": 8.0}
+    assert data["datasets"]["2015"] == {"card": "hps2015", "path": str(DEMO_ROOT), "rebin": 5}
+    assert data["slurm"]["extra"] == ["--constraint=cpu"]
+    assert data["slurm"]["chunk_size"] == 16  # from defaults.toml
+    assert data["base"]["name"] == "mid"
+    # each key knows its file and line
+    assert loaded.origin("fit.ls_lo_factor").file == str(three_levels.resolve())
+    assert loaded.origin("fit.ls_lo_factor").line == 5
+    assert loaded.origin("fit.blind_nsigma").file.endswith("sub/mid.toml")
+    assert loaded.origin("fit.n_restarts").file.endswith("parent.toml")
+
+
+def test_three_levels_render_with_card(three_levels: Path, tmp_path: Path):
+    text = three_levels.read_text().replace('parent_dir = ".."\n', "")
+    child = write(three_levels, text.replace("{{ base.parent_dir }}", "{{ '..' }}"))
+    point = only_point(child)
+    cfg = point.config
+    assert cfg.base.name == "mid"
+    assert cfg.base.output == str(Path.cwd() / "runs" / "mid")
+    assert cfg.fit.blind_nsigma == 2.5 and cfg.fit.n_restarts == 5 and cfg.fit.ls_lo_factor == 0.7
+    ds = cfg.datasets["2015"]
+    assert ds.rebin == 5  # mid.toml wins over the card
+    assert ds.range == (0.020, 0.130)  # from cards/hps2015.toml
+    assert ds.sigma_coeffs == pytest.approx([-9.22283032152e-05, 0.0532190838657])
+    assert ds.path == str(DEMO_ROOT)
+
+
+def test_shipped_template_name_and_relative_data_path(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.root").write_bytes(DEMO_ROOT.read_bytes())
+    cfg = write(tmp_path / "cfg" / "a.toml", """
+        [base]
+        template = "hps2016"
+        [datasets.2016]
+        path = "../data/x.root"
+    """)
+    point = only_point(cfg)
+    assert point.config.base.name == "hps2016"
+    ds = point.config.datasets["2016"]
+    assert ds.path == str((tmp_path / "data" / "x.root").resolve())  # relative to a.toml
+    assert ds.range == (0.035, 0.210) and ds.sigma_tail_m0 == 0.18  # cards/hps2016.toml
+
+
+def test_template_false_ends_the_chain(tmp_path: Path):
+    cfg = write(tmp_path / "alone.toml", """
+        [base]
+        template = false
+        name = "alone"
+        [fit]
+        n_restarts = 7
+    """)
+    loaded = load(cfg)
+    assert [p.name for p in loaded.chain] == ["alone.toml"]
+    assert "scan" not in loaded.data  # nothing from defaults.toml
+    point = only_point(cfg)
+    assert point.config.fit.n_restarts == 7
+    assert point.config.scan.mass_step == 0.001  # schema default
+    # the schema's templated default output is rendered too
+    assert point.config.base.output == str(Path.cwd() / "runs" / "alone")
+
+
+@pytest.mark.parametrize("ref", ["b.toml", "./b.toml"])
+def test_inheritance_cycle_names_the_files(tmp_path: Path, ref: str):
+    a = write(tmp_path / "a.toml", f'[base]\ntemplate = "{ref}"\n')
+    write(tmp_path / "b.toml", '[base]\ntemplate = "sub/../a.toml"\n')
+    (tmp_path / "sub").mkdir()
+    (msg,) = errors_of(a)
+    assert "cycle" in msg
+    assert f"{tmp_path / 'a.toml'} -> {tmp_path / 'b.toml'} -> {tmp_path / 'a.toml'}" in msg
+
+
+def test_self_cycle(tmp_path: Path):
+    a = write(tmp_path / "a.toml", '[base]\ntemplate = "a.toml"\n')
+    (msg,) = errors_of(a)
+    assert "cycle" in msg and msg.count(str(a)) == 2
+
+
+def test_missing_parent_names_file_and_line(tmp_path: Path):
+    a = write(tmp_path / "a.toml", '# comment\n[base]\nname = "x"\ntemplate = "nope.toml"\n')
+    (msg,) = errors_of(a)
+    assert msg.startswith(f"{a}:4: base.template names 'nope.toml'")
+    assert str(tmp_path / "nope.toml") in msg
+
+
+def test_invalid_toml_names_file_and_line(tmp_path: Path):
+    a = write(tmp_path / "a.toml", '[base]\nname = "x"\nseed = = 3\n')
+    (msg,) = errors_of(a)
+    assert msg.startswith(f"{a}: invalid TOML") and "line 3" in msg
+
+
+def test_deep_merge_is_recursive_and_does_not_mutate():
+    parent = {"a": {"b": {"c": 1, "d": 2}, "e": [1, 2]}, "f": 1}
+    child = {"a": {"b": {"c": 10}, "e": [3]}, "g": {"h": 1}}
+    merged = deep_merge(parent, child)
+    assert merged == {"a": {"b": {"c": 10, "d": 2}, "e": [3]}, "f": 1, "g": {"h": 1}}
+    assert parent["a"]["b"]["c"] == 1  # inputs untouched
+
+
+def test_key_lines_tables_dotted_quoted_and_multiline():
+    text = (
+        "[base]\n"                       # 1
+        'name = "x"  # [not a table]\n'  # 2
+        "[datasets.2015]\n"              # 3
+        "range = [\n"                    # 4
+        "  0.02,\n"                      # 5
+        "  0.13,\n"                      # 6
+        "]\n"                            # 7
+        "rebin = 10\n"                   # 8
+        "[grid]\n"                       # 9
+        '"fit.blind_nsigma" = [1, 2]\n'  # 10
+        "fit.n_restarts = [1]\n"         # 11
+    )
+    lines = key_lines(text)
+    assert lines["base.name"] == 2
+    assert lines["datasets.2015"] == 3
+    assert lines["datasets.2015.range"] == 4
+    assert lines["datasets.2015.rebin"] == 8
+    assert lines["grid.fit.blind_nsigma"] == 10
+    assert lines["grid.fit.n_restarts"] == 11
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_chained_references_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    cfg = quickstart_child(tmp_path / "c.toml", """
+        name = "w{{ fit.blind_nsigma }}"
+        output = "{{ ENV.GPRPIPE_TEST_ROOT }}/{{ base.name | upper }}"
+        [plot]
+        style = "{{ limit.mode[:0] }}plain"
+        [fit]
+        blind_nsigma = 1.96
+        ls_lo_factor = "{{ 0.25 }}"
+        ls_hi_factor = "{{ fit.ls_lo_factor * 4 }}"
+        n_restarts = "{{ (fit.ls_hi_factor * 3) | int }}"
+    """)
+    monkeypatch.setenv("GPRPIPE_TEST_ROOT", str(tmp_path))
+    point = only_point(cfg)
+    cfg_ = point.config
+    assert cfg_.base.name == "w1.96"
+    assert cfg_.base.output == str(tmp_path / "W1.96")  # a filter on a chained value
+    # a -> b -> c: arithmetic sees the rendered number, not the string "{{ 0.25 }}"
+    assert cfg_.fit.ls_lo_factor == 0.25
+    assert cfg_.fit.ls_hi_factor == 1.0
+    assert cfg_.fit.n_restarts == 3 and isinstance(cfg_.fit.n_restarts, int)
+    assert cfg_.plot.style == "plain"
+
+
+def test_render_config_chain_unit():
+    data = {"a": "{{ b }}-a", "b": "{{ c }}-b", "c": "{{ d * 2 }}", "d": 21, "e": ["{{ a }}"]}
+    out = render_config(data)
+    assert out == {"a": "42-b-a", "b": "42-b", "c": "42", "d": 21, "e": ["42-b-a"]}
+
+
+def test_reference_cycle_is_an_error_naming_the_keys():
+    with pytest.raises(GprpipeError) as info:
+        render_config({"x": "{{ y }}", "y": "{{ x }}", "z": 1})
+    assert "cycle" in str(info.value) and "x" in str(info.value) and "y" in str(info.value)
+
+
+def test_self_reference_cycle_with_default_output(tmp_path: Path):
+    cfg = quickstart_child(tmp_path / "c.toml", 'name = "x{{ base.output }}"\n')
+    (msg,) = errors_of(cfg)
+    assert msg.startswith(f"{cfg}:3: base.name:")
+    assert "cycle" in msg and "base.output" in msg
+
+
+def test_undefined_names_name_file_key_and_line(tmp_path: Path):
+    cfg = quickstart_child(tmp_path / "u.toml", """
+        name = "{{ fit.nothere }}"
+        [plot]
+        style = "{{ nope }}"
+        [fit]
+        blind_nsigmaa = 2
+    """)
+    errors = errors_of(cfg)
+    assert len(errors) == 3  # every error at once, typos included
+    assert errors[0].startswith(f"{cfg}:3: base.name: undefined name")
+    assert "nothere" in errors[0]
+    assert errors[1].startswith(f"{cfg}:5: plot.style: undefined name")
+    assert "'nope' is undefined" in errors[1]
+    assert errors[2].startswith(f"{cfg}:7: fit.blind_nsigmaa: unknown key")
+
+
+def test_number_in_numeric_field_is_a_number(tmp_path: Path, cli):
+    cfg = quickstart_child(tmp_path / "n.toml", """
+        name = "{{ 2015 }}"
+        [fit]
+        n_restarts = "{{ 1 + 2 }}"
+        blind_nsigma = "{{ 1.96 }}"
+    """)
+    code, out, err = cli("render", cfg, "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["fit"]["n_restarts"] == 3 and isinstance(data["fit"]["n_restarts"], int)
+    assert data["fit"]["blind_nsigma"] == 1.96
+    assert data["base"]["name"] == "2015"  # a string field stays a string
+    # the TOML rendering round-trips to the same values
+    code, out, _ = cli("render", cfg)
+    assert code == 0
+    fit = {k: v for k, v in data["fit"].items() if v is not None}  # TOML has no null
+    assert tomllib.loads(out)["fit"] == fit
+
+
+def test_context_pwd_env_user_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPRPIPE_TEST_TAG", "tag42")
+    cfg = quickstart_child(tmp_path / "ctx.toml", """
+        name = "{{ ENV.GPRPIPE_TEST_TAG }}-{{ gprpipe.version }}"
+        output = "{{ PWD }}/out-{{ USER | length > 0 }}"
+    """)
+    point = only_point(cfg)
+    assert point.config.base.name == f"tag42-{__version__}"
+    assert point.config.base.output == str(tmp_path / "out-True")
+
+
+@pytest.mark.parametrize("expr", [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ ENV.__class__.__init__ }}",
+])
+def test_sandbox_refuses_internals(tmp_path: Path, expr: str):
+    cfg = quickstart_child(tmp_path / "s.toml", f'name = "{expr}"\n')
+    (msg,) = errors_of(cfg)
+    assert msg.startswith(f"{cfg}:3: base.name:")
+    assert "unsafe" in msg or "undefined" in msg
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_quickstart_is_valid(cli):
+    code, out, err = cli("validate", QUICKSTART)
+    assert code == 0, err
+    assert "valid (1 point" in out
+
+
+def test_typo_names_file_key_line_and_suggests(tmp_path: Path, run_cli):
+    """As a user would: a config inheriting quickstart with fit.blind_nsigmaa."""
+    cfg = quickstart_child(tmp_path / "typo.toml", """
+        [fit]
+        blind_nsigmaa = 2.0
+    """)
+    code, out, err = run_cli("validate", cfg)
+    assert code == 1
+    assert f"{cfg}:4: fit.blind_nsigmaa: unknown key; did you mean 'blind_nsigma'?" in err
+    assert "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_all_errors_reported_at_once(tmp_path: Path, cli):
+    cfg = quickstart_child(tmp_path / "bad.toml", """
+        engine = "dockr"
+        jobs = 0
+        [datasets.demo]
+        rebin = 2.5
+        range = [0.1, 0.05]
+        hsit = "x"
+        [fit]
+        blind_nsigma = -1
+        n_restarts = "many"
+        [limit]
+        alpha = 1.5
+        mode = "toy"
+        [plot]
+        formats = ["png", "jpg"]
+        [steps]
+        run = ["load", "fitt"]
+        [bogus]
+        x = 1
+    """)
+    code, _out, err = cli("validate", cfg)
+    assert code == 1
+    lines = [ln.removeprefix("error: ") for ln in err.strip().splitlines()]
+    by_key = {ln.split(": ")[1]: ln for ln in lines}
+    expected = {
+        "base.engine": 3, "base.jobs": 4, "datasets.demo.rebin": 6, "datasets.demo.range": 7,
+        "datasets.demo.hsit": 8, "fit.blind_nsigma": 10, "fit.n_restarts": 11,
+        "limit.alpha": 13, "limit.mode": 14, "plot.formats": 16, "steps.run": 18,
+        "bogus": 19,
+    }
+    assert set(by_key) == set(expected), lines
+    for key, line in expected.items():
+        assert by_key[key].startswith(f"{cfg}:{line}: {key}: "), by_key[key]
+    assert "did you mean 'hist'?" in by_key["datasets.demo.hsit"]
+    assert "greater than 0" in by_key["fit.blind_nsigma"]
+    assert "less than 1" in by_key["limit.alpha"]
+    assert "0 <= lo < hi" in by_key["datasets.demo.range"]
+    assert "(got 'many')" in by_key["fit.n_restarts"]
+    assert "'fitt'" in by_key["steps.run"]
+    assert "'jpg'" in by_key["plot.formats"]
+    assert "Traceback" not in err
+
+
+def test_card_values_are_validated_with_card_location(tmp_path: Path):
+    card = write(tmp_path / "mycard.toml", """
+        [dataset]
+        hist = "input_hist"
+        range = [0.02, 0.13]
+        sigma_coeffs = [0.001]
+        rebin = 0
+    """)
+    cfg = quickstart_child(tmp_path / "c.toml", f"""
+        [datasets.demo]
+        card = "{card.name}"
+    """)
+    (msg,) = errors_of(cfg)
+    assert msg.startswith(f"{card}:5: datasets.demo.rebin: ")
+
+
+def test_missing_required_dataset_key(tmp_path: Path):
+    cfg = write(tmp_path / "c.toml", """
+        [datasets.x]
+        hist = "h"
+    """)
+    errors = errors_of(cfg)
+    assert {e.split(": ")[1] for e in errors} == {
+        "datasets.x.path", "datasets.x.range", "datasets.x.sigma_coeffs"}
+    assert all(e.startswith(f"{cfg}:1: ") and "required but not set" in e for e in errors)
+
+
+def test_scan_datasets_must_exist(tmp_path: Path):
+    cfg = quickstart_child(tmp_path / "c.toml", '[scan]\ndatasets = ["demo", "2016"]\n')
+    (msg,) = errors_of(cfg)
+    assert "'2016'" in msg and "demo" in msg
+
+
+def test_schema_is_json_with_every_section(cli):
+    code, out, _ = cli("schema")
+    assert code == 0
+    schema = json.loads(out)
+    assert set(schema["properties"]) >= {
+        "base", "datasets", "scan", "fit", "limit", "inject", "plot", "steps", "slurm", "grid"}
+    assert schema["additionalProperties"] is False
+    defs = schema["$defs"]
+    assert set(defs["Fit"]["properties"]) >= {
+        "blind_nsigma", "train_exclude_nsigma", "ls_lo_factor", "ls_hi_factor", "n_restarts"}
+    assert set(defs["Dataset"]["required"]) >= {"path", "range", "sigma_coeffs"}
+
+
+# ---------------------------------------------------------------- --set
+
+
+@pytest.mark.parametrize(("item", "key", "value"), [
+    ("inject.masses=[0.03, 0.06]", "inject.masses", [0.03, 0.06]),
+    ("base.name=foo", "base.name", "foo"),
+    ("base.name = foo bar", "base.name", "foo bar"),
+    ('base.name="quoted"', "base.name", "quoted"),
+    ("fit.n_restarts=4", "fit.n_restarts", 4),
+    ("fit.blind_nsigma=1.96", "fit.blind_nsigma", 1.96),
+    ("inject.refit_gp=true", "inject.refit_gp", True),
+    ("datasets.demo.path=/x/y.root", "datasets.demo.path", "/x/y.root"),
+    ("base.output=", "base.output", ""),
+])
+def test_parse_override(item: str, key: str, value):
+    assert parse_override(item) == (key, value)
+
+
+def test_parse_override_needs_equals():
+    with pytest.raises(GprpipeError, match=r"key\.path=VALUE"):
+        parse_override("base.name")
+
+
+def test_set_overrides_win_and_are_validated(tmp_path: Path, cli):
+    code, out, err = cli("render", QUICKSTART, "--format", "json",
+                         "--set", "inject.masses=[0.03, 0.06]", "--set", "base.name=foo",
+                         "--set", "base.output=" + str(tmp_path / "o"),
+                         "--set", "datasets.demo.rebin=20")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["inject"]["masses"] == [0.03, 0.06]
+    assert data["base"]["name"] == "foo" and data["base"]["output"] == str(tmp_path / "o")
+    assert data["datasets"]["demo"]["rebin"] == 20
+    code, _, err = cli("validate", QUICKSTART, "--set", "fit.blind_nsigmaa=2",
+                       "--set", "fit.n_restarts=-1")
+    assert code == 1
+    assert ("error: --set fit.blind_nsigmaa: fit.blind_nsigmaa: unknown key; "
+            "did you mean 'blind_nsigma'?") in err
+    assert ("error: --set fit.n_restarts: fit.n_restarts: Input should be greater than or "
+            "equal to 0") in err
+
+
+def test_set_relative_data_path_is_relative_to_cwd(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.root").write_bytes(b"")
+    point = only_point(QUICKSTART, ("datasets.demo.path=d.root",))
+    assert point.config.datasets["demo"].path == str(tmp_path / "d.root")

@@ -1,0 +1,143 @@
+"""Grid expansion: [grid] Cartesian products, [grid.zip], point names and folders, --points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import quickstart_child
+
+from gprpipe.config import load_points
+from gprpipe.config.grid import expand, point_names
+from gprpipe.errors import ConfigError
+
+
+def test_expand_product_and_zip():
+    grid = {"fit": {"blind_nsigma": [1.64, 1.96]},
+            "zip": {"a.x": [1, 2, 3], "a.y": ["p", "q", "r"]}}
+    points = expand(grid)
+    assert len(points) == 6
+    assert points[0] == {"fit.blind_nsigma": 1.64, "a.x": 1, "a.y": "p"}
+    assert points[5] == {"fit.blind_nsigma": 1.96, "a.x": 3, "a.y": "r"}
+    assert {(p["a.x"], p["a.y"]) for p in points} == {(1, "p"), (2, "q"), (3, "r")}
+
+
+def test_no_grid_is_one_nominal_point():
+    assert expand({}) == [{}]
+    assert point_names([{}]) == ["nominal"]
+
+
+def test_point_names_readable_and_unique():
+    names = point_names([
+        {"fit.blind_nsigma": 1.64, "datasets.2015.range": [0.02, 0.13]},
+        {"base.name": "a b/c"},
+        {"x.k": 1}, {"y.k": 1},
+    ])
+    assert names[0] == "blind_nsigma-1.64_range-0.02-0.13"
+    assert names[1] == "name-a_b_c"
+    assert names[2:] == ["k-1_1", "k-1_2"]  # same short name: numbered
+
+
+def test_zip_lengths_must_match():
+    with pytest.raises(ConfigError, match=r"differ in length \(a: 3, b: 2\)"):
+        expand({"zip": {"a": [1, 2, 3], "b": [1, 2]}})
+    with pytest.raises(ConfigError, match="non-empty list"):
+        expand({"fit": {"n_restarts": 3}})
+    with pytest.raises(ConfigError, match="non-empty list"):
+        expand({"zip": {"a": []}})
+
+
+GRID_2X2 = """
+    output = "{out}"
+    [grid]
+    "fit.blind_nsigma" = [1.64, 1.96]
+    "datasets.demo.rebin" = [5, 10]
+"""
+
+
+def test_grid_2x2_points_and_rendered_values(tmp_path: Path):
+    cfg = quickstart_child(tmp_path / "g.toml", GRID_2X2.format(out=tmp_path / "out"))
+    _, points = load_points(cfg)
+    assert [p.name for p in points] == [
+        "blind_nsigma-1.64_rebin-5", "blind_nsigma-1.64_rebin-10",
+        "blind_nsigma-1.96_rebin-5", "blind_nsigma-1.96_rebin-10",
+    ]
+    assert [(p.config.fit.blind_nsigma, p.config.datasets["demo"].rebin) for p in points] == [
+        (1.64, 5), (1.64, 10), (1.96, 5), (1.96, 10)]
+    assert all(p.output == tmp_path / "out" / p.name for p in points)
+    # the grid itself is not part of a point's config
+    assert all(p.config.grid == {} for p in points)
+
+
+def test_grid_command_prints_one_line_per_point(tmp_path: Path, cli):
+    cfg = quickstart_child(tmp_path / "g.toml", GRID_2X2.format(out=tmp_path / "out"))
+    code, out, err = cli("grid", cfg)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 4
+    index, name, values, folder = lines[3].split("\t")
+    assert (index, name) == ("3", "blind_nsigma-1.96_rebin-10")
+    assert values == "fit.blind_nsigma=1.96 datasets.demo.rebin=10"
+    assert folder == str(tmp_path / "out" / name)
+
+
+def test_grid_values_feed_templates(tmp_path: Path, cli):
+    cfg = quickstart_child(tmp_path / "g.toml", f"""
+        output = "{tmp_path}/out"
+        name = "bn{{{{ fit.blind_nsigma }}}}"
+        [grid.zip]
+        "fit.blind_nsigma" = [1.64, 2.0]
+        "fit.ls_hi_factor" = [8, 9]
+    """)
+    _, points = load_points(cfg)
+    assert [p.config.base.name for p in points] == ["bn1.64", "bn2.0"]
+    assert [p.config.fit.ls_hi_factor for p in points] == [8.0, 9.0]
+    code, out, _ = cli("render", cfg, "--point", "1")
+    assert code == 0 and 'name = "bn2.0"' in out and "ls_hi_factor = 9.0" in out
+    code, _, err = cli("render", cfg, "--point", "2")
+    assert code == 1 and "--point 2: the grid has points 0-1." in err
+
+
+def test_grid_errors_name_file_and_line(tmp_path: Path, cli):
+    cfg = quickstart_child(tmp_path / "g.toml", """
+        [grid.zip]
+        "fit.blind_nsigma" = [1.64, 1.96, 2.5]
+        "fit.ls_hi_factor" = [8, 9]
+    """)
+    code, _, err = cli("grid", cfg)
+    assert code == 1
+    assert f"{cfg}:3: grid.zip: grid.zip lists differ in length" in err
+    assert "fit.blind_nsigma: 3, fit.ls_hi_factor: 2" in err
+    assert "Traceback" not in err
+
+
+def test_grid_unknown_key_reported_once(tmp_path: Path, cli):
+    cfg = quickstart_child(tmp_path / "g.toml", """
+        [grid]
+        "fit.blind_nsigma" = [1.64, 1.96]
+        "fit.blind_nsigmaa" = [1.0]
+    """)
+    code, _, err = cli("validate", cfg)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"error: {cfg}:5: fit.blind_nsigmaa: unknown key; did you mean 'blind_nsigma'?"]
+
+
+def test_points_selection_on_dry_run(tmp_path: Path, cli):
+    out_dir = tmp_path / "out"
+    cfg = quickstart_child(tmp_path / "g.toml", GRID_2X2.format(out=out_dir))
+    code, out, err = cli("run", cfg, "--dry-run", "--steps", "load", "--points", "1,3")
+    assert code == 0, err
+    assert out.startswith(f"# 2 tasks, run directory {out_dir}\n")
+    assert "blind_nsigma-1.64_rebin-10/load" in out and "blind_nsigma-1.96_rebin-10/load" in out
+    assert "rebin-5" not in out
+    code, out, _ = cli("run", cfg, "--dry-run", "--steps", "load,plot", "--points", "*1.96*,0")
+    assert code == 0
+    assert out.startswith("# 6 tasks")
+    code, out, _ = cli("run", cfg, "--dry-run", "--steps", "load", "--points", "1-2")
+    assert code == 0 and out.startswith("# 2 tasks")
+    assert "blind_nsigma-1.64_rebin-10/load" in out and "blind_nsigma-1.96_rebin-5/load" in out
+    code, _, err = cli("run", cfg, "--dry-run", "--points", "7")
+    assert code == 1
+    assert "--points '7' matches no grid point (have 0:blind_nsigma-1.64_rebin-5" in err
+    assert not out_dir.exists()  # dry runs write nothing

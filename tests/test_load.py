@@ -1,0 +1,272 @@
+"""The load step (ROOT -> load.h5), its error sentences, and the demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import uproot
+from conftest import DEMO_ROOT, QUICKSTART
+
+from gprpipe.config import load_points
+from gprpipe.demo import demo_spectrum
+from gprpipe.errors import GprpipeError
+from gprpipe.io.hdf5 import read_attr, sha256_file
+from gprpipe.io.root import read_hist, rebin, write_hist
+from gprpipe.pipeline.state import read_state
+from gprpipe.pipeline.store import write_point_configs
+from gprpipe.steps.load import read_load
+from gprpipe.steps.runner import run_task
+
+EDGES = np.linspace(0.0, 0.15, 151)  # 1 MeV bins
+COUNTS = np.arange(150, dtype=float) + 1.0
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ROOT file with folders, cycles, a TH2, a TTree, an empty and a negative histogram."""
+    path = tmp_path_factory.mktemp("root") / "zoo.root"
+    with uproot.recreate(path) as f:
+        f["input_hist"] = (COUNTS, EDGES)
+        f["preselection/h_invM_8000"] = (COUNTS * 3, EDGES)
+        f["h"] = (COUNTS, EDGES)  # cycle 1
+        f["h"] = (COUNTS * 2, EDGES)  # cycle 2
+        f["h2d"] = (np.ones((4, 5)), np.linspace(0, 1, 5), np.linspace(0, 1, 6))
+        f.mktree("events", {"mass": np.float64})
+        f["events"].extend({"mass": np.linspace(0.01, 0.1, 20)})
+        f["empty"] = (np.zeros(150), EDGES)
+        f["negative"] = (COUNTS - 10, EDGES)
+    return path
+
+
+# ---------------------------------------------------------------- read_hist
+
+
+def test_read_plain_folder_and_cycles(zoo: Path):
+    counts, edges = read_hist(zoo, "input_hist")
+    np.testing.assert_array_equal(counts, COUNTS)
+    np.testing.assert_allclose(edges, EDGES)
+    assert read_hist(zoo, "preselection/h_invM_8000")[0].sum() == 3 * COUNTS.sum()
+    assert read_hist(zoo, "h;1")[0].sum() == COUNTS.sum()
+    assert read_hist(zoo, "h;2")[0].sum() == 2 * COUNTS.sum()
+    assert read_hist(zoo, "h")[0].sum() == 2 * COUNTS.sum()  # highest cycle
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("h2d", "'h2d' is a TH2D, not a 1-D histogram (TH1)."),
+    ("events", "'events' is a TTree, not a 1-D histogram (TH1)."),
+    ("preselection", "'preselection' is a ReadOnlyDirectory, not a 1-D histogram (TH1)."),
+    ("empty", "histogram 'empty' is empty."),
+    ("negative", "histogram 'negative' has negative or non-finite bin contents."),
+    ("input_hisst", "histogram 'input_hisst' not found; close matches: input_hist."),
+    ("preselection/h_invM_800", "histogram 'preselection/h_invM_800' not found; close matches: "
+                                "preselection/h_invM_8000"),
+    ("zzz", "histogram 'zzz' not found; it holds: "),
+])
+def test_read_errors_are_one_sentence(zoo: Path, name: str, message: str):
+    with pytest.raises(GprpipeError) as info:
+        read_hist(zoo, name)
+    msg = str(info.value)
+    assert msg.startswith(f"{zoo}: {message}"), msg
+    assert "\n" not in msg and msg.endswith(".")
+
+
+def test_read_missing_and_non_root_files(tmp_path: Path):
+    with pytest.raises(GprpipeError, match=r"nope\.root: data file not found\.$"):
+        read_hist(tmp_path / "nope.root", "h")
+    bad = tmp_path / "bad.root"
+    bad.write_text("not a ROOT file")
+    with pytest.raises(GprpipeError, match=r"bad\.root: cannot open as a ROOT file"):
+        read_hist(bad, "h")
+
+
+def test_read_real_2015_file(shared_data: Path):
+    path = shared_data / "funcform_2015_toys.root"
+    counts, edges = read_hist(path, "input_hist")
+    assert len(counts) == 3000 and edges[0] == 0.0 and edges[-1] == pytest.approx(0.15)
+    assert counts.sum() == pytest.approx(2.145e7, rel=1e-3)
+    toy = read_hist(path, "fShiftSigPow/fShiftSigPow_toy_0")[0]
+    assert len(toy) == 3000 and toy.sum() == pytest.approx(counts.sum(), rel=0.01)
+    assert read_hist(path, "input_hist;1")[0].sum() == counts.sum()
+    with pytest.raises(GprpipeError, match="is a TF1, not a 1-D histogram"):
+        read_hist(path, "fit_functions/fShiftSigPow_fit")
+    with pytest.raises(GprpipeError, match="close matches: fShiftSigPow/fShiftSigPow_toy_"):
+        read_hist(path, "fShiftSigPow/fShiftSigPow_toy_O")
+
+
+def test_rebin_sums_and_drops_the_tail():
+    counts, edges = rebin(COUNTS, EDGES, 7)
+    assert len(counts) == 150 // 7 and len(edges) == len(counts) + 1
+    assert counts[0] == COUNTS[:7].sum() and counts[-1] == COUNTS[140:147].sum()
+    np.testing.assert_allclose(edges, EDGES[:148:7])
+    same = rebin(COUNTS, EDGES, 1)
+    assert same[0] is COUNTS
+
+
+# ---------------------------------------------------------------- the load step
+
+
+def load_task(tmp_path: Path, *overrides: str) -> tuple[int, Path]:
+    """Run the load task of the quickstart (with overrides) in this process."""
+    run_dir = tmp_path / "run"
+    _, points = load_points(QUICKSTART, [f"base.output={run_dir}", 'steps.run=["load"]',
+                                         *overrides])
+    write_point_configs(run_dir, points)
+    point_dir = run_dir / points[0].name
+    return run_task(point_dir, "load"), point_dir
+
+
+def test_load_step_writes_load_h5(tmp_path: Path, capsys):
+    code, point_dir = load_task(tmp_path)
+    assert code == 0
+    path = point_dir / "load.h5"
+    with h5py.File(path, "r") as f:
+        for key in ("gprpipe_version", "cache_key", "created", "config_sha256"):
+            assert f.attrs[key]
+        assert f.attrs["config_sha256"] == sha256_file(point_dir / "config.toml")
+        g = f["demo"]
+        assert g.attrs["source"] == str(DEMO_ROOT) and g.attrs["hist"] == "input_hist"
+        assert g.attrs["sha256"] == sha256_file(DEMO_ROOT) and g.attrs["rebin"] == 10
+        counts, edges = g["counts"][()], g["edges"][()]
+    raw, raw_edges = read_hist(DEMO_ROOT, "input_hist")
+    assert len(counts) == 300 and len(edges) == 301
+    assert counts.sum() == raw.sum() and counts[0] == raw[:10].sum()
+    np.testing.assert_allclose(edges, raw_edges[::10])
+    np.testing.assert_array_equal(read_load(path, "demo")[0], counts)
+    assert read_state(point_dir, "load") == ("done", read_state(point_dir, "load")[1])
+    # a second call finds its output up to date
+    capsys.readouterr()
+    assert run_task(point_dir, "load") == 0
+    assert "cached" in capsys.readouterr().out
+
+
+def test_changed_data_file_reruns_load(tmp_path: Path, capsys):
+    data = tmp_path / "data.root"
+    write_hist(data, COUNTS, EDGES)
+    args = (f"datasets.demo.path={data}", "datasets.demo.rebin=1")
+    code, point_dir = load_task(tmp_path, *args)
+    assert code == 0
+    key = read_attr(point_dir / "load.h5", "cache_key")
+    write_hist(data, COUNTS * 2, EDGES)  # same path, new content
+    capsys.readouterr()
+    code, point_dir = load_task(tmp_path, *args)
+    assert code == 0 and "cached" not in capsys.readouterr().out
+    assert read_attr(point_dir / "load.h5", "cache_key") != key
+    assert read_load(point_dir / "load.h5", "demo")[0].sum() == 2 * COUNTS.sum()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (("datasets.demo.hist=nope",), "histogram 'nope' not found; it holds: input_hist."),
+    (("datasets.demo.hist=input_hst",), "histogram 'input_hst' not found; close matches: "
+                                        "input_hist."),
+    (("datasets.demo.range=[0.02, 0.2]",), "datasets.demo.range = [0.02, 0.2] GeV lies outside "
+                                           "histogram 'input_hist'"),
+    (("datasets.demo.data_range=[0.0, 0.16]",), "datasets.demo.data_range = [0, 0.16] GeV lies "
+                                                "outside histogram"),
+    (("datasets.demo.rebin=5000",), "datasets.demo.rebin = 5000 exceeds the 3000 bins of "
+                                    "histogram 'input_hist'"),
+])
+def test_load_step_errors(tmp_path: Path, capsys, overrides, message):
+    code, point_dir = load_task(tmp_path, *overrides)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    state, msg = read_state(point_dir, "load")
+    assert state == "failed" and message in msg
+    assert not (point_dir / "load.h5").exists()
+
+
+def test_load_step_missing_data_file(tmp_path: Path, capsys):
+    code, _point_dir = load_task(tmp_path, f"datasets.demo.path={tmp_path / 'gone.root'}")
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 'gone.root'}: data file not found."
+
+
+def test_load_step_subfolder_histogram_with_cycle(tmp_path: Path, zoo: Path):
+    code, point_dir = load_task(tmp_path, f"datasets.demo.path={zoo}", "datasets.demo.rebin=2",
+                                "datasets.demo.hist=h;1", "datasets.demo.range=[0.02, 0.1]")
+    assert code == 0
+    counts, _edges = read_load(point_dir / "load.h5", "demo")
+    np.testing.assert_array_equal(counts, COUNTS.reshape(-1, 2).sum(axis=1))
+    code, point_dir = load_task(tmp_path, f"datasets.demo.path={zoo}",
+                                "datasets.demo.hist=preselection/h_invM_8000",
+                                "datasets.demo.range=[0.02, 0.1]", "datasets.demo.rebin=1")
+    assert code == 0
+    assert read_load(point_dir / "load.h5", "demo")[0].sum() == 3 * COUNTS.sum()
+
+
+def test_load_step_wrong_object_types(tmp_path: Path, zoo: Path, capsys):
+    for hist, cls in (("h2d", "TH2D"), ("events", "TTree")):
+        code, _ = load_task(tmp_path, f"datasets.demo.path={zoo}", f"datasets.demo.hist={hist}")
+        assert code == 1
+        assert f"'{hist}' is a {cls}, not a 1-D histogram (TH1)." in capsys.readouterr().err
+    code, _ = load_task(tmp_path, f"datasets.demo.path={zoo}", "datasets.demo.hist=empty")
+    assert code == 1 and "histogram 'empty' is empty." in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- demo data
+
+
+def test_demo_data_command_is_deterministic(tmp_path: Path, cli):
+    a, b, c = tmp_path / "a.root", tmp_path / "b.root", tmp_path / "c.root"
+    assert cli("demo-data", a)[0] == 0
+    assert cli("demo-data", b)[0] == 0
+    code, out, _ = cli("demo-data", c, "--seed", "7", "--hist", "dir/spec")
+    assert code == 0 and "3000 bins over 0-0.15 GeV" in out
+    ca, _ea = read_hist(a, "input_hist")
+    cb, _ = read_hist(b, "input_hist")
+    cc, _ = read_hist(c, "dir/spec")
+    np.testing.assert_array_equal(ca, cb)
+    assert not np.array_equal(ca, cc) and abs(cc.sum() / ca.sum() - 1) < 1e-3
+    # the shipped quickstart file is exactly this command's output
+    np.testing.assert_array_equal(read_hist(DEMO_ROOT, "input_hist")[0], ca)
+
+
+def test_demo_shape_is_hps2015_like():
+    counts, edges = demo_spectrum()
+    x = 0.5 * (edges[1:] + edges[:-1])
+    total = counts.sum()
+    assert 1.8e7 < total < 2.5e7
+    assert counts[x < 0.015].sum() < 1e-3 * total  # turn-on
+    peak = x[np.argmax(np.convolve(counts, np.ones(21) / 21, mode="same"))]
+    assert 0.020 < peak < 0.040
+    top = counts[(x > peak - 0.002) & (x < peak + 0.002)].mean()
+    tail = counts[x > 0.145].mean()
+    assert np.log10(top / tail) > 3.0  # falls over more than three decades to 150 MeV
+    assert (counts[(x > 0.02) & (x < 0.10)] > 0).all()
+
+
+def test_demo_signal_adds_the_requested_yield():
+    bkg, edges = demo_spectrum(seed=11)
+    sig, _ = demo_spectrum(seed=11, signal_mass=0.06, signal_yield=5000)
+    x = 0.5 * (edges[1:] + edges[:-1])
+    extra = sig - bkg
+    assert (extra >= 0).all()
+    assert 5000 - 4 * 71 < extra.sum() < 5000 + 4 * 71  # Poisson yield
+    near = extra[np.abs(x - 0.06) < 3 * 0.0031].sum()  # sigma(60 MeV) ~ 3.1 MeV
+    assert near > 0.99 * extra.sum()
+    assert demo_spectrum(seed=11, signal_mass=0.06, signal_yield=0)[0].sum() == bkg.sum()
+
+
+def test_demo_matches_real_2015_spectrum(shared_data: Path):
+    real, edges = read_hist(shared_data / "funcform_2015_toys.root", "input_hist")
+    demo, demo_edges = demo_spectrum()
+    np.testing.assert_allclose(demo_edges, edges)
+    assert demo.sum() == pytest.approx(real.sum(), rel=0.01)
+    r, _ = rebin(real, edges, 50)
+    d, e = rebin(demo, edges, 50)
+    x = e[:-1]
+    core = (x >= 0.015) & (x < 0.110)
+    np.testing.assert_allclose(d[core], r[core], rtol=0.10)
+
+
+def test_write_hist_is_a_th1d(tmp_path: Path):
+    path = tmp_path / "h.root"
+    write_hist(path, COUNTS, EDGES, "folder/hist")
+    with uproot.open(path) as f:
+        assert f["folder/hist"].classname == "TH1D"
+    assert not list(tmp_path.glob(".*tmp"))
