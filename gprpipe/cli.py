@@ -56,6 +56,17 @@ def _points(config: Path, overrides: list[str] | None):
     return load_points(config, overrides or [])
 
 
+def _run_dir(points) -> Path:
+    """The run directory: ``base.output``, which must be the same for every grid point."""
+    outputs = {p.config.base.output for p in points}
+    if len(outputs) > 1:
+        raise GprpipeError(
+            "base.output differs between grid points; the points of one run share one "
+            "run directory (vary the point folder names through other keys instead)."
+        )
+    return Path(outputs.pop())
+
+
 def _select(points, sel: str | None):
     """``--points``: comma-separated indices, ranges (0-3), names or glob patterns."""
     if not sel:
@@ -85,8 +96,7 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     from gprpipe.pipeline.store import plan_points
 
     _, points = _points(config, set_)
-    run_dir = Path(points[0].config.base.output)
-    tasks = plan_points(run_dir, points)
+    tasks = plan_points(_run_dir(points), points)
     steps = ", ".join(points[0].config.steps.run)
     console.print(
         f"{config}: valid ({len(points)} point{'s' * (len(points) != 1)}, "
@@ -122,9 +132,10 @@ def grid(config: ConfigArg, set_: SetOpt = None) -> None:
     from gprpipe.pipeline.store import point_dir
 
     _, points = _points(config, set_)
+    run_dir = _run_dir(points)
     for p in points:
         values = " ".join(f"{k}={json.dumps(v)}" for k, v in p.values.items()) or "(no grid)"
-        out = point_dir(Path(p.config.base.output), p)
+        out = point_dir(run_dir, p)
         print(f"{p.index}\t{p.name}\t{values}\t{out}")
 
 
@@ -148,8 +159,9 @@ def _progress() -> Progress:
 
 
 def _execute_local(tasks, configs, engine, run_dir, jobs, force, info) -> bool:
-    from gprpipe.executors.local import run_local
+    from gprpipe.executors.local import install_sigterm_handler, run_local
 
+    install_sigterm_handler()
     t0 = time.perf_counter()
     with _progress() as progress:
         bar = progress.add_task("tasks", total=len(tasks), detail="")
@@ -227,7 +239,7 @@ def run(
     _, all_points = _points(config, overrides)
     points = _select(all_points, points_sel)
     cfg0 = points[0].config
-    run_dir = Path(cfg0.base.output)
+    run_dir = _run_dir(all_points)
     tasks = plan_points(run_dir, points)
     eng = _engine(cfg0.base.engine, cfg0, dry_run)
     configs = {p.name: p.config for p in points}
@@ -470,7 +482,11 @@ def export_pyhf(
 
 
 @app.command()
-def tui(config: Annotated[Path | None, typer.Argument(help="Config to open.")] = None) -> None:
+def tui(
+    config: Annotated[
+        Path | None, typer.Argument(help="Config to open, or a folder to browse.")
+    ] = None,
+) -> None:
     """The textual app: build, validate, launch and watch runs."""
     from gprpipe.tui.app import GprpipeApp
 

@@ -59,15 +59,48 @@ def tail(path: Path, n: int = 8) -> str:
     return "\n".join(lines[-n:])
 
 
+_CHILDREN: set[subprocess.Popen] = set()
+
+
 def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> tuple[int, float]:
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
-        proc = subprocess.run(list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=dict(env),
-                              cwd=cwd, stdin=subprocess.DEVNULL)
-    return proc.returncode, time.perf_counter() - t0
+        proc = subprocess.Popen(list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=dict(env),
+                                cwd=cwd, stdin=subprocess.DEVNULL)
+        _CHILDREN.add(proc)
+        try:
+            code = proc.wait()
+        finally:
+            _CHILDREN.discard(proc)
+    return code, time.perf_counter() - t0
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so that a cancelled run stops its tasks."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def stop_children(timeout: float = 10.0) -> None:
+    """Terminate running task processes and reap them (on cancel or SIGTERM)."""
+    procs = list(_CHILDREN)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def run_local(
@@ -96,7 +129,8 @@ def run_local(
         if on_update:
             on_update(task, outcome)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         while pending or running:
             progressed = False
             for task in list(pending):
@@ -145,4 +179,11 @@ def run_local(
                 for task in pending:
                     finish(task, Outcome("skipped", message="dependencies cannot run"))
                 pending.clear()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see install_sigterm_handler)
+        stop_children()
+        for task in running.values():
+            write_state(task.point_dir, task.slug, "failed", "cancelled")
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return report

@@ -157,10 +157,15 @@ def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:
 
 
 def _alive(pid: Any) -> bool:
+    """Whether a local process exists and is not a zombie (PID 1 may never reap it)."""
     try:
         os.kill(int(pid), 0)
     except (TypeError, ValueError, ProcessLookupError):
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

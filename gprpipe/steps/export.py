@@ -28,7 +28,9 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
     if point is None:
         if len(points) != 1:
             names = ", ".join(p["name"] for p in points)
-            raise GprpipeError(f"{run_dir}: several grid points ({names}); choose one with --point.")
+            raise GprpipeError(
+                f"{run_dir}: several grid points ({names}); choose one with --point."
+            )
         return Path(points[0]["dir"])
     for p in points:
         if p["name"] == point:

@@ -1,1 +1,8 @@
-"""gprpipe.tui."""
+"""gprpipe's textual TUI (``gprpipe tui [CONFIG|FOLDER]``).
+
+``app`` (GprpipeApp, layout, bindings), one module per tab (``browse``, ``editor`` with the
+text editor and the form, ``grid``, ``run``, ``results``), and widget-free helpers:
+``model`` (validate a text as ``gprpipe validate`` does), ``tomledit`` (set/remove one key
+of a TOML text), ``runs`` (launch, watch, cancel, read scan.csv), ``textplot`` (braille
+plots).
+"""

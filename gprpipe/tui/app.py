@@ -1,0 +1,415 @@
+"""The gprpipe textual app: browse configs, edit one with live validation (text or form),
+preview its grid, launch and watch the run, browse its results.
+
+``GprpipeApp(config)`` opens ``config`` in the editor (a folder: browse it); F1-F6 switch
+between Browse, Edit, Form, Grid, Run and Results; ctrl+s saves, ctrl+o saves as,
+ctrl+r starts the run, ctrl+p opens the command palette, ctrl+q quits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea, Tree
+
+from gprpipe.tui.browse import BrowsePane
+from gprpipe.tui.editor import EditorPane, FormPane, replace_text
+from gprpipe.tui.grid import GridPane
+from gprpipe.tui.model import (
+    Check,
+    check_text,
+    child_config_text,
+    default_folders,
+    show_path,
+    unique_path,
+)
+from gprpipe.tui.results import ResultsPane
+from gprpipe.tui.run import RunPane
+from gprpipe.tui.widgets import ConfirmDialog, PathDialog
+
+TABS = (("browse", "Browse", "f1"), ("edit", "Edit", "f2"), ("form", "Form", "f3"),
+        ("grid", "Grid", "f4"), ("run", "Run", "f5"), ("results", "Results", "f6"))
+
+CSS = """
+Screen { layout: vertical; }
+#status { height: auto; max-height: 2; background: $panel; color: $text; padding: 0 1; }
+BrowsePane, EditorPane, FormPane, GridPane, RunPane, ResultsPane { height: 1fr; }
+BrowsePane > Horizontal, EditorPane > Horizontal { height: 1fr; }
+#tabs { height: 1fr; }
+TabPane { padding: 0; }
+.section-title { color: $text-muted; text-style: bold; height: 1; }
+.dim { color: $text-muted; }
+
+/* browse */
+#browse-tree { width: 30; min-width: 20; border-right: solid $panel; }
+#browse-preview { width: 1fr; padding: 0 1; }
+
+/* edit */
+#editor { width: 1fr; min-width: 30; border: none; }
+#side { width: 42%; padding: 0 0 0 1; border-left: solid $panel; }
+#validity { height: auto; }
+#issues { height: auto; max-height: 12; border: none; padding: 0; }
+#rendered-scroll { height: 1fr; }
+#rendered { width: auto; }
+
+/* form */
+#form-note { height: auto; padding: 0 1; }
+#form-body { padding: 0 1; }
+.form-row { height: 1; margin: 0 0 0 0; }
+.form-label { width: 26; }
+.form-row Input, .form-row Select { width: 1fr; }
+.form-origin { width: 16; padding: 0 0 0 1; color: $text-muted; }
+
+/* grid */
+#grid-summary { height: 1; padding: 0 1; }
+#grid-points { height: 1fr; min-height: 4; }
+#grid-steps { height: auto; max-height: 7; }
+#grid-vary { margin: 0 1; }
+
+/* run */
+#run-bar { height: 1; }
+#run-bar Label { width: auto; color: $text-muted; }
+#run-engine { width: 12; }
+#run-executor { width: 9; }
+#run-jobs { width: 3; }
+#run-bar Button { margin: 0 0 0 1; min-width: 0; width: auto; padding: 0; }
+#run-summary { height: auto; max-height: 3; padding: 0 1; }
+#run-tasks { height: 1fr; min-height: 4; }
+#log-scroll { height: 8; background: $boost; }
+#log-title { padding: 0 1; }
+
+/* results */
+#res-bar { height: 1; }
+#res-bar Label { width: auto; color: $text-muted; }
+#res-point { width: 22; }
+#res-dataset { width: 14; }
+#res-masses { width: 1fr; }
+#res-keys { height: auto; max-height: 4; padding: 0 1; }
+#res-switch { height: 1fr; }
+#res-table { height: 1fr; }
+#res-plot { height: 1fr; padding: 0 1; }
+
+/* dialogs */
+ConfirmDialog, PathDialog { align: center middle; }
+.dialog { width: 70; max-width: 95%; height: auto; border: thick $accent; background: $surface;
+          padding: 1 2; }
+.dialog-text { width: 100%; margin: 0 0 1 0; }
+.dialog-buttons { height: 1; align-horizontal: right; }
+.dialog-buttons Button { margin: 0 0 0 2; }
+"""
+
+
+class GprpipeApp(App[None]):
+    """gprpipe's TUI (see the module docstring)."""
+
+    TITLE = "gprpipe"
+    CSS = CSS
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(key, f"show_tab('{tab}')", label, show=False, priority=True)
+          for tab, label, key in TABS),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+o", "save_as", "Save as", priority=True),
+        Binding("ctrl+r", "launch", "Run", priority=True),
+    ]
+
+    def __init__(self, config: Path | str | None = None, *, overrides: Sequence[str] = (),
+                 folders: Sequence[Path | str] = (), check_delay: float = 0.3,
+                 poll_interval: float = 0.5) -> None:
+        super().__init__()
+        target = Path(config).expanduser() if config is not None else None
+        self.overrides: tuple[str, ...] = tuple(overrides)
+        self.path: Path | None = target if target is not None and not target.is_dir() else None
+        self.saved_text: str | None = None
+        self.check: Check | None = None
+        self.check_delay = check_delay
+        self.poll_interval = poll_interval
+        extra = [Path(f).expanduser() for f in folders]
+        self.folders = default_folders(target) + [f.resolve() for f in extra if f.is_dir()]
+        self.folders = list(dict.fromkeys(self.folders))
+        self._check_timer: Timer | None = None
+        self._stale: set[str] = set()
+
+    # -------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status")
+        initial = "edit" if self.path is not None else "browse"
+        with TabbedContent(id="tabs", initial=initial):
+            for tab, label, key in TABS:
+                with TabPane(f"{label} {key.upper()}", id=tab):
+                    if tab == "browse":
+                        yield BrowsePane(self.folders, id="browse-pane")
+                    elif tab == "edit":
+                        yield EditorPane(id="edit-pane")
+                    elif tab == "form":
+                        yield FormPane(id="form-pane")
+                    elif tab == "grid":
+                        yield GridPane(id="grid-pane")
+                    elif tab == "run":
+                        yield RunPane(poll_interval=self.poll_interval, id="run-pane")
+                    else:
+                        yield ResultsPane(id="results-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.path is not None:
+            self._load(self.path)
+            self.call_after_refresh(self.editor.focus)
+        else:
+            self.update_status()
+            self.call_after_refresh(lambda: self.query_one("#browse-tree", Tree).focus())
+
+    @property
+    def editor(self) -> TextArea:
+        return self.query_one("#editor", TextArea)
+
+    @property
+    def modified(self) -> bool:
+        if self.path is None:
+            return False
+        return self.saved_text is None or self.editor.text != self.saved_text
+
+    # -------------------------------------------------------------- the edited config
+
+    def _load(self, path: Path, text: str | None = None, saved: bool = True) -> None:
+        if text is None and not path.exists():
+            text, saved = "", False
+            self.notify(f"{show_path(path)} does not exist yet: ctrl+s creates it.")
+        if text is None:
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                self.notify(f"Cannot read {show_path(path)}: {exc.strerror}", severity="error")
+                return
+        self.path = path
+        self.saved_text = text if saved else None
+        self.editor.load_text(text)
+        self.run_check()
+        self.query_one(BrowsePane).select_path(path)
+
+    def open_config(self, path: Path) -> None:
+        """Open ``path`` in the editor (asking first if there are unsaved changes)."""
+        def go(ok: bool | None = True) -> None:
+            if ok:
+                self._load(path)
+                self.action_show_tab("edit")
+
+        if self.modified and path != self.path:
+            self.push_screen(ConfirmDialog(f"Discard the unsaved changes to "
+                                           f"{show_path(self.path)}?", "Discard", "Keep"), go)
+        else:
+            go()
+
+    def new_from_template(self, template: Path) -> None:
+        """A new, unsaved config inheriting ``template``."""
+        folder = Path.cwd() / "user_configs"
+        folder = folder if folder.is_dir() else Path.cwd()
+        target = unique_path(folder, f"my_{template.stem}")
+
+        def go(ok: bool | None = True) -> None:
+            if ok:
+                self._load(target, child_config_text(template, target), saved=False)
+                self.action_show_tab("edit")
+                self.notify(f"New config inheriting {template.name}: save it with ctrl+s.")
+
+        if self.modified:
+            self.push_screen(ConfirmDialog(f"Discard the unsaved changes to "
+                                           f"{show_path(self.path)}?", "Discard", "Keep"), go)
+        else:
+            go()
+
+    def edit_text(self, change: Callable[[str], str]) -> None:
+        """Apply a text transformation to the edited config (one undoable edit)."""
+        if self.path is None:
+            self.notify("Open a config first (Browse, F1).", severity="warning")
+            return
+        replace_text(self.editor, change(self.editor.text))
+        self.run_check()
+
+    @on(TextArea.Changed, "#editor")
+    def _text_changed(self) -> None:
+        self.update_status()
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._check_timer = self.set_timer(self.check_delay, self.run_check)
+
+    def run_check(self) -> None:
+        """Validate the editor's text now and show the result everywhere."""
+        if self._check_timer is not None:
+            self._check_timer.stop()
+            self._check_timer = None
+        if self.path is None:
+            return
+        self.check = check_text(self.editor.text, self.path, self.overrides)
+        self._stale = {"edit", "form", "grid", "run"}
+        self._refresh_pane(self.query_one("#tabs", TabbedContent).active)
+        self.update_status()
+
+    def _refresh_pane(self, tab: str) -> None:
+        """Show the latest check in a pane (hidden panes are refreshed when shown)."""
+        if tab not in self._stale or self.check is None:
+            return
+        self._stale.discard(tab)
+        pane = {"edit": EditorPane, "form": FormPane, "grid": GridPane, "run": RunPane}[tab]
+        self.query_one(pane).show_check(self.check)
+
+    def update_status(self) -> None:
+        s = Text()
+        if self.path is None:
+            s.append("no config open: pick one in Browse (Enter opens, n: new from template)",
+                     style="dim")
+        else:
+            s.append(show_path(self.path), style="bold")
+            if self.modified:
+                s.append(" [modified]", style="yellow")
+            check = self.check
+            if check is not None:
+                s.append("  ")
+                s.append(check.summary(), style="bold red" if check.errors else "bold green")
+                if check.steps:
+                    s.append("  " + "→".join(check.steps))
+        self.query_one("#status", Static).update(s)
+
+    # -------------------------------------------------------------- actions
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+        self._focus_tab(tab)
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id or ""
+        self._refresh_pane(tab)
+        if tab == "run":
+            self.query_one(RunPane).poll()
+        elif tab == "results":
+            self.query_one(ResultsPane).reload()
+
+    def _focus_tab(self, tab: str) -> None:
+        def focus() -> None:
+            if tab == "browse":
+                self.query_one("#browse-tree", Tree).focus()
+            elif tab == "edit":
+                self.editor.focus()
+            elif tab == "form":
+                w = self.query_one(FormPane).first_field()
+                if w is not None:
+                    w.focus()
+            elif tab == "grid":
+                self.query_one("#grid-points").focus()
+            elif tab == "run":
+                self.query_one(RunPane).focus_main()
+            elif tab == "results":
+                self.query_one(ResultsPane).focus_main()
+
+        self.call_after_refresh(focus)
+
+    def action_save(self) -> None:
+        if self.path is None:
+            self.notify("Nothing to save: open a config first.", severity="warning")
+            return
+        if self.saved_text is None and not self.path.exists():
+            self.action_save_as()
+            return
+        self._write(self.path)
+
+    def action_save_as(self) -> None:
+        if self.path is None:
+            self.notify("Nothing to save: open a config first.", severity="warning")
+            return
+
+        def chosen(value: str | None) -> None:
+            if not value:
+                return
+            target = Path(value).expanduser()
+            if target.suffix != ".toml":
+                target = target.with_suffix(".toml")
+            if target.exists() and target.resolve() != self.path.resolve():  # type: ignore[union-attr]
+                self.push_screen(
+                    ConfirmDialog(f"{show_path(target)} exists: overwrite it?", "Overwrite",
+                                  "Cancel"),
+                    lambda ok: self._write(target) if ok else None)
+            else:
+                self._write(target)
+
+        self.push_screen(PathDialog("Save the config as (relative to the current folder):",
+                                    show_path(self.path)), chosen)
+
+    def _write(self, target: Path) -> None:
+        text = self.editor.text
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        except OSError as exc:
+            self.notify(f"Cannot save {show_path(target)}: {exc.strerror}", severity="error")
+            return
+        moved = self.path is None or target.resolve() != self.path.resolve()
+        self.path, self.saved_text = target, text
+        self.notify(f"Saved {show_path(target)}.")
+        browse = self.query_one(BrowsePane)
+        if moved and target.resolve().parent not in browse.folders:
+            browse.folders.append(target.resolve().parent)
+        browse.refresh_tree()
+        browse.select_path(target)
+        self.run_check()
+
+    async def action_quit(self) -> None:
+        """Quit; if a run started here is still going, say it keeps running and ask."""
+        launch = self.query_one(RunPane).launch
+        if launch is None or not launch.running:
+            self.exit()
+            return
+        self.push_screen(
+            ConfirmDialog("A run started here is still going. Quit anyway? It keeps running "
+                          "in the background (watch it with gprpipe status).", "Quit", "Stay"),
+            lambda ok: self.exit() if ok else None)
+
+    def action_launch(self) -> None:
+        self._refresh_pane("run")
+        if self.query_one(RunPane).start():
+            self.action_show_tab("run")
+
+    def current_run_dir(self) -> Path | None:
+        run = self.query_one(RunPane)
+        return run.run_dir()
+
+    def run_finished(self) -> None:
+        """Called by the Run pane when a launched run ends (Results reloads when shown)."""
+        if self.query_one("#tabs", TabbedContent).active == "results":
+            self.query_one(ResultsPane).reload()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for tab, label, key in TABS:
+            yield SystemCommand(f"Show {label}", f"Switch to the {label} tab ({key.upper()})",
+                                lambda t=tab: self.action_show_tab(t))
+        yield SystemCommand("Save", "Save the config (ctrl+s)", self.action_save)
+        yield SystemCommand("Save as", "Save the config under another name (ctrl+o)",
+                            self.action_save_as)
+        yield SystemCommand("New config from the highlighted template",
+                            "A new config inheriting the file highlighted in Browse",
+                            lambda: self.query_one(BrowsePane).action_new())
+        yield SystemCommand("Start run", "Run the saved config in the background (ctrl+r)",
+                            self.action_launch)
+        yield SystemCommand("Cancel run", "Stop the running run (local) or scancel (SLURM)",
+                            lambda: self.query_one(RunPane).cancel())
+        yield SystemCommand("Rerun failed tasks", "gprpipe rerun RUN_DIR --failed",
+                            lambda: self.query_one(RunPane).rerun_failed())
+        yield SystemCommand("Toggle results plot/table", "Results: plot or scan table",
+                            lambda: self.query_one(ResultsPane).action_toggle_plot())
+
+
+def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - manual use
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    GprpipeApp(args[0] if args else None).run()

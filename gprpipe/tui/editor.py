@@ -1,0 +1,382 @@
+"""Edit: the TOML text with live validation beside it; Form: the common keys of the same
+file as fields (each edit rewrites only that key's value in the text)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets.option_list import Option
+
+from gprpipe.config.loader import get_dotted
+from gprpipe.tui.model import Check, Issue, show_path
+from gprpipe.tui.tomledit import remove_key, set_key
+from gprpipe.tui.widgets import StillInput, toml_editor
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def replace_text(area: TextArea, new: str) -> None:
+    """Replace the text of ``area`` by ``new`` as one undoable edit of the changed span."""
+    old = area.text
+    if old == new:
+        return
+    i = 0
+    n = min(len(old), len(new))
+    while i < n and old[i] == new[i]:
+        i += 1
+    j = 0
+    while j < n - i and old[len(old) - 1 - j] == new[len(new) - 1 - j]:
+        j += 1
+
+    def loc(off: int) -> tuple[int, int]:
+        row = old.count("\n", 0, off)
+        return row, off - (old.rfind("\n", 0, off) + 1)
+
+    area.replace(new[i: len(new) - j], loc(i), loc(len(old) - j), maintain_selection_offset=False)
+
+
+def issue_prompt(issue: Issue, current: str | None) -> Text:
+    t = Text()
+    here = issue.file is not None and current is not None and issue.file == current
+    style = "bold red" if issue.severity == "error" else "bold yellow"
+    if here and issue.line:
+        t.append(f"line {issue.line}", style=style)
+    elif issue.file:
+        t.append(issue.location(), style=style)
+    if issue.key:
+        t.append(f" {issue.key}", style="bold")
+    t.append("\n" + issue.message, style="" if issue.severity == "error" else "yellow")
+    return t
+
+
+class EditorPane(Widget):
+    """The config text (TOML highlighting) and, beside it, errors and the rendered config."""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield toml_editor("editor")
+            with Vertical(id="side"):
+                yield Static("", id="validity")
+                yield OptionList(id="issues")
+                yield Static("", id="rendered-title", classes="section-title")
+                with VerticalScroll(id="rendered-scroll"):
+                    yield Static("", id="rendered")
+
+    def show_check(self, check: Check) -> None:
+        validity = Text(check.summary(), style="bold red" if check.errors else "bold green")
+        if check.warnings:
+            n = len(check.warnings)
+            validity.append(f"  ⚠ {n} warning{'s' * (n != 1)}", style="yellow")
+        self.query_one("#validity", Static).update(validity)
+        issues = self.query_one("#issues", OptionList)
+        current = str(check.path.resolve())
+        opts = [Option(issue_prompt(i, current), id=f"issue-{k}")
+                for k, i in enumerate([*check.errors, *check.warnings])]
+        issues.clear_options()
+        issues.add_options(opts)
+        issues.display = bool(opts)
+        if opts:
+            issues.highlighted = 0
+        self._issues = [*check.errors, *check.warnings]
+        title = self.query_one("#rendered-title", Static)
+        rendered = self.query_one("#rendered", Static)
+        if check.points:
+            n = len(check.points)
+            more = f" (1 of {n})" if n > 1 else ""
+            title.update(f"Rendered: point {check.points[0].name}{more}")
+            rendered.update(Syntax(check.rendered(), "toml", theme="ansi_dark",
+                                   background_color="default"))
+        else:
+            title.update("Rendered: (fix the errors to see it)")
+            rendered.update("")
+
+    @on(OptionList.OptionSelected, "#issues")
+    def _jump(self, event: OptionList.OptionSelected) -> None:
+        """Move the cursor to the line of the selected error (when it is in this file)."""
+        issue = self._issues[event.option_index]
+        current = str(self.app.path.resolve()) if self.app.path else None  # type: ignore[attr-defined]
+        area = self.query_one("#editor", TextArea)
+        if issue.file == current and issue.line:
+            col = (issue.column or 1) - 1
+            area.move_cursor((issue.line - 1, col), center=True)
+            area.focus()
+        elif issue.file and issue.key:
+            self.app.notify(f"{issue.key} is set in {issue.location()}: override it in this "
+                            "file (Form, F3) or fix it there.", timeout=6)
+
+
+# ------------------------------------------------------------------ the form
+
+
+@dataclass(frozen=True)
+class FormField:
+    key: str  # dotted, relative to the config root
+    label: str
+    kind: str  # str, int, float, floats, choice, bool
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    @property
+    def parts(self) -> list[str]:
+        return self.key.split(".")
+
+    @property
+    def widget_id(self) -> str:
+        return "f-" + self.key.replace(".", "--")
+
+
+COMMON = (
+    FormField("base.name", "Analysis name", "str"),
+    FormField("base.output", "Run directory", "str"),
+    FormField("scan.mass_step", "Mass step (GeV)", "float"),
+    FormField("scan.masses", "Explicit masses (GeV)", "floats", optional=True),
+    FormField("fit.blind_nsigma", "Blind width (σ)", "float"),
+    FormField("limit.mode", "Limit mode", "choice", ("asymptotic", "toys")),
+    FormField("limit.n_toys", "Toys (observed limit)", "int"),
+    FormField("limit.bands", "Expected bands", "choice", ("asymptotic", "toys")),
+    FormField("limit.band_toys", "Toys (bands)", "int"),
+    FormField("base.engine", "Engine", "choice", ("local", "docker", "podman", "apptainer")),
+    FormField("base.image", "Container image", "str", optional=True),
+    FormField("base.executor", "Executor", "choice", ("local", "slurm")),
+    FormField("base.jobs", "Local workers", "int"),
+)
+
+
+def dataset_fields(name: str) -> tuple[FormField, ...]:
+    pre = f"datasets.{name}"
+    return (
+        FormField(f"{pre}.path", "ROOT file", "str"),
+        FormField(f"{pre}.range", "Scan range [lo, hi] (GeV)", "floats"),
+        FormField(f"{pre}.enabled", "Enabled", "bool", ("true", "false")),
+    )
+
+
+_MISSING = object()
+
+
+def effective_value(check: Check, key: str) -> Any:
+    """The value a key has for this config: as written (unrendered) in the chain, else the
+    rendered value (e.g. from a dataset card), else missing."""
+    v = get_dotted(check.merged, key, _MISSING)
+    if v is _MISSING and check.points:
+        v = get_dotted(check.points[0].data, key, _MISSING)
+    return v
+
+
+def shown(value: Any) -> str:
+    if value is _MISSING or value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return str(value)
+
+
+def to_literal(f: FormField, raw: str) -> str | None:
+    """TOML literal for a field's text; None means 'remove the key'; ValueError if bad."""
+    raw = raw.strip()
+    if not raw:
+        if f.optional or f.kind == "str":
+            return None
+        raise ValueError(f"{f.key} needs a value")
+    if f.kind == "str":
+        from gprpipe.tui.tomledit import literal
+
+        return literal(raw)
+    if f.kind == "int":
+        return str(int(raw))
+    if f.kind == "float":
+        float(raw)
+        return raw
+    if f.kind == "floats":
+        inner = raw.strip("[] ")
+        values = tomllib.loads(f"v = [{inner}]")["v"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{f.key}: give numbers, e.g. 0.02, 0.13")
+        return "[" + ", ".join(x.strip() for x in inner.split(",") if x.strip()) + "]"
+    if f.kind in ("choice", "bool"):
+        if raw not in f.choices:
+            raise ValueError(f"{f.key}: one of {', '.join(f.choices)}")
+        return raw if f.kind == "bool" else f'"{raw}"'
+    raise ValueError(f"unknown field kind {f.kind}")
+
+
+class FormPane(Widget):
+    """Fields for the common keys; each change rewrites one key of the edited text."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.fields: dict[str, FormField] = {}
+        self._datasets: tuple[str, ...] | None = None
+        self._check: Check | None = None
+        self._filling = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="form-note")
+        yield VerticalScroll(id="form-body")
+
+    def _row(self, f: FormField, check: Check) -> Horizontal:
+        value = shown(effective_value(check, f.key))
+        if f.kind in ("choice", "bool"):
+            w: Widget = Select([(c, c) for c in f.choices], id=f.widget_id, compact=True,
+                               allow_blank=True, prompt="(default)",
+                               value=value if value in f.choices else Select.NULL)
+        else:
+            w = StillInput(value, id=f.widget_id, compact=True, placeholder="(not set)")
+        return Horizontal(Label(f.label, classes="form-label"), w,
+                          Static(Text(check.origin_of(f.key), style="dim"),
+                                 id=f"o-{f.widget_id}", classes="form-origin"),
+                          classes="form-row")
+
+    async def _build(self, datasets: tuple[str, ...], check: Check) -> None:
+        body = self.query_one("#form-body", VerticalScroll)
+        await body.remove_children()
+        self.fields = {}
+        widgets: list[Widget] = []
+        for name in datasets:
+            widgets.append(Static(f"Dataset {name}", classes="section-title"))
+            for f in dataset_fields(name):
+                self.fields[f.widget_id] = f
+                widgets.append(self._row(f, check))
+        widgets.append(Horizontal(
+            Label("Add a dataset", classes="form-label"),
+            StillInput(id="f-add-dataset", compact=True,
+                       placeholder="key = card, e.g. 2016 = hps2016"),
+            Static("", classes="form-origin"), classes="form-row"))
+        widgets.append(Static("Scan, fit, limits, execution", classes="section-title"))
+        for f in COMMON:
+            self.fields[f.widget_id] = f
+            widgets.append(self._row(f, check))
+        self._datasets = datasets
+        await body.mount_all(widgets)
+        self._fill()
+        focused = self.app.focused
+        if getattr(self.app.query_one("#tabs"), "active", "") == "form" and (
+                focused is None or self not in focused.ancestors):
+            first = self.first_field()
+            if first is not None:
+                first.focus()
+
+    def show_check(self, check: Check) -> None:
+        self._check = check
+        note = self.query_one("#form-note", Static)
+        if not check.merged:
+            note.update(Text("Fix the TOML syntax in the editor (F2) to use the form.",
+                             style="bold red"))
+            return
+        note.update(Text("Enter (or leaving a field) writes it to the file; empty: inherit. "
+                         "Origin on the right.", style="dim"))
+        datasets = tuple((check.merged.get("datasets") or {}).keys())
+        if datasets != self._datasets:
+            self._datasets = datasets
+            self.call_later(self._build, datasets, check)
+        else:
+            self._fill()
+
+    def _fill(self) -> None:
+        check = self._check
+        if check is None:
+            return
+        focused = self.app.focused
+        self._filling = True
+        try:
+            for wid, f in self.fields.items():
+                try:
+                    w = self.query_one(f"#{wid}")
+                except Exception:
+                    continue
+                value = shown(effective_value(check, f.key))
+                if isinstance(w, Select):
+                    target = value if value in f.choices else Select.NULL
+                    with w.prevent(Select.Changed):
+                        # set twice: a Select mounted with its value may not show it
+                        w.value = f.choices[0] if target == Select.NULL else Select.NULL
+                        w.value = target
+                elif isinstance(w, Input) and w is not focused and w.value != value:
+                    with w.prevent(Input.Changed):
+                        w.value = value
+                self.query_one(f"#o-{wid}", Static).update(
+                    Text(check.origin_of(f.key), style="dim"))
+        finally:
+            self._filling = False
+
+    def _apply(self, f: FormField, raw: str) -> None:
+        check = self._check
+        if check is None or self._filling:
+            return
+        if raw.strip() == shown(effective_value(check, f.key)):
+            return
+        try:
+            lit = to_literal(f, raw)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            self.app.notify(str(exc), severity="error")
+            return
+        self.app.edit_text(  # type: ignore[attr-defined]
+            lambda text: remove_key(text, f.parts) if lit is None else set_key(text, f.parts, lit)
+        )
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "f-add-dataset":
+            self._add_dataset(event.value)
+            event.input.value = ""
+            return
+        f = self.fields.get(event.input.id or "")
+        if f is not None:
+            self._apply(f, event.value)
+
+    @on(Input.Blurred)
+    def _blurred(self, event: Input.Blurred) -> None:
+        f = self.fields.get(event.input.id or "")
+        if f is not None:
+            self._apply(f, event.value)
+
+    @on(Select.Changed)
+    def _selected(self, event: Select.Changed) -> None:
+        f = self.fields.get(event.select.id or "")
+        if f is None or self._filling:
+            return
+        value = "" if event.value is Select.NULL else str(event.value)
+        if f.kind == "choice" and not value:
+            self.app.edit_text(lambda text: remove_key(text, f.parts))  # type: ignore[attr-defined]
+            return
+        self._apply(f, value)
+
+    def _add_dataset(self, raw: str) -> None:
+        key, _, card = (x.strip() for x in raw.partition("="))
+        if not key:
+            return
+        if not key.replace("_", "").replace("-", "").isalnum():
+            self.app.notify("A dataset key uses letters, digits, - and _.", severity="error")
+            return
+        if card:
+            parts, lit = ["datasets", key, "card"], f'"{card}"'
+        else:
+            parts, lit = ["datasets", key, "enabled"], "true"
+        self.app.edit_text(lambda text: set_key(text, parts, lit))  # type: ignore[attr-defined]
+        self.app.notify(f"Added [datasets.{key}]: set its ROOT file above.")
+
+    def first_field(self) -> Widget | None:
+        for wid in self.fields:
+            try:
+                return self.query_one(f"#{wid}")
+            except Exception:
+                return None
+        return None
+
+
+__all__ = ["EditorPane", "FormPane", "replace_text", "show_path"]

@@ -1,0 +1,78 @@
+"""Grid: number of points, their varied values and output folders, tasks per step."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, Static
+
+from gprpipe.tui.model import Check, show_path
+from gprpipe.tui.tomledit import literal, set_key
+from gprpipe.tui.widgets import StillInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _token(raw: str) -> str:
+    """A TOML literal for one grid value: as written if valid TOML, else a string."""
+    raw = raw.strip()
+    try:
+        tomllib.loads(f"v = {raw}")
+    except tomllib.TOMLDecodeError:
+        return literal(raw.strip("'\""))
+    return raw
+
+
+class GridPane(Widget):
+    """The grid of the edited config and its plan."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="grid-summary")
+        yield DataTable(id="grid-points", zebra_stripes=True, cursor_type="row")
+        yield Static("Tasks per step", classes="section-title")
+        yield DataTable(id="grid-steps", cursor_type="row")
+        yield StillInput(id="grid-vary", compact=True,
+                         placeholder="vary a key: fit.blind_nsigma = 1.64, 1.96  (Enter)")
+
+    def show_check(self, check: Check) -> None:
+        summary = self.query_one("#grid-summary", Static)
+        points = self.query_one("#grid-points", DataTable)
+        steps = self.query_one("#grid-steps", DataTable)
+        points.clear(columns=True)
+        steps.clear(columns=True)
+        if not check.points:
+            summary.update(Text("The config has errors: no grid (see Edit, F2).",
+                                style="bold red"))
+            return
+        n, t = len(check.points), len(check.tasks)
+        per = t // n if n else 0
+        s = Text()
+        s.append(f"{n} point{'s' * (n != 1)}", style="bold")
+        s.append(f" × {per} tasks = {t} tasks" if n > 1 else f", {t} tasks")
+        s.append(f"   run directory {show_path(check.run_dir)}", style="dim")
+        summary.update(s)
+        keys, rows = check.grid_rows()
+        points.add_columns("#", "point", *keys, "output folder")
+        for r in rows:
+            points.add_row(*r)
+        steps.add_columns("step", "chunks", "merge", "per point", "all points")
+        for step, parts, merge, total in check.steps_table():
+            steps.add_row(step, str(parts), str(merge), str(parts + merge), str(total))
+
+    @on(Input.Submitted, "#grid-vary")
+    def _vary(self, event: Input.Submitted) -> None:
+        key, sep, values = (x.strip() for x in event.value.partition("="))
+        if not sep or not key or not values:
+            self.app.notify("Write: dotted.key = v1, v2, ...", severity="error")
+            return
+        inner = values.strip("[] ")
+        lit = "[" + ", ".join(_token(v) for v in inner.split(",") if v.strip()) + "]"
+        self.app.edit_text(lambda text: set_key(text, ["grid", key], lit))  # type: ignore[attr-defined]
+        event.input.value = ""

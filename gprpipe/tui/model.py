@@ -1,0 +1,350 @@
+"""What the TUI knows about a config, without any widget: validate a text (saved or not),
+parse error sentences into (file, line, key, message), summarise the grid and the plan.
+
+The TUI validates the text being edited with the same code as ``gprpipe validate``
+(:func:`gprpipe.config.load_points`): the text is written to a hidden temporary file beside
+the real one (so relative paths and template references resolve as they will once saved),
+validated, then removed; file names in the messages are mapped back to the real file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gprpipe.config import Point, load, load_points
+from gprpipe.config.loader import Loaded, Origin, flatten, get_dotted, shipped_dir
+from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.io.toml_write import dumps
+from gprpipe.pipeline.plan import MERGE
+from gprpipe.pipeline.store import plan_points, point_dir
+from gprpipe.pipeline.task import Task
+
+_ISSUE = re.compile(
+    r"^(?P<file>(?:--set \S+|grid|[^:]+?\.toml))(?::(?P<line>\d+))?: "
+    r"(?:(?P<key>[A-Za-z0-9_\-\"'.]+): )?(?P<msg>.*)$",
+    re.S,
+)
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def show_path(path: Path | str | None) -> str:
+    """A short, stable display of ``path``: relative to the CWD when inside it, else
+    ``~/...`` under the home folder, else absolute."""
+    if path is None:
+        return "(none)"
+    p = Path(path)
+    try:
+        ap = p.resolve()
+    except OSError:
+        return str(p)
+    for base, prefix in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
+        try:
+            rel = ap.relative_to(base)
+        except ValueError:
+            continue
+        return prefix + (str(rel) if str(rel) != "." else ".")
+    return str(ap)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One validation message, split for display."""
+
+    message: str  # the message without its location
+    file: str | None = None  # real file (absolute) or "--set key" / "grid"
+    line: int | None = None
+    key: str | None = None
+    column: int | None = None
+    severity: str = "error"  # error | warning
+    text: str = ""  # the full original sentence
+
+    def location(self) -> str:
+        """``file:line`` for display (file shortened)."""
+        if not self.file:
+            return ""
+        f = self.file if not self.file.endswith(".toml") else show_path(self.file)
+        return f"{f}:{self.line}" if self.line else f
+
+
+def parse_issue(text: str, severity: str = "error") -> Issue:
+    """Split ``"file:line: dotted.key: message."`` (the config errors' format)."""
+    m = _ISSUE.match(text.strip())
+    if not m:
+        return Issue(text.strip(), text=text, severity=severity)
+    msg = m.group("msg").strip()
+    line = int(m.group("line")) if m.group("line") else None
+    col = None
+    pos = _TOML_POS.search(msg)
+    if pos and line is None:
+        line, col = int(pos.group(1)), int(pos.group(2))
+    key = m.group("key")
+    if key in ("invalid TOML", None) or " " in (key or ""):
+        key = None
+    return Issue(msg, m.group("file"), line, key, col, severity, text)
+
+
+@dataclass
+class Check:
+    """Result of validating one config text: issues, chain, grid points and plan."""
+
+    path: Path
+    text: str
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    chain: list[Path] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    merged: dict[str, Any] = field(default_factory=dict)  # unrendered, inheritance applied
+    origins: dict[str, Origin] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.points)
+
+    @property
+    def run_dir(self) -> Path | None:
+        return Path(self.points[0].config.base.output) if self.points else None
+
+    @property
+    def steps(self) -> list[str]:
+        if self.points:
+            return list(self.points[0].config.steps.run)
+        run = get_dotted(self.merged, "steps.run", [])
+        return [str(s) for s in run] if isinstance(run, list) else []
+
+    def summary(self) -> str:
+        """One line: validity, points, tasks."""
+        if self.errors:
+            n = len(self.errors)
+            return f"✗ {n} error{'s' * (n != 1)}"
+        n, t = len(self.points), len(self.tasks)
+        return f"✓ valid, {n} point{'s' * (n != 1)}, {t} task{'s' * (t != 1)}"
+
+    def rendered(self, index: int = 0) -> str:
+        """TOML of one point's rendered config, with paths shown as :func:`show_path`."""
+        if not self.points:
+            return ""
+        data = {k: v for k, v in self.points[index].data.items() if k != "grid"}
+        return dumps(display_data(data))
+
+    def steps_table(self) -> list[tuple[str, int, int, int]]:
+        """Per step: (step, chunk tasks per point, merge tasks per point, tasks in total)."""
+        per_point: dict[str, Counter] = {}
+        total: Counter = Counter()
+        first = self.points[0].name if self.points else None
+        for t in self.tasks:
+            total[t.step] += 1
+            if t.point == first:
+                c = per_point.setdefault(t.step, Counter())
+                c["merge" if t.part == MERGE else "part"] += 1
+        return [(s, per_point.get(s, Counter())["part"], per_point.get(s, Counter())["merge"],
+                 total[s]) for s in total]
+
+    def grid_rows(self) -> tuple[list[str], list[list[str]]]:
+        """(varied keys, rows of [index, name, *values, output folder])."""
+        keys: list[str] = []
+        for p in self.points:
+            keys += [k for k in p.values if k not in keys]
+        rows = []
+        for p in self.points:
+            out = show_path(point_dir(Path(p.config.base.output), p))
+            vals = [_fmt(p.values[k]) if k in p.values else "" for k in keys]
+            rows.append([str(p.index), p.name, *vals, out])
+        return keys, rows
+
+    def origin_of(self, dotted: str) -> str:
+        """Where a key's value comes from: ``this file``, a template or card, ``default``."""
+        o = self.origins.get(dotted)
+        if o is None:
+            return "default"
+        if o.file.startswith("--set"):
+            return "--set"
+        if o.file == "grid":
+            return "grid"
+        if Path(o.file) == self.path.resolve():
+            return "this file"
+        f = Path(o.file)
+        return f"card {f.stem}" if f.parent.name == "cards" else f.name
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def display_data(data: Any) -> Any:
+    """Copy of rendered data with absolute paths under the CWD/home shortened."""
+    if isinstance(data, dict):
+        return {k: display_data(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [display_data(v) for v in data]
+    if isinstance(data, str) and os.path.isabs(data):
+        return show_path(data)
+    return data
+
+
+def _messages(exc: GprpipeError) -> list[str]:
+    return exc.errors if isinstance(exc, ConfigError) else [str(exc)]
+
+
+def _validate_file(path: Path, real: Path, overrides: Sequence[str], check: Check) -> None:
+    """Fill ``check`` from the config at ``path`` (which stands for ``real``)."""
+    fake, true = str(path.resolve()), str(real.resolve())
+
+    def fix(s: str) -> str:
+        return s.replace(fake, true) if fake != true else s
+
+    loaded: Loaded | None = None
+    try:
+        loaded = load(path, overrides)
+    except GprpipeError as exc:
+        check.errors = [parse_issue(fix(m)) for m in _messages(exc)]
+        return
+    chain = [real.resolve() if p == path.resolve() else p for p in loaded.chain]
+    check.chain = chain
+    check.merged = loaded.data
+    check.origins = {k: Origin(fix(o.file), o.line) for k, o in loaded.origins.items()}
+    try:
+        loaded2, points = load_points(path, overrides)
+    except GprpipeError as exc:
+        check.errors = [parse_issue(fix(m)) for m in _messages(exc)]
+        return
+    check.origins = {k: Origin(fix(o.file), o.line) for k, o in loaded2.origins.items()}
+    check.points = points
+    run_dir = Path(points[0].config.base.output)
+    check.tasks = plan_points(run_dir, points)
+    seen: set[str] = set()
+    for p in points:
+        for name in p.config.scanned():
+            ds_path = p.config.datasets[name].path
+            if ds_path in seen or Path(ds_path).is_file():
+                continue
+            seen.add(ds_path)
+            key = f"datasets.{name}.path"
+            o = check.origins.get(key)
+            where = f"{o}: " if o else ""
+            check.warnings.append(parse_issue(
+                f"{where}{key}: file not found: {show_path(ds_path)} (the load step will fail).",
+                "warning"))
+
+
+def check_text(text: str, path: Path | str, overrides: Sequence[str] = ()) -> Check:
+    """Validate ``text`` as if it were saved at ``path`` (which need not exist)."""
+    t0 = time.perf_counter()
+    real = Path(path).expanduser().absolute()
+    check = Check(real, text, overrides=tuple(overrides))
+    try:
+        on_disk = real.read_text() if real.is_file() else None
+    except OSError:
+        on_disk = None
+    if on_disk == text:
+        _validate_file(real, real, overrides, check)
+    else:
+        tmp = _temp_beside(real, check)
+        try:
+            Path(tmp).write_text(text)
+            _validate_file(Path(tmp), real, overrides, check)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    check.seconds = time.perf_counter() - t0
+    return check
+
+
+def _temp_beside(real: Path, check: Check) -> str:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.stem}.", suffix=".tui.toml", dir=real.parent)
+    except OSError:
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.stem}.", suffix=".tui.toml")
+        check.warnings.append(Issue(
+            f"{show_path(real.parent)} is not writable: relative paths were resolved from a "
+            "temporary folder.", severity="warning"))
+    os.close(fd)
+    return tmp
+
+
+def check_file(path: Path | str, overrides: Sequence[str] = ()) -> Check:
+    """Validate a saved config file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        c = Check(p.absolute(), "")
+        c.errors = [Issue(f"cannot read: {exc.strerror}.", str(p), text=str(exc))]
+        return c
+    return check_text(text, p, overrides)
+
+
+# ------------------------------------------------------------------ browsing and templates
+
+
+def default_folders(config: Path | None = None) -> list[Path]:
+    """Folders the browser lists: shipped templates, ./user_configs and the config's folder."""
+    out = [shipped_dir("templates")]
+    uc = Path.cwd() / "user_configs"
+    if uc.is_dir():
+        out.append(uc)
+    if config is not None:
+        out.append(config if config.is_dir() else config.parent)
+    uniq: list[Path] = []
+    for p in out:
+        rp = p.resolve()
+        if rp.is_dir() and rp not in uniq:
+            uniq.append(rp)
+    return uniq
+
+
+def config_files(folder: Path) -> list[Path]:
+    """TOML files of a folder (sorted, hidden and temporary files skipped)."""
+    try:
+        return sorted(p for p in folder.glob("*.toml")
+                      if not p.name.startswith(".") and p.is_file())
+    except OSError:
+        return []
+
+
+def template_ref(template: Path, target_dir: Path) -> str:
+    """How a config in ``target_dir`` names ``template``: the shipped name, or a path."""
+    template = template.resolve()
+    if template.parent == shipped_dir("templates").resolve():
+        return template.stem
+    return os.path.relpath(template, target_dir.resolve())
+
+
+def child_config_text(template: Path, target: Path) -> str:
+    """Text of a new config inheriting ``template`` (to be saved at ``target``)."""
+    ref = template_ref(template, target.parent)
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", target.stem)
+    return (
+        f"# New analysis inheriting {template.name} (created with gprpipe tui).\n"
+        "# Override any key of the template chain here; errors show beside the text.\n"
+        "[base]\n"
+        f"template = \"{ref}\"\n"
+        f"name = \"{name}\"\n"
+    )
+
+
+def unique_path(folder: Path, stem: str) -> Path:
+    """``folder/stem.toml``, or ``stem_2.toml``... if taken."""
+    p = folder / f"{stem}.toml"
+    k = 2
+    while p.exists():
+        p = folder / f"{stem}_{k}.toml"
+        k += 1
+    return p
+
+
+def flat_keys(data: dict[str, Any]) -> dict[str, Any]:
+    return flatten(data)

@@ -1,0 +1,260 @@
+"""Results: a finished point's scan table (sortable), key numbers, and the eps^2 limit
+plot drawn in the terminal, with the paths of its PNG/PDF files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import ClassVar
+
+from rich.console import Group
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
+
+from gprpipe.tui.model import show_path
+from gprpipe.tui.runs import Scan, default_masses, key_numbers, plot_files, read_scan, result_points
+from gprpipe.tui.textplot import Band, Line, braille_plot, legend
+from gprpipe.tui.widgets import StillInput
+
+
+def fmt(v: object) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _sort_key(v: object):
+    """Numbers before text, numbers by value."""
+    if isinstance(v, Text):
+        v = v.plain
+    try:
+        return (0, float(str(v)), "")
+    except ValueError:
+        return (1, 0.0, str(v))
+
+
+def _files_text(files: list[Path]) -> str:
+    """``dir/stem.png, .pdf`` for the files of one plot."""
+    if not files:
+        return "(no PNG/PDF yet: the plot step writes them)"
+    first = files[0]
+    rest = [f.suffix if f.with_suffix("") == first.with_suffix("") else show_path(f)
+            for f in files[1:]]
+    return ", ".join([show_path(first), *rest])
+
+
+class PlotView(Widget):
+    """The eps^2 Brazil plot of one dataset, drawn to the widget's size."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.scan: Scan | None = None
+        self.dataset = ""
+        self.files: list[Path] = []
+
+    def show(self, scan: Scan | None, dataset: str, files: list[Path]) -> None:
+        self.scan, self.dataset, self.files = scan, dataset, files
+        self.refresh()
+
+    def render(self):
+        if self.scan is None or not self.dataset:
+            return Text("No results yet.", style="dim")
+        rows = self.scan.of(self.dataset)
+        x = [float(r["mass_GeV"]) * 1e3 for r in rows]  # type: ignore[arg-type]
+
+        def col(k: str) -> list[float]:
+            return [float(r[k]) if isinstance(r.get(k), float) else math.nan for r in rows]
+
+        bands = [Band(x, col("eps2_exp_lo2"), col("eps2_exp_hi2"), "#8a7a00", "±2σ expected"),
+                 Band(x, col("eps2_exp_lo1"), col("eps2_exp_hi1"), "#1f7a1f", "±1σ expected")]
+        lines = [Line(x, col("eps2_exp_med"), "#87cefa", "expected median"),
+                 Line(x, col("eps2_up"), "bold white", "observed")]
+        w, h = self.size.width, self.size.height
+        files = _files_text(self.files)
+        plot = braille_plot(lines, bands, width=max(20, w), height=max(7, h - 2), logy=True,
+                            xlabel="mass (MeV)",
+                            ylabel=f"ε² upper limit, {self.dataset} (95% CL)")
+        return Group(plot, legend([*lines, *bands]), Text("files: " + files, style="dim"))
+
+
+class ResultsPane(Widget):
+    """Point and dataset choice, key numbers, then the scan table or the plot (p)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "toggle_plot", "Plot/table"),
+        Binding("s", "sort", "Sort column"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.points: list[tuple[str, Path]] = []
+        self.scan: Scan | None = None
+        self.point_dir: Path | None = None
+        self._sort: tuple[str, bool] | None = None
+        self._filling = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="res-bar"):
+            yield Label("Point ")
+            yield Select([], id="res-point", compact=True, allow_blank=True, prompt="(none)")
+            yield Label(" Dataset ")
+            yield Select([], id="res-dataset", compact=True, allow_blank=True, prompt="(none)")
+            yield Label(" Masses (MeV) ")
+            yield StillInput("", id="res-masses", compact=True, placeholder="e.g. 30, 60")
+        yield Static("", id="res-keys")
+        with ContentSwitcher(initial="res-table", id="res-switch"):
+            yield DataTable(id="res-table", cursor_type="cell", zebra_stripes=True)
+            yield PlotView(id="res-plot")
+
+    # -------------------------------------------------------------- loading
+
+    def reload(self) -> None:
+        run_dir = self.app.current_run_dir()  # type: ignore[attr-defined]
+        self.points = result_points(run_dir) if run_dir is not None else []
+        sel = self.query_one("#res-point", Select)
+        old = sel.value
+        self._filling = True
+        try:
+            with sel.prevent(Select.Changed):
+                sel.set_options([(n, n) for n, _ in self.points])
+                names = [n for n, _ in self.points]
+                sel.value = old if old in names else (names[0] if names else Select.NULL)
+        finally:
+            self._filling = False
+        self.load_point()
+        if not self.points:
+            where = show_path(run_dir) if run_dir is not None else "the run directory"
+            self.query_one("#res-keys", Static).update(Text(
+                f"No finished point in {where} yet (a point is finished when its scan.csv "
+                "exists). Start a run in Run (F5).", style="dim"))
+
+    def load_point(self) -> None:
+        name = self.query_one("#res-point", Select).value
+        found = [d for n, d in self.points if n == name]
+        self.point_dir = found[0] if found else None
+        self.scan = None
+        if self.point_dir is not None:
+            try:
+                self.scan = read_scan(self.point_dir / "scan.csv")
+            except OSError as exc:
+                self.app.notify(f"Cannot read scan.csv: {exc}", severity="error")
+        ds = self.query_one("#res-dataset", Select)
+        datasets = self.scan.datasets() if self.scan else []
+        with ds.prevent(Select.Changed):
+            old = ds.value
+            ds.set_options([(d, d) for d in datasets])
+            ds.value = old if old in datasets else (datasets[0] if datasets else Select.NULL)
+        masses = self.query_one("#res-masses", Input)
+        if self.scan is not None and not masses.value.strip():
+            wanted = self._config_masses()
+            dataset = str(ds.value) if ds.value is not Select.NULL else ""
+            ms = default_masses(self.scan, dataset, wanted)
+            masses.value = ", ".join(f"{m * 1e3:g}" for m in ms)
+        self._fill_table()
+        self.update_numbers()
+
+    def _config_masses(self) -> list[float]:
+        check = self.app.check  # type: ignore[attr-defined]
+        if check is not None and check.points:
+            return list(check.points[0].config.plot.masses)
+        return []
+
+    def _fill_table(self) -> None:
+        table = self.query_one("#res-table", DataTable)
+        table.clear(columns=True)
+        if self.scan is None:
+            return
+        cells = [[fmt(r.get(c, "")) for c in self.scan.columns] for r in self.scan.rows]
+        for k, c in enumerate(self.scan.columns):  # widths fixed here: correct even if
+            width = max([len(c), *(len(row[k]) for row in cells)])  # filled while hidden
+            table.add_column(c, key=c, width=width)
+        for row in cells:
+            table.add_row(*row)
+        if self._sort and self._sort[0] in self.scan.columns:
+            table.sort(self._sort[0], key=_sort_key, reverse=self._sort[1])
+
+    def masses(self) -> list[float]:
+        raw = self.query_one("#res-masses", Input).value
+        out = []
+        for x in raw.replace(";", ",").split(","):
+            try:
+                out.append(float(x) / 1e3)
+            except ValueError:
+                continue
+        return out
+
+    def update_numbers(self) -> None:
+        keys = self.query_one("#res-keys", Static)
+        plot = self.query_one("#res-plot", PlotView)
+        ds = self.query_one("#res-dataset", Select).value
+        dataset = str(ds) if ds is not Select.NULL else ""
+        if self.scan is None:
+            keys.update("")
+            plot.show(None, "", [])
+            return
+        k = key_numbers(self.scan, self.masses(), dataset or None)
+        t = Text()
+        t.append(f"{show_path(self.point_dir)}", style="dim")
+        t.append(f"  {len(self.scan.rows)} rows\n", style="dim")
+        t.append("best local Z ")
+        t.append(f"{k.best_z:.2f}", style="bold")
+        t.append(f" ({k.best_dataset}, {k.best_mass * 1e3:g} MeV)   global Z ")
+        t.append(f"{k.global_z:.2f}", style="bold")
+        t.append(f" (p = {k.global_p:.3g})\n")
+        t.append("ε² limits obs/exp: ")
+        t.append("   ".join(f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits)
+                 or "(give masses above)")
+        keys.update(t)
+        plot.show(self.scan, dataset, plot_files(self.point_dir, dataset) if self.point_dir
+                  else [])
+
+    # -------------------------------------------------------------- events and actions
+
+    @on(Select.Changed, "#res-point")
+    def _point(self) -> None:
+        if not self._filling:
+            self.load_point()
+
+    @on(Select.Changed, "#res-dataset")
+    def _dataset(self) -> None:
+        self.update_numbers()
+
+    @on(Input.Submitted, "#res-masses")
+    def _masses(self) -> None:
+        self.update_numbers()
+
+    @on(DataTable.HeaderSelected, "#res-table")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        self.sort_by(str(event.column_key.value))
+
+    def sort_by(self, column: str) -> None:
+        reverse = bool(self._sort and self._sort[0] == column and not self._sort[1])
+        self._sort = (column, reverse)
+        self.query_one("#res-table", DataTable).sort(column, key=_sort_key, reverse=reverse)
+        self.app.notify(f"Sorted by {column} ({'descending' if reverse else 'ascending'}).",
+                        timeout=2)
+
+    def action_sort(self) -> None:
+        table = self.query_one("#res-table", DataTable)
+        if not table.columns:
+            return
+        col = list(table.columns)[table.cursor_column]
+        self.sort_by(str(col.value))
+
+    def action_toggle_plot(self) -> None:
+        sw = self.query_one("#res-switch", ContentSwitcher)
+        sw.current = "res-plot" if sw.current == "res-table" else "res-table"
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def focus_main(self) -> None:
+        self.query_one("#res-table", DataTable).focus()

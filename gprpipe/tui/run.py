@@ -1,0 +1,331 @@
+"""Run: choose engine, executor and workers, start the run in the background, watch every
+task's state (the run directory's markers, as ``gprpipe status``), the log of the selected
+task, cancel, rerun failed tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
+
+from gprpipe.errors import GprpipeError
+from gprpipe.tui.model import Check, show_path
+from gprpipe.tui.runs import (
+    LAUNCH_LOG,
+    Launch,
+    RunView,
+    RunWatcher,
+    cancel_slurm,
+    mark_cancelled,
+    rerun_argv,
+    run_argv,
+    tail,
+)
+from gprpipe.tui.widgets import StillInput
+
+STATE_STYLE = {"done": "bold green", "running": "bold yellow", "failed": "bold red",
+               "pending": "dim"}
+ENGINES = ("local", "docker", "podman", "apptainer")
+EXECUTORS = ("local", "slurm")
+
+
+class RunPane(Widget):
+    """Launch controls, the task table, and the log tail of the selected task."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("x", "cancel", "Cancel run"),
+        Binding("f", "rerun_failed", "Rerun failed"),
+    ]
+
+    def __init__(self, *, poll_interval: float = 0.5, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.poll_interval = poll_interval
+        self.watcher = RunWatcher()
+        self.view: RunView | None = None
+        self.launch: Launch | None = None
+        self.launch_dir: Path | None = None
+        self.launch_kind = ""
+        self._reported = True
+        self._selected: str | None = None
+        self._defaults: tuple[str, str, int] | None = None
+        self._polling = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="run-bar"):
+            yield Label("Engine ")
+            yield Select([(e, e) for e in ENGINES], id="run-engine", value="local",
+                         allow_blank=False, compact=True)
+            yield Label(" Executor ")
+            yield Select([(e, e) for e in EXECUTORS], id="run-executor", value="local",
+                         allow_blank=False, compact=True)
+            yield Label(" Workers ")
+            yield StillInput("2", id="run-jobs", compact=True, type="integer")
+            yield Button("Start", id="run-start", compact=True, variant="success")
+            yield Button("Cancel", id="run-cancel", compact=True, variant="error")
+            yield Button("Rerun", id="run-rerun", compact=True,
+                         tooltip="Rerun the failed tasks (f)")
+        yield Static("", id="run-summary")
+        yield DataTable(id="run-tasks", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="log-title", classes="section-title")
+        with VerticalScroll(id="log-scroll"):
+            yield Static("", id="log-tail")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#run-tasks", DataTable)
+        table.add_column("point", key="point")
+        table.add_column("step", key="step")
+        table.add_column("part", key="part")
+        table.add_column("state", key="state")
+        table.add_column("note", key="note")
+        self.set_interval(self.poll_interval, self.poll)
+
+    # -------------------------------------------------------------- config and choices
+
+    def show_check(self, check: Check) -> None:
+        """Take engine/executor/workers defaults from a (new) valid config."""
+        if not check.points:
+            return
+        base = check.points[0].config.base
+        defaults = (base.engine, base.executor, base.jobs)
+        if defaults != self._defaults:
+            self._defaults = defaults
+            self.query_one("#run-engine", Select).value = base.engine
+            self.query_one("#run-executor", Select).value = base.executor
+            self.query_one("#run-jobs", Input).value = str(base.jobs)
+        if not (self.launch and self.launch.running):
+            self.poll()
+
+    def choices(self) -> tuple[str, str, int]:
+        engine = str(self.query_one("#run-engine", Select).value)
+        executor = str(self.query_one("#run-executor", Select).value)
+        try:
+            jobs = max(1, int(self.query_one("#run-jobs", Input).value))
+        except ValueError:
+            jobs = 1
+        return engine, executor, jobs
+
+    def run_dir(self) -> Path | None:
+        """The run being watched: the launched one, else the edited config's."""
+        if self.launch_dir is not None:
+            return self.launch_dir
+        check = self.app.check  # type: ignore[attr-defined]
+        return check.run_dir if check is not None else None
+
+    # -------------------------------------------------------------- actions
+
+    def start(self) -> bool:
+        app = self.app
+        check: Check | None = app.check  # type: ignore[attr-defined]
+        if self.launch is not None and self.launch.running:
+            app.notify("A run is already going: cancel it first (x).", severity="warning")
+            return False
+        if check is None or not check.ok:
+            app.notify("The config has errors: fix them first (Edit, F2).", severity="error")
+            return False
+        if app.path is None or app.modified:  # type: ignore[attr-defined]
+            app.notify("Save the config first (ctrl+s): the run reads the file.",
+                       severity="warning")
+            return False
+        engine, executor, jobs = self.choices()
+        run_dir = check.run_dir
+        assert run_dir is not None
+        argv = run_argv(app.path, app.overrides, engine=engine,  # type: ignore[attr-defined]
+                        executor=executor, jobs=jobs)
+        self._begin(Launch(argv, run_dir / LAUNCH_LOG), run_dir, "run")
+        return True
+
+    def _begin(self, launch: Launch, run_dir: Path, kind: str) -> None:
+        try:
+            launch.start()
+        except OSError as exc:
+            self.app.notify(f"Cannot start: {exc}", severity="error")
+            return
+        self.launch, self.launch_dir, self.launch_kind = launch, run_dir, kind
+        self._reported = False
+        self.watcher = RunWatcher() if kind == "run" else self.watcher
+        self.app.notify(f"Started {kind} in {show_path(run_dir)}.")
+        self.poll()
+
+    def action_cancel(self) -> None:
+        self.cancel()
+
+    @work(thread=True, exclusive=True, group="cancel")
+    def cancel(self) -> None:
+        executor = self.view.executor if self.view else self.choices()[1]
+        run_dir = self.run_dir()
+        try:
+            if self.launch is not None and self.launch.running:
+                self.launch.cancel()
+                tasks = self.view.tasks if self.view is not None else []
+                marked = mark_cancelled(tasks)
+                self.app.call_from_thread(
+                    self.app.notify, f"Run cancelled ({len(marked)} running task"
+                    f"{'s' * (len(marked) != 1)} marked failed: rerun them with f).",
+                    severity="warning")
+            if executor == "slurm" and run_dir is not None:
+                ids = cancel_slurm(run_dir)
+                msg = f"scancel {' '.join(ids)}" if ids else "No SLURM jobs to cancel."
+                self.app.call_from_thread(self.app.notify, msg, severity="warning")
+            elif self.launch is None or not self.launch.cancelled:
+                self.app.call_from_thread(self.app.notify, "Nothing running to cancel.")
+        except GprpipeError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), severity="error")
+
+    def action_rerun_failed(self) -> None:
+        self.rerun_failed()
+
+    def rerun_failed(self) -> bool:
+        run_dir = self.run_dir()
+        view = self.view
+        if self.launch is not None and self.launch.running:
+            self.app.notify("Wait for the run to end (or cancel it) first.", severity="warning")
+            return False
+        if run_dir is None or view is None or not view.started:
+            self.app.notify("No run to rerun yet.", severity="warning")
+            return False
+        if not view.counts().get("failed"):
+            self.app.notify("No failed task.")
+            return False
+        _, _, jobs = self.choices()
+        self._begin(Launch(rerun_argv(run_dir, jobs=jobs), run_dir / LAUNCH_LOG), run_dir,
+                    "rerun")
+        return True
+
+    @on(Button.Pressed, "#run-start")
+    def _start_pressed(self) -> None:
+        self.start()
+
+    @on(Button.Pressed, "#run-cancel")
+    def _cancel_pressed(self) -> None:
+        self.cancel()
+
+    @on(Button.Pressed, "#run-rerun")
+    def _rerun_pressed(self) -> None:
+        self.rerun_failed()
+
+    # -------------------------------------------------------------- watching
+
+    def _active(self) -> bool:
+        tabs = self.app.query_one("#tabs")
+        return getattr(tabs, "active", "") == "run"
+
+    def poll(self) -> None:
+        """Refresh states (SLURM queries run in a thread; local markers are read here)."""
+        running = self.launch is not None and (self.launch.running or not self._reported)
+        if not running and not self._active():
+            return
+        run_dir = self.run_dir()
+        if run_dir is None:
+            return
+        check = self.app.check  # type: ignore[attr-defined]
+        planned = check.tasks if check is not None and check.run_dir == run_dir else []
+        if self.view is not None and self.view.executor == "slurm":
+            if not self._polling:
+                self._polling = True
+                self._poll_thread(run_dir, planned)
+            return
+        self.show_view(self.watcher.poll(run_dir, planned))
+
+    @work(thread=True, exclusive=True, group="poll")
+    def _poll_thread(self, run_dir: Path, planned) -> None:
+        try:
+            view = self.watcher.poll(run_dir, planned)
+        finally:
+            self._polling = False
+        self.app.call_from_thread(self.show_view, view)
+
+    def show_view(self, view: RunView) -> None:
+        self.view = view
+        table = self.query_one("#run-tasks", DataTable)
+        ids = [t.id for t in view.tasks]
+        if list(table.rows) != ids:
+            table.clear()
+            for t in view.tasks:
+                table.add_row(t.point, t.step, t.part or "", "", "", key=t.id)
+        for t in view.tasks:
+            state, msg = view.states.get(t.id, ("pending", ""))
+            cell = Text(state, style=STATE_STYLE.get(state, ""))
+            if table.get_cell(t.id, "state") != cell:
+                table.update_cell(t.id, "state", cell)
+            note = msg.splitlines()[0][:80] if msg else ""
+            if state == "done" and note.replace(".", "", 1).isdigit():
+                note += " s"
+            if table.get_cell(t.id, "note") != note:
+                table.update_cell(t.id, "note", note)
+        self._summary(view)
+        self._log()
+        self._finish_launch(view)
+
+    def _summary(self, view: RunView) -> None:
+        c = view.counts()
+        s = Text()
+        s.append(show_path(view.run_dir), style="bold")
+        s.append(f" ({view.executor}) ", style="dim")
+        for state in ("done", "running", "failed", "pending"):
+            s.append(f" {state} {c.get(state, 0)}", style=STATE_STYLE[state])
+        if self.launch is not None:
+            code = self.launch.returncode()
+            if code is None:
+                s.append(f"   {self.launch_kind} in progress", style="yellow")
+            elif self.launch.cancelled:
+                s.append(f"   {self.launch_kind} cancelled", style="red")
+            else:
+                s.append(f"   {self.launch_kind} exited {code}",
+                         style="green" if code == 0 else "red")
+        elif not view.started:
+            s.append("   not started", style="dim")
+        if view.error:
+            s.append(f"\n{view.error}", style="red")
+        self.query_one("#run-summary", Static).update(s)
+
+    def _finish_launch(self, view: RunView) -> None:
+        if self.launch is None or self._reported or self.launch.running:
+            return
+        self._reported = True
+        code = self.launch.returncode()
+        c = view.counts()
+        if self.launch.cancelled:
+            return
+        if code == 0 and view.executor != "slurm":
+            self.app.notify(f"{self.launch_kind.capitalize()} finished: {c['done']} of "
+                            f"{len(view.tasks)} tasks done.")
+        elif code == 0:
+            self.app.notify("Submitted to SLURM; states update from the queue and markers.")
+        else:
+            self.app.notify(f"{self.launch_kind.capitalize()} ended with exit code {code}: "
+                            f"{c['failed']} failed. See the log below.", severity="error",
+                            timeout=8)
+        self.app.run_finished()  # type: ignore[attr-defined]
+
+    @on(DataTable.RowHighlighted, "#run-tasks")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._selected = event.row_key.value if event.row_key else None
+        self._log()
+
+    def _log(self) -> None:
+        view = self.view
+        title = self.query_one("#log-title", Static)
+        body = self.query_one("#log-tail", Static)
+        path = None
+        task_log = view.logs.get(self._selected) if view and self._selected else None
+        if task_log is not None and (task_log.exists() or self.launch is None):
+            path = task_log
+            label = f"Log of {self._selected}: {show_path(path)}"
+        elif self.launch is not None:  # e.g. the run failed before its first task
+            path = self.launch.log
+            label = f"Output of gprpipe {self.launch_kind}: {show_path(path)}"
+        else:
+            label = "Log (select a task)"
+        text = tail(path, 12) if path is not None else ""
+        title.update(label)
+        body.update(Text(text or "(no log yet)", style="" if text else "dim"))
+
+    def focus_main(self) -> None:
+        self.query_one("#run-tasks", DataTable).focus()

@@ -1,0 +1,540 @@
+"""Behaviour tests of the textual TUI (App.run_test + Pilot), on the shipped quickstart."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import functools
+import io
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import DataTable, Input, OptionList, Select, Static, TextArea
+
+from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+from gprpipe.tui.app import GprpipeApp
+from gprpipe.tui.model import check_text, parse_issue
+from gprpipe.tui.run import RunPane
+from gprpipe.tui.runs import cancel_slurm
+from gprpipe.tui.textplot import Band, Line, braille_plot
+from gprpipe.tui.tomledit import remove_key, set_key
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "user_configs" / "quickstart.toml"
+SIZE = (100, 30)
+
+
+def sync(fn):
+    """Run an async test with asyncio.run (no pytest asyncio plugin needed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+def _app(tmp_path: Path, config: Path = QUICKSTART, **kw) -> GprpipeApp:
+    return GprpipeApp(config, overrides=[f"base.output={tmp_path / 'run'}"], check_delay=0.05,
+                      poll_interval=0.2, **kw)
+
+
+async def _settle(pilot, seconds: float = 0.15) -> None:
+    await pilot.pause(seconds)
+    await pilot.pause()
+
+
+def _issues_text(app: GprpipeApp) -> str:
+    lst = app.query_one("#issues", OptionList)
+    return "\n".join(str(lst.get_option_at_index(i).prompt) for i in range(lst.option_count))
+
+
+def _plain(renderable) -> str:
+    """Text of a rich renderable or string, as a wide terminal would print it."""
+    console = Console(width=300, color_system=None, file=io.StringIO())
+    with console.capture() as cap:
+        console.print(renderable)
+    return cap.get()
+
+
+def _static(app: GprpipeApp, selector: str) -> str:
+    return _plain(app.query_one(selector, Static).content)
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def test_parse_issue_splits_file_line_key_message():
+    i = parse_issue("/x/q.toml:15: limit.band_tosy: unknown key; did you mean 'band_toys'?.")
+    assert (i.file, i.line, i.key) == ("/x/q.toml", 15, "limit.band_tosy")
+    assert i.message.startswith("unknown key")
+    t = parse_issue("/x/q.toml: invalid TOML: Illegal character '\\n' (at line 4, column 19).")
+    assert (t.file, t.line, t.column, t.key) == ("/x/q.toml", 4, 19, None)
+
+
+def test_set_and_remove_key_keep_the_rest_of_the_file():
+    text = QUICKSTART.read_text()
+    out = set_key(text, ["fit", "blind_nsigma"], "1.96")
+    out = set_key(out, ["datasets", "demo", "range"], "[0.02, 0.12]")
+    out = set_key(out, ["scan", "masses"], "[0.03, 0.05]")
+    out = remove_key(out, ["limit", "band_toys"])
+    assert "# Quickstart: one dataset" in out  # comments kept
+    assert 'path = "../gprpipe/data/demo_2015.root"  # relative to this file' in out
+    assert "masses = [0.03, 0.05]   # GeV" in out  # the value replaced, its comment kept
+    assert "band_toys" not in out
+    assert out.rstrip().endswith("[fit]\nblind_nsigma = 1.96")
+    block = out.split("[datasets.demo]")[1].split("[scan]")[0]
+    assert "range = [0.02, 0.12]" in block
+    c = check_text(out, QUICKSTART)
+    assert c.ok, c.errors
+    cfg = c.points[0].config
+    assert cfg.fit.blind_nsigma == 1.96
+    assert cfg.datasets["demo"].range == (0.02, 0.12)
+    assert cfg.limit.band_toys == 10000  # back to the default
+
+
+def test_check_text_of_unsaved_text_reports_the_real_file(tmp_path):
+    text = QUICKSTART.read_text().replace("band_toys", "band_tosy")
+    c = check_text(text, QUICKSTART)
+    assert not c.ok
+    assert [(e.file, e.line, e.key) for e in c.errors] == [
+        (str(QUICKSTART), 15, "limit.band_tosy")]
+    assert "did you mean 'band_toys'" in c.errors[0].message
+    assert not list(QUICKSTART.parent.glob(".quickstart.*"))  # temporary file removed
+
+
+def test_braille_plot_has_the_requested_size():
+    x = [30.0, 45.0, 60.0, 80.0, 100.0]
+    y = [2.4e-6, 8.2e-6, 7.3e-6, 2.0e-5, 4.3e-5]
+    t = braille_plot([Line(x, y, "white", "obs")],
+                     [Band(x, [v / 2 for v in y], [v * 2 for v in y], "green", "1s")],
+                     width=50, height=12, xlabel="mass (MeV)", ylabel="eps2")
+    lines = t.plain.split("\n")
+    assert len(lines) == 12
+    assert max(len(s) for s in lines) <= 50
+    assert lines[1].startswith("8.6e-05┤") or "┤" in lines[1]
+    assert any(ch for ch in t.plain if 0x2800 < ord(ch) <= 0x28FF)
+
+
+# ---------------------------------------------------------------- the app
+
+
+@sync
+async def test_opens_quickstart_shows_validity_chain_and_steps(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        status = _static(app, "#status")
+        assert "user_configs/quickstart.toml" in status or "quickstart.toml" in status
+        assert "✓ valid, 1 point, 6 tasks" in status
+        assert "load→fit→limit→plot" in status
+        assert app.query_one("#editor", TextArea).text == QUICKSTART.read_text()
+        assert "[datasets.demo]" in _static(app, "#rendered")
+        await pilot.press("f1")
+        await _settle(pilot)
+        preview = _static(app, "#browse-text")
+        assert "inherits:" in preview and "templates/defaults.toml" in preview
+        assert "steps: load → fit → limit → plot" in preview
+
+
+@sync
+async def test_typo_in_a_key_shows_the_error_with_its_line_then_fixing_it_validates(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        editor = app.query_one("#editor", TextArea)
+        assert editor.document.get_line(14) == "band_toys = 2000"
+        editor.move_cursor((14, 5))  # band_|toys
+        await pilot.press("x")  # band_xtoys
+        await _settle(pilot)
+        assert editor.document.get_line(14) == "band_xtoys = 2000"
+        assert app.check is not None and not app.check.ok
+        shown = _issues_text(app)
+        assert "line 15" in shown and "limit.band_xtoys" in shown
+        assert "did you mean 'band_toys'" in shown
+        assert "✗ 1 error" in _static(app, "#status")
+        assert "[modified]" in _static(app, "#status")
+        # the error list jumps to the line
+        editor.move_cursor((0, 0))
+        app.query_one("#issues", OptionList).focus()
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert editor.cursor_location[0] == 14
+        # fix it
+        editor.focus()
+        editor.move_cursor((14, 6))
+        await pilot.press("backspace")
+        await _settle(pilot)
+        assert editor.document.get_line(14) == "band_toys = 2000"
+        assert app.check.ok
+        assert "✓ valid, 1 point, 6 tasks" in _static(app, "#status")
+        assert not app.query_one("#issues", OptionList).display
+        assert not app.modified
+
+
+@sync
+async def test_broken_toml_shows_line_and_column(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        editor = app.query_one("#editor", TextArea)
+        editor.move_cursor((3, 19))  # name = "quickstart"| -> remove the closing quote
+        await pilot.press("backspace")
+        await _settle(pilot)
+        err = app.check.errors[0]
+        assert err.line == 4 and "invalid TOML" in err.message
+        assert "line 4" in _issues_text(app)
+        await pilot.press("f3")
+        await _settle(pilot)
+        assert "Fix the TOML syntax" in _static(app, "#form-note")
+
+
+@sync
+async def test_changing_the_grid_changes_the_point_count(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        editor = app.query_one("#editor", TextArea)
+        editor.move_cursor(editor.document.end)
+        editor.insert('\n[grid]\n"fit.blind_nsigma" = [1.64]')  # as a paste would
+        await _settle(pilot)
+        assert "✓ valid, 1 point, 6 tasks" in _static(app, "#status")
+        assert app.check.points[0].name == "blind_nsigma-1.64"
+        editor.move_cursor((editor.document.line_count - 1, 26))  # before the "]"
+        await pilot.press(*", 1.96")
+        await _settle(pilot)
+        assert editor.text.endswith('"fit.blind_nsigma" = [1.64, 1.96]')
+        assert "✓ valid, 2 points, 12 tasks" in _static(app, "#status")
+        await pilot.press("f4")
+        await _settle(pilot)
+        assert "2 points × 6 tasks = 12 tasks" in _static(app, "#grid-summary")
+        table = app.query_one("#grid-points", DataTable)
+        assert table.row_count == 2
+        assert [str(c.label) for c in table.columns.values()] == [
+            "#", "point", "fit.blind_nsigma", "output folder"]
+        assert table.get_row_at(1)[1:3] == ["blind_nsigma-1.96", "1.96"]
+        assert table.get_row_at(1)[3].endswith("run/blind_nsigma-1.96")
+        steps = app.query_one("#grid-steps", DataTable)
+        assert [steps.get_row_at(i)[0] for i in range(steps.row_count)] == [
+            "load", "fit", "limit", "plot"]
+        assert steps.get_row_at(1)[1:] == ["1", "1", "2", "4"]
+        # a second axis from the grid tab's input: 2 x 3 points
+        vary = app.query_one("#grid-vary", Input)
+        vary.focus()
+        vary.value = "fit.n_restarts = 0, 1, 2"
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert app.check.ok and len(app.check.points) == 6
+        assert '"fit.n_restarts" = [0, 1, 2]' in editor.text
+        assert "6 points × 6 tasks = 36 tasks" in _static(app, "#grid-summary")
+
+
+@sync
+async def test_form_edits_the_same_file(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f3")
+        await _settle(pilot)
+        blind = app.query_one("#f-fit--blind_nsigma", Input)
+        assert blind.value == "1.64"
+        assert "defaults.toml" in _static(app, "#o-f-fit--blind_nsigma")
+        blind.focus()
+        blind.value = "1.96"
+        await pilot.press("enter")
+        await _settle(pilot)
+        editor = app.query_one("#editor", TextArea)
+        assert editor.text.rstrip().endswith("[fit]\nblind_nsigma = 1.96")
+        assert app.check.points[0].config.fit.blind_nsigma == 1.96
+        assert "this file" in _static(app, "#o-f-fit--blind_nsigma")
+        # scan range of the dataset (from its card) and limit mode (a choice)
+        rng = app.query_one("#f-datasets--demo--range", Input)
+        assert rng.value == "[0.02, 0.13]"
+        rng.focus()
+        rng.value = "0.03, 0.1"
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert app.check.points[0].config.datasets["demo"].range == (0.03, 0.1)
+        app.query_one("#f-limit--mode", Select).value = "toys"
+        await _settle(pilot)
+        assert 'mode = "toys"' in editor.text
+        assert app.check.points[0].config.limit.mode == "toys"
+        # undo in the editor reverts the last form edit
+        editor.focus()
+        await pilot.press("ctrl+z")
+        await _settle(pilot)
+        assert app.check.points[0].config.limit.mode == "asymptotic"
+
+
+@sync
+async def test_new_config_from_a_template_and_save_as(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "user_configs").mkdir()
+    app = GprpipeApp(None, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert "no config open" in _static(app, "#status")
+        browse = app.query_one("#browse-pane")
+        hps2015 = next(p for p in browse.folders[0].glob("hps2015.toml"))
+        browse.select_path(hps2015)
+        await pilot.press("n")
+        await _settle(pilot)
+        assert app.path == tmp_path / "user_configs" / "my_hps2015.toml"
+        assert 'template = "hps2015"' in app.query_one("#editor", TextArea).text
+        # the template needs the data file: the error names the template's file and line
+        err = app.check.errors[0]
+        assert err.key == "datasets.2015.path" and err.file.endswith("templates/hps2015.toml")
+        assert "required but not set" in _issues_text(app)
+        # the form shows the dataset of the template; set its file there
+        await pilot.press("f3")
+        await _settle(pilot)
+        demo = REPO / "gprpipe" / "data" / "demo_2015.root"
+        field = app.query_one("#f-datasets--2015--path", Input)
+        field.focus()
+        field.value = str(demo)
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert app.check.ok, app.check.errors
+        assert app.check.points[0].config.datasets["2015"].path == str(demo)
+        # save: a new file asks for its name
+        await pilot.press("ctrl+s")
+        await _settle(pilot)
+        dialog_input = app.screen.query_one("#path-input", Input)
+        assert dialog_input.value == "user_configs/my_hps2015.toml"
+        dialog_input.value = "user_configs/mine.toml"
+        await pilot.press("enter")
+        await _settle(pilot)
+        saved = tmp_path / "user_configs" / "mine.toml"
+        assert saved.read_text() == app.query_one("#editor", TextArea).text
+        assert app.path == Path("user_configs/mine.toml") and not app.modified
+        assert "mine.toml" in _static(app, "#status")
+
+
+@sync
+async def test_browse_a_folder_and_keep_unsaved_changes(tmp_path, monkeypatch):
+    """A folder as argument is browsed; opening another file asks before discarding."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    demo = REPO / "gprpipe" / "data" / "demo_2015.root"
+    text = QUICKSTART.read_text().replace('"../gprpipe/data/demo_2015.root"', f'"{demo}"')
+    (folder / "a.toml").write_text(text)
+    (folder / "b.toml").write_text(text.replace('name = "quickstart"', 'name = "bee"'))
+    app = GprpipeApp(folder, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.query_one("#tabs").active == "browse"
+        tree = app.query_one("#browse-tree")
+        assert [str(n.label) for n in tree.root.children][-1] == "mine/"
+        browse = app.query_one("#browse-pane")
+        browse.select_path(folder / "a.toml")
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert app.path == folder / "a.toml" and app.query_one("#tabs").active == "edit"
+        editor = app.query_one("#editor", TextArea)
+        editor.move_cursor((0, 0))
+        await pilot.press("#")
+        await _settle(pilot)
+        assert app.modified
+        await pilot.press("f1")
+        browse.select_path(folder / "b.toml")
+        assert "✓ valid, 1 point, 6 tasks" in _static(app, "#browse-text")
+        await pilot.press("enter")
+        await _settle(pilot)
+        await pilot.press("n")  # keep the changes
+        await _settle(pilot)
+        assert app.path == folder / "a.toml" and app.modified
+        await pilot.press("enter")
+        await _settle(pilot)
+        await pilot.press("y")  # discard them
+        await _settle(pilot)
+        assert app.path == folder / "b.toml" and not app.modified
+        assert app.check.points[0].config.base.name == "bee"
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Start run", "Cancel run", "Rerun failed tasks", "Save as"} <= set(titles)
+
+
+@sync
+async def test_run_refuses_an_invalid_or_unsaved_config(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        editor = app.query_one("#editor", TextArea)
+        editor.move_cursor((14, 0))
+        await pilot.press("x")
+        await _settle(pilot)
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        run = app.query_one(RunPane)
+        assert run.launch is None
+        assert not (tmp_path / "run").exists()
+
+
+@sync
+async def test_run_tab_shows_every_planned_task_pending(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f5")
+        await _settle(pilot)
+        table = app.query_one("#run-tasks", DataTable)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert [(r[1], r[2]) for r in rows] == [
+            ("load", ""), ("fit", "demo-000"), ("fit", "merge"), ("limit", "demo-000"),
+            ("limit", "merge"), ("plot", "")]
+        assert {str(r[3]) for r in rows} == {"pending"}
+        assert "pending 6" in _static(app, "#run-summary")
+        assert str(app.query_one("#run-engine", Select).value) == "local"
+        assert app.query_one("#run-jobs", Input).value == "2"
+
+
+@pytest.mark.slow
+@sync
+async def test_launch_quickstart_locally_all_tasks_done_and_results(tmp_path):
+    """The real run (about 30 s): every task reaches done; Results shows scan.csv rows."""
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        run = app.query_one(RunPane)
+        assert run.launch is not None and app.query_one("#tabs").active == "run"
+        seen: set[str] = set()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 300:
+            await pilot.pause(0.3)
+            if run.view is not None:
+                seen |= {s for s, _ in run.view.states.values()}
+            if run.launch.returncode() is not None and run.view and run.view.finished:
+                break
+        assert run.launch.returncode() == 0, (tmp_path / "run" / "tui-launch.log").read_text()
+        await _settle(pilot, 0.5)
+        assert run.view.all_done and len(run.view.tasks) == 6
+        assert "running" in seen  # the live view saw tasks running
+        table = app.query_one("#run-tasks", DataTable)
+        assert {str(table.get_row_at(i)[3]) for i in range(table.row_count)} == {"done"}
+        assert "done 6" in _static(app, "#run-summary")
+        # log tail of the selected task (the plot task)
+        table.move_cursor(row=5)
+        await _settle(pilot)
+        assert "logs/plot.log" in _static(app, "#log-title")
+        # results
+        await pilot.press("f6")
+        await _settle(pilot, 0.3)
+        scan = tmp_path / "run" / "nominal" / "scan.csv"
+        rows = list(csv.DictReader(scan.open()))
+        res = app.query_one("#res-table", DataTable)
+        assert res.row_count == len(rows) == 5
+        masses = [res.get_row_at(i)[1] for i in range(res.row_count)]
+        assert masses == [f"{float(r['mass_GeV']):.4g}" for r in rows]
+        a_up = [res.get_row_at(i)[5] for i in range(res.row_count)]
+        assert a_up == [f"{float(r['A_up']):.4g}" for r in rows]
+        best = max(rows, key=lambda r: float(r["Z_local"]))
+        keys = _static(app, "#res-keys")
+        assert f"best local Z {float(best['Z_local']):.2f}" in keys
+        assert f"global Z {float(best['Z_global']):.2f}" in keys
+        # sort by eps2_up descending (s on the column twice)
+        res.move_cursor(column=list(res.columns).index("eps2_up"))
+        await pilot.press("s", "s")
+        await _settle(pilot)
+        ordered = sorted(rows, key=lambda r: -float(r["eps2_up"]))
+        assert [res.get_row_at(i)[1] for i in range(5)] == [
+            f"{float(r['mass_GeV']):.4g}" for r in ordered]
+        # the plot and its files
+        await pilot.press("p")
+        await _settle(pilot)
+        plot = app.query_one("#res-plot")
+        assert plot.files and {f.suffix for f in plot.files} == {".png", ".pdf"}
+        assert "ε² upper limit, demo (95% CL)" in _plain(plot.render())
+
+
+@pytest.mark.slow
+@sync
+async def test_cancel_then_rerun_failed(tmp_path):
+    """Cancel a local run mid-way (tasks become failed), then rerun the failed ones."""
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("ctrl+r")
+        run = app.query_one(RunPane)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:
+            await pilot.pause(0.2)
+            if run.view and run.view.states.get("nominal/plot", ("",))[0] == "running":
+                break
+        assert run.view.states["nominal/plot"][0] == "running"
+        await pilot.press("x")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30 and run.launch.running:
+            await pilot.pause(0.2)
+        await _settle(pilot, 0.5)
+        assert run.launch.cancelled and not run.launch.running
+        assert run.view.states["nominal/plot"][0] == "failed"
+        assert "failed 1" in _static(app, "#run-summary")
+        # recorded in the run directory: gprpipe status and rerun --failed see it
+        tasks, _ = tasks_of_run(load_run_info(tmp_path / "run"))
+        assert task_states(tasks)["nominal/plot"] == ("failed", "cancelled from gprpipe tui")
+        await pilot.press("f")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 180:
+            await pilot.pause(0.3)
+            if run.launch.returncode() is not None and run.view.all_done:
+                break
+        assert run.launch.returncode() == 0
+        assert run.view.all_done
+        assert (tmp_path / "run" / "nominal" / "plots" / "manifest.json").is_file()
+
+
+def _slurm_answers() -> bool:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return False
+    try:
+        res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0 and any(
+        s.strip("*~#") in ("idle", "mixed", "allocated", "completing") for s in res.stdout.split())
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@sync
+async def test_launch_quickstart_on_slurm_and_watch_it(tmp_path):
+    """Executor slurm chosen in the Run tab: the run is submitted as job arrays and the
+    live view follows squeue and the markers until every task is done."""
+    if not _slurm_answers():
+        msg = "no SLURM cluster answers (start one with: scripts/local-slurm.sh start)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f5")
+        await _settle(pilot)
+        app.query_one("#run-executor", Select).value = "slurm"
+        await pilot.press("ctrl+r")
+        run = app.query_one(RunPane)
+        seen: set[str] = set()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 300:
+            await pilot.pause(0.5)
+            if run.view is not None and run.view.started:
+                seen |= {s for s, _ in run.view.states.values()}
+                if run.view.finished and not run.launch.running:
+                    break
+        assert run.launch.returncode() == 0
+        assert run.view.executor == "slurm" and run.view.all_done, run.view.states
+        assert "running" in seen or "pending" in seen
+        assert "(slurm)" in _static(app, "#run-summary")
+        ids = cancel_slurm(tmp_path / "run")  # every job id of the run (all finished)
+        assert ids and all(i.isdigit() for i in ids)
+        await pilot.press("f6")
+        await _settle(pilot, 0.3)
+        assert app.query_one("#res-table", DataTable).row_count == 5

@@ -1,0 +1,97 @@
+"""Snapshot tests of the TUI's main screens (pytest-textual-snapshot, 80x24).
+
+Stable by construction: the app runs from the repository root on the shipped quickstart,
+paths are shown relative to the current folder, no clock or timing is displayed, cursors
+do not blink in headless runs, and the run directory is one that is never run
+(``runs/_tui_snapshots``) so every task shows pending. Update after an intended change of
+the screens (or of the quickstart, the templates or the shipped configs) with
+``pytest tests/test_tui_snapshots.py --snapshot-update`` and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from textual.widgets import TextArea
+
+from gprpipe.tui.app import GprpipeApp
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "user_configs/quickstart.toml"
+NEVER_RUN = "runs/_tui_snapshots"
+SIZE = (80, 24)
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert not (REPO / NEVER_RUN).exists(), f"{NEVER_RUN} must not exist for these snapshots"
+
+
+def _app(*overrides: str) -> GprpipeApp:
+    return GprpipeApp(CONFIG, overrides=[f"base.output={NEVER_RUN}", *overrides],
+                      check_delay=0.01)
+
+
+def test_snapshot_browse(snap_compare, in_repo):
+    assert snap_compare(_app(), press=["f1"], terminal_size=SIZE)
+
+
+def test_snapshot_edit_valid(snap_compare, in_repo):
+    assert snap_compare(_app(), terminal_size=SIZE)
+
+
+def test_snapshot_edit_with_an_error(snap_compare, in_repo):
+    async def typo(pilot) -> None:
+        await pilot.pause()
+        editor = pilot.app.query_one("#editor", TextArea)
+        editor.focus()
+        editor.move_cursor((14, 5))
+        await pilot.press("x")  # band_toys -> band_xtoys
+        await pilot.pause(0.2)
+
+    assert snap_compare(_app(), run_before=typo, terminal_size=SIZE)
+
+
+def test_snapshot_form(snap_compare, in_repo):
+    assert snap_compare(_app(), press=["f3"], terminal_size=SIZE)
+
+
+def test_snapshot_grid(snap_compare, in_repo):
+    app = _app("grid.fit.blind_nsigma=[1.64, 1.96]", "grid.limit.mode=['asymptotic', 'toys']")
+    assert snap_compare(app, press=["f4"], terminal_size=SIZE)
+
+
+def test_snapshot_run_before_launch(snap_compare, in_repo):
+    assert snap_compare(_app(), press=["f5"], terminal_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A real quickstart run (load, fit, limit: about 10 s) in a folder of its own, with
+    the config copied there so that every displayed path is relative and stable."""
+    root = tmp_path_factory.mktemp("tui-results")
+    text = (REPO / CONFIG).read_text().replace(
+        '"../gprpipe/data/demo_2015.root"', f'"{REPO / "gprpipe" / "data" / "demo_2015.root"}"')
+    (root / "quickstart.toml").write_text(text)
+    subprocess.run([sys.executable, "-m", "gprpipe", "run", "quickstart.toml", "--set",
+                    "base.output=run", "--steps", "load,fit,limit"], cwd=root, check=True,
+                   capture_output=True)
+    return root
+
+
+@pytest.mark.slow
+def test_snapshot_results_table(snap_compare, finished_run, monkeypatch):
+    monkeypatch.chdir(finished_run)
+    app = GprpipeApp("quickstart.toml", overrides=["base.output=run"], check_delay=0.01)
+    assert snap_compare(app, press=["f6"], terminal_size=SIZE)
+
+
+@pytest.mark.slow
+def test_snapshot_results_plot(snap_compare, finished_run, monkeypatch):
+    monkeypatch.chdir(finished_run)
+    app = GprpipeApp("quickstart.toml", overrides=["base.output=run"], check_delay=0.01)
+    assert snap_compare(app, press=["f6", "p"], terminal_size=SIZE)
