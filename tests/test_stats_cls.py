@@ -1,0 +1,293 @@
+"""CLs limits, expected bands, discovery significance, look-elsewhere and eps^2 conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+from scipy.special import ndtr, ndtri
+
+from gprpipe.stats.cls import (
+    cls_asymptotic,
+    expected_limits_asymptotic,
+    expected_limits_toys,
+    qtilde,
+    upper_limit_asymptotic,
+    upper_limit_toys,
+)
+from gprpipe.stats.conversion import A_from_eps2, eps2_from_A, rho_window
+from gprpipe.stats.histfactory import workspace
+from gprpipe.stats.likelihood import cholesky_jitter, fit_signal, profile_theta
+from gprpipe.stats.significance import n_eff, p_global_sidak, p_local, q0, z_from_p, z_local
+from gprpipe.stats.toys import background_toys
+
+SHORTCUT = np.array([1.052, 1.412, 1.960, 2.727, 3.656])  # constant-sigma band / sigma_A
+
+
+def smooth_window(k: int, scale: float, rel: float, ls: float = 0.8):
+    x = np.linspace(-1.0, 1.0, k)
+    b = scale * np.exp(-0.5 * x)
+    C = rel**2 * np.outer(b, b) * np.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / ls**2)
+    w = np.exp(-0.5 * (x / 0.5) ** 2)
+    w *= 0.9 / w.sum()
+    return b, C, w
+
+
+def cls_of(A, n, b, L, w):
+    """CLs at A from public building blocks: q~ on the data and on the Asimov n = b."""
+    return cls_asymptotic(qtilde(A, n, b, L, w), qtilde(A, b, b, L, w))
+
+
+# ----------------------------------------------------------------------------------------
+# CLs formula
+# ----------------------------------------------------------------------------------------
+def test_cls_branches_and_continuity():
+    qA = 4.0
+    # first branch: sqrt(q) <= sqrt(qA)
+    q = 1.0
+    assert cls_asymptotic(q, qA) == pytest.approx((1 - ndtr(1.0)) / ndtr(2.0 - 1.0), rel=1e-12)
+    # second branch
+    q = 9.0
+    expected = (1 - ndtr((q + qA) / (2 * 2.0))) / (1 - ndtr((q - qA) / (2 * 2.0)))
+    assert cls_asymptotic(q, qA) == pytest.approx(expected, rel=1e-12)
+    # continuous across sqrt(q) = sqrt(qA), for several qA
+    for qa in (0.3, 4.0, 25.0):
+        lo = cls_asymptotic(qa * (1 - 1e-9), qa)
+        hi = cls_asymptotic(qa * (1 + 1e-9), qa)
+        assert lo == pytest.approx(hi, rel=1e-7)
+        grid = np.linspace(0.0, 2.0 * np.sqrt(qa), 2001) ** 2  # uniform in sqrt(q~)
+        vals = cls_asymptotic(grid, qa)
+        assert np.all(np.diff(vals) <= 1e-15)  # decreasing in q~
+        assert np.max(np.abs(np.diff(vals))) < 0.01
+    # q~ = 0 gives 0.5 / Phi(sqrt qA); qA = 0 gives 1; tiny values stay finite
+    assert cls_asymptotic(0.0, 4.0) == pytest.approx(0.5 / ndtr(2.0))
+    assert cls_asymptotic(0.0, 0.0) == 1.0
+    assert 0.0 < cls_asymptotic(400.0, 100.0) < 1e-30
+    assert cls_asymptotic(1e4, 1e3) == 0.0  # underflows cleanly, no NaN
+
+
+# ----------------------------------------------------------------------------------------
+# q~
+# ----------------------------------------------------------------------------------------
+def test_qtilde_three_cases():
+    b, C, w = smooth_window(8, 400.0, 0.02)
+    L = cholesky_jitter(C)
+    sig = 1.0 / np.sqrt(np.sum(w**2 / b))
+    rng = np.random.default_rng(4)
+    n_exc = rng.poisson(b + 3.0 * sig * w).astype(float)
+    n_def = rng.poisson(np.maximum(b - 3.0 * sig * w, 0)).astype(float)
+    f_exc = fit_signal(n_exc, b, L, w)
+    f_def = fit_signal(n_def, b, L, w)
+    assert f_exc.A_hat > 0 > f_def.A_hat
+    # A_hat > A: zero
+    assert qtilde(0.5 * f_exc.A_hat, n_exc, b, L, w) == 0.0
+    # 0 <= A_hat <= A: against the free minimum
+    A = f_exc.A_hat + 2 * f_exc.sigma_A
+    ref = 2 * (profile_theta(A, n_exc, b, L, w)[0] - f_exc.nll_hat)
+    assert qtilde(A, n_exc, b, L, w) == pytest.approx(ref, rel=1e-8)
+    assert qtilde(A, n_exc, b, L, w, fit=f_exc) == pytest.approx(ref, rel=1e-8)
+    # A_hat < 0: against A = 0
+    A = 2 * f_def.sigma_A
+    ref = 2 * (profile_theta(A, n_def, b, L, w)[0] - profile_theta(0.0, n_def, b, L, w)[0])
+    assert qtilde(A, n_def, b, L, w) == pytest.approx(ref, rel=1e-8)
+    # vectorised
+    both = qtilde(np.array([A, A]), np.stack([n_def, n_def]), b, L, w)
+    assert np.allclose(both, ref, rtol=1e-8)
+
+
+# ----------------------------------------------------------------------------------------
+# asymptotic limits
+# ----------------------------------------------------------------------------------------
+def test_gaussian_limit_of_limits_and_bands():
+    """C -> 0 and large b: A_up(n = b) = 1.96 sigma_A, bands -> 1.052 ... 3.656 sigma_A."""
+    b, _, w = smooth_window(10, 1e6, 0.0)
+    C = 1e-12 * np.outer(b, b)
+    L = cholesky_jitter(C)
+    sigma = 1.0 / np.sqrt(np.sum(w**2 / b))
+    assert fit_signal(b, b, L, w).sigma_A == pytest.approx(sigma, rel=1e-4)
+    assert upper_limit_asymptotic(b, b, L, w) / sigma == pytest.approx(1.95996, rel=1e-3)
+    band = expected_limits_asymptotic(b, L, w)
+    assert band / sigma == pytest.approx(SHORTCUT, rel=2e-3)
+    # the exact constant-sigma values, from the band formula
+    N = np.arange(-2, 3)
+    assert band / sigma == pytest.approx(N - ndtri(0.05 * ndtr(N)), rel=1e-3)
+
+
+def test_band_root_finding_exact_on_asimov():
+    """Each band value solves Phi(N - sqrt qA(A)) / Phi(N) = alpha on the exact Asimov qA."""
+    b, C, w = smooth_window(12, 30.0, 0.15)  # low counts, large nuisance: far from Gaussian
+    L = cholesky_jitter(C)
+    band = expected_limits_asymptotic(b, L, w, alpha=0.05)
+    assert np.all(np.diff(band) > 0)
+    for N, A in zip(range(-2, 3), band, strict=True):
+        qA = qtilde(A, b, b, L, w)
+        assert ndtr(N - np.sqrt(qA)) / ndtr(N) == pytest.approx(0.05, rel=1e-5)
+    sigma = fit_signal(b, b, L, w).sigma_A
+    # not the constant-sigma shortcut here (non-Gaussian window)
+    assert np.max(np.abs(band / sigma / SHORTCUT - 1)) > 0.01
+
+
+@pytest.mark.parametrize("shift", [-3.0, -0.5, 0.0, 1.0, 4.0])
+def test_observed_limit_solves_cls_to_precision(shift):
+    b, C, w = smooth_window(15, 200.0, 0.03)
+    L = cholesky_jitter(C)
+    sig = 1.0 / np.sqrt(np.sum(w**2 / b))
+    n = np.round(np.maximum(b + shift * sig * w, 0))
+    a_up = upper_limit_asymptotic(n, b, L, w)
+    assert cls_of(a_up, n, b, L, w) == pytest.approx(0.05, rel=1e-6)
+    ref = brentq(lambda A: cls_of(A, n, b, L, w) - 0.05, 0.1 * a_up, 3 * a_up, xtol=1e-12)
+    assert a_up == pytest.approx(ref, rel=1e-6)
+    assert upper_limit_asymptotic(n, b, L, w, alpha=0.10) < a_up
+
+
+def test_limits_vectorised_over_toys_equal_single():
+    b, C, w = smooth_window(20, 500.0, 0.02)
+    L = cholesky_jitter(C)
+    toys = background_toys(b, C, 300, np.random.default_rng(8), L=L).astype(float)
+    lims = upper_limit_asymptotic(toys, b, L, w)
+    assert lims.shape == (300,) and np.all(np.isfinite(lims)) and np.all(lims > 0)
+    for i in (0, 123, 299):
+        assert upper_limit_asymptotic(toys[i], b, L, w) == pytest.approx(lims[i], rel=1e-6)
+        assert cls_of(lims[i], toys[i], b, L, w) == pytest.approx(0.05, rel=1e-5)
+    # reusing a fit gives the same limits
+    fit = fit_signal(toys, b, L, w)
+    assert np.allclose(upper_limit_asymptotic(toys, b, L, w, fit=fit), lims, rtol=1e-8)
+
+
+def test_limit_edge_cases_finite():
+    for n, b, C, w in [
+        (np.array([5.0]), np.array([4.0]), np.array([[1.0]]), np.array([0.9])),
+        (np.zeros(4), np.full(4, 2.0), 0.1 * np.eye(4), np.array([0.2, 0.3, 0.3, 0.1])),
+        (
+            np.array([0.0, 3.0, 0.0]),
+            np.array([0.5, 1.0, 0.2]),
+            1e-4 * np.eye(3),
+            np.array([0.3, 0.4, 0.2]),
+        ),
+    ]:
+        L = cholesky_jitter(C)
+        a = upper_limit_asymptotic(n, b, L, w)
+        assert np.isfinite(a) and a > 0
+        assert cls_of(a, n, b, L, w) == pytest.approx(0.05, rel=1e-5)
+        band = expected_limits_asymptotic(b, L, w)
+        assert np.all(np.isfinite(band)) and np.all(np.diff(band) > 0)
+
+
+# ----------------------------------------------------------------------------------------
+# toys
+# ----------------------------------------------------------------------------------------
+def test_toy_band_agrees_with_asymptotic_for_large_b():
+    b, C, w = smooth_window(12, 2e4, 0.004)
+    L = cholesky_jitter(C)
+    toy_band, limits = expected_limits_toys(
+        b, C, L, w, 0.05, 4000, np.random.default_rng(12), return_limits=True
+    )
+    asym = expected_limits_asymptotic(b, L, w)
+    assert limits.shape == (4000,) and np.all(np.isfinite(limits))
+    # toy quantiles are 2.5/16/50/84/97.5%; the asymptotic band is at Phi(N)
+    assert toy_band[1:4] == pytest.approx(asym[1:4], rel=0.02)
+    assert toy_band[[0, 4]] == pytest.approx(asym[[0, 4]], rel=0.05)
+    # reproducible with a seed
+    again = expected_limits_toys(b, C, L, w, 0.05, 4000, np.random.default_rng(12))
+    assert np.array_equal(again, toy_band)
+
+
+def test_toy_observed_limit_close_to_asymptotic():
+    b, C, w = smooth_window(6, 1e4, 0.005)
+    L = cholesky_jitter(C)
+    sig = 1.0 / np.sqrt(np.sum(w**2 / b))
+    n = np.round(b + 1.0 * sig * w)
+    a_toys = upper_limit_toys(n, b, C, L, w, 0.05, 1500, np.random.default_rng(3))
+    a_asym = upper_limit_asymptotic(n, b, L, w)
+    assert a_toys == pytest.approx(a_asym, rel=0.06)
+    assert a_toys == upper_limit_toys(n, b, C, L, w, 0.05, 1500, np.random.default_rng(3))
+
+
+# ----------------------------------------------------------------------------------------
+# significance and look-elsewhere
+# ----------------------------------------------------------------------------------------
+def test_q0_and_local_significance():
+    b, C, w = smooth_window(10, 300.0, 0.02)
+    L = cholesky_jitter(C)
+    sig = 1.0 / np.sqrt(np.sum(w**2 / b))
+    n_def = np.round(np.maximum(b - 2.0 * sig * w, 0))
+    assert fit_signal(n_def, b, L, w).A_hat <= 0
+    assert q0(n_def, b, L, w) == 0.0
+    n_exc = np.round(b + 4.0 * sig * w)
+    fit = fit_signal(n_exc, b, L, w)
+    ref = 2 * (profile_theta(0.0, n_exc, b, L, w)[0] - fit.nll_hat)
+    assert q0(n_exc, b, L, w) == pytest.approx(ref, rel=1e-8)
+    assert q0(n_exc, b, L, w, fit=fit) == pytest.approx(ref, rel=1e-8)
+    z = z_local(ref)
+    assert z == pytest.approx(np.sqrt(ref)) and 2.5 < z < 5.5
+    assert p_local(z) == pytest.approx(1 - ndtr(z))
+    assert z_from_p(p_local(z)) == pytest.approx(z, rel=1e-10)
+    # vectorised q0 over toys: zero for every toy with A_hat <= 0
+    toys = background_toys(b, C, 500, np.random.default_rng(1), L=L).astype(float)
+    fits = fit_signal(toys, b, L, w)
+    qs = q0(toys, b, L, w)
+    assert np.all(qs[fits.A_hat <= 0] == 0) and np.all(qs >= 0)
+    # background only: P(q0 > 1.645^2) ~ 5%
+    assert 0.02 < np.mean(qs > 1.645**2) < 0.09
+
+
+def test_n_eff_and_sidak():
+    masses = np.arange(0.020, 0.1305, 0.001)
+    sig = -9.22283032152e-05 + 0.0532190838657 * masses
+    ne = n_eff(masses, sig, 1.64)
+    inv = 1.0 / sig
+    expected = np.sum(np.diff(masses) * 0.5 * (inv[1:] + inv[:-1])) / 1.64
+    assert ne == pytest.approx(expected)
+    assert 1.0 <= ne <= masses.size
+    assert n_eff(masses, np.full(masses.size, 1e-9), 1.64) == masses.size  # clipped above
+    assert n_eff(masses, np.full(masses.size, 10.0), 1.64) == 1.0  # clipped below
+    assert n_eff([0.05], [0.003], 1.64) == 1.0
+    p = np.array([1e-12, 1e-6, 1e-3, 0.05, 0.5, 1.0])
+    pg = p_global_sidak(p, ne)
+    assert np.all(pg >= p)
+    assert pg[0] == pytest.approx(ne * 1e-12, rel=1e-6)  # tiny p: no cancellation
+    assert pg[3] == pytest.approx(1 - 0.95**ne)
+    assert p_global_sidak(0.01, 1.0) == pytest.approx(0.01)
+    assert np.all(z_from_p(pg) <= z_from_p(p))
+    assert z_from_p(0.7) == 0.0 and z_from_p(0.7, clip=False) < 0
+
+
+# ----------------------------------------------------------------------------------------
+# eps^2 conversion and the HistFactory workspace
+# ----------------------------------------------------------------------------------------
+def test_eps2_conversion_and_rho():
+    A, m, frad, rho = 500.0, 0.06, 0.085, 2.0e7
+    eps2 = eps2_from_A(A, m, frad, rho)
+    assert eps2 == pytest.approx(2 * (1 / 137) * A / (3 * np.pi * m * frad * rho), rel=1e-14)
+    assert A_from_eps2(eps2, m, frad, rho) == pytest.approx(A)
+    assert eps2_from_A(A, m, frad, rho, alpha_em=1 / 128) > eps2
+    arr = eps2_from_A(np.array([1.0, 2.0]), m, frad, rho)
+    assert arr[1] == pytest.approx(2 * arr[0])
+    edges = np.linspace(0.0, 0.1, 101)  # 1 MeV bins, centres at x.5 MeV
+    counts = np.arange(100, dtype=float)
+    # m = 0.05, window +-2.1 MeV -> centres 48.5..51.5 MeV -> bins 48..51
+    rho_w = rho_window(edges, counts, 0.05, 0.001, 2.1)
+    assert rho_w == pytest.approx((48 + 49 + 50 + 51) / 0.004)
+    assert np.isnan(rho_window(edges, counts, 0.5, 0.001, 1.0))
+
+
+def test_workspace_structure():
+    b, C, w = smooth_window(5, 100.0, 0.05)
+    L = cholesky_jitter(C)
+    n = np.round(b)
+    ws = workspace(n, b, L, w, name="win")
+    ch = ws["channels"][0]
+    assert ch["name"] == "win" and ws["observations"][0]["data"] == n.tolist()
+    sig, bkg = ch["samples"]
+    assert sig["data"] == pytest.approx(w.tolist())
+    assert sig["modifiers"] == [{"name": "A", "type": "normfactor", "data": None}]
+    assert bkg["data"] == pytest.approx(b.tolist())
+    assert len(bkg["modifiers"]) == 5
+    for j, mod in enumerate(bkg["modifiers"]):
+        assert mod["type"] == "histosys"
+        assert np.allclose(mod["data"]["hi_data"], b + L[:, j])
+        assert np.allclose(mod["data"]["lo_data"], b - L[:, j])
+    config = ws["measurements"][0]["config"]
+    assert config["poi"] == "A"
+    poi = next(p for p in config["parameters"] if p["name"] == "A")
+    assert poi["bounds"][0][0] == 0.0 and poi["bounds"][0][1] > 100 * np.sqrt(b.sum()) / w.sum()
