@@ -125,10 +125,9 @@ def run(ctx) -> None:
 
 def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -> None:
     """p0_global and Z_global from the Sidak correction with N_eff of the scan."""
-    if name == COMBINED:
-        names = cfg.scanned()
+    if name == COMBINED:  # smallest resolution among the datasets covering each mass
         masses = arrays["mass_GeV"]
-        sigmas = np.min([resolution(cfg.datasets[d], masses) for d in names], axis=0)
+        sigmas = arrays["sigma_m_GeV"]
     else:
         masses = dataset_masses(cfg, name)
         sigmas = resolution(cfg.datasets[name], masses)

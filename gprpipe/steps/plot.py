@@ -29,7 +29,7 @@ def run(ctx) -> None:
         from gprpipe.plotting.suite import scan_plots
 
         written += scan_plots(cfg, lay, formats)
-    labels = {n: cfg.datasets[n].label or n for n in cfg.datasets}
+    labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
     if lay.limit.exists():
         from gprpipe.plotting.overlay import overlay_plots
         from gprpipe.steps.hepdata import write_hepdata

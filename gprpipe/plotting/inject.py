@@ -1,0 +1,214 @@
+"""Injection/extraction closure figures from ``inject.h5`` (one set per dataset).
+
+Every figure shows one curve per injection mass against the injected strength
+``Z_inj = A_inj / sigma_A,ref``: linearity, bias, pull width, coverage (with the 68.3% and
+95.4% references), pull mean/width heatmaps over mass x strength, Z_hat vs Z_inj, and the
+pull distributions at the largest strength against N(0, 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gprpipe.plotting.style import label, save
+
+MEV = 1e3
+COV1, COV2 = 0.6827, 0.9545
+
+
+def _by_mass(a: dict[str, np.ndarray]):
+    """Yield ``(mass, index array sorted by strength)`` per injection mass."""
+    for m in np.unique(a["mass_GeV"]):
+        idx = np.flatnonzero(a["mass_GeV"] == m)
+        yield float(m), idx[np.argsort(a["z_inj"][idx])]
+
+
+def _mlabel(m: float) -> str:
+    return f"{m * MEV:g} MeV"
+
+
+def _sem(a, idx, key_std):
+    n = np.maximum(a["n_toys"][idx].astype(float), 1.0)
+    return a[key_std][idx] / np.sqrt(n)
+
+
+def linearity_figure(a: dict[str, np.ndarray], title: str):
+    """Mean extracted vs injected yield (both in units of sigma_A,ref), with the ratio."""
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1.3]})
+    zmax = float(np.nanmax(a["z_inj"])) if len(a["z_inj"]) else 1.0
+    a1.plot([0, zmax], [0, zmax], color="gray", ls="--", lw=1, label="ideal")
+    for i, (m, idx) in enumerate(_by_mass(a)):
+        s = a["sigma_ref"][idx]
+        y = a["A_hat_mean"][idx] / s
+        a1.errorbar(a["z_inj"][idx], y, yerr=_sem(a, idx, "A_hat_std") / s, fmt="o-", ms=4,
+                    color=f"C{i}", label=_mlabel(m))
+        nz = a["z_inj"][idx] > 0
+        a2.plot(a["z_inj"][idx][nz], a["A_hat_mean"][idx][nz] / a["A_inj"][idx][nz], "o-",
+                ms=4, color=f"C{i}")
+    a2.axhline(1.0, color="gray", ls="--", lw=1)
+    a2.axhspan(0.8, 1.2, color="gray", alpha=0.12, lw=0)
+    a1.set_ylabel(r"$\langle\hat A\rangle / \sigma_{A,\mathrm{ref}}$")
+    a2.set_ylabel(r"$\langle\hat A\rangle / A_\mathrm{inj}$")
+    a2.set_xlabel(r"injected strength $Z_\mathrm{inj} = A_\mathrm{inj}/\sigma_{A,\mathrm{ref}}$")
+    a1.legend(frameon=False, fontsize=10, loc="lower right")
+    label(a1, title)
+    return fig
+
+
+def bias_figure(a: dict[str, np.ndarray], title: str):
+    """Bias of the mean extracted yield, in units of sigma_A,ref."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for i, (m, idx) in enumerate(_by_mass(a)):
+        s = a["sigma_ref"][idx]
+        ax.errorbar(a["z_inj"][idx], (a["A_hat_mean"][idx] - a["A_inj"][idx]) / s,
+                    yerr=_sem(a, idx, "A_hat_std") / s, fmt="o-", ms=4, color=f"C{i}",
+                    label=_mlabel(m))
+    ax.axhline(0.0, color="gray", ls="--", lw=1)
+    ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
+    ax.set_ylabel(r"bias $(\langle\hat A\rangle - A_\mathrm{inj}) / \sigma_{A,\mathrm{ref}}$")
+    ax.legend(frameon=False, fontsize=10)
+    label(ax, title)
+    return fig
+
+
+def pull_figure(a: dict[str, np.ndarray], title: str):
+    """Pull mean (with its error) and pull width vs strength."""
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True)
+    for i, (m, idx) in enumerate(_by_mass(a)):
+        n = np.maximum(a["n_toys"][idx].astype(float), 2.0)
+        w = a["pull_width"][idx]
+        a1.errorbar(a["z_inj"][idx], a["pull_mean"][idx], yerr=w / np.sqrt(n), fmt="o-",
+                    ms=4, color=f"C{i}", label=_mlabel(m))
+        a2.errorbar(a["z_inj"][idx], w, yerr=w / np.sqrt(2 * (n - 1)), fmt="o-", ms=4,
+                    color=f"C{i}")
+    a1.axhline(0.0, color="gray", ls="--", lw=1)
+    a2.axhline(1.0, color="gray", ls="--", lw=1)
+    a2.axhspan(0.95, 1.05, color="gray", alpha=0.12, lw=0)
+    a1.set_ylabel("pull mean")
+    a2.set_ylabel("pull width (std)")
+    a2.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
+    a1.legend(frameon=False, fontsize=10)
+    label(a1, title)
+    return fig
+
+
+def coverage_figure(a: dict[str, np.ndarray], title: str):
+    """Fraction of toys with |pull| < 1 and < 2, with the Gaussian references."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for i, (m, idx) in enumerate(_by_mass(a)):
+        ax.plot(a["z_inj"][idx], a["cov_1sigma"][idx], "o-", ms=4, color=f"C{i}",
+                label=f"{_mlabel(m)}, $|$pull$|<1$")
+        ax.plot(a["z_inj"][idx], a["cov_2sigma"][idx], "s--", ms=4, color=f"C{i}",
+                label=f"{_mlabel(m)}, $|$pull$|<2$")
+    ax.axhline(COV1, color="k", lw=1, ls=":")
+    ax.axhline(COV2, color="k", lw=1, ls=":")
+    ax.text(0.99, COV1, "68.3%", transform=ax.get_yaxis_transform(), ha="right",
+            va="bottom", fontsize=9)
+    ax.text(0.99, COV2, "95.4%", transform=ax.get_yaxis_transform(), ha="right",
+            va="bottom", fontsize=9)
+    ax.set_ylim(0.4, 1.05)
+    ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
+    ax.set_ylabel("coverage")
+    ax.legend(frameon=False, fontsize=8, ncol=2, loc="lower left")
+    label(ax, title)
+    return fig
+
+
+def heatmap_figure(a: dict[str, np.ndarray], title: str):
+    """Pull mean and pull width over mass x strength, values annotated."""
+    masses = np.unique(a["mass_GeV"])
+    zs = np.unique(a["z_inj"])
+    grids = {k: np.full((len(zs), len(masses)), np.nan) for k in ("pull_mean", "pull_width")}
+    for j, m in enumerate(masses):
+        for i, z in enumerate(zs):
+            sel = np.flatnonzero((a["mass_GeV"] == m) & (a["z_inj"] == z))
+            if len(sel):
+                for k in grids:
+                    grids[k][i, j] = a[k][sel[0]]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    specs = {"pull_mean": ("RdBu_r", -0.5, 0.5, "pull mean"),
+             "pull_width": ("PuOr_r", 0.5, 1.5, "pull width")}
+    for ax, (k, (cmap, lo, hi, name)) in zip(axes, specs.items()):
+        im = ax.imshow(grids[k], origin="lower", aspect="auto", cmap=cmap, vmin=lo, vmax=hi)
+        ax.set_xticks(range(len(masses)), [f"{m * MEV:g}" for m in masses])
+        ax.set_yticks(range(len(zs)), [f"{z:g}" for z in zs])
+        ax.set_xlabel(r"$m_{A'}$ [MeV]")
+        ax.set_ylabel(r"$Z_\mathrm{inj}$")
+        ax.grid(False)
+        for i in range(len(zs)):
+            for j in range(len(masses)):
+                v = grids[k][i, j]
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9)
+        fig.colorbar(im, ax=ax, label=name)
+    axes[0].set_title(title, fontsize=11, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def zhat_figure(a: dict[str, np.ndarray], title: str):
+    """Mean fitted significance A_hat/sigma_A vs the injected strength."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    zmax = float(np.nanmax(a["z_inj"])) if len(a["z_inj"]) else 1.0
+    ax.plot([0, zmax], [0, zmax], color="gray", ls="--", lw=1, label="ideal")
+    for i, (m, idx) in enumerate(_by_mass(a)):
+        ax.plot(a["z_inj"][idx], a["Zhat_mean"][idx], "o-", ms=4, color=f"C{i}",
+                label=_mlabel(m))
+    ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
+    ax.set_ylabel(r"$\langle \hat Z\rangle = \langle\hat A/\sigma_A\rangle$")
+    ax.legend(frameon=False, fontsize=10)
+    label(ax, title)
+    return fig
+
+
+def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
+    """Pull histograms at the largest strength of each mass, against N(0, 1)."""
+    best: dict[float, tuple[float, np.ndarray]] = {}
+    for arrays, attrs in toys.values():
+        m, z = float(attrs["mass"]), float(attrs["z_inj"])
+        if m not in best or z > best[m][0]:
+            ok = arrays["converged"].astype(bool) & np.isfinite(arrays["pull"])
+            best[m] = (z, arrays["pull"][ok])
+    fig, axes = plt.subplots(1, max(len(best), 1), figsize=(4.5 * max(len(best), 1), 4.8),
+                             squeeze=False)
+    x = np.linspace(-5, 5, 201)
+    gauss = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+    for ax, m in zip(axes[0], sorted(best)):
+        z, p = best[m]
+        ax.hist(p, bins=np.linspace(-5, 5, 41), density=True, histtype="stepfilled",
+                color="C0", alpha=0.5, label=f"{len(p)} toys")
+        ax.plot(x, gauss, "k-", lw=1.2, label="N(0, 1)")
+        ax.set_xlabel("pull")
+        ax.set_title(f"{_mlabel(m)}, $Z_\\mathrm{{inj}}$ = {z:g}", fontsize=10)
+        ax.legend(frameon=False, fontsize=8)
+    axes[0][0].set_ylabel("density")
+    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
+def inject_plots(path: Path, labels: dict[str, str], out: Path,
+                 formats: Sequence[str]) -> list[Path]:
+    """Every closure figure for every dataset group of ``inject.h5``."""
+    from gprpipe.steps.inject import read_inject, read_toys
+
+    written: list[Path] = []
+    for name, a in read_inject(path).items():
+        if not len(a.get("mass_GeV", [])):
+            continue
+        refit = bool(np.any(a["refit_gp"])) if "refit_gp" in a else False
+        title = f"{labels.get(name, name)}: {'GP refit' if refit else 'conditional'} toys"
+        for stem, fn in (("linearity", linearity_figure), ("bias", bias_figure),
+                         ("pulls", pull_figure), ("coverage", coverage_figure),
+                         ("pull_heatmap", heatmap_figure), ("zhat", zhat_figure)):
+            written += save(fn(a, title), out, f"inject_{stem}_{name}", formats)
+        toys = read_toys(path, name)
+        if toys:
+            written += save(pull_hist_figure(toys, title), out, f"inject_pull_hist_{name}",
+                            formats)
+    return written

@@ -1,0 +1,83 @@
+"""eps^2 limits of every dataset and of the combination on one figure, and the combined
+Brazil band with the single-dataset observed limits overlaid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gprpipe.plotting.style import label, save
+from gprpipe.plotting.suite import MEV, brazil_figure
+
+COMBINED = "combined"
+
+
+def _ok(a: dict[str, np.ndarray]) -> np.ndarray:
+    return a["status"] == "ok"
+
+
+def eps2_overlay_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
+                        title: str, cl: float):
+    """Observed (solid) and expected median (dashed) eps^2 limits of every dataset; the
+    combination in black."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colour = 0
+    for name, a in scan.items():
+        ok = _ok(a)
+        if not ok.any():
+            continue
+        m = a["mass_GeV"][ok] * MEV
+        if name == COMBINED:
+            c, lw, lab = "k", 2.0, "Combined"
+        else:
+            c, lw, lab = f"C{colour}", 1.4, labels.get(name, name)
+            colour += 1
+        ax.plot(m, a["eps2_up"][ok], "-", color=c, lw=lw, label=f"{lab} observed")
+        ax.plot(m, a["eps2_exp_med"][ok], "--", color=c, lw=lw * 0.8,
+                label=f"{lab} expected")
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi * (hi / lo) ** 0.35)  # headroom for the legend
+    ax.set_xlabel(r"$m_{A'}$ [MeV]")
+    ax.set_ylabel(rf"{cl:g}% CL upper limit on $\epsilon^2$")
+    ax.legend(frameon=False, fontsize=9, ncol=2, loc="upper right")
+    label(ax, title)
+    return fig
+
+
+def combined_brazil_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
+                           title: str, cl: float):
+    """Brazil band of the combined eps^2 limit with the single-dataset observed limits."""
+    from gprpipe.steps.limit import BAND_COLS
+
+    a = scan[COMBINED]
+    ok = _ok(a)
+    m = a["mass_GeV"][ok]
+    lo, hi = m.min(), m.max()
+    other = {}
+    for name, s in scan.items():
+        if name == COMBINED:
+            continue
+        sel = _ok(s) & (s["mass_GeV"] >= lo - 1e-9) & (s["mass_GeV"] <= hi + 1e-9)
+        if sel.any():
+            other[f"{labels.get(name, name)} observed"] = (s["mass_GeV"][sel], s["eps2_up"][sel])
+    bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]
+    return brazil_figure(m, a["eps2_up"][ok], bands, other=other, title=title,
+                         ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$")
+
+
+def overlay_plots(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
+                  title: str, cl: float, out: Path, formats: Sequence[str]) -> list[Path]:
+    """The overlay (when there are two or more curves) and the combined Brazil band."""
+    written: list[Path] = []
+    curves = [n for n, a in scan.items() if _ok(a).any()]
+    if len(curves) >= 2:
+        written += save(eps2_overlay_figure(scan, labels, title, cl), out, "eps2_overlay",
+                        formats)
+    if COMBINED in curves:
+        written += save(combined_brazil_figure(scan, labels, f"{title}: combined", cl), out,
+                        "brazil_eps2_combined_overlay", formats)
+    return written

@@ -1,0 +1,213 @@
+"""Joint fit of several blind windows with one shared eps^2 (METHOD.md section 10).
+
+At one mass, the blind windows of the datasets ``d`` are concatenated into a single window:
+
+    lam = b + L theta + eps2 * s_unit,   s_unit_d = K_d w_d,   K_d = A_d(eps^2 = 1),
+
+with ``L`` block-diagonal (independent GP nuisances ``theta_d`` per dataset) and
+``K_d = 3 pi m f_rad,d rho_d / (2 alpha_em)``. This is exactly the single-window problem of
+:mod:`gprpipe.stats.likelihood` with template ``s_unit``, so the joint fit, q~, the
+asymptotic and toy CLs limits, the expected bands and q0 all reuse that machinery
+(vectorised over toys). eps^2 is fitted in a rescaled unit ``mu = eps2 / scale`` with
+``scale = (sum_i s_unit_i^2 / max(b_i, 1))^-1/2`` (the Poisson-only standard error of eps^2),
+so the optimiser works on an O(1) parameter; every public result is converted back to eps^2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import block_diag
+
+from . import cls, significance
+from .conversion import A_from_eps2
+from .likelihood import FitResult, cholesky_jitter, fit_signal
+
+__all__ = [
+    "Block",
+    "Combined",
+    "combine",
+    "combined_limits",
+    "eps2_scale",
+    "expected_limits",
+    "expected_limits_toys",
+    "fit",
+    "q0",
+    "unit_yield",
+    "upper_limit",
+    "upper_limit_toys",
+]
+
+
+def unit_yield(mass: float, frad: float, rho: float) -> float:
+    """``K = A(eps^2 = 1) = 3 pi m f_rad rho / (2 alpha_em)``: signal yield per unit eps^2."""
+    return float(A_from_eps2(1.0, mass, frad, rho))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One dataset's blind window at a mass: counts ``n``, background ``b``, covariance
+    ``C``, template ``w`` (fraction of the signal per bin) and ``k_unit`` = yield per eps^2.
+    """
+
+    n: NDArray[np.float64]
+    b: NDArray[np.float64]
+    C: NDArray[np.float64]
+    w: NDArray[np.float64]
+    k_unit: float
+    name: str = ""
+
+
+@dataclass
+class Combined:
+    """Concatenated window: ``lam = b + L theta + mu * t`` with ``t = s_unit * scale``."""
+
+    n: NDArray[np.float64]
+    b: NDArray[np.float64]
+    C: NDArray[np.float64]
+    L: NDArray[np.float64]
+    s_unit: NDArray[np.float64]
+    scale: float
+    slices: list[slice] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    k_units: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def t(self) -> NDArray[np.float64]:
+        """Template of the rescaled strength ``mu = eps2 / scale``."""
+        return self.s_unit * self.scale
+
+    @property
+    def k_total(self) -> float:
+        """Total signal yield over all combined datasets per unit eps^2 (``sum_d K_d``)."""
+        return float(np.sum(self.k_units))
+
+
+def eps2_scale(b: ArrayLike, s_unit: ArrayLike) -> float:
+    """Poisson-only standard error of eps^2, ``(sum s_unit^2 / max(b, 1))^-1/2``."""
+    b = np.asarray(b, dtype=float)
+    s = np.asarray(s_unit, dtype=float)
+    info = float(np.sum(s * s / np.maximum(b, 1.0)))
+    if not info > 0 or not np.isfinite(info):
+        raise ValueError("combined template carries no information on eps^2")
+    return 1.0 / np.sqrt(info)
+
+
+def combine(blocks: Sequence[Block], *, scale: float | None = None) -> Combined:
+    """Concatenate blind windows into one window with block-diagonal ``C`` and ``L``."""
+    if not blocks:
+        raise ValueError("nothing to combine")
+    n = np.concatenate([np.asarray(x.n, dtype=float) for x in blocks])
+    b = np.concatenate([np.asarray(x.b, dtype=float) for x in blocks])
+    C = block_diag(*[np.atleast_2d(np.asarray(x.C, dtype=float)) for x in blocks])
+    L = block_diag(*[cholesky_jitter(x.C) for x in blocks])
+    s_unit = np.concatenate([x.k_unit * np.asarray(x.w, dtype=float) for x in blocks])
+    slices, start = [], 0
+    for x in blocks:
+        slices.append(slice(start, start + len(x.b)))
+        start += len(x.b)
+    sc = eps2_scale(b, s_unit) if scale is None else float(scale)
+    return Combined(
+        n=n,
+        b=b,
+        C=C,
+        L=L,
+        s_unit=s_unit,
+        scale=sc,
+        slices=slices,
+        names=[x.name for x in blocks],
+        k_units=np.array([x.k_unit for x in blocks], dtype=float),
+    )
+
+
+def _n(cw: Combined, n: ArrayLike | None) -> NDArray[np.float64]:
+    return cw.n if n is None else np.asarray(n, dtype=float)
+
+
+def fit(
+    cw: Combined, n: ArrayLike | None = None, *, allow_negative: bool = True
+) -> tuple[NDArray[np.float64] | float, NDArray[np.float64] | float, FitResult]:
+    """Joint fit: ``(eps2_hat, sigma_eps2, fit)``; ``n`` (``(..., K)``) defaults to the
+    observed counts; ``fit`` is in the rescaled unit (``A_hat = eps2_hat / scale``).
+    """
+    f = fit_signal(_n(cw, n), cw.b, cw.L, cw.t, allow_negative=allow_negative)
+    return _out(np.asarray(f.A_hat) * cw.scale), _out(np.asarray(f.sigma_A) * cw.scale), f
+
+
+def _out(x: NDArray[np.float64]) -> NDArray[np.float64] | float:
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def upper_limit(
+    cw: Combined,
+    alpha: float = 0.05,
+    n: ArrayLike | None = None,
+    *,
+    fit_result: FitResult | None = None,
+):
+    """Asymptotic CLs upper limit on eps^2 (vectorised over toys in ``n``)."""
+    mu = cls.upper_limit_asymptotic(_n(cw, n), cw.b, cw.L, cw.t, alpha, fit=fit_result)
+    return _out(np.asarray(mu) * cw.scale)
+
+
+def expected_limits(cw: Combined, alpha: float = 0.05) -> NDArray[np.float64]:
+    """Asymptotic expected eps^2 limits for N = -2, -1, 0, +1, +2 (root finding per band)."""
+    return np.asarray(cls.expected_limits_asymptotic(cw.b, cw.L, cw.t, alpha)) * cw.scale
+
+
+def expected_limits_toys(
+    cw: Combined, alpha: float, n_toys: int, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Toy expected eps^2 band (2.5/16/50/84/97.5% quantiles of per-toy limits)."""
+    out = cls.expected_limits_toys(cw.b, cw.C, cw.L, cw.t, alpha, n_toys, rng)
+    return np.asarray(out) * cw.scale
+
+
+def upper_limit_toys(cw: Combined, alpha: float, n_toys: int, rng: np.random.Generator) -> float:
+    """Observed eps^2 limit from toy-based CLs."""
+    return float(cls.upper_limit_toys(cw.n, cw.b, cw.C, cw.L, cw.t, alpha, n_toys, rng)) * cw.scale
+
+
+def q0(cw: Combined, n: ArrayLike | None = None, *, fit_result: FitResult | None = None):
+    """Discovery statistic of the shared eps^2 (``eps2_hat > 0``), vectorised over toys."""
+    return significance.q0(_n(cw, n), cw.b, cw.L, cw.t, fit=fit_result)
+
+
+def combined_limits(
+    cw: Combined,
+    *,
+    alpha: float = 0.05,
+    mode: str = "asymptotic",
+    bands: str = "asymptotic",
+    n_toys: int = 2000,
+    band_toys: int = 10000,
+    rng: np.random.Generator | None = None,
+) -> dict[str, float | NDArray]:
+    """Everything a scan row needs, in eps^2: ``eps2_hat``, ``sigma_eps2``, ``eps2_up``,
+    ``eps2_exp`` (5 bands), ``q0``, ``Z_local``, ``p0_local``.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    e_hat, s_e, f = fit(cw)
+    if mode == "toys":
+        up = upper_limit_toys(cw, alpha, n_toys, rng)
+    else:
+        up = upper_limit(cw, alpha, fit_result=f)
+    exp = (
+        expected_limits_toys(cw, alpha, band_toys, rng)
+        if bands == "toys"
+        else expected_limits(cw, alpha)
+    )
+    q = float(q0(cw, fit_result=f))
+    z = float(significance.z_local(q))
+    return {
+        "eps2_hat": float(e_hat),
+        "sigma_eps2": float(s_e),
+        "eps2_up": float(up),
+        "eps2_exp": np.asarray(exp, dtype=float),
+        "q0": q,
+        "Z_local": z,
+        "p0_local": float(significance.p_local(z)),
+    }

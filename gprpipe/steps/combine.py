@@ -1,0 +1,102 @@
+"""The combined (shared eps^2) rows of the limit step, and loading of combined windows.
+
+At each mass covered by two or more scanned datasets, the blind windows stored in
+``fit.h5`` are concatenated (:mod:`gprpipe.stats.combine`) and fitted with one eps^2.
+
+Units of a ``dataset = "combined"`` row of ``scan.csv``: the ``eps2_*`` columns are the
+combined eps^2 results; the ``A_*`` columns (``A_hat``, ``sigma_A``, ``A_up``, ``A_exp_*``)
+hold the same results as a *total signal yield summed over the combined datasets*,
+``A = eps2 * sum_d K_d`` with ``K_d = A_d(eps^2 = 1)`` (so ``A_hat / sigma_A`` and every
+ratio are unit-free and directly comparable with single datasets). ``sigma_m_GeV`` is the
+smallest resolution among the combined datasets (the one used for the global p-value);
+GP hyperparameter columns are NaN and ``gp_converged`` is true only if every dataset's
+fit at that mass converged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gprpipe.config.schema import Config
+from gprpipe.pipeline.plan import dataset_masses
+from gprpipe.stats.combine import Block, combine, combined_limits, unit_yield
+from gprpipe.stats.resolution import f_rad
+from gprpipe.steps.fit import read_blind, read_fit, resolution
+from gprpipe.steps.runner import seed_for
+
+BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")
+
+
+def covering(cfg: Config, mass: float) -> list[str]:
+    """Scanned datasets whose test masses include ``mass``."""
+    return [d for d in cfg.scanned()
+            if np.any(np.abs(dataset_masses(cfg, d) - mass) < 1e-9)]
+
+
+def load_blocks(cfg: Config, fit_path, mass: float, fits: dict | None = None
+                ) -> tuple[list[Block], list[str], bool]:
+    """The blind windows of every dataset covering ``mass`` whose GP fit is usable.
+
+    Returns ``(blocks, problems, all_converged)``; ``problems`` names the datasets left out.
+    ``fits`` caches :func:`read_fit` arrays per dataset across calls.
+    """
+    fits = {} if fits is None else fits
+    blocks, problems, conv = [], [], True
+    for d in covering(cfg, mass):
+        if d not in fits:
+            try:
+                fits[d] = read_fit(fit_path, d)
+            except KeyError:
+                fits[d] = None
+        fa = fits[d]
+        i = None if fa is None else np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
+        if i is None or not len(i) or fa["status"][i[0]] != "ok":
+            problems.append(d)
+            continue
+        conv &= bool(fa["gp_converged"][i[0]])
+        index = int(np.argmin(np.abs(dataset_masses(cfg, d) - mass)))
+        blind, attrs = read_blind(fit_path, d, index)
+        ds = cfg.datasets[d]
+        k = unit_yield(mass, float(f_rad(mass, ds.frad_coeffs, ds.frad_penalty)),
+                       float(attrs["rho"]))
+        blocks.append(Block(blind["n"], blind["b"], blind["C"], blind["w"], k, d))
+    return blocks, problems, conv
+
+
+def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
+    """One ``combined`` row per mass (limit-step COLUMNS; units in the module docstring)."""
+    lim = cfg.limit
+    fits: dict = {}
+    rows = []
+    for m in masses:
+        m = float(m)
+        names = covering(cfg, m)
+        sig = min(float(resolution(cfg.datasets[d], m)) for d in names) if names else np.nan
+        row: dict = {"dataset": "combined", "mass_GeV": m, "sigma_m_GeV": sig,
+                     "gp_length_scale": np.nan, "gp_amplitude": np.nan, "gp_lml": np.nan}
+        blocks, problems, conv = load_blocks(cfg, ctx.layout.fit, m, fits)
+        row["gp_converged"] = conv and not problems
+        if len(blocks) < 2:
+            why = f" (no usable fit: {', '.join(problems)})" if problems else ""
+            rows.append({**row, "status": f"fewer than two datasets to combine{why}"})
+            continue
+        rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", "combined", m))
+        try:
+            cw = combine(blocks)
+            r = combined_limits(cw, alpha=lim.alpha, mode=lim.mode, bands=lim.bands,
+                                n_toys=lim.n_toys, band_toys=lim.band_toys, rng=rng)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+            rows.append({**row, "status": f"combined limit failed: {exc}"})
+            continue
+        k = cw.k_total
+        row.update({"A_hat": r["eps2_hat"] * k, "sigma_A": r["sigma_eps2"] * k,
+                    "A_up": r["eps2_up"] * k, "eps2_up": r["eps2_up"],
+                    "p0_local": r["p0_local"], "Z_local": r["Z_local"]})
+        for b, v in zip(BAND_COLS, r["eps2_exp"]):
+            row[f"eps2_exp_{b}"] = float(v)
+            row[f"A_exp_{b}"] = float(v) * k
+        row["status"] = "ok"
+        rows.append(row)
+    return rows

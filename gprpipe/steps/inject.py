@@ -1,0 +1,260 @@
+"""inject: injection/extraction closure at each (dataset or ``combined``, mass), then a merge.
+
+For each strength ``z`` of ``[inject].strengths`` (units of ``sigma_A,ref``, the sigma_A on
+the Asimov window ``n = b``), ``n_toys`` toys with ``A_inj = z sigma_A,ref`` are generated
+and fitted (``refit_gp = false``: conditional blind-window toys with the fixed data fit;
+``true``: full-range toys with a GP refit per toy; see :mod:`gprpipe.stats.inject`).
+Seeds: ``seed_for(base.seed, "inject", dataset, mass, z)``; refit toys use its
+``SeedSequence`` children (toy ``t`` is always child ``t``).
+
+Outputs (merge): ``inject.h5`` with, per dataset group, the summary arrays (``inject.csv``
+columns plus ``mass``, ``sigma_ref``, ``eps2_inj``, ``gp_conv_frac``, ``n_generated``,
+``seconds``) and ``toys/<MeV>MeV_z<z>/`` groups with per-toy ``A_hat``, ``sigma_A``,
+``pull``, ``converged`` (and the GP diagnostics in refit mode); ``inject.csv`` with exactly
+the DESIGN.md columns. For ``dataset = "combined"`` the yields are total signal yields
+summed over the combined datasets (``A = eps2 * sum_d K_d``, as in ``scan.csv``) and the
+strength unit is the combined ``sigma_A,ref``; ``eps2_inj`` is stored in ``inject.h5``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gprpipe.config.schema import Config
+from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.hdf5 import write_group, write_h5
+from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, inject_parts
+from gprpipe.stats.resolution import f_rad
+from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolution
+from gprpipe.steps.load import read_load
+from gprpipe.steps.merge import collect, write_merged
+from gprpipe.steps.runner import seed_for
+
+CSV_COLUMNS = ("dataset", "mass_GeV", "z_inj", "A_inj", "n_toys", "A_hat_mean", "A_hat_std",
+               "pull_mean", "pull_width", "cov_1sigma", "cov_2sigma", "Zhat_mean", "refit_gp")
+
+
+@dataclass
+class Window:
+    """One dataset's GP fit at a mass: blind arrays, rho, hyperparameters, data."""
+
+    fit: MassFit
+    counts: np.ndarray
+    edges: np.ndarray
+
+
+def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
+    """The data fit at ``mass`` from ``fit.h5``, or a fresh fit when the mass was not
+    scanned (warm-started from the nearest scanned mass)."""
+    from gprpipe.stats.gp import GPHyper
+
+    counts, edges = read_load(ctx.layout.load, name)
+    ds = cfg.datasets[name]
+    s = float(resolution(ds, mass))
+    fa = read_fit(ctx.layout.fit, name) if ctx.layout.fit.exists() else None
+    if fa is not None:
+        i = np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
+        if len(i) and fa["status"][i[0]] == "ok":
+            i = int(i[0])
+            hyper = GPHyper(float(fa["gp_amplitude"][i]), float(fa["gp_length_scale"][i]),
+                            float(fa["gp_lml"][i]), bool(fa["gp_converged"][i]), 0,
+                            str(fa["gp_reason"][i]) if "gp_reason" in fa else "")
+            index = int(np.argmin(np.abs(dataset_masses(cfg, name) - mass)))
+            blind, attrs = read_blind(ctx.layout.fit, name, index)
+            mf = MassFit(index, mass, s, hyper, "ok", blind, float(attrs["rho"]))
+            return Window(mf, counts, edges)
+    mf = fit_masses(cfg, name, counts, edges, np.array([mass]))[0]
+    if mf.status != "ok" or mf.blind is None:
+        raise GprpipeError(f"inject: no usable GP fit of {name} at {mass * 1e3:g} MeV "
+                           f"({mf.status}).")
+    return Window(mf, counts, edges)
+
+
+def refit_setup(cfg: Config, name: str, win: Window):
+    """The :class:`~gprpipe.stats.inject.RefitSetup` of a data fit (same bounds as ``fit``)."""
+    from gprpipe.stats.gp import length_scale_bounds, sigma_x
+    from gprpipe.stats.inject import RefitSetup
+
+    ds = cfg.datasets[name]
+    m, s = win.fit.mass, win.fit.sigma
+    all_m = dataset_masses(cfg, name)
+    med = float(np.median(sigma_x(all_m, resolution(ds, all_m))))
+    hi = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
+    bounds = length_scale_bounds(float(sigma_x(m, s)), med, cfg.fit.ls_lo_factor, hi,
+                                 ds.ls_floor_factor)
+    assert win.fit.hyper is not None
+    return RefitSetup(edges=win.edges, mass=m, sigma=s, ls_bounds=bounds, start=win.fit.hyper,
+                      blind_nsigma=cfg.fit.blind_nsigma,
+                      train_exclude_nsigma=cfg.fit.train_exclude_nsigma,
+                      train_range=ds.data_range, n_restarts=cfg.fit.n_restarts)
+
+
+def unit_yield(cfg: Config, name: str, mass: float, rho: float) -> float:
+    from gprpipe.stats.combine import unit_yield as k
+
+    ds = cfg.datasets[name]
+    return k(mass, float(f_rad(mass, ds.frad_coeffs, ds.frad_penalty)), rho)
+
+
+def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict, object]]:
+    from gprpipe.stats import inject as inj
+    from gprpipe.stats.likelihood import cholesky_jitter
+    from gprpipe.stats.template import signal_template
+
+    ic = cfg.inject
+    win = _window(cfg, ctx, name, mass)
+    bl = win.fit.blind
+    assert bl is not None
+    L = cholesky_jitter(bl["C"])
+    sref = inj.sigma_ref(bl["b"], L, bl["w"])
+    k = unit_yield(cfg, name, mass, win.fit.rho)
+    if ic.refit_gp:
+        setup = refit_setup(cfg, name, win)
+        b_full = inj.full_range_mean(win.counts, setup)
+        w_full = signal_template(win.edges, mass, win.fit.sigma)
+    out = []
+    for z in ic.strengths:
+        t0 = time.perf_counter()
+        A = float(z) * sref
+        ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
+        if ic.refit_gp:
+            ex = inj.inject_refit(setup, A, w_full, ss.spawn(ic.n_toys), b_full=b_full,
+                                  mode=ic.mode)
+        else:
+            ex = inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, ic.n_toys,
+                                        np.random.default_rng(ss), mode=ic.mode, L=L)
+        meta = {"z_inj": float(z), "sigma_ref": sref, "eps2_inj": A / k,
+                "seconds": time.perf_counter() - t0}
+        out.append((meta, ex))
+    return out
+
+
+def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
+    from gprpipe.stats import combine as comb
+    from gprpipe.stats import inject as inj
+    from gprpipe.stats.template import signal_template
+
+    ic = cfg.inject
+    names = [d for d in cfg.scanned()
+             if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9]
+    wins = {d: _window(cfg, ctx, d, mass) for d in names}
+    ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
+    blocks = [comb.Block(w.fit.blind["n"], w.fit.blind["b"], w.fit.blind["C"],
+                         w.fit.blind["w"], ks[d], d) for d, w in wins.items()]
+    if len(blocks) < 2:
+        raise GprpipeError(f"inject: fewer than two datasets cover {mass * 1e3:g} MeV.")
+    cw = comb.combine(blocks)
+    _, sref_e, _ = comb.fit(cw, cw.b)
+    sref_e = float(sref_e)
+    ktot = cw.k_total
+    if ic.refit_gp:
+        setups = [refit_setup(cfg, d, w) for d, w in wins.items()]
+        b_fulls = [inj.full_range_mean(w.counts, st) for w, st in zip(wins.values(), setups)]
+        w_fulls = [signal_template(w.edges, mass, w.fit.sigma) for w in wins.values()]
+    out = []
+    for z in ic.strengths:
+        t0 = time.perf_counter()
+        e = float(z) * sref_e
+        ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
+        if ic.refit_gp:
+            ex = inj.inject_refit_combined(setups, b_fulls, w_fulls, [ks[d] for d in names], e,
+                                           ss.spawn(ic.n_toys), mode=ic.mode, scale=cw.scale,
+                                           names=names)
+        else:
+            ex = inj.inject_conditional_combined(cw, e, ic.n_toys, np.random.default_rng(ss),
+                                                 mode=ic.mode)
+        meta = {"z_inj": float(z), "sigma_ref": sref_e * ktot, "eps2_inj": e,
+                "seconds": time.perf_counter() - t0}
+        out.append((meta, ex.scaled(ktot)))
+    return out
+
+
+def run(ctx) -> None:
+    cfg, part = ctx.config, ctx.task.part
+    if part == MERGE:
+        merge(ctx)
+        return
+    name, mass = inject_parts(cfg)[part]
+    if name == COMBINED:
+        results = _study_combined(cfg, ctx, mass)
+    else:
+        results = _study_dataset(cfg, ctx, name, mass)
+    refit = bool(cfg.inject.refit_gp)
+    rows = []
+    with write_h5(ctx.layout.part("inject", part), ctx.attrs()) as f:
+        g = f.create_group(name)
+        toys = g.create_group("toys")
+        for meta, ex in results:
+            summ = ex.summary()
+            gp_ok = ex.extra.get("gp_converged")
+            conv_frac = float(np.mean(gp_ok)) if gp_ok is not None else float("nan")
+            rows.append({"mass": mass, "mass_GeV": mass, "A_inj": ex.A_inj, **meta, **summ,
+                         "refit_gp": refit, "gp_conv_frac": conv_frac,
+                         "n_generated": len(ex.A_hat)})
+            print(f"{name} {mass * 1e3:g} MeV z={meta['z_inj']:g}: {summ['n_toys']} toys, "
+                  f"pull {summ['pull_mean']:+.3f} +- {summ['pull_width']:.3f}, "
+                  f"A_hat/A_inj {summ['A_hat_mean'] / ex.A_inj if ex.A_inj else math.nan:.3f}"
+                  f", {meta['seconds']:.1f} s", flush=True)
+            tg = toys.create_group(f"{mass * 1e3:g}MeV_z{meta['z_inj']:g}")
+            write_group(tg, {"A_hat": ex.A_hat, "sigma_A": ex.sigma_A, "pull": ex.pull,
+                             "converged": ex.converged, **ex.extra})
+            tg.attrs.update(mass=mass, A_inj=ex.A_inj, refit_gp=refit, mode=cfg.inject.mode,
+                            **{k: v for k, v in meta.items()})
+        keys = rows[0].keys() if rows else []
+        write_group(g, {k: np.array([r[k] for r in rows]) for k in keys})
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else f"{float(v):.8g}"
+    return str(v)
+
+
+def inject_csv(per_ds: dict[str, dict[str, np.ndarray]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for name, a in per_ds.items():
+        for i in range(len(a["mass_GeV"])):
+            w.writerow([name if c == "dataset" else _fmt(a[c][i]) for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def merge(ctx) -> None:
+    cfg = ctx.config
+    paths = list(ctx.task.inputs)
+    per_ds = collect(paths)
+    if not per_ds:
+        raise GprpipeError(f"{ctx.layout.point_dir}: no injection results to merge.")
+    order = [*cfg.scanned(), COMBINED]
+    per_ds = {k: per_ds[k] for k in order if k in per_ds}
+    with write_h5(ctx.layout.inject, ctx.attrs()) as out:
+        write_merged(out, paths, per_ds)
+    atomic_write_text(ctx.layout.inject_csv, inject_csv(per_ds))
+
+
+def read_inject(path) -> dict[str, dict[str, np.ndarray]]:
+    """Per-dataset summary arrays from ``inject.h5``."""
+    return collect([path])
+
+
+def read_toys(path, name: str) -> dict[str, tuple[dict[str, np.ndarray], dict]]:
+    """Per-toy arrays and attrs of every (mass, strength) of one dataset in ``inject.h5``."""
+    import h5py
+
+    from gprpipe.io.hdf5 import read_group
+
+    with h5py.File(path, "r") as f:
+        g = f[name].get("toys", {})
+        return {k: (read_group(v), dict(v.attrs)) for k, v in g.items()}

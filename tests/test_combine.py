@@ -1,0 +1,226 @@
+"""The combination with a shared eps^2 (gprpipe.stats.combine, gprpipe.steps.combine).
+
+Fast tests use synthetic windows and two real GP fits; the full 2015+2016 scan (combined
+rows at every overlap mass, combined limit vs the best single dataset) is slow.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, run_cli_subprocess
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
+
+from gprpipe.stats import cls
+from gprpipe.stats import combine as comb
+from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """One BLAS thread, as in the pipeline's workers (2-core machine)."""
+    with threadpool_limits(1):
+        yield
+
+def _window(rng, k=15, level=2e4, amp=0.02, ell=4.0):
+    """A synthetic blind window: smooth background, GP-like covariance, Gaussian template."""
+    x = np.arange(k)
+    b = level * np.exp(-0.03 * x)
+    K = amp**2 * np.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / ell**2)
+    C = np.outer(b, b) * K + 1e-9 * np.eye(k) * level
+    w = np.exp(-0.5 * ((x - k / 2) / (k / 6)) ** 2)
+    w *= 0.9 / w.sum()
+    n = rng.poisson(b).astype(float)
+    return n, b, C, w
+
+
+def test_single_block_equals_single_dataset():
+    rng = np.random.default_rng(1)
+    n, b, C, w = _window(rng)
+    K = 3.0e8  # yield per unit eps^2
+    cw = comb.combine([comb.Block(n, b, C, w, K)])
+    L = cholesky_jitter(C)
+    single = fit_signal(n, b, L, w)
+    e_hat, s_e, _ = comb.fit(cw)
+    assert e_hat * K == pytest.approx(single.A_hat, rel=1e-6, abs=1e-6 * single.sigma_A)
+    assert s_e * K == pytest.approx(single.sigma_A, rel=1e-6)
+    up = comb.upper_limit(cw, 0.05)
+    assert up * K == pytest.approx(cls.upper_limit_asymptotic(n, b, L, w, 0.05), rel=2e-4)
+    exp = comb.expected_limits(cw, 0.05)
+    ref = cls.expected_limits_asymptotic(b, L, w, 0.05)
+    np.testing.assert_allclose(exp * K, ref, rtol=2e-4)
+    # the internal unit is O(1): mu = eps2 / scale with scale ~ sigma(eps2)
+    assert 0.1 < s_e / cw.scale < 10.0
+
+
+def test_identical_windows_shrink_sigma_by_sqrt2():
+    rng = np.random.default_rng(2)
+    _, b, C, w = _window(rng)
+    blocks = [comb.Block(b, b, C, w, 1e8, "a"), comb.Block(b, b, C, w, 1e8, "b")]
+    cw = comb.combine(blocks)
+    _, s1, _ = comb.fit(comb.combine(blocks[:1]))
+    _, s2, _ = comb.fit(cw)
+    assert s2 == pytest.approx(s1 / np.sqrt(2), rel=1e-3)
+    e1 = comb.expected_limits(comb.combine(blocks[:1]))
+    e2 = comb.expected_limits(cw)
+    np.testing.assert_allclose(e2 / e1, 1 / np.sqrt(2), rtol=0.03)
+    assert cw.C.shape == (30, 30)
+    assert np.all(cw.C[:15, 15:] == 0)  # block-diagonal: independent nuisances
+
+
+def test_joint_fit_is_the_global_minimum():
+    """The vectorised joint fit agrees with a brute-force scipy fit of (eps^2, theta)."""
+    rng = np.random.default_rng(3)
+    n1, b1, C1, w1 = _window(rng, k=12, level=3e4)
+    n2, b2, C2, w2 = _window(rng, k=18, level=5e3)
+    n1 = n1 + rng.poisson(400 * w1)  # a signal in dataset 1 only
+    blocks = [comb.Block(n1, b1, C1, w1, 2e8), comb.Block(n2, b2, C2, w2, 5e7)]
+    cw = comb.combine(blocks)
+    e_hat, s_e, fr = comb.fit(cw)
+    L = cw.L
+
+    G = np.column_stack([cw.t, L])
+
+    def nll(p):  # raw parameters: p[0] = eps2 / scale, p[1:] = theta; analytic gradient
+        lam = np.maximum(cw.b + G @ p, 1e-10)
+        g = G.T @ (1.0 - cw.n / lam) + np.concatenate([[0.0], p[1:]])
+        return -np.sum(cw.n * np.log(lam) - lam) + 0.5 * p[1:] @ p[1:], g
+
+    res = minimize(nll, np.zeros(G.shape[1]), jac=True, method="BFGS", options={"gtol": 1e-6})
+    assert res.x[0] * cw.scale == pytest.approx(e_hat, abs=2e-3 * s_e)
+    f_ours = nll(np.concatenate([[e_hat / cw.scale], fr.theta_hat]))[0]
+    assert f_ours <= res.fun + 1e-6
+
+
+def test_expected_combined_never_weaker_than_best_single():
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        n1, b1, C1, w1 = _window(rng, k=int(rng.integers(8, 25)), level=rng.uniform(1e3, 1e5))
+        n2, b2, C2, w2 = _window(rng, k=int(rng.integers(8, 25)), level=rng.uniform(1e3, 1e5))
+        k1, k2 = rng.uniform(1e7, 1e9, 2)
+        blocks = [comb.Block(n1, b1, C1, w1, k1), comb.Block(n2, b2, C2, w2, k2)]
+        best = np.minimum(comb.expected_limits(comb.combine(blocks[:1])),
+                          comb.expected_limits(comb.combine(blocks[1:])))
+        assert np.all(comb.expected_limits(comb.combine(blocks)) <= best * (1 + 1e-4))
+
+
+def test_conditional_combined_injection_closes():
+    from gprpipe.stats.inject import inject_conditional_combined
+
+    rng = np.random.default_rng(5)
+    n1, b1, C1, w1 = _window(rng, k=12, level=3e4)
+    n2, b2, C2, w2 = _window(rng, k=18, level=5e3)
+    cw = comb.combine([comb.Block(n1, b1, C1, w1, 2e8), comb.Block(n2, b2, C2, w2, 5e7)])
+    _, s_ref, _ = comb.fit(cw, cw.b)
+    ex = inject_conditional_combined(cw, 4 * s_ref, 4000, np.random.default_rng(6))
+    s = ex.summary()
+    assert s["n_toys"] == 4000
+    assert abs(s["pull_mean"]) < 0.06
+    assert 0.95 < s["pull_width"] < 1.05
+    assert s["A_hat_mean"] == pytest.approx(4 * s_ref, rel=0.03)
+
+
+def _real_block(shared, year, mass):
+    """A real GP window of one dataset at one mass (the fit step's numerics)."""
+    from gprpipe.config import load_points
+    from gprpipe.io.root import read_hist, rebin
+    from gprpipe.steps.fit import fit_masses
+    from gprpipe.steps.inject import unit_yield
+
+    sets = [f"datasets.{y}.path={shared}/funcform_{y}_toys.root" for y in ("2015", "2016")]
+    cfg = load_points(REPO / "user_configs" / "hps2015_2016_combined.toml", sets)[1][0].config
+    ds = cfg.datasets[year]
+    c, e = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
+    mf = fit_masses(cfg, year, c, e, np.array([mass]))[0]
+    bl = mf.blind
+    return comb.Block(bl["n"], bl["b"], bl["C"], bl["w"], unit_yield(cfg, year, mass, mf.rho),
+                      year)
+
+
+def test_real_2015_2016_at_60MeV(shared_data: Path):
+    blocks = [_real_block(shared_data, y, 0.060) for y in ("2015", "2016")]
+    cw = comb.combine(blocks)
+    singles = [comb.combine([b]) for b in blocks]
+    e_c = comb.expected_limits(cw)
+    e_s = np.array([comb.expected_limits(s) for s in singles])
+    assert np.all(e_c <= e_s.min(axis=0) * (1 + 1e-4))
+    _, s_c, _ = comb.fit(cw)
+    s_s = [comb.fit(s)[1] for s in singles]
+    # inverse-variance combination of the two standard errors
+    assert s_c == pytest.approx(1 / np.sqrt(sum(1 / s**2 for s in s_s)), rel=0.02)
+    r = comb.combined_limits(cw)
+    assert r["eps2_up"] > 0 and np.all(np.diff(r["eps2_exp"]) > 0)
+
+
+def _scan(path: Path) -> dict[str, dict[float, dict[str, str]]]:
+    out: dict[str, dict[float, dict[str, str]]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            out.setdefault(row["dataset"], {})[float(row["mass_GeV"])] = row
+    return out
+
+
+@pytest.mark.slow
+def test_full_2015_2016_combined_scan(shared_data: Path, tmp_path: Path):
+    """Combined rows at every overlap mass; expected combined limits never weaker than the
+    best single dataset; observed within 5% at most masses (see the report for the rest)."""
+    out = tmp_path / "run"
+    code, so, se = run_cli_subprocess(
+        "run", REPO / "user_configs" / "hps2015_2016_combined.toml",
+        "--set", f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set", f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+        "--set", f"base.output={out}", "--steps", "load,fit,limit", timeout=1800)
+    assert code == 0, so + se
+    scan = _scan(out / "nominal" / "scan.csv")
+    overlap = sorted(set(scan["2015"]) & set(scan["2016"]))
+    assert len(overlap) == 96
+    assert sorted(scan["combined"]) == overlap
+    assert all(r["status"] == "ok" for r in scan["combined"].values())
+    ratio = {}
+    for col in ("eps2_exp_med", "eps2_up"):
+        ratio[col] = np.array([
+            float(scan["combined"][m][col])
+            / min(float(scan["2015"][m][col]), float(scan["2016"][m][col])) for m in overlap])
+    assert np.all(ratio["eps2_exp_med"] <= 1.0 + 1e-4)
+    assert np.mean(ratio["eps2_up"] <= 1.05) >= 0.6
+    for m in overlap:
+        row = scan["combined"][m]
+        assert float(row["Z_global"]) <= float(row["Z_local"]) + 1e-12
+
+
+def test_toy_bands_and_toy_limit_agree_with_asymptotics():
+    rng = np.random.default_rng(7)
+    n1, b1, C1, w1 = _window(rng, k=12, level=3e4)
+    n2, b2, C2, w2 = _window(rng, k=18, level=5e3)
+    cw = comb.combine([comb.Block(n1, b1, C1, w1, 2e8), comb.Block(n2, b2, C2, w2, 5e7)])
+    asym = comb.combined_limits(cw)
+    toys = comb.combined_limits(cw, mode="toys", bands="toys", n_toys=1000, band_toys=3000,
+                                rng=np.random.default_rng(8))
+    np.testing.assert_allclose(toys["eps2_exp"][1:4], asym["eps2_exp"][1:4], rtol=0.1)
+    assert toys["eps2_up"] == pytest.approx(asym["eps2_up"], rel=0.15)
+    assert np.all(np.diff(toys["eps2_exp"]) > 0)
+
+
+def test_hepdata_tables_parse():
+    """The HEPData YAML of a limit curve parses and holds the CSV's numbers."""
+    yaml = pytest.importorskip("yaml")
+    from gprpipe.steps.hepdata import table_csv, table_yaml
+
+    m = np.array([0.03, 0.06])
+    bands = [np.array([1.0, 2.0]) * f for f in (0.5, 0.7, 1.0, 1.4, 1.9)]
+    obs = np.array([1.1, 1.8])
+    doc = yaml.safe_load(table_yaml(m, obs, bands, quantity="eps2", cl=95, dataset="HPS 2015"))
+    assert [v["value"] for v in doc["independent_variables"][0]["values"]] == [0.03, 0.06]
+    observed, expected = doc["dependent_variables"]
+    assert [v["value"] for v in observed["values"]] == [1.1, 1.8]
+    e = expected["values"][1]
+    assert e["value"] == 2.0
+    assert e["errors"][0]["asymerror"] == {"minus": pytest.approx(-0.6), "plus": 0.8}
+    assert e["errors"][1]["label"] == "2 sigma"
+    rows = table_csv(m, obs, bands, quantity="eps2", cl=95, dataset="x").splitlines()
+    assert rows[1].startswith("mass_GeV,observed,expected_median")
+    assert rows[3].split(",") == ["0.06", "1.8", "2", "1.4", "2.8", "1", "3.8"]
