@@ -9,11 +9,11 @@ exactly where to look.
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,9 @@ class Loaded:
 
 def shipped_dir(kind: str) -> Path:
     """Folder of shipped ``templates`` or ``cards`` (inside the installed package)."""
-    try:
-        return Path(str(resources.files(f"gprpipe.{kind}")))
-    except ModuleNotFoundError:  # pragma: no cover - source tree without installation
+    try:  # a namespace package (TOML files only): its first path entry is the folder
+        return Path(next(iter(importlib.import_module(f"gprpipe.{kind}").__path__)))
+    except (ModuleNotFoundError, StopIteration):  # source tree without installation
         return Path(__file__).resolve().parents[2] / kind
 
 
