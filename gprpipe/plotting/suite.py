@@ -32,7 +32,7 @@ def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None):
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(ylabel)
     ax.set_xlim(m.min(), m.max())
-    ax.legend(frameon=False, fontsize=10, loc="upper right")
+    ax.legend(frameon=False, fontsize=10, loc="best")
     label(ax, title)
     return fig
 
