@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -77,8 +78,9 @@ class OciEngine(Engine):
     def user_args(self) -> list[str]:
         return ["--user", f"{os.getuid()}:{os.getgid()}", "--security-opt", "label=disable"]
 
+    @abstractmethod
     def gpu_args(self) -> list[str]:
-        raise NotImplementedError
+        """Flags that expose the GPUs (engine specific)."""
 
     def command(
         self,
@@ -149,8 +151,9 @@ class OciEngine(Engine):
                 return value if ":" in value else f"sha256:{value}"
         return ""
 
+    @abstractmethod
     def not_installed_message(self) -> str:
-        raise NotImplementedError
+        """The sentence shown when the client program is missing."""
 
     def check(self) -> None:
         if shutil.which(self.exe) is None:

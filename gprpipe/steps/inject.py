@@ -18,8 +18,6 @@ strength unit is the combined ``sigma_A,ref``; ``eps2_inj`` is stored in ``injec
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, inject_parts
 from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolution
 from gprpipe.steps.load import read_load
-from gprpipe.steps.merge import collect, write_merged
+from gprpipe.steps.merge import collect, csv_text, write_merged
 from gprpipe.steps.runner import seed_for
 
 CSV_COLUMNS = ("dataset", "mass_GeV", "z_inj", "A_inj", "n_toys", "A_hat_mean", "A_hat_std",
@@ -211,24 +209,8 @@ def run(ctx) -> None:
         write_group(g, {k: np.array([r[k] for r in rows]) for k in keys})
 
 
-def _fmt(v) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return "nan" if math.isnan(v) else f"{float(v):.8g}"
-    return str(v)
-
-
 def inject_csv(per_ds: dict[str, dict[str, np.ndarray]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for name, a in per_ds.items():
-        for i in range(len(a["mass_GeV"])):
-            w.writerow([name if c == "dataset" else _fmt(a[c][i]) for c in CSV_COLUMNS])
-    return buf.getvalue()
+    return csv_text(per_ds, CSV_COLUMNS)
 
 
 def merge(ctx) -> None:

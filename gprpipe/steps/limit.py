@@ -5,9 +5,6 @@ local significance, eps^2; the merge adds the global p-value and writes ``limit.
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,7 +18,7 @@ from gprpipe.stats import significance
 from gprpipe.stats.conversion import eps2_from_A
 from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import read_blind, read_fit, resolution
-from gprpipe.steps.merge import collect
+from gprpipe.steps.merge import collect, csv_text
 from gprpipe.steps.runner import seed_for
 
 BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")  # N = -2, -1, 0, +1, +2
@@ -138,22 +135,8 @@ def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -
     arrays["n_eff"] = np.full(len(p), neff)
 
 
-def _fmt(v) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, (float, np.floating)):
-        return "nan" if math.isnan(v) else f"{float(v):.8g}"
-    return str(v)
-
-
 def scan_csv(per_ds: dict[str, dict[str, np.ndarray]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for name, arrays in per_ds.items():
-        for i in range(len(arrays["mass_GeV"])):
-            w.writerow([name if c == "dataset" else _fmt(arrays[c][i]) for c in COLUMNS])
-    return buf.getvalue()
+    return csv_text(per_ds, COLUMNS)
 
 
 def merge(ctx) -> None:

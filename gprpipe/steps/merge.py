@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,3 +44,24 @@ def write_merged(out: h5py.File, paths: Sequence[Path],
                         dst = out[name].require_group(sub)
                         for item in obj:
                             f.copy(obj[item], dst, name=item)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else f"{float(v):.8g}"
+    return str(v)
+
+
+def csv_text(per_ds: dict[str, dict[str, np.ndarray]], columns: Sequence[str]) -> str:
+    """CSV of merged arrays: one row per (dataset, mass); floats with 8 significant digits."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for name, arrays in per_ds.items():
+        for i in range(len(arrays["mass_GeV"])):
+            w.writerow([name if c == "dataset" else _fmt(arrays[c][i]) for c in columns])
+    return buf.getvalue()
