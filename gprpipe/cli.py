@@ -180,7 +180,7 @@ def _execute_local(tasks, configs, engine, run_dir, jobs, force, info) -> bool:
     timings = info.data.setdefault("timings", {})
     for tid, o in report.outcomes.items():
         timings[tid] = {"state": o.state, "seconds": round(o.seconds, 3)}
-    info.data["wall_seconds"] = round(wall, 2)
+    info.data["wall_seconds"] = round(wall, 4)
     info.save()
     done, cached = report.count("done"), report.count("cached")
     failed, skipped = report.count("failed"), report.count("skipped")
