@@ -38,11 +38,9 @@ from gprpipe.engines.base import (
     Engine,
     absolute,
     build_command,
-    check_bind_path,
     host_version,
-    input_folders,
     merged_env,
-    within,
+    mounts,
 )
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.task import Task
@@ -99,24 +97,17 @@ class ApptainerEngine(Engine):
         env: Mapping[str, str],
         check_paths: bool = True,
     ) -> list[str]:
-        run_dir = absolute(run_dir)
-        point_dir = absolute(task.point_dir)
-        mounts: list[tuple[Path, str]] = [(run_dir, "run directory")]
-        if not within(point_dir, run_dir):
-            mounts.append((point_dir, "point directory"))
-        mounts += [(f, "input folder") for f in input_folders(task, run_dir)]
-        for path, what in mounts:
-            if check_paths:
-                check_bind_path(path, task, what)
-            elif "," in str(path):  # even in a dry run: apptainer would split the bind list
+        binds = mounts(task, run_dir, check_paths)
+        for path, what in binds:
+            if "," in str(path):  # even in a dry run: apptainer would split the bind list
                 raise GprpipeError(
                     f"cannot bind {what} {path} for task {task.id} in apptainer because its "
                     "path contains a comma"
                 )
         argv = [self.exe, "exec", "--cleanenv", "--no-home"]
-        for path, what in mounts:
+        for path, what in binds:
             argv += ["--bind", f"{path}:{path}:ro" if what == "input folder" else str(path)]
-        argv += ["--pwd", str(point_dir)]
+        argv += ["--pwd", str(absolute(task.point_dir))]
         task_env = merged_env(task, env)
         items = [(k, task_env[k]) for k in sorted(task_env)] + list(self.provenance().items())
         for key, value in items:

@@ -93,6 +93,22 @@ def check_bind_path(path: Path, task: Task, what: str = "input folder") -> None:
         raise GprpipeError(f"bind path {path} ({what} of task {task.id}) does not exist")
 
 
+def mounts(task: Task, run_dir: Path, check_paths: bool = True) -> list[tuple[Path, str]]:
+    """Folders a container needs, as (path, what): the run directory, the point directory
+    when it lies outside it, and each input folder (what == "input folder": read-only).
+    With ``check_paths`` each must exist (dry runs skip the check)."""
+    run_dir = absolute(run_dir)
+    point_dir = absolute(task.point_dir)
+    out: list[tuple[Path, str]] = [(run_dir, "run directory")]
+    if not within(point_dir, run_dir):
+        out.append((point_dir, "point directory"))
+    out += [(f, "input folder") for f in input_folders(task, run_dir)]
+    if check_paths:
+        for path, what in out:
+            check_bind_path(path, task, what)
+    return out
+
+
 def merged_env(task: Task, env: Mapping[str, str]) -> dict[str, str]:
     """``task.env`` overlaid by ``env``, without the provenance variables the engine sets."""
     merged = {**task.env, **env}

@@ -38,13 +38,11 @@ from gprpipe.engines.base import (
     Engine,
     absolute,
     build_command,
-    check_bind_path,
     container_name,
     default_image,
     host_version,
-    input_folders,
     merged_env,
-    within,
+    mounts,
 )
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.task import Task
@@ -90,22 +88,13 @@ class OciEngine(Engine):
         env: Mapping[str, str],
         check_paths: bool = True,
     ) -> list[str]:
-        run_dir = absolute(run_dir)
-        point_dir = absolute(task.point_dir)
-        mounts: list[tuple[Path, str]] = [(run_dir, "run directory")]
-        if not within(point_dir, run_dir):
-            mounts.append((point_dir, "point directory"))
-        folders = input_folders(task, run_dir)
-        mounts += [(f, "input folder") for f in folders]
-        if check_paths:
-            for path, what in mounts:
-                check_bind_path(path, task, what)
+        binds = mounts(task, run_dir, check_paths)
         argv = [self.exe, "run", "--rm", "--name", container_name(task), "--network=none"]
         argv += self.user_args()
-        for path, what in mounts:
+        for path, what in binds:
             spec = f"{path}:{path}:ro" if what == "input folder" else f"{path}:{path}"
             argv += ["-v", spec]
-        argv += ["-w", str(point_dir)]
+        argv += ["-w", str(absolute(task.point_dir))]
         task_env = merged_env(task, env)
         for key in sorted(task_env):
             argv += ["-e", f"{key}={task_env[key]}"]
