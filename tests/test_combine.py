@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from gprpipe.stats import cls
 from gprpipe.stats import combine as comb
 from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+from gprpipe.stats.toys import background_toys
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -108,6 +109,33 @@ def test_expected_combined_never_weaker_than_best_single():
         assert np.all(comb.expected_limits(comb.combine(blocks)) <= best * (1 + 1e-4))
 
 
+def test_combined_fit_is_the_inverse_variance_average():
+    """Per toy, the joint eps^2 estimate is the inverse-variance average of the single-dataset
+    estimates (large counts: the likelihoods are Gaussian), so an excess in one dataset pulls
+    the combination up: why the observed combined limit can be weaker than the best single
+    one while the Asimov (n = b) combined limit is always the strongest."""
+    rng = np.random.default_rng(12)
+    _, b1, C1, w1 = _window(rng, k=12, level=3e4)
+    _, b2, C2, w2 = _window(rng, k=18, level=5e3)
+    k1, k2 = 2e8, 5e7
+    cw = comb.combine([comb.Block(b1, b1, C1, w1, k1), comb.Block(b2, b2, C2, w2, k2)])
+    n = background_toys(cw.b, cw.C, 400, rng, cw.L).astype(float)
+    e, s = [], []
+    for sl, (b, C, w, k) in zip(cw.slices, ((b1, C1, w1, k1), (b2, C2, w2, k2))):
+        f = fit_signal(n[:, sl], b, cholesky_jitter(C), w)
+        e.append(f.A_hat / k)
+        s.append(f.sigma_A / k)
+    wt = [1 / x**2 for x in s]
+    e_avg = (wt[0] * e[0] + wt[1] * e[1]) / (wt[0] + wt[1])
+    e_c, s_c, _ = comb.fit(cw, n)
+    np.testing.assert_allclose(s_c, (wt[0] + wt[1]) ** -0.5, rtol=0.002)
+    assert np.max(np.abs(e_c - e_avg) / s_c) < 0.01
+    # on the Asimov data the combined observed limit is the strongest
+    single = [comb.upper_limit(comb.combine([blk])) for blk in
+              (comb.Block(b1, b1, C1, w1, k1), comb.Block(b2, b2, C2, w2, k2))]
+    assert comb.upper_limit(cw) < min(single)
+
+
 def test_conditional_combined_injection_closes():
     from gprpipe.stats.inject import inject_conditional_combined
 
@@ -167,7 +195,8 @@ def _scan(path: Path) -> dict[str, dict[float, dict[str, str]]]:
 @pytest.mark.slow
 def test_full_2015_2016_combined_scan(shared_data: Path, tmp_path: Path):
     """Combined rows at every overlap mass; expected combined limits never weaker than the
-    best single dataset; observed within 5% at most masses (see the report for the rest)."""
+    best single dataset; observed within 5% at 69 of 96 masses (background-only toys of the
+    same windows meet that at 86% of masses on average: benchmarks/study_combination.py)."""
     out = tmp_path / "run"
     code, so, se = run_cli_subprocess(
         "run", REPO / "user_configs" / "hps2015_2016_combined.toml",
@@ -186,7 +215,7 @@ def test_full_2015_2016_combined_scan(shared_data: Path, tmp_path: Path):
             float(scan["combined"][m][col])
             / min(float(scan["2015"][m][col]), float(scan["2016"][m][col])) for m in overlap])
     assert np.all(ratio["eps2_exp_med"] <= 1.0 + 1e-4)
-    assert np.mean(ratio["eps2_up"] <= 1.05) >= 0.6
+    assert np.mean(ratio["eps2_up"] <= 1.05) >= 0.65
     for m in overlap:
         row = scan["combined"][m]
         assert float(row["Z_global"]) <= float(row["Z_local"]) + 1e-12

@@ -60,6 +60,8 @@ def expand(grid: Mapping[str, Any], where=lambda key: key) -> list[dict[str, Any
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list):

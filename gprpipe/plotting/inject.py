@@ -42,6 +42,7 @@ def linearity_figure(a: dict[str, np.ndarray], title: str):
                                  gridspec_kw={"height_ratios": [3, 1.3]})
     zmax = float(np.nanmax(a["z_inj"])) if len(a["z_inj"]) else 1.0
     a1.plot([0, zmax], [0, zmax], color="gray", ls="--", lw=1, label="ideal")
+    ratios = []
     for i, (m, idx) in enumerate(_by_mass(a)):
         s = a["sigma_ref"][idx]
         y = a["A_hat_mean"][idx] / s
@@ -50,8 +51,18 @@ def linearity_figure(a: dict[str, np.ndarray], title: str):
         nz = a["z_inj"][idx] > 0
         a2.plot(a["z_inj"][idx][nz], a["A_hat_mean"][idx][nz] / a["A_inj"][idx][nz], "o-",
                 ms=4, color=f"C{i}")
+        ratios.append(a["A_hat_mean"][idx][nz] / a["A_inj"][idx][nz])
+        if "A_hat_asimov" in a and np.any(np.isfinite(a["A_hat_asimov"][idx][nz])):
+            a2.plot(a["z_inj"][idx][nz], a["A_hat_asimov"][idx][nz] / a["A_inj"][idx][nz],
+                    "x:", ms=7, color=f"C{i}", label="noise-free refit toy" if i == 0 else None)
+            a2.legend(frameon=False, fontsize=9, loc="upper left")
     a2.axhline(1.0, color="gray", ls="--", lw=1)
     a2.axhspan(0.8, 1.2, color="gray", alpha=0.12, lw=0)
+    finite = np.concatenate(ratios) if ratios else np.zeros(0)
+    finite = finite[np.isfinite(finite)]
+    lo = min(0.75, float(finite.min()) - 0.05) if finite.size else 0.75
+    hi = max(1.25, float(finite.max()) + 0.05) if finite.size else 1.25
+    a2.set_ylim(lo, hi)
     a1.set_ylabel(r"$\langle\hat A\rangle / \sigma_{A,\mathrm{ref}}$")
     a2.set_ylabel(r"$\langle\hat A\rangle / A_\mathrm{inj}$")
     a2.set_xlabel(r"injected strength $Z_\mathrm{inj} = A_\mathrm{inj}/\sigma_{A,\mathrm{ref}}$")
@@ -193,8 +204,9 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
 
 
 def inject_plots(path: Path, labels: dict[str, str], out: Path,
-                 formats: Sequence[str]) -> list[Path]:
-    """Every closure figure for every dataset group of ``inject.h5``."""
+                 formats: Sequence[str], window: float | None = None) -> list[Path]:
+    """Every closure figure for every dataset group of ``inject.h5``; ``window`` (the blind
+    window in sigma) goes into the titles."""
     from gprpipe.steps.inject import read_inject, read_toys
 
     written: list[Path] = []
@@ -203,6 +215,8 @@ def inject_plots(path: Path, labels: dict[str, str], out: Path,
             continue
         refit = bool(np.any(a["refit_gp"])) if "refit_gp" in a else False
         title = f"{labels.get(name, name)}: {'GP refit' if refit else 'conditional'} toys"
+        if window is not None:
+            title += rf", window $\pm{window:g}\sigma_m$"
         for stem, fn in (("linearity", linearity_figure), ("bias", bias_figure),
                          ("pulls", pull_figure), ("coverage", coverage_figure),
                          ("pull_heatmap", heatmap_figure), ("zhat", zhat_figure)):

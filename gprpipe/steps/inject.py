@@ -9,8 +9,11 @@ Seeds: ``seed_for(base.seed, "inject", dataset, mass, z)``; refit toys use its
 
 Outputs (merge): ``inject.h5`` with, per dataset group, the summary arrays (``inject.csv``
 columns plus ``mass``, ``sigma_ref``, ``eps2_inj``, ``gp_conv_frac``, ``n_generated``,
-``seconds``) and ``toys/<MeV>MeV_z<z>/`` groups with per-toy ``A_hat``, ``sigma_A``,
-``pull``, ``converged`` (and the GP diagnostics in refit mode); ``inject.csv`` with exactly
+``seconds``; in refit mode also ``sideband_leak``, the fraction of the signal on the GP
+training bins, and ``A_hat_asimov``, the yield extracted from the noise-free refit toy, i.e.
+the bias that leakage alone causes) and ``toys/<MeV>MeV_z<z>/`` groups with per-toy
+``A_hat``, ``sigma_A``, ``pull``, ``converged`` (and the GP diagnostics in refit mode);
+``inject.csv`` with exactly
 the DESIGN.md columns. For ``dataset = "combined"`` the yields are total signal yields
 summed over the combined datasets (``A = eps2 * sum_d K_d``, as in ``scan.csv``) and the
 strength unit is the combined ``sigma_A,ref``; ``eps2_inj`` is stored in ``inject.h5``.
@@ -122,13 +125,16 @@ def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict,
         t0 = time.perf_counter()
         A = float(z) * sref
         ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
+        asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
             ex = inj.inject_refit(setup, A, w_full, ss.spawn(ic.n_toys), b_full=b_full,
                                   mode=ic.mode)
+            asimov = {"A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_full)[0],
+                      "sideband_leak": inj.sideband_leak(setup, w_full)}
         else:
             ex = inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, ic.n_toys,
                                         np.random.default_rng(ss), mode=ic.mode, L=L)
-        meta = {"z_inj": float(z), "sigma_ref": sref, "eps2_inj": A / k,
+        meta = {"z_inj": float(z), "sigma_ref": sref, "eps2_inj": A / k, **asimov,
                 "seconds": time.perf_counter() - t0}
         out.append((meta, ex))
     return out
@@ -161,14 +167,21 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
         t0 = time.perf_counter()
         e = float(z) * sref_e
         ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
+        asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
-            ex = inj.inject_refit_combined(setups, b_fulls, w_fulls, [ks[d] for d in names], e,
+            k_list = [ks[d] for d in names]
+            ex = inj.inject_refit_combined(setups, b_fulls, w_fulls, k_list, e,
                                            ss.spawn(ic.n_toys), mode=ic.mode, scale=cw.scale,
                                            names=names)
+            e_asimov, _ = inj.asimov_refit_combined(setups, b_fulls, w_fulls, k_list, e,
+                                                    scale=cw.scale)
+            leak = [inj.sideband_leak(st, wf) for st, wf in zip(setups, w_fulls)]
+            asimov = {"A_hat_asimov": e_asimov * ktot,
+                      "sideband_leak": float(np.dot(leak, k_list) / ktot)}
         else:
             ex = inj.inject_conditional_combined(cw, e, ic.n_toys, np.random.default_rng(ss),
                                                  mode=ic.mode)
-        meta = {"z_inj": float(z), "sigma_ref": sref_e * ktot, "eps2_inj": e,
+        meta = {"z_inj": float(z), "sigma_ref": sref_e * ktot, "eps2_inj": e, **asimov,
                 "seconds": time.perf_counter() - t0}
         out.append((meta, ex.scaled(ktot)))
     return out
@@ -196,10 +209,13 @@ def run(ctx) -> None:
             rows.append({"mass": mass, "mass_GeV": mass, "A_inj": ex.A_inj, **meta, **summ,
                          "refit_gp": refit, "gp_conv_frac": conv_frac,
                          "n_generated": len(ex.A_hat)})
+            ratio = summ["A_hat_mean"] / ex.A_inj if ex.A_inj else math.nan
+            noise_free = (f" (noise-free refit {meta['A_hat_asimov'] / ex.A_inj:.3f}, "
+                          f"sideband leak {meta['sideband_leak']:.3f})"
+                          if refit and ex.A_inj else "")
             print(f"{name} {mass * 1e3:g} MeV z={meta['z_inj']:g}: {summ['n_toys']} toys, "
                   f"pull {summ['pull_mean']:+.3f} +- {summ['pull_width']:.3f}, "
-                  f"A_hat/A_inj {summ['A_hat_mean'] / ex.A_inj if ex.A_inj else math.nan:.3f}"
-                  f", {meta['seconds']:.1f} s", flush=True)
+                  f"A_hat/A_inj {ratio:.3f}{noise_free}, {meta['seconds']:.1f} s", flush=True)
             tg = toys.create_group(f"{mass * 1e3:g}MeV_z{meta['z_inj']:g}")
             write_group(tg, {"A_hat": ex.A_hat, "sigma_A": ex.sigma_A, "pull": ex.pull,
                              "converged": ex.converged, **ex.extra})

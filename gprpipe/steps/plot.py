@@ -42,7 +42,8 @@ def run(ctx) -> None:
     if lay.inject.exists():
         from gprpipe.plotting.inject import inject_plots
 
-        written += inject_plots(lay.inject, labels, lay.plots, formats)
+        written += inject_plots(lay.inject, labels, lay.plots, formats,
+                                window=cfg.fit.blind_nsigma)
     files = [str(p.relative_to(lay.point_dir)) for p in written]
     manifest = {"cache_key": ctx.cache_key, "files": files}
     atomic_write_text(lay.plot_manifest, json.dumps(manifest, indent=1) + "\n")
