@@ -47,9 +47,12 @@ def setup(mass: float, exclude: float | None, blind: float | None = None):
     sets = [f"datasets.2015.path={DATA / 'funcform_2015_toys.root'}"]
     if exclude is not None:
         sets.append(f"fit.train_exclude_nsigma={exclude}")
+    points = load_points(REPO / "user_configs" / "hps2015_injection.toml", sets)[1]
+    cfg = points[0].config  # the study's grid varies the window: set it here
     if blind is not None:
-        sets.append(f"fit.blind_nsigma={blind}")
-    cfg = load_points(REPO / "user_configs" / "hps2015_injection.toml", sets)[1][0].config
+        cfg = cfg.model_copy(update={"fit": cfg.fit.model_copy(update={"blind_nsigma": blind})})
+    print(f"blind window +-{cfg.fit.blind_nsigma:g} sigma, GP training excludes "
+          f"+-{cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma:g} sigma")
     ds = cfg.datasets["2015"]
     counts, edges = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
     t0 = time.perf_counter()

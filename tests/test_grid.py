@@ -141,3 +141,20 @@ def test_points_selection_on_dry_run(tmp_path: Path, cli):
     assert code == 1
     assert "--points '7' matches no grid point (have 0:blind_nsigma-1.64_rebin-5" in err
     assert not out_dir.exists()  # dry runs write nothing
+
+
+def test_set_of_a_grid_key_is_refused(tmp_path: Path, cli):
+    """A --set of a key the grid varies would be silently overwritten per point: refused."""
+    cfg = quickstart_child(tmp_path / "g.toml", GRID_2X2.format(out=tmp_path / "out"))
+    code, _, err = cli("run", cfg, "--dry-run", "--set", "fit.blind_nsigma=2.0")
+    assert code == 1
+    assert err.strip() == (f"error: --set fit.blind_nsigma: this key is varied by the grid "
+                           f"({cfg}:5); choose grid points with --points, or change the "
+                           f"[grid] table.")
+    code, out, err = cli("run", cfg, "--dry-run", "--steps", "load", "--set", "fit.n_restarts=3")
+    assert code == 0, err
+
+
+def test_booleans_in_point_names():
+    assert point_names([{"inject.refit_gp": False}, {"inject.refit_gp": True}]) == [
+        "refit_gp-false", "refit_gp-true"]

@@ -116,6 +116,16 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
     settings = expand(grid, where)
     names = point_names(settings)
     errors: list[str] = []
+    varied = {key for values in settings for key in values}
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in varied:
+            origin = loaded.origins.get(f"grid.{key}") or loaded.origins.get(f"grid.zip.{key}")
+            errors.append(f"--set {key}: this key is varied by the grid"
+                          f"{f' ({origin})' if origin else ''}; choose grid points with "
+                          f"--points, or change the [grid] table.")
+    if errors:
+        raise ConfigError(errors)
     points: list[Point] = []
     for index, (name, values) in enumerate(zip(names, settings)):
         data = copy.deepcopy(loaded.data)
