@@ -153,6 +153,7 @@ def test_set_of_a_grid_key_is_refused(tmp_path: Path, cli):
                            f"[grid] table.")
     code, out, err = cli("run", cfg, "--dry-run", "--steps", "load", "--set", "fit.n_restarts=3")
     assert code == 0, err
+    assert out.startswith("# 4 tasks")
 
 
 def test_booleans_in_point_names():

@@ -13,10 +13,10 @@ columns plus ``mass``, ``sigma_ref``, ``eps2_inj``, ``gp_conv_frac``, ``n_genera
 training bins, and ``A_hat_asimov``, the yield extracted from the noise-free refit toy, i.e.
 the bias that leakage alone causes) and ``toys/<MeV>MeV_z<z>/`` groups with per-toy
 ``A_hat``, ``sigma_A``, ``pull``, ``converged`` (and the GP diagnostics in refit mode);
-``inject.csv`` with exactly
-the DESIGN.md columns. For ``dataset = "combined"`` the yields are total signal yields
-summed over the combined datasets (``A = eps2 * sum_d K_d``, as in ``scan.csv``) and the
-strength unit is the combined ``sigma_A,ref``; ``eps2_inj`` is stored in ``inject.h5``.
+``inject.csv`` with exactly the DESIGN.md columns. For ``dataset = "combined"`` the yields
+are total signal yields summed over the combined datasets (``A = eps2 * sum_d K_d``, as in
+``scan.csv``) and the strength unit is the combined ``sigma_A,ref``; ``eps2_inj`` is stored
+in ``inject.h5``.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict,
         setup = refit_setup(cfg, name, win)
         b_full = inj.full_range_mean(win.counts, setup)
         w_full = signal_template(win.edges, mass, win.fit.sigma)
+        leak = inj.sideband_leak(setup, w_full)
     out = []
     for z in ic.strengths:
         t0 = time.perf_counter()
@@ -130,7 +131,7 @@ def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict,
             ex = inj.inject_refit(setup, A, w_full, ss.spawn(ic.n_toys), b_full=b_full,
                                   mode=ic.mode)
             asimov = {"A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_full)[0],
-                      "sideband_leak": inj.sideband_leak(setup, w_full)}
+                      "sideband_leak": leak}
         else:
             ex = inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, ic.n_toys,
                                         np.random.default_rng(ss), mode=ic.mode, L=L)
@@ -162,6 +163,9 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
         setups = [refit_setup(cfg, d, w) for d, w in wins.items()]
         b_fulls = [inj.full_range_mean(w.counts, st) for w, st in zip(wins.values(), setups)]
         w_fulls = [signal_template(w.edges, mass, w.fit.sigma) for w in wins.values()]
+        k_list = [ks[d] for d in names]
+        leak = float(np.dot([inj.sideband_leak(st, wf) for st, wf in zip(setups, w_fulls)],
+                            k_list) / ktot)  # yield-weighted over the datasets
     out = []
     for z in ic.strengths:
         t0 = time.perf_counter()
@@ -169,15 +173,12 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
         ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
         asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
-            k_list = [ks[d] for d in names]
             ex = inj.inject_refit_combined(setups, b_fulls, w_fulls, k_list, e,
                                            ss.spawn(ic.n_toys), mode=ic.mode, scale=cw.scale,
                                            names=names)
             e_asimov, _ = inj.asimov_refit_combined(setups, b_fulls, w_fulls, k_list, e,
                                                     scale=cw.scale)
-            leak = [inj.sideband_leak(st, wf) for st, wf in zip(setups, w_fulls)]
-            asimov = {"A_hat_asimov": e_asimov * ktot,
-                      "sideband_leak": float(np.dot(leak, k_list) / ktot)}
+            asimov = {"A_hat_asimov": e_asimov * ktot, "sideband_leak": leak}
         else:
             ex = inj.inject_conditional_combined(cw, e, ic.n_toys, np.random.default_rng(ss),
                                                  mode=ic.mode)
