@@ -228,3 +228,19 @@ def test_real_2021_window_fit():
     assert wf.train.sum() > 1500
     assert wf.b.sum() == pytest.approx(counts[wf.blind].sum(), rel=0.03)
     np.linalg.cholesky(wf.C)
+
+
+def test_latent_mean_map_reproduces_the_posterior_mean():
+    """``M @ ln y_train`` is the GP posterior mean at the prediction points."""
+    from gprpipe.stats.gp import fit_gp, latent_mean_map, log_targets, predict_latent
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(0.01, 0.15, 300)
+    y = rng.poisson(1e5 * np.exp(-x / 0.03)).astype(float)
+    y[5] = 0.0  # an empty bin: target 0, noise 1
+    hyper = fit_gp(x, y, ls_bounds=(0.05, 2.0), n_restarts=1, seed=1)
+    xp = np.linspace(0.05, 0.06, 7)
+    mu, _ = predict_latent(x, y, xp, hyper)
+    M = latent_mean_map(x, y, xp, hyper)
+    assert M.shape == (7, 300)
+    np.testing.assert_allclose(M @ log_targets(x, y)[1], mu, rtol=1e-9)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.linalg import lapack
+from scipy.linalg import cho_solve, lapack
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -42,6 +42,7 @@ __all__ = [
     "WindowFit",
     "fit_gp",
     "fit_window",
+    "latent_mean_map",
     "length_scale_bounds",
     "log_targets",
     "lognormal_moments",
@@ -496,6 +497,29 @@ def predict_latent(
         warnings.simplefilter("ignore", ConvergenceWarning)
         gpr.fit(X[:, None], Z)
     return _predict(gpr, x_pred)
+
+
+def latent_mean_map(
+    x_train: ArrayLike, y_train: ArrayLike, x_pred: ArrayLike, hyper: GPHyper
+) -> np.ndarray:
+    """The linear map ``M`` with ``mu_pred = M @ Z_train`` for fixed hyperparameters.
+
+    ``M = K(X_pred, X_train) (K(X_train, X_train) + diag(alpha))^-1`` in log-log space, with
+    the per-bin noise ``alpha`` of ``y_train``; ``Z_train = ln y_train`` (0 for empty bins).
+    It is what the signal-leakage template and the fixed-hyperparameter toy scans apply.
+    """
+    X, _, alpha = log_targets(x_train, y_train)
+    xp = np.asarray(x_pred, dtype=float).ravel()
+    if np.any(xp <= 0):
+        raise ValueError("prediction points must be positive")
+    Xp = np.log(xp)
+    a, ls = hyper.amplitude, hyper.length_scale
+    K = a * np.exp(-0.5 * ((X[:, None] - X[None, :]) / ls) ** 2)
+    K[np.diag_indices_from(K)] += alpha
+    Ks = a * np.exp(-0.5 * ((Xp[:, None] - X[None, :]) / ls) ** 2)
+    cf = np.linalg.cholesky(K)
+    # M = Ks K^-1  <=>  M^T = K^-1 Ks^T (K symmetric)
+    return np.asarray(cho_solve((cf, True), Ks.T).T, dtype=float)
 
 
 def lognormal_moments(mu: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
