@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gprpipe.config.checks import (
+    control_char_errors,
+    grid_size_error,
+    name_errors,
+    plan_errors,
+)
 from gprpipe.config.grid import expand, point_names
 from gprpipe.config.loader import (
     Loaded,
@@ -113,6 +119,9 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
     loaded = load(path, overrides)
     where = _where(loaded)
     grid = loaded.data.get("grid") or {}
+    too_big = grid_size_error(loaded.data, where)
+    if too_big:
+        raise ConfigError([too_big])
     settings = expand(grid, where)
     names = point_names(settings)
     errors: list[str] = []
@@ -138,6 +147,10 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
                 or Origin("grid")
             )
         errors += _apply_cards(data, loaded)
+        unsafe = control_char_errors(data, where) + name_errors(data, where)
+        if unsafe:
+            errors += unsafe
+            continue
         try:
             data = render_config(data, where)
         except ConfigError as exc:
@@ -145,11 +158,18 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
             # still report unknown keys (typos), which do not depend on rendering
             errors += [e for e in validate(data, where)[1] if ": unknown key" in e]
             continue
+        unsafe = control_char_errors(data, where)
+        if unsafe:
+            errors += unsafe
+            continue
         _resolve_paths(data, loaded)
         model, errs = validate(data, where)
         errors += errs
         if model is not None:
-            points.append(Point(index, name, values, model, model.model_dump(mode="json")))
+            errs = plan_errors(model, where)
+            errors += errs
+            if not errs:
+                points.append(Point(index, name, values, model, model.model_dump(mode="json")))
     if errors:
         raise ConfigError(list(dict.fromkeys(errors)))
     return loaded, points
