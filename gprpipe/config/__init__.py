@@ -34,7 +34,7 @@ from gprpipe.config.render import render_config
 from gprpipe.config.schema import Base, Config, validate
 from gprpipe.errors import ConfigError, GprpipeError
 
-__all__ = ["Config", "Point", "load", "load_points", "point_config_from_file"]
+__all__ = ["Config", "Point", "check_inputs", "load", "load_points", "point_config_from_file"]
 
 
 @dataclass
@@ -73,7 +73,8 @@ def _where(loaded: Loaded):
 def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[str]:
     """Merge each dataset over its card's ``[dataset]`` table; returns errors."""
     errors = []
-    for name, ds in (data.get("datasets") or {}).items():
+    datasets = data.get("datasets")
+    for name, ds in (datasets.items() if isinstance(datasets, dict) else ()):
         if not isinstance(ds, dict) or not ds.get("card"):
             continue
         key = f"datasets.{name}.card"
@@ -99,7 +100,8 @@ def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[str]:
 
 def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
     """Make dataset paths absolute: relative to the file that set them (CWD for --set)."""
-    for name, ds in (data.get("datasets") or {}).items():
+    datasets = data.get("datasets")
+    for name, ds in (datasets.items() if isinstance(datasets, dict) else ()):
         if not isinstance(ds, dict) or not isinstance(ds.get("path"), str):
             continue
         p = Path(ds["path"]).expanduser()
@@ -109,7 +111,7 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
             base = f.parent if f is not None and f.is_file() else Path.cwd()
             p = base / p
         ds["path"] = str(p.resolve())
-    base = data.get("base") or {}
+    base = data.get("base") if isinstance(data.get("base"), dict) else {}
     if isinstance(base.get("output"), str):
         base["output"] = str(Path(base["output"]).expanduser().resolve())
 
@@ -173,6 +175,41 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
     if errors:
         raise ConfigError(list(dict.fromkeys(errors)))
     return loaded, points
+
+
+def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
+    """Read every scanned histogram once and check its binning after rebinning; raise a
+    ``ConfigError`` whose sentences name the config file, key and data file."""
+    from gprpipe.config.checks import binning_error
+    from gprpipe.io.root import read_hist, rebin
+
+    where = _where(loaded)
+    errors: list[str] = []
+    read: dict[tuple[str, str], tuple | str] = {}
+    for point in points:
+        cfg = point.config
+        for name in cfg.scanned():
+            ds = cfg.datasets[name]
+            key = (ds.path, ds.hist)
+            if key not in read:
+                try:
+                    read[key] = read_hist(ds.path, ds.hist)
+                except GprpipeError as exc:
+                    read[key] = str(exc)
+            got = read[key]
+            if isinstance(got, str):
+                errors.append(f"{where(f'datasets.{name}.path')}: {got}")
+                continue
+            counts, edges = got
+            if ds.rebin > len(counts):
+                why = (f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
+                       f"{ds.hist!r} in {ds.path}.")
+            else:
+                why = binning_error(name, ds, cfg, rebin(counts, edges, ds.rebin)[1])
+            if why:
+                errors.append(f"{where(f'datasets.{name}.rebin')}: {why}")
+    if errors:
+        raise ConfigError(list(dict.fromkeys(errors)))
 
 
 def point_config_from_file(path: Path | str) -> Config:

@@ -72,8 +72,9 @@ def control_char_errors(data: Mapping[str, Any], where: Where) -> list[str]:
 
 def name_errors(data: Mapping[str, Any], where: Where) -> list[str]:
     """Dataset keys must be safe identifiers (they name part files, logs and plots)."""
-    errors = []
-    for name in data.get("datasets") or {}:
+    errors: list[str] = []
+    datasets = data.get("datasets")
+    for name in datasets if isinstance(datasets, Mapping) else ():
         if _CONTROL.search(str(name)):
             continue  # reported as a control character
         if not SAFE_NAME.match(str(name)) or name in RESERVED_NAMES:
@@ -99,7 +100,7 @@ def grid_size(grid: Mapping[str, Any]) -> int:
     from gprpipe.config.loader import flatten
 
     n = 1
-    for key, values in flatten({k: v for k, v in grid.items() if k != "zip"}).items():
+    for values in flatten({k: v for k, v in grid.items() if k != "zip"}).values():
         n *= len(values) if isinstance(values, list) else 0
     zipped = grid.get("zip")
     if isinstance(zipped, Mapping) and zipped:
@@ -164,6 +165,8 @@ def plan_errors(cfg: Config, where: Where) -> list[str]:
                           f"fit.ls_lo_factor = {lo_f:g} (dataset {name}).")
         m = dataset_masses(cfg, name)
         if not len(m):
+            errors.append(f"{where('scan.masses')}: no test mass lies in the range "
+                          f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV of dataset {name}.")
             continue
         for key, values, what in (
             ("sigma_coeffs", sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0,
@@ -191,7 +194,7 @@ def binning_error(name: str, ds: Any, cfg: Config, edges: np.ndarray) -> str | N
     from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.stats.resolution import sigma_m
 
-    where = f"datasets.{name}.rebin = {ds.rebin}"
+    where = f"a rebin of {ds.rebin}"
     nbins = len(edges) - 1
     if nbins < MIN_BINS:
         return (f"{where} leaves {nbins} bins of histogram {ds.hist!r} in {ds.path}, fewer "

@@ -5,8 +5,8 @@ The context is the merged config itself (so ``"w{{ fit.blind_nsigma }}"`` works)
 ``gprpipe`` (``gprpipe.version``). Undefined names are errors that name the key; the
 environment is sandboxed and bounded (:class:`BoundedEnvironment`): ``range``, powers,
 repetition and padding are capped, the output of one string is capped, and one string
-may render for at most ``MAX_SECONDS``; going beyond is an error naming the key. A string that uses a value which
-is itself still a template waits for it (so references chain, and filters or arithmetic
+may render for at most ``MAX_SECONDS``; going beyond is an error naming the key.
+A string that uses a value which is itself still a template waits for it (so references chain, and filters or arithmetic
 see the final value); a cycle of references is an error naming the keys. Inside
 expressions a rendered value that spells a number is a number; in the rendered config it
 stays a string, and the schema turns it into a number where the field is numeric.
@@ -50,9 +50,9 @@ def _size(value: Any) -> int | None:
 
 
 def _check_power(base: Any, exp: Any) -> None:
-    if isinstance(base, int) and isinstance(exp, int) and exp > 0 and abs(base) > 1:
-        if exp * math.log2(abs(base)) > MAX_POWER_BITS:
-            raise RenderLimit(f"{base} ** {exp} has more than {MAX_POWER_BITS} bits")
+    if (isinstance(base, int) and isinstance(exp, int) and exp > 0 and abs(base) > 1
+            and exp * math.log2(abs(base)) > MAX_POWER_BITS):
+        raise RenderLimit(f"{base} ** {exp} has more than {MAX_POWER_BITS} bits")
 
 
 def _check_repeat(left: Any, right: Any) -> None:
@@ -119,7 +119,7 @@ class BoundedEnvironment(SandboxedEnvironment):
             _check_format(value.__self__)
         return super().wrap_str_format(value)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _tick()
         if getattr(__obj, "__name__", "") in _PADDING and isinstance(
                 getattr(__obj, "__self__", None), str):
