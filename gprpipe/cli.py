@@ -98,7 +98,7 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     from gprpipe.pipeline.store import plan_points
 
     loaded, points = _points(config, set_)
-    tasks = plan_points(_run_dir(points), points)
+    tasks = plan_points(_run_dir(points), points, _where(loaded))
     check_inputs(loaded, points)
     steps = ", ".join(points[0].config.steps.run)
     console.print(
@@ -245,7 +245,7 @@ def run(
     points = _select(all_points, points_sel)
     cfg0 = points[0].config
     run_dir = _run_dir(all_points)
-    tasks = plan_points(run_dir, points)
+    tasks = plan_points(run_dir, points, _where(loaded))
     eng = _engine(cfg0.base.engine, cfg0, dry_run)
     configs = {p.name: p.config for p in points}
     if dry_run:
@@ -267,10 +267,14 @@ def run(
         raise typer.Exit(1)
 
 
+def _where(loaded):
+    from gprpipe.config import _where as where_of
+
+    return where_of(loaded)
+
+
 def _make_run_dir(run_dir: Path, loaded) -> None:
     """Create the run directory, or say in one sentence why it cannot be."""
-    from gprpipe.config import _where
-
     where = _where(loaded)("base.output")
     if run_dir.exists() and not run_dir.is_dir():
         raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
@@ -299,7 +303,7 @@ def _report_rows(tasks) -> bool:
             bad, total, first = failed_rows(out)
             if bad:
                 ok = False
-                err.print(f"[red]failed rows[/red] {bad} of {total} in {out}; first: {first}",
+                err.print(f"[red]{bad} of {total} masses failed[/red] in {out} (first: {first})",
                           highlight=False)
     return ok
 

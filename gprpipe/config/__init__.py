@@ -179,7 +179,11 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
 
 def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
     """Read every scanned histogram once and check its binning after rebinning; raise a
-    ``ConfigError`` whose sentences name the config file, key and data file."""
+    ``ConfigError`` whose sentences name the config file, key and data file.
+
+    A data file that does not exist yet is left to the load task of its point (it fails
+    with its own sentence while the other points run, and ``rerun --failed`` redoes it).
+    """
     from gprpipe.config.checks import binning_error
     from gprpipe.io.root import read_hist, rebin
 
@@ -191,6 +195,8 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
         for name in cfg.scanned():
             ds = cfg.datasets[name]
             key = (ds.path, ds.hist)
+            if not Path(ds.path).exists():
+                continue
             if key not in read:
                 try:
                     read[key] = read_hist(ds.path, ds.hist)

@@ -6,10 +6,11 @@ The context is the merged config itself (so ``"w{{ fit.blind_nsigma }}"`` works)
 environment is sandboxed and bounded (:class:`BoundedEnvironment`): ``range``, powers,
 repetition and padding are capped, the output of one string is capped, and one string
 may render for at most ``MAX_SECONDS``; going beyond is an error naming the key.
-A string that uses a value which is itself still a template waits for it (so references chain, and filters or arithmetic
-see the final value); a cycle of references is an error naming the keys. Inside
-expressions a rendered value that spells a number is a number; in the rendered config it
-stays a string, and the schema turns it into a number where the field is numeric.
+A string that uses a value which is itself still a template waits for it (so references
+chain, and filters or arithmetic see the final value); a cycle of references is an error
+naming the keys. Inside expressions a rendered value that spells a number is a number; in
+the rendered config it stays a string, and the schema turns it into a number where the
+field is numeric.
 """
 
 from __future__ import annotations

@@ -53,15 +53,16 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
             atomic_write_text(path, text)
 
 
-def plan_points(run_dir: Path, points: Sequence[Point]) -> list[Task]:
+def plan_points(run_dir: Path, points: Sequence[Point], where=lambda key: key) -> list[Task]:
     """Tasks of every point; refuses more than ``base.max_tasks`` tasks and any output,
-    log or marker that would resolve outside ``run_dir`` (e.g. through a symlink)."""
+    log or marker that would resolve outside ``run_dir`` (e.g. through a symlink).
+    ``where(key)`` says where a key was set (``file:line: key``)."""
     tasks: list[Task] = []
     cap = points[0].config.base.max_tasks if points else 0
     for point in points:
         tasks += plan_point(point.name, point_dir(run_dir, point), point.config)
         if len(tasks) > cap:
-            raise GprpipeError(f"base.max_tasks: the plan has more than {cap} tasks (at "
+            raise GprpipeError(f"{where('base.max_tasks')}: the plan has more than {cap} tasks (at "
                                f"point {point.name}); raise slurm.chunk_size, shrink the scan "
                                "or the grid, or raise base.max_tasks.")
     check_inside(run_dir, tasks)
