@@ -127,7 +127,7 @@ def test_quoted_values_keep_the_directive_block(cli, tmp_path: Path,
         assert subprocess.run(["bash", "-n"], input=body, text=True).returncode == 0
         args = [directive_args(d) for d in directive_block(body)]
         assert [f"--partition={nasty}"] in args
-        assert [f"--time=01:00:00"] in args and [f"--mem=4G"] in args
+        assert ["--time=01:00:00"] in args and ["--mem=4G"] in args
         assert len(args) == 7  # name, array, output, time, mem, cpus, partition
         output = next(a[0] for a in args if a[0].startswith("--output="))
         assert output.startswith(f"--output={run}/slurm/logs/")
