@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -93,10 +94,12 @@ def _select(points, sel: str | None):
 @app.command()
 def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Check a config: exit 0, or 1 with every error (file, key, line)."""
+    from gprpipe.config import check_inputs
     from gprpipe.pipeline.store import plan_points
 
-    _, points = _points(config, set_)
-    tasks = plan_points(_run_dir(points), points)
+    loaded, points = _points(config, set_)
+    tasks = plan_points(_run_dir(points), points, _where(loaded))
+    check_inputs(loaded, points)
     steps = ", ".join(points[0].config.steps.run)
     console.print(
         f"{config}: valid ({len(points)} point{'s' * (len(points) != 1)}, "
@@ -201,10 +204,11 @@ def _execute_local(tasks, configs, engine, run_dir, jobs, force, info) -> bool:
 
 
 def _engine(name: str, config, dry_run: bool):
-    from gprpipe.engines import get_engine
+    from gprpipe.engines import engine_for_config
 
-    engine = get_engine(name, image=config.base.image, gpu=config.base.gpu,
-                        check_version=config.base.check_image_version)
+    engine = engine_for_config(name, image=config.base.image, gpu=config.base.gpu,
+                               step_images=config.base.step_images,
+                               check_version=config.base.check_image_version)
     if not dry_run:
         engine.check()
     return engine
@@ -226,6 +230,7 @@ def run(
     set_: SetOpt = None,
 ) -> None:
     """Run the whole job: every grid point through the configured steps."""
+    from gprpipe.config import check_inputs
     from gprpipe.pipeline.store import new_run_info, plan_points, write_point_configs
 
     overrides = list(set_ or [])
@@ -236,26 +241,71 @@ def run(
     if steps:
         names = [s.strip() for s in steps.split(",") if s.strip()]
         overrides.append("steps.run=" + json.dumps(names))
-    _, all_points = _points(config, overrides)
+    loaded, all_points = _points(config, overrides)
     points = _select(all_points, points_sel)
     cfg0 = points[0].config
     run_dir = _run_dir(all_points)
-    tasks = plan_points(run_dir, points)
+    tasks = plan_points(run_dir, points, _where(loaded))
     eng = _engine(cfg0.base.engine, cfg0, dry_run)
     configs = {p.name: p.config for p in points}
     if dry_run:
         _print_plan(tasks, eng, run_dir, cfg0)
         return
+    check_inputs(loaded, points)
+    _make_run_dir(run_dir, loaded)
     write_point_configs(run_dir, points)
     info = new_run_info(run_dir, config.resolve(), overrides, points, tasks,
                         engine=cfg0.base.engine, executor=cfg0.base.executor)
     info.save()
     if cfg0.base.executor == "slurm":
         ok = _submit_slurm(tasks, eng, run_dir, cfg0, info, wait=wait, force=force)
+        ok = ok and (not wait or _report_rows(tasks))
     else:
         ok = _execute_local(tasks, configs, eng, run_dir, jobs or cfg0.base.jobs, force, info)
+        ok = _report_rows(tasks) and ok
     if not ok:
         raise typer.Exit(1)
+
+
+def _where(loaded):
+    from gprpipe.config import _where as where_of
+
+    return where_of(loaded)
+
+
+def _make_run_dir(run_dir: Path, loaded) -> None:
+    """Create the run directory, or say in one sentence why it cannot be."""
+    where = _where(loaded)("base.output")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".gprpipe-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise GprpipeError(f"{where}: cannot write the run directory {run_dir} "
+                           f"({exc.strerror or exc}).") from None
+
+
+def _report_rows(tasks) -> bool:
+    """Say how many masses of each table (``scan.csv``, ``inject.csv``) failed; True when
+    none did."""
+    from gprpipe.steps.merge import failed_rows
+
+    ok = True
+    seen = set()
+    for t in tasks:
+        for out in t.outputs:
+            if out.suffix != ".csv" or out in seen or not out.is_file():
+                continue
+            seen.add(out)
+            bad, total, first = failed_rows(out)
+            if bad:
+                ok = False
+                err.print(f"[red]{bad} of {total} masses failed[/red] in {out} (first: {first})",
+                          highlight=False)
+    return ok
 
 
 def _print_plan(tasks, engine, run_dir: Path, cfg) -> None:

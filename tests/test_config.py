@@ -213,6 +213,7 @@ def test_chained_references_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     cfg = quickstart_child(tmp_path / "c.toml", """
         name = "w{{ fit.blind_nsigma }}"
         output = "{{ ENV.GPRPIPE_TEST_ROOT }}/{{ base.name | upper }}"
+        env = ["GPRPIPE_TEST_ROOT"]
         [plot]
         style = "{{ limit.mode[:0] }}plain"
         [fit]
@@ -294,6 +295,7 @@ def test_context_pwd_env_user_version(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("GPRPIPE_TEST_TAG", "tag42")
     cfg = quickstart_child(tmp_path / "ctx.toml", """
         name = "{{ ENV.GPRPIPE_TEST_TAG }}-{{ gprpipe.version }}"
+        env = ["GPRPIPE_TEST_TAG"]
         output = "{{ PWD }}/out-{{ USER | length > 0 }}"
     """)
     point = only_point(cfg)

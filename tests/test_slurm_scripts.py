@@ -79,6 +79,7 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
     local log=$1 marker=$2 code=0 why
     shift 2
     mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
+    rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
     echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), log $log"
     "$@" 2>&1 | tee "$log" || code=$?
     if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gprpipe.config.checks import (
+    control_char_errors,
+    grid_size_error,
+    name_errors,
+    plan_errors,
+)
 from gprpipe.config.grid import expand, point_names
 from gprpipe.config.loader import (
     Loaded,
@@ -28,7 +34,7 @@ from gprpipe.config.render import render_config
 from gprpipe.config.schema import Base, Config, validate
 from gprpipe.errors import ConfigError, GprpipeError
 
-__all__ = ["Config", "Point", "load", "load_points", "point_config_from_file"]
+__all__ = ["Config", "Point", "check_inputs", "load", "load_points", "point_config_from_file"]
 
 
 @dataclass
@@ -67,7 +73,8 @@ def _where(loaded: Loaded):
 def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[str]:
     """Merge each dataset over its card's ``[dataset]`` table; returns errors."""
     errors = []
-    for name, ds in (data.get("datasets") or {}).items():
+    datasets = data.get("datasets")
+    for name, ds in (datasets.items() if isinstance(datasets, dict) else ()):
         if not isinstance(ds, dict) or not ds.get("card"):
             continue
         key = f"datasets.{name}.card"
@@ -93,7 +100,8 @@ def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[str]:
 
 def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
     """Make dataset paths absolute: relative to the file that set them (CWD for --set)."""
-    for name, ds in (data.get("datasets") or {}).items():
+    datasets = data.get("datasets")
+    for name, ds in (datasets.items() if isinstance(datasets, dict) else ()):
         if not isinstance(ds, dict) or not isinstance(ds.get("path"), str):
             continue
         p = Path(ds["path"]).expanduser()
@@ -103,7 +111,7 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
             base = f.parent if f is not None and f.is_file() else Path.cwd()
             p = base / p
         ds["path"] = str(p.resolve())
-    base = data.get("base") or {}
+    base = data.get("base") if isinstance(data.get("base"), dict) else {}
     if isinstance(base.get("output"), str):
         base["output"] = str(Path(base["output"]).expanduser().resolve())
 
@@ -113,6 +121,9 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
     loaded = load(path, overrides)
     where = _where(loaded)
     grid = loaded.data.get("grid") or {}
+    too_big = grid_size_error(loaded.data, where)
+    if too_big:
+        raise ConfigError([too_big])
     settings = expand(grid, where)
     names = point_names(settings)
     errors: list[str] = []
@@ -138,6 +149,10 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
                 or Origin("grid")
             )
         errors += _apply_cards(data, loaded)
+        unsafe = control_char_errors(data, where) + name_errors(data, where)
+        if unsafe:
+            errors += unsafe
+            continue
         try:
             data = render_config(data, where)
         except ConfigError as exc:
@@ -145,14 +160,62 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
             # still report unknown keys (typos), which do not depend on rendering
             errors += [e for e in validate(data, where)[1] if ": unknown key" in e]
             continue
+        unsafe = control_char_errors(data, where)
+        if unsafe:
+            errors += unsafe
+            continue
         _resolve_paths(data, loaded)
         model, errs = validate(data, where)
         errors += errs
         if model is not None:
-            points.append(Point(index, name, values, model, model.model_dump(mode="json")))
+            errs = plan_errors(model, where)
+            errors += errs
+            if not errs:
+                points.append(Point(index, name, values, model, model.model_dump(mode="json")))
     if errors:
         raise ConfigError(list(dict.fromkeys(errors)))
     return loaded, points
+
+
+def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
+    """Read every scanned histogram once and check its binning after rebinning; raise a
+    ``ConfigError`` whose sentences name the config file, key and data file.
+
+    A data file that does not exist yet is left to the load task of its point (it fails
+    with its own sentence while the other points run, and ``rerun --failed`` redoes it).
+    """
+    from gprpipe.config.checks import binning_error
+    from gprpipe.io.root import read_hist, rebin
+
+    where = _where(loaded)
+    errors: list[str] = []
+    read: dict[tuple[str, str], tuple | str] = {}
+    for point in points:
+        cfg = point.config
+        for name in cfg.scanned():
+            ds = cfg.datasets[name]
+            key = (ds.path, ds.hist)
+            if not Path(ds.path).exists():
+                continue
+            if key not in read:
+                try:
+                    read[key] = read_hist(ds.path, ds.hist)
+                except GprpipeError as exc:
+                    read[key] = str(exc)
+            got = read[key]
+            if isinstance(got, str):
+                errors.append(f"{where(f'datasets.{name}.path')}: {got}")
+                continue
+            counts, edges = got
+            if ds.rebin > len(counts):
+                why = (f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
+                       f"{ds.hist!r} in {ds.path}.")
+            else:
+                why = binning_error(name, ds, cfg, rebin(counts, edges, ds.rebin)[1])
+            if why:
+                errors.append(f"{where(f'datasets.{name}.rebin')}: {why}")
+    if errors:
+        raise ConfigError(list(dict.fromkeys(errors)))
 
 
 def point_config_from_file(path: Path | str) -> Config:

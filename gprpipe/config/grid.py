@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,19 +71,29 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+MAX_NAME = 120  # characters of a point folder name (file systems allow 255 bytes)
+
+
+def point_name(values: Mapping[str, Any]) -> str:
+    """Safe folder name from varied values: ``[A-Za-z0-9._+-]``, no leading dot, bounded."""
+    if not values:
+        return DEFAULT_POINT
+    parts = [f"{k.rsplit('.', 1)[-1]}-{_fmt(v)}" for k, v in values.items()]
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join(parts)).lstrip(".-") or "point"
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+        name = f"{name[:MAX_NAME - 11]}_{digest}"
+    return name
+
+
 def point_names(points: list[dict[str, Any]]) -> list[str]:
     """Readable, unique folder names from the varied values (``blind_nsigma-1.64_...``)."""
-    names = []
-    for values in points:
-        if not values:
-            names.append(DEFAULT_POINT)
-            continue
-        parts = [f"{k.rsplit('.', 1)[-1]}-{_fmt(v)}" for k, v in values.items()]
-        names.append(re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join(parts)))
+    names = [point_name(values) for values in points]
+    counts = Counter(names)
     seen: dict[str, int] = {}
     unique = []
     for name in names:
-        if names.count(name) > 1:
+        if counts[name] > 1:
             seen[name] = seen.get(name, 0) + 1
             name = f"{name}_{seen[name]}"
         unique.append(name)

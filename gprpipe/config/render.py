@@ -1,20 +1,29 @@
 """Jinja2 rendering of every string value of a config, repeated until stable.
 
 The context is the merged config itself (so ``"w{{ fit.blind_nsigma }}"`` works), plus
-``PWD``, ``USER``, ``ENV`` and ``gprpipe`` (``gprpipe.version``). Undefined names are
-errors that name the key; the environment is sandboxed. A string that uses a value which
-is itself still a template waits for it (so references chain, and filters or arithmetic
-see the final value); a cycle of references is an error naming the keys. Inside
-expressions a rendered value that spells a number is a number; in the rendered config it
-stays a string, and the schema turns it into a number where the field is numeric.
+``PWD``, ``USER``, ``ENV`` (only the environment variables named in ``base.env``) and
+``gprpipe`` (``gprpipe.version``). Undefined names are errors that name the key; the
+environment is sandboxed and bounded (:class:`BoundedEnvironment`): ``range``, powers,
+repetition and padding are capped, the output of one string is capped, and one string
+may render for at most ``MAX_SECONDS``; going beyond is an error naming the key.
+A string that uses a value which is itself still a template waits for it (so references
+chain, and filters or arithmetic see the final value); a cycle of references is an error
+naming the keys. Inside expressions a rendered value that spells a number is a number; in
+the rendered config it stays a string, and the schema turns it into a number where the
+field is numeric.
 """
 
 from __future__ import annotations
 
 import getpass
+import math
+import operator
 import os
 import re
-from collections.abc import Mapping
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
@@ -24,8 +33,147 @@ from gprpipe import __version__
 from gprpipe.errors import ConfigError, GprpipeError
 
 MAX_PASSES = 20
+#: Bounds of one rendered string: items of a ``range``, characters of any string or list
+#: built by repetition or padding (and of the output), bits of an integer power, seconds.
+MAX_ITEMS = 100_000
+MAX_CHARS = 100_000
+MAX_POWER_BITS = 4096
+MAX_SECONDS = 1.0
+_WIDE_FORMAT = re.compile(r"[%:{][^%:{}]*?\d{6,}")  # a format width of 6+ digits
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+class RenderLimit(Exception):
+    """A template went beyond a bound of :class:`BoundedEnvironment`."""
+
+
+def _size(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, list, tuple)) else None
+
+
+def _check_power(base: Any, exp: Any) -> None:
+    if (isinstance(base, int) and isinstance(exp, int) and exp > 0 and abs(base) > 1
+            and exp * math.log2(abs(base)) > MAX_POWER_BITS):
+        raise RenderLimit(f"{base} ** {exp} has more than {MAX_POWER_BITS} bits")
+
+
+def _check_repeat(left: Any, right: Any) -> None:
+    for seq, n in ((left, right), (right, left)):
+        size = _size(seq)
+        if size is not None and isinstance(n, int) and size * n > MAX_CHARS:
+            raise RenderLimit(f"a repetition builds more than {MAX_CHARS} items")
+
+
+def _check_format(fmt: Any) -> None:
+    if isinstance(fmt, str) and _WIDE_FORMAT.search(fmt):
+        raise RenderLimit("a format width above 99999")
+
+
+def _bounded_range(*args: int) -> range:
+    r = range(*args)
+    if len(r) > MAX_ITEMS:
+        raise RenderLimit(f"range() of {len(r)} items (at most {MAX_ITEMS})")
+    return r
+
+
+_PADDING = {"center", "ljust", "rjust", "zfill", "expandtabs"}
+
+
+class BoundedEnvironment(SandboxedEnvironment):
+    """A sandbox whose templates cannot take unbounded time or memory (``RenderLimit``)."""
+
+    intercepted_binops = frozenset(["**", "*", "%"])
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.globals["range"] = _bounded_range
+        self.globals.pop("lipsum", None)
+        for name in ("center", "indent", "format", "wordwrap", "truncate"):
+            self.filters[name] = self._guarded(self.filters[name])
+
+    @staticmethod
+    def _guarded(f):
+        def filt(*args: Any, **kwargs: Any) -> Any:
+            for v in [*args[1:], *kwargs.values()]:
+                if isinstance(v, int) and v > MAX_CHARS:
+                    raise RenderLimit(f"a width of {v} (at most {MAX_CHARS})")
+            if f.__name__ == "do_format" and args:
+                _check_format(args[0])
+            return f(*args, **kwargs)
+
+        return filt
+
+    def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
+        if op == "**":
+            _check_power(left, right)
+            return operator.pow(left, right)
+        if op == "*":
+            _check_repeat(left, right)
+            return operator.mul(left, right)
+        if op == "%":
+            _check_format(left)
+            return operator.mod(left, right)
+        return super().call_binop(context, op, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        if getattr(value, "__name__", "") in ("format", "format_map") and isinstance(
+                getattr(value, "__self__", None), str):
+            _check_format(value.__self__)
+        return super().wrap_str_format(value)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _tick()
+        if getattr(__obj, "__name__", "") in _PADDING and isinstance(
+                getattr(__obj, "__self__", None), str):
+            for v in [*args, *kwargs.values()]:
+                if isinstance(v, int) and v > MAX_CHARS:
+                    raise RenderLimit(f"a width of {v} (at most {MAX_CHARS})")
+        if __obj is pow and len(args) >= 2:
+            _check_power(args[0], args[1])
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+_LOCAL = threading.local()  # deadline of the render running in this thread
+
+
+def _tick() -> None:
+    deadline = getattr(_LOCAL, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise RenderLimit(f"rendering took longer than {MAX_SECONDS:g} s")
+
+
+def _render_bounded(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
+    """Render with a wall-time guard (a line tracer on the template's code) and a cap on
+    the output size."""
+    deadline = time.monotonic() + MAX_SECONDS
+    count = [0]
+
+    def local(frame, event, arg):
+        count[0] += 1
+        if count[0] % 256 == 0 and time.monotonic() > deadline:
+            raise RenderLimit(f"rendering took longer than {MAX_SECONDS:g} s")
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code.co_filename == "<template>" else None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    outer, _LOCAL.deadline = getattr(_LOCAL, "deadline", None), deadline
+    try:
+        out: list[str] = []
+        size = 0
+        for chunk in template.generate(ctx):
+            size += len(chunk)
+            if size > MAX_CHARS:
+                raise RenderLimit(f"the output is longer than {MAX_CHARS} characters")
+            out.append(chunk)
+        return "".join(out)
+    finally:
+        _LOCAL.deadline = outer
+        sys.settrace(previous)
+
+
+_ENV = BoundedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -77,7 +225,17 @@ for _name in (
     setattr(_Pending, _name, _Pending._defer)
 
 
-def base_context() -> dict[str, Any]:
+def env_allowed(config: Mapping[str, Any]) -> list[str]:
+    """The environment variables templates may read: ``base.env`` (plain names)."""
+    base = config.get("base") if isinstance(config, Mapping) else None
+    names = base.get("env") if isinstance(base, Mapping) else None
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str)]
+
+
+def base_context(env_names: Sequence[str] = ()) -> dict[str, Any]:
+    """``PWD``, ``USER``, ``gprpipe`` and ``ENV``: only the variables in ``env_names``."""
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry (some containers)
@@ -85,20 +243,37 @@ def base_context() -> dict[str, Any]:
     return {
         "PWD": os.getcwd(),
         "USER": user,
-        "ENV": dict(os.environ),
+        "ENV": {k: os.environ[k] for k in env_names if k in os.environ},
         "gprpipe": {"version": __version__},
     }
 
 
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
 def render_string(value: str, config: Mapping[str, Any], where: str = "") -> str:
     """Render one string with ``config`` (plus the base context) as context."""
-    ctx = {**base_context(), **config}
+    ctx = {**base_context(env_allowed(config)), **config}
     try:
-        return _ENV.from_string(value).render(ctx)
+        return _render_bounded(_ENV.from_string(value), ctx)
+    except _Deferred:
+        raise
     except jinja2.UndefinedError as exc:
-        raise GprpipeError(f"{where}: undefined name in {value!r} ({exc.message}).") from None
+        hint = ("; templates see only the environment variables listed in base.env"
+                if "ENV" in value else "")
+        raise GprpipeError(f"{where}: undefined name in {_short(value)} "
+                           f"({exc.message}{hint}).") from None
+    except RenderLimit as exc:
+        raise GprpipeError(f"{where}: {_short(value)} goes beyond the rendering bounds "
+                           f"({exc}).") from None
     except jinja2.TemplateError as exc:
-        raise GprpipeError(f"{where}: cannot render {value!r} ({exc}).") from None
+        raise GprpipeError(f"{where}: cannot render {_short(value)} ({exc}).") from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError,
+            MemoryError, RecursionError) as exc:
+        why = ("includes, imports and template inheritance are not available in configs"
+               if "no loader" in str(exc) else f"{type(exc).__name__}: {exc}")
+        raise GprpipeError(f"{where}: cannot render {_short(value)} ({why}).") from None
 
 
 def render_config(data: Mapping[str, Any], where=lambda key: key) -> dict[str, Any]:

@@ -7,6 +7,7 @@ ranges are in GeV. Defaults here mirror ``templates/defaults.toml`` (which docum
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,8 +17,10 @@ Step = Literal["load", "fit", "limit", "inject", "plot"]
 
 
 class Section(BaseModel):
-    # coerce_numbers_to_str: ``--set base.name=2015`` (parsed as TOML: an int) is a name
-    model_config = ConfigDict(extra="forbid", validate_default=True, coerce_numbers_to_str=True)
+    # coerce_numbers_to_str: ``--set base.name=2015`` (parsed as TOML: an int) is a name;
+    # allow_inf_nan=False: inf and nan are never a valid setting
+    model_config = ConfigDict(extra="forbid", validate_default=True, coerce_numbers_to_str=True,
+                              allow_inf_nan=False)
 
 
 class Base(Section):
@@ -25,12 +28,26 @@ class Base(Section):
     output: str = Field("runs/{{ base.name }}", description="Run directory (relative to the CWD).")
     engine: Literal["local", "docker", "podman", "apptainer"] = "local"
     image: str | None = Field(None, description="Container image for container engines.")
-    step_images: dict[str, str] = Field(default_factory=dict, description="Per-step images.")
+    step_images: dict[Step, str] = Field(
+        default_factory=dict, description="Per-step image for container engines.")
+    env: list[str] = Field(default_factory=list, description="Environment variables that "
+                           "templates may read as ENV.<name> (an allow-list).")
     check_image_version: bool = True
     gpu: bool = False
     executor: Literal["local", "slurm"] = "local"
     jobs: int = Field(2, ge=1, description="Local worker processes.")
     seed: int = Field(20260101, ge=0, description="Master seed; per-task seeds derive from it.")
+    max_points: int = Field(1000, ge=1, description="Most grid points a config may have.")
+    max_masses: int = Field(100_000, ge=1, description="Most test masses per dataset.")
+    max_tasks: int = Field(100_000, ge=1, description="Most tasks a run may plan.")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: list[str]) -> list[str]:
+        bad = [n for n in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an environment variable name")
+        return v
 
 
 class Dataset(Section):
@@ -113,7 +130,17 @@ class Slurm(Section):
     cpus_per_task: int = Field(1, ge=1)
     chunk_size: int = Field(16, ge=1, description="Masses per task (every executor).")
     max_parallel: int | None = Field(None, ge=1)
-    extra: list[str] = Field(default_factory=list)
+    extra: list[str] = Field(default_factory=list, description="sbatch options, one per "
+                             "entry (e.g. '--constraint=cpu'), written as #SBATCH lines.")
+
+    @field_validator("extra")
+    @classmethod
+    def _options(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not item.strip().removeprefix("#SBATCH").strip().startswith("-"):
+                raise ValueError(f"{item!r} is not an sbatch option (one option per entry, "
+                                 "such as '--constraint=cpu')")
+        return v
 
 
 class Config(Section):

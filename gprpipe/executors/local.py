@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gprpipe.config.schema import Config
+from gprpipe.io.atomic import open_fresh
 from gprpipe.pipeline.cache import is_fresh
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
@@ -63,9 +64,8 @@ _CHILDREN: set[subprocess.Popen] = set()
 
 
 def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> tuple[int, float]:
-    log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(log, "w") as fh:
+    with open_fresh(log) as fh:  # replaced, never written through a symlink
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
         proc = subprocess.Popen(list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=dict(env),
@@ -164,7 +164,8 @@ def run_local(
                         code, secs = fut.result()
                     except OSError as exc:
                         code, secs = 127, 0.0
-                        task.log.write_text(f"cannot start the task: {exc}\n")
+                        with open_fresh(task.log) as fh:
+                            fh.write(f"cannot start the task: {exc}\n")
                     if code == 0:
                         finish(task, Outcome("done", secs))
                     else:

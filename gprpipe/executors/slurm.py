@@ -50,6 +50,7 @@ _PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD
 _RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING",
             "STAGE_OUT", "STOPPED"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Engine(Protocol):
@@ -170,9 +171,35 @@ def _groups(tasks: Sequence[Task]) -> list[tuple[str, list[Task]]]:
     return [(g, by_group[g]) for g in ordered]
 
 
-def _directive(line: str) -> str:
-    line = line.strip()
-    return line if line.startswith("#") else f"#SBATCH {line}"
+_SAFE_WORD = re.compile(r"[\w@%+=:,./-]+", re.ASCII)
+
+
+def sbatch_quote(value: str) -> str:
+    """``value`` as one argument of an ``#SBATCH`` line.
+
+    sbatch splits directive lines at blanks, ends them at an unquoted ``#``, and reads
+    ``\\`` as an escape even inside quotes: anything but a plain word is put in single
+    quotes with backslashes and quotes escaped. Control characters cannot be quoted (a
+    newline ends the directive and starts a shell line): they are refused.
+    """
+    if _CONTROL.search(value):
+        raise GprpipeError(f"{value!r} holds a control character and cannot be an sbatch "
+                           "directive")
+    if _SAFE_WORD.fullmatch(value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _directive(option: str) -> str:
+    """``#SBATCH <option>`` for one ``slurm.extra`` entry (``--x=y``, or ``#SBATCH --x=y``)."""
+    option = option.strip().removeprefix("#SBATCH").strip()
+    return f"#SBATCH {sbatch_quote(option)}"
+
+
+def _output_pattern(path: Path) -> str:
+    """``path`` as an sbatch filename pattern: ``%`` of the path doubled (``%a`` kept)."""
+    head, name = str(path.parent).replace("%", "%%"), path.name
+    return f"{head}/{name}"
 
 
 def _env_lines(env: Mapping[str, str]) -> list[str]:
@@ -192,6 +219,7 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
     local log=$1 marker=$2 code=0 why
     shift 2
     mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
+    rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
     echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), log $log"
     "$@" 2>&1 | tee "$log" || code=$?
     if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then
@@ -229,6 +257,9 @@ def render_scripts(
     engine, which then does not require its bind paths to exist yet.
     """
     run_dir = Path(run_dir).absolute()
+    if _CONTROL.search(str(run_dir)):
+        raise GprpipeError(f"run directory {str(run_dir)!r} holds a control character; "
+                           "it cannot appear in a job script")
     slurm_dir = run_dir / "slurm"
     scripts: list[SlurmScript] = []
     names_of: dict[str, list[str]] = {}  # group -> its script names
@@ -252,20 +283,22 @@ def render_scripts(
         array = f"0-{len(members) - 1}"
         if options.max_parallel is not None:
             array += f"%{options.max_parallel}"
+        q = sbatch_quote
         lines = [
             "#!/bin/bash",
-            f"#SBATCH --job-name=gprpipe-{group}",
+            f"#SBATCH {q(f'--job-name=gprpipe-{group}')}",
             f"#SBATCH --array={array}",
-            f"#SBATCH --output={log}",
-            f"#SBATCH --time={options.time}",
-            f"#SBATCH --mem={options.memory}",
-            f"#SBATCH --cpus-per-task={options.cpus_per_task}",
+            f"#SBATCH {q(f'--output={_output_pattern(log)}')}",
+            f"#SBATCH {q(f'--time={options.time}')}",
+            f"#SBATCH {q(f'--mem={options.memory}')}",
+            f"#SBATCH --cpus-per-task={int(options.cpus_per_task)}",
         ]
         for key in ("partition", "account", "qos"):
             value = getattr(options, key)
             if value:
-                lines.append(f"#SBATCH --{key}={value}")
+                lines.append(f"#SBATCH {q(f'--{key}={value}')}")
         lines += [_directive(x) for x in options.extra]
+        # a comment, after the directives (sbatch stops reading them at the first command)
         lines.append(f"# gprpipe: group {group}{note}, {len(members)} task(s)"
                      + (f", after {', '.join(after)}" if after else "")
                      + f"; index -> task id in {slurm_dir / JOBS_FILE}")

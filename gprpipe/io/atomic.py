@@ -57,3 +57,14 @@ def remove_stale_temps(target: Path | str) -> int:
         tmp.unlink(missing_ok=True)
         n += 1
     return n
+
+
+def open_fresh(path: Path | str, mode: str = "w"):
+    """Open a new file at ``path`` for writing, replacing what is there: an existing file
+    or symlink is unlinked first (a link is never written through), and ``O_EXCL`` with
+    ``O_NOFOLLOW`` refuses a link planted in between."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags, 0o666), mode)

@@ -18,15 +18,23 @@ def _keys(f) -> list[str]:
         return []
 
 
+def _why(exc: Exception) -> str:
+    """First line of an exception message, shortened (uproot's run over many lines)."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip().rstrip(".")
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Counts and edges of the TH1 ``name`` (folders like ``dir/h`` and cycles ``h;2`` work)."""
     path = Path(path)
+    if path.is_dir():
+        raise GprpipeError(f"{path}: is a folder, not a ROOT file.")
     if not path.is_file():
         raise GprpipeError(f"{path}: data file not found.")
     try:
         f = uproot.open(path)
     except Exception as exc:
-        raise GprpipeError(f"{path}: cannot open as a ROOT file ({exc}).") from None
+        raise GprpipeError(f"{path}: cannot open as a ROOT file ({_why(exc)}).") from None
     with f:
         try:
             obj = f[name]
@@ -40,10 +48,17 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
             else:
                 hint = ""
             raise GprpipeError(f"{path}: histogram {name!r} not found{hint}.") from None
+        except Exception as exc:  # damaged payload: decompression or deserialisation
+            raise GprpipeError(f"{path}: histogram {name!r} cannot be read, the file is "
+                               f"damaged ({_why(exc)}).") from None
         cls = getattr(obj, "classname", type(obj).__name__)
         if not (cls.startswith("TH1") and hasattr(obj, "to_numpy")):
             raise GprpipeError(f"{path}: {name!r} is a {cls}, not a 1-D histogram (TH1).")
-        counts, edges = obj.to_numpy(flow=False)
+        try:
+            counts, edges = obj.to_numpy(flow=False)
+        except Exception as exc:
+            raise GprpipeError(f"{path}: histogram {name!r} cannot be read, the file is "
+                               f"damaged ({_why(exc)}).") from None
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
     if not np.isfinite(counts).all() or (counts < 0).any():

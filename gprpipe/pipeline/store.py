@@ -53,11 +53,37 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
             atomic_write_text(path, text)
 
 
-def plan_points(run_dir: Path, points: Sequence[Point]) -> list[Task]:
+def plan_points(run_dir: Path, points: Sequence[Point], where=lambda key: key) -> list[Task]:
+    """Tasks of every point; refuses more than ``base.max_tasks`` tasks and any output,
+    log or marker that would resolve outside ``run_dir`` (e.g. through a symlink).
+    ``where(key)`` says where a key was set (``file:line: key``)."""
     tasks: list[Task] = []
+    cap = points[0].config.base.max_tasks if points else 0
     for point in points:
         tasks += plan_point(point.name, point_dir(run_dir, point), point.config)
+        if len(tasks) > cap:
+            raise GprpipeError(f"{where('base.max_tasks')}: the plan has more than {cap} tasks (at "
+                               f"point {point.name}); raise slurm.chunk_size, shrink the scan "
+                               "or the grid, or raise base.max_tasks.")
+    check_inside(run_dir, tasks)
     return tasks
+
+
+def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
+    """Raise unless the folder of every output and log of ``tasks`` resolves inside
+    ``run_dir`` (symlinks followed). Files themselves are replaced, never written through,
+    so a symlinked file cannot lead a write outside."""
+    root = Path(os.path.realpath(run_dir))
+    seen: set[Path] = set()
+    for t in tasks:
+        for folder in (t.point_dir, t.log.parent, *(p.parent for p in t.outputs)):
+            if folder in seen:
+                continue
+            seen.add(folder)
+            real = Path(os.path.realpath(folder))
+            if root not in real.parents:
+                raise GprpipeError(f"{folder}: this folder of task {t.id} resolves to {real}, "
+                                   f"outside the run directory {root} (base.output).")
 
 
 def task_record(t: Task) -> dict[str, Any]:

@@ -83,7 +83,8 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
                               float(attrs["rho"])))
         row["eps2_up"] = row["A_up"] * k
         row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
-        row["status"] = "ok"
+        finite = np.isfinite([row["A_up"], row["eps2_up"]]).all()
+        row["status"] = "ok" if finite else "limit failed: the upper limit is not finite"
         rows.append(row)
     return rows
 

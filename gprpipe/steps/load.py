@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gprpipe.config.checks import binning_error
 from gprpipe.errors import GprpipeError
 from gprpipe.io.hdf5 import read_group, sha256_file, write_group, write_h5
 from gprpipe.io.root import read_hist, rebin
@@ -23,6 +24,9 @@ def run(ctx) -> None:
                 f"histogram {ds.hist!r} in {ds.path}."
             )
         counts, edges = rebin(counts, edges, ds.rebin)
+        why = binning_error(name, ds, cfg, edges)
+        if why:
+            raise GprpipeError(f"datasets.{name}.rebin: {why}")
         lo, hi = edges[0], edges[-1]
         for key, rng in (("range", ds.range), ("data_range", ds.data_range)):
             if rng is not None and (rng[0] < lo or rng[1] > hi):

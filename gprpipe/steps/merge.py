@@ -65,3 +65,14 @@ def csv_text(per_ds: dict[str, dict[str, np.ndarray]], columns: Sequence[str]) -
         for i in range(len(arrays["mass_GeV"])):
             w.writerow([name if c == "dataset" else _fmt(arrays[c][i]) for c in columns])
     return buf.getvalue()
+
+
+def failed_rows(path: Path) -> tuple[int, int, str]:
+    """(rows whose ``status`` is not ``ok``, rows, "dataset mass: status" of the first) of a
+    CSV table; (0, n, "") for a table without a status column."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    bad = [r for r in rows if "status" in r and r["status"] != "ok"]
+    first = (f"{bad[0].get('dataset', '')} {bad[0].get('mass_GeV', '')} GeV: {bad[0]['status']}"
+             if bad else "")
+    return len(bad), len(rows), first

@@ -1,0 +1,212 @@
+"""Checks beyond the typed schema, each error one sentence naming the file, line and key.
+
+- **Control characters** (newlines, carriage returns, escapes, ...) are refused in every key
+  and string value: values reach sbatch scripts, command lines and file names.
+- **Names**: dataset keys name files and folders of the run, so they are safe identifiers.
+- **Plan size**: grid points, masses per dataset and tasks are capped (``base.max_points``,
+  ``base.max_masses``, ``base.max_tasks``); the counts are computed without building the
+  grid or the mass arrays.
+- **Physics sense** over the scan: a positive, finite resolution and radiative fraction at
+  every test mass, ordered length-scale factors, no duplicate masses, and enough bins
+  after rebinning (:func:`binning_error`, which needs the histogram).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from gprpipe.config.schema import Base, Config
+
+Where = Callable[[str], str]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
+RESERVED_NAMES = ("combined",)  # the joint fit's chunks and groups are called so
+#: Fewest bins a dataset must keep after rebinning (GP training needs sidebands).
+MIN_BINS = 10
+
+
+def _char_name(c: str) -> str:
+    return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
+        c, unicodedata.name(c, "a control character").lower())
+
+
+def _escaped(text: str) -> str:
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def _walk(node: Any, key: str = "") -> Iterator[tuple[str, str, bool]]:
+    """(dotted key, text, is_key) of every key and string value below ``node``."""
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            dotted = f"{key}.{k}" if key else str(k)
+            yield dotted, str(k), True
+            yield from _walk(v, dotted)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v, key)
+    elif isinstance(node, str):
+        yield key, node, False
+
+
+def control_char_errors(data: Mapping[str, Any], where: Where) -> list[str]:
+    """One error per key or string value holding a control character."""
+    errors = []
+    for dotted, text, is_key in _walk(data):
+        m = _CONTROL.search(text)
+        if m:
+            what = "key" if is_key else "value"
+            errors.append(
+                f"{where(_escaped(dotted))}: the {what} holds {_char_name(m.group())} "
+                f"(U+{ord(m.group()):04X}), and no key or value may hold control characters "
+                f"because values reach job scripts, command lines and file names.")
+    return errors
+
+
+def name_errors(data: Mapping[str, Any], where: Where) -> list[str]:
+    """Dataset keys must be safe identifiers (they name part files, logs and plots)."""
+    errors: list[str] = []
+    datasets = data.get("datasets")
+    for name in datasets if isinstance(datasets, Mapping) else ():
+        if _CONTROL.search(str(name)):
+            continue  # reported as a control character
+        if not SAFE_NAME.match(str(name)) or name in RESERVED_NAMES:
+            why = (f"{name!r} is reserved for the joint fit" if name in RESERVED_NAMES else
+                   f"{name!r} is not a safe name (letters, digits, '_', '.', '+', '-', "
+                   "starting with a letter or digit, at most 64 characters)")
+            errors.append(f"{where(f'datasets.{name}')}: the dataset key {why}; it names "
+                          "files and folders inside the run directory.")
+    return errors
+
+
+def _cap(data: Mapping[str, Any], key: str) -> int:
+    """``base.<key>`` from unvalidated data (its default when unset or not an integer)."""
+    base = data.get("base") if isinstance(data, Mapping) else None
+    value = base.get(key) if isinstance(base, Mapping) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return int(Base.model_fields[key].default)
+
+
+def grid_size(grid: Mapping[str, Any]) -> int:
+    """Number of grid points, without building them (0 for a malformed grid)."""
+    from gprpipe.config.loader import flatten
+
+    n = 1
+    for values in flatten({k: v for k, v in grid.items() if k != "zip"}).values():
+        n *= len(values) if isinstance(values, list) else 0
+    zipped = grid.get("zip")
+    if isinstance(zipped, Mapping) and zipped:
+        lengths = [len(v) if isinstance(v, list) else 0 for v in flatten(zipped).values()]
+        n *= min(lengths) if lengths else 1
+    return n
+
+
+def grid_size_error(data: Mapping[str, Any], where: Where) -> str | None:
+    grid = data.get("grid") or {}
+    if not isinstance(grid, Mapping):
+        return None
+    n, cap = grid_size(grid), _cap(data, "max_points")
+    if n <= cap:
+        return None
+    return (f"{where('grid')}: the grid has {n} points, more than base.max_points = {cap}; "
+            "shrink the grid or raise base.max_points.")
+
+
+def mass_count(lo: float, hi: float, step: float) -> int:
+    """How many masses ``scan_masses(lo, hi, step)`` would hold."""
+    return math.floor((hi - lo) / step + 1e-6) + 1
+
+
+def plan_errors(cfg: Config, where: Where) -> list[str]:
+    """Caps on masses and the physics checks of one validated point config."""
+    from gprpipe.pipeline.plan import dataset_masses
+    from gprpipe.stats.resolution import polyval, sigma_m
+
+    errors: list[str] = []
+    cap = cfg.base.max_masses
+    for key in ("scan.masses", "inject.masses"):
+        masses = cfg.scan.masses if key == "scan.masses" else cfg.inject.masses
+        seen: dict[str, float] = {}
+        for m in masses or []:
+            tag = f"{m * 1e3:g}"  # inject part names use this spelling
+            if tag in seen:
+                errors.append(f"{where(key)}: the mass {m:g} GeV is listed twice (or two "
+                              f"masses round to the same {tag} MeV).")
+                break
+            seen[tag] = m
+    if cfg.scan.masses is not None and len(cfg.scan.masses) > cap:
+        errors.append(f"{where('scan.masses')}: {len(cfg.scan.masses)} masses, more than "
+                      f"base.max_masses = {cap}.")
+        return errors
+    lo_f, fit_hi = cfg.fit.ls_lo_factor, cfg.fit.ls_hi_factor
+    for name in cfg.scanned():
+        ds = cfg.datasets[name]
+        if cfg.scan.masses is None:
+            n = mass_count(ds.range[0], ds.range[1], cfg.scan.mass_step)
+            if n > cap:
+                errors.append(
+                    f"{where('scan.mass_step')}: a step of {cfg.scan.mass_step:g} GeV over "
+                    f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV gives {n} masses for dataset "
+                    f"{name}, more than base.max_masses = {cap}.")
+                continue
+        hi_f = ds.ls_hi_factor if ds.ls_hi_factor is not None else fit_hi
+        if lo_f >= hi_f:
+            key = f"datasets.{name}.ls_hi_factor" if ds.ls_hi_factor is not None else \
+                "fit.ls_hi_factor"
+            errors.append(f"{where(key)}: the length-scale upper factor {hi_f:g} must exceed "
+                          f"fit.ls_lo_factor = {lo_f:g} (dataset {name}).")
+        m = dataset_masses(cfg, name)
+        if not len(m):
+            errors.append(f"{where('scan.masses')}: no test mass lies in the range "
+                          f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV of dataset {name}.")
+            continue
+        for key, values, what in (
+            ("sigma_coeffs", sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0,
+                                     ds.sigma_tail_slope), "the resolution sigma(m)"),
+            ("frad_coeffs", polyval(ds.frad_coeffs, m), "the radiative fraction f_rad(m)"),
+        ):
+            bad = ~(np.isfinite(values) & (values > 0))
+            if key == "frad_coeffs":
+                bad |= values > 1
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                bound = "in (0, 1]" if key == "frad_coeffs" else "positive"
+                errors.append(f"{where(f'datasets.{name}.{key}')}: {what} is not {bound} over "
+                              f"the scan of dataset {name} ({values[i]:g} at m = {m[i]:g} "
+                              "GeV).")
+    return errors
+
+
+def binning_error(name: str, ds: Any, cfg: Config, edges: np.ndarray) -> str | None:
+    """Why the rebinned histogram ``edges`` of dataset ``name`` is too coarse, or None.
+
+    It must keep :data:`MIN_BINS` bins and a bin no wider than the blind window at every
+    test mass.
+    """
+    from gprpipe.pipeline.plan import dataset_masses
+    from gprpipe.stats.resolution import sigma_m
+
+    where = f"a rebin of {ds.rebin}"
+    nbins = len(edges) - 1
+    if nbins < MIN_BINS:
+        return (f"{where} leaves {nbins} bins of histogram {ds.hist!r} in {ds.path}, fewer "
+                f"than {MIN_BINS}.")
+    m = dataset_masses(cfg, name)
+    if len(m):
+        width = float(np.max(np.diff(edges)))
+        window = 2 * cfg.fit.blind_nsigma * sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0,
+                                                     ds.sigma_tail_slope)
+        i = int(np.argmin(window))
+        if width > window[i]:
+            return (f"{where} makes bins of histogram {ds.hist!r} in {ds.path} "
+                    f"{width:g} GeV wide, wider than the {window[i]:g} GeV blind window at "
+                    f"m = {m[i]:g} GeV.")
+    return None

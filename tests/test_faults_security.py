@@ -1,0 +1,467 @@
+"""Fault suite: security and robustness cases of a hostile or careless config, through the CLI.
+
+Every user mistake must end with exit code 1 and one sentence (one ``error:`` line) that
+names the file and the key (or the data file and histogram), never a traceback or an
+"internal error", and nothing may be written outside the run directory (here: nothing at
+all, since each is refused before the run starts, unless the case says otherwise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, write
+
+REPO = Path(__file__).resolve().parents[1]
+HPS2015 = REPO / "templates" / "hps2015.toml"
+
+
+def one_sentence(err: str, *names: str | Path) -> str:
+    """The single ``error:`` line of ``err``; it names every one of ``names``."""
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = [x for x in err.strip().splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("error: "), line
+    assert line.rstrip().endswith((".", "?")), line
+    for name in names:
+        assert str(name) in line, (name, line)
+    return line
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write a config (quickstart child, output inside tmp_path/run) and return a runner
+    that checks: exit 1, one sentence naming the config file, the key and ``names``,
+    and no file written anywhere (no run directory, nothing beside the config)."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+
+    def check(cli, body: str, key: str, *names: str | Path, args=("run",),
+              extra_args=(), name_file: bool = True, base: str | None = None) -> str:
+        if base is None:
+            cfg = quickstart_child(tmp_path / "c.toml", f'output = "{run}"\n' + body)
+        else:
+            cfg = write(tmp_path / "c.toml", base.format(run=run) + textwrap.dedent(body))
+        before = files_under(tmp_path)
+        code, _, err = cli(*args, cfg, *extra_args)
+        assert code == 1, err
+        line = one_sentence(err, key, *((cfg,) if name_file else ()), *names)
+        assert not run.exists(), "a refused run must not create its run directory"
+        assert files_under(tmp_path) == before
+        return line
+
+    return check
+
+
+# ---------------------------------------------------------------- 1. shell injection
+
+
+@pytest.mark.parametrize("key, body", [
+    ("slurm.extra", '[slurm]\nextra = ["--constraint=x\\ntouch {pwn}"]\n'),
+    ("slurm.partition", '[slurm]\npartition = "debug\\n#SBATCH --wrap=touch {pwn}"\n'),
+    ("slurm.account", '[slurm]\naccount = "hps\\rtouch {pwn}"\n'),
+    ("slurm.qos", '[slurm]\nqos = "normal\\u001b[2Ktouch {pwn}"\n'),
+    ("slurm.time", '[slurm]\ntime = "01:00:00\\u2028touch {pwn}"\n'),
+    ("datasets.demo.hist", '[datasets.demo]\nhist = "input_hist\\u0000{pwn}"\n'),
+    ("datasets.demo.label", "[datasets.demo]\nlabel = 'x{{{{ \"\\n\" }}}}touch {pwn}'\n"),
+])
+def test_control_characters_refused_at_validation(case, cli, tmp_path: Path, key: str,
+                                                  body: str):
+    """A newline (or any control character) in a value that reaches a job script is
+    refused with file, line and key before anything is written or submitted."""
+    pwn = tmp_path / "pwned"
+    line = case(cli, body.format(pwn=pwn), key, "control character",
+                extra_args=("--executor", "slurm", "--dry-run"))
+    assert f"{tmp_path / 'c.toml'}:" in line  # file:line
+    assert not pwn.exists()
+
+
+def test_newline_in_output_refused(case, cli, tmp_path: Path):
+    cfg_body = f'output = "{tmp_path}/run\\ntouch {tmp_path}/pwned"\n'
+    cfg = quickstart_child(tmp_path / "c.toml", cfg_body)
+    code, _, err = cli("run", cfg, "--executor", "slurm", "--dry-run")
+    assert code == 1
+    one_sentence(err, f"{cfg}:3: base.output", "newline")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_set_override_with_newline_names_the_override(cli, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """The issue's reproduction, verbatim: --set of slurm.extra with a newline."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", QUICKSTART, "--executor", "slurm", "--dry-run", "--set",
+                         f'slurm.extra=["--constraint=x\\ntouch {tmp_path}/p"]')
+    assert code == 1 and out == ""
+    one_sentence(err, "--set slurm.extra", "newline")
+    assert not (tmp_path / "p").exists()
+
+
+def test_quoted_values_keep_the_directive_block(cli, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch):
+    """Spaces, quotes, $(...), backticks and '#' (no control characters) are accepted and
+    quoted: the script parses with bash -n, holds exactly the intended #SBATCH lines, and
+    running its directive block does nothing."""
+    monkeypatch.chdir(tmp_path)
+    from test_sbatch_properties import directive_args, directive_block
+
+    nasty = f"p a'rt\"$(touch {tmp_path}/x)`touch {tmp_path}/y`#z\\"
+    run = tmp_path / "a b'c $(touch x)"
+    code, out, err = cli("run", QUICKSTART, "--executor", "slurm", "--dry-run",
+                         "--set", f"slurm.partition={nasty}", "--set", f"base.output={run}")
+    assert code == 0, err
+    scripts = [s for s in out.split("# ---- ")[1:]]
+    assert len(scripts) == 6
+    for text in scripts:
+        body = text.split("\n", 1)[1]
+        assert subprocess.run(["bash", "-n"], input=body, text=True).returncode == 0
+        args = [directive_args(d) for d in directive_block(body)]
+        assert [f"--partition={nasty}"] in args
+        assert ["--time=01:00:00"] in args and ["--mem=4G"] in args
+        assert len(args) == 7  # name, array, output, time, mem, cpus, partition
+        output = next(a[0] for a in args if a[0].startswith("--output="))
+        assert output.startswith(f"--output={run}/slurm/logs/")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+# ---------------------------------------------------------------- 2. path traversal
+
+
+@pytest.mark.parametrize("dataset", ["../../../../tmp/gprpipe-x", "a/b", ".hidden", "combined",
+                                     "x" * 65, "a b"])
+def test_unsafe_dataset_keys_refused(case, cli, tmp_path: Path, dataset: str):
+    body = textwrap.dedent(f"""
+        [datasets."{dataset}"]
+        card = "hps2015"
+        path = "{DEMO_ROOT}"
+        [scan]
+        datasets = ["{dataset}"]
+    """)
+    base = f'[base]\ntemplate = "{QUICKSTART}"\noutput = "{{run}}"\n'
+    case(cli, body, f"datasets.{dataset}", "dataset key", base=base)
+    assert not Path("/tmp/gprpipe-x").exists()
+
+
+def test_grid_values_give_safe_point_folders(cli, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch):
+    """Grid values with '/', '..', spaces and quotes become safe folder names inside the
+    run directory."""
+    monkeypatch.chdir(tmp_path)
+    cfg = quickstart_child(tmp_path / "g.toml", f"""
+        output = "{tmp_path / 'run'}"
+        [grid]
+        "datasets.demo.label" = ["../../../../tmp/evil", "..", "a b'c", "{'y' * 300}"]
+    """)
+    code, out, err = cli("grid", cfg)
+    assert code == 0, err
+    folders = [Path(line.split("\t")[3]) for line in out.strip().splitlines()]
+    assert len(folders) == 4 and len(set(folders)) == 4
+    for f in folders:
+        assert f.parent == tmp_path / "run"
+        assert not f.name.startswith(".") and "/" not in f.name and len(f.name) <= 120
+
+
+def test_point_folder_symlinked_outside_is_refused(cli, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "nominal").symlink_to(outside)
+    code, _, err = cli("run", QUICKSTART, "--set", f"base.output={run}")
+    assert code == 1
+    one_sentence(err, "nominal", "outside the run directory", "base.output")
+    assert list(outside.iterdir()) == []
+
+
+# ---------------------------------------------------------------- 3. symlinked logs
+
+
+def test_task_log_symlink_is_replaced_not_followed(run_cli, tmp_path: Path):
+    run = tmp_path / "run"
+    args = ("run", QUICKSTART, "--steps", "load", "--set", f"base.output={run}")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    log = run / "nominal" / "logs" / "load.log"
+    log.unlink()
+    log.symlink_to(victim)
+    code, _, err = run_cli(*args, "--force")
+    assert code == 0, err
+    assert victim.read_text() == "precious\n"
+    assert not log.is_symlink() and "nominal/load" in log.read_text()
+
+
+# ---------------------------------------------------------------- 4. bounded Jinja2
+
+
+@pytest.mark.parametrize("expr, why", [
+    ("{{ 9**(9**9) }}", "bits"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+     "longer than"),
+    ("{% set x = range(100000)|list %}{% for i in x %}{% for j in x %}{% endfor %}"
+     "{% endfor %}", "longer than"),
+    ("{{ 'a'*10**9 }}", "repetition"),
+    ("{{ 'a'*10**10 }}", "repetition"),
+    ("{{ range(10**9)|list }}", "range()"),
+    ("{{ 'a'|center(10**9) }}", "width"),
+    ("{{ 'a'.ljust(10**9) }}", "width"),
+    ("{{ '{:>1000000000}'.format(1) }}", "format width"),
+    ("{% for i in range(99999) %}{{ 'abcdefghij' }}{% endfor %}", "output is longer"),
+])
+def test_rendering_is_bounded(case, cli, expr: str, why: str):
+    case(cli, f"name = '''{expr}'''\n", "base.name", "rendering bounds", why, args=("validate",))
+
+
+@pytest.mark.parametrize("expr, why", [
+    ("{{ 1/0 }}", "ZeroDivisionError"),
+    ('{{ 1 + "a" }}', "TypeError"),
+    ("{% include 'x.toml' %}", "includes, imports"),
+    ("{% import 'x.toml' as x %}", "includes, imports"),
+    ("{% extends 'x.toml' %}", "includes, imports"),
+])
+def test_template_errors_are_one_sentence(case, cli, expr: str, why: str):
+    case(cli, f"name = '''{expr}'''\n", "base.name", why, args=("validate",))
+
+
+# ---------------------------------------------------------------- 5. environment
+
+
+def test_env_is_an_allow_list(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GPRPIPE_SECRET_TOKEN", "s3cr3t-value")
+    monkeypatch.setenv("GPRPIPE_PUBLIC_TAG", "tag7")
+    cfg = quickstart_child(tmp_path / "e.toml", """
+        env = ["GPRPIPE_PUBLIC_TAG"]
+        [datasets.demo]
+        label = "{{ ENV }}"
+    """)
+    code, out, err = cli("render", cfg)
+    assert code == 0, err
+    assert "s3cr3t-value" not in out and "GPRPIPE_SECRET_TOKEN" not in out
+    assert "tag7" in out  # the allowed variable is visible
+    for var in ("HOME", "PATH"):  # and nothing else of the environment
+        assert os.environ[var] not in out.split("label", 1)[1].splitlines()[0]
+
+
+def test_env_not_listed_is_undefined(case, cli, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GPRPIPE_SECRET_TOKEN", "s3cr3t-value")
+    line = case(cli, 'name = "{{ ENV.GPRPIPE_SECRET_TOKEN }}"\n', "base.name", "base.env",
+                args=("validate",))
+    assert "s3cr3t-value" not in line
+
+
+def test_env_names_are_checked(case, cli):
+    case(cli, 'env = ["A B"]\n', "base.env", "environment variable name", args=("validate",))
+
+
+# ---------------------------------------------------------------- 13. plan size
+
+
+def test_huge_grid_is_counted_not_built(case, cli):
+    values = ", ".join(str(i) for i in range(1000))
+    body = f'[grid]\n"fit.n_restarts" = [{values}]\n"limit.n_toys" = [{values}]\n'
+    case(cli, body, "grid", "1000000 points", "base.max_points", args=("grid",))
+
+
+def test_tiny_mass_step_is_refused(case, cli):
+    base = f'[base]\ntemplate = "{HPS2015}"\noutput = "{{run}}"\n'
+    body = f'[datasets.2015]\npath = "{DEMO_ROOT}"\n[scan]\nmass_step = 1e-9\n'
+    case(cli, body, "scan.mass_step", "110000001 masses", "base.max_masses", base=base)
+
+
+def test_task_cap(case, cli):
+    case(cli, "max_tasks = 3\n", "base.max_tasks", "more than 3 tasks")
+
+
+def test_raised_caps_allow_a_big_grid(cli, tmp_path: Path):
+    values = ", ".join(str(i) for i in range(40))
+    cfg = quickstart_child(tmp_path / "g.toml", f"""
+        max_points = 1600
+        [grid]
+        "fit.n_restarts" = [{values}]
+        "limit.n_toys" = [{", ".join(str(10 + i) for i in range(40))}]
+    """)
+    code, out, err = cli("grid", cfg)
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1600
+
+
+# ---------------------------------------------------------------- 14. physics nonsense
+
+
+@pytest.mark.parametrize("body, key, why", [
+    ("[fit]\nblind_nsigma = inf\n", "fit.blind_nsigma", "finite"),
+    ("[fit]\nblind_nsigma = nan\n", "fit.blind_nsigma", "finite"),
+    ("[fit]\nblind_nsigma = 0\n", "fit.blind_nsigma", "greater than 0"),
+    ("[datasets.demo]\nsigma_coeffs = [0]\n", "datasets.demo.sigma_coeffs", "not positive"),
+    ("[datasets.demo]\nsigma_coeffs = [0.001, -0.1]\n", "datasets.demo.sigma_coeffs",
+     "not positive"),
+    ("[datasets.demo]\nfrad_coeffs = [0]\n", "datasets.demo.frad_coeffs", "f_rad"),
+    ("[datasets.demo]\nfrad_coeffs = [-0.1]\n", "datasets.demo.frad_coeffs", "f_rad"),
+    ("[fit]\nls_lo_factor = 9\n", "datasets.demo.ls_hi_factor", "must exceed"),
+    ("[datasets.demo]\nls_hi_factor = 0.5\n", "datasets.demo.ls_hi_factor", "must exceed"),
+    ("[datasets.demo]\nrebin = 3000\n", "datasets.demo.rebin", "fewer than 10"),
+    ("[datasets.demo]\nrebin = 100\n", "datasets.demo.rebin", "blind window"),
+    ("[datasets.demo]\nrebin = 5000\n", "datasets.demo.rebin", "exceeds the 3000 bins"),
+    ("[scan]\nmasses = [0.5]\n", "scan.masses", "no test mass"),
+])
+def test_physics_nonsense_refused(case, cli, body: str, key: str, why: str):
+    name_file = key != "datasets.demo.ls_hi_factor" or "ls_hi_factor" in body
+    line = case(cli, body, key, why, name_file=name_file)
+    if not name_file:  # set by the card, which the sentence names
+        assert "cards/hps2015.toml" in line
+
+
+# ---------------------------------------------------------------- 15. one sentence
+
+
+@pytest.mark.parametrize("body, key, why", [
+    ("[datasets.demo]\nrange = [0.02, inf]\n", "datasets.demo.range", "finite"),
+    ("[scan]\nmasses = [0.03, 0.06, 0.03]\n", "scan.masses", "listed twice"),
+    ("[inject]\nmasses = [0.05, 0.0500000001]\n", "inject.masses", "listed twice"),
+    ("[slurm]\nextra = [\"touch x\"]\n", "slurm.extra", "not an sbatch option"),
+    ("[base.step_images]\nplote = \"img\"\n", "base.step_images", "plote"),
+])
+def test_more_bad_values_one_sentence(case, cli, body: str, key: str, why: str):
+    case(cli, body, key, why)
+
+
+def test_set_datasets_to_a_number(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("run", QUICKSTART, "--set", "datasets=1")
+    assert code == 1
+    one_sentence(err, "--set datasets", "valid dictionary")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _corrupt_copy(path: Path) -> Path:
+    import uproot
+
+    with uproot.open(DEMO_ROOT) as f:
+        key = f.key("input_hist")
+        start, size = key.data_cursor.index, key.data_compressed_bytes
+    data = bytearray(DEMO_ROOT.read_bytes())
+    for i in range(start + 64, start + size - 64):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "truncated", "folder"])
+def test_bad_data_files_name_file_key_and_histogram(case, cli, tmp_path: Path, kind: str):
+    data = tmp_path / "data"
+    data.mkdir()
+    if kind == "corrupt":
+        target, why = _corrupt_copy(data / "c.root"), "damaged"
+    elif kind == "truncated":
+        target = data / "t.root"
+        target.write_bytes(DEMO_ROOT.read_bytes()[:2000])
+        why = "damaged"
+    else:
+        target, why = data, "is a folder"
+    names = (target, why) + (("'input_hist'",) if kind != "folder" else ())
+    case(cli, f'[datasets.demo]\npath = "{target}"\n', "datasets.demo.path", *names)
+
+
+def test_output_is_a_file(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "afile"
+    out.write_text("not a folder\n")
+    cfg = quickstart_child(tmp_path / "c.toml", f'output = "{out}"\n')
+    code, _, err = cli("run", cfg)
+    assert code == 1
+    one_sentence(err, f"{cfg}:3: base.output", "is a file")
+    assert out.read_text() == "not a folder\n"
+
+
+@contextlib.contextmanager
+def read_only_folder(path: Path):
+    """A read-only file system at ``path`` (a tmpfs mounted ro when root, else a folder
+    without write permission)."""
+    path.mkdir()
+    mounted = False
+    if os.geteuid() == 0 and shutil.which("mount"):
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs",
+                                  str(path)], capture_output=True).returncode == 0
+        if not mounted:
+            pytest.skip("root, but cannot mount a read-only tmpfs here")
+    else:
+        path.chmod(0o555)
+    try:
+        yield path
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(path)], check=False)
+        else:
+            path.chmod(0o755)
+
+
+def test_output_on_read_only_file_system(cli, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    with read_only_folder(tmp_path / "ro") as ro:
+        cfg = quickstart_child(tmp_path / "c.toml", f'output = "{ro}/run"\n')
+        code, _, err = cli("run", cfg)
+        assert code == 1
+        one_sentence(err, f"{cfg}:3: base.output", "cannot write", "ro/run")
+        assert list(ro.iterdir()) == []
+
+
+# ---------------------------------------------------------------- 14. failed rows
+
+
+@pytest.mark.slow
+def test_run_with_failed_rows_exits_1(run_cli, tmp_path: Path):
+    """A training range that leaves no sideband at 60 MeV: that mass's fit fails, the run
+    says so (which mass, which file) and exits 1; the good mass is in scan.csv."""
+    run = tmp_path / "run"
+    code, out, err = run_cli(
+        "run", QUICKSTART, "--steps", "load,fit,limit", "--set", f"base.output={run}",
+        "--set", "scan.masses=[0.03, 0.06]", "--set", "datasets.demo.data_range=[0.059, 0.061]")
+    assert code == 1, out + err
+    scan = run / "nominal" / "scan.csv"
+    assert f"1 of 2 masses failed in {scan}" in err
+    assert "demo 0.06 GeV: fit failed: too few training bins" in err
+    assert "internal error" not in err and "Traceback" not in err
+    rows = scan.read_text().splitlines()
+    assert rows[1].startswith("demo,0.03,") and rows[1].endswith(",ok")
+
+
+# ---------------------------------------------------------------- 16. step_images
+
+
+def test_step_images_choose_the_image_per_step(cli):
+    code, out, err = cli("run", QUICKSTART, "--engine", "podman", "--dry-run",
+                         "--set", "base.image=localhost/gprpipe:all",
+                         "--set", 'base.step_images={plot = "localhost/gprpipe:plots"}')
+    assert code == 0, err
+    lines = [x for x in out.splitlines() if not x.startswith("#")]
+    assert len(lines) == 6
+    for line in lines:
+        image = "localhost/gprpipe:plots" if " step plot " in line else "localhost/gprpipe:all"
+        assert f" {image} gprpipe step " in line
+        assert f"GPRPIPE_IMAGE={image}" in line
+
+
+def test_point_names_are_linear(tmp_path: Path):
+    """10^5 distinct grid points are named in well under the time a quadratic namer
+    needs (it took minutes); the names are unique."""
+    from gprpipe.config.grid import point_names
+
+    values = [{"fit.n_restarts": i} for i in range(100_000)]
+    names = point_names(values)
+    assert len(set(names)) == 100_000
+    assert point_names([{"a": 1}, {"a": 1}]) == ["a-1_1", "a-1_2"]
+
