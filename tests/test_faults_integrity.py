@@ -431,3 +431,90 @@ def test_cache_key_follows_numerics_version_not_package_version(tmp_path: Path,
     assert cache.task_key(load, p.config) == key
     monkeypatch.setattr(cache, "NUMERICS_VERSION", gprpipe.NUMERICS_VERSION + 1)
     assert cache.task_key(load, p.config) != key
+
+
+# ----------------------------------------------------------------- 10: containers
+
+PODMAN_IMAGE = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_podman() -> None:
+    reason = None
+    if shutil.which("podman") is None:
+        reason = "podman not found: run scripts/setup-podman.sh"
+    elif subprocess.run(["podman", "image", "exists", PODMAN_IMAGE]).returncode != 0:
+        reason = (f"image {PODMAN_IMAGE} not found: build it with scripts/build-image.sh "
+                  f"--engine podman --tag {PODMAN_IMAGE}")
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: the podman tests must run)")
+        pytest.skip(reason)
+
+
+def run_containers(run_dir: Path) -> list[str]:
+    """Names of the containers (running or not) of the run in ``run_dir``."""
+    from gprpipe.engines.base import RUN_LABEL, run_token
+
+    res = subprocess.run(["podman", "ps", "-a", "--filter",
+                          f"label={RUN_LABEL}={run_token(run_dir)}", "--format",
+                          "{{.Names}}"], capture_output=True, text=True, check=True)
+    return res.stdout.split()
+
+
+@pytest.mark.podman
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGKILL-run", "SIGKILL-group", "SIGTERM-run"])
+def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path: Path,
+                                                how: str):
+    """SIGKILL (of the run process, or of its whole process group) or SIGTERM of a
+    ``--engine podman`` run while a container computes: within 15 s no container of the
+    run is left, no marker says running, and running again completes with the results of
+    a local run."""
+    require_podman()
+    run_dir = tmp_path / "run"
+    args = ["--engine", "podman", "--set", f"base.image={PODMAN_IMAGE}", "-j", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}",
+         *args], cwd=REPO, env=cli_env(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = run_dir / "nominal" / ".state" / "limit__demo-000.running"
+
+    def computing() -> bool:  # the limit chunk's container has started its task
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return False
+        return info.get("container", "") != "" and info.get("pid") != info.get("run_pid")
+
+    deadline = time.monotonic() + 300
+    try:  # kill while the container of the limit chunk computes
+        while not computing():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no container seen running"
+            time.sleep(0.05)
+        signum = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGKILL
+        if how.endswith("group"):
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+        killed = time.monotonic()
+        proc.wait(timeout=60)
+        while run_containers(run_dir):
+            assert time.monotonic() - killed < 15, f"containers left: {run_containers(run_dir)}"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stderr.close()
+    after = states(run_dir)
+    assert "running" not in {s for s, _ in after.values()}, after
+    assert after["nominal/limit/demo-000"][0] == "failed", after
+    time.sleep(2)  # nothing flips a marker later
+    assert states(run_dir) == after
+
+    code, out, err = gp("run", cfg, "--set", f"base.output={run_dir}", *args)
+    assert code == 0, err
+    assert "0 failed" in out
+    assert not run_containers(run_dir)
+    assert_same_results(run_dir / "nominal", base / "nominal")
