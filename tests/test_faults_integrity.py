@@ -464,13 +464,30 @@ def run_containers(run_dir: Path) -> list[str]:
 
 @pytest.mark.podman
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["SIGKILL-run", "SIGKILL-group", "SIGTERM-run"])
+def watchdogs(token: str) -> list[int]:
+    """Pids of the container watchdogs of run ``token`` (started by our runs)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gprpipe.engines.oci" in cmd and token.encode() in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("how", ["SIGKILL-run", "SIGKILL-group", "SIGTERM-run",
+                                 "SIGKILL-all"])
 def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path: Path,
                                                 how: str):
     """SIGKILL (of the run process, or of its whole process group) or SIGTERM of a
     ``--engine podman`` run while a container computes: within 15 s no container of the
     run is left, no marker says running, and running again completes with the results of
-    a local run."""
+    a local run. SIGKILL-all also kills the watchdog: ``gprpipe status`` then removes the
+    leftover container."""
+    from gprpipe.engines.base import run_token
+
     require_podman()
     run_dir = tmp_path / "run"
     args = ["--engine", "podman", "--set", f"base.image={PODMAN_IMAGE}", "-j", "1"]
@@ -494,12 +511,23 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
             assert time.monotonic() < deadline, "no container seen running"
             time.sleep(0.05)
         signum = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGKILL
-        if how.endswith("group"):
+        if how.endswith("all"):
+            (dog,) = watchdogs(run_token(run_dir))
+            os.kill(dog, signal.SIGKILL)
+        if how.endswith(("group", "all")):
             os.killpg(proc.pid, signum)
         else:
             os.kill(proc.pid, signum)
-        killed = time.monotonic()
         proc.wait(timeout=60)
+        if how.endswith("all"):
+            time.sleep(3)
+            left = run_containers(run_dir)
+            assert left  # nobody removed it: the next status does
+            code, out, err = gp("status", run_dir)
+            assert code == 0
+            assert (f"notice: removed 1 container(s) left by an earlier run of {run_dir}: "
+                    f"{left[0]}") in err
+        killed = time.monotonic()
         while run_containers(run_dir):
             assert time.monotonic() - killed < 15, f"containers left: {run_containers(run_dir)}"
             time.sleep(0.2)
@@ -518,3 +546,33 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
     assert "0 failed" in out
     assert not run_containers(run_dir)
     assert_same_results(run_dir / "nominal", base / "nominal")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
+    """A SLURM run holds the lock only while it submits; a second run of the directory is
+    refused while the first one's jobs are queued or running, naming the job."""
+    ok = shutil.which("sinfo") and subprocess.run(
+        ["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    if not ok:
+        if IN_CI:
+            pytest.fail("CI=true and no SLURM cluster answers (scripts/local-slurm.sh start)")
+        pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
+    cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load", "fit", "limit"]\n')
+    run_dir = tmp_path / "run"
+    code, out, err = run(cfg, run_dir, "--executor", "slurm")
+    assert code == 0, err
+    code, _, err = run(cfg, run_dir, "--executor", "slurm")
+    assert code == 1
+    jobs = json.loads((run_dir / "slurm" / "jobs.json").read_text())
+    ids = [j["job_id"] for j in jobs["submissions"][0]["jobs"]]
+    assert err.startswith(f"error: {run_dir} is in use by SLURM job "), err
+    assert err.split("scancel ")[1].strip() in ids
+    deadline = time.monotonic() + 600
+    while True:
+        code, out, _ = gp("status", run_dir)
+        if "done=6" in out:
+            break
+        assert "failed=" not in out and time.monotonic() < deadline, out
+        time.sleep(2)
