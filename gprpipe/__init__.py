@@ -3,8 +3,19 @@
 from importlib.metadata import PackageNotFoundError, version
 
 try:
-    __version__ = version("gprpipe")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+    from gprpipe._version import __version__  # written by setuptools-scm at build time
+except ImportError:
+    try:
+        __version__ = version("gprpipe")
+    except PackageNotFoundError:  # running from a source tree without installation
+        __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+#: Version of the numerical results, part of every cache key (the package version is not:
+#: it changes with every git commit, and would invalidate every run on each commit).
+#: RULE: bump it in the same commit as any change that can change a number, a string or
+#: the layout of an output file (steps/, stats/, plotting/, io/ writers, the plan's
+#: chunking or seeds). Refactors, docs, the CLI, the TUI, engines and executors leave it.
+#: Outputs computed with another value are recomputed by the next run.
+NUMERICS_VERSION = 1
+
+__all__ = ["NUMERICS_VERSION", "__version__"]

@@ -161,10 +161,31 @@ def _progress() -> Progress:
     )
 
 
+def _notice(line: str) -> None:
+    err.print(line, markup=False, highlight=False)
+
+
+def _locked(run_dir: Path, wait_lock: float):
+    """The run directory's lock (one writer at a time), for a ``with`` block."""
+    from gprpipe.pipeline.lock import run_lock
+
+    return run_lock(run_dir, command=" ".join(["gprpipe", *sys.argv[1:2]]), wait=wait_lock,
+                    notice=_notice)
+
+
+def _clean_containers(engine, run_dir: Path) -> None:
+    """Remove containers an earlier, killed run of ``run_dir`` left (under its lock)."""
+    left = engine.cleanup(run_dir)
+    if left:
+        _notice(f"notice: removed {len(left)} container(s) left by an earlier run of "
+                f"{run_dir}: {', '.join(left)}")
+
+
 def _execute_local(tasks, configs, engine, run_dir, jobs, force, info) -> bool:
     from gprpipe.executors.local import install_sigterm_handler, run_local
 
     install_sigterm_handler()
+    _clean_containers(engine, run_dir)
     t0 = time.perf_counter()
     with _progress() as progress:
         bar = progress.add_task("tasks", total=len(tasks), detail="")
@@ -178,7 +199,7 @@ def _execute_local(tasks, configs, engine, run_dir, jobs, force, info) -> bool:
                 err.print(f"{task.id}: {outcome.state} ({outcome.seconds:.1f} s)")
 
         report = run_local(tasks, configs, engine, run_dir=run_dir, jobs=jobs, force=force,
-                           on_update=update)
+                           on_update=update, on_notice=_notice)
     wall = time.perf_counter() - t0
     timings = info.data.setdefault("timings", {})
     for tid, o in report.outcomes.items():
@@ -227,6 +248,10 @@ def run(
         str | None, typer.Option("--points", help="Grid points: 0,2-3,name,glob*.")
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
+    wait_lock: Annotated[
+        float, typer.Option("--wait-lock", help="Seconds to wait for another run of the "
+                            "same directory to finish (default: refuse at once).")
+    ] = 0.0,
     set_: SetOpt = None,
 ) -> None:
     """Run the whole job: every grid point through the configured steps."""
@@ -253,16 +278,20 @@ def run(
         return
     check_inputs(loaded, points)
     _make_run_dir(run_dir, loaded)
-    write_point_configs(run_dir, points)
-    info = new_run_info(run_dir, config.resolve(), overrides, points, tasks,
-                        engine=cfg0.base.engine, executor=cfg0.base.executor)
-    info.save()
-    if cfg0.base.executor == "slurm":
-        ok = _submit_slurm(tasks, eng, run_dir, cfg0, info, wait=wait, force=force)
-        ok = ok and (not wait or _report_rows(tasks))
-    else:
-        ok = _execute_local(tasks, configs, eng, run_dir, jobs or cfg0.base.jobs, force, info)
-        ok = _report_rows(tasks) and ok
+    with _locked(run_dir, wait_lock):
+        if cfg0.base.executor == "slurm":
+            _refuse_if_queued(run_dir, tasks)
+        write_point_configs(run_dir, points)
+        info = new_run_info(run_dir, config.resolve(), overrides, points, tasks,
+                            engine=cfg0.base.engine, executor=cfg0.base.executor)
+        info.save()
+        if cfg0.base.executor == "slurm":
+            ok = _submit_slurm(tasks, eng, run_dir, cfg0, info, wait=wait, force=force)
+            ok = ok and (not wait or _report_rows(tasks))
+        else:
+            ok = _execute_local(tasks, configs, eng, run_dir, jobs or cfg0.base.jobs, force,
+                                info)
+            ok = _report_rows(tasks) and ok
     if not ok:
         raise typer.Exit(1)
 
@@ -306,6 +335,19 @@ def _report_rows(tasks) -> bool:
                 err.print(f"[red]{bad} of {total} masses failed[/red] in {out} (first: {first})",
                           highlight=False)
     return ok
+
+
+def _refuse_if_queued(run_dir: Path, tasks) -> None:
+    """A SLURM run holds its lock only while it submits: refuse while its jobs are queued."""
+    from gprpipe.executors import slurm
+
+    if not slurm.jobs_path(run_dir).is_file():
+        return
+    busy = [s for s in slurm.poll_details(run_dir, tasks).values() if s.active]
+    if busy:
+        raise GprpipeError(f"{run_dir} is in use by SLURM job {busy[0].job} (task {busy[0].id} "
+                           f"is {busy[0].state}): wait for it or cancel it with: "
+                           f"scancel {busy[0].job.split('_')[0]}")
 
 
 def _print_plan(tasks, engine, run_dir: Path, cfg) -> None:
@@ -393,7 +435,8 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 
     info = load_run_info(run_dir)
-    tasks, _ = tasks_of_run(info)
+    tasks, configs = tasks_of_run(info)
+    _clean_if_unlocked(run_dir, info, configs)
     states = task_states(tasks)
     slurm_jobs = {}
     if info.data.get("executor") == "slurm":
@@ -423,6 +466,23 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
     console.print(" ".join(f"{k}={v}" for k, v in sorted(total.items())))
 
 
+def _clean_if_unlocked(run_dir: Path, info, configs) -> None:
+    """No run holds the directory: containers of it still there are leftovers (the run and
+    its watchdog were killed); stop and remove them."""
+    from gprpipe.pipeline.lock import is_locked, run_lock
+
+    if info.data.get("engine", "local") in ("local", "apptainer") or not configs:
+        return
+    if info.data.get("executor") == "slurm" or is_locked(run_dir):
+        return
+    cfg0 = next(iter(configs.values()))
+    try:
+        with run_lock(run_dir, command="gprpipe status"):
+            _clean_containers(_engine(info.data["engine"], cfg0, True), run_dir.absolute())
+    except GprpipeError:
+        return  # a run started meanwhile: its containers are its own
+
+
 @app.command()
 def rerun(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
@@ -432,13 +492,26 @@ def rerun(
     ] = None,
     jobs: Annotated[int | None, typer.Option("-j", "--jobs")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
+    wait_lock: Annotated[
+        float, typer.Option("--wait-lock", help="Seconds to wait for another run of the "
+                            "same directory to finish (default: refuse at once).")
+    ] = 0.0,
 ) -> None:
     """Redo only what is named (failed tasks, or the tasks of some masses) and what follows."""
-    from gprpipe.pipeline.plan import downstream
-    from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+    from gprpipe.pipeline.store import load_run_info
 
     if not failed and not masses:
         raise GprpipeError("rerun needs --failed or --masses (MeV, e.g. --masses 37,48).")
+    load_run_info(run_dir)  # a run directory?
+    with _locked(run_dir, wait_lock):
+        _rerun(run_dir.absolute(), failed, masses, jobs, wait)
+
+
+def _rerun(run_dir: Path, failed: bool, masses: str | None, jobs: int | None,
+           wait: bool) -> None:
+    from gprpipe.pipeline.plan import downstream
+    from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+
     info = load_run_info(run_dir)
     tasks, configs = tasks_of_run(info)
     chosen: set[str] = set()
@@ -469,7 +542,7 @@ def rerun(
     if info.data.get("executor") == "slurm":
         ok = _submit_slurm(todo, eng, run_dir, cfg0, info, wait=wait, force=True, resubmit=True)
     else:
-        ok = _execute_local(todo, configs, eng, run_dir.resolve(), jobs or cfg0.base.jobs,
+        ok = _execute_local(todo, configs, eng, run_dir, jobs or cfg0.base.jobs,
                             [t.id for t in todo], info)
     if not ok:
         raise typer.Exit(1)

@@ -5,7 +5,7 @@
 #                          [--no-cache]
 #
 # podman/docker: builds containers/Containerfile from the repository root, TAG defaults to
-#   localhost/gprpipe:<version from pyproject.toml>. The base image is --base if given, else
+#   localhost/gprpipe:<gprpipe --version of this source tree>. The base image is --base if given, else
 #   python:3.11-slim when it is present or can be pulled, else a Debian bookworm base built
 #   with debootstrap and imported as localhost/gprpipe-base:bookworm (cached: built once).
 #   pip inside the build reaches the package index through the host network
@@ -44,17 +44,14 @@ while [ $# -gt 0 ]; do
 done
 
 PYTHON="$(command -v python3 || command -v python || true)"
-[ -n "$PYTHON" ] || die "python3 is needed to read the version from pyproject.toml"
-VERSION="$("$PYTHON" - "$ROOT/pyproject.toml" <<'PY'
-import re, sys
-text = open(sys.argv[1], encoding="utf-8").read()
-try:
-    import tomllib
-    print(tomllib.loads(text)["project"]["version"])
-except ImportError:  # Python < 3.11 without tomli: the first version = "..." line
-    print(re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1))
-PY
-)" || die "cannot read [project].version from $ROOT/pyproject.toml"
+[ -n "$PYTHON" ] || die "python3 is needed to read the gprpipe version"
+# The version the host reports (`gprpipe --version` of this source tree: setuptools-scm's
+# at install time, from git), so that `gprpipe run` accepts the image; the image build has
+# no git metadata and gets it as SETUPTOOLS_SCM_PRETEND_VERSION.
+VERSION="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c \
+    'import gprpipe; print(gprpipe.__version__)' 2>/dev/null)" \
+    || VERSION="$(cd "$ROOT" && "$PYTHON" -m setuptools_scm 2>/dev/null)" \
+    || die "cannot tell the gprpipe version (install gprpipe or setuptools-scm)"
 
 start=$(date +%s)
 
@@ -118,7 +115,7 @@ case "$ENGINE" in
         if [ "$ENGINE" = docker ] && ! docker info >/dev/null 2>&1; then
             die "the Docker daemon is not reachable (docker info fails): start it, or use --engine podman"
         fi
-        TAG="${TAG:-localhost/gprpipe:$VERSION}"
+        TAG="${TAG:-localhost/gprpipe:${VERSION//+/-}}"  # '+' (local version) is no tag character
         choose_base "$ENGINE"
         args=(build -f "$ROOT/containers/Containerfile" -t "$TAG" --network=host
               --build-arg "BASE=$BASE" --build-arg "GPRPIPE_VERSION=$VERSION" ${NO_CACHE[@]+"${NO_CACHE[@]}"})
@@ -155,7 +152,8 @@ case "$ENGINE" in
         [ "$(id -u)" -eq 0 ] || extra+=(--fakeroot)
         TAG_ABS="$(cd "$(dirname "$TAG")" && pwd)/$(basename "$TAG")"
         log "building $TAG_ABS (gprpipe $VERSION)"
-        (cd "$ROOT" && "$APPT" build --force ${extra[@]+"${extra[@]}"} "$TAG_ABS" containers/gprpipe.def) \
+        (cd "$ROOT" && "$APPT" build --force ${extra[@]+"${extra[@]}"} \
+            --build-arg "GPRPIPE_VERSION=$VERSION" "$TAG_ABS" containers/gprpipe.def) \
             || die "apptainer build failed"
         got="$("$APPT" inspect --labels "$TAG_ABS" | sed -n 's/^org\.gprpipe\.version: *//p')"
         [ "$got" = "$VERSION" ] || die "image $TAG_ABS records gprpipe version '$got', expected $VERSION"

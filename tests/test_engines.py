@@ -26,7 +26,7 @@ from gprpipe.engines import (
     get_engine,
 )
 from gprpipe.engines.apptainer import normalise_image
-from gprpipe.engines.base import host_version
+from gprpipe.engines.base import host_version, run_token
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.task import Task
 
@@ -61,7 +61,7 @@ def make_task(layout: dict[str, Path], inputs: tuple[Path, ...] = (), **kw) -> T
 
 
 def split_name(argv: list[str]) -> tuple[list[str], str]:
-    """The argv with the random container name replaced by NAME, and the name."""
+    """The argv with the container name replaced by NAME, and the name."""
     i = argv.index("--name") + 1
     return [*argv[:i], "NAME", *argv[i + 1 :]], argv[i]
 
@@ -83,8 +83,11 @@ def test_oci_exact_argv(layout, cls):
     )
     uid, gid = os.getuid(), os.getgid()
     keep_id = ["--userns=keep-id"] if cls is PodmanEngine and uid != 0 else []
+    token = run_token(run)
+    replace = ["--replace"] if cls is PodmanEngine else []
     assert argv == [
-        cls.exe, "run", "--rm", "--name", "NAME", "--network=none",
+        cls.exe, "run", "--rm", "--init", "--name", "NAME",
+        "--label", f"org.gprpipe.run={token}", *replace, "--network=none",
         *keep_id,
         "--user", f"{uid}:{gid}", "--security-opt", "label=disable",
         "-v", f"{run}:{run}",
@@ -97,7 +100,8 @@ def test_oci_exact_argv(layout, cls):
         "-e", f"GPRPIPE_IMAGE_DIGEST={DIGEST}",
         IMAGE, "gprpipe", "step", "fit", "--point-dir", str(point), "--part", "2015-003",
     ]  # fmt: skip
-    assert re.fullmatch(r"gprpipe-p0__fit__2015-003-[0-9a-f]{8}", name)
+    assert name == f"gprpipe-{token}-p0__fit__2015-003"
+    assert re.fullmatch(r"[0-9a-f]{10}", token)
 
 
 def test_apptainer_exact_argv(layout, tmp_path):
@@ -220,17 +224,26 @@ def test_unmountable_paths(layout, tmp_path):
         ApptainerEngine(digest="").command(task, run_dir=layout["run"], env={}, check_paths=False)
 
 
-def test_container_names_unique_and_valid(layout):
+def test_container_names_per_run_and_task_and_valid(layout, tmp_path):
+    """One name per (run directory, task): a leftover is found and replaced by name; a
+    copy of the run directory has other names."""
     engine = PodmanEngine(image=IMAGE, digest="")
     weird = Task(id="m=37 GeV/fit:part 1", point="m=37 GeV", step="fit",
                  point_dir=layout["point"], argv=("step",))  # fmt: skip
+    other = Task(id="m=37 GeV/fit:part 2", point="m=37 GeV", step="fit",
+                 point_dir=layout["point"], argv=("step",))  # fmt: skip
     names = set()
-    for _ in range(200):
+    for _ in range(3):
         _, name = split_name(engine.command(weird, run_dir=layout["run"], env={}))
         assert re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name)
-        assert name.startswith("gprpipe-m-37-GeV__fit-part-1-")
+        assert name == f"gprpipe-{run_token(layout['run'])}-m-37-GeV__fit-part-1"
         names.add(name)
-    assert len(names) == 200
+    assert len(names) == 1
+    _, name2 = split_name(engine.command(other, run_dir=layout["run"], env={}))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    _, name3 = split_name(engine.command(weird, run_dir=copy, env={}, check_paths=False))
+    assert len({name, name2, name3}) == 3
     argv = engine.command(weird, run_dir=layout["run"], env={})
     assert engine.stop_command(argv) == ["podman", "rm", "-f", split_name(argv)[1]]
     assert ApptainerEngine().stop_command(argv) is None

@@ -77,8 +77,8 @@ def test_run_writes_run_json_load_h5_and_plot(quickstart_run: dict):
     assert info["plan"][0]["inputs"] == [str(DEMO_ROOT)]
     assert info["versions"]["gprpipe"] == info["gprpipe_version"]
     assert {"python", "numpy", "scipy", "uproot", "h5py"} <= set(info["versions"])
-    assert info["grid"] == [{"name": "nominal", "values": {}, "dir": str(point),
-                             "seed": 20260101}]
+    assert info["grid"] == [{"name": "nominal", "values": {}, "dir": "nominal",
+                             "seed": 20260101}]  # relative: the run can be moved
     # timings of the last run (the module fixture's second run found both cached)
     assert info["timings"] == {"nominal/load": {"state": "cached", "seconds": 0.0},
                                "nominal/plot": {"state": "cached", "seconds": 0.0}}

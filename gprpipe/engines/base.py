@@ -13,9 +13,9 @@ lies outside it read-only, each at the *same* path inside as outside, so the tas
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -43,7 +43,7 @@ def host_version() -> str:
 
 def default_image() -> str:
     """Default container image: what ``scripts/build-image.sh`` tags by default."""
-    return f"localhost/gprpipe:{host_version()}"
+    return f"localhost/gprpipe:{host_version().replace('+', '-')}"
 
 
 def build_command(engine: str, image: str) -> str:
@@ -118,10 +118,20 @@ def merged_env(task: Task, env: Mapping[str, str]) -> dict[str, str]:
     return {k: str(v) for k, v in merged.items() if k not in PROVENANCE_VARS}
 
 
-def container_name(task: Task) -> str:
-    """Unique container name ``gprpipe-<point>__<step>[__<part>]-<8 hex>`` (docker, podman)."""
+#: Label carried by every container of a run (value: :func:`run_token` of its directory).
+RUN_LABEL = "org.gprpipe.run"
+
+
+def run_token(run_dir: Path) -> str:
+    """Short name of a run directory (its absolute path, hashed): two copies differ."""
+    return hashlib.sha256(str(absolute(run_dir)).encode()).hexdigest()[:10]
+
+
+def container_name(task: Task, run_dir: Path) -> str:
+    """Container name ``gprpipe-<run token>-<point>__<step>[__<part>]`` (docker, podman):
+    one per task of a run, so a leftover is found, stopped and replaced by name."""
     slug = _NAME_BAD.sub("-", task.id.replace("/", "__")).strip("-.")[:80] or "task"
-    return f"gprpipe-{slug}-{uuid.uuid4().hex[:8]}"
+    return f"gprpipe-{run_token(run_dir)}-{slug}"
 
 
 class Engine(ABC):
@@ -175,6 +185,16 @@ class Engine(ABC):
         executors call this after killing a task (timeout, Ctrl-C).
         """
         return None
+
+    def watchdog_argv(self, run_dir: Path) -> list[str] | None:
+        """Arguments (after the Python executable) of a watchdog that removes the run's
+        containers when the run ends; None when tasks are plain processes."""
+        return None
+
+    def cleanup(self, run_dir: Path) -> list[str]:
+        """Remove containers left by an earlier run of ``run_dir`` (killed with its
+        watchdog); returns their names. Call it only while holding the run's lock."""
+        return []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(image={self.image!r}, gpu={self.gpu})"

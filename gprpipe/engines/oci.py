@@ -2,7 +2,9 @@
 
 Argument list of one task (``<...>`` are filled in; ``[...]`` only when it applies)::
 
-    <exe> run --rm --name gprpipe-<task id, / as __>-<8 hex> --network=none
+    <exe> run --rm --init --name gprpipe-<run token>-<task id, / as __>
+        --label org.gprpipe.run=<run token> [--replace]   # --replace: podman only
+        --network=none
         [--userns=keep-id]                      # podman run by a non-root user only
         --user <uid>:<gid> --security-opt label=disable
         -v <run_dir>:<run_dir>
@@ -14,6 +16,11 @@ Argument list of one task (``<...>`` are filled in; ``[...]`` only when it appli
         [--gpus all | --device nvidia.com/gpu=all]   # docker | podman, only with gpu=True
         <image> gprpipe <task.argv...>
 
+The name is one per (run directory, task), the label one per run directory: the executor
+stops a run's containers by name when the run stops (Ctrl-C, SIGTERM), a watchdog process
+(``python -m gprpipe.engines.oci watchdog``) removes them by label when the run is killed,
+and the next run of the directory removes any still left. ``--init`` runs a minimal init
+as PID 1 that forwards SIGTERM to the task and reaps it.
 Mounts keep host paths, so the task's absolute paths work unchanged. ``--user`` makes the
 outputs belong to the calling user; ``label=disable`` lets bind mounts be read on SELinux
 hosts (Fedora, RHEL) without relabelling the user's files, and is ignored elsewhere.
@@ -27,12 +34,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
 from gprpipe.engines.base import (
+    RUN_LABEL,
     SKIP_VERSION_CHECK_HINT,
     VERSION_LABEL,
     Engine,
@@ -43,6 +52,7 @@ from gprpipe.engines.base import (
     host_version,
     merged_env,
     mounts,
+    run_token,
 )
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.task import Task
@@ -89,7 +99,9 @@ class OciEngine(Engine):
         check_paths: bool = True,
     ) -> list[str]:
         binds = mounts(task, run_dir, check_paths)
-        argv = [self.exe, "run", "--rm", "--name", container_name(task), "--network=none"]
+        argv = [self.exe, "run", "--rm", "--init", "--name", container_name(task, run_dir),
+                "--label", f"{RUN_LABEL}={run_token(run_dir)}", *self.replace_args(),
+                "--network=none"]
         argv += self.user_args()
         for path, what in binds:
             spec = f"{path}:{path}:ro" if what == "input folder" else f"{path}:{path}"
@@ -104,11 +116,21 @@ class OciEngine(Engine):
             argv += self.gpu_args()
         return [*argv, self.image, "gprpipe", *task.argv]
 
+    def replace_args(self) -> list[str]:
+        """Flags that replace a leftover container of the same name (podman only)."""
+        return []
+
     def stop_command(self, argv: Iterable[str]) -> list[str] | None:
         args = list(argv)
         if "--name" not in args[:-1]:
             return None
         return [self.exe, "rm", "-f", args[args.index("--name") + 1]]
+
+    def watchdog_argv(self, run_dir: Path) -> list[str] | None:
+        return ["-m", "gprpipe.engines.oci", "watchdog", self.exe, run_token(run_dir)]
+
+    def cleanup(self, run_dir: Path) -> list[str]:
+        return remove_run_containers(self.exe, run_token(run_dir))
 
     # -- image inspection ----------------------------------------------------------------
     def _inspect(self, fmt: str) -> subprocess.CompletedProcess[str]:
@@ -204,6 +226,9 @@ class PodmanEngine(OciEngine):
     exe = "podman"
     digest_format = "{{.Digest}}"
 
+    def replace_args(self) -> list[str]:
+        return ["--replace"]
+
     def user_args(self) -> list[str]:
         # Rootless podman maps container uids through a user namespace: keep-id makes the
         # container user the calling user, so files in the run directory stay theirs.
@@ -215,3 +240,39 @@ class PodmanEngine(OciEngine):
 
     def not_installed_message(self) -> str:
         return "podman not found: install it (scripts/setup-podman.sh) or use --engine local"
+
+
+def remove_run_containers(exe: str, token: str) -> list[str]:
+    """Remove every container (running or not) labelled with run ``token``; their names."""
+    path = shutil.which(exe)
+    if path is None:
+        return []
+    try:
+        found = subprocess.run(
+            [path, "ps", "-a", "--filter", f"label={RUN_LABEL}={token}",
+             "--format", "{{.Names}}"],
+            capture_output=True, text=True, timeout=_INSPECT_TIMEOUT, check=False,
+        )
+        names = found.stdout.split() if found.returncode == 0 else []
+        if names:
+            subprocess.run([path, "rm", "-f", *names], capture_output=True,
+                           timeout=_INSPECT_TIMEOUT, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return names
+
+
+def _watchdog(exe: str, token: str) -> None:
+    """Block until standard input ends (the run that started us ended, however), then
+    remove the run's containers."""
+    try:
+        while sys.stdin.buffer.read(65536):
+            pass
+    except (OSError, KeyboardInterrupt):
+        pass
+    remove_run_containers(exe, token)
+
+
+if __name__ == "__main__":  # python -m gprpipe.engines.oci watchdog EXE TOKEN
+    if len(sys.argv) == 4 and sys.argv[1] == "watchdog":
+        _watchdog(sys.argv[2], sys.argv[3])

@@ -7,8 +7,11 @@ starting a process, so an unchanged second run does no work.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import open_fresh
-from gprpipe.pipeline.cache import is_fresh
+from gprpipe.pipeline.cache import freshness
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 from gprpipe.steps.runner import remove_task_temps
@@ -103,6 +106,36 @@ def stop_children(timeout: float = 10.0) -> None:
             p.wait()
 
 
+def container_of(cmd: Sequence[str]) -> str:
+    """The container name in an engine's command line ('' for the local engine)."""
+    args = list(cmd)
+    return args[args.index("--name") + 1] if "--name" in args[:-1] else ""
+
+
+def stop_containers(engine, cmds: Sequence[Sequence[str]]) -> None:
+    """Stop the containers of these task commands (the engine's ``stop_command``)."""
+    for cmd in cmds:
+        stop = engine.stop_command(cmd)
+        if stop:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run(stop, capture_output=True, timeout=60, check=False)
+
+
+def start_watchdog(engine, run_dir: Path) -> subprocess.Popen | None:
+    """For container engines: a process in its own session that removes this run's
+    containers as soon as the run ends, however it ends (even SIGKILL): it waits for the
+    end of a pipe that only this process holds open."""
+    argv = engine.watchdog_argv(run_dir)
+    if not argv:
+        return None
+    try:
+        return subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError:
+        return None
+
+
 def run_local(
     tasks: Sequence[Task],
     configs: Mapping[str, Config],
@@ -112,10 +145,15 @@ def run_local(
     jobs: int = 2,
     force: Sequence[str] | bool = False,
     on_update: Callable[[Task, Outcome], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Run ``tasks`` (plan order) respecting dependencies; ``configs`` maps point -> config.
 
     ``force`` is True (every task) or the ids of tasks to redo regardless of their cache.
+    ``on_notice`` gets one line per task whose committed output was found damaged.
+    Before a task is launched its ``running`` marker names this process (and the task's
+    container), so a task killed during its start-up is seen as failed once the run is
+    gone; containers are stopped when the run stops (and by a watchdog if it is killed).
     """
     forced = {t.id for t in tasks} if force is True else set(force or ())
     env = {**os.environ, **THREAD_ENV}
@@ -123,12 +161,15 @@ def run_local(
     pending = list(tasks)
     known = {t.id for t in tasks}
     running: dict[Future, Task] = {}
+    commands: dict[str, list[str]] = {}
+    me = {"run_pid": os.getpid(), "run_host": socket.gethostname()}
 
     def finish(task: Task, outcome: Outcome) -> None:
         report.outcomes[task.id] = outcome
         if on_update:
             on_update(task, outcome)
 
+    watchdog = start_watchdog(engine, run_dir)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         while pending or running:
@@ -148,18 +189,26 @@ def run_local(
                     break
                 pending.remove(task)
                 progressed = True
-                if task.id not in forced and is_fresh(task, configs[task.point]):
-                    remove_task_temps(task)  # left by a killed, forced attempt
-                    write_state(task.point_dir, task.slug, "done", "cached")
-                    finish(task, Outcome("cached"))
-                    continue
+                if task.id not in forced:
+                    fresh, notice = freshness(task, configs[task.point])
+                    if fresh:
+                        remove_task_temps(task)  # left by a killed, forced attempt
+                        write_state(task.point_dir, task.slug, "done", "cached")
+                        finish(task, Outcome("cached"))
+                        continue
+                    if notice and on_notice:
+                        on_notice(f"notice: {task.id}: {notice}; running the task again")
                 t = replace(task, argv=(*task.argv, "--force")) if task.id in forced else task
                 cmd = engine.command(t, run_dir=run_dir, env=THREAD_ENV)
+                write_state(task.point_dir, task.slug, "running",
+                            launch={**me, "container": container_of(cmd)})
+                commands[task.id] = cmd
                 running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
             if running and not progressed:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in done:
                     task = running.pop(fut)
+                    commands.pop(task.id, None)
                     try:
                         code, secs = fut.result()
                     except OSError as exc:
@@ -181,10 +230,14 @@ def run_local(
                     finish(task, Outcome("skipped", message="dependencies cannot run"))
                 pending.clear()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see install_sigterm_handler)
+        stop_containers(engine, list(commands.values()))
         stop_children()
         for task in running.values():
             write_state(task.point_dir, task.slug, "failed", "cancelled")
         raise
     finally:
+        stop_containers(engine, list(commands.values()))  # none left after a normal end
         pool.shutdown(wait=True, cancel_futures=True)
+        if watchdog is not None and watchdog.stdin:
+            watchdog.stdin.close()  # the watchdog removes what is left, then exits
     return report

@@ -5,9 +5,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+#: Fault injection for tests: a process with ``GPRPIPE_TEST_KILL_AFTER=<file name>`` in its
+#: environment SIGKILLs itself right after it has renamed a file of that name into place.
+CRASH_AFTER = "GPRPIPE_TEST_KILL_AFTER"
 
 
 @contextlib.contextmanager
@@ -31,6 +36,8 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    if os.environ.get(CRASH_AFTER) == target.name:  # fault injection (tests): die right here
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write_text(target: Path | str, text: str) -> None:

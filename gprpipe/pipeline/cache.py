@@ -1,20 +1,29 @@
-"""Cache keys: a task is skipped when the key stored in its output matches.
+"""Cache keys: a task is skipped when its commit record holds its current key and every
+file it wrote is intact (see :mod:`gprpipe.pipeline.commit`).
 
-key = sha256(step, part, the config sections the step reads, input digests, version).
-An HDF5 input's digest is its own stored cache key (cheap, and it changes whenever the
-upstream result can change); any other input (the ROOT source) is hashed by content.
+key = sha256(step, part, the config sections the step reads, input digests,
+``NUMERICS_VERSION``). The key holds no absolute path, so a moved or copied run directory
+keeps its keys: an input inside the point folder enters by its path relative to the
+folder and its digest, a data file outside the run by its content digest alone
+(``datasets.<key>.path`` is left out of the config part: moving the data file changes
+nothing). An HDF5 input's digest is its own stored cache key (cheap, and it changes
+whenever the upstream result can change); any other input (the ROOT source) is hashed by
+content. The package version is not in the key (it changes with every commit); the
+numerics version is (see :data:`gprpipe.NUMERICS_VERSION`).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
 
-from gprpipe import __version__
+from gprpipe import NUMERICS_VERSION
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.hdf5 import read_attr, sha256_file
+from gprpipe.pipeline.commit import check_outputs
 from gprpipe.pipeline.task import Task
 
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
@@ -24,6 +33,8 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "inject": ("datasets", "scan", "fit", "inject", "base.seed"),
     "plot": ("plot", "base.name", "datasets", "scan"),
 }
+#: keys of a dataset table that locate a file rather than change a result
+LOCATION_KEYS = ("path",)
 
 
 def input_digest(path: Path) -> str:
@@ -42,7 +53,20 @@ def _section(cfg: dict, dotted: str):
     node = cfg
     for p in dotted.split("."):
         node = node[p]
+    if dotted == "datasets":
+        node = copy.deepcopy(node)
+        for ds in node.values():
+            for k in LOCATION_KEYS:
+                ds.pop(k, None)
     return node
+
+
+def _input_name(path: Path, point_dir: Path) -> str:
+    """An input's name in the key: relative to the point folder, or '' (data file)."""
+    try:
+        return Path(path).relative_to(point_dir).as_posix()
+    except ValueError:
+        return ""
 
 
 def task_key(task: Task, config: Config) -> str:
@@ -50,33 +74,25 @@ def task_key(task: Task, config: Config) -> str:
     payload = {
         "step": task.step,
         "part": task.part,
-        "version": __version__,
+        "numerics": NUMERICS_VERSION,
         "config": {s: _section(cfg, s) for s in STEP_SECTIONS[task.step]},
-        "inputs": {str(p): input_digest(p) for p in task.inputs},
+        "inputs": [[_input_name(p, task.point_dir), input_digest(p)] for p in task.inputs],
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def stored_key(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    if path.suffix == ".h5":
-        return read_attr(path, "cache_key")
-    if path.suffix == ".json":
-        try:
-            return json.loads(path.read_text()).get("cache_key")
-        except (OSError, ValueError):
-            return None
-    return None
-
-
-def is_fresh(task: Task, config: Config) -> bool:
-    """All outputs exist and the primary output holds this task's current key."""
-    if not task.outputs or not all(p.exists() for p in task.outputs):
-        return False
+def freshness(task: Task, config: Config) -> tuple[bool, str]:
+    """(fresh, notice): fresh when the commit record holds the current key and every
+    output is intact; ``notice`` says which committed output was damaged, if one was."""
+    if not task.outputs:
+        return False, ""
     try:
         key = task_key(task, config)
     except GprpipeError:
-        return False
-    return stored_key(task.outputs[0]) == key
+        return False, ""
+    return check_outputs(task, key)
+
+
+def is_fresh(task: Task, config: Config) -> bool:
+    return freshness(task, config)[0]

@@ -19,6 +19,7 @@ from gprpipe.pipeline.task import Task
 from gprpipe.stats.window import scan_masses
 
 MERGE = "merge"
+STEPS = ("load", "fit", "limit", "inject", "plot")
 COMBINED = "combined"
 
 
@@ -156,6 +157,14 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         add(_task(point, point_dir, "plot", None, inputs=inputs, outputs=(lay.plot_manifest,),
                   deps=tuple(ids[s] for s in ("load", "fit", "limit", "inject") if s in ids)))
     return tasks
+
+
+def producers(point: str, point_dir: Path, config: Config) -> dict[Path, Task]:
+    """Output path -> the task that writes it, over every step (whatever ``steps.run``
+    selects: a task reading an output of a step left out of this run still verifies it)."""
+    every = config.model_copy(deep=True)
+    every.steps.run = list(STEPS)
+    return {p: t for t in plan_point(point, point_dir, every) for p in t.outputs}
 
 
 def find_task(tasks: Iterable[Task], task_id: str) -> Task | None:

@@ -2,8 +2,12 @@
 
 Markers live in ``<point_dir>/.state/<task.slug>.<state>``; the ``gprpipe step`` command
 writes ``running`` when it starts and replaces it by ``done`` or ``failed`` (whose text is
-the error sentence) when it ends. This works the same for local processes, containers and
-SLURM array tasks, with no accounting database.
+the error sentence) when it ends. The local executor writes ``running`` itself before it
+launches a task (with its own pid and host as ``run_pid``/``run_host``, and the container
+name), and the task keeps these fields: a task killed during its start-up, before it
+wrote anything, is still seen, and counts as failed once the run that launched it is
+gone. This works the same for local processes, containers and SLURM array tasks, with no
+accounting database.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 from gprpipe.io.atomic import atomic_write_text, remove_stale_temps
 
 STATES = ("done", "failed", "running")
+#: fields of a launcher's ``running`` marker that the task's own ``running`` marker keeps
+LAUNCH_FIELDS = ("run_pid", "run_host", "container")
 
 
 def state_dir(point_dir: Path) -> Path:
@@ -27,12 +33,29 @@ def marker(point_dir: Path, slug: str, state: str) -> Path:
     return state_dir(point_dir) / f"{slug}.{state}"
 
 
-def write_state(point_dir: Path, slug: str, state: str, message: str = "") -> None:
-    """Record ``state`` for a task, removing its other markers."""
+def read_marker(point_dir: Path, slug: str, state: str) -> dict:
+    """The JSON of one marker ({} when missing or unreadable)."""
+    try:
+        info = json.loads(marker(point_dir, slug, state).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def write_state(point_dir: Path, slug: str, state: str, message: str = "",
+                launch: dict | None = None) -> None:
+    """Record ``state`` for a task, removing its other markers.
+
+    ``launch``: the launcher's fields (:data:`LAUNCH_FIELDS`); a ``running`` marker written
+    without them keeps those of the ``running`` marker it replaces.
+    """
     if state not in STATES:
         raise ValueError(f"unknown task state {state!r}")
     d = state_dir(point_dir)
     d.mkdir(parents=True, exist_ok=True)
+    if launch is None and state == "running":
+        old = read_marker(point_dir, slug, "running")
+        launch = {k: old[k] for k in LAUNCH_FIELDS if k in old}
     info = {
         "state": state,
         "time": time.time(),
@@ -40,6 +63,7 @@ def write_state(point_dir: Path, slug: str, state: str, message: str = "") -> No
         "pid": os.getpid(),
         "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
         "message": message,
+        **(launch or {}),
     }
     for any_state in STATES:  # a writer killed mid-write leaves a temporary file
         remove_stale_temps(marker(point_dir, slug, any_state))

@@ -21,7 +21,7 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import Layout, plan_point
-from gprpipe.pipeline.state import read_state
+from gprpipe.pipeline.state import read_marker, read_state
 from gprpipe.pipeline.task import Task
 
 RUN_JSON = "run.json"
@@ -86,11 +86,22 @@ def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
                                    f"outside the run directory {root} (base.output).")
 
 
-def task_record(t: Task) -> dict[str, Any]:
+def relative(path: Path | str, run_dir: Path) -> str:
+    """``path`` relative to the run directory when it lies inside it, else as it is (data
+    files): run.json holds no absolute path of its own, so a run can be moved or copied."""
+    try:
+        return Path(path).relative_to(run_dir).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def task_record(t: Task, run_dir: Path) -> dict[str, Any]:
+    pdir = str(t.point_dir)
     return {
         "id": t.id, "point": t.point, "step": t.step, "part": t.part,
-        "argv": list(t.argv), "inputs": [str(p) for p in t.inputs],
-        "outputs": [str(p) for p in t.outputs], "deps": list(t.deps),
+        "argv": [relative(a, run_dir) if a == pdir else a for a in t.argv],
+        "inputs": [relative(p, run_dir) for p in t.inputs],
+        "outputs": [relative(p, run_dir) for p in t.outputs], "deps": list(t.deps),
         "masses_GeV": list(t.masses),
     }
 
@@ -126,11 +137,10 @@ def new_run_info(run_dir: Path, config_path: Path, overrides: Sequence[str],
         "executor": executor,
         "versions": versions(),
         "grid": [
-            {"name": p.name, "values": p.values, "dir": str(point_dir(run_dir, p)),
-             "seed": p.config.base.seed}
+            {"name": p.name, "values": p.values, "dir": p.name, "seed": p.config.base.seed}
             for p in points
         ],
-        "plan": [task_record(t) for t in tasks],
+        "plan": [task_record(t, run_dir) for t in tasks],
         "timings": (old.data.get("timings", {}) if old else {}),
         "slurm": (old.data.get("slurm", {}) if old else {}),
     }
@@ -144,18 +154,20 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
             return None
         raise GprpipeError(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
     try:
-        return RunInfo(path, json.loads(path.read_text()))
+        return RunInfo(path.absolute(), json.loads(path.read_text()))
     except ValueError as exc:
         raise GprpipeError(f"{path}: unreadable ({exc}).") from None
 
 
 def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
     """Re-derive the plan from the point configs in the run directory (the plan is a pure
-    function of them), restricted to the tasks recorded in run.json."""
+    function of them), restricted to the tasks recorded in run.json. Point folders are
+    found in the run directory that holds this run.json (a moved or copied run works on
+    itself, never on the original)."""
     tasks: list[Task] = []
     configs: dict[str, Config] = {}
     for p in info.data.get("grid", []):
-        pdir = Path(p["dir"])
+        pdir = info.run_dir / p["name"]
         cfg = point_config_from_file(Layout(pdir).config)
         configs[p["name"]] = cfg
         tasks += plan_point(p["name"], pdir, cfg)
@@ -164,22 +176,30 @@ def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
 
 
 def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:
-    """(state, message) per task, from markers; a 'running' marker whose local process is
-    gone is reported as failed."""
+    """(state, message) per task, from markers; a 'running' marker whose local run or
+    process is gone is reported as failed."""
     out = {}
-    host = socket.gethostname()
     for t in tasks:
         state, msg = read_state(t.point_dir, t.slug)
         if state == "running":
-            try:
-                info = json.loads((t.point_dir / ".state" / f"{t.slug}.running").read_text())
-            except (OSError, ValueError):
-                info = {}
-            local = info.get("host") == host and not info.get("slurm_job")
-            if local and not _alive(info.get("pid")):
-                state, msg = "failed", "its process ended without a result (killed?)"
+            why = dead_reason(read_marker(t.point_dir, t.slug, "running"))
+            if why:
+                state, msg = "failed", why
         out[t.id] = (state, msg)
     return out
+
+
+def dead_reason(info: dict[str, Any]) -> str:
+    """Why a 'running' marker stands for no live task ('' when it may be alive): the run
+    that launched it (local executor) or the task's own process on this host is gone."""
+    host = socket.gethostname()
+    if info.get("run_host") == host and info.get("run_pid") and not _alive(info["run_pid"]):
+        where = f" (container {info['container']})" if info.get("container") else ""
+        return (f"the run that launched it (pid {info['run_pid']}) ended before the "
+                f"task{where} finished (killed?)")
+    if info.get("host") == host and not info.get("slurm_job") and not _alive(info.get("pid")):
+        return "its process ended without a result (killed?)"
+    return ""
 
 
 def _alive(pid: Any) -> bool:

@@ -31,10 +31,10 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
             raise GprpipeError(
                 f"{run_dir}: several grid points ({names}); choose one with --point."
             )
-        return Path(points[0]["dir"])
+        return run_dir / points[0]["name"]
     for p in points:
         if p["name"] == point:
-            return Path(p["dir"])
+            return run_dir / p["name"]
     raise GprpipeError(f"{run_dir}: no grid point {point!r}.")
 
 

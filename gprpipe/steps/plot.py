@@ -44,6 +44,7 @@ def run(ctx) -> None:
 
         written += inject_plots(lay.inject, labels, lay.plots, formats,
                                 window=cfg.fit.blind_nsigma)
+    ctx.written = written
     files = [str(p.relative_to(lay.point_dir)) for p in written]
     manifest = {"cache_key": ctx.cache_key, "files": files}
     atomic_write_text(lay.plot_manifest, json.dumps(manifest, indent=1) + "\n")

@@ -13,7 +13,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,9 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import remove_stale_temps
 from gprpipe.io.hdf5 import provenance, sha256_file
-from gprpipe.pipeline.cache import is_fresh, task_key
-from gprpipe.pipeline.plan import Layout, find_task, plan_point
+from gprpipe.pipeline.cache import freshness, task_key
+from gprpipe.pipeline.commit import clear_commit, verify_inputs, write_commit
+from gprpipe.pipeline.plan import Layout, find_task, plan_point, producers
 from gprpipe.pipeline.state import write_state
 from gprpipe.pipeline.task import Task
 
@@ -38,6 +39,8 @@ class StepContext:
     layout: Layout
     cache_key: str
     config_sha256: str
+    #: files written besides ``task.outputs`` (the plots): committed with them
+    written: list[Path] = field(default_factory=list)
 
     def attrs(self) -> dict[str, str]:
         return provenance(self.cache_key, self.config_sha256)
@@ -103,13 +106,19 @@ def run_task(point_dir: Path, step: str, part: str | None = None, task_id: str |
         write_state(task.point_dir, task.slug, "running")
         remove_task_temps(task)
         t0 = time.perf_counter()
-        if not force and is_fresh(task, config):
+        fresh, notice = (False, "") if force else freshness(task, config)
+        if fresh:
             print(f"{task.id}: cached (inputs and config unchanged)")
             write_state(task.point_dir, task.slug, "done", "cached")
             return 0
+        if notice:
+            print(f"notice: {task.id}: {notice}; running the task again")
+        clear_commit(task)  # from here on, the old outputs are not fresh
+        verify_inputs(task, producers(task.point, task.point_dir, config))
         layout = Layout(task.point_dir)
         ctx = StepContext(task, config, layout, task_key(task, config), sha256_file(layout.config))
         step_function(task.step)(ctx)
+        write_commit(task, ctx.cache_key, ctx.written)  # last: the outputs count from now
         dt = time.perf_counter() - t0
         print(f"{task.id}: done in {dt:.2f} s")
         write_state(task.point_dir, task.slug, "done", f"{dt:.3f} s")

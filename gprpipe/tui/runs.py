@@ -278,7 +278,7 @@ def result_points(run_dir: Path) -> list[tuple[str, Path]]:
     except GprpipeError:
         info = None
     if info is not None:
-        names = [(p["name"], Path(p["dir"])) for p in info.data.get("grid", [])]
+        names = [(p["name"], run_dir / p["name"]) for p in info.data.get("grid", [])]
     else:
         try:
             names = [(d.name, d) for d in sorted(run_dir.iterdir()) if d.is_dir()]

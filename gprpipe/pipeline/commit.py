@@ -1,0 +1,103 @@
+"""Commit records: a task's outputs count only together, and only while undamaged.
+
+A task writes each output atomically (temporary file, then rename), then, last, its commit
+record ``<point_dir>/.state/<slug>.commit``: the cache key and the sha256 of every file it
+wrote (paths relative to the point folder, so a moved or copied run stays valid). The
+record is removed before the task writes anything, so a task killed between two outputs
+(``limit.h5`` and ``scan.csv``) leaves no record, and its outputs are not fresh. Before an
+output is reused (skipped as cached, or read as another task's input) its digest is
+compared with the record; a mismatch (an emptied ``scan.csv``, a deleted plot, flipped
+bytes in an HDF5 payload) makes the task run again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.hdf5 import sha256_file
+from gprpipe.pipeline.state import state_dir
+from gprpipe.pipeline.task import Task
+
+SUFFIX = ".commit"
+
+
+def commit_path(task: Task) -> Path:
+    return state_dir(task.point_dir) / f"{task.slug}{SUFFIX}"
+
+
+def read_commit(task: Task) -> dict | None:
+    """The task's commit record, or None when there is none (or it is unreadable)."""
+    try:
+        rec = json.loads(commit_path(task).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("files"), dict):
+        return None
+    return rec
+
+
+def clear_commit(task: Task) -> None:
+    """Withdraw the record: from now on the task's outputs are not fresh."""
+    commit_path(task).unlink(missing_ok=True)
+
+
+def write_commit(task: Task, cache_key: str, files: Iterable[Path]) -> None:
+    """Record ``cache_key`` and the digest of every file the task wrote (written last)."""
+    point = Path(task.point_dir)
+    paths = dict.fromkeys([*task.outputs, *files])
+    digests = {}
+    for p in paths:
+        rel = Path(p).relative_to(point).as_posix()
+        digests[rel] = sha256_file(p)
+    rec = {"task": task.id, "cache_key": cache_key, "time": time.time(), "files": digests}
+    atomic_write_text(commit_path(task), json.dumps(rec, indent=1, sort_keys=True) + "\n")
+
+
+def check_outputs(task: Task, cache_key: str) -> tuple[bool, str]:
+    """(fresh, notice). Fresh: a record with ``cache_key`` whose every file is intact.
+
+    ``notice`` is a short reason when a committed output was damaged or removed (the
+    caller says it reruns the task); it is empty when the task simply has not run yet
+    or its inputs or config changed.
+    """
+    rec = read_commit(task)
+    if rec is None or rec.get("cache_key") != cache_key:
+        return False, ""
+    point = Path(task.point_dir)
+    files: dict[str, str] = rec["files"]
+    for out in task.outputs:
+        if Path(out).relative_to(point).as_posix() not in files:
+            return False, ""
+    for rel, digest in files.items():
+        p = point / rel
+        if not p.is_file():
+            return False, f"{rel} is missing"
+        if sha256_file(p) != digest:
+            return False, f"{rel} differs from what the task wrote (sha256 mismatch)"
+    return True, ""
+
+
+def verify_inputs(task: Task, producers: dict[Path, Task]) -> None:
+    """Raise a GprpipeError when an input that another task wrote is damaged or was never
+    committed (its task was killed before it finished)."""
+    for p in task.inputs:
+        producer = producers.get(Path(p))
+        if producer is None:
+            continue
+        rec = read_commit(producer)
+        rel = Path(p).relative_to(producer.point_dir).as_posix()
+        if rec is None or rel not in rec["files"]:
+            raise GprpipeError(
+                f"{p}: input not committed by its task {producer.id} (killed before it "
+                "finished?); run the point again to recompute it"
+            )
+        if not Path(p).is_file() or sha256_file(p) != rec["files"][rel]:
+            raise GprpipeError(
+                f"{p}: input damaged since its task {producer.id} wrote it (sha256 "
+                "mismatch); run the point again to recompute it"
+            )

@@ -1,0 +1,118 @@
+"""One writer per run directory: ``<run_dir>/.gprpipe.lock``.
+
+``gprpipe run`` and ``gprpipe rerun`` (and the TUI, which launches them) hold an exclusive
+``flock`` on the lock file while they plan, execute or submit; the file names the holder
+(pid, host, since, command). The kernel drops the lock when its holder dies, however it
+dies, so the lock of a dead holder is taken over (with a notice naming it); a live holder
+makes a second run refuse with one sentence naming it, or wait with ``--wait-lock``.
+A released lock is emptied, so a non-empty file found unlocked is a stale one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from gprpipe.errors import GprpipeError
+
+LOCK_NAME = ".gprpipe.lock"
+
+
+def lock_path(run_dir: Path) -> Path:
+    return Path(run_dir) / LOCK_NAME
+
+
+def holder(run_dir: Path) -> dict:
+    """What the lock file says about its (last) holder; {} when empty or unreadable."""
+    try:
+        info = json.loads(lock_path(run_dir).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def describe(info: dict) -> str:
+    cmd = info.get("command") or "gprpipe"
+    return (f"{cmd} (pid {info.get('pid', '?')} on host {info.get('host', '?')} since "
+            f"{info.get('since', '?')})")
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live process holds the run directory's lock now."""
+    path = lock_path(run_dir)
+    if not path.is_file():
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, command: str = "", wait: float = 0.0,
+             notice: Callable[[str], None] | None = None) -> Iterator[dict]:
+    """Hold the run directory's lock for the block; yields what the file records.
+
+    ``wait``: seconds to wait for a live holder before refusing (0: refuse at once).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_path(run_dir)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise GprpipeError(f"{path}: cannot create the run lock ({exc.strerror}).") from None
+    try:
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise GprpipeError(
+                        f"{run_dir} is in use by {describe(holder(run_dir))}: wait for it to "
+                        "finish (or use --wait-lock SECONDS), or stop it first."
+                    ) from None
+                time.sleep(0.2)
+            except OSError as exc:  # a file system without locks
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                break
+        old = holder(run_dir)
+        if old and notice:
+            notice(f"notice: taking over the lock of {run_dir} left by {describe(old)}, "
+                   "which is gone")
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": command or " ".join(["gprpipe", *sys.argv[1:2]]),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        os.fsync(fd)
+        try:
+            yield info
+        finally:
+            os.ftruncate(fd, 0)  # released cleanly: an empty file
+    finally:
+        os.close(fd)  # drops the flock

@@ -1,0 +1,578 @@
+"""Fault suite, data integrity: every case reproduces a defect first found by hand, through
+the real CLI in subprocesses, on the shipped demo spectrum.
+
+Cases: a kill between the two outputs of the limit merge and of the inject merge; a
+``fit.h5`` whose payload bytes were flipped with its attributes intact; an emptied and a
+garbled ``scan.csv``; a deleted plot; a copied and a moved run directory; two concurrent
+runs of one directory (refused, or waiting with ``--wait-lock``); the stale lock of a dead
+run; a task killed during its start-up; cache keys that follow the numerics version, not
+the package version; and (marker ``podman``) SIGKILL and SIGTERM of a Podman run.
+
+The kill between two outputs uses the fault-injection hook ``GPRPIPE_TEST_KILL_AFTER``:
+the task SIGKILLs itself right after renaming the named file into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import REPO, cli_env, quickstart_child, run_cli_subprocess
+
+from gprpipe.io.atomic import CRASH_AFTER
+from gprpipe.pipeline.lock import LOCK_NAME
+from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+from gprpipe.steps.inject import inject_csv, read_inject
+from gprpipe.steps.limit import read_scan, scan_csv
+
+BODY = """
+[scan]
+masses = [0.030, 0.060, 0.100]
+[inject]
+masses = [0.060]
+strengths = [0.0, 3.0]
+n_toys = 200
+[steps]
+run = ["load", "fit", "limit", "inject"]
+"""
+OUTPUTS = ("load.h5", "fit.h5", "limit.h5", "scan.csv", "inject.h5", "inject.csv")
+
+
+def gp(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 600):
+    return run_cli_subprocess(*args, env=env, timeout=timeout)
+
+
+def run(cfg: Path, run_dir: Path, *extra: str, env: dict[str, str] | None = None):
+    return gp("run", cfg, "--set", f"base.output={run_dir}", *extra, env=env)
+
+
+def h5_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of an HDF5 file, by its path (the payload, not the attributes)."""
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """Two point folders hold the same results: CSVs byte for byte, HDF5 payloads equal
+    (HDF5 files differ in their ``created`` attribute and measured run times only)."""
+    for name in OUTPUTS:
+        if name.endswith(".csv"):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+            continue
+        x, y = h5_arrays(a / name), h5_arrays(b / name)
+        assert x.keys() == y.keys(), name
+        for k in x:
+            if k.endswith("seconds"):  # the measured run time of each injection
+                continue
+            if x[k].dtype.kind in "fc":
+                np.testing.assert_array_equal(x[k], y[k], err_msg=f"{name}:{k}")
+            else:
+                assert np.array_equal(x[k], y[k]), f"{name}:{k}"
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def states(run_dir: Path) -> dict[str, tuple[str, str]]:
+    tasks, _ = tasks_of_run(load_run_info(run_dir))
+    return task_states(tasks)
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return quickstart_child(tmp_path_factory.mktemp("cfg") / "faults.toml", BODY)
+
+
+@pytest.fixture(scope="module")
+def base(cfg: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete run (load, fit, limit, inject at 3 masses): the reference."""
+    run_dir = tmp_path_factory.mktemp("base") / "run"
+    code, out, err = run(cfg, run_dir)
+    assert code == 0, err
+    assert "0 failed" in out
+    return run_dir
+
+
+@pytest.fixture
+def copy(base: Path, tmp_path: Path) -> Path:
+    """A copy of the reference run, in another place."""
+    dst = tmp_path / "copy"
+    shutil.copytree(base, dst, symlinks=True)
+    return dst
+
+
+# ----------------------------------------------------------------- 6: commit as one
+
+
+def test_kill_between_limit_h5_and_scan_csv(cfg: Path, copy: Path):
+    """Killed after limit.h5 and before scan.csv: the next run must not call the stale
+    scan.csv fresh; it redoes the merge, and scan.csv then matches limit.h5."""
+    point = copy / "nominal"
+    old_csv = (point / "scan.csv").read_text()
+    code, _, err = run(cfg, copy, "--set", "limit.alpha=0.1", env={CRASH_AFTER: "limit.h5"})
+    assert code == 1, err
+    assert "failed nominal/limit/merge" in err
+    assert (point / "scan.csv").read_text() == old_csv  # stale, beside a new limit.h5
+    assert scan_csv(read_scan(point / "limit.h5")) != old_csv
+
+    code, out, err = run(cfg, copy, "--set", "limit.alpha=0.1")
+    assert code == 0, err
+    assert "Nothing to do" not in out and "1 ran" in out  # just the merge
+    new_csv = (point / "scan.csv").read_text()
+    assert new_csv != old_csv
+    assert new_csv == scan_csv(read_scan(point / "limit.h5"))
+    code, out, _ = run(cfg, copy, "--set", "limit.alpha=0.1")
+    assert code == 0 and "Nothing to do" in out
+
+
+def test_kill_between_inject_h5_and_inject_csv(cfg: Path, copy: Path):
+    point = copy / "nominal"
+    old_csv = (point / "inject.csv").read_text()
+    strengths = ("--set", "inject.strengths=[0.0, 2.0]")
+    code, _, err = run(cfg, copy, *strengths, env={CRASH_AFTER: "inject.h5"})
+    assert code == 1, err
+    assert (point / "inject.csv").read_text() == old_csv
+    code, out, err = run(cfg, copy, *strengths)
+    assert code == 0, err
+    assert "Nothing to do" not in out
+    new_csv = (point / "inject.csv").read_text()
+    assert new_csv == inject_csv(read_inject(point / "inject.h5"))
+    z = {line.split(",")[2] for line in new_csv.splitlines()[1:]}
+    assert z == {"0", "2"}  # the new strengths, not the stale 0 and 3
+
+
+# ----------------------------------------------------------------- 7: verified reuse
+
+
+def flip_payload(path: Path, dataset: str) -> None:
+    """Flip bytes inside one dataset's stored data, leaving the attributes intact."""
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
+        offset, size = ds.id.get_offset(), ds.id.get_storage_size()
+    assert offset is not None and size >= 8
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        raw = bytearray(fh.read(8))
+        fh.seek(offset)
+        fh.write(bytes(b ^ 0x5A for b in raw))
+
+
+def test_fit_h5_payload_flipped_with_attrs_intact(cfg: Path, copy: Path, base: Path):
+    point = copy / "nominal"
+    name = next(k for k in h5_arrays(point / "fit.h5") if k.endswith("/b"))
+    before = h5_arrays(point / "fit.h5")[name]
+    flip_payload(point / "fit.h5", name)
+    with h5py.File(point / "fit.h5", "r") as f:  # attributes intact, payload changed
+        assert f.attrs["cache_key"]
+    assert not np.array_equal(h5_arrays(point / "fit.h5")[name], before)
+
+    # a task that reads the damaged file refuses it (one sentence naming it)
+    code, out, err = gp("step", "limit", "--point-dir", point, "--part", "demo-000",
+                        "--force")
+    assert code == 1
+    lines = [x for x in (out + err).splitlines() if x.startswith("error:")]
+    assert lines == [f"error: {point / 'fit.h5'}: input damaged since its task "
+                     "nominal/fit/merge wrote it (sha256 mismatch); run the point again to "
+                     "recompute it"]
+
+    code, out, err = run(cfg, copy)
+    assert code == 0, err
+    assert ("notice: nominal/fit/merge: fit.h5 differs from what the task wrote (sha256 "
+            "mismatch); running the task again") in err
+    assert_same_results(point, base / "nominal")
+
+
+def test_emptied_scan_csv_is_recomputed(cfg: Path, copy: Path, base: Path):
+    point = copy / "nominal"
+    (point / "scan.csv").write_text("")
+    code, out, err = run(cfg, copy)
+    assert code == 0, err
+    assert "notice: nominal/limit/merge: scan.csv differs from what the task wrote" in err
+    assert "1 ran" in out
+    assert_same_results(point, base / "nominal")
+
+
+def test_garbled_scan_csv_is_recomputed(cfg: Path, copy: Path, base: Path):
+    point = copy / "nominal"
+    text = (point / "scan.csv").read_text()
+    row = text.splitlines()[2].split(",")
+    row[5] = str(float(row[5]) * 100)  # A_up of the second mass
+    lines = text.splitlines()
+    lines[2] = ",".join(row)
+    (point / "scan.csv").write_text("\n".join(lines) + "\n")
+    code, _, err = run(cfg, copy)
+    assert code == 0, err
+    assert "scan.csv differs from what the task wrote" in err
+    assert_same_results(point, base / "nominal")
+
+
+def test_deleted_plot_is_redrawn(tmp_path: Path):
+    cfg = quickstart_child(tmp_path / "plot.toml", """
+        [plot]
+        formats = ["png"]
+        [steps]
+        run = ["load", "plot"]
+    """)
+    run_dir = tmp_path / "run"
+    code, _, err = run(cfg, run_dir)
+    assert code == 0, err
+    png = run_dir / "nominal" / "plots" / "spectrum.png"
+    original = png.read_bytes()
+    png.unlink()
+    code, out, err = run(cfg, run_dir)
+    assert code == 0, err
+    assert ("notice: nominal/plot: plots/spectrum.png is missing; running the task again"
+            in err)
+    assert "1 ran, 1 cached" in out
+    assert png.read_bytes()[:8] == original[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run(cfg, run_dir)
+    assert code == 0 and "Nothing to do" in out
+
+
+# ----------------------------------------------------------------- 8: relocatable
+
+
+def test_rerun_of_a_copy_touches_only_the_copy(copy: Path, base: Path):
+    before = mtimes(base)
+    original_csv = (base / "nominal" / "scan.csv").read_bytes()
+    info = json.loads((copy / "run.json").read_text())
+    assert str(base) not in json.dumps({k: info[k] for k in ("grid", "plan")})
+    stamp = (copy / "nominal" / "scan.csv").stat().st_mtime_ns
+    code, out, err = gp("rerun", copy, "--masses", "60")
+    assert code == 0, err
+    assert ("Rerunning 6 tasks: nominal/fit/demo-000, nominal/fit/merge, "
+            "nominal/limit/demo-000, nominal/limit/merge, nominal/inject/demo-60MeV, "
+            "nominal/inject/merge") in out
+    assert (copy / "nominal" / "scan.csv").stat().st_mtime_ns > stamp
+    assert mtimes(base) == before  # the original is untouched
+    assert (base / "nominal" / "scan.csv").read_bytes() == original_csv
+    assert (copy / "nominal" / "scan.csv").read_bytes() == original_csv  # same numbers
+
+
+def test_moved_run_recomputes_nothing(cfg: Path, base: Path, tmp_path: Path):
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.copytree(base, tmp_path / "staging", symlinks=True)
+    (tmp_path / "staging").rename(moved)  # a move (of a copy: the reference stays)
+    before = mtimes(moved)
+    code, out, err = run(cfg, moved)
+    assert code == 0, err
+    assert out.startswith("Nothing to do: all 7 tasks are up to date"), out
+    code, out, _ = gp("status", moved)
+    assert code == 0 and "done=7" in out
+    code, out, _ = gp("rerun", moved, "--failed")
+    assert code == 0 and "Nothing to rerun" in out
+    changed = {k for k, v in mtimes(moved).items() if before.get(k) != v}
+    assert changed <= {"run.json", LOCK_NAME, "nominal/config.toml"} | {
+        k for k in changed if k.startswith("nominal/.state/")}
+
+
+# ----------------------------------------------------------------- 9: lock
+
+
+def wait_for_holder(run_dir: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
+    lock = run_dir / LOCK_NAME
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = lock.read_text()
+        except OSError:
+            text = ""
+        if text.strip():
+            return json.loads(text)
+        assert proc.poll() is None, "the first run ended before it was seen holding the lock"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
+    """A second run on a directory in use refuses, naming the holder; with --wait-lock it
+    waits and then finds everything done; the outputs equal a single run's."""
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}"],
+        cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        holder = wait_for_holder(run_dir, first)
+        assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
+        waiter = subprocess.Popen(
+            [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set",
+             f"base.output={run_dir}", "--wait-lock", "600"],
+            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        code, _out, err = run(cfg, run_dir, "--set", "limit.alpha=0.1")
+        assert code == 1
+        assert err.strip() == (
+            f"error: {run_dir} is in use by gprpipe run (pid {first.pid} on host "
+            f"{holder['host']} since {holder['since']}): wait for it to finish (or use "
+            "--wait-lock SECONDS), or stop it first.")
+        code, _, err = gp("rerun", run_dir, "--failed")
+        assert code == 1 and f"is in use by gprpipe run (pid {first.pid}" in err
+        _out1, err1 = first.communicate(timeout=600)
+        assert first.returncode == 0, err1
+        out2, err2 = waiter.communicate(timeout=600)
+        assert waiter.returncode == 0, err2
+        assert "Nothing to do: all 7 tasks are up to date" in out2
+    finally:
+        for p in (first,):
+            if p.poll() is None:
+                p.kill()
+    assert_same_results(run_dir / "nominal", base / "nominal")
+    cfg_text = (run_dir / "nominal" / "config.toml").read_text()
+    assert "alpha = 0.1\n" not in cfg_text  # the refused run wrote nothing
+
+
+def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path: Path):
+    """The lock file of a run that died (its pid is gone) is taken over with a notice;
+    a live holder is named and refused."""
+    cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load"]\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = {"pid": dead.pid, "host": socket.gethostname(), "since": "2026-01-01T00:00:00",
+             "command": "gprpipe run"}
+    (run_dir / LOCK_NAME).write_text(json.dumps(stale))
+    code, out, err = run(cfg, run_dir)
+    assert code == 0, err
+    assert (f"notice: taking over the lock of {run_dir} left by gprpipe run (pid {dead.pid} "
+            f"on host {stale['host']} since 2026-01-01T00:00:00), which is gone") in err
+    assert (run_dir / LOCK_NAME).read_text() == ""  # released cleanly
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom gprpipe.pipeline.lock import run_lock\n"
+         f"with run_lock({str(run_dir)!r}, command='gprpipe rerun'):\n"
+         "    print('held', flush=True)\n    time.sleep(120)\n"],
+        cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = run(cfg, run_dir)
+        assert code == 1
+        assert f"is in use by gprpipe rerun (pid {holder.pid} on host" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    code, out, err = run(cfg, run_dir)  # the killed holder's lock is free again
+    assert code == 0 and "Nothing to do" in out, err
+    assert "taking over the lock" in err  # it was killed: its record stayed
+
+
+# ----------------------------------------------------------------- 12: start-up kill
+
+
+def test_task_killed_during_startup_is_failed_and_rerun(tmp_path: Path):
+    """SIGKILL of the run while its first task is still starting (its process has not
+    written a marker yet): status says failed, and rerun --failed redoes it."""
+    cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load"]\n')
+    run_dir = tmp_path / "run"
+    marker = run_dir / "nominal" / ".state" / "load.running"
+    for _attempt in range(5):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set",
+             f"base.output={run_dir}"],
+            cwd=REPO, env=cli_env(), start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.002)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        info = json.loads(marker.read_text())
+        if info["pid"] == info["run_pid"] == proc.pid:  # the launcher's, the task's never
+            break
+    else:
+        pytest.fail("the task always wrote its marker before the kill")
+    state, msg = states(run_dir)["nominal/load"]
+    assert state == "failed"
+    assert msg == (f"the run that launched it (pid {proc.pid}) ended before the task "
+                   "finished (killed?)")
+    code, out, _ = gp("status", run_dir)
+    assert code == 0 and "failed=1" in out
+    code, out, err = gp("rerun", run_dir, "--failed")
+    assert code == 0, err
+    assert "Rerunning 1 tasks: nominal/load" in out
+    assert states(run_dir)["nominal/load"][0] == "done"
+
+
+# ----------------------------------------------------------------- 11: numerics version
+
+
+def test_cache_key_follows_numerics_version_not_package_version(tmp_path: Path,
+                                                                 monkeypatch):
+    import gprpipe
+    from gprpipe.config import load_points
+    from gprpipe.pipeline import cache
+    from gprpipe.pipeline.plan import plan_point
+
+    _, points = load_points(REPO / "user_configs" / "quickstart.toml", [])
+    p = points[0]
+    load = plan_point(p.name, tmp_path / "a" / p.name, p.config)[0]
+    moved = plan_point(p.name, tmp_path / "b" / p.name, p.config)[0]
+    key = cache.task_key(load, p.config)
+    assert cache.task_key(moved, p.config) == key  # no absolute path in the key
+    monkeypatch.setattr(gprpipe, "__version__", "9.9.9.dev1+gdeadbee")
+    assert cache.task_key(load, p.config) == key
+    monkeypatch.setattr(cache, "NUMERICS_VERSION", gprpipe.NUMERICS_VERSION + 1)
+    assert cache.task_key(load, p.config) != key
+
+
+# ----------------------------------------------------------------- 10: containers
+
+PODMAN_IMAGE = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_podman() -> None:
+    reason = None
+    if shutil.which("podman") is None:
+        reason = "podman not found: run scripts/setup-podman.sh"
+    elif subprocess.run(["podman", "image", "exists", PODMAN_IMAGE]).returncode != 0:
+        reason = (f"image {PODMAN_IMAGE} not found: build it with scripts/build-image.sh "
+                  f"--engine podman --tag {PODMAN_IMAGE}")
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: the podman tests must run)")
+        pytest.skip(reason)
+
+
+def run_containers(run_dir: Path) -> list[str]:
+    """Names of the containers (running or not) of the run in ``run_dir``."""
+    from gprpipe.engines.base import RUN_LABEL, run_token
+
+    res = subprocess.run(["podman", "ps", "-a", "--filter",
+                          f"label={RUN_LABEL}={run_token(run_dir)}", "--format",
+                          "{{.Names}}"], capture_output=True, text=True, check=True)
+    return res.stdout.split()
+
+
+@pytest.mark.podman
+@pytest.mark.slow
+def watchdogs(token: str) -> list[int]:
+    """Pids of the container watchdogs of run ``token`` (started by our runs)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gprpipe.engines.oci" in cmd and token.encode() in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("how", ["SIGKILL-run", "SIGKILL-group", "SIGTERM-run",
+                                 "SIGKILL-all"])
+def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path: Path,
+                                                how: str):
+    """SIGKILL (of the run process, or of its whole process group) or SIGTERM of a
+    ``--engine podman`` run while a container computes: within 15 s no container of the
+    run is left, no marker says running, and running again completes with the results of
+    a local run. SIGKILL-all also kills the watchdog: ``gprpipe status`` then removes the
+    leftover container."""
+    from gprpipe.engines.base import run_token
+
+    require_podman()
+    run_dir = tmp_path / "run"
+    args = ["--engine", "podman", "--set", f"base.image={PODMAN_IMAGE}", "-j", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}",
+         *args], cwd=REPO, env=cli_env(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = run_dir / "nominal" / ".state" / "limit__demo-000.running"
+
+    def computing() -> bool:  # the limit chunk's container has started its task
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return False
+        return info.get("container", "") != "" and info.get("pid") != info.get("run_pid")
+
+    deadline = time.monotonic() + 300
+    try:  # kill while the container of the limit chunk computes
+        while not computing():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no container seen running"
+            time.sleep(0.05)
+        signum = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGKILL
+        if how.endswith("all"):
+            (dog,) = watchdogs(run_token(run_dir))
+            os.kill(dog, signal.SIGKILL)
+        if how.endswith(("group", "all")):
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+        proc.wait(timeout=60)
+        if how.endswith("all"):
+            time.sleep(3)
+            left = run_containers(run_dir)
+            assert left  # nobody removed it: the next status does
+            code, out, err = gp("status", run_dir)
+            assert code == 0
+            assert (f"notice: removed 1 container(s) left by an earlier run of {run_dir}: "
+                    f"{left[0]}") in err
+        killed = time.monotonic()
+        while run_containers(run_dir):
+            assert time.monotonic() - killed < 15, f"containers left: {run_containers(run_dir)}"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stderr.close()
+    after = states(run_dir)
+    assert "running" not in {s for s, _ in after.values()}, after
+    assert after["nominal/limit/demo-000"][0] == "failed", after
+    time.sleep(2)  # nothing flips a marker later
+    assert states(run_dir) == after
+
+    code, out, err = gp("run", cfg, "--set", f"base.output={run_dir}", *args)
+    assert code == 0, err
+    assert "0 failed" in out
+    assert not run_containers(run_dir)
+    assert_same_results(run_dir / "nominal", base / "nominal")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
+    """A SLURM run holds the lock only while it submits; a second run of the directory is
+    refused while the first one's jobs are queued or running, naming the job."""
+    ok = shutil.which("sinfo") and subprocess.run(
+        ["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    if not ok:
+        if IN_CI:
+            pytest.fail("CI=true and no SLURM cluster answers (scripts/local-slurm.sh start)")
+        pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
+    cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load", "fit", "limit"]\n')
+    run_dir = tmp_path / "run"
+    code, out, err = run(cfg, run_dir, "--executor", "slurm")
+    assert code == 0, err
+    code, _, err = run(cfg, run_dir, "--executor", "slurm")
+    assert code == 1
+    jobs = json.loads((run_dir / "slurm" / "jobs.json").read_text())
+    ids = [j["job_id"] for j in jobs["submissions"][0]["jobs"]]
+    assert err.startswith(f"error: {run_dir} is in use by SLURM job "), err
+    assert err.split("scancel ")[1].strip() in ids
+    deadline = time.monotonic() + 600
+    while True:
+        code, out, _ = gp("status", run_dir)
+        if "done=6" in out:
+            break
+        assert "failed=" not in out and time.monotonic() < deadline, out
+        time.sleep(2)
