@@ -204,7 +204,10 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                     read[key] = str(exc)
             got = read[key]
             if isinstance(got, str):
-                errors.append(f"{where(f'datasets.{name}.path')}: {got}")
+                wrong_name = (f"histogram {ds.hist!r} not found" in got
+                              or f"{ds.hist!r} is a " in got)
+                field = "hist" if wrong_name else "path"
+                errors.append(f"{where(f'datasets.{name}.{field}')}: {got}")
                 continue
             counts, edges = got
             if ds.rebin > len(counts):
