@@ -224,6 +224,9 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
 def point_config_from_file(path: Path | str) -> Config:
     """Read a point's fully rendered ``config.toml`` (what ``gprpipe step`` uses)."""
     data, _ = read_toml(Path(path))
+    unsafe = control_char_errors(data, lambda key: f"{path}: {key}")
+    if unsafe:
+        raise ConfigError(unsafe)
     model, errors = validate(data, lambda key: f"{path}: {key}")
     if model is None:
         raise ConfigError(errors)
