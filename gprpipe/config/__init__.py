@@ -204,7 +204,10 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                     read[key] = str(exc)
             got = read[key]
             if isinstance(got, str):
-                errors.append(f"{where(f'datasets.{name}.path')}: {got}")
+                wrong_name = (f"histogram {ds.hist!r} not found" in got
+                              or f"{ds.hist!r} is a " in got)
+                field = "hist" if wrong_name else "path"
+                errors.append(f"{where(f'datasets.{name}.{field}')}: {got}")
                 continue
             counts, edges = got
             if ds.rebin > len(counts):
@@ -221,6 +224,9 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
 def point_config_from_file(path: Path | str) -> Config:
     """Read a point's fully rendered ``config.toml`` (what ``gprpipe step`` uses)."""
     data, _ = read_toml(Path(path))
+    unsafe = control_char_errors(data, lambda key: f"{path}: {key}")
+    if unsafe:
+        raise ConfigError(unsafe)
     model, errors = validate(data, lambda key: f"{path}: {key}")
     if model is None:
         raise ConfigError(errors)

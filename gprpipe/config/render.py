@@ -5,7 +5,8 @@ The context is the merged config itself (so ``"w{{ fit.blind_nsigma }}"`` works)
 ``gprpipe`` (``gprpipe.version``). Undefined names are errors that name the key; the
 environment is sandboxed and bounded (:class:`BoundedEnvironment`): ``range``, powers,
 repetition and padding are capped, the output of one string is capped, and one string
-may render for at most ``MAX_SECONDS``; going beyond is an error naming the key.
+may render for at most ``MAX_SECONDS`` (a whole config for ``MAX_CONFIG_SECONDS``); going
+beyond is an error naming the key.
 A string that uses a value which is itself still a template waits for it (so references
 chain, and filters or arithmetic see the final value); a cycle of references is an error
 naming the keys. Inside expressions a rendered value that spells a number is a number; in
@@ -39,6 +40,7 @@ MAX_ITEMS = 100_000
 MAX_CHARS = 100_000
 MAX_POWER_BITS = 4096
 MAX_SECONDS = 1.0
+MAX_CONFIG_SECONDS = 3.0  # all strings of one config together
 _WIDE_FORMAT = re.compile(r"[%:{][^%:{}]*?\d{6,}")  # a format width of 6+ digits
 
 
@@ -138,19 +140,24 @@ _LOCAL = threading.local()  # deadline of the render running in this thread
 def _tick() -> None:
     deadline = getattr(_LOCAL, "deadline", None)
     if deadline is not None and time.monotonic() > deadline:
-        raise RenderLimit(f"rendering took longer than {MAX_SECONDS:g} s")
+        raise RenderLimit(getattr(_LOCAL, "why", "rendering took too long"))
 
 
 def _render_bounded(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
     """Render with a wall-time guard (a line tracer on the template's code) and a cap on
     the output size."""
     deadline = time.monotonic() + MAX_SECONDS
+    total = getattr(_LOCAL, "config_deadline", None)
+    why = f"rendering took longer than {MAX_SECONDS:g} s"
+    if total is not None and total < deadline:
+        deadline = total
+        why = f"rendering the config took longer than {MAX_CONFIG_SECONDS:g} s"
     count = [0]
 
     def local(frame, event, arg):
         count[0] += 1
         if count[0] % 256 == 0 and time.monotonic() > deadline:
-            raise RenderLimit(f"rendering took longer than {MAX_SECONDS:g} s")
+            raise RenderLimit(why)
         return local
 
     def tracer(frame, event, arg):
@@ -159,6 +166,7 @@ def _render_bounded(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
     previous = sys.gettrace()
     sys.settrace(tracer)
     outer, _LOCAL.deadline = getattr(_LOCAL, "deadline", None), deadline
+    outer_why, _LOCAL.why = getattr(_LOCAL, "why", None), why
     try:
         out: list[str] = []
         size = 0
@@ -169,7 +177,7 @@ def _render_bounded(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
             out.append(chunk)
         return "".join(out)
     finally:
-        _LOCAL.deadline = outer
+        _LOCAL.deadline, _LOCAL.why = outer, outer_why
         sys.settrace(previous)
 
 
@@ -282,6 +290,15 @@ def render_config(data: Mapping[str, Any], where=lambda key: key) -> dict[str, A
     ``where(dotted_key)`` gives the location used in error messages. All errors of a pass
     are collected and raised together.
     """
+    outer = getattr(_LOCAL, "config_deadline", None)
+    _LOCAL.config_deadline = time.monotonic() + MAX_CONFIG_SECONDS
+    try:
+        return _render_config(data, where)
+    finally:
+        _LOCAL.config_deadline = outer
+
+
+def _render_config(data: Mapping[str, Any], where) -> dict[str, Any]:
     current: Any = _copy(data)
     templated = {k for k, v in _leaves(current) if isinstance(v, str) and _has_template(v)}
     for _ in range(MAX_PASSES):
