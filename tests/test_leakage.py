@@ -149,6 +149,7 @@ def test_real_data_at_normal_mass_is_not_flagged(shared_data):
     assert mf.gof.n_lo >= 20 and mf.gof.n_hi >= 20
 
 
+@pytest.mark.slow
 def test_background_only_toy_trained_beyond_the_fit_range_is_flagged(shared_data):
     """2016 fShiftSigPowTail toy 0 (background only) was generated from a function fitted
     over 40-210 MeV; trained over the whole histogram, the GP cannot follow the toy's shape
