@@ -285,3 +285,14 @@ def test_conditional_toys_emulate_the_leak():
     n = np.random.default_rng(4).poisson(b + A * w, size=(2000, k)).astype(float)
     a_naive, _, _ = inj.extract(n, b, np.linalg.cholesky(C), w_eff)
     assert np.mean(a_naive) / A > 1.05  # 1.09 here; the statistical error is 0.003
+
+
+def test_flagged_rows_do_not_fail_the_run(tmp_path: Path):
+    """``gprpipe run`` exits 1 when scan.csv has failed rows; flagged rows have results."""
+    from gprpipe.steps.merge import failed_rows
+
+    p = tmp_path / "scan.csv"
+    p.write_text("dataset,mass_GeV,status\n2015,0.03,ok\n2015,0.04,flag_gof+flag_one_sideband\n"
+                 "2015,0.05,fit failed: too few training bins for the GP fit (2)\n")
+    bad, total, first = failed_rows(p)
+    assert (bad, total) == (1, 3) and first.startswith("2015 0.05 GeV: fit failed")
