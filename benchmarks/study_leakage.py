@@ -72,16 +72,18 @@ def _fmt(v: tuple[float, float], digits: int = 3) -> str:
 
 
 def closure_table(run_point: Path, label: str) -> None:
-    """Per (dataset, mass, Z): model and ignore columns from the per-toy arrays."""
+    """Per (dataset, mass, Z): model and ignore columns from the per-toy arrays of a point's
+    ``inject.h5`` (or of one ``.h5`` file, e.g. a part file of an unmerged run)."""
     from gprpipe.steps.inject import read_inject, read_toys
 
-    inj = read_inject(run_point / "inject.h5")
+    h5 = run_point if run_point.suffix == ".h5" else run_point / "inject.h5"
+    inj = read_inject(h5)
     print(f"\n{label}: {run_point}")
     print(f"{'dataset':8s} {'MeV':>5s} {'Z':>3s} {'n':>5s} | {'template':8s} "
           f"{'A_hat/A_inj':>14s} {'pull mean':>14s} {'pull width':>14s} {'cov 1sig':>14s}"
           f" | noise-free")
     for name in inj:
-        toys = read_toys(run_point / "inject.h5", name)
+        toys = read_toys(h5, name)
         for key in sorted(toys, key=lambda k: (toys[k][1]["mass"], toys[k][1]["z_inj"])):
             arr, attrs = toys[key]
             A = float(attrs["A_inj"])
@@ -231,7 +233,12 @@ def main() -> None:
                 sets.append(f"inject.n_toys={args.toys}")
             run_cli(REPO / f"user_configs/hps{args.year}_leakage_closure.toml", sets,
                     ["--points", "signal_leakage-model", "--jobs", str(args.jobs)])
-        closure_table(out / "signal_leakage-model", f"refit closure {args.year}")
+        point = out / "signal_leakage-model"
+        if (point / "inject.h5").exists():
+            closure_table(point, f"refit closure {args.year}")
+        else:  # an interrupted merge: the committed per-mass part files
+            for part in sorted((point / "parts" / "inject").glob("*.h5")):
+                closure_table(part, f"refit closure {args.year} (part file)")
     else:
         out = args.output or REPO / "runs" / "hps2015_funcform_injection"
         funcform(out, args)
