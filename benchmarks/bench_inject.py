@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_inject.py [--mass 0.06] [--strength 5] [--n-cond 10000]
            [--n-refit 1000] [--jobs 2] [--baseline-toys 200] [--baseline-refits 10]
-           [--funcform 0] [--blind NSIGMA] [--exclude NSIGMA]
+           [--funcform 0] [--blind NSIGMA] [--exclude NSIGMA] [--leakage model|ignore]
 
 Prints, at one (mass, strength):
 * conditional mode: 10,000 blind-window toys generated and fitted (vectorised Newton fits,
@@ -175,6 +175,8 @@ def main() -> None:
     ap.add_argument("--exclude", type=float, default=None,
                     help="fit.train_exclude_nsigma (default: the blind window, 1.64)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--leakage", choices=("model", "ignore"), default="model",
+                    help="likelihood template: w_eff (model) or w (ignore)")
     args = ap.parse_args()
     if not (DATA / "funcform_2015_toys.root").is_file():
         raise SystemExit(f"real data not found in {DATA}")
@@ -188,17 +190,19 @@ def main() -> None:
     _, counts, edges, fit, st = setup(args.mass, args.exclude, args.blind)
     bl = fit.blind
     L = cholesky_jitter(bl["C"])
-    sref = inj.sigma_ref(bl["b"], L, bl["w"])
+    w_fit = bl["w_eff"] if args.leakage == "model" else bl["w"]
+    w_eff = bl["w_eff"] if args.leakage == "model" else None
+    sref = inj.sigma_ref(bl["b"], L, w_fit)
     A = args.strength * sref
     print(f"blind window: {len(bl['b'])} bins, training bins: {int(st.train.sum())}, "
           f"sigma_A,ref = {sref:.1f}, A_inj = {A:.1f} (Z = {args.strength:g})")
 
     # ---- conditional -------------------------------------------------------------------
     rng = np.random.default_rng(args.seed)
-    inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, 200, rng, L=L)  # warm-up
+    inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, 200, rng, L=L, w_eff=w_eff)  # warm-up
     t0 = time.perf_counter()
     ex = inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, args.n_cond,
-                                np.random.default_rng(args.seed), L=L)
+                                np.random.default_rng(args.seed), L=L, w_eff=w_eff)
     dt = time.perf_counter() - t0
     print(f"\nconditional, {args.n_cond} toys (1 process): {dt:.2f} s "
           f"({1e6 * dt / args.n_cond:.0f} us/toy)")
@@ -220,14 +224,14 @@ def main() -> None:
     b_full = inj.full_range_mean(counts, st)
     seeds = np.random.SeedSequence(args.seed).spawn(args.n_refit)
     t0 = time.perf_counter()
-    ex = run_refit(st, A, w_full, seeds, args.jobs, b_full=b_full)
+    ex = run_refit(st, A, w_full, seeds, args.jobs, b_full=b_full, leakage=args.leakage)
     dt = time.perf_counter() - t0
     conv = np.mean(ex.extra["gp_converged"])
     print(f"\nrefit, {args.n_refit} toys ({args.jobs} processes): {dt:.1f} s "
           f"({1e3 * dt * args.jobs / args.n_refit:.0f} ms/toy per process), GP converged "
           f"{conv:.3f}, retried {np.mean(ex.extra['gp_retried']):.3f}")
     print("  " + summary_line("closure", ex, A, sref))
-    a_nf, _ = inj.asimov_refit(st, A, w_full, b_full)
+    a_nf, _ = inj.asimov_refit(st, A, w_full, b_full, leakage=args.leakage)
     print(f"  signal on the GP training bins {inj.sideband_leak(st, w_full):.3f}; noise-free "
           f"refit toy extracts {a_nf / A:.3f} of A_inj (the leakage bias without statistics)")
     ls = ex.extra["gp_length_scale"]
@@ -254,7 +258,8 @@ def main() -> None:
             sd = np.random.SeedSequence([args.seed, 7]).spawn(len(bk))
             for z in (0.0, args.strength):
                 t0 = time.perf_counter()
-                e = run_refit(st, z * sref, w_full, sd, args.jobs, backgrounds=bk)
+                e = run_refit(st, z * sref, w_full, sd, args.jobs, backgrounds=bk,
+                              leakage=args.leakage)
                 print(f"funcform {fn}, Z = {z:g}: "
                       f"{summary_line('', e, z * sref, sref)[2:]}, GP converged "
                       f"{np.mean(e.extra['gp_converged']):.3f} ({time.perf_counter() - t0:.0f} s)")

@@ -39,7 +39,7 @@ def scan_toy(args: tuple[str, str, int]) -> dict[str, np.ndarray]:
     year, family, toy = args
     from gprpipe.io.root import read_hist, rebin
     from gprpipe.pipeline.plan import dataset_masses
-    from gprpipe.steps.fit import fit_masses
+    from gprpipe.steps.fit import fit_masses, template_key
     from gprpipe.steps.limit import window_limits
     from gprpipe.steps.runner import seed_for
 
@@ -56,7 +56,7 @@ def scan_toy(args: tuple[str, str, int]) -> dict[str, np.ndarray]:
                 continue
             rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", year, f.mass))
             b = f.blind
-            row = window_limits(cfg, b["n"], b["b"], b["C"], b["w"], rng)
+            row = window_limits(cfg, b["n"], b["b"], b["C"], b[template_key(cfg)], rng)
             z.append(row["Z_local"])
             pull.append(row["A_hat"] / row["sigma_A"])
             conv.append(f.hyper.converged)

@@ -16,6 +16,6 @@ except ImportError:
 #: the layout of an output file (steps/, stats/, plotting/, io/ writers, the plan's
 #: chunking or seeds). Refactors, docs, the CLI, the TUI, engines and executors leave it.
 #: Outputs computed with another value are recomputed by the next run.
-NUMERICS_VERSION = 1
+NUMERICS_VERSION = 2  # 2: leakage-aware template w_eff, GoF columns and flags
 
 __all__ = ["NUMERICS_VERSION", "__version__"]

@@ -85,7 +85,9 @@ def test_three_levels_relative_paths_and_deep_merge(three_levels: Path, tmp_path
     assert "template" not in data["base"]
     # nested tables merge key by key: each level contributes
     assert data["fit"] == {"blind_nsigma": 2.5, "ls_lo_factor": 0.7, "n_restarts": 5,
-                           "ls_hi_factor": 8.0}
+                           "ls_hi_factor": 8.0, "signal_leakage": "model", "gof_nsigma": 5.0,
+                           "gof_p_min": 1e-3, "require_two_sidebands": True,
+                           "min_sideband_bins": 3}
     assert data["datasets"]["2015"] == {"card": "hps2015", "path": str(DEMO_ROOT), "rebin": 5}
     assert data["slurm"]["extra"] == ["--constraint=cpu"]
     assert data["slurm"]["chunk_size"] == 16  # from defaults.toml

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gprpipe.stats.quality import has_result
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "hps"
 pytestmark = pytest.mark.slow
@@ -37,7 +39,10 @@ def scan(year: str, out: Path) -> list[dict[str, str]]:
 
 def check_rows(rows: list[dict[str, str]], year: str) -> None:
     assert len(rows) == N_MASSES[year]
-    assert all(r["status"] == "ok" for r in rows)
+    # every mass has results; a few may carry a background-model quality flag (2016: 3 of
+    # 176 masses at 137-139 MeV, gof_p 3e-4 to 8e-4)
+    assert all(has_result(r["status"]) for r in rows)
+    assert sum(r["status"] != "ok" for r in rows) <= 0.02 * N_MASSES[year]
     assert sum(r["gp_converged"] == "true" for r in rows) >= N_MASSES[year] - 1
     f = {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k not in
          ("dataset", "status", "gp_converged")}

@@ -88,6 +88,12 @@ class Fit(Section):
     ls_lo_factor: float = Field(0.5, gt=0)
     ls_hi_factor: float = Field(8.0, gt=0)
     n_restarts: int = Field(2, ge=0)
+    signal_leakage: Literal["model", "ignore"] = Field(
+        "model", description="model: leakage-aware template w_eff; ignore: w as it is.")
+    gof_nsigma: float = Field(5.0, gt=0, description="GoF region beyond the window, in sigma_m.")
+    gof_p_min: float = Field(1e-3, ge=0, lt=1, description="Flag a mass when gof_p is below.")
+    require_two_sidebands: bool = True
+    min_sideband_bins: int = Field(3, ge=1, description="Training bins per side in the region.")
 
 
 class Limit(Section):
@@ -104,6 +110,23 @@ class Inject(Section):
     n_toys: int = Field(1000, ge=2)
     refit_gp: bool = False
     mode: Literal["poisson", "multinomial"] = "poisson"
+    strength_unit: Literal["sigma_A", "yield"] = Field(
+        "sigma_A", description="strengths in sigma_A,ref units or as signal yields.")
+    background: Literal["gp", "histograms"] = Field(
+        "gp", description="gp: toys from the GP; histograms: the histograms matched below.")
+    histograms: str | None = Field(
+        None, description="Histogram pattern in the dataset's ROOT file, e.g. 'f/f_toy_*'.")
+
+    @model_validator(mode="after")
+    def _histograms(self) -> Inject:
+        if self.background == "histograms":
+            if not self.histograms:
+                raise ValueError("inject.background = 'histograms' needs inject.histograms "
+                                 "(a histogram pattern such as 'fShiftSigPow/*_toy_*')")
+            if not self.refit_gp:
+                raise ValueError("inject.background = 'histograms' needs inject.refit_gp = "
+                                 "true (the GP is refitted on every histogram)")
+        return self
 
 
 class Plot(Section):

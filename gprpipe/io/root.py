@@ -68,6 +68,42 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
     return counts, edges
 
 
+def read_text(path: Path | str, name: str) -> str:
+    """The title of a ``TNamed`` (how ROOT files carry JSON metadata, e.g.
+    ``fit_metadata/<tag>_metadata`` of the functional-form toy files)."""
+    path = Path(path)
+    try:
+        with uproot.open(path) as f:
+            return str(f[name].member("fTitle"))
+    except (OSError, KeyError, uproot.KeyInFileError, ValueError) as exc:
+        raise GprpipeError(f"{path}: cannot read the text object {name!r} ({exc}).") from None
+
+
+def match_hists(path: Path | str, pattern: str) -> list[str]:
+    """Names of the TH1s in ``path`` matching the glob ``pattern`` (``dir/*_toy_*``), in
+    natural order (``toy_2`` before ``toy_10``)."""
+    import fnmatch
+    import re
+
+    path = Path(path)
+    if not path.is_file():
+        raise GprpipeError(f"{path}: data file not found.")
+    try:
+        f = uproot.open(path)
+    except Exception as exc:
+        raise GprpipeError(f"{path}: cannot open as a ROOT file ({exc}).") from None
+    with f:
+        names = [k for k in _keys(f) if fnmatch.fnmatchcase(k, pattern)
+                 and str(f.classname_of(k)).startswith("TH1")]
+    if not names:
+        raise GprpipeError(f"{path}: no histogram matches the pattern {pattern!r}.")
+
+    def natural(s: str) -> list:
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+    return sorted(names, key=natural)
+
+
 def rebin(counts: np.ndarray, edges: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """Merge groups of ``factor`` bins; trailing bins that do not fill a group are dropped."""
     if factor == 1:

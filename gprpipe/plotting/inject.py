@@ -2,8 +2,10 @@
 
 Every figure shows one curve per injection mass against the injected strength
 ``Z_inj = A_inj / sigma_A,ref``: linearity, bias, pull width, coverage (with the 68.3% and
-95.4% references), pull mean/width heatmaps over mass x strength, Z_hat vs Z_inj, and the
-pull distributions at the largest strength against N(0, 1).
+95.4% references), pull mean/width heatmaps over mass x strength, Z_hat vs Z_inj, the
+Z-calibration residual ``<Z_hat> - Z_inj``, pull mean and width against mass, and the pull
+distributions at the largest strength against N(0, 1). With ``inject.strength_unit =
+"yield"`` the strength axis is still ``Z_inj = A_inj / sigma_A,ref``.
 """
 
 from __future__ import annotations
@@ -177,6 +179,54 @@ def zhat_figure(a: dict[str, np.ndarray], title: str):
     return fig
 
 
+def _by_strength(a: dict[str, np.ndarray]):
+    """Yield ``(Z_inj, index array sorted by mass)`` per injected strength."""
+    for z in np.unique(a["z_inj"]):
+        idx = np.flatnonzero(a["z_inj"] == z)
+        yield float(z), idx[np.argsort(a["mass_GeV"][idx])]
+
+
+def pull_mass_figure(a: dict[str, np.ndarray], title: str):
+    """Pull mean (with its statistical error) and pull width vs mass, one curve per
+    strength; the bands mark |mean| < 0.1 and width 0.9-1.1."""
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True)
+    for i, (z, idx) in enumerate(_by_strength(a)):
+        m = a["mass_GeV"][idx] * MEV
+        n = np.maximum(a["n_toys"][idx].astype(float), 2.0)
+        w = a["pull_width"][idx]
+        a1.errorbar(m, a["pull_mean"][idx], yerr=w / np.sqrt(n), fmt="o-", ms=4,
+                    color=f"C{i}", label=f"$Z_\\mathrm{{inj}}$ = {z:g}")
+        a2.errorbar(m, w, yerr=w / np.sqrt(2 * (n - 1)), fmt="o-", ms=4, color=f"C{i}")
+    a1.axhline(0, color="gray", ls="--", lw=1)
+    a1.axhspan(-0.1, 0.1, color="gray", alpha=0.12, lw=0)
+    a2.axhline(1, color="gray", ls="--", lw=1)
+    a2.axhspan(0.9, 1.1, color="gray", alpha=0.12, lw=0)
+    a1.set_ylabel("pull mean")
+    a2.set_ylabel("pull width")
+    a2.set_xlabel(r"$m_{A'}$ [MeV]")
+    a1.legend(frameon=False, fontsize=9)
+    label(a1, title)
+    return fig
+
+
+def zcal_residual_figure(a: dict[str, np.ndarray], title: str):
+    """Z calibration: ``<Z_hat> - Z_inj`` (``Z_hat = A_hat / sigma_A``) vs ``Z_inj``, with
+    the statistical error of the mean (pull width / sqrt(n))."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for i, (m, idx) in enumerate(_by_mass(a)):
+        n = np.maximum(a["n_toys"][idx].astype(float), 1.0)
+        ax.errorbar(a["z_inj"][idx], a["Zhat_mean"][idx] - a["z_inj"][idx],
+                    yerr=a["pull_width"][idx] / np.sqrt(n), fmt="o-", ms=4, color=f"C{i}",
+                    label=_mlabel(m))
+    ax.axhline(0, color="gray", ls="--", lw=1)
+    ax.axhspan(-0.1, 0.1, color="gray", alpha=0.12, lw=0)
+    ax.set_xlabel(r"injected strength $Z_\mathrm{inj} = A_\mathrm{inj}/\sigma_{A,\mathrm{ref}}$")
+    ax.set_ylabel(r"$\langle \hat Z\rangle - Z_\mathrm{inj}$")
+    ax.legend(frameon=False, fontsize=10)
+    label(ax, title)
+    return fig
+
+
 def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
     """Pull histograms at the largest strength of each mass, against N(0, 1)."""
     best: dict[float, tuple[float, np.ndarray]] = {}
@@ -213,13 +263,17 @@ def inject_plots(path: Path, labels: dict[str, str], out: Path,
     for name, a in read_inject(path).items():
         if not len(a.get("mass_GeV", [])):
             continue
+        if "sigma_ref" in a:  # strength axis in sigma_A,ref units whatever the config unit
+            a = {**a, "z_inj": np.round(a["A_inj"] / a["sigma_ref"], 6)}
         refit = bool(np.any(a["refit_gp"])) if "refit_gp" in a else False
         title = f"{labels.get(name, name)}: {'GP refit' if refit else 'conditional'} toys"
         if window is not None:
             title += rf", window $\pm{window:g}\sigma_m$"
         for stem, fn in (("linearity", linearity_figure), ("bias", bias_figure),
                          ("pulls", pull_figure), ("coverage", coverage_figure),
-                         ("pull_heatmap", heatmap_figure), ("zhat", zhat_figure)):
+                         ("pull_heatmap", heatmap_figure), ("zhat", zhat_figure),
+                         ("pull_vs_mass", pull_mass_figure),
+                         ("zcal_residual", zcal_residual_figure)):
             written += save(fn(a, title), out, f"inject_{stem}_{name}", formats)
         toys = read_toys(path, name)
         if toys:

@@ -10,13 +10,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gprpipe.plotting.style import label, save
-from gprpipe.plotting.suite import MEV, brazil_figure
+from gprpipe.plotting.suite import (
+    FLAG_LABEL,
+    FLAG_STYLE,
+    MEV,
+    brazil_figure,
+    flag_mask,
+    result_mask,
+)
 
 COMBINED = "combined"
 
 
 def _ok(a: dict[str, np.ndarray]) -> np.ndarray:
-    return a["status"] == "ok"
+    """Rows with results (``ok`` or flagged; flagged ones are circled)."""
+    return result_mask(a["status"])
 
 
 def eps2_overlay_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
@@ -36,6 +44,10 @@ def eps2_overlay_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str
             c, lw, lab = f"C{colour}", 1.4, labels.get(name, name)
             colour += 1
         ax.plot(m, a["eps2_up"][ok], "-", color=c, lw=lw, label=f"{lab} observed")
+        fl = flag_mask(a["status"])[ok]
+        if fl.any():
+            ax.plot(m[fl], a["eps2_up"][ok][fl],
+                    **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
         ax.plot(m, a["eps2_exp_med"][ok], "--", color=c, lw=lw * 0.8,
                 label=f"{lab} expected")
     ax.set_yscale("log")
@@ -66,7 +78,8 @@ def combined_brazil_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[
             other[f"{labels.get(name, name)} observed"] = (s["mass_GeV"][sel], s["eps2_up"][sel])
     bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]
     return brazil_figure(m, a["eps2_up"][ok], bands, other=other, title=title,
-                         ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$")
+                         ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$",
+                         flagged=flag_mask(a["status"])[ok])
 
 
 def overlay_plots(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],

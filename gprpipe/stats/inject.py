@@ -22,6 +22,14 @@ Two modes:
   without statistics, i.e. the bias caused by the signal on the training bins
   (:func:`sideband_leak`), which the GP interpolates into the blind window.
 
+Signal leakage (:mod:`.leakage`): with ``leakage="model"`` every fit uses the leakage-aware
+template ``w_eff``. In refit mode ``w_eff`` is computed per toy from that toy's training
+counts and refitted hyperparameters, and both extractions (with ``w_eff`` and with ``w``)
+are kept per toy (``A_hat_w_eff``, ``A_hat_w`` in ``extra``). Conditional toys have no GP
+refit, so they emulate the leak at first order: the fixed background the toys are fitted
+with is raised by ``A_inj (w - w_eff)``, as a GP trained on signal-contaminated sidebands
+would raise it, and the fit uses ``w_eff``.
+
 Every routine returns an :class:`Extraction` (per-toy ``A_hat``, ``sigma_A``, pulls) whose
 :meth:`Extraction.summary` gives the ``inject.csv`` figures.
 """
@@ -36,6 +44,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import combine as comb
 from .gp import GPHyper, WindowFit, fit_window, predict_counts
+from .leakage import LEAKAGE_MODES, leakage_template
 from .likelihood import cholesky_jitter, fit_signal
 from .toys import background_toys
 from .window import blind_mask
@@ -188,16 +197,18 @@ def extract_each(
     n: ArrayLike, b: ArrayLike, C: ArrayLike, w: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """As :func:`extract` with one ``(b_t, C_t)`` per toy (refit mode): ``b`` ``(T, k)``,
-    ``C`` ``(T, k, k)``.
+    ``C`` ``(T, k, k)``; ``w`` is one template ``(k,)`` or one per toy ``(T, k)``.
     """
     n = np.asarray(n, dtype=float)
     T = n.shape[0]
+    w = np.asarray(w, dtype=float)
+    ws = np.broadcast_to(w, n.shape) if w.ndim == 1 else w
     out = np.full((2, T), np.nan)
     conv = np.zeros(T, dtype=bool)
     for t in range(T):
-        if not np.all(np.isfinite(b[t])):
+        if not (np.all(np.isfinite(b[t])) and np.all(np.isfinite(ws[t]))):
             continue
-        f = fit_signal(n[t], b[t], cholesky_jitter(C[t]), w)
+        f = fit_signal(n[t], b[t], cholesky_jitter(C[t]), ws[t])
         out[:, t] = f.A_hat, f.sigma_A
         conv[t] = bool(f.converged)
     return out[0], out[1], conv
@@ -216,11 +227,22 @@ def inject_conditional(
     *,
     mode: str = "poisson",
     L: ArrayLike | None = None,
+    w_eff: ArrayLike | None = None,
 ) -> Extraction:
-    """Conditional closure toys in the blind window, fitted with the fixed ``(b, C)``."""
+    """Conditional closure toys in the blind window, fitted with the fixed ``(b, C)``.
+
+    The signal is always drawn from ``w``. With ``w_eff`` (leakage modelled) the toys are
+    fitted with template ``w_eff`` and background ``b + A_inj (w - w_eff)``: the first-order
+    rise of the GP background under a signal that leaks into its sidebands.
+    """
     L = cholesky_jitter(C) if L is None else np.asarray(L, dtype=float)
     n = background_toys(b, C, n_toys, rng, L) + signal_counts(A_inj, w, n_toys, rng, mode)
-    a, s, c = extract(n, b, L, w)
+    if w_eff is None:
+        a, s, c = extract(n, b, L, w)
+    else:
+        w_eff = np.asarray(w_eff, dtype=float)
+        b_fit = np.asarray(b, dtype=float) + A_inj * (np.asarray(w, dtype=float) - w_eff)
+        a, s, c = extract(n, b_fit, L, w_eff)
     return Extraction(float(A_inj), a, s, c)
 
 
@@ -287,6 +309,12 @@ class RefitSetup:
             restart_policy=restart_policy,
         )
 
+    def w_eff(self, counts: ArrayLike, w_full: ArrayLike, wf: WindowFit) -> NDArray[np.float64]:
+        """Leakage-aware template of the fit ``wf`` of ``counts`` (its own hyperparameters)."""
+        x, y, w = self.centres, np.asarray(counts, dtype=float), np.asarray(w_full, dtype=float)
+        tr, bl = wf.train, wf.blind
+        return leakage_template(x[tr], y[tr], w[tr], x[bl], w[bl], wf.b, wf.hyper)
+
 
 def full_range_mean(counts: ArrayLike, setup: RefitSetup) -> NDArray[np.float64]:
     """GP background mean on every bin (data sidebands, the data fit's hyperparameters)."""
@@ -306,6 +334,7 @@ class RefitToys:
     n: NDArray[np.float64]  # (T, k)
     b: NDArray[np.float64]  # (T, k)
     C: NDArray[np.float64]  # (T, k, k)
+    w_eff: NDArray[np.float64]  # (T, k): leakage-aware template of each toy's refit
     gp_converged: NDArray[np.bool_]
     gp_lml: NDArray[np.float64]
     gp_amplitude: NDArray[np.float64]
@@ -355,6 +384,7 @@ def refit_toys(
         n=np.zeros((T, k)),
         b=np.full((T, k), np.nan),
         C=np.full((T, k, k), np.nan),
+        w_eff=np.full((T, k), np.nan),
         gp_converged=np.zeros(T, dtype=bool),
         gp_lml=np.full(T, np.nan),
         gp_amplitude=np.full(T, np.nan),
@@ -377,9 +407,10 @@ def refit_toys(
                 wf = setup.fit(
                     toy, gp_seed, restart_policy="always", n_restarts=max(4, 2 * setup.n_restarts)
                 )
+            w_eff = setup.w_eff(toy, w_full, wf)
         except (ValueError, np.linalg.LinAlgError):
             continue
-        out.b[t], out.C[t] = wf.b, wf.C
+        out.b[t], out.C[t], out.w_eff[t] = wf.b, wf.C, w_eff
         h = wf.hyper
         out.gp_converged[t] = h.converged
         out.gp_lml[t], out.gp_amplitude[t], out.gp_length_scale[t] = (
@@ -397,16 +428,28 @@ def inject_refit(
     A_inj: float,
     w_full: ArrayLike,
     seeds: Sequence[np.random.SeedSequence],
+    *,
+    leakage: str = "model",
     **kw,
 ) -> Extraction:
     """Refit-mode closure at one yield: :func:`refit_toys` then a fit per toy with its own
-    refitted ``(b, C)``. Keyword arguments go to :func:`refit_toys`. Toys whose GP refit is
-    not converged are kept in the per-toy arrays but left out of the summary.
+    refitted ``(b, C)`` and template (``leakage="model"``: the toy's ``w_eff``; ``"ignore"``:
+    ``w``). Both extractions are kept per toy in ``extra`` (``A_hat_w_eff``,
+    ``sigma_A_w_eff``, ``A_hat_w``, ``sigma_A_w``). Keyword arguments go to
+    :func:`refit_toys`. Toys whose GP refit is not converged are kept in the per-toy arrays
+    but left out of the summary.
     """
+    if leakage not in LEAKAGE_MODES:
+        raise ValueError(f"leakage must be one of {LEAKAGE_MODES}, not {leakage!r}")
     rt = refit_toys(setup, A_inj, w_full, seeds, **kw)
     w = np.asarray(w_full, dtype=float)[setup.blind]
-    a, s, c = extract_each(rt.n, rt.b, rt.C, w)
-    return Extraction(float(A_inj), a, s, c & rt.gp_converged, rt.extra())
+    res = {"w": extract_each(rt.n, rt.b, rt.C, w),
+           "w_eff": extract_each(rt.n, rt.b, rt.C, rt.w_eff)}
+    extra = rt.extra()
+    for key, (a, s, _) in res.items():
+        extra[f"A_hat_{key}"], extra[f"sigma_A_{key}"] = a, s
+    a, s, c = res["w_eff" if leakage == "model" else "w"]
+    return Extraction(float(A_inj), a, s, c & rt.gp_converged, extra)
 
 
 def sideband_leak(setup: RefitSetup, w_full: ArrayLike) -> float:
@@ -415,23 +458,30 @@ def sideband_leak(setup: RefitSetup, w_full: ArrayLike) -> float:
 
 
 def _asimov_window(
-    setup: RefitSetup, A_inj: float, w_full: ArrayLike, b_full: ArrayLike
-) -> tuple[NDArray[np.float64], WindowFit]:
+    setup: RefitSetup, A_inj: float, w_full: ArrayLike, b_full: ArrayLike, leakage: str
+) -> tuple[NDArray[np.float64], WindowFit, NDArray[np.float64]]:
+    """Blind counts, refit and likelihood template of the noise-free toy."""
     toy = np.asarray(b_full, dtype=float) + A_inj * np.asarray(w_full, dtype=float)
-    return toy[setup.blind], setup.fit(toy, 0, restart_policy="always")
+    wf = setup.fit(toy, 0, restart_policy="always")
+    if leakage == "model":
+        w = setup.w_eff(toy, w_full, wf)
+    else:
+        w = np.asarray(w_full, dtype=float)[setup.blind]
+    return toy[setup.blind], wf, w
 
 
 def asimov_refit(
-    setup: RefitSetup, A_inj: float, w_full: ArrayLike, b_full: ArrayLike
+    setup: RefitSetup, A_inj: float, w_full: ArrayLike, b_full: ArrayLike, *,
+    leakage: str = "model",
 ) -> tuple[float, float]:
     """``(A_hat, sigma_A)`` of the noise-free refit toy ``b_full + A_inj w_full``.
 
     The GP is refitted on that toy's sidebands, which hold :func:`sideband_leak` of the
-    signal; ``A_hat / A_inj`` is the extraction the refit method gives without fluctuations,
-    so the refit toys' mean bias is this leakage effect plus statistics.
+    signal; ``A_hat / A_inj`` is the extraction the refit method gives without fluctuations
+    (with ``leakage="ignore"``: the absorption bias the leak causes; with ``"model"``: what
+    remains of it at second order, hyperparameter refit and log transform).
     """
-    n, wf = _asimov_window(setup, A_inj, w_full, b_full)
-    w = np.asarray(w_full, dtype=float)[setup.blind]
+    n, wf, w = _asimov_window(setup, A_inj, w_full, b_full, leakage)
     f = fit_signal(n, wf.b, cholesky_jitter(wf.C), w)
     return float(f.A_hat), float(f.sigma_A)
 
@@ -450,14 +500,27 @@ def inject_conditional_combined(
     rng: np.random.Generator,
     *,
     mode: str = "poisson",
+    w_true: Sequence[ArrayLike] | None = None,
 ) -> Extraction:
     """Conditional toys of every combined window with one eps^2 injected (dataset ``d``
     gets ``eps2 K_d`` signal events), jointly fitted; results in eps^2.
+
+    ``w_true`` (per block): the templates the signal is drawn from when ``cw`` was built
+    with leakage-aware templates; the fit's background is then raised by
+    ``eps2 K_d (w_true - w_eff)`` as in :func:`inject_conditional`.
     """
     n = background_toys(cw.b, cw.C, n_toys, rng, cw.L)
-    for sl, k, w in zip(cw.slices, cw.k_units, _block_templates(cw)):
+    fit_cw = cw
+    templates = _block_templates(cw)
+    if w_true is not None:
+        shift = np.zeros_like(cw.b)
+        for sl, k, we, wt in zip(cw.slices, cw.k_units, templates, w_true):
+            shift[sl] = eps2_inj * k * (np.asarray(wt, dtype=float) - we)
+        fit_cw = replace(cw, b=cw.b + shift)
+        templates = [np.asarray(wt, dtype=float) for wt in w_true]
+    for sl, k, w in zip(cw.slices, cw.k_units, templates):
         n[:, sl] += signal_counts(eps2_inj * k, w, n_toys, rng, mode)
-    e, s, f = comb.fit(cw, n)
+    e, s, f = comb.fit(fit_cw, n)
     return Extraction(
         float(eps2_inj), np.atleast_1d(e), np.atleast_1d(s), np.atleast_1d(f.converged).astype(bool)
     )
@@ -479,11 +542,13 @@ def inject_refit_combined(
     mode: str = "poisson",
     scale: float | None = None,
     names: Sequence[str] | None = None,
+    leakage: str = "model",
 ) -> Extraction:
     """Refit-mode combined closure: per toy, every dataset gets a full-range toy with
     ``eps2 K_d`` signal events and its own GP refit; the refitted windows are combined and
-    fitted with one eps^2 (results in eps^2). ``scale`` fixes the internal eps^2 unit;
-    per-dataset GP diagnostics in ``extra`` are suffixed with ``names`` (default: index).
+    fitted with one eps^2 (results in eps^2), with each toy's ``w_eff`` when ``leakage`` is
+    ``"model"``. ``scale`` fixes the internal eps^2 unit; per-dataset GP diagnostics in
+    ``extra`` are suffixed with ``names`` (default: index).
     """
     per = []
     for d, (setup, bf, wf, k) in enumerate(zip(setups, b_fulls, w_fulls, k_units)):
@@ -497,7 +562,10 @@ def inject_refit_combined(
     for t in range(T):
         if not all(np.all(np.isfinite(rt.b[t])) for rt in per):
             continue
-        blocks = [comb.Block(rt.n[t], rt.b[t], rt.C[t], w, k) for rt, w, k in zip(per, ws, k_units)]
+        tw = [rt.w_eff[t] if leakage == "model" else w for rt, w in zip(per, ws)]
+        if not all(np.all(np.isfinite(w)) for w in tw):
+            continue
+        blocks = [comb.Block(rt.n[t], rt.b[t], rt.C[t], w, k) for rt, w, k in zip(per, tw, k_units)]
         cw = comb.combine(blocks, scale=scale)
         e[t], s[t], f = comb.fit(cw)
         conv[t] = bool(f.converged)
@@ -515,11 +583,12 @@ def asimov_refit_combined(
     eps2_inj: float,
     *,
     scale: float | None = None,
+    leakage: str = "model",
 ) -> tuple[float, float]:
     """As :func:`asimov_refit` for the combination: ``(eps2_hat, sigma_eps2)``."""
     blocks = []
     for setup, bf, wf, k in zip(setups, b_fulls, w_fulls, k_units):
-        n, fit = _asimov_window(setup, eps2_inj * k, wf, bf)
-        blocks.append(comb.Block(n, fit.b, fit.C, np.asarray(wf, dtype=float)[setup.blind], k))
+        n, fit, w = _asimov_window(setup, eps2_inj * k, wf, bf, leakage)
+        blocks.append(comb.Block(n, fit.b, fit.C, w, k))
     e, s, _ = comb.fit(comb.combine(blocks, scale=scale))
     return float(e), float(s)

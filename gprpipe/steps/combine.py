@@ -10,7 +10,8 @@ hold the same results as a *total signal yield summed over the combined datasets
 ratio are unit-free and directly comparable with single datasets). ``sigma_m_GeV`` is the
 smallest resolution among the combined datasets (the one used for the global p-value);
 GP hyperparameter columns are NaN and ``gp_converged`` is true only if every dataset's
-fit at that mass converged.
+fit at that mass converged. A combined row carries the union of the quality flags of its
+datasets' fits (``gof_chi2_ndf``, ``gof_p``: those of the worst-fitting dataset).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.pipeline.plan import dataset_masses
 from gprpipe.stats.combine import Block, combine, combined_limits, unit_yield
+from gprpipe.stats.quality import flag_status, flags_of, has_result
 from gprpipe.stats.resolution import f_rad
-from gprpipe.steps.fit import read_blind, read_fit, resolution
+from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
 from gprpipe.steps.runner import seed_for
 
 BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")
@@ -35,14 +37,17 @@ def covering(cfg: Config, mass: float) -> list[str]:
             if np.any(np.abs(dataset_masses(cfg, d) - mass) < 1e-9)]
 
 
-def load_blocks(cfg: Config, fit_path, mass: float, fits: dict | None = None
-                ) -> tuple[list[Block], list[str], bool]:
+def load_blocks(cfg: Config, fit_path, mass: float, fits: dict | None = None,
+                quality: dict | None = None) -> tuple[list[Block], list[str], bool]:
     """The blind windows of every dataset covering ``mass`` whose GP fit is usable.
 
     Returns ``(blocks, problems, all_converged)``; ``problems`` names the datasets left out.
-    ``fits`` caches :func:`read_fit` arrays per dataset across calls.
+    ``fits`` caches :func:`read_fit` arrays per dataset across calls; ``quality`` (if given)
+    receives the ``status``, ``gof_p`` and ``gof_chi2_ndf`` of the used fits as lists.
+    The template is the one ``fit.signal_leakage`` selects (``w_eff`` or ``w``).
     """
     fits = {} if fits is None else fits
+    quality = {} if quality is None else quality
     blocks, problems, conv = [], [], True
     for d in covering(cfg, mass):
         if d not in fits:
@@ -52,16 +57,19 @@ def load_blocks(cfg: Config, fit_path, mass: float, fits: dict | None = None
                 fits[d] = None
         fa = fits[d]
         i = None if fa is None else np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
-        if i is None or not len(i) or fa["status"][i[0]] != "ok":
+        if i is None or not len(i) or not has_result(fa["status"][i[0]]):
             problems.append(d)
             continue
         conv &= bool(fa["gp_converged"][i[0]])
+        for key in ("status", "gof_p", "gof_chi2_ndf"):
+            quality.setdefault(key, []).append(fa[key][i[0]] if key in fa else np.nan)
         index = int(np.argmin(np.abs(dataset_masses(cfg, d) - mass)))
         blind, attrs = read_blind(fit_path, d, index)
         ds = cfg.datasets[d]
         k = unit_yield(mass, float(f_rad(mass, ds.frad_coeffs, ds.frad_penalty)),
                        float(attrs["rho"]))
-        blocks.append(Block(blind["n"], blind["b"], blind["C"], blind["w"], k, d))
+        blocks.append(Block(blind["n"], blind["b"], blind["C"], blind[template_key(cfg)], k,
+                            d))
     return blocks, problems, conv
 
 
@@ -76,8 +84,12 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
         sig = min(float(resolution(cfg.datasets[d], m)) for d in names) if names else np.nan
         row: dict = {"dataset": "combined", "mass_GeV": m, "sigma_m_GeV": sig,
                      "gp_length_scale": np.nan, "gp_amplitude": np.nan, "gp_lml": np.nan}
-        blocks, problems, conv = load_blocks(cfg, ctx.layout.fit, m, fits)
+        quality: dict = {}
+        blocks, problems, conv = load_blocks(cfg, ctx.layout.fit, m, fits, quality)
         row["gp_converged"] = conv and not problems
+        if blocks:
+            j = int(np.nanargmin(quality["gof_p"])) if np.isfinite(quality["gof_p"]).any() else 0
+            row["gof_p"], row["gof_chi2_ndf"] = quality["gof_p"][j], quality["gof_chi2_ndf"][j]
         if len(blocks) < 2:
             why = f" (no usable fit: {', '.join(problems)})" if problems else ""
             rows.append({**row, "status": f"fewer than two datasets to combine{why}"})
@@ -97,6 +109,6 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
         for b, v in zip(BAND_COLS, r["eps2_exp"]):
             row[f"eps2_exp_{b}"] = float(v)
             row[f"A_exp_{b}"] = float(v) * k
-        row["status"] = "ok"
+        row["status"] = flag_status([f for s in quality["status"] for f in flags_of(s)])
         rows.append(row)
     return rows

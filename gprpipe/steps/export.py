@@ -2,7 +2,9 @@
 
 The POI ``A`` of the workspace is the signal yield in units of ``signal_scale`` (a round
 number near sigma_A, so that pyhf's minimisers see an O(1) parameter); the scale is in
-the measurement name and in the file name, and upper limits multiply by it.
+the measurement name and in the file name, and upper limits multiply by it. The signal
+sample is the template the point's ``fit.signal_leakage`` selects (``w_eff`` by default,
+``w`` with ``"ignore"``), so pyhf sees exactly the likelihood of the limit step.
 """
 
 from __future__ import annotations
@@ -77,10 +79,13 @@ def export_workspace(run_dir: Path, dataset: str, mass: float, *, point: str | N
     except KeyError:
         raise GprpipeError(f"{lay.fit}: the GP fit at {masses[i]:g} GeV failed "
                            f"({fit['status'][i]}).") from None
+    from gprpipe.steps.fit import template_key
+
+    w = blind[template_key(cfg)]
     L = cholesky_jitter(blind["C"])
-    scale = round_scale(float(fit_signal(blind["n"], blind["b"], L, blind["w"]).sigma_A))
+    scale = round_scale(float(fit_signal(blind["n"], blind["b"], L, w).sigma_A))
     tag = f"{dataset}_{masses[i] * 1e3:g}MeV"
-    ws = workspace(blind["n"], blind["b"], L, blind["w"], name=f"blind_{tag}",
+    ws = workspace(blind["n"], blind["b"], L, w, name=f"blind_{tag}",
                    signal_scale=scale)
     ws["measurements"][0]["name"] = f"A_in_units_of_{scale:g}"
     path = Path(output) if output else pdir / f"pyhf_{tag}.json"

@@ -2,8 +2,11 @@
 
 Per mass: blind window, GP fit on the sidebands (warm-started from the previous mass of
 the chunk, seeded restarts, convergence recorded), background ``b`` and covariance ``C``
-on the blind bins, signal template ``w`` and observed ``n``: everything needed to rebuild
-the likelihood. A mass whose fit fails gets a status reason and never stops the scan.
+on the blind bins, signal template ``w``, the leakage-aware template ``w_eff``
+(:mod:`gprpipe.stats.leakage`) and observed ``n``: everything needed to rebuild the
+likelihood. The background-model quality (:mod:`gprpipe.stats.quality`: ``gof_chi2_ndf``,
+``gof_p``, training bins on each side) sets a flag status. A mass whose fit fails gets a
+status reason and never stops the scan.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from gprpipe.config.schema import Config, Dataset
 from gprpipe.io.hdf5 import read_group, write_group, write_h5
 from gprpipe.pipeline.plan import MERGE, dataset_masses, mass_parts
+from gprpipe.stats.quality import FLAG_GOF, FLAG_ONE_SIDEBAND, Gof, flag_status
 from gprpipe.stats.resolution import sigma_m
 from gprpipe.steps.load import read_load
 from gprpipe.steps.merge import collect, write_merged
@@ -37,8 +41,24 @@ class MassFit:
     sigma: float
     hyper: GPHyper | None
     status: str
-    blind: dict[str, np.ndarray] | None  # edges, n, b, C, w
+    blind: dict[str, np.ndarray] | None  # edges, n, b, C, w, w_eff
     rho: float = float("nan")
+    gof: Gof | None = None
+
+
+def template_key(cfg: Config) -> str:
+    """The blind-group array the likelihood uses: ``w_eff`` (leakage modelled) or ``w``."""
+    return "w_eff" if cfg.fit.signal_leakage == "model" else "w"
+
+
+def quality_flags(cfg: Config, gof: Gof) -> str:
+    """The status of a fitted mass from its background-model quality (``ok`` or flags)."""
+    flags = []
+    if gof.p == gof.p and gof.p < cfg.fit.gof_p_min:
+        flags.append(FLAG_GOF)
+    if cfg.fit.require_two_sidebands and min(gof.n_lo, gof.n_hi) < cfg.fit.min_sideband_bins:
+        flags.append(FLAG_ONE_SIDEBAND)
+    return flag_status(flags)
 
 
 def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
@@ -46,6 +66,8 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
     """GP fits for ``masses`` of dataset ``name``, warm-starting each from the previous."""
     from gprpipe.stats.conversion import rho_window
     from gprpipe.stats.gp import fit_window, length_scale_bounds, sigma_x
+    from gprpipe.stats.leakage import leakage_template
+    from gprpipe.stats.quality import window_gof
     from gprpipe.stats.template import signal_template
 
     ds = cfg.datasets[name]
@@ -53,6 +75,8 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
     median_sx = float(np.median(sigma_x(all_masses, resolution(ds, all_masses))))
     hi_factor = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
     nsig = cfg.fit.blind_nsigma
+    excl = cfg.fit.train_exclude_nsigma or nsig
+    x = 0.5 * (edges[1:] + edges[:-1])
     start: GPHyper | None = None
     out = []
     for m in masses:
@@ -73,15 +97,25 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
         if wf.hyper.converged:
             start = wf.hyper
         idx = np.flatnonzero(wf.blind)
+        w_full = signal_template(edges, m, s)
+        tr, bl = wf.train, wf.blind
+        try:
+            w_eff = leakage_template(x[tr], counts[tr], w_full[tr], x[bl], w_full[bl], wf.b,
+                                     wf.hyper)
+            gof = window_gof(x, counts, tr, m, excl * s, cfg.fit.gof_nsigma * s, wf.hyper)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            out.append(MassFit(index, m, s, wf.hyper, f"fit failed: {exc}", None))
+            continue
         blind = {
             "edges": edges[idx[0] : idx[-1] + 2],
-            "n": counts[wf.blind],
+            "n": counts[bl],
             "b": wf.b,
             "C": wf.C,
-            "w": signal_template(edges, m, s)[wf.blind],
+            "w": w_full[bl],
+            "w_eff": w_eff,
         }
         rho = float(rho_window(edges, counts, m, s, nsig))
-        out.append(MassFit(index, m, s, wf.hyper, "ok", blind, rho))
+        out.append(MassFit(index, m, s, wf.hyper, quality_flags(cfg, gof), blind, rho, gof))
     return out
 
 
@@ -96,6 +130,11 @@ def _write_dataset(f: h5py.File, name: str, fits: list[MassFit]) -> None:
         "gp_lml": [x.hyper.lml if x.hyper else nan for x in fits],
         "gp_converged": [bool(x.hyper and x.hyper.converged) for x in fits],
         "gp_reason": [x.hyper.reason if x.hyper else "" for x in fits],
+        "gof_chi2_ndf": [x.gof.chi2_ndf if x.gof else nan for x in fits],
+        "gof_p": [x.gof.p if x.gof else nan for x in fits],
+        "gof_ndf": [x.gof.ndf if x.gof else nan for x in fits],
+        "n_train_lo": [x.gof.n_lo if x.gof else -1 for x in fits],
+        "n_train_hi": [x.gof.n_hi if x.gof else -1 for x in fits],
         "status": [x.status for x in fits],
     })
     blind = g.require_group("blind")
@@ -133,7 +172,7 @@ def read_fit(path, name: str) -> dict[str, np.ndarray]:
 
 
 def read_blind(path, name: str, index: int) -> tuple[dict[str, np.ndarray], dict]:
-    """The blind-window arrays (edges, n, b, C, w) and attrs of one mass."""
+    """The blind-window arrays (edges, n, b, C, w, w_eff) and attrs of one mass."""
     with h5py.File(path, "r") as f:
         g = f[name]["blind"][str(index)]
         return read_group(g), dict(g.attrs)

@@ -1,9 +1,15 @@
 """inject: injection/extraction closure at each (dataset or ``combined``, mass), then a merge.
 
-For each strength ``z`` of ``[inject].strengths`` (units of ``sigma_A,ref``, the sigma_A on
-the Asimov window ``n = b``), ``n_toys`` toys with ``A_inj = z sigma_A,ref`` are generated
-and fitted (``refit_gp = false``: conditional blind-window toys with the fixed data fit;
-``true``: full-range toys with a GP refit per toy; see :mod:`gprpipe.stats.inject`).
+For each strength ``z`` of ``[inject].strengths`` (``strength_unit = "sigma_A"``: units of
+``sigma_A,ref``, the sigma_A on the Asimov window ``n = b``; ``"yield"``: the signal yield
+itself), ``n_toys`` toys with ``A_inj = z sigma_A,ref`` (or ``z``) are generated and fitted
+(``refit_gp = false``: conditional blind-window toys with the fixed data fit; ``true``:
+full-range toys with a GP refit per toy; see :mod:`gprpipe.stats.inject`). With
+``background = "histograms"`` the full-range backgrounds are the histograms of the
+dataset's ROOT file matching ``inject.histograms`` (rebinned like the data; toy ``t`` is
+histogram ``t`` in natural order, at most as many toys as histograms), e.g. the
+functional-form toys: closure on backgrounds that are not GP-shaped. The likelihood
+template follows ``fit.signal_leakage`` (``w_eff`` or ``w``).
 Seeds: ``seed_for(base.seed, "inject", dataset, mass, z)``; refit toys use its
 ``SeedSequence`` children (toy ``t`` is always child ``t``).
 
@@ -32,8 +38,9 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
 from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, inject_parts
+from gprpipe.stats.quality import has_result
 from gprpipe.stats.resolution import f_rad
-from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolution
+from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolution, template_key
 from gprpipe.steps.load import read_load
 from gprpipe.steps.merge import collect, csv_text, write_merged
 from gprpipe.steps.runner import seed_for
@@ -62,17 +69,18 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
     fa = read_fit(ctx.layout.fit, name) if ctx.layout.fit.exists() else None
     if fa is not None:
         i = np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
-        if len(i) and fa["status"][i[0]] == "ok":
+        if len(i) and has_result(fa["status"][i[0]]):
             i = int(i[0])
             hyper = GPHyper(float(fa["gp_amplitude"][i]), float(fa["gp_length_scale"][i]),
                             float(fa["gp_lml"][i]), bool(fa["gp_converged"][i]), 0,
                             str(fa["gp_reason"][i]) if "gp_reason" in fa else "")
             index = int(np.argmin(np.abs(dataset_masses(cfg, name) - mass)))
             blind, attrs = read_blind(ctx.layout.fit, name, index)
-            mf = MassFit(index, mass, s, hyper, "ok", blind, float(attrs["rho"]))
+            mf = MassFit(index, mass, s, hyper, str(fa["status"][i]), blind,
+                         float(attrs["rho"]))
             return Window(mf, counts, edges)
     mf = fit_masses(cfg, name, counts, edges, np.array([mass]))[0]
-    if mf.status != "ok" or mf.blind is None:
+    if not has_result(mf.status) or mf.blind is None:
         raise GprpipeError(f"inject: no usable GP fit of {name} at {mass * 1e3:g} MeV "
                            f"({mf.status}).")
     return Window(mf, counts, edges)
@@ -104,37 +112,63 @@ def unit_yield(cfg: Config, name: str, mass: float, rho: float) -> float:
     return k(mass, float(f_rad(mass, ds.frad_coeffs, ds.frad_penalty)), rho)
 
 
+def background_histograms(cfg: Config, name: str, edges: np.ndarray) -> np.ndarray:
+    """The ``inject.histograms`` of dataset ``name``, rebinned like the data:
+    ``(n_hist, n_bins)``, at most ``inject.n_toys`` of them."""
+    from gprpipe.io.root import match_hists, read_hist, rebin
+
+    ds = cfg.datasets[name]
+    pattern = str(cfg.inject.histograms)
+    out = []
+    for h in match_hists(ds.path, pattern)[: cfg.inject.n_toys]:
+        c, e = rebin(*read_hist(ds.path, h), ds.rebin)
+        if len(e) != len(edges) or not np.allclose(e, edges, rtol=0, atol=1e-12):
+            raise GprpipeError(f"{ds.path}: histogram {h!r} (inject.histograms) does not have "
+                               f"the binning of {ds.hist!r}.")
+        out.append(c)
+    return np.array(out, dtype=float)
+
+
 def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict, object]]:
     from gprpipe.stats import inject as inj
     from gprpipe.stats.likelihood import cholesky_jitter
     from gprpipe.stats.template import signal_template
 
     ic = cfg.inject
+    leakage = cfg.fit.signal_leakage
     win = _window(cfg, ctx, name, mass)
     bl = win.fit.blind
     assert bl is not None
+    w_fit = bl[template_key(cfg)]
     L = cholesky_jitter(bl["C"])
-    sref = inj.sigma_ref(bl["b"], L, bl["w"])
+    sref = inj.sigma_ref(bl["b"], L, w_fit)
     k = unit_yield(cfg, name, mass, win.fit.rho)
+    hists = None
     if ic.refit_gp:
         setup = refit_setup(cfg, name, win)
         b_full = inj.full_range_mean(win.counts, setup)
         w_full = signal_template(win.edges, mass, win.fit.sigma)
         leak = inj.sideband_leak(setup, w_full)
+        if ic.background == "histograms":
+            hists = background_histograms(cfg, name, win.edges)
     out = []
     for z in ic.strengths:
         t0 = time.perf_counter()
-        A = float(z) * sref
+        A = float(z) * (sref if ic.strength_unit == "sigma_A" else 1.0)
         ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
         asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
-            ex = inj.inject_refit(setup, A, w_full, ss.spawn(ic.n_toys), b_full=b_full,
-                                  mode=ic.mode)
-            asimov = {"A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_full)[0],
+            bkg = {"b_full": b_full} if hists is None else {"backgrounds": hists}
+            ex = inj.inject_refit(setup, A, w_full, ss.spawn(len(hists) if hists is not None
+                                                             else ic.n_toys),
+                                  mode=ic.mode, leakage=leakage, **bkg)
+            asimov = {"A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_full,
+                                                       leakage=leakage)[0],
                       "sideband_leak": leak}
         else:
             ex = inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, ic.n_toys,
-                                        np.random.default_rng(ss), mode=ic.mode, L=L)
+                                        np.random.default_rng(ss), mode=ic.mode, L=L,
+                                        w_eff=bl["w_eff"] if leakage == "model" else None)
         meta = {"z_inj": float(z), "sigma_ref": sref, "eps2_inj": A / k, **asimov,
                 "seconds": time.perf_counter() - t0}
         out.append((meta, ex))
@@ -147,12 +181,17 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
     from gprpipe.stats.template import signal_template
 
     ic = cfg.inject
+    if ic.background == "histograms":
+        raise GprpipeError("inject: background = 'histograms' is not available for the "
+                           "combination (set scan.combined = false or background = 'gp').")
+    leakage = cfg.fit.signal_leakage
     names = [d for d in cfg.scanned()
              if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9]
     wins = {d: _window(cfg, ctx, d, mass) for d in names}
     ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
+    tk = template_key(cfg)
     blocks = [comb.Block(w.fit.blind["n"], w.fit.blind["b"], w.fit.blind["C"],
-                         w.fit.blind["w"], ks[d], d) for d, w in wins.items()]
+                         w.fit.blind[tk], ks[d], d) for d, w in wins.items()]
     if len(blocks) < 2:
         raise GprpipeError(f"inject: fewer than two datasets cover {mass * 1e3:g} MeV.")
     cw = comb.combine(blocks)
@@ -169,19 +208,21 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
     out = []
     for z in ic.strengths:
         t0 = time.perf_counter()
-        e = float(z) * sref_e
+        e = float(z) * sref_e if ic.strength_unit == "sigma_A" else float(z) / ktot
         ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
         asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
             ex = inj.inject_refit_combined(setups, b_fulls, w_fulls, k_list, e,
                                            ss.spawn(ic.n_toys), mode=ic.mode, scale=cw.scale,
-                                           names=names)
+                                           names=names, leakage=leakage)
             e_asimov, _ = inj.asimov_refit_combined(setups, b_fulls, w_fulls, k_list, e,
-                                                    scale=cw.scale)
+                                                    scale=cw.scale, leakage=leakage)
             asimov = {"A_hat_asimov": e_asimov * ktot, "sideband_leak": leak}
         else:
+            w_true = ([w.fit.blind["w"] for w in wins.values()] if leakage == "model"
+                      else None)
             ex = inj.inject_conditional_combined(cw, e, ic.n_toys, np.random.default_rng(ss),
-                                                 mode=ic.mode)
+                                                 mode=ic.mode, w_true=w_true)
         meta = {"z_inj": float(z), "sigma_ref": sref_e * ktot, "eps2_inj": e, **asimov,
                 "seconds": time.perf_counter() - t0}
         out.append((meta, ex.scaled(ktot)))

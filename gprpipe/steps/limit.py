@@ -16,8 +16,9 @@ from gprpipe.io.hdf5 import write_group, write_h5
 from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, mass_parts
 from gprpipe.stats import significance
 from gprpipe.stats.conversion import eps2_from_A
+from gprpipe.stats.quality import counts_for_discovery, flags_of, has_result, is_flagged
 from gprpipe.stats.resolution import f_rad
-from gprpipe.steps.fit import read_blind, read_fit, resolution
+from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
 from gprpipe.steps.merge import collect, csv_text
 from gprpipe.steps.runner import seed_for
 
@@ -26,7 +27,8 @@ COLUMNS = (
     "dataset", "mass_GeV", "sigma_m_GeV", "A_hat", "sigma_A", "A_up",
     *(f"A_exp_{b}" for b in BAND_COLS), "eps2_up", *(f"eps2_exp_{b}" for b in BAND_COLS),
     "p0_local", "Z_local", "p0_global", "Z_global",
-    "gp_length_scale", "gp_amplitude", "gp_lml", "gp_converged", "status",
+    "gp_length_scale", "gp_amplitude", "gp_lml", "gp_converged", "gof_chi2_ndf", "gof_p",
+    "status",
 )
 
 
@@ -67,15 +69,18 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
             rows.append({**row, "status": "no GP fit for this mass"})
             continue
         row.update({k: fit[k][i] for k in ("gp_length_scale", "gp_amplitude", "gp_lml")})
+        row.update({k: fit[k][i] if k in fit else np.nan for k in ("gof_chi2_ndf", "gof_p")})
         row["gp_converged"] = bool(fit["gp_converged"][i])
-        if fit["status"][i] != "ok":
-            rows.append({**row, "status": str(fit["status"][i])})
+        status = str(fit["status"][i])
+        if not has_result(status):
+            rows.append({**row, "status": status})
             continue
         index = int(np.argmin(np.abs(all_masses - m)))
         blind, attrs = read_blind(ctx.layout.fit, name, index)
         rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", name, m))
+        w = blind[template_key(cfg)]
         try:
-            row.update(window_limits(cfg, blind["n"], blind["b"], blind["C"], blind["w"], rng))
+            row.update(window_limits(cfg, blind["n"], blind["b"], blind["C"], w, rng))
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             rows.append({**row, "status": f"limit failed: {exc}"})
             continue
@@ -84,7 +89,7 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
         row["eps2_up"] = row["A_up"] * k
         row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
         finite = np.isfinite([row["A_up"], row["eps2_up"]]).all()
-        row["status"] = "ok" if finite else "limit failed: the upper limit is not finite"
+        row["status"] = status if finite else "limit failed: the upper limit is not finite"
         rows.append(row)
     return rows
 
@@ -122,7 +127,11 @@ def run(ctx) -> None:
 
 
 def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -> None:
-    """p0_global and Z_global from the Sidak correction with N_eff of the scan."""
+    """p0_global and Z_global from the Sidak correction with N_eff of the scan.
+
+    Only ``ok`` rows get a global significance; flagged rows (background model failed a
+    quality check) keep their local numbers but get NaN here: they are no discovery.
+    """
     if name == COMBINED:  # smallest resolution among the datasets covering each mass
         masses = arrays["mass_GeV"]
         sigmas = arrays["sigma_m_GeV"]
@@ -131,9 +140,32 @@ def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -
         sigmas = resolution(cfg.datasets[name], masses)
     neff = significance.n_eff(masses, sigmas, cfg.fit.blind_nsigma)
     p = significance.p_global_sidak(arrays["p0_local"], neff)
-    arrays["p0_global"] = p
-    arrays["Z_global"] = np.minimum(significance.z_from_p(p), arrays["Z_local"])
+    use = counts_for_discovery(arrays["status"])
+    arrays["p0_global"] = np.where(use, p, np.nan)
+    arrays["Z_global"] = np.where(use, np.minimum(significance.z_from_p(p), arrays["Z_local"]),
+                                  np.nan)
     arrays["n_eff"] = np.full(len(p), neff)
+
+
+def scan_summary(name: str, arrays: dict[str, np.ndarray]) -> str:
+    """One line per dataset: rows ok / flagged (by flag) / failed, and the largest local
+    significance among the ``ok`` rows with its global significance."""
+    status = arrays["status"].astype(str)
+    ok = counts_for_discovery(status)
+    flagged = np.array([is_flagged(s) for s in status], dtype=bool)
+    by_flag: dict[str, int] = {}
+    for s in status[flagged]:
+        for f in flags_of(s):
+            by_flag[f] = by_flag.get(f, 0) + 1
+    detail = f" ({', '.join(f'{k} {v}' for k, v in by_flag.items())})" if by_flag else ""
+    line = (f"{name}: {len(status)} masses, {int(ok.sum())} ok, {int(flagged.sum())} flagged"
+            f"{detail}, {int((~ok & ~flagged).sum())} failed")
+    z = np.where(ok, arrays["Z_local"], np.nan)
+    if np.isfinite(z).any():
+        j = int(np.nanargmax(z))
+        line += (f"; max Z_local {z[j]:.2f} at {arrays['mass_GeV'][j] * 1e3:g} MeV "
+                 f"(Z_global {arrays['Z_global'][j]:.2f}, ok rows only)")
+    return line
 
 
 def scan_csv(per_ds: dict[str, dict[str, np.ndarray]]) -> str:
@@ -149,6 +181,7 @@ def merge(ctx) -> None:
     per_ds = {k: per_ds[k] for k in order if k in per_ds}
     for name, arrays in per_ds.items():
         global_significance(cfg, name, arrays)
+        print(scan_summary(name, arrays), flush=True)
     with write_h5(ctx.layout.limit, ctx.attrs()) as f:
         for name, arrays in per_ds.items():
             write_group(f.create_group(name), arrays)

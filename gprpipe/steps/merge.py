@@ -68,11 +68,14 @@ def csv_text(per_ds: dict[str, dict[str, np.ndarray]], columns: Sequence[str]) -
 
 
 def failed_rows(path: Path) -> tuple[int, int, str]:
-    """(rows whose ``status`` is not ``ok``, rows, "dataset mass: status" of the first) of a
-    CSV table; (0, n, "") for a table without a status column."""
+    """(rows that failed, rows, "dataset mass: status" of the first) of a CSV table; a row
+    with a background-model quality flag has results and is not a failure; (0, n, "") for
+    a table without a status column."""
+    from gprpipe.stats.quality import has_result
+
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    bad = [r for r in rows if "status" in r and r["status"] != "ok"]
+    bad = [r for r in rows if "status" in r and not has_result(r["status"])]
     first = (f"{bad[0].get('dataset', '')} {bad[0].get('mass_GeV', '')} GeV: {bad[0]['status']}"
              if bad else "")
     return len(bad), len(rows), first

@@ -339,9 +339,11 @@ class KeyNumbers:
 
 def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = None
                 ) -> KeyNumbers:
-    """Best local Z (over every row), global Z of that row, limits at the nearest masses."""
+    """Best local Z (over the ``ok`` rows: flagged rows are no discovery), global Z of that
+    row, limits at the nearest masses."""
     out = KeyNumbers()
-    rows = [r for r in scan.rows if not math.isnan(_num(r.get("Z_local")))]
+    rows = [r for r in scan.rows if not math.isnan(_num(r.get("Z_local")))
+            and str(r.get("status", "ok")) == "ok"]
     if rows:
         best = max(rows, key=lambda r: _num(r["Z_local"]))
         out.best_z = _num(best["Z_local"])

@@ -1,0 +1,128 @@
+"""Quality of the GP background model at one test mass, and the ``status`` vocabulary.
+
+``gp_converged`` says the optimiser converged, not that the model fits. Two checks flag a
+row whose Z must not count as a discovery:
+
+* **goodness of fit** near the window: on the training bins within ``gof_nsigma * sigma``
+  of either window edge, the Pearson chi2 ``sum (y - b)^2 / b`` of the counts against the GP
+  prediction ``b`` (lognormal mean of the posterior at those bins). The GP is a linear
+  smoother of the log-counts with hat matrix ``H = K (K + D)^-1``; the local effective number
+  of fitted parameters is ``sum_i H_ii`` over those bins, so
+  ``ndf = n_local - sum_i H_ii`` and ``gof_p = P(chi2_ndf > chi2)``;
+* **two sidebands**: at least ``min_sideband_bins`` training bins on each side of the
+  window within that region (otherwise the window is an extrapolation).
+
+Status vocabulary (one place, reused by the limit step, plots, summaries and toy scans):
+``"ok"``; flags ``"flag_gof"``, ``"flag_one_sideband"``, joined with ``"+"`` when both
+apply (``"flag_gof+flag_one_sideband"``); any other string is a failure whose message
+says why (``"fit failed: ..."``, ``"limit failed: ..."``, ``"no GP fit for this mass"``).
+Flagged rows carry every number; only ``"ok"`` rows count for the maximum local
+significance and the global correction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.stats import chi2 as chi2_dist
+
+from .gp import GPHyper, latent_mean_map, predict_counts
+
+__all__ = [
+    "FLAGS",
+    "FLAG_GOF",
+    "FLAG_ONE_SIDEBAND",
+    "STATUS_OK",
+    "Gof",
+    "counts_for_discovery",
+    "flag_status",
+    "flags_of",
+    "has_result",
+    "is_flagged",
+    "window_gof",
+]
+
+STATUS_OK = "ok"
+FLAG_GOF = "flag_gof"
+FLAG_ONE_SIDEBAND = "flag_one_sideband"
+FLAGS = (FLAG_GOF, FLAG_ONE_SIDEBAND)
+_SEP = "+"
+
+
+def flag_status(flags: list[str] | tuple[str, ...]) -> str:
+    """``"ok"`` for no flags, else the flags (in :data:`FLAGS` order) joined with ``+``."""
+    unknown = set(flags) - set(FLAGS)
+    if unknown:
+        raise ValueError(f"unknown quality flags {sorted(unknown)}")
+    return _SEP.join(f for f in FLAGS if f in flags) or STATUS_OK
+
+
+def flags_of(status: str) -> tuple[str, ...]:
+    """The quality flags in a status (empty for ``ok`` and for failures)."""
+    parts = str(status).split(_SEP)
+    return tuple(parts) if parts and all(p in FLAGS for p in parts) else ()
+
+
+def is_flagged(status: str) -> bool:
+    """The row has results but failed a background-model quality check."""
+    return bool(flags_of(status))
+
+
+def has_result(status: str) -> bool:
+    """The row carries fit/limit numbers (``ok`` or flagged, not a failure)."""
+    return str(status) == STATUS_OK or is_flagged(status)
+
+
+def counts_for_discovery(status: ArrayLike) -> NDArray[np.bool_]:
+    """Rows that count for the maximum local significance and the global correction."""
+    return np.asarray(status).astype(str) == STATUS_OK
+
+
+@dataclass(frozen=True)
+class Gof:
+    """Goodness of fit near one window (NaN when the region holds no training bin)."""
+
+    chi2: float
+    ndf: float
+    p: float
+    n_lo: int  # training bins below the window within the region
+    n_hi: int  # ... above
+
+    @property
+    def chi2_ndf(self) -> float:
+        return self.chi2 / self.ndf if self.ndf > 0 else float("nan")
+
+
+def window_gof(
+    x: ArrayLike,
+    y: ArrayLike,
+    train: ArrayLike,
+    mass: float,
+    half_width: float,
+    reach: float,
+    hyper: GPHyper,
+) -> Gof:
+    """GP goodness of fit on the training bins within ``reach`` (GeV) of the window edges.
+
+    ``x``, ``y``: bin centres and counts of the whole histogram; ``train``: the GP training
+    mask; ``half_width``: the half-width of the excluded region around ``mass`` (GeV).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    train = np.asarray(train, dtype=bool)
+    d = x - mass
+    near = train & (np.abs(d) <= half_width + reach)
+    n_lo, n_hi = int(np.sum(near & (d < 0))), int(np.sum(near & (d > 0)))
+    if not near.any():
+        return Gof(float("nan"), float("nan"), float("nan"), n_lo, n_hi)
+    xt, yt = x[train], y[train]
+    b, _ = predict_counts(xt, yt, x[near], hyper)
+    M = latent_mean_map(xt, yt, x[near], hyper)
+    pos = np.flatnonzero(train)  # column of each training bin in M
+    col = np.searchsorted(pos, np.flatnonzero(near))
+    trace = float(np.sum(M[np.arange(len(col)), col]))
+    chi2 = float(np.sum((y[near] - b) ** 2 / np.maximum(b, 1e-300)))
+    ndf = max(float(near.sum()) - trace, 1.0)
+    return Gof(chi2, ndf, float(chi2_dist.sf(chi2, ndf)), n_lo, n_hi)
