@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gprpipe.plotting.style import label, save
+from gprpipe.plotting.style import label, legend, save
 
 MEV = 1e3
 COV1, COV2 = 0.6827, 0.9545
@@ -55,7 +55,7 @@ def linearity_figure(a: dict[str, np.ndarray], title: str):
         if "A_hat_asimov" in a and np.any(np.isfinite(a["A_hat_asimov"][idx][nz])):
             a2.plot(a["z_inj"][idx][nz], a["A_hat_asimov"][idx][nz] / a["A_inj"][idx][nz],
                     "x:", ms=7, color=f"C{i}", label="noise-free refit toy" if i == 0 else None)
-            a2.legend(frameon=False, fontsize=9, loc="upper left")
+            legend(a2, fontsize=9)
     a2.axhline(1.0, color="gray", ls="--", lw=1)
     a2.axhspan(0.8, 1.2, color="gray", alpha=0.12, lw=0)
     finite = np.concatenate(ratios) if ratios else np.zeros(0)
@@ -66,7 +66,7 @@ def linearity_figure(a: dict[str, np.ndarray], title: str):
     a1.set_ylabel(r"$\langle\hat A\rangle / \sigma_{A,\mathrm{ref}}$")
     a2.set_ylabel(r"$\langle\hat A\rangle / A_\mathrm{inj}$")
     a2.set_xlabel(r"injected strength $Z_\mathrm{inj} = A_\mathrm{inj}/\sigma_{A,\mathrm{ref}}$")
-    a1.legend(frameon=False, fontsize=10, loc="lower right")
+    legend(a1, fontsize=10)
     label(a1, title)
     return fig
 
@@ -82,7 +82,7 @@ def bias_figure(a: dict[str, np.ndarray], title: str):
     ax.axhline(0.0, color="gray", ls="--", lw=1)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel(r"bias $(\langle\hat A\rangle - A_\mathrm{inj}) / \sigma_{A,\mathrm{ref}}$")
-    ax.legend(frameon=False, fontsize=10)
+    legend(ax, fontsize=10)
     label(ax, title)
     return fig
 
@@ -103,7 +103,7 @@ def pull_figure(a: dict[str, np.ndarray], title: str):
     a1.set_ylabel("pull mean")
     a2.set_ylabel("pull width (std)")
     a2.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
-    a1.legend(frameon=False, fontsize=10)
+    legend(a1, fontsize=10)
     label(a1, title)
     return fig
 
@@ -125,7 +125,7 @@ def coverage_figure(a: dict[str, np.ndarray], title: str):
     ax.set_ylim(0.4, 1.05)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel("coverage")
-    ax.legend(frameon=False, fontsize=8, ncol=2, loc="lower left")
+    legend(ax, fontsize=8, ncol=2)
     label(ax, title)
     return fig
 
@@ -157,7 +157,7 @@ def heatmap_figure(a: dict[str, np.ndarray], title: str):
                 if np.isfinite(v):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9)
         fig.colorbar(im, ax=ax, label=name)
-    axes[0].set_title(title, fontsize=11, loc="left")
+    label(axes[0], title)
     fig.tight_layout()
     return fig
 
@@ -172,7 +172,7 @@ def zhat_figure(a: dict[str, np.ndarray], title: str):
                 label=_mlabel(m))
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel(r"$\langle \hat Z\rangle = \langle\hat A/\sigma_A\rangle$")
-    ax.legend(frameon=False, fontsize=10)
+    legend(ax, fontsize=10)
     label(ax, title)
     return fig
 
@@ -194,12 +194,12 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
         ax.hist(p, bins=np.linspace(-5, 5, 41), density=True, histtype="stepfilled",
                 color="C0", alpha=0.5, label=f"{len(p)} toys")
         ax.plot(x, gauss, "k-", lw=1.2, label="N(0, 1)")
-        ax.set_xlabel("pull")
-        ax.set_title(f"{_mlabel(m)}, $Z_\\mathrm{{inj}}$ = {z:g}", fontsize=10)
-        ax.legend(frameon=False, fontsize=8)
+        ax.set_xlabel(f"pull ({_mlabel(m)}, $Z_\\mathrm{{inj}}$ = {z:g})")
+    legend(axes[0][-1], fontsize=8)
     axes[0][0].set_ylabel("density")
-    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    label(axes[0][0], "")
+    fig.suptitle(title, fontsize=11, x=0.98, ha="right")
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig
 
 

@@ -4,6 +4,10 @@ Per mass: blind window, GP fit on the sidebands (warm-started from the previous 
 the chunk, seeded restarts, convergence recorded), background ``b`` and covariance ``C``
 on the blind bins, signal template ``w`` and observed ``n``: everything needed to rebuild
 the likelihood. A mass whose fit fails gets a status reason and never stops the scan.
+
+Blinded (``base.blind``): the observed window counts ``n`` are not stored, and ``rho`` (the
+counts per GeV in the window, for the eps^2 conversion) comes from the GP background ``b``
+instead of the data (attr ``rho_source`` says which), so no output depends on them.
 """
 
 from __future__ import annotations
@@ -75,17 +79,20 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
         idx = np.flatnonzero(wf.blind)
         blind = {
             "edges": edges[idx[0] : idx[-1] + 2],
-            "n": counts[wf.blind],
             "b": wf.b,
             "C": wf.C,
             "w": signal_template(edges, m, s)[wf.blind],
         }
-        rho = float(rho_window(edges, counts, m, s, nsig))
+        if cfg.base.blind:  # nothing downstream may see the window's observed counts
+            rho = float(rho_window(blind["edges"], wf.b, m, s, nsig))
+        else:
+            blind["n"] = counts[wf.blind]
+            rho = float(rho_window(edges, counts, m, s, nsig))
         out.append(MassFit(index, m, s, wf.hyper, "ok", blind, rho))
     return out
 
 
-def _write_dataset(f: h5py.File, name: str, fits: list[MassFit]) -> None:
+def _write_dataset(f: h5py.File, name: str, fits: list[MassFit], blinded: bool) -> None:
     g = f.require_group(name)
     nan = float("nan")
     write_group(g, {
@@ -104,7 +111,8 @@ def _write_dataset(f: h5py.File, name: str, fits: list[MassFit]) -> None:
             continue
         b = blind.create_group(str(x.index))
         write_group(b, x.blind)
-        b.attrs.update(mass=x.mass, rho=x.rho, sigma_m=x.sigma)
+        b.attrs.update(mass=x.mass, rho=x.rho, sigma_m=x.sigma,
+                       rho_source="gp" if blinded else "observed")
 
 
 def run(ctx) -> None:
@@ -116,7 +124,7 @@ def run(ctx) -> None:
     counts, edges = read_load(lay.load, name)
     fits = fit_masses(cfg, name, counts, edges, masses)
     with write_h5(lay.part("fit", part), ctx.attrs()) as f:
-        _write_dataset(f, name, fits)
+        _write_dataset(f, name, fits, cfg.base.blind)
 
 
 def merge(ctx) -> None:

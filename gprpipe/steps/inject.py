@@ -151,7 +151,7 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
              if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9]
     wins = {d: _window(cfg, ctx, d, mass) for d in names}
     ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
-    blocks = [comb.Block(w.fit.blind["n"], w.fit.blind["b"], w.fit.blind["C"],
+    blocks = [comb.Block(w.fit.blind.get("n", w.fit.blind["b"]), w.fit.blind["b"], w.fit.blind["C"],
                          w.fit.blind["w"], ks[d], d) for d, w in wins.items()]
     if len(blocks) < 2:
         raise GprpipeError(f"inject: fewer than two datasets cover {mass * 1e3:g} MeV.")
