@@ -166,7 +166,8 @@ def gp_fit_figure(edges, counts, mass, sigma, hyper, blind_nsigma, train_mask, t
     r = 100 * (n / b - 1)
     re = 100 * np.sqrt(np.clip(n, 1, None)) / b
     a2.errorbar(xm[show], r[show], yerr=re[show], fmt="k.", ms=4, zorder=4)
-    lim = max(3 * float(np.nanmedian(re)), 2.5 * float(np.nanmax(100 * rel)))
+    lim = max(3 * float(np.nanmedian(re[show])) if show.any() else 0.0,
+              2.5 * float(np.nanmax(100 * rel)))
     a2.set_ylim(-lim, lim)
     a2.set_ylabel("data / GP $-$ 1 [%]")
     a2.set_xlabel(r"$m(e^+e^-)$ [MeV]")
