@@ -70,7 +70,7 @@ def observed_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, st
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     what = r"$\epsilon^2$" if quantity == "eps2" else "signal yield $A$"
-    ax.set_ylabel(rf"{cl:g}% CL observed upper limit on {what}")
+    ax.set_ylabel(rf"{cl:g}% CL upper limit on {what}")
     legend(ax)
     label(ax, title)
     return fig

@@ -98,7 +98,7 @@ def ahat_figure(mass, a_hat, sigma_a, title: str):
                     label=r"$\pm 1\sigma_A$")
     a1.plot(m, a_hat, "-", color="C0", lw=1.4, marker=mk, ms=4, label=r"$\hat A$")
     a1.axhline(0, color="k", lw=0.8)
-    a1.set_ylabel(r"fitted signal yield $\hat A$ [events]")
+    a1.set_ylabel(r"signal yield $\hat A$")
     legend(a1)
     pull = a_hat / sigma_a
     a2.plot(m, pull, "-", color="C0", lw=1.2, marker=mk, ms=3)
@@ -113,18 +113,20 @@ def ahat_figure(mass, a_hat, sigma_a, title: str):
 
 
 def hyper_figure(fit: dict[str, np.ndarray], title: str):
+    """GP length scale, amplitude and log marginal likelihood vs mass."""
     m = fit["mass"] * MEV
     ok = fit["gp_converged"].astype(bool)
-    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
     for ax, key, ylab in zip(axes, ("gp_length_scale", "gp_amplitude", "gp_lml"),
-                             ("length scale [ln-mass]", "amplitude", "log marginal lik.")):
+                             ("length scale", "amplitude", r"$\ln L$")):
         ax.plot(m[ok], fit[key][ok], "o", ms=3, color="C0", label="converged")
         if (~ok).any():
             ax.plot(m[~ok], fit[key][~ok], "x", ms=6, color="C3", label="not converged")
         ax.set_ylabel(ylab)
-    axes[1].set_yscale("log")
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     legend(axes[0])
     axes[-1].set_xlabel(r"$m_{A'}$ [MeV]")
+    fig.align_ylabels(axes)
     label(axes[0], title)
     return fig
 
@@ -137,7 +139,7 @@ def gp_fit_figure(edges, counts, mass, sigma, hyper, blind_nsigma, train_mask, t
     from gprpipe.stats.gp import predict_counts
 
     x = 0.5 * (edges[1:] + edges[:-1])
-    near = (x > mass - 12 * sigma) & (x < mass + 12 * sigma) & (x > 0)
+    near = (x > mass - 8 * sigma) & (x < mass + 8 * sigma) & (x > 0)
     b, C = predict_counts(x[train_mask], counts[train_mask], x[near], hyper)
     err = np.sqrt(np.clip(np.diag(C), 0, None))
     xm = x[near] * MEV
@@ -166,10 +168,10 @@ def gp_fit_figure(edges, counts, mass, sigma, hyper, blind_nsigma, train_mask, t
     r = 100 * (n / b - 1)
     re = 100 * np.sqrt(np.clip(n, 1, None)) / b
     a2.errorbar(xm[show], r[show], yerr=re[show], fmt="k.", ms=4, zorder=4)
-    lim = max(3 * float(np.nanmedian(re[show])) if show.any() else 0.0,
+    lim = max(1.6 * float(np.nanpercentile(re[show], 90)) if show.any() else 0.0,
               2.5 * float(np.nanmax(100 * rel)))
     a2.set_ylim(-lim, lim)
-    a2.set_ylabel("data / GP $-$ 1 [%]")
+    a2.set_ylabel("data/GP$-$1 [%]")
     a2.set_xlabel(r"$m(e^+e^-)$ [MeV]")
     label(a1, f"{title}, $m_{{A'}}$ = {mass * MEV:g} MeV")
     return fig

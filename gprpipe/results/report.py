@@ -60,10 +60,21 @@ class Figure:
     pdf: str | None
 
 
+# figures a reader wants first; any other PNG follows in name order
+ORDER = ("spectrum", "brazil_eps2", "brazil_A", "significance", "Ahat", "observed", "eps2_overlay",
+         "brazil_eps2_combined", "gpfit", "gp_hyper", "inject")
+
+
+def _rank(png: Path) -> tuple[int, str]:
+    hits = [i for i, p in enumerate(ORDER) if png.stem.startswith(p)]
+    return (max(hits) if hits else len(ORDER), png.as_posix())
+
+
 def _figures(point_dir: Path, prefix: str = "") -> list[Figure]:
+    """Every PNG under ``plots/`` (any name: other steps' figures appear automatically)."""
     plots = point_dir / "plots"
     out = []
-    for png in sorted(plots.rglob("*.png")) if plots.is_dir() else []:
+    for png in sorted(plots.rglob("*.png"), key=_rank) if plots.is_dir() else []:
         rel = png.relative_to(point_dir).as_posix()
         pdf = png.with_suffix(".pdf")
         out.append(Figure(prefix + rel, png.stem,
