@@ -205,3 +205,37 @@ def test_quickstart_report_in_headless_chromium(tmp_path):
         assert len(widths) == 1 and widths[0] > 0  # the grid figure
         browser.close()
     assert errors == []
+
+
+def test_index_overlays_the_grid_points(tmp_path):
+    """Two grid points (one blinded) -> one index row each and the grid_limits.png figure."""
+    import h5py
+
+    from gprpipe.io.hdf5 import write_group
+
+    cfg, point = _point(tmp_path)
+    run = point.parent
+    other = run / "wide"
+    other.mkdir()
+    (other / "config.toml").write_text("[base]\n")
+    info = json.loads((run / "run.json").read_text())
+    info["grid"].append({"name": "wide", "values": {"fit.blind_nsigma": 1.96},
+                         "dir": str(other), "seed": 7})
+    (run / "run.json").write_text(json.dumps(info))
+    m = np.array([0.03, 0.04, 0.05])
+    for d, blind in ((point, False), (other, True)):
+        with h5py.File(d / "limit.h5", "w") as f:
+            f.attrs["blinded"] = blind
+            arrays = {"mass_GeV": m, "mass": m, "eps2_exp_med": [1e-5, 2e-5, 3e-5],
+                      "status": np.array(["ok", "ok", "ok"])}
+            if not blind:
+                arrays["eps2_up"] = [1.2e-5, 1.5e-5, 4e-5]
+            write_group(f.create_group("2015"), arrays)
+    _, index = write_reports(cfg, point)
+    html = index.read_text()
+    assert "wide" in html and "fit.blind_nsigma=1.96" in html
+    assert 'src="grid_limits.png"' in html
+    png = run / "grid_limits.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = plt.imread(png)
+    assert img.shape[0] > 200 and img.shape[1] > 400

@@ -182,13 +182,13 @@ def _points(run_dir: Path) -> list[tuple[str, dict[str, Any], Path]]:
     return out
 
 
-def grid_figure(run_dir: Path, points, out: Path) -> bool:
+def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> bool:
     """The eps^2 limits of every point on one figure (expected median dashed, observed
     solid unless the point is blinded); one panel per dataset. False if nothing to draw."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from gprpipe.plotting.style import label, legend, marker, save
+    from gprpipe.plotting.style import LABELS, label, legend, marker, save
     from gprpipe.steps.limit import read_scan
 
     curves: dict[str, list[tuple[str, dict[str, np.ndarray], bool]]] = {}
@@ -209,7 +209,7 @@ def grid_figure(run_dir: Path, points, out: Path) -> bool:
             m = a["mass_GeV"][ok] * 1e3
             mk = marker(len(m))
             ax.plot(m, a["eps2_exp_med"][ok], "--", color=f"C{i % 10}", marker=mk, ms=3,
-                    label=f"{pname} expected")
+                    label=f"{pname} expected" + (" (blinded)" if blind else ""))
             if not blind and "eps2_up" in a:
                 ax.plot(m, a["eps2_up"][ok], "-", color=f"C{i % 10}", marker=mk, ms=3,
                         label=f"{pname} observed")
@@ -217,7 +217,9 @@ def grid_figure(run_dir: Path, points, out: Path) -> bool:
         ax.set_ylabel(r"upper limit on $\epsilon^2$")
         ax.set_xlabel(r"$m_{A'}$ [MeV]")
         legend(ax)
-        label(ax, ds)
+        blinded, LABELS.blinded = LABELS.blinded, False  # points are marked one by one
+        label(ax, labels.get(ds, ds))
+        LABELS.blinded = blinded
     save(fig, out.parent, out.stem, ["png"])
     return True
 
@@ -237,7 +239,8 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
             "best": best, "flagged": len(s.flagged) if s else None,
             "not_converged": len(s.not_converged) if s else None,
         })
-    has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURE)
+    labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
+    has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURE, labels)
     return {
         "title": cfg.base.name, "rows": rows, "figure": GRID_FIGURE if has_fig else None,
         "versions": info.get("versions", {}), "command": " ".join(info.get("command", [])),
