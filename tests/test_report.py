@@ -105,6 +105,9 @@ def test_summary_of_a_scan(tmp_path):
 
 def test_report_content_escaped_and_complete(tmp_path):
     cfg, point = _point(tmp_path, label="<script>alert(1)</script>")
+    (point / ".state").mkdir()
+    (point / ".state" / "fit__2015-000.done").write_text(
+        json.dumps({"state": "done", "message": "12.345 s"}))
     report, index = write_reports(cfg, point)
     html = report.read_text()
     assert "<script>alert(1)</script>" not in html
@@ -115,6 +118,7 @@ def test_report_content_escaped_and_complete(tmp_path):
         assert f'"{rel}"' in html
     assert "http://" not in html and "https://" not in html  # self-contained
     assert "abc123" in html and "nominal/load" in html and "other/load" not in html
+    assert "nominal/fit/2015-000" in html and "12.345" in html  # from the state marker
     assert "3.20" in html and "unblinded" in html
     idx = index.read_text()
     assert 'href="nominal/report.html"' in idx and "3.20" in idx

@@ -125,6 +125,23 @@ def _run_info(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def _marker_timings(point_dir: Path, point: str) -> dict[str, dict[str, Any]]:
+    """Task timings from the state markers the tasks write themselves (so the plot task
+    sees every upstream task's time before run.json is updated at the end of the run)."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in sorted((point_dir / ".state").glob("*.done")) + sorted(
+            (point_dir / ".state").glob("*.failed")):
+        try:
+            info = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        msg = str(info.get("message", ""))
+        seconds: Any = msg.removesuffix(" s") if msg.endswith(" s") else msg
+        out[f"{point}/" + f.stem.replace("__", "/")] = {"state": f.suffix[1:],
+                                                        "seconds": seconds}
+    return out
+
+
 def _point_entry(info: dict[str, Any], point_dir: Path) -> dict[str, Any]:
     for p in info.get("grid", []):
         if Path(p.get("dir", "")).name == point_dir.name:
@@ -143,12 +160,14 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
         summary = summarize(scan_path)
     entry = _point_entry(info, point_dir)
+    name = entry.get("name", point_dir.name)
     timings = {tid: t for tid, t in info.get("timings", {}).items()
-               if tid.split("/")[0] == entry.get("name", point_dir.name)}
+               if tid.split("/")[0] == name}
+    timings |= _marker_timings(point_dir, name)
     config_path = point_dir / "config.toml"
     return {
         "title": cfg.base.name,
-        "point": entry.get("name", point_dir.name),
+        "point": name,
         "values": entry.get("values", {}),
         "blinded": bool(cfg.base.blind),
         "labels": {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined":
