@@ -125,7 +125,7 @@ def coverage_figure(a: dict[str, np.ndarray], title: str):
     ax.set_ylim(0.4, 1.05)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel("coverage")
-    legend(ax, fontsize=8, ncol=2)
+    legend(ax, ncol=2)
     label(ax, title)
     return fig
 
@@ -185,8 +185,8 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
         if m not in best or z > best[m][0]:
             ok = arrays["converged"].astype(bool) & np.isfinite(arrays["pull"])
             best[m] = (z, arrays["pull"][ok])
-    fig, axes = plt.subplots(1, max(len(best), 1), figsize=(4.5 * max(len(best), 1), 4.8),
-                             squeeze=False)
+    n = max(len(best), 1)
+    fig, axes = plt.subplots(1, n, figsize=(max(7.0, 5.0 * n), 5.2), squeeze=False)
     x = np.linspace(-5, 5, 201)
     gauss = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
     for ax, m in zip(axes[0], sorted(best)):
@@ -197,9 +197,8 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
         ax.set_xlabel(f"pull ({_mlabel(m)}, $Z_\\mathrm{{inj}}$ = {z:g})")
     legend(axes[0][-1], fontsize=8)
     axes[0][0].set_ylabel("density")
-    label(axes[0][0], "")
-    fig.suptitle(title, fontsize=11, x=0.98, ha="right")
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.tight_layout()
+    label(axes[0][0], title)
     return fig
 
 

@@ -109,7 +109,11 @@ def _separate_labels(fig) -> None:
         if left.x1 + 6 <= right.x0:
             continue
         top = ax.transAxes.inverted().transform((0, left.y1 + 3))[1]
-        boxes[1].set_bbox_to_anchor((1.0, top), transform=ax.transAxes)
+        if right.width > ax.get_window_extent(renderer).width:  # wider than the axes
+            boxes[1].loc = 3  # lower left: start above the experiment label
+            boxes[1].set_bbox_to_anchor((0.0, top), transform=ax.transAxes)
+        else:
+            boxes[1].set_bbox_to_anchor((1.0, top), transform=ax.transAxes)
 
 
 def legend(ax, *, offset: float = 0.02, **kw):

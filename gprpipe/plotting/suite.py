@@ -185,7 +185,7 @@ def gp_masses(cfg: Config, masses: np.ndarray, z_local: np.ndarray | None = None
         wanted = list(cfg.plot.masses)
     else:
         n = len(masses)
-        wanted = [masses[int(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []
+        wanted = [masses[round(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []
         if z_local is not None and len(z_local) == n and np.isfinite(z_local).any():
             wanted.append(masses[int(np.nanargmax(z_local))])
     out: list[float] = []
