@@ -55,7 +55,7 @@ def linearity_figure(a: dict[str, np.ndarray], title: str):
         if "A_hat_asimov" in a and np.any(np.isfinite(a["A_hat_asimov"][idx][nz])):
             a2.plot(a["z_inj"][idx][nz], a["A_hat_asimov"][idx][nz] / a["A_inj"][idx][nz],
                     "x:", ms=7, color=f"C{i}", label="noise-free refit toy" if i == 0 else None)
-            legend(a2, fontsize=9)
+            legend(a2)
     a2.axhline(1.0, color="gray", ls="--", lw=1)
     a2.axhspan(0.8, 1.2, color="gray", alpha=0.12, lw=0)
     finite = np.concatenate(ratios) if ratios else np.zeros(0)
@@ -66,7 +66,7 @@ def linearity_figure(a: dict[str, np.ndarray], title: str):
     a1.set_ylabel(r"$\langle\hat A\rangle / \sigma_{A,\mathrm{ref}}$")
     a2.set_ylabel(r"$\langle\hat A\rangle / A_\mathrm{inj}$")
     a2.set_xlabel(r"injected strength $Z_\mathrm{inj} = A_\mathrm{inj}/\sigma_{A,\mathrm{ref}}$")
-    legend(a1, fontsize=10)
+    legend(a1)
     label(a1, title)
     return fig
 
@@ -82,7 +82,7 @@ def bias_figure(a: dict[str, np.ndarray], title: str):
     ax.axhline(0.0, color="gray", ls="--", lw=1)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel(r"bias $(\langle\hat A\rangle - A_\mathrm{inj}) / \sigma_{A,\mathrm{ref}}$")
-    legend(ax, fontsize=10)
+    legend(ax)
     label(ax, title)
     return fig
 
@@ -103,7 +103,7 @@ def pull_figure(a: dict[str, np.ndarray], title: str):
     a1.set_ylabel("pull mean")
     a2.set_ylabel("pull width (std)")
     a2.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
-    legend(a1, fontsize=10)
+    legend(a1)
     label(a1, title)
     return fig
 
@@ -172,7 +172,7 @@ def zhat_figure(a: dict[str, np.ndarray], title: str):
                 label=_mlabel(m))
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel(r"$\langle \hat Z\rangle = \langle\hat A/\sigma_A\rangle$")
-    legend(ax, fontsize=10)
+    legend(ax)
     label(ax, title)
     return fig
 
@@ -195,7 +195,7 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
                 color="C0", alpha=0.5, label=f"{len(p)} toys")
         ax.plot(x, gauss, "k-", lw=1.2, label="N(0, 1)")
         ax.set_xlabel(f"pull ({_mlabel(m)}, $Z_\\mathrm{{inj}}$ = {z:g})")
-    legend(axes[0][-1], fontsize=8)
+    legend(axes[0][-1])
     axes[0][0].set_ylabel("density")
     fig.tight_layout()
     label(axes[0][0], title)
