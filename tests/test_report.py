@@ -235,8 +235,11 @@ def test_index_overlays_the_grid_points(tmp_path):
             if not blind:
                 arrays["eps2_up"] = [1.2e-5, 1.5e-5, 4e-5]
             write_group(f.create_group("2015"), arrays)
+    (run / "exports").mkdir()
+    (run / "exports" / "reach.csv").write_text("mass_GeV\n")
     _, index = write_reports(cfg, point)
     html = index.read_text()
+    assert 'href="exports/reach.csv"' in html and 'href="run.json"' not in html
     assert "wide" in html and "fit.blind_nsigma=1.96" in html
     assert 'src="grid_limits.png"' in html
     png = run / "grid_limits.png"

@@ -28,7 +28,8 @@ GRID_FIGURE = "grid_limits.png"
 H5_FILES = ("load.h5", "fit.h5", "limit.h5", "inject.h5")
 PROVENANCE_ATTRS = ("created", "engine", "image", "image_digest", "gprpipe_version",
                     "blinded", "cache_key")
-EXPORT_DIRS = ("exports", "hepdata")
+EXPORT_DIRS = ("export*", "hepdata*", "pyhf*", "spey*")  # folder name patterns
+OWN_FILES = ("scan.csv", "inject.csv", "run.json")
 EXPORT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tar.gz", ".tgz", ".zip")
 
 
@@ -84,17 +85,18 @@ def _figures(point_dir: Path, prefix: str = "") -> list[Figure]:
 
 
 def _exports(point_dir: Path) -> list[str]:
-    """Relative paths of export products: files under exports/ and hepdata/ (any depth),
-    JSON files of the point folder (e.g. pyhf workspaces), never our own bookkeeping."""
+    """Relative paths of export products: files under export*/, hepdata*/, pyhf*/, spey*/
+    (any depth) and JSON, YAML and archive files of the point folder (e.g. pyhf
+    workspaces), never our own bookkeeping."""
     found: list[str] = []
-    for d in EXPORT_DIRS:
-        folder = point_dir / d
+    folders = sorted({f for pat in EXPORT_DIRS for f in point_dir.glob(pat) if f.is_dir()})
+    for folder in folders:
         if folder.is_dir():
             found += [p.relative_to(point_dir).as_posix() for p in sorted(folder.rglob("*"))
                       if p.is_file() and not p.name.startswith(".")]
     for p in sorted(point_dir.glob("*")):
-        if p.is_file() and p.name.endswith(EXPORT_SUFFIXES) and p.name != "scan.csv" \
-                and p.name != "inject.csv" and not p.name.startswith("."):
+        if p.is_file() and p.name.endswith(EXPORT_SUFFIXES) and p.name not in OWN_FILES \
+                and not p.name.startswith("."):
             found.append(p.name)
     return found
 
@@ -262,6 +264,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURE, labels)
     return {
         "title": cfg.base.name, "rows": rows, "figure": GRID_FIGURE if has_fig else None,
+        "exports": _exports(run_dir),
         "versions": info.get("versions", {}), "command": " ".join(info.get("command", [])),
         "created": info.get("created", ""), "blinding": info.get("blinding", {}),
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
