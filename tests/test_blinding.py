@@ -2,7 +2,7 @@
 the blind window; ``--unblind`` gives the full result, is recorded in run.json, and never
 reuses blinded outputs.
 
-The end-to-end test runs the shipped demo spectrum at one test mass (with one mass the GP
+The end-to-end test runs the real 2015 spectrum at one test mass (with one mass the GP
 is trained only outside that window, so *every* output must be unchanged), changes the
 counts inside the window with uproot's writer (+8% on the low side, +3% on the high side),
 and compares scan.csv, limit.h5 and fit.h5 datasets, the HEPData tables and the PNGs
@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import DEMO_ROOT, QUICKSTART, REPO, quickstart_child, run_cli_subprocess
+from conftest import QUICKSTART, REPO, quickstart_child, run_cli_subprocess
 
 from gprpipe.io.root import read_hist, write_hist
 from gprpipe.stats.resolution import sigma_m
@@ -28,11 +28,11 @@ SIGMA_COEFFS = (-9.22283032152e-05, 0.0532190838657)  # cards/hps2015.toml
 OBSERVED_PLOTS = ("significance_", "Ahat_", "observed_")
 
 
-def _modified_root(path: Path) -> tuple[Path, float]:
-    """The demo histogram with its counts changed inside the blind window of ``MASS``
+def _modified_root(source: Path, path: Path) -> tuple[Path, float]:
+    """``source``'s histogram with its counts changed inside the blind window of ``MASS``
     (raw bins within half the window, so every changed bin lies inside the rebinned
     window); returns the file and the number of events moved."""
-    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    counts, edges = read_hist(source, "input_hist")
     x = 0.5 * (edges[1:] + edges[:-1])
     half = 1.64 * float(sigma_m(MASS, list(SIGMA_COEFFS), None, None))
     inside = np.abs(x - MASS) <= 0.5 * half
@@ -65,6 +65,7 @@ def _config(tmp: Path, name: str, root: Path, blind: bool) -> Path:
     return quickstart_child(tmp / f"{name}.toml", f"""
         blind = {str(blind).lower()}
         [datasets.demo]
+        label = "HPS 2015"
         path = "{root}"
         [scan]
         masses = [{MASS}]
@@ -75,11 +76,13 @@ def _config(tmp: Path, name: str, root: Path, blind: bool) -> Path:
 
 
 @pytest.mark.slow
-def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_path):
-    mod, moved = _modified_root(tmp_path / "modified.root")
-    assert moved > 10_000  # a large change: several hundred sigma_A worth of events
+def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_path,
+                                                                           shared_data):
+    data = shared_data / "funcform_2015_toys.root"
+    mod, moved = _modified_root(data, tmp_path / "modified.root")
+    assert moved > 10_000  # a large change: many sigma_A worth of events
     points = {}
-    for name, root in (("orig", DEMO_ROOT), ("mod", mod)):
+    for name, root in (("orig", data), ("mod", mod)):
         code, out, err = _run(_config(tmp_path, name, root, blind=True), tmp_path / name)
         assert code == 0, err
         points[name] = tmp_path / name / "nominal"
@@ -132,7 +135,7 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
     assert {"plots/significance_demo.png", "plots/Ahat_demo.png",
             "plots/observed_eps2.png"} <= set(names)
     # the changed window shows up in the unblinded yield: compare with the original data
-    code, _, err = _run(_config(tmp_path, "orig", DEMO_ROOT, blind=True), tmp_path / "orig",
+    code, _, err = _run(_config(tmp_path, "orig", data, blind=True), tmp_path / "orig",
                         "--unblind", "--steps", "load,fit,limit")
     assert code == 0, err
     head, row0 = (a / "scan.csv").read_text().splitlines()[:2]
