@@ -105,6 +105,8 @@ def ahat_figure(mass, a_hat, sigma_a, title: str):
     for z in (-2, -1, 1, 2):
         a2.axhline(z, color="gray", lw=0.8, ls=":")
     a2.axhline(0, color="k", lw=0.8)
+    top = max(2.5, float(np.nanmax(np.abs(pull))) + 0.5) if np.isfinite(pull).any() else 2.5
+    a2.set_ylim(-top, top)
     a2.set_ylabel(r"$\hat A / \sigma_A$")
     a2.set_xlabel(r"$m_{A'}$ [MeV]")
     _xlim(a2, m)
