@@ -70,9 +70,8 @@ def run(ctx) -> None:
                                 window=cfg.fit.blind_nsigma)
     from gprpipe.results.report import write_reports
 
-    report, _ = write_reports(cfg, lay.point_dir)  # index.html (run level) is shared
-    written.append(report)
-    ctx.written = written
     files = [str(p.relative_to(lay.point_dir)) for p in written]
+    report, _ = write_reports(cfg, lay.point_dir)  # index.html (run level) is shared
+    ctx.written = [*written, report]
     manifest = {"cache_key": ctx.cache_key, "blinded": cfg.base.blind, "files": files}
     atomic_write_text(lay.plot_manifest, json.dumps(manifest, indent=1) + "\n")
