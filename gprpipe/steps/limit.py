@@ -105,7 +105,8 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
         if "A_up" in row:
             row["eps2_up"] = row["A_up"] * k
         row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
-        finite = np.isfinite([row["A_up"], row["eps2_up"]]).all()
+        shown = ("A_up", "eps2_up") if "A_up" in row else ("A_exp_med", "eps2_exp_med")
+        finite = np.isfinite([row[c] for c in shown]).all()  # blinded: the expected limit
         row["status"] = "ok" if finite else "limit failed: the upper limit is not finite"
         rows.append(row)
     return rows
