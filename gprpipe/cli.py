@@ -68,6 +68,15 @@ def _run_dir(points) -> Path:
     return Path(outputs.pop())
 
 
+def _refuse_set_unblind(overrides: list[str]) -> None:
+    """Blinding is lifted only by ``run --unblind``, never by ``--set base.blind=false``."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() == "base.blind" and value.strip().lower() not in ("true", "1"):
+            raise GprpipeError(f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' "
+                               "(recorded in run.json).")
+
+
 def _select(points, sel: str | None):
     """``--points``: comma-separated indices, ranges (0-3), names or glob patterns."""
     if not sel:
@@ -269,6 +278,9 @@ def run(
         float, typer.Option("--wait-lock", help="Seconds to wait for another run of the "
                             "same directory to finish (default: refuse at once).")
     ] = 0.0,
+    unblind: Annotated[
+        bool, typer.Option("--unblind", help="Lift base.blind (recorded in run.json).")
+    ] = False,
     set_: SetOpt = None,
 ) -> None:
     """Run the whole job: every grid point through the configured steps."""
@@ -276,6 +288,7 @@ def run(
     from gprpipe.pipeline.store import new_run_info, plan_points, write_point_configs
 
     overrides = list(set_ or [])
+    _refuse_set_unblind(overrides)
     if engine:
         overrides.append(f"base.engine={engine}")
     if executor:
@@ -283,6 +296,11 @@ def run(
     if steps:
         names = [s.strip() for s in steps.split(",") if s.strip()]
         overrides.append("steps.run=" + json.dumps(names))
+    blind_in_config = False
+    if unblind:
+        _, as_written = _points(config, overrides)
+        blind_in_config = any(p.config.base.blind for p in as_written)
+        overrides.append("base.blind=false")
     loaded, all_points = _points(config, overrides)
     points = _select(all_points, points_sel)
     cfg0 = points[0].config
@@ -301,6 +319,11 @@ def run(
         write_point_configs(run_dir, points)
         info = new_run_info(run_dir, config.resolve(), overrides, points, tasks,
                             engine=cfg0.base.engine, executor=cfg0.base.executor)
+        info.data["blinding"] = {
+            "blind": any(p.config.base.blind for p in points),
+            "unblind_option": unblind,
+            "config_was_blind": blind_in_config,
+        }
         info.save()
         if cfg0.base.executor == "slurm":
             ok = _submit_slurm(tasks, eng, run_dir, cfg0, info, wait=wait, force=force)

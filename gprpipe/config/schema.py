@@ -37,6 +37,8 @@ class Base(Section):
     executor: Literal["local", "slurm"] = "local"
     jobs: int = Field(2, ge=1, description="Local worker processes.")
     seed: int = Field(20260101, ge=0, description="Master seed; per-task seeds derive from it.")
+    blind: bool = Field(False, description="Blinded: nothing that depends on the observed "
+                        "counts in a blind window is computed; lifted only by run --unblind.")
     max_points: int = Field(1000, ge=1, description="Most grid points a config may have.")
     max_masses: int = Field(100_000, ge=1, description="Most test masses per dataset.")
     max_tasks: int = Field(100_000, ge=1, description="Most tasks a run may plan.")
@@ -133,6 +135,8 @@ class Plot(Section):
     formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
     style: Literal["hep", "plain"] = "hep"
     masses: list[float] = Field(default_factory=list, description="Masses for GP-fit plots.")
+    experiment: str = Field("HPS", description="Experiment label on every figure.")
+    status: str = Field("Preliminary", description="Status next to the experiment label.")
 
 
 class Steps(Section):
@@ -177,6 +181,17 @@ class Config(Section):
     steps: Steps = Field(default_factory=Steps)
     slurm: Slurm = Field(default_factory=Slurm)
     grid: dict[str, Any] = Field(default_factory=dict, description="Dotted key -> values.")
+
+    @model_validator(mode="after")
+    def _blind_training(self) -> Config:
+        excl = self.fit.train_exclude_nsigma
+        if self.base.blind and excl is not None and excl < self.fit.blind_nsigma:
+            raise ValueError(
+                f"fit.train_exclude_nsigma = {excl:g} is smaller than fit.blind_nsigma = "
+                f"{self.fit.blind_nsigma:g}: the GP would be trained on blind-window counts, "
+                "which base.blind forbids"
+            )
+        return self
 
     @model_validator(mode="after")
     def _datasets_exist(self) -> Config:

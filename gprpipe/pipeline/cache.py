@@ -28,10 +28,10 @@ from gprpipe.pipeline.task import Task
 
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "load": ("datasets", "scan"),
-    "fit": ("datasets", "scan", "fit", "slurm.chunk_size", "base.seed"),
-    "limit": ("datasets", "scan", "fit", "limit", "slurm.chunk_size", "base.seed"),
-    "inject": ("datasets", "scan", "fit", "inject", "base.seed"),
-    "plot": ("plot", "base.name", "datasets", "scan"),
+    "fit": ("datasets", "scan", "fit", "slurm.chunk_size", "base.seed", "base.blind"),
+    "limit": ("datasets", "scan", "fit", "limit", "slurm.chunk_size", "base.seed", "base.blind"),
+    "inject": ("datasets", "scan", "fit", "inject", "base.seed", "base.blind"),
+    "plot": ("plot", "base.name", "datasets", "scan", "fit", "limit", "base.blind"),
 }
 #: keys of a dataset table that locate a file rather than change a result
 LOCATION_KEYS = ("path",)

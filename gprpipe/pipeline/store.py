@@ -27,9 +27,27 @@ from gprpipe.pipeline.task import Task
 RUN_JSON = "run.json"
 
 
+def git_commit() -> str:
+    """The git commit of the gprpipe source in use (``+dirty`` with local changes), or ""
+    when it is not a git checkout (an installed wheel)."""
+    import subprocess
+
+    src = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+dirty" if dirty else "")
+
+
 def versions() -> dict[str, str]:
-    out = {"gprpipe": __version__, "python": platform.python_version()}
-    for pkg in ("numpy", "scipy", "scikit-learn", "uproot", "h5py", "matplotlib"):
+    out = {"gprpipe": __version__, "git_commit": git_commit(),
+           "python": platform.python_version()}
+    for pkg in ("numpy", "scipy", "scikit-learn", "uproot", "h5py", "matplotlib", "mplhep",
+                "jinja2"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

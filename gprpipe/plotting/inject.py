@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gprpipe.plotting.style import label, save
+from gprpipe.plotting.style import label, legend, save
 
 MEV = 1e3
 COV1, COV2 = 0.6827, 0.9545
@@ -57,7 +57,7 @@ def linearity_figure(a: dict[str, np.ndarray], title: str):
         if "A_hat_asimov" in a and np.any(np.isfinite(a["A_hat_asimov"][idx][nz])):
             a2.plot(a["z_inj"][idx][nz], a["A_hat_asimov"][idx][nz] / a["A_inj"][idx][nz],
                     "x:", ms=7, color=f"C{i}", label="noise-free refit toy" if i == 0 else None)
-            a2.legend(frameon=False, fontsize=9, loc="upper left")
+            legend(a2)
     a2.axhline(1.0, color="gray", ls="--", lw=1)
     a2.axhspan(0.8, 1.2, color="gray", alpha=0.12, lw=0)
     finite = np.concatenate(ratios) if ratios else np.zeros(0)
@@ -68,7 +68,7 @@ def linearity_figure(a: dict[str, np.ndarray], title: str):
     a1.set_ylabel(r"$\langle\hat A\rangle / \sigma_{A,\mathrm{ref}}$")
     a2.set_ylabel(r"$\langle\hat A\rangle / A_\mathrm{inj}$")
     a2.set_xlabel(r"injected strength $Z_\mathrm{inj} = A_\mathrm{inj}/\sigma_{A,\mathrm{ref}}$")
-    a1.legend(frameon=False, fontsize=10, loc="lower right")
+    legend(a1)
     label(a1, title)
     return fig
 
@@ -84,7 +84,7 @@ def bias_figure(a: dict[str, np.ndarray], title: str):
     ax.axhline(0.0, color="gray", ls="--", lw=1)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel(r"bias $(\langle\hat A\rangle - A_\mathrm{inj}) / \sigma_{A,\mathrm{ref}}$")
-    ax.legend(frameon=False, fontsize=10)
+    legend(ax)
     label(ax, title)
     return fig
 
@@ -105,7 +105,7 @@ def pull_figure(a: dict[str, np.ndarray], title: str):
     a1.set_ylabel("pull mean")
     a2.set_ylabel("pull width (std)")
     a2.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
-    a1.legend(frameon=False, fontsize=10)
+    legend(a1)
     label(a1, title)
     return fig
 
@@ -127,7 +127,7 @@ def coverage_figure(a: dict[str, np.ndarray], title: str):
     ax.set_ylim(0.4, 1.05)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel("coverage")
-    ax.legend(frameon=False, fontsize=8, ncol=2, loc="lower left")
+    legend(ax, ncol=2)
     label(ax, title)
     return fig
 
@@ -159,7 +159,7 @@ def heatmap_figure(a: dict[str, np.ndarray], title: str):
                 if np.isfinite(v):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9)
         fig.colorbar(im, ax=ax, label=name)
-    axes[0].set_title(title, fontsize=11, loc="left")
+    label(axes[0], title)
     fig.tight_layout()
     return fig
 
@@ -174,7 +174,7 @@ def zhat_figure(a: dict[str, np.ndarray], title: str):
                 label=_mlabel(m))
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel(r"$\langle \hat Z\rangle = \langle\hat A/\sigma_A\rangle$")
-    ax.legend(frameon=False, fontsize=10)
+    legend(ax)
     label(ax, title)
     return fig
 
@@ -235,8 +235,8 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
         if m not in best or z > best[m][0]:
             ok = arrays["converged"].astype(bool) & np.isfinite(arrays["pull"])
             best[m] = (z, arrays["pull"][ok])
-    fig, axes = plt.subplots(1, max(len(best), 1), figsize=(4.5 * max(len(best), 1), 4.8),
-                             squeeze=False)
+    n = max(len(best), 1)
+    fig, axes = plt.subplots(1, n, figsize=(max(7.0, 5.0 * n), 5.2), squeeze=False)
     x = np.linspace(-5, 5, 201)
     gauss = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
     for ax, m in zip(axes[0], sorted(best)):
@@ -244,12 +244,11 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
         ax.hist(p, bins=np.linspace(-5, 5, 41), density=True, histtype="stepfilled",
                 color="C0", alpha=0.5, label=f"{len(p)} toys")
         ax.plot(x, gauss, "k-", lw=1.2, label="N(0, 1)")
-        ax.set_xlabel("pull")
-        ax.set_title(f"{_mlabel(m)}, $Z_\\mathrm{{inj}}$ = {z:g}", fontsize=10)
-        ax.legend(frameon=False, fontsize=8)
+        ax.set_xlabel(f"pull ({_mlabel(m)}, $Z_\\mathrm{{inj}}$ = {z:g})")
+    legend(axes[0][-1])
     axes[0][0].set_ylabel("density")
-    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.tight_layout()
+    label(axes[0][0], title)
     return fig
 
 

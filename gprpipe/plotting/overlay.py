@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gprpipe.plotting.style import label, save
+from gprpipe.plotting.style import label, legend, marker, save
 from gprpipe.plotting.suite import (
     FLAG_LABEL,
     FLAG_STYLE,
@@ -28,9 +28,9 @@ def _ok(a: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def eps2_overlay_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
-                        title: str, cl: float):
+                        title: str, cl: float, blinded: bool = False):
     """Observed (solid) and expected median (dashed) eps^2 limits of every dataset; the
-    combination in black."""
+    combination in black. Blinded: expected only."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colour = 0
     for name, a in scan.items():
@@ -43,25 +43,53 @@ def eps2_overlay_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str
         else:
             c, lw, lab = f"C{colour}", 1.4, labels.get(name, name)
             colour += 1
-        ax.plot(m, a["eps2_up"][ok], "-", color=c, lw=lw, label=f"{lab} observed")
-        fl = flag_mask(a["status"])[ok]
-        if fl.any():
-            ax.plot(m[fl], a["eps2_up"][ok][fl],
-                    **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
-        ax.plot(m, a["eps2_exp_med"][ok], "--", color=c, lw=lw * 0.8,
-                label=f"{lab} expected")
+        mk = marker(len(m))
+        if not blinded:
+            ax.plot(m, a["eps2_up"][ok], "-", color=c, lw=lw, marker=mk, ms=4,
+                    label=f"{lab} observed")
+            fl = flag_mask(a["status"])[ok]
+            if fl.any():
+                ax.plot(m[fl], a["eps2_up"][ok][fl],
+                        **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
+        ax.plot(m, a["eps2_exp_med"][ok], "--", color=c, lw=lw * 0.8, marker=mk, ms=3,
+                mfc="white", label=f"{lab} expected")
     ax.set_yscale("log")
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(lo, hi * (hi / lo) ** 0.35)  # headroom for the legend
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(rf"{cl:g}% CL upper limit on $\epsilon^2$")
-    ax.legend(frameon=False, fontsize=9, ncol=2, loc="upper right")
+    legend(ax)
+    label(ax, title)
+    return fig
+
+
+def observed_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
+                    title: str, cl: float, quantity: str):
+    """Observed limits only (no bands) of every dataset and the combination: ``eps2``, or
+    ``A`` (single datasets: a combined yield is a sum over datasets)."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colour = 0
+    for name, a in scan.items():
+        ok = _ok(a)
+        if not ok.any() or (quantity == "A" and name == COMBINED):
+            continue
+        m = a["mass_GeV"][ok] * MEV
+        if name == COMBINED:
+            c, lw, lab = "k", 2.0, "Combined"
+        else:
+            c, lw, lab = f"C{colour}", 1.5, labels.get(name, name)
+            colour += 1
+        ax.plot(m, a[f"{quantity}_up"][ok], "-", color=c, lw=lw, marker=marker(len(m)), ms=4,
+                label=f"{lab} observed")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$m_{A'}$ [MeV]")
+    what = r"$\epsilon^2$" if quantity == "eps2" else "signal yield $A$"
+    ax.set_ylabel(rf"{cl:g}% CL upper limit on {what}")
+    legend(ax)
     label(ax, title)
     return fig
 
 
 def combined_brazil_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
-                           title: str, cl: float):
+                           title: str, cl: float, blinded: bool = False):
     """Brazil band of the combined eps^2 limit with the single-dataset observed limits."""
     from gprpipe.steps.limit import BAND_COLS
 
@@ -74,23 +102,32 @@ def combined_brazil_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[
         if name == COMBINED:
             continue
         sel = _ok(s) & (s["mass_GeV"] >= lo - 1e-9) & (s["mass_GeV"] <= hi + 1e-9)
-        if sel.any():
+        if sel.any() and not blinded:
             other[f"{labels.get(name, name)} observed"] = (s["mass_GeV"][sel], s["eps2_up"][sel])
     bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]
-    return brazil_figure(m, a["eps2_up"][ok], bands, other=other, title=title,
+    obs = None if blinded else a["eps2_up"][ok]
+    return brazil_figure(m, obs, bands, other=other, title=title,
                          ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$",
                          flagged=flag_mask(a["status"])[ok])
 
 
 def overlay_plots(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
-                  title: str, cl: float, out: Path, formats: Sequence[str]) -> list[Path]:
-    """The overlay (when there are two or more curves) and the combined Brazil band."""
+                  cl: float, out: Path, formats: Sequence[str], blinded: bool = False
+                  ) -> list[Path]:
+    """The overlay (when there are two or more curves), the combined Brazil band and, when
+    not blinded, the observed-only limit curves. Titles name the datasets by label."""
     written: list[Path] = []
     curves = [n for n, a in scan.items() if _ok(a).any()]
+    title = " + ".join(labels.get(n, n) for n in curves if n != COMBINED)
     if len(curves) >= 2:
-        written += save(eps2_overlay_figure(scan, labels, title, cl), out, "eps2_overlay",
-                        formats)
+        written += save(eps2_overlay_figure(scan, labels, title, cl, blinded), out,
+                        "eps2_overlay", formats)
     if COMBINED in curves:
-        written += save(combined_brazil_figure(scan, labels, f"{title}: combined", cl), out,
+        written += save(combined_brazil_figure(scan, labels, f"{title}: combined", cl,
+                                               blinded), out,
                         "brazil_eps2_combined_overlay", formats)
+    if curves and not blinded:
+        for q in ("eps2", "A"):
+            written += save(observed_figure(scan, labels, title, cl, q), out,
+                            f"observed_{q}", formats)
     return written

@@ -1,37 +1,63 @@
-"""Figure style and saving: HEP style via mplhep when installed, atomic PNG/PDF writes."""
+"""Figure style and saving: the HEP style of mplhep, experiment and dataset labels above
+the axes, legends outside the axes (never over data), atomic PNG/PDF writes."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.offsetbox import AnchoredOffsetbox, HPacker, TextArea
 
 from gprpipe.io.atomic import atomic_path
 
 BAND_1 = "#00cc00"  # expected +/-1 sigma (green)
 BAND_2 = "#ffcc00"  # expected +/-2 sigma (yellow)
+BLIND_COLOUR = "#b00000"
+FEW_MASSES = 25  # scans with at most this many masses get markers on their curves
+
+
+@dataclass
+class Labels:
+    """What every figure is marked with (set once per plot task by :func:`set_labels`)."""
+
+    experiment: str = "HPS"
+    status: str = "Preliminary"
+    blinded: bool = False
+
+
+LABELS = Labels()
+
+
+def set_labels(experiment: str, status: str, blinded: bool) -> None:
+    LABELS.experiment, LABELS.status, LABELS.blinded = experiment, status, blinded
 
 
 def apply_style(style: str) -> None:
+    """``hep``: mplhep's ROOT style (a warning, not silence, if it cannot be loaded)."""
     plt.rcdefaults()
     if style == "hep":
         try:
             import mplhep
 
             plt.style.use(mplhep.style.ROOT)
+            plt.rcParams.update({"savefig.bbox": "tight", "legend.fontsize": 12})
             return
         except ImportError:
-            pass
+            warnings.warn("plot.style = 'hep' but mplhep is not installed; using the plain "
+                          "matplotlib style (pip install mplhep)", stacklevel=2)
     plt.rcParams.update({"axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100,
                          "savefig.bbox": "tight", "font.size": 11})
 
 
 def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     """Save ``fig`` as ``folder/stem.<fmt>`` for each format; returns the paths."""
+    _separate_labels(fig)
     out = []
     for fmt in formats:
         target = folder / f"{stem}.{fmt}"
@@ -43,6 +69,62 @@ def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
 
 
 def label(ax, text: str) -> None:
-    """Experiment-style label in the top-left corner."""
-    ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", ha="left", fontsize=11,
-            fontweight="bold")
+    """Experiment label ("HPS Preliminary") above the top-left corner of ``ax`` and the
+    dataset label ``text`` (plus "blinded" when the run is blinded) above its top-right
+    corner: outside the axes, so never over data."""
+    size = plt.rcParams["font.size"]
+    parts = [TextArea(LABELS.experiment, textprops={"fontweight": "bold", "fontsize": size * 1.15})]
+    if LABELS.status:
+        parts.append(TextArea(LABELS.status, textprops={"fontstyle": "italic",
+                                                        "fontsize": size * 1.05}))
+    box = AnchoredOffsetbox(loc="lower left", child=HPacker(children=parts, pad=0, sep=6),
+                            bbox_to_anchor=(0.0, 1.005), bbox_transform=ax.transAxes,
+                            frameon=False, pad=0.0, borderpad=0.0)
+    ax.add_artist(box)
+    ax._gprpipe_labels = [box]
+    right = [TextArea(text, textprops={"fontsize": size * 0.9})] if text else []
+    if LABELS.blinded:
+        right.append(TextArea("BLINDED", textprops={"fontsize": size * 0.9, "fontweight": "bold",
+                                                    "color": BLIND_COLOUR}))
+    if right:
+        box = AnchoredOffsetbox(loc="lower right", child=HPacker(children=right, pad=0, sep=8),
+                                bbox_to_anchor=(1.0, 1.005), bbox_transform=ax.transAxes,
+                                frameon=False, pad=0.0, borderpad=0.0)
+        ax.add_artist(box)
+        ax._gprpipe_labels.append(box)
+
+
+def _separate_labels(fig) -> None:
+    """Measure the drawn labels: when the dataset label would overlap the experiment label
+    (a long dataset label on a narrow figure), lift it onto its own line above."""
+    renderer = None
+    for ax in fig.axes:
+        boxes = getattr(ax, "_gprpipe_labels", [])
+        if len(boxes) != 2:
+            continue
+        if renderer is None:
+            fig.canvas.draw()
+            renderer = fig.canvas.get_renderer()
+        left, right = (b.get_window_extent(renderer) for b in boxes)
+        if left.x1 + 6 <= right.x0:
+            continue
+        top = ax.transAxes.inverted().transform((0, left.y1 + 3))[1]
+        if right.width > ax.get_window_extent(renderer).width:  # wider than the axes
+            boxes[1].loc = 3  # lower left: start above the experiment label
+            boxes[1].set_bbox_to_anchor((0.0, top), transform=ax.transAxes)
+        else:
+            boxes[1].set_bbox_to_anchor((1.0, top), transform=ax.transAxes)
+
+
+def legend(ax, *, offset: float = 0.02, **kw):
+    """A legend outside the axes, to the right of their top (never over data or curves)."""
+    if not ax.get_legend_handles_labels()[0]:
+        return None
+    kw.setdefault("fontsize", plt.rcParams["font.size"] * 0.8)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.0 + offset, 1.0), borderaxespad=0.0,
+                     frameon=False, **kw)
+
+
+def marker(n: int) -> str:
+    """Marker for a curve of ``n`` points: visible dots for short scans, none otherwise."""
+    return "o" if n <= FEW_MASSES else ""

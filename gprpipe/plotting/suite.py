@@ -10,7 +10,7 @@ import numpy as np
 from scipy.stats import norm
 
 from gprpipe.config.schema import Config
-from gprpipe.plotting.style import BAND_1, BAND_2, label, save
+from gprpipe.plotting.style import BAND_1, BAND_2, FEW_MASSES, label, legend, marker, save
 from gprpipe.stats.quality import has_result, is_flagged
 from gprpipe.stats.significance import z_from_p
 
@@ -35,62 +35,117 @@ def _mark_flagged(ax, m, y, flagged) -> None:
 
 
 def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flagged=None):
-    """Observed limit, expected median and 1/2-sigma bands vs mass (MeV); ``flagged``
-    masses (background-model quality flags) are circled in red."""
+    """Observed limit (``None`` when blinded), expected median and 1/2-sigma bands vs mass;
+    ``flagged`` masses (background-model quality flags) are circled in red."""
     m = np.asarray(mass) * MEV
+    mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
     ax.fill_between(m, bands[0], bands[4], color=BAND_2, label=r"Expected $\pm 2\sigma$",
-                    step=None, linewidth=0)
+                    linewidth=0)
     ax.fill_between(m, bands[1], bands[3], color=BAND_1, label=r"Expected $\pm 1\sigma$",
                     linewidth=0)
-    ax.plot(m, bands[2], "k--", lw=1.2, label="Expected median")
-    ax.plot(m, obs, "k-", lw=1.6, label="Observed")
-    _mark_flagged(ax, m, obs, flagged)
+    ax.plot(m, bands[2], "k--", lw=1.2, marker=mk, ms=3, mfc="white", label="Expected median")
+    if obs is not None:
+        ax.plot(m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
+        _mark_flagged(ax, m, obs, flagged)
     for name, (mm, yy) in (other or {}).items():
-        ax.plot(np.asarray(mm) * MEV, yy, lw=1.2, label=name)
+        ax.plot(np.asarray(mm) * MEV, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name)
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(ylabel)
-    ax.set_xlim(m.min(), m.max())
-    ax.legend(frameon=False, fontsize=10, loc="best")
+    _xlim(ax, m)
+    legend(ax)
     label(ax, title)
     return fig
 
 
+def _xlim(ax, m: np.ndarray) -> None:
+    """x range of the scan (padded by half a step when there are few masses)."""
+    if len(m) == 0:
+        return
+    lo, hi = float(np.min(m)), float(np.max(m))
+    pad = 0.04 * (hi - lo) if len(m) <= FEW_MASSES else 0.0
+    if hi - lo <= 0:
+        pad = max(0.05 * lo, 1.0)
+    ax.set_xlim(lo - pad, hi + pad)
+
+
 def significance_figure(mass, p_local, p_global, title: str, flagged=None):
-    """Local and global p0 and Z vs mass; ``flagged`` masses are circled in red (they have
-    no global p-value: they do not count as a discovery)."""
+    """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z;
+    ``flagged`` masses are circled in red (no global p-value: they do not count as a
+    discovery)."""
     m = np.asarray(mass) * MEV
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    a1.plot(m, p_local, "b-", label="local $p_0$")
+    mk = marker(len(m))
+    zl, zg = z_from_p(p_local), z_from_p(p_global)
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 2]})
+    a1.plot(m, p_local, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local $p_0$", zorder=3)
     _mark_flagged(a1, m, p_local, flagged)
-    a1.plot(m, p_global, "r-", label="global $p_0$ (Sidak, $N_\\mathrm{eff}$)")
+    a1.plot(m, p_global, "--", color="C3", lw=2.2, marker=mk, ms=4, zorder=4,
+            label="global $p_0$ (Sidak, $N_\\mathrm{eff}$)")
     a1.set_yscale("log")
-    a1.set_ylim(min(np.nanmin(p_local) * 0.5, 1e-3), 1.0)
-    for z in (1, 2, 3, 4, 5):
-        a1.axhline(norm.sf(z), color="gray", lw=0.6, ls=":")
-        a1.text(m.max(), norm.sf(z), f" {z}$\\sigma$", va="center", fontsize=8, color="gray")
+    lo = min(np.nanmin(p_local) * 0.3, norm.sf(5.5))
+    a1.set_ylim(lo, 3.0)  # p0 = 1 (a global curve often sits there) stays inside the frame
+    zs = (1, 2, 3, 4, 5)
+    for z in zs:
+        a1.axhline(norm.sf(z), color="gray", lw=0.8, ls=":", zorder=1)
+    right = a1.twinx()
+    right.set_yscale("log")
+    right.set_ylim(a1.get_ylim())
+    right.set_yticks([norm.sf(z) for z in zs], [f"{z}$\\sigma$" for z in zs])
+    right.minorticks_off()
+    right.tick_params(axis="y", which="both", length=0, labelcolor="gray")
+    right.grid(False)
     a1.set_ylabel("$p_0$")
-    a1.legend(frameon=False, fontsize=10)
-    a2.plot(m, z_from_p(p_local), "b-", label="local Z")
-    _mark_flagged(a2, m, z_from_p(p_local), flagged)
-    a2.plot(m, z_from_p(p_global), "r-", label="global Z")
-    a2.axhline(0, color="gray", lw=0.6)
+    legend(a1, offset=0.09)
+    a2.plot(m, zl, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local Z", zorder=3)
+    _mark_flagged(a2, m, zl, flagged)
+    a2.plot(m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
+    for z in zs:
+        a2.axhline(z, color="gray", lw=0.8, ls=":", zorder=1)
+    a2.set_ylim(-0.3, max(5.5, float(np.nanmax(zl)) + 0.5))
     a2.set_ylabel(r"Z [$\sigma$]")
     a2.set_xlabel(r"$m_{A'}$ [MeV]")
-    a2.legend(frameon=False, fontsize=10)
+    _xlim(a2, m)
+    legend(a2, offset=0.09)
+    label(a1, title)
+    return fig
+
+
+def ahat_figure(mass, a_hat, sigma_a, title: str):
+    """Fitted signal yield A_hat with its +/-1 sigma band vs mass, and A_hat / sigma_A."""
+    m = np.asarray(mass) * MEV
+    mk = marker(len(m))
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1.4]})
+    a1.fill_between(m, a_hat - sigma_a, a_hat + sigma_a, color="C0", alpha=0.3, linewidth=0,
+                    label=r"$\pm 1\sigma_A$")
+    a1.plot(m, a_hat, "-", color="C0", lw=1.4, marker=mk, ms=4, label=r"$\hat A$")
+    a1.axhline(0, color="k", lw=0.8)
+    a1.set_ylabel(r"signal yield $\hat A$")
+    legend(a1)
+    pull = a_hat / sigma_a
+    a2.plot(m, pull, "-", color="C0", lw=1.2, marker=mk, ms=3)
+    for z in (-2, -1, 1, 2):
+        a2.axhline(z, color="gray", lw=0.8, ls=":")
+    a2.axhline(0, color="k", lw=0.8)
+    top = max(2.5, float(np.nanmax(np.abs(pull))) + 0.5) if np.isfinite(pull).any() else 2.5
+    a2.set_ylim(-top, top)
+    a2.set_ylabel(r"$\hat A / \sigma_A$")
+    a2.set_xlabel(r"$m_{A'}$ [MeV]")
+    _xlim(a2, m)
     label(a1, title)
     return fig
 
 
 def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None = None):
-    """GP hyperparameters, LML and the goodness-of-fit p-value vs mass; flagged masses
-    circled in red, non-converged fits as crosses."""
+    """GP length scale, amplitude, log marginal likelihood and the goodness-of-fit p-value
+    vs mass; flagged masses circled in red, non-converged fits as crosses."""
     m = fit["mass"] * MEV
     ok = fit["gp_converged"].astype(bool)
     flagged = flag_mask(fit["status"])
-    panels = [("gp_length_scale", "length scale [ln-mass]"), ("gp_amplitude", "amplitude"),
-              ("gp_lml", "log marginal lik.")]
+    panels = [("gp_length_scale", "length scale"), ("gp_amplitude", "amplitude"),
+              ("gp_lml", r"$\ln L$")]
     if "gof_p" in fit:
         panels.append(("gof_p", "GoF $p$ near window"))
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.7 * len(panels)), sharex=True)
@@ -100,90 +155,116 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
             ax.plot(m[~ok], fit[key][~ok], "x", ms=6, color="C3", label="not converged")
         _mark_flagged(ax, m, fit[key], flagged)
         ax.set_ylabel(ylab)
-    axes[1].set_yscale("log")
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     if "gof_p" in fit:
         axes[-1].set_yscale("log")
         if gof_p_min:
             axes[-1].axhline(gof_p_min, color="C3", lw=0.8, ls="--", label="flag threshold")
-        axes[-1].legend(frameon=False, fontsize=8)
-    axes[0].legend(frameon=False, fontsize=9)
+        legend(axes[-1])
+    legend(axes[0])
     axes[-1].set_xlabel(r"$m_{A'}$ [MeV]")
+    fig.align_ylabels(axes)
     label(axes[0], title)
     return fig
 
 
-def gp_fit_figure(edges, counts, mass, sigma, hyper, blind_nsigma, train_mask, title: str):
-    """Data, GP mean with its 1-sigma band around the test mass, blind window, pulls."""
+def gp_fit_figure(edges, counts, mass, sigma, hyper, blind_nsigma, train_mask, title: str,
+                  blinded: bool = False):
+    """Data, GP mean with its 1-sigma band around the test mass, blind window; below, the
+    relative residual (data/GP - 1) with the GP's relative 1-sigma band. Blinded: the data
+    inside the blind window are not drawn."""
     from gprpipe.stats.gp import predict_counts
 
     x = 0.5 * (edges[1:] + edges[:-1])
-    near = (x > mass - 12 * sigma) & (x < mass + 12 * sigma) & (x > 0)
+    near = (x > mass - 8 * sigma) & (x < mass + 8 * sigma) & (x > 0)
     b, C = predict_counts(x[train_mask], counts[train_mask], x[near], hyper)
     err = np.sqrt(np.clip(np.diag(C), 0, None))
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True,
-                                 gridspec_kw={"height_ratios": [3, 1]})
     xm = x[near] * MEV
-    a1.errorbar(xm, counts[near], yerr=np.sqrt(counts[near]), fmt="k.", ms=3, label="data")
-    a1.plot(xm, b, "C0-", label="GP background")
-    a1.fill_between(xm, b - err, b + err, color="C0", alpha=0.3, linewidth=0)
+    n = counts[near].astype(float)
+    show = np.ones(len(xm), bool)
+    if blinded:
+        show = np.abs(x[near] - mass) > blind_nsigma * sigma
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1.4]})
     lo, hi = (mass - blind_nsigma * sigma) * MEV, (mass + blind_nsigma * sigma) * MEV
     for ax in (a1, a2):
-        ax.axvspan(lo, hi, color="C1", alpha=0.15)
+        ax.axvspan(lo, hi, color="C1", alpha=0.15, linewidth=0,
+                   label=(f"blind window $\\pm{blind_nsigma:g}\\sigma_m$"
+                          + (" (data hidden)" if blinded else "")))
+    a1.fill_between(xm, b - err, b + err, color="C0", alpha=0.45, linewidth=0, zorder=2,
+                    label=r"GP $\pm 1\sigma$")
+    a1.plot(xm, b, "C0-", lw=1.2, zorder=3, label="GP background")
+    a1.errorbar(xm[show], n[show], yerr=np.sqrt(n[show]), fmt="k.", ms=4, zorder=4,
+                label="data")
     a1.set_yscale("log")
     a1.set_ylabel("Events / bin")
-    a1.legend(frameon=False, fontsize=10, title=f"blind window $\\pm{blind_nsigma:g}\\sigma$")
-    pull = (counts[near] - b) / np.sqrt(np.clip(b + err**2, 1e-9, None))
-    a2.plot(xm, pull, "k.", ms=3)
-    a2.axhline(0, color="C0")
-    a2.set_ylim(-4, 4)
-    a2.set_ylabel("(data-GP)/$\\sigma$")
+    legend(a1)
+    rel = err / b
+    a2.fill_between(xm, -100 * rel, 100 * rel, color="C0", alpha=0.45, linewidth=0, zorder=2)
+    a2.axhline(0, color="C0", lw=1.2)
+    r = 100 * (n / b - 1)
+    re = 100 * np.sqrt(np.clip(n, 1, None)) / b
+    a2.errorbar(xm[show], r[show], yerr=re[show], fmt="k.", ms=4, zorder=4)
+    lim = max(1.6 * float(np.nanpercentile(re[show], 90)) if show.any() else 0.0,
+              2.5 * float(np.nanmax(100 * rel)))
+    a2.set_ylim(-lim, lim)
+    a2.set_ylabel("data/GP$-$1 [%]")
     a2.set_xlabel(r"$m(e^+e^-)$ [MeV]")
-    label(a1, f"{title}, m = {mass * MEV:g} MeV")
+    label(a1, f"{title}, $m_{{A'}}$ = {mass * MEV:g} MeV")
     return fig
 
 
-def _gp_masses(cfg: Config, masses: np.ndarray) -> list[float]:
+def gp_masses(cfg: Config, masses: np.ndarray, z_local: np.ndarray | None = None
+              ) -> list[float]:
+    """Masses of the GP-fit figures: ``plot.masses``, else three across the scan plus the
+    most significant one (largest local Z; not when blinded: ``z_local`` is then None)."""
     if cfg.plot.masses:
-        wanted = cfg.plot.masses
+        wanted = list(cfg.plot.masses)
     else:
         n = len(masses)
-        wanted = [masses[int(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []
-    out = []
+        wanted = [masses[round(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []
+        if z_local is not None and len(z_local) == n and np.isfinite(z_local).any():
+            wanted.append(masses[int(np.nanargmax(z_local))])
+    out: list[float] = []
     for w in wanted:
         i = int(np.argmin(np.abs(masses - w)))
-        if len(masses) and masses[i] not in out:
+        if len(masses) and float(masses[i]) not in out:
             out.append(float(masses[i]))
-    return out
+    return sorted(out)
 
 
 def scan_plots(cfg: Config, lay, formats: Sequence[str]) -> list[Path]:
-    """Every scan figure the point's outputs allow."""
+    """Every scan figure the point's outputs allow (blinded: expected limits only)."""
     from gprpipe.stats.window import blind_mask
     from gprpipe.steps.fit import read_fit, resolution
     from gprpipe.steps.limit import BAND_COLS, read_scan
     from gprpipe.steps.load import read_load
 
+    blinded = cfg.base.blind
     written: list[Path] = []
     out = lay.plots
-    if lay.limit.exists():
-        scan = read_scan(lay.limit)
-        for name, a in scan.items():
-            title = cfg.datasets[name].label if name in cfg.datasets else "Combined"
-            ok = result_mask(a["status"])
-            if not ok.any():
-                continue
-            m = a["mass_GeV"][ok]
-            flagged = flag_mask(a["status"])[ok]
-            for q, ylab in (("A", "95% CL upper limit on signal yield $A$"),
-                            ("eps2", r"95% CL upper limit on $\epsilon^2$")):
-                obs = a[f"{q}_up"][ok]
-                bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
-                ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
-                fig = brazil_figure(m, obs, bands, ylabel=ylab, title=title, flagged=flagged)
-                written += save(fig, out, f"brazil_{q}_{name}", formats)
-            fig = significance_figure(m, a["p0_local"][ok], a["p0_global"][ok], title,
-                                      flagged=flagged)
-            written += save(fig, out, f"significance_{name}", formats)
+    scan = read_scan(lay.limit) if lay.limit.exists() else {}
+    for name, a in scan.items():
+        title = cfg.datasets[name].label or name if name in cfg.datasets else "Combined"
+        ok = result_mask(a["status"])
+        if not ok.any():
+            continue
+        m = a["mass_GeV"][ok]
+        flagged = flag_mask(a["status"])[ok]
+        for q, ylab in (("A", "95% CL upper limit on signal yield $A$"),
+                        ("eps2", r"95% CL upper limit on $\epsilon^2$")):
+            obs = None if blinded else a[f"{q}_up"][ok]
+            bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
+            ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
+            fig = brazil_figure(m, obs, bands, ylabel=ylab, title=title, flagged=flagged)
+            written += save(fig, out, f"brazil_{q}_{name}", formats)
+        if blinded:
+            continue
+        fig = significance_figure(m, a["p0_local"][ok], a["p0_global"][ok], title,
+                                  flagged=flagged)
+        written += save(fig, out, f"significance_{name}", formats)
+        fig = ahat_figure(m, a["A_hat"][ok], a["sigma_A"][ok], title)
+        written += save(fig, out, f"Ahat_{name}", formats)
     if lay.fit.exists():
         from gprpipe.stats.gp import GPHyper
 
@@ -199,7 +280,11 @@ def scan_plots(cfg: Config, lay, formats: Sequence[str]) -> list[Path]:
             x = 0.5 * (edges[1:] + edges[:-1])
             ds = cfg.datasets[name]
             excl = cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma
-            for mass in _gp_masses(cfg, fit["mass"]):
+            z = None
+            if not blinded and name in scan:
+                z = np.interp(fit["mass"], scan[name]["mass_GeV"],
+                              np.nan_to_num(scan[name]["Z_local"], nan=-np.inf))
+            for mass in gp_masses(cfg, fit["mass"], z):
                 i = int(np.argmin(np.abs(fit["mass"] - mass)))
                 if not has_result(fit["status"][i]):
                     continue
@@ -211,6 +296,7 @@ def scan_plots(cfg: Config, lay, formats: Sequence[str]) -> list[Path]:
                                 float(fit["gp_lml"][i]), bool(fit["gp_converged"][i]), 0, "")
                 status = str(fit["status"][i])
                 fig = gp_fit_figure(edges, counts, mass, s, hyper, cfg.fit.blind_nsigma, train,
-                                    title if status == "ok" else f"{title} [{status}]")
+                                    title if status == "ok" else f"{title} [{status}]",
+                                    blinded=blinded)
                 written += save(fig, out, f"gpfit_{name}_{mass * MEV:g}MeV", formats)
     return written

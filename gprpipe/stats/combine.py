@@ -185,11 +185,20 @@ def combined_limits(
     n_toys: int = 2000,
     band_toys: int = 10000,
     rng: np.random.Generator | None = None,
+    observed: bool = True,
 ) -> dict[str, float | NDArray]:
     """Everything a scan row needs, in eps^2: ``eps2_hat``, ``sigma_eps2``, ``eps2_up``,
-    ``eps2_exp`` (5 bands), ``q0``, ``Z_local``, ``p0_local``.
+    ``eps2_exp`` (5 bands), ``q0``, ``Z_local``, ``p0_local``; with ``observed=False`` only
+    ``eps2_exp`` (nothing touches ``cw.n``).
     """
     rng = np.random.default_rng() if rng is None else rng
+    if not observed:
+        exp = (
+            expected_limits_toys(cw, alpha, band_toys, rng)
+            if bands == "toys"
+            else expected_limits(cw, alpha)
+        )
+        return {"eps2_exp": np.asarray(exp, dtype=float)}
     e_hat, s_e, f = fit(cw)
     if mode == "toys":
         up = upper_limit_toys(cw, alpha, n_toys, rng)

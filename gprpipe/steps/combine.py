@@ -68,8 +68,9 @@ def load_blocks(cfg: Config, fit_path, mass: float, fits: dict | None = None,
         ds = cfg.datasets[d]
         k = unit_yield(mass, float(f_rad(mass, ds.frad_coeffs, ds.frad_penalty)),
                        float(attrs["rho"]))
-        blocks.append(Block(blind["n"], blind["b"], blind["C"], blind[template_key(cfg)], k,
-                            d))
+        # blinded: no observed counts; the Asimov n = b stands in (only expected limits run)
+        blocks.append(Block(blind.get("n", blind["b"]), blind["b"], blind["C"],
+                            blind[template_key(cfg)], k, d))
     return blocks, problems, conv
 
 
@@ -98,14 +99,16 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
         try:
             cw = combine(blocks)
             r = combined_limits(cw, alpha=lim.alpha, mode=lim.mode, bands=lim.bands,
-                                n_toys=lim.n_toys, band_toys=lim.band_toys, rng=rng)
+                                n_toys=lim.n_toys, band_toys=lim.band_toys, rng=rng,
+                                observed=not cfg.base.blind)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             rows.append({**row, "status": f"combined limit failed: {exc}"})
             continue
         k = cw.k_total
-        row.update({"A_hat": r["eps2_hat"] * k, "sigma_A": r["sigma_eps2"] * k,
-                    "A_up": r["eps2_up"] * k, "eps2_up": r["eps2_up"],
-                    "p0_local": r["p0_local"], "Z_local": r["Z_local"]})
+        if not cfg.base.blind:
+            row.update({"A_hat": r["eps2_hat"] * k, "sigma_A": r["sigma_eps2"] * k,
+                        "A_up": r["eps2_up"] * k, "eps2_up": r["eps2_up"],
+                        "p0_local": r["p0_local"], "Z_local": r["Z_local"]})
         for b, v in zip(BAND_COLS, r["eps2_exp"]):
             row[f"eps2_exp_{b}"] = float(v)
             row[f"A_exp_{b}"] = float(v) * k

@@ -79,6 +79,9 @@ def export_workspace(run_dir: Path, dataset: str, mass: float, *, point: str | N
     except KeyError:
         raise GprpipeError(f"{lay.fit}: the GP fit at {masses[i]:g} GeV failed "
                            f"({fit['status'][i]}).") from None
+    if "n" not in blind:
+        raise GprpipeError(f"{lay.fit}: the run is blinded (base.blind), so it holds no "
+                           "observed counts to export; rerun with 'gprpipe run --unblind'.")
     from gprpipe.steps.fit import template_key
 
     w = blind[template_key(cfg)]

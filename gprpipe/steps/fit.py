@@ -7,6 +7,10 @@ on the blind bins, signal template ``w``, the leakage-aware template ``w_eff``
 likelihood. The background-model quality (:mod:`gprpipe.stats.quality`: ``gof_chi2_ndf``,
 ``gof_p``, training bins on each side) sets a flag status. A mass whose fit fails gets a
 status reason and never stops the scan.
+
+Blinded (``base.blind``): the observed window counts ``n`` are not stored, and ``rho`` (the
+counts per GeV in the window, for the eps^2 conversion) comes from the GP background ``b``
+instead of the data (attr ``rho_source`` says which), so no output depends on them.
 """
 
 from __future__ import annotations
@@ -108,18 +112,21 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
             continue
         blind = {
             "edges": edges[idx[0] : idx[-1] + 2],
-            "n": counts[bl],
             "b": wf.b,
             "C": wf.C,
             "w": w_full[bl],
             "w_eff": w_eff,
         }
-        rho = float(rho_window(edges, counts, m, s, nsig))
+        if cfg.base.blind:  # nothing downstream may see the window's observed counts
+            rho = float(rho_window(blind["edges"], wf.b, m, s, nsig))
+        else:
+            blind["n"] = counts[bl]
+            rho = float(rho_window(edges, counts, m, s, nsig))
         out.append(MassFit(index, m, s, wf.hyper, quality_flags(cfg, gof), blind, rho, gof))
     return out
 
 
-def _write_dataset(f: h5py.File, name: str, fits: list[MassFit]) -> None:
+def _write_dataset(f: h5py.File, name: str, fits: list[MassFit], blinded: bool) -> None:
     g = f.require_group(name)
     nan = float("nan")
     write_group(g, {
@@ -143,7 +150,8 @@ def _write_dataset(f: h5py.File, name: str, fits: list[MassFit]) -> None:
             continue
         b = blind.create_group(str(x.index))
         write_group(b, x.blind)
-        b.attrs.update(mass=x.mass, rho=x.rho, sigma_m=x.sigma)
+        b.attrs.update(mass=x.mass, rho=x.rho, sigma_m=x.sigma,
+                       rho_source="gp" if blinded else "observed")
 
 
 def run(ctx) -> None:
@@ -155,7 +163,7 @@ def run(ctx) -> None:
     counts, edges = read_load(lay.load, name)
     fits = fit_masses(cfg, name, counts, edges, masses)
     with write_h5(lay.part("fit", part), ctx.attrs()) as f:
-        _write_dataset(f, name, fits)
+        _write_dataset(f, name, fits, cfg.base.blind)
 
 
 def merge(ctx) -> None:

@@ -11,7 +11,9 @@ For each dataset group of ``limit.h5`` (including ``combined``) and each quantit
   (band edges as absolute values, not offsets);
 
 and ``submission.yaml`` lists the tables (HEPData submission format). Only rows with
-``status == "ok"`` are exported. The YAML is written directly (no YAML library needed).
+``status == "ok"`` are exported. Blinded runs export the expected limits only (no
+``observed`` column or variable) and say so in every table and comment. The YAML is
+written directly (no YAML library needed).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def table_yaml(mass: np.ndarray, obs: np.ndarray, bands: list[np.ndarray], *, qu
     what, _, units = QUANTITIES[quantity]
     lo2, lo1, med, hi1, hi2 = bands
     quals = [("CL", f"{cl:g}%"), ("Dataset", dataset)]
+    if obs is None:
+        quals.append(("Blinded", "expected limits only"))
     out = io.StringIO()
     w = out.write
     w("independent_variables:\n")
@@ -55,7 +59,7 @@ def table_yaml(mass: np.ndarray, obs: np.ndarray, bands: list[np.ndarray], *, qu
         w(f"  - {{value: {_num(m)}}}\n")
     w("dependent_variables:\n")
     unit = f", units: {_q(units)}" if units else ""
-    for name in ("Observed", "Expected"):
+    for name in ("Observed", "Expected") if obs is not None else ("Expected",):
         w(f"- header: {{name: {_q(f'{name} {cl:g}% CL {what}')}{unit}}}\n")
         w("  qualifiers:\n")
         for k, v in quals:
@@ -77,10 +81,14 @@ def table_yaml(mass: np.ndarray, obs: np.ndarray, bands: list[np.ndarray], *, qu
 def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str) -> str:
     lo2, lo1, med, hi1, hi2 = bands
     out = io.StringIO()
+    blind = "; BLINDED: expected limits only" if obs is None else ""
     out.write(f"# {dataset}: {cl:g}% CL {QUANTITIES[quantity][0]} vs mass (GeV); "
-              "expected band columns are band edges\n")
-    out.write(",".join(CSV_HEADER) + "\n")
-    for row in zip(mass, obs, med, lo1, hi1, lo2, hi2):
+              f"expected band columns are band edges{blind}\n")
+    header = [h for h in CSV_HEADER if not (obs is None and h == "observed")]
+    out.write(",".join(header) + "\n")
+    cols = (mass, med, lo1, hi1, lo2, hi2) if obs is None else (mass, obs, med, lo1, hi1,
+                                                                  lo2, hi2)
+    for row in zip(*cols):
         out.write(",".join(_num(v) for v in row) + "\n")
     return out.getvalue()
 
@@ -94,6 +102,9 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
     written: list[Path] = []
     comment = (f"{cfg.base.name}: limits of the GPR bump hunt (gprpipe {__version__}), "
                f"{cl:g}% CL CLs, observed limits: {cfg.limit.mode}")
+    if cfg.base.blind:
+        comment = (f"{cfg.base.name}: BLINDED expected limits of the GPR bump hunt (gprpipe "
+                   f"{__version__}), {cl:g}% CL CLs; no observed result")
     docs = [f"comment: {_q(comment)}\n"]
     for name, a in read_scan(limit_path).items():
         ok = a["status"] == "ok"
@@ -102,7 +113,7 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
         m = a["mass_GeV"][ok]
         for q in QUANTITIES:
-            obs = a[f"{q}_up"][ok]
+            obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
             stem = f"limits_{q}_{name}"
             kw = {"quantity": q, "cl": cl, "dataset": label}
@@ -111,7 +122,8 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
                 target = folder / f"{stem}.{ext}"
                 atomic_write_text(target, text)
                 written.append(target)
-            desc = (f"{cl:g}% CL {QUANTITIES[q][0]} for {label}: observed, expected median "
+            what = "BLINDED: expected median" if obs is None else "observed, expected median"
+            desc = (f"{cl:g}% CL {QUANTITIES[q][0]} for {label}: {what} "
                     f"and 1/2 sigma bands ({cfg.limit.bands} bands).")
             docs.append(f"name: {_q(f'{label} {q} limits')}\ndescription: {_q(desc)}\n"
                         f"keywords:\n- {{name: observables, values: [{_q(q.upper())}]}}\n"

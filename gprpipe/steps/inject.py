@@ -190,8 +190,8 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
     wins = {d: _window(cfg, ctx, d, mass) for d in names}
     ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
     tk = template_key(cfg)
-    blocks = [comb.Block(w.fit.blind["n"], w.fit.blind["b"], w.fit.blind["C"],
-                         w.fit.blind[tk], ks[d], d) for d, w in wins.items()]
+    blocks = [comb.Block(w.fit.blind.get("n", w.fit.blind["b"]), w.fit.blind["b"],
+                         w.fit.blind["C"], w.fit.blind[tk], ks[d], d) for d, w in wins.items()]
     if len(blocks) < 2:
         raise GprpipeError(f"inject: fewer than two datasets cover {mass * 1e3:g} MeV.")
     cw = comb.combine(blocks)
@@ -267,8 +267,13 @@ def run(ctx) -> None:
         write_group(g, {k: np.array([r[k] for r in rows]) for k in keys})
 
 
-def inject_csv(per_ds: dict[str, dict[str, np.ndarray]]) -> str:
-    return csv_text(per_ds, CSV_COLUMNS)
+def inject_csv(per_ds: dict[str, dict[str, np.ndarray]], blinded: bool = False) -> str:
+    """``inject.csv``; a blinded run (whose toys use no observed window count) adds a
+    ``blinded`` column (``true``)."""
+    if not blinded:
+        return csv_text(per_ds, CSV_COLUMNS)
+    marked = {k: {**v, "blinded": np.ones(len(v["mass_GeV"]), bool)} for k, v in per_ds.items()}
+    return csv_text(marked, (*CSV_COLUMNS, "blinded"))
 
 
 def merge(ctx) -> None:
@@ -281,7 +286,7 @@ def merge(ctx) -> None:
     per_ds = {k: per_ds[k] for k in order if k in per_ds}
     with write_h5(ctx.layout.inject, ctx.attrs()) as out:
         write_merged(out, paths, per_ds)
-    atomic_write_text(ctx.layout.inject_csv, inject_csv(per_ds))
+    atomic_write_text(ctx.layout.inject_csv, inject_csv(per_ds, cfg.base.blind))
 
 
 def read_inject(path) -> dict[str, dict[str, np.ndarray]]:

@@ -1,6 +1,10 @@
 """limit: per test mass, A_hat and sigma_A, the CLs upper limit and expected bands,
 local significance, eps^2; the merge adds the global p-value and writes ``limit.h5`` and
 ``scan.csv`` (one row per dataset or ``combined`` and mass, DESIGN.md columns).
+
+Blinded (``base.blind``): only the expected limits are computed (from ``b`` and ``C``, never
+from the observed window counts); the observed columns (:data:`OBSERVED`) are absent from
+``limit.h5`` and ``scan.csv``, and a ``blinded`` column (``true``) marks every row.
 """
 
 from __future__ import annotations
@@ -30,15 +34,31 @@ COLUMNS = (
     "gp_length_scale", "gp_amplitude", "gp_lml", "gp_converged", "gof_chi2_ndf", "gof_p",
     "status",
 )
+# Columns that depend on the observed counts in the blind window (absent when blinded).
+OBSERVED = ("A_hat", "sigma_A", "A_up", "eps2_up", "p0_local", "Z_local", "p0_global",
+            "Z_global")
+BLIND_COLUMNS = (*(c for c in COLUMNS if c not in OBSERVED), "blinded")
+
+
+def columns(cfg: Config) -> tuple[str, ...]:
+    """The limit.h5 / scan.csv columns of a (blinded or unblinded) run."""
+    return BLIND_COLUMNS if cfg.base.blind else COLUMNS
 
 
 def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, float]:
-    """A_hat, sigma_A, observed and expected limits, q0 of one blind window."""
+    """A_hat, sigma_A, observed and expected limits, q0 of one blind window (``n`` None:
+    blinded, expected limits only)."""
     from gprpipe.stats import cls
     from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
 
     lim = cfg.limit
     L = cholesky_jitter(C)
+    if n is None:
+        if lim.bands == "toys":
+            bands = cls.expected_limits_toys(b, C, L, w, lim.alpha, lim.band_toys, rng)
+        else:
+            bands = cls.expected_limits_asymptotic(b, L, w, lim.alpha)
+        return {f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands)}
     fit = fit_signal(n, b, L, w)
     if lim.mode == "toys":
         a_up = cls.upper_limit_toys(n, b, C, L, w, lim.alpha, lim.n_toys, rng)
@@ -80,24 +100,30 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
         rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", name, m))
         w = blind[template_key(cfg)]
         try:
-            row.update(window_limits(cfg, blind["n"], blind["b"], blind["C"], w, rng))
+            n = None if cfg.base.blind else blind["n"]
+            row.update(window_limits(cfg, n, blind["b"], blind["C"], w, rng))
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             rows.append({**row, "status": f"limit failed: {exc}"})
             continue
         k = float(eps2_from_A(1.0, m, float(f_rad(m, ds.frad_coeffs, ds.frad_penalty)),
                               float(attrs["rho"])))
-        row["eps2_up"] = row["A_up"] * k
+        if "A_up" in row:
+            row["eps2_up"] = row["A_up"] * k
         row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
-        finite = np.isfinite([row["A_up"], row["eps2_up"]]).all()
+        shown = ("A_up", "eps2_up") if "A_up" in row else ("A_exp_med", "eps2_exp_med")
+        finite = np.isfinite([row[c] for c in shown]).all()  # blinded: the expected limit
         row["status"] = status if finite else "limit failed: the upper limit is not finite"
         rows.append(row)
     return rows
 
 
-def _to_arrays(rows: list[dict]) -> dict[str, np.ndarray]:
+def _to_arrays(rows: list[dict], names: Sequence[str]) -> dict[str, np.ndarray]:
     cols = {}
-    for c in COLUMNS:
+    for c in names:
         if c == "dataset":
+            continue
+        if c == "blinded":
+            cols[c] = np.ones(len(rows), dtype=bool)
             continue
         vals = [r.get(c, float("nan")) for r in rows]
         if c == "status":
@@ -123,7 +149,7 @@ def run(ctx) -> None:
     else:
         rows = dataset_rows(cfg, ctx, name, masses)
     with write_h5(ctx.layout.part("limit", part), ctx.attrs()) as f:
-        write_group(f.create_group(name), _to_arrays(rows))
+        write_group(f.create_group(name), _to_arrays(rows, columns(cfg)))
 
 
 def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -> None:
@@ -149,7 +175,7 @@ def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -
 
 def scan_summary(name: str, arrays: dict[str, np.ndarray]) -> str:
     """One line per dataset: rows ok / flagged (by flag) / failed, and the largest local
-    significance among the ``ok`` rows with its global significance."""
+    significance among the ``ok`` rows with its global significance (not when blinded)."""
     status = arrays["status"].astype(str)
     ok = counts_for_discovery(status)
     flagged = np.array([is_flagged(s) for s in status], dtype=bool)
@@ -160,6 +186,8 @@ def scan_summary(name: str, arrays: dict[str, np.ndarray]) -> str:
     detail = f" ({', '.join(f'{k} {v}' for k, v in by_flag.items())})" if by_flag else ""
     line = (f"{name}: {len(status)} masses, {int(ok.sum())} ok, {int(flagged.sum())} flagged"
             f"{detail}, {int((~ok & ~flagged).sum())} failed")
+    if "Z_local" not in arrays:
+        return line + "; blinded"
     z = np.where(ok, arrays["Z_local"], np.nan)
     if np.isfinite(z).any():
         j = int(np.nanargmax(z))
@@ -168,8 +196,9 @@ def scan_summary(name: str, arrays: dict[str, np.ndarray]) -> str:
     return line
 
 
-def scan_csv(per_ds: dict[str, dict[str, np.ndarray]]) -> str:
-    return csv_text(per_ds, COLUMNS)
+def scan_csv(per_ds: dict[str, dict[str, np.ndarray]],
+             names: Sequence[str] = COLUMNS) -> str:
+    return csv_text(per_ds, names)
 
 
 def merge(ctx) -> None:
@@ -180,12 +209,13 @@ def merge(ctx) -> None:
     order = [*cfg.scanned(), COMBINED]
     per_ds = {k: per_ds[k] for k in order if k in per_ds}
     for name, arrays in per_ds.items():
-        global_significance(cfg, name, arrays)
+        if not cfg.base.blind:
+            global_significance(cfg, name, arrays)
         print(scan_summary(name, arrays), flush=True)
     with write_h5(ctx.layout.limit, ctx.attrs()) as f:
         for name, arrays in per_ds.items():
             write_group(f.create_group(name), arrays)
-    atomic_write_text(ctx.layout.scan_csv, scan_csv(per_ds))
+    atomic_write_text(ctx.layout.scan_csv, scan_csv(per_ds, columns(cfg)))
 
 
 def read_scan(path) -> dict[str, dict[str, np.ndarray]]:

@@ -42,8 +42,10 @@ class StepContext:
     #: files written besides ``task.outputs`` (the plots): committed with them
     written: list[Path] = field(default_factory=list)
 
-    def attrs(self) -> dict[str, str]:
-        return provenance(self.cache_key, self.config_sha256)
+    def attrs(self) -> dict[str, str | bool]:
+        """Provenance attrs of every output, and whether it is blinded."""
+        return {**provenance(self.cache_key, self.config_sha256),
+                "blinded": bool(self.config.base.blind)}
 
 
 def seed_for(base_seed: int, *parts: str | float | int) -> np.random.SeedSequence:

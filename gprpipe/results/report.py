@@ -1,0 +1,285 @@
+"""The HTML report of a run: ``report.html`` per point, ``index.html`` across grid points.
+
+Written by the plot step; self-contained (no network: figures are files inside the run
+directory referenced by relative paths, the table sorting is a few lines of inline
+JavaScript). Jinja2 templates (``gprpipe/results/templates``, autoescaped) see only the
+values collected here. Any PNG in ``plots/`` and any export (``exports/``, ``hepdata/``,
+JSON files of the point) appears automatically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import jinja2
+
+from gprpipe import __version__
+from gprpipe.io.atomic import atomic_write_text
+from gprpipe.results.summary import Summary, read_scan_rows, summarize
+
+REPORT = "report.html"
+INDEX = "index.html"
+GRID_FIGURE = "grid_limits.png"
+H5_FILES = ("load.h5", "fit.h5", "limit.h5", "inject.h5")
+PROVENANCE_ATTRS = ("created", "engine", "image", "image_digest", "gprpipe_version",
+                    "blinded", "cache_key")
+EXPORT_DIRS = ("export*", "hepdata*", "pyhf*", "spey*")  # folder name patterns
+OWN_FILES = ("scan.csv", "inject.csv", "run.json")
+EXPORT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tar.gz", ".tgz", ".zip")
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("gprpipe.results", "templates"),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _fmt(value: str) -> str:
+    """A CSV cell for display (numbers to 5 significant digits)."""
+    try:
+        v = float(value)
+    except ValueError:
+        return value
+    if v != v:
+        return "nan"
+    if v == int(v) and abs(v) < 1e6:
+        return f"{int(v)}"
+    return f"{v:.5g}"
+
+
+@dataclass
+class Figure:
+    src: str      # relative to the page
+    name: str
+    pdf: str | None
+
+
+# figures a reader wants first; any other PNG follows in name order
+ORDER = ("spectrum", "brazil_eps2", "brazil_A", "significance", "Ahat", "observed", "eps2_overlay",
+         "brazil_eps2_combined", "gpfit", "gp_hyper", "inject")
+
+
+def _rank(png: Path) -> tuple[int, str]:
+    hits = [i for i, p in enumerate(ORDER) if png.stem.startswith(p)]
+    return (max(hits) if hits else len(ORDER), png.as_posix())
+
+
+def _figures(point_dir: Path, prefix: str = "") -> list[Figure]:
+    """Every PNG under ``plots/`` (any name: other steps' figures appear automatically)."""
+    plots = point_dir / "plots"
+    out = []
+    for png in sorted(plots.rglob("*.png"), key=_rank) if plots.is_dir() else []:
+        rel = png.relative_to(point_dir).as_posix()
+        pdf = png.with_suffix(".pdf")
+        out.append(Figure(prefix + rel, png.stem,
+                          prefix + pdf.relative_to(point_dir).as_posix() if pdf.exists()
+                          else None))
+    return out
+
+
+def _exports(point_dir: Path) -> list[str]:
+    """Relative paths of export products: files under export*/, hepdata*/, pyhf*/, spey*/
+    (any depth) and JSON, YAML and archive files of the point folder (e.g. pyhf
+    workspaces), never our own bookkeeping."""
+    found: list[str] = []
+    folders = sorted({f for pat in EXPORT_DIRS for f in point_dir.glob(pat) if f.is_dir()})
+    for folder in folders:
+        if folder.is_dir():
+            found += [p.relative_to(point_dir).as_posix() for p in sorted(folder.rglob("*"))
+                      if p.is_file() and not p.name.startswith(".")]
+    for p in sorted(point_dir.glob("*")):
+        if p.is_file() and p.name.endswith(EXPORT_SUFFIXES) and p.name not in OWN_FILES \
+                and not p.name.startswith("."):
+            found.append(p.name)
+    return found
+
+
+def _h5_provenance(point_dir: Path) -> list[dict[str, str]]:
+    rows = []
+    for name in H5_FILES:
+        path = point_dir / name
+        if not path.exists():
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                attrs = {k: f.attrs.get(k) for k in PROVENANCE_ATTRS}
+        except OSError:
+            continue
+        row = {"file": name}
+        for k, v in attrs.items():
+            v = v.decode() if isinstance(v, bytes) else v
+            row[k] = "" if v is None else str(v)
+        rows.append(row)
+    return rows
+
+
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _marker_timings(point_dir: Path, point: str) -> dict[str, dict[str, Any]]:
+    """Task timings from the state markers the tasks write themselves (so the plot task
+    sees every upstream task's time before run.json is updated at the end of the run)."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in sorted((point_dir / ".state").glob("*.done")) + sorted(
+            (point_dir / ".state").glob("*.failed")):
+        try:
+            info = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        msg = str(info.get("message", ""))
+        seconds: Any = msg.removesuffix(" s") if msg.endswith(" s") else msg
+        out[f"{point}/" + f.stem.replace("__", "/")] = {"state": f.suffix[1:],
+                                                        "seconds": seconds}
+    return out
+
+
+def _point_entry(info: dict[str, Any], point_dir: Path) -> dict[str, Any]:
+    for p in info.get("grid", []):
+        if Path(p.get("dir", "")).name == point_dir.name:
+            return p
+    return {"name": point_dir.name, "values": {}, "seed": None}
+
+
+def point_context(cfg, point_dir: Path) -> dict[str, Any]:
+    """Everything ``report.html`` shows (and nothing else)."""
+    run_dir = point_dir.parent
+    info = _run_info(run_dir)
+    scan_path = point_dir / "scan.csv"
+    header, rows, summary = [], [], None
+    if scan_path.exists():
+        header, raw = read_scan_rows(scan_path)
+        rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
+        summary = summarize(scan_path)
+    entry = _point_entry(info, point_dir)
+    name = entry.get("name", point_dir.name)
+    timings = {tid: t for tid, t in info.get("timings", {}).items()
+               if tid.split("/")[0] == name}
+    timings |= _marker_timings(point_dir, name)
+    config_path = point_dir / "config.toml"
+    return {
+        "title": cfg.base.name,
+        "point": name,
+        "values": entry.get("values", {}),
+        "blinded": bool(cfg.base.blind),
+        "labels": {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined":
+                                                                           "Combined"},
+        "summary": summary,
+        "figures": _figures(point_dir),
+        "header": header,
+        "rows": rows,
+        "exports": _exports(point_dir),
+        "config_text": config_path.read_text() if config_path.exists() else "",
+        "versions": info.get("versions", {}),
+        "blinding": info.get("blinding", {}),
+        "command": " ".join(info.get("command", [])),
+        "created": info.get("created", ""),
+        "seed": cfg.base.seed,
+        "timings": timings,
+        "h5": _h5_provenance(point_dir),
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "gprpipe_version": __version__,
+        "has_index": True,
+    }
+
+
+def _points(run_dir: Path) -> list[tuple[str, dict[str, Any], Path]]:
+    info = _run_info(run_dir)
+    out = []
+    for p in info.get("grid", []):
+        d = run_dir / Path(p.get("dir", "")).name
+        if (d / "config.toml").exists():
+            out.append((p.get("name", d.name), p.get("values", {}), d))
+    return out
+
+
+def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> bool:
+    """The eps^2 limits of every point on one figure (expected median dashed, observed
+    solid unless the point is blinded); one panel per dataset. False if nothing to draw."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from gprpipe.plotting.style import LABELS, label, legend, marker, save
+    from gprpipe.steps.limit import read_scan
+
+    curves: dict[str, list[tuple[str, dict[str, np.ndarray], bool]]] = {}
+    for name, _, d in points:
+        path = d / "limit.h5"
+        if not path.exists():
+            continue
+        with h5py.File(path, "r") as f:
+            blind = bool(f.attrs.get("blinded", False))
+        for ds, a in read_scan(path).items():
+            curves.setdefault(ds, []).append((name, a, blind))
+    if not curves:
+        return False
+    fig, axes = plt.subplots(len(curves), 1, figsize=(8, 4.5 * len(curves)), squeeze=False)
+    for ax, (ds, items) in zip(axes[:, 0], curves.items()):
+        for i, (pname, a, blind) in enumerate(items):
+            ok = a["status"] == "ok"
+            m = a["mass_GeV"][ok] * 1e3
+            mk = marker(len(m))
+            ax.plot(m, a["eps2_exp_med"][ok], "--", color=f"C{i % 10}", marker=mk, ms=3,
+                    label=f"{pname} expected" + (" (blinded)" if blind else ""))
+            if not blind and "eps2_up" in a:
+                ax.plot(m, a["eps2_up"][ok], "-", color=f"C{i % 10}", marker=mk, ms=3,
+                        label=f"{pname} observed")
+        ax.set_yscale("log")
+        ax.set_ylabel(r"upper limit on $\epsilon^2$")
+        ax.set_xlabel(r"$m_{A'}$ [MeV]")
+        legend(ax)
+        blinded, LABELS.blinded = LABELS.blinded, False  # points are marked one by one
+        label(ax, labels.get(ds, ds))
+        LABELS.blinded = blinded
+    save(fig, out.parent, out.stem, ["png"])
+    return True
+
+
+def index_context(cfg, run_dir: Path) -> dict[str, Any]:
+    """Everything ``index.html`` shows: one row per grid point and the grid figure."""
+    info = _run_info(run_dir)
+    points = _points(run_dir)
+    rows = []
+    for name, values, d in points:
+        s: Summary | None = summarize(d / "scan.csv") if (d / "scan.csv").exists() else None
+        best = s.best_overall if s else None
+        rows.append({
+            "name": name, "values": values, "dir": d.name,
+            "report": f"{d.name}/{REPORT}" if (d / REPORT).exists() else None,
+            "blinded": s.blinded if s else None,
+            "best": best, "flagged": len(s.flagged) if s else None,
+            "not_converged": len(s.not_converged) if s else None,
+        })
+    labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
+    has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURE, labels)
+    return {
+        "title": cfg.base.name, "rows": rows, "figure": GRID_FIGURE if has_fig else None,
+        "exports": _exports(run_dir),
+        "versions": info.get("versions", {}), "command": " ".join(info.get("command", [])),
+        "created": info.get("created", ""), "blinding": info.get("blinding", {}),
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "gprpipe_version": __version__,
+    }
+
+
+def write_reports(cfg, point_dir: Path) -> list[Path]:
+    """Write ``<point>/report.html`` and ``<run>/index.html``; returns both paths."""
+    env = _env()
+    point_dir = Path(point_dir)
+    report = point_dir / REPORT
+    atomic_write_text(report, env.get_template("report.html.j2").render(
+        **point_context(cfg, point_dir)))
+    index = point_dir.parent / INDEX
+    atomic_write_text(index, env.get_template("index.html.j2").render(
+        **index_context(cfg, point_dir.parent)))
+    return [report, index]

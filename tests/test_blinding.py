@@ -1,0 +1,192 @@
+"""Blinding (``base.blind``): a blinded run's outputs do not depend on the observed counts in
+the blind window; ``--unblind`` gives the full result, is recorded in run.json, and never
+reuses blinded outputs.
+
+The end-to-end test runs the real 2015 spectrum at one test mass (with one mass the GP
+is trained only outside that window, so *every* output must be unchanged), changes the
+counts inside the window with uproot's writer (+8% on the low side, +3% on the high side),
+and compares scan.csv, limit.h5 and fit.h5 datasets, the HEPData tables and the PNGs
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import QUICKSTART, REPO, quickstart_child, run_cli_subprocess
+
+from gprpipe.io.root import read_hist, write_hist
+from gprpipe.stats.resolution import sigma_m
+from gprpipe.steps.limit import OBSERVED
+
+MASS = 0.060
+SIGMA_COEFFS = (-9.22283032152e-05, 0.0532190838657)  # cards/hps2015.toml
+OBSERVED_PLOTS = ("significance_", "Ahat_", "observed_")
+
+
+def _modified_root(source: Path, path: Path) -> tuple[Path, float]:
+    """``source``'s histogram with its counts changed inside the blind window of ``MASS``
+    (raw bins within half the window, so every changed bin lies inside the rebinned
+    window); returns the file and the number of events moved."""
+    counts, edges = read_hist(source, "input_hist")
+    x = 0.5 * (edges[1:] + edges[:-1])
+    half = 1.64 * float(sigma_m(MASS, list(SIGMA_COEFFS), None, None))
+    inside = np.abs(x - MASS) <= 0.5 * half
+    new = counts.astype(float).copy()
+    new[inside & (x < MASS)] *= 1.08
+    new[inside & (x >= MASS)] *= 1.03
+    new = np.round(new)
+    write_hist(path, new, edges, "input_hist")
+    return path, float(np.abs(new - counts).sum())
+
+
+def _run(cfg: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    return run_cli_subprocess("run", cfg, "--set", f"base.output={out}", "-j", "1", *extra,
+                              timeout=900)
+
+
+def _datasets(path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset)
+                     else None)
+    return out
+
+
+def _files(point: Path, pattern: str) -> dict[str, bytes]:
+    return {p.relative_to(point).as_posix(): p.read_bytes() for p in sorted(point.glob(pattern))}
+
+
+def _config(tmp: Path, name: str, root: Path, blind: bool) -> Path:
+    return quickstart_child(tmp / f"{name}.toml", f"""
+        blind = {str(blind).lower()}
+        [datasets.demo]
+        label = "HPS 2015"
+        path = "{root}"
+        [scan]
+        masses = [{MASS}]
+        [plot]
+        formats = ["png"]
+        masses = [{MASS}]
+        """)
+
+
+@pytest.mark.slow
+def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_path,
+                                                                           shared_data):
+    data = shared_data / "funcform_2015_toys.root"
+    mod, moved = _modified_root(data, tmp_path / "modified.root")
+    assert moved > 10_000  # a large change: many sigma_A worth of events
+    points = {}
+    for name, root in (("orig", data), ("mod", mod)):
+        code, out, err = _run(_config(tmp_path, name, root, blind=True), tmp_path / name)
+        assert code == 0, err
+        points[name] = tmp_path / name / "nominal"
+    a, b = points["orig"], points["mod"]
+
+    # nothing observed was written ...
+    text = (a / "scan.csv").read_text()
+    header = text.splitlines()[0].split(",")
+    assert not set(OBSERVED) & set(header)
+    assert header[-1] == "blinded" and text.splitlines()[1].endswith(",true")
+    for f in ("fit.h5", "limit.h5"):
+        with h5py.File(a / f, "r") as h:
+            assert bool(h.attrs["blinded"]) is True
+    with h5py.File(a / "fit.h5", "r") as h:
+        g = h["demo/blind/0"]
+        assert "n" not in g and g.attrs["rho_source"] == "gp"
+    names = json.loads((a / "plots" / "manifest.json").read_text())["files"]
+    assert json.loads((a / "plots" / "manifest.json").read_text())["blinded"] is True
+    assert not [n for n in names if Path(n).name.startswith(OBSERVED_PLOTS)]
+    assert "BLINDED" in (a / "hepdata" / "limits_eps2_demo.csv").read_text()
+    assert "observed" not in (a / "hepdata" / "limits_eps2_demo.csv").read_text().splitlines()[1]
+
+    # ... and nothing changed when the window counts changed
+    assert (a / "scan.csv").read_text() == (b / "scan.csv").read_text()
+    for f in ("fit.h5", "limit.h5"):
+        da, db = _datasets(a / f), _datasets(b / f)
+        assert da.keys() == db.keys()
+        for k in da:
+            np.testing.assert_array_equal(da[k], db[k], err_msg=f"{f}:{k}")
+    assert _files(a, "hepdata/*") == _files(b, "hepdata/*")
+    pa, pb = _files(a, "plots/*.png"), _files(b, "plots/*.png")
+    assert len(pa) >= 5 and pa.keys() == pb.keys()
+    assert [k for k in pa if pa[k] != pb[k]] == []
+
+    # --unblind in the same run directory: blinded outputs are not reused (cache key)
+    code, out, err = _run(_config(tmp_path, "mod", mod, blind=True), tmp_path / "mod",
+                          "--unblind")
+    assert code == 0, err
+    assert "5 ran, 1 cached" in out  # only load (which does not depend on blinding)
+    head, row = (b / "scan.csv").read_text().splitlines()[:2]
+    full = dict(zip(head.split(","), row.split(",")))
+    assert set(OBSERVED) <= full.keys() and "blinded" not in full
+    info = json.loads((tmp_path / "mod" / "run.json").read_text())
+    assert info["blinding"] == {"blind": False, "unblind_option": True,
+                                "config_was_blind": True}
+    assert "--unblind" in info["command"]
+    with h5py.File(b / "fit.h5", "r") as h:
+        assert bool(h.attrs["blinded"]) is False and "n" in h["demo/blind/0"]
+    names = json.loads((b / "plots" / "manifest.json").read_text())["files"]
+    assert {"plots/significance_demo.png", "plots/Ahat_demo.png",
+            "plots/observed_eps2.png"} <= set(names)
+    # the changed window shows up in the unblinded yield: compare with the original data
+    code, _, err = _run(_config(tmp_path, "orig", data, blind=True), tmp_path / "orig",
+                        "--unblind", "--steps", "load,fit,limit")
+    assert code == 0, err
+    head, row0 = (a / "scan.csv").read_text().splitlines()[:2]
+    orig = dict(zip(head.split(","), row0.split(",")))
+    assert abs(float(full["A_hat"]) - float(orig["A_hat"])) > 3 * float(orig["sigma_A"])
+    # expected limits: the blinded conversion (rho from the GP b) differs from the
+    # unblinded one (rho from the data) only by rho, i.e. by well under a percent here
+    blind_row = dict(zip(header, text.splitlines()[1].split(",")))
+    ratio = float(blind_row["eps2_exp_med"]) / float(orig["eps2_exp_med"])
+    assert float(blind_row["A_exp_med"]) == pytest.approx(float(orig["A_exp_med"]), rel=1e-9)
+    assert ratio == pytest.approx(1.0, abs=0.01)
+
+
+def test_set_blind_false_is_refused(tmp_path):
+    code, _, err = run_cli_subprocess("run", QUICKSTART.relative_to(REPO), "--dry-run",
+                                      "--set", "base.blind=false",
+                                      "--set", f"base.output={tmp_path / 'r'}")
+    assert code == 1
+    assert "--set base.blind=false: blinding is lifted only by 'gprpipe run --unblind'" in err
+    assert "Traceback" not in err
+
+
+def test_blind_refuses_training_inside_the_window(tmp_path, cli):
+    cfg = quickstart_child(tmp_path / "c.toml", """
+        blind = true
+        [fit]
+        blind_nsigma = 1.96
+        train_exclude_nsigma = 1.64
+        """)
+    code, _, err = cli("validate", cfg)
+    assert code == 1
+    assert "train_exclude_nsigma = 1.64 is smaller than fit.blind_nsigma = 1.96" in err
+
+
+def test_blinded_window_limits_never_touch_the_counts():
+    """The limit step's blinded path: expected bands from (b, C) only, identical to the
+    unblinded bands, no observed key."""
+    from gprpipe.config.schema import Config
+    from gprpipe.steps.limit import BAND_COLS, window_limits
+
+    rng = np.random.default_rng(1)
+    k = 9
+    b = np.linspace(900, 700, k)
+    C = np.diag((0.01 * b) ** 2) + 1.0
+    w = np.exp(-0.5 * np.linspace(-1.6, 1.6, k) ** 2) * 0.08
+    n = rng.poisson(b).astype(float)
+    cfg = Config.model_validate({"base": {"blind": True}})
+    blind = window_limits(cfg, None, b, C, w, np.random.default_rng(2))
+    full = window_limits(cfg, n, b, C, w, np.random.default_rng(2))
+    assert set(blind) == {f"A_exp_{c}" for c in BAND_COLS}
+    assert not set(OBSERVED) & set(blind)
+    for c in BAND_COLS:
+        assert blind[f"A_exp_{c}"] == pytest.approx(full[f"A_exp_{c}"], rel=1e-12)
+        assert blind[f"A_exp_{c}"] > 0

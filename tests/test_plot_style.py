@@ -1,0 +1,75 @@
+"""Figure conventions: labels and legends outside the axes and never overlapping, markers
+on short scans, labelled 1-5 sigma lines, a missing mplhep style is a warning."""
+
+from __future__ import annotations
+
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from gprpipe.plotting import style
+from gprpipe.plotting.suite import brazil_figure, significance_figure
+
+
+def _extents(fig, ax):
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    return r, ax.get_window_extent(r)
+
+
+@pytest.mark.parametrize("text", ["HPS 2015", "HPS 2015 + HPS 2016 (10%) + HPS 2021: combined, "
+                                              "m = 60 MeV"])
+def test_labels_above_axes_and_apart(text):
+    style.apply_style("hep")
+    style.set_labels("HPS", "Preliminary", blinded=True)
+    try:
+        m = np.linspace(0.02, 0.13, 111)
+        bands = [np.exp(-10 * m) * f for f in (0.5, 0.7, 1.0, 1.4, 2.0)]
+        fig = brazil_figure(m, bands[2] * 1.1, bands, ylabel="limit", title=text)
+        ax = fig.axes[0]
+        style._separate_labels(fig)  # what save() does before writing
+        r, box = _extents(fig, ax)
+        left, right = (b.get_window_extent(r) for b in ax._gprpipe_labels)
+        assert left.y0 >= box.y1 - 1 and right.y0 >= box.y1 - 1  # above the axes
+        assert not left.overlaps(right)
+        leg = ax.get_legend().get_window_extent(r)
+        assert leg.x0 >= box.x1  # legend right of the axes: never over the curves
+        plt.close(fig)
+    finally:
+        style.set_labels("HPS", "Preliminary", blinded=False)
+
+
+def test_markers_only_on_short_scans():
+    assert style.marker(5) == "o" and style.marker(111) == ""
+    m = np.array([0.03, 0.06, 0.1])
+    bands = [np.ones(3) * f for f in (1, 2, 3, 4, 5)]
+    fig = brazil_figure(m, np.ones(3) * 2.5, bands, ylabel="y", title="t")
+    assert all(line.get_marker() == "o" for line in fig.axes[0].get_lines())
+    plt.close(fig)
+
+
+def test_significance_has_labelled_sigma_levels_and_visible_global_curve():
+    m = np.linspace(0.02, 0.13, 50)
+    p_local = np.full(50, 0.3)
+    p_global = np.ones(50)  # a flat global p0 = 1 must stay inside the frame
+    fig = significance_figure(m, p_local, p_global, "HPS 2015")
+    a1 = fig.axes[0]
+    twin = next(a for a in fig.axes if a is not a1 and a.get_shared_x_axes().joined(a, a1)
+                and a.get_yscale() == "log")
+    labels = [t.get_text() for t in twin.get_yticklabels()]
+    assert labels == [f"{z}$\\sigma$" for z in (1, 2, 3, 4, 5)]
+    lo, hi = a1.get_ylim()
+    assert hi > 1.0 and lo < 3e-7  # p0 = 1 and the 5 sigma level both inside
+    plt.close(fig)
+
+
+def test_missing_mplhep_is_a_warning(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mplhep", None)  # import raises ImportError
+    with pytest.warns(UserWarning, match="mplhep is not installed"):
+        style.apply_style("hep")
+    style.apply_style("plain")

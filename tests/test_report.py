@@ -1,0 +1,248 @@
+"""The HTML report: rendering (autoescaped, every PNG and export picked up, blinded runs
+marked) and, in a real headless chromium driven by playwright, that the page loads without
+console errors, every image loads and the scan table sorts on click.
+
+The browser tests skip when chromium or playwright is missing, and fail instead under
+``CI=true`` (``scripts/setup-chromium.sh`` installs chromium; ``.ci/run`` calls it).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from conftest import QUICKSTART, REPO, run_cli_subprocess
+
+from gprpipe.config.schema import Config
+from gprpipe.results.report import write_reports
+from gprpipe.results.summary import summarize
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _browser_or_skip():
+    """playwright's sync API and the chromium binary, or skip (fail under CI=true)."""
+    why = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        why = "playwright is not installed (pip install playwright)"
+    if why is None and not CHROMIUM.exists():
+        why = f"{CHROMIUM} not found (scripts/setup-chromium.sh installs it)"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {why}")
+        pytest.skip(why)
+    return sync_playwright
+
+
+COLUMNS = ["dataset", "mass_GeV", "sigma_m_GeV", "A_hat", "sigma_A", "A_up", "Z_local",
+           "Z_global", "gp_converged", "status"]
+
+
+def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[Config, Path]:
+    """A point folder with a real scan.csv (numbers shuffled in mass), two real PNGs, a
+    HEPData export, a pyhf-like JSON export, config.toml and run.json."""
+    run = tmp / "run"
+    point = run / "nominal"
+    (point / "plots").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    masses = rng.permutation(np.round(np.arange(0.020, 0.045, 0.001), 3))
+    with open(point / "scan.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        cols = [c for c in COLUMNS if not blind or c in ("dataset", "mass_GeV", "sigma_m_GeV",
+                                                         "gp_converged", "status")]
+        w.writerow([*cols, "blinded"] if blind else cols)
+        for i, m in enumerate(masses):
+            z = 3.2 if abs(m - 0.031) < 1e-9 else float(rng.uniform(0, 2))
+            row = {"dataset": "2015", "mass_GeV": m, "sigma_m_GeV": 0.05 * m,
+                   "A_hat": z * 100, "sigma_A": 100.0, "A_up": 300 + i, "Z_local": z,
+                   "Z_global": max(z - 2.5, 0.0), "gp_converged": "false" if i == 4 else "true",
+                   "status": "limit failed: test" if i == 7 else "ok"}
+            w.writerow([*(row[c] for c in cols), "true"] if blind else [row[c] for c in cols])
+    for stem in ("brazil_eps2_2015", "spectrum"):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 1], [0, 1])
+        fig.savefig(point / "plots" / f"{stem}.png")
+        plt.close(fig)
+    (point / "hepdata").mkdir()
+    (point / "hepdata" / "limits_eps2_2015.yaml").write_text("independent_variables: []\n")
+    (point / "workspace_2015_60MeV.json").write_text("{}\n")
+    (point / "config.toml").write_text('[base]\nname = "a <b>test</b>"\n')
+    (run / "run.json").write_text(json.dumps({
+        "created": "2026-01-01T00:00:00+00:00", "command": ["gprpipe", "run", "x.toml"],
+        "versions": {"gprpipe": "0.1.0", "git_commit": "abc123"},
+        "grid": [{"name": "nominal", "values": {}, "dir": str(point), "seed": 7}],
+        "timings": {"nominal/load": {"state": "done", "seconds": 1.5},
+                    "other/load": {"state": "done", "seconds": 9.0}},
+        "blinding": {"blind": blind, "unblind_option": False, "config_was_blind": blind},
+    }))
+    cfg = Config.model_validate({
+        "base": {"name": "a <b>test</b>", "blind": blind, "seed": 7},
+        "datasets": {"2015": {"path": "x.root", "range": [0.02, 0.13], "sigma_coeffs": [0.001],
+                              "label": label}},
+    })
+    return cfg, point
+
+
+def test_summary_of_a_scan(tmp_path):
+    _, point = _point(tmp_path)
+    s = summarize(point / "scan.csv")
+    assert not s.blinded and s.n_rows == 25
+    assert s.best[0].mass_GeV == pytest.approx(0.031) and s.best[0].Z_local == pytest.approx(3.2)
+    assert s.best[0].Z_global == pytest.approx(0.7)
+    assert len(s.flagged) == 1 and s.flagged[0][2] == "limit failed: test"
+    assert len(s.not_converged) == 1
+
+
+def test_report_content_escaped_and_complete(tmp_path):
+    cfg, point = _point(tmp_path, label="<script>alert(1)</script>")
+    (point / ".state").mkdir()
+    (point / ".state" / "fit__2015-000.done").write_text(
+        json.dumps({"state": "done", "message": "12.345 s"}))
+    report, index = write_reports(cfg, point)
+    html = report.read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "a &lt;b&gt;test&lt;/b&gt;" in html
+    for rel in ("plots/brazil_eps2_2015.png", "plots/spectrum.png",
+                "hepdata/limits_eps2_2015.yaml", "workspace_2015_60MeV.json", "scan.csv"):
+        assert f'"{rel}"' in html
+    assert "http://" not in html and "https://" not in html  # self-contained
+    assert "abc123" in html and "nominal/load" in html and "other/load" not in html
+    assert "nominal/fit/2015-000" in html and "12.345" in html  # from the state marker
+    assert "3.20" in html and "unblinded" in html
+    idx = index.read_text()
+    assert 'href="nominal/report.html"' in idx and "3.20" in idx
+
+
+def test_blinded_report_shows_no_observed_quantity(tmp_path):
+    cfg, point = _point(tmp_path, blind=True)
+    html = write_reports(cfg, point)[0].read_text()
+    assert 'id="blind-state">BLINDED' in html and 'id="blind-note"' in html
+    assert "Z_local" not in html and "largest local Z" not in html
+
+
+def _check_page(page, url: str) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return errors
+
+
+def _column(page, table: str, col: int) -> list[str]:
+    return page.eval_on_selector_all(
+        f"#{table} tbody tr", f"rows => rows.map(r => r.cells[{col}].getAttribute('data-v'))")
+
+
+def test_report_in_headless_chromium(tmp_path):
+    sync_playwright = _browser_or_skip()
+    cfg, point = _point(tmp_path)
+    report, index = write_reports(cfg, point)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page()
+        errors = _check_page(page, report.as_uri())
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        assert len(widths) == 2 and all(w > 0 for w in widths)
+        header = page.eval_on_selector_all("#scan-table th", "t => t.map(h => h.textContent)")
+        col = header.index("mass_GeV")
+        before = [float(v) for v in _column(page, "scan-table", col)]
+        assert before != sorted(before)
+        page.click(f"#scan-table th:nth-child({col + 1})")
+        asc = [float(v) for v in _column(page, "scan-table", col)]
+        assert asc == sorted(before)
+        page.click(f"#scan-table th:nth-child({col + 1})")
+        assert [float(v) for v in _column(page, "scan-table", col)] == sorted(before)[::-1]
+        zcol = header.index("Z_local")
+        page.click(f"#scan-table th:nth-child({zcol + 1})")
+        page.click(f"#scan-table th:nth-child({zcol + 1})")
+        assert float(_column(page, "scan-table", zcol)[0]) == pytest.approx(3.2)
+        assert _column(page, "scan-table", col)[0] == "0.031"
+        errors += _check_page(page, index.as_uri())
+        links = page.eval_on_selector_all("a", "a => a.map(x => x.getAttribute('href'))")
+        assert "nominal/report.html" in links
+        browser.close()
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_quickstart_report_in_headless_chromium(tmp_path):
+    """The real thing: the quickstart run's own report and index."""
+    sync_playwright = _browser_or_skip()
+    out = tmp_path / "run"
+    code, _, err = run_cli_subprocess("run", QUICKSTART.relative_to(REPO), "--set",
+                                      f"base.output={out}", "--set", 'plot.formats=["png"]',
+                                      timeout=900)
+    assert code == 0, err
+    report, index = out / "nominal" / "report.html", out / "index.html"
+    pngs = sorted((out / "nominal" / "plots").glob("*.png"))
+    assert len(pngs) >= 10
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page()
+        errors = _check_page(page, report.as_uri())
+        srcs = page.eval_on_selector_all("figure img", "i => i.map(x => x.getAttribute('src'))")
+        assert sorted(srcs) == sorted(f"plots/{p.name}" for p in pngs)
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        assert all(w > 0 for w in widths)
+        assert page.inner_text("#blind-state") == "unblinded"
+        rows = page.eval_on_selector_all("#scan-table tbody tr", "r => r.length")
+        assert rows == 5
+        header = page.eval_on_selector_all("#scan-table th", "t => t.map(h => h.textContent)")
+        z = header.index("Z_local")
+        page.click(f"#scan-table th:nth-child({z + 1})")
+        vals = [float(v) for v in _column(page, "scan-table", z)]
+        assert vals == sorted(vals)
+        errors += _check_page(page, index.as_uri())
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        assert len(widths) == 1 and widths[0] > 0  # the grid figure
+        browser.close()
+    assert errors == []
+
+
+def test_index_overlays_the_grid_points(tmp_path):
+    """Two grid points (one blinded) -> one index row each and the grid_limits.png figure."""
+    import h5py
+
+    from gprpipe.io.hdf5 import write_group
+
+    cfg, point = _point(tmp_path)
+    run = point.parent
+    other = run / "wide"
+    other.mkdir()
+    (other / "config.toml").write_text("[base]\n")
+    info = json.loads((run / "run.json").read_text())
+    info["grid"].append({"name": "wide", "values": {"fit.blind_nsigma": 1.96},
+                         "dir": str(other), "seed": 7})
+    (run / "run.json").write_text(json.dumps(info))
+    m = np.array([0.03, 0.04, 0.05])
+    for d, blind in ((point, False), (other, True)):
+        with h5py.File(d / "limit.h5", "w") as f:
+            f.attrs["blinded"] = blind
+            arrays = {"mass_GeV": m, "mass": m, "eps2_exp_med": [1e-5, 2e-5, 3e-5],
+                      "status": np.array(["ok", "ok", "ok"])}
+            if not blind:
+                arrays["eps2_up"] = [1.2e-5, 1.5e-5, 4e-5]
+            write_group(f.create_group("2015"), arrays)
+    (run / "exports").mkdir()
+    (run / "exports" / "reach.csv").write_text("mass_GeV\n")
+    _, index = write_reports(cfg, point)
+    html = index.read_text()
+    assert 'href="exports/reach.csv"' in html and 'href="run.json"' not in html
+    assert "wide" in html and "fit.blind_nsigma=1.96" in html
+    assert 'src="grid_limits.png"' in html
+    png = run / "grid_limits.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = plt.imread(png)
+    assert img.shape[0] > 200 and img.shape[1] > 400
