@@ -10,7 +10,6 @@ from threadpoolctl import threadpool_limits
 
 from gprpipe.stats.gp import (
     GPHyper,
-    _gpr,
     _LogMarginal,
     _Run,
     fit_gp,
@@ -78,14 +77,23 @@ def test_log_targets_empty_bins():
     assert a == pytest.approx([1.0, 1.0, 0.01])
 
 
-def test_lml_and_gradient_equal_sklearn():
+def _sklearn_gpr(alpha: np.ndarray, theta=(10.0, 0.1)):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+
+    kernel = ConstantKernel(theta[0], (1e-5, 1e5)) * RBF(theta[1], (1e-5, 1e5))
+    return GaussianProcessRegressor(kernel=kernel, alpha=alpha, optimizer=None)
+
+
+@pytest.mark.parametrize("method", ["dense", "lowrank", "auto"])
+def test_lml_and_gradient_equal_sklearn(method):
     rng = np.random.default_rng(3)
     x = np.linspace(0.01, 0.15, 120)
     y = rng.poisson(1e4 * np.exp(-x / 0.03)).astype(float)
     y[:3] = 0
     X, Z, alpha = log_targets(x, y)
-    f = _LogMarginal(X, Z, alpha)
-    gpr = _gpr(np.log([10.0, 0.1]), alpha, (1e-5, 1e5), (1e-5, 1e5), None)
+    f = _LogMarginal(X, Z, alpha, method)
+    gpr = _sklearn_gpr(alpha)
     gpr.fit(X[:, None], Z)
     for theta in ([3.0, -1.5], [0.0, -3.5], [7.0, -0.3]):
         th = np.array(theta)
@@ -94,6 +102,24 @@ def test_lml_and_gradient_equal_sklearn():
         assert -neg == pytest.approx(lml, rel=1e-9, abs=1e-7)
         assert -neg_grad == pytest.approx(grad, rel=1e-6, abs=1e-6)
         assert -f(th, eval_gradient=False) == pytest.approx(lml, rel=1e-9, abs=1e-7)
+    assert (f.n_dense == 0) == (method != "dense")
+
+
+def test_posterior_equal_sklearn():
+    """``predict_latent`` (both paths) equals sklearn's fit + ``predict(return_cov=True)``."""
+    rng = np.random.default_rng(4)
+    x = np.linspace(0.01, 0.15, 150)
+    y = rng.poisson(1e4 * np.exp(-x / 0.03)).astype(float)
+    X, Z, alpha = log_targets(x, y)
+    hyper = GPHyper(20.0, 0.3, lml=0.0, converged=True, n_evals=0, reason="")
+    gpr = _sklearn_gpr(alpha, (hyper.amplitude, hyper.length_scale))
+    gpr.fit(X[:, None], Z)
+    xp = np.linspace(0.07, 0.075, 6)
+    mu_ref, S_ref = gpr.predict(np.log(xp)[:, None], return_cov=True)
+    for method in ("dense", "lowrank"):
+        mu, S = predict_latent(x, y, xp, hyper, method=method)
+        np.testing.assert_allclose(mu, mu_ref, rtol=1e-9)
+        np.testing.assert_allclose(S, S_ref, rtol=1e-6, atol=1e-6 * np.abs(S_ref).max())
 
 
 def test_lognormal_moments():
