@@ -375,3 +375,16 @@ def test_fit_is_independent_of_bin_order(h2015, m):
     assert _rel(rev.b[::-1], fwd.b) <= 1e-7
     C_rev = rev.C[::-1, ::-1]
     assert np.abs(C_rev - fwd.C).max() <= 1e-6 * np.abs(fwd.C).max()
+
+
+def test_probe_decision_equals_exact(shared_data):
+    """``exceeds`` (the start-point probe) decides as the exact LML would, at any amplitude."""
+    X, Z, alpha, _, (a_lo, a_hi), (l_lo, l_hi) = _real_problem(shared_data, "2015", 0.060)
+    rng = np.random.default_rng(5)
+    dense = _LogMarginal(X, Z, alpha, "dense")
+    auto = _LogMarginal(X, Z, alpha, "auto")
+    for _ in range(12):
+        th = rng.uniform(np.log([a_lo, l_lo]), np.log([a_hi, l_hi]))
+        exact = -dense(th, eval_gradient=False)
+        for delta in (-300.0, -0.5, -1e-4, 1e-4, 0.5, 300.0):
+            assert auto.exceeds(th, exact + delta) == (delta < 0), (th, delta)

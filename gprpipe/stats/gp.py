@@ -80,6 +80,9 @@ _LOWRANK_MAX_WEIGHT = _LOWRANK_TOL / _LOWRANK_FLOOR
 # The dense computation is also used when the factor would need more columns than this
 # fraction of the training bins (the low-rank work, ~10 n r^2 flops, then loses to n^3/3).
 _LOWRANK_MAX_FRAC = 0.5
+# A start-point probe (LML above a level?) is decided by the low-rank value when it is clear of
+# the level by this much (relative to max(1, |LML|)), 100x its worst error at large amplitudes.
+_PROBE_MARGIN = 1e-3
 _METHODS = ("auto", "lowrank", "dense")
 # Final Newton polish of the best L-BFGS-B solution (see _polish): at most this many steps,
 # finite-difference step for the Hessian, step cap, allowed LML loss (relative), and the
@@ -267,7 +270,26 @@ class _LogMarginal:
         self.n_dense += 1
         return self._dense(theta, eval_gradient)
 
-    def _lowrank(self, theta: np.ndarray, eval_gradient: bool):
+    def exceeds(self, theta: np.ndarray, level: float) -> bool:
+        """Whether the LML at ``theta`` exceeds ``level``, as the exact value would say.
+
+        The start-point probes only need this comparison. Under ``"auto"`` the low-rank value
+        decides it also at the large amplitudes where its rounding (~1e-5 relative at worst)
+        makes it unfit for the optimiser, if it is clear of ``level`` by more than
+        ``_PROBE_MARGIN`` (absolute, or relative to the LML); otherwise the exact value does.
+        """
+        if self.method != "auto":
+            return -self(theta, eval_gradient=False) > level
+        self.n_evals += 1
+        v = self._lowrank(theta, False, guard=False)
+        if v is not None and abs(-v - level) <= _PROBE_MARGIN * max(1.0, abs(v)):
+            v = self._lowrank(theta, False)  # too close to call: the accurate value decides
+        if v is None:
+            self.n_dense += 1
+            v = self._dense(theta, False)
+        return -v > level
+
+    def _lowrank(self, theta: np.ndarray, eval_gradient: bool, guard: bool = True):
         """Exact LML via ``K = D^1/2 (I + V V^T) D^1/2``, ``V = sqrt(a) D^-1/2 F`` (n x r).
 
         Woodbury: ``(I + V V^T)^-1 = I - V (I+G)^-1 V^T`` with ``G = V^T V = L L^T - I``;
@@ -277,7 +299,7 @@ class _LogMarginal:
         """
         a = math.exp(theta[0])
         ell = math.exp(theta[1])
-        if a * self.max_inv_alpha > _LOWRANK_MAX_WEIGHT:
+        if guard and a * self.max_inv_alpha > _LOWRANK_MAX_WEIGHT:
             return None
         Ft = _pivoted_cholesky(self.X, ell, a * self.inv_alpha, _LOWRANK_TOL, self.rmax)
         if Ft is None:
@@ -490,7 +512,7 @@ class _MultiStart:
             if not trigger:
                 # Cheap global check: LML values (no gradient) at the other start points.
                 for x0, label in others:
-                    if -self.f(x0, eval_gradient=False) > first.lml + _CLEARLY_BETTER:
+                    if self.f.exceeds(x0, first.lml + _CLEARLY_BETTER):
                         trigger = f"probe {label} better"
                         break
         if trigger:
