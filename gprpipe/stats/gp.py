@@ -2,8 +2,8 @@
 
 The model is sklearn's ``GaussianProcessRegressor`` with kernel ``ConstantKernel * RBF`` and
 per-bin noise ``alpha_i = 1/y_i`` (1 for empty bins), trained on ``X = ln x``, ``Z = ln y``
-(0 for empty bins). Hyperparameters maximise the log marginal likelihood (LML) with L-BFGS-B,
-run through a custom sklearn ``optimizer`` callable that controls the starts:
+(0 for empty bins). Hyperparameters maximise the log marginal likelihood (LML) with L-BFGS-B
+from several starts (``_MultiStart``, which keeps sklearn's ``optimizer`` protocol):
 
 * a warm start (the previous mass's solution, clipped into this mass's bounds) and/or a
   data-driven start (amplitude ``mean(Z**2)``, length scale in the upper part of its bounds);
@@ -13,7 +13,9 @@ run through a custom sklearn ``optimizer`` callable that controls the starts:
 same for a cold fit (no ``start``); with a warm start it runs the other starts only when the
 warm fit looks suspicious: the optimiser failed, the fit sat at its start point, it ended on
 an amplitude bound, or one of the cheap value-only LML probes at the data-driven and random
-start points is already clearly better than the fitted optimum.
+start points is already clearly better than the fitted optimum. The best solution of a
+converged fit is then polished by Newton steps on the analytic gradient (``_polish``), so that
+the end point is set by the LML and not by rounding along the optimiser's path.
 
 The LML, its analytic gradient and the posterior on the prediction points are the same
 functions as sklearn's ``GaussianProcessRegressor`` (``normalize_y=False``), computed by
@@ -22,8 +24,9 @@ computed exactly through a pivoted Cholesky factor ``R ~= F F^T`` of the RBF cor
 matrix, truncated where the neglected part, weighted by the inverse noise ``1/alpha_i``, sums
 to ``_LOWRANK_TOL`` (``logdet`` and the quadratic form are then exact to that level), and the
 Woodbury identity / matrix determinant lemma with the diagonal noise: ``O(n r^2)`` per
-evaluation instead of ``O(n^3)``. When the rank is not low (short length scales) the dense
-Cholesky computation is used; ``method="dense"`` forces it.
+evaluation instead of ``O(n^3)``. When the rank is not low (short length scales) or the
+amplitude is so large that the factor's rounding matters, the dense Cholesky computation is
+used; ``method="dense"`` forces it. Method notes: docs/gp_lowrank.md.
 """
 
 from __future__ import annotations
