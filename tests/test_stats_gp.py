@@ -10,7 +10,6 @@ from threadpoolctl import threadpool_limits
 
 from gprpipe.stats.gp import (
     GPHyper,
-    _gpr,
     _LogMarginal,
     _Run,
     fit_gp,
@@ -78,22 +77,52 @@ def test_log_targets_empty_bins():
     assert a == pytest.approx([1.0, 1.0, 0.01])
 
 
-def test_lml_and_gradient_equal_sklearn():
+def _sklearn_gpr(alpha: np.ndarray, theta=(10.0, 0.1)):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+
+    kernel = ConstantKernel(theta[0], (1e-5, 1e5)) * RBF(theta[1], (1e-5, 1e5))
+    return GaussianProcessRegressor(kernel=kernel, alpha=alpha, optimizer=None)
+
+
+@pytest.mark.parametrize("method", ["dense", "lowrank", "auto"])
+def test_lml_and_gradient_equal_sklearn(method):
     rng = np.random.default_rng(3)
     x = np.linspace(0.01, 0.15, 120)
     y = rng.poisson(1e4 * np.exp(-x / 0.03)).astype(float)
     y[:3] = 0
     X, Z, alpha = log_targets(x, y)
-    f = _LogMarginal(X, Z, alpha)
-    gpr = _gpr(np.log([10.0, 0.1]), alpha, (1e-5, 1e5), (1e-5, 1e5), None)
+    f = _LogMarginal(X, Z, alpha, method)
+    gpr = _sklearn_gpr(alpha)
     gpr.fit(X[:, None], Z)
+    # the low-rank truncation bounds the log-determinant error by _LOWRANK_TOL = 1e-6
+    tol = 1e-7 if method == "dense" else 1e-6
     for theta in ([3.0, -1.5], [0.0, -3.5], [7.0, -0.3]):
         th = np.array(theta)
         lml, grad = gpr.log_marginal_likelihood(th, eval_gradient=True)
         neg, neg_grad = f(th)
-        assert -neg == pytest.approx(lml, rel=1e-9, abs=1e-7)
+        assert -neg == pytest.approx(lml, rel=1e-9, abs=tol)
         assert -neg_grad == pytest.approx(grad, rel=1e-6, abs=1e-6)
-        assert -f(th, eval_gradient=False) == pytest.approx(lml, rel=1e-9, abs=1e-7)
+        assert -f(th, eval_gradient=False) == pytest.approx(lml, rel=1e-9, abs=tol)
+    if method != "auto":  # "auto" takes the dense path at the short length scale
+        assert (f.n_dense == 0) == (method == "lowrank")
+
+
+def test_posterior_equal_sklearn():
+    """``predict_latent`` (both paths) equals sklearn's fit + ``predict(return_cov=True)``."""
+    rng = np.random.default_rng(4)
+    x = np.linspace(0.01, 0.15, 150)
+    y = rng.poisson(1e4 * np.exp(-x / 0.03)).astype(float)
+    X, Z, alpha = log_targets(x, y)
+    hyper = GPHyper(20.0, 0.3, lml=0.0, converged=True, n_evals=0, reason="")
+    gpr = _sklearn_gpr(alpha, (hyper.amplitude, hyper.length_scale))
+    gpr.fit(X[:, None], Z)
+    xp = np.linspace(0.07, 0.075, 6)
+    mu_ref, S_ref = gpr.predict(np.log(xp)[:, None], return_cov=True)
+    for method in ("dense", "lowrank"):
+        mu, S = predict_latent(x, y, xp, hyper, method=method)
+        np.testing.assert_allclose(mu, mu_ref, rtol=1e-9)
+        np.testing.assert_allclose(S, S_ref, rtol=1e-6, atol=1e-6 * np.abs(S_ref).max())
 
 
 def test_lognormal_moments():
@@ -244,3 +273,118 @@ def test_latent_mean_map_reproduces_the_posterior_mean():
     M = latent_mean_map(x, y, xp, hyper)
     assert M.shape == (7, 300)
     np.testing.assert_allclose(M @ log_targets(x, y)[1], mu, rtol=1e-9)
+
+
+# ------------------------------------------------- low-rank vs dense computation, real data
+# (year, rebin, resolution coefficients, tail, scan range, ls hi factor, floor factor)
+_CARDS = {
+    "2015": (10, C2015, (None, None), (0.020, 0.130), 8.0, 1.0),
+    "2016": (10, [0.00038, 0.041, -0.27, 3.49, -11.11], (0.18, 0.0239), (0.035, 0.210), 8.0, 0.8),
+    "2021": (5, C2021, (None, None), (0.030, 0.250), 9.0, 0.8),
+}
+
+
+def _real_problem(shared_data: Path, year: str, m: float):
+    """Training (X, Z, alpha), blind-bin centres and the fit bounds of the real data at m."""
+    from gprpipe.stats.window import blind_mask
+
+    uproot = pytest.importorskip("uproot")
+    rebin, coeffs, tail, scan, hi, floor = _CARDS[year]
+    counts, edges = uproot.open(shared_data / f"funcform_{year}_toys.root")["input_hist"].to_numpy()
+    counts, edges = counts.reshape(-1, rebin).sum(axis=1), edges[::rebin]
+    masses = scan_masses(*scan, 0.001)
+    med = float(np.median(sigma_x(masses, sigma_m(masses, coeffs, *tail))))
+    s = float(sigma_m(m, coeffs, *tail))
+    ls_b = length_scale_bounds(float(sigma_x(m, s)), med, 0.5, hi, floor)
+    x = 0.5 * (edges[1:] + edges[:-1])
+    blind = blind_mask(x, m, s, 1.64)
+    train = ~blind & (x > 0)
+    X, Z, alpha = log_targets(x[train], counts[train])
+    a0 = float(np.mean(Z**2))
+    return X, Z, alpha, x[blind], (a0 * 1e-3, a0 * 1e3), ls_b
+
+
+def _rel(new, ref) -> float:
+    return float(np.max(np.abs(np.asarray(new) - np.asarray(ref)) / np.abs(np.asarray(ref))))
+
+
+@pytest.mark.parametrize(
+    "year,m",
+    [("2015", 0.030), ("2015", 0.060), ("2015", 0.100), ("2016", 0.050), ("2016", 0.200),
+     pytest.param("2021", 0.040, marks=pytest.mark.slow),
+     pytest.param("2021", 0.150, marks=pytest.mark.slow)],
+)
+def test_lowrank_equals_dense_on_real_data(shared_data, year, m):
+    """LML, gradient, b and C of the low-rank path equal the dense ones to 1e-6 relative.
+
+    Hyperparameters: the corners and centre of the fit bounds, and the largest amplitude
+    the low-rank path accepts (above it the dense path is used by design). The gradient is
+    compared relative to max(|grad|, 1) (it vanishes at the optimum); C as max|dC| / max|C|.
+    """
+    from gprpipe.stats.gp import _LOWRANK_MAX_WEIGHT, _posterior
+
+    X, Z, alpha, xb, (a_lo, a_hi), (l_lo, l_hi) = _real_problem(shared_data, year, m)
+    a_edge = 0.99 * _LOWRANK_MAX_WEIGHT * float(alpha.min())  # low-rank path's largest a
+    assert a_lo < a_edge < a_hi
+    thetas = [np.log([a, ell]) for a in (a_lo, a_edge) for ell in (l_lo, l_hi)]
+    thetas.append(np.log([np.sqrt(a_lo * a_edge), np.sqrt(l_lo * l_hi)]))
+    dense = _LogMarginal(X, Z, alpha, "dense")
+    fast = _LogMarginal(X, Z, alpha, "lowrank")
+    for th in thetas:
+        v_d, g_d = dense(th)
+        v_f, g_f = fast(th)
+        assert abs(v_f - v_d) <= 1e-6 * abs(v_d), (th, v_f, v_d)
+        assert np.max(np.abs(g_f - g_d)) <= 1e-6 * max(np.max(np.abs(g_d)), 1.0), (th, g_f, g_d)
+        mu_d, S_d = _posterior(X, Z, alpha, xb, th, "dense")
+        mu_f, S_f = _posterior(X, Z, alpha, xb, th, "lowrank")
+        assert _rel(mu_f, mu_d) <= 1e-6, th
+        assert np.abs(S_f - S_d).max() <= 1e-6 * np.abs(S_d).max(), th
+        with np.errstate(over="ignore"):
+            b_d, C_d = lognormal_moments(mu_d, S_d)
+            b_f, C_f = lognormal_moments(mu_f, S_f)
+        if np.all(np.isfinite(C_d)):  # short length scale, huge amplitude: b = exp(>700)
+            assert _rel(b_f, b_d) <= 1e-6, th
+            assert np.abs(C_f - C_d).max() <= 1e-6 * np.abs(C_d).max(), th
+    assert fast.n_dense == 0  # every evaluation above took the low-rank path
+    # beyond the largest amplitude the dense path is used, so the two are identical
+    th = np.log([a_hi, l_hi])
+    assert fast(th)[0] == dense(th)[0] and fast.n_dense == 1
+
+
+@pytest.mark.parametrize("m", [0.030, 0.090])
+def test_fit_window_lowrank_equals_dense(h2015, m):
+    """The whole fit (multi-start, polish, prediction) gives the same end point and (b, C)."""
+    d = _fit2015(h2015, m, method="dense")
+    f = _fit2015(h2015, m)
+    assert d.hyper.converged and f.hyper.converged
+    assert f.hyper.amplitude == pytest.approx(d.hyper.amplitude, rel=1e-6)
+    assert f.hyper.length_scale == pytest.approx(d.hyper.length_scale, rel=1e-6)
+    assert f.hyper.lml == pytest.approx(d.hyper.lml, rel=1e-8)
+    assert _rel(f.b, d.b) <= 1e-6
+    assert np.abs(f.C - d.C).max() <= 1e-6 * np.abs(d.C).max()
+
+
+@pytest.mark.parametrize("m", [0.045, 0.114])
+def test_fit_is_independent_of_bin_order(h2015, m):
+    """Reversing the bins changes only rounding; the polished end point does not move."""
+    counts, edges = h2015
+    fwd = _fit2015(h2015, m)
+    rev = _fit2015((counts[::-1], edges[::-1]), m)
+    assert rev.hyper.amplitude == pytest.approx(fwd.hyper.amplitude, rel=1e-6)
+    assert rev.hyper.length_scale == pytest.approx(fwd.hyper.length_scale, rel=1e-6)
+    assert _rel(rev.b[::-1], fwd.b) <= 1e-7
+    C_rev = rev.C[::-1, ::-1]
+    assert np.abs(C_rev - fwd.C).max() <= 1e-6 * np.abs(fwd.C).max()
+
+
+def test_probe_decision_equals_exact(shared_data):
+    """``exceeds`` (the start-point probe) decides as the exact LML would, at any amplitude."""
+    X, Z, alpha, _, (a_lo, a_hi), (l_lo, l_hi) = _real_problem(shared_data, "2015", 0.060)
+    rng = np.random.default_rng(5)
+    dense = _LogMarginal(X, Z, alpha, "dense")
+    auto = _LogMarginal(X, Z, alpha, "auto")
+    for _ in range(12):
+        th = rng.uniform(np.log([a_lo, l_lo]), np.log([a_hi, l_hi]))
+        exact = -dense(th, eval_gradient=False)
+        for delta in (-300.0, -0.5, -1e-4, 1e-4, 0.5, 300.0):
+            assert auto.exceeds(th, exact + delta) == (delta < 0), (th, delta)
