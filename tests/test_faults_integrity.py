@@ -491,6 +491,8 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
     require_podman()
     run_dir = tmp_path / "run"
     args = ["--engine", "podman", "--set", f"base.image={PODMAN_IMAGE}", "-j", "1"]
+    if how.endswith("all"):  # a limit chunk that outlasts the start of `gprpipe status`
+        args += ["--set", "limit.bands=toys", "--set", "limit.band_toys=200000"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}",
          *args], cwd=REPO, env=cli_env(), start_new_session=True,
@@ -545,7 +547,8 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
     assert code == 0, err
     assert "0 failed" in out
     assert not run_containers(run_dir)
-    assert_same_results(run_dir / "nominal", base / "nominal")
+    if not how.endswith("all"):
+        assert_same_results(run_dir / "nominal", base / "nominal")
 
 
 @pytest.mark.slurm
@@ -572,7 +575,7 @@ def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
     deadline = time.monotonic() + 600
     while True:
         code, out, _ = gp("status", run_dir)
-        if "done=6" in out:
+        if out.strip().endswith("done=5"):
             break
         assert "failed=" not in out and time.monotonic() < deadline, out
         time.sleep(2)
