@@ -322,6 +322,8 @@ def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
             "--wait-lock SECONDS), or stop it first.")
         code, _, err = gp("rerun", run_dir, "--failed")
         assert code == 1 and f"is in use by gprpipe run (pid {first.pid}" in err
+        code, out, _ = gp("status", run_dir)
+        assert code == 0 and f"in use by gprpipe run (pid {first.pid} on host" in out
         _out1, err1 = first.communicate(timeout=600)
         assert first.returncode == 0, err1
         out2, err2 = waiter.communicate(timeout=600)
