@@ -502,6 +502,10 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
         if state in ("failed", "running"):
             job = f" [job {slurm_jobs[t.id]}]" if t.id in slurm_jobs else ""
             console.print(f"{state:8s} {t.id}{job}: {msg or ''}  (log: {t.log})", highlight=False)
+    from gprpipe.pipeline.lock import describe, holder, is_locked
+
+    if is_locked(run_dir):
+        console.print(f"in use by {describe(holder(run_dir))}", highlight=False)
     total = _count({k: v[0] for k, v in states.items()})
     console.print(" ".join(f"{k}={v}" for k, v in sorted(total.items())))
 

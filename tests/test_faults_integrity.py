@@ -8,6 +8,8 @@ runs of one directory (refused, or waiting with ``--wait-lock``); the stale lock
 run; a task killed during its start-up; cache keys that follow the numerics version, not
 the package version; and (marker ``podman``) SIGKILL and SIGTERM of a Podman run.
 
+Cases that run the whole reference pipeline are marked ``slow`` (about 9 minutes for
+the 13 non-container cases on a loaded 2-core machine).
 The kill between two outputs uses the fault-injection hook ``GPRPIPE_TEST_KILL_AFTER``:
 the task SIGKILLs itself right after renaming the named file into place.
 """
@@ -119,6 +121,7 @@ def copy(base: Path, tmp_path: Path) -> Path:
 # ----------------------------------------------------------------- 6: commit as one
 
 
+@pytest.mark.slow
 def test_kill_between_limit_h5_and_scan_csv(cfg: Path, copy: Path):
     """Killed after limit.h5 and before scan.csv: the next run must not call the stale
     scan.csv fresh; it redoes the merge, and scan.csv then matches limit.h5."""
@@ -140,6 +143,7 @@ def test_kill_between_limit_h5_and_scan_csv(cfg: Path, copy: Path):
     assert code == 0 and "Nothing to do" in out
 
 
+@pytest.mark.slow
 def test_kill_between_inject_h5_and_inject_csv(cfg: Path, copy: Path):
     point = copy / "nominal"
     old_csv = (point / "inject.csv").read_text()
@@ -172,6 +176,7 @@ def flip_payload(path: Path, dataset: str) -> None:
         fh.write(bytes(b ^ 0x5A for b in raw))
 
 
+@pytest.mark.slow
 def test_fit_h5_payload_flipped_with_attrs_intact(cfg: Path, copy: Path, base: Path):
     point = copy / "nominal"
     name = next(k for k in h5_arrays(point / "fit.h5") if k.endswith("/b"))
@@ -197,6 +202,7 @@ def test_fit_h5_payload_flipped_with_attrs_intact(cfg: Path, copy: Path, base: P
     assert_same_results(point, base / "nominal")
 
 
+@pytest.mark.slow
 def test_emptied_scan_csv_is_recomputed(cfg: Path, copy: Path, base: Path):
     point = copy / "nominal"
     (point / "scan.csv").write_text("")
@@ -207,6 +213,7 @@ def test_emptied_scan_csv_is_recomputed(cfg: Path, copy: Path, base: Path):
     assert_same_results(point, base / "nominal")
 
 
+@pytest.mark.slow
 def test_garbled_scan_csv_is_recomputed(cfg: Path, copy: Path, base: Path):
     point = copy / "nominal"
     text = (point / "scan.csv").read_text()
@@ -247,6 +254,7 @@ def test_deleted_plot_is_redrawn(tmp_path: Path):
 # ----------------------------------------------------------------- 8: relocatable
 
 
+@pytest.mark.slow
 def test_rerun_of_a_copy_touches_only_the_copy(copy: Path, base: Path):
     before = mtimes(base)
     original_csv = (base / "nominal" / "scan.csv").read_bytes()
@@ -264,6 +272,7 @@ def test_rerun_of_a_copy_touches_only_the_copy(copy: Path, base: Path):
     assert (copy / "nominal" / "scan.csv").read_bytes() == original_csv  # same numbers
 
 
+@pytest.mark.slow
 def test_moved_run_recomputes_nothing(cfg: Path, base: Path, tmp_path: Path):
     moved = tmp_path / "elsewhere" / "moved"
     moved.parent.mkdir()
@@ -300,6 +309,7 @@ def wait_for_holder(run_dir: Path, proc: subprocess.Popen, timeout: float = 120)
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
     """A second run on a directory in use refuses, naming the holder; with --wait-lock it
     waits and then finds everything done; the outputs equal a single run's."""
@@ -322,6 +332,8 @@ def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
             "--wait-lock SECONDS), or stop it first.")
         code, _, err = gp("rerun", run_dir, "--failed")
         assert code == 1 and f"is in use by gprpipe run (pid {first.pid}" in err
+        code, out, _ = gp("status", run_dir)
+        assert code == 0 and f"in use by gprpipe run (pid {first.pid} on host" in out
         _out1, err1 = first.communicate(timeout=600)
         assert first.returncode == 0, err1
         out2, err2 = waiter.communicate(timeout=600)
@@ -462,8 +474,6 @@ def run_containers(run_dir: Path) -> list[str]:
     return res.stdout.split()
 
 
-@pytest.mark.podman
-@pytest.mark.slow
 def watchdogs(token: str) -> list[int]:
     """Pids of the container watchdogs of run ``token`` (started by our runs)."""
     pids = []
@@ -477,6 +487,8 @@ def watchdogs(token: str) -> list[int]:
     return pids
 
 
+@pytest.mark.podman
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGKILL-run", "SIGKILL-group", "SIGTERM-run",
                                  "SIGKILL-all"])
 def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path: Path,
@@ -491,6 +503,8 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
     require_podman()
     run_dir = tmp_path / "run"
     args = ["--engine", "podman", "--set", f"base.image={PODMAN_IMAGE}", "-j", "1"]
+    if how.endswith("all"):  # a limit chunk that outlasts the start of `gprpipe status`
+        args += ["--set", "limit.bands=toys", "--set", "limit.band_toys=200000"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}",
          *args], cwd=REPO, env=cli_env(), start_new_session=True,
@@ -545,7 +559,8 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
     assert code == 0, err
     assert "0 failed" in out
     assert not run_containers(run_dir)
-    assert_same_results(run_dir / "nominal", base / "nominal")
+    if not how.endswith("all"):
+        assert_same_results(run_dir / "nominal", base / "nominal")
 
 
 @pytest.mark.slurm
@@ -572,7 +587,7 @@ def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
     deadline = time.monotonic() + 600
     while True:
         code, out, _ = gp("status", run_dir)
-        if "done=6" in out:
+        if out.strip().endswith("done=5"):
             break
         assert "failed=" not in out and time.monotonic() < deadline, out
         time.sleep(2)

@@ -74,7 +74,13 @@ def run_lock(run_dir: Path, command: str = "", wait: float = 0.0,
     ``wait``: seconds to wait for a live holder before refusing (0: refuse at once).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GprpipeError(f"{run_dir}: the run directory (base.output) is a file.")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GprpipeError(f"{run_dir}: cannot create the run directory (base.output): "
+                           f"{exc.strerror}.") from None
     path = lock_path(run_dir)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
