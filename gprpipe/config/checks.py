@@ -131,7 +131,9 @@ def plan_errors(cfg: Config, where: Where) -> list[str]:
     from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.stats.resolution import polyval, sigma_m
 
-    errors: list[str] = []
+    errors: list[str] = unit_errors(cfg, where)
+    if errors:  # MeV typed for GeV: say so, not "no test mass lies in the range"
+        return errors
     cap = cfg.base.max_masses
     for key in ("scan.masses", "inject.masses"):
         masses = cfg.scan.masses if key == "scan.masses" else cfg.inject.masses
@@ -223,6 +225,16 @@ def _ranges(cfg) -> dict[str, tuple[float, float]]:
 
 def _fmt_ranges(ranges: dict[str, tuple[float, float]]) -> str:
     return ", ".join(f"{n}: {lo:g}-{hi:g} GeV" for n, (lo, hi) in ranges.items())
+
+
+def unit_errors(cfg: Config, where: Where) -> list[str]:
+    """Masses above 1 GeV in the mass lists: MeV typed for GeV (with the GeV value)."""
+    errors = []
+    for key, masses in (("scan.masses", cfg.scan.masses or []),
+                        ("inject.masses", cfg.inject.masses), ("plot.masses", cfg.plot.masses)):
+        errors += [f"{where(key)}: {m:g} is not a mass in GeV; {mev_hint(m)}"
+                   for m in masses if m > BARE_MAX_GEV]
+    return errors
 
 
 def check_plan(points: Sequence, where: Where) -> list[str]:
