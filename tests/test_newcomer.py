@@ -65,7 +65,7 @@ def one_sentence_errors(err: str) -> list[str]:
      [f"error: --set datasets.demo.hist: {DEMO_ROOT}: histogram 'h_invM' not found; closest "
       "of its 1 1-D histogram: input_hist."]),
     (["datasets.demo.rebin=5000"],
-     [f"error: --set datasets.demo.rebin: 5000 exceeds the 3000 bins of histogram "
+     [f"error: --set datasets.demo.rebin: a rebin of 5000 exceeds the 3000 bins of histogram "
       f"'input_hist' in {DEMO_ROOT}."]),
 ])
 def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[str]):
