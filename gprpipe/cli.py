@@ -18,6 +18,7 @@ from rich.table import Table
 
 from gprpipe import __version__
 from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.units import fmt_mass, parse_mass, parse_masses
 
 app = typer.Typer(
     name="gprpipe",
@@ -47,14 +48,34 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error (any position).")
+    ] = False,
 ) -> None:
     """gprpipe: run GPR bump hunts from a short TOML config."""
 
 
-def _points(config: Path, overrides: list[str] | None):
+def _points(config: Path, overrides: list[str] | None, *, check: bool = False,
+            inputs: bool = False):
+    """Every grid point. ``check``: refuse (ConfigError) what ``run`` could not do (nothing
+    to scan, masses not in GeV or out of range); ``inputs``: also refuse a data file that
+    does not exist (``validate``; ``run`` leaves that to the load task)."""
     from gprpipe.config import load_points
+    from gprpipe.config.checks import check_plan, missing_files
 
-    return load_points(config, overrides or [])
+    loaded, points = load_points(config, overrides or [])
+
+    def where(key: str) -> str:
+        if key == "datasets" and not points[0].config.datasets:
+            return f"{config}: datasets"  # the user's file, not the defaults that define []
+        return loaded.where(key)
+
+    errors = check_plan(points, where) if check or inputs else []
+    if inputs and not errors:  # the histograms are read by config.check_inputs next
+        errors = missing_files(points, where)
+    if errors:
+        raise ConfigError(errors)
+    return loaded, points
 
 
 def _run_dir(points) -> Path:
@@ -106,7 +127,7 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     from gprpipe.config import check_inputs
     from gprpipe.pipeline.store import plan_points
 
-    loaded, points = _points(config, set_)
+    loaded, points = _points(config, set_, inputs=True)
     tasks = plan_points(_run_dir(points), points, _where(loaded))
     check_inputs(loaded, points)
     steps = ", ".join(points[0].config.steps.run)
@@ -114,6 +135,25 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
         f"{config}: valid ({len(points)} point{'s' * (len(points) != 1)}, "
         f"{len(tasks)} tasks; steps: {steps})"
     )
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Config name: writes NAME.toml here.")],
+    template: Annotated[str, typer.Option(help="Shipped template to inherit.")] = "hps2015",
+    data: Annotated[
+        str | None, typer.Option(help="ROOT file of every dataset (default: the demo spectrum "
+                                      "where it fits).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite NAME.toml.")] = False,
+) -> None:
+    """Write a ready, commented user config NAME.toml in the current folder."""
+    from gprpipe.config.init import write_init
+
+    path = write_init(name, template, Path.cwd(), data=data, force=force)
+    console.print(f"wrote {path.name} (inherits the shipped template {template!r}). "
+                  f"Next: gprpipe validate {path.name} && gprpipe run {path.name}",
+                  markup=False, highlight=False)
 
 
 @app.command()
@@ -206,25 +246,56 @@ def _print_scan_summaries(tasks, report) -> None:
             console.print(f"{t.point}: {scan_summary(name, arrays)}", highlight=False)
 
 
-def _execute_local(tasks, configs, engine, run_dir, jobs, force, info) -> bool:
+def _execute_local(tasks, configs, engine, run_dir, jobs, force, info,
+                   resume: str = "") -> bool:
     from gprpipe.executors.local import install_sigterm_handler, run_local
+    from gprpipe.pipeline.state import fmt_duration, progress_text, read_progress
 
     install_sigterm_handler()
     _clean_containers(engine, run_dir)
     t0 = time.perf_counter()
+    finished: dict[str, str] = {}
     with _progress() as progress:
         bar = progress.add_task("tasks", total=len(tasks), detail="")
+        inner: dict[str, object] = {}  # running task id -> its progress bar
 
         def update(task, outcome) -> None:
+            finished[task.id] = outcome.state
+            if task.id in inner:
+                progress.remove_task(inner.pop(task.id))
             progress.advance(bar)
             progress.update(bar, detail=f"{task.id}: {outcome.state}")
             if not progress.disable:
                 return
             if outcome.state in ("done", "failed"):
-                err.print(f"{task.id}: {outcome.state} ({outcome.seconds:.1f} s)")
+                err.print(f"{task.id}: {outcome.state} ({fmt_duration(outcome.seconds)})")
 
-        report = run_local(tasks, configs, engine, run_dir=run_dir, jobs=jobs, force=force,
-                           on_update=update, on_notice=_notice)
+        def tick(running) -> None:
+            if progress.disable:
+                return
+            for t in running:
+                rec = read_progress(t.point_dir, t.slug)
+                if not rec:
+                    continue
+                if t.id not in inner:
+                    inner[t.id] = progress.add_task(f"  {t.id}", total=rec["total"], detail="")
+                progress.update(inner[t.id], completed=rec["done"], total=rec["total"],
+                                detail=progress_text(rec))
+
+        try:
+            report = run_local(tasks, configs, engine, run_dir=run_dir, jobs=jobs, force=force,
+                               on_update=update, on_tick=tick, on_notice=_notice)
+        except KeyboardInterrupt:
+            from gprpipe.pipeline.store import task_states
+
+            states = task_states(tasks)  # the markers: what is really on disk
+            kept = sum(states[t.id][0] == "done" for t in tasks)
+            stopped = len(tasks) - kept
+            err.print(f"interrupted: {kept} finished task{'s' * (kept != 1)} kept in {run_dir} "
+                      f"(a new run skips them); {stopped} not finished (stopped or not started). "
+                      f"Resume with: {resume or f'gprpipe rerun {run_dir} --failed'}",
+                      markup=False, highlight=False)
+            raise typer.Exit(130) from None
     wall = time.perf_counter() - t0
     timings = info.data.setdefault("timings", {})
     for tid, o in report.outcomes.items():
@@ -235,10 +306,17 @@ def _execute_local(tasks, configs, engine, run_dir, jobs, force, info) -> bool:
     failed, skipped = report.count("failed"), report.count("skipped")
     if done == 0 and not failed and not skipped:
         console.print(f"Nothing to do: all {cached} tasks are up to date ({run_dir}).")
+    elif failed or skipped:
+        console.print(
+            f"{len(tasks)} tasks in {fmt_duration(wall)}: {done} ran, {cached} cached, "
+            f"{failed} failed, {skipped} skipped. The run is incomplete: fix the cause below, "
+            f"then run the same command again (finished tasks are kept) or gprpipe rerun "
+            f"{run_dir} --failed."
+        )
     else:
         console.print(
-            f"{len(tasks)} tasks in {wall:.1f} s: {done} ran, {cached} cached, {failed} failed, "
-            f"{skipped} skipped. Results in {run_dir}"
+            f"{len(tasks)} tasks in {fmt_duration(wall)}: {done} ran, {cached} cached, "
+            f"{failed} failed, {skipped} skipped. Results in {run_dir}"
         )
     _print_scan_summaries(tasks, report)
     by_id = {t.id: t for t in tasks}
@@ -301,7 +379,7 @@ def run(
         _, as_written = _points(config, overrides)
         blind_in_config = any(p.config.base.blind for p in as_written)
         overrides.append("base.blind=false")
-    loaded, all_points = _points(config, overrides)
+    loaded, all_points = _points(config, overrides, check=True)
     points = _select(all_points, points_sel)
     cfg0 = points[0].config
     run_dir = _run_dir(all_points)
@@ -328,10 +406,17 @@ def run(
         if cfg0.base.executor == "slurm":
             ok = _submit_slurm(tasks, eng, run_dir, cfg0, info, wait=wait, force=force)
             ok = ok and (not wait or _report_rows(tasks))
+            if wait:
+                _print_summary(run_dir)
         else:
+            import shlex
+
+            resume = shlex.join(["gprpipe", "run", str(config),
+                                 *[x for o in overrides for x in ("--set", o)]])
             ok = _execute_local(tasks, configs, eng, run_dir, jobs or cfg0.base.jobs, force,
-                                info)
+                                info, resume=resume)
             ok = _report_rows(tasks) and ok
+            _print_summary(run_dir)
     if not ok:
         raise typer.Exit(1)
 
@@ -388,6 +473,19 @@ def _refuse_if_queued(run_dir: Path, tasks) -> None:
         raise GprpipeError(f"{run_dir} is in use by SLURM job {busy[0].job} (task {busy[0].id} "
                            f"is {busy[0].state}): wait for it or cancel it with: "
                            f"scancel {busy[0].job.split('_')[0]}")
+
+
+def _print_summary(run_dir: Path) -> None:
+    from gprpipe.pipeline.summary import run_summary, summary_lines
+
+    console.print("\n".join(summary_lines(run_summary(run_dir))), markup=False,
+                  highlight=False)
+
+
+@app.command()
+def summary(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Print a run's summary again: most significant mass, limits, flags, failures, files."""
+    _print_summary(run_dir)
 
 
 def _print_plan(tasks, engine, run_dir: Path, cfg) -> None:
@@ -532,7 +630,8 @@ def rerun(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     failed: Annotated[bool, typer.Option("--failed", help="Redo failed tasks.")] = False,
     masses: Annotated[
-        str | None, typer.Option(help="Redo the tasks owning these masses (MeV): 37,48.")
+        str | None,
+        typer.Option(help="Redo the tasks owning these masses: 37MeV,48MeV or 0.037,0.048 (GeV)."),
     ] = None,
     jobs: Annotated[int | None, typer.Option("-j", "--jobs")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
@@ -545,7 +644,7 @@ def rerun(
     from gprpipe.pipeline.store import load_run_info
 
     if not failed and not masses:
-        raise GprpipeError("rerun needs --failed or --masses (MeV, e.g. --masses 37,48).")
+        raise GprpipeError("rerun needs --failed or --masses (e.g. --masses 37MeV,48MeV).")
     load_run_info(run_dir)  # a run directory?
     with _locked(run_dir, wait_lock):
         _rerun(run_dir.absolute(), failed, masses, jobs, wait)
@@ -567,14 +666,10 @@ def _rerun(run_dir: Path, failed: bool, masses: str | None, jobs: int | None,
             states = {k: (v, "") for k, v in slurm.poll(run_dir, tasks).items()}
         chosen |= {t.id for t in tasks if states[t.id][0] == "failed"}
     if masses:
-        try:
-            wanted = [float(x) / 1e3 for x in masses.split(",") if x.strip()]
-        except ValueError:
-            raise GprpipeError(f"--masses {masses!r}: give masses in MeV, e.g. 37,48.") from None
-        for m in wanted:
+        for m in parse_masses(masses, "--masses"):
             owners = [t for t in tasks if any(abs(x - m) < 5e-7 for x in t.masses)]
             if not owners:
-                raise GprpipeError(f"--masses: no task of {run_dir} owns {m * 1e3:g} MeV.")
+                raise GprpipeError(f"--masses: no task of {run_dir} owns {fmt_mass(m)}.")
             chosen |= {t.id for t in owners}
     if not chosen:
         console.print("Nothing to rerun: no task matches.")
@@ -585,9 +680,12 @@ def _rerun(run_dir: Path, failed: bool, masses: str | None, jobs: int | None,
     eng = _engine(info.data.get("engine", "local"), cfg0, False)
     if info.data.get("executor") == "slurm":
         ok = _submit_slurm(todo, eng, run_dir, cfg0, info, wait=wait, force=True, resubmit=True)
+        if wait:
+            _print_summary(run_dir)
     else:
         ok = _execute_local(todo, configs, eng, run_dir, jobs or cfg0.base.jobs,
                             [t.id for t in todo], info)
+        _print_summary(run_dir)
     if not ok:
         raise typer.Exit(1)
 
@@ -614,17 +712,26 @@ def step(
 @app.command("demo-data")
 def demo_data(
     out: Annotated[Path, typer.Argument(help="Output ROOT file.")],
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 2015,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: the shipped spectrum's).")
+    ] = None,
     scale: Annotated[float, typer.Option(help="Multiply the number of events.")] = 1.0,
-    signal_mass: Annotated[float | None, typer.Option(help="Signal mass (GeV).")] = None,
+    signal_mass: Annotated[
+        str | None, typer.Option(help="Signal mass: 60MeV, 0.06GeV or 0.06 (GeV).")
+    ] = None,
     signal_yield: Annotated[float, typer.Option(help="Signal events.")] = 0.0,
     hist: Annotated[str, typer.Option(help="Histogram name.")] = "input_hist",
 ) -> None:
     """Write a realistic synthetic HPS-2015-like spectrum (optionally with a signal)."""
-    from gprpipe.demo import demo_spectrum
+    from gprpipe.demo import DEMO_HI, DEMO_LO, DEMO_SEED, demo_spectrum
     from gprpipe.io.root import write_hist
 
-    counts, edges = demo_spectrum(seed=seed, scale=scale, signal_mass=signal_mass,
+    m_sig = None if signal_mass is None else parse_mass(signal_mass, "--signal-mass")
+    if m_sig is not None and not DEMO_LO < m_sig < DEMO_HI:
+        raise GprpipeError(f"--signal-mass {signal_mass}: {fmt_mass(m_sig)} lies outside the "
+                           f"demo histogram ({DEMO_LO:g}-{DEMO_HI:g} GeV).")
+    counts, edges = demo_spectrum(seed=DEMO_SEED if seed is None else seed, scale=scale,
+                                  signal_mass=m_sig,
                                   signal_yield=signal_yield)
     write_hist(out, counts, edges, hist)
     console.print(f"wrote {out}: {hist}, {len(counts)} bins over {edges[0]:g}-{edges[-1]:g} GeV, "
@@ -635,26 +742,77 @@ def demo_data(
 def export_pyhf(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (or point folder).")],
     dataset: Annotated[str, typer.Option(help="Dataset key.")],
-    mass: Annotated[float, typer.Option(help="Test mass (GeV).")],
+    mass: Annotated[str, typer.Option(help="Test mass: 60MeV, 0.06GeV or 0.06 (GeV).")],
     point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
 ) -> None:
     """Write the blind-window likelihood at one mass as a pyhf HistFactory workspace."""
     from gprpipe.steps.export import export_workspace
 
-    path, ws = export_workspace(run_dir, dataset, mass, point=point, output=output)
+    path, ws = export_workspace(run_dir, dataset, parse_mass(mass, "--mass"), point=point,
+                                output=output)
     nbins = len(ws["channels"][0]["samples"][0]["data"])
     unit = ws["measurements"][0]["name"].removeprefix("A_in_units_of_")
     console.print(f"wrote {path}: {nbins} blind bins; POI A is the signal yield / {unit}")
 
 
 @app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (all their points) or point "
+                                                    "folders; the first is the reference.")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Folder for figures and tables (default: RUN/compare for the "
+                            "points of one run, else ./compare).")] = None,
+    formats: Annotated[str, typer.Option(help="Figure formats, e.g. png,pdf.")] = "png",
+) -> None:
+    """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
+    from gprpipe.io.atomic import atomic_write_text
+    from gprpipe.pipeline.compare import compare_curves, points_of, read_tables
+    from gprpipe.plotting.compare import compare_limits_figure
+    from gprpipe.plotting.style import save
+
+    points = points_of(runs)
+    parents = {p.parent.resolve() for p in points.values()}
+    folder = out or (parents.pop() / "compare" if len(parents) == 1 else Path("compare"))
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = list(points)
+    ref = labels[0]
+    for comp in compare_curves(read_tables(points)):
+        if not comp.ratios:
+            console.print(f"{comp.dataset}: fewer than two curves with common masses; skipped.")
+            continue
+        fig = compare_limits_figure([c.mass for c in comp.curves],
+                                    [c.observed for c in comp.curves],
+                                    [c.expected for c in comp.curves],
+                                    [c.label for c in comp.curves], title=comp.dataset)
+        files = save(fig, folder, f"compare_eps2_{comp.dataset}",
+                     [f.strip() for f in formats.split(",") if f.strip()])
+        table = Table(title=f"{comp.dataset}: eps^2 limit / {ref}")
+        table.add_column("point", no_wrap=True, min_width=max(len(r.label) for r in comp.ratios))
+        for col in ("masses", "obs median", "obs range", "exp median", "exp range"):
+            table.add_column(col, justify="right", no_wrap=True)
+        lines = ["dataset,point,mass_GeV,ratio_observed,ratio_expected"]
+        for r in comp.ratios:
+            (om, olo, ohi), (em, elo, ehi) = r.stats("observed"), r.stats("expected")
+            table.add_row(r.label, str(len(r.mass)), f"{om:.3f}", f"{olo:.3f}-{ohi:.3f}",
+                          f"{em:.3f}", f"{elo:.3f}-{ehi:.3f}")
+            lines += [f"{comp.dataset},{r.label},{m:.6g},{o:.6g},{e:.6g}"
+                      for m, o, e in zip(r.mass, r.observed, r.expected)]
+        csv_path = folder / f"compare_{comp.dataset}.csv"
+        atomic_write_text(csv_path, "\n".join(lines) + "\n")
+        console.print(table)
+        console.print(f"wrote {', '.join(str(f) for f in files)}, {csv_path}", markup=False,
+                      highlight=False)
+
+
+@app.command()
 def tui(
     config: Annotated[
-        Path | None, typer.Argument(help="Config to open, or a folder to browse.")
+        Path | None, typer.Argument(help="Config to open, a folder to browse, or a run "
+                                         "directory (opens its results).")
     ] = None,
 ) -> None:
-    """The textual app: build, validate, launch and watch runs."""
+    """The textual app: build, validate, launch and watch runs; browse a run's results."""
     from gprpipe.tui.app import GprpipeApp
 
     GprpipeApp(config).run()

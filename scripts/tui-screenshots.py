@@ -57,8 +57,8 @@ async def typo(pilot) -> None:
 
     editor = pilot.app.query_one("#editor", TextArea)
     editor.focus()
-    editor.move_cursor((14, 5))
-    await pilot.press("x")  # band_toys -> band_xtoys: an unknown key, with its line
+    editor.move_cursor((14, 1))
+    await pilot.press("x")  # [plot] masses -> mxasses: an unknown key, with its line
     await pilot.pause(0.2)
 
 

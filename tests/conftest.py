@@ -34,6 +34,21 @@ SUBPROCESS_ENV = {
 
 CliResult = tuple[int, str, str]
 
+#: the user configs shipped in user_configs/ (tests never read others: a user's own files
+#: there must not change a test's result)
+SHIPPED_USER_CONFIGS = ("hps2015.toml", "hps2015_2016_combined.toml", "hps2015_injection.toml",
+                        "hps2016.toml", "hps2021.toml", "quickstart.toml")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests write nothing into the repository: the snapshot plugin's failure report goes
+    to the temporary folder instead of ./snapshot_report.html (unless given explicitly)."""
+    import tempfile
+
+    if getattr(config.option, "snapshot_report", None) == "snapshot_report.html":
+        config.option.snapshot_report = str(Path(tempfile.gettempdir()) /
+                                            "gprpipe_snapshot_report.html")
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

@@ -60,10 +60,11 @@ def test_read_plain_folder_and_cycles(zoo: Path):
     ("preselection", "'preselection' is a ReadOnlyDirectory, not a 1-D histogram (TH1)."),
     ("empty", "histogram 'empty' is empty."),
     ("negative", "histogram 'negative' has negative or non-finite bin contents."),
-    ("input_hisst", "histogram 'input_hisst' not found; close matches: input_hist."),
-    ("preselection/h_invM_800", "histogram 'preselection/h_invM_800' not found; close matches: "
-                                "preselection/h_invM_8000"),
-    ("zzz", "histogram 'zzz' not found; it holds: "),
+    ("input_hisst", "histogram 'input_hisst' not found; closest of its 5 1-D histograms: "
+                    "input_hist,"),
+    ("preselection/h_invM_800", "histogram 'preselection/h_invM_800' not found; closest of its "
+                                "5 1-D histograms: preselection/h_invM_8000,"),
+    ("zzz", "histogram 'zzz' not found; closest of its 5 1-D histograms: "),
 ])
 def test_read_errors_are_one_sentence(zoo: Path, name: str, message: str):
     with pytest.raises(GprpipeError) as info:
@@ -92,8 +93,11 @@ def test_read_real_2015_file(shared_data: Path):
     assert read_hist(path, "input_hist;1")[0].sum() == counts.sum()
     with pytest.raises(GprpipeError, match="is a TF1, not a 1-D histogram"):
         read_hist(path, "fit_functions/fShiftSigPow_fit")
-    with pytest.raises(GprpipeError, match="close matches: fShiftSigPow/fShiftSigPow_toy_"):
+    with pytest.raises(GprpipeError, match="histograms: fShiftSigPow/fShiftSigPow_toy_"):
         read_hist(path, "fShiftSigPow/fShiftSigPow_toy_O")
+    # a name from another file's layout: the top-level input_hist comes first, not a toy
+    with pytest.raises(GprpipeError, match=r"closest of its 301 1-D histograms: input_hist, "):
+        read_hist(path, "preselection/h_invM")
 
 
 def test_rebin_sums_and_drops_the_tail():
@@ -158,9 +162,10 @@ def test_changed_data_file_reruns_load(tmp_path: Path, capsys):
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (("datasets.demo.hist=nope",), "histogram 'nope' not found; it holds: input_hist."),
-    (("datasets.demo.hist=input_hst",), "histogram 'input_hst' not found; close matches: "
-                                        "input_hist."),
+    (("datasets.demo.hist=nope",), "histogram 'nope' not found; closest of its 1 1-D histogram: "
+                                   "input_hist."),
+    (("datasets.demo.hist=input_hst",), "histogram 'input_hst' not found; closest of its 1 1-D "
+                                        "histogram: input_hist."),
     (("datasets.demo.range=[0.02, 0.2]",), "datasets.demo.range = [0.02, 0.2] GeV lies outside "
                                            "histogram 'input_hist'"),
     (("datasets.demo.data_range=[0.0, 0.16]",), "datasets.demo.data_range = [0, 0.16] GeV lies "

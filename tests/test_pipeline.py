@@ -158,8 +158,9 @@ def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):
     at_data = ("--set", f"datasets.demo.path={data}")
     code, out, err = quick_in_process(cli, run_dir, *at_data, "--set", "datasets.demo.hist=nope")
     assert code == 1  # refused before the run starts: the histogram is read first
-    assert (f"--set datasets.demo.hist: datasets.demo.hist: {data}: histogram 'nope' not "
-            "found; it holds: input_hist.") in err
+    assert (f"--set datasets.demo.hist: {data}: histogram 'nope' not found; closest of its 1 "
+            "1-D histogram: input_hist.") in err
+    assert "Results in" not in out
     assert "Traceback" not in out + err
     assert not run_dir.exists()
 
@@ -182,8 +183,10 @@ def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):
     assert states(run_dir) == {"nominal/load": "done", "nominal/plot": "done"}
     code, out, _ = cli("rerun", run_dir, "--failed")
     assert code == 0 and "Nothing to rerun" in out
-    code, _, err = cli("rerun", run_dir, "--masses", "37")
-    assert code == 1 and f"--masses: no task of {run_dir} owns 37 MeV." in err
+    code, _, err = cli("rerun", run_dir, "--masses", "37MeV")
+    assert code == 1 and f"--masses: no task of {run_dir} owns 0.037 GeV (37 MeV)." in err
+    code, _, err = cli("rerun", run_dir, "--masses", "37")  # a bare value > 1 is a unit slip
+    assert code == 1 and "did you mean 0.037 GeV?" in err
 
 
 def test_status_and_rerun_errors(tmp_path: Path, cli):

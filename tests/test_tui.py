@@ -82,11 +82,12 @@ def test_set_and_remove_key_keep_the_rest_of_the_file():
     out = set_key(text, ["fit", "blind_nsigma"], "1.96")
     out = set_key(out, ["datasets", "demo", "range"], "[0.02, 0.12]")
     out = set_key(out, ["scan", "masses"], "[0.03, 0.05]")
-    out = remove_key(out, ["limit", "band_toys"])
+    out = remove_key(out, ["plot", "masses"])
     assert "# Quickstart: one dataset" in out  # comments kept
-    assert 'path = "../gprpipe/data/demo_2015.root"  # relative to this file' in out
+    assert ('path = "{{ gprpipe.data }}/demo_2015.root"   # the demo spectrum shipped inside '
+            'gprpipe') in out
     assert "masses = [0.03, 0.05]   # GeV" in out  # the value replaced, its comment kept
-    assert "band_toys" not in out
+    assert "[0.030, 0.060, 0.100]" not in out
     assert out.rstrip().endswith("[fit]\nblind_nsigma = 1.96")
     block = out.split("[datasets.demo]")[1].split("[scan]")[0]
     assert "range = [0.02, 0.12]" in block
@@ -95,16 +96,16 @@ def test_set_and_remove_key_keep_the_rest_of_the_file():
     cfg = c.points[0].config
     assert cfg.fit.blind_nsigma == 1.96
     assert cfg.datasets["demo"].range == (0.02, 0.12)
-    assert cfg.limit.band_toys == 10000  # back to the default
+    assert cfg.plot.masses == []  # back to the default
 
 
 def test_check_text_of_unsaved_text_reports_the_real_file(tmp_path):
-    text = QUICKSTART.read_text().replace("band_toys", "band_tosy")
+    text = QUICKSTART.read_text().replace("[plot]\nmasses", "[plot]\nmasess")
     c = check_text(text, QUICKSTART)
     assert not c.ok
     assert [(e.file, e.line, e.key) for e in c.errors] == [
-        (str(QUICKSTART), 15, "limit.band_tosy")]
-    assert "did you mean 'band_toys'" in c.errors[0].message
+        (str(QUICKSTART), 15, "plot.masess")]
+    assert "did you mean 'masses'" in c.errors[0].message
     assert not list(QUICKSTART.parent.glob(".quickstart.*"))  # temporary file removed
 
 
@@ -148,15 +149,15 @@ async def test_typo_in_a_key_shows_the_error_with_its_line_then_fixing_it_valida
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         editor = app.query_one("#editor", TextArea)
-        assert editor.document.get_line(14) == "band_toys = 2000"
-        editor.move_cursor((14, 5))  # band_|toys
-        await pilot.press("x")  # band_xtoys
+        assert editor.document.get_line(14) == "masses = [0.030, 0.060, 0.100]"
+        editor.move_cursor((14, 1))  # m|asses in [plot]
+        await pilot.press("x")  # mxasses
         await _settle(pilot)
-        assert editor.document.get_line(14) == "band_xtoys = 2000"
+        assert editor.document.get_line(14) == "mxasses = [0.030, 0.060, 0.100]"
         assert app.check is not None and not app.check.ok
         shown = _issues_text(app)
-        assert "line 15" in shown and "limit.band_xtoys" in shown
-        assert "did you mean 'band_toys'" in shown
+        assert "line 15" in shown and "plot.mxasses" in shown
+        assert "did you mean 'masses'" in shown
         assert "✗ 1 error" in _static(app, "#status")
         assert "[modified]" in _static(app, "#status")
         # the error list jumps to the line
@@ -167,10 +168,10 @@ async def test_typo_in_a_key_shows_the_error_with_its_line_then_fixing_it_valida
         assert editor.cursor_location[0] == 14
         # fix it
         editor.focus()
-        editor.move_cursor((14, 6))
+        editor.move_cursor((14, 2))
         await pilot.press("backspace")
         await _settle(pilot)
-        assert editor.document.get_line(14) == "band_toys = 2000"
+        assert editor.document.get_line(14) == "masses = [0.030, 0.060, 0.100]"
         assert app.check.ok
         assert "✓ valid, 1 point, 6 tasks" in _static(app, "#status")
         assert not app.query_one("#issues", OptionList).display

@@ -63,11 +63,7 @@ def load(path: Path | str, overrides: Sequence[str] = ()) -> Loaded:
 
 
 def _where(loaded: Loaded):
-    def where(key: str) -> str:
-        origin = loaded.origin(key)
-        return f"{origin}: {key}" if origin else key
-
-    return where
+    return loaded.where
 
 
 def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[str]:
@@ -83,7 +79,7 @@ def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[str]:
         try:
             card_path = resolve_ref(str(ds["card"]), base_dir, "cards")
         except FileNotFoundError as exc:
-            errors.append(f"{origin}: {key}: card {ds['card']!r} not found ({exc}).")
+            errors.append(f"{origin.at(key)}: card {ds['card']!r} not found ({exc}).")
             continue
         card, lines = read_toml(card_path)
         unknown = set(card) - {"card", "dataset"}

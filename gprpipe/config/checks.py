@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from gprpipe.config.schema import Base, Config
+from gprpipe.units import BARE_MAX_GEV, mev_hint
 
 Where = Callable[[str], str]
 
@@ -130,7 +131,9 @@ def plan_errors(cfg: Config, where: Where) -> list[str]:
     from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.stats.resolution import polyval, sigma_m
 
-    errors: list[str] = []
+    errors: list[str] = unit_errors(cfg, where)
+    if errors:  # MeV typed for GeV: say so, not "no test mass lies in the range"
+        return errors
     cap = cfg.base.max_masses
     for key in ("scan.masses", "inject.masses"):
         masses = cfg.scan.masses if key == "scan.masses" else cfg.inject.masses
@@ -210,3 +213,73 @@ def binning_error(name: str, ds: Any, cfg: Config, edges: np.ndarray) -> str | N
                     f"{width:g} GeV wide, wider than the {window[i]:g} GeV blind window at "
                     f"m = {m[i]:g} GeV.")
     return None
+
+
+# ---------------------------------------------------------------- what run would refuse
+# (masses in GeV and in a scanned range, something to scan; the data of each dataset)
+
+
+def _ranges(cfg) -> dict[str, tuple[float, float]]:
+    return {n: tuple(cfg.datasets[n].range) for n in cfg.scanned()}
+
+
+def _fmt_ranges(ranges: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{n}: {lo:g}-{hi:g} GeV" for n, (lo, hi) in ranges.items())
+
+
+def unit_errors(cfg: Config, where: Where) -> list[str]:
+    """Masses above 1 GeV in the mass lists: MeV typed for GeV (with the GeV value)."""
+    errors = []
+    for key, masses in (("scan.masses", cfg.scan.masses or []),
+                        ("inject.masses", cfg.inject.masses), ("plot.masses", cfg.plot.masses)):
+        errors += [f"{where(key)}: {m:g} is not a mass in GeV; {mev_hint(m)}"
+                   for m in masses if m > BARE_MAX_GEV]
+    return errors
+
+
+def check_plan(points: Sequence, where: Where) -> list[str]:
+    """Errors of every point's config that would make ``run`` fail or do nothing."""
+    errors: list[str] = []
+    for p in points:
+        cfg = p.config
+        ranges = _ranges(cfg)
+        if not ranges:
+            if not cfg.datasets:
+                why = ("no dataset to scan; add a [datasets.<key>] table with path and card "
+                       "(e.g. [datasets.2015] card = \"hps2015\")")
+            else:
+                why = (f"no dataset to scan: {', '.join(cfg.datasets)} "
+                       f"{'is' if len(cfg.datasets) == 1 else 'are'} disabled or not in "
+                       "scan.datasets")
+            errors.append(f"{where('datasets')}: {why}.")
+            continue
+        for n, (lo, hi) in ranges.items():
+            if hi > BARE_MAX_GEV:
+                errors.append(f"{where(f'datasets.{n}.range')}: [{lo:g}, {hi:g}] is not in "
+                              f"GeV; {mev_hint(lo)[:-1]} to {hi / 1e3:.3f} GeV?")
+        lists = [("scan.masses", cfg.scan.masses or [])]
+        if "inject" in cfg.steps.run:
+            lists.append(("inject.masses", cfg.inject.masses))
+        if "plot" in cfg.steps.run:
+            lists.append(("plot.masses", cfg.plot.masses))
+        for key, masses in lists:
+            for m in masses:
+                if m > BARE_MAX_GEV:
+                    errors.append(f"{where(key)}: {m:g} is not a mass in GeV; {mev_hint(m)}")
+                elif not any(lo - 1e-9 <= m <= hi + 1e-9 for lo, hi in ranges.values()):
+                    errors.append(f"{where(key)}: {m:g} GeV lies outside the scan range of "
+                                  f"every scanned dataset ({_fmt_ranges(ranges)}).")
+    return list(dict.fromkeys(errors))
+
+
+def missing_files(points: Sequence, where: Where) -> list[str]:
+    """A data file that does not exist (``validate``: ``run`` leaves it to the load task)."""
+    from pathlib import Path
+
+    errors = []
+    for p in points:
+        for name in p.config.scanned():
+            path = p.config.datasets[name].path
+            if not Path(path).exists():
+                errors.append(f"{where(f'datasets.{name}.path')}: {path}: data file not found.")
+    return list(dict.fromkeys(errors))

@@ -35,6 +35,10 @@ class Origin:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line else self.file
 
+    def at(self, key: str) -> str:
+        """``file:line: key``; a ``--set key`` origin already names the key."""
+        return self.file if self.file == f"--set {key}" else f"{self}: {key}"
+
 
 @dataclass
 class Loaded:
@@ -45,15 +49,24 @@ class Loaded:
     chain: list[Path] = field(default_factory=list)  # child first
 
     def origin(self, dotted: str) -> Origin | None:
-        """Origin of ``dotted`` or of its nearest set ancestor/descendant."""
+        """Origin of ``dotted``, else of the nearest ancestor that was set or has a set
+        descendant (so a key missing from a new ``--set datasets.x.path`` table blames the
+        ``--set``, not the defaults that define ``[datasets]``)."""
         key = dotted
         while key:
             if key in self.origins:
                 return self.origins[key]
+            prefix = key + "."
+            hits = [o for k, o in self.origins.items() if k.startswith(prefix)]
+            if hits:
+                return hits[0]
             key = key.rpartition(".")[0]
-        prefix = dotted + "."
-        hits = [o for k, o in self.origins.items() if k.startswith(prefix)]
-        return hits[0] if hits else None
+        return None
+
+    def where(self, dotted: str) -> str:
+        """``file:line: key`` for messages (just the key when nothing set it)."""
+        origin = self.origin(dotted)
+        return origin.at(dotted) if origin else dotted
 
 
 def shipped_dir(kind: str) -> Path:

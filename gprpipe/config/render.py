@@ -2,7 +2,8 @@
 
 The context is the merged config itself (so ``"w{{ fit.blind_nsigma }}"`` works), plus
 ``PWD``, ``USER``, ``ENV`` (only the environment variables named in ``base.env``) and
-``gprpipe`` (``gprpipe.version``). Undefined names are errors that name the key; the
+``gprpipe`` (``gprpipe.version``; ``gprpipe.data``: the folder of the shipped demo
+spectrum). Undefined names are errors that name the key; the
 environment is sandboxed and bounded (:class:`BoundedEnvironment`): ``range``, powers,
 repetition and padding are capped, the output of one string is capped, and one string
 may render for at most ``MAX_SECONDS`` (a whole config for ``MAX_CONFIG_SECONDS``); going
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -252,8 +254,13 @@ def base_context(env_names: Sequence[str] = ()) -> dict[str, Any]:
         "PWD": os.getcwd(),
         "USER": user,
         "ENV": {k: os.environ[k] for k in env_names if k in os.environ},
-        "gprpipe": {"version": __version__},
+        "gprpipe": {"version": __version__, "data": str(shipped_data_dir())},
     }
+
+
+def shipped_data_dir() -> Path:
+    """Folder of the data shipped inside the package (the demo spectrum)."""
+    return Path(__file__).resolve().parents[1] / "data"
 
 
 def _short(value: str) -> str:

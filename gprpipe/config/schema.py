@@ -227,6 +227,46 @@ def did_you_mean(name: str, candidates: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def _dotted_keys() -> dict[str, str]:
+    """Last key name -> its full dotted key, over every section (``blind_nsigma`` ->
+    ``fit.blind_nsigma``; dataset keys as ``datasets.<key>.x``)."""
+    out: dict[str, str] = {}
+    for sec, field in Config.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            for k in ann.model_fields:
+                out.setdefault(k, f"{sec}.{k}")
+    for k in Dataset.model_fields:
+        out.setdefault(k, f"datasets.<key>.{k}")
+    return out
+
+
+def _unknown_hint(parts: list[str]) -> str:
+    """Did-you-mean for an unknown key: a sibling, else the same name in another section."""
+    hint = did_you_mean(parts[-1], known_keys(tuple(parts[:-1])))
+    if hint:
+        return hint
+    full = _dotted_keys()
+    close = difflib.get_close_matches(parts[-1], list(full), n=1, cutoff=0.8)
+    return f"; did you mean {full[close[0]]!r}?" if close else ""
+
+
+def _new_dataset_errors(data: dict[str, Any], where) -> dict[str, str]:
+    """A dataset key with neither card nor range that is close to another dataset's key
+    (``datasets.2105`` next to ``2015``) is a typo: one sentence instead of its missing keys."""
+    datasets = data.get("datasets") if isinstance(data.get("datasets"), dict) else {}
+    out = {}
+    for name, ds in datasets.items():
+        if not isinstance(ds, dict) or ds.get("card") or "range" in ds:
+            continue
+        others = [n for n in datasets if n != name]
+        close = difflib.get_close_matches(str(name), others, n=1, cutoff=0.5)
+        if close:
+            out[str(name)] = (f"{where(f'datasets.{name}')}: a new dataset without card or "
+                              f"range; did you mean datasets.{close[0]}?")
+    return out
+
+
 def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None, list[str]]:
     """Validate ``data``; return the model (or None) and every error as a sentence.
 
@@ -236,12 +276,15 @@ def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None
         return Config.model_validate(data), []
     except ValidationError as exc:
         errors = []
+        typos = _new_dataset_errors(data, where)
         for err in exc.errors():
             parts = [str(p) for p in err["loc"] if not isinstance(p, int)]
             dotted = ".".join(parts)
+            if parts[:1] == ["datasets"] and len(parts) > 1 and parts[1] in typos:
+                errors.append(typos[parts[1]])
+                continue
             if err["type"] == "extra_forbidden":
-                hint = did_you_mean(parts[-1], known_keys(tuple(parts[:-1])))
-                msg = f"unknown key{hint}"
+                msg = f"unknown key{_unknown_hint(parts)}"
             elif err["type"] == "missing":
                 msg = "required but not set"
             elif err["type"] == "value_error":  # our validators' messages show the value
@@ -251,4 +294,4 @@ def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None
                 shown = f" (got {value!r})" if not isinstance(value, dict) else ""
                 msg = f"{err['msg']}{shown}"
             errors.append(f"{where(dotted)}: {msg}" + ("" if msg.endswith("?") else "."))
-        return None, errors
+        return None, list(dict.fromkeys(errors))

@@ -146,6 +146,7 @@ def run_local(
     force: Sequence[str] | bool = False,
     on_update: Callable[[Task, Outcome], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_tick: Callable[[list[Task]], None] | None = None,
 ) -> RunReport:
     """Run ``tasks`` (plan order) respecting dependencies; ``configs`` maps point -> config.
 
@@ -154,6 +155,8 @@ def run_local(
     Before a task is launched its ``running`` marker names this process (and the task's
     container), so a task killed during its start-up is seen as failed once the run is
     gone; containers are stopped when the run stops (and by a watchdog if it is killed).
+    ``on_tick(running)`` is called about twice a second while tasks run (live progress:
+    the tasks record theirs in ``.state/<slug>.progress``).
     """
     forced = {t.id for t in tasks} if force is True else set(force or ())
     env = {**os.environ, **THREAD_ENV}
@@ -205,7 +208,10 @@ def run_local(
                 commands[task.id] = cmd
                 running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
             if running and not progressed:
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED,
+                               timeout=0.5 if on_tick else None)
+                if on_tick:
+                    on_tick(list(running.values()))
                 for fut in done:
                     task = running.pop(fut)
                     commands.pop(task.id, None)
@@ -232,8 +238,9 @@ def run_local(
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see install_sigterm_handler)
         stop_containers(engine, list(commands.values()))
         stop_children()
-        for task in running.values():
-            write_state(task.point_dir, task.slug, "failed", "cancelled")
+        for task in running.values():  # a task that finished just before is kept as done
+            if read_state(task.point_dir, task.slug)[0] != "done":
+                write_state(task.point_dir, task.slug, "failed", "cancelled")
         raise
     finally:
         stop_containers(engine, list(commands.values()))  # none left after a normal end

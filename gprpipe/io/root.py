@@ -11,11 +11,33 @@ import uproot
 from gprpipe.errors import GprpipeError
 
 
-def _keys(f) -> list[str]:
+def _keys(f) -> dict[str, str]:
+    """Every key of the file (no cycles) -> its ROOT class name, in file order."""
     try:
-        return sorted(set(f.keys(recursive=True, cycle=False)))
+        return dict(f.classnames(recursive=True, cycle=False))
     except Exception:  # unreadable directory: no suggestions
-        return []
+        return {}
+
+
+def rank_names(name: str, keys: dict[str, str], n: int = 5) -> list[str]:
+    """The ``n`` 1-D histograms closest to ``name``, closest first.
+
+    Similarity is the best of the full path's and the last path component's
+    (case-insensitive) difflib ratio; ties go to shallower keys, then file order, so a
+    top-level ``input_hist`` is never buried under hundreds of toys in folders.
+    """
+    hists = [k for k, c in keys.items() if c.startswith("TH1")] or list(keys)
+    want = name.split(";")[0].lower()
+    base = want.rsplit("/", 1)[-1]
+
+    def score(item: tuple[int, str]) -> tuple[float, int, int]:
+        i, k = item
+        kl = k.lower()
+        r = max(difflib.SequenceMatcher(None, want, kl).ratio(),
+                difflib.SequenceMatcher(None, base, kl.rsplit("/", 1)[-1]).ratio())
+        return (-r, k.count("/"), i)
+
+    return [k for _, k in sorted(enumerate(hists), key=score)[:n]]
 
 
 def _why(exc: Exception) -> str:
@@ -40,13 +62,10 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
             obj = f[name]
         except (KeyError, uproot.KeyInFileError):
             keys = _keys(f)
-            close = difflib.get_close_matches(name, keys, n=5, cutoff=0.4)
-            if close:
-                hint = f"; close matches: {', '.join(close)}"
-            elif keys:
-                hint = f"; it holds: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-            else:
-                hint = ""
+            n_h = sum(c.startswith("TH1") for c in keys.values())
+            close = rank_names(name, keys)
+            hint = (f"; closest of its {n_h} 1-D histogram{'s' * (n_h != 1)}: "
+                    f"{', '.join(close)}" if close else "; the file holds no 1-D histogram")
             raise GprpipeError(f"{path}: histogram {name!r} not found{hint}.") from None
         except Exception as exc:  # damaged payload: decompression or deserialisation
             raise GprpipeError(f"{path}: histogram {name!r} cannot be read, the file is "

@@ -71,6 +71,50 @@ def write_state(point_dir: Path, slug: str, state: str, message: str = "",
     for other in STATES:
         if other != state:
             marker(point_dir, slug, other).unlink(missing_ok=True)
+    if state != "running":
+        progress_file(point_dir, slug).unlink(missing_ok=True)
+
+
+def progress_file(point_dir: Path, slug: str) -> Path:
+    return state_dir(point_dir) / f"{slug}.progress"
+
+
+def write_progress(point_dir: Path, slug: str, done: int, total: int, unit: str,
+                   started: float) -> None:
+    """Record how far a running task is (``done`` of ``total`` ``unit``, since ``started``)."""
+    info = {"done": done, "total": total, "unit": unit, "started": started, "time": time.time()}
+    atomic_write_text(progress_file(point_dir, slug), json.dumps(info) + "\n")
+
+
+def read_progress(point_dir: Path, slug: str) -> dict | None:
+    """The progress record of a running task, or None."""
+    try:
+        return json.loads(progress_file(point_dir, slug).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def progress_text(info: dict | None, now: float | None = None) -> str:
+    """``12/16 masses, 0.8/s, ETA 5 s`` from a progress record ('' when unknown)."""
+    if not info or not info.get("total"):
+        return ""
+    done, total, unit = int(info["done"]), int(info["total"]), str(info.get("unit", ""))
+    text = f"{done}/{total} {unit}"
+    elapsed = max(1e-9, (now or time.time()) - float(info.get("started", time.time())))
+    if done > 0:
+        rate = done / elapsed
+        eta = (total - done) / rate
+        shown = f"{rate:.2g}/s" if rate < 10 else f"{rate:.0f}/s"
+        text += f", {shown}, ETA {fmt_duration(eta)}"
+    return text
+
+
+def fmt_duration(seconds: float) -> str:
+    """One format for durations everywhere (terminal and TUI): ``4.2 s``, ``3 min 05 s``."""
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    s = round(seconds)
+    return f"{s // 60} min {s % 60:02d} s"
 
 
 def read_state(point_dir: Path, slug: str) -> tuple[str, str]:

@@ -409,6 +409,8 @@ def refit_toys(
                 )
             w_eff = setup.w_eff(toy, w_full, wf)
         except (ValueError, np.linalg.LinAlgError):
+            if progress is not None:
+                progress(t + 1)
             continue
         out.b[t], out.C[t], out.w_eff[t] = wf.b, wf.C, w_eff
         h = wf.hyper
@@ -418,8 +420,8 @@ def refit_toys(
             h.amplitude,
             h.length_scale,
         )
-        if progress is not None:
-            progress(t)
+        if progress is not None:  # toys done so far
+            progress(t + 1)
     return out
 
 
@@ -543,6 +545,7 @@ def inject_refit_combined(
     scale: float | None = None,
     names: Sequence[str] | None = None,
     leakage: str = "model",
+    progress: Callable[[int], None] | None = None,
 ) -> Extraction:
     """Refit-mode combined closure: per toy, every dataset gets a full-range toy with
     ``eps2 K_d`` signal events and its own GP refit; the refitted windows are combined and
@@ -553,7 +556,10 @@ def inject_refit_combined(
     per = []
     for d, (setup, bf, wf, k) in enumerate(zip(setups, b_fulls, w_fulls, k_units)):
         sd = [_child(ss, d) for ss in seeds]
-        per.append(refit_toys(setup, eps2_inj * k, wf, sd, b_full=bf, mode=mode))
+        done = d * len(seeds)  # refits done over all datasets
+        step = None if progress is None else (lambda t, done=done: progress(done + t))
+        per.append(refit_toys(setup, eps2_inj * k, wf, sd, b_full=bf, mode=mode,
+                              progress=step))
     T = len(seeds)
     e, s = np.full(T, np.nan), np.full(T, np.nan)
     conv = np.zeros(T, dtype=bool)

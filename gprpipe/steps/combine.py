@@ -78,8 +78,9 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
     """One ``combined`` row per mass (limit-step COLUMNS; units in the module docstring)."""
     lim = cfg.limit
     fits: dict = {}
-    rows = []
+    rows: list[dict] = []
     for m in masses:
+        ctx.progress(len(rows), len(masses), "masses")
         m = float(m)
         names = covering(cfg, m)
         sig = min(float(resolution(cfg.datasets[d], m)) for d in names) if names else np.nan

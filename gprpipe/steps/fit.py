@@ -66,8 +66,9 @@ def quality_flags(cfg: Config, gof: Gof) -> str:
 
 
 def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
-               masses: np.ndarray) -> list[MassFit]:
-    """GP fits for ``masses`` of dataset ``name``, warm-starting each from the previous."""
+               masses: np.ndarray, progress=None) -> list[MassFit]:
+    """GP fits for ``masses`` of dataset ``name``, warm-starting each from the previous;
+    ``progress(done, total, unit)`` is called after each mass."""
     from gprpipe.stats.conversion import rho_window
     from gprpipe.stats.gp import fit_window, length_scale_bounds, sigma_x
     from gprpipe.stats.leakage import leakage_template
@@ -82,8 +83,10 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
     excl = cfg.fit.train_exclude_nsigma or nsig
     x = 0.5 * (edges[1:] + edges[:-1])
     start: GPHyper | None = None
-    out = []
+    out: list[MassFit] = []
     for m in masses:
+        if progress is not None:
+            progress(len(out), len(masses), "masses")
         m = float(m)
         index = int(np.argmin(np.abs(all_masses - m)))
         s = float(resolution(ds, m))
@@ -161,7 +164,7 @@ def run(ctx) -> None:
         return
     name, masses = mass_parts(cfg)[part]
     counts, edges = read_load(lay.load, name)
-    fits = fit_masses(cfg, name, counts, edges, masses)
+    fits = fit_masses(cfg, name, counts, edges, masses, progress=ctx.progress)
     with write_h5(lay.part("fit", part), ctx.attrs()) as f:
         _write_dataset(f, name, fits, cfg.base.blind)
 

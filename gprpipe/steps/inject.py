@@ -152,7 +152,9 @@ def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict,
         if ic.background == "histograms":
             hists = background_histograms(cfg, name, win.edges)
     out = []
-    for z in ic.strengths:
+    total = len(ic.strengths) * ic.n_toys
+    for j, z in enumerate(ic.strengths):
+        ctx.progress(j * ic.n_toys, total, "toys")
         t0 = time.perf_counter()
         A = float(z) * (sref if ic.strength_unit == "sigma_A" else 1.0)
         ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
@@ -161,7 +163,10 @@ def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict,
             bkg = {"b_full": b_full} if hists is None else {"backgrounds": hists}
             ex = inj.inject_refit(setup, A, w_full, ss.spawn(len(hists) if hists is not None
                                                              else ic.n_toys),
-                                  mode=ic.mode, leakage=leakage, **bkg)
+                                  mode=ic.mode, leakage=leakage,
+                                  progress=lambda t, j=j: ctx.progress(j * ic.n_toys + t, total,
+                                                                       "toys"),
+                                  **bkg)
             asimov = {"A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_full,
                                                        leakage=leakage)[0],
                       "sideband_leak": leak}
@@ -206,15 +211,19 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
         leak = float(np.dot([inj.sideband_leak(st, wf) for st, wf in zip(setups, w_fulls)],
                             k_list) / ktot)  # yield-weighted over the datasets
     out = []
-    for z in ic.strengths:
+    per = ic.n_toys * (len(names) if ic.refit_gp else 1)  # refits per strength
+    total = len(ic.strengths) * per
+    for j, z in enumerate(ic.strengths):
+        ctx.progress(j * per, total, "toy refits" if ic.refit_gp else "toys")
         t0 = time.perf_counter()
         e = float(z) * sref_e if ic.strength_unit == "sigma_A" else float(z) / ktot
         ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
         asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
-            ex = inj.inject_refit_combined(setups, b_fulls, w_fulls, k_list, e,
-                                           ss.spawn(ic.n_toys), mode=ic.mode, scale=cw.scale,
-                                           names=names, leakage=leakage)
+            ex = inj.inject_refit_combined(
+                setups, b_fulls, w_fulls, k_list, e, ss.spawn(ic.n_toys),
+                mode=ic.mode, scale=cw.scale, names=names, leakage=leakage,
+                progress=lambda t, j=j: ctx.progress(j * per + t, total, "toy refits"))
             e_asimov, _ = inj.asimov_refit_combined(setups, b_fulls, w_fulls, k_list, e,
                                                     scale=cw.scale, leakage=leakage)
             asimov = {"A_hat_asimov": e_asimov * ktot, "sideband_leak": leak}

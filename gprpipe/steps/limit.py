@@ -80,8 +80,9 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
     fit = read_fit(ctx.layout.fit, name)
     by_mass = {round(float(m), 9): i for i, m in enumerate(fit["mass"])}
     all_masses = dataset_masses(cfg, name)
-    rows = []
+    rows: list[dict] = []
     for m in masses:
+        ctx.progress(len(rows), len(masses), "masses")
         m = float(m)
         i = by_mass.get(round(m, 9))
         row: dict = {"dataset": name, "mass_GeV": m, "sigma_m_GeV": float(resolution(ds, m))}

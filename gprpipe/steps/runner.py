@@ -7,6 +7,7 @@ cache key, and reports user mistakes as one sentence (exit 1).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import time
@@ -26,7 +27,7 @@ from gprpipe.io.hdf5 import provenance, sha256_file
 from gprpipe.pipeline.cache import freshness, task_key
 from gprpipe.pipeline.commit import clear_commit, verify_inputs, write_commit
 from gprpipe.pipeline.plan import Layout, find_task, plan_point, producers
-from gprpipe.pipeline.state import write_state
+from gprpipe.pipeline.state import write_progress, write_state
 from gprpipe.pipeline.task import Task
 
 
@@ -41,11 +42,22 @@ class StepContext:
     config_sha256: str
     #: files written besides ``task.outputs`` (the plots): committed with them
     written: list[Path] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    _last: float = 0.0
 
     def attrs(self) -> dict[str, str | bool]:
         """Provenance attrs of every output, and whether it is blinded."""
         return {**provenance(self.cache_key, self.config_sha256),
                 "blinded": bool(self.config.base.blind)}
+
+    def progress(self, done: int, total: int, unit: str) -> None:
+        """Record progress within the task (at most twice a second, always the last)."""
+        now = time.time()
+        if done < total and now - self._last < 0.5:
+            return
+        self._last = now
+        with contextlib.suppress(OSError):  # informative only: never fail a task for it
+            write_progress(self.task.point_dir, self.task.slug, done, total, unit, self.started)
 
 
 def seed_for(base_seed: int, *parts: str | float | int) -> np.random.SeedSequence:

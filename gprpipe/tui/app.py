@@ -33,6 +33,7 @@ from gprpipe.tui.model import (
 )
 from gprpipe.tui.results import ResultsPane
 from gprpipe.tui.run import RunPane
+from gprpipe.tui.tomledit import literal, set_key
 from gprpipe.tui.widgets import ConfirmDialog, PathDialog
 
 TABS = (("browse", "Browse", "f1"), ("edit", "Edit", "f2"), ("form", "Form", "f3"),
@@ -126,6 +127,11 @@ class GprpipeApp(App[None]):
                  poll_interval: float = 0.5) -> None:
         super().__init__()
         target = Path(config).expanduser() if config is not None else None
+        # a run directory: open its results (and its config when it still exists)
+        self.results_dir: Path | None = None
+        if target is not None and (target / "run.json").is_file():
+            self.results_dir = target.resolve()
+            target = self._config_of_run(self.results_dir)
         self.overrides: tuple[str, ...] = tuple(overrides)
         self.path: Path | None = target if target is not None and not target.is_dir() else None
         self.saved_text: str | None = None
@@ -138,11 +144,22 @@ class GprpipeApp(App[None]):
         self._check_timer: Timer | None = None
         self._stale: set[str] = set()
 
+    @staticmethod
+    def _config_of_run(run_dir: Path) -> Path | None:
+        import json
+
+        try:
+            config = json.loads((run_dir / "run.json").read_text()).get("config")
+        except (OSError, ValueError):
+            return None
+        return Path(config) if config and Path(config).is_file() else None
+
     # -------------------------------------------------------------- layout
 
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
-        initial = "edit" if self.path is not None else "browse"
+        initial = ("results" if self.results_dir is not None
+                   else "edit" if self.path is not None else "browse")
         with TabbedContent(id="tabs", initial=initial):
             for tab, label, key in TABS:
                 with TabPane(f"{label} {key.upper()}", id=tab):
@@ -161,7 +178,13 @@ class GprpipeApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.path is not None:
+        if self.results_dir is not None:
+            if self.path is not None:
+                self._load(self.path)
+            self.update_status()
+            self.call_after_refresh(self.query_one(ResultsPane).reload)
+            self.call_after_refresh(self.query_one(ResultsPane).focus_main)
+        elif self.path is not None:
             self._load(self.path)
             self.call_after_refresh(self.editor.focus)
         else:
@@ -337,12 +360,52 @@ class GprpipeApp(App[None]):
                 self.push_screen(
                     ConfirmDialog(f"{show_path(target)} exists: overwrite it?", "Overwrite",
                                   "Cancel"),
-                    lambda ok: self._write(target) if ok else None)
+                    lambda ok: self._check_output_then_write(target) if ok else None)
             else:
-                self._write(target)
+                self._check_output_then_write(target)
 
         self.push_screen(PathDialog("Save the config as (relative to the current folder):",
                                     show_path(self.path)), chosen)
+
+    def _check_output_then_write(self, target: Path) -> None:
+        """Save as: a copy that keeps the original's run directory would overwrite the
+        original's results, so offer to name it after the new file first."""
+        same = self._shared_output(target)
+        if same is None:
+            self._write(target)
+            return
+        stem = target.stem
+
+        def answer(rename: bool | None) -> None:
+            if rename:
+                self.edit_text(lambda text: set_key(text, ["base", "name"], literal(stem)))
+                if self._output_of(self.editor.text, target) == same:  # output set directly
+                    self.edit_text(lambda text: set_key(
+                        text, ["base", "output"], literal("runs/{{ base.name }}")))
+            self._write(target)
+
+        self.push_screen(ConfirmDialog(
+            f"{show_path(target)} would write its results into {show_path(same)}, the run "
+            f"directory of {show_path(self.path)}, and overwrite them. Set base.name = "
+            f"{stem!r} (results in their own folder)?", "Rename", "Keep"), answer)
+
+    def _output_of(self, text: str, path: Path) -> Path | None:
+        check = check_text(text, path, self.overrides)
+        return check.run_dir.resolve() if check.run_dir is not None else None
+
+    def _shared_output(self, target: Path) -> Path | None:
+        """The run directory that ``target`` (the editor's text) shares with the saved
+        original config, if any."""
+        if self.path is None or not self.path.is_file():
+            return None
+        if target.resolve() == self.path.resolve():
+            return None
+        try:
+            original = self._output_of(self.path.read_text(), self.path)
+        except OSError:
+            return None
+        new = self._output_of(self.editor.text, target)
+        return new if new is not None and new == original else None
 
     def _write(self, target: Path) -> None:
         text = self.editor.text
@@ -379,6 +442,8 @@ class GprpipeApp(App[None]):
             self.action_show_tab("run")
 
     def current_run_dir(self) -> Path | None:
+        if self.results_dir is not None:  # opened as ``gprpipe tui RUN_DIR``
+            return self.results_dir
         run = self.query_one(RunPane)
         return run.run_dir()
 

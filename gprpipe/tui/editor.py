@@ -277,8 +277,9 @@ class FormPane(Widget):
             note.update(Text("Fix the TOML syntax in the editor (F2) to use the form.",
                              style="bold red"))
             return
-        note.update(Text("Enter (or leaving a field) writes it to the file; empty: inherit. "
-                         "Origin on the right.", style="dim"))
+        note.update(Text("Enter (or leaving a field) sets the value in the config text "
+                         "(the Edit tab); ctrl+s saves the file. Empty: inherit. Origin on "
+                         "the right.", style="dim"))
         datasets = tuple((check.merged.get("datasets") or {}).keys())
         if datasets != self._datasets:
             self._datasets = datasets

@@ -21,6 +21,8 @@ from gprpipe.tui.runs import Scan, default_masses, key_numbers, plot_files, read
 from gprpipe.tui.textplot import Band, Line, braille_plot, legend
 from gprpipe.tui.widgets import StillInput
 
+FIXED = ("dataset", "mass_GeV")  # columns that stay when the table scrolls right
+
 
 def fmt(v: object) -> str:
     if isinstance(v, float):
@@ -175,11 +177,26 @@ class ResultsPane(Widget):
         cells = [[fmt(r.get(c, "")) for c in self.scan.columns] for r in self.scan.rows]
         for k, c in enumerate(self.scan.columns):  # widths fixed here: correct even if
             width = max([len(c), *(len(row[k]) for row in cells)])  # filled while hidden
-            table.add_column(c, key=c, width=width)
+            table.add_column(c, key=c, width=width + 2)  # room for the sort arrow
+        # dataset and mass stay visible when scrolling right
+        table.fixed_columns = sum(c in FIXED for c in self.scan.columns[:len(FIXED)])
         for row in cells:
             table.add_row(*row)
         if self._sort and self._sort[0] in self.scan.columns:
             table.sort(self._sort[0], key=_sort_key, reverse=self._sort[1])
+        self._show_sort()
+
+    def _show_sort(self) -> None:
+        """Mark the sort column's header with its direction (▲ ascending, ▼ descending)."""
+        table = self.query_one("#res-table", DataTable)
+        for key, col in table.columns.items():
+            name = str(key.value)
+            arrow = ""
+            if self._sort and self._sort[0] == name:
+                arrow = " ▼" if self._sort[1] else " ▲"
+            col.label = Text(name + arrow)
+        table._clear_caches()  # the header row is cached by textual's DataTable
+        table.refresh()
 
     def masses(self) -> list[float]:
         raw = self.query_one("#res-masses", Input).value
@@ -239,6 +256,7 @@ class ResultsPane(Widget):
         reverse = bool(self._sort and self._sort[0] == column and not self._sort[1])
         self._sort = (column, reverse)
         self.query_one("#res-table", DataTable).sort(column, key=_sort_key, reverse=reverse)
+        self._show_sort()
         self.app.notify(f"Sorted by {column} ({'descending' if reverse else 'ascending'}).",
                         timeout=2)
 

@@ -16,6 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.state import fmt_duration, progress_text, read_progress
 from gprpipe.tui.model import Check, show_path
 from gprpipe.tui.runs import (
     LAUNCH_LOG,
@@ -255,8 +256,10 @@ class RunPane(Widget):
             if table.get_cell(t.id, "state") != cell:
                 table.update_cell(t.id, "state", cell)
             note = msg.splitlines()[0][:80] if msg else ""
-            if state == "done" and note.replace(".", "", 1).isdigit():
-                note += " s"
+            if state == "done" and note.removesuffix(" s").replace(".", "", 1).isdigit():
+                note = fmt_duration(float(note.removesuffix(" s")))
+            if state == "running":  # progress within the task: masses or toys, rate, ETA
+                note = progress_text(read_progress(t.point_dir, t.slug)) or note
             if table.get_cell(t.id, "note") != note:
                 table.update_cell(t.id, "note", note)
         self._summary(view)

@@ -1,0 +1,215 @@
+"""The end-of-run summary: what a physicist looks for first, from a run's tables.
+
+``summarize_scan(rows)`` takes the rows of one point's ``scan.csv`` (dicts of column ->
+text, as ``csv.DictReader`` gives them) and returns one :class:`DatasetSummary` per dataset
+(and ``combined``): the most significant mass with its local and global Z (and the
+toy-based global Z when the table has ``Z_global_toys``/``p0_global_toys``), the weakest and
+strongest observed eps^2 limits, how many masses are flagged (``status`` not ``ok``) or have
+a non-converged GP fit, the flag reasons, and the smallest goodness-of-fit p-value when
+the table has ``gof_p``. ``run_summary(run_dir)`` reads a run directory (scan tables, task
+states, plots, HEPData tables, report, exports); ``summary_lines`` formats it as text.
+The CLI prints it after every run and for ``gprpipe summary RUN_DIR``; the HTML report can
+use the same dataclasses.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Extreme:
+    """A value at a mass (GeV)."""
+
+    mass: float
+    value: float
+
+
+@dataclass
+class DatasetSummary:
+    """One dataset (or ``combined``) of one point."""
+
+    dataset: str
+    n_masses: int
+    most_significant: Extreme | None = None  # value: Z_local
+    Z_global: float | None = None
+    Z_global_toys: float | None = None
+    p0_global_toys: float | None = None
+    weakest: Extreme | None = None  # value: eps2_up (largest)
+    strongest: Extreme | None = None  # value: eps2_up (smallest)
+    n_flagged: int = 0
+    flags: dict[str, int] = field(default_factory=dict)  # status -> count
+    n_not_converged: int = 0
+    worst_gof: Extreme | None = None  # value: gof_p (smallest)
+
+
+@dataclass
+class PointSummary:
+    """One grid point: its datasets, its failed tasks and where its outputs are."""
+
+    point: str
+    point_dir: Path
+    datasets: list[DatasetSummary] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (task id, reason)
+    pending: int = 0
+    files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    points: list[PointSummary]
+
+
+def _num(row: Mapping[str, str], key: str) -> float | None:
+    try:
+        x = float(row[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _false(text: str | None) -> bool:
+    return str(text).strip().lower() in ("false", "0", "no")
+
+
+def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
+    """Per dataset (in table order): the figures above, from ``scan.csv`` rows."""
+    groups: dict[str, list[Mapping[str, str]]] = {}
+    for r in rows:
+        groups.setdefault(r["dataset"], []).append(r)
+    out = []
+    for name, rs in groups.items():
+        s = DatasetSummary(name, len(rs))
+        flags = Counter(r.get("status", "ok") for r in rs if r.get("status", "ok") != "ok")
+        s.n_flagged, s.flags = sum(flags.values()), dict(flags)
+        s.n_not_converged = sum(_false(r.get("gp_converged")) for r in rs)
+        sig = [(z, r) for r in rs if (z := _num(r, "Z_local")) is not None]
+        if sig:
+            z, r = max(sig, key=lambda t: t[0])
+            s.most_significant = Extreme(float(r["mass_GeV"]), z)
+            s.Z_global = _num(r, "Z_global")
+            s.Z_global_toys = _num(r, "Z_global_toys")
+            s.p0_global_toys = _num(r, "p0_global_toys")
+        lim = [(v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "eps2_up")) is not None
+               and v > 0]
+        if lim:
+            s.weakest = Extreme(*max(lim)[::-1])
+            s.strongest = Extreme(*min(lim)[::-1])
+        gof = [(v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "gof_p")) is not None]
+        if gof:
+            s.worst_gof = Extreme(*min(gof)[::-1])
+        out.append(s)
+    return out
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV table (empty when the file does not exist)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _files(pdir: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    run_dir = pdir.parent
+
+    def add(label: str, path: Path, pattern: str | None = None) -> None:
+        if pattern is None:
+            if path.is_file():
+                out[label] = str(path)
+        elif path.is_dir():
+            n = len(list(path.glob(pattern)))
+            if n:
+                out[label] = f"{path}/ ({n} {pattern.rsplit('.', 1)[-1]} file{'s' * (n != 1)})"
+
+    add("plots", pdir / "plots", "*.png")
+    tables = sorted(p.name for p in pdir.glob("*.csv"))
+    if tables:
+        out["tables"] = f"{pdir}/ ({', '.join(tables)})"
+    add("HEPData", pdir / "hepdata", "*.yaml")
+    add("pyhf workspaces", pdir, "pyhf_*.json")
+    for cand in (pdir / "report.html", run_dir / "report.html", pdir / "report" / "index.html",
+                 run_dir / "report" / "index.html"):
+        if cand.is_file():
+            out["report"] = str(cand)
+            break
+    return out
+
+
+def run_summary(run_dir: Path) -> RunSummary:
+    """The summary of every point of a run directory."""
+    from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+
+    info = load_run_info(run_dir)
+    tasks, _ = tasks_of_run(info)
+    states = task_states(tasks)
+    points: dict[str, PointSummary] = {}
+    for t in tasks:
+        ps = points.get(t.point)
+        if ps is None:
+            ps = points[t.point] = PointSummary(t.point, t.point_dir)
+        state, msg = states[t.id]
+        if state == "failed":
+            ps.failures.append((t.id, (msg or "failed").strip().splitlines()[-1]))
+        elif state != "done":
+            ps.pending += 1
+    for ps in points.values():
+        ps.datasets = summarize_scan(read_table(ps.point_dir / "scan.csv"))
+        ps.files = _files(ps.point_dir)
+    return RunSummary(Path(run_dir).resolve(), list(points.values()))
+
+
+def _mev(m: float) -> str:
+    return f"{m * 1e3:g} MeV"
+
+
+def dataset_lines(s: DatasetSummary) -> list[str]:
+    """One dataset as a few lines of text."""
+    lines = [f"{s.dataset} ({s.n_masses} masses)"]
+    if s.most_significant:
+        z = (f"most significant: {_mev(s.most_significant.mass)}, Z_local "
+             f"{s.most_significant.value:.2f}")
+        if s.Z_global is not None:
+            z += f", Z_global {s.Z_global:.2f}"
+        if s.Z_global_toys is not None:
+            z += f", Z_global (toys) {s.Z_global_toys:.2f}"
+        lines.append(z)
+    if s.weakest and s.strongest:
+        lines.append(f"eps^2 limits: strongest {s.strongest.value:.3g} at "
+                     f"{_mev(s.strongest.mass)}, weakest {s.weakest.value:.3g} at "
+                     f"{_mev(s.weakest.mass)}")
+    flagged = f"flagged: {s.n_flagged}"
+    if s.flags:
+        flagged += " (" + ", ".join(f"{k}: {v}" for k, v in s.flags.items()) + ")"
+    lines.append(f"{flagged}; GP fits not converged: {s.n_not_converged}")
+    if s.worst_gof:
+        lines.append(f"smallest GOF p-value: {s.worst_gof.value:.3g} at "
+                     f"{_mev(s.worst_gof.mass)}")
+    return lines
+
+
+def summary_lines(summary: RunSummary) -> list[str]:
+    """The summary as plain text lines."""
+    lines = [f"Summary of {summary.run_dir}"]
+    for ps in summary.points:
+        lines.append(f"{ps.point}")
+        if not ps.datasets:
+            lines.append("  no scan results" + (" (the scan did not finish)" if ps.failures
+                                                or ps.pending else ""))
+        for s in ps.datasets:
+            first, *rest = dataset_lines(s)
+            lines += [f"  {first}", *(f"    {x}" for x in rest)]
+        if ps.failures:
+            lines.append(f"  failed tasks: {len(ps.failures)}")
+            lines += [f"    {tid}: {why}" for tid, why in ps.failures]
+        if ps.pending:
+            lines.append(f"  tasks not run (pending or skipped): {ps.pending}")
+        lines += [f"  {label}: {where}" for label, where in ps.files.items()]
+    return lines

@@ -1,0 +1,59 @@
+"""Masses: GeV in every file and config; explicit units on the command line.
+
+One parser for every command-line mass (``rerun --masses``, ``export-pyhf --mass``,
+``demo-data --signal-mass``): ``60MeV``, ``60 MeV``, ``0.06GeV`` and a bare ``0.06`` (GeV)
+are accepted; a bare value above 1 is refused with the GeV value it probably meant,
+because HPS masses are below 1 GeV and a bare 60 is almost always MeV.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gprpipe.errors import GprpipeError
+
+_MASS = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(MeV|GeV|keV)?\s*$",
+                   re.IGNORECASE)
+_SCALE = {"kev": 1e-6, "mev": 1e-3, "gev": 1.0}
+#: bare numbers above this (in GeV) are taken as a unit mistake
+BARE_MAX_GEV = 1.0
+
+
+def mev_hint(value: float) -> str:
+    """``did you mean 0.060 GeV?`` for a value that looks like MeV typed as GeV."""
+    gev = value / 1e3
+    shown = f"{gev:.3f}" if abs(round(gev, 3) - gev) < 1e-12 else f"{gev:g}"
+    return f"did you mean {shown} GeV?"
+
+
+def parse_mass(text: str, option: str) -> float:
+    """A mass in GeV from ``60MeV``, ``0.06GeV`` or a bare ``0.06`` (GeV)."""
+    m = _MASS.match(str(text))
+    if not m:
+        raise GprpipeError(f"{option} {text!r}: not a mass; write e.g. 60MeV or 0.06GeV.")
+    value = float(m.group(1))
+    unit = m.group(2)
+    if unit is None and value > BARE_MAX_GEV:
+        raise GprpipeError(f"{option} {text}: masses are in GeV unless a unit is given; "
+                           f"{mev_hint(value)} (or write {text}MeV)")
+    gev = value * _SCALE[(unit or "GeV").lower()]
+    if gev <= 0:
+        raise GprpipeError(f"{option} {text}: a mass must be positive.")
+    return gev
+
+
+def parse_masses(text: str, option: str) -> list[float]:
+    """Comma-separated masses (each as :func:`parse_mass`); a trailing unit applies to all."""
+    items = [s.strip() for s in str(text).split(",") if s.strip()]
+    if not items:
+        raise GprpipeError(f"{option}: no mass given; write e.g. 37MeV,48MeV or 0.037,0.048.")
+    tail = _MASS.match(items[-1])
+    unit = tail.group(2) if tail else None
+    if unit:  # "37,48MeV": the unit of the last applies to the bare ones
+        items = [s if _MASS.match(s) and _MASS.match(s).group(2) else s + unit for s in items]
+    return [parse_mass(s, option) for s in items]
+
+
+def fmt_mass(gev: float) -> str:
+    """A mass for messages: ``0.06 GeV (60 MeV)``."""
+    return f"{gev:g} GeV ({gev * 1e3:g} MeV)"

@@ -1,0 +1,495 @@
+"""A physicist's first hour: what validate refuses, the end-of-run summary, live progress and
+Ctrl-C, one mass convention, compare, init, messages, the demo spectrum and test hygiene.
+
+Runs are real (the shipped demo spectrum through the CLI); the module's two runs (the
+quickstart, and a two-point grid of three masses) take about 20 s of CPU together.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import (
+    DEMO_ROOT,
+    QUICKSTART,
+    REPO,
+    SHIPPED_USER_CONFIGS,
+    cli_env,
+    quickstart_child,
+    run_cli_subprocess,
+    write,
+)
+
+from gprpipe.config import load_points
+from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.summary import run_summary, summarize_scan, summary_lines
+from gprpipe.units import parse_mass, parse_masses
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def one_sentence_errors(err: str) -> list[str]:
+    lines = [x for x in err.strip().splitlines() if x]
+    assert all(x.startswith("error: ") for x in lines), err
+    assert "Traceback" not in err and "internal error" not in err
+    return lines
+
+
+# ---------------------------------------------------------------- 1. validate = what run refuses
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    (["scan.masses=[0.2,0.3]"],
+     ["error: --set scan.masses: no test mass lies in the range [0.02, 0.13] GeV of dataset "
+      "demo."]),
+    (["scan.masses=[30,60]"],
+     ["error: --set scan.masses: 30 is not a mass in GeV; did you mean 0.030 GeV?",
+      "error: --set scan.masses: 60 is not a mass in GeV; did you mean 0.060 GeV?"]),
+    (["datasets.demo.path=/nonexistent/h.root"],
+     ["error: --set datasets.demo.path: /nonexistent/h.root: data file not found."]),
+    (["datasets.demo.hist=h_invM"],
+     [f"error: --set datasets.demo.hist: {DEMO_ROOT}: histogram 'h_invM' not found; closest "
+      "of its 1 1-D histogram: input_hist."]),
+    (["datasets.demo.rebin=5000"],
+     [f"error: --set datasets.demo.rebin: a rebin of 5000 exceeds the 3000 bins of histogram "
+      f"'input_hist' in {DEMO_ROOT}."]),
+])
+def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[str]):
+    args = [x for s in sets for x in ("--set", s)]
+    code, out, err = cli("validate", QUICKSTART, *args)
+    assert code == 1 and out == ""
+    assert one_sentence_errors(err) == expected
+
+
+def test_validate_names_the_key_and_line_in_the_file(cli, tmp_path: Path):
+    notroot = write(tmp_path / "notroot.root", "plain text\n")
+    cfg = quickstart_child(tmp_path / "c.toml", f"""
+        [datasets.demo]
+        path = "{notroot}"
+        [inject]
+        masses = [60]
+        [steps]
+        run = ["load", "fit", "limit", "inject"]
+    """)
+    code, _, err = cli("validate", cfg)
+    assert code == 1
+    lines = one_sentence_errors(err)
+    assert lines[0] == (f"error: {cfg}:6: inject.masses: 60 is not a mass in GeV; did you mean "
+                        "0.060 GeV?")
+    # the data file is checked once the masses are right
+    cfg.write_text(cfg.read_text().replace("masses = [60]", "masses = [0.06]"))
+    code, _, err = cli("validate", cfg)
+    (line,) = one_sentence_errors(err)
+    assert line.startswith(f"error: {cfg}:4: datasets.demo.path: {notroot}: cannot open as a "
+                           "ROOT file (")
+
+
+def test_validate_a_config_without_datasets(cli, tmp_path: Path):
+    cfg = write(tmp_path / "empty.toml", '[base]\nname = "nothing"\n')
+    code, _, err = cli("validate", cfg)
+    assert code == 1
+    assert one_sentence_errors(err) == [
+        f"error: {cfg}: datasets: no dataset to scan; add a [datasets.<key>] table with path "
+        'and card (e.g. [datasets.2015] card = "hps2015").']
+
+
+def test_run_refuses_out_of_range_masses_before_starting(cli, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    code, out, err = cli("run", QUICKSTART, "--set", f"base.output={run_dir}",
+                         "--set", "scan.masses=[0.2]")
+    assert code == 1 and "no test mass lies in the range [0.02, 0.13] GeV" in err
+    assert "Results in" not in out + err and "no limit results to merge" not in err
+    assert not run_dir.exists()  # nothing was started or written
+
+
+def test_histogram_hint_ranks_the_top_level_histogram_first(cli, shared_data: Path):
+    """Among the 301 histograms of the real file, input_hist comes first for a name from
+    another layout (it used to be buried behind hundreds of toys in folders)."""
+    path = (shared_data / "funcform_2015_toys.root").resolve()
+    code, _, err = cli("validate", REPO / "user_configs" / "hps2015.toml",
+                       "--set", f"datasets.2015.path={path}",
+                       "--set", "datasets.2015.hist=preselection/h_invM")
+    assert code == 1
+    (line,) = one_sentence_errors(err)
+    assert line.startswith(f"error: --set datasets.2015.hist: {path}: histogram "
+                           "'preselection/h_invM' not found; closest of its 301 1-D histograms: "
+                           "input_hist, ")
+
+
+# ---------------------------------------------------------------- 8. messages
+
+
+def test_messages_name_the_key_once_and_suggest(cli, tmp_path: Path):
+    code, _, err = cli("validate", QUICKSTART, "--set", "blind_nsigma=2")
+    assert one_sentence_errors(err) == [
+        "error: --set blind_nsigma: unknown key; did you mean 'fit.blind_nsigma'?"]
+    code, _, err = cli("validate", QUICKSTART, "--set", "fit.blind_nsigma=abc")
+    (line,) = one_sentence_errors(err)
+    assert line.startswith("error: --set fit.blind_nsigma: Input should be a valid number")
+    # a typo in a dataset key: suggest the dataset, do not blame the defaults
+    cfg = write(tmp_path / "typo.toml", f"""
+        [base]
+        template = "hps2015"
+        [datasets.2015]
+        path = "{DEMO_ROOT}"
+        [datasets.2105]
+        hist = "input_hist"
+    """)
+    code, _, err = cli("validate", cfg)
+    assert code == 1
+    assert one_sentence_errors(err) == [
+        f"error: {cfg}:5: datasets.2105: a new dataset without card or range; did you mean "
+        "datasets.2015?"]
+    assert "defaults.toml" not in err
+
+
+def test_status_of_a_point_folder_points_at_its_run(cli, quick_run: Path):
+    code, _, err = cli("status", quick_run / "nominal")
+    assert code == 1
+    assert err.strip() == (f"error: {quick_run / 'nominal'}: a point folder; give its run "
+                           f"folder {quick_run}.")
+
+
+def test_debug_is_in_the_help(cli):
+    code, out, _ = cli("--help")
+    assert code == 0 and "--debug" in out
+
+
+# ---------------------------------------------------------------- runs shared by the tests
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quickstart (load, fit, limit) through the CLI; its output kept for the checks."""
+    run_dir = tmp_path_factory.mktemp("quick") / "run"
+    code, out, err = run_cli_subprocess("run", QUICKSTART, "--steps", "load,fit,limit",
+                                        "--set", f"base.output={run_dir}", timeout=600)
+    assert code == 0, err
+    (run_dir / "stdout.txt").write_text(out)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two grid points (blind window 1.64 and 1.96 sigma) at three masses."""
+    root = tmp_path_factory.mktemp("grid")
+    cfg = quickstart_child(root / "g.toml", f"""
+        output = "{root / 'run'}"
+        [scan]
+        masses = [0.040, 0.060, 0.090]
+        [grid]
+        "fit.blind_nsigma" = [1.64, 1.96]
+    """)
+    code, _, err = run_cli_subprocess("run", cfg, "--steps", "load,fit,limit", timeout=600)
+    assert code == 0, err
+    return root / "run"
+
+
+# ---------------------------------------------------------------- 2. the summary
+
+
+def test_run_ends_with_its_summary_and_summary_reprints_it(quick_run: Path, cli):
+    printed = (quick_run / "stdout.txt").read_text()
+    rows = rows_of(quick_run / "nominal" / "scan.csv")
+    best = max(rows, key=lambda r: float(r["Z_local"]))
+    weak = max(rows, key=lambda r: float(r["eps2_up"]))
+    strong = min(rows, key=lambda r: float(r["eps2_up"]))
+    expected = [
+        f"Summary of {quick_run}",
+        "nominal",
+        "  demo (5 masses)",
+        f"    most significant: {float(best['mass_GeV']) * 1e3:g} MeV, Z_local "
+        f"{float(best['Z_local']):.2f}, Z_global {float(best['Z_global']):.2f}",
+        f"    eps^2 limits: strongest {float(strong['eps2_up']):.3g} at "
+        f"{float(strong['mass_GeV']) * 1e3:g} MeV, weakest {float(weak['eps2_up']):.3g} at "
+        f"{float(weak['mass_GeV']) * 1e3:g} MeV",
+        "    flagged: 0; GP fits not converged: 0",
+        f"  tables: {quick_run / 'nominal'}/ (scan.csv)",
+    ]
+    assert printed.strip().splitlines()[-len(expected):] == expected
+    code, out, _ = cli("summary", quick_run)
+    assert code == 0 and out.strip().splitlines() == expected
+
+
+def test_summary_reads_flags_toy_global_z_and_gof_when_present():
+    """Columns other steps may add (toy-based global Z, goodness of fit, flag reasons)."""
+    base = {"dataset": "2015", "gp_converged": "true", "status": "ok", "Z_global": "0.5"}
+    rows = [
+        {**base, "mass_GeV": "0.03", "Z_local": "1.0", "eps2_up": "1e-6", "gof_p": "0.4",
+         "Z_global_toys": "0.1", "p0_global_toys": "0.46"},
+        {**base, "mass_GeV": "0.04", "Z_local": "2.5", "eps2_up": "3e-6", "gof_p": "0.01",
+         "Z_global_toys": "0.9", "p0_global_toys": "0.18"},
+        {**base, "mass_GeV": "0.05", "Z_local": "nan", "eps2_up": "nan", "gof_p": "",
+         "gp_converged": "false", "status": "fit failed: singular"},
+        {**base, "mass_GeV": "0.06", "Z_local": "0.2", "eps2_up": "2e-6", "gof_p": "0.7",
+         "status": "gof_p < 0.05"},
+        {**base, "dataset": "combined", "mass_GeV": "0.06", "Z_local": "0", "eps2_up": "5e-7"},
+    ]
+    s, c = summarize_scan(rows)
+    assert (s.dataset, s.n_masses, c.dataset, c.n_masses) == ("2015", 4, "combined", 1)
+    assert (s.most_significant.mass, s.most_significant.value) == (0.04, 2.5)
+    assert (s.Z_global_toys, s.p0_global_toys) == (0.9, 0.18)
+    assert (s.weakest.mass, s.strongest.mass) == (0.04, 0.03)
+    assert s.n_flagged == 2 and s.flags == {"fit failed: singular": 1, "gof_p < 0.05": 1}
+    assert s.n_not_converged == 1
+    assert (s.worst_gof.mass, s.worst_gof.value) == (0.04, 0.01)
+    assert c.Z_global_toys is None and c.worst_gof is None
+
+
+def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path, cli):
+    run_dir = tmp_path / "run"
+    code, out, _ = cli("run", QUICKSTART, "--steps", "load", "--set", f"base.output={run_dir}",
+                       "--set", f"datasets.demo.path={tmp_path / 'gone.root'}", "--set",
+                       "scan.masses=[0.06]")
+    # validate would refuse this; run goes ahead and the load task fails
+    assert code == 1 and "Results in" not in out and "The run is incomplete" in out
+    lines = summary_lines(run_summary(run_dir))
+    assert lines[1:] == [
+        "nominal",
+        "  no scan results (the scan did not finish)",
+        "  failed tasks: 1",
+        f"    nominal/load: {tmp_path / 'gone.root'}: data file not found.",
+    ]
+
+
+# ---------------------------------------------------------------- 3. progress and Ctrl-C
+
+
+def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
+    """The real fit of 16 masses records its progress; the executor's ticks see it move."""
+    from gprpipe.config import load_points
+    from gprpipe.engines import get_engine
+    from gprpipe.executors.local import run_local
+    from gprpipe.pipeline.state import progress_text, read_progress
+    from gprpipe.pipeline.store import plan_points, write_point_configs
+
+    run_dir = tmp_path / "run"
+    masses = [round(0.030 + 0.002 * k, 3) for k in range(16)]
+    _, points = load_points(QUICKSTART, [f"base.output={run_dir}", 'steps.run=["load", "fit"]',
+                                         f"scan.masses={masses}"])
+    write_point_configs(run_dir, points)
+    tasks = plan_points(run_dir, points)
+    seen: list[tuple[str, int, int, str]] = []
+
+    def tick(running) -> None:
+        for t in running:
+            rec = read_progress(t.point_dir, t.slug)
+            if rec:
+                seen.append((t.id, rec["done"], rec["total"], progress_text(rec)))
+
+    report = run_local(tasks, {p.name: p.config for p in points}, get_engine("local"),
+                       run_dir=run_dir, jobs=1, on_tick=tick)
+    assert report.ok
+    fit = [s for s in seen if s[0] == "nominal/fit/demo-000"]
+    assert fit, seen
+    assert all(total == 16 for _, _, total, _ in fit)
+    done = [d for _, d, _, _ in fit]
+    assert done == sorted(done) and len(set(done)) >= 2  # it moved
+    assert re.fullmatch(r"\d+/16 masses(, [\d.e+]+/s, ETA [\d.]+ s)?", fit[-1][3])
+    # finished tasks leave no progress record
+    assert not list((run_dir / "nominal" / ".state").glob("*.progress"))
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "gprpipe", "run", str(QUICKSTART), "-j", "1", "--set",
+            f"base.output={run_dir}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    load_done = run_dir / "nominal" / ".state" / "load.done"
+    deadline = time.monotonic() + 120
+    while not load_done.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    m = re.search(r"interrupted: (\d+) finished tasks? kept in (\S+) \(a new run skips them\); "
+                  r"(\d+) not finished \(stopped or not started\)\. Resume with: (.*)$", err,
+                  re.M)
+    assert m, err
+    assert int(m.group(1)) >= 1 and Path(m.group(2)) == run_dir
+    assert m.group(4) == (f"gprpipe run {QUICKSTART} --set base.output={run_dir}")
+    # resuming does not redo the kept load task
+    code, out, _ = run_cli_subprocess("run", QUICKSTART, "--steps", "load",
+                                      "--set", f"base.output={run_dir}")
+    assert code == 0 and "Nothing to do" in out
+
+
+# ---------------------------------------------------------------- 4. masses: one convention
+
+
+def test_parse_mass_accepts_units_and_refuses_ambiguous_values():
+    assert parse_mass("60MeV", "--m") == pytest.approx(0.06)
+    assert parse_mass("60 mev", "--m") == pytest.approx(0.06)
+    assert parse_mass("0.06GeV", "--m") == 0.06 and parse_mass("0.06", "--m") == 0.06
+    assert parse_masses("37,48MeV", "--m") == pytest.approx([0.037, 0.048])
+    assert parse_masses("0.037GeV, 48MeV", "--m") == pytest.approx([0.037, 0.048])
+    with pytest.raises(GprpipeError, match=r"^--m 60: masses are in GeV unless a unit is "
+                                           r"given; did you mean 0\.060 GeV\? \(or write 60MeV\)$"):
+        parse_mass("60", "--m")
+    with pytest.raises(GprpipeError, match="not a mass"):
+        parse_mass("sixty", "--m")
+
+
+def test_mass_options_share_the_convention(quick_run: Path, cli, tmp_path: Path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert cli("export-pyhf", quick_run, "--dataset", "demo", "--mass", "60MeV", "-o", a)[0] == 0
+    assert cli("export-pyhf", quick_run, "--dataset", "demo", "--mass", "0.06", "-o", b)[0] == 0
+    assert json.loads(a.read_text()) == json.loads(b.read_text())
+    code, _, err = cli("export-pyhf", quick_run, "--dataset", "demo", "--mass", "60")
+    assert code == 1 and "did you mean 0.060 GeV?" in err
+    code, _, err = cli("rerun", quick_run, "--masses", "0.06")  # GeV: the owner is found
+    assert code == 0, err
+    assert "Rerunning" in cli("rerun", quick_run, "--masses", "60MeV")[1]
+    # demo-data: outside the histogram is refused, units as everywhere
+    code, _, err = cli("demo-data", tmp_path / "d.root", "--signal-mass", "200MeV",
+                       "--signal-yield", "100")
+    assert code == 1 and err.strip() == (
+        "error: --signal-mass 200MeV: 0.2 GeV (200 MeV) lies outside the demo histogram "
+        "(0-0.15 GeV).")
+    assert not (tmp_path / "d.root").exists()
+    code, _, err = cli("demo-data", tmp_path / "d.root", "--signal-mass", "60")
+    assert code == 1 and "did you mean 0.060 GeV?" in err
+
+
+# ---------------------------------------------------------------- 5. compare
+
+
+def test_compare_two_grid_points(grid_run: Path, cli):
+    code, out, err = cli("compare", grid_run)
+    assert code == 0, err
+    folder = grid_run / "compare"
+    assert (folder / "compare_eps2_demo.png").stat().st_size > 10_000
+    a = {round(float(r["mass_GeV"]), 6): r for r in rows_of(
+        grid_run / "blind_nsigma-1.64" / "scan.csv")}
+    b = {round(float(r["mass_GeV"]), 6): r for r in rows_of(
+        grid_run / "blind_nsigma-1.96" / "scan.csv")}
+    table = rows_of(folder / "compare_demo.csv")
+    assert [round(float(r["mass_GeV"]), 6) for r in table] == [0.04, 0.06, 0.09]
+    for r in table:
+        m = round(float(r["mass_GeV"]), 6)
+        assert float(r["ratio_observed"]) == pytest.approx(
+            float(b[m]["eps2_up"]) / float(a[m]["eps2_up"]), rel=1e-5)
+        assert float(r["ratio_expected"]) == pytest.approx(
+            float(b[m]["eps2_exp_med"]) / float(a[m]["eps2_exp_med"]), rel=1e-5)
+    ratios = [float(r["ratio_expected"]) for r in table]
+    assert f"{np.median(ratios):.3f}" in out and "blind_nsigma-1.96" in out
+    assert all(0.5 < x < 2 for x in ratios) and any(abs(x - 1) > 1e-3 for x in ratios)
+
+
+def test_compare_needs_two_points(quick_run: Path, cli):
+    code, _, err = cli("compare", quick_run)
+    assert code == 1 and "compare needs two or more points" in err
+
+
+# ---------------------------------------------------------------- 6. init and portable configs
+
+
+def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, monkeypatch, cli):
+    work = tmp_path / "analysis"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, out, _ = cli("init", "mine", "--template", "hps2015")
+    assert code == 0 and "wrote mine.toml" in out
+    text = (work / "mine.toml").read_text()
+    assert 'template = "hps2015"' in text and text.count("#") >= 8
+    monkeypatch.chdir(tmp_path)  # validate from another folder
+    code, out, err = cli("validate", work / "mine.toml")
+    assert code == 0, err
+    assert "valid (1 point, 18 tasks" in out
+    monkeypatch.chdir(work)
+    code, _, err = cli("init", "mine")
+    assert code == 1 and "mine.toml: already exists" in err
+    code, _, err = cli("init", "x", "--template", "hps215")
+    assert code == 1 and err.strip() == (
+        "error: --template 'hps215': not a shipped template (did you mean hps2015?); shipped: "
+        "hps2015, hps2015_2016_combined, hps2016, hps2021.")
+    code, _, _ = cli("init", "both", "--template", "hps2015_2016_combined", "--data",
+                     str(DEMO_ROOT))
+    assert code == 0
+    assert (work / "both.toml").read_text().count(f'path = "{DEMO_ROOT}"') == 2
+
+
+@pytest.mark.parametrize("name", SHIPPED_USER_CONFIGS)
+def test_shipped_configs_work_when_copied_elsewhere(tmp_path: Path, cli, name: str):
+    copy = tmp_path / name
+    shutil.copy(REPO / "user_configs" / name, copy)
+    assert "../" not in copy.read_text().split("[datasets", 1)[0]  # no relative template
+    code, out, err = cli("render", copy, "--format", "json", "--set", f"base.output={tmp_path}")
+    assert code == 0, err
+    data = json.loads(out)
+    if name == "quickstart.toml":
+        assert data["datasets"]["demo"]["path"] == str(DEMO_ROOT)
+        assert cli("validate", copy)[0] == 0
+
+
+# ---------------------------------------------------------------- 9. the first impression
+
+
+def test_quickstart_has_no_ineffective_keys():
+    text = QUICKSTART.read_text()
+    # band_toys has no effect with asymptotic bands, which the quickstart uses
+    assert not re.search(r"^\s*band_toys\s*=", text, re.M)
+    assert load_points(QUICKSTART)[1][0].config.limit.bands == "asymptotic"
+
+
+def test_first_brazil_plot_is_inside_the_bands(quick_run: Path):
+    """The shipped demo spectrum (seed chosen by benchmarks/pick_demo_seed.py's rule): the
+    quickstart's observed limits lie within the expected 2 sigma band at every mass."""
+    for r in rows_of(quick_run / "nominal" / "scan.csv"):
+        assert float(r["A_exp_lo2"]) <= float(r["A_up"]) <= float(r["A_exp_hi2"]), r
+        assert abs(float(r["A_hat"]) / float(r["sigma_A"])) < 2
+
+
+# ---------------------------------------------------------------- 10. test hygiene
+
+
+def test_tests_read_only_shipped_user_configs():
+    """No test names a file of user_configs/ other than the shipped ones."""
+    pattern = re.compile(r"REPO / \"user_configs\" / \"([\w.-]+\.toml)\"|"
+                         r"(?:cwd=REPO|CONFIG =).{0,200}?\"user_configs/([\w.-]+\.toml)\"",
+                         re.S)
+    named = {m.group(1) or m.group(2) for f in (REPO / "tests").glob("*.py")
+             for m in pattern.finditer(f.read_text())}
+    assert named and named <= set(SHIPPED_USER_CONFIGS), named - set(SHIPPED_USER_CONFIGS)
+
+
+def test_snapshot_report_goes_outside_the_repository(request: pytest.FixtureRequest):
+    report = getattr(request.config.option, "snapshot_report", None)
+    if report is None:
+        pytest.skip("pytest-textual-snapshot is not installed")
+    assert Path(report).is_absolute() and not Path(report).resolve().is_relative_to(REPO)
+
+
+# ---------------------------------------------------------------- the scripted walk-through
+
+
+@pytest.mark.slow
+def test_newcomer_walkthrough(tmp_path: Path):
+    """scripts/newcomer-walkthrough.sh in a fresh venv: the README's commands, init,
+    validate of three classic mistakes, a run with its summary, compare of two points."""
+    script = REPO / "scripts" / "newcomer-walkthrough.sh"
+    assert os.access(script, os.X_OK)
+    env = {k: v for k, v in cli_env().items() if k != "PYTHONPATH"}  # the venv's install
+    proc = subprocess.run([str(script), str(tmp_path / "walk")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for step in ("install", "quickstart", "init", "mistake 1", "mistake 2", "mistake 3",
+                 "run", "summary", "compare"):
+        assert f"::: ok {step}" in out, out[-3000:]

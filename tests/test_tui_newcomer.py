@@ -1,0 +1,141 @@
+"""TUI pilot tests (App.run_test) for the newcomer issue: Save as never silently shares the
+original's run directory; the Form says what Enter does; Results keep the mass column,
+mark the sort; ``gprpipe tui RUN_DIR`` opens that run's results; durations in one format."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import QUICKSTART, run_cli_subprocess
+from test_tui import SIZE, _settle, _static, sync
+from textual.widgets import DataTable, Input, TextArea
+
+from gprpipe.config import load_points
+from gprpipe.pipeline.state import fmt_duration
+from gprpipe.tui.app import GprpipeApp
+from gprpipe.tui.tomledit import set_key
+from gprpipe.tui.widgets import ConfirmDialog
+
+
+def _copy_quickstart(folder: Path) -> Path:
+    target = folder / "quickstart.toml"
+    shutil.copy(QUICKSTART, target)  # portable: the demo is found through {{ gprpipe.data }}
+    return target
+
+
+async def _save_as(app: GprpipeApp, pilot, name: str) -> None:
+    await pilot.press("ctrl+o")
+    await _settle(pilot)
+    app.screen.query_one("#path-input", Input).value = name
+    await pilot.press("enter")
+    await _settle(pilot)
+
+
+@sync
+async def test_save_as_offers_a_new_name_instead_of_sharing_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    original = _copy_quickstart(tmp_path)
+    app = GprpipeApp(original, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.check.ok, app.check.errors
+        await _save_as(app, pilot, "variant.toml")
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        assert "would write its results into runs/quickstart" in dialog.question
+        assert "Set base.name = 'variant'" in dialog.question
+        await pilot.press("y")  # Rename
+        await _settle(pilot, 0.3)
+        saved = tmp_path / "variant.toml"
+        assert saved.read_text() == app.query_one("#editor", TextArea).text
+        assert 'name = "variant"' in saved.read_text()
+        (p_orig,) = load_points(original)[1]
+        (p_new,) = load_points(saved)[1]
+        assert p_orig.config.base.output == str(tmp_path / "runs" / "quickstart")
+        assert p_new.config.base.output == str(tmp_path / "runs" / "variant")
+        assert original.read_text() == QUICKSTART.read_text()  # the original is untouched
+        # a copy whose base.name was already changed is saved without a question
+        app.edit_text(lambda text: set_key(text, ["base", "name"], '"third"'))
+        await _settle(pilot)
+        await _save_as(app, pilot, "third.toml")
+        assert not isinstance(app.screen, ConfirmDialog)
+        assert 'name = "third"' in (tmp_path / "third.toml").read_text()
+
+
+@sync
+async def test_save_as_keep_writes_the_text_unchanged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    original = _copy_quickstart(tmp_path)
+    app = GprpipeApp(original, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await _save_as(app, pilot, "same_run.toml")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")  # Keep: the user wants the same run directory
+        await _settle(pilot)
+        assert (tmp_path / "same_run.toml").read_text() == original.read_text()
+
+
+@sync
+async def test_form_note_says_enter_sets_the_text_and_ctrl_s_saves(tmp_path):
+    app = GprpipeApp(QUICKSTART, overrides=[f"base.output={tmp_path}"], check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f3")
+        await _settle(pilot)
+        note = " ".join(_static(app, "#form-note").split())
+        assert "Enter (or leaving a field) sets the value in the config text" in note
+        assert "ctrl+s saves the file" in note and "writes it to the file" not in note
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("tui-run") / "run"
+    code, _, err = run_cli_subprocess("run", QUICKSTART, "--steps", "load,fit,limit",
+                                      "--set", f"base.output={run_dir}", timeout=600)
+    assert code == 0, err
+    return run_dir
+
+
+@sync
+async def test_tui_run_dir_opens_its_results_mass_column_fixed_and_sort_marked(finished: Path):
+    rows = list(csv.DictReader((finished / "nominal" / "scan.csv").open()))
+    app = GprpipeApp(finished, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.4)
+        assert app.query_one("#tabs").active == "results"
+        assert app.current_run_dir() == finished.resolve()
+        table = app.query_one("#res-table", DataTable)
+        assert table.row_count == len(rows) == 5
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[:2] == ["dataset", "mass_GeV"] and table.fixed_columns == 2
+        # scrolled to the far right, the mass is still on screen
+        table.focus()
+        table.move_cursor(column=len(labels) - 1)
+        await _settle(pilot)
+        assert table.scroll_x > 0
+        header = table.render_line(0).text
+        assert header.lstrip().startswith("dataset") and "mass_GeV" in header
+        assert "eps2_up" not in header  # scrolled past it
+        # sort by eps2_up: the header shows the column and the direction
+        table.move_cursor(column=labels.index("eps2_up"))
+        await pilot.press("s")
+        await _settle(pilot)
+        heads = {str(k.value): str(c.label) for k, c in table.columns.items()}
+        assert heads["eps2_up"] == "eps2_up ▲" and heads["mass_GeV"] == "mass_GeV"
+        eps = [float(table.get_row_at(i)[labels.index("eps2_up")]) for i in range(5)]
+        assert eps == sorted(eps)
+        await pilot.press("s")
+        await _settle(pilot)
+        heads = {str(k.value): str(c.label) for k, c in table.columns.items()}
+        assert heads["eps2_up"] == "eps2_up ▼"
+        eps = [float(table.get_row_at(i)[labels.index("eps2_up")]) for i in range(5)]
+        assert eps == sorted(eps, reverse=True)
+
+
+def test_one_duration_format():
+    assert [fmt_duration(x) for x in (0.04, 4.25, 59.9, 60.0, 185.2)] == [
+        "0.0 s", "4.2 s", "59.9 s", "1 min 00 s", "3 min 05 s"]
