@@ -230,22 +230,6 @@ def _clean_containers(engine, run_dir: Path) -> None:
                 f"{run_dir}: {', '.join(left)}")
 
 
-def _print_scan_summaries(tasks, report) -> None:
-    """Per point and dataset: masses ok / flagged / failed and the largest ok Z_local."""
-    from gprpipe.steps.limit import read_scan, scan_summary
-
-    for t in tasks:
-        o = report.outcomes.get(t.id)
-        if t.step != "limit" or t.part != "merge" or o is None or o.state not in ("done",
-                                                                                    "cached"):
-            continue
-        path = t.point_dir / "limit.h5"
-        if not path.exists():
-            continue
-        for name, arrays in read_scan(path).items():
-            console.print(f"{t.point}: {scan_summary(name, arrays)}", highlight=False)
-
-
 def _execute_local(tasks, configs, engine, run_dir, jobs, force, info,
                    resume: str = "") -> bool:
     from gprpipe.executors.local import install_sigterm_handler, run_local
@@ -318,7 +302,6 @@ def _execute_local(tasks, configs, engine, run_dir, jobs, force, info,
             f"{len(tasks)} tasks in {fmt_duration(wall)}: {done} ran, {cached} cached, "
             f"{failed} failed, {skipped} skipped. Results in {run_dir}"
         )
-    _print_scan_summaries(tasks, report)
     by_id = {t.id: t for t in tasks}
     for tid, o in report.outcomes.items():
         if o.state == "failed":

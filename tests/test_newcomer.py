@@ -208,6 +208,7 @@ def test_run_ends_with_its_summary_and_summary_reprints_it(quick_run: Path, cli)
     best = max(rows, key=lambda r: float(r["Z_local"]))
     weak = max(rows, key=lambda r: float(r["eps2_up"]))
     strong = min(rows, key=lambda r: float(r["eps2_up"]))
+    gof = min(rows, key=lambda r: float(r["gof_p"]))
     expected = [
         f"Summary of {quick_run}",
         "nominal",
@@ -218,6 +219,8 @@ def test_run_ends_with_its_summary_and_summary_reprints_it(quick_run: Path, cli)
         f"{float(strong['mass_GeV']) * 1e3:g} MeV, weakest {float(weak['eps2_up']):.3g} at "
         f"{float(weak['mass_GeV']) * 1e3:g} MeV",
         "    flagged: 0; GP fits not converged: 0",
+        f"    smallest GOF p-value: {float(gof['gof_p']):.3g} at "
+        f"{float(gof['mass_GeV']) * 1e3:g} MeV",
         f"  tables: {quick_run / 'nominal'}/ (scan.csv)",
     ]
     assert printed.strip().splitlines()[-len(expected):] == expected
