@@ -644,6 +644,44 @@ def export_pyhf(
     console.print(f"wrote {path}: {nbins} blind bins; POI A is the signal yield / {unit}")
 
 
+@app.command("project-reach")
+def project_reach(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (or point folder).")],
+    scale: Annotated[str, typer.Option(help="Luminosity factors, e.g. 2015=1,2016=10,2021=100.")],
+    point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
+) -> None:
+    """Expected eps^2 limits with each dataset's luminosity scaled (1/sqrt(factor)), and
+    their inverse-variance combination: <point>/reach/reach.csv and reach.png/pdf."""
+    from gprpipe.steps.reach import project_reach as run_reach
+
+    written, s = run_reach(run_dir, scale, point=point)
+    for p in written:
+        console.print(f"wrote {p}")
+    console.print(f"{s['n_masses']} masses; median gain of the combined expected limit "
+                  f"{s['gain_median']:.2f}x" + (
+                      f"; inverse-variance / joint-fit combination at factor 1: median "
+                      f"{s['ivw_over_fit_median']:.3f}"
+                      if s["ivw_over_fit_median"] == s["ivw_over_fit_median"] else ""))
+
+
+@app.command("compare-limits")
+def compare_limits(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory with two or more points.")],
+    quantity: Annotated[str, typer.Option(help="eps2 or A.")] = "eps2",
+) -> None:
+    """Each grid point's limits relative to the first point's (e.g. the rpen7 variant):
+    RUN_DIR/limits_comparison.csv and .png/.pdf."""
+    from gprpipe.steps.reach import compare_limits as run_compare
+
+    written, summary = run_compare(run_dir, quantity)
+    for p in written:
+        console.print(f"wrote {p}")
+    for s in summary:
+        console.print(f"{s['point']} {s['dataset']}: {s['n_masses']} masses, observed ratio "
+                      f"median {s['up_ratio_median']:.4f} ({s['up_ratio_min']:.4f}-"
+                      f"{s['up_ratio_max']:.4f}), expected median {s['exp_ratio_median']:.4f}")
+
+
 @app.command()
 def tui(
     config: Annotated[
