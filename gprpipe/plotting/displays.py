@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.gridspec import GridSpec
 
+from gprpipe.plotting.style import COMPACT_RC
+
 MEV = 1e3
 SQ2PI = np.sqrt(2 * np.pi)
 
@@ -130,12 +132,8 @@ def display_figure(cols: list[dict], box: list[str], title: str, *, shared: dict
     """The display: a column of panels per dataset, a shared bump panel when ``shared``
     (``eps2_hat``, ``sigma_eps2``, ``eps2_inj`` or None, ``k_units``) is given, a side box.
     """
-    with plt.rc_context(RC):
+    with plt.rc_context(COMPACT_RC):
         return _display_figure(cols, box, title, shared)
-
-
-RC = {"font.size": 9, "axes.labelsize": 10, "axes.titlesize": 11, "xtick.labelsize": 9,
-      "ytick.labelsize": 9, "legend.fontsize": 8}
 
 
 def _display_figure(cols, box, title, shared):

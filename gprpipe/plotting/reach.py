@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gprpipe.plotting.style import label
+from gprpipe.plotting.style import COMPACT_RC, label
 
 MEV = 1e3
 
@@ -57,20 +57,22 @@ def allocation_figure(masses, labels: list[str], yields, z_need, eps2, title: st
 def reach_figure(mass, labels: list[str], now, projected, comb_now, comb_proj, factors,
                  title: str, comb_fit=None):
     """Expected eps^2 limits now (dashed) and projected (solid), per dataset and combined."""
-    m = np.asarray(mass) * MEV
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for i, lab in enumerate(labels):
-        ax.plot(m, now[i], "--", lw=1.0, color=f"C{i}", alpha=0.7)
-        ax.plot(m, projected[i], "-", lw=1.4, color=f"C{i}", label=f"{lab} x{factors[i]:g}")
-    ax.plot(m, comb_now, "k--", lw=1.0, alpha=0.7, label="combined, as recorded (dashed)")
-    ax.plot(m, comb_proj, "k-", lw=2.0, label="combined, projected")
-    if comb_fit is not None:
-        ax.plot(m, comb_fit, ":", color="0.4", lw=1.2, label="joint fit (scan.csv)")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"$m_{A'}$ [MeV]")
-    ax.set_ylabel(r"expected upper limit on $\epsilon^2$ (median)")
-    ax.legend(frameon=False, fontsize=9, loc="upper right")
-    label(ax, title)
+    with plt.rc_context(COMPACT_RC):
+        m = np.asarray(mass) * MEV
+        fig, ax = plt.subplots(figsize=(8, 6))
+        for i, lab in enumerate(labels):
+            ax.plot(m, now[i], "--", lw=1.0, color=f"C{i}", alpha=0.8, label=f"{lab}, recorded")
+            ax.plot(m, projected[i], "-", lw=1.5, color=f"C{i}",
+                    label=f"{lab} x{factors[i]:g}")
+        ax.plot(m, comb_now, "k--", lw=1.2, label="combined (1/sigma^2), recorded")
+        if comb_fit is not None:
+            ax.plot(m, comb_fit, "o", color="0.3", ms=3, label="joint fit (scan.csv), recorded")
+        ax.plot(m, comb_proj, "k-", lw=2.2, label="combined (1/sigma^2), projected")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"$m_{A'}$ [MeV]")
+        ax.set_ylabel(r"expected upper limit on $\epsilon^2$ (median)")
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     return fig
 
 

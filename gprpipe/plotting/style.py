@@ -36,6 +36,9 @@ LABELS = Labels()
 
 def set_labels(experiment: str, status: str, blinded: bool) -> None:
     LABELS.experiment, LABELS.status, LABELS.blinded = experiment, status, blinded
+# compact fonts for dense multi-panel figures (displays, reach), over any style
+COMPACT_RC = {"font.size": 9, "axes.labelsize": 10, "axes.titlesize": 11, "xtick.labelsize": 9,
+              "ytick.labelsize": 9, "legend.fontsize": 8}
 
 
 def apply_style(style: str) -> None:

@@ -422,7 +422,9 @@ def _py(v):
 
 def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
     """The side box's lines (every number also in the sidecar)."""
-    lines = []
+    c0 = cols[0]
+    lines = [f"m = {c0['mass_GeV'] * MEV:g} MeV, window +/-{c0['blind_nsigma']:g} sigma_m"]
+    lines += [f"  sigma_m({c['label']}) = {c['sigma_m_GeV'] * MEV:.2f} MeV" for c in cols]
     comb = len(cols) > 1 or "per_dataset" in meta
     if kind == "extraction":
         if comb:
