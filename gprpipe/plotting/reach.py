@@ -5,11 +5,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gprpipe.plotting.style import COMPACT_RC, label
+from gprpipe.plotting.style import compact
 
 MEV = 1e3
 
 
+@compact
 def information_figure(mass, labels: list[str], fractions, z_need, title: str):
     """Stacked information fractions vs mass and the per-dataset Z for a combined 5 sigma."""
     m = np.asarray(mass) * MEV
@@ -25,11 +26,12 @@ def information_figure(mass, labels: list[str], fractions, z_need, title: str):
     a2.set_ylim(0, 6.2)
     a2.set_ylabel(r"$Z_d$ for a combined $5\sigma$")
     a2.set_xlabel(r"$m_{A'}$ [MeV]")
-    a2.legend(frameon=False, fontsize=9, loc="lower right", ncol=len(labels))
-    label(a1, title)
+    a2.legend(frameon=False, fontsize=9, loc="center right", ncol=len(labels))
+    a1.set_title(title, loc="left")
     return fig
 
 
+@compact
 def allocation_figure(masses, labels: list[str], yields, z_need, eps2, title: str):
     """Signal events per dataset at the combined 5 sigma eps^2, at each chosen mass."""
     y = np.nan_to_num(np.asarray(yields, dtype=float))
@@ -50,32 +52,32 @@ def allocation_figure(masses, labels: list[str], yields, z_need, eps2, title: st
     ax.set_ylim(max(1.0, np.nanmin(np.where(y > 0, y, np.nan)) * 0.3), np.nanmax(y) * 8)
     ax.set_ylabel(r"signal events at the combined $5\sigma$ $\epsilon^2$")
     ax.legend(frameon=False, fontsize=9, loc="upper right")
-    label(ax, title)
+    ax.set_title(title, loc="left")
     return fig
 
 
+@compact
 def reach_figure(mass, labels: list[str], now, projected, comb_now, comb_proj, factors,
                  title: str, comb_fit=None):
     """Expected eps^2 limits now (dashed) and projected (solid), per dataset and combined."""
-    with plt.rc_context(COMPACT_RC):
-        m = np.asarray(mass) * MEV
-        fig, ax = plt.subplots(figsize=(8, 6))
-        for i, lab in enumerate(labels):
-            ax.plot(m, now[i], "--", lw=1.0, color=f"C{i}", alpha=0.8, label=f"{lab}, recorded")
-            ax.plot(m, projected[i], "-", lw=1.5, color=f"C{i}",
-                    label=f"{lab} x{factors[i]:g}")
-        ax.plot(m, comb_now, "k--", lw=1.2, label="combined (1/sigma^2), recorded")
-        if comb_fit is not None:
-            ax.plot(m, comb_fit, "o", color="0.3", ms=3, label="joint fit (scan.csv), recorded")
-        ax.plot(m, comb_proj, "k-", lw=2.2, label="combined (1/sigma^2), projected")
-        ax.set_yscale("log")
-        ax.set_xlabel(r"$m_{A'}$ [MeV]")
-        ax.set_ylabel(r"expected upper limit on $\epsilon^2$ (median)")
-        ax.set_title(title, fontsize=10, loc="left")
-        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
+    m = np.asarray(mass) * MEV
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for i, lab in enumerate(labels):
+        ax.plot(m, now[i], "--", lw=1.0, color=f"C{i}", alpha=0.8, label=f"{lab}, recorded")
+        ax.plot(m, projected[i], "-", lw=1.5, color=f"C{i}", label=f"{lab} x{factors[i]:g}")
+    ax.plot(m, comb_now, "k--", lw=1.2, label="combined (1/sigma^2), recorded")
+    if comb_fit is not None:
+        ax.plot(m, comb_fit, "o", color="0.3", ms=3, label="joint fit (scan.csv), recorded")
+    ax.plot(m, comb_proj, "k-", lw=2.2, label="combined (1/sigma^2), projected")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$m_{A'}$ [MeV]")
+    ax.set_ylabel(r"expected upper limit on $\epsilon^2$ (median)")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     return fig
 
 
+@compact
 def comparison_figure(curves: dict, quantity: str, title: str):
     """Observed (solid) and expected-median (dashed) limit ratios vs mass."""
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -87,5 +89,5 @@ def comparison_figure(curves: dict, quantity: str, title: str):
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(("$\\epsilon^2$" if quantity == "eps2" else "A") + " limit ratio")
     ax.legend(frameon=False, fontsize=9, loc="best")
-    label(ax, title)
+    ax.set_title(title, loc="left")
     return fig

@@ -41,6 +41,18 @@ COMPACT_RC = {"font.size": 9, "axes.labelsize": 10, "axes.titlesize": 11, "xtick
               "ytick.labelsize": 9, "legend.fontsize": 8}
 
 
+def compact(figure_function):
+    """Build the figure under :data:`COMPACT_RC` (fonts sized for dense figures)."""
+    import functools
+
+    @functools.wraps(figure_function)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(COMPACT_RC):
+            return figure_function(*args, **kwargs)
+
+    return wrapper
+
+
 def apply_style(style: str) -> None:
     """``hep``: mplhep's ROOT style (a warning, not silence, if it cannot be loaded)."""
     plt.rcdefaults()
