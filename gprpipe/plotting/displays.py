@@ -42,8 +42,11 @@ def _context(ax, c) -> None:
     if pos.any():
         ax.set_ylim(max(0.5, np.min(np.asarray(c["counts"])[pos]) * 0.5),
                     np.max(c["counts"]) * 3)
+    # x range: first filled bin to the last with >= 1e-4 of the peak (sparse tails cut)
+    cnt = np.asarray(c["counts"], dtype=float)
     nz = np.flatnonzero(pos)
-    ax.set_xlim(e[nz[0]] if len(nz) else e[0], e[nz[-1] + 1] if len(nz) else e[-1])
+    hi = np.flatnonzero(cnt >= 1e-4 * cnt.max()) if cnt.max() > 0 else nz
+    ax.set_xlim(e[nz[0]] if len(nz) else e[0], e[hi[-1] + 1] if len(hi) else e[-1])
     ax.set_ylabel("Events / bin")
     ax.set_xlabel(r"$m(e^+e^-)$ [MeV]")
     ax.set_title(c["label"], fontsize=11)
@@ -118,6 +121,10 @@ def _shared_bump(ax, cols, shared) -> None:
     ax.fill_between(u, (shared["eps2_hat"] - shared["sigma_eps2"]) * _gauss(u),
                     (shared["eps2_hat"] + shared["sigma_eps2"]) * _gauss(u), color="C3",
                     alpha=0.15, linewidth=0)
+    # y range set by the fitted/injected Gaussian and its uncertainty (imprecise points of a
+    # dataset with little information may leave the panel)
+    top = max(shared["eps2_hat"], shared.get("eps2_inj") or 0.0, 2 * shared["sigma_eps2"])
+    ax.set_ylim(-1.5 * top * _gauss(0), 2.5 * top * _gauss(0))
     nsig = cols[0]["blind_nsigma"]
     ax.axvspan(-nsig, nsig, color="C1", alpha=0.12, linewidth=0)
     ax.axhline(0, color="k", lw=0.6)
