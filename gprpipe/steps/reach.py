@@ -243,8 +243,8 @@ def compare_limits(run_dir: Path, quantity: str = "eps2",
     run_dir = Path(run_dir)
     points = load_run_info(run_dir).data.get("grid", [])
     scans = {}
-    for p in points:
-        lay = Layout(Path(p["dir"]))
+    for p in points:  # point folders of this run directory (a moved run works on itself)
+        lay = Layout(run_dir / p["name"])
         if lay.limit.exists():
             scans[p["name"]] = read_scan(lay.limit)
     if len(scans) < 2:
