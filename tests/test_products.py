@@ -348,3 +348,27 @@ def test_shipped_three_way_and_rpen7_configs(shared_data: Path):
     assert len(cm) == 181 and cm[0] == pytest.approx(0.030) and cm[-1] == pytest.approx(0.210)
     _, pts = load_points(REPO / "user_configs" / "hps2015_rpen7.toml", sets[:1])
     assert [p.config.datasets["2015"].frad_penalty for p in pts] == [0.0, 0.07]
+
+
+def test_compare_limits_ratios(tmp_path: Path):
+    """compare-limits: each point's limits over the first point's, per dataset and mass."""
+    from gprpipe.io.hdf5 import write_group
+
+    run = tmp_path / "run"
+    names = ["frad_penalty-0", "frad_penalty-0.07"]
+    for name, f in zip(names, (1.0, 1 / 0.93)):
+        (run / name).mkdir(parents=True)
+        cols = {"mass_GeV": np.array([0.03, 0.06]), "status": np.array(["ok", "ok"]),
+                "eps2_up": np.array([2e-6, 3e-6]) * f, "eps2_exp_med": np.array([1e-6, 4e-6]) * f}
+        with h5py.File(run / name / "limit.h5", "w") as h:
+            write_group(h.create_group("2015"), cols)
+    (run / "run.json").write_text(json.dumps({"grid": [{"name": n, "dir": n} for n in names]}))
+    code, so, se = run_cli_subprocess("compare-limits", run)
+    assert code == 0, so + se
+    rows = _rows(run / "limits_comparison.csv")
+    assert [r["point"] for r in rows] == ["frad_penalty-0.07"] * 2
+    for r in rows:
+        assert float(r["eps2_up_ratio"]) == pytest.approx(1 / 0.93, rel=1e-5)
+        assert float(r["eps2_exp_med_ratio"]) == pytest.approx(1 / 0.93, rel=1e-5)
+    assert "observed ratio median 1.0753" in so
+    assert (run / "limits_comparison.png").stat().st_size > 0
