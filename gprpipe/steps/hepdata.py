@@ -22,6 +22,7 @@ then renamed), so it is never half-written.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -194,9 +195,16 @@ def write_submission(sub, folder: Path) -> list[Path]:
     for t in sub.tables:
         t.write_output(str(folder))
     files = sorted(folder.glob("*.yaml"))
-    with tarfile.open(folder / "submission.tar.gz", "w:gz") as tar:
+    # byte-reproducible archive: no timestamps or owners (same inputs, same bytes)
+    with open(folder / "submission.tar.gz", "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for f in files:
-            tar.add(f, arcname=f.name)
+            info = tar.gettarinfo(f, arcname=f.name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o644
+            with open(f, "rb") as fh:
+                tar.addfile(info, fh)
     return [*files, folder / "submission.tar.gz"]
 
 
