@@ -725,18 +725,66 @@ def demo_data(
 def export_pyhf(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (or point folder).")],
     dataset: Annotated[str, typer.Option(help="Dataset key.")],
-    mass: Annotated[str, typer.Option(help="Test mass: 60MeV, 0.06GeV or 0.06 (GeV).")],
+    mass: Annotated[str | None, typer.Option(
+        help="Test mass: 60MeV, 0.06GeV or 0.06 (GeV); one workspace.")] = None,
+    patchset: Annotated[bool, typer.Option(
+        "--patchset", help="Every mass: a background-only workspace and a PatchSet.")] = False,
+    inspire: Annotated[str, typer.Option(
+        help="INSPIRE id for the PatchSet's reference (ins0000000: none yet).")] = "ins0000000",
     point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
 ) -> None:
-    """Write the blind-window likelihood at one mass as a pyhf HistFactory workspace."""
-    from gprpipe.steps.export import export_workspace
+    """Write the blind-window likelihood as pyhf HistFactory JSON: one mass (--mass), or
+    every mass as a background-only workspace plus a PatchSet (--patchset)."""
+    from gprpipe.steps.export import export_patchset, export_workspace
 
+    if patchset:
+        paths, n = export_patchset(run_dir, dataset, point=point, output=output,
+                                   inspire=inspire)
+        console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per mass)")
+        return
+    if mass is None:
+        raise GprpipeError("export-pyhf: give --mass M (e.g. 60MeV) or --patchset.")
     path, ws = export_workspace(run_dir, dataset, parse_mass(mass, "--mass"), point=point,
                                 output=output)
     nbins = len(ws["channels"][0]["samples"][0]["data"])
     unit = ws["measurements"][0]["name"].removeprefix("A_in_units_of_")
     console.print(f"wrote {path}: {nbins} blind bins; POI A is the signal yield / {unit}")
+
+
+@app.command("export-spey")
+def export_spey(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (or point folder).")],
+    dataset: Annotated[str, typer.Option(help="Dataset key, or 'combined'.")],
+    point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Folder.")] = None,
+) -> None:
+    """Per mass, the inputs of Spey's correlated-background model (data, background,
+    covariance, signal per unit eps^2): <point>/exports/spey_<dataset>.json."""
+    from gprpipe.steps.export import export_spey as run_spey
+
+    path, n = run_spey(run_dir, dataset, point=point, output=output)
+    console.print(f"wrote {path} ({n} masses)")
+
+
+@app.command("project-reach")
+def project_reach(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (or point folder).")],
+    scale: Annotated[str, typer.Option(help="Luminosity factors, e.g. 2015=1,2016=10,2021=100.")],
+    point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
+) -> None:
+    """Expected eps^2 limits with each dataset's luminosity scaled (1/sqrt(factor)), and
+    their inverse-variance combination: <point>/reach/reach.csv and reach.png/pdf."""
+    from gprpipe.steps.reach import project_reach as run_reach
+
+    written, s = run_reach(run_dir, scale, point=point)
+    for p in written:
+        console.print(f"wrote {p}")
+    console.print(f"{s['n_masses']} masses; median gain of the combined expected limit "
+                  f"{s['gain_median']:.2f}x" + (
+                      f"; inverse-variance / joint-fit combination at factor 1: median "
+                      f"{s['ivw_over_fit_median']:.3f}"
+                      if s["ivw_over_fit_median"] == s["ivw_over_fit_median"] else ""))
 
 
 @app.command()

@@ -235,27 +235,6 @@ def test_toy_bands_and_toy_limit_agree_with_asymptotics():
     assert np.all(np.diff(toys["eps2_exp"]) > 0)
 
 
-def test_hepdata_tables_parse():
-    """The HEPData YAML of a limit curve parses and holds the CSV's numbers."""
-    yaml = pytest.importorskip("yaml")
-    from gprpipe.steps.hepdata import table_csv, table_yaml
-
-    m = np.array([0.03, 0.06])
-    bands = [np.array([1.0, 2.0]) * f for f in (0.5, 0.7, 1.0, 1.4, 1.9)]
-    obs = np.array([1.1, 1.8])
-    doc = yaml.safe_load(table_yaml(m, obs, bands, quantity="eps2", cl=95, dataset="HPS 2015"))
-    assert [v["value"] for v in doc["independent_variables"][0]["values"]] == [0.03, 0.06]
-    observed, expected = doc["dependent_variables"]
-    assert [v["value"] for v in observed["values"]] == [1.1, 1.8]
-    e = expected["values"][1]
-    assert e["value"] == 2.0
-    assert e["errors"][0]["asymerror"] == {"minus": pytest.approx(-0.6), "plus": 0.8}
-    assert e["errors"][1]["label"] == "2 sigma"
-    rows = table_csv(m, obs, bands, quantity="eps2", cl=95, dataset="x").splitlines()
-    assert rows[1].startswith("mass_GeV,observed,expected_median")
-    assert rows[3].split(",") == ["0.06", "1.8", "2", "1.4", "2.8", "1", "3.8"]
-
-
 @pytest.mark.slow
 def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
     """Refit-mode injection at 60 MeV through the CLI: per-dataset and combined rows; every

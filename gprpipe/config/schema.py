@@ -131,12 +131,32 @@ class Inject(Section):
         return self
 
 
+class Displays(Section):
+    masses: list[float] | None = Field(
+        None, description="Extraction displays at these masses (GeV; default inject.masses).")
+    z: list[float] = Field(default_factory=lambda: [0.0, 3.0, 5.0],
+                           description="Injected strengths (units of sigma_A,ref).")
+    variants: list[Literal["conditional", "refit"]] = Field(
+        default_factory=lambda: ["conditional", "refit"])
+    refit_toys: int = Field(5, ge=1, description="Refit toys to pick the median one from "
+                            "when inject.h5 has no refit toys of that mass.")
+    observed: list[float] | None = Field(
+        None, description="Observed displays at these masses (GeV; default: the most "
+        "significant mass).")
+    datasets: list[str] | None = Field(None, description="Datasets (and 'combined') to "
+                                       "display (default: all scanned, and combined).")
+
+
 class Plot(Section):
     formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
     style: Literal["hep", "plain"] = "hep"
     masses: list[float] = Field(default_factory=list, description="Masses for GP-fit plots.")
     experiment: str = Field("HPS", description="Experiment label on every figure.")
     status: str = Field("Preliminary", description="Status next to the experiment label.")
+    displays: Displays = Field(default_factory=Displays)
+    allocation_masses: list[float] = Field(
+        default_factory=list, description="Masses (GeV) of the signal-allocation table and "
+        "plot of a combination (default: three across the combined range).")
 
 
 class Steps(Section):

@@ -31,7 +31,8 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "fit": ("datasets", "scan", "fit", "slurm.chunk_size", "base.seed", "base.blind"),
     "limit": ("datasets", "scan", "fit", "limit", "slurm.chunk_size", "base.seed", "base.blind"),
     "inject": ("datasets", "scan", "fit", "inject", "base.seed", "base.blind"),
-    "plot": ("plot", "base.name", "datasets", "scan", "fit", "limit", "base.blind"),
+    "plot": ("plot", "base.name", "base.seed", "datasets", "scan", "fit", "limit", "inject",
+             "base.blind"),
 }
 #: keys of a dataset table that locate a file rather than change a result
 LOCATION_KEYS = ("path",)

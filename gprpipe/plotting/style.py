@@ -36,6 +36,21 @@ LABELS = Labels()
 
 def set_labels(experiment: str, status: str, blinded: bool) -> None:
     LABELS.experiment, LABELS.status, LABELS.blinded = experiment, status, blinded
+# compact fonts for dense multi-panel figures (displays, reach), over any style
+COMPACT_RC = {"font.size": 9, "axes.labelsize": 10, "axes.titlesize": 11, "xtick.labelsize": 9,
+              "ytick.labelsize": 9, "legend.fontsize": 8}
+
+
+def compact(figure_function):
+    """Build the figure under :data:`COMPACT_RC` (fonts sized for dense figures)."""
+    import functools
+
+    @functools.wraps(figure_function)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(COMPACT_RC):
+            return figure_function(*args, **kwargs)
+
+    return wrapper
 
 
 def apply_style(style: str) -> None:

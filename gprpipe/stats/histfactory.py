@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["workspace"]
+__all__ = ["digest", "patchset", "workspace"]
 
 
 def workspace(
@@ -94,3 +94,76 @@ def workspace(
             }
         ],
     }
+
+
+def digest(obj: Any) -> str:
+    """sha256 of the JSON-serialised object, as pyhf computes a workspace digest."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf8")
+                          ).hexdigest()
+
+
+def patchset(
+    windows: list[dict[str, Any]], *, name: str = "gprpipe", description: str = "",
+    inspire: str = "ins0000000",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A background-only workspace with one channel per test mass and a pyhf PatchSet.
+
+    ``windows``: per mass ``{"tag", "mass", "n", "b", "L", "w", "scale"}`` (``tag`` names
+    the channel, ``scale`` the POI unit). The blind windows of neighbouring masses overlap,
+    so they are not independent channels: the patch of a mass adds its signal sample (POI
+    ``A`` in units of ``scale``, also in the measurement name ``A_in_units_of_<scale>``),
+    sets the measurement's parameters and removes every other channel, leaving exactly the
+    single-window model of :func:`workspace`. ``inspire`` is the INSPIRE id of the
+    publication (pyhf's PatchSet schema requires one; ``ins0000000`` marks "none yet").
+    """
+    channels, observations, params, signals = [], [], [], []
+    for win in windows:
+        ws = workspace(win["n"], win["b"], win["L"], win["w"], name=win["tag"],
+                       signal_scale=win["scale"])
+        ch = ws["channels"][0]
+        bkg = ch["samples"][1]
+        for mod in bkg["modifiers"]:
+            mod["name"] = f"{win['tag']}_{mod['name']}"
+        pars = ws["measurements"][0]["config"]["parameters"]
+        for p in pars[1:]:
+            p["name"] = f"{win['tag']}_{p['name']}"
+        channels.append({"name": win["tag"], "samples": [bkg]})
+        observations.append(ws["observations"][0])
+        params.append(pars)
+        signals.append(ch["samples"][0])
+    bkg_only = {
+        "version": "1.0.0",
+        "channels": channels,
+        "observations": observations,
+        "measurements": [{"name": "background_only",
+                          "config": {"poi": "A", "parameters": []}}],
+    }
+    patches = []
+    for i, win in enumerate(windows):
+        ops: list[dict[str, Any]] = [
+            {"op": "add", "path": f"/channels/{i}/samples/0", "value": signals[i]},
+            {"op": "replace", "path": "/measurements/0/config/parameters", "value": params[i]},
+            {"op": "replace", "path": "/measurements/0/name",
+             "value": f"A_in_units_of_{win['scale']:g}"},
+        ]
+        others = [j for j in range(len(windows)) if j != i]
+        for j in sorted(others, reverse=True):
+            ops.append({"op": "remove", "path": f"/channels/{j}"})
+            ops.append({"op": "remove", "path": f"/observations/{j}"})
+        patches.append({"metadata": {"name": win["tag"], "values": [float(win["mass"])]},
+                        "patch": ops})
+    ps = {
+        "metadata": {
+            "name": name,
+            "description": description or "one patch per test mass (GeV)",
+            "digests": {"sha256": digest(bkg_only)},
+            "labels": ["mass_GeV"],
+            "references": {"hepdata": inspire},
+        },
+        "patches": patches,
+        "version": "1.0.0",
+    }
+    return bkg_only, ps

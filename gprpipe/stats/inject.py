@@ -55,9 +55,12 @@ __all__ = [
     "RefitToys",
     "asimov_refit",
     "asimov_refit_combined",
+    "conditional_toys",
+    "conditional_toys_combined",
     "extract",
     "extract_each",
     "full_range_mean",
+    "full_range_toy",
     "inject_conditional",
     "inject_conditional_combined",
     "inject_refit",
@@ -246,6 +249,22 @@ def inject_conditional(
     return Extraction(float(A_inj), a, s, c)
 
 
+def conditional_toys(
+    b: ArrayLike,
+    C: ArrayLike,
+    w: ArrayLike,
+    A_inj: float,
+    n_toys: int,
+    rng: np.random.Generator,
+    *,
+    mode: str = "poisson",
+    L: ArrayLike | None = None,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Background and signal counts ``(n_toys, k)`` of :func:`inject_conditional`'s toys."""
+    L = cholesky_jitter(C) if L is None else np.asarray(L, dtype=float)
+    return background_toys(b, C, n_toys, rng, L), signal_counts(A_inj, w, n_toys, rng, mode)
+
+
 # --------------------------------------------------------------------------------------
 # Refit mode
 # --------------------------------------------------------------------------------------
@@ -393,11 +412,9 @@ def refit_toys(
     )
     for t, ss in enumerate(seeds):
         rng = np.random.default_rng(ss)
-        if backgrounds is None:
-            bkg = rng.poisson(np.asarray(b_full, dtype=float))
-        else:
-            bkg = np.asarray(backgrounds[t])
-        toy = (bkg + signal_counts(A_inj, w_sig, 1, rng, mode)[0]).astype(float)
+        bkg, sig = full_range_toy(rng, A_inj, w_sig, mode=mode, b_full=b_full,
+                                  background=None if backgrounds is None else backgrounds[t])
+        toy = (bkg + sig).astype(float)
         gp_seed = int(rng.integers(2**31 - 1))
         out.n[t] = toy[blind]
         try:
@@ -423,6 +440,24 @@ def refit_toys(
         if progress is not None:  # toys done so far
             progress(t + 1)
     return out
+
+
+def full_range_toy(
+    rng: np.random.Generator,
+    A_inj: float,
+    w_sig: ArrayLike,
+    *,
+    mode: str = "poisson",
+    b_full: ArrayLike | None = None,
+    background: ArrayLike | None = None,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Background ``Poisson(b_full)`` (or ``background``) and signal counts of one
+    full-range refit toy, drawn from ``rng`` in the order :func:`refit_toys` uses."""
+    if background is None:
+        bkg = rng.poisson(np.asarray(b_full, dtype=float))
+    else:
+        bkg = np.asarray(background)
+    return bkg, signal_counts(A_inj, w_sig, 1, rng, mode)[0]
 
 
 def inject_refit(
@@ -493,6 +528,18 @@ def asimov_refit(
 # --------------------------------------------------------------------------------------
 def _block_templates(cw: comb.Combined) -> list[NDArray[np.float64]]:
     return [cw.s_unit[sl] / k for sl, k in zip(cw.slices, cw.k_units)]
+
+
+def conditional_toys_combined(
+    cw: comb.Combined, eps2_inj: float, n_toys: int, rng: np.random.Generator, *,
+    mode: str = "poisson",
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Background and signal counts ``(n_toys, K)`` of :func:`inject_conditional_combined`."""
+    bkg = background_toys(cw.b, cw.C, n_toys, rng, cw.L)
+    sig = np.zeros_like(bkg)
+    for sl, k, w in zip(cw.slices, cw.k_units, _block_templates(cw)):
+        sig[:, sl] = signal_counts(eps2_inj * k, w, n_toys, rng, mode)
+    return bkg, sig
 
 
 def inject_conditional_combined(

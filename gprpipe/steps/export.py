@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,20 +49,51 @@ def round_scale(x: float) -> float:
     return min((1, 2, 5, 10), key=lambda k: abs(math.log(k * 10**e / x))) * 10**e
 
 
-def export_workspace(run_dir: Path, dataset: str, mass: float, *, point: str | None = None,
-                     output: Path | None = None) -> tuple[Path, dict]:
-    from gprpipe.stats.histfactory import workspace
-    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
-    from gprpipe.steps.fit import read_blind, read_fit
+def _read_fit(lay: Layout, pdir: Path, dataset: str) -> dict:
+    from gprpipe.steps.fit import read_fit
 
-    pdir = _point_dir(run_dir, point)
-    lay = Layout(pdir)
     if not lay.fit.exists():
         raise GprpipeError(f"{pdir}: no fit.h5 (run the fit step first).")
     try:
-        fit = read_fit(lay.fit, dataset)
+        return read_fit(lay.fit, dataset)
     except KeyError:
         raise GprpipeError(f"{lay.fit}: no dataset {dataset!r}.") from None
+
+
+def _window(lay: Layout, cfg, dataset: str, fit: dict, i: int) -> dict:
+    """The stored blind window of mass index ``i``, with the likelihood's template."""
+    from gprpipe.pipeline.plan import dataset_masses
+    from gprpipe.steps.displays import template_of
+    from gprpipe.steps.fit import read_blind
+
+    m = float(fit["mass"][i])
+    index = int(np.argmin(np.abs(dataset_masses(cfg, dataset) - m)))
+    try:
+        blind, attrs = read_blind(lay.fit, dataset, index)
+    except KeyError:
+        raise GprpipeError(f"{lay.fit}: the GP fit at {m:g} GeV failed "
+                           f"({fit['status'][i]}).") from None
+    if "n" not in blind:
+        raise GprpipeError(f"{lay.fit}: the run is blinded (base.blind), so it holds no "
+                           "observed counts to export; rerun with 'gprpipe run --unblind'.")
+    return {**blind, "w": template_of(blind, cfg), "rho": float(attrs["rho"]), "mass": m}
+
+
+def _single(n, b, L, w) -> float:
+    from gprpipe.stats.likelihood import fit_signal
+
+    return round_scale(float(fit_signal(n, b, L, w).sigma_A))
+
+
+def export_workspace(run_dir: Path, dataset: str, mass: float, *, point: str | None = None,
+                     output: Path | None = None) -> tuple[Path, dict]:
+    from gprpipe.stats.histfactory import workspace
+    from gprpipe.stats.likelihood import cholesky_jitter
+    from gprpipe.steps.runner import resolve_task
+
+    pdir = _point_dir(run_dir, point)
+    lay = Layout(pdir)
+    fit = _read_fit(lay, pdir, dataset)
     masses = fit["mass"]
     i = int(np.argmin(np.abs(masses - mass)))
     if abs(masses[i] - mass) > 5e-7:
@@ -69,28 +101,121 @@ def export_workspace(run_dir: Path, dataset: str, mass: float, *, point: str | N
             f"{lay.fit}: mass {mass:g} GeV is not a test mass of {dataset!r} "
             f"({masses.min():g}-{masses.max():g} GeV, nearest {masses[i]:g})."
         )
-    from gprpipe.pipeline.plan import dataset_masses
-    from gprpipe.steps.runner import resolve_task
-
     _, cfg = resolve_task(pdir, "fit", "merge", None)
-    index = int(np.argmin(np.abs(dataset_masses(cfg, dataset) - masses[i])))
-    try:
-        blind, _ = read_blind(lay.fit, dataset, index)
-    except KeyError:
-        raise GprpipeError(f"{lay.fit}: the GP fit at {masses[i]:g} GeV failed "
-                           f"({fit['status'][i]}).") from None
-    if "n" not in blind:
-        raise GprpipeError(f"{lay.fit}: the run is blinded (base.blind), so it holds no "
-                           "observed counts to export; rerun with 'gprpipe run --unblind'.")
-    from gprpipe.steps.fit import template_key
-
-    w = blind[template_key(cfg)]
+    blind = _window(lay, cfg, dataset, fit, i)
     L = cholesky_jitter(blind["C"])
-    scale = round_scale(float(fit_signal(blind["n"], blind["b"], L, w).sigma_A))
+    scale = _single(blind["n"], blind["b"], L, blind["w"])
     tag = f"{dataset}_{masses[i] * 1e3:g}MeV"
-    ws = workspace(blind["n"], blind["b"], L, w, name=f"blind_{tag}",
+    ws = workspace(blind["n"], blind["b"], L, blind["w"], name=f"blind_{tag}",
                    signal_scale=scale)
     ws["measurements"][0]["name"] = f"A_in_units_of_{scale:g}"
     path = Path(output) if output else pdir / f"pyhf_{tag}.json"
     atomic_write_text(path, json.dumps(ws, indent=1) + "\n")
     return path, ws
+
+
+def _ok_windows(pdir: Path, dataset: str):
+    from gprpipe.steps.runner import resolve_task
+
+    lay = Layout(pdir)
+    fit = _read_fit(lay, pdir, dataset)
+    _, cfg = resolve_task(pdir, "fit", "merge", None)
+    for i in np.flatnonzero(fit["status"] == "ok"):
+        yield cfg, _window(lay, cfg, dataset, fit, int(i))
+
+
+def export_patchset(run_dir: Path, dataset: str, *, point: str | None = None,
+                    output: Path | None = None, inspire: str = "ins0000000"
+                    ) -> tuple[list[Path], int]:
+    """``pyhf_<dataset>_bkgonly.json`` and ``pyhf_<dataset>_patchset.json`` (one patch per
+    test mass) in ``output`` (default ``<point>/exports``)."""
+    from gprpipe.stats.histfactory import patchset
+    from gprpipe.stats.likelihood import cholesky_jitter
+
+    pdir = _point_dir(run_dir, point)
+    wins = []
+    for _, blind in _ok_windows(pdir, dataset):
+        L = cholesky_jitter(blind["C"])
+        wins.append({"tag": f"m{blind['mass'] * 1e3:g}MeV", "mass": blind["mass"],
+                     "n": blind["n"], "b": blind["b"], "L": L, "w": blind["w"],
+                     "scale": _single(blind["n"], blind["b"], L, blind["w"])})
+    if not wins:
+        raise GprpipeError(f"{Layout(pdir).fit}: no successful GP fit of {dataset!r}.")
+    if not re.fullmatch(r"ins[0-9]{7}", inspire):
+        raise GprpipeError(f"--inspire {inspire!r}: an INSPIRE id is 'ins' and 7 digits.")
+    bkg, ps = patchset(wins, name=f"gprpipe_{dataset}", inspire=inspire,
+                       description=f"{dataset}: the blind-window likelihood of each test mass; "
+                       "POI A = signal yield / the unit in the measurement name")
+    out = Path(output) if output else pdir / "exports"
+    paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
+    for p, doc in zip(paths, (bkg, ps)):
+        atomic_write_text(p, json.dumps(doc) + "\n")
+    return paths, len(wins)
+
+
+# The GP covariance of a window is smooth, so nearly singular (condition number ~1e12);
+# Spey's optimiser stalls at its start on it. A diagonal of 1e-6 of the largest variance
+# (standard deviations ~1e-3 of the largest) changes the model by far less than the Poisson
+# noise and lets it converge (recorded per mass as ``covariance_jitter``).
+SPEY_JITTER = 1e-6
+
+
+def export_spey(run_dir: Path, dataset: str, *, point: str | None = None,
+                output: Path | None = None) -> tuple[Path, int]:
+    """``spey_<dataset>.json``: per test mass the inputs of Spey's correlated-background
+    model (``default.correlated_background``): ``data``, ``background``, ``covariance``
+    and ``signal_per_eps2`` (signal yields per unit eps^2 = K w), with ``scan.csv``'s
+    ``eps2_up``; the covariance includes ``covariance_jitter`` on its diagonal.
+    ``dataset = "combined"``: the concatenated windows of the combination
+    (block-diagonal covariance; one shared eps^2)."""
+    from gprpipe.pipeline.plan import COMBINED
+    from gprpipe.steps.limit import read_scan
+
+    pdir = _point_dir(run_dir, point)
+    lay = Layout(pdir)
+    scan = read_scan(lay.limit).get(dataset, {}) if lay.limit.exists() else {}
+    entries = []
+    if dataset == COMBINED:
+        windows = _combined_windows(pdir, scan)
+    else:
+        windows = []
+        for cfg, blind in _ok_windows(pdir, dataset):
+            from gprpipe.steps.inject import unit_yield
+
+            k = unit_yield(cfg, dataset, blind["mass"], blind["rho"])
+            windows.append((blind["mass"], blind["n"], blind["b"], blind["C"], k * blind["w"]))
+    for m, n, b, C, s in windows:
+        jitter = SPEY_JITTER * float(np.max(np.diag(C)))
+        e = {"mass_GeV": m, "data": n, "background": b,
+             "covariance": C + jitter * np.eye(len(b)), "covariance_jitter": jitter,
+             "signal_per_eps2": s}
+        if scan:
+            j = np.flatnonzero(np.abs(scan["mass_GeV"] - m) < 1e-9)
+            if len(j):
+                e |= {k: float(scan[k][j[0]]) for k in ("eps2_up", "eps2_exp_med", "A_up")}
+        entries.append({k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                        for k, v in e.items()})
+    if not entries:
+        raise GprpipeError(f"{lay.fit}: nothing to export for {dataset!r}.")
+    doc = {"dataset": dataset, "model": "default.correlated_background",
+           "poi": "eps2 (signal = eps2 * signal_per_eps2)", "masses": entries}
+    path = (Path(output) if output else pdir / "exports") / f"spey_{dataset}.json"
+    atomic_write_text(path, json.dumps(doc) + "\n")
+    return path, len(entries)
+
+
+def _combined_windows(pdir: Path, scan: dict):
+    from gprpipe.stats.combine import combine
+    from gprpipe.steps.combine import load_blocks
+    from gprpipe.steps.runner import resolve_task
+
+    if not scan:
+        raise GprpipeError(f"{pdir}: no combined rows in limit.h5.")
+    _, cfg = resolve_task(pdir, "fit", "merge", None)
+    lay = Layout(pdir)
+    out, fits = [], {}
+    for m in scan["mass_GeV"][scan["status"] == "ok"]:
+        blocks, _, _ = load_blocks(cfg, lay.fit, float(m), fits)
+        cw = combine(blocks)
+        out.append((float(m), cw.n, cw.b, cw.C, cw.s_unit))
+    return out

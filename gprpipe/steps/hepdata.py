@@ -1,24 +1,33 @@
-"""HEPData-style tables of every limit curve (written by the plot step).
+"""HEPData submission of every limit curve and significance scan (written by the plot step).
 
-For each dataset group of ``limit.h5`` (including ``combined``) and each quantity (``eps2``,
-``A``), ``<point>/hepdata/`` receives
+Built with ``hepdata_lib`` and validated by ``hepdata-validator`` (the tests run the
+validator on the archive). ``<point>/hepdata/`` receives, for each dataset group of
+``limit.h5`` (including ``combined``):
 
-* ``limits_<quantity>_<dataset>.yaml``: a HEPData table (``independent_variables``: the mass
-  in GeV; ``dependent_variables``: the observed limit, and the expected median with its
-  ``1 sigma`` and ``2 sigma`` bands as asymmetric errors, signed offsets from the median);
+* ``limits_<quantity>_<dataset>.yaml`` (quantity ``eps2`` or ``a``; names lower-case):
+  independent variable m(A') in GeV; dependent variables the observed upper limit and
+  the expected median with its ``1 sigma`` and ``2 sigma`` bands as asymmetric errors
+  (signed offsets from the median); qualifiers CL, dataset, method;
+* ``significance_<dataset>.yaml``: local and global p0 and Z vs mass;
 * ``limits_<quantity>_<dataset>.csv``: ``mass_GeV, observed, expected_median,
   expected_minus1sigma, expected_plus1sigma, expected_minus2sigma, expected_plus2sigma``
-  (band edges as absolute values, not offsets);
+  (band edges as absolute values);
 
-and ``submission.yaml`` lists the tables (HEPData submission format). Only rows with
-``status == "ok"`` are exported. Blinded runs export the expected limits only (no
-``observed`` column or variable) and say so in every table and comment. The YAML is
-written directly (no YAML library needed).
+plus ``submission.yaml`` and ``submission.tar.gz`` (the archive HEPData accepts). Only rows
+with ``status == "ok"`` are exported. Blinded runs (``base.blind``) export the expected
+limits only (no observed variable or column, no significance table) and say so in every
+table, qualifier and comment. The folder is replaced as a whole (built next to it,
+then renamed), so it is never half-written.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
+import os
+import shutil
+import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +38,8 @@ from gprpipe.io.atomic import atomic_write_text
 CSV_HEADER = ("mass_GeV", "observed", "expected_median", "expected_minus1sigma",
               "expected_plus1sigma", "expected_minus2sigma", "expected_plus2sigma")
 QUANTITIES = {
-    "eps2": ("upper limit on epsilon^2", "$\\epsilon^2$", ""),
-    "A": ("upper limit on the signal yield A", "$A$", "events"),
+    "eps2": ("upper limit on epsilon^2", "", "EPSILON**2"),
+    "A": ("upper limit on the signal yield A", "events", "A"),
 }
 
 
@@ -38,44 +47,79 @@ def _num(v: float) -> str:
     return f"{float(v):.6g}"
 
 
-def _q(s: str) -> str:
-    """A double-quoted YAML string."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _mass_variable(mass):
+    from hepdata_lib import Variable
+
+    v = Variable("m(A')", is_independent=True, is_binned=False, units="GeV")
+    v.values = [float(m) for m in mass]
+    v.digits = 6
+    return v
 
 
-def table_yaml(mass: np.ndarray, obs: np.ndarray, bands: list[np.ndarray], *, quantity: str,
-               cl: float, dataset: str) -> str:
-    """One HEPData table: mass (GeV) -> observed and expected limits with their bands."""
-    what, _, units = QUANTITIES[quantity]
-    lo2, lo1, med, hi1, hi2 = bands
-    quals = [("CL", f"{cl:g}%"), ("Dataset", dataset)]
+def _qualify(var, quals: list[tuple[str, str]]) -> None:
+    for k, val in quals:
+        var.add_qualifier(k, val)
+
+
+def limit_table(mass, obs, bands: list[np.ndarray], *, quantity: str, cl: float, dataset: str,
+                stem: str, method: str):
+    """A ``hepdata_lib.Table``: observed limit and expected median with 1/2 sigma bands."""
+    from hepdata_lib import Table, Uncertainty, Variable
+
+    what, units, obs_kw = QUANTITIES[quantity]
+    lo2, lo1, med, hi1, hi2 = (np.asarray(b, dtype=float) for b in bands)
+    t = Table(stem)
+    shown = "BLINDED: expected" if obs is None else "observed, expected"
+    t.description = (f"{cl:g}% CL {what} for {dataset} vs the A' mass: {shown} "
+                     f"median and its 1 and 2 sigma bands ({method}).")
+    t.keywords["observables"] = [obs_kw]
+    t.keywords["reactions"] = ["E- N --> E- N A' (A' --> E+ E-)"]
+    t.keywords["phrases"] = ["Dark photon", "Bump hunt", "Upper limit"]
+    t.add_variable(_mass_variable(mass))
+    quals = [("CL", f"{cl:g}%"), ("Dataset", dataset), ("Method", method)]
     if obs is None:
         quals.append(("Blinded", "expected limits only"))
-    out = io.StringIO()
-    w = out.write
-    w("independent_variables:\n")
-    w("- header: {name: \"m(A')\", units: GEV}\n  values:\n")
-    for m in mass:
-        w(f"  - {{value: {_num(m)}}}\n")
-    w("dependent_variables:\n")
-    unit = f", units: {_q(units)}" if units else ""
-    for name in ("Observed", "Expected") if obs is not None else ("Expected",):
-        w(f"- header: {{name: {_q(f'{name} {cl:g}% CL {what}')}{unit}}}\n")
-        w("  qualifiers:\n")
-        for k, v in quals:
-            w(f"  - {{name: {_q(k)}, value: {_q(v)}}}\n")
-        w("  values:\n")
-        if name == "Observed":
-            for v in obs:
-                w(f"  - {{value: {_num(v)}}}\n")
-            continue
-        for i in range(len(med)):
-            w(f"  - value: {_num(med[i])}\n    errors:\n")
-            w(f"    - {{asymerror: {{minus: {_num(lo1[i] - med[i])}, "
-              f"plus: {_num(hi1[i] - med[i])}}}, label: \"1 sigma\"}}\n")
-            w(f"    - {{asymerror: {{minus: {_num(lo2[i] - med[i])}, "
-              f"plus: {_num(hi2[i] - med[i])}}}, label: \"2 sigma\"}}\n")
-    return out.getvalue()
+    else:
+        o = Variable(f"Observed {cl:g}% CL {what}", is_independent=False, is_binned=False,
+                     units=units)
+        o.values = [float(x) for x in obs]
+        o.digits = 6
+        _qualify(o, quals)
+        t.add_variable(o)
+    e = Variable(f"Expected {cl:g}% CL {what}", is_independent=False, is_binned=False,
+                 units=units)
+    e.values = [float(x) for x in med]
+    e.digits = 6
+    _qualify(e, quals)
+    for lab, lo, hi in (("1 sigma", lo1, hi1), ("2 sigma", lo2, hi2)):
+        u = Uncertainty(lab, is_symmetric=False)
+        u.values = [(float(a - m), float(b - m)) for a, m, b in zip(lo, med, hi)]
+        e.add_uncertainty(u)
+    t.add_variable(e)
+    return t
+
+
+def significance_table(mass, cols: dict[str, np.ndarray], *, dataset: str, stem: str,
+                       n_eff: float):
+    """A ``hepdata_lib.Table``: local and global p0 and Z vs mass."""
+    from hepdata_lib import Table, Variable
+
+    t = Table(stem)
+    t.description = (f"Local and global background-only p-values p0 and significances Z of "
+                     f"{dataset} vs the A' mass (global: Sidak correction with "
+                     f"N_eff = {n_eff:.3g}).")
+    t.keywords["observables"] = ["SIG"]
+    t.keywords["phrases"] = ["Dark photon", "Bump hunt", "Local significance"]
+    t.add_variable(_mass_variable(mass))
+    for key, name in (("p0_local", "Local p0"), ("Z_local", "Local Z"),
+                      ("p0_global", "Global p0"), ("Z_global", "Global Z")):
+        v = Variable(name, is_independent=False, is_binned=False,
+                     units="" if key.startswith("p0") else "sigma")
+        v.values = [float(x) for x in cols[key]]
+        v.digits = 6
+        _qualify(v, [("Dataset", dataset)])
+        t.add_variable(v)
+    return t
 
 
 def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str) -> str:
@@ -93,19 +137,25 @@ def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str) -> st
     return out.getvalue()
 
 
-def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
-    """Write every table of ``limit.h5`` into ``folder``; returns the files written."""
+
+def build_submission(cfg: Config, limit_path: Path):
+    """The ``hepdata_lib.Submission`` and the CSV texts ``{file name: text}``."""
+    import hepdata_lib
+
     from gprpipe import __version__
     from gprpipe.steps.limit import BAND_COLS, read_scan
 
     cl = 100.0 * (1.0 - cfg.limit.alpha)
-    written: list[Path] = []
-    comment = (f"{cfg.base.name}: limits of the GPR bump hunt (gprpipe {__version__}), "
-               f"{cl:g}% CL CLs, observed limits: {cfg.limit.mode}")
+    sub = hepdata_lib.Submission()
+    sub.comment = (f"{cfg.base.name}: limits and significances of the GPR bump hunt "
+                   f"(gprpipe {__version__}), {cl:g}% CL CLs; observed limits: "
+                   f"{cfg.limit.mode}, expected bands: {cfg.limit.bands}.")
     if cfg.base.blind:
-        comment = (f"{cfg.base.name}: BLINDED expected limits of the GPR bump hunt (gprpipe "
-                   f"{__version__}), {cl:g}% CL CLs; no observed result")
-    docs = [f"comment: {_q(comment)}\n"]
+        sub.comment = (f"{cfg.base.name}: BLINDED expected limits of the GPR bump hunt "
+                       f"(gprpipe {__version__}), {cl:g}% CL CLs; no observed result.")
+    method = f"CLs, q~ test statistic, {cfg.limit.mode} (bands: {cfg.limit.bands})"
+    csvs: dict[str, str] = {}
+    where = f"gprpipe run {cfg.base.name}: scan.csv"
     for name, a in read_scan(limit_path).items():
         ok = a["status"] == "ok"
         if not ok.any():
@@ -115,21 +165,68 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
         for q in QUANTITIES:
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
-            stem = f"limits_{q}_{name}"
-            kw = {"quantity": q, "cl": cl, "dataset": label}
-            for ext, text in (("yaml", table_yaml(m, obs, bands, **kw)),
-                              ("csv", table_csv(m, obs, bands, **kw))):
-                target = folder / f"{stem}.{ext}"
-                atomic_write_text(target, text)
-                written.append(target)
-            what = "BLINDED: expected median" if obs is None else "observed, expected median"
-            desc = (f"{cl:g}% CL {QUANTITIES[q][0]} for {label}: {what} "
-                    f"and 1/2 sigma bands ({cfg.limit.bands} bands).")
-            docs.append(f"name: {_q(f'{label} {q} limits')}\ndescription: {_q(desc)}\n"
-                        f"keywords:\n- {{name: observables, values: [{_q(q.upper())}]}}\n"
-                        f"data_file: {stem}.yaml\n")
-    if len(docs) > 1:
-        target = folder / "submission.yaml"
-        atomic_write_text(target, "---\n".join(docs))
-        written.append(target)
-    return written
+            stem = f"limits_{q}_{name}".lower()
+            t = limit_table(m, obs, bands, quantity=q, cl=cl, dataset=label, stem=stem,
+                            method=method)
+            t.location = where
+            sub.add_table(t)
+            csvs[f"{stem}.csv"] = table_csv(m, obs, bands, quantity=q, cl=cl, dataset=label)
+        if cfg.base.blind:  # p0 and Z depend on the observed counts
+            continue
+        n_eff = float(a["n_eff"][0]) if "n_eff" in a else float("nan")
+        t = significance_table(m, {k: a[k][ok] for k in
+                                   ("p0_local", "Z_local", "p0_global", "Z_global")},
+                               dataset=label, stem=f"significance_{name}".lower(), n_eff=n_eff)
+        t.location = where
+        sub.add_table(t)
+    return sub, csvs
+
+
+def write_submission(sub, folder: Path) -> list[Path]:
+    """``submission.yaml``, one YAML per table and ``submission.tar.gz`` in ``folder``
+    (what ``Submission.create_files`` writes, without its archive in the working directory).
+    """
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    head = {"data_license": sub.get_license(), "comment": sub.comment}
+    with open(folder / "submission.yaml", "w", encoding="utf-8") as fh:
+        yaml.dump(head, fh, default_flow_style=False, explicit_start=True)
+    for t in sub.tables:
+        t.write_output(str(folder))
+    files = sorted(folder.glob("*.yaml"))
+    # byte-reproducible archive: no timestamps or owners (same inputs, same bytes)
+    with open(folder / "submission.tar.gz", "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for f in files:
+            info = tar.gettarinfo(f, arcname=f.name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o644
+            with open(f, "rb") as fh:
+                tar.addfile(info, fh)
+    return [*files, folder / "submission.tar.gz"]
+
+
+def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
+    """Write the HEPData submission of ``limit.h5`` into ``folder``; returns the files."""
+    sub, csvs = build_submission(cfg, limit_path)
+    if not sub.tables:
+        return []
+    folder = Path(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        names = [p.name for p in write_submission(sub, tmp)]
+        for fname, text in csvs.items():
+            atomic_write_text(tmp / fname, text)
+            names.append(fname)
+        os.chmod(tmp, 0o755)
+        old = folder.with_name(f".{folder.name}.old")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [folder / n for n in sorted(names)]

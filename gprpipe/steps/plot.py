@@ -63,11 +63,19 @@ def run(ctx) -> None:
         written += overlay_plots(read_scan(lay.limit), labels, cl, lay.plots, formats,
                                  blinded=cfg.base.blind)
         written += write_hepdata(cfg, lay.limit, lay.point_dir / "hepdata")
+        if not cfg.base.blind:  # sigma_A comes from the fit to the observed counts
+            from gprpipe.steps.reach import combination_products
+
+            written += combination_products(cfg, lay, formats)
     if lay.inject.exists():
         from gprpipe.plotting.inject import inject_plots
 
         written += inject_plots(lay.inject, labels, lay.plots, formats,
                                 window=cfg.fit.blind_nsigma)
+    if lay.fit.exists():
+        from gprpipe.steps.displays import display_plots
+
+        written += display_plots(cfg, lay, formats)
     from gprpipe.results.report import write_reports
 
     files = [str(p.relative_to(lay.point_dir)) for p in written]

@@ -1,0 +1,597 @@
+"""Reviewer displays (written by the plot step): extraction and observed event displays.
+
+* **Extraction display** ``display_extract_<dataset>_<m>MeV_z<z>_<variant>``: one
+  representative pseudo-experiment per (dataset or ``combined``, mass, injected strength
+  ``z``) and variant (``conditional``: blind-window toy fitted with the data's fixed
+  ``(b, C)``; ``refit``: full-range toy with the GP refitted on its sidebands). Toys are
+  drawn with the inject step's seeds; the representative toy is the one whose ``A_hat`` is
+  the median of the converged toys (those of ``inject.h5`` when it holds that mass, strength
+  and variant, so the display is toy ``toy_index`` of ``inject.h5``; else ``inject.n_toys``
+  conditional toys or ``plot.displays.refit_toys`` refit toys drawn here).
+* **Observed display** ``display_observed_<dataset>_<m>MeV`` and, for a combination, the
+  hero figure ``display_observed_combined_<m>MeV`` (a column per dataset and a shared bump
+  panel in units of eps^2).
+
+Each display is a PNG/PDF (``plot.formats``) and a JSON sidecar with every number shown
+(yields, Z, eps^2, and the binned arrays). Yields of a combined display are per dataset
+(``A_d = eps^2 K_d``); the shared fit is in eps^2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from gprpipe.config.schema import Config
+from gprpipe.io.atomic import atomic_write_text
+from gprpipe.pipeline.plan import COMBINED, dataset_masses
+from gprpipe.plotting.style import save
+from gprpipe.steps.runner import seed_for
+
+MEV = 1e3
+ZOOM_PAD = 0.5   # zoom panel: blind window +/- 0.5 sigma_m
+RESID_HALF = 5.0  # residual panel: +/- 5 sigma_m (the Gaussians are drawn beyond the window)
+
+
+@dataclass
+class Shown:
+    """One dataset's pseudo-experiment (or the data) at a mass, fitted."""
+
+    name: str
+    label: str
+    mass: float
+    sigma: float
+    nsig: float
+    edges: np.ndarray
+    counts: np.ndarray          # full range: data, or data with the toy in the window, or toy
+    train: np.ndarray           # GP training bins
+    hyper: object               # GPHyper used for the background prediction
+    blind: np.ndarray           # blind-bin mask
+    b: np.ndarray               # background on the blind bins used in the fit
+    C: np.ndarray
+    w: np.ndarray               # likelihood template on the blind bins
+    k_unit: float               # signal yield per unit eps^2
+    A_hat: float = math.nan
+    sigma_A: float = math.nan
+    A_inj: float | None = None
+    sig_counts: np.ndarray | None = None  # realised signal counts (full range)
+    w_true: np.ndarray | None = None      # the true signal template on the blind bins
+
+
+def template_of(blind: dict, cfg: Config) -> np.ndarray:
+    """The likelihood's signal template of a stored window (``fit.signal_leakage``)."""
+    from gprpipe.steps.fit import template_key
+
+    return np.asarray(blind[template_key(cfg)], dtype=float)
+
+
+def _ctx(lay) -> SimpleNamespace:
+    return SimpleNamespace(layout=lay)
+
+
+def _label(cfg: Config, name: str) -> str:
+    return "Combined" if name == COMBINED else (cfg.datasets[name].label or name)
+
+
+def column_arrays(s: Shown) -> dict:
+    """Everything a display column draws (and the sidecar stores), as plain arrays."""
+    from gprpipe.stats.gp import predict_counts
+
+    x = 0.5 * (s.edges[1:] + s.edges[:-1])
+    pos = x > 0
+    gp_full = np.full(x.size, np.nan)
+    gp_full[pos], _ = predict_counts(x[s.train], s.counts[s.train], x[pos], s.hyper)
+    near = np.abs(x - s.mass) <= RESID_HALF * s.sigma
+    b_r, C_r = predict_counts(x[s.train], s.counts[s.train], x[near], s.hyper)
+    err = np.sqrt(np.clip(np.diag(C_r), 0, None))
+    inwin = s.blind[near]
+    b_r[inwin] = s.b           # the fitted window: exactly the likelihood's background
+    err[inwin] = np.sqrt(np.clip(np.diag(s.C), 0, None))
+    zoom = np.abs(x[near] - s.mass) <= (s.nsig + ZOOM_PAD) * s.sigma
+    return {
+        "label": s.label, "mass_GeV": s.mass, "sigma_m_GeV": s.sigma, "blind_nsigma": s.nsig,
+        "window_GeV": [s.mass - s.nsig * s.sigma, s.mass + s.nsig * s.sigma],
+        "edges": s.edges, "counts": s.counts, "gp_full": gp_full,
+        "x": x[near], "n": s.counts[near], "b": b_r, "b_err": err, "in_window": inwin,
+        "zoom": zoom, "bin_width": float(np.median(np.diff(s.edges))),
+        "A_hat": s.A_hat, "sigma_A": s.sigma_A, "A_inj": s.A_inj,
+        "signal": None if s.sig_counts is None else s.sig_counts[near],
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Windows of the data fit
+# --------------------------------------------------------------------------------------
+def _data_shown(cfg: Config, lay, name: str, mass: float) -> Shown:
+    from gprpipe.steps.inject import _window
+
+    win = _window(cfg, _ctx(lay), name, mass)
+    mf = win.fit
+    x = 0.5 * (win.edges[1:] + win.edges[:-1])
+    from gprpipe.stats.window import blind_mask
+
+    ds = cfg.datasets[name]
+    excl = cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma
+    train = ~blind_mask(x, mass, mf.sigma, excl) & (x > 0)
+    if ds.data_range is not None:
+        train &= (x >= ds.data_range[0]) & (x <= ds.data_range[1])
+    from gprpipe.steps.inject import unit_yield
+
+    return Shown(name, _label(cfg, name), mass, mf.sigma, cfg.fit.blind_nsigma, win.edges,
+                 np.asarray(win.counts, dtype=float), train, mf.hyper,
+                 blind_mask(x, mass, mf.sigma, cfg.fit.blind_nsigma),
+                 np.asarray(mf.blind["b"]), np.asarray(mf.blind["C"]),
+                 template_of(mf.blind, cfg), unit_yield(cfg, name, mass, mf.rho),
+                 w_true=np.asarray(mf.blind["w"], dtype=float))
+
+
+def _fit(s: Shown) -> None:
+    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+
+    f = fit_signal(s.counts[s.blind], s.b, cholesky_jitter(s.C), s.w)
+    s.A_hat, s.sigma_A = float(f.A_hat), float(f.sigma_A)
+
+
+def _combine(shown: list[Shown]):
+    from gprpipe.stats import combine as comb
+
+    return comb.combine([comb.Block(s.counts[s.blind], s.b, s.C, s.w, s.k_unit, s.name)
+                         for s in shown])
+
+
+def _q0_z(n, b, C, w) -> float:
+    from gprpipe.stats import significance
+    from gprpipe.stats.likelihood import cholesky_jitter
+
+    return float(significance.z_local(significance.q0(n, b, cholesky_jitter(C), w)))
+
+
+# --------------------------------------------------------------------------------------
+# Representative toys
+# --------------------------------------------------------------------------------------
+def _median_index(a_hat: np.ndarray, ok: np.ndarray) -> int:
+    a = np.where(ok & np.isfinite(a_hat), a_hat, np.nan)
+    if not np.isfinite(a).any():
+        return 0
+    return int(np.nanargmin(np.abs(a - np.nanmedian(a))))
+
+
+def _inject_toys(lay, name: str, mass: float, z: float, refit: bool):
+    """Per-toy arrays and attrs of ``inject.h5`` for (name, mass, z) in that variant."""
+    if not lay.inject.exists():
+        return None
+    from gprpipe.steps.inject import read_toys
+
+    try:
+        toys = read_toys(lay.inject, name)
+    except KeyError:
+        return None
+    got = toys.get(f"{mass * MEV:g}MeV_z{z:g}")
+    if got is None or bool(got[1].get("refit_gp")) != refit:
+        return None
+    return got
+
+
+def _inject_row(lay, name: str, mass: float, z: float) -> dict | None:
+    from gprpipe.steps.inject import CSV_COLUMNS, read_inject
+
+    if not lay.inject.exists():
+        return None
+    per = read_inject(lay.inject).get(name)
+    if per is None:
+        return None
+    i = np.flatnonzero((np.abs(per["mass_GeV"] - mass) < 1e-9) & (np.abs(per["z_inj"] - z) < 1e-9))
+    if not len(i):
+        return None
+    return {c: _py(per[c][i[0]]) for c in CSV_COLUMNS if c != "dataset" and c in per}
+
+
+def _refit_setup(cfg: Config, lay, name: str, mass: float):
+    from gprpipe.steps.inject import _window, refit_setup
+
+    win = _window(cfg, _ctx(lay), name, mass)
+    return win, refit_setup(cfg, name, win)
+
+
+def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, variant: str
+                       ) -> tuple[list[Shown], dict]:
+    from gprpipe.stats import inject as inj
+    from gprpipe.stats.likelihood import cholesky_jitter
+    from gprpipe.stats.template import signal_template
+
+    base = _data_shown(cfg, lay, name, mass)
+    L = cholesky_jitter(base.C)
+    sref = inj.sigma_ref(base.b, L, base.w)
+    A = float(z) * sref
+    ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
+    ic = cfg.inject
+    stored = _inject_toys(lay, name, mass, z, variant == "refit")
+    meta = {"sigma_A_ref": sref, "source": "inject.h5" if stored else "drawn for the display"}
+    w_full = signal_template(base.edges, mass, base.sigma)
+    if variant == "conditional":
+        n_toys = ic.n_toys
+        rng = np.random.default_rng(ss)
+        # signal drawn from the true template; the fit uses the likelihood's template with
+        # the background the GP would absorb from the leaked signal (as the inject step)
+        bkg, sig = inj.conditional_toys(base.b, base.C, base.w_true, A, n_toys, rng,
+                                        mode=ic.mode, L=L)
+        b_fit = base.b + A * (base.w_true - base.w)
+        if stored is not None:
+            t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
+        else:
+            a, _, c = inj.extract(bkg + sig, b_fit, L, base.w)
+            t = _median_index(a, c)
+        counts = base.counts.copy()
+        counts[base.blind] = bkg[t] + sig[t]
+        sig_full = np.zeros_like(counts)
+        sig_full[base.blind] = sig[t]
+        shown = Shown(**{**base.__dict__, "counts": counts, "A_inj": A, "sig_counts": sig_full,
+                         "b": b_fit})
+    else:
+        win, setup = _refit_setup(cfg, lay, name, mass)
+        b_full = inj.full_range_mean(win.counts, setup)
+        n_toys = stored[0]["A_hat"].size if stored is not None else cfg.plot.displays.refit_toys
+        if stored is not None:
+            t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
+        else:
+            ex = inj.inject_refit(setup, A, w_full, [inj._child(ss, i) for i in range(n_toys)],
+                                  b_full=b_full, mode=ic.mode)
+            t = _median_index(ex.A_hat, ex.converged)
+        seed_t = inj._child(ss, t)
+        rt = inj.refit_toys(setup, A, w_full, [seed_t], b_full=b_full, mode=ic.mode)
+        bkg, sig = inj.full_range_toy(np.random.default_rng(seed_t), A, w_full, mode=ic.mode,
+                                      b_full=b_full)
+        from gprpipe.stats.gp import GPHyper
+
+        hyper = GPHyper(float(rt.gp_amplitude[0]), float(rt.gp_length_scale[0]),
+                        float(rt.gp_lml[0]), bool(rt.gp_converged[0]), 0, "")
+        shown = Shown(**{**base.__dict__, "counts": (bkg + sig).astype(float), "hyper": hyper,
+                         "b": rt.b[0], "C": rt.C[0], "A_inj": A,
+                         "sig_counts": sig.astype(float)})
+        meta["gp_converged"] = bool(rt.gp_converged[0])
+    _fit(shown)
+    n = shown.counts[shown.blind]
+    meta.update(toy_index=int(t), n_toys=int(n_toys), A_inj=A, eps2_inj=A / base.k_unit,
+                Z_inj=float(z))
+    if stored is not None:
+        meta["A_hat_inject_h5"] = float(stored[0]["A_hat"][t])
+    meta["realised_signal_window"] = float(shown.sig_counts[shown.blind].sum())
+    meta["realised_signal_total"] = float(shown.sig_counts.sum())
+    meta["Z_hat"] = shown.A_hat / shown.sigma_A
+    meta["Z_q0"] = _q0_z(n, shown.b, shown.C, shown.w)
+    meta["eps2_hat"] = shown.A_hat / base.k_unit
+    meta["sigma_eps2"] = shown.sigma_A / base.k_unit
+    return [shown], meta
+
+
+def _extraction_combined(cfg: Config, lay, mass: float, z: float, variant: str
+                         ) -> tuple[list[Shown], dict]:
+    from gprpipe.stats import combine as comb
+    from gprpipe.stats import inject as inj
+    from gprpipe.stats.gp import GPHyper
+    from gprpipe.stats.template import signal_template
+
+    names = [d for d in cfg.scanned()
+             if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9]
+    bases = [_data_shown(cfg, lay, d, mass) for d in names]
+    cw = _combine(bases)
+    _, sref_e, _ = comb.fit(cw, cw.b)
+    e = float(z) * float(sref_e)
+    ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
+    ic = cfg.inject
+    ktot = cw.k_total
+    stored = _inject_toys(lay, COMBINED, mass, z, variant == "refit")
+    meta: dict = {"sigma_eps2_ref": float(sref_e),
+                  "source": "inject.h5" if stored else "drawn for the display"}
+    shown: list[Shown] = []
+    if variant == "conditional":
+        n_toys = ic.n_toys
+        from gprpipe.stats.toys import background_toys
+
+        rng = np.random.default_rng(ss)  # the inject step's draws: background, then signal
+        bkg = background_toys(cw.b, cw.C, n_toys, rng, cw.L)
+        sig = np.zeros_like(bkg)
+        for bs, sl in zip(bases, cw.slices):
+            sig[:, sl] = inj.signal_counts(e * bs.k_unit, bs.w_true, n_toys, rng, ic.mode)
+        if stored is not None:
+            t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
+        else:
+            fit_cw = _combine([Shown(**{**bs.__dict__, "b": bs.b + e * bs.k_unit *
+                                        (bs.w_true - bs.w)}) for bs in bases])
+            a, _, f = comb.fit(fit_cw, bkg + sig)
+            t = _median_index(np.atleast_1d(a), np.atleast_1d(f.converged))
+        for bs, sl in zip(bases, cw.slices):
+            bs.b = bs.b + e * bs.k_unit * (bs.w_true - bs.w)
+            counts = bs.counts.copy()
+            counts[bs.blind] = bkg[t, sl] + sig[t, sl]
+            sf = np.zeros_like(counts)
+            sf[bs.blind] = sig[t, sl]
+            shown.append(Shown(**{**bs.__dict__, "counts": counts, "sig_counts": sf,
+                                  "A_inj": e * bs.k_unit}))
+    else:
+        setups = [_refit_setup(cfg, lay, d, mass) for d in names]
+        b_fulls = [inj.full_range_mean(w.counts, st) for w, st in setups]
+        w_fulls = [signal_template(bs.edges, mass, bs.sigma) for bs in bases]
+        ks = [bs.k_unit for bs in bases]
+        sts = [st for _, st in setups]
+        if stored is not None:
+            n_toys = stored[0]["A_hat"].size
+            t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
+        else:
+            n_toys = cfg.plot.displays.refit_toys
+            ex = inj.inject_refit_combined(sts, b_fulls, w_fulls, ks, e,
+                                           [inj._child(ss, i) for i in range(n_toys)],
+                                           mode=ic.mode, scale=cw.scale, names=names)
+            t = _median_index(ex.A_hat, ex.converged)
+        seed_t = inj._child(ss, t)
+        for d, (bs, st, bf, wf, k) in enumerate(zip(bases, sts, b_fulls, w_fulls, ks)):
+            sd = inj._child(seed_t, d)
+            rt = inj.refit_toys(st, e * k, wf, [sd], b_full=bf, mode=ic.mode)
+            bkg, sig = inj.full_range_toy(np.random.default_rng(sd), e * k, wf, mode=ic.mode,
+                                          b_full=bf)
+            hyper = GPHyper(float(rt.gp_amplitude[0]), float(rt.gp_length_scale[0]),
+                            float(rt.gp_lml[0]), bool(rt.gp_converged[0]), 0, "")
+            shown.append(Shown(**{**bs.__dict__, "counts": (bkg + sig).astype(float),
+                                  "hyper": hyper, "b": rt.b[0], "C": rt.C[0], "A_inj": e * k,
+                                  "sig_counts": sig.astype(float)}))
+    cw_t = comb.combine([comb.Block(s.counts[s.blind], s.b, s.C, s.w, s.k_unit, s.name)
+                         for s in shown], scale=cw.scale)
+    e_hat, s_e, _ = comb.fit(cw_t)
+    for s in shown:
+        s.A_hat, s.sigma_A = float(e_hat) * s.k_unit, float(s_e) * s.k_unit
+    meta.update(toy_index=int(t), n_toys=int(n_toys), Z_inj=float(z), eps2_inj=e,
+                A_inj_total=e * ktot, eps2_hat=float(e_hat), sigma_eps2=float(s_e),
+                A_hat_total=float(e_hat) * ktot, Z_hat=float(e_hat) / float(s_e),
+                Z_q0=float(np.sqrt(max(float(comb.q0(cw_t)), 0.0))))
+    if stored is not None:
+        meta["A_hat_inject_h5"] = float(stored[0]["A_hat"][t])
+    meta["per_dataset"] = {s.name: {"k_unit": s.k_unit, "A_inj": s.A_inj,
+                                    "realised_signal_window": float(s.sig_counts[s.blind].sum()),
+                                    "realised_signal_total": float(s.sig_counts.sum()),
+                                    "A_hat": s.A_hat, "sigma_A": s.sigma_A}
+                           for s in shown}
+    return shown, meta
+
+
+def _observed_single(cfg: Config, lay, name: str, mass: float) -> tuple[list[Shown], dict]:
+    s = _data_shown(cfg, lay, name, mass)
+    _fit(s)
+    n = s.counts[s.blind]
+    meta = {"A_hat": s.A_hat, "sigma_A": s.sigma_A,
+            "Z_local": _q0_z(n, s.b, s.C, s.w), "eps2_hat": s.A_hat / s.k_unit,
+            "sigma_eps2": s.sigma_A / s.k_unit, "k_unit": s.k_unit}
+    meta.update(_scan_row(lay, name, mass))
+    return [s], meta
+
+
+def _observed_combined(cfg: Config, lay, mass: float) -> tuple[list[Shown], dict]:
+    from gprpipe.stats import combine as comb
+    from gprpipe.steps.combine import covering
+
+    shown = [_data_shown(cfg, lay, d, mass) for d in covering(cfg, mass)]
+    cw = _combine(shown)
+    e_hat, s_e, _ = comb.fit(cw)
+    for s in shown:
+        s.A_hat, s.sigma_A = float(e_hat) * s.k_unit, float(s_e) * s.k_unit
+    meta = {"eps2_hat": float(e_hat), "sigma_eps2": float(s_e),
+            "Z_local": float(np.sqrt(max(float(comb.q0(cw)), 0.0))),
+            "A_hat_total": float(e_hat) * cw.k_total,
+            "per_dataset": {s.name: {"k_unit": s.k_unit, "A_hat": s.A_hat, "sigma_A": s.sigma_A}
+                            for s in shown}}
+    meta.update(_scan_row(lay, COMBINED, mass))
+    return shown, meta
+
+
+def _scan_row(lay, name: str, mass: float) -> dict:
+    """The scan.csv numbers of (name, mass) shown in a display's box."""
+    if not lay.limit.exists():
+        return {}
+    from gprpipe.steps.limit import read_scan
+
+    a = read_scan(lay.limit).get(name)
+    if a is None:
+        return {}
+    i = np.flatnonzero(np.abs(a["mass_GeV"] - mass) < 1e-9)
+    if not len(i):
+        return {}
+    keys = ("A_up", "A_exp_med", "eps2_up", "eps2_exp_med", "p0_local", "Z_global")
+    return {f"scan_{k}": _py(a[k][i[0]]) for k in keys}
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+def _py(v):
+    if isinstance(v, np.ndarray):
+        return [_py(x) for x in v.tolist()]
+    if isinstance(v, list | tuple):
+        return [_py(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _py(x) for k, x in v.items()}
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
+    """The side box's lines (every number also in the sidecar)."""
+    c0 = cols[0]
+    lines = [f"m = {c0['mass_GeV'] * MEV:g} MeV, window +/-{c0['blind_nsigma']:g} sigma_m"]
+    lines += [f"  sigma_m({c['label']}) = {c['sigma_m_GeV'] * MEV:.2f} MeV" for c in cols]
+    comb = len(cols) > 1 or "per_dataset" in meta
+    if kind == "extraction":
+        if comb:
+            lines += [f"injected: Z = {meta['Z_inj']:g} sigma_ref",
+                      f"  eps2 = {meta['eps2_inj']:.3g}"]
+            for c in cols:
+                pd = meta["per_dataset"][c["name"]]
+                lines += [f"  {c['label']}: A = {pd['A_inj']:.1f}, realised "
+                          f"{pd['realised_signal_window']:.0f} in window"]
+            lines += ["extracted (shared eps2):",
+                      f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
+            for c in cols:
+                pd = meta["per_dataset"][c["name"]]
+                lines += [f"  {c['label']}: A = {pd['A_hat']:.1f} +/- {pd['sigma_A']:.1f}"]
+        else:
+            lines += [f"injected: Z = {meta['Z_inj']:g} sigma_ref",
+                      f"  A = {meta['A_inj']:.1f} (eps2 = {meta['eps2_inj']:.3g})",
+                      f"realised: {meta['realised_signal_window']:.0f} in window, "
+                      f"{meta['realised_signal_total']:.0f} in all",
+                      f"extracted: A = {cols[0]['A_hat']:.1f} +/- {cols[0]['sigma_A']:.1f}",
+                      f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
+        lines += [f"Z = A_hat/sigma_A = {meta['Z_hat']:.2f}",
+                  f"toy {meta['toy_index']} of {meta['n_toys']} (median A_hat)",
+                  f"  {meta['source']}"]
+        if "ensemble" in meta:
+            en = meta["ensemble"]
+            lines += [f"ensemble: <A_hat> = {en['A_hat_mean']:.1f}",
+                      f"  pull {en['pull_mean']:+.2f} +/- {en['pull_width']:.2f}"]
+    else:
+        if comb:
+            lines += ["shared eps2 fit:",
+                      f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
+            for c in cols:
+                pd = meta["per_dataset"][c["name"]]
+                lines += [f"  {c['label']}: A = {pd['A_hat']:.1f} +/- {pd['sigma_A']:.1f}"]
+        else:
+            lines += [f"A_hat = {meta['A_hat']:.1f} +/- {meta['sigma_A']:.1f}",
+                      f"eps2_hat = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
+        lines += [f"Z_local = {meta['Z_local']:.2f}"]
+        if "scan_eps2_up" in meta and meta["scan_eps2_up"] is not None:
+            lines += [f"{cl:g}% CL: eps2 < {meta['scan_eps2_up']:.3g}",
+                      f"  (expected {meta['scan_eps2_exp_med']:.3g})"]
+    return lines
+
+
+def write_display(stem: str, kind: str, shown: list[Shown], meta: dict, title: str,
+                  folder: Path, formats, cl: float, hidden: dict | None = None) -> list[Path]:
+    """Figure (``plot.formats``) and JSON sidecar of one display."""
+    from gprpipe.plotting.displays import display_figure
+
+    what = {"extraction": "toy", "observed": "data"}[kind]
+    if meta.get("variant") == "conditional":
+        what = "data, toy in window"
+    cols = [{**column_arrays(s), "name": s.name, "what": what} for s in shown]
+    for c, s in zip(cols, shown):
+        if hidden is not None and s.name in hidden:  # blinded: data in other windows hidden
+            h = hidden[s.name] & ~s.blind if s.sig_counts is not None else hidden[s.name]
+            x = 0.5 * (s.edges[1:] + s.edges[:-1])
+            near = np.abs(x - s.mass) <= RESID_HALF * s.sigma
+            c["counts"] = np.where(h, np.nan, c["counts"])
+            c["n"] = np.where(h[near], np.nan, c["n"])
+    shared = None
+    if len(shown) > 1:
+        shared = {"eps2_hat": meta["eps2_hat"], "sigma_eps2": meta["sigma_eps2"],
+                  "eps2_inj": meta.get("eps2_inj"),
+                  "k_units": [s.k_unit for s in shown]}
+    box = _box(kind, meta, cols, cl)
+    fig = display_figure(cols, box, title, shared=shared)
+    written = save(fig, folder, stem, formats)
+    side = {"kind": kind, "title": title, "box": box, **meta,
+            "datasets": [{k: v for k, v in c.items()} for c in cols]}
+    target = folder / f"{stem}.json"
+    atomic_write_text(target, json.dumps(_py(side), indent=1) + "\n")
+    return [*written, target]
+
+
+def _observed_masses(cfg: Config, lay) -> list[float]:
+    d = cfg.plot.displays
+    if d.observed is not None:
+        return [float(m) for m in d.observed]
+    if not lay.limit.exists():
+        return []
+    from gprpipe.steps.limit import read_scan
+
+    scan = read_scan(lay.limit)
+    a = scan.get(COMBINED) or next(iter(scan.values()), None)
+    if a is None:
+        return []
+    z = np.where(a["status"] == "ok", a["Z_local"], np.nan)
+    return [float(a["mass_GeV"][int(np.nanargmax(z))])] if np.isfinite(z).any() else []
+
+
+def _snap(cfg: Config, name: str, mass: float) -> float | None:
+    """``mass`` if it is a test mass of ``name`` (or a combined mass), else None."""
+    if name == COMBINED:
+        from gprpipe.pipeline.plan import combined_masses
+
+        ms = combined_masses(cfg)
+    else:
+        ms = dataset_masses(cfg, name)
+    if not len(ms):
+        return None
+    i = int(np.argmin(np.abs(ms - mass)))
+    return float(ms[i]) if abs(ms[i] - mass) < 1e-9 else None
+
+
+def display_plots(cfg: Config, lay, formats) -> list[Path]:
+    """Every display ``plot.displays`` asks for; returns the files written."""
+    d = cfg.plot.displays
+    cl = 100 * (1 - cfg.limit.alpha)
+    names = list(cfg.scanned())
+    from gprpipe.pipeline.plan import combined_masses
+
+    if len(combined_masses(cfg)):
+        names.append(COMBINED)
+    if d.datasets is not None:
+        names = [n for n in names if n in d.datasets]
+    written: list[Path] = []
+    if not lay.fit.exists():
+        return written
+    ext_masses = d.masses if d.masses is not None else cfg.inject.masses
+    for name in names:
+        for mass in ext_masses:
+            m = _in_range(cfg, name, float(mass))
+            if m is None:
+                continue
+            for z in d.z:
+                for variant in d.variants:
+                    if name == COMBINED:
+                        shown, meta = _extraction_combined(cfg, lay, m, float(z), variant)
+                    else:
+                        shown, meta = _extraction_single(cfg, lay, name, m, float(z), variant)
+                    meta["variant"] = variant
+                    row = _inject_row(lay, name, m, float(z))
+                    if row is not None and bool(row.get("refit_gp")) == (variant == "refit"):
+                        meta["ensemble"] = row
+                    title = (f"{_label(cfg, name)}: {variant} toy, m = {m * MEV:g} MeV, "
+                             f"Z_inj = {z:g}")
+                    stem = f"display_extract_{name}_{m * MEV:g}MeV_z{z:g}_{variant}"
+                    hidden = None
+                    if cfg.base.blind and variant == "conditional":
+                        from gprpipe.steps.plot import blinded_bins
+
+                        hidden = {s.name: blinded_bins(cfg, s.name, s.edges) for s in shown}
+                    written += write_display(stem, "extraction", shown, meta, title,
+                                             lay.plots, formats, cl, hidden)
+    if cfg.base.blind:  # observed displays show the blind windows' counts
+        return written
+    for mass in _observed_masses(cfg, lay):
+        for name in names:
+            m = _snap(cfg, name, mass)
+            if m is None:
+                continue
+            if name == COMBINED:
+                shown, meta = _observed_combined(cfg, lay, m)
+            else:
+                shown, meta = _observed_single(cfg, lay, name, m)
+            title = f"{_label(cfg, name)}: observed data, m = {m * MEV:g} MeV"
+            written += write_display(f"display_observed_{name}_{m * MEV:g}MeV", "observed",
+                                     shown, meta, title, lay.plots, formats, cl)
+    return written
+
+
+def _in_range(cfg: Config, name: str, mass: float) -> float | None:
+    if name == COMBINED:
+        n = sum(cfg.datasets[x].range[0] - 1e-9 <= mass <= cfg.datasets[x].range[1] + 1e-9
+                for x in cfg.scanned())
+        return mass if n >= 2 else None
+    lo, hi = cfg.datasets[name].range
+    return mass if lo - 1e-9 <= mass <= hi + 1e-9 else None

@@ -1,0 +1,371 @@
+"""Reviewer displays, combination bookkeeping, reach projection and exports (HEPData,
+pyhf PatchSet, Spey) on real HPS data, checked against scan.csv / inject.csv / inject.h5.
+
+The end-to-end tests run the pipeline on the real 2015 (and 2016) histograms at a few
+masses and are marked slow; the pure-numerics tests are fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli_subprocess
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _scan(point: Path) -> dict:
+    return {(r["dataset"], round(float(r["mass_GeV"]), 6)): r for r in _rows(point / "scan.csv")}
+
+
+# --------------------------------------------------------------------------------------
+# Fast: numerics and argument errors
+# --------------------------------------------------------------------------------------
+def test_information_fractions_and_z_needed():
+    from gprpipe.stats.reach import (
+        combine_inverse_variance,
+        information_fractions,
+        project,
+        z_needed,
+    )
+
+    sig = np.array([[1.0, 2.0, np.nan], [2.0, 2.0, 3.0]])
+    f = information_fractions(sig)
+    np.testing.assert_allclose(f[:, 0], [0.8, 0.2])
+    np.testing.assert_allclose(f[:, 1], [0.5, 0.5])
+    np.testing.assert_allclose(f[:, 2], [0.0, 1.0])
+    z = z_needed(f)
+    np.testing.assert_allclose(np.sum(z**2, axis=0), 25.0)
+    np.testing.assert_allclose(combine_inverse_variance(sig), [1 / np.sqrt(1.25), np.sqrt(2), 3])
+    lim, comb = project(sig, [1.0, 4.0])
+    np.testing.assert_allclose(lim[1], [1.0, 1.0, 1.5])
+    np.testing.assert_allclose(comb[0], 1 / np.sqrt(2.0))
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("2019=10", "--scale names dataset '2019', which is not in scan.csv (have: 2015, 2016)"),
+    ("2016=-3", "the luminosity factor of '2016' must be a positive number"),
+    ("2016=ten", "the luminosity factor of '2016' must be a positive number"),
+    ("2016", "expected DATASET=FACTOR"),
+])
+def test_scale_errors_are_one_sentence(text: str, fragment: str):
+    from gprpipe.errors import GprpipeError
+    from gprpipe.steps.reach import parse_scale
+
+    with pytest.raises(GprpipeError) as exc:
+        parse_scale(text, ["2015", "2016"], "run/scan.csv")
+    assert fragment in str(exc.value)
+    assert str(exc.value).endswith(".") and "\n" not in str(exc.value)
+
+
+def test_display_figure_from_arrays():
+    """The figure function takes plain arrays (no files) and draws every panel."""
+    from gprpipe.plotting.displays import display_figure
+
+    edges = np.linspace(0.0, 0.2, 201)
+    x = 0.5 * (edges[1:] + edges[:-1])
+    counts = 1e4 * np.exp(-x / 0.05)
+    near = np.abs(x - 0.06) < 0.015
+    col = {"label": "toy data", "mass_GeV": 0.06, "sigma_m_GeV": 0.003, "blind_nsigma": 1.64,
+           "window_GeV": [0.06 - 0.00492, 0.06 + 0.00492], "edges": edges, "counts": counts,
+           "gp_full": counts, "x": x[near], "n": counts[near], "b": counts[near],
+           "b_err": np.full(near.sum(), 3.0), "zoom": np.abs(x[near] - 0.06) < 0.0065,
+           "bin_width": 0.001, "A_hat": 120.0, "sigma_A": 40.0, "A_inj": 100.0,
+           "signal": np.zeros(near.sum())}
+    fig = display_figure([col, {**col, "label": "other"}], ["a line"], "title",
+                         shared={"eps2_hat": 1e-6, "sigma_eps2": 5e-7, "eps2_inj": 1e-6,
+                                 "k_units": [1e8, 2e8]})
+    assert len(fig.axes) == 2 * 3 + 1 + 1  # 3 panels per dataset, shared bump, box
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# Slow: real data
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("products") / "run"
+    code, so, se = run_cli_subprocess(
+        "run", REPO / "user_configs" / "hps2015.toml",
+        "--set", f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set", f"base.output={out}", "--set", "scan.masses=[0.03, 0.06, 0.1]",
+        "--set", "inject.masses=[0.06]", "--set", "inject.strengths=[0.0, 3.0]",
+        "--set", "inject.n_toys=300", "--set", "plot.displays.z=[3.0]",
+        "--set", "plot.displays.refit_toys=3", "--set", "plot.displays.observed=[0.06, 0.1]",
+        "--set", "plot.formats=[\"png\"]",
+        "--steps", "load,fit,limit,inject,plot", timeout=900)
+    assert code == 0, so + se
+    return out / "nominal"
+
+
+@pytest.mark.slow
+def test_extraction_display_is_the_median_toy_of_inject_h5(run2015: Path):
+    """The conditional display is toy ``toy_index`` of inject.h5 (same A_hat), the median
+    one; its injected yield and ensemble numbers are inject.csv's."""
+    side = json.loads((run2015 / "plots" / "display_extract_2015_60MeV_z3_conditional.json")
+                      .read_text())
+    assert (run2015 / "plots" / "display_extract_2015_60MeV_z3_conditional.png").stat().st_size
+    assert side["source"] == "inject.h5"
+    with h5py.File(run2015 / "inject.h5") as f:
+        g = f["2015"]["toys"]["60MeV_z3"]
+        a_hat, conv = g["A_hat"][()], g["converged"][()]
+    t = side["toy_index"]
+    col = side["datasets"][0]
+    assert col["A_hat"] == pytest.approx(a_hat[t], rel=1e-9)
+    med = np.median(a_hat[conv])
+    assert abs(a_hat[t] - med) == pytest.approx(np.min(np.abs(a_hat[conv] - med)))
+    row = next(r for r in _rows(run2015 / "inject.csv")
+               if r["dataset"] == "2015" and float(r["z_inj"]) == 3.0)
+    assert side["A_inj"] == pytest.approx(float(row["A_inj"]), rel=1e-6)
+    assert side["ensemble"]["A_hat_mean"] == pytest.approx(float(row["A_hat_mean"]), rel=1e-6)
+    assert side["ensemble"]["pull_width"] == pytest.approx(float(row["pull_width"]), rel=1e-6)
+    assert side["Z_hat"] == pytest.approx(col["A_hat"] / col["sigma_A"])
+    # the toy's realised signal is the Poisson draw in the window, near the injected yield
+    # times the window's share of the template (0.90 at 1.64 sigma)
+    assert 0.5 * side["A_inj"] < side["realised_signal_window"] < 1.3 * side["A_inj"]
+    assert any(line.startswith("extracted: A = ") for line in side["box"])
+
+
+@pytest.mark.slow
+def test_refit_display_refits_the_gp(run2015: Path):
+    side = json.loads((run2015 / "plots" / "display_extract_2015_60MeV_z3_refit.json")
+                      .read_text())
+    assert side["source"] == "drawn for the display"  # the point ran conditional toys
+    assert side["gp_converged"] is True
+    assert side["n_toys"] == 3
+    # full-range toy: part of the signal falls outside the blind window
+    assert side["realised_signal_total"] > side["realised_signal_window"] > 0
+    col = side["datasets"][0]
+    assert np.isfinite(col["A_hat"]) and col["sigma_A"] > 0
+
+
+@pytest.mark.slow
+def test_observed_display_numbers_match_scan_csv(run2015: Path):
+    scan = _scan(run2015)
+    for mass in (0.06, 0.1):
+        side = json.loads((run2015 / "plots" / f"display_observed_2015_{mass * 1e3:g}MeV.json")
+                          .read_text())
+        row = scan[("2015", mass)]
+        assert side["A_hat"] == pytest.approx(float(row["A_hat"]), rel=1e-6)
+        assert side["sigma_A"] == pytest.approx(float(row["sigma_A"]), rel=1e-6)
+        assert side["Z_local"] == pytest.approx(float(row["Z_local"]), rel=1e-5, abs=1e-6)
+        assert side["scan_eps2_up"] == pytest.approx(float(row["eps2_up"]), rel=1e-6)
+        assert side["eps2_hat"] / side["A_hat"] == pytest.approx(
+            float(row["eps2_up"]) / float(row["A_up"]), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_hepdata_submission_validates(run2015: Path):
+    """hepdata_lib's submission passes hepdata-validator; the tables hold scan.csv's numbers
+    with units and qualifiers."""
+    import yaml
+    from hepdata_validator.full_submission_validator import FullSubmissionValidator
+
+    folder = run2015 / "hepdata"
+    v = FullSubmissionValidator()
+    assert v.validate(archive=str(folder / "submission.tar.gz")), v.get_messages()
+    doc = yaml.safe_load((folder / "limits_eps2_2015.yaml").read_text())
+    indep = doc["independent_variables"][0]
+    assert indep["header"] == {"name": "m(A')", "units": "GeV"}
+    assert [x["value"] for x in indep["values"]] == [0.03, 0.06, 0.1]
+    obs, exp = doc["dependent_variables"]
+    scan = _scan(run2015)
+    for i, m in enumerate((0.03, 0.06, 0.1)):
+        row = scan[("2015", m)]
+        assert obs["values"][i]["value"] == pytest.approx(float(row["eps2_up"]), rel=1e-5)
+        e = exp["values"][i]
+        assert e["value"] == pytest.approx(float(row["eps2_exp_med"]), rel=1e-5)
+        one = next(x for x in e["errors"] if x["label"] == "1 sigma")["asymerror"]
+        assert one["plus"] == pytest.approx(float(row["eps2_exp_hi1"]) -
+                                            float(row["eps2_exp_med"]), rel=1e-4)
+    quals = {q["name"]: q["value"] for q in obs["qualifiers"]}
+    assert quals["CL"] == "95%" and quals["Dataset"] == "HPS 2015"
+    sig = yaml.safe_load((folder / "significance_2015.yaml").read_text())
+    names = [d["header"]["name"] for d in sig["dependent_variables"]]
+    assert names == ["Local p0", "Local Z", "Global p0", "Global Z"]
+    assert sig["dependent_variables"][1]["values"][1]["value"] == pytest.approx(
+        float(scan[("2015", 0.06)]["Z_local"]), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_pyhf_patchset_reproduces_limits(run2015: Path):
+    """pyhf loads the background-only workspace and the PatchSet (digest verified); each
+    patched workspace gives A_up and the expected median within 1% (pyhf asymptotics)."""
+    pyhf = pytest.importorskip("pyhf")
+    code, so, se = run_cli_subprocess("export-pyhf", run2015, "--dataset", "2015", "--patchset")
+    assert code == 0, so + se
+    bkg = json.loads((run2015 / "exports" / "pyhf_2015_bkgonly.json").read_text())
+    ps = pyhf.PatchSet(json.loads((run2015 / "exports" / "pyhf_2015_patchset.json").read_text()))
+    ws0 = pyhf.Workspace(bkg)
+    ps.verify(ws0)
+    assert len(ps.patches) == 3 and len(ws0.channels) == 3
+    pyhf.set_backend("numpy")
+    scan = _scan(run2015)
+    for m in (0.03, 0.06, 0.1):
+        ws = ps.apply(ws0, (m,))
+        scale = float(ws["measurements"][0]["name"].removeprefix("A_in_units_of_"))
+        model = ws.model()
+        assert model.config.channels == [f"m{m * 1e3:g}MeV"]
+        obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(
+            ws.data(model), model, scan=None, level=0.05, test_stat="qtilde", rtol=1e-5)
+        row = scan[("2015", m)]
+        assert float(obs) * scale == pytest.approx(float(row["A_up"]), rel=0.01)
+        assert float(exp[2]) * scale == pytest.approx(float(row["A_exp_med"]), rel=0.01)
+
+
+@pytest.mark.slow
+def test_spey_model_reproduces_limits(run2015: Path):
+    """Spey's correlated-background model built from the export: the same profile
+    likelihood ratio at eps2_up, the expected (pre-fit) limit within 1% and the observed
+    limit within 5% where the data show no deficit (at 60 MeV, A_hat/sigma_A = -0.66,
+    Spey's observed limit is 11% below scan.csv's; pyhf agrees with scan.csv there)."""
+    spey = pytest.importorskip("spey")
+    from gprpipe.stats.likelihood import cholesky_jitter, profile_theta
+
+    code, so, se = run_cli_subprocess("export-spey", run2015, "--dataset", "2015")
+    assert code == 0, so + se
+    doc = json.loads((run2015 / "exports" / "spey_2015.json").read_text())
+    pdf = spey.get_backend(doc["model"])
+    scan = _scan(run2015)
+    by_mass = {round(e["mass_GeV"], 6): e for e in doc["masses"]}
+    for m in (0.03, 0.1):
+        e = by_mass[m]
+        ref = e["eps2_up"]
+        assert ref == pytest.approx(float(scan[("2015", m)]["eps2_up"]), rel=1e-9)
+        n, b, C = (np.asarray(e[k]) for k in ("data", "background", "covariance"))
+        s = np.asarray(e["signal_per_eps2"]) * ref   # POI mu = eps2 / eps2_up
+        model = pdf(signal_yields=s, background_yields=b, data=n, covariance_matrix=C)
+        L = cholesky_jitter(C)
+        ours = 2 * (profile_theta(1.0, n, b, L, s)[0] - profile_theta(0.0, n, b, L, s)[0])
+        theirs = 2 * (model.likelihood(poi_test=1.0) - model.likelihood(poi_test=0.0))
+        assert theirs == pytest.approx(ours, rel=5e-3)
+        exp = model.poi_upper_limit(expected=spey.ExpectationType.apriori)
+        assert exp * ref == pytest.approx(e["eps2_exp_med"], rel=0.01)
+        obs = model.poi_upper_limit(expected=spey.ExpectationType.observed)
+        assert obs == pytest.approx(1.0, rel=0.05)
+
+
+# --------------------------------------------------------------------------------------
+# Slow: the combination (2015 + 2016 at two masses)
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_comb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("comb") / "run"
+    code, so, se = run_cli_subprocess(
+        "run", REPO / "user_configs" / "hps2015_2016_combined.toml",
+        "--set", f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set", f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+        "--set", f"base.output={out}", "--set", "scan.masses=[0.06, 0.1]",
+        "--set", "inject.masses=[0.06]", "--set", "inject.strengths=[3.0]",
+        "--set", "inject.n_toys=200", "--set", "plot.displays.z=[3.0]",
+        "--set", "plot.displays.variants=[\"conditional\"]",
+        "--set", "plot.displays.observed=[0.06]", "--set", "plot.allocation_masses=[0.06]",
+        "--set", "plot.displays.datasets=[\"combined\"]", "--set", "plot.formats=[\"png\"]",
+        "--steps", "load,fit,limit,inject,plot", timeout=900)
+    assert code == 0, so + se
+    return out / "nominal"
+
+
+@pytest.mark.slow
+def test_combined_displays_share_one_eps2(run_comb: Path):
+    scan = _scan(run_comb)
+    side = json.loads((run_comb / "plots" / "display_extract_combined_60MeV_z3_conditional.json")
+                      .read_text())
+    with h5py.File(run_comb / "inject.h5") as f:
+        a_hat = f["combined"]["toys"]["60MeV_z3"]["A_hat"][()]
+    assert side["A_hat_total"] == pytest.approx(a_hat[side["toy_index"]], rel=1e-9)
+    per = side["per_dataset"]
+    assert set(per) == {"2015", "2016"}
+    for d in per.values():  # one shared eps^2 mapped to each dataset's yield
+        assert d["A_inj"] == pytest.approx(side["eps2_inj"] * d["k_unit"], rel=1e-12)
+        assert d["A_hat"] == pytest.approx(side["eps2_hat"] * d["k_unit"], rel=1e-12)
+    obs = json.loads((run_comb / "plots" / "display_observed_combined_60MeV.json").read_text())
+    row = scan[("combined", 0.06)]
+    assert obs["A_hat_total"] == pytest.approx(float(row["A_hat"]), rel=1e-6)
+    assert obs["Z_local"] == pytest.approx(float(row["Z_local"]), rel=1e-5, abs=1e-6)
+    assert obs["scan_eps2_up"] == pytest.approx(float(row["eps2_up"]), rel=1e-6)
+    assert (run_comb / "plots" / "display_observed_combined_60MeV.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_combination_csv_and_reach(run_comb: Path):
+    """Information fractions sum to 1, sum Z_d^2 ~ 25 (the joint fit's information is the
+    sum of the datasets'), and project-reach scales each dataset by 1/sqrt(factor)."""
+    rows = _rows(run_comb / "combination.csv")
+    for m in (0.06, 0.1):
+        per = [r for r in rows if float(r["mass_GeV"]) == m and r["dataset"] != "combined"]
+        assert len(per) == 2
+        assert sum(float(r["info_fraction"]) for r in per) == pytest.approx(1.0)
+        assert sum(float(r["Z_needed_5sigma"]) ** 2 for r in per) == pytest.approx(25, rel=0.05)
+        comb = next(r for r in rows if float(r["mass_GeV"]) == m and r["dataset"] == "combined")
+        assert float(comb["ratio_to_best_single"]) <= 1.0
+    assert [float(r["mass_GeV"]) for r in _rows(run_comb / "allocation.csv")] == [0.06] * 3
+    assert (run_comb / "plots" / "signal_allocation.png").is_file()
+    code, so, se = run_cli_subprocess("project-reach", run_comb.parent,
+                                      "--scale", "2015=4,2016=100")
+    assert code == 0, so + se
+    reach = _rows(run_comb / "reach" / "reach.csv")
+    scan = _scan(run_comb)
+    for r in reach:
+        m = round(float(r["mass_GeV"]), 6)
+        assert float(r["eps2_proj_2015"]) == pytest.approx(
+            float(scan[("2015", m)]["eps2_exp_med"]) / 2, rel=1e-5)
+        assert float(r["eps2_proj_2016"]) == pytest.approx(
+            float(scan[("2016", m)]["eps2_exp_med"]) / 10, rel=1e-5)
+        # at factor 1 the inverse-variance combination is the joint fit's within 5%
+        assert float(r["eps2_exp_med_combined_ivw"]) == pytest.approx(
+            float(r["eps2_exp_med_combined_fit"]), rel=0.05)
+    code, so, se = run_cli_subprocess("project-reach", run_comb.parent, "--scale", "2021=10")
+    assert code == 1 and "--scale names dataset '2021'" in se and "Traceback" not in se
+
+
+def test_shipped_three_way_and_rpen7_configs(shared_data: Path):
+    """The three-way config scans 20-250 MeV in union and combines at 30-210 MeV (where two
+    or more datasets cover a mass); the rpen7 config is a two-point grid over frad_penalty."""
+    from gprpipe.config import load_points
+    from gprpipe.pipeline.plan import combined_masses, dataset_masses
+
+    sets = [f"datasets.{y}.path={shared_data}/funcform_{y}_toys.root"
+            for y in ("2015", "2016", "2021")]
+    _, (pt,) = load_points(REPO / "user_configs" / "hps2015_2016_2021_combined.toml", sets)
+    cfg = pt.config
+    allm = np.concatenate([dataset_masses(cfg, d) for d in cfg.scanned()])
+    assert allm.min() == pytest.approx(0.020) and allm.max() == pytest.approx(0.250)
+    cm = combined_masses(cfg)
+    assert len(cm) == 181 and cm[0] == pytest.approx(0.030) and cm[-1] == pytest.approx(0.210)
+    _, pts = load_points(REPO / "user_configs" / "hps2015_rpen7.toml", sets[:1])
+    assert [p.config.datasets["2015"].frad_penalty for p in pts] == [0.0, 0.07]
+
+
+def test_rpen7_grid_points_compared(tmp_path: Path):
+    """gprpipe compare on a run with the rpen7 grid: the variant's eps^2 limits over the
+    nominal ones are 1/0.93 at every mass."""
+    run = tmp_path / "run"
+    names = ["frad_penalty-0", "frad_penalty-0.07"]
+    for name, f in zip(names, (1.0, 1 / 0.93)):
+        (run / name).mkdir(parents=True)
+        (run / name / "scan.csv").write_text(
+            "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
+            f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},ok\n2015,0.06,{3e-6 * f!r},{4e-6 * f!r},ok\n")
+    (run / "run.json").write_text(json.dumps({"grid": [{"name": n, "dir": n} for n in names]}))
+    code, so, se = run_cli_subprocess("compare", run)
+    assert code == 0, so + se
+    rows = _rows(run / "compare" / "compare_2015.csv")
+    assert [r["point"] for r in rows] == ["frad_penalty-0.07"] * 2
+    for r in rows:
+        assert float(r["ratio_observed"]) == pytest.approx(1 / 0.93, rel=1e-5)
+        assert float(r["ratio_expected"]) == pytest.approx(1 / 0.93, rel=1e-5)
+    assert (run / "compare" / "compare_eps2_2015.png").stat().st_size > 0
