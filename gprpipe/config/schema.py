@@ -104,6 +104,11 @@ class Limit(Section):
     n_toys: int = Field(2000, ge=10)
     bands: Literal["asymptotic", "toys"] = "asymptotic"
     band_toys: int = Field(10000, ge=10)
+    global_toys: int = Field(0, ge=0, description="Whole-scan background-only toys for the "
+                             "toy look-elsewhere correction (0: Sidak only).")
+    global_toys_chunk: int = Field(2500, ge=1, description="Whole-scan toys per task.")
+    global_toys_refit: int = Field(0, ge=0, description="Toys also scanned with a GP refit "
+                                   "at every mass (effect of the fixed-map approximation).")
 
 
 class Inject(Section):

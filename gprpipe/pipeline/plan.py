@@ -2,8 +2,10 @@
 
 Per point: ``load``; ``fit`` and ``limit`` in mass chunks (``slurm.chunk_size`` masses of
 one dataset per task, plus ``combined`` chunks for the joint fit) each followed by a merge;
-``inject`` one task per (dataset, injection mass) and a merge; ``plot``. The plan depends
-only on the config, never on the executor, so local and SLURM runs compute the same thing.
+``inject`` one task per (dataset, injection mass) and a merge; ``plot``. With
+``limit.global_toys`` the limit step also has chunks of whole-scan toys per dataset. The plan
+depends only on the config, never on the executor, so local and SLURM runs compute the same
+thing.
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ def inject_parts(config: Config) -> dict[str, tuple[str, float]]:
         for m in config.inject.masses:
             if lo - 1e-9 <= m <= hi + 1e-9:
                 parts[f"{name}-{m * 1e3:g}MeV"] = (name, float(m))
+    return parts
+
+
+REFIT_TOYS_PER_TASK = 4  # GP-refit whole-scan toys per task (about 5 s per toy on 2015)
+
+
+def toy_parts(config: Config) -> dict[str, tuple[str, str, int, int]]:
+    """Part name -> (kind ``toys`` | ``refit``, dataset, first toy, end toy)."""
+    lim = config.limit
+    parts: dict[str, tuple[str, str, int, int]] = {}
+    if lim.global_toys <= 0 or config.base.blind:  # the toys' mean is fitted on every bin
+        return parts
+    for name in config.scanned():
+        for kind, total, size in (("toys", lim.global_toys, lim.global_toys_chunk),
+                                  ("refit", min(lim.global_toys_refit, lim.global_toys),
+                                   REFIT_TOYS_PER_TASK)):
+            for k, start in enumerate(range(0, total, size)):
+                parts[f"{name}-{kind}-{k:03d}"] = (kind, name, start, min(start + size, total))
     return parts
 
 
@@ -145,7 +165,8 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         fit_parts = {p: v for p, v in parts.items() if v[0] != COMBINED}
         chunked("fit", (lay.load,), dep("load"), fit_parts)
     if "limit" in steps:
-        chunked("limit", (lay.load, lay.fit), dep("load", "fit"), parts)
+        toys = {p: (d, np.array([])) for p, (_, d, _, _) in toy_parts(config).items()}
+        chunked("limit", (lay.load, lay.fit), dep("load", "fit"), {**parts, **toys})
     if "inject" in steps and config.inject.masses:
         ip = {p: (d, np.array([m])) for p, (d, m) in inject_parts(config).items()}
         chunked("inject", (lay.load, lay.fit), dep("load", "fit"), ip)
