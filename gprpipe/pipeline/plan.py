@@ -92,6 +92,13 @@ def toy_parts(config: Config) -> dict[str, tuple[str, str, int, int]]:
     return parts
 
 
+def toyscan_parts(config: Config) -> dict[str, tuple[int, int]]:
+    """Toy-scan part (``<k>``) -> (first, end) index among the matching toy histograms."""
+    ts = config.toyscan
+    return {f"{k:03d}": (s, min(s + ts.chunk, ts.max_toys))
+            for k, s in enumerate(range(0, ts.max_toys, ts.chunk))}
+
+
 @dataclass(frozen=True)
 class Layout:
     """Files of one point folder (DESIGN.md run-directory contract)."""
@@ -105,6 +112,9 @@ class Layout:
     inject = property(lambda self: self.point_dir / "inject.h5")
     scan_csv = property(lambda self: self.point_dir / "scan.csv")
     inject_csv = property(lambda self: self.point_dir / "inject.csv")
+    toyscan = property(lambda self: self.point_dir / "toyscan.h5")
+    toyscan_csv = property(lambda self: self.point_dir / "toyscan.csv")
+    toyscan_summary_csv = property(lambda self: self.point_dir / "toyscan_summary.csv")
     plots = property(lambda self: self.point_dir / "plots")
     plot_manifest = property(lambda self: self.point_dir / "plots" / "manifest.json")
     logs = property(lambda self: self.point_dir / "logs")
@@ -151,7 +161,8 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
                 )
             )
         outs = {"fit": (lay.fit,), "limit": (lay.limit, lay.scan_csv),
-                "inject": (lay.inject, lay.inject_csv)}[step]
+                "inject": (lay.inject, lay.inject_csv),
+                "toyscan": (lay.toyscan, lay.toyscan_csv, lay.toyscan_summary_csv)}[step]
         merged = add(
             _task(point, point_dir, step, MERGE,
                   inputs=tuple(t.outputs[0] for t in part_tasks), outputs=outs,
@@ -170,13 +181,17 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
     if "inject" in steps and config.inject.masses:
         ip = {p: (d, np.array([m])) for p, (d, m) in inject_parts(config).items()}
         chunked("inject", (lay.load, lay.fit), dep("load", "fit"), ip)
+    if "toyscan" in steps and config.toyscan.file:
+        tp = {p: ("toyscan", np.array([])) for p in toyscan_parts(config)}
+        chunked("toyscan", (Path(config.toyscan.file),), (), tp)
     if "plot" in steps:
+        made = ("load", "fit", "limit", "inject", "toyscan")
         inputs = tuple(
             p for s, p in (("load", lay.load), ("fit", lay.fit), ("limit", lay.limit),
-                           ("inject", lay.inject)) if s in ids
+                           ("inject", lay.inject), ("toyscan", lay.toyscan)) if s in ids
         )
         add(_task(point, point_dir, "plot", None, inputs=inputs, outputs=(lay.plot_manifest,),
-                  deps=tuple(ids[s] for s in ("load", "fit", "limit", "inject") if s in ids)))
+                  deps=tuple(ids[s] for s in made if s in ids)))
     return tasks
 
 
