@@ -113,7 +113,7 @@ def run_part(ctx, part: str) -> None:
     else:
         Z, conv = refit_scan(ss, toys, cfg, name, start)
     out = {"toy": np.arange(start, stop), "masses_GeV": ss.masses,
-           "Z_local": Z.astype(np.float32), "converged": conv}
+           "Z_local": Z, "converged": conv}
     with write_h5(ctx.layout.part("limit", part), ctx.attrs()) as f:
         g = f.create_group(name)
         write_group(g, out)
