@@ -45,6 +45,8 @@ class FixedMap:
     ``train`` / ``blind``: bin indices; ``M`` ``(k, n_train)``; ``S`` ``(k, k)`` the latent
     covariance; ``w`` the signal template on the blind bins; ``win`` the window model of
     the data background ``b_ref`` (its compressed nuisance basis is reused for every toy).
+    ``leak`` (or None): ``M (w_train / y_train)``, so that a toy's leakage-aware template is
+    ``w - b_t * leak`` (the signal that leaks into the sidebands raises the background).
     """
 
     train: NDArray[np.intp]
@@ -53,6 +55,13 @@ class FixedMap:
     S: NDArray[np.float64]
     w: NDArray[np.float64]
     win: WindowModel
+    leak: NDArray[np.float64] | None = None
+
+    def template(self, b: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The window template of toys with backgrounds ``b`` ``(T, k)``."""
+        if self.leak is None:
+            return np.broadcast_to(self.w, b.shape)
+        return self.w - b * self.leak
 
     @property
     def b_ref(self) -> NDArray[np.float64]:
@@ -76,12 +85,16 @@ def fixed_map(
     blind: ArrayLike,
     hyper: GPHyper,
     w: ArrayLike,
+    w_train: ArrayLike | None = None,
 ) -> FixedMap:
     """The fixed map of one mass from the data it was fitted on.
 
     ``train`` and ``blind`` are boolean masks over the bins; ``hyper`` the data fit's
     hyperparameters (the per-bin noise ``1/y`` of the data stays fixed); ``w`` the template on
-    the blind bins. Applied to the data itself, the map reproduces the data fit's ``(b, C)``.
+    the blind bins. With ``w_train`` (the template on the training bins) the signal leakage
+    is modelled: the template becomes ``w - b * (M (w_train / y_train))`` (empty training
+    bins contribute nothing), evaluated with each toy's ``b``. Applied to the data itself,
+    the map reproduces the data fit's ``(b, C)`` and leakage-aware template.
     """
     x = np.asarray(centres, dtype=float)
     y = np.asarray(counts, dtype=float)
@@ -91,8 +104,14 @@ def fixed_map(
     _, S = predict_latent(x[tr], y[tr], x[bl], hyper)
     mu = M @ log_counts(y[tr])
     b, C = lognormal_moments(mu, S)
-    win = WindowModel(b, cholesky_jitter(C), np.asarray(w, dtype=float))
-    return FixedMap(train=tr, blind=bl, M=M, S=S, w=np.asarray(w, dtype=float), win=win)
+    w = np.asarray(w, dtype=float)
+    leak = None
+    if w_train is not None:
+        yt = y[tr]
+        leak = M @ np.where(yt > 0, np.asarray(w_train, dtype=float) / np.where(yt > 0, yt, 1.0),
+                            0.0)
+    win = WindowModel(b, cholesky_jitter(C), w if leak is None else w - b * leak)
+    return FixedMap(train=tr, blind=bl, M=M, S=S, w=w, win=win, leak=leak)
 
 
 def z_local_fixed(
@@ -110,19 +129,20 @@ def z_local_fixed(
     b = fm.background(logc)
     T, k = n.shape
     r = b / win.b
+    wt = fm.template(b)
     G = np.empty((T, k, win.r + 1))
-    G[:, :, 0] = win.w
+    G[:, :, 0] = wt
     G[:, :, 1:] = r[:, :, None] * win.Lc
     # Start: the GLS estimate with the data's covariance (only a starting point).
     u = win.gls_vector()
     resid = n - b
-    A0 = resid @ u / float(win.w @ u)
-    pos = win.w > 0
-    A_lo = -0.5 * np.min(b[:, pos] / win.w[pos], axis=1) if np.any(pos) else -np.inf
+    A0 = resid @ u / (wt @ u)
+    # inside the physical region (lam >= b/2 where the template is positive)
+    A_lo = np.max(np.where(wt > 0, -0.5 * b / np.where(wt > 0, wt, 1.0), -np.inf), axis=1)
     A0 = np.maximum(A0, A_lo)
     p0 = np.empty((T, win.r + 1))
     p0[:, 0] = A0
-    p0[:, 1:] = win.gls_theta(resid - A0[:, None] * win.w) / r.mean(axis=1, keepdims=True)
+    p0[:, 1:] = win.gls_theta(resid - A0[:, None] * wt) / r.mean(axis=1, keepdims=True)
     lam0 = b + np.matmul(G, p0[:, :, None])[:, :, 0]
     p0[np.any(lam0 <= LAM_FLOOR, axis=1), 1:] = 0.0
     f, p, conv = _newton(n, b, G, win.prior_full, win.ridge_full, p0)

@@ -28,6 +28,11 @@ from gprpipe.steps.load import read_load
 from gprpipe.steps.runner import seed_for
 
 
+def leakage_modelled(cfg: Config) -> bool:
+    """Whether the likelihood uses the leakage-aware template (``fit.signal_leakage``)."""
+    return getattr(cfg.fit, "signal_leakage", "ignore") == "model"
+
+
 @dataclass
 class ScanSetup:
     """Per dataset: the data, every mass's refit setup and fixed map (None if not ok)."""
@@ -43,6 +48,7 @@ def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetu
     """Fixed maps (and refit setups) of every mass of ``name`` whose fit is ``ok``."""
     from gprpipe.stats.gp import GPHyper
     from gprpipe.stats.lee import fixed_map
+    from gprpipe.stats.template import signal_template
     from gprpipe.steps.fit import MassFit
     from gprpipe.steps.inject import Window, refit_setup
 
@@ -66,8 +72,12 @@ def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetu
         mf = MassFit(index, m, float(resolution(ds, m)), hyper, "ok", blind, float(attrs["rho"]))
         st = refit_setup(cfg, name, Window(mf, counts, edges))
         setups.append(st)
-        w = blind["w_eff"] if "w_eff" in blind else blind["w"]
-        fmaps.append(fixed_map(centres, counts, st.train, st.blind, hyper, w) if maps else None)
+        if maps:
+            w = signal_template(edges, m, st.sigma)
+            w_tr = w[st.train] if leakage_modelled(cfg) else None
+            fmaps.append(fixed_map(centres, counts, st.train, st.blind, hyper, w[st.blind], w_tr))
+        else:
+            fmaps.append(None)
     return ScanSetup(np.asarray(fa["mass"], dtype=float), counts, edges, setups, fmaps)
 
 
@@ -126,15 +136,20 @@ def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
     """``Z_local`` of each toy at every mass with the GP refitted on the toy's sidebands
     (warm-started from the data fit); ``converged`` is the GP refit's flag."""
     from gprpipe.stats import significance
+    from gprpipe.stats.gp import latent_mean_map
     from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.stats.template import signal_template
 
+    leak = leakage_modelled(cfg)
+    x = 0.5 * (ss.edges[1:] + ss.edges[:-1])
     T = toys.shape[0]
     Z = np.full((T, len(ss.setups)), np.nan)
     conv = np.zeros((T, len(ss.setups)), dtype=bool)
     for j, st in enumerate(ss.setups):
         if st is None:
             continue
-        w = None
+        w_full = signal_template(ss.edges, st.mass, st.sigma)
+        tr, bl = st.train, st.blind
         for t in range(T):
             seed = int(seed_for(cfg.base.seed, "global_toys_refit", name, start + t,
                                 float(ss.masses[j])).generate_state(1)[0])
@@ -142,10 +157,11 @@ def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
                 wf = st.fit(toys[t].astype(float), seed)
             except (ValueError, np.linalg.LinAlgError):
                 continue
-            if w is None:
-                from gprpipe.stats.template import signal_template
-
-                w = signal_template(ss.edges, st.mass, st.sigma)[st.blind]
+            w = w_full[bl]
+            if leak:  # w_eff with the toy's own refitted map and counts
+                y = toys[t][tr].astype(float)
+                r = np.where(y > 0, w_full[tr] / np.where(y > 0, y, 1.0), 0.0)
+                w = w - wf.b * (latent_mean_map(x[tr], y, x[bl], wf.hyper) @ r)
             L = cholesky_jitter(wf.C)
             n = toys[t][st.blind].astype(float)
             f = fit_signal(n, wf.b, L, w)
