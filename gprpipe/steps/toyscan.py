@@ -26,7 +26,8 @@ from gprpipe.io.hdf5 import read_group, write_group, write_h5
 from gprpipe.pipeline.plan import MERGE, dataset_masses, toyscan_parts
 from gprpipe.steps.merge import csv_text
 
-COLUMNS = ("toy", "hist", "mass_GeV", "A_hat", "sigma_A", "Z_local", "gp_converged", "status")
+COLUMNS = ("toy", "hist", "mass_GeV", "A_hat", "sigma_A", "Z_local", "gp_length_scale",
+           "gp_amplitude", "gp_converged", "status")
 SUMMARY = ("mass_GeV", "n_toys", "n_flagged", "A_hat_mean", "A_hat_mean_err", "sigma_A_mean",
            "spurious_ratio", "pull_mean", "pull_width", "frac_Z_gt2", "frac_Z_gt3")
 TAILS = {2.0: float(ndtr(-2.0)), 3.0: float(ndtr(-3.0)), 5.0: float(ndtr(-5.0))}
@@ -65,7 +66,10 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
     name = cfg.toyscan_dataset()
     rows = []
     for mf in fit_masses(cfg, name, counts, edges, dataset_masses(cfg, name)):
-        row = {"mass_GeV": mf.mass, "gp_converged": bool(mf.hyper and mf.hyper.converged),
+        h = mf.hyper
+        row = {"mass_GeV": mf.mass, "gp_converged": bool(h and h.converged),
+               "gp_length_scale": h.length_scale if h else np.nan,
+               "gp_amplitude": h.amplitude if h else np.nan,
                "A_hat": np.nan, "sigma_A": np.nan, "Z_local": np.nan, "status": mf.status}
         if mf.status == "ok" and mf.blind is not None:
             bl = mf.blind
