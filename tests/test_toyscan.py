@@ -143,15 +143,26 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path, run_cli) -> Non
     with h5py.File(point / "toyscan.h5", "r") as f:
         assert f["max_Z_local"]["max_Z_local"].shape == (3,)
         assert f["summary"].attrs["n_toys"] == 3
-    if shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], capture_output=True,
-                                                 timeout=20).returncode == 0:
-        # the same chunks as SLURM array tasks give the same bytes
-        code, out, err = run_cli("run", cfg, "--executor", "slurm", "--wait", "--set",
-                                 f"base.output={tmp_path / 'slurm'}", timeout=900)
-        assert code == 0, out + err
-        assert ((tmp_path / "slurm" / "nominal" / "toyscan.csv").read_bytes()
-                == (point / "toyscan.csv").read_bytes())
-        assert any("toyscan" in p.name for p in (tmp_path / "slurm" / "slurm").glob("*.sbatch"))
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path,
+                                             run_cli) -> None:
+    """The toy chunks as SLURM array tasks give the same bytes as the local run."""
+    if not (shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], capture_output=True,
+                                                      timeout=20).returncode == 0):
+        pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
+    cfg = _toyscan_config(tmp_path, shared_data, "fGenGammaShift/*_toy_*")
+    code, out, err = run_cli("run", cfg, "--steps", "toyscan", timeout=900)
+    assert code == 0, out + err
+    code, out, err = run_cli("run", cfg, "--steps", "toyscan", "--executor", "slurm", "--wait",
+                             "--set", f"base.output={tmp_path / 'slurm'}", timeout=900)
+    assert code == 0, out + err
+    assert ((tmp_path / "slurm" / "nominal" / "toyscan.csv").read_bytes()
+            == (tmp_path / "run" / "nominal" / "toyscan.csv").read_bytes())
+    scripts = [p.read_text() for p in (tmp_path / "slurm" / "slurm").glob("*.sbatch")]
+    assert any("toyscan" in s and "--array=0-1" in s for s in scripts)
 
 
 def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path,
