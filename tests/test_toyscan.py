@@ -32,6 +32,7 @@ def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
         [limit]
         global_toys = 300
         global_toys_chunk = 150
+        global_toys_refit = 3
         [plot]
         formats = ["png"]
         """)
@@ -51,6 +52,11 @@ def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
         g = f["demo"]["global_toys"]
         mz = g["max_Z_local"][()]
         assert mz.shape == (300,) and g.attrs["n_masses_used"] == 5
+        # the GP-refit scan of the first toys, beside the fixed-map scan of the same toys
+        np.testing.assert_array_equal(g["max_Z_local_fixed_same_toys"][()], mz[:3])
+        zr, zf = g["Z_local_refit"][()], g["Z_local_fixed_same_toys"][()]
+        assert zr.shape == zf.shape == (3, 5) and np.isfinite(zr).all()
+        assert np.corrcoef(zr.ravel(), zf.ravel())[0, 1] > 0.8
     # p0_global_toys is the toy tail fraction at the observed Z_local
     for r in rows:
         z = float(r["Z_local"])
