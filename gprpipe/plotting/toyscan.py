@@ -15,19 +15,25 @@ from gprpipe.plotting.style import label, save
 MEV = 1e3
 
 
-def z_local_figure(z: np.ndarray, title: str):
+def z_local_figure(z: np.ndarray, title: str, z_flagged: np.ndarray | None = None):
     """Histogram of the unflagged Z_local against the background-only expectation
-    (asymptotic: half of the values at 0, the rest a half-normal)."""
+    (asymptotic: half of the values at 0, the rest a half-normal); ``z_flagged``: the
+    Z_local of flagged rows (background-model quality flags), drawn apart in red."""
     z = np.asarray(z, dtype=float)
+    zf = np.asarray([] if z_flagged is None else z_flagged, dtype=float)
+    zf = zf[np.isfinite(zf)]
     n = z.size
-    hi = max(5.5, float(np.max(z)) + 0.5) if n else 5.5
+    hi = max(5.5, float(np.max(z, initial=0.0)) + 0.5, float(np.max(zf, initial=0.0)) + 0.5)
     bins = np.linspace(0.0, hi, int(hi / 0.25) + 1)
     pos = z[z > 0]
     fig, ax = plt.subplots(figsize=(8, 5.5))
     ax.hist(pos, bins=bins, histtype="step", color="k", lw=1.5,
             label=f"toys: {n} (toy, mass) rows, {np.mean(z == 0):.3f} at Z = 0")
+    if zf.size:
+        ax.hist(zf[zf > 0], bins=bins, histtype="step", color="tab:red", ls="--", lw=1.3,
+                hatch="//", label=f"flagged rows ({zf.size}), not counted")
     expect = n * (norm.cdf(bins[1:]) - norm.cdf(bins[:-1]))
-    ax.stairs(expect, bins, color="tab:red", lw=1.3,
+    ax.stairs(expect, bins, color="tab:blue", lw=1.3,
               label="background-only expectation (0.5 at Z = 0)")
     ax.set_yscale("log")
     ax.set_ylim(0.3, None)
@@ -77,7 +83,8 @@ def toyscan_plots(lay, title: str, n_eff: float, formats: Sequence[str],
     toys, summ, _, mz = read_toyscan(lay.toyscan)
     ok = toys["status"] == "ok"
     out = lay.plots
-    written = save(z_local_figure(toys["Z_local"][ok], title), out, "toyscan_z_local", formats)
+    fig = z_local_figure(toys["Z_local"][ok], title, toys["Z_local"][~ok])
+    written = save(fig, out, "toyscan_z_local", formats)
     written += save(spurious_figure(summ, title), out, "toyscan_spurious", formats)
     if global_toys is not None:
         fig = max_z_figure(global_toys, n_eff, title, others={"validation toys": mz})
