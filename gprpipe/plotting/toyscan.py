@@ -66,6 +66,10 @@ def spurious_figure(s: dict[str, np.ndarray], title: str):
                     label=r"$\pm 1/\sqrt{N_\mathrm{toys}}$")
     a2.fill_between(m, 1 - err / np.sqrt(2), 1 + err / np.sqrt(2), color="tab:orange",
                     alpha=0.15, linewidth=0)
+    fl = s["n_flagged"] > 0
+    if fl.any():  # masses where some toys' rows were flagged (left out of the summary)
+        a2.plot(m[fl], s["pull_mean"][fl], "o", mfc="none", mec="tab:red", ms=7,
+                label="masses with flagged toys")
     a2.axhline(0, color="k", lw=0.6)
     a2.axhline(1, color="k", lw=0.6, ls=":")
     a2.set_ylabel("pull")
