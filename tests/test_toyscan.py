@@ -188,3 +188,21 @@ def test_toyscan_needs_a_file(tmp_path: Path, cli) -> None:
     code, out, err = cli("validate", cfg)
     assert code == 1
     assert "toyscan.file: required when steps.run includes 'toyscan'" in out + err
+
+
+def test_tail_fraction_error_counts_correlated_rows() -> None:
+    """Rows of one toy are correlated: the error of a tail fraction comes from the spread
+    of the per-toy counts (here every excess comes in a block of 4 neighbouring masses)."""
+    from gprpipe.steps.toyscan import tail_fraction
+
+    T, M = 200, 50
+    z = np.zeros((T, M))
+    z[::10, 10:14] = 3.5  # 20 toys with 4 correlated rows above 3
+    toys = {"toy": np.repeat(np.arange(T), M), "Z_local": z.ravel(),
+            "status": np.full(T * M, "ok")}
+    f, err = tail_fraction(toys, 3.0)
+    assert f == pytest.approx(80 / (T * M))
+    n_t = np.full(T, M)
+    c_t = (z > 3).sum(1)
+    assert err == pytest.approx(np.std(c_t - f * n_t, ddof=1) * np.sqrt(T) / (T * M))
+    assert err > 1.9 * np.sqrt(f * (1 - f) / (T * M))  # about 2x the naive binomial error
