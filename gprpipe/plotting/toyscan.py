@@ -63,7 +63,7 @@ def spurious_figure(s: dict[str, np.ndarray], title: str):
     a2.plot(m, s["pull_width"], color="tab:orange", label="pull width")
     err = 1.0 / np.sqrt(np.maximum(s["n_toys"], 1))
     a2.fill_between(m, -err, err, color="tab:blue", alpha=0.15, linewidth=0,
-                    label=r"$\pm 1/\sqrt{N_\mathrm{toys}}$")
+                    label="±1/√N (N toys)")
     a2.fill_between(m, 1 - err / np.sqrt(2), 1 + err / np.sqrt(2), color="tab:orange",
                     alpha=0.15, linewidth=0)
     fl = s["n_flagged"] > 0
