@@ -64,6 +64,13 @@ def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
                                                            rel=1e-6)
     assert (point / "plots" / "global_toys_demo.png").stat().st_size > 10_000
     assert (point / "parts" / "limit" / "demo-toys-001.h5").is_file()
+    # seeded per toy: one task of 300 toys gives exactly the same maxima as two of 150
+    code, out, err = run_cli("run", cfg, "--steps", "load,fit,limit", "--set",
+                             "limit.global_toys_chunk=300", "--set", "limit.global_toys_refit=0",
+                             "--set", f"base.output={tmp_path / 'one'}", timeout=900)
+    assert code == 0, out + err
+    with h5py.File(tmp_path / "one" / "nominal" / "limit.h5", "r") as f:
+        np.testing.assert_array_equal(f["demo"]["global_toys"]["max_Z_local"][()], mz)
 
 
 def _part(path: Path, name: str, kind: str, toys: range, Z: np.ndarray) -> Path:
