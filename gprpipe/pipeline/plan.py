@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gprpipe.config.schema import Config
+from gprpipe.config.schema import STEPS, Config
 from gprpipe.pipeline.task import Task
 from gprpipe.stats.window import scan_masses
 
 MERGE = "merge"
-STEPS = ("load", "fit", "limit", "inject", "plot")
 COMBINED = "combined"
 
 
