@@ -95,7 +95,7 @@ def test_flagged_rows_leave_the_toy_maximum(tmp_path: Path) -> None:
              _part(tmp_path / "b.h5", "d", "toys", range(2, 4), Z[2:])]
     per_ds = {"d": {"mass_GeV": np.array([0.03, 0.04, 0.05]),
                     "Z_local": np.array([2.0, 1.0, 0.1]),
-                    "status": np.array(["ok", "gof_p below threshold", "ok"]),
+                    "status": np.array(["ok", "flag_gof", "ok"]),
                     "n_eff": np.full(3, 2.0)}}
     dists = merge_global(cfg, per_ds, parts)
     mz = dists["d"][0]["max_Z_local"]
@@ -213,3 +213,22 @@ def test_tail_fraction_error_counts_correlated_rows() -> None:
     c_t = (z > 3).sum(1)
     assert err == pytest.approx(np.std(c_t - f * n_t, ddof=1) * np.sqrt(T) / (T * M))
     assert err > 1.9 * np.sqrt(f * (1 - f) / (T * M))  # about 2x the naive binomial error
+
+
+def test_toyscan_summary_leaves_flagged_rows_out() -> None:
+    """Flagged rows keep their numbers in toyscan.csv but count neither in the per-mass
+    summary, nor in the tail fractions, nor in the maximum Z per toy."""
+    from gprpipe.steps.toyscan import max_z_per_toy, overview, summarize
+
+    toys = {"toy": np.array([0, 0, 1, 1]), "mass_GeV": np.array([0.03, 0.04, 0.03, 0.04]),
+            "A_hat": np.array([10.0, 600.0, -5.0, 20.0]), "sigma_A": np.full(4, 100.0),
+            "Z_local": np.array([0.1, 6.0, 0.0, 0.2]),
+            "status": np.array(["ok", "flag_gof+flag_one_sideband", "ok", "ok"])}
+    s = summarize(toys)
+    np.testing.assert_array_equal(s["n_toys"], [2, 1])
+    np.testing.assert_array_equal(s["n_flagged"], [0, 1])
+    assert s["A_hat_mean"][1] == pytest.approx(20.0)
+    ov = overview(toys)
+    assert ov["n_ok_Z_gt5"] == 0 and ov["max_Z_local_flagged"] == pytest.approx(6.0)
+    assert ov["max_Z_local_ok"] == pytest.approx(0.2)
+    np.testing.assert_allclose(max_z_per_toy(toys), [0.1, 0.2])

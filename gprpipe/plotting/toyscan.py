@@ -11,6 +11,7 @@ from scipy.stats import norm
 
 from gprpipe.plotting.lee import max_z_figure
 from gprpipe.plotting.style import label, save
+from gprpipe.stats.quality import counts_for_discovery
 
 MEV = 1e3
 
@@ -85,7 +86,7 @@ def toyscan_plots(lay, title: str, n_eff: float, formats: Sequence[str],
     from gprpipe.steps.toyscan import read_toyscan
 
     toys, summ, _, mz = read_toyscan(lay.toyscan)
-    ok = toys["status"] == "ok"
+    ok = counts_for_discovery(toys["status"])
     out = lay.plots
     fig = z_local_figure(toys["Z_local"][ok], title, toys["Z_local"][~ok])
     written = save(fig, out, "toyscan_z_local", formats)

@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr
 
 from .gp import GPHyper, latent_mean_map, lognormal_moments, predict_latent
+from .leakage import leakage_shift
 from .likelihood import LAM_FLOOR, WindowModel, _newton, cholesky_jitter
 
 __all__ = [
@@ -105,11 +106,9 @@ def fixed_map(
     mu = M @ log_counts(y[tr])
     b, C = lognormal_moments(mu, S)
     w = np.asarray(w, dtype=float)
-    leak = None
-    if w_train is not None:
-        yt = y[tr]
-        leak = M @ np.where(yt > 0, np.asarray(w_train, dtype=float) / np.where(yt > 0, yt, 1.0),
-                            0.0)
+    # per unit background: leakage_shift(..., b=1) = M (w_train / y_train)
+    leak = None if w_train is None else leakage_shift(x[tr], y[tr], w_train, x[bl],
+                                                      np.ones(bl.size), hyper)
     win = WindowModel(b, cholesky_jitter(C), w if leak is None else w - b * leak)
     return FixedMap(train=tr, blind=bl, M=M, S=S, w=w, win=win, leak=leak)
 

@@ -30,7 +30,9 @@ from gprpipe.steps.runner import seed_for
 
 def leakage_modelled(cfg: Config) -> bool:
     """Whether the likelihood uses the leakage-aware template (``fit.signal_leakage``)."""
-    return getattr(cfg.fit, "signal_leakage", "ignore") == "model"
+    from gprpipe.steps.fit import template_key
+
+    return template_key(cfg) == "w_eff"
 
 
 @dataclass
@@ -136,7 +138,7 @@ def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
     """``Z_local`` of each toy at every mass with the GP refitted on the toy's sidebands
     (warm-started from the data fit); ``converged`` is the GP refit's flag."""
     from gprpipe.stats import significance
-    from gprpipe.stats.gp import latent_mean_map
+    from gprpipe.stats.leakage import leakage_template
     from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
     from gprpipe.stats.template import signal_template
 
@@ -159,9 +161,8 @@ def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
                 continue
             w = w_full[bl]
             if leak:  # w_eff with the toy's own refitted map and counts
-                y = toys[t][tr].astype(float)
-                r = np.where(y > 0, w_full[tr] / np.where(y > 0, y, 1.0), 0.0)
-                w = w - wf.b * (latent_mean_map(x[tr], y, x[bl], wf.hyper) @ r)
+                w = leakage_template(x[tr], toys[t][tr].astype(float), w_full[tr], x[bl], w,
+                                     wf.b, wf.hyper)
             L = cholesky_jitter(wf.C)
             n = toys[t][st.blind].astype(float)
             f = fit_signal(n, wf.b, L, w)
@@ -182,6 +183,7 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
     returns the per-dataset distributions to store under ``global_toys``."""
     from gprpipe.stats import significance
     from gprpipe.stats.lee import max_z, p_global_toys
+    from gprpipe.stats.quality import counts_for_discovery
 
     parts: dict[str, dict[str, list]] = {}
     for p in paths:
@@ -200,10 +202,11 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         conv = np.concatenate([c[0]["converged"] for c in chunks])
         # Only masses whose observed row counts (status ok) enter the maximum.
         row = {round(float(m), 9): i for i, m in enumerate(arrays["mass_GeV"])}
+        counts = counts_for_discovery(arrays["status"])
         use = np.array([row.get(round(float(m), 9)) is not None
-                        and arrays["status"][row[round(float(m), 9)]] == "ok" for m in masses])
+                        and bool(counts[row[round(float(m), 9)]]) for m in masses])
         mz = max_z(Z, use)
-        ok = arrays["status"] == "ok"
+        ok = counts
         p = np.where(ok, p_global_toys(arrays["Z_local"], mz), np.nan)
         arrays["p0_global_toys"] = p
         arrays["Z_global_toys"] = np.where(

@@ -24,6 +24,7 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import read_group, write_group, write_h5
 from gprpipe.pipeline.plan import MERGE, dataset_masses, toyscan_parts
+from gprpipe.stats.quality import counts_for_discovery
 from gprpipe.steps.merge import csv_text
 
 COLUMNS = ("toy", "hist", "mass_GeV", "A_hat", "sigma_A", "Z_local", "gp_length_scale",
@@ -61,7 +62,8 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
     """One toy spectrum through the scan of ``toyscan.dataset``: a row per mass."""
     from gprpipe.stats import significance
     from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
-    from gprpipe.steps.fit import fit_masses
+    from gprpipe.stats.quality import has_result
+    from gprpipe.steps.fit import fit_masses, template_key
 
     name = cfg.toyscan_dataset()
     rows = []
@@ -71,9 +73,9 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
                "gp_length_scale": h.length_scale if h else np.nan,
                "gp_amplitude": h.amplitude if h else np.nan,
                "A_hat": np.nan, "sigma_A": np.nan, "Z_local": np.nan, "status": mf.status}
-        if mf.status == "ok" and mf.blind is not None:
+        if has_result(mf.status) and mf.blind is not None:  # ok or flagged: numbers kept
             bl = mf.blind
-            w = bl["w_eff"] if "w_eff" in bl else bl["w"]
+            w = bl[template_key(cfg)]
             try:
                 L = cholesky_jitter(bl["C"])
                 f = fit_signal(bl["n"], bl["b"], L, w)
@@ -118,7 +120,7 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out: dict[str, list] = {c: [] for c in SUMMARY}
     for m in masses:
         sel = np.abs(toys["mass_GeV"] - m) < 1e-9
-        ok = sel & (toys["status"] == "ok")
+        ok = sel & counts_for_discovery(toys["status"])
         a, s, z = toys["A_hat"][ok], toys["sigma_A"][ok], toys["Z_local"][ok]
         n = int(ok.sum())
         pull = a / s
@@ -139,7 +141,7 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def max_z_per_toy(toys: dict[str, np.ndarray]) -> np.ndarray:
     """Maximum unflagged Z_local of each toy (0 if a toy has no unflagged mass)."""
     ids = np.unique(toys["toy"])
-    ok = toys["status"] == "ok"
+    ok = counts_for_discovery(toys["status"])
     z = np.where(ok & np.isfinite(toys["Z_local"]), toys["Z_local"], 0.0)
     return np.array([z[toys["toy"] == t].max() for t in ids])
 
@@ -151,7 +153,7 @@ def tail_fraction(toys: dict[str, np.ndarray], t: float) -> tuple[float, float]:
     from the spread of the per-toy counts (ratio estimator over toys), floored at the
     binomial error of the background-only expectation for independent rows.
     """
-    ok = toys["status"] == "ok"
+    ok = counts_for_discovery(toys["status"])
     ids, inv = np.unique(toys["toy"], return_inverse=True)
     n_t = np.bincount(inv, weights=ok.astype(float), minlength=ids.size)
     c_t = np.bincount(inv, weights=(ok & (toys["Z_local"] > t)).astype(float),
@@ -167,7 +169,7 @@ def tail_fraction(toys: dict[str, np.ndarray], t: float) -> tuple[float, float]:
 
 def overview(toys: dict[str, np.ndarray]) -> dict[str, float]:
     """Whole-scan numbers: tail fractions with their errors and expectations."""
-    ok = toys["status"] == "ok"
+    ok = counts_for_discovery(toys["status"])
     z = toys["Z_local"][ok]
     out = {"n_toys": len(np.unique(toys["toy"])), "n_rows": int(toys["toy"].size),
            "n_ok": int(ok.sum()), "n_flagged": int((~ok).sum()),
