@@ -107,6 +107,14 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
             base = f.parent if f is not None and f.is_file() else Path.cwd()
             p = base / p
         ds["path"] = str(p.resolve())
+    ts = data.get("toyscan") if isinstance(data.get("toyscan"), dict) else {}
+    if isinstance(ts.get("file"), str):
+        p = Path(ts["file"]).expanduser()
+        if not p.is_absolute():
+            origin = loaded.origin("toyscan.file")
+            f = Path(origin.file) if origin else None
+            p = (f.parent if f is not None and f.is_file() else Path.cwd()) / p
+        ts["file"] = str(p.resolve())
     base = data.get("base") if isinstance(data.get("base"), dict) else {}
     if isinstance(base.get("output"), str):
         base["output"] = str(Path(base["output"]).expanduser().resolve())

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-STEPS = ("load", "fit", "limit", "inject", "plot")
-Step = Literal["load", "fit", "limit", "inject", "plot"]
+STEPS = ("load", "fit", "limit", "inject", "toyscan", "plot")
+Step = Literal["load", "fit", "limit", "inject", "toyscan", "plot"]
 
 
 class Section(BaseModel):
@@ -104,6 +104,11 @@ class Limit(Section):
     n_toys: int = Field(2000, ge=10)
     bands: Literal["asymptotic", "toys"] = "asymptotic"
     band_toys: int = Field(10000, ge=10)
+    global_toys: int = Field(0, ge=0, description="Whole-scan background-only toys for the "
+                             "toy look-elsewhere correction (0: Sidak only).")
+    global_toys_chunk: int = Field(2500, ge=1, description="Whole-scan toys per task.")
+    global_toys_refit: int = Field(0, ge=0, description="Toys also scanned with a GP refit "
+                                   "at every mass (effect of the fixed-map approximation).")
 
 
 class Inject(Section):
@@ -145,6 +150,16 @@ class Displays(Section):
         "significant mass).")
     datasets: list[str] | None = Field(None, description="Datasets (and 'combined') to "
                                        "display (default: all scanned, and combined).")
+
+
+class ToyScan(Section):
+    file: str | None = Field(None, description="ROOT file with background-only toy histograms.")
+    pattern: str = Field("*_toy_*", description="Histogram-name pattern (fnmatch, folders "
+                         "allowed), e.g. 'fShiftSigPowTail/*_toy_*'.")
+    max_toys: int = Field(100, ge=1, description="Scan at most this many matching toys.")
+    chunk: int = Field(10, ge=1, description="Toys per task.")
+    dataset: str | None = Field(None, description="Dataset whose card, rebin, range and "
+                                "data_range apply (default: the first scanned).")
 
 
 class Plot(Section):
@@ -197,6 +212,7 @@ class Config(Section):
     fit: Fit = Field(default_factory=Fit)
     limit: Limit = Field(default_factory=Limit)
     inject: Inject = Field(default_factory=Inject)
+    toyscan: ToyScan = Field(default_factory=ToyScan)
     plot: Plot = Field(default_factory=Plot)
     steps: Steps = Field(default_factory=Steps)
     slurm: Slurm = Field(default_factory=Slurm)
@@ -221,7 +237,20 @@ class Config(Section):
                     f"scan.datasets names {name!r}, which is not a dataset "
                     f"(have: {', '.join(self.datasets) or 'none'})"
                 )
+        if "toyscan" in self.steps.run:
+            ts = self.toyscan
+            if ts.file is None:
+                raise ValueError("toyscan.file: required when steps.run includes 'toyscan'")
+            if ts.dataset is not None and ts.dataset not in self.scanned():
+                raise ValueError(f"toyscan.dataset names {ts.dataset!r}, which is not a "
+                                 f"scanned dataset (have: {', '.join(self.scanned()) or 'none'})")
+            if ts.dataset is None and not self.scanned():
+                raise ValueError("toyscan: no scanned dataset to take the settings from")
         return self
+
+    def toyscan_dataset(self) -> str:
+        """The dataset whose settings the toy scans use."""
+        return self.toyscan.dataset or self.scanned()[0]
 
     def scanned(self) -> list[str]:
         """Datasets the scan runs over, in config order."""

@@ -2,8 +2,10 @@
 
 Per point: ``load``; ``fit`` and ``limit`` in mass chunks (``slurm.chunk_size`` masses of
 one dataset per task, plus ``combined`` chunks for the joint fit) each followed by a merge;
-``inject`` one task per (dataset, injection mass) and a merge; ``plot``. The plan depends
-only on the config, never on the executor, so local and SLURM runs compute the same thing.
+``inject`` one task per (dataset, injection mass) and a merge; ``plot``. With
+``limit.global_toys`` the limit step also has chunks of whole-scan toys per dataset. The plan
+depends only on the config, never on the executor, so local and SLURM runs compute the same
+thing.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gprpipe.config.schema import Config
+from gprpipe.config.schema import STEPS, Config
 from gprpipe.pipeline.task import Task
 from gprpipe.stats.window import scan_masses
 
 MERGE = "merge"
-STEPS = ("load", "fit", "limit", "inject", "plot")
 COMBINED = "combined"
 
 
@@ -72,6 +73,31 @@ def inject_parts(config: Config) -> dict[str, tuple[str, float]]:
     return parts
 
 
+REFIT_TOYS_PER_TASK = 4  # GP-refit whole-scan toys per task (about 5 s per toy on 2015)
+
+
+def toy_parts(config: Config) -> dict[str, tuple[str, str, int, int]]:
+    """Part name -> (kind ``toys`` | ``refit``, dataset, first toy, end toy)."""
+    lim = config.limit
+    parts: dict[str, tuple[str, str, int, int]] = {}
+    if lim.global_toys <= 0 or config.base.blind:  # the toys' mean is fitted on every bin
+        return parts
+    for name in config.scanned():
+        for kind, total, size in (("toys", lim.global_toys, lim.global_toys_chunk),
+                                  ("refit", min(lim.global_toys_refit, lim.global_toys),
+                                   REFIT_TOYS_PER_TASK)):
+            for k, start in enumerate(range(0, total, size)):
+                parts[f"{name}-{kind}-{k:03d}"] = (kind, name, start, min(start + size, total))
+    return parts
+
+
+def toyscan_parts(config: Config) -> dict[str, tuple[int, int]]:
+    """Toy-scan part (``<k>``) -> (first, end) index among the matching toy histograms."""
+    ts = config.toyscan
+    return {f"{k:03d}": (s, min(s + ts.chunk, ts.max_toys))
+            for k, s in enumerate(range(0, ts.max_toys, ts.chunk))}
+
+
 @dataclass(frozen=True)
 class Layout:
     """Files of one point folder (DESIGN.md run-directory contract)."""
@@ -85,6 +111,9 @@ class Layout:
     inject = property(lambda self: self.point_dir / "inject.h5")
     scan_csv = property(lambda self: self.point_dir / "scan.csv")
     inject_csv = property(lambda self: self.point_dir / "inject.csv")
+    toyscan = property(lambda self: self.point_dir / "toyscan.h5")
+    toyscan_csv = property(lambda self: self.point_dir / "toyscan.csv")
+    toyscan_summary_csv = property(lambda self: self.point_dir / "toyscan_summary.csv")
     plots = property(lambda self: self.point_dir / "plots")
     plot_manifest = property(lambda self: self.point_dir / "plots" / "manifest.json")
     logs = property(lambda self: self.point_dir / "logs")
@@ -131,7 +160,8 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
                 )
             )
         outs = {"fit": (lay.fit,), "limit": (lay.limit, lay.scan_csv),
-                "inject": (lay.inject, lay.inject_csv)}[step]
+                "inject": (lay.inject, lay.inject_csv),
+                "toyscan": (lay.toyscan, lay.toyscan_csv, lay.toyscan_summary_csv)}[step]
         merged = add(
             _task(point, point_dir, step, MERGE,
                   inputs=tuple(t.outputs[0] for t in part_tasks), outputs=outs,
@@ -145,17 +175,22 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         fit_parts = {p: v for p, v in parts.items() if v[0] != COMBINED}
         chunked("fit", (lay.load,), dep("load"), fit_parts)
     if "limit" in steps:
-        chunked("limit", (lay.load, lay.fit), dep("load", "fit"), parts)
+        toys = {p: (d, np.array([])) for p, (_, d, _, _) in toy_parts(config).items()}
+        chunked("limit", (lay.load, lay.fit), dep("load", "fit"), {**parts, **toys})
     if "inject" in steps and config.inject.masses:
         ip = {p: (d, np.array([m])) for p, (d, m) in inject_parts(config).items()}
         chunked("inject", (lay.load, lay.fit), dep("load", "fit"), ip)
+    if "toyscan" in steps and config.toyscan.file:
+        tp = {p: ("toyscan", np.array([])) for p in toyscan_parts(config)}
+        chunked("toyscan", (Path(config.toyscan.file),), (), tp)
     if "plot" in steps:
+        made = ("load", "fit", "limit", "inject", "toyscan")
         inputs = tuple(
             p for s, p in (("load", lay.load), ("fit", lay.fit), ("limit", lay.limit),
-                           ("inject", lay.inject)) if s in ids
+                           ("inject", lay.inject), ("toyscan", lay.toyscan)) if s in ids
         )
         add(_task(point, point_dir, "plot", None, inputs=inputs, outputs=(lay.plot_manifest,),
-                  deps=tuple(ids[s] for s in ("load", "fit", "limit", "inject") if s in ids)))
+                  deps=tuple(ids[s] for s in made if s in ids)))
     return tasks
 
 

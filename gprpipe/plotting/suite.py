@@ -70,10 +70,11 @@ def _xlim(ax, m: np.ndarray) -> None:
     ax.set_xlim(lo - pad, hi + pad)
 
 
-def significance_figure(mass, p_local, p_global, title: str, flagged=None):
-    """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z;
-    ``flagged`` masses are circled in red (no global p-value: they do not count as a
-    discovery)."""
+def significance_figure(mass, p_local, p_global, title: str, flagged=None,
+                        p_global_toys=None):
+    """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z
+    (Sidak and, when given, whole-scan toys); ``flagged`` masses are circled in red (no
+    global p-value: they do not count as a discovery)."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     zl, zg = z_from_p(p_local), z_from_p(p_global)
@@ -83,6 +84,10 @@ def significance_figure(mass, p_local, p_global, title: str, flagged=None):
     _mark_flagged(a1, m, p_local, flagged)
     a1.plot(m, p_global, "--", color="C3", lw=2.2, marker=mk, ms=4, zorder=4,
             label="global $p_0$ (Sidak, $N_\\mathrm{eff}$)")
+    toys = p_global_toys is not None and np.isfinite(p_global_toys).any()
+    if toys:
+        a1.plot(m, p_global_toys, ":", color="C4", lw=2.2, marker=mk, ms=4, zorder=4,
+                label="global $p_0$ (whole-scan toys)")
     a1.set_yscale("log")
     lo = min(np.nanmin(p_local) * 0.3, norm.sf(5.5))
     a1.set_ylim(lo, 3.0)  # p0 = 1 (a global curve often sits there) stays inside the frame
@@ -101,6 +106,9 @@ def significance_figure(mass, p_local, p_global, title: str, flagged=None):
     a2.plot(m, zl, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local Z", zorder=3)
     _mark_flagged(a2, m, zl, flagged)
     a2.plot(m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
+    if toys:
+        a2.plot(m, z_from_p(p_global_toys), ":", color="C4", lw=2.2, marker=mk, ms=4,
+                label="global Z (toys)", zorder=4)
     for z in zs:
         a2.axhline(z, color="gray", lw=0.8, ls=":", zorder=1)
     a2.set_ylim(-0.3, max(5.5, float(np.nanmax(zl)) + 0.5))
@@ -214,6 +222,26 @@ def gp_fit_figure(edges, counts, mass, sigma, hyper, blind_nsigma, train_mask, t
     return fig
 
 
+def global_toys_plot(limit_path, name: str, a: dict, title: str, out: Path,
+                     formats: Sequence[str]) -> list[Path]:
+    """``global_toys_<dataset>``: the toys' max-Z distribution (if the run has toys)."""
+    from gprpipe.plotting.lee import max_z_figure
+    from gprpipe.steps.lee import read_global
+
+    g = read_global(limit_path, name)
+    if g is None:
+        return []
+    dist, attrs = g
+    ok = a["status"] == "ok"
+    others = {}
+    if "max_Z_local_refit" in dist:
+        others["GP refit per mass (same toys)"] = dist["max_Z_local_refit"]
+        others["fixed map (same toys)"] = dist["max_Z_local_fixed_same_toys"]
+    fig = max_z_figure(dist["max_Z_local"], float(attrs["n_eff"]), title,
+                       z_obs=float(np.nanmax(a["Z_local"][ok])), others=others)
+    return save(fig, out, f"global_toys_{name}", formats)
+
+
 def gp_masses(cfg: Config, masses: np.ndarray, z_local: np.ndarray | None = None
               ) -> list[float]:
     """Masses of the GP-fit figures: ``plot.masses``, else three across the scan plus the
@@ -260,9 +288,11 @@ def scan_plots(cfg: Config, lay, formats: Sequence[str]) -> list[Path]:
             written += save(fig, out, f"brazil_{q}_{name}", formats)
         if blinded:
             continue
+        pgt = a["p0_global_toys"][ok] if "p0_global_toys" in a else None
         fig = significance_figure(m, a["p0_local"][ok], a["p0_global"][ok], title,
-                                  flagged=flagged)
+                                  flagged=flagged, p_global_toys=pgt)
         written += save(fig, out, f"significance_{name}", formats)
+        written += global_toys_plot(lay.limit, name, a, title, out, formats)
         fig = ahat_figure(m, a["A_hat"][ok], a["sigma_A"][ok], title)
         written += save(fig, out, f"Ahat_{name}", formats)
     if lay.fit.exists():

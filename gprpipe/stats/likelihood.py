@@ -171,8 +171,13 @@ def _centred_terms(n: NDArray[np.float64], lam: NDArray[np.float64]) -> NDArray[
     return np.sum(lamf - n - xlogy(n, lamf / nsafe), axis=-1)
 
 
+def _lin(G: NDArray[np.float64], p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``G p`` per row: ``G`` shared ``(k, P)`` or per row ``(T, k, P)``; ``p`` ``(T, P)``."""
+    return p @ G.T if G.ndim == 2 else np.matmul(G, p[:, :, None])[:, :, 0]
+
+
 def _objective(n, base, G, prior, p):
-    lam = base + p @ G.T
+    lam = base + _lin(G, p)
     return _centred_terms(n, lam) + 0.5 * np.sum(prior * p * p, axis=-1), lam
 
 
@@ -198,7 +203,8 @@ def _line_search(n, base, G, prior, p, d, dec, t):
             break
         rej = np.flatnonzero(~ok)
         t[rej] *= 0.5
-        fr, _ = _objective(n[rej], base[rej], G, prior, p[rej] + t[rej, None] * d[rej])
+        Gr = G if G.ndim == 2 else G[rej]
+        fr, _ = _objective(n[rej], base[rej], Gr, prior, p[rej] + t[rej, None] * d[rej])
         f_new[rej] = fr
         ok[rej] = fr <= f_old[rej] - _ARMIJO * t[rej] * dec[rej]
     return t, ok, f_old, f_new
@@ -218,20 +224,23 @@ def _newton(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """Minimise ``sum_i centred(n_i, base_i + (G p)_i) + sum(prior p^2)/2`` per row.
 
-    ``n``, ``base``: ``(T, k)``; ``p0``: ``(T, P)``. Damped Newton, iterating only on rows
-    that have not converged. A fraction-to-the-boundary rule keeps ``lam`` above the floor.
-    The NLL is self-concordant (``-n ln lam`` with ``n >= 1``; the constant grows as
-    ``1/sqrt(n)`` for smaller non-integer ``n``), so inside the region where the squared
+    ``n``, ``base``: ``(T, k)``; ``p0``: ``(T, P)``; ``G``: ``(k, P)`` shared by every row,
+    or ``(T, k, P)`` per row (a nuisance factor that scales with each toy's background).
+    Damped Newton, iterating only on rows that have not converged. A
+    fraction-to-the-boundary rule keeps ``lam`` above the floor. The NLL is
+    self-concordant (``-n ln lam`` with ``n >= 1``; the constant grows as ``1/sqrt(n)`` for
+    smaller non-integer ``n``), so inside the region where the squared
     Newton decrement ``g H^-1 g`` is below ``_QUAD * min(1, n_min)`` a full step is taken
     without a line search; elsewhere Armijo backtracking. Converged when the squared
     decrement is below ``tol``; one last full step then leaves the NLL within ~tol^2 of its
     minimum. Returns ``(f, p, converged)`` with the centred NLL ``f``.
     """
     T = n.shape[0]
-    P = G.shape[1]
-    if GG is None:
+    P = G.shape[-1]
+    per_row = G.ndim == 3
+    if GG is None and not per_row:
         GG = _outer_cols(G)
-    GT = np.ascontiguousarray(G.T)
+    GT = None if per_row else np.ascontiguousarray(G.T)
     Gsum = G.sum(axis=0)
     diag = prior + ridge
     ii = np.arange(P)
@@ -248,18 +257,25 @@ def _newton(
         na = n if whole else n[active]
         ba = base if whole else base[active]
         pa = p if whole else p[active]
-        la = ba + pa @ GT
+        Ga = G if (whole or not per_row) else G[active]
+        la = ba + (pa @ GT if GT is not None else _lin(Ga, pa))
         above = la > LAM_FLOOR
         if above.all():
             ratio = na / la
-            g = Gsum - ratio @ G + prior * pa
             D = ratio / la
+            ones = None
         else:
             lamf = np.maximum(la, LAM_FLOOR)
             ratio = np.where(above, na / lamf, 0.0)
-            g = above @ G - ratio @ G + prior * pa
             D = ratio / lamf
-        H = _hessian(D, GG)
+            ones = above.astype(float)
+        if per_row:  # sum_i (1 - n_i/lam_i) G_ti, over the bins above the floor
+            g = np.matmul(((1.0 if ones is None else ones) - ratio)[:, None, :], Ga)[:, 0]
+            g += prior * pa
+            H = np.matmul(Ga.transpose(0, 2, 1) * D[:, None, :], Ga)
+        else:
+            g = (Gsum if ones is None else ones @ G) - ratio @ G + prior * pa
+            H = _hessian(D, GG)
         H[:, ii, ii] += diag
         d = -np.linalg.solve(H, g[..., None])[..., 0]
         dec = -np.einsum("ti,ti->t", g, d)
@@ -267,7 +283,7 @@ def _newton(
         if bad.any():  # singular/indefinite (should not happen): steepest descent
             d[bad] = -g[bad]
             dec[bad] = np.einsum("ti,ti->t", g[bad], g[bad])
-        dlam = d @ GT
+        dlam = d @ GT if GT is not None else _lin(Ga, d)
         shrink = (dlam < 0) & above
         if shrink.any():
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -284,7 +300,7 @@ def _newton(
         ls = np.flatnonzero(~quad)
         if ls.size:
             t_ls, ok_ls, f_old, f_new = _line_search(
-                na[ls], ba[ls], G, prior, pa[ls], d[ls], dec[ls], t[ls]
+                na[ls], ba[ls], Ga[ls] if per_row else G, prior, pa[ls], d[ls], dec[ls], t[ls]
             )
             t[ls] = np.where(ok_ls, t_ls, 0.0)
             ok[ls] = ok_ls

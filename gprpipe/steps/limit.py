@@ -30,13 +30,13 @@ BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")  # N = -2, -1, 0, +1, +2
 COLUMNS = (
     "dataset", "mass_GeV", "sigma_m_GeV", "A_hat", "sigma_A", "A_up",
     *(f"A_exp_{b}" for b in BAND_COLS), "eps2_up", *(f"eps2_exp_{b}" for b in BAND_COLS),
-    "p0_local", "Z_local", "p0_global", "Z_global",
+    "p0_local", "Z_local", "p0_global", "Z_global", "p0_global_toys", "Z_global_toys",
     "gp_length_scale", "gp_amplitude", "gp_lml", "gp_converged", "gof_chi2_ndf", "gof_p",
     "status",
 )
 # Columns that depend on the observed counts in the blind window (absent when blinded).
 OBSERVED = ("A_hat", "sigma_A", "A_up", "eps2_up", "p0_local", "Z_local", "p0_global",
-            "Z_global")
+            "Z_global", "p0_global_toys", "Z_global_toys")
 BLIND_COLUMNS = (*(c for c in COLUMNS if c not in OBSERVED), "blinded")
 
 
@@ -142,6 +142,11 @@ def run(ctx) -> None:
     if part == MERGE:
         merge(ctx)
         return
+    from gprpipe.steps import lee
+
+    if part in lee.toy_parts(cfg):
+        lee.run_part(ctx, part)
+        return
     name, masses = mass_parts(cfg)[part]
     if name == COMBINED:
         from gprpipe.steps.combine import combined_rows
@@ -203,8 +208,12 @@ def scan_csv(per_ds: dict[str, dict[str, np.ndarray]],
 
 
 def merge(ctx) -> None:
+    from gprpipe.steps import lee
+
     cfg = ctx.config
-    per_ds = collect(list(ctx.task.inputs))
+    toys = set(lee.toy_parts(cfg))
+    toy_paths = [p for p in ctx.task.inputs if p.stem in toys]
+    per_ds = collect([p for p in ctx.task.inputs if p.stem not in toys])
     if not per_ds:
         raise GprpipeError(f"{ctx.layout.point_dir}: no limit results to merge.")
     order = [*cfg.scanned(), COMBINED]
@@ -213,9 +222,13 @@ def merge(ctx) -> None:
         if not cfg.base.blind:
             global_significance(cfg, name, arrays)
         print(scan_summary(name, arrays), flush=True)
+    dists = lee.merge_global(cfg, per_ds, toy_paths)
     with write_h5(ctx.layout.limit, ctx.attrs()) as f:
         for name, arrays in per_ds.items():
-            write_group(f.create_group(name), arrays)
+            g = f.create_group(name)
+            write_group(g, arrays)
+            if name in dists:
+                lee.write_global(g, *dists[name])
     atomic_write_text(ctx.layout.scan_csv, scan_csv(per_ds, columns(cfg)))
 
 

@@ -76,6 +76,8 @@ def run(ctx) -> None:
         from gprpipe.steps.displays import display_plots
 
         written += display_plots(cfg, lay, formats)
+    if lay.toyscan.exists():
+        written += _toyscan_plots(cfg, lay, formats)
     from gprpipe.results.report import write_reports
 
     files = [str(p.relative_to(lay.point_dir)) for p in written]
@@ -83,3 +85,19 @@ def run(ctx) -> None:
     ctx.written = [*written, report]
     manifest = {"cache_key": ctx.cache_key, "blinded": cfg.base.blind, "files": files}
     atomic_write_text(lay.plot_manifest, json.dumps(manifest, indent=1) + "\n")
+
+
+def _toyscan_plots(cfg, lay, formats) -> list[Path]:
+    """Validation-scan figures, with the data's whole-scan toys when the run has them."""
+    from gprpipe.pipeline.plan import dataset_masses
+    from gprpipe.plotting.toyscan import toyscan_plots
+    from gprpipe.stats.significance import n_eff
+    from gprpipe.steps.fit import resolution
+    from gprpipe.steps.lee import read_global
+
+    name = cfg.toyscan_dataset()
+    m = dataset_masses(cfg, name)
+    neff = n_eff(m, resolution(cfg.datasets[name], m), cfg.fit.blind_nsigma)
+    g = read_global(lay.limit, name) if lay.limit.exists() else None
+    title = f"{cfg.datasets[name].label or name}: {cfg.toyscan.pattern}"
+    return toyscan_plots(lay, title, neff, formats, None if g is None else g[0]["max_Z_local"])

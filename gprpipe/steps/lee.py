@@ -1,0 +1,245 @@
+"""Toy-based look-elsewhere correction (``limit.global_toys``), run as parts of ``limit``.
+
+Tasks ``<dataset>-toys-<k>`` scan ``limit.global_toys_chunk`` background-only
+whole-spectrum toys each over every mass with that mass's GP as a fixed linear map
+(:mod:`gprpipe.stats.lee`); tasks ``<dataset>-refit-<k>`` refit the GP at every mass on a
+few of the same toys (``limit.global_toys_refit``), to show the size of the fixed-map
+approximation. The limit merge takes the maximum ``Z_local`` per toy over the masses whose
+row has ``status = ok`` and writes ``p0_global_toys``, ``Z_global_toys`` and the
+distributions (``/<dataset>/global_toys/`` in ``limit.h5``).
+
+Toy ``t`` of a dataset is drawn from ``seed_for(base.seed, "global_toys", dataset, t)``, so
+it does not depend on the chunking.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from gprpipe.config.schema import Config
+from gprpipe.io.hdf5 import read_group, write_group, write_h5
+from gprpipe.pipeline.plan import dataset_masses, toy_parts
+from gprpipe.steps.fit import read_blind, read_fit, resolution
+from gprpipe.steps.load import read_load
+from gprpipe.steps.runner import seed_for
+
+
+def leakage_modelled(cfg: Config) -> bool:
+    """Whether the likelihood uses the leakage-aware template (``fit.signal_leakage``)."""
+    from gprpipe.steps.fit import template_key
+
+    return template_key(cfg) == "w_eff"
+
+
+@dataclass
+class ScanSetup:
+    """Per dataset: the data, every mass's refit setup and fixed map (None if not ok)."""
+
+    masses: np.ndarray
+    counts: np.ndarray
+    edges: np.ndarray
+    setups: list
+    maps: list
+
+
+def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetup:
+    """Fixed maps (and refit setups) of every mass of ``name`` whose fit is ``ok``."""
+    from gprpipe.stats.gp import GPHyper
+    from gprpipe.stats.lee import fixed_map
+    from gprpipe.stats.template import signal_template
+    from gprpipe.steps.fit import MassFit
+    from gprpipe.steps.inject import Window, refit_setup
+
+    counts, edges = read_load(layout.load, name)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    fa = read_fit(layout.fit, name)
+    all_m = dataset_masses(cfg, name)
+    setups: list = []
+    fmaps: list = []
+    ds = cfg.datasets[name]
+    for i, m in enumerate(fa["mass"]):
+        m = float(m)
+        if fa["status"][i] != "ok":
+            setups.append(None)
+            fmaps.append(None)
+            continue
+        hyper = GPHyper(float(fa["gp_amplitude"][i]), float(fa["gp_length_scale"][i]),
+                        float(fa["gp_lml"][i]), bool(fa["gp_converged"][i]), 0, "")
+        index = int(np.argmin(np.abs(all_m - m)))
+        blind, attrs = read_blind(layout.fit, name, index)
+        mf = MassFit(index, m, float(resolution(ds, m)), hyper, "ok", blind, float(attrs["rho"]))
+        st = refit_setup(cfg, name, Window(mf, counts, edges))
+        setups.append(st)
+        if maps:
+            w = signal_template(edges, m, st.sigma)
+            w_tr = w[st.train] if leakage_modelled(cfg) else None
+            fmaps.append(fixed_map(centres, counts, st.train, st.blind, hyper, w[st.blind], w_tr))
+        else:
+            fmaps.append(None)
+    return ScanSetup(np.asarray(fa["mass"], dtype=float), counts, edges, setups, fmaps)
+
+
+def smooth_mean(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The toys' mean: a GP fit of the whole training range (every bin, no blind window),
+    length scale bounded as at the median test mass; its posterior mean on every bin."""
+    from gprpipe.stats.gp import fit_gp, length_scale_bounds, predict_counts, sigma_x
+
+    ds = cfg.datasets[name]
+    x = 0.5 * (edges[1:] + edges[:-1])
+    tr = x > 0
+    if ds.data_range is not None:
+        tr &= (x >= ds.data_range[0]) & (x <= ds.data_range[1])
+    all_m = dataset_masses(cfg, name)
+    med = float(np.median(sigma_x(all_m, resolution(ds, all_m))))
+    hi = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
+    bounds = length_scale_bounds(med, med, cfg.fit.ls_lo_factor, hi, ds.ls_floor_factor)
+    seed = int(seed_for(cfg.base.seed, "global_toys_fit", name).generate_state(1)[0])
+    hyper = fit_gp(x[tr], counts[tr], ls_bounds=bounds, n_restarts=max(cfg.fit.n_restarts, 2),
+                   seed=seed)
+    mean = np.zeros(x.size)
+    pos = x > 0
+    mean[pos], _ = predict_counts(x[tr], counts[tr], x[pos], hyper)
+    return mean
+
+
+def toy_seeds(cfg: Config, name: str, start: int, stop: int) -> list[np.random.SeedSequence]:
+    return [seed_for(cfg.base.seed, "global_toys", name, t) for t in range(start, stop)]
+
+
+def run_part(ctx, part: str) -> None:
+    """One chunk of whole-scan toys (fixed maps) or of GP-refit toys."""
+    from gprpipe.stats.lee import poisson_toys, scan_fixed
+
+    cfg = ctx.config
+    kind, name, start, stop = toy_parts(cfg)[part]
+    t0, c0 = time.perf_counter(), time.process_time()
+    ss = scan_setup(cfg, ctx.layout, name, maps=kind == "toys")
+    toys = poisson_toys(smooth_mean(cfg, name, ss.counts, ss.edges),
+                        toy_seeds(cfg, name, start, stop))
+    if kind == "toys":
+        Z, conv = scan_fixed(ss.maps, toys)
+    else:
+        Z, conv = refit_scan(ss, toys, cfg, name, start)
+    out = {"toy": np.arange(start, stop), "masses_GeV": ss.masses,
+           "Z_local": Z, "converged": conv}
+    with write_h5(ctx.layout.part("limit", part), ctx.attrs()) as f:
+        g = f.create_group(name)
+        write_group(g, out)
+        g.attrs.update(kind=kind, seconds=time.perf_counter() - t0,
+                       cpu_seconds=time.process_time() - c0)
+
+
+def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
+               start: int) -> tuple[np.ndarray, np.ndarray]:
+    """``Z_local`` of each toy at every mass with the GP refitted on the toy's sidebands
+    (warm-started from the data fit); ``converged`` is the GP refit's flag."""
+    from gprpipe.stats import significance
+    from gprpipe.stats.leakage import leakage_template
+    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.stats.template import signal_template
+
+    leak = leakage_modelled(cfg)
+    x = 0.5 * (ss.edges[1:] + ss.edges[:-1])
+    T = toys.shape[0]
+    Z = np.full((T, len(ss.setups)), np.nan)
+    conv = np.zeros((T, len(ss.setups)), dtype=bool)
+    for j, st in enumerate(ss.setups):
+        if st is None:
+            continue
+        w_full = signal_template(ss.edges, st.mass, st.sigma)
+        tr, bl = st.train, st.blind
+        for t in range(T):
+            seed = int(seed_for(cfg.base.seed, "global_toys_refit", name, start + t,
+                                float(ss.masses[j])).generate_state(1)[0])
+            try:
+                wf = st.fit(toys[t].astype(float), seed)
+            except (ValueError, np.linalg.LinAlgError):
+                continue
+            w = w_full[bl]
+            if leak:  # w_eff with the toy's own refitted map and counts
+                w = leakage_template(x[tr], toys[t][tr].astype(float), w_full[tr], x[bl], w,
+                                     wf.b, wf.hyper)
+            L = cholesky_jitter(wf.C)
+            n = toys[t][st.blind].astype(float)
+            f = fit_signal(n, wf.b, L, w)
+            Z[t, j] = significance.z_local(significance.q0(n, wf.b, L, w, fit=f))
+            conv[t, j] = wf.hyper.converged and bool(f.converged)
+    return Z, conv
+
+
+def read_part(path) -> tuple[str, str, dict[str, np.ndarray], dict]:
+    with h5py.File(path, "r") as f:
+        name = next(iter(f))
+        g = f[name]
+        return name, str(g.attrs["kind"]), read_group(g), dict(g.attrs)
+
+
+def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -> dict:
+    """Fill ``p0_global_toys`` / ``Z_global_toys`` of ``per_ds`` from the toy part files;
+    returns the per-dataset distributions to store under ``global_toys``."""
+    from gprpipe.stats import significance
+    from gprpipe.stats.lee import max_z, p_global_toys
+    from gprpipe.stats.quality import counts_for_discovery
+
+    parts: dict[str, dict[str, list]] = {}
+    for p in paths:
+        name, kind, a, attrs = read_part(p)
+        d = parts.setdefault(name, {"toys": [], "refit": []})
+        d[kind].append((a, attrs))
+    out = {}
+    for name, arrays in per_ds.items():
+        nan = np.full(len(arrays["mass_GeV"]), np.nan)
+        arrays["p0_global_toys"], arrays["Z_global_toys"] = nan.copy(), nan.copy()
+        if name not in parts or not parts[name]["toys"]:
+            continue
+        chunks = sorted(parts[name]["toys"], key=lambda x: int(x[0]["toy"][0]))
+        masses = chunks[0][0]["masses_GeV"]
+        Z = np.concatenate([c[0]["Z_local"] for c in chunks]).astype(float)
+        conv = np.concatenate([c[0]["converged"] for c in chunks])
+        # Only masses whose observed row counts (status ok) enter the maximum.
+        row = {round(float(m), 9): i for i, m in enumerate(arrays["mass_GeV"])}
+        counts = counts_for_discovery(arrays["status"])
+        use = np.array([row.get(round(float(m), 9)) is not None
+                        and bool(counts[row[round(float(m), 9)]]) for m in masses])
+        mz = max_z(Z, use)
+        ok = counts
+        p = np.where(ok, p_global_toys(arrays["Z_local"], mz), np.nan)
+        arrays["p0_global_toys"] = p
+        arrays["Z_global_toys"] = np.where(
+            ok, np.minimum(significance.z_from_p(np.where(ok, p, 1.0)), arrays["Z_local"]), np.nan)
+        dist = {"max_Z_local": mz, "toy_seconds": np.array([c[1]["seconds"] for c in chunks]),
+                "toy_cpu_seconds": np.array([c[1]["cpu_seconds"] for c in chunks])}
+        attrs = {"n_toys": len(mz), "n_masses_used": int(use.sum()),
+                 "fit_not_converged": int(np.sum(~conv[:, use])),
+                 "n_eff": float(arrays["n_eff"][0]) if "n_eff" in arrays else np.nan}
+        refit = sorted(parts[name]["refit"], key=lambda x: int(x[0]["toy"][0]))
+        if refit:
+            Zr = np.concatenate([c[0]["Z_local"] for c in refit]).astype(float)
+            idx = np.concatenate([c[0]["toy"] for c in refit])
+            dist["max_Z_local_refit"] = max_z(Zr, use)
+            dist["max_Z_local_fixed_same_toys"] = mz[idx]
+            dist["Z_local_refit"] = Zr
+            dist["Z_local_fixed_same_toys"] = Z[idx]
+            attrs["refit_not_converged"] = int(np.sum(
+                ~np.concatenate([c[0]["converged"] for c in refit])[:, use]))
+        out[name] = (dist, attrs)
+    return out
+
+
+def write_global(group: h5py.Group, dist: dict[str, np.ndarray], attrs: dict) -> None:
+    g = group.create_group("global_toys")
+    write_group(g, dist)
+    g.attrs.update(attrs)
+
+
+def read_global(path, name: str) -> tuple[dict[str, np.ndarray], dict] | None:
+    """The stored toy max-Z distributions of one dataset, or None."""
+    with h5py.File(path, "r") as f:
+        if name not in f or "global_toys" not in f[name]:
+            return None
+        g = f[name]["global_toys"]
+        return read_group(g), dict(g.attrs)
