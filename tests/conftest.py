@@ -36,8 +36,12 @@ CliResult = tuple[int, str, str]
 
 #: the user configs shipped in user_configs/ (tests never read others: a user's own files
 #: there must not change a test's result)
-SHIPPED_USER_CONFIGS = ("hps2015.toml", "hps2015_2016_combined.toml", "hps2015_injection.toml",
-                        "hps2016.toml", "hps2021.toml", "quickstart.toml")
+SHIPPED_USER_CONFIGS = (
+    "hps2015.toml", "hps2015_2016_2021_combined.toml", "hps2015_2016_combined.toml",
+    "hps2015_funcform_injection.toml", "hps2015_injection.toml", "hps2015_leakage_closure.toml",
+    "hps2015_rpen7.toml", "hps2015_toyscan.toml", "hps2016.toml", "hps2016_leakage_closure.toml",
+    "hps2021.toml", "quickstart.toml",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -421,7 +421,7 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     code, _, err = cli("init", "x", "--template", "hps215")
     assert code == 1 and err.strip() == (
         "error: --template 'hps215': not a shipped template (did you mean hps2015?); shipped: "
-        "hps2015, hps2015_2016_combined, hps2016, hps2021.")
+        "hps2015, hps2015_2016_2021_combined, hps2015_2016_combined, hps2016, hps2021.")
     code, _, _ = cli("init", "both", "--template", "hps2015_2016_combined", "--data",
                      str(DEMO_ROOT))
     assert code == 0
