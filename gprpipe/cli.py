@@ -798,9 +798,10 @@ def compare(
 ) -> None:
     """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
     from gprpipe.io.atomic import atomic_write_text
-    from gprpipe.pipeline.compare import compare_curves, points_of, read_tables
+    from gprpipe.pipeline.compare import points_of, read_tables
     from gprpipe.plotting.compare import compare_limits_figure
     from gprpipe.plotting.style import save
+    from gprpipe.results.compare import compare_curves
 
     points = points_of(runs)
     parents = {p.parent.resolve() for p in points.values()}

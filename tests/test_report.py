@@ -246,3 +246,28 @@ def test_index_overlays_the_grid_points(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = plt.imread(png)
     assert img.shape[0] > 200 and img.shape[1] > 400
+
+
+def test_index_compares_the_grid_points(tmp_path):
+    """Two unblinded grid points: index.html carries gprpipe compare's figure with ratio
+    panels and the table of ratios (the second point's limits over the first's)."""
+    cfg, point = _point(tmp_path)
+    run = point.parent
+    other = run / "rpen7"
+    other.mkdir()
+    (other / "config.toml").write_text("[base]\n")
+    info = json.loads((run / "run.json").read_text())
+    info["grid"].append({"name": "rpen7", "values": {}, "dir": str(other), "seed": 7})
+    (run / "run.json").write_text(json.dumps(info))
+    for d, f, g in ((point, 1.0, 1.0), (other, 1 / 0.93, 1.1 / 0.93)):
+        (d / "scan.csv").write_text(
+            "dataset,mass_GeV,eps2_up,eps2_exp_med,Z_local,Z_global,gp_converged,status\n"
+            f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},0.5,0,true,ok\n"
+            f"2015,0.06,{3e-6 * f!r},{4e-6 * f!r},1.0,0,true,ok\n"
+            f"2015,0.09,{5e-6 * g!r},{6e-6 * f!r},1.0,0,true,ok\n")
+    _, index = write_reports(cfg, point)
+    html = index.read_text()
+    assert "eps^2 limits relative to nominal" in html and 'src="grid_compare_2015.png"' in html
+    assert (run / "grid_compare_2015.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # observed ratios 1/0.93 (x2) and 1.1/0.93: median 1.075, range 1.075-1.183
+    assert "<td>1.075</td><td>1.075-1.183</td><td>1.075</td><td>1.075-1.075</td>" in html

@@ -245,6 +245,40 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
     return True
 
 
+def grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Every unblinded point's eps^2 limits over the first one's (the grid's ``gprpipe
+    compare``): per dataset a figure with ratio panels and a table of ratio statistics."""
+    from gprpipe.plotting.compare import compare_limits_figure
+    from gprpipe.plotting.style import save
+    from gprpipe.results.compare import compare_curves
+
+    tables = {}
+    for name, _, d in points:
+        if (d / "scan.csv").exists():
+            header, rows = read_scan_rows(d / "scan.csv")
+            if "eps2_up" in header:  # blinded points have no observed limit to compare
+                tables[name] = rows
+    if len(tables) < 2:
+        return []
+    out = []
+    for comp in compare_curves(tables):
+        if not comp.ratios:
+            continue
+        fig = compare_limits_figure([c.mass for c in comp.curves],
+                                    [c.observed for c in comp.curves],
+                                    [c.expected for c in comp.curves],
+                                    [c.label for c in comp.curves],
+                                    title=labels.get(comp.dataset, comp.dataset))
+        figure = f"grid_compare_{comp.dataset}.png"
+        save(fig, run_dir, figure.removesuffix(".png"), ["png"])
+        out.append({"dataset": labels.get(comp.dataset, comp.dataset), "figure": figure,
+                    "reference": comp.curves[0].label,
+                    "rows": [{"point": r.label, "masses": len(r.mass),
+                              "observed": r.stats("observed"), "expected": r.stats("expected")}
+                             for r in comp.ratios]})
+    return out
+
+
 def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     """Everything ``index.html`` shows: one row per grid point and the grid figure."""
     info = _run_info(run_dir)
@@ -264,6 +298,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURE, labels)
     return {
         "title": cfg.base.name, "rows": rows, "figure": GRID_FIGURE if has_fig else None,
+        "comparisons": grid_comparison(run_dir, points, labels),
         "exports": _exports(run_dir),
         "versions": info.get("versions", {}), "command": " ".join(info.get("command", [])),
         "created": info.get("created", ""), "blinding": info.get("blinding", {}),

@@ -1,0 +1,74 @@
+"""Limits of runs or grid points side by side: ratios at common masses (pure tables).
+
+``compare_curves(tables)`` takes ``{label: scan.csv rows}`` (the first label is the
+reference) and returns per dataset the curves and, per other label, the ratios of its
+observed and expected eps^2 limits to the reference at the masses both have. Used by
+``gprpipe compare`` and by the grid's ``index.html``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Curve:
+    label: str
+    mass: np.ndarray  # GeV
+    observed: np.ndarray  # eps2_up
+    expected: np.ndarray  # eps2_exp_med
+
+
+@dataclass
+class Ratio:
+    """One curve against the reference at their common masses."""
+
+    label: str
+    mass: np.ndarray
+    observed: np.ndarray
+    expected: np.ndarray
+
+    def stats(self, which: str) -> tuple[float, float, float]:
+        """(median, min, max) of the observed or expected ratio."""
+        r = getattr(self, which)
+        return float(np.median(r)), float(r.min()), float(r.max())
+
+
+@dataclass
+class DatasetComparison:
+    dataset: str
+    curves: list[Curve] = field(default_factory=list)
+    ratios: list[Ratio] = field(default_factory=list)
+
+
+def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[DatasetComparison]:
+    """Curves and ratios per dataset present in the reference (the first table)."""
+    labels = list(tables)
+    out = []
+    datasets = list(dict.fromkeys(r["dataset"] for r in tables[labels[0]]))
+    for ds in datasets:
+        comp = DatasetComparison(ds)
+        for lab in labels:
+            rows = [r for r in tables[lab] if r["dataset"] == ds and r.get("status") == "ok"]
+            if not rows:
+                continue
+            m = np.array([float(r["mass_GeV"]) for r in rows])
+            order = np.argsort(m)
+            comp.curves.append(Curve(
+                lab, m[order], np.array([float(r["eps2_up"]) for r in rows])[order],
+                np.array([float(r["eps2_exp_med"]) for r in rows])[order]))
+        if len(comp.curves) < 2 or comp.curves[0].label != labels[0]:
+            out.append(comp)
+            continue
+        ref = comp.curves[0]
+        for c in comp.curves[1:]:
+            common, ia, ib = np.intersect1d(np.round(ref.mass, 6), np.round(c.mass, 6),
+                                            return_indices=True)
+            if len(common):
+                comp.ratios.append(Ratio(c.label, ref.mass[ia], c.observed[ib] / ref.observed[ia],
+                                         c.expected[ib] / ref.expected[ia]))
+        out.append(comp)
+    return out
