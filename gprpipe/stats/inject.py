@@ -239,7 +239,8 @@ def inject_conditional(
     rise of the GP background under a signal that leaks into its sidebands.
     """
     L = cholesky_jitter(C) if L is None else np.asarray(L, dtype=float)
-    n = background_toys(b, C, n_toys, rng, L) + signal_counts(A_inj, w, n_toys, rng, mode)
+    bkg, sig = conditional_toys(b, C, w, A_inj, n_toys, rng, mode=mode, L=L)
+    n = bkg + sig
     if w_eff is None:
         a, s, c = extract(n, b, L, w)
     else:
