@@ -261,7 +261,7 @@ def test_rerun_of_a_copy_touches_only_the_copy(copy: Path, base: Path):
     info = json.loads((copy / "run.json").read_text())
     assert str(base) not in json.dumps({k: info[k] for k in ("grid", "plan")})
     stamp = (copy / "nominal" / "scan.csv").stat().st_mtime_ns
-    code, out, err = gp("rerun", copy, "--masses", "60")
+    code, out, err = gp("rerun", copy, "--masses", "60MeV")
     assert code == 0, err
     assert ("Rerunning 6 tasks: nominal/fit/demo-000, nominal/fit/merge, "
             "nominal/limit/demo-000, nominal/limit/merge, nominal/inject/demo-60MeV, "

@@ -229,7 +229,8 @@ def test_whole_config_rendering_is_bounded(cli, tmp_path: Path):
     """Many slow strings: the config as a whole stops after MAX_CONFIG_SECONDS; every error
     names its file and key (unloaded, each string alone stays under the 1 s bound)."""
     slow = "{% for i in range(3000) %}{% for j in range(60) %}{% endfor %}{% endfor %}"
-    labels = "\n".join(f"[datasets.d{i}]\nlabel = '{slow}'" for i in range(12))
+    # 40 strings: over the 3 s config bound on an idle machine too (each ~0.1-0.3 s)
+    labels = "\n".join(f"[datasets.d{i}]\nlabel = '{slow}'" for i in range(40))
     cfg = quickstart_child(tmp_path / "c.toml", labels + "\n")
     code, _, err = cli("validate", cfg)
     assert code == 1
@@ -450,7 +451,9 @@ def test_run_with_failed_rows_exits_1(run_cli, tmp_path: Path):
     assert "demo 0.06 GeV: fit failed: too few training bins" in err
     assert "internal error" not in err and "Traceback" not in err
     rows = scan.read_text().splitlines()
-    assert rows[1].startswith("demo,0.03,") and rows[1].endswith(",ok")
+    # 30 MeV has numbers (its sidebands lie outside the training range: a quality flag, not
+    # a failure)
+    assert rows[1].startswith("demo,0.03,") and "failed" not in rows[1]
 
 
 # ---------------------------------------------------------------- 16. step_images
@@ -512,4 +515,5 @@ def test_step_images_run_in_podman(run_cli, tmp_path: Path):
         assert f" {fit_image} gprpipe step fit " in (
             run / "nominal" / "logs" / "fit__demo-000.log").read_text().splitlines()[0]
     finally:
-        subprocess.run(["podman", "untag", fit_image], check=False)
+        # only this name: `podman untag IMAGE` without names strips every tag of the image
+        subprocess.run(["podman", "untag", fit_image, fit_image], check=False)

@@ -301,7 +301,9 @@ def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
     assert fit, seen
     assert all(total == 16 for _, _, total, _ in fit)
     done = [d for _, d, _, _ in fit]
-    assert done == sorted(done) and len(set(done)) >= 2  # it moved
+    # never backwards; how many distinct counts the ticks catch depends on the machine's speed
+    # (the 16 fits can finish between two ticks), so "it moved" is not asserted here
+    assert done == sorted(done)
     assert re.fullmatch(r"\d+/16 masses(, [\d.e+]+/s, ETA [\d.]+ s)?", fit[-1][3])
     # finished tasks leave no progress record
     assert not list((run_dir / "nominal" / ".state").glob("*.progress"))

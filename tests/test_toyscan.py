@@ -70,7 +70,9 @@ def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
                              "--set", f"base.output={tmp_path / 'one'}", timeout=900)
     assert code == 0, out + err
     with h5py.File(tmp_path / "one" / "nominal" / "limit.h5", "r") as f:
-        np.testing.assert_array_equal(f["demo"]["global_toys"]["max_Z_local"][()], mz)
+        # equal up to the rounding of the batched Newton solver (batch shape differs)
+        np.testing.assert_allclose(f["demo"]["global_toys"]["max_Z_local"][()], mz,
+                                   rtol=1e-12, atol=0)
 
 
 def _part(path: Path, name: str, kind: str, toys: range, Z: np.ndarray) -> Path:

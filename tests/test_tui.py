@@ -339,8 +339,13 @@ async def test_browse_a_folder_and_keep_unsaved_changes(tmp_path, monkeypatch):
         assert app.path == folder / "a.toml" and app.query_one("#tabs").active == "edit"
         editor = app.query_one("#editor", TextArea)
         editor.move_cursor((0, 0))
-        await pilot.press("#")
+        editor.focus()  # under load the tab switch may not have moved the focus yet
         await _settle(pilot)
+        await pilot.press("#")
+        for _ in range(50):  # the change reaches app.modified through a message
+            if app.modified:
+                break
+            await pilot.pause(0.1)
         assert app.modified
         await pilot.press("f1")
         browse.select_path(folder / "b.toml")
