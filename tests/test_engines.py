@@ -323,7 +323,8 @@ def test_apptainer_check(tmp_path, monkeypatch):
     engine.check()
     assert engine.image_digest == "sha256:" + hashlib.sha256(b"not really a sif").hexdigest()
     fake_apptainer(bindir, "0.0.1")
-    with pytest.raises(GprpipeError, match=re.escape(f"has gprpipe 0.0.1 but this host has {host_version()}")):
+    want = re.escape(f"has gprpipe 0.0.1 but this host has {host_version()}")
+    with pytest.raises(GprpipeError, match=want):
         ApptainerEngine(image=str(sif)).check()
     ApptainerEngine(image=str(sif), check_version=False).check()
     ApptainerEngine(image="docker://x/y:1").check()  # remote: nothing to check locally
