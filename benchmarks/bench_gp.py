@@ -36,7 +36,7 @@ from gprpipe.stats.window import scan_masses
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hps"
 
-# Card values (METHOD.md section 2, 3): coeffs, tail, scan, rebin, hi_factor, floor_factor
+# Card values (docs/method.md section 2, 3): coeffs, tail, scan, rebin, hi_factor, floor_factor
 CARDS = {
     "2015": dict(
         coeffs=[-9.22283032152e-05, 0.0532190838657],

@@ -171,7 +171,7 @@ def main() -> None:
     ap.add_argument("--baseline-refits", type=int, default=10)
     ap.add_argument("--funcform", type=int, default=0, help="toys per functional form")
     ap.add_argument("--blind", type=float, default=None,
-                    help="fit.blind_nsigma (default 1.64; METHOD.md's variant is 1.96)")
+                    help="fit.blind_nsigma (default 1.64; the method's usual variant is 1.96)")
     ap.add_argument("--exclude", type=float, default=None,
                     help="fit.train_exclude_nsigma (default: the blind window, 1.64)")
     ap.add_argument("--seed", type=int, default=1)

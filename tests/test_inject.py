@@ -2,7 +2,7 @@
 
 Fast: the toy generators, the summary, conditional closure on synthetic and real 2015
 windows, seeding, a short refit run. Slow (``-m slow``): the conditional closure grid of
-METHOD.md section 9 (2015 at 30/60/100 MeV, strengths 0/3/5, 2000 toys), the refit closure
+docs/method.md section 9 (2015 at 30/60/100 MeV, strengths 0/3/5, 2000 toys), the refit closure
 (1000 toys), injection into the functional-form toys, and the CLI end to end.
 """
 
@@ -198,7 +198,7 @@ def test_leakage_explains_refit_bias(real2015, blind, leak, lo, hi):
 # ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_conditional_closure_grid_2015(real2015):
-    """METHOD.md section 9 targets with the pipeline's seeds, 2000 toys per point.
+    """docs/method.md section 9 targets with the pipeline's seeds, 2000 toys per point.
 
     The statistical error of a pull mean over 2000 toys is 0.022, so the per-point check
     uses 3.5 standard errors; the pooled 6000 toys per mass must meet |pull mean| < 0.05.
@@ -283,7 +283,7 @@ def test_injection_into_functional_form_toys(real2015):
 @pytest.mark.slow
 def test_cli_injection_end_to_end(tmp_path: Path):
     """``gprpipe run`` with the shipped injection config on the demo spectrum (two of its
-    grid points, few toys): inject.csv has the DESIGN.md columns, inject.h5 the per-toy
+    grid points, few toys): inject.csv has the docs/design.md columns, inject.h5 the per-toy
     arrays and, in refit mode, the leakage diagnostics; the plots exist."""
     out = tmp_path / "run"
     cond, refit = "refit_gp-false_blind_nsigma-1.64", "refit_gp-true_blind_nsigma-1.96"

@@ -11,7 +11,7 @@ factor. For speed the data windows are exported with the compressed factor ``Win
 
 Convention: pyhf builds its Asimov data from the nuisance parameters fitted to the observed
 data at A = 0 ("post-fit"); gprpipe's default is the background-only Asimov ``n = b``
-(METHOD.md). The two coincide when the pulls are small; the band comparison passes
+(docs/method.md). The two coincide when the pulls are small; the band comparison passes
 ``b + L theta_hat(0)`` as the Asimov background to compare like with like.
 """
 

@@ -1,6 +1,6 @@
 """The typed schema of a (rendered) gprpipe config.
 
-Every section of DESIGN.md is a pydantic model that forbids unknown keys. Masses and
+Every config section of docs/design.md is a pydantic model that forbids unknown keys. Masses and
 ranges are in GeV. Defaults here mirror ``templates/defaults.toml`` (which documents them).
 """
 

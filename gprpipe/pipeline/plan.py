@@ -100,7 +100,7 @@ def toyscan_parts(config: Config) -> dict[str, tuple[int, int]]:
 
 @dataclass(frozen=True)
 class Layout:
-    """Files of one point folder (DESIGN.md run-directory contract)."""
+    """Files of one point folder (docs/design.md run-directory contract)."""
 
     point_dir: Path
 

@@ -1,4 +1,4 @@
-"""CLs upper limits on the signal yield A (METHOD.md section 6).
+"""CLs upper limits on the signal yield A (docs/method.md section 6).
 
 Test statistic q~_A of Cowan, Cranmer, Gross and Vitells (2011), asymptotic CLs with both
 branches, expected bands from the background-only Asimov data, and toy-based CLs.
@@ -49,7 +49,7 @@ BAND_N = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
 BAND_QUANTILES = ndtr(BAND_N)
 """Quantiles of the toy limit distribution matching :data:`BAND_N` (2.3/15.9/50/84/97.7%)."""
 TOY_QUANTILES = np.array([0.025, 0.16, 0.5, 0.84, 0.975])
-"""Quantiles used for toy bands (METHOD.md: 2.5/16/50/84/97.5%)."""
+"""Quantiles used for toy bands (docs/method.md: 2.5/16/50/84/97.5%)."""
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 

@@ -1,4 +1,4 @@
-"""Joint fit of several blind windows with one shared eps^2 (METHOD.md section 10).
+"""Joint fit of several blind windows with one shared eps^2 (docs/method.md section 10).
 
 At one mass, the blind windows of the datasets ``d`` are concatenated into a single window:
 

@@ -1,4 +1,4 @@
-"""Signal yield A <-> kinetic-mixing strength eps^2 (METHOD.md section 8)."""
+"""Signal yield A <-> kinetic-mixing strength eps^2 (docs/method.md section 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The blind-window likelihood as a pyhf HistFactory JSON workspace (METHOD.md section 6).
+"""The blind-window likelihood as a pyhf HistFactory JSON workspace (docs/method.md section 6).
 
 ``lam = b + L theta + A w`` is exactly a HistFactory model: a signal sample ``w`` with a
 free normfactor ``A`` (the POI) and a background sample ``b`` with one ``histosys`` per

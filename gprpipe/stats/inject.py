@@ -1,4 +1,4 @@
-"""Injection / extraction closure numerics (METHOD.md section 9): pure, no I/O.
+"""Injection / extraction closure numerics (docs/method.md section 9): pure, no I/O.
 
 Strengths are in units of ``sigma_A,ref``, the ``sigma_A`` of the background-only Asimov
 window ``n = b``: ``A_inj = z * sigma_A,ref``. Signal counts are ``Poisson(A_inj w_i)``

@@ -1,6 +1,6 @@
 """Profiled Poisson likelihood of the blind window with correlated GP nuisances.
 
-Model (METHOD.md section 5): ``lam = b + L theta + A w`` with ``L L^T = C`` and
+Model (docs/method.md section 5): ``lam = b + L theta + A w`` with ``L L^T = C`` and
 ``theta ~ N(0, I)``;
 
     NLL(A, theta) = -sum_i [n_i ln lam_i - lam_i] + theta.theta / 2,

@@ -1,4 +1,4 @@
-"""Discovery significance and the look-elsewhere effect (METHOD.md section 7)."""
+"""Discovery significance and the look-elsewhere effect (docs/method.md section 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Background-only pseudo-data in the blind window (METHOD.md section 6)."""
+"""Background-only pseudo-data in the blind window (docs/method.md section 6)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """limit: per test mass, A_hat and sigma_A, the CLs upper limit and expected bands,
 local significance, eps^2; the merge adds the global p-value and writes ``limit.h5`` and
-``scan.csv`` (one row per dataset or ``combined`` and mass, DESIGN.md columns).
+``scan.csv`` (one row per dataset or ``combined`` and mass, docs/design.md columns).
 
 Blinded (``base.blind``): only the expected limits are computed (from ``b`` and ``C``, never
 from the observed window counts); the observed columns (:data:`OBSERVED`) are absent from
