@@ -63,13 +63,12 @@ def test_quickstart_in_podman_matches_local(tmp_path: Path) -> None:
         assert f.attrs["engine"] == "local"
 
 
-def test_failing_step_in_container_shows_its_error(tmp_path: Path) -> None:
+def test_missing_input_is_refused_before_a_container_starts(tmp_path: Path) -> None:
     _require_podman()
     res = gprpipe("run", "user_configs/quickstart.toml", "--engine", "podman",
                   "--set", f"base.image={IMAGE}", "--set", f"base.output={tmp_path}",
-                  "--set", "datasets.demo.hist=nope", "--steps", "load")
+                  "--set", "datasets.demo.path=/nonexistent/demo.root", "--steps", "load")
+    # inputs are checked before any container starts: one sentence naming the folder
     assert res.returncode == 1
-    assert "histogram 'nope' not found" in res.stderr
-    assert "input_hist" in res.stderr
-    status = gprpipe("status", str(tmp_path))
-    assert "failed" in status.stdout and "nominal/load" in status.stdout
+    assert res.stderr.strip() == ("error: bind path /nonexistent (input folder of task "
+                                  "nominal/load) does not exist")
