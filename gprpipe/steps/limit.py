@@ -18,6 +18,7 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
 from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, mass_parts
+from gprpipe.results.schema import BAND_COLS
 from gprpipe.stats import significance
 from gprpipe.stats.conversion import eps2_from_A
 from gprpipe.stats.quality import counts_for_discovery, flags_of, has_result, is_flagged
@@ -26,7 +27,6 @@ from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
 from gprpipe.steps.merge import collect, csv_text
 from gprpipe.steps.runner import seed_for
 
-BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")  # N = -2, -1, 0, +1, +2
 COLUMNS = (
     "dataset", "mass_GeV", "sigma_m_GeV", "A_hat", "sigma_A", "A_up",
     *(f"A_exp_{b}" for b in BAND_COLS), "eps2_up", *(f"eps2_exp_{b}" for b in BAND_COLS),
