@@ -25,8 +25,8 @@ import numpy as np
 
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.plotting.style import apply_style, save, set_labels
+from gprpipe.results import schema
 from gprpipe.steps.fit import blinded_bins
-from gprpipe.steps.load import read_load
 
 MEV = 1e3
 
@@ -59,10 +59,10 @@ def run(ctx) -> None:
         parts.append(scan_figures(cfg, lay))
     if lay.limit.exists():
         from gprpipe.steps.hepdata import write_hepdata
-        from gprpipe.steps.limit import read_scan
 
         cl = 100 * (1 - cfg.limit.alpha)
-        parts.append(overlay_figures(read_scan(lay.limit), labels, cl, blinded=cfg.base.blind))
+        parts.append(overlay_figures(schema.read_scan(lay.limit), labels, cl,
+                                     blinded=cfg.base.blind))
         parts.append(lambda: write_hepdata(cfg, lay.limit, lay.point_dir / "hepdata"))
         if not cfg.base.blind:  # sigma_A comes from the fit to the observed counts
             from gprpipe.steps.reach import combination_products
@@ -142,7 +142,7 @@ def spectrum_figures(cfg, lay, labels: dict[str, str]) -> list[Figure]:
 
     spectra, hidden = {}, {}
     for name in cfg.scanned():
-        counts, edges = read_load(lay.load, name)
+        counts, edges = schema.read_load(lay.load, name)
         spectra[labels[name]] = (counts, edges, cfg.datasets[name].range)
         if cfg.base.blind:
             hidden[labels[name]] = blinded_bins(cfg, name, edges)
@@ -152,11 +152,10 @@ def spectrum_figures(cfg, lay, labels: dict[str, str]) -> list[Figure]:
 def scan_figures(cfg, lay) -> list[Figure]:
     """Every scan figure the point's outputs allow (blinded: expected limits only)."""
     from gprpipe.plotting import suite
-    from gprpipe.steps.limit import BAND_COLS, read_scan
 
     blinded = cfg.base.blind
     figures: list[Figure] = []
-    scan = read_scan(lay.limit) if lay.limit.exists() else {}
+    scan = schema.read_scan(lay.limit) if lay.limit.exists() else {}
     for name, a in scan.items():
         title = cfg.datasets[name].label or name if name in cfg.datasets else "Combined"
         ok = suite.result_mask(a["status"])
@@ -167,7 +166,7 @@ def scan_figures(cfg, lay) -> list[Figure]:
         for q, ylab in (("A", "95% CL upper limit on signal yield $A$"),
                         ("eps2", r"95% CL upper limit on $\epsilon^2$")):
             obs = None if blinded else a[f"{q}_up"][ok]
-            bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
+            bands = [a[f"{q}_exp_{b}"][ok] for b in schema.BAND_COLS]
             ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
             figures.append(Figure(f"brazil_{q}_{name}", suite.brazil_figure, (m, obs, bands),
                                   {"ylabel": ylab, "title": title, "flagged": flagged}))
@@ -188,9 +187,7 @@ def scan_figures(cfg, lay) -> list[Figure]:
 def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> list[Figure]:
     """``global_toys_<dataset>``: the toys' max-Z distribution (if the run has toys)."""
     from gprpipe.plotting.lee import max_z_figure
-    from gprpipe.steps.lee import read_global
-
-    g = read_global(limit_path, name)
+    g = schema.read_global(limit_path, name)
     if g is None:
         return []
     dist, attrs = g
@@ -210,17 +207,17 @@ def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
     from gprpipe.stats.gp import GPHyper
     from gprpipe.stats.quality import has_result
     from gprpipe.stats.window import blind_mask
-    from gprpipe.steps.fit import read_fit, resolution
+    from gprpipe.steps.fit import resolution
 
     figures: list[Figure] = []
     for name in cfg.scanned():
         try:
-            fit = read_fit(lay.fit, name)
+            fit = schema.read_fit(lay.fit, name)
         except KeyError:
             continue
         title = cfg.datasets[name].label or name
         figures.append(Figure(f"gp_hyper_{name}", hyper_figure, (fit, title, cfg.fit.gof_p_min)))
-        counts, edges = read_load(lay.load, name)
+        counts, edges = schema.read_load(lay.load, name)
         x = 0.5 * (edges[1:] + edges[:-1])
         ds = cfg.datasets[name]
         excl = cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma
@@ -309,10 +306,9 @@ def inject_figures(path: Path, labels: dict[str, str], window: float | None = No
     """Every closure figure for every dataset group of ``inject.h5``; ``window`` (the blind
     window in sigma) goes into the titles."""
     from gprpipe.plotting import inject as fig
-    from gprpipe.steps.inject import read_inject, read_toys
 
     figures: list[Figure] = []
-    for name, a in read_inject(path).items():
+    for name, a in schema.read_inject(path).items():
         if not len(a.get("mass_GeV", [])):
             continue
         if "sigma_ref" in a:  # strength axis in sigma_A,ref units whatever the config unit
@@ -327,7 +323,7 @@ def inject_figures(path: Path, labels: dict[str, str], window: float | None = No
                          ("pull_vs_mass", fig.pull_mass_figure),
                          ("zcal_residual", fig.zcal_residual_figure)):
             figures.append(Figure(f"inject_{stem}_{name}", fn, (a, title)))
-        toys = read_toys(path, name)
+        toys = schema.read_toys(path, name)
         if toys:
             figures.append(Figure(f"inject_pull_hist_{name}", fig.pull_hist_figure,
                                   (toys, title)))
@@ -343,15 +339,13 @@ def toyscan_figures(cfg, lay) -> list[Figure]:
     from gprpipe.stats.quality import counts_for_discovery
     from gprpipe.stats.significance import n_eff
     from gprpipe.steps.fit import resolution
-    from gprpipe.steps.lee import read_global
-    from gprpipe.steps.toyscan import read_toyscan
 
     name = cfg.toyscan_dataset()
     m = dataset_masses(cfg, name)
     neff = n_eff(m, resolution(cfg.datasets[name], m), cfg.fit.blind_nsigma)
-    g = read_global(lay.limit, name) if lay.limit.exists() else None
+    g = schema.read_global(lay.limit, name) if lay.limit.exists() else None
     title = f"{cfg.datasets[name].label or name}: {cfg.toyscan.pattern}"
-    toys, summ, _, mz = read_toyscan(lay.toyscan)
+    toys, summ, _, mz = schema.read_toyscan(lay.toyscan)
     ok = counts_for_discovery(toys["status"])
     if g is not None:
         max_z = Figure("toyscan_max_z", max_z_figure, (g[0]["max_Z_local"], neff, title),
