@@ -59,12 +59,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--before", default="main", help="git ref of the code to compare with")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--git", type=Path, default=REPO,
+                    help="repository holding --before (default: this tree's)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         old = tmp / "before"
         old.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.before],
+        archive = subprocess.run(["git", "-C", str(args.git), "archive", args.before],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         subprocess.run([sys.executable, "-m", "gprpipe", "run", "user_configs/quickstart.toml",
