@@ -69,7 +69,7 @@ def run(ctx) -> None:
 
             parts.append(lambda: combination_products(cfg, lay, formats))
     if lay.inject.exists():
-        parts.append(inject_figures(lay.inject, labels, window=cfg.fit.blind_nsigma))
+        parts.append(inject_figures(lay.inject, labels, blind_nsigma=cfg.fit.blind_nsigma))
     if lay.fit.exists():
         from gprpipe.steps.displays import display_plots
 
@@ -301,10 +301,10 @@ def overlay_figures(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, st
     return figures
 
 
-def inject_figures(path: Path, labels: dict[str, str], window: float | None = None
+def inject_figures(path: Path, labels: dict[str, str], blind_nsigma: float | None = None
                    ) -> list[Figure]:
-    """Every closure figure for every dataset group of ``inject.h5``; ``window`` (the blind
-    window in sigma) goes into the titles."""
+    """Every closure figure for every dataset group of ``inject.h5``; ``blind_nsigma`` (the
+    blind-window half-width in sigma_m) goes into the titles."""
     from gprpipe.plotting import inject as fig
 
     figures: list[Figure] = []
@@ -315,8 +315,8 @@ def inject_figures(path: Path, labels: dict[str, str], window: float | None = No
             a = {**a, "z_inj": np.round(a["A_inj"] / a["sigma_ref"], 6)}
         refit = bool(np.any(a["refit_gp"])) if "refit_gp" in a else False
         title = f"{labels.get(name, name)}: {'GP refit' if refit else 'conditional'} toys"
-        if window is not None:
-            title += rf", window $\pm{window:g}\sigma_m$"
+        if blind_nsigma is not None:
+            title += rf", window $\pm{blind_nsigma:g}\sigma_m$"
         for stem, fn in (("linearity", fig.linearity_figure), ("bias", fig.bias_figure),
                          ("pulls", fig.pull_figure), ("coverage", fig.coverage_figure),
                          ("pull_heatmap", fig.heatmap_figure), ("zhat", fig.zhat_figure),
