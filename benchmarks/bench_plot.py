@@ -37,10 +37,14 @@ def _plot(tree: Path, point: Path, jobs: int) -> tuple[float, float]:
     cfg = point / "config.toml"
     cfg.write_text(re.sub(r"(?m)^jobs = \d+$", f"jobs = {jobs}", cfg.read_text()))
     shutil.rmtree(point / "plots", ignore_errors=True)
+    (point / "plots").mkdir()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gprpipe", "step", "plot", "--point-dir", str(point),
-                    "--force"], env=_env(tree), check=True, capture_output=True, cwd=tree)
+    res = subprocess.run([sys.executable, "-m", "gprpipe", "step", "plot", "--point-dir",
+                          str(point), "--force"], env=_env(tree), capture_output=True, text=True,
+                         cwd=tree)
+    if res.returncode:
+        sys.exit(f"plot step failed with {tree}:\n{res.stdout}{res.stderr}")
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

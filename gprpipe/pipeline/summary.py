@@ -14,12 +14,13 @@ use the same dataclasses.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gprpipe.results.schema import read_csv
 
 
 @dataclass
@@ -110,10 +111,7 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
 
 def read_table(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV table (empty when the file does not exist)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    return read_csv(path) if path.is_file() else []
 
 
 def _files(pdir: Path) -> dict[str, str]:

@@ -276,7 +276,14 @@ def csv_text(per_ds: Mapping[str, Mapping[str, np.ndarray]],
     return buf.getvalue()
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """Rows of a results CSV (``scan.csv``, ``inject.csv``, ...) as column -> text."""
+def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows (column -> text) of a results CSV (``scan.csv``, ``inject.csv``)."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a results CSV as column -> text."""
+    return read_csv_table(path)[1]
