@@ -146,6 +146,7 @@ def run_summary(run_dir: Path) -> RunSummary:
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 
     info = load_run_info(run_dir)
+    assert info is not None  # without missing_ok a missing run.json raises
     tasks, _ = tasks_of_run(info)
     states = task_states(tasks)
     points: dict[str, PointSummary] = {}
