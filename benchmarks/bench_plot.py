@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        old = tmp / "before"
+        old = tmp / "code_before"
         old.mkdir()
         archive = subprocess.run(["git", "-C", str(args.git), "archive", args.before],
                                  check=True, capture_output=True).stdout
@@ -78,8 +78,8 @@ def main() -> None:
                        env=_env(REPO), check=True, capture_output=True, cwd=REPO)
         points = {}
         for name in ("before", "after"):
-            points[name] = tmp / name / "point"
-            shutil.copytree(tmp / "run" / "nominal", points[name])
+            shutil.copytree(tmp / "run", tmp / name / "run")
+            points[name] = tmp / name / "run" / "nominal"
         trees = {"before": old, "after": REPO}
         times: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for _ in range(args.repeat):

@@ -28,10 +28,11 @@ def test_file_headers_are_the_contract():
     assert blind[-1] == "blinded" and not set(blind) & set(schema.OBSERVED)
     assert blind[:-1] == tuple(c for c in schema.SCAN.names if c not in schema.OBSERVED)
     # the steps write what the schema defines (one definition)
-    assert limit.COLUMNS == schema.SCAN.names and limit.BLIND_COLUMNS == blind
-    assert inject.CSV_COLUMNS == schema.INJECT.names
-    assert toyscan.COLUMNS == schema.TOYSCAN.names
-    assert toyscan.SUMMARY == schema.TOYSCAN_SUMMARY.names
+    assert schema.SCAN.names == limit.COLUMNS
+    assert blind == limit.BLIND_COLUMNS
+    assert schema.INJECT.names == inject.CSV_COLUMNS
+    assert schema.TOYSCAN.names == toyscan.COLUMNS
+    assert schema.TOYSCAN_SUMMARY.names == toyscan.SUMMARY
 
 
 def test_masses_are_in_gev_everywhere():
