@@ -114,7 +114,9 @@ def render(parts: Sequence[Part], folder: Path, formats: Sequence[str], n_worker
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        if "fork" in multiprocessing.get_all_start_methods():
+        # forking needs a single thread; a daemonic worker process may not have children
+        if ("fork" in multiprocessing.get_all_start_methods()
+                and not multiprocessing.current_process().daemon):
             pool = ProcessPoolExecutor(min(n_workers, len(figures)),
                                        mp_context=multiprocessing.get_context("fork"))
     results = None if pool is None else [pool.submit(draw, f, folder, formats) for f in figures]
