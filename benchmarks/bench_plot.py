@@ -1,6 +1,6 @@
 """Plot-step time of the quickstart, before and after: this tree against another commit.
 
-Runs the quickstart's load/fit/limit once (this tree), then times ``gprpipe step plot
+Runs the quickstart once (this tree), then times ``gprpipe step plot
 --force`` on copies of that point with this tree and with the code of ``--before`` (a git
 ref, extracted with ``git archive``), alternating, ``--repeat`` times each, with
 ``base.jobs`` = 1 and 2. Prints wall and CPU time (the step process and its figure
@@ -74,7 +74,7 @@ def main() -> None:
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         subprocess.run([sys.executable, "-m", "gprpipe", "run", "user_configs/quickstart.toml",
-                        "--steps", "load,fit,limit", "--set", f"base.output={tmp}/run"],
+                        "--set", f"base.output={tmp}/run"],
                        env=_env(REPO), check=True, capture_output=True, cwd=REPO)
         points = {}
         for name in ("before", "after"):
