@@ -35,3 +35,21 @@ def test_workers_write_the_same_files_in_order(tmp_path):
     for a, b in zip(one, two):
         assert a.read_bytes() == b.read_bytes()
         assert a.stat().st_size > 10_000
+
+
+def _render_in(folder) -> None:
+    render([_figures()], folder, ["png"], n_workers=2)
+
+
+def test_daemonic_worker_draws_serially(tmp_path):
+    """Inside a daemonic worker (which may not have children) the figures are drawn in
+    that process instead of failing."""
+    import multiprocessing
+
+    style.apply_style("hep")
+    proc = multiprocessing.get_context("fork").Process(target=_render_in, args=(tmp_path,),
+                                                       daemon=True)
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ahat.png", "brazil.png"]
