@@ -24,6 +24,7 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
         from gprpipe.pipeline.store import load_run_info
 
         info = load_run_info(a)
+        assert info is not None  # without missing_ok a missing run.json raises
         for g in info.data.get("grid", []):
             here = a / g["name"]  # the run folder may have moved since it ran
             found.append((here if here.is_dir() else Path(g["dir"]), g["name"]))

@@ -14,12 +14,13 @@ use the same dataclasses.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gprpipe.results.schema import read_csv
 
 
 @dataclass
@@ -110,10 +111,7 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
 
 def read_table(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV table (empty when the file does not exist)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    return read_csv(path) if path.is_file() else []
 
 
 def _files(pdir: Path) -> dict[str, str]:
@@ -148,6 +146,7 @@ def run_summary(run_dir: Path) -> RunSummary:
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 
     info = load_run_info(run_dir)
+    assert info is not None  # without missing_ok a missing run.json raises
     tasks, _ = tasks_of_run(info)
     states = task_states(tasks)
     points: dict[str, PointSummary] = {}

@@ -125,8 +125,8 @@ def _shared_bump(ax, cols, shared) -> None:
     # dataset with little information may leave the panel)
     top = max(shared["eps2_hat"], shared.get("eps2_inj") or 0.0, 2 * shared["sigma_eps2"])
     ax.set_ylim(-1.5 * top * _gauss(0), 2.5 * top * _gauss(0))
-    nsig = cols[0]["blind_nsigma"]
-    ax.axvspan(-nsig, nsig, color="C1", alpha=0.12, linewidth=0)
+    blind_nsigma = cols[0]["blind_nsigma"]
+    ax.axvspan(-blind_nsigma, blind_nsigma, color="C1", alpha=0.12, linewidth=0)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlim(u.min(), u.max())
     ax.set_xlabel(r"$(m(e^+e^-) - m_{A'}) / \sigma_m$")

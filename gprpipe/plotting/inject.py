@@ -10,13 +10,10 @@ distributions at the largest strength against N(0, 1). With ``inject.strength_un
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gprpipe.plotting.style import label, legend, save
+from gprpipe.plotting.style import label, legend
 
 MEV = 1e3
 COV1, COV2 = 0.6827, 0.9545
@@ -250,32 +247,3 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
     fig.tight_layout()
     label(axes[0][0], title)
     return fig
-
-
-def inject_plots(path: Path, labels: dict[str, str], out: Path,
-                 formats: Sequence[str], window: float | None = None) -> list[Path]:
-    """Every closure figure for every dataset group of ``inject.h5``; ``window`` (the blind
-    window in sigma) goes into the titles."""
-    from gprpipe.steps.inject import read_inject, read_toys
-
-    written: list[Path] = []
-    for name, a in read_inject(path).items():
-        if not len(a.get("mass_GeV", [])):
-            continue
-        if "sigma_ref" in a:  # strength axis in sigma_A,ref units whatever the config unit
-            a = {**a, "z_inj": np.round(a["A_inj"] / a["sigma_ref"], 6)}
-        refit = bool(np.any(a["refit_gp"])) if "refit_gp" in a else False
-        title = f"{labels.get(name, name)}: {'GP refit' if refit else 'conditional'} toys"
-        if window is not None:
-            title += rf", window $\pm{window:g}\sigma_m$"
-        for stem, fn in (("linearity", linearity_figure), ("bias", bias_figure),
-                         ("pulls", pull_figure), ("coverage", coverage_figure),
-                         ("pull_heatmap", heatmap_figure), ("zhat", zhat_figure),
-                         ("pull_vs_mass", pull_mass_figure),
-                         ("zcal_residual", zcal_residual_figure)):
-            written += save(fn(a, title), out, f"inject_{stem}_{name}", formats)
-        toys = read_toys(path, name)
-        if toys:
-            written += save(pull_hist_figure(toys, title), out, f"inject_pull_hist_{name}",
-                            formats)
-    return written

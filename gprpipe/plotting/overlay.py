@@ -3,13 +3,10 @@ Brazil band with the single-dataset observed limits overlaid."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gprpipe.plotting.style import label, legend, marker, save
+from gprpipe.plotting.style import label, legend, marker
 from gprpipe.plotting.suite import (
     FLAG_LABEL,
     FLAG_STYLE,
@@ -18,6 +15,7 @@ from gprpipe.plotting.suite import (
     flag_mask,
     result_mask,
 )
+from gprpipe.results.schema import BAND_COLS
 
 COMBINED = "combined"
 
@@ -91,8 +89,6 @@ def observed_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, st
 def combined_brazil_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
                            title: str, cl: float, blinded: bool = False):
     """Brazil band of the combined eps^2 limit with the single-dataset observed limits."""
-    from gprpipe.steps.limit import BAND_COLS
-
     a = scan[COMBINED]
     ok = _ok(a)
     m = a["mass_GeV"][ok]
@@ -109,25 +105,3 @@ def combined_brazil_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[
     return brazil_figure(m, obs, bands, other=other, title=title,
                          ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$",
                          flagged=flag_mask(a["status"])[ok])
-
-
-def overlay_plots(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
-                  cl: float, out: Path, formats: Sequence[str], blinded: bool = False
-                  ) -> list[Path]:
-    """The overlay (when there are two or more curves), the combined Brazil band and, when
-    not blinded, the observed-only limit curves. Titles name the datasets by label."""
-    written: list[Path] = []
-    curves = [n for n, a in scan.items() if _ok(a).any()]
-    title = " + ".join(labels.get(n, n) for n in curves if n != COMBINED)
-    if len(curves) >= 2:
-        written += save(eps2_overlay_figure(scan, labels, title, cl, blinded), out,
-                        "eps2_overlay", formats)
-    if COMBINED in curves:
-        written += save(combined_brazil_figure(scan, labels, f"{title}: combined", cl,
-                                               blinded), out,
-                        "brazil_eps2_combined_overlay", formats)
-    if curves and not blinded:
-        for q in ("eps2", "A"):
-            written += save(observed_figure(scan, labels, title, cl, q), out,
-                            f"observed_{q}", formats)
-    return written

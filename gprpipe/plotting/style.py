@@ -16,6 +16,38 @@ from matplotlib.offsetbox import AnchoredOffsetbox, HPacker, TextArea
 
 from gprpipe.io.atomic import atomic_path
 
+
+def _share_mathtext_cache(size: int = 2048) -> None:
+    """Parse each math string once per process, not once per figure and format.
+
+    matplotlib caches parsed math text per parser object (50 entries), and every renderer
+    owns a parser: each figure re-parses its labels and log-axis tick labels, the PDF again
+    at 72 dpi. A parse depends only on the string, dpi,
+    font, antialiasing and hinting, and on the output type, so one cache keyed on those
+    gives the same glyph layout. Left as is if matplotlib's internals differ.
+    """
+    from matplotlib import mathtext
+
+    cached = getattr(mathtext.MathTextParser, "_parse_cached", None)
+    raw = getattr(cached, "__wrapped__", None)
+    if raw is None or getattr(mathtext.MathTextParser, "_gprpipe_shared", False):
+        return
+    cache: dict = {}
+
+    def _parse_cached(self, s, dpi, prop, antialiased, load_glyph_flags):
+        key = (self._output_type, s, dpi, prop, antialiased, load_glyph_flags)
+        if key not in cache:
+            if len(cache) >= size:
+                cache.clear()
+            cache[key] = raw(self, s, dpi, prop, antialiased, load_glyph_flags)
+        return cache[key]
+
+    mathtext.MathTextParser._parse_cached = _parse_cached
+    mathtext.MathTextParser._gprpipe_shared = True
+
+
+_share_mathtext_cache()
+
 BAND_1 = "#00cc00"  # expected +/-1 sigma (green)
 BAND_2 = "#ffcc00"  # expected +/-2 sigma (yellow)
 BLIND_COLOUR = "#b00000"
@@ -71,16 +103,39 @@ def apply_style(style: str) -> None:
 
 
 def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    """Save ``fig`` as ``folder/stem.<fmt>`` for each format; returns the paths."""
-    _separate_labels(fig)
+    """Save ``fig`` as ``folder/stem.<fmt>`` for each format; returns the paths.
+
+    One layout pass (no rasterisation) places the labels and gives the tight bounding box of
+    the PNG; the PNG is then drawn once (``savefig`` would lay out and draw again). Vector
+    formats measure text at 72 dpi, so they keep matplotlib's own ``bbox_inches="tight"``.
+    """
+    renderer = _layout(fig)
+    _separate_labels(fig, renderer)
     out = []
     for fmt in formats:
         target = folder / f"{stem}.{fmt}"
+        bbox = "tight"
+        if fmt == "png" and fig.dpi == _savefig_dpi(fig) and fig.get_layout_engine() is None:
+            pad = plt.rcParams["savefig.pad_inches"]
+            bbox = fig.get_tightbbox(renderer).padded(pad)
         with atomic_path(target, suffix="." + fmt) as tmp:
-            fig.savefig(tmp, format=fmt, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, bbox_inches=bbox)
         out.append(target)
     plt.close(fig)
     return out
+
+
+def _layout(fig):
+    """Lay ``fig`` out without rasterising (what ``savefig`` does before drawing)."""
+    renderer = fig.canvas.get_renderer()
+    with renderer._draw_disabled():
+        fig.draw(renderer)
+    return renderer
+
+
+def _savefig_dpi(fig) -> float:
+    dpi = plt.rcParams["savefig.dpi"]
+    return fig.dpi if dpi == "figure" else float(dpi)
 
 
 def label(ax, text: str) -> None:
@@ -109,17 +164,16 @@ def label(ax, text: str) -> None:
         ax._gprpipe_labels.append(box)
 
 
-def _separate_labels(fig) -> None:
-    """Measure the drawn labels: when the dataset label would overlap the experiment label
-    (a long dataset label on a narrow figure), lift it onto its own line above."""
-    renderer = None
+def _separate_labels(fig, renderer=None) -> None:
+    """Measure the labels: when the dataset label would overlap the experiment label (a
+    long dataset label on a narrow figure), lift it onto its own line above. ``renderer``:
+    one that has laid the figure out (else a layout pass is made here)."""
+    if renderer is None:
+        renderer = _layout(fig)
     for ax in fig.axes:
         boxes = getattr(ax, "_gprpipe_labels", [])
         if len(boxes) != 2:
             continue
-        if renderer is None:
-            fig.canvas.draw()
-            renderer = fig.canvas.get_renderer()
         left, right = (b.get_window_extent(renderer) for b in boxes)
         if left.x1 + 6 <= right.x0:
             continue

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import norm
 
-from gprpipe.config.schema import Config
-from gprpipe.plotting.style import BAND_1, BAND_2, FEW_MASSES, label, legend, marker, save
+from gprpipe.plotting.style import BAND_1, BAND_2, FEW_MASSES, label, legend, marker
 from gprpipe.stats.quality import has_result, is_flagged
 from gprpipe.stats.significance import z_from_p
 
@@ -176,22 +172,17 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
     return fig
 
 
-def gp_fit_figure(edges, counts, mass, sigma, hyper, blind_nsigma, train_mask, title: str,
+def gp_fit_figure(x, counts, b, err, mass, sigma, blind_nsigma, title: str,
                   blinded: bool = False):
-    """Data, GP mean with its 1-sigma band around the test mass, blind window; below, the
-    relative residual (data/GP - 1) with the GP's relative 1-sigma band. Blinded: the data
-    inside the blind window are not drawn."""
-    from gprpipe.stats.gp import predict_counts
-
-    x = 0.5 * (edges[1:] + edges[:-1])
-    near = (x > mass - 8 * sigma) & (x < mass + 8 * sigma) & (x > 0)
-    b, C = predict_counts(x[train_mask], counts[train_mask], x[near], hyper)
-    err = np.sqrt(np.clip(np.diag(C), 0, None))
-    xm = x[near] * MEV
-    n = counts[near].astype(float)
+    """Data ``counts`` at bin centres ``x`` (GeV), GP mean ``b`` with its 1-sigma band
+    ``err`` around the test mass, blind window; below, the relative residual (data/GP - 1)
+    with the GP's relative 1-sigma band. Blinded: the data inside the blind window are not
+    drawn."""
+    xm = np.asarray(x) * MEV
+    n = np.asarray(counts).astype(float)
     show = np.ones(len(xm), bool)
     if blinded:
-        show = np.abs(x[near] - mass) > blind_nsigma * sigma
+        show = np.abs(np.asarray(x) - mass) > blind_nsigma * sigma
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True,
                                  gridspec_kw={"height_ratios": [3, 1.4]})
     lo, hi = (mass - blind_nsigma * sigma) * MEV, (mass + blind_nsigma * sigma) * MEV
@@ -220,113 +211,3 @@ def gp_fit_figure(edges, counts, mass, sigma, hyper, blind_nsigma, train_mask, t
     a2.set_xlabel(r"$m(e^+e^-)$ [MeV]")
     label(a1, f"{title}, $m_{{A'}}$ = {mass * MEV:g} MeV")
     return fig
-
-
-def global_toys_plot(limit_path, name: str, a: dict, title: str, out: Path,
-                     formats: Sequence[str]) -> list[Path]:
-    """``global_toys_<dataset>``: the toys' max-Z distribution (if the run has toys)."""
-    from gprpipe.plotting.lee import max_z_figure
-    from gprpipe.steps.lee import read_global
-
-    g = read_global(limit_path, name)
-    if g is None:
-        return []
-    dist, attrs = g
-    ok = a["status"] == "ok"
-    others = {}
-    if "max_Z_local_refit" in dist:
-        others["GP refit per mass (same toys)"] = dist["max_Z_local_refit"]
-        others["fixed map (same toys)"] = dist["max_Z_local_fixed_same_toys"]
-    fig = max_z_figure(dist["max_Z_local"], float(attrs["n_eff"]), title,
-                       z_obs=float(np.nanmax(a["Z_local"][ok])), others=others)
-    return save(fig, out, f"global_toys_{name}", formats)
-
-
-def gp_masses(cfg: Config, masses: np.ndarray, z_local: np.ndarray | None = None
-              ) -> list[float]:
-    """Masses of the GP-fit figures: ``plot.masses``, else three across the scan plus the
-    most significant one (largest local Z; not when blinded: ``z_local`` is then None)."""
-    if cfg.plot.masses:
-        wanted = list(cfg.plot.masses)
-    else:
-        n = len(masses)
-        wanted = [masses[round(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []
-        if z_local is not None and len(z_local) == n and np.isfinite(z_local).any():
-            wanted.append(masses[int(np.nanargmax(z_local))])
-    out: list[float] = []
-    for w in wanted:
-        i = int(np.argmin(np.abs(masses - w)))
-        if len(masses) and float(masses[i]) not in out:
-            out.append(float(masses[i]))
-    return sorted(out)
-
-
-def scan_plots(cfg: Config, lay, formats: Sequence[str]) -> list[Path]:
-    """Every scan figure the point's outputs allow (blinded: expected limits only)."""
-    from gprpipe.stats.window import blind_mask
-    from gprpipe.steps.fit import read_fit, resolution
-    from gprpipe.steps.limit import BAND_COLS, read_scan
-    from gprpipe.steps.load import read_load
-
-    blinded = cfg.base.blind
-    written: list[Path] = []
-    out = lay.plots
-    scan = read_scan(lay.limit) if lay.limit.exists() else {}
-    for name, a in scan.items():
-        title = cfg.datasets[name].label or name if name in cfg.datasets else "Combined"
-        ok = result_mask(a["status"])
-        if not ok.any():
-            continue
-        m = a["mass_GeV"][ok]
-        flagged = flag_mask(a["status"])[ok]
-        for q, ylab in (("A", "95% CL upper limit on signal yield $A$"),
-                        ("eps2", r"95% CL upper limit on $\epsilon^2$")):
-            obs = None if blinded else a[f"{q}_up"][ok]
-            bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
-            ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
-            fig = brazil_figure(m, obs, bands, ylabel=ylab, title=title, flagged=flagged)
-            written += save(fig, out, f"brazil_{q}_{name}", formats)
-        if blinded:
-            continue
-        pgt = a["p0_global_toys"][ok] if "p0_global_toys" in a else None
-        fig = significance_figure(m, a["p0_local"][ok], a["p0_global"][ok], title,
-                                  flagged=flagged, p_global_toys=pgt)
-        written += save(fig, out, f"significance_{name}", formats)
-        written += global_toys_plot(lay.limit, name, a, title, out, formats)
-        fig = ahat_figure(m, a["A_hat"][ok], a["sigma_A"][ok], title)
-        written += save(fig, out, f"Ahat_{name}", formats)
-    if lay.fit.exists():
-        from gprpipe.stats.gp import GPHyper
-
-        for name in cfg.scanned():
-            try:
-                fit = read_fit(lay.fit, name)
-            except KeyError:
-                continue
-            title = cfg.datasets[name].label or name
-            written += save(hyper_figure(fit, title, cfg.fit.gof_p_min), out,
-                            f"gp_hyper_{name}", formats)
-            counts, edges = read_load(lay.load, name)
-            x = 0.5 * (edges[1:] + edges[:-1])
-            ds = cfg.datasets[name]
-            excl = cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma
-            z = None
-            if not blinded and name in scan:
-                z = np.interp(fit["mass"], scan[name]["mass_GeV"],
-                              np.nan_to_num(scan[name]["Z_local"], nan=-np.inf))
-            for mass in gp_masses(cfg, fit["mass"], z):
-                i = int(np.argmin(np.abs(fit["mass"] - mass)))
-                if not has_result(fit["status"][i]):
-                    continue
-                s = float(resolution(ds, mass))
-                train = ~blind_mask(x, mass, s, excl) & (x > 0)
-                if ds.data_range is not None:
-                    train &= (x >= ds.data_range[0]) & (x <= ds.data_range[1])
-                hyper = GPHyper(float(fit["gp_amplitude"][i]), float(fit["gp_length_scale"][i]),
-                                float(fit["gp_lml"][i]), bool(fit["gp_converged"][i]), 0, "")
-                status = str(fit["status"][i])
-                fig = gp_fit_figure(edges, counts, mass, s, hyper, cfg.fit.blind_nsigma, train,
-                                    title if status == "ok" else f"{title} [{status}]",
-                                    blinded=blinded)
-                written += save(fig, out, f"gpfit_{name}_{mass * MEV:g}MeV", formats)
-    return written

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import norm
 
-from gprpipe.plotting.lee import max_z_figure
-from gprpipe.plotting.style import label, save
-from gprpipe.stats.quality import counts_for_discovery
+from gprpipe.plotting.style import label
 
 MEV = 1e3
 
@@ -78,22 +73,3 @@ def spurious_figure(s: dict[str, np.ndarray], title: str):
     a2.legend(frameon=False, fontsize=9)
     label(a1, title)
     return fig
-
-
-def toyscan_plots(lay, title: str, n_eff: float, formats: Sequence[str],
-                  global_toys: np.ndarray | None = None) -> list[Path]:
-    """``toyscan_z_local``, ``toyscan_spurious`` and ``toyscan_max_z``."""
-    from gprpipe.steps.toyscan import read_toyscan
-
-    toys, summ, _, mz = read_toyscan(lay.toyscan)
-    ok = counts_for_discovery(toys["status"])
-    out = lay.plots
-    fig = z_local_figure(toys["Z_local"][ok], title, toys["Z_local"][~ok])
-    written = save(fig, out, "toyscan_z_local", formats)
-    written += save(spurious_figure(summ, title), out, "toyscan_spurious", formats)
-    if global_toys is not None:
-        fig = max_z_figure(global_toys, n_eff, title, others={"validation toys": mz})
-    else:
-        fig = max_z_figure(mz, n_eff, title)
-    written += save(fig, out, "toyscan_max_z", formats)
-    return written

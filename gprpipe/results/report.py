@@ -210,7 +210,7 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
     import numpy as np
 
     from gprpipe.plotting.style import LABELS, label, legend, marker, save
-    from gprpipe.steps.limit import read_scan
+    from gprpipe.results.schema import read_scan
 
     curves: dict[str, list[tuple[str, dict[str, np.ndarray], bool]]] = {}
     for name, _, d in points:

@@ -4,10 +4,11 @@ observed columns are absent)."""
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gprpipe.results.schema import read_csv_table
 
 
 def _num(v: str | None) -> float:
@@ -45,10 +46,7 @@ class Summary:
 
 def read_scan_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows of a ``scan.csv``."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        return list(reader.fieldnames or []), rows
+    return read_csv_table(path)
 
 
 def summarize(scan_csv: Path) -> Summary:

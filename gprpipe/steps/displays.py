@@ -566,7 +566,7 @@ def display_plots(cfg: Config, lay, formats) -> list[Path]:
                     stem = f"display_extract_{name}_{m * MEV:g}MeV_z{z:g}_{variant}"
                     hidden = None
                     if cfg.base.blind and variant == "conditional":
-                        from gprpipe.steps.plot import blinded_bins
+                        from gprpipe.steps.fit import blinded_bins
 
                         hidden = {s.name: blinded_bins(cfg, s.name, s.edges) for s in shown}
                     written += write_display(stem, "extraction", shown, meta, title,

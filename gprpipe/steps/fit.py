@@ -22,12 +22,17 @@ import h5py
 import numpy as np
 
 from gprpipe.config.schema import Config, Dataset
-from gprpipe.io.hdf5 import read_group, write_group, write_h5
+from gprpipe.io.hdf5 import write_group, write_h5
 from gprpipe.pipeline.plan import MERGE, dataset_masses, mass_parts
+from gprpipe.results.schema import (  # noqa: F401  (readers re-exported for callers)
+    collect,
+    read_blind,
+    read_fit,
+    read_load,
+    write_merged,
+)
 from gprpipe.stats.quality import FLAG_GOF, FLAG_ONE_SIDEBAND, Gof, flag_status
 from gprpipe.stats.resolution import sigma_m
-from gprpipe.steps.load import read_load
-from gprpipe.steps.merge import collect, write_merged
 from gprpipe.steps.runner import seed_for
 
 if TYPE_CHECKING:
@@ -36,6 +41,16 @@ if TYPE_CHECKING:
 def resolution(ds: Dataset, m) -> np.ndarray:
     """sigma(m) of a dataset (GeV), from its card's polynomial and optional tail."""
     return sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
+
+
+def blinded_bins(cfg: Config, name: str, edges: np.ndarray) -> np.ndarray:
+    """Bins whose centre lies in the blind window of any test mass of ``name``."""
+    x = 0.5 * (edges[1:] + edges[:-1])
+    masses = dataset_masses(cfg, name)
+    if not len(masses):
+        return np.zeros(len(x), bool)
+    half = cfg.fit.blind_nsigma * resolution(cfg.datasets[name], masses)
+    return np.any(np.abs(x[:, None] - masses[None, :]) <= half[None, :], axis=1)
 
 
 @dataclass
@@ -174,16 +189,3 @@ def merge(ctx) -> None:
     paths = list(ctx.task.inputs)
     with write_h5(ctx.layout.fit, ctx.attrs()) as out:
         write_merged(out, paths, collect(paths))
-
-
-def read_fit(path, name: str) -> dict[str, np.ndarray]:
-    """Per-mass arrays of one dataset from ``fit.h5``."""
-    with h5py.File(path, "r") as f:
-        return read_group(f[name])
-
-
-def read_blind(path, name: str, index: int) -> tuple[dict[str, np.ndarray], dict]:
-    """The blind-window arrays (edges, n, b, C, w, w_eff) and attrs of one mass."""
-    with h5py.File(path, "r") as f:
-        g = f[name]["blind"][str(index)]
-        return read_group(g), dict(g.attrs)

@@ -38,15 +38,22 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
 from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, inject_parts
+from gprpipe.results.schema import (  # noqa: F401  (readers re-exported for callers)
+    BLIND_INJECT,
+    INJECT,
+    collect,
+    csv_text,
+    read_inject,
+    read_toys,
+    write_merged,
+)
 from gprpipe.stats.quality import has_result
 from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolution, template_key
 from gprpipe.steps.load import read_load
-from gprpipe.steps.merge import collect, csv_text, write_merged
 from gprpipe.steps.runner import seed_for
 
-CSV_COLUMNS = ("dataset", "mass_GeV", "z_inj", "A_inj", "n_toys", "A_hat_mean", "A_hat_std",
-               "pull_mean", "pull_width", "cov_1sigma", "cov_2sigma", "Zhat_mean", "refit_gp")
+CSV_COLUMNS = INJECT.names
 
 
 @dataclass
@@ -280,9 +287,9 @@ def inject_csv(per_ds: dict[str, dict[str, np.ndarray]], blinded: bool = False) 
     """``inject.csv``; a blinded run (whose toys use no observed window count) adds a
     ``blinded`` column (``true``)."""
     if not blinded:
-        return csv_text(per_ds, CSV_COLUMNS)
+        return csv_text(per_ds, INJECT)
     marked = {k: {**v, "blinded": np.ones(len(v["mass_GeV"]), bool)} for k, v in per_ds.items()}
-    return csv_text(marked, (*CSV_COLUMNS, "blinded"))
+    return csv_text(marked, BLIND_INJECT)
 
 
 def merge(ctx) -> None:
@@ -296,19 +303,3 @@ def merge(ctx) -> None:
     with write_h5(ctx.layout.inject, ctx.attrs()) as out:
         write_merged(out, paths, per_ds)
     atomic_write_text(ctx.layout.inject_csv, inject_csv(per_ds, cfg.base.blind))
-
-
-def read_inject(path) -> dict[str, dict[str, np.ndarray]]:
-    """Per-dataset summary arrays from ``inject.h5``."""
-    return collect([path])
-
-
-def read_toys(path, name: str) -> dict[str, tuple[dict[str, np.ndarray], dict]]:
-    """Per-toy arrays and attrs of every (mass, strength) of one dataset in ``inject.h5``."""
-    import h5py
-
-    from gprpipe.io.hdf5 import read_group
-
-    with h5py.File(path, "r") as f:
-        g = f[name].get("toys", {})
-        return {k: (read_group(v), dict(v.attrs)) for k, v in g.items()}

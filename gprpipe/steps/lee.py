@@ -23,6 +23,7 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.io.hdf5 import read_group, write_group, write_h5
 from gprpipe.pipeline.plan import dataset_masses, toy_parts
+from gprpipe.results.schema import read_global  # noqa: F401  (re-exported for callers)
 from gprpipe.steps.fit import read_blind, read_fit, resolution
 from gprpipe.steps.load import read_load
 from gprpipe.steps.runner import seed_for
@@ -234,12 +235,3 @@ def write_global(group: h5py.Group, dist: dict[str, np.ndarray], attrs: dict) ->
     g = group.create_group("global_toys")
     write_group(g, dist)
     g.attrs.update(attrs)
-
-
-def read_global(path, name: str) -> tuple[dict[str, np.ndarray], dict] | None:
-    """The stored toy max-Z distributions of one dataset, or None."""
-    with h5py.File(path, "r") as f:
-        if name not in f or "global_toys" not in f[name]:
-            return None
-        g = f[name]["global_toys"]
-        return read_group(g), dict(g.attrs)

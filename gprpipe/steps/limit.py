@@ -18,26 +18,24 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
 from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, mass_parts
+from gprpipe.results.schema import (  # noqa: F401  (re-exported for callers)
+    BAND_COLS,
+    BLIND_SCAN,
+    OBSERVED,
+    SCAN,
+    collect,
+    csv_text,
+    read_scan,
+)
 from gprpipe.stats import significance
 from gprpipe.stats.conversion import eps2_from_A
 from gprpipe.stats.quality import counts_for_discovery, flags_of, has_result, is_flagged
 from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
-from gprpipe.steps.merge import collect, csv_text
 from gprpipe.steps.runner import seed_for
 
-BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")  # N = -2, -1, 0, +1, +2
-COLUMNS = (
-    "dataset", "mass_GeV", "sigma_m_GeV", "A_hat", "sigma_A", "A_up",
-    *(f"A_exp_{b}" for b in BAND_COLS), "eps2_up", *(f"eps2_exp_{b}" for b in BAND_COLS),
-    "p0_local", "Z_local", "p0_global", "Z_global", "p0_global_toys", "Z_global_toys",
-    "gp_length_scale", "gp_amplitude", "gp_lml", "gp_converged", "gof_chi2_ndf", "gof_p",
-    "status",
-)
-# Columns that depend on the observed counts in the blind window (absent when blinded).
-OBSERVED = ("A_hat", "sigma_A", "A_up", "eps2_up", "p0_local", "Z_local", "p0_global",
-            "Z_global", "p0_global_toys", "Z_global_toys")
-BLIND_COLUMNS = (*(c for c in COLUMNS if c not in OBSERVED), "blinded")
+COLUMNS = SCAN.names
+BLIND_COLUMNS = BLIND_SCAN.names
 
 
 def columns(cfg: Config) -> tuple[str, ...]:
@@ -230,8 +228,3 @@ def merge(ctx) -> None:
             if name in dists:
                 lee.write_global(g, *dists[name])
     atomic_write_text(ctx.layout.scan_csv, scan_csv(per_ds, columns(cfg)))
-
-
-def read_scan(path) -> dict[str, dict[str, np.ndarray]]:
-    """Per-dataset arrays from ``limit.h5``."""
-    return collect([path])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
 from gprpipe.config.checks import binning_error
 from gprpipe.errors import GprpipeError
-from gprpipe.io.hdf5 import read_group, sha256_file, write_group, write_h5
+from gprpipe.io.hdf5 import sha256_file, write_group, write_h5
 from gprpipe.io.root import read_hist, rebin
+from gprpipe.results.schema import read_load
+
+__all__ = ["read_load", "run"]
 
 
 def run(ctx) -> None:
@@ -42,14 +41,3 @@ def run(ctx) -> None:
             g.attrs.update(
                 source=str(ds.path), hist=ds.hist, sha256=sha256_file(ds.path), rebin=ds.rebin
             )
-
-
-def read_load(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(counts, edges) of one dataset from ``load.h5``."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if name not in f:
-            raise GprpipeError(f"{path}: no dataset {name!r} (was it loaded?).")
-        g = read_group(f[name])
-    return g["counts"], g["edges"]

@@ -2,6 +2,11 @@
 HEPData tables, and the HTML report (``report.html`` of the point, ``index.html`` of the
 run).
 
+This step reads the step outputs and saves; the figure functions of ``gprpipe.plotting``
+only take arrays and return figures. With ``base.jobs`` > 1 (and as many CPUs available)
+the figures are drawn in forked worker processes while this process writes the HEPData
+tables and the displays.
+
 Blinded (``base.blind``): only expected limits are drawn, the data inside the blind windows
 of the test masses are not drawn, and every figure carries a "BLINDED" label.
 """
@@ -9,26 +14,35 @@ of the test masses are not drawn, and every figure carries a "BLINDED" label.
 from __future__ import annotations
 
 import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.plotting.style import apply_style, save, set_labels
-from gprpipe.steps.load import read_load
+from gprpipe.results import schema
+from gprpipe.steps.fit import blinded_bins
+
+MEV = 1e3
 
 
-def blinded_bins(cfg, name: str, edges: np.ndarray) -> np.ndarray:
-    """Bins whose centre lies in the blind window of any test mass of ``name``."""
-    from gprpipe.pipeline.plan import dataset_masses
-    from gprpipe.steps.fit import resolution
+@dataclass(frozen=True)
+class Figure:
+    """One figure to draw: ``fn(*args, **kwargs)`` saved as ``plots/<stem>.<format>``
+    (``fn`` is a module-level function, so a worker process can run it)."""
 
-    x = 0.5 * (edges[1:] + edges[:-1])
-    masses = dataset_masses(cfg, name)
-    if not len(masses):
-        return np.zeros(len(x), bool)
-    half = cfg.fit.blind_nsigma * resolution(cfg.datasets[name], masses)
-    return np.any(np.abs(x[:, None] - masses[None, :]) <= half[None, :], axis=1)
+    stem: str
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+Part = list[Figure] | Callable[[], list[Path]]  # figures, or other products written here
 
 
 def run(ctx) -> None:
@@ -37,47 +51,32 @@ def run(ctx) -> None:
     apply_style(cfg.plot.style)
     set_labels(cfg.plot.experiment, cfg.plot.status, cfg.base.blind)
     formats = cfg.plot.formats
-    written: list[Path] = []
     labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
+    parts: list[Part] = []
     if lay.load.exists():
-        from gprpipe.plotting.spectrum import spectrum_figure
-
-        spectra, hidden = {}, {}
-        for name in cfg.scanned():
-            counts, edges = read_load(lay.load, name)
-            spectra[labels[name]] = (counts, edges, cfg.datasets[name].range)
-            if cfg.base.blind:
-                hidden[labels[name]] = blinded_bins(cfg, name, edges)
-        title = " + ".join(spectra)
-        written += save(spectrum_figure(spectra, title, hidden), lay.plots, "spectrum", formats)
+        parts.append(spectrum_figures(cfg, lay, labels))
     if lay.fit.exists() or lay.limit.exists() or lay.inject.exists():
-        from gprpipe.plotting.suite import scan_plots
-
-        written += scan_plots(cfg, lay, formats)
+        parts.append(scan_figures(cfg, lay))
     if lay.limit.exists():
-        from gprpipe.plotting.overlay import overlay_plots
         from gprpipe.steps.hepdata import write_hepdata
-        from gprpipe.steps.limit import read_scan
 
         cl = 100 * (1 - cfg.limit.alpha)
-        written += overlay_plots(read_scan(lay.limit), labels, cl, lay.plots, formats,
-                                 blinded=cfg.base.blind)
-        written += write_hepdata(cfg, lay.limit, lay.point_dir / "hepdata")
+        parts.append(overlay_figures(schema.read_scan(lay.limit), labels, cl,
+                                     blinded=cfg.base.blind))
+        parts.append(lambda: write_hepdata(cfg, lay.limit, lay.point_dir / "hepdata"))
         if not cfg.base.blind:  # sigma_A comes from the fit to the observed counts
             from gprpipe.steps.reach import combination_products
 
-            written += combination_products(cfg, lay, formats)
+            parts.append(lambda: combination_products(cfg, lay, formats))
     if lay.inject.exists():
-        from gprpipe.plotting.inject import inject_plots
-
-        written += inject_plots(lay.inject, labels, lay.plots, formats,
-                                window=cfg.fit.blind_nsigma)
+        parts.append(inject_figures(lay.inject, labels, blind_nsigma=cfg.fit.blind_nsigma))
     if lay.fit.exists():
         from gprpipe.steps.displays import display_plots
 
-        written += display_plots(cfg, lay, formats)
+        parts.append(lambda: display_plots(cfg, lay, formats))
     if lay.toyscan.exists():
-        written += _toyscan_plots(cfg, lay, formats)
+        parts.append(toyscan_figures(cfg, lay))
+    written = render(parts, lay.plots, formats, workers(cfg.base.jobs))
     from gprpipe.results.report import write_reports
 
     files = [str(p.relative_to(lay.point_dir)) for p in written]
@@ -87,17 +86,274 @@ def run(ctx) -> None:
     atomic_write_text(lay.plot_manifest, json.dumps(manifest, indent=1) + "\n")
 
 
-def _toyscan_plots(cfg, lay, formats) -> list[Path]:
-    """Validation-scan figures, with the data's whole-scan toys when the run has them."""
+# --------------------------------------------------------------------------------------
+# Drawing
+# --------------------------------------------------------------------------------------
+def workers(jobs: int) -> int:
+    """Figure workers: ``base.jobs``, at most the CPUs this process may use."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(jobs, cpus))
+
+
+def draw(figure: Figure, folder: Path, formats: Sequence[str]) -> list[Path]:
+    """Draw one figure and save it in every format."""
+    return save(figure.fn(*figure.args, **figure.kwargs), folder, figure.stem, formats)
+
+
+def render(parts: Sequence[Part], folder: Path, formats: Sequence[str], n_workers: int = 1
+           ) -> list[Path]:
+    """Draw every figure of ``parts`` and call the other writers, in order; returns the
+    written paths in that order. With ``n_workers`` > 1 the figures are drawn in forked
+    processes (they inherit the style and labels) while the writers run here."""
+    figures = [f for p in parts if not callable(p) for f in p]
+    pool = None
+    if n_workers > 1 and len(figures) > 1 and threading.active_count() == 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # forking needs a single thread; a daemonic worker process may not have children
+        if ("fork" in multiprocessing.get_all_start_methods()
+                and not multiprocessing.current_process().daemon):
+            pool = ProcessPoolExecutor(min(n_workers, len(figures)),
+                                       mp_context=multiprocessing.get_context("fork"))
+    results = None if pool is None else [pool.submit(draw, f, folder, formats) for f in figures]
+    written: list[Path] = []
+    try:
+        i = 0
+        for p in parts:
+            if callable(p):
+                written += p()
+                continue
+            for f in p:
+                written += draw(f, folder, formats) if results is None else results[i].result()
+                i += 1
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return written
+
+
+# --------------------------------------------------------------------------------------
+# What to draw (reads the step outputs)
+# --------------------------------------------------------------------------------------
+def spectrum_figures(cfg, lay, labels: dict[str, str]) -> list[Figure]:
+    from gprpipe.plotting.spectrum import spectrum_figure
+
+    spectra, hidden = {}, {}
+    for name in cfg.scanned():
+        counts, edges = schema.read_load(lay.load, name)
+        spectra[labels[name]] = (counts, edges, cfg.datasets[name].range)
+        if cfg.base.blind:
+            hidden[labels[name]] = blinded_bins(cfg, name, edges)
+    return [Figure("spectrum", spectrum_figure, (spectra, " + ".join(spectra), hidden))]
+
+
+def scan_figures(cfg, lay) -> list[Figure]:
+    """Every scan figure the point's outputs allow (blinded: expected limits only)."""
+    from gprpipe.plotting import suite
+
+    blinded = cfg.base.blind
+    figures: list[Figure] = []
+    scan = schema.read_scan(lay.limit) if lay.limit.exists() else {}
+    for name, a in scan.items():
+        title = cfg.datasets[name].label or name if name in cfg.datasets else "Combined"
+        ok = suite.result_mask(a["status"])
+        if not ok.any():
+            continue
+        m = a["mass_GeV"][ok]
+        flagged = suite.flag_mask(a["status"])[ok]
+        for q, ylab in (("A", "95% CL upper limit on signal yield $A$"),
+                        ("eps2", r"95% CL upper limit on $\epsilon^2$")):
+            obs = None if blinded else a[f"{q}_up"][ok]
+            bands = [a[f"{q}_exp_{b}"][ok] for b in schema.BAND_COLS]
+            ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
+            figures.append(Figure(f"brazil_{q}_{name}", suite.brazil_figure, (m, obs, bands),
+                                  {"ylabel": ylab, "title": title, "flagged": flagged}))
+        if blinded:
+            continue
+        pgt = a["p0_global_toys"][ok] if "p0_global_toys" in a else None
+        figures.append(Figure(f"significance_{name}", suite.significance_figure,
+                              (m, a["p0_local"][ok], a["p0_global"][ok], title),
+                              {"flagged": flagged, "p_global_toys": pgt}))
+        figures += global_toys_figures(lay.limit, name, a, title)
+        figures.append(Figure(f"Ahat_{name}", suite.ahat_figure,
+                              (m, a["A_hat"][ok], a["sigma_A"][ok], title)))
+    if lay.fit.exists():
+        figures += fit_figures(cfg, lay, scan)
+    return figures
+
+
+def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> list[Figure]:
+    """``global_toys_<dataset>``: the toys' max-Z distribution (if the run has toys)."""
+    from gprpipe.plotting.lee import max_z_figure
+    g = schema.read_global(limit_path, name)
+    if g is None:
+        return []
+    dist, attrs = g
+    ok = a["status"] == "ok"
+    others = {}
+    if "max_Z_local_refit" in dist:
+        others["GP refit per mass (same toys)"] = dist["max_Z_local_refit"]
+        others["fixed map (same toys)"] = dist["max_Z_local_fixed_same_toys"]
+    return [Figure(f"global_toys_{name}", max_z_figure,
+                   (dist["max_Z_local"], float(attrs["n_eff"]), title),
+                   {"z_obs": float(np.nanmax(a["Z_local"][ok])), "others": others})]
+
+
+def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
+    """GP hyperparameters per dataset and the GP fits at the masses of :func:`gp_masses`."""
+    from gprpipe.plotting.suite import hyper_figure
+    from gprpipe.stats.gp import GPHyper
+    from gprpipe.stats.quality import has_result
+    from gprpipe.stats.window import blind_mask
+    from gprpipe.steps.fit import resolution
+
+    figures: list[Figure] = []
+    for name in cfg.scanned():
+        try:
+            fit = schema.read_fit(lay.fit, name)
+        except KeyError:
+            continue
+        title = cfg.datasets[name].label or name
+        figures.append(Figure(f"gp_hyper_{name}", hyper_figure, (fit, title, cfg.fit.gof_p_min)))
+        counts, edges = schema.read_load(lay.load, name)
+        x = 0.5 * (edges[1:] + edges[:-1])
+        ds = cfg.datasets[name]
+        excl = cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma
+        z = None
+        if not cfg.base.blind and name in scan:
+            z = np.interp(fit["mass"], scan[name]["mass_GeV"],
+                          np.nan_to_num(scan[name]["Z_local"], nan=-np.inf))
+        for mass in gp_masses(cfg.plot.masses, fit["mass"], z):
+            i = int(np.argmin(np.abs(fit["mass"] - mass)))
+            if not has_result(fit["status"][i]):
+                continue
+            s = float(resolution(ds, mass))
+            train = ~blind_mask(x, mass, s, excl) & (x > 0)
+            if ds.data_range is not None:
+                train &= (x >= ds.data_range[0]) & (x <= ds.data_range[1])
+            hyper = GPHyper(float(fit["gp_amplitude"][i]), float(fit["gp_length_scale"][i]),
+                            float(fit["gp_lml"][i]), bool(fit["gp_converged"][i]), 0, "")
+            status = str(fit["status"][i])
+            figures.append(Figure(
+                f"gpfit_{name}_{mass * MEV:g}MeV", gp_fit,
+                (edges, counts, mass, s, hyper, cfg.fit.blind_nsigma, train,
+                 title if status == "ok" else f"{title} [{status}]"),
+                {"blinded": cfg.base.blind}))
+    return figures
+
+
+def gp_fit(edges, counts, mass: float, sigma: float, hyper, blind_nsigma: float,
+           train: np.ndarray, title: str, blinded: bool = False):
+    """The GP background prediction within +/-8 sigma_m of ``mass`` (trained on ``train``),
+    drawn by :func:`gprpipe.plotting.suite.gp_fit_figure` (run in a figure worker)."""
+    from gprpipe.plotting.suite import gp_fit_figure
+    from gprpipe.stats.gp import predict_counts
+
+    x = 0.5 * (edges[1:] + edges[:-1])
+    near = (x > mass - 8 * sigma) & (x < mass + 8 * sigma) & (x > 0)
+    b, C = predict_counts(x[train], counts[train], x[near], hyper)
+    err = np.sqrt(np.clip(np.diag(C), 0, None))
+    return gp_fit_figure(x[near], counts[near], b, err, mass, sigma, blind_nsigma, title,
+                         blinded=blinded)
+
+
+def gp_masses(wanted_masses: Sequence[float] | None, masses: np.ndarray,
+              z_local: np.ndarray | None = None) -> list[float]:
+    """Masses of the GP-fit figures: ``plot.masses`` (``wanted_masses``), else three across
+    the scan plus the most significant one (largest local Z; not when blinded: ``z_local``
+    is then None)."""
+    if wanted_masses:
+        wanted = list(wanted_masses)
+    else:
+        n = len(masses)
+        wanted = [masses[round(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []
+        if z_local is not None and len(z_local) == n and np.isfinite(z_local).any():
+            wanted.append(masses[int(np.nanargmax(z_local))])
+    out: list[float] = []
+    for w in wanted:
+        i = int(np.argmin(np.abs(masses - w)))
+        if len(masses) and float(masses[i]) not in out:
+            out.append(float(masses[i]))
+    return sorted(out)
+
+
+def overlay_figures(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str], cl: float,
+                    blinded: bool = False) -> list[Figure]:
+    """The overlay (when there are two or more curves), the combined Brazil band and, when
+    not blinded, the observed-only limit curves. Titles name the datasets by label."""
+    from gprpipe.plotting import overlay
+    from gprpipe.plotting.suite import result_mask
+
+    curves = [n for n, a in scan.items() if result_mask(a["status"]).any()]
+    title = " + ".join(labels.get(n, n) for n in curves if n != overlay.COMBINED)
+    figures: list[Figure] = []
+    if len(curves) >= 2:
+        figures.append(Figure("eps2_overlay", overlay.eps2_overlay_figure,
+                              (scan, labels, title, cl, blinded)))
+    if overlay.COMBINED in curves:
+        figures.append(Figure("brazil_eps2_combined_overlay", overlay.combined_brazil_figure,
+                              (scan, labels, f"{title}: combined", cl, blinded)))
+    if curves and not blinded:
+        figures += [Figure(f"observed_{q}", overlay.observed_figure, (scan, labels, title, cl, q))
+                    for q in ("eps2", "A")]
+    return figures
+
+
+def inject_figures(path: Path, labels: dict[str, str], blind_nsigma: float | None = None
+                   ) -> list[Figure]:
+    """Every closure figure for every dataset group of ``inject.h5``; ``blind_nsigma`` (the
+    blind-window half-width in sigma_m) goes into the titles."""
+    from gprpipe.plotting import inject as fig
+
+    figures: list[Figure] = []
+    for name, a in schema.read_inject(path).items():
+        if not len(a.get("mass_GeV", [])):
+            continue
+        if "sigma_ref" in a:  # strength axis in sigma_A,ref units whatever the config unit
+            a = {**a, "z_inj": np.round(a["A_inj"] / a["sigma_ref"], 6)}
+        refit = bool(np.any(a["refit_gp"])) if "refit_gp" in a else False
+        title = f"{labels.get(name, name)}: {'GP refit' if refit else 'conditional'} toys"
+        if blind_nsigma is not None:
+            title += rf", window $\pm{blind_nsigma:g}\sigma_m$"
+        for stem, fn in (("linearity", fig.linearity_figure), ("bias", fig.bias_figure),
+                         ("pulls", fig.pull_figure), ("coverage", fig.coverage_figure),
+                         ("pull_heatmap", fig.heatmap_figure), ("zhat", fig.zhat_figure),
+                         ("pull_vs_mass", fig.pull_mass_figure),
+                         ("zcal_residual", fig.zcal_residual_figure)):
+            figures.append(Figure(f"inject_{stem}_{name}", fn, (a, title)))
+        toys = schema.read_toys(path, name)
+        if toys:
+            figures.append(Figure(f"inject_pull_hist_{name}", fig.pull_hist_figure,
+                                  (toys, title)))
+    return figures
+
+
+def toyscan_figures(cfg, lay) -> list[Figure]:
+    """Validation-scan figures (``toyscan_z_local``, ``toyscan_spurious``,
+    ``toyscan_max_z``), with the data's whole-scan toys when the run has them."""
     from gprpipe.pipeline.plan import dataset_masses
-    from gprpipe.plotting.toyscan import toyscan_plots
+    from gprpipe.plotting.lee import max_z_figure
+    from gprpipe.plotting.toyscan import spurious_figure, z_local_figure
+    from gprpipe.stats.quality import counts_for_discovery
     from gprpipe.stats.significance import n_eff
     from gprpipe.steps.fit import resolution
-    from gprpipe.steps.lee import read_global
 
     name = cfg.toyscan_dataset()
     m = dataset_masses(cfg, name)
     neff = n_eff(m, resolution(cfg.datasets[name], m), cfg.fit.blind_nsigma)
-    g = read_global(lay.limit, name) if lay.limit.exists() else None
+    g = schema.read_global(lay.limit, name) if lay.limit.exists() else None
     title = f"{cfg.datasets[name].label or name}: {cfg.toyscan.pattern}"
-    return toyscan_plots(lay, title, neff, formats, None if g is None else g[0]["max_Z_local"])
+    toys, summ, _, mz = schema.read_toyscan(lay.toyscan)
+    ok = counts_for_discovery(toys["status"])
+    if g is not None:
+        max_z = Figure("toyscan_max_z", max_z_figure, (g[0]["max_Z_local"], neff, title),
+                       {"others": {"validation toys": mz}})
+    else:
+        max_z = Figure("toyscan_max_z", max_z_figure, (mz, neff, title))
+    return [Figure("toyscan_z_local", z_local_figure,
+                   (toys["Z_local"][ok], title, toys["Z_local"][~ok])),
+            Figure("toyscan_spurious", spurious_figure, (summ, title)), max_z]

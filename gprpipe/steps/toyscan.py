@@ -24,13 +24,16 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import read_group, write_group, write_h5
 from gprpipe.pipeline.plan import MERGE, dataset_masses, toyscan_parts
+from gprpipe.results.schema import (  # noqa: F401  (reader re-exported for callers)
+    TOYSCAN,
+    TOYSCAN_SUMMARY,
+    csv_text,
+    read_toyscan,
+)
 from gprpipe.stats.quality import counts_for_discovery
-from gprpipe.steps.merge import csv_text
 
-COLUMNS = ("toy", "hist", "mass_GeV", "A_hat", "sigma_A", "Z_local", "gp_length_scale",
-           "gp_amplitude", "gp_converged", "status")
-SUMMARY = ("mass_GeV", "n_toys", "n_flagged", "A_hat_mean", "A_hat_mean_err", "sigma_A_mean",
-           "spurious_ratio", "pull_mean", "pull_width", "frac_Z_gt2", "frac_Z_gt3")
+COLUMNS = TOYSCAN.names
+SUMMARY = TOYSCAN_SUMMARY.names
 TAILS = {2.0: float(ndtr(-2.0)), 3.0: float(ndtr(-3.0)), 5.0: float(ndtr(-5.0))}
 """Background-only expectation of P(Z_local > z) (asymptotic: half chi-square, one dof)."""
 
@@ -209,10 +212,3 @@ def merge(ctx) -> None:
           f"flagged); Z_local > 3 in {ov['frac_Z_gt3']:.5f} +- {ov['frac_Z_gt3_err']:.5f} "
           f"(background-only {TAILS[3.0]:.5f}); max unflagged Z_local "
           f"{ov['max_Z_local_ok']:.2f}; unflagged Z_local > 5: {ov['n_ok_Z_gt5']}")
-
-
-def read_toyscan(path) -> tuple[dict, dict, dict, np.ndarray]:
-    """(per-toy rows, per-mass summary, overview attrs, max Z_local per toy)."""
-    with h5py.File(path, "r") as f:
-        return (read_group(f["toys"]), read_group(f["summary"]), dict(f["summary"].attrs),
-                f["max_Z_local"]["max_Z_local"][()])

@@ -1,0 +1,289 @@
+"""The results schema: every table and HDF5 group the steps write, defined once (columns,
+units, meaning), with the readers and the CSV writer that steps, plots, the TUI and the
+exports share.
+
+Files (one HDF5 group per dataset, ``combined`` for a combination):
+
+* ``load.h5``   :data:`LOAD`    binned spectrum
+* ``fit.h5``    :data:`FIT`     GP fit per test mass, ``blind/<index>`` window arrays
+* ``limit.h5`` / ``scan.csv``  :data:`SCAN` (blinded runs: :data:`BLIND_SCAN`),
+  ``global_toys`` (:data:`GLOBAL_TOYS`)
+* ``inject.h5`` / ``inject.csv``  :data:`INJECT`, ``toys/<m>MeV_z<z>`` (:data:`INJECT_TOYS`)
+* ``toyscan.h5`` / CSVs  :data:`TOYSCAN`, :data:`TOYSCAN_SUMMARY`
+
+Masses and widths are in GeV in every file. Column names are part of the file contract
+(``scan.csv`` and ``inject.csv`` are compared byte for byte across versions).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from gprpipe.errors import GprpipeError
+from gprpipe.io.hdf5 import read_group, write_group
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name in every file, unit ("" dimensionless) and meaning."""
+
+    name: str
+    unit: str = ""
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: where it is stored and its columns, in file order."""
+
+    name: str
+    where: str
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def unit(self, name: str) -> str:
+        return {c.name: c.unit for c in self.columns}[name]
+
+    def without(self, names: Sequence[str], extra: Sequence[Column] = ()) -> Table:
+        """This table without ``names`` (plus ``extra`` columns at the end)."""
+        return Table(self.name, self.where,
+                     (*(c for c in self.columns if c.name not in names), *extra))
+
+
+BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")  # expected-limit bands N = -2, -1, 0, +1, +2
+_BAND_DOC = dict(zip(BAND_COLS, ("-2 sigma", "-1 sigma", "median", "+1 sigma", "+2 sigma")))
+
+DATASET = Column("dataset", doc="dataset key, or 'combined'")
+MASS = Column("mass_GeV", "GeV", "test mass m_A'")
+
+LOAD = Table("load", "load.h5 /<dataset>", (
+    Column("edges", "GeV", "bin edges of m(e+e-)"),
+    Column("counts", "events", "events per bin"),
+))
+
+FIT = Table("fit", "fit.h5 /<dataset>", (
+    Column("mass", "GeV", "test mass m_A' (named mass_GeV in the CSV tables)"),
+    Column("sigma_m", "GeV", "mass resolution at the test mass"),
+    Column("gp_length_scale", "GeV", "RBF length scale"),
+    Column("gp_amplitude", "", "RBF amplitude (log-count units)"),
+    Column("gp_lml", "", "log marginal likelihood"),
+    Column("gp_converged", "", "optimiser converged"),
+    Column("gp_reason", "", "optimiser message when not converged"),
+    Column("gof_chi2_ndf", "", "sideband goodness of fit chi2/ndf near the window"),
+    Column("gof_p", "", "goodness-of-fit p-value"),
+    Column("gof_ndf", "", "goodness-of-fit degrees of freedom"),
+    Column("n_train_lo", "", "training bins below the window"),
+    Column("n_train_hi", "", "training bins above the window"),
+    Column("status", "", "ok, a quality flag, or why the mass failed"),
+))
+
+SCAN = Table("scan", "limit.h5 /<dataset>, scan.csv", (
+    DATASET, MASS,
+    Column("sigma_m_GeV", "GeV", "mass resolution"),
+    Column("A_hat", "events", "fitted signal yield"),
+    Column("sigma_A", "events", "its uncertainty"),
+    Column("A_up", "events", "observed upper limit on the yield"),
+    *(Column(f"A_exp_{b}", "events", f"expected yield limit, {_BAND_DOC[b]}") for b in BAND_COLS),
+    Column("eps2_up", "", "observed upper limit on eps^2"),
+    *(Column(f"eps2_exp_{b}", "", f"expected eps^2 limit, {_BAND_DOC[b]}") for b in BAND_COLS),
+    Column("p0_local", "", "local p-value"),
+    Column("Z_local", "sigma", "local significance"),
+    Column("p0_global", "", "global p-value (Sidak, N_eff)"),
+    Column("Z_global", "sigma", "global significance (Sidak)"),
+    Column("p0_global_toys", "", "global p-value from whole-scan toys"),
+    Column("Z_global_toys", "sigma", "global significance from whole-scan toys"),
+    Column("gp_length_scale", "GeV", "RBF length scale"),
+    Column("gp_amplitude", "", "RBF amplitude"),
+    Column("gp_lml", "", "log marginal likelihood"),
+    Column("gp_converged", "", "optimiser converged"),
+    Column("gof_chi2_ndf", "", "goodness of fit chi2/ndf"),
+    Column("gof_p", "", "goodness-of-fit p-value"),
+    Column("status", "", "ok, a quality flag, or why the mass failed"),
+))
+# Columns that depend on the observed counts in the blind window (absent when blinded).
+OBSERVED = ("A_hat", "sigma_A", "A_up", "eps2_up", "p0_local", "Z_local", "p0_global",
+            "Z_global", "p0_global_toys", "Z_global_toys")
+BLIND_SCAN = SCAN.without(OBSERVED, (Column("blinded", "", "true: a blinded run"),))
+
+GLOBAL_TOYS = Table("global_toys", "limit.h5 /<dataset>/global_toys", (
+    Column("max_Z_local", "sigma", "largest local Z of each whole-scan toy"),
+    Column("toy_seconds", "s", "wall time per toy chunk"),
+    Column("toy_cpu_seconds", "s", "CPU time per toy chunk"),
+))
+
+INJECT = Table("inject", "inject.h5 /<dataset>, inject.csv", (
+    DATASET, MASS,
+    Column("z_inj", "", "injected strength (config unit)"),
+    Column("A_inj", "events", "injected yield"),
+    Column("n_toys", "", "toys kept (converged) in the summary; generated: n_generated"),
+    Column("A_hat_mean", "events", "mean fitted yield"),
+    Column("A_hat_std", "events", "its spread"),
+    Column("pull_mean", "", "mean of (A_hat - A_inj) / sigma_A"),
+    Column("pull_width", "", "standard deviation of the pull"),
+    Column("cov_1sigma", "", "coverage of A_hat +/- sigma_A"),
+    Column("cov_2sigma", "", "coverage of A_hat +/- 2 sigma_A"),
+    Column("Zhat_mean", "", "mean A_hat / sigma_A"),
+    Column("refit_gp", "", "the GP was refitted on each toy"),
+))
+BLIND_INJECT = INJECT.without((), (Column("blinded", "", "true: a blinded run"),))
+
+INJECT_TOYS = Table("inject_toys", "inject.h5 /<dataset>/toys/<m>MeV_z<z>", (
+    Column("A_hat", "events"), Column("sigma_A", "events"),
+    Column("pull", "", "(A_hat - A_inj) / sigma_A"), Column("converged"),
+))
+
+TOYSCAN = Table("toyscan", "toyscan.h5 /toys, toyscan.csv", (
+    Column("toy"), Column("hist", doc="histogram of the toy"), MASS,
+    Column("A_hat", "events"), Column("sigma_A", "events"), Column("Z_local", "sigma"),
+    Column("gp_length_scale", "GeV"), Column("gp_amplitude"), Column("gp_converged"),
+    Column("status"),
+))
+TOYSCAN_SUMMARY = Table("toyscan_summary", "toyscan.h5 /summary, toyscan_summary.csv", (
+    MASS, Column("n_toys"), Column("n_flagged"), Column("A_hat_mean", "events"),
+    Column("A_hat_mean_err", "events"), Column("sigma_A_mean", "events"),
+    Column("spurious_ratio", "", "A_hat_mean / sigma_A_mean"), Column("pull_mean"),
+    Column("pull_width"), Column("frac_Z_gt2"), Column("frac_Z_gt3"),
+))
+
+
+# --------------------------------------------------------------------------------------
+# HDF5
+# --------------------------------------------------------------------------------------
+def collect(paths: Sequence[Path]) -> dict[str, Arrays]:
+    """Arrays of every dataset group across (chunk) files, sorted by ``mass`` when present."""
+    per: dict[str, list[Arrays]] = {}
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            for name in f:
+                per.setdefault(name, []).append(read_group(f[name]))
+    out = {}
+    for name, arrays in per.items():
+        merged = {k: np.concatenate([np.atleast_1d(a[k]) for a in arrays]) for k in arrays[0]}
+        if "mass" in merged:
+            order = np.argsort(merged["mass"], kind="stable")
+            merged = {k: v[order] for k, v in merged.items()}
+        out[name] = merged
+    return out
+
+
+def write_merged(out: h5py.File, paths: Sequence[Path], arrays: dict[str, Arrays]) -> None:
+    """Write merged arrays and copy every sub-group (e.g. ``blind/<index>``) of the parts."""
+    for name, merged in arrays.items():
+        write_group(out.require_group(name), merged)
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            for name in f:
+                for sub, obj in f[name].items():
+                    if isinstance(obj, h5py.Group):
+                        dst = out[name].require_group(sub)
+                        for item in obj:
+                            f.copy(obj[item], dst, name=item)
+
+
+def read_load(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of one dataset from ``load.h5`` (:data:`LOAD`)."""
+    with h5py.File(path, "r") as f:
+        if name not in f:
+            raise GprpipeError(f"{path}: no dataset {name!r} (was it loaded?).")
+        g = read_group(f[name])
+    return g["counts"], g["edges"]
+
+
+def read_fit(path, name: str) -> Arrays:
+    """Per-mass arrays of one dataset from ``fit.h5`` (:data:`FIT`)."""
+    with h5py.File(path, "r") as f:
+        return read_group(f[name])
+
+
+def read_blind(path, name: str, index: int) -> tuple[Arrays, dict]:
+    """The blind-window arrays (edges, n, b, C, w, w_eff) and attrs of one mass."""
+    with h5py.File(path, "r") as f:
+        g = f[name]["blind"][str(index)]
+        return read_group(g), dict(g.attrs)
+
+
+def read_scan(path) -> dict[str, Arrays]:
+    """Per-dataset arrays from ``limit.h5`` (:data:`SCAN`)."""
+    return collect([path])
+
+
+def read_global(path, name: str) -> tuple[Arrays, dict] | None:
+    """The stored toy max-Z distributions of one dataset (:data:`GLOBAL_TOYS`), or None."""
+    with h5py.File(path, "r") as f:
+        if name not in f or "global_toys" not in f[name]:
+            return None
+        g = f[name]["global_toys"]
+        return read_group(g), dict(g.attrs)
+
+
+def read_inject(path) -> dict[str, Arrays]:
+    """Per-dataset summary arrays from ``inject.h5`` (:data:`INJECT` and more)."""
+    return collect([path])
+
+
+def read_toys(path, name: str) -> dict[str, tuple[Arrays, dict]]:
+    """Per-toy arrays (:data:`INJECT_TOYS`) and attrs of every (mass, strength) of one
+    dataset in ``inject.h5``."""
+    with h5py.File(path, "r") as f:
+        g = f[name].get("toys", {})
+        return {k: (read_group(v), dict(v.attrs)) for k, v in g.items()}
+
+
+def read_toyscan(path) -> tuple[Arrays, Arrays, dict, np.ndarray]:
+    """(per-toy rows :data:`TOYSCAN`, per-mass summary :data:`TOYSCAN_SUMMARY`, overview
+    attrs, max Z_local per toy) of ``toyscan.h5``."""
+    with h5py.File(path, "r") as f:
+        return (read_group(f["toys"]), read_group(f["summary"]), dict(f["summary"].attrs),
+                f["max_Z_local"]["max_Z_local"][()])
+
+
+# --------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else f"{float(v):.8g}"
+    return str(v)
+
+
+def csv_text(per_ds: Mapping[str, Mapping[str, np.ndarray]],
+             columns: Table | Sequence[str]) -> str:
+    """CSV of merged arrays: one row per (dataset, mass); floats with 8 significant digits."""
+    names = columns.names if isinstance(columns, Table) else tuple(columns)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(names)
+    for name, arrays in per_ds.items():
+        for i in range(len(arrays["mass_GeV"])):
+            w.writerow([name if c == "dataset" else _fmt(arrays[c][i]) for c in names])
+    return buf.getvalue()
+
+
+def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows (column -> text) of a results CSV (``scan.csv``, ``inject.csv``)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a results CSV as column -> text."""
+    return read_csv_table(path)[1]

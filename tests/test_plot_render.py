@@ -1,0 +1,55 @@
+"""The plot step's figure drawing: figures drawn in forked workers are the same files as
+figures drawn in this process, written in the order given."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gprpipe.plotting import style
+from gprpipe.plotting.suite import ahat_figure, brazil_figure
+from gprpipe.steps.plot import Figure, render
+
+
+def _figures() -> list[Figure]:
+    m = np.linspace(0.02, 0.13, 40)
+    bands = [np.exp(-10 * m) * f for f in (0.5, 0.7, 1.0, 1.4, 2.0)]
+    a_hat = np.sin(60 * m) * 30
+    return [Figure("brazil", brazil_figure, (m, bands[2] * 1.1, bands),
+                   {"ylabel": "limit", "title": "HPS 2015"}),
+            Figure("ahat", ahat_figure, (m, a_hat, np.full(m.size, 20.0), "HPS 2015"))]
+
+
+def test_workers_write_the_same_files_in_order(tmp_path):
+    style.apply_style("hep")
+    style.set_labels("HPS", "Preliminary", blinded=False)
+    serial, pooled = tmp_path / "serial", tmp_path / "pooled"
+    serial.mkdir()
+    pooled.mkdir()
+    calls: list[str] = []
+    figs = _figures()
+    parts = [figs[:1], lambda: calls.append("writer") or [], figs[1:]]
+    one = render(parts, serial, ["png"], n_workers=1)
+    two = render(parts, pooled, ["png"], n_workers=2)
+    assert [p.name for p in one] == [p.name for p in two] == ["brazil.png", "ahat.png"]
+    assert calls == ["writer", "writer"]
+    for a, b in zip(one, two):
+        assert a.read_bytes() == b.read_bytes()
+        assert a.stat().st_size > 10_000
+
+
+def _render_in(folder) -> None:
+    render([_figures()], folder, ["png"], n_workers=2)
+
+
+def test_daemonic_worker_draws_serially(tmp_path):
+    """Inside a daemonic worker (which may not have children) the figures are drawn in
+    that process instead of failing."""
+    import multiprocessing
+
+    style.apply_style("hep")
+    proc = multiprocessing.get_context("fork").Process(target=_render_in, args=(tmp_path,),
+                                                       daemon=True)
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ahat.png", "brazil.png"]
