@@ -850,6 +850,22 @@ def tui(
     GprpipeApp(config).run()
 
 
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """click's exception class and, where typer vendors its own click, typer's too."""
+    found: list[type[BaseException]] = [getattr(click.exceptions, name)]
+    try:
+        from typer import _click as vendored  # type: ignore[attr-defined]
+        found.append(getattr(vendored.exceptions, name))
+    except (ImportError, AttributeError):
+        pass
+    return tuple(found)
+
+
+_CLICK_EXIT = _click_classes("Exit")
+_CLICK_ABORT = _click_classes("Abort")
+_CLICK_ERROR = _click_classes("ClickException")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one sentence and exit code 1 (--debug: traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -868,13 +884,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(1)
-    except click.exceptions.Exit as exc:
+    except _CLICK_EXIT as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except _CLICK_ABORT:
         err.print("aborted")
         sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
+    except _CLICK_ERROR as exc:
+        ctx = getattr(exc, "ctx", None)
+        cmd = ctx.command_path if ctx is not None else "gprpipe"
+        err.print(f"error: {exc.format_message()} (see {cmd} --help)", markup=False,
+                  highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -70,9 +70,17 @@ def test_step_outside_a_run(tmp_path: Path, cli):
     assert one_error(err) == f"{tmp_path}: not a point folder of a gprpipe run (no config.toml)."
 
 
-def test_unknown_option_exits_nonzero(cli):
+def test_usage_mistakes_are_one_sentence(cli):
+    """Unknown options and commands, and a missing required option (typer raises these from
+    its own copy of click), are one sentence naming the command's help, exit 1."""
     code, _, err = cli("validate", QUICKSTART, "--bogus")
-    assert code != 0 and "--bogus" in err
+    assert code == 1 and one_error(err).startswith("No such option: --bogus")
+    assert err.strip().endswith("(see gprpipe validate --help)")
+    code, _, err = cli("nosuch")
+    assert code == 1 and one_error(err) == "No such command 'nosuch'. (see gprpipe --help)"
+    code, _, err = cli("export-pyhf", "runs/x", "--mass", "45MeV")
+    assert code == 1
+    assert one_error(err) == "Missing option '--dataset'. (see gprpipe export-pyhf --help)"
 
 
 def test_demo_data_writes_a_file(tmp_path: Path, cli):
