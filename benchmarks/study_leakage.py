@@ -5,6 +5,8 @@ Usage:
   # refit closure (>= 1000 toys per point) through the CLI, then the table:
   python benchmarks/study_leakage.py closure --year 2015 --run --output runs/closure2015
   python benchmarks/study_leakage.py closure --year 2015 --output runs/closure2015  # table only
+  # (--output may hold several chunk runs, e.g. runs/closure2015/seed-<k>/ made with
+  #  --set base.seed=<k> --set inject.n_toys=250: their toys are independent and pooled)
   # functional-form closure (3 families, data_range = each function's fit range):
   python benchmarks/study_leakage.py funcform --run --output runs/ff2015
   # sigma_A ratio and second-order effects (noise-free toys, no CLI run needed):
@@ -71,36 +73,91 @@ def _fmt(v: tuple[float, float], digits: int = 3) -> str:
     return f"{v[0]:.{digits}f}+-{v[1]:.{digits}f}"
 
 
-def closure_table(run_point: Path, label: str) -> None:
-    """Per (dataset, mass, Z): model and ignore columns from the per-toy arrays of a point's
-    ``inject.h5`` (or of one ``.h5`` file, e.g. a part file of an unmerged run)."""
-    from gprpipe.steps.inject import read_inject, read_toys
+def _sources(run: Path) -> list[Path]:
+    """The ``inject.h5`` files of a run: a point directory, a run directory holding chunk
+    runs (``seed-*/signal_leakage-model``), one ``.h5`` file, or, for an interrupted run,
+    the per-mass part files (``parts/inject/*.h5``) that were committed."""
+    if run.suffix == ".h5":
+        return [run]
+    points = sorted({p.parent for p in run.glob("**/inject.h5")}
+                    | {p.parent.parent for p in run.glob("**/parts/inject")})
+    out = []
+    for pt in points:
+        if (pt / "inject.h5").exists():
+            out.append(pt / "inject.h5")
+        else:
+            out += sorted((pt / "parts" / "inject").glob("*.h5"))
+    return out
 
-    h5 = run_point if run_point.suffix == ".h5" else run_point / "inject.h5"
-    inj = read_inject(h5)
-    print(f"\n{label}: {run_point}")
+
+def pooled_toys(files: list[Path]) -> dict[tuple[str, float, float], list]:
+    """(dataset, mass, z) -> [(per-toy arrays, attrs)] over ``files`` (independent chunks)."""
+    import h5py
+
+    from gprpipe.steps.inject import read_toys
+
+    out: dict[tuple[str, float, float], list] = {}
+    for h5 in files:
+        with h5py.File(h5, "r") as f:
+            names = list(f)
+        for name in names:
+            for arr, attrs in read_toys(h5, name).values():
+                key = (name, round(float(attrs["mass"]), 9), float(attrs["z_inj"]))
+                out.setdefault(key, []).append((arr, attrs))
+    return out
+
+
+def closure_table(run: Path, label: str) -> None:
+    """Per (dataset, mass, Z): model and ignore columns from the per-toy arrays of the
+    ``inject.h5`` files of a run (chunks with different ``base.seed`` are pooled: each
+    toy's pull uses its own chunk's injected yield). ``noise-free`` is the extraction of
+    the noise-free refit toy (A_hat_asimov / A_inj), at Z = 0 its A_hat in sigma_A,ref."""
+    files = _sources(run)
+    if not files:
+        print(f"\n{label}: no inject results under {run}")
+        return
+    toys = pooled_toys(files)
+    print(f"\n{label}: {run} ({len(files)} files)")
+    md = ["| dataset | MeV | Z | toys | A_hat/A_inj model | pull mean model | pull width model "
+          "| 1-sigma coverage model | A_hat/A_inj ignore | pull mean ignore | pull width ignore "
+          "| coverage ignore | noise-free |", "|---" * 13 + "|"]
     print(f"{'dataset':8s} {'MeV':>5s} {'Z':>3s} {'n':>5s} | {'template':8s} "
           f"{'A_hat/A_inj':>14s} {'pull mean':>14s} {'pull width':>14s} {'cov 1sig':>14s}"
           f" | noise-free")
-    for name in inj:
-        toys = read_toys(h5, name)
-        for key in sorted(toys, key=lambda k: (toys[k][1]["mass"], toys[k][1]["z_inj"])):
-            arr, attrs = toys[key]
-            A = float(attrs["A_inj"])
-            use = arr["converged"].astype(bool) if "gp_converged" not in arr else \
-                arr["gp_converged"].astype(bool)
-            for tmpl, lab in (("w_eff", "model"), ("w", "ignore")):
-                a = np.where(use, arr[f"A_hat_{tmpl}"], np.nan)
-                st = stats(A, a, arr[f"sigma_A_{tmpl}"])
-                ratio = _fmt(st["ratio"]) if "ratio" in st else "-"
-                nf = attrs.get("A_hat_asimov", np.nan) / A if A > 0 and tmpl == "w_eff" else None
-                print(f"{name:8s} {attrs['mass'] * 1e3:5g} {attrs['z_inj']:3g} {st['n'][0]:5d} | "
-                      f"{lab:8s} {ratio:>14s} {_fmt(st['pull_mean']):>14s} "
-                      f"{_fmt(st['pull_width']):>14s} {_fmt(st['cov1']):>14s}"
-                      + (f" | {nf:.3f}" if nf is not None and np.isfinite(nf) else ""))
-            conv = float(np.mean(arr["gp_converged"])) if "gp_converged" in arr else 1.0
-            print(f"{'':8s} {'':5s} {'':3s} {'':5s} | GP refits converged {conv:.4f}; "
-                  f"strength unit sigma_A,ref(w_eff) = {attrs['sigma_ref']:.1f} events")
+    for key in sorted(toys):
+        chunks = toys[key]
+        a0 = chunks[0][1]
+        refs = np.array([c[1]["sigma_ref"] for c in chunks])
+        conv = np.concatenate([c[0]["gp_converged"] if "gp_converged" in c[0]
+                               else c[0]["converged"] for c in chunks]).astype(bool)
+        A = np.concatenate([np.full(len(c[0]["A_hat_w_eff"]), float(c[1]["A_inj"]))
+                            for c in chunks])
+        cells: list[str] = []
+        for tmpl, lab in (("w_eff", "model"), ("w", "ignore")):
+            a = np.concatenate([c[0][f"A_hat_{tmpl}"] for c in chunks])
+            s = np.concatenate([c[0][f"sigma_A_{tmpl}"] for c in chunks])
+            # pooled over chunks: pulls per toy, ratio from the mean of A_hat / A_inj
+            st = stats(0.0, np.where(conv, a - A, np.nan), s)
+            if key[2] > 0:
+                r = np.where(conv, a / A, np.nan)
+                r = r[np.isfinite(r) & np.isfinite(s) & (s > 0)]
+                st["ratio"] = (float(r.mean()), float(r.std(ddof=1) / np.sqrt(len(r))))
+            ratio = _fmt(st["ratio"]) if "ratio" in st else "-"
+            nf = float(a0.get("A_hat_asimov", np.nan))
+            nf = (nf / float(a0["A_inj"]) if key[2] > 0 else nf / float(a0["sigma_ref"]))
+            print(f"{key[0]:8s} {key[1] * 1e3:5g} {key[2]:3g} {st['n'][0]:5d} | "
+                  f"{lab:8s} {ratio:>14s} {_fmt(st['pull_mean']):>14s} "
+                  f"{_fmt(st['pull_width']):>14s} {_fmt(st['cov1']):>14s}"
+                  + (f" | {nf:+.3f}" if tmpl == "w_eff" and np.isfinite(nf) else ""))
+            cells += [_fmt(st["ratio"], 3).replace("+-", " +- ") if "ratio" in st else "-",
+                      *(_fmt(st[k], d).replace("+-", " +- ")
+                        for k, d in (("pull_mean", 2), ("pull_width", 2), ("cov1", 3)))]
+        md.append(f"| {key[0]} | {key[1] * 1e3:g} | {key[2]:g} | {int(conv.sum())} | "
+                  + " | ".join(cells) + f" | {nf:+.3f} |")
+        print(f"{'':8s} {'':5s} {'':3s} {'':5s} | GP refits converged {conv.mean():.4f} "
+              f"of {len(conv)} in {len(chunks)} chunk(s); strength unit sigma_A,ref(w_eff) = "
+              f"{refs.mean():.1f} events (spread over chunks {np.ptp(refs):.2g})")
+    print("\n" + "\n".join(md))
 
 
 def fit_ranges(year: str) -> dict[str, tuple[float, float]]:
@@ -233,12 +290,7 @@ def main() -> None:
                 sets.append(f"inject.n_toys={args.toys}")
             run_cli(REPO / f"user_configs/hps{args.year}_leakage_closure.toml", sets,
                     ["--points", "signal_leakage-model", "--jobs", str(args.jobs)])
-        point = out / "signal_leakage-model"
-        if (point / "inject.h5").exists():
-            closure_table(point, f"refit closure {args.year}")
-        else:  # an interrupted merge: the committed per-mass part files
-            for part in sorted((point / "parts" / "inject").glob("*.h5")):
-                closure_table(part, f"refit closure {args.year} (part file)")
+        closure_table(out, f"refit closure {args.year}")
     else:
         out = args.output or REPO / "runs" / "hps2015_funcform_injection"
         funcform(out, args)

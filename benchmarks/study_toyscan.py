@@ -8,6 +8,10 @@ short still has every family; each chunk is saved as it finishes (resumable).
     python benchmarks/study_toyscan.py run full --toys 100 --out study/      # whole hist.
     python benchmarks/study_toyscan.py summary --out study/ [--table docs/toyscan_2015.md]
 
+``summary`` also reads ``gprpipe run`` outputs of user_configs/hps2015_toyscan.toml placed
+as ``<out>/fitrange/...`` and ``<out>/full/...`` (one point ``pattern-<family>__toy__``
+each; an unfinished run's committed toyscan part files are read).
+
 ``fitrange`` trains the GP within 15-135 MeV, inside every generating function's fit range
 (``fit_metadata`` in the file: 15-135 MeV, 14-135 MeV for fGenGammaShift); ``full`` trains
 on the whole histogram (0-150 MeV), beyond the range the functions were fitted on. The
@@ -82,15 +86,41 @@ def run(variant: str, toys: int, out: Path, data: Path) -> None:
 
 
 def load(folder: Path, fam: str) -> tuple[dict[str, np.ndarray], float] | None:
+    """Rows of one family under ``folder``: this script's chunk files (``<fam>-<k>.h5``), or
+    a ``gprpipe run`` of user_configs/hps2015_toyscan.toml (point ``pattern-<fam>__toy__``:
+    its merged ``toyscan.h5``, else the toyscan part files committed so far). CPU seconds
+    are known for the chunk files only (NaN otherwise: see the run's own timing)."""
     parts = sorted(folder.glob(f"{fam}-*.h5"))
+    cpu = 0.0
     if not parts:
-        return None
-    arrays, cpu = [], 0.0
+        points = sorted(folder.glob(f"**/pattern-{fam}__toy__/"))
+        points = [p for p in points if (p / "toyscan.h5").exists()
+                  or (p / "parts" / "toyscan").exists()]
+        if not points:
+            return None
+        pt = points[0]
+        parts = ([pt / "toyscan.h5"] if (pt / "toyscan.h5").exists()
+                 else sorted((pt / "parts" / "toyscan").glob("*.h5")))
+        cpu = np.nan
+    arrays = []
     for p in parts:
         with h5py.File(p, "r") as f:
             arrays.append(read_group(f["toys"]))
             cpu += float(f.attrs.get("cpu_seconds", f.attrs.get("cpu", np.nan)))
+    arrays = [a for a in arrays if a["toy"].size]
+    if not arrays:
+        return None
     return {c: np.concatenate([a[c] for a in arrays]) for c in COLUMNS}, cpu
+
+
+def per_mass_tail(toys: dict[str, np.ndarray], t: float = 3.0) -> list[tuple[float, int, int]]:
+    """(mass, unflagged rows with Z_local > t, unflagged rows) per mass, largest count first."""
+    ok = toys["status"].astype(str) == "ok"
+    out = []
+    for m in np.unique(toys["mass_GeV"]):
+        sel = ok & (toys["mass_GeV"] == m)
+        out.append((float(m), int(np.sum(toys["Z_local"][sel] > t)), int(sel.sum())))
+    return sorted(out, key=lambda r: -r[1])
 
 
 def summary(out: Path, table: Path | None) -> None:
@@ -109,7 +139,8 @@ def summary(out: Path, table: Path | None) -> None:
             per_fam[fam] = s
             every.append({**toys, "toy": toys["toy"] + 1000 * len(every)})
             print(f"{variant} {fam}: {ov['n_toys']} toys, {ov['n_ok']} unflagged rows, "
-                  f"{ov['n_flagged']} flagged or failed; {cpu / ov['n_toys']:.1f} s CPU per toy")
+                  f"{ov['n_flagged']} flagged or failed; {cpu / ov['n_toys']:.1f} s CPU per toy "
+                  f"(nan: a gprpipe run, see its timing)")
             for t in (2.0, 3.0):
                 print(f"  Z_local > {t:g}: {ov[f'frac_Z_gt{t:g}']:.5f} +- "
                       f"{ov[f'frac_Z_gt{t:g}_err']:.5f} (background-only {TAILS[t]:.5f})")
@@ -117,6 +148,16 @@ def summary(out: Path, table: Path | None) -> None:
             print(f"  max unflagged Z_local {ov['max_Z_local_ok']:.2f} (flagged: "
                   f"{ov['max_Z_local_flagged']:.2f}); unflagged Z_local > 5: {ov['n_ok_Z_gt5']}; "
                   f"max Z per toy >= 3 in {np.mean(mz >= 3):.2f} of the toys")
+            top = [r for r in per_mass_tail(toys) if r[1] > 0]
+            print("  Z_local > 3 by mass (MeV: count/rows): " + ", ".join(
+                f"{1e3 * m:g}: {k}/{n}" for m, k, n in top[:12]))
+            lo = toys["mass_GeV"] < 0.0305
+            ok = toys["status"].astype(str) == "ok"
+            for name, sel in (("20-30 MeV", lo), ("31-130 MeV", ~lo)):
+                zz = toys["Z_local"][ok & sel]
+                pull = toys["A_hat"][ok & sel] / toys["sigma_A"][ok & sel]
+                print(f"  {name}: Z_local > 3 in {np.mean(zz > 3):.5f} of {zz.size} rows; "
+                      f"pull (A_hat/sigma_A) mean {pull.mean():+.3f}, width {pull.std():.3f}")
             print(f"  pull mean {np.nanmean(s['pull_mean']):+.3f} over masses, largest "
                   f"{s['pull_mean'][j]:+.2f} at {1e3 * s['mass_GeV'][j]:g} MeV; pull width median "
                   f"{np.nanmedian(s['pull_width']):.2f}")
