@@ -148,6 +148,12 @@ def summary(out: Path, table: Path | None) -> None:
             print(f"  max unflagged Z_local {ov['max_Z_local_ok']:.2f} (flagged: "
                   f"{ov['max_Z_local_flagged']:.2f}); unflagged Z_local > 5: {ov['n_ok_Z_gt5']}; "
                   f"max Z per toy >= 3 in {np.mean(mz >= 3):.2f} of the toys")
+            st = toys["status"].astype(str)
+            kinds, cnt = np.unique(st[st != "ok"], return_counts=True)
+            fl_m = np.unique(toys["mass_GeV"][st != "ok"])
+            print("  flagged rows by status: " + ", ".join(f"{k} {c}" for k, c in zip(kinds, cnt))
+                  + (f"; at {len(fl_m)} masses, {1e3 * fl_m.min():g}-{1e3 * fl_m.max():g} MeV: "
+                     + " ".join(f"{1e3 * m:g}" for m in fl_m) if fl_m.size else ""))
             top = [r for r in per_mass_tail(toys) if r[1] > 0]
             print("  Z_local > 3 by mass (MeV: count/rows): " + ", ".join(
                 f"{1e3 * m:g}: {k}/{n}" for m, k, n in top[:12]))
