@@ -11,6 +11,8 @@ Usage:
   python benchmarks/study_leakage.py funcform --run --output runs/ff2015
   # sigma_A ratio and second-order effects (noise-free toys, no CLI run needed):
   python benchmarks/study_leakage.py second-order --year 2015 --masses 0.03 0.06 0.1
+  # why A_hat is offset at zero signal (refit / weighting / log transform / smoother):
+  python benchmarks/study_leakage.py zero-bias --year 2016 --masses 0.05 --toys 200
 
 ``--run`` drives ``python -m gprpipe run`` on the shipped configs
 (user_configs/hps<year>_leakage_closure.toml at point signal_leakage-model, and
@@ -240,6 +242,74 @@ def second_order(year: str, masses: list[float], z: float) -> None:
               f"{off[1]:+.3f}, refit {off[2]:+.3f})")
 
 
+def zero_bias(year: str, masses: list[float], n_toys: int, seed: int) -> None:
+    """Decompose the strength-0 offset of the refit closure (A_hat at A = 0, in
+    sigma_A,ref) on background-only Poisson toys of the GP mean (the refit closure's toys),
+    all fitted with the data's w_eff:
+    (a) the full method: GP refitted on each toy;
+    (b) the data's hyperparameters kept, the toy's own ln-counts and noise 1/y;
+    (c) the data's hyperparameters, ln-counts of the toy, noise 1/b of the true mean;
+    (d) as (c) with the linearised target ln b + (y - b)/b (no log-transform bias).
+    (a)-(b) is the hyperparameter refit, (b)-(c) the correlation of the weight 1/y with
+    the fluctuation, (c)-(d) the log transform; (d) is the smoother's own offset (the
+    noise-free value of ``second-order``)."""
+    from gprpipe.config import load_points
+    from gprpipe.io.root import read_hist, rebin
+    from gprpipe.stats import inject as inj
+    from gprpipe.stats.gp import (
+        latent_mean_map,
+        lognormal_moments,
+        predict_counts,
+        predict_latent,
+    )
+    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.steps.fit import fit_masses
+    from gprpipe.steps.inject import Window, refit_setup
+
+    _, points = load_points(REPO / f"user_configs/hps{year}.toml",
+                            [f"datasets.{year}.path={_data(year)}"])
+    cfg = points[0].config
+    ds = cfg.datasets[year]
+    counts, edges = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
+    x = 0.5 * (edges[1:] + edges[:-1])
+    print(f"\n{year}: A_hat at A = 0 in sigma_A,ref(w_eff), {n_toys} Poisson toys of the GP "
+          f"mean, window +-{cfg.fit.blind_nsigma:g} sigma (mean +- error; scatter)")
+    print(f"{'MeV':>5s} {'(a) refit':>16s} {'(b) fixed hyper':>16s} {'(c) + noise 1/b':>16s} "
+          f"{'(d) + linear':>16s}   median training count")
+    for m in masses:
+        mf = fit_masses(cfg, year, counts, edges, np.array([m]))[0]
+        bl = mf.blind
+        w_e = bl["w_eff"]
+        setup = refit_setup(cfg, year, Window(mf, counts, edges))
+        sref = inj.sigma_ref(bl["b"], cholesky_jitter(bl["C"]), w_e)
+        b_full = inj.full_range_mean(counts, setup)
+        tr, blm = setup.train, setup.blind
+        M = latent_mean_map(x[tr], b_full[tr], x[blm], mf.hyper)
+        _, S = predict_latent(x[tr], b_full[tr], x[blm], mf.hyper)
+        rng = np.random.default_rng(seed)
+        res = np.full((n_toys, 4), np.nan)
+        for t in range(n_toys):
+            toy = rng.poisson(b_full).astype(float)
+            n = toy[blm]
+            wf = setup.fit(toy, int(rng.integers(2**31)))
+            fits = [(wf.b, wf.C)]
+            fits.append(predict_counts(x[tr], toy[tr], x[blm], mf.hyper))
+            yt, bt = toy[tr], b_full[tr]
+            z_log = np.where(yt > 0, np.log(np.where(yt > 0, yt, 1.0)), 0.0)
+            fits.append(lognormal_moments(M @ z_log, S))
+            fits.append(lognormal_moments(M @ (np.log(bt) + (yt - bt) / bt), S))
+            for k, (b, C) in enumerate(fits):
+                res[t, k] = fit_signal(n, b, cholesky_jitter(C), w_e).A_hat / sref
+        mu, err = res.mean(0), res.std(0, ddof=1) / np.sqrt(n_toys)
+        cells = " ".join(f"{a:+9.3f}+-{e:.3f}" for a, e in zip(mu, err))
+        d = res[:, :3] - res[:, 1:]  # paired: the same toys
+        dm, de = d.mean(0), d.std(0, ddof=1) / np.sqrt(n_toys)
+        print(f"{m * 1e3:5g} {cells}   {np.median(b_full[tr]):.0f}", flush=True)
+        print(f"{'':5s} paired differences: refit (a-b) {dm[0]:+.3f}+-{de[0]:.3f}, weight 1/y "
+              f"(b-c) {dm[1]:+.3f}+-{de[1]:.3f}, log transform (c-d) {dm[2]:+.3f}+-{de[2]:.3f}; "
+              f"smoother (d) {mu[3]:+.3f}+-{err[3]:.3f}", flush=True)
+
+
 def funcform(out: Path, args) -> None:
     """Check that the shipped config's data ranges are the file's fit ranges, run it
     (``--run``), print one closure table per family."""
@@ -270,7 +340,7 @@ def funcform(out: Path, args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("study", choices=("closure", "funcform", "second-order"))
+    ap.add_argument("study", choices=("closure", "funcform", "second-order", "zero-bias"))
     ap.add_argument("--year", default="2015")
     ap.add_argument("--output", type=Path, default=None, help="run directory")
     ap.add_argument("--run", action="store_true", help="run the CLI first")
@@ -282,6 +352,8 @@ def main() -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     if args.study == "second-order":
         second_order(args.year, args.masses, args.z)
+    elif args.study == "zero-bias":
+        zero_bias(args.year, args.masses, args.toys or 200, 7)
     elif args.study == "closure":
         out = args.output or REPO / "runs" / f"hps{args.year}_leakage_closure"
         if args.run:
