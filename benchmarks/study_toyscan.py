@@ -129,7 +129,7 @@ def summary(out: Path, table: Path | None) -> None:
              "the toys divided by the mean sigma_A (the spurious signal in units of the",
              "statistical error), with the standard error of that mean.", ""]
     for variant in VARIANTS:
-        per_fam, every = {}, []
+        per_fam, every, ovl = {}, [], []
         for fam in FAMILIES:
             got = load(out / variant, fam)
             if got is None:
@@ -137,6 +137,13 @@ def summary(out: Path, table: Path | None) -> None:
             toys, cpu = got
             ov, s, mz = overview(toys), summarize(toys), max_z_per_toy(toys)
             per_fam[fam] = s
+            st = toys["status"].astype(str)
+            ovl.append(f"| {fam} | {ov['n_toys']} | {ov['n_ok']} | {ov['n_flagged']} | "
+                       f"{ov['frac_Z_gt2']:.4f} +- {ov['frac_Z_gt2_err']:.4f} | "
+                       f"{ov['frac_Z_gt3']:.4f} +- {ov['frac_Z_gt3_err']:.4f} | "
+                       f"{ov['max_Z_local_ok']:.2f} | {ov['n_ok_Z_gt5']} | "
+                       f"{int(np.sum((st != 'ok') & (toys['Z_local'] > 5)))} | "
+                       f"{np.mean(mz >= 3):.2f} |")
             every.append({**toys, "toy": toys["toy"] + 1000 * len(every)})
             print(f"{variant} {fam}: {ov['n_toys']} toys, {ov['n_ok']} unflagged rows, "
                   f"{ov['n_flagged']} flagged or failed; {cpu / ov['n_toys']:.1f} s CPU per toy "
@@ -168,17 +175,35 @@ def summary(out: Path, table: Path | None) -> None:
                   f"{s['pull_mean'][j]:+.2f} at {1e3 * s['mass_GeV'][j]:g} MeV; pull width median "
                   f"{np.nanmedian(s['pull_width']):.2f}")
         if every:
-            allt = {c: np.concatenate([a[c] for a in every]) for c in ("toy", "Z_local", "status")}
+            allt = {c: np.concatenate([a[c] for a in every])
+                    for c in ("toy", "Z_local", "status", "mass_GeV")}
+            fr = {}
             for t in (2.0, 3.0):
-                f, e = tail_fraction(allt, t)
-                print(f"{variant}, all families: Z_local > {t:g}: {f:.5f} +- {e:.5f} "
-                      f"(background-only {TAILS[t]:.5f})")
+                fr[t] = tail_fraction(allt, t)
+                print(f"{variant}, all families: Z_local > {t:g}: {fr[t][0]:.5f} +- "
+                      f"{fr[t][1]:.5f} (background-only {TAILS[t]:.5f})")
+            inner = {c: v[allt["mass_GeV"] > 0.0305] for c, v in allt.items()}
+            fi = tail_fraction(inner, 3.0)
+            print(f"{variant}, all families, 31-130 MeV only: Z_local > 3: {fi[0]:.5f} +- "
+                  f"{fi[1]:.5f}")
+            ntot = len(np.unique(allt["toy"]))
+            ovl.append(f"| all | {ntot} | | | {fr[2.0][0]:.4f} +- {fr[2.0][1]:.4f} | "
+                       f"**{fr[3.0][0]:.4f} +- {fr[3.0][1]:.4f}** | | | | |")
+            ovl.append(f"| all, 31-130 MeV | {ntot} | | | | {fi[0]:.4f} +- {fi[1]:.4f} "
+                       f"| | | | |")
+            ovl.append(f"| background only | | | | {TAILS[2.0]:.4f} | {TAILS[3.0]:.5f} | | 0 "
+                       f"| | |")
         if per_fam:
             fams = list(per_fam)
             n = {f: int(np.median(per_fam[f]["n_toys"])) for f in fams}
             where = ("15-135 MeV (the fit range)" if variant == "fitrange"
                      else "the whole histogram (0-150 MeV)")
             lines += [f"## GP trained on {where}", "",
+                      "| family | toys | unflagged rows | flagged rows | Z_local > 2 "
+                      "| Z_local > 3 | max unflagged Z_local | unflagged Z_local > 5 "
+                      "| flagged Z_local > 5 | toys with max Z >= 3 |",
+                      "|---" * 10 + "|", *ovl, "",
+                      "Spurious signal per mass (mean A_hat / mean sigma_A, unflagged rows):", "",
                       "| mass [MeV] | " + " | ".join(f"{f} ({n[f]} toys)" for f in fams) + " |",
                       "|---|" + "---|" * len(fams)]
             s0 = per_fam[fams[0]]
