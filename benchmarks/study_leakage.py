@@ -63,9 +63,12 @@ def stats(A_inj: float, a: np.ndarray, s: np.ndarray) -> dict[str, tuple[float, 
     pull = (a - A_inj) / s
     w = float(pull.std(ddof=1))
     cov = float(np.mean(np.abs(pull) < 1))
-    out = {"n": (n, 0.0), "pull_mean": (float(pull.mean()), w / np.sqrt(n)),
-           "pull_width": (w, w / np.sqrt(2 * (n - 1))),
-           "cov1": (cov, float(np.sqrt(cov * (1 - cov) / n)))}
+    out = {
+        "n": (n, 0.0),
+        "pull_mean": (float(pull.mean()), w / np.sqrt(n)),
+        "pull_width": (w, w / np.sqrt(2 * (n - 1))),
+        "cov1": (cov, float(np.sqrt(cov * (1 - cov) / n))),
+    }
     if A_inj > 0:
         out["ratio"] = (float(a.mean() / A_inj), float(a.std(ddof=1) / np.sqrt(n) / A_inj))
     return out
@@ -81,8 +84,10 @@ def _sources(run: Path) -> list[Path]:
     the per-mass part files (``parts/inject/*.h5``) that were committed."""
     if run.suffix == ".h5":
         return [run]
-    points = sorted({p.parent for p in run.glob("**/inject.h5")}
-                    | {p.parent.parent for p in run.glob("**/parts/inject")})
+    points = sorted(
+        {p.parent for p in run.glob("**/inject.h5")}
+        | {p.parent.parent for p in run.glob("**/parts/inject")}
+    )
     out = []
     for pt in points:
         if (pt / "inject.h5").exists():
@@ -120,20 +125,27 @@ def closure_table(run: Path, label: str) -> None:
         return
     toys = pooled_toys(files)
     print(f"\n{label}: {run} ({len(files)} files)")
-    md = ["| dataset | MeV | Z | toys | A_hat/A_inj model | pull mean model | pull width model "
-          "| 1-sigma coverage model | A_hat/A_inj ignore | pull mean ignore | pull width ignore "
-          "| coverage ignore | noise-free |", "|---" * 13 + "|"]
-    print(f"{'dataset':8s} {'MeV':>5s} {'Z':>3s} {'n':>5s} | {'template':8s} "
-          f"{'A_hat/A_inj':>14s} {'pull mean':>14s} {'pull width':>14s} {'cov 1sig':>14s}"
-          f" | noise-free")
+    md = [
+        "| dataset | MeV | Z | toys | A_hat/A_inj model | pull mean model | pull width model "
+        "| 1-sigma coverage model | A_hat/A_inj ignore | pull mean ignore | pull width ignore "
+        "| coverage ignore | noise-free |",
+        "|---" * 13 + "|",
+    ]
+    print(
+        f"{'dataset':8s} {'MeV':>5s} {'Z':>3s} {'n':>5s} | {'template':8s} "
+        f"{'A_hat/A_inj':>14s} {'pull mean':>14s} {'pull width':>14s} {'cov 1sig':>14s}"
+        f" | noise-free"
+    )
     for key in sorted(toys):
         chunks = toys[key]
         a0 = chunks[0][1]
         refs = np.array([c[1]["sigma_ref"] for c in chunks])
-        conv = np.concatenate([c[0]["gp_converged"] if "gp_converged" in c[0]
-                               else c[0]["converged"] for c in chunks]).astype(bool)
-        A = np.concatenate([np.full(len(c[0]["A_hat_w_eff"]), float(c[1]["A_inj"]))
-                            for c in chunks])
+        conv = np.concatenate(
+            [c[0]["gp_converged"] if "gp_converged" in c[0] else c[0]["converged"] for c in chunks]
+        ).astype(bool)
+        A = np.concatenate(
+            [np.full(len(c[0]["A_hat_w_eff"]), float(c[1]["A_inj"])) for c in chunks]
+        )
         cells: list[str] = []
         for tmpl, lab in (("w_eff", "model"), ("w", "ignore")):
             a = np.concatenate([c[0][f"A_hat_{tmpl}"] for c in chunks])
@@ -146,19 +158,30 @@ def closure_table(run: Path, label: str) -> None:
                 st["ratio"] = (float(r.mean()), float(r.std(ddof=1) / np.sqrt(len(r))))
             ratio = _fmt(st["ratio"]) if "ratio" in st else "-"
             nf = float(a0.get("A_hat_asimov", np.nan))
-            nf = (nf / float(a0["A_inj"]) if key[2] > 0 else nf / float(a0["sigma_ref"]))
-            print(f"{key[0]:8s} {key[1] * 1e3:5g} {key[2]:3g} {st['n'][0]:5d} | "
-                  f"{lab:8s} {ratio:>14s} {_fmt(st['pull_mean']):>14s} "
-                  f"{_fmt(st['pull_width']):>14s} {_fmt(st['cov1']):>14s}"
-                  + (f" | {nf:+.3f}" if tmpl == "w_eff" and np.isfinite(nf) else ""))
-            cells += [_fmt(st["ratio"], 3).replace("+-", " +- ") if "ratio" in st else "-",
-                      *(_fmt(st[k], d).replace("+-", " +- ")
-                        for k, d in (("pull_mean", 2), ("pull_width", 2), ("cov1", 3)))]
-        md.append(f"| {key[0]} | {key[1] * 1e3:g} | {key[2]:g} | {int(conv.sum())} | "
-                  + " | ".join(cells) + f" | {nf:+.3f} |")
-        print(f"{'':8s} {'':5s} {'':3s} {'':5s} | GP refits converged {conv.mean():.4f} "
-              f"of {len(conv)} in {len(chunks)} chunk(s); strength unit sigma_A,ref(w_eff) = "
-              f"{refs.mean():.1f} events (spread over chunks {np.ptp(refs):.2g})")
+            nf = nf / float(a0["A_inj"]) if key[2] > 0 else nf / float(a0["sigma_ref"])
+            print(
+                f"{key[0]:8s} {key[1] * 1e3:5g} {key[2]:3g} {st['n'][0]:5d} | "
+                f"{lab:8s} {ratio:>14s} {_fmt(st['pull_mean']):>14s} "
+                f"{_fmt(st['pull_width']):>14s} {_fmt(st['cov1']):>14s}"
+                + (f" | {nf:+.3f}" if tmpl == "w_eff" and np.isfinite(nf) else "")
+            )
+            cells += [
+                _fmt(st["ratio"], 3).replace("+-", " +- ") if "ratio" in st else "-",
+                *(
+                    _fmt(st[k], d).replace("+-", " +- ")
+                    for k, d in (("pull_mean", 2), ("pull_width", 2), ("cov1", 3))
+                ),
+            ]
+        md.append(
+            f"| {key[0]} | {key[1] * 1e3:g} | {key[2]:g} | {int(conv.sum())} | "
+            + " | ".join(cells)
+            + f" | {nf:+.3f} |"
+        )
+        print(
+            f"{'':8s} {'':5s} {'':3s} {'':5s} | GP refits converged {conv.mean():.4f} "
+            f"of {len(conv)} in {len(chunks)} chunk(s); strength unit sigma_A,ref(w_eff) = "
+            f"{refs.mean():.1f} events (spread over chunks {np.ptp(refs):.2g})"
+        )
     print("\n" + "\n".join(md))
 
 
@@ -166,8 +189,7 @@ def fit_ranges(year: str) -> dict[str, tuple[float, float]]:
     from gprpipe.io.root import read_text
 
     summary = json.loads(read_text(_data(year), "fit_metadata/fit_summary_json"))
-    return {f["tag"]: (float(f["fit_min_GeV"]), float(f["fit_max_GeV"]))
-            for f in summary["fits"]}
+    return {f["tag"]: (float(f["fit_min_GeV"]), float(f["fit_max_GeV"])) for f in summary["fits"]}
 
 
 def _noise_free(a: float, b_full, w_full, x, setup, hyper, w_e0):
@@ -202,17 +224,22 @@ def second_order(year: str, masses: list[float], z: float) -> None:
     from gprpipe.steps.fit import fit_masses
     from gprpipe.steps.inject import Window, refit_setup
 
-    _, points = load_points(REPO / f"user_configs/hps{year}.toml",
-                            [f"datasets.{year}.path={_data(year)}"])
+    _, points = load_points(
+        REPO / f"user_configs/hps{year}.toml", [f"datasets.{year}.path={_data(year)}"]
+    )
     cfg = points[0].config
     ds = cfg.datasets[year]
     counts, edges = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
     x = 0.5 * (edges[1:] + edges[:-1])
-    print(f"\n{year}: noise-free toys b_GP + A w (A = {z:g} sigma_A,ref), window "
-          f"+-{cfg.fit.blind_nsigma:g} sigma")
-    print(f"{'MeV':>5s} {'sum w':>6s} {'sum w_eff':>9s} {'sigA ratio':>10s} | extraction: "
-          f"{'w, refit':>9s} {'w_eff, fixed hyper':>18s} {'w_eff, refit':>12s}  "
-          f"(hyper shift l, a)")
+    print(
+        f"\n{year}: noise-free toys b_GP + A w (A = {z:g} sigma_A,ref), window "
+        f"+-{cfg.fit.blind_nsigma:g} sigma"
+    )
+    print(
+        f"{'MeV':>5s} {'sum w':>6s} {'sum w_eff':>9s} {'sigA ratio':>10s} | extraction: "
+        f"{'w, refit':>9s} {'w_eff, fixed hyper':>18s} {'w_eff, refit':>12s}  "
+        f"(hyper shift l, a)"
+    )
     for m in masses:
         mf = fit_masses(cfg, year, counts, edges, np.array([m]))[0]
         bl = mf.blind
@@ -223,9 +250,15 @@ def second_order(year: str, masses: list[float], z: float) -> None:
         w_full = signal_template(edges, m, mf.sigma)
         A = z * s_e
         tr, blm = setup.train, setup.blind
-        w_e0 = leakage_template(x[tr], b_full[tr], w_full[tr], x[blm], w_full[blm],
-                                predict_counts(x[tr], b_full[tr], x[blm], mf.hyper)[0],
-                                mf.hyper)
+        w_e0 = leakage_template(
+            x[tr],
+            b_full[tr],
+            w_full[tr],
+            x[blm],
+            w_full[blm],
+            predict_counts(x[tr], b_full[tr], x[blm], mf.hyper)[0],
+            mf.hyper,
+        )
 
         at_a, wf = _noise_free(A, b_full, w_full, x, setup, mf.hyper, w_e0)
         at_0, _ = _noise_free(0.0, b_full, w_full, x, setup, mf.hyper, w_e0)
@@ -234,12 +267,16 @@ def second_order(year: str, masses: list[float], z: float) -> None:
         off = at_0 / s_e
         dl = wf.hyper.length_scale / mf.hyper.length_scale - 1
         da = wf.hyper.amplitude / mf.hyper.amplitude - 1
-        print(f"{m * 1e3:5g} {bl['w'].sum():6.3f} {bl['w_eff'].sum():9.3f} {s_e / s_w:10.3f} |"
-              f"             {r_w:9.3f} {r_fixed:18.3f} {r_refit:12.3f}  "
-              f"({dl:+.3f}, {da:+.3f})")
-        print(f"{'':5s} {'':6s} {'':9s} {'':10s} | A=0 subtracted: {d_w:9.3f} {d_fixed:18.3f} "
-              f"{d_refit:12.3f}  (A_hat at A=0 in sigma_A,ref: w {off[0]:+.3f}, fixed "
-              f"{off[1]:+.3f}, refit {off[2]:+.3f})")
+        print(
+            f"{m * 1e3:5g} {bl['w'].sum():6.3f} {bl['w_eff'].sum():9.3f} {s_e / s_w:10.3f} |"
+            f"             {r_w:9.3f} {r_fixed:18.3f} {r_refit:12.3f}  "
+            f"({dl:+.3f}, {da:+.3f})"
+        )
+        print(
+            f"{'':5s} {'':6s} {'':9s} {'':10s} | A=0 subtracted: {d_w:9.3f} {d_fixed:18.3f} "
+            f"{d_refit:12.3f}  (A_hat at A=0 in sigma_A,ref: w {off[0]:+.3f}, fixed "
+            f"{off[1]:+.3f}, refit {off[2]:+.3f})"
+        )
 
 
 def zero_bias(year: str, masses: list[float], n_toys: int, seed: int) -> None:
@@ -266,16 +303,21 @@ def zero_bias(year: str, masses: list[float], n_toys: int, seed: int) -> None:
     from gprpipe.steps.fit import fit_masses
     from gprpipe.steps.inject import Window, refit_setup
 
-    _, points = load_points(REPO / f"user_configs/hps{year}.toml",
-                            [f"datasets.{year}.path={_data(year)}"])
+    _, points = load_points(
+        REPO / f"user_configs/hps{year}.toml", [f"datasets.{year}.path={_data(year)}"]
+    )
     cfg = points[0].config
     ds = cfg.datasets[year]
     counts, edges = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
     x = 0.5 * (edges[1:] + edges[:-1])
-    print(f"\n{year}: A_hat at A = 0 in sigma_A,ref(w_eff), {n_toys} Poisson toys of the GP "
-          f"mean, window +-{cfg.fit.blind_nsigma:g} sigma (mean +- error; scatter)")
-    print(f"{'MeV':>5s} {'(a) refit':>16s} {'(b) fixed hyper':>16s} {'(c) + noise 1/b':>16s} "
-          f"{'(d) + linear':>16s}   median training count")
+    print(
+        f"\n{year}: A_hat at A = 0 in sigma_A,ref(w_eff), {n_toys} Poisson toys of the GP "
+        f"mean, window +-{cfg.fit.blind_nsigma:g} sigma (mean +- error; scatter)"
+    )
+    print(
+        f"{'MeV':>5s} {'(a) refit':>16s} {'(b) fixed hyper':>16s} {'(c) + noise 1/b':>16s} "
+        f"{'(d) + linear':>16s}   median training count"
+    )
     for m in masses:
         mf = fit_masses(cfg, year, counts, edges, np.array([m]))[0]
         bl = mf.blind
@@ -305,9 +347,12 @@ def zero_bias(year: str, masses: list[float], n_toys: int, seed: int) -> None:
         d = res[:, :3] - res[:, 1:]  # paired: the same toys
         dm, de = d.mean(0), d.std(0, ddof=1) / np.sqrt(n_toys)
         print(f"{m * 1e3:5g} {cells}   {np.median(b_full[tr]):.0f}", flush=True)
-        print(f"{'':5s} paired differences: refit (a-b) {dm[0]:+.3f}+-{de[0]:.3f}, weight 1/y "
-              f"(b-c) {dm[1]:+.3f}+-{de[1]:.3f}, log transform (c-d) {dm[2]:+.3f}+-{de[2]:.3f}; "
-              f"smoother (d) {mu[3]:+.3f}+-{err[3]:.3f}", flush=True)
+        print(
+            f"{'':5s} paired differences: refit (a-b) {dm[0]:+.3f}+-{de[0]:.3f}, weight 1/y "
+            f"(b-c) {dm[1]:+.3f}+-{de[1]:.3f}, log transform (c-d) {dm[2]:+.3f}+-{de[2]:.3f}; "
+            f"smoother (d) {mu[3]:+.3f}+-{err[3]:.3f}",
+            flush=True,
+        )
 
 
 def funcform(out: Path, args) -> None:
@@ -316,15 +361,20 @@ def funcform(out: Path, args) -> None:
     import tomllib
 
     ranges = fit_ranges("2015")
-    print("fit ranges from fit_metadata: " + ", ".join(
-        f"{k} {v[0]:g}-{v[1]:g} GeV" for k, v in ranges.items()))
+    print(
+        "fit ranges from fit_metadata: "
+        + ", ".join(f"{k} {v[0]:g}-{v[1]:g} GeV" for k, v in ranges.items())
+    )
     cfg_path = REPO / "user_configs/hps2015_funcform_injection.toml"
     grid = tomllib.loads(cfg_path.read_text())["grid"]["zip"]
-    shipped = {h.split("/")[0]: tuple(r) for h, r in
-               zip(grid["inject.histograms"], grid["datasets.2015.data_range"])}
+    shipped = {
+        h.split("/")[0]: tuple(r)
+        for h, r in zip(grid["inject.histograms"], grid["datasets.2015.data_range"])
+    }
     if shipped != ranges:
-        raise SystemExit(f"{cfg_path}: data_range values {shipped} differ from the file's "
-                         f"fit_metadata {ranges}")
+        raise SystemExit(
+            f"{cfg_path}: data_range values {shipped} differ from the file's fit_metadata {ranges}"
+        )
     if args.run:
         sets = [f"datasets.2015.path={_data('2015')}", f"base.output={out}"]
         if args.toys:
@@ -333,13 +383,17 @@ def funcform(out: Path, args) -> None:
     for fam in ranges:
         for p in sorted(out.glob(f"histograms-{fam}__*")):
             if (p / "inject.h5").exists():
-                closure_table(p, f"functional-form closure, {fam}, data_range "
-                                 f"{ranges[fam][0]:g}-{ranges[fam][1]:g} GeV")
+                closure_table(
+                    p,
+                    f"functional-form closure, {fam}, data_range "
+                    f"{ranges[fam][0]:g}-{ranges[fam][1]:g} GeV",
+                )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("study", choices=("closure", "funcform", "second-order", "zero-bias"))
     ap.add_argument("--year", default="2015")
     ap.add_argument("--output", type=Path, default=None, help="run directory")
@@ -360,14 +414,19 @@ def main() -> None:
             sets = [f"datasets.{args.year}.path={_data(args.year)}", f"base.output={out}"]
             if args.toys:
                 sets.append(f"inject.n_toys={args.toys}")
-            run_cli(REPO / f"user_configs/hps{args.year}_leakage_closure.toml", sets,
-                    ["--points", "signal_leakage-model", "--jobs", str(args.jobs)])
+            run_cli(
+                REPO / f"user_configs/hps{args.year}_leakage_closure.toml",
+                sets,
+                ["--points", "signal_leakage-model", "--jobs", str(args.jobs)],
+            )
         closure_table(out, f"refit closure {args.year}")
     else:
         out = args.output or REPO / "runs" / "hps2015_funcform_injection"
         funcform(out, args)
-    print(f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU "
-          f"in this process (CLI runs: see their logs)")
+    print(
+        f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU "
+        f"in this process (CLI runs: see their logs)"
+    )
 
 
 if __name__ == "__main__":
