@@ -21,7 +21,7 @@ evaluated exactly (few rows).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -53,7 +53,6 @@ TOY_QUANTILES = np.array([0.025, 0.16, 0.5, 0.84, 0.975])
 CALCULATORS = ("asymptotic", "toys")
 """Names accepted by :func:`calculator` (the config's ``limit.mode`` / ``limit.bands``)."""
 
-CalculatorKind = Literal["asymptotic", "toys"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
@@ -466,7 +465,7 @@ def calculator(
     band_toys: int = 10000,
     rng: np.random.Generator | None = None,
     truncate: str = "clip",
-) -> AsymptoticCalculator | ToyCalculator:
+) -> Calculator:
     """The calculator named ``kind`` (:data:`CALCULATORS`) for ``model``; the toy settings
     are ignored by the asymptotic one."""
     if kind == "asymptotic":

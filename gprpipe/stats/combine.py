@@ -146,7 +146,7 @@ def fit(
 def _calculator(
     cw: Combined, kind: str, alpha: float, n_toys: int = 2000, band_toys: int = 10000,
     rng: np.random.Generator | None = None,
-) -> cls.AsymptoticCalculator | cls.ToyCalculator:
+) -> cls.Calculator:
     return cls.calculator(kind, cw.model, alpha=alpha, n_toys=n_toys, band_toys=band_toys,
                           rng=rng)
 
