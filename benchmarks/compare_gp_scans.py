@@ -90,6 +90,8 @@ def compare(a: list[dict[str, str]], b: list[dict[str, str]], label: str) -> Non
         scale = np.maximum(np.abs(x), np.abs(y))
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.where(x == y, 0.0, np.abs(x - y) / scale)
+        both_nan = np.isnan(x) & np.isnan(y)
+        rel = np.where(both_nan, 0.0, np.where(np.isnan(x) | np.isnan(y), np.inf, rel))
         i = int(np.nanargmax(rel))
         line = f"    {col:16s} {rel[i]:9.1e} at {a[i]['mass_GeV']} GeV ({va[i]} vs {vb[i]})"
         if col == "A_hat":
