@@ -30,9 +30,9 @@ import uproot
 from threadpoolctl import threadpool_limits
 
 from gprpipe.stats import gp
-from gprpipe.stats.gp import fit_window, length_scale_bounds, sigma_x
+from gprpipe.stats.gp import GPOptions, fit_window, length_scale_bounds, sigma_x
 from gprpipe.stats.resolution import sigma_m
-from gprpipe.stats.window import scan_masses
+from gprpipe.stats.window import WindowMasks, scan_masses
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hps"
 
@@ -106,9 +106,10 @@ def scan(year: str, method: str, args: argparse.Namespace, counter: _DenseCounte
             prev = None  # a new chunk (task) starts cold
         lb = length_scale_bounds(sx[i], med, 0.5, card["hi"], card["floor"])
         t0, c0 = time.perf_counter(), time.process_time()
-        wf = fit_window(edges, counts, float(m), float(sig[i]), ls_bounds=lb,
-                        n_restarts=args.n_restarts, seed=args.seed + i, start=prev,
-                        restart_policy=args.policy, method=method)
+        opts = GPOptions(lb, n_restarts=args.n_restarts, restart_policy=args.policy,
+                         method=method)
+        wf = fit_window(edges, counts, WindowMasks(float(m), float(sig[i])), opts,
+                        seed=args.seed + i, start=prev)
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
         if wf.hyper.converged:

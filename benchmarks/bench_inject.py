@@ -122,8 +122,8 @@ def baseline_refit(setup, toy, seed, w_blind):
     x = setup.centres
     X, Z, alpha = log_targets(x[setup.train], toy[setup.train])
     a0 = float(np.mean(Z**2))
-    k = ConstantKernel(1.0, (a0 * 1e-3, a0 * 1e3)) * RBF(1.0, setup.ls_bounds)
-    gpr = GaussianProcessRegressor(k, alpha=alpha, n_restarts_optimizer=setup.n_restarts,
+    k = ConstantKernel(1.0, (a0 * 1e-3, a0 * 1e3)) * RBF(1.0, setup.options.ls_bounds)
+    gpr = GaussianProcessRegressor(k, alpha=alpha, n_restarts_optimizer=setup.options.n_restarts,
                                    random_state=seed)
     gpr.fit(X[:, None], Z)
     mu, S = gpr.predict(np.log(x[setup.blind])[:, None], return_cov=True)
@@ -243,7 +243,7 @@ def main() -> None:
         toy = (rng.poisson(b_full) + rng.poisson(A * w_full)).astype(float)
         baseline_refit(st, toy, int(rng.integers(2**31 - 1)), w_full[st.blind])
     dbr = (time.perf_counter() - t0) / nr
-    print(f"  baseline per toy (sklearn optimiser, cold start, {st.n_restarts} restarts, "
+    print(f"  baseline per toy (sklearn optimiser, cold start, {st.options.n_restarts} restarts, "
           f"scipy A fit): {dbr:.2f} s/toy -> {dbr * args.n_refit / 60:.1f} min for "
           f"{args.n_refit} toys on one process")
 

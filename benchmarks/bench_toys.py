@@ -28,13 +28,7 @@ from scipy.optimize import brentq, minimize
 from scipy.special import log_ndtr, ndtr
 from threadpoolctl import threadpool_limits
 
-from gprpipe.stats.cls import (
-    TOY_QUANTILES,
-    cls_asymptotic,
-    expected_limits_asymptotic,
-    qtilde,
-    upper_limit_asymptotic,
-)
+from gprpipe.stats.cls import TOY_QUANTILES, AsymptoticCalculator, cls_asymptotic
 from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
 from gprpipe.stats.toys import background_toys
 
@@ -76,12 +70,14 @@ def build_window(mass: float):
     blind = np.abs(centres - mass) <= 1.64 * sigma
     source = "gprpipe.stats.gp.fit_window"
     try:
-        from gprpipe.stats.gp import fit_window, length_scale_bounds, sigma_x
+        from gprpipe.stats.gp import GPOptions, fit_window, length_scale_bounds, sigma_x
+        from gprpipe.stats.window import WindowMasks
 
         scan = np.arange(0.020, 0.1305, 0.001)
         sx_med = float(np.median(sigma_x(scan, SIGMA_2015[0] + SIGMA_2015[1] * scan)))
         bounds = length_scale_bounds(float(sigma_x(mass, sigma)), sx_med)
-        fit = fit_window(edges, counts, mass, sigma, ls_bounds=bounds, n_restarts=3, seed=1)
+        fit = fit_window(edges, counts, WindowMasks(mass, sigma), GPOptions(bounds, n_restarts=3),
+                         seed=1)
         b, C, blind = fit.b, fit.C, fit.blind
     except Exception as exc:  # GP module absent or its API changed: use the stand-in
         source = f"sideband polynomial stand-in ({type(exc).__name__})"
@@ -153,13 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"        sum w = {w.sum():.3f}, nuisance rank kept = {win.r} of {b.size}")
 
         rng = np.random.default_rng(args.seed)
-        upper_limit_asymptotic(n_obs, b, L, w)  # warm-up (imports, caches)
+        AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n_obs)  # warm-up (imports, caches)
         t0 = time.perf_counter()
         toys = background_toys(b, C, args.toys, rng, L=L).astype(float)
-        limits = np.asarray(upper_limit_asymptotic(toys, b, L, w))
+        limits = np.asarray(AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(toys))
         bands = np.nanquantile(limits, TOY_QUANTILES)
         t_band = time.perf_counter() - t0
-        asym = expected_limits_asymptotic(b, L, w)
+        asym = AsymptoticCalculator(WindowModel(b, L, w)).expected_band()
         per_toy = t_band / args.toys
         print(f"\n{args.toys} toy expected band: {t_band:.2f} s  ({per_toy * 1e6:.1f} us/toy)")
         print("  quantiles 2.5/16/50/84/97.5%: " + " ".join(f"{x:.1f}" for x in bands))
@@ -183,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         i = int(np.argmax(rel))
 
         def exact_cls(A: float) -> float:
-            return float(cls_asymptotic(qtilde(A, toys[i], b, L, w), qtilde(A, b, b, L, w)))
+            m = WindowModel(b, L, w)
+            return float(cls_asymptotic(m.qtilde(A, toys[i]), m.qtilde(A, b)))
 
         print(
             f"  worst toy #{i}: CLs(vectorised limit) = {exact_cls(limits[i]):.6f},"

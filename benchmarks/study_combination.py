@@ -114,7 +114,7 @@ def main() -> None:
     from gprpipe.pipeline.plan import Layout
     from gprpipe.stats import cls
     from gprpipe.stats import combine as comb
-    from gprpipe.stats.likelihood import cholesky_jitter
+    from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
     from gprpipe.stats.toys import background_toys
     from gprpipe.steps.combine import load_blocks
 
@@ -155,7 +155,7 @@ def main() -> None:
             lim_single = []
             for bl, sl in zip(blocks, cw.slices):
                 Lb = cholesky_jitter(bl.C)
-                A_up = cls.upper_limit_asymptotic(n[:, sl], bl.b, Lb, bl.w)
+                A_up = cls.AsymptoticCalculator(WindowModel(bl.b, Lb, bl.w)).upper_limit(n[:, sl])
                 lim_single.append(np.asarray(A_up) / bl.k_unit)
             best = np.min(lim_single, axis=0)
             lim_c = np.asarray(comb.upper_limit(cw, n=n))

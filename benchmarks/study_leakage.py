@@ -196,16 +196,16 @@ def _noise_free(a: float, b_full, w_full, x, setup, hyper, w_e0):
     """A_hat of the noise-free toy ``b_full + a w_full``: (refit with w, fixed data
     hyperparameters with w_eff, refit with the refit's w_eff); and the refit."""
     from gprpipe.stats.gp import predict_counts
-    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
 
     tr, blm = setup.train, setup.blind
     toy = b_full + a * w_full
     b_a, C_a = predict_counts(x[tr], toy[tr], x[blm], hyper)
-    r_fixed = fit_signal(toy[blm], b_a, cholesky_jitter(C_a), w_e0).A_hat
+    r_fixed = WindowModel(b_a, cholesky_jitter(C_a), w_e0).fit(toy[blm]).A_hat
     wf = setup.fit(toy, 0, restart_policy="always")
     L = cholesky_jitter(wf.C)
-    r_w = fit_signal(toy[blm], wf.b, L, w_full[blm]).A_hat
-    r_refit = fit_signal(toy[blm], wf.b, L, setup.w_eff(toy, w_full, wf)).A_hat
+    r_w = WindowModel(wf.b, L, w_full[blm]).fit(toy[blm]).A_hat
+    r_refit = WindowModel(wf.b, L, setup.w_eff(toy, w_full, wf)).fit(toy[blm]).A_hat
     return np.array([r_w, r_fixed, r_refit], dtype=float), wf
 
 

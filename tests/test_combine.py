@@ -16,9 +16,9 @@ from conftest import REPO, run_cli_subprocess
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from gprpipe.stats import cls
 from gprpipe.stats import combine as comb
-from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+from gprpipe.stats.cls import AsymptoticCalculator
+from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
 from gprpipe.stats.toys import background_toys
 
 
@@ -46,14 +46,15 @@ def test_single_block_equals_single_dataset():
     K = 3.0e8  # yield per unit eps^2
     cw = comb.combine([comb.Block(n, b, C, w, K)])
     L = cholesky_jitter(C)
-    single = fit_signal(n, b, L, w)
+    single = WindowModel(b, L, w).fit(n)
     e_hat, s_e, _ = comb.fit(cw)
     assert e_hat * K == pytest.approx(single.A_hat, rel=1e-6, abs=1e-6 * single.sigma_A)
     assert s_e * K == pytest.approx(single.sigma_A, rel=1e-6)
     up = comb.upper_limit(cw, 0.05)
-    assert up * K == pytest.approx(cls.upper_limit_asymptotic(n, b, L, w, 0.05), rel=2e-4)
+    calc = AsymptoticCalculator(WindowModel(b, L, w), alpha=0.05)
+    assert up * K == pytest.approx(calc.upper_limit(n), rel=2e-4)
     exp = comb.expected_limits(cw, 0.05)
-    ref = cls.expected_limits_asymptotic(b, L, w, 0.05)
+    ref = calc.expected_band()
     np.testing.assert_allclose(exp * K, ref, rtol=2e-4)
     # the internal unit is O(1): mu = eps2 / scale with scale ~ sigma(eps2)
     assert 0.1 < s_e / cw.scale < 10.0
@@ -123,7 +124,7 @@ def test_combined_fit_is_the_inverse_variance_average():
     n = background_toys(cw.b, cw.C, 400, rng, cw.L).astype(float)
     e, s = [], []
     for sl, (b, C, w, k) in zip(cw.slices, ((b1, C1, w1, k1), (b2, C2, w2, k2))):
-        f = fit_signal(n[:, sl], b, cholesky_jitter(C), w)
+        f = WindowModel(b, cholesky_jitter(C), w).fit(n[:, sl])
         e.append(f.A_hat / k)
         s.append(f.sigma_A / k)
     wt = [1 / x**2 for x in s]

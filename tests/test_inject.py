@@ -167,7 +167,7 @@ def test_leakage_explains_refit_bias(real2015, blind, leak, lo, hi):
     at most 1% to what the data fit's hyperparameters absorb. (``leakage="ignore"``: the
     reference convention, template ``w``; test_leakage.py covers ``w_eff``.)"""
     from gprpipe.stats.gp import predict_counts
-    from gprpipe.stats.likelihood import fit_signal
+    from gprpipe.stats.likelihood import WindowModel
     from gprpipe.stats.template import signal_template
     from gprpipe.steps.fit import fit_masses
 
@@ -186,7 +186,7 @@ def test_leakage_explains_refit_bias(real2015, blind, leak, lo, hi):
     assert s_hat > 0
     x, tr, bl = setup.centres, setup.train, setup.blind
     b1, C1 = predict_counts(x[tr], (b_full + A * w_full)[tr], x[bl], setup.start)
-    fixed = fit_signal((b_full + A * w_full)[bl], b1, cholesky_jitter(C1), w_full[bl]).A_hat
+    fixed = WindowModel(b1, cholesky_jitter(C1), w_full[bl]).fit((b_full + A * w_full)[bl]).A_hat
     assert abs(fixed / A - a_hat / A) < 0.02
     # no signal, no absorption: the refit reproduces the toy background within 0.2 sigma_A
     a0, s0 = inj.asimov_refit(setup, 0.0, w_full, b_full, leakage="ignore")

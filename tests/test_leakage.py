@@ -190,7 +190,7 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path, ru
 
     import h5py
 
-    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
 
     rows = {}
     for mode in ("ignore", "model"):
@@ -210,9 +210,9 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path, ru
         for g, r_m, r_i in zip(groups, rows["model"], rows["ignore"]):
             bl = {k: g[k][()] for k in ("n", "b", "C", "w", "w_eff")}
             L = cholesky_jitter(bl["C"])
-            fit = fit_signal(bl["n"], bl["b"], L, bl["w_eff"])
+            fit = WindowModel(bl["b"], L, bl["w_eff"]).fit(bl["n"])
             assert float(r_m["sigma_A"]) == pytest.approx(fit.sigma_A, rel=1e-6)
-            ref = fit_signal(bl["n"], bl["b"], L, bl["w"])
+            ref = WindowModel(bl["b"], L, bl["w"]).fit(bl["n"])
             assert float(r_i["sigma_A"]) == pytest.approx(ref.sigma_A, rel=1e-6)
             assert float(r_i["A_hat"]) == pytest.approx(ref.A_hat, rel=1e-5,
                                                         abs=1e-4 * ref.sigma_A)

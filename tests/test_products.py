@@ -233,7 +233,7 @@ def test_spey_model_reproduces_limits(run2015: Path):
     limit within 5% where the data show no deficit (at 60 MeV, A_hat/sigma_A = -0.66,
     Spey's observed limit is 11% below scan.csv's; pyhf agrees with scan.csv there)."""
     spey = pytest.importorskip("spey")
-    from gprpipe.stats.likelihood import cholesky_jitter, profile_theta
+    from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
 
     code, so, se = run_cli_subprocess("export-spey", run2015, "--dataset", "2015")
     assert code == 0, so + se
@@ -249,7 +249,8 @@ def test_spey_model_reproduces_limits(run2015: Path):
         s = np.asarray(e["signal_per_eps2"]) * ref   # POI mu = eps2 / eps2_up
         model = pdf(signal_yields=s, background_yields=b, data=n, covariance_matrix=C)
         L = cholesky_jitter(C)
-        ours = 2 * (profile_theta(1.0, n, b, L, s)[0] - profile_theta(0.0, n, b, L, s)[0])
+        m = WindowModel(b, L, s)
+        ours = 2 * (m.profile(1.0, n)[0] - m.profile(0.0, n)[0])
         theirs = 2 * (model.likelihood(poi_test=1.0) - model.likelihood(poi_test=0.0))
         assert theirs == pytest.approx(ours, rel=5e-3)
         exp = model.poi_upper_limit(expected=spey.ExpectationType.apriori)

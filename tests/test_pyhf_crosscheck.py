@@ -27,9 +27,9 @@ from scipy.special import ndtr
 pyhf = pytest.importorskip("pyhf")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-from gprpipe.stats.cls import expected_limits_asymptotic, upper_limit_asymptotic  # noqa: E402
+from gprpipe.stats.cls import AsymptoticCalculator  # noqa: E402
 from gprpipe.stats.histfactory import workspace  # noqa: E402
-from gprpipe.stats.likelihood import WindowModel, cholesky_jitter, fit_signal  # noqa: E402
+from gprpipe.stats.likelihood import WindowModel, cholesky_jitter  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hps"
 ROOT_2015 = DATA / "funcform_2015_toys.root"
@@ -76,11 +76,11 @@ def pyhf_limits(n, b, L, w, lo: float, hi: float, scale: float):
 
 def check_window(n, b, C, w, L_export):
     L = cholesky_jitter(C)
-    fit = fit_signal(n, b, L, w)
+    fit = WindowModel(b, L, w).fit(n)
     scale = float(f"{fit.sigma_A:.1g}")  # keep pyhf's POI O(1)
-    a_up = upper_limit_asymptotic(n, b, L, w)
-    band_prefit = expected_limits_asymptotic(b, L, w)
-    band_postfit = expected_limits_asymptotic(b + L @ fit.theta0, L, w)
+    a_up = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n)
+    band_prefit = AsymptoticCalculator(WindowModel(b, L, w)).expected_band()
+    band_postfit = AsymptoticCalculator(WindowModel(b + L @ fit.theta0, L, w)).expected_band()
     lo = 0.97 * min(a_up, band_postfit[0], band_prefit[0])
     hi = 1.03 * max(a_up, band_postfit[-1], band_prefit[-1])
     obs, exp = pyhf_limits(n, b, L_export(L, b, w), w, lo, hi, scale)
@@ -95,7 +95,7 @@ def compressed(L, b, w):
 
 def test_pyhf_agrees_on_real_2015_window():
     n, b, C, w = window_2015(0.070)  # a deficit: A_hat < 0, q~ uses NLL(0)
-    assert fit_signal(n, b, cholesky_jitter(C), w).A_hat < 0
+    assert WindowModel(b, cholesky_jitter(C), w).fit(n).A_hat < 0
     d_obs, d_pre, d_post = check_window(n, b, C, w, compressed)
     assert abs(d_obs) < 2e-3 and np.max(np.abs(d_post)) < 2e-3
     assert abs(d_pre[2]) < 0.01  # gprpipe's default (pre-fit Asimov) median, too

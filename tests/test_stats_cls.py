@@ -7,18 +7,11 @@ import pytest
 from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
-from gprpipe.stats.cls import (
-    cls_asymptotic,
-    expected_limits_asymptotic,
-    expected_limits_toys,
-    qtilde,
-    upper_limit_asymptotic,
-    upper_limit_toys,
-)
+from gprpipe.stats.cls import AsymptoticCalculator, ToyCalculator, calculator, cls_asymptotic
 from gprpipe.stats.conversion import A_from_eps2, eps2_from_A, rho_window
 from gprpipe.stats.histfactory import workspace
-from gprpipe.stats.likelihood import cholesky_jitter, fit_signal, profile_theta
-from gprpipe.stats.significance import n_eff, p_global_sidak, p_local, q0, z_from_p, z_local
+from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
+from gprpipe.stats.significance import n_eff, p_global_sidak, p_local, z_from_p, z_local
 from gprpipe.stats.toys import background_toys
 
 SHORTCUT = np.array([1.052, 1.412, 1.960, 2.727, 3.656])  # constant-sigma band / sigma_A
@@ -35,7 +28,8 @@ def smooth_window(k: int, scale: float, rel: float, ls: float = 0.8):
 
 def cls_of(A, n, b, L, w):
     """CLs at A from public building blocks: q~ on the data and on the Asimov n = b."""
-    return cls_asymptotic(qtilde(A, n, b, L, w), qtilde(A, b, b, L, w))
+    m = WindowModel(b, L, w)
+    return cls_asymptotic(m.qtilde(A, n), m.qtilde(A, b))
 
 
 # ----------------------------------------------------------------------------------------
@@ -76,22 +70,23 @@ def test_qtilde_three_cases():
     rng = np.random.default_rng(4)
     n_exc = rng.poisson(b + 3.0 * sig * w).astype(float)
     n_def = rng.poisson(np.maximum(b - 3.0 * sig * w, 0)).astype(float)
-    f_exc = fit_signal(n_exc, b, L, w)
-    f_def = fit_signal(n_def, b, L, w)
+    f_exc = WindowModel(b, L, w).fit(n_exc)
+    f_def = WindowModel(b, L, w).fit(n_def)
     assert f_exc.A_hat > 0 > f_def.A_hat
     # A_hat > A: zero
-    assert qtilde(0.5 * f_exc.A_hat, n_exc, b, L, w) == 0.0
+    assert WindowModel(b, L, w).qtilde(0.5 * f_exc.A_hat, n_exc) == 0.0
     # 0 <= A_hat <= A: against the free minimum
     A = f_exc.A_hat + 2 * f_exc.sigma_A
-    ref = 2 * (profile_theta(A, n_exc, b, L, w)[0] - f_exc.nll_hat)
-    assert qtilde(A, n_exc, b, L, w) == pytest.approx(ref, rel=1e-8)
-    assert qtilde(A, n_exc, b, L, w, fit=f_exc) == pytest.approx(ref, rel=1e-8)
+    ref = 2 * (WindowModel(b, L, w).profile(A, n_exc)[0] - f_exc.nll_hat)
+    assert WindowModel(b, L, w).qtilde(A, n_exc) == pytest.approx(ref, rel=1e-8)
+    assert WindowModel(b, L, w).qtilde(A, n_exc, f_exc) == pytest.approx(ref, rel=1e-8)
     # A_hat < 0: against A = 0
     A = 2 * f_def.sigma_A
-    ref = 2 * (profile_theta(A, n_def, b, L, w)[0] - profile_theta(0.0, n_def, b, L, w)[0])
-    assert qtilde(A, n_def, b, L, w) == pytest.approx(ref, rel=1e-8)
+    m = WindowModel(b, L, w)
+    ref = 2 * (m.profile(A, n_def)[0] - m.profile(0.0, n_def)[0])
+    assert WindowModel(b, L, w).qtilde(A, n_def) == pytest.approx(ref, rel=1e-8)
     # vectorised
-    both = qtilde(np.array([A, A]), np.stack([n_def, n_def]), b, L, w)
+    both = WindowModel(b, L, w).qtilde(np.array([A, A]), np.stack([n_def, n_def]))
     assert np.allclose(both, ref, rtol=1e-8)
 
 
@@ -104,9 +99,10 @@ def test_gaussian_limit_of_limits_and_bands():
     C = 1e-12 * np.outer(b, b)
     L = cholesky_jitter(C)
     sigma = 1.0 / np.sqrt(np.sum(w**2 / b))
-    assert fit_signal(b, b, L, w).sigma_A == pytest.approx(sigma, rel=1e-4)
-    assert upper_limit_asymptotic(b, b, L, w) / sigma == pytest.approx(1.95996, rel=1e-3)
-    band = expected_limits_asymptotic(b, L, w)
+    assert WindowModel(b, L, w).fit(b).sigma_A == pytest.approx(sigma, rel=1e-4)
+    a_up = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(b)
+    assert a_up / sigma == pytest.approx(1.95996, rel=1e-3)
+    band = AsymptoticCalculator(WindowModel(b, L, w)).expected_band()
     assert band / sigma == pytest.approx(SHORTCUT, rel=2e-3)
     # the exact constant-sigma values, from the band formula
     N = np.arange(-2, 3)
@@ -117,12 +113,12 @@ def test_band_root_finding_exact_on_asimov():
     """Each band value solves Phi(N - sqrt qA(A)) / Phi(N) = alpha on the exact Asimov qA."""
     b, C, w = smooth_window(12, 30.0, 0.15)  # low counts, large nuisance: far from Gaussian
     L = cholesky_jitter(C)
-    band = expected_limits_asymptotic(b, L, w, alpha=0.05)
+    band = AsymptoticCalculator(WindowModel(b, L, w), alpha=0.05).expected_band()
     assert np.all(np.diff(band) > 0)
     for N, A in zip(range(-2, 3), band, strict=True):
-        qA = qtilde(A, b, b, L, w)
+        qA = WindowModel(b, L, w).qtilde(A, b)
         assert ndtr(N - np.sqrt(qA)) / ndtr(N) == pytest.approx(0.05, rel=1e-5)
-    sigma = fit_signal(b, b, L, w).sigma_A
+    sigma = WindowModel(b, L, w).fit(b).sigma_A
     # not the constant-sigma shortcut here (non-Gaussian window)
     assert np.max(np.abs(band / sigma / SHORTCUT - 1)) > 0.01
 
@@ -133,25 +129,26 @@ def test_observed_limit_solves_cls_to_precision(shift):
     L = cholesky_jitter(C)
     sig = 1.0 / np.sqrt(np.sum(w**2 / b))
     n = np.round(np.maximum(b + shift * sig * w, 0))
-    a_up = upper_limit_asymptotic(n, b, L, w)
+    a_up = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n)
     assert cls_of(a_up, n, b, L, w) == pytest.approx(0.05, rel=1e-6)
     ref = brentq(lambda A: cls_of(A, n, b, L, w) - 0.05, 0.1 * a_up, 3 * a_up, xtol=1e-12)
     assert a_up == pytest.approx(ref, rel=1e-6)
-    assert upper_limit_asymptotic(n, b, L, w, alpha=0.10) < a_up
+    assert AsymptoticCalculator(WindowModel(b, L, w), alpha=0.10).upper_limit(n) < a_up
 
 
 def test_limits_vectorised_over_toys_equal_single():
     b, C, w = smooth_window(20, 500.0, 0.02)
     L = cholesky_jitter(C)
     toys = background_toys(b, C, 300, np.random.default_rng(8), L=L).astype(float)
-    lims = upper_limit_asymptotic(toys, b, L, w)
+    calc = AsymptoticCalculator(WindowModel(b, L, w))
+    lims = calc.upper_limit(toys)
     assert lims.shape == (300,) and np.all(np.isfinite(lims)) and np.all(lims > 0)
     for i in (0, 123, 299):
-        assert upper_limit_asymptotic(toys[i], b, L, w) == pytest.approx(lims[i], rel=1e-6)
+        assert calc.upper_limit(toys[i]) == pytest.approx(lims[i], rel=1e-6)
         assert cls_of(lims[i], toys[i], b, L, w) == pytest.approx(0.05, rel=1e-5)
     # reusing a fit gives the same limits
-    fit = fit_signal(toys, b, L, w)
-    assert np.allclose(upper_limit_asymptotic(toys, b, L, w, fit=fit), lims, rtol=1e-8)
+    fit = WindowModel(b, L, w).fit(toys)
+    assert np.allclose(calc.upper_limit(toys, fit), lims, rtol=1e-8)
 
 
 def test_limit_edge_cases_finite():
@@ -166,10 +163,10 @@ def test_limit_edge_cases_finite():
         ),
     ]:
         L = cholesky_jitter(C)
-        a = upper_limit_asymptotic(n, b, L, w)
+        a = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n)
         assert np.isfinite(a) and a > 0
         assert cls_of(a, n, b, L, w) == pytest.approx(0.05, rel=1e-5)
-        band = expected_limits_asymptotic(b, L, w)
+        band = AsymptoticCalculator(WindowModel(b, L, w)).expected_band()
         assert np.all(np.isfinite(band)) and np.all(np.diff(band) > 0)
 
 
@@ -179,16 +176,16 @@ def test_limit_edge_cases_finite():
 def test_toy_band_agrees_with_asymptotic_for_large_b():
     b, C, w = smooth_window(12, 2e4, 0.004)
     L = cholesky_jitter(C)
-    toy_band, limits = expected_limits_toys(
-        b, C, L, w, 0.05, 4000, np.random.default_rng(12), return_limits=True
-    )
-    asym = expected_limits_asymptotic(b, L, w)
+    model = WindowModel(b, L, w)
+    toy_band, limits = ToyCalculator(model, band_toys=4000,
+                                     rng=np.random.default_rng(12)).toy_limits()
+    asym = AsymptoticCalculator(WindowModel(b, L, w)).expected_band()
     assert limits.shape == (4000,) and np.all(np.isfinite(limits))
     # toy quantiles are 2.5/16/50/84/97.5%; the asymptotic band is at Phi(N)
     assert toy_band[1:4] == pytest.approx(asym[1:4], rel=0.02)
     assert toy_band[[0, 4]] == pytest.approx(asym[[0, 4]], rel=0.05)
     # reproducible with a seed
-    again = expected_limits_toys(b, C, L, w, 0.05, 4000, np.random.default_rng(12))
+    again = ToyCalculator(model, band_toys=4000, rng=np.random.default_rng(12)).expected_band()
     assert np.array_equal(again, toy_band)
 
 
@@ -197,10 +194,12 @@ def test_toy_observed_limit_close_to_asymptotic():
     L = cholesky_jitter(C)
     sig = 1.0 / np.sqrt(np.sum(w**2 / b))
     n = np.round(b + 1.0 * sig * w)
-    a_toys = upper_limit_toys(n, b, C, L, w, 0.05, 1500, np.random.default_rng(3))
-    a_asym = upper_limit_asymptotic(n, b, L, w)
+    model = WindowModel(b, L, w)
+    a_toys = ToyCalculator(model, n_toys=1500, rng=np.random.default_rng(3)).upper_limit(n)
+    a_asym = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n)
     assert a_toys == pytest.approx(a_asym, rel=0.06)
-    assert a_toys == upper_limit_toys(n, b, C, L, w, 0.05, 1500, np.random.default_rng(3))
+    assert a_toys == ToyCalculator(model, n_toys=1500,
+                                   rng=np.random.default_rng(3)).upper_limit(n)
 
 
 # ----------------------------------------------------------------------------------------
@@ -211,21 +210,21 @@ def test_q0_and_local_significance():
     L = cholesky_jitter(C)
     sig = 1.0 / np.sqrt(np.sum(w**2 / b))
     n_def = np.round(np.maximum(b - 2.0 * sig * w, 0))
-    assert fit_signal(n_def, b, L, w).A_hat <= 0
-    assert q0(n_def, b, L, w) == 0.0
+    assert WindowModel(b, L, w).fit(n_def).A_hat <= 0
+    assert WindowModel(b, L, w).q0(n_def) == 0.0
     n_exc = np.round(b + 4.0 * sig * w)
-    fit = fit_signal(n_exc, b, L, w)
-    ref = 2 * (profile_theta(0.0, n_exc, b, L, w)[0] - fit.nll_hat)
-    assert q0(n_exc, b, L, w) == pytest.approx(ref, rel=1e-8)
-    assert q0(n_exc, b, L, w, fit=fit) == pytest.approx(ref, rel=1e-8)
+    fit = WindowModel(b, L, w).fit(n_exc)
+    ref = 2 * (WindowModel(b, L, w).profile(0.0, n_exc)[0] - fit.nll_hat)
+    assert WindowModel(b, L, w).q0(n_exc) == pytest.approx(ref, rel=1e-8)
+    assert WindowModel(b, L, w).q0(n_exc, fit) == pytest.approx(ref, rel=1e-8)
     z = z_local(ref)
     assert z == pytest.approx(np.sqrt(ref)) and 2.5 < z < 5.5
     assert p_local(z) == pytest.approx(1 - ndtr(z))
     assert z_from_p(p_local(z)) == pytest.approx(z, rel=1e-10)
     # vectorised q0 over toys: zero for every toy with A_hat <= 0
     toys = background_toys(b, C, 500, np.random.default_rng(1), L=L).astype(float)
-    fits = fit_signal(toys, b, L, w)
-    qs = q0(toys, b, L, w)
+    fits = WindowModel(b, L, w).fit(toys)
+    qs = WindowModel(b, L, w).q0(toys)
     assert np.all(qs[fits.A_hat <= 0] == 0) and np.all(qs >= 0)
     # background only: P(q0 > 1.645^2) ~ 5%
     assert 0.02 < np.mean(qs > 1.645**2) < 0.09
@@ -291,3 +290,22 @@ def test_workspace_structure():
     assert config["poi"] == "A"
     poi = next(p for p in config["parameters"] if p["name"] == "A")
     assert poi["bounds"][0][0] == 0.0 and poi["bounds"][0][1] > 100 * np.sqrt(b.sum()) / w.sum()
+
+
+def test_calculators_share_one_interface_chosen_by_name():
+    """calculator(kind, model): the config's limit.mode / limit.bands pick it once."""
+    b, C, w = smooth_window(12, 400.0, 0.03)
+    model = WindowModel.from_covariance(b, C, w)
+    sig = float(model.fit(b).sigma_A)
+    n = np.round(b + 2.5 * sig * w)
+    asym = calculator("asymptotic", model)
+    toys = calculator("toys", model, n_toys=400, band_toys=600, rng=np.random.default_rng(5))
+    assert isinstance(asym, AsymptoticCalculator) and isinstance(toys, ToyCalculator)
+    # p0 is asymptotic in both: 1 - Phi(sqrt q0)
+    q = float(model.q0(n))
+    assert q > 1.0
+    assert float(asym.p0(n)) == float(toys.p0(n)) == pytest.approx(float(ndtr(-np.sqrt(q))))
+    assert float(toys.upper_limit(n)) == pytest.approx(float(asym.upper_limit(n)), rel=0.15)
+    assert toys.expected_band()[2] == pytest.approx(asym.expected_band()[2], rel=0.15)
+    with pytest.raises(ValueError, match="calculator must be one of"):
+        calculator("bayesian", model)

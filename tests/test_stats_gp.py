@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from gprpipe.stats.gp import (
     GPHyper,
+    GPOptions,
     _LogMarginal,
     _Run,
     fit_gp,
@@ -22,7 +23,7 @@ from gprpipe.stats.gp import (
     sigma_x,
 )
 from gprpipe.stats.resolution import sigma_m
-from gprpipe.stats.window import scan_masses
+from gprpipe.stats.window import WindowMasks, scan_masses
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hps"
 C2015 = [-9.22283032152e-05, 0.0532190838657]
@@ -55,11 +56,13 @@ def _bounds_2015(m: float) -> tuple[float, float]:
     return length_scale_bounds(float(sigma_x(m, sigma_m(m, C2015))), med, 0.5, 8.0, 1.0)
 
 
-def _fit2015(h, m, **kw):
+def _fit2015(h, m, *, seed=7, start=None, train_exclude_nsigma=None, train_range=None, **kw):
+    """fit_window at mass m of the 2015 data; ``kw`` are GPOptions fields."""
     counts, edges = h
     kw.setdefault("n_restarts", 2)
-    kw.setdefault("seed", 7)
-    return fit_window(edges, counts, m, float(sigma_m(m, C2015)), ls_bounds=_bounds_2015(m), **kw)
+    masks = WindowMasks(m, float(sigma_m(m, C2015)), 1.64, train_exclude_nsigma, train_range)
+    return fit_window(edges, counts, masks, GPOptions(_bounds_2015(m), **kw), seed=seed,
+                      start=start)
 
 
 # ----------------------------------------------------------------------------- pure numerics
@@ -229,7 +232,7 @@ def test_fit_gp_direct(h2015):
     counts, edges = h2015
     x = 0.5 * (edges[1:] + edges[:-1])
     train = np.abs(x - 0.06) > 1.64 * float(sigma_m(0.06, C2015))
-    h = fit_gp(x[train], counts[train], ls_bounds=_bounds_2015(0.06), n_restarts=1, seed=1)
+    h = fit_gp(x[train], counts[train], GPOptions(_bounds_2015(0.06), n_restarts=1), seed=1)
     assert h.converged and h.lml == pytest.approx(527.64, abs=0.05)
 
 
@@ -252,7 +255,7 @@ def test_real_2021_window_fit():
     m = 0.1
     s = float(sigma_m(m, C2021))
     lb = length_scale_bounds(float(sigma_x(m, s)), med, 0.5, 9.0, 0.8)
-    wf = fit_window(edges, counts, m, s, ls_bounds=lb, n_restarts=2, seed=1)
+    wf = fit_window(edges, counts, WindowMasks(m, s), GPOptions(lb, n_restarts=2), seed=1)
     assert wf.hyper.converged
     assert wf.train.sum() > 1500
     assert wf.b.sum() == pytest.approx(counts[wf.blind].sum(), rel=0.03)
@@ -267,7 +270,7 @@ def test_latent_mean_map_reproduces_the_posterior_mean():
     x = np.linspace(0.01, 0.15, 300)
     y = rng.poisson(1e5 * np.exp(-x / 0.03)).astype(float)
     y[5] = 0.0  # an empty bin: target 0, noise 1
-    hyper = fit_gp(x, y, ls_bounds=(0.05, 2.0), n_restarts=1, seed=1)
+    hyper = fit_gp(x, y, GPOptions((0.05, 2.0), n_restarts=1), seed=1)
     xp = np.linspace(0.05, 0.06, 7)
     mu, _ = predict_latent(x, y, xp, hyper)
     M = latent_mean_map(x, y, xp, hyper)

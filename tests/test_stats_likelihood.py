@@ -11,9 +11,6 @@ from gprpipe.stats.likelihood import (
     LAM_FLOOR,
     WindowModel,
     cholesky_jitter,
-    fit_signal,
-    nll,
-    profile_theta,
 )
 from gprpipe.stats.toys import SignalProcess, background_means, background_toys
 
@@ -84,12 +81,12 @@ def test_nll_formula_and_floor():
     theta = np.array([0.3, -0.2, 0.1])
     lam = b + L @ theta + 2.0 * w
     expected = -np.sum(n * np.log(lam) - lam) + 0.5 * theta @ theta
-    assert nll(2.0, theta, n, b, L, w) == pytest.approx(expected, rel=1e-14)
+    assert WindowModel(b, L, w).nll(2.0, theta, n) == pytest.approx(expected, rel=1e-14)
     # vectorised over rows, A broadcast
-    out = nll(np.array([2.0, 2.0]), np.stack([theta, theta]), np.stack([n, n]), b, L, w)
+    out = WindowModel(b, L, w).nll(np.array([2.0, 2.0]), np.stack([theta, theta]), np.stack([n, n]))
     assert out.shape == (2,) and np.allclose(out, expected)
     # lam below zero is floored: finite value
-    assert np.isfinite(nll(-100.0, theta, n, b, L, w))
+    assert np.isfinite(WindowModel(b, L, w).nll(-100.0, theta, n))
 
 
 @pytest.mark.parametrize(
@@ -101,11 +98,11 @@ def test_profile_matches_scipy(k, scale, rel, seed):
     L = cholesky_jitter(C)
     sigma = 1.0 / np.sqrt(np.sum(w**2 / b))
     for A in (0.0, 1.5 * sigma, 4.0 * sigma):
-        mine, theta = profile_theta(A, n, b, L, w)
+        mine, theta = WindowModel(b, L, w).profile(A, n)
         ref = scipy_profile(A, n, b, L, w)
         assert mine <= ref + 1e-9
         assert mine == pytest.approx(ref, abs=1e-8)
-        assert nll(A, theta, n, b, L, w) == pytest.approx(mine, abs=1e-9)
+        assert WindowModel(b, L, w).nll(A, theta, n) == pytest.approx(mine, abs=1e-9)
 
 
 def test_profile_vectorised_equals_rowwise():
@@ -114,14 +111,14 @@ def test_profile_vectorised_equals_rowwise():
     rng = np.random.default_rng(1)
     toys = background_toys(b, C, 40, rng, L=L).astype(float)
     A = np.linspace(0.0, 300.0, 40)
-    vals, thetas = profile_theta(A, toys, b, L, w)
+    vals, thetas = WindowModel(b, L, w).profile(A, toys)
     assert vals.shape == (40,) and thetas.shape == (40, 15)
     for i in (0, 17, 39):
-        v, t = profile_theta(A[i], toys[i], b, L, w)
+        v, t = WindowModel(b, L, w).profile(A[i], toys[i])
         assert v == pytest.approx(vals[i], abs=1e-9)
         assert np.allclose(t, thetas[i], atol=1e-6)
     # leading axes (2, 20) work too
-    v2, _ = profile_theta(A.reshape(2, 20), toys.reshape(2, 20, 15), b, L, w)
+    v2, _ = WindowModel(b, L, w).profile(A.reshape(2, 20), toys.reshape(2, 20, 15))
     assert np.allclose(v2.ravel(), vals, atol=1e-9)
 
 
@@ -132,7 +129,7 @@ def test_fit_signal_matches_scipy_and_sigma_matches_curvature(seed):
     rng = np.random.default_rng(seed)
     n = n + rng.poisson(2.5 * sigma0 * w)  # some signal
     L = cholesky_jitter(C)
-    fit = fit_signal(n, b, L, w)
+    fit = WindowModel(b, L, w).fit(n)
     assert fit.converged
     a_ref, nll_ref = scipy_joint(n, b, L, w, 0.0)
     assert fit.nll_hat <= nll_ref + 1e-9
@@ -140,24 +137,25 @@ def test_fit_signal_matches_scipy_and_sigma_matches_curvature(seed):
     assert fit.A_hat == pytest.approx(a_ref, rel=1e-4, abs=1e-4 * fit.sigma_A)
     # sigma_A from the observed information = 1/sqrt(curvature of the profile NLL)
     h = 0.05 * fit.sigma_A
-    vals = [profile_theta(fit.A_hat + d, n, b, L, w)[0] for d in (-h, 0.0, h)]
+    vals = [WindowModel(b, L, w).profile(fit.A_hat + d, n)[0] for d in (-h, 0.0, h)]
     curv = (vals[0] - 2 * vals[1] + vals[2]) / h**2
     assert fit.sigma_A == pytest.approx(1.0 / np.sqrt(curv), rel=2e-3)
     # profile at A_hat reproduces the joint minimum; theta_hat is consistent
     assert vals[1] == pytest.approx(fit.nll_hat, abs=1e-8)
-    assert nll(fit.A_hat, fit.theta_hat, n, b, L, w) == pytest.approx(fit.nll_hat, abs=1e-8)
-    assert fit.nll0 == pytest.approx(profile_theta(0.0, n, b, L, w)[0], abs=1e-8)
+    nll_fit = WindowModel(b, L, w).nll(fit.A_hat, fit.theta_hat, n)
+    assert nll_fit == pytest.approx(fit.nll_hat, abs=1e-8)
+    assert fit.nll0 == pytest.approx(WindowModel(b, L, w).profile(0.0, n)[0], abs=1e-8)
 
 
 def test_fit_vectorised_over_toys():
     _n, b, C, w = gp_like_window(20, 1000.0, 0.02, 5)
     L = cholesky_jitter(C)
     toys = background_toys(b, C, 2000, np.random.default_rng(3), L=L).astype(float)
-    fit = fit_signal(toys, b, L, w)
+    fit = WindowModel(b, L, w).fit(toys)
     assert fit.A_hat.shape == (2000,) and fit.theta_hat.shape == (2000, 20)
     assert np.all(fit.converged)
     for i in (0, 999, 1999):
-        single = fit_signal(toys[i], b, L, w)
+        single = WindowModel(b, L, w).fit(toys[i])
         assert single.A_hat == pytest.approx(fit.A_hat[i], abs=1e-6 * single.sigma_A)
         assert single.nll_hat == pytest.approx(fit.nll_hat[i], abs=1e-9)
     # pulls of background-only toys: mean ~0, width ~1
@@ -171,13 +169,13 @@ def test_negative_signal_and_restriction():
     C = 4.0 * np.eye(6)
     n = np.array([100.0, 80.0, 70.0, 72.0, 85.0, 99.0])  # deficit
     L = cholesky_jitter(C)
-    free = fit_signal(n, b, L, w)
+    free = WindowModel(b, L, w).fit(n)
     assert free.A_hat < 0 and free.converged
     a_ref, _nll_ref = scipy_joint(n, b, L, w, -50.0)
     assert free.A_hat == pytest.approx(a_ref, rel=1e-5)
-    pos = fit_signal(n, b, L, w, allow_negative=False)
+    pos = WindowModel(b, L, w).fit(n, allow_negative=False)
     assert pos.A_hat == 0.0
-    assert pos.nll_hat == pytest.approx(profile_theta(0.0, n, b, L, w)[0], abs=1e-9)
+    assert pos.nll_hat == pytest.approx(WindowModel(b, L, w).profile(0.0, n)[0], abs=1e-9)
     assert pos.nll_hat >= free.nll_hat
 
 
@@ -214,19 +212,19 @@ def test_edge_cases(case):
         C = 0.1 * np.eye(4)
         w = np.array([0.2, 0.3, 0.3, 0.1])
     L = cholesky_jitter(C)
-    fit = fit_signal(n, b, L, w)
+    fit = WindowModel(b, L, w).fit(n)
     assert np.isfinite(fit.A_hat) and np.isfinite(fit.nll_hat)
     if case == "all_empty":
         # A -> -infinity until lam reaches 0: not identifiable, reported as not converged
         assert not fit.converged and fit.sigma_A == np.inf
-        assert fit_signal(n, b, L, w, allow_negative=False).A_hat == 0.0
+        assert WindowModel(b, L, w).fit(n, allow_negative=False).A_hat == 0.0
         return
     assert fit.converged and np.isfinite(fit.sigma_A) and fit.sigma_A > 0
     a_ref, nll_ref = scipy_joint(n, b, L, w, 0.0)
     assert fit.nll_hat == pytest.approx(nll_ref, abs=1e-8)
     assert fit.A_hat == pytest.approx(a_ref, rel=1e-4, abs=1e-5)
     for A in (0.0, 3.0 * fit.sigma_A):
-        assert profile_theta(A, n, b, L, w)[0] == pytest.approx(
+        assert WindowModel(b, L, w).profile(A, n)[0] == pytest.approx(
             scipy_profile(A, n, b, L, w), abs=1e-8
         )
 
@@ -239,11 +237,11 @@ def test_compression_is_exact_to_1e8():
     assert win.r < 20  # a smooth covariance has few relevant directions
     toys = background_toys(b, C, 300, np.random.default_rng(0), L=L).astype(float)
     A = np.full(300, 3.0 / np.sqrt(np.sum(w**2 / b)))
-    full = profile_theta(A, toys, b, L, w, rank_tol=0.0)[0]
-    comp = profile_theta(A, toys, b, L, w)[0]
+    full = WindowModel(b, L, w, rank_tol=0.0).profile(A, toys)[0]
+    comp = WindowModel(b, L, w).profile(A, toys)[0]
     assert np.max(np.abs(full - comp)) < 1e-8 * np.max(np.abs(full)) + 1e-7
-    f_full = fit_signal(toys, b, L, w, rank_tol=0.0)
-    f_comp = fit_signal(toys, b, L, w)
+    f_full = WindowModel(b, L, w, rank_tol=0.0).fit(toys)
+    f_comp = WindowModel(b, L, w).fit(toys)
     assert np.allclose(f_full.A_hat, f_comp.A_hat, rtol=0, atol=1e-6 * np.min(f_comp.sigma_A))
     assert np.allclose(f_full.sigma_A, f_comp.sigma_A, rtol=1e-8)
 

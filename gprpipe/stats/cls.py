@@ -1,47 +1,47 @@
-"""CLs upper limits on the signal yield A (docs/method.md section 6).
+"""CLs upper limits on the signal yield A (docs/method.md section 6): the calculators.
 
-Test statistic q~_A of Cowan, Cranmer, Gross and Vitells (2011), asymptotic CLs with both
-branches, expected bands from the background-only Asimov data, and toy-based CLs.
+Test statistic q~_A of Cowan, Cranmer, Gross and Vitells (2011). Two calculators share one
+interface (:class:`Calculator`, in the style of pyhf's ``infer.calculators``), chosen once
+by name with :func:`calculator`:
 
-Root searches are vectorised over toys: a safeguarded Newton iteration (bisection inside
-the bracket when a step leaves it) on ``z(A) = Phi^-1(CLs(A)) - Phi^-1(alpha)``, whose
-derivative is analytic: the profiled ``dNLL/dA`` is ``w . (1 - n / lam)`` at the profiled
-``theta`` (envelope theorem), and the Asimov ``q_A(A)`` is a cubic Hermite interpolant of
-exact values and derivatives (toys) or evaluated exactly (few rows).
+* :class:`AsymptoticCalculator`: asymptotic CLs with both branches, expected bands from the
+  background-only Asimov data;
+* :class:`ToyCalculator`: toy-based CLs for the observed limit, toy expected bands
+  (quantiles of per-toy asymptotic limits).
+
+Both give ``upper_limit(n)``, ``expected_band()`` and ``p0(n)`` (asymptotic in both: the
+discovery p-value has no toy variant here). Root searches are vectorised over toys: a
+safeguarded Newton iteration (bisection inside the bracket when a step leaves it) on
+``z(A) = Phi^-1(CLs(A)) - Phi^-1(alpha)``, whose derivative is analytic: the profiled
+``dNLL/dA`` is ``w . (1 - n / lam)`` at the profiled ``theta`` (envelope theorem), and the
+Asimov ``q_A(A)`` is a cubic Hermite interpolant of exact values and derivatives (toys) or
+evaluated exactly (few rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.interpolate import CubicHermiteSpline
 from scipy.special import log_ndtr, ndtr, ndtri
 
-from .likelihood import (
-    LAM_FLOOR,
-    RANK_TOL,
-    FitResult,
-    WindowModel,
-    _as_rows,
-    _Fit,
-    _sigma_A,
-    fit_c,
-    profile_c,
-)
+from .likelihood import FitResult, FloatArray, WindowModel, qtilde_from
+from .significance import p_local, z_local
 from .toys import SignalProcess, background_means
 
 __all__ = [
     "BAND_N",
     "BAND_QUANTILES",
+    "CALCULATORS",
     "TOY_QUANTILES",
+    "AsymptoticCalculator",
+    "Calculator",
+    "ToyCalculator",
+    "calculator",
     "cls_asymptotic",
-    "expected_limits_asymptotic",
-    "expected_limits_toys",
-    "qtilde",
-    "upper_limit_asymptotic",
-    "upper_limit_toys",
 ]
 
 BAND_N = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
@@ -50,6 +50,9 @@ BAND_QUANTILES = ndtr(BAND_N)
 """Quantiles of the toy limit distribution matching :data:`BAND_N` (2.3/15.9/50/84/97.7%)."""
 TOY_QUANTILES = np.array([0.025, 0.16, 0.5, 0.84, 0.975])
 """Quantiles used for toy bands (docs/method.md: 2.5/16/50/84/97.5%)."""
+CALCULATORS = ("asymptotic", "toys")
+"""Names accepted by :func:`calculator` (the config's ``limit.mode`` / ``limit.bands``)."""
+
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
@@ -61,7 +64,8 @@ _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 def _mills(x: NDArray[np.float64]) -> NDArray[np.float64]:
     """``phi(x) / Phi(x)`` computed stably."""
-    return np.exp(-0.5 * x * x - _LOG_SQRT_2PI - log_ndtr(x))
+    out: FloatArray = np.exp(-0.5 * x * x - _LOG_SQRT_2PI - log_ndtr(x))
+    return out
 
 
 def _log_cls(
@@ -100,15 +104,15 @@ def _log_cls(
     return logcls, dlog
 
 
-def cls_asymptotic(qt: ArrayLike, qA: ArrayLike) -> NDArray[np.float64] | float:
+def cls_asymptotic(qt: ArrayLike, qA: ArrayLike) -> FloatArray:
     """Asymptotic CLs from q~_A and the Asimov q_A (Cowan et al. 2011, both branches).
 
     ``sqrt q~ <= sqrt qA``: ``CLs = [1 - Phi(sqrt q~)] / Phi(sqrt qA - sqrt q~)``;
     otherwise ``CLs = [1 - Phi((q~ + qA)/(2 sqrt qA))] / [1 - Phi((q~ - qA)/(2 sqrt qA))]``.
     ``CLs = 1`` when ``qA = 0``.
     """
-    out = np.exp(_log_cls(np.asarray(qt, float), np.asarray(qA, float))[0])
-    return float(out) if out.ndim == 0 else out
+    out: FloatArray = np.exp(_log_cls(np.asarray(qt, float), np.asarray(qA, float))[0])
+    return out
 
 
 def _z_of_log(
@@ -126,68 +130,12 @@ def _z_of_log(
 
 
 # --------------------------------------------------------------------------------------
-# q~ and the Asimov q_A
-# --------------------------------------------------------------------------------------
-
-
-def _dnll_dA(win: WindowModel, n2, A, th) -> NDArray[np.float64]:
-    """``dNLL/dA`` at ``(A, theta)``: ``w . (1 - n/lam)`` (floored bins contribute 0)."""
-    lam = win.b + A[:, None] * win.w + th @ win.Lc.T
-    lamf = np.maximum(lam, LAM_FLOOR)
-    r = np.where(lam > LAM_FLOOR, 1.0 - n2 / lamf, 0.0)
-    return r @ win.w
-
-
-def _qtilde_rows(A, A_hat, f_hat, f0, fA, dfA):
-    """q~_A and dq~/dA from the fit (centred NLLs) and the profile at A."""
-    ref = np.where(A_hat < 0.0, f0, f_hat)
-    q = np.maximum(2.0 * (fA - ref), 0.0)
-    dq = 2.0 * dfA
-    zero = A_hat > A
-    return np.where(zero, 0.0, q), np.where(zero, 0.0, dq)
-
-
-class _Asimov:
-    """q_A(A) on background-only Asimov data ``n = b_asimov`` (exact or interpolated)."""
-
-    def __init__(self, win: WindowModel, b_asimov: NDArray[np.float64] | None = None) -> None:
-        self.win = win if b_asimov is None else win.with_background(b_asimov)
-        self.n = self.win.b
-        s0 = _sigma_A(self.win, self.n[None, :], np.zeros(1), np.zeros((1, self.win.r)))[0]
-        self.sigma0 = float(s0) if np.isfinite(s0) else 1.0
-        self._spline: CubicHermiteSpline | None = None
-        self._amax = 0.0
-
-    def exact(self, A: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        A = np.asarray(A, dtype=float)
-        n2 = np.broadcast_to(self.n, (A.size, self.n.size))
-        f, th, _ = profile_c(self.win, n2, A.reshape(-1))
-        d = _dnll_dA(self.win, n2, A.reshape(-1), th)
-        return (2.0 * f).reshape(A.shape), (2.0 * d).reshape(A.shape)
-
-    def _build(self, amax: float) -> None:
-        grid = np.linspace(0.0, amax, 129)
-        q, dq = self.exact(grid)
-        self._spline = CubicHermiteSpline(grid, q, dq)
-        self._dspline = self._spline.derivative()
-        self._amax = amax
-
-    def __call__(self, A: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        A = np.asarray(A, dtype=float)
-        amax = float(np.max(A)) if A.size else 0.0
-        if self._spline is None or amax > self._amax:
-            self._build(max(1.5 * amax, 12.0 * self.sigma0, 2.0 * self._amax))
-        assert self._spline is not None
-        return self._spline(A), self._dspline(A)
-
-
-# --------------------------------------------------------------------------------------
 # Vectorised safeguarded Newton root search
 # --------------------------------------------------------------------------------------
 
 
 def _rtsafe(
-    evalf: Callable[[NDArray[np.intp], NDArray[np.float64]], tuple[NDArray, NDArray]],
+    evalf: Callable[[NDArray[np.intp], NDArray[np.float64]], tuple[FloatArray, FloatArray]],
     x0: NDArray[np.float64],
     scale: NDArray[np.float64],
     *,
@@ -230,212 +178,254 @@ def _rtsafe(
     return out
 
 
-def _gauss_guess(A_hat, sigma, alpha):
+# --------------------------------------------------------------------------------------
+# The Asimov q_A
+# --------------------------------------------------------------------------------------
+
+
+class _Asimov:
+    """q_A(A) on background-only Asimov data ``n = b_asimov`` (exact or interpolated)."""
+
+    def __init__(self, model: WindowModel, b_asimov: FloatArray | None = None) -> None:
+        self.model = model if b_asimov is None else model.with_background(b_asimov)
+        self.n = self.model.b
+        s0 = self.model.sigma_A_rows(self.n[None, :], np.zeros(1), np.zeros((1, self.model.r)))[0]
+        self.sigma0 = float(s0) if np.isfinite(s0) else 1.0
+        self._spline: CubicHermiteSpline | None = None
+        self._dspline: CubicHermiteSpline | None = None
+        self._amax = 0.0
+
+    def exact(self, A: FloatArray) -> tuple[FloatArray, FloatArray]:
+        A = np.asarray(A, dtype=float)
+        n2 = np.broadcast_to(self.n, (A.size, self.n.size))
+        f, th, _ = self.model.profile_rows(n2, A.reshape(-1))
+        d = self.model.dnll_dA_rows(n2, A.reshape(-1), th)
+        return (2.0 * f).reshape(A.shape), (2.0 * d).reshape(A.shape)
+
+    def _build(self, amax: float) -> None:
+        grid = np.linspace(0.0, amax, 129)
+        q, dq = self.exact(grid)
+        self._spline = CubicHermiteSpline(grid, q, dq)
+        self._dspline = self._spline.derivative()
+        self._amax = amax
+
+    def __call__(self, A: FloatArray) -> tuple[FloatArray, FloatArray]:
+        A = np.asarray(A, dtype=float)
+        amax = float(np.max(A)) if A.size else 0.0
+        if self._spline is None or amax > self._amax:
+            self._build(max(1.5 * amax, 12.0 * self.sigma0, 2.0 * self._amax))
+        assert self._spline is not None and self._dspline is not None
+        return self._spline(A), self._dspline(A)
+
+
+def _gauss_guess(A_hat: FloatArray, sigma: FloatArray, alpha: float) -> FloatArray:
     """Constant-sigma limit ``A_hat + sigma Phi^-1(1 - alpha Phi(A_hat/sigma))``."""
     with np.errstate(invalid="ignore", divide="ignore"):
         x0 = A_hat - sigma * ndtri(alpha * ndtr(A_hat / sigma))
-    return np.maximum(x0, 0.05 * sigma)
-
-
-def _upper_limits_rows(
-    win: WindowModel,
-    n2: NDArray[np.float64],
-    fit: _Fit,
-    asimov: _Asimov,
-    alpha: float,
-    rtol: float,
-    exact_qA: bool,
-) -> NDArray[np.float64]:
-    z_alpha = float(ndtri(alpha))
-    theta_ws = fit.th.copy()
-    A_ws = fit.A.copy()
-
-    def evalf(idx, A):
-        fA, th, _ = profile_c(win, n2[idx], A, theta_ws[idx], A_ws[idx])
-        theta_ws[idx] = th
-        A_ws[idx] = A
-        dfA = _dnll_dA(win, n2[idx], A, th)
-        q, dq = _qtilde_rows(A, fit.A[idx], fit.f[idx], fit.f0[idx], fA, dfA)
-        qA, dqA = asimov.exact(A) if exact_qA else asimov(A)
-        lcls, dl = _log_cls(q, qA, dq, dqA)
-        z, dz = _z_of_log(lcls, dl)
-        return z - z_alpha, dz
-
-    sigma = np.where(np.isfinite(fit.sigma), fit.sigma, asimov.sigma0)
-    x0 = _gauss_guess(fit.A, sigma, alpha)
-    return _rtsafe(evalf, x0, sigma, xtol=1e-2 * rtol)
-
-
-def _fit_from_public(win: WindowModel, n2, fit: FitResult) -> _Fit:
-    c = win.const(n2)
-    A = np.asarray(fit.A_hat, dtype=float).reshape(-1)
-    f = np.asarray(fit.nll_hat, dtype=float).reshape(-1) - c
-    th = win.theta_compressed(np.asarray(fit.theta_hat, float).reshape(A.size, -1))
-    if fit.nll0 is None or fit.theta0 is None:
-        f0, th0, _ = profile_c(win, n2, np.zeros(A.size), th)
-    else:
-        f0 = np.asarray(fit.nll0, dtype=float).reshape(-1) - c
-        th0 = win.theta_compressed(np.asarray(fit.theta0, float).reshape(A.size, -1))
-    return _Fit(
-        A=A,
-        sigma=np.asarray(fit.sigma_A, dtype=float).reshape(-1),
-        f=f,
-        th=th,
-        conv=np.asarray(fit.converged).reshape(-1),
-        f0=f0,
-        th0=th0,
-    )
-
-
-def _shape_out(x: NDArray[np.float64], lead: tuple[int, ...]):
-    x = x.reshape(lead)
-    return x.item() if x.ndim == 0 else x
+    out: FloatArray = np.maximum(x0, 0.05 * sigma)
+    return out
 
 
 # --------------------------------------------------------------------------------------
-# Public API
+# Calculators
 # --------------------------------------------------------------------------------------
 
 
-def qtilde(
-    A: ArrayLike,
-    n: ArrayLike,
-    b: ArrayLike,
-    L: ArrayLike,
-    w: ArrayLike,
-    fit: FitResult | None = None,
-    *,
-    rank_tol: float = RANK_TOL,
-) -> NDArray[np.float64] | float:
-    """q~_A: 0 if ``A_hat > A``; ``2[NLL(A) - NLL(A_hat)]`` if ``0 <= A_hat <= A``;
-    ``2[NLL(A) - NLL(0)]`` if ``A_hat < 0`` (NLLs profiled over theta).
+class Calculator(Protocol):
+    """What the limit step needs from a calculator of one window model."""
 
-    Vectorised: ``n`` ``(..., k)``, ``A`` broadcastable to ``n.shape[:-1]``. ``fit`` is an
-    optional :func:`~gprpipe.stats.likelihood.fit_signal` result for the same ``n``.
+    model: WindowModel
+    alpha: float
+
+    def upper_limit(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+        """Observed CLs upper limit on ``A`` of counts ``n``."""
+        ...
+
+    def expected_band(self) -> FloatArray:
+        """Expected limits at the five band positions (lo2, lo1, median, hi1, hi2)."""
+        ...
+
+    def p0(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+        """Local discovery p-value of counts ``n``."""
+        ...
+
+
+def _p0(model: WindowModel, n: ArrayLike, fit: FitResult | None) -> FloatArray:
+    return p_local(z_local(model.q0(n, fit)))
+
+
+class AsymptoticCalculator:
+    """Asymptotic CLs (Cowan et al. 2011) on one :class:`~.likelihood.WindowModel`.
+
+    ``rtol``: relative precision of the limits (solved well below it). ``b_asimov``
+    overrides the Asimov data of the observed limit's ``q_A`` (e.g. ``b + L theta_hat(A=0)``
+    for pyhf's post-fit Asimov); the expected band always uses ``n = model.b``.
     """
-    win = WindowModel(b, L, w, rank_tol=rank_tol)
-    n2, lead = _as_rows(n)
-    A2 = np.broadcast_to(np.asarray(A, dtype=float), lead).reshape(-1).copy()
-    f = fit_c(win, n2, need0="negative") if fit is None else _fit_from_public(win, n2, fit)
-    fA, _, _ = profile_c(win, n2, A2, f.th, f.A)
-    q, _ = _qtilde_rows(A2, f.A, f.f, f.f0, fA, np.zeros_like(fA))
-    return _shape_out(q, lead)
+
+    def __init__(
+        self,
+        model: WindowModel,
+        *,
+        alpha: float = 0.05,
+        rtol: float = 1e-4,
+        b_asimov: ArrayLike | None = None,
+    ) -> None:
+        self.model = model
+        self.alpha = float(alpha)
+        self.rtol = float(rtol)
+        self.b_asimov = None if b_asimov is None else np.asarray(b_asimov, dtype=float)
+
+    def upper_limit(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+        """CLs(A_up) = alpha for counts ``n`` ``(..., k)``, shape ``n.shape[:-1]`` (one root
+        search for all rows at once); NaN where the fit has no information. ``fit``: this
+        model's fit of the same ``n``."""
+        m = self.model
+        n2, lead = m.rows(n)
+        f = m.fit(n2, need0="negative") if fit is None else fit
+        asimov = _Asimov(m, self.b_asimov)
+        exact = n2.shape[0] <= 16
+        z_alpha = float(ndtri(self.alpha))
+        theta_ws = f.theta_c.copy()
+        A_ws = f.A.copy()
+
+        def evalf(idx: NDArray[np.intp], A: FloatArray) -> tuple[FloatArray, FloatArray]:
+            fA, th, _ = m.profile_rows(n2[idx], A, theta_ws[idx], A_ws[idx])
+            theta_ws[idx] = th
+            A_ws[idx] = A
+            dfA = m.dnll_dA_rows(n2[idx], A, th)
+            q, dq = qtilde_from(A, f.A[idx], f.f[idx], f.f0[idx], fA, dfA)
+            qA, dqA = asimov.exact(A) if exact else asimov(A)
+            lcls, dl = _log_cls(q, qA, dq, dqA)
+            assert dl is not None
+            z, dz = _z_of_log(lcls, dl)
+            return z - z_alpha, dz
+
+        sigma = np.where(np.isfinite(f.sigma), f.sigma, asimov.sigma0)
+        x0 = _gauss_guess(f.A, sigma, self.alpha)
+        return _rtsafe(evalf, x0, sigma, xtol=1e-2 * self.rtol).reshape(lead)
+
+    def expected_band(self) -> FloatArray:
+        """Expected limits for ``N = -2, -1, 0, 1, 2`` from the Asimov data ``n = b``.
+
+        Solves ``CLs_exp(N) = Phi(N - sqrt qA(A)) / Phi(N) = alpha`` for each ``N`` by root
+        finding on the exact Asimov ``q_A(A)``: ``sqrt qA(A) = N - Phi^-1(alpha Phi(N))``.
+        """
+        asimov = _Asimov(self.model)
+        target = BAND_N - ndtri(self.alpha * ndtr(BAND_N))
+
+        def evalf(idx: NDArray[np.intp], A: FloatArray) -> tuple[FloatArray, FloatArray]:
+            qA, dqA = asimov.exact(A)
+            s = np.sqrt(np.maximum(qA, 0.0))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ds = np.where(s > 0, dqA / (2.0 * s), 0.0)
+            return target[idx] - s, -ds
+
+        sig = np.full(BAND_N.size, asimov.sigma0)
+        return _rtsafe(evalf, target * sig, sig, xtol=1e-2 * self.rtol)
+
+    def p0(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+        """Asymptotic local p-value ``1 - Phi(sqrt q0)``."""
+        return _p0(self.model, n, fit)
 
 
-def upper_limit_asymptotic(
-    n: ArrayLike,
-    b: ArrayLike,
-    L: ArrayLike,
-    w: ArrayLike,
-    alpha: float = 0.05,
-    rtol: float = 1e-4,
-    *,
-    b_asimov: ArrayLike | None = None,
-    fit: FitResult | None = None,
-    rank_tol: float = RANK_TOL,
-) -> NDArray[np.float64] | float:
-    """Asymptotic CLs upper limit on ``A`` (CLs(A_up) = alpha), vectorised over toys.
+class ToyCalculator:
+    """Toy-based CLs on one :class:`~.likelihood.WindowModel`.
 
-    ``n`` ``(k,)`` gives a float, ``(T, k)`` an array of ``T`` limits (one root search for
-    all rows at once). q_A comes from the background-only Asimov data ``n = b``
-    (``b_asimov`` overrides it, e.g. ``b + L theta_hat(A=0)`` for pyhf's post-fit Asimov).
-    Solved to relative precision well below ``rtol``; NaN where the fit has no information.
+    Toys: background means ``b_t ~ N(b, C)`` (``C = L L^T`` of the model) truncated at 0
+    (``truncate``: ``"clip"`` or ``"resample"``), counts ``Poisson(b_t)`` plus signal.
+    ``n_toys`` for the observed limit, ``band_toys`` for the expected band, ``quantiles``
+    of the band (2.5/16/50/84/97.5%), all drawn from ``rng``.
     """
-    win = WindowModel(b, L, w, rank_tol=rank_tol)
-    n2, lead = _as_rows(n)
-    f = fit_c(win, n2, need0="negative") if fit is None else _fit_from_public(win, n2, fit)
-    asimov = _Asimov(win, None if b_asimov is None else np.asarray(b_asimov, float))
-    exact = n2.shape[0] <= 16
-    out = _upper_limits_rows(win, n2, f, asimov, alpha, rtol, exact)
-    return _shape_out(out, lead)
 
+    def __init__(
+        self,
+        model: WindowModel,
+        *,
+        alpha: float = 0.05,
+        rtol: float = 1e-4,
+        n_toys: int = 1000,
+        band_toys: int = 10000,
+        rng: np.random.Generator | None = None,
+        truncate: str = "clip",
+        quantiles: ArrayLike = TOY_QUANTILES,
+    ) -> None:
+        self.model = model
+        self.alpha = float(alpha)
+        self.rtol = float(rtol)
+        self.n_toys = int(n_toys)
+        self.band_toys = int(band_toys)
+        self.rng = np.random.default_rng() if rng is None else rng
+        self.truncate = truncate
+        self.quantiles = np.asarray(quantiles, dtype=float)
+        self.asymptotic = AsymptoticCalculator(model, alpha=alpha, rtol=rtol)
 
-def expected_limits_asymptotic(
-    b: ArrayLike,
-    L: ArrayLike,
-    w: ArrayLike,
-    alpha: float = 0.05,
-    *,
-    rtol: float = 1e-4,
-    rank_tol: float = RANK_TOL,
-) -> NDArray[np.float64]:
-    """Expected limits for ``N = -2, -1, 0, 1, 2`` from the background-only Asimov data.
+    def _toys(self, n_toys: int) -> FloatArray:
+        m = self.model
+        bt = background_means(m.b, None, n_toys, self.rng, m.L, truncate=self.truncate)
+        out: FloatArray = self.rng.poisson(bt).astype(float)
+        return out
 
-    Solves ``CLs_exp(N) = Phi(N - sqrt qA(A)) / Phi(N) = alpha`` for each ``N`` by root
-    finding on the exact Asimov ``q_A(A)``: ``sqrt qA(A) = N - Phi^-1(alpha Phi(N))``.
-    The Asimov data are ``n = b``. pyhf's "post-fit" Asimov (nuisances fitted to the observed
-    data at ``A = 0``) is obtained by passing ``b + L @ fit.theta0`` as ``b``.
-    """
-    win = WindowModel(b, L, w, rank_tol=rank_tol)
-    asimov = _Asimov(win)
-    target = BAND_N - ndtri(alpha * ndtr(BAND_N))
+    def upper_limit(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+        """Observed limit of one window ``n`` ``(k,)`` (a 0-d array).
 
-    def evalf(idx, A):
-        qA, dqA = asimov.exact(A)
-        s = np.sqrt(np.maximum(qA, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ds = np.where(s > 0, dqA / (2.0 * s), 0.0)
-        return target[idx] - s, -ds
+        At each tested ``A``: s+b toys and background-only toys;
+        ``CLs = [(1 + #{q_sb >= q_obs}) / (N + 1)] / [(1 + #{q_b >= q_obs}) / (N + 1)]``.
+        Common random numbers across ``A``: fixed background draws plus signal counts from
+        one Poisson-process realisation in ``A`` (:class:`~.toys.SignalProcess`), so
+        ``CLs(A)`` is a deterministic step function; its crossing of ``alpha`` is bracketed
+        from the asymptotic limit and bisected to ``rtol``. ``fit`` is not used (the
+        observed fit here only needs the ``A = 0`` profile where ``A_hat < 0``).
+        """
+        m, alpha, rtol = self.model, self.alpha, self.rtol
+        n_obs2, _ = m.rows(np.asarray(n, dtype=float).reshape(1, -1))
+        fit_obs = m.fit(n_obs2, need0="negative")
+        N = self.n_toys
+        n_bkg_sb = self._toys(N)
+        signal = SignalProcess(m.w, N, self.rng)
+        n_b = self._toys(N).astype(float)
+        fit_b = m.fit(n_b, need0="negative")
 
-    sig = np.full(BAND_N.size, asimov.sigma0)
-    return _rtsafe(evalf, target * sig, sig, xtol=1e-2 * rtol)
+        def q_rows(n2: FloatArray, f: FitResult, A: float) -> FloatArray:
+            A2 = np.full(n2.shape[0], A)
+            fA, _, _ = m.profile_rows(n2, A2, f.theta_c, f.A)
+            return qtilde_from(A2, f.A, f.f, f.f0, fA, np.zeros_like(fA))[0]
 
+        cache: dict[float, float] = {}
 
-def upper_limit_toys(
-    n_obs: ArrayLike,
-    b: ArrayLike,
-    C: ArrayLike,
-    L: ArrayLike,
-    w: ArrayLike,
-    alpha: float = 0.05,
-    n_toys: int = 1000,
-    rng: np.random.Generator | None = None,
-    *,
-    rtol: float = 1e-4,
-    truncate: str = "clip",
-    rank_tol: float = RANK_TOL,
-) -> float:
-    """Observed upper limit with toy-based CLs.
-
-    At each tested ``A``: s+b toys ``n ~ Poisson(b_t + A w)`` and background-only toys
-    ``n ~ Poisson(b_t)`` with ``b_t ~ N(b, C)`` truncated at 0;
-    ``CLs = [(1 + #{q_sb >= q_obs}) / (N + 1)] / [(1 + #{q_b >= q_obs}) / (N + 1)]``.
-    Common random numbers across ``A``: fixed background draws ``Poisson(b_t)`` plus signal
-    counts from one Poisson-process realisation in ``A`` (:class:`~.toys.SignalProcess`),
-    so ``CLs(A)`` is a deterministic step function; its crossing of ``alpha`` is bracketed
-    from the asymptotic limit and bisected to ``rtol``.
-    """
-    rng = np.random.default_rng() if rng is None else rng
-    win = WindowModel(b, L, w, rank_tol=rank_tol)
-    n_obs2 = np.asarray(n_obs, dtype=float).reshape(1, -1)
-    fit_obs = fit_c(win, n_obs2, need0="negative")
-    N = int(n_toys)
-    n_bkg_sb = rng.poisson(background_means(b, C, N, rng, L, truncate=truncate))
-    signal = SignalProcess(win.w, N, rng)
-    n_b = rng.poisson(background_means(b, C, N, rng, L, truncate=truncate)).astype(float)
-    fit_b = fit_c(win, n_b, need0="negative")
-
-    def q_rows(n2, f, A):
-        A2 = np.full(n2.shape[0], A)
-        fA, _, _ = profile_c(win, n2, A2, f.th, f.A)
-        return _qtilde_rows(A2, f.A, f.f, f.f0, fA, np.zeros_like(fA))[0]
-
-    cache: dict[float, float] = {}
-
-    def cls_at(A: float) -> float:
-        if A in cache:
+        def cls_at(A: float) -> float:
+            if A in cache:
+                return cache[A]
+            q_obs = q_rows(n_obs2, fit_obs, A)[0]
+            n_sb = (n_bkg_sb + signal(A)).astype(float)
+            q_sb = q_rows(n_sb, m.fit(n_sb, need0="negative"), A)
+            q_b = q_rows(n_b, fit_b, A)
+            tol = 1e-9 * max(1.0, q_obs)
+            clsb = (1.0 + np.sum(q_sb >= q_obs - tol)) / (N + 1.0)
+            clb = (1.0 + np.sum(q_b >= q_obs - tol)) / (N + 1.0)
+            cache[A] = float(clsb / clb)
             return cache[A]
-        q_obs = q_rows(n_obs2, fit_obs, A)[0]
-        n_sb = (n_bkg_sb + signal(A)).astype(float)
-        q_sb = q_rows(n_sb, fit_c(win, n_sb, need0="negative"), A)
-        q_b = q_rows(n_b, fit_b, A)
-        tol = 1e-9 * max(1.0, q_obs)
-        clsb = (1.0 + np.sum(q_sb >= q_obs - tol)) / (N + 1.0)
-        clb = (1.0 + np.sum(q_b >= q_obs - tol)) / (N + 1.0)
-        cache[A] = clsb / clb
-        return cache[A]
 
-    a0 = float(upper_limit_asymptotic(n_obs2[0], b, L, w, alpha, rtol, rank_tol=rank_tol))
+        return np.asarray(_bisect_cls(cls_at, float(self.asymptotic.upper_limit(n_obs2[0])),
+                                      alpha, rtol))
+
+    def toy_limits(self) -> tuple[FloatArray, FloatArray]:
+        """The expected band and the per-toy asymptotic limits of ``band_toys``
+        background-only toys (one vectorised root search over all toys)."""
+        n = self._toys(self.band_toys)
+        limits = self.asymptotic.upper_limit(n.astype(float)).reshape(-1)
+        return np.nanquantile(limits, self.quantiles), limits
+
+    def expected_band(self) -> FloatArray:
+        """Quantiles (2.5/16/50/84/97.5%) of per-toy asymptotic limits."""
+        return self.toy_limits()[0]
+
+    def p0(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+        """Asymptotic local p-value ``1 - Phi(sqrt q0)`` (no toy variant)."""
+        return _p0(self.model, n, fit)
+
+
+def _bisect_cls(cls_at: Callable[[float], float], a0: float, alpha: float, rtol: float) -> float:
+    """Crossing of ``CLs(A) = alpha`` bracketed from ``a0`` by factors 1.25, then bisected."""
     if not np.isfinite(a0) or a0 <= 0:
         return float("nan")
     lo, hi = a0, a0
@@ -465,31 +455,22 @@ def upper_limit_toys(
     return 0.5 * (lo + hi)
 
 
-def expected_limits_toys(
-    b: ArrayLike,
-    C: ArrayLike,
-    L: ArrayLike,
-    w: ArrayLike,
-    alpha: float = 0.05,
-    n_toys: int = 10000,
-    rng: np.random.Generator | None = None,
+def calculator(
+    kind: str,
+    model: WindowModel,
     *,
+    alpha: float = 0.05,
     rtol: float = 1e-4,
-    quantiles: ArrayLike = TOY_QUANTILES,
+    n_toys: int = 1000,
+    band_toys: int = 10000,
+    rng: np.random.Generator | None = None,
     truncate: str = "clip",
-    return_limits: bool = False,
-    rank_tol: float = RANK_TOL,
-) -> NDArray[np.float64] | tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Toy expected band: quantiles (2.5/16/50/84/97.5%) of per-toy asymptotic limits.
-
-    Background-only toys ``n ~ Poisson(b_t)``, ``b_t ~ N(b, C)`` truncated at 0; each toy
-    gets its own asymptotic CLs upper limit (vectorised root search over all toys). With
-    ``return_limits=True`` also returns the per-toy limits.
-    """
-    rng = np.random.default_rng() if rng is None else rng
-    n = rng.poisson(background_means(b, C, int(n_toys), rng, L, truncate=truncate))
-    limits = np.asarray(
-        upper_limit_asymptotic(n.astype(float), b, L, w, alpha, rtol, rank_tol=rank_tol)
-    ).reshape(-1)
-    bands = np.nanquantile(limits, np.asarray(quantiles, dtype=float))
-    return (bands, limits) if return_limits else bands
+) -> Calculator:
+    """The calculator named ``kind`` (:data:`CALCULATORS`) for ``model``; the toy settings
+    are ignored by the asymptotic one."""
+    if kind == "asymptotic":
+        return AsymptoticCalculator(model, alpha=alpha, rtol=rtol)
+    if kind == "toys":
+        return ToyCalculator(model, alpha=alpha, rtol=rtol, n_toys=n_toys, band_toys=band_toys,
+                             rng=rng, truncate=truncate)
+    raise ValueError(f"calculator must be one of {CALCULATORS}, not {kind!r}")

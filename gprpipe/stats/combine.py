@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -24,7 +25,7 @@ from scipy.linalg import block_diag
 
 from . import cls, significance
 from .conversion import A_from_eps2
-from .likelihood import FitResult, cholesky_jitter, fit_signal
+from .likelihood import FitResult, WindowModel, cholesky_jitter
 
 __all__ = [
     "Block",
@@ -80,6 +81,11 @@ class Combined:
         """Template of the rescaled strength ``mu = eps2 / scale``."""
         return self.s_unit * self.scale
 
+    @cached_property
+    def model(self) -> WindowModel:
+        """The window model of the rescaled strength (built once per object)."""
+        return WindowModel(self.b, self.L, self.t)
+
     @property
     def k_total(self) -> float:
         """Total signal yield over all combined datasets per unit eps^2 (``sum_d K_d``)."""
@@ -93,7 +99,7 @@ def eps2_scale(b: ArrayLike, s_unit: ArrayLike) -> float:
     info = float(np.sum(s * s / np.maximum(b, 1.0)))
     if not info > 0 or not np.isfinite(info):
         raise ValueError("combined template carries no information on eps^2")
-    return 1.0 / np.sqrt(info)
+    return float(1.0 / np.sqrt(info))
 
 
 def combine(blocks: Sequence[Block], *, scale: float | None = None) -> Combined:
@@ -129,16 +135,20 @@ def _n(cw: Combined, n: ArrayLike | None) -> NDArray[np.float64]:
 
 def fit(
     cw: Combined, n: ArrayLike | None = None, *, allow_negative: bool = True
-) -> tuple[NDArray[np.float64] | float, NDArray[np.float64] | float, FitResult]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], FitResult]:
     """Joint fit: ``(eps2_hat, sigma_eps2, fit)``; ``n`` (``(..., K)``) defaults to the
     observed counts; ``fit`` is in the rescaled unit (``A_hat = eps2_hat / scale``).
     """
-    f = fit_signal(_n(cw, n), cw.b, cw.L, cw.t, allow_negative=allow_negative)
-    return _out(np.asarray(f.A_hat) * cw.scale), _out(np.asarray(f.sigma_A) * cw.scale), f
+    f = cw.model.fit(_n(cw, n), allow_negative=allow_negative)
+    return f.A_hat * cw.scale, f.sigma_A * cw.scale, f
 
 
-def _out(x: NDArray[np.float64]) -> NDArray[np.float64] | float:
-    return float(x) if np.ndim(x) == 0 else x
+def _calculator(
+    cw: Combined, kind: str, alpha: float, n_toys: int = 2000, band_toys: int = 10000,
+    rng: np.random.Generator | None = None,
+) -> cls.Calculator:
+    return cls.calculator(kind, cw.model, alpha=alpha, n_toys=n_toys, band_toys=band_toys,
+                          rng=rng)
 
 
 def upper_limit(
@@ -147,33 +157,35 @@ def upper_limit(
     n: ArrayLike | None = None,
     *,
     fit_result: FitResult | None = None,
-):
+) -> NDArray[np.float64]:
     """Asymptotic CLs upper limit on eps^2 (vectorised over toys in ``n``)."""
-    mu = cls.upper_limit_asymptotic(_n(cw, n), cw.b, cw.L, cw.t, alpha, fit=fit_result)
-    return _out(np.asarray(mu) * cw.scale)
+    mu = _calculator(cw, "asymptotic", alpha).upper_limit(_n(cw, n), fit_result)
+    return mu * cw.scale
 
 
 def expected_limits(cw: Combined, alpha: float = 0.05) -> NDArray[np.float64]:
     """Asymptotic expected eps^2 limits for N = -2, -1, 0, +1, +2 (root finding per band)."""
-    return np.asarray(cls.expected_limits_asymptotic(cw.b, cw.L, cw.t, alpha)) * cw.scale
+    return _calculator(cw, "asymptotic", alpha).expected_band() * cw.scale
 
 
 def expected_limits_toys(
     cw: Combined, alpha: float, n_toys: int, rng: np.random.Generator
 ) -> NDArray[np.float64]:
     """Toy expected eps^2 band (2.5/16/50/84/97.5% quantiles of per-toy limits)."""
-    out = cls.expected_limits_toys(cw.b, cw.C, cw.L, cw.t, alpha, n_toys, rng)
-    return np.asarray(out) * cw.scale
+    return _calculator(cw, "toys", alpha, band_toys=n_toys, rng=rng).expected_band() * cw.scale
 
 
 def upper_limit_toys(cw: Combined, alpha: float, n_toys: int, rng: np.random.Generator) -> float:
     """Observed eps^2 limit from toy-based CLs."""
-    return float(cls.upper_limit_toys(cw.n, cw.b, cw.C, cw.L, cw.t, alpha, n_toys, rng)) * cw.scale
+    up = _calculator(cw, "toys", alpha, n_toys=n_toys, rng=rng).upper_limit(cw.n)
+    return float(up) * cw.scale
 
 
-def q0(cw: Combined, n: ArrayLike | None = None, *, fit_result: FitResult | None = None):
+def q0(
+    cw: Combined, n: ArrayLike | None = None, *, fit_result: FitResult | None = None
+) -> NDArray[np.float64]:
     """Discovery statistic of the shared eps^2 (``eps2_hat > 0``), vectorised over toys."""
-    return significance.q0(_n(cw, n), cw.b, cw.L, cw.t, fit=fit_result)
+    return cw.model.q0(_n(cw, n), fit_result)
 
 
 def combined_limits(
@@ -186,36 +198,26 @@ def combined_limits(
     band_toys: int = 10000,
     rng: np.random.Generator | None = None,
     observed: bool = True,
-) -> dict[str, float | NDArray]:
+) -> dict[str, float | NDArray[np.float64]]:
     """Everything a scan row needs, in eps^2: ``eps2_hat``, ``sigma_eps2``, ``eps2_up``,
     ``eps2_exp`` (5 bands), ``q0``, ``Z_local``, ``p0_local``; with ``observed=False`` only
-    ``eps2_exp`` (nothing touches ``cw.n``).
+    ``eps2_exp`` (nothing touches ``cw.n``). ``mode`` / ``bands``: the calculators
+    (:data:`~.cls.CALCULATORS`) of the observed limit and of the expected band.
     """
     rng = np.random.default_rng() if rng is None else rng
+    band_calc = _calculator(cw, bands, alpha, n_toys, band_toys, rng)
     if not observed:
-        exp = (
-            expected_limits_toys(cw, alpha, band_toys, rng)
-            if bands == "toys"
-            else expected_limits(cw, alpha)
-        )
-        return {"eps2_exp": np.asarray(exp, dtype=float)}
+        return {"eps2_exp": band_calc.expected_band() * cw.scale}
     e_hat, s_e, f = fit(cw)
-    if mode == "toys":
-        up = upper_limit_toys(cw, alpha, n_toys, rng)
-    else:
-        up = upper_limit(cw, alpha, fit_result=f)
-    exp = (
-        expected_limits_toys(cw, alpha, band_toys, rng)
-        if bands == "toys"
-        else expected_limits(cw, alpha)
-    )
-    q = float(q0(cw, fit_result=f))
+    up = _calculator(cw, mode, alpha, n_toys, band_toys, rng).upper_limit(cw.n, f)
+    exp = band_calc.expected_band() * cw.scale
+    q = float(cw.model.q0(cw.n, f))
     z = float(significance.z_local(q))
     return {
         "eps2_hat": float(e_hat),
         "sigma_eps2": float(s_e),
-        "eps2_up": float(up),
-        "eps2_exp": np.asarray(exp, dtype=float),
+        "eps2_up": float(up) * cw.scale,
+        "eps2_exp": exp,
         "q0": q,
         "Z_local": z,
         "p0_local": float(significance.p_local(z)),

@@ -27,22 +27,22 @@ def rho_window(
 
 def eps2_from_A(
     A: ArrayLike, mass: ArrayLike, frad: ArrayLike, rho: ArrayLike, alpha_em: float = ALPHA_EM
-) -> NDArray[np.float64] | float:
+) -> NDArray[np.float64]:
     """``eps^2 = 2 alpha_em A / (3 pi m f_rad rho)`` (elementwise)."""
-    out = (
+    out: NDArray[np.float64] = np.asarray(
         2.0
         * alpha_em
         * np.asarray(A, dtype=float)
         / (3.0 * np.pi * np.asarray(mass, float) * np.asarray(frad, float) * np.asarray(rho, float))
     )
-    return float(out) if np.ndim(out) == 0 else out
+    return out
 
 
 def A_from_eps2(
     eps2: ArrayLike, mass: ArrayLike, frad: ArrayLike, rho: ArrayLike, alpha_em: float = ALPHA_EM
-) -> NDArray[np.float64] | float:
+) -> NDArray[np.float64]:
     """Inverse of :func:`eps2_from_A`: the yield for a given ``eps^2``."""
-    out = (
+    out: NDArray[np.float64] = np.asarray(
         np.asarray(eps2, dtype=float)
         * 3.0
         * np.pi
@@ -51,4 +51,4 @@ def A_from_eps2(
         * np.asarray(rho, float)
         / (2.0 * alpha_em)
     )
-    return float(out) if np.ndim(out) == 0 else out
+    return out

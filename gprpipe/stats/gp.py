@@ -32,7 +32,9 @@ used; ``method="dense"`` forces it. Method notes: docs/gp_lowrank.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -40,10 +42,11 @@ from scipy.linalg import cho_solve, cholesky, lapack, solve_triangular
 from scipy.optimize import minimize
 from scipy.spatial.distance import cdist, pdist, squareform
 
-from gprpipe.stats.window import blind_mask
+from .window import WindowMasks
 
 __all__ = [
     "GPHyper",
+    "GPOptions",
     "WindowFit",
     "fit_gp",
     "fit_window",
@@ -66,7 +69,7 @@ _MOVE_TOL = 1e-8  # |delta theta| below this means the optimiser did not move
 # ln(a), ln(l) by ~0.03 instead of 1: warm starts then converge in ~5 evaluations.
 _STEP_SCALE = 0.03
 # At ~1e-7 the LML is at its rounding noise; longer line searches there only waste evaluations.
-_LBFGS_OPTIONS: dict = {"maxls": 10}
+_LBFGS_OPTIONS: dict[str, int] = {"maxls": 10}
 _EIG_FLOOR = 1e-12  # latent posterior covariance: eigenvalue floor relative to the largest
 # Low-rank computation. The pivoted Cholesky factor F of the RBF correlation matrix R stops
 # when sum_i (a / alpha_i) d_i <= _LOWRANK_TOL, d = diag(R - F F^T): the neglected part of
@@ -119,6 +122,25 @@ class GPHyper:
 
 
 @dataclass(frozen=True)
+class GPOptions:
+    """How the hyperparameters are fitted at one mass.
+
+    ``ls_bounds``: RBF length-scale bounds (ln-mass units, :func:`length_scale_bounds`);
+    ``amp_bounds`` default to ``mean(Z**2) * (1e-3, 1e3)``; ``n_restarts`` seeded random
+    starts; ``restart_policy`` ``"auto"`` or ``"always"`` (module docstring); ``maxiter`` of
+    each L-BFGS-B run; ``method`` of the LML and posterior: ``"auto"`` (low-rank, dense when
+    the rank is high), ``"lowrank"`` or ``"dense"``.
+    """
+
+    ls_bounds: tuple[float, float]
+    n_restarts: int = 2
+    amp_bounds: tuple[float, float] | None = None
+    restart_policy: str = "auto"
+    maxiter: int = 200
+    method: str = "auto"
+
+
+@dataclass(frozen=True)
 class WindowFit:
     """GP fit at one test mass; ``b`` and ``C`` are on the blind bins (``edges`` order)."""
 
@@ -136,7 +158,8 @@ class WindowFit:
 # --------------------------------------------------------------------------------------------
 def sigma_x(mass: ArrayLike, sigma: ArrayLike) -> np.ndarray:
     """Resolution in ln-mass units, ``ln(1 + sigma/m)``."""
-    return np.log1p(np.asarray(sigma, dtype=float) / np.asarray(mass, dtype=float))
+    out: np.ndarray = np.log1p(np.asarray(sigma, dtype=float) / np.asarray(mass, dtype=float))
+    return out
 
 
 def length_scale_bounds(
@@ -224,7 +247,8 @@ def _woodbury_solve(Vt: np.ndarray, L: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(I + V V^T)^-1 b = b - V (I+G)^-1 V^T b`` with ``L L^T = I + G``, ``G = V^T V``."""
     c, _ = lapack.dtrtrs(L, Vt @ b, lower=1)
     w, _ = lapack.dtrtrs(L, c, lower=1, trans=1)
-    return b - Vt.T @ w
+    out: np.ndarray = b - Vt.T @ w
+    return out
 
 
 class _LogMarginal:
@@ -263,7 +287,7 @@ class _LogMarginal:
             self._d2 = d * d
         return self._d2
 
-    def __call__(self, theta: np.ndarray, eval_gradient: bool = True):
+    def __call__(self, theta: np.ndarray, eval_gradient: bool = True) -> Any:
         """Return ``-lml`` (and ``-grad`` if ``eval_gradient``); ``inf`` if K is not PD."""
         self.n_evals += 1
         if self.method != "dense":
@@ -282,7 +306,7 @@ class _LogMarginal:
         ``_PROBE_MARGIN`` (absolute, or relative to the LML); otherwise the exact value does.
         """
         if self.method != "auto":
-            return -self(theta, eval_gradient=False) > level
+            return bool(-self(theta, eval_gradient=False) > level)
         self.n_evals += 1
         v = self._lowrank(theta, False, guard=False)
         if v is not None and abs(-v - level) <= _PROBE_MARGIN * max(1.0, abs(v)):
@@ -290,9 +314,9 @@ class _LogMarginal:
         if v is None:
             self.n_dense += 1
             v = self._dense(theta, False)
-        return -v > level
+        return bool(-v > level)
 
-    def _lowrank(self, theta: np.ndarray, eval_gradient: bool, guard: bool = True):
+    def _lowrank(self, theta: np.ndarray, eval_gradient: bool, guard: bool = True) -> Any:
         """Exact LML via ``K = D^1/2 (I + V V^T) D^1/2``, ``V = sqrt(a) D^-1/2 F`` (n x r).
 
         Woodbury: ``(I + V V^T)^-1 = I - V (I+G)^-1 V^T`` with ``G = V^T V = L L^T - I``;
@@ -354,7 +378,7 @@ class _LogMarginal:
         g_ls = (quad_p + tr_p) / (ell * ell)
         return -lml, -np.array([g_amp, g_ls])
 
-    def _dense(self, theta: np.ndarray, eval_gradient: bool):
+    def _dense(self, theta: np.ndarray, eval_gradient: bool) -> Any:
         """Dense path: one Cholesky and one ``potri`` of the n x n matrix."""
         a = math.exp(theta[0])
         ell = math.exp(theta[1])
@@ -453,7 +477,7 @@ class _MultiStart:
     def _local(self, x0: np.ndarray, bounds: np.ndarray, label: str) -> _Run:
         s = _STEP_SCALE
 
-        def fs(u: np.ndarray):
+        def fs(u: np.ndarray) -> tuple[float, np.ndarray]:
             v, g = self.f(u * s)
             return v, g * s
 
@@ -491,12 +515,18 @@ class _MultiStart:
             return "amplitude at bound"
         return ""
 
-    def __call__(self, obj_func, initial_theta, bounds):
+    def __call__(
+        self, obj_func: object, initial_theta: ArrayLike, bounds: ArrayLike
+    ) -> tuple[np.ndarray, float]:
         """sklearn's optimizer protocol; ``obj_func`` is unused: ``self.f`` is the objective."""
         bounds = np.asarray(bounds, dtype=float)
+        lo_hi = bounds
         rng = np.random.default_rng(self.seed)
         randoms = [rng.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(self.n_restarts)]
-        clip = lambda t: np.clip(np.asarray(t, dtype=float), bounds[:, 0], bounds[:, 1])  # noqa: E731
+
+        def clip(t: ArrayLike) -> np.ndarray:
+            out: np.ndarray = np.clip(np.asarray(t, dtype=float), lo_hi[:, 0], lo_hi[:, 1])
+            return out
 
         primary = clip(self.warm) if self.warm is not None else clip(self.data_start)
         first = self._local(primary, bounds, "warm" if self.warm is not None else "data")
@@ -544,7 +574,9 @@ class _MultiStart:
         return best.theta.copy(), -best.lml
 
 
-def _polish(f, theta: np.ndarray, value: float, bounds: np.ndarray) -> tuple[np.ndarray, float]:
+def _polish(
+    f: Callable[[np.ndarray], Any], theta: np.ndarray, value: float, bounds: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Newton steps on the analytic gradient from L-BFGS-B's optimum ``theta`` of ``f``.
 
     L-BFGS-B stops on a relative decrease of ~2e-9 in the LML: on the flat (amplitude,
@@ -603,18 +635,10 @@ def _default_amp_bounds(Z: np.ndarray) -> tuple[float, float]:
 
 
 def _fit_model(
-    x: ArrayLike,
-    y: ArrayLike,
-    *,
-    ls_bounds: tuple[float, float],
-    n_restarts: int,
-    seed: int,
-    start: GPHyper | None,
-    amp_bounds: tuple[float, float] | None,
-    restart_policy: str,
-    maxiter: int,
-    method: str,
+    x: ArrayLike, y: ArrayLike, options: GPOptions, *, seed: int, start: GPHyper | None
 ) -> tuple[GPHyper, _LogMarginal]:
+    restart_policy, method = options.restart_policy, options.method
+    ls_bounds, amp_bounds = options.ls_bounds, options.amp_bounds
     if restart_policy not in ("auto", "always"):
         raise ValueError(f"restart_policy must be 'auto' or 'always', got {restart_policy!r}")
     X, Z, alpha = log_targets(x, y)
@@ -634,10 +658,10 @@ def _fit_model(
         f,
         warm=warm,
         data_start=data_start,
-        n_restarts=n_restarts,
+        n_restarts=options.n_restarts,
         seed=seed,
         policy=restart_policy,
-        maxiter=maxiter,
+        maxiter=options.maxiter,
     )
     bounds = np.log([amp_b, (lo, hi)])
     theta, neg_lml = opt(None, data_start if warm is None else warm, bounds)
@@ -654,39 +678,15 @@ def _fit_model(
 
 
 def fit_gp(
-    x: ArrayLike,
-    y: ArrayLike,
-    *,
-    ls_bounds: tuple[float, float],
-    n_restarts: int,
-    seed: int,
-    start: GPHyper | None = None,
-    amp_bounds: tuple[float, float] | None = None,
-    restart_policy: str = "auto",
-    maxiter: int = 200,
-    method: str = "auto",
+    x: ArrayLike, y: ArrayLike, options: GPOptions, *, seed: int, start: GPHyper | None = None
 ) -> GPHyper:
     """Fit ``ConstantKernel * RBF`` to counts ``y`` at bin centres ``x`` (GeV) in log-log space.
 
-    ``ls_bounds`` are the RBF length-scale bounds (ln-mass units); ``amp_bounds`` default to
-    ``mean(Z**2) * (1e-3, 1e3)``. Starts: ``start`` (previous mass) if given, the data-driven
-    point, and ``n_restarts`` random points drawn with ``numpy.random.default_rng(seed)``.
-    ``method``: ``"auto"`` (low-rank LML, dense when the rank is high), ``"lowrank"`` or
-    ``"dense"``. Same inputs and seed give bitwise identical output (with a fixed BLAS thread
-    count).
+    Starts: ``start`` (previous mass) if given, the data-driven point, and
+    ``options.n_restarts`` random points drawn with ``numpy.random.default_rng(seed)``. Same
+    inputs and seed give bitwise identical output (with a fixed BLAS thread count).
     """
-    hyper, _ = _fit_model(
-        x,
-        y,
-        ls_bounds=ls_bounds,
-        n_restarts=n_restarts,
-        seed=seed,
-        start=start,
-        amp_bounds=amp_bounds,
-        restart_policy=restart_policy,
-        maxiter=maxiter,
-        method=method,
-    )
+    hyper, _ = _fit_model(x, y, options, seed=seed, start=start)
     return hyper
 
 
@@ -695,8 +695,11 @@ def _rbf(X1: np.ndarray, X2: np.ndarray | None, ell: float) -> np.ndarray:
     if X2 is None:
         R = np.exp(-0.5 * squareform(pdist(X1[:, None] / ell, metric="sqeuclidean")))
         np.fill_diagonal(R, 1.0)
-        return R
-    return np.exp(-0.5 * cdist(X1[:, None] / ell, X2[:, None] / ell, metric="sqeuclidean"))
+        out: np.ndarray = R
+        return out
+    Rx: np.ndarray = np.exp(-0.5 * cdist(X1[:, None] / ell, X2[:, None] / ell,
+                                         metric="sqeuclidean"))
+    return Rx
 
 
 def _posterior_dense(
@@ -783,7 +786,8 @@ def _psd_floor(S: np.ndarray, rel: float = _EIG_FLOOR) -> np.ndarray:
     if lam[0] >= floor:
         return S
     S = (U * np.maximum(lam, floor)) @ U.T
-    return 0.5 * (S + S.T)
+    out: np.ndarray = 0.5 * (S + S.T)
+    return out
 
 
 def predict_latent(
@@ -845,52 +849,27 @@ def predict_counts(
 def fit_window(
     edges: ArrayLike,
     counts: ArrayLike,
-    mass: float,
-    sigma: float,
+    masks: WindowMasks,
+    options: GPOptions,
     *,
-    blind_nsigma: float = 1.64,
-    train_exclude_nsigma: float | None = None,
-    train_range: tuple[float, float] | None = None,
-    ls_bounds: tuple[float, float],
-    n_restarts: int,
     seed: int,
     start: GPHyper | None = None,
-    amp_bounds: tuple[float, float] | None = None,
-    restart_policy: str = "auto",
-    maxiter: int = 200,
-    method: str = "auto",
 ) -> WindowFit:
-    """Fit the GP on the sidebands of ``mass`` and predict ``(b, C)`` on the blind bins.
+    """Fit the GP on the training bins of ``masks`` and predict ``(b, C)`` on its blind bins.
 
-    Blind bins: centre within ``blind_nsigma * sigma`` of ``mass``. Training bins: centre in
-    ``train_range`` (default: all bins with a positive centre) and outside
-    ``train_exclude_nsigma * sigma`` (default ``blind_nsigma``). ``method`` as in ``fit_gp``
-    (it applies to the LML and to the prediction).
+    ``options.method`` applies to the LML and to the prediction; ``seed`` and ``start`` as in
+    :func:`fit_gp`.
     """
     e = np.asarray(edges, dtype=float)
     y = np.asarray(counts, dtype=float)
     if e.ndim != 1 or len(e) != len(y) + 1:
         raise ValueError("edges must have one more entry than counts")
     centres = 0.5 * (e[1:] + e[:-1])
-    blind = blind_mask(centres, mass, sigma, blind_nsigma)
+    blind = masks.blind(centres)
     if not blind.any():
-        raise ValueError(f"no bin centre within the blind window at mass {mass}")
-    excl = blind_nsigma if train_exclude_nsigma is None else train_exclude_nsigma
-    train = ~blind_mask(centres, mass, sigma, excl) & (centres > 0)
-    if train_range is not None:
-        train &= (centres >= train_range[0]) & (centres <= train_range[1])
-    hyper, f = _fit_model(
-        centres[train],
-        y[train],
-        ls_bounds=ls_bounds,
-        n_restarts=n_restarts,
-        seed=seed,
-        start=start,
-        amp_bounds=amp_bounds,
-        restart_policy=restart_policy,
-        maxiter=maxiter,
-        method=method,
-    )
-    mu, S = _posterior(f.X, f.Z, f.alpha, centres[blind], hyper.theta, method)
+        raise ValueError(f"no bin centre within the blind window at mass {masks.mass}")
+    train = masks.train(centres)
+    hyper, f = _fit_model(centres[train], y[train], options, seed=seed, start=start)
+    mu, S = _posterior(f.X, f.Z, f.alpha, centres[blind], hyper.theta, options.method)
     b, C = lognormal_moments(mu, S)
     return WindowFit(hyper=hyper, blind=blind, train=train, b=b, C=C, mu=mu, S=S)

@@ -38,16 +38,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import combine as comb
-from .gp import GPHyper, WindowFit, fit_window, predict_counts
+from .gp import GPHyper, GPOptions, WindowFit, fit_window, predict_counts
 from .leakage import LEAKAGE_MODES, leakage_template
-from .likelihood import cholesky_jitter, fit_signal
+from .likelihood import WindowModel, cholesky_jitter
 from .toys import background_toys
-from .window import blind_mask
+from .window import WindowMasks
 
 __all__ = [
     "Extraction",
@@ -133,7 +134,7 @@ class Extraction:
     A_hat: NDArray[np.float64]
     sigma_A: NDArray[np.float64]
     converged: NDArray[np.bool_]
-    extra: dict[str, NDArray] = field(default_factory=dict)
+    extra: dict[str, NDArray[np.generic]] = field(default_factory=dict)
 
     @property
     def pull(self) -> NDArray[np.float64]:
@@ -158,7 +159,7 @@ class Extraction:
 # --------------------------------------------------------------------------------------
 def sigma_ref(b: ArrayLike, L: ArrayLike, w: ArrayLike) -> float:
     """``sigma_A`` on the background-only Asimov window ``n = b`` (the strength unit)."""
-    return float(fit_signal(np.asarray(b, float), b, L, w).sigma_A)
+    return float(WindowModel(b, L, w).fit(np.asarray(b, float)).sigma_A)
 
 
 def signal_counts(
@@ -188,12 +189,8 @@ def extract(
     n: ArrayLike, b: ArrayLike, L: ArrayLike, w: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """``(A_hat, sigma_A, converged)`` of toys ``n`` ``(T, k)`` with one fixed ``(b, L)``."""
-    f = fit_signal(np.asarray(n, dtype=float), b, L, w)
-    return (
-        np.atleast_1d(f.A_hat).astype(float),
-        np.atleast_1d(f.sigma_A).astype(float),
-        np.atleast_1d(f.converged).astype(bool),
-    )
+    f = WindowModel(b, L, w).fit(np.asarray(n, dtype=float))
+    return f.A.copy(), f.sigma.copy(), f.conv.copy()
 
 
 def extract_each(
@@ -208,10 +205,11 @@ def extract_each(
     ws = np.broadcast_to(w, n.shape) if w.ndim == 1 else w
     out = np.full((2, T), np.nan)
     conv = np.zeros(T, dtype=bool)
+    ba, Ca = np.asarray(b, dtype=float), np.asarray(C, dtype=float)
     for t in range(T):
-        if not (np.all(np.isfinite(b[t])) and np.all(np.isfinite(ws[t]))):
+        if not (np.all(np.isfinite(ba[t])) and np.all(np.isfinite(ws[t]))):
             continue
-        f = fit_signal(n[t], b[t], cholesky_jitter(C[t]), ws[t])
+        f = WindowModel.from_covariance(ba[t], Ca[t], ws[t]).fit(n[t])
         out[:, t] = f.A_hat, f.sigma_A
         conv[t] = bool(f.converged)
     return out[0], out[1], conv
@@ -273,37 +271,28 @@ def conditional_toys(
 class RefitSetup:
     """Everything needed to refit the GP of one mass on a full-range toy histogram.
 
-    Same blind window, training mask, bounds and restart count as the data fit; ``start``
-    is the data fit's solution (the warm start of every toy refit).
+    Same windows (``masks``) and fit options as the data fit; ``start`` is the data fit's
+    solution (the warm start of every toy refit).
     """
 
     edges: NDArray[np.float64]
-    mass: float
-    sigma: float
-    ls_bounds: tuple[float, float]
+    masks: WindowMasks
+    options: GPOptions
     start: GPHyper
-    blind_nsigma: float = 1.64
-    train_exclude_nsigma: float | None = None
-    train_range: tuple[float, float] | None = None
-    n_restarts: int = 2
 
     @property
     def centres(self) -> NDArray[np.float64]:
         e = np.asarray(self.edges, dtype=float)
-        return 0.5 * (e[1:] + e[:-1])
+        out: NDArray[np.float64] = 0.5 * (e[1:] + e[:-1])
+        return out
 
     @property
     def blind(self) -> NDArray[np.bool_]:
-        return blind_mask(self.centres, self.mass, self.sigma, self.blind_nsigma)
+        return self.masks.blind(self.centres)
 
     @property
     def train(self) -> NDArray[np.bool_]:
-        x = self.centres
-        excl = self.train_exclude_nsigma or self.blind_nsigma
-        t = ~blind_mask(x, self.mass, self.sigma, excl) & (x > 0)
-        if self.train_range is not None:
-            t &= (x >= self.train_range[0]) & (x <= self.train_range[1])
-        return t
+        return self.masks.train(self.centres)
 
     def fit(
         self,
@@ -314,20 +303,10 @@ class RefitSetup:
         n_restarts: int | None = None,
     ) -> WindowFit:
         """GP fit of ``counts`` on the sidebands, warm-started from :attr:`start`."""
-        return fit_window(
-            self.edges,
-            counts,
-            self.mass,
-            self.sigma,
-            blind_nsigma=self.blind_nsigma,
-            train_exclude_nsigma=self.train_exclude_nsigma,
-            train_range=self.train_range,
-            ls_bounds=self.ls_bounds,
-            n_restarts=self.n_restarts if n_restarts is None else n_restarts,
-            seed=seed,
-            start=self.start,
-            restart_policy=restart_policy,
-        )
+        opts = replace(self.options, restart_policy=restart_policy)
+        if n_restarts is not None:
+            opts = replace(opts, n_restarts=n_restarts)
+        return fit_window(self.edges, counts, self.masks, opts, seed=seed, start=self.start)
 
     def w_eff(self, counts: ArrayLike, w_full: ArrayLike, wf: WindowFit) -> NDArray[np.float64]:
         """Leakage-aware template of the fit ``wf`` of ``counts`` (its own hyperparameters)."""
@@ -361,7 +340,7 @@ class RefitToys:
     gp_length_scale: NDArray[np.float64]
     gp_retried: NDArray[np.bool_]
 
-    def extra(self) -> dict[str, NDArray]:
+    def extra(self) -> dict[str, NDArray[np.generic]]:
         return {
             "gp_converged": self.gp_converged,
             "gp_lml": self.gp_lml,
@@ -411,10 +390,11 @@ def refit_toys(
         gp_length_scale=np.full(T, np.nan),
         gp_retried=np.zeros(T, dtype=bool),
     )
+    bgs = None if backgrounds is None else np.asarray(backgrounds)
     for t, ss in enumerate(seeds):
         rng = np.random.default_rng(ss)
         bkg, sig = full_range_toy(rng, A_inj, w_sig, mode=mode, b_full=b_full,
-                                  background=None if backgrounds is None else backgrounds[t])
+                                  background=None if bgs is None else bgs[t])
         toy = (bkg + sig).astype(float)
         gp_seed = int(rng.integers(2**31 - 1))
         out.n[t] = toy[blind]
@@ -422,9 +402,8 @@ def refit_toys(
             wf = setup.fit(toy, gp_seed)
             if retry and not wf.hyper.converged:
                 out.gp_retried[t] = True
-                wf = setup.fit(
-                    toy, gp_seed, restart_policy="always", n_restarts=max(4, 2 * setup.n_restarts)
-                )
+                wf = setup.fit(toy, gp_seed, restart_policy="always",
+                               n_restarts=max(4, 2 * setup.options.n_restarts))
             w_eff = setup.w_eff(toy, w_full, wf)
         except (ValueError, np.linalg.LinAlgError):
             if progress is not None:
@@ -468,7 +447,7 @@ def inject_refit(
     seeds: Sequence[np.random.SeedSequence],
     *,
     leakage: str = "model",
-    **kw,
+    **kw: Any,
 ) -> Extraction:
     """Refit-mode closure at one yield: :func:`refit_toys` then a fit per toy with its own
     refitted ``(b, C)`` and template (``leakage="model"``: the toy's ``w_eff``; ``"ignore"``:
@@ -520,7 +499,7 @@ def asimov_refit(
     remains of it at second order, hyperparameter refit and log transform).
     """
     n, wf, w = _asimov_window(setup, A_inj, w_full, b_full, leakage)
-    f = fit_signal(n, wf.b, cholesky_jitter(wf.C), w)
+    f = WindowModel.from_covariance(wf.b, wf.C, w).fit(n)
     return float(f.A_hat), float(f.sigma_A)
 
 

@@ -44,7 +44,8 @@ def leakage_shift(
     full = y > 0
     r = np.where(full, wt / np.where(full, y, 1.0), 0.0)
     M = latent_mean_map(x_train, y, x_win, hyper)
-    return np.asarray(b, dtype=float) * (M @ r)
+    out: NDArray[np.float64] = np.asarray(b, dtype=float) * (M @ r)
+    return out
 
 
 def leakage_template(

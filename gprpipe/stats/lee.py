@@ -24,7 +24,7 @@ from scipy.special import ndtr
 
 from .gp import GPHyper, latent_mean_map, lognormal_moments, predict_latent
 from .leakage import leakage_shift
-from .likelihood import LAM_FLOOR, WindowModel, _newton, cholesky_jitter
+from .likelihood import LAM_FLOOR, WindowModel, minimise
 
 __all__ = [
     "FixedMap",
@@ -70,7 +70,9 @@ class FixedMap:
 
     def background(self, logc: NDArray[np.float64]) -> NDArray[np.float64]:
         """Window background ``exp(M Z_train + diag(S)/2)`` of toys ``logc`` ``(T, bins)``."""
-        return np.exp(logc[:, self.train] @ self.M.T + 0.5 * np.diagonal(self.S))
+        out: NDArray[np.float64] = np.exp(logc[:, self.train] @ self.M.T
+                                          + 0.5 * np.diagonal(self.S))
+        return out
 
 
 def log_counts(counts: ArrayLike) -> NDArray[np.float64]:
@@ -109,7 +111,7 @@ def fixed_map(
     # per unit background: leakage_shift(..., b=1) = M (w_train / y_train)
     leak = None if w_train is None else leakage_shift(x[tr], y[tr], w_train, x[bl],
                                                       np.ones(bl.size), hyper)
-    win = WindowModel(b, cholesky_jitter(C), w if leak is None else w - b * leak)
+    win = WindowModel.from_covariance(b, C, w if leak is None else w - b * leak)
     return FixedMap(train=tr, blind=bl, M=M, S=S, w=w, win=win, leak=leak)
 
 
@@ -144,7 +146,7 @@ def z_local_fixed(
     p0[:, 1:] = win.gls_theta(resid - A0[:, None] * wt) / r.mean(axis=1, keepdims=True)
     lam0 = b + np.matmul(G, p0[:, :, None])[:, :, 0]
     p0[np.any(lam0 <= LAM_FLOOR, axis=1), 1:] = 0.0
-    f, p, conv = _newton(n, b, G, win.prior_full, win.ridge_full, p0)
+    f, p, conv = minimise(n, b, G, win.prior_full, win.ridge_full, p0)
     A = p[:, 0]
     q = np.zeros(T)
     rows = np.flatnonzero(A > 0)
@@ -153,7 +155,7 @@ def z_local_fixed(
         G0 = np.ascontiguousarray(G[rows, :, 1:])
         lam0 = b[rows] + np.matmul(G0, th0[:, :, None])[:, :, 0]
         th0[np.any(lam0 <= LAM_FLOOR, axis=1)] = 0.0
-        f0, _, c0 = _newton(n[rows], b[rows], G0, win.prior_theta, win.ridge_theta, th0)
+        f0, _, c0 = minimise(n[rows], b[rows], G0, win.prior_theta, win.ridge_theta, th0)
         q[rows] = np.maximum(2.0 * (f0 - f[rows]), 0.0)
         conv[rows] &= c0
     return np.sqrt(q), conv
@@ -195,10 +197,11 @@ def max_z(Z: ArrayLike, use: ArrayLike | None = None) -> NDArray[np.float64]:
         Z = Z[:, np.asarray(use, dtype=bool)]
     if Z.shape[1] == 0:
         return np.zeros(Z.shape[0])
-    return np.max(np.where(np.isfinite(Z), Z, 0.0), axis=1)
+    out: NDArray[np.float64] = np.max(np.where(np.isfinite(Z), Z, 0.0), axis=1)
+    return out
 
 
-def p_global_toys(z_obs: ArrayLike, max_z_toys: ArrayLike) -> NDArray[np.float64] | float:
+def p_global_toys(z_obs: ArrayLike, max_z_toys: ArrayLike) -> NDArray[np.float64]:
     """Global p-value of local significances ``z_obs``: ``(1 + #{max Z_toy >= z}) / (1 + N)``.
 
     NaN where ``z_obs`` is NaN. With one mass this is the toy estimate of the local p-value.
@@ -206,12 +209,12 @@ def p_global_toys(z_obs: ArrayLike, max_z_toys: ArrayLike) -> NDArray[np.float64
     mz = np.sort(np.asarray(max_z_toys, dtype=float).ravel())
     z = np.asarray(z_obs, dtype=float)
     above = mz.size - np.searchsorted(mz, z, side="left")
-    p = np.where(np.isfinite(z), (1.0 + above) / (1.0 + mz.size), np.nan)
-    return float(p) if p.ndim == 0 else p
+    p: NDArray[np.float64] = np.where(np.isfinite(z), (1.0 + above) / (1.0 + mz.size), np.nan)
+    return p
 
 
-def sidak_max_z_sf(z: ArrayLike, n_eff: float) -> NDArray[np.float64] | float:
+def sidak_max_z_sf(z: ArrayLike, n_eff: float) -> NDArray[np.float64]:
     """``P(max Z >= z)`` of ``n_eff`` independent tests (Sidak): ``1 - (1 - Phi(-z))^N_eff``."""
     p = ndtr(-np.asarray(z, dtype=float))
-    out = -np.expm1(float(n_eff) * np.log1p(-p))
-    return float(out) if np.ndim(out) == 0 else out
+    out: NDArray[np.float64] = np.asarray(-np.expm1(float(n_eff) * np.log1p(-p)))
+    return out

@@ -1,31 +1,39 @@
-"""Profiled Poisson likelihood of the blind window with correlated GP nuisances.
+"""The blind-window model: profiled Poisson likelihood with correlated GP nuisances.
 
 Model (docs/method.md section 5): ``lam = b + L theta + A w`` with ``L L^T = C`` and
 ``theta ~ N(0, I)``;
 
     NLL(A, theta) = -sum_i [n_i ln lam_i - lam_i] + theta.theta / 2,
 
-with ``lam`` floored at :data:`LAM_FLOOR`. Every routine is vectorised over leading
-axes of ``n`` (toys): the profile over ``theta`` (and the joint fit over ``(A, theta)``)
-is a convex problem solved by damped Newton steps for all toys at once.
+with ``lam`` floored at :data:`LAM_FLOOR`. :class:`WindowModel` is built once per mass (in the
+style of pyhf's model) and offers the fit, the profile over ``theta`` and the test
+statistics; :mod:`.cls` puts the asymptotic and toy calculators on top of it. Every method is
+vectorised over leading axes of ``n`` (toys): the profile over ``theta`` (and the joint fit
+over ``(A, theta)``) is a convex problem solved by damped Newton steps for all toys at once
+(:func:`minimise`). Results come back as one type, :class:`FitResult`.
 
 Internally the nuisance factor is *compressed*: ``L`` is rotated to the eigenbasis of the
 Poisson-whitened covariance ``B^-1/2 C B^-1/2`` and directions whose Fisher information is
 below ``rank_tol`` are dropped (default 1e-10: the NLL moves by about half the dropped
 information, ~1e-10). A smooth GP covariance over 5-40 bins has only a handful of directions
-above that, which makes the batched Newton solves cheap. ``theta`` is always returned in the
-basis of the ``L`` given.
+above that, which makes the batched Newton solves cheap. ``theta`` is returned in the basis
+of the ``L`` given; the ``*_rows`` methods work on flattened rows, the centred NLL
+``sum[lam - n + n ln(n/lam)] + theta.theta/2`` and the compressed ``theta``.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 
 LAM_FLOOR = 1e-10
 """Smallest expected count used in the likelihood (``lam`` is floored at this value)."""
@@ -39,161 +47,87 @@ _QUAD = 0.05
 
 __all__ = [
     "LAM_FLOOR",
+    "RANK_TOL",
     "FitResult",
     "WindowModel",
     "cholesky_jitter",
-    "fit_signal",
-    "nll",
-    "profile_theta",
+    "minimise",
+    "qtilde_from",
 ]
 
 
-def cholesky_jitter(C: ArrayLike, *, max_tries: int = 12) -> NDArray[np.float64]:
+def cholesky_jitter(C: ArrayLike, *, max_tries: int = 12) -> FloatArray:
     """Lower Cholesky factor of ``C`` with a growing diagonal jitter until it is PD.
 
     The jitter starts at ``1e-12 * mean(diag C)`` and grows tenfold per failure. A zero
     matrix gets a factor of zeros (no nuisance). ``C`` of shape ``(k, k)``; ``k = 1`` works.
     """
-    C = np.atleast_2d(np.asarray(C, dtype=float))
-    C = 0.5 * (C + C.T)
-    k = C.shape[0]
-    scale = float(np.mean(np.abs(np.diag(C)))) if k else 0.0
+    Ca = np.atleast_2d(np.asarray(C, dtype=float))
+    Ca = 0.5 * (Ca + Ca.T)
+    k = Ca.shape[0]
+    scale = float(np.mean(np.abs(np.diag(Ca)))) if k else 0.0
     if scale == 0.0:
-        return np.zeros_like(C)
+        return np.zeros_like(Ca)
     jitter = 0.0
     for i in range(max_tries):
         try:
-            return np.linalg.cholesky(C + jitter * np.eye(k))
+            return np.linalg.cholesky(Ca + jitter * np.eye(k))
         except np.linalg.LinAlgError:
             jitter = scale * 1e-12 * 10.0**i
     # Last resort: eigen-decomposition with negative eigenvalues clipped (always works).
-    s, U = np.linalg.eigh(C)
-    return U * np.sqrt(np.clip(s, 0.0, None))
+    s, U = np.linalg.eigh(Ca)
+    out: FloatArray = U * np.sqrt(np.clip(s, 0.0, None))
+    return out
 
 
 # --------------------------------------------------------------------------------------
-# Internal model: compressed factor and vectorised Newton solver
+# Vectorised damped Newton solver
 # --------------------------------------------------------------------------------------
 
 
-class WindowModel:
-    """One blind window ``(b, L, w)`` prepared for fast vectorised fits.
-
-    ``Lc = L @ V`` is the compressed factor (``k x r``), ``V`` (``r_full x r``) has
-    orthonormal columns; a compressed ``theta_c`` maps back as ``theta = V @ theta_c``.
-    """
-
-    def __init__(
-        self, b: ArrayLike, L: ArrayLike, w: ArrayLike, *, rank_tol: float = RANK_TOL
-    ) -> None:
-        self.b = np.atleast_1d(np.asarray(b, dtype=float))
-        self.w = np.atleast_1d(np.asarray(w, dtype=float))
-        L = np.asarray(L, dtype=float)
-        k = self.b.shape[0]
-        L = L.reshape(k, -1)
-        if self.w.shape != (k,):
-            raise ValueError(f"w has shape {self.w.shape}, expected ({k},)")
-        self.k = k
-        self.L = L
-        scale = np.sqrt(np.maximum(self.b, 1e-3))
-        if L.shape[1] == 0 or not np.any(L):
-            V = np.zeros((L.shape[1], 1))
-            if L.shape[1]:
-                V[0, 0] = 1.0
-            Lc = np.zeros((k, 1))
-        else:
-            _, s, Vt = np.linalg.svd(L / scale[:, None], full_matrices=False)
-            keep = s**2 >= rank_tol
-            keep[0] = True
-            V = Vt[keep].T
-            Lc = L @ V
-        self.V = V
-        self.Lc = Lc
-        self.r = Lc.shape[1]
-        # G for the joint fit: columns (w, Lc); prior weight 0 on A, 1 on theta.
-        self.G_theta = Lc
-        self.G_full = np.column_stack([self.w, Lc])
-        self.prior_theta = np.ones(self.r)
-        self.prior_full = np.concatenate([[0.0], np.ones(self.r)])
-        ridge_a = 1e-12 * float(np.sum(self.w**2 / np.maximum(self.b, 1.0))) + 1e-300
-        self.ridge_theta = np.zeros(self.r)
-        self.ridge_full = np.concatenate([[ridge_a], np.zeros(self.r)])
-        self.GG_theta = _outer_cols(self.G_theta)
-        self.GG_full = _outer_cols(self.G_full)
-        self._gls: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
-
-    # -- helpers -------------------------------------------------------------------
-    def with_background(self, b: ArrayLike) -> WindowModel:
-        """Same window (same compressed nuisance basis) with another background mean."""
-        new = copy.copy(self)
-        new.b = np.atleast_1d(np.asarray(b, dtype=float)).copy()
-        if new.b.shape != self.b.shape:
-            raise ValueError(f"b has shape {new.b.shape}, expected {self.b.shape}")
-        new._gls = None
-        return new
-
-    def theta_full(self, theta_c: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Map compressed nuisance parameters back to the basis of ``L``."""
-        return theta_c @ self.V.T
-
-    def theta_compressed(self, theta: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Project nuisance parameters in the basis of ``L`` onto the kept directions."""
-        return theta @ self.V
-
-    def _gls_setup(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        if self._gls is None:
-            Vm = self.Lc @ self.Lc.T + np.diag(np.maximum(self.b, 1.0))
-            X = np.linalg.solve(Vm, np.column_stack([self.w, self.Lc]))
-            self._gls = (X[:, 0].copy(), np.ascontiguousarray(X[:, 1:]))
-        return self._gls
-
-    def gls_vector(self) -> NDArray[np.float64]:
-        """``V^-1 w`` with ``V = C + diag(max(b, 1))`` (for the GLS starting point)."""
-        return self._gls_setup()[0]
-
-    def gls_theta(self, resid: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Linear-Gaussian ``theta_c = Lc^T V^-1 (n - lam_0)`` for residuals ``(T, k)``."""
-        return resid @ self._gls_setup()[1]
-
-    def theta_slope(self) -> NDArray[np.float64]:
-        """Linear-Gaussian ``-d theta_c / dA = Lc^T V^-1 w`` (for warm starts across A)."""
-        return self.w @ self._gls_setup()[1]
-
-    def const(self, n: NDArray[np.float64]) -> NDArray[np.float64]:
-        """``sum(n - n ln n)``: converts the centred NLL to the NLL of the spec."""
-        return np.sum(n - xlogy(n, n), axis=-1)
-
-
-def _centred_terms(n: NDArray[np.float64], lam: NDArray[np.float64]) -> NDArray[np.float64]:
+def _centred_terms(n: FloatArray, lam: FloatArray) -> FloatArray:
     """Per-toy ``sum_i [lam - n + n ln(n/lam)]`` with ``lam`` floored (>= 0 per bin)."""
     lamf = np.maximum(lam, LAM_FLOOR)
     nsafe = np.where(n > 0, n, 1.0)
-    return np.sum(lamf - n - xlogy(n, lamf / nsafe), axis=-1)
+    out: FloatArray = np.sum(lamf - n - xlogy(n, lamf / nsafe), axis=-1)
+    return out
 
 
-def _lin(G: NDArray[np.float64], p: NDArray[np.float64]) -> NDArray[np.float64]:
+def _lin(G: FloatArray, p: FloatArray) -> FloatArray:
     """``G p`` per row: ``G`` shared ``(k, P)`` or per row ``(T, k, P)``; ``p`` ``(T, P)``."""
-    return p @ G.T if G.ndim == 2 else np.matmul(G, p[:, :, None])[:, :, 0]
+    out: FloatArray = p @ G.T if G.ndim == 2 else np.matmul(G, p[:, :, None])[:, :, 0]
+    return out
 
 
-def _objective(n, base, G, prior, p):
+def _objective(
+    n: FloatArray, base: FloatArray, G: FloatArray, prior: FloatArray, p: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     lam = base + _lin(G, p)
     return _centred_terms(n, lam) + 0.5 * np.sum(prior * p * p, axis=-1), lam
 
 
-def _outer_cols(G: NDArray[np.float64]) -> NDArray[np.float64]:
+def _outer_cols(G: FloatArray) -> FloatArray:
     """``(k, P*P)`` matrix of per-bin outer products ``G_i G_i^T`` (flattened)."""
     k, P = G.shape
     return (G[:, :, None] * G[:, None, :]).reshape(k, P * P)
 
 
-def _hessian(D: NDArray[np.float64], GG: NDArray[np.float64]) -> NDArray[np.float64]:
+def _hessian(D: FloatArray, GG: FloatArray) -> FloatArray:
     """Batched ``G^T diag(D_t) G`` as one GEMM ``(T, k) @ (k, P*P)``."""
     P = math.isqrt(GG.shape[1])
     return (D @ GG).reshape(D.shape[0], P, P)
 
 
-def _line_search(n, base, G, prior, p, d, dec, t):
+def _line_search(
+    n: FloatArray,
+    base: FloatArray,
+    G: FloatArray,
+    prior: FloatArray,
+    p: FloatArray,
+    d: FloatArray,
+    dec: FloatArray,
+    t: FloatArray,
+) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray]:
     """Armijo backtracking (halving) from step ``t``; returns ``(t, ok, f_old, f_new)``."""
     f_old, _ = _objective(n, base, G, prior, p)
     f_new, _ = _objective(n, base, G, prior, p + t[:, None] * d)
@@ -210,18 +144,18 @@ def _line_search(n, base, G, prior, p, d, dec, t):
     return t, ok, f_old, f_new
 
 
-def _newton(
-    n: NDArray[np.float64],
-    base: NDArray[np.float64],
-    G: NDArray[np.float64],
-    prior: NDArray[np.float64],
-    ridge: NDArray[np.float64],
-    p0: NDArray[np.float64],
-    GG: NDArray[np.float64] | None = None,
+def minimise(
+    n: FloatArray,
+    base: FloatArray,
+    G: FloatArray,
+    prior: FloatArray,
+    ridge: FloatArray,
+    p0: FloatArray,
+    GG: FloatArray | None = None,
     *,
     tol: float = 1e-7,
     max_iter: int = 100,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+) -> tuple[FloatArray, FloatArray, BoolArray]:
     """Minimise ``sum_i centred(n_i, base_i + (G p)_i) + sum(prior p^2)/2`` per row.
 
     ``n``, ``base``: ``(T, k)``; ``p0``: ``(T, P)``; ``G``: ``(k, P)`` shared by every row,
@@ -275,6 +209,7 @@ def _newton(
             H = np.matmul(Ga.transpose(0, 2, 1) * D[:, None, :], Ga)
         else:
             g = (Gsum if ones is None else ones @ G) - ratio @ G + prior * pa
+            assert GG is not None
             H = _hessian(D, GG)
         H[:, ii, ii] += diag
         d = -np.linalg.solve(H, g[..., None])[..., 0]
@@ -318,242 +253,352 @@ def _newton(
 
 
 # --------------------------------------------------------------------------------------
-# Internal vectorised fits on a prepared window (centred NLL, compressed theta)
+# The model
 # --------------------------------------------------------------------------------------
 
 
-def _as_rows(n: ArrayLike) -> tuple[NDArray[np.float64], tuple[int, ...]]:
-    n = np.asarray(n, dtype=float)
-    lead = n.shape[:-1]
-    return n.reshape(-1, n.shape[-1]), lead
-
-
-def profile_c(
-    win: WindowModel,
-    n2: NDArray[np.float64],
-    A: NDArray[np.float64],
-    theta0: NDArray[np.float64] | None = None,
-    A_ref: NDArray[np.float64] | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
-    """Profile ``theta_c`` at fixed ``A`` (shape ``(T,)``) for rows ``n2`` ``(T, k)``.
-
-    Warm start: ``theta0`` (profiled at ``A_ref`` if given, then shifted by the
-    linear-Gaussian response ``-(A - A_ref) Lc^T V^-1 w``), else the GLS estimate.
-    Returns the centred NLL, the compressed ``theta`` and the convergence flags.
-    """
-    T = n2.shape[0]
-    A = np.broadcast_to(np.asarray(A, dtype=float), (T,))
-    base = win.b + A[:, None] * win.w
-    if theta0 is None:
-        p0 = win.gls_theta(n2 - base)
-    else:
-        p0 = np.array(theta0, dtype=float)
-        if A_ref is not None:
-            p0 -= (A - A_ref)[:, None] * win.theta_slope()
-    # Keep the start feasible: fall back to theta = 0 (lam = b + A w) otherwise.
-    lam0 = base + p0 @ win.Lc.T
-    bad = np.any(lam0 <= LAM_FLOOR, axis=1)
-    if np.any(bad):
-        p0[bad] = 0.0
-    return _newton(n2, base, win.Lc, win.prior_theta, win.ridge_theta, p0, win.GG_theta)
-
-
-@dataclass
+@dataclass(frozen=True)
 class FitResult:
-    """Joint fit of ``(A, theta)``; arrays over the leading axes of ``n`` (or scalars).
+    """Joint fit of ``(A, theta)``, one row per toy (the leading axes of ``n`` flattened).
 
-    ``nll_hat`` follows the spec's definition (no ``ln n!``); ``theta_hat`` is in the basis
-    of the ``L`` given; ``sigma_A`` from the observed information (Schur complement).
-    ``nll0`` / ``theta0`` are the profile at ``A = 0`` (filled by the fit, used by q~ and q0).
+    Row arrays: ``A`` (``A_hat``), ``sigma`` (``sigma_A`` from the observed information, the
+    Schur complement over ``theta``), ``f`` and ``f0`` (centred NLL at the fit and profiled at
+    ``A = 0``; NaN where the ``A = 0`` profile was not needed), ``theta_c`` / ``theta0_c``
+    (compressed ``theta``), ``conv`` and ``const`` (``sum(n - n ln n)``: centred + const =
+    NLL of the spec). The properties give the same quantities with the leading shape of ``n``
+    (0-d arrays for one window), the NLLs by the spec and ``theta`` in the basis of ``L``.
     """
 
-    A_hat: NDArray[np.float64] | float
-    sigma_A: NDArray[np.float64] | float
-    nll_hat: NDArray[np.float64] | float
-    theta_hat: NDArray[np.float64]
-    converged: NDArray[np.bool_] | bool
-    nll0: NDArray[np.float64] | float | None = None
-    theta0: NDArray[np.float64] | None = None
+    A: FloatArray
+    sigma: FloatArray
+    f: FloatArray
+    f0: FloatArray
+    theta_c: FloatArray
+    theta0_c: FloatArray
+    conv: BoolArray
+    const: FloatArray
+    shape: tuple[int, ...]
+    V: FloatArray = field(repr=False)
+
+    @property
+    def A_hat(self) -> FloatArray:
+        return self.A.reshape(self.shape)
+
+    @property
+    def sigma_A(self) -> FloatArray:
+        return self.sigma.reshape(self.shape)
+
+    @property
+    def converged(self) -> BoolArray:
+        return self.conv.reshape(self.shape)
+
+    @property
+    def nll_hat(self) -> FloatArray:
+        return (self.f + self.const).reshape(self.shape)
+
+    @property
+    def nll0(self) -> FloatArray:
+        return (self.f0 + self.const).reshape(self.shape)
+
+    @property
+    def theta_hat(self) -> FloatArray:
+        out: FloatArray = (self.theta_c @ self.V.T).reshape((*self.shape, self.V.shape[0]))
+        return out
+
+    @property
+    def theta0(self) -> FloatArray:
+        out: FloatArray = (self.theta0_c @ self.V.T).reshape((*self.shape, self.V.shape[0]))
+        return out
 
 
-@dataclass
-class _Fit:
-    """Internal fit result on flattened rows with the centred NLL and compressed theta."""
-
-    A: NDArray[np.float64]
-    sigma: NDArray[np.float64]
-    f: NDArray[np.float64]
-    th: NDArray[np.float64]
-    conv: NDArray[np.bool_]
-    f0: NDArray[np.float64]
-    th0: NDArray[np.float64]
+Need0 = Literal["all", "negative"]
 
 
-def fit_c(
-    win: WindowModel, n2: NDArray[np.float64], *, allow_negative: bool = True, need0: str = "all"
-) -> _Fit:
-    """Joint fit on rows ``n2`` ``(T, k)`` plus the profile at ``A = 0`` (both centred).
+class WindowModel:
+    """One blind window ``(b, L, w)`` prepared for fast vectorised fits.
 
-    ``need0``: rows on which the ``A = 0`` profile is computed: ``"all"`` (q0, FitResult),
-    ``"negative"`` (only ``A_hat < 0``, all q~ needs); elsewhere ``f0`` is NaN.
+    Build it once per mass: ``WindowModel(b, L, w)`` with a factor ``L`` of the background
+    covariance, or :meth:`from_covariance` with ``C``. ``Lc = L @ V`` is the compressed factor
+    (``k x r``), ``V`` (``r_full x r``) has orthonormal columns; a compressed ``theta_c`` maps
+    back as ``theta = V @ theta_c``.
     """
-    T = n2.shape[0]
-    u = win.gls_vector()
-    resid = n2 - win.b
-    A0 = resid @ u / float(win.w @ u)
-    # Start on the GLS estimate but inside the physical region (lam >= b/2 where w > 0).
-    pos = win.w > 0
-    A_lo = -0.5 * np.min(win.b[pos] / win.w[pos]) if np.any(pos) else -np.inf
-    A0 = np.maximum(A0, A_lo)
-    p0 = np.empty((T, win.r + 1))
-    p0[:, 0] = A0
-    p0[:, 1:] = win.gls_theta(resid - A0[:, None] * win.w)
-    lam0 = win.b + p0 @ win.G_full.T
-    bad = np.any(lam0 <= LAM_FLOOR, axis=1)
-    if np.any(bad):
-        p0[bad, 1:] = 0.0
-    base = np.broadcast_to(win.b, n2.shape)
-    f, p, conv = _newton(n2, base, win.G_full, win.prior_full, win.ridge_full, p0, win.GG_full)
-    A = p[:, 0].copy()
-    th = p[:, 1:].copy()
-    # Profile at A = 0 (q~ when A_hat < 0, q0 when A_hat > 0, the A >= 0 restriction).
-    rows = np.arange(T) if need0 == "all" else np.flatnonzero(A < 0)
-    f0 = np.full(T, np.nan)
-    th0 = np.full_like(th, np.nan) if need0 != "all" else np.empty_like(th)
-    c0 = np.ones(T, dtype=bool)
-    if rows.size:
-        f0r, th0r, c0r = profile_c(win, n2[rows], np.zeros(rows.size), th[rows], A[rows])
-        f0[rows], th0[rows], c0[rows] = f0r, th0r, c0r
-        # Convexity guard: the joint minimum can never be above a profile point.
-        worse = rows[f0r < f[rows]]
-        if worse.size:
-            A[worse] = 0.0
-            th[worse] = th0[worse]
-            f[worse] = f0[worse]
-    if not allow_negative:
-        neg = A < 0
-        A[neg] = 0.0
-        th[neg] = th0[neg]
-        f[neg] = f0[neg]
-        conv = conv & np.where(neg, c0, True)
-    sigma = _sigma_A(win, n2, A, th)
-    return _Fit(A=A, sigma=sigma, f=f, th=th, conv=conv, f0=f0, th0=th0)
+
+    def __init__(
+        self, b: ArrayLike, L: ArrayLike, w: ArrayLike, *, rank_tol: float = RANK_TOL
+    ) -> None:
+        self.b = np.atleast_1d(np.asarray(b, dtype=float))
+        self.w = np.atleast_1d(np.asarray(w, dtype=float))
+        k = self.b.shape[0]
+        Lm = np.asarray(L, dtype=float).reshape(k, -1)
+        if self.w.shape != (k,):
+            raise ValueError(f"w has shape {self.w.shape}, expected ({k},)")
+        self.k = k
+        self.L = Lm
+        scale = np.sqrt(np.maximum(self.b, 1e-3))
+        if Lm.shape[1] == 0 or not np.any(Lm):
+            V = np.zeros((Lm.shape[1], 1))
+            if Lm.shape[1]:
+                V[0, 0] = 1.0
+            Lc = np.zeros((k, 1))
+        else:
+            _, s, Vt = np.linalg.svd(Lm / scale[:, None], full_matrices=False)
+            keep = s**2 >= rank_tol
+            keep[0] = True
+            V = Vt[keep].T
+            Lc = Lm @ V
+        self.V: FloatArray = V
+        self.Lc: FloatArray = Lc
+        self.r = Lc.shape[1]
+        # G for the joint fit: columns (w, Lc); prior weight 0 on A, 1 on theta.
+        self.G_full = np.column_stack([self.w, Lc])
+        self.prior_theta = np.ones(self.r)
+        self.prior_full = np.concatenate([[0.0], np.ones(self.r)])
+        ridge_a = 1e-12 * float(np.sum(self.w**2 / np.maximum(self.b, 1.0))) + 1e-300
+        self.ridge_theta = np.zeros(self.r)
+        self.ridge_full = np.concatenate([[ridge_a], np.zeros(self.r)])
+        self.GG_theta = _outer_cols(Lc)
+        self.GG_full = _outer_cols(self.G_full)
+        self._gls: tuple[FloatArray, FloatArray] | None = None
+
+    @classmethod
+    def from_covariance(
+        cls, b: ArrayLike, C: ArrayLike, w: ArrayLike, *, rank_tol: float = RANK_TOL
+    ) -> WindowModel:
+        """The model of background ``b`` with covariance ``C`` (factored by
+        :func:`cholesky_jitter`) and template ``w``."""
+        return cls(b, cholesky_jitter(C), w, rank_tol=rank_tol)
+
+    # -- helpers -------------------------------------------------------------------
+    def with_background(self, b: ArrayLike) -> WindowModel:
+        """Same window (same compressed nuisance basis) with another background mean."""
+        new = copy.copy(self)
+        new.b = np.atleast_1d(np.asarray(b, dtype=float)).copy()
+        if new.b.shape != self.b.shape:
+            raise ValueError(f"b has shape {new.b.shape}, expected {self.b.shape}")
+        new._gls = None
+        return new
+
+    def theta_full(self, theta_c: FloatArray) -> FloatArray:
+        """Map compressed nuisance parameters back to the basis of ``L``."""
+        out: FloatArray = theta_c @ self.V.T
+        return out
+
+    def theta_compressed(self, theta: FloatArray) -> FloatArray:
+        """Project nuisance parameters in the basis of ``L`` onto the kept directions."""
+        out: FloatArray = theta @ self.V
+        return out
+
+    def rows(self, n: ArrayLike) -> tuple[FloatArray, tuple[int, ...]]:
+        """``n`` ``(..., k)`` as rows ``(T, k)`` and its leading shape."""
+        a = np.asarray(n, dtype=float)
+        if a.shape[-1:] != (self.k,):
+            raise ValueError(f"n has shape {a.shape}, expected (..., {self.k})")
+        return a.reshape(-1, self.k), a.shape[:-1]
+
+    def _gls_setup(self) -> tuple[FloatArray, FloatArray]:
+        if self._gls is None:
+            Vm = self.Lc @ self.Lc.T + np.diag(np.maximum(self.b, 1.0))
+            X = np.linalg.solve(Vm, np.column_stack([self.w, self.Lc]))
+            self._gls = (X[:, 0].copy(), np.ascontiguousarray(X[:, 1:]))
+        return self._gls
+
+    def gls_vector(self) -> FloatArray:
+        """``V^-1 w`` with ``V = C + diag(max(b, 1))`` (for the GLS starting point)."""
+        return self._gls_setup()[0]
+
+    def gls_theta(self, resid: FloatArray) -> FloatArray:
+        """Linear-Gaussian ``theta_c = Lc^T V^-1 (n - lam_0)`` for residuals ``(T, k)``."""
+        return resid @ self._gls_setup()[1]
+
+    def theta_slope(self) -> FloatArray:
+        """Linear-Gaussian ``-d theta_c / dA = Lc^T V^-1 w`` (for warm starts across A)."""
+        return self.w @ self._gls_setup()[1]
+
+    def const(self, n: FloatArray) -> FloatArray:
+        """``sum(n - n ln n)``: converts the centred NLL to the NLL of the spec."""
+        out: FloatArray = np.sum(n - xlogy(n, n), axis=-1)
+        return out
+
+    # -- the likelihood --------------------------------------------------------------
+    def nll(self, A: ArrayLike, theta: ArrayLike, n: ArrayLike) -> FloatArray:
+        """``-sum[n ln lam - lam] + theta.theta/2`` with ``lam = b + L theta + A w``
+        (floored). ``n`` ``(..., k)``, ``theta`` ``(..., r_full)``, ``A`` broadcastable to
+        the leading shape."""
+        na = np.asarray(n, dtype=float)
+        th = np.asarray(theta, dtype=float)
+        Aa = np.asarray(A, dtype=float)
+        lam = np.maximum(self.b + th @ self.L.T + Aa[..., None] * self.w, LAM_FLOOR)
+        out: FloatArray = -np.sum(xlogy(na, lam) - lam, axis=-1) + 0.5 * np.sum(th * th, axis=-1)
+        return out
+
+    def dnll_dA_rows(self, n2: FloatArray, A: FloatArray, th: FloatArray) -> FloatArray:
+        """``dNLL/dA`` at ``(A, theta_c)``: ``w . (1 - n/lam)`` (floored bins give 0)."""
+        lam = self.b + A[:, None] * self.w + th @ self.Lc.T
+        lamf = np.maximum(lam, LAM_FLOOR)
+        r = np.where(lam > LAM_FLOOR, 1.0 - n2 / lamf, 0.0)
+        out: FloatArray = r @ self.w
+        return out
+
+    def sigma_A_rows(self, n2: FloatArray, A: FloatArray, th: FloatArray) -> FloatArray:
+        """``sqrt([H^-1]_AA)`` of the observed information at ``(A, theta_c)``."""
+        lam = self.b + A[:, None] * self.w + th @ self.Lc.T
+        lamf = np.maximum(lam, LAM_FLOOR)
+        D = np.where(lam > LAM_FLOOR, n2 / lamf**2, 0.0)
+        P = self.G_full.shape[1]
+        H = _hessian(D, self.GG_full) + self.prior_full * np.eye(P)
+        e = np.zeros((n2.shape[0], P, 1))
+        e[:, 0, 0] = 1.0
+        with np.errstate(all="ignore"):
+            try:
+                var = np.linalg.solve(H, e)[:, 0, 0]
+            except np.linalg.LinAlgError:
+                var = np.array([_safe_var(h) for h in H])
+        return np.where(np.isfinite(var) & (var > 0), np.sqrt(np.abs(var)), np.inf)
+
+    def profile_rows(
+        self,
+        n2: FloatArray,
+        A: ArrayLike,
+        theta0: FloatArray | None = None,
+        A_ref: FloatArray | None = None,
+    ) -> tuple[FloatArray, FloatArray, BoolArray]:
+        """Profile ``theta_c`` at fixed ``A`` (``(T,)``) for rows ``n2`` ``(T, k)``.
+
+        Warm start: ``theta0`` (profiled at ``A_ref`` if given, then shifted by the
+        linear-Gaussian response ``-(A - A_ref) Lc^T V^-1 w``), else the GLS estimate.
+        Returns the centred NLL, the compressed ``theta`` and the convergence flags.
+        """
+        T = n2.shape[0]
+        Ab = np.broadcast_to(np.asarray(A, dtype=float), (T,))
+        base = self.b + Ab[:, None] * self.w
+        if theta0 is None:
+            p0 = self.gls_theta(n2 - base)
+        else:
+            p0 = np.array(theta0, dtype=float)
+            if A_ref is not None:
+                p0 -= (Ab - A_ref)[:, None] * self.theta_slope()
+        # Keep the start feasible: fall back to theta = 0 (lam = b + A w) otherwise.
+        lam0 = base + p0 @ self.Lc.T
+        bad = np.any(lam0 <= LAM_FLOOR, axis=1)
+        if np.any(bad):
+            p0[bad] = 0.0
+        return minimise(n2, base, self.Lc, self.prior_theta, self.ridge_theta, p0,
+                        self.GG_theta)
+
+    def profile(
+        self, A: ArrayLike, n: ArrayLike, *, theta0: ArrayLike | None = None
+    ) -> tuple[FloatArray, FloatArray]:
+        """Minimise the NLL over ``theta`` at fixed ``A`` (broadcastable to ``n``'s leading
+        shape). Returns ``(nll_min, theta_hat)``: the spec NLL of shape ``n.shape[:-1]``
+        and ``theta`` of shape ``n.shape[:-1] + (r_full,)``."""
+        n2, lead = self.rows(n)
+        A2 = np.broadcast_to(np.asarray(A, dtype=float), lead).reshape(-1)
+        th0 = None
+        r_full = self.L.shape[1]
+        if theta0 is not None:
+            t0 = np.broadcast_to(np.asarray(theta0, dtype=float), (*lead, r_full))
+            th0 = self.theta_compressed(t0.reshape(-1, r_full))
+        f, th, _ = self.profile_rows(n2, A2, th0)
+        return (f + self.const(n2)).reshape(lead), self.theta_full(th).reshape((*lead, r_full))
+
+    def fit(
+        self, n: ArrayLike, *, allow_negative: bool = True, need0: Need0 = "all"
+    ) -> FitResult:
+        """Joint maximum-likelihood fit of ``(A, theta)`` plus the profile at ``A = 0``.
+
+        Starts from the GLS estimate ``A0 = w V^-1 (n - b) / w V^-1 w``,
+        ``V = C + diag(max(b, 1))``, kept inside the physical region. With
+        ``allow_negative=False`` the fit is restricted to ``A >= 0`` (exact for this convex
+        problem: ``A_hat = 0`` when the free minimum is negative). ``need0``: rows on which
+        the ``A = 0`` profile is computed: ``"all"`` (q0) or ``"negative"`` (only
+        ``A_hat < 0``, all q~ needs; elsewhere ``f0`` is NaN).
+        """
+        n2, lead = self.rows(n)
+        T = n2.shape[0]
+        u = self.gls_vector()
+        resid = n2 - self.b
+        A0 = resid @ u / float(self.w @ u)
+        # Start on the GLS estimate but inside the physical region (lam >= b/2 where w > 0).
+        pos = self.w > 0
+        A_lo = -0.5 * np.min(self.b[pos] / self.w[pos]) if np.any(pos) else -np.inf
+        A0 = np.maximum(A0, A_lo)
+        p0 = np.empty((T, self.r + 1))
+        p0[:, 0] = A0
+        p0[:, 1:] = self.gls_theta(resid - A0[:, None] * self.w)
+        lam0 = self.b + p0 @ self.G_full.T
+        bad = np.any(lam0 <= LAM_FLOOR, axis=1)
+        if np.any(bad):
+            p0[bad, 1:] = 0.0
+        base = np.broadcast_to(self.b, n2.shape)
+        f, p, conv = minimise(n2, base, self.G_full, self.prior_full, self.ridge_full, p0,
+                              self.GG_full)
+        A = p[:, 0].copy()
+        th = p[:, 1:].copy()
+        # Profile at A = 0 (q~ when A_hat < 0, q0 when A_hat > 0, the A >= 0 restriction).
+        rows = np.arange(T) if need0 == "all" else np.flatnonzero(A < 0)
+        f0 = np.full(T, np.nan)
+        th0 = np.full_like(th, np.nan) if need0 != "all" else np.empty_like(th)
+        c0 = np.ones(T, dtype=bool)
+        if rows.size:
+            f0r, th0r, c0r = self.profile_rows(n2[rows], np.zeros(rows.size), th[rows], A[rows])
+            f0[rows], th0[rows], c0[rows] = f0r, th0r, c0r
+            # Convexity guard: the joint minimum can never be above a profile point.
+            worse = rows[f0r < f[rows]]
+            if worse.size:
+                A[worse] = 0.0
+                th[worse] = th0[worse]
+                f[worse] = f0[worse]
+        if not allow_negative:
+            neg = A < 0
+            A[neg] = 0.0
+            th[neg] = th0[neg]
+            f[neg] = f0[neg]
+            conv = conv & np.where(neg, c0, True)
+        sigma = self.sigma_A_rows(n2, A, th)
+        return FitResult(A=A, sigma=sigma, f=f, f0=f0, theta_c=th, theta0_c=th0, conv=conv,
+                         const=self.const(n2), shape=lead, V=self.V)
+
+    # -- test statistics ---------------------------------------------------------------
+    def qtilde(self, A: ArrayLike, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+        """q~_A: 0 if ``A_hat > A``; ``2[NLL(A) - NLL(A_hat)]`` if ``0 <= A_hat <= A``;
+        ``2[NLL(A) - NLL(0)]`` if ``A_hat < 0`` (NLLs profiled over theta). ``A``
+        broadcastable to ``n.shape[:-1]``; ``fit``: this model's fit of the same ``n``."""
+        n2, lead = self.rows(n)
+        A2 = np.broadcast_to(np.asarray(A, dtype=float), lead).reshape(-1).copy()
+        f = self.fit(n2, need0="negative") if fit is None else fit
+        fA, _, _ = self.profile_rows(n2, A2, f.theta_c, f.A)
+        q, _ = qtilde_from(A2, f.A, f.f, f.f0, fA, np.zeros_like(fA))
+        return q.reshape(lead)
+
+    def q0(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+        """Discovery statistic ``q0 = 2[NLL(0, theta^^) - NLL(A_hat, theta^)]`` if
+        ``A_hat > 0``, else 0, of shape ``n.shape[:-1]``; ``fit``: this model's fit of the
+        same ``n`` with the ``A = 0`` profile on every row (``need0="all"``)."""
+        f = self.fit(n) if fit is None else fit
+        q = np.where(f.A_hat > 0, 2.0 * (f.nll0 - f.nll_hat), 0.0)
+        out: FloatArray = np.maximum(q, 0.0)
+        return out
 
 
-def _sigma_A(win: WindowModel, n2, A, th) -> NDArray[np.float64]:
-    """``sqrt([H^-1]_AA)`` of the observed information at ``(A, theta)``."""
-    lam = win.b + A[:, None] * win.w + th @ win.Lc.T
-    lamf = np.maximum(lam, LAM_FLOOR)
-    D = np.where(lam > LAM_FLOOR, n2 / lamf**2, 0.0)
-    G = win.G_full
-    H = _hessian(D, win.GG_full) + win.prior_full * np.eye(G.shape[1])
-    e = np.zeros((n2.shape[0], G.shape[1], 1))
-    e[:, 0, 0] = 1.0
-    with np.errstate(all="ignore"):
-        try:
-            var = np.linalg.solve(H, e)[:, 0, 0]
-        except np.linalg.LinAlgError:
-            var = np.array([_safe_var(h) for h in H])
-    return np.where(np.isfinite(var) & (var > 0), np.sqrt(np.abs(var)), np.inf)
+def qtilde_from(
+    A: FloatArray,
+    A_hat: FloatArray,
+    f_hat: FloatArray,
+    f0: FloatArray,
+    fA: FloatArray,
+    dfA: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """q~_A and dq~/dA per row from the fit (``A_hat``, centred NLLs ``f_hat`` and ``f0``,
+    the latter needed where ``A_hat < 0``) and the profile ``fA``, ``dfA`` at ``A``."""
+    ref = np.where(A_hat < 0.0, f0, f_hat)
+    q = np.maximum(2.0 * (fA - ref), 0.0)
+    dq = 2.0 * dfA
+    zero = A_hat > A
+    return np.where(zero, 0.0, q), np.where(zero, 0.0, dq)
 
 
-def _safe_var(h: NDArray[np.float64]) -> float:
+def _safe_var(h: FloatArray) -> float:
     try:
         return float(np.linalg.solve(h, np.eye(h.shape[0])[:, 0])[0])
     except np.linalg.LinAlgError:
         return np.inf
-
-
-# --------------------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------------------
-
-
-def nll(
-    A: ArrayLike, theta: ArrayLike, n: ArrayLike, b: ArrayLike, L: ArrayLike, w: ArrayLike
-) -> NDArray[np.float64] | float:
-    """``-sum[n ln lam - lam] + theta.theta/2`` with ``lam = b + L theta + A w`` (floored).
-
-    Vectorised: ``n`` ``(..., k)``, ``theta`` ``(..., r)``, ``A`` broadcastable to the
-    leading shape.
-    """
-    n = np.asarray(n, dtype=float)
-    theta = np.asarray(theta, dtype=float)
-    L = np.asarray(L, dtype=float).reshape(len(np.atleast_1d(b)), -1)
-    A = np.asarray(A, dtype=float)
-    lam = np.asarray(b, dtype=float) + theta @ L.T + A[..., None] * np.asarray(w, dtype=float)
-    lam = np.maximum(lam, LAM_FLOOR)
-    out = -np.sum(xlogy(n, lam) - lam, axis=-1) + 0.5 * np.sum(theta * theta, axis=-1)
-    return float(out) if np.ndim(out) == 0 else out
-
-
-def profile_theta(
-    A: ArrayLike,
-    n: ArrayLike,
-    b: ArrayLike,
-    L: ArrayLike,
-    w: ArrayLike,
-    *,
-    theta0: ArrayLike | None = None,
-    rank_tol: float = RANK_TOL,
-) -> tuple[NDArray[np.float64] | float, NDArray[np.float64]]:
-    """Minimise the NLL over ``theta`` at fixed ``A`` by Newton steps.
-
-    ``n`` ``(..., k)``; ``A`` broadcastable to ``n.shape[:-1]``. Returns
-    ``(nll_min, theta_hat)`` with ``nll_min`` of shape ``n.shape[:-1]`` (spec definition)
-    and ``theta_hat`` of shape ``n.shape[:-1] + (L.shape[1],)``.
-    """
-    win = WindowModel(b, L, w, rank_tol=rank_tol)
-    n2, lead = _as_rows(n)
-    A2 = np.broadcast_to(np.asarray(A, dtype=float), lead).reshape(-1)
-    th0 = None
-    if theta0 is not None:
-        t0 = np.broadcast_to(np.asarray(theta0, dtype=float), (*lead, win.L.shape[1]))
-        th0 = win.theta_compressed(t0.reshape(-1, win.L.shape[1]))
-    f, th, _ = profile_c(win, n2, A2, th0)
-    nll_min = (f + win.const(n2)).reshape(lead)
-    theta = win.theta_full(th).reshape((*lead, win.L.shape[1]))
-    return (float(nll_min) if nll_min.ndim == 0 else nll_min), theta
-
-
-def _unflatten(x: NDArray, lead: tuple[int, ...]):
-    x = x.reshape(tuple(lead) + x.shape[1:])
-    if x.ndim == 0:
-        return x.item()
-    return x
-
-
-def fit_result(win: WindowModel, fit: _Fit, n2: NDArray[np.float64], lead) -> FitResult:
-    """Convert an internal fit into the public :class:`FitResult`."""
-    c = win.const(n2)
-    return FitResult(
-        A_hat=_unflatten(fit.A, lead),
-        sigma_A=_unflatten(fit.sigma, lead),
-        nll_hat=_unflatten(fit.f + c, lead),
-        theta_hat=win.theta_full(fit.th).reshape((*lead, win.L.shape[1])),
-        converged=_unflatten(fit.conv, lead),
-        nll0=_unflatten(fit.f0 + c, lead),
-        theta0=win.theta_full(fit.th0).reshape((*lead, win.L.shape[1])),
-    )
-
-
-def fit_signal(
-    n: ArrayLike,
-    b: ArrayLike,
-    L: ArrayLike,
-    w: ArrayLike,
-    *,
-    allow_negative: bool = True,
-    rank_tol: float = RANK_TOL,
-) -> FitResult:
-    """Joint maximum-likelihood fit of ``(A, theta)``, vectorised over leading axes of ``n``.
-
-    Starts from the GLS estimate ``A0 = w V^-1 (n - b) / w V^-1 w``,
-    ``V = C + diag(max(b, 1))``. With ``allow_negative=False`` the fit is restricted to
-    ``A >= 0`` (exact for this convex problem: ``A_hat = 0`` when the free minimum is
-    negative). ``sigma_A`` is ``sqrt([I^-1]_AA)`` of the observed information at the
-    minimum, i.e. the Schur complement over ``theta``.
-    """
-    win = WindowModel(b, L, w, rank_tol=rank_tol)
-    n2, lead = _as_rows(n)
-    return fit_result(win, fit_c(win, n2, allow_negative=allow_negative), n2, lead)

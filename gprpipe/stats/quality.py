@@ -77,7 +77,8 @@ def has_result(status: str) -> bool:
 
 def counts_for_discovery(status: ArrayLike) -> NDArray[np.bool_]:
     """Rows that count for the maximum local significance and the global correction."""
-    return np.asarray(status).astype(str) == STATUS_OK
+    out: NDArray[np.bool_] = np.asarray(status).astype(str) == STATUS_OK
+    return out
 
 
 @dataclass(frozen=True)

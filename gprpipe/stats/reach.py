@@ -41,7 +41,8 @@ def combine_inverse_variance(x: ArrayLike) -> NDArray[np.float64]:
 
 def z_needed(fractions: ArrayLike, z_combined: float = 5.0) -> NDArray[np.float64]:
     """Per-dataset expected Z of a signal that the combination sees at ``z_combined``."""
-    return z_combined * np.sqrt(np.asarray(fractions, dtype=float))
+    out: NDArray[np.float64] = z_combined * np.sqrt(np.asarray(fractions, dtype=float))
+    return out
 
 
 def project(limits: ArrayLike, factors: ArrayLike) -> tuple[NDArray[np.float64],

@@ -24,4 +24,5 @@ def signal_template(edges: ArrayLike, mass: float, sigma: float) -> np.ndarray:
     total = w.sum()
     if not total > 0:
         raise ValueError(f"signal at mass {mass} lies outside the histogram range")
-    return w / total
+    out: np.ndarray = w / total
+    return out

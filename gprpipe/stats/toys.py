@@ -51,7 +51,7 @@ class SignalProcess:
 
 def background_means(
     b: ArrayLike,
-    C: ArrayLike,
+    C: ArrayLike | None,
     n_toys: int,
     rng: np.random.Generator,
     L: ArrayLike | None = None,
@@ -64,7 +64,11 @@ def background_means(
     negative bin (up to 100 rounds, then clips), i.e. samples the truncated normal.
     """
     b = np.atleast_1d(np.asarray(b, dtype=float))
-    L = cholesky_jitter(C) if L is None else np.asarray(L, dtype=float).reshape(b.size, -1)
+    if L is None:
+        if C is None:
+            raise ValueError("give C or its factor L")
+        L = cholesky_jitter(C)
+    L = np.asarray(L, dtype=float).reshape(b.size, -1)
     z = rng.standard_normal((int(n_toys), L.shape[1]))
     bt = b + z @ L.T
     if truncate == "resample":
@@ -76,12 +80,13 @@ def background_means(
             bt[neg] = b + z @ L.T
     elif truncate != "clip":
         raise ValueError(f"truncate must be 'clip' or 'resample', not {truncate!r}")
-    return np.maximum(bt, 0.0)
+    out: NDArray[np.float64] = np.maximum(bt, 0.0)
+    return out
 
 
 def background_toys(
     b: ArrayLike,
-    C: ArrayLike,
+    C: ArrayLike | None,
     n_toys: int,
     rng: np.random.Generator,
     L: ArrayLike | None = None,

@@ -1,16 +1,17 @@
-"""Mass scan grid and blind-window selection."""
+"""Mass scan grid and the blind / training windows of a test mass."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["blind_mask", "scan_masses"]
+__all__ = ["WindowMasks", "blind_mask", "scan_masses"]
 
 
-def scan_masses(lo: float, hi: float, step: float) -> np.ndarray:
+def scan_masses(lo: float, hi: float, step: float) -> NDArray[np.float64]:
     """Masses ``lo, lo + step, ..., hi`` inclusive, robust to floating-point rounding.
 
     The count is ``floor((hi - lo) / step + 1e-6) + 1`` and every value is rounded to 1e-9 GeV,
@@ -21,10 +22,45 @@ def scan_masses(lo: float, hi: float, step: float) -> np.ndarray:
     if hi < lo:
         raise ValueError(f"scan range is empty: lo={lo} > hi={hi}")
     n = math.floor((hi - lo) / step + 1e-6) + 1
-    return np.round(lo + step * np.arange(n), 9)
+    out: NDArray[np.float64] = np.round(lo + step * np.arange(n), 9)
+    return out
 
 
-def blind_mask(centres: ArrayLike, mass: float, sigma: float, nsigma: float) -> np.ndarray:
+def blind_mask(centres: ArrayLike, mass: float, sigma: float, nsigma: float) -> NDArray[np.bool_]:
     """Boolean mask of the bins whose centre lies within ``nsigma * sigma`` of ``mass``."""
     x = np.asarray(centres, dtype=float)
-    return np.abs(x - mass) <= nsigma * sigma
+    out: NDArray[np.bool_] = np.abs(x - mass) <= nsigma * sigma
+    return out
+
+
+@dataclass(frozen=True)
+class WindowMasks:
+    """The blind and training bins of one test mass (resolution ``sigma``, GeV).
+
+    Blind bins: centre within ``blind_nsigma * sigma`` of ``mass``. Training bins: centre
+    positive, in ``train_range`` (default: everywhere) and outside
+    ``train_exclude_nsigma * sigma`` (default ``blind_nsigma``).
+    """
+
+    mass: float
+    sigma: float
+    blind_nsigma: float = 1.64
+    train_exclude_nsigma: float | None = None
+    train_range: tuple[float, float] | None = None
+
+    @property
+    def exclude_nsigma(self) -> float:
+        """Half-width of the bins kept out of the training, in units of ``sigma``."""
+        return self.blind_nsigma if self.train_exclude_nsigma is None else self.train_exclude_nsigma
+
+    def blind(self, centres: ArrayLike) -> NDArray[np.bool_]:
+        """Mask of the blind bins among bins with these centres."""
+        return blind_mask(centres, self.mass, self.sigma, self.blind_nsigma)
+
+    def train(self, centres: ArrayLike) -> NDArray[np.bool_]:
+        """Mask of the GP training bins among bins with these centres."""
+        x = np.asarray(centres, dtype=float)
+        t = ~blind_mask(x, self.mass, self.sigma, self.exclude_nsigma) & (x > 0)
+        if self.train_range is not None:
+            t &= (x >= self.train_range[0]) & (x <= self.train_range[1])
+        return t

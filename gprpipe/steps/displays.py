@@ -113,27 +113,24 @@ def _data_shown(cfg: Config, lay, name: str, mass: float) -> Shown:
     win = _window(cfg, _ctx(lay), name, mass)
     mf = win.fit
     x = 0.5 * (win.edges[1:] + win.edges[:-1])
-    from gprpipe.stats.window import blind_mask
+    from gprpipe.stats.window import WindowMasks
 
     ds = cfg.datasets[name]
-    excl = cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma
-    train = ~blind_mask(x, mass, mf.sigma, excl) & (x > 0)
-    if ds.data_range is not None:
-        train &= (x >= ds.data_range[0]) & (x <= ds.data_range[1])
+    masks = WindowMasks(mass, mf.sigma, cfg.fit.blind_nsigma, cfg.fit.train_exclude_nsigma,
+                        ds.data_range)
     from gprpipe.steps.inject import unit_yield
 
     return Shown(name, _label(cfg, name), mass, mf.sigma, cfg.fit.blind_nsigma, win.edges,
-                 np.asarray(win.counts, dtype=float), train, mf.hyper,
-                 blind_mask(x, mass, mf.sigma, cfg.fit.blind_nsigma),
+                 np.asarray(win.counts, dtype=float), masks.train(x), mf.hyper, masks.blind(x),
                  np.asarray(mf.blind["b"]), np.asarray(mf.blind["C"]),
                  template_of(mf.blind, cfg), unit_yield(cfg, name, mass, mf.rho),
                  w_true=np.asarray(mf.blind["w"], dtype=float))
 
 
 def _fit(s: Shown) -> None:
-    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.stats.likelihood import WindowModel
 
-    f = fit_signal(s.counts[s.blind], s.b, cholesky_jitter(s.C), s.w)
+    f = WindowModel.from_covariance(s.b, s.C, s.w).fit(s.counts[s.blind])
     s.A_hat, s.sigma_A = float(f.A_hat), float(f.sigma_A)
 
 
@@ -146,9 +143,9 @@ def _combine(shown: list[Shown]):
 
 def _q0_z(n, b, C, w) -> float:
     from gprpipe.stats import significance
-    from gprpipe.stats.likelihood import cholesky_jitter
+    from gprpipe.stats.likelihood import WindowModel
 
-    return float(significance.z_local(significance.q0(n, b, cholesky_jitter(C), w)))
+    return float(significance.z_local(WindowModel.from_covariance(b, C, w).q0(n)))
 
 
 # --------------------------------------------------------------------------------------

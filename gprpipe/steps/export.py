@@ -80,9 +80,9 @@ def _window(lay: Layout, cfg, dataset: str, fit: dict, i: int) -> dict:
 
 
 def _single(n, b, L, w) -> float:
-    from gprpipe.stats.likelihood import fit_signal
+    from gprpipe.stats.likelihood import WindowModel
 
-    return round_scale(float(fit_signal(n, b, L, w).sigma_A))
+    return round_scale(float(WindowModel(b, L, w).fit(n).sigma_A))
 
 
 def export_workspace(run_dir: Path, dataset: str, mass: float, *, point: str | None = None,

@@ -85,17 +85,17 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
     """GP fits for ``masses`` of dataset ``name``, warm-starting each from the previous;
     ``progress(done, total, unit)`` is called after each mass."""
     from gprpipe.stats.conversion import rho_window
-    from gprpipe.stats.gp import fit_window, length_scale_bounds, sigma_x
+    from gprpipe.stats.gp import GPOptions, fit_window, length_scale_bounds, sigma_x
     from gprpipe.stats.leakage import leakage_template
     from gprpipe.stats.quality import window_gof
     from gprpipe.stats.template import signal_template
+    from gprpipe.stats.window import WindowMasks
 
     ds = cfg.datasets[name]
     all_masses = dataset_masses(cfg, name)
     median_sx = float(np.median(sigma_x(all_masses, resolution(ds, all_masses))))
     hi_factor = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
     nsig = cfg.fit.blind_nsigma
-    excl = cfg.fit.train_exclude_nsigma or nsig
     x = 0.5 * (edges[1:] + edges[:-1])
     start: GPHyper | None = None
     out: list[MassFit] = []
@@ -109,10 +109,9 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
             bounds = length_scale_bounds(float(sigma_x(m, s)), median_sx, cfg.fit.ls_lo_factor,
                                          hi_factor, ds.ls_floor_factor)
             seed = int(seed_for(cfg.base.seed, "fit", name, m).generate_state(1)[0])
-            wf = fit_window(edges, counts, m, s, blind_nsigma=nsig,
-                            train_exclude_nsigma=cfg.fit.train_exclude_nsigma,
-                            train_range=ds.data_range, ls_bounds=bounds,
-                            n_restarts=cfg.fit.n_restarts, seed=seed, start=start)
+            masks = WindowMasks(m, s, nsig, cfg.fit.train_exclude_nsigma, ds.data_range)
+            wf = fit_window(edges, counts, masks, GPOptions(bounds, cfg.fit.n_restarts),
+                            seed=seed, start=start)
         except (ValueError, np.linalg.LinAlgError) as exc:
             out.append(MassFit(index, m, s, None, f"fit failed: {exc}", None))
             continue
@@ -124,7 +123,8 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
         try:
             w_eff = leakage_template(x[tr], counts[tr], w_full[tr], x[bl], w_full[bl], wf.b,
                                      wf.hyper)
-            gof = window_gof(x, counts, tr, m, excl * s, cfg.fit.gof_nsigma * s, wf.hyper)
+            gof = window_gof(x, counts, tr, m, masks.exclude_nsigma * s, cfg.fit.gof_nsigma * s,
+                             wf.hyper)
         except (ValueError, np.linalg.LinAlgError) as exc:
             out.append(MassFit(index, m, s, wf.hyper, f"fit failed: {exc}", None))
             continue

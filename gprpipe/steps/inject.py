@@ -95,8 +95,9 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
 
 def refit_setup(cfg: Config, name: str, win: Window):
     """The :class:`~gprpipe.stats.inject.RefitSetup` of a data fit (same bounds as ``fit``)."""
-    from gprpipe.stats.gp import length_scale_bounds, sigma_x
+    from gprpipe.stats.gp import GPOptions, length_scale_bounds, sigma_x
     from gprpipe.stats.inject import RefitSetup
+    from gprpipe.stats.window import WindowMasks
 
     ds = cfg.datasets[name]
     m, s = win.fit.mass, win.fit.sigma
@@ -106,10 +107,10 @@ def refit_setup(cfg: Config, name: str, win: Window):
     bounds = length_scale_bounds(float(sigma_x(m, s)), med, cfg.fit.ls_lo_factor, hi,
                                  ds.ls_floor_factor)
     assert win.fit.hyper is not None
-    return RefitSetup(edges=win.edges, mass=m, sigma=s, ls_bounds=bounds, start=win.fit.hyper,
-                      blind_nsigma=cfg.fit.blind_nsigma,
-                      train_exclude_nsigma=cfg.fit.train_exclude_nsigma,
-                      train_range=ds.data_range, n_restarts=cfg.fit.n_restarts)
+    masks = WindowMasks(m, s, cfg.fit.blind_nsigma, cfg.fit.train_exclude_nsigma,
+                        ds.data_range)
+    return RefitSetup(edges=win.edges, masks=masks, start=win.fit.hyper,
+                      options=GPOptions(bounds, n_restarts=cfg.fit.n_restarts))
 
 
 def unit_yield(cfg: Config, name: str, mass: float, rho: float) -> float:

@@ -76,7 +76,7 @@ def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetu
         st = refit_setup(cfg, name, Window(mf, counts, edges))
         setups.append(st)
         if maps:
-            w = signal_template(edges, m, st.sigma)
+            w = signal_template(edges, m, st.masks.sigma)
             w_tr = w[st.train] if leakage_modelled(cfg) else None
             fmaps.append(fixed_map(centres, counts, st.train, st.blind, hyper, w[st.blind], w_tr))
         else:
@@ -87,7 +87,7 @@ def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetu
 def smooth_mean(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """The toys' mean: a GP fit of the whole training range (every bin, no blind window),
     length scale bounded as at the median test mass; its posterior mean on every bin."""
-    from gprpipe.stats.gp import fit_gp, length_scale_bounds, predict_counts, sigma_x
+    from gprpipe.stats.gp import GPOptions, fit_gp, length_scale_bounds, predict_counts, sigma_x
 
     ds = cfg.datasets[name]
     x = 0.5 * (edges[1:] + edges[:-1])
@@ -99,7 +99,7 @@ def smooth_mean(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray) -
     hi = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
     bounds = length_scale_bounds(med, med, cfg.fit.ls_lo_factor, hi, ds.ls_floor_factor)
     seed = int(seed_for(cfg.base.seed, "global_toys_fit", name).generate_state(1)[0])
-    hyper = fit_gp(x[tr], counts[tr], ls_bounds=bounds, n_restarts=max(cfg.fit.n_restarts, 2),
+    hyper = fit_gp(x[tr], counts[tr], GPOptions(bounds, n_restarts=max(cfg.fit.n_restarts, 2)),
                    seed=seed)
     mean = np.zeros(x.size)
     pos = x > 0
@@ -140,7 +140,7 @@ def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
     (warm-started from the data fit); ``converged`` is the GP refit's flag."""
     from gprpipe.stats import significance
     from gprpipe.stats.leakage import leakage_template
-    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.stats.likelihood import WindowModel
     from gprpipe.stats.template import signal_template
 
     leak = leakage_modelled(cfg)
@@ -151,7 +151,7 @@ def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
     for j, st in enumerate(ss.setups):
         if st is None:
             continue
-        w_full = signal_template(ss.edges, st.mass, st.sigma)
+        w_full = signal_template(ss.edges, st.masks.mass, st.masks.sigma)
         tr, bl = st.train, st.blind
         for t in range(T):
             seed = int(seed_for(cfg.base.seed, "global_toys_refit", name, start + t,
@@ -164,10 +164,10 @@ def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
             if leak:  # w_eff with the toy's own refitted map and counts
                 w = leakage_template(x[tr], toys[t][tr].astype(float), w_full[tr], x[bl], w,
                                      wf.b, wf.hyper)
-            L = cholesky_jitter(wf.C)
+            model = WindowModel.from_covariance(wf.b, wf.C, w)
             n = toys[t][st.blind].astype(float)
-            f = fit_signal(n, wf.b, L, w)
-            Z[t, j] = significance.z_local(significance.q0(n, wf.b, L, w, fit=f))
+            f = model.fit(n)
+            Z[t, j] = significance.z_local(model.q0(n, f))
             conv[t, j] = wf.hyper.converged and bool(f.converged)
     return Z, conv
 

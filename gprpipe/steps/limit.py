@@ -46,30 +46,21 @@ def columns(cfg: Config) -> tuple[str, ...]:
 def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, float]:
     """A_hat, sigma_A, observed and expected limits, q0 of one blind window (``n`` None:
     blinded, expected limits only)."""
-    from gprpipe.stats import cls
-    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.stats.cls import calculator
+    from gprpipe.stats.likelihood import WindowModel
 
     lim = cfg.limit
-    L = cholesky_jitter(C)
+    model = WindowModel.from_covariance(b, C, w)
+    toys = {"alpha": lim.alpha, "n_toys": lim.n_toys, "band_toys": lim.band_toys, "rng": rng}
+    bands = calculator(lim.bands, model, **toys)
     if n is None:
-        if lim.bands == "toys":
-            bands = cls.expected_limits_toys(b, C, L, w, lim.alpha, lim.band_toys, rng)
-        else:
-            bands = cls.expected_limits_asymptotic(b, L, w, lim.alpha)
-        return {f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands)}
-    fit = fit_signal(n, b, L, w)
-    if lim.mode == "toys":
-        a_up = cls.upper_limit_toys(n, b, C, L, w, lim.alpha, lim.n_toys, rng)
-    else:
-        a_up = cls.upper_limit_asymptotic(n, b, L, w, lim.alpha)
-    if lim.bands == "toys":
-        bands = cls.expected_limits_toys(b, C, L, w, lim.alpha, lim.band_toys, rng)
-    else:
-        bands = cls.expected_limits_asymptotic(b, L, w, lim.alpha)
-    z = float(significance.z_local(significance.q0(n, b, L, w, fit=fit)))
+        return {f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands.expected_band())}
+    fit = model.fit(n)
+    a_up = calculator(lim.mode, model, **toys).upper_limit(n)
+    z = float(significance.z_local(model.q0(n, fit)))
     row = {"A_hat": float(fit.A_hat), "sigma_A": float(fit.sigma_A), "A_up": float(a_up),
            "p0_local": float(significance.p_local(z)), "Z_local": z}
-    row.update({f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands)})
+    row.update({f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands.expected_band())})
     return row
 
 

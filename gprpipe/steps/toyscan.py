@@ -64,7 +64,7 @@ def toy_names(path: str | Path, pattern: str) -> list[str]:
 def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
     """One toy spectrum through the scan of ``toyscan.dataset``: a row per mass."""
     from gprpipe.stats import significance
-    from gprpipe.stats.likelihood import cholesky_jitter, fit_signal
+    from gprpipe.stats.likelihood import WindowModel
     from gprpipe.stats.quality import has_result
     from gprpipe.steps.fit import fit_masses, template_key
 
@@ -80,9 +80,9 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
             bl = mf.blind
             w = bl[template_key(cfg)]
             try:
-                L = cholesky_jitter(bl["C"])
-                f = fit_signal(bl["n"], bl["b"], L, w)
-                z = significance.z_local(significance.q0(bl["n"], bl["b"], L, w, fit=f))
+                model = WindowModel.from_covariance(bl["b"], bl["C"], w)
+                f = model.fit(bl["n"])
+                z = significance.z_local(model.q0(bl["n"], f))
                 row.update(A_hat=float(f.A_hat), sigma_A=float(f.sigma_A), Z_local=float(z))
             except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
                 row["status"] = f"limit failed: {exc}"
