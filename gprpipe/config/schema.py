@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gprpipe.config.issues import Issue, Where, at, key_only, unique
+
 STEPS = ("load", "fit", "limit", "inject", "toyscan", "plot")
 Step = Literal["load", "fit", "limit", "inject", "toyscan", "plot"]
 
@@ -300,31 +302,33 @@ def _unknown_hint(parts: list[str]) -> str:
     return f"; did you mean {full[close[0]]!r}?" if close else ""
 
 
-def _new_dataset_errors(data: dict[str, Any], where) -> dict[str, str]:
+def _new_dataset_errors(data: dict[str, Any], where: Where) -> dict[str, Issue]:
     """A dataset key with neither card nor range that is close to another dataset's key
     (``datasets.2105`` next to ``2015``) is a typo: one sentence instead of its missing keys."""
-    datasets = data.get("datasets") if isinstance(data.get("datasets"), dict) else {}
-    out = {}
+    datasets = data.get("datasets")
+    if not isinstance(datasets, dict):
+        datasets = {}
+    out: dict[str, Issue] = {}
     for name, ds in datasets.items():
         if not isinstance(ds, dict) or ds.get("card") or "range" in ds:
             continue
         others = [n for n in datasets if n != name]
         close = difflib.get_close_matches(str(name), others, n=1, cutoff=0.5)
         if close:
-            out[str(name)] = (f"{where(f'datasets.{name}')}: a new dataset without card or "
-                              f"range; did you mean datasets.{close[0]}?")
+            out[str(name)] = at(where(f"datasets.{name}"), "a new dataset without card or "
+                                f"range; did you mean datasets.{close[0]}?")
     return out
 
 
-def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None, list[str]]:
-    """Validate ``data``; return the model (or None) and every error as a sentence.
+def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | None, list[Issue]]:
+    """Validate ``data``; return the model (or None) and every error as an issue.
 
     ``where(dotted_key)`` says where a key was set (``file:line``).
     """
     try:
         return Config.model_validate(data), []
     except ValidationError as exc:
-        errors = []
+        errors: list[Issue] = []
         typos = _new_dataset_errors(data, where)
         for err in exc.errors():
             parts = [str(p) for p in err["loc"] if not isinstance(p, int)]
@@ -342,5 +346,5 @@ def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None
                 value = err.get("input")
                 shown = f" (got {value!r})" if not isinstance(value, dict) else ""
                 msg = f"{err['msg']}{shown}"
-            errors.append(f"{where(dotted)}: {msg}" + ("" if msg.endswith("?") else "."))
-        return None, list(dict.fromkeys(errors))
+            errors.append(at(where(dotted), msg + ("" if msg.endswith("?") else ".")))
+        return None, unique(errors)

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static, Tree
 
-from gprpipe.tui.model import Check, check_file, config_files, show_path
+from gprpipe.tui.model import Check, check_file, config_files, issue_location, show_path
 
 STATE_STYLE = {"error": "bold red", "warning": "yellow"}
 
@@ -40,7 +40,7 @@ def check_renderable(check: Check, *, title: str | None = None, rendered: bool =
         parts.append(Text("steps: ", style="dim") + Text(" → ".join(check.steps)))
     for issue in [*check.errors, *check.warnings][:max_issues]:
         t = Text()
-        t.append(f"{issue.location()}", style="dim")
+        t.append(f"{issue_location(issue)}", style="dim")
         if issue.key:
             t.append(f" {issue.key}", style=STATE_STYLE[issue.severity])
         t.append(f": {issue.message}")

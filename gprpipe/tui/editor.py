@@ -16,8 +16,9 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
+from gprpipe.config.issues import Issue
 from gprpipe.config.loader import get_dotted
-from gprpipe.tui.model import Check, Issue, show_path
+from gprpipe.tui.model import Check, issue_location, show_path
 from gprpipe.tui.tomledit import remove_key, set_key
 from gprpipe.tui.widgets import StillInput, toml_editor
 
@@ -54,7 +55,7 @@ def issue_prompt(issue: Issue, current: str | None) -> Text:
     if here and issue.line:
         t.append(f"line {issue.line}", style=style)
     elif issue.file:
-        t.append(issue.location(), style=style)
+        t.append(issue_location(issue), style=style)
     if issue.key:
         t.append(f" {issue.key}", style="bold")
     t.append("\n" + issue.message, style="" if issue.severity == "error" else "yellow")
@@ -113,7 +114,7 @@ class EditorPane(Widget):
             area.move_cursor((issue.line - 1, col), center=True)
             area.focus()
         elif issue.file and issue.key:
-            self.app.notify(f"{issue.key} is set in {issue.location()}: override it in this "
+            self.app.notify(f"{issue.key} is set in {issue_location(issue)}: override it in this "
                             "file (Form, F3) or fix it there.", timeout=6)
 
 
