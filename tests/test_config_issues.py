@@ -88,3 +88,19 @@ def test_set_override_issue_names_the_override(tmp_path: Path):
     [i], [s] = issues_of(cfg, overrides=("fit.blind_nsigma=-1",))
     assert (i.file, i.line, i.key) == ("--set fit.blind_nsigma", None, "fit.blind_nsigma")
     assert s == "--set fit.blind_nsigma: Input should be greater than 0 (got -1)."
+
+
+def test_key_kind_reads_the_schema():
+    """The TUI form and the Run tab's choices come from these (no list of their own)."""
+    from gprpipe.config.schema import choices, key_kind
+
+    assert key_kind("base.engine") == ("choice", ("local", "docker", "podman", "apptainer"),
+                                       False)
+    assert choices("base.executor") == ("local", "slurm")
+    assert key_kind("scan.masses") == ("floats", (), True)
+    assert key_kind("base.image") == ("str", (), True)
+    assert key_kind("datasets.any.range") == ("floats", (), False)
+    assert key_kind("datasets.any.enabled") == ("bool", ("true", "false"), False)
+    assert key_kind("limit.n_toys") == ("int", (), False)
+    with pytest.raises(KeyError):
+        key_kind("fit.no_such_key")

@@ -44,8 +44,22 @@ def _app(tmp_path: Path, config: Path = QUICKSTART, **kw) -> GprpipeApp:
                       poll_interval=0.2, **kw)
 
 
+#: Worker groups of the app that validate configs (in threads) or save after validating.
+VALIDATING = ("check", "preview", "save")
+
+
+async def _validated(pilot, timeout: float = 60.0) -> None:
+    """Wait until no validation worker of the app is pending or running."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if not [w for w in pilot.app.workers if w.group in VALIDATING and not w.is_finished]:
+            return
+        await pilot.pause(0.02)
+
+
 async def _settle(pilot, seconds: float = 0.15) -> None:
     await pilot.pause(seconds)
+    await _validated(pilot)
     await pilot.pause()
 
 
@@ -356,6 +370,7 @@ async def test_browse_a_folder_and_keep_unsaved_changes(tmp_path, monkeypatch):
         assert app.modified
         await pilot.press("f1")
         browse.select_path(folder / "b.toml")
+        await _settle(pilot)  # the preview is validated in a worker
         assert "✓ valid, 1 point, 6 tasks" in _static(app, "#browse-text")
         await pilot.press("enter")
         await _settle(pilot)
