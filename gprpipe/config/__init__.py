@@ -91,9 +91,10 @@ def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
         unknown = set(card) - {"card", "dataset"}
         if unknown:
             table = sorted(unknown)[0]
-            line, col = positions.get(table, (None, None))
-            errors.append(Issue(f"unknown table {table!r} in a card.", str(card_path), line,
-                                col, table, prefix=str(card_path)))
+            pos = positions.get(table)
+            errors.append(Issue(f"unknown table {table!r} in a card.", str(card_path),
+                                pos[0] if pos else None, pos[1] if pos else None, table,
+                                prefix=str(card_path)))
         data["datasets"][name] = deep_merge(card.get("dataset", {}), ds)
         for k, pos in positions.items():
             if k.startswith("dataset.") and k.removeprefix("dataset.") not in ds:
@@ -114,15 +115,15 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
             origin = loaded.origin(f"datasets.{name}.path")
             p = (origin.folder() if origin else Path.cwd()) / p
         ds["path"] = str(p.resolve())
-    ts = data.get("toyscan") if isinstance(data.get("toyscan"), dict) else {}
-    if isinstance(ts.get("file"), str):
+    ts = data.get("toyscan")
+    if isinstance(ts, dict) and isinstance(ts.get("file"), str):
         p = Path(ts["file"]).expanduser()
         if not p.is_absolute():
             origin = loaded.origin("toyscan.file")
             p = (origin.folder() if origin else Path.cwd()) / p
         ts["file"] = str(p.resolve())
-    base = data.get("base") if isinstance(data.get("base"), dict) else {}
-    if isinstance(base.get("output"), str):
+    base = data.get("base")
+    if isinstance(base, dict) and isinstance(base.get("output"), str):
         base["output"] = str(Path(base["output"]).expanduser().resolve())
 
 
@@ -224,6 +225,7 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                 errors.append(at(where(f"datasets.{name}.{field}"), got))
                 continue
             counts, edges = got
+            why: str | None
             if ds.rebin > len(counts):
                 why = (f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
                        f"{ds.hist!r} in {ds.path}.")

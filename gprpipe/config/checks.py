@@ -171,15 +171,15 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                 "fit.ls_hi_factor"
             errors.append(at(where(key), f"the length-scale upper factor {hi_f:g} must "
                              f"exceed fit.ls_lo_factor = {lo_f:g} (dataset {name})."))
-        m = dataset_masses(cfg, name)
-        if not len(m):
+        ms = dataset_masses(cfg, name)
+        if not len(ms):
             errors.append(at(where("scan.masses"), f"no test mass lies in the range "
                              f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV of dataset {name}."))
             continue
         for key, values, what in (
-            ("sigma_coeffs", sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0,
+            ("sigma_coeffs", sigma_m(ms, ds.sigma_coeffs, ds.sigma_tail_m0,
                                      ds.sigma_tail_slope), "the resolution sigma(m)"),
-            ("frad_coeffs", polyval(ds.frad_coeffs, m), "the radiative fraction f_rad(m)"),
+            ("frad_coeffs", polyval(ds.frad_coeffs, ms), "the radiative fraction f_rad(m)"),
         ):
             bad = ~(np.isfinite(values) & (values > 0))
             if key == "frad_coeffs":
@@ -189,7 +189,7 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                 bound = "in (0, 1]" if key == "frad_coeffs" else "positive"
                 errors.append(at(where(f"datasets.{name}.{key}"), f"{what} is not {bound} "
                                  f"over the scan of dataset {name} ({values[i]:g} at m = "
-                                 f"{m[i]:g} GeV)."))
+                                 f"{ms[i]:g} GeV)."))
     return errors
 
 

@@ -271,8 +271,10 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
 
 def _template_issue(file: Path, positions: Mapping[str, tuple[int, int]], message: str) -> Issue:
     """An issue with ``base.template`` of ``file`` (the message starts with the key)."""
-    line, col = positions.get("base.template", (None, None))
-    return Issue(message, str(file), line, col, "base.template", prefix=f"{file}:{line}")
+    pos = positions.get("base.template")
+    line = pos[0] if pos else None
+    return Issue(message, str(file), line, pos[1] if pos else None, "base.template",
+                 prefix=f"{file}:{line}")
 
 
 def parse_override(item: str) -> tuple[str, Any]:

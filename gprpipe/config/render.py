@@ -25,9 +25,10 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -45,6 +46,10 @@ MAX_POWER_BITS = 4096
 MAX_SECONDS = 1.0
 MAX_CONFIG_SECONDS = 3.0  # all strings of one config together
 _WIDE_FORMAT = re.compile(r"[%:{][^%:{}]*?\d{6,}")  # a format width of 6+ digits
+
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction
 
 
 class RenderLimit(Exception):
@@ -96,7 +101,7 @@ class BoundedEnvironment(SandboxedEnvironment):
             self.filters[name] = self._guarded(self.filters[name])
 
     @staticmethod
-    def _guarded(f):
+    def _guarded(f: Callable[..., Any]) -> Callable[..., Any]:
         def filt(*args: Any, **kwargs: Any) -> Any:
             for v in [*args[1:], *kwargs.values()]:
                 if isinstance(v, int) and v > MAX_CHARS:
@@ -157,13 +162,13 @@ def _render_bounded(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
         why = f"rendering the config took longer than {MAX_CONFIG_SECONDS:g} s"
     count = [0]
 
-    def local(frame, event, arg):
+    def local(frame: FrameType, event: str, arg: Any) -> TraceFunction:
         count[0] += 1
         if count[0] % 256 == 0 and time.monotonic() > deadline:
             raise RenderLimit(why)
         return local
 
-    def tracer(frame, event, arg):
+    def tracer(frame: FrameType, event: str, arg: Any) -> TraceFunction | None:
         return local if frame.f_code.co_filename == "<template>" else None
 
     previous = sys.gettrace()
@@ -381,7 +386,7 @@ def _copy(node: Any) -> Any:
     return node
 
 
-def _leaves(node: Any, key: str = ""):
+def _leaves(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(node, Mapping):
         for k, v in node.items():
             yield from _leaves(v, f"{key}.{k}" if key else str(k))
