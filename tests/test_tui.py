@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Input, OptionList, Select, Static, TextAr
 
 from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 from gprpipe.tui.app import GprpipeApp
-from gprpipe.tui.model import check_text, parse_issue
+from gprpipe.tui.model import check_text
 from gprpipe.tui.run import RunPane
 from gprpipe.tui.runs import cancel_slurm
 from gprpipe.tui.textplot import Band, Line, braille_plot
@@ -44,8 +44,22 @@ def _app(tmp_path: Path, config: Path = QUICKSTART, **kw) -> GprpipeApp:
                       poll_interval=0.2, **kw)
 
 
+#: Worker groups of the app that validate configs (in threads) or save after validating.
+VALIDATING = ("check", "preview", "save")
+
+
+async def _validated(pilot, timeout: float = 60.0) -> None:
+    """Wait until no validation worker of the app is pending or running."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if not [w for w in pilot.app.workers if w.group in VALIDATING and not w.is_finished]:
+            return
+        await pilot.pause(0.02)
+
+
 async def _settle(pilot, seconds: float = 0.15) -> None:
     await pilot.pause(seconds)
+    await _validated(pilot)
     await pilot.pause()
 
 
@@ -69,12 +83,19 @@ def _static(app: GprpipeApp, selector: str) -> str:
 # ---------------------------------------------------------------- pure helpers
 
 
-def test_parse_issue_splits_file_line_key_message():
-    i = parse_issue("/x/q.toml:15: limit.band_tosy: unknown key; did you mean 'band_toys'?.")
-    assert (i.file, i.line, i.key) == ("/x/q.toml", 15, "limit.band_tosy")
-    assert i.message.startswith("unknown key")
-    t = parse_issue("/x/q.toml: invalid TOML: Illegal character '\\n' (at line 4, column 19).")
-    assert (t.file, t.line, t.column, t.key) == ("/x/q.toml", 4, 19, None)
+def test_check_text_gives_structured_issues_with_file_line_column_key():
+    """The loader's issues reach the TUI as fields (no sentence parsed back)."""
+    text = QUICKSTART.read_text() + "\n[fit]\n  n_restart = 3\n"
+    c = check_text(text, QUICKSTART)
+    [i] = c.errors
+    line = text.splitlines().index("  n_restart = 3") + 1
+    assert (i.file, i.line, i.column, i.key) == (str(QUICKSTART), line, 3, "fit.n_restart")
+    assert i.message == "unknown key; did you mean 'n_restarts'?"
+    assert str(i) == f"{QUICKSTART}:{line}: fit.n_restart: unknown key; did you mean 'n_restarts'?"
+    broken = QUICKSTART.read_text().replace('name = "quickstart"', 'name = "quickstart')
+    [t] = check_text(broken, QUICKSTART).errors
+    assert (t.file, t.line, t.column, t.key) == (str(QUICKSTART), 4, 19, None)
+    assert str(t).startswith(f"{QUICKSTART}: invalid TOML: ")
 
 
 def test_set_and_remove_key_keep_the_rest_of_the_file():
@@ -349,6 +370,7 @@ async def test_browse_a_folder_and_keep_unsaved_changes(tmp_path, monkeypatch):
         assert app.modified
         await pilot.press("f1")
         browse.select_path(folder / "b.toml")
+        await _settle(pilot)  # the preview is validated in a worker
         assert "✓ valid, 1 point, 6 tasks" in _static(app, "#browse-text")
         await pilot.press("enter")
         await _settle(pilot)

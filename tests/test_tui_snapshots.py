@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SHIPPED_USER_CONFIGS
+from test_tui import _validated
 from textual.widgets import TextArea
 
 from gprpipe.tui import browse
@@ -49,12 +50,19 @@ def _app(*overrides: str) -> GprpipeApp:
                       check_delay=0.01)
 
 
+async def _checked(pilot) -> None:
+    """Validation runs in worker threads: wait for it before the keys and the picture."""
+    await pilot.pause()
+    await _validated(pilot)
+    await pilot.pause()
+
+
 def test_snapshot_browse(snap_compare, in_repo):
-    assert snap_compare(_app(), press=["f1"], terminal_size=SIZE)
+    assert snap_compare(_app(), press=["f1"], run_before=_checked, terminal_size=SIZE)
 
 
 def test_snapshot_edit_valid(snap_compare, in_repo):
-    assert snap_compare(_app(), terminal_size=SIZE)
+    assert snap_compare(_app(), run_before=_checked, terminal_size=SIZE)
 
 
 def test_snapshot_edit_with_an_error(snap_compare, in_repo):
@@ -65,21 +73,22 @@ def test_snapshot_edit_with_an_error(snap_compare, in_repo):
         editor.move_cursor((14, 1))
         await pilot.press("x")  # masses -> mxasses in [plot]
         await pilot.pause(0.2)
+        await _checked(pilot)
 
     assert snap_compare(_app(), run_before=typo, terminal_size=SIZE)
 
 
 def test_snapshot_form(snap_compare, in_repo):
-    assert snap_compare(_app(), press=["f3"], terminal_size=SIZE)
+    assert snap_compare(_app(), press=["f3"], run_before=_checked, terminal_size=SIZE)
 
 
 def test_snapshot_grid(snap_compare, in_repo):
     app = _app("grid.fit.blind_nsigma=[1.64, 1.96]", "grid.limit.mode=['asymptotic', 'toys']")
-    assert snap_compare(app, press=["f4"], terminal_size=SIZE)
+    assert snap_compare(app, press=["f4"], run_before=_checked, terminal_size=SIZE)
 
 
 def test_snapshot_run_before_launch(snap_compare, in_repo):
-    assert snap_compare(_app(), press=["f5"], terminal_size=SIZE)
+    assert snap_compare(_app(), press=["f5"], run_before=_checked, terminal_size=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +107,11 @@ def finished_run(tmp_path_factory) -> Path:
 def test_snapshot_results_table(snap_compare, finished_run, monkeypatch):
     monkeypatch.chdir(finished_run)
     app = GprpipeApp("quickstart.toml", overrides=["base.output=run"], check_delay=0.01)
-    assert snap_compare(app, press=["f6"], terminal_size=SIZE)
+    assert snap_compare(app, press=["f6"], run_before=_checked, terminal_size=SIZE)
 
 
 @pytest.mark.slow
 def test_snapshot_results_plot(snap_compare, finished_run, monkeypatch):
     monkeypatch.chdir(finished_run)
     app = GprpipeApp("quickstart.toml", overrides=["base.output=run"], check_delay=0.01)
-    assert snap_compare(app, press=["f6", "p"], terminal_size=SIZE)
+    assert snap_compare(app, press=["f6", "p"], run_before=_checked, terminal_size=SIZE)

@@ -2,7 +2,9 @@
 
 ``load_points(path, overrides)`` is the one entry point the CLI, the planner and the TUI
 use: it returns every grid point with its fully rendered, validated config, or raises a
-``ConfigError`` listing every problem with its file, dotted key and line.
+``ConfigError`` whose ``issues`` list every problem with its file, line, column and dotted
+key (:class:`~gprpipe.config.issues.Issue`; ``str(issue)`` is the sentence the CLI prints).
+``text=`` validates a text (an editor's buffer) as if it were saved at ``path``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gprpipe.config.checks import (
     control_char_errors,
     grid_size_error,
@@ -20,6 +24,7 @@ from gprpipe.config.checks import (
     plan_errors,
 )
 from gprpipe.config.grid import expand, point_names
+from gprpipe.config.issues import Issue, Loc, Where, at, issues_of, unique
 from gprpipe.config.loader import (
     Loaded,
     Origin,
@@ -34,7 +39,8 @@ from gprpipe.config.render import render_config
 from gprpipe.config.schema import Base, Config, validate
 from gprpipe.errors import ConfigError, GprpipeError
 
-__all__ = ["Config", "Point", "check_inputs", "load", "load_points", "point_config_from_file"]
+__all__ = ["Config", "Issue", "Point", "check_inputs", "issues_of", "load", "load_points",
+           "point_config_from_file"]
 
 
 @dataclass
@@ -52,9 +58,10 @@ class Point:
         return Path(self.config.base.output) / self.name
 
 
-def load(path: Path | str, overrides: Sequence[str] = ()) -> Loaded:
-    """Merged (unrendered) config of ``path`` with ``--set`` overrides applied."""
-    loaded = apply_overrides(load_chain(path), list(overrides))
+def load(path: Path | str, overrides: Sequence[str] = (), text: str | None = None) -> Loaded:
+    """Merged (unrendered) config of ``path`` (or of ``text`` standing for it) with
+    ``--set`` overrides applied."""
+    loaded = apply_overrides(load_chain(path, text), list(overrides))
     base = loaded.data.setdefault("base", {})
     if isinstance(base, dict):  # a chain ended by ``template = false``: render this default too
         for key in ("name", "output"):
@@ -62,34 +69,37 @@ def load(path: Path | str, overrides: Sequence[str] = ()) -> Loaded:
     return loaded
 
 
-def _where(loaded: Loaded):
+def _where(loaded: Loaded) -> Where:
     return loaded.where
 
 
-def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[str]:
+def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
     """Merge each dataset over its card's ``[dataset]`` table; returns errors."""
-    errors = []
+    errors: list[Issue] = []
     datasets = data.get("datasets")
     for name, ds in (datasets.items() if isinstance(datasets, dict) else ()):
         if not isinstance(ds, dict) or not ds.get("card"):
             continue
         key = f"datasets.{name}.card"
         origin = loaded.origin(key) or Origin("--set")
-        base_dir = Path(origin.file).parent if Path(origin.file).is_file() else Path.cwd()
         try:
-            card_path = resolve_ref(str(ds["card"]), base_dir, "cards")
+            card_path = resolve_ref(str(ds["card"]), origin.folder(), "cards")
         except FileNotFoundError as exc:
-            errors.append(f"{origin.at(key)}: card {ds['card']!r} not found ({exc}).")
+            errors.append(origin.at(key).issue(f"card {ds['card']!r} not found ({exc})."))
             continue
-        card, lines = read_toml(card_path)
+        card, positions = read_toml(card_path)
         unknown = set(card) - {"card", "dataset"}
         if unknown:
-            errors.append(f"{card_path}: unknown table {sorted(unknown)[0]!r} in a card.")
+            table = sorted(unknown)[0]
+            pos = positions.get(table)
+            errors.append(Issue(f"unknown table {table!r} in a card.", str(card_path),
+                                pos[0] if pos else None, pos[1] if pos else None, table,
+                                prefix=str(card_path)))
         data["datasets"][name] = deep_merge(card.get("dataset", {}), ds)
-        for k, line in lines.items():
+        for k, pos in positions.items():
             if k.startswith("dataset.") and k.removeprefix("dataset.") not in ds:
                 loaded.origins[f"datasets.{name}.{k.removeprefix('dataset.')}"] = Origin(
-                    str(card_path), line
+                    str(card_path), *pos
                 )
     return errors
 
@@ -103,26 +113,25 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
         p = Path(ds["path"]).expanduser()
         if not p.is_absolute():
             origin = loaded.origin(f"datasets.{name}.path")
-            f = Path(origin.file) if origin else None
-            base = f.parent if f is not None and f.is_file() else Path.cwd()
-            p = base / p
+            p = (origin.folder() if origin else Path.cwd()) / p
         ds["path"] = str(p.resolve())
-    ts = data.get("toyscan") if isinstance(data.get("toyscan"), dict) else {}
-    if isinstance(ts.get("file"), str):
+    ts = data.get("toyscan")
+    if isinstance(ts, dict) and isinstance(ts.get("file"), str):
         p = Path(ts["file"]).expanduser()
         if not p.is_absolute():
             origin = loaded.origin("toyscan.file")
-            f = Path(origin.file) if origin else None
-            p = (f.parent if f is not None and f.is_file() else Path.cwd()) / p
+            p = (origin.folder() if origin else Path.cwd()) / p
         ts["file"] = str(p.resolve())
-    base = data.get("base") if isinstance(data.get("base"), dict) else {}
-    if isinstance(base.get("output"), str):
+    base = data.get("base")
+    if isinstance(base, dict) and isinstance(base.get("output"), str):
         base["output"] = str(Path(base["output"]).expanduser().resolve())
 
 
-def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded, list[Point]]:
-    """Every grid point of ``path``, rendered and validated; all errors at once."""
-    loaded = load(path, overrides)
+def load_points(path: Path | str, overrides: Sequence[str] = (),
+                text: str | None = None) -> tuple[Loaded, list[Point]]:
+    """Every grid point of ``path`` (or of ``text`` standing for it), rendered and
+    validated; all errors at once (a ``ConfigError`` with every issue)."""
+    loaded = load(path, overrides, text)
     where = _where(loaded)
     grid = loaded.data.get("grid") or {}
     too_big = grid_size_error(loaded.data, where)
@@ -130,15 +139,16 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
         raise ConfigError([too_big])
     settings = expand(grid, where)
     names = point_names(settings)
-    errors: list[str] = []
+    errors: list[Issue] = []
     varied = {key for values in settings for key in values}
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if key in varied:
             origin = loaded.origins.get(f"grid.{key}") or loaded.origins.get(f"grid.zip.{key}")
-            errors.append(f"--set {key}: this key is varied by the grid"
-                          f"{f' ({origin})' if origin else ''}; choose grid points with "
-                          f"--points, or change the [grid] table.")
+            errors.append(Issue(f"this key is varied by the grid"
+                                f"{f' ({origin})' if origin else ''}; choose grid points with "
+                                f"--points, or change the [grid] table.", f"--set {key}",
+                                key=key))
     if errors:
         raise ConfigError(errors)
     points: list[Point] = []
@@ -160,9 +170,10 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
         try:
             data = render_config(data, where)
         except ConfigError as exc:
-            errors += exc.errors
+            errors += issues_of(exc)
             # still report unknown keys (typos), which do not depend on rendering
-            errors += [e for e in validate(data, where)[1] if ": unknown key" in e]
+            errors += [e for e in validate(data, where)[1]
+                       if e.message.startswith("unknown key")]
             continue
         unsafe = control_char_errors(data, where)
         if unsafe:
@@ -177,7 +188,7 @@ def load_points(path: Path | str, overrides: Sequence[str] = ()) -> tuple[Loaded
             if not errs:
                 points.append(Point(index, name, values, model, model.model_dump(mode="json")))
     if errors:
-        raise ConfigError(list(dict.fromkeys(errors)))
+        raise ConfigError(unique(errors))
     return loaded, points
 
 
@@ -192,8 +203,8 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
     from gprpipe.io.root import read_hist, rebin
 
     where = _where(loaded)
-    errors: list[str] = []
-    read: dict[tuple[str, str], tuple | str] = {}
+    errors: list[Issue] = []
+    read: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | str] = {}
     for point in points:
         cfg = point.config
         for name in cfg.scanned():
@@ -211,27 +222,32 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                 wrong_name = (f"histogram {ds.hist!r} not found" in got
                               or f"{ds.hist!r} is a " in got)
                 field = "hist" if wrong_name else "path"
-                errors.append(f"{where(f'datasets.{name}.{field}')}: {got}")
+                errors.append(at(where(f"datasets.{name}.{field}"), got))
                 continue
             counts, edges = got
+            why: str | None
             if ds.rebin > len(counts):
                 why = (f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
                        f"{ds.hist!r} in {ds.path}.")
             else:
                 why = binning_error(name, ds, cfg, rebin(counts, edges, ds.rebin)[1])
             if why:
-                errors.append(f"{where(f'datasets.{name}.rebin')}: {why}")
+                errors.append(at(where(f"datasets.{name}.rebin"), why))
     if errors:
-        raise ConfigError(list(dict.fromkeys(errors)))
+        raise ConfigError(unique(errors))
 
 
 def point_config_from_file(path: Path | str) -> Config:
     """Read a point's fully rendered ``config.toml`` (what ``gprpipe step`` uses)."""
     data, _ = read_toml(Path(path))
-    unsafe = control_char_errors(data, lambda key: f"{path}: {key}")
+
+    def where(key: str) -> Loc:
+        return Loc(str(path), key=key)
+
+    unsafe = control_char_errors(data, where)
     if unsafe:
         raise ConfigError(unsafe)
-    model, errors = validate(data, lambda key: f"{path}: {key}")
+    model, errors = validate(data, where)
     if model is None:
         raise ConfigError(errors)
     return model

@@ -1,4 +1,5 @@
-"""Checks beyond the typed schema, each error one sentence naming the file, line and key.
+"""Checks beyond the typed schema, each error an :class:`~gprpipe.config.issues.Issue`
+(one sentence naming the file, line and key).
 
 - **Control characters** (newlines, carriage returns, escapes, ...) are refused in every key
   and string value: values reach sbatch scripts, command lines and file names.
@@ -16,15 +17,17 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gprpipe.config.schema import Base, Config
+from gprpipe.config.issues import Issue, Where, at, unique
+from gprpipe.config.schema import Base, Config, Dataset
 from gprpipe.units import BARE_MAX_GEV, mev_hint
 
-Where = Callable[[str], str]
+if TYPE_CHECKING:
+    from gprpipe.config import Point
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.
@@ -57,23 +60,24 @@ def _walk(node: Any, key: str = "") -> Iterator[tuple[str, str, bool]]:
         yield key, node, False
 
 
-def control_char_errors(data: Mapping[str, Any], where: Where) -> list[str]:
+def control_char_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
     """One error per key or string value holding a control character."""
     errors = []
     for dotted, text, is_key in _walk(data):
         m = _CONTROL.search(text)
         if m:
             what = "key" if is_key else "value"
-            errors.append(
-                f"{where(_escaped(dotted))}: the {what} holds {_char_name(m.group())} "
+            errors.append(at(
+                where(_escaped(dotted)),
+                f"the {what} holds {_char_name(m.group())} "
                 f"(U+{ord(m.group()):04X}), and no key or value may hold control characters "
-                f"because values reach job scripts, command lines and file names.")
+                f"because values reach job scripts, command lines and file names."))
     return errors
 
 
-def name_errors(data: Mapping[str, Any], where: Where) -> list[str]:
+def name_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
     """Dataset keys must be safe identifiers (they name part files, logs and plots)."""
-    errors: list[str] = []
+    errors: list[Issue] = []
     datasets = data.get("datasets")
     for name in datasets if isinstance(datasets, Mapping) else ():
         if _CONTROL.search(str(name)):
@@ -82,8 +86,8 @@ def name_errors(data: Mapping[str, Any], where: Where) -> list[str]:
             why = (f"{name!r} is reserved for the joint fit" if name in RESERVED_NAMES else
                    f"{name!r} is not a safe name (letters, digits, '_', '.', '+', '-', "
                    "starting with a letter or digit, at most 64 characters)")
-            errors.append(f"{where(f'datasets.{name}')}: the dataset key {why}; it names "
-                          "files and folders inside the run directory.")
+            errors.append(at(where(f"datasets.{name}"), f"the dataset key {why}; it names "
+                             "files and folders inside the run directory."))
     return errors
 
 
@@ -110,15 +114,16 @@ def grid_size(grid: Mapping[str, Any]) -> int:
     return n
 
 
-def grid_size_error(data: Mapping[str, Any], where: Where) -> str | None:
+def grid_size_error(data: Mapping[str, Any], where: Where) -> Issue | None:
+    """Too many grid points (counted without building them)."""
     grid = data.get("grid") or {}
     if not isinstance(grid, Mapping):
         return None
     n, cap = grid_size(grid), _cap(data, "max_points")
     if n <= cap:
         return None
-    return (f"{where('grid')}: the grid has {n} points, more than base.max_points = {cap}; "
-            "shrink the grid or raise base.max_points.")
+    return at(where("grid"), f"the grid has {n} points, more than base.max_points = {cap}; "
+              "shrink the grid or raise base.max_points.")
 
 
 def mass_count(lo: float, hi: float, step: float) -> int:
@@ -126,12 +131,12 @@ def mass_count(lo: float, hi: float, step: float) -> int:
     return math.floor((hi - lo) / step + 1e-6) + 1
 
 
-def plan_errors(cfg: Config, where: Where) -> list[str]:
+def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     """Caps on masses and the physics checks of one validated point config."""
     from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.stats.resolution import polyval, sigma_m
 
-    errors: list[str] = unit_errors(cfg, where)
+    errors: list[Issue] = unit_errors(cfg, where)
     if errors:  # MeV typed for GeV: say so, not "no test mass lies in the range"
         return errors
     cap = cfg.base.max_masses
@@ -141,13 +146,13 @@ def plan_errors(cfg: Config, where: Where) -> list[str]:
         for m in masses or []:
             tag = f"{m * 1e3:g}"  # inject part names use this spelling
             if tag in seen:
-                errors.append(f"{where(key)}: the mass {m:g} GeV is listed twice (or two "
-                              f"masses round to the same {tag} MeV).")
+                errors.append(at(where(key), f"the mass {m:g} GeV is listed twice (or two "
+                                 f"masses round to the same {tag} MeV)."))
                 break
             seen[tag] = m
     if cfg.scan.masses is not None and len(cfg.scan.masses) > cap:
-        errors.append(f"{where('scan.masses')}: {len(cfg.scan.masses)} masses, more than "
-                      f"base.max_masses = {cap}.")
+        errors.append(at(where("scan.masses"), f"{len(cfg.scan.masses)} masses, more than "
+                         f"base.max_masses = {cap}."))
         return errors
     lo_f, fit_hi = cfg.fit.ls_lo_factor, cfg.fit.ls_hi_factor
     for name in cfg.scanned():
@@ -155,26 +160,26 @@ def plan_errors(cfg: Config, where: Where) -> list[str]:
         if cfg.scan.masses is None:
             n = mass_count(ds.range[0], ds.range[1], cfg.scan.mass_step)
             if n > cap:
-                errors.append(
-                    f"{where('scan.mass_step')}: a step of {cfg.scan.mass_step:g} GeV over "
+                errors.append(at(
+                    where("scan.mass_step"), f"a step of {cfg.scan.mass_step:g} GeV over "
                     f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV gives {n} masses for dataset "
-                    f"{name}, more than base.max_masses = {cap}.")
+                    f"{name}, more than base.max_masses = {cap}."))
                 continue
         hi_f = ds.ls_hi_factor if ds.ls_hi_factor is not None else fit_hi
         if lo_f >= hi_f:
             key = f"datasets.{name}.ls_hi_factor" if ds.ls_hi_factor is not None else \
                 "fit.ls_hi_factor"
-            errors.append(f"{where(key)}: the length-scale upper factor {hi_f:g} must exceed "
-                          f"fit.ls_lo_factor = {lo_f:g} (dataset {name}).")
-        m = dataset_masses(cfg, name)
-        if not len(m):
-            errors.append(f"{where('scan.masses')}: no test mass lies in the range "
-                          f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV of dataset {name}.")
+            errors.append(at(where(key), f"the length-scale upper factor {hi_f:g} must "
+                             f"exceed fit.ls_lo_factor = {lo_f:g} (dataset {name})."))
+        ms = dataset_masses(cfg, name)
+        if not len(ms):
+            errors.append(at(where("scan.masses"), f"no test mass lies in the range "
+                             f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV of dataset {name}."))
             continue
         for key, values, what in (
-            ("sigma_coeffs", sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0,
+            ("sigma_coeffs", sigma_m(ms, ds.sigma_coeffs, ds.sigma_tail_m0,
                                      ds.sigma_tail_slope), "the resolution sigma(m)"),
-            ("frad_coeffs", polyval(ds.frad_coeffs, m), "the radiative fraction f_rad(m)"),
+            ("frad_coeffs", polyval(ds.frad_coeffs, ms), "the radiative fraction f_rad(m)"),
         ):
             bad = ~(np.isfinite(values) & (values > 0))
             if key == "frad_coeffs":
@@ -182,13 +187,13 @@ def plan_errors(cfg: Config, where: Where) -> list[str]:
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 bound = "in (0, 1]" if key == "frad_coeffs" else "positive"
-                errors.append(f"{where(f'datasets.{name}.{key}')}: {what} is not {bound} over "
-                              f"the scan of dataset {name} ({values[i]:g} at m = {m[i]:g} "
-                              "GeV).")
+                errors.append(at(where(f"datasets.{name}.{key}"), f"{what} is not {bound} "
+                                 f"over the scan of dataset {name} ({values[i]:g} at m = "
+                                 f"{ms[i]:g} GeV)."))
     return errors
 
 
-def binning_error(name: str, ds: Any, cfg: Config, edges: np.ndarray) -> str | None:
+def binning_error(name: str, ds: Dataset, cfg: Config, edges: np.ndarray) -> str | None:
     """Why the rebinned histogram ``edges`` of dataset ``name`` is too coarse, or None.
 
     It must keep :data:`MIN_BINS` bins and a bin no wider than the blind window at every
@@ -219,27 +224,27 @@ def binning_error(name: str, ds: Any, cfg: Config, edges: np.ndarray) -> str | N
 # (masses in GeV and in a scanned range, something to scan; the data of each dataset)
 
 
-def _ranges(cfg) -> dict[str, tuple[float, float]]:
-    return {n: tuple(cfg.datasets[n].range) for n in cfg.scanned()}
+def _ranges(cfg: Config) -> dict[str, tuple[float, float]]:
+    return {n: cfg.datasets[n].range for n in cfg.scanned()}
 
 
 def _fmt_ranges(ranges: dict[str, tuple[float, float]]) -> str:
     return ", ".join(f"{n}: {lo:g}-{hi:g} GeV" for n, (lo, hi) in ranges.items())
 
 
-def unit_errors(cfg: Config, where: Where) -> list[str]:
+def unit_errors(cfg: Config, where: Where) -> list[Issue]:
     """Masses above 1 GeV in the mass lists: MeV typed for GeV (with the GeV value)."""
     errors = []
     for key, masses in (("scan.masses", cfg.scan.masses or []),
                         ("inject.masses", cfg.inject.masses), ("plot.masses", cfg.plot.masses)):
-        errors += [f"{where(key)}: {m:g} is not a mass in GeV; {mev_hint(m)}"
+        errors += [at(where(key), f"{m:g} is not a mass in GeV; {mev_hint(m)}")
                    for m in masses if m > BARE_MAX_GEV]
     return errors
 
 
-def check_plan(points: Sequence, where: Where) -> list[str]:
+def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
     """Errors of every point's config that would make ``run`` fail or do nothing."""
-    errors: list[str] = []
+    errors: list[Issue] = []
     for p in points:
         cfg = p.config
         ranges = _ranges(cfg)
@@ -251,13 +256,13 @@ def check_plan(points: Sequence, where: Where) -> list[str]:
                 why = (f"no dataset to scan: {', '.join(cfg.datasets)} "
                        f"{'is' if len(cfg.datasets) == 1 else 'are'} disabled or not in "
                        "scan.datasets")
-            errors.append(f"{where('datasets')}: {why}.")
+            errors.append(at(where("datasets"), f"{why}."))
             continue
         for n, (lo, hi) in ranges.items():
             if hi > BARE_MAX_GEV:
-                errors.append(f"{where(f'datasets.{n}.range')}: [{lo:g}, {hi:g}] is not in "
-                              f"GeV; {mev_hint(lo)[:-1]} to {hi / 1e3:.3f} GeV?")
-        lists = [("scan.masses", cfg.scan.masses or [])]
+                errors.append(at(where(f"datasets.{n}.range"), f"[{lo:g}, {hi:g}] is not in "
+                                 f"GeV; {mev_hint(lo)[:-1]} to {hi / 1e3:.3f} GeV?"))
+        lists: list[tuple[str, list[float]]] = [("scan.masses", cfg.scan.masses or [])]
         if "inject" in cfg.steps.run:
             lists.append(("inject.masses", cfg.inject.masses))
         if "plot" in cfg.steps.run:
@@ -265,14 +270,14 @@ def check_plan(points: Sequence, where: Where) -> list[str]:
         for key, masses in lists:
             for m in masses:
                 if m > BARE_MAX_GEV:
-                    errors.append(f"{where(key)}: {m:g} is not a mass in GeV; {mev_hint(m)}")
+                    errors.append(at(where(key), f"{m:g} is not a mass in GeV; {mev_hint(m)}"))
                 elif not any(lo - 1e-9 <= m <= hi + 1e-9 for lo, hi in ranges.values()):
-                    errors.append(f"{where(key)}: {m:g} GeV lies outside the scan range of "
-                                  f"every scanned dataset ({_fmt_ranges(ranges)}).")
-    return list(dict.fromkeys(errors))
+                    errors.append(at(where(key), f"{m:g} GeV lies outside the scan range of "
+                                     f"every scanned dataset ({_fmt_ranges(ranges)})."))
+    return unique(errors)
 
 
-def missing_files(points: Sequence, where: Where) -> list[str]:
+def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
     """A data file that does not exist (``validate``: ``run`` leaves it to the load task)."""
     from pathlib import Path
 
@@ -281,5 +286,6 @@ def missing_files(points: Sequence, where: Where) -> list[str]:
         for name in p.config.scanned():
             path = p.config.datasets[name].path
             if not Path(path).exists():
-                errors.append(f"{where(f'datasets.{name}.path')}: {path}: data file not found.")
-    return list(dict.fromkeys(errors))
+                errors.append(at(where(f"datasets.{name}.path"),
+                                 f"{path}: data file not found."))
+    return unique(errors)

@@ -9,36 +9,38 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from gprpipe.config.issues import Issue, Where, at, key_only
 from gprpipe.config.loader import flatten
 from gprpipe.errors import ConfigError
 
 DEFAULT_POINT = "nominal"
 
 
-def grid_axes(grid: Mapping[str, Any], where=lambda key: key) -> list[list[dict[str, Any]]]:
+def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dict[str, Any]]]:
     """Axes of the grid; each axis is a list of {dotted key: value} settings."""
-    errors: list[str] = []
+    errors: list[Issue] = []
     axes: list[list[dict[str, Any]]] = []
     zipped = grid.get("zip", {})
     for key, values in flatten({k: v for k, v in grid.items() if k != "zip"}).items():
         if not isinstance(values, list) or not values:
-            errors.append(f"{where('grid.' + key)}: grid.{key} must be a non-empty list of values.")
+            errors.append(at(where("grid." + key), f"grid.{key} must be a non-empty list of "
+                             "values."))
             continue
         axes.append([{key: v} for v in values])
     if zipped:
         if not isinstance(zipped, Mapping):
-            errors.append(f"{where('grid.zip')}: grid.zip must be a table of lists.")
+            errors.append(at(where("grid.zip"), "grid.zip must be a table of lists."))
         else:
             flat = flatten(zipped)
             lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in flat.items()}
             if any(n <= 0 for n in lengths.values()):
                 bad = next(k for k, n in lengths.items() if n <= 0)
-                errors.append(
-                    f"{where('grid.zip.' + bad)}: grid.zip.{bad} must be a non-empty list."
-                )
+                errors.append(at(where("grid.zip." + bad),
+                                 f"grid.zip.{bad} must be a non-empty list."))
             elif len(set(lengths.values())) > 1:
                 shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
-                errors.append(f"{where('grid.zip')}: grid.zip lists differ in length ({shown}).")
+                errors.append(at(where("grid.zip"), f"grid.zip lists differ in length "
+                                 f"({shown})."))
             else:
                 n = next(iter(lengths.values()))
                 axes.append([{k: v[i] for k, v in flat.items()} for i in range(n)])
@@ -47,7 +49,7 @@ def grid_axes(grid: Mapping[str, Any], where=lambda key: key) -> list[list[dict[
     return axes
 
 
-def expand(grid: Mapping[str, Any], where=lambda key: key) -> list[dict[str, Any]]:
+def expand(grid: Mapping[str, Any], where: Where = key_only) -> list[dict[str, Any]]:
     """All grid points as {dotted key: value}; one empty point when there is no grid."""
     axes = grid_axes(grid, where)
     if not axes:

@@ -75,7 +75,8 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
             lines.append(f"path = {_toml_str(DEMO)}   # the shipped synthetic demo "
                          "spectrum: replace by your ROOT file")
         else:
-            lines.append(f'path = "{key}.root"   # set this: your ROOT file (relative to this file)')
+            lines.append(f'path = "{key}.root"   # set this: your ROOT file (relative to '
+                         'this file)')
         lines.append(f"hist = {_toml_str(str(ds.get('hist', 'input_hist')))}   # histogram "
                      "name in that file (folders allowed: \"dir/h\")")
         lines.append("")

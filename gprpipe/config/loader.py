@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gprpipe.errors import GprpipeError
+from gprpipe.config.issues import Issue, Loc
+from gprpipe.errors import ConfigError, GprpipeError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,17 +28,27 @@ else:  # pragma: no cover
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a key was set: a file (and line), or a command-line override."""
+    """Where a key was set: a file (line and column), or ``--set key``, or ``grid``."""
 
     file: str
     line: int | None = None
+    column: int | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line else self.file
 
-    def at(self, key: str) -> str:
-        """``file:line: key``; a ``--set key`` origin already names the key."""
-        return self.file if self.file == f"--set {key}" else f"{self}: {key}"
+    @property
+    def is_file(self) -> bool:
+        """Set in a config file (not by ``--set`` or the grid)."""
+        return not self.file.startswith("--set") and self.file != "grid"
+
+    def folder(self) -> Path:
+        """Folder that relative paths set here are relative to (the CWD for ``--set``)."""
+        return Path(self.file).parent if self.is_file else Path.cwd()
+
+    def at(self, key: str) -> Loc:
+        """The location of ``key`` set here (``file:line: key``)."""
+        return Loc(self.file, self.line, self.column, key)
 
 
 @dataclass
@@ -63,10 +74,11 @@ class Loaded:
             key = key.rpartition(".")[0]
         return None
 
-    def where(self, dotted: str) -> str:
-        """``file:line: key`` for messages (just the key when nothing set it)."""
+    def where(self, dotted: str) -> Loc:
+        """Where ``dotted`` was set (``file:line: key`` in messages; just the key when
+        nothing set it)."""
         origin = self.origin(dotted)
-        return origin.at(dotted) if origin else dotted
+        return origin.at(dotted) if origin else Loc(key=dotted)
 
 
 def shipped_dir(kind: str) -> Path:
@@ -102,11 +114,17 @@ def _split_dotted(s: str) -> list[str]:
 
 
 def key_lines(text: str) -> dict[str, int]:
-    """Map dotted keys to the line where they are set (tables and key/value lines).
+    """Map dotted keys to the line where they are set (tables and key/value lines)."""
+    return {k: line for k, (line, _) in key_positions(text).items()}
 
-    A light scanner, not a parser: enough to point users at the right line.
+
+def key_positions(text: str) -> dict[str, tuple[int, int]]:
+    """Map dotted keys to the (line, column) where they are set (1-based; tables and
+    key/value lines).
+
+    A light scanner, not a parser: enough to point users at the right place.
     """
-    lines: dict[str, int] = {}
+    lines: dict[str, tuple[int, int]] = {}
     table: list[str] = []
     depth = 0  # inside a multi-line array/inline table: skip nested lines
     in_string = False
@@ -123,31 +141,42 @@ def key_lines(text: str) -> dict[str, int]:
         m = _TABLE.match(raw)
         if m:
             table = _split_dotted(m.group(1))
-            lines.setdefault(".".join(table), no)
+            lines.setdefault(".".join(table), (no, m.start(1) + 1))
             continue
         m = _KEY.match(raw)
         if m:
             dotted = ".".join([*table, *_split_dotted(m.group(1))])
-            lines.setdefault(dotted, no)
+            lines.setdefault(dotted, (no, m.start(1) + 1))
             rest = raw[m.end():]
             code = rest.split("#", 1)[0] if '"' not in rest and "'" not in rest else rest
             depth = max(0, code.count("[") + code.count("{") - code.count("]") - code.count("}"))
     return lines
 
 
-def read_toml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    """Parse one TOML file; errors become one sentence naming the file and line."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise GprpipeError(f"{path}: config file not found.") from None
-    except OSError as exc:
-        raise GprpipeError(f"{path}: cannot read config file ({exc.strerror}).") from None
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def read_toml(path: Path, text: str | None = None) -> tuple[dict[str, Any],
+                                                           dict[str, tuple[int, int]]]:
+    """Parse one TOML file (or ``text`` standing for it): its data and the (line, column)
+    of each key. Invalid TOML is a ``ConfigError`` with one issue naming the file, line and
+    column; a file that cannot be read is a ``GprpipeError`` naming the file."""
+    if text is None:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise GprpipeError(f"{path}: config file not found.") from None
+        except OSError as exc:
+            raise GprpipeError(f"{path}: cannot read config file ({exc.strerror}).") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise GprpipeError(f"{path}: invalid TOML: {exc}.") from None
-    return data, key_lines(text)
+        pos = _TOML_POS.search(str(exc))  # the parser's own "(at line L, column C)"
+        line, col = (int(pos.group(1)), int(pos.group(2))) if pos else (None, None)
+        # the sentence names the file only: the parser's message says line and column
+        raise ConfigError([Issue(f"invalid TOML: {exc}.", str(path), line, col,
+                                 prefix=str(path))]) from None
+    return data, key_positions(text)
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -173,15 +202,16 @@ def deep_merge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str,
     return out
 
 
-def _origins_for(data: Mapping[str, Any], lines: Mapping[str, int], file: str) -> dict[str, Origin]:
+def _origins_for(data: Mapping[str, Any], positions: Mapping[str, tuple[int, int]],
+                 file: str) -> dict[str, Origin]:
     origins: dict[str, Origin] = {}
-    for key in [*flatten(data), *lines]:
-        line = lines.get(key)
+    for key in [*flatten(data), *positions]:
+        pos = positions.get(key)
         k = key
-        while line is None and "." in k:
+        while pos is None and "." in k:
             k = k.rpartition(".")[0]
-            line = lines.get(k)
-        origins[key] = Origin(file, line)
+            pos = positions.get(k)
+        origins[key] = Origin(file, *pos) if pos else Origin(file)
     return origins
 
 
@@ -190,22 +220,27 @@ def _render_ref(value: str, data: Mapping[str, Any], file: Path) -> str:
         return value
     from gprpipe.config.render import render_string  # local: render imports this module
 
-    return render_string(value, data, where=f"{file}: base.template")
+    return render_string(value, data, where=Loc(str(file), key="base.template"))
 
 
-def load_chain(path: Path | str) -> Loaded:
-    """Load ``path`` and its template ancestors, merged child over parent."""
+def load_chain(path: Path | str, text: str | None = None) -> Loaded:
+    """Load ``path`` and its template ancestors, merged child over parent.
+
+    ``text``: the content of ``path`` (which need not exist; e.g. an editor's unsaved
+    buffer): template references and relative paths resolve from the folder of ``path``.
+    """
     path = Path(path).expanduser().resolve()
     defaults = (shipped_dir("templates") / "defaults.toml").resolve()
-    files: list[tuple[Path, dict[str, Any], dict[str, int]]] = []
+    files: list[tuple[Path, dict[str, Any], dict[str, tuple[int, int]]]] = []
     seen: list[Path] = []
     current: Path | None = path
     while current is not None:
         if current in seen:
             cycle = " -> ".join(str(p) for p in [*seen[seen.index(current):], current])
-            raise GprpipeError(f"template inheritance cycle: {cycle}.")
+            raise ConfigError([Issue(f"template inheritance cycle: {cycle}.", str(current),
+                                     key="base.template", prefix="")])
         seen.append(current)
-        data, lines = read_toml(current)
+        data, lines = read_toml(current, text if current == path else None)
         files.append((current, data, lines))
         base = data.get("base", {})
         ref = base.get("template") if isinstance(base, Mapping) else None
@@ -218,15 +253,12 @@ def load_chain(path: Path | str) -> Loaded:
             try:
                 current = resolve_ref(ref, current.parent, "templates")
             except FileNotFoundError as exc:
-                line = lines.get("base.template")
-                raise GprpipeError(
-                    f"{current}:{line}: base.template names {ref!r}, but {exc} does not exist."
-                ) from None
+                raise ConfigError([_template_issue(
+                    current, lines, f"base.template names {ref!r}, but {exc} does not exist."
+                )]) from None
         else:
-            line = lines.get("base.template")
-            raise GprpipeError(
-                f"{current}:{line}: base.template must be a path or false, not {ref!r}."
-            )
+            raise ConfigError([_template_issue(
+                current, lines, f"base.template must be a path or false, not {ref!r}.")])
     merged: dict[str, Any] = {}
     origins: dict[str, Origin] = {}
     for file, data, lines in reversed(files):
@@ -237,12 +269,21 @@ def load_chain(path: Path | str) -> Loaded:
     return Loaded(merged, origins, [f for f, _, _ in files])
 
 
+def _template_issue(file: Path, positions: Mapping[str, tuple[int, int]], message: str) -> Issue:
+    """An issue with ``base.template`` of ``file`` (the message starts with the key)."""
+    pos = positions.get("base.template")
+    line = pos[0] if pos else None
+    return Issue(message, str(file), line, pos[1] if pos else None, "base.template",
+                 prefix=f"{file}:{line}")
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """``key.path=VALUE`` with VALUE parsed as TOML, falling back to a string."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise GprpipeError(f"--set {item!r}: expected key.path=VALUE.")
+        raise ConfigError([Issue("expected key.path=VALUE.", f"--set {item}",
+                                 prefix=f"--set {item!r}")])
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:

@@ -25,15 +25,17 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from gprpipe import __version__
-from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.config.issues import Issue, Loc, Where, at, issues_of, key_only
+from gprpipe.errors import ConfigError
 
 MAX_PASSES = 20
 #: Bounds of one rendered string: items of a ``range``, characters of any string or list
@@ -44,6 +46,10 @@ MAX_POWER_BITS = 4096
 MAX_SECONDS = 1.0
 MAX_CONFIG_SECONDS = 3.0  # all strings of one config together
 _WIDE_FORMAT = re.compile(r"[%:{][^%:{}]*?\d{6,}")  # a format width of 6+ digits
+
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction
 
 
 class RenderLimit(Exception):
@@ -95,7 +101,7 @@ class BoundedEnvironment(SandboxedEnvironment):
             self.filters[name] = self._guarded(self.filters[name])
 
     @staticmethod
-    def _guarded(f):
+    def _guarded(f: Callable[..., Any]) -> Callable[..., Any]:
         def filt(*args: Any, **kwargs: Any) -> Any:
             for v in [*args[1:], *kwargs.values()]:
                 if isinstance(v, int) and v > MAX_CHARS:
@@ -156,13 +162,13 @@ def _render_bounded(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
         why = f"rendering the config took longer than {MAX_CONFIG_SECONDS:g} s"
     count = [0]
 
-    def local(frame, event, arg):
+    def local(frame: FrameType, event: str, arg: Any) -> TraceFunction:
         count[0] += 1
         if count[0] % 256 == 0 and time.monotonic() > deadline:
             raise RenderLimit(why)
         return local
 
-    def tracer(frame, event, arg):
+    def tracer(frame: FrameType, event: str, arg: Any) -> TraceFunction | None:
         return local if frame.f_code.co_filename == "<template>" else None
 
     previous = sys.gettrace()
@@ -267,8 +273,9 @@ def _short(value: str) -> str:
     return repr(value if len(value) <= 80 else value[:77] + "...")
 
 
-def render_string(value: str, config: Mapping[str, Any], where: str = "") -> str:
-    """Render one string with ``config`` (plus the base context) as context."""
+def render_string(value: str, config: Mapping[str, Any], where: Loc | str = "") -> str:
+    """Render one string with ``config`` (plus the base context) as context; an error is
+    a ``ConfigError`` with one issue at ``where``."""
     ctx = {**base_context(env_allowed(config)), **config}
     try:
         return _render_bounded(_ENV.from_string(value), ctx)
@@ -277,21 +284,20 @@ def render_string(value: str, config: Mapping[str, Any], where: str = "") -> str
     except jinja2.UndefinedError as exc:
         hint = ("; templates see only the environment variables listed in base.env"
                 if "ENV" in value else "")
-        raise GprpipeError(f"{where}: undefined name in {_short(value)} "
-                           f"({exc.message}{hint}).") from None
+        why = f"undefined name in {_short(value)} ({exc.message}{hint})."
     except RenderLimit as exc:
-        raise GprpipeError(f"{where}: {_short(value)} goes beyond the rendering bounds "
-                           f"({exc}).") from None
+        why = f"{_short(value)} goes beyond the rendering bounds ({exc})."
     except jinja2.TemplateError as exc:
-        raise GprpipeError(f"{where}: cannot render {_short(value)} ({exc}).") from None
+        why = f"cannot render {_short(value)} ({exc})."
     except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError,
             MemoryError, RecursionError) as exc:
-        why = ("includes, imports and template inheritance are not available in configs"
-               if "no loader" in str(exc) else f"{type(exc).__name__}: {exc}")
-        raise GprpipeError(f"{where}: cannot render {_short(value)} ({why}).") from None
+        what = ("includes, imports and template inheritance are not available in configs"
+                if "no loader" in str(exc) else f"{type(exc).__name__}: {exc}")
+        why = f"cannot render {_short(value)} ({what})."
+    raise ConfigError([at(where, why)])
 
 
-def render_config(data: Mapping[str, Any], where=lambda key: key) -> dict[str, Any]:
+def render_config(data: Mapping[str, Any], where: Where = key_only) -> dict[str, Any]:
     """Render every string leaf until nothing changes (bounded number of passes).
 
     ``where(dotted_key)`` gives the location used in error messages. All errors of a pass
@@ -305,11 +311,11 @@ def render_config(data: Mapping[str, Any], where=lambda key: key) -> dict[str, A
         _LOCAL.config_deadline = outer
 
 
-def _render_config(data: Mapping[str, Any], where) -> dict[str, Any]:
+def _render_config(data: Mapping[str, Any], where: Where) -> dict[str, Any]:
     current: Any = _copy(data)
     templated = {k for k, v in _leaves(current) if isinstance(v, str) and _has_template(v)}
     for _ in range(MAX_PASSES):
-        errors: list[str] = []
+        errors: list[Issue] = []
         deferred: list[str] = []
         changed: list[str] = []
         ctx = _context(current, templated)
@@ -319,19 +325,18 @@ def _render_config(data: Mapping[str, Any], where) -> dict[str, Any]:
         if not changed:
             if deferred:
                 keys = ", ".join(_dotted(k) for k in deferred)
-                raise GprpipeError(
-                    f"{where(_dotted(deferred[0]))}: references cannot be resolved "
+                raise ConfigError([at(
+                    where(_dotted(deferred[0])), "references cannot be resolved "
                     f"(a reference cycle among {keys})."
-                )
+                )])
+            assert isinstance(current, dict)
             return current
     pending = [k for k, v in _leaves(current) if isinstance(v, str) and _has_template(v)]
-    raise GprpipeError(
-        f"{where(_dotted(pending[0])) if pending else ''}: references do not resolve after "
-        f"{MAX_PASSES} passes (a reference cycle?)."
-    )
+    why = f"references do not resolve after {MAX_PASSES} passes (a reference cycle?)."
+    raise ConfigError([at(where(_dotted(pending[0])), why) if pending else Issue(why, prefix="")])
 
 
-def _render_pass(node: Any, ctx: Mapping[str, Any], where, errors: list[str],
+def _render_pass(node: Any, ctx: Mapping[str, Any], where: Where, errors: list[Issue],
                  deferred: list[str], changed: list[str], key: str = "") -> Any:
     """One rendering pass over ``node``; collects errors, keys that must wait and keys
     whose value changed."""
@@ -349,8 +354,8 @@ def _render_pass(node: Any, ctx: Mapping[str, Any], where, errors: list[str],
             return out
         except _Deferred:
             deferred.append(key)
-        except GprpipeError as exc:
-            errors.append(str(exc))
+        except ConfigError as exc:
+            errors += issues_of(exc)
     return node
 
 
@@ -381,7 +386,7 @@ def _copy(node: Any) -> Any:
     return node
 
 
-def _leaves(node: Any, key: str = ""):
+def _leaves(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(node, Mapping):
         for k, v in node.items():
             yield from _leaves(v, f"{key}.{k}" if key else str(k))

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gprpipe.config.issues import Issue, Where, at, key_only, unique
+
 STEPS = ("load", "fit", "limit", "inject", "toyscan", "plot")
 Step = Literal["load", "fit", "limit", "inject", "toyscan", "plot"]
+DEFAULT_STEPS: tuple[Step, ...] = ("load", "fit", "limit", "plot")
+VARIANTS: tuple[Literal["conditional", "refit"], ...] = ("conditional", "refit")
+FORMATS: tuple[Literal["png", "pdf", "svg"], ...] = ("png", "pdf")
 
 
 class Section(BaseModel):
@@ -142,7 +148,7 @@ class Displays(Section):
     z: list[float] = Field(default_factory=lambda: [0.0, 3.0, 5.0],
                            description="Injected strengths (units of sigma_A,ref).")
     variants: list[Literal["conditional", "refit"]] = Field(
-        default_factory=lambda: ["conditional", "refit"])
+        default_factory=lambda: list(VARIANTS))
     refit_toys: int = Field(5, ge=1, description="Refit toys to pick the median one from "
                             "when inject.h5 has no refit toys of that mass.")
     observed: list[float] | None = Field(
@@ -163,7 +169,7 @@ class ToyScan(Section):
 
 
 class Plot(Section):
-    formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
+    formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: list(FORMATS))
     style: Literal["hep", "plain"] = "hep"
     masses: list[float] = Field(default_factory=list, description="Masses for GP-fit plots.")
     experiment: str = Field("HPS", description="Experiment label on every figure.")
@@ -175,7 +181,7 @@ class Plot(Section):
 
 
 class Steps(Section):
-    run: list[Step] = Field(default_factory=lambda: ["load", "fit", "limit", "plot"])
+    run: list[Step] = Field(default_factory=lambda: list(DEFAULT_STEPS))
 
     @field_validator("run")
     @classmethod
@@ -300,31 +306,33 @@ def _unknown_hint(parts: list[str]) -> str:
     return f"; did you mean {full[close[0]]!r}?" if close else ""
 
 
-def _new_dataset_errors(data: dict[str, Any], where) -> dict[str, str]:
+def _new_dataset_errors(data: dict[str, Any], where: Where) -> dict[str, Issue]:
     """A dataset key with neither card nor range that is close to another dataset's key
     (``datasets.2105`` next to ``2015``) is a typo: one sentence instead of its missing keys."""
-    datasets = data.get("datasets") if isinstance(data.get("datasets"), dict) else {}
-    out = {}
+    datasets = data.get("datasets")
+    if not isinstance(datasets, dict):
+        datasets = {}
+    out: dict[str, Issue] = {}
     for name, ds in datasets.items():
         if not isinstance(ds, dict) or ds.get("card") or "range" in ds:
             continue
         others = [n for n in datasets if n != name]
         close = difflib.get_close_matches(str(name), others, n=1, cutoff=0.5)
         if close:
-            out[str(name)] = (f"{where(f'datasets.{name}')}: a new dataset without card or "
-                              f"range; did you mean datasets.{close[0]}?")
+            out[str(name)] = at(where(f"datasets.{name}"), "a new dataset without card or "
+                                f"range; did you mean datasets.{close[0]}?")
     return out
 
 
-def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None, list[str]]:
-    """Validate ``data``; return the model (or None) and every error as a sentence.
+def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | None, list[Issue]]:
+    """Validate ``data``; return the model (or None) and every error as an issue.
 
     ``where(dotted_key)`` says where a key was set (``file:line``).
     """
     try:
         return Config.model_validate(data), []
     except ValidationError as exc:
-        errors = []
+        errors: list[Issue] = []
         typos = _new_dataset_errors(data, where)
         for err in exc.errors():
             parts = [str(p) for p in err["loc"] if not isinstance(p, int)]
@@ -342,5 +350,51 @@ def validate(data: dict[str, Any], where=lambda key: key) -> tuple[Config | None
                 value = err.get("input")
                 shown = f" (got {value!r})" if not isinstance(value, dict) else ""
                 msg = f"{err['msg']}{shown}"
-            errors.append(f"{where(dotted)}: {msg}" + ("" if msg.endswith("?") else "."))
-        return None, list(dict.fromkeys(errors))
+            errors.append(at(where(dotted), msg + ("" if msg.endswith("?") else ".")))
+        return None, unique(errors)
+
+
+def _field_annotation(dotted: str) -> Any:
+    """The schema annotation of a dotted key (``datasets.<name>.x``: a dataset key)."""
+    parts = dotted.split(".")
+    model: type[BaseModel] = Config
+    if parts[0] == "datasets" and len(parts) == 3:
+        model, parts = Dataset, parts[2:]
+    for k, part in enumerate(parts):
+        if part not in model.model_fields:
+            raise KeyError(dotted)
+        ann = model.model_fields[part].annotation
+        if k == len(parts) - 1:
+            return ann
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            raise KeyError(dotted)
+        model = ann
+    raise KeyError(dotted)
+
+
+def key_kind(dotted: str) -> tuple[str, tuple[str, ...], bool]:
+    """How a user enters a key, from its schema type: (kind, choices, optional) with kind
+    one of ``str``, ``int``, ``float``, ``floats``, ``choice``, ``bool``; ``optional``: the
+    key may be unset (None)."""
+    ann = _field_annotation(dotted)
+    args = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
+    optional = type(None) in args
+    (base,) = [a for a in args if a is not type(None)]
+    origin = get_origin(base)
+    if origin is Literal:
+        return "choice", tuple(str(a) for a in get_args(base)), optional
+    if base is bool:
+        return "bool", ("true", "false"), optional
+    if base in (int, float, str):
+        return base.__name__, (), optional
+    if origin in (list, tuple) and all(a in (float, int) for a in get_args(base)):
+        return "floats", (), optional
+    raise KeyError(f"{dotted}: no form kind for {ann!r}")
+
+
+def choices(dotted: str) -> tuple[str, ...]:
+    """The allowed values of a key with a fixed set (e.g. ``base.engine``)."""
+    kind, values, _ = key_kind(dotted)
+    if kind != "choice":
+        raise KeyError(f"{dotted} is not a choice")
+    return values

@@ -4,16 +4,22 @@ preview its grid, launch and watch the run, browse its results.
 ``GprpipeApp(config)`` opens ``config`` in the editor (a folder: browse it); F1-F6 switch
 between Browse, Edit, Form, Grid, Run and Results; ctrl+s saves, ctrl+o saves as,
 ctrl+r starts the run, ctrl+p opens the command palette, ctrl+q quits.
+
+The app owns the state (the edited file, its text, the latest validation) and hands it
+down to the panes as attributes (``show_check``, the Results pane's ``run_dir``); the
+panes post messages up (:mod:`gprpipe.tui.messages`). Validation runs in a worker thread
+(:meth:`GprpipeApp.run_check`), never on the UI thread. Styles: ``app.tcss``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -23,6 +29,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea, Tr
 from gprpipe.tui.browse import BrowsePane
 from gprpipe.tui.editor import EditorPane, FormPane, replace_text
 from gprpipe.tui.grid import GridPane
+from gprpipe.tui.messages import EditText, NewFromTemplate, OpenConfig
 from gprpipe.tui.model import (
     Check,
     check_text,
@@ -39,80 +46,11 @@ from gprpipe.tui.widgets import ConfirmDialog, PathDialog
 TABS = (("browse", "Browse", "f1"), ("edit", "Edit", "f2"), ("form", "Form", "f3"),
         ("grid", "Grid", "f4"), ("run", "Run", "f5"), ("results", "Results", "f6"))
 
-CSS = """
-Screen { layout: vertical; }
-#status { height: auto; max-height: 2; background: $panel; color: $text; padding: 0 1; }
-BrowsePane, EditorPane, FormPane, GridPane, RunPane, ResultsPane { height: 1fr; }
-BrowsePane > Horizontal, EditorPane > Horizontal { height: 1fr; }
-#tabs { height: 1fr; }
-TabPane { padding: 0; }
-.section-title { color: $text-muted; text-style: bold; height: 1; }
-.dim { color: $text-muted; }
-
-/* browse */
-#browse-tree { width: 30; min-width: 20; border-right: solid $panel; }
-#browse-preview { width: 1fr; padding: 0 1; }
-
-/* edit */
-#editor { width: 1fr; min-width: 30; border: none; }
-#side { width: 42%; padding: 0 0 0 1; border-left: solid $panel; }
-#validity { height: auto; }
-#issues { height: auto; max-height: 12; border: none; padding: 0; }
-#rendered-scroll { height: 1fr; }
-#rendered { width: auto; }
-
-/* form */
-#form-note { height: auto; padding: 0 1; }
-#form-body { padding: 0 1; }
-.form-row { height: 1; margin: 0 0 0 0; }
-.form-label { width: 26; }
-.form-row Input, .form-row Select { width: 1fr; }
-.form-origin { width: 16; padding: 0 0 0 1; color: $text-muted; }
-
-/* grid */
-#grid-summary { height: 1; padding: 0 1; }
-#grid-points { height: 1fr; min-height: 4; }
-#grid-steps { height: auto; max-height: 7; }
-#grid-vary { margin: 0 1; }
-
-/* run */
-#run-bar { height: 1; }
-#run-bar Label { width: auto; color: $text-muted; }
-#run-engine { width: 12; }
-#run-executor { width: 9; }
-#run-jobs { width: 3; }
-#run-bar Button { margin: 0 0 0 1; min-width: 0; width: auto; padding: 0; }
-#run-summary { height: auto; max-height: 3; padding: 0 1; }
-#run-tasks { height: 1fr; min-height: 4; }
-#log-scroll { height: 8; background: $boost; }
-#log-title { padding: 0 1; }
-
-/* results */
-#res-bar { height: 1; }
-#res-bar Label { width: auto; color: $text-muted; }
-#res-point { width: 22; }
-#res-dataset { width: 14; }
-#res-masses { width: 1fr; }
-#res-keys { height: auto; max-height: 4; padding: 0 1; }
-#res-switch { height: 1fr; }
-#res-table { height: 1fr; }
-#res-plot { height: 1fr; padding: 0 1; }
-
-/* dialogs */
-ConfirmDialog, PathDialog { align: center middle; }
-.dialog { width: 70; max-width: 95%; height: auto; border: thick $accent; background: $surface;
-          padding: 1 2; }
-.dialog-text { width: 100%; margin: 0 0 1 0; }
-.dialog-buttons { height: 1; align-horizontal: right; }
-.dialog-buttons Button { margin: 0 0 0 2; }
-"""
-
-
 class GprpipeApp(App[None]):
     """gprpipe's TUI (see the module docstring)."""
 
     TITLE = "gprpipe"
-    CSS = CSS
+    CSS_PATH = "app.tcss"  # packaged beside this module (pyproject package-data)
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"show_tab('{tab}')", label, show=False, priority=True)
           for tab, label, key in TABS),
@@ -143,6 +81,9 @@ class GprpipeApp(App[None]):
         self.folders = list(dict.fromkeys(self.folders))
         self._check_timer: Timer | None = None
         self._stale: set[str] = set()
+        self._checking = False  # a validation is running (its result is not shown yet)
+        self._launch_when_checked = False
+        self._results_when_checked = False
 
     @staticmethod
     def _config_of_run(run_dir: Path) -> Path | None:
@@ -164,7 +105,8 @@ class GprpipeApp(App[None]):
             for tab, label, key in TABS:
                 with TabPane(f"{label} {key.upper()}", id=tab):
                     if tab == "browse":
-                        yield BrowsePane(self.folders, id="browse-pane")
+                        yield BrowsePane(self.folders, overrides=self.overrides,
+                                         id="browse-pane")
                     elif tab == "edit":
                         yield EditorPane(id="edit-pane")
                     elif tab == "form":
@@ -179,11 +121,13 @@ class GprpipeApp(App[None]):
 
     def on_mount(self) -> None:
         if self.results_dir is not None:
-            if self.path is not None:
-                self._load(self.path)
             self.update_status()
-            self.call_after_refresh(self.query_one(ResultsPane).reload)
-            self.call_after_refresh(self.query_one(ResultsPane).focus_main)
+            if self.path is not None:  # results after the config's check (its plot masses)
+                self._results_when_checked = True
+                self._load(self.path)
+            if not self._checking:  # no config, or it could not be read
+                self._results_when_checked = False
+                self.call_after_refresh(self._show_results)
         elif self.path is not None:
             self._load(self.path)
             self.call_after_refresh(self.editor.focus)
@@ -218,6 +162,18 @@ class GprpipeApp(App[None]):
         self.editor.load_text(text)
         self.run_check()
         self.query_one(BrowsePane).select_path(path)
+
+    @on(OpenConfig)
+    def _open_config(self, message: OpenConfig) -> None:
+        self.open_config(message.path)
+
+    @on(NewFromTemplate)
+    def _new_from_template(self, message: NewFromTemplate) -> None:
+        self.new_from_template(message.template)
+
+    @on(EditText)
+    def _edit_text(self, message: EditText) -> None:
+        self.edit_text(message.change)
 
     def open_config(self, path: Path) -> None:
         """Open ``path`` in the editor (asking first if there are unsaved changes)."""
@@ -266,16 +222,34 @@ class GprpipeApp(App[None]):
         self._check_timer = self.set_timer(self.check_delay, self.run_check)
 
     def run_check(self) -> None:
-        """Validate the editor's text now and show the result everywhere."""
+        """Validate the editor's text now (in a worker thread); the result is shown
+        everywhere when it arrives (a newer check cancels an older one)."""
         if self._check_timer is not None:
             self._check_timer.stop()
             self._check_timer = None
         if self.path is None:
             return
-        self.check = check_text(self.editor.text, self.path, self.overrides)
+        self._checking = True
+        self._validate(self.editor.text, self.path)
+
+    @work(exclusive=True, group="check")
+    async def _validate(self, text: str, path: Path) -> None:
+        check = await asyncio.to_thread(check_text, text, path, self.overrides)
+        self._checking = False
+        self.check = check
         self._stale = {"edit", "form", "grid", "run"}
         self._refresh_pane(self.query_one("#tabs", TabbedContent).active)
         self.update_status()
+        if self._results_when_checked:
+            self._results_when_checked = False
+            self._show_results()
+        if self._launch_when_checked:
+            self._launch_when_checked = False
+            self.action_launch()
+
+    def _show_results(self) -> None:
+        self._reload_results()
+        self.query_one(ResultsPane).focus_main()
 
     def _refresh_pane(self, tab: str) -> None:
         """Show the latest check in a pane (hidden panes are refreshed when shown)."""
@@ -315,7 +289,16 @@ class GprpipeApp(App[None]):
         if tab == "run":
             self.query_one(RunPane).poll()
         elif tab == "results":
-            self.query_one(ResultsPane).reload()
+            self._reload_results()
+
+    def _reload_results(self) -> None:
+        """Give the Results pane its run directory and the config's masses, and reload."""
+        results = self.query_one(ResultsPane)
+        results.run_dir = self.current_run_dir()
+        check = self.check
+        results.config_masses = (list(check.points[0].config.plot.masses)
+                                 if check is not None and check.points else [])
+        results.reload()
 
     def _focus_tab(self, tab: str) -> None:
         def focus() -> None:
@@ -367,19 +350,24 @@ class GprpipeApp(App[None]):
         self.push_screen(PathDialog("Save the config as (relative to the current folder):",
                                     show_path(self.path)), chosen)
 
-    def _check_output_then_write(self, target: Path) -> None:
+    @work(exclusive=True, group="save")
+    async def _check_output_then_write(self, target: Path) -> None:
         """Save as: a copy that keeps the original's run directory would overwrite the
-        original's results, so offer to name it after the new file first."""
-        same = self._shared_output(target)
+        original's results, so offer to name it after the new file first (the configs are
+        validated in a worker thread)."""
+        text, stem = self.editor.text, target.stem
+        same = await asyncio.to_thread(self._shared_output, target, text, self.path)
         if same is None:
             self._write(target)
             return
-        stem = target.stem
+        renamed = set_key(text, ["base", "name"], literal(stem))
+        # still the same run directory after the rename: base.output is set directly
+        keeps = await asyncio.to_thread(self._output_of, renamed, target) == same
 
         def answer(rename: bool | None) -> None:
             if rename:
                 self.edit_text(lambda text: set_key(text, ["base", "name"], literal(stem)))
-                if self._output_of(self.editor.text, target) == same:  # output set directly
+                if keeps:
                     self.edit_text(lambda text: set_key(
                         text, ["base", "output"], literal("runs/{{ base.name }}")))
             self._write(target)
@@ -393,18 +381,18 @@ class GprpipeApp(App[None]):
         check = check_text(text, path, self.overrides)
         return check.run_dir.resolve() if check.run_dir is not None else None
 
-    def _shared_output(self, target: Path) -> Path | None:
-        """The run directory that ``target`` (the editor's text) shares with the saved
-        original config, if any."""
-        if self.path is None or not self.path.is_file():
+    def _shared_output(self, target: Path, text: str, path: Path | None) -> Path | None:
+        """The run directory that ``target`` (holding ``text``) shares with the saved
+        original config at ``path``, if any."""
+        if path is None or not path.is_file():
             return None
-        if target.resolve() == self.path.resolve():
+        if target.resolve() == path.resolve():
             return None
         try:
-            original = self._output_of(self.path.read_text(), self.path)
+            original = self._output_of(path.read_text(), path)
         except OSError:
             return None
-        new = self._output_of(self.editor.text, target)
+        new = self._output_of(text, target)
         return new if new is not None and new == original else None
 
     def _write(self, target: Path) -> None:
@@ -437,6 +425,11 @@ class GprpipeApp(App[None]):
             lambda ok: self.exit() if ok else None)
 
     def action_launch(self) -> None:
+        if self._checking or self._check_timer is not None:  # launch on the latest check
+            self._launch_when_checked = True
+            if self._check_timer is not None:
+                self.run_check()
+            return
         self._refresh_pane("run")
         if self.query_one(RunPane).start():
             self.action_show_tab("run")
@@ -450,7 +443,7 @@ class GprpipeApp(App[None]):
     def run_finished(self) -> None:
         """Called by the Run pane when a launched run ends (Results reloads when shown)."""
         if self.query_one("#tabs", TabbedContent).active == "results":
-            self.query_one(ResultsPane).reload()
+            self._reload_results()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -462,7 +455,7 @@ class GprpipeApp(App[None]):
                             self.action_save_as)
         yield SystemCommand("New config from the highlighted template",
                             "A new config inheriting the file highlighted in Browse",
-                            lambda: self.query_one(BrowsePane).action_new())
+                            self.query_one(BrowsePane).action_new)
         yield SystemCommand("Start run", "Run the saved config in the background (ctrl+r)",
                             self.action_launch)
         yield SystemCommand("Cancel run", "Stop the running run (local) or scancel (SLURM)",

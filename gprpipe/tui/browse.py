@@ -1,21 +1,25 @@
 """Browse: the configs of templates/, user_configs/ and any folder given, each with its
-validity, inheritance chain and rendered config."""
+validity, inheritance chain and rendered config (validated in a worker thread; opening a
+file or starting a new config is a message to the app)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import ClassVar
 
 from rich.console import Group
 from rich.syntax import Syntax
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static, Tree
 
-from gprpipe.tui.model import Check, check_file, config_files, show_path
+from gprpipe.tui.messages import NewFromTemplate, OpenConfig
+from gprpipe.tui.model import Check, check_file, config_files, issue_location, show_path
 
 STATE_STYLE = {"error": "bold red", "warning": "yellow"}
 
@@ -40,7 +44,7 @@ def check_renderable(check: Check, *, title: str | None = None, rendered: bool =
         parts.append(Text("steps: ", style="dim") + Text(" → ".join(check.steps)))
     for issue in [*check.errors, *check.warnings][:max_issues]:
         t = Text()
-        t.append(f"{issue.location()}", style="dim")
+        t.append(f"{issue_location(issue)}", style="dim")
         if issue.key:
             t.append(f" {issue.key}", style=STATE_STYLE[issue.severity])
         t.append(f": {issue.message}")
@@ -63,9 +67,11 @@ class BrowsePane(Widget):
         Binding("n", "new", "New from template"),
     ]
 
-    def __init__(self, folders: list[Path], *, id: str | None = None) -> None:
+    def __init__(self, folders: list[Path], *, overrides: tuple[str, ...] = (),
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.folders = folders
+        self.overrides = overrides  # the app's --set overrides (previews apply them too)
         self._cache: dict[tuple[Path, float], Check] = {}
         self.current: Path | None = None
 
@@ -104,23 +110,37 @@ class BrowsePane(Widget):
                     self.preview(leaf.data)
                     return
 
-    def check_of(self, path: Path) -> Check:
+    @staticmethod
+    def _key(path: Path) -> tuple[Path, float]:
         try:
             mtime = path.stat().st_mtime
         except OSError:
             mtime = 0.0
-        key = (path.resolve(), mtime)
-        if key not in self._cache:
-            self._cache[key] = check_file(path, self.app.overrides)  # type: ignore[attr-defined]
-        return self._cache[key]
+        return path.resolve(), mtime
 
     def preview(self, path: Path | None) -> None:
+        """Show the validity of ``path`` (validated in a worker unless known)."""
         if path is None or path.is_dir():
             return
         self.current = path
-        check = self.check_of(path)
-        body = check_renderable(check, title=show_path(path))
-        self.query_one("#browse-text", Static).update(body)
+        key = self._key(path)
+        if key in self._cache:
+            self._show(path, self._cache[key])
+            return
+        self.query_one("#browse-text", Static).update(
+            Text(f"{show_path(path)}  validating…", style="dim"))
+        self._validate(path, key)
+
+    @work(exclusive=True, group="preview")
+    async def _validate(self, path: Path, key: tuple[Path, float]) -> None:
+        check = await asyncio.to_thread(check_file, path, self.overrides)
+        self._cache[key] = check
+        if self.current == path:
+            self._show(path, check)
+
+    def _show(self, path: Path, check: Check) -> None:
+        self.query_one("#browse-text", Static).update(
+            check_renderable(check, title=show_path(path)))
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         data = event.node.data
@@ -131,12 +151,12 @@ class BrowsePane(Widget):
         data = event.node.data
         if isinstance(data, Path) and data.is_file():
             event.stop()
-            self.app.open_config(data)  # type: ignore[attr-defined]
+            self.post_message(OpenConfig(data))
 
     def action_open(self) -> None:
         if self.current is not None:
-            self.app.open_config(self.current)  # type: ignore[attr-defined]
+            self.post_message(OpenConfig(self.current))
 
     def action_new(self) -> None:
         if self.current is not None:
-            self.app.new_from_template(self.current)  # type: ignore[attr-defined]
+            self.post_message(NewFromTemplate(self.current))

@@ -1,5 +1,10 @@
 """Edit: the TOML text with live validation beside it; Form: the common keys of the same
-file as fields (each edit rewrites only that key's value in the text)."""
+file as fields (each edit rewrites only that key's value in the text).
+
+Both panes receive the latest validation (:class:`~gprpipe.tui.model.Check`) from the app
+through :meth:`show_check` and post :class:`~gprpipe.tui.messages.EditText` up to change
+the text; the form's field kinds and choices come from the config schema.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,11 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
+from gprpipe.config.issues import Issue
 from gprpipe.config.loader import get_dotted
-from gprpipe.tui.model import Check, Issue, show_path
+from gprpipe.config.schema import key_kind
+from gprpipe.tui.messages import EditText
+from gprpipe.tui.model import Check, issue_location, show_path
 from gprpipe.tui.tomledit import remove_key, set_key
 from gprpipe.tui.widgets import StillInput, toml_editor
 
@@ -54,7 +62,7 @@ def issue_prompt(issue: Issue, current: str | None) -> Text:
     if here and issue.line:
         t.append(f"line {issue.line}", style=style)
     elif issue.file:
-        t.append(issue.location(), style=style)
+        t.append(issue_location(issue), style=style)
     if issue.key:
         t.append(f" {issue.key}", style="bold")
     t.append("\n" + issue.message, style="" if issue.severity == "error" else "yellow")
@@ -63,6 +71,11 @@ def issue_prompt(issue: Issue, current: str | None) -> Text:
 
 class EditorPane(Widget):
     """The config text (TOML highlighting) and, beside it, errors and the rendered config."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._check: Check | None = None
+        self._issues: list[Issue] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -75,6 +88,7 @@ class EditorPane(Widget):
                     yield Static("", id="rendered")
 
     def show_check(self, check: Check) -> None:
+        self._check = check
         validity = Text(check.summary(), style="bold red" if check.errors else "bold green")
         if check.warnings:
             n = len(check.warnings)
@@ -106,15 +120,15 @@ class EditorPane(Widget):
     def _jump(self, event: OptionList.OptionSelected) -> None:
         """Move the cursor to the line of the selected error (when it is in this file)."""
         issue = self._issues[event.option_index]
-        current = str(self.app.path.resolve()) if self.app.path else None  # type: ignore[attr-defined]
+        current = str(self._check.path.resolve()) if self._check is not None else None
         area = self.query_one("#editor", TextArea)
         if issue.file == current and issue.line:
             col = (issue.column or 1) - 1
             area.move_cursor((issue.line - 1, col), center=True)
             area.focus()
         elif issue.file and issue.key:
-            self.app.notify(f"{issue.key} is set in {issue.location()}: override it in this "
-                            "file (Form, F3) or fix it there.", timeout=6)
+            self.notify(f"{issue.key} is set in {issue_location(issue)}: override it in this "
+                        "file (Form, F3) or fix it there.", timeout=6)
 
 
 # ------------------------------------------------------------------ the form
@@ -128,6 +142,12 @@ class FormField:
     choices: tuple[str, ...] = ()
     optional: bool = False
 
+    @classmethod
+    def of(cls, key: str, label: str) -> FormField:
+        """The field of ``key``: kind, choices and optionality from the config schema."""
+        kind, choices, optional = key_kind(key)
+        return cls(key, label, kind, choices, optional)
+
     @property
     def parts(self) -> list[str]:
         return self.key.split(".")
@@ -137,30 +157,28 @@ class FormField:
         return "f-" + self.key.replace(".", "--")
 
 
-COMMON = (
-    FormField("base.name", "Analysis name", "str"),
-    FormField("base.output", "Run directory", "str"),
-    FormField("scan.mass_step", "Mass step (GeV)", "float"),
-    FormField("scan.masses", "Explicit masses (GeV)", "floats", optional=True),
-    FormField("fit.blind_nsigma", "Blind width (σ)", "float"),
-    FormField("limit.mode", "Limit mode", "choice", ("asymptotic", "toys")),
-    FormField("limit.n_toys", "Toys (observed limit)", "int"),
-    FormField("limit.bands", "Expected bands", "choice", ("asymptotic", "toys")),
-    FormField("limit.band_toys", "Toys (bands)", "int"),
-    FormField("base.engine", "Engine", "choice", ("local", "docker", "podman", "apptainer")),
-    FormField("base.image", "Container image", "str", optional=True),
-    FormField("base.executor", "Executor", "choice", ("local", "slurm")),
-    FormField("base.jobs", "Local workers", "int"),
-)
+#: The common keys on the form and their labels (kinds and choices: from the schema).
+COMMON = tuple(FormField.of(key, label) for key, label in (
+    ("base.name", "Analysis name"),
+    ("base.output", "Run directory"),
+    ("scan.mass_step", "Mass step (GeV)"),
+    ("scan.masses", "Explicit masses (GeV)"),
+    ("fit.blind_nsigma", "Blind width (σ)"),
+    ("limit.mode", "Limit mode"),
+    ("limit.n_toys", "Toys (observed limit)"),
+    ("limit.bands", "Expected bands"),
+    ("limit.band_toys", "Toys (bands)"),
+    ("base.engine", "Engine"),
+    ("base.image", "Container image"),
+    ("base.executor", "Executor"),
+    ("base.jobs", "Local workers"),
+))
+DATASET_KEYS = (("path", "ROOT file"), ("range", "Scan range [lo, hi] (GeV)"),
+                ("enabled", "Enabled"))
 
 
 def dataset_fields(name: str) -> tuple[FormField, ...]:
-    pre = f"datasets.{name}"
-    return (
-        FormField(f"{pre}.path", "ROOT file", "str"),
-        FormField(f"{pre}.range", "Scan range [lo, hi] (GeV)", "floats"),
-        FormField(f"{pre}.enabled", "Enabled", "bool", ("true", "false")),
-    )
+    return tuple(FormField.of(f"datasets.{name}.{key}", label) for key, label in DATASET_KEYS)
 
 
 _MISSING = object()
@@ -263,12 +281,15 @@ class FormPane(Widget):
         self._datasets = datasets
         await body.mount_all(widgets)
         self._fill()
-        focused = self.app.focused
-        if getattr(self.app.query_one("#tabs"), "active", "") == "form" and (
-                focused is None or self not in focused.ancestors):
+        focused = self.screen.focused
+        if self._shown() and (focused is None or self not in focused.ancestors):
             first = self.first_field()
             if first is not None:
                 first.focus()
+
+    def _shown(self) -> bool:
+        """The form's tab is the active one (hidden tabs have display off)."""
+        return all(node.display for node in self.ancestors_with_self if isinstance(node, Widget))
 
     def show_check(self, check: Check) -> None:
         self._check = check
@@ -291,7 +312,7 @@ class FormPane(Widget):
         check = self._check
         if check is None:
             return
-        focused = self.app.focused
+        focused = self.screen.focused
         self._filling = True
         try:
             for wid, f in self.fields.items():
@@ -323,11 +344,11 @@ class FormPane(Widget):
         try:
             lit = to_literal(f, raw)
         except (ValueError, tomllib.TOMLDecodeError) as exc:
-            self.app.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error")
             return
-        self.app.edit_text(  # type: ignore[attr-defined]
+        self.post_message(EditText(
             lambda text: remove_key(text, f.parts) if lit is None else set_key(text, f.parts, lit)
-        )
+        ))
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -353,7 +374,7 @@ class FormPane(Widget):
             return
         value = "" if event.value is Select.NULL else str(event.value)
         if f.kind == "choice" and not value:
-            self.app.edit_text(lambda text: remove_key(text, f.parts))  # type: ignore[attr-defined]
+            self.post_message(EditText(lambda text: remove_key(text, f.parts)))
             return
         self._apply(f, value)
 
@@ -362,14 +383,14 @@ class FormPane(Widget):
         if not key:
             return
         if not key.replace("_", "").replace("-", "").isalnum():
-            self.app.notify("A dataset key uses letters, digits, - and _.", severity="error")
+            self.notify("A dataset key uses letters, digits, - and _.", severity="error")
             return
         if card:
             parts, lit = ["datasets", key, "card"], f'"{card}"'
         else:
             parts, lit = ["datasets", key, "enabled"], "true"
-        self.app.edit_text(lambda text: set_key(text, parts, lit))  # type: ignore[attr-defined]
-        self.app.notify(f"Added [datasets.{key}]: set its ROOT file above.")
+        self.post_message(EditText(lambda text: set_key(text, parts, lit)))
+        self.notify(f"Added [datasets.{key}]: set its ROOT file above.")
 
     def first_field(self) -> Widget | None:
         for wid in self.fields:

@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
+from gprpipe.tui.messages import EditText
 from gprpipe.tui.model import Check, show_path
 from gprpipe.tui.tomledit import literal, set_key
 from gprpipe.tui.widgets import StillInput
@@ -31,7 +32,7 @@ def _token(raw: str) -> str:
 
 
 class GridPane(Widget):
-    """The grid of the edited config and its plan."""
+    """The grid of the edited config and its plan (``show_check`` down, ``EditText`` up)."""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="grid-summary")
@@ -70,9 +71,9 @@ class GridPane(Widget):
     def _vary(self, event: Input.Submitted) -> None:
         key, sep, values = (x.strip() for x in event.value.partition("="))
         if not sep or not key or not values:
-            self.app.notify("Write: dotted.key = v1, v2, ...", severity="error")
+            self.notify("Write: dotted.key = v1, v2, ...", severity="error")
             return
         inner = values.strip("[] ")
         lit = "[" + ", ".join(_token(v) for v in inner.split(",") if v.strip()) + "]"
-        self.app.edit_text(lambda text: set_key(text, ["grid", key], lit))  # type: ignore[attr-defined]
+        self.post_message(EditText(lambda text: set_key(text, ["grid", key], lit)))
         event.input.value = ""

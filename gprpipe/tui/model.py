@@ -1,17 +1,16 @@
-"""What the TUI knows about a config, without any widget: validate a text (saved or not),
-parse error sentences into (file, line, key, message), summarise the grid and the plan.
+"""What the TUI knows about a config, without any widget: validate a text (saved or not)
+into structured issues (file, line, column, key, message), summarise the grid and the plan.
 
 The TUI validates the text being edited with the same code as ``gprpipe validate``
-(:func:`gprpipe.config.load_points`): the text is written to a hidden temporary file beside
-the real one (so relative paths and template references resolve as they will once saved),
-validated, then removed; file names in the messages are mapped back to the real file.
+(:func:`gprpipe.config.load_points` given the text and the path it stands for, so relative
+paths and template references resolve as they will once saved); the loader's issues are
+shown as they are, nothing is parsed back from sentences.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -20,19 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.config import Point, load, load_points
-from gprpipe.config.loader import Loaded, Origin, flatten, get_dotted, shipped_dir
-from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.config.issues import Issue, issues_of
+from gprpipe.config.loader import Origin, flatten, get_dotted, shipped_dir
+from gprpipe.errors import GprpipeError
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import MERGE
 from gprpipe.pipeline.store import plan_points, point_dir
 from gprpipe.pipeline.task import Task
-
-_ISSUE = re.compile(
-    r"^(?P<file>(?:--set \S+|grid|[^:]+?\.toml))(?::(?P<line>\d+))?: "
-    r"(?:(?P<key>[A-Za-z0-9_\-\"'.]+): )?(?P<msg>.*)$",
-    re.S,
-)
-_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
 def show_path(path: Path | str | None) -> str:
@@ -54,41 +47,12 @@ def show_path(path: Path | str | None) -> str:
     return str(ap)
 
 
-@dataclass(frozen=True)
-class Issue:
-    """One validation message, split for display."""
-
-    message: str  # the message without its location
-    file: str | None = None  # real file (absolute) or "--set key" / "grid"
-    line: int | None = None
-    key: str | None = None
-    column: int | None = None
-    severity: str = "error"  # error | warning
-    text: str = ""  # the full original sentence
-
-    def location(self) -> str:
-        """``file:line`` for display (file shortened)."""
-        if not self.file:
-            return ""
-        f = self.file if not self.file.endswith(".toml") else show_path(self.file)
-        return f"{f}:{self.line}" if self.line else f
-
-
-def parse_issue(text: str, severity: str = "error") -> Issue:
-    """Split ``"file:line: dotted.key: message."`` (the config errors' format)."""
-    m = _ISSUE.match(text.strip())
-    if not m:
-        return Issue(text.strip(), text=text, severity=severity)
-    msg = m.group("msg").strip()
-    line = int(m.group("line")) if m.group("line") else None
-    col = None
-    pos = _TOML_POS.search(msg)
-    if pos and line is None:
-        line, col = int(pos.group(1)), int(pos.group(2))
-    key = m.group("key")
-    if key in ("invalid TOML", None) or " " in (key or ""):
-        key = None
-    return Issue(msg, m.group("file"), line, key, col, severity, text)
+def issue_location(issue: Issue) -> str:
+    """``file:line`` of an issue for display (a config file's path shortened)."""
+    if not issue.file:
+        return ""
+    f = issue.file if not issue.file.endswith(".toml") else show_path(issue.file)
+    return f"{f}:{issue.line}" if issue.line else f
 
 
 @dataclass
@@ -196,33 +160,22 @@ def display_data(data: Any) -> Any:
     return data
 
 
-def _messages(exc: GprpipeError) -> list[str]:
-    return exc.errors if isinstance(exc, ConfigError) else [str(exc)]
-
-
-def _validate_file(path: Path, real: Path, overrides: Sequence[str], check: Check) -> None:
-    """Fill ``check`` from the config at ``path`` (which stands for ``real``)."""
-    fake, true = str(path.resolve()), str(real.resolve())
-
-    def fix(s: str) -> str:
-        return s.replace(fake, true) if fake != true else s
-
-    loaded: Loaded | None = None
+def _validate(text: str, path: Path, overrides: Sequence[str], check: Check) -> None:
+    """Fill ``check`` from ``text`` standing for the config at ``path``."""
     try:
-        loaded = load(path, overrides)
+        loaded = load(path, overrides, text)
     except GprpipeError as exc:
-        check.errors = [parse_issue(fix(m)) for m in _messages(exc)]
+        check.errors = issues_of(exc)
         return
-    chain = [real.resolve() if p == path.resolve() else p for p in loaded.chain]
-    check.chain = chain
+    check.chain = loaded.chain
     check.merged = loaded.data
-    check.origins = {k: Origin(fix(o.file), o.line) for k, o in loaded.origins.items()}
+    check.origins = dict(loaded.origins)
     try:
-        loaded2, points = load_points(path, overrides)
+        loaded, points = load_points(path, overrides, text)
     except GprpipeError as exc:
-        check.errors = [parse_issue(fix(m)) for m in _messages(exc)]
+        check.errors = issues_of(exc)
         return
-    check.origins = {k: Origin(fix(o.file), o.line) for k, o in loaded2.origins.items()}
+    check.origins = dict(loaded.origins)
     check.points = points
     run_dir = Path(points[0].config.base.output)
     check.tasks = plan_points(run_dir, points)
@@ -235,10 +188,10 @@ def _validate_file(path: Path, real: Path, overrides: Sequence[str], check: Chec
             seen.add(ds_path)
             key = f"datasets.{name}.path"
             o = check.origins.get(key)
-            where = f"{o}: " if o else ""
-            check.warnings.append(parse_issue(
-                f"{where}{key}: file not found: {show_path(ds_path)} (the load step will fail).",
-                "warning"))
+            message = f"file not found: {show_path(ds_path)} (the load step will fail)."
+            check.warnings.append(
+                o.at(key).issue(message, "warning") if o else Issue(message, key=key,
+                                                                    severity="warning"))
 
 
 def check_text(text: str, path: Path | str, overrides: Sequence[str] = ()) -> Check:
@@ -246,33 +199,9 @@ def check_text(text: str, path: Path | str, overrides: Sequence[str] = ()) -> Ch
     t0 = time.perf_counter()
     real = Path(path).expanduser().absolute()
     check = Check(real, text, overrides=tuple(overrides))
-    try:
-        on_disk = real.read_text() if real.is_file() else None
-    except OSError:
-        on_disk = None
-    if on_disk == text:
-        _validate_file(real, real, overrides, check)
-    else:
-        tmp = _temp_beside(real, check)
-        try:
-            Path(tmp).write_text(text)
-            _validate_file(Path(tmp), real, overrides, check)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+    _validate(text, real, overrides, check)
     check.seconds = time.perf_counter() - t0
     return check
-
-
-def _temp_beside(real: Path, check: Check) -> str:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{real.stem}.", suffix=".tui.toml", dir=real.parent)
-    except OSError:
-        fd, tmp = tempfile.mkstemp(prefix=f".{real.stem}.", suffix=".tui.toml")
-        check.warnings.append(Issue(
-            f"{show_path(real.parent)} is not writable: relative paths were resolved from a "
-            "temporary folder.", severity="warning"))
-    os.close(fd)
-    return tmp
 
 
 def check_file(path: Path | str, overrides: Sequence[str] = ()) -> Check:
@@ -282,7 +211,7 @@ def check_file(path: Path | str, overrides: Sequence[str] = ()) -> Check:
         text = p.read_text()
     except OSError as exc:
         c = Check(p.absolute(), "")
-        c.errors = [Issue(f"cannot read: {exc.strerror}.", str(p), text=str(exc))]
+        c.errors = [Issue(f"cannot read: {exc.strerror}.", str(p))]
         return c
     return check_text(text, p, overrides)
 

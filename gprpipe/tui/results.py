@@ -97,6 +97,8 @@ class ResultsPane(Widget):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.run_dir: Path | None = None  # set by the app: the run whose results are shown
+        self.config_masses: list[float] = []  # set by the app: plot.masses of the config
         self.points: list[tuple[str, Path]] = []
         self.scan: Scan | None = None
         self.point_dir: Path | None = None
@@ -119,7 +121,7 @@ class ResultsPane(Widget):
     # -------------------------------------------------------------- loading
 
     def reload(self) -> None:
-        run_dir = self.app.current_run_dir()  # type: ignore[attr-defined]
+        run_dir = self.run_dir
         self.points = result_points(run_dir) if run_dir is not None else []
         sel = self.query_one("#res-point", Select)
         old = sel.value
@@ -147,7 +149,7 @@ class ResultsPane(Widget):
             try:
                 self.scan = read_scan(self.point_dir / "scan.csv")
             except OSError as exc:
-                self.app.notify(f"Cannot read scan.csv: {exc}", severity="error")
+                self.notify(f"Cannot read scan.csv: {exc}", severity="error")
         ds = self.query_one("#res-dataset", Select)
         datasets = self.scan.datasets() if self.scan else []
         with ds.prevent(Select.Changed):
@@ -156,18 +158,12 @@ class ResultsPane(Widget):
             ds.value = old if old in datasets else (datasets[0] if datasets else Select.NULL)
         masses = self.query_one("#res-masses", Input)
         if self.scan is not None and not masses.value.strip():
-            wanted = self._config_masses()
+            wanted = self.config_masses
             dataset = str(ds.value) if ds.value is not Select.NULL else ""
             ms = default_masses(self.scan, dataset, wanted)
             masses.value = ", ".join(f"{m * 1e3:g}" for m in ms)
         self._fill_table()
         self.update_numbers()
-
-    def _config_masses(self) -> list[float]:
-        check = self.app.check  # type: ignore[attr-defined]
-        if check is not None and check.points:
-            return list(check.points[0].config.plot.masses)
-        return []
 
     def _fill_table(self) -> None:
         table = self.query_one("#res-table", DataTable)
@@ -257,7 +253,7 @@ class ResultsPane(Widget):
         self._sort = (column, reverse)
         self.query_one("#res-table", DataTable).sort(column, key=_sort_key, reverse=reverse)
         self._show_sort()
-        self.app.notify(f"Sorted by {column} ({'descending' if reverse else 'ascending'}).",
+        self.notify(f"Sorted by {column} ({'descending' if reverse else 'ascending'}).",
                         timeout=2)
 
     def action_sort(self) -> None:

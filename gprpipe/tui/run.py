@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
+from gprpipe.config.schema import choices
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.state import fmt_duration, progress_text, read_progress
 from gprpipe.tui.model import Check, show_path
@@ -33,8 +34,8 @@ from gprpipe.tui.widgets import StillInput
 
 STATE_STYLE = {"done": "bold green", "running": "bold yellow", "failed": "bold red",
                "pending": "dim"}
-ENGINES = ("local", "docker", "podman", "apptainer")
-EXECUTORS = ("local", "slurm")
+ENGINES = choices("base.engine")  # from the config schema
+EXECUTORS = choices("base.executor")
 
 
 class RunPane(Widget):

@@ -1,0 +1,106 @@
+"""Config errors as structured issues (file, line, column, key, message) and the loader
+reading a text that stands for a file (an editor's unsaved buffer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_ROOT, write
+
+from gprpipe.config import load_points
+from gprpipe.config.issues import Issue, Loc
+from gprpipe.errors import ConfigError
+
+
+def issues_of(path: Path, text: str | None = None, overrides: tuple[str, ...] = ()):
+    with pytest.raises(ConfigError) as info:
+        load_points(path, overrides, text=text)
+    return info.value.issues, info.value.errors
+
+
+def test_issue_sentence_is_the_cli_sentence():
+    issue = Issue("unknown key.", "/a/c.toml", 3, 1, "fit.x")
+    assert str(issue) == "/a/c.toml:3: fit.x: unknown key."
+    assert str(Issue("m.", "/a/c.toml", key="fit.x")) == "/a/c.toml: fit.x: m."
+    assert str(Loc("--set fit.x", key="fit.x").issue("m.")) == "--set fit.x: m."
+    assert str(Loc("--set datasets.d", key="datasets.d.path").issue("m.")) == (
+        "--set datasets.d: datasets.d.path: m.")
+    assert str(Loc(key="scan.masses").issue("m.")) == "scan.masses: m."
+    assert str(Issue("bad.", "/a/c.toml", 4, 2, prefix="/a/c.toml")) == "/a/c.toml: bad."
+
+
+def test_unknown_key_issue_has_file_line_column_and_key(tmp_path: Path):
+    cfg = write(tmp_path / "c.toml", f"""
+        [base]
+        name = "x"
+        [datasets.d]
+        card = "hps2015"
+        path = "{DEMO_ROOT}"
+        [fit]
+           blind_nsgima = 2.0
+    """)
+    issues, sentences = issues_of(cfg)
+    [i] = issues
+    assert (i.file, i.line, i.column, i.key) == (str(cfg), 7, 4, "fit.blind_nsgima")
+    assert i.message == "unknown key; did you mean 'blind_nsigma'?"
+    assert i.severity == "error"
+    assert sentences == [f"{cfg}:7: fit.blind_nsgima: unknown key; did you mean "
+                         "'blind_nsigma'?"]
+
+
+def test_text_stands_for_a_file_that_need_not_exist(tmp_path: Path):
+    """Relative data paths and template references resolve from the file's folder."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "demo.root").write_bytes(DEMO_ROOT.read_bytes())
+    write(tmp_path / "parent.toml", '[base]\ntemplate = "hps2015"\nname = "p"\n')
+    path = tmp_path / "unsaved.toml"
+    text = ('[base]\ntemplate = "parent.toml"\nname = "u"\n'
+            '[datasets.2015]\npath = "data/demo.root"\n')
+    loaded, points = load_points(path, text=text)
+    assert not path.exists()
+    assert loaded.chain[:2] == [path.resolve(), (tmp_path / "parent.toml").resolve()]
+    assert points[0].config.datasets["2015"].path == str(tmp_path / "data" / "demo.root")
+    assert loaded.origins["datasets.2015.path"].file == str(path.resolve())
+    # an error in the text names the path it stands for, with line and key
+    issues, _ = issues_of(path, text.replace('name = "u"', 'name = "u"\nseed = -1'))
+    assert [(i.file, i.line, i.key) for i in issues] == [(str(path.resolve()), 4, "base.seed")]
+    assert issues[0].message.startswith("Input should be greater than or equal to 0")
+
+
+def test_template_and_render_errors_are_structured(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    [i], [s] = issues_of(path, '# c\n[base]\ntemplate = "nope.toml"\n')
+    assert (i.file, i.line, i.column, i.key) == (str(path), 3, 1, "base.template")
+    assert s.startswith(f"{path}:3: base.template names 'nope.toml'")
+    [r], _ = issues_of(path, '[base]\nname = "{{ nothing }}"\n')
+    assert (r.file, r.line, r.key) == (str(path), 2, "base.name")
+    assert r.message.startswith("undefined name in '{{ nothing }}'")
+
+
+def test_set_override_issue_names_the_override(tmp_path: Path):
+    cfg = write(tmp_path / "c.toml", f"""
+        [base]
+        template = "hps2015"
+        [datasets.2015]
+        path = "{DEMO_ROOT}"
+    """)
+    [i], [s] = issues_of(cfg, overrides=("fit.blind_nsigma=-1",))
+    assert (i.file, i.line, i.key) == ("--set fit.blind_nsigma", None, "fit.blind_nsigma")
+    assert s == "--set fit.blind_nsigma: Input should be greater than 0 (got -1)."
+
+
+def test_key_kind_reads_the_schema():
+    """The TUI form and the Run tab's choices come from these (no list of their own)."""
+    from gprpipe.config.schema import choices, key_kind
+
+    assert key_kind("base.engine") == ("choice", ("local", "docker", "podman", "apptainer"),
+                                       False)
+    assert choices("base.executor") == ("local", "slurm")
+    assert key_kind("scan.masses") == ("floats", (), True)
+    assert key_kind("base.image") == ("str", (), True)
+    assert key_kind("datasets.any.range") == ("floats", (), False)
+    assert key_kind("datasets.any.enabled") == ("bool", ("true", "false"), False)
+    assert key_kind("limit.n_toys") == ("int", (), False)
+    with pytest.raises(KeyError):
+        key_kind("fit.no_such_key")
