@@ -62,12 +62,13 @@ def _points(config: Path, overrides: list[str] | None, *, check: bool = False,
     does not exist (``validate``; ``run`` leaves that to the load task)."""
     from gprpipe.config import load_points
     from gprpipe.config.checks import check_plan, missing_files
+    from gprpipe.config.issues import Loc
 
     loaded, points = load_points(config, overrides or [])
 
-    def where(key: str) -> str:
+    def where(key: str) -> Loc:
         if key == "datasets" and not points[0].config.datasets:
-            return f"{config}: datasets"  # the user's file, not the defaults that define []
+            return Loc(file=str(config), key="datasets")  # the user's file, not the defaults
         return loaded.where(key)
 
     errors = check_plan(points, where) if check or inputs else []
