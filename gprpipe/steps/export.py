@@ -204,6 +204,36 @@ def export_spey(run_dir: Path, dataset: str, *, point: str | None = None,
     return path, len(entries)
 
 
+def spey_convention_limit(n: np.ndarray, b: np.ndarray, C: np.ndarray, s: np.ndarray,
+                          alpha: float = 0.05) -> float:
+    """The observed CLs upper limit on ``mu`` (signal ``mu s``) with gprpipe's likelihood
+    and q~, but Spey's Asimov convention: the Asimov data are the background fitted to the
+    observed data at ``mu = 0``, ``b + L theta_hat0``, while the constraint on ``theta``
+    stays centred at 0 (gprpipe, like pyhf with its recentred auxiliary data, uses an
+    Asimov set whose fit is exactly ``mu = 0``). At a deficit the shifted Asimov data look
+    like a deficit too, which raises q_A and lowers the limit. Reproduces
+    ``poi_upper_limit(expected=observed)`` of Spey's ``default.correlated_background``."""
+    from scipy.optimize import brentq
+
+    from gprpipe.stats.cls import cls_asymptotic
+    from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
+
+    L = cholesky_jitter(C)
+    model = WindowModel(b, L, s)
+    n_asimov = b + L @ model.profile(0.0, n)[1]
+
+    def h(mu: float) -> float:
+        q, qA = model.qtilde(mu, n), model.qtilde(mu, n_asimov)
+        return float(cls_asymptotic(q, qA)) - alpha
+
+    lo, hi = 1.0, 1.0
+    while h(lo) < 0 and lo > 1e-8:
+        lo /= 2
+    while h(hi) > 0 and hi < 1e8:
+        hi *= 2
+    return float(brentq(h, lo, hi, xtol=1e-9, rtol=1e-8))
+
+
 def _combined_windows(pdir: Path, scan: dict):
     from gprpipe.stats.combine import combine
     from gprpipe.steps.combine import load_blocks
