@@ -54,6 +54,9 @@ def main() -> None:
     ap.add_argument("source", type=Path)
     ap.add_argument("--dataset", default="2015")
     ap.add_argument("--spey", action="store_true", help="also run Spey itself (slow)")
+    ap.add_argument("--spey-masses", type=float, nargs="*",
+                    help="with --spey: run Spey only at these masses (GeV)")
+    ap.add_argument("--plot", type=Path, help="draw Z and the limit ratios vs mass here")
     a = ap.parse_args()
     path = a.source
     if path.is_dir():
@@ -73,6 +76,7 @@ def main() -> None:
     if spey:
         head += f" {'spey':>7} {'spey@gprpipe':>12} {'s (Spey)':>8}"
     print(head)
+    rows = []
     for e in doc["masses"]:
         n, b, C = (np.asarray(e[k], dtype=float) for k in ("data", "background", "covariance"))
         s = np.asarray(e["signal_per_eps2"]) * e["eps2_up"]
@@ -86,14 +90,50 @@ def main() -> None:
                 f"{spey_convention_limit(n, b, C, s):12.4f} "
                 f"{postfit:8.4f} "
                 f"{fa.A_hat / f.sigma_A:+11.2f}")
-        if spey:
+        rows.append([e["mass_GeV"], f.A_hat / f.sigma_A, spey_convention_limit(n, b, C, s),
+                     np.nan])
+        run_spey = spey is not None and (not a.spey_masses or any(
+            abs(e["mass_GeV"] - x) < 1e-9 for x in a.spey_masses))
+        if run_spey:
             model = spey.get_backend(doc["model"])(
                 signal_yields=s, background_yields=b, data=n, covariance_matrix=C)
             t0 = time.process_time()
             native = model.poi_upper_limit(expected=spey.ExpectationType.observed)
             line += (f" {native:7.4f} {spey_matched(model, spey):12.4f}"
                      f" {time.process_time() - t0:8.1f}")
+            rows[-1][3] = native
         print(line, flush=True)
+    if a.plot:
+        plot(np.array(rows), a.plot, a.dataset)
+
+
+def plot(rows: np.ndarray, out: Path, dataset: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = rows[:, 0] * 1e3
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(7, 5.5),
+                                   gridspec_kw={"height_ratios": [1, 1.4]})
+    ax1.axhline(0, color="0.6", lw=0.8)
+    ax1.plot(m, rows[:, 1], "-", color="k", lw=1)
+    ax1.set_ylabel("A_hat / sigma_A")
+    ax1.set_title(f"{dataset}: Spey export, observed limits over gprpipe's eps2_up",
+                  fontsize=10)
+    ax2.axhline(1, color="0.6", lw=0.8, label="gprpipe (= Spey with the pre-fit Asimov)")
+    ax2.plot(m, rows[:, 2], "-", color="C0", lw=1.2,
+             label="gprpipe's likelihood, Spey's Asimov convention")
+    ok = np.isfinite(rows[:, 3])
+    if ok.any():
+        ax2.plot(m[ok], rows[ok, 3], "o", mfc="none", color="C3", ms=7,
+                 label="Spey poi_upper_limit (observed)")
+    ax2.set_xlabel("m(A') [MeV]")
+    ax2.set_ylabel("limit / eps2_up")
+    ax2.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

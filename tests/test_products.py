@@ -106,7 +106,7 @@ def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         "--set", "inject.n_toys=300", "--set", "plot.displays.z=[3.0]",
         "--set", "plot.displays.refit_toys=3", "--set", "plot.displays.observed=[0.06, 0.1]",
         "--set", "plot.formats=[\"png\"]",
-        "--steps", "load,fit,limit,inject,plot", timeout=900)
+        "--steps", "load,fit,limit,inject,plot", timeout=1800)
     assert code == 0, so + se
     return out / "nominal"
 
@@ -322,6 +322,7 @@ def test_spey_model_reproduces_limits(run2015: Path):
         assert matched == pytest.approx(1.0, rel=0.02)
         # Spey's convention reproduced with gprpipe's numerics: CLs = 0.05 there in Spey
         native[m] = spey_convention_limit(n, b, C, s)
+        assert e["eps2_up_spey_convention"] / ref == pytest.approx(native[m], rel=1e-6)
         cl = model.exclusion_confidence_level(poi_test=native[m], expected=obs)[0]
         assert cl == pytest.approx(0.95, abs=2e-3)
     assert native[0.11] < 0.85 and native[0.06] < 0.95    # the deficits
@@ -344,7 +345,7 @@ def run_comb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         "--set", "plot.displays.variants=[\"conditional\"]",
         "--set", "plot.displays.observed=[0.06]", "--set", "plot.allocation_masses=[0.06]",
         "--set", "plot.displays.datasets=[\"combined\"]", "--set", "plot.formats=[\"png\"]",
-        "--steps", "load,fit,limit,inject,plot", timeout=900)
+        "--steps", "load,fit,limit,inject,plot", timeout=1800)
     assert code == 0, so + se
     return out / "nominal"
 
