@@ -13,7 +13,10 @@ and for the Asimov data ``n = b`` (no fluctuation), where the combined limit mus
 strongest.
 
 Usage: python benchmarks/study_combination.py [--run POINT_DIR] [--toys 2000] [--seed 1]
-                                             [--funcform N]
+                                             [--funcform N] [--table-only]
+``--run POINT --table-only`` only compares, from scan.csv, the combined expected and
+observed limits with the best single dataset's at every combined mass (any number of
+datasets, e.g. the three-way run), grouped by the datasets that cover the mass.
 Without ``--run`` it first runs ``user_configs/hps2015_2016_combined.toml`` on the files
 in ../shared/data/hps into a temporary folder (about a minute). ``--funcform N`` then runs
 the whole combined scan on N pairs of the functional-form background toys in those files
@@ -98,12 +101,41 @@ def scan_rows(point: Path) -> dict[str, dict[float, dict[str, str]]]:
     return by
 
 
+def ratio_table(rows: dict[str, dict[float, dict[str, str]]], tol: float) -> None:
+    """From scan.csv alone: per combined mass the combined expected (and observed) eps^2
+    limit over the best single dataset's, grouped by the datasets that cover the mass."""
+    groups: dict[str, list[tuple[float, float, float]]] = {}
+    for m, c in sorted(rows.get("combined", {}).items()):
+        single = {d: rows[d][m] for d in rows if d != "combined" and m in rows[d]
+                  and rows[d][m]["status"] == "ok"}
+        if c["status"] != "ok" or len(single) < 2:
+            continue
+        r_exp = float(c["eps2_exp_med"]) / min(float(r["eps2_exp_med"]) for r in single.values())
+        r_obs = float(c["eps2_up"]) / min(float(r["eps2_up"]) for r in single.values())
+        groups.setdefault(" + ".join(sorted(single)), []).append((m, r_exp, r_obs))
+    every = [x for g in groups.values() for x in g]
+    if not every:
+        print("no combined masses with two or more datasets")
+        return
+    for name, g in [*groups.items(), ("all", every)]:
+        m, e, o = (np.array(v) for v in zip(*g))
+        w = int(np.argmax(e))
+        print(f"{name:>16}: {len(g):3d} masses ({m.min() * 1e3:g}-{m.max() * 1e3:g} MeV); "
+              f"expected combined/best single: <= 1 at {int(np.sum(e <= 1.0))}, median "
+              f"{np.median(e):.3f}, best {e.min():.3f}, worst {e[w]:.3f} at {m[w] * 1e3:g} "
+              f"MeV; observed within {tol - 1:.0%}: {int(np.sum(o <= tol))} (median "
+              f"{np.median(o):.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="point folder of a finished combined run")
     ap.add_argument("--toys", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tolerance", type=float, default=0.05)
+    ap.add_argument("--table-only", action="store_true",
+                    help="only the scan.csv comparison of combined and single limits "
+                         "(any number of datasets, no toys)")
     ap.add_argument("--funcform", type=int, default=0,
                     help="also run the combined scan on N functional-form toy pairs")
     a = ap.parse_args()
@@ -125,6 +157,9 @@ def main() -> None:
     point = a.run
     cfg = point_config_from_file(Layout(point).config)
     rows = scan_rows(point)
+    if a.table_only:
+        ratio_table(rows, 1.0 + a.tolerance)
+        return
     masses = sorted(rows.get("combined", {}))
     tol = 1.0 + a.tolerance
     rng = np.random.default_rng(a.seed)

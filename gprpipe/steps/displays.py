@@ -195,6 +195,12 @@ def _refit_setup(cfg: Config, lay, name: str, mass: float):
     return win, refit_setup(cfg, name, win)
 
 
+def _refit_template(cfg: Config, rt, base: Shown) -> np.ndarray:
+    """The template a refit toy is fitted with, as the inject step does: the toy's own
+    ``w_eff`` (from its refitted GP) when the leakage is modelled, else ``w``."""
+    return rt.w_eff[0] if cfg.fit.signal_leakage == "model" else base.w_true
+
+
 def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, variant: str
                        ) -> tuple[list[Shown], dict]:
     from gprpipe.stats import inject as inj
@@ -237,7 +243,8 @@ def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, varia
             t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
         else:
             ex = inj.inject_refit(setup, A, w_full, [inj._child(ss, i) for i in range(n_toys)],
-                                  b_full=b_full, mode=ic.mode)
+                                  b_full=b_full, mode=ic.mode,
+                                  leakage=cfg.fit.signal_leakage)
             t = _median_index(ex.A_hat, ex.converged)
         seed_t = inj._child(ss, t)
         rt = inj.refit_toys(setup, A, w_full, [seed_t], b_full=b_full, mode=ic.mode)
@@ -248,8 +255,8 @@ def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, varia
         hyper = GPHyper(float(rt.gp_amplitude[0]), float(rt.gp_length_scale[0]),
                         float(rt.gp_lml[0]), bool(rt.gp_converged[0]), 0, "")
         shown = Shown(**{**base.__dict__, "counts": (bkg + sig).astype(float), "hyper": hyper,
-                         "b": rt.b[0], "C": rt.C[0], "A_inj": A,
-                         "sig_counts": sig.astype(float)})
+                         "b": rt.b[0], "C": rt.C[0], "w": _refit_template(cfg, rt, base),
+                         "A_inj": A, "sig_counts": sig.astype(float)})
         meta["gp_converged"] = bool(rt.gp_converged[0])
     _fit(shown)
     n = shown.counts[shown.blind]
@@ -323,7 +330,8 @@ def _extraction_combined(cfg: Config, lay, mass: float, z: float, variant: str
             n_toys = cfg.plot.displays.refit_toys
             ex = inj.inject_refit_combined(sts, b_fulls, w_fulls, ks, e,
                                            [inj._child(ss, i) for i in range(n_toys)],
-                                           mode=ic.mode, scale=cw.scale, names=names)
+                                           mode=ic.mode, scale=cw.scale, names=names,
+                                           leakage=cfg.fit.signal_leakage)
             t = _median_index(ex.A_hat, ex.converged)
         seed_t = inj._child(ss, t)
         for d, (bs, st, bf, wf, k) in enumerate(zip(bases, sts, b_fulls, w_fulls, ks)):
@@ -334,7 +342,8 @@ def _extraction_combined(cfg: Config, lay, mass: float, z: float, variant: str
             hyper = GPHyper(float(rt.gp_amplitude[0]), float(rt.gp_length_scale[0]),
                             float(rt.gp_lml[0]), bool(rt.gp_converged[0]), 0, "")
             shown.append(Shown(**{**bs.__dict__, "counts": (bkg + sig).astype(float),
-                                  "hyper": hyper, "b": rt.b[0], "C": rt.C[0], "A_inj": e * k,
+                                  "hyper": hyper, "b": rt.b[0], "C": rt.C[0],
+                                  "w": _refit_template(cfg, rt, bs), "A_inj": e * k,
                                   "sig_counts": sig.astype(float)}))
     cw_t = comb.combine([comb.Block(s.counts[s.blind], s.b, s.C, s.w, s.k_unit, s.name)
                          for s in shown], scale=cw.scale)

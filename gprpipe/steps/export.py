@@ -160,12 +160,20 @@ def export_patchset(run_dir: Path, dataset: str, *, point: str | None = None,
 SPEY_JITTER = 1e-6
 
 
+SPEY_NOTE = ("eps2_up: gprpipe's observed limit (q~, asymptotic CLs, Asimov data = the "
+             "background prediction). eps2_up_spey_convention: the same likelihood with "
+             "Spey's Asimov data (background fitted to the data at eps2 = 0, constraint "
+             "kept at the prediction), what poi_upper_limit(expected=observed) gives; "
+             "lower than eps2_up where the data have a deficit.")
+
+
 def export_spey(run_dir: Path, dataset: str, *, point: str | None = None,
                 output: Path | None = None) -> tuple[Path, int]:
     """``spey_<dataset>.json``: per test mass the inputs of Spey's correlated-background
     model (``default.correlated_background``): ``data``, ``background``, ``covariance``
     and ``signal_per_eps2`` (signal yields per unit eps^2 = K w), with ``scan.csv``'s
-    ``eps2_up``; the covariance includes ``covariance_jitter`` on its diagonal.
+    ``eps2_up`` and ``eps2_up_spey_convention`` (:func:`spey_convention_limit`: the limit
+    Spey's observed CLs gives); the covariance includes ``covariance_jitter`` on its diagonal.
     ``dataset = "combined"``: the concatenated windows of the combination
     (block-diagonal covariance; one shared eps^2)."""
     from gprpipe.pipeline.plan import COMBINED
@@ -193,15 +201,49 @@ def export_spey(run_dir: Path, dataset: str, *, point: str | None = None,
             j = np.flatnonzero(np.abs(scan["mass_GeV"] - m) < 1e-9)
             if len(j):
                 e |= {k: float(scan[k][j[0]]) for k in ("eps2_up", "eps2_exp_med", "A_up")}
+                if np.isfinite(e["eps2_up"]) and e["eps2_up"] > 0:
+                    e["eps2_up_spey_convention"] = e["eps2_up"] * spey_convention_limit(
+                        n, b, e["covariance"], s * e["eps2_up"])
         entries.append({k: (v.tolist() if isinstance(v, np.ndarray) else v)
                         for k, v in e.items()})
     if not entries:
         raise GprpipeError(f"{lay.fit}: nothing to export for {dataset!r}.")
     doc = {"dataset": dataset, "model": "default.correlated_background",
-           "poi": "eps2 (signal = eps2 * signal_per_eps2)", "masses": entries}
+           "poi": "eps2 (signal = eps2 * signal_per_eps2)", "conventions": SPEY_NOTE,
+           "masses": entries}
     path = (Path(output) if output else pdir / "exports") / f"spey_{dataset}.json"
     atomic_write_text(path, json.dumps(doc) + "\n")
     return path, len(entries)
+
+
+def spey_convention_limit(n: np.ndarray, b: np.ndarray, C: np.ndarray, s: np.ndarray,
+                          alpha: float = 0.05) -> float:
+    """The observed CLs upper limit on ``mu`` (signal ``mu s``) with gprpipe's likelihood
+    and q~, but Spey's Asimov convention: the Asimov data are the background fitted to the
+    observed data at ``mu = 0``, ``b + L theta_hat0``, while the constraint on ``theta``
+    stays centred at 0 (gprpipe, like pyhf with its recentred auxiliary data, uses an
+    Asimov set whose fit is exactly ``mu = 0``). At a deficit the shifted Asimov data look
+    like a deficit too, which raises q_A and lowers the limit. Reproduces
+    ``poi_upper_limit(expected=observed)`` of Spey's ``default.correlated_background``."""
+    from scipy.optimize import brentq
+
+    from gprpipe.stats.cls import cls_asymptotic
+    from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
+
+    L = cholesky_jitter(C)
+    model = WindowModel(b, L, s)
+    n_asimov = b + L @ model.profile(0.0, n)[1]
+
+    def h(mu: float) -> float:
+        q, qA = model.qtilde(mu, n), model.qtilde(mu, n_asimov)
+        return float(cls_asymptotic(q, qA)) - alpha
+
+    lo, hi = 1.0, 1.0
+    while h(lo) < 0 and lo > 1e-8:
+        lo /= 2
+    while h(hi) > 0 and hi < 1e8:
+        hi *= 2
+    return float(brentq(h, lo, hi, xtol=1e-9, rtol=1e-8))
 
 
 def _combined_windows(pdir: Path, scan: dict):
