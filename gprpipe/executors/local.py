@@ -1,17 +1,22 @@
 """Local executor: run tasks as processes on this machine, ``jobs`` at a time.
 
 Each task's command comes from the engine (local Python or a container); every process
-gets one BLAS thread. Tasks whose outputs already hold their cache key are skipped without
-starting a process, so an unchanged second run does no work.
+gets one BLAS thread. With the local engine the tasks run in ``jobs`` warm worker
+processes (:mod:`gprpipe.executors.worker`) that import the numerics once and run many
+tasks, each exactly as its ``gprpipe step ...`` command line would (``GPRPIPE_FRESH_PROCESSES=1``
+starts one fresh process per task instead). Tasks whose outputs already hold their cache
+key are skipped without starting anything, so an unchanged second run does no work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,6 +29,9 @@ from gprpipe.pipeline.cache import freshness
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 from gprpipe.steps.runner import remove_task_temps
+
+#: set to 1: one fresh ``python -m gprpipe step`` process per local task (no warm workers)
+FRESH_ENV = "GPRPIPE_FRESH_PROCESSES"
 
 THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -79,6 +87,100 @@ def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -
         finally:
             _CHILDREN.discard(proc)
     return code, time.perf_counter() - t0
+
+
+class WarmWorkers:
+    """Up to ``size`` warm worker processes (:mod:`gprpipe.executors.worker`), each running
+    one task at a time for the executor's threads. A worker that dies (its task crashed or
+    was killed) is replaced by a new one for the next task; a worker is also replaced after
+    ``recycle_after`` tasks, which bounds what a long run can accumulate in one process."""
+
+    def __init__(self, size: int, env: Mapping[str, str], *, recycle_after: int = 200) -> None:
+        self.size = max(1, size)
+        self.env = dict(env)
+        self.recycle_after = recycle_after
+        self._idle: list[tuple[subprocess.Popen, int]] = []  # (worker, tasks it ran)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _spawn(self) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "gprpipe.executors.worker"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=self.env, text=True,
+                                bufsize=1)
+        _CHILDREN.add(proc)
+        return proc
+
+    def prestart(self, n: int) -> None:
+        """Start up to ``n`` idle workers now (they import while the plan is checked)."""
+        with self._lock:
+            while len(self._idle) < min(n, self.size) and not self._closed:
+                self._idle.append((self._spawn(), 0))
+
+    def _take(self) -> tuple[subprocess.Popen, int]:
+        with self._lock:
+            if self._closed:
+                raise OSError("the run is stopping")
+            while self._idle:
+                proc, used = self._idle.pop(0)
+                if proc.poll() is None:
+                    return proc, used
+                _CHILDREN.discard(proc)
+            return self._spawn(), 0
+
+    def _retire(self, proc: subprocess.Popen) -> None:
+        _CHILDREN.discard(proc)
+        with contextlib.suppress(OSError):
+            if proc.stdin:
+                proc.stdin.close()
+        if proc.poll() is None:
+            proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def run(self, task: Task, cmd: Sequence[str], cwd: Path) -> tuple[int, float]:
+        """Run ``task`` in a worker (its log begins with ``cmd``); (exit code, seconds)."""
+        t0 = time.perf_counter()
+        proc, used = self._take()
+        request = {"argv": list(task.argv), "log": str(task.log), "command": list(cmd),
+                   "cwd": str(cwd)}
+        answer = ""
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            answer = proc.stdout.readline()
+        except (OSError, ValueError):
+            answer = ""
+        if not answer:  # the worker died with its task (crash, kill, cancel)
+            code = proc.wait()
+            _CHILDREN.discard(proc)
+            return (code if code != 0 else 1), time.perf_counter() - t0
+        code = int(json.loads(answer)["code"])
+        with self._lock:
+            keep = not self._closed and used + 1 < self.recycle_after
+            if keep:
+                self._idle.append((proc, used + 1))
+        if not keep:
+            self._retire(proc)
+        return code, time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Stop every idle worker (busy ones are stopped by :func:`stop_children`)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for proc, _ in idle:
+            self._retire(proc)
+
+
+def warm_workers_wanted(engine) -> bool:
+    """Warm workers serve the local engine (containers and SLURM run ``gprpipe step``
+    command lines); ``GPRPIPE_FRESH_PROCESSES=1`` selects one fresh process per task."""
+    return getattr(engine, "name", "") == "local" and os.environ.get(FRESH_ENV, "") != "1"
 
 
 def install_sigterm_handler() -> None:
@@ -174,6 +276,7 @@ def run_local(
 
     watchdog = start_watchdog(engine, run_dir)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    warm = WarmWorkers(jobs, env) if warm_workers_wanted(engine) else None
     try:
         while pending or running:
             progressed = False
@@ -206,7 +309,11 @@ def run_local(
                 write_state(task.point_dir, task.slug, "running",
                             launch={**me, "container": container_of(cmd)})
                 commands[task.id] = cmd
-                running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
+                if warm is not None:
+                    warm.prestart(len(pending) + len(running) + 1)
+                    running[pool.submit(warm.run, t, cmd, run_dir)] = task
+                else:
+                    running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
             if running and not progressed:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED,
                                timeout=0.5 if on_tick else None)
@@ -245,6 +352,8 @@ def run_local(
     finally:
         stop_containers(engine, list(commands.values()))  # none left after a normal end
         pool.shutdown(wait=True, cancel_futures=True)
+        if warm is not None:
+            warm.close()
         if watchdog is not None and watchdog.stdin:
             watchdog.stdin.close()  # the watchdog removes what is left, then exits
     return report
