@@ -20,48 +20,31 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gprpipe.config.schema import Config
+from gprpipe.executors.base import (
+    THREAD_ENV,
+    Executor,
+    Hooks,
+    Outcome,
+    RunReport,
+    TaskStatus,
+    register,
+)
 from gprpipe.io.atomic import open_fresh
 from gprpipe.pipeline.cache import freshness
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 from gprpipe.steps.runner import remove_task_temps
 
+if TYPE_CHECKING:
+    from gprpipe.engines.base import Engine
+
 #: set to 1: one fresh ``python -m gprpipe step`` process per local task (no warm workers)
 FRESH_ENV = "GPRPIPE_FRESH_PROCESSES"
-
-THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-}
-
-
-@dataclass
-class Outcome:
-    """How one task ended in this run."""
-
-    state: str  # done | cached | failed | skipped
-    seconds: float = 0.0
-    message: str = ""
-
-
-@dataclass
-class RunReport:
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-
-    def count(self, state: str) -> int:
-        return sum(o.state == state for o in self.outcomes.values())
-
-    @property
-    def ok(self) -> bool:
-        return not any(o.state in ("failed", "skipped") for o in self.outcomes.values())
-
 
 def tail(path: Path, n: int = 8) -> str:
     try:
@@ -71,7 +54,7 @@ def tail(path: Path, n: int = 8) -> str:
     return "\n".join(lines[-n:])
 
 
-_CHILDREN: set[subprocess.Popen] = set()
+_CHILDREN: set[subprocess.Popen[Any]] = set()
 
 
 def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> tuple[int, float]:
@@ -99,11 +82,11 @@ class WarmWorkers:
         self.size = max(1, size)
         self.env = dict(env)
         self.recycle_after = recycle_after
-        self._idle: list[tuple[subprocess.Popen, int]] = []  # (worker, tasks it ran)
+        self._idle: list[tuple[subprocess.Popen[str], int]] = []  # (worker, tasks it ran)
         self._lock = threading.Lock()
         self._closed = False
 
-    def _spawn(self) -> subprocess.Popen:
+    def _spawn(self) -> subprocess.Popen[str]:
         proc = subprocess.Popen([sys.executable, "-m", "gprpipe.executors.worker"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=self.env, text=True,
@@ -117,7 +100,7 @@ class WarmWorkers:
             while len(self._idle) < min(n, self.size) and not self._closed:
                 self._idle.append((self._spawn(), 0))
 
-    def _take(self) -> tuple[subprocess.Popen, int]:
+    def _take(self) -> tuple[subprocess.Popen[str], int]:
         with self._lock:
             if self._closed:
                 raise OSError("the run is stopping")
@@ -128,7 +111,7 @@ class WarmWorkers:
                 _CHILDREN.discard(proc)
             return self._spawn(), 0
 
-    def _retire(self, proc: subprocess.Popen) -> None:
+    def _retire(self, proc: subprocess.Popen[str]) -> None:
         _CHILDREN.discard(proc)
         with contextlib.suppress(OSError):
             if proc.stdin:
@@ -177,7 +160,7 @@ class WarmWorkers:
             self._retire(proc)
 
 
-def warm_workers_wanted(engine) -> bool:
+def warm_workers_wanted(engine: Engine) -> bool:
     """Warm workers serve the local engine (containers and SLURM run ``gprpipe step``
     command lines); ``GPRPIPE_FRESH_PROCESSES=1`` selects one fresh process per task."""
     return getattr(engine, "name", "") == "local" and os.environ.get(FRESH_ENV, "") != "1"
@@ -187,7 +170,7 @@ def install_sigterm_handler() -> None:
     """Turn SIGTERM into KeyboardInterrupt so that a cancelled run stops its tasks."""
     import signal
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
@@ -214,7 +197,7 @@ def container_of(cmd: Sequence[str]) -> str:
     return args[args.index("--name") + 1] if "--name" in args[:-1] else ""
 
 
-def stop_containers(engine, cmds: Sequence[Sequence[str]]) -> None:
+def stop_containers(engine: Engine, cmds: Sequence[Sequence[str]]) -> None:
     """Stop the containers of these task commands (the engine's ``stop_command``)."""
     for cmd in cmds:
         stop = engine.stop_command(cmd)
@@ -223,7 +206,7 @@ def stop_containers(engine, cmds: Sequence[Sequence[str]]) -> None:
                 subprocess.run(stop, capture_output=True, timeout=60, check=False)
 
 
-def start_watchdog(engine, run_dir: Path) -> subprocess.Popen | None:
+def start_watchdog(engine: Engine, run_dir: Path) -> subprocess.Popen[bytes] | None:
     """For container engines: a process in its own session that removes this run's
     containers as soon as the run ends, however it ends (even SIGKILL): it waits for the
     end of a pipe that only this process holds open."""
@@ -241,7 +224,7 @@ def start_watchdog(engine, run_dir: Path) -> subprocess.Popen | None:
 def run_local(
     tasks: Sequence[Task],
     configs: Mapping[str, Config],
-    engine,
+    engine: Engine,
     *,
     run_dir: Path,
     jobs: int = 2,
@@ -265,7 +248,7 @@ def run_local(
     report = RunReport()
     pending = list(tasks)
     known = {t.id for t in tasks}
-    running: dict[Future, Task] = {}
+    running: dict[Future[tuple[int, float]], Task] = {}
     commands: dict[str, list[str]] = {}
     me = {"run_pid": os.getpid(), "run_host": socket.gethostname()}
 
@@ -357,3 +340,41 @@ def run_local(
         if watchdog is not None and watchdog.stdin:
             watchdog.stdin.close()  # the watchdog removes what is left, then exits
     return report
+
+
+@register
+class LocalExecutor(Executor):
+    """Tasks as processes of this machine (warm workers for the local engine), ``jobs`` at
+    a time; :meth:`submit` returns when every task has ended."""
+
+    name = "local"
+    blocking = True
+
+    def __init__(self, run_dir: Path, engine: Engine, *, jobs: int = 2) -> None:
+        super().__init__(run_dir, engine)
+        self.jobs = max(1, int(jobs))
+
+    @classmethod
+    def from_config(cls, run_dir: Path, engine: Engine, config: Config,
+                    **overrides: object) -> LocalExecutor:
+        jobs = overrides.get("jobs") or config.base.jobs
+        return cls(run_dir, engine, jobs=int(str(jobs)))
+
+    def submit(self, tasks: Sequence[Task], *, configs: dict[str, Config] | None = None,
+               force: Sequence[str] | bool = False, resubmit: bool = False,
+               hooks: Hooks | None = None) -> RunReport:
+        if configs is None:
+            raise ValueError("the local executor needs the point configs")
+        hooks = hooks or Hooks()
+        install_sigterm_handler()
+        return run_local(tasks, configs, self.engine, run_dir=self.run_dir, jobs=self.jobs,
+                         force=force, on_update=hooks.on_update, on_notice=hooks.on_notice,
+                         on_tick=hooks.on_tick)
+
+    @classmethod
+    def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
+        """The markers; a ``running`` one whose run or process is gone is ``failed``."""
+        from gprpipe.pipeline.store import task_states
+
+        states = task_states(tasks)
+        return {t.id: TaskStatus(t.id, *states[t.id], log=t.log) for t in tasks}
