@@ -232,8 +232,8 @@ def _clean_containers(engine, run_dir: Path) -> None:
 
 
 def _executor(name: str, run_dir: Path, engine, config, jobs: int | None = None):
-    """The executor ``name`` (registered in :mod:`gprpipe.executors.base`) for a run."""
-    from gprpipe.executors.base import get_executor
+    """The executor ``name`` (:mod:`gprpipe.executors.registry`) for a run."""
+    from gprpipe.executors.registry import get_executor
 
     return get_executor(name, run_dir, engine, config, jobs=jobs)
 

@@ -18,8 +18,9 @@ import pytest
 from gprpipe.config.schema import Config
 from gprpipe.engines import get_engine
 from gprpipe.errors import GprpipeError
-from gprpipe.executors.base import EXECUTORS, executor_class, get_executor
+from gprpipe.executors.base import EXECUTORS
 from gprpipe.executors.local import LocalExecutor
+from gprpipe.executors.registry import executor_class, get_executor
 from gprpipe.executors.slurm import SlurmExecutor
 from gprpipe.executors.slurm.render import run_function
 from gprpipe.pipeline.state import read_marker, read_state, state_dir, write_state

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.task import Task
 
 if TYPE_CHECKING:
@@ -162,21 +161,3 @@ def register(cls: _E) -> _E:
     """Class decorator: make an executor available under its ``name``."""
     EXECUTORS[cls.name] = cls
     return cls
-
-
-def executor_class(name: str) -> type[Executor]:
-    """The registered executor called ``name``."""
-    import gprpipe.executors.local
-    import gprpipe.executors.slurm  # noqa: F401 - both register themselves
-
-    key = name.strip().lower()
-    if key not in EXECUTORS:
-        raise GprpipeError(f"unknown executor {name!r}: choose one of "
-                           f"{', '.join(sorted(EXECUTORS))}")
-    return EXECUTORS[key]
-
-
-def get_executor(name: str, run_dir: Path, engine: Engine, config: Config,
-                 **overrides: object) -> Executor:
-    """The executor ``name`` for ``run_dir``, set up from its section of ``config``."""
-    return executor_class(name).from_config(run_dir, engine, config, **overrides)

@@ -84,6 +84,7 @@ class WarmWorkers:
         self.recycle_after = recycle_after
         self._idle: list[tuple[subprocess.Popen[str], int]] = []  # (worker, tasks it ran)
         self._lock = threading.Lock()
+        self._busy = 0  # workers running a task
         self._closed = False
 
     def _spawn(self) -> subprocess.Popen[str]:
@@ -95,15 +96,16 @@ class WarmWorkers:
         return proc
 
     def prestart(self, n: int) -> None:
-        """Start up to ``n`` idle workers now (they import while the plan is checked)."""
+        """Have up to ``n`` workers, idle or busy (new ones import while tasks start)."""
         with self._lock:
-            while len(self._idle) < min(n, self.size) and not self._closed:
+            while len(self._idle) + self._busy < min(n, self.size) and not self._closed:
                 self._idle.append((self._spawn(), 0))
 
     def _take(self) -> tuple[subprocess.Popen[str], int]:
         with self._lock:
             if self._closed:
                 raise OSError("the run is stopping")
+            self._busy += 1
             while self._idle:
                 proc, used = self._idle.pop(0)
                 if proc.poll() is None:
@@ -141,9 +143,12 @@ class WarmWorkers:
         if not answer:  # the worker died with its task (crash, kill, cancel)
             code = proc.wait()
             _CHILDREN.discard(proc)
+            with self._lock:
+                self._busy -= 1
             return (code if code != 0 else 1), time.perf_counter() - t0
         code = int(json.loads(answer)["code"])
         with self._lock:
+            self._busy -= 1
             keep = not self._closed and used + 1 < self.recycle_after
             if keep:
                 self._idle.append((proc, used + 1))

@@ -204,7 +204,7 @@ class RunWatcher:
 
     def poll(self, run_dir: Path, planned: Sequence[Task] = ()) -> RunView:
         """States of the run's tasks (``planned`` ones, all pending, before run.json exists)."""
-        from gprpipe.executors.base import executor_class
+        from gprpipe.executors.registry import executor_class
 
         view = RunView(Path(run_dir))
         rj = Path(run_dir) / RUN_JSON

@@ -27,7 +27,6 @@ from gprpipe.errors import GprpipeError
 from gprpipe.executors.base import THREAD_ENV, Executor, Hooks, RunReport, TaskStatus, register
 from gprpipe.executors.slurm import scheduler
 from gprpipe.executors.slurm.jobs import (
-    JOBS_FILE,
     SlurmSubmission,
     elements,
     job_ids,
@@ -39,6 +38,7 @@ from gprpipe.executors.slurm.jobs import (
 )
 from gprpipe.executors.slurm.reconcile import reconcile
 from gprpipe.executors.slurm.render import (
+    JOBS_FILE,
     PINNED,
     Engine,
     SlurmOptions,

@@ -8,15 +8,11 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gprpipe.errors import GprpipeError
+from gprpipe.executors.slurm.render import JOBS_FILE, SlurmOptions, SlurmScript
 from gprpipe.io.atomic import atomic_write_text
-
-if TYPE_CHECKING:
-    from gprpipe.executors.slurm.render import SlurmOptions, SlurmScript
-
-JOBS_FILE = "jobs.json"
 
 
 @dataclass

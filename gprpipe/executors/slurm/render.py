@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Protocol
 
 from gprpipe.errors import GprpipeError
-from gprpipe.executors.slurm.jobs import JOBS_FILE
 from gprpipe.pipeline.state import shell_write_failed, state_dir
 from gprpipe.pipeline.task import Task
 
+#: the job store's file name, in RUN_DIR/slurm/
+JOBS_FILE = "jobs.json"
 # one BLAS thread per task (as the local executor), and unbuffered output for live logs
 PINNED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
           "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
