@@ -231,13 +231,19 @@ def _clean_containers(engine, run_dir: Path) -> None:
                 f"{run_dir}: {', '.join(left)}")
 
 
-def _execute_local(tasks, configs, engine, run_dir, jobs, force, info,
-                   resume: str = "") -> bool:
-    from gprpipe.executors.local import install_sigterm_handler, run_local
+def _executor(name: str, run_dir: Path, engine, config, jobs: int | None = None):
+    """The executor ``name`` (:mod:`gprpipe.executors.registry`) for a run."""
+    from gprpipe.executors.registry import get_executor
+
+    return get_executor(name, run_dir, engine, config, jobs=jobs)
+
+
+def _execute_local(ex, tasks, configs, run_dir, force, info, resume: str = "") -> bool:
+    """Run ``tasks`` with a blocking executor, with progress bars; print the outcome."""
+    from gprpipe.executors.base import Hooks
     from gprpipe.pipeline.state import fmt_duration, progress_text, read_progress
 
-    install_sigterm_handler()
-    _clean_containers(engine, run_dir)
+    _clean_containers(ex.engine, run_dir)
     t0 = time.perf_counter()
     finished: dict[str, str] = {}
     with _progress() as progress:
@@ -268,13 +274,11 @@ def _execute_local(tasks, configs, engine, run_dir, jobs, force, info,
                                 detail=progress_text(rec))
 
         try:
-            report = run_local(tasks, configs, engine, run_dir=run_dir, jobs=jobs, force=force,
-                               on_update=update, on_tick=tick, on_notice=_notice)
+            report = ex.submit(tasks, configs=configs, force=force,
+                               hooks=Hooks(on_update=update, on_notice=_notice, on_tick=tick))
         except KeyboardInterrupt:
-            from gprpipe.pipeline.store import task_states
-
-            states = task_states(tasks)  # the markers: what is really on disk
-            kept = sum(states[t.id][0] == "done" for t in tasks)
+            states = ex.poll(tasks)  # the markers: what is really on disk
+            kept = sum(states[t.id].state == "done" for t in tasks)
             stopped = len(tasks) - kept
             err.print(f"interrupted: {kept} finished task{'s' * (kept != 1)} kept in {run_dir} "
                       f"(a new run skips them); {stopped} not finished (stopped or not started). "
@@ -369,15 +373,15 @@ def run(
     run_dir = _run_dir(all_points)
     tasks = plan_points(run_dir, points, _where(loaded))
     eng = _engine(cfg0.base.engine, cfg0, dry_run)
+    ex = _executor(cfg0.base.executor, run_dir, eng, cfg0, jobs)
     configs = {p.name: p.config for p in points}
     if dry_run:
-        _print_plan(tasks, eng, run_dir, cfg0)
+        print(ex.preview(tasks))
         return
     check_inputs(loaded, points)
     _make_run_dir(run_dir, loaded)
     with _locked(run_dir, wait_lock):
-        if cfg0.base.executor == "slurm":
-            _refuse_if_queued(run_dir, tasks)
+        ex.refuse_if_busy(tasks)
         write_point_configs(run_dir, points)
         info = new_run_info(run_dir, config.resolve(), overrides, points, tasks,
                             engine=cfg0.base.engine, executor=cfg0.base.executor)
@@ -387,8 +391,8 @@ def run(
             "config_was_blind": blind_in_config,
         }
         info.save()
-        if cfg0.base.executor == "slurm":
-            ok = _submit_slurm(tasks, eng, run_dir, cfg0, info, wait=wait, force=force)
+        if not ex.blocking:
+            ok = _submit_queued(ex, tasks, run_dir, wait=wait, force=force)
             ok = ok and (not wait or _report_rows(tasks))
             if wait:
                 _print_summary(run_dir)
@@ -397,8 +401,7 @@ def run(
 
             resume = shlex.join(["gprpipe", "run", str(config),
                                  *[x for o in overrides for x in ("--set", o)]])
-            ok = _execute_local(tasks, configs, eng, run_dir, jobs or cfg0.base.jobs, force,
-                                info, resume=resume)
+            ok = _execute_local(ex, tasks, configs, run_dir, force, info, resume=resume)
             ok = _report_rows(tasks) and ok
             _print_summary(run_dir)
     if not ok:
@@ -446,19 +449,6 @@ def _report_rows(tasks) -> bool:
     return ok
 
 
-def _refuse_if_queued(run_dir: Path, tasks) -> None:
-    """A SLURM run holds its lock only while it submits: refuse while its jobs are queued."""
-    from gprpipe.executors import slurm
-
-    if not slurm.jobs_path(run_dir).is_file():
-        return
-    busy = [s for s in slurm.poll_details(run_dir, tasks).values() if s.active]
-    if busy:
-        raise GprpipeError(f"{run_dir} is in use by SLURM job {busy[0].job} (task {busy[0].id} "
-                           f"is {busy[0].state}): wait for it or cancel it with: "
-                           f"scancel {busy[0].job.split('_')[0]}")
-
-
 def _print_summary(run_dir: Path) -> None:
     from gprpipe.pipeline.summary import run_summary, summary_lines
 
@@ -472,62 +462,24 @@ def summary(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> 
     _print_summary(run_dir)
 
 
-def _print_plan(tasks, engine, run_dir: Path, cfg) -> None:
-    import shlex
-
-    from gprpipe.executors.local import THREAD_ENV
-
-    if cfg.base.executor == "slurm":
-        from gprpipe.executors.slurm import render_scripts
-
-        for script in render_scripts(tasks, run_dir=run_dir, engine=engine,
-                                     options=_slurm_options(cfg), env=THREAD_ENV,
-                                     check_paths=False):
-            print(f"# ---- {script.name}")
-            print(script.text)
-        return
-    print(f"# {len(tasks)} tasks, run directory {run_dir}")
-    for t in tasks:
-        deps = f"  (after {', '.join(t.deps)})" if t.deps else ""
-        print(f"# {t.id}{deps}")
-        print(shlex.join(engine.command(t, run_dir=run_dir, env=THREAD_ENV, check_paths=False)))
-
-
-def _slurm_options(cfg):
-    from gprpipe.executors.slurm import SlurmOptions
-
-    s = cfg.slurm
-    return SlurmOptions(partition=s.partition, account=s.account, qos=s.qos, time=s.time,
-                        memory=s.memory, cpus_per_task=s.cpus_per_task,
-                        max_parallel=s.max_parallel, extra=tuple(s.extra))
-
-
-def _submit_slurm(tasks, engine, run_dir, cfg, info, *, wait: bool, force: bool,
-                  resubmit: bool = False) -> bool:
-    from gprpipe.executors import slurm
-    from gprpipe.executors.local import THREAD_ENV
-
-    if force:
-        from dataclasses import replace
-
-        tasks = [replace(t, argv=(*t.argv, "--force")) for t in tasks]
-    fn = slurm.resubmit if resubmit else slurm.submit
-    sub = fn(tasks, run_dir=run_dir, engine=engine, options=_slurm_options(cfg), env=THREAD_ENV)
-    jobs = ", ".join(f"{k}={v}" for k, v in sub.job_ids.items())
-    console.print(f"Submitted {len(tasks)} tasks to SLURM as job arrays: {jobs}")
+def _submit_queued(ex, tasks, run_dir, *, wait: bool, force: bool,
+                   resubmit: bool = False) -> bool:
+    """Queue ``tasks`` with a queueing executor (SLURM); with ``wait``, follow them."""
+    report = ex.submit(tasks, force=force, resubmit=resubmit)
+    jobs = ", ".join(f"{k}={v}" for k, v in report.job_ids.items())
+    console.print(f"Submitted {len(tasks)} tasks to {ex.name.upper()} as job arrays: {jobs}")
     if not wait:
         console.print(f"Watch with: gprpipe status {run_dir}")
         return True
     with _progress() as progress:
-        bar = progress.add_task("slurm", total=len(tasks), detail="")
+        bar = progress.add_task(ex.name, total=len(tasks), detail="")
 
         def update(states: dict[str, str]) -> None:
             n = sum(s in ("done", "failed") for s in states.values())
             progress.update(bar, completed=n,
                             detail=" ".join(f"{k}={v}" for k, v in _count(states).items()))
 
-        ok = slurm.wait(run_dir, tasks, progress=update)
-    slurm.poll(run_dir, tasks)  # writes failed markers for lost array elements
+        ok = ex.wait(tasks, progress=update)
     _report_states(tasks)
     return ok
 
@@ -554,19 +506,15 @@ def _report_states(tasks) -> None:
 @app.command()
 def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
     """Task states per point and step: done/running/failed/pending."""
-    from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run
 
     info = load_run_info(run_dir)
     tasks, configs = tasks_of_run(info)
-    _clean_if_unlocked(run_dir, info, configs)
-    states = task_states(tasks)
-    slurm_jobs = {}
-    if info.data.get("executor") == "slurm":
-        from gprpipe.executors import slurm
-
-        slurm_jobs = slurm.job_ids_by_task(run_dir)
-        polled = slurm.poll(run_dir, tasks)
-        states = {k: (polled.get(k, v[0]), v[1]) for k, v in states.items()}
+    ex = _run_executor(run_dir, info, configs)
+    _clean_if_unlocked(run_dir, ex)
+    polled = ex.poll(tasks)
+    states = {t.id: (polled[t.id].state, polled[t.id].message) for t in tasks}
+    slurm_jobs = ex.job_ids_by_task()
     table = Table(title=f"{run_dir}  ({info.data.get('executor', 'local')} executor)")
     for col in ("point", "step", "done", "running", "failed", "pending"):
         table.add_column(col, justify="left" if col in ("point", "step") else "right")
@@ -592,19 +540,28 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
     console.print(" ".join(f"{k}={v}" for k, v in sorted(total.items())))
 
 
-def _clean_if_unlocked(run_dir: Path, info, configs) -> None:
+def _run_executor(run_dir: Path, info, configs, jobs: int | None = None, *,
+                  check: bool = False):
+    """The executor (and engine, checked with ``check``) that a recorded run used."""
+    cfg0 = next(iter(configs.values())) if configs else None
+    if cfg0 is None:
+        from gprpipe.config.schema import Config
+
+        cfg0 = Config()
+    eng = _engine(info.data.get("engine", "local"), cfg0, not check)
+    return _executor(info.data.get("executor", "local"), run_dir, eng, cfg0, jobs)
+
+
+def _clean_if_unlocked(run_dir: Path, ex) -> None:
     """No run holds the directory: containers of it still there are leftovers (the run and
     its watchdog were killed); stop and remove them."""
     from gprpipe.pipeline.lock import is_locked, run_lock
 
-    if info.data.get("engine", "local") in ("local", "apptainer") or not configs:
+    if not ex.owns_containers or is_locked(run_dir):
         return
-    if info.data.get("executor") == "slurm" or is_locked(run_dir):
-        return
-    cfg0 = next(iter(configs.values()))
     try:
         with run_lock(run_dir, command="gprpipe status"):
-            _clean_containers(_engine(info.data["engine"], cfg0, True), run_dir.absolute())
+            _clean_containers(ex.engine, run_dir.absolute())
     except GprpipeError:
         return  # a run started meanwhile: its containers are its own
 
@@ -637,18 +594,15 @@ def rerun(
 def _rerun(run_dir: Path, failed: bool, masses: str | None, jobs: int | None,
            wait: bool) -> None:
     from gprpipe.pipeline.plan import downstream
-    from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run
 
     info = load_run_info(run_dir)
     tasks, configs = tasks_of_run(info)
+    ex = _run_executor(run_dir, info, configs, jobs)
     chosen: set[str] = set()
     if failed:
-        states = task_states(tasks)
-        if info.data.get("executor") == "slurm":
-            from gprpipe.executors import slurm
-
-            states = {k: (v, "") for k, v in slurm.poll(run_dir, tasks).items()}
-        chosen |= {t.id for t in tasks if states[t.id][0] == "failed"}
+        states = ex.poll(tasks)
+        chosen |= {t.id for t in tasks if states[t.id].state == "failed"}
     if masses:
         for m in parse_masses(masses, "--masses"):
             owners = [t for t in tasks if any(abs(x - m) < 5e-7 for x in t.masses)]
@@ -660,15 +614,13 @@ def _rerun(run_dir: Path, failed: bool, masses: str | None, jobs: int | None,
         return
     todo = downstream(tasks, chosen)
     console.print(f"Rerunning {len(todo)} tasks: " + ", ".join(t.id for t in todo))
-    cfg0 = next(iter(configs.values()))
-    eng = _engine(info.data.get("engine", "local"), cfg0, False)
-    if info.data.get("executor") == "slurm":
-        ok = _submit_slurm(todo, eng, run_dir, cfg0, info, wait=wait, force=True, resubmit=True)
+    ex.engine.check()
+    if not ex.blocking:
+        ok = _submit_queued(ex, todo, run_dir, wait=wait, force=True, resubmit=True)
         if wait:
             _print_summary(run_dir)
     else:
-        ok = _execute_local(todo, configs, eng, run_dir, jobs or cfg0.base.jobs,
-                            [t.id for t in todo], info)
+        ok = _execute_local(ex, todo, configs, run_dir, [t.id for t in todo], info)
         _print_summary(run_dir)
     if not ok:
         raise typer.Exit(1)

@@ -1,59 +1,50 @@
 """Local executor: run tasks as processes on this machine, ``jobs`` at a time.
 
 Each task's command comes from the engine (local Python or a container); every process
-gets one BLAS thread. Tasks whose outputs already hold their cache key are skipped without
-starting a process, so an unchanged second run does no work.
+gets one BLAS thread. With the local engine the tasks run in ``jobs`` warm worker
+processes (:mod:`gprpipe.executors.worker`) that import the numerics once and run many
+tasks, each exactly as its ``gprpipe step ...`` command line would (``GPRPIPE_FRESH_PROCESSES=1``
+starts one fresh process per task instead). Tasks whose outputs already hold their cache
+key are skipped without starting anything, so an unchanged second run does no work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gprpipe.config.schema import Config
+from gprpipe.executors.base import (
+    THREAD_ENV,
+    Executor,
+    Hooks,
+    Outcome,
+    RunReport,
+    TaskStatus,
+    register,
+)
 from gprpipe.io.atomic import open_fresh
 from gprpipe.pipeline.cache import freshness
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 from gprpipe.steps.runner import remove_task_temps
 
-THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-}
+if TYPE_CHECKING:
+    from gprpipe.engines.base import Engine
 
-
-@dataclass
-class Outcome:
-    """How one task ended in this run."""
-
-    state: str  # done | cached | failed | skipped
-    seconds: float = 0.0
-    message: str = ""
-
-
-@dataclass
-class RunReport:
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-
-    def count(self, state: str) -> int:
-        return sum(o.state == state for o in self.outcomes.values())
-
-    @property
-    def ok(self) -> bool:
-        return not any(o.state in ("failed", "skipped") for o in self.outcomes.values())
-
+#: set to 1: one fresh ``python -m gprpipe step`` process per local task (no warm workers)
+FRESH_ENV = "GPRPIPE_FRESH_PROCESSES"
 
 def tail(path: Path, n: int = 8) -> str:
     try:
@@ -63,7 +54,7 @@ def tail(path: Path, n: int = 8) -> str:
     return "\n".join(lines[-n:])
 
 
-_CHILDREN: set[subprocess.Popen] = set()
+_CHILDREN: set[subprocess.Popen[Any]] = set()
 
 
 def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> tuple[int, float]:
@@ -81,11 +72,110 @@ def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -
     return code, time.perf_counter() - t0
 
 
+class WarmWorkers:
+    """Up to ``size`` warm worker processes (:mod:`gprpipe.executors.worker`), each running
+    one task at a time for the executor's threads. A worker that dies (its task crashed or
+    was killed) is replaced by a new one for the next task; a worker is also replaced after
+    ``recycle_after`` tasks, which bounds what a long run can accumulate in one process."""
+
+    def __init__(self, size: int, env: Mapping[str, str], *, recycle_after: int = 200) -> None:
+        self.size = max(1, size)
+        self.env = dict(env)
+        self.recycle_after = recycle_after
+        self._idle: list[tuple[subprocess.Popen[str], int]] = []  # (worker, tasks it ran)
+        self._lock = threading.Lock()
+        self._busy = 0  # workers running a task
+        self._closed = False
+
+    def _spawn(self) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-m", "gprpipe.executors.worker"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=self.env, text=True,
+                                bufsize=1)
+        _CHILDREN.add(proc)
+        return proc
+
+    def prestart(self, n: int) -> None:
+        """Have up to ``n`` workers, idle or busy (new ones import while tasks start)."""
+        with self._lock:
+            while len(self._idle) + self._busy < min(n, self.size) and not self._closed:
+                self._idle.append((self._spawn(), 0))
+
+    def _take(self) -> tuple[subprocess.Popen[str], int]:
+        with self._lock:
+            if self._closed:
+                raise OSError("the run is stopping")
+            self._busy += 1
+            while self._idle:
+                proc, used = self._idle.pop(0)
+                if proc.poll() is None:
+                    return proc, used
+                _CHILDREN.discard(proc)
+            return self._spawn(), 0
+
+    def _retire(self, proc: subprocess.Popen[str]) -> None:
+        _CHILDREN.discard(proc)
+        with contextlib.suppress(OSError):
+            if proc.stdin:
+                proc.stdin.close()
+        if proc.poll() is None:
+            proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def run(self, task: Task, cmd: Sequence[str], cwd: Path) -> tuple[int, float]:
+        """Run ``task`` in a worker (its log begins with ``cmd``); (exit code, seconds)."""
+        t0 = time.perf_counter()
+        proc, used = self._take()
+        request = {"argv": list(task.argv), "log": str(task.log), "command": list(cmd),
+                   "cwd": str(cwd)}
+        answer = ""
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            answer = proc.stdout.readline()
+        except (OSError, ValueError):
+            answer = ""
+        if not answer:  # the worker died with its task (crash, kill, cancel)
+            code = proc.wait()
+            _CHILDREN.discard(proc)
+            with self._lock:
+                self._busy -= 1
+            return (code if code != 0 else 1), time.perf_counter() - t0
+        code = int(json.loads(answer)["code"])
+        with self._lock:
+            self._busy -= 1
+            keep = not self._closed and used + 1 < self.recycle_after
+            if keep:
+                self._idle.append((proc, used + 1))
+        if not keep:
+            self._retire(proc)
+        return code, time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Stop every idle worker (busy ones are stopped by :func:`stop_children`)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for proc, _ in idle:
+            self._retire(proc)
+
+
+def warm_workers_wanted(engine: Engine) -> bool:
+    """Warm workers serve the local engine (containers and SLURM run ``gprpipe step``
+    command lines); ``GPRPIPE_FRESH_PROCESSES=1`` selects one fresh process per task."""
+    return getattr(engine, "name", "") == "local" and os.environ.get(FRESH_ENV, "") != "1"
+
+
 def install_sigterm_handler() -> None:
     """Turn SIGTERM into KeyboardInterrupt so that a cancelled run stops its tasks."""
     import signal
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
@@ -112,7 +202,7 @@ def container_of(cmd: Sequence[str]) -> str:
     return args[args.index("--name") + 1] if "--name" in args[:-1] else ""
 
 
-def stop_containers(engine, cmds: Sequence[Sequence[str]]) -> None:
+def stop_containers(engine: Engine, cmds: Sequence[Sequence[str]]) -> None:
     """Stop the containers of these task commands (the engine's ``stop_command``)."""
     for cmd in cmds:
         stop = engine.stop_command(cmd)
@@ -121,7 +211,7 @@ def stop_containers(engine, cmds: Sequence[Sequence[str]]) -> None:
                 subprocess.run(stop, capture_output=True, timeout=60, check=False)
 
 
-def start_watchdog(engine, run_dir: Path) -> subprocess.Popen | None:
+def start_watchdog(engine: Engine, run_dir: Path) -> subprocess.Popen[bytes] | None:
     """For container engines: a process in its own session that removes this run's
     containers as soon as the run ends, however it ends (even SIGKILL): it waits for the
     end of a pipe that only this process holds open."""
@@ -139,7 +229,7 @@ def start_watchdog(engine, run_dir: Path) -> subprocess.Popen | None:
 def run_local(
     tasks: Sequence[Task],
     configs: Mapping[str, Config],
-    engine,
+    engine: Engine,
     *,
     run_dir: Path,
     jobs: int = 2,
@@ -163,7 +253,7 @@ def run_local(
     report = RunReport()
     pending = list(tasks)
     known = {t.id for t in tasks}
-    running: dict[Future, Task] = {}
+    running: dict[Future[tuple[int, float]], Task] = {}
     commands: dict[str, list[str]] = {}
     me = {"run_pid": os.getpid(), "run_host": socket.gethostname()}
 
@@ -174,6 +264,7 @@ def run_local(
 
     watchdog = start_watchdog(engine, run_dir)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    warm = WarmWorkers(jobs, env) if warm_workers_wanted(engine) else None
     try:
         while pending or running:
             progressed = False
@@ -206,7 +297,11 @@ def run_local(
                 write_state(task.point_dir, task.slug, "running",
                             launch={**me, "container": container_of(cmd)})
                 commands[task.id] = cmd
-                running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
+                if warm is not None:
+                    warm.prestart(len(pending) + len(running) + 1)
+                    running[pool.submit(warm.run, t, cmd, run_dir)] = task
+                else:
+                    running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
             if running and not progressed:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED,
                                timeout=0.5 if on_tick else None)
@@ -245,6 +340,46 @@ def run_local(
     finally:
         stop_containers(engine, list(commands.values()))  # none left after a normal end
         pool.shutdown(wait=True, cancel_futures=True)
+        if warm is not None:
+            warm.close()
         if watchdog is not None and watchdog.stdin:
             watchdog.stdin.close()  # the watchdog removes what is left, then exits
     return report
+
+
+@register
+class LocalExecutor(Executor):
+    """Tasks as processes of this machine (warm workers for the local engine), ``jobs`` at
+    a time; :meth:`submit` returns when every task has ended."""
+
+    name = "local"
+    blocking = True
+
+    def __init__(self, run_dir: Path, engine: Engine, *, jobs: int = 2) -> None:
+        super().__init__(run_dir, engine)
+        self.jobs = max(1, int(jobs))
+
+    @classmethod
+    def from_config(cls, run_dir: Path, engine: Engine, config: Config,
+                    **overrides: object) -> LocalExecutor:
+        jobs = overrides.get("jobs") or config.base.jobs
+        return cls(run_dir, engine, jobs=int(str(jobs)))
+
+    def submit(self, tasks: Sequence[Task], *, configs: dict[str, Config] | None = None,
+               force: Sequence[str] | bool = False, resubmit: bool = False,
+               hooks: Hooks | None = None) -> RunReport:
+        if configs is None:
+            raise ValueError("the local executor needs the point configs")
+        hooks = hooks or Hooks()
+        install_sigterm_handler()
+        return run_local(tasks, configs, self.engine, run_dir=self.run_dir, jobs=self.jobs,
+                         force=force, on_update=hooks.on_update, on_notice=hooks.on_notice,
+                         on_tick=hooks.on_tick)
+
+    @classmethod
+    def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
+        """The markers; a ``running`` one whose run or process is gone is ``failed``."""
+        from gprpipe.pipeline.store import task_states
+
+        states = task_states(tasks)
+        return {t.id: TaskStatus(t.id, *states[t.id], log=t.log) for t in tasks}

@@ -18,6 +18,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from gprpipe import NUMERICS_VERSION
 from gprpipe.config.schema import Config
@@ -52,7 +53,7 @@ def input_digest(path: Path) -> str:
     return f"sha256:{sha256_file(path)}"
 
 
-def _section(cfg: dict, dotted: str):
+def _section(cfg: dict[str, Any], dotted: str) -> Any:
     node = cfg
     for p in dotted.split("."):
         node = node[p]

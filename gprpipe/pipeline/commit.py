@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
@@ -30,7 +31,7 @@ def commit_path(task: Task) -> Path:
     return state_dir(task.point_dir) / f"{task.slug}{SUFFIX}"
 
 
-def read_commit(task: Task) -> dict | None:
+def read_commit(task: Task) -> dict[str, Any] | None:
     """The task's commit record, or None when there is none (or it is unreadable)."""
     try:
         rec = json.loads(commit_path(task).read_text())

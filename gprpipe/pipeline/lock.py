@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from gprpipe.errors import GprpipeError
 
@@ -31,7 +32,7 @@ def lock_path(run_dir: Path) -> Path:
     return Path(run_dir) / LOCK_NAME
 
 
-def holder(run_dir: Path) -> dict:
+def holder(run_dir: Path) -> dict[str, Any]:
     """What the lock file says about its (last) holder; {} when empty or unreadable."""
     try:
         info = json.loads(lock_path(run_dir).read_text() or "{}")
@@ -40,7 +41,7 @@ def holder(run_dir: Path) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def describe(info: dict) -> str:
+def describe(info: dict[str, Any]) -> str:
     cmd = info.get("command") or "gprpipe"
     return (f"{cmd} (pid {info.get('pid', '?')} on host {info.get('host', '?')} since "
             f"{info.get('since', '?')})")
@@ -68,7 +69,7 @@ def is_locked(run_dir: Path) -> bool:
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path, command: str = "", wait: float = 0.0,
-             notice: Callable[[str], None] | None = None) -> Iterator[dict]:
+             notice: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
     """Hold the run directory's lock for the block; yields what the file records.
 
     ``wait``: seconds to wait for a live holder before refusing (0: refuse at once).

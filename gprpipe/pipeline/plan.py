@@ -10,9 +10,10 @@ thing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class Layout:
         return self.point_dir / "parts" / step / f"{part}.h5"
 
 
-def _task(point: str, point_dir: Path, step: str, part: str | None, **kw) -> Task:
+def _task(point: str, point_dir: Path, step: str, part: str | None, **kw: Any) -> Task:
     tid = f"{point}/{step}" + (f"/{part}" if part else "")
     argv = ["step", step, "--point-dir", str(point_dir)]
     if part:
@@ -149,7 +150,8 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
             _task(point, point_dir, "load", None, inputs=sources, outputs=(lay.load,))
         ).id
 
-    def chunked(step: str, inputs: tuple[Path, ...], deps: tuple[str, ...], parts) -> None:
+    def chunked(step: str, inputs: tuple[Path, ...], deps: tuple[str, ...],
+                parts: Mapping[str, tuple[str, Any]]) -> None:
         part_tasks = []
         for part, (_, masses) in parts.items():
             ms = tuple(float(m) for m in np.atleast_1d(masses))
@@ -169,7 +171,9 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         )
         ids[step] = merged.id
 
-    dep = lambda *names: tuple(ids[n] for n in names if n in ids)  # noqa: E731
+    def dep(*names: str) -> tuple[str, ...]:
+        return tuple(ids[n] for n in names if n in ids)
+
     parts = mass_parts(config)
     if "fit" in steps:
         fit_parts = {p: v for p, v in parts.items() if v[0] != COMBINED}
@@ -198,7 +202,7 @@ def producers(point: str, point_dir: Path, config: Config) -> dict[Path, Task]:
     """Output path -> the task that writes it, over every step (whatever ``steps.run``
     selects: a task reading an output of a step left out of this run still verifies it)."""
     every = config.model_copy(deep=True)
-    every.steps.run = list(STEPS)
+    every.steps.run = list(STEPS)  # type: ignore[arg-type]
     return {p: t for t in plan_point(point, point_dir, every) for p in t.outputs}
 
 

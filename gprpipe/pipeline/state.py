@@ -17,6 +17,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from gprpipe.io.atomic import atomic_write_text, remove_stale_temps
 
@@ -33,7 +34,7 @@ def marker(point_dir: Path, slug: str, state: str) -> Path:
     return state_dir(point_dir) / f"{slug}.{state}"
 
 
-def read_marker(point_dir: Path, slug: str, state: str) -> dict:
+def read_marker(point_dir: Path, slug: str, state: str) -> dict[str, Any]:
     """The JSON of one marker ({} when missing or unreadable)."""
     try:
         info = json.loads(marker(point_dir, slug, state).read_text())
@@ -43,7 +44,7 @@ def read_marker(point_dir: Path, slug: str, state: str) -> dict:
 
 
 def write_state(point_dir: Path, slug: str, state: str, message: str = "",
-                launch: dict | None = None) -> None:
+                launch: dict[str, Any] | None = None) -> None:
     """Record ``state`` for a task, removing its other markers.
 
     ``launch``: the launcher's fields (:data:`LAUNCH_FIELDS`); a ``running`` marker written
@@ -86,15 +87,16 @@ def write_progress(point_dir: Path, slug: str, done: int, total: int, unit: str,
     atomic_write_text(progress_file(point_dir, slug), json.dumps(info) + "\n")
 
 
-def read_progress(point_dir: Path, slug: str) -> dict | None:
+def read_progress(point_dir: Path, slug: str) -> dict[str, Any] | None:
     """The progress record of a running task, or None."""
     try:
-        return json.loads(progress_file(point_dir, slug).read_text())
+        info = json.loads(progress_file(point_dir, slug).read_text())
     except (OSError, ValueError):
         return None
+    return info if isinstance(info, dict) else None
 
 
-def progress_text(info: dict | None, now: float | None = None) -> str:
+def progress_text(info: dict[str, Any] | None, now: float | None = None) -> str:
     """``12/16 masses, 0.8/s, ETA 5 s`` from a progress record ('' when unknown)."""
     if not info or not info.get("total"):
         return ""
@@ -128,6 +130,24 @@ def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
                 info = {}
             return state, str(info.get("message", ""))
     return "pending", ""
+
+
+def shell_write_failed(stem: str = "$marker", message: str = "$why",
+                       indent: str = "        ") -> str:
+    """Bash lines that record ``failed`` for a task, in the format of :func:`write_state`
+    (the fields a shell knows: no pid), for job scripts whose task died before writing
+    its own marker. ``stem`` and ``message`` are shell words (variables) holding the
+    marker path without its state suffix (``<point_dir>/.state/<slug>``) and the
+    message, which must hold no double quote, backslash or control character."""
+    lines = [
+        "printf '{\"state\": \"failed\", \"time\": %s, \"host\": \"%s\", "
+        "\"slurm_job\": \"%s\", ' \\",
+        '    "$(date +%s)" "$(hostname)" "${SLURM_JOB_ID:-}" >"' + stem + '.failed.tmp"',
+        "printf '\"message\": \"%s\"}\\n' \"" + message + '" >>"' + stem + '.failed.tmp"',
+        'mv -f "' + stem + '.failed.tmp" "' + stem + '.failed"',
+        'rm -f "' + stem + '.running"',
+    ]
+    return "\n".join(indent + line for line in lines)
 
 
 def clear_state(point_dir: Path, slug: str) -> None:

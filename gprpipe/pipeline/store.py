@@ -8,11 +8,11 @@ import os
 import platform
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from gprpipe import __version__
 from gprpipe.config import Point, point_config_from_file
@@ -71,7 +71,8 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
             atomic_write_text(path, text)
 
 
-def plan_points(run_dir: Path, points: Sequence[Point], where=lambda key: key) -> list[Task]:
+def plan_points(run_dir: Path, points: Sequence[Point],
+                where: Callable[[str], str] = lambda key: key) -> list[Task]:
     """Tasks of every point; refuses more than ``base.max_tasks`` tasks and any output,
     log or marker that would resolve outside ``run_dir`` (e.g. through a symlink).
     ``where(key)`` says where a key was set (``file:line: key``)."""
@@ -165,7 +166,12 @@ def new_run_info(run_dir: Path, config_path: Path, overrides: Sequence[str],
     return info
 
 
+@overload
+def load_run_info(run_dir: Path, missing_ok: Literal[False] = False) -> RunInfo: ...
+@overload
+def load_run_info(run_dir: Path, missing_ok: bool) -> RunInfo | None: ...
 def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
+    """The run's ``run.json``; None when it is missing and ``missing_ok``."""
     path = Path(run_dir) / RUN_JSON
     if not path.is_file():
         if missing_ok:

@@ -1,6 +1,7 @@
 """Run: choose engine, executor and workers, start the run in the background, watch every
-task's state (the run directory's markers, as ``gprpipe status``), the log of the selected
-task, cancel, rerun failed tasks."""
+task's state, the log of the selected task, cancel, rerun failed tasks. Launching,
+watching and cancelling go through the run service (:mod:`gprpipe.pipeline.service`),
+which reads states through the run's executor as ``gprpipe status`` does."""
 
 from __future__ import annotations
 
@@ -17,19 +18,19 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from gprpipe.config.schema import choices
 from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.state import fmt_duration, progress_text, read_progress
-from gprpipe.tui.model import Check, show_path
-from gprpipe.tui.runs import (
+from gprpipe.pipeline.service import (
     LAUNCH_LOG,
     Launch,
     RunView,
     RunWatcher,
-    cancel_slurm,
+    cancel_jobs,
     mark_cancelled,
     rerun_argv,
     run_argv,
-    tail,
 )
+from gprpipe.pipeline.state import fmt_duration, progress_text, read_progress
+from gprpipe.tui.model import Check, show_path
+from gprpipe.tui.runs import tail
 from gprpipe.tui.widgets import StillInput
 
 STATE_STYLE = {"done": "bold green", "running": "bold yellow", "failed": "bold red",
@@ -172,7 +173,7 @@ class RunPane(Widget):
                     f"{'s' * (len(marked) != 1)} marked failed: rerun them with f).",
                     severity="warning")
             if executor == "slurm" and run_dir is not None:
-                ids = cancel_slurm(run_dir)
+                ids = cancel_jobs(run_dir)
                 msg = f"scancel {' '.join(ids)}" if ids else "No SLURM jobs to cancel."
                 self.app.call_from_thread(self.app.notify, msg, severity="warning")
             elif self.launch is None or not self.launch.cancelled:

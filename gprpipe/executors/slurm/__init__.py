@@ -1,0 +1,325 @@
+"""SLURM executor: the plan as job arrays chained with dependencies.
+
+Tasks are grouped by step (merge tasks, ``task.part == "merge"``, in their own group
+``<step>-merge``); each group becomes one sbatch script ``RUN_DIR/slurm/<nn>_<group>.sbatch``,
+an array with one element per task. A group waits (``--dependency=afterany``) for the groups
+holding its tasks' dependencies: ``afterany`` rather than ``afterok`` because every task
+checks its own inputs and fails fast with a clear message, so a failure never leaves
+dependents pending forever. Job ids and the index -> task-id map are kept in
+``RUN_DIR/slurm/jobs.json``.
+
+Task state comes from the marker files the tasks write themselves
+(:mod:`gprpipe.pipeline.state`) combined with ``squeue`` (``sacct`` only when the cluster
+has accounting): an array element that left the queue without a done/failed marker
+(killed, out of memory, over its time limit, node failure) is ``failed``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gprpipe.errors import GprpipeError
+from gprpipe.executors.base import THREAD_ENV, Executor, Hooks, RunReport, TaskStatus, register
+from gprpipe.executors.slurm import scheduler
+from gprpipe.executors.slurm.jobs import (
+    SlurmSubmission,
+    elements,
+    job_ids,
+    job_ids_by_task,
+    jobs_path,
+    load_jobs,
+    next_number,
+    record,
+)
+from gprpipe.executors.slurm.reconcile import reconcile
+from gprpipe.executors.slurm.render import (
+    JOBS_FILE,
+    PINNED,
+    Engine,
+    SlurmOptions,
+    SlurmScript,
+    group_name,
+    render_scripts,
+    sbatch_quote,
+    task_log,
+)
+from gprpipe.executors.slurm.scheduler import NO_SBATCH, max_array_size
+from gprpipe.io.atomic import atomic_write_text
+from gprpipe.pipeline.state import clear_state
+from gprpipe.pipeline.task import Task
+
+if TYPE_CHECKING:
+    from gprpipe.config.schema import Config
+    from gprpipe.engines.base import Engine as BaseEngine
+
+# seconds to wait for a marker after SLURM reports the element ended (shared file systems
+# such as NFS may show a file written on a compute node to the login node only later)
+MARKER_GRACE = 20.0
+# seconds without an answer from squeue before wait() gives up
+UNREACHABLE_TIMEOUT = 120.0
+
+def _submit(kind: str, tasks: Sequence[Task], *, run_dir: Path, engine: Engine,
+            options: SlurmOptions, env: Mapping[str, str], dry_run: bool) -> SlurmSubmission:
+    run_dir = Path(run_dir).absolute()
+    if not dry_run and shutil.which("sbatch") is None:
+        raise GprpipeError(NO_SBATCH)
+    scripts = render_scripts(tasks, run_dir=run_dir, engine=engine, options=options, env=env,
+                             first_number=next_number(run_dir), check_paths=not dry_run,
+                             max_array_size=max_array_size())
+    sub = SlurmSubmission(run_dir=run_dir, scripts=scripts, dry_run=dry_run)
+    if not scripts:
+        return sub
+    (run_dir / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
+    for s in scripts:
+        atomic_write_text(s.path, s.text)
+        s.path.chmod(0o755)
+
+    # dependencies outside this submission that are still queued (e.g. rerun during a run)
+    inside = {tid for s in scripts for tid in s.task_ids}
+    outside_deps = {d for t in tasks for d in t.deps if d not in inside}
+    external: dict[str, str] = {}
+    if outside_deps and not dry_run:
+        latest = elements(run_dir)
+        wanted = {d: f"{latest[d][0]}_{latest[d][1]}" for d in outside_deps if d in latest}
+        queue = scheduler.queue(sorted({e.split("_")[0] for e in wanted.values()})) or {}
+        external = {d: e for d, e in wanted.items()
+                    if queue.get(e, ("", None))[0] in scheduler.PENDING | scheduler.RUNNING}
+    by_task = {t.id: t for t in tasks}
+
+    def dependency(s: SlurmScript, job_ids: Mapping[str, str]) -> str | None:
+        ids = [job_ids.get(a, f"<{a}>") for a in s.after]
+        ids += sorted({external[d] for tid in s.task_ids for d in by_task[tid].deps
+                       if d in external})
+        return "afterany:" + ":".join(ids) if ids else None
+
+    t0 = time.perf_counter()
+    try:
+        for s in scripts:
+            dep = dependency(s, sub.job_ids)
+            if dep:
+                sub.dependencies[s.name] = dep
+            if dry_run:
+                continue
+            # clear stale markers first, so an old done/failed never stands for this attempt
+            for tid in s.task_ids:
+                t = by_task[tid]
+                clear_state(t.point_dir, t.slug)
+            try:
+                sub.job_ids[s.name] = scheduler.sbatch(s.path, dep, run_dir)
+            except GprpipeError as exc:
+                if not sub.job_ids:
+                    raise
+                done = ", ".join(f"{k} (job {v})" for k, v in sub.job_ids.items())
+                raise GprpipeError(f"{exc}; already submitted: {done}; cancel them with: "
+                                   f"scancel {' '.join(sub.job_ids.values())}") from None
+    finally:
+        sub.seconds = time.perf_counter() - t0
+        if sub.job_ids or dry_run:
+            record(run_dir, kind, sub, options)
+    return sub
+
+
+def submit(tasks: Sequence[Task], *, run_dir: Path, engine: Engine, options: SlurmOptions,
+           env: Mapping[str, str], dry_run: bool = False) -> SlurmSubmission:
+    """Write one sbatch script per group into ``RUN_DIR/slurm/`` and submit them, chained.
+
+    ``dry_run`` writes the scripts and records them in ``jobs.json`` (as a preview that the
+    next real submission replaces) without calling ``sbatch``.
+    """
+    return _submit("submit", tasks, run_dir=run_dir, engine=engine, options=options, env=env,
+                   dry_run=dry_run)
+
+
+def dependents(tasks: Sequence[Task], task_ids: Sequence[str]) -> list[Task]:
+    """The named tasks and every task downstream of them, in plan order."""
+    chosen = set(task_ids)
+    changed = True
+    while changed:  # plan order is normally topological; loop anyway for safety
+        changed = False
+        for t in tasks:
+            if t.id not in chosen and chosen.intersection(t.deps):
+                chosen.add(t.id)
+                changed = True
+    return [t for t in tasks if t.id in chosen]
+
+
+def resubmit(selected: Sequence[str] | Sequence[Task], *, tasks: Sequence[Task] | None = None,
+             run_dir: Path, engine: Engine, options: SlurmOptions, env: Mapping[str, str],
+             dry_run: bool = False, with_dependents: bool = True) -> SlurmSubmission:
+    """Submit new arrays over exactly the selected tasks (plus, by default, their dependents).
+
+    ``selected`` holds task ids, looked up in ``tasks`` (the whole plan, which also gives the
+    dependents), or Task objects, submitted as they are (plus their dependents in ``tasks``
+    when it is given). Indices are mapped anew; ``jobs.json`` gets a new submission, which
+    from now on stands for these tasks. Refused while one of them is still queued.
+    """
+    given = [t for t in selected if isinstance(t, Task)]
+    ids = [t.id if isinstance(t, Task) else str(t) for t in selected]
+    plan = list(tasks) if tasks is not None else given
+    if given:  # the caller's versions (e.g. with --force) replace the plan's
+        mine = {t.id: t for t in given}
+        plan = [mine.pop(t.id, t) for t in plan] + list(mine.values())
+    known = {t.id for t in plan}
+    unknown = [tid for tid in ids if tid not in known]
+    if unknown:
+        raise GprpipeError(f"no task {unknown[0]!r} in the plan of {run_dir}")
+    chosen = dependents(plan, ids) if with_dependents else [t for t in plan if t.id in set(ids)]
+    if not dry_run:
+        busy = [s for s in poll_details(run_dir, chosen).values() if s.active]
+        if busy:
+            b = busy[0]
+            raise GprpipeError(f"task {b.id} is still {b.state} in SLURM (job {b.job}); "
+                               f"wait for it or cancel it with: scancel {b.job}")
+    return _submit("resubmit", chosen, run_dir=run_dir, engine=engine, options=options,
+                   env=env, dry_run=dry_run)
+
+
+def poll_details(run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
+    """State of every task, from its markers and its latest array element in SLURM."""
+    return reconcile(run_dir, tasks, grace=MARKER_GRACE)[0]
+
+
+def poll(run_dir: Path, tasks: Sequence[Task]) -> dict[str, str]:
+    """Task id -> pending | running | done | failed."""
+    return {tid: s.state for tid, s in poll_details(run_dir, tasks).items()}
+
+
+def wait(run_dir: Path, tasks: Sequence[Task], *,
+         progress: Callable[[dict[str, str]], object] | None = None,
+         interval: float = 2.0) -> bool:
+    """Block until no task is pending or running in SLURM; True if every task is done.
+
+    ``progress`` is called with :func:`poll`'s result (task id -> state) after every poll.
+    """
+    unreachable_since: float | None = None
+    while True:
+        details, reachable = reconcile(run_dir, tasks, grace=MARKER_GRACE)
+        if progress is not None:
+            progress({tid: st.state for tid, st in details.items()})
+        if reachable:
+            if not any(s.active for s in details.values()):
+                return all(s.state == "done" for s in details.values())
+            unreachable_since = None
+        else:
+            unreachable_since = unreachable_since or time.monotonic()
+            if time.monotonic() - unreachable_since > UNREACHABLE_TIMEOUT:
+                raise GprpipeError(f"SLURM did not answer (squeue) for {UNREACHABLE_TIMEOUT:.0f}"
+                                   f" s; the jobs may still run: check with "
+                                   f"gprpipe status {run_dir}")
+        time.sleep(interval)
+
+
+def cancel(run_dir: Path) -> list[str]:
+    """``scancel`` every job of the run's SLURM submissions; returns the job ids."""
+    ids = job_ids(run_dir)
+    scheduler.scancel(ids)
+    return ids
+
+
+def options_of(config: Config) -> SlurmOptions:
+    """The ``[slurm]`` section of a config as :class:`SlurmOptions`."""
+    s = config.slurm
+    return SlurmOptions(partition=s.partition, account=s.account, qos=s.qos, time=s.time,
+                        memory=s.memory, cpus_per_task=s.cpus_per_task,
+                        max_parallel=s.max_parallel, extra=tuple(s.extra))
+
+
+@register
+class SlurmExecutor(Executor):
+    """Tasks as SLURM job arrays chained by dependencies (settings: ``[slurm]``);
+    :meth:`submit` returns once they are queued."""
+
+    name = "slurm"
+    blocking = False
+
+    def __init__(self, run_dir: Path, engine: BaseEngine, options: SlurmOptions) -> None:
+        super().__init__(run_dir, engine)
+        self.options = options
+
+    @classmethod
+    def from_config(cls, run_dir: Path, engine: BaseEngine, config: Config,
+                    **overrides: object) -> SlurmExecutor:
+        return cls(run_dir, engine, options_of(config))
+
+    def submit(self, tasks: Sequence[Task], *, configs: dict[str, Config] | None = None,
+               force: Sequence[str] | bool = False, resubmit: bool = False,
+               hooks: Hooks | None = None) -> RunReport:
+        forced = {t.id for t in tasks} if force is True else set(force or ())
+        tasks = [replace(t, argv=(*t.argv, "--force")) if t.id in forced else t
+                 for t in tasks]
+        fn = globals()["resubmit"] if resubmit else submit
+        sub = fn(tasks, run_dir=self.run_dir, engine=self.engine, options=self.options,
+                 env=THREAD_ENV)
+        return RunReport(job_ids=dict(sub.job_ids))
+
+    @classmethod
+    def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
+        return poll_details(run_dir, tasks)
+
+    def wait(self, tasks: Sequence[Task],
+             progress: Callable[[dict[str, str]], object] | None = None) -> bool:
+        ok = wait(self.run_dir, tasks, progress=progress)
+        poll(self.run_dir, tasks)  # writes failed markers for lost array elements
+        return ok
+
+    def cancel(self) -> list[str]:
+        return cancel(self.run_dir)
+
+    def refuse_if_busy(self, tasks: Sequence[Task]) -> None:
+        """A SLURM run holds its lock only while it submits: refuse while its jobs are
+        queued."""
+        if not jobs_path(self.run_dir).is_file():
+            return
+        busy = [s for s in poll_details(self.run_dir, tasks).values() if s.active]
+        if busy:
+            b = busy[0]
+            raise GprpipeError(f"{self.run_dir} is in use by SLURM job {b.job} (task {b.id} "
+                               f"is {b.state}): wait for it or cancel it with: "
+                               f"scancel {(b.job or '').split('_')[0]}")
+
+    def job_ids_by_task(self) -> dict[str, str]:
+        return job_ids_by_task(self.run_dir)
+
+    def preview(self, tasks: Sequence[Task]) -> str:
+        scripts = render_scripts(tasks, run_dir=self.run_dir, engine=self.engine,
+                                 options=self.options, env=THREAD_ENV, check_paths=False)
+        return "\n".join(f"# ---- {s.name}\n{s.text}" for s in scripts)
+
+    @property
+    def owns_containers(self) -> bool:
+        return False
+
+
+__all__ = [
+    "JOBS_FILE",
+    "NO_SBATCH",
+    "PINNED",
+    "Engine",
+    "SlurmExecutor",
+    "SlurmOptions",
+    "SlurmScript",
+    "SlurmSubmission",
+    "TaskStatus",
+    "cancel",
+    "dependents",
+    "group_name",
+    "job_ids",
+    "job_ids_by_task",
+    "jobs_path",
+    "load_jobs",
+    "max_array_size",
+    "options_of",
+    "poll",
+    "poll_details",
+    "render_scripts",
+    "resubmit",
+    "sbatch_quote",
+    "submit",
+    "task_log",
+    "wait",
+]

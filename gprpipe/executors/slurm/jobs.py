@@ -1,0 +1,123 @@
+"""The SLURM job store ``RUN_DIR/slurm/jobs.json``: every submission's scripts, job ids
+and array index -> task id maps."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gprpipe.errors import GprpipeError
+from gprpipe.executors.slurm.render import JOBS_FILE, SlurmOptions, SlurmScript
+from gprpipe.io.atomic import atomic_write_text
+
+
+@dataclass
+class SlurmSubmission:
+    """What :func:`submit` / :func:`resubmit` did (or would do, with ``dry_run``)."""
+
+    run_dir: Path
+    scripts: list[SlurmScript]
+    job_ids: dict[str, str] = field(default_factory=dict)  # script name -> job id
+    dependencies: dict[str, str] = field(default_factory=dict)  # script name -> --dependency
+    dry_run: bool = False
+    seconds: float = 0.0  # wall time of the sbatch calls
+
+    def text(self) -> str:
+        """All scripts, each preceded by the sbatch command that submits it (for --dry-run)."""
+        out = []
+        for s in self.scripts:
+            dep = self.dependencies.get(s.name)
+            cmd = ["sbatch", "--parsable", *([f"--dependency={dep}"] if dep else []), str(s.path)]
+            out.append(f"# {shlex.join(cmd)}\n{s.text}")
+        return "\n".join(out)
+
+
+def jobs_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "slurm" / JOBS_FILE
+
+
+def load_jobs(run_dir: Path) -> dict[str, Any]:
+    """Content of ``RUN_DIR/slurm/jobs.json`` (an empty record when there is none)."""
+    p = jobs_path(run_dir)
+    if not p.exists():
+        return {"format": 1, "submissions": []}
+    try:
+        data = json.loads(p.read_text())
+    except ValueError as exc:
+        raise GprpipeError(f"{p} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise GprpipeError(f"{p} is not a record of SLURM submissions")
+    data.setdefault("submissions", [])
+    return data
+
+
+def elements(run_dir: Path) -> dict[str, tuple[str, int, Path | None]]:
+    """Task id -> (job id, array index, SLURM log) of its latest submission."""
+    out: dict[str, tuple[str, int, Path | None]] = {}
+    for sub in load_jobs(run_dir).get("submissions", []):
+        if sub.get("dry_run"):
+            continue
+        for job in sub.get("jobs", []):
+            jid = job.get("job_id")
+            if not jid:
+                continue
+            log = job.get("log")
+            for i, tid in enumerate(job.get("tasks", [])):
+                path = Path(run_dir) / log.replace("%a", str(i)) if log else None
+                out[tid] = (str(jid), i, path)
+    return out
+
+
+def record(run_dir: Path, kind: str, sub: SlurmSubmission, options: SlurmOptions) -> None:
+    data = load_jobs(run_dir)
+    # a real submission replaces the preview of earlier dry runs
+    data["submissions"] = [s for s in data["submissions"] if not s.get("dry_run")]
+    run_dir = Path(run_dir).absolute()
+    data["run_dir"] = str(run_dir)
+    jobs = []
+    for s in sub.scripts:
+        jobs.append({
+            "script": str(s.path.relative_to(run_dir)),
+            "group": s.group,
+            "job_id": sub.job_ids.get(s.name),
+            "array": f"0-{len(s.task_ids) - 1}",
+            "after": list(s.after),
+            "dependency": sub.dependencies.get(s.name),
+            "log": str(s.log.relative_to(run_dir)) if s.log else None,
+            "tasks": list(s.task_ids),
+        })
+    data["submissions"].append({
+        "kind": kind,
+        "time": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "dry_run": sub.dry_run,
+        "options": {k: (list(v) if isinstance(v, tuple) else v)
+                    for k, v in asdict(options).items()},
+        "jobs": jobs,
+    })
+    atomic_write_text(jobs_path(run_dir), json.dumps(data, indent=2) + "\n")
+
+
+def next_number(run_dir: Path) -> int:
+    subs = load_jobs(run_dir)["submissions"]
+    return 1 + sum(len(s.get("jobs", [])) for s in subs if not s.get("dry_run"))
+
+
+
+def job_ids_by_task(run_dir: Path) -> dict[str, str]:
+    """Task id -> array element ("123_4") of its latest submission, from jobs.json."""
+    return {tid: f"{jid}_{i}" for tid, (jid, i, _) in elements(run_dir).items()}
+
+
+
+def job_ids(run_dir: Path) -> list[str]:
+    """Every job id of the run's real submissions (oldest first, each once)."""
+    ids: list[str] = []
+    for sub in load_jobs(run_dir).get("submissions", []):
+        if sub.get("dry_run"):
+            continue
+        ids += [str(j["job_id"]) for j in sub.get("jobs", []) if j.get("job_id")]
+    return list(dict.fromkeys(ids))

@@ -1,0 +1,88 @@
+"""State reconciliation: a task's state from its markers (:mod:`gprpipe.pipeline.state`)
+and its latest array element in SLURM. An element that left the queue without a
+done/failed marker (killed, out of memory, over its time limit, node failure) is
+``failed``, and that verdict is written as its marker."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from gprpipe.executors.base import TaskStatus
+from gprpipe.executors.slurm import jobs, scheduler
+from gprpipe.executors.slurm.render import task_log
+from gprpipe.pipeline.state import read_state, write_state
+from gprpipe.pipeline.task import Task
+
+
+def reconcile(run_dir: Path, tasks: Sequence[Task], *, grace: float
+              ) -> tuple[dict[str, TaskStatus], bool]:
+    """State of every task and whether SLURM answered (or was not needed); an
+    element that ended less than ``grace`` seconds ago is still running (its marker may
+    not be visible yet on a shared file system)."""
+    elements = jobs.elements(run_dir)
+    mine = {t.id: elements[t.id] for t in tasks if t.id in elements}
+    queue = scheduler.queue(sorted({jid for jid, _, _ in mine.values()}, key=int))
+    now = time.time()
+    result: dict[str, TaskStatus] = {}
+    lost: list[str] = []
+    for t in tasks:
+        marker_state, message = read_state(t.point_dir, t.slug)
+        if t.id not in mine:
+            result[t.id] = TaskStatus(t.id, marker_state, message, log=task_log(t))
+            continue
+        jid, idx, slurm_log = mine[t.id]
+        element = f"{jid}_{idx}"
+        log = task_log(t) if task_log(t).exists() else slurm_log
+        common = TaskStatus(t.id, marker_state, message, job=element, log=log)
+        if queue is None:  # SLURM does not answer: report what the markers say
+            result[t.id] = common
+            continue
+        sstate, end = queue.get(element, (None, None))
+        if sstate in scheduler.PENDING:
+            result[t.id] = replace(common, state="pending", message="", slurm_state=sstate,
+                                   active=True)
+        elif sstate in scheduler.RUNNING:
+            # markers were cleared at submission: a done/failed one is from this attempt
+            state = marker_state if marker_state in ("done", "failed") else "running"
+            result[t.id] = replace(common, state=state,
+                                   message=message if state == "failed" else "",
+                                   slurm_state=sstate, active=state == "running")
+        elif marker_state in ("done", "failed"):
+            result[t.id] = replace(common, slurm_state=sstate)
+        elif sstate is not None and end is not None and now - end < grace:
+            # ended moments ago: give a shared file system time to show the marker
+            result[t.id] = replace(common, state="running", message="", slurm_state=sstate,
+                                   active=True)
+        else:
+            lost.append(t.id)
+            result[t.id] = replace(common, state="failed", message="", slurm_state=sstate)
+    if lost:
+        by_id = {t.id: t for t in tasks}
+        final = scheduler.sacct(sorted({mine[tid][0] for tid in lost}, key=int))
+        for tid in lost:
+            st = result[tid]
+            how = st.slurm_state or final.get(st.job or "")
+            ended = f"ended {how}" if how else "left the queue"
+            last = _last_line(st.log)
+            msg = (f"SLURM job {st.job} {ended} without a done/failed marker "
+                   f"(killed, out of memory or over its time limit?)"
+                   + (f": {last}" if last else "") + f"; see {st.log}")
+            result[tid] = TaskStatus(tid, "failed", msg, job=st.job, slurm_state=how or None,
+                                     log=st.log)
+            # persist the verdict, so marker-only readers (rerun --failed, the TUI) see it
+            with contextlib.suppress(OSError):
+                write_state(by_id[tid].point_dir, by_id[tid].slug, "failed", msg)
+    return result, queue is not None
+
+
+def _last_line(path: Path | None) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines() if path else []
+    except OSError:
+        return ""
+    return lines[-1].strip()[:300] if lines else ""
+

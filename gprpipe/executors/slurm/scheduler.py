@@ -1,0 +1,113 @@
+"""The SLURM scheduler client: ``sbatch``, ``squeue``, ``sacct``, ``scancel`` and
+``scontrol``, each called with an argument list (never a shell) and a timeout."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from gprpipe.errors import GprpipeError
+
+NO_SBATCH = "no SLURM here: sbatch not found; submit from a login node or use --executor local"
+PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
+RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING",
+            "STAGE_OUT", "STOPPED"}
+
+@functools.lru_cache(maxsize=1)
+def max_array_size() -> int:
+    """The cluster's MaxArraySize (array indices must stay below it); SLURM's default 1001."""
+    try:
+        res = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                             timeout=30)
+        m = re.search(r"^MaxArraySize\s*=\s*(\d+)", res.stdout, re.M)
+        if res.returncode == 0 and m and int(m.group(1)) > 0:
+            return int(m.group(1))
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return 1001
+
+
+def sbatch(script: Path, dependency: str | None, cwd: Path) -> str:
+    cmd = ["sbatch", "--parsable"]
+    if dependency:
+        cmd.append(f"--dependency={dependency}")
+    cmd.append(str(script))
+    try:
+        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise GprpipeError(NO_SBATCH) from None
+    except subprocess.TimeoutExpired:
+        raise GprpipeError(f"sbatch did not answer within 120 s for {script.name}") from None
+    if res.returncode != 0:
+        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+        raise GprpipeError(f"sbatch refused {script.name}: {why}")
+    job_id = res.stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise GprpipeError(f"sbatch gave no job id for {script.name} (output {res.stdout!r})")
+    return job_id
+
+
+def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
+    """Array element ("123_4") -> (squeue state, end time); None when SLURM cannot answer."""
+    if not job_ids:
+        return {}
+    if shutil.which("squeue") is None:
+        return None
+    cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", "%i %T %e"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        if "Invalid job id" in res.stderr:
+            return {}  # every one of these jobs has left the controller's memory
+        return None
+    out: dict[str, tuple[str, float | None]] = {}
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        end = None
+        if len(parts) > 2 and parts[2] not in ("N/A", "Unknown", "NONE"):
+            try:
+                end = datetime.fromisoformat(parts[2]).timestamp()
+            except ValueError:
+                end = None
+        element = parts[0] if "_" in parts[0] else f"{parts[0]}_0"
+        out[element] = (parts[1].rstrip("+"), end)
+    return out
+
+
+def sacct(job_ids: Sequence[str]) -> dict[str, str]:
+    """Array element -> final state from accounting, or {} where there is none."""
+    if not job_ids or shutil.which("sacct") is None:
+        return {}
+    cmd = ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if res.returncode != 0:
+        return {}
+    out = {}
+    for line in res.stdout.splitlines():
+        jid, _, state = line.partition("|")
+        if "_" in jid and "[" not in jid:
+            out[jid] = state.split()[0] if state else ""
+    return out
+
+
+
+def scancel(job_ids: Sequence[str]) -> None:
+    """Cancel these jobs (all their array elements)."""
+    if not job_ids:
+        return
+    try:
+        subprocess.run(["scancel", *job_ids], check=False, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GprpipeError(f"scancel failed: {exc}") from None

@@ -1,0 +1,22 @@
+# The SLURM array task's bash, shared by every sbatch script gprpipe renders: `task LOG
+# MARKER COMMAND...` runs one task with its output in LOG, and records a failed marker
+# (format: gprpipe.pipeline.state) when the task died before writing its own.
+set -o pipefail
+trap 'echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
+task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
+    local log=$1 marker=$2 code=0 why
+    shift 2
+    mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
+    rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
+    echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), log $log"
+    "$@" 2>&1 | tee "$log" || code=$?
+    if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then
+        # the task died before writing its marker (crash, out of memory, time limit)
+        why="exit code $code"
+        ((code > 128)) && why="$why (signal $((code - 128)))"
+        why="$why without a done/failed marker"
+        why="$why: $(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)"
+@WRITE_FAILED_MARKER@
+    fi
+    return "$code"
+}

@@ -1,0 +1,125 @@
+"""Warm worker: one process that imports the numerics once and runs many local tasks.
+
+The local executor starts ``jobs`` of these (``python -m gprpipe.executors.worker``) with
+one BLAS thread each. A worker reads one request per line on its standard input (JSON:
+the task's ``gprpipe step ...`` argv, its log file, the command line written at the top
+of the log, the working folder) and answers one line (JSON: ``{"code": N}``) on the
+standard output it had at start-up. In between it runs the task exactly as
+``python -m gprpipe step ...`` would (the same command-line entry point, so the same
+markers, commit records, one-sentence errors and exit codes), with file descriptors 1
+and 2 sent to the task's log. A task that kills its process (a crash, SIGKILL) ends
+the worker; the executor sees the end of the pipe, fails that task and starts a new
+worker. SIGINT is ignored: the executor decides when tasks stop (it terminates its
+workers on Ctrl-C or cancel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: modules most tasks need: imported once per worker, before the first request (a step
+#: that needs more, e.g. plot's matplotlib, imports it on its first task in that worker)
+WARM_MODULES = (
+    "numpy", "scipy.linalg", "scipy.optimize", "scipy.stats", "sklearn.gaussian_process",
+    "uproot", "h5py", "gprpipe.cli", "gprpipe.steps.runner", "gprpipe.steps.load",
+    "gprpipe.steps.fit", "gprpipe.steps.limit", "gprpipe.steps.merge",
+)
+
+
+def warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
+    """Import ``modules`` (a module that fails to import is left to the task, which then
+    reports the error in its own log)."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
+def run_step(argv: Sequence[str]) -> int:
+    """Run ``gprpipe <argv>`` in this process; returns its exit code."""
+    from gprpipe.cli import main
+
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
+    return 0
+
+
+def _reset_after_task() -> None:
+    """Leave no figure of a task open in the next one."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        with contextlib.suppress(Exception):
+            plt.close("all")
+    gc.collect()
+
+
+def serve_one(request: dict[str, Any], devnull: int) -> int:
+    """Run one task with its output in its log; returns the exit code."""
+    from gprpipe.io.atomic import open_fresh
+
+    log = Path(request["log"])
+    cwd = os.getcwd()
+    with open_fresh(log) as fh:  # replaced, never written through a symlink
+        fh.write("$ " + " ".join(request.get("command") or request["argv"]) + "\n")
+        fh.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            os.chdir(request.get("cwd") or cwd)
+            with warnings.catch_warnings():  # each task shows its warnings afresh
+                code = run_step(request["argv"])
+        except BaseException:  # a task never ends its worker by an exception
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.chdir(cwd)
+    _reset_after_task()
+    return code
+
+
+def main() -> None:
+    """Serve requests until the standard input ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    warm_up()
+    for line in requests:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        t0 = time.perf_counter()
+        code = serve_one(request, devnull)
+        answers.write(json.dumps({"code": code, "seconds": time.perf_counter() - t0}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

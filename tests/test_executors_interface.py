@@ -1,0 +1,79 @@
+"""The executor interface and registry, and the SLURM task bash executed for real.
+
+The bash of every job script (``gprpipe/executors/slurm/task.sh`` with the failed-marker
+lines of :mod:`gprpipe.pipeline.state`) runs here in bash: a command that dies without
+a marker leaves a ``failed`` marker that :func:`read_state` and :func:`read_marker` read
+back (one marker format, written by Python and by bash alike); a command that wrote its
+own marker keeps it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gprpipe.config.schema import Config
+from gprpipe.engines import get_engine
+from gprpipe.errors import GprpipeError
+from gprpipe.executors.base import EXECUTORS
+from gprpipe.executors.local import LocalExecutor
+from gprpipe.executors.registry import executor_class, get_executor
+from gprpipe.executors.slurm import SlurmExecutor
+from gprpipe.executors.slurm.render import run_function
+from gprpipe.pipeline.state import read_marker, read_state, state_dir, write_state
+
+
+def run_task_bash(tmp_path: Path, command: str, env: dict[str, str] | None = None):
+    point = tmp_path / "point"
+    stem = state_dir(point) / "fit__demo-000"
+    log = point / "logs" / "fit__demo-000.log"
+    script = (run_function() + "\n" + f"task {shlex.quote(str(log))} "
+              f"{shlex.quote(str(stem))} {command}\nexit $?\n")
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "77",
+                              "SLURM_ARRAY_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "0",
+                              **(env or {})})
+    return res, point, log
+
+
+def test_registry_names_and_settings():
+    assert {"local", "slurm"} <= set(EXECUTORS)
+    assert executor_class(" SLURM ") is SlurmExecutor
+    with pytest.raises(GprpipeError, match="unknown executor 'pbs': choose one of local, slurm"):
+        executor_class("pbs")
+    cfg = Config.model_validate({"base": {"jobs": 3}, "slurm": {"time": "00:10:00",
+                                                                 "max_parallel": 4}})
+    eng = get_engine("local")
+    local = get_executor("local", Path("/tmp/r"), eng, cfg)
+    assert isinstance(local, LocalExecutor) and local.jobs == 3 and local.blocking
+    assert get_executor("local", Path("/tmp/r"), eng, cfg, jobs=1).jobs == 1
+    slurm = get_executor("slurm", Path("/tmp/r"), eng, cfg)
+    assert isinstance(slurm, SlurmExecutor) and not slurm.blocking
+    assert slurm.options.time == "00:10:00" and slurm.options.max_parallel == 4
+    assert not slurm.owns_containers and local.owns_containers
+
+
+def test_task_bash_writes_the_failed_marker_of_the_state_module(tmp_path: Path):
+    res, point, log = run_task_bash(tmp_path, "bash -c 'echo \"half \\\\ done\"; kill -9 $$'")
+    assert res.returncode == 137
+    state, message = read_state(point, "fit__demo-000")
+    assert state == "failed"
+    # the last log line, without its backslash (quotes and backslashes are dropped)
+    assert message == "exit code 137 (signal 9) without a done/failed marker: half  done"
+    info = read_marker(point, "fit__demo-000", "failed")
+    assert info["slurm_job"] == "77" and info["state"] == "failed" and info["time"] > 0
+    assert log.read_text() == 'half \\ done\n'
+    assert "gprpipe: 77_0 on" in res.stdout
+
+
+def test_task_bash_keeps_the_task_own_marker(tmp_path: Path):
+    point = tmp_path / "point"
+    write_state(point, "fit__demo-000", "failed", "data file missing")
+    res, _, _ = run_task_bash(tmp_path, "false")
+    assert res.returncode == 1
+    assert read_state(point, "fit__demo-000") == ("failed", "data file missing")
+    res, _, _ = run_task_bash(tmp_path, "true")
+    assert res.returncode == 0

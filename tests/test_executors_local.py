@@ -1,0 +1,130 @@
+"""The local executor's warm workers: real runs of the quickstart (load and fit in three
+one-mass chunks) through ``gprpipe run``.
+
+A worker runs several tasks (the tasks' own ``done`` markers name fewer processes than
+tasks); a task that kills its process (the fault-injection hook SIGKILLs it after writing
+``fit.h5``) fails alone, and ``rerun --failed`` redoes it in a new worker; SIGTERM of the
+run (the TUI's cancel) stops the workers and marks their tasks failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import REPO, cli_env, quickstart_child, run_cli_subprocess
+
+from gprpipe.engines import get_engine
+from gprpipe.executors.local import FRESH_ENV, warm_workers_wanted
+from gprpipe.io.atomic import CRASH_AFTER
+from gprpipe.pipeline.state import read_marker
+
+BODY = """
+[scan]
+masses = [0.030, 0.060, 0.100]
+[slurm]
+chunk_size = 1
+[steps]
+run = ["load", "fit"]
+"""
+CHUNKS = ("fit__demo-000", "fit__demo-001", "fit__demo-002")
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return quickstart_child(tmp_path_factory.mktemp("cfg") / "warm.toml", BODY)
+
+
+def h5_arrays(path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def pid_of(point: Path, slug: str, state: str = "done") -> int:
+    return int(read_marker(point, slug, state)["pid"])
+
+
+def test_warm_workers_for_the_local_engine_only(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(FRESH_ENV, raising=False)
+    assert warm_workers_wanted(get_engine("local"))
+    assert not warm_workers_wanted(get_engine("podman", image="x"))
+    monkeypatch.setenv(FRESH_ENV, "1")
+    assert not warm_workers_wanted(get_engine("local"))
+
+
+def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    point = run_dir / "nominal"
+    code, out, err = run_cli_subprocess("run", cfg, "--set", f"base.output={run_dir}", "-j",
+                                        "2", env={CRASH_AFTER: "fit.h5"}, timeout=600)
+    assert code == 1, out + err
+    assert "failed nominal/fit/merge" in err
+    assert "4 ran, 0 cached, 1 failed" in out
+    pids = {pid_of(point, s) for s in ("load", *CHUNKS)}
+    assert len(pids) <= 2  # four tasks in at most two warm processes
+    assert read_marker(point, "fit__merge", "failed")  # its worker was killed; the run went on
+    assert (point / "logs" / "fit__merge.log").read_text().startswith("$ ")
+    code, out, err = run_cli_subprocess("rerun", run_dir, "--failed", timeout=600)
+    assert code == 0, out + err
+    assert "Rerunning 1 tasks: nominal/fit/merge" in out
+    assert pid_of(point, "fit__merge") not in pids
+    # the numbers do not depend on the process: the chunks, run again fresh, agree
+    fresh = tmp_path / "fresh"
+    code, _, err = run_cli_subprocess("run", cfg, "--set", f"base.output={fresh}", "-j", "2",
+                                      env={FRESH_ENV: "1"}, timeout=600)
+    assert code == 0, err
+    fpids = {pid_of(fresh / "nominal", s) for s in ("load", *CHUNKS, "fit__merge")}
+    assert len(fpids) == 5  # one process per task
+    a, b = h5_arrays(point / "fit.h5"), h5_arrays(fresh / "nominal" / "fit.h5")
+    assert a.keys() == b.keys() and len(a) > 5
+    for k in a:
+        if k.endswith("seconds"):  # measured run times
+            continue
+        assert np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind in "fc"), k
+
+
+def test_sigterm_stops_the_workers_and_fails_their_tasks(cfg: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    point = run_dir / "nominal"
+    proc = subprocess.Popen([sys.executable, "-m", "gprpipe", "run", str(cfg), "--set",
+                             f"base.output={run_dir}", "-j", "2"], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        worker = None
+        while worker is None:  # a chunk's own 'running' marker: its worker's pid
+            assert proc.poll() is None and time.monotonic() < deadline
+            for s in CHUNKS:
+                info = read_marker(point, s, "running")
+                if info.get("pid") and info["pid"] != proc.pid:
+                    worker = (s, int(info["pid"]))
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGTERM)  # the run only, as the TUI's cancel reaches it
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err
+    slug, pid = worker
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):  # reaped by the run before it exits
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    states = {s: json.loads(p.read_text())["message"]
+              for s in CHUNKS for p in [point / ".state" / f"{s}.failed"] if p.exists()}
+    if (point / ".state" / f"{slug}.failed").exists():  # not finished just before the kill
+        assert states[slug] == "cancelled"
