@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +35,11 @@ from gprpipe.config.loader import (
     set_dotted,
 )
 from gprpipe.config.render import render_config
-from gprpipe.config.schema import Base, Config, validate
+from gprpipe.config.schema import Base, Config, Point, validate
 from gprpipe.errors import ConfigError, GprpipeError
 
 __all__ = ["Config", "Issue", "Point", "check_inputs", "issues_of", "load", "load_points",
            "point_config_from_file"]
-
-
-@dataclass
-class Point:
-    """One grid point: its name, the values it varies, and its rendered config."""
-
-    index: int
-    name: str
-    values: dict[str, Any]
-    config: Config
-    data: dict[str, Any]  # rendered plain data (what config.toml of the point holds)
-
-    @property
-    def output(self) -> Path:
-        return Path(self.config.base.output) / self.name
 
 
 def load(path: Path | str, overrides: Sequence[str] = (), text: str | None = None) -> Loaded:

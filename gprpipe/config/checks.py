@@ -18,16 +18,13 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gprpipe.config.issues import Issue, Where, at, unique
-from gprpipe.config.schema import Base, Config, Dataset
+from gprpipe.config.schema import Base, Config, Dataset, Point
 from gprpipe.units import BARE_MAX_GEV, mev_hint
-
-if TYPE_CHECKING:
-    from gprpipe.config import Point
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -398,3 +400,18 @@ def choices(dotted: str) -> tuple[str, ...]:
     if kind != "choice":
         raise KeyError(f"{dotted} is not a choice")
     return values
+
+
+@dataclass
+class Point:
+    """One grid point: its name, the values it varies, and its rendered config."""
+
+    index: int
+    name: str
+    values: dict[str, Any]
+    config: Config
+    data: dict[str, Any]  # rendered plain data (what config.toml of the point holds)
+
+    @property
+    def output(self) -> Path:
+        return Path(self.config.base.output) / self.name
