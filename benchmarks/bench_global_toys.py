@@ -41,20 +41,42 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--keep", type=Path, default=None, help="run directory to keep")
     args = ap.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     src = args.data / "funcform_2015_toys.root"
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp) / "run"
-        base = [sys.executable, "-m", "gprpipe", "run", str(REPO / "user_configs/hps2015.toml"),
-                "-j", str(args.jobs), "--steps", "load,fit,limit",
-                "--set", f"datasets.2015.path={src}", "--set", "datasets.2015.hist=input_hist",
-                "--set", f"base.output={out}"]
+        base = [
+            sys.executable,
+            "-m",
+            "gprpipe",
+            "run",
+            str(REPO / "user_configs/hps2015.toml"),
+            "-j",
+            str(args.jobs),
+            "--steps",
+            "load,fit,limit",
+            "--set",
+            f"datasets.2015.path={src}",
+            "--set",
+            "datasets.2015.hist=input_hist",
+            "--set",
+            f"base.output={out}",
+        ]
         res = subprocess.run(base, capture_output=True, text=True, env=env)
         if res.returncode:
             sys.exit(res.stdout + res.stderr)
-        cmd = [*base, "--set", f"limit.global_toys={args.toys}",
-               "--set", f"limit.global_toys_refit={args.refit}"]
+        cmd = [
+            *base,
+            "--set",
+            f"limit.global_toys={args.toys}",
+            "--set",
+            f"limit.global_toys_refit={args.refit}",
+        ]
         c0, t0 = _children_cpu(), time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
@@ -68,42 +90,59 @@ def main() -> None:
             toy_wall = float(np.sum(g["toy_seconds"][()]))
             toy_cpu = float(np.sum(g["toy_cpu_seconds"][()]))
             max_z = g["max_Z_local"][()]
-            refit = {k: g[k][()] for k in ("max_Z_local_refit", "max_Z_local_fixed_same_toys")
-                     if k in g}
+            refit = {
+                k: g[k][()] for k in ("max_Z_local_refit", "max_Z_local_fixed_same_toys") if k in g
+            }
             not_conv = int(g.attrs["fit_not_converged"])
         with open(point / "scan.csv") as fh:
             rows = [r for r in csv.DictReader(fh) if r["status"] == "ok"]
         best = max(rows, key=lambda r: float(r["Z_local"]))
         n = len(max_z)
-        print(f"2015 real data, {n} whole-scan toys x {n_masses} masses, {args.jobs} workers "
-              f"(machine shared with other jobs)")
-        print(f"  run with toys: {wall:.1f} s wall, {cpu:.1f} s CPU (all processes, incl. the "
-              f"limit chunks that rerun because the limit section changed)")
-        print(f"  toy tasks alone: {toy_cpu:.1f} s CPU, {toy_wall:.1f} s wall summed over "
-              f"tasks; {1e6 * toy_cpu / (n * n_masses):.2f} us CPU per toy per mass")
+        print(
+            f"2015 real data, {n} whole-scan toys x {n_masses} masses, {args.jobs} workers "
+            f"(machine shared with other jobs)"
+        )
+        print(
+            f"  run with toys: {wall:.1f} s wall, {cpu:.1f} s CPU (all processes, incl. the "
+            f"limit chunks that rerun because the limit section changed)"
+        )
+        print(
+            f"  toy tasks alone: {toy_cpu:.1f} s CPU, {toy_wall:.1f} s wall summed over "
+            f"tasks; {1e6 * toy_cpu / (n * n_masses):.2f} us CPU per toy per mass"
+        )
         print(f"  profile fits not converged: {not_conv} of {n * n_masses}")
-        print(f"  observed max Z_local = {float(best['Z_local']):.3f} at "
-              f"{1e3 * float(best['mass_GeV']):g} MeV")
+        print(
+            f"  observed max Z_local = {float(best['Z_local']):.3f} at "
+            f"{1e3 * float(best['mass_GeV']):g} MeV"
+        )
         p = float(best["p0_global_toys"])
         k = round(p * (n + 1)) - 1
         err = np.sqrt(max(k, 1)) / (n + 1)
-        print(f"  toys:  p0_global = {p:.4f} +- {err:.4f}, Z_global = "
-              f"{float(best['Z_global_toys']):.3f}")
-        print(f"  Sidak: p0_global = {float(best['p0_global']):.4f}, Z_global = "
-              f"{float(best['Z_global']):.3f} (N_eff = {n_eff:.1f})")
+        print(
+            f"  toys:  p0_global = {p:.4f} +- {err:.4f}, Z_global = "
+            f"{float(best['Z_global_toys']):.3f}"
+        )
+        print(
+            f"  Sidak: p0_global = {float(best['p0_global']):.4f}, Z_global = "
+            f"{float(best['Z_global']):.3f} (N_eff = {n_eff:.1f})"
+        )
         for z in (2.0, 3.0, 4.0):
             from scipy.special import ndtr
 
             sid = -np.expm1(n_eff * np.log1p(-ndtr(-z)))
             f = float(np.mean(max_z >= z))
-            print(f"  P(max Z >= {z:g}): toys {f:.4f} +- {np.sqrt(f * (1 - f) / n):.4f}, "
-                  f"Sidak {sid:.4f}, local {ndtr(-z):.5f}")
+            print(
+                f"  P(max Z >= {z:g}): toys {f:.4f} +- {np.sqrt(f * (1 - f) / n):.4f}, "
+                f"Sidak {sid:.4f}, local {ndtr(-z):.5f}"
+            )
         if refit:
             a, b = refit["max_Z_local_refit"], refit["max_Z_local_fixed_same_toys"]
             d = a - b
-            print(f"  GP refit on {len(a)} toys: max Z refit - fixed map: mean {d.mean():+.3f} "
-                  f"+- {d.std(ddof=1) / np.sqrt(len(d)):.3f}, sd {d.std(ddof=1):.3f}; "
-                  f"mean max Z refit {a.mean():.3f}, fixed {b.mean():.3f}")
+            print(
+                f"  GP refit on {len(a)} toys: max Z refit - fixed map: mean {d.mean():+.3f} "
+                f"+- {d.std(ddof=1) / np.sqrt(len(d)):.3f}, sd {d.std(ddof=1):.3f}; "
+                f"mean max Z refit {a.mean():.3f}, fixed {b.mean():.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -106,10 +106,15 @@ def scan(year: str, method: str, args: argparse.Namespace, counter: _DenseCounte
             prev = None  # a new chunk (task) starts cold
         lb = length_scale_bounds(sx[i], med, 0.5, card["hi"], card["floor"])
         t0, c0 = time.perf_counter(), time.process_time()
-        opts = GPOptions(lb, n_restarts=args.n_restarts, restart_policy=args.policy,
-                         method=method)
-        wf = fit_window(edges, counts, WindowMasks(float(m), float(sig[i])), opts,
-                        seed=args.seed + i, start=prev)
+        opts = GPOptions(lb, n_restarts=args.n_restarts, restart_policy=args.policy, method=method)
+        wf = fit_window(
+            edges,
+            counts,
+            WindowMasks(float(m), float(sig[i])),
+            opts,
+            seed=args.seed + i,
+            start=prev,
+        )
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
         if wf.hyper.converged:
@@ -122,14 +127,22 @@ def scan(year: str, method: str, args: argparse.Namespace, counter: _DenseCounte
     total, ctotal = time.perf_counter() - t_all, time.process_time() - c_all
     t, c = np.array(times), np.array(cpus)
     n_conv = len(masses) - len(bad)
-    print(f"{year} [{method}]: {len(masses)} masses, {len(counts)} bins, <= {n_train} training "
-          f"bins, chunks of {args.chunk}, policy={args.policy}, n_restarts={args.n_restarts}")
-    print(f"  wall: total {total:.2f} s; per mass mean {t.mean():.3f} s, median "
-          f"{np.median(t):.3f} s, max {t.max():.3f} s")
-    print(f"  CPU:  total {ctotal:.2f} s; per mass mean {c.mean():.3f} s, median "
-          f"{np.median(c):.3f} s, max {c.max():.3f} s (load average {os.getloadavg()[0]:.1f})")
-    print(f"  LML evals per mass: mean {np.mean(evals):.1f}, max {max(evals)}; "
-          f"dense-path evals {counter.n - dense0} of {sum(evals)}")
+    print(
+        f"{year} [{method}]: {len(masses)} masses, {len(counts)} bins, <= {n_train} training "
+        f"bins, chunks of {args.chunk}, policy={args.policy}, n_restarts={args.n_restarts}"
+    )
+    print(
+        f"  wall: total {total:.2f} s; per mass mean {t.mean():.3f} s, median "
+        f"{np.median(t):.3f} s, max {t.max():.3f} s"
+    )
+    print(
+        f"  CPU:  total {ctotal:.2f} s; per mass mean {c.mean():.3f} s, median "
+        f"{np.median(c):.3f} s, max {c.max():.3f} s (load average {os.getloadavg()[0]:.1f})"
+    )
+    print(
+        f"  LML evals per mass: mean {np.mean(evals):.1f}, max {max(evals)}; "
+        f"dense-path evals {counter.n - dense0} of {sum(evals)}"
+    )
     print(f"  converged: {n_conv}/{len(masses)}")
     for line in bad:
         print(f"    not converged at {line}")
@@ -138,8 +151,11 @@ def scan(year: str, method: str, args: argparse.Namespace, counter: _DenseCounte
 
 def _compare(year: str, ref: dict, new: dict, names: tuple[str, str]) -> None:
     def rel(x, y):
-        return float(np.max(np.abs(np.asarray(x) - np.asarray(y))
-                            / np.maximum(np.abs(np.asarray(x)), 1e-300)))
+        return float(
+            np.max(
+                np.abs(np.asarray(x) - np.asarray(y)) / np.maximum(np.abs(np.asarray(x)), 1e-300)
+            )
+        )
 
     pairs = list(zip(ref["fits"], new["fits"]))
     dev = {
@@ -147,23 +163,29 @@ def _compare(year: str, ref: dict, new: dict, names: tuple[str, str]) -> None:
         "length_scale": max(rel(a.hyper.length_scale, b.hyper.length_scale) for a, b in pairs),
         "lml": max(rel(a.hyper.lml, b.hyper.lml) for a, b in pairs),
         "b": max(rel(a.b, b.b) for a, b in pairs),
-        "C (max |dC| / max |C|)": max(float(np.abs(a.C - b.C).max() / np.abs(a.C).max())
-                                      for a, b in pairs),
+        "C (max |dC| / max |C|)": max(
+            float(np.abs(a.C - b.C).max() / np.abs(a.C).max()) for a, b in pairs
+        ),
     }
     conv = sum(a.hyper.converged != b.hyper.converged for a, b in pairs)
-    print(f"{year}: {names[0]} / {names[1]}: wall {ref['wall']:.2f} / {new['wall']:.2f} s "
-          f"= {ref['wall'] / new['wall']:.1f}x, CPU {ref['cpu']:.2f} / {new['cpu']:.2f} s "
-          f"= {ref['cpu'] / new['cpu']:.1f}x")
-    print("  largest relative deviation: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in dev.items())
-          + f"; converged flag differs at {conv} masses")
+    print(
+        f"{year}: {names[0]} / {names[1]}: wall {ref['wall']:.2f} / {new['wall']:.2f} s "
+        f"= {ref['wall'] / new['wall']:.1f}x, CPU {ref['cpu']:.2f} / {new['cpu']:.2f} s "
+        f"= {ref['cpu'] / new['cpu']:.1f}x"
+    )
+    print(
+        "  largest relative deviation: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in dev.items())
+        + f"; converged flag differs at {conv} masses"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["2015", "2021"], choices=sorted(CARDS))
-    ap.add_argument("--methods", nargs="+", default=["dense", "auto"],
-                    choices=["dense", "auto", "lowrank"])
+    ap.add_argument(
+        "--methods", nargs="+", default=["dense", "auto"], choices=["dense", "auto", "lowrank"]
+    )
     ap.add_argument("--n-restarts", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--policy", default="auto", choices=["auto", "always"])

@@ -51,24 +51,27 @@ def setup(mass: float, exclude: float | None, blind: float | None = None):
     cfg = points[0].config  # the study's grid varies the window: set it here
     if blind is not None:
         cfg = cfg.model_copy(update={"fit": cfg.fit.model_copy(update={"blind_nsigma": blind})})
-    print(f"blind window +-{cfg.fit.blind_nsigma:g} sigma, GP training excludes "
-          f"+-{cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma:g} sigma")
+    print(
+        f"blind window +-{cfg.fit.blind_nsigma:g} sigma, GP training excludes "
+        f"+-{cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma:g} sigma"
+    )
     ds = cfg.datasets["2015"]
     counts, edges = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
     t0 = time.perf_counter()
     fit = fit_masses(cfg, "2015", counts, edges, np.array([mass]))[0]
-    print(f"data GP fit at {mass * 1e3:g} MeV: {time.perf_counter() - t0:.2f} s, "
-          f"{fit.hyper}")
+    print(f"data GP fit at {mass * 1e3:g} MeV: {time.perf_counter() - t0:.2f} s, {fit.hyper}")
     return cfg, counts, edges, fit, refit_setup(cfg, "2015", Window(fit, counts, edges))
 
 
 def summary_line(label: str, ex, A: float, sref: float) -> str:
     s = ex.summary()
     ratio = s["A_hat_mean"] / A if A > 0 else float("nan")
-    return (f"{label}: {s['n_toys']} toys used, <A_hat>/A_inj {ratio:.3f}, "
-            f"<A_hat>-A_inj = {(s['A_hat_mean'] - A):+.1f} ({(s['A_hat_mean'] - A) / sref:+.3f}"
-            f" sigma_ref), pull mean {s['pull_mean']:+.3f}, width {s['pull_width']:.3f}, "
-            f"coverage {s['cov_1sigma']:.3f}/{s['cov_2sigma']:.3f}")
+    return (
+        f"{label}: {s['n_toys']} toys used, <A_hat>/A_inj {ratio:.3f}, "
+        f"<A_hat>-A_inj = {(s['A_hat_mean'] - A):+.1f} ({(s['A_hat_mean'] - A) / sref:+.3f}"
+        f" sigma_ref), pull mean {s['pull_mean']:+.3f}, width {s['pull_width']:.3f}, "
+        f"coverage {s['cov_1sigma']:.3f}/{s['cov_2sigma']:.3f}"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -123,8 +126,9 @@ def baseline_refit(setup, toy, seed, w_blind):
     X, Z, alpha = log_targets(x[setup.train], toy[setup.train])
     a0 = float(np.mean(Z**2))
     k = ConstantKernel(1.0, (a0 * 1e-3, a0 * 1e3)) * RBF(1.0, setup.options.ls_bounds)
-    gpr = GaussianProcessRegressor(k, alpha=alpha, n_restarts_optimizer=setup.options.n_restarts,
-                                   random_state=seed)
+    gpr = GaussianProcessRegressor(
+        k, alpha=alpha, n_restarts_optimizer=setup.options.n_restarts, random_state=seed
+    )
     gpr.fit(X[:, None], Z)
     mu, S = gpr.predict(np.log(x[setup.blind])[:, None], return_cov=True)
     b, C = lognormal_moments(mu, S)
@@ -148,8 +152,16 @@ def run_refit(setup, A, w_full, seeds, jobs: int, **kw):
 
     chunks = [c for c in np.array_split(np.arange(len(seeds)), jobs) if len(c)]
     bk = kw.pop("backgrounds", None)
-    args = [(setup, A, w_full, [seeds[i] for i in c],
-             {**kw, **({"backgrounds": bk[c]} if bk is not None else {})}) for c in chunks]
+    args = [
+        (
+            setup,
+            A,
+            w_full,
+            [seeds[i] for i in c],
+            {**kw, **({"backgrounds": bk[c]} if bk is not None else {})},
+        )
+        for c in chunks
+    ]
     if jobs == 1:
         parts = [_refit_chunk(a) for a in args]
     else:
@@ -170,13 +182,25 @@ def main() -> None:
     ap.add_argument("--baseline-toys", type=int, default=200)
     ap.add_argument("--baseline-refits", type=int, default=10)
     ap.add_argument("--funcform", type=int, default=0, help="toys per functional form")
-    ap.add_argument("--blind", type=float, default=None,
-                    help="fit.blind_nsigma (default 1.64; the method's usual variant is 1.96)")
-    ap.add_argument("--exclude", type=float, default=None,
-                    help="fit.train_exclude_nsigma (default: the blind window, 1.64)")
+    ap.add_argument(
+        "--blind",
+        type=float,
+        default=None,
+        help="fit.blind_nsigma (default 1.64; the method's usual variant is 1.96)",
+    )
+    ap.add_argument(
+        "--exclude",
+        type=float,
+        default=None,
+        help="fit.train_exclude_nsigma (default: the blind window, 1.64)",
+    )
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--leakage", choices=("model", "ignore"), default="model",
-                    help="likelihood template: w_eff (model) or w (ignore)")
+    ap.add_argument(
+        "--leakage",
+        choices=("model", "ignore"),
+        default="model",
+        help="likelihood template: w_eff (model) or w (ignore)",
+    )
     args = ap.parse_args()
     if not (DATA / "funcform_2015_toys.root").is_file():
         raise SystemExit(f"real data not found in {DATA}")
@@ -194,30 +218,45 @@ def main() -> None:
     w_eff = bl["w_eff"] if args.leakage == "model" else None
     sref = inj.sigma_ref(bl["b"], L, w_fit)
     A = args.strength * sref
-    print(f"blind window: {len(bl['b'])} bins, training bins: {int(st.train.sum())}, "
-          f"sigma_A,ref = {sref:.1f}, A_inj = {A:.1f} (Z = {args.strength:g})")
+    print(
+        f"blind window: {len(bl['b'])} bins, training bins: {int(st.train.sum())}, "
+        f"sigma_A,ref = {sref:.1f}, A_inj = {A:.1f} (Z = {args.strength:g})"
+    )
 
     # ---- conditional -------------------------------------------------------------------
     rng = np.random.default_rng(args.seed)
     inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, 200, rng, L=L, w_eff=w_eff)  # warm-up
     t0 = time.perf_counter()
-    ex = inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, args.n_cond,
-                                np.random.default_rng(args.seed), L=L, w_eff=w_eff)
+    ex = inj.inject_conditional(
+        bl["b"],
+        bl["C"],
+        bl["w"],
+        A,
+        args.n_cond,
+        np.random.default_rng(args.seed),
+        L=L,
+        w_eff=w_eff,
+    )
     dt = time.perf_counter() - t0
-    print(f"\nconditional, {args.n_cond} toys (1 process): {dt:.2f} s "
-          f"({1e6 * dt / args.n_cond:.0f} us/toy)")
+    print(
+        f"\nconditional, {args.n_cond} toys (1 process): {dt:.2f} s "
+        f"({1e6 * dt / args.n_cond:.0f} us/toy)"
+    )
     print("  " + summary_line("closure", ex, A, sref))
     nb = args.baseline_toys
-    toys = background_toys(bl["b"], bl["C"], nb, np.random.default_rng(2), L) + \
-        inj.signal_counts(A, bl["w"], nb, np.random.default_rng(3))
+    toys = background_toys(bl["b"], bl["C"], nb, np.random.default_rng(2), L) + inj.signal_counts(
+        A, bl["w"], nb, np.random.default_rng(3)
+    )
     t0 = time.perf_counter()
     base = [scipy_fit(t.astype(float), bl["b"], L, bl["w"]) for t in toys]
     db = (time.perf_counter() - t0) / nb
     fast = inj.extract(toys, bl["b"], L, bl["w"])
     diff = np.max(np.abs(np.array([a for a, _ in base]) - fast[0]) / fast[1])
-    print(f"  baseline scipy minimize per toy: {1e3 * db:.1f} ms/toy -> "
-          f"{db * args.n_cond:.0f} s for {args.n_cond} toys ({db * args.n_cond / dt:.0f}x); "
-          f"max |A_hat difference| = {diff:.2e} sigma_A")
+    print(
+        f"  baseline scipy minimize per toy: {1e3 * db:.1f} ms/toy -> "
+        f"{db * args.n_cond:.0f} s for {args.n_cond} toys ({db * args.n_cond / dt:.0f}x); "
+        f"max |A_hat difference| = {diff:.2e} sigma_A"
+    )
 
     # ---- refit -------------------------------------------------------------------------
     w_full = signal_template(edges, args.mass, fit.sigma)
@@ -227,13 +266,17 @@ def main() -> None:
     ex = run_refit(st, A, w_full, seeds, args.jobs, b_full=b_full, leakage=args.leakage)
     dt = time.perf_counter() - t0
     conv = np.mean(ex.extra["gp_converged"])
-    print(f"\nrefit, {args.n_refit} toys ({args.jobs} processes): {dt:.1f} s "
-          f"({1e3 * dt * args.jobs / args.n_refit:.0f} ms/toy per process), GP converged "
-          f"{conv:.3f}, retried {np.mean(ex.extra['gp_retried']):.3f}")
+    print(
+        f"\nrefit, {args.n_refit} toys ({args.jobs} processes): {dt:.1f} s "
+        f"({1e3 * dt * args.jobs / args.n_refit:.0f} ms/toy per process), GP converged "
+        f"{conv:.3f}, retried {np.mean(ex.extra['gp_retried']):.3f}"
+    )
     print("  " + summary_line("closure", ex, A, sref))
     a_nf, _ = inj.asimov_refit(st, A, w_full, b_full, leakage=args.leakage)
-    print(f"  signal on the GP training bins {inj.sideband_leak(st, w_full):.3f}; noise-free "
-          f"refit toy extracts {a_nf / A:.3f} of A_inj (the leakage bias without statistics)")
+    print(
+        f"  signal on the GP training bins {inj.sideband_leak(st, w_full):.3f}; noise-free "
+        f"refit toy extracts {a_nf / A:.3f} of A_inj (the leakage bias without statistics)"
+    )
     ls = ex.extra["gp_length_scale"]
     print(f"  refit length scale median {np.median(ls):.4f} (data {fit.hyper.length_scale:.4f})")
     rng = np.random.default_rng(4)
@@ -243,26 +286,34 @@ def main() -> None:
         toy = (rng.poisson(b_full) + rng.poisson(A * w_full)).astype(float)
         baseline_refit(st, toy, int(rng.integers(2**31 - 1)), w_full[st.blind])
     dbr = (time.perf_counter() - t0) / nr
-    print(f"  baseline per toy (sklearn optimiser, cold start, {st.options.n_restarts} restarts, "
-          f"scipy A fit): {dbr:.2f} s/toy -> {dbr * args.n_refit / 60:.1f} min for "
-          f"{args.n_refit} toys on one process")
+    print(
+        f"  baseline per toy (sklearn optimiser, cold start, {st.options.n_restarts} restarts, "
+        f"scipy A fit): {dbr:.2f} s/toy -> {dbr * args.n_refit / 60:.1f} min for "
+        f"{args.n_refit} toys on one process"
+    )
 
     # ---- functional-form toys ------------------------------------------------------------
     if args.funcform:
         from gprpipe.io.root import read_hist, rebin
 
         for fn in FUNCS:
-            bk = np.array([rebin(*read_hist(DATA / "funcform_2015_toys.root",
-                                            f"{fn}/{fn}_toy_{i}"), 10)[0]
-                           for i in range(args.funcform)])
+            bk = np.array(
+                [
+                    rebin(*read_hist(DATA / "funcform_2015_toys.root", f"{fn}/{fn}_toy_{i}"), 10)[0]
+                    for i in range(args.funcform)
+                ]
+            )
             sd = np.random.SeedSequence([args.seed, 7]).spawn(len(bk))
             for z in (0.0, args.strength):
                 t0 = time.perf_counter()
-                e = run_refit(st, z * sref, w_full, sd, args.jobs, backgrounds=bk,
-                              leakage=args.leakage)
-                print(f"funcform {fn}, Z = {z:g}: "
-                      f"{summary_line('', e, z * sref, sref)[2:]}, GP converged "
-                      f"{np.mean(e.extra['gp_converged']):.3f} ({time.perf_counter() - t0:.0f} s)")
+                e = run_refit(
+                    st, z * sref, w_full, sd, args.jobs, backgrounds=bk, leakage=args.leakage
+                )
+                print(
+                    f"funcform {fn}, Z = {z:g}: "
+                    f"{summary_line('', e, z * sref, sref)[2:]}, GP converged "
+                    f"{np.mean(e.extra['gp_converged']):.3f} ({time.perf_counter() - t0:.0f} s)"
+                )
 
 
 if __name__ == "__main__":

@@ -44,13 +44,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "huge.toml"
         values = ", ".join(str(i) for i in range(1000))
-        cfg.write_text(f'[base]\ntemplate = "{REPO / "user_configs" / "quickstart.toml"}"\n'
-                       f'[grid]\n"fit.n_restarts" = [{values}]\n"limit.n_toys" = [{values}]\n')
+        cfg.write_text(
+            f'[base]\ntemplate = "{REPO / "user_configs" / "quickstart.toml"}"\n'
+            f'[grid]\n"fit.n_restarts" = [{values}]\n"limit.n_toys" = [{values}]\n'
+        )
 
         def cli() -> None:
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            res = subprocess.run([sys.executable, "-m", "gprpipe", "grid", str(cfg)],
-                                 capture_output=True, text=True, env={**os.environ})
+            res = subprocess.run(
+                [sys.executable, "-m", "gprpipe", "grid", str(cfg)],
+                capture_output=True,
+                text=True,
+                env={**os.environ},
+            )
             assert res.returncode == 1 and "1000000 points" in res.stderr, res.stderr
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             cli.cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
@@ -62,8 +68,10 @@ def main() -> None:
             cli()
             walls.append(time.perf_counter() - w0)
             cpus.append(cli.cpu)
-        print(f"gprpipe grid, 10^6-point grid refused (subprocess): wall {min(walls):.2f} s, "
-              f"CPU {min(cpus):.2f} s")
+        print(
+            f"gprpipe grid, 10^6-point grid refused (subprocess): wall {min(walls):.2f} s, "
+            f"CPU {min(cpus):.2f} s"
+        )
 
         def count() -> None:
             try:
@@ -74,13 +82,16 @@ def main() -> None:
         w, c = timed(count, args.repeat)
         print(f"  in process (load + count): wall {w * 1e3:.1f} ms, CPU {c * 1e3:.1f} ms")
 
-    w, c = timed(lambda: point_names([{"fit.n_restarts": i} for i in range(100_000)]),
-                 args.repeat)
+    w, c = timed(lambda: point_names([{"fit.n_restarts": i} for i in range(100_000)]), args.repeat)
     print(f"naming 10^5 grid points: wall {w:.2f} s, CPU {c:.2f} s")
 
-    for expr in ("{{ 9**(9**9) }}", "{{ 'a'*10**10 }}", "{{ range(10**9)|list }}",
-                 "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
-                 "{% endfor %}"):
+    for expr in (
+        "{{ 9**(9**9) }}",
+        "{{ 'a'*10**10 }}",
+        "{{ range(10**9)|list }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    ):
+
         def render(expr: str = expr) -> None:
             try:
                 render_string(expr, {}, "base.name")

@@ -28,8 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _env(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SOURCE_DATE_EPOCH": "0"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "SOURCE_DATE_EPOCH": "0",
+    }
 
 
 def _plot(tree: Path, point: Path, jobs: int) -> tuple[float, float]:
@@ -40,9 +46,13 @@ def _plot(tree: Path, point: Path, jobs: int) -> tuple[float, float]:
     (point / "plots").mkdir()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "gprpipe", "step", "plot", "--point-dir",
-                          str(point), "--force"], env=_env(tree), capture_output=True, text=True,
-                         cwd=tree)
+    res = subprocess.run(
+        [sys.executable, "-m", "gprpipe", "step", "plot", "--point-dir", str(point), "--force"],
+        env=_env(tree),
+        capture_output=True,
+        text=True,
+        cwd=tree,
+    )
     if res.returncode:
         sys.exit(f"plot step failed with {tree}:\n{res.stdout}{res.stderr}")
     wall = time.perf_counter() - t0
@@ -52,10 +62,17 @@ def _plot(tree: Path, point: Path, jobs: int) -> tuple[float, float]:
 
 
 def _same_files(a: Path, b: Path) -> tuple[int, list[str]]:
-    names = sorted({p.relative_to(a) for p in a.rglob("*") if p.is_file()}
-                   | {p.relative_to(b) for p in b.rglob("*") if p.is_file()})
-    diff = [str(n) for n in names if not ((a / n).is_file() and (b / n).is_file()
-                                           and filecmp.cmp(a / n, b / n, shallow=False))]
+    names = sorted(
+        {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
+        | {p.relative_to(b) for p in b.rglob("*") if p.is_file()}
+    )
+    diff = [
+        str(n)
+        for n in names
+        if not (
+            (a / n).is_file() and (b / n).is_file() and filecmp.cmp(a / n, b / n, shallow=False)
+        )
+    ]
     return len(names), diff
 
 
@@ -63,19 +80,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--before", default="main", help="git ref of the code to compare with")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--git", type=Path, default=REPO,
-                    help="repository holding --before (default: this tree's)")
+    ap.add_argument(
+        "--git", type=Path, default=REPO, help="repository holding --before (default: this tree's)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         old = tmp / "code_before"
         old.mkdir()
-        archive = subprocess.run(["git", "-C", str(args.git), "archive", args.before],
-                                 check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(args.git), "archive", args.before], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-        subprocess.run([sys.executable, "-m", "gprpipe", "run", "user_configs/quickstart.toml",
-                        "--set", f"base.output={tmp}/run"],
-                       env=_env(REPO), check=True, capture_output=True, cwd=REPO)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gprpipe",
+                "run",
+                "user_configs/quickstart.toml",
+                "--set",
+                f"base.output={tmp}/run",
+            ],
+            env=_env(REPO),
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
         points = {}
         for name in ("before", "after"):
             shutil.copytree(tmp / "run", tmp / name / "run")
@@ -86,18 +117,25 @@ def main() -> None:
             for jobs in (1, 2):
                 for name in ("before", "after"):
                     times.setdefault((name, jobs), []).append(
-                        _plot(trees[name], points[name], jobs))
-        print(f"plot step of user_configs/quickstart.toml, before = {args.before}, "
-              f"{args.repeat} runs each (median [min]); load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+                        _plot(trees[name], points[name], jobs)
+                    )
+        print(
+            f"plot step of user_configs/quickstart.toml, before = {args.before}, "
+            f"{args.repeat} runs each (median [min]); load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
         for (name, jobs), runs in times.items():
             wall, cpu = zip(*runs)
-            print(f"  {name:6s} jobs={jobs}: wall {statistics.median(wall):6.2f} s "
-                  f"[{min(wall):6.2f}]   CPU {statistics.median(cpu):6.2f} s [{min(cpu):6.2f}]")
+            print(
+                f"  {name:6s} jobs={jobs}: wall {statistics.median(wall):6.2f} s "
+                f"[{min(wall):6.2f}]   CPU {statistics.median(cpu):6.2f} s [{min(cpu):6.2f}]"
+            )
         for sub in ("plots", "hepdata"):
             n, diff = _same_files(points["before"] / sub, points["after"] / sub)
-            print(f"  {sub}/: {n - len(diff)} of {n} files byte-identical"
-                  + (f"; differ: {', '.join(diff)}" if diff else ""))
+            print(
+                f"  {sub}/: {n - len(diff)} of {n} files byte-identical"
+                + (f"; differ: {', '.join(diff)}" if diff else "")
+            )
 
 
 if __name__ == "__main__":

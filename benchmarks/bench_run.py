@@ -42,13 +42,28 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_once(config: str, sets: list[str], steps: str | None, jobs: int, mode: str,
-             out: Path) -> dict[str, float]:
+def run_once(
+    config: str, sets: list[str], steps: str | None, jobs: int, mode: str, out: Path
+) -> dict[str, float]:
     """One ``gprpipe run``; wall, CPU, load average at the start, plot step seconds."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", **MODES[mode]}
-    cmd = [sys.executable, "-m", "gprpipe", "run", str(REPO / config), "-j", str(jobs),
-           "--set", f"base.output={out}"]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        **MODES[mode],
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "gprpipe",
+        "run",
+        str(REPO / config),
+        "-j",
+        str(jobs),
+        "--set",
+        f"base.output={out}",
+    ]
     for s in sets:
         cmd += ["--set", s]
     if steps:
@@ -71,28 +86,36 @@ def fmt(values: list[float]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA, help="The 2015 ROOT file.")
-    ap.add_argument("--check-ref", type=Path, default=None,
-                    help="Reference run folder of the full 2015 scan (its nominal/scan.csv).")
+    ap.add_argument(
+        "--check-ref",
+        type=Path,
+        default=None,
+        help="Reference run folder of the full 2015 scan (its nominal/scan.csv).",
+    )
     ap.add_argument("--only", default="quickstart,one-mass,full-2015")
     args = ap.parse_args()
     data = f"datasets.2015.path={args.data}"
     cases = {
         "quickstart": ("user_configs/quickstart.toml", [], None),
-        "one-mass": ("user_configs/hps2015.toml", [data, "scan.masses=[0.06]"],
-                     "load,fit,limit"),
+        "one-mass": ("user_configs/hps2015.toml", [data, "scan.masses=[0.06]"], "load,fit,limit"),
         "full-2015": ("user_configs/hps2015.toml", [data], "load,fit,limit"),
     }
     wanted = [c for c in args.only.split(",") if c]
-    print(f"# {args.jobs} workers, median of {args.repeat} runs [min-max]; CPU = user+sys "
-          f"of the run and its task processes; load = 1-min load average at the start "
-          f"({os.cpu_count()} CPUs)")
-    print(f"{'case':12s} {'mode':6s} {'wall s':>20s} {'CPU s':>20s} {'load':>14s} "
-          f"{'plot step s':>20s}")
+    print(
+        f"# {args.jobs} workers, median of {args.repeat} runs [min-max]; CPU = user+sys "
+        f"of the run and its task processes; load = 1-min load average at the start "
+        f"({os.cpu_count()} CPUs)"
+    )
+    print(
+        f"{'case':12s} {'mode':6s} {'wall s':>20s} {'CPU s':>20s} {'load':>14s} "
+        f"{'plot step s':>20s}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench_run-") as tmp:
         for case in wanted:
             config, sets, steps = cases[case]
@@ -101,9 +124,11 @@ def main() -> None:
                 for k in range(args.repeat):
                     out = Path(tmp) / f"{case}-{mode}-{k}"
                     rows.append(run_once(config, sets, steps, args.jobs, mode, out))
-                line = (f"{case:12s} {mode:6s} {fmt([r['wall'] for r in rows]):>20s} "
-                        f"{fmt([r['cpu'] for r in rows]):>20s} "
-                        f"{fmt([r['load'] for r in rows]):>14s}")
+                line = (
+                    f"{case:12s} {mode:6s} {fmt([r['wall'] for r in rows]):>20s} "
+                    f"{fmt([r['cpu'] for r in rows]):>20s} "
+                    f"{fmt([r['load'] for r in rows]):>14s}"
+                )
                 if case == "quickstart":
                     line += f" {fmt([r['plot'] for r in rows]):>20s}"
                 print(line, flush=True)

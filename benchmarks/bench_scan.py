@@ -27,15 +27,32 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--steps", default="load,fit,limit")
     args = ap.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     for year in args.years.split(","):
         src = args.data / f"funcform_{year}_toys.root"
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "gprpipe", "run",
-                   str(REPO / f"user_configs/hps{year}.toml"), "-j", str(args.jobs),
-                   "--steps", args.steps, "--set", f"datasets.{year}.path={src}",
-                   "--set", f"datasets.{year}.hist=input_hist", "--set", f"base.output={tmp}/run"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "gprpipe",
+                "run",
+                str(REPO / f"user_configs/hps{year}.toml"),
+                "-j",
+                str(args.jobs),
+                "--steps",
+                args.steps,
+                "--set",
+                f"datasets.{year}.path={src}",
+                "--set",
+                f"datasets.{year}.hist=input_hist",
+                "--set",
+                f"base.output={tmp}/run",
+            ]
             t0 = time.perf_counter()
             res = subprocess.run(cmd, capture_output=True, text=True, env=env)
             wall = time.perf_counter() - t0
@@ -46,9 +63,11 @@ def main() -> None:
                 rows = list(csv.DictReader(fh))
             conv = sum(r["gp_converged"] == "true" for r in rows)
             ok = sum(r["status"] == "ok" for r in rows)
-            print(f"{year}: {len(rows)} masses in {wall:.1f} s wall on {args.jobs} workers "
-                  f"({wall / len(rows):.2f} s/mass); status ok {ok}/{len(rows)}, "
-                  f"gp_converged {conv}/{len(rows)}; steps {args.steps}")
+            print(
+                f"{year}: {len(rows)} masses in {wall:.1f} s wall on {args.jobs} workers "
+                f"({wall / len(rows):.2f} s/mass); status ok {ok}/{len(rows)}, "
+                f"gp_converged {conv}/{len(rows)}; steps {args.steps}"
+            )
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ def build_window(mass: float):
         scan = np.arange(0.020, 0.1305, 0.001)
         sx_med = float(np.median(sigma_x(scan, SIGMA_2015[0] + SIGMA_2015[1] * scan)))
         bounds = length_scale_bounds(float(sigma_x(mass, sigma)), sx_med)
-        fit = fit_window(edges, counts, WindowMasks(mass, sigma), GPOptions(bounds, n_restarts=3),
-                         seed=1)
+        fit = fit_window(
+            edges, counts, WindowMasks(mass, sigma), GPOptions(bounds, n_restarts=3), seed=1
+        )
         b, C, blind = fit.b, fit.C, fit.blind
     except Exception as exc:  # GP module absent or its API changed: use the stand-in
         source = f"sideband polynomial stand-in ({type(exc).__name__})"

@@ -33,10 +33,14 @@ def main() -> None:
         fresh = sum(freshness(t, configs[t.point])[0] for t in tasks)
         best_wall = min(best_wall, time.perf_counter() - w0)
         best_cpu = min(best_cpu, time.process_time() - c0)
-    print(f"{len(tasks)} tasks ({fresh} fresh), {len(files)} committed files, "
-          f"{size / 1e6:.2f} MB hashed")
-    print(f"one full check: {best_wall * 1e3:.1f} ms wall, {best_cpu * 1e3:.1f} ms CPU "
-          f"(best of {args.repeat}); {size / 1e6 / max(best_cpu, 1e-9):.0f} MB/s CPU")
+    print(
+        f"{len(tasks)} tasks ({fresh} fresh), {len(files)} committed files, "
+        f"{size / 1e6:.2f} MB hashed"
+    )
+    print(
+        f"one full check: {best_wall * 1e3:.1f} ms wall, {best_cpu * 1e3:.1f} ms CPU "
+        f"(best of {args.repeat}); {size / 1e6 / max(best_cpu, 1e-9):.0f} MB/s CPU"
+    )
 
 
 if __name__ == "__main__":

@@ -44,18 +44,35 @@ FORCE_DENSE = (
 
 def run_scan(year: str, out: Path, jobs: int, dense: bool, tmp: Path) -> tuple[float, float]:
     """One `gprpipe run`; returns (wall s, CPU s of the run and its workers)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     if dense:
         site = tmp / "force_dense"
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(FORCE_DENSE)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
     src = DATA / f"funcform_{year}_toys.root"
-    cmd = [sys.executable, "-m", "gprpipe", "run", str(REPO / f"user_configs/hps{year}.toml"),
-           "-j", str(jobs), "--steps", "load,fit,limit",
-           "--set", f"datasets.{year}.path={src}", "--set", f"datasets.{year}.hist=input_hist",
-           "--set", f"base.output={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gprpipe",
+        "run",
+        str(REPO / f"user_configs/hps{year}.toml"),
+        "-j",
+        str(jobs),
+        "--steps",
+        "load,fit,limit",
+        "--set",
+        f"datasets.{year}.path={src}",
+        "--set",
+        f"datasets.{year}.hist=input_hist",
+        "--set",
+        f"base.output={out}",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -106,12 +123,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--years", default="2015,2016")
     ap.add_argument("-j", "--jobs", type=int, default=2)
-    ap.add_argument("--reference", type=Path, default=None,
-                    help="folder with <year>/nominal/scan.csv of another run to compare")
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="folder with <year>/nominal/scan.csv of another run to compare",
+    )
     ap.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
-    ap.add_argument("--lowrank-run", default=None,
-                    help="reuse a finished run of the current code for the low-rank side, e.g. "
-                         "'runs/hps{year}' (its nominal/scan.csv; same config and data)")
+    ap.add_argument(
+        "--lowrank-run",
+        default=None,
+        help="reuse a finished run of the current code for the low-rank side, e.g. "
+        "'runs/hps{year}' (its nominal/scan.csv; same config and data)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -128,9 +152,11 @@ def main() -> None:
                 wall, cpu = run_scan(year, out, args.jobs, dense, tmp)
                 runs[name] = read(out / "nominal" / "scan.csv")
                 load = os.getloadavg()[0]
-                print(f"{year} {name:7s}: {len(runs[name])} masses, {wall:.1f} s wall, "
-                      f"{cpu:.1f} s CPU on {args.jobs} workers (load average {load:.1f})",
-                      flush=True)
+                print(
+                    f"{year} {name:7s}: {len(runs[name])} masses, {wall:.1f} s wall, "
+                    f"{cpu:.1f} s CPU on {args.jobs} workers (load average {load:.1f})",
+                    flush=True,
+                )
             compare(runs["dense"], runs["lowrank"], f"{year} dense vs low-rank")
             if args.reference:
                 ref = read(args.reference / year / "nominal" / "scan.csv")

@@ -33,9 +33,23 @@ GP = [sys.executable, "-m", "gprpipe"]
 
 def scan(config: str, key: str, root: Path, out: Path) -> list[dict[str, str]]:
     """Run load, fit and limit of ``config`` on ``root``; rows of scan.csv."""
-    subprocess.run([*GP, "run", str(REPO / "user_configs" / config), "-j", "1",
-                    "--steps", "load,fit,limit", "--set", f"datasets.{key}.path={root}",
-                    "--set", f"base.output={out}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *GP,
+            "run",
+            str(REPO / "user_configs" / config),
+            "-j",
+            "1",
+            "--steps",
+            "load,fit,limit",
+            "--set",
+            f"datasets.{key}.path={root}",
+            "--set",
+            f"base.output={out}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     with open(out / "nominal" / "scan.csv") as f:
         return [r for r in csv.DictReader(f) if r["status"] == "ok"]
 
@@ -60,19 +74,25 @@ def main() -> None:
         for seed in seeds:
             c0 = cpu()
             root = Path(tmp) / f"demo_{seed}.root"
-            subprocess.run([*GP, "demo-data", str(root), "--seed", str(seed)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [*GP, "demo-data", str(root), "--seed", str(seed)], check=True, capture_output=True
+            )
             q = pulls(scan("quickstart.toml", "demo", root, Path(tmp) / f"q{seed}"))
             quiet[seed] = bool(np.all(np.abs(q) < THRESHOLD))
             rows = scan("hps2015.toml", "2015", root, Path(tmp) / f"f{seed}")
             z = pulls(rows)
             largest[seed] = float(np.abs(z).max())
-            out1 = sum(not float(r["A_exp_lo1"]) <= float(r["A_up"]) <= float(r["A_exp_hi1"])
-                       for r in rows)
-            print(f"seed {seed:3d}  quickstart pulls " + " ".join(f"{x:+.2f}" for x in q)
-                  + f"  all |pull| < 2: {'yes' if quiet[seed] else 'no '}"
-                  f"  full scan: max {z.max():+.2f} min {z.min():+.2f} std {z.std(ddof=1):.2f}"
-                  f" outside 1 sigma {out1}/{len(z)}  cpu {cpu() - c0:.0f} s", flush=True)
+            out1 = sum(
+                not float(r["A_exp_lo1"]) <= float(r["A_up"]) <= float(r["A_exp_hi1"]) for r in rows
+            )
+            print(
+                f"seed {seed:3d}  quickstart pulls "
+                + " ".join(f"{x:+.2f}" for x in q)
+                + f"  all |pull| < 2: {'yes' if quiet[seed] else 'no '}"
+                f"  full scan: max {z.max():+.2f} min {z.min():+.2f} std {z.std(ddof=1):.2f}"
+                f" outside 1 sigma {out1}/{len(z)}  cpu {cpu() - c0:.0f} s",
+                flush=True,
+            )
     median = float(np.median(list(largest.values())))
     chosen = next((s for s in seeds if quiet[s] and largest[s] <= median), None)
     print(f"median over seeds of the largest |pull| of the full scan: {median:.2f}")

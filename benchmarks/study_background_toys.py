@@ -30,8 +30,7 @@ def _config(year: str):
     from gprpipe.config import load_points
 
     path = DATA / f"funcform_{year}_toys.root"
-    _, points = load_points(REPO / f"user_configs/hps{year}.toml",
-                            [f"datasets.{year}.path={path}"])
+    _, points = load_points(REPO / f"user_configs/hps{year}.toml", [f"datasets.{year}.path={path}"])
     return points[0].config
 
 
@@ -51,7 +50,7 @@ def scan_toy(args: tuple[str, str, int]) -> dict[str, np.ndarray]:
     size = cfg.slurm.chunk_size
     z, pull, conv = [], [], []
     for k in range(0, len(masses), size):  # the same chunking (warm starts) as the pipeline
-        for f in fit_masses(cfg, year, counts, edges, masses[k:k + size]):
+        for f in fit_masses(cfg, year, counts, edges, masses[k : k + size]):
             if f.blind is None:
                 continue
             rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", year, f.mass))
@@ -77,17 +76,23 @@ def main() -> None:
     z = np.concatenate([r["z"] for r in results])
     pull = np.concatenate([r["pull"] for r in results])
     conv = np.concatenate([r["conv"] for r in results])
-    print(f"{args.year}: {len(work)} toy scans ({args.toys} per family), {len(z)} masses, "
-          f"{wall:.0f} s wall on {args.jobs} workers; gp_converged {conv.mean():.4f}")
-    print(f"pull A_hat/sigma_A: mean {pull.mean():+.3f}, std {pull.std():.3f}, "
-          f"median {np.median(pull):+.3f}")
+    print(
+        f"{args.year}: {len(work)} toy scans ({args.toys} per family), {len(z)} masses, "
+        f"{wall:.0f} s wall on {args.jobs} workers; gp_converged {conv.mean():.4f}"
+    )
+    print(
+        f"pull A_hat/sigma_A: mean {pull.mean():+.3f}, std {pull.std():.3f}, "
+        f"median {np.median(pull):+.3f}"
+    )
     for cut, expect in ((0, 0.5), (1, 0.1587), (2, 0.02275), (3, 0.00135)):
         print(f"P(Z_local > {cut}) = {(z > cut).mean():.4f}  (background-only: {expect})")
     for fam_i, fam in enumerate(FAMILIES):
-        rs = results[fam_i * args.toys:(fam_i + 1) * args.toys]
+        rs = results[fam_i * args.toys : (fam_i + 1) * args.toys]
         p = np.concatenate([r["pull"] for r in rs])
-        print(f"  {fam:18s} pull mean {p.mean():+.3f} std {p.std():.3f}, "
-              f"max Z_local {max(r['z'].max() for r in rs):.2f}")
+        print(
+            f"  {fam:18s} pull mean {p.mean():+.3f} std {p.std():.3f}, "
+            f"max Z_local {max(r['z'].max() for r in rs):.2f}"
+        )
 
 
 if __name__ == "__main__":

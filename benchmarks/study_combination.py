@@ -48,16 +48,34 @@ def run_combined(out: Path, hists: tuple[str, str] | None = None, quiet: bool = 
     """The shipped combined config on the HPS files (``hists``: other histograms of them,
     e.g. functional-form toys; then load, fit and limit only)."""
     config = REPO / "user_configs" / "hps2015_2016_combined.toml"
-    cmd = [sys.executable, "-m", "gprpipe", "run", str(config),
-           "--set", f"datasets.2015.path={DATA / 'funcform_2015_toys.root'}",
-           "--set", f"datasets.2016.path={DATA / 'funcform_2016_toys.root'}",
-           "--set", f"base.output={out}", "-j", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gprpipe",
+        "run",
+        str(config),
+        "--set",
+        f"datasets.2015.path={DATA / 'funcform_2015_toys.root'}",
+        "--set",
+        f"datasets.2016.path={DATA / 'funcform_2016_toys.root'}",
+        "--set",
+        f"base.output={out}",
+        "-j",
+        "2",
+    ]
     if hists is not None:
-        cmd += ["--set", f"datasets.2015.hist={hists[0]}", "--set",
-                f"datasets.2016.hist={hists[1]}", "--steps", "load,fit,limit"]
+        cmd += [
+            "--set",
+            f"datasets.2015.hist={hists[0]}",
+            "--set",
+            f"datasets.2016.hist={hists[1]}",
+            "--steps",
+            "load,fit,limit",
+        ]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL if quiet else None)
+    subprocess.run(
+        cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if quiet else None
+    )
     if not quiet:
         print(f"combined scan of the real 2015 + 2016 data: {time.perf_counter() - t0:.1f} s")
     return out / "nominal"
@@ -86,11 +104,16 @@ def funcform_scans(n: int, tol: float) -> None:
             ok, total = passing(rows, "eps2_up", tol)
             exp_ok, _ = passing(rows, "eps2_exp_med", tol)
         counts.append(ok)
-        print(f"  toy scan {toy}: observed {ok}/{total}, expected {exp_ok}/{total} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"  toy scan {toy}: observed {ok}/{total}, expected {exp_ok}/{total} "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     c = np.array(counts)
-    print(f"functional-form toy scans: observed criterion met at {c.mean():.1f} masses on "
-          f"average (min {c.min()}, max {c.max()}; {np.mean(c / total):.0%})")
+    print(
+        f"functional-form toy scans: observed criterion met at {c.mean():.1f} masses on "
+        f"average (min {c.min()}, max {c.max()}; {np.mean(c / total):.0%})"
+    )
 
 
 def scan_rows(point: Path) -> dict[str, dict[float, dict[str, str]]]:
@@ -106,8 +129,11 @@ def ratio_table(rows: dict[str, dict[float, dict[str, str]]], tol: float) -> Non
     limit over the best single dataset's, grouped by the datasets that cover the mass."""
     groups: dict[str, list[tuple[float, float, float]]] = {}
     for m, c in sorted(rows.get("combined", {}).items()):
-        single = {d: rows[d][m] for d in rows if d != "combined" and m in rows[d]
-                  and rows[d][m]["status"] == "ok"}
+        single = {
+            d: rows[d][m]
+            for d in rows
+            if d != "combined" and m in rows[d] and rows[d][m]["status"] == "ok"
+        }
         if c["status"] != "ok" or len(single) < 2:
             continue
         r_exp = float(c["eps2_exp_med"]) / min(float(r["eps2_exp_med"]) for r in single.values())
@@ -120,11 +146,13 @@ def ratio_table(rows: dict[str, dict[float, dict[str, str]]], tol: float) -> Non
     for name, g in [*groups.items(), ("all", every)]:
         m, e, o = (np.array(v) for v in zip(*g))
         w = int(np.argmax(e))
-        print(f"{name:>16}: {len(g):3d} masses ({m.min() * 1e3:g}-{m.max() * 1e3:g} MeV); "
-              f"expected combined/best single: <= 1 at {int(np.sum(e <= 1.0))}, median "
-              f"{np.median(e):.3f}, best {e.min():.3f}, worst {e[w]:.3f} at {m[w] * 1e3:g} "
-              f"MeV; observed within {tol - 1:.0%}: {int(np.sum(o <= tol))} (median "
-              f"{np.median(o):.3f})")
+        print(
+            f"{name:>16}: {len(g):3d} masses ({m.min() * 1e3:g}-{m.max() * 1e3:g} MeV); "
+            f"expected combined/best single: <= 1 at {int(np.sum(e <= 1.0))}, median "
+            f"{np.median(e):.3f}, best {e.min():.3f}, worst {e[w]:.3f} at {m[w] * 1e3:g} "
+            f"MeV; observed within {tol - 1:.0%}: {int(np.sum(o <= tol))} (median "
+            f"{np.median(o):.3f})"
+        )
 
 
 def main() -> None:
@@ -133,11 +161,18 @@ def main() -> None:
     ap.add_argument("--toys", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tolerance", type=float, default=0.05)
-    ap.add_argument("--table-only", action="store_true",
-                    help="only the scan.csv comparison of combined and single limits "
-                         "(any number of datasets, no toys)")
-    ap.add_argument("--funcform", type=int, default=0,
-                    help="also run the combined scan on N functional-form toy pairs")
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="only the scan.csv comparison of combined and single limits "
+        "(any number of datasets, no toys)",
+    )
+    ap.add_argument(
+        "--funcform",
+        type=int,
+        default=0,
+        help="also run the combined scan on N functional-form toy pairs",
+    )
     a = ap.parse_args()
 
     from threadpoolctl import threadpool_limits
@@ -182,8 +217,13 @@ def main() -> None:
             exp_pass += float(c["eps2_exp_med"]) <= tol * min(exp.values())
             ratios.append(float(c["eps2_up"]) / min(obs.values()))
             if not ok:
-                misses.append((m, {d: float(r["A_hat"]) / float(r["sigma_A"])
-                                   for d, r in single.items()}, ratios[-1]))
+                misses.append(
+                    (
+                        m,
+                        {d: float(r["A_hat"]) / float(r["sigma_A"]) for d, r in single.items()},
+                        ratios[-1],
+                    )
+                )
             # Asimov (n = b) and background-only toys of the same windows
             n = background_toys(cw.b, cw.C, a.toys, rng, cw.L).astype(float)
             n = np.vstack([cw.b, n])
@@ -199,17 +239,23 @@ def main() -> None:
             toy_rates.append(float(np.mean(passed[1:])))
     n_m = len(toy_rates)
     rates = np.array(toy_rates)
-    print(f"{n_m} overlap masses, {a.toys} background-only toys each "
-          f"({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"{n_m} overlap masses, {a.toys} background-only toys each "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     print(f"criterion: combined eps2_up <= {tol:.2f} x min(single eps2_up)")
-    print(f"  real data, observed limits : {data_pass}/{n_m} masses "
-          f"({data_pass / n_m:.0%}); combined/best ratio median "
-          f"{np.median(ratios):.3f}, max {np.max(ratios):.2f}")
+    print(
+        f"  real data, observed limits : {data_pass}/{n_m} masses "
+        f"({data_pass / n_m:.0%}); combined/best ratio median "
+        f"{np.median(ratios):.3f}, max {np.max(ratios):.2f}"
+    )
     print(f"  real data, expected medians: {exp_pass}/{n_m} masses")
     print(f"  Asimov data (n = b)        : {asimov_pass}/{n_m} masses")
-    print(f"  background-only toys       : pass rate per mass mean {rates.mean():.3f} "
-          f"(min {rates.min():.3f}, max {rates.max():.3f}); expected masses passing "
-          f"{rates.sum():.1f}/{n_m}")
+    print(
+        f"  background-only toys       : pass rate per mass mean {rates.mean():.3f} "
+        f"(min {rates.min():.3f}, max {rates.max():.3f}); expected masses passing "
+        f"{rates.sum():.1f}/{n_m}"
+    )
     if misses:
         print("  real-data misses (mass MeV: A_hat/sigma_A per dataset -> combined/best):")
         for m, z, r in misses:

@@ -42,8 +42,7 @@ def families(year: str) -> dict[str, tuple[float, float]]:
 
     path = DATA / f"funcform_{year}_toys.root"
     summary = json.loads(read_text(path, "fit_metadata/fit_summary_json"))
-    return {f["tag"]: (float(f["fit_min_GeV"]), float(f["fit_max_GeV"]))
-            for f in summary["fits"]}
+    return {f["tag"]: (float(f["fit_min_GeV"]), float(f["fit_max_GeV"])) for f in summary["fits"]}
 
 
 def _config(year: str, data_range):
@@ -69,17 +68,24 @@ def scan_toy(args) -> dict[str, np.ndarray]:
     counts, edges = rebin(*read_hist(ds.path, f"{family}/{family}_toy_{toy}"), ds.rebin)
     from gprpipe.steps.fit import fit_masses
 
-    out: dict[str, list] = {k: [] for k in ("mass", "gof_p", "gof_chi2_ndf", "z", "status",
-                                            "n_lo", "n_hi")}
+    out: dict[str, list] = {
+        k: [] for k in ("mass", "gof_p", "gof_chi2_ndf", "z", "status", "n_lo", "n_hi")
+    }
     for f in fit_masses(cfg, year, counts, edges, np.asarray(masses)):
         if f.blind is None or f.gof is None:
             continue
         rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", year, f.mass))
         b = f.blind
         row = window_limits(cfg, b["n"], b["b"], b["C"], b[template_key(cfg)], rng)
-        for k, v in (("mass", f.mass), ("gof_p", f.gof.p), ("gof_chi2_ndf", f.gof.chi2_ndf),
-                     ("z", row["Z_local"]), ("status", f.status), ("n_lo", f.gof.n_lo),
-                     ("n_hi", f.gof.n_hi)):
+        for k, v in (
+            ("mass", f.mass),
+            ("gof_p", f.gof.p),
+            ("gof_chi2_ndf", f.gof.chi2_ndf),
+            ("z", row["Z_local"]),
+            ("status", f.status),
+            ("n_lo", f.gof.n_lo),
+            ("n_hi", f.gof.n_hi),
+        ):
             out[k].append(v)
     res = {k: np.array(v) for k, v in out.items()}
     res["cpu"] = np.array(time.process_time() - t0)
@@ -123,35 +129,46 @@ def main() -> None:
     wall = time.perf_counter() - t0
     cpu = sum(float(r["cpu"]) for r in results)
     cfg_fit = cfg.fit
-    print(f"{args.year} setup={args.setup}: {len(work)} toy scans ({args.toys} per family: "
-          f"{', '.join(f'{k} {v[0]:g}-{v[1]:g} GeV' for k, v in fams.items())}), "
-          f"{len(masses)} masses (every {args.every}), gof region {cfg_fit.gof_nsigma:g} "
-          f"sigma_m beyond the window, >= {cfg_fit.min_sideband_bins} training bins per side; "
-          f"{wall:.0f} s wall, {cpu:.0f} s CPU on {args.jobs} workers")
+    print(
+        f"{args.year} setup={args.setup}: {len(work)} toy scans ({args.toys} per family: "
+        f"{', '.join(f'{k} {v[0]:g}-{v[1]:g} GeV' for k, v in fams.items())}), "
+        f"{len(masses)} masses (every {args.every}), gof region {cfg_fit.gof_nsigma:g} "
+        f"sigma_m beyond the window, >= {cfg_fit.min_sideband_bins} training bins per side; "
+        f"{wall:.0f} s wall, {cpu:.0f} s CPU on {args.jobs} workers"
+    )
     for fam in fams:
         rs = [r for (_, f, *_), r in zip(work, results) if f == fam]
         p = np.concatenate([r["gof_p"] for r in rs])
         z = np.concatenate([r["z"] for r in rs])
-        one = np.concatenate([np.minimum(r["n_lo"], r["n_hi"]) < cfg_fit.min_sideband_bins
-                              for r in rs])
+        one = np.concatenate(
+            [np.minimum(r["n_lo"], r["n_hi"]) < cfg_fit.min_sideband_bins for r in rs]
+        )
         n = int(np.isfinite(p).sum())
-        print(f"\n{fam} ({len(rs)} toys, {n} fitted masses); gof_p quantiles "
-              f"1%/10%/50%: {np.nanquantile(p, [0.01, 0.1, 0.5]).round(4).tolist()}; "
-              f"one-sideband {binom(int(one.sum()), len(one))}")
+        print(
+            f"\n{fam} ({len(rs)} toys, {n} fitted masses); gof_p quantiles "
+            f"1%/10%/50%: {np.nanquantile(p, [0.01, 0.1, 0.5]).round(4).tolist()}; "
+            f"one-sideband {binom(int(one.sum()), len(one))}"
+        )
         for thr in THRESHOLDS:
             flag = (p < thr) | one
-            print(f"  gof_p < {thr:g}: flagged {binom(int((p < thr).sum()), n)}; "
-                  f"Z_local>3 unflagged {int(((z > 3) & ~flag).sum())}, flagged "
-                  f"{int(((z > 3) & flag).sum())}; Z_local>5 unflagged "
-                  f"{int(((z > 5) & ~flag).sum())}, flagged {int(((z > 5) & flag).sum())}; "
-                  f"max unflagged Z {np.max(np.where(flag, 0, z)):.2f}")
+            print(
+                f"  gof_p < {thr:g}: flagged {binom(int((p < thr).sum()), n)}; "
+                f"Z_local>3 unflagged {int(((z > 3) & ~flag).sum())}, flagged "
+                f"{int(((z > 3) & flag).sum())}; Z_local>5 unflagged "
+                f"{int(((z > 5) & ~flag).sum())}, flagged {int(((z > 5) & flag).sum())}; "
+                f"max unflagged Z {np.max(np.where(flag, 0, z)):.2f}"
+            )
         ms = np.concatenate([r["mass"] for r in rs])
         worst = sorted(set(np.round(ms[(p < 1e-3)] * 1e3).astype(int).tolist()))
         print(f"  masses (MeV) with gof_p < 1e-3 in any toy: {worst[:40]}")
     allp = np.concatenate([r["gof_p"] for r in results])
     n = int(np.isfinite(allp).sum())
-    print("\nall families: " + "; ".join(
-        f"P(gof_p < {thr:g}) = {binom(int((allp < thr).sum()), n)}" for thr in THRESHOLDS))
+    print(
+        "\nall families: "
+        + "; ".join(
+            f"P(gof_p < {thr:g}) = {binom(int((allp < thr).sum()), n)}" for thr in THRESHOLDS
+        )
+    )
 
 
 if __name__ == "__main__":

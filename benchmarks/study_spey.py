@@ -41,12 +41,18 @@ def spey_matched(model, spey) -> float:
     from spey.hypothesis_testing.upper_limits import find_poi_upper_limit
 
     obs, pre = spey.ExpectationType.observed, spey.ExpectationType.apriori
-    return float(find_poi_upper_limit(
-        model.maximize_likelihood(expected=obs, allow_negative_signal=False),
-        lambda mu: -model.likelihood(float(mu), expected=obs),
-        model.maximize_asimov_likelihood(expected=pre),
-        lambda mu: -model.asimov_likelihood(float(mu), expected=pre),
-        expected=obs, allow_negative_signal=False, low_init=0.9, hig_init=1.1))
+    return float(
+        find_poi_upper_limit(
+            model.maximize_likelihood(expected=obs, allow_negative_signal=False),
+            lambda mu: -model.likelihood(float(mu), expected=obs),
+            model.maximize_asimov_likelihood(expected=pre),
+            lambda mu: -model.asimov_likelihood(float(mu), expected=pre),
+            expected=obs,
+            allow_negative_signal=False,
+            low_init=0.9,
+            hig_init=1.1,
+        )
+    )
 
 
 def main() -> None:
@@ -54,14 +60,20 @@ def main() -> None:
     ap.add_argument("source", type=Path)
     ap.add_argument("--dataset", default="2015")
     ap.add_argument("--spey", action="store_true", help="also run Spey itself (slow)")
-    ap.add_argument("--spey-masses", type=float, nargs="*",
-                    help="with --spey: run Spey only at these masses (GeV)")
+    ap.add_argument(
+        "--spey-masses",
+        type=float,
+        nargs="*",
+        help="with --spey: run Spey only at these masses (GeV)",
+    )
     ap.add_argument("--plot", type=Path, help="draw Z and the limit ratios vs mass here")
     a = ap.parse_args()
     path = a.source
     if path.is_dir():
-        subprocess.run([sys.executable, "-m", "gprpipe", "export-spey", str(path),
-                        "--dataset", a.dataset], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "gprpipe", "export-spey", str(path), "--dataset", a.dataset],
+            check=True,
+        )
         path = path / "exports" / f"spey_{a.dataset}.json"
     from gprpipe.stats.cls import AsymptoticCalculator
     from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
@@ -86,21 +98,25 @@ def main() -> None:
         n_asimov = b + L @ wm.profile(0.0, n)[1]
         fa = wm.fit(n_asimov)
         postfit = float(AsymptoticCalculator(wm, b_asimov=n_asimov).upper_limit(n))
-        line = (f"{e['mass_GeV'] * 1e3:6.0f} {f.A_hat / f.sigma_A:+6.2f} "
-                f"{spey_convention_limit(n, b, C, s):12.4f} "
-                f"{postfit:8.4f} "
-                f"{fa.A_hat / f.sigma_A:+11.2f}")
-        rows.append([e["mass_GeV"], f.A_hat / f.sigma_A, spey_convention_limit(n, b, C, s),
-                     np.nan])
-        run_spey = spey is not None and (not a.spey_masses or any(
-            abs(e["mass_GeV"] - x) < 1e-9 for x in a.spey_masses))
+        line = (
+            f"{e['mass_GeV'] * 1e3:6.0f} {f.A_hat / f.sigma_A:+6.2f} "
+            f"{spey_convention_limit(n, b, C, s):12.4f} "
+            f"{postfit:8.4f} "
+            f"{fa.A_hat / f.sigma_A:+11.2f}"
+        )
+        rows.append([e["mass_GeV"], f.A_hat / f.sigma_A, spey_convention_limit(n, b, C, s), np.nan])
+        run_spey = spey is not None and (
+            not a.spey_masses or any(abs(e["mass_GeV"] - x) < 1e-9 for x in a.spey_masses)
+        )
         if run_spey:
             model = spey.get_backend(doc["model"])(
-                signal_yields=s, background_yields=b, data=n, covariance_matrix=C)
+                signal_yields=s, background_yields=b, data=n, covariance_matrix=C
+            )
             t0 = time.process_time()
             native = model.poi_upper_limit(expected=spey.ExpectationType.observed)
-            line += (f" {native:7.4f} {spey_matched(model, spey):12.4f}"
-                     f" {time.process_time() - t0:8.1f}")
+            line += (
+                f" {native:7.4f} {spey_matched(model, spey):12.4f} {time.process_time() - t0:8.1f}"
+            )
             rows[-1][3] = native
         print(line, flush=True)
     if a.plot:
@@ -114,20 +130,33 @@ def plot(rows: np.ndarray, out: Path, dataset: str) -> None:
     import matplotlib.pyplot as plt
 
     m = rows[:, 0] * 1e3
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(7, 5.5),
-                                   gridspec_kw={"height_ratios": [1, 1.4]})
+    fig, (ax1, ax2) = plt.subplots(
+        2, 1, sharex=True, figsize=(7, 5.5), gridspec_kw={"height_ratios": [1, 1.4]}
+    )
     ax1.axhline(0, color="0.6", lw=0.8)
     ax1.plot(m, rows[:, 1], "-", color="k", lw=1)
     ax1.set_ylabel("A_hat / sigma_A")
-    ax1.set_title(f"{dataset}: Spey export, observed limits over gprpipe's eps2_up",
-                  fontsize=10)
+    ax1.set_title(f"{dataset}: Spey export, observed limits over gprpipe's eps2_up", fontsize=10)
     ax2.axhline(1, color="0.6", lw=0.8, label="gprpipe (= Spey with the pre-fit Asimov)")
-    ax2.plot(m, rows[:, 2], "-", color="C0", lw=1.2,
-             label="gprpipe's likelihood, Spey's Asimov convention")
+    ax2.plot(
+        m,
+        rows[:, 2],
+        "-",
+        color="C0",
+        lw=1.2,
+        label="gprpipe's likelihood, Spey's Asimov convention",
+    )
     ok = np.isfinite(rows[:, 3])
     if ok.any():
-        ax2.plot(m[ok], rows[ok, 3], "o", mfc="none", color="C3", ms=7,
-                 label="Spey poi_upper_limit (observed)")
+        ax2.plot(
+            m[ok],
+            rows[ok, 3],
+            "o",
+            mfc="none",
+            color="C3",
+            ms=7,
+            label="Spey poi_upper_limit (observed)",
+        )
     ax2.set_xlabel("m(A') [MeV]")
     ax2.set_ylabel("limit / eps2_up")
     ax2.legend(fontsize=8, loc="lower right")

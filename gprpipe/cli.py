@@ -55,8 +55,9 @@ def _root(
     """gprpipe: run GPR bump hunts from a short TOML config."""
 
 
-def _points(config: Path, overrides: list[str] | None, *, check: bool = False,
-            inputs: bool = False):
+def _points(
+    config: Path, overrides: list[str] | None, *, check: bool = False, inputs: bool = False
+):
     """Every grid point. ``check``: refuse (ConfigError) what ``run`` could not do (nothing
     to scan, masses not in GeV or out of range); ``inputs``: also refuse a data file that
     does not exist (``validate``; ``run`` leaves that to the load task)."""
@@ -95,8 +96,10 @@ def _refuse_set_unblind(overrides: list[str]) -> None:
     for o in overrides:
         key, _, value = o.partition("=")
         if key.strip() == "base.blind" and value.strip().lower() not in ("true", "1"):
-            raise GprpipeError(f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' "
-                               "(recorded in run.json).")
+            raise GprpipeError(
+                f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' "
+                "(recorded in run.json)."
+            )
 
 
 def _select(points, sel: str | None):
@@ -143,8 +146,8 @@ def init(
     name: Annotated[str, typer.Argument(help="Config name: writes NAME.toml here.")],
     template: Annotated[str, typer.Option(help="Shipped template to inherit.")] = "hps2015",
     data: Annotated[
-        str | None, typer.Option(help="ROOT file of every dataset (default: the demo spectrum "
-                                      "where it fits).")
+        str | None,
+        typer.Option(help="ROOT file of every dataset (default: the demo spectrum where it fits)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite NAME.toml.")] = False,
 ) -> None:
@@ -152,9 +155,12 @@ def init(
     from gprpipe.config.init import write_init
 
     path = write_init(name, template, Path.cwd(), data=data, force=force)
-    console.print(f"wrote {path.name} (inherits the shipped template {template!r}). "
-                  f"Next: gprpipe validate {path.name} && gprpipe run {path.name}",
-                  markup=False, highlight=False)
+    console.print(
+        f"wrote {path.name} (inherits the shipped template {template!r}). "
+        f"Next: gprpipe validate {path.name} && gprpipe run {path.name}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()
@@ -205,9 +211,14 @@ def schema() -> None:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err,
-        transient=False, disable=not err.is_terminal,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
     )
 
 
@@ -219,16 +230,19 @@ def _locked(run_dir: Path, wait_lock: float):
     """The run directory's lock (one writer at a time), for a ``with`` block."""
     from gprpipe.pipeline.lock import run_lock
 
-    return run_lock(run_dir, command=" ".join(["gprpipe", *sys.argv[1:2]]), wait=wait_lock,
-                    notice=_notice)
+    return run_lock(
+        run_dir, command=" ".join(["gprpipe", *sys.argv[1:2]]), wait=wait_lock, notice=_notice
+    )
 
 
 def _clean_containers(engine, run_dir: Path) -> None:
     """Remove containers an earlier, killed run of ``run_dir`` left (under its lock)."""
     left = engine.cleanup(run_dir)
     if left:
-        _notice(f"notice: removed {len(left)} container(s) left by an earlier run of "
-                f"{run_dir}: {', '.join(left)}")
+        _notice(
+            f"notice: removed {len(left)} container(s) left by an earlier run of "
+            f"{run_dir}: {', '.join(left)}"
+        )
 
 
 def _executor(name: str, run_dir: Path, engine, config, jobs: int | None = None):
@@ -270,20 +284,31 @@ def _execute_local(ex, tasks, configs, run_dir, force, info, resume: str = "") -
                     continue
                 if t.id not in inner:
                     inner[t.id] = progress.add_task(f"  {t.id}", total=rec["total"], detail="")
-                progress.update(inner[t.id], completed=rec["done"], total=rec["total"],
-                                detail=progress_text(rec))
+                progress.update(
+                    inner[t.id],
+                    completed=rec["done"],
+                    total=rec["total"],
+                    detail=progress_text(rec),
+                )
 
         try:
-            report = ex.submit(tasks, configs=configs, force=force,
-                               hooks=Hooks(on_update=update, on_notice=_notice, on_tick=tick))
+            report = ex.submit(
+                tasks,
+                configs=configs,
+                force=force,
+                hooks=Hooks(on_update=update, on_notice=_notice, on_tick=tick),
+            )
         except KeyboardInterrupt:
             states = ex.poll(tasks)  # the markers: what is really on disk
             kept = sum(states[t.id].state == "done" for t in tasks)
             stopped = len(tasks) - kept
-            err.print(f"interrupted: {kept} finished task{'s' * (kept != 1)} kept in {run_dir} "
-                      f"(a new run skips them); {stopped} not finished (stopped or not started). "
-                      f"Resume with: {resume or f'gprpipe rerun {run_dir} --failed'}",
-                      markup=False, highlight=False)
+            err.print(
+                f"interrupted: {kept} finished task{'s' * (kept != 1)} kept in {run_dir} "
+                f"(a new run skips them); {stopped} not finished (stopped or not started). "
+                f"Resume with: {resume or f'gprpipe rerun {run_dir} --failed'}",
+                markup=False,
+                highlight=False,
+            )
             raise typer.Exit(130) from None
     wall = time.perf_counter() - t0
     timings = info.data.setdefault("timings", {})
@@ -319,9 +344,13 @@ def _execute_local(ex, tasks, configs, run_dir, force, info, resume: str = "") -
 def _engine(name: str, config, dry_run: bool):
     from gprpipe.engines import engine_for_config
 
-    engine = engine_for_config(name, image=config.base.image, gpu=config.base.gpu,
-                               step_images=config.base.step_images,
-                               check_version=config.base.check_image_version)
+    engine = engine_for_config(
+        name,
+        image=config.base.image,
+        gpu=config.base.gpu,
+        step_images=config.base.step_images,
+        check_version=config.base.check_image_version,
+    )
     if not dry_run:
         engine.check()
     return engine
@@ -341,8 +370,12 @@ def run(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
     wait_lock: Annotated[
-        float, typer.Option("--wait-lock", help="Seconds to wait for another run of the "
-                            "same directory to finish (default: refuse at once).")
+        float,
+        typer.Option(
+            "--wait-lock",
+            help="Seconds to wait for another run of the "
+            "same directory to finish (default: refuse at once).",
+        ),
     ] = 0.0,
     unblind: Annotated[
         bool, typer.Option("--unblind", help="Lift base.blind (recorded in run.json).")
@@ -383,8 +416,15 @@ def run(
     with _locked(run_dir, wait_lock):
         ex.refuse_if_busy(tasks)
         write_point_configs(run_dir, points)
-        info = new_run_info(run_dir, config.resolve(), overrides, points, tasks,
-                            engine=cfg0.base.engine, executor=cfg0.base.executor)
+        info = new_run_info(
+            run_dir,
+            config.resolve(),
+            overrides,
+            points,
+            tasks,
+            engine=cfg0.base.engine,
+            executor=cfg0.base.executor,
+        )
         info.data["blinding"] = {
             "blind": any(p.config.base.blind for p in points),
             "unblind_option": unblind,
@@ -399,8 +439,9 @@ def run(
         else:
             import shlex
 
-            resume = shlex.join(["gprpipe", "run", str(config),
-                                 *[x for o in overrides for x in ("--set", o)]])
+            resume = shlex.join(
+                ["gprpipe", "run", str(config), *[x for o in overrides for x in ("--set", o)]]
+            )
             ok = _execute_local(ex, tasks, configs, run_dir, force, info, resume=resume)
             ok = _report_rows(tasks) and ok
             _print_summary(run_dir)
@@ -425,8 +466,9 @@ def _make_run_dir(run_dir: Path, loaded) -> None:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise GprpipeError(f"{where}: cannot write the run directory {run_dir} "
-                           f"({exc.strerror or exc}).") from None
+        raise GprpipeError(
+            f"{where}: cannot write the run directory {run_dir} ({exc.strerror or exc})."
+        ) from None
 
 
 def _report_rows(tasks) -> bool:
@@ -444,16 +486,17 @@ def _report_rows(tasks) -> bool:
             bad, total, first = failed_rows(out)
             if bad:
                 ok = False
-                err.print(f"[red]{bad} of {total} masses failed[/red] in {out} (first: {first})",
-                          highlight=False)
+                err.print(
+                    f"[red]{bad} of {total} masses failed[/red] in {out} (first: {first})",
+                    highlight=False,
+                )
     return ok
 
 
 def _print_summary(run_dir: Path) -> None:
     from gprpipe.pipeline.summary import run_summary, summary_lines
 
-    console.print("\n".join(summary_lines(run_summary(run_dir))), markup=False,
-                  highlight=False)
+    console.print("\n".join(summary_lines(run_summary(run_dir))), markup=False, highlight=False)
 
 
 @app.command()
@@ -462,8 +505,7 @@ def summary(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> 
     _print_summary(run_dir)
 
 
-def _submit_queued(ex, tasks, run_dir, *, wait: bool, force: bool,
-                   resubmit: bool = False) -> bool:
+def _submit_queued(ex, tasks, run_dir, *, wait: bool, force: bool, resubmit: bool = False) -> bool:
     """Queue ``tasks`` with a queueing executor (SLURM); with ``wait``, follow them."""
     report = ex.submit(tasks, force=force, resubmit=resubmit)
     jobs = ", ".join(f"{k}={v}" for k, v in report.job_ids.items())
@@ -476,8 +518,9 @@ def _submit_queued(ex, tasks, run_dir, *, wait: bool, force: bool,
 
         def update(states: dict[str, str]) -> None:
             n = sum(s in ("done", "failed") for s in states.values())
-            progress.update(bar, completed=n,
-                            detail=" ".join(f"{k}={v}" for k, v in _count(states).items()))
+            progress.update(
+                bar, completed=n, detail=" ".join(f"{k}={v}" for k, v in _count(states).items())
+            )
 
         ok = ex.wait(tasks, progress=update)
     _report_states(tasks)
@@ -540,8 +583,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
     console.print(" ".join(f"{k}={v}" for k, v in sorted(total.items())))
 
 
-def _run_executor(run_dir: Path, info, configs, jobs: int | None = None, *,
-                  check: bool = False):
+def _run_executor(run_dir: Path, info, configs, jobs: int | None = None, *, check: bool = False):
     """The executor (and engine, checked with ``check``) that a recorded run used."""
     cfg0 = next(iter(configs.values())) if configs else None
     if cfg0 is None:
@@ -577,8 +619,12 @@ def rerun(
     jobs: Annotated[int | None, typer.Option("-j", "--jobs")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
     wait_lock: Annotated[
-        float, typer.Option("--wait-lock", help="Seconds to wait for another run of the "
-                            "same directory to finish (default: refuse at once).")
+        float,
+        typer.Option(
+            "--wait-lock",
+            help="Seconds to wait for another run of the "
+            "same directory to finish (default: refuse at once).",
+        ),
     ] = 0.0,
 ) -> None:
     """Redo only what is named (failed tasks, or the tasks of some masses) and what follows."""
@@ -591,8 +637,7 @@ def rerun(
         _rerun(run_dir.absolute(), failed, masses, jobs, wait)
 
 
-def _rerun(run_dir: Path, failed: bool, masses: str | None, jobs: int | None,
-           wait: bool) -> None:
+def _rerun(run_dir: Path, failed: bool, masses: str | None, jobs: int | None, wait: bool) -> None:
     from gprpipe.pipeline.plan import downstream
     from gprpipe.pipeline.store import load_run_info, tasks_of_run
 
@@ -664,26 +709,37 @@ def demo_data(
 
     m_sig = None if signal_mass is None else parse_mass(signal_mass, "--signal-mass")
     if m_sig is not None and not DEMO_LO < m_sig < DEMO_HI:
-        raise GprpipeError(f"--signal-mass {signal_mass}: {fmt_mass(m_sig)} lies outside the "
-                           f"demo histogram ({DEMO_LO:g}-{DEMO_HI:g} GeV).")
-    counts, edges = demo_spectrum(seed=DEMO_SEED if seed is None else seed, scale=scale,
-                                  signal_mass=m_sig,
-                                  signal_yield=signal_yield)
+        raise GprpipeError(
+            f"--signal-mass {signal_mass}: {fmt_mass(m_sig)} lies outside the "
+            f"demo histogram ({DEMO_LO:g}-{DEMO_HI:g} GeV)."
+        )
+    counts, edges = demo_spectrum(
+        seed=DEMO_SEED if seed is None else seed,
+        scale=scale,
+        signal_mass=m_sig,
+        signal_yield=signal_yield,
+    )
     write_hist(out, counts, edges, hist)
-    console.print(f"wrote {out}: {hist}, {len(counts)} bins over {edges[0]:g}-{edges[-1]:g} GeV, "
-                  f"{counts.sum():.4g} events")
+    console.print(
+        f"wrote {out}: {hist}, {len(counts)} bins over {edges[0]:g}-{edges[-1]:g} GeV, "
+        f"{counts.sum():.4g} events"
+    )
 
 
 @app.command("export-pyhf")
 def export_pyhf(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (or point folder).")],
     dataset: Annotated[str, typer.Option(help="Dataset key.")],
-    mass: Annotated[str | None, typer.Option(
-        help="Test mass: 60MeV, 0.06GeV or 0.06 (GeV); one workspace.")] = None,
-    patchset: Annotated[bool, typer.Option(
-        "--patchset", help="Every mass: a background-only workspace and a PatchSet.")] = False,
-    inspire: Annotated[str, typer.Option(
-        help="INSPIRE id for the PatchSet's reference (ins0000000: none yet).")] = "ins0000000",
+    mass: Annotated[
+        str | None, typer.Option(help="Test mass: 60MeV, 0.06GeV or 0.06 (GeV); one workspace.")
+    ] = None,
+    patchset: Annotated[
+        bool,
+        typer.Option("--patchset", help="Every mass: a background-only workspace and a PatchSet."),
+    ] = False,
+    inspire: Annotated[
+        str, typer.Option(help="INSPIRE id for the PatchSet's reference (ins0000000: none yet).")
+    ] = "ins0000000",
     point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
 ) -> None:
@@ -692,14 +748,14 @@ def export_pyhf(
     from gprpipe.steps.export import export_patchset, export_workspace
 
     if patchset:
-        paths, n = export_patchset(run_dir, dataset, point=point, output=output,
-                                   inspire=inspire)
+        paths, n = export_patchset(run_dir, dataset, point=point, output=output, inspire=inspire)
         console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per mass)")
         return
     if mass is None:
         raise GprpipeError("export-pyhf: give --mass M (e.g. 60MeV) or --patchset.")
-    path, ws = export_workspace(run_dir, dataset, parse_mass(mass, "--mass"), point=point,
-                                output=output)
+    path, ws = export_workspace(
+        run_dir, dataset, parse_mass(mass, "--mass"), point=point, output=output
+    )
     nbins = len(ws["channels"][0]["samples"][0]["data"])
     unit = ws["measurements"][0]["name"].removeprefix("A_in_units_of_")
     console.print(f"wrote {path}: {nbins} blind bins; POI A is the signal yield / {unit}")
@@ -733,20 +789,35 @@ def project_reach(
     written, s = run_reach(run_dir, scale, point=point)
     for p in written:
         console.print(f"wrote {p}")
-    console.print(f"{s['n_masses']} masses; median gain of the combined expected limit "
-                  f"{s['gain_median']:.2f}x" + (
-                      f"; inverse-variance / joint-fit combination at factor 1: median "
-                      f"{s['ivw_over_fit_median']:.3f}"
-                      if s["ivw_over_fit_median"] == s["ivw_over_fit_median"] else ""))
+    console.print(
+        f"{s['n_masses']} masses; median gain of the combined expected limit "
+        f"{s['gain_median']:.2f}x"
+        + (
+            f"; inverse-variance / joint-fit combination at factor 1: median "
+            f"{s['ivw_over_fit_median']:.3f}"
+            if s["ivw_over_fit_median"] == s["ivw_over_fit_median"]
+            else ""
+        )
+    )
 
 
 @app.command()
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders (all their points) or point "
-                                                    "folders; the first is the reference.")],
-    out: Annotated[Path | None, typer.Option(
-        "-o", "--out", help="Folder for figures and tables (default: RUN/compare for the "
-                            "points of one run, else ./compare).")] = None,
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders (all their points) or point folders; the first is the reference."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--out",
+            help="Folder for figures and tables (default: RUN/compare for the "
+            "points of one run, else ./compare).",
+        ),
+    ] = None,
     formats: Annotated[str, typer.Option(help="Figure formats, e.g. png,pdf.")] = "png",
 ) -> None:
     """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
@@ -766,12 +837,19 @@ def compare(
         if not comp.ratios:
             console.print(f"{comp.dataset}: fewer than two curves with common masses; skipped.")
             continue
-        fig = compare_limits_figure([c.mass for c in comp.curves],
-                                    [c.observed for c in comp.curves],
-                                    [c.expected for c in comp.curves],
-                                    [c.label for c in comp.curves], title=comp.dataset)
-        files = save(fig, folder, f"compare_eps2_{comp.dataset}",
-                     [f.strip() for f in formats.split(",") if f.strip()])
+        fig = compare_limits_figure(
+            [c.mass for c in comp.curves],
+            [c.observed for c in comp.curves],
+            [c.expected for c in comp.curves],
+            [c.label for c in comp.curves],
+            title=comp.dataset,
+        )
+        files = save(
+            fig,
+            folder,
+            f"compare_eps2_{comp.dataset}",
+            [f.strip() for f in formats.split(",") if f.strip()],
+        )
         table = Table(title=f"{comp.dataset}: eps^2 limit / {ref}")
         table.add_column("point", no_wrap=True, min_width=max(len(r.label) for r in comp.ratios))
         for col in ("masses", "obs median", "obs range", "exp median", "exp range"):
@@ -779,22 +857,33 @@ def compare(
         lines = ["dataset,point,mass_GeV,ratio_observed,ratio_expected"]
         for r in comp.ratios:
             (om, olo, ohi), (em, elo, ehi) = r.stats("observed"), r.stats("expected")
-            table.add_row(r.label, str(len(r.mass)), f"{om:.3f}", f"{olo:.3f}-{ohi:.3f}",
-                          f"{em:.3f}", f"{elo:.3f}-{ehi:.3f}")
-            lines += [f"{comp.dataset},{r.label},{m:.6g},{o:.6g},{e:.6g}"
-                      for m, o, e in zip(r.mass, r.observed, r.expected)]
+            table.add_row(
+                r.label,
+                str(len(r.mass)),
+                f"{om:.3f}",
+                f"{olo:.3f}-{ohi:.3f}",
+                f"{em:.3f}",
+                f"{elo:.3f}-{ehi:.3f}",
+            )
+            lines += [
+                f"{comp.dataset},{r.label},{m:.6g},{o:.6g},{e:.6g}"
+                for m, o, e in zip(r.mass, r.observed, r.expected)
+            ]
         csv_path = folder / f"compare_{comp.dataset}.csv"
         atomic_write_text(csv_path, "\n".join(lines) + "\n")
         console.print(table)
-        console.print(f"wrote {', '.join(str(f) for f in files)}, {csv_path}", markup=False,
-                      highlight=False)
+        console.print(
+            f"wrote {', '.join(str(f) for f in files)}, {csv_path}", markup=False, highlight=False
+        )
 
 
 @app.command()
 def tui(
     config: Annotated[
-        Path | None, typer.Argument(help="Config to open, a folder to browse, or a run "
-                                         "directory (opens its results).")
+        Path | None,
+        typer.Argument(
+            help="Config to open, a folder to browse, or a run directory (opens its results)."
+        ),
     ] = None,
 ) -> None:
     """The textual app: build, validate, launch and watch runs; browse a run's results."""
@@ -808,6 +897,7 @@ def _click_classes(name: str) -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = [getattr(click.exceptions, name)]
     try:
         from typer import _click as vendored  # type: ignore[attr-defined]
+
         found.append(getattr(vendored.exceptions, name))
     except (ImportError, AttributeError):
         pass
@@ -845,8 +935,9 @@ def main(argv: list[str] | None = None) -> None:
     except _CLICK_ERROR as exc:
         ctx = getattr(exc, "ctx", None)
         cmd = ctx.command_path if ctx is not None else "gprpipe"
-        err.print(f"error: {exc.format_message()} (see {cmd} --help)", markup=False,
-                  highlight=False)
+        err.print(
+            f"error: {exc.format_message()} (see {cmd} --help)", markup=False, highlight=False
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -854,7 +945,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        err.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
-                  "traceback)", markup=False, highlight=False)
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            markup=False,
+            highlight=False,
+        )
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -20,8 +20,13 @@ from scipy.special import erf
 from gprpipe.stats.resolution import sigma_m
 
 # log-density polynomial in t = ln(m / 0.05 GeV) (highest power first) and turn-on erf
-_POLY = [1.0396069715581124, 0.6641368798700933, -4.776956923020643, -4.84482955014589,
-         9.424985025444636]
+_POLY = [
+    1.0396069715581124,
+    0.6641368798700933,
+    -4.776956923020643,
+    -4.84482955014589,
+    9.424985025444636,
+]
 _TURN_ON = (0.01803252812457989, 0.0029215734322352686)
 SIGMA_2015 = [-9.22283032152e-05, 0.0532190838657]
 #: the demo histogram's mass range (GeV)

@@ -12,8 +12,9 @@ import re
 
 from gprpipe.errors import GprpipeError
 
-_MASS = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(MeV|GeV|keV)?\s*$",
-                   re.IGNORECASE)
+_MASS = re.compile(
+    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(MeV|GeV|keV)?\s*$", re.IGNORECASE
+)
 _SCALE = {"kev": 1e-6, "mev": 1e-3, "gev": 1.0}
 #: bare numbers above this (in GeV) are taken as a unit mistake
 BARE_MAX_GEV = 1.0
@@ -34,8 +35,10 @@ def parse_mass(text: str, option: str) -> float:
     value = float(m.group(1))
     unit = m.group(2)
     if unit is None and value > BARE_MAX_GEV:
-        raise GprpipeError(f"{option} {text}: masses are in GeV unless a unit is given; "
-                           f"{mev_hint(value)} (or write {text}MeV)")
+        raise GprpipeError(
+            f"{option} {text}: masses are in GeV unless a unit is given; "
+            f"{mev_hint(value)} (or write {text}MeV)"
+        )
     gev = value * _SCALE[(unit or "GeV").lower()]
     if gev <= 0:
         raise GprpipeError(f"{option} {text}: a mass must be positive.")

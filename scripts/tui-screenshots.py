@@ -29,17 +29,26 @@ def ensure_run() -> None:
     if (point / "scan.csv").is_file() and (point / "plots" / "manifest.json").is_file():
         return
     print(f"running the quickstart into {RUN_DIR} (about 30 s)...", flush=True)
-    subprocess.run([sys.executable, "-m", "gprpipe", "run", CONFIG, "--set",
-                    f"base.output={RUN_DIR}"], cwd=REPO, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "gprpipe", "run", CONFIG, "--set", f"base.output={RUN_DIR}"],
+        cwd=REPO,
+        check=True,
+    )
 
 
-async def shoot(name: str, out: Path, size: tuple[int, int], keys: list[str],
-                overrides: list[str] | None = None,
-                before: Callable[[object], Awaitable[None]] | None = None) -> Path:
+async def shoot(
+    name: str,
+    out: Path,
+    size: tuple[int, int],
+    keys: list[str],
+    overrides: list[str] | None = None,
+    before: Callable[[object], Awaitable[None]] | None = None,
+) -> Path:
     from gprpipe.tui.app import GprpipeApp
 
-    app = GprpipeApp(CONFIG, overrides=[f"base.output={RUN_DIR}", *(overrides or [])],
-                     check_delay=0.01)
+    app = GprpipeApp(
+        CONFIG, overrides=[f"base.output={RUN_DIR}", *(overrides or [])], check_delay=0.01
+    )
     async with app.run_test(size=size) as pilot:
         await pilot.pause(0.2)
         if before is not None:

@@ -37,10 +37,18 @@ CliResult = tuple[int, str, str]
 #: the user configs shipped in user_configs/ (tests never read others: a user's own files
 #: there must not change a test's result)
 SHIPPED_USER_CONFIGS = (
-    "hps2015.toml", "hps2015_2016_2021_combined.toml", "hps2015_2016_combined.toml",
-    "hps2015_funcform_injection.toml", "hps2015_injection.toml", "hps2015_leakage_closure.toml",
-    "hps2015_rpen7.toml", "hps2015_toyscan.toml", "hps2016.toml", "hps2016_leakage_closure.toml",
-    "hps2021.toml", "quickstart.toml",
+    "hps2015.toml",
+    "hps2015_2016_2021_combined.toml",
+    "hps2015_2016_combined.toml",
+    "hps2015_funcform_injection.toml",
+    "hps2015_injection.toml",
+    "hps2015_leakage_closure.toml",
+    "hps2015_rpen7.toml",
+    "hps2015_toyscan.toml",
+    "hps2016.toml",
+    "hps2016_leakage_closure.toml",
+    "hps2021.toml",
+    "quickstart.toml",
 )
 
 
@@ -50,8 +58,9 @@ def pytest_configure(config: pytest.Config) -> None:
     import tempfile
 
     if getattr(config.option, "snapshot_report", None) == "snapshot_report.html":
-        config.option.snapshot_report = str(Path(tempfile.gettempdir()) /
-                                            "gprpipe_snapshot_report.html")
+        config.option.snapshot_report = str(
+            Path(tempfile.gettempdir()) / "gprpipe_snapshot_report.html"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +86,20 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **SUBPROCESS_ENV, **(extra or {})}
 
 
-def run_cli_subprocess(*args: str | Path, cwd: Path | None = None, timeout: float = 180,
-                       env: dict[str, str] | None = None) -> CliResult:
+def run_cli_subprocess(
+    *args: str | Path,
+    cwd: Path | None = None,
+    timeout: float = 180,
+    env: dict[str, str] | None = None,
+) -> CliResult:
     """``python -m gprpipe ARGS`` in a subprocess: (exit code, stdout, stderr)."""
     proc = subprocess.run(
         [sys.executable, "-m", "gprpipe", *map(str, args)],
-        cwd=cwd or REPO, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or REPO,
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return proc.returncode, proc.stdout, proc.stderr
 

@@ -45,15 +45,17 @@ def _modified_root(source: Path, path: Path) -> tuple[Path, float]:
 
 
 def _run(cfg: Path, out: Path, *extra: str) -> tuple[int, str, str]:
-    return run_cli_subprocess("run", cfg, "--set", f"base.output={out}", "-j", "1", *extra,
-                              timeout=900)
+    return run_cli_subprocess(
+        "run", cfg, "--set", f"base.output={out}", "-j", "1", *extra, timeout=900
+    )
 
 
 def _datasets(path: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset)
-                     else None)
+        f.visititems(
+            lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None
+        )
     return out
 
 
@@ -62,7 +64,9 @@ def _files(point: Path, pattern: str) -> dict[str, bytes]:
 
 
 def _config(tmp: Path, name: str, root: Path, blind: bool) -> Path:
-    return quickstart_child(tmp / f"{name}.toml", f"""
+    return quickstart_child(
+        tmp / f"{name}.toml",
+        f"""
         blind = {str(blind).lower()}
         [datasets.demo]
         label = "HPS 2015"
@@ -72,12 +76,12 @@ def _config(tmp: Path, name: str, root: Path, blind: bool) -> Path:
         [plot]
         formats = ["png"]
         masses = [{MASS}]
-        """)
+        """,
+    )
 
 
 @pytest.mark.slow
-def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_path,
-                                                                           shared_data):
+def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_path, shared_data):
     data = shared_data / "funcform_2015_toys.root"
     mod, moved = _modified_root(data, tmp_path / "modified.root")
     assert moved > 10_000  # a large change: many sigma_A worth of events
@@ -118,25 +122,29 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
     assert [k for k in pa if pa[k] != pb[k]] == []
 
     # --unblind in the same run directory: blinded outputs are not reused (cache key)
-    code, out, err = _run(_config(tmp_path, "mod", mod, blind=True), tmp_path / "mod",
-                          "--unblind")
+    code, out, err = _run(_config(tmp_path, "mod", mod, blind=True), tmp_path / "mod", "--unblind")
     assert code == 0, err
     assert "5 ran, 1 cached" in out  # only load (which does not depend on blinding)
     head, row = (b / "scan.csv").read_text().splitlines()[:2]
     full = dict(zip(head.split(","), row.split(",")))
     assert set(OBSERVED) <= full.keys() and "blinded" not in full
     info = json.loads((tmp_path / "mod" / "run.json").read_text())
-    assert info["blinding"] == {"blind": False, "unblind_option": True,
-                                "config_was_blind": True}
+    assert info["blinding"] == {"blind": False, "unblind_option": True, "config_was_blind": True}
     assert "--unblind" in info["command"]
     with h5py.File(b / "fit.h5", "r") as h:
         assert bool(h.attrs["blinded"]) is False and "n" in h["demo/blind/0"]
     names = json.loads((b / "plots" / "manifest.json").read_text())["files"]
-    assert {"plots/significance_demo.png", "plots/Ahat_demo.png",
-            "plots/observed_eps2.png"} <= set(names)
+    assert {"plots/significance_demo.png", "plots/Ahat_demo.png", "plots/observed_eps2.png"} <= set(
+        names
+    )
     # the changed window shows up in the unblinded yield: compare with the original data
-    code, _, err = _run(_config(tmp_path, "orig", data, blind=True), tmp_path / "orig",
-                        "--unblind", "--steps", "load,fit,limit")
+    code, _, err = _run(
+        _config(tmp_path, "orig", data, blind=True),
+        tmp_path / "orig",
+        "--unblind",
+        "--steps",
+        "load,fit,limit",
+    )
     assert code == 0, err
     head, row0 = (a / "scan.csv").read_text().splitlines()[:2]
     orig = dict(zip(head.split(","), row0.split(",")))
@@ -150,21 +158,30 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
 
 
 def test_set_blind_false_is_refused(tmp_path):
-    code, _, err = run_cli_subprocess("run", QUICKSTART.relative_to(REPO), "--dry-run",
-                                      "--set", "base.blind=false",
-                                      "--set", f"base.output={tmp_path / 'r'}")
+    code, _, err = run_cli_subprocess(
+        "run",
+        QUICKSTART.relative_to(REPO),
+        "--dry-run",
+        "--set",
+        "base.blind=false",
+        "--set",
+        f"base.output={tmp_path / 'r'}",
+    )
     assert code == 1
     assert "--set base.blind=false: blinding is lifted only by 'gprpipe run --unblind'" in err
     assert "Traceback" not in err
 
 
 def test_blind_refuses_training_inside_the_window(tmp_path, cli):
-    cfg = quickstart_child(tmp_path / "c.toml", """
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        """
         blind = true
         [fit]
         blind_nsigma = 1.96
         train_exclude_nsigma = 1.64
-        """)
+        """,
+    )
     code, _, err = cli("validate", cfg)
     assert code == 1
     assert "train_exclude_nsigma = 1.64 is smaller than fit.blind_nsigma = 1.96" in err

@@ -24,8 +24,17 @@ def test_version_and_help(run_cli):
     assert code == 0 and out.strip() == f"gprpipe {__version__}"
     code, out, _ = run_cli("--help")
     assert code == 0
-    for command in ("run", "render", "validate", "grid", "status", "rerun", "step",
-                    "demo-data", "schema"):
+    for command in (
+        "run",
+        "render",
+        "validate",
+        "grid",
+        "status",
+        "rerun",
+        "step",
+        "demo-data",
+        "schema",
+    ):
         assert command in out
 
 
@@ -44,7 +53,7 @@ def test_debug_shows_the_traceback(tmp_path: Path, run_cli):
 
 
 def test_invalid_toml(tmp_path: Path, cli):
-    cfg = write(tmp_path / "bad.toml", '[fit]\nblind_nsigma = 1.64\nn_restarts = \n')
+    cfg = write(tmp_path / "bad.toml", "[fit]\nblind_nsigma = 1.64\nn_restarts = \n")
     code, _, err = cli("render", cfg)
     assert code == 1
     msg = one_error(err)
@@ -85,7 +94,8 @@ def test_usage_mistakes_are_one_sentence(cli):
 
 def test_demo_data_writes_a_file(tmp_path: Path, cli):
     out_file = tmp_path / "sub" / "demo.root"
-    code, out, err = cli("demo-data", out_file, "--scale", "0.01", "--signal-mass", "0.05",
-                         "--signal-yield", "100")
+    code, out, err = cli(
+        "demo-data", out_file, "--scale", "0.01", "--signal-mass", "0.05", "--signal-yield", "100"
+    )
     assert code == 0, err
     assert out_file.is_file() and out.startswith(f"wrote {out_file}: input_hist, 3000 bins")

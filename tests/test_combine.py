@@ -28,6 +28,7 @@ def _one_blas_thread():
     with threadpool_limits(1):
         yield
 
+
 def _window(rng, k=15, level=2e4, amp=0.02, ell=4.0):
     """A synthetic blind window: smooth background, GP-like covariance, Gaussian template."""
     x = np.arange(k)
@@ -106,8 +107,10 @@ def test_expected_combined_never_weaker_than_best_single():
         n2, b2, C2, w2 = _window(rng, k=int(rng.integers(8, 25)), level=rng.uniform(1e3, 1e5))
         k1, k2 = rng.uniform(1e7, 1e9, 2)
         blocks = [comb.Block(n1, b1, C1, w1, k1), comb.Block(n2, b2, C2, w2, k2)]
-        best = np.minimum(comb.expected_limits(comb.combine(blocks[:1])),
-                          comb.expected_limits(comb.combine(blocks[1:])))
+        best = np.minimum(
+            comb.expected_limits(comb.combine(blocks[:1])),
+            comb.expected_limits(comb.combine(blocks[1:])),
+        )
         assert np.all(comb.expected_limits(comb.combine(blocks)) <= best * (1 + 1e-4))
 
 
@@ -133,8 +136,10 @@ def test_combined_fit_is_the_inverse_variance_average():
     np.testing.assert_allclose(s_c, (wt[0] + wt[1]) ** -0.5, rtol=0.002)
     assert np.max(np.abs(e_c - e_avg) / s_c) < 0.01
     # on the Asimov data the combined observed limit is the strongest
-    single = [comb.upper_limit(comb.combine([blk])) for blk in
-              (comb.Block(b1, b1, C1, w1, k1), comb.Block(b2, b2, C2, w2, k2))]
+    single = [
+        comb.upper_limit(comb.combine([blk]))
+        for blk in (comb.Block(b1, b1, C1, w1, k1), comb.Block(b2, b2, C2, w2, k2))
+    ]
     assert comb.upper_limit(cw) < min(single)
 
 
@@ -167,8 +172,7 @@ def _real_block(shared, year, mass):
     c, e = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
     mf = fit_masses(cfg, year, c, e, np.array([mass]))[0]
     bl = mf.blind
-    return comb.Block(bl["n"], bl["b"], bl["C"], bl["w"], unit_yield(cfg, year, mass, mf.rho),
-                      year)
+    return comb.Block(bl["n"], bl["b"], bl["C"], bl["w"], unit_yield(cfg, year, mass, mf.rho), year)
 
 
 def test_real_2015_2016_at_60MeV(shared_data: Path):
@@ -201,10 +205,18 @@ def test_full_2015_2016_combined_scan(shared_data: Path, tmp_path: Path):
     same windows meet that at 86% of masses on average: benchmarks/study_combination.py)."""
     out = tmp_path / "run"
     code, so, se = run_cli_subprocess(
-        "run", REPO / "user_configs" / "hps2015_2016_combined.toml",
-        "--set", f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set", f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
-        "--set", f"base.output={out}", "--steps", "load,fit,limit", timeout=1800)
+        "run",
+        REPO / "user_configs" / "hps2015_2016_combined.toml",
+        "--set",
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set",
+        f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+        "--set",
+        f"base.output={out}",
+        "--steps",
+        "load,fit,limit",
+        timeout=1800,
+    )
     assert code == 0, so + se
     scan = _scan(out / "nominal" / "scan.csv")
     overlap = sorted(set(scan["2015"]) & set(scan["2016"]))
@@ -213,9 +225,13 @@ def test_full_2015_2016_combined_scan(shared_data: Path, tmp_path: Path):
     assert all(r["status"] == "ok" for r in scan["combined"].values())
     ratio = {}
     for col in ("eps2_exp_med", "eps2_up"):
-        ratio[col] = np.array([
-            float(scan["combined"][m][col])
-            / min(float(scan["2015"][m][col]), float(scan["2016"][m][col])) for m in overlap])
+        ratio[col] = np.array(
+            [
+                float(scan["combined"][m][col])
+                / min(float(scan["2015"][m][col]), float(scan["2016"][m][col]))
+                for m in overlap
+            ]
+        )
     assert np.all(ratio["eps2_exp_med"] <= 1.0 + 1e-4)
     assert np.mean(ratio["eps2_up"] <= 1.05) >= 0.65
     for m in overlap:
@@ -229,8 +245,9 @@ def test_toy_bands_and_toy_limit_agree_with_asymptotics():
     n2, b2, C2, w2 = _window(rng, k=18, level=5e3)
     cw = comb.combine([comb.Block(n1, b1, C1, w1, 2e8), comb.Block(n2, b2, C2, w2, 5e7)])
     asym = comb.combined_limits(cw)
-    toys = comb.combined_limits(cw, mode="toys", bands="toys", n_toys=1000, band_toys=3000,
-                                rng=np.random.default_rng(8))
+    toys = comb.combined_limits(
+        cw, mode="toys", bands="toys", n_toys=1000, band_toys=3000, rng=np.random.default_rng(8)
+    )
     np.testing.assert_allclose(toys["eps2_exp"][1:4], asym["eps2_exp"][1:4], rtol=0.1)
     assert toys["eps2_up"] == pytest.approx(asym["eps2_up"], rel=0.15)
     assert np.all(np.diff(toys["eps2_exp"]) > 0)
@@ -243,20 +260,37 @@ def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
     with ~10.7% of the signal on each dataset's training bins (1.64 sigma window)."""
     out = tmp_path / "run"
     code, so, se = run_cli_subprocess(
-        "run", REPO / "user_configs" / "hps2015_2016_combined.toml",
-        "--set", f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set", f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
-        "--set", f"base.output={out}", "--set", "scan.masses=[0.06]",
-        "--set", "inject.masses=[0.06]", "--set", "inject.refit_gp=true",
-        "--set", "inject.n_toys=8", "--set", "inject.strengths=[0.0, 5.0]",
+        "run",
+        REPO / "user_configs" / "hps2015_2016_combined.toml",
+        "--set",
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set",
+        f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+        "--set",
+        f"base.output={out}",
+        "--set",
+        "scan.masses=[0.06]",
+        "--set",
+        "inject.masses=[0.06]",
+        "--set",
+        "inject.refit_gp=true",
+        "--set",
+        "inject.n_toys=8",
+        "--set",
+        "inject.strengths=[0.0, 5.0]",
         # the reference template w: the absorption this test measures (model: ~1)
-        "--set", "fit.signal_leakage=ignore",
-        "--steps", "load,fit,limit,inject", timeout=900)
+        "--set",
+        "fit.signal_leakage=ignore",
+        "--steps",
+        "load,fit,limit,inject",
+        timeout=900,
+    )
     assert code == 0, so + se
     with (out / "nominal" / "inject.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["dataset"], r["z_inj"], r["n_toys"], r["refit_gp"]) for r in rows] == [
-        (d, z, "8", "true") for d in ("2015", "2016", "combined") for z in ("0", "5")]
+        (d, z, "8", "true") for d in ("2015", "2016", "combined") for z in ("0", "5")
+    ]
     with h5py.File(out / "nominal" / "inject.h5") as f:
         for d in ("2015", "2016", "combined"):
             g = f[d]

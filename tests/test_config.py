@@ -41,7 +41,9 @@ def only_point(path: Path, overrides: tuple[str, ...] = ()):
 @pytest.fixture
 def three_levels(tmp_path: Path) -> Path:
     """parent (shipped hps2015 template) <- sub/mid (../parent) <- sub/deeper/child."""
-    write(tmp_path / "parent.toml", f"""
+    write(
+        tmp_path / "parent.toml",
+        f"""
         [base]
         template = "hps2015"
         name = "parent"
@@ -54,8 +56,11 @@ def three_levels(tmp_path: Path) -> Path:
         extra = ["--constraint=cpu"]
         [plot]
         formats = ["png"]
-    """)
-    write(tmp_path / "sub" / "mid.toml", """
+    """,
+    )
+    write(
+        tmp_path / "sub" / "mid.toml",
+        """
         [base]
         template = "../parent.toml"
         name = "mid"
@@ -63,15 +68,19 @@ def three_levels(tmp_path: Path) -> Path:
         blind_nsigma = 2.5
         [datasets.2015]
         rebin = 5
-    """)
+    """,
+    )
     # Jinja2 in base.template, rendered with the file's own values
-    return write(tmp_path / "sub" / "deeper" / "child.toml", """
+    return write(
+        tmp_path / "sub" / "deeper" / "child.toml",
+        """
         [base]
         template = "{{ base.parent_dir }}/mid.toml"
         parent_dir = ".."
         [fit]
         ls_lo_factor = 0.7
-    """)
+    """,
+    )
 
 
 def test_three_levels_relative_paths_and_deep_merge(three_levels: Path, tmp_path: Path):
@@ -84,10 +93,17 @@ def test_three_levels_relative_paths_and_deep_merge(three_levels: Path, tmp_path
     data = loaded.data
     assert "template" not in data["base"]
     # nested tables merge key by key: each level contributes
-    assert data["fit"] == {"blind_nsigma": 2.5, "ls_lo_factor": 0.7, "n_restarts": 5,
-                           "ls_hi_factor": 8.0, "signal_leakage": "model", "gof_nsigma": 5.0,
-                           "gof_p_min": 1e-3, "require_two_sidebands": True,
-                           "min_sideband_bins": 3}
+    assert data["fit"] == {
+        "blind_nsigma": 2.5,
+        "ls_lo_factor": 0.7,
+        "n_restarts": 5,
+        "ls_hi_factor": 8.0,
+        "signal_leakage": "model",
+        "gof_nsigma": 5.0,
+        "gof_p_min": 1e-3,
+        "require_two_sidebands": True,
+        "min_sideband_bins": 3,
+    }
     assert data["datasets"]["2015"] == {"card": "hps2015", "path": str(DEMO_ROOT), "rebin": 5}
     assert data["slurm"]["extra"] == ["--constraint=cpu"]
     assert data["slurm"]["chunk_size"] == 16  # from defaults.toml
@@ -117,12 +133,15 @@ def test_three_levels_render_with_card(three_levels: Path, tmp_path: Path):
 def test_shipped_template_name_and_relative_data_path(tmp_path: Path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "x.root").write_bytes(DEMO_ROOT.read_bytes())
-    cfg = write(tmp_path / "cfg" / "a.toml", """
+    cfg = write(
+        tmp_path / "cfg" / "a.toml",
+        """
         [base]
         template = "hps2016"
         [datasets.2016]
         path = "../data/x.root"
-    """)
+    """,
+    )
     point = only_point(cfg)
     assert point.config.base.name == "hps2016"
     ds = point.config.datasets["2016"]
@@ -131,13 +150,16 @@ def test_shipped_template_name_and_relative_data_path(tmp_path: Path):
 
 
 def test_template_false_ends_the_chain(tmp_path: Path):
-    cfg = write(tmp_path / "alone.toml", """
+    cfg = write(
+        tmp_path / "alone.toml",
+        """
         [base]
         template = false
         name = "alone"
         [fit]
         n_restarts = 7
-    """)
+    """,
+    )
     loaded = load(cfg)
     assert [p.name for p in loaded.chain] == ["alone.toml"]
     assert "scan" not in loaded.data  # nothing from defaults.toml
@@ -187,17 +209,17 @@ def test_deep_merge_is_recursive_and_does_not_mutate():
 
 def test_key_lines_tables_dotted_quoted_and_multiline():
     text = (
-        "[base]\n"                       # 1
+        "[base]\n"  # 1
         'name = "x"  # [not a table]\n'  # 2
-        "[datasets.2015]\n"              # 3
-        "range = [\n"                    # 4
-        "  0.02,\n"                      # 5
-        "  0.13,\n"                      # 6
-        "]\n"                            # 7
-        "rebin = 10\n"                   # 8
-        "[grid]\n"                       # 9
+        "[datasets.2015]\n"  # 3
+        "range = [\n"  # 4
+        "  0.02,\n"  # 5
+        "  0.13,\n"  # 6
+        "]\n"  # 7
+        "rebin = 10\n"  # 8
+        "[grid]\n"  # 9
         '"fit.blind_nsigma" = [1, 2]\n'  # 10
-        "fit.n_restarts = [1]\n"         # 11
+        "fit.n_restarts = [1]\n"  # 11
     )
     lines = key_lines(text)
     assert lines["base.name"] == 2
@@ -212,7 +234,9 @@ def test_key_lines_tables_dotted_quoted_and_multiline():
 
 
 def test_chained_references_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    cfg = quickstart_child(tmp_path / "c.toml", """
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        """
         name = "w{{ fit.blind_nsigma }}"
         output = "{{ ENV.GPRPIPE_TEST_ROOT }}/{{ base.name | upper }}"
         env = ["GPRPIPE_TEST_ROOT"]
@@ -223,7 +247,8 @@ def test_chained_references_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ls_lo_factor = "{{ 0.25 }}"
         ls_hi_factor = "{{ fit.ls_lo_factor * 4 }}"
         n_restarts = "{{ (fit.ls_hi_factor * 3) | int }}"
-    """)
+    """,
+    )
     monkeypatch.setenv("GPRPIPE_TEST_ROOT", str(tmp_path))
     point = only_point(cfg)
     cfg_ = point.config
@@ -256,13 +281,16 @@ def test_self_reference_cycle_with_default_output(tmp_path: Path):
 
 
 def test_undefined_names_name_file_key_and_line(tmp_path: Path):
-    cfg = quickstart_child(tmp_path / "u.toml", """
+    cfg = quickstart_child(
+        tmp_path / "u.toml",
+        """
         name = "{{ fit.nothere }}"
         [plot]
         style = "{{ nope }}"
         [fit]
         blind_nsigmaa = 2
-    """)
+    """,
+    )
     errors = errors_of(cfg)
     assert len(errors) == 3  # every error at once, typos included
     assert errors[0].startswith(f"{cfg}:3: base.name: undefined name")
@@ -273,12 +301,15 @@ def test_undefined_names_name_file_key_and_line(tmp_path: Path):
 
 
 def test_number_in_numeric_field_is_a_number(tmp_path: Path, cli):
-    cfg = quickstart_child(tmp_path / "n.toml", """
+    cfg = quickstart_child(
+        tmp_path / "n.toml",
+        """
         name = "{{ 2015 }}"
         [fit]
         n_restarts = "{{ 1 + 2 }}"
         blind_nsigma = "{{ 1.96 }}"
-    """)
+    """,
+    )
     code, out, err = cli("render", cfg, "--format", "json")
     assert code == 0, err
     data = json.loads(out)
@@ -295,22 +326,28 @@ def test_number_in_numeric_field_is_a_number(tmp_path: Path, cli):
 def test_context_pwd_env_user_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GPRPIPE_TEST_TAG", "tag42")
-    cfg = quickstart_child(tmp_path / "ctx.toml", """
+    cfg = quickstart_child(
+        tmp_path / "ctx.toml",
+        """
         name = "{{ ENV.GPRPIPE_TEST_TAG }}-{{ gprpipe.version }}"
         env = ["GPRPIPE_TEST_TAG"]
         output = "{{ PWD }}/out-{{ USER | length > 0 }}"
-    """)
+    """,
+    )
     point = only_point(cfg)
     assert point.config.base.name == f"tag42-{__version__}"
     assert point.config.base.output == str(tmp_path / "out-True")
 
 
-@pytest.mark.parametrize("expr", [
-    "{{ ''.__class__.__mro__ }}",
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ cycler.__init__.__globals__ }}",
-    "{{ ENV.__class__.__init__ }}",
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ ENV.__class__.__init__ }}",
+    ],
+)
 def test_sandbox_refuses_internals(tmp_path: Path, expr: str):
     cfg = quickstart_child(tmp_path / "s.toml", f'name = "{expr}"\n')
     (msg,) = errors_of(cfg)
@@ -329,10 +366,13 @@ def test_quickstart_is_valid(cli):
 
 def test_typo_names_file_key_line_and_suggests(tmp_path: Path, run_cli):
     """As a user would: a config inheriting quickstart with fit.blind_nsigmaa."""
-    cfg = quickstart_child(tmp_path / "typo.toml", """
+    cfg = quickstart_child(
+        tmp_path / "typo.toml",
+        """
         [fit]
         blind_nsigmaa = 2.0
-    """)
+    """,
+    )
     code, out, err = run_cli("validate", cfg)
     assert code == 1
     assert f"{cfg}:4: fit.blind_nsigmaa: unknown key; did you mean 'blind_nsigma'?" in err
@@ -341,7 +381,9 @@ def test_typo_names_file_key_line_and_suggests(tmp_path: Path, run_cli):
 
 
 def test_all_errors_reported_at_once(tmp_path: Path, cli):
-    cfg = quickstart_child(tmp_path / "bad.toml", """
+    cfg = quickstart_child(
+        tmp_path / "bad.toml",
+        """
         engine = "dockr"
         jobs = 0
         [datasets.demo]
@@ -360,15 +402,24 @@ def test_all_errors_reported_at_once(tmp_path: Path, cli):
         run = ["load", "fitt"]
         [bogus]
         x = 1
-    """)
+    """,
+    )
     code, _out, err = cli("validate", cfg)
     assert code == 1
     lines = [ln.removeprefix("error: ") for ln in err.strip().splitlines()]
     by_key = {ln.split(": ")[1]: ln for ln in lines}
     expected = {
-        "base.engine": 3, "base.jobs": 4, "datasets.demo.rebin": 6, "datasets.demo.range": 7,
-        "datasets.demo.hsit": 8, "fit.blind_nsigma": 10, "fit.n_restarts": 11,
-        "limit.alpha": 13, "limit.mode": 14, "plot.formats": 16, "steps.run": 18,
+        "base.engine": 3,
+        "base.jobs": 4,
+        "datasets.demo.rebin": 6,
+        "datasets.demo.range": 7,
+        "datasets.demo.hsit": 8,
+        "fit.blind_nsigma": 10,
+        "fit.n_restarts": 11,
+        "limit.alpha": 13,
+        "limit.mode": 14,
+        "plot.formats": 16,
+        "steps.run": 18,
         "bogus": 19,
     }
     assert set(by_key) == set(expected), lines
@@ -385,29 +436,41 @@ def test_all_errors_reported_at_once(tmp_path: Path, cli):
 
 
 def test_card_values_are_validated_with_card_location(tmp_path: Path):
-    card = write(tmp_path / "mycard.toml", """
+    card = write(
+        tmp_path / "mycard.toml",
+        """
         [dataset]
         hist = "input_hist"
         range = [0.02, 0.13]
         sigma_coeffs = [0.001]
         rebin = 0
-    """)
-    cfg = quickstart_child(tmp_path / "c.toml", f"""
+    """,
+    )
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        f"""
         [datasets.demo]
         card = "{card.name}"
-    """)
+    """,
+    )
     (msg,) = errors_of(cfg)
     assert msg.startswith(f"{card}:5: datasets.demo.rebin: ")
 
 
 def test_missing_required_dataset_key(tmp_path: Path):
-    cfg = write(tmp_path / "c.toml", """
+    cfg = write(
+        tmp_path / "c.toml",
+        """
         [datasets.x]
         hist = "h"
-    """)
+    """,
+    )
     errors = errors_of(cfg)
     assert {e.split(": ")[1] for e in errors} == {
-        "datasets.x.path", "datasets.x.range", "datasets.x.sigma_coeffs"}
+        "datasets.x.path",
+        "datasets.x.range",
+        "datasets.x.sigma_coeffs",
+    }
     assert all(e.startswith(f"{cfg}:1: ") and "required but not set" in e for e in errors)
 
 
@@ -422,28 +485,46 @@ def test_schema_is_json_with_every_section(cli):
     assert code == 0
     schema = json.loads(out)
     assert set(schema["properties"]) >= {
-        "base", "datasets", "scan", "fit", "limit", "inject", "plot", "steps", "slurm", "grid"}
+        "base",
+        "datasets",
+        "scan",
+        "fit",
+        "limit",
+        "inject",
+        "plot",
+        "steps",
+        "slurm",
+        "grid",
+    }
     assert schema["additionalProperties"] is False
     defs = schema["$defs"]
     assert set(defs["Fit"]["properties"]) >= {
-        "blind_nsigma", "train_exclude_nsigma", "ls_lo_factor", "ls_hi_factor", "n_restarts"}
+        "blind_nsigma",
+        "train_exclude_nsigma",
+        "ls_lo_factor",
+        "ls_hi_factor",
+        "n_restarts",
+    }
     assert set(defs["Dataset"]["required"]) >= {"path", "range", "sigma_coeffs"}
 
 
 # ---------------------------------------------------------------- --set
 
 
-@pytest.mark.parametrize(("item", "key", "value"), [
-    ("inject.masses=[0.03, 0.06]", "inject.masses", [0.03, 0.06]),
-    ("base.name=foo", "base.name", "foo"),
-    ("base.name = foo bar", "base.name", "foo bar"),
-    ('base.name="quoted"', "base.name", "quoted"),
-    ("fit.n_restarts=4", "fit.n_restarts", 4),
-    ("fit.blind_nsigma=1.96", "fit.blind_nsigma", 1.96),
-    ("inject.refit_gp=true", "inject.refit_gp", True),
-    ("datasets.demo.path=/x/y.root", "datasets.demo.path", "/x/y.root"),
-    ("base.output=", "base.output", ""),
-])
+@pytest.mark.parametrize(
+    ("item", "key", "value"),
+    [
+        ("inject.masses=[0.03, 0.06]", "inject.masses", [0.03, 0.06]),
+        ("base.name=foo", "base.name", "foo"),
+        ("base.name = foo bar", "base.name", "foo bar"),
+        ('base.name="quoted"', "base.name", "quoted"),
+        ("fit.n_restarts=4", "fit.n_restarts", 4),
+        ("fit.blind_nsigma=1.96", "fit.blind_nsigma", 1.96),
+        ("inject.refit_gp=true", "inject.refit_gp", True),
+        ("datasets.demo.path=/x/y.root", "datasets.demo.path", "/x/y.root"),
+        ("base.output=", "base.output", ""),
+    ],
+)
 def test_parse_override(item: str, key: str, value):
     assert parse_override(item) == (key, value)
 
@@ -454,17 +535,28 @@ def test_parse_override_needs_equals():
 
 
 def test_set_overrides_win_and_are_validated(tmp_path: Path, cli):
-    code, out, err = cli("render", QUICKSTART, "--format", "json",
-                         "--set", "inject.masses=[0.03, 0.06]", "--set", "base.name=foo",
-                         "--set", "base.output=" + str(tmp_path / "o"),
-                         "--set", "datasets.demo.rebin=20")
+    code, out, err = cli(
+        "render",
+        QUICKSTART,
+        "--format",
+        "json",
+        "--set",
+        "inject.masses=[0.03, 0.06]",
+        "--set",
+        "base.name=foo",
+        "--set",
+        "base.output=" + str(tmp_path / "o"),
+        "--set",
+        "datasets.demo.rebin=20",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["inject"]["masses"] == [0.03, 0.06]
     assert data["base"]["name"] == "foo" and data["base"]["output"] == str(tmp_path / "o")
     assert data["datasets"]["demo"]["rebin"] == 20
-    code, _, err = cli("validate", QUICKSTART, "--set", "fit.blind_nsigmaa=2",
-                       "--set", "fit.n_restarts=-1")
+    code, _, err = cli(
+        "validate", QUICKSTART, "--set", "fit.blind_nsigmaa=2", "--set", "fit.n_restarts=-1"
+    )
     assert code == 1
     # the key is named once (the --set names it)
     assert "error: --set fit.blind_nsigmaa: unknown key; did you mean 'blind_nsigma'?" in err

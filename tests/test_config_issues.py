@@ -25,13 +25,16 @@ def test_issue_sentence_is_the_cli_sentence():
     assert str(Issue("m.", "/a/c.toml", key="fit.x")) == "/a/c.toml: fit.x: m."
     assert str(Loc("--set fit.x", key="fit.x").issue("m.")) == "--set fit.x: m."
     assert str(Loc("--set datasets.d", key="datasets.d.path").issue("m.")) == (
-        "--set datasets.d: datasets.d.path: m.")
+        "--set datasets.d: datasets.d.path: m."
+    )
     assert str(Loc(key="scan.masses").issue("m.")) == "scan.masses: m."
     assert str(Issue("bad.", "/a/c.toml", 4, 2, prefix="/a/c.toml")) == "/a/c.toml: bad."
 
 
 def test_unknown_key_issue_has_file_line_column_and_key(tmp_path: Path):
-    cfg = write(tmp_path / "c.toml", f"""
+    cfg = write(
+        tmp_path / "c.toml",
+        f"""
         [base]
         name = "x"
         [datasets.d]
@@ -39,14 +42,14 @@ def test_unknown_key_issue_has_file_line_column_and_key(tmp_path: Path):
         path = "{DEMO_ROOT}"
         [fit]
            blind_nsgima = 2.0
-    """)
+    """,
+    )
     issues, sentences = issues_of(cfg)
     [i] = issues
     assert (i.file, i.line, i.column, i.key) == (str(cfg), 7, 4, "fit.blind_nsgima")
     assert i.message == "unknown key; did you mean 'blind_nsigma'?"
     assert i.severity == "error"
-    assert sentences == [f"{cfg}:7: fit.blind_nsgima: unknown key; did you mean "
-                         "'blind_nsigma'?"]
+    assert sentences == [f"{cfg}:7: fit.blind_nsgima: unknown key; did you mean 'blind_nsigma'?"]
 
 
 def test_text_stands_for_a_file_that_need_not_exist(tmp_path: Path):
@@ -55,8 +58,9 @@ def test_text_stands_for_a_file_that_need_not_exist(tmp_path: Path):
     (tmp_path / "data" / "demo.root").write_bytes(DEMO_ROOT.read_bytes())
     write(tmp_path / "parent.toml", '[base]\ntemplate = "hps2015"\nname = "p"\n')
     path = tmp_path / "unsaved.toml"
-    text = ('[base]\ntemplate = "parent.toml"\nname = "u"\n'
-            '[datasets.2015]\npath = "data/demo.root"\n')
+    text = (
+        '[base]\ntemplate = "parent.toml"\nname = "u"\n[datasets.2015]\npath = "data/demo.root"\n'
+    )
     loaded, points = load_points(path, text=text)
     assert not path.exists()
     assert loaded.chain[:2] == [path.resolve(), (tmp_path / "parent.toml").resolve()]
@@ -79,12 +83,15 @@ def test_template_and_render_errors_are_structured(tmp_path: Path):
 
 
 def test_set_override_issue_names_the_override(tmp_path: Path):
-    cfg = write(tmp_path / "c.toml", f"""
+    cfg = write(
+        tmp_path / "c.toml",
+        f"""
         [base]
         template = "hps2015"
         [datasets.2015]
         path = "{DEMO_ROOT}"
-    """)
+    """,
+    )
     [i], [s] = issues_of(cfg, overrides=("fit.blind_nsigma=-1",))
     assert (i.file, i.line, i.key) == ("--set fit.blind_nsigma", None, "fit.blind_nsigma")
     assert s == "--set fit.blind_nsigma: Input should be greater than 0 (got -1)."
@@ -94,8 +101,7 @@ def test_key_kind_reads_the_schema():
     """The TUI form and the Run tab's choices come from these (no list of their own)."""
     from gprpipe.config.schema import choices, key_kind
 
-    assert key_kind("base.engine") == ("choice", ("local", "docker", "podman", "apptainer"),
-                                       False)
+    assert key_kind("base.engine") == ("choice", ("local", "docker", "podman", "apptainer"), False)
     assert choices("base.executor") == ("local", "slurm")
     assert key_kind("scan.masses") == ("floats", (), True)
     assert key_kind("base.image") == ("str", (), True)

@@ -30,12 +30,23 @@ def run_task_bash(tmp_path: Path, command: str, env: dict[str, str] | None = Non
     point = tmp_path / "point"
     stem = state_dir(point) / "fit__demo-000"
     log = point / "logs" / "fit__demo-000.log"
-    script = (run_function() + "\n" + f"task {shlex.quote(str(log))} "
-              f"{shlex.quote(str(stem))} {command}\nexit $?\n")
-    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
-                         env={"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "77",
-                              "SLURM_ARRAY_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "0",
-                              **(env or {})})
+    script = (
+        run_function() + "\n" + f"task {shlex.quote(str(log))} "
+        f"{shlex.quote(str(stem))} {command}\nexit $?\n"
+    )
+    res = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "SLURM_JOB_ID": "77",
+            "SLURM_ARRAY_JOB_ID": "77",
+            "SLURM_ARRAY_TASK_ID": "0",
+            **(env or {}),
+        },
+    )
     return res, point, log
 
 
@@ -44,8 +55,9 @@ def test_registry_names_and_settings():
     assert executor_class(" SLURM ") is SlurmExecutor
     with pytest.raises(GprpipeError, match="unknown executor 'pbs': choose one of local, slurm"):
         executor_class("pbs")
-    cfg = Config.model_validate({"base": {"jobs": 3}, "slurm": {"time": "00:10:00",
-                                                                 "max_parallel": 4}})
+    cfg = Config.model_validate(
+        {"base": {"jobs": 3}, "slurm": {"time": "00:10:00", "max_parallel": 4}}
+    )
     eng = get_engine("local")
     local = get_executor("local", Path("/tmp/r"), eng, cfg)
     assert isinstance(local, LocalExecutor) and local.jobs == 3 and local.blocking
@@ -65,7 +77,7 @@ def test_task_bash_writes_the_failed_marker_of_the_state_module(tmp_path: Path):
     assert message == "exit code 137 (signal 9) without a done/failed marker: half  done"
     info = read_marker(point, "fit__demo-000", "failed")
     assert info["slurm_job"] == "77" and info["state"] == "failed" and info["time"] > 0
-    assert log.read_text() == 'half \\ done\n'
+    assert log.read_text() == "half \\ done\n"
     assert "gprpipe: 77_0 on" in res.stdout
 
 

@@ -46,8 +46,11 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def h5_arrays(path: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
     return out
 
 
@@ -66,8 +69,16 @@ def test_warm_workers_for_the_local_engine_only(monkeypatch: pytest.MonkeyPatch)
 def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     point = run_dir / "nominal"
-    code, out, err = run_cli_subprocess("run", cfg, "--set", f"base.output={run_dir}", "-j",
-                                        "2", env={CRASH_AFTER: "fit.h5"}, timeout=600)
+    code, out, err = run_cli_subprocess(
+        "run",
+        cfg,
+        "--set",
+        f"base.output={run_dir}",
+        "-j",
+        "2",
+        env={CRASH_AFTER: "fit.h5"},
+        timeout=600,
+    )
     assert code == 1, out + err
     assert "failed nominal/fit/merge" in err
     assert "4 ran, 0 cached, 1 failed" in out
@@ -81,8 +92,9 @@ def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: P
     assert pid_of(point, "fit__merge") not in pids
     # the numbers do not depend on the process: the chunks, run again fresh, agree
     fresh = tmp_path / "fresh"
-    code, _, err = run_cli_subprocess("run", cfg, "--set", f"base.output={fresh}", "-j", "2",
-                                      env={FRESH_ENV: "1"}, timeout=600)
+    code, _, err = run_cli_subprocess(
+        "run", cfg, "--set", f"base.output={fresh}", "-j", "2", env={FRESH_ENV: "1"}, timeout=600
+    )
     assert code == 0, err
     fpids = {pid_of(fresh / "nominal", s) for s in ("load", *CHUNKS, "fit__merge")}
     assert len(fpids) == 5  # one process per task
@@ -97,10 +109,25 @@ def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: P
 def test_sigterm_stops_the_workers_and_fails_their_tasks(cfg: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     point = run_dir / "nominal"
-    proc = subprocess.Popen([sys.executable, "-m", "gprpipe", "run", str(cfg), "--set",
-                             f"base.output={run_dir}", "-j", "2"], cwd=REPO, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gprpipe",
+            "run",
+            str(cfg),
+            "--set",
+            f"base.output={run_dir}",
+            "-j",
+            "2",
+        ],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         worker = None
@@ -124,7 +151,11 @@ def test_sigterm_stops_the_workers_and_fails_their_tasks(cfg: Path, tmp_path: Pa
         for _ in range(50):  # reaped by the run before it exits
             os.kill(pid, 0)
             time.sleep(0.1)
-    states = {s: json.loads(p.read_text())["message"]
-              for s in CHUNKS for p in [point / ".state" / f"{s}.failed"] if p.exists()}
+    states = {
+        s: json.loads(p.read_text())["message"]
+        for s in CHUNKS
+        for p in [point / ".state" / f"{s}.failed"]
+        if p.exists()
+    }
     if (point / ".state" / f"{slug}.failed").exists():  # not finished just before the kill
         assert states[slug] == "cancelled"

@@ -62,8 +62,11 @@ def h5_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every dataset of an HDF5 file, by its path (the payload, not the attributes)."""
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
     return out
 
 
@@ -86,8 +89,9 @@ def assert_same_results(a: Path, b: Path) -> None:
 
 
 def mtimes(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns
-            for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()
+    }
 
 
 def states(run_dir: Path) -> dict[str, tuple[str, str]]:
@@ -187,18 +191,21 @@ def test_fit_h5_payload_flipped_with_attrs_intact(cfg: Path, copy: Path, base: P
     assert not np.array_equal(h5_arrays(point / "fit.h5")[name], before)
 
     # a task that reads the damaged file refuses it (one sentence naming it)
-    code, out, err = gp("step", "limit", "--point-dir", point, "--part", "demo-000",
-                        "--force")
+    code, out, err = gp("step", "limit", "--point-dir", point, "--part", "demo-000", "--force")
     assert code == 1
     lines = [x for x in (out + err).splitlines() if x.startswith("error:")]
-    assert lines == [f"error: {point / 'fit.h5'}: input damaged since its task "
-                     "nominal/fit/merge wrote it (sha256 mismatch); run the point again to "
-                     "recompute it"]
+    assert lines == [
+        f"error: {point / 'fit.h5'}: input damaged since its task "
+        "nominal/fit/merge wrote it (sha256 mismatch); run the point again to "
+        "recompute it"
+    ]
 
     code, out, err = run(cfg, copy)
     assert code == 0, err
-    assert ("notice: nominal/fit/merge: fit.h5 differs from what the task wrote (sha256 "
-            "mismatch); running the task again") in err
+    assert (
+        "notice: nominal/fit/merge: fit.h5 differs from what the task wrote (sha256 "
+        "mismatch); running the task again"
+    ) in err
     assert_same_results(point, base / "nominal")
 
 
@@ -229,12 +236,15 @@ def test_garbled_scan_csv_is_recomputed(cfg: Path, copy: Path, base: Path):
 
 
 def test_deleted_plot_is_redrawn(tmp_path: Path):
-    cfg = quickstart_child(tmp_path / "plot.toml", """
+    cfg = quickstart_child(
+        tmp_path / "plot.toml",
+        """
         [plot]
         formats = ["png"]
         [steps]
         run = ["load", "plot"]
-    """)
+    """,
+    )
     run_dir = tmp_path / "run"
     code, _, err = run(cfg, run_dir)
     assert code == 0, err
@@ -243,8 +253,7 @@ def test_deleted_plot_is_redrawn(tmp_path: Path):
     png.unlink()
     code, out, err = run(cfg, run_dir)
     assert code == 0, err
-    assert ("notice: nominal/plot: plots/spectrum.png is missing; running the task again"
-            in err)
+    assert "notice: nominal/plot: plots/spectrum.png is missing; running the task again" in err
     assert "1 ran, 1 cached" in out
     assert png.read_bytes()[:8] == original[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, _ = run(cfg, run_dir)
@@ -263,9 +272,11 @@ def test_rerun_of_a_copy_touches_only_the_copy(copy: Path, base: Path):
     stamp = (copy / "nominal" / "scan.csv").stat().st_mtime_ns
     code, out, err = gp("rerun", copy, "--masses", "60MeV")
     assert code == 0, err
-    assert ("Rerunning 6 tasks: nominal/fit/demo-000, nominal/fit/merge, "
-            "nominal/limit/demo-000, nominal/limit/merge, nominal/inject/demo-60MeV, "
-            "nominal/inject/merge") in out
+    assert (
+        "Rerunning 6 tasks: nominal/fit/demo-000, nominal/fit/merge, "
+        "nominal/limit/demo-000, nominal/limit/merge, nominal/inject/demo-60MeV, "
+        "nominal/inject/merge"
+    ) in out
     assert (copy / "nominal" / "scan.csv").stat().st_mtime_ns > stamp
     assert mtimes(base) == before  # the original is untouched
     assert (base / "nominal" / "scan.csv").read_bytes() == original_csv
@@ -288,7 +299,8 @@ def test_moved_run_recomputes_nothing(cfg: Path, base: Path, tmp_path: Path):
     assert code == 0 and "Nothing to rerun" in out
     changed = {k for k, v in mtimes(moved).items() if before.get(k) != v}
     assert changed <= {"run.json", LOCK_NAME, "nominal/config.toml"} | {
-        k for k in changed if k.startswith("nominal/.state/")}
+        k for k in changed if k.startswith("nominal/.state/")
+    }
 
 
 # ----------------------------------------------------------------- 9: lock
@@ -316,20 +328,40 @@ def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
     run_dir = tmp_path / "run"
     first = subprocess.Popen(
         [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}"],
-        cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         holder = wait_for_holder(run_dir, first)
         assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
         waiter = subprocess.Popen(
-            [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set",
-             f"base.output={run_dir}", "--wait-lock", "600"],
-            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "gprpipe",
+                "run",
+                str(cfg),
+                "--set",
+                f"base.output={run_dir}",
+                "--wait-lock",
+                "600",
+            ],
+            cwd=REPO,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         code, _out, err = run(cfg, run_dir, "--set", "limit.alpha=0.1")
         assert code == 1
         assert err.strip() == (
             f"error: {run_dir} is in use by gprpipe run (pid {first.pid} on host "
             f"{holder['host']} since {holder['since']}): wait for it to finish (or use "
-            "--wait-lock SECONDS), or stop it first.")
+            "--wait-lock SECONDS), or stop it first."
+        )
         code, _, err = gp("rerun", run_dir, "--failed")
         assert code == 1 and f"is in use by gprpipe run (pid {first.pid}" in err
         code, out, _ = gp("status", run_dir)
@@ -356,21 +388,34 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path: Path):
     run_dir.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = {"pid": dead.pid, "host": socket.gethostname(), "since": "2026-01-01T00:00:00",
-             "command": "gprpipe run"}
+    stale = {
+        "pid": dead.pid,
+        "host": socket.gethostname(),
+        "since": "2026-01-01T00:00:00",
+        "command": "gprpipe run",
+    }
     (run_dir / LOCK_NAME).write_text(json.dumps(stale))
     code, out, err = run(cfg, run_dir)
     assert code == 0, err
-    assert (f"notice: taking over the lock of {run_dir} left by gprpipe run (pid {dead.pid} "
-            f"on host {stale['host']} since 2026-01-01T00:00:00), which is gone") in err
+    assert (
+        f"notice: taking over the lock of {run_dir} left by gprpipe run (pid {dead.pid} "
+        f"on host {stale['host']} since 2026-01-01T00:00:00), which is gone"
+    ) in err
     assert (run_dir / LOCK_NAME).read_text() == ""  # released cleanly
 
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\nfrom gprpipe.pipeline.lock import run_lock\n"
-         f"with run_lock({str(run_dir)!r}, command='gprpipe rerun'):\n"
-         "    print('held', flush=True)\n    time.sleep(120)\n"],
-        cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom gprpipe.pipeline.lock import run_lock\n"
+            f"with run_lock({str(run_dir)!r}, command='gprpipe rerun'):\n"
+            "    print('held', flush=True)\n    time.sleep(120)\n",
+        ],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         code, _, err = run(cfg, run_dir)
@@ -396,10 +441,13 @@ def test_task_killed_during_startup_is_failed_and_rerun(tmp_path: Path):
     for _attempt in range(5):
         shutil.rmtree(run_dir, ignore_errors=True)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set",
-             f"base.output={run_dir}"],
-            cwd=REPO, env=cli_env(), start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}"],
+            cwd=REPO,
+            env=cli_env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while not marker.exists():
             assert proc.poll() is None and time.monotonic() < deadline
@@ -413,8 +461,9 @@ def test_task_killed_during_startup_is_failed_and_rerun(tmp_path: Path):
         pytest.fail("the task always wrote its marker before the kill")
     state, msg = states(run_dir)["nominal/load"]
     assert state == "failed"
-    assert msg == (f"the run that launched it (pid {proc.pid}) ended before the task "
-                   "finished (killed?)")
+    assert msg == (
+        f"the run that launched it (pid {proc.pid}) ended before the task finished (killed?)"
+    )
     code, out, _ = gp("status", run_dir)
     assert code == 0 and "failed=1" in out
     code, out, err = gp("rerun", run_dir, "--failed")
@@ -426,8 +475,7 @@ def test_task_killed_during_startup_is_failed_and_rerun(tmp_path: Path):
 # ----------------------------------------------------------------- 11: numerics version
 
 
-def test_cache_key_follows_numerics_version_not_package_version(tmp_path: Path,
-                                                                 monkeypatch):
+def test_cache_key_follows_numerics_version_not_package_version(tmp_path: Path, monkeypatch):
     import gprpipe
     from gprpipe.config import load_points
     from gprpipe.pipeline import cache
@@ -456,8 +504,10 @@ def require_podman() -> None:
     if shutil.which("podman") is None:
         reason = "podman not found: run scripts/setup-podman.sh"
     elif subprocess.run(["podman", "image", "exists", PODMAN_IMAGE]).returncode != 0:
-        reason = (f"image {PODMAN_IMAGE} not found: build it with scripts/build-image.sh "
-                  f"--engine podman --tag {PODMAN_IMAGE}")
+        reason = (
+            f"image {PODMAN_IMAGE} not found: build it with scripts/build-image.sh "
+            f"--engine podman --tag {PODMAN_IMAGE}"
+        )
     if reason:
         if IN_CI:
             pytest.fail(f"{reason} (CI=true: the podman tests must run)")
@@ -468,9 +518,20 @@ def run_containers(run_dir: Path) -> list[str]:
     """Names of the containers (running or not) of the run in ``run_dir``."""
     from gprpipe.engines.base import RUN_LABEL, run_token
 
-    res = subprocess.run(["podman", "ps", "-a", "--filter",
-                          f"label={RUN_LABEL}={run_token(run_dir)}", "--format",
-                          "{{.Names}}"], capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [
+            "podman",
+            "ps",
+            "-a",
+            "--filter",
+            f"label={RUN_LABEL}={run_token(run_dir)}",
+            "--format",
+            "{{.Names}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return res.stdout.split()
 
 
@@ -489,10 +550,8 @@ def watchdogs(token: str) -> list[int]:
 
 @pytest.mark.podman
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["SIGKILL-run", "SIGKILL-group", "SIGTERM-run",
-                                 "SIGKILL-all"])
-def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path: Path,
-                                                how: str):
+@pytest.mark.parametrize("how", ["SIGKILL-run", "SIGKILL-group", "SIGTERM-run", "SIGKILL-all"])
+def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path: Path, how: str):
     """SIGKILL (of the run process, or of its whole process group) or SIGTERM of a
     ``--engine podman`` run while a container computes: within 15 s no container of the
     run is left, no marker says running, and running again completes with the results of
@@ -506,9 +565,23 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
     if how.endswith("all"):  # a limit chunk that outlasts the start of `gprpipe status`
         args += ["--set", "limit.bands=toys", "--set", "limit.band_toys=200000"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}",
-         *args], cwd=REPO, env=cli_env(), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gprpipe",
+            "run",
+            str(cfg),
+            "--set",
+            f"base.output={run_dir}",
+            *args,
+        ],
+        cwd=REPO,
+        env=cli_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     marker = run_dir / "nominal" / ".state" / "limit__demo-000.running"
 
     def computing() -> bool:  # the limit chunk's container has started its task
@@ -539,8 +612,9 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
             assert left  # nobody removed it: the next status does
             code, out, err = gp("status", run_dir)
             assert code == 0
-            assert (f"notice: removed 1 container(s) left by an earlier run of {run_dir}: "
-                    f"{left[0]}") in err
+            assert (
+                f"notice: removed 1 container(s) left by an earlier run of {run_dir}: {left[0]}"
+            ) in err
         killed = time.monotonic()
         while run_containers(run_dir):
             assert time.monotonic() - killed < 15, f"containers left: {run_containers(run_dir)}"
@@ -568,8 +642,10 @@ def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path:
 def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
     """A SLURM run holds the lock only while it submits; a second run of the directory is
     refused while the first one's jobs are queued or running, naming the job."""
-    ok = shutil.which("sinfo") and subprocess.run(
-        ["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    ok = (
+        shutil.which("sinfo")
+        and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    )
     if not ok:
         if IN_CI:
             pytest.fail("CI=true and no SLURM cluster answers (scripts/local-slurm.sh start)")

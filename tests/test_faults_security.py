@@ -47,8 +47,16 @@ def case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
 
-    def check(cli, body: str, key: str, *names: str | Path, args=("run",),
-              extra_args=(), name_file: bool = True, base: str | None = None) -> str:
+    def check(
+        cli,
+        body: str,
+        key: str,
+        *names: str | Path,
+        args=("run",),
+        extra_args=(),
+        name_file: bool = True,
+        base: str | None = None,
+    ) -> str:
         if base is None:
             cfg = quickstart_child(tmp_path / "c.toml", f'output = "{run}"\n' + body)
         else:
@@ -67,22 +75,29 @@ def case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 # ---------------------------------------------------------------- 1. shell injection
 
 
-@pytest.mark.parametrize("key, body", [
-    ("slurm.extra", '[slurm]\nextra = ["--constraint=x\\ntouch {pwn}"]\n'),
-    ("slurm.partition", '[slurm]\npartition = "debug\\n#SBATCH --wrap=touch {pwn}"\n'),
-    ("slurm.account", '[slurm]\naccount = "hps\\rtouch {pwn}"\n'),
-    ("slurm.qos", '[slurm]\nqos = "normal\\u001b[2Ktouch {pwn}"\n'),
-    ("slurm.time", '[slurm]\ntime = "01:00:00\\u2028touch {pwn}"\n'),
-    ("datasets.demo.hist", '[datasets.demo]\nhist = "input_hist\\u0000{pwn}"\n'),
-    ("datasets.demo.label", "[datasets.demo]\nlabel = 'x{{{{ \"\\n\" }}}}touch {pwn}'\n"),
-])
-def test_control_characters_refused_at_validation(case, cli, tmp_path: Path, key: str,
-                                                  body: str):
+@pytest.mark.parametrize(
+    "key, body",
+    [
+        ("slurm.extra", '[slurm]\nextra = ["--constraint=x\\ntouch {pwn}"]\n'),
+        ("slurm.partition", '[slurm]\npartition = "debug\\n#SBATCH --wrap=touch {pwn}"\n'),
+        ("slurm.account", '[slurm]\naccount = "hps\\rtouch {pwn}"\n'),
+        ("slurm.qos", '[slurm]\nqos = "normal\\u001b[2Ktouch {pwn}"\n'),
+        ("slurm.time", '[slurm]\ntime = "01:00:00\\u2028touch {pwn}"\n'),
+        ("datasets.demo.hist", '[datasets.demo]\nhist = "input_hist\\u0000{pwn}"\n'),
+        ("datasets.demo.label", "[datasets.demo]\nlabel = 'x{{{{ \"\\n\" }}}}touch {pwn}'\n"),
+    ],
+)
+def test_control_characters_refused_at_validation(case, cli, tmp_path: Path, key: str, body: str):
     """A newline (or any control character) in a value that reaches a job script is
     refused with file, line and key before anything is written or submitted."""
     pwn = tmp_path / "pwned"
-    line = case(cli, body.format(pwn=pwn), key, "control character",
-                extra_args=("--executor", "slurm", "--dry-run"))
+    line = case(
+        cli,
+        body.format(pwn=pwn),
+        key,
+        "control character",
+        extra_args=("--executor", "slurm", "--dry-run"),
+    )
     assert f"{tmp_path / 'c.toml'}:" in line  # file:line
     assert not pwn.exists()
 
@@ -96,19 +111,28 @@ def test_newline_in_output_refused(case, cli, tmp_path: Path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_set_override_with_newline_names_the_override(cli, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch):
+def test_set_override_with_newline_names_the_override(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """The issue's reproduction, verbatim: --set of slurm.extra with a newline."""
     monkeypatch.chdir(tmp_path)
-    code, out, err = cli("run", QUICKSTART, "--executor", "slurm", "--dry-run", "--set",
-                         f'slurm.extra=["--constraint=x\\ntouch {tmp_path}/p"]')
+    code, out, err = cli(
+        "run",
+        QUICKSTART,
+        "--executor",
+        "slurm",
+        "--dry-run",
+        "--set",
+        f'slurm.extra=["--constraint=x\\ntouch {tmp_path}/p"]',
+    )
     assert code == 1 and out == ""
     one_sentence(err, "--set slurm.extra", "newline")
     assert not (tmp_path / "p").exists()
 
 
-def test_quoted_values_keep_the_directive_block(cli, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch):
+def test_quoted_values_keep_the_directive_block(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Spaces, quotes, $(...), backticks and '#' (no control characters) are accepted and
     quoted: the script parses with bash -n, holds exactly the intended #SBATCH lines, and
     running its directive block does nothing."""
@@ -117,8 +141,17 @@ def test_quoted_values_keep_the_directive_block(cli, tmp_path: Path,
 
     nasty = f"p a'rt\"$(touch {tmp_path}/x)`touch {tmp_path}/y`#z\\"
     run = tmp_path / "a b'c $(touch x)"
-    code, out, err = cli("run", QUICKSTART, "--executor", "slurm", "--dry-run",
-                         "--set", f"slurm.partition={nasty}", "--set", f"base.output={run}")
+    code, out, err = cli(
+        "run",
+        QUICKSTART,
+        "--executor",
+        "slurm",
+        "--dry-run",
+        "--set",
+        f"slurm.partition={nasty}",
+        "--set",
+        f"base.output={run}",
+    )
     assert code == 0, err
     scripts = [s for s in out.split("# ---- ")[1:]]
     assert len(scripts) == 6
@@ -137,8 +170,9 @@ def test_quoted_values_keep_the_directive_block(cli, tmp_path: Path,
 # ---------------------------------------------------------------- 2. path traversal
 
 
-@pytest.mark.parametrize("dataset", ["../../../../tmp/gprpipe-x", "a/b", ".hidden", "combined",
-                                     "x" * 65, "a b"])
+@pytest.mark.parametrize(
+    "dataset", ["../../../../tmp/gprpipe-x", "a/b", ".hidden", "combined", "x" * 65, "a b"]
+)
 def test_unsafe_dataset_keys_refused(case, cli, tmp_path: Path, dataset: str):
     body = textwrap.dedent(f"""
         [datasets."{dataset}"]
@@ -152,16 +186,18 @@ def test_unsafe_dataset_keys_refused(case, cli, tmp_path: Path, dataset: str):
     assert not Path("/tmp/gprpipe-x").exists()
 
 
-def test_grid_values_give_safe_point_folders(cli, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch):
+def test_grid_values_give_safe_point_folders(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Grid values with '/', '..', spaces and quotes become safe folder names inside the
     run directory."""
     monkeypatch.chdir(tmp_path)
-    cfg = quickstart_child(tmp_path / "g.toml", f"""
-        output = "{tmp_path / 'run'}"
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        f"""
+        output = "{tmp_path / "run"}"
         [grid]
-        "datasets.demo.label" = ["../../../../tmp/evil", "..", "a b'c", "{'y' * 300}"]
-    """)
+        "datasets.demo.label" = ["../../../../tmp/evil", "..", "a b'c", "{"y" * 300}"]
+    """,
+    )
     code, out, err = cli("grid", cfg)
     assert code == 0, err
     folders = [Path(line.split("\t")[3]) for line in out.strip().splitlines()]
@@ -171,8 +207,9 @@ def test_grid_values_give_safe_point_folders(cli, tmp_path: Path,
         assert not f.name.startswith(".") and "/" not in f.name and len(f.name) <= 120
 
 
-def test_point_folder_symlinked_outside_is_refused(cli, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch):
+def test_point_folder_symlinked_outside_is_refused(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.chdir(tmp_path)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -207,20 +244,28 @@ def test_task_log_symlink_is_replaced_not_followed(run_cli, tmp_path: Path):
 # ---------------------------------------------------------------- 4. bounded Jinja2
 
 
-@pytest.mark.parametrize("expr, why", [
-    ("{{ 9**(9**9) }}", "bits"),
-    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-     "longer than"),
-    ("{% set x = range(100000)|list %}{% for i in x %}{% for j in x %}{% endfor %}"
-     "{% endfor %}", "longer than"),
-    ("{{ 'a'*10**9 }}", "repetition"),
-    ("{{ 'a'*10**10 }}", "repetition"),
-    ("{{ range(10**9)|list }}", "range()"),
-    ("{{ 'a'|center(10**9) }}", "width"),
-    ("{{ 'a'.ljust(10**9) }}", "width"),
-    ("{{ '{:>1000000000}'.format(1) }}", "format width"),
-    ("{% for i in range(99999) %}{{ 'abcdefghij' }}{% endfor %}", "output is longer"),
-])
+@pytest.mark.parametrize(
+    "expr, why",
+    [
+        ("{{ 9**(9**9) }}", "bits"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "longer than",
+        ),
+        (
+            "{% set x = range(100000)|list %}{% for i in x %}{% for j in x %}{% endfor %}"
+            "{% endfor %}",
+            "longer than",
+        ),
+        ("{{ 'a'*10**9 }}", "repetition"),
+        ("{{ 'a'*10**10 }}", "repetition"),
+        ("{{ range(10**9)|list }}", "range()"),
+        ("{{ 'a'|center(10**9) }}", "width"),
+        ("{{ 'a'.ljust(10**9) }}", "width"),
+        ("{{ '{:>1000000000}'.format(1) }}", "format width"),
+        ("{% for i in range(99999) %}{{ 'abcdefghij' }}{% endfor %}", "output is longer"),
+    ],
+)
 def test_rendering_is_bounded(case, cli, expr: str, why: str):
     case(cli, f"name = '''{expr}'''\n", "base.name", "rendering bounds", why, args=("validate",))
 
@@ -240,13 +285,16 @@ def test_whole_config_rendering_is_bounded(cli, tmp_path: Path):
     assert any("longer than" in x for x in lines)
 
 
-@pytest.mark.parametrize("expr, why", [
-    ("{{ 1/0 }}", "ZeroDivisionError"),
-    ('{{ 1 + "a" }}', "TypeError"),
-    ("{% include 'x.toml' %}", "includes, imports"),
-    ("{% import 'x.toml' as x %}", "includes, imports"),
-    ("{% extends 'x.toml' %}", "includes, imports"),
-])
+@pytest.mark.parametrize(
+    "expr, why",
+    [
+        ("{{ 1/0 }}", "ZeroDivisionError"),
+        ('{{ 1 + "a" }}', "TypeError"),
+        ("{% include 'x.toml' %}", "includes, imports"),
+        ("{% import 'x.toml' as x %}", "includes, imports"),
+        ("{% extends 'x.toml' %}", "includes, imports"),
+    ],
+)
 def test_template_errors_are_one_sentence(case, cli, expr: str, why: str):
     case(cli, f"name = '''{expr}'''\n", "base.name", why, args=("validate",))
 
@@ -257,11 +305,14 @@ def test_template_errors_are_one_sentence(case, cli, expr: str, why: str):
 def test_env_is_an_allow_list(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("GPRPIPE_SECRET_TOKEN", "s3cr3t-value")
     monkeypatch.setenv("GPRPIPE_PUBLIC_TAG", "tag7")
-    cfg = quickstart_child(tmp_path / "e.toml", """
+    cfg = quickstart_child(
+        tmp_path / "e.toml",
+        """
         env = ["GPRPIPE_PUBLIC_TAG"]
         [datasets.demo]
         label = "{{ ENV }}"
-    """)
+    """,
+    )
     code, out, err = cli("render", cfg)
     assert code == 0, err
     assert "s3cr3t-value" not in out and "GPRPIPE_SECRET_TOKEN" not in out
@@ -272,8 +323,13 @@ def test_env_is_an_allow_list(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_env_not_listed_is_undefined(case, cli, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("GPRPIPE_SECRET_TOKEN", "s3cr3t-value")
-    line = case(cli, 'name = "{{ ENV.GPRPIPE_SECRET_TOKEN }}"\n', "base.name", "base.env",
-                args=("validate",))
+    line = case(
+        cli,
+        'name = "{{ ENV.GPRPIPE_SECRET_TOKEN }}"\n',
+        "base.name",
+        "base.env",
+        args=("validate",),
+    )
     assert "s3cr3t-value" not in line
 
 
@@ -302,12 +358,15 @@ def test_task_cap(case, cli):
 
 def test_raised_caps_allow_a_big_grid(cli, tmp_path: Path):
     values = ", ".join(str(i) for i in range(40))
-    cfg = quickstart_child(tmp_path / "g.toml", f"""
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        f"""
         max_points = 1600
         [grid]
         "fit.n_restarts" = [{values}]
         "limit.n_toys" = [{", ".join(str(10 + i) for i in range(40))}]
-    """)
+    """,
+    )
     code, out, err = cli("grid", cfg)
     assert code == 0, err
     assert len(out.strip().splitlines()) == 1600
@@ -316,22 +375,28 @@ def test_raised_caps_allow_a_big_grid(cli, tmp_path: Path):
 # ---------------------------------------------------------------- 14. physics nonsense
 
 
-@pytest.mark.parametrize("body, key, why", [
-    ("[fit]\nblind_nsigma = inf\n", "fit.blind_nsigma", "finite"),
-    ("[fit]\nblind_nsigma = nan\n", "fit.blind_nsigma", "finite"),
-    ("[fit]\nblind_nsigma = 0\n", "fit.blind_nsigma", "greater than 0"),
-    ("[datasets.demo]\nsigma_coeffs = [0]\n", "datasets.demo.sigma_coeffs", "not positive"),
-    ("[datasets.demo]\nsigma_coeffs = [0.001, -0.1]\n", "datasets.demo.sigma_coeffs",
-     "not positive"),
-    ("[datasets.demo]\nfrad_coeffs = [0]\n", "datasets.demo.frad_coeffs", "f_rad"),
-    ("[datasets.demo]\nfrad_coeffs = [-0.1]\n", "datasets.demo.frad_coeffs", "f_rad"),
-    ("[fit]\nls_lo_factor = 9\n", "datasets.demo.ls_hi_factor", "must exceed"),
-    ("[datasets.demo]\nls_hi_factor = 0.5\n", "datasets.demo.ls_hi_factor", "must exceed"),
-    ("[datasets.demo]\nrebin = 3000\n", "datasets.demo.rebin", "fewer than 10"),
-    ("[datasets.demo]\nrebin = 100\n", "datasets.demo.rebin", "blind window"),
-    ("[datasets.demo]\nrebin = 5000\n", "datasets.demo.rebin", "exceeds the 3000 bins"),
-    ("[scan]\nmasses = [0.5]\n", "scan.masses", "no test mass"),
-])
+@pytest.mark.parametrize(
+    "body, key, why",
+    [
+        ("[fit]\nblind_nsigma = inf\n", "fit.blind_nsigma", "finite"),
+        ("[fit]\nblind_nsigma = nan\n", "fit.blind_nsigma", "finite"),
+        ("[fit]\nblind_nsigma = 0\n", "fit.blind_nsigma", "greater than 0"),
+        ("[datasets.demo]\nsigma_coeffs = [0]\n", "datasets.demo.sigma_coeffs", "not positive"),
+        (
+            "[datasets.demo]\nsigma_coeffs = [0.001, -0.1]\n",
+            "datasets.demo.sigma_coeffs",
+            "not positive",
+        ),
+        ("[datasets.demo]\nfrad_coeffs = [0]\n", "datasets.demo.frad_coeffs", "f_rad"),
+        ("[datasets.demo]\nfrad_coeffs = [-0.1]\n", "datasets.demo.frad_coeffs", "f_rad"),
+        ("[fit]\nls_lo_factor = 9\n", "datasets.demo.ls_hi_factor", "must exceed"),
+        ("[datasets.demo]\nls_hi_factor = 0.5\n", "datasets.demo.ls_hi_factor", "must exceed"),
+        ("[datasets.demo]\nrebin = 3000\n", "datasets.demo.rebin", "fewer than 10"),
+        ("[datasets.demo]\nrebin = 100\n", "datasets.demo.rebin", "blind window"),
+        ("[datasets.demo]\nrebin = 5000\n", "datasets.demo.rebin", "exceeds the 3000 bins"),
+        ("[scan]\nmasses = [0.5]\n", "scan.masses", "no test mass"),
+    ],
+)
 def test_physics_nonsense_refused(case, cli, body: str, key: str, why: str):
     name_file = key != "datasets.demo.ls_hi_factor" or "ls_hi_factor" in body
     line = case(cli, body, key, why, name_file=name_file)
@@ -342,13 +407,16 @@ def test_physics_nonsense_refused(case, cli, body: str, key: str, why: str):
 # ---------------------------------------------------------------- 15. one sentence
 
 
-@pytest.mark.parametrize("body, key, why", [
-    ("[datasets.demo]\nrange = [0.02, inf]\n", "datasets.demo.range", "finite"),
-    ("[scan]\nmasses = [0.03, 0.06, 0.03]\n", "scan.masses", "listed twice"),
-    ("[inject]\nmasses = [0.05, 0.0500000001]\n", "inject.masses", "listed twice"),
-    ("[slurm]\nextra = [\"touch x\"]\n", "slurm.extra", "not an sbatch option"),
-    ("[base.step_images]\nplote = \"img\"\n", "base.step_images", "plote"),
-])
+@pytest.mark.parametrize(
+    "body, key, why",
+    [
+        ("[datasets.demo]\nrange = [0.02, inf]\n", "datasets.demo.range", "finite"),
+        ("[scan]\nmasses = [0.03, 0.06, 0.03]\n", "scan.masses", "listed twice"),
+        ("[inject]\nmasses = [0.05, 0.0500000001]\n", "inject.masses", "listed twice"),
+        ('[slurm]\nextra = ["touch x"]\n', "slurm.extra", "not an sbatch option"),
+        ('[base.step_images]\nplote = "img"\n', "base.step_images", "plote"),
+    ],
+)
 def test_more_bad_values_one_sentence(case, cli, body: str, key: str, why: str):
     case(cli, body, key, why)
 
@@ -408,8 +476,13 @@ def read_only_folder(path: Path):
     path.mkdir()
     mounted = False
     if os.geteuid() == 0 and shutil.which("mount"):
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs",
-                                  str(path)], capture_output=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
         if not mounted:
             pytest.skip("root, but cannot mount a read-only tmpfs here")
     else:
@@ -423,8 +496,7 @@ def read_only_folder(path: Path):
             path.chmod(0o755)
 
 
-def test_output_on_read_only_file_system(cli, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch):
+def test_output_on_read_only_file_system(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     with read_only_folder(tmp_path / "ro") as ro:
         cfg = quickstart_child(tmp_path / "c.toml", f'output = "{ro}/run"\n')
@@ -443,8 +515,17 @@ def test_run_with_failed_rows_exits_1(run_cli, tmp_path: Path):
     says so (which mass, which file) and exits 1; the good mass is in scan.csv."""
     run = tmp_path / "run"
     code, out, err = run_cli(
-        "run", QUICKSTART, "--steps", "load,fit,limit", "--set", f"base.output={run}",
-        "--set", "scan.masses=[0.03, 0.06]", "--set", "datasets.demo.data_range=[0.059, 0.061]")
+        "run",
+        QUICKSTART,
+        "--steps",
+        "load,fit,limit",
+        "--set",
+        f"base.output={run}",
+        "--set",
+        "scan.masses=[0.03, 0.06]",
+        "--set",
+        "datasets.demo.data_range=[0.059, 0.061]",
+    )
     assert code == 1, out + err
     scan = run / "nominal" / "scan.csv"
     assert f"1 of 2 masses failed in {scan}" in err
@@ -460,9 +541,17 @@ def test_run_with_failed_rows_exits_1(run_cli, tmp_path: Path):
 
 
 def test_step_images_choose_the_image_per_step(cli):
-    code, out, err = cli("run", QUICKSTART, "--engine", "podman", "--dry-run",
-                         "--set", "base.image=localhost/gprpipe:all",
-                         "--set", 'base.step_images={plot = "localhost/gprpipe:plots"}')
+    code, out, err = cli(
+        "run",
+        QUICKSTART,
+        "--engine",
+        "podman",
+        "--dry-run",
+        "--set",
+        "base.image=localhost/gprpipe:all",
+        "--set",
+        'base.step_images={plot = "localhost/gprpipe:plots"}',
+    )
     assert code == 0, err
     lines = [x for x in out.splitlines() if not x.startswith("#")]
     assert len(lines) == 6
@@ -483,7 +572,6 @@ def test_point_names_are_linear(tmp_path: Path):
     assert point_names([{"a": 1}, {"a": 1}]) == ["a-1_1", "a-1_2"]
 
 
-
 @pytest.mark.podman
 @pytest.mark.slow
 def test_step_images_run_in_podman(run_cli, tmp_path: Path):
@@ -493,8 +581,10 @@ def test_step_images_run_in_podman(run_cli, tmp_path: Path):
 
     image = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
     ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    if shutil.which("podman") is None or subprocess.run(
-            ["podman", "image", "exists", image]).returncode != 0:
+    if (
+        shutil.which("podman") is None
+        or subprocess.run(["podman", "image", "exists", image]).returncode != 0
+    ):
         if ci:
             pytest.fail(f"CI=true and podman or the image {image} is missing")
         pytest.skip(f"podman or the image {image} is missing")
@@ -503,17 +593,30 @@ def test_step_images_run_in_podman(run_cli, tmp_path: Path):
     try:
         run = tmp_path / "run"
         code, out, err = run_cli(
-            "run", QUICKSTART, "--engine", "podman", "--steps", "load,fit",
-            "--set", f"base.image={image}", "--set", "scan.masses=[0.06]",
-            "--set", f'base.step_images={{fit = "{fit_image}"}}',
-            "--set", f"base.output={run}")
+            "run",
+            QUICKSTART,
+            "--engine",
+            "podman",
+            "--steps",
+            "load,fit",
+            "--set",
+            f"base.image={image}",
+            "--set",
+            "scan.masses=[0.06]",
+            "--set",
+            f'base.step_images={{fit = "{fit_image}"}}',
+            "--set",
+            f"base.output={run}",
+        )
         assert code == 0, out + err
         with h5py.File(run / "nominal" / "load.h5") as f:
             assert f.attrs["engine"] == "podman" and f.attrs["image"] == image
         with h5py.File(run / "nominal" / "fit.h5") as f:
             assert f.attrs["image"] == fit_image
-        assert f" {fit_image} gprpipe step fit " in (
-            run / "nominal" / "logs" / "fit__demo-000.log").read_text().splitlines()[0]
+        assert (
+            f" {fit_image} gprpipe step fit "
+            in (run / "nominal" / "logs" / "fit__demo-000.log").read_text().splitlines()[0]
+        )
     finally:
         # only this name: `podman untag IMAGE` without names strips every tag of the image
         subprocess.run(["podman", "untag", fit_image, fit_image], check=False)

@@ -13,8 +13,10 @@ from gprpipe.errors import ConfigError
 
 
 def test_expand_product_and_zip():
-    grid = {"fit": {"blind_nsigma": [1.64, 1.96]},
-            "zip": {"a.x": [1, 2, 3], "a.y": ["p", "q", "r"]}}
+    grid = {
+        "fit": {"blind_nsigma": [1.64, 1.96]},
+        "zip": {"a.x": [1, 2, 3], "a.y": ["p", "q", "r"]},
+    }
     points = expand(grid)
     assert len(points) == 6
     assert points[0] == {"fit.blind_nsigma": 1.64, "a.x": 1, "a.y": "p"}
@@ -28,11 +30,14 @@ def test_no_grid_is_one_nominal_point():
 
 
 def test_point_names_readable_and_unique():
-    names = point_names([
-        {"fit.blind_nsigma": 1.64, "datasets.2015.range": [0.02, 0.13]},
-        {"base.name": "a b/c"},
-        {"x.k": 1}, {"y.k": 1},
-    ])
+    names = point_names(
+        [
+            {"fit.blind_nsigma": 1.64, "datasets.2015.range": [0.02, 0.13]},
+            {"base.name": "a b/c"},
+            {"x.k": 1},
+            {"y.k": 1},
+        ]
+    )
     assert names[0] == "blind_nsigma-1.64_range-0.02-0.13"
     assert names[1] == "name-a_b_c"
     assert names[2:] == ["k-1_1", "k-1_2"]  # same short name: numbered
@@ -59,11 +64,17 @@ def test_grid_2x2_points_and_rendered_values(tmp_path: Path):
     cfg = quickstart_child(tmp_path / "g.toml", GRID_2X2.format(out=tmp_path / "out"))
     _, points = load_points(cfg)
     assert [p.name for p in points] == [
-        "blind_nsigma-1.64_rebin-5", "blind_nsigma-1.64_rebin-10",
-        "blind_nsigma-1.96_rebin-5", "blind_nsigma-1.96_rebin-10",
+        "blind_nsigma-1.64_rebin-5",
+        "blind_nsigma-1.64_rebin-10",
+        "blind_nsigma-1.96_rebin-5",
+        "blind_nsigma-1.96_rebin-10",
     ]
     assert [(p.config.fit.blind_nsigma, p.config.datasets["demo"].rebin) for p in points] == [
-        (1.64, 5), (1.64, 10), (1.96, 5), (1.96, 10)]
+        (1.64, 5),
+        (1.64, 10),
+        (1.96, 5),
+        (1.96, 10),
+    ]
     assert all(p.output == tmp_path / "out" / p.name for p in points)
     # the grid itself is not part of a point's config
     assert all(p.config.grid == {} for p in points)
@@ -82,13 +93,16 @@ def test_grid_command_prints_one_line_per_point(tmp_path: Path, cli):
 
 
 def test_grid_values_feed_templates(tmp_path: Path, cli):
-    cfg = quickstart_child(tmp_path / "g.toml", f"""
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        f"""
         output = "{tmp_path}/out"
         name = "bn{{{{ fit.blind_nsigma }}}}"
         [grid.zip]
         "fit.blind_nsigma" = [1.64, 2.0]
         "fit.ls_hi_factor" = [8, 9]
-    """)
+    """,
+    )
     _, points = load_points(cfg)
     assert [p.config.base.name for p in points] == ["bn1.64", "bn2.0"]
     assert [p.config.fit.ls_hi_factor for p in points] == [8.0, 9.0]
@@ -99,11 +113,14 @@ def test_grid_values_feed_templates(tmp_path: Path, cli):
 
 
 def test_grid_errors_name_file_and_line(tmp_path: Path, cli):
-    cfg = quickstart_child(tmp_path / "g.toml", """
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        """
         [grid.zip]
         "fit.blind_nsigma" = [1.64, 1.96, 2.5]
         "fit.ls_hi_factor" = [8, 9]
-    """)
+    """,
+    )
     code, _, err = cli("grid", cfg)
     assert code == 1
     assert f"{cfg}:3: grid.zip: grid.zip lists differ in length" in err
@@ -112,15 +129,19 @@ def test_grid_errors_name_file_and_line(tmp_path: Path, cli):
 
 
 def test_grid_unknown_key_reported_once(tmp_path: Path, cli):
-    cfg = quickstart_child(tmp_path / "g.toml", """
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        """
         [grid]
         "fit.blind_nsigma" = [1.64, 1.96]
         "fit.blind_nsigmaa" = [1.0]
-    """)
+    """,
+    )
     code, _, err = cli("validate", cfg)
     assert code == 1
     assert err.strip().splitlines() == [
-        f"error: {cfg}:5: fit.blind_nsigmaa: unknown key; did you mean 'blind_nsigma'?"]
+        f"error: {cfg}:5: fit.blind_nsigmaa: unknown key; did you mean 'blind_nsigma'?"
+    ]
 
 
 def test_points_selection_on_dry_run(tmp_path: Path, cli):
@@ -148,9 +169,11 @@ def test_set_of_a_grid_key_is_refused(tmp_path: Path, cli):
     cfg = quickstart_child(tmp_path / "g.toml", GRID_2X2.format(out=tmp_path / "out"))
     code, _, err = cli("run", cfg, "--dry-run", "--set", "fit.blind_nsigma=2.0")
     assert code == 1
-    assert err.strip() == (f"error: --set fit.blind_nsigma: this key is varied by the grid "
-                           f"({cfg}:5); choose grid points with --points, or change the "
-                           f"[grid] table.")
+    assert err.strip() == (
+        f"error: --set fit.blind_nsigma: this key is varied by the grid "
+        f"({cfg}:5); choose grid points with --points, or change the "
+        f"[grid] table."
+    )
     code, out, err = cli("run", cfg, "--dry-run", "--steps", "load", "--set", "fit.n_restarts=3")
     assert code == 0, err
     assert out.startswith("# 4 tasks")
@@ -158,4 +181,6 @@ def test_set_of_a_grid_key_is_refused(tmp_path: Path, cli):
 
 def test_booleans_in_point_names():
     assert point_names([{"inject.refit_gp": False}, {"inject.refit_gp": True}]) == [
-        "refit_gp-false", "refit_gp-true"]
+        "refit_gp-false",
+        "refit_gp-true",
+    ]

@@ -21,9 +21,21 @@ from gprpipe.stats import inject as inj
 from gprpipe.stats.likelihood import cholesky_jitter
 
 MASSES = (0.030, 0.060, 0.100)
-CSV_COLUMNS = ["dataset", "mass_GeV", "z_inj", "A_inj", "n_toys", "A_hat_mean", "A_hat_std",
-               "pull_mean", "pull_width", "cov_1sigma", "cov_2sigma", "Zhat_mean", "refit_gp"]
-
+CSV_COLUMNS = [
+    "dataset",
+    "mass_GeV",
+    "z_inj",
+    "A_inj",
+    "n_toys",
+    "A_hat_mean",
+    "A_hat_std",
+    "pull_mean",
+    "pull_width",
+    "cov_1sigma",
+    "cov_2sigma",
+    "Zhat_mean",
+    "refit_gp",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,6 +43,7 @@ def _one_blas_thread():
     """One BLAS thread, as in the pipeline's workers (2-core machine)."""
     with threadpool_limits(1):
         yield
+
 
 # ------------------------------------------------------------------------------------------
 # Building blocks
@@ -85,8 +98,9 @@ def test_conditional_closure_synthetic_and_seeded():
         assert abs(s["cov_1sigma"] - 0.683) < 0.02
     again = inj.inject_conditional(b, C, w, 4 * sref, 5000, np.random.default_rng(7), L=L)
     np.testing.assert_array_equal(again.A_hat, ex.A_hat)
-    multi = inj.inject_conditional(b, C, w, 4 * sref, 5000, np.random.default_rng(8),
-                                   mode="multinomial", L=L).summary()
+    multi = inj.inject_conditional(
+        b, C, w, 4 * sref, 5000, np.random.default_rng(8), mode="multinomial", L=L
+    ).summary()
     assert abs(multi["A_hat_mean"] / (4 * sref) - 1) < 0.03
 
 
@@ -129,8 +143,9 @@ def test_conditional_closure_real_2015_60MeV(real2015):
     L = cholesky_jitter(bl["C"])
     sref = inj.sigma_ref(bl["b"], L, bl["w"])
     assert sref == pytest.approx(2190, rel=0.02)
-    ex = inj.inject_conditional(bl["b"], bl["C"], bl["w"], 5 * sref, 10000,
-                                np.random.default_rng(11), L=L)
+    ex = inj.inject_conditional(
+        bl["b"], bl["C"], bl["w"], 5 * sref, 10000, np.random.default_rng(11), L=L
+    )
     s = ex.summary()
     assert abs(s["pull_mean"]) < 0.04
     assert 0.97 < s["pull_width"] < 1.03
@@ -241,8 +256,9 @@ def test_refit_closure_2015_60MeV(real2015, blind, lo, hi):
     b_full = inj.full_range_mean(counts, setup)
     w_full = signal_template(edges, 0.06, f.sigma)
     A = 5 * inj.sigma_ref(f.blind["b"], cholesky_jitter(f.blind["C"]), f.blind["w"])
-    ex = inj.inject_refit(setup, A, w_full, np.random.SeedSequence(5).spawn(1000),
-                          b_full=b_full, leakage="ignore")
+    ex = inj.inject_refit(
+        setup, A, w_full, np.random.SeedSequence(5).spawn(1000), b_full=b_full, leakage="ignore"
+    )
     s = ex.summary()
     assert np.mean(ex.extra["gp_converged"]) >= 0.99
     assert lo < s["A_hat_mean"] / A < hi
@@ -264,9 +280,18 @@ def test_injection_into_functional_form_toys(real2015):
     cfg, counts, edges, fits = real2015
     f = fits[0.06]
     setup = _setup(cfg, counts, edges, f)
-    toys = np.array([rebin(*read_hist(SHARED_DATA / "funcform_2015_toys.root",
-                                      f"fShiftSigPowTail/fShiftSigPowTail_toy_{i}"), 10)[0]
-                     for i in range(100)])
+    toys = np.array(
+        [
+            rebin(
+                *read_hist(
+                    SHARED_DATA / "funcform_2015_toys.root",
+                    f"fShiftSigPowTail/fShiftSigPowTail_toy_{i}",
+                ),
+                10,
+            )[0]
+            for i in range(100)
+        ]
+    )
     assert toys.shape[1] == counts.size
     w_full = signal_template(edges, 0.06, f.sigma)
     A = 5 * inj.sigma_ref(f.blind["b"], cholesky_jitter(f.blind["C"]), f.blind["w"])
@@ -288,10 +313,22 @@ def test_cli_injection_end_to_end(tmp_path: Path):
     out = tmp_path / "run"
     cond, refit = "refit_gp-false_blind_nsigma-1.64", "refit_gp-true_blind_nsigma-1.96"
     code, so, se = run_cli_subprocess(
-        "run", REPO / "user_configs" / "hps2015_injection.toml",
-        "--set", f"datasets.2015.path={DEMO_ROOT}", "--set", f"base.output={out}",
-        "--set", "inject.n_toys=60", "--set", "inject.masses=[0.06]",
-        "--set", 'plot.formats=["png"]', "--points", f"{cond},{refit}", timeout=900)
+        "run",
+        REPO / "user_configs" / "hps2015_injection.toml",
+        "--set",
+        f"datasets.2015.path={DEMO_ROOT}",
+        "--set",
+        f"base.output={out}",
+        "--set",
+        "inject.n_toys=60",
+        "--set",
+        "inject.masses=[0.06]",
+        "--set",
+        'plot.formats=["png"]',
+        "--points",
+        f"{cond},{refit}",
+        timeout=900,
+    )
     assert code == 0, so + se
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [cond, refit]
     for name, flag in ((cond, "false"), (refit, "true")):
@@ -305,8 +342,9 @@ def test_cli_injection_end_to_end(tmp_path: Path):
             g = f["2015/toys/60MeV_z5"]
             assert g["A_hat"].shape == (60,) and "pull" in g
             assert f.attrs["cache_key"]
-            leak, a_asimov, a_inj = (f["2015"][k][()] for k in
-                                     ("sideband_leak", "A_hat_asimov", "A_inj"))
+            leak, a_asimov, a_inj = (
+                f["2015"][k][()] for k in ("sideband_leak", "A_hat_asimov", "A_inj")
+            )
         if flag == "true":
             # 1.96 sigma window: ~5% of the signal on the training bins, ~85% extracted
             assert np.allclose(leak, 0.05, atol=0.01)
@@ -314,6 +352,9 @@ def test_cli_injection_end_to_end(tmp_path: Path):
         else:
             assert np.isnan(leak).all() and np.isnan(a_asimov).all()
         plots = {p.name for p in (point / "plots").iterdir()}
-        assert {"inject_linearity_2015.png", "inject_coverage_2015.png",
-                "inject_pull_heatmap_2015.png"} <= plots
+        assert {
+            "inject_linearity_2015.png",
+            "inject_coverage_2015.png",
+            "inject_pull_heatmap_2015.png",
+        } <= plots
         assert (point / "hepdata" / "limits_eps2_2015.yaml").is_file()

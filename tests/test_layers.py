@@ -78,15 +78,24 @@ def test_no_import_cycle():
 
 
 def _outside(prefix: str, allowed: tuple[str, ...]) -> dict[str, set[str]]:
-    return {m: bad for m, deps in GRAPH.items() if m.startswith(prefix)
-            if (bad := {d for d in deps if not d.startswith(allowed)})}
+    return {
+        m: bad
+        for m, deps in GRAPH.items()
+        if m.startswith(prefix)
+        if (bad := {d for d in deps if not d.startswith(allowed)})
+    }
 
 
 def test_plotting_imports_no_steps():
     """Figure functions take arrays: plotting reads no files through the steps (nor the
     pipeline, config or front ends)."""
-    assert _outside("gprpipe.plotting", ("gprpipe.plotting", "gprpipe.stats", "gprpipe.io",
-                                         "gprpipe.results.schema")) == {}
+    assert (
+        _outside(
+            "gprpipe.plotting",
+            ("gprpipe.plotting", "gprpipe.stats", "gprpipe.io", "gprpipe.results.schema"),
+        )
+        == {}
+    )
 
 
 def test_stats_imports_nothing_outside_stats():

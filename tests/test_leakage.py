@@ -31,8 +31,9 @@ def _config(shared_data: Path, year: str = "2015", sets: tuple[str, ...] = ()):
     from gprpipe.config import load_points
 
     path = shared_data / f"funcform_{year}_toys.root"
-    _, points = load_points(REPO / f"user_configs/hps{year}.toml",
-                            [f"datasets.{year}.path={path}", *sets])
+    _, points = load_points(
+        REPO / f"user_configs/hps{year}.toml", [f"datasets.{year}.path={path}", *sets]
+    )
     return points[0].config
 
 
@@ -58,8 +59,7 @@ def test_leakage_shift_is_the_derivative_of_the_gp_background():
     xt, yt, xw = x[~blind], y[~blind], x[blind]
     w = np.exp(-0.5 * ((x - 0.06) / 0.003) ** 2)
     w /= w.sum()
-    hyper = GPHyper(amplitude=30.0, length_scale=0.3, lml=0.0, converged=True, n_evals=0,
-                    reason="")
+    hyper = GPHyper(amplitude=30.0, length_scale=0.3, lml=0.0, converged=True, n_evals=0, reason="")
     b0, _ = predict_counts(xt, yt, xw, hyper)
     eps = 1.0  # a one-event signal: first order holds to ~1e-4 relative
     y1 = yt + eps * w[~blind] * (yt > 0)  # the empty bin's target does not move
@@ -116,8 +116,9 @@ def test_status_vocabulary():
     assert flags_of("fit failed: flag_gof") == ()
     assert is_flagged("flag_gof") and not is_flagged("ok") and not is_flagged("fit failed: x")
     assert has_result("ok") and has_result("flag_one_sideband") and not has_result("limit failed")
-    np.testing.assert_array_equal(counts_for_discovery(["ok", "flag_gof", "fit failed: x"]),
-                                  [True, False, False])
+    np.testing.assert_array_equal(
+        counts_for_discovery(["ok", "flag_gof", "fit failed: x"]), [True, False, False]
+    )
     with pytest.raises(ValueError):
         flag_status(["flag_typo"])
 
@@ -128,11 +129,13 @@ def test_flagged_rows_are_no_discovery():
     from gprpipe.steps.limit import global_significance, scan_summary
 
     cfg = _config(REPO.parent / "shared" / "data" / "hps")
-    a = {"mass_GeV": np.array([0.03, 0.04, 0.05, 0.06]),
-         "sigma_m_GeV": np.array([0.0015, 0.002, 0.0026, 0.0031]),
-         "p0_local": np.array([0.2, 1e-9, 0.01, np.nan]),
-         "Z_local": np.array([0.84, 6.0, 2.33, np.nan]),
-         "status": np.array(["ok", "flag_gof", "ok", "fit failed: x"])}
+    a = {
+        "mass_GeV": np.array([0.03, 0.04, 0.05, 0.06]),
+        "sigma_m_GeV": np.array([0.0015, 0.002, 0.0026, 0.0031]),
+        "p0_local": np.array([0.2, 1e-9, 0.01, np.nan]),
+        "Z_local": np.array([0.84, 6.0, 2.33, np.nan]),
+        "status": np.array(["ok", "flag_gof", "ok", "fit failed: x"]),
+    }
     global_significance(cfg, "2015", a)
     assert np.isnan(a["p0_global"][1]) and np.isnan(a["Z_global"][1])
     assert a["p0_global"][2] > 0.01
@@ -161,8 +164,9 @@ def test_background_only_toy_trained_beyond_the_fit_range_is_flagged(shared_data
     cfg = _config(shared_data, "2016")
     mf, _, _ = _fit(cfg, "2016", 0.039, "fShiftSigPowTail/fShiftSigPowTail_toy_0")
     bl = mf.blind
-    row = window_limits(cfg, bl["n"], bl["b"], bl["C"], bl[template_key(cfg)],
-                        np.random.default_rng(1))
+    row = window_limits(
+        cfg, bl["n"], bl["b"], bl["C"], bl[template_key(cfg)], np.random.default_rng(1)
+    )
     assert row["Z_local"] > 10
     assert FLAG_GOF in flags_of(mf.status)
     assert mf.gof.p < 1e-10 and mf.gof.chi2_ndf > 3
@@ -175,8 +179,9 @@ def test_window_at_the_training_range_edge_is_flagged_one_sideband(shared_data):
     mf, _, _ = _fit(cfg, "2015", 0.130)
     assert FLAG_ONE_SIDEBAND in flags_of(mf.status)
     assert mf.gof.n_hi == 0 and mf.gof.n_lo > 3
-    off = cfg.model_copy(update={"fit": cfg.fit.model_copy(
-        update={"require_two_sidebands": False})})
+    off = cfg.model_copy(
+        update={"fit": cfg.fit.model_copy(update={"require_two_sidebands": False})}
+    )
     mf2, _, _ = _fit(off, "2015", 0.130)
     assert FLAG_ONE_SIDEBAND not in flags_of(mf2.status)
 
@@ -194,10 +199,17 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path, ru
 
     rows = {}
     for mode in ("ignore", "model"):
-        code, out, err = run_cli("run", REPO / "user_configs" / "quickstart.toml",
-                                 "--steps", "load,fit,limit", "--set",
-                                 f"base.output={tmp_path / mode}", "--set",
-                                 f"fit.signal_leakage={mode}", timeout=900)
+        code, out, err = run_cli(
+            "run",
+            REPO / "user_configs" / "quickstart.toml",
+            "--steps",
+            "load,fit,limit",
+            "--set",
+            f"base.output={tmp_path / mode}",
+            "--set",
+            f"fit.signal_leakage={mode}",
+            timeout=900,
+        )
         assert code == 0, out + err
         with open(tmp_path / mode / "nominal" / "scan.csv") as fh:
             rows[mode] = list(csv.DictReader(fh))
@@ -214,8 +226,7 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path, ru
             assert float(r_m["sigma_A"]) == pytest.approx(fit.sigma_A, rel=1e-6)
             ref = WindowModel(bl["b"], L, bl["w"]).fit(bl["n"])
             assert float(r_i["sigma_A"]) == pytest.approx(ref.sigma_A, rel=1e-6)
-            assert float(r_i["A_hat"]) == pytest.approx(ref.A_hat, rel=1e-5,
-                                                        abs=1e-4 * ref.sigma_A)
+            assert float(r_i["A_hat"]) == pytest.approx(ref.A_hat, rel=1e-5, abs=1e-4 * ref.sigma_A)
             assert 1.15 < float(r_m["sigma_A"]) / float(r_i["sigma_A"]) < 1.35
             assert r_m["status"] == "ok" and 1e-3 < float(r_m["gof_p"]) <= 1  # not flagged
 
@@ -228,9 +239,15 @@ def test_histogram_backgrounds_for_injection(shared_data):
     from gprpipe.io.root import read_hist, rebin
     from gprpipe.steps.inject import background_histograms
 
-    cfg = _config(shared_data, sets=("inject.refit_gp=true", "inject.background=histograms",
-                                     "inject.histograms=fShiftSigPow/*_toy_*",
-                                     "inject.n_toys=12"))
+    cfg = _config(
+        shared_data,
+        sets=(
+            "inject.refit_gp=true",
+            "inject.background=histograms",
+            "inject.histograms=fShiftSigPow/*_toy_*",
+            "inject.n_toys=12",
+        ),
+    )
     ds = cfg.datasets["2015"]
     counts, edges = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
     h = background_histograms(cfg, "2015", edges)
@@ -238,8 +255,9 @@ def test_histogram_backgrounds_for_injection(shared_data):
     # natural order: toy_10 is the 11th histogram, not the 3rd
     t10, _ = rebin(*read_hist(ds.path, "fShiftSigPow/fShiftSigPow_toy_10"), ds.rebin)
     np.testing.assert_array_equal(h[10], t10)
-    bad = cfg.model_copy(update={"inject": cfg.inject.model_copy(
-        update={"histograms": "noSuchFamily/*"})})
+    bad = cfg.model_copy(
+        update={"inject": cfg.inject.model_copy(update={"histograms": "noSuchFamily/*"})}
+    )
     with pytest.raises(GprpipeError, match="no histogram matches the pattern 'noSuchFamily/"):
         background_histograms(bad, "2015", edges)
 
@@ -247,10 +265,13 @@ def test_histogram_backgrounds_for_injection(shared_data):
 def test_histogram_background_needs_a_pattern_and_refit(tmp_path: Path, cli):
     from conftest import quickstart_child
 
-    cfg = quickstart_child(tmp_path / "c.toml", """
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        """
         [inject]
         background = "histograms"
-        """)
+        """,
+    )
     code, out, err = cli("validate", cfg)
     assert code == 1
     assert "inject.background = 'histograms' needs inject.histograms" in out + err
@@ -286,7 +307,9 @@ def test_flagged_rows_do_not_fail_the_run(tmp_path: Path):
     from gprpipe.steps.merge import failed_rows
 
     p = tmp_path / "scan.csv"
-    p.write_text("dataset,mass_GeV,status\n2015,0.03,ok\n2015,0.04,flag_gof+flag_one_sideband\n"
-                 "2015,0.05,fit failed: too few training bins for the GP fit (2)\n")
+    p.write_text(
+        "dataset,mass_GeV,status\n2015,0.03,ok\n2015,0.04,flag_gof+flag_one_sideband\n"
+        "2015,0.05,fit failed: too few training bins for the GP fit (2)\n"
+    )
     bad, total, first = failed_rows(p)
     assert (bad, total) == (1, 3) and first.startswith("2015 0.05 GeV: fit failed")

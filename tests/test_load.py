@@ -54,18 +54,26 @@ def test_read_plain_folder_and_cycles(zoo: Path):
     assert read_hist(zoo, "h")[0].sum() == 2 * COUNTS.sum()  # highest cycle
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("h2d", "'h2d' is a TH2D, not a 1-D histogram (TH1)."),
-    ("events", "'events' is a TTree, not a 1-D histogram (TH1)."),
-    ("preselection", "'preselection' is a ReadOnlyDirectory, not a 1-D histogram (TH1)."),
-    ("empty", "histogram 'empty' is empty."),
-    ("negative", "histogram 'negative' has negative or non-finite bin contents."),
-    ("input_hisst", "histogram 'input_hisst' not found; closest of its 5 1-D histograms: "
-                    "input_hist,"),
-    ("preselection/h_invM_800", "histogram 'preselection/h_invM_800' not found; closest of its "
-                                "5 1-D histograms: preselection/h_invM_8000,"),
-    ("zzz", "histogram 'zzz' not found; closest of its 5 1-D histograms: "),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("h2d", "'h2d' is a TH2D, not a 1-D histogram (TH1)."),
+        ("events", "'events' is a TTree, not a 1-D histogram (TH1)."),
+        ("preselection", "'preselection' is a ReadOnlyDirectory, not a 1-D histogram (TH1)."),
+        ("empty", "histogram 'empty' is empty."),
+        ("negative", "histogram 'negative' has negative or non-finite bin contents."),
+        (
+            "input_hisst",
+            "histogram 'input_hisst' not found; closest of its 5 1-D histograms: input_hist,",
+        ),
+        (
+            "preselection/h_invM_800",
+            "histogram 'preselection/h_invM_800' not found; closest of its "
+            "5 1-D histograms: preselection/h_invM_8000,",
+        ),
+        ("zzz", "histogram 'zzz' not found; closest of its 5 1-D histograms: "),
+    ],
+)
 def test_read_errors_are_one_sentence(zoo: Path, name: str, message: str):
     with pytest.raises(GprpipeError) as info:
         read_hist(zoo, name)
@@ -115,8 +123,9 @@ def test_rebin_sums_and_drops_the_tail():
 def load_task(tmp_path: Path, *overrides: str) -> tuple[int, Path]:
     """Run the load task of the quickstart (with overrides) in this process."""
     run_dir = tmp_path / "run"
-    _, points = load_points(QUICKSTART, [f"base.output={run_dir}", 'steps.run=["load"]',
-                                         *overrides])
+    _, points = load_points(
+        QUICKSTART, [f"base.output={run_dir}", 'steps.run=["load"]', *overrides]
+    )
     write_point_configs(run_dir, points)
     point_dir = run_dir / points[0].name
     return run_task(point_dir, "load"), point_dir
@@ -161,18 +170,31 @@ def test_changed_data_file_reruns_load(tmp_path: Path, capsys):
     assert read_load(point_dir / "load.h5", "demo")[0].sum() == 2 * COUNTS.sum()
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (("datasets.demo.hist=nope",), "histogram 'nope' not found; closest of its 1 1-D histogram: "
-                                   "input_hist."),
-    (("datasets.demo.hist=input_hst",), "histogram 'input_hst' not found; closest of its 1 1-D "
-                                        "histogram: input_hist."),
-    (("datasets.demo.range=[0.02, 0.2]",), "datasets.demo.range = [0.02, 0.2] GeV lies outside "
-                                           "histogram 'input_hist'"),
-    (("datasets.demo.data_range=[0.0, 0.16]",), "datasets.demo.data_range = [0, 0.16] GeV lies "
-                                                "outside histogram"),
-    (("datasets.demo.rebin=5000",), "datasets.demo.rebin = 5000 exceeds the 3000 bins of "
-                                    "histogram 'input_hist'"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ("datasets.demo.hist=nope",),
+            "histogram 'nope' not found; closest of its 1 1-D histogram: input_hist.",
+        ),
+        (
+            ("datasets.demo.hist=input_hst",),
+            "histogram 'input_hst' not found; closest of its 1 1-D histogram: input_hist.",
+        ),
+        (
+            ("datasets.demo.range=[0.02, 0.2]",),
+            "datasets.demo.range = [0.02, 0.2] GeV lies outside histogram 'input_hist'",
+        ),
+        (
+            ("datasets.demo.data_range=[0.0, 0.16]",),
+            "datasets.demo.data_range = [0, 0.16] GeV lies outside histogram",
+        ),
+        (
+            ("datasets.demo.rebin=5000",),
+            "datasets.demo.rebin = 5000 exceeds the 3000 bins of histogram 'input_hist'",
+        ),
+    ],
+)
 def test_load_step_errors(tmp_path: Path, capsys, overrides, message):
     code, point_dir = load_task(tmp_path, *overrides)
     assert code == 1
@@ -192,14 +214,23 @@ def test_load_step_missing_data_file(tmp_path: Path, capsys):
 
 
 def test_load_step_subfolder_histogram_with_cycle(tmp_path: Path, zoo: Path):
-    code, point_dir = load_task(tmp_path, f"datasets.demo.path={zoo}", "datasets.demo.rebin=2",
-                                "datasets.demo.hist=h;1", "datasets.demo.range=[0.02, 0.1]")
+    code, point_dir = load_task(
+        tmp_path,
+        f"datasets.demo.path={zoo}",
+        "datasets.demo.rebin=2",
+        "datasets.demo.hist=h;1",
+        "datasets.demo.range=[0.02, 0.1]",
+    )
     assert code == 0
     counts, _edges = read_load(point_dir / "load.h5", "demo")
     np.testing.assert_array_equal(counts, COUNTS.reshape(-1, 2).sum(axis=1))
-    code, point_dir = load_task(tmp_path, f"datasets.demo.path={zoo}",
-                                "datasets.demo.hist=preselection/h_invM_8000",
-                                "datasets.demo.range=[0.02, 0.1]", "datasets.demo.rebin=1")
+    code, point_dir = load_task(
+        tmp_path,
+        f"datasets.demo.path={zoo}",
+        "datasets.demo.hist=preselection/h_invM_8000",
+        "datasets.demo.range=[0.02, 0.1]",
+        "datasets.demo.rebin=1",
+    )
     assert code == 0
     assert read_load(point_dir / "load.h5", "demo")[0].sum() == 3 * COUNTS.sum()
 

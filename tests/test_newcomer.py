@@ -52,22 +52,43 @@ def one_sentence_errors(err: str) -> list[str]:
 # ---------------------------------------------------------------- 1. validate = what run refuses
 
 
-@pytest.mark.parametrize(("sets", "expected"), [
-    (["scan.masses=[0.2,0.3]"],
-     ["error: --set scan.masses: no test mass lies in the range [0.02, 0.13] GeV of dataset "
-      "demo."]),
-    (["scan.masses=[30,60]"],
-     ["error: --set scan.masses: 30 is not a mass in GeV; did you mean 0.030 GeV?",
-      "error: --set scan.masses: 60 is not a mass in GeV; did you mean 0.060 GeV?"]),
-    (["datasets.demo.path=/nonexistent/h.root"],
-     ["error: --set datasets.demo.path: /nonexistent/h.root: data file not found."]),
-    (["datasets.demo.hist=h_invM"],
-     [f"error: --set datasets.demo.hist: {DEMO_ROOT}: histogram 'h_invM' not found; closest "
-      "of its 1 1-D histogram: input_hist."]),
-    (["datasets.demo.rebin=5000"],
-     [f"error: --set datasets.demo.rebin: a rebin of 5000 exceeds the 3000 bins of histogram "
-      f"'input_hist' in {DEMO_ROOT}."]),
-])
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (
+            ["scan.masses=[0.2,0.3]"],
+            [
+                "error: --set scan.masses: no test mass lies in the range [0.02, 0.13] GeV "
+                "of dataset demo."
+            ],
+        ),
+        (
+            ["scan.masses=[30,60]"],
+            [
+                "error: --set scan.masses: 30 is not a mass in GeV; did you mean 0.030 GeV?",
+                "error: --set scan.masses: 60 is not a mass in GeV; did you mean 0.060 GeV?",
+            ],
+        ),
+        (
+            ["datasets.demo.path=/nonexistent/h.root"],
+            ["error: --set datasets.demo.path: /nonexistent/h.root: data file not found."],
+        ),
+        (
+            ["datasets.demo.hist=h_invM"],
+            [
+                f"error: --set datasets.demo.hist: {DEMO_ROOT}: histogram 'h_invM' not "
+                "found; closest of its 1 1-D histogram: input_hist."
+            ],
+        ),
+        (
+            ["datasets.demo.rebin=5000"],
+            [
+                f"error: --set datasets.demo.rebin: a rebin of 5000 exceeds the 3000 bins of "
+                f"histogram 'input_hist' in {DEMO_ROOT}."
+            ],
+        ),
+    ],
+)
 def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[str]):
     args = [x for s in sets for x in ("--set", s)]
     code, out, err = cli("validate", QUICKSTART, *args)
@@ -77,25 +98,30 @@ def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[st
 
 def test_validate_names_the_key_and_line_in_the_file(cli, tmp_path: Path):
     notroot = write(tmp_path / "notroot.root", "plain text\n")
-    cfg = quickstart_child(tmp_path / "c.toml", f"""
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        f"""
         [datasets.demo]
         path = "{notroot}"
         [inject]
         masses = [60]
         [steps]
         run = ["load", "fit", "limit", "inject"]
-    """)
+    """,
+    )
     code, _, err = cli("validate", cfg)
     assert code == 1
     lines = one_sentence_errors(err)
-    assert lines[0] == (f"error: {cfg}:6: inject.masses: 60 is not a mass in GeV; did you mean "
-                        "0.060 GeV?")
+    assert lines[0] == (
+        f"error: {cfg}:6: inject.masses: 60 is not a mass in GeV; did you mean 0.060 GeV?"
+    )
     # the data file is checked once the masses are right
     cfg.write_text(cfg.read_text().replace("masses = [60]", "masses = [0.06]"))
     code, _, err = cli("validate", cfg)
     (line,) = one_sentence_errors(err)
-    assert line.startswith(f"error: {cfg}:4: datasets.demo.path: {notroot}: cannot open as a "
-                           "ROOT file (")
+    assert line.startswith(
+        f"error: {cfg}:4: datasets.demo.path: {notroot}: cannot open as a ROOT file ("
+    )
 
 
 def test_validate_a_config_without_datasets(cli, tmp_path: Path):
@@ -104,13 +130,15 @@ def test_validate_a_config_without_datasets(cli, tmp_path: Path):
     assert code == 1
     assert one_sentence_errors(err) == [
         f"error: {cfg}: datasets: no dataset to scan; add a [datasets.<key>] table with path "
-        'and card (e.g. [datasets.2015] card = "hps2015").']
+        'and card (e.g. [datasets.2015] card = "hps2015").'
+    ]
 
 
 def test_run_refuses_out_of_range_masses_before_starting(cli, tmp_path: Path):
     run_dir = tmp_path / "run"
-    code, out, err = cli("run", QUICKSTART, "--set", f"base.output={run_dir}",
-                         "--set", "scan.masses=[0.2]")
+    code, out, err = cli(
+        "run", QUICKSTART, "--set", f"base.output={run_dir}", "--set", "scan.masses=[0.2]"
+    )
     assert code == 1 and "no test mass lies in the range [0.02, 0.13] GeV" in err
     assert "Results in" not in out + err and "no limit results to merge" not in err
     assert not run_dir.exists()  # nothing was started or written
@@ -120,14 +148,21 @@ def test_histogram_hint_ranks_the_top_level_histogram_first(cli, shared_data: Pa
     """Among the 301 histograms of the real file, input_hist comes first for a name from
     another layout (it used to be buried behind hundreds of toys in folders)."""
     path = (shared_data / "funcform_2015_toys.root").resolve()
-    code, _, err = cli("validate", REPO / "user_configs" / "hps2015.toml",
-                       "--set", f"datasets.2015.path={path}",
-                       "--set", "datasets.2015.hist=preselection/h_invM")
+    code, _, err = cli(
+        "validate",
+        REPO / "user_configs" / "hps2015.toml",
+        "--set",
+        f"datasets.2015.path={path}",
+        "--set",
+        "datasets.2015.hist=preselection/h_invM",
+    )
     assert code == 1
     (line,) = one_sentence_errors(err)
-    assert line.startswith(f"error: --set datasets.2015.hist: {path}: histogram "
-                           "'preselection/h_invM' not found; closest of its 301 1-D histograms: "
-                           "input_hist, ")
+    assert line.startswith(
+        f"error: --set datasets.2015.hist: {path}: histogram "
+        "'preselection/h_invM' not found; closest of its 301 1-D histograms: "
+        "input_hist, "
+    )
 
 
 # ---------------------------------------------------------------- 8. messages
@@ -136,32 +171,38 @@ def test_histogram_hint_ranks_the_top_level_histogram_first(cli, shared_data: Pa
 def test_messages_name_the_key_once_and_suggest(cli, tmp_path: Path):
     code, _, err = cli("validate", QUICKSTART, "--set", "blind_nsigma=2")
     assert one_sentence_errors(err) == [
-        "error: --set blind_nsigma: unknown key; did you mean 'fit.blind_nsigma'?"]
+        "error: --set blind_nsigma: unknown key; did you mean 'fit.blind_nsigma'?"
+    ]
     code, _, err = cli("validate", QUICKSTART, "--set", "fit.blind_nsigma=abc")
     (line,) = one_sentence_errors(err)
     assert line.startswith("error: --set fit.blind_nsigma: Input should be a valid number")
     # a typo in a dataset key: suggest the dataset, do not blame the defaults
-    cfg = write(tmp_path / "typo.toml", f"""
+    cfg = write(
+        tmp_path / "typo.toml",
+        f"""
         [base]
         template = "hps2015"
         [datasets.2015]
         path = "{DEMO_ROOT}"
         [datasets.2105]
         hist = "input_hist"
-    """)
+    """,
+    )
     code, _, err = cli("validate", cfg)
     assert code == 1
     assert one_sentence_errors(err) == [
         f"error: {cfg}:5: datasets.2105: a new dataset without card or range; did you mean "
-        "datasets.2015?"]
+        "datasets.2015?"
+    ]
     assert "defaults.toml" not in err
 
 
 def test_status_of_a_point_folder_points_at_its_run(cli, quick_run: Path):
     code, _, err = cli("status", quick_run / "nominal")
     assert code == 1
-    assert err.strip() == (f"error: {quick_run / 'nominal'}: a point folder; give its run "
-                           f"folder {quick_run}.")
+    assert err.strip() == (
+        f"error: {quick_run / 'nominal'}: a point folder; give its run folder {quick_run}."
+    )
 
 
 def test_debug_is_in_the_help(cli):
@@ -176,8 +217,15 @@ def test_debug_is_in_the_help(cli):
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The quickstart (load, fit, limit) through the CLI; its output kept for the checks."""
     run_dir = tmp_path_factory.mktemp("quick") / "run"
-    code, out, err = run_cli_subprocess("run", QUICKSTART, "--steps", "load,fit,limit",
-                                        "--set", f"base.output={run_dir}", timeout=600)
+    code, out, err = run_cli_subprocess(
+        "run",
+        QUICKSTART,
+        "--steps",
+        "load,fit,limit",
+        "--set",
+        f"base.output={run_dir}",
+        timeout=600,
+    )
     assert code == 0, err
     (run_dir / "stdout.txt").write_text(out)
     return run_dir
@@ -187,13 +235,16 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def grid_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two grid points (blind window 1.64 and 1.96 sigma) at three masses."""
     root = tmp_path_factory.mktemp("grid")
-    cfg = quickstart_child(root / "g.toml", f"""
-        output = "{root / 'run'}"
+    cfg = quickstart_child(
+        root / "g.toml",
+        f"""
+        output = "{root / "run"}"
         [scan]
         masses = [0.040, 0.060, 0.090]
         [grid]
         "fit.blind_nsigma" = [1.64, 1.96]
-    """)
+    """,
+    )
     code, _, err = run_cli_subprocess("run", cfg, "--steps", "load,fit,limit", timeout=600)
     assert code == 0, err
     return root / "run"
@@ -223,7 +274,7 @@ def test_run_ends_with_its_summary_and_summary_reprints_it(quick_run: Path, cli)
         f"{float(gof['mass_GeV']) * 1e3:g} MeV",
         f"  tables: {quick_run / 'nominal'}/ (scan.csv)",
     ]
-    assert printed.strip().splitlines()[-len(expected):] == expected
+    assert printed.strip().splitlines()[-len(expected) :] == expected
     code, out, _ = cli("summary", quick_run)
     assert code == 0 and out.strip().splitlines() == expected
 
@@ -232,14 +283,41 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
     """Columns other steps may add (toy-based global Z, goodness of fit, flag reasons)."""
     base = {"dataset": "2015", "gp_converged": "true", "status": "ok", "Z_global": "0.5"}
     rows = [
-        {**base, "mass_GeV": "0.03", "Z_local": "1.0", "eps2_up": "1e-6", "gof_p": "0.4",
-         "Z_global_toys": "0.1", "p0_global_toys": "0.46"},
-        {**base, "mass_GeV": "0.04", "Z_local": "2.5", "eps2_up": "3e-6", "gof_p": "0.01",
-         "Z_global_toys": "0.9", "p0_global_toys": "0.18"},
-        {**base, "mass_GeV": "0.05", "Z_local": "nan", "eps2_up": "nan", "gof_p": "",
-         "gp_converged": "false", "status": "fit failed: singular"},
-        {**base, "mass_GeV": "0.06", "Z_local": "0.2", "eps2_up": "2e-6", "gof_p": "0.7",
-         "status": "gof_p < 0.05"},
+        {
+            **base,
+            "mass_GeV": "0.03",
+            "Z_local": "1.0",
+            "eps2_up": "1e-6",
+            "gof_p": "0.4",
+            "Z_global_toys": "0.1",
+            "p0_global_toys": "0.46",
+        },
+        {
+            **base,
+            "mass_GeV": "0.04",
+            "Z_local": "2.5",
+            "eps2_up": "3e-6",
+            "gof_p": "0.01",
+            "Z_global_toys": "0.9",
+            "p0_global_toys": "0.18",
+        },
+        {
+            **base,
+            "mass_GeV": "0.05",
+            "Z_local": "nan",
+            "eps2_up": "nan",
+            "gof_p": "",
+            "gp_converged": "false",
+            "status": "fit failed: singular",
+        },
+        {
+            **base,
+            "mass_GeV": "0.06",
+            "Z_local": "0.2",
+            "eps2_up": "2e-6",
+            "gof_p": "0.7",
+            "status": "gof_p < 0.05",
+        },
         {**base, "dataset": "combined", "mass_GeV": "0.06", "Z_local": "0", "eps2_up": "5e-7"},
     ]
     s, c = summarize_scan(rows)
@@ -255,9 +333,18 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
 
 def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path, cli):
     run_dir = tmp_path / "run"
-    code, out, _ = cli("run", QUICKSTART, "--steps", "load", "--set", f"base.output={run_dir}",
-                       "--set", f"datasets.demo.path={tmp_path / 'gone.root'}", "--set",
-                       "scan.masses=[0.06]")
+    code, out, _ = cli(
+        "run",
+        QUICKSTART,
+        "--steps",
+        "load",
+        "--set",
+        f"base.output={run_dir}",
+        "--set",
+        f"datasets.demo.path={tmp_path / 'gone.root'}",
+        "--set",
+        "scan.masses=[0.06]",
+    )
     # validate would refuse this; run goes ahead and the load task fails
     assert code == 1 and "Results in" not in out and "The run is incomplete" in out
     lines = summary_lines(run_summary(run_dir))
@@ -282,8 +369,9 @@ def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
 
     run_dir = tmp_path / "run"
     masses = [round(0.030 + 0.002 * k, 3) for k in range(16)]
-    _, points = load_points(QUICKSTART, [f"base.output={run_dir}", 'steps.run=["load", "fit"]',
-                                         f"scan.masses={masses}"])
+    _, points = load_points(
+        QUICKSTART, [f"base.output={run_dir}", 'steps.run=["load", "fit"]', f"scan.masses={masses}"]
+    )
     write_point_configs(run_dir, points)
     tasks = plan_points(run_dir, points)
     seen: list[tuple[str, int, int, str]] = []
@@ -294,8 +382,14 @@ def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
             if rec:
                 seen.append((t.id, rec["done"], rec["total"], progress_text(rec)))
 
-    report = run_local(tasks, {p.name: p.config for p in points}, get_engine("local"),
-                       run_dir=run_dir, jobs=1, on_tick=tick)
+    report = run_local(
+        tasks,
+        {p.name: p.config for p in points},
+        get_engine("local"),
+        run_dir=run_dir,
+        jobs=1,
+        on_tick=tick,
+    )
     assert report.ok
     fit = [s for s in seen if s[0] == "nominal/fit/demo-000"]
     assert fit, seen
@@ -311,10 +405,20 @@ def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
 
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "gprpipe", "run", str(QUICKSTART), "-j", "1", "--set",
-            f"base.output={run_dir}"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "gprpipe",
+        "run",
+        str(QUICKSTART),
+        "-j",
+        "1",
+        "--set",
+        f"base.output={run_dir}",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     load_done = run_dir / "nominal" / ".state" / "load.done"
     deadline = time.monotonic() + 120
     while not load_done.exists():
@@ -323,15 +427,19 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    m = re.search(r"interrupted: (\d+) finished tasks? kept in (\S+) \(a new run skips them\); "
-                  r"(\d+) not finished \(stopped or not started\)\. Resume with: (.*)$", err,
-                  re.M)
+    m = re.search(
+        r"interrupted: (\d+) finished tasks? kept in (\S+) \(a new run skips them\); "
+        r"(\d+) not finished \(stopped or not started\)\. Resume with: (.*)$",
+        err,
+        re.M,
+    )
     assert m, err
     assert int(m.group(1)) >= 1 and Path(m.group(2)) == run_dir
     assert m.group(4) == (f"gprpipe run {QUICKSTART} --set base.output={run_dir}")
     # resuming does not redo the kept load task
-    code, out, _ = run_cli_subprocess("run", QUICKSTART, "--steps", "load",
-                                      "--set", f"base.output={run_dir}")
+    code, out, _ = run_cli_subprocess(
+        "run", QUICKSTART, "--steps", "load", "--set", f"base.output={run_dir}"
+    )
     assert code == 0 and "Nothing to do" in out
 
 
@@ -344,8 +452,11 @@ def test_parse_mass_accepts_units_and_refuses_ambiguous_values():
     assert parse_mass("0.06GeV", "--m") == 0.06 and parse_mass("0.06", "--m") == 0.06
     assert parse_masses("37,48MeV", "--m") == pytest.approx([0.037, 0.048])
     assert parse_masses("0.037GeV, 48MeV", "--m") == pytest.approx([0.037, 0.048])
-    with pytest.raises(GprpipeError, match=r"^--m 60: masses are in GeV unless a unit is "
-                                           r"given; did you mean 0\.060 GeV\? \(or write 60MeV\)$"):
+    with pytest.raises(
+        GprpipeError,
+        match=r"^--m 60: masses are in GeV unless a unit is "
+        r"given; did you mean 0\.060 GeV\? \(or write 60MeV\)$",
+    ):
         parse_mass("60", "--m")
     with pytest.raises(GprpipeError, match="not a mass"):
         parse_mass("sixty", "--m")
@@ -362,11 +473,13 @@ def test_mass_options_share_the_convention(quick_run: Path, cli, tmp_path: Path)
     assert code == 0, err
     assert "Rerunning" in cli("rerun", quick_run, "--masses", "60MeV")[1]
     # demo-data: outside the histogram is refused, units as everywhere
-    code, _, err = cli("demo-data", tmp_path / "d.root", "--signal-mass", "200MeV",
-                       "--signal-yield", "100")
+    code, _, err = cli(
+        "demo-data", tmp_path / "d.root", "--signal-mass", "200MeV", "--signal-yield", "100"
+    )
     assert code == 1 and err.strip() == (
         "error: --signal-mass 200MeV: 0.2 GeV (200 MeV) lies outside the demo histogram "
-        "(0-0.15 GeV).")
+        "(0-0.15 GeV)."
+    )
     assert not (tmp_path / "d.root").exists()
     code, _, err = cli("demo-data", tmp_path / "d.root", "--signal-mass", "60")
     assert code == 1 and "did you mean 0.060 GeV?" in err
@@ -380,18 +493,24 @@ def test_compare_two_grid_points(grid_run: Path, cli):
     assert code == 0, err
     folder = grid_run / "compare"
     assert (folder / "compare_eps2_demo.png").stat().st_size > 10_000
-    a = {round(float(r["mass_GeV"]), 6): r for r in rows_of(
-        grid_run / "blind_nsigma-1.64" / "scan.csv")}
-    b = {round(float(r["mass_GeV"]), 6): r for r in rows_of(
-        grid_run / "blind_nsigma-1.96" / "scan.csv")}
+    a = {
+        round(float(r["mass_GeV"]), 6): r
+        for r in rows_of(grid_run / "blind_nsigma-1.64" / "scan.csv")
+    }
+    b = {
+        round(float(r["mass_GeV"]), 6): r
+        for r in rows_of(grid_run / "blind_nsigma-1.96" / "scan.csv")
+    }
     table = rows_of(folder / "compare_demo.csv")
     assert [round(float(r["mass_GeV"]), 6) for r in table] == [0.04, 0.06, 0.09]
     for r in table:
         m = round(float(r["mass_GeV"]), 6)
         assert float(r["ratio_observed"]) == pytest.approx(
-            float(b[m]["eps2_up"]) / float(a[m]["eps2_up"]), rel=1e-5)
+            float(b[m]["eps2_up"]) / float(a[m]["eps2_up"]), rel=1e-5
+        )
         assert float(r["ratio_expected"]) == pytest.approx(
-            float(b[m]["eps2_exp_med"]) / float(a[m]["eps2_exp_med"]), rel=1e-5)
+            float(b[m]["eps2_exp_med"]) / float(a[m]["eps2_exp_med"]), rel=1e-5
+        )
     ratios = [float(r["ratio_expected"]) for r in table]
     assert f"{np.median(ratios):.3f}" in out and "blind_nsigma-1.96" in out
     assert all(0.5 < x < 2 for x in ratios) and any(abs(x - 1) > 1e-3 for x in ratios)
@@ -423,9 +542,11 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     code, _, err = cli("init", "x", "--template", "hps215")
     assert code == 1 and err.strip() == (
         "error: --template 'hps215': not a shipped template (did you mean hps2015?); shipped: "
-        "hps2015, hps2015_2016_2021_combined, hps2015_2016_combined, hps2016, hps2021.")
-    code, _, _ = cli("init", "both", "--template", "hps2015_2016_combined", "--data",
-                     str(DEMO_ROOT))
+        "hps2015, hps2015_2016_2021_combined, hps2015_2016_combined, hps2016, hps2021."
+    )
+    code, _, _ = cli(
+        "init", "both", "--template", "hps2015_2016_combined", "--data", str(DEMO_ROOT)
+    )
     assert code == 0
     assert (work / "both.toml").read_text().count(f'path = "{DEMO_ROOT}"') == 2
 
@@ -466,11 +587,16 @@ def test_first_brazil_plot_is_inside_the_bands(quick_run: Path):
 
 def test_tests_read_only_shipped_user_configs():
     """No test names a file of user_configs/ other than the shipped ones."""
-    pattern = re.compile(r"REPO / \"user_configs\" / \"([\w.-]+\.toml)\"|"
-                         r"(?:cwd=REPO|CONFIG =).{0,200}?\"user_configs/([\w.-]+\.toml)\"",
-                         re.S)
-    named = {m.group(1) or m.group(2) for f in (REPO / "tests").glob("*.py")
-             for m in pattern.finditer(f.read_text())}
+    pattern = re.compile(
+        r"REPO / \"user_configs\" / \"([\w.-]+\.toml)\"|"
+        r"(?:cwd=REPO|CONFIG =).{0,200}?\"user_configs/([\w.-]+\.toml)\"",
+        re.S,
+    )
+    named = {
+        m.group(1) or m.group(2)
+        for f in (REPO / "tests").glob("*.py")
+        for m in pattern.finditer(f.read_text())
+    }
     assert named and named <= set(SHIPPED_USER_CONFIGS), named - set(SHIPPED_USER_CONFIGS)
 
 
@@ -491,10 +617,25 @@ def test_newcomer_walkthrough(tmp_path: Path):
     script = REPO / "scripts" / "newcomer-walkthrough.sh"
     assert os.access(script, os.X_OK)
     env = {k: v for k, v in cli_env().items() if k != "PYTHONPATH"}  # the venv's install
-    proc = subprocess.run([str(script), str(tmp_path / "walk")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [str(script), str(tmp_path / "walk")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    for step in ("install", "quickstart", "init", "mistake 1", "mistake 2", "mistake 3",
-                 "run", "summary", "compare"):
+    for step in (
+        "install",
+        "quickstart",
+        "init",
+        "mistake 1",
+        "mistake 2",
+        "mistake 3",
+        "run",
+        "summary",
+        "compare",
+    ):
         assert f"::: ok {step}" in out, out[-3000:]

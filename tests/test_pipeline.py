@@ -34,8 +34,9 @@ def quick(run_dir: Path, *extra: str):
     """``gprpipe run user_configs/quickstart.toml --steps load,plot`` into ``run_dir``, in a
     subprocess as a user would: (code, stdout, stderr, seconds)."""
     t0 = time.perf_counter()
-    code, out, err = run_cli_subprocess("run", QUICKSTART.relative_to(REPO), *FAST,
-                                        "--set", f"base.output={run_dir}", *extra)
+    code, out, err = run_cli_subprocess(
+        "run", QUICKSTART.relative_to(REPO), *FAST, "--set", f"base.output={run_dir}", *extra
+    )
     return code, out, err, time.perf_counter() - t0
 
 
@@ -77,11 +78,14 @@ def test_run_writes_run_json_load_h5_and_plot(quickstart_run: dict):
     assert info["plan"][0]["inputs"] == [str(DEMO_ROOT)]
     assert info["versions"]["gprpipe"] == info["gprpipe_version"]
     assert {"python", "numpy", "scipy", "uproot", "h5py"} <= set(info["versions"])
-    assert info["grid"] == [{"name": "nominal", "values": {}, "dir": "nominal",
-                             "seed": 20260101}]  # relative: the run can be moved
+    assert info["grid"] == [
+        {"name": "nominal", "values": {}, "dir": "nominal", "seed": 20260101}
+    ]  # relative: the run can be moved
     # timings of the last run (the module fixture's second run found both cached)
-    assert info["timings"] == {"nominal/load": {"state": "cached", "seconds": 0.0},
-                               "nominal/plot": {"state": "cached", "seconds": 0.0}}
+    assert info["timings"] == {
+        "nominal/load": {"state": "cached", "seconds": 0.0},
+        "nominal/plot": {"state": "cached", "seconds": 0.0},
+    }
     assert info["wall_seconds"] > 0 and info["engine"] == "local"
 
     with h5py.File(point / "load.h5", "r") as f:
@@ -126,21 +130,29 @@ def test_force_reruns_and_plot_only_change_keeps_load(quickstart_run: dict, cli)
 
 def test_dry_run_prints_commands_and_writes_nothing(tmp_path: Path, cli):
     run_dir = tmp_path / "run"
-    code, out, err = cli("run", QUICKSTART, *FAST, "--set", f"base.output={run_dir}",
-                         "--dry-run")
+    code, out, err = cli("run", QUICKSTART, *FAST, "--set", f"base.output={run_dir}", "--dry-run")
     assert code == 0, err
     lines = out.strip().splitlines()
     assert lines[0] == f"# 2 tasks, run directory {run_dir}"
     assert lines[1] == "# nominal/load"
-    assert lines[2].split()[1:] == ["-m", "gprpipe", "step", "load", "--point-dir",
-                                    str(run_dir / "nominal"), "--task", "nominal/load"]
+    assert lines[2].split()[1:] == [
+        "-m",
+        "gprpipe",
+        "step",
+        "load",
+        "--point-dir",
+        str(run_dir / "nominal"),
+        "--task",
+        "nominal/load",
+    ]
     assert lines[3] == "# nominal/plot  (after nominal/load)"
     assert not run_dir.exists()
     # the full quickstart plan: load, fit and limit chunk + merge, plot
     code, out, _ = cli("run", QUICKSTART, "--set", f"base.output={run_dir}", "--dry-run")
     assert code == 0
     assert [ln[2:] for ln in out.splitlines() if ln.startswith("# nominal")] == [
-        "nominal/load", "nominal/fit/demo-000  (after nominal/load)",
+        "nominal/load",
+        "nominal/fit/demo-000  (after nominal/load)",
         "nominal/fit/merge  (after nominal/fit/demo-000)",
         "nominal/limit/demo-000  (after nominal/load, nominal/fit/merge)",
         "nominal/limit/merge  (after nominal/limit/demo-000)",
@@ -158,8 +170,10 @@ def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):
     at_data = ("--set", f"datasets.demo.path={data}")
     code, out, err = quick_in_process(cli, run_dir, *at_data, "--set", "datasets.demo.hist=nope")
     assert code == 1  # refused before the run starts: the histogram is read first
-    assert (f"--set datasets.demo.hist: {data}: histogram 'nope' not found; closest of its 1 "
-            "1-D histogram: input_hist.") in err
+    assert (
+        f"--set datasets.demo.hist: {data}: histogram 'nope' not found; closest of its 1 "
+        "1-D histogram: input_hist."
+    ) in err
     assert "Results in" not in out
     assert "Traceback" not in out + err
     assert not run_dir.exists()
@@ -201,7 +215,9 @@ def test_killed_run_resumes_with_complete_outputs(tmp_path: Path, cli):
     """SIGKILL the whole run (executor and task processes) once the first task has finished,
     then run again: everything completes, nothing half-written remains."""
     run_dir = tmp_path / "run"
-    cfg = quickstart_child(tmp_path / "grid.toml", f"""
+    cfg = quickstart_child(
+        tmp_path / "grid.toml",
+        f"""
         output = "{run_dir}"
         [plot]
         formats = ["png"]
@@ -209,10 +225,17 @@ def test_killed_run_resumes_with_complete_outputs(tmp_path: Path, cli):
         run = ["load", "plot"]
         [grid]
         "datasets.demo.rebin" = [5, 10]
-    """)
+    """,
+    )
     args = [sys.executable, "-m", "gprpipe", "run", str(cfg), "-j", "1"]
-    proc = subprocess.Popen(args, cwd=REPO, env=cli_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args,
+        cwd=REPO,
+        env=cli_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first = run_dir / "rebin-5" / ".state" / "load.done"  # written after load.h5
     deadline = time.monotonic() + 120
     try:
@@ -235,7 +258,8 @@ def test_killed_run_resumes_with_complete_outputs(tmp_path: Path, cli):
     assert code == 0, err
     assert "cached" in out and "0 failed" in out
     assert states(run_dir) == dict.fromkeys(
-        ["rebin-5/load", "rebin-5/plot", "rebin-10/load", "rebin-10/plot"], "done")
+        ["rebin-5/load", "rebin-5/plot", "rebin-10/load", "rebin-10/plot"], "done"
+    )
     for point, nbins in (("rebin-5", 600), ("rebin-10", 300)):
         with h5py.File(run_dir / point / "load.h5", "r") as f:
             assert f.attrs["cache_key"]
@@ -259,8 +283,9 @@ def kill_while_writing(target: Path) -> None:
         "    print('ready', flush=True)\n"
         "    time.sleep(60)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True,
-                            env=cli_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True, env=cli_env()
+    )
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGKILL)
     proc.wait()

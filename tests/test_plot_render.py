@@ -14,9 +14,15 @@ def _figures() -> list[Figure]:
     m = np.linspace(0.02, 0.13, 40)
     bands = [np.exp(-10 * m) * f for f in (0.5, 0.7, 1.0, 1.4, 2.0)]
     a_hat = np.sin(60 * m) * 30
-    return [Figure("brazil", brazil_figure, (m, bands[2] * 1.1, bands),
-                   {"ylabel": "limit", "title": "HPS 2015"}),
-            Figure("ahat", ahat_figure, (m, a_hat, np.full(m.size, 20.0), "HPS 2015"))]
+    return [
+        Figure(
+            "brazil",
+            brazil_figure,
+            (m, bands[2] * 1.1, bands),
+            {"ylabel": "limit", "title": "HPS 2015"},
+        ),
+        Figure("ahat", ahat_figure, (m, a_hat, np.full(m.size, 20.0), "HPS 2015")),
+    ]
 
 
 def test_workers_write_the_same_files_in_order(tmp_path):
@@ -47,8 +53,9 @@ def test_daemonic_worker_draws_serially(tmp_path):
     import multiprocessing
 
     style.apply_style("hep")
-    proc = multiprocessing.get_context("fork").Process(target=_render_in, args=(tmp_path,),
-                                                       daemon=True)
+    proc = multiprocessing.get_context("fork").Process(
+        target=_render_in, args=(tmp_path,), daemon=True
+    )
     proc.start()
     proc.join(120)
     assert proc.exitcode == 0

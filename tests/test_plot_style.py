@@ -22,8 +22,9 @@ def _extents(fig, ax):
     return r, ax.get_window_extent(r)
 
 
-@pytest.mark.parametrize("text", ["HPS 2015", "HPS 2015 + HPS 2016 (10%) + HPS 2021: combined, "
-                                              "m = 60 MeV"])
+@pytest.mark.parametrize(
+    "text", ["HPS 2015", "HPS 2015 + HPS 2016 (10%) + HPS 2021: combined, m = 60 MeV"]
+)
 def test_labels_above_axes_and_apart(text):
     style.apply_style("hep")
     style.set_labels("HPS", "Preliminary", blinded=True)
@@ -59,8 +60,11 @@ def test_significance_has_labelled_sigma_levels_and_visible_global_curve():
     p_global = np.ones(50)  # a flat global p0 = 1 must stay inside the frame
     fig = significance_figure(m, p_local, p_global, "HPS 2015")
     a1 = fig.axes[0]
-    twin = next(a for a in fig.axes if a is not a1 and a.get_shared_x_axes().joined(a, a1)
-                and a.get_yscale() == "log")
+    twin = next(
+        a
+        for a in fig.axes
+        if a is not a1 and a.get_shared_x_axes().joined(a, a1) and a.get_yscale() == "log"
+    )
     labels = [t.get_text() for t in twin.get_yticklabels()]
     assert labels == [f"{z}$\\sigma$" for z in (1, 2, 3, 4, 5)]
     lo, hi = a1.get_ylim()

@@ -36,8 +36,9 @@ def _require_podman() -> None:
 
 
 def gprpipe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gprpipe", *args], capture_output=True,
-                          text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "gprpipe", *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 def test_quickstart_in_podman_matches_local(tmp_path: Path) -> None:
@@ -45,8 +46,16 @@ def test_quickstart_in_podman_matches_local(tmp_path: Path) -> None:
     qs = "user_configs/quickstart.toml"
     local = gprpipe("run", qs, "--set", f"base.output={tmp_path / 'local'}")
     assert local.returncode == 0, local.stderr
-    pod = gprpipe("run", qs, "--engine", "podman", "--set", f"base.image={IMAGE}",
-                  "--set", f"base.output={tmp_path / 'podman'}")
+    pod = gprpipe(
+        "run",
+        qs,
+        "--engine",
+        "podman",
+        "--set",
+        f"base.image={IMAGE}",
+        "--set",
+        f"base.output={tmp_path / 'podman'}",
+    )
     assert pod.returncode == 0, pod.stderr + pod.stdout
     a = (tmp_path / "local" / "nominal" / "scan.csv").read_bytes()
     b = (tmp_path / "podman" / "nominal" / "scan.csv").read_bytes()
@@ -65,10 +74,22 @@ def test_quickstart_in_podman_matches_local(tmp_path: Path) -> None:
 
 def test_missing_input_is_refused_before_a_container_starts(tmp_path: Path) -> None:
     _require_podman()
-    res = gprpipe("run", "user_configs/quickstart.toml", "--engine", "podman",
-                  "--set", f"base.image={IMAGE}", "--set", f"base.output={tmp_path}",
-                  "--set", "datasets.demo.path=/nonexistent/demo.root", "--steps", "load")
+    res = gprpipe(
+        "run",
+        "user_configs/quickstart.toml",
+        "--engine",
+        "podman",
+        "--set",
+        f"base.image={IMAGE}",
+        "--set",
+        f"base.output={tmp_path}",
+        "--set",
+        "datasets.demo.path=/nonexistent/demo.root",
+        "--steps",
+        "load",
+    )
     # inputs are checked before any container starts: one sentence naming the folder
     assert res.returncode == 1
-    assert res.stderr.strip() == ("error: bind path /nonexistent (input folder of task "
-                                  "nominal/load) does not exist")
+    assert res.stderr.strip() == (
+        "error: bind path /nonexistent (input folder of task nominal/load) does not exist"
+    )

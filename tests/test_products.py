@@ -53,12 +53,15 @@ def test_information_fractions_and_z_needed():
     np.testing.assert_allclose(comb[0], 1 / np.sqrt(2.0))
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("2019=10", "--scale names dataset '2019', which is not in scan.csv (have: 2015, 2016)"),
-    ("2016=-3", "the luminosity factor of '2016' must be a positive number"),
-    ("2016=ten", "the luminosity factor of '2016' must be a positive number"),
-    ("2016", "expected DATASET=FACTOR"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("2019=10", "--scale names dataset '2019', which is not in scan.csv (have: 2015, 2016)"),
+        ("2016=-3", "the luminosity factor of '2016' must be a positive number"),
+        ("2016=ten", "the luminosity factor of '2016' must be a positive number"),
+        ("2016", "expected DATASET=FACTOR"),
+    ],
+)
 def test_scale_errors_are_one_sentence(text: str, fragment: str):
     from gprpipe.errors import GprpipeError
     from gprpipe.steps.reach import parse_scale
@@ -77,15 +80,32 @@ def test_display_figure_from_arrays():
     x = 0.5 * (edges[1:] + edges[:-1])
     counts = 1e4 * np.exp(-x / 0.05)
     near = np.abs(x - 0.06) < 0.015
-    col = {"label": "toy data", "mass_GeV": 0.06, "sigma_m_GeV": 0.003, "blind_nsigma": 1.64,
-           "window_GeV": [0.06 - 0.00492, 0.06 + 0.00492], "edges": edges, "counts": counts,
-           "gp_full": counts, "x": x[near], "n": counts[near], "b": counts[near],
-           "b_err": np.full(near.sum(), 3.0), "zoom": np.abs(x[near] - 0.06) < 0.0065,
-           "bin_width": 0.001, "A_hat": 120.0, "sigma_A": 40.0, "A_inj": 100.0,
-           "signal": np.zeros(near.sum())}
-    fig = display_figure([col, {**col, "label": "other"}], ["a line"], "title",
-                         shared={"eps2_hat": 1e-6, "sigma_eps2": 5e-7, "eps2_inj": 1e-6,
-                                 "k_units": [1e8, 2e8]})
+    col = {
+        "label": "toy data",
+        "mass_GeV": 0.06,
+        "sigma_m_GeV": 0.003,
+        "blind_nsigma": 1.64,
+        "window_GeV": [0.06 - 0.00492, 0.06 + 0.00492],
+        "edges": edges,
+        "counts": counts,
+        "gp_full": counts,
+        "x": x[near],
+        "n": counts[near],
+        "b": counts[near],
+        "b_err": np.full(near.sum(), 3.0),
+        "zoom": np.abs(x[near] - 0.06) < 0.0065,
+        "bin_width": 0.001,
+        "A_hat": 120.0,
+        "sigma_A": 40.0,
+        "A_inj": 100.0,
+        "signal": np.zeros(near.sum()),
+    }
+    fig = display_figure(
+        [col, {**col, "label": "other"}],
+        ["a line"],
+        "title",
+        shared={"eps2_hat": 1e-6, "sigma_eps2": 5e-7, "eps2_inj": 1e-6, "k_units": [1e8, 2e8]},
+    )
     assert len(fig.axes) == 2 * 3 + 1 + 1  # 3 panels per dataset, shared bump, box
     import matplotlib.pyplot as plt
 
@@ -99,14 +119,32 @@ def test_display_figure_from_arrays():
 def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("products") / "run"
     code, so, se = run_cli_subprocess(
-        "run", REPO / "user_configs" / "hps2015.toml",
-        "--set", f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set", f"base.output={out}", "--set", "scan.masses=[0.03, 0.06, 0.1, 0.11]",
-        "--set", "inject.masses=[0.06]", "--set", "inject.strengths=[0.0, 3.0]",
-        "--set", "inject.n_toys=300", "--set", "plot.displays.z=[3.0]",
-        "--set", "plot.displays.refit_toys=3", "--set", "plot.displays.observed=[0.06, 0.1]",
-        "--set", "plot.formats=[\"png\"]",
-        "--steps", "load,fit,limit,inject,plot", timeout=1800)
+        "run",
+        REPO / "user_configs" / "hps2015.toml",
+        "--set",
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set",
+        f"base.output={out}",
+        "--set",
+        "scan.masses=[0.03, 0.06, 0.1, 0.11]",
+        "--set",
+        "inject.masses=[0.06]",
+        "--set",
+        "inject.strengths=[0.0, 3.0]",
+        "--set",
+        "inject.n_toys=300",
+        "--set",
+        "plot.displays.z=[3.0]",
+        "--set",
+        "plot.displays.refit_toys=3",
+        "--set",
+        "plot.displays.observed=[0.06, 0.1]",
+        "--set",
+        'plot.formats=["png"]',
+        "--steps",
+        "load,fit,limit,inject,plot",
+        timeout=1800,
+    )
     assert code == 0, so + se
     return out / "nominal"
 
@@ -115,8 +153,9 @@ def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def test_extraction_display_is_the_median_toy_of_inject_h5(run2015: Path):
     """The conditional display is toy ``toy_index`` of inject.h5 (same A_hat), the median
     one; its injected yield and ensemble numbers are inject.csv's."""
-    side = json.loads((run2015 / "plots" / "display_extract_2015_60MeV_z3_conditional.json")
-                      .read_text())
+    side = json.loads(
+        (run2015 / "plots" / "display_extract_2015_60MeV_z3_conditional.json").read_text()
+    )
     assert (run2015 / "plots" / "display_extract_2015_60MeV_z3_conditional.png").stat().st_size
     assert side["source"] == "inject.h5"
     with h5py.File(run2015 / "inject.h5") as f:
@@ -127,8 +166,11 @@ def test_extraction_display_is_the_median_toy_of_inject_h5(run2015: Path):
     assert col["A_hat"] == pytest.approx(a_hat[t], rel=1e-9)
     med = np.median(a_hat[conv])
     assert abs(a_hat[t] - med) == pytest.approx(np.min(np.abs(a_hat[conv] - med)))
-    row = next(r for r in _rows(run2015 / "inject.csv")
-               if r["dataset"] == "2015" and float(r["z_inj"]) == 3.0)
+    row = next(
+        r
+        for r in _rows(run2015 / "inject.csv")
+        if r["dataset"] == "2015" and float(r["z_inj"]) == 3.0
+    )
     assert side["A_inj"] == pytest.approx(float(row["A_inj"]), rel=1e-6)
     assert side["ensemble"]["A_hat_mean"] == pytest.approx(float(row["A_hat_mean"]), rel=1e-6)
     assert side["ensemble"]["pull_width"] == pytest.approx(float(row["pull_width"]), rel=1e-6)
@@ -141,8 +183,7 @@ def test_extraction_display_is_the_median_toy_of_inject_h5(run2015: Path):
 
 @pytest.mark.slow
 def test_refit_display_refits_the_gp(run2015: Path):
-    side = json.loads((run2015 / "plots" / "display_extract_2015_60MeV_z3_refit.json")
-                      .read_text())
+    side = json.loads((run2015 / "plots" / "display_extract_2015_60MeV_z3_refit.json").read_text())
     assert side["source"] == "drawn for the display"  # the point ran conditional toys
     assert side["gp_converged"] is True
     assert side["n_toys"] == 3
@@ -157,14 +198,34 @@ def run2015_refit(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A refit injection (GP refitted on each toy) at 60 MeV with its refit display."""
     out = tmp_path_factory.mktemp("refit") / "run"
     code, so, se = run_cli_subprocess(
-        "run", REPO / "user_configs" / "hps2015.toml",
-        "--set", f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set", f"base.output={out}", "--set", "scan.masses=[0.06]",
-        "--set", "inject.masses=[0.06]", "--set", "inject.strengths=[3.0]",
-        "--set", "inject.n_toys=5", "--set", "inject.refit_gp=true",
-        "--set", "plot.displays.z=[3.0]", "--set", "plot.displays.variants=[\"refit\"]",
-        "--set", "plot.displays.observed=[]", "--set", "plot.formats=[\"png\"]",
-        "--steps", "load,fit,limit,inject,plot", timeout=1800)
+        "run",
+        REPO / "user_configs" / "hps2015.toml",
+        "--set",
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set",
+        f"base.output={out}",
+        "--set",
+        "scan.masses=[0.06]",
+        "--set",
+        "inject.masses=[0.06]",
+        "--set",
+        "inject.strengths=[3.0]",
+        "--set",
+        "inject.n_toys=5",
+        "--set",
+        "inject.refit_gp=true",
+        "--set",
+        "plot.displays.z=[3.0]",
+        "--set",
+        'plot.displays.variants=["refit"]',
+        "--set",
+        "plot.displays.observed=[]",
+        "--set",
+        'plot.formats=["png"]',
+        "--steps",
+        "load,fit,limit,inject,plot",
+        timeout=1800,
+    )
     assert code == 0, so + se
     return out / "nominal"
 
@@ -175,8 +236,9 @@ def test_refit_display_is_the_median_refit_toy_of_inject_h5(run2015_refit: Path)
     median A_hat), refits its GP and fits it with the toy's own template: the same A_hat,
     sigma_A and GP as inject.h5 (the leakage-aware w_eff of the refitted GP, not the
     data's), and inject.csv's injected yield and ensemble."""
-    side = json.loads((run2015_refit / "plots" / "display_extract_2015_60MeV_z3_refit.json")
-                      .read_text())
+    side = json.loads(
+        (run2015_refit / "plots" / "display_extract_2015_60MeV_z3_refit.json").read_text()
+    )
     assert side["source"] == "inject.h5" and side["variant"] == "refit"
     with h5py.File(run2015_refit / "inject.h5") as f:
         g = f["2015"]["toys"]["60MeV_z3"]
@@ -205,15 +267,17 @@ def test_refit_display_is_the_median_refit_toy_of_inject_h5(run2015_refit: Path)
 def test_observed_display_numbers_match_scan_csv(run2015: Path):
     scan = _scan(run2015)
     for mass in (0.06, 0.1):
-        side = json.loads((run2015 / "plots" / f"display_observed_2015_{mass * 1e3:g}MeV.json")
-                          .read_text())
+        side = json.loads(
+            (run2015 / "plots" / f"display_observed_2015_{mass * 1e3:g}MeV.json").read_text()
+        )
         row = scan[("2015", mass)]
         assert side["A_hat"] == pytest.approx(float(row["A_hat"]), rel=1e-6)
         assert side["sigma_A"] == pytest.approx(float(row["sigma_A"]), rel=1e-6)
         assert side["Z_local"] == pytest.approx(float(row["Z_local"]), rel=1e-5, abs=1e-6)
         assert side["scan_eps2_up"] == pytest.approx(float(row["eps2_up"]), rel=1e-6)
         assert side["eps2_hat"] / side["A_hat"] == pytest.approx(
-            float(row["eps2_up"]) / float(row["A_up"]), rel=1e-6)
+            float(row["eps2_up"]) / float(row["A_up"]), rel=1e-6
+        )
 
 
 @pytest.mark.slow
@@ -238,15 +302,17 @@ def test_hepdata_submission_validates(run2015: Path):
         e = exp["values"][i]
         assert e["value"] == pytest.approx(float(row["eps2_exp_med"]), rel=1e-5)
         one = next(x for x in e["errors"] if x["label"] == "1 sigma")["asymerror"]
-        assert one["plus"] == pytest.approx(float(row["eps2_exp_hi1"]) -
-                                            float(row["eps2_exp_med"]), rel=1e-4)
+        assert one["plus"] == pytest.approx(
+            float(row["eps2_exp_hi1"]) - float(row["eps2_exp_med"]), rel=1e-4
+        )
     quals = {q["name"]: q["value"] for q in obs["qualifiers"]}
     assert quals["CL"] == "95%" and quals["Dataset"] == "HPS 2015"
     sig = yaml.safe_load((folder / "significance_2015.yaml").read_text())
     names = [d["header"]["name"] for d in sig["dependent_variables"]]
     assert names == ["Local p0", "Local Z", "Global p0", "Global Z"]
     assert sig["dependent_variables"][1]["values"][1]["value"] == pytest.approx(
-        float(scan[("2015", 0.06)]["Z_local"]), rel=1e-4)
+        float(scan[("2015", 0.06)]["Z_local"]), rel=1e-4
+    )
 
 
 @pytest.mark.slow
@@ -269,7 +335,8 @@ def test_pyhf_patchset_reproduces_limits(run2015: Path):
         model = ws.model()
         assert model.config.channels == [f"m{m * 1e3:g}MeV"]
         obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(
-            ws.data(model), model, scan=None, level=0.05, test_stat="qtilde", rtol=1e-5)
+            ws.data(model), model, scan=None, level=0.05, test_stat="qtilde", rtol=1e-5
+        )
         row = scan[("2015", m)]
         assert float(obs) * scale == pytest.approx(float(row["A_up"]), rel=0.01)
         assert float(exp[2]) * scale == pytest.approx(float(row["A_exp_med"]), rel=0.01)
@@ -303,7 +370,7 @@ def test_spey_model_reproduces_limits(run2015: Path):
         ref = e["eps2_up"]
         assert ref == pytest.approx(float(scan[("2015", m)]["eps2_up"]), rel=1e-9)
         n, b, C = (np.asarray(e[k]) for k in ("data", "background", "covariance"))
-        s = np.asarray(e["signal_per_eps2"]) * ref   # POI mu = eps2 / eps2_up
+        s = np.asarray(e["signal_per_eps2"]) * ref  # POI mu = eps2 / eps2_up
         model = pdf(signal_yields=s, background_yields=b, data=n, covariance_matrix=C)
         L = cholesky_jitter(C)
         wm = WindowModel(b, L, s)
@@ -318,14 +385,18 @@ def test_spey_model_reproduces_limits(run2015: Path):
             lambda mu, model=model: -model.likelihood(float(mu), expected=obs),
             model.maximize_asimov_likelihood(expected=pre),
             lambda mu, model=model: -model.asimov_likelihood(float(mu), expected=pre),
-            expected=obs, allow_negative_signal=False, low_init=0.9, hig_init=1.1)
+            expected=obs,
+            allow_negative_signal=False,
+            low_init=0.9,
+            hig_init=1.1,
+        )
         assert matched == pytest.approx(1.0, rel=0.02)
         # Spey's convention reproduced with gprpipe's numerics: CLs = 0.05 there in Spey
         native[m] = spey_convention_limit(n, b, C, s)
         assert e["eps2_up_spey_convention"] / ref == pytest.approx(native[m], rel=1e-6)
         cl = model.exclusion_confidence_level(poi_test=native[m], expected=obs)[0]
         assert cl == pytest.approx(0.95, abs=2e-3)
-    assert native[0.11] < 0.85 and native[0.06] < 0.95    # the deficits
+    assert native[0.11] < 0.85 and native[0.06] < 0.95  # the deficits
     assert native[0.03] == pytest.approx(1.0, abs=0.02)
 
 
@@ -336,16 +407,38 @@ def test_spey_model_reproduces_limits(run2015: Path):
 def run_comb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("comb") / "run"
     code, so, se = run_cli_subprocess(
-        "run", REPO / "user_configs" / "hps2015_2016_combined.toml",
-        "--set", f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set", f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
-        "--set", f"base.output={out}", "--set", "scan.masses=[0.06, 0.1]",
-        "--set", "inject.masses=[0.06]", "--set", "inject.strengths=[3.0]",
-        "--set", "inject.n_toys=200", "--set", "plot.displays.z=[3.0]",
-        "--set", "plot.displays.variants=[\"conditional\"]",
-        "--set", "plot.displays.observed=[0.06]", "--set", "plot.allocation_masses=[0.06]",
-        "--set", "plot.displays.datasets=[\"combined\"]", "--set", "plot.formats=[\"png\"]",
-        "--steps", "load,fit,limit,inject,plot", timeout=1800)
+        "run",
+        REPO / "user_configs" / "hps2015_2016_combined.toml",
+        "--set",
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set",
+        f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+        "--set",
+        f"base.output={out}",
+        "--set",
+        "scan.masses=[0.06, 0.1]",
+        "--set",
+        "inject.masses=[0.06]",
+        "--set",
+        "inject.strengths=[3.0]",
+        "--set",
+        "inject.n_toys=200",
+        "--set",
+        "plot.displays.z=[3.0]",
+        "--set",
+        'plot.displays.variants=["conditional"]',
+        "--set",
+        "plot.displays.observed=[0.06]",
+        "--set",
+        "plot.allocation_masses=[0.06]",
+        "--set",
+        'plot.displays.datasets=["combined"]',
+        "--set",
+        'plot.formats=["png"]',
+        "--steps",
+        "load,fit,limit,inject,plot",
+        timeout=1800,
+    )
     assert code == 0, so + se
     return out / "nominal"
 
@@ -353,8 +446,9 @@ def run_comb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.mark.slow
 def test_combined_displays_share_one_eps2(run_comb: Path):
     scan = _scan(run_comb)
-    side = json.loads((run_comb / "plots" / "display_extract_combined_60MeV_z3_conditional.json")
-                      .read_text())
+    side = json.loads(
+        (run_comb / "plots" / "display_extract_combined_60MeV_z3_conditional.json").read_text()
+    )
     with h5py.File(run_comb / "inject.h5") as f:
         a_hat = f["combined"]["toys"]["60MeV_z3"]["A_hat"][()]
     assert side["A_hat_total"] == pytest.approx(a_hat[side["toy_index"]], rel=1e-9)
@@ -385,20 +479,24 @@ def test_combination_csv_and_reach(run_comb: Path):
         assert float(comb["ratio_to_best_single"]) <= 1.0
     assert [float(r["mass_GeV"]) for r in _rows(run_comb / "allocation.csv")] == [0.06] * 3
     assert (run_comb / "plots" / "signal_allocation.png").is_file()
-    code, so, se = run_cli_subprocess("project-reach", run_comb.parent,
-                                      "--scale", "2015=4,2016=100")
+    code, so, se = run_cli_subprocess(
+        "project-reach", run_comb.parent, "--scale", "2015=4,2016=100"
+    )
     assert code == 0, so + se
     reach = _rows(run_comb / "reach" / "reach.csv")
     scan = _scan(run_comb)
     for r in reach:
         m = round(float(r["mass_GeV"]), 6)
         assert float(r["eps2_proj_2015"]) == pytest.approx(
-            float(scan[("2015", m)]["eps2_exp_med"]) / 2, rel=1e-5)
+            float(scan[("2015", m)]["eps2_exp_med"]) / 2, rel=1e-5
+        )
         assert float(r["eps2_proj_2016"]) == pytest.approx(
-            float(scan[("2016", m)]["eps2_exp_med"]) / 10, rel=1e-5)
+            float(scan[("2016", m)]["eps2_exp_med"]) / 10, rel=1e-5
+        )
         # at factor 1 the inverse-variance combination is the joint fit's within 5%
         assert float(r["eps2_exp_med_combined_ivw"]) == pytest.approx(
-            float(r["eps2_exp_med_combined_fit"]), rel=0.05)
+            float(r["eps2_exp_med_combined_fit"]), rel=0.05
+        )
     code, so, se = run_cli_subprocess("project-reach", run_comb.parent, "--scale", "2021=10")
     assert code == 1 and "--scale names dataset '2021'" in se and "Traceback" not in se
 
@@ -409,8 +507,9 @@ def test_shipped_three_way_and_rpen7_configs(shared_data: Path):
     from gprpipe.config import load_points
     from gprpipe.pipeline.plan import combined_masses, dataset_masses
 
-    sets = [f"datasets.{y}.path={shared_data}/funcform_{y}_toys.root"
-            for y in ("2015", "2016", "2021")]
+    sets = [
+        f"datasets.{y}.path={shared_data}/funcform_{y}_toys.root" for y in ("2015", "2016", "2021")
+    ]
     _, (pt,) = load_points(REPO / "user_configs" / "hps2015_2016_2021_combined.toml", sets)
     cfg = pt.config
     allm = np.concatenate([dataset_masses(cfg, d) for d in cfg.scanned()])
@@ -430,7 +529,8 @@ def test_rpen7_grid_points_compared(tmp_path: Path):
         (run / name).mkdir(parents=True)
         (run / name / "scan.csv").write_text(
             "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
-            f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},ok\n2015,0.06,{3e-6 * f!r},{4e-6 * f!r},ok\n")
+            f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},ok\n2015,0.06,{3e-6 * f!r},{4e-6 * f!r},ok\n"
+        )
     (run / "run.json").write_text(json.dumps({"grid": [{"name": n, "dir": n} for n in names]}))
     code, so, se = run_cli_subprocess("compare", run)
     assert code == 0, so + se

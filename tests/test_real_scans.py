@@ -28,10 +28,25 @@ def scan(year: str, out: Path) -> list[dict[str, str]]:
     if not src.exists():
         pytest.skip(f"{src} not available")
     res = subprocess.run(
-        [sys.executable, "-m", "gprpipe", "run", f"user_configs/hps{year}.toml",
-         "--steps", "load,fit,limit", "--set", f"datasets.{year}.path={src}",
-         "--set", f"datasets.{year}.hist=input_hist", "--set", f"base.output={out}"],
-        cwd=REPO, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gprpipe",
+            "run",
+            f"user_configs/hps{year}.toml",
+            "--steps",
+            "load,fit,limit",
+            "--set",
+            f"datasets.{year}.path={src}",
+            "--set",
+            f"datasets.{year}.hist=input_hist",
+            "--set",
+            f"base.output={out}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     with open(out / "nominal" / "scan.csv") as fh:
         return list(csv.DictReader(fh))
@@ -44,8 +59,11 @@ def check_rows(rows: list[dict[str, str]], year: str) -> None:
     assert all(has_result(r["status"]) for r in rows)
     assert sum(r["status"] != "ok" for r in rows) <= 0.02 * N_MASSES[year]
     assert sum(r["gp_converged"] == "true" for r in rows) >= N_MASSES[year] - 1
-    f = {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k not in
-         ("dataset", "status", "gp_converged")}
+    f = {
+        k: np.array([float(r[k]) for r in rows])
+        for k in rows[0]
+        if k not in ("dataset", "status", "gp_converged")
+    }
     for q in ("A", "eps2"):
         bands = np.array([f[f"{q}_exp_{b}"] for b in ("lo2", "lo1", "med", "hi1", "hi2")])
         assert (np.diff(bands, axis=0) > 0).all()

@@ -44,8 +44,18 @@ def _browser_or_skip():
     return sync_playwright
 
 
-COLUMNS = ["dataset", "mass_GeV", "sigma_m_GeV", "A_hat", "sigma_A", "A_up", "Z_local",
-           "Z_global", "gp_converged", "status"]
+COLUMNS = [
+    "dataset",
+    "mass_GeV",
+    "sigma_m_GeV",
+    "A_hat",
+    "sigma_A",
+    "A_up",
+    "Z_local",
+    "Z_global",
+    "gp_converged",
+    "status",
+]
 
 
 def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[Config, Path]:
@@ -58,15 +68,26 @@ def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[
     masses = rng.permutation(np.round(np.arange(0.020, 0.045, 0.001), 3))
     with open(point / "scan.csv", "w", newline="") as f:
         w = csv.writer(f)
-        cols = [c for c in COLUMNS if not blind or c in ("dataset", "mass_GeV", "sigma_m_GeV",
-                                                         "gp_converged", "status")]
+        cols = [
+            c
+            for c in COLUMNS
+            if not blind or c in ("dataset", "mass_GeV", "sigma_m_GeV", "gp_converged", "status")
+        ]
         w.writerow([*cols, "blinded"] if blind else cols)
         for i, m in enumerate(masses):
             z = 3.2 if abs(m - 0.031) < 1e-9 else float(rng.uniform(0, 2))
-            row = {"dataset": "2015", "mass_GeV": m, "sigma_m_GeV": 0.05 * m,
-                   "A_hat": z * 100, "sigma_A": 100.0, "A_up": 300 + i, "Z_local": z,
-                   "Z_global": max(z - 2.5, 0.0), "gp_converged": "false" if i == 4 else "true",
-                   "status": "limit failed: test" if i == 7 else "ok"}
+            row = {
+                "dataset": "2015",
+                "mass_GeV": m,
+                "sigma_m_GeV": 0.05 * m,
+                "A_hat": z * 100,
+                "sigma_A": 100.0,
+                "A_up": 300 + i,
+                "Z_local": z,
+                "Z_global": max(z - 2.5, 0.0),
+                "gp_converged": "false" if i == 4 else "true",
+                "status": "limit failed: test" if i == 7 else "ok",
+            }
             w.writerow([*(row[c] for c in cols), "true"] if blind else [row[c] for c in cols])
     for stem in ("brazil_eps2_2015", "spectrum"):
         fig, ax = plt.subplots(figsize=(3, 2))
@@ -77,19 +98,34 @@ def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[
     (point / "hepdata" / "limits_eps2_2015.yaml").write_text("independent_variables: []\n")
     (point / "workspace_2015_60MeV.json").write_text("{}\n")
     (point / "config.toml").write_text('[base]\nname = "a <b>test</b>"\n')
-    (run / "run.json").write_text(json.dumps({
-        "created": "2026-01-01T00:00:00+00:00", "command": ["gprpipe", "run", "x.toml"],
-        "versions": {"gprpipe": "0.1.0", "git_commit": "abc123"},
-        "grid": [{"name": "nominal", "values": {}, "dir": str(point), "seed": 7}],
-        "timings": {"nominal/load": {"state": "done", "seconds": 1.5},
-                    "other/load": {"state": "done", "seconds": 9.0}},
-        "blinding": {"blind": blind, "unblind_option": False, "config_was_blind": blind},
-    }))
-    cfg = Config.model_validate({
-        "base": {"name": "a <b>test</b>", "blind": blind, "seed": 7},
-        "datasets": {"2015": {"path": "x.root", "range": [0.02, 0.13], "sigma_coeffs": [0.001],
-                              "label": label}},
-    })
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "created": "2026-01-01T00:00:00+00:00",
+                "command": ["gprpipe", "run", "x.toml"],
+                "versions": {"gprpipe": "0.1.0", "git_commit": "abc123"},
+                "grid": [{"name": "nominal", "values": {}, "dir": str(point), "seed": 7}],
+                "timings": {
+                    "nominal/load": {"state": "done", "seconds": 1.5},
+                    "other/load": {"state": "done", "seconds": 9.0},
+                },
+                "blinding": {"blind": blind, "unblind_option": False, "config_was_blind": blind},
+            }
+        )
+    )
+    cfg = Config.model_validate(
+        {
+            "base": {"name": "a <b>test</b>", "blind": blind, "seed": 7},
+            "datasets": {
+                "2015": {
+                    "path": "x.root",
+                    "range": [0.02, 0.13],
+                    "sigma_coeffs": [0.001],
+                    "label": label,
+                }
+            },
+        }
+    )
     return cfg, point
 
 
@@ -107,14 +143,20 @@ def test_report_content_escaped_and_complete(tmp_path):
     cfg, point = _point(tmp_path, label="<script>alert(1)</script>")
     (point / ".state").mkdir()
     (point / ".state" / "fit__2015-000.done").write_text(
-        json.dumps({"state": "done", "message": "12.345 s"}))
+        json.dumps({"state": "done", "message": "12.345 s"})
+    )
     report, index = write_reports(cfg, point)
     html = report.read_text()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "a &lt;b&gt;test&lt;/b&gt;" in html
-    for rel in ("plots/brazil_eps2_2015.png", "plots/spectrum.png",
-                "hepdata/limits_eps2_2015.yaml", "workspace_2015_60MeV.json", "scan.csv"):
+    for rel in (
+        "plots/brazil_eps2_2015.png",
+        "plots/spectrum.png",
+        "hepdata/limits_eps2_2015.yaml",
+        "workspace_2015_60MeV.json",
+        "scan.csv",
+    ):
         assert f'"{rel}"' in html
     assert "http://" not in html and "https://" not in html  # self-contained
     assert "abc123" in html and "nominal/load" in html and "other/load" not in html
@@ -142,7 +184,8 @@ def _check_page(page, url: str) -> list[str]:
 
 def _column(page, table: str, col: int) -> list[str]:
     return page.eval_on_selector_all(
-        f"#{table} tbody tr", f"rows => rows.map(r => r.cells[{col}].getAttribute('data-v'))")
+        f"#{table} tbody tr", f"rows => rows.map(r => r.cells[{col}].getAttribute('data-v'))"
+    )
 
 
 def test_report_in_headless_chromium(tmp_path):
@@ -181,9 +224,15 @@ def test_quickstart_report_in_headless_chromium(tmp_path):
     """The real thing: the quickstart run's own report and index."""
     sync_playwright = _browser_or_skip()
     out = tmp_path / "run"
-    code, _, err = run_cli_subprocess("run", QUICKSTART.relative_to(REPO), "--set",
-                                      f"base.output={out}", "--set", 'plot.formats=["png"]',
-                                      timeout=900)
+    code, _, err = run_cli_subprocess(
+        "run",
+        QUICKSTART.relative_to(REPO),
+        "--set",
+        f"base.output={out}",
+        "--set",
+        'plot.formats=["png"]',
+        timeout=900,
+    )
     assert code == 0, err
     report, index = out / "nominal" / "report.html", out / "index.html"
     pngs = sorted((out / "nominal" / "plots").glob("*.png"))
@@ -223,15 +272,20 @@ def test_index_overlays_the_grid_points(tmp_path):
     other.mkdir()
     (other / "config.toml").write_text("[base]\n")
     info = json.loads((run / "run.json").read_text())
-    info["grid"].append({"name": "wide", "values": {"fit.blind_nsigma": 1.96},
-                         "dir": str(other), "seed": 7})
+    info["grid"].append(
+        {"name": "wide", "values": {"fit.blind_nsigma": 1.96}, "dir": str(other), "seed": 7}
+    )
     (run / "run.json").write_text(json.dumps(info))
     m = np.array([0.03, 0.04, 0.05])
     for d, blind in ((point, False), (other, True)):
         with h5py.File(d / "limit.h5", "w") as f:
             f.attrs["blinded"] = blind
-            arrays = {"mass_GeV": m, "mass": m, "eps2_exp_med": [1e-5, 2e-5, 3e-5],
-                      "status": np.array(["ok", "ok", "ok"])}
+            arrays = {
+                "mass_GeV": m,
+                "mass": m,
+                "eps2_exp_med": [1e-5, 2e-5, 3e-5],
+                "status": np.array(["ok", "ok", "ok"]),
+            }
             if not blind:
                 arrays["eps2_up"] = [1.2e-5, 1.5e-5, 4e-5]
             write_group(f.create_group("2015"), arrays)
@@ -264,7 +318,8 @@ def test_index_compares_the_grid_points(tmp_path):
             "dataset,mass_GeV,eps2_up,eps2_exp_med,Z_local,Z_global,gp_converged,status\n"
             f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},0.5,0,true,ok\n"
             f"2015,0.06,{3e-6 * f!r},{4e-6 * f!r},1.0,0,true,ok\n"
-            f"2015,0.09,{5e-6 * g!r},{6e-6 * f!r},1.0,0,true,ok\n")
+            f"2015,0.09,{5e-6 * g!r},{6e-6 * f!r},1.0,0,true,ok\n"
+        )
     _, index = write_reports(cfg, point)
     html = index.read_text()
     assert "eps^2 limits relative to nominal" in html and 'src="grid_compare_2015.png"' in html

@@ -16,9 +16,12 @@ SCAN_HEADER = (
     "dataset,mass_GeV,sigma_m_GeV,A_hat,sigma_A,A_up,A_exp_lo2,A_exp_lo1,A_exp_med,A_exp_hi1,"
     "A_exp_hi2,eps2_up,eps2_exp_lo2,eps2_exp_lo1,eps2_exp_med,eps2_exp_hi1,eps2_exp_hi2,"
     "p0_local,Z_local,p0_global,Z_global,p0_global_toys,Z_global_toys,gp_length_scale,"
-    "gp_amplitude,gp_lml,gp_converged,gof_chi2_ndf,gof_p,status")
-INJECT_HEADER = ("dataset,mass_GeV,z_inj,A_inj,n_toys,A_hat_mean,A_hat_std,pull_mean,"
-                 "pull_width,cov_1sigma,cov_2sigma,Zhat_mean,refit_gp")
+    "gp_amplitude,gp_lml,gp_converged,gof_chi2_ndf,gof_p,status"
+)
+INJECT_HEADER = (
+    "dataset,mass_GeV,z_inj,A_inj,n_toys,A_hat_mean,A_hat_std,pull_mean,"
+    "pull_width,cov_1sigma,cov_2sigma,Zhat_mean,refit_gp"
+)
 
 
 def test_file_headers_are_the_contract():
@@ -36,34 +39,48 @@ def test_file_headers_are_the_contract():
 
 
 def test_masses_are_in_gev_everywhere():
-    for table in (schema.FIT, schema.SCAN, schema.INJECT, schema.TOYSCAN,
-                  schema.TOYSCAN_SUMMARY):
+    for table in (schema.FIT, schema.SCAN, schema.INJECT, schema.TOYSCAN, schema.TOYSCAN_SUMMARY):
         masses = [c for c in table.columns if c.name.startswith("mass") or c.name == "sigma_m"]
         assert masses and all(c.unit == "GeV" for c in masses), table.name
 
 
 def test_hdf5_and_csv_round_trip(tmp_path):
-    rows = {"2015": {"mass_GeV": np.array([0.06, 0.03]), "z_inj": np.array([1.0, 2.0]),
-                     "A_inj": np.array([12.5, math.nan]), "n_toys": np.array([100, 7]),
-                     "refit_gp": np.array([False, True]), "mass": np.array([0.06, 0.03])}}
+    rows = {
+        "2015": {
+            "mass_GeV": np.array([0.06, 0.03]),
+            "z_inj": np.array([1.0, 2.0]),
+            "A_inj": np.array([12.5, math.nan]),
+            "n_toys": np.array([100, 7]),
+            "refit_gp": np.array([False, True]),
+            "mass": np.array([0.06, 0.03]),
+        }
+    }
     parts = []
     for i in range(2):  # two chunk files, one mass each: collect merges and sorts by mass
         p = tmp_path / f"part{i}.h5"
         with h5py.File(p, "w") as f:
-            write_group(f.create_group("2015"), {k: v[i:i + 1] for k, v in rows["2015"].items()})
+            write_group(f.create_group("2015"), {k: v[i : i + 1] for k, v in rows["2015"].items()})
         parts.append(p)
     merged = schema.collect(parts)
     np.testing.assert_array_equal(merged["2015"]["mass_GeV"], [0.03, 0.06])
     np.testing.assert_array_equal(merged["2015"]["n_toys"], [7, 100])
     cols = ("dataset", "mass_GeV", "z_inj", "A_inj", "n_toys", "refit_gp")
     text = schema.csv_text(merged, cols)
-    assert text == ("dataset,mass_GeV,z_inj,A_inj,n_toys,refit_gp\n"
-                    "2015,0.03,2,nan,7,true\n2015,0.06,1,12.5,100,false\n")
+    assert text == (
+        "dataset,mass_GeV,z_inj,A_inj,n_toys,refit_gp\n"
+        "2015,0.03,2,nan,7,true\n2015,0.06,1,12.5,100,false\n"
+    )
     out = tmp_path / "t.csv"
     out.write_text(text)
     back = schema.read_csv(out)
-    assert back[1] == {"dataset": "2015", "mass_GeV": "0.06", "z_inj": "1", "A_inj": "12.5",
-                       "n_toys": "100", "refit_gp": "false"}
+    assert back[1] == {
+        "dataset": "2015",
+        "mass_GeV": "0.06",
+        "z_inj": "1",
+        "A_inj": "12.5",
+        "n_toys": "100",
+        "refit_gp": "false",
+    }
     with h5py.File(tmp_path / "inject.h5", "w") as f:
         write_group(f.create_group("2015"), merged["2015"])
     assert schema.read_inject(tmp_path / "inject.h5")["2015"]["A_inj"][1] == 12.5

@@ -24,10 +24,32 @@ from gprpipe.errors import GprpipeError
 from gprpipe.executors.slurm import SlurmOptions, render_scripts
 from gprpipe.pipeline.task import Task
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
-NASTY = st.sampled_from(["\n", "\r", "'", '"', "$(touch x)", "`id`", "\\", "#", "%", " ",
-                         "\t", "--x", ";", "&&", "\x00", "\u2028", "\x1b", "é", "${HOME}"])
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+NASTY = st.sampled_from(
+    [
+        "\n",
+        "\r",
+        "'",
+        '"',
+        "$(touch x)",
+        "`id`",
+        "\\",
+        "#",
+        "%",
+        " ",
+        "\t",
+        "--x",
+        ";",
+        "&&",
+        "\x00",
+        "\u2028",
+        "\x1b",
+        "é",
+        "${HOME}",
+    ]
+)
 TEXT = st.lists(st.one_of(st.text(max_size=6), NASTY), min_size=1, max_size=5).map("".join)
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -111,7 +133,7 @@ def _task(point_dir: Path, extra: str) -> Task:
 def _bash_args(script: str) -> list[str]:
     """Run the script's ``case`` block in bash with ``task`` replaced by a printer: the
     arguments bash really passes to ``task`` (log, marker, command...)."""
-    case = script[script.index('case "$SLURM_ARRAY_TASK_ID" in'):script.index("esac") + 4]
+    case = script[script.index('case "$SLURM_ARRAY_TASK_ID" in') : script.index("esac") + 4]
     printer = "task() { printf '%s\\0' \"$@\"; }\nSLURM_ARRAY_TASK_ID=0\n"
     res = subprocess.run(["bash", "-c", printer + case], capture_output=True, timeout=20)
     assert res.returncode == 0, res.stderr
@@ -119,10 +141,10 @@ def _bash_args(script: str) -> list[str]:
 
 
 @SETTINGS
-@given(partition=TEXT, account=TEXT, qos=TEXT, extra=TEXT, time=TEXT, folder=TEXT,
-       part=TEXT)
-def test_any_value_gives_exactly_the_intended_script(tmp_path_factory, partition, account,
-                                                      qos, extra, time, folder, part):
+@given(partition=TEXT, account=TEXT, qos=TEXT, extra=TEXT, time=TEXT, folder=TEXT, part=TEXT)
+def test_any_value_gives_exactly_the_intended_script(
+    tmp_path_factory, partition, account, qos, extra, time, folder, part
+):
     assume("/" not in folder and folder not in (".", "..") and "\x00" not in folder)
     assume("\x00" not in part)
     extra = "--comment=" + extra
@@ -131,13 +153,21 @@ def test_any_value_gives_exactly_the_intended_script(tmp_path_factory, partition
     point = run / "p"
     values = [partition, account, qos, extra, time, str(run), part]
     try:
-        options = SlurmOptions(partition=partition, account=account, qos=qos, time=time,
-                               extra=(extra,))
-        (script,) = render_scripts([_task(point, part)], run_dir=run, engine=Local(),
-                                   options=options, env={}, check_paths=False)
+        options = SlurmOptions(
+            partition=partition, account=account, qos=qos, time=time, extra=(extra,)
+        )
+        (script,) = render_scripts(
+            [_task(point, part)],
+            run_dir=run,
+            engine=Local(),
+            options=options,
+            env={},
+            check_paths=False,
+        )
     except GprpipeError as exc:
-        refused = (any(CONTROL.search(v) for v in values)
-                   or not time or any(c.isspace() for c in time))
+        refused = (
+            any(CONTROL.search(v) for v in values) or not time or any(c.isspace() for c in time)
+        )
         assert refused, exc
         assert "\n" not in str(exc)
         return
@@ -146,15 +176,30 @@ def test_any_value_gives_exactly_the_intended_script(tmp_path_factory, partition
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
     args = [directive_args(line) for line in directive_block(text)]
     logs = str(run / "slurm" / "logs").replace("%", "%%")
-    named = [[f"--{k}={v}"] for k, v in
-             (("partition", partition), ("account", account), ("qos", qos)) if v]
+    named = [
+        [f"--{k}={v}"]
+        for k, v in (("partition", partition), ("account", account), ("qos", qos))
+        if v
+    ]
     assert args == [
-        ["--job-name=gprpipe-load"], ["--array=0-0"], [f"--output={logs}/01_load_%a.out"],
-        [f"--time={time}"], ["--mem=4G"], ["--cpus-per-task=1"], *named, [extra],
+        ["--job-name=gprpipe-load"],
+        ["--array=0-0"],
+        [f"--output={logs}/01_load_%a.out"],
+        [f"--time={time}"],
+        ["--mem=4G"],
+        ["--cpus-per-task=1"],
+        *named,
+        [extra],
     ]
     task = _task(point, part)
-    expected = [str(point / "logs" / "load.log"), str(point / ".state" / "load"),
-                sys.executable, "-m", "gprpipe", *task.argv]
+    expected = [
+        str(point / "logs" / "load.log"),
+        str(point / ".state" / "load"),
+        sys.executable,
+        "-m",
+        "gprpipe",
+        *task.argv,
+    ]
     assert _bash_args(text) == expected
 
 
@@ -164,7 +209,7 @@ def test_any_value_gives_exactly_the_intended_script(tmp_path_factory, partition
 def _toml_str(s: str) -> str:
     out = []
     for c in s:
-        if c in '"\\' :
+        if c in '"\\':
             out.append("\\" + c)
         elif unicodedata.category(c) == "Cc" or c in "\u2028\u2029":
             out.append(f"\\u{ord(c):04X}")
@@ -194,14 +239,19 @@ def test_names_are_safe_or_refused(tmp_path_factory, key, labels):
         f'[base]\ntemplate = "{QUICKSTART}"\noutput = "{run}"\n'
         f'[datasets.{_toml_str(key)}]\ncard = "hps2015"\npath = "{DEMO}"\n'
         f"[scan]\ndatasets = [{_toml_str(key)}]\n"
-        f'[grid]\n"datasets.demo.label" = [{", ".join(_toml_str(x) for x in labels)}]\n')
+        f'[grid]\n"datasets.demo.label" = [{", ".join(_toml_str(x) for x in labels)}]\n'
+    )
     try:
         _, points = load_points(cfg)
     except ConfigError as exc:
         assert exc.errors
         assert all("\n" not in e for e in exc.errors)
-        assert not SAFE.match(key) or len(key) > 64 or key == "combined" or any(
-            CONTROL.search(x) for x in labels)
+        assert (
+            not SAFE.match(key)
+            or len(key) > 64
+            or key == "combined"
+            or any(CONTROL.search(x) for x in labels)
+        )
         return
     assert SAFE.match(key) and len(key) <= 64 and key != "combined"
     tasks = plan_points(run, points)

@@ -62,13 +62,13 @@ def cluster_answers() -> bool:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return False
     try:
-        res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                             timeout=20)
+        res = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return res.returncode == 0 and any(
-        s.strip("*~#") in ("idle", "mixed", "allocated", "completing")
-        for s in res.stdout.split()
+        s.strip("*~#") in ("idle", "mixed", "allocated", "completing") for s in res.stdout.split()
     )
 
 
@@ -86,8 +86,15 @@ def make_tasks(point_dir: Path) -> list[Task]:
         tid = f"p0/{step}/{part}"
         slug = tid.split("/", 1)[1].replace("/", "__")
         argv = ("-c", STEP, str(point_dir), slug, *(d.slug for d in deps))
-        return Task(id=tid, point="p0", step=step, point_dir=point_dir, argv=argv, part=part,
-                    deps=tuple(d.id for d in deps))
+        return Task(
+            id=tid,
+            point="p0",
+            step=step,
+            point_dir=point_dir,
+            argv=argv,
+            part=part,
+            deps=tuple(d.id for d in deps),
+        )
 
     work = [task("work", f"c{k}") for k in range(3)]
     return [*work, task("work", "merge", tuple(work))]
@@ -119,7 +126,10 @@ def test_submit_wait_fail_resubmit(cluster, tmp_path: Path, monkeypatch) -> None
     took = time.perf_counter() - t0
     details = poll_details(run, tasks)
     assert {t: s.state for t, s in details.items()} == {
-        c0.id: "done", c1.id: "failed", c2.id: "failed", merge.id: "failed",
+        c0.id: "done",
+        c1.id: "failed",
+        c2.id: "failed",
+        merge.id: "failed",
     }
     assert details[c1.id].message == "bad histogram"
     assert details[c1.id].job == f"{first}_1"
@@ -142,16 +152,16 @@ def test_submit_wait_fail_resubmit(cluster, tmp_path: Path, monkeypatch) -> None
     assert failed == [c1.id, c2.id, merge.id]
     done_before = (point / ".state" / f"{c0.slug}.done").read_text()
     t1 = time.perf_counter()
-    again = resubmit([c1.id, c2.id], tasks=tasks, run_dir=run, engine=PythonEngine(),
-                     options=opts, env=env)
+    again = resubmit(
+        [c1.id, c2.id], tasks=tasks, run_dir=run, engine=PythonEngine(), options=opts, env=env
+    )
     assert [s.name for s in again.scripts] == ["03_work", "04_work-merge"]
     assert again.scripts[0].task_ids == (c1.id, c2.id)  # indices 0 and 1 of the new array
     assert "#SBATCH --array=0-1%2" in again.scripts[0].text
     third = again.job_ids["03_work"]
     assert again.dependencies == {"04_work-merge": f"afterany:{third}"}
     with pytest.raises(GprpipeError, match=r"still (pending|running) in SLURM"):
-        resubmit([c1.id], tasks=tasks, run_dir=run, engine=PythonEngine(), options=opts,
-                 env=env)
+        resubmit([c1.id], tasks=tasks, run_dir=run, engine=PythonEngine(), options=opts, env=env)
 
     assert slurm.wait(run, tasks, interval=0.5) is True
     took_rerun = time.perf_counter() - t1
@@ -164,10 +174,16 @@ def test_submit_wait_fail_resubmit(cluster, tmp_path: Path, monkeypatch) -> None
     assert read_state(point, merge.slug)[0] == "done"
     subs = load_jobs(run)["submissions"]
     assert [s["kind"] for s in subs] == ["submit", "resubmit"]
-    assert [j["job_id"] for s in subs for j in s["jobs"]] == [first, second, third,
-                                                              again.job_ids["04_work-merge"]]
-    print(f"\nsbatch of 2 scripts: {latency:.2f} s; 3-task array + merge (2 CPUs, "
-          f"%2): {took:.1f} s; rerun of 2 tasks + merge: {took_rerun:.1f} s")
+    assert [j["job_id"] for s in subs for j in s["jobs"]] == [
+        first,
+        second,
+        third,
+        again.job_ids["04_work-merge"],
+    ]
+    print(
+        f"\nsbatch of 2 scripts: {latency:.2f} s; 3-task array + merge (2 CPUs, "
+        f"%2): {took:.1f} s; rerun of 2 tasks + merge: {took_rerun:.1f} s"
+    )
 
 
 def test_cancelled_tasks_are_failed(cluster, tmp_path: Path, monkeypatch) -> None:
@@ -176,14 +192,25 @@ def test_cancelled_tasks_are_failed(cluster, tmp_path: Path, monkeypatch) -> Non
     point = tmp_path / "run" / "p0"
     point.mkdir(parents=True)
     run = point.parent
-    sleeper, held = (Task(id=f"p0/{s}/x", point="p0", step=s, point_dir=point, part="x",
-                          argv=("-c", STEP, str(point), f"{s}__x")) for s in ("nap", "held"))
+    sleeper, held = (
+        Task(
+            id=f"p0/{s}/x",
+            point="p0",
+            step=s,
+            point_dir=point,
+            part="x",
+            argv=("-c", STEP, str(point), f"{s}__x"),
+        )
+        for s in ("nap", "held")
+    )
     (point / f"sleep-{sleeper.slug}").touch()
     env = {"PYTHONPATH": str(REPO)}
-    first = submit([sleeper], run_dir=run, engine=PythonEngine(), options=SlurmOptions(),
-                   env=env).job_ids["01_nap"]
-    second = submit([held], run_dir=run, engine=PythonEngine(),
-                    options=SlurmOptions(extra=("--hold",)), env=env).job_ids["02_held"]
+    first = submit(
+        [sleeper], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env
+    ).job_ids["01_nap"]
+    second = submit(
+        [held], run_dir=run, engine=PythonEngine(), options=SlurmOptions(extra=("--hold",)), env=env
+    ).job_ids["02_held"]
     deadline = time.monotonic() + 60
     while poll(run, [sleeper])[sleeper.id] != "running" or not sleeper.log.exists():
         assert time.monotonic() < deadline, "the task did not start within 60 s"
@@ -210,16 +237,32 @@ def test_dependency_on_a_task_queued_earlier(cluster, tmp_path: Path) -> None:
     point = tmp_path / "run" / "p0"
     point.mkdir(parents=True)
     run = point.parent
-    first = Task(id="p0/a/x", point="p0", step="a", point_dir=point, part="x",
-                 argv=("-c", STEP, str(point), "a__x"))
-    second = Task(id="p0/b/x", point="p0", step="b", point_dir=point, part="x",
-                  argv=("-c", STEP, str(point), "b__x", "a__x"), deps=(first.id,))
+    first = Task(
+        id="p0/a/x",
+        point="p0",
+        step="a",
+        point_dir=point,
+        part="x",
+        argv=("-c", STEP, str(point), "a__x"),
+    )
+    second = Task(
+        id="p0/b/x",
+        point="p0",
+        step="b",
+        point_dir=point,
+        part="x",
+        argv=("-c", STEP, str(point), "b__x", "a__x"),
+        deps=(first.id,),
+    )
     (point / "sleep-a__x").write_text("3")
     env = {"PYTHONPATH": str(REPO)}
-    ja = submit([first], run_dir=run, engine=PythonEngine(), options=SlurmOptions(),
-                env=env).job_ids["01_a"]
+    ja = submit(
+        [first], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env
+    ).job_ids["01_a"]
     sub = submit([second], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env)
     assert sub.dependencies == {"02_b": f"afterany:{ja}_0"}
     assert slurm.wait(run, [first, second], interval=0.5) is True
-    assert slurm.job_ids_by_task(run) == {first.id: f"{ja}_0",
-                                          second.id: f"{sub.job_ids['02_b']}_0"}
+    assert slurm.job_ids_by_task(run) == {
+        first.id: f"{ja}_0",
+        second.id: f"{sub.job_ids['02_b']}_0",
+    }

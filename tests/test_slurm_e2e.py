@@ -22,8 +22,10 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 @pytest.fixture(autouse=True)
 def _cluster() -> None:
-    ok = shutil.which("sinfo") and subprocess.run(
-        ["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    ok = (
+        shutil.which("sinfo")
+        and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    )
     if not ok:
         if CI:
             pytest.fail("CI=true and no SLURM cluster answers (scripts/local-slurm.sh start)")
@@ -31,16 +33,22 @@ def _cluster() -> None:
 
 
 def gprpipe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gprpipe", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "gprpipe", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
 
 
 def test_quickstart_on_slurm_matches_local(tmp_path: Path) -> None:
     qs = "user_configs/quickstart.toml"
     local = gprpipe("run", qs, "--set", f"base.output={tmp_path / 'local'}")
     assert local.returncode == 0, local.stderr
-    res = gprpipe("run", qs, "--executor", "slurm", "--wait",
-                  "--set", f"base.output={tmp_path / 'slurm'}")
+    res = gprpipe(
+        "run", qs, "--executor", "slurm", "--wait", "--set", f"base.output={tmp_path / 'slurm'}"
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "job arrays" in res.stdout
     a = (tmp_path / "local" / "nominal" / "scan.csv").read_bytes()
@@ -63,7 +71,7 @@ def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     cfg.write_text(
         f'[base]\ntemplate = "{REPO / "user_configs" / "quickstart.toml"}"\n'
         f'output = "{tmp_path / "run"}"\n'
-        '[scan]\nmasses = [0.045, 0.06]\n'
+        "[scan]\nmasses = [0.045, 0.06]\n"
         '[steps]\nrun = ["load", "fit", "limit"]\n'
         f'[grid]\n"datasets.demo.path" = ["{REPO / "gprpipe" / "data" / "demo_2015.root"}",'
         f' "{missing}"]\n'

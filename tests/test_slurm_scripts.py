@@ -25,8 +25,13 @@ from gprpipe.pipeline.state import write_state
 from gprpipe.pipeline.task import Task
 
 OPTIONS = SlurmOptions(
-    partition="debug", account="hps", time="00:30:00", memory="2G", cpus_per_task=1,
-    max_parallel=4, extra=("--constraint=avx2", "#SBATCH --exclusive"),
+    partition="debug",
+    account="hps",
+    time="00:30:00",
+    memory="2G",
+    cpus_per_task=1,
+    max_parallel=4,
+    extra=("--constraint=avx2", "#SBATCH --exclusive"),
 )
 ENV = {"GPRPIPE_TEST": "a b", "OMP_NUM_THREADS": "1"}
 
@@ -38,8 +43,9 @@ def make_task(run: Path, step: str, part: str | None = None, deps: tuple[str, ..
     if part:
         argv += ["--part", part]
     argv += ["--task", tid]
-    return Task(id=tid, point="p0", step=step, point_dir=point_dir, argv=tuple(argv),
-                part=part, deps=deps)
+    return Task(
+        id=tid, point="p0", step=step, point_dir=point_dir, argv=tuple(argv), part=part, deps=deps
+    )
 
 
 def plan(run: Path) -> list[Task]:
@@ -100,7 +106,6 @@ case "$SLURM_ARRAY_TASK_ID" in
 """
 
 
-
 def case_line(i: int, task: Task) -> str:
     cmd = shlex.join([sys.executable, "-m", "gprpipe", *task.argv])
     d = task.point_dir
@@ -117,30 +122,51 @@ exit $?
 def test_exact_script_text(tmp_path: Path) -> None:
     run = tmp_path / "run"
     tasks = plan(run)
-    scripts = render_scripts(tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS,
-                             env=ENV)
+    scripts = render_scripts(
+        tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV
+    )
     assert [s.name for s in scripts] == [
-        "01_load", "02_fit", "03_fit-merge", "04_limit", "05_limit-merge", "06_inject",
+        "01_load",
+        "02_fit",
+        "03_fit-merge",
+        "04_limit",
+        "05_limit-merge",
+        "06_inject",
     ]
     assert [s.after for s in scripts] == [
-        (), ("01_load",), ("02_fit",), ("01_load", "03_fit-merge"), ("04_limit",),
+        (),
+        ("01_load",),
+        ("02_fit",),
+        ("01_load", "03_fit-merge"),
+        ("04_limit",),
         ("01_load", "03_fit-merge"),
     ]
     logs = run / "slurm" / "logs"
     load, fit0, fit1, fit_merge = tasks[:4]
     assert scripts[0].text == (
         header("load", "0-0%4", logs / "01_load_%a.out", "group load, 1 task(s)", run)
-        + RUN_FUNCTION + case_line(0, load) + FOOTER
+        + RUN_FUNCTION
+        + case_line(0, load)
+        + FOOTER
     )
     assert scripts[1].text == (
-        header("fit", "0-1%4", logs / "02_fit_%a.out", "group fit, 2 task(s), after 01_load",
-               run)
-        + RUN_FUNCTION + case_line(0, fit0) + case_line(1, fit1) + FOOTER
+        header("fit", "0-1%4", logs / "02_fit_%a.out", "group fit, 2 task(s), after 01_load", run)
+        + RUN_FUNCTION
+        + case_line(0, fit0)
+        + case_line(1, fit1)
+        + FOOTER
     )
     assert scripts[2].text == (
-        header("fit-merge", "0-0%4", logs / "03_fit-merge_%a.out",
-               "group fit-merge, 1 task(s), after 02_fit", run)
-        + RUN_FUNCTION + case_line(0, fit_merge) + FOOTER
+        header(
+            "fit-merge",
+            "0-0%4",
+            logs / "03_fit-merge_%a.out",
+            "group fit-merge, 1 task(s), after 02_fit",
+            run,
+        )
+        + RUN_FUNCTION
+        + case_line(0, fit_merge)
+        + FOOTER
     )
     assert scripts[1].task_ids == ("p0/fit/2015-000", "p0/fit/2015-001")
     assert scripts[1].path == run / "slurm" / "02_fit.sbatch"
@@ -151,8 +177,9 @@ def test_minimal_options_and_task_env(tmp_path: Path) -> None:
     run = tmp_path / "run"
     task = make_task(run, "load")
     task.env["GPRPIPE_SEED"] = "7"
-    (script,) = render_scripts([task], run_dir=run, engine=get_engine("local"),
-                               options=SlurmOptions(), env={})
+    (script,) = render_scripts(
+        [task], run_dir=run, engine=get_engine("local"), options=SlurmOptions(), env={}
+    )
     lines = script.text.splitlines()
     assert lines[1:7] == [
         "#SBATCH --job-name=gprpipe-load",
@@ -162,8 +189,9 @@ def test_minimal_options_and_task_env(tmp_path: Path) -> None:
         "#SBATCH --mem=4G",
         "#SBATCH --cpus-per-task=1",
     ]
-    assert not any(x.startswith(("#SBATCH --partition", "#SBATCH --account", "#SBATCH --qos"))
-                   for x in lines)
+    assert not any(
+        x.startswith(("#SBATCH --partition", "#SBATCH --account", "#SBATCH --qos")) for x in lines
+    )
     assert "    0) GPRPIPE_SEED=7 task " in script.text
 
 
@@ -171,8 +199,9 @@ def test_dry_run_writes_scripts_and_jobs_json(tmp_path: Path) -> None:
     run = tmp_path / "run"
     tasks = plan(run)
     for _ in range(2):  # a second dry run replaces the first preview
-        sub = submit(tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV,
-                     dry_run=True)
+        sub = submit(
+            tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV, dry_run=True
+        )
     assert sub.dry_run and sub.job_ids == {}
     assert sub.dependencies == {
         "02_fit": "afterany:<01_load>",
@@ -191,8 +220,13 @@ def test_dry_run_writes_scripts_and_jobs_json(tmp_path: Path) -> None:
     (rec,) = data["submissions"]
     assert rec["kind"] == "submit" and rec["dry_run"] is True
     assert rec["options"] == {
-        "partition": "debug", "account": "hps", "qos": None, "time": "00:30:00",
-        "memory": "2G", "cpus_per_task": 1, "max_parallel": 4,
+        "partition": "debug",
+        "account": "hps",
+        "qos": None,
+        "time": "00:30:00",
+        "memory": "2G",
+        "cpus_per_task": 1,
+        "max_parallel": 4,
         "extra": ["--constraint=avx2", "#SBATCH --exclusive"],
     }
     assert rec["jobs"][1] == {
@@ -206,16 +240,19 @@ def test_dry_run_writes_scripts_and_jobs_json(tmp_path: Path) -> None:
         "tasks": ["p0/fit/2015-000", "p0/fit/2015-001"],
     }
     assert [j["tasks"] for j in rec["jobs"]] == [
-        ["p0/load"], ["p0/fit/2015-000", "p0/fit/2015-001"], ["p0/fit/merge"],
-        ["p0/limit/2015-000"], ["p0/limit/merge"], ["p0/inject/2015-40MeV"],
+        ["p0/load"],
+        ["p0/fit/2015-000", "p0/fit/2015-001"],
+        ["p0/fit/merge"],
+        ["p0/limit/2015-000"],
+        ["p0/limit/merge"],
+        ["p0/inject/2015-40MeV"],
     ]
 
 
 def test_resubmit_maps_indices_anew_with_dependents(tmp_path: Path) -> None:
     run = tmp_path / "run"
     tasks = plan(run)
-    submit(tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV,
-           dry_run=True)
+    submit(tasks, run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV, dry_run=True)
     # pretend the first submission was real (job ids 101..106)
     data = load_jobs(run)
     data["submissions"][0]["dry_run"] = False
@@ -223,10 +260,21 @@ def test_resubmit_maps_indices_anew_with_dependents(tmp_path: Path) -> None:
         job["job_id"] = str(101 + k)
     (run / "slurm" / "jobs.json").write_text(json.dumps(data))
 
-    sub = resubmit(["p0/fit/2015-001"], tasks=tasks, run_dir=run, engine=get_engine("local"),
-                   options=OPTIONS, env=ENV, dry_run=True)
+    sub = resubmit(
+        ["p0/fit/2015-001"],
+        tasks=tasks,
+        run_dir=run,
+        engine=get_engine("local"),
+        options=OPTIONS,
+        env=ENV,
+        dry_run=True,
+    )
     assert [s.name for s in sub.scripts] == [
-        "07_fit", "08_fit-merge", "09_limit", "10_limit-merge", "11_inject",
+        "07_fit",
+        "08_fit-merge",
+        "09_limit",
+        "10_limit-merge",
+        "11_inject",
     ]
     assert sub.scripts[0].task_ids == ("p0/fit/2015-001",)
     assert "#SBATCH --array=0-0%4" in sub.scripts[0].text
@@ -235,12 +283,27 @@ def test_resubmit_maps_indices_anew_with_dependents(tmp_path: Path) -> None:
     subs = load_jobs(run)["submissions"]
     assert [(s["kind"], s["dry_run"]) for s in subs] == [("submit", False), ("resubmit", True)]
 
-    only = resubmit(["p0/fit/2015-001"], tasks=tasks, run_dir=run, engine=get_engine("local"),
-                    options=OPTIONS, env=ENV, dry_run=True, with_dependents=False)
+    only = resubmit(
+        ["p0/fit/2015-001"],
+        tasks=tasks,
+        run_dir=run,
+        engine=get_engine("local"),
+        options=OPTIONS,
+        env=ENV,
+        dry_run=True,
+        with_dependents=False,
+    )
     assert [s.name for s in only.scripts] == ["07_fit"]
     with pytest.raises(GprpipeError, match="no task 'p0/nope'"):
-        resubmit(["p0/nope"], tasks=tasks, run_dir=run, engine=get_engine("local"),
-                 options=OPTIONS, env=ENV, dry_run=True)
+        resubmit(
+            ["p0/nope"],
+            tasks=tasks,
+            run_dir=run,
+            engine=get_engine("local"),
+            options=OPTIONS,
+            env=ENV,
+            dry_run=True,
+        )
 
 
 def test_missing_sbatch_is_one_sentence(tmp_path: Path, monkeypatch) -> None:
@@ -282,13 +345,25 @@ def test_group_larger_than_max_array_size_is_split(tmp_path: Path) -> None:
     load = make_task(run, "load")
     fits = [make_task(run, "fit", f"2015-00{k}", (load.id,)) for k in range(5)]
     merge = make_task(run, "fit", "merge", tuple(t.id for t in fits))
-    scripts = render_scripts([load, *fits, merge], run_dir=run, engine=get_engine("local"),
-                             options=SlurmOptions(), env={}, max_array_size=2)
+    scripts = render_scripts(
+        [load, *fits, merge],
+        run_dir=run,
+        engine=get_engine("local"),
+        options=SlurmOptions(),
+        env={},
+        max_array_size=2,
+    )
     assert [(s.name, len(s.task_ids)) for s in scripts] == [
-        ("01_load", 1), ("02_fit", 2), ("03_fit", 2), ("04_fit", 1), ("05_fit-merge", 1),
+        ("01_load", 1),
+        ("02_fit", 2),
+        ("03_fit", 2),
+        ("04_fit", 1),
+        ("05_fit-merge", 1),
     ]
     assert scripts[4].after == ("02_fit", "03_fit", "04_fit")
     assert "#SBATCH --array=0-1\n" in scripts[2].text
-    assert "# gprpipe: group fit (part 2 of 3: MaxArraySize is 2), 2 task(s), after 01_load;" \
+    assert (
+        "# gprpipe: group fit (part 2 of 3: MaxArraySize is 2), 2 task(s), after 01_load;"
         in scripts[2].text
+    )
     assert scripts[3].task_ids == ("p0/fit/2015-004",)

@@ -26,8 +26,10 @@ pytestmark = pytest.mark.slurm
 
 @pytest.fixture(autouse=True)
 def _cluster() -> None:
-    ok = shutil.which("sinfo") and subprocess.run(
-        ["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    ok = (
+        shutil.which("sinfo")
+        and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    )
     if not ok:
         if CI:
             pytest.fail("CI=true and no SLURM cluster answers (scripts/local-slurm.sh start)")
@@ -36,13 +38,20 @@ def _cluster() -> None:
 
 def gprpipe(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run([sys.executable, "-m", "gprpipe", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=900, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "gprpipe", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=900,
+        env=env,
+    )
 
 
 def queue() -> list[str]:
-    res = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True,
-                         timeout=30)
+    res = subprocess.run(
+        ["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, timeout=30
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout.split("\n")
 
@@ -50,9 +59,20 @@ def queue() -> list[str]:
 @pytest.mark.slow
 def test_run_dir_with_space_and_quote_completes(tmp_path: Path) -> None:
     run = tmp_path / "my runs" / "it's $(touch pwned) 100%" / "run"
-    res = gprpipe("run", QUICKSTART, "--executor", "slurm", "--wait",
-                  "--steps", "load,fit,limit", "--set", "scan.masses=[0.06]",
-                  "--set", f"base.output={run}", cwd=tmp_path)
+    res = gprpipe(
+        "run",
+        QUICKSTART,
+        "--executor",
+        "slurm",
+        "--wait",
+        "--steps",
+        "load,fit,limit",
+        "--set",
+        "scan.masses=[0.06]",
+        "--set",
+        f"base.output={run}",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     scan = run / "nominal" / "scan.csv"
     rows = scan.read_text().splitlines()
@@ -70,8 +90,10 @@ def test_newline_in_partition_is_refused_before_submission(tmp_path: Path) -> No
     run = tmp_path / "run"
     pwn = tmp_path / "pwned"
     cfg = tmp_path / "bad.toml"
-    cfg.write_text(f'[base]\ntemplate = "{QUICKSTART}"\noutput = "{run}"\n'
-                   f'[slurm]\npartition = "debug\\n#SBATCH --wrap=touch {pwn}"\n')
+    cfg.write_text(
+        f'[base]\ntemplate = "{QUICKSTART}"\noutput = "{run}"\n'
+        f'[slurm]\npartition = "debug\\n#SBATCH --wrap=touch {pwn}"\n'
+    )
     before = queue()
     res = gprpipe("run", cfg, "--executor", "slurm", "--wait", cwd=tmp_path)
     assert res.returncode == 1

@@ -177,8 +177,9 @@ def test_toy_band_agrees_with_asymptotic_for_large_b():
     b, C, w = smooth_window(12, 2e4, 0.004)
     L = cholesky_jitter(C)
     model = WindowModel(b, L, w)
-    toy_band, limits = ToyCalculator(model, band_toys=4000,
-                                     rng=np.random.default_rng(12)).toy_limits()
+    toy_band, limits = ToyCalculator(
+        model, band_toys=4000, rng=np.random.default_rng(12)
+    ).toy_limits()
     asym = AsymptoticCalculator(WindowModel(b, L, w)).expected_band()
     assert limits.shape == (4000,) and np.all(np.isfinite(limits))
     # toy quantiles are 2.5/16/50/84/97.5%; the asymptotic band is at Phi(N)
@@ -198,8 +199,7 @@ def test_toy_observed_limit_close_to_asymptotic():
     a_toys = ToyCalculator(model, n_toys=1500, rng=np.random.default_rng(3)).upper_limit(n)
     a_asym = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n)
     assert a_toys == pytest.approx(a_asym, rel=0.06)
-    assert a_toys == ToyCalculator(model, n_toys=1500,
-                                   rng=np.random.default_rng(3)).upper_limit(n)
+    assert a_toys == ToyCalculator(model, n_toys=1500, rng=np.random.default_rng(3)).upper_limit(n)
 
 
 # ----------------------------------------------------------------------------------------

@@ -61,8 +61,9 @@ def _fit2015(h, m, *, seed=7, start=None, train_exclude_nsigma=None, train_range
     counts, edges = h
     kw.setdefault("n_restarts", 2)
     masks = WindowMasks(m, float(sigma_m(m, C2015)), 1.64, train_exclude_nsigma, train_range)
-    return fit_window(edges, counts, masks, GPOptions(_bounds_2015(m), **kw), seed=seed,
-                      start=start)
+    return fit_window(
+        edges, counts, masks, GPOptions(_bounds_2015(m), **kw), seed=seed, start=start
+    )
 
 
 # ----------------------------------------------------------------------------- pure numerics
@@ -313,9 +314,15 @@ def _rel(new, ref) -> float:
 
 @pytest.mark.parametrize(
     "year,m",
-    [("2015", 0.030), ("2015", 0.060), ("2015", 0.100), ("2016", 0.050), ("2016", 0.200),
-     pytest.param("2021", 0.040, marks=pytest.mark.slow),
-     pytest.param("2021", 0.150, marks=pytest.mark.slow)],
+    [
+        ("2015", 0.030),
+        ("2015", 0.060),
+        ("2015", 0.100),
+        ("2016", 0.050),
+        ("2016", 0.200),
+        pytest.param("2021", 0.040, marks=pytest.mark.slow),
+        pytest.param("2021", 0.150, marks=pytest.mark.slow),
+    ],
 )
 def test_lowrank_equals_dense_on_real_data(shared_data, year, m):
     """LML, gradient, b and C of the low-rank path equal the dense ones to 1e-6 relative.

@@ -21,8 +21,13 @@ def test_importing_stats_loads_no_other_package_module() -> None:
         "    __import__('gprpipe.stats.' + m)\n"
         "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('gprpipe'))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert f"gprpipe.stats.{MODULES[0]}" in out
-    assert [m for m in out if m not in ("gprpipe", "gprpipe._version", "gprpipe.stats")
-            and not m.startswith("gprpipe.stats.")] == []
+    assert [
+        m
+        for m in out
+        if m not in ("gprpipe", "gprpipe._version", "gprpipe.stats")
+        and not m.startswith("gprpipe.stats.")
+    ] == []

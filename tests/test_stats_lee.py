@@ -21,8 +21,7 @@ from gprpipe.stats.window import blind_mask
 EDGES = np.linspace(0.01, 0.15, 281)
 X = 0.5 * (EDGES[1:] + EDGES[:-1])
 MEAN = 4.0e4 * (X / 0.05) ** -2.0 * np.exp(-X / 0.2)
-HYPER = GPHyper(amplitude=120.0, length_scale=0.6, lml=0.0, converged=True, n_evals=0,
-                reason="")
+HYPER = GPHyper(amplitude=120.0, length_scale=0.6, lml=0.0, converged=True, n_evals=0, reason="")
 
 
 def _map(mass: float, counts: np.ndarray) -> lee.FixedMap:
@@ -65,16 +64,18 @@ def test_per_toy_covariance_matches_a_fit_per_toy(data: np.ndarray) -> None:
         n = toys[t, fm.blind]
         L = cholesky_jitter(C)
         f = WindowModel(b, L, fm.w).fit(n)
-        assert z[t] == pytest.approx(significance.z_local(WindowModel(b, L, fm.w).q0(n, f)),
-                                     abs=1e-4)
+        assert z[t] == pytest.approx(
+            significance.z_local(WindowModel(b, L, fm.w).q0(n, f)), abs=1e-4
+        )
     assert (z > 0).any() and (z == 0).any()
 
 
 def test_per_row_newton_equals_shared_design() -> None:
     rng = np.random.default_rng(3)
     b = rng.uniform(50, 200, 12)
-    L = cholesky_jitter(0.01 * np.outer(b, b) * np.exp(-0.1 * np.subtract.outer(
-        np.arange(12), np.arange(12)) ** 2))
+    L = cholesky_jitter(
+        0.01 * np.outer(b, b) * np.exp(-0.1 * np.subtract.outer(np.arange(12), np.arange(12)) ** 2)
+    )
     win = WindowModel(b, L, rng.uniform(0, 0.1, 12))
     n = rng.poisson(b, size=(30, 12)).astype(float)
     p0 = np.zeros((30, win.r + 1))
@@ -133,8 +134,9 @@ def test_toys_are_reproducible_and_independent_of_chunking() -> None:
 
 def test_p_global_toys_counts_and_nan() -> None:
     mz = np.array([0.5, 1.0, 2.0, 3.0])
-    np.testing.assert_allclose(lee.p_global_toys(np.array([0.0, 2.0, 3.5, np.nan]), mz),
-                               [1.0, 3 / 5, 1 / 5, np.nan])
+    np.testing.assert_allclose(
+        lee.p_global_toys(np.array([0.0, 2.0, 3.5, np.nan]), mz), [1.0, 3 / 5, 1 / 5, np.nan]
+    )
     Z = np.array([[1.0, np.nan, 4.0], [np.nan, np.nan, 0.5]])
     np.testing.assert_array_equal(lee.max_z(Z), [4.0, 0.5])
     np.testing.assert_array_equal(lee.max_z(Z, [True, True, False]), [1.0, 0.0])
@@ -156,5 +158,4 @@ def test_leakage_template_per_toy(data: np.ndarray) -> None:
         b, C = lognormal_moments(fm.M @ logc[t, fm.train], fm.S)
         w_eff = w_full[blind] - b * (fm.M @ (w_full[~blind] / data[~blind]))
         n, L = toys[t, fm.blind], cholesky_jitter(C)
-        assert z[t] == pytest.approx(significance.z_local(WindowModel(b, L, w_eff).q0(n)),
-                                     abs=1e-4)
+        assert z[t] == pytest.approx(significance.z_local(WindowModel(b, L, w_eff).q0(n)), abs=1e-4)

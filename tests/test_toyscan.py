@@ -26,16 +26,19 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
-    cfg = quickstart_child(tmp_path / "gt.toml", f"""
+    cfg = quickstart_child(
+        tmp_path / "gt.toml",
+        f"""
         name = "gt"
-        output = "{tmp_path / 'run'}"
+        output = "{tmp_path / "run"}"
         [limit]
         global_toys = 300
         global_toys_chunk = 150
         global_toys_refit = 3
         [plot]
         formats = ["png"]
-        """)
+        """,
+    )
     code, out, err = run_cli("run", cfg, timeout=900)
     assert code == 0, out + err
     point = tmp_path / "run" / "nominal"
@@ -60,26 +63,43 @@ def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
     # p0_global_toys is the toy tail fraction at the observed Z_local
     for r in rows:
         z = float(r["Z_local"])
-        assert float(r["p0_global_toys"]) == pytest.approx((1 + np.sum(mz >= z)) / 301,
-                                                           rel=1e-6)
+        assert float(r["p0_global_toys"]) == pytest.approx((1 + np.sum(mz >= z)) / 301, rel=1e-6)
     assert (point / "plots" / "global_toys_demo.png").stat().st_size > 10_000
     assert (point / "parts" / "limit" / "demo-toys-001.h5").is_file()
     # seeded per toy: one task of 300 toys gives exactly the same maxima as two of 150
-    code, out, err = run_cli("run", cfg, "--steps", "load,fit,limit", "--set",
-                             "limit.global_toys_chunk=300", "--set", "limit.global_toys_refit=0",
-                             "--set", f"base.output={tmp_path / 'one'}", timeout=900)
+    code, out, err = run_cli(
+        "run",
+        cfg,
+        "--steps",
+        "load,fit,limit",
+        "--set",
+        "limit.global_toys_chunk=300",
+        "--set",
+        "limit.global_toys_refit=0",
+        "--set",
+        f"base.output={tmp_path / 'one'}",
+        timeout=900,
+    )
     assert code == 0, out + err
     with h5py.File(tmp_path / "one" / "nominal" / "limit.h5", "r") as f:
         # equal up to the rounding of the batched Newton solver (batch shape differs)
-        np.testing.assert_allclose(f["demo"]["global_toys"]["max_Z_local"][()], mz,
-                                   rtol=1e-12, atol=0)
+        np.testing.assert_allclose(
+            f["demo"]["global_toys"]["max_Z_local"][()], mz, rtol=1e-12, atol=0
+        )
 
 
 def _part(path: Path, name: str, kind: str, toys: range, Z: np.ndarray) -> Path:
     with write_h5(path, {}) as f:
         g = f.create_group(name)
-        write_group(g, {"toy": np.array(list(toys)), "masses_GeV": np.array([0.03, 0.04, 0.05]),
-                        "Z_local": Z, "converged": np.ones(Z.shape, bool)})
+        write_group(
+            g,
+            {
+                "toy": np.array(list(toys)),
+                "masses_GeV": np.array([0.03, 0.04, 0.05]),
+                "Z_local": Z,
+                "converged": np.ones(Z.shape, bool),
+            },
+        )
         g.attrs.update(kind=kind, seconds=1.0, cpu_seconds=0.5)
     return path
 
@@ -90,15 +110,22 @@ def test_flagged_rows_leave_the_toy_maximum(tmp_path: Path) -> None:
     from gprpipe.config.schema import Config
     from gprpipe.steps.lee import merge_global
 
-    cfg = Config.model_validate({"datasets": {"d": {"path": "x.root", "range": [0.03, 0.05],
-                                                    "sigma_coeffs": [0.001]}}})
+    cfg = Config.model_validate(
+        {"datasets": {"d": {"path": "x.root", "range": [0.03, 0.05], "sigma_coeffs": [0.001]}}}
+    )
     Z = np.array([[1.0, 9.0, 0.5], [2.0, 9.0, 2.5], [0.0, 9.0, 0.2], [3.0, 9.0, 0.0]])
-    parts = [_part(tmp_path / "a.h5", "d", "toys", range(0, 2), Z[:2]),
-             _part(tmp_path / "b.h5", "d", "toys", range(2, 4), Z[2:])]
-    per_ds = {"d": {"mass_GeV": np.array([0.03, 0.04, 0.05]),
-                    "Z_local": np.array([2.0, 1.0, 0.1]),
-                    "status": np.array(["ok", "flag_gof", "ok"]),
-                    "n_eff": np.full(3, 2.0)}}
+    parts = [
+        _part(tmp_path / "a.h5", "d", "toys", range(0, 2), Z[:2]),
+        _part(tmp_path / "b.h5", "d", "toys", range(2, 4), Z[2:]),
+    ]
+    per_ds = {
+        "d": {
+            "mass_GeV": np.array([0.03, 0.04, 0.05]),
+            "Z_local": np.array([2.0, 1.0, 0.1]),
+            "status": np.array(["ok", "flag_gof", "ok"]),
+            "n_eff": np.full(3, 2.0),
+        }
+    }
     dists = merge_global(cfg, per_ds, parts)
     mz = dists["d"][0]["max_Z_local"]
     np.testing.assert_array_equal(mz, [1.0, 2.5, 0.2, 3.0])
@@ -110,11 +137,13 @@ def test_flagged_rows_leave_the_toy_maximum(tmp_path: Path) -> None:
 
 def _toyscan_config(tmp_path: Path, shared_data: Path, pattern: str) -> Path:
     src = shared_data / "funcform_2015_toys.root"
-    return write(tmp_path / "ts.toml", f"""
+    return write(
+        tmp_path / "ts.toml",
+        f"""
         [base]
         template = "hps2015"
         name = "ts"
-        output = "{tmp_path / 'run'}"
+        output = "{tmp_path / "run"}"
         [datasets.2015]
         path = "{src}"
         hist = "input_hist"
@@ -129,7 +158,8 @@ def _toyscan_config(tmp_path: Path, shared_data: Path, pattern: str) -> Path:
         formats = ["png"]
         [steps]
         run = ["toyscan", "plot"]
-        """)
+        """,
+    )
 
 
 def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path, run_cli) -> None:
@@ -140,8 +170,9 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path, run_cli) -> Non
     rows = _rows(point / "toyscan.csv")
     assert len(rows) == 9
     # natural order of the matching histograms, not fShiftSigPowTail (another family)
-    assert sorted({r["hist"] for r in rows}) == [f"fShiftSigPow/fShiftSigPow_toy_{i}"
-                                                for i in range(3)]
+    assert sorted({r["hist"] for r in rows}) == [
+        f"fShiftSigPow/fShiftSigPow_toy_{i}" for i in range(3)
+    ]
     assert all(r["status"] == "ok" and np.isfinite(float(r["Z_local"])) for r in rows)
     summary = _rows(point / "toyscan_summary.csv")
     assert [float(s["mass_GeV"]) for s in summary] == [0.04, 0.06, 0.08]
@@ -152,7 +183,8 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path, run_cli) -> Non
         assert float(s["pull_mean"]) == pytest.approx(np.mean(pulls), rel=1e-5)
         assert float(s["pull_width"]) == pytest.approx(np.std(pulls, ddof=1), rel=1e-5)
         assert float(s["frac_Z_gt2"]) == pytest.approx(
-            np.mean([float(r["Z_local"]) > 2 for r in mine]))
+            np.mean([float(r["Z_local"]) > 2 for r in mine])
+        )
     for stem in ("toyscan_z_local", "toyscan_spurious", "toyscan_max_z"):
         assert (point / "plots" / f"{stem}.png").stat().st_size > 10_000
     with h5py.File(point / "toyscan.h5", "r") as f:
@@ -162,26 +194,37 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path, run_cli) -> Non
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path,
-                                             run_cli) -> None:
+def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path, run_cli) -> None:
     """The toy chunks as SLURM array tasks give the same bytes as the local run."""
-    if not (shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], capture_output=True,
-                                                      timeout=20).returncode == 0):
+    if not (
+        shutil.which("sinfo")
+        and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    ):
         pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
     cfg = _toyscan_config(tmp_path, shared_data, "fGenGammaShift/*_toy_*")
     code, out, err = run_cli("run", cfg, "--steps", "toyscan", timeout=900)
     assert code == 0, out + err
-    code, out, err = run_cli("run", cfg, "--steps", "toyscan", "--executor", "slurm", "--wait",
-                             "--set", f"base.output={tmp_path / 'slurm'}", timeout=900)
+    code, out, err = run_cli(
+        "run",
+        cfg,
+        "--steps",
+        "toyscan",
+        "--executor",
+        "slurm",
+        "--wait",
+        "--set",
+        f"base.output={tmp_path / 'slurm'}",
+        timeout=900,
+    )
     assert code == 0, out + err
-    assert ((tmp_path / "slurm" / "nominal" / "toyscan.csv").read_bytes()
-            == (tmp_path / "run" / "nominal" / "toyscan.csv").read_bytes())
+    assert (tmp_path / "slurm" / "nominal" / "toyscan.csv").read_bytes() == (
+        tmp_path / "run" / "nominal" / "toyscan.csv"
+    ).read_bytes()
     scripts = [p.read_text() for p in (tmp_path / "slurm" / "slurm").glob("*.sbatch")]
     assert any("toyscan" in s and "--array=0-1" in s for s in scripts)
 
 
-def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path,
-                                             run_cli) -> None:
+def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path, run_cli) -> None:
     cfg = _toyscan_config(tmp_path, shared_data, "noSuchFamily/*_toy_*")
     code, out, err = run_cli("run", cfg, timeout=300)
     assert code == 1
@@ -190,10 +233,13 @@ def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path,
 
 
 def test_toyscan_needs_a_file(tmp_path: Path, cli) -> None:
-    cfg = quickstart_child(tmp_path / "c.toml", """
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        """
         [steps]
         run = ["toyscan"]
-        """)
+        """,
+    )
     code, out, err = cli("validate", cfg)
     assert code == 1
     assert "toyscan.file: required when steps.run includes 'toyscan'" in out + err
@@ -207,8 +253,7 @@ def test_tail_fraction_error_counts_correlated_rows() -> None:
     T, M = 200, 50
     z = np.zeros((T, M))
     z[::10, 10:14] = 3.5  # 20 toys with 4 correlated rows above 3
-    toys = {"toy": np.repeat(np.arange(T), M), "Z_local": z.ravel(),
-            "status": np.full(T * M, "ok")}
+    toys = {"toy": np.repeat(np.arange(T), M), "Z_local": z.ravel(), "status": np.full(T * M, "ok")}
     f, err = tail_fraction(toys, 3.0)
     assert f == pytest.approx(80 / (T * M))
     n_t = np.full(T, M)
@@ -222,10 +267,14 @@ def test_toyscan_summary_leaves_flagged_rows_out() -> None:
     summary, nor in the tail fractions, nor in the maximum Z per toy."""
     from gprpipe.steps.toyscan import max_z_per_toy, overview, summarize
 
-    toys = {"toy": np.array([0, 0, 1, 1]), "mass_GeV": np.array([0.03, 0.04, 0.03, 0.04]),
-            "A_hat": np.array([10.0, 600.0, -5.0, 20.0]), "sigma_A": np.full(4, 100.0),
-            "Z_local": np.array([0.1, 6.0, 0.0, 0.2]),
-            "status": np.array(["ok", "flag_gof+flag_one_sideband", "ok", "ok"])}
+    toys = {
+        "toy": np.array([0, 0, 1, 1]),
+        "mass_GeV": np.array([0.03, 0.04, 0.03, 0.04]),
+        "A_hat": np.array([10.0, 600.0, -5.0, 20.0]),
+        "sigma_A": np.full(4, 100.0),
+        "Z_local": np.array([0.1, 6.0, 0.0, 0.2]),
+        "status": np.array(["ok", "flag_gof+flag_one_sideband", "ok", "ok"]),
+    }
     s = summarize(toys)
     np.testing.assert_array_equal(s["n_toys"], [2, 1])
     np.testing.assert_array_equal(s["n_flagged"], [0, 1])

@@ -40,8 +40,13 @@ def sync(fn):
 
 
 def _app(tmp_path: Path, config: Path = QUICKSTART, **kw) -> GprpipeApp:
-    return GprpipeApp(config, overrides=[f"base.output={tmp_path / 'run'}"], check_delay=0.05,
-                      poll_interval=0.2, **kw)
+    return GprpipeApp(
+        config,
+        overrides=[f"base.output={tmp_path / 'run'}"],
+        check_delay=0.05,
+        poll_interval=0.2,
+        **kw,
+    )
 
 
 #: Worker groups of the app that validate configs (in threads) or save after validating.
@@ -105,8 +110,9 @@ def test_set_and_remove_key_keep_the_rest_of_the_file():
     out = set_key(out, ["scan", "masses"], "[0.03, 0.05]")
     out = remove_key(out, ["plot", "masses"])
     assert "# Quickstart: one dataset" in out  # comments kept
-    assert ('path = "{{ gprpipe.data }}/demo_2015.root"   # the demo spectrum shipped inside '
-            'gprpipe') in out
+    assert (
+        'path = "{{ gprpipe.data }}/demo_2015.root"   # the demo spectrum shipped inside gprpipe'
+    ) in out
     assert "masses = [0.03, 0.05]   # GeV" in out  # the value replaced, its comment kept
     assert "[0.030, 0.060, 0.100]" not in out
     assert out.rstrip().endswith("[fit]\nblind_nsigma = 1.96")
@@ -124,8 +130,7 @@ def test_check_text_of_unsaved_text_reports_the_real_file(tmp_path):
     text = QUICKSTART.read_text().replace("[plot]\nmasses", "[plot]\nmasess")
     c = check_text(text, QUICKSTART)
     assert not c.ok
-    assert [(e.file, e.line, e.key) for e in c.errors] == [
-        (str(QUICKSTART), 15, "plot.masess")]
+    assert [(e.file, e.line, e.key) for e in c.errors] == [(str(QUICKSTART), 15, "plot.masess")]
     assert "did you mean 'masses'" in c.errors[0].message
     assert not list(QUICKSTART.parent.glob(".quickstart.*"))  # temporary file removed
 
@@ -133,9 +138,14 @@ def test_check_text_of_unsaved_text_reports_the_real_file(tmp_path):
 def test_braille_plot_has_the_requested_size():
     x = [30.0, 45.0, 60.0, 80.0, 100.0]
     y = [2.4e-6, 8.2e-6, 7.3e-6, 2.0e-5, 4.3e-5]
-    t = braille_plot([Line(x, y, "white", "obs")],
-                     [Band(x, [v / 2 for v in y], [v * 2 for v in y], "green", "1s")],
-                     width=50, height=12, xlabel="mass (MeV)", ylabel="eps2")
+    t = braille_plot(
+        [Line(x, y, "white", "obs")],
+        [Band(x, [v / 2 for v in y], [v * 2 for v in y], "green", "1s")],
+        width=50,
+        height=12,
+        xlabel="mass (MeV)",
+        ylabel="eps2",
+    )
     lines = t.plain.split("\n")
     assert len(lines) == 12
     assert max(len(s) for s in lines) <= 50
@@ -238,12 +248,20 @@ async def test_changing_the_grid_changes_the_point_count(tmp_path):
         table = app.query_one("#grid-points", DataTable)
         assert table.row_count == 2
         assert [str(c.label) for c in table.columns.values()] == [
-            "#", "point", "fit.blind_nsigma", "output folder"]
+            "#",
+            "point",
+            "fit.blind_nsigma",
+            "output folder",
+        ]
         assert table.get_row_at(1)[1:3] == ["blind_nsigma-1.96", "1.96"]
         assert table.get_row_at(1)[3].endswith("run/blind_nsigma-1.96")
         steps = app.query_one("#grid-steps", DataTable)
         assert [steps.get_row_at(i)[0] for i in range(steps.row_count)] == [
-            "load", "fit", "limit", "plot"]
+            "load",
+            "fit",
+            "limit",
+            "plot",
+        ]
         assert steps.get_row_at(1)[1:] == ["1", "1", "2", "4"]
         # a second axis from the grid tab's input: 2 x 3 points
         vary = app.query_one("#grid-vary", Input)
@@ -413,8 +431,13 @@ async def test_run_tab_shows_every_planned_task_pending(tmp_path):
         table = app.query_one("#run-tasks", DataTable)
         rows = [table.get_row_at(i) for i in range(table.row_count)]
         assert [(r[1], r[2]) for r in rows] == [
-            ("load", ""), ("fit", "demo-000"), ("fit", "merge"), ("limit", "demo-000"),
-            ("limit", "merge"), ("plot", "")]
+            ("load", ""),
+            ("fit", "demo-000"),
+            ("fit", "merge"),
+            ("limit", "demo-000"),
+            ("limit", "merge"),
+            ("plot", ""),
+        ]
         assert {str(r[3]) for r in rows} == {"pending"}
         assert "pending 6" in _static(app, "#run-summary")
         assert str(app.query_one("#run-engine", Select).value) == "local"
@@ -477,7 +500,8 @@ async def test_launch_quickstart_locally_all_tasks_done_and_results(tmp_path):
         await _settle(pilot)
         ordered = sorted(rows, key=lambda r: -float(r["eps2_up"]))
         assert [res.get_row_at(i)[1] for i in range(5)] == [
-            f"{float(r['mass_GeV']):.4g}" for r in ordered]
+            f"{float(r['mass_GeV']):.4g}" for r in ordered
+        ]
         # the plot and its files
         await pilot.press("p")
         await _settle(pilot)
@@ -529,12 +553,14 @@ def _slurm_answers() -> bool:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return False
     try:
-        res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                             timeout=20)
+        res = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return res.returncode == 0 and any(
-        s.strip("*~#") in ("idle", "mixed", "allocated", "completing") for s in res.stdout.split())
+        s.strip("*~#") in ("idle", "mixed", "allocated", "completing") for s in res.stdout.split()
+    )
 
 
 @pytest.mark.slow

@@ -94,8 +94,15 @@ async def test_form_note_says_enter_sets_the_text_and_ctrl_s_saves(tmp_path):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("tui-run") / "run"
-    code, _, err = run_cli_subprocess("run", QUICKSTART, "--steps", "load,fit,limit",
-                                      "--set", f"base.output={run_dir}", timeout=600)
+    code, _, err = run_cli_subprocess(
+        "run",
+        QUICKSTART,
+        "--steps",
+        "load,fit,limit",
+        "--set",
+        f"base.output={run_dir}",
+        timeout=600,
+    )
     assert code == 0, err
     return run_dir
 
@@ -138,4 +145,9 @@ async def test_tui_run_dir_opens_its_results_mass_column_fixed_and_sort_marked(f
 
 def test_one_duration_format():
     assert [fmt_duration(x) for x in (0.04, 4.25, 59.9, 60.0, 185.2)] == [
-        "0.0 s", "4.2 s", "59.9 s", "1 min 00 s", "3 min 05 s"]
+        "0.0 s",
+        "4.2 s",
+        "59.9 s",
+        "1 min 00 s",
+        "3 min 05 s",
+    ]

@@ -46,8 +46,7 @@ def in_repo(monkeypatch):
 
 
 def _app(*overrides: str) -> GprpipeApp:
-    return GprpipeApp(CONFIG, overrides=[f"base.output={NEVER_RUN}", *overrides],
-                      check_delay=0.01)
+    return GprpipeApp(CONFIG, overrides=[f"base.output={NEVER_RUN}", *overrides], check_delay=0.01)
 
 
 async def _checked(pilot) -> None:
@@ -97,9 +96,22 @@ def finished_run(tmp_path_factory) -> Path:
     the config copied there so that every displayed path is relative and stable."""
     root = tmp_path_factory.mktemp("tui-results")
     (root / "quickstart.toml").write_text((REPO / CONFIG).read_text())  # works anywhere
-    subprocess.run([sys.executable, "-m", "gprpipe", "run", "quickstart.toml", "--set",
-                    "base.output=run", "--steps", "load,fit,limit"], cwd=root, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gprpipe",
+            "run",
+            "quickstart.toml",
+            "--set",
+            "base.output=run",
+            "--steps",
+            "load,fit,limit",
+        ],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
     return root
 
 

@@ -38,8 +38,16 @@ from gprpipe.config.render import render_config
 from gprpipe.config.schema import Base, Config, Point, validate
 from gprpipe.errors import ConfigError, GprpipeError
 
-__all__ = ["Config", "Issue", "Point", "check_inputs", "issues_of", "load", "load_points",
-           "point_config_from_file"]
+__all__ = [
+    "Config",
+    "Issue",
+    "Point",
+    "check_inputs",
+    "issues_of",
+    "load",
+    "load_points",
+    "point_config_from_file",
+]
 
 
 def load(path: Path | str, overrides: Sequence[str] = (), text: str | None = None) -> Loaded:
@@ -61,7 +69,7 @@ def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
     """Merge each dataset over its card's ``[dataset]`` table; returns errors."""
     errors: list[Issue] = []
     datasets = data.get("datasets")
-    for name, ds in (datasets.items() if isinstance(datasets, dict) else ()):
+    for name, ds in datasets.items() if isinstance(datasets, dict) else ():
         if not isinstance(ds, dict) or not ds.get("card"):
             continue
         key = f"datasets.{name}.card"
@@ -76,9 +84,16 @@ def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
         if unknown:
             table = sorted(unknown)[0]
             pos = positions.get(table)
-            errors.append(Issue(f"unknown table {table!r} in a card.", str(card_path),
-                                pos[0] if pos else None, pos[1] if pos else None, table,
-                                prefix=str(card_path)))
+            errors.append(
+                Issue(
+                    f"unknown table {table!r} in a card.",
+                    str(card_path),
+                    pos[0] if pos else None,
+                    pos[1] if pos else None,
+                    table,
+                    prefix=str(card_path),
+                )
+            )
         data["datasets"][name] = deep_merge(card.get("dataset", {}), ds)
         for k, pos in positions.items():
             if k.startswith("dataset.") and k.removeprefix("dataset.") not in ds:
@@ -91,7 +106,7 @@ def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
 def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
     """Make dataset paths absolute: relative to the file that set them (CWD for --set)."""
     datasets = data.get("datasets")
-    for name, ds in (datasets.items() if isinstance(datasets, dict) else ()):
+    for name, ds in datasets.items() if isinstance(datasets, dict) else ():
         if not isinstance(ds, dict) or not isinstance(ds.get("path"), str):
             continue
         p = Path(ds["path"]).expanduser()
@@ -111,8 +126,9 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
         base["output"] = str(Path(base["output"]).expanduser().resolve())
 
 
-def load_points(path: Path | str, overrides: Sequence[str] = (),
-                text: str | None = None) -> tuple[Loaded, list[Point]]:
+def load_points(
+    path: Path | str, overrides: Sequence[str] = (), text: str | None = None
+) -> tuple[Loaded, list[Point]]:
     """Every grid point of ``path`` (or of ``text`` standing for it), rendered and
     validated; all errors at once (a ``ConfigError`` with every issue)."""
     loaded = load(path, overrides, text)
@@ -129,10 +145,15 @@ def load_points(path: Path | str, overrides: Sequence[str] = (),
         key = item.split("=", 1)[0].strip()
         if key in varied:
             origin = loaded.origins.get(f"grid.{key}") or loaded.origins.get(f"grid.zip.{key}")
-            errors.append(Issue(f"this key is varied by the grid"
-                                f"{f' ({origin})' if origin else ''}; choose grid points with "
-                                f"--points, or change the [grid] table.", f"--set {key}",
-                                key=key))
+            errors.append(
+                Issue(
+                    f"this key is varied by the grid"
+                    f"{f' ({origin})' if origin else ''}; choose grid points with "
+                    f"--points, or change the [grid] table.",
+                    f"--set {key}",
+                    key=key,
+                )
+            )
     if errors:
         raise ConfigError(errors)
     points: list[Point] = []
@@ -156,8 +177,7 @@ def load_points(path: Path | str, overrides: Sequence[str] = (),
         except ConfigError as exc:
             errors += issues_of(exc)
             # still report unknown keys (typos), which do not depend on rendering
-            errors += [e for e in validate(data, where)[1]
-                       if e.message.startswith("unknown key")]
+            errors += [e for e in validate(data, where)[1] if e.message.startswith("unknown key")]
             continue
         unsafe = control_char_errors(data, where)
         if unsafe:
@@ -203,16 +223,19 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                     read[key] = str(exc)
             got = read[key]
             if isinstance(got, str):
-                wrong_name = (f"histogram {ds.hist!r} not found" in got
-                              or f"{ds.hist!r} is a " in got)
+                wrong_name = (
+                    f"histogram {ds.hist!r} not found" in got or f"{ds.hist!r} is a " in got
+                )
                 field = "hist" if wrong_name else "path"
                 errors.append(at(where(f"datasets.{name}.{field}"), got))
                 continue
             counts, edges = got
             why: str | None
             if ds.rebin > len(counts):
-                why = (f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
-                       f"{ds.hist!r} in {ds.path}.")
+                why = (
+                    f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
+                    f"{ds.hist!r} in {ds.path}."
+                )
             else:
                 why = binning_error(name, ds, cfg, rebin(counts, edges, ds.rebin)[1])
             if why:

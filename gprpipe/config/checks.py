@@ -36,7 +36,8 @@ MIN_BINS = 10
 
 def _char_name(c: str) -> str:
     return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
-        c, unicodedata.name(c, "a control character").lower())
+        c, unicodedata.name(c, "a control character").lower()
+    )
 
 
 def _escaped(text: str) -> str:
@@ -64,11 +65,14 @@ def control_char_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
         m = _CONTROL.search(text)
         if m:
             what = "key" if is_key else "value"
-            errors.append(at(
-                where(_escaped(dotted)),
-                f"the {what} holds {_char_name(m.group())} "
-                f"(U+{ord(m.group()):04X}), and no key or value may hold control characters "
-                f"because values reach job scripts, command lines and file names."))
+            errors.append(
+                at(
+                    where(_escaped(dotted)),
+                    f"the {what} holds {_char_name(m.group())} "
+                    f"(U+{ord(m.group()):04X}), and no key or value may hold control characters "
+                    f"because values reach job scripts, command lines and file names.",
+                )
+            )
     return errors
 
 
@@ -80,11 +84,18 @@ def name_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
         if _CONTROL.search(str(name)):
             continue  # reported as a control character
         if not SAFE_NAME.match(str(name)) or name in RESERVED_NAMES:
-            why = (f"{name!r} is reserved for the joint fit" if name in RESERVED_NAMES else
-                   f"{name!r} is not a safe name (letters, digits, '_', '.', '+', '-', "
-                   "starting with a letter or digit, at most 64 characters)")
-            errors.append(at(where(f"datasets.{name}"), f"the dataset key {why}; it names "
-                             "files and folders inside the run directory."))
+            why = (
+                f"{name!r} is reserved for the joint fit"
+                if name in RESERVED_NAMES
+                else f"{name!r} is not a safe name (letters, digits, '_', '.', '+', '-', "
+                "starting with a letter or digit, at most 64 characters)"
+            )
+            errors.append(
+                at(
+                    where(f"datasets.{name}"),
+                    f"the dataset key {why}; it names files and folders inside the run directory.",
+                )
+            )
     return errors
 
 
@@ -119,8 +130,11 @@ def grid_size_error(data: Mapping[str, Any], where: Where) -> Issue | None:
     n, cap = grid_size(grid), _cap(data, "max_points")
     if n <= cap:
         return None
-    return at(where("grid"), f"the grid has {n} points, more than base.max_points = {cap}; "
-              "shrink the grid or raise base.max_points.")
+    return at(
+        where("grid"),
+        f"the grid has {n} points, more than base.max_points = {cap}; "
+        "shrink the grid or raise base.max_points.",
+    )
 
 
 def mass_count(lo: float, hi: float, step: float) -> int:
@@ -143,13 +157,22 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
         for m in masses or []:
             tag = f"{m * 1e3:g}"  # inject part names use this spelling
             if tag in seen:
-                errors.append(at(where(key), f"the mass {m:g} GeV is listed twice (or two "
-                                 f"masses round to the same {tag} MeV)."))
+                errors.append(
+                    at(
+                        where(key),
+                        f"the mass {m:g} GeV is listed twice (or two "
+                        f"masses round to the same {tag} MeV).",
+                    )
+                )
                 break
             seen[tag] = m
     if cfg.scan.masses is not None and len(cfg.scan.masses) > cap:
-        errors.append(at(where("scan.masses"), f"{len(cfg.scan.masses)} masses, more than "
-                         f"base.max_masses = {cap}."))
+        errors.append(
+            at(
+                where("scan.masses"),
+                f"{len(cfg.scan.masses)} masses, more than base.max_masses = {cap}.",
+            )
+        )
         return errors
     lo_f, fit_hi = cfg.fit.ls_lo_factor, cfg.fit.ls_hi_factor
     for name in cfg.scanned():
@@ -157,25 +180,45 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
         if cfg.scan.masses is None:
             n = mass_count(ds.range[0], ds.range[1], cfg.scan.mass_step)
             if n > cap:
-                errors.append(at(
-                    where("scan.mass_step"), f"a step of {cfg.scan.mass_step:g} GeV over "
-                    f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV gives {n} masses for dataset "
-                    f"{name}, more than base.max_masses = {cap}."))
+                errors.append(
+                    at(
+                        where("scan.mass_step"),
+                        f"a step of {cfg.scan.mass_step:g} GeV over "
+                        f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV gives {n} masses for dataset "
+                        f"{name}, more than base.max_masses = {cap}.",
+                    )
+                )
                 continue
         hi_f = ds.ls_hi_factor if ds.ls_hi_factor is not None else fit_hi
         if lo_f >= hi_f:
-            key = f"datasets.{name}.ls_hi_factor" if ds.ls_hi_factor is not None else \
-                "fit.ls_hi_factor"
-            errors.append(at(where(key), f"the length-scale upper factor {hi_f:g} must "
-                             f"exceed fit.ls_lo_factor = {lo_f:g} (dataset {name})."))
+            key = (
+                f"datasets.{name}.ls_hi_factor"
+                if ds.ls_hi_factor is not None
+                else "fit.ls_hi_factor"
+            )
+            errors.append(
+                at(
+                    where(key),
+                    f"the length-scale upper factor {hi_f:g} must "
+                    f"exceed fit.ls_lo_factor = {lo_f:g} (dataset {name}).",
+                )
+            )
         ms = dataset_masses(cfg, name)
         if not len(ms):
-            errors.append(at(where("scan.masses"), f"no test mass lies in the range "
-                             f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV of dataset {name}."))
+            errors.append(
+                at(
+                    where("scan.masses"),
+                    f"no test mass lies in the range "
+                    f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV of dataset {name}.",
+                )
+            )
             continue
         for key, values, what in (
-            ("sigma_coeffs", sigma_m(ms, ds.sigma_coeffs, ds.sigma_tail_m0,
-                                     ds.sigma_tail_slope), "the resolution sigma(m)"),
+            (
+                "sigma_coeffs",
+                sigma_m(ms, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope),
+                "the resolution sigma(m)",
+            ),
             ("frad_coeffs", polyval(ds.frad_coeffs, ms), "the radiative fraction f_rad(m)"),
         ):
             bad = ~(np.isfinite(values) & (values > 0))
@@ -184,9 +227,14 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 bound = "in (0, 1]" if key == "frad_coeffs" else "positive"
-                errors.append(at(where(f"datasets.{name}.{key}"), f"{what} is not {bound} "
-                                 f"over the scan of dataset {name} ({values[i]:g} at m = "
-                                 f"{ms[i]:g} GeV)."))
+                errors.append(
+                    at(
+                        where(f"datasets.{name}.{key}"),
+                        f"{what} is not {bound} "
+                        f"over the scan of dataset {name} ({values[i]:g} at m = "
+                        f"{ms[i]:g} GeV).",
+                    )
+                )
     return errors
 
 
@@ -202,18 +250,25 @@ def binning_error(name: str, ds: Dataset, cfg: Config, edges: np.ndarray) -> str
     where = f"a rebin of {ds.rebin}"
     nbins = len(edges) - 1
     if nbins < MIN_BINS:
-        return (f"{where} leaves {nbins} bins of histogram {ds.hist!r} in {ds.path}, fewer "
-                f"than {MIN_BINS}.")
+        return (
+            f"{where} leaves {nbins} bins of histogram {ds.hist!r} in {ds.path}, fewer "
+            f"than {MIN_BINS}."
+        )
     m = dataset_masses(cfg, name)
     if len(m):
         width = float(np.max(np.diff(edges)))
-        window = 2 * cfg.fit.blind_nsigma * sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0,
-                                                     ds.sigma_tail_slope)
+        window = (
+            2
+            * cfg.fit.blind_nsigma
+            * sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
+        )
         i = int(np.argmin(window))
         if width > window[i]:
-            return (f"{where} makes bins of histogram {ds.hist!r} in {ds.path} "
-                    f"{width:g} GeV wide, wider than the {window[i]:g} GeV blind window at "
-                    f"m = {m[i]:g} GeV.")
+            return (
+                f"{where} makes bins of histogram {ds.hist!r} in {ds.path} "
+                f"{width:g} GeV wide, wider than the {window[i]:g} GeV blind window at "
+                f"m = {m[i]:g} GeV."
+            )
     return None
 
 
@@ -232,10 +287,16 @@ def _fmt_ranges(ranges: dict[str, tuple[float, float]]) -> str:
 def unit_errors(cfg: Config, where: Where) -> list[Issue]:
     """Masses above 1 GeV in the mass lists: MeV typed for GeV (with the GeV value)."""
     errors = []
-    for key, masses in (("scan.masses", cfg.scan.masses or []),
-                        ("inject.masses", cfg.inject.masses), ("plot.masses", cfg.plot.masses)):
-        errors += [at(where(key), f"{m:g} is not a mass in GeV; {mev_hint(m)}")
-                   for m in masses if m > BARE_MAX_GEV]
+    for key, masses in (
+        ("scan.masses", cfg.scan.masses or []),
+        ("inject.masses", cfg.inject.masses),
+        ("plot.masses", cfg.plot.masses),
+    ):
+        errors += [
+            at(where(key), f"{m:g} is not a mass in GeV; {mev_hint(m)}")
+            for m in masses
+            if m > BARE_MAX_GEV
+        ]
     return errors
 
 
@@ -247,18 +308,27 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
         ranges = _ranges(cfg)
         if not ranges:
             if not cfg.datasets:
-                why = ("no dataset to scan; add a [datasets.<key>] table with path and card "
-                       "(e.g. [datasets.2015] card = \"hps2015\")")
+                why = (
+                    "no dataset to scan; add a [datasets.<key>] table with path and card "
+                    '(e.g. [datasets.2015] card = "hps2015")'
+                )
             else:
-                why = (f"no dataset to scan: {', '.join(cfg.datasets)} "
-                       f"{'is' if len(cfg.datasets) == 1 else 'are'} disabled or not in "
-                       "scan.datasets")
+                why = (
+                    f"no dataset to scan: {', '.join(cfg.datasets)} "
+                    f"{'is' if len(cfg.datasets) == 1 else 'are'} disabled or not in "
+                    "scan.datasets"
+                )
             errors.append(at(where("datasets"), f"{why}."))
             continue
         for n, (lo, hi) in ranges.items():
             if hi > BARE_MAX_GEV:
-                errors.append(at(where(f"datasets.{n}.range"), f"[{lo:g}, {hi:g}] is not in "
-                                 f"GeV; {mev_hint(lo)[:-1]} to {hi / 1e3:.3f} GeV?"))
+                errors.append(
+                    at(
+                        where(f"datasets.{n}.range"),
+                        f"[{lo:g}, {hi:g}] is not in "
+                        f"GeV; {mev_hint(lo)[:-1]} to {hi / 1e3:.3f} GeV?",
+                    )
+                )
         lists: list[tuple[str, list[float]]] = [("scan.masses", cfg.scan.masses or [])]
         if "inject" in cfg.steps.run:
             lists.append(("inject.masses", cfg.inject.masses))
@@ -269,8 +339,13 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                 if m > BARE_MAX_GEV:
                     errors.append(at(where(key), f"{m:g} is not a mass in GeV; {mev_hint(m)}"))
                 elif not any(lo - 1e-9 <= m <= hi + 1e-9 for lo, hi in ranges.values()):
-                    errors.append(at(where(key), f"{m:g} GeV lies outside the scan range of "
-                                     f"every scanned dataset ({_fmt_ranges(ranges)})."))
+                    errors.append(
+                        at(
+                            where(key),
+                            f"{m:g} GeV lies outside the scan range of "
+                            f"every scanned dataset ({_fmt_ranges(ranges)}).",
+                        )
+                    )
     return unique(errors)
 
 
@@ -283,6 +358,5 @@ def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
         for name in p.config.scanned():
             path = p.config.datasets[name].path
             if not Path(path).exists():
-                errors.append(at(where(f"datasets.{name}.path"),
-                                 f"{path}: data file not found."))
+                errors.append(at(where(f"datasets.{name}.path"), f"{path}: data file not found."))
     return unique(errors)

@@ -23,8 +23,9 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
     zipped = grid.get("zip", {})
     for key, values in flatten({k: v for k, v in grid.items() if k != "zip"}).items():
         if not isinstance(values, list) or not values:
-            errors.append(at(where("grid." + key), f"grid.{key} must be a non-empty list of "
-                             "values."))
+            errors.append(
+                at(where("grid." + key), f"grid.{key} must be a non-empty list of values.")
+            )
             continue
         axes.append([{key: v} for v in values])
     if zipped:
@@ -35,12 +36,12 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
             lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in flat.items()}
             if any(n <= 0 for n in lengths.values()):
                 bad = next(k for k, n in lengths.items() if n <= 0)
-                errors.append(at(where("grid.zip." + bad),
-                                 f"grid.zip.{bad} must be a non-empty list."))
+                errors.append(
+                    at(where("grid.zip." + bad), f"grid.zip.{bad} must be a non-empty list.")
+                )
             elif len(set(lengths.values())) > 1:
                 shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
-                errors.append(at(where("grid.zip"), f"grid.zip lists differ in length "
-                                 f"({shown})."))
+                errors.append(at(where("grid.zip"), f"grid.zip lists differ in length ({shown})."))
             else:
                 n = next(iter(lengths.values()))
                 axes.append([{k: v[i] for k, v in flat.items()} for i in range(n)])
@@ -84,7 +85,7 @@ def point_name(values: Mapping[str, Any]) -> str:
     name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join(parts)).lstrip(".-") or "point"
     if len(name) > MAX_NAME:
         digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-        name = f"{name[:MAX_NAME - 11]}_{digest}"
+        name = f"{name[: MAX_NAME - 11]}_{digest}"
     return name
 
 

@@ -29,8 +29,9 @@ def _template(name: str) -> Path:
     if name.removesuffix(".toml") not in names:
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise GprpipeError(f"--template {name!r}: not a shipped template{hint}; shipped: "
-                           f"{', '.join(names)}.")
+        raise GprpipeError(
+            f"--template {name!r}: not a shipped template{hint}; shipped: {', '.join(names)}."
+        )
     return shipped_dir("templates") / f"{name.removesuffix('.toml')}.toml"
 
 
@@ -41,16 +42,19 @@ def _toml_str(s: str) -> str:
 def init_text(name: str, template: str, data: str | None = None) -> str:
     """The text of the new config (see the module docstring)."""
     if not _NAME.match(name):
-        raise GprpipeError(f"init {name!r}: a name is letters, digits, '_', '.' or '-' "
-                           "(it names the file and the run folder).")
+        raise GprpipeError(
+            f"init {name!r}: a name is letters, digits, '_', '.' or '-' "
+            "(it names the file and the run folder)."
+        )
     chain = load_chain(_template(template))
     datasets = dict(chain.data.get("datasets") or {})
     from gprpipe.config import _apply_cards  # the cards give each dataset's range and hist
 
     merged = {"datasets": {k: dict(v) for k, v in datasets.items()}}
     _apply_cards(merged, chain)
-    fits_demo = all(get_dotted(ds, "range", [0, 1])[1] <= 0.15
-                    for ds in merged["datasets"].values())
+    fits_demo = all(
+        get_dotted(ds, "range", [0, 1])[1] <= 0.15 for ds in merged["datasets"].values()
+    )
     tname = template.removesuffix(".toml")
     lines = [
         f"# {name}: a gprpipe config (written by: gprpipe init {name} --template {tname}).",
@@ -62,23 +66,30 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
         f"template = {_toml_str(tname)}   # a shipped template name: works from any folder",
         f"name = {_toml_str(name)}",
         'output = "runs/{{ base.name }}"   # run directory, relative to where you run gprpipe',
-        "# executor = \"slurm\"            # run the tasks as SLURM job arrays",
+        '# executor = "slurm"            # run the tasks as SLURM job arrays',
         "",
     ]
     for key, ds in merged["datasets"].items():
         rng = ds.get("range")
-        lines.append(f"[datasets.{key}]" + (f"   # card {ds['card']!r}: scan range "
-                                            f"{rng[0]:g}-{rng[1]:g} GeV" if rng else ""))
+        lines.append(
+            f"[datasets.{key}]"
+            + (f"   # card {ds['card']!r}: scan range {rng[0]:g}-{rng[1]:g} GeV" if rng else "")
+        )
         if data is not None:
             lines.append(f"path = {_toml_str(data)}   # ROOT file (relative to this file)")
         elif fits_demo:
-            lines.append(f"path = {_toml_str(DEMO)}   # the shipped synthetic demo "
-                         "spectrum: replace by your ROOT file")
+            lines.append(
+                f"path = {_toml_str(DEMO)}   # the shipped synthetic demo "
+                "spectrum: replace by your ROOT file"
+            )
         else:
-            lines.append(f'path = "{key}.root"   # set this: your ROOT file (relative to '
-                         'this file)')
-        lines.append(f"hist = {_toml_str(str(ds.get('hist', 'input_hist')))}   # histogram "
-                     "name in that file (folders allowed: \"dir/h\")")
+            lines.append(
+                f'path = "{key}.root"   # set this: your ROOT file (relative to this file)'
+            )
+        lines.append(
+            f"hist = {_toml_str(str(ds.get('hist', 'input_hist')))}   # histogram "
+            'name in that file (folders allowed: "dir/h")'
+        )
         lines.append("")
     lines += [
         "[scan]",
@@ -95,8 +106,9 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_init(name: str, template: str, folder: Path, data: str | None = None,
-               force: bool = False) -> Path:
+def write_init(
+    name: str, template: str, folder: Path, data: str | None = None, force: bool = False
+) -> Path:
     """Write ``folder/NAME.toml``; refuses to overwrite an existing file unless ``force``."""
     path = folder / f"{name.removesuffix('.toml')}.toml"
     text = init_text(name.removesuffix(".toml"), template, data)

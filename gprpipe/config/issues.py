@@ -57,8 +57,7 @@ class Issue:
     @property
     def where(self) -> str:
         """The location part of the sentence."""
-        return self.prefix if self.prefix is not None else _prefix(self.file, self.line,
-                                                                     self.key)
+        return self.prefix if self.prefix is not None else _prefix(self.file, self.line, self.key)
 
     def __str__(self) -> str:
         where = self.where

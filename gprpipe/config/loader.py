@@ -147,7 +147,7 @@ def key_positions(text: str) -> dict[str, tuple[int, int]]:
         if m:
             dotted = ".".join([*table, *_split_dotted(m.group(1))])
             lines.setdefault(dotted, (no, m.start(1) + 1))
-            rest = raw[m.end():]
+            rest = raw[m.end() :]
             code = rest.split("#", 1)[0] if '"' not in rest and "'" not in rest else rest
             depth = max(0, code.count("[") + code.count("{") - code.count("]") - code.count("}"))
     return lines
@@ -156,8 +156,9 @@ def key_positions(text: str) -> dict[str, tuple[int, int]]:
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
-def read_toml(path: Path, text: str | None = None) -> tuple[dict[str, Any],
-                                                           dict[str, tuple[int, int]]]:
+def read_toml(
+    path: Path, text: str | None = None
+) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
     """Parse one TOML file (or ``text`` standing for it): its data and the (line, column)
     of each key. Invalid TOML is a ``ConfigError`` with one issue naming the file, line and
     column; a file that cannot be read is a ``GprpipeError`` naming the file."""
@@ -174,8 +175,9 @@ def read_toml(path: Path, text: str | None = None) -> tuple[dict[str, Any],
         pos = _TOML_POS.search(str(exc))  # the parser's own "(at line L, column C)"
         line, col = (int(pos.group(1)), int(pos.group(2))) if pos else (None, None)
         # the sentence names the file only: the parser's message says line and column
-        raise ConfigError([Issue(f"invalid TOML: {exc}.", str(path), line, col,
-                                 prefix=str(path))]) from None
+        raise ConfigError(
+            [Issue(f"invalid TOML: {exc}.", str(path), line, col, prefix=str(path))]
+        ) from None
     return data, key_positions(text)
 
 
@@ -202,8 +204,9 @@ def deep_merge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str,
     return out
 
 
-def _origins_for(data: Mapping[str, Any], positions: Mapping[str, tuple[int, int]],
-                 file: str) -> dict[str, Origin]:
+def _origins_for(
+    data: Mapping[str, Any], positions: Mapping[str, tuple[int, int]], file: str
+) -> dict[str, Origin]:
     origins: dict[str, Origin] = {}
     for key in [*flatten(data), *positions]:
         pos = positions.get(key)
@@ -236,9 +239,17 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
     current: Path | None = path
     while current is not None:
         if current in seen:
-            cycle = " -> ".join(str(p) for p in [*seen[seen.index(current):], current])
-            raise ConfigError([Issue(f"template inheritance cycle: {cycle}.", str(current),
-                                     key="base.template", prefix="")])
+            cycle = " -> ".join(str(p) for p in [*seen[seen.index(current) :], current])
+            raise ConfigError(
+                [
+                    Issue(
+                        f"template inheritance cycle: {cycle}.",
+                        str(current),
+                        key="base.template",
+                        prefix="",
+                    )
+                ]
+            )
         seen.append(current)
         data, lines = read_toml(current, text if current == path else None)
         files.append((current, data, lines))
@@ -253,12 +264,23 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
             try:
                 current = resolve_ref(ref, current.parent, "templates")
             except FileNotFoundError as exc:
-                raise ConfigError([_template_issue(
-                    current, lines, f"base.template names {ref!r}, but {exc} does not exist."
-                )]) from None
+                raise ConfigError(
+                    [
+                        _template_issue(
+                            current,
+                            lines,
+                            f"base.template names {ref!r}, but {exc} does not exist.",
+                        )
+                    ]
+                ) from None
         else:
-            raise ConfigError([_template_issue(
-                current, lines, f"base.template must be a path or false, not {ref!r}.")])
+            raise ConfigError(
+                [
+                    _template_issue(
+                        current, lines, f"base.template must be a path or false, not {ref!r}."
+                    )
+                ]
+            )
     merged: dict[str, Any] = {}
     origins: dict[str, Origin] = {}
     for file, data, lines in reversed(files):
@@ -273,8 +295,9 @@ def _template_issue(file: Path, positions: Mapping[str, tuple[int, int]], messag
     """An issue with ``base.template`` of ``file`` (the message starts with the key)."""
     pos = positions.get("base.template")
     line = pos[0] if pos else None
-    return Issue(message, str(file), line, pos[1] if pos else None, "base.template",
-                 prefix=f"{file}:{line}")
+    return Issue(
+        message, str(file), line, pos[1] if pos else None, "base.template", prefix=f"{file}:{line}"
+    )
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -282,8 +305,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError([Issue("expected key.path=VALUE.", f"--set {item}",
-                                 prefix=f"--set {item!r}")])
+        raise ConfigError(
+            [Issue("expected key.path=VALUE.", f"--set {item}", prefix=f"--set {item!r}")]
+        )
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:

@@ -61,8 +61,13 @@ def _size(value: Any) -> int | None:
 
 
 def _check_power(base: Any, exp: Any) -> None:
-    if (isinstance(base, int) and isinstance(exp, int) and exp > 0 and abs(base) > 1
-            and exp * math.log2(abs(base)) > MAX_POWER_BITS):
+    if (
+        isinstance(base, int)
+        and isinstance(exp, int)
+        and exp > 0
+        and abs(base) > 1
+        and exp * math.log2(abs(base)) > MAX_POWER_BITS
+    ):
         raise RenderLimit(f"{base} ** {exp} has more than {MAX_POWER_BITS} bits")
 
 
@@ -126,14 +131,16 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     def wrap_str_format(self, value: Any) -> Any:
         if getattr(value, "__name__", "") in ("format", "format_map") and isinstance(
-                getattr(value, "__self__", None), str):
+            getattr(value, "__self__", None), str
+        ):
             _check_format(value.__self__)
         return super().wrap_str_format(value)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _tick()
         if getattr(__obj, "__name__", "") in _PADDING and isinstance(
-                getattr(__obj, "__self__", None), str):
+            getattr(__obj, "__self__", None), str
+        ):
             for v in [*args, *kwargs.values()]:
                 if isinstance(v, int) and v > MAX_CHARS:
                     raise RenderLimit(f"a width of {v} (at most {MAX_CHARS})")
@@ -231,11 +238,41 @@ class _Pending:
 
 
 for _name in (
-    "__str__", "__repr__", "__format__", "__bool__", "__len__", "__iter__", "__contains__",
-    "__getitem__", "__call__", "__int__", "__float__", "__index__", "__eq__", "__ne__",
-    "__lt__", "__le__", "__gt__", "__ge__", "__neg__", "__pos__", "__abs__", "__round__",
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
-    "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__",
+    "__str__",
+    "__repr__",
+    "__format__",
+    "__bool__",
+    "__len__",
+    "__iter__",
+    "__contains__",
+    "__getitem__",
+    "__call__",
+    "__int__",
+    "__float__",
+    "__index__",
+    "__eq__",
+    "__ne__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__neg__",
+    "__pos__",
+    "__abs__",
+    "__round__",
+    "__add__",
+    "__radd__",
+    "__sub__",
+    "__rsub__",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__rtruediv__",
+    "__floordiv__",
+    "__rfloordiv__",
+    "__mod__",
+    "__rmod__",
+    "__pow__",
     "__rpow__",
 ):
     setattr(_Pending, _name, _Pending._defer)
@@ -282,17 +319,30 @@ def render_string(value: str, config: Mapping[str, Any], where: Loc | str = "") 
     except _Deferred:
         raise
     except jinja2.UndefinedError as exc:
-        hint = ("; templates see only the environment variables listed in base.env"
-                if "ENV" in value else "")
+        hint = (
+            "; templates see only the environment variables listed in base.env"
+            if "ENV" in value
+            else ""
+        )
         why = f"undefined name in {_short(value)} ({exc.message}{hint})."
     except RenderLimit as exc:
         why = f"{_short(value)} goes beyond the rendering bounds ({exc})."
     except jinja2.TemplateError as exc:
         why = f"cannot render {_short(value)} ({exc})."
-    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError,
-            MemoryError, RecursionError) as exc:
-        what = ("includes, imports and template inheritance are not available in configs"
-                if "no loader" in str(exc) else f"{type(exc).__name__}: {exc}")
+    except (
+        ArithmeticError,
+        TypeError,
+        ValueError,
+        LookupError,
+        AttributeError,
+        MemoryError,
+        RecursionError,
+    ) as exc:
+        what = (
+            "includes, imports and template inheritance are not available in configs"
+            if "no loader" in str(exc)
+            else f"{type(exc).__name__}: {exc}"
+        )
         why = f"cannot render {_short(value)} ({what})."
     raise ConfigError([at(where, why)])
 
@@ -325,10 +375,14 @@ def _render_config(data: Mapping[str, Any], where: Where) -> dict[str, Any]:
         if not changed:
             if deferred:
                 keys = ", ".join(_dotted(k) for k in deferred)
-                raise ConfigError([at(
-                    where(_dotted(deferred[0])), "references cannot be resolved "
-                    f"(a reference cycle among {keys})."
-                )])
+                raise ConfigError(
+                    [
+                        at(
+                            where(_dotted(deferred[0])),
+                            f"references cannot be resolved (a reference cycle among {keys}).",
+                        )
+                    ]
+                )
             assert isinstance(current, dict)
             return current
     pending = [k for k, v in _leaves(current) if isinstance(v, str) and _has_template(v)]
@@ -336,14 +390,20 @@ def _render_config(data: Mapping[str, Any], where: Where) -> dict[str, Any]:
     raise ConfigError([at(where(_dotted(pending[0])), why) if pending else Issue(why, prefix="")])
 
 
-def _render_pass(node: Any, ctx: Mapping[str, Any], where: Where, errors: list[Issue],
-                 deferred: list[str], changed: list[str], key: str = "") -> Any:
+def _render_pass(
+    node: Any,
+    ctx: Mapping[str, Any],
+    where: Where,
+    errors: list[Issue],
+    deferred: list[str],
+    changed: list[str],
+    key: str = "",
+) -> Any:
     """One rendering pass over ``node``; collects errors, keys that must wait and keys
     whose value changed."""
     args = (ctx, where, errors, deferred, changed)
     if isinstance(node, dict):
-        return {k: _render_pass(v, *args, f"{key}.{k}" if key else str(k))
-                for k, v in node.items()}
+        return {k: _render_pass(v, *args, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
     if isinstance(node, list):
         return [_render_pass(v, *args, f"{key}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str) and _has_template(node):

@@ -27,8 +27,9 @@ FORMATS: tuple[Literal["png", "pdf", "svg"], ...] = ("png", "pdf")
 class Section(BaseModel):
     # coerce_numbers_to_str: ``--set base.name=2015`` (parsed as TOML: an int) is a name;
     # allow_inf_nan=False: inf and nan are never a valid setting
-    model_config = ConfigDict(extra="forbid", validate_default=True, coerce_numbers_to_str=True,
-                              allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, coerce_numbers_to_str=True, allow_inf_nan=False
+    )
 
 
 class Base(Section):
@@ -37,16 +38,22 @@ class Base(Section):
     engine: Literal["local", "docker", "podman", "apptainer"] = "local"
     image: str | None = Field(None, description="Container image for container engines.")
     step_images: dict[Step, str] = Field(
-        default_factory=dict, description="Per-step image for container engines.")
-    env: list[str] = Field(default_factory=list, description="Environment variables that "
-                           "templates may read as ENV.<name> (an allow-list).")
+        default_factory=dict, description="Per-step image for container engines."
+    )
+    env: list[str] = Field(
+        default_factory=list,
+        description="Environment variables that templates may read as ENV.<name> (an allow-list).",
+    )
     check_image_version: bool = True
     gpu: bool = False
     executor: Literal["local", "slurm"] = "local"
     jobs: int = Field(2, ge=1, description="Local worker processes.")
     seed: int = Field(20260101, ge=0, description="Master seed; per-task seeds derive from it.")
-    blind: bool = Field(False, description="Blinded: nothing that depends on the observed "
-                        "counts in a blind window is computed; lifted only by run --unblind.")
+    blind: bool = Field(
+        False,
+        description="Blinded: nothing that depends on the observed "
+        "counts in a blind window is computed; lifted only by run --unblind.",
+    )
     max_points: int = Field(1000, ge=1, description="Most grid points a config may have.")
     max_masses: int = Field(100_000, ge=1, description="Most test masses per dataset.")
     max_tasks: int = Field(100_000, ge=1, description="Most tasks a run may plan.")
@@ -99,7 +106,8 @@ class Fit(Section):
     ls_hi_factor: float = Field(8.0, gt=0)
     n_restarts: int = Field(2, ge=0)
     signal_leakage: Literal["model", "ignore"] = Field(
-        "model", description="model: leakage-aware template w_eff; ignore: w as it is.")
+        "model", description="model: leakage-aware template w_eff; ignore: w as it is."
+    )
     gof_nsigma: float = Field(5.0, gt=0, description="GoF region beyond the window, in sigma_m.")
     gof_p_min: float = Field(1e-3, ge=0, lt=1, description="Flag a mass when gof_p is below.")
     require_two_sidebands: bool = True
@@ -112,11 +120,19 @@ class Limit(Section):
     n_toys: int = Field(2000, ge=10)
     bands: Literal["asymptotic", "toys"] = "asymptotic"
     band_toys: int = Field(10000, ge=10)
-    global_toys: int = Field(0, ge=0, description="Whole-scan background-only toys for the "
-                             "toy look-elsewhere correction (0: Sidak only).")
+    global_toys: int = Field(
+        0,
+        ge=0,
+        description="Whole-scan background-only toys for the "
+        "toy look-elsewhere correction (0: Sidak only).",
+    )
     global_toys_chunk: int = Field(2500, ge=1, description="Whole-scan toys per task.")
-    global_toys_refit: int = Field(0, ge=0, description="Toys also scanned with a GP refit "
-                                   "at every mass (effect of the fixed-map approximation).")
+    global_toys_refit: int = Field(
+        0,
+        ge=0,
+        description="Toys also scanned with a GP refit "
+        "at every mass (effect of the fixed-map approximation).",
+    )
 
 
 class Inject(Section):
@@ -126,48 +142,70 @@ class Inject(Section):
     refit_gp: bool = False
     mode: Literal["poisson", "multinomial"] = "poisson"
     strength_unit: Literal["sigma_A", "yield"] = Field(
-        "sigma_A", description="strengths in sigma_A,ref units or as signal yields.")
+        "sigma_A", description="strengths in sigma_A,ref units or as signal yields."
+    )
     background: Literal["gp", "histograms"] = Field(
-        "gp", description="gp: toys from the GP; histograms: the histograms matched below.")
+        "gp", description="gp: toys from the GP; histograms: the histograms matched below."
+    )
     histograms: str | None = Field(
-        None, description="Histogram pattern in the dataset's ROOT file, e.g. 'f/f_toy_*'.")
+        None, description="Histogram pattern in the dataset's ROOT file, e.g. 'f/f_toy_*'."
+    )
 
     @model_validator(mode="after")
     def _histograms(self) -> Inject:
         if self.background == "histograms":
             if not self.histograms:
-                raise ValueError("inject.background = 'histograms' needs inject.histograms "
-                                 "(a histogram pattern such as 'fShiftSigPow/*_toy_*')")
+                raise ValueError(
+                    "inject.background = 'histograms' needs inject.histograms "
+                    "(a histogram pattern such as 'fShiftSigPow/*_toy_*')"
+                )
             if not self.refit_gp:
-                raise ValueError("inject.background = 'histograms' needs inject.refit_gp = "
-                                 "true (the GP is refitted on every histogram)")
+                raise ValueError(
+                    "inject.background = 'histograms' needs inject.refit_gp = "
+                    "true (the GP is refitted on every histogram)"
+                )
         return self
 
 
 class Displays(Section):
     masses: list[float] | None = Field(
-        None, description="Extraction displays at these masses (GeV; default inject.masses).")
-    z: list[float] = Field(default_factory=lambda: [0.0, 3.0, 5.0],
-                           description="Injected strengths (units of sigma_A,ref).")
-    variants: list[Literal["conditional", "refit"]] = Field(
-        default_factory=lambda: list(VARIANTS))
-    refit_toys: int = Field(5, ge=1, description="Refit toys to pick the median one from "
-                            "when inject.h5 has no refit toys of that mass.")
+        None, description="Extraction displays at these masses (GeV; default inject.masses)."
+    )
+    z: list[float] = Field(
+        default_factory=lambda: [0.0, 3.0, 5.0],
+        description="Injected strengths (units of sigma_A,ref).",
+    )
+    variants: list[Literal["conditional", "refit"]] = Field(default_factory=lambda: list(VARIANTS))
+    refit_toys: int = Field(
+        5,
+        ge=1,
+        description="Refit toys to pick the median one from "
+        "when inject.h5 has no refit toys of that mass.",
+    )
     observed: list[float] | None = Field(
-        None, description="Observed displays at these masses (GeV; default: the most "
-        "significant mass).")
-    datasets: list[str] | None = Field(None, description="Datasets (and 'combined') to "
-                                       "display (default: all scanned, and combined).")
+        None,
+        description="Observed displays at these masses (GeV; default: the most significant mass).",
+    )
+    datasets: list[str] | None = Field(
+        None,
+        description="Datasets (and 'combined') to display (default: all scanned, and combined).",
+    )
 
 
 class ToyScan(Section):
     file: str | None = Field(None, description="ROOT file with background-only toy histograms.")
-    pattern: str = Field("*_toy_*", description="Histogram-name pattern (fnmatch, folders "
-                         "allowed), e.g. 'fShiftSigPowTail/*_toy_*'.")
+    pattern: str = Field(
+        "*_toy_*",
+        description="Histogram-name pattern (fnmatch, folders "
+        "allowed), e.g. 'fShiftSigPowTail/*_toy_*'.",
+    )
     max_toys: int = Field(100, ge=1, description="Scan at most this many matching toys.")
     chunk: int = Field(10, ge=1, description="Toys per task.")
-    dataset: str | None = Field(None, description="Dataset whose card, rebin, range and "
-                                "data_range apply (default: the first scanned).")
+    dataset: str | None = Field(
+        None,
+        description="Dataset whose card, rebin, range and "
+        "data_range apply (default: the first scanned).",
+    )
 
 
 class Plot(Section):
@@ -178,8 +216,10 @@ class Plot(Section):
     status: str = Field("Preliminary", description="Status next to the experiment label.")
     displays: Displays = Field(default_factory=Displays)
     allocation_masses: list[float] = Field(
-        default_factory=list, description="Masses (GeV) of the signal-allocation table and "
-        "plot of a combination (default: three across the combined range).")
+        default_factory=list,
+        description="Masses (GeV) of the signal-allocation table and "
+        "plot of a combination (default: three across the combined range).",
+    )
 
 
 class Steps(Section):
@@ -200,16 +240,21 @@ class Slurm(Section):
     cpus_per_task: int = Field(1, ge=1)
     chunk_size: int = Field(16, ge=1, description="Masses per task (every executor).")
     max_parallel: int | None = Field(None, ge=1)
-    extra: list[str] = Field(default_factory=list, description="sbatch options, one per "
-                             "entry (e.g. '--constraint=cpu'), written as #SBATCH lines.")
+    extra: list[str] = Field(
+        default_factory=list,
+        description="sbatch options, one per "
+        "entry (e.g. '--constraint=cpu'), written as #SBATCH lines.",
+    )
 
     @field_validator("extra")
     @classmethod
     def _options(cls, v: list[str]) -> list[str]:
         for item in v:
             if not item.strip().removeprefix("#SBATCH").strip().startswith("-"):
-                raise ValueError(f"{item!r} is not an sbatch option (one option per entry, "
-                                 "such as '--constraint=cpu')")
+                raise ValueError(
+                    f"{item!r} is not an sbatch option (one option per entry, "
+                    "such as '--constraint=cpu')"
+                )
         return v
 
 
@@ -250,8 +295,10 @@ class Config(Section):
             if ts.file is None:
                 raise ValueError("toyscan.file: required when steps.run includes 'toyscan'")
             if ts.dataset is not None and ts.dataset not in self.scanned():
-                raise ValueError(f"toyscan.dataset names {ts.dataset!r}, which is not a "
-                                 f"scanned dataset (have: {', '.join(self.scanned()) or 'none'})")
+                raise ValueError(
+                    f"toyscan.dataset names {ts.dataset!r}, which is not a "
+                    f"scanned dataset (have: {', '.join(self.scanned()) or 'none'})"
+                )
             if ts.dataset is None and not self.scanned():
                 raise ValueError("toyscan: no scanned dataset to take the settings from")
         return self
@@ -321,8 +368,10 @@ def _new_dataset_errors(data: dict[str, Any], where: Where) -> dict[str, Issue]:
         others = [n for n in datasets if n != name]
         close = difflib.get_close_matches(str(name), others, n=1, cutoff=0.5)
         if close:
-            out[str(name)] = at(where(f"datasets.{name}"), "a new dataset without card or "
-                                f"range; did you mean datasets.{close[0]}?")
+            out[str(name)] = at(
+                where(f"datasets.{name}"),
+                f"a new dataset without card or range; did you mean datasets.{close[0]}?",
+            )
     return out
 
 

@@ -70,10 +70,12 @@ class StepImages(Engine):
     def engine_for(self, task: Task) -> Engine:
         return self.images.get(task.step, self.default)
 
-    def command(self, task: Task, *, run_dir: Path, env: Mapping[str, str],
-                check_paths: bool = True) -> list[str]:
-        return self.engine_for(task).command(task, run_dir=run_dir, env=env,
-                                             check_paths=check_paths)
+    def command(
+        self, task: Task, *, run_dir: Path, env: Mapping[str, str], check_paths: bool = True
+    ) -> list[str]:
+        return self.engine_for(task).command(
+            task, run_dir=run_dir, env=env, check_paths=check_paths
+        )
 
     def check(self) -> None:
         for engine in (self.default, *self.images.values()):
@@ -86,15 +88,24 @@ class StepImages(Engine):
         return f"StepImages({self.default!r}, {self.images!r})"
 
 
-def engine_for_config(name: str, *, image: str | None, step_images: Mapping[str, str],
-                      gpu: bool = False, check_version: bool = True) -> Engine:
+def engine_for_config(
+    name: str,
+    *,
+    image: str | None,
+    step_images: Mapping[str, str],
+    gpu: bool = False,
+    check_version: bool = True,
+) -> Engine:
     """:func:`get_engine`, with a per-step image for the steps in ``step_images``
     (container engines only; the local engine runs every step on this Python)."""
     default = get_engine(name, image=image, gpu=gpu, check_version=check_version)
     if isinstance(default, LocalEngine) or not step_images:
         return default
-    per_step = {step: get_engine(name, image=img, gpu=gpu, check_version=check_version)
-                for step, img in step_images.items() if img != default.image}
+    per_step = {
+        step: get_engine(name, image=img, gpu=gpu, check_version=check_version)
+        for step, img in step_images.items()
+        if img != default.image
+    }
     return StepImages(default, per_step) if per_step else default
 
 

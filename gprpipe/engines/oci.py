@@ -99,9 +99,18 @@ class OciEngine(Engine):
         check_paths: bool = True,
     ) -> list[str]:
         binds = mounts(task, run_dir, check_paths)
-        argv = [self.exe, "run", "--rm", "--init", "--name", container_name(task, run_dir),
-                "--label", f"{RUN_LABEL}={run_token(run_dir)}", *self.replace_args(),
-                "--network=none"]
+        argv = [
+            self.exe,
+            "run",
+            "--rm",
+            "--init",
+            "--name",
+            container_name(task, run_dir),
+            "--label",
+            f"{RUN_LABEL}={run_token(run_dir)}",
+            *self.replace_args(),
+            "--network=none",
+        ]
         argv += self.user_args()
         for path, what in binds:
             spec = f"{path}:{path}:ro" if what == "input folder" else f"{path}:{path}"
@@ -249,14 +258,20 @@ def remove_run_containers(exe: str, token: str) -> list[str]:
         return []
     try:
         found = subprocess.run(
-            [path, "ps", "-a", "--filter", f"label={RUN_LABEL}={token}",
-             "--format", "{{.Names}}"],
-            capture_output=True, text=True, timeout=_INSPECT_TIMEOUT, check=False,
+            [path, "ps", "-a", "--filter", f"label={RUN_LABEL}={token}", "--format", "{{.Names}}"],
+            capture_output=True,
+            text=True,
+            timeout=_INSPECT_TIMEOUT,
+            check=False,
         )
         names = found.stdout.split() if found.returncode == 0 else []
         if names:
-            subprocess.run([path, "rm", "-f", *names], capture_output=True,
-                           timeout=_INSPECT_TIMEOUT, check=False)
+            subprocess.run(
+                [path, "rm", "-f", *names],
+                capture_output=True,
+                timeout=_INSPECT_TIMEOUT,
+                check=False,
+            )
     except (OSError, subprocess.SubprocessError):
         return []
     return names

@@ -92,15 +92,22 @@ class Executor(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, run_dir: Path, engine: Engine, config: Config,
-                    **overrides: object) -> Executor:
+    def from_config(
+        cls, run_dir: Path, engine: Engine, config: Config, **overrides: object
+    ) -> Executor:
         """The executor with the settings of its section of ``config`` (``overrides``,
         e.g. ``jobs`` from the command line, win)."""
 
     @abstractmethod
-    def submit(self, tasks: Sequence[Task], *, configs: dict[str, Config] | None = None,
-               force: Sequence[str] | bool = False, resubmit: bool = False,
-               hooks: Hooks | None = None) -> RunReport:
+    def submit(
+        self,
+        tasks: Sequence[Task],
+        *,
+        configs: dict[str, Config] | None = None,
+        force: Sequence[str] | bool = False,
+        resubmit: bool = False,
+        hooks: Hooks | None = None,
+    ) -> RunReport:
         """Start ``tasks`` (plan order; dependencies first). ``force``: every task (True)
         or the ids of tasks to redo whatever their cache says; ``resubmit``: the tasks
         were submitted before (a rerun)."""
@@ -114,8 +121,9 @@ class Executor(ABC):
     def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
         """:meth:`poll` for a run directory, without an engine (watchers, ``status``)."""
 
-    def wait(self, tasks: Sequence[Task],
-             progress: Callable[[dict[str, str]], object] | None = None) -> bool:
+    def wait(
+        self, tasks: Sequence[Task], progress: Callable[[dict[str, str]], object] | None = None
+    ) -> bool:
         """Block until no task is active; True when every task is done."""
         states = self.poll(tasks)
         if progress is not None:
@@ -142,8 +150,11 @@ class Executor(ABC):
         for t in tasks:
             deps = f"  (after {', '.join(t.deps)})" if t.deps else ""
             lines.append(f"# {t.id}{deps}")
-            lines.append(shlex.join(self.engine.command(t, run_dir=self.run_dir,
-                                                        env=THREAD_ENV, check_paths=False)))
+            lines.append(
+                shlex.join(
+                    self.engine.command(t, run_dir=self.run_dir, env=THREAD_ENV, check_paths=False)
+                )
+            )
         return "\n".join(lines)
 
     @property

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 #: set to 1: one fresh ``python -m gprpipe step`` process per local task (no warm workers)
 FRESH_ENV = "GPRPIPE_FRESH_PROCESSES"
 
+
 def tail(path: Path, n: int = 8) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -62,8 +63,14 @@ def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -
     with open_fresh(log) as fh:  # replaced, never written through a symlink
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
-        proc = subprocess.Popen(list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=dict(env),
-                                cwd=cwd, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+        )
         _CHILDREN.add(proc)
         try:
             code = proc.wait()
@@ -88,10 +95,15 @@ class WarmWorkers:
         self._closed = False
 
     def _spawn(self) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-m", "gprpipe.executors.worker"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=self.env, text=True,
-                                bufsize=1)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gprpipe.executors.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+            text=True,
+            bufsize=1,
+        )
         _CHILDREN.add(proc)
         return proc
 
@@ -130,8 +142,12 @@ class WarmWorkers:
         """Run ``task`` in a worker (its log begins with ``cmd``); (exit code, seconds)."""
         t0 = time.perf_counter()
         proc, used = self._take()
-        request = {"argv": list(task.argv), "log": str(task.log), "command": list(cmd),
-                   "cwd": str(cwd)}
+        request = {
+            "argv": list(task.argv),
+            "log": str(task.log),
+            "command": list(cmd),
+            "cwd": str(cwd),
+        }
         answer = ""
         try:
             assert proc.stdin is not None and proc.stdout is not None
@@ -219,9 +235,13 @@ def start_watchdog(engine: Engine, run_dir: Path) -> subprocess.Popen[bytes] | N
     if not argv:
         return None
     try:
-        return subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except OSError:
         return None
 
@@ -270,8 +290,9 @@ def run_local(
             progressed = False
             for task in list(pending):
                 deps = [d for d in task.deps if d in known]
-                if any(report.outcomes.get(d, Outcome("")).state in ("failed", "skipped")
-                       for d in deps):
+                if any(
+                    report.outcomes.get(d, Outcome("")).state in ("failed", "skipped") for d in deps
+                ):
                     pending.remove(task)
                     clear_state(task.point_dir, task.slug)  # no stale 'done' from an old run
                     finish(task, Outcome("skipped", message="an upstream task failed"))
@@ -294,8 +315,12 @@ def run_local(
                         on_notice(f"notice: {task.id}: {notice}; running the task again")
                 t = replace(task, argv=(*task.argv, "--force")) if task.id in forced else task
                 cmd = engine.command(t, run_dir=run_dir, env=THREAD_ENV)
-                write_state(task.point_dir, task.slug, "running",
-                            launch={**me, "container": container_of(cmd)})
+                write_state(
+                    task.point_dir,
+                    task.slug,
+                    "running",
+                    launch={**me, "container": container_of(cmd)},
+                )
                 commands[task.id] = cmd
                 if warm is not None:
                     warm.prestart(len(pending) + len(running) + 1)
@@ -303,8 +328,9 @@ def run_local(
                 else:
                     running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
             if running and not progressed:
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED,
-                               timeout=0.5 if on_tick else None)
+                done, _ = wait(
+                    list(running), return_when=FIRST_COMPLETED, timeout=0.5 if on_tick else None
+                )
                 if on_tick:
                     on_tick(list(running.values()))
                 for fut in done:
@@ -322,8 +348,12 @@ def run_local(
                         # the task's own one-sentence error, else the end of its log
                         state, message = read_state(task.point_dir, task.slug)
                         if state != "failed" or not message:
-                            write_state(task.point_dir, task.slug, "failed",
-                                        tail(task.log, 1) or f"exit code {code}")
+                            write_state(
+                                task.point_dir,
+                                task.slug,
+                                "failed",
+                                tail(task.log, 1) or f"exit code {code}",
+                            )
                             message = tail(task.log)
                         finish(task, Outcome("failed", secs, message))
             elif not running and not progressed:  # unreachable dependencies
@@ -360,21 +390,36 @@ class LocalExecutor(Executor):
         self.jobs = max(1, int(jobs))
 
     @classmethod
-    def from_config(cls, run_dir: Path, engine: Engine, config: Config,
-                    **overrides: object) -> LocalExecutor:
+    def from_config(
+        cls, run_dir: Path, engine: Engine, config: Config, **overrides: object
+    ) -> LocalExecutor:
         jobs = overrides.get("jobs") or config.base.jobs
         return cls(run_dir, engine, jobs=int(str(jobs)))
 
-    def submit(self, tasks: Sequence[Task], *, configs: dict[str, Config] | None = None,
-               force: Sequence[str] | bool = False, resubmit: bool = False,
-               hooks: Hooks | None = None) -> RunReport:
+    def submit(
+        self,
+        tasks: Sequence[Task],
+        *,
+        configs: dict[str, Config] | None = None,
+        force: Sequence[str] | bool = False,
+        resubmit: bool = False,
+        hooks: Hooks | None = None,
+    ) -> RunReport:
         if configs is None:
             raise ValueError("the local executor needs the point configs")
         hooks = hooks or Hooks()
         install_sigterm_handler()
-        return run_local(tasks, configs, self.engine, run_dir=self.run_dir, jobs=self.jobs,
-                         force=force, on_update=hooks.on_update, on_notice=hooks.on_notice,
-                         on_tick=hooks.on_tick)
+        return run_local(
+            tasks,
+            configs,
+            self.engine,
+            run_dir=self.run_dir,
+            jobs=self.jobs,
+            force=force,
+            on_update=hooks.on_update,
+            on_notice=hooks.on_notice,
+            on_tick=hooks.on_tick,
+        )
 
     @classmethod
     def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:

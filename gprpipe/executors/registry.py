@@ -21,12 +21,14 @@ def executor_class(name: str) -> type[Executor]:
 
     key = name.strip().lower()
     if key not in EXECUTORS:
-        raise GprpipeError(f"unknown executor {name!r}: choose one of "
-                           f"{', '.join(sorted(EXECUTORS))}")
+        raise GprpipeError(
+            f"unknown executor {name!r}: choose one of {', '.join(sorted(EXECUTORS))}"
+        )
     return EXECUTORS[key]
 
 
-def get_executor(name: str, run_dir: Path, engine: Engine, config: Config,
-                 **overrides: object) -> Executor:
+def get_executor(
+    name: str, run_dir: Path, engine: Engine, config: Config, **overrides: object
+) -> Executor:
     """The executor ``name`` for ``run_dir``, set up from its section of ``config``."""
     return executor_class(name).from_config(run_dir, engine, config, **overrides)

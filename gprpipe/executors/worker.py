@@ -30,9 +30,19 @@ from typing import Any
 #: modules most tasks need: imported once per worker, before the first request (a step
 #: that needs more, e.g. plot's matplotlib, imports it on its first task in that worker)
 WARM_MODULES = (
-    "numpy", "scipy.linalg", "scipy.optimize", "scipy.stats", "sklearn.gaussian_process",
-    "uproot", "h5py", "gprpipe.cli", "gprpipe.steps.runner", "gprpipe.steps.load",
-    "gprpipe.steps.fit", "gprpipe.steps.limit", "gprpipe.steps.merge",
+    "numpy",
+    "scipy.linalg",
+    "scipy.optimize",
+    "scipy.stats",
+    "sklearn.gaussian_process",
+    "uproot",
+    "h5py",
+    "gprpipe.cli",
+    "gprpipe.steps.runner",
+    "gprpipe.steps.load",
+    "gprpipe.steps.fit",
+    "gprpipe.steps.limit",
+    "gprpipe.steps.merge",
 )
 
 

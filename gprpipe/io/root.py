@@ -33,8 +33,10 @@ def rank_names(name: str, keys: dict[str, str], n: int = 5) -> list[str]:
     def score(item: tuple[int, str]) -> tuple[float, int, int]:
         i, k = item
         kl = k.lower()
-        r = max(difflib.SequenceMatcher(None, want, kl).ratio(),
-                difflib.SequenceMatcher(None, base, kl.rsplit("/", 1)[-1]).ratio())
+        r = max(
+            difflib.SequenceMatcher(None, want, kl).ratio(),
+            difflib.SequenceMatcher(None, base, kl.rsplit("/", 1)[-1]).ratio(),
+        )
         return (-r, k.count("/"), i)
 
     return [k for _, k in sorted(enumerate(hists), key=score)[:n]]
@@ -64,20 +66,25 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
             keys = _keys(f)
             n_h = sum(c.startswith("TH1") for c in keys.values())
             close = rank_names(name, keys)
-            hint = (f"; closest of its {n_h} 1-D histogram{'s' * (n_h != 1)}: "
-                    f"{', '.join(close)}" if close else "; the file holds no 1-D histogram")
+            hint = (
+                f"; closest of its {n_h} 1-D histogram{'s' * (n_h != 1)}: {', '.join(close)}"
+                if close
+                else "; the file holds no 1-D histogram"
+            )
             raise GprpipeError(f"{path}: histogram {name!r} not found{hint}.") from None
         except Exception as exc:  # damaged payload: decompression or deserialisation
-            raise GprpipeError(f"{path}: histogram {name!r} cannot be read, the file is "
-                               f"damaged ({_why(exc)}).") from None
+            raise GprpipeError(
+                f"{path}: histogram {name!r} cannot be read, the file is damaged ({_why(exc)})."
+            ) from None
         cls = getattr(obj, "classname", type(obj).__name__)
         if not (cls.startswith("TH1") and hasattr(obj, "to_numpy")):
             raise GprpipeError(f"{path}: {name!r} is a {cls}, not a 1-D histogram (TH1).")
         try:
             counts, edges = obj.to_numpy(flow=False)
         except Exception as exc:
-            raise GprpipeError(f"{path}: histogram {name!r} cannot be read, the file is "
-                               f"damaged ({_why(exc)}).") from None
+            raise GprpipeError(
+                f"{path}: histogram {name!r} cannot be read, the file is damaged ({_why(exc)})."
+            ) from None
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
     if not np.isfinite(counts).all() or (counts < 0).any():
@@ -112,8 +119,11 @@ def match_hists(path: Path | str, pattern: str) -> list[str]:
     except Exception as exc:
         raise GprpipeError(f"{path}: cannot open as a ROOT file ({exc}).") from None
     with f:
-        names = [k for k in _keys(f) if fnmatch.fnmatchcase(k, pattern)
-                 and str(f.classname_of(k)).startswith("TH1")]
+        names = [
+            k
+            for k in _keys(f)
+            if fnmatch.fnmatchcase(k, pattern) and str(f.classname_of(k)).startswith("TH1")
+        ]
     if not names:
         raise GprpipeError(f"{path}: no histogram matches the pattern {pattern!r}.")
 

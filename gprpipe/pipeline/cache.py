@@ -32,10 +32,19 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "fit": ("datasets", "scan", "fit", "slurm.chunk_size", "base.seed", "base.blind"),
     "limit": ("datasets", "scan", "fit", "limit", "slurm.chunk_size", "base.seed", "base.blind"),
     "inject": ("datasets", "scan", "fit", "inject", "base.seed", "base.blind"),
-    "toyscan": ("datasets", "scan", "fit", "limit", "toyscan", "slurm.chunk_size",
-                "base.seed"),
-    "plot": ("plot", "base.name", "base.seed", "datasets", "scan", "fit", "limit", "inject",
-             "toyscan", "base.blind"),
+    "toyscan": ("datasets", "scan", "fit", "limit", "toyscan", "slurm.chunk_size", "base.seed"),
+    "plot": (
+        "plot",
+        "base.name",
+        "base.seed",
+        "datasets",
+        "scan",
+        "fit",
+        "limit",
+        "inject",
+        "toyscan",
+        "base.blind",
+    ),
 }
 #: keys of a dataset table that locate a file rather than change a result
 LOCATION_KEYS = ("path",)

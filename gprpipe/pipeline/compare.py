@@ -29,8 +29,10 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
             here = a / g["name"]  # the run folder may have moved since it ran
             found.append((here if here.is_dir() else Path(g["dir"]), g["name"]))
     if len(found) < 2:
-        raise GprpipeError("compare needs two or more points: give two run folders, point "
-                           "folders, or a run folder with a grid.")
+        raise GprpipeError(
+            "compare needs two or more points: give two run folders, point "
+            "folders, or a run folder with a grid."
+        )
     names = [n for _, n in found]
     if len(set(names)) < len(names):  # the same point name in several runs: add the run
         names = [f"{p.parent.name}/{n}" for (p, _), n in zip(found, names)]

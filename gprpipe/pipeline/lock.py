@@ -43,8 +43,10 @@ def holder(run_dir: Path) -> dict[str, Any]:
 
 def describe(info: dict[str, Any]) -> str:
     cmd = info.get("command") or "gprpipe"
-    return (f"{cmd} (pid {info.get('pid', '?')} on host {info.get('host', '?')} since "
-            f"{info.get('since', '?')})")
+    return (
+        f"{cmd} (pid {info.get('pid', '?')} on host {info.get('host', '?')} since "
+        f"{info.get('since', '?')})"
+    )
 
 
 def is_locked(run_dir: Path) -> bool:
@@ -68,8 +70,9 @@ def is_locked(run_dir: Path) -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path, command: str = "", wait: float = 0.0,
-             notice: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
+def run_lock(
+    run_dir: Path, command: str = "", wait: float = 0.0, notice: Callable[[str], None] | None = None
+) -> Iterator[dict[str, Any]]:
     """Hold the run directory's lock for the block; yields what the file records.
 
     ``wait``: seconds to wait for a live holder before refusing (0: refuse at once).
@@ -80,8 +83,9 @@ def run_lock(run_dir: Path, command: str = "", wait: float = 0.0,
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise GprpipeError(f"{run_dir}: cannot create the run directory (base.output): "
-                           f"{exc.strerror}.") from None
+        raise GprpipeError(
+            f"{run_dir}: cannot create the run directory (base.output): {exc.strerror}."
+        ) from None
     path = lock_path(run_dir)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -106,8 +110,9 @@ def run_lock(run_dir: Path, command: str = "", wait: float = 0.0,
                 break
         old = holder(run_dir)
         if old and notice:
-            notice(f"notice: taking over the lock of {run_dir} left by {describe(old)}, "
-                   "which is gone")
+            notice(
+                f"notice: taking over the lock of {run_dir} left by {describe(old)}, which is gone"
+            )
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),

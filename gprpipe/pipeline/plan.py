@@ -84,9 +84,10 @@ def toy_parts(config: Config) -> dict[str, tuple[str, str, int, int]]:
     if lim.global_toys <= 0 or config.base.blind:  # the toys' mean is fitted on every bin
         return parts
     for name in config.scanned():
-        for kind, total, size in (("toys", lim.global_toys, lim.global_toys_chunk),
-                                  ("refit", min(lim.global_toys_refit, lim.global_toys),
-                                   REFIT_TOYS_PER_TASK)):
+        for kind, total, size in (
+            ("toys", lim.global_toys, lim.global_toys_chunk),
+            ("refit", min(lim.global_toys_refit, lim.global_toys), REFIT_TOYS_PER_TASK),
+        ):
             for k, start in enumerate(range(0, total, size)):
                 parts[f"{name}-{kind}-{k:03d}"] = (kind, name, start, min(start + size, total))
     return parts
@@ -95,8 +96,10 @@ def toy_parts(config: Config) -> dict[str, tuple[str, str, int, int]]:
 def toyscan_parts(config: Config) -> dict[str, tuple[int, int]]:
     """Toy-scan part (``<k>``) -> (first, end) index among the matching toy histograms."""
     ts = config.toyscan
-    return {f"{k:03d}": (s, min(s + ts.chunk, ts.max_toys))
-            for k, s in enumerate(range(0, ts.max_toys, ts.chunk))}
+    return {
+        f"{k:03d}": (s, min(s + ts.chunk, ts.max_toys))
+        for k, s in enumerate(range(0, ts.max_toys, ts.chunk))
+    }
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,9 @@ def _task(point: str, point_dir: Path, step: str, part: str | None, **kw: Any) -
     if part:
         argv += ["--part", part]
     argv += ["--task", tid]
-    return Task(id=tid, point=point, step=step, point_dir=point_dir, argv=tuple(argv), part=part,
-                **kw)
+    return Task(
+        id=tid, point=point, step=step, point_dir=point_dir, argv=tuple(argv), part=part, **kw
+    )
 
 
 def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
@@ -150,24 +154,45 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
             _task(point, point_dir, "load", None, inputs=sources, outputs=(lay.load,))
         ).id
 
-    def chunked(step: str, inputs: tuple[Path, ...], deps: tuple[str, ...],
-                parts: Mapping[str, tuple[str, Any]]) -> None:
+    def chunked(
+        step: str,
+        inputs: tuple[Path, ...],
+        deps: tuple[str, ...],
+        parts: Mapping[str, tuple[str, Any]],
+    ) -> None:
         part_tasks = []
         for part, (_, masses) in parts.items():
             ms = tuple(float(m) for m in np.atleast_1d(masses))
             part_tasks.append(
                 add(
-                    _task(point, point_dir, step, part, inputs=inputs,
-                          outputs=(lay.part(step, part),), deps=deps, masses=ms)
+                    _task(
+                        point,
+                        point_dir,
+                        step,
+                        part,
+                        inputs=inputs,
+                        outputs=(lay.part(step, part),),
+                        deps=deps,
+                        masses=ms,
+                    )
                 )
             )
-        outs = {"fit": (lay.fit,), "limit": (lay.limit, lay.scan_csv),
-                "inject": (lay.inject, lay.inject_csv),
-                "toyscan": (lay.toyscan, lay.toyscan_csv, lay.toyscan_summary_csv)}[step]
+        outs = {
+            "fit": (lay.fit,),
+            "limit": (lay.limit, lay.scan_csv),
+            "inject": (lay.inject, lay.inject_csv),
+            "toyscan": (lay.toyscan, lay.toyscan_csv, lay.toyscan_summary_csv),
+        }[step]
         merged = add(
-            _task(point, point_dir, step, MERGE,
-                  inputs=tuple(t.outputs[0] for t in part_tasks), outputs=outs,
-                  deps=tuple(t.id for t in part_tasks))
+            _task(
+                point,
+                point_dir,
+                step,
+                MERGE,
+                inputs=tuple(t.outputs[0] for t in part_tasks),
+                outputs=outs,
+                deps=tuple(t.id for t in part_tasks),
+            )
         )
         ids[step] = merged.id
 
@@ -190,11 +215,27 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
     if "plot" in steps:
         made = ("load", "fit", "limit", "inject", "toyscan")
         inputs = tuple(
-            p for s, p in (("load", lay.load), ("fit", lay.fit), ("limit", lay.limit),
-                           ("inject", lay.inject), ("toyscan", lay.toyscan)) if s in ids
+            p
+            for s, p in (
+                ("load", lay.load),
+                ("fit", lay.fit),
+                ("limit", lay.limit),
+                ("inject", lay.inject),
+                ("toyscan", lay.toyscan),
+            )
+            if s in ids
         )
-        add(_task(point, point_dir, "plot", None, inputs=inputs, outputs=(lay.plot_manifest,),
-                  deps=tuple(ids[s] for s in made if s in ids)))
+        add(
+            _task(
+                point,
+                point_dir,
+                "plot",
+                None,
+                inputs=inputs,
+                outputs=(lay.plot_manifest,),
+                deps=tuple(ids[s] for s in made if s in ids),
+            )
+        )
     return tasks
 
 

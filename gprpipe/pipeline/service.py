@@ -32,11 +32,23 @@ STATES = ("done", "running", "failed", "pending")
 LAUNCH_LOG = "tui-launch.log"
 
 
-def run_argv(config: Path, overrides: Sequence[str], *, engine: str, executor: str,
-             jobs: int) -> list[str]:
+def run_argv(
+    config: Path, overrides: Sequence[str], *, engine: str, executor: str, jobs: int
+) -> list[str]:
     """``gprpipe run`` command line for a config (overrides as ``--set``)."""
-    argv = [sys.executable, "-m", "gprpipe", "run", str(config), "--engine", engine,
-            "--executor", executor, "-j", str(jobs)]
+    argv = [
+        sys.executable,
+        "-m",
+        "gprpipe",
+        "run",
+        str(config),
+        "--engine",
+        engine,
+        "--executor",
+        executor,
+        "-j",
+        str(jobs),
+    ]
     for o in overrides:
         argv += ["--set", o]
     return argv
@@ -64,9 +76,15 @@ class Launch:
         with open(self.log, "w") as fh:
             fh.write("$ " + " ".join(self.argv) + "\n")
             fh.flush()
-            self.proc = subprocess.Popen(self.argv, stdout=fh, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.cwd, env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.cwd,
+                env=env,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int | None:
@@ -97,11 +115,14 @@ class Launch:
             self.proc.wait()
 
 
-def launch(config: Path, overrides: Sequence[str], run_dir: Path, *, engine: str,
-           executor: str, jobs: int) -> Launch:
+def launch(
+    config: Path, overrides: Sequence[str], run_dir: Path, *, engine: str, executor: str, jobs: int
+) -> Launch:
     """Start ``gprpipe run`` for ``config`` in the background (log: RUN_DIR/tui-launch.log)."""
-    started = Launch(run_argv(config, overrides, engine=engine, executor=executor, jobs=jobs),
-                     Path(run_dir) / LAUNCH_LOG)
+    started = Launch(
+        run_argv(config, overrides, engine=engine, executor=executor, jobs=jobs),
+        Path(run_dir) / LAUNCH_LOG,
+    )
     started.start()
     return started
 
@@ -128,8 +149,9 @@ def pid_gone(pid: object) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
-def mark_cancelled(tasks: Sequence[Task], timeout: float = 5.0,
-                   why: str = "cancelled from gprpipe tui") -> list[str]:
+def mark_cancelled(
+    tasks: Sequence[Task], timeout: float = 5.0, why: str = "cancelled from gprpipe tui"
+) -> list[str]:
     """After a local cancel: tasks still marked running on this host whose process is
     gone become ``failed`` (``why``), so ``status`` and ``rerun --failed`` see them."""
     host = socket.gethostname()

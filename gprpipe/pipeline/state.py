@@ -43,8 +43,9 @@ def read_marker(point_dir: Path, slug: str, state: str) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def write_state(point_dir: Path, slug: str, state: str, message: str = "",
-                launch: dict[str, Any] | None = None) -> None:
+def write_state(
+    point_dir: Path, slug: str, state: str, message: str = "", launch: dict[str, Any] | None = None
+) -> None:
     """Record ``state`` for a task, removing its other markers.
 
     ``launch``: the launcher's fields (:data:`LAUNCH_FIELDS`); a ``running`` marker written
@@ -80,8 +81,9 @@ def progress_file(point_dir: Path, slug: str) -> Path:
     return state_dir(point_dir) / f"{slug}.progress"
 
 
-def write_progress(point_dir: Path, slug: str, done: int, total: int, unit: str,
-                   started: float) -> None:
+def write_progress(
+    point_dir: Path, slug: str, done: int, total: int, unit: str, started: float
+) -> None:
     """Record how far a running task is (``done`` of ``total`` ``unit``, since ``started``)."""
     info = {"done": done, "total": total, "unit": unit, "started": started, "time": time.time()}
     atomic_write_text(progress_file(point_dir, slug), json.dumps(info) + "\n")
@@ -132,18 +134,18 @@ def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
     return "pending", ""
 
 
-def shell_write_failed(stem: str = "$marker", message: str = "$why",
-                       indent: str = "        ") -> str:
+def shell_write_failed(
+    stem: str = "$marker", message: str = "$why", indent: str = "        "
+) -> str:
     """Bash lines that record ``failed`` for a task, in the format of :func:`write_state`
     (the fields a shell knows: no pid), for job scripts whose task died before writing
     its own marker. ``stem`` and ``message`` are shell words (variables) holding the
     marker path without its state suffix (``<point_dir>/.state/<slug>``) and the
     message, which must hold no double quote, backslash or control character."""
     lines = [
-        "printf '{\"state\": \"failed\", \"time\": %s, \"host\": \"%s\", "
-        "\"slurm_job\": \"%s\", ' \\",
+        'printf \'{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", \' \\',
         '    "$(date +%s)" "$(hostname)" "${SLURM_JOB_ID:-}" >"' + stem + '.failed.tmp"',
-        "printf '\"message\": \"%s\"}\\n' \"" + message + '" >>"' + stem + '.failed.tmp"',
+        'printf \'"message": "%s"}\\n\' "' + message + '" >>"' + stem + '.failed.tmp"',
         'mv -f "' + stem + '.failed.tmp" "' + stem + '.failed"',
         'rm -f "' + stem + '.running"',
     ]

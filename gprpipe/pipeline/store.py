@@ -34,20 +34,36 @@ def git_commit() -> str:
 
     src = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
     return head + ("+dirty" if dirty else "")
 
 
 def versions() -> dict[str, str]:
-    out = {"gprpipe": __version__, "git_commit": git_commit(),
-           "python": platform.python_version()}
-    for pkg in ("numpy", "scipy", "scikit-learn", "uproot", "h5py", "matplotlib", "mplhep",
-                "jinja2"):
+    out = {"gprpipe": __version__, "git_commit": git_commit(), "python": platform.python_version()}
+    for pkg in (
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "uproot",
+        "h5py",
+        "matplotlib",
+        "mplhep",
+        "jinja2",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -71,8 +87,9 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
             atomic_write_text(path, text)
 
 
-def plan_points(run_dir: Path, points: Sequence[Point],
-                where: Callable[[str], str] = lambda key: key) -> list[Task]:
+def plan_points(
+    run_dir: Path, points: Sequence[Point], where: Callable[[str], str] = lambda key: key
+) -> list[Task]:
     """Tasks of every point; refuses more than ``base.max_tasks`` tasks and any output,
     log or marker that would resolve outside ``run_dir`` (e.g. through a symlink).
     ``where(key)`` says where a key was set (``file:line: key``)."""
@@ -81,9 +98,11 @@ def plan_points(run_dir: Path, points: Sequence[Point],
     for point in points:
         tasks += plan_point(point.name, point_dir(run_dir, point), point.config)
         if len(tasks) > cap:
-            raise GprpipeError(f"{where('base.max_tasks')}: the plan has more than {cap} tasks (at "
-                               f"point {point.name}); raise slurm.chunk_size, shrink the scan "
-                               "or the grid, or raise base.max_tasks.")
+            raise GprpipeError(
+                f"{where('base.max_tasks')}: the plan has more than {cap} tasks (at "
+                f"point {point.name}); raise slurm.chunk_size, shrink the scan "
+                "or the grid, or raise base.max_tasks."
+            )
     check_inside(run_dir, tasks)
     return tasks
 
@@ -101,8 +120,10 @@ def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
             seen.add(folder)
             real = Path(os.path.realpath(folder))
             if root not in real.parents:
-                raise GprpipeError(f"{folder}: this folder of task {t.id} resolves to {real}, "
-                                   f"outside the run directory {root} (base.output).")
+                raise GprpipeError(
+                    f"{folder}: this folder of task {t.id} resolves to {real}, "
+                    f"outside the run directory {root} (base.output)."
+                )
 
 
 def relative(path: Path | str, run_dir: Path) -> str:
@@ -117,10 +138,14 @@ def relative(path: Path | str, run_dir: Path) -> str:
 def task_record(t: Task, run_dir: Path) -> dict[str, Any]:
     pdir = str(t.point_dir)
     return {
-        "id": t.id, "point": t.point, "step": t.step, "part": t.part,
+        "id": t.id,
+        "point": t.point,
+        "step": t.step,
+        "part": t.part,
         "argv": [relative(a, run_dir) if a == pdir else a for a in t.argv],
         "inputs": [relative(p, run_dir) for p in t.inputs],
-        "outputs": [relative(p, run_dir) for p in t.outputs], "deps": list(t.deps),
+        "outputs": [relative(p, run_dir) for p in t.outputs],
+        "deps": list(t.deps),
         "masses_GeV": list(t.masses),
     }
 
@@ -140,9 +165,16 @@ class RunInfo:
         atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
 
-def new_run_info(run_dir: Path, config_path: Path, overrides: Sequence[str],
-                 points: Sequence[Point], tasks: Sequence[Task], *, engine: str,
-                 executor: str) -> RunInfo:
+def new_run_info(
+    run_dir: Path,
+    config_path: Path,
+    overrides: Sequence[str],
+    points: Sequence[Point],
+    tasks: Sequence[Task],
+    *,
+    engine: str,
+    executor: str,
+) -> RunInfo:
     info = RunInfo(run_dir / RUN_JSON, {})
     old = load_run_info(run_dir, missing_ok=True)
     info.data = {
@@ -222,8 +254,10 @@ def dead_reason(info: dict[str, Any]) -> str:
     host = socket.gethostname()
     if info.get("run_host") == host and info.get("run_pid") and not _alive(info["run_pid"]):
         where = f" (container {info['container']})" if info.get("container") else ""
-        return (f"the run that launched it (pid {info['run_pid']}) ended before the "
-                f"task{where} finished (killed?)")
+        return (
+            f"the run that launched it (pid {info['run_pid']}) ended before the "
+            f"task{where} finished (killed?)"
+        )
     if info.get("host") == host and not info.get("slurm_job") and not _alive(info.get("pid")):
         return "its process ended without a result (killed?)"
     return ""

@@ -97,8 +97,9 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
             s.Z_global = _num(r, "Z_global")
             s.Z_global_toys = _num(r, "Z_global_toys")
             s.p0_global_toys = _num(r, "p0_global_toys")
-        lim = [(v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "eps2_up")) is not None
-               and v > 0]
+        lim = [
+            (v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "eps2_up")) is not None and v > 0
+        ]
         if lim:
             s.weakest = Extreme(*max(lim)[::-1])
             s.strongest = Extreme(*min(lim)[::-1])
@@ -133,8 +134,12 @@ def _files(pdir: Path) -> dict[str, str]:
         out["tables"] = f"{pdir}/ ({', '.join(tables)})"
     add("HEPData", pdir / "hepdata", "*.yaml")
     add("pyhf workspaces", pdir, "pyhf_*.json")
-    for cand in (pdir / "report.html", run_dir / "report.html", pdir / "report" / "index.html",
-                 run_dir / "report" / "index.html"):
+    for cand in (
+        pdir / "report.html",
+        run_dir / "report.html",
+        pdir / "report" / "index.html",
+        run_dir / "report" / "index.html",
+    ):
         if cand.is_file():
             out["report"] = str(cand)
             break
@@ -173,24 +178,27 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
     """One dataset as a few lines of text."""
     lines = [f"{s.dataset} ({s.n_masses} masses)"]
     if s.most_significant:
-        z = (f"most significant: {_mev(s.most_significant.mass)}, Z_local "
-             f"{s.most_significant.value:.2f}")
+        z = (
+            f"most significant: {_mev(s.most_significant.mass)}, Z_local "
+            f"{s.most_significant.value:.2f}"
+        )
         if s.Z_global is not None:
             z += f", Z_global {s.Z_global:.2f}"
         if s.Z_global_toys is not None:
             z += f", Z_global (toys) {s.Z_global_toys:.2f}"
         lines.append(z)
     if s.weakest and s.strongest:
-        lines.append(f"eps^2 limits: strongest {s.strongest.value:.3g} at "
-                     f"{_mev(s.strongest.mass)}, weakest {s.weakest.value:.3g} at "
-                     f"{_mev(s.weakest.mass)}")
+        lines.append(
+            f"eps^2 limits: strongest {s.strongest.value:.3g} at "
+            f"{_mev(s.strongest.mass)}, weakest {s.weakest.value:.3g} at "
+            f"{_mev(s.weakest.mass)}"
+        )
     flagged = f"flagged: {s.n_flagged}"
     if s.flags:
         flagged += " (" + ", ".join(f"{k}: {v}" for k, v in s.flags.items()) + ")"
     lines.append(f"{flagged}; GP fits not converged: {s.n_not_converged}")
     if s.worst_gof:
-        lines.append(f"smallest GOF p-value: {s.worst_gof.value:.3g} at "
-                     f"{_mev(s.worst_gof.mass)}")
+        lines.append(f"smallest GOF p-value: {s.worst_gof.value:.3g} at {_mev(s.worst_gof.mass)}")
     return lines
 
 
@@ -200,8 +208,10 @@ def summary_lines(summary: RunSummary) -> list[str]:
     for ps in summary.points:
         lines.append(f"{ps.point}")
         if not ps.datasets:
-            lines.append("  no scan results" + (" (the scan did not finish)" if ps.failures
-                                                or ps.pending else ""))
+            lines.append(
+                "  no scan results"
+                + (" (the scan did not finish)" if ps.failures or ps.pending else "")
+            )
         for s in ps.datasets:
             first, *rest = dataset_lines(s)
             lines += [f"  {first}", *(f"    {x}" for x in rest)]

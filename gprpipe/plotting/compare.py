@@ -11,14 +11,21 @@ from gprpipe.plotting.style import label
 from gprpipe.plotting.suite import MEV
 
 
-def compare_limits_figure(mass: Sequence[np.ndarray], observed: Sequence[np.ndarray],
-                          expected: Sequence[np.ndarray], labels: Sequence[str], *,
-                          title: str, ylabel: str = r"upper limit on $\epsilon^2$"):
+def compare_limits_figure(
+    mass: Sequence[np.ndarray],
+    observed: Sequence[np.ndarray],
+    expected: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    title: str,
+    ylabel: str = r"upper limit on $\epsilon^2$",
+):
     """Observed (solid) and expected median (dashed) limits of each curve (mass in GeV),
     with two ratio panels: observed and expected, each relative to the first curve at the
     masses both have."""
     fig, (ax, r_obs, r_exp) = plt.subplots(
-        3, 1, figsize=(8, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]})
+        3, 1, figsize=(8, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]}
+    )
     m0 = np.round(np.asarray(mass[0]), 6)
     for i, (m, obs, exp, lab) in enumerate(zip(mass, observed, expected, labels)):
         c = "k" if i == 0 else f"C{i - 1}"

@@ -40,8 +40,7 @@ def _context(ax, c) -> None:
     ax.set_yscale("log")
     pos = np.asarray(c["counts"]) > 0
     if pos.any():
-        ax.set_ylim(max(0.5, np.min(np.asarray(c["counts"])[pos]) * 0.5),
-                    np.max(c["counts"]) * 3)
+        ax.set_ylim(max(0.5, np.min(np.asarray(c["counts"])[pos]) * 0.5), np.max(c["counts"]) * 3)
     # x range: first filled bin to the last with >= 1e-4 of the peak (sparse tails cut)
     cnt = np.asarray(c["counts"], dtype=float)
     nz = np.flatnonzero(pos)
@@ -58,48 +57,65 @@ def _zoom(ax, c) -> None:
     x = np.asarray(c["x"])[z] * MEV
     n, b, e = (np.asarray(c[k])[z] for k in ("n", "b", "b_err"))
     bw = c["bin_width"] * MEV
-    ax.fill_between(x, b - e, b + e, color="C0", alpha=0.3, linewidth=0, step="mid",
-                    label=r"GP $\pm1\sigma$")
+    ax.fill_between(
+        x, b - e, b + e, color="C0", alpha=0.3, linewidth=0, step="mid", label=r"GP $\pm1\sigma$"
+    )
     ax.step(x, b, "C0-", where="mid", lw=1.2, label="GP mean")
     u = (np.asarray(c["x"])[z] - c["mass_GeV"]) / c["sigma_m_GeV"]
     sig = c["A_hat"] * c["bin_width"] / c["sigma_m_GeV"] * _gauss(u)
     ax.step(x, b + sig, "C3-", where="mid", lw=1.2, label=r"GP + $\hat{A}$ signal")
-    ax.errorbar(x, n, yerr=np.sqrt(np.maximum(n, 1)), fmt="k.", ms=4,
-                label=c.get("what", "data"))
+    ax.errorbar(x, n, yerr=np.sqrt(np.maximum(n, 1)), fmt="k.", ms=4, label=c.get("what", "data"))
     _window_span(ax, c)
     ax.set_xlim(x.min() - bw / 2, x.max() + bw / 2)
     ax.set_ylabel("Events / bin")
     ax.legend(frameon=False, loc="upper right")
-    ax.text(0.02, 0.04, rf"blind window $\pm{c['blind_nsigma']:g}\sigma_m$ (+0.5$\sigma_m$)",
-            transform=ax.transAxes, fontsize=8, color="C1")
+    ax.text(
+        0.02,
+        0.04,
+        rf"blind window $\pm{c['blind_nsigma']:g}\sigma_m$ (+0.5$\sigma_m$)",
+        transform=ax.transAxes,
+        fontsize=8,
+        color="C1",
+    )
 
 
 def _residual(ax, c) -> None:
     x = np.asarray(c["x"])
     n, b, e = (np.asarray(c[k]) for k in ("n", "b", "b_err"))
     err = np.sqrt(np.maximum(b, 1) + e**2)
-    ax.fill_between(x * MEV, -e, e, color="C0", alpha=0.3, linewidth=0, step="mid",
-                    label=r"GP $\pm1\sigma$")
+    ax.fill_between(
+        x * MEV, -e, e, color="C0", alpha=0.3, linewidth=0, step="mid", label=r"GP $\pm1\sigma$"
+    )
     ax.errorbar(x * MEV, n - b, yerr=err, fmt="k.", ms=3, label="data - GP")
     if c.get("signal") is not None:
-        ax.step(x * MEV, c["signal"], where="mid", color="0.5", lw=0.9,
-                label="realised signal")
+        ax.step(x * MEV, c["signal"], where="mid", color="0.5", lw=0.9, label="realised signal")
     fine = np.linspace(x.min(), x.max(), 400)
     u = (fine - c["mass_GeV"]) / c["sigma_m_GeV"]
     per_bin = c["bin_width"] / c["sigma_m_GeV"] * _gauss(u)
     if c["A_inj"] is not None:
         ax.plot(fine * MEV, c["A_inj"] * per_bin, "C2--", lw=1.5, label="injected (truth)")
     ax.plot(fine * MEV, c["A_hat"] * per_bin, "C3-", lw=1.5, label="extracted")
-    ax.fill_between(fine * MEV, (c["A_hat"] - c["sigma_A"]) * per_bin,
-                    (c["A_hat"] + c["sigma_A"]) * per_bin, color="C3", alpha=0.15,
-                    linewidth=0)
+    ax.fill_between(
+        fine * MEV,
+        (c["A_hat"] - c["sigma_A"]) * per_bin,
+        (c["A_hat"] + c["sigma_A"]) * per_bin,
+        color="C3",
+        alpha=0.15,
+        linewidth=0,
+    )
     ax.axhline(0, color="C0", lw=0.8)
     _window_span(ax, c)
     ax.set_xlim(x.min() * MEV, x.max() * MEV)
     ax.set_ylabel("Data - GP")
     ax.set_xlabel(r"$m(e^+e^-)$ [MeV]")
-    ax.legend(frameon=False, fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3,
-              borderaxespad=0.1)
+    ax.legend(
+        frameon=False,
+        fontsize=7,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=3,
+        borderaxespad=0.1,
+    )
 
 
 def _shared_bump(ax, cols, shared) -> None:
@@ -111,16 +127,28 @@ def _shared_bump(ax, cols, shared) -> None:
         norm = k * c["bin_width"] / c["sigma_m_GeV"]
         u = (x - c["mass_GeV"]) / c["sigma_m_GeV"]
         u_all.append(u)
-        ax.errorbar(u + 0.04 * (i - (len(cols) - 1) / 2), (n - b) / norm,
-                    yerr=np.sqrt(np.maximum(b, 1) + e**2) / norm, fmt=markers[i % 5], ms=3.5,
-                    color=f"C{i + 4}", label=c["label"], alpha=0.8)
+        ax.errorbar(
+            u + 0.04 * (i - (len(cols) - 1) / 2),
+            (n - b) / norm,
+            yerr=np.sqrt(np.maximum(b, 1) + e**2) / norm,
+            fmt=markers[i % 5],
+            ms=3.5,
+            color=f"C{i + 4}",
+            label=c["label"],
+            alpha=0.8,
+        )
     u = np.linspace(min(a.min() for a in u_all), max(a.max() for a in u_all), 400)
     if shared.get("eps2_inj") is not None:
         ax.plot(u, shared["eps2_inj"] * _gauss(u), "C2--", lw=1.6, label=r"injected $\epsilon^2$")
     ax.plot(u, shared["eps2_hat"] * _gauss(u), "C3-", lw=1.6, label=r"fitted shared $\epsilon^2$")
-    ax.fill_between(u, (shared["eps2_hat"] - shared["sigma_eps2"]) * _gauss(u),
-                    (shared["eps2_hat"] + shared["sigma_eps2"]) * _gauss(u), color="C3",
-                    alpha=0.15, linewidth=0)
+    ax.fill_between(
+        u,
+        (shared["eps2_hat"] - shared["sigma_eps2"]) * _gauss(u),
+        (shared["eps2_hat"] + shared["sigma_eps2"]) * _gauss(u),
+        color="C3",
+        alpha=0.15,
+        linewidth=0,
+    )
     # y range set by the fitted/injected Gaussian and its uncertainty (imprecise points of a
     # dataset with little information may leave the panel)
     top = max(shared["eps2_hat"], shared.get("eps2_inj") or 0.0, 2 * shared["sigma_eps2"])
@@ -147,8 +175,15 @@ def _display_figure(cols, box, title, shared):
     nd = len(cols)
     heights = [2.0, 3.0, 2.2] + ([2.6] if shared else [])
     fig = plt.figure(figsize=(4.6 * nd + 3.0, sum(heights) * 1.25 + 0.6))
-    gs = GridSpec(len(heights), nd + 1, figure=fig, height_ratios=heights,
-                  width_ratios=[3.0] * nd + [1.45], hspace=0.42, wspace=0.28)
+    gs = GridSpec(
+        len(heights),
+        nd + 1,
+        figure=fig,
+        height_ratios=heights,
+        width_ratios=[3.0] * nd + [1.45],
+        hspace=0.42,
+        wspace=0.28,
+    )
     for j, c in enumerate(cols):
         _context(fig.add_subplot(gs[0, j]), c)
         _zoom(fig.add_subplot(gs[1, j]), c)
@@ -157,8 +192,16 @@ def _display_figure(cols, box, title, shared):
         _shared_bump(fig.add_subplot(gs[3, :nd]), cols, shared)
     bx = fig.add_subplot(gs[:, nd])
     bx.axis("off")
-    bx.text(0.0, 1.0, "\n".join(box), transform=bx.transAxes, va="top", ha="left",
-            fontsize=9, family="monospace",
-            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.6"})
+    bx.text(
+        0.0,
+        1.0,
+        "\n".join(box),
+        transform=bx.transAxes,
+        va="top",
+        ha="left",
+        fontsize=9,
+        family="monospace",
+        bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.6"},
+    )
     fig.suptitle(title, fontsize=13, fontweight="bold", x=0.02, ha="left")
     return fig

@@ -37,23 +37,42 @@ def _sem(a, idx, key_std):
 
 def linearity_figure(a: dict[str, np.ndarray], title: str):
     """Mean extracted vs injected yield (both in units of sigma_A,ref), with the ratio."""
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True,
-                                 gridspec_kw={"height_ratios": [3, 1.3]})
+    fig, (a1, a2) = plt.subplots(
+        2, 1, figsize=(7.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
+    )
     zmax = float(np.nanmax(a["z_inj"])) if len(a["z_inj"]) else 1.0
     a1.plot([0, zmax], [0, zmax], color="gray", ls="--", lw=1, label="ideal")
     ratios = []
     for i, (m, idx) in enumerate(_by_mass(a)):
         s = a["sigma_ref"][idx]
         y = a["A_hat_mean"][idx] / s
-        a1.errorbar(a["z_inj"][idx], y, yerr=_sem(a, idx, "A_hat_std") / s, fmt="o-", ms=4,
-                    color=f"C{i}", label=_mlabel(m))
+        a1.errorbar(
+            a["z_inj"][idx],
+            y,
+            yerr=_sem(a, idx, "A_hat_std") / s,
+            fmt="o-",
+            ms=4,
+            color=f"C{i}",
+            label=_mlabel(m),
+        )
         nz = a["z_inj"][idx] > 0
-        a2.plot(a["z_inj"][idx][nz], a["A_hat_mean"][idx][nz] / a["A_inj"][idx][nz], "o-",
-                ms=4, color=f"C{i}")
+        a2.plot(
+            a["z_inj"][idx][nz],
+            a["A_hat_mean"][idx][nz] / a["A_inj"][idx][nz],
+            "o-",
+            ms=4,
+            color=f"C{i}",
+        )
         ratios.append(a["A_hat_mean"][idx][nz] / a["A_inj"][idx][nz])
         if "A_hat_asimov" in a and np.any(np.isfinite(a["A_hat_asimov"][idx][nz])):
-            a2.plot(a["z_inj"][idx][nz], a["A_hat_asimov"][idx][nz] / a["A_inj"][idx][nz],
-                    "x:", ms=7, color=f"C{i}", label="noise-free refit toy" if i == 0 else None)
+            a2.plot(
+                a["z_inj"][idx][nz],
+                a["A_hat_asimov"][idx][nz] / a["A_inj"][idx][nz],
+                "x:",
+                ms=7,
+                color=f"C{i}",
+                label="noise-free refit toy" if i == 0 else None,
+            )
             legend(a2)
     a2.axhline(1.0, color="gray", ls="--", lw=1)
     a2.axhspan(0.8, 1.2, color="gray", alpha=0.12, lw=0)
@@ -75,9 +94,15 @@ def bias_figure(a: dict[str, np.ndarray], title: str):
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for i, (m, idx) in enumerate(_by_mass(a)):
         s = a["sigma_ref"][idx]
-        ax.errorbar(a["z_inj"][idx], (a["A_hat_mean"][idx] - a["A_inj"][idx]) / s,
-                    yerr=_sem(a, idx, "A_hat_std") / s, fmt="o-", ms=4, color=f"C{i}",
-                    label=_mlabel(m))
+        ax.errorbar(
+            a["z_inj"][idx],
+            (a["A_hat_mean"][idx] - a["A_inj"][idx]) / s,
+            yerr=_sem(a, idx, "A_hat_std") / s,
+            fmt="o-",
+            ms=4,
+            color=f"C{i}",
+            label=_mlabel(m),
+        )
     ax.axhline(0.0, color="gray", ls="--", lw=1)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel(r"bias $(\langle\hat A\rangle - A_\mathrm{inj}) / \sigma_{A,\mathrm{ref}}$")
@@ -92,10 +117,18 @@ def pull_figure(a: dict[str, np.ndarray], title: str):
     for i, (m, idx) in enumerate(_by_mass(a)):
         n = np.maximum(a["n_toys"][idx].astype(float), 2.0)
         w = a["pull_width"][idx]
-        a1.errorbar(a["z_inj"][idx], a["pull_mean"][idx], yerr=w / np.sqrt(n), fmt="o-",
-                    ms=4, color=f"C{i}", label=_mlabel(m))
-        a2.errorbar(a["z_inj"][idx], w, yerr=w / np.sqrt(2 * (n - 1)), fmt="o-", ms=4,
-                    color=f"C{i}")
+        a1.errorbar(
+            a["z_inj"][idx],
+            a["pull_mean"][idx],
+            yerr=w / np.sqrt(n),
+            fmt="o-",
+            ms=4,
+            color=f"C{i}",
+            label=_mlabel(m),
+        )
+        a2.errorbar(
+            a["z_inj"][idx], w, yerr=w / np.sqrt(2 * (n - 1)), fmt="o-", ms=4, color=f"C{i}"
+        )
     a1.axhline(0.0, color="gray", ls="--", lw=1)
     a2.axhline(1.0, color="gray", ls="--", lw=1)
     a2.axhspan(0.95, 1.05, color="gray", alpha=0.12, lw=0)
@@ -111,16 +144,30 @@ def coverage_figure(a: dict[str, np.ndarray], title: str):
     """Fraction of toys with |pull| < 1 and < 2, with the Gaussian references."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for i, (m, idx) in enumerate(_by_mass(a)):
-        ax.plot(a["z_inj"][idx], a["cov_1sigma"][idx], "o-", ms=4, color=f"C{i}",
-                label=f"{_mlabel(m)}, $|$pull$|<1$")
-        ax.plot(a["z_inj"][idx], a["cov_2sigma"][idx], "s--", ms=4, color=f"C{i}",
-                label=f"{_mlabel(m)}, $|$pull$|<2$")
+        ax.plot(
+            a["z_inj"][idx],
+            a["cov_1sigma"][idx],
+            "o-",
+            ms=4,
+            color=f"C{i}",
+            label=f"{_mlabel(m)}, $|$pull$|<1$",
+        )
+        ax.plot(
+            a["z_inj"][idx],
+            a["cov_2sigma"][idx],
+            "s--",
+            ms=4,
+            color=f"C{i}",
+            label=f"{_mlabel(m)}, $|$pull$|<2$",
+        )
     ax.axhline(COV1, color="k", lw=1, ls=":")
     ax.axhline(COV2, color="k", lw=1, ls=":")
-    ax.text(0.99, COV1, "68.3%", transform=ax.get_yaxis_transform(), ha="right",
-            va="bottom", fontsize=9)
-    ax.text(0.99, COV2, "95.4%", transform=ax.get_yaxis_transform(), ha="right",
-            va="bottom", fontsize=9)
+    ax.text(
+        0.99, COV1, "68.3%", transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=9
+    )
+    ax.text(
+        0.99, COV2, "95.4%", transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=9
+    )
     ax.set_ylim(0.4, 1.05)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel("coverage")
@@ -141,8 +188,10 @@ def heatmap_figure(a: dict[str, np.ndarray], title: str):
                 for k in grids:
                     grids[k][i, j] = a[k][sel[0]]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
-    specs = {"pull_mean": ("RdBu_r", -0.5, 0.5, "pull mean"),
-             "pull_width": ("PuOr_r", 0.5, 1.5, "pull width")}
+    specs = {
+        "pull_mean": ("RdBu_r", -0.5, 0.5, "pull mean"),
+        "pull_width": ("PuOr_r", 0.5, 1.5, "pull width"),
+    }
     for ax, (k, (cmap, lo, hi, name)) in zip(axes, specs.items()):
         im = ax.imshow(grids[k], origin="lower", aspect="auto", cmap=cmap, vmin=lo, vmax=hi)
         ax.set_xticks(range(len(masses)), [f"{m * MEV:g}" for m in masses])
@@ -167,8 +216,7 @@ def zhat_figure(a: dict[str, np.ndarray], title: str):
     zmax = float(np.nanmax(a["z_inj"])) if len(a["z_inj"]) else 1.0
     ax.plot([0, zmax], [0, zmax], color="gray", ls="--", lw=1, label="ideal")
     for i, (m, idx) in enumerate(_by_mass(a)):
-        ax.plot(a["z_inj"][idx], a["Zhat_mean"][idx], "o-", ms=4, color=f"C{i}",
-                label=_mlabel(m))
+        ax.plot(a["z_inj"][idx], a["Zhat_mean"][idx], "o-", ms=4, color=f"C{i}", label=_mlabel(m))
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj}$")
     ax.set_ylabel(r"$\langle \hat Z\rangle = \langle\hat A/\sigma_A\rangle$")
     legend(ax)
@@ -191,8 +239,15 @@ def pull_mass_figure(a: dict[str, np.ndarray], title: str):
         m = a["mass_GeV"][idx] * MEV
         n = np.maximum(a["n_toys"][idx].astype(float), 2.0)
         w = a["pull_width"][idx]
-        a1.errorbar(m, a["pull_mean"][idx], yerr=w / np.sqrt(n), fmt="o-", ms=4,
-                    color=f"C{i}", label=f"$Z_\\mathrm{{inj}}$ = {z:g}")
+        a1.errorbar(
+            m,
+            a["pull_mean"][idx],
+            yerr=w / np.sqrt(n),
+            fmt="o-",
+            ms=4,
+            color=f"C{i}",
+            label=f"$Z_\\mathrm{{inj}}$ = {z:g}",
+        )
         a2.errorbar(m, w, yerr=w / np.sqrt(2 * (n - 1)), fmt="o-", ms=4, color=f"C{i}")
     a1.axhline(0, color="gray", ls="--", lw=1)
     a1.axhspan(-0.1, 0.1, color="gray", alpha=0.12, lw=0)
@@ -212,9 +267,15 @@ def zcal_residual_figure(a: dict[str, np.ndarray], title: str):
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for i, (m, idx) in enumerate(_by_mass(a)):
         n = np.maximum(a["n_toys"][idx].astype(float), 1.0)
-        ax.errorbar(a["z_inj"][idx], a["Zhat_mean"][idx] - a["z_inj"][idx],
-                    yerr=a["pull_width"][idx] / np.sqrt(n), fmt="o-", ms=4, color=f"C{i}",
-                    label=_mlabel(m))
+        ax.errorbar(
+            a["z_inj"][idx],
+            a["Zhat_mean"][idx] - a["z_inj"][idx],
+            yerr=a["pull_width"][idx] / np.sqrt(n),
+            fmt="o-",
+            ms=4,
+            color=f"C{i}",
+            label=_mlabel(m),
+        )
     ax.axhline(0, color="gray", ls="--", lw=1)
     ax.axhspan(-0.1, 0.1, color="gray", alpha=0.12, lw=0)
     ax.set_xlabel(r"injected strength $Z_\mathrm{inj} = A_\mathrm{inj}/\sigma_{A,\mathrm{ref}}$")
@@ -238,8 +299,15 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
     gauss = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
     for ax, m in zip(axes[0], sorted(best)):
         z, p = best[m]
-        ax.hist(p, bins=np.linspace(-5, 5, 41), density=True, histtype="stepfilled",
-                color="C0", alpha=0.5, label=f"{len(p)} toys")
+        ax.hist(
+            p,
+            bins=np.linspace(-5, 5, 41),
+            density=True,
+            histtype="stepfilled",
+            color="C0",
+            alpha=0.5,
+            label=f"{len(p)} toys",
+        )
         ax.plot(x, gauss, "k-", lw=1.2, label="N(0, 1)")
         ax.set_xlabel(f"pull ({_mlabel(m)}, $Z_\\mathrm{{inj}}$ = {z:g})")
     legend(axes[0][-1])

@@ -18,8 +18,14 @@ def _sf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v, 1.0 - np.arange(v.size) / v.size
 
 
-def max_z_figure(max_z: np.ndarray, n_eff: float, title: str, *, z_obs: float | None = None,
-                 others: Mapping[str, np.ndarray] | None = None):
+def max_z_figure(
+    max_z: np.ndarray,
+    n_eff: float,
+    title: str,
+    *,
+    z_obs: float | None = None,
+    others: Mapping[str, np.ndarray] | None = None,
+):
     """Histogram and survival function ``P(max Z >= z)`` of the toys' maximum Z_local,
     with the Sidak expectation for ``n_eff`` independent tests and the observed maximum;
     ``others`` are further samples of maxima (e.g. GP-refit toys, functional-form toys)."""
@@ -27,20 +33,39 @@ def max_z_figure(max_z: np.ndarray, n_eff: float, title: str, *, z_obs: float | 
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
     hi = max(5.0, float(np.nanmax(mz)) + 0.5, (z_obs or 0.0) + 0.5)
     bins = np.linspace(0.0, hi, 51)
-    a1.hist(mz, bins=bins, density=True, histtype="stepfilled", color="tab:blue", alpha=0.35,
-            label=f"whole-scan toys ({mz.size})")
+    a1.hist(
+        mz,
+        bins=bins,
+        density=True,
+        histtype="stepfilled",
+        color="tab:blue",
+        alpha=0.35,
+        label=f"whole-scan toys ({mz.size})",
+    )
     z = np.linspace(0.0, hi, 400)
     sf = sidak_max_z_sf(z, n_eff)
-    a1.plot(z, -np.gradient(sf, z), color="tab:red", lw=1.4,
-            label=f"Sidak, $N_\\mathrm{{eff}}$ = {n_eff:.1f}")
+    a1.plot(
+        z,
+        -np.gradient(sf, z),
+        color="tab:red",
+        lw=1.4,
+        label=f"Sidak, $N_\\mathrm{{eff}}$ = {n_eff:.1f}",
+    )
     v, s = _sf(mz)
     a2.step(v, s, where="post", color="tab:blue", label="whole-scan toys")
     a2.plot(z, sf, color="tab:red", label="Sidak")
     for i, (name, other) in enumerate((others or {}).items()):
         o = np.asarray(other, dtype=float)
         col = _OTHERS[i % len(_OTHERS)]
-        a1.hist(o, bins=bins, density=True, histtype="step", color=col, lw=1.4,
-                label=f"{name} ({o.size})")
+        a1.hist(
+            o,
+            bins=bins,
+            density=True,
+            histtype="step",
+            color=col,
+            lw=1.4,
+            label=f"{name} ({o.size})",
+        )
         ov, os_ = _sf(o)
         a2.step(ov, os_, where="post", color=col, label=name)
     if z_obs is not None and np.isfinite(z_obs):

@@ -25,8 +25,13 @@ def _ok(a: dict[str, np.ndarray]) -> np.ndarray:
     return result_mask(a["status"])
 
 
-def eps2_overlay_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
-                        title: str, cl: float, blinded: bool = False):
+def eps2_overlay_figure(
+    scan: dict[str, dict[str, np.ndarray]],
+    labels: dict[str, str],
+    title: str,
+    cl: float,
+    blinded: bool = False,
+):
     """Observed (solid) and expected median (dashed) eps^2 limits of every dataset; the
     combination in black. Blinded: expected only."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -43,14 +48,25 @@ def eps2_overlay_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str
             colour += 1
         mk = marker(len(m))
         if not blinded:
-            ax.plot(m, a["eps2_up"][ok], "-", color=c, lw=lw, marker=mk, ms=4,
-                    label=f"{lab} observed")
+            ax.plot(
+                m, a["eps2_up"][ok], "-", color=c, lw=lw, marker=mk, ms=4, label=f"{lab} observed"
+            )
             fl = flag_mask(a["status"])[ok]
             if fl.any():
-                ax.plot(m[fl], a["eps2_up"][ok][fl],
-                        **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
-        ax.plot(m, a["eps2_exp_med"][ok], "--", color=c, lw=lw * 0.8, marker=mk, ms=3,
-                mfc="white", label=f"{lab} expected")
+                ax.plot(
+                    m[fl], a["eps2_up"][ok][fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"}
+                )
+        ax.plot(
+            m,
+            a["eps2_exp_med"][ok],
+            "--",
+            color=c,
+            lw=lw * 0.8,
+            marker=mk,
+            ms=3,
+            mfc="white",
+            label=f"{lab} expected",
+        )
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(rf"{cl:g}% CL upper limit on $\epsilon^2$")
@@ -59,8 +75,13 @@ def eps2_overlay_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str
     return fig
 
 
-def observed_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
-                    title: str, cl: float, quantity: str):
+def observed_figure(
+    scan: dict[str, dict[str, np.ndarray]],
+    labels: dict[str, str],
+    title: str,
+    cl: float,
+    quantity: str,
+):
     """Observed limits only (no bands) of every dataset and the combination: ``eps2``, or
     ``A`` (single datasets: a combined yield is a sum over datasets)."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -75,8 +96,16 @@ def observed_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, st
         else:
             c, lw, lab = f"C{colour}", 1.5, labels.get(name, name)
             colour += 1
-        ax.plot(m, a[f"{quantity}_up"][ok], "-", color=c, lw=lw, marker=marker(len(m)), ms=4,
-                label=f"{lab} observed")
+        ax.plot(
+            m,
+            a[f"{quantity}_up"][ok],
+            "-",
+            color=c,
+            lw=lw,
+            marker=marker(len(m)),
+            ms=4,
+            label=f"{lab} observed",
+        )
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     what = r"$\epsilon^2$" if quantity == "eps2" else "signal yield $A$"
@@ -86,8 +115,13 @@ def observed_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, st
     return fig
 
 
-def combined_brazil_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
-                           title: str, cl: float, blinded: bool = False):
+def combined_brazil_figure(
+    scan: dict[str, dict[str, np.ndarray]],
+    labels: dict[str, str],
+    title: str,
+    cl: float,
+    blinded: bool = False,
+):
     """Brazil band of the combined eps^2 limit with the single-dataset observed limits."""
     a = scan[COMBINED]
     ok = _ok(a)
@@ -102,6 +136,12 @@ def combined_brazil_figure(scan: dict[str, dict[str, np.ndarray]], labels: dict[
             other[f"{labels.get(name, name)} observed"] = (s["mass_GeV"][sel], s["eps2_up"][sel])
     bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]
     obs = None if blinded else a["eps2_up"][ok]
-    return brazil_figure(m, obs, bands, other=other, title=title,
-                         ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$",
-                         flagged=flag_mask(a["status"])[ok])
+    return brazil_figure(
+        m,
+        obs,
+        bands,
+        other=other,
+        title=title,
+        ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$",
+        flagged=flag_mask(a["status"])[ok],
+    )

@@ -44,10 +44,17 @@ def allocation_figure(masses, labels: list[str], yields, z_need, eps2, title: st
         bars = ax.bar(x + (i - (n_d - 1) / 2) * width, y[i], width, label=lab, color=f"C{i}")
         for b, z in zip(bars, zn[i]):
             if np.isfinite(z) and b.get_height() > 0:
-                ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"Z={z:.1f}",
-                        ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, [f"{m * MEV:g} MeV\n" + rf"$\epsilon^2$={e:.2g}" for m, e in
-                      zip(masses, eps2)])
+                ax.text(
+                    b.get_x() + b.get_width() / 2,
+                    b.get_height(),
+                    f"Z={z:.1f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+    ax.set_xticks(
+        x, [f"{m * MEV:g} MeV\n" + rf"$\epsilon^2$={e:.2g}" for m, e in zip(masses, eps2)]
+    )
     ax.set_yscale("log")
     ax.set_ylim(max(1.0, np.nanmin(np.where(y > 0, y, np.nan)) * 0.3), np.nanmax(y) * 8)
     ax.set_ylabel(r"signal events at the combined $5\sigma$ $\epsilon^2$")
@@ -57,8 +64,9 @@ def allocation_figure(masses, labels: list[str], yields, z_need, eps2, title: st
 
 
 @compact
-def reach_figure(mass, labels: list[str], now, projected, comb_now, comb_proj, factors,
-                 title: str, comb_fit=None):
+def reach_figure(
+    mass, labels: list[str], now, projected, comb_now, comb_proj, factors, title: str, comb_fit=None
+):
     """Expected eps^2 limits now (dashed) and projected (solid), per dataset and combined."""
     m = np.asarray(mass) * MEV
     fig, ax = plt.subplots(figsize=(8, 6))

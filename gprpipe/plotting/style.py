@@ -68,9 +68,17 @@ LABELS = Labels()
 
 def set_labels(experiment: str, status: str, blinded: bool) -> None:
     LABELS.experiment, LABELS.status, LABELS.blinded = experiment, status, blinded
+
+
 # compact fonts for dense multi-panel figures (displays, reach), over any style
-COMPACT_RC = {"font.size": 9, "axes.labelsize": 10, "axes.titlesize": 11, "xtick.labelsize": 9,
-              "ytick.labelsize": 9, "legend.fontsize": 8}
+COMPACT_RC = {
+    "font.size": 9,
+    "axes.labelsize": 10,
+    "axes.titlesize": 11,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 8,
+}
 
 
 def compact(figure_function):
@@ -96,10 +104,20 @@ def apply_style(style: str) -> None:
             plt.rcParams.update({"savefig.bbox": "tight", "legend.fontsize": 12})
             return
         except ImportError:
-            warnings.warn("plot.style = 'hep' but mplhep is not installed; using the plain "
-                          "matplotlib style (pip install mplhep)", stacklevel=2)
-    plt.rcParams.update({"axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100,
-                         "savefig.bbox": "tight", "font.size": 11})
+            warnings.warn(
+                "plot.style = 'hep' but mplhep is not installed; using the plain "
+                "matplotlib style (pip install mplhep)",
+                stacklevel=2,
+            )
+    plt.rcParams.update(
+        {
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "figure.dpi": 100,
+            "savefig.bbox": "tight",
+            "font.size": 11,
+        }
+    )
 
 
 def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
@@ -145,21 +163,38 @@ def label(ax, text: str) -> None:
     size = plt.rcParams["font.size"]
     parts = [TextArea(LABELS.experiment, textprops={"fontweight": "bold", "fontsize": size * 1.15})]
     if LABELS.status:
-        parts.append(TextArea(LABELS.status, textprops={"fontstyle": "italic",
-                                                        "fontsize": size * 1.05}))
-    box = AnchoredOffsetbox(loc="lower left", child=HPacker(children=parts, pad=0, sep=6),
-                            bbox_to_anchor=(0.0, 1.005), bbox_transform=ax.transAxes,
-                            frameon=False, pad=0.0, borderpad=0.0)
+        parts.append(
+            TextArea(LABELS.status, textprops={"fontstyle": "italic", "fontsize": size * 1.05})
+        )
+    box = AnchoredOffsetbox(
+        loc="lower left",
+        child=HPacker(children=parts, pad=0, sep=6),
+        bbox_to_anchor=(0.0, 1.005),
+        bbox_transform=ax.transAxes,
+        frameon=False,
+        pad=0.0,
+        borderpad=0.0,
+    )
     ax.add_artist(box)
     ax._gprpipe_labels = [box]
     right = [TextArea(text, textprops={"fontsize": size * 0.9})] if text else []
     if LABELS.blinded:
-        right.append(TextArea("BLINDED", textprops={"fontsize": size * 0.9, "fontweight": "bold",
-                                                    "color": BLIND_COLOUR}))
+        right.append(
+            TextArea(
+                "BLINDED",
+                textprops={"fontsize": size * 0.9, "fontweight": "bold", "color": BLIND_COLOUR},
+            )
+        )
     if right:
-        box = AnchoredOffsetbox(loc="lower right", child=HPacker(children=right, pad=0, sep=8),
-                                bbox_to_anchor=(1.0, 1.005), bbox_transform=ax.transAxes,
-                                frameon=False, pad=0.0, borderpad=0.0)
+        box = AnchoredOffsetbox(
+            loc="lower right",
+            child=HPacker(children=right, pad=0, sep=8),
+            bbox_to_anchor=(1.0, 1.005),
+            bbox_transform=ax.transAxes,
+            frameon=False,
+            pad=0.0,
+            borderpad=0.0,
+        )
         ax.add_artist(box)
         ax._gprpipe_labels.append(box)
 
@@ -190,8 +225,9 @@ def legend(ax, *, offset: float = 0.02, **kw):
     if not ax.get_legend_handles_labels()[0]:
         return None
     kw.setdefault("fontsize", plt.rcParams["font.size"] * 0.8)
-    return ax.legend(loc="upper left", bbox_to_anchor=(1.0 + offset, 1.0), borderaxespad=0.0,
-                     frameon=False, **kw)
+    return ax.legend(
+        loc="upper left", bbox_to_anchor=(1.0 + offset, 1.0), borderaxespad=0.0, frameon=False, **kw
+    )
 
 
 def marker(n: int) -> str:

@@ -36,10 +36,12 @@ def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flag
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    ax.fill_between(m, bands[0], bands[4], color=BAND_2, label=r"Expected $\pm 2\sigma$",
-                    linewidth=0)
-    ax.fill_between(m, bands[1], bands[3], color=BAND_1, label=r"Expected $\pm 1\sigma$",
-                    linewidth=0)
+    ax.fill_between(
+        m, bands[0], bands[4], color=BAND_2, label=r"Expected $\pm 2\sigma$", linewidth=0
+    )
+    ax.fill_between(
+        m, bands[1], bands[3], color=BAND_1, label=r"Expected $\pm 1\sigma$", linewidth=0
+    )
     ax.plot(m, bands[2], "k--", lw=1.2, marker=mk, ms=3, mfc="white", label="Expected median")
     if obs is not None:
         ax.plot(m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
@@ -66,24 +68,42 @@ def _xlim(ax, m: np.ndarray) -> None:
     ax.set_xlim(lo - pad, hi + pad)
 
 
-def significance_figure(mass, p_local, p_global, title: str, flagged=None,
-                        p_global_toys=None):
+def significance_figure(mass, p_local, p_global, title: str, flagged=None, p_global_toys=None):
     """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z
     (Sidak and, when given, whole-scan toys); ``flagged`` masses are circled in red (no
     global p-value: they do not count as a discovery)."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     zl, zg = z_from_p(p_local), z_from_p(p_global)
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True,
-                                 gridspec_kw={"height_ratios": [3, 2]})
+    fig, (a1, a2) = plt.subplots(
+        2, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
     a1.plot(m, p_local, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local $p_0$", zorder=3)
     _mark_flagged(a1, m, p_local, flagged)
-    a1.plot(m, p_global, "--", color="C3", lw=2.2, marker=mk, ms=4, zorder=4,
-            label="global $p_0$ (Sidak, $N_\\mathrm{eff}$)")
+    a1.plot(
+        m,
+        p_global,
+        "--",
+        color="C3",
+        lw=2.2,
+        marker=mk,
+        ms=4,
+        zorder=4,
+        label="global $p_0$ (Sidak, $N_\\mathrm{eff}$)",
+    )
     toys = p_global_toys is not None and np.isfinite(p_global_toys).any()
     if toys:
-        a1.plot(m, p_global_toys, ":", color="C4", lw=2.2, marker=mk, ms=4, zorder=4,
-                label="global $p_0$ (whole-scan toys)")
+        a1.plot(
+            m,
+            p_global_toys,
+            ":",
+            color="C4",
+            lw=2.2,
+            marker=mk,
+            ms=4,
+            zorder=4,
+            label="global $p_0$ (whole-scan toys)",
+        )
     a1.set_yscale("log")
     lo = min(np.nanmin(p_local) * 0.3, norm.sf(5.5))
     a1.set_ylim(lo, 3.0)  # p0 = 1 (a global curve often sits there) stays inside the frame
@@ -103,8 +123,17 @@ def significance_figure(mass, p_local, p_global, title: str, flagged=None,
     _mark_flagged(a2, m, zl, flagged)
     a2.plot(m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
     if toys:
-        a2.plot(m, z_from_p(p_global_toys), ":", color="C4", lw=2.2, marker=mk, ms=4,
-                label="global Z (toys)", zorder=4)
+        a2.plot(
+            m,
+            z_from_p(p_global_toys),
+            ":",
+            color="C4",
+            lw=2.2,
+            marker=mk,
+            ms=4,
+            label="global Z (toys)",
+            zorder=4,
+        )
     for z in zs:
         a2.axhline(z, color="gray", lw=0.8, ls=":", zorder=1)
     a2.set_ylim(-0.3, max(5.5, float(np.nanmax(zl)) + 0.5))
@@ -120,10 +149,18 @@ def ahat_figure(mass, a_hat, sigma_a, title: str):
     """Fitted signal yield A_hat with its +/-1 sigma band vs mass, and A_hat / sigma_A."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True,
-                                 gridspec_kw={"height_ratios": [3, 1.4]})
-    a1.fill_between(m, a_hat - sigma_a, a_hat + sigma_a, color="C0", alpha=0.3, linewidth=0,
-                    label=r"$\pm 1\sigma_A$")
+    fig, (a1, a2) = plt.subplots(
+        2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+    )
+    a1.fill_between(
+        m,
+        a_hat - sigma_a,
+        a_hat + sigma_a,
+        color="C0",
+        alpha=0.3,
+        linewidth=0,
+        label=r"$\pm 1\sigma_A$",
+    )
     a1.plot(m, a_hat, "-", color="C0", lw=1.4, marker=mk, ms=4, label=r"$\hat A$")
     a1.axhline(0, color="k", lw=0.8)
     a1.set_ylabel(r"signal yield $\hat A$")
@@ -148,8 +185,11 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
     m = fit["mass"] * MEV
     ok = fit["gp_converged"].astype(bool)
     flagged = flag_mask(fit["status"])
-    panels = [("gp_length_scale", "length scale"), ("gp_amplitude", "amplitude"),
-              ("gp_lml", r"$\ln L$")]
+    panels = [
+        ("gp_length_scale", "length scale"),
+        ("gp_amplitude", "amplitude"),
+        ("gp_lml", r"$\ln L$"),
+    ]
     if "gof_p" in fit:
         panels.append(("gof_p", "GoF $p$ near window"))
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.7 * len(panels)), sharex=True)
@@ -172,8 +212,7 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
     return fig
 
 
-def gp_fit_figure(x, counts, b, err, mass, sigma, blind_nsigma, title: str,
-                  blinded: bool = False):
+def gp_fit_figure(x, counts, b, err, mass, sigma, blind_nsigma, title: str, blinded: bool = False):
     """Data ``counts`` at bin centres ``x`` (GeV), GP mean ``b`` with its 1-sigma band
     ``err`` around the test mass, blind window; below, the relative residual (data/GP - 1)
     with the GP's relative 1-sigma band. Blinded: the data inside the blind window are not
@@ -183,18 +222,34 @@ def gp_fit_figure(x, counts, b, err, mass, sigma, blind_nsigma, title: str,
     show = np.ones(len(xm), bool)
     if blinded:
         show = np.abs(np.asarray(x) - mass) > blind_nsigma * sigma
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True,
-                                 gridspec_kw={"height_ratios": [3, 1.4]})
+    fig, (a1, a2) = plt.subplots(
+        2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+    )
     lo, hi = (mass - blind_nsigma * sigma) * MEV, (mass + blind_nsigma * sigma) * MEV
     for ax in (a1, a2):
-        ax.axvspan(lo, hi, color="C1", alpha=0.15, linewidth=0,
-                   label=(f"blind window $\\pm{blind_nsigma:g}\\sigma_m$"
-                          + (" (data hidden)" if blinded else "")))
-    a1.fill_between(xm, b - err, b + err, color="C0", alpha=0.45, linewidth=0, zorder=2,
-                    label=r"GP $\pm 1\sigma$")
+        ax.axvspan(
+            lo,
+            hi,
+            color="C1",
+            alpha=0.15,
+            linewidth=0,
+            label=(
+                f"blind window $\\pm{blind_nsigma:g}\\sigma_m$"
+                + (" (data hidden)" if blinded else "")
+            ),
+        )
+    a1.fill_between(
+        xm,
+        b - err,
+        b + err,
+        color="C0",
+        alpha=0.45,
+        linewidth=0,
+        zorder=2,
+        label=r"GP $\pm 1\sigma$",
+    )
     a1.plot(xm, b, "C0-", lw=1.2, zorder=3, label="GP background")
-    a1.errorbar(xm[show], n[show], yerr=np.sqrt(n[show]), fmt="k.", ms=4, zorder=4,
-                label="data")
+    a1.errorbar(xm[show], n[show], yerr=np.sqrt(n[show]), fmt="k.", ms=4, zorder=4, label="data")
     a1.set_yscale("log")
     a1.set_ylabel("Events / bin")
     legend(a1)
@@ -204,8 +259,10 @@ def gp_fit_figure(x, counts, b, err, mass, sigma, blind_nsigma, title: str,
     r = 100 * (n / b - 1)
     re = 100 * np.sqrt(np.clip(n, 1, None)) / b
     a2.errorbar(xm[show], r[show], yerr=re[show], fmt="k.", ms=4, zorder=4)
-    lim = max(1.6 * float(np.nanpercentile(re[show], 90)) if show.any() else 0.0,
-              2.5 * float(np.nanmax(100 * rel)))
+    lim = max(
+        1.6 * float(np.nanpercentile(re[show], 90)) if show.any() else 0.0,
+        2.5 * float(np.nanmax(100 * rel)),
+    )
     a2.set_ylim(-lim, lim)
     a2.set_ylabel("data/GP$-$1 [%]")
     a2.set_xlabel(r"$m(e^+e^-)$ [MeV]")

@@ -57,18 +57,30 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
                 continue
             m = np.array([float(r["mass_GeV"]) for r in rows])
             order = np.argsort(m)
-            comp.curves.append(Curve(
-                lab, m[order], np.array([float(r["eps2_up"]) for r in rows])[order],
-                np.array([float(r["eps2_exp_med"]) for r in rows])[order]))
+            comp.curves.append(
+                Curve(
+                    lab,
+                    m[order],
+                    np.array([float(r["eps2_up"]) for r in rows])[order],
+                    np.array([float(r["eps2_exp_med"]) for r in rows])[order],
+                )
+            )
         if len(comp.curves) < 2 or comp.curves[0].label != labels[0]:
             out.append(comp)
             continue
         ref = comp.curves[0]
         for c in comp.curves[1:]:
-            common, ia, ib = np.intersect1d(np.round(ref.mass, 6), np.round(c.mass, 6),
-                                            return_indices=True)
+            common, ia, ib = np.intersect1d(
+                np.round(ref.mass, 6), np.round(c.mass, 6), return_indices=True
+            )
             if len(common):
-                comp.ratios.append(Ratio(c.label, ref.mass[ia], c.observed[ib] / ref.observed[ia],
-                                         c.expected[ib] / ref.expected[ia]))
+                comp.ratios.append(
+                    Ratio(
+                        c.label,
+                        ref.mass[ia],
+                        c.observed[ib] / ref.observed[ia],
+                        c.expected[ib] / ref.expected[ia],
+                    )
+                )
         out.append(comp)
     return out

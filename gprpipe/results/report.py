@@ -26,8 +26,15 @@ REPORT = "report.html"
 INDEX = "index.html"
 GRID_FIGURE = "grid_limits.png"
 H5_FILES = ("load.h5", "fit.h5", "limit.h5", "inject.h5")
-PROVENANCE_ATTRS = ("created", "engine", "image", "image_digest", "gprpipe_version",
-                    "blinded", "cache_key")
+PROVENANCE_ATTRS = (
+    "created",
+    "engine",
+    "image",
+    "image_digest",
+    "gprpipe_version",
+    "blinded",
+    "cache_key",
+)
 EXPORT_DIRS = ("export*", "hepdata*", "pyhf*", "spey*")  # folder name patterns
 OWN_FILES = ("scan.csv", "inject.csv", "run.json")
 EXPORT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tar.gz", ".tgz", ".zip")
@@ -36,7 +43,9 @@ EXPORT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tar.gz", ".tgz", ".zip")
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("gprpipe.results", "templates"),
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
         lstrip_blocks=True,
     )
 
@@ -56,14 +65,25 @@ def _fmt(value: str) -> str:
 
 @dataclass
 class Figure:
-    src: str      # relative to the page
+    src: str  # relative to the page
     name: str
     pdf: str | None
 
 
 # figures a reader wants first; any other PNG follows in name order
-ORDER = ("spectrum", "brazil_eps2", "brazil_A", "significance", "Ahat", "observed", "eps2_overlay",
-         "brazil_eps2_combined", "gpfit", "gp_hyper", "inject")
+ORDER = (
+    "spectrum",
+    "brazil_eps2",
+    "brazil_A",
+    "significance",
+    "Ahat",
+    "observed",
+    "eps2_overlay",
+    "brazil_eps2_combined",
+    "gpfit",
+    "gp_hyper",
+    "inject",
+)
 
 
 def _rank(png: Path) -> tuple[int, str]:
@@ -78,9 +98,13 @@ def _figures(point_dir: Path, prefix: str = "") -> list[Figure]:
     for png in sorted(plots.rglob("*.png"), key=_rank) if plots.is_dir() else []:
         rel = png.relative_to(point_dir).as_posix()
         pdf = png.with_suffix(".pdf")
-        out.append(Figure(prefix + rel, png.stem,
-                          prefix + pdf.relative_to(point_dir).as_posix() if pdf.exists()
-                          else None))
+        out.append(
+            Figure(
+                prefix + rel,
+                png.stem,
+                prefix + pdf.relative_to(point_dir).as_posix() if pdf.exists() else None,
+            )
+        )
     return out
 
 
@@ -92,11 +116,18 @@ def _exports(point_dir: Path) -> list[str]:
     folders = sorted({f for pat in EXPORT_DIRS for f in point_dir.glob(pat) if f.is_dir()})
     for folder in folders:
         if folder.is_dir():
-            found += [p.relative_to(point_dir).as_posix() for p in sorted(folder.rglob("*"))
-                      if p.is_file() and not p.name.startswith(".")]
+            found += [
+                p.relative_to(point_dir).as_posix()
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and not p.name.startswith(".")
+            ]
     for p in sorted(point_dir.glob("*")):
-        if p.is_file() and p.name.endswith(EXPORT_SUFFIXES) and p.name not in OWN_FILES \
-                and not p.name.startswith("."):
+        if (
+            p.is_file()
+            and p.name.endswith(EXPORT_SUFFIXES)
+            and p.name not in OWN_FILES
+            and not p.name.startswith(".")
+        ):
             found.append(p.name)
     return found
 
@@ -132,15 +163,15 @@ def _marker_timings(point_dir: Path, point: str) -> dict[str, dict[str, Any]]:
     sees every upstream task's time before run.json is updated at the end of the run)."""
     out: dict[str, dict[str, Any]] = {}
     for f in sorted((point_dir / ".state").glob("*.done")) + sorted(
-            (point_dir / ".state").glob("*.failed")):
+        (point_dir / ".state").glob("*.failed")
+    ):
         try:
             info = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
         msg = str(info.get("message", ""))
         seconds: Any = msg.removesuffix(" s") if msg.endswith(" s") else msg
-        out[f"{point}/" + f.stem.replace("__", "/")] = {"state": f.suffix[1:],
-                                                        "seconds": seconds}
+        out[f"{point}/" + f.stem.replace("__", "/")] = {"state": f.suffix[1:], "seconds": seconds}
     return out
 
 
@@ -163,8 +194,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         summary = summarize(scan_path)
     entry = _point_entry(info, point_dir)
     name = entry.get("name", point_dir.name)
-    timings = {tid: t for tid, t in info.get("timings", {}).items()
-               if tid.split("/")[0] == name}
+    timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
     timings |= _marker_timings(point_dir, name)
     config_path = point_dir / "config.toml"
     return {
@@ -172,8 +202,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "point": name,
         "values": entry.get("values", {}),
         "blinded": bool(cfg.base.blind),
-        "labels": {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined":
-                                                                           "Combined"},
+        "labels": {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"},
         "summary": summary,
         "figures": _figures(point_dir),
         "header": header,
@@ -229,11 +258,25 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
             ok = a["status"] == "ok"
             m = a["mass_GeV"][ok] * 1e3
             mk = marker(len(m))
-            ax.plot(m, a["eps2_exp_med"][ok], "--", color=f"C{i % 10}", marker=mk, ms=3,
-                    label=f"{pname} expected" + (" (blinded)" if blind else ""))
+            ax.plot(
+                m,
+                a["eps2_exp_med"][ok],
+                "--",
+                color=f"C{i % 10}",
+                marker=mk,
+                ms=3,
+                label=f"{pname} expected" + (" (blinded)" if blind else ""),
+            )
             if not blind and "eps2_up" in a:
-                ax.plot(m, a["eps2_up"][ok], "-", color=f"C{i % 10}", marker=mk, ms=3,
-                        label=f"{pname} observed")
+                ax.plot(
+                    m,
+                    a["eps2_up"][ok],
+                    "-",
+                    color=f"C{i % 10}",
+                    marker=mk,
+                    ms=3,
+                    label=f"{pname} observed",
+                )
         ax.set_yscale("log")
         ax.set_ylabel(r"upper limit on $\epsilon^2$")
         ax.set_xlabel(r"$m_{A'}$ [MeV]")
@@ -264,18 +307,31 @@ def grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict[
     for comp in compare_curves(tables):
         if not comp.ratios:
             continue
-        fig = compare_limits_figure([c.mass for c in comp.curves],
-                                    [c.observed for c in comp.curves],
-                                    [c.expected for c in comp.curves],
-                                    [c.label for c in comp.curves],
-                                    title=labels.get(comp.dataset, comp.dataset))
+        fig = compare_limits_figure(
+            [c.mass for c in comp.curves],
+            [c.observed for c in comp.curves],
+            [c.expected for c in comp.curves],
+            [c.label for c in comp.curves],
+            title=labels.get(comp.dataset, comp.dataset),
+        )
         figure = f"grid_compare_{comp.dataset}.png"
         save(fig, run_dir, figure.removesuffix(".png"), ["png"])
-        out.append({"dataset": labels.get(comp.dataset, comp.dataset), "figure": figure,
-                    "reference": comp.curves[0].label,
-                    "rows": [{"point": r.label, "masses": len(r.mass),
-                              "observed": r.stats("observed"), "expected": r.stats("expected")}
-                             for r in comp.ratios]})
+        out.append(
+            {
+                "dataset": labels.get(comp.dataset, comp.dataset),
+                "figure": figure,
+                "reference": comp.curves[0].label,
+                "rows": [
+                    {
+                        "point": r.label,
+                        "masses": len(r.mass),
+                        "observed": r.stats("observed"),
+                        "expected": r.stats("expected"),
+                    }
+                    for r in comp.ratios
+                ],
+            }
+        )
     return out
 
 
@@ -287,21 +343,30 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     for name, values, d in points:
         s: Summary | None = summarize(d / "scan.csv") if (d / "scan.csv").exists() else None
         best = s.best_overall if s else None
-        rows.append({
-            "name": name, "values": values, "dir": d.name,
-            "report": f"{d.name}/{REPORT}" if (d / REPORT).exists() else None,
-            "blinded": s.blinded if s else None,
-            "best": best, "flagged": len(s.flagged) if s else None,
-            "not_converged": len(s.not_converged) if s else None,
-        })
+        rows.append(
+            {
+                "name": name,
+                "values": values,
+                "dir": d.name,
+                "report": f"{d.name}/{REPORT}" if (d / REPORT).exists() else None,
+                "blinded": s.blinded if s else None,
+                "best": best,
+                "flagged": len(s.flagged) if s else None,
+                "not_converged": len(s.not_converged) if s else None,
+            }
+        )
     labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
     has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURE, labels)
     return {
-        "title": cfg.base.name, "rows": rows, "figure": GRID_FIGURE if has_fig else None,
+        "title": cfg.base.name,
+        "rows": rows,
+        "figure": GRID_FIGURE if has_fig else None,
         "comparisons": grid_comparison(run_dir, points, labels),
         "exports": _exports(run_dir),
-        "versions": info.get("versions", {}), "command": " ".join(info.get("command", [])),
-        "created": info.get("created", ""), "blinding": info.get("blinding", {}),
+        "versions": info.get("versions", {}),
+        "command": " ".join(info.get("command", [])),
+        "created": info.get("created", ""),
+        "blinding": info.get("blinding", {}),
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "gprpipe_version": __version__,
     }
@@ -312,9 +377,11 @@ def write_reports(cfg, point_dir: Path) -> list[Path]:
     env = _env()
     point_dir = Path(point_dir)
     report = point_dir / REPORT
-    atomic_write_text(report, env.get_template("report.html.j2").render(
-        **point_context(cfg, point_dir)))
+    atomic_write_text(
+        report, env.get_template("report.html.j2").render(**point_context(cfg, point_dir))
+    )
     index = point_dir.parent / INDEX
-    atomic_write_text(index, env.get_template("index.html.j2").render(
-        **index_context(cfg, point_dir.parent)))
+    atomic_write_text(
+        index, env.get_template("index.html.j2").render(**index_context(cfg, point_dir.parent))
+    )
     return [report, index]

@@ -59,8 +59,9 @@ class Table:
 
     def without(self, names: Sequence[str], extra: Sequence[Column] = ()) -> Table:
         """This table without ``names`` (plus ``extra`` columns at the end)."""
-        return Table(self.name, self.where,
-                     (*(c for c in self.columns if c.name not in names), *extra))
+        return Table(
+            self.name, self.where, (*(c for c in self.columns if c.name not in names), *extra)
+        )
 
 
 BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")  # expected-limit bands N = -2, -1, 0, +1, +2
@@ -69,94 +70,156 @@ _BAND_DOC = dict(zip(BAND_COLS, ("-2 sigma", "-1 sigma", "median", "+1 sigma", "
 DATASET = Column("dataset", doc="dataset key, or 'combined'")
 MASS = Column("mass_GeV", "GeV", "test mass m_A'")
 
-LOAD = Table("load", "load.h5 /<dataset>", (
-    Column("edges", "GeV", "bin edges of m(e+e-)"),
-    Column("counts", "events", "events per bin"),
-))
+LOAD = Table(
+    "load",
+    "load.h5 /<dataset>",
+    (
+        Column("edges", "GeV", "bin edges of m(e+e-)"),
+        Column("counts", "events", "events per bin"),
+    ),
+)
 
-FIT = Table("fit", "fit.h5 /<dataset>", (
-    Column("mass", "GeV", "test mass m_A' (named mass_GeV in the CSV tables)"),
-    Column("sigma_m", "GeV", "mass resolution at the test mass"),
-    Column("gp_length_scale", "GeV", "RBF length scale"),
-    Column("gp_amplitude", "", "RBF amplitude (log-count units)"),
-    Column("gp_lml", "", "log marginal likelihood"),
-    Column("gp_converged", "", "optimiser converged"),
-    Column("gp_reason", "", "optimiser message when not converged"),
-    Column("gof_chi2_ndf", "", "sideband goodness of fit chi2/ndf near the window"),
-    Column("gof_p", "", "goodness-of-fit p-value"),
-    Column("gof_ndf", "", "goodness-of-fit degrees of freedom"),
-    Column("n_train_lo", "", "training bins below the window"),
-    Column("n_train_hi", "", "training bins above the window"),
-    Column("status", "", "ok, a quality flag, or why the mass failed"),
-))
+FIT = Table(
+    "fit",
+    "fit.h5 /<dataset>",
+    (
+        Column("mass", "GeV", "test mass m_A' (named mass_GeV in the CSV tables)"),
+        Column("sigma_m", "GeV", "mass resolution at the test mass"),
+        Column("gp_length_scale", "GeV", "RBF length scale"),
+        Column("gp_amplitude", "", "RBF amplitude (log-count units)"),
+        Column("gp_lml", "", "log marginal likelihood"),
+        Column("gp_converged", "", "optimiser converged"),
+        Column("gp_reason", "", "optimiser message when not converged"),
+        Column("gof_chi2_ndf", "", "sideband goodness of fit chi2/ndf near the window"),
+        Column("gof_p", "", "goodness-of-fit p-value"),
+        Column("gof_ndf", "", "goodness-of-fit degrees of freedom"),
+        Column("n_train_lo", "", "training bins below the window"),
+        Column("n_train_hi", "", "training bins above the window"),
+        Column("status", "", "ok, a quality flag, or why the mass failed"),
+    ),
+)
 
-SCAN = Table("scan", "limit.h5 /<dataset>, scan.csv", (
-    DATASET, MASS,
-    Column("sigma_m_GeV", "GeV", "mass resolution"),
-    Column("A_hat", "events", "fitted signal yield"),
-    Column("sigma_A", "events", "its uncertainty"),
-    Column("A_up", "events", "observed upper limit on the yield"),
-    *(Column(f"A_exp_{b}", "events", f"expected yield limit, {_BAND_DOC[b]}") for b in BAND_COLS),
-    Column("eps2_up", "", "observed upper limit on eps^2"),
-    *(Column(f"eps2_exp_{b}", "", f"expected eps^2 limit, {_BAND_DOC[b]}") for b in BAND_COLS),
-    Column("p0_local", "", "local p-value"),
-    Column("Z_local", "sigma", "local significance"),
-    Column("p0_global", "", "global p-value (Sidak, N_eff)"),
-    Column("Z_global", "sigma", "global significance (Sidak)"),
-    Column("p0_global_toys", "", "global p-value from whole-scan toys"),
-    Column("Z_global_toys", "sigma", "global significance from whole-scan toys"),
-    Column("gp_length_scale", "GeV", "RBF length scale"),
-    Column("gp_amplitude", "", "RBF amplitude"),
-    Column("gp_lml", "", "log marginal likelihood"),
-    Column("gp_converged", "", "optimiser converged"),
-    Column("gof_chi2_ndf", "", "goodness of fit chi2/ndf"),
-    Column("gof_p", "", "goodness-of-fit p-value"),
-    Column("status", "", "ok, a quality flag, or why the mass failed"),
-))
+SCAN = Table(
+    "scan",
+    "limit.h5 /<dataset>, scan.csv",
+    (
+        DATASET,
+        MASS,
+        Column("sigma_m_GeV", "GeV", "mass resolution"),
+        Column("A_hat", "events", "fitted signal yield"),
+        Column("sigma_A", "events", "its uncertainty"),
+        Column("A_up", "events", "observed upper limit on the yield"),
+        *(
+            Column(f"A_exp_{b}", "events", f"expected yield limit, {_BAND_DOC[b]}")
+            for b in BAND_COLS
+        ),
+        Column("eps2_up", "", "observed upper limit on eps^2"),
+        *(Column(f"eps2_exp_{b}", "", f"expected eps^2 limit, {_BAND_DOC[b]}") for b in BAND_COLS),
+        Column("p0_local", "", "local p-value"),
+        Column("Z_local", "sigma", "local significance"),
+        Column("p0_global", "", "global p-value (Sidak, N_eff)"),
+        Column("Z_global", "sigma", "global significance (Sidak)"),
+        Column("p0_global_toys", "", "global p-value from whole-scan toys"),
+        Column("Z_global_toys", "sigma", "global significance from whole-scan toys"),
+        Column("gp_length_scale", "GeV", "RBF length scale"),
+        Column("gp_amplitude", "", "RBF amplitude"),
+        Column("gp_lml", "", "log marginal likelihood"),
+        Column("gp_converged", "", "optimiser converged"),
+        Column("gof_chi2_ndf", "", "goodness of fit chi2/ndf"),
+        Column("gof_p", "", "goodness-of-fit p-value"),
+        Column("status", "", "ok, a quality flag, or why the mass failed"),
+    ),
+)
 # Columns that depend on the observed counts in the blind window (absent when blinded).
-OBSERVED = ("A_hat", "sigma_A", "A_up", "eps2_up", "p0_local", "Z_local", "p0_global",
-            "Z_global", "p0_global_toys", "Z_global_toys")
+OBSERVED = (
+    "A_hat",
+    "sigma_A",
+    "A_up",
+    "eps2_up",
+    "p0_local",
+    "Z_local",
+    "p0_global",
+    "Z_global",
+    "p0_global_toys",
+    "Z_global_toys",
+)
 BLIND_SCAN = SCAN.without(OBSERVED, (Column("blinded", "", "true: a blinded run"),))
 
-GLOBAL_TOYS = Table("global_toys", "limit.h5 /<dataset>/global_toys", (
-    Column("max_Z_local", "sigma", "largest local Z of each whole-scan toy"),
-    Column("toy_seconds", "s", "wall time per toy chunk"),
-    Column("toy_cpu_seconds", "s", "CPU time per toy chunk"),
-))
+GLOBAL_TOYS = Table(
+    "global_toys",
+    "limit.h5 /<dataset>/global_toys",
+    (
+        Column("max_Z_local", "sigma", "largest local Z of each whole-scan toy"),
+        Column("toy_seconds", "s", "wall time per toy chunk"),
+        Column("toy_cpu_seconds", "s", "CPU time per toy chunk"),
+    ),
+)
 
-INJECT = Table("inject", "inject.h5 /<dataset>, inject.csv", (
-    DATASET, MASS,
-    Column("z_inj", "", "injected strength (config unit)"),
-    Column("A_inj", "events", "injected yield"),
-    Column("n_toys", "", "toys kept (converged) in the summary; generated: n_generated"),
-    Column("A_hat_mean", "events", "mean fitted yield"),
-    Column("A_hat_std", "events", "its spread"),
-    Column("pull_mean", "", "mean of (A_hat - A_inj) / sigma_A"),
-    Column("pull_width", "", "standard deviation of the pull"),
-    Column("cov_1sigma", "", "coverage of A_hat +/- sigma_A"),
-    Column("cov_2sigma", "", "coverage of A_hat +/- 2 sigma_A"),
-    Column("Zhat_mean", "", "mean A_hat / sigma_A"),
-    Column("refit_gp", "", "the GP was refitted on each toy"),
-))
+INJECT = Table(
+    "inject",
+    "inject.h5 /<dataset>, inject.csv",
+    (
+        DATASET,
+        MASS,
+        Column("z_inj", "", "injected strength (config unit)"),
+        Column("A_inj", "events", "injected yield"),
+        Column("n_toys", "", "toys kept (converged) in the summary; generated: n_generated"),
+        Column("A_hat_mean", "events", "mean fitted yield"),
+        Column("A_hat_std", "events", "its spread"),
+        Column("pull_mean", "", "mean of (A_hat - A_inj) / sigma_A"),
+        Column("pull_width", "", "standard deviation of the pull"),
+        Column("cov_1sigma", "", "coverage of A_hat +/- sigma_A"),
+        Column("cov_2sigma", "", "coverage of A_hat +/- 2 sigma_A"),
+        Column("Zhat_mean", "", "mean A_hat / sigma_A"),
+        Column("refit_gp", "", "the GP was refitted on each toy"),
+    ),
+)
 BLIND_INJECT = INJECT.without((), (Column("blinded", "", "true: a blinded run"),))
 
-INJECT_TOYS = Table("inject_toys", "inject.h5 /<dataset>/toys/<m>MeV_z<z>", (
-    Column("A_hat", "events"), Column("sigma_A", "events"),
-    Column("pull", "", "(A_hat - A_inj) / sigma_A"), Column("converged"),
-))
+INJECT_TOYS = Table(
+    "inject_toys",
+    "inject.h5 /<dataset>/toys/<m>MeV_z<z>",
+    (
+        Column("A_hat", "events"),
+        Column("sigma_A", "events"),
+        Column("pull", "", "(A_hat - A_inj) / sigma_A"),
+        Column("converged"),
+    ),
+)
 
-TOYSCAN = Table("toyscan", "toyscan.h5 /toys, toyscan.csv", (
-    Column("toy"), Column("hist", doc="histogram of the toy"), MASS,
-    Column("A_hat", "events"), Column("sigma_A", "events"), Column("Z_local", "sigma"),
-    Column("gp_length_scale", "GeV"), Column("gp_amplitude"), Column("gp_converged"),
-    Column("status"),
-))
-TOYSCAN_SUMMARY = Table("toyscan_summary", "toyscan.h5 /summary, toyscan_summary.csv", (
-    MASS, Column("n_toys"), Column("n_flagged"), Column("A_hat_mean", "events"),
-    Column("A_hat_mean_err", "events"), Column("sigma_A_mean", "events"),
-    Column("spurious_ratio", "", "A_hat_mean / sigma_A_mean"), Column("pull_mean"),
-    Column("pull_width"), Column("frac_Z_gt2"), Column("frac_Z_gt3"),
-))
+TOYSCAN = Table(
+    "toyscan",
+    "toyscan.h5 /toys, toyscan.csv",
+    (
+        Column("toy"),
+        Column("hist", doc="histogram of the toy"),
+        MASS,
+        Column("A_hat", "events"),
+        Column("sigma_A", "events"),
+        Column("Z_local", "sigma"),
+        Column("gp_length_scale", "GeV"),
+        Column("gp_amplitude"),
+        Column("gp_converged"),
+        Column("status"),
+    ),
+)
+TOYSCAN_SUMMARY = Table(
+    "toyscan_summary",
+    "toyscan.h5 /summary, toyscan_summary.csv",
+    (
+        MASS,
+        Column("n_toys"),
+        Column("n_flagged"),
+        Column("A_hat_mean", "events"),
+        Column("A_hat_mean_err", "events"),
+        Column("sigma_A_mean", "events"),
+        Column("spurious_ratio", "", "A_hat_mean / sigma_A_mean"),
+        Column("pull_mean"),
+        Column("pull_width"),
+        Column("frac_Z_gt2"),
+        Column("frac_Z_gt3"),
+    ),
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -246,8 +309,12 @@ def read_toyscan(path) -> tuple[Arrays, Arrays, dict, np.ndarray]:
     """(per-toy rows :data:`TOYSCAN`, per-mass summary :data:`TOYSCAN_SUMMARY`, overview
     attrs, max Z_local per toy) of ``toyscan.h5``."""
     with h5py.File(path, "r") as f:
-        return (read_group(f["toys"]), read_group(f["summary"]), dict(f["summary"].attrs),
-                f["max_Z_local"]["max_Z_local"][()])
+        return (
+            read_group(f["toys"]),
+            read_group(f["summary"]),
+            dict(f["summary"].attrs),
+            f["max_Z_local"]["max_Z_local"][()],
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -263,8 +330,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def csv_text(per_ds: Mapping[str, Mapping[str, np.ndarray]],
-             columns: Table | Sequence[str]) -> str:
+def csv_text(per_ds: Mapping[str, Mapping[str, np.ndarray]], columns: Table | Sequence[str]) -> str:
     """CSV of merged arrays: one row per (dataset, mass); floats with 8 significant digits."""
     names = columns.names if isinstance(columns, Table) else tuple(columns)
     buf = io.StringIO()

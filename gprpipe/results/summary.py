@@ -35,8 +35,8 @@ class Summary:
     blinded: bool
     n_rows: int
     datasets: list[str]
-    best: list[Best] = field(default_factory=list)       # per dataset, unblinded only
-    flagged: list[tuple[str, float, str]] = field(default_factory=list)      # status != ok
+    best: list[Best] = field(default_factory=list)  # per dataset, unblinded only
+    flagged: list[tuple[str, float, str]] = field(default_factory=list)  # status != ok
     not_converged: list[tuple[str, float]] = field(default_factory=list)
 
     @property
@@ -58,25 +58,33 @@ def summarize(scan_csv: Path) -> Summary:
     for r in rows:
         if r.get("status", "ok") != "ok":
             out.flagged.append((r["dataset"], _num(r["mass_GeV"]), r["status"]))
-        if r["dataset"] != "combined" and r.get("gp_converged") == "false" \
-                and r.get("status") == "ok":
+        if (
+            r["dataset"] != "combined"
+            and r.get("gp_converged") == "false"
+            and r.get("status") == "ok"
+        ):
             out.not_converged.append((r["dataset"], _num(r["mass_GeV"])))
     if not blinded:
         for name in names:
             mine = [r for r in rows if r["dataset"] == name and math.isfinite(_num(r["Z_local"]))]
             if mine:
                 r = max(mine, key=lambda r: _num(r["Z_local"]))
-                out.best.append(Best(name, _num(r["mass_GeV"]), _num(r["Z_local"]),
-                                     _num(r["Z_global"])))
+                out.best.append(
+                    Best(name, _num(r["mass_GeV"]), _num(r["Z_local"]), _num(r["Z_global"]))
+                )
     return out
 
 
 def summary_lines(s: Summary) -> list[str]:
     """The summary as a few plain sentences (for a terminal)."""
-    lines = [f"{s.n_rows} rows ({', '.join(s.datasets)}); "
-             + ("BLINDED: no observed result." if s.blinded else "unblinded.")]
+    lines = [
+        f"{s.n_rows} rows ({', '.join(s.datasets)}); "
+        + ("BLINDED: no observed result." if s.blinded else "unblinded.")
+    ]
     for b in s.best:
-        lines.append(f"{b.dataset}: largest local Z = {b.Z_local:.2f} at "
-                     f"{b.mass_GeV * 1e3:g} MeV (global Z = {b.Z_global:.2f})")
+        lines.append(
+            f"{b.dataset}: largest local Z = {b.Z_local:.2f} at "
+            f"{b.mass_GeV * 1e3:g} MeV (global Z = {b.Z_global:.2f})"
+        )
     lines.append(f"{len(s.flagged)} flagged rows, {len(s.not_converged)} non-converged GP fits")
     return lines

@@ -405,8 +405,9 @@ class ToyCalculator:
             cache[A] = float(clsb / clb)
             return cache[A]
 
-        return np.asarray(_bisect_cls(cls_at, float(self.asymptotic.upper_limit(n_obs2[0])),
-                                      alpha, rtol))
+        return np.asarray(
+            _bisect_cls(cls_at, float(self.asymptotic.upper_limit(n_obs2[0])), alpha, rtol)
+        )
 
     def toy_limits(self) -> tuple[FloatArray, FloatArray]:
         """The expected band and the per-toy asymptotic limits of ``band_toys``
@@ -471,6 +472,13 @@ def calculator(
     if kind == "asymptotic":
         return AsymptoticCalculator(model, alpha=alpha, rtol=rtol)
     if kind == "toys":
-        return ToyCalculator(model, alpha=alpha, rtol=rtol, n_toys=n_toys, band_toys=band_toys,
-                             rng=rng, truncate=truncate)
+        return ToyCalculator(
+            model,
+            alpha=alpha,
+            rtol=rtol,
+            n_toys=n_toys,
+            band_toys=band_toys,
+            rng=rng,
+            truncate=truncate,
+        )
     raise ValueError(f"calculator must be one of {CALCULATORS}, not {kind!r}")

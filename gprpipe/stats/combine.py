@@ -144,11 +144,14 @@ def fit(
 
 
 def _calculator(
-    cw: Combined, kind: str, alpha: float, n_toys: int = 2000, band_toys: int = 10000,
+    cw: Combined,
+    kind: str,
+    alpha: float,
+    n_toys: int = 2000,
+    band_toys: int = 10000,
     rng: np.random.Generator | None = None,
 ) -> cls.Calculator:
-    return cls.calculator(kind, cw.model, alpha=alpha, n_toys=n_toys, band_toys=band_toys,
-                          rng=rng)
+    return cls.calculator(kind, cw.model, alpha=alpha, n_toys=n_toys, band_toys=band_toys, rng=rng)
 
 
 def upper_limit(

@@ -616,8 +616,10 @@ def _polish(
         v_new, g_new = f(t_new)
         # the LML barely changes here (its rounding can exceed the gain): judge the step by
         # the gradient it is meant to zero, and refuse a clear LML loss
-        if not (v_new <= v + _POLISH_SLACK * max(abs(v), 1.0)
-                and np.linalg.norm(g_new[free]) < np.linalg.norm(g[free])):
+        if not (
+            v_new <= v + _POLISH_SLACK * max(abs(v), 1.0)
+            and np.linalg.norm(g_new[free]) < np.linalg.norm(g[free])
+        ):
             break
         moved = float(np.max(np.abs(t_new - theta)))
         theta, v, g = t_new, v_new, g_new
@@ -697,8 +699,9 @@ def _rbf(X1: np.ndarray, X2: np.ndarray | None, ell: float) -> np.ndarray:
         np.fill_diagonal(R, 1.0)
         out: np.ndarray = R
         return out
-    Rx: np.ndarray = np.exp(-0.5 * cdist(X1[:, None] / ell, X2[:, None] / ell,
-                                         metric="sqeuclidean"))
+    Rx: np.ndarray = np.exp(
+        -0.5 * cdist(X1[:, None] / ell, X2[:, None] / ell, metric="sqeuclidean")
+    )
     return Rx
 
 
@@ -716,7 +719,12 @@ def _posterior_dense(
 
 
 def _posterior_lowrank(
-    X: np.ndarray, Z: np.ndarray, alpha: np.ndarray, Xp: np.ndarray, a: float, ell: float,
+    X: np.ndarray,
+    Z: np.ndarray,
+    alpha: np.ndarray,
+    Xp: np.ndarray,
+    a: float,
+    ell: float,
     rmax: int,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Posterior through the weight-space form of the joint factor; None if the rank is high.
@@ -730,8 +738,9 @@ def _posterior_lowrank(
     n = len(X)
     if a * float(np.max(1.0 / alpha)) > _LOWRANK_MAX_WEIGHT:
         return None
-    Ft = _pivoted_cholesky(np.concatenate([X, Xp]), ell, a / alpha, _LOWRANK_TOL,
-                           rmax + len(Xp), n_pred=len(Xp))
+    Ft = _pivoted_cholesky(
+        np.concatenate([X, Xp]), ell, a / alpha, _LOWRANK_TOL, rmax + len(Xp), n_pred=len(Xp)
+    )
     if Ft is None:
         return None
     r = Ft.shape[0]
@@ -747,7 +756,11 @@ def _posterior_lowrank(
 
 
 def _posterior(
-    X: np.ndarray, Z: np.ndarray, alpha: np.ndarray, x_pred: ArrayLike, theta: np.ndarray,
+    X: np.ndarray,
+    Z: np.ndarray,
+    alpha: np.ndarray,
+    x_pred: ArrayLike,
+    theta: np.ndarray,
     method: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Latent posterior mean and covariance (eigenvalue-floored) at ``x_pred`` (GeV)."""

@@ -101,12 +101,16 @@ def digest(obj: Any) -> str:
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf8")
-                          ).hexdigest()
+    return hashlib.sha256(
+        json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf8")
+    ).hexdigest()
 
 
 def patchset(
-    windows: list[dict[str, Any]], *, name: str = "gprpipe", description: str = "",
+    windows: list[dict[str, Any]],
+    *,
+    name: str = "gprpipe",
+    description: str = "",
     inspire: str = "ins0000000",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A background-only workspace with one channel per test mass and a pyhf PatchSet.
@@ -121,8 +125,9 @@ def patchset(
     """
     channels, observations, params, signals = [], [], [], []
     for win in windows:
-        ws = workspace(win["n"], win["b"], win["L"], win["w"], name=win["tag"],
-                       signal_scale=win["scale"])
+        ws = workspace(
+            win["n"], win["b"], win["L"], win["w"], name=win["tag"], signal_scale=win["scale"]
+        )
         ch = ws["channels"][0]
         bkg = ch["samples"][1]
         for mod in bkg["modifiers"]:
@@ -138,23 +143,26 @@ def patchset(
         "version": "1.0.0",
         "channels": channels,
         "observations": observations,
-        "measurements": [{"name": "background_only",
-                          "config": {"poi": "A", "parameters": []}}],
+        "measurements": [{"name": "background_only", "config": {"poi": "A", "parameters": []}}],
     }
     patches = []
     for i, win in enumerate(windows):
         ops: list[dict[str, Any]] = [
             {"op": "add", "path": f"/channels/{i}/samples/0", "value": signals[i]},
             {"op": "replace", "path": "/measurements/0/config/parameters", "value": params[i]},
-            {"op": "replace", "path": "/measurements/0/name",
-             "value": f"A_in_units_of_{win['scale']:g}"},
+            {
+                "op": "replace",
+                "path": "/measurements/0/name",
+                "value": f"A_in_units_of_{win['scale']:g}",
+            },
         ]
         others = [j for j in range(len(windows)) if j != i]
         for j in sorted(others, reverse=True):
             ops.append({"op": "remove", "path": f"/channels/{j}"})
             ops.append({"op": "remove", "path": f"/observations/{j}"})
-        patches.append({"metadata": {"name": win["tag"], "values": [float(win["mass"])]},
-                        "patch": ops})
+        patches.append(
+            {"metadata": {"name": win["tag"], "values": [float(win["mass"])]}, "patch": ops}
+        )
     ps = {
         "metadata": {
             "name": name,

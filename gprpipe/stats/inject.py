@@ -393,8 +393,9 @@ def refit_toys(
     bgs = None if backgrounds is None else np.asarray(backgrounds)
     for t, ss in enumerate(seeds):
         rng = np.random.default_rng(ss)
-        bkg, sig = full_range_toy(rng, A_inj, w_sig, mode=mode, b_full=b_full,
-                                  background=None if bgs is None else bgs[t])
+        bkg, sig = full_range_toy(
+            rng, A_inj, w_sig, mode=mode, b_full=b_full, background=None if bgs is None else bgs[t]
+        )
         toy = (bkg + sig).astype(float)
         gp_seed = int(rng.integers(2**31 - 1))
         out.n[t] = toy[blind]
@@ -402,8 +403,12 @@ def refit_toys(
             wf = setup.fit(toy, gp_seed)
             if retry and not wf.hyper.converged:
                 out.gp_retried[t] = True
-                wf = setup.fit(toy, gp_seed, restart_policy="always",
-                               n_restarts=max(4, 2 * setup.options.n_restarts))
+                wf = setup.fit(
+                    toy,
+                    gp_seed,
+                    restart_policy="always",
+                    n_restarts=max(4, 2 * setup.options.n_restarts),
+                )
             w_eff = setup.w_eff(toy, w_full, wf)
         except (ValueError, np.linalg.LinAlgError):
             if progress is not None:
@@ -460,8 +465,10 @@ def inject_refit(
         raise ValueError(f"leakage must be one of {LEAKAGE_MODES}, not {leakage!r}")
     rt = refit_toys(setup, A_inj, w_full, seeds, **kw)
     w = np.asarray(w_full, dtype=float)[setup.blind]
-    res = {"w": extract_each(rt.n, rt.b, rt.C, w),
-           "w_eff": extract_each(rt.n, rt.b, rt.C, rt.w_eff)}
+    res = {
+        "w": extract_each(rt.n, rt.b, rt.C, w),
+        "w_eff": extract_each(rt.n, rt.b, rt.C, rt.w_eff),
+    }
     extra = rt.extra()
     for key, (a, s, _) in res.items():
         extra[f"A_hat_{key}"], extra[f"sigma_A_{key}"] = a, s
@@ -488,7 +495,11 @@ def _asimov_window(
 
 
 def asimov_refit(
-    setup: RefitSetup, A_inj: float, w_full: ArrayLike, b_full: ArrayLike, *,
+    setup: RefitSetup,
+    A_inj: float,
+    w_full: ArrayLike,
+    b_full: ArrayLike,
+    *,
     leakage: str = "model",
 ) -> tuple[float, float]:
     """``(A_hat, sigma_A)`` of the noise-free refit toy ``b_full + A_inj w_full``.
@@ -511,7 +522,11 @@ def _block_templates(cw: comb.Combined) -> list[NDArray[np.float64]]:
 
 
 def conditional_toys_combined(
-    cw: comb.Combined, eps2_inj: float, n_toys: int, rng: np.random.Generator, *,
+    cw: comb.Combined,
+    eps2_inj: float,
+    n_toys: int,
+    rng: np.random.Generator,
+    *,
     mode: str = "poisson",
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Background and signal counts ``(n_toys, K)`` of :func:`inject_conditional_combined`."""
@@ -585,8 +600,7 @@ def inject_refit_combined(
         sd = [_child(ss, d) for ss in seeds]
         done = d * len(seeds)  # refits done over all datasets
         step = None if progress is None else (lambda t, done=done: progress(done + t))
-        per.append(refit_toys(setup, eps2_inj * k, wf, sd, b_full=bf, mode=mode,
-                              progress=step))
+        per.append(refit_toys(setup, eps2_inj * k, wf, sd, b_full=bf, mode=mode, progress=step))
     T = len(seeds)
     e, s = np.full(T, np.nan), np.full(T, np.nan)
     conv = np.zeros(T, dtype=bool)

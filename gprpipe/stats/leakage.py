@@ -58,5 +58,6 @@ def leakage_template(
     hyper: GPHyper,
 ) -> NDArray[np.float64]:
     """The leakage-aware template ``w_eff = w_win - b * (M (w_train / y_train))``."""
-    return np.asarray(w_win, dtype=float) - leakage_shift(x_train, y_train, w_train, x_win, b,
-                                                          hyper)
+    return np.asarray(w_win, dtype=float) - leakage_shift(
+        x_train, y_train, w_train, x_win, b, hyper
+    )

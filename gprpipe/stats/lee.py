@@ -70,8 +70,9 @@ class FixedMap:
 
     def background(self, logc: NDArray[np.float64]) -> NDArray[np.float64]:
         """Window background ``exp(M Z_train + diag(S)/2)`` of toys ``logc`` ``(T, bins)``."""
-        out: NDArray[np.float64] = np.exp(logc[:, self.train] @ self.M.T
-                                          + 0.5 * np.diagonal(self.S))
+        out: NDArray[np.float64] = np.exp(
+            logc[:, self.train] @ self.M.T + 0.5 * np.diagonal(self.S)
+        )
         return out
 
 
@@ -109,8 +110,11 @@ def fixed_map(
     b, C = lognormal_moments(mu, S)
     w = np.asarray(w, dtype=float)
     # per unit background: leakage_shift(..., b=1) = M (w_train / y_train)
-    leak = None if w_train is None else leakage_shift(x[tr], y[tr], w_train, x[bl],
-                                                      np.ones(bl.size), hyper)
+    leak = (
+        None
+        if w_train is None
+        else leakage_shift(x[tr], y[tr], w_train, x[bl], np.ones(bl.size), hyper)
+    )
     win = WindowModel.from_covariance(b, C, w if leak is None else w - b * leak)
     return FixedMap(train=tr, blind=bl, M=M, S=S, w=w, win=win, leak=leak)
 

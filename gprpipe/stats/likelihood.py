@@ -482,8 +482,7 @@ class WindowModel:
         bad = np.any(lam0 <= LAM_FLOOR, axis=1)
         if np.any(bad):
             p0[bad] = 0.0
-        return minimise(n2, base, self.Lc, self.prior_theta, self.ridge_theta, p0,
-                        self.GG_theta)
+        return minimise(n2, base, self.Lc, self.prior_theta, self.ridge_theta, p0, self.GG_theta)
 
     def profile(
         self, A: ArrayLike, n: ArrayLike, *, theta0: ArrayLike | None = None
@@ -501,9 +500,7 @@ class WindowModel:
         f, th, _ = self.profile_rows(n2, A2, th0)
         return (f + self.const(n2)).reshape(lead), self.theta_full(th).reshape((*lead, r_full))
 
-    def fit(
-        self, n: ArrayLike, *, allow_negative: bool = True, need0: Need0 = "all"
-    ) -> FitResult:
+    def fit(self, n: ArrayLike, *, allow_negative: bool = True, need0: Need0 = "all") -> FitResult:
         """Joint maximum-likelihood fit of ``(A, theta)`` plus the profile at ``A = 0``.
 
         Starts from the GLS estimate ``A0 = w V^-1 (n - b) / w V^-1 w``,
@@ -530,8 +527,9 @@ class WindowModel:
         if np.any(bad):
             p0[bad, 1:] = 0.0
         base = np.broadcast_to(self.b, n2.shape)
-        f, p, conv = minimise(n2, base, self.G_full, self.prior_full, self.ridge_full, p0,
-                              self.GG_full)
+        f, p, conv = minimise(
+            n2, base, self.G_full, self.prior_full, self.ridge_full, p0, self.GG_full
+        )
         A = p[:, 0].copy()
         th = p[:, 1:].copy()
         # Profile at A = 0 (q~ when A_hat < 0, q0 when A_hat > 0, the A >= 0 restriction).
@@ -555,8 +553,18 @@ class WindowModel:
             f[neg] = f0[neg]
             conv = conv & np.where(neg, c0, True)
         sigma = self.sigma_A_rows(n2, A, th)
-        return FitResult(A=A, sigma=sigma, f=f, f0=f0, theta_c=th, theta0_c=th0, conv=conv,
-                         const=self.const(n2), shape=lead, V=self.V)
+        return FitResult(
+            A=A,
+            sigma=sigma,
+            f=f,
+            f0=f0,
+            theta_c=th,
+            theta0_c=th0,
+            conv=conv,
+            const=self.const(n2),
+            shape=lead,
+            V=self.V,
+        )
 
     # -- test statistics ---------------------------------------------------------------
     def qtilde(self, A: ArrayLike, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:

@@ -45,8 +45,9 @@ def z_needed(fractions: ArrayLike, z_combined: float = 5.0) -> NDArray[np.float6
     return out
 
 
-def project(limits: ArrayLike, factors: ArrayLike) -> tuple[NDArray[np.float64],
-                                                             NDArray[np.float64]]:
+def project(
+    limits: ArrayLike, factors: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Expected limits ``(D, M)`` scaled by ``1/sqrt(factors)`` ``(D,)``, and combined."""
     lim = np.asarray(limits, dtype=float) / np.sqrt(np.asarray(factors, dtype=float))[:, None]
     return lim, combine_inverse_variance(lim)

@@ -33,12 +33,12 @@ BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")
 
 def covering(cfg: Config, mass: float) -> list[str]:
     """Scanned datasets whose test masses include ``mass``."""
-    return [d for d in cfg.scanned()
-            if np.any(np.abs(dataset_masses(cfg, d) - mass) < 1e-9)]
+    return [d for d in cfg.scanned() if np.any(np.abs(dataset_masses(cfg, d) - mass) < 1e-9)]
 
 
-def load_blocks(cfg: Config, fit_path, mass: float, fits: dict | None = None,
-                quality: dict | None = None) -> tuple[list[Block], list[str], bool]:
+def load_blocks(
+    cfg: Config, fit_path, mass: float, fits: dict | None = None, quality: dict | None = None
+) -> tuple[list[Block], list[str], bool]:
     """The blind windows of every dataset covering ``mass`` whose GP fit is usable.
 
     Returns ``(blocks, problems, all_converged)``; ``problems`` names the datasets left out.
@@ -66,11 +66,15 @@ def load_blocks(cfg: Config, fit_path, mass: float, fits: dict | None = None,
         index = int(np.argmin(np.abs(dataset_masses(cfg, d) - mass)))
         blind, attrs = read_blind(fit_path, d, index)
         ds = cfg.datasets[d]
-        k = unit_yield(mass, float(f_rad(mass, ds.frad_coeffs, ds.frad_penalty)),
-                       float(attrs["rho"]))
+        k = unit_yield(
+            mass, float(f_rad(mass, ds.frad_coeffs, ds.frad_penalty)), float(attrs["rho"])
+        )
         # blinded: no observed counts; the Asimov n = b stands in (only expected limits run)
-        blocks.append(Block(blind.get("n", blind["b"]), blind["b"], blind["C"],
-                            blind[template_key(cfg)], k, d))
+        blocks.append(
+            Block(
+                blind.get("n", blind["b"]), blind["b"], blind["C"], blind[template_key(cfg)], k, d
+            )
+        )
     return blocks, problems, conv
 
 
@@ -84,8 +88,14 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
         m = float(m)
         names = covering(cfg, m)
         sig = min(float(resolution(cfg.datasets[d], m)) for d in names) if names else np.nan
-        row: dict = {"dataset": "combined", "mass_GeV": m, "sigma_m_GeV": sig,
-                     "gp_length_scale": np.nan, "gp_amplitude": np.nan, "gp_lml": np.nan}
+        row: dict = {
+            "dataset": "combined",
+            "mass_GeV": m,
+            "sigma_m_GeV": sig,
+            "gp_length_scale": np.nan,
+            "gp_amplitude": np.nan,
+            "gp_lml": np.nan,
+        }
         quality: dict = {}
         blocks, problems, conv = load_blocks(cfg, ctx.layout.fit, m, fits, quality)
         row["gp_converged"] = conv and not problems
@@ -99,17 +109,31 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
         rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", "combined", m))
         try:
             cw = combine(blocks)
-            r = combined_limits(cw, alpha=lim.alpha, mode=lim.mode, bands=lim.bands,
-                                n_toys=lim.n_toys, band_toys=lim.band_toys, rng=rng,
-                                observed=not cfg.base.blind)
+            r = combined_limits(
+                cw,
+                alpha=lim.alpha,
+                mode=lim.mode,
+                bands=lim.bands,
+                n_toys=lim.n_toys,
+                band_toys=lim.band_toys,
+                rng=rng,
+                observed=not cfg.base.blind,
+            )
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             rows.append({**row, "status": f"combined limit failed: {exc}"})
             continue
         k = cw.k_total
         if not cfg.base.blind:
-            row.update({"A_hat": r["eps2_hat"] * k, "sigma_A": r["sigma_eps2"] * k,
-                        "A_up": r["eps2_up"] * k, "eps2_up": r["eps2_up"],
-                        "p0_local": r["p0_local"], "Z_local": r["Z_local"]})
+            row.update(
+                {
+                    "A_hat": r["eps2_hat"] * k,
+                    "sigma_A": r["sigma_eps2"] * k,
+                    "A_up": r["eps2_up"] * k,
+                    "eps2_up": r["eps2_up"],
+                    "p0_local": r["p0_local"],
+                    "Z_local": r["Z_local"],
+                }
+            )
         for b, v in zip(BAND_COLS, r["eps2_exp"]):
             row[f"eps2_exp_{b}"] = float(v)
             row[f"A_exp_{b}"] = float(v) * k

@@ -34,7 +34,7 @@ from gprpipe.plotting.style import save
 from gprpipe.steps.runner import seed_for
 
 MEV = 1e3
-ZOOM_PAD = 0.5   # zoom panel: blind window +/- 0.5 sigma_m
+ZOOM_PAD = 0.5  # zoom panel: blind window +/- 0.5 sigma_m
 RESID_HALF = 5.0  # residual panel: +/- 5 sigma_m (the Gaussians are drawn beyond the window)
 
 
@@ -48,19 +48,19 @@ class Shown:
     sigma: float
     nsig: float
     edges: np.ndarray
-    counts: np.ndarray          # full range: data, or data with the toy in the window, or toy
-    train: np.ndarray           # GP training bins
-    hyper: object               # GPHyper used for the background prediction
-    blind: np.ndarray           # blind-bin mask
-    b: np.ndarray               # background on the blind bins used in the fit
+    counts: np.ndarray  # full range: data, or data with the toy in the window, or toy
+    train: np.ndarray  # GP training bins
+    hyper: object  # GPHyper used for the background prediction
+    blind: np.ndarray  # blind-bin mask
+    b: np.ndarray  # background on the blind bins used in the fit
     C: np.ndarray
-    w: np.ndarray               # likelihood template on the blind bins
-    k_unit: float               # signal yield per unit eps^2
+    w: np.ndarray  # likelihood template on the blind bins
+    k_unit: float  # signal yield per unit eps^2
     A_hat: float = math.nan
     sigma_A: float = math.nan
     A_inj: float | None = None
     sig_counts: np.ndarray | None = None  # realised signal counts (full range)
-    w_true: np.ndarray | None = None      # the true signal template on the blind bins
+    w_true: np.ndarray | None = None  # the true signal template on the blind bins
 
 
 def template_of(blind: dict, cfg: Config) -> np.ndarray:
@@ -90,16 +90,28 @@ def column_arrays(s: Shown) -> dict:
     b_r, C_r = predict_counts(x[s.train], s.counts[s.train], x[near], s.hyper)
     err = np.sqrt(np.clip(np.diag(C_r), 0, None))
     inwin = s.blind[near]
-    b_r[inwin] = s.b           # the fitted window: exactly the likelihood's background
+    b_r[inwin] = s.b  # the fitted window: exactly the likelihood's background
     err[inwin] = np.sqrt(np.clip(np.diag(s.C), 0, None))
     zoom = np.abs(x[near] - s.mass) <= (s.nsig + ZOOM_PAD) * s.sigma
     return {
-        "label": s.label, "mass_GeV": s.mass, "sigma_m_GeV": s.sigma, "blind_nsigma": s.nsig,
+        "label": s.label,
+        "mass_GeV": s.mass,
+        "sigma_m_GeV": s.sigma,
+        "blind_nsigma": s.nsig,
         "window_GeV": [s.mass - s.nsig * s.sigma, s.mass + s.nsig * s.sigma],
-        "edges": s.edges, "counts": s.counts, "gp_full": gp_full,
-        "x": x[near], "n": s.counts[near], "b": b_r, "b_err": err, "in_window": inwin,
-        "zoom": zoom, "bin_width": float(np.median(np.diff(s.edges))),
-        "A_hat": s.A_hat, "sigma_A": s.sigma_A, "A_inj": s.A_inj,
+        "edges": s.edges,
+        "counts": s.counts,
+        "gp_full": gp_full,
+        "x": x[near],
+        "n": s.counts[near],
+        "b": b_r,
+        "b_err": err,
+        "in_window": inwin,
+        "zoom": zoom,
+        "bin_width": float(np.median(np.diff(s.edges))),
+        "A_hat": s.A_hat,
+        "sigma_A": s.sigma_A,
+        "A_inj": s.A_inj,
         "signal": None if s.sig_counts is None else s.sig_counts[near],
     }
 
@@ -116,15 +128,28 @@ def _data_shown(cfg: Config, lay, name: str, mass: float) -> Shown:
     from gprpipe.stats.window import WindowMasks
 
     ds = cfg.datasets[name]
-    masks = WindowMasks(mass, mf.sigma, cfg.fit.blind_nsigma, cfg.fit.train_exclude_nsigma,
-                        ds.data_range)
+    masks = WindowMasks(
+        mass, mf.sigma, cfg.fit.blind_nsigma, cfg.fit.train_exclude_nsigma, ds.data_range
+    )
     from gprpipe.steps.inject import unit_yield
 
-    return Shown(name, _label(cfg, name), mass, mf.sigma, cfg.fit.blind_nsigma, win.edges,
-                 np.asarray(win.counts, dtype=float), masks.train(x), mf.hyper, masks.blind(x),
-                 np.asarray(mf.blind["b"]), np.asarray(mf.blind["C"]),
-                 template_of(mf.blind, cfg), unit_yield(cfg, name, mass, mf.rho),
-                 w_true=np.asarray(mf.blind["w"], dtype=float))
+    return Shown(
+        name,
+        _label(cfg, name),
+        mass,
+        mf.sigma,
+        cfg.fit.blind_nsigma,
+        win.edges,
+        np.asarray(win.counts, dtype=float),
+        masks.train(x),
+        mf.hyper,
+        masks.blind(x),
+        np.asarray(mf.blind["b"]),
+        np.asarray(mf.blind["C"]),
+        template_of(mf.blind, cfg),
+        unit_yield(cfg, name, mass, mf.rho),
+        w_true=np.asarray(mf.blind["w"], dtype=float),
+    )
 
 
 def _fit(s: Shown) -> None:
@@ -137,8 +162,9 @@ def _fit(s: Shown) -> None:
 def _combine(shown: list[Shown]):
     from gprpipe.stats import combine as comb
 
-    return comb.combine([comb.Block(s.counts[s.blind], s.b, s.C, s.w, s.k_unit, s.name)
-                         for s in shown])
+    return comb.combine(
+        [comb.Block(s.counts[s.blind], s.b, s.C, s.w, s.k_unit, s.name) for s in shown]
+    )
 
 
 def _q0_z(n, b, C, w) -> float:
@@ -201,8 +227,9 @@ def _refit_template(cfg: Config, rt, base: Shown) -> np.ndarray:
     return rt.w_eff[0] if cfg.fit.signal_leakage == "model" else base.w_true
 
 
-def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, variant: str
-                       ) -> tuple[list[Shown], dict]:
+def _extraction_single(
+    cfg: Config, lay, name: str, mass: float, z: float, variant: str
+) -> tuple[list[Shown], dict]:
     from gprpipe.stats import inject as inj
     from gprpipe.stats.likelihood import cholesky_jitter
     from gprpipe.stats.template import signal_template
@@ -221,8 +248,9 @@ def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, varia
         rng = np.random.default_rng(ss)
         # signal drawn from the true template; the fit uses the likelihood's template with
         # the background the GP would absorb from the leaked signal (as the inject step)
-        bkg, sig = inj.conditional_toys(base.b, base.C, base.w_true, A, n_toys, rng,
-                                        mode=ic.mode, L=L)
+        bkg, sig = inj.conditional_toys(
+            base.b, base.C, base.w_true, A, n_toys, rng, mode=ic.mode, L=L
+        )
         b_fit = base.b + A * (base.w_true - base.w)
         if stored is not None:
             t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
@@ -233,8 +261,9 @@ def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, varia
         counts[base.blind] = bkg[t] + sig[t]
         sig_full = np.zeros_like(counts)
         sig_full[base.blind] = sig[t]
-        shown = Shown(**{**base.__dict__, "counts": counts, "A_inj": A, "sig_counts": sig_full,
-                         "b": b_fit})
+        shown = Shown(
+            **{**base.__dict__, "counts": counts, "A_inj": A, "sig_counts": sig_full, "b": b_fit}
+        )
     else:
         win, setup = _refit_setup(cfg, lay, name, mass)
         b_full = inj.full_range_mean(win.counts, setup)
@@ -242,26 +271,49 @@ def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, varia
         if stored is not None:
             t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
         else:
-            ex = inj.inject_refit(setup, A, w_full, [inj._child(ss, i) for i in range(n_toys)],
-                                  b_full=b_full, mode=ic.mode,
-                                  leakage=cfg.fit.signal_leakage)
+            ex = inj.inject_refit(
+                setup,
+                A,
+                w_full,
+                [inj._child(ss, i) for i in range(n_toys)],
+                b_full=b_full,
+                mode=ic.mode,
+                leakage=cfg.fit.signal_leakage,
+            )
             t = _median_index(ex.A_hat, ex.converged)
         seed_t = inj._child(ss, t)
         rt = inj.refit_toys(setup, A, w_full, [seed_t], b_full=b_full, mode=ic.mode)
-        bkg, sig = inj.full_range_toy(np.random.default_rng(seed_t), A, w_full, mode=ic.mode,
-                                      b_full=b_full)
+        bkg, sig = inj.full_range_toy(
+            np.random.default_rng(seed_t), A, w_full, mode=ic.mode, b_full=b_full
+        )
         from gprpipe.stats.gp import GPHyper
 
-        hyper = GPHyper(float(rt.gp_amplitude[0]), float(rt.gp_length_scale[0]),
-                        float(rt.gp_lml[0]), bool(rt.gp_converged[0]), 0, "")
-        shown = Shown(**{**base.__dict__, "counts": (bkg + sig).astype(float), "hyper": hyper,
-                         "b": rt.b[0], "C": rt.C[0], "w": _refit_template(cfg, rt, base),
-                         "A_inj": A, "sig_counts": sig.astype(float)})
+        hyper = GPHyper(
+            float(rt.gp_amplitude[0]),
+            float(rt.gp_length_scale[0]),
+            float(rt.gp_lml[0]),
+            bool(rt.gp_converged[0]),
+            0,
+            "",
+        )
+        shown = Shown(
+            **{
+                **base.__dict__,
+                "counts": (bkg + sig).astype(float),
+                "hyper": hyper,
+                "b": rt.b[0],
+                "C": rt.C[0],
+                "w": _refit_template(cfg, rt, base),
+                "A_inj": A,
+                "sig_counts": sig.astype(float),
+            }
+        )
         meta["gp_converged"] = bool(rt.gp_converged[0])
     _fit(shown)
     n = shown.counts[shown.blind]
-    meta.update(toy_index=int(t), n_toys=int(n_toys), A_inj=A, eps2_inj=A / base.k_unit,
-                Z_inj=float(z))
+    meta.update(
+        toy_index=int(t), n_toys=int(n_toys), A_inj=A, eps2_inj=A / base.k_unit, Z_inj=float(z)
+    )
     if stored is not None:
         meta["A_hat_inject_h5"] = float(stored[0]["A_hat"][t])
     meta["realised_signal_window"] = float(shown.sig_counts[shown.blind].sum())
@@ -273,15 +325,19 @@ def _extraction_single(cfg: Config, lay, name: str, mass: float, z: float, varia
     return [shown], meta
 
 
-def _extraction_combined(cfg: Config, lay, mass: float, z: float, variant: str
-                         ) -> tuple[list[Shown], dict]:
+def _extraction_combined(
+    cfg: Config, lay, mass: float, z: float, variant: str
+) -> tuple[list[Shown], dict]:
     from gprpipe.stats import combine as comb
     from gprpipe.stats import inject as inj
     from gprpipe.stats.gp import GPHyper
     from gprpipe.stats.template import signal_template
 
-    names = [d for d in cfg.scanned()
-             if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9]
+    names = [
+        d
+        for d in cfg.scanned()
+        if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9
+    ]
     bases = [_data_shown(cfg, lay, d, mass) for d in names]
     cw = _combine(bases)
     _, sref_e, _ = comb.fit(cw, cw.b)
@@ -290,8 +346,10 @@ def _extraction_combined(cfg: Config, lay, mass: float, z: float, variant: str
     ic = cfg.inject
     ktot = cw.k_total
     stored = _inject_toys(lay, COMBINED, mass, z, variant == "refit")
-    meta: dict = {"sigma_eps2_ref": float(sref_e),
-                  "source": "inject.h5" if stored else "drawn for the display"}
+    meta: dict = {
+        "sigma_eps2_ref": float(sref_e),
+        "source": "inject.h5" if stored else "drawn for the display",
+    }
     shown: list[Shown] = []
     if variant == "conditional":
         n_toys = ic.n_toys
@@ -305,8 +363,12 @@ def _extraction_combined(cfg: Config, lay, mass: float, z: float, variant: str
         if stored is not None:
             t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
         else:
-            fit_cw = _combine([Shown(**{**bs.__dict__, "b": bs.b + e * bs.k_unit *
-                                        (bs.w_true - bs.w)}) for bs in bases])
+            fit_cw = _combine(
+                [
+                    Shown(**{**bs.__dict__, "b": bs.b + e * bs.k_unit * (bs.w_true - bs.w)})
+                    for bs in bases
+                ]
+            )
             a, _, f = comb.fit(fit_cw, bkg + sig)
             t = _median_index(np.atleast_1d(a), np.atleast_1d(f.converged))
         for bs, sl in zip(bases, cw.slices):
@@ -315,8 +377,9 @@ def _extraction_combined(cfg: Config, lay, mass: float, z: float, variant: str
             counts[bs.blind] = bkg[t, sl] + sig[t, sl]
             sf = np.zeros_like(counts)
             sf[bs.blind] = sig[t, sl]
-            shown.append(Shown(**{**bs.__dict__, "counts": counts, "sig_counts": sf,
-                                  "A_inj": e * bs.k_unit}))
+            shown.append(
+                Shown(**{**bs.__dict__, "counts": counts, "sig_counts": sf, "A_inj": e * bs.k_unit})
+            )
     else:
         setups = [_refit_setup(cfg, lay, d, mass) for d in names]
         b_fulls = [inj.full_range_mean(w.counts, st) for w, st in setups]
@@ -328,39 +391,80 @@ def _extraction_combined(cfg: Config, lay, mass: float, z: float, variant: str
             t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
         else:
             n_toys = cfg.plot.displays.refit_toys
-            ex = inj.inject_refit_combined(sts, b_fulls, w_fulls, ks, e,
-                                           [inj._child(ss, i) for i in range(n_toys)],
-                                           mode=ic.mode, scale=cw.scale, names=names,
-                                           leakage=cfg.fit.signal_leakage)
+            ex = inj.inject_refit_combined(
+                sts,
+                b_fulls,
+                w_fulls,
+                ks,
+                e,
+                [inj._child(ss, i) for i in range(n_toys)],
+                mode=ic.mode,
+                scale=cw.scale,
+                names=names,
+                leakage=cfg.fit.signal_leakage,
+            )
             t = _median_index(ex.A_hat, ex.converged)
         seed_t = inj._child(ss, t)
         for d, (bs, st, bf, wf, k) in enumerate(zip(bases, sts, b_fulls, w_fulls, ks)):
             sd = inj._child(seed_t, d)
             rt = inj.refit_toys(st, e * k, wf, [sd], b_full=bf, mode=ic.mode)
-            bkg, sig = inj.full_range_toy(np.random.default_rng(sd), e * k, wf, mode=ic.mode,
-                                          b_full=bf)
-            hyper = GPHyper(float(rt.gp_amplitude[0]), float(rt.gp_length_scale[0]),
-                            float(rt.gp_lml[0]), bool(rt.gp_converged[0]), 0, "")
-            shown.append(Shown(**{**bs.__dict__, "counts": (bkg + sig).astype(float),
-                                  "hyper": hyper, "b": rt.b[0], "C": rt.C[0],
-                                  "w": _refit_template(cfg, rt, bs), "A_inj": e * k,
-                                  "sig_counts": sig.astype(float)}))
-    cw_t = comb.combine([comb.Block(s.counts[s.blind], s.b, s.C, s.w, s.k_unit, s.name)
-                         for s in shown], scale=cw.scale)
+            bkg, sig = inj.full_range_toy(
+                np.random.default_rng(sd), e * k, wf, mode=ic.mode, b_full=bf
+            )
+            hyper = GPHyper(
+                float(rt.gp_amplitude[0]),
+                float(rt.gp_length_scale[0]),
+                float(rt.gp_lml[0]),
+                bool(rt.gp_converged[0]),
+                0,
+                "",
+            )
+            shown.append(
+                Shown(
+                    **{
+                        **bs.__dict__,
+                        "counts": (bkg + sig).astype(float),
+                        "hyper": hyper,
+                        "b": rt.b[0],
+                        "C": rt.C[0],
+                        "w": _refit_template(cfg, rt, bs),
+                        "A_inj": e * k,
+                        "sig_counts": sig.astype(float),
+                    }
+                )
+            )
+    cw_t = comb.combine(
+        [comb.Block(s.counts[s.blind], s.b, s.C, s.w, s.k_unit, s.name) for s in shown],
+        scale=cw.scale,
+    )
     e_hat, s_e, _ = comb.fit(cw_t)
     for s in shown:
         s.A_hat, s.sigma_A = float(e_hat) * s.k_unit, float(s_e) * s.k_unit
-    meta.update(toy_index=int(t), n_toys=int(n_toys), Z_inj=float(z), eps2_inj=e,
-                A_inj_total=e * ktot, eps2_hat=float(e_hat), sigma_eps2=float(s_e),
-                A_hat_total=float(e_hat) * ktot, Z_hat=float(e_hat) / float(s_e),
-                Z_q0=float(np.sqrt(max(float(comb.q0(cw_t)), 0.0))))
+    meta.update(
+        toy_index=int(t),
+        n_toys=int(n_toys),
+        Z_inj=float(z),
+        eps2_inj=e,
+        A_inj_total=e * ktot,
+        eps2_hat=float(e_hat),
+        sigma_eps2=float(s_e),
+        A_hat_total=float(e_hat) * ktot,
+        Z_hat=float(e_hat) / float(s_e),
+        Z_q0=float(np.sqrt(max(float(comb.q0(cw_t)), 0.0))),
+    )
     if stored is not None:
         meta["A_hat_inject_h5"] = float(stored[0]["A_hat"][t])
-    meta["per_dataset"] = {s.name: {"k_unit": s.k_unit, "A_inj": s.A_inj,
-                                    "realised_signal_window": float(s.sig_counts[s.blind].sum()),
-                                    "realised_signal_total": float(s.sig_counts.sum()),
-                                    "A_hat": s.A_hat, "sigma_A": s.sigma_A}
-                           for s in shown}
+    meta["per_dataset"] = {
+        s.name: {
+            "k_unit": s.k_unit,
+            "A_inj": s.A_inj,
+            "realised_signal_window": float(s.sig_counts[s.blind].sum()),
+            "realised_signal_total": float(s.sig_counts.sum()),
+            "A_hat": s.A_hat,
+            "sigma_A": s.sigma_A,
+        }
+        for s in shown
+    }
     return shown, meta
 
 
@@ -368,9 +472,14 @@ def _observed_single(cfg: Config, lay, name: str, mass: float) -> tuple[list[Sho
     s = _data_shown(cfg, lay, name, mass)
     _fit(s)
     n = s.counts[s.blind]
-    meta = {"A_hat": s.A_hat, "sigma_A": s.sigma_A,
-            "Z_local": _q0_z(n, s.b, s.C, s.w), "eps2_hat": s.A_hat / s.k_unit,
-            "sigma_eps2": s.sigma_A / s.k_unit, "k_unit": s.k_unit}
+    meta = {
+        "A_hat": s.A_hat,
+        "sigma_A": s.sigma_A,
+        "Z_local": _q0_z(n, s.b, s.C, s.w),
+        "eps2_hat": s.A_hat / s.k_unit,
+        "sigma_eps2": s.sigma_A / s.k_unit,
+        "k_unit": s.k_unit,
+    }
     meta.update(_scan_row(lay, name, mass))
     return [s], meta
 
@@ -384,11 +493,15 @@ def _observed_combined(cfg: Config, lay, mass: float) -> tuple[list[Shown], dict
     e_hat, s_e, _ = comb.fit(cw)
     for s in shown:
         s.A_hat, s.sigma_A = float(e_hat) * s.k_unit, float(s_e) * s.k_unit
-    meta = {"eps2_hat": float(e_hat), "sigma_eps2": float(s_e),
-            "Z_local": float(np.sqrt(max(float(comb.q0(cw)), 0.0))),
-            "A_hat_total": float(e_hat) * cw.k_total,
-            "per_dataset": {s.name: {"k_unit": s.k_unit, "A_hat": s.A_hat, "sigma_A": s.sigma_A}
-                            for s in shown}}
+    meta = {
+        "eps2_hat": float(e_hat),
+        "sigma_eps2": float(s_e),
+        "Z_local": float(np.sqrt(max(float(comb.q0(cw)), 0.0))),
+        "A_hat_total": float(e_hat) * cw.k_total,
+        "per_dataset": {
+            s.name: {"k_unit": s.k_unit, "A_hat": s.A_hat, "sigma_A": s.sigma_A} for s in shown
+        },
+    }
     meta.update(_scan_row(lay, COMBINED, mass))
     return shown, meta
 
@@ -434,50 +547,77 @@ def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
     comb = len(cols) > 1 or "per_dataset" in meta
     if kind == "extraction":
         if comb:
-            lines += [f"injected: Z = {meta['Z_inj']:g} sigma_ref",
-                      f"  eps2 = {meta['eps2_inj']:.3g}"]
+            lines += [
+                f"injected: Z = {meta['Z_inj']:g} sigma_ref",
+                f"  eps2 = {meta['eps2_inj']:.3g}",
+            ]
             for c in cols:
                 pd = meta["per_dataset"][c["name"]]
-                lines += [f"  {c['label']}: A = {pd['A_inj']:.1f}, realised "
-                          f"{pd['realised_signal_window']:.0f} in window"]
-            lines += ["extracted (shared eps2):",
-                      f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
+                lines += [
+                    f"  {c['label']}: A = {pd['A_inj']:.1f}, realised "
+                    f"{pd['realised_signal_window']:.0f} in window"
+                ]
+            lines += [
+                "extracted (shared eps2):",
+                f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}",
+            ]
             for c in cols:
                 pd = meta["per_dataset"][c["name"]]
                 lines += [f"  {c['label']}: A = {pd['A_hat']:.1f} +/- {pd['sigma_A']:.1f}"]
         else:
-            lines += [f"injected: Z = {meta['Z_inj']:g} sigma_ref",
-                      f"  A = {meta['A_inj']:.1f} (eps2 = {meta['eps2_inj']:.3g})",
-                      f"realised: {meta['realised_signal_window']:.0f} in window, "
-                      f"{meta['realised_signal_total']:.0f} in all",
-                      f"extracted: A = {cols[0]['A_hat']:.1f} +/- {cols[0]['sigma_A']:.1f}",
-                      f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
-        lines += [f"Z = A_hat/sigma_A = {meta['Z_hat']:.2f}",
-                  f"toy {meta['toy_index']} of {meta['n_toys']} (median A_hat)",
-                  f"  {meta['source']}"]
+            lines += [
+                f"injected: Z = {meta['Z_inj']:g} sigma_ref",
+                f"  A = {meta['A_inj']:.1f} (eps2 = {meta['eps2_inj']:.3g})",
+                f"realised: {meta['realised_signal_window']:.0f} in window, "
+                f"{meta['realised_signal_total']:.0f} in all",
+                f"extracted: A = {cols[0]['A_hat']:.1f} +/- {cols[0]['sigma_A']:.1f}",
+                f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}",
+            ]
+        lines += [
+            f"Z = A_hat/sigma_A = {meta['Z_hat']:.2f}",
+            f"toy {meta['toy_index']} of {meta['n_toys']} (median A_hat)",
+            f"  {meta['source']}",
+        ]
         if "ensemble" in meta:
             en = meta["ensemble"]
-            lines += [f"ensemble: <A_hat> = {en['A_hat_mean']:.1f}",
-                      f"  pull {en['pull_mean']:+.2f} +/- {en['pull_width']:.2f}"]
+            lines += [
+                f"ensemble: <A_hat> = {en['A_hat_mean']:.1f}",
+                f"  pull {en['pull_mean']:+.2f} +/- {en['pull_width']:.2f}",
+            ]
     else:
         if comb:
-            lines += ["shared eps2 fit:",
-                      f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
+            lines += [
+                "shared eps2 fit:",
+                f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}",
+            ]
             for c in cols:
                 pd = meta["per_dataset"][c["name"]]
                 lines += [f"  {c['label']}: A = {pd['A_hat']:.1f} +/- {pd['sigma_A']:.1f}"]
         else:
-            lines += [f"A_hat = {meta['A_hat']:.1f} +/- {meta['sigma_A']:.1f}",
-                      f"eps2_hat = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
+            lines += [
+                f"A_hat = {meta['A_hat']:.1f} +/- {meta['sigma_A']:.1f}",
+                f"eps2_hat = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}",
+            ]
         lines += [f"Z_local = {meta['Z_local']:.2f}"]
         if "scan_eps2_up" in meta and meta["scan_eps2_up"] is not None:
-            lines += [f"{cl:g}% CL: eps2 < {meta['scan_eps2_up']:.3g}",
-                      f"  (expected {meta['scan_eps2_exp_med']:.3g})"]
+            lines += [
+                f"{cl:g}% CL: eps2 < {meta['scan_eps2_up']:.3g}",
+                f"  (expected {meta['scan_eps2_exp_med']:.3g})",
+            ]
     return lines
 
 
-def write_display(stem: str, kind: str, shown: list[Shown], meta: dict, title: str,
-                  folder: Path, formats, cl: float, hidden: dict | None = None) -> list[Path]:
+def write_display(
+    stem: str,
+    kind: str,
+    shown: list[Shown],
+    meta: dict,
+    title: str,
+    folder: Path,
+    formats,
+    cl: float,
+    hidden: dict | None = None,
+) -> list[Path]:
     """Figure (``plot.formats``) and JSON sidecar of one display."""
     from gprpipe.plotting.displays import display_figure
 
@@ -494,14 +634,22 @@ def write_display(stem: str, kind: str, shown: list[Shown], meta: dict, title: s
             c["n"] = np.where(h[near], np.nan, c["n"])
     shared = None
     if len(shown) > 1:
-        shared = {"eps2_hat": meta["eps2_hat"], "sigma_eps2": meta["sigma_eps2"],
-                  "eps2_inj": meta.get("eps2_inj"),
-                  "k_units": [s.k_unit for s in shown]}
+        shared = {
+            "eps2_hat": meta["eps2_hat"],
+            "sigma_eps2": meta["sigma_eps2"],
+            "eps2_inj": meta.get("eps2_inj"),
+            "k_units": [s.k_unit for s in shown],
+        }
     box = _box(kind, meta, cols, cl)
     fig = display_figure(cols, box, title, shared=shared)
     written = save(fig, folder, stem, formats)
-    side = {"kind": kind, "title": title, "box": box, **meta,
-            "datasets": [{k: v for k, v in c.items()} for c in cols]}
+    side = {
+        "kind": kind,
+        "title": title,
+        "box": box,
+        **meta,
+        "datasets": [{k: v for k, v in c.items()} for c in cols],
+    }
     target = folder / f"{stem}.json"
     atomic_write_text(target, json.dumps(_py(side), indent=1) + "\n")
     return [*written, target]
@@ -567,16 +715,18 @@ def display_plots(cfg: Config, lay, formats) -> list[Path]:
                     row = _inject_row(lay, name, m, float(z))
                     if row is not None and bool(row.get("refit_gp")) == (variant == "refit"):
                         meta["ensemble"] = row
-                    title = (f"{_label(cfg, name)}: {variant} toy, m = {m * MEV:g} MeV, "
-                             f"Z_inj = {z:g}")
+                    title = (
+                        f"{_label(cfg, name)}: {variant} toy, m = {m * MEV:g} MeV, Z_inj = {z:g}"
+                    )
                     stem = f"display_extract_{name}_{m * MEV:g}MeV_z{z:g}_{variant}"
                     hidden = None
                     if cfg.base.blind and variant == "conditional":
                         from gprpipe.steps.fit import blinded_bins
 
                         hidden = {s.name: blinded_bins(cfg, s.name, s.edges) for s in shown}
-                    written += write_display(stem, "extraction", shown, meta, title,
-                                             lay.plots, formats, cl, hidden)
+                    written += write_display(
+                        stem, "extraction", shown, meta, title, lay.plots, formats, cl, hidden
+                    )
     if cfg.base.blind:  # observed displays show the blind windows' counts
         return written
     for mass in _observed_masses(cfg, lay):
@@ -589,15 +739,25 @@ def display_plots(cfg: Config, lay, formats) -> list[Path]:
             else:
                 shown, meta = _observed_single(cfg, lay, name, m)
             title = f"{_label(cfg, name)}: observed data, m = {m * MEV:g} MeV"
-            written += write_display(f"display_observed_{name}_{m * MEV:g}MeV", "observed",
-                                     shown, meta, title, lay.plots, formats, cl)
+            written += write_display(
+                f"display_observed_{name}_{m * MEV:g}MeV",
+                "observed",
+                shown,
+                meta,
+                title,
+                lay.plots,
+                formats,
+                cl,
+            )
     return written
 
 
 def _in_range(cfg: Config, name: str, mass: float) -> float | None:
     if name == COMBINED:
-        n = sum(cfg.datasets[x].range[0] - 1e-9 <= mass <= cfg.datasets[x].range[1] + 1e-9
-                for x in cfg.scanned())
+        n = sum(
+            cfg.datasets[x].range[0] - 1e-9 <= mass <= cfg.datasets[x].range[1] + 1e-9
+            for x in cfg.scanned()
+        )
         return mass if n >= 2 else None
     lo, hi = cfg.datasets[name].range
     return mass if lo - 1e-9 <= mass <= hi + 1e-9 else None

@@ -71,11 +71,14 @@ def _window(lay: Layout, cfg, dataset: str, fit: dict, i: int) -> dict:
     try:
         blind, attrs = read_blind(lay.fit, dataset, index)
     except KeyError:
-        raise GprpipeError(f"{lay.fit}: the GP fit at {m:g} GeV failed "
-                           f"({fit['status'][i]}).") from None
+        raise GprpipeError(
+            f"{lay.fit}: the GP fit at {m:g} GeV failed ({fit['status'][i]})."
+        ) from None
     if "n" not in blind:
-        raise GprpipeError(f"{lay.fit}: the run is blinded (base.blind), so it holds no "
-                           "observed counts to export; rerun with 'gprpipe run --unblind'.")
+        raise GprpipeError(
+            f"{lay.fit}: the run is blinded (base.blind), so it holds no "
+            "observed counts to export; rerun with 'gprpipe run --unblind'."
+        )
     return {**blind, "w": template_of(blind, cfg), "rho": float(attrs["rho"]), "mass": m}
 
 
@@ -85,8 +88,14 @@ def _single(n, b, L, w) -> float:
     return round_scale(float(WindowModel(b, L, w).fit(n).sigma_A))
 
 
-def export_workspace(run_dir: Path, dataset: str, mass: float, *, point: str | None = None,
-                     output: Path | None = None) -> tuple[Path, dict]:
+def export_workspace(
+    run_dir: Path,
+    dataset: str,
+    mass: float,
+    *,
+    point: str | None = None,
+    output: Path | None = None,
+) -> tuple[Path, dict]:
     from gprpipe.stats.histfactory import workspace
     from gprpipe.stats.likelihood import cholesky_jitter
     from gprpipe.steps.runner import resolve_task
@@ -106,8 +115,7 @@ def export_workspace(run_dir: Path, dataset: str, mass: float, *, point: str | N
     L = cholesky_jitter(blind["C"])
     scale = _single(blind["n"], blind["b"], L, blind["w"])
     tag = f"{dataset}_{masses[i] * 1e3:g}MeV"
-    ws = workspace(blind["n"], blind["b"], L, blind["w"], name=f"blind_{tag}",
-                   signal_scale=scale)
+    ws = workspace(blind["n"], blind["b"], L, blind["w"], name=f"blind_{tag}", signal_scale=scale)
     ws["measurements"][0]["name"] = f"A_in_units_of_{scale:g}"
     path = Path(output) if output else pdir / f"pyhf_{tag}.json"
     atomic_write_text(path, json.dumps(ws, indent=1) + "\n")
@@ -124,9 +132,14 @@ def _ok_windows(pdir: Path, dataset: str):
         yield cfg, _window(lay, cfg, dataset, fit, int(i))
 
 
-def export_patchset(run_dir: Path, dataset: str, *, point: str | None = None,
-                    output: Path | None = None, inspire: str = "ins0000000"
-                    ) -> tuple[list[Path], int]:
+def export_patchset(
+    run_dir: Path,
+    dataset: str,
+    *,
+    point: str | None = None,
+    output: Path | None = None,
+    inspire: str = "ins0000000",
+) -> tuple[list[Path], int]:
     """``pyhf_<dataset>_bkgonly.json`` and ``pyhf_<dataset>_patchset.json`` (one patch per
     test mass) in ``output`` (default ``<point>/exports``)."""
     from gprpipe.stats.histfactory import patchset
@@ -136,16 +149,28 @@ def export_patchset(run_dir: Path, dataset: str, *, point: str | None = None,
     wins = []
     for _, blind in _ok_windows(pdir, dataset):
         L = cholesky_jitter(blind["C"])
-        wins.append({"tag": f"m{blind['mass'] * 1e3:g}MeV", "mass": blind["mass"],
-                     "n": blind["n"], "b": blind["b"], "L": L, "w": blind["w"],
-                     "scale": _single(blind["n"], blind["b"], L, blind["w"])})
+        wins.append(
+            {
+                "tag": f"m{blind['mass'] * 1e3:g}MeV",
+                "mass": blind["mass"],
+                "n": blind["n"],
+                "b": blind["b"],
+                "L": L,
+                "w": blind["w"],
+                "scale": _single(blind["n"], blind["b"], L, blind["w"]),
+            }
+        )
     if not wins:
         raise GprpipeError(f"{Layout(pdir).fit}: no successful GP fit of {dataset!r}.")
     if not re.fullmatch(r"ins[0-9]{7}", inspire):
         raise GprpipeError(f"--inspire {inspire!r}: an INSPIRE id is 'ins' and 7 digits.")
-    bkg, ps = patchset(wins, name=f"gprpipe_{dataset}", inspire=inspire,
-                       description=f"{dataset}: the blind-window likelihood of each test mass; "
-                       "POI A = signal yield / the unit in the measurement name")
+    bkg, ps = patchset(
+        wins,
+        name=f"gprpipe_{dataset}",
+        inspire=inspire,
+        description=f"{dataset}: the blind-window likelihood of each test mass; "
+        "POI A = signal yield / the unit in the measurement name",
+    )
     out = Path(output) if output else pdir / "exports"
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
     for p, doc in zip(paths, (bkg, ps)):
@@ -160,15 +185,18 @@ def export_patchset(run_dir: Path, dataset: str, *, point: str | None = None,
 SPEY_JITTER = 1e-6
 
 
-SPEY_NOTE = ("eps2_up: gprpipe's observed limit (q~, asymptotic CLs, Asimov data = the "
-             "background prediction). eps2_up_spey_convention: the same likelihood with "
-             "Spey's Asimov data (background fitted to the data at eps2 = 0, constraint "
-             "kept at the prediction), what poi_upper_limit(expected=observed) gives; "
-             "lower than eps2_up where the data have a deficit.")
+SPEY_NOTE = (
+    "eps2_up: gprpipe's observed limit (q~, asymptotic CLs, Asimov data = the "
+    "background prediction). eps2_up_spey_convention: the same likelihood with "
+    "Spey's Asimov data (background fitted to the data at eps2 = 0, constraint "
+    "kept at the prediction), what poi_upper_limit(expected=observed) gives; "
+    "lower than eps2_up where the data have a deficit."
+)
 
 
-def export_spey(run_dir: Path, dataset: str, *, point: str | None = None,
-                output: Path | None = None) -> tuple[Path, int]:
+def export_spey(
+    run_dir: Path, dataset: str, *, point: str | None = None, output: Path | None = None
+) -> tuple[Path, int]:
     """``spey_<dataset>.json``: per test mass the inputs of Spey's correlated-background
     model (``default.correlated_background``): ``data``, ``background``, ``covariance``
     and ``signal_per_eps2`` (signal yields per unit eps^2 = K w), with ``scan.csv``'s
@@ -194,30 +222,40 @@ def export_spey(run_dir: Path, dataset: str, *, point: str | None = None,
             windows.append((blind["mass"], blind["n"], blind["b"], blind["C"], k * blind["w"]))
     for m, n, b, C, s in windows:
         jitter = SPEY_JITTER * float(np.max(np.diag(C)))
-        e = {"mass_GeV": m, "data": n, "background": b,
-             "covariance": C + jitter * np.eye(len(b)), "covariance_jitter": jitter,
-             "signal_per_eps2": s}
+        e = {
+            "mass_GeV": m,
+            "data": n,
+            "background": b,
+            "covariance": C + jitter * np.eye(len(b)),
+            "covariance_jitter": jitter,
+            "signal_per_eps2": s,
+        }
         if scan:
             j = np.flatnonzero(np.abs(scan["mass_GeV"] - m) < 1e-9)
             if len(j):
                 e |= {k: float(scan[k][j[0]]) for k in ("eps2_up", "eps2_exp_med", "A_up")}
                 if np.isfinite(e["eps2_up"]) and e["eps2_up"] > 0:
                     e["eps2_up_spey_convention"] = e["eps2_up"] * spey_convention_limit(
-                        n, b, e["covariance"], s * e["eps2_up"])
-        entries.append({k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                        for k, v in e.items()})
+                        n, b, e["covariance"], s * e["eps2_up"]
+                    )
+        entries.append({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in e.items()})
     if not entries:
         raise GprpipeError(f"{lay.fit}: nothing to export for {dataset!r}.")
-    doc = {"dataset": dataset, "model": "default.correlated_background",
-           "poi": "eps2 (signal = eps2 * signal_per_eps2)", "conventions": SPEY_NOTE,
-           "masses": entries}
+    doc = {
+        "dataset": dataset,
+        "model": "default.correlated_background",
+        "poi": "eps2 (signal = eps2 * signal_per_eps2)",
+        "conventions": SPEY_NOTE,
+        "masses": entries,
+    }
     path = (Path(output) if output else pdir / "exports") / f"spey_{dataset}.json"
     atomic_write_text(path, json.dumps(doc) + "\n")
     return path, len(entries)
 
 
-def spey_convention_limit(n: np.ndarray, b: np.ndarray, C: np.ndarray, s: np.ndarray,
-                          alpha: float = 0.05) -> float:
+def spey_convention_limit(
+    n: np.ndarray, b: np.ndarray, C: np.ndarray, s: np.ndarray, alpha: float = 0.05
+) -> float:
     """The observed CLs upper limit on ``mu`` (signal ``mu s``) with gprpipe's likelihood
     and q~, but Spey's Asimov convention: the Asimov data are the background fitted to the
     observed data at ``mu = 0``, ``b + L theta_hat0``, while the constraint on ``theta``

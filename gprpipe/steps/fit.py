@@ -38,6 +38,7 @@ from gprpipe.steps.runner import seed_for
 if TYPE_CHECKING:
     from gprpipe.stats.gp import GPHyper
 
+
 def resolution(ds: Dataset, m) -> np.ndarray:
     """sigma(m) of a dataset (GeV), from its card's polynomial and optional tail."""
     return sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
@@ -80,8 +81,9 @@ def quality_flags(cfg: Config, gof: Gof) -> str:
     return flag_status(flags)
 
 
-def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
-               masses: np.ndarray, progress=None) -> list[MassFit]:
+def fit_masses(
+    cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray, masses: np.ndarray, progress=None
+) -> list[MassFit]:
     """GP fits for ``masses`` of dataset ``name``, warm-starting each from the previous;
     ``progress(done, total, unit)`` is called after each mass."""
     from gprpipe.stats.conversion import rho_window
@@ -106,12 +108,14 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
         index = int(np.argmin(np.abs(all_masses - m)))
         s = float(resolution(ds, m))
         try:
-            bounds = length_scale_bounds(float(sigma_x(m, s)), median_sx, cfg.fit.ls_lo_factor,
-                                         hi_factor, ds.ls_floor_factor)
+            bounds = length_scale_bounds(
+                float(sigma_x(m, s)), median_sx, cfg.fit.ls_lo_factor, hi_factor, ds.ls_floor_factor
+            )
             seed = int(seed_for(cfg.base.seed, "fit", name, m).generate_state(1)[0])
             masks = WindowMasks(m, s, nsig, cfg.fit.train_exclude_nsigma, ds.data_range)
-            wf = fit_window(edges, counts, masks, GPOptions(bounds, cfg.fit.n_restarts),
-                            seed=seed, start=start)
+            wf = fit_window(
+                edges, counts, masks, GPOptions(bounds, cfg.fit.n_restarts), seed=seed, start=start
+            )
         except (ValueError, np.linalg.LinAlgError) as exc:
             out.append(MassFit(index, m, s, None, f"fit failed: {exc}", None))
             continue
@@ -121,10 +125,12 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
         w_full = signal_template(edges, m, s)
         tr, bl = wf.train, wf.blind
         try:
-            w_eff = leakage_template(x[tr], counts[tr], w_full[tr], x[bl], w_full[bl], wf.b,
-                                     wf.hyper)
-            gof = window_gof(x, counts, tr, m, masks.exclude_nsigma * s, cfg.fit.gof_nsigma * s,
-                             wf.hyper)
+            w_eff = leakage_template(
+                x[tr], counts[tr], w_full[tr], x[bl], w_full[bl], wf.b, wf.hyper
+            )
+            gof = window_gof(
+                x, counts, tr, m, masks.exclude_nsigma * s, cfg.fit.gof_nsigma * s, wf.hyper
+            )
         except (ValueError, np.linalg.LinAlgError) as exc:
             out.append(MassFit(index, m, s, wf.hyper, f"fit failed: {exc}", None))
             continue
@@ -147,29 +153,33 @@ def fit_masses(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray,
 def _write_dataset(f: h5py.File, name: str, fits: list[MassFit], blinded: bool) -> None:
     g = f.require_group(name)
     nan = float("nan")
-    write_group(g, {
-        "mass": [x.mass for x in fits],
-        "sigma_m": [x.sigma for x in fits],
-        "gp_length_scale": [x.hyper.length_scale if x.hyper else nan for x in fits],
-        "gp_amplitude": [x.hyper.amplitude if x.hyper else nan for x in fits],
-        "gp_lml": [x.hyper.lml if x.hyper else nan for x in fits],
-        "gp_converged": [bool(x.hyper and x.hyper.converged) for x in fits],
-        "gp_reason": [x.hyper.reason if x.hyper else "" for x in fits],
-        "gof_chi2_ndf": [x.gof.chi2_ndf if x.gof else nan for x in fits],
-        "gof_p": [x.gof.p if x.gof else nan for x in fits],
-        "gof_ndf": [x.gof.ndf if x.gof else nan for x in fits],
-        "n_train_lo": [x.gof.n_lo if x.gof else -1 for x in fits],
-        "n_train_hi": [x.gof.n_hi if x.gof else -1 for x in fits],
-        "status": [x.status for x in fits],
-    })
+    write_group(
+        g,
+        {
+            "mass": [x.mass for x in fits],
+            "sigma_m": [x.sigma for x in fits],
+            "gp_length_scale": [x.hyper.length_scale if x.hyper else nan for x in fits],
+            "gp_amplitude": [x.hyper.amplitude if x.hyper else nan for x in fits],
+            "gp_lml": [x.hyper.lml if x.hyper else nan for x in fits],
+            "gp_converged": [bool(x.hyper and x.hyper.converged) for x in fits],
+            "gp_reason": [x.hyper.reason if x.hyper else "" for x in fits],
+            "gof_chi2_ndf": [x.gof.chi2_ndf if x.gof else nan for x in fits],
+            "gof_p": [x.gof.p if x.gof else nan for x in fits],
+            "gof_ndf": [x.gof.ndf if x.gof else nan for x in fits],
+            "n_train_lo": [x.gof.n_lo if x.gof else -1 for x in fits],
+            "n_train_hi": [x.gof.n_hi if x.gof else -1 for x in fits],
+            "status": [x.status for x in fits],
+        },
+    )
     blind = g.require_group("blind")
     for x in fits:
         if x.blind is None:
             continue
         b = blind.create_group(str(x.index))
         write_group(b, x.blind)
-        b.attrs.update(mass=x.mass, rho=x.rho, sigma_m=x.sigma,
-                       rho_source="gp" if blinded else "observed")
+        b.attrs.update(
+            mass=x.mass, rho=x.rho, sigma_m=x.sigma, rho_source="gp" if blinded else "observed"
+        )
 
 
 def run(ctx) -> None:

@@ -35,8 +35,15 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_write_text
 
-CSV_HEADER = ("mass_GeV", "observed", "expected_median", "expected_minus1sigma",
-              "expected_plus1sigma", "expected_minus2sigma", "expected_plus2sigma")
+CSV_HEADER = (
+    "mass_GeV",
+    "observed",
+    "expected_median",
+    "expected_minus1sigma",
+    "expected_plus1sigma",
+    "expected_minus2sigma",
+    "expected_plus2sigma",
+)
 QUANTITIES = {
     "eps2": ("upper limit on epsilon^2", "", "EPSILON**2"),
     "A": ("upper limit on the signal yield A", "events", "A"),
@@ -61,8 +68,17 @@ def _qualify(var, quals: list[tuple[str, str]]) -> None:
         var.add_qualifier(k, val)
 
 
-def limit_table(mass, obs, bands: list[np.ndarray], *, quantity: str, cl: float, dataset: str,
-                stem: str, method: str):
+def limit_table(
+    mass,
+    obs,
+    bands: list[np.ndarray],
+    *,
+    quantity: str,
+    cl: float,
+    dataset: str,
+    stem: str,
+    method: str,
+):
     """A ``hepdata_lib.Table``: observed limit and expected median with 1/2 sigma bands."""
     from hepdata_lib import Table, Uncertainty, Variable
 
@@ -70,8 +86,10 @@ def limit_table(mass, obs, bands: list[np.ndarray], *, quantity: str, cl: float,
     lo2, lo1, med, hi1, hi2 = (np.asarray(b, dtype=float) for b in bands)
     t = Table(stem)
     shown = "BLINDED: expected" if obs is None else "observed, expected"
-    t.description = (f"{cl:g}% CL {what} for {dataset} vs the A' mass: {shown} "
-                     f"median and its 1 and 2 sigma bands ({method}).")
+    t.description = (
+        f"{cl:g}% CL {what} for {dataset} vs the A' mass: {shown} "
+        f"median and its 1 and 2 sigma bands ({method})."
+    )
     t.keywords["observables"] = [obs_kw]
     t.keywords["reactions"] = ["E- N --> E- N A' (A' --> E+ E-)"]
     t.keywords["phrases"] = ["Dark photon", "Bump hunt", "Upper limit"]
@@ -80,14 +98,14 @@ def limit_table(mass, obs, bands: list[np.ndarray], *, quantity: str, cl: float,
     if obs is None:
         quals.append(("Blinded", "expected limits only"))
     else:
-        o = Variable(f"Observed {cl:g}% CL {what}", is_independent=False, is_binned=False,
-                     units=units)
+        o = Variable(
+            f"Observed {cl:g}% CL {what}", is_independent=False, is_binned=False, units=units
+        )
         o.values = [float(x) for x in obs]
         o.digits = 6
         _qualify(o, quals)
         t.add_variable(o)
-    e = Variable(f"Expected {cl:g}% CL {what}", is_independent=False, is_binned=False,
-                 units=units)
+    e = Variable(f"Expected {cl:g}% CL {what}", is_independent=False, is_binned=False, units=units)
     e.values = [float(x) for x in med]
     e.digits = 6
     _qualify(e, quals)
@@ -99,22 +117,31 @@ def limit_table(mass, obs, bands: list[np.ndarray], *, quantity: str, cl: float,
     return t
 
 
-def significance_table(mass, cols: dict[str, np.ndarray], *, dataset: str, stem: str,
-                       n_eff: float):
+def significance_table(mass, cols: dict[str, np.ndarray], *, dataset: str, stem: str, n_eff: float):
     """A ``hepdata_lib.Table``: local and global p0 and Z vs mass."""
     from hepdata_lib import Table, Variable
 
     t = Table(stem)
-    t.description = (f"Local and global background-only p-values p0 and significances Z of "
-                     f"{dataset} vs the A' mass (global: Sidak correction with "
-                     f"N_eff = {n_eff:.3g}).")
+    t.description = (
+        f"Local and global background-only p-values p0 and significances Z of "
+        f"{dataset} vs the A' mass (global: Sidak correction with "
+        f"N_eff = {n_eff:.3g})."
+    )
     t.keywords["observables"] = ["SIG"]
     t.keywords["phrases"] = ["Dark photon", "Bump hunt", "Local significance"]
     t.add_variable(_mass_variable(mass))
-    for key, name in (("p0_local", "Local p0"), ("Z_local", "Local Z"),
-                      ("p0_global", "Global p0"), ("Z_global", "Global Z")):
-        v = Variable(name, is_independent=False, is_binned=False,
-                     units="" if key.startswith("p0") else "sigma")
+    for key, name in (
+        ("p0_local", "Local p0"),
+        ("Z_local", "Local Z"),
+        ("p0_global", "Global p0"),
+        ("Z_global", "Global Z"),
+    ):
+        v = Variable(
+            name,
+            is_independent=False,
+            is_binned=False,
+            units="" if key.startswith("p0") else "sigma",
+        )
         v.values = [float(x) for x in cols[key]]
         v.digits = 6
         _qualify(v, [("Dataset", dataset)])
@@ -126,16 +153,16 @@ def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str) -> st
     lo2, lo1, med, hi1, hi2 = bands
     out = io.StringIO()
     blind = "; BLINDED: expected limits only" if obs is None else ""
-    out.write(f"# {dataset}: {cl:g}% CL {QUANTITIES[quantity][0]} vs mass (GeV); "
-              f"expected band columns are band edges{blind}\n")
+    out.write(
+        f"# {dataset}: {cl:g}% CL {QUANTITIES[quantity][0]} vs mass (GeV); "
+        f"expected band columns are band edges{blind}\n"
+    )
     header = [h for h in CSV_HEADER if not (obs is None and h == "observed")]
     out.write(",".join(header) + "\n")
-    cols = (mass, med, lo1, hi1, lo2, hi2) if obs is None else (mass, obs, med, lo1, hi1,
-                                                                  lo2, hi2)
+    cols = (mass, med, lo1, hi1, lo2, hi2) if obs is None else (mass, obs, med, lo1, hi1, lo2, hi2)
     for row in zip(*cols):
         out.write(",".join(_num(v) for v in row) + "\n")
     return out.getvalue()
-
 
 
 def build_submission(cfg: Config, limit_path: Path):
@@ -147,12 +174,16 @@ def build_submission(cfg: Config, limit_path: Path):
 
     cl = 100.0 * (1.0 - cfg.limit.alpha)
     sub = hepdata_lib.Submission()
-    sub.comment = (f"{cfg.base.name}: limits and significances of the GPR bump hunt "
-                   f"(gprpipe {__version__}), {cl:g}% CL CLs; observed limits: "
-                   f"{cfg.limit.mode}, expected bands: {cfg.limit.bands}.")
+    sub.comment = (
+        f"{cfg.base.name}: limits and significances of the GPR bump hunt "
+        f"(gprpipe {__version__}), {cl:g}% CL CLs; observed limits: "
+        f"{cfg.limit.mode}, expected bands: {cfg.limit.bands}."
+    )
     if cfg.base.blind:
-        sub.comment = (f"{cfg.base.name}: BLINDED expected limits of the GPR bump hunt "
-                       f"(gprpipe {__version__}), {cl:g}% CL CLs; no observed result.")
+        sub.comment = (
+            f"{cfg.base.name}: BLINDED expected limits of the GPR bump hunt "
+            f"(gprpipe {__version__}), {cl:g}% CL CLs; no observed result."
+        )
     method = f"CLs, q~ test statistic, {cfg.limit.mode} (bands: {cfg.limit.bands})"
     csvs: dict[str, str] = {}
     where = f"gprpipe run {cfg.base.name}: scan.csv"
@@ -166,17 +197,22 @@ def build_submission(cfg: Config, limit_path: Path):
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
             stem = f"limits_{q}_{name}".lower()
-            t = limit_table(m, obs, bands, quantity=q, cl=cl, dataset=label, stem=stem,
-                            method=method)
+            t = limit_table(
+                m, obs, bands, quantity=q, cl=cl, dataset=label, stem=stem, method=method
+            )
             t.location = where
             sub.add_table(t)
             csvs[f"{stem}.csv"] = table_csv(m, obs, bands, quantity=q, cl=cl, dataset=label)
         if cfg.base.blind:  # p0 and Z depend on the observed counts
             continue
         n_eff = float(a["n_eff"][0]) if "n_eff" in a else float("nan")
-        t = significance_table(m, {k: a[k][ok] for k in
-                                   ("p0_local", "Z_local", "p0_global", "Z_global")},
-                               dataset=label, stem=f"significance_{name}".lower(), n_eff=n_eff)
+        t = significance_table(
+            m,
+            {k: a[k][ok] for k in ("p0_local", "Z_local", "p0_global", "Z_global")},
+            dataset=label,
+            stem=f"significance_{name}".lower(),
+            n_eff=n_eff,
+        )
         t.location = where
         sub.add_table(t)
     return sub, csvs
@@ -196,9 +232,11 @@ def write_submission(sub, folder: Path) -> list[Path]:
         t.write_output(str(folder))
     files = sorted(folder.glob("*.yaml"))
     # byte-reproducible archive: no timestamps or owners (same inputs, same bytes)
-    with open(folder / "submission.tar.gz", "wb") as raw, \
-            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with (
+        open(folder / "submission.tar.gz", "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
         for f in files:
             info = tar.gettarinfo(f, arcname=f.name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""

@@ -78,18 +78,23 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
         i = np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
         if len(i) and has_result(fa["status"][i[0]]):
             i = int(i[0])
-            hyper = GPHyper(float(fa["gp_amplitude"][i]), float(fa["gp_length_scale"][i]),
-                            float(fa["gp_lml"][i]), bool(fa["gp_converged"][i]), 0,
-                            str(fa["gp_reason"][i]) if "gp_reason" in fa else "")
+            hyper = GPHyper(
+                float(fa["gp_amplitude"][i]),
+                float(fa["gp_length_scale"][i]),
+                float(fa["gp_lml"][i]),
+                bool(fa["gp_converged"][i]),
+                0,
+                str(fa["gp_reason"][i]) if "gp_reason" in fa else "",
+            )
             index = int(np.argmin(np.abs(dataset_masses(cfg, name) - mass)))
             blind, attrs = read_blind(ctx.layout.fit, name, index)
-            mf = MassFit(index, mass, s, hyper, str(fa["status"][i]), blind,
-                         float(attrs["rho"]))
+            mf = MassFit(index, mass, s, hyper, str(fa["status"][i]), blind, float(attrs["rho"]))
             return Window(mf, counts, edges)
     mf = fit_masses(cfg, name, counts, edges, np.array([mass]))[0]
     if not has_result(mf.status) or mf.blind is None:
-        raise GprpipeError(f"inject: no usable GP fit of {name} at {mass * 1e3:g} MeV "
-                           f"({mf.status}).")
+        raise GprpipeError(
+            f"inject: no usable GP fit of {name} at {mass * 1e3:g} MeV ({mf.status})."
+        )
     return Window(mf, counts, edges)
 
 
@@ -104,13 +109,17 @@ def refit_setup(cfg: Config, name: str, win: Window):
     all_m = dataset_masses(cfg, name)
     med = float(np.median(sigma_x(all_m, resolution(ds, all_m))))
     hi = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
-    bounds = length_scale_bounds(float(sigma_x(m, s)), med, cfg.fit.ls_lo_factor, hi,
-                                 ds.ls_floor_factor)
+    bounds = length_scale_bounds(
+        float(sigma_x(m, s)), med, cfg.fit.ls_lo_factor, hi, ds.ls_floor_factor
+    )
     assert win.fit.hyper is not None
-    masks = WindowMasks(m, s, cfg.fit.blind_nsigma, cfg.fit.train_exclude_nsigma,
-                        ds.data_range)
-    return RefitSetup(edges=win.edges, masks=masks, start=win.fit.hyper,
-                      options=GPOptions(bounds, n_restarts=cfg.fit.n_restarts))
+    masks = WindowMasks(m, s, cfg.fit.blind_nsigma, cfg.fit.train_exclude_nsigma, ds.data_range)
+    return RefitSetup(
+        edges=win.edges,
+        masks=masks,
+        start=win.fit.hyper,
+        options=GPOptions(bounds, n_restarts=cfg.fit.n_restarts),
+    )
 
 
 def unit_yield(cfg: Config, name: str, mass: float, rho: float) -> float:
@@ -131,8 +140,10 @@ def background_histograms(cfg: Config, name: str, edges: np.ndarray) -> np.ndarr
     for h in match_hists(ds.path, pattern)[: cfg.inject.n_toys]:
         c, e = rebin(*read_hist(ds.path, h), ds.rebin)
         if len(e) != len(edges) or not np.allclose(e, edges, rtol=0, atol=1e-12):
-            raise GprpipeError(f"{ds.path}: histogram {h!r} (inject.histograms) does not have "
-                               f"the binning of {ds.hist!r}.")
+            raise GprpipeError(
+                f"{ds.path}: histogram {h!r} (inject.histograms) does not have "
+                f"the binning of {ds.hist!r}."
+            )
         out.append(c)
     return np.array(out, dtype=float)
 
@@ -169,21 +180,39 @@ def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict,
         asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
             bkg = {"b_full": b_full} if hists is None else {"backgrounds": hists}
-            ex = inj.inject_refit(setup, A, w_full, ss.spawn(len(hists) if hists is not None
-                                                             else ic.n_toys),
-                                  mode=ic.mode, leakage=leakage,
-                                  progress=lambda t, j=j: ctx.progress(j * ic.n_toys + t, total,
-                                                                       "toys"),
-                                  **bkg)
-            asimov = {"A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_full,
-                                                       leakage=leakage)[0],
-                      "sideband_leak": leak}
+            ex = inj.inject_refit(
+                setup,
+                A,
+                w_full,
+                ss.spawn(len(hists) if hists is not None else ic.n_toys),
+                mode=ic.mode,
+                leakage=leakage,
+                progress=lambda t, j=j: ctx.progress(j * ic.n_toys + t, total, "toys"),
+                **bkg,
+            )
+            asimov = {
+                "A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_full, leakage=leakage)[0],
+                "sideband_leak": leak,
+            }
         else:
-            ex = inj.inject_conditional(bl["b"], bl["C"], bl["w"], A, ic.n_toys,
-                                        np.random.default_rng(ss), mode=ic.mode, L=L,
-                                        w_eff=bl["w_eff"] if leakage == "model" else None)
-        meta = {"z_inj": float(z), "sigma_ref": sref, "eps2_inj": A / k, **asimov,
-                "seconds": time.perf_counter() - t0}
+            ex = inj.inject_conditional(
+                bl["b"],
+                bl["C"],
+                bl["w"],
+                A,
+                ic.n_toys,
+                np.random.default_rng(ss),
+                mode=ic.mode,
+                L=L,
+                w_eff=bl["w_eff"] if leakage == "model" else None,
+            )
+        meta = {
+            "z_inj": float(z),
+            "sigma_ref": sref,
+            "eps2_inj": A / k,
+            **asimov,
+            "seconds": time.perf_counter() - t0,
+        }
         out.append((meta, ex))
     return out
 
@@ -195,16 +224,30 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
 
     ic = cfg.inject
     if ic.background == "histograms":
-        raise GprpipeError("inject: background = 'histograms' is not available for the "
-                           "combination (set scan.combined = false or background = 'gp').")
+        raise GprpipeError(
+            "inject: background = 'histograms' is not available for the "
+            "combination (set scan.combined = false or background = 'gp')."
+        )
     leakage = cfg.fit.signal_leakage
-    names = [d for d in cfg.scanned()
-             if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9]
+    names = [
+        d
+        for d in cfg.scanned()
+        if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9
+    ]
     wins = {d: _window(cfg, ctx, d, mass) for d in names}
     ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
     tk = template_key(cfg)
-    blocks = [comb.Block(w.fit.blind.get("n", w.fit.blind["b"]), w.fit.blind["b"],
-                         w.fit.blind["C"], w.fit.blind[tk], ks[d], d) for d, w in wins.items()]
+    blocks = [
+        comb.Block(
+            w.fit.blind.get("n", w.fit.blind["b"]),
+            w.fit.blind["b"],
+            w.fit.blind["C"],
+            w.fit.blind[tk],
+            ks[d],
+            d,
+        )
+        for d, w in wins.items()
+    ]
     if len(blocks) < 2:
         raise GprpipeError(f"inject: fewer than two datasets cover {mass * 1e3:g} MeV.")
     cw = comb.combine(blocks)
@@ -216,8 +259,9 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
         b_fulls = [inj.full_range_mean(w.counts, st) for w, st in zip(wins.values(), setups)]
         w_fulls = [signal_template(w.edges, mass, w.fit.sigma) for w in wins.values()]
         k_list = [ks[d] for d in names]
-        leak = float(np.dot([inj.sideband_leak(st, wf) for st, wf in zip(setups, w_fulls)],
-                            k_list) / ktot)  # yield-weighted over the datasets
+        leak = float(
+            np.dot([inj.sideband_leak(st, wf) for st, wf in zip(setups, w_fulls)], k_list) / ktot
+        )  # yield-weighted over the datasets
     out = []
     per = ic.n_toys * (len(names) if ic.refit_gp else 1)  # refits per strength
     total = len(ic.strengths) * per
@@ -229,19 +273,34 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
         asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
             ex = inj.inject_refit_combined(
-                setups, b_fulls, w_fulls, k_list, e, ss.spawn(ic.n_toys),
-                mode=ic.mode, scale=cw.scale, names=names, leakage=leakage,
-                progress=lambda t, j=j: ctx.progress(j * per + t, total, "toy refits"))
-            e_asimov, _ = inj.asimov_refit_combined(setups, b_fulls, w_fulls, k_list, e,
-                                                    scale=cw.scale, leakage=leakage)
+                setups,
+                b_fulls,
+                w_fulls,
+                k_list,
+                e,
+                ss.spawn(ic.n_toys),
+                mode=ic.mode,
+                scale=cw.scale,
+                names=names,
+                leakage=leakage,
+                progress=lambda t, j=j: ctx.progress(j * per + t, total, "toy refits"),
+            )
+            e_asimov, _ = inj.asimov_refit_combined(
+                setups, b_fulls, w_fulls, k_list, e, scale=cw.scale, leakage=leakage
+            )
             asimov = {"A_hat_asimov": e_asimov * ktot, "sideband_leak": leak}
         else:
-            w_true = ([w.fit.blind["w"] for w in wins.values()] if leakage == "model"
-                      else None)
-            ex = inj.inject_conditional_combined(cw, e, ic.n_toys, np.random.default_rng(ss),
-                                                 mode=ic.mode, w_true=w_true)
-        meta = {"z_inj": float(z), "sigma_ref": sref_e * ktot, "eps2_inj": e, **asimov,
-                "seconds": time.perf_counter() - t0}
+            w_true = [w.fit.blind["w"] for w in wins.values()] if leakage == "model" else None
+            ex = inj.inject_conditional_combined(
+                cw, e, ic.n_toys, np.random.default_rng(ss), mode=ic.mode, w_true=w_true
+            )
+        meta = {
+            "z_inj": float(z),
+            "sigma_ref": sref_e * ktot,
+            "eps2_inj": e,
+            **asimov,
+            "seconds": time.perf_counter() - t0,
+        }
         out.append((meta, ex.scaled(ktot)))
     return out
 
@@ -265,21 +324,49 @@ def run(ctx) -> None:
             summ = ex.summary()
             gp_ok = ex.extra.get("gp_converged")
             conv_frac = float(np.mean(gp_ok)) if gp_ok is not None else float("nan")
-            rows.append({"mass": mass, "mass_GeV": mass, "A_inj": ex.A_inj, **meta, **summ,
-                         "refit_gp": refit, "gp_conv_frac": conv_frac,
-                         "n_generated": len(ex.A_hat)})
+            rows.append(
+                {
+                    "mass": mass,
+                    "mass_GeV": mass,
+                    "A_inj": ex.A_inj,
+                    **meta,
+                    **summ,
+                    "refit_gp": refit,
+                    "gp_conv_frac": conv_frac,
+                    "n_generated": len(ex.A_hat),
+                }
+            )
             ratio = summ["A_hat_mean"] / ex.A_inj if ex.A_inj else math.nan
-            noise_free = (f" (noise-free refit {meta['A_hat_asimov'] / ex.A_inj:.3f}, "
-                          f"sideband leak {meta['sideband_leak']:.3f})"
-                          if refit and ex.A_inj else "")
-            print(f"{name} {mass * 1e3:g} MeV z={meta['z_inj']:g}: {summ['n_toys']} toys, "
-                  f"pull {summ['pull_mean']:+.3f} +- {summ['pull_width']:.3f}, "
-                  f"A_hat/A_inj {ratio:.3f}{noise_free}, {meta['seconds']:.1f} s", flush=True)
+            noise_free = (
+                f" (noise-free refit {meta['A_hat_asimov'] / ex.A_inj:.3f}, "
+                f"sideband leak {meta['sideband_leak']:.3f})"
+                if refit and ex.A_inj
+                else ""
+            )
+            print(
+                f"{name} {mass * 1e3:g} MeV z={meta['z_inj']:g}: {summ['n_toys']} toys, "
+                f"pull {summ['pull_mean']:+.3f} +- {summ['pull_width']:.3f}, "
+                f"A_hat/A_inj {ratio:.3f}{noise_free}, {meta['seconds']:.1f} s",
+                flush=True,
+            )
             tg = toys.create_group(f"{mass * 1e3:g}MeV_z{meta['z_inj']:g}")
-            write_group(tg, {"A_hat": ex.A_hat, "sigma_A": ex.sigma_A, "pull": ex.pull,
-                             "converged": ex.converged, **ex.extra})
-            tg.attrs.update(mass=mass, A_inj=ex.A_inj, refit_gp=refit, mode=cfg.inject.mode,
-                            **{k: v for k, v in meta.items()})
+            write_group(
+                tg,
+                {
+                    "A_hat": ex.A_hat,
+                    "sigma_A": ex.sigma_A,
+                    "pull": ex.pull,
+                    "converged": ex.converged,
+                    **ex.extra,
+                },
+            )
+            tg.attrs.update(
+                mass=mass,
+                A_inj=ex.A_inj,
+                refit_gp=refit,
+                mode=cfg.inject.mode,
+                **{k: v for k, v in meta.items()},
+            )
         keys = rows[0].keys() if rows else []
         write_group(g, {k: np.array([r[k] for r in rows]) for k in keys})
 

@@ -68,8 +68,14 @@ def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetu
             setups.append(None)
             fmaps.append(None)
             continue
-        hyper = GPHyper(float(fa["gp_amplitude"][i]), float(fa["gp_length_scale"][i]),
-                        float(fa["gp_lml"][i]), bool(fa["gp_converged"][i]), 0, "")
+        hyper = GPHyper(
+            float(fa["gp_amplitude"][i]),
+            float(fa["gp_length_scale"][i]),
+            float(fa["gp_lml"][i]),
+            bool(fa["gp_converged"][i]),
+            0,
+            "",
+        )
         index = int(np.argmin(np.abs(all_m - m)))
         blind, attrs = read_blind(layout.fit, name, index)
         mf = MassFit(index, m, float(resolution(ds, m)), hyper, "ok", blind, float(attrs["rho"]))
@@ -99,8 +105,9 @@ def smooth_mean(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray) -
     hi = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
     bounds = length_scale_bounds(med, med, cfg.fit.ls_lo_factor, hi, ds.ls_floor_factor)
     seed = int(seed_for(cfg.base.seed, "global_toys_fit", name).generate_state(1)[0])
-    hyper = fit_gp(x[tr], counts[tr], GPOptions(bounds, n_restarts=max(cfg.fit.n_restarts, 2)),
-                   seed=seed)
+    hyper = fit_gp(
+        x[tr], counts[tr], GPOptions(bounds, n_restarts=max(cfg.fit.n_restarts, 2)), seed=seed
+    )
     mean = np.zeros(x.size)
     pos = x > 0
     mean[pos], _ = predict_counts(x[tr], counts[tr], x[pos], hyper)
@@ -119,23 +126,25 @@ def run_part(ctx, part: str) -> None:
     kind, name, start, stop = toy_parts(cfg)[part]
     t0, c0 = time.perf_counter(), time.process_time()
     ss = scan_setup(cfg, ctx.layout, name, maps=kind == "toys")
-    toys = poisson_toys(smooth_mean(cfg, name, ss.counts, ss.edges),
-                        toy_seeds(cfg, name, start, stop))
+    toys = poisson_toys(
+        smooth_mean(cfg, name, ss.counts, ss.edges), toy_seeds(cfg, name, start, stop)
+    )
     if kind == "toys":
         Z, conv = scan_fixed(ss.maps, toys)
     else:
         Z, conv = refit_scan(ss, toys, cfg, name, start)
-    out = {"toy": np.arange(start, stop), "masses_GeV": ss.masses,
-           "Z_local": Z, "converged": conv}
+    out = {"toy": np.arange(start, stop), "masses_GeV": ss.masses, "Z_local": Z, "converged": conv}
     with write_h5(ctx.layout.part("limit", part), ctx.attrs()) as f:
         g = f.create_group(name)
         write_group(g, out)
-        g.attrs.update(kind=kind, seconds=time.perf_counter() - t0,
-                       cpu_seconds=time.process_time() - c0)
+        g.attrs.update(
+            kind=kind, seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0
+        )
 
 
-def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
-               start: int) -> tuple[np.ndarray, np.ndarray]:
+def refit_scan(
+    ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str, start: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``Z_local`` of each toy at every mass with the GP refitted on the toy's sidebands
     (warm-started from the data fit); ``converged`` is the GP refit's flag."""
     from gprpipe.stats import significance
@@ -154,16 +163,20 @@ def refit_scan(ss: ScanSetup, toys: np.ndarray, cfg: Config, name: str,
         w_full = signal_template(ss.edges, st.masks.mass, st.masks.sigma)
         tr, bl = st.train, st.blind
         for t in range(T):
-            seed = int(seed_for(cfg.base.seed, "global_toys_refit", name, start + t,
-                                float(ss.masses[j])).generate_state(1)[0])
+            seed = int(
+                seed_for(
+                    cfg.base.seed, "global_toys_refit", name, start + t, float(ss.masses[j])
+                ).generate_state(1)[0]
+            )
             try:
                 wf = st.fit(toys[t].astype(float), seed)
             except (ValueError, np.linalg.LinAlgError):
                 continue
             w = w_full[bl]
             if leak:  # w_eff with the toy's own refitted map and counts
-                w = leakage_template(x[tr], toys[t][tr].astype(float), w_full[tr], x[bl], w,
-                                     wf.b, wf.hyper)
+                w = leakage_template(
+                    x[tr], toys[t][tr].astype(float), w_full[tr], x[bl], w, wf.b, wf.hyper
+                )
             model = WindowModel.from_covariance(wf.b, wf.C, w)
             n = toys[t][st.blind].astype(float)
             f = model.fit(n)
@@ -204,19 +217,30 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         # Only masses whose observed row counts (status ok) enter the maximum.
         row = {round(float(m), 9): i for i, m in enumerate(arrays["mass_GeV"])}
         counts = counts_for_discovery(arrays["status"])
-        use = np.array([row.get(round(float(m), 9)) is not None
-                        and bool(counts[row[round(float(m), 9)]]) for m in masses])
+        use = np.array(
+            [
+                row.get(round(float(m), 9)) is not None and bool(counts[row[round(float(m), 9)]])
+                for m in masses
+            ]
+        )
         mz = max_z(Z, use)
         ok = counts
         p = np.where(ok, p_global_toys(arrays["Z_local"], mz), np.nan)
         arrays["p0_global_toys"] = p
         arrays["Z_global_toys"] = np.where(
-            ok, np.minimum(significance.z_from_p(np.where(ok, p, 1.0)), arrays["Z_local"]), np.nan)
-        dist = {"max_Z_local": mz, "toy_seconds": np.array([c[1]["seconds"] for c in chunks]),
-                "toy_cpu_seconds": np.array([c[1]["cpu_seconds"] for c in chunks])}
-        attrs = {"n_toys": len(mz), "n_masses_used": int(use.sum()),
-                 "fit_not_converged": int(np.sum(~conv[:, use])),
-                 "n_eff": float(arrays["n_eff"][0]) if "n_eff" in arrays else np.nan}
+            ok, np.minimum(significance.z_from_p(np.where(ok, p, 1.0)), arrays["Z_local"]), np.nan
+        )
+        dist = {
+            "max_Z_local": mz,
+            "toy_seconds": np.array([c[1]["seconds"] for c in chunks]),
+            "toy_cpu_seconds": np.array([c[1]["cpu_seconds"] for c in chunks]),
+        }
+        attrs = {
+            "n_toys": len(mz),
+            "n_masses_used": int(use.sum()),
+            "fit_not_converged": int(np.sum(~conv[:, use])),
+            "n_eff": float(arrays["n_eff"][0]) if "n_eff" in arrays else np.nan,
+        }
         refit = sorted(parts[name]["refit"], key=lambda x: int(x[0]["toy"][0]))
         if refit:
             Zr = np.concatenate([c[0]["Z_local"] for c in refit]).astype(float)
@@ -225,8 +249,9 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
             dist["max_Z_local_fixed_same_toys"] = mz[idx]
             dist["Z_local_refit"] = Zr
             dist["Z_local_fixed_same_toys"] = Z[idx]
-            attrs["refit_not_converged"] = int(np.sum(
-                ~np.concatenate([c[0]["converged"] for c in refit])[:, use]))
+            attrs["refit_not_converged"] = int(
+                np.sum(~np.concatenate([c[0]["converged"] for c in refit])[:, use])
+            )
         out[name] = (dist, attrs)
     return out
 

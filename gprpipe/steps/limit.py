@@ -58,8 +58,13 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     fit = model.fit(n)
     a_up = calculator(lim.mode, model, **toys).upper_limit(n)
     z = float(significance.z_local(model.q0(n, fit)))
-    row = {"A_hat": float(fit.A_hat), "sigma_A": float(fit.sigma_A), "A_up": float(a_up),
-           "p0_local": float(significance.p_local(z)), "Z_local": z}
+    row = {
+        "A_hat": float(fit.A_hat),
+        "sigma_A": float(fit.sigma_A),
+        "A_up": float(a_up),
+        "p0_local": float(significance.p_local(z)),
+        "Z_local": z,
+    }
     row.update({f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands.expected_band())})
     return row
 
@@ -95,8 +100,11 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             rows.append({**row, "status": f"limit failed: {exc}"})
             continue
-        k = float(eps2_from_A(1.0, m, float(f_rad(m, ds.frad_coeffs, ds.frad_penalty)),
-                              float(attrs["rho"])))
+        k = float(
+            eps2_from_A(
+                1.0, m, float(f_rad(m, ds.frad_coeffs, ds.frad_penalty)), float(attrs["rho"])
+            )
+        )
         if "A_up" in row:
             row["eps2_up"] = row["A_up"] * k
         row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
@@ -163,8 +171,9 @@ def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -
     p = significance.p_global_sidak(arrays["p0_local"], neff)
     use = counts_for_discovery(arrays["status"])
     arrays["p0_global"] = np.where(use, p, np.nan)
-    arrays["Z_global"] = np.where(use, np.minimum(significance.z_from_p(p), arrays["Z_local"]),
-                                  np.nan)
+    arrays["Z_global"] = np.where(
+        use, np.minimum(significance.z_from_p(p), arrays["Z_local"]), np.nan
+    )
     arrays["n_eff"] = np.full(len(p), neff)
 
 
@@ -179,20 +188,23 @@ def scan_summary(name: str, arrays: dict[str, np.ndarray]) -> str:
         for f in flags_of(s):
             by_flag[f] = by_flag.get(f, 0) + 1
     detail = f" ({', '.join(f'{k} {v}' for k, v in by_flag.items())})" if by_flag else ""
-    line = (f"{name}: {len(status)} masses, {int(ok.sum())} ok, {int(flagged.sum())} flagged"
-            f"{detail}, {int((~ok & ~flagged).sum())} failed")
+    line = (
+        f"{name}: {len(status)} masses, {int(ok.sum())} ok, {int(flagged.sum())} flagged"
+        f"{detail}, {int((~ok & ~flagged).sum())} failed"
+    )
     if "Z_local" not in arrays:
         return line + "; blinded"
     z = np.where(ok, arrays["Z_local"], np.nan)
     if np.isfinite(z).any():
         j = int(np.nanargmax(z))
-        line += (f"; max Z_local {z[j]:.2f} at {arrays['mass_GeV'][j] * 1e3:g} MeV "
-                 f"(Z_global {arrays['Z_global'][j]:.2f}, ok rows only)")
+        line += (
+            f"; max Z_local {z[j]:.2f} at {arrays['mass_GeV'][j] * 1e3:g} MeV "
+            f"(Z_global {arrays['Z_global'][j]:.2f}, ok rows only)"
+        )
     return line
 
 
-def scan_csv(per_ds: dict[str, dict[str, np.ndarray]],
-             names: Sequence[str] = COLUMNS) -> str:
+def scan_csv(per_ds: dict[str, dict[str, np.ndarray]], names: Sequence[str] = COLUMNS) -> str:
     return csv_text(per_ds, names)
 
 

@@ -19,6 +19,9 @@ def failed_rows(path: Path) -> tuple[int, int, str]:
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     bad = [r for r in rows if "status" in r and not has_result(r["status"])]
-    first = (f"{bad[0].get('dataset', '')} {bad[0].get('mass_GeV', '')} GeV: {bad[0]['status']}"
-             if bad else "")
+    first = (
+        f"{bad[0].get('dataset', '')} {bad[0].get('mass_GeV', '')} GeV: {bad[0]['status']}"
+        if bad
+        else ""
+    )
     return len(bad), len(rows), first

@@ -61,8 +61,9 @@ def run(ctx) -> None:
         from gprpipe.steps.hepdata import write_hepdata
 
         cl = 100 * (1 - cfg.limit.alpha)
-        parts.append(overlay_figures(schema.read_scan(lay.limit), labels, cl,
-                                     blinded=cfg.base.blind))
+        parts.append(
+            overlay_figures(schema.read_scan(lay.limit), labels, cl, blinded=cfg.base.blind)
+        )
         parts.append(lambda: write_hepdata(cfg, lay.limit, lay.point_dir / "hepdata"))
         if not cfg.base.blind:  # sigma_A comes from the fit to the observed counts
             from gprpipe.steps.reach import combination_products
@@ -103,8 +104,9 @@ def draw(figure: Figure, folder: Path, formats: Sequence[str]) -> list[Path]:
     return save(figure.fn(*figure.args, **figure.kwargs), folder, figure.stem, formats)
 
 
-def render(parts: Sequence[Part], folder: Path, formats: Sequence[str], n_workers: int = 1
-           ) -> list[Path]:
+def render(
+    parts: Sequence[Part], folder: Path, formats: Sequence[str], n_workers: int = 1
+) -> list[Path]:
     """Draw every figure of ``parts`` and call the other writers, in order; returns the
     written paths in that order. With ``n_workers`` > 1 the figures are drawn in forked
     processes (they inherit the style and labels) while the writers run here."""
@@ -115,10 +117,13 @@ def render(parts: Sequence[Part], folder: Path, formats: Sequence[str], n_worker
         from concurrent.futures import ProcessPoolExecutor
 
         # forking needs a single thread; a daemonic worker process may not have children
-        if ("fork" in multiprocessing.get_all_start_methods()
-                and not multiprocessing.current_process().daemon):
-            pool = ProcessPoolExecutor(min(n_workers, len(figures)),
-                                       mp_context=multiprocessing.get_context("fork"))
+        if (
+            "fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon
+        ):
+            pool = ProcessPoolExecutor(
+                min(n_workers, len(figures)), mp_context=multiprocessing.get_context("fork")
+            )
     results = None if pool is None else [pool.submit(draw, f, folder, formats) for f in figures]
     written: list[Path] = []
     try:
@@ -165,22 +170,36 @@ def scan_figures(cfg, lay) -> list[Figure]:
             continue
         m = a["mass_GeV"][ok]
         flagged = suite.flag_mask(a["status"])[ok]
-        for q, ylab in (("A", "95% CL upper limit on signal yield $A$"),
-                        ("eps2", r"95% CL upper limit on $\epsilon^2$")):
+        for q, ylab in (
+            ("A", "95% CL upper limit on signal yield $A$"),
+            ("eps2", r"95% CL upper limit on $\epsilon^2$"),
+        ):
             obs = None if blinded else a[f"{q}_up"][ok]
             bands = [a[f"{q}_exp_{b}"][ok] for b in schema.BAND_COLS]
             ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
-            figures.append(Figure(f"brazil_{q}_{name}", suite.brazil_figure, (m, obs, bands),
-                                  {"ylabel": ylab, "title": title, "flagged": flagged}))
+            figures.append(
+                Figure(
+                    f"brazil_{q}_{name}",
+                    suite.brazil_figure,
+                    (m, obs, bands),
+                    {"ylabel": ylab, "title": title, "flagged": flagged},
+                )
+            )
         if blinded:
             continue
         pgt = a["p0_global_toys"][ok] if "p0_global_toys" in a else None
-        figures.append(Figure(f"significance_{name}", suite.significance_figure,
-                              (m, a["p0_local"][ok], a["p0_global"][ok], title),
-                              {"flagged": flagged, "p_global_toys": pgt}))
+        figures.append(
+            Figure(
+                f"significance_{name}",
+                suite.significance_figure,
+                (m, a["p0_local"][ok], a["p0_global"][ok], title),
+                {"flagged": flagged, "p_global_toys": pgt},
+            )
+        )
         figures += global_toys_figures(lay.limit, name, a, title)
-        figures.append(Figure(f"Ahat_{name}", suite.ahat_figure,
-                              (m, a["A_hat"][ok], a["sigma_A"][ok], title)))
+        figures.append(
+            Figure(f"Ahat_{name}", suite.ahat_figure, (m, a["A_hat"][ok], a["sigma_A"][ok], title))
+        )
     if lay.fit.exists():
         figures += fit_figures(cfg, lay, scan)
     return figures
@@ -189,6 +208,7 @@ def scan_figures(cfg, lay) -> list[Figure]:
 def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> list[Figure]:
     """``global_toys_<dataset>``: the toys' max-Z distribution (if the run has toys)."""
     from gprpipe.plotting.lee import max_z_figure
+
     g = schema.read_global(limit_path, name)
     if g is None:
         return []
@@ -198,9 +218,14 @@ def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> lis
     if "max_Z_local_refit" in dist:
         others["GP refit per mass (same toys)"] = dist["max_Z_local_refit"]
         others["fixed map (same toys)"] = dist["max_Z_local_fixed_same_toys"]
-    return [Figure(f"global_toys_{name}", max_z_figure,
-                   (dist["max_Z_local"], float(attrs["n_eff"]), title),
-                   {"z_obs": float(np.nanmax(a["Z_local"][ok])), "others": others})]
+    return [
+        Figure(
+            f"global_toys_{name}",
+            max_z_figure,
+            (dist["max_Z_local"], float(attrs["n_eff"]), title),
+            {"z_obs": float(np.nanmax(a["Z_local"][ok])), "others": others},
+        )
+    ]
 
 
 def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
@@ -225,8 +250,11 @@ def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
         excl = cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma
         z = None
         if not cfg.base.blind and name in scan:
-            z = np.interp(fit["mass"], scan[name]["mass_GeV"],
-                          np.nan_to_num(scan[name]["Z_local"], nan=-np.inf))
+            z = np.interp(
+                fit["mass"],
+                scan[name]["mass_GeV"],
+                np.nan_to_num(scan[name]["Z_local"], nan=-np.inf),
+            )
         for mass in gp_masses(cfg.plot.masses, fit["mass"], z):
             i = int(np.argmin(np.abs(fit["mass"] - mass)))
             if not has_result(fit["status"][i]):
@@ -235,19 +263,46 @@ def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
             train = ~blind_mask(x, mass, s, excl) & (x > 0)
             if ds.data_range is not None:
                 train &= (x >= ds.data_range[0]) & (x <= ds.data_range[1])
-            hyper = GPHyper(float(fit["gp_amplitude"][i]), float(fit["gp_length_scale"][i]),
-                            float(fit["gp_lml"][i]), bool(fit["gp_converged"][i]), 0, "")
+            hyper = GPHyper(
+                float(fit["gp_amplitude"][i]),
+                float(fit["gp_length_scale"][i]),
+                float(fit["gp_lml"][i]),
+                bool(fit["gp_converged"][i]),
+                0,
+                "",
+            )
             status = str(fit["status"][i])
-            figures.append(Figure(
-                f"gpfit_{name}_{mass * MEV:g}MeV", gp_fit,
-                (edges, counts, mass, s, hyper, cfg.fit.blind_nsigma, train,
-                 title if status == "ok" else f"{title} [{status}]"),
-                {"blinded": cfg.base.blind}))
+            figures.append(
+                Figure(
+                    f"gpfit_{name}_{mass * MEV:g}MeV",
+                    gp_fit,
+                    (
+                        edges,
+                        counts,
+                        mass,
+                        s,
+                        hyper,
+                        cfg.fit.blind_nsigma,
+                        train,
+                        title if status == "ok" else f"{title} [{status}]",
+                    ),
+                    {"blinded": cfg.base.blind},
+                )
+            )
     return figures
 
 
-def gp_fit(edges, counts, mass: float, sigma: float, hyper, blind_nsigma: float,
-           train: np.ndarray, title: str, blinded: bool = False):
+def gp_fit(
+    edges,
+    counts,
+    mass: float,
+    sigma: float,
+    hyper,
+    blind_nsigma: float,
+    train: np.ndarray,
+    title: str,
+    blinded: bool = False,
+):
     """The GP background prediction within +/-8 sigma_m of ``mass`` (trained on ``train``),
     drawn by :func:`gprpipe.plotting.suite.gp_fit_figure` (run in a figure worker)."""
     from gprpipe.plotting.suite import gp_fit_figure
@@ -257,12 +312,14 @@ def gp_fit(edges, counts, mass: float, sigma: float, hyper, blind_nsigma: float,
     near = (x > mass - 8 * sigma) & (x < mass + 8 * sigma) & (x > 0)
     b, C = predict_counts(x[train], counts[train], x[near], hyper)
     err = np.sqrt(np.clip(np.diag(C), 0, None))
-    return gp_fit_figure(x[near], counts[near], b, err, mass, sigma, blind_nsigma, title,
-                         blinded=blinded)
+    return gp_fit_figure(
+        x[near], counts[near], b, err, mass, sigma, blind_nsigma, title, blinded=blinded
+    )
 
 
-def gp_masses(wanted_masses: Sequence[float] | None, masses: np.ndarray,
-              z_local: np.ndarray | None = None) -> list[float]:
+def gp_masses(
+    wanted_masses: Sequence[float] | None, masses: np.ndarray, z_local: np.ndarray | None = None
+) -> list[float]:
     """Masses of the GP-fit figures: ``plot.masses`` (``wanted_masses``), else three across
     the scan plus the most significant one (largest local Z; not when blinded: ``z_local``
     is then None)."""
@@ -281,8 +338,9 @@ def gp_masses(wanted_masses: Sequence[float] | None, masses: np.ndarray,
     return sorted(out)
 
 
-def overlay_figures(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str], cl: float,
-                    blinded: bool = False) -> list[Figure]:
+def overlay_figures(
+    scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str], cl: float, blinded: bool = False
+) -> list[Figure]:
     """The overlay (when there are two or more curves), the combined Brazil band and, when
     not blinded, the observed-only limit curves. Titles name the datasets by label."""
     from gprpipe.plotting import overlay
@@ -292,19 +350,28 @@ def overlay_figures(scan: dict[str, dict[str, np.ndarray]], labels: dict[str, st
     title = " + ".join(labels.get(n, n) for n in curves if n != overlay.COMBINED)
     figures: list[Figure] = []
     if len(curves) >= 2:
-        figures.append(Figure("eps2_overlay", overlay.eps2_overlay_figure,
-                              (scan, labels, title, cl, blinded)))
+        figures.append(
+            Figure("eps2_overlay", overlay.eps2_overlay_figure, (scan, labels, title, cl, blinded))
+        )
     if overlay.COMBINED in curves:
-        figures.append(Figure("brazil_eps2_combined_overlay", overlay.combined_brazil_figure,
-                              (scan, labels, f"{title}: combined", cl, blinded)))
+        figures.append(
+            Figure(
+                "brazil_eps2_combined_overlay",
+                overlay.combined_brazil_figure,
+                (scan, labels, f"{title}: combined", cl, blinded),
+            )
+        )
     if curves and not blinded:
-        figures += [Figure(f"observed_{q}", overlay.observed_figure, (scan, labels, title, cl, q))
-                    for q in ("eps2", "A")]
+        figures += [
+            Figure(f"observed_{q}", overlay.observed_figure, (scan, labels, title, cl, q))
+            for q in ("eps2", "A")
+        ]
     return figures
 
 
-def inject_figures(path: Path, labels: dict[str, str], blind_nsigma: float | None = None
-                   ) -> list[Figure]:
+def inject_figures(
+    path: Path, labels: dict[str, str], blind_nsigma: float | None = None
+) -> list[Figure]:
     """Every closure figure for every dataset group of ``inject.h5``; ``blind_nsigma`` (the
     blind-window half-width in sigma_m) goes into the titles."""
     from gprpipe.plotting import inject as fig
@@ -319,16 +386,20 @@ def inject_figures(path: Path, labels: dict[str, str], blind_nsigma: float | Non
         title = f"{labels.get(name, name)}: {'GP refit' if refit else 'conditional'} toys"
         if blind_nsigma is not None:
             title += rf", window $\pm{blind_nsigma:g}\sigma_m$"
-        for stem, fn in (("linearity", fig.linearity_figure), ("bias", fig.bias_figure),
-                         ("pulls", fig.pull_figure), ("coverage", fig.coverage_figure),
-                         ("pull_heatmap", fig.heatmap_figure), ("zhat", fig.zhat_figure),
-                         ("pull_vs_mass", fig.pull_mass_figure),
-                         ("zcal_residual", fig.zcal_residual_figure)):
+        for stem, fn in (
+            ("linearity", fig.linearity_figure),
+            ("bias", fig.bias_figure),
+            ("pulls", fig.pull_figure),
+            ("coverage", fig.coverage_figure),
+            ("pull_heatmap", fig.heatmap_figure),
+            ("zhat", fig.zhat_figure),
+            ("pull_vs_mass", fig.pull_mass_figure),
+            ("zcal_residual", fig.zcal_residual_figure),
+        ):
             figures.append(Figure(f"inject_{stem}_{name}", fn, (a, title)))
         toys = schema.read_toys(path, name)
         if toys:
-            figures.append(Figure(f"inject_pull_hist_{name}", fig.pull_hist_figure,
-                                  (toys, title)))
+            figures.append(Figure(f"inject_pull_hist_{name}", fig.pull_hist_figure, (toys, title)))
     return figures
 
 
@@ -350,10 +421,18 @@ def toyscan_figures(cfg, lay) -> list[Figure]:
     toys, summ, _, mz = schema.read_toyscan(lay.toyscan)
     ok = counts_for_discovery(toys["status"])
     if g is not None:
-        max_z = Figure("toyscan_max_z", max_z_figure, (g[0]["max_Z_local"], neff, title),
-                       {"others": {"validation toys": mz}})
+        max_z = Figure(
+            "toyscan_max_z",
+            max_z_figure,
+            (g[0]["max_Z_local"], neff, title),
+            {"others": {"validation toys": mz}},
+        )
     else:
         max_z = Figure("toyscan_max_z", max_z_figure, (mz, neff, title))
-    return [Figure("toyscan_z_local", z_local_figure,
-                   (toys["Z_local"][ok], title, toys["Z_local"][~ok])),
-            Figure("toyscan_spurious", spurious_figure, (summ, title)), max_z]
+    return [
+        Figure(
+            "toyscan_z_local", z_local_figure, (toys["Z_local"][ok], title, toys["Z_local"][~ok])
+        ),
+        Figure("toyscan_spurious", spurious_figure, (summ, title)),
+        max_z,
+    ]

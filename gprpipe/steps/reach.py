@@ -76,8 +76,17 @@ def combination_table(scan: dict, names: list[str]) -> tuple[list[str], list[lis
     frac = information_fractions(sig)
     csig = _matrix(scan, [COMBINED], masses, "sigma_eps2")[0]
     cexp = _matrix(scan, [COMBINED], masses, "eps2_exp_med")[0]
-    header = ["dataset", "mass_GeV", "sigma_eps2", "info_fraction", "eps2_5sigma", "A_5sigma",
-              "Z_needed_5sigma", "eps2_exp_med", "ratio_to_best_single"]
+    header = [
+        "dataset",
+        "mass_GeV",
+        "sigma_eps2",
+        "info_fraction",
+        "eps2_5sigma",
+        "A_5sigma",
+        "Z_needed_5sigma",
+        "eps2_exp_med",
+        "ratio_to_best_single",
+    ]
     rows: list[list] = []
     ok_c = np.round(c["mass_GeV"][c["status"] == "ok"], 9)
     for j, m in enumerate(masses):
@@ -88,11 +97,13 @@ def combination_table(scan: dict, names: list[str]) -> tuple[list[str], list[lis
         for i, n in enumerate(names):
             if not np.isfinite(sig[i, j]):
                 continue
-            rows.append([n, m, sig[i, j], frac[i, j], e5, e5 * k[i, j], e5 / sig[i, j],
-                         exp[i, j], np.nan])
+            rows.append(
+                [n, m, sig[i, j], frac[i, j], e5, e5 * k[i, j], e5 / sig[i, j], exp[i, j], np.nan]
+            )
         ktot = np.nansum(np.where(np.isfinite(sig[:, j]), k[:, j], np.nan))
-        rows.append([COMBINED, m, csig[j], 1.0, e5, e5 * ktot, Z_DISCOVERY, cexp[j],
-                     cexp[j] / best])
+        rows.append(
+            [COMBINED, m, csig[j], 1.0, e5, e5 * ktot, Z_DISCOVERY, cexp[j], cexp[j] / best]
+        )
     return header, rows
 
 
@@ -137,8 +148,9 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
             i = names.index(r[0])
             frac[i, j], yields[i, j], zn[i, j] = r[3], r[5], r[6]
     title = f"{cfg.base.name}: combination"
-    written += save(information_figure(cm, labels, frac, zn, title), lay.plots,
-                    "information_fraction", formats)
+    written += save(
+        information_figure(cm, labels, frac, zn, title), lay.plots, "information_fraction", formats
+    )
     chosen = _allocation_masses(cfg, cm)
     if chosen:
         sel = [r for r in rows if r[1] in chosen]
@@ -146,8 +158,12 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
         atomic_write_text(target, _csv(header, sel))
         written.append(target)
         idx = [int(np.searchsorted(cm, m)) for m in chosen]
-        written += save(allocation_figure(chosen, labels, yields[:, idx], zn[:, idx], e5[idx],
-                                          title), lay.plots, "signal_allocation", formats)
+        written += save(
+            allocation_figure(chosen, labels, yields[:, idx], zn[:, idx], e5[idx], title),
+            lay.plots,
+            "signal_allocation",
+            formats,
+        )
     return written
 
 
@@ -163,23 +179,27 @@ def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]
         if not sep:
             raise GprpipeError(f"--scale {item!r}: expected DATASET=FACTOR, e.g. 2016=10.")
         if key not in names:
-            raise GprpipeError(f"{where}: --scale names dataset {key!r}, which is not in "
-                               f"scan.csv (have: {', '.join(names)}).")
+            raise GprpipeError(
+                f"{where}: --scale names dataset {key!r}, which is not in "
+                f"scan.csv (have: {', '.join(names)})."
+            )
         try:
             f = float(val)
         except ValueError:
             f = float("nan")
         if not (np.isfinite(f) and f > 0):
-            raise GprpipeError(f"--scale {item!r}: the luminosity factor of {key!r} must be a "
-                               f"positive number.")
+            raise GprpipeError(
+                f"--scale {item!r}: the luminosity factor of {key!r} must be a positive number."
+            )
         out[key] = f
     if not out:
         raise GprpipeError("--scale: give at least one DATASET=FACTOR, e.g. 2016=10.")
     return out
 
 
-def project_reach(run_dir: Path, scale: str, *, point: str | None = None,
-                  formats: Sequence[str] = ("png", "pdf")) -> tuple[list[Path], dict]:
+def project_reach(
+    run_dir: Path, scale: str, *, point: str | None = None, formats: Sequence[str] = ("png", "pdf")
+) -> tuple[list[Path], dict]:
     """Write ``reach/reach.csv`` and ``reach/reach.<fmt>`` of a run's point."""
     from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.plan import Layout
@@ -201,26 +221,48 @@ def project_reach(run_dir: Path, scale: str, *, point: str | None = None,
     fac = np.array([factors[n] for n in names])
     proj, comb_proj = project(now, fac)
     comb_now = combine_inverse_variance(now)
-    comb_fit = (_matrix(scan, [COMBINED], masses, "eps2_exp_med")[0]
-                if COMBINED in scan else np.full(len(masses), np.nan))
-    header = ["mass_GeV", *(f"eps2_exp_med_{n}" for n in names),
-              *(f"eps2_proj_{n}" for n in names), "eps2_exp_med_combined_ivw",
-              "eps2_proj_combined", "eps2_exp_med_combined_fit"]
-    rows = [[m, *now[:, j], *proj[:, j], comb_now[j], comb_proj[j], comb_fit[j]]
-            for j, m in enumerate(masses)]
+    comb_fit = (
+        _matrix(scan, [COMBINED], masses, "eps2_exp_med")[0]
+        if COMBINED in scan
+        else np.full(len(masses), np.nan)
+    )
+    header = [
+        "mass_GeV",
+        *(f"eps2_exp_med_{n}" for n in names),
+        *(f"eps2_proj_{n}" for n in names),
+        "eps2_exp_med_combined_ivw",
+        "eps2_proj_combined",
+        "eps2_exp_med_combined_fit",
+    ]
+    rows = [
+        [m, *now[:, j], *proj[:, j], comb_now[j], comb_proj[j], comb_fit[j]]
+        for j, m in enumerate(masses)
+    ]
     out = pdir / "reach"
     target = out / "reach.csv"
     atomic_write_text(target, _csv(header, rows))
     apply_style(cfg.plot.style)
     labels = [cfg.datasets[n].label or n if n in cfg.datasets else n for n in names]
     scale_txt = ", ".join(f"{n} x{factors[n]:g}" for n in names)
-    fig = reach_figure(masses, labels, now, proj, comb_now, comb_proj, fac,
-                       f"{cfg.base.name}: projected reach ({scale_txt})",
-                       comb_fit if np.isfinite(comb_fit).any() else None)
+    fig = reach_figure(
+        masses,
+        labels,
+        now,
+        proj,
+        comb_now,
+        comb_proj,
+        fac,
+        f"{cfg.base.name}: projected reach ({scale_txt})",
+        comb_fit if np.isfinite(comb_fit).any() else None,
+    )
     written = [target, *save(fig, out, "reach", formats)]
     both = np.isfinite(comb_fit) & np.isfinite(comb_now)
-    summary = {"factors": factors, "n_masses": len(masses),
-               "ivw_over_fit_median": float(np.median(comb_now[both] / comb_fit[both]))
-               if both.any() else float("nan"),
-               "gain_median": float(np.nanmedian(comb_now / comb_proj))}
+    summary = {
+        "factors": factors,
+        "n_masses": len(masses),
+        "ivw_over_fit_median": float(np.median(comb_now[both] / comb_fit[both]))
+        if both.any()
+        else float("nan"),
+        "gain_median": float(np.nanmedian(comb_now / comb_proj)),
+    }
     return written, summary

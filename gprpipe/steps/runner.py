@@ -47,8 +47,10 @@ class StepContext:
 
     def attrs(self) -> dict[str, str | bool]:
         """Provenance attrs of every output, and whether it is blinded."""
-        return {**provenance(self.cache_key, self.config_sha256),
-                "blinded": bool(self.config.base.blind)}
+        return {
+            **provenance(self.cache_key, self.config_sha256),
+            "blinded": bool(self.config.base.blind),
+        }
 
     def progress(self, done: int, total: int, unit: str) -> None:
         """Record progress within the task (at most twice a second, always the last)."""
@@ -111,8 +113,13 @@ def remove_task_temps(task: Task) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def run_task(point_dir: Path, step: str, part: str | None = None, task_id: str | None = None,
-             force: bool = False) -> int:
+def run_task(
+    point_dir: Path,
+    step: str,
+    part: str | None = None,
+    task_id: str | None = None,
+    force: bool = False,
+) -> int:
     """Run one task; returns the exit code (0 done or cached, 1 failed)."""
     task: Task | None = None
     try:

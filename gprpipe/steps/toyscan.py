@@ -54,8 +54,9 @@ def toy_names(path: str | Path, pattern: str) -> list[str]:
             classes = f.classnames(recursive=True, cycle=False)
     except Exception as exc:
         raise GprpipeError(f"{path}: cannot open toyscan.file as a ROOT file ({exc}).") from None
-    names = [k for k, c in classes.items()
-             if c.startswith("TH1") and fnmatch.fnmatchcase(k, pattern)]
+    names = [
+        k for k, c in classes.items() if c.startswith("TH1") and fnmatch.fnmatchcase(k, pattern)
+    ]
     if not names:
         raise GprpipeError(f"{path}: no histogram matches toyscan.pattern {pattern!r}.")
     return sorted(names, key=_natural)
@@ -72,10 +73,16 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
     rows = []
     for mf in fit_masses(cfg, name, counts, edges, dataset_masses(cfg, name)):
         h = mf.hyper
-        row = {"mass_GeV": mf.mass, "gp_converged": bool(h and h.converged),
-               "gp_length_scale": h.length_scale if h else np.nan,
-               "gp_amplitude": h.amplitude if h else np.nan,
-               "A_hat": np.nan, "sigma_A": np.nan, "Z_local": np.nan, "status": mf.status}
+        row = {
+            "mass_GeV": mf.mass,
+            "gp_converged": bool(h and h.converged),
+            "gp_length_scale": h.length_scale if h else np.nan,
+            "gp_amplitude": h.amplitude if h else np.nan,
+            "A_hat": np.nan,
+            "sigma_A": np.nan,
+            "Z_local": np.nan,
+            "status": mf.status,
+        }
         if has_result(mf.status) and mf.blind is not None:  # ok or flagged: numbers kept
             bl = mf.blind
             w = bl[template_key(cfg)]
@@ -107,8 +114,10 @@ def run(ctx) -> None:
         counts, edges = rebin(counts, edges, ds.rebin)
         for key, rng in (("range", ds.range), ("data_range", ds.data_range)):
             if rng is not None and (rng[0] < edges[0] or rng[1] > edges[-1]):
-                raise GprpipeError(f"{ts.file}: toy {names[i]!r} ({edges[0]:g}-{edges[-1]:g} "
-                                   f"GeV) does not cover datasets.{cfg.toyscan_dataset()}.{key}.")
+                raise GprpipeError(
+                    f"{ts.file}: toy {names[i]!r} ({edges[0]:g}-{edges[-1]:g} "
+                    f"GeV) does not cover datasets.{cfg.toyscan_dataset()}.{key}."
+                )
         rows += [{"toy": i, "hist": names[i], **r} for r in scan_toy(cfg, counts, edges)]
     arrays = {c: np.array([r[c] for r in rows]) if rows else np.array([]) for c in COLUMNS}
     arrays["hist"] = arrays["hist"].astype(str)
@@ -159,8 +168,7 @@ def tail_fraction(toys: dict[str, np.ndarray], t: float) -> tuple[float, float]:
     ok = counts_for_discovery(toys["status"])
     ids, inv = np.unique(toys["toy"], return_inverse=True)
     n_t = np.bincount(inv, weights=ok.astype(float), minlength=ids.size)
-    c_t = np.bincount(inv, weights=(ok & (toys["Z_local"] > t)).astype(float),
-                      minlength=ids.size)
+    c_t = np.bincount(inv, weights=(ok & (toys["Z_local"] > t)).astype(float), minlength=ids.size)
     n = n_t.sum()
     if n == 0:
         return float("nan"), float("nan")
@@ -174,12 +182,17 @@ def overview(toys: dict[str, np.ndarray]) -> dict[str, float]:
     """Whole-scan numbers: tail fractions with their errors and expectations."""
     ok = counts_for_discovery(toys["status"])
     z = toys["Z_local"][ok]
-    out = {"n_toys": len(np.unique(toys["toy"])), "n_rows": int(toys["toy"].size),
-           "n_ok": int(ok.sum()), "n_flagged": int((~ok).sum()),
-           "max_Z_local_ok": float(z.max()) if z.size else float("nan"),
-           "max_Z_local_flagged": float(np.nanmax(toys["Z_local"][~ok]))
-           if (~ok).any() and np.isfinite(toys["Z_local"][~ok]).any() else float("nan"),
-           "n_ok_Z_gt5": int(np.sum(z > 5))}
+    out = {
+        "n_toys": len(np.unique(toys["toy"])),
+        "n_rows": int(toys["toy"].size),
+        "n_ok": int(ok.sum()),
+        "n_flagged": int((~ok).sum()),
+        "max_Z_local_ok": float(z.max()) if z.size else float("nan"),
+        "max_Z_local_flagged": float(np.nanmax(toys["Z_local"][~ok]))
+        if (~ok).any() and np.isfinite(toys["Z_local"][~ok]).any()
+        else float("nan"),
+        "n_ok_Z_gt5": int(np.sum(z > 5)),
+    }
     for t, p in TAILS.items():
         out[f"frac_Z_gt{t:g}"], out[f"frac_Z_gt{t:g}_err"] = tail_fraction(toys, t)
         out[f"frac_Z_gt{t:g}_expected"] = p
@@ -194,8 +207,10 @@ def merge(ctx) -> None:
             parts.append(read_group(f["toys"]))
     parts = [a for a in parts if a["toy"].size]
     if not parts:
-        raise GprpipeError(f"{ctx.config.toyscan.file}: no toy was scanned "
-                           f"(toyscan.pattern {ctx.config.toyscan.pattern!r}).")
+        raise GprpipeError(
+            f"{ctx.config.toyscan.file}: no toy was scanned "
+            f"(toyscan.pattern {ctx.config.toyscan.pattern!r})."
+        )
     toys = {c: np.concatenate([a[c] for a in parts]) for c in COLUMNS}
     summ = summarize(toys)
     ov = overview(toys)
@@ -204,11 +219,15 @@ def merge(ctx) -> None:
         g = f.create_group("summary")
         write_group(g, {**summ})
         g.attrs.update(ov)
-        write_group(f.create_group("max_Z_local"), {"toy": np.unique(toys["toy"]),
-                                                    "max_Z_local": max_z_per_toy(toys)})
+        write_group(
+            f.create_group("max_Z_local"),
+            {"toy": np.unique(toys["toy"]), "max_Z_local": max_z_per_toy(toys)},
+        )
     atomic_write_text(lay.toyscan_csv, csv_text({"": toys}, COLUMNS))
     atomic_write_text(lay.toyscan_summary_csv, csv_text({"": summ}, SUMMARY))
-    print(f"toyscan: {ov['n_toys']} toys, {ov['n_ok']} unflagged rows ({ov['n_flagged']} "
-          f"flagged); Z_local > 3 in {ov['frac_Z_gt3']:.5f} +- {ov['frac_Z_gt3_err']:.5f} "
-          f"(background-only {TAILS[3.0]:.5f}); max unflagged Z_local "
-          f"{ov['max_Z_local_ok']:.2f}; unflagged Z_local > 5: {ov['n_ok_Z_gt5']}")
+    print(
+        f"toyscan: {ov['n_toys']} toys, {ov['n_ok']} unflagged rows ({ov['n_flagged']} "
+        f"flagged); Z_local > 3 in {ov['frac_Z_gt3']:.5f} +- {ov['frac_Z_gt3_err']:.5f} "
+        f"(background-only {TAILS[3.0]:.5f}); max unflagged Z_local "
+        f"{ov['max_Z_local_ok']:.2f}; unflagged Z_local > 5: {ov['n_ok_Z_gt5']}"
+    )

@@ -43,8 +43,15 @@ from gprpipe.tui.run import RunPane
 from gprpipe.tui.tomledit import literal, set_key
 from gprpipe.tui.widgets import ConfirmDialog, PathDialog
 
-TABS = (("browse", "Browse", "f1"), ("edit", "Edit", "f2"), ("form", "Form", "f3"),
-        ("grid", "Grid", "f4"), ("run", "Run", "f5"), ("results", "Results", "f6"))
+TABS = (
+    ("browse", "Browse", "f1"),
+    ("edit", "Edit", "f2"),
+    ("form", "Form", "f3"),
+    ("grid", "Grid", "f4"),
+    ("run", "Run", "f5"),
+    ("results", "Results", "f6"),
+)
+
 
 class GprpipeApp(App[None]):
     """gprpipe's TUI (see the module docstring)."""
@@ -52,17 +59,25 @@ class GprpipeApp(App[None]):
     TITLE = "gprpipe"
     CSS_PATH = "app.tcss"  # packaged beside this module (pyproject package-data)
     BINDINGS: ClassVar[list[BindingType]] = [
-        *(Binding(key, f"show_tab('{tab}')", label, show=False, priority=True)
-          for tab, label, key in TABS),
+        *(
+            Binding(key, f"show_tab('{tab}')", label, show=False, priority=True)
+            for tab, label, key in TABS
+        ),
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+o", "save_as", "Save as", priority=True),
         Binding("ctrl+r", "launch", "Run", priority=True),
     ]
 
-    def __init__(self, config: Path | str | None = None, *, overrides: Sequence[str] = (),
-                 folders: Sequence[Path | str] = (), check_delay: float = 0.3,
-                 poll_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        config: Path | str | None = None,
+        *,
+        overrides: Sequence[str] = (),
+        folders: Sequence[Path | str] = (),
+        check_delay: float = 0.3,
+        poll_interval: float = 0.5,
+    ) -> None:
         super().__init__()
         target = Path(config).expanduser() if config is not None else None
         # a run directory: open its results (and its config when it still exists)
@@ -99,14 +114,18 @@ class GprpipeApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
-        initial = ("results" if self.results_dir is not None
-                   else "edit" if self.path is not None else "browse")
+        initial = (
+            "results"
+            if self.results_dir is not None
+            else "edit"
+            if self.path is not None
+            else "browse"
+        )
         with TabbedContent(id="tabs", initial=initial):
             for tab, label, key in TABS:
                 with TabPane(f"{label} {key.upper()}", id=tab):
                     if tab == "browse":
-                        yield BrowsePane(self.folders, overrides=self.overrides,
-                                         id="browse-pane")
+                        yield BrowsePane(self.folders, overrides=self.overrides, id="browse-pane")
                     elif tab == "edit":
                         yield EditorPane(id="edit-pane")
                     elif tab == "form":
@@ -177,14 +196,19 @@ class GprpipeApp(App[None]):
 
     def open_config(self, path: Path) -> None:
         """Open ``path`` in the editor (asking first if there are unsaved changes)."""
+
         def go(ok: bool | None = True) -> None:
             if ok:
                 self._load(path)
                 self.action_show_tab("edit")
 
         if self.modified and path != self.path:
-            self.push_screen(ConfirmDialog(f"Discard the unsaved changes to "
-                                           f"{show_path(self.path)}?", "Discard", "Keep"), go)
+            self.push_screen(
+                ConfirmDialog(
+                    f"Discard the unsaved changes to {show_path(self.path)}?", "Discard", "Keep"
+                ),
+                go,
+            )
         else:
             go()
 
@@ -201,8 +225,12 @@ class GprpipeApp(App[None]):
                 self.notify(f"New config inheriting {template.name}: save it with ctrl+s.")
 
         if self.modified:
-            self.push_screen(ConfirmDialog(f"Discard the unsaved changes to "
-                                           f"{show_path(self.path)}?", "Discard", "Keep"), go)
+            self.push_screen(
+                ConfirmDialog(
+                    f"Discard the unsaved changes to {show_path(self.path)}?", "Discard", "Keep"
+                ),
+                go,
+            )
         else:
             go()
 
@@ -262,8 +290,10 @@ class GprpipeApp(App[None]):
     def update_status(self) -> None:
         s = Text()
         if self.path is None:
-            s.append("no config open: pick one in Browse (Enter opens, n: new from template)",
-                     style="dim")
+            s.append(
+                "no config open: pick one in Browse (Enter opens, n: new from template)",
+                style="dim",
+            )
         else:
             s.append(show_path(self.path), style="bold")
             if self.modified:
@@ -296,8 +326,9 @@ class GprpipeApp(App[None]):
         results = self.query_one(ResultsPane)
         results.run_dir = self.current_run_dir()
         check = self.check
-        results.config_masses = (list(check.points[0].config.plot.masses)
-                                 if check is not None and check.points else [])
+        results.config_masses = (
+            list(check.points[0].config.plot.masses) if check is not None and check.points else []
+        )
         results.reload()
 
     def _focus_tab(self, tab: str) -> None:
@@ -341,14 +372,20 @@ class GprpipeApp(App[None]):
                 target = target.with_suffix(".toml")
             if target.exists() and target.resolve() != self.path.resolve():  # type: ignore[union-attr]
                 self.push_screen(
-                    ConfirmDialog(f"{show_path(target)} exists: overwrite it?", "Overwrite",
-                                  "Cancel"),
-                    lambda ok: self._check_output_then_write(target) if ok else None)
+                    ConfirmDialog(
+                        f"{show_path(target)} exists: overwrite it?", "Overwrite", "Cancel"
+                    ),
+                    lambda ok: self._check_output_then_write(target) if ok else None,
+                )
             else:
                 self._check_output_then_write(target)
 
-        self.push_screen(PathDialog("Save the config as (relative to the current folder):",
-                                    show_path(self.path)), chosen)
+        self.push_screen(
+            PathDialog(
+                "Save the config as (relative to the current folder):", show_path(self.path)
+            ),
+            chosen,
+        )
 
     @work(exclusive=True, group="save")
     async def _check_output_then_write(self, target: Path) -> None:
@@ -368,14 +405,23 @@ class GprpipeApp(App[None]):
             if rename:
                 self.edit_text(lambda text: set_key(text, ["base", "name"], literal(stem)))
                 if keeps:
-                    self.edit_text(lambda text: set_key(
-                        text, ["base", "output"], literal("runs/{{ base.name }}")))
+                    self.edit_text(
+                        lambda text: set_key(
+                            text, ["base", "output"], literal("runs/{{ base.name }}")
+                        )
+                    )
             self._write(target)
 
-        self.push_screen(ConfirmDialog(
-            f"{show_path(target)} would write its results into {show_path(same)}, the run "
-            f"directory of {show_path(self.path)}, and overwrite them. Set base.name = "
-            f"{stem!r} (results in their own folder)?", "Rename", "Keep"), answer)
+        self.push_screen(
+            ConfirmDialog(
+                f"{show_path(target)} would write its results into {show_path(same)}, the run "
+                f"directory of {show_path(self.path)}, and overwrite them. Set base.name = "
+                f"{stem!r} (results in their own folder)?",
+                "Rename",
+                "Keep",
+            ),
+            answer,
+        )
 
     def _output_of(self, text: str, path: Path) -> Path | None:
         check = check_text(text, path, self.overrides)
@@ -420,9 +466,14 @@ class GprpipeApp(App[None]):
             self.exit()
             return
         self.push_screen(
-            ConfirmDialog("A run started here is still going. Quit anyway? It keeps running "
-                          "in the background (watch it with gprpipe status).", "Quit", "Stay"),
-            lambda ok: self.exit() if ok else None)
+            ConfirmDialog(
+                "A run started here is still going. Quit anyway? It keeps running "
+                "in the background (watch it with gprpipe status).",
+                "Quit",
+                "Stay",
+            ),
+            lambda ok: self.exit() if ok else None,
+        )
 
     def action_launch(self) -> None:
         if self._checking or self._check_timer is not None:  # launch on the latest check
@@ -448,22 +499,38 @@ class GprpipeApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for tab, label, key in TABS:
-            yield SystemCommand(f"Show {label}", f"Switch to the {label} tab ({key.upper()})",
-                                lambda t=tab: self.action_show_tab(t))
+            yield SystemCommand(
+                f"Show {label}",
+                f"Switch to the {label} tab ({key.upper()})",
+                lambda t=tab: self.action_show_tab(t),
+            )
         yield SystemCommand("Save", "Save the config (ctrl+s)", self.action_save)
-        yield SystemCommand("Save as", "Save the config under another name (ctrl+o)",
-                            self.action_save_as)
-        yield SystemCommand("New config from the highlighted template",
-                            "A new config inheriting the file highlighted in Browse",
-                            self.query_one(BrowsePane).action_new)
-        yield SystemCommand("Start run", "Run the saved config in the background (ctrl+r)",
-                            self.action_launch)
-        yield SystemCommand("Cancel run", "Stop the running run (local) or scancel (SLURM)",
-                            lambda: self.query_one(RunPane).cancel())
-        yield SystemCommand("Rerun failed tasks", "gprpipe rerun RUN_DIR --failed",
-                            lambda: self.query_one(RunPane).rerun_failed())
-        yield SystemCommand("Toggle results plot/table", "Results: plot or scan table",
-                            lambda: self.query_one(ResultsPane).action_toggle_plot())
+        yield SystemCommand(
+            "Save as", "Save the config under another name (ctrl+o)", self.action_save_as
+        )
+        yield SystemCommand(
+            "New config from the highlighted template",
+            "A new config inheriting the file highlighted in Browse",
+            self.query_one(BrowsePane).action_new,
+        )
+        yield SystemCommand(
+            "Start run", "Run the saved config in the background (ctrl+r)", self.action_launch
+        )
+        yield SystemCommand(
+            "Cancel run",
+            "Stop the running run (local) or scancel (SLURM)",
+            lambda: self.query_one(RunPane).cancel(),
+        )
+        yield SystemCommand(
+            "Rerun failed tasks",
+            "gprpipe rerun RUN_DIR --failed",
+            lambda: self.query_one(RunPane).rerun_failed(),
+        )
+        yield SystemCommand(
+            "Toggle results plot/table",
+            "Results: plot or scan table",
+            lambda: self.query_one(ResultsPane).action_toggle_plot(),
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - manual use

@@ -24,8 +24,9 @@ from gprpipe.tui.model import Check, check_file, config_files, issue_location, s
 STATE_STYLE = {"error": "bold red", "warning": "yellow"}
 
 
-def check_renderable(check: Check, *, title: str | None = None, rendered: bool = True,
-                     max_issues: int = 20):
+def check_renderable(
+    check: Check, *, title: str | None = None, rendered: bool = True, max_issues: int = 20
+):
     """Validity, chain, steps and (optionally) the rendered config of a check."""
     parts: list = []
     head = Text()
@@ -54,8 +55,9 @@ def check_renderable(check: Check, *, title: str | None = None, rendered: bool =
         label = f"rendered config of point {check.points[0].name}"
         label += f" (1 of {n})" if n > 1 else ""
         parts.append(Text(f"── {label} ──", style="dim"))
-        parts.append(Syntax(check.rendered(), "toml", theme="ansi_dark",
-                            background_color="default"))
+        parts.append(
+            Syntax(check.rendered(), "toml", theme="ansi_dark", background_color="default")
+        )
     return Group(*parts)
 
 
@@ -67,8 +69,9 @@ class BrowsePane(Widget):
         Binding("n", "new", "New from template"),
     ]
 
-    def __init__(self, folders: list[Path], *, overrides: tuple[str, ...] = (),
-                 id: str | None = None) -> None:
+    def __init__(
+        self, folders: list[Path], *, overrides: tuple[str, ...] = (), id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.folders = folders
         self.overrides = overrides  # the app's --set overrides (previews apply them too)
@@ -128,7 +131,8 @@ class BrowsePane(Widget):
             self._show(path, self._cache[key])
             return
         self.query_one("#browse-text", Static).update(
-            Text(f"{show_path(path)}  validating…", style="dim"))
+            Text(f"{show_path(path)}  validating…", style="dim")
+        )
         self._validate(path, key)
 
     @work(exclusive=True, group="preview")
@@ -140,7 +144,8 @@ class BrowsePane(Widget):
 
     def _show(self, path: Path, check: Check) -> None:
         self.query_one("#browse-text", Static).update(
-            check_renderable(check, title=show_path(path)))
+            check_renderable(check, title=show_path(path))
+        )
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         data = event.node.data

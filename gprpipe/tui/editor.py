@@ -52,7 +52,7 @@ def replace_text(area: TextArea, new: str) -> None:
         row = old.count("\n", 0, off)
         return row, off - (old.rfind("\n", 0, off) + 1)
 
-    area.replace(new[i: len(new) - j], loc(i), loc(len(old) - j), maintain_selection_offset=False)
+    area.replace(new[i : len(new) - j], loc(i), loc(len(old) - j), maintain_selection_offset=False)
 
 
 def issue_prompt(issue: Issue, current: str | None) -> Text:
@@ -96,8 +96,10 @@ class EditorPane(Widget):
         self.query_one("#validity", Static).update(validity)
         issues = self.query_one("#issues", OptionList)
         current = str(check.path.resolve())
-        opts = [Option(issue_prompt(i, current), id=f"issue-{k}")
-                for k, i in enumerate([*check.errors, *check.warnings])]
+        opts = [
+            Option(issue_prompt(i, current), id=f"issue-{k}")
+            for k, i in enumerate([*check.errors, *check.warnings])
+        ]
         issues.clear_options()
         issues.add_options(opts)
         issues.display = bool(opts)
@@ -110,8 +112,9 @@ class EditorPane(Widget):
             n = len(check.points)
             more = f" (1 of {n})" if n > 1 else ""
             title.update(f"Rendered: point {check.points[0].name}{more}")
-            rendered.update(Syntax(check.rendered(), "toml", theme="ansi_dark",
-                                   background_color="default"))
+            rendered.update(
+                Syntax(check.rendered(), "toml", theme="ansi_dark", background_color="default")
+            )
         else:
             title.update("Rendered: (fix the errors to see it)")
             rendered.update("")
@@ -127,8 +130,11 @@ class EditorPane(Widget):
             area.move_cursor((issue.line - 1, col), center=True)
             area.focus()
         elif issue.file and issue.key:
-            self.notify(f"{issue.key} is set in {issue_location(issue)}: override it in this "
-                        "file (Form, F3) or fix it there.", timeout=6)
+            self.notify(
+                f"{issue.key} is set in {issue_location(issue)}: override it in this "
+                "file (Form, F3) or fix it there.",
+                timeout=6,
+            )
 
 
 # ------------------------------------------------------------------ the form
@@ -158,23 +164,29 @@ class FormField:
 
 
 #: The common keys on the form and their labels (kinds and choices: from the schema).
-COMMON = tuple(FormField.of(key, label) for key, label in (
-    ("base.name", "Analysis name"),
-    ("base.output", "Run directory"),
-    ("scan.mass_step", "Mass step (GeV)"),
-    ("scan.masses", "Explicit masses (GeV)"),
-    ("fit.blind_nsigma", "Blind width (σ)"),
-    ("limit.mode", "Limit mode"),
-    ("limit.n_toys", "Toys (observed limit)"),
-    ("limit.bands", "Expected bands"),
-    ("limit.band_toys", "Toys (bands)"),
-    ("base.engine", "Engine"),
-    ("base.image", "Container image"),
-    ("base.executor", "Executor"),
-    ("base.jobs", "Local workers"),
-))
-DATASET_KEYS = (("path", "ROOT file"), ("range", "Scan range [lo, hi] (GeV)"),
-                ("enabled", "Enabled"))
+COMMON = tuple(
+    FormField.of(key, label)
+    for key, label in (
+        ("base.name", "Analysis name"),
+        ("base.output", "Run directory"),
+        ("scan.mass_step", "Mass step (GeV)"),
+        ("scan.masses", "Explicit masses (GeV)"),
+        ("fit.blind_nsigma", "Blind width (σ)"),
+        ("limit.mode", "Limit mode"),
+        ("limit.n_toys", "Toys (observed limit)"),
+        ("limit.bands", "Expected bands"),
+        ("limit.band_toys", "Toys (bands)"),
+        ("base.engine", "Engine"),
+        ("base.image", "Container image"),
+        ("base.executor", "Executor"),
+        ("base.jobs", "Local workers"),
+    )
+)
+DATASET_KEYS = (
+    ("path", "ROOT file"),
+    ("range", "Scan range [lo, hi] (GeV)"),
+    ("enabled", "Enabled"),
+)
 
 
 def dataset_fields(name: str) -> tuple[FormField, ...]:
@@ -249,15 +261,26 @@ class FormPane(Widget):
     def _row(self, f: FormField, check: Check) -> Horizontal:
         value = shown(effective_value(check, f.key))
         if f.kind in ("choice", "bool"):
-            w: Widget = Select([(c, c) for c in f.choices], id=f.widget_id, compact=True,
-                               allow_blank=True, prompt="(default)",
-                               value=value if value in f.choices else Select.NULL)
+            w: Widget = Select(
+                [(c, c) for c in f.choices],
+                id=f.widget_id,
+                compact=True,
+                allow_blank=True,
+                prompt="(default)",
+                value=value if value in f.choices else Select.NULL,
+            )
         else:
             w = StillInput(value, id=f.widget_id, compact=True, placeholder="(not set)")
-        return Horizontal(Label(f.label, classes="form-label"), w,
-                          Static(Text(check.origin_of(f.key), style="dim"),
-                                 id=f"o-{f.widget_id}", classes="form-origin"),
-                          classes="form-row")
+        return Horizontal(
+            Label(f.label, classes="form-label"),
+            w,
+            Static(
+                Text(check.origin_of(f.key), style="dim"),
+                id=f"o-{f.widget_id}",
+                classes="form-origin",
+            ),
+            classes="form-row",
+        )
 
     async def _build(self, datasets: tuple[str, ...], check: Check) -> None:
         body = self.query_one("#form-body", VerticalScroll)
@@ -269,11 +292,16 @@ class FormPane(Widget):
             for f in dataset_fields(name):
                 self.fields[f.widget_id] = f
                 widgets.append(self._row(f, check))
-        widgets.append(Horizontal(
-            Label("Add a dataset", classes="form-label"),
-            StillInput(id="f-add-dataset", compact=True,
-                       placeholder="key = card, e.g. 2016 = hps2016"),
-            Static("", classes="form-origin"), classes="form-row"))
+        widgets.append(
+            Horizontal(
+                Label("Add a dataset", classes="form-label"),
+                StillInput(
+                    id="f-add-dataset", compact=True, placeholder="key = card, e.g. 2016 = hps2016"
+                ),
+                Static("", classes="form-origin"),
+                classes="form-row",
+            )
+        )
         widgets.append(Static("Scan, fit, limits, execution", classes="section-title"))
         for f in COMMON:
             self.fields[f.widget_id] = f
@@ -295,12 +323,18 @@ class FormPane(Widget):
         self._check = check
         note = self.query_one("#form-note", Static)
         if not check.merged:
-            note.update(Text("Fix the TOML syntax in the editor (F2) to use the form.",
-                             style="bold red"))
+            note.update(
+                Text("Fix the TOML syntax in the editor (F2) to use the form.", style="bold red")
+            )
             return
-        note.update(Text("Enter (or leaving a field) sets the value in the config text "
-                         "(the Edit tab); ctrl+s saves the file. Empty: inherit. Origin on "
-                         "the right.", style="dim"))
+        note.update(
+            Text(
+                "Enter (or leaving a field) sets the value in the config text "
+                "(the Edit tab); ctrl+s saves the file. Empty: inherit. Origin on "
+                "the right.",
+                style="dim",
+            )
+        )
         datasets = tuple((check.merged.get("datasets") or {}).keys())
         if datasets != self._datasets:
             self._datasets = datasets
@@ -331,7 +365,8 @@ class FormPane(Widget):
                     with w.prevent(Input.Changed):
                         w.value = value
                 self.query_one(f"#o-{wid}", Static).update(
-                    Text(check.origin_of(f.key), style="dim"))
+                    Text(check.origin_of(f.key), style="dim")
+                )
         finally:
             self._filling = False
 
@@ -346,9 +381,13 @@ class FormPane(Widget):
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             self.notify(str(exc), severity="error")
             return
-        self.post_message(EditText(
-            lambda text: remove_key(text, f.parts) if lit is None else set_key(text, f.parts, lit)
-        ))
+        self.post_message(
+            EditText(
+                lambda text: (
+                    remove_key(text, f.parts) if lit is None else set_key(text, f.parts, lit)
+                )
+            )
+        )
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

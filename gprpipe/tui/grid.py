@@ -39,8 +39,11 @@ class GridPane(Widget):
         yield DataTable(id="grid-points", zebra_stripes=True, cursor_type="row")
         yield Static("Tasks per step", classes="section-title")
         yield DataTable(id="grid-steps", cursor_type="row")
-        yield StillInput(id="grid-vary", compact=True,
-                         placeholder="vary a key: fit.blind_nsigma = 1.64, 1.96  (Enter)")
+        yield StillInput(
+            id="grid-vary",
+            compact=True,
+            placeholder="vary a key: fit.blind_nsigma = 1.64, 1.96  (Enter)",
+        )
 
     def show_check(self, check: Check) -> None:
         summary = self.query_one("#grid-summary", Static)
@@ -49,8 +52,7 @@ class GridPane(Widget):
         points.clear(columns=True)
         steps.clear(columns=True)
         if not check.points:
-            summary.update(Text("The config has errors: no grid (see Edit, F2).",
-                                style="bold red"))
+            summary.update(Text("The config has errors: no grid (see Edit, F2).", style="bold red"))
             return
         n, t = len(check.points), len(check.tasks)
         per = t // n if n else 0

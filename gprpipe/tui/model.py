@@ -111,8 +111,10 @@ class Check:
             if t.point == first:
                 c = per_point.setdefault(t.step, Counter())
                 c["merge" if t.part == MERGE else "part"] += 1
-        return [(s, per_point.get(s, Counter())["part"], per_point.get(s, Counter())["merge"],
-                 total[s]) for s in total]
+        return [
+            (s, per_point.get(s, Counter())["part"], per_point.get(s, Counter())["merge"], total[s])
+            for s in total
+        ]
 
     def grid_rows(self) -> tuple[list[str], list[list[str]]]:
         """(varied keys, rows of [index, name, *values, output folder])."""
@@ -190,8 +192,10 @@ def _validate(text: str, path: Path, overrides: Sequence[str], check: Check) -> 
             o = check.origins.get(key)
             message = f"file not found: {show_path(ds_path)} (the load step will fail)."
             check.warnings.append(
-                o.at(key).issue(message, "warning") if o else Issue(message, key=key,
-                                                                    severity="warning"))
+                o.at(key).issue(message, "warning")
+                if o
+                else Issue(message, key=key, severity="warning")
+            )
 
 
 def check_text(text: str, path: Path | str, overrides: Sequence[str] = ()) -> Check:
@@ -238,8 +242,9 @@ def default_folders(config: Path | None = None) -> list[Path]:
 def config_files(folder: Path) -> list[Path]:
     """TOML files of a folder (sorted, hidden and temporary files skipped)."""
     try:
-        return sorted(p for p in folder.glob("*.toml")
-                      if not p.name.startswith(".") and p.is_file())
+        return sorted(
+            p for p in folder.glob("*.toml") if not p.name.startswith(".") and p.is_file()
+        )
     except OSError:
         return []
 
@@ -260,8 +265,8 @@ def child_config_text(template: Path, target: Path) -> str:
         f"# New analysis inheriting {template.name} (created with gprpipe tui).\n"
         "# Override any key of the template chain here; errors show beside the text.\n"
         "[base]\n"
-        f"template = \"{ref}\"\n"
-        f"name = \"{name}\"\n"
+        f'template = "{ref}"\n'
+        f'name = "{name}"\n'
     )
 
 

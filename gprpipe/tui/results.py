@@ -47,8 +47,9 @@ def _files_text(files: list[Path]) -> str:
     if not files:
         return "(no PNG/PDF yet: the plot step writes them)"
     first = files[0]
-    rest = [f.suffix if f.with_suffix("") == first.with_suffix("") else show_path(f)
-            for f in files[1:]]
+    rest = [
+        f.suffix if f.with_suffix("") == first.with_suffix("") else show_path(f) for f in files[1:]
+    ]
     return ", ".join([show_path(first), *rest])
 
 
@@ -74,15 +75,25 @@ class PlotView(Widget):
         def col(k: str) -> list[float]:
             return [float(r[k]) if isinstance(r.get(k), float) else math.nan for r in rows]
 
-        bands = [Band(x, col("eps2_exp_lo2"), col("eps2_exp_hi2"), "#8a7a00", "±2σ expected"),
-                 Band(x, col("eps2_exp_lo1"), col("eps2_exp_hi1"), "#1f7a1f", "±1σ expected")]
-        lines = [Line(x, col("eps2_exp_med"), "#87cefa", "expected median"),
-                 Line(x, col("eps2_up"), "bold white", "observed")]
+        bands = [
+            Band(x, col("eps2_exp_lo2"), col("eps2_exp_hi2"), "#8a7a00", "±2σ expected"),
+            Band(x, col("eps2_exp_lo1"), col("eps2_exp_hi1"), "#1f7a1f", "±1σ expected"),
+        ]
+        lines = [
+            Line(x, col("eps2_exp_med"), "#87cefa", "expected median"),
+            Line(x, col("eps2_up"), "bold white", "observed"),
+        ]
         w, h = self.size.width, self.size.height
         files = _files_text(self.files)
-        plot = braille_plot(lines, bands, width=max(20, w), height=max(7, h - 2), logy=True,
-                            xlabel="mass (MeV)",
-                            ylabel=f"ε² upper limit, {self.dataset} (95% CL)")
+        plot = braille_plot(
+            lines,
+            bands,
+            width=max(20, w),
+            height=max(7, h - 2),
+            logy=True,
+            xlabel="mass (MeV)",
+            ylabel=f"ε² upper limit, {self.dataset} (95% CL)",
+        )
         return Group(plot, legend([*lines, *bands]), Text("files: " + files, style="dim"))
 
 
@@ -136,9 +147,13 @@ class ResultsPane(Widget):
         self.load_point()
         if not self.points:
             where = show_path(run_dir) if run_dir is not None else "the run directory"
-            self.query_one("#res-keys", Static).update(Text(
-                f"No finished point in {where} yet (a point is finished when its scan.csv "
-                "exists). Start a run in Run (F5).", style="dim"))
+            self.query_one("#res-keys", Static).update(
+                Text(
+                    f"No finished point in {where} yet (a point is finished when its scan.csv "
+                    "exists). Start a run in Run (F5).",
+                    style="dim",
+                )
+            )
 
     def load_point(self) -> None:
         name = self.query_one("#res-point", Select).value
@@ -175,7 +190,7 @@ class ResultsPane(Widget):
             width = max([len(c), *(len(row[k]) for row in cells)])  # filled while hidden
             table.add_column(c, key=c, width=width + 2)  # room for the sort arrow
         # dataset and mass stay visible when scrolling right
-        table.fixed_columns = sum(c in FIXED for c in self.scan.columns[:len(FIXED)])
+        table.fixed_columns = sum(c in FIXED for c in self.scan.columns[: len(FIXED)])
         for row in cells:
             table.add_row(*row)
         if self._sort and self._sort[0] in self.scan.columns:
@@ -223,11 +238,12 @@ class ResultsPane(Widget):
         t.append(f"{k.global_z:.2f}", style="bold")
         t.append(f" (p = {k.global_p:.3g})\n")
         t.append("ε² limits obs/exp: ")
-        t.append("   ".join(f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits)
-                 or "(give masses above)")
+        t.append(
+            "   ".join(f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits)
+            or "(give masses above)"
+        )
         keys.update(t)
-        plot.show(self.scan, dataset, plot_files(self.point_dir, dataset) if self.point_dir
-                  else [])
+        plot.show(self.scan, dataset, plot_files(self.point_dir, dataset) if self.point_dir else [])
 
     # -------------------------------------------------------------- events and actions
 
@@ -253,8 +269,7 @@ class ResultsPane(Widget):
         self._sort = (column, reverse)
         self.query_one("#res-table", DataTable).sort(column, key=_sort_key, reverse=reverse)
         self._show_sort()
-        self.notify(f"Sorted by {column} ({'descending' if reverse else 'ascending'}).",
-                        timeout=2)
+        self.notify(f"Sorted by {column} ({'descending' if reverse else 'ascending'}).", timeout=2)
 
     def action_sort(self) -> None:
         table = self.query_one("#res-table", DataTable)

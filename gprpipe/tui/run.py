@@ -33,8 +33,12 @@ from gprpipe.tui.model import Check, show_path
 from gprpipe.tui.runs import tail
 from gprpipe.tui.widgets import StillInput
 
-STATE_STYLE = {"done": "bold green", "running": "bold yellow", "failed": "bold red",
-               "pending": "dim"}
+STATE_STYLE = {
+    "done": "bold green",
+    "running": "bold yellow",
+    "failed": "bold red",
+    "pending": "dim",
+}
 ENGINES = choices("base.engine")  # from the config schema
 EXECUTORS = choices("base.executor")
 
@@ -63,17 +67,28 @@ class RunPane(Widget):
     def compose(self) -> ComposeResult:
         with Horizontal(id="run-bar"):
             yield Label("Engine ")
-            yield Select([(e, e) for e in ENGINES], id="run-engine", value="local",
-                         allow_blank=False, compact=True)
+            yield Select(
+                [(e, e) for e in ENGINES],
+                id="run-engine",
+                value="local",
+                allow_blank=False,
+                compact=True,
+            )
             yield Label(" Executor ")
-            yield Select([(e, e) for e in EXECUTORS], id="run-executor", value="local",
-                         allow_blank=False, compact=True)
+            yield Select(
+                [(e, e) for e in EXECUTORS],
+                id="run-executor",
+                value="local",
+                allow_blank=False,
+                compact=True,
+            )
             yield Label(" Workers ")
             yield StillInput("2", id="run-jobs", compact=True, type="integer")
             yield Button("Start", id="run-start", compact=True, variant="success")
             yield Button("Cancel", id="run-cancel", compact=True, variant="error")
-            yield Button("Rerun", id="run-rerun", compact=True,
-                         tooltip="Rerun the failed tasks (f)")
+            yield Button(
+                "Rerun", id="run-rerun", compact=True, tooltip="Rerun the failed tasks (f)"
+            )
         yield Static("", id="run-summary")
         yield DataTable(id="run-tasks", cursor_type="row", zebra_stripes=True)
         yield Static("", id="log-title", classes="section-title")
@@ -133,14 +148,20 @@ class RunPane(Widget):
             app.notify("The config has errors: fix them first (Edit, F2).", severity="error")
             return False
         if app.path is None or app.modified:  # type: ignore[attr-defined]
-            app.notify("Save the config first (ctrl+s): the run reads the file.",
-                       severity="warning")
+            app.notify(
+                "Save the config first (ctrl+s): the run reads the file.", severity="warning"
+            )
             return False
         engine, executor, jobs = self.choices()
         run_dir = check.run_dir
         assert run_dir is not None
-        argv = run_argv(app.path, app.overrides, engine=engine,  # type: ignore[attr-defined]
-                        executor=executor, jobs=jobs)
+        argv = run_argv(
+            app.path,
+            app.overrides,
+            engine=engine,  # type: ignore[attr-defined]
+            executor=executor,
+            jobs=jobs,
+        )
         self._begin(Launch(argv, run_dir / LAUNCH_LOG), run_dir, "run")
         return True
 
@@ -169,9 +190,11 @@ class RunPane(Widget):
                 tasks = self.view.tasks if self.view is not None else []
                 marked = mark_cancelled(tasks)
                 self.app.call_from_thread(
-                    self.app.notify, f"Run cancelled ({len(marked)} running task"
+                    self.app.notify,
+                    f"Run cancelled ({len(marked)} running task"
                     f"{'s' * (len(marked) != 1)} marked failed: rerun them with f).",
-                    severity="warning")
+                    severity="warning",
+                )
             if executor == "slurm" and run_dir is not None:
                 ids = cancel_jobs(run_dir)
                 msg = f"scancel {' '.join(ids)}" if ids else "No SLURM jobs to cancel."
@@ -197,8 +220,7 @@ class RunPane(Widget):
             self.app.notify("No failed task.")
             return False
         _, _, jobs = self.choices()
-        self._begin(Launch(rerun_argv(run_dir, jobs=jobs), run_dir / LAUNCH_LOG), run_dir,
-                    "rerun")
+        self._begin(Launch(rerun_argv(run_dir, jobs=jobs), run_dir / LAUNCH_LOG), run_dir, "rerun")
         return True
 
     @on(Button.Pressed, "#run-start")
@@ -282,8 +304,9 @@ class RunPane(Widget):
             elif self.launch.cancelled:
                 s.append(f"   {self.launch_kind} cancelled", style="red")
             else:
-                s.append(f"   {self.launch_kind} exited {code}",
-                         style="green" if code == 0 else "red")
+                s.append(
+                    f"   {self.launch_kind} exited {code}", style="green" if code == 0 else "red"
+                )
         elif not view.started:
             s.append("   not started", style="dim")
         if view.error:
@@ -299,14 +322,19 @@ class RunPane(Widget):
         if self.launch.cancelled:
             return
         if code == 0 and view.executor != "slurm":
-            self.app.notify(f"{self.launch_kind.capitalize()} finished: {c['done']} of "
-                            f"{len(view.tasks)} tasks done.")
+            self.app.notify(
+                f"{self.launch_kind.capitalize()} finished: {c['done']} of "
+                f"{len(view.tasks)} tasks done."
+            )
         elif code == 0:
             self.app.notify("Submitted to SLURM; states update from the queue and markers.")
         else:
-            self.app.notify(f"{self.launch_kind.capitalize()} ended with exit code {code}: "
-                            f"{c['failed']} failed. See the log below.", severity="error",
-                            timeout=8)
+            self.app.notify(
+                f"{self.launch_kind.capitalize()} ended with exit code {code}: "
+                f"{c['failed']} failed. See the log below.",
+                severity="error",
+                timeout=8,
+            )
         self.app.run_finished()  # type: ignore[attr-defined]
 
     @on(DataTable.RowHighlighted, "#run-tasks")

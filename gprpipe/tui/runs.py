@@ -35,8 +35,19 @@ def cancel_slurm(run_dir: Path) -> list[str]:
     return cancel_jobs(run_dir)
 
 
-__all__ = ["LAUNCH_LOG", "STATES", "Launch", "RunView", "RunWatcher", "cancel_slurm",
-           "mark_cancelled", "pid_gone", "rerun_argv", "run_argv", "tail"]
+__all__ = [
+    "LAUNCH_LOG",
+    "STATES",
+    "Launch",
+    "RunView",
+    "RunWatcher",
+    "cancel_slurm",
+    "mark_cancelled",
+    "pid_gone",
+    "rerun_argv",
+    "run_argv",
+    "tail",
+]
 
 
 def tail(path: Path | None, n: int = 12) -> str:
@@ -109,8 +120,9 @@ def read_scan(path: Path) -> Scan:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         cols = list(reader.fieldnames or [])
-        rows: list[dict[str, object]] = [{k: _parse(v) if k != "dataset" else v
-                                          for k, v in r.items()} for r in reader]
+        rows: list[dict[str, object]] = [
+            {k: _parse(v) if k != "dataset" else v for k, v in r.items()} for r in reader
+        ]
     return Scan(Path(path), cols, rows)
 
 
@@ -125,13 +137,15 @@ class KeyNumbers:
     # (dataset, mass GeV, observed eps2, expected median eps2)
 
 
-def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = None
-                ) -> KeyNumbers:
+def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = None) -> KeyNumbers:
     """Best local Z (over the ``ok`` rows: flagged rows are no discovery), global Z of that
     row, limits at the nearest masses."""
     out = KeyNumbers()
-    rows = [r for r in scan.rows if not math.isnan(_num(r.get("Z_local")))
-            and str(r.get("status", "ok")) == "ok"]
+    rows = [
+        r
+        for r in scan.rows
+        if not math.isnan(_num(r.get("Z_local"))) and str(r.get("status", "ok")) == "ok"
+    ]
     if rows:
         best = max(rows, key=lambda r: _num(r["Z_local"]))
         out.best_z = _num(best["Z_local"])
@@ -146,8 +160,9 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
             continue
         for m in masses_gev:
             r = min(rows, key=lambda r: abs(_num(r["mass_GeV"]) - m))
-            out.limits.append((name, _num(r["mass_GeV"]), _num(r.get("eps2_up")),
-                               _num(r.get("eps2_exp_med"))))
+            out.limits.append(
+                (name, _num(r["mass_GeV"]), _num(r.get("eps2_up")), _num(r.get("eps2_exp_med")))
+            )
     return out
 
 

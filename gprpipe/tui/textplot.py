@@ -85,9 +85,16 @@ class Canvas:
         return out
 
 
-def braille_plot(lines: Sequence[Line], bands: Sequence[Band] = (), *, width: int = 60,
-                 height: int = 12, logy: bool = True, xlabel: str = "", ylabel: str = ""
-                 ) -> Text:
+def braille_plot(
+    lines: Sequence[Line],
+    bands: Sequence[Band] = (),
+    *,
+    width: int = 60,
+    height: int = 12,
+    logy: bool = True,
+    xlabel: str = "",
+    ylabel: str = "",
+) -> Text:
     """A plot of ``bands`` (filled) and ``lines``, with y ticks on the left and x ticks
     below; ``width`` x ``height`` characters in all (labels included)."""
     ylab_w = 7
@@ -116,8 +123,11 @@ def braille_plot(lines: Sequence[Line], bands: Sequence[Band] = (), *, width: in
 
     c = Canvas(pw, ph)
     for b in bands:  # cell backgrounds: a cell is in the band if its centre is
-        pts = sorted((x, lo, hi) for x, lo, hi in zip(b.x, b.lo, b.hi)
-                     if _ok(x, False) and _ok(lo, logy) and _ok(hi, logy))
+        pts = sorted(
+            (x, lo, hi)
+            for x, lo, hi in zip(b.x, b.lo, b.hi)
+            if _ok(x, False) and _ok(lo, logy) and _ok(hi, logy)
+        )
         if not pts:
             continue
         for cx in range(pw):
@@ -150,10 +160,11 @@ def braille_plot(lines: Sequence[Line], bands: Sequence[Band] = (), *, width: in
         labels[row] = f"{10**v:.1e}" if logy else f"{v:.3g}"
     out = Text(no_wrap=True, overflow="crop")
     if ylabel:
-        out.append(ylabel[: width] + "\n", style="bold")
+        out.append(ylabel[:width] + "\n", style="bold")
     for i, row in enumerate(c.rows()):
-        out.append(f"{labels.get(i, ''):>{ylab_w}}┤" if i in labels else " " * ylab_w + "│",
-                   style="dim")
+        out.append(
+            f"{labels.get(i, ''):>{ylab_w}}┤" if i in labels else " " * ylab_w + "│", style="dim"
+        )
         out.append_text(row)
         out.append("\n")
     out.append(" " * ylab_w + "└" + "─" * pw + "\n", style="dim")
@@ -175,7 +186,9 @@ def legend(items: Sequence[Line | Band]) -> Text:
     for k, it in enumerate(items):
         if k:
             t.append("  ")
-        t.append("█" if isinstance(it, Band) else "━",
-                 style=it.style if isinstance(it, Line) else it.style.split()[-1])
+        t.append(
+            "█" if isinstance(it, Band) else "━",
+            style=it.style if isinstance(it, Line) else it.style.split()[-1],
+        )
         t.append(f" {it.label}")
     return t

@@ -101,8 +101,9 @@ def value_end(text: str, i: int) -> int:
     return m.end() if m else i
 
 
-def _scan(text: str) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], tuple[int, int]],
-                              list[int]]:
+def _scan(
+    text: str,
+) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], tuple[int, int]], list[int]]:
     """Table headers (path -> line index), keys (full path -> (line index, offset of the
     value)) and the line start offsets."""
     headers: dict[tuple[str, ...], int] = {}
@@ -155,7 +156,7 @@ def set_key(text: str, parts: Sequence[str], value_literal: str) -> str:
     headers, keys, _ = _scan(text)
     if parts in keys:
         _, vstart = keys[parts]
-        return text[:vstart] + value_literal + text[value_end(text, vstart):]
+        return text[:vstart] + value_literal + text[value_end(text, vstart) :]
     lines = text.splitlines(keepends=True)
     for cut in range(len(parts) - 1, 0, -1):
         table = parts[:cut]
@@ -165,8 +166,9 @@ def set_key(text: str, parts: Sequence[str], value_literal: str) -> str:
             nxt = [ln for ln in headers.values() if ln > start]
             arrays = [i for i, ln in enumerate(lines) if i > start and ln.lstrip().startswith("[[")]
             end = min([*nxt, *arrays, len(lines)])
-            while end - 1 > start and (not lines[end - 1].strip()
-                                       or lines[end - 1].lstrip().startswith("#")):
+            while end - 1 > start and (
+                not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")
+            ):
                 end -= 1
             if end > 0 and not lines[end - 1].endswith("\n"):
                 lines[end - 1] += "\n"

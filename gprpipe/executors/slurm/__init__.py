@@ -63,14 +63,30 @@ MARKER_GRACE = 20.0
 # seconds without an answer from squeue before wait() gives up
 UNREACHABLE_TIMEOUT = 120.0
 
-def _submit(kind: str, tasks: Sequence[Task], *, run_dir: Path, engine: Engine,
-            options: SlurmOptions, env: Mapping[str, str], dry_run: bool) -> SlurmSubmission:
+
+def _submit(
+    kind: str,
+    tasks: Sequence[Task],
+    *,
+    run_dir: Path,
+    engine: Engine,
+    options: SlurmOptions,
+    env: Mapping[str, str],
+    dry_run: bool,
+) -> SlurmSubmission:
     run_dir = Path(run_dir).absolute()
     if not dry_run and shutil.which("sbatch") is None:
         raise GprpipeError(NO_SBATCH)
-    scripts = render_scripts(tasks, run_dir=run_dir, engine=engine, options=options, env=env,
-                             first_number=next_number(run_dir), check_paths=not dry_run,
-                             max_array_size=max_array_size())
+    scripts = render_scripts(
+        tasks,
+        run_dir=run_dir,
+        engine=engine,
+        options=options,
+        env=env,
+        first_number=next_number(run_dir),
+        check_paths=not dry_run,
+        max_array_size=max_array_size(),
+    )
     sub = SlurmSubmission(run_dir=run_dir, scripts=scripts, dry_run=dry_run)
     if not scripts:
         return sub
@@ -87,14 +103,18 @@ def _submit(kind: str, tasks: Sequence[Task], *, run_dir: Path, engine: Engine,
         latest = elements(run_dir)
         wanted = {d: f"{latest[d][0]}_{latest[d][1]}" for d in outside_deps if d in latest}
         queue = scheduler.queue(sorted({e.split("_")[0] for e in wanted.values()})) or {}
-        external = {d: e for d, e in wanted.items()
-                    if queue.get(e, ("", None))[0] in scheduler.PENDING | scheduler.RUNNING}
+        external = {
+            d: e
+            for d, e in wanted.items()
+            if queue.get(e, ("", None))[0] in scheduler.PENDING | scheduler.RUNNING
+        }
     by_task = {t.id: t for t in tasks}
 
     def dependency(s: SlurmScript, job_ids: Mapping[str, str]) -> str | None:
         ids = [job_ids.get(a, f"<{a}>") for a in s.after]
-        ids += sorted({external[d] for tid in s.task_ids for d in by_task[tid].deps
-                       if d in external})
+        ids += sorted(
+            {external[d] for tid in s.task_ids for d in by_task[tid].deps if d in external}
+        )
         return "afterany:" + ":".join(ids) if ids else None
 
     t0 = time.perf_counter()
@@ -115,8 +135,10 @@ def _submit(kind: str, tasks: Sequence[Task], *, run_dir: Path, engine: Engine,
                 if not sub.job_ids:
                     raise
                 done = ", ".join(f"{k} (job {v})" for k, v in sub.job_ids.items())
-                raise GprpipeError(f"{exc}; already submitted: {done}; cancel them with: "
-                                   f"scancel {' '.join(sub.job_ids.values())}") from None
+                raise GprpipeError(
+                    f"{exc}; already submitted: {done}; cancel them with: "
+                    f"scancel {' '.join(sub.job_ids.values())}"
+                ) from None
     finally:
         sub.seconds = time.perf_counter() - t0
         if sub.job_ids or dry_run:
@@ -124,15 +146,23 @@ def _submit(kind: str, tasks: Sequence[Task], *, run_dir: Path, engine: Engine,
     return sub
 
 
-def submit(tasks: Sequence[Task], *, run_dir: Path, engine: Engine, options: SlurmOptions,
-           env: Mapping[str, str], dry_run: bool = False) -> SlurmSubmission:
+def submit(
+    tasks: Sequence[Task],
+    *,
+    run_dir: Path,
+    engine: Engine,
+    options: SlurmOptions,
+    env: Mapping[str, str],
+    dry_run: bool = False,
+) -> SlurmSubmission:
     """Write one sbatch script per group into ``RUN_DIR/slurm/`` and submit them, chained.
 
     ``dry_run`` writes the scripts and records them in ``jobs.json`` (as a preview that the
     next real submission replaces) without calling ``sbatch``.
     """
-    return _submit("submit", tasks, run_dir=run_dir, engine=engine, options=options, env=env,
-                   dry_run=dry_run)
+    return _submit(
+        "submit", tasks, run_dir=run_dir, engine=engine, options=options, env=env, dry_run=dry_run
+    )
 
 
 def dependents(tasks: Sequence[Task], task_ids: Sequence[str]) -> list[Task]:
@@ -148,9 +178,17 @@ def dependents(tasks: Sequence[Task], task_ids: Sequence[str]) -> list[Task]:
     return [t for t in tasks if t.id in chosen]
 
 
-def resubmit(selected: Sequence[str] | Sequence[Task], *, tasks: Sequence[Task] | None = None,
-             run_dir: Path, engine: Engine, options: SlurmOptions, env: Mapping[str, str],
-             dry_run: bool = False, with_dependents: bool = True) -> SlurmSubmission:
+def resubmit(
+    selected: Sequence[str] | Sequence[Task],
+    *,
+    tasks: Sequence[Task] | None = None,
+    run_dir: Path,
+    engine: Engine,
+    options: SlurmOptions,
+    env: Mapping[str, str],
+    dry_run: bool = False,
+    with_dependents: bool = True,
+) -> SlurmSubmission:
     """Submit new arrays over exactly the selected tasks (plus, by default, their dependents).
 
     ``selected`` holds task ids, looked up in ``tasks`` (the whole plan, which also gives the
@@ -173,10 +211,19 @@ def resubmit(selected: Sequence[str] | Sequence[Task], *, tasks: Sequence[Task] 
         busy = [s for s in poll_details(run_dir, chosen).values() if s.active]
         if busy:
             b = busy[0]
-            raise GprpipeError(f"task {b.id} is still {b.state} in SLURM (job {b.job}); "
-                               f"wait for it or cancel it with: scancel {b.job}")
-    return _submit("resubmit", chosen, run_dir=run_dir, engine=engine, options=options,
-                   env=env, dry_run=dry_run)
+            raise GprpipeError(
+                f"task {b.id} is still {b.state} in SLURM (job {b.job}); "
+                f"wait for it or cancel it with: scancel {b.job}"
+            )
+    return _submit(
+        "resubmit",
+        chosen,
+        run_dir=run_dir,
+        engine=engine,
+        options=options,
+        env=env,
+        dry_run=dry_run,
+    )
 
 
 def poll_details(run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
@@ -189,9 +236,13 @@ def poll(run_dir: Path, tasks: Sequence[Task]) -> dict[str, str]:
     return {tid: s.state for tid, s in poll_details(run_dir, tasks).items()}
 
 
-def wait(run_dir: Path, tasks: Sequence[Task], *,
-         progress: Callable[[dict[str, str]], object] | None = None,
-         interval: float = 2.0) -> bool:
+def wait(
+    run_dir: Path,
+    tasks: Sequence[Task],
+    *,
+    progress: Callable[[dict[str, str]], object] | None = None,
+    interval: float = 2.0,
+) -> bool:
     """Block until no task is pending or running in SLURM; True if every task is done.
 
     ``progress`` is called with :func:`poll`'s result (task id -> state) after every poll.
@@ -208,9 +259,11 @@ def wait(run_dir: Path, tasks: Sequence[Task], *,
         else:
             unreachable_since = unreachable_since or time.monotonic()
             if time.monotonic() - unreachable_since > UNREACHABLE_TIMEOUT:
-                raise GprpipeError(f"SLURM did not answer (squeue) for {UNREACHABLE_TIMEOUT:.0f}"
-                                   f" s; the jobs may still run: check with "
-                                   f"gprpipe status {run_dir}")
+                raise GprpipeError(
+                    f"SLURM did not answer (squeue) for {UNREACHABLE_TIMEOUT:.0f}"
+                    f" s; the jobs may still run: check with "
+                    f"gprpipe status {run_dir}"
+                )
         time.sleep(interval)
 
 
@@ -224,9 +277,16 @@ def cancel(run_dir: Path) -> list[str]:
 def options_of(config: Config) -> SlurmOptions:
     """The ``[slurm]`` section of a config as :class:`SlurmOptions`."""
     s = config.slurm
-    return SlurmOptions(partition=s.partition, account=s.account, qos=s.qos, time=s.time,
-                        memory=s.memory, cpus_per_task=s.cpus_per_task,
-                        max_parallel=s.max_parallel, extra=tuple(s.extra))
+    return SlurmOptions(
+        partition=s.partition,
+        account=s.account,
+        qos=s.qos,
+        time=s.time,
+        memory=s.memory,
+        cpus_per_task=s.cpus_per_task,
+        max_parallel=s.max_parallel,
+        extra=tuple(s.extra),
+    )
 
 
 @register
@@ -242,27 +302,35 @@ class SlurmExecutor(Executor):
         self.options = options
 
     @classmethod
-    def from_config(cls, run_dir: Path, engine: BaseEngine, config: Config,
-                    **overrides: object) -> SlurmExecutor:
+    def from_config(
+        cls, run_dir: Path, engine: BaseEngine, config: Config, **overrides: object
+    ) -> SlurmExecutor:
         return cls(run_dir, engine, options_of(config))
 
-    def submit(self, tasks: Sequence[Task], *, configs: dict[str, Config] | None = None,
-               force: Sequence[str] | bool = False, resubmit: bool = False,
-               hooks: Hooks | None = None) -> RunReport:
+    def submit(
+        self,
+        tasks: Sequence[Task],
+        *,
+        configs: dict[str, Config] | None = None,
+        force: Sequence[str] | bool = False,
+        resubmit: bool = False,
+        hooks: Hooks | None = None,
+    ) -> RunReport:
         forced = {t.id for t in tasks} if force is True else set(force or ())
-        tasks = [replace(t, argv=(*t.argv, "--force")) if t.id in forced else t
-                 for t in tasks]
+        tasks = [replace(t, argv=(*t.argv, "--force")) if t.id in forced else t for t in tasks]
         fn = globals()["resubmit"] if resubmit else submit
-        sub = fn(tasks, run_dir=self.run_dir, engine=self.engine, options=self.options,
-                 env=THREAD_ENV)
+        sub = fn(
+            tasks, run_dir=self.run_dir, engine=self.engine, options=self.options, env=THREAD_ENV
+        )
         return RunReport(job_ids=dict(sub.job_ids))
 
     @classmethod
     def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
         return poll_details(run_dir, tasks)
 
-    def wait(self, tasks: Sequence[Task],
-             progress: Callable[[dict[str, str]], object] | None = None) -> bool:
+    def wait(
+        self, tasks: Sequence[Task], progress: Callable[[dict[str, str]], object] | None = None
+    ) -> bool:
         ok = wait(self.run_dir, tasks, progress=progress)
         poll(self.run_dir, tasks)  # writes failed markers for lost array elements
         return ok
@@ -278,16 +346,24 @@ class SlurmExecutor(Executor):
         busy = [s for s in poll_details(self.run_dir, tasks).values() if s.active]
         if busy:
             b = busy[0]
-            raise GprpipeError(f"{self.run_dir} is in use by SLURM job {b.job} (task {b.id} "
-                               f"is {b.state}): wait for it or cancel it with: "
-                               f"scancel {(b.job or '').split('_')[0]}")
+            raise GprpipeError(
+                f"{self.run_dir} is in use by SLURM job {b.job} (task {b.id} "
+                f"is {b.state}): wait for it or cancel it with: "
+                f"scancel {(b.job or '').split('_')[0]}"
+            )
 
     def job_ids_by_task(self) -> dict[str, str]:
         return job_ids_by_task(self.run_dir)
 
     def preview(self, tasks: Sequence[Task]) -> str:
-        scripts = render_scripts(tasks, run_dir=self.run_dir, engine=self.engine,
-                                 options=self.options, env=THREAD_ENV, check_paths=False)
+        scripts = render_scripts(
+            tasks,
+            run_dir=self.run_dir,
+            engine=self.engine,
+            options=self.options,
+            env=THREAD_ENV,
+            check_paths=False,
+        )
         return "\n".join(f"# ---- {s.name}\n{s.text}" for s in scripts)
 
     @property

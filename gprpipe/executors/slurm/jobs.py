@@ -80,24 +80,29 @@ def record(run_dir: Path, kind: str, sub: SlurmSubmission, options: SlurmOptions
     data["run_dir"] = str(run_dir)
     jobs = []
     for s in sub.scripts:
-        jobs.append({
-            "script": str(s.path.relative_to(run_dir)),
-            "group": s.group,
-            "job_id": sub.job_ids.get(s.name),
-            "array": f"0-{len(s.task_ids) - 1}",
-            "after": list(s.after),
-            "dependency": sub.dependencies.get(s.name),
-            "log": str(s.log.relative_to(run_dir)) if s.log else None,
-            "tasks": list(s.task_ids),
-        })
-    data["submissions"].append({
-        "kind": kind,
-        "time": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "dry_run": sub.dry_run,
-        "options": {k: (list(v) if isinstance(v, tuple) else v)
-                    for k, v in asdict(options).items()},
-        "jobs": jobs,
-    })
+        jobs.append(
+            {
+                "script": str(s.path.relative_to(run_dir)),
+                "group": s.group,
+                "job_id": sub.job_ids.get(s.name),
+                "array": f"0-{len(s.task_ids) - 1}",
+                "after": list(s.after),
+                "dependency": sub.dependencies.get(s.name),
+                "log": str(s.log.relative_to(run_dir)) if s.log else None,
+                "tasks": list(s.task_ids),
+            }
+        )
+    data["submissions"].append(
+        {
+            "kind": kind,
+            "time": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "dry_run": sub.dry_run,
+            "options": {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()
+            },
+            "jobs": jobs,
+        }
+    )
     atomic_write_text(jobs_path(run_dir), json.dumps(data, indent=2) + "\n")
 
 
@@ -106,11 +111,9 @@ def next_number(run_dir: Path) -> int:
     return 1 + sum(len(s.get("jobs", [])) for s in subs if not s.get("dry_run"))
 
 
-
 def job_ids_by_task(run_dir: Path) -> dict[str, str]:
     """Task id -> array element ("123_4") of its latest submission, from jobs.json."""
     return {tid: f"{jid}_{i}" for tid, (jid, i, _) in elements(run_dir).items()}
-
 
 
 def job_ids(run_dir: Path) -> list[str]:

@@ -18,8 +18,9 @@ from gprpipe.pipeline.state import read_state, write_state
 from gprpipe.pipeline.task import Task
 
 
-def reconcile(run_dir: Path, tasks: Sequence[Task], *, grace: float
-              ) -> tuple[dict[str, TaskStatus], bool]:
+def reconcile(
+    run_dir: Path, tasks: Sequence[Task], *, grace: float
+) -> tuple[dict[str, TaskStatus], bool]:
     """State of every task and whether SLURM answered (or was not needed); an
     element that ended less than ``grace`` seconds ago is still running (its marker may
     not be visible yet on a shared file system)."""
@@ -43,20 +44,26 @@ def reconcile(run_dir: Path, tasks: Sequence[Task], *, grace: float
             continue
         sstate, end = queue.get(element, (None, None))
         if sstate in scheduler.PENDING:
-            result[t.id] = replace(common, state="pending", message="", slurm_state=sstate,
-                                   active=True)
+            result[t.id] = replace(
+                common, state="pending", message="", slurm_state=sstate, active=True
+            )
         elif sstate in scheduler.RUNNING:
             # markers were cleared at submission: a done/failed one is from this attempt
             state = marker_state if marker_state in ("done", "failed") else "running"
-            result[t.id] = replace(common, state=state,
-                                   message=message if state == "failed" else "",
-                                   slurm_state=sstate, active=state == "running")
+            result[t.id] = replace(
+                common,
+                state=state,
+                message=message if state == "failed" else "",
+                slurm_state=sstate,
+                active=state == "running",
+            )
         elif marker_state in ("done", "failed"):
             result[t.id] = replace(common, slurm_state=sstate)
         elif sstate is not None and end is not None and now - end < grace:
             # ended moments ago: give a shared file system time to show the marker
-            result[t.id] = replace(common, state="running", message="", slurm_state=sstate,
-                                   active=True)
+            result[t.id] = replace(
+                common, state="running", message="", slurm_state=sstate, active=True
+            )
         else:
             lost.append(t.id)
             result[t.id] = replace(common, state="failed", message="", slurm_state=sstate)
@@ -68,11 +75,15 @@ def reconcile(run_dir: Path, tasks: Sequence[Task], *, grace: float
             how = st.slurm_state or final.get(st.job or "")
             ended = f"ended {how}" if how else "left the queue"
             last = _last_line(st.log)
-            msg = (f"SLURM job {st.job} {ended} without a done/failed marker "
-                   f"(killed, out of memory or over its time limit?)"
-                   + (f": {last}" if last else "") + f"; see {st.log}")
-            result[tid] = TaskStatus(tid, "failed", msg, job=st.job, slurm_state=how or None,
-                                     log=st.log)
+            msg = (
+                f"SLURM job {st.job} {ended} without a done/failed marker "
+                f"(killed, out of memory or over its time limit?)"
+                + (f": {last}" if last else "")
+                + f"; see {st.log}"
+            )
+            result[tid] = TaskStatus(
+                tid, "failed", msg, job=st.job, slurm_state=how or None, log=st.log
+            )
             # persist the verdict, so marker-only readers (rerun --failed, the TUI) see it
             with contextlib.suppress(OSError):
                 write_state(by_id[tid].point_dir, by_id[tid].slug, "failed", msg)
@@ -85,4 +96,3 @@ def _last_line(path: Path | None) -> str:
     except OSError:
         return ""
     return lines[-1].strip()[:300] if lines else ""
-

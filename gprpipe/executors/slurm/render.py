@@ -25,8 +25,14 @@ from gprpipe.pipeline.task import Task
 #: the job store's file name, in RUN_DIR/slurm/
 JOBS_FILE = "jobs.json"
 # one BLAS thread per task (as the local executor), and unbuffered output for live logs
-PINNED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-          "VECLIB_MAXIMUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+PINNED = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
+}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -58,8 +64,9 @@ class SlurmOptions:
         for name in ("time", "memory"):
             value = getattr(self, name)
             if not value or any(c.isspace() for c in value):
-                raise GprpipeError(f"slurm.{name} must be one word such as '01:00:00' or '4G', "
-                                   f"not {value!r}")
+                raise GprpipeError(
+                    f"slurm.{name} must be one word such as '01:00:00' or '4G', not {value!r}"
+                )
         object.__setattr__(self, "extra", tuple(self.extra))
 
 
@@ -80,7 +87,6 @@ class SlurmScript:
         return self.path.stem
 
 
-
 def group_name(task: Task) -> str:
     """``<step>``, or ``<step>-merge`` for merge tasks."""
     return f"{task.step}-merge" if task.part == "merge" else task.step
@@ -97,13 +103,15 @@ def _groups(tasks: Sequence[Task]) -> list[tuple[str, list[Task]]]:
     for t in tasks:
         by_group.setdefault(group_name(t), []).append(t)
     where = {t.id: group_name(t) for t in tasks}
-    needs = {g: {where[d] for t in ts for d in t.deps if d in where} - {g}
-             for g, ts in by_group.items()}
+    needs = {
+        g: {where[d] for t in ts for d in t.deps if d in where} - {g} for g, ts in by_group.items()
+    }
     for g, ts in by_group.items():
         inner = {t.id for t in ts}
         if any(d in inner for t in ts for d in t.deps):
-            raise GprpipeError(f"tasks of group {g!r} depend on each other; "
-                               "they cannot share one SLURM array")
+            raise GprpipeError(
+                f"tasks of group {g!r} depend on each other; they cannot share one SLURM array"
+            )
     ordered: list[str] = []
     while len(ordered) < len(by_group):
         ready = [g for g in by_group if g not in ordered and needs[g] <= set(ordered)]
@@ -125,8 +133,7 @@ def sbatch_quote(value: str) -> str:
     newline ends the directive and starts a shell line): they are refused.
     """
     if _CONTROL.search(value):
-        raise GprpipeError(f"{value!r} holds a control character and cannot be an sbatch "
-                           "directive")
+        raise GprpipeError(f"{value!r} holds a control character and cannot be an sbatch directive")
     if _SAFE_WORD.fullmatch(value):
         return value
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -159,7 +166,7 @@ def run_function() -> str:
     """The bash of every job script: ``task.sh`` (its comment header dropped) with the
     failed-marker lines of :mod:`gprpipe.pipeline.state`."""
     text = files("gprpipe.executors.slurm").joinpath("task.sh").read_text()
-    body = text[text.index("set -o pipefail"):].rstrip("\n")
+    body = text[text.index("set -o pipefail") :].rstrip("\n")
     return body.replace("@WRITE_FAILED_MARKER@", shell_write_failed("$marker", "$why"))
 
 
@@ -182,8 +189,10 @@ def render_scripts(
     """
     run_dir = Path(run_dir).absolute()
     if _CONTROL.search(str(run_dir)):
-        raise GprpipeError(f"run directory {str(run_dir)!r} holds a control character; "
-                           "it cannot appear in a job script")
+        raise GprpipeError(
+            f"run directory {str(run_dir)!r} holds a control character; "
+            "it cannot appear in a job script"
+        )
     slurm_dir = run_dir / "slurm"
     scripts: list[SlurmScript] = []
     names_of: dict[str, list[str]] = {}  # group -> its script names
@@ -194,14 +203,19 @@ def render_scripts(
         n = -(-len(members) // size)
         for j in range(n):
             note = f" (part {j + 1} of {n}: MaxArraySize is {max_array_size})" if n > 1 else ""
-            pieces.append((group, members[j * size:(j + 1) * size], note))
+            pieces.append((group, members[j * size : (j + 1) * size], note))
     for k, (group, members, note) in enumerate(pieces):
         number = first_number + k
         name = f"{number:02d}_{group}"
-        after = tuple(dict.fromkeys(
-            a for t in members for d in t.deps
-            if d in where and where[d] != group for a in names_of[where[d]]
-        ))
+        after = tuple(
+            dict.fromkeys(
+                a
+                for t in members
+                for d in t.deps
+                if d in where and where[d] != group
+                for a in names_of[where[d]]
+            )
+        )
         names_of.setdefault(group, []).append(name)
         log = slurm_dir / "logs" / f"{name}_%a.out"
         array = f"0-{len(members) - 1}"
@@ -223,9 +237,11 @@ def render_scripts(
                 lines.append(f"#SBATCH {q(f'--{key}={value}')}")
         lines += [_directive(x) for x in options.extra]
         # a comment, after the directives (sbatch stops reading them at the first command)
-        lines.append(f"# gprpipe: group {group}{note}, {len(members)} task(s)"
-                     + (f", after {', '.join(after)}" if after else "")
-                     + f"; index -> task id in {slurm_dir / JOBS_FILE}")
+        lines.append(
+            f"# gprpipe: group {group}{note}, {len(members)} task(s)"
+            + (f", after {', '.join(after)}" if after else "")
+            + f"; index -> task id in {slurm_dir / JOBS_FILE}"
+        )
         lines += _env_lines(env)
         lines.append(f"cd {shlex.quote(str(run_dir))} || exit 1")
         lines.append(run_function())
@@ -233,19 +249,28 @@ def render_scripts(
         for i, t in enumerate(members):
             kw = {} if check_paths else {"check_paths": False}
             cmd = engine.command(t, run_dir=run_dir, env=env, **kw)
-            prefix = "".join(f"{k}={shlex.quote(str(v))} " for k, v in t.env.items()
-                             if _ENV_NAME.match(k))
+            prefix = "".join(
+                f"{k}={shlex.quote(str(v))} " for k, v in t.env.items() if _ENV_NAME.match(k)
+            )
             base = state_dir(t.point_dir) / t.slug
-            lines.append(f"    {i}) {prefix}task {shlex.quote(str(task_log(t)))} "
-                         f"{shlex.quote(str(base))} {shlex.join(cmd)} ;;")
-        lines.append('    *) echo "gprpipe: no task for array index $SLURM_ARRAY_TASK_ID" >&2; '
-                     "exit 2 ;;")
+            lines.append(
+                f"    {i}) {prefix}task {shlex.quote(str(task_log(t)))} "
+                f"{shlex.quote(str(base))} {shlex.join(cmd)} ;;"
+            )
+        lines.append(
+            '    *) echo "gprpipe: no task for array index $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;'
+        )
         lines.append("esac")
         lines.append("exit $?")
-        scripts.append(SlurmScript(
-            number=number, group=group, path=slurm_dir / f"{name}.sbatch",
-            text="\n".join(lines) + "\n", task_ids=tuple(t.id for t in members),
-            after=after, log=log,
-        ))
+        scripts.append(
+            SlurmScript(
+                number=number,
+                group=group,
+                path=slurm_dir / f"{name}.sbatch",
+                text="\n".join(lines) + "\n",
+                task_ids=tuple(t.id for t in members),
+                after=after,
+                log=log,
+            )
+        )
     return scripts
-

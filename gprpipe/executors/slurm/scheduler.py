@@ -15,15 +15,25 @@ from gprpipe.errors import GprpipeError
 
 NO_SBATCH = "no SLURM here: sbatch not found; submit from a login node or use --executor local"
 PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
-RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING",
-            "STAGE_OUT", "STOPPED"}
+RUNNING = {
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+}
+
 
 @functools.lru_cache(maxsize=1)
 def max_array_size() -> int:
     """The cluster's MaxArraySize (array indices must stay below it); SLURM's default 1001."""
     try:
-        res = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
-                             timeout=30)
+        res = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+        )
         m = re.search(r"^MaxArraySize\s*=\s*(\d+)", res.stdout, re.M)
         if res.returncode == 0 and m and int(m.group(1)) > 0:
             return int(m.group(1))
@@ -100,7 +110,6 @@ def sacct(job_ids: Sequence[str]) -> dict[str, str]:
         if "_" in jid and "[" not in jid:
             out[jid] = state.split()[0] if state else ""
     return out
-
 
 
 def scancel(job_ids: Sequence[str]) -> None:
