@@ -37,7 +37,6 @@ def _config(year: str):
 def scan_toy(args: tuple[str, str, int]) -> dict[str, np.ndarray]:
     year, family, toy = args
     from gprpipe.io.root import read_hist, rebin
-    from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.steps.fit import fit_masses, template_key
     from gprpipe.steps.limit import window_limits
     from gprpipe.steps.runner import seed_for
@@ -46,7 +45,7 @@ def scan_toy(args: tuple[str, str, int]) -> dict[str, np.ndarray]:
     ds = cfg.datasets[year]
     counts, edges = read_hist(ds.path, f"{family}/{family}_toy_{toy}")
     counts, edges = rebin(counts, edges, ds.rebin)
-    masses = dataset_masses(cfg, year)
+    masses = cfg.test_masses(year)
     size = cfg.slurm.chunk_size
     z, pull, conv = [], [], []
     for k in range(0, len(masses), size):  # the same chunking (warm starts) as the pipeline

@@ -108,11 +108,10 @@ def main() -> None:
     ap.add_argument("--hi", type=float, default=None, help="highest mass (GeV)")
     ap.add_argument("-j", "--jobs", type=int, default=2)
     args = ap.parse_args()
-    from gprpipe.pipeline.plan import dataset_masses
 
     fams = families(args.year)
     cfg = _config(args.year, None)
-    masses = dataset_masses(cfg, args.year)
+    masses = cfg.test_masses(args.year)
     if args.lo is not None:
         masses = masses[masses >= args.lo - 1e-9]
     if args.hi is not None:

@@ -144,7 +144,6 @@ def mass_count(lo: float, hi: float, step: float) -> int:
 
 def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     """Caps on masses and the physics checks of one validated point config."""
-    from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.stats.resolution import polyval, sigma_m
 
     errors: list[Issue] = unit_errors(cfg, where)
@@ -203,7 +202,7 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                     f"exceed fit.ls_lo_factor = {lo_f:g} (dataset {name}).",
                 )
             )
-        ms = dataset_masses(cfg, name)
+        ms = cfg.test_masses(name)
         if not len(ms):
             errors.append(
                 at(
@@ -244,7 +243,6 @@ def binning_error(name: str, ds: Dataset, cfg: Config, edges: np.ndarray) -> str
     It must keep :data:`MIN_BINS` bins and a bin no wider than the blind window at every
     test mass.
     """
-    from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.stats.resolution import sigma_m
 
     where = f"a rebin of {ds.rebin}"
@@ -254,7 +252,7 @@ def binning_error(name: str, ds: Dataset, cfg: Config, edges: np.ndarray) -> str
             f"{where} leaves {nbins} bins of histogram {ds.hist!r} in {ds.path}, fewer "
             f"than {MIN_BINS}."
         )
-    m = dataset_masses(cfg, name)
+    m = cfg.test_masses(name)
     if len(m):
         width = float(np.max(np.diff(edges)))
         window = (

@@ -13,9 +13,11 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gprpipe.config.issues import Issue, Where, at, key_only, unique
+from gprpipe.stats.window import scan_masses
 
 STEPS = ("load", "fit", "limit", "inject", "toyscan", "plot")
 Step = Literal["load", "fit", "limit", "inject", "toyscan", "plot"]
@@ -311,6 +313,15 @@ class Config(Section):
         """Datasets the scan runs over, in config order."""
         names = self.scan.datasets if self.scan.datasets is not None else list(self.datasets)
         return [n for n in names if self.datasets[n].enabled]
+
+    def test_masses(self, name: str) -> np.ndarray:
+        """Test masses of dataset ``name`` in GeV: ``scan.masses`` inside its range, else
+        its range in steps of ``scan.mass_step``."""
+        lo, hi = self.datasets[name].range
+        if self.scan.masses is not None:
+            m = np.array(sorted(self.scan.masses), dtype=float)
+            return np.round(m[(m >= lo - 1e-9) & (m <= hi + 1e-9)], 9)
+        return scan_masses(lo, hi, self.scan.mass_step)
 
 
 def known_keys(parts: tuple[str, ...]) -> list[str]:

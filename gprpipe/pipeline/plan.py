@@ -19,20 +19,9 @@ import numpy as np
 
 from gprpipe.config.schema import STEPS, Config
 from gprpipe.pipeline.task import Task
-from gprpipe.stats.window import scan_masses
 
 MERGE = "merge"
 COMBINED = "combined"
-
-
-def dataset_masses(config: Config, name: str) -> np.ndarray:
-    """Test masses of one dataset: ``scan.masses`` inside its range, else range/step."""
-    ds = config.datasets[name]
-    lo, hi = ds.range
-    if config.scan.masses is not None:
-        m = np.array(sorted(config.scan.masses), dtype=float)
-        return np.round(m[(m >= lo - 1e-9) & (m <= hi + 1e-9)], 9)
-    return scan_masses(lo, hi, config.scan.mass_step)
 
 
 def combined_masses(config: Config) -> np.ndarray:
@@ -42,7 +31,7 @@ def combined_masses(config: Config) -> np.ndarray:
         return np.array([])
     counts: dict[float, int] = {}
     for name in names:
-        for m in dataset_masses(config, name):
+        for m in config.test_masses(name):
             counts[float(m)] = counts.get(float(m), 0) + 1
     return np.array(sorted(m for m, c in counts.items() if c >= 2))
 
@@ -51,7 +40,7 @@ def mass_parts(config: Config) -> dict[str, tuple[str, np.ndarray]]:
     """Chunk name (``<dataset>-<k>``) -> (dataset or ``combined``, masses)."""
     size = config.slurm.chunk_size
     parts: dict[str, tuple[str, np.ndarray]] = {}
-    groups = [(n, dataset_masses(config, n)) for n in config.scanned()]
+    groups = [(n, config.test_masses(n)) for n in config.scanned()]
     groups.append((COMBINED, combined_masses(config)))
     for name, masses in groups:
         for k in range(0, len(masses), size):
@@ -66,7 +55,7 @@ def inject_parts(config: Config) -> dict[str, tuple[str, float]]:
     if config.scan.combined and len(combined_masses(config)):
         names.append(COMBINED)
     for name in names:
-        masses = combined_masses(config) if name == COMBINED else dataset_masses(config, name)
+        masses = combined_masses(config) if name == COMBINED else config.test_masses(name)
         lo, hi = (masses.min(), masses.max()) if len(masses) else (1.0, 0.0)
         for m in config.inject.masses:
             if lo - 1e-9 <= m <= hi + 1e-9:

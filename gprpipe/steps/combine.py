@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from gprpipe.config.schema import Config
-from gprpipe.pipeline.plan import dataset_masses
 from gprpipe.stats.combine import Block, combine, combined_limits, unit_yield
 from gprpipe.stats.quality import flag_status, flags_of, has_result
 from gprpipe.stats.resolution import f_rad
@@ -33,7 +32,7 @@ BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")
 
 def covering(cfg: Config, mass: float) -> list[str]:
     """Scanned datasets whose test masses include ``mass``."""
-    return [d for d in cfg.scanned() if np.any(np.abs(dataset_masses(cfg, d) - mass) < 1e-9)]
+    return [d for d in cfg.scanned() if np.any(np.abs(cfg.test_masses(d) - mass) < 1e-9)]
 
 
 def load_blocks(
@@ -63,7 +62,7 @@ def load_blocks(
         conv &= bool(fa["gp_converged"][i[0]])
         for key in ("status", "gof_p", "gof_chi2_ndf"):
             quality.setdefault(key, []).append(fa[key][i[0]] if key in fa else np.nan)
-        index = int(np.argmin(np.abs(dataset_masses(cfg, d) - mass)))
+        index = int(np.argmin(np.abs(cfg.test_masses(d) - mass)))
         blind, attrs = read_blind(fit_path, d, index)
         ds = cfg.datasets[d]
         k = unit_yield(

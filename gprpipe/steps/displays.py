@@ -29,7 +29,7 @@ import numpy as np
 
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_write_text
-from gprpipe.pipeline.plan import COMBINED, dataset_masses
+from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import save
 from gprpipe.steps.runner import seed_for
 
@@ -678,7 +678,7 @@ def _snap(cfg: Config, name: str, mass: float) -> float | None:
 
         ms = combined_masses(cfg)
     else:
-        ms = dataset_masses(cfg, name)
+        ms = cfg.test_masses(name)
     if not len(ms):
         return None
     i = int(np.argmin(np.abs(ms - mass)))

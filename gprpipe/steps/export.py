@@ -62,12 +62,11 @@ def _read_fit(lay: Layout, pdir: Path, dataset: str) -> dict:
 
 def _window(lay: Layout, cfg, dataset: str, fit: dict, i: int) -> dict:
     """The stored blind window of mass index ``i``, with the likelihood's template."""
-    from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.steps.displays import template_of
     from gprpipe.steps.fit import read_blind
 
     m = float(fit["mass"][i])
-    index = int(np.argmin(np.abs(dataset_masses(cfg, dataset) - m)))
+    index = int(np.argmin(np.abs(cfg.test_masses(dataset) - m)))
     try:
         blind, attrs = read_blind(lay.fit, dataset, index)
     except KeyError:

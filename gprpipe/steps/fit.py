@@ -23,7 +23,7 @@ import numpy as np
 
 from gprpipe.config.schema import Config, Dataset
 from gprpipe.io.hdf5 import write_group, write_h5
-from gprpipe.pipeline.plan import MERGE, dataset_masses, mass_parts
+from gprpipe.pipeline.plan import MERGE, mass_parts
 from gprpipe.results.schema import (  # noqa: F401  (readers re-exported for callers)
     collect,
     read_blind,
@@ -47,7 +47,7 @@ def resolution(ds: Dataset, m) -> np.ndarray:
 def blinded_bins(cfg: Config, name: str, edges: np.ndarray) -> np.ndarray:
     """Bins whose centre lies in the blind window of any test mass of ``name``."""
     x = 0.5 * (edges[1:] + edges[:-1])
-    masses = dataset_masses(cfg, name)
+    masses = cfg.test_masses(name)
     if not len(masses):
         return np.zeros(len(x), bool)
     half = cfg.fit.blind_nsigma * resolution(cfg.datasets[name], masses)
@@ -94,7 +94,7 @@ def fit_masses(
     from gprpipe.stats.window import WindowMasks
 
     ds = cfg.datasets[name]
-    all_masses = dataset_masses(cfg, name)
+    all_masses = cfg.test_masses(name)
     median_sx = float(np.median(sigma_x(all_masses, resolution(ds, all_masses))))
     hi_factor = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
     nsig = cfg.fit.blind_nsigma

@@ -37,7 +37,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
-from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, inject_parts
+from gprpipe.pipeline.plan import COMBINED, MERGE, inject_parts
 from gprpipe.results.schema import (  # noqa: F401  (readers re-exported for callers)
     BLIND_INJECT,
     INJECT,
@@ -86,7 +86,7 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
                 0,
                 str(fa["gp_reason"][i]) if "gp_reason" in fa else "",
             )
-            index = int(np.argmin(np.abs(dataset_masses(cfg, name) - mass)))
+            index = int(np.argmin(np.abs(cfg.test_masses(name) - mass)))
             blind, attrs = read_blind(ctx.layout.fit, name, index)
             mf = MassFit(index, mass, s, hyper, str(fa["status"][i]), blind, float(attrs["rho"]))
             return Window(mf, counts, edges)
@@ -106,7 +106,7 @@ def refit_setup(cfg: Config, name: str, win: Window):
 
     ds = cfg.datasets[name]
     m, s = win.fit.mass, win.fit.sigma
-    all_m = dataset_masses(cfg, name)
+    all_m = cfg.test_masses(name)
     med = float(np.median(sigma_x(all_m, resolution(ds, all_m))))
     hi = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
     bounds = length_scale_bounds(

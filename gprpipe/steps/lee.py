@@ -22,7 +22,7 @@ import numpy as np
 
 from gprpipe.config.schema import Config
 from gprpipe.io.hdf5 import read_group, write_group, write_h5
-from gprpipe.pipeline.plan import dataset_masses, toy_parts
+from gprpipe.pipeline.plan import toy_parts
 from gprpipe.results.schema import read_global  # noqa: F401  (re-exported for callers)
 from gprpipe.steps.fit import read_blind, read_fit, resolution
 from gprpipe.steps.load import read_load
@@ -58,7 +58,7 @@ def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetu
     counts, edges = read_load(layout.load, name)
     centres = 0.5 * (edges[1:] + edges[:-1])
     fa = read_fit(layout.fit, name)
-    all_m = dataset_masses(cfg, name)
+    all_m = cfg.test_masses(name)
     setups: list = []
     fmaps: list = []
     ds = cfg.datasets[name]
@@ -100,7 +100,7 @@ def smooth_mean(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray) -
     tr = x > 0
     if ds.data_range is not None:
         tr &= (x >= ds.data_range[0]) & (x <= ds.data_range[1])
-    all_m = dataset_masses(cfg, name)
+    all_m = cfg.test_masses(name)
     med = float(np.median(sigma_x(all_m, resolution(ds, all_m))))
     hi = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
     bounds = length_scale_bounds(med, med, cfg.fit.ls_lo_factor, hi, ds.ls_floor_factor)

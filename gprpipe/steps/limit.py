@@ -17,7 +17,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
-from gprpipe.pipeline.plan import COMBINED, MERGE, dataset_masses, mass_parts
+from gprpipe.pipeline.plan import COMBINED, MERGE, mass_parts
 from gprpipe.results.schema import (  # noqa: F401  (re-exported for callers)
     BAND_COLS,
     BLIND_SCAN,
@@ -73,7 +73,7 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
     ds = cfg.datasets[name]
     fit = read_fit(ctx.layout.fit, name)
     by_mass = {round(float(m), 9): i for i, m in enumerate(fit["mass"])}
-    all_masses = dataset_masses(cfg, name)
+    all_masses = cfg.test_masses(name)
     rows: list[dict] = []
     for m in masses:
         ctx.progress(len(rows), len(masses), "masses")
@@ -165,7 +165,7 @@ def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -
         masses = arrays["mass_GeV"]
         sigmas = arrays["sigma_m_GeV"]
     else:
-        masses = dataset_masses(cfg, name)
+        masses = cfg.test_masses(name)
         sigmas = resolution(cfg.datasets[name], masses)
     neff = significance.n_eff(masses, sigmas, cfg.fit.blind_nsigma)
     p = significance.p_global_sidak(arrays["p0_local"], neff)

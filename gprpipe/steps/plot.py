@@ -406,7 +406,6 @@ def inject_figures(
 def toyscan_figures(cfg, lay) -> list[Figure]:
     """Validation-scan figures (``toyscan_z_local``, ``toyscan_spurious``,
     ``toyscan_max_z``), with the data's whole-scan toys when the run has them."""
-    from gprpipe.pipeline.plan import dataset_masses
     from gprpipe.plotting.lee import max_z_figure
     from gprpipe.plotting.toyscan import spurious_figure, z_local_figure
     from gprpipe.stats.quality import counts_for_discovery
@@ -414,7 +413,7 @@ def toyscan_figures(cfg, lay) -> list[Figure]:
     from gprpipe.steps.fit import resolution
 
     name = cfg.toyscan_dataset()
-    m = dataset_masses(cfg, name)
+    m = cfg.test_masses(name)
     neff = n_eff(m, resolution(cfg.datasets[name], m), cfg.fit.blind_nsigma)
     g = schema.read_global(lay.limit, name) if lay.limit.exists() else None
     title = f"{cfg.datasets[name].label or name}: {cfg.toyscan.pattern}"

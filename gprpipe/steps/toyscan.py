@@ -23,7 +23,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import read_group, write_group, write_h5
-from gprpipe.pipeline.plan import MERGE, dataset_masses, toyscan_parts
+from gprpipe.pipeline.plan import MERGE, toyscan_parts
 from gprpipe.results.schema import (  # noqa: F401  (reader re-exported for callers)
     TOYSCAN,
     TOYSCAN_SUMMARY,
@@ -71,7 +71,7 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
 
     name = cfg.toyscan_dataset()
     rows = []
-    for mf in fit_masses(cfg, name, counts, edges, dataset_masses(cfg, name)):
+    for mf in fit_masses(cfg, name, counts, edges, cfg.test_masses(name)):
         h = mf.hyper
         row = {
             "mass_GeV": mf.mass,
