@@ -100,3 +100,16 @@ def test_plotting_imports_no_steps():
 
 def test_stats_imports_nothing_outside_stats():
     assert _outside("gprpipe.stats", ("gprpipe.stats",)) == {}
+
+
+def test_front_ends_are_imported_by_no_lower_layer():
+    """cli and tui are the top: only they (and ``python -m gprpipe``) import them; config
+    imports neither pipeline nor executors (the test masses are a Config method)."""
+    front = ("gprpipe.cli", "gprpipe.tui")
+    users = {m for m, deps in GRAPH.items() if any(d.startswith(front) for d in deps)}
+    assert {m for m in users if not m.startswith(front)} == {"gprpipe.__main__"}
+    below = ("gprpipe.config", "gprpipe.errors", "gprpipe.io", "gprpipe.stats", "gprpipe.units")
+    bad = {
+        m: d - {"gprpipe", "gprpipe._version"} for m, d in _outside("gprpipe.config", below).items()
+    }
+    assert {m: d for m, d in bad.items() if d} == {}

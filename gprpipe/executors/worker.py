@@ -37,7 +37,6 @@ WARM_MODULES = (
     "sklearn.gaussian_process",
     "uproot",
     "h5py",
-    "gprpipe.cli",
     "gprpipe.steps.runner",
     "gprpipe.steps.load",
     "gprpipe.steps.fit",
@@ -57,17 +56,17 @@ def warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
 
 
 def run_step(argv: Sequence[str]) -> int:
-    """Run ``gprpipe <argv>`` in this process; returns its exit code."""
-    from gprpipe.cli import main
+    """Run the task command line ``argv`` (``step ...``) in this process; returns its exit
+    code."""
+    from gprpipe.steps.runner import run_argv
 
     try:
-        main(list(argv))
+        return run_argv(argv)
     except SystemExit as exc:
         code = exc.code
         if code is None:
             return 0
         return code if isinstance(code, int) else 1
-    return 0
 
 
 def _reset_after_task() -> None:

@@ -7,13 +7,14 @@ cache key, and reports user mistakes as one sentence (exit 1).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import sys
 import time
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,3 +155,18 @@ def run_task(
     if task is not None:
         write_state(task.point_dir, task.slug, "failed", msg)
     return 1
+
+
+def run_argv(argv: Sequence[str]) -> int:
+    """Run a task from its command line, ``step NAME --point-dir DIR [--part P] [--task ID]
+    [--force]`` (what ``gprpipe step`` runs): the entry of the warm local workers, which
+    thereby need no command-line layer."""
+    parser = argparse.ArgumentParser(prog="gprpipe", add_help=False)
+    parser.add_argument("command", choices=["step"])
+    parser.add_argument("name")
+    parser.add_argument("--point-dir", type=Path, required=True)
+    parser.add_argument("--part")
+    parser.add_argument("--task")
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(list(argv))  # the plan wrote argv: a mistake is a bug (exit 2)
+    return run_task(args.point_dir, args.name, args.part, args.task, args.force)
