@@ -539,6 +539,15 @@ def _py(v):
     return v
 
 
+def _shared_fit_lines(title: str, meta: dict, cols: list[dict]) -> list[str]:
+    """The side box's shared-eps^2 fit of a combined display: eps^2, then each dataset's A."""
+    lines = [title, f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}"]
+    for c in cols:
+        pd = meta["per_dataset"][c["name"]]
+        lines.append(f"  {c['label']}: A = {pd['A_hat']:.1f} +/- {pd['sigma_A']:.1f}")
+    return lines
+
+
 def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
     """The side box's lines (every number also in the sidecar)."""
     c0 = cols[0]
@@ -557,13 +566,7 @@ def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
                     f"  {c['label']}: A = {pd['A_inj']:.1f}, realised "
                     f"{pd['realised_signal_window']:.0f} in window"
                 ]
-            lines += [
-                "extracted (shared eps2):",
-                f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}",
-            ]
-            for c in cols:
-                pd = meta["per_dataset"][c["name"]]
-                lines += [f"  {c['label']}: A = {pd['A_hat']:.1f} +/- {pd['sigma_A']:.1f}"]
+            lines += _shared_fit_lines("extracted (shared eps2):", meta, cols)
         else:
             lines += [
                 f"injected: Z = {meta['Z_inj']:g} sigma_ref",
@@ -586,13 +589,7 @@ def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
             ]
     else:
         if comb:
-            lines += [
-                "shared eps2 fit:",
-                f"  eps2 = {meta['eps2_hat']:.3g} +/- {meta['sigma_eps2']:.2g}",
-            ]
-            for c in cols:
-                pd = meta["per_dataset"][c["name"]]
-                lines += [f"  {c['label']}: A = {pd['A_hat']:.1f} +/- {pd['sigma_A']:.1f}"]
+            lines += _shared_fit_lines("shared eps2 fit:", meta, cols)
         else:
             lines += [
                 f"A_hat = {meta['A_hat']:.1f} +/- {meta['sigma_A']:.1f}",
