@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_gp.py [--datasets 2015 2021] [--methods dense aut
                                      [--n-restarts 2] [--seed 1] [--policy auto|always]
                                      [--chunk 16] [--masses N]
 
-Masses are fitted in chunks of --chunk (the pipeline's [slurm].chunk_size default): the first
+Masses are fitted in chunks of --chunk (the pipeline's [scan].chunk_size default): the first
 mass of a chunk is a cold fit, the others warm-start from the previous converged fit, as in
 the fit step. Prints, per dataset and method: wall and CPU time (total, per mass mean /
 median / max), LML evaluations per mass (and how many took the dense path), convergence; then

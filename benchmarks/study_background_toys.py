@@ -46,7 +46,7 @@ def scan_toy(args: tuple[str, str, int]) -> dict[str, np.ndarray]:
     counts, edges = read_hist(ds.path, f"{family}/{family}_toy_{toy}")
     counts, edges = rebin(counts, edges, ds.rebin)
     masses = cfg.test_masses(year)
-    size = cfg.slurm.chunk_size
+    size = cfg.scan.chunk_size
     z, pull, conv = [], [], []
     for k in range(0, len(masses), size):  # the same chunking (warm starts) as the pipeline
         for f in fit_masses(cfg, year, counts, edges, masses[k : k + size]):

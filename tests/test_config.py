@@ -106,7 +106,7 @@ def test_three_levels_relative_paths_and_deep_merge(three_levels: Path, tmp_path
     }
     assert data["datasets"]["2015"] == {"card": "hps2015", "path": str(DEMO_ROOT), "rebin": 5}
     assert data["slurm"]["extra"] == ["--constraint=cpu"]
-    assert data["slurm"]["chunk_size"] == 16  # from defaults.toml
+    assert data["scan"]["chunk_size"] == 16  # from defaults.toml
     assert data["base"]["name"] == "mid"
     # each key knows its file and line
     assert loaded.origin("fit.ls_lo_factor").file == str(three_levels.resolve())
@@ -378,6 +378,24 @@ def test_typo_names_file_key_line_and_suggests(tmp_path: Path, run_cli):
     assert f"{cfg}:4: fit.blind_nsigmaa: unknown key; did you mean 'blind_nsigma'?" in err
     assert "Traceback" not in err + out
     assert len(err.strip().splitlines()) == 1
+
+
+def test_chunk_size_under_slurm_points_to_scan(tmp_path: Path, run_cli):
+    """chunk_size plans the tasks of every executor, so it lives in [scan]; the old place
+    [slurm] is refused with the new key named."""
+    cfg = quickstart_child(
+        tmp_path / "old.toml",
+        """
+        [slurm]
+        chunk_size = 4
+    """,
+    )
+    code, out, err = run_cli("validate", cfg)
+    assert code == 1
+    assert f"{cfg}:4: slurm.chunk_size: unknown key; did you mean 'scan.chunk_size'?" in err
+    assert len(err.strip().splitlines()) == 1
+    good = quickstart_child(tmp_path / "new.toml", "[scan]\nchunk_size = 4\n")
+    assert run_cli("validate", good)[0] == 0
 
 
 def test_all_errors_reported_at_once(tmp_path: Path, cli):

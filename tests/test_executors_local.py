@@ -30,7 +30,6 @@ from gprpipe.pipeline.state import read_marker
 BODY = """
 [scan]
 masses = [0.030, 0.060, 0.100]
-[slurm]
 chunk_size = 1
 [steps]
 run = ["load", "fit"]

@@ -99,6 +99,9 @@ class Scan(Section):
     masses: list[float] | None = Field(None, description="Explicit masses (GeV), else range/step.")
     datasets: list[str] | None = Field(None, description="Datasets to scan (default: enabled).")
     combined: bool = False
+    chunk_size: int = Field(
+        16, ge=1, description="Masses per fit/limit task (the same plan on every executor)."
+    )
 
 
 class Fit(Section):
@@ -240,7 +243,6 @@ class Slurm(Section):
     time: str = "01:00:00"
     memory: str = "4G"
     cpus_per_task: int = Field(1, ge=1)
-    chunk_size: int = Field(16, ge=1, description="Masses per task (every executor).")
     max_parallel: int | None = Field(None, ge=1)
     extra: list[str] = Field(
         default_factory=list,

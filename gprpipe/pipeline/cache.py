@@ -29,10 +29,10 @@ from gprpipe.pipeline.task import Task
 
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "load": ("datasets", "scan"),
-    "fit": ("datasets", "scan", "fit", "slurm.chunk_size", "base.seed", "base.blind"),
-    "limit": ("datasets", "scan", "fit", "limit", "slurm.chunk_size", "base.seed", "base.blind"),
+    "fit": ("datasets", "scan", "fit", "base.seed", "base.blind"),
+    "limit": ("datasets", "scan", "fit", "limit", "base.seed", "base.blind"),
     "inject": ("datasets", "scan", "fit", "inject", "base.seed", "base.blind"),
-    "toyscan": ("datasets", "scan", "fit", "limit", "toyscan", "slurm.chunk_size", "base.seed"),
+    "toyscan": ("datasets", "scan", "fit", "limit", "toyscan", "base.seed"),
     "plot": (
         "plot",
         "base.name",

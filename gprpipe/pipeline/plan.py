@@ -1,6 +1,6 @@
 """Plan: the DAG of tasks of every grid point, from rendered configs.
 
-Per point: ``load``; ``fit`` and ``limit`` in mass chunks (``slurm.chunk_size`` masses of
+Per point: ``load``; ``fit`` and ``limit`` in mass chunks (``scan.chunk_size`` masses of
 one dataset per task, plus ``combined`` chunks for the joint fit) each followed by a merge;
 ``inject`` one task per (dataset, injection mass) and a merge; ``plot``. With
 ``limit.global_toys`` the limit step also has chunks of whole-scan toys per dataset. The plan
@@ -38,7 +38,7 @@ def combined_masses(config: Config) -> np.ndarray:
 
 def mass_parts(config: Config) -> dict[str, tuple[str, np.ndarray]]:
     """Chunk name (``<dataset>-<k>``) -> (dataset or ``combined``, masses)."""
-    size = config.slurm.chunk_size
+    size = config.scan.chunk_size
     parts: dict[str, tuple[str, np.ndarray]] = {}
     groups = [(n, config.test_masses(n)) for n in config.scanned()]
     groups.append((COMBINED, combined_masses(config)))

@@ -100,7 +100,7 @@ def plan_points(
         if len(tasks) > cap:
             raise GprpipeError(
                 f"{where('base.max_tasks')}: the plan has more than {cap} tasks (at "
-                f"point {point.name}); raise slurm.chunk_size, shrink the scan "
+                f"point {point.name}); raise scan.chunk_size, shrink the scan "
                 "or the grid, or raise base.max_tasks."
             )
     check_inside(run_dir, tasks)

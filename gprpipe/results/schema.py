@@ -226,7 +226,8 @@ TOYSCAN_SUMMARY = Table(
 # HDF5
 # --------------------------------------------------------------------------------------
 def collect(paths: Sequence[Path]) -> dict[str, Arrays]:
-    """Arrays of every dataset group across (chunk) files, sorted by ``mass`` when present."""
+    """Arrays of every dataset group across (chunk) files, sorted by the table's mass column
+    (``mass`` in fit.h5, ``mass_GeV`` in the row tables) when there is one."""
     per: dict[str, list[Arrays]] = {}
     for p in paths:
         with h5py.File(p, "r") as f:
@@ -235,8 +236,9 @@ def collect(paths: Sequence[Path]) -> dict[str, Arrays]:
     out = {}
     for name, arrays in per.items():
         merged = {k: np.concatenate([np.atleast_1d(a[k]) for a in arrays]) for k in arrays[0]}
-        if "mass" in merged:
-            order = np.argsort(merged["mass"], kind="stable")
+        key = next((k for k in ("mass", "mass_GeV") if k in merged), None)
+        if key is not None:
+            order = np.argsort(merged[key], kind="stable")
             merged = {k: v[order] for k, v in merged.items()}
         out[name] = merged
     return out

@@ -11,15 +11,15 @@ ALPHA_EM = 1.0 / 137.0
 
 
 def rho_window(
-    edges: ArrayLike, counts: ArrayLike, mass: float, sigma: float, nsigma: float
+    edges: ArrayLike, counts: ArrayLike, mass: float, sigma: float, blind_nsigma: float
 ) -> float:
-    """Observed counts per GeV in ``|x - m| <= nsigma * sigma`` (bins selected by centre):
-    ``sum(counts) / sum(widths)``; NaN if no bin centre is inside.
+    """Observed counts per GeV in the blind window ``|x - m| <= blind_nsigma * sigma`` (bins
+    selected by centre): ``sum(counts) / sum(widths)``; NaN if no bin centre is inside.
     """
     e = np.asarray(edges, dtype=float)
     c = np.asarray(counts, dtype=float)
     centres = 0.5 * (e[1:] + e[:-1])
-    sel = np.abs(centres - mass) <= nsigma * sigma
+    sel = np.abs(centres - mass) <= blind_nsigma * sigma
     if not np.any(sel):
         return float("nan")
     return float(np.sum(c[sel]) / np.sum(np.diff(e)[sel]))

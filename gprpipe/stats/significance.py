@@ -27,11 +27,11 @@ def p_local(z: ArrayLike) -> FloatArray:
     return p
 
 
-def n_eff(masses: ArrayLike, sigmas: ArrayLike, nsigma: float) -> float:
+def n_eff(masses: ArrayLike, sigmas: ArrayLike, blind_nsigma: float) -> float:
     """Effective number of independent tests ``sum_steps dm / (W sigma(m))``.
 
     Sum over consecutive scan steps (``sigma`` at the step midpoint, i.e. the trapezoid
-    of ``1/sigma``), ``W = nsigma`` (the blind half-width in sigma), clipped to
+    of ``1/sigma``), ``W = blind_nsigma`` (the blind half-width in sigma), clipped to
     ``[1, N_masses]``.
     """
     m = np.asarray(masses, dtype=float).reshape(-1)
@@ -43,7 +43,7 @@ def n_eff(masses: ArrayLike, sigmas: ArrayLike, nsigma: float) -> float:
     order = np.argsort(m)
     m, s = m[order], s[order]
     inv = 1.0 / s
-    total = float(np.sum(np.diff(m) * 0.5 * (inv[1:] + inv[:-1])) / float(nsigma))
+    total = float(np.sum(np.diff(m) * 0.5 * (inv[1:] + inv[:-1])) / float(blind_nsigma))
     return float(np.clip(total, 1.0, m.size))
 
 

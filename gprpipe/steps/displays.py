@@ -46,7 +46,7 @@ class Shown:
     label: str
     mass: float
     sigma: float
-    nsig: float
+    blind_nsigma: float
     edges: np.ndarray
     counts: np.ndarray  # full range: data, or data with the toy in the window, or toy
     train: np.ndarray  # GP training bins
@@ -92,13 +92,13 @@ def column_arrays(s: Shown) -> dict:
     inwin = s.blind[near]
     b_r[inwin] = s.b  # the fitted window: exactly the likelihood's background
     err[inwin] = np.sqrt(np.clip(np.diag(s.C), 0, None))
-    zoom = np.abs(x[near] - s.mass) <= (s.nsig + ZOOM_PAD) * s.sigma
+    zoom = np.abs(x[near] - s.mass) <= (s.blind_nsigma + ZOOM_PAD) * s.sigma
     return {
         "label": s.label,
         "mass_GeV": s.mass,
         "sigma_m_GeV": s.sigma,
-        "blind_nsigma": s.nsig,
-        "window_GeV": [s.mass - s.nsig * s.sigma, s.mass + s.nsig * s.sigma],
+        "blind_nsigma": s.blind_nsigma,
+        "window_GeV": [s.mass - s.blind_nsigma * s.sigma, s.mass + s.blind_nsigma * s.sigma],
         "edges": s.edges,
         "counts": s.counts,
         "gp_full": gp_full,

@@ -97,7 +97,7 @@ def fit_masses(
     all_masses = cfg.test_masses(name)
     median_sx = float(np.median(sigma_x(all_masses, resolution(ds, all_masses))))
     hi_factor = ds.ls_hi_factor if ds.ls_hi_factor is not None else cfg.fit.ls_hi_factor
-    nsig = cfg.fit.blind_nsigma
+    blind_nsigma = cfg.fit.blind_nsigma
     x = 0.5 * (edges[1:] + edges[:-1])
     start: GPHyper | None = None
     out: list[MassFit] = []
@@ -112,7 +112,7 @@ def fit_masses(
                 float(sigma_x(m, s)), median_sx, cfg.fit.ls_lo_factor, hi_factor, ds.ls_floor_factor
             )
             seed = int(seed_for(cfg.base.seed, "fit", name, m).generate_state(1)[0])
-            masks = WindowMasks(m, s, nsig, cfg.fit.train_exclude_nsigma, ds.data_range)
+            masks = WindowMasks(m, s, blind_nsigma, cfg.fit.train_exclude_nsigma, ds.data_range)
             wf = fit_window(
                 edges, counts, masks, GPOptions(bounds, cfg.fit.n_restarts), seed=seed, start=start
             )
@@ -142,10 +142,10 @@ def fit_masses(
             "w_eff": w_eff,
         }
         if cfg.base.blind:  # nothing downstream may see the window's observed counts
-            rho = float(rho_window(blind["edges"], wf.b, m, s, nsig))
+            rho = float(rho_window(blind["edges"], wf.b, m, s, blind_nsigma))
         else:
             blind["n"] = counts[bl]
-            rho = float(rho_window(edges, counts, m, s, nsig))
+            rho = float(rho_window(edges, counts, m, s, blind_nsigma))
         out.append(MassFit(index, m, s, wf.hyper, quality_flags(cfg, gof), blind, rho, gof))
     return out
 

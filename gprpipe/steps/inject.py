@@ -14,7 +14,7 @@ Seeds: ``seed_for(base.seed, "inject", dataset, mass, z)``; refit toys use its
 ``SeedSequence`` children (toy ``t`` is always child ``t``).
 
 Outputs (merge): ``inject.h5`` with, per dataset group, the summary arrays (``inject.csv``
-columns plus ``mass``, ``sigma_ref``, ``eps2_inj``, ``gp_conv_frac``, ``n_generated``,
+columns plus ``sigma_ref``, ``eps2_inj``, ``gp_conv_frac``, ``n_generated``,
 ``seconds``; in refit mode also ``sideband_leak``, the fraction of the signal on the GP
 training bins, and ``A_hat_asimov``, the yield extracted from the noise-free refit toy, i.e.
 the bias that leakage alone causes) and ``toys/<MeV>MeV_z<z>/`` groups with per-toy
@@ -326,7 +326,6 @@ def run(ctx) -> None:
             conv_frac = float(np.mean(gp_ok)) if gp_ok is not None else float("nan")
             rows.append(
                 {
-                    "mass": mass,
                     "mass_GeV": mass,
                     "A_inj": ex.A_inj,
                     **meta,

@@ -130,7 +130,6 @@ def _to_arrays(rows: list[dict], names: Sequence[str]) -> dict[str, np.ndarray]:
             cols[c] = np.array([bool(v) if v == v else False for v in vals])
         else:
             cols[c] = np.array(vals, dtype=float)
-    cols["mass"] = cols["mass_GeV"]
     return cols
 
 
