@@ -390,7 +390,7 @@ def test_chunk_size_under_slurm_points_to_scan(tmp_path: Path, run_cli):
         chunk_size = 4
     """,
     )
-    code, out, err = run_cli("validate", cfg)
+    code, _out, err = run_cli("validate", cfg)
     assert code == 1
     assert f"{cfg}:4: slurm.chunk_size: unknown key; did you mean 'scan.chunk_size'?" in err
     assert len(err.strip().splitlines()) == 1

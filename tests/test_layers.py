@@ -98,6 +98,13 @@ def test_plotting_imports_no_steps():
     )
 
 
+def test_results_is_data_only():
+    """results defines and reads the tables; it draws nothing and runs nothing (the report,
+    which draws, is part of the plot step)."""
+    allowed = ("gprpipe.results", "gprpipe.io", "gprpipe.errors")
+    assert _outside("gprpipe.results", allowed) == {}
+
+
 def test_stats_imports_nothing_outside_stats():
     assert _outside("gprpipe.stats", ("gprpipe.stats",)) == {}
 

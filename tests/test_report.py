@@ -22,8 +22,8 @@ import pytest
 from conftest import QUICKSTART, REPO, run_cli_subprocess
 
 from gprpipe.config.schema import Config
-from gprpipe.results.report import write_reports
 from gprpipe.results.summary import summarize
+from gprpipe.steps.report import write_reports
 
 CHROMIUM = Path("/usr/bin/chromium")
 

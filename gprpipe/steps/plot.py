@@ -78,7 +78,7 @@ def run(ctx) -> None:
     if lay.toyscan.exists():
         parts.append(toyscan_figures(cfg, lay))
     written = render(parts, lay.plots, formats, workers(cfg.base.jobs))
-    from gprpipe.results.report import write_reports
+    from gprpipe.steps.report import write_reports
 
     files = [str(p.relative_to(lay.point_dir)) for p in written]
     report, _ = write_reports(cfg, lay.point_dir)  # index.html (run level) is shared

@@ -233,15 +233,13 @@ def _points(run_dir: Path) -> list[tuple[str, dict[str, Any], Path]]:
 
 
 def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> bool:
-    """The eps^2 limits of every point on one figure (expected median dashed, observed
-    solid unless the point is blinded); one panel per dataset. False if nothing to draw."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from gprpipe.plotting.style import LABELS, label, legend, marker, save
+    """The eps^2 limits of every point on one figure (:func:`grid_limits_figure`), saved as
+    ``out``. False if no point has limits yet."""
+    from gprpipe.plotting.grid import grid_limits_figure
+    from gprpipe.plotting.style import save
     from gprpipe.results.schema import read_scan
 
-    curves: dict[str, list[tuple[str, dict[str, np.ndarray], bool]]] = {}
+    curves: dict[str, list[tuple[str, dict[str, Any], bool]]] = {}
     for name, _, d in points:
         path = d / "limit.h5"
         if not path.exists():
@@ -252,39 +250,7 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
             curves.setdefault(ds, []).append((name, a, blind))
     if not curves:
         return False
-    fig, axes = plt.subplots(len(curves), 1, figsize=(8, 4.5 * len(curves)), squeeze=False)
-    for ax, (ds, items) in zip(axes[:, 0], curves.items()):
-        for i, (pname, a, blind) in enumerate(items):
-            ok = a["status"] == "ok"
-            m = a["mass_GeV"][ok] * 1e3
-            mk = marker(len(m))
-            ax.plot(
-                m,
-                a["eps2_exp_med"][ok],
-                "--",
-                color=f"C{i % 10}",
-                marker=mk,
-                ms=3,
-                label=f"{pname} expected" + (" (blinded)" if blind else ""),
-            )
-            if not blind and "eps2_up" in a:
-                ax.plot(
-                    m,
-                    a["eps2_up"][ok],
-                    "-",
-                    color=f"C{i % 10}",
-                    marker=mk,
-                    ms=3,
-                    label=f"{pname} observed",
-                )
-        ax.set_yscale("log")
-        ax.set_ylabel(r"upper limit on $\epsilon^2$")
-        ax.set_xlabel(r"$m_{A'}$ [MeV]")
-        legend(ax)
-        blinded, LABELS.blinded = LABELS.blinded, False  # points are marked one by one
-        label(ax, labels.get(ds, ds))
-        LABELS.blinded = blinded
-    save(fig, out.parent, out.stem, ["png"])
+    save(grid_limits_figure(curves, labels), out.parent, out.stem, ["png"])
     return True
 
 

@@ -1,0 +1,51 @@
+"""The eps^2 limits of every grid point on one figure (the run's ``index.html``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from gprpipe.plotting.style import LABELS, label, legend, marker
+
+Curve = tuple[str, Mapping[str, Any], bool]  # point name, scan arrays, blinded
+
+
+def grid_limits_figure(curves: Mapping[str, Sequence[Curve]], labels: Mapping[str, str]) -> Figure:
+    """One panel per dataset: each point's expected median (dashed) and, unless the point
+    is blinded, observed (solid) eps^2 upper limit over its ``status == "ok"`` masses."""
+    fig, axes = plt.subplots(len(curves), 1, figsize=(8, 4.5 * len(curves)), squeeze=False)
+    for ax, (ds, items) in zip(axes[:, 0], curves.items()):
+        for i, (pname, a, blind) in enumerate(items):
+            ok = a["status"] == "ok"
+            m = a["mass_GeV"][ok] * 1e3
+            mk = marker(len(m))
+            ax.plot(
+                m,
+                a["eps2_exp_med"][ok],
+                "--",
+                color=f"C{i % 10}",
+                marker=mk,
+                ms=3,
+                label=f"{pname} expected" + (" (blinded)" if blind else ""),
+            )
+            if not blind and "eps2_up" in a:
+                ax.plot(
+                    m,
+                    a["eps2_up"][ok],
+                    "-",
+                    color=f"C{i % 10}",
+                    marker=mk,
+                    ms=3,
+                    label=f"{pname} observed",
+                )
+        ax.set_yscale("log")
+        ax.set_ylabel(r"upper limit on $\epsilon^2$")
+        ax.set_xlabel(r"$m_{A'}$ [MeV]")
+        legend(ax)
+        blinded, LABELS.blinded = LABELS.blinded, False  # points are marked one by one
+        label(ax, labels.get(ds, ds))
+        LABELS.blinded = blinded
+    return fig
