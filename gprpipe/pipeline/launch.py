@@ -158,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = json.loads(Path(args[0]).read_text())
         observer = TextObserver(out)
+        result: service.RunResult | None
         if spec["kind"] == "run":
             opts = service.RunOptions(**spec["options"])
             result = service.run(Path(spec["config"]), opts, observer)

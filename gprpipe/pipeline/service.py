@@ -53,7 +53,8 @@ from gprpipe.pipeline.watch import RunView, RunWatcher, mark_cancelled, pid_gone
 from gprpipe.units import fmt_mass, parse_masses
 
 if TYPE_CHECKING:
-    from gprpipe.config import Loaded, Point
+    from gprpipe.config import Point
+    from gprpipe.config.loader import Loaded
     from gprpipe.config.schema import Config
     from gprpipe.engines.base import Engine
     from gprpipe.executors.base import Executor
@@ -309,7 +310,7 @@ def engine_for(name: str, config: Config, check: bool = True) -> Engine:
         name,
         image=config.base.image,
         gpu=config.base.gpu,
-        step_images=config.base.step_images,
+        step_images={str(k): v for k, v in config.base.step_images.items()},
         check_version=config.base.check_image_version,
     )
     if check:

@@ -88,7 +88,7 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
 
 
 def plan_points(
-    run_dir: Path, points: Sequence[Point], where: Callable[[str], str] = lambda key: key
+    run_dir: Path, points: Sequence[Point], where: Callable[[str], object] = lambda key: key
 ) -> list[Task]:
     """Tasks of every point; refuses more than ``base.max_tasks`` tasks and any output,
     log or marker that would resolve outside ``run_dir`` (e.g. through a symlink).
