@@ -426,6 +426,8 @@ async def test_run_tab_shows_every_planned_task_pending(tmp_path):
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
+        # the Run pane holds the latest check before its tab is first shown (Results asks it)
+        assert app.query_one(RunPane).run_dir() == tmp_path / "run"
         await pilot.press("f5")
         await _settle(pilot)
         table = app.query_one("#run-tasks", DataTable)

@@ -265,6 +265,7 @@ class GprpipeApp(App[None]):
         check = await asyncio.to_thread(check_text, text, path, self.overrides)
         self._checking = False
         self.check = check
+        self.query_one(RunPane).check = check  # its run directory (the UI updates when shown)
         self._stale = {"edit", "form", "grid", "run"}
         self._refresh_pane(self.query_one("#tabs", TabbedContent).active)
         self.update_status()
@@ -503,8 +504,7 @@ class GprpipeApp(App[None]):
     def current_run_dir(self) -> Path | None:
         if self.results_dir is not None:  # opened as ``gprpipe tui RUN_DIR``
             return self.results_dir
-        run = self.query_one(RunPane)
-        return run.run_dir()
+        return self.query_one(RunPane).run_dir()
 
     @on(RunEnded)
     def _run_ended(self) -> None:
