@@ -415,8 +415,9 @@ def cancel(
         float, typer.Option(help="Seconds to wait for the run to stop before killing it.")
     ] = 10.0,
 ) -> None:
-    """Stop the run of RUN_DIR (on this host) and cancel its SLURM jobs; its running tasks
-    become failed (rerun --failed redoes them)."""
+    """Stop the run of RUN_DIR on this host and cancel its SLURM jobs.
+
+    Its running tasks become failed (gprpipe rerun RUN_DIR --failed redoes them)."""
     from gprpipe.pipeline import service
 
     done = service.cancel(run_dir, timeout=timeout)
