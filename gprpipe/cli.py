@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
 import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from gprpipe import __version__
 from gprpipe.errors import ConfigError, GprpipeError
-from gprpipe.units import fmt_mass, parse_mass, parse_masses
+from gprpipe.units import fmt_mass, parse_mass
+
+if TYPE_CHECKING:  # the run service is imported by the commands that use it (start-up time)
+    from gprpipe.executors.base import Outcome
+    from gprpipe.pipeline.service import Interrupted, RunResult
+    from gprpipe.pipeline.task import Task
 
 app = typer.Typer(
     name="gprpipe",
@@ -55,85 +66,15 @@ def _root(
     """gprpipe: run GPR bump hunts from a short TOML config."""
 
 
-def _points(
-    config: Path, overrides: list[str] | None, *, check: bool = False, inputs: bool = False
-):
-    """Every grid point. ``check``: refuse (ConfigError) what ``run`` could not do (nothing
-    to scan, masses not in GeV or out of range); ``inputs``: also refuse a data file that
-    does not exist (``validate``; ``run`` leaves that to the load task)."""
-    from gprpipe.config import load_points
-    from gprpipe.config.checks import check_plan, missing_files
-    from gprpipe.config.issues import Loc
-
-    loaded, points = load_points(config, overrides or [])
-
-    def where(key: str) -> Loc:
-        if key == "datasets" and not points[0].config.datasets:
-            return Loc(file=str(config), key="datasets")  # the user's file, not the defaults
-        return loaded.where(key)
-
-    errors = check_plan(points, where) if check or inputs else []
-    if inputs and not errors:  # the histograms are read by config.check_inputs next
-        errors = missing_files(points, where)
-    if errors:
-        raise ConfigError(errors)
-    return loaded, points
-
-
-def _run_dir(points) -> Path:
-    """The run directory: ``base.output``, which must be the same for every grid point."""
-    outputs = {p.config.base.output for p in points}
-    if len(outputs) > 1:
-        raise GprpipeError(
-            "base.output differs between grid points; the points of one run share one "
-            "run directory (vary the point folder names through other keys instead)."
-        )
-    return Path(outputs.pop())
-
-
-def _refuse_set_unblind(overrides: list[str]) -> None:
-    """Blinding is lifted only by ``run --unblind``, never by ``--set base.blind=false``."""
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if key.strip() == "base.blind" and value.strip().lower() not in ("true", "1"):
-            raise GprpipeError(
-                f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' "
-                "(recorded in run.json)."
-            )
-
-
-def _select(points, sel: str | None):
-    """``--points``: comma-separated indices, ranges (0-3), names or glob patterns."""
-    if not sel:
-        return list(points)
-    chosen = []
-    for item in [s.strip() for s in sel.split(",") if s.strip()]:
-        if item.isdigit():
-            hits = [p for p in points if p.index == int(item)]
-        elif "-" in item and all(x.isdigit() for x in item.split("-", 1)):
-            a, b = (int(x) for x in item.split("-", 1))
-            hits = [p for p in points if a <= p.index <= b]
-        else:
-            hits = [p for p in points if fnmatch.fnmatch(p.name, item)]
-        if not hits:
-            names = ", ".join(f"{p.index}:{p.name}" for p in points)
-            raise GprpipeError(f"--points {item!r} matches no grid point (have {names}).")
-        chosen += [h for h in hits if h not in chosen]
-    return sorted(chosen, key=lambda p: p.index)
-
-
 # ---------------------------------------------------------------- config inspection
 
 
 @app.command()
 def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Check a config: exit 0, or 1 with every error (file, key, line)."""
-    from gprpipe.config import check_inputs
-    from gprpipe.pipeline.store import plan_points
+    from gprpipe.pipeline import service
 
-    loaded, points = _points(config, set_, inputs=True)
-    tasks = plan_points(_run_dir(points), points, _where(loaded))
-    check_inputs(loaded, points)
+    points, tasks = service.validate(config, set_ or [])
     steps = ", ".join(points[0].config.steps.run)
     console.print(
         f"{config}: valid ({len(points)} point{'s' * (len(points) != 1)}, "
@@ -172,8 +113,9 @@ def render(
 ) -> None:
     """Print the fully rendered config of one grid point."""
     from gprpipe.io.toml_write import dumps
+    from gprpipe.pipeline import service
 
-    _, points = _points(config, set_)
+    _, points = service.load_points(config, set_ or [])
     if not 0 <= point < len(points):
         raise GprpipeError(f"--point {point}: the grid has points 0-{len(points) - 1}.")
     data = {k: v for k, v in points[point].data.items() if k != "grid"}
@@ -188,10 +130,11 @@ def render(
 @app.command()
 def grid(config: ConfigArg, set_: SetOpt = None) -> None:
     """One line per grid point: index, name, varied values, output folder."""
+    from gprpipe.pipeline import service
     from gprpipe.pipeline.store import point_dir
 
-    _, points = _points(config, set_)
-    run_dir = _run_dir(points)
+    _, points = service.load_points(config, set_ or [])
+    run_dir = service.run_dir_of(points)
     for p in points:
         values = " ".join(f"{k}={json.dumps(v)}" for k, v in p.values.items()) or "(no grid)"
         out = point_dir(run_dir, p)
@@ -226,134 +169,110 @@ def _notice(line: str) -> None:
     err.print(line, markup=False, highlight=False)
 
 
-def _locked(run_dir: Path, wait_lock: float):
-    """The run directory's lock (one writer at a time), for a ``with`` block."""
-    from gprpipe.pipeline.lock import run_lock
+class _Bars:
+    """The terminal's view of a run (a :class:`~gprpipe.pipeline.service.RunObserver`):
+    progress bars on stderr (one per running task with its masses or toys), or one line
+    per task when stderr is not a terminal."""
 
-    return run_lock(
-        run_dir, command=" ".join(["gprpipe", *sys.argv[1:2]]), wait=wait_lock, notice=_notice
-    )
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.bar: TaskID | None = None
+        self.inner: dict[str, TaskID] = {}  # running task id -> its bar
 
+    def notice(self, line: str) -> None:
+        _notice(line)
 
-def _clean_containers(engine, run_dir: Path) -> None:
-    """Remove containers an earlier, killed run of ``run_dir`` left (under its lock)."""
-    left = engine.cleanup(run_dir)
-    if left:
-        _notice(
-            f"notice: removed {len(left)} container(s) left by an earlier run of "
-            f"{run_dir}: {', '.join(left)}"
-        )
+    def rerunning(self, tasks: Sequence[Task]) -> None:
+        console.print(f"Rerunning {len(tasks)} tasks: " + ", ".join(t.id for t in tasks))
 
+    def submitted(self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str]) -> None:
+        from gprpipe.pipeline.service import submitted_line
 
-def _executor(name: str, run_dir: Path, engine, config, jobs: int | None = None):
-    """The executor ``name`` (:mod:`gprpipe.executors.registry`) for a run."""
-    from gprpipe.executors.registry import get_executor
+        console.print(submitted_line(executor, tasks, job_ids))
 
-    return get_executor(name, run_dir, engine, config, jobs=jobs)
+    def started(self, tasks: Sequence[Task], executor: str) -> None:
+        self.progress = _progress()
+        self.progress.start()
+        label = "tasks" if executor == "local" else executor
+        self.bar = self.progress.add_task(label, total=len(tasks), detail="")
 
+    def stopped(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
-def _execute_local(ex, tasks, configs, run_dir, force, info, resume: str = "") -> bool:
-    """Run ``tasks`` with a blocking executor, with progress bars; print the outcome."""
-    from gprpipe.executors.base import Hooks
-    from gprpipe.pipeline.state import fmt_duration, progress_text, read_progress
+    def task_ended(self, task: Task, outcome: Outcome) -> None:
+        from gprpipe.pipeline.service import task_line
 
-    _clean_containers(ex.engine, run_dir)
-    t0 = time.perf_counter()
-    finished: dict[str, str] = {}
-    with _progress() as progress:
-        bar = progress.add_task("tasks", total=len(tasks), detail="")
-        inner: dict[str, object] = {}  # running task id -> its progress bar
+        progress, bar = self.progress, self.bar
+        assert progress is not None and bar is not None
+        if task.id in self.inner:
+            progress.remove_task(self.inner.pop(task.id))
+        progress.advance(bar)
+        progress.update(bar, detail=f"{task.id}: {outcome.state}")
+        if progress.disable and (line := task_line(task, outcome)):
+            err.print(line)
 
-        def update(task, outcome) -> None:
-            finished[task.id] = outcome.state
-            if task.id in inner:
-                progress.remove_task(inner.pop(task.id))
-            progress.advance(bar)
-            progress.update(bar, detail=f"{task.id}: {outcome.state}")
-            if not progress.disable:
-                return
-            if outcome.state in ("done", "failed"):
-                err.print(f"{task.id}: {outcome.state} ({fmt_duration(outcome.seconds)})")
+    def tick(self, running: list[Task]) -> None:
+        from gprpipe.pipeline.state import progress_text, read_progress
 
-        def tick(running) -> None:
-            if progress.disable:
-                return
-            for t in running:
-                rec = read_progress(t.point_dir, t.slug)
-                if not rec:
-                    continue
-                if t.id not in inner:
-                    inner[t.id] = progress.add_task(f"  {t.id}", total=rec["total"], detail="")
-                progress.update(
-                    inner[t.id],
-                    completed=rec["done"],
-                    total=rec["total"],
-                    detail=progress_text(rec),
-                )
-
-        try:
-            report = ex.submit(
-                tasks,
-                configs=configs,
-                force=force,
-                hooks=Hooks(on_update=update, on_notice=_notice, on_tick=tick),
+        progress = self.progress
+        if progress is None or progress.disable:
+            return
+        for t in running:
+            rec = read_progress(t.point_dir, t.slug)
+            if not rec:
+                continue
+            if t.id not in self.inner:
+                self.inner[t.id] = progress.add_task(f"  {t.id}", total=rec["total"], detail="")
+            progress.update(
+                self.inner[t.id],
+                completed=rec["done"],
+                total=rec["total"],
+                detail=progress_text(rec),
             )
-        except KeyboardInterrupt:
-            states = ex.poll(tasks)  # the markers: what is really on disk
-            kept = sum(states[t.id].state == "done" for t in tasks)
-            stopped = len(tasks) - kept
-            err.print(
-                f"interrupted: {kept} finished task{'s' * (kept != 1)} kept in {run_dir} "
-                f"(a new run skips them); {stopped} not finished (stopped or not started). "
-                f"Resume with: {resume or f'gprpipe rerun {run_dir} --failed'}",
-                markup=False,
-                highlight=False,
-            )
-            raise typer.Exit(130) from None
-    wall = time.perf_counter() - t0
-    timings = info.data.setdefault("timings", {})
-    for tid, o in report.outcomes.items():
-        timings[tid] = {"state": o.state, "seconds": round(o.seconds, 3)}
-    info.data["wall_seconds"] = round(wall, 4)
-    info.save()
-    done, cached = report.count("done"), report.count("cached")
-    failed, skipped = report.count("failed"), report.count("skipped")
-    if done == 0 and not failed and not skipped:
-        console.print(f"Nothing to do: all {cached} tasks are up to date ({run_dir}).")
-    elif failed or skipped:
-        console.print(
-            f"{len(tasks)} tasks in {fmt_duration(wall)}: {done} ran, {cached} cached, "
-            f"{failed} failed, {skipped} skipped. The run is incomplete: fix the cause below, "
-            f"then run the same command again (finished tasks are kept) or gprpipe rerun "
-            f"{run_dir} --failed."
-        )
+
+    def queue(self, states: dict[str, str]) -> None:
+        from gprpipe.pipeline.service import count
+
+        assert self.progress is not None and self.bar is not None
+        n = sum(s in ("done", "failed") for s in states.values())
+        detail = " ".join(f"{k}={v}" for k, v in count(states).items())
+        self.progress.update(self.bar, completed=n, detail=detail)
+
+
+def _show(result: RunResult, *, rows: bool = True) -> None:
+    """Print what a run or rerun did (after its progress bars); exit 1 when it failed."""
+    if result.queued:
+        if not result.waited:
+            console.print(f"Watch with: gprpipe status {result.run_dir}")
+        else:
+            console.print(", ".join(f"{n} {s}" for s, n in sorted(result.state_counts().items())))
+            for t in result.tasks:
+                state, msg = result.states[t.id]
+                if state == "failed":
+                    err.print(Text.assemble(("failed", "red"), f" {t.id}: {msg} (log: {t.log})"))
     else:
-        console.print(
-            f"{len(tasks)} tasks in {fmt_duration(wall)}: {done} ran, {cached} cached, "
-            f"{failed} failed, {skipped} skipped. Results in {run_dir}"
+        console.print(result.headline())
+        for task, message in result.failures():
+            err.print(Text.assemble(("failed", "red"), f" {task.id} (log: {task.log})"))
+            if message:
+                err.print("  " + message.replace("\n", "\n  "), markup=False, highlight=False)
+    for fr in result.failed_rows if rows else ():
+        err.print(
+            Text.assemble(
+                (f"{fr.bad} of {fr.total} masses failed", "red"),
+                f" in {fr.path} (first: {fr.first})",
+            )
         )
-    by_id = {t.id: t for t in tasks}
-    for tid, o in report.outcomes.items():
-        if o.state == "failed":
-            err.print(f"[red]failed[/red] {tid} (log: {by_id[tid].log})")
-            if o.message:
-                err.print("  " + o.message.replace("\n", "\n  "), markup=False, highlight=False)
-    return report.ok
+    if not result.queued or result.waited:
+        _print_summary(result.run_dir)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
-def _engine(name: str, config, dry_run: bool):
-    from gprpipe.engines import engine_for_config
-
-    engine = engine_for_config(
-        name,
-        image=config.base.image,
-        gpu=config.base.gpu,
-        step_images=config.base.step_images,
-        check_version=config.base.check_image_version,
-    )
-    if not dry_run:
-        engine.check()
-    return engine
+def _interrupted(exc: Interrupted) -> typer.Exit:
+    err.print(str(exc), markup=False, highlight=False)
+    return typer.Exit(130)
 
 
 @app.command()
@@ -383,120 +302,36 @@ def run(
     set_: SetOpt = None,
 ) -> None:
     """Run the whole job: every grid point through the configured steps."""
-    from gprpipe.config import check_inputs
-    from gprpipe.pipeline.store import new_run_info, plan_points, write_point_configs
+    from gprpipe.pipeline import service
 
-    overrides = list(set_ or [])
-    _refuse_set_unblind(overrides)
-    if engine:
-        overrides.append(f"base.engine={engine}")
-    if executor:
-        overrides.append(f"base.executor={executor}")
-    if steps:
-        names = [s.strip() for s in steps.split(",") if s.strip()]
-        overrides.append("steps.run=" + json.dumps(names))
-    blind_in_config = False
-    if unblind:
-        _, as_written = _points(config, overrides)
-        blind_in_config = any(p.config.base.blind for p in as_written)
-        overrides.append("base.blind=false")
-    loaded, all_points = _points(config, overrides, check=True)
-    points = _select(all_points, points_sel)
-    cfg0 = points[0].config
-    run_dir = _run_dir(all_points)
-    tasks = plan_points(run_dir, points, _where(loaded))
-    eng = _engine(cfg0.base.engine, cfg0, dry_run)
-    ex = _executor(cfg0.base.executor, run_dir, eng, cfg0, jobs)
-    configs = {p.name: p.config for p in points}
-    if dry_run:
-        print(ex.preview(tasks))
-        return
-    check_inputs(loaded, points)
-    _make_run_dir(run_dir, loaded)
-    with _locked(run_dir, wait_lock):
-        ex.refuse_if_busy(tasks)
-        write_point_configs(run_dir, points)
-        info = new_run_info(
-            run_dir,
-            config.resolve(),
-            overrides,
-            points,
-            tasks,
-            engine=cfg0.base.engine,
-            executor=cfg0.base.executor,
-        )
-        info.data["blinding"] = {
-            "blind": any(p.config.base.blind for p in points),
-            "unblind_option": unblind,
-            "config_was_blind": blind_in_config,
-        }
-        info.save()
-        if not ex.blocking:
-            ok = _submit_queued(ex, tasks, run_dir, wait=wait, force=force)
-            ok = ok and (not wait or _report_rows(tasks))
-            if wait:
-                _print_summary(run_dir)
-        else:
-            import shlex
-
-            resume = shlex.join(
-                ["gprpipe", "run", str(config), *[x for o in overrides for x in ("--set", o)]]
-            )
-            ok = _execute_local(ex, tasks, configs, run_dir, force, info, resume=resume)
-            ok = _report_rows(tasks) and ok
-            _print_summary(run_dir)
-    if not ok:
-        raise typer.Exit(1)
-
-
-def _where(loaded):
-    from gprpipe.config import _where as where_of
-
-    return where_of(loaded)
-
-
-def _make_run_dir(run_dir: Path, loaded) -> None:
-    """Create the run directory, or say in one sentence why it cannot be."""
-    where = _where(loaded)("base.output")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
+    options = service.RunOptions(
+        engine=engine,
+        executor=executor,
+        jobs=jobs,
+        dry_run=dry_run,
+        force=force,
+        steps=[s.strip() for s in steps.split(",") if s.strip()] if steps else None,
+        points=points_sel,
+        wait=wait,
+        wait_lock=wait_lock,
+        unblind=unblind,
+        overrides=list(set_ or []),
+        command="gprpipe run",
+    )
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".gprpipe-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise GprpipeError(
-            f"{where}: cannot write the run directory {run_dir} ({exc.strerror or exc})."
-        ) from None
-
-
-def _report_rows(tasks) -> bool:
-    """Say how many masses of each table (``scan.csv``, ``inject.csv``) failed; True when
-    none did."""
-    from gprpipe.steps.merge import failed_rows
-
-    ok = True
-    seen = set()
-    for t in tasks:
-        for out in t.outputs:
-            if out.suffix != ".csv" or out in seen or not out.is_file():
-                continue
-            seen.add(out)
-            bad, total, first = failed_rows(out)
-            if bad:
-                ok = False
-                err.print(
-                    f"[red]{bad} of {total} masses failed[/red] in {out} (first: {first})",
-                    highlight=False,
-                )
-    return ok
+        result = service.run(config, options, _Bars())
+    except service.Interrupted as exc:
+        raise _interrupted(exc) from None
+    if result.preview is not None:
+        print(result.preview)
+        return
+    _show(result)
 
 
 def _print_summary(run_dir: Path) -> None:
-    from gprpipe.pipeline.summary import run_summary, summary_lines
+    from gprpipe.pipeline import service
 
-    console.print("\n".join(summary_lines(run_summary(run_dir))), markup=False, highlight=False)
+    console.print("\n".join(service.summarise(run_dir)), markup=False, highlight=False)
 
 
 @app.command()
@@ -505,107 +340,32 @@ def summary(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> 
     _print_summary(run_dir)
 
 
-def _submit_queued(ex, tasks, run_dir, *, wait: bool, force: bool, resubmit: bool = False) -> bool:
-    """Queue ``tasks`` with a queueing executor (SLURM); with ``wait``, follow them."""
-    report = ex.submit(tasks, force=force, resubmit=resubmit)
-    jobs = ", ".join(f"{k}={v}" for k, v in report.job_ids.items())
-    console.print(f"Submitted {len(tasks)} tasks to {ex.name.upper()} as job arrays: {jobs}")
-    if not wait:
-        console.print(f"Watch with: gprpipe status {run_dir}")
-        return True
-    with _progress() as progress:
-        bar = progress.add_task(ex.name, total=len(tasks), detail="")
-
-        def update(states: dict[str, str]) -> None:
-            n = sum(s in ("done", "failed") for s in states.values())
-            progress.update(
-                bar, completed=n, detail=" ".join(f"{k}={v}" for k, v in _count(states).items())
-            )
-
-        ok = ex.wait(tasks, progress=update)
-    _report_states(tasks)
-    return ok
-
-
-def _count(states: dict[str, str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for s in states.values():
-        out[s] = out.get(s, 0) + 1
-    return out
-
-
-def _report_states(tasks) -> None:
-    from gprpipe.pipeline.store import task_states
-
-    states = task_states(tasks)
-    counts = _count({k: v[0] for k, v in states.items()})
-    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    for t in tasks:
-        state, msg = states[t.id]
-        if state == "failed":
-            err.print(f"[red]failed[/red] {t.id}: {msg} (log: {t.log})", highlight=False)
-
-
 @app.command()
 def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
     """Task states per point and step: done/running/failed/pending."""
-    from gprpipe.pipeline.store import load_run_info, tasks_of_run
+    from gprpipe.pipeline import service
 
-    info = load_run_info(run_dir)
-    tasks, configs = tasks_of_run(info)
-    ex = _run_executor(run_dir, info, configs)
-    _clean_if_unlocked(run_dir, ex)
-    polled = ex.poll(tasks)
-    states = {t.id: (polled[t.id].state, polled[t.id].message) for t in tasks}
-    slurm_jobs = ex.job_ids_by_task()
-    table = Table(title=f"{run_dir}  ({info.data.get('executor', 'local')} executor)")
+    st = service.status(run_dir, notice=_notice)
+    table = Table(title=f"{run_dir}  ({st.executor} executor)")
     for col in ("point", "step", "done", "running", "failed", "pending"):
         table.add_column(col, justify="left" if col in ("point", "step") else "right")
     groups: dict[tuple[str, str], dict[str, int]] = {}
-    for t in tasks:
+    for t in st.tasks:
         g = groups.setdefault((t.point, t.step), {})
-        s = states[t.id][0]
+        s = st.states[t.id][0]
         g[s] = g.get(s, 0) + 1
     for (point, step), c in groups.items():
         cells = (str(c.get(s, 0)) for s in ("done", "running", "failed", "pending"))
         table.add_row(point, step, *cells)
     console.print(table)
-    for t in tasks:
-        state, msg = states[t.id]
+    for t in st.tasks:
+        state, msg = st.states[t.id]
         if state in ("failed", "running"):
-            job = f" [job {slurm_jobs[t.id]}]" if t.id in slurm_jobs else ""
+            job = f" [job {st.jobs[t.id]}]" if t.id in st.jobs else ""
             console.print(f"{state:8s} {t.id}{job}: {msg or ''}  (log: {t.log})", highlight=False)
-    from gprpipe.pipeline.lock import describe, holder, is_locked
-
-    if is_locked(run_dir):
-        console.print(f"in use by {describe(holder(run_dir))}", highlight=False)
-    total = _count({k: v[0] for k, v in states.items()})
-    console.print(" ".join(f"{k}={v}" for k, v in sorted(total.items())))
-
-
-def _run_executor(run_dir: Path, info, configs, jobs: int | None = None, *, check: bool = False):
-    """The executor (and engine, checked with ``check``) that a recorded run used."""
-    cfg0 = next(iter(configs.values())) if configs else None
-    if cfg0 is None:
-        from gprpipe.config.schema import Config
-
-        cfg0 = Config()
-    eng = _engine(info.data.get("engine", "local"), cfg0, not check)
-    return _executor(info.data.get("executor", "local"), run_dir, eng, cfg0, jobs)
-
-
-def _clean_if_unlocked(run_dir: Path, ex) -> None:
-    """No run holds the directory: containers of it still there are leftovers (the run and
-    its watchdog were killed); stop and remove them."""
-    from gprpipe.pipeline.lock import is_locked, run_lock
-
-    if not ex.owns_containers or is_locked(run_dir):
-        return
-    try:
-        with run_lock(run_dir, command="gprpipe status"):
-            _clean_containers(ex.engine, run_dir.absolute())
-    except GprpipeError:
-        return  # a run started meanwhile: its containers are its own
+    if st.in_use:
+        console.print(f"in use by {st.in_use}", highlight=False)
+    console.print(" ".join(f"{k}={v}" for k, v in sorted(st.counts().items())))
 
 
 @app.command()
@@ -628,47 +388,47 @@ def rerun(
     ] = 0.0,
 ) -> None:
     """Redo only what is named (failed tasks, or the tasks of some masses) and what follows."""
-    from gprpipe.pipeline.store import load_run_info
+    from gprpipe.pipeline import service
 
-    if not failed and not masses:
-        raise GprpipeError("rerun needs --failed or --masses (e.g. --masses 37MeV,48MeV).")
-    load_run_info(run_dir)  # a run directory?
-    with _locked(run_dir, wait_lock):
-        _rerun(run_dir.absolute(), failed, masses, jobs, wait)
-
-
-def _rerun(run_dir: Path, failed: bool, masses: str | None, jobs: int | None, wait: bool) -> None:
-    from gprpipe.pipeline.plan import downstream
-    from gprpipe.pipeline.store import load_run_info, tasks_of_run
-
-    info = load_run_info(run_dir)
-    tasks, configs = tasks_of_run(info)
-    ex = _run_executor(run_dir, info, configs, jobs)
-    chosen: set[str] = set()
-    if failed:
-        states = ex.poll(tasks)
-        chosen |= {t.id for t in tasks if states[t.id].state == "failed"}
-    if masses:
-        for m in parse_masses(masses, "--masses"):
-            owners = [t for t in tasks if any(abs(x - m) < 5e-7 for x in t.masses)]
-            if not owners:
-                raise GprpipeError(f"--masses: no task of {run_dir} owns {fmt_mass(m)}.")
-            chosen |= {t.id for t in owners}
-    if not chosen:
+    try:
+        result = service.rerun(
+            run_dir,
+            failed=failed,
+            masses=masses,
+            jobs=jobs,
+            wait=wait,
+            wait_lock=wait_lock,
+            observer=_Bars(),
+        )
+    except service.Interrupted as exc:
+        raise _interrupted(exc) from None
+    if result is None:
         console.print("Nothing to rerun: no task matches.")
         return
-    todo = downstream(tasks, chosen)
-    console.print(f"Rerunning {len(todo)} tasks: " + ", ".join(t.id for t in todo))
-    ex.engine.check()
-    if not ex.blocking:
-        ok = _submit_queued(ex, todo, run_dir, wait=wait, force=True, resubmit=True)
-        if wait:
-            _print_summary(run_dir)
-    else:
-        ok = _execute_local(ex, todo, configs, run_dir, [t.id for t in todo], info)
-        _print_summary(run_dir)
-    if not ok:
-        raise typer.Exit(1)
+    _show(result, rows=False)
+
+
+@app.command()
+def cancel(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the run to stop before killing it.")
+    ] = 10.0,
+) -> None:
+    """Stop the run of RUN_DIR on this host and cancel its SLURM jobs.
+
+    Its running tasks become failed (gprpipe rerun RUN_DIR --failed redoes them)."""
+    from gprpipe.pipeline import service
+
+    done = service.cancel(run_dir, timeout=timeout)
+    if done.pids:
+        console.print(f"Stopped the run of {run_dir} (pid {', '.join(map(str, done.pids))}).")
+    if done.jobs:
+        console.print(f"Cancelled SLURM jobs: {' '.join(done.jobs)}")
+    if done.marked:
+        console.print(f"Marked failed: {', '.join(done.marked)} (gprpipe rerun {run_dir} --failed)")
+    if not done.anything:
+        console.print(f"Nothing running in {run_dir}.")
 
 
 @app.command()

@@ -120,3 +120,27 @@ def test_front_ends_are_imported_by_no_lower_layer():
         m: d - {"gprpipe", "gprpipe._version"} for m, d in _outside("gprpipe.config", below).items()
     }
     assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_front_ends_run_through_the_service():
+    """The CLI and the TUI both reach runs through the run service; the TUI never talks to
+    an executor itself (states come through the service's watcher); the pipeline imports
+    neither front end."""
+    assert "gprpipe.pipeline.service" in GRAPH["gprpipe.cli"]
+    tui = set().union(*(deps for m, deps in GRAPH.items() if m.startswith("gprpipe.tui")))
+    assert {"gprpipe.pipeline.service", "gprpipe.pipeline.launch"} <= tui
+    assert {d for d in tui if d.startswith("gprpipe.executors")} == set()
+    front = ("gprpipe.cli", "gprpipe.tui")
+    upward = {
+        m: {d for d in deps if d.startswith(front)}
+        for m, deps in GRAPH.items()
+        if m.startswith("gprpipe.pipeline")
+    }
+    assert {m: d for m, d in upward.items() if d} == {}
+    # the orchestration lives in the service, not in the CLI
+    cli = (ROOT / "cli.py").read_text()
+    for name in ("get_executor", "run_lock", "Hooks", "new_run_info", "tasks_of_run"):
+        assert name not in cli, name
+    # the TUI's background run is the service's entry point, not a gprpipe command line
+    launch = (ROOT / "pipeline" / "launch.py").read_text()
+    assert '"-m", "gprpipe.pipeline.launch"' in launch and '"-m", "gprpipe",' not in launch

@@ -16,11 +16,11 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, OptionList, Select, Static, TextArea
 
+from gprpipe.pipeline import service
 from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 from gprpipe.tui.app import GprpipeApp
 from gprpipe.tui.model import check_text
 from gprpipe.tui.run import RunPane
-from gprpipe.tui.runs import cancel_slurm
 from gprpipe.tui.textplot import Band, Line, braille_plot
 from gprpipe.tui.tomledit import remove_key, set_key
 
@@ -426,6 +426,8 @@ async def test_run_tab_shows_every_planned_task_pending(tmp_path):
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
+        # the Run pane holds the latest check before its tab is first shown (Results asks it)
+        assert app.query_one(RunPane).run_dir() == tmp_path / "run"
         await pilot.press("f5")
         await _settle(pilot)
         table = app.query_one("#run-tasks", DataTable)
@@ -594,7 +596,7 @@ async def test_launch_quickstart_on_slurm_and_watch_it(tmp_path):
         assert run.view.executor == "slurm" and run.view.all_done, run.view.states
         assert "running" in seen or "pending" in seen
         assert "(slurm)" in _static(app, "#run-summary")
-        ids = cancel_slurm(tmp_path / "run")  # every job id of the run (all finished)
+        ids = service.cancel(tmp_path / "run").jobs  # every job id of the run (all finished)
         assert ids and all(i.isdigit() for i in ids)
         await pilot.press("f6")
         await _settle(pilot, 0.3)

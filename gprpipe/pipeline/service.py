@@ -1,279 +1,676 @@
-"""The run service: what a front end (the CLI, the TUI's Run pane) asks of a run.
+"""The run service: plan, run, watch, cancel, rerun and summarise runs.
 
-- :func:`launch` / :func:`launch_rerun`: start ``gprpipe run`` / ``gprpipe rerun --failed``
-  as a background process (own process group, output in a log): the run outlives the
-  front end that started it.
-- :class:`RunWatcher` (:func:`watch`): every task of a run and its state, from the
-  executor that the run recorded in ``run.json`` (its markers, and SLURM's queue).
-- :func:`cancel`: stop a launched run (its process group) and mark its tasks that were
-  still running ``failed``; cancel the run's SLURM jobs.
+Both front ends call these functions and nothing below them: the CLI (``gprpipe run``,
+``rerun``, ``status``, ``cancel``, ``summary``) in its own process, with a
+:class:`RunObserver` that draws progress; the TUI through :mod:`gprpipe.pipeline.launch`,
+which runs the same :func:`run` / :func:`rerun` in a background process (a run outlives
+the TUI that started it), and :func:`watch` / :func:`cancel` in its own.
+
+- :func:`run`: every grid point of a config through its steps, locally (the executor
+  returns when the tasks have ended) or queued (SLURM job arrays; ``wait`` follows them),
+  through the executor registry, under the run directory's lock.
+- :func:`rerun`: the failed tasks, or those owning some masses, and what follows them.
+- :func:`status`, :func:`watch`: every task's state from the run's executor (markers of
+  :mod:`gprpipe.pipeline.state`, and the scheduler's queue).
+- :func:`cancel`: stop the run holding the directory (and a background launch), mark its
+  tasks that were running ``failed``, cancel its scheduler jobs.
 - :func:`summarise`: the run's summary lines.
+
+User mistakes raise :class:`~gprpipe.errors.GprpipeError` or
+:class:`~gprpipe.errors.ConfigError` (one sentence each); Ctrl-C or SIGTERM during a local
+run raises :class:`Interrupted`, which says what is kept and how to resume.
 """
 
 from __future__ import annotations
 
-import contextlib
+import fnmatch
+import json
 import os
+import shlex
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.state import read_marker, read_state, write_state
-from gprpipe.pipeline.store import RUN_JSON, load_run_info, tasks_of_run
+from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.executors.base import Hooks, Outcome, RunReport
+from gprpipe.pipeline.lock import describe, holder, is_locked, run_lock
+from gprpipe.pipeline.state import fmt_duration
+from gprpipe.pipeline.store import (
+    RunInfo,
+    load_run_info,
+    new_run_info,
+    plan_points,
+    task_states,
+    tasks_of_run,
+    write_point_configs,
+)
 from gprpipe.pipeline.task import Task
+from gprpipe.pipeline.watch import RunView, RunWatcher, mark_cancelled, pid_gone, watch
+from gprpipe.units import fmt_mass, parse_masses
 
-STATES = ("done", "running", "failed", "pending")
-LAUNCH_LOG = "tui-launch.log"
+if TYPE_CHECKING:
+    from gprpipe.config import Point
+    from gprpipe.config.loader import Loaded
+    from gprpipe.config.schema import Config
+    from gprpipe.engines.base import Engine
+    from gprpipe.executors.base import Executor
 
-
-def run_argv(
-    config: Path, overrides: Sequence[str], *, engine: str, executor: str, jobs: int
-) -> list[str]:
-    """``gprpipe run`` command line for a config (overrides as ``--set``)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "gprpipe",
-        "run",
-        str(config),
-        "--engine",
-        engine,
-        "--executor",
-        executor,
-        "-j",
-        str(jobs),
-    ]
-    for o in overrides:
-        argv += ["--set", o]
-    return argv
-
-
-def rerun_argv(run_dir: Path, *, jobs: int) -> list[str]:
-    """``gprpipe rerun RUN_DIR --failed`` command line."""
-    return [sys.executable, "-m", "gprpipe", "rerun", str(run_dir), "--failed", "-j", str(jobs)]
-
-
-class Launch:
-    """A ``gprpipe`` command started in the background (own process group), its output in
-    ``log``. The run itself is independent of its front end: quitting leaves it running."""
-
-    def __init__(self, argv: Sequence[str], log: Path, cwd: Path | None = None) -> None:
-        self.argv = list(argv)
-        self.log = log
-        self.cwd = cwd or Path.cwd()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.cancelled = False
-
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "w") as fh:
-            fh.write("$ " + " ".join(self.argv) + "\n")
-            fh.flush()
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.cwd,
-                env=env,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def returncode(self) -> int | None:
-        """None while running."""
-        return None if self.proc is None else self.proc.poll()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def cancel(self, timeout: float = 5.0) -> None:
-        """SIGTERM to the whole process group (the run and its task processes)."""
-        if not self.running or self.proc is None:
-            return
-        self.cancelled = True
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+__all__ = [
+    "Cancelled",
+    "FailedRows",
+    "Interrupted",
+    "RunObserver",
+    "RunOptions",
+    "RunResult",
+    "RunStatus",
+    "RunView",
+    "RunWatcher",
+    "cancel",
+    "count",
+    "failed_rows_of",
+    "load_points",
+    "rerun",
+    "run",
+    "run_dir_of",
+    "status",
+    "submitted_line",
+    "summarise",
+    "task_line",
+    "validate",
+    "watch",
+]
 
 
-def launch(
-    config: Path, overrides: Sequence[str], run_dir: Path, *, engine: str, executor: str, jobs: int
-) -> Launch:
-    """Start ``gprpipe run`` for ``config`` in the background (log: RUN_DIR/tui-launch.log)."""
-    started = Launch(
-        run_argv(config, overrides, engine=engine, executor=executor, jobs=jobs),
-        Path(run_dir) / LAUNCH_LOG,
-    )
-    started.start()
-    return started
+# ---------------------------------------------------------------- what a front end sees
 
 
-def launch_rerun(run_dir: Path, *, jobs: int) -> Launch:
-    """Start ``gprpipe rerun RUN_DIR --failed`` in the background."""
-    started = Launch(rerun_argv(run_dir, jobs=jobs), Path(run_dir) / LAUNCH_LOG)
-    started.start()
-    return started
+class RunObserver:
+    """What happens during a run, as it happens (every method does nothing here; a front
+    end overrides what it shows). Called in the run's thread."""
+
+    def notice(self, line: str) -> None:
+        """A ``notice:`` line (lock taken over, leftover containers, damaged outputs)."""
+
+    def rerunning(self, tasks: Sequence[Task]) -> None:
+        """:func:`rerun` chose these tasks (before it starts them)."""
+
+    def submitted(self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str]) -> None:
+        """A queueing executor accepted ``tasks`` as jobs ``job_ids``."""
+
+    def started(self, tasks: Sequence[Task], executor: str) -> None:
+        """Execution (local) or following the queue (``wait``) begins."""
+
+    def task_ended(self, task: Task, outcome: Outcome) -> None:
+        """Local: a task ended (done, cached, failed or skipped)."""
+
+    def tick(self, running: list[Task]) -> None:
+        """Local: about twice a second while ``running`` tasks run."""
+
+    def queue(self, states: dict[str, str]) -> None:
+        """Queued, with ``wait``: every task's state after a poll."""
+
+    def stopped(self) -> None:
+        """Execution ended (also when interrupted): after :meth:`started`."""
 
 
-def pid_gone(pid: object) -> bool:
-    """True if process ``pid`` no longer runs: absent, or a zombie nobody reaped."""
-    try:
-        os.kill(int(pid), 0)  # type: ignore[call-overload]
-    except (TypeError, ValueError, ProcessLookupError):
-        return True
-    except PermissionError:
-        return False
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()  # type: ignore[call-overload]
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+def task_line(task: Task, outcome: Outcome) -> str:
+    """``<task id>: done (4.2 s)`` for a task that ran ('' for cached and skipped ones)."""
+    if outcome.state not in ("done", "failed"):
+        return ""
+    return f"{task.id}: {outcome.state} ({fmt_duration(outcome.seconds)})"
 
 
-def mark_cancelled(
-    tasks: Sequence[Task], timeout: float = 5.0, why: str = "cancelled from gprpipe tui"
-) -> list[str]:
-    """After a local cancel: tasks still marked running on this host whose process is
-    gone become ``failed`` (``why``), so ``status`` and ``rerun --failed`` see them."""
-    host = socket.gethostname()
-    todo = []
-    for t in tasks:
-        if read_state(t.point_dir, t.slug)[0] != "running":
-            continue
-        info = read_marker(t.point_dir, t.slug, "running")
-        if info.get("host") == host and not info.get("slurm_job"):
-            todo.append((t, info.get("pid")))
-    end = time.monotonic() + timeout
-    marked: list[str] = []
-    while todo:
-        left = []
-        for t, pid in todo:
-            if pid_gone(pid):
-                if read_state(t.point_dir, t.slug)[0] == "running":
-                    write_state(t.point_dir, t.slug, "failed", why)
-                    marked.append(t.id)
-            else:
-                left.append((t, pid))
-        todo = left
-        if not todo or time.monotonic() > end:
-            break
-        time.sleep(0.1)
-    return marked
+def submitted_line(executor: str, tasks: Sequence[Task], job_ids: dict[str, str]) -> str:
+    jobs = ", ".join(f"{k}={v}" for k, v in job_ids.items())
+    return f"Submitted {len(tasks)} tasks to {executor.upper()} as job arrays: {jobs}"
 
 
-def cancel_jobs(run_dir: Path) -> list[str]:
-    """Cancel the run's jobs in its scheduler (SLURM: every job of its submissions);
-    returns their ids."""
-    from gprpipe.executors import slurm
+def count(states: dict[str, str]) -> dict[str, int]:
+    """How many tasks are in each state (in order of first appearance)."""
+    out: dict[str, int] = {}
+    for s in states.values():
+        out[s] = out.get(s, 0) + 1
+    return out
 
-    return slurm.cancel(Path(run_dir))
+
+class Interrupted(Exception):
+    """A local run stopped by Ctrl-C or SIGTERM; the message says what is kept and how to
+    resume (exit code 130)."""
+
+
+@dataclass(frozen=True)
+class FailedRows:
+    """A table (``scan.csv``, ``inject.csv``) with masses that failed."""
+
+    path: Path
+    bad: int
+    total: int
+    first: str  # "dataset mass GeV: status" of the first failed row
 
 
 @dataclass
-class RunView:
-    """Every task of a run and its state."""
+class RunResult:
+    """What :func:`run` or :func:`rerun` did."""
 
     run_dir: Path
-    tasks: list[Task] = field(default_factory=list)
-    states: dict[str, tuple[str, str]] = field(default_factory=dict)
-    logs: dict[str, Path] = field(default_factory=dict)
-    executor: str = "local"
-    started: bool = False  # run.json exists
-    error: str = ""
+    tasks: list[Task]
+    executor: str
+    preview: str | None = None  # --dry-run: what would run
+    queued: bool = False  # a queueing executor (SLURM) took the tasks
+    waited: bool = False  # ... and the run followed them to their end
+    report: RunReport = field(default_factory=RunReport)
+    wall: float = 0.0
+    states: dict[str, tuple[str, str]] = field(default_factory=dict)  # after wait
+    failed_rows: list[FailedRows] = field(default_factory=list)
+    ok: bool = True
+
+    def headline(self) -> str:
+        """The one line a local run ends with (how many tasks ran, cached, failed)."""
+        r = self.report
+        done, cached = r.count("done"), r.count("cached")
+        failed, skipped = r.count("failed"), r.count("skipped")
+        if done == 0 and not failed and not skipped:
+            return f"Nothing to do: all {cached} tasks are up to date ({self.run_dir})."
+        counts = (
+            f"{len(self.tasks)} tasks in {fmt_duration(self.wall)}: {done} ran, {cached} "
+            f"cached, {failed} failed, {skipped} skipped."
+        )
+        if failed or skipped:
+            return (
+                f"{counts} The run is incomplete: fix the cause below, then run the same "
+                f"command again (finished tasks are kept) or gprpipe rerun {self.run_dir} "
+                "--failed."
+            )
+        return f"{counts} Results in {self.run_dir}"
+
+    def failures(self) -> list[tuple[Task, str]]:
+        """Local: the failed tasks with their messages, in the order they ended."""
+        by_id = {t.id: t for t in self.tasks}
+        return [
+            (by_id[tid], o.message)
+            for tid, o in self.report.outcomes.items()
+            if o.state == "failed"
+        ]
+
+    def state_counts(self) -> dict[str, int]:
+        """Queued with wait: tasks per final state."""
+        return count({k: v[0] for k, v in self.states.items()})
+
+
+@dataclass
+class RunOptions:
+    """How to run a config (the options of ``gprpipe run``)."""
+
+    engine: str | None = None
+    executor: str | None = None
+    jobs: int | None = None  # local workers
+    dry_run: bool = False
+    force: bool = False
+    steps: Sequence[str] | None = None
+    points: str | None = None  # grid points: 0,2-3,name,glob*
+    wait: bool = False  # queued: follow the jobs to their end
+    wait_lock: float = 0.0  # seconds to wait for another run of the directory
+    unblind: bool = False
+    overrides: Sequence[str] = ()  # --set key=VALUE
+    command: str = "gprpipe run"  # who holds the lock (shown to a second run)
+    record: Sequence[str] | None = None  # the command recorded in run.json (default argv)
+
+
+# ---------------------------------------------------------------- plan
+
+
+def load_points(
+    config: Path, overrides: Sequence[str] = (), *, check: bool = False, inputs: bool = False
+) -> tuple[Loaded, list[Point]]:
+    """Every grid point. ``check``: refuse (ConfigError) what ``run`` could not do (nothing
+    to scan, masses not in GeV or out of range); ``inputs``: also refuse a data file that
+    does not exist (``validate``; ``run`` leaves that to the load task)."""
+    from gprpipe.config import load_points as load
+    from gprpipe.config.checks import check_plan, missing_files
+    from gprpipe.config.issues import Loc
+
+    loaded, points = load(config, list(overrides))
+
+    def where(key: str) -> Loc:
+        if key == "datasets" and not points[0].config.datasets:
+            return Loc(file=str(config), key="datasets")  # the user's file, not the defaults
+        return loaded.where(key)
+
+    errors = check_plan(points, where) if check or inputs else []
+    if inputs and not errors:  # the histograms are read by config.check_inputs next
+        errors = missing_files(points, where)
+    if errors:
+        raise ConfigError(errors)
+    return loaded, points
+
+
+def run_dir_of(points: Sequence[Point]) -> Path:
+    """The run directory: ``base.output``, which must be the same for every grid point."""
+    outputs = {p.config.base.output for p in points}
+    if len(outputs) > 1:
+        raise GprpipeError(
+            "base.output differs between grid points; the points of one run share one "
+            "run directory (vary the point folder names through other keys instead)."
+        )
+    return Path(outputs.pop())
+
+
+def validate(config: Path, overrides: Sequence[str] = ()) -> tuple[list[Point], list[Task]]:
+    """Everything ``run`` would refuse, inputs (data files, histograms) included; returns
+    the points and the plan."""
+    from gprpipe.config import check_inputs
+
+    loaded, points = load_points(config, overrides, inputs=True)
+    tasks = plan_points(run_dir_of(points), points, loaded.where)
+    check_inputs(loaded, points)
+    return points, tasks
+
+
+def select_points(points: Sequence[Point], sel: str | None) -> list[Point]:
+    """``--points``: comma-separated indices, ranges (0-3), names or glob patterns."""
+    if not sel:
+        return list(points)
+    chosen: list[Point] = []
+    for item in [s.strip() for s in sel.split(",") if s.strip()]:
+        if item.isdigit():
+            hits = [p for p in points if p.index == int(item)]
+        elif "-" in item and all(x.isdigit() for x in item.split("-", 1)):
+            a, b = (int(x) for x in item.split("-", 1))
+            hits = [p for p in points if a <= p.index <= b]
+        else:
+            hits = [p for p in points if fnmatch.fnmatch(p.name, item)]
+        if not hits:
+            names = ", ".join(f"{p.index}:{p.name}" for p in points)
+            raise GprpipeError(f"--points {item!r} matches no grid point (have {names}).")
+        chosen += [h for h in hits if h not in chosen]
+    return sorted(chosen, key=lambda p: p.index)
+
+
+def refuse_set_unblind(overrides: Sequence[str]) -> None:
+    """Blinding is lifted only by ``run --unblind``, never by ``--set base.blind=false``."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() == "base.blind" and value.strip().lower() not in ("true", "1"):
+            raise GprpipeError(
+                f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' "
+                "(recorded in run.json)."
+            )
+
+
+def engine_for(name: str, config: Config, check: bool = True) -> Engine:
+    """The engine ``name`` with the image settings of ``config`` (checked: its program
+    and image exist)."""
+    from gprpipe.engines import engine_for_config
+
+    engine = engine_for_config(
+        name,
+        image=config.base.image,
+        gpu=config.base.gpu,
+        step_images={str(k): v for k, v in config.base.step_images.items()},
+        check_version=config.base.check_image_version,
+    )
+    if check:
+        engine.check()
+    return engine
+
+
+def make_run_dir(run_dir: Path, where: str) -> None:
+    """Create the run directory, or say in one sentence why it cannot be (``where``: the
+    file, line and key that set it)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".gprpipe-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise GprpipeError(
+            f"{where}: cannot write the run directory {run_dir} ({exc.strerror or exc})."
+        ) from None
+
+
+# ---------------------------------------------------------------- run and rerun
+
+
+def run(
+    config: Path, options: RunOptions | None = None, observer: RunObserver | None = None
+) -> RunResult:
+    """Run every (selected) grid point of ``config`` through its steps (see the module
+    docstring). ``result.ok`` is False when a task or a table row failed."""
+    from gprpipe.config import check_inputs
+    from gprpipe.executors.registry import get_executor
+
+    opts = options or RunOptions()
+    obs = observer or RunObserver()
+    overrides = list(opts.overrides)
+    refuse_set_unblind(overrides)
+    if opts.engine:
+        overrides.append(f"base.engine={opts.engine}")
+    if opts.executor:
+        overrides.append(f"base.executor={opts.executor}")
+    if opts.steps:
+        overrides.append("steps.run=" + json.dumps(list(opts.steps)))
+    blind_in_config = False
+    if opts.unblind:
+        _, as_written = load_points(config, overrides)
+        blind_in_config = any(p.config.base.blind for p in as_written)
+        overrides.append("base.blind=false")
+    loaded, all_points = load_points(config, overrides, check=True)
+    points = select_points(all_points, opts.points)
+    cfg0 = points[0].config
+    run_dir = run_dir_of(all_points)
+    tasks = plan_points(run_dir, points, loaded.where)
+    eng = engine_for(cfg0.base.engine, cfg0, check=not opts.dry_run)
+    ex = get_executor(cfg0.base.executor, run_dir, eng, cfg0, jobs=opts.jobs)
+    result = RunResult(run_dir, tasks, ex.name)
+    if opts.dry_run:
+        result.preview = ex.preview(tasks)
+        return result
+    check_inputs(loaded, points)
+    make_run_dir(run_dir, str(loaded.where("base.output")))
+    resume = shlex.join(
+        ["gprpipe", "run", str(config), *[x for o in overrides for x in ("--set", o)]]
+    )
+    with run_lock(run_dir, command=opts.command, wait=opts.wait_lock, notice=obs.notice):
+        ex.refuse_if_busy(tasks)
+        write_point_configs(run_dir, points)
+        info = new_run_info(
+            run_dir,
+            config.resolve(),
+            overrides,
+            points,
+            tasks,
+            engine=cfg0.base.engine,
+            executor=cfg0.base.executor,
+            command=opts.record,
+        )
+        info.data["blinding"] = {
+            "blind": any(p.config.base.blind for p in points),
+            "unblind_option": opts.unblind,
+            "config_was_blind": blind_in_config,
+        }
+        info.save()
+        configs = {p.name: p.config for p in points}
+        _execute(
+            ex, tasks, configs, info, result, obs, force=opts.force, wait=opts.wait, resume=resume
+        )
+        if not result.queued or result.waited:
+            if result.ok or not result.queued:
+                result.failed_rows = failed_rows_of(tasks)
+            result.ok = result.ok and not result.failed_rows
+    return result
+
+
+def rerun(
+    run_dir: Path,
+    *,
+    failed: bool = False,
+    masses: str | None = None,
+    jobs: int | None = None,
+    wait: bool = False,
+    wait_lock: float = 0.0,
+    command: str = "gprpipe rerun",
+    observer: RunObserver | None = None,
+) -> RunResult | None:
+    """Redo the failed tasks (``failed``) and/or those owning ``masses`` (``37MeV,48MeV``),
+    and every task that follows them; None when no task matches."""
+    from gprpipe.pipeline.plan import downstream
+
+    if not failed and not masses:
+        raise GprpipeError("rerun needs --failed or --masses (e.g. --masses 37MeV,48MeV).")
+    obs = observer or RunObserver()
+    load_run_info(run_dir)  # a run directory?
+    with run_lock(run_dir, command=command, wait=wait_lock, notice=obs.notice):
+        run_dir = run_dir.absolute()
+        info = load_run_info(run_dir)
+        tasks, configs = tasks_of_run(info)
+        ex = _run_executor(run_dir, info, configs, jobs)
+        chosen: set[str] = set()
+        if failed:
+            states = ex.poll(tasks)
+            chosen |= {t.id for t in tasks if states[t.id].state == "failed"}
+        if masses:
+            for m in parse_masses(masses, "--masses"):
+                owners = [t for t in tasks if any(abs(x - m) < 5e-7 for x in t.masses)]
+                if not owners:
+                    raise GprpipeError(f"--masses: no task of {run_dir} owns {fmt_mass(m)}.")
+                chosen |= {t.id for t in owners}
+        if not chosen:
+            return None
+        todo = downstream(tasks, chosen)
+        obs.rerunning(todo)
+        ex.engine.check()
+        result = RunResult(run_dir, todo, ex.name)
+        _execute(
+            ex,
+            todo,
+            configs,
+            info,
+            result,
+            obs,
+            force=[t.id for t in todo],
+            wait=wait,
+            resume=f"gprpipe rerun {run_dir} --failed",
+            resubmit=True,
+        )
+    return result
+
+
+def _execute(
+    ex: Executor,
+    tasks: list[Task],
+    configs: dict[str, Config],
+    info: RunInfo,
+    result: RunResult,
+    obs: RunObserver,
+    *,
+    force: Sequence[str] | bool,
+    wait: bool,
+    resume: str,
+    resubmit: bool = False,
+) -> None:
+    """Run ``tasks`` with ``ex``: to their end (local), or queue them (and follow them with
+    ``wait``); fills ``result``."""
+    run_dir = result.run_dir
+    if not ex.blocking:
+        result.queued = True
+        result.report = ex.submit(tasks, force=bool(force), resubmit=resubmit)
+        obs.submitted(ex.name, tasks, result.report.job_ids)
+        if wait:
+            result.waited = True
+            obs.started(tasks, ex.name)
+            try:
+                result.ok = ex.wait(tasks, progress=obs.queue)
+            finally:
+                obs.stopped()
+            result.states = task_states(tasks)
+        return
+    clean_containers(ex.engine, run_dir, obs.notice)
+    t0 = time.perf_counter()
+    obs.started(tasks, ex.name)
+    try:
+        report = ex.submit(
+            tasks,
+            configs=configs,
+            force=force,
+            hooks=Hooks(on_update=obs.task_ended, on_notice=obs.notice, on_tick=obs.tick),
+        )
+    except KeyboardInterrupt:
+        states = ex.poll(tasks)  # the markers: what is really on disk
+        kept = sum(states[t.id].state == "done" for t in tasks)
+        stopped = len(tasks) - kept
+        raise Interrupted(
+            f"interrupted: {kept} finished task{'s' * (kept != 1)} kept in {run_dir} "
+            f"(a new run skips them); {stopped} not finished (stopped or not started). "
+            f"Resume with: {resume}"
+        ) from None
+    finally:
+        obs.stopped()
+    result.wall = time.perf_counter() - t0
+    timings = info.data.setdefault("timings", {})
+    for tid, o in report.outcomes.items():
+        timings[tid] = {"state": o.state, "seconds": round(o.seconds, 3)}
+    info.data["wall_seconds"] = round(result.wall, 4)
+    info.save()
+    result.report = report
+    result.ok = report.ok
+
+
+def failed_rows_of(tasks: Sequence[Task]) -> list[FailedRows]:
+    """The tables written by ``tasks`` that hold failed masses."""
+    from gprpipe.steps.merge import failed_rows
+
+    out: list[FailedRows] = []
+    seen: set[Path] = set()
+    for t in tasks:
+        for path in t.outputs:
+            if path.suffix != ".csv" or path in seen or not path.is_file():
+                continue
+            seen.add(path)
+            bad, total, first = failed_rows(path)
+            if bad:
+                out.append(FailedRows(path, bad, total, first))
+    return out
+
+
+def clean_containers(engine: Engine, run_dir: Path, notice: Callable[[str], None]) -> None:
+    """Remove containers an earlier, killed run of ``run_dir`` left (under its lock)."""
+    left = engine.cleanup(run_dir)
+    if left:
+        notice(
+            f"notice: removed {len(left)} container(s) left by an earlier run of "
+            f"{run_dir}: {', '.join(left)}"
+        )
+
+
+def _run_executor(
+    run_dir: Path, info: RunInfo, configs: dict[str, Config], jobs: int | None = None
+) -> Executor:
+    """The executor (and engine, unchecked) that a recorded run used."""
+    from gprpipe.executors.registry import get_executor
+
+    cfg0 = next(iter(configs.values())) if configs else None
+    if cfg0 is None:
+        from gprpipe.config.schema import Config
+
+        cfg0 = Config()
+    eng = engine_for(info.data.get("engine", "local"), cfg0, check=False)
+    return get_executor(info.data.get("executor", "local"), run_dir, eng, cfg0, jobs=jobs)
+
+
+# ---------------------------------------------------------------- status, cancel, summary
+
+
+@dataclass
+class RunStatus:
+    """Every task of a run and its state, from the executor the run recorded."""
+
+    run_dir: Path
+    executor: str
+    tasks: list[Task]
+    states: dict[str, tuple[str, str]]
+    jobs: dict[str, str]  # task id -> the scheduler's job id of its latest submission
+    in_use: str = ""  # who holds the run directory's lock now ('' when nobody)
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(STATES, 0)
-        for s, _ in self.states.values():
-            out[s] = out.get(s, 0) + 1
+        return count({k: v[0] for k, v in self.states.items()})
+
+
+def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunStatus:
+    """The run's task states. When no run holds the directory, containers of it that are
+    still there are leftovers (the run and its watchdog were killed): they are removed."""
+    info = load_run_info(run_dir)
+    tasks, configs = tasks_of_run(info)
+    ex = _run_executor(run_dir, info, configs)
+    if ex.owns_containers and not is_locked(run_dir):
+        try:
+            with run_lock(run_dir, command="gprpipe status"):
+                clean_containers(ex.engine, run_dir.absolute(), notice or (lambda line: None))
+        except GprpipeError:
+            pass  # a run started meanwhile: its containers are its own
+    polled = ex.poll(tasks)
+    return RunStatus(
+        run_dir,
+        str(info.data.get("executor", "local")),
+        tasks,
+        {t.id: (polled[t.id].state, polled[t.id].message) for t in tasks},
+        ex.job_ids_by_task(),
+        describe(holder(run_dir)) if is_locked(run_dir) else "",
+    )
+
+
+@dataclass
+class Cancelled:
+    """What :func:`cancel` stopped."""
+
+    pids: list[int] = field(default_factory=list)  # run processes signalled
+    marked: list[str] = field(default_factory=list)  # tasks marked failed
+    jobs: list[str] = field(default_factory=list)  # scheduler jobs cancelled
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.pids or self.marked or self.jobs)
+
+
+def cancel(
+    run_dir: Path, *, pid: int | None = None, timeout: float = 10.0, why: str = "cancelled"
+) -> Cancelled:
+    """Stop the run of ``run_dir``: SIGTERM to the process holding its lock on this host
+    (its tasks stop and are marked ``failed``) and to ``pid`` (a background launch, with
+    its process group), SIGKILL after ``timeout`` s; tasks still marked running whose
+    process is gone become ``failed`` (``why``); the run's scheduler jobs are cancelled."""
+    run_dir = Path(run_dir)
+    out = Cancelled()
+    targets: dict[int, bool] = {}  # pid -> signal its process group
+    if pid is not None and not pid_gone(pid):
+        targets[pid] = _leads_group(pid)
+    if is_locked(run_dir):
+        h = holder(run_dir)
+        if h.get("host") != socket.gethostname():
+            raise GprpipeError(
+                f"{run_dir} is in use by {describe(h)}, on another host: stop it there."
+            )
+        hpid = int(h.get("pid", 0) or 0)
+        if hpid and hpid != os.getpid() and hpid not in targets:
+            targets[hpid] = False
+    for p, group in targets.items():
+        _signal(p, group, signal.SIGTERM)
+        out.pids.append(p)
+    deadline = time.monotonic() + timeout
+    while any(not pid_gone(p) for p in targets) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p, group in targets.items():
+        if not pid_gone(p):
+            _signal(p, group, signal.SIGKILL)
+    info = load_run_info(run_dir, missing_ok=True)
+    if info is None:
         return out
-
-    @property
-    def finished(self) -> bool:
-        return bool(self.tasks) and all(s in ("done", "failed") for s, _ in self.states.values())
-
-    @property
-    def all_done(self) -> bool:
-        return bool(self.tasks) and all(s == "done" for s, _ in self.states.values())
+    tasks, configs = tasks_of_run(info)
+    out.marked = mark_cancelled(tasks, timeout=timeout if targets else 0.0, why=why)
+    out.jobs = _run_executor(run_dir, info, configs).cancel()
+    return out
 
 
-class RunWatcher:
-    """Reads a run's task states through its executor; caches the plan per ``run.json``
-    version."""
-
-    def __init__(self) -> None:
-        self._key: tuple[str, float] | None = None
-        self._tasks: list[Task] = []
-        self._executor = "local"
-
-    def poll(self, run_dir: Path, planned: Sequence[Task] = ()) -> RunView:
-        """States of the run's tasks (``planned`` ones, all pending, before run.json exists)."""
-        from gprpipe.executors.registry import executor_class
-
-        view = RunView(Path(run_dir))
-        rj = Path(run_dir) / RUN_JSON
-        try:
-            mtime = rj.stat().st_mtime
-        except OSError:
-            mtime = None
-        if mtime is None:
-            view.tasks = list(planned)
-            view.states = {t.id: ("pending", "") for t in planned}
-            view.logs = {t.id: t.log for t in planned}
-            return view
-        key = (str(rj), mtime)
-        try:
-            if key != self._key:
-                info = load_run_info(Path(run_dir))
-                assert info is not None
-                self._tasks, _ = tasks_of_run(info)
-                self._executor = str(info.data.get("executor", "local"))
-                self._key = key
-        except GprpipeError as exc:
-            view.error = str(exc)
-            view.tasks = list(planned)
-            view.states = {t.id: ("pending", "") for t in planned}
-            return view
-        view.started = True
-        view.executor = self._executor
-        view.tasks = list(self._tasks)
-        view.logs = {t.id: t.log for t in view.tasks}
-        try:
-            polled = executor_class(view.executor).poll_run(Path(run_dir), view.tasks)
-        except (GprpipeError, OSError) as exc:
-            from gprpipe.pipeline.store import task_states
-
-            view.error = f"{view.executor.upper()}: {exc}"
-            view.states = task_states(view.tasks)
-            return view
-        for tid, st in polled.items():
-            if st.log is not None and st.log != view.logs.get(tid):
-                view.logs[tid] = st.log
-        view.states = {t.id: (polled[t.id].state, polled[t.id].message) for t in view.tasks}
-        return view
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
 
 
-def watch(run_dir: Path, planned: Sequence[Task] = ()) -> RunView:
-    """A run's tasks and their states (one poll)."""
-    return RunWatcher().poll(run_dir, planned)
+def _signal(pid: int, group: bool, sig: int) -> None:
+    try:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def summarise(run_dir: Path) -> list[str]:

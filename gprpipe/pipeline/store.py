@@ -88,7 +88,7 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
 
 
 def plan_points(
-    run_dir: Path, points: Sequence[Point], where: Callable[[str], str] = lambda key: key
+    run_dir: Path, points: Sequence[Point], where: Callable[[str], object] = lambda key: key
 ) -> list[Task]:
     """Tasks of every point; refuses more than ``base.max_tasks`` tasks and any output,
     log or marker that would resolve outside ``run_dir`` (e.g. through a symlink).
@@ -174,14 +174,17 @@ def new_run_info(
     *,
     engine: str,
     executor: str,
+    command: Sequence[str] | None = None,
 ) -> RunInfo:
+    """``run.json`` of a new run; ``command``: the command line to record (default: this
+    process's)."""
     info = RunInfo(run_dir / RUN_JSON, {})
     old = load_run_info(run_dir, missing_ok=True)
     info.data = {
         "gprpipe_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "command": list(command) if command else [Path(sys.argv[0]).name, *sys.argv[1:]],
         "config": str(config_path),
         "overrides": list(overrides),
         "engine": engine,

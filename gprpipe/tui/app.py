@@ -29,7 +29,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea, Tr
 from gprpipe.tui.browse import BrowsePane
 from gprpipe.tui.editor import EditorPane, FormPane, replace_text
 from gprpipe.tui.grid import GridPane
-from gprpipe.tui.messages import EditText, NewFromTemplate, OpenConfig
+from gprpipe.tui.messages import EditText, NewFromTemplate, OpenConfig, RunEnded, StartRun
 from gprpipe.tui.model import (
     Check,
     check_text,
@@ -265,6 +265,7 @@ class GprpipeApp(App[None]):
         check = await asyncio.to_thread(check_text, text, path, self.overrides)
         self._checking = False
         self.check = check
+        self.query_one(RunPane).check = check  # its run directory (the UI updates when shown)
         self._stale = {"edit", "form", "grid", "run"}
         self._refresh_pane(self.query_one("#tabs", TabbedContent).active)
         self.update_status()
@@ -316,8 +317,10 @@ class GprpipeApp(App[None]):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id or ""
         self._refresh_pane(tab)
+        run = self.query_one(RunPane)
+        run.shown = tab == "run"
         if tab == "run":
-            self.query_one(RunPane).poll()
+            run.poll()
         elif tab == "results":
             self._reload_results()
 
@@ -370,7 +373,7 @@ class GprpipeApp(App[None]):
             target = Path(value).expanduser()
             if target.suffix != ".toml":
                 target = target.with_suffix(".toml")
-            if target.exists() and target.resolve() != self.path.resolve():  # type: ignore[union-attr]
+            if target.exists() and (self.path is None or target.resolve() != self.path.resolve()):
                 self.push_screen(
                     ConfirmDialog(
                         f"{show_path(target)} exists: overwrite it?", "Overwrite", "Cancel"
@@ -482,17 +485,30 @@ class GprpipeApp(App[None]):
                 self.run_check()
             return
         self._refresh_pane("run")
-        if self.query_one(RunPane).start():
+        run, check = self.query_one(RunPane), self.check
+        if run.busy:
+            self.notify("A run is already going: cancel it first (x).", severity="warning")
+        elif check is None or not check.ok:
+            self.notify("The config has errors: fix them first (Edit, F2).", severity="error")
+        elif self.path is None or self.modified:
+            self.notify(
+                "Save the config first (ctrl+s): the run reads the file.", severity="warning"
+            )
+        elif run.start(self.path, self.overrides):
             self.action_show_tab("run")
+
+    @on(StartRun)
+    def _start_run(self) -> None:
+        self.action_launch()
 
     def current_run_dir(self) -> Path | None:
         if self.results_dir is not None:  # opened as ``gprpipe tui RUN_DIR``
             return self.results_dir
-        run = self.query_one(RunPane)
-        return run.run_dir()
+        return self.query_one(RunPane).run_dir()
 
-    def run_finished(self) -> None:
-        """Called by the Run pane when a launched run ends (Results reloads when shown)."""
+    @on(RunEnded)
+    def _run_ended(self) -> None:
+        """A run launched in the Run pane ended: Results reloads (now, when it is shown)."""
         if self.query_one("#tabs", TabbedContent).active == "results":
             self._reload_results()
 
@@ -523,7 +539,7 @@ class GprpipeApp(App[None]):
         )
         yield SystemCommand(
             "Rerun failed tasks",
-            "gprpipe rerun RUN_DIR --failed",
+            "Rerun the failed tasks and what follows them (f)",
             lambda: self.query_one(RunPane).rerun_failed(),
         )
         yield SystemCommand(

@@ -30,3 +30,15 @@ class NewFromTemplate(Message):
     def __init__(self, template: Path) -> None:
         super().__init__()
         self.template = template
+
+
+class StartRun(Message):
+    """Start the run of the edited config (the app checks that it is valid and saved)."""
+
+
+class RunEnded(Message):
+    """A run or rerun started in the Run pane has ended (its process exited)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir

@@ -17,7 +17,15 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
 
 from gprpipe.tui.model import show_path
-from gprpipe.tui.runs import Scan, default_masses, key_numbers, plot_files, read_scan, result_points
+from gprpipe.tui.runs import (
+    Scan,
+    default_masses,
+    key_numbers,
+    number,
+    plot_files,
+    read_scan,
+    result_points,
+)
 from gprpipe.tui.textplot import Band, Line, braille_plot, legend
 from gprpipe.tui.widgets import StillInput
 
@@ -70,7 +78,7 @@ class PlotView(Widget):
         if self.scan is None or not self.dataset:
             return Text("No results yet.", style="dim")
         rows = self.scan.of(self.dataset)
-        x = [float(r["mass_GeV"]) * 1e3 for r in rows]  # type: ignore[arg-type]
+        x = [number(r["mass_GeV"]) * 1e3 for r in rows]
 
         def col(k: str) -> list[float]:
             return [float(r[k]) if isinstance(r.get(k), float) else math.nan for r in rows]

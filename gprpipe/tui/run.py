@@ -1,10 +1,18 @@
 """Run: choose engine, executor and workers, start the run in the background, watch every
-task's state, the log of the selected task, cancel, rerun failed tasks. Launching,
-watching and cancelling go through the run service (:mod:`gprpipe.pipeline.service`),
-which reads states through the run's executor as ``gprpipe status`` does."""
+task's state, the log of the selected task, cancel, rerun failed tasks.
+
+Everything goes through the run service: a run starts as the service's own background
+process (:mod:`gprpipe.pipeline.launch`, running :func:`gprpipe.pipeline.service.run` as
+``gprpipe run`` does; quitting the TUI leaves it running), states come from
+:class:`~gprpipe.pipeline.service.RunWatcher` (the run's executor, as ``gprpipe status``),
+cancelling is :func:`gprpipe.pipeline.service.cancel`. The app hands the pane the latest
+check (:meth:`RunPane.show_check`) and whether its tab is shown (:attr:`RunPane.shown`);
+the pane posts :class:`~gprpipe.tui.messages.StartRun` and
+:class:`~gprpipe.tui.messages.RunEnded` up."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,17 +26,12 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from gprpipe.config.schema import choices
 from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.service import (
-    LAUNCH_LOG,
-    Launch,
-    RunView,
-    RunWatcher,
-    cancel_jobs,
-    mark_cancelled,
-    rerun_argv,
-    run_argv,
-)
-from gprpipe.pipeline.state import fmt_duration, progress_text, read_progress
+from gprpipe.pipeline import service
+from gprpipe.pipeline.launch import Launch, launch_rerun, launch_run
+from gprpipe.pipeline.service import RunView, RunWatcher
+from gprpipe.pipeline.state import fmt_duration
+from gprpipe.pipeline.task import Task
+from gprpipe.tui.messages import RunEnded, StartRun
 from gprpipe.tui.model import Check, show_path
 from gprpipe.tui.runs import tail
 from gprpipe.tui.widgets import StillInput
@@ -59,6 +62,8 @@ class RunPane(Widget):
         self.launch: Launch | None = None
         self.launch_dir: Path | None = None
         self.launch_kind = ""
+        self.check: Check | None = None  # set by the app: the latest validation
+        self.shown = False  # set by the app: whether the Run tab is the active one
         self._reported = True
         self._selected: str | None = None
         self._defaults: tuple[str, str, int] | None = None
@@ -107,7 +112,8 @@ class RunPane(Widget):
     # -------------------------------------------------------------- config and choices
 
     def show_check(self, check: Check) -> None:
-        """Take engine/executor/workers defaults from a (new) valid config."""
+        """Take the latest check; engine/executor/workers defaults from a (new) valid config."""
+        self.check = check
         if not check.points:
             return
         base = check.points[0].config.base
@@ -133,76 +139,81 @@ class RunPane(Widget):
         """The run being watched: the launched one, else the edited config's."""
         if self.launch_dir is not None:
             return self.launch_dir
-        check = self.app.check  # type: ignore[attr-defined]
-        return check.run_dir if check is not None else None
+        return self.check.run_dir if self.check is not None else None
+
+    @property
+    def busy(self) -> bool:
+        """A run or rerun started here is still going."""
+        return self.launch is not None and self.launch.running
 
     # -------------------------------------------------------------- actions
 
-    def start(self) -> bool:
-        app = self.app
-        check: Check | None = app.check  # type: ignore[attr-defined]
-        if self.launch is not None and self.launch.running:
-            app.notify("A run is already going: cancel it first (x).", severity="warning")
+    def start(self, config: Path, overrides: Sequence[str]) -> bool:
+        """Run the saved ``config`` (with ``overrides``) in the background, with the
+        engine, executor and workers chosen here; the app checked that it is valid."""
+        check = self.check
+        if self.busy:
+            self.notify("A run is already going: cancel it first (x).", severity="warning")
             return False
-        if check is None or not check.ok:
-            app.notify("The config has errors: fix them first (Edit, F2).", severity="error")
-            return False
-        if app.path is None or app.modified:  # type: ignore[attr-defined]
-            app.notify(
-                "Save the config first (ctrl+s): the run reads the file.", severity="warning"
-            )
+        if check is None or check.run_dir is None:
             return False
         engine, executor, jobs = self.choices()
-        run_dir = check.run_dir
-        assert run_dir is not None
-        argv = run_argv(
-            app.path,
-            app.overrides,
-            engine=engine,  # type: ignore[attr-defined]
-            executor=executor,
-            jobs=jobs,
+        options = service.RunOptions(
+            engine=engine, executor=executor, jobs=jobs, overrides=list(overrides)
         )
-        self._begin(Launch(argv, run_dir / LAUNCH_LOG), run_dir, "run")
-        return True
+        run_dir = check.run_dir
+        return self._begin(lambda: launch_run(config, options, run_dir), run_dir, "run")
 
-    def _begin(self, launch: Launch, run_dir: Path, kind: str) -> None:
+    def _begin(self, start: Callable[[], Launch], run_dir: Path, kind: str) -> bool:
         try:
-            launch.start()
+            launch = start()
         except OSError as exc:
-            self.app.notify(f"Cannot start: {exc}", severity="error")
-            return
+            self.notify(f"Cannot start: {exc}", severity="error")
+            return False
         self.launch, self.launch_dir, self.launch_kind = launch, run_dir, kind
         self._reported = False
         self.watcher = RunWatcher() if kind == "run" else self.watcher
-        self.app.notify(f"Started {kind} in {show_path(run_dir)}.")
+        self.notify(f"Started {kind} in {show_path(run_dir)}.")
         self.poll()
+        return True
 
     def action_cancel(self) -> None:
         self.cancel()
 
     @work(thread=True, exclusive=True, group="cancel")
     def cancel(self) -> None:
-        executor = self.view.executor if self.view else self.choices()[1]
+        """Stop the run (:func:`gprpipe.pipeline.service.cancel`): the background process
+        started here, or whichever run holds the directory; SLURM jobs are cancelled."""
         run_dir = self.run_dir()
+        launch = self.launch if self.busy else None
+        if run_dir is None:
+            self.app.call_from_thread(self.notify, "Nothing running to cancel.")
+            return
+        if launch is not None:
+            launch.cancelled = True
         try:
-            if self.launch is not None and self.launch.running:
-                self.launch.cancel()
-                tasks = self.view.tasks if self.view is not None else []
-                marked = mark_cancelled(tasks)
-                self.app.call_from_thread(
-                    self.app.notify,
-                    f"Run cancelled ({len(marked)} running task"
-                    f"{'s' * (len(marked) != 1)} marked failed: rerun them with f).",
-                    severity="warning",
-                )
-            if executor == "slurm" and run_dir is not None:
-                ids = cancel_jobs(run_dir)
-                msg = f"scancel {' '.join(ids)}" if ids else "No SLURM jobs to cancel."
-                self.app.call_from_thread(self.app.notify, msg, severity="warning")
-            elif self.launch is None or not self.launch.cancelled:
-                self.app.call_from_thread(self.app.notify, "Nothing running to cancel.")
+            done = service.cancel(
+                run_dir,
+                pid=launch.pid if launch is not None else None,
+                why="cancelled from gprpipe tui",
+            )
         except GprpipeError as exc:
-            self.app.call_from_thread(self.app.notify, str(exc), severity="error")
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        if done.pids or done.marked:
+            n = len(done.marked)
+            self.app.call_from_thread(
+                self.notify,
+                f"Run cancelled ({n} running task{'s' * (n != 1)} marked failed: rerun them "
+                "with f).",
+                severity="warning",
+            )
+        if done.jobs:
+            self.app.call_from_thread(
+                self.notify, f"scancel {' '.join(done.jobs)}", severity="warning"
+            )
+        if not done.anything:
+            self.app.call_from_thread(self.notify, "Nothing running to cancel.")
 
     def action_rerun_failed(self) -> None:
         self.rerun_failed()
@@ -210,22 +221,21 @@ class RunPane(Widget):
     def rerun_failed(self) -> bool:
         run_dir = self.run_dir()
         view = self.view
-        if self.launch is not None and self.launch.running:
-            self.app.notify("Wait for the run to end (or cancel it) first.", severity="warning")
+        if self.busy:
+            self.notify("Wait for the run to end (or cancel it) first.", severity="warning")
             return False
         if run_dir is None or view is None or not view.started:
-            self.app.notify("No run to rerun yet.", severity="warning")
+            self.notify("No run to rerun yet.", severity="warning")
             return False
         if not view.counts().get("failed"):
-            self.app.notify("No failed task.")
+            self.notify("No failed task.")
             return False
         _, _, jobs = self.choices()
-        self._begin(Launch(rerun_argv(run_dir, jobs=jobs), run_dir / LAUNCH_LOG), run_dir, "rerun")
-        return True
+        return self._begin(lambda: launch_rerun(run_dir, jobs=jobs), run_dir, "rerun")
 
     @on(Button.Pressed, "#run-start")
     def _start_pressed(self) -> None:
-        self.start()
+        self.post_message(StartRun())
 
     @on(Button.Pressed, "#run-cancel")
     def _cancel_pressed(self) -> None:
@@ -237,19 +247,15 @@ class RunPane(Widget):
 
     # -------------------------------------------------------------- watching
 
-    def _active(self) -> bool:
-        tabs = self.app.query_one("#tabs")
-        return getattr(tabs, "active", "") == "run"
-
     def poll(self) -> None:
         """Refresh states (SLURM queries run in a thread; local markers are read here)."""
         running = self.launch is not None and (self.launch.running or not self._reported)
-        if not running and not self._active():
+        if not running and not self.shown:
             return
         run_dir = self.run_dir()
         if run_dir is None:
             return
-        check = self.app.check  # type: ignore[attr-defined]
+        check = self.check
         planned = check.tasks if check is not None and check.run_dir == run_dir else []
         if self.view is not None and self.view.executor == "slurm":
             if not self._polling:
@@ -259,7 +265,7 @@ class RunPane(Widget):
         self.show_view(self.watcher.poll(run_dir, planned))
 
     @work(thread=True, exclusive=True, group="poll")
-    def _poll_thread(self, run_dir: Path, planned) -> None:
+    def _poll_thread(self, run_dir: Path, planned: list[Task]) -> None:
         try:
             view = self.watcher.poll(run_dir, planned)
         finally:
@@ -283,7 +289,7 @@ class RunPane(Widget):
             if state == "done" and note.removesuffix(" s").replace(".", "", 1).isdigit():
                 note = fmt_duration(float(note.removesuffix(" s")))
             if state == "running":  # progress within the task: masses or toys, rate, ETA
-                note = progress_text(read_progress(t.point_dir, t.slug)) or note
+                note = view.progress.get(t.id) or note
             if table.get_cell(t.id, "note") != note:
                 table.update_cell(t.id, "note", note)
         self._summary(view)
@@ -322,20 +328,20 @@ class RunPane(Widget):
         if self.launch.cancelled:
             return
         if code == 0 and view.executor != "slurm":
-            self.app.notify(
+            self.notify(
                 f"{self.launch_kind.capitalize()} finished: {c['done']} of "
                 f"{len(view.tasks)} tasks done."
             )
         elif code == 0:
-            self.app.notify("Submitted to SLURM; states update from the queue and markers.")
+            self.notify("Submitted to SLURM; states update from the queue and markers.")
         else:
-            self.app.notify(
+            self.notify(
                 f"{self.launch_kind.capitalize()} ended with exit code {code}: "
                 f"{c['failed']} failed. See the log below.",
                 severity="error",
                 timeout=8,
             )
-        self.app.run_finished()  # type: ignore[attr-defined]
+        self.post_message(RunEnded(view.run_dir))
 
     @on(DataTable.RowHighlighted, "#run-tasks")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -353,7 +359,7 @@ class RunPane(Widget):
             label = f"Log of {self._selected}: {show_path(path)}"
         elif self.launch is not None:  # e.g. the run failed before its first task
             path = self.launch.log
-            label = f"Output of gprpipe {self.launch_kind}: {show_path(path)}"
+            label = f"Output of the {self.launch_kind}: {show_path(path)}"
         else:
             label = "Log (select a task)"
         text = tail(path, 12) if path is not None else ""

@@ -1,11 +1,10 @@
-"""Runs seen from the TUI: launching, watching and cancelling go through the run service
-(:mod:`gprpipe.pipeline.service`, the same source as ``gprpipe status``); here: the log
-tail, and reading a finished point's ``scan.csv``.
+"""Runs seen from the TUI: the log tail, and a finished point's ``scan.csv`` (read through
+:mod:`gprpipe.results.schema`). Launching, watching and cancelling go through the run
+service (:mod:`gprpipe.pipeline.service`, :mod:`gprpipe.pipeline.launch`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -15,39 +14,8 @@ from pathlib import Path
 
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.plan import Layout
-from gprpipe.pipeline.service import (
-    LAUNCH_LOG,
-    STATES,
-    Launch,
-    RunView,
-    RunWatcher,
-    cancel_jobs,
-    mark_cancelled,
-    pid_gone,
-    rerun_argv,
-    run_argv,
-)
 from gprpipe.pipeline.store import load_run_info
-
-
-def cancel_slurm(run_dir: Path) -> list[str]:
-    """``scancel`` every job of the run's SLURM submissions; returns the job ids."""
-    return cancel_jobs(run_dir)
-
-
-__all__ = [
-    "LAUNCH_LOG",
-    "STATES",
-    "Launch",
-    "RunView",
-    "RunWatcher",
-    "cancel_slurm",
-    "mark_cancelled",
-    "pid_gone",
-    "rerun_argv",
-    "run_argv",
-    "tail",
-]
+from gprpipe.results.schema import read_csv_table
 
 
 def tail(path: Path | None, n: int = 12) -> str:
@@ -99,31 +67,33 @@ class Scan:
 
     def of(self, dataset: str) -> list[dict[str, object]]:
         rows = [r for r in self.rows if r["dataset"] == dataset]
-        return sorted(rows, key=lambda r: _num(r.get("mass_GeV")))
+        return sorted(rows, key=lambda r: number(r.get("mass_GeV")))
 
 
-def _num(v: object) -> float:
-    try:
-        return float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+def number(v: object) -> float:
+    """``v`` as a float (NaN when it is not a number)."""
+    if not isinstance(v, (int, float, str)):
         return math.nan
-
-
-def _parse(v: str) -> object:
     try:
         return float(v)
     except ValueError:
-        return v
+        return math.nan
+
+
+def _value(column: str, text: str) -> object:
+    """A cell of the table: a number where the text is one (the dataset stays text)."""
+    if column == "dataset":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def read_scan(path: Path) -> Scan:
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = list(reader.fieldnames or [])
-        rows: list[dict[str, object]] = [
-            {k: _parse(v) if k != "dataset" else v for k, v in r.items()} for r in reader
-        ]
-    return Scan(Path(path), cols, rows)
+    """A point's ``scan.csv`` (:func:`gprpipe.results.schema.read_csv_table`)."""
+    columns, rows = read_csv_table(path)
+    return Scan(Path(path), columns, [{k: _value(k, v) for k, v in r.items()} for r in rows])
 
 
 @dataclass
@@ -144,24 +114,29 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
     rows = [
         r
         for r in scan.rows
-        if not math.isnan(_num(r.get("Z_local"))) and str(r.get("status", "ok")) == "ok"
+        if not math.isnan(number(r.get("Z_local"))) and str(r.get("status", "ok")) == "ok"
     ]
     if rows:
-        best = max(rows, key=lambda r: _num(r["Z_local"]))
-        out.best_z = _num(best["Z_local"])
+        best = max(rows, key=lambda r: number(r["Z_local"]))
+        out.best_z = number(best["Z_local"])
         out.best_dataset = str(best["dataset"])
-        out.best_mass = _num(best["mass_GeV"])
-        out.global_z = _num(best.get("Z_global"))
-        out.global_p = _num(best.get("p0_global"))
+        out.best_mass = number(best["mass_GeV"])
+        out.global_z = number(best.get("Z_global"))
+        out.global_p = number(best.get("p0_global"))
     names = [dataset] if dataset else scan.datasets()
     for name in names:
         rows = scan.of(name)
         if not rows:
             continue
         for m in masses_gev:
-            r = min(rows, key=lambda r: abs(_num(r["mass_GeV"]) - m))
+            r = min(rows, key=lambda r: abs(number(r["mass_GeV"]) - m))
             out.limits.append(
-                (name, _num(r["mass_GeV"]), _num(r.get("eps2_up")), _num(r.get("eps2_exp_med")))
+                (
+                    name,
+                    number(r["mass_GeV"]),
+                    number(r.get("eps2_up")),
+                    number(r.get("eps2_exp_med")),
+                )
             )
     return out
 
@@ -170,7 +145,7 @@ def default_masses(scan: Scan, dataset: str, wanted: Sequence[float] = ()) -> li
     """``wanted`` masses (GeV), else three across the dataset's scan."""
     if wanted:
         return list(wanted)
-    ms = [_num(r["mass_GeV"]) for r in scan.of(dataset)]
+    ms = [number(r["mass_GeV"]) for r in scan.of(dataset)]
     if not ms:
         return []
     if len(ms) <= 3:

@@ -1,0 +1,189 @@
+"""Runs in the background: the service's own entry point for front ends that must not
+hold a run (the TUI: quitting it leaves the run going).
+
+:func:`launch_run` / :func:`launch_rerun` write a launch spec (JSON: what to run and the
+:class:`~gprpipe.pipeline.service.RunOptions`) to ``RUN_DIR/tui-launch.json`` and start
+``python -m gprpipe.pipeline.launch SPEC`` in its own session (an argv list, no shell),
+its output in ``RUN_DIR/tui-launch.log``. That process calls the same
+:func:`~gprpipe.pipeline.service.run` / :func:`~gprpipe.pipeline.service.rerun` as the
+CLI, prints one line per task, the outcome and the summary, and exits with the CLI's
+codes (0 done, 1 failed or refused with one sentence, 130 cancelled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.executors.base import Outcome
+from gprpipe.pipeline import service
+from gprpipe.pipeline.task import Task
+
+LAUNCH_LOG = "tui-launch.log"
+LAUNCH_SPEC = "tui-launch.json"
+
+
+class Launch:
+    """A background run process (own session and process group), its output in ``log``."""
+
+    def __init__(self, argv: Sequence[str], log: Path, cwd: Path | None = None) -> None:
+        self.argv = list(argv)
+        self.log = log
+        self.cwd = cwd or Path.cwd()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "w") as fh:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.cwd,
+                env=env,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def returncode(self) -> int | None:
+        """None while running."""
+        return None if self.proc is None else self.proc.poll()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _start(spec: dict[str, Any], run_dir: Path) -> Launch:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LAUNCH_SPEC
+    path.write_text(json.dumps(spec, indent=2) + "\n")
+    started = Launch(
+        [sys.executable, "-m", "gprpipe.pipeline.launch", str(path)], run_dir / LAUNCH_LOG
+    )
+    started.start()
+    return started
+
+
+def launch_run(config: Path, options: service.RunOptions, run_dir: Path) -> Launch:
+    """Start :func:`~gprpipe.pipeline.service.run` of ``config`` in the background
+    (``run_dir``: where the config's run goes, for the spec and the log)."""
+    opts = asdict(options)
+    opts["overrides"] = list(options.overrides)
+    opts["steps"] = list(options.steps) if options.steps else None
+    if opts["record"] is None:  # run.json records the command that does the same
+        opts["record"] = [
+            "gprpipe",
+            "run",
+            str(config),
+            *[x for o in options.overrides for x in ("--set", o)],
+            *(["--engine", options.engine] if options.engine else []),
+            *(["--executor", options.executor] if options.executor else []),
+            *(["-j", str(options.jobs)] if options.jobs else []),
+        ]
+    return _start({"kind": "run", "config": str(config), "options": opts}, run_dir)
+
+
+def launch_rerun(run_dir: Path, *, failed: bool = True, jobs: int | None = None) -> Launch:
+    """Start :func:`~gprpipe.pipeline.service.rerun` of ``run_dir`` in the background."""
+    return _start(
+        {"kind": "rerun", "run_dir": str(run_dir), "failed": failed, "jobs": jobs}, run_dir
+    )
+
+
+class TextObserver(service.RunObserver):
+    """Plain lines on a stream: notices, each task that ran, the jobs submitted."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def _print(self, line: str) -> None:
+        if line:
+            print(line, file=self.out, flush=True)
+
+    def notice(self, line: str) -> None:
+        self._print(line)
+
+    def rerunning(self, tasks: Sequence[Task]) -> None:
+        self._print(f"Rerunning {len(tasks)} tasks: " + ", ".join(t.id for t in tasks))
+
+    def submitted(self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str]) -> None:
+        self._print(service.submitted_line(executor, tasks, job_ids))
+
+    def task_ended(self, task: Task, outcome: Outcome) -> None:
+        self._print(service.task_line(task, outcome))
+
+
+def _report(result: service.RunResult | None, out: TextIO) -> int:
+    if result is None:
+        print("Nothing to rerun: no task matches.", file=out)
+        return 0
+    if not result.queued:
+        print(result.headline(), file=out)
+        for task, message in result.failures():
+            print(f"failed {task.id} (log: {task.log})", file=out)
+            if message:
+                print("  " + message.replace("\n", "\n  "), file=out)
+    for rows in result.failed_rows:
+        print(
+            f"{rows.bad} of {rows.total} masses failed in {rows.path} (first: {rows.first})",
+            file=out,
+        )
+    if not result.queued or result.waited:
+        print("\n".join(service.summarise(result.run_dir)), file=out)
+    return 0 if result.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gprpipe.pipeline.launch SPEC``: run a launch spec; the exit code."""
+    from gprpipe.executors.local import install_sigterm_handler
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = sys.stdout
+    install_sigterm_handler()  # SIGTERM (cancel) stops the tasks like Ctrl-C
+    try:
+        spec = json.loads(Path(args[0]).read_text())
+        observer = TextObserver(out)
+        result: service.RunResult | None
+        if spec["kind"] == "run":
+            opts = service.RunOptions(**spec["options"])
+            result = service.run(Path(spec["config"]), opts, observer)
+        else:
+            result = service.rerun(
+                Path(spec["run_dir"]),
+                failed=bool(spec.get("failed", True)),
+                jobs=spec.get("jobs"),
+                observer=observer,
+            )
+        return _report(result, out)
+    except ConfigError as exc:
+        for e in exc.errors:
+            print(f"error: {e}", file=out)
+        return 1
+    except GprpipeError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    except (service.Interrupted, KeyboardInterrupt) as exc:
+        print(str(exc) or "interrupted", file=out)
+        return 130
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

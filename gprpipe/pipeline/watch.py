@@ -1,0 +1,168 @@
+"""Watching a run: every task of a run directory and its state, as its executor sees it.
+
+:class:`RunWatcher` reads the plan from ``run.json`` (cached per version of the file) and
+polls the executor that the run recorded (its markers, and SLURM's queue); a front end
+shows the :class:`RunView` it returns and derives no state of its own. :func:`mark_cancelled`
+records ``failed`` for the tasks of a stopped local run whose process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.state import (
+    progress_text,
+    read_marker,
+    read_progress,
+    read_state,
+    write_state,
+)
+from gprpipe.pipeline.store import RUN_JSON, load_run_info, task_states, tasks_of_run
+from gprpipe.pipeline.task import Task
+
+STATES = ("done", "running", "failed", "pending")
+
+
+@dataclass
+class RunView:
+    """Every task of a run, its state and, while it runs, its progress text."""
+
+    run_dir: Path
+    tasks: list[Task] = field(default_factory=list)
+    states: dict[str, tuple[str, str]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    progress: dict[str, str] = field(default_factory=dict)  # running task id -> "3/5 masses..."
+    executor: str = "local"
+    started: bool = False  # run.json exists
+    error: str = ""
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for s, _ in self.states.values():
+            out[s] = out.get(s, 0) + 1
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.tasks) and all(s in ("done", "failed") for s, _ in self.states.values())
+
+    @property
+    def all_done(self) -> bool:
+        return bool(self.tasks) and all(s == "done" for s, _ in self.states.values())
+
+
+class RunWatcher:
+    """Reads a run's task states through its executor; caches the plan per ``run.json``
+    version."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, float] | None = None
+        self._tasks: list[Task] = []
+        self._executor = "local"
+
+    def poll(self, run_dir: Path, planned: Sequence[Task] = ()) -> RunView:
+        """States of the run's tasks (``planned`` ones, all pending, before run.json exists)."""
+        from gprpipe.executors.registry import executor_class
+
+        view = RunView(Path(run_dir))
+        rj = Path(run_dir) / RUN_JSON
+        try:
+            mtime = rj.stat().st_mtime
+        except OSError:
+            mtime = None
+        if mtime is None:
+            return _pending(view, planned)
+        key = (str(rj), mtime)
+        try:
+            if key != self._key:
+                info = load_run_info(Path(run_dir))
+                self._tasks, _ = tasks_of_run(info)
+                self._executor = str(info.data.get("executor", "local"))
+                self._key = key
+        except GprpipeError as exc:
+            view.error = str(exc)
+            return _pending(view, planned)
+        view.started = True
+        view.executor = self._executor
+        view.tasks = list(self._tasks)
+        view.logs = {t.id: t.log for t in view.tasks}
+        try:
+            polled = executor_class(view.executor).poll_run(Path(run_dir), view.tasks)
+        except (GprpipeError, OSError) as exc:
+            view.error = f"{view.executor.upper()}: {exc}"
+            view.states = task_states(view.tasks)
+        else:
+            for tid, st in polled.items():
+                if st.log is not None and st.log != view.logs.get(tid):
+                    view.logs[tid] = st.log
+            view.states = {t.id: (polled[t.id].state, polled[t.id].message) for t in view.tasks}
+        for t in view.tasks:
+            if view.states[t.id][0] == "running":
+                text = progress_text(read_progress(t.point_dir, t.slug))
+                if text:
+                    view.progress[t.id] = text
+        return view
+
+
+def _pending(view: RunView, planned: Sequence[Task]) -> RunView:
+    view.tasks = list(planned)
+    view.states = {t.id: ("pending", "") for t in planned}
+    view.logs = {t.id: t.log for t in planned}
+    return view
+
+
+def watch(run_dir: Path, planned: Sequence[Task] = ()) -> RunView:
+    """A run's tasks and their states (one poll)."""
+    return RunWatcher().poll(run_dir, planned)
+
+
+def pid_gone(pid: object) -> bool:
+    """True if process ``pid`` no longer runs: absent, or a zombie nobody reaped."""
+    try:
+        os.kill(int(pid), 0)  # type: ignore[call-overload]
+    except (TypeError, ValueError, ProcessLookupError):
+        return True
+    except PermissionError:
+        return False
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()  # type: ignore[call-overload]
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def mark_cancelled(
+    tasks: Sequence[Task], timeout: float = 5.0, why: str = "cancelled"
+) -> list[str]:
+    """After a local run was stopped: tasks still marked running on this host whose process
+    is gone become ``failed`` (``why``), so ``status`` and ``rerun --failed`` see them."""
+    host = socket.gethostname()
+    todo = []
+    for t in tasks:
+        if read_state(t.point_dir, t.slug)[0] != "running":
+            continue
+        info = read_marker(t.point_dir, t.slug, "running")
+        if info.get("host") == host and not info.get("slurm_job"):
+            todo.append((t, info.get("pid")))
+    end = time.monotonic() + timeout
+    marked: list[str] = []
+    while todo:
+        left = []
+        for t, pid in todo:
+            if pid_gone(pid):
+                if read_state(t.point_dir, t.slug)[0] == "running":
+                    write_state(t.point_dir, t.slug, "failed", why)
+                    marked.append(t.id)
+            else:
+                left.append((t, pid))
+        todo = left
+        if not todo or time.monotonic() > end:
+            break
+        time.sleep(0.1)
+    return marked

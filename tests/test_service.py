@@ -1,0 +1,193 @@
+"""The run service (gprpipe.pipeline.service) that the CLI and the TUI both call: real
+local runs of the shipped quickstart (demo spectrum, five masses) through ``service.run``,
+then status, rerun and cancel through the same functions, and the TUI's background launch
+(``python -m gprpipe.pipeline.launch SPEC``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import QUICKSTART, cli_env
+
+from gprpipe.errors import GprpipeError
+from gprpipe.executors.base import Outcome
+from gprpipe.pipeline import service
+from gprpipe.pipeline.launch import LAUNCH_LOG, LAUNCH_SPEC, launch_rerun, launch_run
+from gprpipe.pipeline.task import Task
+from gprpipe.results.schema import SCAN, read_csv_table
+
+STEPS = ["load", "fit", "limit"]  # no plot step: the service is under test, not the figures
+
+
+class Recorder(service.RunObserver):
+    """Every event the service reports, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def started(self, tasks, executor: str) -> None:
+        self.events.append(("started", (len(tasks), executor)))
+
+    def task_ended(self, task: Task, outcome: Outcome) -> None:
+        self.events.append(("ended", (task.id, outcome.state)))
+
+    def rerunning(self, tasks) -> None:
+        self.events.append(("rerunning", [t.id for t in tasks]))
+
+    def stopped(self) -> None:
+        self.events.append(("stopped", None))
+
+    def of(self, kind: str) -> list[object]:
+        return [v for k, v in self.events if k == kind]
+
+
+def _options(run_dir: Path, **kw) -> service.RunOptions:
+    return service.RunOptions(overrides=[f"base.output={run_dir}"], steps=STEPS, jobs=2, **kw)
+
+
+def test_run_status_rerun_through_the_service(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    rec = Recorder()
+    result = service.run(QUICKSTART, _options(run_dir), rec)
+    ids = [
+        "nominal/load",
+        "nominal/fit/demo-000",
+        "nominal/fit/merge",
+        "nominal/limit/demo-000",
+        "nominal/limit/merge",
+    ]
+    assert result.ok and not result.queued and result.executor == "local"
+    assert [t.id for t in result.tasks] == ids
+    assert {o.state for o in result.report.outcomes.values()} == {"done"}
+    assert rec.of("started") == [(5, "local")] and rec.of("stopped") == [None]
+    assert sorted(tid for tid, _ in rec.of("ended")) == sorted(ids)  # type: ignore[misc]
+    assert result.headline().startswith("5 tasks in ") and f"Results in {run_dir}" in (
+        result.headline()
+    )
+    scan = run_dir / "nominal" / "scan.csv"
+    columns, rows = read_csv_table(scan)
+    assert tuple(columns) == SCAN.names
+    assert [float(r["mass_GeV"]) for r in rows] == [0.03, 0.045, 0.06, 0.08, 0.1]
+    assert all(float(r["eps2_up"]) > 0 and r["status"] == "ok" for r in rows)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["executor"] == "local" and set(info["timings"]) == set(ids)
+
+    st = service.status(run_dir)
+    assert st.executor == "local" and st.counts() == {"done": 5} and not st.in_use
+    lines = service.summarise(run_dir)
+    assert lines[0] == f"Summary of {run_dir.resolve()}" and "  demo (5 masses)" in lines
+
+    # unchanged: every task is cached, nothing starts
+    again = service.run(QUICKSTART, _options(run_dir))
+    assert again.ok and again.report.count("cached") == 5
+    assert again.headline() == f"Nothing to do: all 5 tasks are up to date ({run_dir})."
+
+    # rerun of one mass: its chunks and the merges after them, same numbers
+    before = scan.read_bytes()
+    rec = Recorder()
+    redone = service.rerun(run_dir, masses="60MeV", observer=rec)
+    assert redone is not None and redone.ok
+    assert rec.of("rerunning") == [ids[1:]]
+    assert redone.report.count("done") == 4 and scan.read_bytes() == before
+    assert service.rerun(run_dir, failed=True) is None  # nothing failed
+    with pytest.raises(GprpipeError, match="rerun needs --failed or --masses"):
+        service.rerun(run_dir)
+    with pytest.raises(GprpipeError, match=r"no task of .* owns 0.07 GeV"):
+        service.rerun(run_dir, masses="70MeV")
+
+
+def test_dry_run_and_refusals_write_nothing(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    result = service.run(QUICKSTART, _options(run_dir, dry_run=True))
+    assert result.preview is not None and result.preview.startswith(
+        f"# 5 tasks, run directory {run_dir}"
+    )
+    assert "gprpipe step fit --point-dir" in result.preview
+    with pytest.raises(GprpipeError, match=r"--points 'x\*' matches no grid point"):
+        service.run(QUICKSTART, _options(run_dir, points="x*"))
+    with pytest.raises(GprpipeError, match="blinding is lifted only by"):
+        service.run(QUICKSTART, service.RunOptions(overrides=["base.blind=false"]))
+    assert not run_dir.exists()
+    with pytest.raises(GprpipeError, match="not a gprpipe run directory"):
+        service.status(tmp_path)
+    assert not service.cancel(tmp_path).anything  # nothing to stop
+
+
+def _wait(launch, seconds: float = 300) -> int:
+    t0 = time.monotonic()
+    while launch.running and time.monotonic() - t0 < seconds:
+        time.sleep(0.1)
+    code = launch.returncode()
+    assert code is not None, "the background run did not end"
+    return code
+
+
+def test_background_launch_cancel_and_rerun_failed(tmp_path: Path):
+    """The TUI's launch: the service's own process runs service.run; cancel() finds it by
+    the run directory's lock (no pid given), its tasks become failed, rerun --failed in
+    the background finishes the run."""
+    run_dir = tmp_path / "run"
+    launch = launch_run(QUICKSTART, _options(run_dir), run_dir)
+    assert launch.argv == [
+        sys.executable,
+        "-m",
+        "gprpipe.pipeline.launch",
+        str(run_dir / LAUNCH_SPEC),
+    ]
+    spec = json.loads((run_dir / LAUNCH_SPEC).read_text())
+    assert spec["kind"] == "run" and spec["options"]["steps"] == STEPS
+    t0 = time.monotonic()
+    view = service.watch(run_dir)
+    while time.monotonic() - t0 < 120 and launch.running:
+        view = service.watch(run_dir)
+        if "running" in {s for s, _ in view.states.values()}:
+            break
+        time.sleep(0.05)
+    assert view.states["nominal/load"][0] == "running", view.states
+    done = service.cancel(run_dir)
+    assert done.pids == [launch.pid]
+    assert _wait(launch) == 130
+    log = (run_dir / LAUNCH_LOG).read_text()
+    assert "interrupted: 0 finished tasks kept in" in log
+    st = service.status(run_dir)
+    state, message = st.states["nominal/load"]
+    assert state == "failed" and message.startswith("cancelled")
+    assert json.loads((run_dir / "run.json").read_text())["command"][:2] == ["gprpipe", "run"]
+
+    again = launch_rerun(run_dir, jobs=2)
+    assert _wait(again) == 0, (run_dir / LAUNCH_LOG).read_text()
+    assert service.status(run_dir).counts() == {"done": 5}
+    assert len(read_csv_table(run_dir / "nominal" / "scan.csv")[1]) == 5
+    assert "Rerunning 5 tasks: nominal/load" in (run_dir / LAUNCH_LOG).read_text()
+
+
+def test_cli_cancel_stops_a_cli_run(tmp_path: Path, cli):
+    """``gprpipe cancel`` stops a ``gprpipe run`` it did not start (found by the lock)."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gprpipe", "run", str(QUICKSTART)),
+            *("--steps", "load,fit,limit", "--set", f"base.output={run_dir}"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120 and proc.poll() is None:
+        if service.watch(run_dir).counts().get("running"):
+            break
+        time.sleep(0.05)
+    code, out, _ = cli("cancel", run_dir)
+    assert code == 0 and out.startswith(f"Stopped the run of {run_dir} (pid {proc.pid}).")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted: " in err and f"Resume with: gprpipe run {QUICKSTART}" in err
+    code, out, _ = cli("cancel", run_dir)
+    assert code == 0 and out.strip() == f"Nothing running in {run_dir}."
