@@ -34,7 +34,6 @@ WARM_MODULES = (
     "scipy.linalg",
     "scipy.optimize",
     "scipy.stats",
-    "sklearn.gaussian_process",
     "uproot",
     "h5py",
     "gprpipe.steps.runner",
