@@ -43,6 +43,25 @@ WARM_MODULES = (
     "gprpipe.steps.merge",
 )
 
+#: modules of a step that the fork server imports for the workers forked after it was
+#: told that the plan has such a task (see ``WarmWorkers.preload``)
+STEP_MODULES = {
+    "plot": (
+        "matplotlib.pyplot",
+        "mplhep",
+        "hepdata_lib",
+        "gprpipe.steps.plot",
+        "gprpipe.plotting.suite",
+        "gprpipe.plotting.overlay",
+        "gprpipe.plotting.spectrum",
+        "gprpipe.plotting.lee",
+        "gprpipe.steps.displays",
+        "gprpipe.steps.hepdata",
+        "gprpipe.steps.reach",
+        "gprpipe.results.report",
+    ),
+}
+
 
 def warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
     """Import ``modules`` (a module that fails to import is left to the task, which then
@@ -110,16 +129,11 @@ def serve_one(request: dict[str, Any], devnull: int) -> int:
     return code
 
 
-def main() -> None:
-    """Serve requests until the standard input ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
-    answers = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    warm_up()
+def serve(requests_fd: int, answers_fd: int, devnull: int) -> None:
+    """Answer the requests read from ``requests_fd`` on ``answers_fd`` until the requests
+    end (file descriptors 0, 1 and 2 are ``devnull`` between tasks)."""
+    requests = os.fdopen(requests_fd, "r", encoding="utf-8")
+    answers = os.fdopen(answers_fd, "w", encoding="utf-8", buffering=1)
     for line in requests:
         if not line.strip():
             continue
@@ -127,6 +141,24 @@ def main() -> None:
         t0 = time.perf_counter()
         code = serve_one(request, devnull)
         answers.write(json.dumps({"code": code, "seconds": time.perf_counter() - t0}) + "\n")
+
+
+def detach_std_streams() -> int:
+    """Point file descriptors 0, 1 and 2 at the null device; returns its descriptor."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    return devnull
+
+
+def main() -> None:
+    """Serve requests (standard input) until it ends; answers on the standard output."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests, answers = os.dup(0), os.dup(1)
+    devnull = detach_std_streams()
+    warm_up()
+    serve(requests, answers, devnull)
 
 
 if __name__ == "__main__":
