@@ -33,7 +33,6 @@ WARM_MODULES = (
     "numpy",
     "scipy.linalg",
     "scipy.optimize",
-    "scipy.stats",
     "uproot",
     "h5py",
     "gprpipe.steps.runner",
