@@ -2,7 +2,8 @@
 
 Each task's command comes from the engine (local Python or a container); every process
 gets one BLAS thread. With the local engine the tasks run in ``jobs`` warm worker
-processes (:mod:`gprpipe.executors.worker`) that import the numerics once and run many
+processes (:mod:`gprpipe.executors.worker`; on Linux forked by the fork server of
+:mod:`gprpipe.executors.forkserver`, which imports the numerics once) that run many
 tasks, each exactly as its ``gprpipe step ...`` command line would (``GPRPIPE_FRESH_PROCESSES=1``
 starts one fresh process per task instead). Tasks whose outputs already hold their cache
 key are skipped without starting anything, so an unchanged second run does no work.

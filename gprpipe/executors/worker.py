@@ -1,10 +1,12 @@
 """Warm worker: one process that imports the numerics once and runs many local tasks.
 
-The local executor starts ``jobs`` of these (``python -m gprpipe.executors.worker``) with
-one BLAS thread each. A worker reads one request per line on its standard input (JSON:
-the task's ``gprpipe step ...`` argv, its log file, the command line written at the top
-of the log, the working folder) and answers one line (JSON: ``{"code": N}``) on the
-standard output it had at start-up. In between it runs the task exactly as
+The local executor has ``jobs`` of these, with one BLAS thread each: forked by the fork
+server (:mod:`gprpipe.executors.forkserver`), or each started as ``python -m
+gprpipe.executors.worker``. A worker reads one request per line on its request pipe (the
+standard input of a started one; JSON: the task's ``gprpipe step ...`` argv, its log
+file, the command line written at the top of the log, the working folder) and answers
+one line (JSON: ``{"code": N}``) on its answer pipe (the standard output it had at
+start-up). In between it runs the task exactly as
 ``python -m gprpipe step ...`` would (the same command-line entry point, so the same
 markers, commit records, one-sentence errors and exit codes), with file descriptors 1
 and 2 sent to the task's log. A task that kills its process (a crash, SIGKILL) ends
