@@ -41,6 +41,8 @@ from typing import IO
 CLAIM_TIMEOUT = 120.0
 #: set to 0: spawn each warm worker as its own ``python`` process (no fork server)
 FORK_ENV = "GPRPIPE_FORK_SERVER"
+#: set to 1: one fresh ``python -m gprpipe step`` process per local task (no warm workers)
+FRESH_ENV = "GPRPIPE_FRESH_PROCESSES"
 _MSG = 4096
 
 
@@ -328,7 +330,7 @@ def _wants_workers(argv: Sequence[str]) -> bool:
                     continue
             if value.strip().strip("'\"") != "local":
                 return False
-    return os.environ.get("GPRPIPE_FRESH_PROCESSES", "") != "1"
+    return os.environ.get(FRESH_ENV, "") != "1"
 
 
 def prestart(argv: Sequence[str]) -> None:

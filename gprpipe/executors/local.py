@@ -36,6 +36,7 @@ from gprpipe.executors.base import (
     TaskStatus,
     register,
 )
+from gprpipe.executors.forkserver import FRESH_ENV as FRESH_ENV  # re-exported
 from gprpipe.executors.forkserver import ForkedWorker, ForkServer
 from gprpipe.executors.worker import STEP_MODULES
 from gprpipe.io.atomic import open_fresh
@@ -46,9 +47,6 @@ from gprpipe.steps.runner import remove_task_temps
 
 if TYPE_CHECKING:
     from gprpipe.engines.base import Engine
-
-#: set to 1: one fresh ``python -m gprpipe step`` process per local task (no warm workers)
-FRESH_ENV = "GPRPIPE_FRESH_PROCESSES"
 
 
 def tail(path: Path, n: int = 8) -> str:
@@ -105,6 +103,7 @@ class WarmWorkers:
         self._closed = False
         self._server: ForkServer | None = None
         self._step_preloads: dict[str, int] = {}  # step -> server preloads it needs
+        self._preloads: list[tuple[str, tuple[str, ...]]] = []  # to send after prestart
         if forkserver.supported():
             self._server = forkserver.take_prestarted(self.env)
             if self._server is None:
@@ -132,18 +131,23 @@ class WarmWorkers:
         return proc
 
     def preload(self, step: str, modules: Sequence[str]) -> None:
-        """Workers forked from now on import ``modules`` (once, in the fork server); tasks
-        of ``step`` go to such a worker."""
-        if self._server is not None and self._server.usable(self.env):
-            with contextlib.suppress(OSError):
-                self._server.preload(modules)
-                self._step_preloads[step] = self._server.preloads
+        """Have the fork server import ``modules`` once the first workers are forked
+        (:meth:`prestart`); tasks of ``step`` then go to a worker forked after that."""
+        if self._server is not None:
+            self._preloads.append((step, tuple(modules)))
 
     def prestart(self, n: int) -> None:
         """Have up to ``n`` workers, idle or busy (new ones import while tasks start)."""
         with self._lock:
             while len(self._idle) + self._busy < min(n, self.size) and not self._closed:
                 self._idle.append((self._spawn(), 0))
+            preloads, self._preloads = self._preloads, []
+        server = self._server
+        for step, modules in preloads:
+            if server is not None and server.usable(self.env):
+                with contextlib.suppress(OSError):
+                    server.preload(modules)
+                    self._step_preloads[step] = server.preloads
 
     def _take(self, step: str = "") -> tuple[Worker, int]:
         """An idle worker (one with the preloads of ``step``), else a new one."""

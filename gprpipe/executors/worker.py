@@ -56,22 +56,30 @@ STEP_MODULES = {
         "gprpipe.plotting.overlay",
         "gprpipe.plotting.spectrum",
         "gprpipe.plotting.lee",
+        "gprpipe.plotting.inject",
+        "gprpipe.plotting.toyscan",
+        "gprpipe.plotting.displays",
         "gprpipe.steps.displays",
         "gprpipe.steps.hepdata",
         "gprpipe.steps.reach",
         "gprpipe.results.report",
+        "gprpipe.plotting.style:warm_up",
     ),
 }
 
 
 def warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
-    """Import ``modules`` (a module that fails to import is left to the task, which then
-    reports the error in its own log)."""
+    """Import ``modules`` (``module:function`` also calls that function of the module); a
+    module that fails to import is left to the task, which then reports the error in its
+    own log."""
     import importlib
 
     for name in modules:
+        module, _, function = name.partition(":")
         with contextlib.suppress(Exception):
-            importlib.import_module(name)
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
 
 
 def run_step(argv: Sequence[str]) -> int:
