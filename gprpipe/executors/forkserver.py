@@ -25,6 +25,7 @@ only that worker. Only this module's standard-library imports happen before the 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import selectors
@@ -211,14 +212,16 @@ class ForkServer:
     def usable(self, env: Mapping[str, str]) -> bool:
         return self.alive and self.proc.poll() is None and dict(env) == self.env
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 10.0, *, at_once: bool = False) -> None:
         """End the server (its workers must have been stopped before: a worker still
-        running goes on until its requests end)."""
+        running goes on until its requests end); ``at_once``: without waiting for it to
+        finish what it is importing."""
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         try:
-            self.proc.wait(0.5)  # it ends on the closed socket, unless still importing
+            # it ends on the closed socket, once its imports are done
+            self.proc.wait(0.0 if at_once else 0.5)
         except subprocess.TimeoutExpired:
             self.proc.terminate()
             try:
@@ -339,6 +342,7 @@ def prestart(argv: Sequence[str]) -> None:
     if _PRESTARTED is None and supported() and _wants_workers(argv):
         with contextlib.suppress(OSError):
             _PRESTARTED = ForkServer(worker_env())
+            atexit.register(take_prestarted, None)  # a run that ended before its tasks
 
 
 def take_prestarted(env: Mapping[str, str] | None) -> ForkServer | None:
@@ -347,7 +351,7 @@ def take_prestarted(env: Mapping[str, str] | None) -> ForkServer | None:
     global _PRESTARTED
     server, _PRESTARTED = _PRESTARTED, None
     if server is not None and (env is None or not server.usable(env)):
-        server.close()
+        server.close(at_once=True)
         server = None
     return server
 

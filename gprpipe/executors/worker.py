@@ -63,23 +63,18 @@ STEP_MODULES = {
         "gprpipe.steps.hepdata",
         "gprpipe.steps.reach",
         "gprpipe.results.report",
-        "gprpipe.plotting.style:warm_up",
     ),
 }
 
 
 def warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
-    """Import ``modules`` (``module:function`` also calls that function of the module); a
-    module that fails to import is left to the task, which then reports the error in its
-    own log."""
+    """Import ``modules`` (a module that fails to import is left to the task, which then
+    reports the error in its own log)."""
     import importlib
 
     for name in modules:
-        module, _, function = name.partition(":")
         with contextlib.suppress(Exception):
-            loaded = importlib.import_module(module)
-            if function:
-                getattr(loaded, function)()
+            importlib.import_module(name)
 
 
 def run_step(argv: Sequence[str]) -> int:

@@ -120,28 +120,6 @@ def apply_style(style: str) -> None:
     )
 
 
-def warm_up() -> None:
-    """Load what the first figure of a process would: the fonts of both styles, the
-    PNG and PDF backends, the math text parser. Called once in the warm workers' fork
-    server for a plan with plot tasks, so that the plot task's worker and its figure
-    workers (forked from it) start with them; the files a plot step writes are the same
-    (the caches are keyed on everything that a drawing depends on)."""
-    import io
-
-    for style in ("plain", "hep"):
-        apply_style(style)
-        fig, ax = plt.subplots()
-        ax.plot([1.0, 2.0], [1.0, 10.0])
-        ax.set_yscale("log")
-        ax.set_xlabel(r"$m_{e^+e^-}$ [GeV]")
-        ax.set_title("warm-up", fontweight="bold")
-        ax.text(1.5, 3.0, "text", fontstyle="italic")
-        for fmt in ("png", "pdf"):
-            fig.savefig(io.BytesIO(), format=fmt, bbox_inches="tight")
-        plt.close(fig)
-    plt.rcdefaults()
-
-
 def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     """Save ``fig`` as ``folder/stem.<fmt>`` for each format; returns the paths.
 
