@@ -62,7 +62,8 @@ STEP_MODULES = {
         "gprpipe.steps.displays",
         "gprpipe.steps.hepdata",
         "gprpipe.steps.reach",
-        "gprpipe.results.report",
+        "gprpipe.steps.report",
+        "gprpipe.plotting.grid",
     ),
 }
 
