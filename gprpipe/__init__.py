@@ -20,24 +20,3 @@ NUMERICS_VERSION = 3  # 3: GP optimum polished by Newton steps, low-rank LML
 # 2: leakage-aware template w_eff, GoF columns and flags
 
 __all__ = ["NUMERICS_VERSION", "__version__"]
-
-
-def _prestart_workers() -> None:
-    """``gprpipe run``/``rerun`` (the console script): start the warm workers' fork server
-    before the command line is even imported (``python -m gprpipe`` does it in
-    ``__main__``); see :mod:`gprpipe.executors.forkserver`."""
-    import os
-    import sys
-
-    argv = sys.argv
-    if (
-        len(argv) > 1
-        and os.path.basename(argv[0]) == "gprpipe"
-        and {"run", "rerun"} & set(argv[1:3])
-    ):
-        from gprpipe.executors.forkserver import prestart
-
-        prestart(argv[1:])
-
-
-_prestart_workers()
