@@ -1,21 +1,32 @@
-"""Local runs with warm workers against one fresh process per task, in the same session.
+"""Local runs through ``gprpipe run``: before (one fresh process per task) and after (warm
+workers forked by the prestarted fork server), in the same session, against the targets.
 
-For each mode (``fresh``: ``GPRPIPE_FRESH_PROCESSES=1``, one ``python -m gprpipe step``
-process per task, the path before warm workers; ``warm``: the default) it runs through
-``gprpipe run`` (local engine and executor, ``-j`` workers):
+Modes (``--modes``): ``fresh`` = ``GPRPIPE_FRESH_PROCESSES=1``, one ``python -m gprpipe
+step`` process per task (the path before warm workers: the "before" figure); ``spawn`` =
+warm workers each started as its own ``python`` process (``GPRPIPE_FORK_SERVER=0``);
+``warm`` = the default: warm workers forked by the fork server that ``gprpipe run``
+starts before it reads the config (the "after" figure). Cases (local engine and
+executor, ``-j`` workers):
 
-- the quickstart (``user_configs/quickstart.toml``, with its plots; the plot step's own
-  time is printed separately),
-- a one-mass 2015 run (``scan.masses = [0.06]``, steps load, fit, limit),
-- the full 2015 scan (``user_configs/hps2015.toml``, 111 masses, steps load, fit, limit),
+- ``quickstart``: ``user_configs/quickstart.toml`` with its plots (the plot step's own
+  time is printed separately; target 6 s),
+- ``one-mass``: one 2015 mass (``scan.masses = [0.06]``, steps load, fit, limit; 2.5 s),
+- ``full-2015``: the full 2015 scan (``user_configs/hps2015.toml``, 111 masses, asymptotic
+  bands, p0; steps load, fit, limit; 6 s),
+- ``full-2021``: the full 2021 scan (221 masses, ~1600 training bins; 60 s), repeated
+  ``--repeat-2021`` times (default 1: minutes per run on a loaded machine).
 
-and prints per run the wall time, the CPU time of the run and everything it waited for
-(user + system of the children of this script), and the load average of the machine when
-the run started (other work on the machine inflates wall time, not CPU time). Each figure
-is the median of ``--repeat`` runs (min and max in brackets). ``--check-ref`` also compares
-the full 2015 ``scan.csv`` of each mode byte for byte with a reference run.
+Per case and mode it prints the wall time, the CPU time of the run and of everything it
+waited for (user + system of this script's children, which include the workers and the
+fork server), and the 1-minute load average when the run started (other work on the
+machine inflates wall time, not CPU time). Each figure is the median of ``--repeat``
+runs (min and max in brackets). The last column says whether the ``warm`` median meets
+the target. ``--check-ref DIR`` compares the full scans' ``scan.csv`` byte for byte
+with ``DIR/<case>/nominal/scan.csv`` where that file exists (e.g. ``DIR/full-2015``).
 
-Usage: python benchmarks/bench_run.py [-j 2] [--repeat 3] [--data FILE] [--check-ref DIR]
+Usage: python benchmarks/bench_run.py [-j 2] [--repeat 3] [--repeat-2021 1]
+           [--only quickstart,one-mass,full-2015,full-2021] [--modes fresh,warm]
+           [--data-dir DIR] [--check-ref DIR]
 """
 
 from __future__ import annotations
@@ -33,8 +44,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "hps" / "funcform_2015_toys.root"
-MODES = {"fresh": {"GPRPIPE_FRESH_PROCESSES": "1"}, "warm": {"GPRPIPE_FRESH_PROCESSES": "0"}}
+DATA = REPO.parent / "shared" / "data" / "hps"
+MODES = {
+    "fresh": {"GPRPIPE_FRESH_PROCESSES": "1"},
+    "spawn": {"GPRPIPE_FRESH_PROCESSES": "0", "GPRPIPE_FORK_SERVER": "0"},
+    "warm": {"GPRPIPE_FRESH_PROCESSES": "0", "GPRPIPE_FORK_SERVER": "1"},
+}
+#: issue 12's wall-time targets on 2 workers (seconds)
+TARGETS = {"quickstart": 6.0, "one-mass": 2.5, "full-2015": 6.0, "full-2021": 60.0}
 
 
 def children_cpu() -> float:
@@ -91,54 +108,63 @@ def main() -> None:
     )
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--data", type=Path, default=DATA, help="The 2015 ROOT file.")
-    ap.add_argument(
-        "--check-ref",
-        type=Path,
-        default=None,
-        help="Reference run folder of the full 2015 scan (its nominal/scan.csv).",
-    )
-    ap.add_argument("--only", default="quickstart,one-mass,full-2015")
+    ap.add_argument("--repeat-2021", type=int, default=1)
+    ap.add_argument("--data-dir", type=Path, default=DATA, help="funcform_<year>_toys.root")
+    ap.add_argument("--check-ref", type=Path, default=None, help="DIR/<case>/nominal/scan.csv")
+    ap.add_argument("--only", default="quickstart,one-mass,full-2015,full-2021")
+    ap.add_argument("--modes", default="fresh,warm", help=f"of {','.join(MODES)}")
     args = ap.parse_args()
-    data = f"datasets.2015.path={args.data}"
+
+    def data(year: str) -> str:
+        return f"datasets.{year}.path={args.data_dir / f'funcform_{year}_toys.root'}"
+
     cases = {
         "quickstart": ("user_configs/quickstart.toml", [], None),
-        "one-mass": ("user_configs/hps2015.toml", [data, "scan.masses=[0.06]"], "load,fit,limit"),
-        "full-2015": ("user_configs/hps2015.toml", [data], "load,fit,limit"),
+        "one-mass": (
+            "user_configs/hps2015.toml",
+            [data("2015"), "scan.masses=[0.06]"],
+            "load,fit,limit",
+        ),
+        "full-2015": ("user_configs/hps2015.toml", [data("2015")], "load,fit,limit"),
+        "full-2021": ("user_configs/hps2021.toml", [data("2021")], "load,fit,limit"),
     }
     wanted = [c for c in args.only.split(",") if c]
+    modes = [m for m in args.modes.split(",") if m]
     print(
-        f"# {args.jobs} workers, median of {args.repeat} runs [min-max]; CPU = user+sys "
-        f"of the run and its task processes; load = 1-min load average at the start "
-        f"({os.cpu_count()} CPUs)"
+        f"# {args.jobs} workers, median of {args.repeat} runs [min-max] (full-2021: "
+        f"{args.repeat_2021}); CPU = user+sys of the run and its task processes; load = "
+        f"1-min load average at the start ({os.cpu_count()} CPUs)"
     )
     print(
-        f"{'case':12s} {'mode':6s} {'wall s':>20s} {'CPU s':>20s} {'load':>14s} "
-        f"{'plot step s':>20s}"
+        f"{'case':11s} {'mode':6s} {'wall s':>20s} {'CPU s':>20s} {'load':>16s} "
+        f"{'plot step s':>20s}  target"
     )
     with tempfile.TemporaryDirectory(prefix="bench_run-") as tmp:
         for case in wanted:
             config, sets, steps = cases[case]
-            for mode in MODES:  # every run writes a new folder: nothing is cached
+            repeat = args.repeat_2021 if case == "full-2021" else args.repeat
+            for mode in modes:  # every run writes a new folder: nothing is cached
                 rows = []
-                for k in range(args.repeat):
+                for k in range(repeat):
                     out = Path(tmp) / f"{case}-{mode}-{k}"
                     rows.append(run_once(config, sets, steps, args.jobs, mode, out))
+                walls = [r["wall"] for r in rows]
+                plot = fmt([r["plot"] for r in rows]) if case == "quickstart" else ""
                 line = (
-                    f"{case:12s} {mode:6s} {fmt([r['wall'] for r in rows]):>20s} "
+                    f"{case:11s} {mode:6s} {fmt(walls):>20s} "
                     f"{fmt([r['cpu'] for r in rows]):>20s} "
-                    f"{fmt([r['load'] for r in rows]):>14s}"
+                    f"{fmt([r['load'] for r in rows]):>16s} {plot:>20s}"
                 )
-                if case == "quickstart":
-                    line += f" {fmt([r['plot'] for r in rows]):>20s}"
+                verdict = "met" if statistics.median(walls) <= TARGETS[case] else "NOT met"
+                line += f"  <= {TARGETS[case]:g} s: {verdict}"
                 print(line, flush=True)
-                if case == "full-2015" and args.check_ref is not None:
-                    ref = args.check_ref / "nominal" / "scan.csv"
-                    for k in range(args.repeat):
+                ref = (args.check_ref or Path("-")) / case / "nominal" / "scan.csv"
+                if case.startswith("full-") and ref.is_file():
+                    for k in range(repeat):
                         mine = Path(tmp) / f"{case}-{mode}-{k}" / "nominal" / "scan.csv"
                         same = filecmp.cmp(ref, mine, shallow=False)
                         verdict = "byte-identical to" if same else "DIFFERS from"
-                        print(f"  {mode} run {k}: scan.csv {verdict} {ref}")
+                        print(f"  {mode} run {k}: scan.csv {verdict} {ref}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """gprpipe: a declarative Gaussian-process bump-hunt pipeline."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 try:
     from gprpipe._version import __version__  # written by setuptools-scm at build time
 except ImportError:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         __version__ = version("gprpipe")
     except PackageNotFoundError:  # running from a source tree without installation

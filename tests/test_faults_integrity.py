@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 from conftest import REPO, cli_env, quickstart_child, run_cli_subprocess
 
+from gprpipe.executors.local import FRESH_ENV
 from gprpipe.io.atomic import CRASH_AFTER
 from gprpipe.pipeline.lock import LOCK_NAME
 from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
@@ -329,7 +330,8 @@ def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
     first = subprocess.Popen(
         [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}"],
         cwd=REPO,
-        env=cli_env(),
+        # one fresh process per task (same results): the run must outlast the calls below
+        env=cli_env({FRESH_ENV: "1"}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -2,7 +2,8 @@
 
 Each task's command comes from the engine (local Python or a container); every process
 gets one BLAS thread. With the local engine the tasks run in ``jobs`` warm worker
-processes (:mod:`gprpipe.executors.worker`) that import the numerics once and run many
+processes (:mod:`gprpipe.executors.worker`; on Linux forked by the fork server of
+:mod:`gprpipe.executors.forkserver`, which imports the numerics once) that run many
 tasks, each exactly as its ``gprpipe step ...`` command line would (``GPRPIPE_FRESH_PROCESSES=1``
 starts one fresh process per task instead). Tasks whose outputs already hold their cache
 key are skipped without starting anything, so an unchanged second run does no work.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gprpipe.config.schema import Config
+from gprpipe.executors import forkserver
 from gprpipe.executors.base import (
     THREAD_ENV,
     Executor,
@@ -34,6 +36,9 @@ from gprpipe.executors.base import (
     TaskStatus,
     register,
 )
+from gprpipe.executors.forkserver import FRESH_ENV as FRESH_ENV  # re-exported
+from gprpipe.executors.forkserver import ForkedWorker, ForkServer
+from gprpipe.executors.worker import STEP_MODULES
 from gprpipe.io.atomic import open_fresh
 from gprpipe.pipeline.cache import freshness
 from gprpipe.pipeline.state import clear_state, read_state, write_state
@@ -42,9 +47,6 @@ from gprpipe.steps.runner import remove_task_temps
 
 if TYPE_CHECKING:
     from gprpipe.engines.base import Engine
-
-#: set to 1: one fresh ``python -m gprpipe step`` process per local task (no warm workers)
-FRESH_ENV = "GPRPIPE_FRESH_PROCESSES"
 
 
 def tail(path: Path, n: int = 8) -> str:
@@ -55,7 +57,8 @@ def tail(path: Path, n: int = 8) -> str:
     return "\n".join(lines[-n:])
 
 
-_CHILDREN: set[subprocess.Popen[Any]] = set()
+Worker = subprocess.Popen[str] | ForkedWorker  # a warm worker, spawned or forked
+_CHILDREN: set[subprocess.Popen[Any] | ForkedWorker] = set()
 
 
 def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> tuple[int, float]:
@@ -81,20 +84,40 @@ def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -
 
 class WarmWorkers:
     """Up to ``size`` warm worker processes (:mod:`gprpipe.executors.worker`), each running
-    one task at a time for the executor's threads. A worker that dies (its task crashed or
-    was killed) is replaced by a new one for the next task; a worker is also replaced after
-    ``recycle_after`` tasks, which bounds what a long run can accumulate in one process."""
+    one task at a time for the executor's threads. On Linux the workers are forked by a
+    fork server (:mod:`gprpipe.executors.forkserver`: one process imports the numerics,
+    ideally prestarted by ``gprpipe run`` before it read the config); elsewhere, or with
+    ``GPRPIPE_FORK_SERVER=0``, each is a ``python`` process of its own. A worker that dies
+    (its task crashed or was killed) is replaced by a new one for the next task; a worker
+    is also replaced after ``recycle_after`` tasks, which bounds what a long run can
+    accumulate in one process. :meth:`preload` lets workers forked later import the
+    modules of a step (the plot step's matplotlib) while other tasks run."""
 
     def __init__(self, size: int, env: Mapping[str, str], *, recycle_after: int = 200) -> None:
         self.size = max(1, size)
         self.env = dict(env)
         self.recycle_after = recycle_after
-        self._idle: list[tuple[subprocess.Popen[str], int]] = []  # (worker, tasks it ran)
+        self._idle: list[tuple[Worker, int]] = []  # (worker, tasks it ran)
         self._lock = threading.Lock()
         self._busy = 0  # workers running a task
         self._closed = False
+        self._server: ForkServer | None = None
+        self._step_preloads: dict[str, int] = {}  # step -> server preloads it needs
+        self._preloads: list[tuple[str, tuple[str, ...]]] = []  # to send after prestart
+        if forkserver.supported():
+            self._server = forkserver.take_prestarted(self.env)
+            if self._server is None:
+                with contextlib.suppress(OSError):
+                    self._server = ForkServer(self.env)
 
-    def _spawn(self) -> subprocess.Popen[str]:
+    def _spawn(self) -> Worker:
+        if self._server is not None and self._server.usable(self.env):
+            try:
+                worker: Worker = self._server.fork()
+                _CHILDREN.add(worker)
+                return worker
+            except OSError:
+                pass
         proc = subprocess.Popen(
             [sys.executable, "-m", "gprpipe.executors.worker"],
             stdin=subprocess.PIPE,
@@ -107,25 +130,49 @@ class WarmWorkers:
         _CHILDREN.add(proc)
         return proc
 
+    def preload(self, step: str, modules: Sequence[str]) -> None:
+        """Have the fork server import ``modules`` once the first workers are forked
+        (:meth:`prestart`); tasks of ``step`` then go to a worker forked after that."""
+        if self._server is not None:
+            self._preloads.append((step, tuple(modules)))
+
     def prestart(self, n: int) -> None:
         """Have up to ``n`` workers, idle or busy (new ones import while tasks start)."""
         with self._lock:
             while len(self._idle) + self._busy < min(n, self.size) and not self._closed:
                 self._idle.append((self._spawn(), 0))
+            preloads, self._preloads = self._preloads, []
+        server = self._server
+        for step, modules in preloads:
+            if server is not None and server.usable(self.env):
+                with contextlib.suppress(OSError):
+                    server.preload(modules)
+                    self._step_preloads[step] = server.preloads
 
-    def _take(self) -> tuple[subprocess.Popen[str], int]:
+    def _take(self, step: str = "") -> tuple[Worker, int]:
+        """An idle worker (one with the preloads of ``step``), else a new one."""
+        need = self._step_preloads.get(step, 0)
+        old = None
         with self._lock:
             if self._closed:
                 raise OSError("the run is stopping")
             self._busy += 1
-            while self._idle:
-                proc, used = self._idle.pop(0)
-                if proc.poll() is None:
-                    return proc, used
-                _CHILDREN.discard(proc)
-            return self._spawn(), 0
+            for item in list(self._idle):
+                proc = item[0]
+                if proc.poll() is not None:
+                    self._idle.remove(item)
+                    _CHILDREN.discard(proc)
+                elif getattr(proc, "preloads", 0) >= need:
+                    self._idle.remove(item)
+                    return item
+            if self._idle and len(self._idle) + self._busy > self.size:
+                old = self._idle.pop(0)[0]  # replaced by one with the preloads
+            new = self._spawn(), 0
+        if old is not None:
+            self._retire(old)
+        return new
 
-    def _retire(self, proc: subprocess.Popen[str]) -> None:
+    def _retire(self, proc: Worker) -> None:
         _CHILDREN.discard(proc)
         with contextlib.suppress(OSError):
             if proc.stdin:
@@ -141,7 +188,7 @@ class WarmWorkers:
     def run(self, task: Task, cmd: Sequence[str], cwd: Path) -> tuple[int, float]:
         """Run ``task`` in a worker (its log begins with ``cmd``); (exit code, seconds)."""
         t0 = time.perf_counter()
-        proc, used = self._take()
+        proc, used = self._take(task.step)
         request = {
             "argv": list(task.argv),
             "log": str(task.log),
@@ -179,6 +226,8 @@ class WarmWorkers:
             idle, self._idle = self._idle, []
         for proc, _ in idle:
             self._retire(proc)
+        if self._server is not None:
+            self._server.close()
 
 
 def warm_workers_wanted(engine: Engine) -> bool:
@@ -285,6 +334,11 @@ def run_local(
     watchdog = start_watchdog(engine, run_dir)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     warm = WarmWorkers(jobs, env) if warm_workers_wanted(engine) else None
+    if warm is None:
+        forkserver.take_prestarted(None)  # prestarted by the command line: not needed
+    else:
+        for step in {t.step for t in tasks} & set(STEP_MODULES):
+            warm.preload(step, STEP_MODULES[step])
     try:
         while pending or running:
             progressed = False

@@ -1,10 +1,12 @@
 """Warm worker: one process that imports the numerics once and runs many local tasks.
 
-The local executor starts ``jobs`` of these (``python -m gprpipe.executors.worker``) with
-one BLAS thread each. A worker reads one request per line on its standard input (JSON:
-the task's ``gprpipe step ...`` argv, its log file, the command line written at the top
-of the log, the working folder) and answers one line (JSON: ``{"code": N}``) on the
-standard output it had at start-up. In between it runs the task exactly as
+The local executor has ``jobs`` of these, with one BLAS thread each: forked by the fork
+server (:mod:`gprpipe.executors.forkserver`), or each started as ``python -m
+gprpipe.executors.worker``. A worker reads one request per line on its request pipe (the
+standard input of a started one; JSON: the task's ``gprpipe step ...`` argv, its log
+file, the command line written at the top of the log, the working folder) and answers
+one line (JSON: ``{"code": N}``) on its answer pipe (the standard output it had at
+start-up). In between it runs the task exactly as
 ``python -m gprpipe step ...`` would (the same command-line entry point, so the same
 markers, commit records, one-sentence errors and exit codes), with file descriptors 1
 and 2 sent to the task's log. A task that kills its process (a crash, SIGKILL) ends
@@ -33,8 +35,6 @@ WARM_MODULES = (
     "numpy",
     "scipy.linalg",
     "scipy.optimize",
-    "scipy.stats",
-    "sklearn.gaussian_process",
     "uproot",
     "h5py",
     "gprpipe.steps.runner",
@@ -43,6 +43,29 @@ WARM_MODULES = (
     "gprpipe.steps.limit",
     "gprpipe.steps.merge",
 )
+
+#: modules of a step that the fork server imports for the workers forked after it was
+#: told that the plan has such a task (see ``WarmWorkers.preload``)
+STEP_MODULES = {
+    "plot": (
+        "matplotlib.pyplot",
+        "mplhep",
+        "hepdata_lib",
+        "gprpipe.steps.plot",
+        "gprpipe.plotting.suite",
+        "gprpipe.plotting.overlay",
+        "gprpipe.plotting.spectrum",
+        "gprpipe.plotting.lee",
+        "gprpipe.plotting.inject",
+        "gprpipe.plotting.toyscan",
+        "gprpipe.plotting.displays",
+        "gprpipe.steps.displays",
+        "gprpipe.steps.hepdata",
+        "gprpipe.steps.reach",
+        "gprpipe.steps.report",
+        "gprpipe.plotting.grid",
+    ),
+}
 
 
 def warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
@@ -111,16 +134,11 @@ def serve_one(request: dict[str, Any], devnull: int) -> int:
     return code
 
 
-def main() -> None:
-    """Serve requests until the standard input ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
-    answers = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    warm_up()
+def serve(requests_fd: int, answers_fd: int, devnull: int) -> None:
+    """Answer the requests read from ``requests_fd`` on ``answers_fd`` until the requests
+    end (file descriptors 0, 1 and 2 are ``devnull`` between tasks)."""
+    requests = os.fdopen(requests_fd, "r", encoding="utf-8")
+    answers = os.fdopen(answers_fd, "w", encoding="utf-8", buffering=1)
     for line in requests:
         if not line.strip():
             continue
@@ -128,6 +146,24 @@ def main() -> None:
         t0 = time.perf_counter()
         code = serve_one(request, devnull)
         answers.write(json.dumps({"code": code, "seconds": time.perf_counter() - t0}) + "\n")
+
+
+def detach_std_streams() -> int:
+    """Point file descriptors 0, 1 and 2 at the null device; returns its descriptor."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    return devnull
+
+
+def main() -> None:
+    """Serve requests (standard input) until it ends; answers on the standard output."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests, answers = os.dup(0), os.dup(1)
+    devnull = detach_std_streams()
+    warm_up()
+    serve(requests, answers, devnull)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr  # ndtr(-z) = ndtr(-z): scipy.stats is slow to import
 
 from gprpipe.plotting.style import BAND_1, BAND_2, FEW_MASSES, label, legend, marker
 from gprpipe.stats.quality import has_result, is_flagged
@@ -105,15 +105,15 @@ def significance_figure(mass, p_local, p_global, title: str, flagged=None, p_glo
             label="global $p_0$ (whole-scan toys)",
         )
     a1.set_yscale("log")
-    lo = min(np.nanmin(p_local) * 0.3, norm.sf(5.5))
+    lo = min(np.nanmin(p_local) * 0.3, ndtr(-5.5))
     a1.set_ylim(lo, 3.0)  # p0 = 1 (a global curve often sits there) stays inside the frame
     zs = (1, 2, 3, 4, 5)
     for z in zs:
-        a1.axhline(norm.sf(z), color="gray", lw=0.8, ls=":", zorder=1)
+        a1.axhline(ndtr(-z), color="gray", lw=0.8, ls=":", zorder=1)
     right = a1.twinx()
     right.set_yscale("log")
     right.set_ylim(a1.get_ylim())
-    right.set_yticks([norm.sf(z) for z in zs], [f"{z}$\\sigma$" for z in zs])
+    right.set_yticks([ndtr(-z) for z in zs], [f"{z}$\\sigma$" for z in zs])
     right.minorticks_off()
     right.tick_params(axis="y", which="both", length=0, labelcolor="gray")
     right.grid(False)

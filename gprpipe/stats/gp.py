@@ -1,9 +1,11 @@
 """Log-log Gaussian-process background fit at one test mass.
 
-The model is sklearn's ``GaussianProcessRegressor`` with kernel ``ConstantKernel * RBF`` and
-per-bin noise ``alpha_i = 1/y_i`` (1 for empty bins), trained on ``X = ln x``, ``Z = ln y``
-(0 for empty bins). Hyperparameters maximise the log marginal likelihood (LML) with L-BFGS-B
-from several starts (``_MultiStart``, which keeps sklearn's ``optimizer`` protocol):
+A Gaussian-process regression with kernel ``ConstantKernel * RBF`` and per-bin noise
+``alpha_i = 1/y_i`` (1 for empty bins), trained on ``X = ln x``, ``Z = ln y`` (0 for empty
+bins): the model of scikit-learn's ``GaussianProcessRegressor``, computed by gprpipe's own
+code (scikit-learn is not needed at run time; the tests compare against it).
+Hyperparameters maximise the log marginal likelihood (LML) with L-BFGS-B from several starts
+(``_MultiStart``, which keeps sklearn's ``optimizer`` call signature):
 
 * a warm start (the previous mass's solution, clipped into this mass's bounds) and/or a
   data-driven start (amplitude ``mean(Z**2)``, length scale in the upper part of its bounds);
@@ -18,15 +20,16 @@ converged fit is then polished by Newton steps on the analytic gradient (``_poli
 the end point is set by the LML and not by rounding along the optimiser's path.
 
 The LML, its analytic gradient and the posterior on the prediction points are the same
-functions as sklearn's ``GaussianProcessRegressor`` (``normalize_y=False``), computed by
-gprpipe's own code. The smooth RBF kernel has a low numerical rank, so by default they are
-computed exactly through a pivoted Cholesky factor ``R ~= F F^T`` of the RBF correlation
-matrix, truncated where the neglected part, weighted by the inverse noise ``1/alpha_i``, sums
-to ``_LOWRANK_TOL`` (``logdet`` and the quadratic form are then exact to that level), and the
-Woodbury identity / matrix determinant lemma with the diagonal noise: ``O(n r^2)`` per
-evaluation instead of ``O(n^3)``. When the rank is not low (short length scales) or the
-amplitude is so large that the factor's rounding matters, the dense Cholesky computation is
-used; ``method="dense"`` forces it. Method notes: docs/gp_lowrank.md.
+functions as scikit-learn's ``GaussianProcessRegressor`` computes (``normalize_y=False``;
+``tests/test_stats_gp.py`` checks the equality). The smooth RBF kernel has a low numerical
+rank, so by default they are computed exactly through a pivoted Cholesky factor
+``R ~= F F^T`` of the RBF correlation matrix, truncated where the neglected part, weighted by the
+inverse noise ``1/alpha_i``, sums to ``_LOWRANK_TOL`` (``logdet`` and the quadratic form are
+then exact to that level), and the Woodbury identity / matrix determinant lemma with the
+diagonal noise: ``O(n r^2)`` per evaluation instead of ``O(n^3)``. When the rank is not low
+(short length scales) or the amplitude is so large that the factor's rounding matters, the
+dense Cholesky computation is used; ``method="dense"`` forces it. Method notes:
+docs/gp_lowrank.md.
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ significance and the global correction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import chi2 as chi2_dist
 
-from .gp import GPHyper, latent_mean_map, predict_counts
+if TYPE_CHECKING:  # scipy and the GP are imported by window_gof: the status vocabulary
+    from .gp import GPHyper  # alone (run summaries) does not need them
 
 __all__ = [
     "FLAGS",
@@ -110,6 +111,10 @@ def window_gof(
     ``x``, ``y``: bin centres and counts of the whole histogram; ``train``: the GP training
     mask; ``half_width``: the half-width of the excluded region around ``mass`` (GeV).
     """
+    from scipy.special import chdtrc  # = scipy.stats.chi2.sf, without importing scipy.stats
+
+    from .gp import latent_mean_map, predict_counts
+
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     train = np.asarray(train, dtype=bool)
@@ -126,4 +131,4 @@ def window_gof(
     trace = float(np.sum(M[np.arange(len(col)), col]))
     chi2 = float(np.sum((y[near] - b) ** 2 / np.maximum(b, 1e-300)))
     ndf = max(float(near.sum()) - trace, 1.0)
-    return Gof(chi2, ndf, float(chi2_dist.sf(chi2, ndf)), n_lo, n_hi)
+    return Gof(chi2, ndf, float(chdtrc(ndf, chi2)), n_lo, n_hi)

@@ -107,8 +107,8 @@ def draw(figure: Figure, folder: Path, formats: Sequence[str]) -> list[Path]:
 def render(
     parts: Sequence[Part], folder: Path, formats: Sequence[str], n_workers: int = 1
 ) -> list[Path]:
-    """Draw every figure of ``parts`` and call the other writers, in order; returns the
-    written paths in that order. With ``n_workers`` > 1 the figures are drawn in forked
+    """Draw every figure of ``parts`` and call the other writers; returns the written
+    paths in the order of ``parts``. With ``n_workers`` > 1 the figures are drawn in forked
     processes (they inherit the style and labels) while the writers run here."""
     figures = [f for p in parts if not callable(p) for f in p]
     pool = None
@@ -127,10 +127,13 @@ def render(
     results = None if pool is None else [pool.submit(draw, f, folder, formats) for f in figures]
     written: list[Path] = []
     try:
+        # with workers, the writers run here first, while the workers draw (a writer reads
+        # step outputs only, never a figure); the paths keep the order of ``parts``
+        done = {} if results is None else {k: p() for k, p in enumerate(parts) if callable(p)}
         i = 0
-        for p in parts:
+        for k, p in enumerate(parts):
             if callable(p):
-                written += p()
+                written += done[k] if k in done else p()
                 continue
             for f in p:
                 written += draw(f, folder, formats) if results is None else results[i].result()
