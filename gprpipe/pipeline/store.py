@@ -57,7 +57,6 @@ def versions() -> dict[str, str]:
     for pkg in (
         "numpy",
         "scipy",
-        "scikit-learn",
         "uproot",
         "h5py",
         "matplotlib",
