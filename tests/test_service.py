@@ -129,10 +129,14 @@ def _wait(launch, seconds: float = 300) -> int:
 
 def test_background_launch_cancel_and_rerun_failed(tmp_path: Path):
     """The TUI's launch: the service's own process runs service.run; cancel() finds it by
-    the run directory's lock (no pid given), its tasks become failed, rerun --failed in
-    the background finishes the run."""
+    the run directory's lock (no pid given), the task it stopped becomes failed
+    ("cancelled"), rerun --failed in the background finishes the run. The fit is made
+    slow (100 optimiser restarts, a few seconds) so that it is surely running when
+    cancelled."""
     run_dir = tmp_path / "run"
-    launch = launch_run(QUICKSTART, _options(run_dir), run_dir)
+    opts = _options(run_dir)
+    opts.overrides = [*opts.overrides, "fit.n_restarts=100"]
+    launch = launch_run(QUICKSTART, opts, run_dir)
     assert launch.argv == [
         sys.executable,
         "-m",
@@ -141,21 +145,23 @@ def test_background_launch_cancel_and_rerun_failed(tmp_path: Path):
     ]
     spec = json.loads((run_dir / LAUNCH_SPEC).read_text())
     assert spec["kind"] == "run" and spec["options"]["steps"] == STEPS
+    fit = "nominal/fit/demo-000"
     t0 = time.monotonic()
     view = service.watch(run_dir)
     while time.monotonic() - t0 < 120 and launch.running:
         view = service.watch(run_dir)
-        if "running" in {s for s, _ in view.states.values()}:
+        if view.states.get(fit, ("",))[0] == "running":
             break
         time.sleep(0.05)
-    assert view.states["nominal/load"][0] == "running", view.states
+    assert view.states[fit][0] == "running", view.states
     done = service.cancel(run_dir)
     assert done.pids == [launch.pid]
     assert _wait(launch) == 130
     log = (run_dir / LAUNCH_LOG).read_text()
-    assert "interrupted: 0 finished tasks kept in" in log
+    assert "interrupted: 1 finished task kept in" in log
     st = service.status(run_dir)
-    state, message = st.states["nominal/load"]
+    assert st.states["nominal/load"][0] == "done"
+    state, message = st.states[fit]
     assert state == "failed" and message.startswith("cancelled")
     assert json.loads((run_dir / "run.json").read_text())["command"][:2] == ["gprpipe", "run"]
 
@@ -163,16 +169,18 @@ def test_background_launch_cancel_and_rerun_failed(tmp_path: Path):
     assert _wait(again) == 0, (run_dir / LAUNCH_LOG).read_text()
     assert service.status(run_dir).counts() == {"done": 5}
     assert len(read_csv_table(run_dir / "nominal" / "scan.csv")[1]) == 5
-    assert "Rerunning 5 tasks: nominal/load" in (run_dir / LAUNCH_LOG).read_text()
+    assert f"Rerunning 4 tasks: {fit}" in (run_dir / LAUNCH_LOG).read_text()
 
 
 def test_cli_cancel_stops_a_cli_run(tmp_path: Path, cli):
-    """``gprpipe cancel`` stops a ``gprpipe run`` it did not start (found by the lock)."""
+    """``gprpipe cancel`` stops a ``gprpipe run`` it did not start (found by the lock); the
+    fit is made slow (100 optimiser restarts) so that the run is surely still going."""
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "gprpipe", "run", str(QUICKSTART)),
             *("--steps", "load,fit,limit", "--set", f"base.output={run_dir}"),
+            *("--set", "fit.n_restarts=100"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -181,7 +189,7 @@ def test_cli_cancel_stops_a_cli_run(tmp_path: Path, cli):
     )
     t0 = time.monotonic()
     while time.monotonic() - t0 < 120 and proc.poll() is None:
-        if service.watch(run_dir).counts().get("running"):
+        if service.watch(run_dir).states.get("nominal/fit/demo-000", ("",))[0] == "running":
             break
         time.sleep(0.05)
     code, out, _ = cli("cancel", run_dir)

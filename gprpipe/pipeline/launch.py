@@ -148,6 +148,22 @@ def _report(result: service.RunResult | None, out: TextIO) -> int:
     return 0 if result.ok else 1
 
 
+def _prestart_workers(spec: dict[str, Any]) -> None:
+    """Start the warm workers' fork server before the config is read, as ``gprpipe run``
+    does (its imports overlap the planning)."""
+    from gprpipe.executors.forkserver import prestart
+
+    opts = spec.get("options", {})
+    argv = [str(spec.get("kind", "run"))]
+    for opt in ("engine", "executor"):
+        if opts.get(opt):
+            argv += [f"--{opt}", str(opts[opt])]
+    argv += [f"--set={o}" for o in opts.get("overrides", ())]
+    if opts.get("dry_run"):
+        argv.append("--dry-run")
+    prestart(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gprpipe.pipeline.launch SPEC``: run a launch spec; the exit code."""
     from gprpipe.executors.local import install_sigterm_handler
@@ -157,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_sigterm_handler()  # SIGTERM (cancel) stops the tasks like Ctrl-C
     try:
         spec = json.loads(Path(args[0]).read_text())
+        _prestart_workers(spec)
         observer = TextObserver(out)
         result: service.RunResult | None
         if spec["kind"] == "run":
