@@ -8,8 +8,9 @@ comparison against DIR/<year>/nominal/scan.csv (e.g. a run of another code versi
 
 Both runs take the same optimiser path (multi-start L-BFGS-B, then the Newton polish of
 commit ed94956); only the computation of the LML, its gradient and the blind-window posterior
-differs. The dense run sets `GPOptions.method = "dense"` in every worker through a
-`sitecustomize` module on PYTHONPATH (the config has no key for it).
+differs, and the mean map of the leakage template and GoF check (`latent_mean_map`). The
+dense run sets `GPOptions.method = "dense"` and `latent_mean_map`'s method in every worker
+through a `sitecustomize` module on PYTHONPATH (the config has no key for it).
 Usage: python benchmarks/compare_gp_scans.py [--years 2015,2016] [-j 2] [--keep DIR]
        [--lowrank-run 'runs/hps{year}']
 """
@@ -30,8 +31,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "hps"
-# Every GPOptions built in a worker gets method="dense": the fit step's options come from the
-# config, which has no such key (benchmark-only switch).
+# Every GPOptions built in a worker gets method="dense", and latent_mean_map (leakage
+# template, GoF, toy scans) defaults to it: the fit step's options come from the config,
+# which has no such key (benchmark-only switch).
 FORCE_DENSE = (
     "import gprpipe.stats.gp as _gp\n"
     "_init = _gp.GPOptions.__init__\n"
@@ -39,6 +41,7 @@ FORCE_DENSE = (
     "    _init(self, *args, **kw)\n"
     "    object.__setattr__(self, 'method', 'dense')\n"
     "_gp.GPOptions.__init__ = _dense_init\n"
+    "_gp.latent_mean_map.__kwdefaults__['method'] = 'dense'\n"
 )
 
 
