@@ -583,7 +583,7 @@ def compare(
     """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
     from gprpipe.io.atomic import atomic_write_text
     from gprpipe.pipeline.compare import points_of, read_tables
-    from gprpipe.plotting.compare import compare_limits_figure
+    from gprpipe.plotting.compare import curves_figure
     from gprpipe.plotting.style import save
     from gprpipe.results.compare import compare_curves
 
@@ -597,13 +597,7 @@ def compare(
         if not comp.ratios:
             console.print(f"{comp.dataset}: fewer than two curves with common masses; skipped.")
             continue
-        fig = compare_limits_figure(
-            [c.mass for c in comp.curves],
-            [c.observed for c in comp.curves],
-            [c.expected for c in comp.curves],
-            [c.label for c in comp.curves],
-            title=comp.dataset,
-        )
+        fig = curves_figure(comp.curves, comp.dataset)
         files = save(
             fig,
             folder,

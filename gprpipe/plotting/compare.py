@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from gprpipe.plotting.style import label
 from gprpipe.plotting.suite import MEV
@@ -50,3 +52,15 @@ def compare_limits_figure(
     r_exp.set_xlabel(r"$m_{A'}$ [MeV]")
     fig.align_ylabels()
     return fig
+
+
+def curves_figure(curves: Sequence[Any], title: str) -> Figure:
+    """:func:`compare_limits_figure` of curves with ``mass``, ``observed``, ``expected`` and
+    ``label`` (the curves of a ``results.compare`` comparison)."""
+    return compare_limits_figure(
+        [c.mass for c in curves],
+        [c.observed for c in curves],
+        [c.expected for c in curves],
+        [c.label for c in curves],
+        title=title,
+    )

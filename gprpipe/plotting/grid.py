@@ -21,25 +21,18 @@ def grid_limits_figure(curves: Mapping[str, Sequence[Curve]], labels: Mapping[st
         for i, (pname, a, blind) in enumerate(items):
             ok = a["status"] == "ok"
             m = a["mass_GeV"][ok] * 1e3
-            mk = marker(len(m))
-            ax.plot(
-                m,
-                a["eps2_exp_med"][ok],
-                "--",
-                color=f"C{i % 10}",
-                marker=mk,
-                ms=3,
-                label=f"{pname} expected" + (" (blinded)" if blind else ""),
-            )
+            lines = [("eps2_exp_med", "--", "expected" + (" (blinded)" if blind else ""))]
             if not blind and "eps2_up" in a:
+                lines.append(("eps2_up", "-", "observed"))
+            for col, style, what in lines:
                 ax.plot(
                     m,
-                    a["eps2_up"][ok],
-                    "-",
+                    a[col][ok],
+                    style,
                     color=f"C{i % 10}",
-                    marker=mk,
+                    marker=marker(len(m)),
                     ms=3,
-                    label=f"{pname} observed",
+                    label=f"{pname} {what}",
                 )
         ax.set_yscale("log")
         ax.set_ylabel(r"upper limit on $\epsilon^2$")

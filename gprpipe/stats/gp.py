@@ -721,6 +721,29 @@ def _posterior_dense(
     return Ks @ coef, a * _rbf(Xp, None, ell) - v.T @ v
 
 
+def _joint_factor(
+    X: np.ndarray, alpha: np.ndarray, Xp: np.ndarray, a: float, ell: float, rmax: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(Ft, Vt, L)`` of the training and prediction points factored together (``R ~= F F^T``,
+    the prediction points pivoted until their residual is at rounding level),
+    ``V = sqrt(a) D^-1/2 F_train`` and ``L L^T = I + V^T V``; None if the rank is high."""
+    if a * float(np.max(1.0 / alpha)) > _LOWRANK_MAX_WEIGHT:
+        return None
+    Ft = _pivoted_cholesky(
+        np.concatenate([X, Xp]), ell, a / alpha, _LOWRANK_TOL, rmax + len(Xp), n_pred=len(Xp)
+    )
+    if Ft is None:
+        return None
+    r = Ft.shape[0]
+    Vt = Ft[:, : len(X)] * np.sqrt(a / alpha)
+    IG = Vt @ Vt.T
+    IG.flat[:: r + 1] += 1.0
+    L, info = lapack.dpotrf(IG, lower=1, clean=1)
+    if info != 0:
+        return None
+    return Ft, Vt, L
+
+
 def _posterior_lowrank(
     X: np.ndarray,
     Z: np.ndarray,
@@ -732,29 +755,17 @@ def _posterior_lowrank(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Posterior through the weight-space form of the joint factor; None if the rank is high.
 
-    The training and prediction points are factored together, ``R ~= F F^T``, the prediction
-    points pivoted until their residual is at rounding level. With the latent
-    ``f = sqrt(a) F w``, ``w ~ N(0, I)``: ``Cov(w | Z) = (I + G)^-1``, ``G = V^T V``,
-    ``V = sqrt(a) D^-1/2 F_train``, hence ``S = a F_p (I+G)^-1 F_p^T`` (a sum of squares, not
-    the cancelling difference ``K** - v^T v``) and ``mu = a F_p (I+G)^-1 F_train^T D^-1 Z``.
+    With the latent ``f = sqrt(a) F w``, ``w ~ N(0, I)`` (:func:`_joint_factor`):
+    ``Cov(w | Z) = (I + G)^-1``, ``G = V^T V``, hence ``S = a F_p (I+G)^-1 F_p^T`` (a sum of
+    squares, not the cancelling difference ``K** - v^T v``) and
+    ``mu = a F_p (I+G)^-1 F_train^T D^-1 Z``.
     """
-    n = len(X)
-    if a * float(np.max(1.0 / alpha)) > _LOWRANK_MAX_WEIGHT:
+    joint = _joint_factor(X, alpha, Xp, a, ell, rmax)
+    if joint is None:
         return None
-    Ft = _pivoted_cholesky(
-        np.concatenate([X, Xp]), ell, a / alpha, _LOWRANK_TOL, rmax + len(Xp), n_pred=len(Xp)
-    )
-    if Ft is None:
-        return None
-    r = Ft.shape[0]
-    Vt = Ft[:, :n] * np.sqrt(a / alpha)
-    IG = Vt @ Vt.T
-    IG.flat[:: r + 1] += 1.0
-    L, info = lapack.dpotrf(IG, lower=1, clean=1)
-    if info != 0:
-        return None
+    Ft, Vt, L = joint
     c, _ = lapack.dtrtrs(L, Vt @ (Z / np.sqrt(alpha)), lower=1)
-    Y, _ = lapack.dtrtrs(L, np.ascontiguousarray(Ft[:, n:]), lower=1)  # L^-1 F_p^T
+    Y, _ = lapack.dtrtrs(L, np.ascontiguousarray(Ft[:, len(X) :]), lower=1)  # L^-1 F_p^T
     return math.sqrt(a) * (Y.T @ c), a * (Y.T @ Y)
 
 
@@ -861,25 +872,14 @@ def _mean_map_lowrank(
     X: np.ndarray, alpha: np.ndarray, Xp: np.ndarray, a: float, ell: float, rmax: int
 ) -> np.ndarray | None:
     """``M = sqrt(a) F_p L^-T L^-1 V^T D^-1/2`` (None if the rank is high): the posterior
-    mean of :func:`_posterior_lowrank`, ``mu = M Z``, with ``L L^T = I + V^T V``. Costs
-    ``O(n r^2)`` instead of the dense ``O(n^3)`` Cholesky of the training kernel."""
-    n = len(X)
-    if a * float(np.max(1.0 / alpha)) > _LOWRANK_MAX_WEIGHT:
+    mean of :func:`_posterior_lowrank`, ``mu = M Z``, as a map. Costs ``O(n r^2)`` instead
+    of the dense ``O(n^3)`` Cholesky of the training kernel."""
+    joint = _joint_factor(X, alpha, Xp, a, ell, rmax)
+    if joint is None:
         return None
-    Ft = _pivoted_cholesky(
-        np.concatenate([X, Xp]), ell, a / alpha, _LOWRANK_TOL, rmax + len(Xp), n_pred=len(Xp)
-    )
-    if Ft is None:
-        return None
-    r = Ft.shape[0]
-    Vt = Ft[:, :n] * np.sqrt(a / alpha)
-    IG = Vt @ Vt.T
-    IG.flat[:: r + 1] += 1.0
-    L, info = lapack.dpotrf(IG, lower=1, clean=1)
-    if info != 0:
-        return None
+    Ft, Vt, L = joint
     C, _ = lapack.dtrtrs(L, Vt / np.sqrt(alpha), lower=1)  # L^-1 V^T D^-1/2
-    Y, _ = lapack.dtrtrs(L, np.ascontiguousarray(Ft[:, n:]), lower=1)  # L^-1 F_p^T
+    Y, _ = lapack.dtrtrs(L, np.ascontiguousarray(Ft[:, len(X) :]), lower=1)  # L^-1 F_p^T
     out: np.ndarray = math.sqrt(a) * (Y.T @ C)
     return out
 

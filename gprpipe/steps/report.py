@@ -257,7 +257,7 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
 def grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict[str, Any]]:
     """Every unblinded point's eps^2 limits over the first one's (the grid's ``gprpipe
     compare``): per dataset a figure with ratio panels and a table of ratio statistics."""
-    from gprpipe.plotting.compare import compare_limits_figure
+    from gprpipe.plotting.compare import curves_figure
     from gprpipe.plotting.style import save
     from gprpipe.results.compare import compare_curves
 
@@ -273,13 +273,7 @@ def grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict[
     for comp in compare_curves(tables):
         if not comp.ratios:
             continue
-        fig = compare_limits_figure(
-            [c.mass for c in comp.curves],
-            [c.observed for c in comp.curves],
-            [c.expected for c in comp.curves],
-            [c.label for c in comp.curves],
-            title=labels.get(comp.dataset, comp.dataset),
-        )
+        fig = curves_figure(comp.curves, labels.get(comp.dataset, comp.dataset))
         figure = f"grid_compare_{comp.dataset}.png"
         save(fig, run_dir, figure.removesuffix(".png"), ["png"])
         out.append(
