@@ -329,7 +329,7 @@ def test_cli_injection_end_to_end(tmp_path: Path):
         "--set",
         f"base.output={out}",
         "--set",
-        "inject.n_toys=60",
+        "inject.n_toys=20",
         "--set",
         "inject.masses=[0.06]",
         "--set",
@@ -349,7 +349,7 @@ def test_cli_injection_end_to_end(tmp_path: Path):
         assert [float(r[2]) for r in rows[1:]] == [0.0, 3.0, 5.0]
         with h5py.File(point / "inject.h5") as f:
             g = f["2015/toys/60MeV_z5"]
-            assert g["A_hat"].shape == (60,) and "pull" in g
+            assert g["A_hat"].shape == (20,) and "pull" in g
             assert f.attrs["cache_key"]
             leak, a_asimov, a_inj = (
                 f["2015"][k][()] for k in ("sideband_leak", "A_hat_asimov", "A_inj")
