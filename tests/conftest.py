@@ -76,6 +76,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def shared_folder(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this test session that every pytest-xdist worker sees at the same path."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this session
+    folder = root / f"shared-{name}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def shared_run(
     factory: pytest.TempPathFactory, name: str, *args: str | Path, timeout: float = 1800
 ) -> Path:
@@ -87,11 +97,7 @@ def shared_run(
     import fcntl
     import json
 
-    root = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by the workers of this session
-    folder = root / f"shared-{name}"
-    folder.mkdir(exist_ok=True)
+    folder = shared_folder(factory, name)
     out, done = folder / "run", folder / "result.json"
     with open(folder / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

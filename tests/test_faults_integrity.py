@@ -29,7 +29,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, cli_env, quickstart_child, run_cli_subprocess, shared_run
+from conftest import (
+    REPO,
+    cli_env,
+    quickstart_child,
+    run_cli_subprocess,
+    shared_folder,
+    shared_run,
+)
 
 from gprpipe.executors.local import FRESH_ENV
 from gprpipe.io.atomic import CRASH_AFTER
@@ -102,16 +109,19 @@ def states(run_dir: Path) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return quickstart_child(tmp_path_factory.mktemp("cfg") / "faults.toml", BODY)
+    """The config, at one path for all pytest-xdist workers (written atomically)."""
+    folder = shared_folder(tmp_path_factory, "faults-cfg")
+    staged = quickstart_child(folder / f"faults.{os.getpid()}.toml", BODY)
+    os.replace(staged, folder / "faults.toml")
+    return folder / "faults.toml"
 
 
 @pytest.fixture(scope="module")
 def base(cfg: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One complete run (load, fit, limit, inject at 3 masses): the reference."""
-    run_dir = tmp_path_factory.mktemp("base") / "run"
-    code, out, err = run(cfg, run_dir)
-    assert code == 0, err
-    assert "0 failed" in out
+    """One complete run (load, fit, limit, inject at 3 masses): the reference, made once
+    per session (read-only; tests change a copy)."""
+    run_dir = shared_run(tmp_path_factory, "faults-base", cfg)
+    assert "0 failed" in json.loads((run_dir.parent / "result.json").read_text())["out"]
     return run_dir
 
 

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import assert_pyhf_limits_within, run_cli_subprocess
+from tests.conftest import assert_pyhf_limits_within, run_cli_subprocess, shared_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,14 +117,12 @@ def test_display_figure_from_arrays():
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("products") / "run"
-    code, so, se = run_cli_subprocess(
-        "run",
+    out = shared_run(
+        tmp_path_factory,
+        "products-2015",
         REPO / "user_configs" / "hps2015.toml",
         "--set",
         f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set",
-        f"base.output={out}",
         "--set",
         "scan.masses=[0.03, 0.06, 0.1, 0.11]",
         "--set",
@@ -145,7 +143,6 @@ def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         "load,fit,limit,inject,plot",
         timeout=1800,
     )
-    assert code == 0, so + se
     return out / "nominal"
 
 
@@ -196,14 +193,12 @@ def test_refit_display_refits_the_gp(run2015: Path):
 @pytest.fixture(scope="module")
 def run2015_refit(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A refit injection (GP refitted on each toy) at 60 MeV with its refit display."""
-    out = tmp_path_factory.mktemp("refit") / "run"
-    code, so, se = run_cli_subprocess(
-        "run",
+    out = shared_run(
+        tmp_path_factory,
+        "products-2015-refit",
         REPO / "user_configs" / "hps2015.toml",
         "--set",
         f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set",
-        f"base.output={out}",
         "--set",
         "scan.masses=[0.06]",
         "--set",
@@ -226,7 +221,6 @@ def run2015_refit(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
         "load,fit,limit,inject,plot",
         timeout=1800,
     )
-    assert code == 0, so + se
     return out / "nominal"
 
 
@@ -417,16 +411,14 @@ def test_spey_model_reproduces_limits(run2015: Path):
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def run_comb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("comb") / "run"
-    code, so, se = run_cli_subprocess(
-        "run",
+    out = shared_run(
+        tmp_path_factory,
+        "products-comb",
         REPO / "user_configs" / "hps2015_2016_combined.toml",
         "--set",
         f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
         "--set",
         f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
-        "--set",
-        f"base.output={out}",
         "--set",
         "scan.masses=[0.06, 0.1]",
         "--set",
@@ -451,7 +443,6 @@ def run_comb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         "load,fit,limit,inject,plot",
         timeout=1800,
     )
-    assert code == 0, so + se
     return out / "nominal"
 
 
