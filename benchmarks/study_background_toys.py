@@ -34,7 +34,8 @@ def _config(year: str):
     return points[0].config
 
 
-def scan_toy(args: tuple[str, str, int]) -> dict[str, np.ndarray]:
+def scan_toy(args: tuple[str, str, int], stride: int = 1) -> dict[str, np.ndarray]:
+    """Scan one toy at every ``stride``-th test mass: Z_local, pulls, GP convergence."""
     year, family, toy = args
     from gprpipe.io.root import read_hist, rebin
     from gprpipe.steps.fit import fit_masses, template_key
@@ -45,7 +46,7 @@ def scan_toy(args: tuple[str, str, int]) -> dict[str, np.ndarray]:
     ds = cfg.datasets[year]
     counts, edges = read_hist(ds.path, f"{family}/{family}_toy_{toy}")
     counts, edges = rebin(counts, edges, ds.rebin)
-    masses = cfg.test_masses(year)
+    masses = cfg.test_masses(year)[::stride]
     size = cfg.scan.chunk_size
     z, pull, conv = [], [], []
     for k in range(0, len(masses), size):  # the same chunking (warm starts) as the pipeline

@@ -76,6 +76,48 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def shared_folder(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this test session that every pytest-xdist worker sees at the same path."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this session
+    folder = root / f"shared-{name}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def shared_run(
+    factory: pytest.TempPathFactory, name: str, *args: str | Path, timeout: float = 1800
+) -> Path:
+    """``gprpipe run ARGS --set base.output=<dir>`` done ONCE per test session, also under
+    pytest-xdist: the first worker to ask runs it (holding a file lock in the session's
+    shared temporary folder), the others wait and reuse it. Returns the run directory.
+    Tests must only read it; a test that changes a run copies it first
+    (``shutil.copytree(run, tmp_path / "run", symlinks=True)``)."""
+    import fcntl
+    import json
+
+    folder = shared_folder(factory, name)
+    out, done = folder / "run", folder / "result.json"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            code, so, se = run_cli_subprocess(
+                "run", *args, "--set", f"base.output={out}", timeout=timeout
+            )
+            done.write_text(json.dumps({"code": code, "out": so, "err": se}))
+        res = json.loads(done.read_text())
+    assert res["code"] == 0, res["out"] + res["err"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped quickstart (load, fit, limit, plot; PNG plots only), run once per session
+    (read-only: see :func:`shared_run`)."""
+    return shared_run(tmp_path_factory, "quickstart", QUICKSTART, "--set", 'plot.formats=["png"]')
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     """A fresh (not yet existing) run directory inside the test's temporary folder."""
@@ -139,3 +181,35 @@ def quickstart_child(path: Path, body: str = "") -> Path:
     """A config at ``path`` that inherits the shipped quickstart, plus ``body``."""
     head = f'[base]\ntemplate = "{QUICKSTART}"\n'
     return write(path, head + textwrap.dedent(body).lstrip("\n"))
+
+
+def assert_pyhf_limits_within(
+    data: object, model: object, a_up: float, a_exp: float | list[float], rel: float = 0.01
+) -> None:
+    """pyhf's asymptotic CLs limits (``qtilde``, 95% CL) lie within ``rel`` of ``a_up``
+    (observed) and ``a_exp`` (the expected median, or the five expected band edges -2..+2
+    sigma), all in the model's POI units.
+
+    CLs falls monotonically with the POI, so a limit (CLs = 0.05) is inside
+    ``[(1 - rel) a, (1 + rel) a]`` exactly when CLs > 0.05 at the lower end and < 0.05 at
+    the upper end: the same claim as ``upper_limit(...) == approx(a, rel)``, from two
+    hypothesis tests per limit instead of a root search for all six limits.
+    """
+    import warnings
+
+    import pyhf
+
+    def cls(mu: float) -> tuple[float, list[float]]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obs, exp = pyhf.infer.hypotest(
+                mu, data, model, test_stat="qtilde", return_expected_set=True
+            )
+        return float(obs), [float(e) for e in exp]
+
+    lo, hi = cls((1 - rel) * a_up)[0], cls((1 + rel) * a_up)[0]
+    assert lo > 0.05 > hi, f"observed CLs {lo:.4f}, {hi:.4f} around A_up={a_up}"
+    bands = [(2, float(a_exp))] if isinstance(a_exp, (int, float)) else enumerate(a_exp)
+    for k, a in bands:
+        lo, hi = cls((1 - rel) * a)[1][k], cls((1 + rel) * a)[1][k]
+        assert lo > 0.05 > hi, f"expected band {k}: CLs {lo:.4f}, {hi:.4f} around {a}"

@@ -29,7 +29,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, cli_env, quickstart_child, run_cli_subprocess
+from conftest import (
+    REPO,
+    cli_env,
+    quickstart_child,
+    run_cli_subprocess,
+    shared_folder,
+    shared_run,
+)
 
 from gprpipe.executors.local import FRESH_ENV
 from gprpipe.io.atomic import CRASH_AFTER
@@ -102,16 +109,19 @@ def states(run_dir: Path) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return quickstart_child(tmp_path_factory.mktemp("cfg") / "faults.toml", BODY)
+    """The config, at one path for all pytest-xdist workers (written atomically)."""
+    folder = shared_folder(tmp_path_factory, "faults-cfg")
+    staged = quickstart_child(folder / f"faults.{os.getpid()}.toml", BODY)
+    os.replace(staged, folder / "faults.toml")
+    return folder / "faults.toml"
 
 
 @pytest.fixture(scope="module")
 def base(cfg: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One complete run (load, fit, limit, inject at 3 masses): the reference."""
-    run_dir = tmp_path_factory.mktemp("base") / "run"
-    code, out, err = run(cfg, run_dir)
-    assert code == 0, err
-    assert "0 failed" in out
+    """One complete run (load, fit, limit, inject at 3 masses): the reference, made once
+    per session (read-only; tests change a copy)."""
+    run_dir = shared_run(tmp_path_factory, "faults-base", cfg)
+    assert "0 failed" in json.loads((run_dir.parent / "result.json").read_text())["out"]
     return run_dir
 
 
@@ -550,20 +560,37 @@ def watchdogs(token: str) -> list[int]:
     return pids
 
 
+PODMAN_ARGS = ("--engine", "podman", "--set", f"base.image={PODMAN_IMAGE}", "-j", "1")
+
+
+@pytest.fixture(scope="module")
+def podman_fitted(cfg: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The load and fit steps of ``cfg`` run in Podman, once per session: the stop tests
+    start from a copy of it, so that the first task they run is the limit chunk."""
+    require_podman()
+    return shared_run(
+        tmp_path_factory, "podman-fitted", cfg, *PODMAN_ARGS, "--steps", "load,fit", timeout=600
+    )
+
+
 @pytest.mark.podman
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGKILL-run", "SIGKILL-group", "SIGTERM-run", "SIGKILL-all"])
-def test_podman_run_stopped_leaves_no_container(cfg: Path, base: Path, tmp_path: Path, how: str):
+def test_podman_run_stopped_leaves_no_container(
+    cfg: Path, base: Path, podman_fitted: Path, tmp_path: Path, how: str
+):
     """SIGKILL (of the run process, or of its whole process group) or SIGTERM of a
     ``--engine podman`` run while a container computes: within 15 s no container of the
     run is left, no marker says running, and running again completes with the results of
     a local run. SIGKILL-all also kills the watchdog: ``gprpipe status`` then removes the
-    leftover container."""
+    leftover container. Each case starts from a copy of one Podman run of load and fit
+    (cached), so its first container is the limit chunk's."""
     from gprpipe.engines.base import run_token
 
     require_podman()
     run_dir = tmp_path / "run"
-    args = ["--engine", "podman", "--set", f"base.image={PODMAN_IMAGE}", "-j", "1"]
+    shutil.copytree(podman_fitted, run_dir, symlinks=True)
+    args = list(PODMAN_ARGS)
     if how.endswith("all"):  # a limit chunk that outlasts the start of `gprpipe status`
         args += ["--set", "limit.bands=toys", "--set", "limit.band_toys=200000"]
     proc = subprocess.Popen(

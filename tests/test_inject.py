@@ -237,13 +237,23 @@ def test_conditional_closure_grid_2015(real2015):
         assert abs(np.mean(np.concatenate(pulls))) < 0.05
 
 
+#: refit toys per window in test_refit_closure_2015_60MeV (1000 until the suite had to fit
+#: in 5 minutes; the statistical tolerance scales with 1/sqrt(N_REFIT))
+N_REFIT = 300
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("blind,lo,hi", [(1.64, 0.70, 0.80), (1.96, 0.80, 0.92)])
 def test_refit_closure_2015_60MeV(real2015, blind, lo, hi):
-    """1000 refit toys at 60 MeV, strength 5: converged refits, pull width <= 1.2, and the
+    """N_REFIT refit toys at 60 MeV, strength 5: converged refits, pull width <= 1.2, and the
     mean extracted yield where the noise-free refit predicts it: about 75% with the 1.64
     sigma window, about 85% (>= 80%) with the 1.96 sigma window (template ``w``:
-    ``leakage="ignore"``)."""
+    ``leakage="ignore"``).
+
+    The mean agrees with the noise-free refit within 4.7 standard errors of the mean
+    (A_hat_std / sqrt(N_REFIT)); that is the 0.15 A_hat_std of the former 1000-toy test,
+    rescaled to the smaller sample (the first N_REFIT of those toys). The >= 1000-toy
+    tables come from ``benchmarks/study_leakage.py closure`` and ``bench_inject.py``."""
     from gprpipe.stats.template import signal_template
     from gprpipe.steps.fit import fit_masses
 
@@ -256,14 +266,13 @@ def test_refit_closure_2015_60MeV(real2015, blind, lo, hi):
     b_full = inj.full_range_mean(counts, setup)
     w_full = signal_template(edges, 0.06, f.sigma)
     A = 5 * inj.sigma_ref(f.blind["b"], cholesky_jitter(f.blind["C"]), f.blind["w"])
-    ex = inj.inject_refit(
-        setup, A, w_full, np.random.SeedSequence(5).spawn(1000), b_full=b_full, leakage="ignore"
-    )
+    seeds = np.random.SeedSequence(5).spawn(N_REFIT)
+    ex = inj.inject_refit(setup, A, w_full, seeds, b_full=b_full, leakage="ignore")
     s = ex.summary()
     assert np.mean(ex.extra["gp_converged"]) >= 0.99
     assert lo < s["A_hat_mean"] / A < hi
     a_nf = inj.asimov_refit(setup, A, w_full, b_full, leakage="ignore")[0]
-    assert abs(s["A_hat_mean"] - a_nf) < 0.15 * s["A_hat_std"]
+    assert abs(s["A_hat_mean"] - a_nf) < 4.7 * s["A_hat_std"] / np.sqrt(N_REFIT)
     assert s["pull_width"] <= 1.2
 
 
@@ -320,7 +329,7 @@ def test_cli_injection_end_to_end(tmp_path: Path):
         "--set",
         f"base.output={out}",
         "--set",
-        "inject.n_toys=60",
+        "inject.n_toys=20",
         "--set",
         "inject.masses=[0.06]",
         "--set",
@@ -340,7 +349,7 @@ def test_cli_injection_end_to_end(tmp_path: Path):
         assert [float(r[2]) for r in rows[1:]] == [0.0, 3.0, 5.0]
         with h5py.File(point / "inject.h5") as f:
             g = f["2015/toys/60MeV_z5"]
-            assert g["A_hat"].shape == (60,) and "pull" in g
+            assert g["A_hat"].shape == (20,) and "pull" in g
             assert f.attrs["cache_key"]
             leak, a_asimov, a_inj = (
                 f["2015"][k][()] for k in ("sideband_leak", "A_hat_asimov", "A_inj")

@@ -41,11 +41,9 @@ def gprpipe(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_quickstart_in_podman_matches_local(tmp_path: Path) -> None:
+def test_quickstart_in_podman_matches_local(shared_quickstart: Path, tmp_path: Path) -> None:
     _require_podman()
     qs = "user_configs/quickstart.toml"
-    local = gprpipe("run", qs, "--set", f"base.output={tmp_path / 'local'}")
-    assert local.returncode == 0, local.stderr
     pod = gprpipe(
         "run",
         qs,
@@ -57,7 +55,7 @@ def test_quickstart_in_podman_matches_local(tmp_path: Path) -> None:
         f"base.output={tmp_path / 'podman'}",
     )
     assert pod.returncode == 0, pod.stderr + pod.stdout
-    a = (tmp_path / "local" / "nominal" / "scan.csv").read_bytes()
+    a = (shared_quickstart / "nominal" / "scan.csv").read_bytes()  # the local run
     b = (tmp_path / "podman" / "nominal" / "scan.csv").read_bytes()
     assert a == b
     for name in ("load.h5", "fit.h5", "limit.h5"):
@@ -68,7 +66,7 @@ def test_quickstart_in_podman_matches_local(tmp_path: Path) -> None:
     for part in (tmp_path / "podman" / "nominal" / "parts").rglob("*.h5"):
         with h5py.File(part) as f:
             assert f.attrs["engine"] == "podman"
-    with h5py.File(tmp_path / "local" / "nominal" / "fit.h5") as f:
+    with h5py.File(shared_quickstart / "nominal" / "fit.h5") as f:
         assert f.attrs["engine"] == "local"
 
 

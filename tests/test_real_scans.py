@@ -89,17 +89,25 @@ def test_2016_2021_scans(tmp_path: Path, year: str) -> None:
 
 
 def test_background_only_toys_show_no_false_bumps() -> None:
-    """Scan 2 toys of each of the three functional forms (666 masses): pulls A_hat/sigma_A
-    have mean ~0 and width ~1 and the local significance tail is background-like."""
+    """Scan 2 toys of each of the three functional forms at every second 2015 test mass
+    (6 x 56 = 336 windows): pulls A_hat/sigma_A have mean ~0 and width ~1 and the local
+    significance tail is background-like.
+
+    Every second mass: the 1 MeV mass step is below the resolution sigma (1-7 MeV), so the
+    results at neighbouring masses are strongly correlated; the effective number of
+    independent windows per scan (about 9, from the overlap of the signal templates) and
+    hence the statistical errors of these fractions and moments are the same with every
+    mass or every second one, and so are the tolerances (formerly all 111 masses, 666
+    windows). The full study: benchmarks/study_background_toys.py."""
     if not (DATA / "funcform_2015_toys.root").exists():
         pytest.skip("real data not available")
     sys.path.insert(0, str(REPO / "benchmarks"))
     from study_background_toys import FAMILIES, scan_toy
 
-    res = [scan_toy(("2015", fam, t)) for fam in FAMILIES for t in range(2)]
+    res = [scan_toy(("2015", fam, t), stride=2) for fam in FAMILIES for t in range(2)]
     pull = np.concatenate([r["pull"] for r in res])
     z = np.concatenate([r["z"] for r in res])
-    assert len(pull) == 666
+    assert len(pull) == 336
     assert np.concatenate([r["conv"] for r in res]).mean() > 0.99
     assert abs(pull.mean()) < 0.2
     assert 0.8 < pull.std() < 1.2

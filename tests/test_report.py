@@ -19,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from conftest import QUICKSTART, REPO, run_cli_subprocess
 
 from gprpipe.config.schema import Config
 from gprpipe.results.summary import summarize
@@ -220,20 +219,10 @@ def test_report_in_headless_chromium(tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_report_in_headless_chromium(tmp_path):
-    """The real thing: the quickstart run's own report and index."""
+def test_quickstart_report_in_headless_chromium(shared_quickstart: Path):
+    """The real thing: the quickstart run's own report and index (PNG plots)."""
     sync_playwright = _browser_or_skip()
-    out = tmp_path / "run"
-    code, _, err = run_cli_subprocess(
-        "run",
-        QUICKSTART.relative_to(REPO),
-        "--set",
-        f"base.output={out}",
-        "--set",
-        'plot.formats=["png"]',
-        timeout=900,
-    )
-    assert code == 0, err
+    out = shared_quickstart
     report, index = out / "nominal" / "report.html", out / "index.html"
     pngs = sorted((out / "nominal" / "plots").glob("*.png"))
     assert len(pngs) >= 10
