@@ -140,7 +140,7 @@ case "$ENGINE" in
         log "image build took $(( $(date +%s) - t0 )) s"
         got="$("$ENGINE" image inspect --format '{{ index .Config.Labels "org.gprpipe.version" }}' "$TAG")"
         [ "$got" = "$VERSION" ] || die "image $TAG records gprpipe version '$got', expected $VERSION"
-        "$ENGINE" run --rm "$TAG" python -c "import gprpipe, h5py, numpy, scipy, sklearn, uproot, mplhep, jinja2" \
+        "$ENGINE" run --rm "$TAG" python -c "import gprpipe, h5py, numpy, scipy, uproot, mplhep, jinja2" \
             || die "smoke test failed: the image cannot import gprpipe and its dependencies"
         ;;
     apptainer)
