@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "hps"
@@ -33,6 +34,13 @@ SUBPROCESS_ENV = {
 }
 
 CliResult = tuple[int, str, str]
+
+# the test processes themselves (pytest-xdist workers) also run numerics in-process: one BLAS
+# thread each, or two workers on two cores oversubscribe them (measured: the background-toy
+# scan took 108 s next to another worker instead of 17 s alone)
+for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_k, "1")
+threadpool_limits(1)  # numpy may already be loaded with its default thread count
 
 #: the user configs shipped in user_configs/ (tests never read others: a user's own files
 #: there must not change a test's result)
