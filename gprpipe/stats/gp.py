@@ -35,7 +35,7 @@ docs/gp_lowrank.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,20 @@ class GPHyper:
     def theta(self) -> np.ndarray:
         """sklearn's log-space hyperparameter vector ``[ln amplitude, ln length_scale]``."""
         return np.log([self.amplitude, self.length_scale])
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any], i: int) -> GPHyper:
+        """Row ``i`` of per-mass arrays ``gp_amplitude``, ``gp_length_scale``, ``gp_lml``,
+        ``gp_converged`` (and ``gp_reason`` when present), as fit.h5 and refits store them."""
+        reason = arrays.get("gp_reason")
+        return cls(
+            float(arrays["gp_amplitude"][i]),
+            float(arrays["gp_length_scale"][i]),
+            float(arrays["gp_lml"][i]),
+            bool(arrays["gp_converged"][i]),
+            0,
+            "" if reason is None else str(reason[i]),
+        )
 
 
 @dataclass(frozen=True)

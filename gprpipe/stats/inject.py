@@ -349,6 +349,10 @@ class RefitToys:
             "gp_retried": self.gp_retried,
         }
 
+    def hyper(self, t: int) -> GPHyper:
+        """The refitted hyperparameters of toy ``t``."""
+        return GPHyper.from_arrays(self.extra(), t)
+
 
 def refit_toys(
     setup: RefitSetup,

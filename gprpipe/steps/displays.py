@@ -286,16 +286,8 @@ def _extraction_single(
         bkg, sig = inj.full_range_toy(
             np.random.default_rng(seed_t), A, w_full, mode=ic.mode, b_full=b_full
         )
-        from gprpipe.stats.gp import GPHyper
 
-        hyper = GPHyper(
-            float(rt.gp_amplitude[0]),
-            float(rt.gp_length_scale[0]),
-            float(rt.gp_lml[0]),
-            bool(rt.gp_converged[0]),
-            0,
-            "",
-        )
+        hyper = rt.hyper(0)
         shown = Shown(
             **{
                 **base.__dict__,
@@ -330,7 +322,6 @@ def _extraction_combined(
 ) -> tuple[list[Shown], dict]:
     from gprpipe.stats import combine as comb
     from gprpipe.stats import inject as inj
-    from gprpipe.stats.gp import GPHyper
     from gprpipe.stats.template import signal_template
 
     names = [
@@ -411,14 +402,7 @@ def _extraction_combined(
             bkg, sig = inj.full_range_toy(
                 np.random.default_rng(sd), e * k, wf, mode=ic.mode, b_full=bf
             )
-            hyper = GPHyper(
-                float(rt.gp_amplitude[0]),
-                float(rt.gp_length_scale[0]),
-                float(rt.gp_lml[0]),
-                bool(rt.gp_converged[0]),
-                0,
-                "",
-            )
+            hyper = rt.hyper(0)
             shown.append(
                 Shown(
                     **{

@@ -78,14 +78,7 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
         i = np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
         if len(i) and has_result(fa["status"][i[0]]):
             i = int(i[0])
-            hyper = GPHyper(
-                float(fa["gp_amplitude"][i]),
-                float(fa["gp_length_scale"][i]),
-                float(fa["gp_lml"][i]),
-                bool(fa["gp_converged"][i]),
-                0,
-                str(fa["gp_reason"][i]) if "gp_reason" in fa else "",
-            )
+            hyper = GPHyper.from_arrays(fa, i)
             index = int(np.argmin(np.abs(cfg.test_masses(name) - mass)))
             blind, attrs = read_blind(ctx.layout.fit, name, index)
             mf = MassFit(index, mass, s, hyper, str(fa["status"][i]), blind, float(attrs["rho"]))

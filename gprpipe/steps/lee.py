@@ -68,14 +68,7 @@ def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetu
             setups.append(None)
             fmaps.append(None)
             continue
-        hyper = GPHyper(
-            float(fa["gp_amplitude"][i]),
-            float(fa["gp_length_scale"][i]),
-            float(fa["gp_lml"][i]),
-            bool(fa["gp_converged"][i]),
-            0,
-            "",
-        )
+        hyper = GPHyper.from_arrays(fa, i)
         index = int(np.argmin(np.abs(all_m - m)))
         blind, attrs = read_blind(layout.fit, name, index)
         mf = MassFit(index, m, float(resolution(ds, m)), hyper, "ok", blind, float(attrs["rho"]))

@@ -236,7 +236,7 @@ def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
     from gprpipe.plotting.suite import hyper_figure
     from gprpipe.stats.gp import GPHyper
     from gprpipe.stats.quality import has_result
-    from gprpipe.stats.window import blind_mask
+    from gprpipe.stats.window import WindowMasks
     from gprpipe.steps.fit import resolution
 
     figures: list[Figure] = []
@@ -250,7 +250,6 @@ def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
         counts, edges = schema.read_load(lay.load, name)
         x = 0.5 * (edges[1:] + edges[:-1])
         ds = cfg.datasets[name]
-        excl = cfg.fit.train_exclude_nsigma or cfg.fit.blind_nsigma
         z = None
         if not cfg.base.blind and name in scan:
             z = np.interp(
@@ -263,17 +262,10 @@ def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
             if not has_result(fit["status"][i]):
                 continue
             s = float(resolution(ds, mass))
-            train = ~blind_mask(x, mass, s, excl) & (x > 0)
-            if ds.data_range is not None:
-                train &= (x >= ds.data_range[0]) & (x <= ds.data_range[1])
-            hyper = GPHyper(
-                float(fit["gp_amplitude"][i]),
-                float(fit["gp_length_scale"][i]),
-                float(fit["gp_lml"][i]),
-                bool(fit["gp_converged"][i]),
-                0,
-                "",
-            )
+            train = WindowMasks(
+                mass, s, cfg.fit.blind_nsigma, cfg.fit.train_exclude_nsigma, ds.data_range
+            ).train(x)
+            hyper = GPHyper.from_arrays(fit, i)
             status = str(fit["status"][i])
             figures.append(
                 Figure(
