@@ -147,14 +147,15 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path: Path, cli):
     ]
     assert lines[3] == "# nominal/plot  (after nominal/load)"
     assert not run_dir.exists()
-    # the full quickstart plan: load, fit and limit chunk + merge, plot
+    # the full quickstart plan: load, fit and limit chunk + merge, plot; a dataset's limit
+    # chunk reads its own fit chunk, so it waits for that chunk, not for the fit merge
     code, out, _ = cli("run", QUICKSTART, "--set", f"base.output={run_dir}", "--dry-run")
     assert code == 0
     assert [ln[2:] for ln in out.splitlines() if ln.startswith("# nominal")] == [
         "nominal/load",
         "nominal/fit/demo-000  (after nominal/load)",
         "nominal/fit/merge  (after nominal/fit/demo-000)",
-        "nominal/limit/demo-000  (after nominal/load, nominal/fit/merge)",
+        "nominal/limit/demo-000  (after nominal/load, nominal/fit/demo-000)",
         "nominal/limit/merge  (after nominal/limit/demo-000)",
         "nominal/plot  (after nominal/load, nominal/fit/merge, nominal/limit/merge)",
     ]

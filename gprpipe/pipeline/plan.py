@@ -1,7 +1,9 @@
 """Plan: the DAG of tasks of every grid point, from rendered configs.
 
 Per point: ``load``; ``fit`` and ``limit`` in mass chunks (``scan.chunk_size`` masses of
-one dataset per task, plus ``combined`` chunks for the joint fit) each followed by a merge;
+one dataset per task, plus ``combined`` chunks for the joint fit) each followed by a merge
+(a dataset's limit chunk reads its own fit chunk, so it starts when that chunk is done;
+the combined and toy chunks read the merged ``fit.h5``);
 ``inject`` one task per (dataset, injection mass) and a merge; ``plot``. With
 ``limit.global_toys`` the limit step also has chunks of whole-scan toys per dataset. The plan
 depends only on the config, never on the executor, so local and SLURM runs compute the same
@@ -115,6 +117,13 @@ class Layout:
         return self.point_dir / "parts" / step / f"{part}.h5"
 
 
+def fit_source(layout: Layout, part: str, dataset: str) -> Path:
+    """The fit file that the limit chunk ``part`` of ``dataset`` reads: a dataset's chunk
+    reads the fit chunk of the same name (the same masses), not the merged ``fit.h5``, so
+    it can start as soon as that chunk is done; a combined chunk reads ``fit.h5``."""
+    return layout.fit if dataset == COMBINED else layout.part("fit", part)
+
+
 def _task(point: str, point_dir: Path, step: str, part: str | None, **kw: Any) -> Task:
     tid = f"{point}/{step}" + (f"/{part}" if part else "")
     argv = ["step", step, "--point-dir", str(point_dir)]
@@ -148,10 +157,14 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         inputs: tuple[Path, ...],
         deps: tuple[str, ...],
         parts: Mapping[str, tuple[str, Any]],
+        own: Mapping[str, tuple[tuple[Path, ...], tuple[str, ...]]] | None = None,
     ) -> None:
+        """Chunk tasks of ``step`` reading ``inputs`` after ``deps`` (``own``: other
+        inputs and deps for some parts), and their merge."""
         part_tasks = []
         for part, (_, masses) in parts.items():
             ms = tuple(float(m) for m in np.atleast_1d(masses))
+            ins, ds = (own or {}).get(part, (inputs, deps))
             part_tasks.append(
                 add(
                     _task(
@@ -159,9 +172,9 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
                         point_dir,
                         step,
                         part,
-                        inputs=inputs,
+                        inputs=ins,
                         outputs=(lay.part(step, part),),
-                        deps=deps,
+                        deps=ds,
                         masses=ms,
                     )
                 )
@@ -189,12 +202,20 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         return tuple(ids[n] for n in names if n in ids)
 
     parts = mass_parts(config)
+    fit_parts = {p: v for p, v in parts.items() if v[0] != COMBINED}
     if "fit" in steps:
-        fit_parts = {p: v for p, v in parts.items() if v[0] != COMBINED}
         chunked("fit", (lay.load,), dep("load"), fit_parts)
     if "limit" in steps:
         toys = {p: (d, np.array([])) for p, (_, d, _, _) in toy_parts(config).items()}
-        chunked("limit", (lay.load, lay.fit), dep("load", "fit"), {**parts, **toys})
+        fitted = "fit" in steps
+        own = {
+            p: (
+                (lay.load, fit_source(lay, p, name)),
+                (*dep("load"), *([f"{point}/fit/{p}"] if fitted else [])),
+            )
+            for p, (name, _) in fit_parts.items()
+        }
+        chunked("limit", (lay.load, lay.fit), dep("load", "fit"), {**parts, **toys}, own)
     if "inject" in steps and config.inject.masses:
         ip = {p: (d, np.array([m])) for p, (d, m) in inject_parts(config).items()}
         chunked("inject", (lay.load, lay.fit), dep("load", "fit"), ip)

@@ -10,6 +10,7 @@ from the observed window counts); the observed columns (:data:`OBSERVED`) are ab
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
-from gprpipe.pipeline.plan import COMBINED, MERGE, mass_parts
+from gprpipe.pipeline.plan import COMBINED, MERGE, fit_source, mass_parts
 from gprpipe.results.schema import (  # noqa: F401  (re-exported for callers)
     BAND_COLS,
     BLIND_SCAN,
@@ -69,9 +70,12 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     return row
 
 
-def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[dict]:
+def dataset_rows(
+    cfg: Config, ctx, name: str, masses: Sequence[float], fit_path: Path
+) -> list[dict]:
+    """The scan rows of ``masses`` of dataset ``name`` from the fits in ``fit_path``."""
     ds = cfg.datasets[name]
-    fit = read_fit(ctx.layout.fit, name)
+    fit = read_fit(fit_path, name)
     by_mass = {round(float(m), 9): i for i, m in enumerate(fit["mass"])}
     all_masses = cfg.test_masses(name)
     rows: list[dict] = []
@@ -91,7 +95,7 @@ def dataset_rows(cfg: Config, ctx, name: str, masses: Sequence[float]) -> list[d
             rows.append({**row, "status": status})
             continue
         index = int(np.argmin(np.abs(all_masses - m)))
-        blind, attrs = read_blind(ctx.layout.fit, name, index)
+        blind, attrs = read_blind(fit_path, name, index)
         rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", name, m))
         w = blind[template_key(cfg)]
         try:
@@ -149,7 +153,7 @@ def run(ctx) -> None:
 
         rows = combined_rows(cfg, ctx, masses)
     else:
-        rows = dataset_rows(cfg, ctx, name, masses)
+        rows = dataset_rows(cfg, ctx, name, masses, fit_source(ctx.layout, part, name))
     with write_h5(ctx.layout.part("limit", part), ctx.attrs()) as f:
         write_group(f.create_group(name), _to_arrays(rows, columns(cfg)))
 
