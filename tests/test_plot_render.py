@@ -1,5 +1,6 @@
 """The plot step's figure drawing: figures drawn in forked workers are the same files as
-figures drawn in this process, written in the order given."""
+figures drawn in this process, written in the order given, also the figures that a
+writer returns (the displays)."""
 
 from __future__ import annotations
 
@@ -33,12 +34,26 @@ def test_workers_write_the_same_files_in_order(tmp_path):
     pooled.mkdir()
     calls: list[str] = []
     figs = _figures()
-    parts = [figs[:1], lambda: calls.append("writer") or [], figs[1:]]
-    one = render(parts, serial, ["png"], n_workers=1)
-    two = render(parts, pooled, ["png"], n_workers=2)
-    assert [p.name for p in one] == [p.name for p in two] == ["brazil.png", "ahat.png"]
+
+    def writer(folder):
+        """Writes a sidecar here and hands a figure back to be drawn (as the displays do)."""
+        calls.append("writer")
+        side = folder / "side.json"
+        side.write_text("{}")
+        return [Figure("from_writer", ahat_figure, figs[1].args), side]
+
+    for folder, n in ((serial, 1), (pooled, 2)):
+        written = render([figs[:1], lambda f=folder: writer(f), figs[1:]], folder, ["png"], n)
+        assert [p.name for p in written] == [
+            "brazil.png",
+            "from_writer.png",
+            "side.json",
+            "ahat.png",
+        ]
+        assert all(p.parent == folder and p.stat().st_size > 0 for p in written)
     assert calls == ["writer", "writer"]
-    for a, b in zip(one, two):
+    for name in ("brazil.png", "from_writer.png", "ahat.png"):
+        a, b = serial / name, pooled / name
         assert a.read_bytes() == b.read_bytes()
         assert a.stat().st_size > 10_000
 

@@ -77,3 +77,32 @@ def test_missing_mplhep_is_a_warning(monkeypatch):
     with pytest.warns(UserWarning, match="mplhep is not installed"):
         style.apply_style("hep")
     style.apply_style("plain")
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "svg"])
+def test_vector_crop_holds_what_the_vector_renderer_measures(tmp_path, fmt):
+    """save() crops every format to the box measured once at the figure's dpi, padded by
+    savefig.pad_inches; the box the vector renderer measures itself (text at 72 dpi) must
+    differ by less than half the pad, so it lies well inside the crop (a long title and
+    legend on a log axis: the widest texts of the figures)."""
+    from matplotlib.backend_bases import _get_renderer
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_pdf import FigureCanvasPdf
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    style.apply_style("hep")
+    m = np.linspace(0.02, 0.13, 111)
+    bands = [np.exp(-10 * m) * f for f in (0.5, 0.7, 1.0, 1.4, 2.0)]
+    fig = brazil_figure(m, bands[2], bands, ylabel=r"limit on $\epsilon^2$", title="HPS 2015 " * 4)
+    renderer = style._layout(fig)
+    style._separate_labels(fig, renderer)
+    measured = fig.get_tightbbox(renderer)  # inches
+    canvas = {"pdf": FigureCanvasPdf, "svg": FigureCanvasSVG}[fmt](fig)
+    vector = fig.get_tightbbox(_get_renderer(fig, print_method=getattr(canvas, f"print_{fmt}")))
+    FigureCanvasAgg(fig)
+    pad = plt.rcParams["savefig.pad_inches"]
+    diff = np.abs(np.asarray(measured.extents) - np.asarray(vector.extents))
+    assert diff.max() < pad / 2, diff * 72  # points
+    assert measured.width > 10  # the long title widens the figure: a real test of text
+    (path,) = style.save(fig, tmp_path, "crop", [fmt])
+    assert path.read_bytes()[:5] in (b"%PDF-", b"<?xml")

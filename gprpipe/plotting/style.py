@@ -4,9 +4,10 @@ the axes, legends outside the axes (never over data), atomic PNG/PDF writes."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -120,22 +121,40 @@ def apply_style(style: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One figure to draw: ``fn(*args, **kwargs)`` saved as ``<folder>/<stem>.<format>``
+    (``fn`` is a module-level function, so that a worker process can run it)."""
+
+    stem: str
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+def draw(figure: Figure, folder: Path, formats: Sequence[str]) -> list[Path]:
+    """Draw one figure and save it in every format."""
+    return save(figure.fn(*figure.args, **figure.kwargs), folder, figure.stem, formats)
+
+
 def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     """Save ``fig`` as ``folder/stem.<fmt>`` for each format; returns the paths.
 
-    One layout pass (no rasterisation) places the labels and gives the tight bounding box of
-    the PNG; the PNG is then drawn once (``savefig`` would lay out and draw again). Vector
-    formats measure text at 72 dpi, so they keep matplotlib's own ``bbox_inches="tight"``.
+    One layout pass (no rasterisation) places the labels and gives the tight bounding box,
+    in inches, that every format is cropped to: each format is then drawn once, where
+    ``bbox_inches="tight"`` would lay the figure out and draw it again per format. (Vector
+    formats measure text at 72 dpi, the layout at the figure's dpi: the difference is far
+    below ``savefig.pad_inches``.) A figure with a layout engine keeps matplotlib's own
+    ``"tight"``, which lets the engine run first.
     """
     renderer = _layout(fig)
     _separate_labels(fig, renderer)
+    bbox = "tight"
+    if fig.get_layout_engine() is None:
+        bbox = fig.get_tightbbox(renderer).padded(plt.rcParams["savefig.pad_inches"])
     out = []
     for fmt in formats:
         target = folder / f"{stem}.{fmt}"
-        bbox = "tight"
-        if fmt == "png" and fig.dpi == _savefig_dpi(fig) and fig.get_layout_engine() is None:
-            pad = plt.rcParams["savefig.pad_inches"]
-            bbox = fig.get_tightbbox(renderer).padded(pad)
         with atomic_path(target, suffix="." + fmt) as tmp:
             fig.savefig(tmp, format=fmt, bbox_inches=bbox)
         out.append(target)
@@ -149,11 +168,6 @@ def _layout(fig):
     with renderer._draw_disabled():
         fig.draw(renderer)
     return renderer
-
-
-def _savefig_dpi(fig) -> float:
-    dpi = plt.rcParams["savefig.dpi"]
-    return fig.dpi if dpi == "figure" else float(dpi)
 
 
 def label(ax, text: str) -> None:

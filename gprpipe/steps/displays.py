@@ -30,7 +30,7 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.pipeline.plan import COMBINED
-from gprpipe.plotting.style import save
+from gprpipe.plotting.style import Figure
 from gprpipe.steps.runner import seed_for
 
 MEV = 1e3
@@ -595,11 +595,12 @@ def write_display(
     meta: dict,
     title: str,
     folder: Path,
-    formats,
     cl: float,
     hidden: dict | None = None,
-) -> list[Path]:
-    """Figure (``plot.formats``) and JSON sidecar of one display."""
+) -> list[Figure | Path]:
+    """The JSON sidecar of one display (written here) and its figure (to draw in
+    ``plot.formats``: the plot step's figure workers draw it while the next display is
+    computed)."""
     from gprpipe.plotting.displays import display_figure
 
     what = {"extraction": "toy", "observed": "data"}[kind]
@@ -622,8 +623,6 @@ def write_display(
             "k_units": [s.k_unit for s in shown],
         }
     box = _box(kind, meta, cols, cl)
-    fig = display_figure(cols, box, title, shared=shared)
-    written = save(fig, folder, stem, formats)
     side = {
         "kind": kind,
         "title": title,
@@ -633,7 +632,7 @@ def write_display(
     }
     target = folder / f"{stem}.json"
     atomic_write_text(target, json.dumps(_py(side), indent=1) + "\n")
-    return [*written, target]
+    return [Figure(stem, display_figure, (cols, box, title), {"shared": shared}), target]
 
 
 def _observed_masses(cfg: Config, lay) -> list[float]:
@@ -666,8 +665,9 @@ def _snap(cfg: Config, name: str, mass: float) -> float | None:
     return float(ms[i]) if abs(ms[i] - mass) < 1e-9 else None
 
 
-def display_plots(cfg: Config, lay, formats) -> list[Path]:
-    """Every display ``plot.displays`` asks for; returns the files written."""
+def display_plots(cfg: Config, lay) -> list[Figure | Path]:
+    """Every display ``plot.displays`` asks for: the sidecars written and the figures to
+    draw (see :func:`write_display`)."""
     d = cfg.plot.displays
     cl = 100 * (1 - cfg.limit.alpha)
     names = list(cfg.scanned())
@@ -677,7 +677,7 @@ def display_plots(cfg: Config, lay, formats) -> list[Path]:
         names.append(COMBINED)
     if d.datasets is not None:
         names = [n for n in names if n in d.datasets]
-    written: list[Path] = []
+    written: list[Figure | Path] = []
     if not lay.fit.exists():
         return written
     ext_masses = d.masses if d.masses is not None else cfg.inject.masses
@@ -706,7 +706,7 @@ def display_plots(cfg: Config, lay, formats) -> list[Path]:
 
                         hidden = {s.name: blinded_bins(cfg, s.name, s.edges) for s in shown}
                     written += write_display(
-                        stem, "extraction", shown, meta, title, lay.plots, formats, cl, hidden
+                        stem, "extraction", shown, meta, title, lay.plots, cl, hidden
                     )
     if cfg.base.blind:  # observed displays show the blind windows' counts
         return written
@@ -727,7 +727,6 @@ def display_plots(cfg: Config, lay, formats) -> list[Path]:
                 meta,
                 title,
                 lay.plots,
-                formats,
                 cl,
             )
     return written

@@ -17,32 +17,22 @@ import json
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from gprpipe.io.atomic import atomic_write_text
-from gprpipe.plotting.style import apply_style, save, set_labels
+from gprpipe.plotting.style import Figure, apply_style, draw, set_labels
 from gprpipe.results import schema
 from gprpipe.steps.fit import blinded_bins
 
 MEV = 1e3
 
 
-@dataclass(frozen=True)
-class Figure:
-    """One figure to draw: ``fn(*args, **kwargs)`` saved as ``plots/<stem>.<format>``
-    (``fn`` is a module-level function, so a worker process can run it)."""
-
-    stem: str
-    fn: Callable[..., Any]
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-
-
-Part = list[Figure] | Callable[[], list[Path]]  # figures, or other products written here
+#: the figures to draw, or a writer: a function that writes other products here and
+#: returns their paths, and figures (e.g. of the displays it computed) for the workers
+Part = list[Figure] | Callable[[], Sequence[Path | Figure]]
 
 
 def run(ctx) -> None:
@@ -74,7 +64,7 @@ def run(ctx) -> None:
     if lay.fit.exists():
         from gprpipe.steps.displays import display_plots
 
-        parts.append(lambda: display_plots(cfg, lay, formats))
+        parts.append(lambda: display_plots(cfg, lay))
     if lay.toyscan.exists():
         parts.append(toyscan_figures(cfg, lay))
     written = render(parts, lay.plots, formats, workers(cfg.base.jobs))
@@ -99,20 +89,16 @@ def workers(jobs: int) -> int:
     return max(1, min(jobs, cpus))
 
 
-def draw(figure: Figure, folder: Path, formats: Sequence[str]) -> list[Path]:
-    """Draw one figure and save it in every format."""
-    return save(figure.fn(*figure.args, **figure.kwargs), folder, figure.stem, formats)
-
-
 def render(
     parts: Sequence[Part], folder: Path, formats: Sequence[str], n_workers: int = 1
 ) -> list[Path]:
-    """Draw every figure of ``parts`` and call the other writers; returns the written
-    paths in the order of ``parts``. With ``n_workers`` > 1 the figures are drawn in forked
-    processes (they inherit the style and labels) while the writers run here."""
+    """Draw every figure of ``parts`` and call the writers; returns the written paths in
+    the order of ``parts``. With ``n_workers`` > 1 the figures are drawn in forked
+    processes (they inherit the style and labels) while the writers run here, and the
+    figures a writer returns are drawn by those processes too."""
     figures = [f for p in parts if not callable(p) for f in p]
     pool = None
-    if n_workers > 1 and len(figures) > 1 and threading.active_count() == 1:
+    if n_workers > 1 and threading.active_count() == 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -121,23 +107,34 @@ def render(
             "fork" in multiprocessing.get_all_start_methods()
             and not multiprocessing.current_process().daemon
         ):
-            pool = ProcessPoolExecutor(
-                min(n_workers, len(figures)), mp_context=multiprocessing.get_context("fork")
-            )
-    results = None if pool is None else [pool.submit(draw, f, folder, formats) for f in figures]
+            pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"))
     written: list[Path] = []
     try:
+        results = [] if pool is None else [pool.submit(draw, f, folder, formats) for f in figures]
         # with workers, the writers run here first, while the workers draw (a writer reads
         # step outputs only, never a figure); the paths keep the order of ``parts``
-        done = {} if results is None else {k: p() for k, p in enumerate(parts) if callable(p)}
+        done: dict[int, list[Path | Figure | Future[list[Path]]]] = {}
+        if pool is not None:
+            for k, p in enumerate(parts):
+                if callable(p):
+                    done[k] = [
+                        pool.submit(draw, x, folder, formats) if isinstance(x, Figure) else x
+                        for x in p()
+                    ]
         i = 0
         for k, p in enumerate(parts):
-            if callable(p):
-                written += done[k] if k in done else p()
+            if not callable(p):
+                for f in p:
+                    written += draw(f, folder, formats) if pool is None else results[i].result()
+                    i += 1
                 continue
-            for f in p:
-                written += draw(f, folder, formats) if results is None else results[i].result()
-                i += 1
+            for x in done[k] if k in done else p():
+                if isinstance(x, Future):
+                    written += x.result()
+                elif isinstance(x, Figure):
+                    written += draw(x, folder, formats)
+                else:
+                    written.append(x)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
