@@ -23,10 +23,15 @@ machine inflates wall time, not CPU time). Each figure is the median of ``--repe
 runs (min and max in brackets). The last column says whether the ``warm`` median meets
 the target. ``--check-ref DIR`` compares the full scans' ``scan.csv`` byte for byte
 with ``DIR/<case>/nominal/scan.csv`` where that file exists (e.g. ``DIR/full-2015``).
+``--baseline TREE`` adds the mode ``base``: the ``warm`` mode run from another checkout
+(e.g. ``git worktree add /tmp/base <commit>``; its code, configs and working folder), so
+that a change is measured against its parent in the same session. The modes alternate
+within each repetition, so a machine that slows down or speeds up meanwhile (shared
+hosts do) affects every mode alike.
 
 Usage: python benchmarks/bench_run.py [-j 2] [--repeat 3] [--repeat-2021 1]
            [--only quickstart,one-mass,full-2015,full-2021] [--modes fresh,warm]
-           [--data-dir DIR] [--check-ref DIR]
+           [--data-dir DIR] [--check-ref DIR] [--baseline TREE]
 """
 
 from __future__ import annotations
@@ -60,22 +65,30 @@ def children_cpu() -> float:
 
 
 def run_once(
-    config: str, sets: list[str], steps: str | None, jobs: int, mode: str, out: Path
+    config: str,
+    sets: list[str],
+    steps: str | None,
+    jobs: int,
+    mode: str,
+    out: Path,
+    tree: Path = REPO,
 ) -> dict[str, float]:
-    """One ``gprpipe run``; wall, CPU, load average at the start, plot step seconds."""
+    """One ``gprpipe run`` of the checkout ``tree``; wall, CPU, load average at the start,
+    plot step seconds."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
-        **MODES[mode],
+        "PYTHONPATH": str(tree),
+        **MODES["warm" if mode == "base" else mode],
     }
     cmd = [
         sys.executable,
         "-m",
         "gprpipe",
         "run",
-        str(REPO / config),
+        str(tree / config),
         "-j",
         str(jobs),
         "--set",
@@ -87,7 +100,7 @@ def run_once(
         cmd += ["--steps", steps]
     load = os.getloadavg()[0]
     cpu0, t0 = children_cpu(), time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
     wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
     if res.returncode:
         sys.exit(f"{config} ({mode}) failed:\n{res.stdout}\n{res.stderr}")
@@ -113,6 +126,7 @@ def main() -> None:
     ap.add_argument("--check-ref", type=Path, default=None, help="DIR/<case>/nominal/scan.csv")
     ap.add_argument("--only", default="quickstart,one-mass,full-2015,full-2021")
     ap.add_argument("--modes", default="fresh,warm", help=f"of {','.join(MODES)}")
+    ap.add_argument("--baseline", type=Path, default=None, help="another checkout: mode base")
     args = ap.parse_args()
 
     def data(year: str) -> str:
@@ -130,6 +144,8 @@ def main() -> None:
     }
     wanted = [c for c in args.only.split(",") if c]
     modes = [m for m in args.modes.split(",") if m]
+    if args.baseline is not None:
+        modes.insert(0, "base")
     print(
         f"# {args.jobs} workers, median of {args.repeat} runs [min-max] (full-2021: "
         f"{args.repeat_2021}); CPU = user+sys of the run and its task processes; load = "
@@ -143,11 +159,14 @@ def main() -> None:
         for case in wanted:
             config, sets, steps = cases[case]
             repeat = args.repeat_2021 if case == "full-2021" else args.repeat
-            for mode in modes:  # every run writes a new folder: nothing is cached
-                rows = []
-                for k in range(repeat):
+            runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+            for k in range(repeat):  # every run writes a new folder: nothing is cached
+                for mode in modes:  # alternating: drifts of the machine hit every mode
                     out = Path(tmp) / f"{case}-{mode}-{k}"
-                    rows.append(run_once(config, sets, steps, args.jobs, mode, out))
+                    tree = args.baseline if mode == "base" else REPO
+                    runs[mode].append(run_once(config, sets, steps, args.jobs, mode, out, tree))
+            for mode in modes:
+                rows = runs[mode]
                 walls = [r["wall"] for r in rows]
                 plot = fmt([r["plot"] for r in rows]) if case == "quickstart" else ""
                 line = (
@@ -165,6 +184,12 @@ def main() -> None:
                         same = filecmp.cmp(ref, mine, shallow=False)
                         verdict = "byte-identical to" if same else "DIFFERS from"
                         print(f"  {mode} run {k}: scan.csv {verdict} {ref}", flush=True)
+            if case.startswith("full-") and "base" in modes and "warm" in modes:
+                a, b = (
+                    Path(tmp) / f"{case}-{m}-0" / "nominal" / "scan.csv" for m in ("base", "warm")
+                )
+                same = filecmp.cmp(a, b, shallow=False)
+                print(f"  scan.csv of base and warm: {'byte-identical' if same else 'DIFFER'}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,18 @@
-"""``python -m gprpipe`` (what the local engine runs)."""
+"""``python -m gprpipe`` and the ``gprpipe`` command (``[project.scripts]``)."""
 
 import sys
 
 from gprpipe.executors.forkserver import prestart
 
-prestart(sys.argv[1:])  # ``run``: the warm workers' imports overlap reading the config
 
-from gprpipe.cli import main  # noqa: E402
+def main() -> None:
+    """Start the fork server of ``run``/``rerun`` before anything else is imported (its
+    imports then overlap those of the command line and the reading of the config)."""
+    prestart(sys.argv[1:])
+    from gprpipe.cli import main as cli_main
 
-main()
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()
