@@ -242,12 +242,17 @@ def wait(
     *,
     progress: Callable[[dict[str, str]], object] | None = None,
     interval: float = 2.0,
+    first: float = 0.25,
 ) -> bool:
     """Block until no task is pending or running in SLURM; True if every task is done.
 
     ``progress`` is called with :func:`poll`'s result (task id -> state) after every poll.
+    The queue is polled after ``first`` seconds, then 1.5 times later each time up to every
+    ``interval`` seconds: a short run is seen finished soon, a long one does not query
+    ``squeue`` more often than before.
     """
     unreachable_since: float | None = None
+    pause = min(first, interval)
     while True:
         details, reachable = reconcile(run_dir, tasks, grace=MARKER_GRACE)
         if progress is not None:
@@ -264,7 +269,8 @@ def wait(
                     f" s; the jobs may still run: check with "
                     f"gprpipe status {run_dir}"
                 )
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 1.5, interval)
 
 
 def cancel(run_dir: Path) -> list[str]:
