@@ -126,6 +126,24 @@ def shared_quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_run(tmp_path_factory, "quickstart", QUICKSTART, "--set", 'plot.formats=["png"]')
 
 
+@pytest.fixture(scope="session")
+def real_combined(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped 2015 + 2016 combination on the real histograms (load, fit, limit: both
+    full scans and the combined rows), run once per session (read-only: see
+    :func:`shared_run`)."""
+    return shared_run(
+        tmp_path_factory,
+        "real-2015-2016",
+        REPO / "user_configs" / "hps2015_2016_combined.toml",
+        "--set",
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "--set",
+        f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+        "--steps",
+        "load,fit,limit",
+    )
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     """A fresh (not yet existing) run directory inside the test's temporary folder."""

@@ -199,25 +199,11 @@ def _scan(path: Path) -> dict[str, dict[float, dict[str, str]]]:
 
 
 @pytest.mark.slow
-def test_full_2015_2016_combined_scan(shared_data: Path, tmp_path: Path):
+def test_full_2015_2016_combined_scan(real_combined: Path):
     """Combined rows at every overlap mass; expected combined limits never weaker than the
     best single dataset; observed within 5% at 69 of 96 masses (background-only toys of the
     same windows meet that at 86% of masses on average: benchmarks/study_combination.py)."""
-    out = tmp_path / "run"
-    code, so, se = run_cli_subprocess(
-        "run",
-        REPO / "user_configs" / "hps2015_2016_combined.toml",
-        "--set",
-        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set",
-        f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
-        "--set",
-        f"base.output={out}",
-        "--steps",
-        "load,fit,limit",
-        timeout=1800,
-    )
-    assert code == 0, so + se
+    out = real_combined
     scan = _scan(out / "nominal" / "scan.csv")
     overlap = sorted(set(scan["2015"]) & set(scan["2016"]))
     assert len(overlap) == 96

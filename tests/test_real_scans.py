@@ -1,8 +1,10 @@
 """The full production scans on the real HPS histograms, run as a user runs them.
 
 2015 (111 masses), 2016 (176) and 2021 (221): every row ok, GP fits converged, ordered
-bands, eps^2 > 0, Z_global <= Z_local; two runs with the same seed give identical files;
-and on independent background-only functional-form toys the scan shows no false bumps.
+bands, eps^2 > 0, Z_global <= Z_local; two runs with the same seed give identical results
+(each of the 2015 and 2016 scans alone and the same dataset's rows of the session's
+2015 + 2016 combined run, byte for byte); and on independent background-only
+functional-form toys the scan shows no false bumps.
 """
 
 from __future__ import annotations
@@ -14,17 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, SHARED_DATA
 
 from gprpipe.stats.quality import has_result
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "hps"
 pytestmark = pytest.mark.slow
 N_MASSES = {"2015": 111, "2016": 176, "2021": 221}
 
 
 def scan(year: str, out: Path) -> list[dict[str, str]]:
-    src = DATA / f"funcform_{year}_toys.root"
+    src = SHARED_DATA / f"funcform_{year}_toys.root"
     if not src.exists():
         pytest.skip(f"{src} not available")
     res = subprocess.run(
@@ -74,18 +75,25 @@ def check_rows(rows: list[dict[str, str]], year: str) -> None:
     assert (f["sigma_A"] > 0).all() and np.isfinite(f["gp_lml"]).all()
 
 
-def test_2015_scan_and_reproducibility(tmp_path: Path) -> None:
-    rows = scan("2015", tmp_path / "a")
-    check_rows(rows, "2015")
-    scan("2015", tmp_path / "b")
-    a = (tmp_path / "a" / "nominal" / "scan.csv").read_bytes()
-    b = (tmp_path / "b" / "nominal" / "scan.csv").read_bytes()
-    assert a == b
+def rows_of(path: Path, dataset: str) -> list[list[str]]:
+    """The header and the rows of ``dataset`` of a scan.csv, as written."""
+    with open(path, newline="") as fh:
+        table = list(csv.reader(fh))
+    return [table[0], *(r for r in table[1:] if r[0] == dataset)]
 
 
-@pytest.mark.parametrize("year", ["2016", "2021"])
-def test_2016_2021_scans(tmp_path: Path, year: str) -> None:
+@pytest.mark.parametrize("year", ["2015", "2016"])
+def test_2015_2016_scans_and_reproducibility(tmp_path: Path, year: str, real_combined: Path):
+    """The scan alone (``user_configs/hps<year>.toml``), and the reproducibility of a run:
+    the same seed gives the same rows, character for character, in the combined run."""
     check_rows(scan(year, tmp_path), year)
+    alone = rows_of(tmp_path / "nominal" / "scan.csv", year)
+    assert len(alone) == N_MASSES[year] + 1
+    assert alone == rows_of(real_combined / "nominal" / "scan.csv", year)
+
+
+def test_2021_scan(tmp_path: Path) -> None:
+    check_rows(scan("2021", tmp_path), "2021")
 
 
 def test_background_only_toys_show_no_false_bumps() -> None:
@@ -99,7 +107,7 @@ def test_background_only_toys_show_no_false_bumps() -> None:
     hence the statistical errors of these fractions and moments are the same with every
     mass or every second one, and so are the tolerances (formerly all 111 masses, 666
     windows). The full study: benchmarks/study_background_toys.py."""
-    if not (DATA / "funcform_2015_toys.root").exists():
+    if not (SHARED_DATA / "funcform_2015_toys.root").exists():
         pytest.skip("real data not available")
     sys.path.insert(0, str(REPO / "benchmarks"))
     from study_background_toys import FAMILIES, scan_toy
