@@ -161,15 +161,35 @@ def run_cli_subprocess(
     env: dict[str, str] | None = None,
 ) -> CliResult:
     """``python -m gprpipe ARGS`` in a subprocess: (exit code, stdout, stderr)."""
-    proc = subprocess.run(
+    proc = start_cli_subprocess(*args, cwd=cwd, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+def start_cli_subprocess(
+    *args: str | Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    session: bool = False,
+    stdout: int = subprocess.PIPE,
+    stderr: int = subprocess.PIPE,
+) -> subprocess.Popen[str]:
+    """``python -m gprpipe ARGS`` started in the background (a run to stop or to watch);
+    ``session``: in a session of its own (``os.killpg`` stops it with its children)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "gprpipe", *map(str, args)],
         cwd=cwd or REPO,
         env=cli_env(env),
-        capture_output=True,
+        start_new_session=session,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
-        timeout=timeout,
     )
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture

@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, cli_env, quickstart_child, run_cli_subprocess
+from conftest import quickstart_child, run_cli_subprocess, start_cli_subprocess
 
 from gprpipe.engines import get_engine
 from gprpipe.executors.local import FRESH_ENV, warm_workers_wanted
@@ -108,24 +106,8 @@ def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: P
 def test_sigterm_stops_the_workers_and_fails_their_tasks(cfg: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     point = run_dir / "nominal"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gprpipe",
-            "run",
-            str(cfg),
-            "--set",
-            f"base.output={run_dir}",
-            "-j",
-            "2",
-        ],
-        cwd=REPO,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    proc = start_cli_subprocess(
+        "run", cfg, "--set", f"base.output={run_dir}", "-j", "2", session=True
     )
     try:
         deadline = time.monotonic() + 300

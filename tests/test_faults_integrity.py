@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -37,6 +38,7 @@ from conftest import (
     run_cli_subprocess,
     shared_folder,
     shared_run,
+    start_cli_subprocess,
 )
 
 from gprpipe.executors.local import FRESH_ENV
@@ -65,6 +67,11 @@ def gp(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 60
 
 def run(cfg: Path, run_dir: Path, *extra: str, env: dict[str, str] | None = None):
     return gp("run", cfg, "--set", f"base.output={run_dir}", *extra, env=env)
+
+
+def start_run(cfg: Path, run_dir: Path, *extra: str, **popen: Any) -> subprocess.Popen[str]:
+    """:func:`run` started in the background (see ``start_cli_subprocess``)."""
+    return start_cli_subprocess("run", cfg, "--set", f"base.output={run_dir}", *extra, **popen)
 
 
 def h5_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -352,36 +359,12 @@ def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
     """A second run on a directory in use refuses, naming the holder; with --wait-lock it
     waits and then finds everything done; the outputs equal a single run's."""
     run_dir = tmp_path / "run"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}"],
-        cwd=REPO,
-        # one fresh process per task (same results): the run must outlast the calls below
-        env=cli_env({FRESH_ENV: "1"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # one fresh process per task (same results): the run must outlast the calls below
+    first = start_run(cfg, run_dir, env={FRESH_ENV: "1"})
     try:
         holder = wait_for_holder(run_dir, first)
         assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
-        waiter = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gprpipe",
-                "run",
-                str(cfg),
-                "--set",
-                f"base.output={run_dir}",
-                "--wait-lock",
-                "600",
-            ],
-            cwd=REPO,
-            env=cli_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        waiter = start_run(cfg, run_dir, "--wait-lock", "600")
         code, _out, err = run(cfg, run_dir, "--set", "limit.alpha=0.1")
         assert code == 1
         assert err.strip() == (
@@ -467,11 +450,10 @@ def test_task_killed_during_startup_is_failed_and_rerun(tmp_path: Path):
     marker = run_dir / "nominal" / ".state" / "load.running"
     for _attempt in range(5):
         shutil.rmtree(run_dir, ignore_errors=True)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gprpipe", "run", str(cfg), "--set", f"base.output={run_dir}"],
-            cwd=REPO,
-            env=cli_env(),
-            start_new_session=True,
+        proc = start_run(
+            cfg,
+            run_dir,
+            session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -608,23 +590,12 @@ def test_podman_run_stopped_leaves_no_container(
     args = list(PODMAN_ARGS)
     if how.endswith("all"):  # a limit chunk that outlasts the start of `gprpipe status`
         args += ["--set", "limit.bands=toys", "--set", "limit.band_toys=200000"]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gprpipe",
-            "run",
-            str(cfg),
-            "--set",
-            f"base.output={run_dir}",
-            *args,
-        ],
-        cwd=REPO,
-        env=cli_env(),
-        start_new_session=True,
+    proc = start_run(
+        cfg,
+        run_dir,
+        *args,
+        session=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     marker = run_dir / "nominal" / ".state" / "limit__demo-000.running"
 

@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from conftest import (
     cli_env,
     quickstart_child,
     run_cli_subprocess,
+    start_cli_subprocess,
     write,
 )
 
@@ -405,20 +405,8 @@ def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
 
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     run_dir = tmp_path / "run"
-    args = [
-        sys.executable,
-        "-m",
-        "gprpipe",
-        "run",
-        str(QUICKSTART),
-        "-j",
-        "1",
-        "--set",
-        f"base.output={run_dir}",
-    ]
-    proc = subprocess.Popen(
-        args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    args = ["run", str(QUICKSTART), "-j", "1", "--set", f"base.output={run_dir}"]
+    proc = start_cli_subprocess(*args, cwd=tmp_path)
     load_done = run_dir / "nominal" / ".state" / "load.done"
     deadline = time.monotonic() + 120
     while not load_done.exists():

@@ -19,7 +19,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import DEMO_ROOT, QUICKSTART, REPO, cli_env, quickstart_child, run_cli_subprocess
+from conftest import (
+    DEMO_ROOT,
+    QUICKSTART,
+    REPO,
+    cli_env,
+    quickstart_child,
+    run_cli_subprocess,
+    start_cli_subprocess,
+)
 
 from gprpipe.config import load_points
 from gprpipe.io.hdf5 import read_attr
@@ -228,14 +236,9 @@ def test_killed_run_resumes_with_complete_outputs(tmp_path: Path, cli):
         "datasets.demo.rebin" = [5, 10]
     """,
     )
-    args = [sys.executable, "-m", "gprpipe", "run", str(cfg), "-j", "1"]
-    proc = subprocess.Popen(
-        args,
-        cwd=REPO,
-        env=cli_env(),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    args = ["run", str(cfg), "-j", "1"]
+    proc = start_cli_subprocess(
+        *args, session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     first = run_dir / "rebin-5" / ".state" / "load.done"  # written after load.h5
     deadline = time.monotonic() + 120

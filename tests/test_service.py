@@ -6,13 +6,12 @@ then status, rerun and cancel through the same functions, and the TUI's backgrou
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import QUICKSTART, cli_env
+from conftest import QUICKSTART, start_cli_subprocess
 
 from gprpipe.errors import GprpipeError
 from gprpipe.executors.base import Outcome
@@ -176,16 +175,9 @@ def test_cli_cancel_stops_a_cli_run(tmp_path: Path, cli):
     """``gprpipe cancel`` stops a ``gprpipe run`` it did not start (found by the lock); the
     fit is made slow (100 optimiser restarts) so that the run is surely still going."""
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "gprpipe", "run", str(QUICKSTART)),
-            *("--steps", "load,fit,limit", "--set", f"base.output={run_dir}"),
-            *("--set", "fit.n_restarts=100"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
+    proc = start_cli_subprocess(
+        *("run", QUICKSTART, "--steps", "load,fit,limit", "--set", f"base.output={run_dir}"),
+        *("--set", "fit.n_restarts=100"),
     )
     t0 = time.monotonic()
     while time.monotonic() - t0 < 120 and proc.poll() is None:
