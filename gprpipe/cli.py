@@ -666,10 +666,6 @@ _CLICK_ERROR = _click_classes("ClickException")
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one sentence and exit code 1 (--debug: traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if argv is None:  # run/rerun: the warm workers' imports overlap reading the config
-        from gprpipe.executors.forkserver import prestart
-
-        prestart(args)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:

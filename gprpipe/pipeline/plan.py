@@ -117,13 +117,6 @@ class Layout:
         return self.point_dir / "parts" / step / f"{part}.h5"
 
 
-def fit_source(layout: Layout, part: str, dataset: str) -> Path:
-    """The fit file that the limit chunk ``part`` of ``dataset`` reads: a dataset's chunk
-    reads the fit chunk of the same name (the same masses), not the merged ``fit.h5``, so
-    it can start as soon as that chunk is done; a combined chunk reads ``fit.h5``."""
-    return layout.fit if dataset == COMBINED else layout.part("fit", part)
-
-
 def _task(point: str, point_dir: Path, step: str, part: str | None, **kw: Any) -> Task:
     tid = f"{point}/{step}" + (f"/{part}" if part else "")
     argv = ["step", step, "--point-dir", str(point_dir)]
@@ -207,13 +200,15 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         chunked("fit", (lay.load,), dep("load"), fit_parts)
     if "limit" in steps:
         toys = {p: (d, np.array([])) for p, (_, d, _, _) in toy_parts(config).items()}
+        # a dataset's limit chunk reads the fit chunk of the same name (the same masses)
+        # and waits for it alone; combined and toy chunks read the merged fit.h5
         fitted = "fit" in steps
         own = {
             p: (
-                (lay.load, fit_source(lay, p, name)),
+                (lay.load, lay.part("fit", p)),
                 (*dep("load"), *([f"{point}/fit/{p}"] if fitted else [])),
             )
-            for p, (name, _) in fit_parts.items()
+            for p in fit_parts
         }
         chunked("limit", (lay.load, lay.fit), dep("load", "fit"), {**parts, **toys}, own)
     if "inject" in steps and config.inject.masses:

@@ -18,7 +18,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
-from gprpipe.pipeline.plan import COMBINED, MERGE, fit_source, mass_parts
+from gprpipe.pipeline.plan import COMBINED, MERGE, mass_parts
 from gprpipe.results.schema import (  # noqa: F401  (re-exported for callers)
     BAND_COLS,
     BLIND_SCAN,
@@ -153,7 +153,8 @@ def run(ctx) -> None:
 
         rows = combined_rows(cfg, ctx, masses)
     else:
-        rows = dataset_rows(cfg, ctx, name, masses, fit_source(ctx.layout, part, name))
+        # the fit chunk of the same masses (see pipeline.plan), not the merged fit.h5
+        rows = dataset_rows(cfg, ctx, name, masses, ctx.layout.part("fit", part))
     with write_h5(ctx.layout.part("limit", part), ctx.attrs()) as f:
         write_group(f.create_group(name), _to_arrays(rows, columns(cfg)))
 

@@ -96,7 +96,6 @@ def render(
     the order of ``parts``. With ``n_workers`` > 1 the figures are drawn in forked
     processes (they inherit the style and labels) while the writers run here, and the
     figures a writer returns are drawn by those processes too."""
-    figures = [f for p in parts if not callable(p) for f in p]
     pool = None
     if n_workers > 1 and threading.active_count() == 1:
         import multiprocessing
@@ -108,33 +107,27 @@ def render(
             and not multiprocessing.current_process().daemon
         ):
             pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"))
+
+    def start(f: Figure) -> Figure | Future[list[Path]]:
+        return f if pool is None else pool.submit(draw, f, folder, formats)
+
     written: list[Path] = []
     try:
-        results = [] if pool is None else [pool.submit(draw, f, folder, formats) for f in figures]
-        # with workers, the writers run here first, while the workers draw (a writer reads
-        # step outputs only, never a figure); the paths keep the order of ``parts``
-        done: dict[int, list[Path | Figure | Future[list[Path]]]] = {}
-        if pool is not None:
-            for k, p in enumerate(parts):
-                if callable(p):
-                    done[k] = [
-                        pool.submit(draw, x, folder, formats) if isinstance(x, Figure) else x
-                        for x in p()
-                    ]
-        i = 0
+        # figures first (to the workers), then the writers here while the workers draw (a
+        # writer reads step outputs only, never a figure); paths keep the order of ``parts``
+        jobs: list[list[Path | Figure | Future[list[Path]]]] = [
+            [] if callable(p) else [start(f) for f in p] for p in parts
+        ]
         for k, p in enumerate(parts):
-            if not callable(p):
-                for f in p:
-                    written += draw(f, folder, formats) if pool is None else results[i].result()
-                    i += 1
-                continue
-            for x in done[k] if k in done else p():
-                if isinstance(x, Future):
-                    written += x.result()
-                elif isinstance(x, Figure):
-                    written += draw(x, folder, formats)
-                else:
-                    written.append(x)
+            if callable(p):
+                jobs[k] = [start(x) if isinstance(x, Figure) else x for x in p()]
+        for x in (x for items in jobs for x in items):
+            if isinstance(x, Future):
+                written += x.result()
+            elif isinstance(x, Figure):
+                written += draw(x, folder, formats)
+            else:
+                written.append(x)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
