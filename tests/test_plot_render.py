@@ -4,6 +4,10 @@ writer returns (the displays)."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from pathlib import Path
+
 import numpy as np
 
 from gprpipe.plotting import style
@@ -26,32 +30,46 @@ def _figures() -> list[Figure]:
     ]
 
 
+def ahat_here(folder: Path, *args):
+    """``ahat_figure``, leaving the id of the process that drew it in ``folder``."""
+    (folder / f"drawn-by-{os.getpid()}").touch()
+    return ahat_figure(*args)
+
+
+def _render_and_check(folder: Path, n_workers: int) -> None:
+    """Render with a writer in the middle and check the written paths and their order."""
+    calls: list[str] = []
+    figs = _figures()
+
+    def writer():
+        """Writes a sidecar here and hands a figure back to be drawn (as the displays do)."""
+        calls.append("writer")
+        side = folder / "side.json"
+        side.write_text("{}")
+        return [Figure("from_writer", ahat_here, (folder, *figs[1].args)), side]
+
+    written = render([figs[:1], writer, figs[1:]], folder, ["png"], n_workers)
+    assert calls == ["writer"]
+    assert [p.name for p in written] == ["brazil.png", "from_writer.png", "side.json", "ahat.png"]
+    assert all(p.parent == folder and p.stat().st_size > 0 for p in written)
+
+
 def test_workers_write_the_same_files_in_order(tmp_path):
     style.apply_style("hep")
     style.set_labels("HPS", "Preliminary", blinded=False)
     serial, pooled = tmp_path / "serial", tmp_path / "pooled"
     serial.mkdir()
     pooled.mkdir()
-    calls: list[str] = []
-    figs = _figures()
-
-    def writer(folder):
-        """Writes a sidecar here and hands a figure back to be drawn (as the displays do)."""
-        calls.append("writer")
-        side = folder / "side.json"
-        side.write_text("{}")
-        return [Figure("from_writer", ahat_figure, figs[1].args), side]
-
-    for folder, n in ((serial, 1), (pooled, 2)):
-        written = render([figs[:1], lambda f=folder: writer(f), figs[1:]], folder, ["png"], n)
-        assert [p.name for p in written] == [
-            "brazil.png",
-            "from_writer.png",
-            "side.json",
-            "ahat.png",
-        ]
-        assert all(p.parent == folder and p.stat().st_size > 0 for p in written)
-    assert calls == ["writer", "writer"]
+    _render_and_check(serial, 1)
+    # the pooled render in a forked process: it has a single thread (render forks figure
+    # workers only then), whatever threads earlier tests left in this one
+    proc = multiprocessing.get_context("fork").Process(target=_render_and_check, args=(pooled, 2))
+    proc.start()
+    proc.join(300)
+    assert proc.exitcode == 0
+    (drawn,) = pooled.glob("drawn-by-*")  # by a figure worker, not the rendering process
+    assert drawn.name not in (f"drawn-by-{os.getpid()}", f"drawn-by-{proc.pid}")
+    assert [p.name for p in serial.glob("drawn-by-*")] == [f"drawn-by-{os.getpid()}"]
     for name in ("brazil.png", "from_writer.png", "ahat.png"):
         a, b = serial / name, pooled / name
         assert a.read_bytes() == b.read_bytes()
