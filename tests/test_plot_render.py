@@ -11,22 +11,23 @@ from pathlib import Path
 import numpy as np
 
 from gprpipe.plotting import style
+from gprpipe.plotting.style import FigureJob
 from gprpipe.plotting.suite import ahat_figure, brazil_figure
-from gprpipe.steps.plot import Figure, render
+from gprpipe.steps.plot import render
 
 
-def _figures() -> list[Figure]:
+def _figures() -> list[FigureJob]:
     m = np.linspace(0.02, 0.13, 40)
     bands = [np.exp(-10 * m) * f for f in (0.5, 0.7, 1.0, 1.4, 2.0)]
     a_hat = np.sin(60 * m) * 30
     return [
-        Figure(
+        FigureJob(
             "brazil",
             brazil_figure,
             (m, bands[2] * 1.1, bands),
             {"ylabel": "limit", "title": "HPS 2015"},
         ),
-        Figure("ahat", ahat_figure, (m, a_hat, np.full(m.size, 20.0), "HPS 2015")),
+        FigureJob("ahat", ahat_figure, (m, a_hat, np.full(m.size, 20.0), "HPS 2015")),
     ]
 
 
@@ -46,7 +47,7 @@ def _render_and_check(folder: Path, n_workers: int) -> None:
         calls.append("writer")
         side = folder / "side.json"
         side.write_text("{}")
-        return [Figure("from_writer", ahat_here, (folder, *figs[1].args)), side]
+        return [FigureJob("from_writer", ahat_here, (folder, *figs[1].args)), side]
 
     written = render([figs[:1], writer, figs[1:]], folder, ["png"], n_workers)
     assert calls == ["writer"]

@@ -122,7 +122,7 @@ def apply_style(style: str) -> None:
 
 
 @dataclass(frozen=True)
-class Figure:
+class FigureJob:
     """One figure to draw: ``fn(*args, **kwargs)`` saved as ``<folder>/<stem>.<format>``
     (``fn`` is a module-level function, so that a worker process can run it)."""
 
@@ -132,7 +132,7 @@ class Figure:
     kwargs: dict = field(default_factory=dict)
 
 
-def draw(figure: Figure, folder: Path, formats: Sequence[str]) -> list[Path]:
+def draw(figure: FigureJob, folder: Path, formats: Sequence[str]) -> list[Path]:
     """Draw one figure and save it in every format."""
     return save(figure.fn(*figure.args, **figure.kwargs), folder, figure.stem, formats)
 

@@ -30,7 +30,7 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.pipeline.plan import COMBINED
-from gprpipe.plotting.style import Figure
+from gprpipe.plotting.style import FigureJob
 from gprpipe.steps.runner import seed_for
 
 MEV = 1e3
@@ -597,7 +597,7 @@ def write_display(
     folder: Path,
     cl: float,
     hidden: dict | None = None,
-) -> list[Figure | Path]:
+) -> list[FigureJob | Path]:
     """The JSON sidecar of one display (written here) and its figure (to draw in
     ``plot.formats``: the plot step's figure workers draw it while the next display is
     computed)."""
@@ -632,7 +632,7 @@ def write_display(
     }
     target = folder / f"{stem}.json"
     atomic_write_text(target, json.dumps(_py(side), indent=1) + "\n")
-    return [Figure(stem, display_figure, (cols, box, title), {"shared": shared}), target]
+    return [FigureJob(stem, display_figure, (cols, box, title), {"shared": shared}), target]
 
 
 def _observed_masses(cfg: Config, lay) -> list[float]:
@@ -665,7 +665,7 @@ def _snap(cfg: Config, name: str, mass: float) -> float | None:
     return float(ms[i]) if abs(ms[i] - mass) < 1e-9 else None
 
 
-def display_plots(cfg: Config, lay) -> list[Figure | Path]:
+def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
     """Every display ``plot.displays`` asks for: the sidecars written and the figures to
     draw (see :func:`write_display`)."""
     d = cfg.plot.displays
@@ -677,7 +677,7 @@ def display_plots(cfg: Config, lay) -> list[Figure | Path]:
         names.append(COMBINED)
     if d.datasets is not None:
         names = [n for n in names if n in d.datasets]
-    written: list[Figure | Path] = []
+    written: list[FigureJob | Path] = []
     if not lay.fit.exists():
         return written
     ext_masses = d.masses if d.masses is not None else cfg.inject.masses

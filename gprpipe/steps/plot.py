@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gprpipe.io.atomic import atomic_write_text
-from gprpipe.plotting.style import Figure, apply_style, draw, set_labels
+from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
 from gprpipe.steps.fit import blinded_bins
 
@@ -32,7 +32,7 @@ MEV = 1e3
 
 #: the figures to draw, or a writer: a function that writes other products here and
 #: returns their paths, and figures (e.g. of the displays it computed) for the workers
-Part = list[Figure] | Callable[[], Sequence[Path | Figure]]
+Part = list[FigureJob] | Callable[[], Sequence[Path | FigureJob]]
 
 
 def run(ctx) -> None:
@@ -108,23 +108,23 @@ def render(
         ):
             pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"))
 
-    def start(f: Figure) -> Figure | Future[list[Path]]:
+    def start(f: FigureJob) -> FigureJob | Future[list[Path]]:
         return f if pool is None else pool.submit(draw, f, folder, formats)
 
     written: list[Path] = []
     try:
         # figures first (to the workers), then the writers here while the workers draw (a
         # writer reads step outputs only, never a figure); paths keep the order of ``parts``
-        jobs: list[list[Path | Figure | Future[list[Path]]]] = [
+        jobs: list[list[Path | FigureJob | Future[list[Path]]]] = [
             [] if callable(p) else [start(f) for f in p] for p in parts
         ]
         for k, p in enumerate(parts):
             if callable(p):
-                jobs[k] = [start(x) if isinstance(x, Figure) else x for x in p()]
+                jobs[k] = [start(x) if isinstance(x, FigureJob) else x for x in p()]
         for x in (x for items in jobs for x in items):
             if isinstance(x, Future):
                 written += x.result()
-            elif isinstance(x, Figure):
+            elif isinstance(x, FigureJob):
                 written += draw(x, folder, formats)
             else:
                 written.append(x)
@@ -137,7 +137,7 @@ def render(
 # --------------------------------------------------------------------------------------
 # What to draw (reads the step outputs)
 # --------------------------------------------------------------------------------------
-def spectrum_figures(cfg, lay, labels: dict[str, str]) -> list[Figure]:
+def spectrum_figures(cfg, lay, labels: dict[str, str]) -> list[FigureJob]:
     from gprpipe.plotting.spectrum import spectrum_figure
 
     spectra, hidden = {}, {}
@@ -146,15 +146,15 @@ def spectrum_figures(cfg, lay, labels: dict[str, str]) -> list[Figure]:
         spectra[labels[name]] = (counts, edges, cfg.datasets[name].range)
         if cfg.base.blind:
             hidden[labels[name]] = blinded_bins(cfg, name, edges)
-    return [Figure("spectrum", spectrum_figure, (spectra, " + ".join(spectra), hidden))]
+    return [FigureJob("spectrum", spectrum_figure, (spectra, " + ".join(spectra), hidden))]
 
 
-def scan_figures(cfg, lay) -> list[Figure]:
+def scan_figures(cfg, lay) -> list[FigureJob]:
     """Every scan figure the point's outputs allow (blinded: expected limits only)."""
     from gprpipe.plotting import suite
 
     blinded = cfg.base.blind
-    figures: list[Figure] = []
+    figures: list[FigureJob] = []
     scan = schema.read_scan(lay.limit) if lay.limit.exists() else {}
     for name, a in scan.items():
         title = cfg.datasets[name].label or name if name in cfg.datasets else "Combined"
@@ -171,7 +171,7 @@ def scan_figures(cfg, lay) -> list[Figure]:
             bands = [a[f"{q}_exp_{b}"][ok] for b in schema.BAND_COLS]
             ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
             figures.append(
-                Figure(
+                FigureJob(
                     f"brazil_{q}_{name}",
                     suite.brazil_figure,
                     (m, obs, bands),
@@ -182,7 +182,7 @@ def scan_figures(cfg, lay) -> list[Figure]:
             continue
         pgt = a["p0_global_toys"][ok] if "p0_global_toys" in a else None
         figures.append(
-            Figure(
+            FigureJob(
                 f"significance_{name}",
                 suite.significance_figure,
                 (m, a["p0_local"][ok], a["p0_global"][ok], title),
@@ -191,14 +191,16 @@ def scan_figures(cfg, lay) -> list[Figure]:
         )
         figures += global_toys_figures(lay.limit, name, a, title)
         figures.append(
-            Figure(f"Ahat_{name}", suite.ahat_figure, (m, a["A_hat"][ok], a["sigma_A"][ok], title))
+            FigureJob(
+                f"Ahat_{name}", suite.ahat_figure, (m, a["A_hat"][ok], a["sigma_A"][ok], title)
+            )
         )
     if lay.fit.exists():
         figures += fit_figures(cfg, lay, scan)
     return figures
 
 
-def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> list[Figure]:
+def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> list[FigureJob]:
     """``global_toys_<dataset>``: the toys' max-Z distribution (if the run has toys)."""
     from gprpipe.plotting.lee import max_z_figure
 
@@ -212,7 +214,7 @@ def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> lis
         others["GP refit per mass (same toys)"] = dist["max_Z_local_refit"]
         others["fixed map (same toys)"] = dist["max_Z_local_fixed_same_toys"]
     return [
-        Figure(
+        FigureJob(
             f"global_toys_{name}",
             max_z_figure,
             (dist["max_Z_local"], float(attrs["n_eff"]), title),
@@ -221,7 +223,7 @@ def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> lis
     ]
 
 
-def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
+def fit_figures(cfg, lay, scan: dict) -> list[FigureJob]:
     """GP hyperparameters per dataset and the GP fits at the masses of :func:`gp_masses`."""
     from gprpipe.plotting.suite import hyper_figure
     from gprpipe.stats.gp import GPHyper
@@ -229,14 +231,14 @@ def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
     from gprpipe.stats.window import WindowMasks
     from gprpipe.steps.fit import resolution
 
-    figures: list[Figure] = []
+    figures: list[FigureJob] = []
     for name in cfg.scanned():
         try:
             fit = schema.read_fit(lay.fit, name)
         except KeyError:
             continue
         title = cfg.datasets[name].label or name
-        figures.append(Figure(f"gp_hyper_{name}", hyper_figure, (fit, title, cfg.fit.gof_p_min)))
+        figures.append(FigureJob(f"gp_hyper_{name}", hyper_figure, (fit, title, cfg.fit.gof_p_min)))
         counts, edges = schema.read_load(lay.load, name)
         x = 0.5 * (edges[1:] + edges[:-1])
         ds = cfg.datasets[name]
@@ -258,7 +260,7 @@ def fit_figures(cfg, lay, scan: dict) -> list[Figure]:
             hyper = GPHyper.from_arrays(fit, i)
             status = str(fit["status"][i])
             figures.append(
-                Figure(
+                FigureJob(
                     f"gpfit_{name}_{mass * MEV:g}MeV",
                     gp_fit,
                     (
@@ -325,7 +327,7 @@ def gp_masses(
 
 def overlay_figures(
     scan: dict[str, dict[str, np.ndarray]], labels: dict[str, str], cl: float, blinded: bool = False
-) -> list[Figure]:
+) -> list[FigureJob]:
     """The overlay (when there are two or more curves), the combined Brazil band and, when
     not blinded, the observed-only limit curves. Titles name the datasets by label."""
     from gprpipe.plotting import overlay
@@ -333,14 +335,16 @@ def overlay_figures(
 
     curves = [n for n, a in scan.items() if result_mask(a["status"]).any()]
     title = " + ".join(labels.get(n, n) for n in curves if n != overlay.COMBINED)
-    figures: list[Figure] = []
+    figures: list[FigureJob] = []
     if len(curves) >= 2:
         figures.append(
-            Figure("eps2_overlay", overlay.eps2_overlay_figure, (scan, labels, title, cl, blinded))
+            FigureJob(
+                "eps2_overlay", overlay.eps2_overlay_figure, (scan, labels, title, cl, blinded)
+            )
         )
     if overlay.COMBINED in curves:
         figures.append(
-            Figure(
+            FigureJob(
                 "brazil_eps2_combined_overlay",
                 overlay.combined_brazil_figure,
                 (scan, labels, f"{title}: combined", cl, blinded),
@@ -348,7 +352,7 @@ def overlay_figures(
         )
     if curves and not blinded:
         figures += [
-            Figure(f"observed_{q}", overlay.observed_figure, (scan, labels, title, cl, q))
+            FigureJob(f"observed_{q}", overlay.observed_figure, (scan, labels, title, cl, q))
             for q in ("eps2", "A")
         ]
     return figures
@@ -356,12 +360,12 @@ def overlay_figures(
 
 def inject_figures(
     path: Path, labels: dict[str, str], blind_nsigma: float | None = None
-) -> list[Figure]:
+) -> list[FigureJob]:
     """Every closure figure for every dataset group of ``inject.h5``; ``blind_nsigma`` (the
     blind-window half-width in sigma_m) goes into the titles."""
     from gprpipe.plotting import inject as fig
 
-    figures: list[Figure] = []
+    figures: list[FigureJob] = []
     for name, a in schema.read_inject(path).items():
         if not len(a.get("mass_GeV", [])):
             continue
@@ -381,14 +385,16 @@ def inject_figures(
             ("pull_vs_mass", fig.pull_mass_figure),
             ("zcal_residual", fig.zcal_residual_figure),
         ):
-            figures.append(Figure(f"inject_{stem}_{name}", fn, (a, title)))
+            figures.append(FigureJob(f"inject_{stem}_{name}", fn, (a, title)))
         toys = schema.read_toys(path, name)
         if toys:
-            figures.append(Figure(f"inject_pull_hist_{name}", fig.pull_hist_figure, (toys, title)))
+            figures.append(
+                FigureJob(f"inject_pull_hist_{name}", fig.pull_hist_figure, (toys, title))
+            )
     return figures
 
 
-def toyscan_figures(cfg, lay) -> list[Figure]:
+def toyscan_figures(cfg, lay) -> list[FigureJob]:
     """Validation-scan figures (``toyscan_z_local``, ``toyscan_spurious``,
     ``toyscan_max_z``), with the data's whole-scan toys when the run has them."""
     from gprpipe.plotting.lee import max_z_figure
@@ -405,18 +411,18 @@ def toyscan_figures(cfg, lay) -> list[Figure]:
     toys, summ, _, mz = schema.read_toyscan(lay.toyscan)
     ok = counts_for_discovery(toys["status"])
     if g is not None:
-        max_z = Figure(
+        max_z = FigureJob(
             "toyscan_max_z",
             max_z_figure,
             (g[0]["max_Z_local"], neff, title),
             {"others": {"validation toys": mz}},
         )
     else:
-        max_z = Figure("toyscan_max_z", max_z_figure, (mz, neff, title))
+        max_z = FigureJob("toyscan_max_z", max_z_figure, (mz, neff, title))
     return [
-        Figure(
+        FigureJob(
             "toyscan_z_local", z_local_figure, (toys["Z_local"][ok], title, toys["Z_local"][~ok])
         ),
-        Figure("toyscan_spurious", spurious_figure, (summ, title)),
+        FigureJob("toyscan_spurious", spurious_figure, (summ, title)),
         max_z,
     ]

@@ -64,7 +64,7 @@ def _fmt(value: str) -> str:
 
 
 @dataclass
-class Figure:
+class PageFigure:
     src: str  # relative to the page
     name: str
     pdf: str | None
@@ -91,7 +91,7 @@ def _rank(png: Path) -> tuple[int, str]:
     return (max(hits) if hits else len(ORDER), png.as_posix())
 
 
-def _figures(point_dir: Path, prefix: str = "") -> list[Figure]:
+def _figures(point_dir: Path, prefix: str = "") -> list[PageFigure]:
     """Every PNG under ``plots/`` (any name: other steps' figures appear automatically)."""
     plots = point_dir / "plots"
     out = []
@@ -99,7 +99,7 @@ def _figures(point_dir: Path, prefix: str = "") -> list[Figure]:
         rel = png.relative_to(point_dir).as_posix()
         pdf = png.with_suffix(".pdf")
         out.append(
-            Figure(
+            PageFigure(
                 prefix + rel,
                 png.stem,
                 prefix + pdf.relative_to(point_dir).as_posix() if pdf.exists() else None,
