@@ -154,6 +154,11 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **SUBPROCESS_ENV, **(extra or {})}
 
 
+def settings(*values: str) -> list[str]:
+    """``--set`` arguments of a command line, one per ``key=value``."""
+    return [arg for value in values for arg in ("--set", value)]
+
+
 def run_cli_subprocess(
     *args: str | Path,
     cwd: Path | None = None,

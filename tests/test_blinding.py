@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import QUICKSTART, REPO, quickstart_child, run_cli_subprocess
+from conftest import QUICKSTART, REPO, quickstart_child, run_cli_subprocess, settings
 
 from gprpipe.io.root import read_hist, write_hist
 from gprpipe.stats.resolution import sigma_m
@@ -162,10 +162,10 @@ def test_set_blind_false_is_refused(tmp_path):
         "run",
         QUICKSTART.relative_to(REPO),
         "--dry-run",
-        "--set",
-        "base.blind=false",
-        "--set",
-        f"base.output={tmp_path / 'r'}",
+        *settings(
+            "base.blind=false",
+            f"base.output={tmp_path / 'r'}",
+        ),
     )
     assert code == 1
     assert "--set base.blind=false: blinding is lifted only by 'gprpipe run --unblind'" in err

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, run_cli_subprocess
+from conftest import REPO, run_cli_subprocess, settings
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
@@ -248,22 +248,16 @@ def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
     code, so, se = run_cli_subprocess(
         "run",
         REPO / "user_configs" / "hps2015_2016_combined.toml",
-        "--set",
-        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-        "--set",
-        f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
-        "--set",
-        f"base.output={out}",
-        "--set",
-        "scan.masses=[0.06]",
-        "--set",
-        "inject.masses=[0.06]",
-        "--set",
-        "inject.refit_gp=true",
-        "--set",
-        "inject.n_toys=8",
-        "--set",
-        "inject.strengths=[0.0, 5.0]",
+        *settings(
+            f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+            f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+            f"base.output={out}",
+            "scan.masses=[0.06]",
+            "inject.masses=[0.06]",
+            "inject.refit_gp=true",
+            "inject.n_toys=8",
+            "inject.strengths=[0.0, 5.0]",
+        ),
         # the reference template w: the absorption this test measures (model: ~1)
         "--set",
         "fit.signal_leakage=ignore",

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, write
+from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, settings, write
 
 from gprpipe import __version__
 from gprpipe.config import load, load_points
@@ -558,14 +558,12 @@ def test_set_overrides_win_and_are_validated(tmp_path: Path, cli):
         QUICKSTART,
         "--format",
         "json",
-        "--set",
-        "inject.masses=[0.03, 0.06]",
-        "--set",
-        "base.name=foo",
-        "--set",
-        "base.output=" + str(tmp_path / "o"),
-        "--set",
-        "datasets.demo.rebin=20",
+        *settings(
+            "inject.masses=[0.03, 0.06]",
+            "base.name=foo",
+            "base.output=" + str(tmp_path / "o"),
+            "datasets.demo.rebin=20",
+        ),
     )
     assert code == 0, err
     data = json.loads(out)

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, write
+from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, settings, write
 
 REPO = Path(__file__).resolve().parents[1]
 HPS2015 = REPO / "templates" / "hps2015.toml"
@@ -147,10 +147,10 @@ def test_quoted_values_keep_the_directive_block(
         "--executor",
         "slurm",
         "--dry-run",
-        "--set",
-        f"slurm.partition={nasty}",
-        "--set",
-        f"base.output={run}",
+        *settings(
+            f"slurm.partition={nasty}",
+            f"base.output={run}",
+        ),
     )
     assert code == 0, err
     scripts = [s for s in out.split("# ---- ")[1:]]
@@ -519,12 +519,11 @@ def test_run_with_failed_rows_exits_1(run_cli, tmp_path: Path):
         QUICKSTART,
         "--steps",
         "load,fit,limit",
-        "--set",
-        f"base.output={run}",
-        "--set",
-        "scan.masses=[0.03, 0.06]",
-        "--set",
-        "datasets.demo.data_range=[0.059, 0.061]",
+        *settings(
+            f"base.output={run}",
+            "scan.masses=[0.03, 0.06]",
+            "datasets.demo.data_range=[0.059, 0.061]",
+        ),
     )
     assert code == 1, out + err
     scan = run / "nominal" / "scan.csv"
@@ -547,10 +546,10 @@ def test_step_images_choose_the_image_per_step(cli):
         "--engine",
         "podman",
         "--dry-run",
-        "--set",
-        "base.image=localhost/gprpipe:all",
-        "--set",
-        'base.step_images={plot = "localhost/gprpipe:plots"}',
+        *settings(
+            "base.image=localhost/gprpipe:all",
+            'base.step_images={plot = "localhost/gprpipe:plots"}',
+        ),
     )
     assert code == 0, err
     lines = [x for x in out.splitlines() if not x.startswith("#")]
@@ -599,14 +598,12 @@ def test_step_images_run_in_podman(run_cli, tmp_path: Path):
             "podman",
             "--steps",
             "load,fit",
-            "--set",
-            f"base.image={image}",
-            "--set",
-            "scan.masses=[0.06]",
-            "--set",
-            f'base.step_images={{fit = "{fit_image}"}}',
-            "--set",
-            f"base.output={run}",
+            *settings(
+                f"base.image={image}",
+                "scan.masses=[0.06]",
+                f'base.step_images={{fit = "{fit_image}"}}',
+                f"base.output={run}",
+            ),
         )
         assert code == 0, out + err
         with h5py.File(run / "nominal" / "load.h5") as f:

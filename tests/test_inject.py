@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import DEMO_ROOT, REPO, run_cli_subprocess
+from conftest import DEMO_ROOT, REPO, run_cli_subprocess, settings
 from threadpoolctl import threadpool_limits
 
 from gprpipe.stats import inject as inj
@@ -324,16 +324,13 @@ def test_cli_injection_end_to_end(tmp_path: Path):
     code, so, se = run_cli_subprocess(
         "run",
         REPO / "user_configs" / "hps2015_injection.toml",
-        "--set",
-        f"datasets.2015.path={DEMO_ROOT}",
-        "--set",
-        f"base.output={out}",
-        "--set",
-        "inject.n_toys=20",
-        "--set",
-        "inject.masses=[0.06]",
-        "--set",
-        'plot.formats=["png"]',
+        *settings(
+            f"datasets.2015.path={DEMO_ROOT}",
+            f"base.output={out}",
+            "inject.n_toys=20",
+            "inject.masses=[0.06]",
+            'plot.formats=["png"]',
+        ),
         "--set",
         "plot.displays.z=[5.0]",  # one strength: both display variants, a third of the CPU
         "--points",

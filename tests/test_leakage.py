@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import settings
 
 from gprpipe.stats.gp import GPHyper, predict_counts
 from gprpipe.stats.leakage import leakage_shift, leakage_template
@@ -204,10 +205,10 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path, ru
             REPO / "user_configs" / "quickstart.toml",
             "--steps",
             "load,fit,limit",
-            "--set",
-            f"base.output={tmp_path / mode}",
-            "--set",
-            f"fit.signal_leakage={mode}",
+            *settings(
+                f"base.output={tmp_path / mode}",
+                f"fit.signal_leakage={mode}",
+            ),
             timeout=900,
         )
         assert code == 0, out + err

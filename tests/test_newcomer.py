@@ -27,6 +27,7 @@ from conftest import (
     cli_env,
     quickstart_child,
     run_cli_subprocess,
+    settings,
     start_cli_subprocess,
     write,
 )
@@ -151,10 +152,10 @@ def test_histogram_hint_ranks_the_top_level_histogram_first(cli, shared_data: Pa
     code, _, err = cli(
         "validate",
         REPO / "user_configs" / "hps2015.toml",
-        "--set",
-        f"datasets.2015.path={path}",
-        "--set",
-        "datasets.2015.hist=preselection/h_invM",
+        *settings(
+            f"datasets.2015.path={path}",
+            "datasets.2015.hist=preselection/h_invM",
+        ),
     )
     assert code == 1
     (line,) = one_sentence_errors(err)
@@ -338,12 +339,11 @@ def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path, cli):
         QUICKSTART,
         "--steps",
         "load",
-        "--set",
-        f"base.output={run_dir}",
-        "--set",
-        f"datasets.demo.path={tmp_path / 'gone.root'}",
-        "--set",
-        "scan.masses=[0.06]",
+        *settings(
+            f"base.output={run_dir}",
+            f"datasets.demo.path={tmp_path / 'gone.root'}",
+            "scan.masses=[0.06]",
+        ),
     )
     # validate would refuse this; run goes ahead and the load task fails
     assert code == 1 and "Results in" not in out and "The run is incomplete" in out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+from conftest import settings
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
@@ -49,10 +50,10 @@ def test_quickstart_in_podman_matches_local(shared_quickstart: Path, tmp_path: P
         qs,
         "--engine",
         "podman",
-        "--set",
-        f"base.image={IMAGE}",
-        "--set",
-        f"base.output={tmp_path / 'podman'}",
+        *settings(
+            f"base.image={IMAGE}",
+            f"base.output={tmp_path / 'podman'}",
+        ),
     )
     assert pod.returncode == 0, pod.stderr + pod.stdout
     a = (shared_quickstart / "nominal" / "scan.csv").read_bytes()  # the local run
@@ -77,12 +78,11 @@ def test_missing_input_is_refused_before_a_container_starts(tmp_path: Path) -> N
         "user_configs/quickstart.toml",
         "--engine",
         "podman",
-        "--set",
-        f"base.image={IMAGE}",
-        "--set",
-        f"base.output={tmp_path}",
-        "--set",
-        "datasets.demo.path=/nonexistent/demo.root",
+        *settings(
+            f"base.image={IMAGE}",
+            f"base.output={tmp_path}",
+            "datasets.demo.path=/nonexistent/demo.root",
+        ),
         "--steps",
         "load",
     )

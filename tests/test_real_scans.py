@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, settings
 
 from gprpipe.stats.quality import has_result
 
@@ -37,12 +37,11 @@ def scan(year: str, out: Path) -> list[dict[str, str]]:
             f"user_configs/hps{year}.toml",
             "--steps",
             "load,fit,limit",
-            "--set",
-            f"datasets.{year}.path={src}",
-            "--set",
-            f"datasets.{year}.hist=input_hist",
-            "--set",
-            f"base.output={out}",
+            *settings(
+                f"datasets.{year}.path={src}",
+                f"datasets.{year}.hist=input_hist",
+                f"base.output={out}",
+            ),
         ],
         cwd=REPO,
         capture_output=True,

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import settings
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "user_configs" / "quickstart.toml"
@@ -67,10 +68,10 @@ def test_run_dir_with_space_and_quote_completes(tmp_path: Path) -> None:
         "--wait",
         "--steps",
         "load,fit,limit",
-        "--set",
-        "scan.masses=[0.06]",
-        "--set",
-        f"base.output={run}",
+        *settings(
+            "scan.masses=[0.06]",
+            f"base.output={run}",
+        ),
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stdout + res.stderr

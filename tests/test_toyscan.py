@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import quickstart_child, write
+from conftest import quickstart_child, settings, write
 
 from gprpipe.io.hdf5 import write_group, write_h5
 
@@ -72,12 +72,11 @@ def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
         cfg,
         "--steps",
         "load,fit,limit",
-        "--set",
-        "limit.global_toys_chunk=300",
-        "--set",
-        "limit.global_toys_refit=0",
-        "--set",
-        f"base.output={tmp_path / 'one'}",
+        *settings(
+            "limit.global_toys_chunk=300",
+            "limit.global_toys_refit=0",
+            f"base.output={tmp_path / 'one'}",
+        ),
         timeout=900,
     )
     assert code == 0, out + err
