@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,31 +77,32 @@ def main() -> None:
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         wall = time.time() - t0
         total = _cpu(resource.RUSAGE_CHILDREN)
-        rows = [line.split("\t") for line in log.read_text().splitlines()] if log.exists() else []
-        if args.log and log.exists():
-            args.log.write_text(log.read_text())
+        table = log.read_text() if log.exists() else ""
+    if args.log:
+        args.log.write_text(table)
+    fields = (line.rsplit("\t", 3) for line in table.splitlines())
+    rows = [(node, float(o), float(k), float(w)) for node, o, k, w in fields]
     summary = [x for x in proc.stdout.splitlines() if " passed" in x or " failed" in x]
     print(summary[-1] if summary else proc.stdout[-2000:] + proc.stderr[-2000:])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     floor = total / (cores or 1)
     print(f"wall {wall:.0f} s; CPU {total:.0f} s on {cores} cores: floor {floor:.0f} s")
-    own = sum(float(r[1]) for r in rows)
-    kids = sum(float(r[2]) for r in rows)
+    own = sum(r[1] for r in rows)
+    kids = sum(r[2] for r in rows)
     print(
         f"CPU of the {len(rows)} tests: {own:.0f} s in the test processes, {kids:.0f} s in the "
         f"processes they waited for; {total - own - kids:.0f} s start-up and collection"
     )
     print(f"load average at the end {os.getloadavg()[0]:.1f} (other work inflates the wall time)")
-    files: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0, 0])
+    files: dict[str, np.ndarray] = collections.defaultdict(lambda: np.zeros(4))
     for node, o, k, w in rows:
-        f = files[node.split("::")[0]]
-        f[0], f[1], f[2], f[3] = f[0] + float(o), f[1] + float(k), f[2] + float(w), f[3] + 1
+        files[node.split("::")[0]] += (o, k, w, 1)
     print(f"\n{'CPU s':>7} {'own':>6} {'ran':>6} {'wall s':>7} {'tests':>5}  file")
     for name, (o, k, w, n) in sorted(files.items(), key=lambda x: -(x[1][0] + x[1][1])):
-        print(f"{o + k:7.1f} {o:6.1f} {k:6.1f} {w:7.1f} {n:5d}  {name}")
+        print(f"{o + k:7.1f} {o:6.1f} {k:6.1f} {w:7.1f} {n:5.0f}  {name}")
     print(f"\n{'CPU s':>7} {'wall s':>7}  test (the {args.top} with the most CPU)")
-    for node, o, k, w in sorted(rows, key=lambda r: -(float(r[1]) + float(r[2])))[: args.top]:
-        print(f"{float(o) + float(k):7.1f} {float(w):7.1f}  {node}")
+    for node, o, k, w in sorted(rows, key=lambda r: -(r[1] + r[2]))[: args.top]:
+        print(f"{o + k:7.1f} {w:7.1f}  {node}")
     sys.exit(proc.returncode)
 
 

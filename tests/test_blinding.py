@@ -162,10 +162,7 @@ def test_set_blind_false_is_refused(tmp_path):
         "run",
         QUICKSTART.relative_to(REPO),
         "--dry-run",
-        *settings(
-            "base.blind=false",
-            f"base.output={tmp_path / 'r'}",
-        ),
+        *settings("base.blind=false", f"base.output={tmp_path / 'r'}"),
     )
     assert code == 1
     assert "--set base.blind=false: blinding is lifted only by 'gprpipe run --unblind'" in err

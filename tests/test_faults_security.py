@@ -147,10 +147,7 @@ def test_quoted_values_keep_the_directive_block(
         "--executor",
         "slurm",
         "--dry-run",
-        *settings(
-            f"slurm.partition={nasty}",
-            f"base.output={run}",
-        ),
+        *settings(f"slurm.partition={nasty}", f"base.output={run}"),
     )
     assert code == 0, err
     scripts = [s for s in out.split("# ---- ")[1:]]

@@ -205,10 +205,7 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path, ru
             REPO / "user_configs" / "quickstart.toml",
             "--steps",
             "load,fit,limit",
-            *settings(
-                f"base.output={tmp_path / mode}",
-                f"fit.signal_leakage={mode}",
-            ),
+            *settings(f"base.output={tmp_path / mode}", f"fit.signal_leakage={mode}"),
             timeout=900,
         )
         assert code == 0, out + err

@@ -152,10 +152,7 @@ def test_histogram_hint_ranks_the_top_level_histogram_first(cli, shared_data: Pa
     code, _, err = cli(
         "validate",
         REPO / "user_configs" / "hps2015.toml",
-        *settings(
-            f"datasets.2015.path={path}",
-            "datasets.2015.hist=preselection/h_invM",
-        ),
+        *settings(f"datasets.2015.path={path}", "datasets.2015.hist=preselection/h_invM"),
     )
     assert code == 1
     (line,) = one_sentence_errors(err)

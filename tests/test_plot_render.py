@@ -55,6 +55,14 @@ def _render_and_check(folder: Path, n_workers: int) -> None:
     assert all(p.parent == folder and p.stat().st_size > 0 for p in written)
 
 
+def run_in_fork(target, *args, daemon: bool = False) -> multiprocessing.process.BaseProcess:
+    """Run ``target(*args)`` in a forked process (it has this thread only); the ended process."""
+    proc = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=daemon)
+    proc.start()
+    proc.join(300)
+    return proc
+
+
 def test_workers_write_the_same_files_in_order(tmp_path):
     style.apply_style("hep")
     style.set_labels("HPS", "Preliminary", blinded=False)
@@ -64,9 +72,7 @@ def test_workers_write_the_same_files_in_order(tmp_path):
     _render_and_check(serial, 1)
     # the pooled render in a forked process: it has a single thread (render forks figure
     # workers only then), whatever threads earlier tests left in this one
-    proc = multiprocessing.get_context("fork").Process(target=_render_and_check, args=(pooled, 2))
-    proc.start()
-    proc.join(300)
+    proc = run_in_fork(_render_and_check, pooled, 2)
     assert proc.exitcode == 0
     (drawn,) = pooled.glob("drawn-by-*")  # by a figure worker, not the rendering process
     assert drawn.name not in (f"drawn-by-{os.getpid()}", f"drawn-by-{proc.pid}")
@@ -84,13 +90,6 @@ def _render_in(folder) -> None:
 def test_daemonic_worker_draws_serially(tmp_path):
     """Inside a daemonic worker (which may not have children) the figures are drawn in
     that process instead of failing."""
-    import multiprocessing
-
     style.apply_style("hep")
-    proc = multiprocessing.get_context("fork").Process(
-        target=_render_in, args=(tmp_path,), daemon=True
-    )
-    proc.start()
-    proc.join(120)
-    assert proc.exitcode == 0
+    assert run_in_fork(_render_in, tmp_path, daemon=True).exitcode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ahat.png", "brazil.png"]

@@ -50,10 +50,7 @@ def test_quickstart_in_podman_matches_local(shared_quickstart: Path, tmp_path: P
         qs,
         "--engine",
         "podman",
-        *settings(
-            f"base.image={IMAGE}",
-            f"base.output={tmp_path / 'podman'}",
-        ),
+        *settings(f"base.image={IMAGE}", f"base.output={tmp_path / 'podman'}"),
     )
     assert pod.returncode == 0, pod.stderr + pod.stdout
     a = (shared_quickstart / "nominal" / "scan.csv").read_bytes()  # the local run

@@ -69,10 +69,7 @@ def test_run_dir_with_space_and_quote_completes(tmp_path: Path) -> None:
         "--wait",
         "--steps",
         "load,fit,limit",
-        *settings(
-            "scan.masses=[0.06]",
-            f"base.output={run}",
-        ),
+        *settings("scan.masses=[0.06]", f"base.output={run}"),
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stdout + res.stderr
