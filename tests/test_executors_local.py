@@ -21,6 +21,7 @@ import pytest
 from conftest import quickstart_child, run_cli_subprocess, start_cli_subprocess
 
 from gprpipe.engines import get_engine
+from gprpipe.executors import forkserver
 from gprpipe.executors.local import FRESH_ENV, warm_workers_wanted
 from gprpipe.io.atomic import CRASH_AFTER
 from gprpipe.pipeline.state import read_marker
@@ -140,3 +141,30 @@ def test_sigterm_stops_the_workers_and_fails_their_tasks(cfg: Path, tmp_path: Pa
     }
     if (point / ".state" / f"{slug}.failed").exists():  # not finished just before the kill
         assert states[slug] == "cancelled"
+
+
+@pytest.mark.skipif(not forkserver.supported(), reason="fork server: Linux only")
+def test_runs_of_one_process_share_one_fork_server(
+    cfg: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+):
+    """Runs in one process (a notebook calling the run service, the test suite) import the
+    numerics once: the second run's workers come from the first run's fork server, which
+    stays until the process ends; a run with another environment gets a server of its own."""
+    one = ("--set", "scan.masses=[0.060]", "--set", 'steps.run=["load"]')
+    forkserver.take_spare(None)  # none left by an earlier test of this process
+    code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'a'}")
+    assert code == 0, err
+    server = forkserver._SPARE
+    assert server is not None and server.proc.poll() is None
+    code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'b'}")
+    assert code == 0, err
+    assert forkserver._SPARE is server and server.proc.poll() is None
+    assert pid_of(tmp_path / "b" / "nominal", "load") in server._pids.values()
+
+    monkeypatch.setenv("GPRPIPE_TEST_OTHER_ENV", "1")  # workers must see the run's env
+    code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'c'}")
+    assert code == 0, err
+    other = forkserver._SPARE
+    assert other is not None and other is not server
+    assert pid_of(tmp_path / "c" / "nominal", "load") in other._pids.values()
+    assert server.proc.wait(10) is not None  # the first one was closed

@@ -10,17 +10,21 @@ serves the executor over the Unix socket ``FD`` (messages of one datagram each):
   step's matplotlib, for a plan with plot tasks);
 - when a worker ends: ``exit PID CODE`` (``CODE`` as :attr:`subprocess.Popen.returncode`).
 
-The server ends when the socket closes (the run ended, however it ended), or after
-:data:`CLAIM_TIMEOUT` seconds without a request when nothing was ever asked of it.
+The server ends when the socket closes (the process that started it closed it or ended,
+however it ended), or after :data:`CLAIM_TIMEOUT` seconds without a request when nothing
+was ever asked of it.
 
 :class:`ForkServer` is the executor's side; :class:`ForkedWorker` stands for one forked
 worker with the part of :class:`subprocess.Popen`'s interface the executor uses (``pid``,
-``stdin``, ``stdout``, ``poll``, ``wait``, ``terminate``, ``kill``). :func:`prestart`
-starts a server at the very beginning of ``gprpipe run``/``rerun`` (from the command
-line's entry points), so that its imports overlap the reading and planning of the config;
-:func:`take_prestarted` hands it to the executor. Each worker keeps the protocol of a
-spawned one: its own log per task, ``SIGINT`` ignored, one BLAS thread, and a crash ends
-only that worker. Only this module's standard-library imports happen before the fork.
+``stdin``, ``stdout``, ``poll``, ``wait``, ``terminate``, ``kill``). A process has at most
+one spare server for its next run: :func:`prestart` starts one at the very beginning of
+``gprpipe run``/``rerun`` (from the command line's entry points), so that its imports
+overlap the reading and planning of the config, and :func:`keep` keeps the server of a run
+that ended, so that a process running several (a notebook calling the run service, the
+test suite) imports the numerics once; :func:`take_spare` hands the spare to the
+executor. Each worker keeps the protocol of a spawned one: its own log per task,
+``SIGINT`` ignored, one BLAS thread, and a crash ends only that worker. Only this
+module's standard-library imports happen before the fork.
 """
 
 from __future__ import annotations
@@ -299,8 +303,10 @@ class ForkedWorker:
         self.send_signal(signal.SIGKILL)
 
 
-# ----------------------------------------------------------------------- prestart
-_PRESTARTED: ForkServer | None = None
+# --------------------------------------------------------------------- spare server
+#: this process's server for its next run (prestarted, or kept from its last run)
+_SPARE: ForkServer | None = None
+_closes_at_exit = False
 
 
 def worker_env() -> dict[str, str]:
@@ -336,20 +342,37 @@ def _wants_workers(argv: Sequence[str]) -> bool:
     return os.environ.get(FRESH_ENV, "") != "1"
 
 
+def _set_spare(server: ForkServer | None) -> None:
+    global _SPARE, _closes_at_exit
+    old, _SPARE = _SPARE, server
+    if old is not None and old is not server:
+        old.close(at_once=True)
+    if server is not None and not _closes_at_exit:
+        atexit.register(take_spare, None)  # ends with this process, whatever it ran
+        _closes_at_exit = True
+
+
 def prestart(argv: Sequence[str]) -> None:
     """Start a fork server now if ``gprpipe ARGV`` will probably want warm workers."""
-    global _PRESTARTED
-    if _PRESTARTED is None and supported() and _wants_workers(argv):
+    if _SPARE is None and supported() and _wants_workers(argv):
         with contextlib.suppress(OSError):
-            _PRESTARTED = ForkServer(worker_env())
-            atexit.register(take_prestarted, None)  # a run that ended before its tasks
+            _set_spare(ForkServer(worker_env()))
 
 
-def take_prestarted(env: Mapping[str, str] | None) -> ForkServer | None:
-    """The prestarted server if it serves ``env`` (else, or with ``env`` None, it is
-    closed); None if there is none."""
-    global _PRESTARTED
-    server, _PRESTARTED = _PRESTARTED, None
+def keep(server: ForkServer) -> None:
+    """Keep the server of a run that ended for this process's next run (its workers must
+    have been stopped); a server that died is closed."""
+    if server.usable(server.env):
+        _set_spare(server)
+    else:
+        server.close(at_once=True)
+
+
+def take_spare(env: Mapping[str, str] | None) -> ForkServer | None:
+    """The spare server if it serves ``env`` (else, or with ``env`` None, it is closed);
+    None if there is none."""
+    global _SPARE
+    server, _SPARE = _SPARE, None
     if server is not None and (env is None or not server.usable(env)):
         server.close(at_once=True)
         server = None

@@ -86,7 +86,8 @@ class WarmWorkers:
     """Up to ``size`` warm worker processes (:mod:`gprpipe.executors.worker`), each running
     one task at a time for the executor's threads. On Linux the workers are forked by a
     fork server (:mod:`gprpipe.executors.forkserver`: one process imports the numerics,
-    ideally prestarted by ``gprpipe run`` before it read the config); elsewhere, or with
+    ideally prestarted by ``gprpipe run`` before it read the config, or kept from this
+    process's previous run); elsewhere, or with
     ``GPRPIPE_FORK_SERVER=0``, each is a ``python`` process of its own. A worker that dies
     (its task crashed or was killed) is replaced by a new one for the next task; a worker
     is also replaced after ``recycle_after`` tasks, which bounds what a long run can
@@ -105,7 +106,7 @@ class WarmWorkers:
         self._step_preloads: dict[str, int] = {}  # step -> server preloads it needs
         self._preloads: list[tuple[str, tuple[str, ...]]] = []  # to send after prestart
         if forkserver.supported():
-            self._server = forkserver.take_prestarted(self.env)
+            self._server = forkserver.take_spare(self.env)
             if self._server is None:
                 with contextlib.suppress(OSError):
                     self._server = ForkServer(self.env)
@@ -220,14 +221,15 @@ class WarmWorkers:
         return code, time.perf_counter() - t0
 
     def close(self) -> None:
-        """Stop every idle worker (busy ones are stopped by :func:`stop_children`)."""
+        """Stop every idle worker (busy ones are stopped by :func:`stop_children`); the fork
+        server stays for this process's next run (:func:`forkserver.keep`)."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
         for proc, _ in idle:
             self._retire(proc)
         if self._server is not None:
-            self._server.close()
+            forkserver.keep(self._server)  # for this process's next run
 
 
 def warm_workers_wanted(engine: Engine) -> bool:
@@ -335,7 +337,7 @@ def run_local(
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     warm = WarmWorkers(jobs, env) if warm_workers_wanted(engine) else None
     if warm is None:
-        forkserver.take_prestarted(None)  # prestarted by the command line: not needed
+        forkserver.take_spare(None)  # prestarted by the command line: not needed
     else:
         for step in {t.step for t in tasks} & set(STEP_MODULES):
             warm.preload(step, STEP_MODULES[step])
