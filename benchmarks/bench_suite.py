@@ -6,8 +6,9 @@ pytest plugin that records, for every test, the CPU time of the test process its
 the processes it waited for (``gprpipe run`` subprocesses with their fork servers and
 workers; SLURM jobs and containers run outside the tree and are not counted), and its wall
 time. Prints the suite's wall time, the CPU time of the whole process tree, the floor that
-CPU time sets on the wall time (CPU / cores), then the CPU per test file and the tests that
-take the most. A suite whose CPU floor exceeds the target cannot meet it by scheduling.
+CPU time sets on the wall time (CPU / cores), how long each pytest-xdist worker stood idle
+at the end (an unbalanced schedule), the failed tests, then the CPU per test file and the
+tests that take the most. A suite whose CPU floor exceeds the target cannot meet it by scheduling.
 
 Usage: python benchmarks/bench_suite.py [--top 20] [--log tests.tsv] [--] [pytest arguments,
 default -n 2]
@@ -40,7 +41,8 @@ def _cpu(who: int) -> float:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Plugin side: one line per test (node id, own CPU, waited-for CPU, wall)."""
+    """Plugin side: one line per test (node id, own CPU, waited-for CPU, wall, the
+    pytest-xdist worker, start time)."""
     own, kids, t0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), time.time()
     yield
     log = os.environ.get(LOG_ENV)
@@ -48,7 +50,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         own = _cpu(resource.RUSAGE_SELF) - own
         kids = _cpu(resource.RUSAGE_CHILDREN) - kids
         with open(log, "a") as f:
-            f.write(f"{item.nodeid}\t{own:.2f}\t{kids:.2f}\t{time.time() - t0:.2f}\n")
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            wall = time.time() - t0
+            f.write(f"{item.nodeid}\t{own:.2f}\t{kids:.2f}\t{wall:.2f}\t{worker}\t{t0:.2f}\n")
 
 
 def main() -> None:
@@ -57,8 +61,9 @@ def main() -> None:
     ap.add_argument(
         "--log",
         type=Path,
-        help="keep the per-test table (node id, own CPU, "
-        "waited-for CPU, wall; tab-separated) in this file",
+        help="keep the per-test table (node id, own CPU, waited-for CPU, wall, worker, "
+        "start time; tab-separated) in this file (and, if a test failed, pytest's output "
+        "in FILE.pytest.txt)",
     )
     ap.add_argument("pytest_args", nargs="*", default=["-n", "2"])
     args = ap.parse_args()
@@ -80,10 +85,20 @@ def main() -> None:
         table = log.read_text() if log.exists() else ""
     if args.log:
         args.log.write_text(table)
-    fields = (line.rsplit("\t", 3) for line in table.splitlines())
-    rows = [(node, float(o), float(k), float(w)) for node, o, k, w in fields]
+    fields = [line.rsplit("\t", 5) for line in table.splitlines()]
+    rows = [(node, float(o), float(k), float(w)) for node, o, k, w, _, _ in fields]
+    ends: dict[str, float] = collections.defaultdict(float)  # worker -> end of its last test
+    for _, _, _, w, worker, start in fields:
+        ends[worker] = max(ends[worker], float(start) + float(w))
     summary = [x for x in proc.stdout.splitlines() if " passed" in x or " failed" in x]
     print(summary[-1] if summary else proc.stdout[-2000:] + proc.stderr[-2000:])
+    for line in proc.stdout.splitlines():  # pytest's short summary (-ra)
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(line)
+    if proc.returncode and args.log:  # what failed, and how, next to the table
+        out = args.log.with_name(args.log.name + ".pytest.txt")
+        out.write_text(proc.stdout + proc.stderr)
+        print(f"pytest's output: {out}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     floor = total / (cores or 1)
     print(f"wall {wall:.0f} s; CPU {total:.0f} s on {cores} cores: floor {floor:.0f} s")
@@ -93,6 +108,8 @@ def main() -> None:
         f"CPU of the {len(rows)} tests: {own:.0f} s in the test processes, {kids:.0f} s in the "
         f"processes they waited for; {total - own - kids:.0f} s start-up and collection"
     )
+    for worker, end in sorted(ends.items()):
+        print(f"worker {worker}: idle for the last {t0 + wall - end:.0f} s of the suite")
     print(f"load average at the end {os.getloadavg()[0]:.1f} (other work inflates the wall time)")
     files: dict[str, np.ndarray] = collections.defaultdict(lambda: np.zeros(4))
     for node, o, k, w in rows:
