@@ -306,6 +306,7 @@ class ForkedWorker:
 # --------------------------------------------------------------------- spare server
 #: this process's server for its next run (prestarted, or kept from its last run)
 _SPARE: ForkServer | None = None
+_SPARE_LOCK = threading.Lock()  # runs in threads of one process take and keep it
 _closes_at_exit = False
 
 
@@ -342,14 +343,15 @@ def _wants_workers(argv: Sequence[str]) -> bool:
     return os.environ.get(FRESH_ENV, "") != "1"
 
 
-def _set_spare(server: ForkServer | None) -> None:
+def _set_spare(server: ForkServer) -> None:
     global _SPARE, _closes_at_exit
-    old, _SPARE = _SPARE, server
+    with _SPARE_LOCK:
+        old, _SPARE = _SPARE, server
+        if not _closes_at_exit:
+            atexit.register(take_spare, None)  # ends with this process, whatever it ran
+            _closes_at_exit = True
     if old is not None and old is not server:
         old.close(at_once=True)
-    if server is not None and not _closes_at_exit:
-        atexit.register(take_spare, None)  # ends with this process, whatever it ran
-        _closes_at_exit = True
 
 
 def prestart(argv: Sequence[str]) -> None:
@@ -372,7 +374,8 @@ def take_spare(env: Mapping[str, str] | None) -> ForkServer | None:
     """The spare server if it serves ``env`` (else, or with ``env`` None, it is closed);
     None if there is none."""
     global _SPARE
-    server, _SPARE = _SPARE, None
+    with _SPARE_LOCK:
+        server, _SPARE = _SPARE, None
     if server is not None and (env is None or not server.usable(env)):
         server.close(at_once=True)
         server = None
