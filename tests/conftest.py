@@ -8,6 +8,7 @@ faster for commands that do not start tasks (validate, render, grid, schema...).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -185,16 +186,24 @@ def start_cli_subprocess(
     stderr: int = subprocess.PIPE,
 ) -> subprocess.Popen[str]:
     """``python -m gprpipe ARGS`` started in the background (a run to stop or to watch);
-    ``session``: in a session of its own (``os.killpg`` stops it with its children)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "gprpipe", *map(str, args)],
-        cwd=cwd or REPO,
-        env=cli_env(env),
-        start_new_session=session,
-        stdout=stdout,
-        stderr=stderr,
-        text=True,
-    )
+    ``session``: in a session of its own (``os.killpg`` stops it with its children).
+
+    The process gets SIGINT's default disposition, as from a terminal: a test session
+    started in the background of a script (``pytest &``) ignores SIGINT, and a child would
+    inherit that (Python then installs no KeyboardInterrupt handler)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # SIG_DFL after exec
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gprpipe", *map(str, args)],
+            cwd=cwd or REPO,
+            env=cli_env(env),
+            start_new_session=session,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

@@ -403,13 +403,7 @@ def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     run_dir = tmp_path / "run"
     args = ["run", str(QUICKSTART), "-j", "1", "--set", f"base.output={run_dir}"]
-    # the run gets SIGINT's default disposition, as from a terminal: a test session started
-    # in the background of a script (`pytest &`) ignores SIGINT, and a child inherits that
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        proc = start_cli_subprocess(*args, cwd=tmp_path)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    proc = start_cli_subprocess(*args, cwd=tmp_path)  # SIGINT as from a terminal
     load_done = run_dir / "nominal" / ".state" / "load.done"
     deadline = time.monotonic() + 120
     while not load_done.exists():

@@ -307,7 +307,6 @@ class ForkedWorker:
 #: this process's server for its next run (prestarted, or kept from its last run)
 _SPARE: ForkServer | None = None
 _SPARE_LOCK = threading.Lock()  # runs in threads of one process take and keep it
-_closes_at_exit = False
 
 
 def worker_env() -> dict[str, str]:
@@ -344,12 +343,9 @@ def _wants_workers(argv: Sequence[str]) -> bool:
 
 
 def _set_spare(server: ForkServer) -> None:
-    global _SPARE, _closes_at_exit
+    global _SPARE
     with _SPARE_LOCK:
         old, _SPARE = _SPARE, server
-        if not _closes_at_exit:
-            atexit.register(take_spare, None)  # ends with this process, whatever it ran
-            _closes_at_exit = True
     if old is not None and old is not server:
         old.close(at_once=True)
 
@@ -381,6 +377,8 @@ def take_spare(env: Mapping[str, str] | None) -> ForkServer | None:
         server = None
     return server
 
+
+atexit.register(take_spare, None)  # the spare ends with this process, whatever it ran
 
 if __name__ == "__main__":
     main()
