@@ -14,23 +14,17 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
+from _measure import timed
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "hps"
-
-
-def _children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def main() -> None:
@@ -77,9 +71,9 @@ def main() -> None:
             "--set",
             f"limit.global_toys_refit={args.refit}",
         ]
-        c0, t0 = _children_cpu(), time.perf_counter()
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
+        with timed() as t:
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        wall, cpu = t.wall, t.cpu
         if res.returncode:
             sys.exit(res.stdout + res.stderr)
         point = Path(out) / "nominal"

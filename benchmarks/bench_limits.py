@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _measure import cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def main() -> None:
         )
 
         def cli() -> None:
-            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            c0 = cpu_seconds()
             res = subprocess.run(
                 [sys.executable, "-m", "gprpipe", "grid", str(cfg)],
                 capture_output=True,
@@ -58,8 +59,7 @@ def main() -> None:
                 env={**os.environ},
             )
             assert res.returncode == 1 and "1000000 points" in res.stderr, res.stderr
-            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cli.cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+            cli.cpu = cpu_seconds() - c0
 
         walls = []
         cpus = []

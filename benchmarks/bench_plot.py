@@ -15,14 +15,14 @@ import argparse
 import filecmp
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _measure import timed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,21 +44,17 @@ def _plot(tree: Path, point: Path, jobs: int) -> tuple[float, float]:
     cfg.write_text(re.sub(r"(?m)^jobs = \d+$", f"jobs = {jobs}", cfg.read_text()))
     shutil.rmtree(point / "plots", ignore_errors=True)
     (point / "plots").mkdir()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    res = subprocess.run(
-        [sys.executable, "-m", "gprpipe", "step", "plot", "--point-dir", str(point), "--force"],
-        env=_env(tree),
-        capture_output=True,
-        text=True,
-        cwd=tree,
-    )
+    with timed() as t:
+        res = subprocess.run(
+            [sys.executable, "-m", "gprpipe", "step", "plot", "--point-dir", str(point), "--force"],
+            env=_env(tree),
+            capture_output=True,
+            text=True,
+            cwd=tree,
+        )
     if res.returncode:
         sys.exit(f"plot step failed with {tree}:\n{res.stdout}{res.stderr}")
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    return t.wall, t.cpu
 
 
 def _same_files(a: Path, b: Path) -> tuple[int, list[str]]:

@@ -43,13 +43,13 @@ import argparse
 import filecmp
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _measure import timed
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "hps"
@@ -77,11 +77,6 @@ print(time.perf_counter() - t0, file=sys.stderr)
 """
 #: issue 12's wall-time targets on 2 workers (seconds)
 TARGETS = {"quickstart": 6.0, "one-mass": 2.5, "full-2015": 6.0, "full-2021": 60.0}
-
-
-def children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def run_once(
@@ -114,9 +109,9 @@ def run_once(
     else:
         cmd = [sys.executable, "-m", "gprpipe", *args, "--set", f"base.output={out}"]
     load = os.getloadavg()[0]
-    cpu0, t0 = children_cpu(), time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
-    wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
+    with timed() as t:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
+    wall, cpu = t.wall, t.cpu
     if res.returncode:
         sys.exit(f"{config} ({mode}) failed:\n{res.stdout}\n{res.stderr}")
     if mode == "again":  # the second run's own wall time; its CPU is not separable

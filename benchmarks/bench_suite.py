@@ -29,26 +29,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _measure import cpu_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 LOG_ENV = "GPRPIPE_BENCH_SUITE_LOG"
-
-
-def _cpu(who: int) -> float:
-    r = resource.getrusage(who)
-    return r.ru_utime + r.ru_stime
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Plugin side: one line per test (node id, own CPU, waited-for CPU, wall, the
     pytest-xdist worker, start time)."""
-    own, kids, t0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), time.time()
+    own, kids, t0 = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(), time.time()
     yield
     log = os.environ.get(LOG_ENV)
     if log:
-        own = _cpu(resource.RUSAGE_SELF) - own
-        kids = _cpu(resource.RUSAGE_CHILDREN) - kids
+        own = cpu_seconds(resource.RUSAGE_SELF) - own
+        kids = cpu_seconds() - kids
         with open(log, "a") as f:
             worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
             wall = time.time() - t0
@@ -81,7 +77,7 @@ def main() -> None:
         t0 = time.time()
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         wall = time.time() - t0
-        total = _cpu(resource.RUSAGE_CHILDREN)
+        total = cpu_seconds()
         table = log.read_text() if log.exists() else ""
     if args.log:
         args.log.write_text(table)

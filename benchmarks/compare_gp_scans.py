@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _measure import timed
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "hps"
@@ -76,16 +75,12 @@ def run_scan(year: str, out: Path, jobs: int, dense: bool, tmp: Path) -> tuple[f
         "--set",
         f"base.output={out}",
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with timed() as t:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode:
         print(res.stdout, res.stderr)
         sys.exit(f"{year}: run failed")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    return t.wall, t.cpu
 
 
 def read(path: Path) -> list[dict[str, str]]:
