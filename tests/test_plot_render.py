@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +88,31 @@ def _render_in(folder) -> None:
     render([_figures()], folder, ["png"], n_workers=2)
 
 
-def test_daemonic_worker_draws_serially(tmp_path):
+def test_daemonic_worker_draws_serially_and_says_why(tmp_path, capfd):
     """Inside a daemonic worker (which may not have children) the figures are drawn in
-    that process instead of failing."""
+    that process instead of failing, and the task's log says so."""
     style.apply_style("hep")
     assert run_in_fork(_render_in, tmp_path, daemon=True).exitcode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ahat.png", "brazil.png"]
+    assert capfd.readouterr().out == (
+        "notice: the figures are drawn in this process, one at a time: a daemonic process "
+        "may not have children\n"
+    )
+
+
+def _render_beside_a_thread(folder: Path) -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        render([_figures()], folder, ["png"], n_workers=2)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_process_with_another_thread_draws_serially_and_says_why(tmp_path, capfd):
+    style.apply_style("hep")
+    assert run_in_fork(_render_beside_a_thread, tmp_path).exitcode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ahat.png", "brazil.png"]
+    assert "this process runs other threads" in capfd.readouterr().out

@@ -95,17 +95,23 @@ def render(
     """Draw every figure of ``parts`` and call the writers; returns the written paths in
     the order of ``parts``. With ``n_workers`` > 1 the figures are drawn in forked
     processes (they inherit the style and labels) while the writers run here, and the
-    figures a writer returns are drawn by those processes too."""
+    figures a writer returns are drawn by those processes too; where this process cannot
+    fork them, it draws them itself and says why (a notice in the task's log)."""
     pool = None
-    if n_workers > 1 and threading.active_count() == 1:
+    if n_workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # forking needs a single thread; a daemonic worker process may not have children
-        if (
-            "fork" in multiprocessing.get_all_start_methods()
-            and not multiprocessing.current_process().daemon
-        ):
+        why = ""
+        if "fork" not in multiprocessing.get_all_start_methods():
+            why = "this platform cannot fork"
+        elif threading.active_count() > 1:
+            why = "this process runs other threads, and forking it would be unsafe"
+        elif multiprocessing.current_process().daemon:
+            why = "a daemonic process may not have children"
+        if why:
+            print(f"notice: the figures are drawn in this process, one at a time: {why}")
+        else:
             pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"))
 
     def start(f: FigureJob) -> FigureJob | Future[list[Path]]:
