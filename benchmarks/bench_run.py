@@ -30,7 +30,7 @@ with ``DIR/<case>/nominal/scan.csv`` where that file exists (e.g. ``DIR/full-201
 (e.g. ``git worktree add /tmp/base <commit>``; its code, configs and working folder), so
 that a change is measured against its parent in the same session. The modes alternate
 within each repetition, so a machine that slows down or speeds up meanwhile (shared
-hosts do) affects every mode alike.
+hosts do) affects every mode alike; the ratio base / warm of the medians is printed per case.
 
 Usage: python benchmarks/bench_run.py [-j 2] [--repeat 3] [--repeat-2021 1]
            [--only quickstart,one-mass,full-2015,full-2021] [--modes fresh,warm]
@@ -196,6 +196,17 @@ def main() -> None:
                         same = filecmp.cmp(ref, mine, shallow=False)
                         verdict = "byte-identical to" if same else "DIFFERS from"
                         print(f"  {mode} run {k}: scan.csv {verdict} {ref}", flush=True)
+            if "base" in modes and "warm" in modes:
+                ratio = {
+                    q: statistics.median(r[q] for r in runs["base"])
+                    / statistics.median(r[q] for r in runs["warm"])
+                    for q in ("wall", "cpu")
+                }
+                print(
+                    f"  base / warm (medians of this run): wall {ratio['wall']:.2f}x, "
+                    f"CPU {ratio['cpu']:.2f}x",
+                    flush=True,
+                )
             if case.startswith("full-") and "base" in modes and "warm" in modes:
                 a, b = (
                     Path(tmp) / f"{case}-{m}-0" / "nominal" / "scan.csv" for m in ("base", "warm")
