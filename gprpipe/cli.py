@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import click
 import typer
@@ -28,8 +28,12 @@ from gprpipe.units import fmt_mass, parse_mass
 
 if TYPE_CHECKING:  # the run service is imported by the commands that use it (start-up time)
     from gprpipe.executors.base import Outcome
-    from gprpipe.pipeline.service import Interrupted, RunResult
+    from gprpipe.pipeline.service import Interrupted, RunObserver, RunResult
     from gprpipe.pipeline.task import Task
+
+    _Observer = RunObserver  # type-checked as one, without importing the service at start-up
+else:
+    _Observer = object
 
 app = typer.Typer(
     name="gprpipe",
@@ -169,7 +173,7 @@ def _notice(line: str) -> None:
     err.print(line, markup=False, highlight=False)
 
 
-class _Bars:
+class _Bars(_Observer):
     """The terminal's view of a run (a :class:`~gprpipe.pipeline.service.RunObserver`):
     progress bars on stderr (one per running task with its masses or toys), or one line
     per task when stderr is not a terminal."""
@@ -646,21 +650,25 @@ def tui(
     GprpipeApp(config).run()
 
 
-def _click_classes(name: str) -> tuple[type[BaseException], ...]:
-    """click's exception class and, where typer vendors its own click, typer's too."""
-    found: list[type[BaseException]] = [getattr(click.exceptions, name)]
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _click_classes(cls: type[_E]) -> tuple[type[_E], ...]:
+    """click's exception class ``cls`` and, where typer vendors its own click, typer's class
+    of that name too (the same interface)."""
+    found = [cls]
     try:
         from typer import _click as vendored  # type: ignore[attr-defined]
 
-        found.append(getattr(vendored.exceptions, name))
+        found.append(getattr(vendored.exceptions, cls.__name__))
     except (ImportError, AttributeError):
         pass
     return tuple(found)
 
 
-_CLICK_EXIT = _click_classes("Exit")
-_CLICK_ABORT = _click_classes("Abort")
-_CLICK_ERROR = _click_classes("ClickException")
+_CLICK_EXIT = _click_classes(click.exceptions.Exit)
+_CLICK_ABORT = _click_classes(click.exceptions.Abort)
+_CLICK_ERROR = _click_classes(click.exceptions.ClickException)
 
 
 def main(argv: list[str] | None = None) -> None:

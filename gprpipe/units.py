@@ -53,7 +53,7 @@ def parse_masses(text: str, option: str) -> list[float]:
     tail = _MASS.match(items[-1])
     unit = tail.group(2) if tail else None
     if unit:  # "37,48MeV": the unit of the last applies to the bare ones
-        items = [s if _MASS.match(s) and _MASS.match(s).group(2) else s + unit for s in items]
+        items = [s if (m := _MASS.match(s)) and m.group(2) else s + unit for s in items]
     return [parse_mass(s, option) for s in items]
 
 

@@ -69,6 +69,7 @@ def default_sif() -> str:
 class ApptainerEngine(Engine):
     name = "apptainer"
     exe = "apptainer"
+    image: str  # always set: the default .sif file when none is given
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ class OciEngine(Engine):
 
     exe: ClassVar[str]
     digest_format: ClassVar[str] = "{{.Id}}"
+    image: str  # always set: the default image when none is given
 
     def __init__(
         self,

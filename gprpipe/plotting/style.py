@@ -7,15 +7,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.artist import Artist
 from matplotlib.offsetbox import AnchoredOffsetbox, HPacker, TextArea
 
 from gprpipe.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 
 def _share_mathtext_cache(size: int = 2048) -> None:
@@ -43,8 +47,9 @@ def _share_mathtext_cache(size: int = 2048) -> None:
             cache[key] = raw(self, s, dpi, prop, antialiased, load_glyph_flags)
         return cache[key]
 
-    mathtext.MathTextParser._parse_cached = _parse_cached
-    mathtext.MathTextParser._gprpipe_shared = True
+    # replaces a private method of matplotlib's (checked above), hence the ignores
+    mathtext.MathTextParser._parse_cached = _parse_cached  # type: ignore[attr-defined]
+    mathtext.MathTextParser._gprpipe_shared = True  # type: ignore[attr-defined]
 
 
 _share_mathtext_cache()
@@ -72,7 +77,7 @@ def set_labels(experiment: str, status: str, blinded: bool) -> None:
 
 
 # compact fonts for dense multi-panel figures (displays, reach), over any style
-COMPACT_RC = {
+COMPACT_RC: dict[RcKeyType, Any] = {
     "font.size": 9,
     "axes.labelsize": 10,
     "axes.titlesize": 11,
@@ -176,7 +181,9 @@ def label(ax, text: str) -> None:
     dataset label ``text`` (plus "blinded" when the run is blinded) above its top-right
     corner: outside the axes, so never over data."""
     size = plt.rcParams["font.size"]
-    parts = [TextArea(LABELS.experiment, textprops={"fontweight": "bold", "fontsize": size * 1.15})]
+    parts: list[Artist] = [
+        TextArea(LABELS.experiment, textprops={"fontweight": "bold", "fontsize": size * 1.15})
+    ]
     if LABELS.status:
         parts.append(
             TextArea(LABELS.status, textprops={"fontstyle": "italic", "fontsize": size * 1.05})
@@ -192,7 +199,7 @@ def label(ax, text: str) -> None:
     )
     ax.add_artist(box)
     ax._gprpipe_labels = [box]
-    right = [TextArea(text, textprops={"fontsize": size * 0.9})] if text else []
+    right: list[Artist] = [TextArea(text, textprops={"fontsize": size * 0.9})] if text else []
     if LABELS.blinded:
         right.append(
             TextArea(

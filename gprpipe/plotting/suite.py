@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.special import ndtr  # ndtr(-z) = ndtr(-z): scipy.stats is slow to import
@@ -11,7 +13,14 @@ from gprpipe.stats.quality import has_result, is_flagged
 from gprpipe.stats.significance import z_from_p
 
 MEV = 1e3
-FLAG_STYLE = {"marker": "o", "mfc": "none", "mec": "C3", "ls": "none", "ms": 6, "mew": 1.3}
+FLAG_STYLE: dict[str, Any] = {
+    "marker": "o",
+    "mfc": "none",
+    "mec": "C3",
+    "ls": "none",
+    "ms": 6,
+    "mew": 1.3,
+}
 FLAG_LABEL = "flagged (background model)"
 
 

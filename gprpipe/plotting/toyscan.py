@@ -25,7 +25,7 @@ def z_local_figure(z: np.ndarray, title: str, z_flagged: np.ndarray | None = Non
     fig, ax = plt.subplots(figsize=(8, 5.5))
     ax.hist(
         pos,
-        bins=bins,
+        bins=bins.tolist(),
         histtype="step",
         color="k",
         lw=1.5,
@@ -34,7 +34,7 @@ def z_local_figure(z: np.ndarray, title: str, z_flagged: np.ndarray | None = Non
     if zf.size:
         ax.hist(
             zf[zf > 0],
-            bins=bins,
+            bins=bins.tolist(),
             histtype="step",
             color="tab:red",
             ls="--",

@@ -77,7 +77,7 @@ def load_blocks(
     return blocks, problems, conv
 
 
-def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
+def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> list[dict]:
     """One ``combined`` row per mass (limit-step COLUMNS; units in the module docstring)."""
     lim = cfg.limit
     fits: dict = {}
@@ -133,7 +133,7 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float]) -> list[dict]:
                     "Z_local": r["Z_local"],
                 }
             )
-        for b, v in zip(BAND_COLS, r["eps2_exp"]):
+        for b, v in zip(BAND_COLS, np.asarray(r["eps2_exp"])):
             row[f"eps2_exp_{b}"] = float(v)
             row[f"A_exp_{b}"] = float(v) * k
         row["status"] = flag_status([f for s in quality["status"] for f in flags_of(s)])

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import FigureJob
 from gprpipe.steps.runner import seed_for
+
+if TYPE_CHECKING:
+    from gprpipe.stats.gp import GPHyper
 
 MEV = 1e3
 ZOOM_PAD = 0.5  # zoom panel: blind window +/- 0.5 sigma_m
@@ -50,17 +54,23 @@ class Shown:
     edges: np.ndarray
     counts: np.ndarray  # full range: data, or data with the toy in the window, or toy
     train: np.ndarray  # GP training bins
-    hyper: object  # GPHyper used for the background prediction
+    hyper: GPHyper  # used for the background prediction
     blind: np.ndarray  # blind-bin mask
     b: np.ndarray  # background on the blind bins used in the fit
     C: np.ndarray
     w: np.ndarray  # likelihood template on the blind bins
     k_unit: float  # signal yield per unit eps^2
+    w_true: np.ndarray  # the true signal template on the blind bins
     A_hat: float = math.nan
     sigma_A: float = math.nan
     A_inj: float | None = None
     sig_counts: np.ndarray | None = None  # realised signal counts (full range)
-    w_true: np.ndarray | None = None  # the true signal template on the blind bins
+
+
+def _signal(s: Shown) -> np.ndarray:
+    """The realised signal counts of an extraction display's pseudo-experiment."""
+    assert s.sig_counts is not None, "only extraction displays carry a signal"
+    return s.sig_counts
 
 
 def template_of(blind: dict, cfg: Config) -> np.ndarray:
@@ -124,6 +134,8 @@ def _data_shown(cfg: Config, lay, name: str, mass: float) -> Shown:
 
     win = _window(cfg, _ctx(lay), name, mass)
     mf = win.fit
+    blind, hyper = mf.blind, mf.hyper
+    assert blind is not None and hyper is not None, "displays are drawn from stored fits"
     x = 0.5 * (win.edges[1:] + win.edges[:-1])
     from gprpipe.stats.window import WindowMasks
 
@@ -142,13 +154,13 @@ def _data_shown(cfg: Config, lay, name: str, mass: float) -> Shown:
         win.edges,
         np.asarray(win.counts, dtype=float),
         masks.train(x),
-        mf.hyper,
+        hyper,
         masks.blind(x),
-        np.asarray(mf.blind["b"]),
-        np.asarray(mf.blind["C"]),
-        template_of(mf.blind, cfg),
+        np.asarray(blind["b"]),
+        np.asarray(blind["C"]),
+        template_of(blind, cfg),
         unit_yield(cfg, name, mass, mf.rho),
-        w_true=np.asarray(mf.blind["w"], dtype=float),
+        w_true=np.asarray(blind["w"], dtype=float),
     )
 
 
@@ -308,8 +320,8 @@ def _extraction_single(
     )
     if stored is not None:
         meta["A_hat_inject_h5"] = float(stored[0]["A_hat"][t])
-    meta["realised_signal_window"] = float(shown.sig_counts[shown.blind].sum())
-    meta["realised_signal_total"] = float(shown.sig_counts.sum())
+    meta["realised_signal_window"] = float(_signal(shown)[shown.blind].sum())
+    meta["realised_signal_total"] = float(_signal(shown).sum())
     meta["Z_hat"] = shown.A_hat / shown.sigma_A
     meta["Z_q0"] = _q0_z(n, shown.b, shown.C, shown.w)
     meta["eps2_hat"] = shown.A_hat / base.k_unit
@@ -442,8 +454,8 @@ def _extraction_combined(
         s.name: {
             "k_unit": s.k_unit,
             "A_inj": s.A_inj,
-            "realised_signal_window": float(s.sig_counts[s.blind].sum()),
-            "realised_signal_total": float(s.sig_counts.sum()),
+            "realised_signal_window": float(_signal(s)[s.blind].sum()),
+            "realised_signal_total": float(_signal(s).sum()),
             "A_hat": s.A_hat,
             "sigma_A": s.sigma_A,
         }

@@ -13,6 +13,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -292,7 +293,8 @@ def _combined_windows(pdir: Path, scan: dict):
         raise GprpipeError(f"{pdir}: no combined rows in limit.h5.")
     _, cfg = resolve_task(pdir, "fit", "merge", None)
     lay = Layout(pdir)
-    out, fits = [], {}
+    out: list[Any] = []
+    fits: dict[Any, Any] = {}  # load_blocks' cache of fit results
     for m in scan["mass_GeV"][scan["status"] == "ok"]:
         blocks, _, _ = load_blocks(cfg, lay.fit, float(m), fits)
         cw = combine(blocks)

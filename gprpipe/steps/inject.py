@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -53,6 +54,9 @@ from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolut
 from gprpipe.steps.load import read_load
 from gprpipe.steps.runner import seed_for
 
+if TYPE_CHECKING:
+    from gprpipe.stats.inject import Extraction
+
 CSV_COLUMNS = INJECT.names
 
 
@@ -75,9 +79,9 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
     s = float(resolution(ds, mass))
     fa = read_fit(ctx.layout.fit, name) if ctx.layout.fit.exists() else None
     if fa is not None:
-        i = np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
-        if len(i) and has_result(fa["status"][i[0]]):
-            i = int(i[0])
+        hit = np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
+        if len(hit) and has_result(fa["status"][hit[0]]):
+            i = int(hit[0])
             hyper = GPHyper.from_arrays(fa, i)
             index = int(np.argmin(np.abs(cfg.test_masses(name) - mass)))
             blind, attrs = read_blind(ctx.layout.fit, name, index)
@@ -89,6 +93,12 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
             f"inject: no usable GP fit of {name} at {mass * 1e3:g} MeV ({mf.status})."
         )
     return Window(mf, counts, edges)
+
+
+def _blind(win: Window) -> dict[str, np.ndarray]:
+    """The blind-window arrays of a window from :func:`_window` (which checks they exist)."""
+    assert win.fit.blind is not None
+    return win.fit.blind
 
 
 def refit_setup(cfg: Config, name: str, win: Window):
@@ -141,7 +151,9 @@ def background_histograms(cfg: Config, name: str, edges: np.ndarray) -> np.ndarr
     return np.array(out, dtype=float)
 
 
-def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict, object]]:
+def _study_dataset(
+    cfg: Config, ctx, name: str, mass: float
+) -> list[tuple[dict[str, float], Extraction]]:
     from gprpipe.stats import inject as inj
     from gprpipe.stats.likelihood import cholesky_jitter
     from gprpipe.stats.template import signal_template
@@ -210,7 +222,7 @@ def _study_dataset(cfg: Config, ctx, name: str, mass: float) -> list[tuple[dict,
     return out
 
 
-def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
+def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict[str, float], Extraction]]:
     from gprpipe.stats import combine as comb
     from gprpipe.stats import inject as inj
     from gprpipe.stats.template import signal_template
@@ -230,22 +242,16 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
     wins = {d: _window(cfg, ctx, d, mass) for d in names}
     ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
     tk = template_key(cfg)
+    stored = {d: _blind(w) for d, w in wins.items()}
     blocks = [
-        comb.Block(
-            w.fit.blind.get("n", w.fit.blind["b"]),
-            w.fit.blind["b"],
-            w.fit.blind["C"],
-            w.fit.blind[tk],
-            ks[d],
-            d,
-        )
-        for d, w in wins.items()
+        comb.Block(bl.get("n", bl["b"]), bl["b"], bl["C"], bl[tk], ks[d], d)
+        for d, bl in stored.items()
     ]
     if len(blocks) < 2:
         raise GprpipeError(f"inject: fewer than two datasets cover {mass * 1e3:g} MeV.")
     cw = comb.combine(blocks)
-    _, sref_e, _ = comb.fit(cw, cw.b)
-    sref_e = float(sref_e)
+    _, sigma, _ = comb.fit(cw, cw.b)
+    sref_e = float(sigma)
     ktot = cw.k_total
     if ic.refit_gp:
         setups = [refit_setup(cfg, d, w) for d, w in wins.items()]
@@ -265,6 +271,10 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
         ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
         asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
+
+            def progress(t: int, j: int = j) -> None:
+                ctx.progress(j * per + t, total, "toy refits")
+
             ex = inj.inject_refit_combined(
                 setups,
                 b_fulls,
@@ -276,14 +286,14 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict, object]]:
                 scale=cw.scale,
                 names=names,
                 leakage=leakage,
-                progress=lambda t, j=j: ctx.progress(j * per + t, total, "toy refits"),
+                progress=progress,
             )
             e_asimov, _ = inj.asimov_refit_combined(
                 setups, b_fulls, w_fulls, k_list, e, scale=cw.scale, leakage=leakage
             )
             asimov = {"A_hat_asimov": e_asimov * ktot, "sideband_leak": leak}
         else:
-            w_true = [w.fit.blind["w"] for w in wins.values()] if leakage == "model" else None
+            w_true = [bl["w"] for bl in stored.values()] if leakage == "model" else None
             ex = inj.inject_conditional_combined(
                 cw, e, ic.n_toys, np.random.default_rng(ss), mode=ic.mode, w_true=w_true
             )
@@ -315,7 +325,7 @@ def run(ctx) -> None:
         toys = g.create_group("toys")
         for meta, ex in results:
             summ = ex.summary()
-            gp_ok = ex.extra.get("gp_converged")
+            gp_ok: np.ndarray | None = ex.extra.get("gp_converged")
             conv_frac = float(np.mean(gp_ok)) if gp_ok is not None else float("nan")
             rows.append(
                 {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -44,6 +45,15 @@ def columns(cfg: Config) -> tuple[str, ...]:
     return BLIND_COLUMNS if cfg.base.blind else COLUMNS
 
 
+class _ToyOptions(TypedDict):
+    """The toy settings :func:`window_limits` passes to every calculator."""
+
+    alpha: float
+    n_toys: int
+    band_toys: int
+    rng: np.random.Generator
+
+
 def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, float]:
     """A_hat, sigma_A, observed and expected limits, q0 of one blind window (``n`` None:
     blinded, expected limits only)."""
@@ -52,7 +62,12 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
 
     lim = cfg.limit
     model = WindowModel.from_covariance(b, C, w)
-    toys = {"alpha": lim.alpha, "n_toys": lim.n_toys, "band_toys": lim.band_toys, "rng": rng}
+    toys: _ToyOptions = {
+        "alpha": lim.alpha,
+        "n_toys": lim.n_toys,
+        "band_toys": lim.band_toys,
+        "rng": rng,
+    }
     bands = calculator(lim.bands, model, **toys)
     if n is None:
         return {f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands.expected_band())}
@@ -71,7 +86,7 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
 
 
 def dataset_rows(
-    cfg: Config, ctx, name: str, masses: Sequence[float], fit_path: Path
+    cfg: Config, ctx, name: str, masses: Sequence[float] | np.ndarray, fit_path: Path
 ) -> list[dict]:
     """The scan rows of ``masses`` of dataset ``name`` from the fits in ``fit_path``."""
     ds = cfg.datasets[name]

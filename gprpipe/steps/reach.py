@@ -39,7 +39,7 @@ def _fmt(v) -> str:
     return "nan" if not np.isfinite(v) else f"{v:.6g}"
 
 
-def _csv(header: Sequence[str], rows: list[Sequence]) -> str:
+def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return ",".join(header) + "\n" + "".join(",".join(_fmt(v) for v in r) + "\n" for r in rows)
 
 

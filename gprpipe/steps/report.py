@@ -187,7 +187,9 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     run_dir = point_dir.parent
     info = _run_info(run_dir)
     scan_path = point_dir / "scan.csv"
-    header, rows, summary = [], [], None
+    header: list[str] = []
+    rows: list[list[tuple[str, str]]] = []
+    summary: Summary | None = None
     if scan_path.exists():
         header, raw = read_scan_rows(scan_path)
         rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]

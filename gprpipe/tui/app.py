@@ -285,8 +285,13 @@ class GprpipeApp(App[None]):
         if tab not in self._stale or self.check is None:
             return
         self._stale.discard(tab)
-        pane = {"edit": EditorPane, "form": FormPane, "grid": GridPane, "run": RunPane}[tab]
-        self.query_one(pane).show_check(self.check)
+        panes: dict[str, type[EditorPane] | type[FormPane] | type[GridPane] | type[RunPane]] = {
+            "edit": EditorPane,
+            "form": FormPane,
+            "grid": GridPane,
+            "run": RunPane,
+        }
+        self.query_one(panes[tab]).show_check(self.check)
 
     def update_status(self) -> None:
         s = Text()
@@ -374,11 +379,16 @@ class GprpipeApp(App[None]):
             if target.suffix != ".toml":
                 target = target.with_suffix(".toml")
             if target.exists() and (self.path is None or target.resolve() != self.path.resolve()):
+
+                def overwrite(ok: bool | None) -> None:
+                    if ok:
+                        self._check_output_then_write(target)
+
                 self.push_screen(
                     ConfirmDialog(
                         f"{show_path(target)} exists: overwrite it?", "Overwrite", "Cancel"
                     ),
-                    lambda ok: self._check_output_then_write(target) if ok else None,
+                    overwrite,
                 )
             else:
                 self._check_output_then_write(target)

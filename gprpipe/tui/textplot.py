@@ -100,7 +100,8 @@ def braille_plot(
     ylab_w = 7
     pw = max(10, width - ylab_w - 1)
     ph = max(3, height - 2 - bool(ylabel) - bool(xlabel))
-    xs = [x for s in [*lines, *bands] for x in s.x if _ok(x, False)]
+    series: list[Line | Band] = [*lines, *bands]
+    xs = [x for s in series for x in s.x if _ok(x, False)]
     ys = [y for s in lines for y in s.y if _ok(y, logy)]
     ys += [y for b in bands for y in (*b.lo, *b.hi) if _ok(y, logy)]
     if not xs or not ys:
@@ -146,12 +147,12 @@ def braille_plot(
                 yv = y1 - (4 * cy + 1.5) / (4 * ph - 1) * (y1 - y0)
                 if lo <= yv <= hi:
                     c.fill(cx, cy, b.style)
-    for s in lines:
-        pts = sorted((x, y) for x, y in zip(s.x, s.y) if _ok(x, False) and _ok(y, logy))
-        for (xa, ya), (xb, yb) in pairwise(pts):
-            c.line(px(xa), py(ya), px(xb), py(yb), s.style)
-        for x, y in pts:
-            c.dot(px(x), py(y), s.style)
+    for line in lines:
+        xy = sorted((x, y) for x, y in zip(line.x, line.y) if _ok(x, False) and _ok(y, logy))
+        for (xa, ya), (xb, yb) in pairwise(xy):
+            c.line(px(xa), py(ya), px(xb), py(yb), line.style)
+        for x, y in xy:
+            c.dot(px(x), py(y), line.style)
     # y ticks: top, middle, bottom rows
     labels: dict[int, str] = {}
     for row in (0, ph // 2, ph - 1):
@@ -161,18 +162,18 @@ def braille_plot(
     out = Text(no_wrap=True, overflow="crop")
     if ylabel:
         out.append(ylabel[:width] + "\n", style="bold")
-    for i, row in enumerate(c.rows()):
+    for i, cells in enumerate(c.rows()):
         out.append(
             f"{labels.get(i, ''):>{ylab_w}}┤" if i in labels else " " * ylab_w + "│", style="dim"
         )
-        out.append_text(row)
+        out.append_text(cells)
         out.append("\n")
     out.append(" " * ylab_w + "└" + "─" * pw + "\n", style="dim")
     left, right = f"{x0:.4g}", f"{x1:.4g}"
     mid = f"{(x0 + x1) / 2:.4g}"
     axis = [" "] * pw
-    for pos, s in ((0, left), (pw // 2 - len(mid) // 2, mid), (pw - len(right), right)):
-        for k, ch in enumerate(s):
+    for pos, tick in ((0, left), (pw // 2 - len(mid) // 2, mid), (pw - len(right), right)):
+        for k, ch in enumerate(tick):
             if 0 <= pos + k < pw:
                 axis[pos + k] = ch
     out.append(" " * (ylab_w + 1) + "".join(axis), style="dim")

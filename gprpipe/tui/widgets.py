@@ -28,7 +28,7 @@ class StillTextArea(TextArea):
             self.cursor_blink = False
 
 
-def toml_editor(widget_id: str) -> StillTextArea:
+def toml_editor(widget_id: str) -> TextArea:
     """A TOML code editor: tree-sitter highlighting when available, plain text otherwise."""
     try:
         if "toml" in StillTextArea().available_languages:
