@@ -80,6 +80,32 @@ async def test_save_as_keep_writes_the_text_unchanged(tmp_path, monkeypatch):
 
 
 @sync
+async def test_save_as_onto_an_existing_file_asks_before_overwriting(tmp_path, monkeypatch):
+    """Cancel leaves the existing file as it was; Overwrite writes the editor's text."""
+    monkeypatch.chdir(tmp_path)
+    original = _copy_quickstart(tmp_path)
+    other = tmp_path / "other.toml"
+    other.write_text("# someone else's config\n")
+    app = GprpipeApp(original, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        app.edit_text(lambda text: set_key(text, ["base", "name"], '"other"'))
+        await _settle(pilot)
+        for answer, expected in (("n", "# someone else's config\n"), ("y", None)):
+            await _save_as(app, pilot, "other.toml")
+            dialog = app.screen
+            assert isinstance(dialog, ConfirmDialog)
+            assert dialog.question == "other.toml exists: overwrite it?"
+            await pilot.press(answer)
+            await _settle(pilot, 0.3)
+            assert not isinstance(app.screen, ConfirmDialog)
+            text = app.query_one("#editor", TextArea).text
+            assert other.read_text() == (expected or text)
+        assert 'name = "other"' in other.read_text()
+        assert original.read_text() == QUICKSTART.read_text()
+
+
+@sync
 async def test_form_note_says_enter_sets_the_text_and_ctrl_s_saves(tmp_path):
     app = GprpipeApp(QUICKSTART, overrides=[f"base.output={tmp_path}"], check_delay=0.05)
     async with app.run_test(size=SIZE) as pilot:
