@@ -207,12 +207,13 @@ def main() -> None:
                     f"CPU {ratio['cpu']:.2f}x",
                     flush=True,
                 )
-            if case.startswith("full-") and "base" in modes and "warm" in modes:
-                a, b = (
-                    Path(tmp) / f"{case}-{m}-0" / "nominal" / "scan.csv" for m in ("base", "warm")
-                )
-                same = filecmp.cmp(a, b, shallow=False)
-                print(f"  scan.csv of base and warm: {'byte-identical' if same else 'DIFFER'}")
+                if case.startswith("full-"):
+                    a, b = (
+                        Path(tmp) / f"{case}-{m}-0" / "nominal" / "scan.csv"
+                        for m in ("base", "warm")
+                    )
+                    same = filecmp.cmp(a, b, shallow=False)
+                    print(f"  scan.csv of base and warm: {'byte-identical' if same else 'DIFFER'}")
 
 
 if __name__ == "__main__":

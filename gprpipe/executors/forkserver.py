@@ -213,8 +213,11 @@ class ForkServer:
                 self._cond.wait_for(lambda: pid in self._exits or not self.alive, timeout)
             return self._exits.get(pid)
 
+    def running(self) -> bool:
+        return self.alive and self.proc.poll() is None
+
     def usable(self, env: Mapping[str, str]) -> bool:
-        return self.alive and self.proc.poll() is None and dict(env) == self.env
+        return self.running() and dict(env) == self.env
 
     def close(self, timeout: float = 10.0, *, at_once: bool = False) -> None:
         """End the server (its workers must have been stopped before: a worker still
@@ -360,7 +363,7 @@ def prestart(argv: Sequence[str]) -> None:
 def keep(server: ForkServer) -> None:
     """Keep the server of a run that ended for this process's next run (its workers must
     have been stopped); a server that died is closed."""
-    if server.usable(server.env):
+    if server.running():
         _set_spare(server)
     else:
         server.close(at_once=True)

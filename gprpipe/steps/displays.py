@@ -134,8 +134,7 @@ def _data_shown(cfg: Config, lay, name: str, mass: float) -> Shown:
 
     win = _window(cfg, _ctx(lay), name, mass)
     mf = win.fit
-    blind, hyper = mf.blind, mf.hyper
-    assert blind is not None and hyper is not None, "displays are drawn from stored fits"
+    blind = win.blind
     x = 0.5 * (win.edges[1:] + win.edges[:-1])
     from gprpipe.stats.window import WindowMasks
 
@@ -154,7 +153,7 @@ def _data_shown(cfg: Config, lay, name: str, mass: float) -> Shown:
         win.edges,
         np.asarray(win.counts, dtype=float),
         masks.train(x),
-        hyper,
+        win.hyper,
         masks.blind(x),
         np.asarray(blind["b"]),
         np.asarray(blind["C"]),

@@ -55,6 +55,7 @@ from gprpipe.steps.load import read_load
 from gprpipe.steps.runner import seed_for
 
 if TYPE_CHECKING:
+    from gprpipe.stats.gp import GPHyper
     from gprpipe.stats.inject import Extraction
 
 CSV_COLUMNS = INJECT.names
@@ -62,11 +63,22 @@ CSV_COLUMNS = INJECT.names
 
 @dataclass
 class Window:
-    """One dataset's GP fit at a mass: blind arrays, rho, hyperparameters, data."""
+    """One dataset's GP fit at a mass: blind arrays, rho, hyperparameters, data. Made by
+    :func:`_window`, which returns only fits that have blind arrays and hyperparameters."""
 
     fit: MassFit
     counts: np.ndarray
     edges: np.ndarray
+
+    @property
+    def blind(self) -> dict[str, np.ndarray]:
+        assert self.fit.blind is not None
+        return self.fit.blind
+
+    @property
+    def hyper(self) -> GPHyper:
+        assert self.fit.hyper is not None
+        return self.fit.hyper
 
 
 def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
@@ -88,17 +100,11 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
             mf = MassFit(index, mass, s, hyper, str(fa["status"][i]), blind, float(attrs["rho"]))
             return Window(mf, counts, edges)
     mf = fit_masses(cfg, name, counts, edges, np.array([mass]))[0]
-    if not has_result(mf.status) or mf.blind is None:
+    if not has_result(mf.status) or mf.blind is None or mf.hyper is None:
         raise GprpipeError(
             f"inject: no usable GP fit of {name} at {mass * 1e3:g} MeV ({mf.status})."
         )
     return Window(mf, counts, edges)
-
-
-def _blind(win: Window) -> dict[str, np.ndarray]:
-    """The blind-window arrays of a window from :func:`_window` (which checks they exist)."""
-    assert win.fit.blind is not None
-    return win.fit.blind
 
 
 def refit_setup(cfg: Config, name: str, win: Window):
@@ -115,12 +121,11 @@ def refit_setup(cfg: Config, name: str, win: Window):
     bounds = length_scale_bounds(
         float(sigma_x(m, s)), med, cfg.fit.ls_lo_factor, hi, ds.ls_floor_factor
     )
-    assert win.fit.hyper is not None
     masks = WindowMasks(m, s, cfg.fit.blind_nsigma, cfg.fit.train_exclude_nsigma, ds.data_range)
     return RefitSetup(
         edges=win.edges,
         masks=masks,
-        start=win.fit.hyper,
+        start=win.hyper,
         options=GPOptions(bounds, n_restarts=cfg.fit.n_restarts),
     )
 
@@ -161,8 +166,7 @@ def _study_dataset(
     ic = cfg.inject
     leakage = cfg.fit.signal_leakage
     win = _window(cfg, ctx, name, mass)
-    bl = win.fit.blind
-    assert bl is not None
+    bl = win.blind
     w_fit = bl[template_key(cfg)]
     L = cholesky_jitter(bl["C"])
     sref = inj.sigma_ref(bl["b"], L, w_fit)
@@ -242,7 +246,7 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict[str, float
     wins = {d: _window(cfg, ctx, d, mass) for d in names}
     ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
     tk = template_key(cfg)
-    stored = {d: _blind(w) for d, w in wins.items()}
+    stored = {d: w.blind for d, w in wins.items()}
     blocks = [
         comb.Block(bl.get("n", bl["b"]), bl["b"], bl["C"], bl[tk], ks[d], d)
         for d, bl in stored.items()
