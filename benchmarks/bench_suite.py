@@ -51,6 +51,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             f.write(f"{item.nodeid}\t{own:.2f}\t{kids:.2f}\t{wall:.2f}\t{worker}\t{t0:.2f}\n")
 
 
+def host_cpu_seconds() -> tuple[float, float] | None:
+    """CPU seconds this machine has spent busy since boot, all processes (``/proc/stat``:
+    also the SLURM jobs and containers that the process tree does not include), and the
+    seconds a hypervisor took its CPUs away (steal). None where there is no ``/proc/stat``."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields] + [0] * 8
+    user, nice, system, _, _, irq, softirq, steal = ticks[:8]  # guest is already in user
+    hz = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / hz, steal / hz
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--top", type=int, default=20, help="tests to list (most CPU first)")
@@ -74,10 +88,10 @@ def main() -> None:
         }
         cmd = [sys.executable, "-m", "pytest", "-p", "bench_suite", "-q", *args.pytest_args]
         print("$", " ".join(cmd[1:]), flush=True)
-        t0 = time.time()
+        t0, host0 = time.time(), host_cpu_seconds()
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         wall = time.time() - t0
-        total = cpu_seconds()
+        total, host1 = cpu_seconds(), host_cpu_seconds()
         table = log.read_text() if log.exists() else ""
     if args.log:
         args.log.write_text(table)
@@ -98,6 +112,14 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     floor = total / (cores or 1)
     print(f"wall {wall:.0f} s; CPU {total:.0f} s on {cores} cores: floor {floor:.0f} s")
+    if host0 is not None and host1 is not None:
+        busy, steal = host1[0] - host0[0], host1[1] - host0[1]
+        print(
+            f"the whole machine was busy for {busy:.0f} CPU s ({busy / wall / (cores or 1):.0%} "
+            f"of its {cores} cores; floor {busy / (cores or 1):.0f} s), {busy - total:.0f} s of "
+            f"them outside the suite's process tree (SLURM jobs, containers, other work); "
+            f"the hypervisor took {steal:.0f} CPU s (steal)"
+        )
     own = sum(r[1] for r in rows)
     kids = sum(r[2] for r in rows)
     print(
