@@ -79,6 +79,36 @@ def test_missing_mplhep_is_a_warning(monkeypatch):
     style.apply_style("plain")
 
 
+def _brazil_long_title():
+    m = np.linspace(0.02, 0.13, 111)
+    bands = [np.exp(-10 * m) * f for f in (0.5, 0.7, 1.0, 1.4, 2.0)]
+    title = "HPS 2015 + HPS 2016 (10%) + HPS 2021: combined, m = 60 MeV"
+    return brazil_figure(m, bands[2] * 1.1, bands, ylabel=r"limit on $\epsilon^2$", title=title)
+
+
+def _significance_twin_axes():
+    m = np.linspace(0.02, 0.13, 50)
+    return significance_figure(m, np.exp(-((m - 0.06) ** 2) / 1e-4) * 0.3 + 1e-3, np.ones(50), "")
+
+
+@pytest.mark.parametrize("build", [_brazil_long_title, _significance_twin_axes])
+def test_one_pass_crop_is_matplotlibs_tight_crop(tmp_path, build):
+    """save() measures the tight box without a layout pass; the PNG is byte for byte what
+    matplotlib's own ``bbox_inches="tight"`` (layout pass, then measure) writes: lifted
+    dataset labels, a legend outside the axes, a twin log axis on the right."""
+    style.apply_style("hep")
+    style.set_labels("HPS", "Preliminary", blinded=True)
+    try:
+        (ours,) = style.save(build(), tmp_path, "ours", ["png"])
+        fig = build()
+        style._separate_labels(fig)
+        fig.savefig(tmp_path / "tight.png", bbox_inches="tight")
+        plt.close(fig)
+    finally:
+        style.set_labels("HPS", "Preliminary", blinded=False)
+    assert ours.read_bytes() == (tmp_path / "tight.png").read_bytes()
+
+
 @pytest.mark.parametrize("fmt", ["pdf", "svg"])
 def test_vector_crop_holds_what_the_vector_renderer_measures(tmp_path, fmt):
     """save() crops every format to the box measured once at the figure's dpi, padded by

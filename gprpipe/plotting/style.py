@@ -145,19 +145,21 @@ def draw(figure: FigureJob, folder: Path, formats: Sequence[str]) -> list[Path]:
 def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     """Save ``fig`` as ``folder/stem.<fmt>`` for each format; returns the paths.
 
-    One layout pass (no rasterisation) places the labels and gives the tight bounding box,
-    in inches, that every format is cropped to: each format is then drawn once, where
-    ``bbox_inches="tight"`` would lay the figure out and draw it again per format. (Vector
-    formats measure text at 72 dpi, the layout at the figure's dpi: their boxes differ by a
-    few points, less than half of ``savefig.pad_inches``; tested.) A figure with a layout
-    engine keeps matplotlib's own
-    ``"tight"``, which lets the engine run first.
+    Every format is cropped to one box: the figure's tight bounding box at its dpi, in
+    inches, padded by ``savefig.pad_inches``, measured once without drawing; each format is
+    then drawn once. ``bbox_inches="tight"`` would lay the figure out, measure and draw it
+    again per format, for the same box (the PNGs are byte-identical; tested). Vector formats
+    measure text at 72 dpi: their own boxes differ by a few points, less than half the pad
+    (tested). A figure with a layout engine keeps matplotlib's ``"tight"``, which lets the
+    engine run first.
     """
-    renderer = _layout(fig)
-    _separate_labels(fig, renderer)
     bbox = "tight"
     if fig.get_layout_engine() is None:
+        renderer = fig.canvas.get_renderer()
+        _separate_labels(fig, renderer)
         bbox = fig.get_tightbbox(renderer).padded(plt.rcParams["savefig.pad_inches"])
+    else:
+        _separate_labels(fig)
     out = []
     for fmt in formats:
         target = folder / f"{stem}.{fmt}"
@@ -224,7 +226,8 @@ def label(ax, text: str) -> None:
 def _separate_labels(fig, renderer=None) -> None:
     """Measure the labels: when the dataset label would overlap the experiment label (a
     long dataset label on a narrow figure), lift it onto its own line above. ``renderer``:
-    one that has laid the figure out (else a layout pass is made here)."""
+    the figure's (its axes stay where they are: no layout engine); without it, a layout
+    pass places the axes first."""
     if renderer is None:
         renderer = _layout(fig)
     for ax in fig.axes:
