@@ -168,3 +168,33 @@ def test_runs_of_one_process_share_one_fork_server(
     assert other is not None and other is not server
     assert pid_of(tmp_path / "c" / "nominal", "load") in other._pids.values()
     assert server.proc.wait(10) is not None  # the first one was closed
+
+
+@pytest.mark.skipif(not forkserver.supported(), reason="fork server: Linux only")
+def test_a_kept_fork_server_ends_when_no_run_takes_it(
+    cfg: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+):
+    """A process that ran once and then idles (a notebook) does not hold the server's
+    imports for ever: KEEP_TIMEOUT seconds after its run the kept server is closed and the
+    next run starts a new one. A run that took the server in time keeps it."""
+    one = ("--set", "scan.masses=[0.060]", "--set", 'steps.run=["load"]')
+    forkserver.take_spare(None)
+    monkeypatch.setattr(forkserver, "KEEP_TIMEOUT", 1.0)
+    code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'a'}")
+    assert code == 0, err
+    server = forkserver._SPARE
+    assert server is not None and server.proc.poll() is None
+    assert server.proc.wait(10) is not None  # closed about a second later
+    assert forkserver._SPARE is None
+    code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'b'}")
+    assert code == 0, err
+    fresh = forkserver._SPARE
+    assert fresh is not None and fresh is not server
+    assert pid_of(tmp_path / "b" / "nominal", "load") in fresh._pids.values()
+
+    taken = forkserver.take_spare(fresh.env)  # a run takes it before its time is up
+    assert taken is fresh
+    time.sleep(2.0)
+    assert fresh.running()  # the expiry was called off
+    forkserver.keep(fresh)  # that run ended: the second keep has its own time
+    assert fresh.proc.wait(10) is not None and forkserver._SPARE is None

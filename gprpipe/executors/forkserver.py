@@ -21,7 +21,8 @@ one spare server for its next run: :func:`prestart` starts one at the very begin
 ``gprpipe run``/``rerun`` (from the command line's entry points), so that its imports
 overlap the reading and planning of the config, and :func:`keep` keeps the server of a run
 that ended, so that a process running several (a notebook calling the run service, the
-test suite) imports the numerics once; :func:`take_spare` hands the spare to the
+test suite) imports the numerics once (until it has been idle for :data:`KEEP_TIMEOUT`
+seconds); :func:`take_spare` hands the spare to the
 executor. Each worker keeps the protocol of a spawned one: its own log per task,
 ``SIGINT`` ignored, one BLAS thread, and a crash ends only that worker. Only this
 module's standard-library imports happen before the fork.
@@ -44,6 +45,9 @@ from typing import IO
 #: seconds an unclaimed server waits for its first request before it ends (a prestarted
 #: server of a run that turned out not to use local workers, e.g. SLURM)
 CLAIM_TIMEOUT = 120.0
+#: seconds a server kept from a run waits for this process's next run before it is closed
+#: (it holds the imported numerics, about 150 MB, for nothing once the process is idle)
+KEEP_TIMEOUT = 300.0
 #: set to 0: spawn each warm worker as its own ``python`` process (no fork server)
 FORK_ENV = "GPRPIPE_FORK_SERVER"
 #: set to 1: one fresh ``python -m gprpipe step`` process per local task (no warm workers)
@@ -310,6 +314,7 @@ class ForkedWorker:
 #: this process's server for its next run (prestarted, or kept from its last run)
 _SPARE: ForkServer | None = None
 _SPARE_LOCK = threading.Lock()  # runs in threads of one process take and keep it
+_EXPIRY: threading.Timer | None = None  # closes a kept spare that no run took in time
 
 
 def worker_env() -> dict[str, str]:
@@ -345,10 +350,13 @@ def _wants_workers(argv: Sequence[str]) -> bool:
     return os.environ.get(FRESH_ENV, "") != "1"
 
 
-def _set_spare(server: ForkServer) -> None:
-    global _SPARE
+def _set_spare(server: ForkServer, expiry: threading.Timer | None = None) -> None:
+    global _SPARE, _EXPIRY
     with _SPARE_LOCK:
         old, _SPARE = _SPARE, server
+        old_expiry, _EXPIRY = _EXPIRY, expiry
+    if old_expiry is not None:
+        old_expiry.cancel()
     if old is not None and old is not server:
         old.close(at_once=True)
 
@@ -362,19 +370,36 @@ def prestart(argv: Sequence[str]) -> None:
 
 def keep(server: ForkServer) -> None:
     """Keep the server of a run that ended for this process's next run (its workers must
-    have been stopped); a server that died is closed."""
+    have been stopped), for at most :data:`KEEP_TIMEOUT` seconds; a server that died is
+    closed."""
     if server.running():
-        _set_spare(server)
+        expiry = threading.Timer(KEEP_TIMEOUT, _expire)
+        expiry.daemon = True
+        _set_spare(server, expiry)
+        expiry.start()
     else:
         server.close(at_once=True)
+
+
+def _expire() -> None:
+    """Close the spare kept by the timer that calls this, if no run took it since."""
+    global _SPARE, _EXPIRY
+    with _SPARE_LOCK:
+        if _EXPIRY is not threading.current_thread() or _SPARE is None:
+            return
+        server, _SPARE, _EXPIRY = _SPARE, None, None
+    server.close(at_once=True)
 
 
 def take_spare(env: Mapping[str, str] | None) -> ForkServer | None:
     """The spare server if it serves ``env`` (else, or with ``env`` None, it is closed);
     None if there is none."""
-    global _SPARE
+    global _SPARE, _EXPIRY
     with _SPARE_LOCK:
         server, _SPARE = _SPARE, None
+        expiry, _EXPIRY = _EXPIRY, None
+    if expiry is not None:
+        expiry.cancel()
     if server is not None and (env is None or not server.usable(env)):
         server.close(at_once=True)
         server = None
