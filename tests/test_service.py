@@ -6,7 +6,9 @@ then status, rerun and cancel through the same functions, and the TUI's backgrou
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +49,32 @@ class Recorder(service.RunObserver):
 
 def _options(run_dir: Path, **kw) -> service.RunOptions:
     return service.RunOptions(overrides=[f"base.output={run_dir}"], steps=STEPS, jobs=2, **kw)
+
+
+def test_a_program_calling_the_service_keeps_its_sigterm_handler(tmp_path: Path):
+    """A run takes SIGTERM over only while its tasks run (so that ``gprpipe cancel`` stops
+    them) and gives the caller's handler back; a run in another thread of the program (where
+    Python cannot set handlers) runs and leaves SIGTERM alone."""
+
+    def mine(signum: int, frame: object) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        one = ["base.output={}", "scan.masses=[0.06]"]
+        opts = service.RunOptions(overrides=[one[0].format(tmp_path / "a"), one[1]], steps=STEPS)
+        assert service.run(QUICKSTART, opts).ok
+        assert signal.getsignal(signal.SIGTERM) is mine
+        result: list[object] = []
+        opts = service.RunOptions(overrides=[one[0].format(tmp_path / "b"), one[1]], steps=STEPS)
+        thread = threading.Thread(target=lambda: result.append(service.run(QUICKSTART, opts)))
+        thread.start()
+        thread.join(120)
+        assert len(result) == 1 and result[0].ok  # type: ignore[attr-defined]
+        assert (tmp_path / "b" / "nominal" / "scan.csv").is_file()
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_run_status_rerun_through_the_service(tmp_path: Path):

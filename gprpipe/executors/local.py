@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
@@ -238,14 +239,30 @@ def warm_workers_wanted(engine: Engine) -> bool:
     return getattr(engine, "name", "") == "local" and os.environ.get(FRESH_ENV, "") != "1"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def install_sigterm_handler() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so that a cancelled run stops its tasks."""
-    import signal
+    """Turn SIGTERM into KeyboardInterrupt for the rest of this process (a process that
+    exists to run one run: the TUI's launcher), so that a cancelled run stops its tasks."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While a run's tasks run: SIGTERM (``gprpipe cancel``) raises KeyboardInterrupt, so
+    that the run stops its tasks like Ctrl-C; the previous handler comes back after (a
+    program that calls the run service keeps its own). Python delivers signals to the main
+    thread only: a run in another thread leaves SIGTERM as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stop_children(timeout: float = 10.0) -> None:
@@ -416,7 +433,7 @@ def run_local(
                 for task in pending:
                     finish(task, Outcome("skipped", message="dependencies cannot run"))
                 pending.clear()
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see install_sigterm_handler)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see sigterm_interrupts)
         stop_containers(engine, list(commands.values()))
         stop_children()
         for task in running.values():  # a task that finished just before is kept as done
@@ -464,18 +481,18 @@ class LocalExecutor(Executor):
         if configs is None:
             raise ValueError("the local executor needs the point configs")
         hooks = hooks or Hooks()
-        install_sigterm_handler()
-        return run_local(
-            tasks,
-            configs,
-            self.engine,
-            run_dir=self.run_dir,
-            jobs=self.jobs,
-            force=force,
-            on_update=hooks.on_update,
-            on_notice=hooks.on_notice,
-            on_tick=hooks.on_tick,
-        )
+        with sigterm_interrupts():
+            return run_local(
+                tasks,
+                configs,
+                self.engine,
+                run_dir=self.run_dir,
+                jobs=self.jobs,
+                force=force,
+                on_update=hooks.on_update,
+                on_notice=hooks.on_notice,
+                on_tick=hooks.on_tick,
+            )
 
     @classmethod
     def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
