@@ -281,6 +281,7 @@ def _interrupted(exc: Interrupted) -> typer.Exit:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     config: ConfigArg,
     engine: Annotated[str | None, typer.Option(help="local|docker|podman|apptainer")] = None,
     executor: Annotated[str | None, typer.Option(help="local|slurm")] = None,
@@ -321,6 +322,7 @@ def run(
         unblind=unblind,
         overrides=list(set_ or []),
         command="gprpipe run",
+        record=["gprpipe", *(ctx.obj or {}).get("argv", sys.argv[1:])],
     )
     try:
         result = service.run(config, options, _Bars())
@@ -677,7 +679,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        code = app(args=args, prog_name="gprpipe", standalone_mode=False)
+        # the commands see the command line they were given (run.json records it), also
+        # when a program calls main(argv) rather than the shell
+        code = app(args=args, prog_name="gprpipe", standalone_mode=False, obj={"argv": args})
     except ConfigError as exc:
         if debug:
             raise

@@ -25,6 +25,7 @@ from conftest import (
     REPO,
     cli_env,
     quickstart_child,
+    run_cli_here,
     run_cli_subprocess,
     start_cli_subprocess,
 )
@@ -95,6 +96,15 @@ def test_run_writes_run_json_load_h5_and_plot(quickstart_run: dict):
         "nominal/plot": {"state": "cached", "seconds": 0.0},
     }
     assert info["wall_seconds"] > 0 and info["engine"] == "local"
+    # the command that does the same again (`python -m gprpipe` recorded as the command)
+    assert info["command"] == [
+        "gprpipe",
+        "run",
+        str(QUICKSTART.relative_to(REPO)),
+        *FAST,
+        "--set",
+        f"base.output={run_dir}",
+    ]
 
     with h5py.File(point / "load.h5", "r") as f:
         assert {"gprpipe_version", "cache_key", "created", "config_sha256"} <= set(f.attrs)
@@ -258,7 +268,7 @@ def test_killed_run_resumes_with_complete_outputs(tmp_path: Path, cli):
     code, out, _ = cli("status", run_dir)
     assert code == 0 and "done=1" in out.strip().splitlines()[-1]
 
-    code, out, err = run_cli_subprocess("run", cfg, "-j", "1")
+    code, out, err = run_cli_here("run", cfg, "-j", "1")
     assert code == 0, err
     assert "cached" in out and "0 failed" in out
     assert states(run_dir) == dict.fromkeys(
