@@ -2,7 +2,12 @@
 
 ``run_cli`` runs ``python -m gprpipe ...`` in a subprocess, exactly as a user would;
 ``cli`` calls the same entry point (``gprpipe.cli.main``) in this process, which is much
-faster for commands that do not start tasks (validate, render, grid, schema...).
+faster for commands that do not start tasks (validate, render, grid, schema...);
+``run_cli_here`` does the same with the subprocess's environment and output, for the runs
+of tests that need nothing of a process of their own (signals, pid, working folder): their
+tasks still run in worker processes, forked by the fork server that this process keeps
+from its previous run, so the interpreter and the numerics are not started and imported
+again for each run.
 """
 
 from __future__ import annotations
@@ -111,9 +116,7 @@ def shared_run(
     with open(folder / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            code, so, se = run_cli_subprocess(
-                "run", *args, "--set", f"base.output={out}", timeout=timeout
-            )
+            code, so, se = run_cli_here("run", *args, "--set", f"base.output={out}")
             done.write_text(json.dumps({"code": code, "out": so, "err": se}))
         res = json.loads(done.read_text())
     assert res["code"] == 0, res["out"] + res["err"]
@@ -175,6 +178,39 @@ def run_cli_subprocess(
         proc.communicate()
         raise
     return proc.returncode, out, err
+
+
+def run_cli_here(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float | None = None
+) -> CliResult:
+    """``gprpipe ARGS`` called in this process (``gprpipe.cli.main``) with the environment
+    of :func:`run_cli_subprocess` (plus ``env``) for its duration: (exit code, stdout,
+    stderr). The same entry point and output as the command line; a run's tasks run in
+    worker processes as they do there, with that environment. ``timeout`` is accepted for
+    symmetry and not enforced."""
+    import contextlib
+    import io
+
+    from gprpipe.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    extra = {**SUBPROCESS_ENV, **(env or {})}
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code, out.getvalue(), err.getvalue()
 
 
 def start_cli_subprocess(

@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import QUICKSTART, REPO, quickstart_child, run_cli_subprocess, settings
+from conftest import QUICKSTART, REPO, quickstart_child, run_cli_here, run_cli_subprocess, settings
 
 from gprpipe.io.root import read_hist, write_hist
 from gprpipe.stats.resolution import sigma_m
@@ -45,9 +45,7 @@ def _modified_root(source: Path, path: Path) -> tuple[Path, float]:
 
 
 def _run(cfg: Path, out: Path, *extra: str) -> tuple[int, str, str]:
-    return run_cli_subprocess(
-        "run", cfg, "--set", f"base.output={out}", "-j", "1", *extra, timeout=900
-    )
+    return run_cli_here("run", cfg, "--set", f"base.output={out}", "-j", "1", *extra)
 
 
 def _datasets(path: Path) -> dict[str, np.ndarray]:

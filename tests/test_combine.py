@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, run_cli_subprocess, settings
+from conftest import REPO, run_cli_here, settings
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
@@ -245,7 +245,7 @@ def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
     GP refit converged; the noise-free refit toys extract 70-95% of the injected yield,
     with ~10.7% of the signal on each dataset's training bins (1.64 sigma window)."""
     out = tmp_path / "run"
-    code, so, se = run_cli_subprocess(
+    code, so, se = run_cli_here(
         "run",
         REPO / "user_configs" / "hps2015_2016_combined.toml",
         *settings(

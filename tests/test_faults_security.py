@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, settings, write
+from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, run_cli_here, settings, write
 
 REPO = Path(__file__).resolve().parents[1]
 HPS2015 = REPO / "templates" / "hps2015.toml"
@@ -222,17 +222,17 @@ def test_point_folder_symlinked_outside_is_refused(
 # ---------------------------------------------------------------- 3. symlinked logs
 
 
-def test_task_log_symlink_is_replaced_not_followed(run_cli, tmp_path: Path):
+def test_task_log_symlink_is_replaced_not_followed(tmp_path: Path):
     run = tmp_path / "run"
     args = ("run", QUICKSTART, "--steps", "load", "--set", f"base.output={run}")
-    code, _, err = run_cli(*args)
+    code, _, err = run_cli_here(*args)
     assert code == 0, err
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     log = run / "nominal" / "logs" / "load.log"
     log.unlink()
     log.symlink_to(victim)
-    code, _, err = run_cli(*args, "--force")
+    code, _, err = run_cli_here(*args, "--force")
     assert code == 0, err
     assert victim.read_text() == "precious\n"
     assert not log.is_symlink() and "nominal/load" in log.read_text()
@@ -507,11 +507,11 @@ def test_output_on_read_only_file_system(cli, tmp_path: Path, monkeypatch: pytes
 
 
 @pytest.mark.slow
-def test_run_with_failed_rows_exits_1(run_cli, tmp_path: Path):
+def test_run_with_failed_rows_exits_1(tmp_path: Path):
     """A training range that leaves no sideband at 60 MeV: that mass's fit fails, the run
     says so (which mass, which file) and exits 1; the good mass is in scan.csv."""
     run = tmp_path / "run"
-    code, out, err = run_cli(
+    code, out, err = run_cli_here(
         "run",
         QUICKSTART,
         "--steps",

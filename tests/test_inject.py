@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import DEMO_ROOT, REPO, run_cli_subprocess, settings
+from conftest import DEMO_ROOT, REPO, run_cli_here, settings
 from threadpoolctl import threadpool_limits
 
 from gprpipe.stats import inject as inj
@@ -321,7 +321,7 @@ def test_cli_injection_end_to_end(tmp_path: Path):
     arrays and, in refit mode, the leakage diagnostics; the plots exist."""
     out = tmp_path / "run"
     cond, refit = "refit_gp-false_blind_nsigma-1.64", "refit_gp-true_blind_nsigma-1.96"
-    code, so, se = run_cli_subprocess(
+    code, so, se = run_cli_here(
         "run",
         REPO / "user_configs" / "hps2015_injection.toml",
         *settings(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import settings
+from conftest import run_cli_here, settings
 
 from gprpipe.stats.gp import GPHyper, predict_counts
 from gprpipe.stats.leakage import leakage_shift, leakage_template
@@ -191,7 +191,7 @@ def test_window_at_the_training_range_edge_is_flagged_one_sideband(shared_data):
 # "ignore" reproduces the previous numbers; "model" is what the limit step uses by default
 # ------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path, run_cli):
+def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path):
     import csv
 
     import h5py
@@ -200,7 +200,7 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path, ru
 
     rows = {}
     for mode in ("ignore", "model"):
-        code, out, err = run_cli(
+        code, out, err = run_cli_here(
             "run",
             REPO / "user_configs" / "quickstart.toml",
             "--steps",

@@ -26,7 +26,7 @@ from conftest import (
     SHIPPED_USER_CONFIGS,
     cli_env,
     quickstart_child,
-    run_cli_subprocess,
+    run_cli_here,
     settings,
     start_cli_subprocess,
     write,
@@ -215,7 +215,7 @@ def test_debug_is_in_the_help(cli):
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The quickstart (load, fit, limit) through the CLI; its output kept for the checks."""
     run_dir = tmp_path_factory.mktemp("quick") / "run"
-    code, out, err = run_cli_subprocess(
+    code, out, err = run_cli_here(
         "run",
         QUICKSTART,
         "--steps",
@@ -243,7 +243,7 @@ def grid_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "fit.blind_nsigma" = [1.64, 1.96]
     """,
     )
-    code, _, err = run_cli_subprocess("run", cfg, "--steps", "load,fit,limit", timeout=600)
+    code, _, err = run_cli_here("run", cfg, "--steps", "load,fit,limit")
     assert code == 0, err
     return root / "run"
 
@@ -422,7 +422,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     assert int(m.group(1)) >= 1 and Path(m.group(2)) == run_dir
     assert m.group(4) == (f"gprpipe run {QUICKSTART} --set base.output={run_dir}")
     # resuming does not redo the kept load task
-    code, out, _ = run_cli_subprocess(
+    code, out, _ = run_cli_here(
         "run", QUICKSTART, "--steps", "load", "--set", f"base.output={run_dir}"
     )
     assert code == 0 and "Nothing to do" in out

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import (
     assert_pyhf_limits_within,
-    run_cli_subprocess,
+    run_cli_here,
     settings,
     shared_run,
 )
@@ -305,7 +305,7 @@ def test_pyhf_patchset_reproduces_limits(run2015: Path):
     patched workspace gives A_up and the expected median within 1% (pyhf asymptotics: its
     CLs crosses 0.05 between 0.99 and 1.01 times each limit)."""
     pyhf = pytest.importorskip("pyhf")
-    code, so, se = run_cli_subprocess("export-pyhf", run2015, "--dataset", "2015", "--patchset")
+    code, so, se = run_cli_here("export-pyhf", run2015, "--dataset", "2015", "--patchset")
     assert code == 0, so + se
     bkg = json.loads((run2015 / "exports" / "pyhf_2015_bkgonly.json").read_text())
     ps = pyhf.PatchSet(json.loads((run2015 / "exports" / "pyhf_2015_patchset.json").read_text()))
@@ -344,7 +344,7 @@ def test_spey_model_reproduces_limits(run2015: Path):
     from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
     from gprpipe.steps.export import spey_convention_limit
 
-    code, so, se = run_cli_subprocess("export-spey", run2015, "--dataset", "2015")
+    code, so, se = run_cli_here("export-spey", run2015, "--dataset", "2015")
     assert code == 0, so + se
     doc = json.loads((run2015 / "exports" / "spey_2015.json").read_text())
     pdf = spey.get_backend(doc["model"])
@@ -462,9 +462,7 @@ def test_combination_csv_and_reach(run_comb: Path):
         assert float(comb["ratio_to_best_single"]) <= 1.0
     assert [float(r["mass_GeV"]) for r in _rows(run_comb / "allocation.csv")] == [0.06] * 3
     assert (run_comb / "plots" / "signal_allocation.png").is_file()
-    code, so, se = run_cli_subprocess(
-        "project-reach", run_comb.parent, "--scale", "2015=4,2016=100"
-    )
+    code, so, se = run_cli_here("project-reach", run_comb.parent, "--scale", "2015=4,2016=100")
     assert code == 0, so + se
     reach = _rows(run_comb / "reach" / "reach.csv")
     scan = _scan(run_comb)
@@ -480,7 +478,7 @@ def test_combination_csv_and_reach(run_comb: Path):
         assert float(r["eps2_exp_med_combined_ivw"]) == pytest.approx(
             float(r["eps2_exp_med_combined_fit"]), rel=0.05
         )
-    code, so, se = run_cli_subprocess("project-reach", run_comb.parent, "--scale", "2021=10")
+    code, so, se = run_cli_here("project-reach", run_comb.parent, "--scale", "2021=10")
     assert code == 1 and "--scale names dataset '2021'" in se and "Traceback" not in se
 
 
@@ -515,7 +513,7 @@ def test_rpen7_grid_points_compared(tmp_path: Path):
             f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},ok\n2015,0.06,{3e-6 * f!r},{4e-6 * f!r},ok\n"
         )
     (run / "run.json").write_text(json.dumps({"grid": [{"name": n, "dir": n} for n in names]}))
-    code, so, se = run_cli_subprocess("compare", run)
+    code, so, se = run_cli_here("compare", run)
     assert code == 0, so + se
     rows = _rows(run / "compare" / "compare_2015.csv")
     assert [r["point"] for r in rows] == ["frad_penalty-0.07"] * 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import quickstart_child, settings, write
+from conftest import quickstart_child, run_cli_here, settings, write
 
 from gprpipe.io.hdf5 import write_group, write_h5
 
@@ -25,7 +25,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
+def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     cfg = quickstart_child(
         tmp_path / "gt.toml",
         f"""
@@ -39,7 +39,7 @@ def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
         formats = ["png"]
         """,
     )
-    code, out, err = run_cli("run", cfg, timeout=900)
+    code, out, err = run_cli_here("run", cfg, timeout=900)
     assert code == 0, out + err
     point = tmp_path / "run" / "nominal"
     header = (point / "scan.csv").read_text().splitlines()[0].split(",")
@@ -67,7 +67,7 @@ def test_global_toys_through_the_cli(tmp_path: Path, run_cli) -> None:
     assert (point / "plots" / "global_toys_demo.png").stat().st_size > 10_000
     assert (point / "parts" / "limit" / "demo-toys-001.h5").is_file()
     # seeded per toy: one task of 300 toys gives exactly the same maxima as two of 150
-    code, out, err = run_cli(
+    code, out, err = run_cli_here(
         "run",
         cfg,
         "--steps",
@@ -161,9 +161,9 @@ def _toyscan_config(tmp_path: Path, shared_data: Path, pattern: str) -> Path:
     )
 
 
-def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path, run_cli) -> None:
+def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path) -> None:
     cfg = _toyscan_config(tmp_path, shared_data, "fShiftSigPow/*_toy_*")
-    code, out, err = run_cli("run", cfg, timeout=900)
+    code, out, err = run_cli_here("run", cfg, timeout=900)
     assert code == 0, out + err
     point = tmp_path / "run" / "nominal"
     rows = _rows(point / "toyscan.csv")
@@ -193,7 +193,7 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path, run_cli) -> Non
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path, run_cli) -> None:
+def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path) -> None:
     """The toy chunks as SLURM array tasks give the same bytes as the local run."""
     if not (
         shutil.which("sinfo")
@@ -201,9 +201,9 @@ def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path, 
     ):
         pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
     cfg = _toyscan_config(tmp_path, shared_data, "fGenGammaShift/*_toy_*")
-    code, out, err = run_cli("run", cfg, "--steps", "toyscan", timeout=900)
+    code, out, err = run_cli_here("run", cfg, "--steps", "toyscan", timeout=900)
     assert code == 0, out + err
-    code, out, err = run_cli(
+    code, out, err = run_cli_here(
         "run",
         cfg,
         "--steps",
@@ -223,9 +223,9 @@ def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path, 
     assert any("toyscan" in s and "--array=0-1" in s for s in scripts)
 
 
-def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path, run_cli) -> None:
+def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path) -> None:
     cfg = _toyscan_config(tmp_path, shared_data, "noSuchFamily/*_toy_*")
-    code, out, err = run_cli("run", cfg, timeout=300)
+    code, out, err = run_cli_here("run", cfg, timeout=300)
     assert code == 1
     assert "no histogram matches toyscan.pattern 'noSuchFamily/*_toy_*'" in out + err
     assert "Traceback" not in out + err

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import QUICKSTART, run_cli_subprocess
+from conftest import QUICKSTART, run_cli_here
 from test_tui import SIZE, _settle, _static, sync
 from textual.widgets import DataTable, Input, TextArea
 
@@ -120,7 +120,7 @@ async def test_form_note_says_enter_sets_the_text_and_ctrl_s_saves(tmp_path):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("tui-run") / "run"
-    code, _, err = run_cli_subprocess(
+    code, _, err = run_cli_here(
         "run",
         QUICKSTART,
         "--steps",
