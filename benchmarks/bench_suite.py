@@ -4,11 +4,14 @@
 Runs the README's test command (``python -m pytest -n 2`` by default) with this module as a
 pytest plugin that records, for every test, the CPU time of the test process itself and of
 the processes it waited for (``gprpipe run`` subprocesses with their fork servers and
-workers; SLURM jobs and containers run outside the tree and are not counted), and its wall
-time. Prints the suite's wall time, the CPU time of the whole process tree, the floor that
-CPU time sets on the wall time (CPU / cores), how long each pytest-xdist worker stood idle
-at the end (an unbalanced schedule), the failed tests, then the CPU per test file and the
-tests that take the most. A suite whose CPU floor exceeds the target cannot meet it by scheduling.
+workers), and its wall time. The workers of runs made in a test process are children of the
+fork server that process keeps between runs: their CPU is in the totals, but counted against
+the test during which that server ended. SLURM jobs and containers run outside the tree:
+the whole machine's busy time (``/proc/stat``) counts them. Prints the suite's wall time,
+the CPU time of the process tree and of the machine, the floors they set on the wall time
+(CPU / cores), how long each pytest-xdist worker stood idle at the end (an unbalanced
+schedule), the failed tests, then the CPU per test file and the tests that take the most. A
+suite whose CPU floor exceeds the target cannot meet it by scheduling.
 
 Usage: python benchmarks/bench_suite.py [--top 20] [--log tests.tsv] [--] [pytest arguments,
 default -n 2]
