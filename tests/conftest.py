@@ -100,9 +100,7 @@ def shared_folder(factory: pytest.TempPathFactory, name: str) -> Path:
     return folder
 
 
-def shared_run(
-    factory: pytest.TempPathFactory, name: str, *args: str | Path, timeout: float = 1800
-) -> Path:
+def shared_run(factory: pytest.TempPathFactory, name: str, *args: str | Path) -> Path:
     """``gprpipe run ARGS --set base.output=<dir>`` done ONCE per test session, also under
     pytest-xdist: the first worker to ask runs it (holding a file lock in the session's
     shared temporary folder), the others wait and reuse it. Returns the run directory.
@@ -180,18 +178,24 @@ def run_cli_subprocess(
     return proc.returncode, out, err
 
 
-def run_cli_here(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float | None = None
-) -> CliResult:
+def call_main(*args: str | Path) -> int:
+    """``gprpipe.cli.main(ARGS)`` in this process; its exit code."""
+    from gprpipe.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def run_cli_here(*args: str | Path, env: dict[str, str] | None = None) -> CliResult:
     """``gprpipe ARGS`` called in this process (``gprpipe.cli.main``) with the environment
     of :func:`run_cli_subprocess` (plus ``env``) for its duration: (exit code, stdout,
     stderr). The same entry point and output as the command line; a run's tasks run in
-    worker processes as they do there, with that environment. ``timeout`` is accepted for
-    symmetry and not enforced."""
+    worker processes as they do there, with that environment."""
     import contextlib
     import io
-
-    from gprpipe.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     extra = {**SUBPROCESS_ENV, **(env or {})}
@@ -199,11 +203,7 @@ def run_cli_here(
     os.environ.update(extra)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main([str(a) for a in args])
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            code = call_main(*args)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -251,15 +251,10 @@ def run_cli() -> Callable[..., CliResult]:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     """Run ``gprpipe.cli.main(args)`` in this process; returns (code, stdout, stderr)."""
-    from gprpipe.cli import main
 
     def call(*args: str | Path) -> CliResult:
         capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = call_main(*args)
         out, err = capsys.readouterr()
         return code, out, err
 

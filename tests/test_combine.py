@@ -263,7 +263,6 @@ def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
         "fit.signal_leakage=ignore",
         "--steps",
         "load,fit,limit,inject",
-        timeout=900,
     )
     assert code == 0, so + se
     with (out / "nominal" / "inject.csv").open() as fh:

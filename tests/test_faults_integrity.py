@@ -570,9 +570,7 @@ def podman_fitted(cfg: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The load and fit steps of ``cfg`` run in Podman, once per session: the stop tests
     start from a copy of it, so that the first task they run is the limit chunk."""
     require_podman()
-    return shared_run(
-        tmp_path_factory, "podman-fitted", cfg, *PODMAN_ARGS, "--steps", "load,fit", timeout=600
-    )
+    return shared_run(tmp_path_factory, "podman-fitted", cfg, *PODMAN_ARGS, "--steps", "load,fit")
 
 
 @pytest.mark.podman

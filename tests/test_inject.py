@@ -335,7 +335,6 @@ def test_cli_injection_end_to_end(tmp_path: Path):
         "plot.displays.z=[5.0]",  # one strength: both display variants, a third of the CPU
         "--points",
         f"{cond},{refit}",
-        timeout=900,
     )
     assert code == 0, so + se
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [cond, refit]

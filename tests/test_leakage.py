@@ -206,7 +206,6 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path):
             "--steps",
             "load,fit,limit",
             *settings(f"base.output={tmp_path / mode}", f"fit.signal_leakage={mode}"),
-            timeout=900,
         )
         assert code == 0, out + err
         with open(tmp_path / mode / "nominal" / "scan.csv") as fh:

@@ -222,7 +222,6 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "load,fit,limit",
         "--set",
         f"base.output={run_dir}",
-        timeout=600,
     )
     assert code == 0, err
     (run_dir / "stdout.txt").write_text(out)

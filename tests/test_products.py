@@ -139,7 +139,6 @@ def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         ),
         "--steps",
         "load,fit,limit,inject,plot",
-        timeout=1800,
     )
     return out / "nominal"
 
@@ -209,7 +208,6 @@ def run2015_refit(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
         ),
         "--steps",
         "load,fit,limit,inject,plot",
-        timeout=1800,
     )
     return out / "nominal"
 
@@ -421,7 +419,6 @@ def run_comb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         ),
         "--steps",
         "load,fit,limit,inject,plot",
-        timeout=1800,
     )
     return out / "nominal"
 

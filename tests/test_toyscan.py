@@ -39,7 +39,7 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
         formats = ["png"]
         """,
     )
-    code, out, err = run_cli_here("run", cfg, timeout=900)
+    code, out, err = run_cli_here("run", cfg)
     assert code == 0, out + err
     point = tmp_path / "run" / "nominal"
     header = (point / "scan.csv").read_text().splitlines()[0].split(",")
@@ -77,7 +77,6 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
             "limit.global_toys_refit=0",
             f"base.output={tmp_path / 'one'}",
         ),
-        timeout=900,
     )
     assert code == 0, out + err
     with h5py.File(tmp_path / "one" / "nominal" / "limit.h5", "r") as f:
@@ -163,7 +162,7 @@ def _toyscan_config(tmp_path: Path, shared_data: Path, pattern: str) -> Path:
 
 def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path) -> None:
     cfg = _toyscan_config(tmp_path, shared_data, "fShiftSigPow/*_toy_*")
-    code, out, err = run_cli_here("run", cfg, timeout=900)
+    code, out, err = run_cli_here("run", cfg)
     assert code == 0, out + err
     point = tmp_path / "run" / "nominal"
     rows = _rows(point / "toyscan.csv")
@@ -201,7 +200,7 @@ def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path) 
     ):
         pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
     cfg = _toyscan_config(tmp_path, shared_data, "fGenGammaShift/*_toy_*")
-    code, out, err = run_cli_here("run", cfg, "--steps", "toyscan", timeout=900)
+    code, out, err = run_cli_here("run", cfg, "--steps", "toyscan")
     assert code == 0, out + err
     code, out, err = run_cli_here(
         "run",
@@ -213,7 +212,6 @@ def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path) 
         "--wait",
         "--set",
         f"base.output={tmp_path / 'slurm'}",
-        timeout=900,
     )
     assert code == 0, out + err
     assert (tmp_path / "slurm" / "nominal" / "toyscan.csv").read_bytes() == (
@@ -225,7 +223,7 @@ def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path) 
 
 def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path) -> None:
     cfg = _toyscan_config(tmp_path, shared_data, "noSuchFamily/*_toy_*")
-    code, out, err = run_cli_here("run", cfg, timeout=300)
+    code, out, err = run_cli_here("run", cfg)
     assert code == 1
     assert "no histogram matches toyscan.pattern 'noSuchFamily/*_toy_*'" in out + err
     assert "Traceback" not in out + err

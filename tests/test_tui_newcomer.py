@@ -127,7 +127,6 @@ def finished(tmp_path_factory) -> Path:
         "load,fit,limit",
         "--set",
         f"base.output={run_dir}",
-        timeout=600,
     )
     assert code == 0, err
     return run_dir
