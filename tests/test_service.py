@@ -77,6 +77,19 @@ def test_a_program_calling_the_service_keeps_its_sigterm_handler(tmp_path: Path)
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_cancel_refuses_a_run_of_this_very_process(tmp_path: Path):
+    """A program that runs the service in a thread cannot cancel that run by signals (they
+    would go to itself): cancel says so instead of returning as if nothing ran."""
+    from gprpipe.pipeline.lock import run_lock
+
+    run_dir = tmp_path / "run"
+    refused = pytest.raises(GprpipeError, match="is being run by this process")
+    with run_lock(run_dir, command="gprpipe run"), refused:
+        service.cancel(run_dir)
+    with run_lock(run_dir, command="gprpipe status"):  # a status call holds it briefly
+        assert not service.cancel(run_dir).anything
+
+
 def test_run_status_rerun_through_the_service(tmp_path: Path):
     run_dir = tmp_path / "run"
     rec = Recorder()

@@ -623,7 +623,9 @@ def cancel(
     """Stop the run of ``run_dir``: SIGTERM to the process holding its lock on this host
     (its tasks stop and are marked ``failed``) and to ``pid`` (a background launch, with
     its process group), SIGKILL after ``timeout`` s; tasks still marked running whose
-    process is gone become ``failed`` (``why``); the run's scheduler jobs are cancelled."""
+    process is gone become ``failed`` (``why``); the run's scheduler jobs are cancelled. A
+    run held by this very process (a program running the service in a thread) is refused
+    with a GprpipeError: it cannot be signalled from here."""
     run_dir = Path(run_dir)
     out = Cancelled()
     targets: dict[int, bool] = {}  # pid -> signal its process group
@@ -636,6 +638,12 @@ def cancel(
                 f"{run_dir} is in use by {describe(h)}, on another host: stop it there."
             )
         hpid = int(h.get("pid", 0) or 0)
+        own_run = str(h.get("command", "")).startswith(("gprpipe run", "gprpipe rerun"))
+        if hpid == os.getpid() and own_run and pid is None:
+            raise GprpipeError(
+                f"{run_dir} is being run by this process (pid {hpid}): a run stops where it "
+                "runs (Ctrl-C), not by cancel from the same process."
+            )
         if hpid and hpid != os.getpid() and hpid not in targets:
             targets[hpid] = False
     for p, group in targets.items():
