@@ -198,18 +198,11 @@ def run_cli_here(*args: str | Path, env: dict[str, str] | None = None) -> CliRes
     import io
 
     out, err = io.StringIO(), io.StringIO()
-    extra = {**SUBPROCESS_ENV, **(env or {})}
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**SUBPROCESS_ENV, **(env or {})}.items():
+            mp.setenv(k, v)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = call_main(*args)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return code, out.getvalue(), err.getvalue()
 
 

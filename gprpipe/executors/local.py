@@ -243,12 +243,6 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def install_sigterm_handler() -> None:
-    """Turn SIGTERM into KeyboardInterrupt for the rest of this process (a process that
-    exists to run one run: the TUI's launcher), so that a cancelled run stops its tasks."""
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """While a run's tasks run: SIGTERM (``gprpipe cancel``) raises KeyboardInterrupt, so

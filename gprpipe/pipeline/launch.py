@@ -166,11 +166,17 @@ def _prestart_workers(spec: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gprpipe.pipeline.launch SPEC``: run a launch spec; the exit code."""
-    from gprpipe.executors.local import install_sigterm_handler
+    from gprpipe.executors.local import sigterm_interrupts
 
     args = list(sys.argv[1:] if argv is None else argv)
     out = sys.stdout
-    install_sigterm_handler()  # SIGTERM (cancel) stops the tasks like Ctrl-C
+    # from the start (SIGTERM while the config is read also stops the run), not only while
+    # tasks run
+    with sigterm_interrupts():
+        return _main(args, out)
+
+
+def _main(args: list[str], out: TextIO) -> int:
     try:
         spec = json.loads(Path(args[0]).read_text())
         _prestart_workers(spec)

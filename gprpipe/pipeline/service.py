@@ -638,13 +638,14 @@ def cancel(
                 f"{run_dir} is in use by {describe(h)}, on another host: stop it there."
             )
         hpid = int(h.get("pid", 0) or 0)
-        own_run = str(h.get("command", "")).startswith(("gprpipe run", "gprpipe rerun"))
-        if hpid == os.getpid() and own_run and pid is None:
-            raise GprpipeError(
-                f"{run_dir} is being run by this process (pid {hpid}): a run stops where it "
-                "runs (Ctrl-C), not by cancel from the same process."
-            )
-        if hpid and hpid != os.getpid() and hpid not in targets:
+        if hpid == os.getpid():  # never signalled: it would stop the caller
+            a_run = str(h.get("command", "")).startswith(("gprpipe run", "gprpipe rerun"))
+            if a_run and pid is None:
+                raise GprpipeError(
+                    f"{run_dir} is being run by this process (pid {hpid}): a run stops where "
+                    "it runs (Ctrl-C), not by cancel from the same process."
+                )
+        elif hpid and hpid not in targets:
             targets[hpid] = False
     for p, group in targets.items():
         _signal(p, group, signal.SIGTERM)

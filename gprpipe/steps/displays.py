@@ -66,11 +66,11 @@ class Shown:
     A_inj: float | None = None
     sig_counts: np.ndarray | None = None  # realised signal counts (full range)
 
-
-def _signal(s: Shown) -> np.ndarray:
-    """The realised signal counts of an extraction display's pseudo-experiment."""
-    assert s.sig_counts is not None, "only extraction displays carry a signal"
-    return s.sig_counts
+    @property
+    def signal(self) -> np.ndarray:
+        """The realised signal counts of an extraction display's pseudo-experiment."""
+        assert self.sig_counts is not None, "only extraction displays carry a signal"
+        return self.sig_counts
 
 
 def template_of(blind: dict, cfg: Config) -> np.ndarray:
@@ -319,8 +319,8 @@ def _extraction_single(
     )
     if stored is not None:
         meta["A_hat_inject_h5"] = float(stored[0]["A_hat"][t])
-    meta["realised_signal_window"] = float(_signal(shown)[shown.blind].sum())
-    meta["realised_signal_total"] = float(_signal(shown).sum())
+    meta["realised_signal_window"] = float(shown.signal[shown.blind].sum())
+    meta["realised_signal_total"] = float(shown.signal.sum())
     meta["Z_hat"] = shown.A_hat / shown.sigma_A
     meta["Z_q0"] = _q0_z(n, shown.b, shown.C, shown.w)
     meta["eps2_hat"] = shown.A_hat / base.k_unit
@@ -453,8 +453,8 @@ def _extraction_combined(
         s.name: {
             "k_unit": s.k_unit,
             "A_inj": s.A_inj,
-            "realised_signal_window": float(_signal(s)[s.blind].sum()),
-            "realised_signal_total": float(_signal(s).sum()),
+            "realised_signal_window": float(s.signal[s.blind].sum()),
+            "realised_signal_total": float(s.signal.sum()),
             "A_hat": s.A_hat,
             "sigma_A": s.sigma_A,
         }
