@@ -594,9 +594,22 @@ def test_snapshot_report_goes_outside_the_repository(request: pytest.FixtureRequ
 # ---------------------------------------------------------------- the scripted walk-through
 
 
+def test_readme_setup_commands_are_the_ones_the_walkthrough_and_ci_run():
+    """The README opens with exactly two set-up commands: the walkthrough runs the first
+    (install, quickstart) and ``.ci/run`` ends with the second (test extras, tests)."""
+    block = re.search(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block is not None
+    first, second = block.group(1).strip().splitlines()
+    assert first == "pip install . && gprpipe run user_configs/quickstart.toml"
+    walk = (REPO / "scripts" / "newcomer-walkthrough.sh").read_text().splitlines()
+    assert "pip install --quiet ." in walk
+    assert 'out="$(gprpipe run user_configs/quickstart.toml)"' in walk
+    assert second in (REPO / ".ci" / "run").read_text().splitlines()
+
+
 @pytest.mark.slow
 def test_newcomer_walkthrough(tmp_path: Path):
-    """scripts/newcomer-walkthrough.sh in a fresh venv: the README's commands, init,
+    """scripts/newcomer-walkthrough.sh in a fresh venv: the README's first command, init,
     validate of three classic mistakes, a run with its summary, compare of two points."""
     script = REPO / "scripts" / "newcomer-walkthrough.sh"
     assert os.access(script, os.X_OK)
