@@ -19,6 +19,7 @@ from gprpipe.errors import GprpipeError
 from gprpipe.executors.base import Outcome
 from gprpipe.pipeline import service
 from gprpipe.pipeline.launch import LAUNCH_LOG, LAUNCH_SPEC, launch_rerun, launch_run
+from gprpipe.pipeline.lock import is_locked
 from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import SCAN, read_csv_table
 
@@ -77,13 +78,57 @@ def test_a_program_calling_the_service_keeps_its_sigterm_handler(tmp_path: Path)
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_cancel_refuses_a_run_of_this_very_process(tmp_path: Path):
-    """A program that runs the service in a thread cannot cancel that run by signals (they
-    would go to itself): cancel says so instead of returning as if nothing ran."""
+def test_cancel_stops_a_run_in_a_thread_of_this_process_and_only_it(tmp_path: Path):
+    """A program runs the service in two threads and cancels one run from its main thread:
+    no signal (it would go to the program itself); that run's fit is stopped and marked
+    failed ("cancelled"), its thread gets Interrupted, the directory is let go; the other
+    run, whose fit was running at the same moment, completes. Both fits are made slow
+    (100 optimiser restarts, a few seconds) so that they surely run when one is cancelled."""
+    slow = ["fit.n_restarts=100"]
+    dirs = {k: tmp_path / k for k in ("a", "b")}
+    outcome: dict[str, object] = {}
+
+    def run(k: str) -> None:
+        opts = _options(dirs[k])
+        opts.overrides = [*opts.overrides, *slow]
+        try:
+            outcome[k] = service.run(QUICKSTART, opts)
+        except service.Interrupted as exc:
+            outcome[k] = exc
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in dirs]
+    for t in threads:
+        t.start()
+    fit = "nominal/fit/demo-000"
+    t0 = time.monotonic()
+    fits: dict[str, str] = {}
+    while time.monotonic() - t0 < 120 and set(fits.values()) != {"running"}:
+        fits = {k: service.watch(d).states.get(fit, ("",))[0] for k, d in dirs.items()}
+        time.sleep(0.05)
+    assert fits == {"a": "running", "b": "running"}
+    t1 = time.monotonic()
+    done = service.cancel(dirs["a"])
+    assert done.here and done.pids == [] and time.monotonic() - t1 < 10
+    assert not is_locked(dirs["a"])  # cancel returned after the run let go of it
+    for t in threads:
+        t.join(120)
+    assert isinstance(outcome["a"], service.Interrupted)
+    assert "interrupted: 1 finished task kept in" in str(outcome["a"])
+    states = service.status(dirs["a"]).states
+    assert states["nominal/load"][0] == "done"
+    assert states[fit][0] == "failed" and states[fit][1].startswith("cancelled")
+    assert outcome["b"].ok  # type: ignore[attr-defined]
+    assert service.status(dirs["b"]).counts() == {"done": 5}
+    assert len(read_csv_table(dirs["b"] / "nominal" / "scan.csv")[1]) == 5
+
+
+def test_cancel_refuses_a_lock_held_outside_the_service(tmp_path: Path):
+    """A run directory this process holds other than through service.run (no stop event to
+    set) is refused in one sentence instead of returning as if nothing ran."""
     from gprpipe.pipeline.lock import run_lock
 
     run_dir = tmp_path / "run"
-    refused = pytest.raises(GprpipeError, match="is being run by this process")
+    refused = pytest.raises(GprpipeError, match="outside the run service: it cannot be")
     with run_lock(run_dir, command="gprpipe run"), refused:
         service.cancel(run_dir)
     with run_lock(run_dir, command="gprpipe status"):  # a status call holds it briefly

@@ -10,6 +10,7 @@ from its own section of the config (:meth:`Executor.from_config`).
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,11 +73,14 @@ class RunReport:
 
 @dataclass
 class Hooks:
-    """Callbacks of a blocking run: a task ended; a line to show; tasks are running."""
+    """Callbacks of a blocking run: a task ended; a line to show; tasks are running; and
+    ``stop``, an event that, once set, stops the run's tasks as Ctrl-C would (a cancel
+    from another thread of the same process, which signals cannot reach)."""
 
     on_update: Callable[[Task, Outcome], None] | None = None
     on_notice: Callable[[str], None] | None = None
     on_tick: Callable[[list[Task]], None] | None = None
+    stop: threading.Event | None = None
 
 
 class Executor(ABC):

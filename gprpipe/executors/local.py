@@ -59,10 +59,12 @@ def tail(path: Path, n: int = 8) -> str:
 
 
 Worker = subprocess.Popen[str] | ForkedWorker  # a warm worker, spawned or forked
-_CHILDREN: set[subprocess.Popen[Any] | ForkedWorker] = set()
+Children = set[subprocess.Popen[Any] | ForkedWorker]  # the task processes of one run
 
 
-def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -> tuple[int, float]:
+def _run_one(
+    cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path, children: Children
+) -> tuple[int, float]:
     t0 = time.perf_counter()
     with open_fresh(log) as fh:  # replaced, never written through a symlink
         fh.write("$ " + " ".join(cmd) + "\n")
@@ -75,11 +77,11 @@ def _run_one(cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path) -
             cwd=cwd,
             stdin=subprocess.DEVNULL,
         )
-        _CHILDREN.add(proc)
+        children.add(proc)
         try:
             code = proc.wait()
         finally:
-            _CHILDREN.discard(proc)
+            children.discard(proc)
     return code, time.perf_counter() - t0
 
 
@@ -95,8 +97,16 @@ class WarmWorkers:
     accumulate in one process. :meth:`preload` lets workers forked later import the
     modules of a step (the plot step's matplotlib) while other tasks run."""
 
-    def __init__(self, size: int, env: Mapping[str, str], *, recycle_after: int = 200) -> None:
+    def __init__(
+        self,
+        size: int,
+        env: Mapping[str, str],
+        children: Children,
+        *,
+        recycle_after: int = 200,
+    ) -> None:
         self.size = max(1, size)
+        self.children = children  # the run's, stopped by stop_children on a cancel
         self.env = dict(env)
         self.recycle_after = recycle_after
         self._idle: list[tuple[Worker, int]] = []  # (worker, tasks it ran)
@@ -116,7 +126,7 @@ class WarmWorkers:
         if self._server is not None and self._server.usable(self.env):
             try:
                 worker: Worker = self._server.fork()
-                _CHILDREN.add(worker)
+                self.children.add(worker)
                 return worker
             except OSError:
                 pass
@@ -129,7 +139,7 @@ class WarmWorkers:
             text=True,
             bufsize=1,
         )
-        _CHILDREN.add(proc)
+        self.children.add(proc)
         return proc
 
     def preload(self, step: str, modules: Sequence[str]) -> None:
@@ -163,7 +173,7 @@ class WarmWorkers:
                 proc = item[0]
                 if proc.poll() is not None:
                     self._idle.remove(item)
-                    _CHILDREN.discard(proc)
+                    self.children.discard(proc)
                 elif getattr(proc, "preloads", 0) >= need:
                     self._idle.remove(item)
                     return item
@@ -175,7 +185,7 @@ class WarmWorkers:
         return new
 
     def _retire(self, proc: Worker) -> None:
-        _CHILDREN.discard(proc)
+        self.children.discard(proc)
         with contextlib.suppress(OSError):
             if proc.stdin:
                 proc.stdin.close()
@@ -207,7 +217,7 @@ class WarmWorkers:
             answer = ""
         if not answer:  # the worker died with its task (crash, kill, cancel)
             code = proc.wait()
-            _CHILDREN.discard(proc)
+            self.children.discard(proc)
             with self._lock:
                 self._busy -= 1
             return (code if code != 0 else 1), time.perf_counter() - t0
@@ -259,9 +269,9 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def stop_children(timeout: float = 10.0) -> None:
-    """Terminate running task processes and reap them (on cancel or SIGTERM)."""
-    procs = list(_CHILDREN)
+def stop_children(children: Children, timeout: float = 10.0) -> None:
+    """Terminate a run's running task processes and reap them (on cancel or SIGTERM)."""
+    procs = list(children)
     for p in procs:
         if p.poll() is None:
             p.terminate()
@@ -319,6 +329,7 @@ def run_local(
     on_update: Callable[[Task, Outcome], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     on_tick: Callable[[list[Task]], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunReport:
     """Run ``tasks`` (plan order) respecting dependencies; ``configs`` maps point -> config.
 
@@ -328,7 +339,9 @@ def run_local(
     container), so a task killed during its start-up is seen as failed once the run is
     gone; containers are stopped when the run stops (and by a watchdog if it is killed).
     ``on_tick(running)`` is called about twice a second while tasks run (live progress:
-    the tasks record theirs in ``.state/<slug>.progress``).
+    the tasks record theirs in ``.state/<slug>.progress``). Once ``stop`` is set (checked
+    about twice a second) the run stops as on Ctrl-C: its tasks, and only its, are
+    stopped and marked failed ("cancelled"), and KeyboardInterrupt is raised.
     """
     forced = {t.id for t in tasks} if force is True else set(force or ())
     env = {**os.environ, **THREAD_ENV}
@@ -346,7 +359,8 @@ def run_local(
 
     watchdog = start_watchdog(engine, run_dir)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    warm = WarmWorkers(jobs, env) if warm_workers_wanted(engine) else None
+    children: Children = set()
+    warm = WarmWorkers(jobs, env, children) if warm_workers_wanted(engine) else None
     if warm is None:
         forkserver.take_spare(None)  # prestarted by the command line: not needed
     else:
@@ -354,6 +368,8 @@ def run_local(
             warm.preload(step, STEP_MODULES[step])
     try:
         while pending or running:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             progressed = False
             for task in list(pending):
                 deps = [d for d in task.deps if d in known]
@@ -393,10 +409,12 @@ def run_local(
                     warm.prestart(len(pending) + len(running) + 1)
                     running[pool.submit(warm.run, t, cmd, run_dir)] = task
                 else:
-                    running[pool.submit(_run_one, cmd, task.log, env, run_dir)] = task
+                    running[pool.submit(_run_one, cmd, task.log, env, run_dir, children)] = task
             if running and not progressed:
                 done, _ = wait(
-                    list(running), return_when=FIRST_COMPLETED, timeout=0.5 if on_tick else None
+                    list(running),
+                    return_when=FIRST_COMPLETED,
+                    timeout=0.5 if on_tick or stop else None,
                 )
                 if on_tick:
                     on_tick(list(running.values()))
@@ -427,9 +445,9 @@ def run_local(
                 for task in pending:
                     finish(task, Outcome("skipped", message="dependencies cannot run"))
                 pending.clear()
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see sigterm_interrupts)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM (see sigterm_interrupts) or ``stop``
         stop_containers(engine, list(commands.values()))
-        stop_children()
+        stop_children(children)
         for task in running.values():  # a task that finished just before is kept as done
             if read_state(task.point_dir, task.slug)[0] != "done":
                 write_state(task.point_dir, task.slug, "failed", "cancelled")
@@ -486,6 +504,7 @@ class LocalExecutor(Executor):
                 on_update=hooks.on_update,
                 on_notice=hooks.on_notice,
                 on_tick=hooks.on_tick,
+                stop=hooks.stop,
             )
 
     @classmethod

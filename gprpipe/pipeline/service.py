@@ -13,7 +13,9 @@ the TUI that started it), and :func:`watch` / :func:`cancel` in its own.
 - :func:`status`, :func:`watch`: every task's state from the run's executor (markers of
   :mod:`gprpipe.pipeline.state`, and the scheduler's queue).
 - :func:`cancel`: stop the run holding the directory (and a background launch), mark its
-  tasks that were running ``failed``, cancel its scheduler jobs.
+  tasks that were running ``failed``, cancel its scheduler jobs. A run of this very
+  process (a program running the service in a thread) is stopped through its stop event,
+  the others by signals.
 - :func:`summarise`: the run's summary lines.
 
 User mistakes raise :class:`~gprpipe.errors.GprpipeError` or
@@ -29,8 +31,10 @@ import os
 import shlex
 import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,8 +142,28 @@ def count(states: dict[str, str]) -> dict[str, int]:
 
 
 class Interrupted(Exception):
-    """A local run stopped by Ctrl-C or SIGTERM; the message says what is kept and how to
-    resume (exit code 130)."""
+    """A local run stopped by Ctrl-C, SIGTERM or :func:`cancel`; the message says what is
+    kept and how to resume (exit code 130)."""
+
+
+# The runs of this process, by resolved run directory: the event that stops each (set by
+# cancel() from another thread of the process, which signals cannot reach).
+_STOPS: dict[Path, threading.Event] = {}
+_STOPS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _stoppable(run_dir: Path) -> Iterator[threading.Event]:
+    """Register the stop event of a run of this process while it holds its lock."""
+    key, stop = Path(run_dir).resolve(), threading.Event()
+    with _STOPS_LOCK:
+        _STOPS[key] = stop
+    try:
+        yield stop
+    finally:
+        with _STOPS_LOCK:
+            if _STOPS.get(key) is stop:
+                del _STOPS[key]
 
 
 @dataclass(frozen=True)
@@ -376,7 +400,10 @@ def run(
     resume = shlex.join(
         ["gprpipe", "run", str(config), *[x for o in overrides for x in ("--set", o)]]
     )
-    with run_lock(run_dir, command=opts.command, wait=opts.wait_lock, notice=obs.notice):
+    with (
+        run_lock(run_dir, command=opts.command, wait=opts.wait_lock, notice=obs.notice),
+        _stoppable(run_dir) as stop,
+    ):
         ex.refuse_if_busy(tasks)
         write_point_configs(run_dir, points)
         info = new_run_info(
@@ -397,7 +424,16 @@ def run(
         info.save()
         configs = {p.name: p.config for p in points}
         _execute(
-            ex, tasks, configs, info, result, obs, force=opts.force, wait=opts.wait, resume=resume
+            ex,
+            tasks,
+            configs,
+            info,
+            result,
+            obs,
+            force=opts.force,
+            wait=opts.wait,
+            resume=resume,
+            stop=stop,
         )
         if not result.queued or result.waited:
             if result.ok or not result.queued:
@@ -425,7 +461,10 @@ def rerun(
         raise GprpipeError("rerun needs --failed or --masses (e.g. --masses 37MeV,48MeV).")
     obs = observer or RunObserver()
     load_run_info(run_dir)  # a run directory?
-    with run_lock(run_dir, command=command, wait=wait_lock, notice=obs.notice):
+    with (
+        run_lock(run_dir, command=command, wait=wait_lock, notice=obs.notice),
+        _stoppable(run_dir) as stop,
+    ):
         run_dir = run_dir.absolute()
         info = load_run_info(run_dir)
         tasks, configs = tasks_of_run(info)
@@ -457,6 +496,7 @@ def rerun(
             wait=wait,
             resume=f"gprpipe rerun {run_dir} --failed",
             resubmit=True,
+            stop=stop,
         )
     return result
 
@@ -473,9 +513,10 @@ def _execute(
     wait: bool,
     resume: str,
     resubmit: bool = False,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Run ``tasks`` with ``ex``: to their end (local), or queue them (and follow them with
-    ``wait``); fills ``result``."""
+    """Run ``tasks`` with ``ex``: to their end (local; ``stop`` stops them), or queue them
+    (and follow them with ``wait``); fills ``result``."""
     run_dir = result.run_dir
     if not ex.blocking:
         result.queued = True
@@ -498,7 +539,9 @@ def _execute(
             tasks,
             configs=configs,
             force=force,
-            hooks=Hooks(on_update=obs.task_ended, on_notice=obs.notice, on_tick=obs.tick),
+            hooks=Hooks(
+                on_update=obs.task_ended, on_notice=obs.notice, on_tick=obs.tick, stop=stop
+            ),
         )
     except KeyboardInterrupt:
         states = ex.poll(tasks)  # the markers: what is really on disk
@@ -611,10 +654,11 @@ class Cancelled:
     pids: list[int] = field(default_factory=list)  # run processes signalled
     marked: list[str] = field(default_factory=list)  # tasks marked failed
     jobs: list[str] = field(default_factory=list)  # scheduler jobs cancelled
+    here: bool = False  # a run of this process was stopped through its stop event
 
     @property
     def anything(self) -> bool:
-        return bool(self.pids or self.marked or self.jobs)
+        return bool(self.pids or self.marked or self.jobs or self.here)
 
 
 def cancel(
@@ -623,12 +667,16 @@ def cancel(
     """Stop the run of ``run_dir``: SIGTERM to the process holding its lock on this host
     (its tasks stop and are marked ``failed``) and to ``pid`` (a background launch, with
     its process group), SIGKILL after ``timeout`` s; tasks still marked running whose
-    process is gone become ``failed`` (``why``); the run's scheduler jobs are cancelled. A
-    run held by this very process (a program running the service in a thread) is refused
-    with a GprpipeError: it cannot be signalled from here."""
+    process is gone become ``failed`` (``why``); the run's scheduler jobs are cancelled.
+    A run of this very process (a program running the service in another thread) is
+    never signalled, which would stop the caller: its stop event stops its local tasks
+    (its thread gets :class:`Interrupted`), and this returns once it let go of the run
+    directory (at most ``timeout`` s); ``out.here`` says so. A lock this process holds
+    other than through :func:`run` or :func:`rerun` is refused with a GprpipeError."""
     run_dir = Path(run_dir)
     out = Cancelled()
     targets: dict[int, bool] = {}  # pid -> signal its process group
+    stop: threading.Event | None = None  # a run of this process
     if pid is not None and not pid_gone(pid):
         targets[pid] = _leads_group(pid)
     if is_locked(run_dir):
@@ -640,28 +688,40 @@ def cancel(
         hpid = int(h.get("pid", 0) or 0)
         if hpid == os.getpid():  # never signalled: it would stop the caller
             a_run = str(h.get("command", "")).startswith(("gprpipe run", "gprpipe rerun"))
-            if a_run and pid is None:
+            with _STOPS_LOCK:
+                stop = _STOPS.get(run_dir.resolve())
+            if a_run and pid is None and stop is None:
                 raise GprpipeError(
-                    f"{run_dir} is being run by this process (pid {hpid}): a run stops where "
-                    "it runs (Ctrl-C), not by cancel from the same process."
+                    f"{run_dir} is held by this process (pid {hpid}) outside the run "
+                    "service: it cannot be cancelled from here."
                 )
         elif hpid and hpid not in targets:
             targets[hpid] = False
     for p, group in targets.items():
         _signal(p, group, signal.SIGTERM)
         out.pids.append(p)
+    info = load_run_info(run_dir, missing_ok=True)
+    tasks, configs = tasks_of_run(info) if info is not None else ([], {})
+    ex = _run_executor(run_dir, info, configs) if info is not None else None
     deadline = time.monotonic() + timeout
+    if stop is not None:
+        stop.set()
+        out.here = True
+        # a local run lets go of its directory once its tasks are stopped; a queued run
+        # followed with ``wait`` ends when its jobs are cancelled below
+        while ex is not None and ex.blocking and is_locked(run_dir):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     while any(not pid_gone(p) for p in targets) and time.monotonic() < deadline:
         time.sleep(0.1)
     for p, group in targets.items():
         if not pid_gone(p):
             _signal(p, group, signal.SIGKILL)
-    info = load_run_info(run_dir, missing_ok=True)
-    if info is None:
+    if ex is None:
         return out
-    tasks, configs = tasks_of_run(info)
     out.marked = mark_cancelled(tasks, timeout=timeout if targets else 0.0, why=why)
-    out.jobs = _run_executor(run_dir, info, configs).cancel()
+    out.jobs = ex.cancel()
     return out
 
 
