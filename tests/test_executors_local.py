@@ -154,19 +154,19 @@ def test_runs_of_one_process_share_one_fork_server(
     forkserver.take_spare(None)  # none left by an earlier test of this process
     code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'a'}")
     assert code == 0, err
-    server = forkserver._SPARE
+    server = forkserver.spare()
     assert server is not None and server.proc.poll() is None
     code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'b'}")
     assert code == 0, err
-    assert forkserver._SPARE is server and server.proc.poll() is None
-    assert pid_of(tmp_path / "b" / "nominal", "load") in server._pids.values()
+    assert forkserver.spare() is server and server.proc.poll() is None
+    assert pid_of(tmp_path / "b" / "nominal", "load") in server.forked_pids()
 
     monkeypatch.setenv("GPRPIPE_TEST_OTHER_ENV", "1")  # workers must see the run's env
     code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'c'}")
     assert code == 0, err
-    other = forkserver._SPARE
+    other = forkserver.spare()
     assert other is not None and other is not server
-    assert pid_of(tmp_path / "c" / "nominal", "load") in other._pids.values()
+    assert pid_of(tmp_path / "c" / "nominal", "load") in other.forked_pids()
     assert server.proc.wait(10) is not None  # the first one was closed
 
 
@@ -182,19 +182,19 @@ def test_a_kept_fork_server_ends_when_no_run_takes_it(
     monkeypatch.setattr(forkserver, "KEEP_TIMEOUT", 1.0)
     code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'a'}")
     assert code == 0, err
-    server = forkserver._SPARE
+    server = forkserver.spare()
     assert server is not None and server.proc.poll() is None
     assert server.proc.wait(10) is not None  # closed about a second later
-    assert forkserver._SPARE is None
+    assert forkserver.spare() is None
     code, _, err = cli("run", cfg, *one, "--set", f"base.output={tmp_path / 'b'}")
     assert code == 0, err
-    fresh = forkserver._SPARE
+    fresh = forkserver.spare()
     assert fresh is not None and fresh is not server
-    assert pid_of(tmp_path / "b" / "nominal", "load") in fresh._pids.values()
+    assert pid_of(tmp_path / "b" / "nominal", "load") in fresh.forked_pids()
 
     taken = forkserver.take_spare(fresh.env)  # a run takes it before its time is up
     assert taken is fresh
     time.sleep(2.0)
     assert fresh.running()  # the expiry was called off
     forkserver.keep(fresh)  # that run ended: the second keep has its own time
-    assert fresh.proc.wait(10) is not None and forkserver._SPARE is None
+    assert fresh.proc.wait(10) is not None and forkserver.spare() is None

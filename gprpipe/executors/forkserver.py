@@ -206,6 +206,11 @@ class ForkServer:
         self._send("preload " + " ".join(modules))
         self.preloads += 1
 
+    def forked_pids(self) -> set[int]:
+        """The pids of the workers this server has forked so far."""
+        with self._cond:
+            return set(self._pids.values())
+
     def pid_of(self, token: int, timeout: float | None = None) -> int | None:
         with self._cond:
             self._cond.wait_for(lambda: token in self._pids or not self.alive, timeout)
@@ -389,6 +394,13 @@ def _expire() -> None:
             return
         server, _SPARE, _EXPIRY = _SPARE, None, None
     server.close(at_once=True)
+
+
+def spare() -> ForkServer | None:
+    """This process's spare server (prestarted, or kept from its last run), left in place;
+    None if there is none."""
+    with _SPARE_LOCK:
+        return _SPARE
 
 
 def take_spare(env: Mapping[str, str] | None) -> ForkServer | None:
