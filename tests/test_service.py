@@ -6,10 +6,14 @@ then status, rerun and cancel through the same functions, and the TUI's backgrou
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ from gprpipe.pipeline.lock import is_locked
 from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import SCAN, read_csv_table
 
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 STEPS = ["load", "fit", "limit"]  # no plot step: the service is under test, not the figures
 
 
@@ -120,6 +125,34 @@ def test_cancel_stops_a_run_in_a_thread_of_this_process_and_only_it(tmp_path: Pa
     assert outcome["b"].ok  # type: ignore[attr-defined]
     assert service.status(dirs["b"]).counts() == {"done": 5}
     assert len(read_csv_table(dirs["b"] / "nominal" / "scan.csv")[1]) == 5
+
+
+@pytest.mark.parametrize("executor", ["local", "slurm"])
+def test_a_run_cancelled_while_it_is_planned_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str
+):
+    """A cancel that comes while the run is still being planned (its stop event is set
+    before any task starts): no task runs or is submitted, the thread gets Interrupted."""
+    if executor == "slurm" and not shutil.which("sbatch"):
+        if CI:
+            pytest.fail("CI=true and no sbatch here (scripts/local-slurm.sh start)")
+        pytest.skip("no SLURM here (scripts/local-slurm.sh start)")
+    real = service._stoppable
+
+    @contextmanager
+    def cancelled_at_once(run_dir: Path) -> Iterator[threading.Event]:
+        with real(run_dir) as stop:
+            stop.set()
+            yield stop
+
+    monkeypatch.setattr(service, "_stoppable", cancelled_at_once)
+    run_dir = tmp_path / "run"
+    with pytest.raises(service.Interrupted) as exc:
+        service.run(QUICKSTART, _options(run_dir, executor=executor))
+    said = {"local": "interrupted: 0 finished tasks kept in", "slurm": "nothing was submitted"}
+    assert said[executor] in str(exc.value)
+    assert service.status(run_dir).counts() == {"pending": 5}
+    assert not (run_dir / "slurm").exists()  # no job script, hence no job
 
 
 def test_cancel_refuses_a_lock_held_outside_the_service(tmp_path: Path):

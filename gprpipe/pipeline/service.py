@@ -519,6 +519,8 @@ def _execute(
     (and follow them with ``wait``); fills ``result``."""
     run_dir = result.run_dir
     if not ex.blocking:
+        if stop is not None and stop.is_set():  # cancelled while the run was planned
+            raise Interrupted(f"interrupted: nothing was submitted from {run_dir}.")
         result.queued = True
         result.report = ex.submit(tasks, force=bool(force), resubmit=resubmit)
         obs.submitted(ex.name, tasks, result.report.job_ids)
