@@ -711,9 +711,8 @@ def cancel(
         out.here = True
         # a local run lets go of its directory once its tasks are stopped; a queued run
         # followed with ``wait`` ends when its jobs are cancelled below
-        while ex is not None and ex.blocking and is_locked(run_dir):
-            if time.monotonic() > deadline:
-                break
+        blocking = ex is not None and ex.blocking
+        while blocking and is_locked(run_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
     while any(not pid_gone(p) for p in targets) and time.monotonic() < deadline:
         time.sleep(0.1)
