@@ -13,18 +13,23 @@ again for each run.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "hps"
+#: CI=true (.ci/run sets up Podman, SLURM and Chromium): a missing service fails its tests
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_IMAGE = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
 QUICKSTART = REPO / "user_configs" / "quickstart.toml"
 DEMO_ROOT = REPO / "gprpipe" / "data" / "demo_2015.root"
 
@@ -75,6 +80,44 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.snapshot_report = str(
             Path(tempfile.gettempdir()) / "gprpipe_snapshot_report.html"
         )
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A service a test needs is missing: skip the test, or fail it under CI=true."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+def slurm_answers() -> bool:
+    """Whether a SLURM cluster answers with a usable node (sinfo and sbatch present)."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return False
+    try:
+        res = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0 and any(
+        s.strip("*~#") in ("idle", "mixed", "allocated", "completing") for s in res.stdout.split()
+    )
+
+
+def require_slurm() -> None:
+    if not slurm_answers():
+        unavailable("no SLURM cluster answers (scripts/local-slurm.sh start)")
+
+
+def require_podman(image: str = TEST_IMAGE) -> str:
+    """Podman with ``image`` built, else :func:`unavailable`; returns the image."""
+    if shutil.which("podman") is None:
+        unavailable("podman not found (scripts/setup-podman.sh)")
+    if subprocess.run(["podman", "image", "exists", image], capture_output=True).returncode:
+        unavailable(
+            f"image {image} not found (scripts/build-image.sh --engine podman --tag {image})"
+        )
+    return image
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,11 @@ import numpy as np
 import pytest
 from conftest import (
     REPO,
+    TEST_IMAGE,
     cli_env,
     quickstart_child,
+    require_podman,
+    require_slurm,
     run_cli_here,
     run_cli_subprocess,
     shared_folder,
@@ -509,24 +512,6 @@ def test_cache_key_follows_numerics_version_not_package_version(tmp_path: Path, 
 
 # ----------------------------------------------------------------- 10: containers
 
-PODMAN_IMAGE = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_podman() -> None:
-    reason = None
-    if shutil.which("podman") is None:
-        reason = "podman not found: run scripts/setup-podman.sh"
-    elif subprocess.run(["podman", "image", "exists", PODMAN_IMAGE]).returncode != 0:
-        reason = (
-            f"image {PODMAN_IMAGE} not found: build it with scripts/build-image.sh "
-            f"--engine podman --tag {PODMAN_IMAGE}"
-        )
-    if reason:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: the podman tests must run)")
-        pytest.skip(reason)
-
 
 def run_containers(run_dir: Path) -> list[str]:
     """Names of the containers (running or not) of the run in ``run_dir``."""
@@ -562,7 +547,7 @@ def watchdogs(token: str) -> list[int]:
     return pids
 
 
-PODMAN_ARGS = ("--engine", "podman", "--set", f"base.image={PODMAN_IMAGE}", "-j", "1")
+PODMAN_ARGS = ("--engine", "podman", "--set", f"base.image={TEST_IMAGE}", "-j", "1")
 
 
 @pytest.fixture(scope="module")
@@ -661,14 +646,7 @@ def test_podman_run_stopped_leaves_no_container(
 def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
     """A SLURM run holds the lock only while it submits; a second run of the directory is
     refused while the first one's jobs are queued or running, naming the job."""
-    ok = (
-        shutil.which("sinfo")
-        and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    )
-    if not ok:
-        if IN_CI:
-            pytest.fail("CI=true and no SLURM cluster answers (scripts/local-slurm.sh start)")
-        pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
+    require_slurm()
     cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load", "fit", "limit"]\n')
     run_dir = tmp_path / "run"
     code, out, err = run(cfg, run_dir, "--executor", "slurm")

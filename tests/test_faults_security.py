@@ -16,7 +16,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, run_cli_here, settings, write
+from conftest import (
+    DEMO_ROOT,
+    QUICKSTART,
+    quickstart_child,
+    require_podman,
+    run_cli_here,
+    settings,
+    write,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 HPS2015 = REPO / "templates" / "hps2015.toml"
@@ -575,15 +583,7 @@ def test_step_images_run_in_podman(run_cli, tmp_path: Path):
     base.image (each output records the image it was computed in)."""
     import h5py
 
-    image = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
-    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    if (
-        shutil.which("podman") is None
-        or subprocess.run(["podman", "image", "exists", image]).returncode != 0
-    ):
-        if ci:
-            pytest.fail(f"CI=true and podman or the image {image} is missing")
-        pytest.skip(f"podman or the image {image} is missing")
+    image = require_podman()
     fit_image = "localhost/gprpipe-steptest:fit"
     subprocess.run(["podman", "tag", image, fit_image], check=True)
     try:

@@ -7,33 +7,17 @@ except in CI (CI=true), where a missing prerequisite fails.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import h5py
 import pytest
-from conftest import settings
+from conftest import TEST_IMAGE, require_podman, settings
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGE = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
-
-
-def _require_podman() -> None:
-    reason = None
-    if shutil.which("podman") is None:
-        reason = "podman is not installed (scripts/setup-podman.sh)"
-    elif subprocess.run(["podman", "image", "exists", IMAGE]).returncode != 0:
-        reason = f"image {IMAGE} missing (scripts/build-image.sh --engine podman --tag {IMAGE})"
-    if reason:
-        if CI:
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
 
 
 def gprpipe(*args: str) -> subprocess.CompletedProcess:
@@ -43,14 +27,14 @@ def gprpipe(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_quickstart_in_podman_matches_local(shared_quickstart: Path, tmp_path: Path) -> None:
-    _require_podman()
+    require_podman()
     qs = "user_configs/quickstart.toml"
     pod = gprpipe(
         "run",
         qs,
         "--engine",
         "podman",
-        *settings(f"base.image={IMAGE}", f"base.output={tmp_path / 'podman'}"),
+        *settings(f"base.image={TEST_IMAGE}", f"base.output={tmp_path / 'podman'}"),
     )
     assert pod.returncode == 0, pod.stderr + pod.stdout
     a = (shared_quickstart / "nominal" / "scan.csv").read_bytes()  # the local run
@@ -59,7 +43,7 @@ def test_quickstart_in_podman_matches_local(shared_quickstart: Path, tmp_path: P
     for name in ("load.h5", "fit.h5", "limit.h5"):
         with h5py.File(tmp_path / "podman" / "nominal" / name) as f:
             assert f.attrs["engine"] == "podman"
-            assert f.attrs["image"] == IMAGE
+            assert f.attrs["image"] == TEST_IMAGE
             assert str(f.attrs["image_digest"]).startswith("sha256:")
     for part in (tmp_path / "podman" / "nominal" / "parts").rglob("*.h5"):
         with h5py.File(part) as f:
@@ -69,14 +53,14 @@ def test_quickstart_in_podman_matches_local(shared_quickstart: Path, tmp_path: P
 
 
 def test_missing_input_is_refused_before_a_container_starts(tmp_path: Path) -> None:
-    _require_podman()
+    require_podman()
     res = gprpipe(
         "run",
         "user_configs/quickstart.toml",
         "--engine",
         "podman",
         *settings(
-            f"base.image={IMAGE}",
+            f"base.image={TEST_IMAGE}",
             f"base.output={tmp_path}",
             "datasets.demo.path=/nonexistent/demo.root",
         ),

@@ -8,13 +8,13 @@ GPRPIPE_TEST_IMAGE). Skips without them, except in CI (CI=true), where it fails 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 import h5py
 import pytest
+from conftest import require_podman
 
 from gprpipe.engines import PodmanEngine
 from gprpipe.engines.base import host_version
@@ -23,28 +23,12 @@ from gprpipe.pipeline.task import Task
 
 pytestmark = pytest.mark.podman
 
-IMAGE = os.environ.get("GPRPIPE_TEST_IMAGE", "localhost/gprpipe:test")
 REPO = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: the podman tests must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    if shutil.which("podman") is None:
-        _unavailable("podman not found: run scripts/setup-podman.sh")
-    proc = subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, check=False)
-    if proc.returncode != 0:
-        _unavailable(
-            f"image {IMAGE} not found: build it with "
-            f"scripts/build-image.sh --engine podman --tag {IMAGE}"
-        )
-    return IMAGE
+    return require_podman()
 
 
 def _task(run: Path, inputs: tuple[Path, ...]) -> Task:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import unavailable
 
 from gprpipe.config.schema import Config
 from gprpipe.results.summary import summarize
@@ -37,9 +37,7 @@ def _browser_or_skip():
     if why is None and not CHROMIUM.exists():
         why = f"{CHROMIUM} not found (scripts/setup-chromium.sh installs it)"
     if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {why}")
-        pytest.skip(why)
+        unavailable(why)
     return sync_playwright
 
 

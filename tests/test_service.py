@@ -6,8 +6,6 @@ then status, rerun and cancel through the same functions, and the TUI's backgrou
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import sys
 import threading
@@ -17,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import QUICKSTART, start_cli_subprocess
+from conftest import QUICKSTART, require_slurm, start_cli_subprocess
 
 from gprpipe.errors import GprpipeError
 from gprpipe.executors.base import Outcome
@@ -27,7 +25,6 @@ from gprpipe.pipeline.lock import is_locked
 from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import SCAN, read_csv_table
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 STEPS = ["load", "fit", "limit"]  # no plot step: the service is under test, not the figures
 
 
@@ -133,10 +130,8 @@ def test_a_run_cancelled_while_it_is_planned_starts_nothing(
 ):
     """A cancel that comes while the run is still being planned (its stop event is set
     before any task starts): no task runs or is submitted, the thread gets Interrupted."""
-    if executor == "slurm" and not shutil.which("sbatch"):
-        if CI:
-            pytest.fail("CI=true and no sbatch here (scripts/local-slurm.sh start)")
-        pytest.skip("no SLURM here (scripts/local-slurm.sh start)")
+    if executor == "slurm":
+        require_slurm()
     real = service._stoppable
 
     @contextmanager

@@ -7,14 +7,13 @@ write their own running/done/failed markers and fail fast when an input is missi
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import require_slurm
 
 from gprpipe.errors import GprpipeError
 from gprpipe.executors import slurm
@@ -58,27 +57,9 @@ class PythonEngine:
         return [sys.executable, *task.argv]
 
 
-def cluster_answers() -> bool:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return False
-    try:
-        res = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return res.returncode == 0 and any(
-        s.strip("*~#") in ("idle", "mixed", "allocated", "completing") for s in res.stdout.split()
-    )
-
-
 @pytest.fixture(scope="module")
 def cluster() -> None:
-    if not cluster_answers():
-        msg = "no SLURM cluster answers (start one with: scripts/local-slurm.sh start)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_slurm()
 
 
 def make_tasks(point_dir: Path) -> list[Task]:

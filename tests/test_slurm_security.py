@@ -11,30 +11,21 @@ Skipped when no cluster answers, except under CI=true (then a missing cluster fa
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import settings
+from conftest import require_slurm, settings
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "user_configs" / "quickstart.toml"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(autouse=True)
 def _cluster() -> None:
-    ok = (
-        shutil.which("sinfo")
-        and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    )
-    if not ok:
-        if CI:
-            pytest.fail("CI=true and no SLURM cluster answers (scripts/local-slurm.sh start)")
-        pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
+    require_slurm()
 
 
 def gprpipe(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -7,14 +7,12 @@ histograms (uproot), real HDF5/CSV outputs, and (when a cluster answers) real SL
 from __future__ import annotations
 
 import csv
-import shutil
-import subprocess
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from conftest import quickstart_child, run_cli_here, settings, write
+from conftest import quickstart_child, require_slurm, run_cli_here, settings, write
 
 from gprpipe.io.hdf5 import write_group, write_h5
 
@@ -194,11 +192,7 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path) -> None:
 @pytest.mark.slow
 def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path) -> None:
     """The toy chunks as SLURM array tasks give the same bytes as the local run."""
-    if not (
-        shutil.which("sinfo")
-        and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    ):
-        pytest.skip("no SLURM cluster here (scripts/local-slurm.sh start)")
+    require_slurm()
     cfg = _toyscan_config(tmp_path, shared_data, "fGenGammaShift/*_toy_*")
     code, out, err = run_cli_here("run", cfg, "--steps", "toyscan")
     assert code == 0, out + err

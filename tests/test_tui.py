@@ -6,13 +6,11 @@ import asyncio
 import csv
 import functools
 import io
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from conftest import require_slurm
 from rich.console import Console
 from textual.widgets import DataTable, Input, OptionList, Select, Static, TextArea
 
@@ -551,31 +549,13 @@ async def test_cancel_then_rerun_failed(tmp_path):
         assert (tmp_path / "run" / "nominal" / "plots" / "manifest.json").is_file()
 
 
-def _slurm_answers() -> bool:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return False
-    try:
-        res = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return res.returncode == 0 and any(
-        s.strip("*~#") in ("idle", "mixed", "allocated", "completing") for s in res.stdout.split()
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.slurm
 @sync
 async def test_launch_quickstart_on_slurm_and_watch_it(tmp_path):
     """Executor slurm chosen in the Run tab: the run is submitted as job arrays and the
     live view follows squeue and the markers until every task is done."""
-    if not _slurm_answers():
-        msg = "no SLURM cluster answers (start one with: scripts/local-slurm.sh start)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_slurm()
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
