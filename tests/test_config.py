@@ -189,8 +189,30 @@ def test_self_cycle(tmp_path: Path):
 def test_missing_parent_names_file_and_line(tmp_path: Path):
     a = write(tmp_path / "a.toml", '# comment\n[base]\nname = "x"\ntemplate = "nope.toml"\n')
     (msg,) = errors_of(a)
-    assert msg.startswith(f"{a}:4: base.template names 'nope.toml'")
+    assert msg.startswith(f"{a}:4: base.template: 'nope.toml' is neither a file")
     assert str(tmp_path / "nope.toml") in msg
+
+
+def test_misspelt_template_or_card_lists_the_shipped_ones(tmp_path: Path):
+    """A shipped name with a typo: one sentence with the shipped names and the closest
+    one; a missing card is the only error (not also the keys the card would have set)."""
+    a = write(tmp_path / "a.toml", '[base]\ntemplate = "hps2061"\n')
+    (msg,) = errors_of(a)
+    assert msg == (
+        f"{a}:2: base.template: 'hps2061' is neither a file ({tmp_path / 'hps2061'}) nor a "
+        "shipped template (defaults, hps2015, hps2015_2016_2021_combined, "
+        "hps2015_2016_combined, hps2016, hps2021); did you mean 'hps2016' or 'hps2021'?"
+    )
+    b = write(tmp_path / "b.toml", '[datasets.x]\ncard = "hps2O16"\npath = "x.root"\n')
+    (msg,) = errors_of(b)
+    assert msg == (
+        f"{b}:2: datasets.x.card: card 'hps2O16' is neither a file ({tmp_path / 'hps2O16'}) "
+        "nor a shipped card (hps2015, hps2016, hps2021); did you mean 'hps2016'?"
+    )
+    c = write(tmp_path / "c.toml", '[base]\ntemplate = "sub/nope.toml"\n')
+    (msg,) = errors_of(c)
+    where = tmp_path / "sub" / "nope.toml"
+    assert msg == f"{c}:2: base.template: 'sub/nope.toml': no such file ({where})."
 
 
 def test_invalid_toml_names_file_and_line(tmp_path: Path):

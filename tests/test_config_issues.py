@@ -76,7 +76,7 @@ def test_template_and_render_errors_are_structured(tmp_path: Path):
     path = tmp_path / "c.toml"
     [i], [s] = issues_of(path, '# c\n[base]\ntemplate = "nope.toml"\n')
     assert (i.file, i.line, i.column, i.key) == (str(path), 3, 1, "base.template")
-    assert s.startswith(f"{path}:3: base.template names 'nope.toml'")
+    assert s.startswith(f"{path}:3: base.template: 'nope.toml' is neither a file")
     [r], _ = issues_of(path, '[base]\nname = "{{ nothing }}"\n')
     assert (r.file, r.line, r.key) == (str(path), 2, "base.name")
     assert r.message.startswith("undefined name in '{{ nothing }}'")
@@ -110,3 +110,15 @@ def test_key_kind_reads_the_schema():
     assert key_kind("limit.n_toys") == ("int", (), False)
     with pytest.raises(KeyError):
         key_kind("fit.no_such_key")
+
+
+def test_did_you_mean_names_every_closest_known_name_and_never_guesses():
+    from gprpipe.config.issues import did_you_mean
+
+    names = ["hps2015", "hps2016", "hps2021", "n_restarts", "blind_nsigma"]
+    assert did_you_mean("blind_nsgima", names) == "; did you mean 'blind_nsigma'?"  # a swap
+    assert did_you_mean("n_restart", names) == "; did you mean 'n_restarts'?"
+    assert did_you_mean("hps2061", names) == "; did you mean 'hps2016' or 'hps2021'?"
+    assert did_you_mean("quickstart", names) == ""  # nothing close: no guess
+    assert did_you_mean("ab", ["xy", "ac"]) == ""  # one edit in two letters is no typo
+    assert did_you_mean("x", []) == ""

@@ -77,7 +77,7 @@ def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
         try:
             card_path = resolve_ref(str(ds["card"]), origin.folder(), "cards")
         except FileNotFoundError as exc:
-            errors.append(origin.at(key).issue(f"card {ds['card']!r} not found ({exc})."))
+            errors.append(origin.at(key).issue(f"card {exc}"))
             continue
         card, positions = read_toml(card_path)
         unknown = set(card) - {"card", "dataset"}
@@ -167,10 +167,11 @@ def load_points(
                 or loaded.origins.get(f"grid.zip.{key}")
                 or Origin("grid")
             )
-        errors += _apply_cards(data, loaded)
+        missing_cards = _apply_cards(data, loaded)
         unsafe = control_char_errors(data, where) + name_errors(data, where)
-        if unsafe:
-            errors += unsafe
+        if unsafe or missing_cards:
+            # without its card a dataset lacks the card's keys: say only what is wrong
+            errors += missing_cards + unsafe
             continue
         try:
             data = render_config(data, where)

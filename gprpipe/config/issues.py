@@ -99,3 +99,26 @@ def issues_of(exc: BaseException) -> list[Issue]:
     if isinstance(items, list):
         return [as_issue(i) for i in items]
     return [as_issue(str(exc))]
+
+
+def _edits(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            sub = a[i - 1] != b[j - 1]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + sub)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for the candidates fewest edits from ``name`` (at most two,
+    and fewer than half its length; every one of them on a tie), else empty: a typo of a
+    known name, not a guess."""
+    dist = {c: _edits(name, c) for c in candidates}
+    best = min(dist.values(), default=3)
+    if best > 2 or 2 * best >= len(name):
+        return ""
+    return f"; did you mean {' or '.join(repr(c) for c in dist if dist[c] == best)}?"

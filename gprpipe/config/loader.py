@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gprpipe.config.issues import Issue, Loc
+from gprpipe.config.issues import Issue, Loc, did_you_mean
 from gprpipe.errors import ConfigError, GprpipeError
 
 if sys.version_info >= (3, 11):
@@ -100,7 +100,19 @@ def resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:
         shipped = shipped_dir(kind) / name
         if shipped.is_file():
             return shipped.resolve()
-    raise FileNotFoundError(str(cand))
+    if p.is_absolute() or len(p.parts) > 1:
+        raise FileNotFoundError(f"{ref!r}: no such file ({cand}).")
+    raise FileNotFoundError(_missing_ref(ref, cand, kind))
+
+
+def _missing_ref(ref: str, cand: Path, kind: str) -> str:
+    """Why ``ref`` names nothing, with the shipped names (and the closest one)."""
+    shipped = sorted(p.stem for p in shipped_dir(kind).glob("*.toml"))
+    what = kind.removesuffix("s")
+    return (
+        f"{ref!r} is neither a file ({cand}) nor a shipped {what} "
+        f"({', '.join(shipped)}){did_you_mean(Path(ref).stem, shipped) or '.'}"
+    )
 
 
 _TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
@@ -269,7 +281,7 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
                         _template_issue(
                             current,
                             lines,
-                            f"base.template names {ref!r}, but {exc} does not exist.",
+                            f"base.template: {exc}",
                         )
                     ]
                 ) from None

@@ -16,7 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gprpipe.config.issues import Issue, Where, at, key_only, unique
+from gprpipe.config.issues import Issue, Where, at, did_you_mean, key_only, unique
 from gprpipe.stats.window import scan_masses
 
 STEPS = ("load", "fit", "limit", "inject", "toyscan", "plot")
@@ -337,11 +337,6 @@ def known_keys(parts: tuple[str, ...]) -> list[str]:
     elif parts:
         model = None
     return list(model.model_fields) if model else []
-
-
-def did_you_mean(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _dotted_keys() -> dict[str, str]:
