@@ -456,6 +456,12 @@ def step(
 # ---------------------------------------------------------------- utilities
 
 
+# demo-data: at most this many times the shipped spectrum's events (2e13 events), and
+# signal events (drawn one by one)
+_DEMO_MAX_SCALE = 1e6
+_DEMO_MAX_SIGNAL = 1e8
+
+
 @app.command("demo-data")
 def demo_data(
     out: Annotated[Path, typer.Argument(help="Output ROOT file.")],
@@ -479,6 +485,21 @@ def demo_data(
             f"--signal-mass {signal_mass}: {fmt_mass(m_sig)} lies outside the "
             f"demo histogram ({DEMO_LO:g}-{DEMO_HI:g} GeV)."
         )
+    if seed is not None and seed < 0:
+        raise GprpipeError(f"--seed {seed}: a seed is a non-negative integer.")
+    if not 0 < scale <= _DEMO_MAX_SCALE:
+        raise GprpipeError(f"--scale {scale:g}: must be above 0 and at most {_DEMO_MAX_SCALE:g}.")
+    if not 0 <= signal_yield <= _DEMO_MAX_SIGNAL:
+        raise GprpipeError(
+            f"--signal-yield {signal_yield:g}: must be at least 0 and at most "
+            f"{_DEMO_MAX_SIGNAL:g} events."
+        )
+    if signal_yield > 0 and m_sig is None:
+        raise GprpipeError(f"--signal-yield {signal_yield:g} needs --signal-mass.")
+    if not hist or any(not part for part in hist.split("/")):
+        raise GprpipeError(f"--hist {hist!r}: a histogram name, folders joined by '/'.")
+    if out.is_dir():
+        raise GprpipeError(f"{out}: is a folder; give the ROOT file to write.")
     counts, edges = demo_spectrum(
         seed=DEMO_SEED if seed is None else seed,
         scale=scale,
@@ -708,6 +729,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except OSError as exc:  # the file system said no (a folder, permissions, disk full)
+        if debug or exc.strerror is None:
+            raise
+        where = exc.filename2 or exc.filename
+        what = exc.strerror[:1].lower() + exc.strerror[1:]
+        err.print(f"error: {where}: {what}." if where else f"error: {what}.", markup=False)
+        sys.exit(1)
     except Exception as exc:
         if debug:
             raise

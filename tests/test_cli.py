@@ -99,3 +99,44 @@ def test_demo_data_writes_a_file(tmp_path: Path, cli):
     )
     assert code == 0, err
     assert out_file.is_file() and out.startswith(f"wrote {out_file}: input_hist, 3000 bins")
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["--seed", "-1"], "--seed -1: a seed is a non-negative integer."),
+        (["--scale", "-1"], "--scale -1: must be above 0 and at most 1e+06."),
+        (["--scale", "nan"], "--scale nan: must be above 0 and at most 1e+06."),
+        (["--scale", "0"], "--scale 0: must be above 0 and at most 1e+06."),
+        (
+            ["--signal-mass", "60MeV", "--signal-yield", "-5"],
+            "--signal-yield -5: must be at least 0 and at most 1e+08 events.",
+        ),
+        (["--signal-yield", "5"], "--signal-yield 5 needs --signal-mass."),
+        (["--hist", ""], "--hist '': a histogram name, folders joined by '/'."),
+        (["--hist", "dir//h"], "--hist 'dir//h': a histogram name, folders joined by '/'."),
+    ],
+)
+def test_demo_data_refuses_bad_values_in_one_sentence(tmp_path: Path, cli, args, sentence):
+    """Each was a traceback ("internal error") or a silently odd file before."""
+    code, _, err = cli("demo-data", tmp_path / "d.root", *args)
+    assert code == 1 and one_error(err) == sentence
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_data_into_a_folder_is_refused(tmp_path: Path, cli):
+    code, _, err = cli("demo-data", tmp_path)
+    assert code == 1 and one_error(err) == f"{tmp_path}: is a folder; give the ROOT file to write."
+
+
+def test_what_the_file_system_refuses_is_one_sentence_naming_the_path(tmp_path: Path, cli):
+    """A folder where a file should go, a file where a folder should be, a folder that
+    cannot be written: the path and the reason, never the temporary file's name."""
+    (tmp_path / "a_file").write_text("")
+    code, _, err = cli("demo-data", tmp_path / "a_file" / "sub" / "d.root")
+    assert code == 1 and one_error(err) == f"{tmp_path / 'a_file'}: is a file, not a folder."
+    code, _, err = cli("demo-data", tmp_path / "a_file" / "d.root")
+    assert code == 1 and one_error(err).startswith(f"{tmp_path / 'a_file'}: ")
+    code, _, err = cli("demo-data", "/proc/d.root")  # /proc takes no new files, even from root
+    assert code == 1 and one_error(err).startswith("/proc: cannot write d.root here (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

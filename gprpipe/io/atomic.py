@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import signal
@@ -23,8 +24,19 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     leaves a half-written ``target``.
     """
     target = Path(target)
+    if target.is_dir():  # before any work: os.replace would refuse only at the end
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(target))
+    existing = next(p for p in target.parents if p.exists() or p == p.parent)
+    if not existing.is_dir():  # a file where a folder of the path should be
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(existing))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent
+        )
+    except OSError as exc:  # name the folder, not the temporary file
+        why = f"cannot write {target.name} here ({(exc.strerror or str(exc)).lower()})"
+        raise type(exc)(exc.errno, why, str(target.parent)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
