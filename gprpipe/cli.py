@@ -285,7 +285,7 @@ def run(
     config: ConfigArg,
     engine: Annotated[str | None, typer.Option(help="local|docker|podman|apptainer")] = None,
     executor: Annotated[str | None, typer.Option(help="local|slurm")] = None,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Local workers.")] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Local workers.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Ignore cached results.")] = False,
     steps: Annotated[str | None, typer.Option(help="Steps to run, e.g. load,fit.")] = None,
@@ -382,7 +382,7 @@ def rerun(
         str | None,
         typer.Option(help="Redo the tasks owning these masses: 37MeV,48MeV or 0.037,0.048 (GeV)."),
     ] = None,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs")] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Local workers.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
     wait_lock: Annotated[
         float,

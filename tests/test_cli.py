@@ -140,3 +140,12 @@ def test_what_the_file_system_refuses_is_one_sentence_naming_the_path(tmp_path: 
     code, _, err = cli("demo-data", "/proc/d.root")  # /proc takes no new files, even from root
     assert code == 1 and one_error(err).startswith("/proc: cannot write d.root here (")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+@pytest.mark.parametrize("command", ["run", "rerun"])
+def test_zero_workers_is_refused(tmp_path: Path, cli, command):
+    """``-j 0`` ran with the configured workers and ``-j -1`` with one, silently."""
+    target = QUICKSTART if command == "run" else tmp_path
+    code, _, err = cli(command, target, "-j", "0")
+    assert code == 1 and one_error(err).startswith("Invalid value for '-j' / '--jobs': ")
+    assert list(tmp_path.iterdir()) == []
