@@ -729,20 +729,17 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except OSError as exc:  # the file system said no (a folder, permissions, disk full)
-        if debug or exc.strerror is None:
-            raise
-        where = exc.filename2 or exc.filename
-        what = exc.strerror[:1].lower() + exc.strerror[1:]
-        err.print(f"error: {where}: {what}." if where else f"error: {what}.", markup=False)
-        sys.exit(1)
     except Exception as exc:
         if debug:
             raise
-        err.print(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-            markup=False,
-            highlight=False,
-        )
+        if isinstance(exc, OSError) and exc.strerror:  # the file system said no
+            where = exc.filename2 or exc.filename
+            what = exc.strerror[:1].lower() + exc.strerror[1:]
+            msg = f"error: {where}: {what}." if where else f"error: {what}."
+        else:
+            msg = (
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+            )
+        err.print(msg, markup=False, highlight=False)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -344,6 +344,46 @@ def test_moved_run_recomputes_nothing(cfg: Path, base: Path, tmp_path: Path):
     }
 
 
+@pytest.mark.slow
+def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
+    """export-pyhf, export-spey, project-reach, compare and summary read a run's outputs
+    outside a run: a damaged file (flipped bytes, an edited scan.csv) or one whose task never
+    committed it is one sentence naming the file, never numbers from it."""
+    point = copy / "nominal"
+    ok = run_cli_here(
+        "export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV", "-o", copy / "ws.json"
+    )
+    assert ok[0] == 0, ok[2]
+    h5 = point / "fit.h5"
+    data = bytearray(h5.read_bytes())
+    data[-100] ^= 0xFF
+    h5.write_bytes(bytes(data))
+    for args in (
+        ("export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV", "-o", copy / "x.json"),
+        ("export-spey", copy, "--dataset", "demo", "-o", copy / "spey"),
+    ):
+        code, _, err = run_cli_here(*args)
+        assert code == 1 and err.strip() == (
+            f"error: {h5}: differs from what its task nominal/fit/merge wrote (sha256 "
+            "mismatch); run the point again to recompute it."
+        )
+    with open(point / "scan.csv", "a") as fh:
+        fh.write("\n")
+    code, _, err = run_cli_here("compare", copy, copy)
+    assert code == 1 and "scan.csv: differs from what its task nominal/limit/merge" in err
+    code, out, _ = run_cli_here("summary", copy)
+    assert code == 0 and f"  not summarised: {point / 'scan.csv'}: differs" in out
+    assert "most significant" not in out
+    (point / ".state" / "limit__merge.commit").unlink()
+    code, _, err = run_cli_here("project-reach", copy, "--scale", "demo=2")
+    assert code == 1 and err.strip() == (
+        f"error: {point / 'limit.h5'}: no task of this run committed it (killed before it "
+        "finished, or copied in?); run the point again to recompute it."
+    )
+    assert not (copy / "x.json").exists() and not (copy / "spey").exists()
+    assert not (point / "reach").exists()
+
+
 # ----------------------------------------------------------------- 9: lock
 
 

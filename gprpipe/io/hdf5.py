@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from gprpipe import __version__
+from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_path
 
 
@@ -45,6 +46,16 @@ def write_h5(path: Path | str, attrs: Mapping[str, Any]) -> Iterator[h5py.File]:
         for k, v in attrs.items():
             f.attrs[k] = v
         yield f
+
+
+def open_h5(path: Path | str) -> h5py.File:
+    """Open an output file for reading; a missing, truncated or foreign file is one sentence
+    naming it (a ``GprpipeError``)."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        why = "missing" if not Path(path).exists() else f"unreadable as HDF5 ({exc})"
+        raise GprpipeError(f"{path}: {why}; run the step that writes it again.") from None
 
 
 def read_attr(path: Path | str, name: str) -> Any:

@@ -102,3 +102,31 @@ def verify_inputs(task: Task, producers: dict[Path, Task]) -> None:
                 f"{p}: input damaged since its task {producer.id} wrote it (sha256 "
                 "mismatch); run the point again to recompute it"
             )
+
+
+def vouched(path: Path | str) -> Path:
+    """``path``, an output in a point folder, once the commit record of the task that wrote
+    it vouches for its bytes; a GprpipeError saying why otherwise.
+
+    For the commands that read a run's outputs outside a run (exports, reach, compare): they
+    never pass on a damaged file, nor one that no task finished writing.
+    """
+    path = Path(path)
+    point = path.parent
+    rel = path.name
+    for record in sorted(state_dir(point).glob(f"*{SUFFIX}")):
+        try:
+            rec = json.loads(record.read_text())
+            digest = rec["files"][rel]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if sha256_file(path) != digest:
+            raise GprpipeError(
+                f"{path}: differs from what its task {rec.get('task', '?')} wrote (sha256 "
+                "mismatch); run the point again to recompute it."
+            )
+        return path
+    raise GprpipeError(
+        f"{path}: no task of this run committed it (killed before it finished, or copied "
+        "in?); run the point again to recompute it."
+    )

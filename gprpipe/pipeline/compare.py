@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.summary import read_table
 
 
@@ -47,4 +48,4 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
 
 
 def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
-    return {lab: read_table(p / "scan.csv") for lab, p in points.items()}
+    return {lab: read_table(vouched(p / "scan.csv")) for lab, p in points.items()}

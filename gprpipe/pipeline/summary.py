@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.commit import vouched
 from gprpipe.results.schema import read_csv
 
 
@@ -59,6 +61,7 @@ class PointSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (task id, reason)
     pending: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
+    unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
 
 
 @dataclass
@@ -165,7 +168,11 @@ def run_summary(run_dir: Path) -> RunSummary:
         elif state != "done":
             ps.pending += 1
     for ps in points.values():
-        ps.datasets = summarize_scan(read_table(ps.point_dir / "scan.csv"))
+        scan = ps.point_dir / "scan.csv"
+        try:
+            ps.datasets = summarize_scan(read_table(vouched(scan))) if scan.is_file() else []
+        except GprpipeError as exc:
+            ps.unvouched = str(exc)
         ps.files = _files(ps.point_dir)
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
@@ -207,7 +214,9 @@ def summary_lines(summary: RunSummary) -> list[str]:
     lines = [f"Summary of {summary.run_dir}"]
     for ps in summary.points:
         lines.append(f"{ps.point}")
-        if not ps.datasets:
+        if ps.unvouched:
+            lines.append(f"  not summarised: {ps.unvouched}")
+        elif not ps.datasets:
             lines.append(
                 "  no scan results"
                 + (" (the scan did not finish)" if ps.failures or ps.pending else "")

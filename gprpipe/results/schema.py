@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.hdf5 import read_group, write_group
+from gprpipe.io.hdf5 import open_h5, read_group, write_group
 
 Arrays = dict[str, np.ndarray]
 
@@ -230,7 +230,7 @@ def collect(paths: Sequence[Path]) -> dict[str, Arrays]:
     (``mass`` in fit.h5, ``mass_GeV`` in the row tables) when there is one."""
     per: dict[str, list[Arrays]] = {}
     for p in paths:
-        with h5py.File(p, "r") as f:
+        with open_h5(p) as f:
             for name in f:
                 per.setdefault(name, []).append(read_group(f[name]))
     out = {}
@@ -249,7 +249,7 @@ def write_merged(out: h5py.File, paths: Sequence[Path], arrays: dict[str, Arrays
     for name, merged in arrays.items():
         write_group(out.require_group(name), merged)
     for p in paths:
-        with h5py.File(p, "r") as f:
+        with open_h5(p) as f:
             for name in f:
                 for sub, obj in f[name].items():
                     if isinstance(obj, h5py.Group):
@@ -260,7 +260,7 @@ def write_merged(out: h5py.File, paths: Sequence[Path], arrays: dict[str, Arrays
 
 def read_load(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(counts, edges) of one dataset from ``load.h5`` (:data:`LOAD`)."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         if name not in f:
             raise GprpipeError(f"{path}: no dataset {name!r} (was it loaded?).")
         g = read_group(f[name])
@@ -269,13 +269,13 @@ def read_load(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def read_fit(path, name: str) -> Arrays:
     """Per-mass arrays of one dataset from ``fit.h5`` (:data:`FIT`)."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         return read_group(f[name])
 
 
 def read_blind(path, name: str, index: int) -> tuple[Arrays, dict]:
     """The blind-window arrays (edges, n, b, C, w, w_eff) and attrs of one mass."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         g = f[name]["blind"][str(index)]
         return read_group(g), dict(g.attrs)
 
@@ -287,7 +287,7 @@ def read_scan(path) -> dict[str, Arrays]:
 
 def read_global(path, name: str) -> tuple[Arrays, dict] | None:
     """The stored toy max-Z distributions of one dataset (:data:`GLOBAL_TOYS`), or None."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         if name not in f or "global_toys" not in f[name]:
             return None
         g = f[name]["global_toys"]
@@ -302,7 +302,7 @@ def read_inject(path) -> dict[str, Arrays]:
 def read_toys(path, name: str) -> dict[str, tuple[Arrays, dict]]:
     """Per-toy arrays (:data:`INJECT_TOYS`) and attrs of every (mass, strength) of one
     dataset in ``inject.h5``."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         g = f[name].get("toys", {})
         return {k: (read_group(v), dict(v.attrs)) for k, v in g.items()}
 
@@ -310,7 +310,7 @@ def read_toys(path, name: str) -> dict[str, tuple[Arrays, dict]]:
 def read_toyscan(path) -> tuple[Arrays, Arrays, dict, np.ndarray]:
     """(per-toy rows :data:`TOYSCAN`, per-mass summary :data:`TOYSCAN_SUMMARY`, overview
     attrs, max Z_local per toy) of ``toyscan.h5``."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         return (
             read_group(f["toys"]),
             read_group(f["summary"]),

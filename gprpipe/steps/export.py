@@ -19,6 +19,7 @@ import numpy as np
 
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
+from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import load_run_info
 
@@ -56,7 +57,7 @@ def _read_fit(lay: Layout, pdir: Path, dataset: str) -> dict:
     if not lay.fit.exists():
         raise GprpipeError(f"{pdir}: no fit.h5 (run the fit step first).")
     try:
-        return read_fit(lay.fit, dataset)
+        return read_fit(vouched(lay.fit), dataset)
     except KeyError:
         raise GprpipeError(f"{lay.fit}: no dataset {dataset!r}.") from None
 
@@ -209,7 +210,7 @@ def export_spey(
 
     pdir = _point_dir(run_dir, point)
     lay = Layout(pdir)
-    scan = read_scan(lay.limit).get(dataset, {}) if lay.limit.exists() else {}
+    scan = read_scan(vouched(lay.limit)).get(dataset, {}) if lay.limit.exists() else {}
     entries = []
     if dataset == COMBINED:
         windows = _combined_windows(pdir, scan)
@@ -293,6 +294,7 @@ def _combined_windows(pdir: Path, scan: dict):
         raise GprpipeError(f"{pdir}: no combined rows in limit.h5.")
     _, cfg = resolve_task(pdir, "fit", "merge", None)
     lay = Layout(pdir)
+    vouched(lay.fit)
     out: list[Any] = []
     fits: dict[Any, Any] = {}  # load_blocks' cache of fit results
     for m in scan["mass_GeV"][scan["status"] == "ok"]:

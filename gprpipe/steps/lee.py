@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from gprpipe.config.schema import Config
-from gprpipe.io.hdf5 import read_group, write_group, write_h5
+from gprpipe.io.hdf5 import open_h5, read_group, write_group, write_h5
 from gprpipe.pipeline.plan import toy_parts
 from gprpipe.results.schema import read_global  # noqa: F401  (re-exported for callers)
 from gprpipe.steps.fit import read_blind, read_fit, resolution
@@ -179,7 +179,7 @@ def refit_scan(
 
 
 def read_part(path) -> tuple[str, str, dict[str, np.ndarray], dict]:
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         name = next(iter(f))
         g = f[name]
         return name, str(g.attrs["kind"]), read_group(g), dict(g.attrs)

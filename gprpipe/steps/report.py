@@ -20,6 +20,7 @@ import jinja2
 
 from gprpipe import __version__
 from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.hdf5 import open_h5
 from gprpipe.results.summary import Summary, read_scan_rows, summarize
 
 REPORT = "report.html"
@@ -246,7 +247,7 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
         path = d / "limit.h5"
         if not path.exists():
             continue
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             blind = bool(f.attrs.get("blinded", False))
         for ds, a in read_scan(path).items():
             curves.setdefault(ds, []).append((name, a, blind))

@@ -15,14 +15,13 @@ import fnmatch
 import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 from scipy.special import ndtr
 
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
-from gprpipe.io.hdf5 import read_group, write_group, write_h5
+from gprpipe.io.hdf5 import open_h5, read_group, write_group, write_h5
 from gprpipe.pipeline.plan import MERGE, toyscan_parts
 from gprpipe.results.schema import (  # noqa: F401  (reader re-exported for callers)
     TOYSCAN,
@@ -203,7 +202,7 @@ def merge(ctx) -> None:
     lay = ctx.layout
     parts = []
     for p in ctx.task.inputs:
-        with h5py.File(p, "r") as f:
+        with open_h5(p) as f:
             parts.append(read_group(f["toys"]))
     parts = [a for a in parts if a["toy"].size]
     if not parts:

@@ -16,6 +16,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
 
+from gprpipe.errors import GprpipeError
 from gprpipe.tui.model import show_path
 from gprpipe.tui.runs import (
     Scan,
@@ -171,7 +172,7 @@ class ResultsPane(Widget):
         if self.point_dir is not None:
             try:
                 self.scan = read_scan(self.point_dir / "scan.csv")
-            except OSError as exc:
+            except (OSError, GprpipeError) as exc:
                 self.notify(f"Cannot read scan.csv: {exc}", severity="error")
         ds = self.query_one("#res-dataset", Select)
         datasets = self.scan.datasets() if self.scan else []

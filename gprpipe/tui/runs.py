@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import load_run_info
 from gprpipe.results.schema import read_csv_table
@@ -91,8 +92,9 @@ def _value(column: str, text: str) -> object:
 
 
 def read_scan(path: Path) -> Scan:
-    """A point's ``scan.csv`` (:func:`gprpipe.results.schema.read_csv_table`)."""
-    columns, rows = read_csv_table(path)
+    """A point's ``scan.csv`` (:func:`gprpipe.results.schema.read_csv_table`), once its
+    task's commit record vouches for it (a ``GprpipeError`` otherwise)."""
+    columns, rows = read_csv_table(vouched(path))
     return Scan(Path(path), columns, [{k: _value(k, v) for k, v in r.items()} for r in rows])
 
 
