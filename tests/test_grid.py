@@ -52,6 +52,24 @@ def test_zip_lengths_must_match():
         expand({"zip": {"a": []}})
 
 
+def test_identical_points_and_a_varied_run_directory_are_refused():
+    """A value listed twice (1.64 and 1.640 are one value) would make two identical
+    points; base.output in the grid would split one run over several directories."""
+    with pytest.raises(ConfigError) as info:
+        expand({"fit": {"blind_nsigma": [1.64, 1.96, 1.640]}})
+    assert info.value.errors == ["grid.fit.blind_nsigma: lists 1.64 twice (two identical points)."]
+    with pytest.raises(ConfigError) as info:
+        expand({"zip": {"a": [1, 1, 2], "b": ["x", "x", "x"]}})
+    assert info.value.errors == ["grid.zip: lists (a=1, b='x') twice (two identical points)."]
+    assert len(expand({"zip": {"a": [1, 1], "b": ["x", "y"]}})) == 2  # distinct rows
+    with pytest.raises(ConfigError) as info:
+        expand({"base": {"output": ["a", "b"]}})
+    assert info.value.errors == [
+        "grid.base.output: the points of one run share its run directory (base.output); "
+        "the point folders are named after the other keys of the grid."
+    ]
+
+
 GRID_2X2 = """
     output = "{out}"
     [grid]
@@ -123,7 +141,7 @@ def test_grid_errors_name_file_and_line(tmp_path: Path, cli):
     )
     code, _, err = cli("grid", cfg)
     assert code == 1
-    assert f"{cfg}:3: grid.zip: grid.zip lists differ in length" in err
+    assert f"{cfg}:3: grid.zip: its lists differ in length" in err
     assert "fit.blind_nsigma: 3, fit.ls_hi_factor: 2" in err
     assert "Traceback" not in err
 

@@ -23,31 +23,57 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
     zipped = grid.get("zip", {})
     for key, values in flatten({k: v for k, v in grid.items() if k != "zip"}).items():
         if not isinstance(values, list) or not values:
+            errors.append(at(where("grid." + key), "must be a non-empty list of values."))
+            continue
+        twice = _repeated(values)
+        if twice is not None:
             errors.append(
-                at(where("grid." + key), f"grid.{key} must be a non-empty list of values.")
+                at(where("grid." + key), f"lists {twice!r} twice (two identical points).")
             )
             continue
         axes.append([{key: v} for v in values])
     if zipped:
         if not isinstance(zipped, Mapping):
-            errors.append(at(where("grid.zip"), "grid.zip must be a table of lists."))
+            errors.append(at(where("grid.zip"), "must be a table of lists."))
         else:
             flat = flatten(zipped)
             lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in flat.items()}
             if any(n <= 0 for n in lengths.values()):
                 bad = next(k for k, n in lengths.items() if n <= 0)
-                errors.append(
-                    at(where("grid.zip." + bad), f"grid.zip.{bad} must be a non-empty list.")
-                )
+                errors.append(at(where("grid.zip." + bad), "must be a non-empty list."))
             elif len(set(lengths.values())) > 1:
                 shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
-                errors.append(at(where("grid.zip"), f"grid.zip lists differ in length ({shown})."))
+                errors.append(at(where("grid.zip"), f"its lists differ in length ({shown})."))
             else:
                 n = next(iter(lengths.values()))
-                axes.append([{k: v[i] for k, v in flat.items()} for i in range(n)])
+                rows = [{k: v[i] for k, v in flat.items()} for i in range(n)]
+                twice = _repeated(rows)
+                if twice is None:
+                    axes.append(rows)
+                else:
+                    shown = ", ".join(f"{k}={v!r}" for k, v in twice.items())
+                    errors.append(
+                        at(where("grid.zip"), f"lists ({shown}) twice (two identical points).")
+                    )
+    for key in [k for axis in axes for k in axis[0] if k == "base.output"]:
+        errors.append(
+            at(
+                where(f"grid.{key}"),
+                "the points of one run share its run directory (base.output); the point "
+                "folders are named after the other keys of the grid.",
+            )
+        )
     if errors:
         raise ConfigError(errors)
     return axes
+
+
+def _repeated(values: list[Any]) -> Any:
+    """The first value that occurs twice in ``values`` (two identical points), or None."""
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            return v
+    return None
 
 
 def expand(grid: Mapping[str, Any], where: Where = key_only) -> list[dict[str, Any]]:
