@@ -500,15 +500,22 @@ def test_shipped_three_way_and_rpen7_configs(shared_data: Path):
 
 def test_rpen7_grid_points_compared(tmp_path: Path):
     """gprpipe compare on a run with the rpen7 grid: the variant's eps^2 limits over the
-    nominal ones are 1/0.93 at every mass."""
+    nominal ones are 1/0.93 at every mass. (The tables are written here, each with the
+    commit record its limit task would write: compare reads only vouched files.)"""
+    import hashlib
+
     run = tmp_path / "run"
     names = ["frad_penalty-0", "frad_penalty-0.07"]
     for name, f in zip(names, (1.0, 1 / 0.93)):
-        (run / name).mkdir(parents=True)
-        (run / name / "scan.csv").write_text(
+        (run / name / ".state").mkdir(parents=True)
+        text = (
             "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
             f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},ok\n2015,0.06,{3e-6 * f!r},{4e-6 * f!r},ok\n"
         )
+        (run / name / "scan.csv").write_text(text)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        record = {"task": f"{name}/limit/merge", "files": {"scan.csv": digest}}
+        (run / name / ".state" / "limit__merge.commit").write_text(json.dumps(record))
     (run / "run.json").write_text(json.dumps({"grid": [{"name": n, "dir": n} for n in names]}))
     code, so, se = run_cli_here("compare", run)
     assert code == 0, so + se
