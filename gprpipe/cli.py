@@ -534,6 +534,10 @@ def export_pyhf(
     every mass as a background-only workspace plus a PatchSet (--patchset)."""
     from gprpipe.steps.export import export_patchset, export_workspace
 
+    if patchset and mass is not None:
+        raise GprpipeError(
+            "export-pyhf: give --mass M (one workspace) or --patchset (every mass), not both."
+        )
     if patchset:
         paths, n = export_patchset(run_dir, dataset, point=point, output=output, inspire=inspire)
         console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per mass)")

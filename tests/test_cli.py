@@ -149,3 +149,14 @@ def test_zero_workers_is_refused(tmp_path: Path, cli, command):
     code, _, err = cli(command, target, "-j", "0")
     assert code == 1 and one_error(err).startswith("Invalid value for '-j' / '--jobs': ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_pyhf_wants_one_mass_or_the_patchset(tmp_path: Path, cli):
+    """Both given: the mass was silently ignored; neither: one sentence too."""
+    base = ("export-pyhf", tmp_path, "--dataset", "demo")
+    code, _, err = cli(*base, "--mass", "60MeV", "--patchset")
+    assert code == 1 and one_error(err) == (
+        "export-pyhf: give --mass M (one workspace) or --patchset (every mass), not both."
+    )
+    code, _, err = cli(*base)
+    assert code == 1 and one_error(err) == "export-pyhf: give --mass M (e.g. 60MeV) or --patchset."
