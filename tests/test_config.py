@@ -606,3 +606,57 @@ def test_set_relative_data_path_is_relative_to_cwd(tmp_path: Path, monkeypatch):
     (tmp_path / "d.root").write_bytes(b"")
     point = only_point(QUICKSTART, ("datasets.demo.path=d.root",))
     assert point.config.datasets["demo"].path == str(tmp_path / "d.root")
+
+
+def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(tmp_path: Path, cli):
+    """Each passed validate and then failed in its task: an injection mass beyond the
+    test masses (nothing to inject into), a histogram pattern that matches nothing, a
+    missing toy file. ``run`` refuses the first two before it starts."""
+    cfg = quickstart_child(
+        tmp_path / "a.toml",
+        """
+        [scan]
+        masses = [0.06, 0.08]
+        [inject]
+        masses = [0.09]
+        [steps]
+        run = ["load", "fit", "inject"]
+        """,
+    )
+    code, _, err = cli("validate", cfg)
+    assert code == 1 and err.strip() == (
+        f"error: {cfg}:6: inject.masses: 0.09 GeV lies outside the test masses of every "
+        "scanned dataset (demo: 0.06-0.08 GeV); an injection uses the fits around it."
+    )
+    cfg = quickstart_child(
+        tmp_path / "b.toml",
+        """
+        [inject]
+        masses = [0.06]
+        refit_gp = true
+        background = "histograms"
+        histograms = "nomatch/*"
+        [steps]
+        run = ["load", "fit", "inject"]
+        """,
+    )
+    for command in ("validate", "run"):
+        code, _, err = cli(command, cfg, "--set", f"base.output={tmp_path / 'run'}")
+        assert code == 1 and err.strip() == (
+            f"error: {cfg}:7: inject.histograms: {DEMO_ROOT}: no histogram matches "
+            "inject.histograms 'nomatch/*'."
+        )
+    assert not (tmp_path / "run").exists()
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        """
+        [toyscan]
+        file = "toys.root"
+        [steps]
+        run = ["load", "toyscan"]
+        """,
+    )
+    code, _, err = cli("validate", cfg)
+    assert code == 1 and err.strip() == (
+        f"error: {cfg}:4: toyscan.file: {tmp_path / 'toys.root'}: toy file not found."
+    )

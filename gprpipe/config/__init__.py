@@ -241,8 +241,35 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                 why = binning_error(name, ds, cfg, rebin(counts, edges, ds.rebin)[1])
             if why:
                 errors.append(at(where(f"datasets.{name}.rebin"), why))
+        errors += _pattern_errors(cfg, where)
     if errors:
         raise ConfigError(unique(errors))
+
+
+def _pattern_errors(cfg: Config, where: Where) -> list[Issue]:
+    """Histogram patterns that match nothing in their (existing) file: the injection
+    backgrounds (``inject.histograms``) and the toys of ``toyscan``."""
+    from gprpipe.io.root import match_hists
+
+    wanted: list[tuple[str, str, str]] = []  # (key of the pattern, file, pattern)
+    inj = cfg.inject
+    if "inject" in cfg.steps.run and inj.masses and inj.background == "histograms":
+        wanted += [
+            ("inject.histograms", cfg.datasets[n].path, str(inj.histograms)) for n in cfg.scanned()
+        ]
+    if "toyscan" in cfg.steps.run and cfg.toyscan.file:
+        wanted.append(("toyscan.pattern", cfg.toyscan.file, cfg.toyscan.pattern))
+    errors = []
+    for key, path, pattern in wanted:
+        if Path(path).exists():
+            try:
+                match_hists(path, pattern)
+            except GprpipeError as exc:  # none matches, or the file is unreadable
+                why = str(exc)
+                if "no histogram matches" in why:
+                    why = f"{path}: no histogram matches {key} {pattern!r}."
+                errors.append(at(where(key), why))
+    return errors
 
 
 def point_config_from_file(path: Path | str) -> Config:

@@ -328,6 +328,8 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                     )
                 )
         lists: list[tuple[str, list[float]]] = [("scan.masses", cfg.scan.masses or [])]
+        tested = {n: cfg.test_masses(n) for n in ranges}
+        spans = {n: (float(t.min()), float(t.max())) for n, t in tested.items() if len(t)}
         if "inject" in cfg.steps.run:
             lists.append(("inject.masses", cfg.inject.masses))
         if "plot" in cfg.steps.run:
@@ -344,6 +346,16 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                             f"every scanned dataset ({_fmt_ranges(ranges)}).",
                         )
                     )
+                elif key == "inject.masses" and not any(
+                    lo - 1e-9 <= m <= hi + 1e-9 for lo, hi in spans.values()
+                ):
+                    errors.append(
+                        at(
+                            where(key),
+                            f"{m:g} GeV lies outside the test masses of every scanned dataset "
+                            f"({_fmt_ranges(spans)}); an injection uses the fits around it.",
+                        )
+                    )
     return unique(errors)
 
 
@@ -357,4 +369,7 @@ def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
             path = p.config.datasets[name].path
             if not Path(path).exists():
                 errors.append(at(where(f"datasets.{name}.path"), f"{path}: data file not found."))
+        toys = p.config.toyscan.file
+        if "toyscan" in p.config.steps.run and toys and not Path(toys).exists():
+            errors.append(at(where("toyscan.file"), f"{toys}: toy file not found."))
     return unique(errors)
