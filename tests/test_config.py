@@ -660,3 +660,27 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
     assert code == 1 and err.strip() == (
         f"error: {cfg}:4: toyscan.file: {tmp_path / 'toys.root'}: toy file not found."
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ("slurm.time=abc", "'abc' is not a SLURM time limit (minutes, HH:MM:SS, D-HH:MM:SS or "),
+        ("slurm.time=1:2:3:4", "'1:2:3:4' is not a SLURM time limit"),
+        ("slurm.memory=lots", "'lots' is not a SLURM memory size (e.g. 4G, 500M, 4000;"),
+        ("slurm.memory=4 GB", "'4 GB' is not a SLURM memory size"),
+        ("slurm.time=90", None),
+        ("slurm.time=1-12:00:00", None),
+        ("slurm.time=UNLIMITED", None),
+        ("slurm.memory=500m", None),
+        ("slurm.memory=0", None),
+    ],
+)
+def test_slurm_time_and_memory_are_checked_before_sbatch(cli, setting: str, error: str | None):
+    """sbatch refused these only at submission, naming neither file nor key."""
+    code, _, err = cli("validate", QUICKSTART, "--set", setting)
+    if error is None:
+        assert code == 0, err
+    else:
+        key = setting.split("=")[0]
+        assert code == 1 and err.startswith(f"error: --set {key}: {error}")

@@ -236,6 +236,11 @@ class Steps(Section):
         return [s for s in STEPS if s in v]
 
 
+# sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+# days-hours:minutes, days-hours:minutes:seconds, or no limit
+_SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
+
+
 class Slurm(Section):
     partition: str | None = None
     account: str | None = None
@@ -249,6 +254,24 @@ class Slurm(Section):
         description="sbatch options, one per "
         "entry (e.g. '--constraint=cpu'), written as #SBATCH lines.",
     )
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        if not _SLURM_TIME.fullmatch(v.strip()):
+            raise ValueError(
+                f"{v!r} is not a SLURM time limit (minutes, HH:MM:SS, D-HH:MM:SS or UNLIMITED)"
+            )
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if not re.fullmatch(r"\d+[KMGT]?", v.strip(), flags=re.IGNORECASE):
+            raise ValueError(
+                f"{v!r} is not a SLURM memory size (e.g. 4G, 500M, 4000; 0: all of the node)"
+            )
+        return v
 
     @field_validator("extra")
     @classmethod
