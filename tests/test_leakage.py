@@ -255,7 +255,9 @@ def test_histogram_backgrounds_for_injection(shared_data):
     bad = cfg.model_copy(
         update={"inject": cfg.inject.model_copy(update={"histograms": "noSuchFamily/*"})}
     )
-    with pytest.raises(GprpipeError, match="no histogram matches the pattern 'noSuchFamily/"):
+    with pytest.raises(
+        GprpipeError, match=r"no histogram matches inject\.histograms 'noSuchFamily/"
+    ):
         background_histograms(bad, "2015", edges)
 
 

@@ -263,12 +263,9 @@ def _pattern_errors(cfg: Config, where: Where) -> list[Issue]:
     for key, path, pattern in wanted:
         if Path(path).exists():
             try:
-                match_hists(path, pattern)
+                match_hists(path, pattern, key)
             except GprpipeError as exc:  # none matches, or the file is unreadable
-                why = str(exc)
-                if "no histogram matches" in why:
-                    why = f"{path}: no histogram matches {key} {pattern!r}."
-                errors.append(at(where(key), why))
+                errors.append(at(where(key), str(exc)))
     return errors
 
 

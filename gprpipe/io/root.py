@@ -105,9 +105,10 @@ def read_text(path: Path | str, name: str) -> str:
         raise GprpipeError(f"{path}: cannot read the text object {name!r} ({exc}).") from None
 
 
-def match_hists(path: Path | str, pattern: str) -> list[str]:
+def match_hists(path: Path | str, pattern: str, key: str = "the pattern") -> list[str]:
     """Names of the TH1s in ``path`` matching the glob ``pattern`` (``dir/*_toy_*``), in
-    natural order (``toy_2`` before ``toy_10``)."""
+    natural order (``toy_2`` before ``toy_10``); ``key`` names the pattern's config key
+    in the error when none matches."""
     import fnmatch
     import re
 
@@ -125,7 +126,7 @@ def match_hists(path: Path | str, pattern: str) -> list[str]:
             if fnmatch.fnmatchcase(k, pattern) and str(f.classname_of(k)).startswith("TH1")
         ]
     if not names:
-        raise GprpipeError(f"{path}: no histogram matches the pattern {pattern!r}.")
+        raise GprpipeError(f"{path}: no histogram matches {key} {pattern!r}.")
 
     def natural(s: str) -> list:
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]

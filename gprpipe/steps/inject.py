@@ -145,7 +145,7 @@ def background_histograms(cfg: Config, name: str, edges: np.ndarray) -> np.ndarr
     ds = cfg.datasets[name]
     pattern = str(cfg.inject.histograms)
     out = []
-    for h in match_hists(ds.path, pattern)[: cfg.inject.n_toys]:
+    for h in match_hists(ds.path, pattern, "inject.histograms")[: cfg.inject.n_toys]:
         c, e = rebin(*read_hist(ds.path, h), ds.rebin)
         if len(e) != len(edges) or not np.allclose(e, edges, rtol=0, atol=1e-12):
             raise GprpipeError(

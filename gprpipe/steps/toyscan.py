@@ -11,8 +11,6 @@ spurious signal, pulls, tail fractions) and ``toyscan.h5``.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from pathlib import Path
 
 import numpy as np
@@ -37,28 +35,13 @@ TAILS = {2.0: float(ndtr(-2.0)), 3.0: float(ndtr(-3.0)), 5.0: float(ndtr(-5.0))}
 """Background-only expectation of P(Z_local > z) (asymptotic: half chi-square, one dof)."""
 
 
-def _natural(name: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
 def toy_names(path: str | Path, pattern: str) -> list[str]:
     """Names of the 1-D histograms in ``path`` matching ``pattern``, in natural order."""
-    import uproot
+    from gprpipe.io.root import match_hists
 
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise GprpipeError(f"{path}: toyscan.file not found.")
-    try:
-        with uproot.open(path) as f:
-            classes = f.classnames(recursive=True, cycle=False)
-    except Exception as exc:
-        raise GprpipeError(f"{path}: cannot open toyscan.file as a ROOT file ({exc}).") from None
-    names = [
-        k for k, c in classes.items() if c.startswith("TH1") and fnmatch.fnmatchcase(k, pattern)
-    ]
-    if not names:
-        raise GprpipeError(f"{path}: no histogram matches toyscan.pattern {pattern!r}.")
-    return sorted(names, key=_natural)
+    return match_hists(path, pattern, "toyscan.pattern")
 
 
 def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
