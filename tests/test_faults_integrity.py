@@ -377,8 +377,9 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
     (point / ".state" / "limit__merge.commit").unlink()
     code, _, err = run_cli_here("project-reach", copy, "--scale", "demo=2")
     assert code == 1 and err.strip() == (
-        f"error: {point / 'limit.h5'}: no task of this run committed it (killed before it "
-        "finished, or copied in?); run the point again to recompute it."
+        f"error: {point / 'limit.h5'}: no task of this run has committed it (its task is "
+        "running or was killed before it finished, or the file was copied in); run the point "
+        "again to recompute it."
     )
     assert not (copy / "x.json").exists() and not (copy / "spey").exists()
     assert not (point / "reach").exists()

@@ -127,6 +127,6 @@ def vouched(path: Path | str) -> Path:
             )
         return path
     raise GprpipeError(
-        f"{path}: no task of this run committed it (killed before it finished, or copied "
-        "in?); run the point again to recompute it."
+        f"{path}: no task of this run has committed it (its task is running or was killed "
+        "before it finished, or the file was copied in); run the point again to recompute it."
     )
