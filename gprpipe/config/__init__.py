@@ -210,6 +210,7 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
     where = _where(loaded)
     errors: list[Issue] = []
     read: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | str] = {}
+    matched: dict[tuple[str, str, str], str] = {}  # (key, file, pattern) -> why not, or ""
     for point in points:
         cfg = point.config
         for name in cfg.scanned():
@@ -241,14 +242,17 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                 why = binning_error(name, ds, cfg, rebin(counts, edges, ds.rebin)[1])
             if why:
                 errors.append(at(where(f"datasets.{name}.rebin"), why))
-        errors += _pattern_errors(cfg, where)
+        errors += _pattern_errors(cfg, where, matched)
     if errors:
         raise ConfigError(unique(errors))
 
 
-def _pattern_errors(cfg: Config, where: Where) -> list[Issue]:
+def _pattern_errors(
+    cfg: Config, where: Where, matched: dict[tuple[str, str, str], str]
+) -> list[Issue]:
     """Histogram patterns that match nothing in their (existing) file: the injection
-    backgrounds (``inject.histograms``) and the toys of ``toyscan``."""
+    backgrounds (``inject.histograms``) and the toys of ``toyscan``; ``matched`` keeps
+    the answers across the grid points (each file is listed once)."""
     from gprpipe.io.root import match_hists
 
     wanted: list[tuple[str, str, str]] = []  # (key of the pattern, file, pattern)
@@ -260,12 +264,16 @@ def _pattern_errors(cfg: Config, where: Where) -> list[Issue]:
     if "toyscan" in cfg.steps.run and cfg.toyscan.file:
         wanted.append(("toyscan.pattern", cfg.toyscan.file, cfg.toyscan.pattern))
     errors = []
-    for key, path, pattern in wanted:
-        if Path(path).exists():
+    for want in wanted:
+        key, path, pattern = want
+        if want not in matched and Path(path).exists():
             try:
                 match_hists(path, pattern, key)
+                matched[want] = ""
             except GprpipeError as exc:  # none matches, or the file is unreadable
-                errors.append(at(where(key), str(exc)))
+                matched[want] = str(exc)
+        if matched.get(want):
+            errors.append(at(where(key), matched[want]))
     return errors
 
 
