@@ -328,8 +328,10 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                     )
                 )
         lists: list[tuple[str, list[float]]] = [("scan.masses", cfg.scan.masses or [])]
-        tested = {n: cfg.test_masses(n) for n in ranges}
-        spans = {n: (float(t.min()), float(t.max())) for n, t in tested.items() if len(t)}
+        spans: dict[str, tuple[float, float]] = {}  # test-mass span per dataset (inject)
+        if "inject" in cfg.steps.run:
+            tested = {n: cfg.test_masses(n) for n in ranges}
+            spans = {n: (float(t.min()), float(t.max())) for n, t in tested.items() if len(t)}
         if "inject" in cfg.steps.run:
             lists.append(("inject.masses", cfg.inject.masses))
         if "plot" in cfg.steps.run:

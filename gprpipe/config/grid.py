@@ -55,10 +55,10 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
                     errors.append(
                         at(where("grid.zip"), f"lists ({shown}) twice (two identical points).")
                     )
-    for key in [k for axis in axes for k in axis[0] if k == "base.output"]:
+    if any("base.output" in axis[0] for axis in axes):
         errors.append(
             at(
-                where(f"grid.{key}"),
+                where("grid.base.output"),
                 "the points of one run share its run directory (base.output); the point "
                 "folders are named after the other keys of the grid.",
             )

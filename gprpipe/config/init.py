@@ -12,7 +12,7 @@ import difflib
 import re
 from pathlib import Path
 
-from gprpipe.config.loader import get_dotted, load_chain, shipped_dir
+from gprpipe.config.loader import get_dotted, load_chain, shipped_dir, shipped_names
 from gprpipe.errors import GprpipeError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -21,7 +21,7 @@ DEMO = "{{ gprpipe.data }}/demo_2015.root"
 
 def shipped_templates() -> list[str]:
     """Names of the shipped templates a user config can inherit."""
-    return sorted(p.stem for p in shipped_dir("templates").glob("*.toml") if p.stem != "defaults")
+    return [n for n in shipped_names("templates") if n != "defaults"]
 
 
 def _template(name: str) -> Path:

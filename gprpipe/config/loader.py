@@ -105,9 +105,14 @@ def resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:
     raise FileNotFoundError(_missing_ref(ref, cand, kind))
 
 
+def shipped_names(kind: str) -> list[str]:
+    """Names of the shipped ``templates`` or ``cards``, sorted."""
+    return sorted(p.stem for p in shipped_dir(kind).glob("*.toml"))
+
+
 def _missing_ref(ref: str, cand: Path, kind: str) -> str:
     """Why ``ref`` names nothing, with the shipped names (and the closest one)."""
-    shipped = sorted(p.stem for p in shipped_dir(kind).glob("*.toml"))
+    shipped = shipped_names(kind)
     what = kind.removesuffix("s")
     return (
         f"{ref!r} is neither a file ({cand}) nor a shipped {what} "
