@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli_here, settings
+from conftest import DEMO_ROOT, QUICKSTART, run_cli_here, settings
 
 from gprpipe.stats.gp import GPHyper, predict_counts
 from gprpipe.stats.leakage import leakage_shift, leakage_template
@@ -185,6 +185,32 @@ def test_window_at_the_training_range_edge_is_flagged_one_sideband(shared_data):
     )
     mf2, _, _ = _fit(off, "2015", 0.130)
     assert FLAG_ONE_SIDEBAND not in flags_of(mf2.status)
+
+
+def test_sidebands_rougher_than_poisson_fail_the_fit_with_a_reason():
+    """The demo spectrum times 100 with fresh Poisson noise keeps the first sample's
+    scatter (10x the Poisson width): the GP takes a short length scale with a huge
+    amplitude, its blind-window prediction overflows, and the mass says so instead of
+    handing infinite backgrounds to the limit (which failed with 'SVD did not converge')."""
+    from gprpipe.config import load_points
+    from gprpipe.io.root import read_hist, rebin
+    from gprpipe.steps.fit import fit_masses
+
+    _, points = load_points(QUICKSTART, [])
+    cfg = points[0].config
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    rough = np.random.default_rng(1).poisson(100 * counts).astype(float)
+    fits = fit_masses(cfg, "demo", *rebin(rough, edges, 10), np.array([0.03, 0.06]))
+    for f in fits:
+        assert f.status == (
+            "fit failed: the background prediction in the blind window overflows (the "
+            "sidebands are rougher than Poisson scatter about a smooth curve)"
+        )
+        assert f.blind is None and f.hyper is not None and f.hyper.amplitude > 1e5
+        assert not has_result(f.status)
+    # the same spectrum with its own Poisson scatter fits
+    smooth = fit_masses(cfg, "demo", *rebin(counts, edges, 10), np.array([0.03, 0.06]))
+    assert [f.status for f in smooth] == ["ok", "ok"]
 
 
 # ------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ COUNTS = np.arange(150, dtype=float) + 1.0
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ROOT file with folders, cycles, a TH2, a TTree, an empty and a negative histogram."""
+    """A ROOT file with folders, cycles, a TH2, a TTree, an empty and a negative histogram,
+    a scaled (non-integer) one and one with unequal bins."""
     path = tmp_path_factory.mktemp("root") / "zoo.root"
     with uproot.recreate(path) as f:
         f["input_hist"] = (COUNTS, EDGES)
@@ -38,6 +39,8 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f["events"].extend({"mass": np.linspace(0.01, 0.1, 20)})
         f["empty"] = (np.zeros(150), EDGES)
         f["negative"] = (COUNTS - 10, EDGES)
+        f["scaled"] = (COUNTS * 0.5, EDGES)  # 0.5, 1, 1.5, ...: 75 non-integer contents
+        f["unequal"] = (COUNTS[:-1], np.concatenate([EDGES[:100], EDGES[101:]]))
     return path
 
 
@@ -63,15 +66,26 @@ def test_read_plain_folder_and_cycles(zoo: Path):
         ("empty", "histogram 'empty' is empty."),
         ("negative", "histogram 'negative' has negative or non-finite bin contents."),
         (
+            "scaled",
+            "histogram 'scaled' holds 0.5 in bin 1 (0-0.001) and 74 more non-integer "
+            "contents; the Poisson likelihood needs event counts, not a weighted or scaled "
+            "histogram.",
+        ),
+        (
+            "unequal",
+            "histogram 'unequal' has bins of unequal width (0.001 to 0.002); the background "
+            "fit needs equal-width bins.",
+        ),
+        (
             "input_hisst",
-            "histogram 'input_hisst' not found; closest of its 5 1-D histograms: input_hist,",
+            "histogram 'input_hisst' not found; closest of its 7 1-D histograms: input_hist,",
         ),
         (
             "preselection/h_invM_800",
             "histogram 'preselection/h_invM_800' not found; closest of its "
-            "5 1-D histograms: preselection/h_invM_8000,",
+            "7 1-D histograms: preselection/h_invM_8000,",
         ),
-        ("zzz", "histogram 'zzz' not found; closest of its 5 1-D histograms: "),
+        ("zzz", "histogram 'zzz' not found; closest of its 7 1-D histograms: "),
     ],
 )
 def test_read_errors_are_one_sentence(zoo: Path, name: str, message: str):
@@ -183,15 +197,15 @@ def test_changed_data_file_reruns_load(tmp_path: Path, capsys):
         ),
         (
             ("datasets.demo.range=[0.02, 0.2]",),
-            "datasets.demo.range = [0.02, 0.2] GeV lies outside histogram 'input_hist'",
+            "datasets.demo.range: [0.02, 0.2] GeV lies outside histogram 'input_hist'",
         ),
         (
             ("datasets.demo.data_range=[0.0, 0.16]",),
-            "datasets.demo.data_range = [0, 0.16] GeV lies outside histogram",
+            "datasets.demo.data_range: [0, 0.16] GeV lies outside histogram",
         ),
         (
             ("datasets.demo.rebin=5000",),
-            "datasets.demo.rebin = 5000 exceeds the 3000 bins of histogram 'input_hist'",
+            "datasets.demo.rebin: a rebin of 5000 exceeds the 3000 bins of histogram 'input_hist'",
         ),
     ],
 )

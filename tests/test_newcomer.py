@@ -34,6 +34,7 @@ from conftest import (
 
 from gprpipe.config import load_points
 from gprpipe.errors import GprpipeError
+from gprpipe.io.root import read_hist, write_hist
 from gprpipe.pipeline.summary import run_summary, summarize_scan, summary_lines
 from gprpipe.units import parse_mass, parse_masses
 
@@ -88,6 +89,15 @@ def one_sentence_errors(err: str) -> list[str]:
                 f"histogram 'input_hist' in {DEMO_ROOT}."
             ],
         ),
+        (
+            ["datasets.demo.range=[0.02,0.2]", "datasets.demo.data_range=[0.01,0.16]"],
+            [
+                f"error: --set datasets.demo.range: [0.02, 0.2] GeV lies outside histogram "
+                f"'input_hist' of {DEMO_ROOT} (0-0.15 GeV).",
+                f"error: --set datasets.demo.data_range: [0.01, 0.16] GeV lies outside "
+                f"histogram 'input_hist' of {DEMO_ROOT} (0-0.15 GeV).",
+            ],
+        ),
     ],
 )
 def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[str]):
@@ -95,6 +105,22 @@ def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[st
     code, out, err = cli("validate", QUICKSTART, *args)
     assert code == 1 and out == ""
     assert one_sentence_errors(err) == expected
+
+
+def test_validate_suspects_a_histogram_axis_in_mev(cli, tmp_path: Path):
+    """The demo spectrum with its axis in MeV (0-150): the rebinned bins are wider than
+    the blind window, and the sentence says why that may be."""
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    mev = tmp_path / "mev.root"
+    write_hist(mev, counts, edges * 1000)
+    code, _, err = cli("validate", QUICKSTART, "--set", f"datasets.demo.path={mev}")
+    assert code == 1
+    assert one_sentence_errors(err) == [
+        f"error: {REPO}/cards/hps2015.toml:9: datasets.demo.rebin: a rebin of 10 makes bins "
+        f"of histogram 'input_hist' in {mev} 0.5 GeV wide, wider than the 0.00493425 GeV "
+        "blind window at m = 0.03 GeV (its axis runs to 150: in MeV? histogram axes are "
+        "read in GeV)."
+    ]
 
 
 def test_validate_names_the_key_and_line_in_the_file(cli, tmp_path: Path):

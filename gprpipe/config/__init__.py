@@ -198,14 +198,15 @@ def load_points(
 
 
 def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
-    """Read every scanned histogram once and check its binning after rebinning; raise a
+    """Read every scanned histogram once and check it against its dataset (binning after
+    rebinning, ranges inside it: :func:`~gprpipe.config.checks.histogram_errors`); raise a
     ``ConfigError`` whose sentences name the config file, key and data file.
 
     A data file that does not exist yet is left to the load task of its point (it fails
     with its own sentence while the other points run, and ``rerun --failed`` redoes it).
     """
-    from gprpipe.config.checks import binning_error
-    from gprpipe.io.root import read_hist, rebin
+    from gprpipe.config.checks import histogram_errors
+    from gprpipe.io.root import read_hist
 
     where = _where(loaded)
     errors: list[Issue] = []
@@ -232,16 +233,10 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                 errors.append(at(where(f"datasets.{name}.{field}"), got))
                 continue
             counts, edges = got
-            why: str | None
-            if ds.rebin > len(counts):
-                why = (
-                    f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
-                    f"{ds.hist!r} in {ds.path}."
-                )
-            else:
-                why = binning_error(name, ds, cfg, rebin(counts, edges, ds.rebin)[1])
-            if why:
-                errors.append(at(where(f"datasets.{name}.rebin"), why))
+            errors += [
+                at(where(f"datasets.{name}.{key}"), why)
+                for key, why in histogram_errors(name, ds, cfg, counts, edges)
+            ]
         errors += _pattern_errors(cfg, where, matched)
     if errors:
         raise ConfigError(unique(errors))

@@ -9,7 +9,7 @@
   grid or the mass arrays.
 - **Physics sense** over the scan: a positive, finite resolution and radiative fraction at
   every test mass, ordered length-scale factors, no duplicate masses, and enough bins
-  after rebinning (:func:`binning_error`, which needs the histogram).
+  after rebinning, inside the histogram (:func:`histogram_errors`, which needs it).
 """
 
 from __future__ import annotations
@@ -237,12 +237,59 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     return errors
 
 
-def binning_error(name: str, ds: Dataset, cfg: Config, edges: np.ndarray) -> str | None:
-    """Why the rebinned histogram ``edges`` of dataset ``name`` is too coarse, or None.
+def histogram_errors(
+    name: str, ds: Dataset, cfg: Config, counts: np.ndarray, edges: np.ndarray
+) -> list[tuple[str, str]]:
+    """What makes the histogram (``counts``, ``edges`` as read) unusable for dataset
+    ``name``, as ``(key under datasets.<name>, sentence)`` pairs; empty when it is usable.
 
-    It must keep :data:`MIN_BINS` bins and a bin no wider than the blind window at every
-    test mass.
+    The rebin must leave at least :data:`MIN_BINS` bins, none wider than the blind window at
+    any test mass, and the scan and training ranges must lie inside the histogram. The load
+    task and ``validate`` use this one function, so a run refuses before any task starts
+    what its load task would refuse.
     """
+    if ds.rebin > len(counts):
+        why = (
+            f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
+            f"{ds.hist!r} in {ds.path}"
+        )
+        return [("rebin", why + _axis_hint(edges) + ".")]
+    from gprpipe.io.root import rebin
+
+    edges = rebin(counts, edges, ds.rebin)[1]
+    errors = []
+    coarse = _binning_error(ds, cfg.test_masses(name), cfg.fit.blind_nsigma, edges)
+    if coarse:
+        errors.append(("rebin", coarse))
+    lo, hi = float(edges[0]), float(edges[-1])
+    for key, rng in (("range", ds.range), ("data_range", ds.data_range)):
+        if rng is not None and (rng[0] < lo or rng[1] > hi):
+            errors.append(
+                (
+                    key,
+                    f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside histogram {ds.hist!r} of "
+                    f"{ds.path} ({lo:g}-{hi:g} GeV)",
+                )
+            )
+    return [(key, why + _axis_hint(edges) + ".") for key, why in errors]
+
+
+def _axis_hint(edges: np.ndarray) -> str:
+    """A hint for an axis that runs far beyond the GeV masses this tool scans (MeV?)."""
+    top = float(edges[-1])
+    return (
+        f" (its axis runs to {top:g}: in MeV? histogram axes are read in GeV)"
+        if top > 10 * BARE_MAX_GEV
+        else ""
+    )
+
+
+def _binning_error(
+    ds: Dataset, masses: np.ndarray, blind_nsigma: float, edges: np.ndarray
+) -> str | None:
+    """Why the rebinned histogram ``edges`` is too coarse for the test ``masses``, or None:
+    it must keep :data:`MIN_BINS` bins and a bin no wider than the blind window at every
+    test mass."""
     from gprpipe.stats.resolution import sigma_m
 
     where = f"a rebin of {ds.rebin}"
@@ -250,22 +297,21 @@ def binning_error(name: str, ds: Dataset, cfg: Config, edges: np.ndarray) -> str
     if nbins < MIN_BINS:
         return (
             f"{where} leaves {nbins} bins of histogram {ds.hist!r} in {ds.path}, fewer "
-            f"than {MIN_BINS}."
+            f"than {MIN_BINS}"
         )
-    m = cfg.test_masses(name)
-    if len(m):
+    if len(masses):
         width = float(np.max(np.diff(edges)))
         window = (
             2
-            * cfg.fit.blind_nsigma
-            * sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
+            * blind_nsigma
+            * sigma_m(masses, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
         )
         i = int(np.argmin(window))
         if width > window[i]:
             return (
                 f"{where} makes bins of histogram {ds.hist!r} in {ds.path} "
                 f"{width:g} GeV wide, wider than the {window[i]:g} GeV blind window at "
-                f"m = {m[i]:g} GeV."
+                f"m = {masses[i]:g} GeV"
             )
     return None
 

@@ -91,6 +91,20 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise GprpipeError(f"{path}: histogram {name!r} has negative or non-finite bin contents.")
     if counts.sum() <= 0:
         raise GprpipeError(f"{path}: histogram {name!r} is empty.")
+    odd = np.flatnonzero(np.abs(counts - np.round(counts)) > 1e-9 * np.maximum(counts, 1.0))
+    if len(odd):
+        i = int(odd[0])
+        raise GprpipeError(
+            f"{path}: histogram {name!r} holds {counts[i]:g} in bin {i + 1} "
+            f"({edges[i]:g}-{edges[i + 1]:g}) and {len(odd) - 1} more non-integer contents; "
+            "the Poisson likelihood needs event counts, not a weighted or scaled histogram."
+        )
+    width = np.diff(edges)
+    if not np.allclose(width, width[0], rtol=1e-6, atol=0.0):
+        raise GprpipeError(
+            f"{path}: histogram {name!r} has bins of unequal width ({width.min():g} to "
+            f"{width.max():g}); the background fit needs equal-width bins."
+        )
     return counts, edges
 
 

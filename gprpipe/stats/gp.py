@@ -899,9 +899,11 @@ def _mean_map_lowrank(
 
 
 def lognormal_moments(mu: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Counts mean ``b = exp(mu + diag(S)/2)`` and covariance ``b_i b_j (exp(S_ij) - 1)``."""
-    b = np.exp(mu + 0.5 * np.diagonal(S))
-    C = np.outer(b, b) * np.expm1(S)
+    """Counts mean ``b = exp(mu + diag(S)/2)`` and covariance ``b_i b_j (exp(S_ij) - 1)``;
+    an overflow gives ``inf``, which callers check (a fit whose prediction overflows fails)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        b = np.exp(mu + 0.5 * np.diagonal(S))
+        C = np.outer(b, b) * np.expm1(S)
     return b, 0.5 * (C + C.T)
 
 

@@ -119,6 +119,14 @@ def fit_masses(
         except (ValueError, np.linalg.LinAlgError) as exc:
             out.append(MassFit(index, m, s, None, f"fit failed: {exc}", None))
             continue
+        if not (np.isfinite(wf.b).all() and np.isfinite(wf.C).all()):
+            # gp_amplitude and gp_length_scale (columns of their own) show why
+            why = (
+                "fit failed: the background prediction in the blind window overflows "
+                "(the sidebands are rougher than Poisson scatter about a smooth curve)"
+            )
+            out.append(MassFit(index, m, s, wf.hyper, why, None))
+            continue
         if wf.hyper.converged:
             start = wf.hyper
         idx = np.flatnonzero(wf.blind)

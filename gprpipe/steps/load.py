@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gprpipe.config.checks import binning_error
+from gprpipe.config.checks import histogram_errors
 from gprpipe.errors import GprpipeError
 from gprpipe.io.hdf5 import sha256_file, write_group, write_h5
 from gprpipe.io.root import read_hist, rebin
@@ -17,22 +17,11 @@ def run(ctx) -> None:
     for name in cfg.scanned():
         ds = cfg.datasets[name]
         counts, edges = read_hist(ds.path, ds.hist)
-        if ds.rebin > len(counts):
-            raise GprpipeError(
-                f"datasets.{name}.rebin = {ds.rebin} exceeds the {len(counts)} bins of "
-                f"histogram {ds.hist!r} in {ds.path}."
-            )
+        errors = histogram_errors(name, ds, cfg, counts, edges)
+        if errors:
+            key, why = errors[0]
+            raise GprpipeError(f"datasets.{name}.{key}: {why}")
         counts, edges = rebin(counts, edges, ds.rebin)
-        why = binning_error(name, ds, cfg, edges)
-        if why:
-            raise GprpipeError(f"datasets.{name}.rebin: {why}")
-        lo, hi = edges[0], edges[-1]
-        for key, rng in (("range", ds.range), ("data_range", ds.data_range)):
-            if rng is not None and (rng[0] < lo or rng[1] > hi):
-                raise GprpipeError(
-                    f"datasets.{name}.{key} = [{rng[0]:g}, {rng[1]:g}] GeV lies outside "
-                    f"histogram {ds.hist!r} of {ds.path} ({lo:g}-{hi:g} GeV)."
-                )
         groups[name] = (counts, edges, ds)
     with write_h5(ctx.layout.load, ctx.attrs()) as f:
         for name, (counts, edges, ds) in groups.items():
