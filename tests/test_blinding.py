@@ -179,7 +179,7 @@ def test_blind_refuses_training_inside_the_window(tmp_path, cli):
     )
     code, _, err = cli("validate", cfg)
     assert code == 1
-    assert "train_exclude_nsigma = 1.64 is smaller than fit.blind_nsigma = 1.96" in err
+    assert "train_exclude_nsigma: 1.64 is smaller than fit.blind_nsigma = 1.96" in err
 
 
 def test_blinded_window_limits_never_touch_the_counts():

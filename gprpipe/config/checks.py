@@ -378,7 +378,6 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
         if "inject" in cfg.steps.run:
             tested = {n: cfg.test_masses(n) for n in ranges}
             spans = {n: (float(t.min()), float(t.max())) for n, t in tested.items() if len(t)}
-        if "inject" in cfg.steps.run:
             lists.append(("inject.masses", cfg.inject.masses))
         if "plot" in cfg.steps.run:
             lists.append(("plot.masses", cfg.plot.masses))

@@ -303,7 +303,7 @@ class Config(Section):
         excl = self.fit.train_exclude_nsigma
         if self.base.blind and excl is not None and excl < self.fit.blind_nsigma:
             raise ValueError(
-                f"fit.train_exclude_nsigma = {excl:g} is smaller than fit.blind_nsigma = "
+                f"fit.train_exclude_nsigma: {excl:g} is smaller than fit.blind_nsigma = "
                 f"{self.fit.blind_nsigma:g}: the GP would be trained on blind-window counts, "
                 "which base.blind forbids"
             )
@@ -314,7 +314,7 @@ class Config(Section):
         for name in self.scan.datasets or []:
             if name not in self.datasets:
                 raise ValueError(
-                    f"scan.datasets names {name!r}, which is not a dataset "
+                    f"scan.datasets: {name!r} is not a dataset "
                     f"(have: {', '.join(self.datasets) or 'none'})"
                 )
         if "toyscan" in self.steps.run:
@@ -323,11 +323,11 @@ class Config(Section):
                 raise ValueError("toyscan.file: required when steps.run includes 'toyscan'")
             if ts.dataset is not None and ts.dataset not in self.scanned():
                 raise ValueError(
-                    f"toyscan.dataset names {ts.dataset!r}, which is not a "
-                    f"scanned dataset (have: {', '.join(self.scanned()) or 'none'})"
+                    f"toyscan.dataset: {ts.dataset!r} is not a scanned dataset "
+                    f"(have: {', '.join(self.scanned()) or 'none'})"
                 )
             if ts.dataset is None and not self.scanned():
-                raise ValueError("toyscan: no scanned dataset to take the settings from")
+                raise ValueError("toyscan.dataset: no scanned dataset to take the settings from")
         return self
 
     def toyscan_dataset(self) -> str:
@@ -428,6 +428,10 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 msg = "required but not set"
             elif err["type"] == "value_error":  # our validators' messages show the value
                 msg = err["msg"].removeprefix("Value error, ")
+                if not dotted:  # a check across sections names its key first: "key: ..."
+                    dotted, sep, rest = msg.partition(": ")
+                    msg = rest if sep else msg
+                    dotted = dotted if sep else ""
             else:
                 value = err.get("input")
                 shown = f" (got {value!r})" if not isinstance(value, dict) else ""
