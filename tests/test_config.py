@@ -14,6 +14,7 @@ from gprpipe.config import load, load_points
 from gprpipe.config.loader import deep_merge, key_lines, parse_override, shipped_dir
 from gprpipe.config.render import render_config
 from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.io.root import read_hist, write_hist
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -661,6 +662,17 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
     assert code == 1 and err.strip() == (
         f"error: {cfg}:4: toyscan.file: {tmp_path / 'toys.root'}: toy file not found."
     )
+    # toys that do not cover the scan range: every toy mass failed in the toyscan task
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    write_hist(tmp_path / "toys.root", counts[:800], edges[:801], "t/t_toy_0")
+    for command in ("validate", "run"):
+        code, _, err = cli(command, cfg, "--set", f"base.output={tmp_path / 'run'}")
+        assert code == 1 and err.strip() == (
+            f"error: {cfg}:4: toyscan.file: toy 't/t_toy_0', scanned with datasets.demo.range: "
+            f"[0.02, 0.13] GeV lies outside histogram 't/t_toy_0' in {tmp_path / 'toys.root'} "
+            "(0-0.04 GeV)."
+        )
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

@@ -93,9 +93,9 @@ def one_sentence_errors(err: str) -> list[str]:
             ["datasets.demo.range=[0.02,0.2]", "datasets.demo.data_range=[0.01,0.16]"],
             [
                 f"error: --set datasets.demo.range: [0.02, 0.2] GeV lies outside histogram "
-                f"'input_hist' of {DEMO_ROOT} (0-0.15 GeV).",
+                f"'input_hist' in {DEMO_ROOT} (0-0.15 GeV).",
                 f"error: --set datasets.demo.data_range: [0.01, 0.16] GeV lies outside "
-                f"histogram 'input_hist' of {DEMO_ROOT} (0-0.15 GeV).",
+                f"histogram 'input_hist' in {DEMO_ROOT} (0-0.15 GeV).",
             ],
         ),
     ],

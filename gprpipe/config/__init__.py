@@ -211,7 +211,7 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
     where = _where(loaded)
     errors: list[Issue] = []
     read: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | str] = {}
-    matched: dict[tuple[str, str, str], str] = {}  # (key, file, pattern) -> why not, or ""
+    matched: dict[tuple[str, str, str], Matched] = {}
     for point in points:
         cfg = point.config
         for name in cfg.scanned():
@@ -235,20 +235,26 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
             counts, edges = got
             errors += [
                 at(where(f"datasets.{name}.{key}"), why)
-                for key, why in histogram_errors(name, ds, cfg, counts, edges)
+                for key, why in histogram_errors(name, cfg, counts, edges)
             ]
         errors += _pattern_errors(cfg, where, matched)
     if errors:
         raise ConfigError(unique(errors))
 
 
+#: what a histogram pattern of a file matched: its first histogram as read, or why none
+Matched = tuple[str, tuple[np.ndarray, np.ndarray]] | str
+
+
 def _pattern_errors(
-    cfg: Config, where: Where, matched: dict[tuple[str, str, str], str]
+    cfg: Config, where: Where, matched: dict[tuple[str, str, str], Matched]
 ) -> list[Issue]:
     """Histogram patterns that match nothing in their (existing) file: the injection
-    backgrounds (``inject.histograms``) and the toys of ``toyscan``; ``matched`` keeps
-    the answers across the grid points (each file is listed once)."""
-    from gprpipe.io.root import match_hists
+    backgrounds (``inject.histograms``) and the toys of ``toyscan``, whose first toy must
+    also scan like its dataset (:func:`~gprpipe.config.checks.toy_errors`); ``matched``
+    keeps what each file gave across the grid points (each is listed and read once)."""
+    from gprpipe.config.checks import toy_errors
+    from gprpipe.io.root import match_hists, read_hist
 
     wanted: list[tuple[str, str, str]] = []  # (key of the pattern, file, pattern)
     inj = cfg.inject
@@ -261,14 +267,21 @@ def _pattern_errors(
     errors = []
     for want in wanted:
         key, path, pattern = want
-        if want not in matched and Path(path).exists():
+        if not Path(path).exists():
+            continue
+        if want not in matched:
             try:
-                match_hists(path, pattern, key)
-                matched[want] = ""
+                first = match_hists(path, pattern, key)[0]
+                matched[want] = (first, read_hist(path, first))
             except GprpipeError as exc:  # none matches, or the file is unreadable
                 matched[want] = str(exc)
-        if matched.get(want):
-            errors.append(at(where(key), matched[want]))
+        got = matched[want]
+        if isinstance(got, str):
+            errors.append(at(where(key), got))
+        elif key == "toyscan.pattern":  # the first toy stands for all: they scan alike
+            errors += [at(where("toyscan.file"), why) for why in toy_errors(cfg, *got[1], got[0])][
+                :1
+            ]
     return errors
 
 

@@ -238,40 +238,51 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
 
 
 def histogram_errors(
-    name: str, ds: Dataset, cfg: Config, counts: np.ndarray, edges: np.ndarray
+    name: str,
+    cfg: Config,
+    counts: np.ndarray,
+    edges: np.ndarray,
+    source: tuple[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """What makes the histogram (``counts``, ``edges`` as read) unusable for dataset
-    ``name``, as ``(key under datasets.<name>, sentence)`` pairs; empty when it is usable.
+    """What makes a histogram (``counts``, ``edges`` as read) unusable for the scan of
+    dataset ``name``, as ``(key under datasets.<name>, sentence)`` pairs; empty when usable.
 
     The rebin must leave at least :data:`MIN_BINS` bins, none wider than the blind window at
-    any test mass, and the scan and training ranges must lie inside the histogram. The load
-    task and ``validate`` use this one function, so a run refuses before any task starts
-    what its load task would refuse.
+    any test mass, and the scan and training ranges must lie inside the histogram.
+    ``source`` (file, histogram) names it when it is not the dataset's own (a toy). The
+    load and toyscan tasks and ``validate`` use this one function, so a run refuses before
+    any task starts what a task would refuse.
     """
+    ds = cfg.datasets[name]
+    path, hist = source or (ds.path, ds.hist)
+    what = f"histogram {hist!r} in {path}"
     if ds.rebin > len(counts):
-        why = (
-            f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of histogram "
-            f"{ds.hist!r} in {ds.path}"
-        )
+        why = f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of {what}"
         return [("rebin", why + _axis_hint(edges) + ".")]
     from gprpipe.io.root import rebin
 
     edges = rebin(counts, edges, ds.rebin)[1]
     errors = []
-    coarse = _binning_error(ds, cfg.test_masses(name), cfg.fit.blind_nsigma, edges)
+    coarse = _binning_error(ds, what, cfg.test_masses(name), cfg.fit.blind_nsigma, edges)
     if coarse:
         errors.append(("rebin", coarse))
     lo, hi = float(edges[0]), float(edges[-1])
     for key, rng in (("range", ds.range), ("data_range", ds.data_range)):
         if rng is not None and (rng[0] < lo or rng[1] > hi):
             errors.append(
-                (
-                    key,
-                    f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside histogram {ds.hist!r} of "
-                    f"{ds.path} ({lo:g}-{hi:g} GeV)",
-                )
+                (key, f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV)")
             )
     return [(key, why + _axis_hint(edges) + ".") for key, why in errors]
+
+
+def toy_errors(cfg: Config, counts: np.ndarray, edges: np.ndarray, name: str) -> list[str]:
+    """Why the toy histogram ``name`` cannot be scanned like the data of
+    ``toyscan.dataset`` (rebin, binning, ranges), as sentences about ``toyscan.file``."""
+    dataset = cfg.toyscan_dataset()
+    return [
+        f"toy {name!r}, scanned with datasets.{dataset}.{key}: {why}"
+        for key, why in histogram_errors(dataset, cfg, counts, edges, (str(cfg.toyscan.file), name))
+    ]
 
 
 def _axis_hint(edges: np.ndarray) -> str:
@@ -285,20 +296,17 @@ def _axis_hint(edges: np.ndarray) -> str:
 
 
 def _binning_error(
-    ds: Dataset, masses: np.ndarray, blind_nsigma: float, edges: np.ndarray
+    ds: Dataset, what: str, masses: np.ndarray, blind_nsigma: float, edges: np.ndarray
 ) -> str | None:
-    """Why the rebinned histogram ``edges`` is too coarse for the test ``masses``, or None:
-    it must keep :data:`MIN_BINS` bins and a bin no wider than the blind window at every
-    test mass."""
+    """Why ``what`` rebinned by ``ds.rebin`` (``edges``) is too coarse for the test
+    ``masses``, or None: it must keep :data:`MIN_BINS` bins and a bin no wider than the
+    blind window (resolution of ``ds``) at every test mass."""
     from gprpipe.stats.resolution import sigma_m
 
-    where = f"a rebin of {ds.rebin}"
+    factor = ds.rebin
     nbins = len(edges) - 1
     if nbins < MIN_BINS:
-        return (
-            f"{where} leaves {nbins} bins of histogram {ds.hist!r} in {ds.path}, fewer "
-            f"than {MIN_BINS}"
-        )
+        return f"a rebin of {factor} leaves {nbins} bins of {what}, fewer than {MIN_BINS}"
     if len(masses):
         width = float(np.max(np.diff(edges)))
         window = (
@@ -309,9 +317,8 @@ def _binning_error(
         i = int(np.argmin(window))
         if width > window[i]:
             return (
-                f"{where} makes bins of histogram {ds.hist!r} in {ds.path} "
-                f"{width:g} GeV wide, wider than the {window[i]:g} GeV blind window at "
-                f"m = {masses[i]:g} GeV"
+                f"a rebin of {factor} makes bins of {what} {width:g} GeV wide, wider than the "
+                f"{window[i]:g} GeV blind window at m = {masses[i]:g} GeV"
             )
     return None
 

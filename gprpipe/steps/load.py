@@ -17,7 +17,7 @@ def run(ctx) -> None:
     for name in cfg.scanned():
         ds = cfg.datasets[name]
         counts, edges = read_hist(ds.path, ds.hist)
-        errors = histogram_errors(name, ds, cfg, counts, edges)
+        errors = histogram_errors(name, cfg, counts, edges)
         if errors:
             key, why = errors[0]
             raise GprpipeError(f"datasets.{name}.{key}: {why}")

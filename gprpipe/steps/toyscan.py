@@ -80,6 +80,7 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
 
 
 def run(ctx) -> None:
+    from gprpipe.config.checks import toy_errors
     from gprpipe.io.root import read_hist, rebin
 
     cfg, part = ctx.config, ctx.task.part
@@ -93,13 +94,10 @@ def run(ctx) -> None:
     rows: list[dict] = []
     for i in range(start, min(stop, len(names))):
         counts, edges = read_hist(ts.file, names[i])
+        errors = toy_errors(cfg, counts, edges, names[i])
+        if errors:
+            raise GprpipeError(f"toyscan.file: {errors[0]}")
         counts, edges = rebin(counts, edges, ds.rebin)
-        for key, rng in (("range", ds.range), ("data_range", ds.data_range)):
-            if rng is not None and (rng[0] < edges[0] or rng[1] > edges[-1]):
-                raise GprpipeError(
-                    f"{ts.file}: toy {names[i]!r} ({edges[0]:g}-{edges[-1]:g} "
-                    f"GeV) does not cover datasets.{cfg.toyscan_dataset()}.{key}."
-                )
         rows += [{"toy": i, "hist": names[i], **r} for r in scan_toy(cfg, counts, edges)]
     arrays = {c: np.array([r[c] for r in rows]) if rows else np.array([]) for c in COLUMNS}
     arrays["hist"] = arrays["hist"].astype(str)
