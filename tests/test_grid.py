@@ -179,6 +179,12 @@ def test_points_selection_on_dry_run(tmp_path: Path, cli):
     code, _, err = cli("run", cfg, "--dry-run", "--points", "7")
     assert code == 1
     assert "--points '7' matches no grid point (have 0:blind_nsigma-1.64_rebin-5" in err
+    for empty in ("", " , "):  # selected every point before
+        code, _, err = cli("run", cfg, "--dry-run", "--points", empty)
+        assert code == 1 and err.strip() == (
+            f"error: --points {empty!r}: name at least one grid point (an index, a range "
+            "0-3, a name or a glob; leave the option out for all)."
+        )
     assert not out_dir.exists()  # dry runs write nothing
 
 

@@ -295,11 +295,18 @@ def validate(config: Path, overrides: Sequence[str] = ()) -> tuple[list[Point], 
 
 
 def select_points(points: Sequence[Point], sel: str | None) -> list[Point]:
-    """``--points``: comma-separated indices, ranges (0-3), names or glob patterns."""
-    if not sel:
+    """``--points``: comma-separated indices, ranges (0-3), names or glob patterns; None
+    selects every point."""
+    if sel is None:
         return list(points)
+    items = [s.strip() for s in sel.split(",") if s.strip()]
+    if not items:
+        raise GprpipeError(
+            f"--points {sel!r}: name at least one grid point (an index, a range 0-3, a "
+            "name or a glob; leave the option out for all)."
+        )
     chosen: list[Point] = []
-    for item in [s.strip() for s in sel.split(",") if s.strip()]:
+    for item in items:
         if item.isdigit():
             hits = [p for p in points if p.index == int(item)]
         elif "-" in item and all(x.isdigit() for x in item.split("-", 1)):
