@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import uproot
 from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, settings, write
 
 from gprpipe import __version__
@@ -649,6 +650,19 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
             "inject.histograms 'nomatch/*'."
         )
     assert not (tmp_path / "run").exists()
+    # histograms of another binning than the data: the inject task refused them
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    data = tmp_path / "data.root"
+    write_hist(data, counts, edges)
+    with uproot.update(data) as f:
+        f["f/f_toy_0"] = (counts[:1500], edges[:1501])
+    code, _, err = cli(
+        "validate", cfg, "--set", f"datasets.demo.path={data}", "--set", "inject.histograms=f/*"
+    )
+    assert code == 1 and err.strip() == (
+        f"error: --set inject.histograms: {data}: histogram 'f/f_toy_0' (inject.histograms) "
+        "does not have the binning of 'input_hist'."
+    )
     cfg = quickstart_child(
         tmp_path / "c.toml",
         """

@@ -10,7 +10,7 @@ key (:class:`~gprpipe.config.issues.Issue`; ``str(issue)`` is the sentence the C
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -234,10 +234,10 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                 continue
             counts, edges = got
             errors += [
-                at(where(f"datasets.{name}.{key}"), why)
-                for key, why in histogram_errors(name, cfg, counts, edges)
+                at(where(f"datasets.{name}.{field}"), why)
+                for field, why in histogram_errors(name, cfg, counts, edges)
             ]
-        errors += _pattern_errors(cfg, where, matched)
+        errors += _pattern_errors(cfg, where, matched, read)
     if errors:
         raise ConfigError(unique(errors))
 
@@ -247,13 +247,18 @@ Matched = tuple[str, tuple[np.ndarray, np.ndarray]] | str
 
 
 def _pattern_errors(
-    cfg: Config, where: Where, matched: dict[tuple[str, str, str], Matched]
+    cfg: Config,
+    where: Where,
+    matched: dict[tuple[str, str, str], Matched],
+    read: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray] | str],
 ) -> list[Issue]:
     """Histogram patterns that match nothing in their (existing) file: the injection
-    backgrounds (``inject.histograms``) and the toys of ``toyscan``, whose first toy must
-    also scan like its dataset (:func:`~gprpipe.config.checks.toy_errors`); ``matched``
-    keeps what each file gave across the grid points (each is listed and read once)."""
-    from gprpipe.config.checks import toy_errors
+    backgrounds (``inject.histograms``), whose first histogram must also have the binning
+    of the data (``read``: the datasets' histograms), and the toys of ``toyscan``, whose
+    first toy must scan like its dataset (:func:`~gprpipe.config.checks.toy_errors`);
+    ``matched`` keeps what each file gave across the grid points (each is listed and read
+    once)."""
+    from gprpipe.config.checks import binning_mismatch, toy_errors
     from gprpipe.io.root import match_hists, read_hist
 
     wanted: list[tuple[str, str, str]] = []  # (key of the pattern, file, pattern)
@@ -278,6 +283,14 @@ def _pattern_errors(
         got = matched[want]
         if isinstance(got, str):
             errors.append(at(where(key), got))
+        elif key == "inject.histograms":
+            first, (_, edges) = got
+            for n in cfg.scanned():
+                ds = cfg.datasets[n]
+                data = read.get((ds.path, ds.hist))
+                if ds.path == path and isinstance(data, tuple):
+                    why = binning_mismatch(path, first, edges, ds.hist, data[1])
+                    errors += [at(where(key), why)] if why else []
         elif key == "toyscan.pattern":  # the first toy stands for all: they scan alike
             errors += [at(where("toyscan.file"), why) for why in toy_errors(cfg, *got[1], got[0])][
                 :1

@@ -285,6 +285,19 @@ def toy_errors(cfg: Config, counts: np.ndarray, edges: np.ndarray, name: str) ->
     ]
 
 
+def binning_mismatch(
+    path: str, hist: str, edges: np.ndarray, data_hist: str, data_edges: np.ndarray
+) -> str | None:
+    """Why histogram ``hist`` of ``path`` (an injection background) cannot stand in for the
+    data histogram ``data_hist``: a different binning; None when the edges agree."""
+    if len(edges) == len(data_edges) and np.allclose(edges, data_edges, rtol=0, atol=1e-12):
+        return None
+    return (
+        f"{path}: histogram {hist!r} (inject.histograms) does not have the binning of "
+        f"{data_hist!r}."
+    )
+
+
 def _axis_hint(edges: np.ndarray) -> str:
     """A hint for an axis that runs far beyond the GeV masses this tool scans (MeV?)."""
     top = float(edges[-1])

@@ -140,6 +140,7 @@ def unit_yield(cfg: Config, name: str, mass: float, rho: float) -> float:
 def background_histograms(cfg: Config, name: str, edges: np.ndarray) -> np.ndarray:
     """The ``inject.histograms`` of dataset ``name``, rebinned like the data:
     ``(n_hist, n_bins)``, at most ``inject.n_toys`` of them."""
+    from gprpipe.config.checks import binning_mismatch
     from gprpipe.io.root import match_hists, read_hist, rebin
 
     ds = cfg.datasets[name]
@@ -147,11 +148,9 @@ def background_histograms(cfg: Config, name: str, edges: np.ndarray) -> np.ndarr
     out = []
     for h in match_hists(ds.path, pattern, "inject.histograms")[: cfg.inject.n_toys]:
         c, e = rebin(*read_hist(ds.path, h), ds.rebin)
-        if len(e) != len(edges) or not np.allclose(e, edges, rtol=0, atol=1e-12):
-            raise GprpipeError(
-                f"{ds.path}: histogram {h!r} (inject.histograms) does not have "
-                f"the binning of {ds.hist!r}."
-            )
+        why = binning_mismatch(ds.path, h, e, ds.hist, edges)
+        if why:
+            raise GprpipeError(why)
         out.append(c)
     return np.array(out, dtype=float)
 
