@@ -121,7 +121,8 @@ def render(
 
     _, points = service.load_points(config, set_ or [])
     if not 0 <= point < len(points):
-        raise GprpipeError(f"--point {point}: the grid has points 0-{len(points) - 1}.")
+        have = "one point, 0" if len(points) == 1 else f"points 0-{len(points) - 1}"
+        raise GprpipeError(f"--point {point}: the config has {have}.")
     data = {k: v for k, v in points[point].data.items() if k != "grid"}
     if format == "json":
         console.print_json(json.dumps(data))

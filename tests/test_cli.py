@@ -64,7 +64,7 @@ def test_render_format_and_point_errors(cli):
     code, _, err = cli("render", QUICKSTART, "--format", "yaml")
     assert code == 1 and one_error(err) == "--format 'yaml': use toml or json."
     code, _, err = cli("render", QUICKSTART, "--point", "3")
-    assert code == 1 and one_error(err) == "--point 3: the grid has points 0-0."
+    assert code == 1 and one_error(err) == "--point 3: the config has one point, 0."
 
 
 def test_bad_set_syntax(cli):

@@ -36,3 +36,13 @@ def test_exported_workspace_reproduces_scan_limits(
         data = ws.data(model)
         a_up, a_exp = (float(rows[mass][k]) / scale for k in ("A_up", "A_exp_med"))
         assert_pyhf_limits_within(data, model, a_up, a_exp, rel=0.01)
+
+
+def test_exports_name_the_datasets_a_run_has(
+    shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    for command, *mass in (("export-pyhf", "--mass", "0.06"), ("export-spey",)):
+        code, _, err = cli(command, shared_quickstart, "--dataset", "dmeo", *mass, "-o", tmp_path)
+        assert code == 1 and err.strip() == (
+            f"error: {shared_quickstart}/nominal/fit.h5: no dataset 'dmeo' (have: demo)."
+        )

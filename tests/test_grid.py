@@ -127,7 +127,7 @@ def test_grid_values_feed_templates(tmp_path: Path, cli):
     code, out, _ = cli("render", cfg, "--point", "1")
     assert code == 0 and 'name = "bn2.0"' in out and "ls_hi_factor = 9.0" in out
     code, _, err = cli("render", cfg, "--point", "2")
-    assert code == 1 and "--point 2: the grid has points 0-1." in err
+    assert code == 1 and "--point 2: the config has points 0-1." in err
 
 
 def test_grid_errors_name_file_and_line(tmp_path: Path, cli):

@@ -529,6 +529,11 @@ def test_compare_two_grid_points(grid_run: Path, cli):
 def test_compare_needs_two_points(quick_run: Path, cli):
     code, _, err = cli("compare", quick_run)
     assert code == 1 and "compare needs two or more points" in err
+    # the same run twice (as a run and as its point) compared one curve with itself
+    code, _, err = cli("compare", quick_run, quick_run / "nominal")
+    assert code == 1 and err.strip() == (
+        f"error: {quick_run / 'nominal'}: this point is given twice; compare distinct points."
+    )
 
 
 # ---------------------------------------------------------------- 6. init and portable configs

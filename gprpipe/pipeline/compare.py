@@ -29,6 +29,11 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
         for g in info.data.get("grid", []):
             here = a / g["name"]  # the run folder may have moved since it ran
             found.append((here if here.is_dir() else Path(g["dir"]), g["name"]))
+    seen: set[Path] = set()
+    for p, _ in found:
+        if p.resolve() in seen:
+            raise GprpipeError(f"{p}: this point is given twice; compare distinct points.")
+        seen.add(p.resolve())
     if len(found) < 2:
         raise GprpipeError(
             "compare needs two or more points: give two run folders, point "

@@ -15,10 +15,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import load_run_info
@@ -59,7 +61,9 @@ def _read_fit(lay: Layout, pdir: Path, dataset: str) -> dict:
     try:
         return read_fit(vouched(lay.fit), dataset)
     except KeyError:
-        raise GprpipeError(f"{lay.fit}: no dataset {dataset!r}.") from None
+        with open_h5(lay.fit) as f:
+            have = ", ".join(k for k in f if isinstance(f[k], h5py.Group)) or "none"
+        raise GprpipeError(f"{lay.fit}: no dataset {dataset!r} (have: {have}).") from None
 
 
 def _window(lay: Layout, cfg, dataset: str, fit: dict, i: int) -> dict:
