@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import QUICKSTART, write
+from conftest import DEMO_ROOT, QUICKSTART, write
 
 from gprpipe import __version__
 from gprpipe.cli import main
@@ -42,6 +42,13 @@ def test_missing_config_is_one_sentence(tmp_path: Path, cli):
     code, _out, err = cli("validate", tmp_path / "nope.toml")
     assert code == 1
     assert one_error(err) == f"{tmp_path / 'nope.toml'}: config file not found."
+    # a data file or a folder given as the config: "internal error: UnicodeDecodeError" before
+    for given, why in (
+        (DEMO_ROOT, "not a config file (byte 6 is not UTF-8 text; a config is TOML)."),
+        (tmp_path, "is a folder, not a config file."),
+    ):
+        code, _out, err = cli("run", given)
+        assert code == 1 and one_error(err) == f"{given}: {why}"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, run_cli):

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import QUICKSTART, run_cli_here
+from conftest import DEMO_ROOT, QUICKSTART, run_cli_here
 from test_tui import SIZE, _settle, _static, sync
 from textual.widgets import DataTable, Input, TextArea
 
@@ -176,3 +176,20 @@ def test_one_duration_format():
         "1 min 00 s",
         "3 min 05 s",
     ]
+
+
+@sync
+async def test_a_file_that_is_not_a_config_is_refused_and_never_overwritten(tmp_path):
+    """``gprpipe tui data.root`` crashed the app with a UnicodeDecodeError; now it says why
+    and opens nothing, so ctrl+s cannot write the empty editor over the ROOT file."""
+    data = tmp_path / "data.root"
+    shutil.copy(DEMO_ROOT, data)
+    app = GprpipeApp(data, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.path is None
+        (note,) = [n.message for n in app._notifications]
+        assert note == f"{data}: not a config file (byte 6 is not UTF-8 text; a config is TOML)."
+        await pilot.press("ctrl+s")
+        await _settle(pilot)
+    assert data.read_bytes() == DEMO_ROOT.read_bytes()

@@ -173,6 +173,23 @@ def key_positions(text: str) -> dict[str, tuple[int, int]]:
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
+def read_config_text(path: Path) -> str:
+    """The text of a config file (UTF-8, as TOML requires); what cannot be read, or is not
+    text, is a ``GprpipeError`` naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GprpipeError(f"{path}: config file not found.") from None
+    except IsADirectoryError:
+        raise GprpipeError(f"{path}: is a folder, not a config file.") from None
+    except OSError as exc:
+        raise GprpipeError(f"{path}: cannot read config file ({exc.strerror}).") from None
+    except UnicodeDecodeError as exc:
+        raise GprpipeError(
+            f"{path}: not a config file (byte {exc.start} is not UTF-8 text; a config is TOML)."
+        ) from None
+
+
 def read_toml(
     path: Path, text: str | None = None
 ) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
@@ -180,12 +197,7 @@ def read_toml(
     of each key. Invalid TOML is a ``ConfigError`` with one issue naming the file, line and
     column; a file that cannot be read is a ``GprpipeError`` naming the file."""
     if text is None:
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise GprpipeError(f"{path}: config file not found.") from None
-        except OSError as exc:
-            raise GprpipeError(f"{path}: cannot read config file ({exc.strerror}).") from None
+        text = read_config_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

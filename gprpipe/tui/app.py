@@ -26,6 +26,8 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea, Tree
 
+from gprpipe.config.loader import read_config_text
+from gprpipe.errors import GprpipeError
 from gprpipe.tui.browse import BrowsePane
 from gprpipe.tui.editor import EditorPane, FormPane, replace_text
 from gprpipe.tui.grid import GridPane
@@ -172,9 +174,12 @@ class GprpipeApp(App[None]):
             self.notify(f"{show_path(path)} does not exist yet: ctrl+s creates it.")
         if text is None:
             try:
-                text = path.read_text()
-            except OSError as exc:
-                self.notify(f"Cannot read {show_path(path)}: {exc.strerror}", severity="error")
+                text = read_config_text(path)
+            except GprpipeError as exc:
+                self.notify(str(exc), severity="error")
+                if self.path == path and self.saved_text is None:  # nothing was loaded:
+                    self.path = None  # ctrl+s must not write the empty editor over it
+                    self.update_status()
                 return
         self.path = path
         self.saved_text = text if saved else None
@@ -448,8 +453,8 @@ class GprpipeApp(App[None]):
         if target.resolve() == path.resolve():
             return None
         try:
-            original = self._output_of(path.read_text(), path)
-        except OSError:
+            original = self._output_of(read_config_text(path), path)
+        except GprpipeError:
             return None
         new = self._output_of(text, target)
         return new if new is not None and new == original else None

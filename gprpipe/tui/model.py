@@ -20,7 +20,7 @@ from typing import Any
 
 from gprpipe.config import Point, load, load_points
 from gprpipe.config.issues import Issue, issues_of
-from gprpipe.config.loader import Origin, flatten, get_dotted, shipped_dir
+from gprpipe.config.loader import Origin, flatten, get_dotted, read_config_text, shipped_dir
 from gprpipe.errors import GprpipeError
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import MERGE
@@ -212,10 +212,10 @@ def check_file(path: Path | str, overrides: Sequence[str] = ()) -> Check:
     """Validate a saved config file."""
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as exc:
+        text = read_config_text(p)
+    except GprpipeError as exc:
         c = Check(p.absolute(), "")
-        c.errors = [Issue(f"cannot read: {exc.strerror}.", str(p))]
+        c.errors = [Issue(str(exc))]
         return c
     return check_text(text, p, overrides)
 
