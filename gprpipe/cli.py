@@ -316,7 +316,7 @@ def run(
         jobs=jobs,
         dry_run=dry_run,
         force=force,
-        steps=[s.strip() for s in steps.split(",") if s.strip()] if steps else None,
+        steps=None if steps is None else [s.strip() for s in steps.split(",") if s.strip()],
         points=points_sel,
         wait=wait,
         wait_lock=wait_lock,

@@ -107,6 +107,61 @@ def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[st
     assert one_sentence_errors(err) == expected
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--steps", "lod"], "--steps lod: 'lod' is not a step; did you mean 'load'?"),
+        (
+            ["--steps", ""],
+            "--steps '': name one or more of load, fit, limit, inject, toyscan, plot.",
+        ),
+        (
+            ["--set", "steps.run=[]"],
+            "--set steps.run: empty: nothing would run; name one or more of load, fit, "
+            "limit, inject, toyscan, plot.",
+        ),
+        (
+            ["--set", "plot.formats=[]"],
+            "--set plot.formats: empty: the figures need a format (png, pdf or svg).",
+        ),
+    ],
+)
+def test_run_refuses_a_plan_that_does_nothing(cli, tmp_path: Path, args, expected):
+    """Each ran before: --steps '' as every step, --steps lod named --set steps.run, an
+    empty steps.run said 'all 0 tasks are up to date', no format wrote no figure."""
+    run_dir = tmp_path / "run"
+    code, _, err = cli("run", QUICKSTART, "--set", f"base.output={run_dir}", *args)
+    assert code == 1 and one_sentence_errors(err) == [f"error: {expected}"]
+    assert not run_dir.exists()
+
+
+def test_a_step_left_out_must_have_its_outputs_in_the_run(cli, tmp_path: Path, quick_run):
+    """A limit without its fit failed in the task as 'not committed (killed before it
+    finished?)'; now the run refuses before it starts. A finished run lends its fit."""
+    fresh = tmp_path / "run"
+    code, _, err = cli("run", QUICKSTART, "--steps", "load,limit", "--set", f"base.output={fresh}")
+    assert code == 1 and one_sentence_errors(err) == [
+        "error: nominal/limit/demo-000 reads parts/fit/demo-000.h5 of the fit step, which "
+        f"steps.run leaves out, and {fresh / 'nominal'} holds no finished one: add 'fit' to "
+        "steps.run (or --steps)."
+    ]
+    assert not fresh.exists()
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_run, copy)
+    code, _, err = cli(
+        "run", QUICKSTART, "--steps", "limit", "--force", "--set", f"base.output={copy}"
+    )
+    assert code == 0, err
+    # the plot step alone in a new directory had made an empty report, exit 0
+    empty = tmp_path / "empty"
+    code, out, err = cli("run", QUICKSTART, "--steps", "plot", "--set", f"base.output={empty}")
+    assert code == 1
+    assert (
+        f"nominal/plot: {empty / 'nominal'}: nothing to plot (no output of load, fit, limit, "
+        "inject or toyscan); add the steps that make them to steps.run (or --steps)."
+    ) in out + err
+
+
 def test_validate_suspects_a_histogram_axis_in_mev(cli, tmp_path: Path):
     """The demo spectrum with its axis in MeV (0-150): the rebinned bins are wider than
     the blind window, and the sentence says why that may be."""

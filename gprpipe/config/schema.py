@@ -216,6 +216,14 @@ class ToyScan(Section):
 class Plot(Section):
     formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: list(FORMATS))
     style: Literal["hep", "plain"] = "hep"
+
+    @field_validator("formats")
+    @classmethod
+    def _some_format(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("empty: the figures need a format (png, pdf or svg)")
+        return v
+
     masses: list[float] = Field(default_factory=list, description="Masses for GP-fit plots.")
     experiment: str = Field("HPS", description="Experiment label on every figure.")
     status: str = Field("Preliminary", description="Status next to the experiment label.")
@@ -233,6 +241,8 @@ class Steps(Section):
     @field_validator("run")
     @classmethod
     def _known_order(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(f"empty: nothing would run; name one or more of {', '.join(STEPS)}")
         return [s for s in STEPS if s in v]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,29 @@ def verify_inputs(task: Task, producers: dict[Path, Task]) -> None:
                 f"{p}: input damaged since its task {producer.id} wrote it (sha256 "
                 "mismatch); run the point again to recompute it"
             )
+
+
+def unplanned_inputs(tasks: Sequence[Task], producers: Mapping[str, dict[Path, Task]]) -> list[str]:
+    """Why ``tasks`` cannot start: an input whose producing task (``producers`` per point)
+    is not among them and which the run does not hold finished (committed). One sentence
+    per point and missing step, e.g. a limit planned without fit in a new run directory."""
+    planned = {t.id for t in tasks}
+    out: dict[tuple[str, str], str] = {}
+    for t in tasks:
+        for p in t.inputs:
+            producer = producers[t.point].get(Path(p))
+            if producer is None or producer.id in planned:
+                continue
+            rec = read_commit(producer)
+            rel = Path(p).relative_to(producer.point_dir).as_posix()
+            if rec is None or rel not in rec["files"] or not Path(p).is_file():
+                out.setdefault(
+                    (t.point, producer.step),
+                    f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
+                    f"out, and {producer.point_dir} holds no finished one: add "
+                    f"'{producer.step}' to steps.run (or --steps).",
+                )
+    return list(out.values())
 
 
 def vouched(path: Path | str) -> Path:

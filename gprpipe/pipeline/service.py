@@ -48,6 +48,7 @@ from gprpipe.pipeline.store import (
     load_run_info,
     new_run_info,
     plan_points,
+    point_dir,
     task_states,
     tasks_of_run,
     write_point_configs,
@@ -321,6 +322,33 @@ def select_points(points: Sequence[Point], sel: str | None) -> list[Point]:
     return sorted(chosen, key=lambda p: p.index)
 
 
+def _checked_steps(steps: Sequence[str]) -> list[str]:
+    """``--steps``: known step names, at least one (a sentence naming the option if not)."""
+    from gprpipe.config.issues import did_you_mean
+    from gprpipe.config.schema import STEPS
+
+    given = ",".join(steps)
+    for s in steps:
+        if s not in STEPS:
+            hint = did_you_mean(s, STEPS) or f"; the steps are {', '.join(STEPS)}."
+            raise GprpipeError(f"--steps {given}: {s!r} is not a step{hint}")
+    if not steps:
+        raise GprpipeError(f"--steps {given!r}: name one or more of {', '.join(STEPS)}.")
+    return list(steps)
+
+
+def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> None:
+    """Refuse, before anything starts, tasks that read what a step left out of the run
+    would write and the run directory does not hold (it failed later as 'not committed')."""
+    from gprpipe.pipeline.commit import unplanned_inputs
+    from gprpipe.pipeline.plan import producers
+
+    prods = {p.name: producers(p.name, point_dir(run_dir, p), p.config) for p in points}
+    why = unplanned_inputs(tasks, prods)
+    if why:
+        raise ConfigError(why)
+
+
 def refuse_set_unblind(overrides: Sequence[str]) -> None:
     """Blinding is lifted only by ``run --unblind``, never by ``--set base.blind=false``."""
     for o in overrides:
@@ -384,8 +412,8 @@ def run(
         overrides.append(f"base.engine={opts.engine}")
     if opts.executor:
         overrides.append(f"base.executor={opts.executor}")
-    if opts.steps:
-        overrides.append("steps.run=" + json.dumps(list(opts.steps)))
+    if opts.steps is not None:
+        overrides.append("steps.run=" + json.dumps(_checked_steps(opts.steps)))
     blind_in_config = False
     if opts.unblind:
         _, as_written = load_points(config, overrides)
@@ -403,6 +431,7 @@ def run(
         result.preview = ex.preview(tasks)
         return result
     check_inputs(loaded, points)
+    _refuse_unplanned_inputs(run_dir, points, tasks)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = shlex.join(
         ["gprpipe", "run", str(config), *[x for o in overrides for x in ("--set", o)]]

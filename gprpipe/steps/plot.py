@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
@@ -67,6 +68,11 @@ def run(ctx) -> None:
         parts.append(lambda: display_plots(cfg, lay))
     if lay.toyscan.exists():
         parts.append(toyscan_figures(cfg, lay))
+    if not parts:
+        raise GprpipeError(
+            f"{lay.point_dir}: nothing to plot (no output of load, fit, limit, inject or "
+            "toyscan); add the steps that make them to steps.run (or --steps)."
+        )
     written = render(parts, lay.plots, formats, workers(cfg.base.jobs))
     from gprpipe.steps.report import write_reports
 
