@@ -110,7 +110,7 @@ def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[st
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--steps", "lod"], "--steps lod: 'lod' is not a step; did you mean 'load'?"),
+        (["--steps", "loaf"], "--steps loaf: 'loaf' is not a step; did you mean 'load'?"),
         (
             ["--steps", ""],
             "--steps '': name one or more of load, fit, limit, inject, toyscan, plot.",
@@ -127,7 +127,7 @@ def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[st
     ],
 )
 def test_run_refuses_a_plan_that_does_nothing(cli, tmp_path: Path, args, expected):
-    """Each ran before: --steps '' as every step, --steps lod named --set steps.run, an
+    """Each ran before: --steps '' as every step, --steps loaf named --set steps.run, an
     empty steps.run said 'all 0 tasks are up to date', no format wrote no figure."""
     run_dir = tmp_path / "run"
     code, _, err = cli("run", QUICKSTART, "--set", f"base.output={run_dir}", *args)
