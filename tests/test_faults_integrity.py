@@ -350,6 +350,7 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
     outside a run: a damaged file (flipped bytes, an edited scan.csv) or one whose task never
     committed it is one sentence naming the file, never numbers from it."""
     point = copy / "nominal"
+    intact = shutil.copytree(copy, copy.parent / "intact")  # what compare compares it with
     ok = run_cli_here(
         "export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV", "-o", copy / "ws.json"
     )
@@ -369,7 +370,7 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
         )
     with open(point / "scan.csv", "a") as fh:
         fh.write("\n")
-    code, _, err = run_cli_here("compare", copy, copy)
+    code, _, err = run_cli_here("compare", intact, copy)
     assert code == 1 and "scan.csv: differs from what its task nominal/limit/merge" in err
     code, out, _ = run_cli_here("summary", copy)
     assert code == 0 and f"  not summarised: {point / 'scan.csv'}: differs" in out

@@ -292,9 +292,8 @@ def _pattern_errors(
                     why = binning_mismatch(path, first, edges, ds.hist, data[1])
                     errors += [at(where(key), why)] if why else []
         elif key == "toyscan.pattern":  # the first toy stands for all: they scan alike
-            errors += [at(where("toyscan.file"), why) for why in toy_errors(cfg, *got[1], got[0])][
-                :1
-            ]
+            bad = toy_errors(cfg, *got[1], got[0])
+            errors += [at(where("toyscan.file"), bad[0])] if bad else []
     return errors
 
 

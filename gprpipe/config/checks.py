@@ -316,10 +316,9 @@ def _binning_error(
     blind window (resolution of ``ds``) at every test mass."""
     from gprpipe.stats.resolution import sigma_m
 
-    factor = ds.rebin
     nbins = len(edges) - 1
     if nbins < MIN_BINS:
-        return f"a rebin of {factor} leaves {nbins} bins of {what}, fewer than {MIN_BINS}"
+        return f"a rebin of {ds.rebin} leaves {nbins} bins of {what}, fewer than {MIN_BINS}"
     if len(masses):
         width = float(np.max(np.diff(edges)))
         window = (
@@ -330,7 +329,7 @@ def _binning_error(
         i = int(np.argmin(window))
         if width > window[i]:
             return (
-                f"a rebin of {factor} makes bins of {what} {width:g} GeV wide, wider than the "
+                f"a rebin of {ds.rebin} makes bins of {what} {width:g} GeV wide, wider than the "
                 f"{window[i]:g} GeV blind window at m = {masses[i]:g} GeV"
             )
     return None

@@ -216,14 +216,6 @@ class ToyScan(Section):
 class Plot(Section):
     formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: list(FORMATS))
     style: Literal["hep", "plain"] = "hep"
-
-    @field_validator("formats")
-    @classmethod
-    def _some_format(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("empty: the figures need a format (png, pdf or svg)")
-        return v
-
     masses: list[float] = Field(default_factory=list, description="Masses for GP-fit plots.")
     experiment: str = Field("HPS", description="Experiment label on every figure.")
     status: str = Field("Preliminary", description="Status next to the experiment label.")
@@ -233,6 +225,13 @@ class Plot(Section):
         description="Masses (GeV) of the signal-allocation table and "
         "plot of a combination (default: three across the combined range).",
     )
+
+    @field_validator("formats")
+    @classmethod
+    def _some_format(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("empty: the figures need a format (png, pdf or svg)")
+        return v
 
 
 class Steps(Section):
@@ -416,6 +415,9 @@ def _new_dataset_errors(data: dict[str, Any], where: Where) -> dict[str, Issue]:
     return out
 
 
+_KEYED = re.compile(r"([a-z_]+(?:\.[a-z0-9_]+)+): ")
+
+
 def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | None, list[Issue]]:
     """Validate ``data``; return the model (or None) and every error as an issue.
 
@@ -438,10 +440,9 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 msg = "required but not set"
             elif err["type"] == "value_error":  # our validators' messages show the value
                 msg = err["msg"].removeprefix("Value error, ")
-                if not dotted:  # a check across sections names its key first: "key: ..."
-                    dotted, sep, rest = msg.partition(": ")
-                    msg = rest if sep else msg
-                    dotted = dotted if sep else ""
+                keyed = _KEYED.match(msg) if not dotted else None
+                if keyed:  # a check across sections names its key first: "key: ..."
+                    dotted, msg = keyed.group(1), msg[keyed.end() :]
             else:
                 value = err.get("input")
                 shown = f" (got {value!r})" if not isinstance(value, dict) else ""
