@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from conftest import unavailable
+from conftest import QUICKSTART, run_cli_here, settings, unavailable
 
 from gprpipe.config.schema import Config
 from gprpipe.results.summary import summarize
@@ -91,6 +91,8 @@ def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[
         ax.plot([0, 1], [0, 1])
         fig.savefig(point / "plots" / f"{stem}.png")
         plt.close(fig)
+    manifest = {"files": ["plots/brazil_eps2_2015.png", "plots/spectrum.png"]}
+    (point / "plots" / "manifest.json").write_text(json.dumps(manifest))  # as plot writes it
     (point / "hepdata").mkdir()
     (point / "hepdata" / "limits_eps2_2015.yaml").write_text("independent_variables: []\n")
     (point / "workspace_2015_60MeV.json").write_text("{}\n")
@@ -313,3 +315,34 @@ def test_index_compares_the_grid_points(tmp_path):
     assert (run / "grid_compare_2015.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # observed ratios 1/0.93 (x2) and 1.1/0.93: median 1.075, range 1.075-1.183
     assert "<td>1.075</td><td>1.075-1.183</td><td>1.075</td><td>1.075-1.075</td>" in html
+
+
+def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
+    """The quickstart with an injection study, then again into the same folder without
+    injection, another blind window and one GP-fit mass: the injection figures, the
+    injection table and task, and the GP-fit figures of the first config had stayed in
+    plots/, in report.html and in the summary, next to the new results."""
+    run_dir = tmp_path / "run"
+    first = (
+        "inject.masses=[0.06]",
+        "inject.n_toys=20",
+        "inject.strengths=[0.0,3.0]",
+        'steps.run=["load","fit","limit","inject","plot"]',
+    )
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *first))
+    assert code == 0, err
+    point = run_dir / "nominal"
+    assert (point / "inject.csv").is_file() and (point / "plots" / "inject_bias_demo.png").is_file()
+    second = ("fit.blind_nsigma=1.96", "plot.masses=[0.045]")
+    code, out, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *second))
+    assert code == 0, err
+    plots = sorted(p.name for p in (point / "plots").glob("*.png"))
+    assert not [p for p in plots if p.startswith("inject")]
+    assert [p for p in plots if p.startswith("gpfit")] == ["gpfit_demo_45MeV.png"]
+    html = (point / "report.html").read_text()
+    assert "plots/inject_" not in html and "nominal/inject/" not in html  # figures, tasks
+    assert "gpfit_demo_45MeV.png" in html
+    assert "gpfit_demo_60MeV" not in html
+    assert f"tables: {point}/ (scan.csv)" in out and f"({len(plots)} png files)" in out
+    # the first config's injection study stays on disk, untouched, for whoever wants it
+    assert (point / "inject.csv").is_file()

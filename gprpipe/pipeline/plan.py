@@ -252,6 +252,17 @@ def producers(point: str, point_dir: Path, config: Config) -> dict[Path, Task]:
     return {p: t for t in plan_point(point, point_dir, every) for p in t.outputs}
 
 
+def stale_outputs(point: str, point_dir: Path, config: Config) -> set[Path]:
+    """The step outputs of the point folder that ``config`` does not make (whatever
+    ``steps.run`` selects): an ``inject.h5`` left by an earlier config with injection
+    masses, when this one has none. Figures, tables and reports must not show them."""
+    lay = Layout(point_dir)
+    made = producers(point, point_dir, config)
+    every = [lay.load, lay.fit, lay.limit, lay.scan_csv, lay.inject, lay.inject_csv]
+    every += [lay.toyscan, lay.toyscan_csv, lay.toyscan_summary_csv]
+    return {p for p in every if p not in made}
+
+
 def find_task(tasks: Iterable[Task], task_id: str) -> Task | None:
     return next((t for t in tasks if t.id == task_id), None)
 

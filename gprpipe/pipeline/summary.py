@@ -14,6 +14,7 @@ use the same dataclasses.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -118,7 +119,8 @@ def read_table(path: Path) -> list[dict[str, str]]:
     return read_csv(path) if path.is_file() else []
 
 
-def _files(pdir: Path) -> dict[str, str]:
+def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
+    """Where the point's products are; ``stale`` tables (of an earlier config) are left out."""
     out: dict[str, str] = {}
     run_dir = pdir.parent
 
@@ -131,8 +133,14 @@ def _files(pdir: Path) -> dict[str, str]:
             if n:
                 out[label] = f"{path}/ ({n} {pattern.rsplit('.', 1)[-1]} file{'s' * (n != 1)})"
 
-    add("plots", pdir / "plots", "*.png")
-    tables = sorted(p.name for p in pdir.glob("*.csv"))
+    try:  # the figures of the last plot task, not files an earlier config left there
+        drawn = json.loads((pdir / "plots" / "manifest.json").read_text())["files"]
+        n = sum(str(f).endswith(".png") and (pdir / str(f)).is_file() for f in drawn)
+    except (OSError, ValueError, KeyError, TypeError):
+        n = 0
+    if n:
+        out["plots"] = f"{pdir / 'plots'}/ ({n} png file{'s' * (n != 1)})"
+    tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale)
     if tables:
         out["tables"] = f"{pdir}/ ({', '.join(tables)})"
     add("HEPData", pdir / "hepdata", "*.yaml")
@@ -151,11 +159,12 @@ def _files(pdir: Path) -> dict[str, str]:
 
 def run_summary(run_dir: Path) -> RunSummary:
     """The summary of every point of a run directory."""
+    from gprpipe.pipeline.plan import stale_outputs
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 
     info = load_run_info(run_dir)
     assert info is not None  # without missing_ok a missing run.json raises
-    tasks, _ = tasks_of_run(info)
+    tasks, configs = tasks_of_run(info)
     states = task_states(tasks)
     points: dict[str, PointSummary] = {}
     for t in tasks:
@@ -173,7 +182,9 @@ def run_summary(run_dir: Path) -> RunSummary:
             ps.datasets = summarize_scan(read_table(vouched(scan))) if scan.is_file() else []
         except GprpipeError as exc:
             ps.unvouched = str(exc)
-        ps.files = _files(ps.point_dir)
+        config = configs.get(ps.point)
+        stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
+        ps.files = _files(ps.point_dir, stale)
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
 

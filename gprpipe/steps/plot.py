@@ -43,12 +43,14 @@ def run(ctx) -> None:
     set_labels(cfg.plot.experiment, cfg.plot.status, cfg.base.blind)
     formats = cfg.plot.formats
     labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
+    drawn = _drawable(ctx)
+    previous = _previous_figures(lay)
     parts: list[Part] = []
-    if lay.load.exists():
+    if lay.load in drawn:
         parts.append(spectrum_figures(cfg, lay, labels))
-    if lay.fit.exists() or lay.limit.exists() or lay.inject.exists():
-        parts.append(scan_figures(cfg, lay))
-    if lay.limit.exists():
+    if {lay.fit, lay.limit, lay.inject} & drawn:
+        parts.append(scan_figures(cfg, lay, drawn))
+    if lay.limit in drawn:
         from gprpipe.steps.hepdata import write_hepdata
 
         cl = 100 * (1 - cfg.limit.alpha)
@@ -60,13 +62,13 @@ def run(ctx) -> None:
             from gprpipe.steps.reach import combination_products
 
             parts.append(lambda: combination_products(cfg, lay, formats))
-    if lay.inject.exists():
+    if lay.inject in drawn:
         parts.append(inject_figures(lay.inject, labels, blind_nsigma=cfg.fit.blind_nsigma))
-    if lay.fit.exists():
+    if lay.fit in drawn:
         from gprpipe.steps.displays import display_plots
 
         parts.append(lambda: display_plots(cfg, lay))
-    if lay.toyscan.exists():
+    if lay.toyscan in drawn:
         parts.append(toyscan_figures(cfg, lay))
     if not parts:
         raise GprpipeError(
@@ -74,13 +76,40 @@ def run(ctx) -> None:
             "toyscan); add the steps that make them to steps.run (or --steps)."
         )
     written = render(parts, lay.plots, formats, workers(cfg.base.jobs))
+    keep = {p.resolve() for p in written}
+    for old in previous - keep:  # figures of an earlier config: not this run's results
+        old.unlink(missing_ok=True)
     from gprpipe.steps.report import write_reports
 
     files = [str(p.relative_to(lay.point_dir)) for p in written]
-    report, _ = write_reports(cfg, lay.point_dir)  # index.html (run level) is shared
-    ctx.written = [*written, report]
     manifest = {"cache_key": ctx.cache_key, "blinded": cfg.base.blind, "files": files}
     atomic_write_text(lay.plot_manifest, json.dumps(manifest, indent=1) + "\n")
+    report, _ = write_reports(cfg, lay.point_dir)  # its figures: the manifest's
+    ctx.written = [*written, report]
+
+
+def _drawable(ctx) -> set[Path]:
+    """The step outputs this plot task may draw: present, made by this config (never
+    one left by an earlier config, e.g. its injection study) and, when a step left out of
+    this run made it, vouched for by that step's commit record."""
+    from gprpipe.pipeline.commit import vouched
+    from gprpipe.pipeline.plan import stale_outputs
+
+    lay = ctx.layout
+    stale = stale_outputs(ctx.task.point, lay.point_dir, ctx.config)
+    outputs = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
+    return {vouched(p) for p in outputs if p.exists() and p not in stale}
+
+
+def _previous_figures(lay) -> set[Path]:
+    """The files of ``plots/`` that the previous plot task wrote (its manifest)."""
+    try:
+        files = json.loads(lay.plot_manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    root = lay.plots.resolve()
+    found = {(lay.point_dir / str(f)).resolve() for f in files}
+    return {p for p in found if p.parent == root}
 
 
 # --------------------------------------------------------------------------------------
@@ -161,13 +190,13 @@ def spectrum_figures(cfg, lay, labels: dict[str, str]) -> list[FigureJob]:
     return [FigureJob("spectrum", spectrum_figure, (spectra, " + ".join(spectra), hidden))]
 
 
-def scan_figures(cfg, lay) -> list[FigureJob]:
+def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
     """Every scan figure the point's outputs allow (blinded: expected limits only)."""
     from gprpipe.plotting import suite
 
     blinded = cfg.base.blind
     figures: list[FigureJob] = []
-    scan = schema.read_scan(lay.limit) if lay.limit.exists() else {}
+    scan = schema.read_scan(lay.limit) if lay.limit in drawn else {}
     for name, a in scan.items():
         title = cfg.datasets[name].label or name if name in cfg.datasets else "Combined"
         ok = suite.result_mask(a["status"])
@@ -207,7 +236,7 @@ def scan_figures(cfg, lay) -> list[FigureJob]:
                 f"Ahat_{name}", suite.ahat_figure, (m, a["A_hat"][ok], a["sigma_A"][ok], title)
             )
         )
-    if lay.fit.exists():
+    if lay.fit in drawn:
         figures += fit_figures(cfg, lay, scan)
     return figures
 

@@ -21,6 +21,7 @@ import jinja2
 from gprpipe import __version__
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
+from gprpipe.pipeline.plan import stale_outputs
 from gprpipe.results.summary import Summary, read_scan_rows, summarize
 
 REPORT = "report.html"
@@ -93,10 +94,15 @@ def _rank(png: Path) -> tuple[int, str]:
 
 
 def _figures(point_dir: Path, prefix: str = "") -> list[PageFigure]:
-    """Every PNG under ``plots/`` (any name: other steps' figures appear automatically)."""
-    plots = point_dir / "plots"
+    """The PNGs the point's plot task wrote (its ``plots/manifest.json``; any name, so
+    every step's figures appear), never a file left in ``plots/`` by an earlier config."""
+    try:
+        files = json.loads((point_dir / "plots" / "manifest.json").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        files = []
+    pngs = [point_dir / str(f) for f in files if str(f).endswith(".png")]
     out = []
-    for png in sorted(plots.rglob("*.png"), key=_rank) if plots.is_dir() else []:
+    for png in sorted((p for p in pngs if p.is_file()), key=_rank):
         rel = png.relative_to(point_dir).as_posix()
         pdf = png.with_suffix(".pdf")
         out.append(
@@ -133,11 +139,12 @@ def _exports(point_dir: Path) -> list[str]:
     return found
 
 
-def _h5_provenance(point_dir: Path) -> list[dict[str, str]]:
+def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
+    """Provenance attributes of the point's HDF5 files (not those of an earlier config)."""
     rows = []
     for name in H5_FILES:
         path = point_dir / name
-        if not path.exists():
+        if not path.exists() or path in stale:
             continue
         try:
             with h5py.File(path, "r") as f:
@@ -199,6 +206,9 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     name = entry.get("name", point_dir.name)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
     timings |= _marker_timings(point_dir, name)
+    planned = {t.get("id") for t in info.get("plan", [])}
+    if planned:  # not the tasks of an earlier config of this folder (its injection, say)
+        timings = {tid: t for tid, t in timings.items() if tid in planned}
     config_path = point_dir / "config.toml"
     return {
         "title": cfg.base.name,
@@ -218,7 +228,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "created": info.get("created", ""),
         "seed": cfg.base.seed,
         "timings": timings,
-        "h5": _h5_provenance(point_dir),
+        "h5": _h5_provenance(point_dir, stale_outputs(name, point_dir, cfg)),
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "gprpipe_version": __version__,
         "has_index": True,
