@@ -344,5 +344,9 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
     assert "gpfit_demo_45MeV.png" in html
     assert "gpfit_demo_60MeV" not in html
     assert f"tables: {point}/ (scan.csv)" in out and f"({len(plots)} png files)" in out
-    # the first config's injection study stays on disk, untouched, for whoever wants it
+    # the first config's injection study stays on disk, untouched, and the summary says so
     assert (point / "inject.csv").is_file()
+    assert (
+        "  not shown: inject.csv, inject.h5 (of an earlier config; this one does not make them)"
+        in out
+    )

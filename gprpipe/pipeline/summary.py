@@ -143,6 +143,9 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
     tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale)
     if tables:
         out["tables"] = f"{pdir}/ ({', '.join(tables)})"
+    left = sorted(p.name for p in stale if p.is_file())
+    if left:  # on disk, so say why nothing shows them
+        out["not shown"] = f"{', '.join(left)} (of an earlier config; this one does not make them)"
     add("HEPData", pdir / "hepdata", "*.yaml")
     add("pyhf workspaces", pdir, "pyhf_*.json")
     for cand in (
