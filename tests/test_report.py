@@ -350,3 +350,32 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
         "  not shown: inject.csv, inject.h5 (of an earlier config; this one does not make them)"
         in out
     )
+
+
+def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
+    """An export made from one fit is listed in the report while that fit holds; a new
+    config into the same folder (another blind window, hence another fit.h5) leaves it
+    out of the report and the summary: it was still offered as this run's product."""
+    run_dir = tmp_path / "run"
+    point = run_dir / "nominal"
+    quick = ('steps.run=["load","fit","limit","plot"]', "scan.masses=[0.045,0.06]")
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *quick))
+    assert code == 0, err
+    for export in (("export-spey",), ("export-pyhf", "--mass", "60MeV")):
+        code, _, err = run_cli_here(export[0], run_dir, "--dataset", "demo", *export[1:])
+        assert code == 0, err
+    code, out, err = run_cli_here(
+        "run", QUICKSTART, "--steps", "plot", "--force", *settings(f"base.output={run_dir}", *quick)
+    )
+    assert code == 0, err
+    html = (point / "report.html").read_text()
+    assert "exports/spey_demo.json" in html and "pyhf_demo_60MeV.json" in html
+    assert "pyhf workspaces" in out
+    code, out, err = run_cli_here(
+        "run", QUICKSTART, *settings(f"base.output={run_dir}", *quick, "fit.blind_nsigma=1.96")
+    )
+    assert code == 0, err
+    html = (point / "report.html").read_text()
+    assert "spey_demo.json" not in html and "pyhf_demo_60MeV.json" not in html
+    assert "pyhf workspaces" not in out
+    assert (point / "exports" / "spey_demo.json").is_file()  # kept on disk, not offered

@@ -153,3 +153,46 @@ def vouched(path: Path | str) -> Path:
         f"{path}: no task of this run has committed it (its task is running or was killed "
         "before it finished, or the file was copied in); run the point again to recompute it."
     )
+
+
+EXPORTS = "exports.json"  # in .state/: which fit an export of the point folder came from
+
+
+def record_export(point_dir: Path, files: Iterable[Path], source: Path) -> None:
+    """Note, for the files an export command wrote into ``point_dir``, the sha256 of the
+    ``source`` output (``fit.h5``) they were made from; :func:`stale_exports` compares."""
+    point_dir = Path(point_dir)
+    path = state_dir(point_dir) / EXPORTS
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    digest = sha256_file(source)
+    for f in files:
+        if Path(f).resolve().is_relative_to(point_dir.resolve()):
+            rel = Path(f).resolve().relative_to(point_dir.resolve()).as_posix()
+            known[rel] = {"source": Path(source).name, "sha256": digest}
+    atomic_write_text(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
+
+
+def stale_exports(point_dir: Path) -> set[str]:
+    """Exports of the point folder (relative paths) made from another ``fit.h5`` than the
+    one it holds now: an earlier config's, not to be offered with this one's results."""
+    point_dir = Path(point_dir)
+    try:
+        known = json.loads((state_dir(point_dir) / EXPORTS).read_text())
+    except (OSError, ValueError):
+        return set()
+    digests: dict[str, str | None] = {}
+    out = set()
+    for rel, entry in known.items() if isinstance(known, dict) else ():
+        try:
+            source = str(entry["source"])
+            if source not in digests:
+                src = point_dir / source
+                digests[source] = sha256_file(src) if src.is_file() else None
+            if digests[source] != entry["sha256"]:
+                out.add(str(rel))
+        except (KeyError, TypeError):
+            out.add(str(rel))
+    return out

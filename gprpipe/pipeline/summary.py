@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.commit import vouched
+from gprpipe.pipeline.commit import stale_exports, vouched
 from gprpipe.results.schema import read_csv
 
 
@@ -147,7 +147,10 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
     if left:  # on disk, so say why nothing shows them
         out["not shown"] = f"{', '.join(left)} (of an earlier config; this one does not make them)"
     add("HEPData", pdir / "hepdata", "*.yaml")
-    add("pyhf workspaces", pdir, "pyhf_*.json")
+    old = stale_exports(pdir)
+    ws = [p for p in pdir.glob("pyhf_*.json") if p.name not in old]
+    if ws:
+        out["pyhf workspaces"] = f"{pdir}/ ({len(ws)} json file{'s' * (len(ws) != 1)})"
     for cand in (
         pdir / "report.html",
         run_dir / "report.html",

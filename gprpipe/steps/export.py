@@ -21,7 +21,7 @@ import numpy as np
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
-from gprpipe.pipeline.commit import vouched
+from gprpipe.pipeline.commit import record_export, vouched
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import load_run_info
 
@@ -124,6 +124,7 @@ def export_workspace(
     ws["measurements"][0]["name"] = f"A_in_units_of_{scale:g}"
     path = Path(output) if output else pdir / f"pyhf_{tag}.json"
     atomic_write_text(path, json.dumps(ws, indent=1) + "\n")
+    record_export(pdir, [path], lay.fit)
     return path, ws
 
 
@@ -180,6 +181,7 @@ def export_patchset(
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
     for p, doc in zip(paths, (bkg, ps)):
         atomic_write_text(p, json.dumps(doc) + "\n")
+    record_export(pdir, paths, Layout(pdir).fit)
     return paths, len(wins)
 
 
@@ -255,6 +257,7 @@ def export_spey(
     }
     path = (Path(output) if output else pdir / "exports") / f"spey_{dataset}.json"
     atomic_write_text(path, json.dumps(doc) + "\n")
+    record_export(pdir, [path], lay.fit)
     return path, len(entries)
 
 

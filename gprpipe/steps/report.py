@@ -21,6 +21,7 @@ import jinja2
 from gprpipe import __version__
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
+from gprpipe.pipeline.commit import stale_exports
 from gprpipe.pipeline.plan import stale_outputs
 from gprpipe.results.summary import Summary, read_scan_rows, summarize
 
@@ -118,7 +119,7 @@ def _figures(point_dir: Path, prefix: str = "") -> list[PageFigure]:
 def _exports(point_dir: Path) -> list[str]:
     """Relative paths of export products: files under export*/, hepdata*/, pyhf*/, spey*/
     (any depth) and JSON, YAML and archive files of the point folder (e.g. pyhf
-    workspaces), never our own bookkeeping."""
+    workspaces), never our own bookkeeping nor an export made from an earlier fit."""
     found: list[str] = []
     folders = sorted({f for pat in EXPORT_DIRS for f in point_dir.glob(pat) if f.is_dir()})
     for folder in folders:
@@ -136,7 +137,8 @@ def _exports(point_dir: Path) -> list[str]:
             and not p.name.startswith(".")
         ):
             found.append(p.name)
-    return found
+    stale = stale_exports(point_dir)
+    return [f for f in found if f not in stale]
 
 
 def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
