@@ -18,7 +18,8 @@ except ImportError:
 #: Outputs computed with another value are recomputed by the next run.
 NUMERICS_VERSION = 6  # 6: a fit whose blind-window prediction overflows fails its mass;
 # the plot step removes its earlier figures and draws no earlier config's outputs; 5: every
-# figure format cropped to the box of one layout pass (PDF/SVG bytes change); 4: low-rank mean map; 3: GP optimum polished by Newton steps,
-# low-rank LML; 2: leakage-aware template w_eff, GoF columns and flags
+# figure format cropped to the box of one layout pass (PDF/SVG bytes change); 4: low-rank
+# mean map; 3: GP optimum polished by Newton steps, low-rank LML; 2: leakage-aware template
+# w_eff, GoF columns and flags
 
 __all__ = ["NUMERICS_VERSION", "__version__"]
