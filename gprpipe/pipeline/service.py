@@ -513,7 +513,13 @@ def rerun(
             for m in parse_masses(masses, "--masses"):
                 owners = [t for t in tasks if any(abs(x - m) < 5e-7 for x in t.masses)]
                 if not owners:
-                    raise GprpipeError(f"--masses: no task of {run_dir} owns {fmt_mass(m)}.")
+                    steps = list(dict.fromkeys(t.step for t in tasks))
+                    why = (
+                        f" (its last run planned only {', '.join(steps)})"
+                        if not any(t.masses for t in tasks)
+                        else ""
+                    )
+                    raise GprpipeError(f"--masses: no task of {run_dir} owns {fmt_mass(m)}{why}.")
                 chosen |= {t.id for t in owners}
         if not chosen:
             return None
