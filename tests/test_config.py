@@ -611,6 +611,14 @@ def test_set_relative_data_path_is_relative_to_cwd(tmp_path: Path, monkeypatch):
     assert point.config.datasets["demo"].path == str(tmp_path / "d.root")
 
 
+def refused_before_start(cli, cfg: Path, run_dir: Path, sentence: str) -> None:
+    """``validate`` and ``run`` both refuse ``cfg`` with ``sentence``; the run writes nothing."""
+    for command in ("validate", "run"):
+        code, _, err = cli(command, cfg, "--set", f"base.output={run_dir}")
+        assert code == 1 and err.strip() == sentence
+    assert not run_dir.exists()
+
+
 def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(tmp_path: Path, cli):
     """Each passed validate and then failed in its task: an injection mass beyond the
     test masses (nothing to inject into), a histogram pattern that matches nothing, a
@@ -643,13 +651,13 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
         run = ["load", "fit", "inject"]
         """,
     )
-    for command in ("validate", "run"):
-        code, _, err = cli(command, cfg, "--set", f"base.output={tmp_path / 'run'}")
-        assert code == 1 and err.strip() == (
-            f"error: {cfg}:7: inject.histograms: {DEMO_ROOT}: no histogram matches "
-            "inject.histograms 'nomatch/*'."
-        )
-    assert not (tmp_path / "run").exists()
+    refused_before_start(
+        cli,
+        cfg,
+        tmp_path / "run",
+        f"error: {cfg}:7: inject.histograms: {DEMO_ROOT}: no histogram matches "
+        "inject.histograms 'nomatch/*'.",
+    )
     # histograms of another binning than the data: the inject task refused them
     counts, edges = read_hist(DEMO_ROOT, "input_hist")
     data = tmp_path / "data.root"
@@ -679,14 +687,14 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
     # toys that do not cover the scan range: every toy mass failed in the toyscan task
     counts, edges = read_hist(DEMO_ROOT, "input_hist")
     write_hist(tmp_path / "toys.root", counts[:800], edges[:801], "t/t_toy_0")
-    for command in ("validate", "run"):
-        code, _, err = cli(command, cfg, "--set", f"base.output={tmp_path / 'run'}")
-        assert code == 1 and err.strip() == (
-            f"error: {cfg}:4: toyscan.file: toy 't/t_toy_0', scanned with datasets.demo.range: "
-            f"[0.02, 0.13] GeV lies outside histogram 't/t_toy_0' in {tmp_path / 'toys.root'} "
-            "(0-0.04 GeV)."
-        )
-    assert not (tmp_path / "run").exists()
+    refused_before_start(
+        cli,
+        cfg,
+        tmp_path / "run",
+        f"error: {cfg}:4: toyscan.file: toy 't/t_toy_0', scanned with datasets.demo.range: "
+        f"[0.02, 0.13] GeV lies outside histogram 't/t_toy_0' in {tmp_path / 'toys.root'} "
+        "(0-0.04 GeV).",
+    )
 
 
 @pytest.mark.parametrize(

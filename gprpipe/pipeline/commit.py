@@ -83,6 +83,14 @@ def check_outputs(task: Task, cache_key: str) -> tuple[bool, str]:
     return True, ""
 
 
+def recorded_digest(producer: Task, path: Path) -> str | None:
+    """The sha256 that ``producer``'s commit record holds for ``path``, or None when it
+    committed no such file (no record: killed, running, or never run)."""
+    rec = read_commit(producer)
+    rel = Path(path).relative_to(producer.point_dir).as_posix()
+    return None if rec is None else rec["files"].get(rel)
+
+
 def verify_inputs(task: Task, producers: dict[Path, Task]) -> None:
     """Raise a GprpipeError when an input that another task wrote is damaged or was never
     committed (its task was killed before it finished)."""
@@ -90,14 +98,13 @@ def verify_inputs(task: Task, producers: dict[Path, Task]) -> None:
         producer = producers.get(Path(p))
         if producer is None:
             continue
-        rec = read_commit(producer)
-        rel = Path(p).relative_to(producer.point_dir).as_posix()
-        if rec is None or rel not in rec["files"]:
+        digest = recorded_digest(producer, Path(p))
+        if digest is None:
             raise GprpipeError(
                 f"{p}: input not committed by its task {producer.id} (killed before it "
                 "finished?); run the point again to recompute it"
             )
-        if not Path(p).is_file() or sha256_file(p) != rec["files"][rel]:
+        if not Path(p).is_file() or sha256_file(p) != digest:
             raise GprpipeError(
                 f"{p}: input damaged since its task {producer.id} wrote it (sha256 "
                 "mismatch); run the point again to recompute it"
@@ -115,9 +122,8 @@ def unplanned_inputs(tasks: Sequence[Task], producers: Mapping[str, dict[Path, T
             producer = producers[t.point].get(Path(p))
             if producer is None or producer.id in planned:
                 continue
-            rec = read_commit(producer)
             rel = Path(p).relative_to(producer.point_dir).as_posix()
-            if rec is None or rel not in rec["files"] or not Path(p).is_file():
+            if recorded_digest(producer, Path(p)) is None or not Path(p).is_file():
                 out.setdefault(
                     (t.point, producer.step),
                     f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "

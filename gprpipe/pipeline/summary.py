@@ -14,7 +14,6 @@ use the same dataclasses.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.commit import stale_exports, vouched
-from gprpipe.results.schema import read_csv
+from gprpipe.results.schema import plot_manifest_files, read_csv
 
 
 @dataclass
@@ -133,11 +132,8 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
             if n:
                 out[label] = f"{path}/ ({n} {pattern.rsplit('.', 1)[-1]} file{'s' * (n != 1)})"
 
-    try:  # the figures of the last plot task, not files an earlier config left there
-        drawn = json.loads((pdir / "plots" / "manifest.json").read_text())["files"]
-        n = sum(str(f).endswith(".png") and (pdir / str(f)).is_file() for f in drawn)
-    except (OSError, ValueError, KeyError, TypeError):
-        n = 0
+    # the figures of the last plot task, not files an earlier config left there
+    n = sum(p.suffix == ".png" and p.is_file() for p in plot_manifest_files(pdir) or [])
     if n:
         out["plots"] = f"{pdir / 'plots'}/ ({n} png file{'s' * (n != 1)})"
     tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale)

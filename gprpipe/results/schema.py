@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -355,3 +356,13 @@ def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 def read_csv(path: Path) -> list[dict[str, str]]:
     """Rows of a results CSV as column -> text."""
     return read_csv_table(path)[1]
+
+
+def plot_manifest_files(point_dir: Path) -> list[Path] | None:
+    """The files the point's last plot task wrote (``plots/manifest.json``), or None when
+    there is no readable manifest."""
+    try:
+        files = json.loads((Path(point_dir) / "plots" / "manifest.json").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [Path(point_dir) / str(f) for f in files]

@@ -98,17 +98,14 @@ def _drawable(ctx) -> set[Path]:
     lay = ctx.layout
     stale = stale_outputs(ctx.task.point, lay.point_dir, ctx.config)
     outputs = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
-    return {vouched(p) for p in outputs if p.exists() and p not in stale}
+    checked = set(ctx.task.inputs)  # the runner verified this task's inputs already
+    return {p if p in checked else vouched(p) for p in outputs if p.exists() and p not in stale}
 
 
 def _previous_figures(lay) -> set[Path]:
     """The files of ``plots/`` that the previous plot task wrote (its manifest)."""
-    try:
-        files = json.loads(lay.plot_manifest.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
     root = lay.plots.resolve()
-    found = {(lay.point_dir / str(f)).resolve() for f in files}
+    found = {p.resolve() for p in schema.plot_manifest_files(lay.point_dir) or []}
     return {p for p in found if p.parent == root}
 
 

@@ -23,6 +23,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import stale_exports
 from gprpipe.pipeline.plan import stale_outputs
+from gprpipe.results.schema import plot_manifest_files
 from gprpipe.results.summary import Summary, read_scan_rows, summarize
 
 REPORT = "report.html"
@@ -97,11 +98,7 @@ def _rank(png: Path) -> tuple[int, str]:
 def _figures(point_dir: Path, prefix: str = "") -> list[PageFigure]:
     """The PNGs the point's plot task wrote (its ``plots/manifest.json``; any name, so
     every step's figures appear), never a file left in ``plots/`` by an earlier config."""
-    try:
-        files = json.loads((point_dir / "plots" / "manifest.json").read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        files = []
-    pngs = [point_dir / str(f) for f in files if str(f).endswith(".png")]
+    pngs = [p for p in plot_manifest_files(point_dir) or [] if p.suffix == ".png"]
     out = []
     for png in sorted((p for p in pngs if p.is_file()), key=_rank):
         rel = png.relative_to(point_dir).as_posix()

@@ -5,7 +5,6 @@ service (:mod:`gprpipe.pipeline.service`, :mod:`gprpipe.pipeline.launch`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import load_run_info
-from gprpipe.results.schema import read_csv_table
+from gprpipe.results.schema import plot_manifest_files, read_csv_table
 
 
 def tail(path: Path | None, n: int = 12) -> str:
@@ -158,11 +157,8 @@ def default_masses(scan: Scan, dataset: str, wanted: Sequence[float] = ()) -> li
 def plot_files(point_dir: Path, dataset: str) -> list[Path]:
     """PNG/PDF files of the eps^2 limit plot of a dataset (manifest first, else glob)."""
     lay = Layout(Path(point_dir))
-    files: list[Path] = []
-    try:
-        manifest = json.loads(lay.plot_manifest.read_text())
-        files = [lay.point_dir / f for f in manifest.get("files", [])]
-    except (OSError, ValueError):
+    files = plot_manifest_files(lay.point_dir)
+    if files is None:
         files = sorted(lay.plots.glob("*")) if lay.plots.is_dir() else []
     stem = f"brazil_eps2_{dataset}"
     return [f for f in files if f.stem == stem and f.exists()]
