@@ -9,6 +9,7 @@ import os
 import threading
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from gprpipe.plotting import style
@@ -82,6 +83,36 @@ def test_workers_write_the_same_files_in_order(tmp_path):
         a, b = serial / name, pooled / name
         assert a.read_bytes() == b.read_bytes()
         assert a.stat().st_size > 10_000
+
+
+def _math_pixels() -> bytes:
+    fig = plt.figure(figsize=(2, 0.5), dpi=100)
+    fig.text(0.05, 0.3, r"$\pm 1\sigma_A\ \hat{\mu}\ \epsilon^2$")
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).tobytes()
+    plt.close(fig)
+    return pixels
+
+
+def _draw_math_again(expected: bytes) -> None:
+    for _ in range(100):
+        assert _math_pixels() == expected  # an exception: exit code 1
+
+
+def test_forked_processes_never_read_the_fonts_of_the_math_their_parent_laid_out():
+    """Math text laid out here holds open font files whose read offset forked processes
+    share: two figure workers drawing from their parent's layout read each other's glyph
+    data (a glyph goes missing, or 'FT_Load_Glyph ... broken file'). Two forked processes
+    drawing the same math a hundred times each get this process's pixels every time."""
+    style.apply_style("hep")
+    expected = _math_pixels()  # lays out (and caches) the math in this process
+    fork = multiprocessing.get_context("fork")
+    procs = [fork.Process(target=_draw_math_again, args=(expected,)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0]
 
 
 def _render_in(folder) -> None:

@@ -3,6 +3,7 @@ the axes, legends outside the axes (never over data), atomic PNG/PDF writes."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,11 @@ def _share_mathtext_cache(size: int = 2048) -> None:
     at 72 dpi. A parse depends only on the string, dpi,
     font, antialiasing and hinting, and on the output type, so one cache keyed on those
     gives the same glyph layout. Left as is if matplotlib's internals differ.
+
+    A forked process starts with an empty cache: a parse holds the fonts it was laid out
+    with, open files whose read offset every fork shares, so figure workers drawing their
+    parent's parses read each other's glyph data (glyphs go missing, or FreeType fails with
+    "broken file"). matplotlib clears its own font cache at a fork for the same reason.
     """
     from matplotlib import mathtext
 
@@ -38,6 +44,7 @@ def _share_mathtext_cache(size: int = 2048) -> None:
     if raw is None or getattr(mathtext.MathTextParser, "_gprpipe_shared", False):
         return
     cache: dict = {}
+    os.register_at_fork(after_in_child=cache.clear)
 
     def _parse_cached(self, s, dpi, prop, antialiased, load_glyph_flags):
         key = (self._output_type, s, dpi, prop, antialiased, load_glyph_flags)
