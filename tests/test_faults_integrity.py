@@ -386,6 +386,57 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
     assert not (point / "reach").exists()
 
 
+def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
+    cfg: Path, copy: Path, base: Path
+):
+    """A point's config.toml edited by hand (another blind window) would make a rerun
+    compute some masses with it and keep the others: status, summary and rerun refuse it
+    in one sentence; running the config again rewrites it, with the same results."""
+    point_cfg = copy / "nominal" / "config.toml"
+    text = point_cfg.read_text()
+    assert "blind_nsigma = 1.64\n" in text
+    point_cfg.write_text(text.replace("blind_nsigma = 1.64\n", "blind_nsigma = 3.0\n"))
+    before = mtimes(copy / "nominal")
+    for args in (("status", copy), ("summary", copy), ("rerun", copy, "--masses", "60MeV")):
+        code, out, err = gp(*args)
+        assert code == 1 and err.strip() == (
+            f"error: {point_cfg}: changed since the run wrote it (run.json records another "
+            "sha256): its results and a rerun would follow two configs; run the config "
+            "again (gprpipe run CONFIG)."
+        ), args
+    assert mtimes(copy / "nominal") == before
+    code, _, err = run(cfg, copy)
+    assert code == 0, err
+    assert "blind_nsigma = 1.64\n" in point_cfg.read_text()
+    assert gp("status", copy)[0] == 0
+    assert_same_results(copy / "nominal", base / "nominal")
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda d: d["grid"][0].update(name=5), "grid[0].name is not the name of a point folder"),
+        (
+            lambda d: d["grid"][0].update(name="../x"),
+            "grid[0].name is not the name of a point folder",
+        ),
+        (lambda d: d.pop("plan"), "'plan' is not a list of tasks"),
+        (lambda d: d.update(grid=[]), "'grid' is not a list of points"),
+    ],
+)
+def test_a_damaged_run_json_is_one_sentence(copy: Path, edit, why: str):
+    path = copy / "run.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    for args in (("status", copy), ("summary", copy), ("rerun", copy, "--failed")):
+        code, _, err = gp(*args)
+        assert code == 1 and err.strip() == (
+            f"error: {path}: {why}; it was edited or damaged: run the config again "
+            "(gprpipe run CONFIG) to rewrite it."
+        ), args
+
+
 # ----------------------------------------------------------------- 9: lock
 
 

@@ -516,7 +516,9 @@ def test_rpen7_grid_points_compared(tmp_path: Path):
         digest = hashlib.sha256(text.encode()).hexdigest()
         record = {"task": f"{name}/limit/merge", "files": {"scan.csv": digest}}
         (run / name / ".state" / "limit__merge.commit").write_text(json.dumps(record))
-    (run / "run.json").write_text(json.dumps({"grid": [{"name": n, "dir": n} for n in names]}))
+    grid = [{"name": n, "dir": n} for n in names]
+    plan = [{"id": f"{n}/limit/merge"} for n in names]
+    (run / "run.json").write_text(json.dumps({"grid": grid, "plan": plan}))
     code, so, se = run_cli_here("compare", run)
     assert code == 0, so + se
     rows = _rows(run / "compare" / "compare_2015.csv")

@@ -104,6 +104,7 @@ def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[
                 "command": ["gprpipe", "run", "x.toml"],
                 "versions": {"gprpipe": "0.1.0", "git_commit": "abc123"},
                 "grid": [{"name": "nominal", "values": {}, "dir": str(point), "seed": 7}],
+                "plan": [{"id": "nominal/load"}, {"id": "nominal/fit/2015-000"}],
                 "timings": {
                     "nominal/load": {"state": "done", "seconds": 1.5},
                     "other/load": {"state": "done", "seconds": 9.0},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -74,14 +75,23 @@ def point_dir(run_dir: Path, point: Point) -> Path:
     return run_dir / point.name
 
 
+def point_config_text(point: Point) -> str:
+    """The text of a point's rendered ``config.toml``."""
+    return (
+        f"# Fully rendered config of grid point {point.name!r} (written by gprpipe "
+        f"{__version__}).\n" + dumps({k: v for k, v in point.data.items() if k != "grid"})
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
     """Write each point's rendered ``config.toml`` (untouched when unchanged)."""
     for point in points:
         path = Layout(point_dir(run_dir, point)).config
-        text = (
-            f"# Fully rendered config of grid point {point.name!r} (written by gprpipe "
-            f"{__version__}).\n" + dumps({k: v for k, v in point.data.items() if k != "grid"})
-        )
+        text = point_config_text(point)
         if not path.exists() or path.read_text() != text:
             atomic_write_text(path, text)
 
@@ -178,7 +188,10 @@ def new_run_info(
     """``run.json`` of a new run; ``command``: the command line to record (default: this
     process's)."""
     info = RunInfo(run_dir / RUN_JSON, {})
-    old = load_run_info(run_dir, missing_ok=True)
+    try:
+        old = load_run_info(run_dir, missing_ok=True)
+    except GprpipeError:  # damaged: this run rewrites it
+        old = None
     info.data = {
         "gprpipe_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -190,7 +203,13 @@ def new_run_info(
         "executor": executor,
         "versions": versions(),
         "grid": [
-            {"name": p.name, "values": p.values, "dir": p.name, "seed": p.config.base.seed}
+            {
+                "name": p.name,
+                "values": p.values,
+                "dir": p.name,
+                "seed": p.config.base.seed,
+                "config_sha256": _sha256(point_config_text(p).encode()),
+            }
             for p in points
         ],
         "plan": [task_record(t, run_dir) for t in tasks],
@@ -215,9 +234,41 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
             raise GprpipeError(f"{run_dir}: a point folder; give its run folder {parent}.")
         raise GprpipeError(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
     try:
-        return RunInfo(path.absolute(), json.loads(path.read_text()))
-    except ValueError as exc:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
         raise GprpipeError(f"{path}: unreadable ({exc}).") from None
+    wrong = _run_json_errors(data)
+    if wrong:
+        raise GprpipeError(
+            f"{path}: {wrong}; it was edited or damaged: run the config again "
+            "(gprpipe run CONFIG) to rewrite it."
+        )
+    return RunInfo(path.absolute(), data)
+
+
+def _run_json_errors(data: object) -> str:
+    """What makes ``data`` no run.json that gprpipe wrote ('' when nothing)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    grid, plan = data.get("grid"), data.get("plan")
+    if not isinstance(grid, list) or not grid:
+        return "'grid' is not a list of points"
+    names: set[str] = set()
+    for k, p in enumerate(grid):
+        name = p.get("name") if isinstance(p, dict) else None
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            return f"grid[{k}].name is not the name of a point folder"
+        if name in names:
+            return f"grid[{k}].name {name!r} is given twice"
+        if not isinstance(p.get("config_sha256", ""), str):
+            return f"grid[{k}].config_sha256 is not a string"
+        names.add(name)
+    if not isinstance(plan, list) or not plan:
+        return "'plan' is not a list of tasks"
+    for k, t in enumerate(plan):
+        if not isinstance(t, dict) or not isinstance(t.get("id"), str):
+            return f"plan[{k}] has no task id"
+    return ""
 
 
 def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
@@ -229,11 +280,19 @@ def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
     configs: dict[str, Config] = {}
     for p in info.data.get("grid", []):
         pdir = info.run_dir / p["name"]
-        cfg = point_config_from_file(Layout(pdir).config)
+        path = Layout(pdir).config
+        recorded = p.get("config_sha256")
+        if recorded and path.is_file() and _sha256(path.read_bytes()) != recorded:
+            raise GprpipeError(
+                f"{path}: changed since the run wrote it (run.json records another "
+                "sha256): its results and a rerun would follow two configs; run the "
+                "config again (gprpipe run CONFIG)."
+            )
+        cfg = point_config_from_file(path)
         configs[p["name"]] = cfg
         tasks += plan_point(p["name"], pdir, cfg)
-    recorded = {t["id"] for t in info.data.get("plan", [])}
-    return [t for t in tasks if t.id in recorded], configs
+    planned = {t["id"] for t in info.data.get("plan", [])}
+    return [t for t in tasks if t.id in planned], configs
 
 
 def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:

@@ -19,6 +19,7 @@ import h5py
 import jinja2
 
 from gprpipe import __version__
+from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import stale_exports
@@ -159,10 +160,14 @@ def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
 
 
 def _run_info(run_dir: Path) -> dict[str, Any]:
+    """run.json, or nothing when it is missing or not what gprpipe wrote."""
+    from gprpipe.pipeline.store import load_run_info
+
     try:
-        return json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
+        info = load_run_info(run_dir, missing_ok=True)
+    except GprpipeError:
         return {}
+    return info.data if info is not None else {}
 
 
 def _marker_timings(point_dir: Path, point: str) -> dict[str, dict[str, Any]]:
