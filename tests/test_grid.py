@@ -68,6 +68,12 @@ def test_identical_points_and_a_varied_run_directory_are_refused():
         "grid.base.output: the points of one run share its run directory (base.output); "
         "the point folders are named after the other keys of the grid."
     ]
+    with pytest.raises(ConfigError) as info:  # grid x zip of one key: 4 points, 2 pairs alike
+        expand({"fit": {"blind_nsigma": [1.64, 1.96]}, "zip": {"fit.blind_nsigma": [1.64, 1.96]}})
+    assert info.value.errors == [
+        "grid.zip.fit.blind_nsigma: fit.blind_nsigma is varied in [grid] as well; vary each "
+        "key in [grid] or in [grid.zip], not in both."
+    ]
 
 
 GRID_2X2 = """

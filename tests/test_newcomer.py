@@ -54,6 +54,21 @@ def one_sentence_errors(err: str) -> list[str]:
 # ---------------------------------------------------------------- 1. validate = what run refuses
 
 
+def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
+    """scan.mass_step = 1 (MeV meant) over a 0.02-0.13 GeV range scanned one mass."""
+    cfg = tmp_path / "step.toml"
+    cfg.write_text(
+        f'[base]\ntemplate = "hps2015"\n[datasets.2015]\npath = "{DEMO_ROOT}"\n'
+        "[scan]\nmass_step = 1\n"
+    )
+    code, out, err = cli("validate", cfg)
+    assert code == 1 and out == ""
+    assert one_sentence_errors(err) == [
+        f"error: {cfg}:6: scan.mass_step: a step of 1 GeV over [0.02, 0.13] GeV gives one "
+        "test mass for dataset 2015; did you mean 0.001 GeV?"
+    ]
+
+
 @pytest.mark.parametrize(
     ("sets", "expected"),
     [
@@ -96,6 +111,43 @@ def one_sentence_errors(err: str) -> list[str]:
                 f"'input_hist' in {DEMO_ROOT} (0-0.15 GeV).",
                 f"error: --set datasets.demo.data_range: [0.01, 0.16] GeV lies outside "
                 f"histogram 'input_hist' in {DEMO_ROOT} (0-0.15 GeV).",
+            ],
+        ),
+        (
+            ["plot.masses=[0.0605]", "plot.displays.observed=[0.12]"],
+            [
+                "error: --set plot.masses: 0.0605 GeV is not a test mass (nearest: 0.06 and "
+                "0.08 GeV); the figures are drawn at test masses only.",
+                "error: --set plot.displays.observed: 0.12 GeV is not a test mass (nearest: "
+                "0.1 GeV); the figures are drawn at test masses only.",
+            ],
+        ),
+        (
+            ["fit.n_restarts=true", "scan.masses=[0.06, false]"],
+            [
+                "error: --set scan.masses: takes a number, not true/false.",
+                "error: --set fit.n_restarts: takes a number, not true/false.",
+            ],
+        ),
+        (
+            ['base.name="../../escaped"'],
+            [
+                "error: --set base.name: '../../escaped' is not a plain name (no '/', not '.' "
+                "or '..'); it names the run directory runs/<name>: set base.output to run "
+                "elsewhere."
+            ],
+        ),
+        (
+            ["plot.allocation_masses=[55]"],
+            [
+                "error: --set plot.allocation_masses: 55 is not a mass in GeV; did you mean 0.055 GeV?"
+            ],
+        ),
+        (
+            ["inject.masses=[0.06]", "plot.displays.masses=[0.07]"],
+            [
+                "error: --set plot.displays.masses: 0.07 GeV is not an injected mass "
+                "(inject.masses: [0.06]); an extraction display shows an injection."
             ],
         ),
     ],

@@ -188,6 +188,16 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                     )
                 )
                 continue
+            if n == 1 and ds.range[1] > ds.range[0]:
+                step = cfg.scan.mass_step
+                errors.append(
+                    at(
+                        where("scan.mass_step"),
+                        f"a step of {step:g} GeV over [{ds.range[0]:g}, {ds.range[1]:g}] GeV "
+                        f"gives one test mass for dataset {name}"
+                        + (f"; {mev_hint(step)}" if step >= 0.5 else "."),
+                    )
+                )
         hi_f = ds.ls_hi_factor if ds.ls_hi_factor is not None else fit_hi
         if lo_f >= hi_f:
             key = (
@@ -353,7 +363,8 @@ def unit_errors(cfg: Config, where: Where) -> list[Issue]:
     for key, masses in (
         ("scan.masses", cfg.scan.masses or []),
         ("inject.masses", cfg.inject.masses),
-        ("plot.masses", cfg.plot.masses),
+        *_plot_masses(cfg),
+        ("plot.displays.masses", cfg.plot.displays.masses or []),
     ):
         errors += [
             at(where(key), f"{m:g} is not a mass in GeV; {mev_hint(m)}")
@@ -361,6 +372,31 @@ def unit_errors(cfg: Config, where: Where) -> list[Issue]:
             if m > BARE_MAX_GEV
         ]
     return errors
+
+
+def _plot_masses(cfg: Config) -> list[tuple[str, list[float]]]:
+    """The plot step's lists of test masses (its extraction displays are at injected
+    masses, ``plot.displays.masses``)."""
+    d = cfg.plot.displays
+    return [
+        ("plot.masses", cfg.plot.masses),
+        ("plot.allocation_masses", cfg.plot.allocation_masses),
+        ("plot.displays.observed", d.observed or []),
+    ]
+
+
+def _not_tested(m: float, tested: np.ndarray) -> str:
+    """Why ``m`` is no test mass of ``tested`` ('' when it is one)."""
+    if not len(tested):
+        return ""
+    if np.abs(tested - m).min() < 1e-6:
+        return ""
+    below, above = tested[tested < m], tested[tested > m]
+    near = [f"{x:g}" for x in (*below[-1:], *above[:1])]
+    return (
+        f"{m:g} GeV is not a test mass (nearest: {' and '.join(near)} GeV); "
+        "the figures are drawn at test masses only."
+    )
 
 
 def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
@@ -399,7 +435,19 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
             spans = {n: (float(t.min()), float(t.max())) for n, t in tested.items() if len(t)}
             lists.append(("inject.masses", cfg.inject.masses))
         if "plot" in cfg.steps.run:
-            lists.append(("plot.masses", cfg.plot.masses))
+            lists += _plot_masses(cfg)
+            tested_all = np.unique(np.concatenate([cfg.test_masses(n) for n in ranges]))
+        injected = cfg.inject.masses
+        for m in cfg.plot.displays.masses or [] if "plot" in cfg.steps.run else []:
+            if m <= BARE_MAX_GEV and not any(abs(m - x) < 1e-6 for x in injected):
+                errors.append(
+                    at(
+                        where("plot.displays.masses"),
+                        f"{m:g} GeV is not an injected mass (inject.masses: "
+                        f"[{', '.join(f'{x:g}' for x in injected)}]); an extraction "
+                        "display shows an injection.",
+                    )
+                )
         for key, masses in lists:
             for m in masses:
                 if m > BARE_MAX_GEV:
@@ -412,6 +460,8 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                             f"every scanned dataset ({_fmt_ranges(ranges)}).",
                         )
                     )
+                elif key.startswith("plot.") and _not_tested(m, tested_all):
+                    errors.append(at(where(key), _not_tested(m, tested_all)))
                 elif key == "inject.masses" and not any(
                     lo - 1e-9 <= m <= hi + 1e-9 for lo, hi in spans.values()
                 ):

@@ -44,6 +44,14 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
             elif len(set(lengths.values())) > 1:
                 shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
                 errors.append(at(where("grid.zip"), f"its lists differ in length ({shown})."))
+            elif both := sorted(set(lengths) & {k for axis in axes for k in axis[0]}):
+                errors.append(
+                    at(
+                        where("grid.zip." + both[0]),
+                        f"{both[0]} is varied in [grid] as well; vary each key in [grid] "
+                        "or in [grid.zip], not in both.",
+                    )
+                )
             else:
                 n = next(iter(lengths.values()))
                 rows = [{k: v[i] for k, v in flat.items()} for i in range(n)]

@@ -14,7 +14,15 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gprpipe.config.issues import Issue, Where, at, did_you_mean, key_only, unique
 from gprpipe.stats.window import scan_masses
@@ -32,6 +40,24 @@ class Section(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_default=True, coerce_numbers_to_str=True, allow_inf_nan=False
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """true/false where a number belongs (pydantic would read it as 1/0)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or _has_bool(field.annotation):
+            return v
+        if isinstance(v, bool) or (
+            isinstance(v, list | tuple) and any(isinstance(x, bool) for x in v)
+        ):
+            raise ValueError("takes a number, not true/false")
+        return v
+
+
+def _has_bool(annotation: Any) -> bool:
+    """Whether a type annotation admits a bool (``bool``, ``bool | None``, ``list[bool]``)."""
+    return annotation is bool or any(_has_bool(a) for a in get_args(annotation))
 
 
 class Base(Section):
@@ -59,6 +85,16 @@ class Base(Section):
     max_points: int = Field(1000, ge=1, description="Most grid points a config may have.")
     max_masses: int = Field(100_000, ge=1, description="Most test masses per dataset.")
     max_tasks: int = Field(100_000, ge=1, description="Most tasks a run may plan.")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if "/" in v or "\\" in v or v.strip(".") == "":
+            raise ValueError(
+                f"{v!r} is not a plain name (no '/', not '.' or '..'); it names the run "
+                "directory runs/<name>: set base.output to run elsewhere"
+            )
+        return v
 
     @field_validator("env")
     @classmethod
