@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import click
 import typer
@@ -699,6 +699,33 @@ _CLICK_ABORT = _click_classes(click.exceptions.Abort)
 _CLICK_ERROR = _click_classes(click.exceptions.ClickException)
 
 
+def _repeated_option(command: Any, args: Sequence[str]) -> str | None:
+    """The first option of the subcommand in ``args`` that takes one value and is given
+    twice (click would keep the last one silently), or None."""
+    sub_at = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+    if sub_at is None or (sub := command.commands.get(args[sub_at])) is None:
+        return None
+    single = {
+        opt: p.name
+        for p in sub.params
+        if p.param_type_name == "option" and not (p.multiple or p.is_flag or p.count)
+        for opt in p.opts
+    }
+    seen: set[str] = set()
+    words = iter(args[sub_at + 1 :])
+    for word in words:
+        if word == "--":
+            break
+        opt, eq, _ = word.partition("=") if word.startswith("--") else (word, "", "")
+        if opt in single:
+            if single[opt] in seen:
+                return opt
+            seen.add(single[opt])
+            if not eq:
+                next(words, None)  # its value, whatever it looks like
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one sentence and exit code 1 (--debug: traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -707,7 +734,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # the commands see the command line they were given (run.json records it), also
         # when a program calls main(argv) rather than the shell
-        code = app(args=args, prog_name="gprpipe", standalone_mode=False, obj={"argv": args})
+        command = typer.main.get_command(app)
+        twice = _repeated_option(command, args)
+        if twice is not None:
+            raise GprpipeError(f"{twice} is given twice; it takes one value: give it once.")
+        code = command(args=args, prog_name="gprpipe", standalone_mode=False, obj={"argv": args})
     except ConfigError as exc:
         if debug:
             raise

@@ -167,3 +167,26 @@ def test_export_pyhf_wants_one_mass_or_the_patchset(tmp_path: Path, cli):
     )
     code, _, err = cli(*base)
     assert code == 1 and one_error(err) == "export-pyhf: give --mass M (e.g. 60MeV) or --patchset."
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["rerun", "runs/x", "--masses", "40MeV", "--masses", "60MeV"], "--masses"),
+        (["run", "c.toml", "--steps", "load", "--steps=fit"], "--steps"),
+        (["run", "c.toml", "-j", "1", "--jobs", "2"], "--jobs"),
+        (["export-pyhf", "runs/x", "--mass", "60MeV", "--mass", "40MeV"], "--mass"),
+    ],
+)
+def test_an_option_of_one_value_given_twice_is_refused(cli, args, sentence):
+    """click keeps the last value silently (a rerun of 60 MeV only, a run of fit only)."""
+    code, out, err = cli(*args)
+    assert code == 1 and out == ""
+    assert one_error(err) == f"{sentence} is given twice; it takes one value: give it once."
+
+
+def test_options_that_take_many_values_and_flags_may_repeat(cli):
+    sets = ["--set", "scan.masses=[0.06]", "--set", "fit.blind_nsigma=1.96"]
+    code, out, err = cli("run", QUICKSTART, *sets, "--force", "--force", "--dry-run")
+    assert code == 0, err
+    assert "1.96" not in err and "nominal/limit" in out

@@ -114,12 +114,12 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
             ],
         ),
         (
-            ["plot.masses=[0.0605]", "plot.displays.observed=[0.12]"],
+            ["plot.masses=[0.0605]", "plot.displays.observed=[0.05]"],
             [
-                "error: --set plot.masses: 0.0605 GeV is not a test mass (nearest: 0.06 and "
-                "0.08 GeV); the figures are drawn at test masses only.",
-                "error: --set plot.displays.observed: 0.12 GeV is not a test mass (nearest: "
-                "0.1 GeV); the figures are drawn at test masses only.",
+                "error: --set plot.masses: 0.0605 GeV lies between the test masses 0.06 and "
+                "0.08 GeV; the figures are drawn at test masses only.",
+                "error: --set plot.displays.observed: 0.05 GeV lies between the test masses "
+                "0.045 and 0.06 GeV; the figures are drawn at test masses only.",
             ],
         ),
         (
@@ -132,8 +132,8 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
         (
             ['base.name="../../escaped"'],
             [
-                "error: --set base.name: '../../escaped' is not a plain name (no '/', not '.' "
-                "or '..'); it names the run directory runs/<name>: set base.output to run "
+                "error: --set base.name: '../../escaped' climbs out of the folder it names (a "
+                "'..'); it names the run directory runs/<name>: set base.output to run "
                 "elsewhere."
             ],
         ),

@@ -7,6 +7,7 @@ PNG plots only, in temporary run directories, through the real CLI in subprocess
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -87,8 +88,15 @@ def test_run_writes_run_json_load_h5_and_plot(quickstart_run: dict):
     assert info["plan"][0]["inputs"] == [str(DEMO_ROOT)]
     assert info["versions"]["gprpipe"] == info["gprpipe_version"]
     assert {"python", "numpy", "scipy", "uproot", "h5py"} <= set(info["versions"])
+    config_sha256 = hashlib.sha256((point / "config.toml").read_bytes()).hexdigest()
     assert info["grid"] == [
-        {"name": "nominal", "values": {}, "dir": "nominal", "seed": 20260101}
+        {
+            "name": "nominal",
+            "values": {},
+            "dir": "nominal",
+            "seed": 20260101,
+            "config_sha256": config_sha256,  # a point config edited by hand is refused
+        }
     ]  # relative: the run can be moved
     # timings of the last run (the module fixture's second run found both cached)
     assert info["timings"] == {

@@ -147,3 +147,15 @@ def test_process_with_another_thread_draws_serially_and_says_why(tmp_path, capfd
     assert run_in_fork(_render_beside_a_thread, tmp_path).exitcode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ahat.png", "brazil.png"]
     assert "this process runs other threads" in capfd.readouterr().out
+
+
+def test_gp_fit_figures_only_at_wanted_test_masses():
+    """plot.masses that are no test mass draw nothing (the nearest test mass was drawn);
+    without plot.masses: three across the scan and the most significant mass."""
+    from gprpipe.steps.plot import gp_masses
+
+    masses = np.array([0.03, 0.045, 0.06, 0.08, 0.1])
+    assert gp_masses([0.06, 0.05, 0.12, 0.03 + 1e-8], masses) == [0.03, 0.06]
+    assert gp_masses([0.12], masses) == []
+    z = np.array([0.1, 2.5, 0.3, 0.2, 0.0])
+    assert gp_masses([], masses, z) == [0.03, 0.045, 0.06, 0.1]

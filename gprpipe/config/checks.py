@@ -386,15 +386,13 @@ def _plot_masses(cfg: Config) -> list[tuple[str, list[float]]]:
 
 
 def _not_tested(m: float, tested: np.ndarray) -> str:
-    """Why ``m`` is no test mass of ``tested`` ('' when it is one)."""
-    if not len(tested):
+    """Why ``m`` names no test mass although it lies among them ('' when it is one, or
+    lies outside them: a scan cut to fewer masses leaves its figure out)."""
+    below, above = tested[tested < m - 1e-6], tested[tested > m + 1e-6]
+    if not len(below) or not len(above) or np.abs(tested - m).min() < 1e-6:
         return ""
-    if np.abs(tested - m).min() < 1e-6:
-        return ""
-    below, above = tested[tested < m], tested[tested > m]
-    near = [f"{x:g}" for x in (*below[-1:], *above[:1])]
     return (
-        f"{m:g} GeV is not a test mass (nearest: {' and '.join(near)} GeV); "
+        f"{m:g} GeV lies between the test masses {below[-1]:g} and {above[0]:g} GeV; "
         "the figures are drawn at test masses only."
     )
 

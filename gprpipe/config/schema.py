@@ -89,9 +89,9 @@ class Base(Section):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, v: str) -> str:
-        if "/" in v or "\\" in v or v.strip(".") == "":
+        if ".." in re.split(r"[/\\]", v):
             raise ValueError(
-                f"{v!r} is not a plain name (no '/', not '.' or '..'); it names the run "
+                f"{v!r} climbs out of the folder it names (a '..'); it names the run "
                 "directory runs/<name>: set base.output to run elsewhere"
             )
         return v

@@ -722,6 +722,8 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
     if cfg.base.blind:  # observed displays show the blind windows' counts
         return written
     for mass in _observed_masses(cfg, lay):
+        if all(_snap(cfg, name, mass) is None for name in names):
+            print(f"notice: plot.displays.observed {mass:g} GeV: no test mass; no display of it")
         for name in names:
             m = _snap(cfg, name, mass)
             if m is None:

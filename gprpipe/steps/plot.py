@@ -287,7 +287,14 @@ def fit_figures(cfg, lay, scan: dict) -> list[FigureJob]:
                 scan[name]["mass_GeV"],
                 np.nan_to_num(scan[name]["Z_local"], nan=-np.inf),
             )
-        for mass in gp_masses(cfg.plot.masses, fit["mass"], z):
+        drawn = gp_masses(cfg.plot.masses, fit["mass"], z)
+        left = [m for m in sorted(set(cfg.plot.masses)) if min_distance(m, drawn) >= 1e-6]
+        if left:
+            print(
+                f"notice: plot.masses {', '.join(f'{m:g}' for m in left)} GeV: no test mass of "
+                f"dataset {name}; no GP-fit figure of them"
+            )
+        for mass in drawn:
             i = int(np.argmin(np.abs(fit["mass"] - mass)))
             if not has_result(fit["status"][i]):
                 continue
@@ -342,14 +349,18 @@ def gp_fit(
     )
 
 
+def min_distance(m: float, masses: Sequence[float]) -> float:
+    return min((abs(m - x) for x in masses), default=np.inf)
+
+
 def gp_masses(
     wanted_masses: Sequence[float] | None, masses: np.ndarray, z_local: np.ndarray | None = None
 ) -> list[float]:
     """Masses of the GP-fit figures: ``plot.masses`` (``wanted_masses``), else three across
     the scan plus the most significant one (largest local Z; not when blinded: ``z_local``
-    is then None)."""
-    if wanted_masses:
-        wanted = list(wanted_masses)
+    is then None). A wanted mass that is no test mass is left out."""
+    if wanted_masses:  # those that are test masses (validate refuses one between two)
+        wanted = [w for w in wanted_masses if len(masses) and np.abs(masses - w).min() < 1e-6]
     else:
         n = len(masses)
         wanted = [masses[round(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []

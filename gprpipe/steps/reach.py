@@ -192,6 +192,8 @@ def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]
             raise GprpipeError(
                 f"--scale {item!r}: the luminosity factor of {key!r} must be a positive number."
             )
+        if key in out:
+            raise GprpipeError(f"--scale names dataset {key!r} twice; give its factor once.")
         out[key] = f
     if not out:
         raise GprpipeError("--scale: give at least one DATASET=FACTOR, e.g. 2016=10.")
