@@ -593,6 +593,18 @@ def project_reach(
     )
 
 
+def _not_compared(comp: Any, labels: Sequence[str]) -> str:
+    """Why a dataset has no ratio to show: a point without a limit, or no common mass."""
+    have = {c.label for c in comp.curves}
+    missing = [label for label in labels if label not in have]
+    if missing:
+        return (
+            f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no mass with a "
+            "limit (every row failed or flagged)"
+        )
+    return "the points have no mass with a limit in common"
+
+
 @app.command()
 def compare(
     runs: Annotated[
@@ -622,12 +634,20 @@ def compare(
     points = points_of(runs)
     parents = {p.parent.resolve() for p in points.values()}
     folder = out or (parents.pop() / "compare" if len(parents) == 1 else Path("compare"))
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise GprpipeError(f"{folder}: a file; -o names the folder to write the comparison to.")
     labels = list(points)
     ref = labels[0]
-    for comp in compare_curves(read_tables(points)):
+    comparisons = compare_curves(read_tables(points))
+    skipped = {c.dataset: _not_compared(c, labels) for c in comparisons if not c.ratios}
+    if len(skipped) == len(comparisons):
+        raise GprpipeError(
+            "nothing to compare: " + "; ".join(f"{d}: {why}" for d, why in skipped.items()) + "."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    for comp in comparisons:
         if not comp.ratios:
-            console.print(f"{comp.dataset}: fewer than two curves with common masses; skipped.")
+            console.print(f"{comp.dataset}: not compared: {skipped[comp.dataset]}.")
             continue
         fig = curves_figure(comp.curves, comp.dataset)
         files = save(

@@ -190,3 +190,46 @@ def test_options_that_take_many_values_and_flags_may_repeat(cli):
     code, out, err = cli("run", QUICKSTART, *sets, "--force", "--force", "--dry-run")
     assert code == 0, err
     assert "1.96" not in err and "nominal/limit" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (
+            ["run", QUICKSTART, "--engine", "dcoker", "--dry-run"],
+            "--engine dcoker: 'dcoker' is not an engine; did you mean 'docker'?",
+        ),
+        (
+            ["run", QUICKSTART, "--executor", "pbs", "--dry-run"],
+            "--executor pbs: 'pbs' is not an executor; the executors are local, slurm.",
+        ),
+        (
+            ["run", QUICKSTART, "--wait-lock", "nan", "--dry-run"],
+            "--wait-lock nan: seconds to wait, a number of at least 0.",
+        ),
+        (
+            ["rerun", "runs/x", "--failed", "--wait-lock", "-5"],
+            "--wait-lock -5: seconds to wait, a number of at least 0.",
+        ),
+        (
+            ["validate", QUICKSTART, "--set", 'datasets.demo.path="/dev/null"'],
+            "--set datasets.demo.path: /dev/null: not a regular file (a ROOT file is needed).",
+        ),
+    ],
+)
+def test_option_values_are_named_in_one_sentence(cli, args, sentence):
+    """They said '--set base.engine: ...' (no --set was given), were accepted (a negative
+    wait), or called /dev/null 'not found'."""
+    code, out, err = cli(*args)
+    assert code == 1 and out == ""
+    assert one_error(err) == sentence
+
+
+def test_a_file_of_a_run_given_for_its_folder(tmp_path: Path, cli):
+    run_dir = tmp_path / "run"
+    code, _, err = cli("run", QUICKSTART, "--set", f"base.output={run_dir}", "--steps", "load")
+    assert code == 0, err
+    code, _, err = cli("summary", run_dir / "run.json")
+    assert code == 1 and one_error(err) == (
+        f"{run_dir / 'run.json'}: a file of a run; give its run folder {run_dir}."
+    )

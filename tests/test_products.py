@@ -498,27 +498,34 @@ def test_shipped_three_way_and_rpen7_configs(shared_data: Path):
     assert [p.config.datasets["2015"].frad_penalty for p in pts] == [0.0, 0.07]
 
 
-def test_rpen7_grid_points_compared(tmp_path: Path):
-    """gprpipe compare on a run with the rpen7 grid: the variant's eps^2 limits over the
-    nominal ones are 1/0.93 at every mass. (The tables are written here, each with the
-    commit record its limit task would write: compare reads only vouched files.)"""
+def committed_scans(run: Path, scans: dict[str, str]) -> None:
+    """A run whose points hold these ``scan.csv`` texts, each with the commit record its
+    limit task would write (compare reads only vouched files)."""
     import hashlib
 
-    run = tmp_path / "run"
-    names = ["frad_penalty-0", "frad_penalty-0.07"]
-    for name, f in zip(names, (1.0, 1 / 0.93)):
+    for name, text in scans.items():
         (run / name / ".state").mkdir(parents=True)
-        text = (
-            "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
-            f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},ok\n2015,0.06,{3e-6 * f!r},{4e-6 * f!r},ok\n"
-        )
         (run / name / "scan.csv").write_text(text)
         digest = hashlib.sha256(text.encode()).hexdigest()
         record = {"task": f"{name}/limit/merge", "files": {"scan.csv": digest}}
         (run / name / ".state" / "limit__merge.commit").write_text(json.dumps(record))
-    grid = [{"name": n, "dir": n} for n in names]
-    plan = [{"id": f"{n}/limit/merge"} for n in names]
+    grid = [{"name": n, "dir": n} for n in scans]
+    plan = [{"id": f"{n}/limit/merge"} for n in scans]
     (run / "run.json").write_text(json.dumps({"grid": grid, "plan": plan}))
+
+
+def test_rpen7_grid_points_compared(tmp_path: Path):
+    """gprpipe compare on a run with the rpen7 grid: the variant's eps^2 limits over the
+    nominal ones are 1/0.93 at every mass."""
+    run = tmp_path / "run"
+    committed_scans(
+        run,
+        {
+            name: "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
+            f"2015,0.03,{2e-6 * f!r},{1e-6 * f!r},ok\n2015,0.06,{3e-6 * f!r},{4e-6 * f!r},ok\n"
+            for name, f in (("frad_penalty-0", 1.0), ("frad_penalty-0.07", 1 / 0.93))
+        },
+    )
     code, so, se = run_cli_here("compare", run)
     assert code == 0, so + se
     rows = _rows(run / "compare" / "compare_2015.csv")
@@ -527,3 +534,30 @@ def test_rpen7_grid_points_compared(tmp_path: Path):
         assert float(r["ratio_observed"]) == pytest.approx(1 / 0.93, rel=1e-5)
         assert float(r["ratio_expected"]) == pytest.approx(1 / 0.93, rel=1e-5)
     assert (run / "compare" / "compare_eps2_2015.png").stat().st_size > 0
+
+
+def test_compare_of_a_point_without_limits_says_why_and_writes_nothing(tmp_path: Path):
+    """Every row of one point failed (a blind window over the whole range): one sentence
+    naming that point, exit code 1 and no folder (it said 'fewer than two curves' with
+    exit code 0 and left an empty folder)."""
+    run = tmp_path / "run"
+    head = "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
+    committed_scans(
+        run,
+        {
+            "blind-1.64": head + "2015,0.04,2e-06,1e-06,ok\n2015,0.06,3e-06,4e-06,ok\n",
+            "blind-50": head + "2015,0.04,,,fit failed: too few training bins (0)\n",
+        },
+    )
+    code, so, se = run_cli_here("compare", run)
+    assert code == 1 and so == ""
+    assert se.strip() == (
+        "error: nothing to compare: 2015: blind-50 has no mass with a limit (every row "
+        "failed or flagged)."
+    )
+    assert not (run / "compare").exists()
+    (tmp_path / "afile").write_text("x")
+    code, _, se = run_cli_here("compare", run, "-o", tmp_path / "afile")
+    assert code == 1 and se.strip() == (
+        f"error: {tmp_path / 'afile'}: a file; -o names the folder to write the comparison to."
+    )

@@ -11,6 +11,14 @@ import uproot
 from gprpipe.errors import GprpipeError
 
 
+def _refuse_missing(path: Path) -> None:
+    """A sentence for a data path that is no regular file (missing, a device, a pipe)."""
+    if path.exists() and not path.is_file():
+        raise GprpipeError(f"{path}: not a regular file (a ROOT file is needed).")
+    if not path.is_file():
+        raise GprpipeError(f"{path}: data file not found.")
+
+
 def _keys(f) -> dict[str, str]:
     """Every key of the file (no cycles) -> its ROOT class name, in file order."""
     try:
@@ -53,8 +61,7 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if path.is_dir():
         raise GprpipeError(f"{path}: is a folder, not a ROOT file.")
-    if not path.is_file():
-        raise GprpipeError(f"{path}: data file not found.")
+    _refuse_missing(path)
     try:
         f = uproot.open(path)
     except Exception as exc:
@@ -127,8 +134,7 @@ def match_hists(path: Path | str, pattern: str, key: str = "the pattern") -> lis
     import re
 
     path = Path(path)
-    if not path.is_file():
-        raise GprpipeError(f"{path}: data file not found.")
+    _refuse_missing(path)
     try:
         f = uproot.open(path)
     except Exception as exc:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import shlex
 import signal
@@ -322,6 +323,25 @@ def select_points(points: Sequence[Point], sel: str | None) -> list[Point]:
     return sorted(chosen, key=lambda p: p.index)
 
 
+def _checked_wait(seconds: float) -> None:
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise GprpipeError(f"--wait-lock {seconds:g}: seconds to wait, a number of at least 0.")
+
+
+def _checked_choice(option: str, value: str) -> str:
+    """``--engine`` / ``--executor``: one of the names ``base.<option>`` takes."""
+    from typing import get_args
+
+    from gprpipe.config.issues import did_you_mean
+    from gprpipe.config.schema import Base
+
+    names = [str(n) for n in get_args(Base.model_fields[option].annotation)]
+    if value not in names:
+        hint = did_you_mean(value, names) or f"; the {option}s are {', '.join(names)}."
+        raise GprpipeError(f"--{option} {value}: {value!r} is not an {option}{hint}")
+    return value
+
+
 def _checked_steps(steps: Sequence[str]) -> list[str]:
     """``--steps``: known step names, at least one (a sentence naming the option if not)."""
     from gprpipe.config.issues import did_you_mean
@@ -405,13 +425,14 @@ def run(
     from gprpipe.executors.registry import get_executor
 
     opts = options or RunOptions()
+    _checked_wait(opts.wait_lock)
     obs = observer or RunObserver()
     overrides = list(opts.overrides)
     refuse_set_unblind(overrides)
     if opts.engine:
-        overrides.append(f"base.engine={opts.engine}")
+        overrides.append(f"base.engine={_checked_choice('engine', opts.engine)}")
     if opts.executor:
-        overrides.append(f"base.executor={opts.executor}")
+        overrides.append(f"base.executor={_checked_choice('executor', opts.executor)}")
     if opts.steps is not None:
         overrides.append("steps.run=" + json.dumps(_checked_steps(opts.steps)))
     blind_in_config = False
@@ -495,6 +516,7 @@ def rerun(
 
     if not failed and not masses:
         raise GprpipeError("rerun needs --failed or --masses (e.g. --masses 37MeV,48MeV).")
+    _checked_wait(wait_lock)
     obs = observer or RunObserver()
     load_run_info(run_dir)  # a run directory?
     with (

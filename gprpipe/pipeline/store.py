@@ -230,6 +230,8 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
         if missing_ok:
             return None
         parent = Path(run_dir).resolve().parent
+        if Path(run_dir).is_file() and (parent / RUN_JSON).is_file():
+            raise GprpipeError(f"{run_dir}: a file of a run; give its run folder {parent}.")
         if (Path(run_dir) / "config.toml").is_file() and (parent / RUN_JSON).is_file():
             raise GprpipeError(f"{run_dir}: a point folder; give its run folder {parent}.")
         raise GprpipeError(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
