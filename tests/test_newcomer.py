@@ -138,6 +138,14 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
             ],
         ),
         (
+            ["fit.blind_nsigma=50"],
+            [
+                "error: --set fit.blind_nsigma: at m = 0.045 GeV the window of +/-50 sigma(m) "
+                "(+/-0.115132 GeV) leaves 0 bins of dataset demo to train the GP on (it "
+                "needs 3)."
+            ],
+        ),
+        (
             ["plot.allocation_masses=[55]"],
             [
                 "error: --set plot.allocation_masses: 55 is not a mass in GeV; did you mean 0.055 GeV?"
@@ -446,7 +454,7 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
             "Z_local": "0.2",
             "eps2_up": "2e-6",
             "gof_p": "0.7",
-            "status": "gof_p < 0.05",
+            "status": "flag_gof",
         },
         {**base, "dataset": "combined", "mass_GeV": "0.06", "Z_local": "0", "eps2_up": "5e-7"},
     ]
@@ -455,7 +463,9 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
     assert (s.most_significant.mass, s.most_significant.value) == (0.04, 2.5)
     assert (s.Z_global_toys, s.p0_global_toys) == (0.9, 0.18)
     assert (s.weakest.mass, s.strongest.mass) == (0.04, 0.03)
-    assert s.n_flagged == 2 and s.flags == {"fit failed: singular": 1, "gof_p < 0.05": 1}
+    # a failure has no numbers; a flag has numbers that failed a quality check
+    assert s.n_failed == 1 and s.failures == {"fit failed: singular": 1}
+    assert s.n_flagged == 1 and s.flags == {"flag_gof": 1}
     assert s.n_not_converged == 1
     assert (s.worst_gof.mass, s.worst_gof.value) == (0.04, 0.01)
     assert c.Z_global_toys is None and c.worst_gof is None

@@ -233,10 +233,8 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                 errors.append(at(where(f"datasets.{name}.{field}"), got))
                 continue
             counts, edges = got
-            errors += [
-                at(where(f"datasets.{name}.{field}"), why)
-                for field, why in histogram_errors(name, cfg, counts, edges)
-            ]
+            found = histogram_errors(name, cfg, counts, edges)
+            errors += [at(where(key), why) for key, why in found]
         errors += _pattern_errors(cfg, where, matched, read)
     if errors:
         raise ConfigError(unique(errors))

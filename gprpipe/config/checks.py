@@ -255,10 +255,11 @@ def histogram_errors(
     source: tuple[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """What makes a histogram (``counts``, ``edges`` as read) unusable for the scan of
-    dataset ``name``, as ``(key under datasets.<name>, sentence)`` pairs; empty when usable.
+    dataset ``name``, as ``(dotted key, sentence)`` pairs; empty when usable.
 
     The rebin must leave at least :data:`MIN_BINS` bins, none wider than the blind window at
-    any test mass, and the scan and training ranges must lie inside the histogram.
+    any test mass, the scan and training ranges must lie inside the histogram, and the
+    blind window must leave training bins at every test mass.
     ``source`` (file, histogram) names it when it is not the dataset's own (a toy). The
     load and toyscan tasks and ``validate`` use this one function, so a run refuses before
     any task starts what a task would refuse.
@@ -266,9 +267,10 @@ def histogram_errors(
     ds = cfg.datasets[name]
     path, hist = source or (ds.path, ds.hist)
     what = f"histogram {hist!r} in {path}"
+    key = f"datasets.{name}."
     if ds.rebin > len(counts):
         why = f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of {what}"
-        return [("rebin", why + _axis_hint(edges) + ".")]
+        return [(key + "rebin", why + _axis_hint(edges) + ".")]
     from gprpipe.io.root import rebin
 
     edges = rebin(counts, edges, ds.rebin)[1]
@@ -277,12 +279,44 @@ def histogram_errors(
     if coarse:
         errors.append(("rebin", coarse))
     lo, hi = float(edges[0]), float(edges[-1])
-    for key, rng in (("range", ds.range), ("data_range", ds.data_range)):
+    for field, rng in (("range", ds.range), ("data_range", ds.data_range)):
         if rng is not None and (rng[0] < lo or rng[1] > hi):
             errors.append(
-                (key, f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV)")
+                (field, f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV)")
             )
-    return [(key, why + _axis_hint(edges) + ".") for key, why in errors]
+    out = [(key + field, why + _axis_hint(edges) + ".") for field, why in errors]
+    if not errors:
+        out += _no_training_bins(cfg, name, edges)
+    return out
+
+
+def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[str, str]]:
+    """A test mass whose blind window leaves too few training bins (its fit would fail)."""
+    from gprpipe.stats.gp import MIN_TRAIN_BINS
+    from gprpipe.stats.resolution import sigma_m
+    from gprpipe.stats.window import WindowMasks
+
+    ds = cfg.datasets[name]
+    x = 0.5 * (edges[1:] + edges[:-1])
+    ms = cfg.test_masses(name)
+    sigma = sigma_m(ms, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
+    excl = cfg.fit.train_exclude_nsigma
+    key, n = (
+        ("fit.train_exclude_nsigma", excl) if excl else ("fit.blind_nsigma", cfg.fit.blind_nsigma)
+    )
+    for m, s in zip(ms, sigma):
+        w = WindowMasks(m, s, cfg.fit.blind_nsigma, excl, ds.data_range)
+        left = int(w.train(x).sum())
+        if left < MIN_TRAIN_BINS:
+            return [
+                (
+                    key,
+                    f"at m = {m:g} GeV the window of +/-{n:g} sigma(m) (+/-{n * s:g} GeV) "
+                    f"leaves {left} bin{'s' * (left != 1)} of dataset {name} to train the GP "
+                    f"on (it needs {MIN_TRAIN_BINS}).",
+                )
+            ]
+    return []
 
 
 def toy_errors(cfg: Config, counts: np.ndarray, edges: np.ndarray, name: str) -> list[str]:
@@ -290,7 +324,7 @@ def toy_errors(cfg: Config, counts: np.ndarray, edges: np.ndarray, name: str) ->
     ``toyscan.dataset`` (rebin, binning, ranges), as sentences about ``toyscan.file``."""
     dataset = cfg.toyscan_dataset()
     return [
-        f"toy {name!r}, scanned with datasets.{dataset}.{key}: {why}"
+        f"toy {name!r}, scanned with {key}: {why}"
         for key, why in histogram_errors(dataset, cfg, counts, edges, (str(cfg.toyscan.file), name))
     ]
 

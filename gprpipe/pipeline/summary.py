@@ -4,7 +4,7 @@
 text, as ``csv.DictReader`` gives them) and returns one :class:`DatasetSummary` per dataset
 (and ``combined``): the most significant mass with its local and global Z (and the
 toy-based global Z when the table has ``Z_global_toys``/``p0_global_toys``), the weakest and
-strongest observed eps^2 limits, how many masses are flagged (``status`` not ``ok``) or have
+strongest observed eps^2 limits, how many masses failed (no numbers) or are flagged, or have
 a non-converged GP fit, the flag reasons, and the smallest goodness-of-fit p-value when
 the table has ``gof_p``. ``run_summary(run_dir)`` reads a run directory (scan tables, task
 states, plots, HEPData tables, report, exports); ``summary_lines`` formats it as text.
@@ -23,6 +23,7 @@ from pathlib import Path
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.commit import stale_exports, vouched
 from gprpipe.results.schema import plot_manifest_files, read_csv
+from gprpipe.stats.quality import has_result
 
 
 @dataclass
@@ -45,8 +46,10 @@ class DatasetSummary:
     p0_global_toys: float | None = None
     weakest: Extreme | None = None  # value: eps2_up (largest)
     strongest: Extreme | None = None  # value: eps2_up (smallest)
-    n_flagged: int = 0
+    n_flagged: int = 0  # rows with numbers and a quality flag
     flags: dict[str, int] = field(default_factory=dict)  # status -> count
+    n_failed: int = 0  # rows without numbers (the fit or the limit failed)
+    failures: dict[str, int] = field(default_factory=dict)  # status -> count
     n_not_converged: int = 0
     worst_gof: Extreme | None = None  # value: gof_p (smallest)
 
@@ -90,8 +93,11 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
     out = []
     for name, rs in groups.items():
         s = DatasetSummary(name, len(rs))
-        flags = Counter(r.get("status", "ok") for r in rs if r.get("status", "ok") != "ok")
+        statuses = [r.get("status", "ok") for r in rs]
+        flags = Counter(x for x in statuses if x != "ok" and has_result(x))
+        failures = Counter(x for x in statuses if not has_result(x))
         s.n_flagged, s.flags = sum(flags.values()), dict(flags)
+        s.n_failed, s.failures = sum(failures.values()), dict(failures)
         s.n_not_converged = sum(_false(r.get("gp_converged")) for r in rs)
         sig = [(z, r) for r in rs if (z := _num(r, "Z_local")) is not None]
         if sig:
@@ -212,6 +218,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             f"eps^2 limits: strongest {s.strongest.value:.3g} at "
             f"{_mev(s.strongest.mass)}, weakest {s.weakest.value:.3g} at "
             f"{_mev(s.weakest.mass)}"
+        )
+    if s.failures:
+        lines.append(
+            f"failed (no limit): {s.n_failed} ("
+            + ", ".join(f"{k}: {v}" for k, v in s.failures.items())
+            + ")"
         )
     flagged = f"flagged: {s.n_flagged}"
     if s.flags:

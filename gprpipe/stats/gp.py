@@ -103,6 +103,9 @@ _POLISH_SLACK = 1e-7
 _POLISH_XTOL = 1e-8
 
 
+MIN_TRAIN_BINS = 3  # the fewest training bins a GP fit takes
+
+
 @dataclass(frozen=True)
 class GPHyper:
     """Fitted hyperparameters of ``ConstantKernel(amplitude) * RBF(length_scale)``.
@@ -661,7 +664,7 @@ def _fit_model(
     if restart_policy not in ("auto", "always"):
         raise ValueError(f"restart_policy must be 'auto' or 'always', got {restart_policy!r}")
     X, Z, alpha = log_targets(x, y)
-    if len(X) < 3:
+    if len(X) < MIN_TRAIN_BINS:
         raise ValueError(f"too few training bins for the GP fit ({len(X)})")
     lo, hi = float(ls_bounds[0]), float(ls_bounds[1])
     if not 0 < lo < hi:

@@ -20,7 +20,7 @@ def run(ctx) -> None:
         errors = histogram_errors(name, cfg, counts, edges)
         if errors:
             key, why = errors[0]
-            raise GprpipeError(f"datasets.{name}.{key}: {why}")
+            raise GprpipeError(f"{key}: {why}")
         counts, edges = rebin(counts, edges, ds.rebin)
         groups[name] = (counts, edges, ds)
     with write_h5(ctx.layout.load, ctx.attrs()) as f:
