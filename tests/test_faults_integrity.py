@@ -412,6 +412,22 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
     assert_same_results(copy / "nominal", base / "nominal")
 
 
+def test_an_output_deleted_after_its_task_finished_is_a_failed_task(copy: Path, base: Path):
+    """status and summary called the point done with no scan results; the task is failed
+    with the reason, and rerun --failed recomputes the same table."""
+    (copy / "nominal" / "scan.csv").unlink()
+    why = "scan.csv deleted after the task finished; rerun --failed recomputes it"
+    assert states(copy)["nominal/limit/merge"] == ("failed", why)
+    code, out, _ = gp("summary", copy)
+    assert code == 0 and f"nominal/limit/merge: {why}" in out
+    code, _, err = gp("rerun", copy, "--failed")
+    assert code == 0, err
+    assert states(copy)["nominal/limit/merge"][0] == "done"
+    assert (copy / "nominal" / "scan.csv").read_bytes() == (
+        base / "nominal" / "scan.csv"
+    ).read_bytes()
+
+
 @pytest.mark.parametrize(
     ("edit", "why"),
     [

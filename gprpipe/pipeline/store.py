@@ -299,7 +299,7 @@ def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
 
 def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:
     """(state, message) per task, from markers; a 'running' marker whose local run or
-    process is gone is reported as failed."""
+    process is gone, and a 'done' one whose outputs were deleted since, are failed."""
     out = {}
     for t in tasks:
         state, msg = read_state(t.point_dir, t.slug)
@@ -307,6 +307,12 @@ def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:
             why = dead_reason(read_marker(t.point_dir, t.slug, "running"))
             if why:
                 state, msg = "failed", why
+        elif state == "done" and (gone := [p for p in t.outputs if not p.exists()]):
+            state = "failed"  # a task commits only when it wrote every output
+            msg = (
+                f"{', '.join(p.name for p in gone)} deleted after the task finished; "
+                "rerun --failed recomputes it"
+            )
         out[t.id] = (state, msg)
     return out
 
