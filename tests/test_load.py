@@ -103,6 +103,17 @@ def test_read_missing_and_non_root_files(tmp_path: Path):
     bad.write_text("not a ROOT file")
     with pytest.raises(GprpipeError, match=r"bad\.root: cannot open as a ROOT file"):
         read_hist(bad, "h")
+    cut = tmp_path / "cut.root"  # a real ROOT file, cut short (a copy that did not finish)
+    cut.write_bytes(DEMO_ROOT.read_bytes()[:1000])
+    with pytest.raises(GprpipeError) as info:
+        read_hist(cut, "input_hist")
+    assert str(info.value) == (
+        f"{cut}: cannot open as a ROOT file (it is truncated: it ends before the data its "
+        "header points to)."
+    )
+    with pytest.raises(GprpipeError) as info:
+        read_hist("/dev/null", "input_hist")
+    assert str(info.value) == "/dev/null: not a regular file (a ROOT file is needed)."
 
 
 def test_read_real_2015_file(shared_data: Path):

@@ -268,9 +268,13 @@ def histogram_errors(
     path, hist = source or (ds.path, ds.hist)
     what = f"histogram {hist!r} in {path}"
     key = f"datasets.{name}."
+    top = float(edges[-1])
+    if top > 10 * BARE_MAX_GEV:  # MeV: every range and window check would mislead
+        why = f"{what} has an axis that runs to {top:g}: in MeV? histogram axes are read in GeV"
+        return [(key + "path", why + ".")]
     if ds.rebin > len(counts):
         why = f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of {what}"
-        return [(key + "rebin", why + _axis_hint(edges) + ".")]
+        return [(key + "rebin", why + ".")]
     from gprpipe.io.root import rebin
 
     edges = rebin(counts, edges, ds.rebin)[1]
@@ -284,7 +288,7 @@ def histogram_errors(
             errors.append(
                 (field, f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV)")
             )
-    out = [(key + field, why + _axis_hint(edges) + ".") for field, why in errors]
+    out = [(key + field, why + ".") for field, why in errors]
     if not errors:
         out += _no_training_bins(cfg, name, edges)
     return out
@@ -339,16 +343,6 @@ def binning_mismatch(
     return (
         f"{path}: histogram {hist!r} (inject.histograms) does not have the binning of "
         f"{data_hist!r}."
-    )
-
-
-def _axis_hint(edges: np.ndarray) -> str:
-    """A hint for an axis that runs far beyond the GeV masses this tool scans (MeV?)."""
-    top = float(edges[-1])
-    return (
-        f" (its axis runs to {top:g}: in MeV? histogram axes are read in GeV)"
-        if top > 10 * BARE_MAX_GEV
-        else ""
     )
 
 

@@ -52,6 +52,8 @@ def rank_names(name: str, keys: dict[str, str], n: int = 5) -> list[str]:
 
 def _why(exc: Exception) -> str:
     """First line of an exception message, shortened (uproot's run over many lines)."""
+    if "expected Chunk of length" in str(exc):  # uproot read past the end of the file
+        return "it is truncated: it ends before the data its header points to"
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip().rstrip(".")
     return text if len(text) <= 160 else text[:157] + "..."
 
