@@ -627,11 +627,15 @@ def compare(
     """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
     from gprpipe.io.atomic import atomic_write_text
     from gprpipe.pipeline.compare import points_of, read_tables
+    from gprpipe.pipeline.store import earlier_point_notice
     from gprpipe.plotting.compare import curves_figure
     from gprpipe.plotting.style import save
     from gprpipe.results.compare import compare_curves
 
     points = points_of(runs)
+    for p in points.values():
+        if notice := earlier_point_notice(p):
+            console.print(notice, markup=False, highlight=False)
     parents = {p.parent.resolve() for p in points.values()}
     folder = out or (parents.pop() / "compare" if len(parents) == 1 else Path("compare"))
     if folder.exists() and not folder.is_dir():

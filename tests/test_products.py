@@ -561,3 +561,23 @@ def test_compare_of_a_point_without_limits_says_why_and_writes_nothing(tmp_path:
     assert code == 1 and se.strip() == (
         f"error: {tmp_path / 'afile'}: a file; -o names the folder to write the comparison to."
     )
+
+
+def test_compare_names_a_point_of_an_earlier_config(tmp_path: Path):
+    """A grid shrunk by a later config leaves its old point folders on disk: compare still
+    reads them (their commit records vouch for them) and says whose results they are."""
+    run = tmp_path / "run"
+    head = "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
+    rows = "2015,0.04,2e-06,1e-06,ok\n2015,0.06,3e-06,4e-06,ok\n"
+    committed_scans(run, {"nominal": head + rows, "blind-1.96": head + rows})
+    info = json.loads((run / "run.json").read_text())
+    info["grid"] = info["grid"][:1]  # the last config ran one point
+    info["plan"] = info["plan"][:1]
+    (run / "run.json").write_text(json.dumps(info))
+    code, so, se = run_cli_here("compare", run / "nominal", run / "blind-1.96")
+    assert code == 0, se
+    assert (
+        f"notice: {run / 'blind-1.96'} is no point of its run's last config "
+        f"({run / 'run.json'}); its results are those of an earlier config of that run."
+    ) in " ".join(so.split())
+    assert f"notice: {run / 'nominal'}" not in so

@@ -273,6 +273,22 @@ def _run_json_errors(data: object) -> str:
     return ""
 
 
+def earlier_point_notice(point_dir: Path) -> str:
+    """A notice when ``point_dir`` is no point of its run's last config (a grid point of
+    an earlier config kept on disk); '' when it is one, or lies in no run folder."""
+    point_dir = Path(point_dir)
+    try:
+        info = load_run_info(point_dir.resolve().parent, missing_ok=True)
+    except GprpipeError:
+        return ""
+    if info is None or point_dir.name in {g["name"] for g in info.data["grid"]}:
+        return ""
+    return (
+        f"notice: {point_dir} is no point of its run's last config ({info.path}); its "
+        "results are those of an earlier config of that run."
+    )
+
+
 def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
     """Re-derive the plan from the point configs in the run directory (the plan is a pure
     function of them), restricted to the tasks recorded in run.json. Point folders are

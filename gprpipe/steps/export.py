@@ -23,12 +23,14 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import record_export, vouched
 from gprpipe.pipeline.plan import Layout
-from gprpipe.pipeline.store import load_run_info
+from gprpipe.pipeline.store import earlier_point_notice, load_run_info
 
 
 def _point_dir(run_dir: Path, point: str | None) -> Path:
     run_dir = Path(run_dir)
     if Layout(run_dir).config.is_file() and point is None:
+        if notice := earlier_point_notice(run_dir):
+            print(notice)
         return run_dir
     info = load_run_info(run_dir)
     points = info.data.get("grid", [])
