@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the run service is imported by the commands that use it (st
     from gprpipe.executors.base import Outcome
     from gprpipe.pipeline.service import Interrupted, RunObserver, RunResult
     from gprpipe.pipeline.task import Task
+    from gprpipe.results.compare import DatasetComparison
 
     _Observer = RunObserver  # type-checked as one, without importing the service at start-up
 else:
@@ -593,7 +594,7 @@ def project_reach(
     )
 
 
-def _not_compared(comp: Any, labels: Sequence[str]) -> str:
+def _not_compared(comp: DatasetComparison, labels: Sequence[str]) -> str:
     """Why a dataset has no ratio to show: a point without a limit, or no common mass."""
     have = {c.label for c in comp.curves}
     missing = [label for label in labels if label not in have]

@@ -288,7 +288,7 @@ def fit_figures(cfg, lay, scan: dict) -> list[FigureJob]:
                 np.nan_to_num(scan[name]["Z_local"], nan=-np.inf),
             )
         drawn = gp_masses(cfg.plot.masses, fit["mass"], z)
-        left = [m for m in sorted(set(cfg.plot.masses)) if min_distance(m, drawn) >= 1e-6]
+        left = [m for m in sorted(set(cfg.plot.masses)) if all(abs(m - d) >= 1e-6 for d in drawn)]
         if left:
             print(
                 f"notice: plot.masses {', '.join(f'{m:g}' for m in left)} GeV: no test mass of "
@@ -347,10 +347,6 @@ def gp_fit(
     return gp_fit_figure(
         x[near], counts[near], b, err, mass, sigma, blind_nsigma, title, blinded=blinded
     )
-
-
-def min_distance(m: float, masses: Sequence[float]) -> float:
-    return min((abs(m - x) for x in masses), default=np.inf)
 
 
 def gp_masses(
