@@ -38,13 +38,13 @@ def _context(ax, c) -> None:
     ax.plot(x, c["gp_full"], "C0-", lw=1.0, label="GP mean")
     _window_span(ax, c)
     ax.set_yscale("log")
-    pos = np.asarray(c["counts"]) > 0
+    cnt = np.asarray(c["counts"], dtype=float)  # NaN: bins a blinded display hides
+    pos = cnt > 0
     if pos.any():
-        ax.set_ylim(max(0.5, np.min(np.asarray(c["counts"])[pos]) * 0.5), np.max(c["counts"]) * 3)
+        ax.set_ylim(max(0.5, np.min(cnt[pos]) * 0.5), np.max(cnt[pos]) * 3)
     # x range: first filled bin to the last with >= 1e-4 of the peak (sparse tails cut)
-    cnt = np.asarray(c["counts"], dtype=float)
     nz = np.flatnonzero(pos)
-    hi = np.flatnonzero(cnt >= 1e-4 * cnt.max()) if cnt.max() > 0 else nz
+    hi = np.flatnonzero(cnt >= 1e-4 * np.max(cnt[pos])) if pos.any() else nz
     ax.set_xlim(e[nz[0]] if len(nz) else e[0], e[hi[-1] + 1] if len(hi) else e[-1])
     ax.set_ylabel("Events / bin")
     ax.set_xlabel(r"$m(e^+e^-)$ [MeV]")
