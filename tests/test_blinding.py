@@ -165,6 +165,14 @@ def test_set_blind_false_is_refused(tmp_path):
     assert code == 1
     assert "--set base.blind=false: blinding is lifted only by 'gprpipe run --unblind'" in err
     assert "Traceback" not in err
+    # validate says what run refuses (it said "valid")
+    code, out, err = run_cli_subprocess(
+        "validate", QUICKSTART.relative_to(REPO), *settings("base.blind=false")
+    )
+    assert code == 1 and out == "" and err.strip() == (
+        "error: --set base.blind=false: blinding is lifted only by 'gprpipe run --unblind' "
+        "(recorded in run.json)."
+    )
 
 
 def test_blind_refuses_training_inside_the_window(tmp_path, cli):

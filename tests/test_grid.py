@@ -68,6 +68,13 @@ def test_identical_points_and_a_varied_run_directory_are_refused():
         "grid.base.output: the points of one run share its run directory (base.output); "
         "the point folders are named after the other keys of the grid."
     ]
+    for grid in ({"base": {"blind": [True, False]}}, {"zip": {"base.blind": [True, False]}}):
+        with pytest.raises(ConfigError) as info:  # it unblinded one point without --unblind
+            expand(grid)
+        assert info.value.errors == [
+            "grid.base.blind: blinding is no grid axis: it is lifted only by 'gprpipe run "
+            "--unblind' (recorded in run.json)."
+        ]
     with pytest.raises(ConfigError) as info:  # grid x zip of one key: 4 points, 2 pairs alike
         expand({"fit": {"blind_nsigma": [1.64, 1.96]}, "zip": {"fit.blind_nsigma": [1.64, 1.96]}})
     assert info.value.errors == [

@@ -63,6 +63,14 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
                     errors.append(
                         at(where("grid.zip"), f"lists ({shown}) twice (two identical points).")
                     )
+    if any("base.blind" in axis[0] for axis in axes):
+        errors.append(
+            at(
+                where("grid.base.blind"),
+                "blinding is no grid axis: it is lifted only by 'gprpipe run --unblind' "
+                "(recorded in run.json).",
+            )
+        )
     if any("base.output" in axis[0] for axis in axes):
         errors.append(
             at(

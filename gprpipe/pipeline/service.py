@@ -290,6 +290,7 @@ def validate(config: Path, overrides: Sequence[str] = ()) -> tuple[list[Point], 
     the points and the plan."""
     from gprpipe.config import check_inputs
 
+    refuse_set_unblind(overrides)
     loaded, points = load_points(config, overrides, inputs=True)
     tasks = plan_points(run_dir_of(points), points, loaded.where)
     check_inputs(loaded, points)
