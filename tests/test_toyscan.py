@@ -188,6 +188,37 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path) -> None:
         assert f["summary"].attrs["n_toys"] == 3
 
 
+def test_toys_of_another_binning_are_refused(tmp_path: Path, shared_data: Path) -> None:
+    """The 2016 toys (0-0.3 GeV) for the 2015 data (0-0.15 GeV) were scanned and their
+    rows labelled as a 2015 background-only validation."""
+    cfg = _toyscan_config(tmp_path, shared_data, "fShiftSigPow/*_toy_*")
+    toys = shared_data / "funcform_2016_toys.root"
+    code, out, err = run_cli_here("validate", cfg, *settings(f"toyscan.file={toys}"))
+    assert code == 1 and out == ""
+    assert err.strip() == (
+        f"error: --set toyscan.file: {toys}: histogram 'fShiftSigPow/fShiftSigPow_toy_0' "
+        "(toyscan.file) does not have the binning of 'input_hist' in "
+        f"{shared_data / 'funcform_2015_toys.root'}."
+    )
+
+
+def test_toyscan_of_a_blinded_analysis_scans_its_toys(tmp_path: Path, shared_data: Path) -> None:
+    """Toys are no data: a blinded config scans them like an unblinded one (it failed
+    with "internal error ... KeyError: 'n'": the blinded fit kept no window counts)."""
+    cfg = _toyscan_config(tmp_path, shared_data, "fShiftSigPow/*_toy_*")
+    sets = ("toyscan.max_toys=1", 'steps.run=["toyscan"]')
+    for blind, out in (("", "open"), ("base.blind=true", "blind")):
+        flags = (
+            (blind, f"base.output={tmp_path / out}")
+            if blind
+            else (f"base.output={tmp_path / out}",)
+        )
+        code, so, se = run_cli_here("run", cfg, *settings(*sets, *flags))
+        assert code == 0, so + se
+    open_, blind_ = (tmp_path / d / "nominal" / "toyscan.csv" for d in ("open", "blind"))
+    assert _rows(blind_) == _rows(open_) and len(_rows(blind_)) == 3
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path) -> None:

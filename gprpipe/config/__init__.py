@@ -291,6 +291,12 @@ def _pattern_errors(
                     errors += [at(where(key), why)] if why else []
         elif key == "toyscan.pattern":  # the first toy stands for all: they scan alike
             bad = toy_errors(cfg, *got[1], got[0])
+            ds = cfg.datasets[cfg.toyscan_dataset()]
+            data = read.get((ds.path, ds.hist))
+            if not bad and isinstance(data, tuple):  # toys of the data's spectrum
+                toy, edges = got[0], got[1][1]
+                why = binning_mismatch(path, toy, edges, ds.hist, data[1], "toyscan.file", ds.path)
+                bad = [why] if why else []
             errors += [at(where("toyscan.file"), bad[0])] if bad else []
     return errors
 

@@ -334,16 +334,21 @@ def toy_errors(cfg: Config, counts: np.ndarray, edges: np.ndarray, name: str) ->
 
 
 def binning_mismatch(
-    path: str, hist: str, edges: np.ndarray, data_hist: str, data_edges: np.ndarray
+    path: str,
+    hist: str,
+    edges: np.ndarray,
+    data_hist: str,
+    data_edges: np.ndarray,
+    key: str = "inject.histograms",
+    data_path: str | None = None,
 ) -> str | None:
-    """Why histogram ``hist`` of ``path`` (an injection background) cannot stand in for the
-    data histogram ``data_hist``: a different binning; None when the edges agree."""
+    """Why histogram ``hist`` of ``path`` (an injection background, or a toy) cannot stand
+    in for the data histogram ``data_hist``: a different binning; None when the edges
+    agree."""
     if len(edges) == len(data_edges) and np.allclose(edges, data_edges, rtol=0, atol=1e-12):
         return None
-    return (
-        f"{path}: histogram {hist!r} (inject.histograms) does not have the binning of "
-        f"{data_hist!r}."
-    )
+    data = f"{data_hist!r}" + (f" in {data_path}" if data_path and data_path != path else "")
+    return f"{path}: histogram {hist!r} ({key}) does not have the binning of {data}."
 
 
 def _binning_error(

@@ -82,10 +82,18 @@ def quality_flags(cfg: Config, gof: Gof) -> str:
 
 
 def fit_masses(
-    cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray, masses: np.ndarray, progress=None
+    cfg: Config,
+    name: str,
+    counts: np.ndarray,
+    edges: np.ndarray,
+    masses: np.ndarray,
+    progress=None,
+    *,
+    observed: bool = True,
 ) -> list[MassFit]:
     """GP fits for ``masses`` of dataset ``name``, warm-starting each from the previous;
-    ``progress(done, total, unit)`` is called after each mass."""
+    ``progress(done, total, unit)`` is called after each mass. ``observed``: the counts
+    are the data (a blinded run keeps none of their window counts), not a toy."""
     from gprpipe.stats.conversion import rho_window
     from gprpipe.stats.gp import GPOptions, fit_window, length_scale_bounds, sigma_x
     from gprpipe.stats.leakage import leakage_template
@@ -149,7 +157,7 @@ def fit_masses(
             "w": w_full[bl],
             "w_eff": w_eff,
         }
-        if cfg.base.blind:  # nothing downstream may see the window's observed counts
+        if cfg.base.blind and observed:  # nothing downstream may see the observed counts
             rho = float(rho_window(blind["edges"], wf.b, m, s, blind_nsigma))
         else:
             blind["n"] = counts[bl]

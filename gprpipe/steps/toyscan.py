@@ -53,7 +53,7 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
 
     name = cfg.toyscan_dataset()
     rows = []
-    for mf in fit_masses(cfg, name, counts, edges, cfg.test_masses(name)):
+    for mf in fit_masses(cfg, name, counts, edges, cfg.test_masses(name), observed=False):
         h = mf.hyper
         row = {
             "mass_GeV": mf.mass,
