@@ -146,6 +146,21 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
             ],
         ),
         (
+            ["inject.strengths=[3.0,3.0]"],
+            ["error: --set inject.strengths: 3 is listed twice."],
+        ),
+        (
+            ["inject.strengths=[-3.0]"],
+            [
+                "error: --set inject.strengths: -3 is negative; a strength is a signal size, "
+                "at least 0."
+            ],
+        ),
+        (
+            ["inject.strengths=[1e30]"],
+            ["error: --set inject.strengths: 1e+30 is above 1e+09; no toy can be drawn for it."],
+        ),
+        (
             ["plot.allocation_masses=[55]"],
             [
                 "error: --set plot.allocation_masses: 55 is not a mass in GeV; did you mean 0.055 GeV?"

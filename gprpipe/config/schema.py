@@ -176,6 +176,9 @@ class Limit(Section):
     )
 
 
+MAX_STRENGTH = 1e9  # in sigma_A,ref units or events: far beyond any study, and Poisson-safe
+
+
 class Inject(Section):
     masses: list[float] = Field(default_factory=list)
     strengths: list[float] = Field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0, 5.0])
@@ -191,6 +194,20 @@ class Inject(Section):
     histograms: str | None = Field(
         None, description="Histogram pattern in the dataset's ROOT file, e.g. 'f/f_toy_*'."
     )
+
+    @field_validator("strengths")
+    @classmethod
+    def _strengths(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("list at least one strength (0 is the background-only toy)")
+        for i, z in enumerate(v):
+            if z < 0:
+                raise ValueError(f"{z:g} is negative; a strength is a signal size, at least 0")
+            if z > MAX_STRENGTH:
+                raise ValueError(f"{z:g} is above {MAX_STRENGTH:g}; no toy can be drawn for it")
+            if z in v[:i]:
+                raise ValueError(f"{z:g} is listed twice")
+        return v
 
     @model_validator(mode="after")
     def _histograms(self) -> Inject:
