@@ -210,3 +210,35 @@ def test_blinded_window_limits_never_touch_the_counts():
     for c in BAND_COLS:
         assert blind[f"A_exp_{c}"] == pytest.approx(full[f"A_exp_{c}"], rel=1e-12)
         assert blind[f"A_exp_{c}"] > 0
+
+
+@pytest.mark.slow
+def test_a_blinded_combination_exports_nothing(tmp_path, shared_data):
+    """export-spey --dataset combined of a blinded run said "internal error: KeyError";
+    without that crash it would have written the Asimov counts as the data."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f"""[base]
+template = "hps2015_2016_combined"
+blind = true
+[datasets.2015]
+path = "{shared_data / "funcform_2015_toys.root"}"
+[datasets.2016]
+path = "{shared_data / "funcform_2016_toys.root"}"
+[scan]
+combined = true
+masses = [0.04, 0.06]
+[steps]
+run = ["load", "fit", "limit"]
+"""
+    )
+    code, _, err = _run(cfg, tmp_path / "run")
+    assert code == 0, err
+    fit = tmp_path / "run" / "nominal" / "fit.h5"
+    for dataset in ("combined", "2015"):
+        code, out, err = run_cli_here("export-spey", tmp_path / "run", "--dataset", dataset)
+        assert code == 1 and err.strip() == (
+            f"error: {fit}: the run is blinded (base.blind), so it holds no observed counts "
+            "to export; rerun with 'gprpipe run --unblind'."
+        ), dataset
+    assert not (tmp_path / "run" / "nominal" / "exports").exists()

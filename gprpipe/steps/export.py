@@ -303,6 +303,11 @@ def _combined_windows(pdir: Path, scan: dict):
         raise GprpipeError(f"{pdir}: no combined rows in limit.h5.")
     _, cfg = resolve_task(pdir, "fit", "merge", None)
     lay = Layout(pdir)
+    if cfg.base.blind:  # the combination would stand the Asimov counts in for the data
+        raise GprpipeError(
+            f"{lay.fit}: the run is blinded (base.blind), so it holds no observed counts "
+            "to export; rerun with 'gprpipe run --unblind'."
+        )
     vouched(lay.fit)
     out: list[Any] = []
     fits: dict[Any, Any] = {}  # load_blocks' cache of fit results
