@@ -242,3 +242,25 @@ run = ["load", "fit", "limit"]
             "to export; rerun with 'gprpipe run --unblind'."
         ), dataset
     assert not (tmp_path / "run" / "nominal" / "exports").exists()
+
+
+@pytest.mark.slow
+def test_a_blinded_run_refuses_a_folder_holding_observed_exports(tmp_path):
+    """An export of the unblinded fit (observed counts) stayed in the folder of a run
+    blinded afterwards, and nothing mentioned it."""
+    run = tmp_path / "run"
+    quick = ("scan.masses=[0.045,0.06]", 'steps.run=["load","fit","limit"]', f"base.output={run}")
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick))
+    assert code == 0, err
+    code, _, err = run_cli_here("export-spey", run, "--dataset", "demo")
+    assert code == 0, err
+    spey = run / "nominal" / "exports" / "spey_demo.json"
+    assert '"data"' in spey.read_text()
+    code, out, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
+    assert code == 1 and err.strip() == (
+        f"error: {spey}: exports of an unblinded fit (observed counts) in a run that is "
+        "blinded now; remove them, or run into another folder (base.output)."
+    )
+    spey.unlink()
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
+    assert code == 0, err

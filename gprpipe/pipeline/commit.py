@@ -202,3 +202,15 @@ def stale_exports(point_dir: Path) -> set[str]:
         except (KeyError, TypeError):
             out.add(str(rel))
     return out
+
+
+def recorded_exports(point_dir: Path) -> list[Path]:
+    """The export files of the point folder that an export command recorded and that are
+    still there (each holds the observed counts of the fit it was made from)."""
+    point_dir = Path(point_dir)
+    try:
+        known = json.loads((state_dir(point_dir) / EXPORTS).read_text())
+    except (OSError, ValueError):
+        return []
+    files = [point_dir / str(rel) for rel in known] if isinstance(known, dict) else []
+    return sorted(f for f in files if f.is_file())

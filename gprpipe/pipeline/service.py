@@ -358,6 +358,20 @@ def _checked_steps(steps: Sequence[str]) -> list[str]:
     return list(steps)
 
 
+def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
+    """A blinded run refuses a point folder that holds exports of an unblinded fit (they
+    carry observed counts; a blinded run may not leave any behind)."""
+    from gprpipe.pipeline.commit import recorded_exports
+
+    for p in points:
+        if p.config.base.blind and (found := recorded_exports(point_dir(run_dir, p))):
+            shown = ", ".join(str(f) for f in found[:3]) + (", ..." if len(found) > 3 else "")
+            raise GprpipeError(
+                f"{shown}: exports of an unblinded fit (observed counts) in a run that is "
+                "blinded now; remove them, or run into another folder (base.output)."
+            )
+
+
 def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> None:
     """Refuse, before anything starts, tasks that read what a step left out of the run
     would write and the run directory does not hold (it failed later as 'not committed')."""
@@ -454,6 +468,7 @@ def run(
         return result
     check_inputs(loaded, points)
     _refuse_unplanned_inputs(run_dir, points, tasks)
+    _refuse_observed_exports(run_dir, points)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = shlex.join(
         ["gprpipe", "run", str(config), *[x for o in overrides for x in ("--set", o)]]
