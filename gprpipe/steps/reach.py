@@ -171,6 +171,9 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
 # --------------------------------------------------------------------------------------
 # project-reach
 # --------------------------------------------------------------------------------------
+MAX_SCALE = 1e6  # a million times the data: beyond any projection, and no overflow
+
+
 def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]:
     """``"2015=1,2016=10"`` -> factors; one-sentence errors naming the dataset or factor."""
     out: dict[str, float] = {}
@@ -188,9 +191,10 @@ def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]
             f = float(val)
         except ValueError:
             f = float("nan")
-        if not (np.isfinite(f) and f > 0):
+        if not (np.isfinite(f) and 0 < f <= MAX_SCALE):
             raise GprpipeError(
-                f"--scale {item!r}: the luminosity factor of {key!r} must be a positive number."
+                f"--scale {item!r}: the luminosity factor of {key!r} must be a number above 0 "
+                f"and at most {MAX_SCALE:g}."
             )
         if key in out:
             raise GprpipeError(f"--scale names dataset {key!r} twice; give its factor once.")
