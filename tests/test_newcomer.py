@@ -146,6 +146,13 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
             ],
         ),
         (
+            ["scan.masses=[]"],
+            [
+                "error: --set scan.masses: an empty list; list the test masses (GeV), or leave "
+                "scan.masses out to scan each range in steps of scan.mass_step."
+            ],
+        ),
+        (
             ["inject.strengths=[3.0,3.0]"],
             ["error: --set inject.strengths: 3 is listed twice."],
         ),

@@ -165,6 +165,14 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                 )
                 break
             seen[tag] = m
+    if cfg.scan.masses == []:
+        return [
+            at(
+                where("scan.masses"),
+                "an empty list; list the test masses (GeV), or leave scan.masses out to "
+                "scan each range in steps of scan.mass_step.",
+            )
+        ]
     if cfg.scan.masses is not None and len(cfg.scan.masses) > cap:
         errors.append(
             at(
