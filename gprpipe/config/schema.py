@@ -214,12 +214,12 @@ class Inject(Section):
         if self.background == "histograms":
             if not self.histograms:
                 raise ValueError(
-                    "inject.background = 'histograms' needs inject.histograms "
+                    "inject.background: 'histograms' needs inject.histograms "
                     "(a histogram pattern such as 'fShiftSigPow/*_toy_*')"
                 )
             if not self.refit_gp:
                 raise ValueError(
-                    "inject.background = 'histograms' needs inject.refit_gp = "
+                    "inject.background: 'histograms' needs inject.refit_gp = "
                     "true (the GP is refitted on every histogram)"
                 )
         return self
@@ -493,8 +493,9 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 msg = "required but not set"
             elif err["type"] == "value_error":  # our validators' messages show the value
                 msg = err["msg"].removeprefix("Value error, ")
-                keyed = _KEYED.match(msg) if not dotted else None
-                if keyed:  # a check across sections names its key first: "key: ..."
+                keyed = _KEYED.match(msg)
+                # a check across keys names its key first ("key: ..."), one of this section
+                if keyed and (not dotted or keyed.group(1).startswith(dotted + ".")):
                     dotted, msg = keyed.group(1), msg[keyed.end() :]
             else:
                 value = err.get("input")
