@@ -123,6 +123,9 @@ def test_display_figure_from_arrays():
     fig = display_figure([{**col, "counts": hidden}], ["a line"], "blinded")
     top = fig.axes[0]
     assert np.isfinite(top.get_ylim()).all() and top.get_ylim()[1] == pytest.approx(3e4, rel=0.01)
+    # the hidden bins shaded, the shown ones drawn in two runs (no drop to the axis)
+    assert [t.get_text() for t in top.get_legend().get_texts()][:2] == ["data", "hidden (blinded)"]
+    assert len(top.patches) == 2 + 1 + 1  # two runs of stairs, the hidden span, the window
     plt.close(fig)
 
 

@@ -31,9 +31,26 @@ def _window_span(ax, c, unit=MEV):
     ax.axvspan(lo * unit, hi * unit, color="C1", alpha=0.12, linewidth=0)
 
 
+def _stairs_shown(ax, counts, e, **kw) -> None:
+    """``ax.stairs`` over the runs of shown bins; the hidden ones (NaN: the blind windows of
+    a blinded display) are shaded, not drawn as drops to the axis."""
+    counts = np.asarray(counts, dtype=float)
+    shown = np.isfinite(counts)
+    if shown.all():
+        ax.stairs(counts, e, **kw)
+        return
+    edges = np.flatnonzero(np.diff(np.r_[False, shown, False].astype(int)))
+    for k, (i, j) in enumerate(zip(edges[::2], edges[1::2])):
+        part = {**kw, "baseline": None} | ({} if k == 0 else {"label": None})
+        ax.stairs(counts[i:j], e[i : j + 1], **part)
+    gaps = np.flatnonzero(np.diff(np.r_[False, ~shown, False].astype(int)))
+    for k, (i, j) in enumerate(zip(gaps[::2], gaps[1::2])):
+        ax.axvspan(e[i], e[j], color="0.85", lw=0, label=None if k else "hidden (blinded)")
+
+
 def _context(ax, c) -> None:
     e = np.asarray(c["edges"]) * MEV
-    ax.stairs(c["counts"], e, color="k", lw=0.8, label=c.get("what", "data"))
+    _stairs_shown(ax, c["counts"], e, color="k", lw=0.8, label=c.get("what", "data"))
     x = 0.5 * (e[1:] + e[:-1])
     ax.plot(x, c["gp_full"], "C0-", lw=1.0, label="GP mean")
     _window_span(ax, c)
