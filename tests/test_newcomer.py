@@ -54,6 +54,23 @@ def one_sentence_errors(err: str) -> list[str]:
 # ---------------------------------------------------------------- 1. validate = what run refuses
 
 
+@pytest.mark.parametrize(
+    "leave_out", ['[scan]\ndatasets = ["mine"]\n', "[datasets.2015]\nenabled = false\n"]
+)
+def test_a_template_dataset_left_out_needs_no_data_file(tmp_path: Path, cli, leave_out):
+    """The hps2015 template's dataset 2015, left out of the scan, asked for its path."""
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(
+        f'[base]\ntemplate = "hps2015"\n[datasets.mine]\ncard = "hps2015"\n'
+        f'path = "{DEMO_ROOT}"\n{leave_out}'
+    )
+    code, out, err = cli("validate", cfg)
+    assert code == 0, err
+    assert out.startswith(f"{cfg}: valid (1 point")
+    code, out, err = cli("run", cfg, "--dry-run", "--set", "scan.masses=[0.06]")
+    assert code == 0 and "/fit/mine-000" in out and "/fit/2015" not in out, err
+
+
 def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
     """scan.mass_step = 1 (MeV meant) over a 0.02-0.13 GeV range scanned one mass."""
     cfg = tmp_path / "step.toml"

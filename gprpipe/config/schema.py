@@ -360,6 +360,24 @@ class Config(Section):
     slurm: Slurm = Field(default_factory=Slurm)
     grid: dict[str, Any] = Field(default_factory=dict, description="Dotted key -> values.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unscanned_need_no_path(cls, data: Any) -> Any:
+        """A dataset that is not scanned (``enabled = false``, or left out of
+        ``scan.datasets``) needs no data file: its path is left empty, never read."""
+        if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
+            return data
+        scan = data.get("scan")
+        chosen = scan.get("datasets") if isinstance(scan, dict) else None
+        datasets = dict(data["datasets"])
+        for name, ds in datasets.items():
+            if not isinstance(ds, dict) or "path" in ds:
+                continue
+            off = ds.get("enabled") is False or (isinstance(chosen, list) and name not in chosen)
+            if off:
+                datasets[name] = {**ds, "path": ""}
+        return {**data, "datasets": datasets}
+
     @model_validator(mode="after")
     def _blind_training(self) -> Config:
         excl = self.fit.train_exclude_nsigma
