@@ -379,7 +379,9 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
 @app.command()
 def rerun(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    failed: Annotated[bool, typer.Option("--failed", help="Redo failed tasks.")] = False,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Redo failed tasks and those that never ran.")
+    ] = False,
     masses: Annotated[
         str | None,
         typer.Option(help="Redo the tasks owning these masses: 37MeV,48MeV or 0.037,0.048 (GeV)."),

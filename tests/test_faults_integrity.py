@@ -412,6 +412,39 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
     assert_same_results(copy / "nominal", base / "nominal")
 
 
+def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
+    """Ctrl-C while the second of three fit parts runs: it is cancelled (failed) and the
+    third never ran. rerun --failed redid only the failed part and what follows it, so the
+    merge found the third part missing, failed, and rerun --failed said so again each time.
+    It now also runs what never ran, and the table is that of an uninterrupted run."""
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        """
+        [scan]
+        masses = [0.03, 0.06, 0.1]
+        chunk_size = 1
+        [steps]
+        run = ["load", "fit", "limit"]
+        """,
+    )
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert run(cfg, ref, "-j", "1")[0] == 0
+    proc = start_run(cfg, cut, "-j", "1")
+    first = cut / "nominal" / ".state" / "fit__demo-000.done"
+    deadline = time.monotonic() + 120
+    while not first.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    st = states(cut)
+    assert st["nominal/fit/demo-002"][0] == "pending" and st["nominal/fit/merge"][0] != "done"
+    code, out, err = gp("rerun", cut, "--failed")
+    assert code == 0, out + err
+    assert (cut / "nominal" / "scan.csv").read_bytes() == (
+        ref / "nominal" / "scan.csv"
+    ).read_bytes()
+
+
 def test_an_output_deleted_after_its_task_finished_is_a_failed_task(copy: Path, base: Path):
     """status and summary called the point done with no scan results; the task is failed
     with the reason, and rerun --failed recomputes the same table."""

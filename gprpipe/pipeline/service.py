@@ -526,8 +526,9 @@ def rerun(
     command: str = "gprpipe rerun",
     observer: RunObserver | None = None,
 ) -> RunResult | None:
-    """Redo the failed tasks (``failed``) and/or those owning ``masses`` (``37MeV,48MeV``),
-    and every task that follows them; None when no task matches."""
+    """Redo the failed tasks and those that never ran (``failed``) and/or those owning
+    ``masses`` (``37MeV,48MeV``), and every task that follows them; None when no task
+    matches."""
     from gprpipe.pipeline.plan import downstream
 
     if not failed and not masses:
@@ -544,9 +545,11 @@ def rerun(
         tasks, configs = tasks_of_run(info)
         ex = _run_executor(run_dir, info, configs, jobs)
         chosen: set[str] = set()
-        if failed:
+        if failed:  # and what never ran (an interrupted run): the merges need those parts
             states = ex.poll(tasks)
-            chosen |= {t.id for t in tasks if states[t.id].state == "failed"}
+            chosen |= {
+                t.id for t in tasks if states[t.id].state != "done" and not states[t.id].active
+            }
         if masses:
             for m in parse_masses(masses, "--masses"):
                 owners = [t for t in tasks if any(abs(x - m) < 5e-7 for x in t.masses)]
