@@ -429,7 +429,11 @@ def cancel(
 
     Its running tasks become failed (gprpipe rerun RUN_DIR --failed redoes them)."""
     from gprpipe.pipeline import service
+    from gprpipe.pipeline.lock import LOCK_NAME
+    from gprpipe.pipeline.store import RUN_JSON, load_run_info
 
+    if not (run_dir / RUN_JSON).is_file() and not (run_dir / LOCK_NAME).exists():
+        load_run_info(run_dir)  # no run was ever here: the sentence of status and summary
     done = service.cancel(run_dir, timeout=timeout)
     if done.pids:
         console.print(f"Stopped the run of {run_dir} (pid {', '.join(map(str, done.pids))}).")
@@ -596,10 +600,14 @@ def project_reach(
     )
 
 
-def _not_compared(comp: DatasetComparison, labels: Sequence[str]) -> str:
-    """Why a dataset has no ratio to show: a point without a limit, or no common mass."""
+def _not_compared(comp: DatasetComparison, tables: dict[str, list[dict[str, str]]]) -> str:
+    """Why a dataset has no ratio to show: a point without it, a point without a limit,
+    or no common mass."""
+    absent = [k for k, rows in tables.items() if all(r["dataset"] != comp.dataset for r in rows)]
+    if absent:
+        return f"{', '.join(absent)} {'has' if len(absent) == 1 else 'have'} no such dataset"
     have = {c.label for c in comp.curves}
-    missing = [label for label in labels if label not in have]
+    missing = [label for label in tables if label not in have]
     if missing:
         return (
             f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no mass with a "
@@ -645,8 +653,9 @@ def compare(
         raise GprpipeError(f"{folder}: a file; -o names the folder to write the comparison to.")
     labels = list(points)
     ref = labels[0]
-    comparisons = compare_curves(read_tables(points))
-    skipped = {c.dataset: _not_compared(c, labels) for c in comparisons if not c.ratios}
+    tables = read_tables(points)
+    comparisons = compare_curves(tables)
+    skipped = {c.dataset: _not_compared(c, tables) for c in comparisons if not c.ratios}
     if len(skipped) == len(comparisons):
         raise GprpipeError(
             "nothing to compare: " + "; ".join(f"{d}: {why}" for d, why in skipped.items()) + "."

@@ -233,3 +233,10 @@ def test_a_file_of_a_run_given_for_its_folder(tmp_path: Path, cli):
     assert code == 1 and one_error(err) == (
         f"{run_dir / 'run.json'}: a file of a run; give its run folder {run_dir}."
     )
+
+
+def test_cancel_of_a_folder_without_a_run_is_refused(tmp_path: Path, cli):
+    """It said "Nothing running in ..." with exit code 0, as for a finished run."""
+    code, out, err = cli("cancel", tmp_path / "nope")
+    assert code == 1 and out == ""
+    assert one_error(err) == f"{tmp_path / 'nope'}: not a gprpipe run directory (no run.json)."

@@ -568,6 +568,10 @@ def test_compare_of_a_point_without_limits_says_why_and_writes_nothing(tmp_path:
         "failed or flagged)."
     )
     assert not (run / "compare").exists()
+    other = tmp_path / "other"  # no dataset 2015 at all: said "no mass with a limit"
+    committed_scans(other, {"demo": head + "demo,0.04,2e-06,1e-06,ok\n"})
+    code, so, se = run_cli_here("compare", run / "blind-1.64", other / "demo")
+    assert code == 1 and se.strip() == "error: nothing to compare: 2015: demo has no such dataset."
     (tmp_path / "afile").write_text("x")
     code, _, se = run_cli_here("compare", run, "-o", tmp_path / "afile")
     assert code == 1 and se.strip() == (

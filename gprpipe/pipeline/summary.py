@@ -63,6 +63,7 @@ class PointSummary:
     datasets: list[DatasetSummary] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (task id, reason)
     pending: int = 0
+    running: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
 
@@ -182,6 +183,8 @@ def run_summary(run_dir: Path) -> RunSummary:
         state, msg = states[t.id]
         if state == "failed":
             ps.failures.append((t.id, (msg or "failed").strip().splitlines()[-1]))
+        elif state == "running":
+            ps.running += 1
         elif state != "done":
             ps.pending += 1
     for ps in points.values():
@@ -244,7 +247,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         elif not ps.datasets:
             lines.append(
                 "  no scan results"
-                + (" (the scan did not finish)" if ps.failures or ps.pending else "")
+                + (" (the scan did not finish)" if ps.failures or ps.pending or ps.running else "")
             )
         for s in ps.datasets:
             first, *rest = dataset_lines(s)
@@ -252,7 +255,12 @@ def summary_lines(summary: RunSummary) -> list[str]:
         if ps.failures:
             lines.append(f"  failed tasks: {len(ps.failures)}")
             lines += [f"    {tid}: {why}" for tid, why in ps.failures]
+        if ps.running:
+            lines.append(f"  tasks running: {ps.running}")
         if ps.pending:
             lines.append(f"  tasks not run (pending or skipped): {ps.pending}")
         lines += [f"  {label}: {where}" for label, where in ps.files.items()]
+    points = summary.points
+    if any(ps.failures or ps.pending for ps in points) and not any(ps.running for ps in points):
+        lines.append(f"To finish the run: gprpipe rerun {summary.run_dir} --failed")
     return lines
