@@ -420,6 +420,34 @@ async def test_run_refuses_an_invalid_or_unsaved_config(tmp_path):
 
 
 @sync
+async def test_quit_asks_before_losing_unsaved_changes(tmp_path):
+    """ctrl+q quit at once and the edit was lost; now it asks, and "n" stays."""
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        editor = app.query_one("#editor", TextArea)
+        editor.move_cursor((0, 0))
+        editor.focus()
+        await pilot.press("#")
+        for _ in range(50):  # the change reaches app.modified through a message
+            if app.modified:
+                break
+            await pilot.pause(0.1)
+        assert app.modified
+        await pilot.press("ctrl+q")
+        await _settle(pilot)
+        assert "has unsaved changes, which are lost" in str(app.screen.query_one("Label").render())
+        await pilot.press("n")  # stay
+        await _settle(pilot)
+        assert app.is_running and app.modified
+        await pilot.press("ctrl+q")
+        await _settle(pilot)
+        await pilot.press("y")  # quit after all
+        await _settle(pilot)
+        assert not app.is_running
+
+
+@sync
 async def test_run_tab_shows_every_planned_task_pending(tmp_path):
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

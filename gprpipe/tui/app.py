@@ -478,18 +478,22 @@ class GprpipeApp(App[None]):
         self.run_check()
 
     async def action_quit(self) -> None:
-        """Quit; if a run started here is still going, say it keeps running and ask."""
+        """Quit; ask first when the edited config has unsaved changes (they would be
+        lost) or a run started here is still going (it keeps running)."""
         launch = self.query_one(RunPane).launch
-        if launch is None or not launch.running:
+        worries = []
+        if self.modified:
+            worries.append(f"{show_path(self.path)} has unsaved changes, which are lost.")
+        if launch is not None and launch.running:
+            worries.append(
+                "A run started here is still going; it keeps running in the background "
+                "(watch it with gprpipe status)."
+            )
+        if not worries:
             self.exit()
             return
         self.push_screen(
-            ConfirmDialog(
-                "A run started here is still going. Quit anyway? It keeps running "
-                "in the background (watch it with gprpipe status).",
-                "Quit",
-                "Stay",
-            ),
+            ConfirmDialog(" ".join([*worries, "Quit anyway?"]), "Quit", "Stay"),
             lambda ok: self.exit() if ok else None,
         )
 
