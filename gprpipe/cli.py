@@ -98,12 +98,15 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite NAME.toml.")] = False,
 ) -> None:
     """Write a ready, commented user config NAME.toml in the current folder."""
-    from gprpipe.config.init import write_init
+    from gprpipe.config.init import PLACEHOLDER, write_init
 
     path = write_init(name, template, Path.cwd(), data=data, force=force)
+    first = (
+        f"set each dataset's path in {path.name}, then " if PLACEHOLDER in path.read_text() else ""
+    )
     console.print(
         f"wrote {path.name} (inherits the shipped template {template!r}). "
-        f"Next: gprpipe validate {path.name} && gprpipe run {path.name}",
+        f"Next: {first}gprpipe validate {path.name} && gprpipe run {path.name}",
         markup=False,
         highlight=False,
     )

@@ -699,9 +699,15 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     work.mkdir()
     monkeypatch.chdir(work)
     code, out, _ = cli("init", "mine", "--template", "hps2015")
-    assert code == 0 and "wrote mine.toml" in out
+    assert code == 0 and "Next: gprpipe validate mine.toml && gprpipe run mine.toml" in out
     text = (work / "mine.toml").read_text()
     assert 'template = "hps2015"' in text and text.count("#") >= 8
+    # the demo spectrum's figures do not say "HPS 2015"
+    code, out, _ = cli("render", work / "mine.toml", "--format", "json")
+    assert json.loads(out)["datasets"]["2015"]["label"] == "Demo (synthetic)"
+    # no demo fits the 2016 range: the path is to be set first, and the next step says so
+    code, out, _ = cli("init", "y16", "--template", "hps2016")
+    assert code == 0 and "Next: set each dataset's path in y16.toml, then gprpipe" in out
     monkeypatch.chdir(tmp_path)  # validate from another folder
     code, out, err = cli("validate", work / "mine.toml")
     assert code == 0, err

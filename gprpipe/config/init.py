@@ -17,6 +17,7 @@ from gprpipe.errors import GprpipeError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEMO = "{{ gprpipe.data }}/demo_2015.root"
+PLACEHOLDER = "# set this: your ROOT file"  # a path init could not fill in
 
 
 def shipped_templates() -> list[str]:
@@ -82,10 +83,11 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
                 f"path = {_toml_str(DEMO)}   # the shipped synthetic demo "
                 "spectrum: replace by your ROOT file"
             )
-        else:
-            lines.append(
-                f'path = "{key}.root"   # set this: your ROOT file (relative to this file)'
+            lines.append(  # its figures must not say they show the experiment's data
+                'label = "Demo (synthetic)"   # the label on figures: drop it with your data'
             )
+        else:
+            lines.append(f'path = "{key}.root"   {PLACEHOLDER} (relative to this file)')
         lines.append(
             f"hist = {_toml_str(str(ds.get('hist', 'input_hist')))}   # histogram "
             'name in that file (folders allowed: "dir/h")'
