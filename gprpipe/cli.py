@@ -373,7 +373,8 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
         state, msg = st.states[t.id]
         if state in ("failed", "running"):
             job = f" [job {st.jobs[t.id]}]" if t.id in st.jobs else ""
-            console.print(f"{state:8s} {t.id}{job}: {msg or ''}  (log: {t.log})", highlight=False)
+            why = f": {msg}" if msg else ""
+            console.print(f"{state:8s} {t.id}{job}{why}  (log: {t.log})", highlight=False)
     if st.in_use:
         console.print(f"in use by {st.in_use}", highlight=False)
     console.print(" ".join(f"{k}={v}" for k, v in sorted(st.counts().items())))

@@ -81,6 +81,16 @@ def test_task_bash_writes_the_failed_marker_of_the_state_module(tmp_path: Path):
     assert "gprpipe: 77_0 on" in res.stdout
 
 
+def test_task_bash_with_an_empty_last_log_line_leaves_no_dangling_colon(tmp_path: Path):
+    """It said "... without a done/failed marker: " when the log ended in a blank line."""
+    res, point, _ = run_task_bash(tmp_path, "bash -c 'echo; kill -15 $$'")
+    assert res.returncode == 143
+    assert read_state(point, "fit__demo-000") == (
+        "failed",
+        "exit code 143 (signal 15) without a done/failed marker",
+    )
+
+
 def test_task_bash_keeps_the_task_own_marker(tmp_path: Path):
     point = tmp_path / "point"
     write_state(point, "fit__demo-000", "failed", "data file missing")

@@ -4,7 +4,7 @@
 set -o pipefail
 trap 'echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
-    local log=$1 marker=$2 code=0 why
+    local log=$1 marker=$2 code=0 why last
     shift 2
     mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
     rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
@@ -15,7 +15,8 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         why="exit code $code"
         ((code > 128)) && why="$why (signal $((code - 128)))"
         why="$why without a done/failed marker"
-        why="$why: $(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)"
+        last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
+        [[ $last = *[![:space:]]* ]] && why="$why: $last"
 @WRITE_FAILED_MARKER@
     fi
     return "$code"
