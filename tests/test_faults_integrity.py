@@ -798,7 +798,14 @@ def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
     jobs = json.loads((run_dir / "slurm" / "jobs.json").read_text())
     ids = [j["job_id"] for j in jobs["submissions"][0]["jobs"]]
     assert err.startswith(f"error: {run_dir} is in use by SLURM job "), err
-    assert err.split("scancel ")[1].strip() in ids
+    assert err.split("SLURM job ")[1].split("_")[0] in ids
+    assert err.strip().endswith(
+        f"wait for it or cancel the run's jobs with: gprpipe cancel {run_dir}"
+    )
+    # a local run of the folder is refused too (it found every task "up to date", switched
+    # run.json to local, and the jobs went on rewriting the outputs out of sight)
+    code, _, err = run(cfg, run_dir)
+    assert code == 1 and err.startswith(f"error: {run_dir} is in use by SLURM job "), err
     deadline = time.monotonic() + 600
     while True:
         code, out, _ = gp("status", run_dir)

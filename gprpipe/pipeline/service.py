@@ -478,6 +478,8 @@ def run(
         _stoppable(run_dir) as stop,
     ):
         ex.refuse_if_busy(tasks)
+        if ex.name != "slurm":  # jobs an earlier SLURM run of the folder left queued
+            get_executor("slurm", run_dir, eng, cfg0).refuse_if_busy(tasks)
         write_point_configs(run_dir, points)
         info = new_run_info(
             run_dir,

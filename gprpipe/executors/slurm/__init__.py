@@ -354,8 +354,8 @@ class SlurmExecutor(Executor):
             b = busy[0]
             raise GprpipeError(
                 f"{self.run_dir} is in use by SLURM job {b.job} (task {b.id} "
-                f"is {b.state}): wait for it or cancel it with: "
-                f"scancel {(b.job or '').split('_')[0]}"
+                f"is {b.state}): wait for it or cancel the run's jobs with: "
+                f"gprpipe cancel {self.run_dir}"
             )
 
     def job_ids_by_task(self) -> dict[str, str]:
