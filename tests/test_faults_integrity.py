@@ -785,6 +785,30 @@ def test_podman_run_stopped_leaves_no_container(
 
 @pytest.mark.slurm
 @pytest.mark.slow
+def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path):
+    """Ctrl-C of `run --executor slurm --wait` printed nothing (exit 130) while the jobs
+    stayed queued: it says they go on and how to watch or stop them."""
+    require_slurm()
+    cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load", "fit", "limit"]\n')
+    run_dir = tmp_path / "run"
+    proc = start_run(cfg, run_dir, "--executor", "slurm", "--wait")
+    jobs = run_dir / "slurm" / "jobs.json"
+    deadline = time.monotonic() + 120
+    while not jobs.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1)  # into the wait
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().endswith(
+        f"interrupted the wait; the SLURM jobs of {run_dir} go on. Watch them with: gprpipe "
+        f"status {run_dir}; stop them with: gprpipe cancel {run_dir}"
+    ), err
+    assert gp("cancel", run_dir)[0] == 0
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
     """A SLURM run holds the lock only while it submits; a second run of the directory is
     refused while the first one's jobs are queued or running, naming the job."""

@@ -614,6 +614,12 @@ def _execute(
             obs.started(tasks, ex.name)
             try:
                 result.ok = ex.wait(tasks, progress=obs.queue)
+            except KeyboardInterrupt:  # only the waiting stops: the jobs go on
+                raise Interrupted(
+                    f"interrupted the wait; the {ex.name.upper()} jobs of {run_dir} go on. "
+                    f"Watch them with: gprpipe status {run_dir}; stop them with: "
+                    f"gprpipe cancel {run_dir}"
+                ) from None
             finally:
                 obs.stopped()
             result.states = task_states(tasks)
