@@ -169,9 +169,14 @@ def test_set_blind_false_is_refused(tmp_path):
     code, out, err = run_cli_subprocess(
         "validate", QUICKSTART.relative_to(REPO), *settings("base.blind=false")
     )
-    assert code == 1 and out == "" and err.strip() == (
-        "error: --set base.blind=false: blinding is lifted only by 'gprpipe run --unblind' "
-        "(recorded in run.json)."
+    assert (
+        code == 1
+        and out == ""
+        and err.strip()
+        == (
+            "error: --set base.blind=false: blinding is lifted only by 'gprpipe run --unblind' "
+            "(recorded in run.json)."
+        )
     )
 
 
@@ -236,7 +241,7 @@ run = ["load", "fit", "limit"]
     assert code == 0, err
     fit = tmp_path / "run" / "nominal" / "fit.h5"
     for dataset in ("combined", "2015"):
-        code, out, err = run_cli_here("export-spey", tmp_path / "run", "--dataset", dataset)
+        code, _, err = run_cli_here("export-spey", tmp_path / "run", "--dataset", dataset)
         assert code == 1 and err.strip() == (
             f"error: {fit}: the run is blinded (base.blind), so it holds no observed counts "
             "to export; rerun with 'gprpipe run --unblind'."
@@ -256,7 +261,7 @@ def test_a_blinded_run_refuses_a_folder_holding_observed_exports(tmp_path):
     assert code == 0, err
     spey = run / "nominal" / "exports" / "spey_demo.json"
     assert '"data"' in spey.read_text()
-    code, out, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
     assert code == 1 and err.strip() == (
         f"error: {spey}: exports of an unblinded fit (observed counts) in a run that is "
         "blinded now; remove them, or run into another folder (base.output)."

@@ -196,8 +196,8 @@ def test_options_that_take_many_values_and_flags_may_repeat(cli):
     ("args", "sentence"),
     [
         (
-            ["run", QUICKSTART, "--engine", "dcoker", "--dry-run"],
-            "--engine dcoker: 'dcoker' is not an engine; did you mean 'docker'?",
+            ["run", QUICKSTART, "--engine", "dockr", "--dry-run"],
+            "--engine dockr: 'dockr' is not an engine; did you mean 'docker'?",
         ),
         (
             ["run", QUICKSTART, "--executor", "pbs", "--dry-run"],

@@ -398,7 +398,7 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
     point_cfg.write_text(text.replace("blind_nsigma = 1.64\n", "blind_nsigma = 3.0\n"))
     before = mtimes(copy / "nominal")
     for args in (("status", copy), ("summary", copy), ("rerun", copy, "--masses", "60MeV")):
-        code, out, err = gp(*args)
+        code, _, err = gp(*args)
         assert code == 1 and err.strip() == (
             f"error: {point_cfg}: changed since the run wrote it (run.json records another "
             "sha256): its results and a rerun would follow two configs; run the config "

@@ -297,7 +297,7 @@ def test_histogram_background_needs_a_pattern_and_refit(tmp_path: Path, cli):
         background = "histograms"
         """,
     )
-    code, out, err = cli("validate", cfg)
+    code, _, err = cli("validate", cfg)
     assert code == 1
     assert err.strip() == (  # the line that set it, not the shipped defaults
         f"error: {cfg}:4: inject.background: 'histograms' needs inject.histograms (a "

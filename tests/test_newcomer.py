@@ -187,7 +187,8 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
         (
             ["plot.allocation_masses=[55]"],
             [
-                "error: --set plot.allocation_masses: 55 is not a mass in GeV; did you mean 0.055 GeV?"
+                "error: --set plot.allocation_masses: 55 is not a mass in GeV; did you mean "
+                "0.055 GeV?"
             ],
         ),
         (
