@@ -374,16 +374,7 @@ async def test_browse_a_folder_and_keep_unsaved_changes(tmp_path, monkeypatch):
         await pilot.press("enter")
         await _settle(pilot)
         assert app.path == folder / "a.toml" and app.query_one("#tabs").active == "edit"
-        editor = app.query_one("#editor", TextArea)
-        editor.move_cursor((0, 0))
-        editor.focus()  # under load the tab switch may not have moved the focus yet
-        await _settle(pilot)
-        await pilot.press("#")
-        for _ in range(50):  # the change reaches app.modified through a message
-            if app.modified:
-                break
-            await pilot.pause(0.1)
-        assert app.modified
+        await _comment_out_first_line(app, pilot)
         await pilot.press("f1")
         browse.select_path(folder / "b.toml")
         await _settle(pilot)  # the preview is validated in a worker
@@ -401,6 +392,20 @@ async def test_browse_a_folder_and_keep_unsaved_changes(tmp_path, monkeypatch):
         assert app.check.points[0].config.base.name == "bee"
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Start run", "Cancel run", "Rerun failed tasks", "Save as"} <= set(titles)
+
+
+async def _comment_out_first_line(app, pilot) -> None:
+    """Type '#' at the start of the edited config: an unsaved change."""
+    editor = app.query_one("#editor", TextArea)
+    editor.move_cursor((0, 0))
+    editor.focus()  # under load the tab switch may not have moved the focus yet
+    await _settle(pilot)
+    await pilot.press("#")
+    for _ in range(50):  # the change reaches app.modified through a message
+        if app.modified:
+            break
+        await pilot.pause(0.1)
+    assert app.modified
 
 
 @sync
@@ -425,15 +430,7 @@ async def test_quit_asks_before_losing_unsaved_changes(tmp_path):
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
-        editor = app.query_one("#editor", TextArea)
-        editor.move_cursor((0, 0))
-        editor.focus()
-        await pilot.press("#")
-        for _ in range(50):  # the change reaches app.modified through a message
-            if app.modified:
-                break
-            await pilot.pause(0.1)
-        assert app.modified
+        await _comment_out_first_line(app, pilot)
         await pilot.press("ctrl+q")
         await _settle(pilot)
         assert "has unsaved changes, which are lost" in str(app.screen.query_one("Label").render())
