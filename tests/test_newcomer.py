@@ -530,7 +530,8 @@ def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path, cli):
         "  no scan results (the scan did not finish)",
         "  failed tasks: 1",
         f"    nominal/load: {tmp_path / 'gone.root'}: data file not found.",
-        f"To finish the run: gprpipe rerun {run_dir.resolve()} --failed",
+        "To finish the run (once any cause above is fixed): gprpipe rerun "
+        f"{run_dir.resolve()} --failed",
     ]
 
 

@@ -262,5 +262,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines += [f"  {label}: {where}" for label, where in ps.files.items()]
     points = summary.points
     if any(ps.failures or ps.pending for ps in points) and not any(ps.running for ps in points):
-        lines.append(f"To finish the run: gprpipe rerun {summary.run_dir} --failed")
+        lines.append(
+            f"To finish the run (once any cause above is fixed): gprpipe rerun "
+            f"{summary.run_dir} --failed"
+        )
     return lines
