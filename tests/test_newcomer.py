@@ -155,11 +155,11 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
             ],
         ),
         (
-            ["fit.blind_nsigma=50"],
+            ["fit.blind_nsigma=500"],
             [
-                "error: --set fit.blind_nsigma: at m = 0.045 GeV the window of +/-50 sigma(m) "
-                "(+/-0.115132 GeV) leaves 0 bins of dataset demo to train the GP on (it "
-                "needs 3)."
+                "error: --set fit.blind_nsigma: the window of +/-500 sigma(m) leaves fewer than "
+                "3 bins of dataset demo to train the GP on at every test mass (at m = 0.03 "
+                "GeV, +/-0.752172 GeV leaves 0); no fit of the scan could succeed."
             ],
         ),
         (

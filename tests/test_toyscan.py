@@ -195,10 +195,10 @@ def test_toys_of_another_binning_are_refused(tmp_path: Path, shared_data: Path) 
     toys = shared_data / "funcform_2016_toys.root"
     code, out, err = run_cli_here("validate", cfg, *settings(f"toyscan.file={toys}"))
     assert code == 1 and out == ""
-    assert err.strip() == (
-        f"error: --set toyscan.file: {toys}: histogram 'fShiftSigPow/fShiftSigPow_toy_0' "
-        "(toyscan.file) does not have the binning of 'input_hist' in "
-        f"{shared_data / 'funcform_2015_toys.root'}."
+    assert err.strip() == (  # the paths as the config resolves them (symlinks followed)
+        f"error: --set toyscan.file: {toys.resolve()}: histogram 'fShiftSigPow/fShiftSigPow_"
+        "toy_0' (toyscan.file) does not have the binning of 'input_hist' in "
+        f"{(shared_data / 'funcform_2015_toys.root').resolve()}."
     )
 
 

@@ -303,7 +303,9 @@ def histogram_errors(
 
 
 def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[str, str]]:
-    """A test mass whose blind window leaves too few training bins (its fit would fail)."""
+    """A blind window that leaves too few training bins at every test mass: no fit of
+    the scan could succeed. (Some masses without training bins fail alone, each with its
+    reason in scan.csv and in the run's summary.)"""
     from gprpipe.stats.gp import MIN_TRAIN_BINS
     from gprpipe.stats.resolution import sigma_m
     from gprpipe.stats.window import WindowMasks
@@ -316,19 +318,20 @@ def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[s
     key, n = (
         ("fit.train_exclude_nsigma", excl) if excl else ("fit.blind_nsigma", cfg.fit.blind_nsigma)
     )
-    for m, s in zip(ms, sigma):
-        w = WindowMasks(m, s, cfg.fit.blind_nsigma, excl, ds.data_range)
-        left = int(w.train(x).sum())
-        if left < MIN_TRAIN_BINS:
-            return [
-                (
-                    key,
-                    f"at m = {m:g} GeV the window of +/-{n:g} sigma(m) (+/-{n * s:g} GeV) "
-                    f"leaves {left} bin{'s' * (left != 1)} of dataset {name} to train the GP "
-                    f"on (it needs {MIN_TRAIN_BINS}).",
-                )
-            ]
-    return []
+    left = [
+        int(WindowMasks(m, s, cfg.fit.blind_nsigma, excl, ds.data_range).train(x).sum())
+        for m, s in zip(ms, sigma)
+    ]
+    if not len(ms) or max(left) >= MIN_TRAIN_BINS:
+        return []
+    return [
+        (
+            key,
+            f"the window of +/-{n:g} sigma(m) leaves fewer than {MIN_TRAIN_BINS} bins of "
+            f"dataset {name} to train the GP on at every test mass (at m = {ms[0]:g} GeV, "
+            f"+/-{n * sigma[0]:g} GeV leaves {left[0]}); no fit of the scan could succeed.",
+        )
+    ]
 
 
 def toy_errors(cfg: Config, counts: np.ndarray, edges: np.ndarray, name: str) -> list[str]:
