@@ -168,30 +168,33 @@ def record_export(point_dir: Path, files: Iterable[Path], source: Path) -> None:
     """Note, for the files an export command wrote into ``point_dir``, the sha256 of the
     ``source`` output (``fit.h5``) they were made from; :func:`stale_exports` compares."""
     point_dir = Path(point_dir)
-    path = state_dir(point_dir) / EXPORTS
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
+    known = _export_record(point_dir)
     digest = sha256_file(source)
     for f in files:
         if Path(f).resolve().is_relative_to(point_dir.resolve()):
             rel = Path(f).resolve().relative_to(point_dir.resolve()).as_posix()
             known[rel] = {"source": Path(source).name, "sha256": digest}
-    atomic_write_text(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
+    text = json.dumps(known, indent=1, sort_keys=True) + "\n"
+    atomic_write_text(state_dir(point_dir) / EXPORTS, text)
+
+
+def _export_record(point_dir: Path) -> dict[str, Any]:
+    """``.state/exports.json`` of the point folder: export file -> its source's digest
+    ({} when there is none, or it is unreadable)."""
+    try:
+        known = json.loads((state_dir(point_dir) / EXPORTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def stale_exports(point_dir: Path) -> set[str]:
     """Exports of the point folder (relative paths) made from another ``fit.h5`` than the
     one it holds now: an earlier config's, not to be offered with this one's results."""
     point_dir = Path(point_dir)
-    try:
-        known = json.loads((state_dir(point_dir) / EXPORTS).read_text())
-    except (OSError, ValueError):
-        return set()
     digests: dict[str, str | None] = {}
     out = set()
-    for rel, entry in known.items() if isinstance(known, dict) else ():
+    for rel, entry in _export_record(point_dir).items():
         try:
             source = str(entry["source"])
             if source not in digests:
@@ -207,10 +210,5 @@ def stale_exports(point_dir: Path) -> set[str]:
 def recorded_exports(point_dir: Path) -> list[Path]:
     """The export files of the point folder that an export command recorded and that are
     still there (each holds the observed counts of the fit it was made from)."""
-    point_dir = Path(point_dir)
-    try:
-        known = json.loads((state_dir(point_dir) / EXPORTS).read_text())
-    except (OSError, ValueError):
-        return []
-    files = [point_dir / str(rel) for rel in known] if isinstance(known, dict) else []
+    files = [Path(point_dir) / str(rel) for rel in _export_record(Path(point_dir))]
     return sorted(f for f in files if f.is_file())
