@@ -727,6 +727,13 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     )
     assert code == 0
     assert (work / "both.toml").read_text().count(f'path = "{DEMO_ROOT}"') == 2
+    # a data file that is not there is refused at once, and nothing is written
+    code, _, err = cli("init", "typo", "--data", "dat/hps2015.root")
+    assert code == 1 and err.strip() == (
+        "error: --data dat/hps2015.root: no such file; give your ROOT file, or leave --data "
+        "out to start from the shipped demo spectrum."
+    )
+    assert not (work / "typo.toml").exists()
 
 
 @pytest.mark.parametrize("name", SHIPPED_USER_CONFIGS)

@@ -244,10 +244,13 @@ def test_quickstart_report_in_headless_chromium(shared_quickstart: Path):
         vals = [float(v) for v in _column(page, "scan-table", z)]
         assert vals == sorted(vals)
         errors += _check_page(page, index.as_uri())
-        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
-        assert len(widths) == 1 and widths[0] > 0  # the grid figure
+        # one point: its report has the limits figure; the index draws no grid of one
+        assert page.eval_on_selector_all("img", "imgs => imgs.length") == 0
+        links = page.eval_on_selector_all("a", "a => a.map(x => x.getAttribute('href'))")
+        assert "nominal/report.html" in links
         browser.close()
     assert errors == []
+    assert not (out / "grid_limits.png").exists()
 
 
 def test_index_overlays_the_grid_points(tmp_path):

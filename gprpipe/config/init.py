@@ -113,6 +113,11 @@ def write_init(
 ) -> Path:
     """Write ``folder/NAME.toml``; refuses to overwrite an existing file unless ``force``."""
     path = folder / f"{name.removesuffix('.toml')}.toml"
+    if data is not None and not (folder / Path(data).expanduser()).is_file():
+        raise GprpipeError(
+            f"--data {data}: no such file; give your ROOT file, or leave --data out "
+            "to start from the shipped demo spectrum."
+        )
     text = init_text(name.removesuffix(".toml"), template, data)
     if path.exists() and not force:
         raise GprpipeError(f"{path}: already exists; choose another name or use --force.")

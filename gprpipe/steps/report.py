@@ -251,11 +251,15 @@ def _points(run_dir: Path) -> list[tuple[str, dict[str, Any], Path]]:
 
 def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> bool:
     """The eps^2 limits of every point on one figure (:func:`grid_limits_figure`), saved as
-    ``out``. False if no point has limits yet."""
+    ``out``. False (and no such file) if the run has one point, whose report shows the same
+    limits, or no point has limits yet."""
     from gprpipe.plotting.grid import grid_limits_figure
     from gprpipe.plotting.style import save
     from gprpipe.results.schema import read_scan
 
+    if len(points) < 2:
+        out.unlink(missing_ok=True)  # an earlier config's grid
+        return False
     curves: dict[str, list[tuple[str, dict[str, Any], bool]]] = {}
     for name, _, d in points:
         path = d / "limit.h5"
