@@ -18,6 +18,23 @@ _MASS = re.compile(
 _SCALE = {"kev": 1e-6, "mev": 1e-3, "gev": 1.0}
 #: bare numbers above this (in GeV) are taken as a unit mistake
 BARE_MAX_GEV = 1.0
+#: two masses closer than this (GeV) are the same mass: files round masses to 1e-9 GeV, a
+#: config may spell a test mass to a few digits, and distinct test masses are at least
+#: :data:`MIN_MASS_SPACING_GEV` apart (validation refuses closer ones)
+MASS_TOL_GEV = 1e-6
+#: the smallest distance (GeV) between two test masses, or two injected masses: 10 keV,
+#: far below any mass resolution
+MIN_MASS_SPACING_GEV = 1e-5
+
+
+def same_mass(a: float, b: float) -> bool:
+    """Whether ``a`` and ``b`` (GeV) name the same mass (:data:`MASS_TOL_GEV`)."""
+    return abs(a - b) < MASS_TOL_GEV
+
+
+def mass_within(m: float, lo: float, hi: float) -> bool:
+    """Whether ``m`` lies in ``[lo, hi]`` (GeV), ends included to :data:`MASS_TOL_GEV`."""
+    return lo - MASS_TOL_GEV <= m <= hi + MASS_TOL_GEV
 
 
 def mev_hint(value: float) -> str:

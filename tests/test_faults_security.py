@@ -355,6 +355,9 @@ def test_tiny_mass_step_is_refused(case, cli):
     base = f'[base]\ntemplate = "{HPS2015}"\noutput = "{{run}}"\n'
     body = f'[datasets.2015]\npath = "{DEMO_ROOT}"\n[scan]\nmass_step = 1e-9\n'
     case(cli, body, "scan.mass_step", "110000001 masses", "base.max_masses", base=base)
+    # within the cap, but test masses closer than 10 keV are not distinct
+    body = body.replace("1e-9", "2e-6")
+    case(cli, body, "scan.mass_step", "a step of 2e-06 GeV is below 0.01 MeV", base=base)
 
 
 def test_task_cap(case, cli):
@@ -418,6 +421,7 @@ def test_physics_nonsense_refused(case, cli, body: str, key: str, why: str):
         ("[datasets.demo]\nrange = [0.02, inf]\n", "datasets.demo.range", "finite"),
         ("[scan]\nmasses = [0.03, 0.06, 0.03]\n", "scan.masses", "listed twice"),
         ("[inject]\nmasses = [0.05, 0.0500000001]\n", "inject.masses", "listed twice"),
+        ("[scan]\nmasses = [0.03, 0.030004]\n", "scan.masses", "closer than 0.01 MeV"),
         ('[slurm]\nextra = ["touch x"]\n', "slurm.extra", "not an sbatch option"),
         ('[base.step_images]\nplote = "img"\n', "base.step_images", "plote"),
     ],

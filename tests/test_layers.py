@@ -92,7 +92,13 @@ def test_plotting_imports_no_steps():
     assert (
         _outside(
             "gprpipe.plotting",
-            ("gprpipe.plotting", "gprpipe.stats", "gprpipe.io", "gprpipe.results.schema"),
+            (
+                "gprpipe.plotting",
+                "gprpipe.stats",
+                "gprpipe.io",
+                "gprpipe.results.schema",
+                "gprpipe.units",
+            ),
         )
         == {}
     )

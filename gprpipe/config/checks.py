@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import unicodedata
@@ -24,7 +25,14 @@ import numpy as np
 
 from gprpipe.config.issues import Issue, Where, at, unique
 from gprpipe.config.schema import Base, Config, Dataset, Point
-from gprpipe.units import BARE_MAX_GEV, mev_hint
+from gprpipe.units import (
+    BARE_MAX_GEV,
+    MASS_TOL_GEV,
+    MIN_MASS_SPACING_GEV,
+    mass_within,
+    mev_hint,
+    same_mass,
+)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.
@@ -153,6 +161,7 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     for key in ("scan.masses", "inject.masses"):
         masses = cfg.scan.masses if key == "scan.masses" else cfg.inject.masses
         seen: dict[str, float] = {}
+        before = len(errors)
         for m in masses or []:
             tag = f"{m * 1e3:g}"  # inject part names use this spelling
             if tag in seen:
@@ -165,6 +174,20 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                 )
                 break
             seen[tag] = m
+        close = [
+            (a, b)
+            for a, b in itertools.pairwise(sorted(set(masses or [])))
+            if b - a < MIN_MASS_SPACING_GEV
+        ]
+        if close and len(errors) == before:
+            a, b = close[0]
+            errors.append(
+                at(
+                    where(key),
+                    f"the masses {a:.9g} and {b:.9g} GeV are closer than "
+                    f"{MIN_MASS_SPACING_GEV * 1e3:g} MeV; list distinct masses.",
+                )
+            )
     if cfg.scan.masses == []:
         return [
             at(
@@ -196,6 +219,16 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                     )
                 )
                 continue
+            if cfg.scan.mass_step < MIN_MASS_SPACING_GEV:
+                errors.append(
+                    at(
+                        where("scan.mass_step"),
+                        f"a step of {cfg.scan.mass_step:g} GeV is below "
+                        f"{MIN_MASS_SPACING_GEV * 1e3:g} MeV; test masses so close are not "
+                        "distinct.",
+                    )
+                )
+                break
             if n == 1 and ds.range[1] > ds.range[0]:
                 step = cfg.scan.mass_step
                 errors.append(
@@ -432,8 +465,8 @@ def _plot_masses(cfg: Config) -> list[tuple[str, list[float]]]:
 def _not_tested(m: float, tested: np.ndarray) -> str:
     """Why ``m`` names no test mass although it lies among them ('' when it is one, or
     lies outside them: a scan cut to fewer masses leaves its figure out)."""
-    below, above = tested[tested < m - 1e-6], tested[tested > m + 1e-6]
-    if not len(below) or not len(above) or np.abs(tested - m).min() < 1e-6:
+    below, above = tested[tested < m - MASS_TOL_GEV], tested[tested > m + MASS_TOL_GEV]
+    if not len(below) or not len(above) or np.abs(tested - m).min() < MASS_TOL_GEV:
         return ""
     return (
         f"{m:g} GeV lies between the test masses {below[-1]:g} and {above[0]:g} GeV; "
@@ -481,7 +514,7 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
             tested_all = np.unique(np.concatenate([cfg.test_masses(n) for n in ranges]))
         injected = cfg.inject.masses
         for m in cfg.plot.displays.masses or [] if "plot" in cfg.steps.run else []:
-            if m <= BARE_MAX_GEV and not any(abs(m - x) < 1e-6 for x in injected):
+            if m <= BARE_MAX_GEV and not any(same_mass(m, x) for x in injected):
                 errors.append(
                     at(
                         where("plot.displays.masses"),
@@ -494,7 +527,7 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
             for m in masses:
                 if m > BARE_MAX_GEV:
                     errors.append(at(where(key), f"{m:g} is not a mass in GeV; {mev_hint(m)}"))
-                elif not any(lo - 1e-9 <= m <= hi + 1e-9 for lo, hi in ranges.values()):
+                elif not any(mass_within(m, lo, hi) for lo, hi in ranges.values()):
                     errors.append(
                         at(
                             where(key),
@@ -505,7 +538,7 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                 elif key.startswith("plot.") and _not_tested(m, tested_all):
                     errors.append(at(where(key), _not_tested(m, tested_all)))
                 elif key == "inject.masses" and not any(
-                    lo - 1e-9 <= m <= hi + 1e-9 for lo, hi in spans.values()
+                    mass_within(m, lo, hi) for lo, hi in spans.values()
                 ):
                     errors.append(
                         at(

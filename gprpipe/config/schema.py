@@ -26,6 +26,7 @@ from pydantic import (
 
 from gprpipe.config.issues import Issue, Where, at, did_you_mean, key_only, unique
 from gprpipe.stats.window import scan_masses
+from gprpipe.units import MASS_TOL_GEV
 
 STEPS = ("load", "fit", "limit", "inject", "toyscan", "plot")
 Step = Literal["load", "fit", "limit", "inject", "toyscan", "plot"]
@@ -425,7 +426,7 @@ class Config(Section):
         lo, hi = self.datasets[name].range
         if self.scan.masses is not None:
             m = np.array(sorted(self.scan.masses), dtype=float)
-            return np.round(m[(m >= lo - 1e-9) & (m <= hi + 1e-9)], 9)
+            return np.round(m[(m >= lo - MASS_TOL_GEV) & (m <= hi + MASS_TOL_GEV)], 9)
         return scan_masses(lo, hi, self.scan.mass_step)
 
 

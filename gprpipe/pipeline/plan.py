@@ -21,6 +21,7 @@ import numpy as np
 
 from gprpipe.config.schema import STEPS, Config
 from gprpipe.pipeline.task import Task
+from gprpipe.units import mass_within
 
 MERGE = "merge"
 COMBINED = "combined"
@@ -60,7 +61,7 @@ def inject_parts(config: Config) -> dict[str, tuple[str, float]]:
         masses = combined_masses(config) if name == COMBINED else config.test_masses(name)
         lo, hi = (masses.min(), masses.max()) if len(masses) else (1.0, 0.0)
         for m in config.inject.masses:
-            if lo - 1e-9 <= m <= hi + 1e-9:
+            if mass_within(m, lo, hi):
                 parts[f"{name}-{m * 1e3:g}MeV"] = (name, float(m))
     return parts
 

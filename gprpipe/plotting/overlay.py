@@ -16,6 +16,7 @@ from gprpipe.plotting.suite import (
     result_mask,
 )
 from gprpipe.results.schema import BAND_COLS
+from gprpipe.units import MASS_TOL_GEV
 
 COMBINED = "combined"
 
@@ -131,7 +132,7 @@ def combined_brazil_figure(
     for name, s in scan.items():
         if name == COMBINED:
             continue
-        sel = _ok(s) & (s["mass_GeV"] >= lo - 1e-9) & (s["mass_GeV"] <= hi + 1e-9)
+        sel = _ok(s) & (s["mass_GeV"] >= lo - MASS_TOL_GEV) & (s["mass_GeV"] <= hi + MASS_TOL_GEV)
         if sel.any() and not blinded:
             other[f"{labels.get(name, name)} observed"] = (s["mass_GeV"][sel], s["eps2_up"][sel])
     bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]

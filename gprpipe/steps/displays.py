@@ -33,6 +33,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import FigureJob
 from gprpipe.steps.runner import seed_for
+from gprpipe.units import MASS_TOL_GEV, mass_within, same_mass
 
 if TYPE_CHECKING:
     from gprpipe.stats.gp import GPHyper
@@ -219,7 +220,9 @@ def _inject_row(lay, name: str, mass: float, z: float) -> dict | None:
     per = read_inject(lay.inject).get(name)
     if per is None:
         return None
-    i = np.flatnonzero((np.abs(per["mass_GeV"] - mass) < 1e-9) & (np.abs(per["z_inj"] - z) < 1e-9))
+    i = np.flatnonzero(
+        (np.abs(per["mass_GeV"] - mass) < MASS_TOL_GEV) & (np.abs(per["z_inj"] - z) < 1e-9)
+    )
     if not len(i):
         return None
     return {c: _py(per[c][i[0]]) for c in CSV_COLUMNS if c != "dataset" and c in per}
@@ -335,11 +338,7 @@ def _extraction_combined(
     from gprpipe.stats import inject as inj
     from gprpipe.stats.template import signal_template
 
-    names = [
-        d
-        for d in cfg.scanned()
-        if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9
-    ]
+    names = [d for d in cfg.scanned() if mass_within(mass, *cfg.datasets[d].range)]
     bases = [_data_shown(cfg, lay, d, mass) for d in names]
     cw = _combine(bases)
     _, sref_e, _ = comb.fit(cw, cw.b)
@@ -510,7 +509,7 @@ def _scan_row(lay, name: str, mass: float) -> dict:
     a = read_scan(lay.limit).get(name)
     if a is None:
         return {}
-    i = np.flatnonzero(np.abs(a["mass_GeV"] - mass) < 1e-9)
+    i = np.flatnonzero(np.abs(a["mass_GeV"] - mass) < MASS_TOL_GEV)
     if not len(i):
         return {}
     keys = ("A_up", "A_exp_med", "eps2_up", "eps2_exp_med", "p0_local", "Z_global")
@@ -673,7 +672,7 @@ def _snap(cfg: Config, name: str, mass: float) -> float | None:
     if not len(ms):
         return None
     i = int(np.argmin(np.abs(ms - mass)))
-    return float(ms[i]) if abs(ms[i] - mass) < 1e-9 else None
+    return float(ms[i]) if same_mass(ms[i], mass) else None
 
 
 def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
@@ -747,10 +746,7 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
 
 def _in_range(cfg: Config, name: str, mass: float) -> float | None:
     if name == COMBINED:
-        n = sum(
-            cfg.datasets[x].range[0] - 1e-9 <= mass <= cfg.datasets[x].range[1] + 1e-9
-            for x in cfg.scanned()
-        )
+        n = sum(mass_within(mass, *cfg.datasets[x].range) for x in cfg.scanned())
         return mass if n >= 2 else None
     lo, hi = cfg.datasets[name].range
-    return mass if lo - 1e-9 <= mass <= hi + 1e-9 else None
+    return mass if mass_within(mass, lo, hi) else None

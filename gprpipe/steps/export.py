@@ -24,6 +24,7 @@ from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import record_export, vouched
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import earlier_point_notice, load_run_info
+from gprpipe.units import MASS_TOL_GEV
 
 
 def _point_dir(run_dir: Path, point: str | None) -> Path:
@@ -240,7 +241,7 @@ def export_spey(
             "signal_per_eps2": s,
         }
         if scan:
-            j = np.flatnonzero(np.abs(scan["mass_GeV"] - m) < 1e-9)
+            j = np.flatnonzero(np.abs(scan["mass_GeV"] - m) < MASS_TOL_GEV)
             if len(j):
                 e |= {k: float(scan[k][j[0]]) for k in ("eps2_up", "eps2_exp_med", "A_up")}
                 if np.isfinite(e["eps2_up"]) and e["eps2_up"] > 0:

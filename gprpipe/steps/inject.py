@@ -53,6 +53,7 @@ from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolution, template_key
 from gprpipe.steps.load import read_load
 from gprpipe.steps.runner import seed_for
+from gprpipe.units import MASS_TOL_GEV, mass_within
 
 if TYPE_CHECKING:
     from gprpipe.stats.gp import GPHyper
@@ -91,7 +92,7 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
     s = float(resolution(ds, mass))
     fa = read_fit(ctx.layout.fit, name) if ctx.layout.fit.exists() else None
     if fa is not None:
-        hit = np.flatnonzero(np.abs(fa["mass"] - mass) < 1e-9)
+        hit = np.flatnonzero(np.abs(fa["mass"] - mass) < MASS_TOL_GEV)
         if len(hit) and has_result(fa["status"][hit[0]]):
             i = int(hit[0])
             hyper = GPHyper.from_arrays(fa, i)
@@ -237,11 +238,7 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict[str, float
             "combination (set scan.combined = false or background = 'gp')."
         )
     leakage = cfg.fit.signal_leakage
-    names = [
-        d
-        for d in cfg.scanned()
-        if cfg.datasets[d].range[0] - 1e-9 <= mass <= cfg.datasets[d].range[1] + 1e-9
-    ]
+    names = [d for d in cfg.scanned() if mass_within(mass, *cfg.datasets[d].range)]
     wins = {d: _window(cfg, ctx, d, mass) for d in names}
     ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
     tk = template_key(cfg)

@@ -27,6 +27,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
 from gprpipe.steps.fit import blinded_bins
+from gprpipe.units import MASS_TOL_GEV, same_mass
 
 MEV = 1e3
 
@@ -288,7 +289,7 @@ def fit_figures(cfg, lay, scan: dict) -> list[FigureJob]:
                 np.nan_to_num(scan[name]["Z_local"], nan=-np.inf),
             )
         drawn = gp_masses(cfg.plot.masses, fit["mass"], z)
-        left = [m for m in sorted(set(cfg.plot.masses)) if all(abs(m - d) >= 1e-6 for d in drawn)]
+        left = [m for m in sorted(set(cfg.plot.masses)) if not any(same_mass(m, d) for d in drawn)]
         if left:
             print(
                 f"notice: plot.masses {', '.join(f'{m:g}' for m in left)} GeV: no test mass of "
@@ -356,7 +357,9 @@ def gp_masses(
     the scan plus the most significant one (largest local Z; not when blinded: ``z_local``
     is then None). A wanted mass that is no test mass is left out."""
     if wanted_masses:  # those that are test masses (validate refuses one between two)
-        wanted = [w for w in wanted_masses if len(masses) and np.abs(masses - w).min() < 1e-6]
+        wanted = [
+            w for w in wanted_masses if len(masses) and np.abs(masses - w).min() < MASS_TOL_GEV
+        ]
     else:
         n = len(masses)
         wanted = [masses[round(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []

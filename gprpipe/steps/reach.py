@@ -29,6 +29,7 @@ from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import save
 from gprpipe.stats.reach import combine_inverse_variance, information_fractions, project
+from gprpipe.units import same_mass
 
 Z_DISCOVERY = 5.0
 
@@ -117,7 +118,7 @@ def _allocation_masses(cfg: Config, combined_masses: np.ndarray) -> list[float]:
     out: list[float] = []
     for w in want:
         i = int(np.argmin(np.abs(combined_masses - w)))
-        if abs(combined_masses[i] - w) < 5e-4 and float(combined_masses[i]) not in out:
+        if same_mass(combined_masses[i], w) and float(combined_masses[i]) not in out:
             out.append(float(combined_masses[i]))
     return out
 
