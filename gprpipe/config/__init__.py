@@ -301,9 +301,10 @@ def _pattern_errors(
     return errors
 
 
-def point_config_from_file(path: Path | str) -> Config:
-    """Read a point's fully rendered ``config.toml`` (what ``gprpipe step`` uses)."""
-    data, _ = read_toml(Path(path))
+def point_config_from_file(path: Path | str, text: str | None = None) -> Config:
+    """Read a point's fully rendered ``config.toml`` (what ``gprpipe step`` uses), or
+    ``text`` already read from it."""
+    data, _ = read_toml(Path(path), text)
 
     def where(key: str) -> Loc:
         return Loc(str(path), key=key)

@@ -17,6 +17,7 @@ from typing import Any, Literal, overload
 
 from gprpipe import __version__
 from gprpipe.config import Point, point_config_from_file
+from gprpipe.config.loader import read_config_text
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
@@ -300,13 +301,14 @@ def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
         pdir = info.run_dir / p["name"]
         path = Layout(pdir).config
         recorded = p.get("config_sha256")
-        if recorded and path.is_file() and _sha256(path.read_bytes()) != recorded:
+        text = read_config_text(path)  # read once: the text checked is the text used
+        if recorded and _sha256(text.encode()) != recorded:
             raise GprpipeError(
                 f"{path}: changed since the run wrote it (run.json records another "
                 "sha256): its results and a rerun would follow two configs; run the "
                 "config again (gprpipe run CONFIG)."
             )
-        cfg = point_config_from_file(path)
+        cfg = point_config_from_file(path, text)
         configs[p["name"]] = cfg
         tasks += plan_point(p["name"], pdir, cfg)
     planned = {t["id"] for t in info.data.get("plan", [])}
