@@ -804,7 +804,20 @@ def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path):
         f"interrupted the wait; the SLURM jobs of {run_dir} go on. Watch them with: gprpipe "
         f"status {run_dir}; stop them with: gprpipe cancel {run_dir}"
     ), err
-    assert gp("cancel", run_dir)[0] == 0
+    # cancel names the jobs it stopped, of this run; the last task waited for the others:
+    # it never starts, and status says so at once (it said "running" until SLURM forgot it)
+    code, out, _ = gp("cancel", run_dir)
+    assert code == 0
+    ids = {j["job_id"] for s in json.loads(jobs.read_text())["submissions"] for j in s["jobs"]}
+    stopped = out.split("Cancelled SLURM jobs:")[1].split()
+    assert stopped and set(stopped) <= ids, out
+    out = gp("status", run_dir)[1]
+    assert "failed   nominal/limit/merge : cancelled before it started (gprpipe cancel)" in out
+    # once its jobs have ended, nothing is left to cancel (finished jobs are not listed)
+    deadline = time.monotonic() + 120
+    while (out := gp("cancel", run_dir)[1]) != f"Nothing running in {run_dir}.\n":
+        assert time.monotonic() < deadline, out
+        time.sleep(2)
 
 
 @pytest.mark.slurm

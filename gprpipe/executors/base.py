@@ -134,9 +134,10 @@ class Executor(ABC):
             progress({k: s.state for k, s in states.items()})
         return all(s.state == "done" for s in states.values())
 
-    def cancel(self) -> list[str]:
-        """Stop the run's queued and running jobs; returns the scheduler's job ids ([] for
-        executors whose tasks stop with the run's own process)."""
+    def cancel(self, tasks: Sequence[Task] = ()) -> list[str]:
+        """Stop the run's queued and running jobs (``tasks``: the run's, whose states it may
+        settle); returns the ids of the scheduler's jobs it stopped ([] for executors whose
+        tasks stop with the run's own process)."""
         return []
 
     def refuse_if_busy(self, tasks: Sequence[Task]) -> None:  # noqa: B027 - none by default

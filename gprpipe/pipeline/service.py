@@ -813,7 +813,7 @@ def cancel(
     if ex is None:
         return out
     out.marked = mark_cancelled(tasks, timeout=timeout if targets else 0.0, why=why)
-    out.jobs = ex.cancel()
+    out.jobs = ex.cancel(tasks)
     return out
 
 

@@ -50,7 +50,7 @@ from gprpipe.executors.slurm.render import (
 )
 from gprpipe.executors.slurm.scheduler import NO_SBATCH, max_array_size
 from gprpipe.io.atomic import atomic_write_text
-from gprpipe.pipeline.state import clear_state
+from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 
 if TYPE_CHECKING:
@@ -273,11 +273,35 @@ def wait(
         pause = min(pause * 1.5, interval)
 
 
-def cancel(run_dir: Path) -> list[str]:
-    """``scancel`` every job of the run's SLURM submissions; returns the job ids."""
+#: the marker message of a task whose array element was cancelled before it started
+CANCELLED_PENDING = "cancelled before it started (gprpipe cancel); rerun --failed runs it"
+
+
+def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
+    """``scancel`` the run's jobs that still have an element queued or running (every job
+    of its submissions where SLURM does not answer); returns their ids. A task of ``tasks``
+    whose element was still pending is marked failed at once: it will never start, and
+    status says so without waiting for SLURM (an element that was running ends by itself
+    and is then reconciled)."""
     ids = job_ids(run_dir)
-    scheduler.scancel(ids)
-    return ids
+    queue = scheduler.queue(ids)
+    if queue is None:
+        scheduler.scancel(ids)
+        return ids
+    live = {e.split("_")[0] for e, (st, _) in queue.items() if st in scheduler.ACTIVE}
+    latest = elements(run_dir)
+    pending = [
+        t
+        for t in tasks
+        if t.id in latest
+        and queue.get("{}_{}".format(*latest[t.id][:2]), ("", None))[0] in scheduler.PENDING
+    ]
+    cancelled = sorted(live, key=int)
+    scheduler.scancel(cancelled)
+    for t in pending:
+        if read_state(t.point_dir, t.slug)[0] not in ("done", "failed"):
+            write_state(t.point_dir, t.slug, "failed", CANCELLED_PENDING)
+    return cancelled
 
 
 def options_of(config: Config) -> SlurmOptions:
@@ -341,8 +365,8 @@ class SlurmExecutor(Executor):
         poll(self.run_dir, tasks)  # writes failed markers for lost array elements
         return ok
 
-    def cancel(self) -> list[str]:
-        return cancel(self.run_dir)
+    def cancel(self, tasks: Sequence[Task] = ()) -> list[str]:
+        return cancel(self.run_dir, tasks)
 
     def refuse_if_busy(self, tasks: Sequence[Task]) -> None:
         """A SLURM run holds its lock only while it submits: refuse while its jobs are

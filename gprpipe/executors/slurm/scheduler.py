@@ -25,6 +25,7 @@ RUNNING = {
     "STAGE_OUT",
     "STOPPED",
 }
+ACTIVE = PENDING | RUNNING
 
 
 @functools.lru_cache(maxsize=1)
