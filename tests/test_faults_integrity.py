@@ -412,6 +412,35 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
     assert_same_results(copy / "nominal", base / "nominal")
 
 
+def test_a_step_left_out_lends_no_output_of_other_settings(cfg: Path, copy: Path, tmp_path):
+    """A run that leaves out the step whose settings changed (other rebinning, only fit
+    and limit run; another blind window, only limit runs) used that step's old outputs
+    and labelled the results with the new config: it is refused before anything starts,
+    naming the step to add. A fit.h5 of another config, copied in with its commit record,
+    is refused by the exports; the run itself recomputes it."""
+    before = mtimes(copy / "nominal")
+    for change, steps, step in (
+        ("datasets.demo.rebin=20", "fit,limit", "load"),
+        ("fit.blind_nsigma=2.5", "limit", "fit"),
+    ):
+        code, _, err = run(cfg, copy, "--set", change, "--steps", steps)
+        assert code == 1, err
+        assert f"was made with other settings or inputs than this config's: add '{step}'" in err
+    assert mtimes(copy / "nominal") == before
+    other = tmp_path / "other"
+    code, _, err = run(cfg, other, "--set", "fit.blind_nsigma=1.96", "--steps", "load,fit")
+    assert code == 0, err
+    point = copy / "nominal"
+    shutil.copy(other / "nominal" / "fit.h5", point / "fit.h5")
+    shutil.copy(other / "nominal" / ".state" / "fit__merge.commit", point / ".state")
+    code, _, err = gp("export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV")
+    assert code == 1 and err.strip() == (
+        f"error: {point / 'fit.h5'}: made with other settings or inputs than the point's "
+        f"config ({point / 'config.toml'}); run the point again to recompute it."
+    )
+    assert not list(point.glob("pyhf_*.json"))
+
+
 def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
     """Ctrl-C while the second of three fit parts runs: it is cancelled (failed) and the
     third never ran. rerun --failed redid only the failed part and what follows it, so the

@@ -24,7 +24,7 @@ from gprpipe import NUMERICS_VERSION
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.hdf5 import read_attr, sha256_file
-from gprpipe.pipeline.commit import check_outputs
+from gprpipe.pipeline.commit import check_outputs, read_commit, vouched
 from gprpipe.pipeline.task import Task
 
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
@@ -109,3 +109,39 @@ def freshness(task: Task, config: Config) -> tuple[bool, str]:
 
 def is_fresh(task: Task, config: Config) -> bool:
     return freshness(task, config)[0]
+
+
+def made_by(producer: Task, config: Config) -> bool:
+    """Whether ``producer``'s commit record holds the key that ``config`` gives it now:
+    its outputs were made from this config's settings and these inputs, not by an earlier
+    config (nor copied in with another run's record)."""
+    rec = read_commit(producer)
+    try:
+        return rec is not None and rec.get("cache_key") == task_key(producer, config)
+    except GprpipeError:  # an input of the producer is gone
+        return False
+
+
+def output_of(path: Path, config: Config) -> bool:
+    """Whether the output ``path`` of a point folder was made by ``config``: the task that
+    writes it under ``config`` committed it with the key it has now."""
+    from gprpipe.pipeline.plan import producers
+
+    producer = producers(path.parent.name, path.parent, config).get(path)
+    return producer is not None and made_by(producer, config)
+
+
+def vouched_for(path: Path | str, config: Config | None = None) -> Path:
+    """:func:`~gprpipe.pipeline.commit.vouched` (intact, committed), and made by the
+    point's config (``config``, else its ``config.toml``): an output of an earlier config,
+    or one copied in with another run's commit record, is refused with a GprpipeError."""
+    from gprpipe.config import point_config_from_file
+
+    path = vouched(path)
+    where = path.parent / "config.toml"
+    if not output_of(path, config or point_config_from_file(where)):
+        raise GprpipeError(
+            f"{path}: made with other settings or inputs than the point's config "
+            f"({where}); run the point again to recompute it."
+        )
+    return path

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +111,16 @@ def verify_inputs(task: Task, producers: dict[Path, Task]) -> None:
             )
 
 
-def unplanned_inputs(tasks: Sequence[Task], producers: Mapping[str, dict[Path, Task]]) -> list[str]:
+def unplanned_inputs(
+    tasks: Sequence[Task],
+    producers: Mapping[str, dict[Path, Task]],
+    current: Callable[[Task], bool],
+) -> list[str]:
     """Why ``tasks`` cannot start: an input whose producing task (``producers`` per point)
-    is not among them and which the run does not hold finished (committed). One sentence
-    per point and missing step, e.g. a limit planned without fit in a new run directory."""
+    is not among them and which the run does not hold finished (committed), or holds made
+    by other settings or inputs (``current(producer)`` is False: e.g. ``load.h5`` of
+    another rebinning, when only fit and limit run). One sentence per point and missing
+    step, e.g. a limit planned without fit in a new run directory."""
     planned = {t.id for t in tasks}
     out: dict[tuple[str, str], str] = {}
     for t in tasks:
@@ -129,6 +135,14 @@ def unplanned_inputs(tasks: Sequence[Task], producers: Mapping[str, dict[Path, T
                     f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
                     f"out, and {producer.point_dir} holds no finished one: add "
                     f"'{producer.step}' to steps.run (or --steps).",
+                )
+            elif not current(producer):
+                out.setdefault(
+                    (t.point, producer.step),
+                    f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
+                    f"out, and the one in {producer.point_dir} was made with other settings "
+                    f"or inputs than this config's: add '{producer.step}' to steps.run (or "
+                    "--steps).",
                 )
     return list(out.values())
 

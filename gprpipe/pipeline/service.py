@@ -374,12 +374,15 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
 
 def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> None:
     """Refuse, before anything starts, tasks that read what a step left out of the run
-    would write and the run directory does not hold (it failed later as 'not committed')."""
+    would write and the run directory does not hold (it failed later as 'not committed'),
+    or holds made by other settings or inputs (it was used as it was)."""
+    from gprpipe.pipeline.cache import made_by
     from gprpipe.pipeline.commit import unplanned_inputs
     from gprpipe.pipeline.plan import producers
 
     prods = {p.name: producers(p.name, point_dir(run_dir, p), p.config) for p in points}
-    why = unplanned_inputs(tasks, prods)
+    configs = {p.name: p.config for p in points}
+    why = unplanned_inputs(tasks, prods, lambda t: made_by(t, configs[t.point]))
     if why:
         raise ConfigError(why)
 

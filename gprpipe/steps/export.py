@@ -21,7 +21,8 @@ import numpy as np
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
-from gprpipe.pipeline.commit import record_export, vouched
+from gprpipe.pipeline.cache import vouched_for
+from gprpipe.pipeline.commit import record_export
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import earlier_point_notice, load_run_info
 from gprpipe.units import MASS_TOL_GEV
@@ -62,7 +63,7 @@ def _read_fit(lay: Layout, pdir: Path, dataset: str) -> dict:
     if not lay.fit.exists():
         raise GprpipeError(f"{pdir}: no fit.h5 (run the fit step first).")
     try:
-        return read_fit(vouched(lay.fit), dataset)
+        return read_fit(vouched_for(lay.fit), dataset)
     except KeyError:
         with open_h5(lay.fit) as f:
             have = ", ".join(k for k in f if isinstance(f[k], h5py.Group)) or "none"
@@ -219,7 +220,7 @@ def export_spey(
 
     pdir = _point_dir(run_dir, point)
     lay = Layout(pdir)
-    scan = read_scan(vouched(lay.limit)).get(dataset, {}) if lay.limit.exists() else {}
+    scan = read_scan(vouched_for(lay.limit)).get(dataset, {}) if lay.limit.exists() else {}
     entries = []
     if dataset == COMBINED:
         windows = _combined_windows(pdir, scan)
@@ -309,7 +310,7 @@ def _combined_windows(pdir: Path, scan: dict):
             f"{lay.fit}: the run is blinded (base.blind), so it holds no observed counts "
             "to export; rerun with 'gprpipe run --unblind'."
         )
-    vouched(lay.fit)
+    vouched_for(lay.fit, cfg)
     out: list[Any] = []
     fits: dict[Any, Any] = {}  # load_blocks' cache of fit results
     for m in scan["mass_GeV"][scan["status"] == "ok"]:

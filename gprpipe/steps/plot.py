@@ -92,7 +92,9 @@ def run(ctx) -> None:
 def _drawable(ctx) -> set[Path]:
     """The step outputs this plot task may draw: present, made by this config (never
     one left by an earlier config, e.g. its injection study) and, when a step left out of
-    this run made it, vouched for by that step's commit record."""
+    this run made it, vouched for by that step's commit record, made with the settings
+    and inputs of this config (one made with others is left out, with a notice)."""
+    from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.commit import vouched
     from gprpipe.pipeline.plan import stale_outputs
 
@@ -100,7 +102,17 @@ def _drawable(ctx) -> set[Path]:
     stale = stale_outputs(ctx.task.point, lay.point_dir, ctx.config)
     outputs = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
     checked = set(ctx.task.inputs)  # the runner verified this task's inputs already
-    return {p if p in checked else vouched(p) for p in outputs if p.exists() and p not in stale}
+    drawn = set()
+    for p in outputs:
+        if not p.exists() or p in stale:
+            continue
+        if p not in checked:
+            vouched(p)  # damaged or uncommitted: the task fails, naming it
+            if not output_of(p, ctx.config):
+                print(f"notice: {p.name} was made with other settings; not drawn")
+                continue
+        drawn.add(p)
+    return drawn
 
 
 def _previous_figures(lay) -> set[Path]:

@@ -25,7 +25,7 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
-from gprpipe.pipeline.commit import vouched
+from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import save
 from gprpipe.stats.reach import combine_inverse_variance, information_fractions, project
@@ -221,7 +221,7 @@ def project_reach(
     if not lay.limit.exists():
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
     cfg = point_config_from_file(lay.config)
-    scan = read_scan(vouched(lay.limit))
+    scan = read_scan(vouched_for(lay.limit, cfg))
     names = [n for n in scan if n != COMBINED]
     factors = {n: 1.0 for n in names} | parse_scale(scale, names, str(lay.scan_csv))
     masses = _grid(scan, names)
