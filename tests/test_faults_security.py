@@ -227,6 +227,45 @@ def test_point_folder_symlinked_outside_is_refused(
     assert list(outside.iterdir()) == []
 
 
+def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: Path):
+    """A link in place of a point's .state folder (markers, commit records), its exports
+    or reach folder, or the run's slurm folder led writes outside the run directory: each
+    is refused in one sentence, and nothing lands where the link points."""
+    import shutil
+
+    run = tmp_path / "run"
+    args = ("run", QUICKSTART, "--steps", "load,fit,limit", "--set", f"base.output={run}")
+    point = run / "nominal"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    point.mkdir(parents=True)
+    (point / ".state").symlink_to(outside)
+    code, _, err = run_cli_here(*args)
+    assert code == 1
+    one_sentence(err, point / ".state", "outside the run directory", "base.output")
+    (point / ".state").unlink()
+    assert run_cli_here(*args)[0] == 0
+    for folder, cmd in (
+        ("exports", ("export-pyhf", run, "--dataset", "demo", "--patchset")),
+        ("exports", ("export-spey", run, "--dataset", "demo")),
+        ("reach", ("project-reach", run, "--scale", "demo=10")),
+    ):
+        (point / folder).symlink_to(outside)
+        code, _, err = run_cli_here(*cmd)
+        assert code == 1, cmd
+        one_sentence(err, point / folder, f"the {folder} folder", "outside the point folder")
+        (point / folder).unlink()
+    assert list(outside.iterdir()) == []
+    if shutil.which("sbatch"):  # refused before anything is submitted
+        other = tmp_path / "srun"
+        other.mkdir()
+        (other / "slurm").symlink_to(outside)
+        code, _, err = run_cli_here(*args[:-1], f"base.output={other}", "--executor", "slurm")
+        assert code == 1
+        one_sentence(err, other / "slurm", "the run's SLURM folder", "base.output")
+        assert list(outside.iterdir()) == []
+
+
 # ---------------------------------------------------------------- 3. symlinked logs
 
 

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from gprpipe.errors import GprpipeError
+
 #: Fault injection for tests: a process with ``GPRPIPE_TEST_KILL_AFTER=<file name>`` in its
 #: environment SIGKILLs itself right after it has renamed a file of that name into place.
 CRASH_AFTER = "GPRPIPE_TEST_KILL_AFTER"
@@ -87,3 +89,18 @@ def open_fresh(path: Path | str, mode: str = "w"):
     path.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     return os.fdopen(os.open(path, flags, 0o666), mode)
+
+
+def inside(folder: Path, root: Path, what: str, run_dir: bool = False) -> Path:
+    """``folder``, once it resolves (symlinks followed) inside ``root`` (a point folder, or
+    the ``run_dir``; it may itself be a link); a GprpipeError otherwise: a link there would
+    lead the writes elsewhere."""
+    top = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(folder))
+    if real != top and top not in real.parents:
+        where = "the run directory" if run_dir else "the point folder"
+        also = ", or choose another base.output" if run_dir else ""
+        raise GprpipeError(
+            f"{folder}: {what} resolves to {real}, outside {where} {top}; remove the link{also}."
+        )
+    return folder

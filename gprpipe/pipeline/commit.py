@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import sha256_file
 from gprpipe.pipeline.state import state_dir
 from gprpipe.pipeline.task import Task
@@ -182,6 +182,7 @@ def record_export(point_dir: Path, files: Iterable[Path], source: Path) -> None:
     """Note, for the files an export command wrote into ``point_dir``, the sha256 of the
     ``source`` output (``fit.h5``) they were made from; :func:`stale_exports` compares."""
     point_dir = Path(point_dir)
+    inside(state_dir(point_dir), point_dir, "the state folder")
     known = _export_record(point_dir)
     digest = sha256_file(source)
     for f in files:

@@ -20,10 +20,10 @@ from gprpipe.config import Point, point_config_from_file
 from gprpipe.config.loader import read_config_text
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import Layout, plan_point
-from gprpipe.pipeline.state import read_marker, read_state
+from gprpipe.pipeline.state import read_marker, read_state, state_dir
 from gprpipe.pipeline.task import Task
 
 RUN_JSON = "run.json"
@@ -118,22 +118,21 @@ def plan_points(
 
 
 def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
-    """Raise unless the folder of every output and log of ``tasks`` resolves inside
-    ``run_dir`` (symlinks followed). Files themselves are replaced, never written through,
-    so a symlinked file cannot lead a write outside."""
-    root = Path(os.path.realpath(run_dir))
+    """Raise unless the folder of every output, log and state marker of ``tasks`` resolves
+    inside ``run_dir`` (symlinks followed). Files themselves are replaced, never written
+    through, so a symlinked file cannot lead a write outside."""
     seen: set[Path] = set()
     for t in tasks:
-        for folder in (t.point_dir, t.log.parent, *(p.parent for p in t.outputs)):
-            if folder in seen:
-                continue
-            seen.add(folder)
-            real = Path(os.path.realpath(folder))
-            if root not in real.parents:
-                raise GprpipeError(
-                    f"{folder}: this folder of task {t.id} resolves to {real}, "
-                    f"outside the run directory {root} (base.output)."
-                )
+        folders = (
+            t.point_dir,
+            t.log.parent,
+            state_dir(t.point_dir),
+            *(p.parent for p in t.outputs),
+        )
+        for folder in folders:
+            if folder not in seen:
+                seen.add(folder)
+                inside(folder, run_dir, f"this folder of task {t.id}", run_dir=True)
 
 
 def relative(path: Path | str, run_dir: Path) -> str:

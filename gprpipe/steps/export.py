@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export
@@ -181,7 +181,7 @@ def export_patchset(
         description=f"{dataset}: the blind-window likelihood of each test mass; "
         "POI A = signal yield / the unit in the measurement name",
     )
-    out = Path(output) if output else pdir / "exports"
+    out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
     for p, doc in zip(paths, (bkg, ps)):
         atomic_write_text(p, json.dumps(doc) + "\n")
@@ -259,7 +259,8 @@ def export_spey(
         "conventions": SPEY_NOTE,
         "masses": entries,
     }
-    path = (Path(output) if output else pdir / "exports") / f"spey_{dataset}.json"
+    out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
+    path = out / f"spey_{dataset}.json"
     atomic_write_text(path, json.dumps(doc) + "\n")
     record_export(pdir, [path], lay.fit)
     return path, len(entries)

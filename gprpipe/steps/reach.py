@@ -24,7 +24,7 @@ import numpy as np
 
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import save
@@ -246,7 +246,7 @@ def project_reach(
         [m, *now[:, j], *proj[:, j], comb_now[j], comb_proj[j], comb_fit[j]]
         for j, m in enumerate(masses)
     ]
-    out = pdir / "reach"
+    out = inside(pdir / "reach", pdir, "the reach folder")
     target = out / "reach.csv"
     atomic_write_text(target, _csv(header, rows))
     apply_style(cfg.plot.style)

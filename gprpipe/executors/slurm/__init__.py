@@ -49,7 +49,7 @@ from gprpipe.executors.slurm.render import (
     task_log,
 )
 from gprpipe.executors.slurm.scheduler import NO_SBATCH, max_array_size
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 
@@ -90,14 +90,16 @@ def _submit(
     sub = SlurmSubmission(run_dir=run_dir, scripts=scripts, dry_run=dry_run)
     if not scripts:
         return sub
+    for folder in (run_dir / "slurm", run_dir / "slurm" / "logs"):
+        inside(folder, run_dir, "the run's SLURM folder", run_dir=True)
     (run_dir / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
     for s in scripts:
         atomic_write_text(s.path, s.text)
         s.path.chmod(0o755)
 
     # dependencies outside this submission that are still queued (e.g. rerun during a run)
-    inside = {tid for s in scripts for tid in s.task_ids}
-    outside_deps = {d for t in tasks for d in t.deps if d not in inside}
+    submitted = {tid for s in scripts for tid in s.task_ids}
+    outside_deps = {d for t in tasks for d in t.deps if d not in submitted}
     external: dict[str, str] = {}
     if outside_deps and not dry_run:
         latest = elements(run_dir)
