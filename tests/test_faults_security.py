@@ -463,10 +463,25 @@ def test_physics_nonsense_refused(case, cli, body: str, key: str, why: str):
         ("[scan]\nmasses = [0.03, 0.030004]\n", "scan.masses", "closer than 0.01 MeV"),
         ('[slurm]\nextra = ["touch x"]\n', "slurm.extra", "not an sbatch option"),
         ('[base.step_images]\nplote = "img"\n', "base.step_images", "plote"),
+        # an image read as an option of the engine (podman run ... --privileged gprpipe ...)
+        ('engine = "podman"\nimage = "--privileged"\n', "base.image", "not a container"),
+        ('[base.step_images]\nplot = "a b"\n', "base.step_images", "may not be empty"),
+        # the run directory would be runs/ itself, which holds other runs
+        ('name = "."\n', "base.name", "names no folder"),
     ],
 )
 def test_more_bad_values_one_sentence(case, cli, body: str, key: str, why: str):
     case(cli, body, key, why)
+
+
+def test_backslash_in_a_slurm_run_directory_is_refused(cli, tmp_path: Path, monkeypatch):
+    """SLURM drops a backslash from its log paths and stops expanding %a: every job failed,
+    its logs went to one file of another folder. Refused before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("run", QUICKSTART, "--executor", "slurm", "--set", "base.output=r\\x")
+    assert code == 1
+    one_sentence(err, "base.output", "backslash")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_set_datasets_to_a_number(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from conftest import quickstart_child
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gprpipe.config import load_points
 from gprpipe.config.grid import expand, point_names
@@ -41,6 +43,21 @@ def test_point_names_readable_and_unique():
     assert names[0] == "blind_nsigma-1.64_range-0.02-0.13"
     assert names[1] == "name-a_b_c"
     assert names[2:] == ["k-1_1", "k-1_2"]  # same short name: numbered
+
+
+def test_numbered_names_never_take_another_points_name():
+    """ "a b" and "a/b" share the short name label-a_b; numbered _1 and _2, the first took
+    the name of the point "a_b_1", and the two wrote one folder."""
+    labels = ["a b", "a/b", "a_b_1"]
+    names = point_names([{"datasets.demo.label": x} for x in labels])
+    assert names == ["label-a_b_2", "label-a_b_3", "label-a_b_1"]
+
+
+@given(st.lists(st.sampled_from(["a", "a b", "a/b", "a_b", "a_b_1", "a_b_2", "a-1", 1, True])))
+def test_point_names_are_always_unique_and_safe(values):
+    names = point_names([{"x.k": v} for v in values])
+    assert len(set(names)) == len(names)
+    assert all("/" not in n and not n.startswith(".") for n in names)
 
 
 def test_zip_lengths_must_match():

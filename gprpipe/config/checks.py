@@ -157,6 +157,15 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     errors: list[Issue] = unit_errors(cfg, where)
     if errors:  # MeV typed for GeV: say so, not "no test mass lies in the range"
         return errors
+    if cfg.base.executor == "slurm" and "\\" in cfg.base.output:
+        errors.append(
+            at(
+                where("base.output"),
+                f"{cfg.base.output}: SLURM cannot write its logs to a folder whose path "
+                "holds a backslash (it drops it, and writes elsewhere); choose another "
+                "run directory.",
+            )
+        )
     cap = cfg.base.max_masses
     for key in ("scan.masses", "inject.masses"):
         masses = cfg.scan.masses if key == "scan.masses" else cfg.inject.masses

@@ -135,11 +135,16 @@ def point_names(points: list[dict[str, Any]]) -> list[str]:
     """Readable, unique folder names from the varied values (``blind_nsigma-1.64_...``)."""
     names = [point_name(values) for values in points]
     counts = Counter(names)
+    taken = set(names)  # a numbered name must not be another point's own name
     seen: dict[str, int] = {}
     unique = []
     for name in names:
         if counts[name] > 1:
-            seen[name] = seen.get(name, 0) + 1
-            name = f"{name}_{seen[name]}"
+            k = seen.get(name, 0)
+            while f"{name}_{k + 1}" in taken:
+                k += 1
+            seen[name] = k + 1
+            name = f"{name}_{k + 1}"
+            taken.add(name)
         unique.append(name)
     return unique

@@ -61,6 +61,16 @@ def _has_bool(annotation: Any) -> bool:
     return annotation is bool or any(_has_bool(a) for a in get_args(annotation))
 
 
+def _check_image(image: str) -> None:
+    """An image reference, never an option of the engine (``--privileged``) nor more than
+    one word: the engine's command line reads it where it reads its options."""
+    if not image or image.startswith("-") or any(c.isspace() for c in image):
+        raise ValueError(
+            f"{image!r} is not a container image name (e.g. ghcr.io/org/gprpipe:1.0 or "
+            "docker://org/gprpipe:1.0); it may not be empty, begin with '-' or hold spaces"
+        )
+
+
 class Base(Section):
     name: str = Field("gprpipe", description="Analysis name (used in paths and titles).")
     output: str = Field("runs/{{ base.name }}", description="Run directory (relative to the CWD).")
@@ -90,11 +100,30 @@ class Base(Section):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, v: str) -> str:
+        if v.strip() in ("", "."):
+            raise ValueError(
+                f"{v!r} names no folder: the run directory runs/<name> would be the folder "
+                "runs/ itself, which holds other runs; give the analysis a name"
+            )
         if ".." in re.split(r"[/\\]", v):
             raise ValueError(
                 f"{v!r} climbs out of the folder it names (a '..'); it names the run "
                 "directory runs/<name>: set base.output to run elsewhere"
             )
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image_name(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_image(v)
+        return v
+
+    @field_validator("step_images")
+    @classmethod
+    def _step_image_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for image in v.values():
+            _check_image(image)
         return v
 
     @field_validator("env")

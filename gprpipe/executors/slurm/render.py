@@ -146,7 +146,14 @@ def _directive(option: str) -> str:
 
 
 def _output_pattern(path: Path) -> str:
-    """``path`` as an sbatch filename pattern: ``%`` of the path doubled (``%a`` kept)."""
+    """``path`` as an sbatch filename pattern: ``%`` of the path doubled (``%a`` kept). A
+    backslash is refused: SLURM drops it and stops expanding the pattern, so the logs of
+    every element would go to one file in another folder."""
+    if "\\" in str(path.parent):
+        raise GprpipeError(
+            f"{path.parent}: SLURM cannot write its logs to a folder whose path holds a "
+            "backslash (it drops it, and writes elsewhere); choose another base.output."
+        )
     head, name = str(path.parent).replace("%", "%%"), path.name
     return f"{head}/{name}"
 
