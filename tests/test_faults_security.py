@@ -308,6 +308,17 @@ def test_task_log_symlink_is_replaced_not_followed(tmp_path: Path):
         ("{{ 'a'.ljust(10**9) }}", "width"),
         ("{{ '{:>1000000000}'.format(1) }}", "format width"),
         ("{% for i in range(99999) %}{{ 'abcdefghij' }}{% endfor %}", "output is longer"),
+        # intermediate strings: doubled 27 times (134 M characters), replace, join and +
+        (
+            "{% set x = namespace(v='a') %}{% for i in range(27) %}{% set x.v = x.v ~ x.v %}"
+            "{% endfor %}{{ x.v|length }}",
+            "a ~ concatenation builds more than 100000",
+        ),
+        ("{% set s = 'a'*10000 %}{{ (s|replace('a', s))|length }}", "replace builds"),
+        ("{% set s = 'a'*10000 %}{{ s.replace('a', s)|length }}", "replace builds"),
+        ("{% set s = 'a'*10000 %}{{ range(10000)|join(s)|length }}", "join builds"),
+        ("{% set s = 'a'*10000 %}{{ s.join(range(10000)|map('string'))|length }}", "join"),
+        ("{% set s = 'a'*60000 %}{{ (s + s)|length }}", "a + concatenation builds"),
     ],
 )
 def test_rendering_is_bounded(case, cli, expr: str, why: str):

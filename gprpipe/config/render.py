@@ -31,6 +31,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment
 
 from gprpipe import __version__
@@ -78,6 +80,48 @@ def _check_repeat(left: Any, right: Any) -> None:
             raise RenderLimit(f"a repetition builds more than {MAX_CHARS} items")
 
 
+def _check_built(n: int, how: str) -> None:
+    """Refuse, before it is built, a string or list of more than ``MAX_CHARS`` items."""
+    if n > MAX_CHARS:
+        raise RenderLimit(f"{how} builds more than {MAX_CHARS} items")
+
+
+def _replaced_size(s: Any, old: Any, new: Any, count: Any = -1) -> int:
+    """The length of ``s.replace(old, new, count)``, without building it."""
+    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
+        return 0
+    n = len(s) + 1 if old == "" else s.count(old)
+    if isinstance(count, int) and count >= 0:
+        n = min(n, count)
+    return len(s) + n * (len(new) - len(old))
+
+
+def _joined_size(items: Sequence[Any], sep: Any) -> int:
+    parts = sum(len(x) if isinstance(x, str) else len(str(x)) for x in items)
+    return parts + len(str(sep)) * max(len(items) - 1, 0)
+
+
+def _bounded_concat(parts: Sequence[Any]) -> str:
+    """``a ~ b ~ ...``: the parts joined as strings, once their total is known."""
+    strings = [x if isinstance(x, str) else str(x) for x in parts]
+    _check_built(sum(map(len, strings)), "a ~ concatenation")
+    return "".join(strings)
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    """Compiles ``~`` to :func:`_bounded_concat` (through the environment)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:  # never: no autoescape
+            super().visit_Concat(node, frame)
+            return
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 def _check_format(fmt: Any) -> None:
     if isinstance(fmt, str) and _WIDE_FORMAT.search(fmt):
         raise RenderLimit("a format width above 99999")
@@ -96,7 +140,9 @@ _PADDING = {"center", "ljust", "rjust", "zfill", "expandtabs"}
 class BoundedEnvironment(SandboxedEnvironment):
     """A sandbox whose templates cannot take unbounded time or memory (``RenderLimit``)."""
 
-    intercepted_binops = frozenset(["**", "*", "%"])
+    intercepted_binops = frozenset(["**", "*", "%", "+"])
+    code_generator_class = _BoundedCodeGenerator
+    bounded_concat = staticmethod(_bounded_concat)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -104,6 +150,20 @@ class BoundedEnvironment(SandboxedEnvironment):
         self.globals.pop("lipsum", None)
         for name in ("center", "indent", "format", "wordwrap", "truncate"):
             self.filters[name] = self._guarded(self.filters[name])
+        replace, join = self.filters["replace"], self.filters["join"]
+
+        def bounded_replace(ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> Any:
+            _check_built(_replaced_size(s, old, new, -1 if count is None else count), "replace")
+            return replace(ctx, s, old, new, count)
+
+        def bounded_join(ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+            items = list(value)
+            if attribute is None:
+                _check_built(_joined_size(items, d), "join")
+            return join(ctx, items, d, attribute)
+
+        self.filters["replace"] = jinja2.pass_eval_context(bounded_replace)
+        self.filters["join"] = jinja2.pass_eval_context(bounded_join)
 
     @staticmethod
     def _guarded(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,6 +187,10 @@ class BoundedEnvironment(SandboxedEnvironment):
         if op == "%":
             _check_format(left)
             return operator.mod(left, right)
+        if op == "+":
+            if _size(left) is not None and _size(right) is not None:
+                _check_built((_size(left) or 0) + (_size(right) or 0), "a + concatenation")
+            return operator.add(left, right)
         return super().call_binop(context, op, left, right)
 
     def wrap_str_format(self, value: Any) -> Any:
@@ -144,6 +208,16 @@ class BoundedEnvironment(SandboxedEnvironment):
             for v in [*args, *kwargs.values()]:
                 if isinstance(v, int) and v > MAX_CHARS:
                     raise RenderLimit(f"a width of {v} (at most {MAX_CHARS})")
+        name = getattr(__obj, "__name__", "")
+        if (
+            isinstance(getattr(__obj, "__self__", None), str)
+            and name == "replace"
+            and len(args) > 1
+        ):
+            _check_built(_replaced_size(__obj.__self__, *args[:3]), "replace")
+        if isinstance(getattr(__obj, "__self__", None), str) and name == "join" and args:
+            args = (list(args[0]),)
+            _check_built(_joined_size(args[0], __obj.__self__), "join")
         if __obj is pow and len(args) >= 2:
             _check_power(args[0], args[1])
         return super().call(__context, __obj, *args, **kwargs)
