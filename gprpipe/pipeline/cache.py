@@ -28,11 +28,11 @@ from gprpipe.pipeline.commit import check_outputs, read_commit, vouched
 from gprpipe.pipeline.task import Task
 
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "load": ("datasets", "scan"),
+    "load": ("datasets", "scan", "base.blind"),  # every output records whether it is blinded
     "fit": ("datasets", "scan", "fit", "base.seed", "base.blind"),
     "limit": ("datasets", "scan", "fit", "limit", "base.seed", "base.blind"),
     "inject": ("datasets", "scan", "fit", "inject", "base.seed", "base.blind"),
-    "toyscan": ("datasets", "scan", "fit", "limit", "toyscan", "base.seed"),
+    "toyscan": ("datasets", "scan", "fit", "limit", "toyscan", "base.seed", "base.blind"),
     "plot": (
         "plot",
         "base.name",
