@@ -597,3 +597,17 @@ def test_compare_names_a_point_of_an_earlier_config(tmp_path: Path):
         f"({run / 'run.json'}); its results are those of an earlier config of that run."
     ) in " ".join(so.split())
     assert f"notice: {run / 'nominal'}" not in so
+
+
+def test_default_allocation_masses_are_three_across():
+    """Without plot.allocation_masses: the masses at 10%, 50% and 90% of the combined scan,
+    three of them where there are three (int() truncation gave two: 40 and 60 MeV)."""
+    from types import SimpleNamespace
+
+    from gprpipe.steps.reach import _allocation_masses
+
+    cfg = SimpleNamespace(plot=SimpleNamespace(allocation_masses=[]))
+    masses = np.array([0.04, 0.06, 0.09])
+    assert _allocation_masses(cfg, masses) == [0.04, 0.06, 0.09]  # type: ignore[arg-type]
+    many = np.round(np.arange(0.03, 0.131, 0.001), 9)
+    assert _allocation_masses(cfg, many) == [0.04, 0.08, 0.12]  # type: ignore[arg-type]

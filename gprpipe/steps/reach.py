@@ -114,7 +114,7 @@ def _allocation_masses(cfg: Config, combined_masses: np.ndarray) -> list[float]:
         want = cfg.plot.allocation_masses
     else:
         n = len(combined_masses)
-        want = [combined_masses[int(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []
+        want = [combined_masses[round(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []
     out: list[float] = []
     for w in want:
         i = int(np.argmin(np.abs(combined_masses - w)))
