@@ -375,11 +375,12 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
     html = (point / "report.html").read_text()
     assert "exports/spey_demo.json" in html and "pyhf_demo_60MeV.json" in html
     assert "pyhf workspaces" in out
+    assert f"  exports: {point / 'exports'}/ (spey_demo.json)" in out
     code, out, err = run_cli_here(
         "run", QUICKSTART, *settings(f"base.output={run_dir}", *quick, "fit.blind_nsigma=1.96")
     )
     assert code == 0, err
     html = (point / "report.html").read_text()
     assert "spey_demo.json" not in html and "pyhf_demo_60MeV.json" not in html
-    assert "pyhf workspaces" not in out
+    assert "pyhf workspaces" not in out and "exports:" not in out
     assert (point / "exports" / "spey_demo.json").is_file()  # kept on disk, not offered

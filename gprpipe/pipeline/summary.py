@@ -154,6 +154,14 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
     ws = [p for p in pdir.glob("pyhf_*.json") if p.name not in old]
     if ws:
         out["pyhf workspaces"] = f"{pdir}/ ({len(ws)} json file{'s' * (len(ws) != 1)})"
+    exported = [
+        p.name
+        for p in sorted((pdir / "exports").glob("*.json"))
+        if p.relative_to(pdir).as_posix() not in old
+    ]
+    if exported:  # export-pyhf --patchset, export-spey
+        out["exports"] = f"{pdir / 'exports'}/ ({', '.join(exported)})"
+    add("reach projection", pdir / "reach", "*.csv")
     for cand in (
         pdir / "report.html",
         run_dir / "report.html",
