@@ -152,10 +152,18 @@ def grid(config: ConfigArg, set_: SetOpt = None) -> None:
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of the config."""
+    """Print the JSON Schema of the rendered config (what `gprpipe render` prints); a user
+    config holds overrides of it, and base.template."""
     from gprpipe.config.schema import Config
 
-    print(json.dumps(Config.model_json_schema(), indent=2))
+    doc = Config.model_json_schema()
+    doc["$defs"]["Base"]["properties"]["template"] = {
+        "type": "string",
+        "title": "Template",
+        "description": "Parent config: a shipped template name or a path; this file "
+        "overrides what it inherits (read by the loader; absent from the rendered config).",
+    }
+    print(json.dumps(doc, indent=2))
 
 
 # ---------------------------------------------------------------- running
