@@ -9,6 +9,7 @@ all, since each is refused before the run starts, unless the case says otherwise
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -231,8 +232,6 @@ def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: P
     """A link in place of a point's .state folder (markers, commit records), its exports
     or reach folder, or the run's slurm folder led writes outside the run directory: each
     is refused in one sentence, and nothing lands where the link points."""
-    import shutil
-
     run = tmp_path / "run"
     args = ("run", QUICKSTART, "--steps", "load,fit,limit", "--set", f"base.output={run}")
     point = run / "nominal"
@@ -323,6 +322,25 @@ def test_task_log_symlink_is_replaced_not_followed(tmp_path: Path):
 )
 def test_rendering_is_bounded(case, cli, expr: str, why: str):
     case(cli, f"name = '''{expr}'''\n", "base.name", "rendering bounds", why, args=("validate",))
+
+
+def test_outside_values_are_never_rendered_as_templates(cli, tmp_path: Path, monkeypatch):
+    """Rendering repeats until nothing changes, so an allowed environment variable (or the
+    folder name, through PWD) holding '{{ ... }}' was rendered as if the config had
+    written it; using such a value is now an error naming it, and plain values pass."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPRPIPE_T_X", "{{ 6*7 }}")
+    monkeypatch.setenv("GPRPIPE_T_Y", "plain")
+    body = 'env = ["GPRPIPE_T_X", "GPRPIPE_T_Y"]\nname = "a{{ ENV.GPRPIPE_T_X }}"\n'
+    cfg = quickstart_child(tmp_path / "c.toml", body)
+    code, _, err = cli("render", cfg)
+    assert code == 1
+    line = one_sentence(err, "base.name", "ENV.GPRPIPE_T_X holds template syntax")
+    assert "42" not in line
+    cfg.write_text(cfg.read_text().replace("ENV.GPRPIPE_T_X", "ENV.GPRPIPE_T_Y"))
+    code, out, err = cli("render", cfg, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["base"]["name"] == "aplain"
 
 
 def test_whole_config_rendering_is_bounded(cli, tmp_path: Path):

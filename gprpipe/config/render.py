@@ -367,12 +367,28 @@ def base_context(env_names: Sequence[str] = ()) -> dict[str, Any]:
         user = getpass.getuser()
     except Exception:  # no passwd entry (some containers)
         user = os.environ.get("USER", "")
+    env = {k: _literal(f"ENV.{k}", os.environ[k]) for k in env_names if k in os.environ}
     return {
-        "PWD": os.getcwd(),
-        "USER": user,
-        "ENV": {k: os.environ[k] for k in env_names if k in os.environ},
+        "PWD": _literal("PWD", os.getcwd()),
+        "USER": _literal("USER", user),
+        "ENV": env,
         "gprpipe": {"version": __version__, "data": str(shipped_data_dir())},
     }
+
+
+_SYNTAX = ("{{", "{%", "{#")
+
+
+def _literal(name: str, value: str) -> Any:
+    """An outside value (the folder, the user, an allowed environment variable) as it is;
+    one that holds template syntax would be rendered by the next pass, as if the config
+    had written it: using it is an error naming it."""
+    if not any(s in value for s in _SYNTAX):
+        return value
+    return jinja2.StrictUndefined(
+        hint=f"{name} holds template syntax ({value[:40]!r}), which gprpipe would render as "
+        "part of the config"
+    )
 
 
 def shipped_data_dir() -> Path:
@@ -395,7 +411,7 @@ def render_string(value: str, config: Mapping[str, Any], where: Loc | str = "") 
     except jinja2.UndefinedError as exc:
         hint = (
             "; templates see only the environment variables listed in base.env"
-            if "ENV" in value
+            if "ENV" in value and "holds template syntax" not in str(exc.message)
             else ""
         )
         why = f"undefined name in {_short(value)} ({exc.message}{hint})."
