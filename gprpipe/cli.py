@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -655,6 +656,9 @@ def compare(
     from gprpipe.plotting.style import save
     from gprpipe.results.compare import compare_curves
 
+    kinds = [f.strip() for f in formats.split(",") if f.strip()]
+    if not kinds or not set(kinds) <= {"png", "pdf", "svg"}:
+        raise GprpipeError(f"--formats {formats!r}: figure formats are png, pdf and svg.")
     points = points_of(runs)
     for p in points.values():
         if notice := earlier_point_notice(p):
@@ -678,12 +682,7 @@ def compare(
             console.print(f"{comp.dataset}: not compared: {skipped[comp.dataset]}.")
             continue
         fig = curves_figure(comp.curves, comp.dataset)
-        files = save(
-            fig,
-            folder,
-            f"compare_eps2_{comp.dataset}",
-            [f.strip() for f in formats.split(",") if f.strip()],
-        )
+        files = save(fig, folder, f"compare_eps2_{comp.dataset}", kinds)
         table = Table(title=f"{comp.dataset}: eps^2 limit / {ref}")
         table.add_column("point", no_wrap=True, min_width=max(len(r.label) for r in comp.ratios))
         for col in ("masses", "obs median", "obs range", "exp median", "exp range"):
@@ -691,11 +690,12 @@ def compare(
         lines = ["dataset,point,mass_GeV,ratio_observed,ratio_expected"]
         for r in comp.ratios:
             (om, olo, ohi), (em, elo, ehi) = r.stats("observed"), r.stats("expected")
+            blind = math.isnan(om)  # a blinded run has no observed limit
             table.add_row(
                 r.label,
                 str(len(r.mass)),
-                f"{om:.3f}",
-                f"{olo:.3f}-{ohi:.3f}",
+                "blinded" if blind else f"{om:.3f}",
+                "-" if blind else f"{olo:.3f}-{ohi:.3f}",
                 f"{em:.3f}",
                 f"{elo:.3f}-{ehi:.3f}",
             )

@@ -118,11 +118,20 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
     pa, pb = _files(a, "plots/*.png"), _files(b, "plots/*.png")
     assert len(pa) >= 5 and pa.keys() == pb.keys()
     assert [k for k in pa if pa[k] != pb[k]] == []
+    # compare of blinded runs: expected limits only (it was an internal error)
+    code, out, err = run_cli_here("compare", a.parent, b.parent, "-o", tmp_path / "cmp")
+    assert code == 0, err
+    assert "blinded" in out and "internal error" not in err
+    rows = (tmp_path / "cmp" / "compare_demo.csv").read_text().splitlines()[1:]
+    assert rows and all(r.split(",")[3] == "nan" and r.split(",")[4] == "1" for r in rows)
 
-    # --unblind in the same run directory: blinded outputs are not reused (cache key)
+    # --unblind in the same run directory: blinded outputs are not reused (cache key; load
+    # too, whose file records that it is blinded)
     code, out, err = _run(_config(tmp_path, "mod", mod, blind=True), tmp_path / "mod", "--unblind")
     assert code == 0, err
-    assert "5 ran, 1 cached" in out  # only load (which does not depend on blinding)
+    assert "6 ran, 0 cached" in out
+    with h5py.File(b / "load.h5", "r") as h:
+        assert bool(h.attrs["blinded"]) is False
     head, row = (b / "scan.csv").read_text().splitlines()[:2]
     full = dict(zip(head.split(","), row.split(",")))
     assert set(OBSERVED) <= full.keys() and "blinded" not in full

@@ -100,7 +100,12 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
         s.n_flagged, s.flags = sum(flags.values()), dict(flags)
         s.n_failed, s.failures = sum(failures.values()), dict(failures)
         s.n_not_converged = sum(_false(r.get("gp_converged")) for r in rs)
-        sig = [(z, r) for r in rs if (z := _num(r, "Z_local")) is not None]
+        # flagged rows are left out of the largest local significance, as everywhere
+        sig = [
+            (z, r)
+            for r in rs
+            if r.get("status", "ok") == "ok" and (z := _num(r, "Z_local")) is not None
+        ]
         if sig:
             z, r = max(sig, key=lambda t: t[0])
             s.most_significant = Extreme(float(r["mass_GeV"]), z)

@@ -2,7 +2,8 @@
 
 ``compare_curves(tables)`` takes ``{label: scan.csv rows}`` (the first label is the
 reference) and returns per dataset the curves and, per other label, the ratios of its
-observed and expected eps^2 limits to the reference at the masses both have. Used by
+observed and expected eps^2 limits to the reference at the masses both have (observed:
+NaN where either run is blinded). Used by
 ``gprpipe compare`` and by the grid's ``index.html``.
 """
 
@@ -32,8 +33,11 @@ class Ratio:
     expected: np.ndarray
 
     def stats(self, which: str) -> tuple[float, float, float]:
-        """(median, min, max) of the observed or expected ratio."""
+        """(median, min, max) of the observed or expected ratio (NaN where a blinded run
+        has no observed limit)."""
         r = getattr(self, which)
+        if np.isnan(r).any():
+            return np.nan, np.nan, np.nan
         return float(np.median(r)), float(r.min()), float(r.max())
 
 
@@ -61,7 +65,7 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
                 Curve(
                     lab,
                     m[order],
-                    np.array([float(r["eps2_up"]) for r in rows])[order],
+                    np.array([float(r.get("eps2_up", "nan")) for r in rows])[order],
                     np.array([float(r["eps2_exp_med"]) for r in rows])[order],
                 )
             )

@@ -66,7 +66,13 @@ def summarize(scan_csv: Path) -> Summary:
             out.not_converged.append((r["dataset"], _num(r["mass_GeV"])))
     if not blinded:
         for name in names:
-            mine = [r for r in rows if r["dataset"] == name and math.isfinite(_num(r["Z_local"]))]
+            mine = [  # flagged rows are left out of the largest local significance
+                r
+                for r in rows
+                if r["dataset"] == name
+                and r.get("status", "ok") == "ok"
+                and math.isfinite(_num(r["Z_local"]))
+            ]
             if mine:
                 r = max(mine, key=lambda r: _num(r["Z_local"]))
                 out.best.append(
