@@ -441,6 +441,17 @@ def test_a_step_left_out_lends_no_output_of_other_settings(cfg: Path, copy: Path
     assert not list(point.glob("pyhf_*.json"))
 
 
+def test_export_spey_without_limit_h5_is_refused(copy: Path):
+    """Without limit.h5 export-spey wrote its windows without the limits (eps2_up, A_up)
+    and exited 0; it refuses, and writes nothing."""
+    (copy / "nominal" / "limit.h5").unlink()
+    code, _, err = gp("export-spey", copy, "--dataset", "demo")
+    assert code == 1 and err.strip() == (
+        f"error: {copy / 'nominal'}: no limit.h5 (run the limit step first)."
+    )
+    assert not (copy / "nominal" / "exports").exists()
+
+
 def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
     """Ctrl-C while the second of three fit parts runs: it is cancelled (failed) and the
     third never ran. rerun --failed redid only the failed part and what follows it, so the

@@ -49,6 +49,22 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
     raise GprpipeError(f"{run_dir}: no grid point {point!r}.")
 
 
+def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
+    """Write the export ``files`` and record which ``source`` (fit.h5) they came from; if
+    either fails, no file of this export is left behind (an unrecorded export would pass
+    for one of the current fit)."""
+    written: list[Path] = []
+    try:
+        for path, text in files.items():
+            atomic_write_text(path, text)
+            written.append(path)
+        record_export(pdir, written, source)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
 def round_scale(x: float) -> float:
     """A round number (1, 2 or 5 times a power of ten) near ``x``."""
     if not (x > 0 and math.isfinite(x)):
@@ -183,9 +199,9 @@ def export_patchset(
     )
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
-    for p, doc in zip(paths, (bkg, ps)):
-        atomic_write_text(p, json.dumps(doc) + "\n")
-    record_export(pdir, paths, Layout(pdir).fit)
+    _publish(
+        pdir, {p: json.dumps(doc) + "\n" for p, doc in zip(paths, (bkg, ps))}, Layout(pdir).fit
+    )
     return paths, len(wins)
 
 
@@ -220,7 +236,9 @@ def export_spey(
 
     pdir = _point_dir(run_dir, point)
     lay = Layout(pdir)
-    scan = read_scan(vouched_for(lay.limit)).get(dataset, {}) if lay.limit.exists() else {}
+    if not lay.limit.exists():  # its limits go into every entry
+        raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
+    scan = read_scan(vouched_for(lay.limit)).get(dataset, {})
     entries = []
     if dataset == COMBINED:
         windows = _combined_windows(pdir, scan)
@@ -261,8 +279,7 @@ def export_spey(
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"
-    atomic_write_text(path, json.dumps(doc) + "\n")
-    record_export(pdir, [path], lay.fit)
+    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.fit)
     return path, len(entries)
 
 
