@@ -445,6 +445,8 @@ def cancel(
     from gprpipe.pipeline.lock import LOCK_NAME
     from gprpipe.pipeline.store import RUN_JSON, load_run_info
 
+    if not (math.isfinite(timeout) and timeout >= 0):
+        raise GprpipeError(f"--timeout {timeout:g}: give the seconds to wait, a number >= 0.")
     if not (run_dir / RUN_JSON).is_file() and not (run_dir / LOCK_NAME).exists():
         load_run_info(run_dir)  # no run was ever here: the sentence of status and summary
     done = service.cancel(run_dir, timeout=timeout)

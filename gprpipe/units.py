@@ -8,6 +8,7 @@ because HPS masses are below 1 GeV and a bare 60 is almost always MeV.
 
 from __future__ import annotations
 
+import math
 import re
 
 from gprpipe.errors import GprpipeError
@@ -51,11 +52,15 @@ def parse_mass(text: str, option: str) -> float:
         raise GprpipeError(f"{option} {text!r}: not a mass; write e.g. 60MeV or 0.06GeV.")
     value = float(m.group(1))
     unit = m.group(2)
+    if not math.isfinite(value):
+        raise GprpipeError(f"{option} {text}: not a finite mass.")
     if unit is None and value > BARE_MAX_GEV:
         raise GprpipeError(
             f"{option} {text}: masses are in GeV unless a unit is given; "
             f"{mev_hint(value)} (or write {text}MeV)"
         )
+    if unit is not None and unit not in ("MeV", "GeV", "keV", "mev", "gev", "kev", "MEV", "GEV"):
+        raise GprpipeError(f"{option} {text}: write the unit as MeV, GeV or keV.")
     gev = value * _SCALE[(unit or "GeV").lower()]
     if gev <= 0:
         raise GprpipeError(f"{option} {text}: a mass must be positive.")
@@ -69,6 +74,13 @@ def parse_masses(text: str, option: str) -> list[float]:
         raise GprpipeError(f"{option}: no mass given; write e.g. 37MeV,48MeV or 0.037,0.048.")
     tail = _MASS.match(items[-1])
     unit = tail.group(2) if tail else None
+    for s in items[:-1] if unit and unit.lower() != "gev" else []:
+        m = _MASS.match(s)
+        if m and not m.group(2) and float(m.group(1)) <= BARE_MAX_GEV:
+            raise GprpipeError(  # "0.03,60MeV": 0.03 MeV, or the GeV of a bare number?
+                f"{option} {text}: {s} would take the unit of the last mass ({unit}); "
+                f"write {s}GeV, or every mass in {unit}."
+            )
     if unit:  # "37,48MeV": the unit of the last applies to the bare ones
         items = [s if (m := _MASS.match(s)) and m.group(2) else s + unit for s in items]
     return [parse_mass(s, option) for s in items]

@@ -240,3 +240,11 @@ def test_cancel_of_a_folder_without_a_run_is_refused(tmp_path: Path, cli):
     code, out, err = cli("cancel", tmp_path / "nope")
     assert code == 1 and out == ""
     assert one_error(err) == f"{tmp_path / 'nope'}: not a gprpipe run directory (no run.json)."
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_cancel_timeout_must_be_seconds(tmp_path: Path, cli, value: str):
+    """--timeout nan killed the run at once, without its grace time."""
+    code, _, err = cli("cancel", tmp_path, "--timeout", value)
+    assert code == 1
+    assert one_error(err).startswith(f"--timeout {float(value):g}: give the seconds to wait")

@@ -627,6 +627,13 @@ def test_parse_mass_accepts_units_and_refuses_ambiguous_values():
         parse_mass("60", "--m")
     with pytest.raises(GprpipeError, match="not a mass"):
         parse_mass("sixty", "--m")
+    # a bare GeV-like value before a trailing MeV: 0.03 MeV, or 0.03 GeV? (it became 30 keV)
+    with pytest.raises(GprpipeError, match=r"0\.03 would take the unit of the last mass \(MeV\)"):
+        parse_masses("0.03,60MeV", "--m")
+    with pytest.raises(GprpipeError, match="write the unit as MeV, GeV or keV"):
+        parse_mass("60meV", "--m")  # milli-electronvolts, not MeV
+    with pytest.raises(GprpipeError, match="not a finite mass"):
+        parse_mass("1e400", "--m")
 
 
 def test_mass_options_share_the_convention(quick_run: Path, cli, tmp_path: Path):
