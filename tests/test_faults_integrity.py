@@ -404,6 +404,12 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
             "sha256): its results and a rerun would follow two configs; run the config "
             "again (gprpipe run CONFIG)."
         ), args
+    # compare refuses its table too (it compared it as the edited config's)
+    code, _, err = gp("compare", copy, base)
+    assert code == 1 and err.strip() == (
+        f"error: {copy / 'nominal' / 'scan.csv'}: made with other settings or inputs than "
+        f"the point's config ({point_cfg}); run the point again to recompute it."
+    )
     assert mtimes(copy / "nominal") == before
     code, _, err = run(cfg, copy)
     assert code == 0, err

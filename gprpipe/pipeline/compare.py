@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.commit import vouched
+from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.summary import read_table
 
 
@@ -53,4 +53,6 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
 
 
 def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
-    return {lab: read_table(vouched(p / "scan.csv")) for lab, p in points.items()}
+    """Each point's ``scan.csv``, once it is intact and made by the point's config (a
+    table next to a config.toml edited by hand is refused)."""
+    return {lab: read_table(vouched_for(p / "scan.csv")) for lab, p in points.items()}
