@@ -719,3 +719,13 @@ def test_slurm_time_and_memory_are_checked_before_sbatch(cli, setting: str, erro
     else:
         key = setting.split("=")[0]
         assert code == 1 and err.startswith(f"error: --set {key}: {error}")
+
+
+def test_set_with_an_inline_table_merges_into_the_section(tmp_path: Path):
+    """--set 'scan={combined=false}' replaced the whole section: scan.masses vanished and
+    the run became the full scan; the table merges, as a child config's does."""
+    cfg = quickstart_child(tmp_path / "c.toml", "[scan]\nmasses = [0.03, 0.06]\n")
+    _, points = load_points(cfg, ["scan={combined=false}", "plot={formats=['png']}"])
+    c = points[0].config
+    assert c.scan.masses == [0.03, 0.06] and c.scan.combined is False
+    assert c.plot.formats == ["png"] and c.plot.style == "hep"

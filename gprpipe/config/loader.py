@@ -370,6 +370,13 @@ def apply_overrides(loaded: Loaded, overrides: list[str]) -> Loaded:
     """Apply ``--set`` overrides (they win over every file)."""
     for item in overrides:
         key, value = parse_override(item)
-        set_dotted(loaded.data, key, value)
+        before = get_dotted(loaded.data, key)
+        if isinstance(value, dict) and isinstance(before, Mapping):
+            # a table merges into the one it overrides, as a child config's does
+            set_dotted(loaded.data, key, deep_merge(before, value))
+            for leaf in flatten(value, f"{key}."):
+                loaded.origins[leaf] = Origin(f"--set {key}")
+        else:
+            set_dotted(loaded.data, key, value)
         loaded.origins[key] = Origin(f"--set {key}")
     return loaded
