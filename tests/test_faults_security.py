@@ -497,6 +497,12 @@ def test_physics_nonsense_refused(case, cli, body: str, key: str, why: str):
         ('[base.step_images]\nplot = "a b"\n', "base.step_images", "may not be empty"),
         # the run directory would be runs/ itself, which holds other runs
         ('name = "."\n', "base.name", "names no folder"),
+        ('[plot.displays]\ndatasets = ["nope"]\n', "plot.displays.datasets", "not a scanned"),
+        (
+            '[toyscan]\nfile = "/"\n[steps]\nrun = ["load", "fit", "limit", "toyscan"]\n',
+            "toyscan.file",
+            "/: not a file",
+        ),
     ],
 )
 def test_more_bad_values_one_sentence(case, cli, body: str, key: str, why: str):

@@ -272,6 +272,9 @@ def _pattern_errors(
         key, path, pattern = want
         if not Path(path).exists():
             continue
+        if key == "toyscan.pattern" and not Path(path).is_file():  # the file is at fault
+            errors.append(at(where("toyscan.file"), f"{path}: not a file."))
+            continue
         if want not in matched:
             try:
                 first = match_hists(path, pattern, key)[0]

@@ -166,6 +166,15 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                 "run directory.",
             )
         )
+    shown = [*cfg.scanned(), "combined"]
+    for name in cfg.plot.displays.datasets or []:
+        if name not in shown:
+            errors.append(
+                at(
+                    where("plot.displays.datasets"),
+                    f"{name!r} is not a scanned dataset (have: {', '.join(shown)}).",
+                )
+            )
     cap = cfg.base.max_masses
     for key in ("scan.masses", "inject.masses"):
         masses = cfg.scan.masses if key == "scan.masses" else cfg.inject.masses
