@@ -384,3 +384,26 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
     assert "spey_demo.json" not in html and "pyhf_demo_60MeV.json" not in html
     assert "pyhf workspaces" not in out and "exports:" not in out
     assert (point / "exports" / "spey_demo.json").is_file()  # kept on disk, not offered
+
+
+def test_figures_of_earlier_results_are_not_offered_as_current(tmp_path):
+    """A later run without the plot step (other masses) left the earlier figures, HEPData
+    tables and report in place, and the summary listed them as the point's products: it
+    says they are not current; the plot step makes them current again."""
+    run_dir = tmp_path / "run"
+    first = ("scan.masses=[0.03,0.06]", "plot.masses=[0.03]", 'plot.formats=["png"]')
+    code, out, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *first))
+    assert code == 0, err
+    assert "  report: " in out and "not current" not in out
+    later = ("scan.masses=[0.045,0.06]", "plot.masses=[0.045]", 'plot.formats=["png"]')
+    args = ("run", QUICKSTART, *settings(f"base.output={run_dir}", *later))
+    code, out, err = run_cli_here(*args, "--steps", "load,fit,limit")
+    assert code == 0, err
+    assert (
+        "  not current: plots, HEPData, report (drawn from earlier results; run the plot "
+        "step to redraw them)" in out
+    )
+    assert "  report: " not in out and "  plots: " not in out
+    code, out, err = run_cli_here(*args)
+    assert code == 0, err
+    assert "  report: " in out and "not current" not in out

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.commit import stale_exports, vouched
 from gprpipe.results.schema import plot_manifest_files, read_csv
@@ -209,7 +210,43 @@ def run_summary(run_dir: Path) -> RunSummary:
         config = configs.get(ps.point)
         stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
         ps.files = _files(ps.point_dir, stale)
+        if config is not None and not _plots_current(ps.point, ps.point_dir, config):
+            drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]
+            if drawn:  # on disk, but of other results: say so rather than offer them
+                ps.files["not current"] = (
+                    f"{', '.join(drawn)} (drawn from earlier results; run the plot step "
+                    "to redraw them)"
+                )
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
+
+
+def _plots_current(point: str, pdir: Path, config: Config) -> bool:
+    """Whether the point's figures, HEPData tables and report are those of the results it
+    holds now: no other task committed after the plot task did (a later run without the
+    plot step, e.g. with other masses, leaves the earlier figures on disk), and, when the
+    config runs the plot step, it committed with the key the config gives it now."""
+    from gprpipe.pipeline.cache import made_by
+    from gprpipe.pipeline.commit import read_commit
+    from gprpipe.pipeline.plan import plan_point
+
+    tasks = plan_point(point, pdir, config)
+    plot = [t for t in tasks if t.step == "plot"]
+    if plot:
+        return made_by(plot[0], config)
+    drawn, latest = None, 0.0
+    for t in plan_point(point, pdir, _with_plot(config)):
+        if (rec := read_commit(t)) is not None:
+            when = float(rec.get("time", 0))
+            if t.step == "plot":
+                drawn = when
+            else:
+                latest = max(latest, when)
+    return drawn is None or latest <= drawn
+
+
+def _with_plot(config: Config) -> Config:
+    steps = config.steps.model_copy(update={"run": [*config.steps.run, "plot"]})
+    return config.model_copy(update={"steps": steps})
 
 
 def _mev(m: float) -> str:
