@@ -378,11 +378,21 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
     or holds made by other settings or inputs (it was used as it was)."""
     from gprpipe.pipeline.cache import made_by
     from gprpipe.pipeline.commit import unplanned_inputs
-    from gprpipe.pipeline.plan import producers
+    from gprpipe.pipeline.plan import Layout, producers
 
     prods = {p.name: producers(p.name, point_dir(run_dir, p), p.config) for p in points}
     configs = {p.name: p.config for p in points}
     why = unplanned_inputs(tasks, prods, lambda t: made_by(t, configs[t.point]))
+    for p in points:  # a plot step alone, with nothing to draw (its task would fail)
+        mine = [t for t in tasks if t.point == p.name]
+        lay = Layout(point_dir(run_dir, p))
+        drawn = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
+        if mine and {t.step for t in mine} == {"plot"} and not any(f.exists() for f in drawn):
+            why.append(
+                f"{point_dir(run_dir, p)} holds no results to plot (no output of load, fit, "
+                "limit, inject or toyscan): add the steps that make them to steps.run (or "
+                "--steps)."
+            )
     if why:
         raise ConfigError(why)
 
