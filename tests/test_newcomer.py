@@ -255,7 +255,7 @@ def test_a_step_left_out_must_have_its_outputs_in_the_run(cli, tmp_path: Path, q
     # the plot step alone in a new directory had made an empty report, exit 0; then its
     # task failed (and suggested rerun --failed); now the run refuses before it starts
     empty = tmp_path / "empty"
-    code, out, err = cli("run", QUICKSTART, "--steps", "plot", "--set", f"base.output={empty}")
+    code, _, err = cli("run", QUICKSTART, "--steps", "plot", "--set", f"base.output={empty}")
     assert code == 1 and one_sentence_errors(err) == [
         f"error: {empty / 'nominal'} holds no results to plot (no output of load, fit, "
         "limit, inject or toyscan): add the steps that make them to steps.run (or --steps)."
