@@ -458,6 +458,24 @@ def test_export_spey_without_limit_h5_is_refused(copy: Path):
     assert not (copy / "nominal" / "exports").exists()
 
 
+def test_a_damaged_output_is_a_failed_task_that_rerun_failed_repairs(copy: Path, base: Path):
+    """A truncated fit.h5 left status at 'done' and rerun --failed found nothing to do
+    (only the exports noticed); status names it, and rerun --failed recomputes it."""
+    fit = copy / "nominal" / "fit.h5"
+    with open(fit, "r+b") as f:
+        f.truncate(100)
+    code, out, _ = gp("status", copy)
+    assert code == 0
+    assert (
+        "failed   nominal/fit/merge: fit.h5 differs from what the task wrote (sha256 mismatch) "
+        "since the task finished; rerun --failed redoes it"
+    ) in out
+    code, out, err = gp("rerun", copy, "--failed")
+    assert code == 0, err
+    assert gp("status", copy)[1].strip().endswith("done=" + str(len(states(copy))))
+    assert_same_results(copy / "nominal", base / "nominal")
+
+
 def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
     """Ctrl-C while the second of three fit parts runs: it is cancelled (failed) and the
     third never ran. rerun --failed redid only the failed part and what follows it, so the

@@ -83,6 +83,15 @@ def check_outputs(task: Task, cache_key: str) -> tuple[bool, str]:
     return True, ""
 
 
+def damage(task: Task) -> str:
+    """Why the committed outputs of a finished ``task`` are no longer what it wrote (a file
+    edited, truncated or removed since), or '' when they are intact or it committed none."""
+    rec = read_commit(task)
+    if rec is None:
+        return ""
+    return check_outputs(task, str(rec.get("cache_key")))[1]
+
+
 def recorded_digest(producer: Task, path: Path) -> str | None:
     """The sha256 that ``producer``'s commit record holds for ``path``, or None when it
     committed no such file (no record: killed, running, or never run)."""

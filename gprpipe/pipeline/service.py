@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from gprpipe.errors import ConfigError, GprpipeError
 from gprpipe.executors.base import Hooks, Outcome, RunReport
+from gprpipe.pipeline.commit import damage
 from gprpipe.pipeline.lock import describe, holder, is_locked, run_lock
 from gprpipe.pipeline.state import fmt_duration
 from gprpipe.pipeline.store import (
@@ -56,7 +57,7 @@ from gprpipe.pipeline.store import (
 )
 from gprpipe.pipeline.task import Task
 from gprpipe.pipeline.watch import RunView, RunWatcher, mark_cancelled, pid_gone, watch
-from gprpipe.units import fmt_mass, parse_masses
+from gprpipe.units import fmt_mass, parse_masses, same_mass
 
 if TYPE_CHECKING:
     from gprpipe.config import Point
@@ -561,13 +562,16 @@ def rerun(
         ex = _run_executor(run_dir, info, configs, jobs)
         chosen: set[str] = set()
         if failed:  # and what never ran (an interrupted run): the merges need those parts
-            states = ex.poll(tasks)
+            states = ex.poll(tasks)  # and what finished but whose outputs were damaged since
             chosen |= {
-                t.id for t in tasks if states[t.id].state != "done" and not states[t.id].active
+                t.id
+                for t in tasks
+                if (states[t.id].state != "done" and not states[t.id].active)
+                or (states[t.id].state == "done" and damage(t))
             }
         if masses:
             for m in parse_masses(masses, "--masses"):
-                owners = [t for t in tasks if any(abs(x - m) < 5e-7 for x in t.masses)]
+                owners = [t for t in tasks if any(same_mass(x, m) for x in t.masses)]
                 if not owners:
                     steps = list(dict.fromkeys(t.step for t in tasks))
                     why = (
@@ -743,11 +747,15 @@ def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunSta
         except GprpipeError:
             pass  # a run started meanwhile: its containers are its own
     polled = ex.poll(tasks)
+    states = {t.id: (polled[t.id].state, polled[t.id].message) for t in tasks}
+    for t in tasks:  # a finished task whose outputs were damaged since must run again
+        if states[t.id][0] == "done" and (why := damage(t)):
+            states[t.id] = ("failed", f"{why} since the task finished; rerun --failed redoes it")
     return RunStatus(
         run_dir,
         str(info.data.get("executor", "local")),
         tasks,
-        {t.id: (polled[t.id].state, polled[t.id].message) for t in tasks},
+        states,
         ex.job_ids_by_task(),
         describe(holder(run_dir)) if is_locked(run_dir) else "",
     )
