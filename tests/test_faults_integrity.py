@@ -45,6 +45,7 @@ from conftest import (
     start_cli_subprocess,
 )
 
+from gprpipe.config import point_config_from_file
 from gprpipe.executors.local import FRESH_ENV
 from gprpipe.io.atomic import CRASH_AFTER
 from gprpipe.pipeline.lock import LOCK_NAME
@@ -431,7 +432,8 @@ def test_a_step_left_out_lends_no_output_of_other_settings(cfg: Path, copy: Path
     ):
         code, _, err = run(cfg, copy, "--set", change, "--steps", steps)
         assert code == 1, err
-        assert f"was made with other settings or inputs than this config's: add '{step}'" in err
+        assert "was made with other settings or inputs than this config's (or by another " in err
+        assert f"gprpipe version): add '{step}' to steps.run (or --steps)." in err
     assert mtimes(copy / "nominal") == before
     other = tmp_path / "other"
     code, _, err = run(cfg, other, "--set", "fit.blind_nsigma=1.96", "--steps", "load,fit")
@@ -445,6 +447,23 @@ def test_a_step_left_out_lends_no_output_of_other_settings(cfg: Path, copy: Path
         f"config ({point / 'config.toml'}); run the point again to recompute it."
     )
     assert not list(point.glob("pyhf_*.json"))
+
+
+def test_results_of_an_older_numerics_version_stay_readable(copy: Path, monkeypatch):
+    """After an upgrade (a higher NUMERICS_VERSION) the run's outputs are still its
+    config's: compare and the exports read them; a step left out of a new run refuses to
+    compute on them (another gprpipe version)."""
+    from gprpipe.pipeline import cache
+    from gprpipe.pipeline.plan import Layout, producers
+
+    point = copy / "nominal"
+    cfg = point_config_from_file(point / "config.toml")
+    limit = producers("nominal", point, cfg)[Layout(point).scan_csv]
+    assert cache.made_by(limit, cfg)
+    monkeypatch.setattr(cache, "NUMERICS_VERSION", cache.NUMERICS_VERSION + 1)
+    assert not cache.made_by(limit, cfg)
+    assert cache.made_by(limit, cfg, any_version=True)
+    assert cache.vouched_for(point / "scan.csv", cfg) == point / "scan.csv"
 
 
 def test_export_spey_without_limit_h5_is_refused(copy: Path):

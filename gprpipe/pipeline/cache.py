@@ -82,12 +82,15 @@ def _input_name(path: Path, point_dir: Path) -> str:
         return ""
 
 
-def task_key(task: Task, config: Config) -> str:
+def task_key(task: Task, config: Config, numerics: int | None = None) -> str:
+    """The cache key of ``task`` under ``config`` (and ``numerics``, default
+    :data:`NUMERICS_VERSION`): its step, part, the config sections it reads and the
+    digests of its inputs."""
     cfg = config.model_dump(mode="json")
     payload = {
         "step": task.step,
         "part": task.part,
-        "numerics": NUMERICS_VERSION,
+        "numerics": NUMERICS_VERSION if numerics is None else numerics,
         "config": {s: _section(cfg, s) for s in STEP_SECTIONS[task.step]},
         "inputs": [[_input_name(p, task.point_dir), input_digest(p)] for p in task.inputs],
     }
@@ -111,13 +114,18 @@ def is_fresh(task: Task, config: Config) -> bool:
     return freshness(task, config)[0]
 
 
-def made_by(producer: Task, config: Config) -> bool:
+def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:
     """Whether ``producer``'s commit record holds the key that ``config`` gives it now:
     its outputs were made from this config's settings and these inputs, not by an earlier
-    config (nor copied in with another run's record)."""
+    config (nor copied in with another run's record). ``any_version``: or the key of an
+    earlier :data:`NUMERICS_VERSION` (results of an older gprpipe, still this config's:
+    to compare or export them, not to compute on)."""
     rec = read_commit(producer)
+    if rec is None:
+        return False
+    versions = range(NUMERICS_VERSION, 0, -1) if any_version else (NUMERICS_VERSION,)
     try:
-        return rec is not None and rec.get("cache_key") == task_key(producer, config)
+        return any(rec.get("cache_key") == task_key(producer, config, v) for v in versions)
     except GprpipeError:  # an input of the producer is gone
         return False
 
@@ -128,7 +136,7 @@ def output_of(path: Path, config: Config) -> bool:
     from gprpipe.pipeline.plan import producers
 
     producer = producers(path.parent.name, path.parent, config).get(path)
-    return producer is not None and made_by(producer, config)
+    return producer is not None and made_by(producer, config, any_version=True)
 
 
 def vouched_for(path: Path | str, config: Config | None = None) -> Path:

@@ -150,8 +150,8 @@ def unplanned_inputs(
                     (t.point, producer.step),
                     f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
                     f"out, and the one in {producer.point_dir} was made with other settings "
-                    f"or inputs than this config's: add '{producer.step}' to steps.run (or "
-                    "--steps).",
+                    f"or inputs than this config's (or by another gprpipe version): add "
+                    f"'{producer.step}' to steps.run (or --steps).",
                 )
     return list(out.values())
 

@@ -232,7 +232,7 @@ def _plots_current(point: str, pdir: Path, config: Config) -> bool:
     tasks = plan_point(point, pdir, config)
     plot = [t for t in tasks if t.step == "plot"]
     if plot:
-        return made_by(plot[0], config)
+        return made_by(plot[0], config, any_version=True)
     drawn, latest = None, 0.0
     for t in plan_point(point, pdir, _with_plot(config)):
         if (rec := read_commit(t)) is not None:
