@@ -187,6 +187,12 @@ def test_set_blind_false_is_refused(tmp_path):
             "(recorded in run.json)."
         )
     )
+    # an inline table (merged into [base]) lifts nothing either; "true" blinds, as asked
+    for value, code_wanted in (("base={blind=false}", 1), ('base.blind="true"', 0)):
+        code, _, err = run_cli_subprocess(
+            "validate", QUICKSTART.relative_to(REPO), *settings(value)
+        )
+        assert code == code_wanted, err
 
 
 def test_blind_refuses_training_inside_the_window(tmp_path, cli):

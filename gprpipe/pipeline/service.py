@@ -400,9 +400,18 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
 
 def refuse_set_unblind(overrides: Sequence[str]) -> None:
     """Blinding is lifted only by ``run --unblind``, never by ``--set base.blind=false``."""
+    from gprpipe.config.loader import flatten, parse_override
+
     for o in overrides:
-        key, _, value = o.partition("=")
-        if key.strip() == "base.blind" and value.strip().lower() not in ("true", "1"):
+        try:
+            key, value = parse_override(o)
+        except ConfigError:
+            continue  # not key=VALUE: the loader says so
+        leaves = flatten(value, f"{key}.") if isinstance(value, dict) else {key: value}
+        blind = leaves.get("base.blind", True)
+        if isinstance(blind, str):
+            blind = blind.strip().lower() not in ("false", "0", "no", "off", "f", "n")
+        if blind is False or blind == 0:
             raise GprpipeError(
                 f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' "
                 "(recorded in run.json)."
