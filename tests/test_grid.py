@@ -60,6 +60,17 @@ def test_point_names_are_always_unique_and_safe(values):
     assert all("/" not in n and not n.startswith(".") for n in names)
 
 
+def test_a_grid_value_may_not_be_a_table():
+    """base = [{blind = false}, ...] unblinded a point of a blinded config without
+    --unblind (base.blind itself is no grid axis); a table value is refused."""
+    for grid, key in (
+        ({"base": [{"blind": False}, {"blind": True}]}, "grid.base"),
+        ({"zip": {"base": [{"blind": False}]}}, "grid.zip.base"),
+    ):
+        with pytest.raises(ConfigError, match=f"{key}: a grid value may not be a table"):
+            expand(grid)
+
+
 def test_zip_lengths_must_match():
     with pytest.raises(ConfigError, match=r"differ in length \(a: 3, b: 2\)"):
         expand({"zip": {"a": [1, 2, 3], "b": [1, 2]}})

@@ -20,6 +20,7 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
     """Axes of the grid; each axis is a list of {dotted key: value} settings."""
     errors: list[Issue] = []
     axes: list[list[dict[str, Any]]] = []
+    zip_rows: list[dict[str, Any]] | None = None
     zipped = grid.get("zip", {})
     for key, values in flatten({k: v for k, v in grid.items() if k != "zip"}).items():
         if not isinstance(values, list) or not values:
@@ -58,11 +59,24 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
                 twice = _repeated(rows)
                 if twice is None:
                     axes.append(rows)
+                    zip_rows = rows
                 else:
                     shown = ", ".join(f"{k}={v!r}" for k, v in twice.items())
                     errors.append(
                         at(where("grid.zip"), f"lists ({shown}) twice (two identical points).")
                     )
+    for axis in axes:  # a table value would set a whole section (base = [{blind = false}])
+        table = next(
+            (k for k, v in axis[0].items() if any(isinstance(x[k], dict) for x in axis)), None
+        )
+        if table is not None:
+            errors.append(
+                at(
+                    where(("grid.zip." if axis is zip_rows else "grid.") + table),
+                    "a grid value may not be a table; vary the keys inside it "
+                    f'("{table}.<key>" = [...]).',
+                )
+            )
     if any("base.blind" in axis[0] for axis in axes):
         errors.append(
             at(
