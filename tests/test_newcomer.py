@@ -261,6 +261,19 @@ def test_a_step_left_out_must_have_its_outputs_in_the_run(cli, tmp_path: Path, q
         "limit, inject or toyscan): add the steps that make them to steps.run (or --steps)."
     ]
     assert not empty.exists()
+    # the plot step alone over results of other settings: it drew nothing and failed
+    code, _, err = cli(
+        "run",
+        QUICKSTART,
+        "--steps",
+        "plot",
+        *settings(f"base.output={copy}", "scan.mass_step=0.002"),
+    )
+    assert code == 1 and one_sentence_errors(err) == [
+        f"error: {copy / 'nominal'} holds no results of this config to plot (load.h5, fit.h5, "
+        "limit.h5 were made with other settings or inputs): add the steps that make them to "
+        "steps.run (or --steps)."
+    ]
 
 
 def test_validate_suspects_a_histogram_axis_in_mev(cli, tmp_path: Path):

@@ -377,7 +377,7 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
     """Refuse, before anything starts, tasks that read what a step left out of the run
     would write and the run directory does not hold (it failed later as 'not committed'),
     or holds made by other settings or inputs (it was used as it was)."""
-    from gprpipe.pipeline.cache import made_by
+    from gprpipe.pipeline.cache import made_by, output_of
     from gprpipe.pipeline.commit import unplanned_inputs
     from gprpipe.pipeline.plan import Layout, producers
 
@@ -386,13 +386,20 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
     why = unplanned_inputs(tasks, prods, lambda t: made_by(t, configs[t.point]))
     for p in points:  # a plot step alone, with nothing to draw (its task would fail)
         mine = [t for t in tasks if t.point == p.name]
+        if not mine or {t.step for t in mine} != {"plot"}:
+            continue
         lay = Layout(point_dir(run_dir, p))
-        drawn = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
-        if mine and {t.step for t in mine} == {"plot"} and not any(f.exists() for f in drawn):
+        there = [f for f in (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan) if f.exists()]
+        if not there:
             why.append(
-                f"{point_dir(run_dir, p)} holds no results to plot (no output of load, fit, "
-                "limit, inject or toyscan): add the steps that make them to steps.run (or "
-                "--steps)."
+                f"{lay.point_dir} holds no results to plot (no output of load, fit, limit, "
+                "inject or toyscan): add the steps that make them to steps.run (or --steps)."
+            )
+        elif not any(output_of(f, p.config) for f in there):
+            why.append(
+                f"{lay.point_dir} holds no results of this config to plot "
+                f"({', '.join(f.name for f in there)} were made with other settings or "
+                "inputs): add the steps that make them to steps.run (or --steps)."
             )
     if why:
         raise ConfigError(why)

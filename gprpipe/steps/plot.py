@@ -72,9 +72,16 @@ def run(ctx) -> None:
     if lay.toyscan in drawn:
         parts.append(toyscan_figures(cfg, lay))
     if not parts:
+        other = sorted(p.name for p in _other_settings(ctx))
         raise GprpipeError(
-            f"{lay.point_dir}: nothing to plot (no output of load, fit, limit, inject or "
-            "toyscan); add the steps that make them to steps.run (or --steps)."
+            f"{lay.point_dir}: nothing to plot: "
+            + (
+                f"{', '.join(other)} were made with other settings or inputs; add their "
+                "steps to steps.run (or --steps)."
+                if other
+                else "no output of load, fit, limit, inject or toyscan; add the steps "
+                "that make them to steps.run (or --steps)."
+            )
         )
     written = render(parts, lay.plots, formats, workers(cfg.base.jobs))
     keep = {p.resolve() for p in written}
@@ -113,6 +120,15 @@ def _drawable(ctx) -> set[Path]:
                 continue
         drawn.add(p)
     return drawn
+
+
+def _other_settings(ctx) -> list[Path]:
+    """The step outputs in the point folder that another config's settings made."""
+    from gprpipe.pipeline.cache import output_of
+
+    lay = ctx.layout
+    outputs = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
+    return [p for p in outputs if p.exists() and not output_of(p, ctx.config)]
 
 
 def _previous_figures(lay) -> set[Path]:
