@@ -408,8 +408,9 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
     # compare refuses its table too (it compared it as the edited config's)
     code, _, err = gp("compare", copy, base)
     assert code == 1 and err.strip() == (
-        f"error: {copy / 'nominal' / 'scan.csv'}: made with other settings or inputs than "
-        f"the point's config ({point_cfg}); run the point again to recompute it."
+        f"error: {point_cfg}: changed since the run wrote it (run.json records another "
+        "sha256): its results and a rerun would follow two configs; run the config "
+        "again (gprpipe run CONFIG)."
     )
     assert mtimes(copy / "nominal") == before
     code, _, err = run(cfg, copy)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.cache import vouched_for
+from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.summary import read_table
 
 
@@ -53,6 +53,10 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
 
 
 def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
-    """Each point's ``scan.csv``, once it is intact and made by the point's config (a
-    table next to a config.toml edited by hand is refused)."""
-    return {lab: read_table(vouched_for(p / "scan.csv")) for lab, p in points.items()}
+    """Each point's ``scan.csv``, once it is intact and its config.toml the one its run
+    wrote (one edited by hand is refused, as by status and the exports)."""
+    from gprpipe.pipeline.store import check_point_config
+
+    for p in points.values():
+        check_point_config(p)
+    return {lab: read_table(vouched(p / "scan.csv")) for lab, p in points.items()}

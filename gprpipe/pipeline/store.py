@@ -299,19 +299,33 @@ def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
     for p in info.data.get("grid", []):
         pdir = info.run_dir / p["name"]
         path = Layout(pdir).config
-        recorded = p.get("config_sha256")
         text = read_config_text(path)  # read once: the text checked is the text used
-        if recorded and _sha256(text.encode()) != recorded:
-            raise GprpipeError(
-                f"{path}: changed since the run wrote it (run.json records another "
-                "sha256): its results and a rerun would follow two configs; run the "
-                "config again (gprpipe run CONFIG)."
-            )
+        _check_config_sha(path, text, p.get("config_sha256"))
         cfg = point_config_from_file(path, text)
         configs[p["name"]] = cfg
         tasks += plan_point(p["name"], pdir, cfg)
     planned = {t["id"] for t in info.data.get("plan", [])}
     return [t for t in tasks if t.id in planned], configs
+
+
+def _check_config_sha(path: Path, text: str, recorded: str | None) -> None:
+    if recorded and _sha256(text.encode()) != recorded:
+        raise GprpipeError(
+            f"{path}: changed since the run wrote it (run.json records another sha256): its "
+            "results and a rerun would follow two configs; run the config again (gprpipe "
+            "run CONFIG)."
+        )
+
+
+def check_point_config(point_dir: Path) -> None:
+    """Raise when the point's ``config.toml`` differs from the one its run wrote (edited by
+    hand): its results would be shown as another config's. Nothing to check without a
+    run.json that records it."""
+    info = load_run_info(Path(point_dir).parent, missing_ok=True)
+    path = Layout(Path(point_dir)).config
+    for p in info.data.get("grid", []) if info is not None else []:
+        if p.get("name") == Path(point_dir).name and path.is_file():
+            _check_config_sha(path, read_config_text(path), p.get("config_sha256"))
 
 
 def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:
