@@ -651,6 +651,7 @@ def compare(
     formats: Annotated[str, typer.Option(help="Figure formats, e.g. png,pdf.")] = "png",
 ) -> None:
     """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
+    from gprpipe.config.schema import FIGURE_FORMATS
     from gprpipe.io.atomic import atomic_write_text
     from gprpipe.pipeline.compare import points_of, read_tables
     from gprpipe.pipeline.store import earlier_point_notice
@@ -659,8 +660,10 @@ def compare(
     from gprpipe.results.compare import compare_curves
 
     kinds = [f.strip() for f in formats.split(",") if f.strip()]
-    if not kinds or not set(kinds) <= {"png", "pdf", "svg"}:
-        raise GprpipeError(f"--formats {formats!r}: figure formats are png, pdf and svg.")
+    if not kinds or not set(kinds) <= set(FIGURE_FORMATS):
+        raise GprpipeError(
+            f"--formats {formats!r}: figure formats are {', '.join(FIGURE_FORMATS)}."
+        )
     points = points_of(runs)
     for p in points.values():
         if notice := earlier_point_notice(p):

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+from typing import overload
+
+import numpy as np
+from numpy.typing import NDArray
 
 from gprpipe.errors import GprpipeError
 
@@ -28,9 +32,16 @@ MASS_TOL_GEV = 1e-6
 MIN_MASS_SPACING_GEV = 1e-5
 
 
-def same_mass(a: float, b: float) -> bool:
-    """Whether ``a`` and ``b`` (GeV) name the same mass (:data:`MASS_TOL_GEV`)."""
-    return abs(a - b) < MASS_TOL_GEV
+@overload
+def same_mass(a: float, b: float) -> bool: ...
+@overload
+def same_mass(a: NDArray[np.floating], b: float) -> NDArray[np.bool_]: ...
+def same_mass(a: float | NDArray[np.floating], b: float) -> bool | NDArray[np.bool_]:
+    """Whether ``a`` (GeV; or each mass of an array) and ``b`` name the same mass
+    (:data:`MASS_TOL_GEV`)."""
+    if isinstance(a, np.ndarray):
+        return np.abs(a - b) < MASS_TOL_GEV
+    return bool(abs(a - b) < MASS_TOL_GEV)
 
 
 def mass_within(m: float, lo: float, hi: float) -> bool:

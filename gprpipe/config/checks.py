@@ -484,7 +484,7 @@ def _not_tested(m: float, tested: np.ndarray) -> str:
     """Why ``m`` names no test mass although it lies among them ('' when it is one, or
     lies outside them: a scan cut to fewer masses leaves its figure out)."""
     below, above = tested[tested < m - MASS_TOL_GEV], tested[tested > m + MASS_TOL_GEV]
-    if not len(below) or not len(above) or np.abs(tested - m).min() < MASS_TOL_GEV:
+    if not len(below) or not len(above) or same_mass(tested, m).any():
         return ""
     return (
         f"{m:g} GeV lies between the test masses {below[-1]:g} and {above[0]:g} GeV; "

@@ -32,7 +32,9 @@ STEPS = ("load", "fit", "limit", "inject", "toyscan", "plot")
 Step = Literal["load", "fit", "limit", "inject", "toyscan", "plot"]
 DEFAULT_STEPS: tuple[Step, ...] = ("load", "fit", "limit", "plot")
 VARIANTS: tuple[Literal["conditional", "refit"], ...] = ("conditional", "refit")
-FORMATS: tuple[Literal["png", "pdf", "svg"], ...] = ("png", "pdf")
+Format = Literal["png", "pdf", "svg"]
+FIGURE_FORMATS: tuple[Format, ...] = get_args(Format)  # every figure format offered
+FORMATS: tuple[Format, ...] = ("png", "pdf")  # the default
 
 
 class Section(BaseModel):
@@ -297,7 +299,7 @@ class ToyScan(Section):
 
 
 class Plot(Section):
-    formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: list(FORMATS))
+    formats: list[Format] = Field(default_factory=lambda: list(FORMATS))
     style: Literal["hep", "plain"] = "hep"
     masses: list[float] = Field(default_factory=list, description="Masses for GP-fit plots.")
     experiment: str = Field("HPS", description="Experiment label on every figure.")

@@ -229,12 +229,11 @@ def _plots_current(point: str, pdir: Path, config: Config) -> bool:
     from gprpipe.pipeline.commit import read_commit
     from gprpipe.pipeline.plan import plan_point
 
-    tasks = plan_point(point, pdir, config)
-    plot = [t for t in tasks if t.step == "plot"]
-    if plot:
-        return made_by(plot[0], config, any_version=True)
+    tasks = plan_point(point, pdir, _with_plot(config))
+    if "plot" in config.steps.run:
+        return made_by(next(t for t in tasks if t.step == "plot"), config, any_version=True)
     drawn, latest = None, 0.0
-    for t in plan_point(point, pdir, _with_plot(config)):
+    for t in tasks:
         if (rec := read_commit(t)) is not None:
             when = float(rec.get("time", 0))
             if t.step == "plot":
@@ -245,6 +244,8 @@ def _plots_current(point: str, pdir: Path, config: Config) -> bool:
 
 
 def _with_plot(config: Config) -> Config:
+    if "plot" in config.steps.run:
+        return config
     steps = config.steps.model_copy(update={"run": [*config.steps.run, "plot"]})
     return config.model_copy(update={"steps": steps})
 

@@ -26,14 +26,14 @@ from gprpipe.stats.quality import flag_status, flags_of, has_result
 from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
 from gprpipe.steps.runner import seed_for
-from gprpipe.units import MASS_TOL_GEV
+from gprpipe.units import same_mass
 
 BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")
 
 
 def covering(cfg: Config, mass: float) -> list[str]:
     """Scanned datasets whose test masses include ``mass``."""
-    return [d for d in cfg.scanned() if np.any(np.abs(cfg.test_masses(d) - mass) < MASS_TOL_GEV)]
+    return [d for d in cfg.scanned() if same_mass(cfg.test_masses(d), mass).any()]
 
 
 def load_blocks(
@@ -56,7 +56,7 @@ def load_blocks(
             except KeyError:
                 fits[d] = None
         fa = fits[d]
-        i = None if fa is None else np.flatnonzero(np.abs(fa["mass"] - mass) < MASS_TOL_GEV)
+        i = None if fa is None else np.flatnonzero(same_mass(fa["mass"], mass))
         if i is None or not len(i) or not has_result(fa["status"][i[0]]):
             problems.append(d)
             continue

@@ -33,7 +33,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import FigureJob
 from gprpipe.steps.runner import seed_for
-from gprpipe.units import MASS_TOL_GEV, mass_within, same_mass
+from gprpipe.units import mass_within, same_mass
 
 if TYPE_CHECKING:
     from gprpipe.stats.gp import GPHyper
@@ -220,9 +220,7 @@ def _inject_row(lay, name: str, mass: float, z: float) -> dict | None:
     per = read_inject(lay.inject).get(name)
     if per is None:
         return None
-    i = np.flatnonzero(
-        (np.abs(per["mass_GeV"] - mass) < MASS_TOL_GEV) & (np.abs(per["z_inj"] - z) < 1e-9)
-    )
+    i = np.flatnonzero(same_mass(per["mass_GeV"], mass) & (np.abs(per["z_inj"] - z) < 1e-9))
     if not len(i):
         return None
     return {c: _py(per[c][i[0]]) for c in CSV_COLUMNS if c != "dataset" and c in per}
@@ -509,7 +507,7 @@ def _scan_row(lay, name: str, mass: float) -> dict:
     a = read_scan(lay.limit).get(name)
     if a is None:
         return {}
-    i = np.flatnonzero(np.abs(a["mass_GeV"] - mass) < MASS_TOL_GEV)
+    i = np.flatnonzero(same_mass(a["mass_GeV"], mass))
     if not len(i):
         return {}
     keys = ("A_up", "A_exp_med", "eps2_up", "eps2_exp_med", "p0_local", "Z_global")

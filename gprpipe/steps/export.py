@@ -25,7 +25,7 @@ from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import earlier_point_notice, load_run_info
-from gprpipe.units import MASS_TOL_GEV
+from gprpipe.units import same_mass
 
 
 def _point_dir(run_dir: Path, point: str | None) -> Path:
@@ -260,7 +260,7 @@ def export_spey(
             "signal_per_eps2": s,
         }
         if scan:
-            j = np.flatnonzero(np.abs(scan["mass_GeV"] - m) < MASS_TOL_GEV)
+            j = np.flatnonzero(same_mass(scan["mass_GeV"], m))
             if len(j):
                 e |= {k: float(scan[k][j[0]]) for k in ("eps2_up", "eps2_exp_med", "A_up")}
                 if np.isfinite(e["eps2_up"]) and e["eps2_up"] > 0:

@@ -53,7 +53,7 @@ from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolution, template_key
 from gprpipe.steps.load import read_load
 from gprpipe.steps.runner import seed_for
-from gprpipe.units import MASS_TOL_GEV, mass_within
+from gprpipe.units import mass_within, same_mass
 
 if TYPE_CHECKING:
     from gprpipe.stats.gp import GPHyper
@@ -92,7 +92,7 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
     s = float(resolution(ds, mass))
     fa = read_fit(ctx.layout.fit, name) if ctx.layout.fit.exists() else None
     if fa is not None:
-        hit = np.flatnonzero(np.abs(fa["mass"] - mass) < MASS_TOL_GEV)
+        hit = np.flatnonzero(same_mass(fa["mass"], mass))
         if len(hit) and has_result(fa["status"][hit[0]]):
             i = int(hit[0])
             hyper = GPHyper.from_arrays(fa, i)

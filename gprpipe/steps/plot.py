@@ -27,7 +27,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
 from gprpipe.steps.fit import blinded_bins
-from gprpipe.units import MASS_TOL_GEV, same_mass
+from gprpipe.units import same_mass
 
 MEV = 1e3
 
@@ -385,9 +385,7 @@ def gp_masses(
     the scan plus the most significant one (largest local Z; not when blinded: ``z_local``
     is then None). A wanted mass that is no test mass is left out."""
     if wanted_masses:  # those that are test masses (validate refuses one between two)
-        wanted = [
-            w for w in wanted_masses if len(masses) and np.abs(masses - w).min() < MASS_TOL_GEV
-        ]
+        wanted = [w for w in wanted_masses if len(masses) and same_mass(masses, w).any()]
     else:
         n = len(masses)
         wanted = [masses[round(q * (n - 1))] for q in (0.1, 0.5, 0.9)] if n else []

@@ -28,7 +28,7 @@ from gprpipe.results.schema import (  # noqa: F401  (reader re-exported for call
     read_toyscan,
 )
 from gprpipe.stats.quality import counts_for_discovery
-from gprpipe.units import MASS_TOL_GEV
+from gprpipe.units import same_mass
 
 COLUMNS = TOYSCAN.names
 SUMMARY = TOYSCAN_SUMMARY.names
@@ -112,7 +112,7 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     masses = np.unique(toys["mass_GeV"])
     out: dict[str, list] = {c: [] for c in SUMMARY}
     for m in masses:
-        sel = np.abs(toys["mass_GeV"] - m) < MASS_TOL_GEV
+        sel = same_mass(toys["mass_GeV"], m)
         ok = sel & counts_for_discovery(toys["status"])
         a, s, z = toys["A_hat"][ok], toys["sigma_A"][ok], toys["Z_local"][ok]
         n = int(ok.sum())
