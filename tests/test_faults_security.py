@@ -94,6 +94,9 @@ def case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         ("slurm.time", '[slurm]\ntime = "01:00:00\\u2028touch {pwn}"\n'),
         ("datasets.demo.hist", '[datasets.demo]\nhist = "input_hist\\u0000{pwn}"\n'),
         ("datasets.demo.label", "[datasets.demo]\nlabel = 'x{{{{ \"\\n\" }}}}touch {pwn}'\n"),
+        # a bidirectional override: printed, the name reads as another
+        ("datasets.demo.label", '[datasets.demo]\nlabel = "a\\u202eb{pwn}"\n'),
+        ("datasets.demo.hist", '[datasets.demo]\nhist = "input\\u200bhist{pwn}"\n'),
     ],
 )
 def test_control_characters_refused_at_validation(case, cli, tmp_path: Path, key: str, body: str):

@@ -60,6 +60,13 @@ def test_point_names_are_always_unique_and_safe(values):
     assert all("/" not in n and not n.startswith(".") for n in names)
 
 
+def test_a_number_and_its_string_are_one_grid_value():
+    """[1.64, "1.64"] made two identical points (the schema reads both as 1.64)."""
+    with pytest.raises(ConfigError, match=r"lists '1\.64' twice"):
+        expand({"fit": {"blind_nsigma": [1.64, "1.64"]}})
+    assert len(expand({"datasets": {"demo": {"label": ["a", "b"]}}})) == 2
+
+
 def test_a_grid_value_may_not_be_a_table():
     """base = [{blind = false}, ...] unblinded a point of a blinded config without
     --unblind (base.blind itself is no grid axis); a table value is refused."""

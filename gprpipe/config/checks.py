@@ -34,7 +34,11 @@ from gprpipe.units import (
     same_mass,
 )
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: control characters, line separators, and the invisible format characters that make
+#: printed text lie (zero-width ones, bidirectional overrides and isolates, the BOM)
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
 #: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 RESERVED_NAMES = ("combined",)  # the joint fit's chunks and groups are called so
@@ -78,7 +82,8 @@ def control_char_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
                     where(_escaped(dotted)),
                     f"the {what} holds {_char_name(m.group())} "
                     f"(U+{ord(m.group()):04X}), and no key or value may hold control characters "
-                    f"because values reach job scripts, command lines and file names.",
+                    "or invisible formatting characters, because values reach job scripts, "
+                    "command lines, file names and printed paths.",
                 )
             )
     return errors

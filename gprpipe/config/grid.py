@@ -99,11 +99,26 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
 
 
 def _repeated(values: list[Any]) -> Any:
-    """The first value that occurs twice in ``values`` (two identical points), or None."""
-    for i, v in enumerate(values):
-        if v in values[:i]:
+    """The first value that occurs twice in ``values`` (two identical points), or None; a
+    string spelling a number is that number (the schema reads "1.64" as 1.64)."""
+    seen: list[Any] = []
+    for v in values:
+        c = _canonical(v)
+        if c in seen:
             return v
+        seen.append(c)
     return None
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def expand(grid: Mapping[str, Any], where: Where = key_only) -> list[dict[str, Any]]:
