@@ -373,8 +373,8 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
         fh.write("\n")
     code, _, err = run_cli_here("compare", intact, copy)
     assert code == 1 and "scan.csv: differs from what its task nominal/limit/merge" in err
-    code, out, _ = run_cli_here("summary", copy)
-    assert code == 0 and f"  not summarised: {point / 'scan.csv'}: differs" in out
+    code, out, _ = run_cli_here("summary", copy)  # it printed this with exit code 0
+    assert code == 1 and f"  not summarised: {point / 'scan.csv'}: differs" in out
     assert "most significant" not in out
     (point / ".state" / "limit__merge.commit").unlink()
     code, _, err = run_cli_here("project-reach", copy, "--scale", "demo=2")
