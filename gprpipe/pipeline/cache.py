@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +131,15 @@ def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:
         return False
 
 
-def output_of(path: Path, config: Config) -> bool:
+def output_of(path: Path, config: Config, made: Mapping[Path, Task] | None = None) -> bool:
     """Whether the output ``path`` of a point folder was made by ``config``: the task that
-    writes it under ``config`` committed it with the key it has now."""
+    writes it under ``config`` (``made``: the point's producers, if already planned)
+    committed it with the key it has now."""
     from gprpipe.pipeline.plan import producers
 
-    producer = producers(path.parent.name, path.parent, config).get(path)
+    if made is None:
+        made = producers(path.parent.name, path.parent, config)
+    producer = made.get(path)
     return producer is not None and made_by(producer, config, any_version=True)
 
 

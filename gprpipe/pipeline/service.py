@@ -395,7 +395,7 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
                 f"{lay.point_dir} holds no results to plot (no output of load, fit, limit, "
                 "inject or toyscan): add the steps that make them to steps.run (or --steps)."
             )
-        elif not any(output_of(f, p.config) for f in there):
+        elif not any(output_of(f, p.config, prods[p.name]) for f in there):
             why.append(
                 f"{lay.point_dir} holds no results of this config to plot "
                 f"({', '.join(f.name for f in there)} were made with other settings or "

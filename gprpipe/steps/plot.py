@@ -103,19 +103,19 @@ def _drawable(ctx) -> set[Path]:
     and inputs of this config (one made with others is left out, with a notice)."""
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.commit import vouched
-    from gprpipe.pipeline.plan import stale_outputs
+    from gprpipe.pipeline.plan import producers
 
     lay = ctx.layout
-    stale = stale_outputs(ctx.task.point, lay.point_dir, ctx.config)
+    made = producers(ctx.task.point, lay.point_dir, ctx.config)  # not made: stale
     outputs = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
     checked = set(ctx.task.inputs)  # the runner verified this task's inputs already
     drawn = set()
     for p in outputs:
-        if not p.exists() or p in stale:
+        if not p.exists() or p not in made:
             continue
         if p not in checked:
             vouched(p)  # damaged or uncommitted: the task fails, naming it
-            if not output_of(p, ctx.config):
+            if not output_of(p, ctx.config, made):
                 print(f"notice: {p.name} was made with other settings; not drawn")
                 continue
         drawn.add(p)
@@ -125,10 +125,12 @@ def _drawable(ctx) -> set[Path]:
 def _other_settings(ctx) -> list[Path]:
     """The step outputs in the point folder that another config's settings made."""
     from gprpipe.pipeline.cache import output_of
+    from gprpipe.pipeline.plan import producers
 
     lay = ctx.layout
+    made = producers(ctx.task.point, lay.point_dir, ctx.config)
     outputs = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
-    return [p for p in outputs if p.exists() and not output_of(p, ctx.config)]
+    return [p for p in outputs if p.exists() and not output_of(p, ctx.config, made)]
 
 
 def _previous_figures(lay) -> set[Path]:
