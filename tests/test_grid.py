@@ -256,3 +256,45 @@ def test_booleans_in_point_names():
         "refit_gp-false",
         "refit_gp-true",
     ]
+
+
+def test_points_run_one_by_one_stay_one_run(tmp_path: Path, cli):
+    """A grid run point by point (--points) keeps the points an earlier selection made for
+    status, summary, compare and the exports, as long as their config is unchanged; a point
+    whose config changed since (or was edited by hand) is left out of the run."""
+    import json
+
+    out_dir = tmp_path / "out"
+    cfg = quickstart_child(tmp_path / "g.toml", GRID_2X2.format(out=out_dir))
+
+    def recorded() -> tuple[list[str], list[str]]:
+        data = json.loads((out_dir / "run.json").read_text())
+        return [g["name"] for g in data["grid"]], [t["id"] for t in data["plan"]]
+
+    for sel in ("2", "0"):
+        code, _, err = cli("run", cfg, "--steps", "load", "--points", sel)
+        assert code == 0, err
+    names = ["blind_nsigma-1.64_rebin-5", "blind_nsigma-1.96_rebin-5"]  # in grid order
+    assert recorded() == (names, [f"{n}/load" for n in reversed(names)])
+    code, out, _ = cli("status", out_dir)
+    assert code == 0 and out.endswith("\ndone=2\n") and all(f"│ {n} │ load" in out for n in names)
+
+    # point 0 again with another --steps: point 2's config (and plan) is unchanged, kept
+    code, _, err = cli("run", cfg, "--steps", "load", "--points", "0", "--force")
+    assert code == 0, err
+    assert recorded()[0] == names
+
+    # a point config edited by hand is no longer vouched for: left out
+    edited = out_dir / names[1] / "config.toml"
+    edited.write_text(edited.read_text() + "\n")
+    code, _, err = cli("run", cfg, "--steps", "load", "--points", "0")
+    assert code == 0, err
+    assert recorded() == (names[:1], [f"{names[0]}/load"])
+
+    # another config: the earlier selection's point belongs to the old one
+    code, _, err = cli("run", cfg, "--steps", "load", "--points", "2")
+    assert code == 0, err
+    assert recorded()[0] == names
+    code, _, err = cli("run", cfg, "--steps", "load", "--points", "0", "--set", "fit.n_restarts=3")
+    assert code == 0, err
+    assert recorded()[0] == names[:1]

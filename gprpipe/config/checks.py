@@ -155,6 +155,18 @@ def mass_count(lo: float, hi: float, step: float) -> int:
     return math.floor((hi - lo) / step + 1e-6) + 1
 
 
+def slurm_log_folder_problem(folder: str) -> str:
+    """Why SLURM cannot write its logs under ``folder`` ('' when it can): it drops a
+    backslash from an output pattern and stops expanding ``%a``, so the logs of every
+    element would go to one file of another folder."""
+    if "\\" not in folder:
+        return ""
+    return (
+        f"{folder}: SLURM cannot write its logs to a folder whose path holds a backslash "
+        "(it drops it, and writes elsewhere); choose another base.output."
+    )
+
+
 def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     """Caps on masses and the physics checks of one validated point config."""
     from gprpipe.stats.resolution import polyval, sigma_m
@@ -162,15 +174,8 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     errors: list[Issue] = unit_errors(cfg, where)
     if errors:  # MeV typed for GeV: say so, not "no test mass lies in the range"
         return errors
-    if cfg.base.executor == "slurm" and "\\" in cfg.base.output:
-        errors.append(
-            at(
-                where("base.output"),
-                f"{cfg.base.output}: SLURM cannot write its logs to a folder whose path "
-                "holds a backslash (it drops it, and writes elsewhere); choose another "
-                "run directory.",
-            )
-        )
+    if cfg.base.executor == "slurm" and (why := slurm_log_folder_problem(cfg.base.output)):
+        errors.append(at(where("base.output"), why))
     shown = [*cfg.scanned(), "combined"]
     for name in cfg.plot.displays.datasets or []:
         if name not in shown:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,16 +87,23 @@ def task_key(task: Task, config: Config, numerics: int | None = None) -> str:
     """The cache key of ``task`` under ``config`` (and ``numerics``, default
     :data:`NUMERICS_VERSION`): its step, part, the config sections it reads and the
     digests of its inputs."""
+    return _task_keys(task, config, (NUMERICS_VERSION if numerics is None else numerics,))[0]
+
+
+def _task_keys(task: Task, config: Config, versions: Sequence[int]) -> list[str]:
+    """:func:`task_key` under each of ``versions`` (config and inputs read once)."""
     cfg = config.model_dump(mode="json")
     payload = {
         "step": task.step,
         "part": task.part,
-        "numerics": NUMERICS_VERSION if numerics is None else numerics,
         "config": {s: _section(cfg, s) for s in STEP_SECTIONS[task.step]},
         "inputs": [[_input_name(p, task.point_dir), input_digest(p)] for p in task.inputs],
     }
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:32]
+    blobs = (
+        json.dumps(payload | {"numerics": v}, sort_keys=True, default=str).encode()
+        for v in versions
+    )
+    return [hashlib.sha256(b).hexdigest()[:32] for b in blobs]
 
 
 def freshness(task: Task, config: Config) -> tuple[bool, str]:
@@ -126,7 +133,7 @@ def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:
         return False
     versions = range(NUMERICS_VERSION, 0, -1) if any_version else (NUMERICS_VERSION,)
     try:
-        return any(rec.get("cache_key") == task_key(producer, config, v) for v in versions)
+        return rec.get("cache_key") in _task_keys(producer, config, versions)
     except GprpipeError:  # an input of the producer is gone
         return False
 

@@ -520,6 +520,7 @@ def run(
             engine=cfg0.base.engine,
             executor=cfg0.base.executor,
             command=opts.record,
+            others=[p for p in all_points if p not in points],
         )
         info.data["blinding"] = {
             "blind": any(p.config.base.blind for p in points),

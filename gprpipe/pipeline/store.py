@@ -184,14 +184,22 @@ def new_run_info(
     engine: str,
     executor: str,
     command: Sequence[str] | None = None,
+    others: Sequence[Point] = (),
 ) -> RunInfo:
     """``run.json`` of a new run; ``command``: the command line to record (default: this
-    process's)."""
+    process's); ``others``: the config's grid points this run leaves out (``--points``),
+    kept with their plan where an earlier run of the same point config made them."""
     info = RunInfo(run_dir / RUN_JSON, {})
     try:
         old = load_run_info(run_dir, missing_ok=True)
     except GprpipeError:  # damaged: this run rewrites it
         old = None
+    kept = _points_run_before(old, run_dir, others)
+    entries = {p.name: _grid_entry(p) for p in points} | {g["name"]: g for g in kept}
+    order = {p.name: p.index for p in [*points, *others]}
+    earlier = (
+        [t for t in old.data["plan"] if t.get("point") in {g["name"] for g in kept}] if old else []
+    )
     info.data = {
         "gprpipe_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -202,21 +210,47 @@ def new_run_info(
         "engine": engine,
         "executor": executor,
         "versions": versions(),
-        "grid": [
-            {
-                "name": p.name,
-                "values": p.values,
-                "dir": p.name,
-                "seed": p.config.base.seed,
-                "config_sha256": _sha256(point_config_text(p).encode()),
-            }
-            for p in points
-        ],
-        "plan": [task_record(t, run_dir) for t in tasks],
+        "grid": [entries[name] for name in sorted(entries, key=order.__getitem__)],
+        "plan": [*earlier, *[task_record(t, run_dir) for t in tasks]],
         "timings": (old.data.get("timings", {}) if old else {}),
         "slurm": (old.data.get("slurm", {}) if old else {}),
     }
     return info
+
+
+def _grid_entry(p: Point) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "values": p.values,
+        "dir": p.name,
+        "seed": p.config.base.seed,
+        "config_sha256": _sha256(point_config_text(p).encode()),
+    }
+
+
+def _points_run_before(
+    old: RunInfo | None, run_dir: Path, others: Sequence[Point]
+) -> list[dict[str, Any]]:
+    """Grid entries of ``old`` (the folder's last run.json) for the points of ``others``
+    that an earlier run of the same point config made, with that config still on disk
+    unchanged: a grid run point by point (``--points``) stays one run for status, summary,
+    compare and the exports. A point whose config differs now belongs to an earlier config
+    and is left out."""
+    if old is None:
+        return []
+    now = {p.name: _grid_entry(p)["config_sha256"] for p in others}
+    kept = []
+    for g in old.data["grid"]:
+        name, sha = g.get("name"), g.get("config_sha256")
+        if name not in now or sha != now[name]:
+            continue
+        try:
+            text = read_config_text(Layout(run_dir / name).config)
+        except GprpipeError:  # missing or unreadable: not kept
+            continue
+        if _sha256(text.encode()) == sha:
+            kept.append(g)
+    return kept
 
 
 @overload

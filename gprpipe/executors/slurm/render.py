@@ -18,6 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Protocol
 
+from gprpipe.config.checks import slurm_log_folder_problem
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.state import shell_write_failed, state_dir
 from gprpipe.pipeline.task import Task
@@ -147,13 +148,9 @@ def _directive(option: str) -> str:
 
 def _output_pattern(path: Path) -> str:
     """``path`` as an sbatch filename pattern: ``%`` of the path doubled (``%a`` kept). A
-    backslash is refused: SLURM drops it and stops expanding the pattern, so the logs of
-    every element would go to one file in another folder."""
-    if "\\" in str(path.parent):
-        raise GprpipeError(
-            f"{path.parent}: SLURM cannot write its logs to a folder whose path holds a "
-            "backslash (it drops it, and writes elsewhere); choose another base.output."
-        )
+    backslash is refused (validation refuses it first)."""
+    if why := slurm_log_folder_problem(str(path.parent)):
+        raise GprpipeError(why)
     head, name = str(path.parent).replace("%", "%%"), path.name
     return f"{head}/{name}"
 
