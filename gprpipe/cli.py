@@ -203,10 +203,12 @@ class _Bars(_Observer):
     def rerunning(self, tasks: Sequence[Task]) -> None:
         console.print(f"Rerunning {len(tasks)} tasks: " + ", ".join(t.id for t in tasks))
 
-    def submitted(self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str]) -> None:
+    def submitted(
+        self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str], cached: int = 0
+    ) -> None:
         from gprpipe.pipeline.service import submitted_line
 
-        console.print(submitted_line(executor, tasks, job_ids))
+        console.print(submitted_line(executor, tasks, job_ids, cached))
 
     def started(self, tasks: Sequence[Task], executor: str) -> None:
         self.progress = _progress()

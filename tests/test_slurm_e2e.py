@@ -52,6 +52,24 @@ def test_quickstart_on_slurm_matches_local(shared_quickstart: Path, tmp_path: Pa
     assert status.returncode == 0
     assert "done=6" in status.stdout
 
+    # the same config again: every task is up to date, so nothing is submitted
+    out = ("--set", f"base.output={tmp_path / 'slurm'}")
+    again = gprpipe("run", qs, "--executor", "slurm", *out)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(
+        f"Nothing to do: all 6 tasks are up to date ({tmp_path / 'slurm'}).\n"
+    )
+    assert json.loads((tmp_path / "slurm" / "slurm" / "jobs.json").read_text()) == jobs
+    # other plot settings: only the plot task is queued; the others stay as they are
+    fit_mtime = (tmp_path / "slurm" / "nominal" / "fit.h5").stat().st_mtime_ns
+    plot = gprpipe("run", qs, "--executor", "slurm", "--wait", *out, "--set", "plot.masses=[0.045]")
+    assert plot.returncode == 0, plot.stderr
+    assert plot.stdout.startswith(
+        "Submitted 1 tasks to SLURM as job arrays (5 up to date, not submitted): "
+    )
+    assert (tmp_path / "slurm" / "nominal" / "fit.h5").stat().st_mtime_ns == fit_mtime
+    assert "done=6" in gprpipe("status", str(tmp_path / "slurm")).stdout
+
 
 def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     """One grid point's data file is missing: only its tasks fail; once the file exists,

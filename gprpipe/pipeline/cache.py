@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,24 @@ def freshness(task: Task, config: Config) -> tuple[bool, str]:
 
 def is_fresh(task: Task, config: Config) -> bool:
     return freshness(task, config)[0]
+
+
+def up_to_date(
+    tasks: Sequence[Task], configs: Mapping[str, Config], forced: Iterable[str] = ()
+) -> list[Task]:
+    """The tasks (in plan order) whose outputs are fresh and whose upstream tasks in
+    ``tasks`` are all up to date too: what a queueing executor need not submit (a task
+    downstream of one that runs again may see new inputs, so it is submitted)."""
+    skip = set(forced)
+    out: list[Task] = []
+    ok: set[str] = set()
+    planned = {t.id for t in tasks}
+    for t in tasks:  # plan order is topological
+        deps = [d for d in t.deps if d in planned]
+        if t.id not in skip and all(d in ok for d in deps) and is_fresh(t, configs[t.point]):
+            ok.add(t.id)
+            out.append(t)
+    return out
 
 
 def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:

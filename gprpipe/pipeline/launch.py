@@ -121,8 +121,10 @@ class TextObserver(service.RunObserver):
     def rerunning(self, tasks: Sequence[Task]) -> None:
         self._print(f"Rerunning {len(tasks)} tasks: " + ", ".join(t.id for t in tasks))
 
-    def submitted(self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str]) -> None:
-        self._print(service.submitted_line(executor, tasks, job_ids))
+    def submitted(
+        self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str], cached: int = 0
+    ) -> None:
+        self._print(service.submitted_line(executor, tasks, job_ids, cached))
 
     def task_ended(self, task: Task, outcome: Outcome) -> None:
         self._print(service.task_line(task, outcome))

@@ -105,8 +105,11 @@ class RunObserver:
     def rerunning(self, tasks: Sequence[Task]) -> None:
         """:func:`rerun` chose these tasks (before it starts them)."""
 
-    def submitted(self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str]) -> None:
-        """A queueing executor accepted ``tasks`` as jobs ``job_ids``."""
+    def submitted(
+        self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str], cached: int = 0
+    ) -> None:
+        """A queueing executor accepted ``tasks`` as jobs ``job_ids`` (``cached``: tasks
+        already up to date, not submitted)."""
 
     def started(self, tasks: Sequence[Task], executor: str) -> None:
         """Execution (local) or following the queue (``wait``) begins."""
@@ -131,9 +134,12 @@ def task_line(task: Task, outcome: Outcome) -> str:
     return f"{task.id}: {outcome.state} ({fmt_duration(outcome.seconds)})"
 
 
-def submitted_line(executor: str, tasks: Sequence[Task], job_ids: dict[str, str]) -> str:
+def submitted_line(
+    executor: str, tasks: Sequence[Task], job_ids: dict[str, str], cached: int = 0
+) -> str:
     jobs = ", ".join(f"{k}={v}" for k, v in job_ids.items())
-    return f"Submitted {len(tasks)} tasks to {executor.upper()} as job arrays: {jobs}"
+    kept = f" ({cached} up to date, not submitted)" if cached else ""
+    return f"Submitted {len(tasks)} tasks to {executor.upper()} as job arrays{kept}: {jobs}"
 
 
 def count(states: dict[str, str]) -> dict[str, int]:
@@ -640,9 +646,12 @@ def _execute(
     if not ex.blocking:
         if stop is not None and stop.is_set():  # cancelled while the run was planned
             raise Interrupted(f"interrupted: nothing was submitted from {run_dir}.")
+        result.report = ex.submit(tasks, configs=configs, force=force, resubmit=resubmit)
+        if not result.report.job_ids:  # every task up to date: nothing was queued
+            return
         result.queued = True
-        result.report = ex.submit(tasks, force=bool(force), resubmit=resubmit)
-        obs.submitted(ex.name, tasks, result.report.job_ids)
+        queued = [t for t in tasks if t.id not in result.report.outcomes]
+        obs.submitted(ex.name, queued, result.report.job_ids, len(tasks) - len(queued))
         if wait:
             result.waited = True
             obs.started(tasks, ex.name)

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gprpipe.errors import GprpipeError
-from gprpipe.executors.base import THREAD_ENV, Executor, Hooks, RunReport, TaskStatus, register
+from gprpipe.executors.base import (
+    THREAD_ENV,
+    Executor,
+    Hooks,
+    Outcome,
+    RunReport,
+    TaskStatus,
+    register,
+)
 from gprpipe.executors.slurm import scheduler
 from gprpipe.executors.slurm.jobs import (
     SlurmSubmission,
@@ -50,6 +58,7 @@ from gprpipe.executors.slurm.render import (
 )
 from gprpipe.executors.slurm.scheduler import NO_SBATCH, max_array_size
 from gprpipe.io.atomic import atomic_write_text, inside
+from gprpipe.pipeline.cache import up_to_date
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 
@@ -348,13 +357,23 @@ class SlurmExecutor(Executor):
         resubmit: bool = False,
         hooks: Hooks | None = None,
     ) -> RunReport:
+        """Queue ``tasks``; with ``configs`` (a new run), those already up to date are
+        marked cached and not submitted (their jobs would only find that out)."""
         forced = {t.id for t in tasks} if force is True else set(force or ())
-        tasks = [replace(t, argv=(*t.argv, "--force")) if t.id in forced else t for t in tasks]
+        cached = [] if resubmit or configs is None else up_to_date(tasks, configs, forced)
+        for t in cached:
+            write_state(t.point_dir, t.slug, "done", "cached")
+        skipped = {t.id for t in cached}
+        rest = [t for t in tasks if t.id not in skipped]
+        rest = [replace(t, argv=(*t.argv, "--force")) if t.id in forced else t for t in rest]
         fn = globals()["resubmit"] if resubmit else submit
-        sub = fn(
-            tasks, run_dir=self.run_dir, engine=self.engine, options=self.options, env=THREAD_ENV
-        )
-        return RunReport(job_ids=dict(sub.job_ids))
+        job_ids: dict[str, str] = {}
+        if rest:
+            sub = fn(
+                rest, run_dir=self.run_dir, engine=self.engine, options=self.options, env=THREAD_ENV
+            )
+            job_ids = dict(sub.job_ids)
+        return RunReport(outcomes={t.id: Outcome("cached") for t in cached}, job_ids=job_ids)
 
     @classmethod
     def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
