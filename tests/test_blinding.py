@@ -195,6 +195,27 @@ def test_set_blind_false_is_refused(tmp_path):
         assert code == code_wanted, err
 
 
+def test_no_rendered_set_lifts_blinding(tmp_path, cli):
+    """--set values that render base.blind false (a Jinja2 expression, a key the config's
+    Jinja2 reads) are refused like base.blind=false, naming the override."""
+    cfg = quickstart_child(tmp_path / "b.toml", 'blind = "{{ limit.alpha < 0.06 }}"\n')
+    for value in (
+        "base.blind={{ false }}",
+        "base.blind={{ 0 }}",
+        'base={blind="{{ false }}"}',
+        "limit.alpha=0.1",
+    ):
+        code, out, err = cli("run", cfg, "--dry-run", "--set", value)
+        assert code == 1 and out == "", err
+        assert err.strip() == (
+            f"error: --set {value}: blinding is lifted only by 'gprpipe run --unblind' "
+            "(recorded in run.json)."
+        )
+    for value in ("base.blind={{ true }}", "limit.alpha=0.04"):
+        code, out, err = cli("run", cfg, "--dry-run", "--set", value)
+        assert code == 0 and out.startswith("# 6 tasks"), err
+
+
 def test_blind_refuses_training_inside_the_window(tmp_path, cli):
     cfg = quickstart_child(
         tmp_path / "c.toml",

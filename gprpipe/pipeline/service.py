@@ -297,7 +297,7 @@ def validate(config: Path, overrides: Sequence[str] = ()) -> tuple[list[Point], 
     the points and the plan."""
     from gprpipe.config import check_inputs
 
-    refuse_set_unblind(overrides)
+    refuse_set_unblind(overrides, config)
     loaded, points = load_points(config, overrides, inputs=True)
     tasks = plan_points(run_dir_of(points), points, loaded.where)
     check_inputs(loaded, points)
@@ -411,9 +411,18 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
         raise ConfigError(why)
 
 
-def refuse_set_unblind(overrides: Sequence[str]) -> None:
-    """Blinding is lifted only by ``run --unblind``, never by ``--set base.blind=false``."""
+def refuse_set_unblind(overrides: Sequence[str], config: Path | None = None) -> None:
+    """Blinding is lifted only by ``run --unblind``, never by ``--set``: neither by
+    ``base.blind=false`` (refused whatever the config says) nor by any value that renders
+    a point of ``config`` unblind that is blind without the overrides (``{{ false }}``, a
+    key its Jinja2 reads)."""
     from gprpipe.config.loader import flatten, parse_override
+
+    def lifting(o: str) -> GprpipeError:
+        return GprpipeError(
+            f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' (recorded in "
+            "run.json)."
+        )
 
     for o in overrides:
         try:
@@ -425,10 +434,28 @@ def refuse_set_unblind(overrides: Sequence[str]) -> None:
         if isinstance(blind, str):
             blind = blind.strip().lower() not in ("false", "0", "no", "off", "f", "n")
         if blind is False or blind == 0:
-            raise GprpipeError(
-                f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' "
-                "(recorded in run.json)."
-            )
+            raise lifting(o)
+    if config is None or not overrides:
+        return
+    try:
+        blind = [p.config.base.blind for p in load_points(config)[1]]
+    except GprpipeError:  # the config needs its overrides to load: judged by them alone
+        return
+    if not any(blind):
+        return
+    try:
+        with_set = [p.config.base.blind for p in load_points(config, overrides)[1]]
+    except GprpipeError:  # the loader names the bad override when the run loads it
+        return
+    if any(b and not s for b, s in zip(blind, with_set, strict=True)):
+        for o in overrides:
+            try:
+                alone = [p.config.base.blind for p in load_points(config, [o])[1]]
+            except GprpipeError:
+                continue
+            if any(b and not s for b, s in zip(blind, alone, strict=True)):
+                raise lifting(o)
+        raise lifting(" --set ".join(overrides))
 
 
 def engine_for(name: str, config: Config, check: bool = True) -> Engine:
@@ -479,7 +506,7 @@ def run(
     _checked_wait(opts.wait_lock)
     obs = observer or RunObserver()
     overrides = list(opts.overrides)
-    refuse_set_unblind(overrides)
+    refuse_set_unblind(overrides, config)
     if opts.engine:
         overrides.append(f"base.engine={_checked_choice('engine', opts.engine)}")
     if opts.executor:
