@@ -305,3 +305,58 @@ def test_a_blinded_run_refuses_a_folder_holding_observed_exports(tmp_path):
     spey.unlink()
     code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
     assert code == 0, err
+
+
+def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_run(
+    tmp_path: Path, cli
+):
+    """project-reach is recorded like an export (with the limit.h5 it read): listed only
+    while the point holds those limits, and refused by a blinded run, as is a compare/
+    folder with observed limit ratios."""
+    import shutil
+
+    out = tmp_path / "out"
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        f"""
+        output = "{out}"
+        [scan]
+        masses = [0.045, 0.06]
+        [steps]
+        run = ["load", "fit", "limit"]
+        [grid]
+        "fit.blind_nsigma" = [1.64, 1.96]
+        """,
+    )
+    assert cli("run", cfg)[0] == 0
+    code, _, err = cli("compare", out)
+    assert code == 0, err
+    point = out / "blind_nsigma-1.64"
+    code, _, err = cli("project-reach", out, "--point", point.name, "--scale", "demo=4")
+    assert code == 0, err
+    recorded = json.loads((point / ".state" / "exports.json").read_text())
+    assert {k: v["source"] for k, v in recorded.items()} == {
+        "reach/reach.csv": "limit.h5",
+        "reach/reach.pdf": "limit.h5",
+        "reach/reach.png": "limit.h5",
+    }
+    assert f"reach projection: {point / 'reach'}/ (1 csv file)" in cli("summary", out)[1]
+
+    code, _, err = cli("run", cfg, "--set", "limit.alpha=0.1")  # other limits: not shown
+    assert code == 0, err
+    assert "reach projection" not in cli("summary", out)[1]
+
+    code, _, err = cli("run", cfg, "--set", "base.blind=true")
+    assert code == 1 and err.startswith(f"error: {point / 'reach' / 'reach.csv'}, ")
+    assert "exports of an unblinded fit (observed counts)" in err
+    shutil.rmtree(point / "reach")
+    code, _, err = cli("run", cfg, "--set", "base.blind=true")
+    assert code == 1
+    assert err.strip() == (
+        f"error: {out / 'compare' / 'compare_demo.csv'}: a comparison of unblinded results "
+        "(observed limits) in a run that is blinded now; remove the folder, or run into "
+        "another folder (base.output)."
+    )
+    shutil.rmtree(out / "compare")
+    code, _, err = cli("run", cfg, "--set", "base.blind=true")
+    assert code == 0, err

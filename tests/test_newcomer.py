@@ -504,7 +504,7 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
             **base,
             "mass_GeV": "0.06",
             "Z_local": "3.2",  # the largest, but flagged: not the most significant
-            "eps2_up": "2e-6",
+            "eps2_up": "2e-7",  # the strongest limit, but flagged: not the strongest
             "gof_p": "0.7",
             "status": "flag_gof",
         },

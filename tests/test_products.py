@@ -409,26 +409,33 @@ def test_spey_model_reproduces_limits(run2015: Path):
 # --------------------------------------------------------------------------------------
 # Slow: the combination (2015 + 2016 at two masses)
 # --------------------------------------------------------------------------------------
+COMB_CONFIG = REPO / "user_configs" / "hps2015_2016_combined.toml"
+
+
+def comb_settings(shared_data: Path) -> list[str]:
+    return settings(
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+        "scan.masses=[0.06, 0.1]",
+        "inject.masses=[0.06]",
+        "inject.strengths=[3.0]",
+        "inject.n_toys=200",
+        "plot.displays.z=[3.0]",
+        'plot.displays.variants=["conditional"]',
+        "plot.displays.observed=[0.06]",
+        "plot.allocation_masses=[0.06]",
+        'plot.displays.datasets=["combined"]',
+        'plot.formats=["png"]',
+    )
+
+
 @pytest.fixture(scope="module")
 def run_comb(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = shared_run(
         tmp_path_factory,
         "products-comb",
-        REPO / "user_configs" / "hps2015_2016_combined.toml",
-        *settings(
-            f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-            f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
-            "scan.masses=[0.06, 0.1]",
-            "inject.masses=[0.06]",
-            "inject.strengths=[3.0]",
-            "inject.n_toys=200",
-            "plot.displays.z=[3.0]",
-            'plot.displays.variants=["conditional"]',
-            "plot.displays.observed=[0.06]",
-            "plot.allocation_masses=[0.06]",
-            'plot.displays.datasets=["combined"]',
-            'plot.formats=["png"]',
-        ),
+        COMB_CONFIG,
+        *comb_settings(shared_data),
         "--steps",
         "load,fit,limit,inject,plot",
     )
@@ -489,6 +496,34 @@ def test_combination_csv_and_reach(run_comb: Path):
         )
     code, so, se = run_cli_here("project-reach", run_comb.parent, "--scale", "2021=10")
     assert code == 1 and "--scale names dataset '2021'" in se and "Traceback" not in se
+
+
+@pytest.mark.slow
+def test_plot_step_removes_the_products_of_an_earlier_config(
+    run_comb: Path, shared_data: Path, tmp_path: Path
+):
+    """Tables the plot step wrote for an earlier config (combination.csv, allocation.csv of
+    a combined scan) go when this config does not write them: the summary and the report
+    list only what it made."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_comb.parent, copy, symlinks=True)
+    assert (copy / "nominal" / "allocation.csv").is_file()
+    code, out, err = run_cli_here(
+        "run",
+        COMB_CONFIG,
+        *comb_settings(shared_data),
+        *settings(f"base.output={copy}", "scan.combined=false", 'plot.displays.datasets=["2015"]'),
+        "--steps",
+        "load,fit,limit,inject,plot",
+    )
+    assert code == 0, out + err
+    point = copy / "nominal"
+    for gone in ("allocation.csv", "combination.csv", "plots/signal_allocation.png"):
+        assert not (point / gone).exists(), gone
+    assert f"tables: {point}/ (inject.csv, scan.csv)" in out
+    assert "combination.csv" not in (point / "report.html").read_text()
 
 
 def test_shipped_three_way_and_rpen7_configs(shared_data: Path):

@@ -213,8 +213,9 @@ def _export_record(point_dir: Path) -> dict[str, Any]:
 
 
 def stale_exports(point_dir: Path) -> set[str]:
-    """Exports of the point folder (relative paths) made from another ``fit.h5`` than the
-    one it holds now: an earlier config's, not to be offered with this one's results."""
+    """Exports of the point folder (relative paths) made from another ``fit.h5`` (or
+    ``limit.h5``) than the one it holds now: an earlier config's, not to be offered with
+    this one's results."""
     point_dir = Path(point_dir)
     digests: dict[str, str | None] = {}
     out = set()

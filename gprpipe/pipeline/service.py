@@ -367,8 +367,10 @@ def _checked_steps(steps: Sequence[str]) -> list[str]:
 
 def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
     """A blinded run refuses a point folder that holds exports of an unblinded fit (they
-    carry observed counts; a blinded run may not leave any behind)."""
+    carry observed counts; a blinded run may not leave any behind), and a run folder whose
+    ``compare/`` holds observed limit ratios."""
     from gprpipe.pipeline.commit import recorded_exports
+    from gprpipe.results.compare import observed_ratios
 
     for p in points:
         if p.config.base.blind and (found := recorded_exports(point_dir(run_dir, p))):
@@ -377,6 +379,14 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
                 f"{shown}: exports of an unblinded fit (observed counts) in a run that is "
                 "blinded now; remove them, or run into another folder (base.output)."
             )
+    if any(p.config.base.blind for p in points):
+        for table in sorted((run_dir / "compare").glob("*.csv")):
+            if observed_ratios(table):
+                raise GprpipeError(
+                    f"{table}: a comparison of unblinded results (observed limits) in a "
+                    "run that is blinded now; remove the folder, or run into another "
+                    "folder (base.output)."
+                )
 
 
 def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> None:
@@ -420,8 +430,7 @@ def refuse_set_unblind(overrides: Sequence[str], config: Path | None = None) -> 
 
     def lifting(o: str) -> GprpipeError:
         return GprpipeError(
-            f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' (recorded in "
-            "run.json)."
+            f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' (recorded in run.json)."
         )
 
     for o in overrides:

@@ -113,8 +113,10 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
             s.Z_global = _num(r, "Z_global")
             s.Z_global_toys = _num(r, "Z_global_toys")
             s.p0_global_toys = _num(r, "p0_global_toys")
-        lim = [
-            (v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "eps2_up")) is not None and v > 0
+        lim = [  # and out of the strongest and weakest limits
+            (v, float(r["mass_GeV"]))
+            for r in rs
+            if r.get("status", "ok") == "ok" and (v := _num(r, "eps2_up")) is not None and v > 0
         ]
         if lim:
             s.weakest = Extreme(*max(lim)[::-1])
@@ -167,7 +169,11 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
     ]
     if exported:  # export-pyhf --patchset, export-spey
         out["exports"] = f"{pdir / 'exports'}/ ({', '.join(exported)})"
-    add("reach projection", pdir / "reach", "*.csv")
+    reach = [p for p in (pdir / "reach").glob("*.csv") if f"reach/{p.name}" not in old]
+    if reach:  # project-reach (of the limits the point holds now)
+        out["reach projection"] = (
+            f"{pdir / 'reach'}/ ({len(reach)} csv file{'s' * (len(reach) != 1)})"
+        )
     for cand in (
         pdir / "report.html",
         run_dir / "report.html",

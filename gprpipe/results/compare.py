@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -88,3 +89,22 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
                 )
         out.append(comp)
     return out
+
+
+def observed_ratios(table: Path) -> bool:
+    """Whether a comparison table (``compare_<dataset>.csv``) holds observed limit ratios
+    (a comparison of unblinded results); False for an unreadable one."""
+    from gprpipe.results.schema import read_csv
+
+    try:
+        rows = read_csv(table)
+    except (OSError, ValueError):
+        return False
+    return any(np.isfinite(_float(r.get("ratio_observed"))) for r in rows)
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text or "nan")
+    except ValueError:
+        return float("nan")

@@ -50,7 +50,8 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
 
 
 def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
-    """Write the export ``files`` and record which ``source`` (fit.h5) they came from; if
+    """Write the export ``files`` and record which ``source`` (fit.h5, or limit.h5 for
+    exports that carry limits) they came from; if
     either fails, no file of this export is left behind (an unrecorded export would pass
     for one of the current fit)."""
     written: list[Path] = []
@@ -231,6 +232,7 @@ def export_spey(
     Spey's observed CLs gives); the covariance includes ``covariance_jitter`` on its diagonal.
     ``dataset = "combined"``: the concatenated windows of the combination
     (block-diagonal covariance; one shared eps^2)."""
+    from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.plan import COMBINED
     from gprpipe.steps.limit import read_scan
 
@@ -238,6 +240,7 @@ def export_spey(
     lay = Layout(pdir)
     if not lay.limit.exists():  # its limits go into every entry
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
+    alpha = point_config_from_file(lay.config).limit.alpha
     scan = read_scan(vouched_for(lay.limit)).get(dataset, {})
     entries = []
     if dataset == COMBINED:
@@ -275,11 +278,12 @@ def export_spey(
         "model": "default.correlated_background",
         "poi": "eps2 (signal = eps2 * signal_per_eps2)",
         "conventions": SPEY_NOTE,
+        "alpha": alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"
-    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.fit)
+    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.limit)  # its fit and its limits
     return path, len(entries)
 
 

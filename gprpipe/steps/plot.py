@@ -45,7 +45,7 @@ def run(ctx) -> None:
     formats = cfg.plot.formats
     labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
     drawn = _drawable(ctx)
-    previous = _previous_figures(lay)
+    previous = _previous_products(lay)
     parts: list[Part] = []
     if lay.load in drawn:
         parts.append(spectrum_figures(cfg, lay, labels))
@@ -85,8 +85,11 @@ def run(ctx) -> None:
         )
     written = render(parts, lay.plots, formats, workers(cfg.base.jobs))
     keep = {p.resolve() for p in written}
-    for old in previous - keep:  # figures of an earlier config: not this run's results
+    for old in previous - keep:  # products of an earlier config: not this run's results
         old.unlink(missing_ok=True)
+    hepdata = lay.point_dir / "hepdata"
+    if hepdata.is_dir() and not hepdata.is_symlink() and not any(hepdata.iterdir()):
+        hepdata.rmdir()  # no table this time (no mass passed the quality checks)
     from gprpipe.steps.report import write_reports
 
     files = [str(p.relative_to(lay.point_dir)) for p in written]
@@ -133,11 +136,24 @@ def _other_settings(ctx) -> list[Path]:
     return [p for p in outputs if p.exists() and not output_of(p, ctx.config, made)]
 
 
-def _previous_figures(lay) -> set[Path]:
-    """The files of ``plots/`` that the previous plot task wrote (its manifest)."""
-    root = lay.plots.resolve()
-    found = {p.resolve() for p in schema.plot_manifest_files(lay.point_dir) or []}
-    return {p for p in found if p.parent == root}
+#: files of the point folder itself that the plot step writes (beside plots/ and hepdata/)
+POINT_PRODUCTS = ("combination.csv", "allocation.csv")
+
+
+def _previous_products(lay) -> set[Path]:
+    """What the previous plot task wrote (its manifest): figures of ``plots/``, tables of
+    ``hepdata/``, :data:`POINT_PRODUCTS`; nothing else, whatever a manifest lists, and
+    nothing a link leads outside the point folder."""
+    point = Path(os.path.realpath(lay.point_dir))
+    places = {Path(os.path.realpath(lay.plots)), Path(os.path.realpath(lay.point_dir / "hepdata"))}
+    out = set()
+    for p in schema.plot_manifest_files(lay.point_dir) or []:
+        real = Path(os.path.realpath(p))
+        if point not in real.parents:
+            continue
+        if real.parent in places or (real.parent == point and real.name in POINT_PRODUCTS):
+            out.add(real)
+    return out
 
 
 # --------------------------------------------------------------------------------------

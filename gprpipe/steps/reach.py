@@ -210,6 +210,7 @@ def project_reach(
 ) -> tuple[list[Path], dict]:
     """Write ``reach/reach.csv`` and ``reach/reach.<fmt>`` of a run's point."""
     from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.commit import record_export
     from gprpipe.pipeline.plan import Layout
     from gprpipe.plotting.reach import reach_figure
     from gprpipe.plotting.style import apply_style
@@ -263,7 +264,14 @@ def project_reach(
         f"{cfg.base.name}: projected reach ({scale_txt})",
         comb_fit if np.isfinite(comb_fit).any() else None,
     )
-    written = [target, *save(fig, out, "reach", formats)]
+    written = [target]
+    try:  # recorded like an export: a later config's results must not show it as theirs
+        written += save(fig, out, "reach", formats)
+        record_export(pdir, written, lay.limit)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     both = np.isfinite(comb_fit) & np.isfinite(comb_now)
     summary = {
         "factors": factors,

@@ -277,7 +277,16 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
 
 def grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict[str, Any]]:
     """Every unblinded point's eps^2 limits over the first one's (the grid's ``gprpipe
-    compare``): per dataset a figure with ratio panels and a table of ratio statistics."""
+    compare``): per dataset a figure with ratio panels and a table of ratio statistics.
+    Comparison figures of an earlier config are removed."""
+    earlier = set(run_dir.glob("grid_compare_*.png"))
+    out = _grid_comparison(run_dir, points, labels)
+    for path in earlier - {run_dir / c["figure"] for c in out}:
+        path.unlink(missing_ok=True)  # an earlier config's (perhaps unblinded) comparison
+    return out
+
+
+def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict[str, Any]]:
     from gprpipe.plotting.compare import curves_figure
     from gprpipe.plotting.style import save
     from gprpipe.results.compare import compare_curves
