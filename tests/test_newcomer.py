@@ -624,6 +624,42 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     assert code == 0 and "Nothing to do" in out
 
 
+def test_ctrl_c_while_the_figures_are_drawn(tmp_path: Path):
+    """Ctrl-C from a terminal (SIGINT to the whole process group) while the plot task's
+    forked figure workers draw: the run stops with exit code 130 and leaves no process
+    behind (the figure workers held the task's answer pipe open: the run waited forever)."""
+    run_dir = tmp_path / "run"
+    args = ["run", str(QUICKSTART), "--set", f"base.output={run_dir}"]
+    proc = start_cli_subprocess(*args, cwd=tmp_path, session=True)
+    state = run_dir / "nominal" / ".state"
+    deadline = time.monotonic() + 120
+    while not (state / "plot.running").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)  # the figure workers are forked and drawing
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: 5 finished tasks kept in " in err
+    deadline = time.monotonic() + 10
+    while left := group_members(proc.pid):  # the fork server ends with its socket
+        assert time.monotonic() < deadline, f"left behind: {left}"
+        time.sleep(0.1)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
 # ---------------------------------------------------------------- 4. masses: one convention
 
 

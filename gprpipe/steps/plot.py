@@ -13,8 +13,10 @@ of the test masses are not drawn, and every figure carries a "BLINDED" label.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -159,6 +161,10 @@ def _previous_products(lay) -> set[Path]:
 # --------------------------------------------------------------------------------------
 # Drawing
 # --------------------------------------------------------------------------------------
+#: prctl option (linux/prctl.h): the signal a process gets when its parent ends
+PR_SET_PDEATHSIG = 1
+
+
 def workers(jobs: int) -> int:
     """Figure workers: ``base.jobs``, at most the CPUs this process may use."""
     try:
@@ -166,6 +172,19 @@ def workers(jobs: int) -> int:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, min(jobs, cpus))
+
+
+def _end_with_parent(parent: int) -> None:
+    """Figure worker start-up: end with the task's process, however it ends (a stopped
+    run terminates it; a crash or the OOM killer may kill it). A figure worker left behind
+    would hold the task's inherited pipes open, and its run would wait for them forever."""
+    import ctypes
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the task's handler
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it ended before prctl took effect
+        os._exit(1)
 
 
 def render(
@@ -191,7 +210,12 @@ def render(
         if why:
             print(f"notice: the figures are drawn in this process, one at a time: {why}")
         else:
-            pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"))
+            pool = ProcessPoolExecutor(
+                n_workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_end_with_parent,
+                initargs=(os.getpid(),),
+            )
 
     def start(f: FigureJob) -> FigureJob | Future[list[Path]]:
         return f if pool is None else pool.submit(draw, f, folder, formats)
