@@ -44,7 +44,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(soft_wrap=True)
+# piped or captured output has no terminal width: wide enough that tables keep whole names
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 SetOpt = Annotated[
@@ -377,7 +378,9 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
     st = service.status(run_dir, notice=_notice)
     table = Table(title=f"{run_dir}  ({st.executor} executor)")
     for col in ("point", "step", "done", "running", "failed", "pending"):
-        table.add_column(col, justify="left" if col in ("point", "step") else "right")
+        table.add_column(
+            col, justify="left" if col in ("point", "step") else "right", overflow="fold"
+        )
     groups: dict[tuple[str, str], dict[str, int]] = {}
     for t in st.tasks:
         g = groups.setdefault((t.point, t.step), {})
@@ -698,9 +701,9 @@ def compare(
         fig = curves_figure(comp.curves, comp.dataset)
         files = save(fig, folder, f"compare_eps2_{comp.dataset}", kinds)
         table = Table(title=f"{comp.dataset}: eps^2 limit / {ref}")
-        table.add_column("point", no_wrap=True, min_width=max(len(r.label) for r in comp.ratios))
+        table.add_column("point", overflow="fold")  # wrapped, never cut short
         for col in ("masses", "obs median", "obs range", "exp median", "exp range"):
-            table.add_column(col, justify="right", no_wrap=True)
+            table.add_column(col, justify="right", overflow="fold")
         lines = ["dataset,point,mass_GeV,ratio_observed,ratio_expected"]
         for r in comp.ratios:
             (om, olo, ohi), (em, elo, ehi) = r.stats("observed"), r.stats("expected")

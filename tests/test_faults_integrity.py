@@ -431,10 +431,11 @@ def test_a_step_left_out_lends_no_output_of_other_settings(cfg: Path, copy: Path
         ("datasets.demo.rebin=20", "fit,limit", "load"),
         ("fit.blind_nsigma=2.5", "limit", "fit"),
     ):
-        code, _, err = run(cfg, copy, "--set", change, "--steps", steps)
-        assert code == 1, err
-        assert "was made with other settings or inputs than this config's (or by another " in err
-        assert f"gprpipe version): add '{step}' to steps.run (or --steps)." in err
+        for dry in ((), ("--dry-run",)):  # a dry run says what the run refuses
+            code, out, err = run(cfg, copy, "--set", change, "--steps", steps, *dry)
+            assert code == 1 and out == "", err
+            assert "was made with other settings or inputs than this config's (or by " in err
+            assert f"gprpipe version): add '{step}' to steps.run (or --steps)." in err
     assert mtimes(copy / "nominal") == before
     other = tmp_path / "other"
     code, _, err = run(cfg, other, "--set", "fit.blind_nsigma=1.96", "--steps", "load,fit")

@@ -535,12 +535,12 @@ def run(
     eng = engine_for(cfg0.base.engine, cfg0, check=not opts.dry_run)
     ex = get_executor(cfg0.base.executor, run_dir, eng, cfg0, jobs=opts.jobs)
     result = RunResult(run_dir, tasks, ex.name)
+    _refuse_unplanned_inputs(run_dir, points, tasks)  # also a dry run says what run refuses
+    _refuse_observed_exports(run_dir, points)
     if opts.dry_run:
         result.preview = ex.preview(tasks)
         return result
     check_inputs(loaded, points)
-    _refuse_unplanned_inputs(run_dir, points, tasks)
-    _refuse_observed_exports(run_dir, points)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = shlex.join(
         ["gprpipe", "run", str(config), *[x for o in overrides for x in ("--set", o)]]
