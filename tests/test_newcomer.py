@@ -103,6 +103,15 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
                 "error: --set scan.masses: 60 is not a mass in GeV; did you mean 0.060 GeV?",
             ],
         ),
+        (  # MeV ranges: said so, before any count of the masses they would give
+            ["datasets.demo.range=[20,130]", "datasets.demo.data_range=[15,140]"],
+            [
+                "error: --set datasets.demo.range: [20, 130] is not in GeV; did you mean "
+                "0.020 GeV to 0.130 GeV?",
+                "error: --set datasets.demo.data_range: [15, 140] is not in GeV; did you mean "
+                "0.015 GeV to 0.140 GeV?",
+            ],
+        ),
         (
             ["datasets.demo.path=/nonexistent/h.root"],
             ["error: --set datasets.demo.path: /nonexistent/h.root: data file not found."],

@@ -463,8 +463,21 @@ def _fmt_ranges(ranges: dict[str, tuple[float, float]]) -> str:
 
 
 def unit_errors(cfg: Config, where: Where) -> list[Issue]:
-    """Masses above 1 GeV in the mass lists: MeV typed for GeV (with the GeV value)."""
+    """Masses above 1 GeV in the mass lists and the scanned datasets' ranges: MeV typed
+    for GeV (with the GeV values)."""
     errors = []
+    for name in cfg.scanned():
+        ds = cfg.datasets[name]
+        for key, span in (("range", ds.range), ("data_range", ds.data_range)):
+            if span is not None and span[1] > BARE_MAX_GEV:
+                lo, hi = span
+                errors.append(
+                    at(
+                        where(f"datasets.{name}.{key}"),
+                        f"[{lo:g}, {hi:g}] is not in GeV; {mev_hint(lo)[:-1]} to "
+                        f"{hi / 1e3:.3f} GeV?",
+                    )
+                )
     for key, masses in (
         ("scan.masses", cfg.scan.masses or []),
         ("inject.masses", cfg.inject.masses),
@@ -522,15 +535,6 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                 )
             errors.append(at(where("datasets"), f"{why}."))
             continue
-        for n, (lo, hi) in ranges.items():
-            if hi > BARE_MAX_GEV:
-                errors.append(
-                    at(
-                        where(f"datasets.{n}.range"),
-                        f"[{lo:g}, {hi:g}] is not in "
-                        f"GeV; {mev_hint(lo)[:-1]} to {hi / 1e3:.3f} GeV?",
-                    )
-                )
         lists: list[tuple[str, list[float]]] = [("scan.masses", cfg.scan.masses or [])]
         spans: dict[str, tuple[float, float]] = {}  # test-mass span per dataset (inject)
         if "inject" in cfg.steps.run:
