@@ -422,7 +422,8 @@ def rerun(
         ),
     ] = 0.0,
 ) -> None:
-    """Redo only what is named (failed tasks, or the tasks of some masses) and what follows."""
+    """Redo only what is named (failed tasks, or the tasks of some masses) and what follows,
+    with the config the run recorded (after a change to the config file, run it again)."""
     from gprpipe.pipeline import service
 
     try:

@@ -536,8 +536,9 @@ def test_an_output_deleted_after_its_task_finished_is_a_failed_task(copy: Path, 
     (copy / "nominal" / "scan.csv").unlink()
     why = "scan.csv deleted after the task finished; rerun --failed recomputes it"
     assert states(copy)["nominal/limit/merge"] == ("failed", why)
-    code, out, _ = gp("summary", copy)
-    assert code == 0 and f"nominal/limit/merge: {why}" in out
+    code, out, _ = gp("summary", copy)  # exit 1: there is no scan.csv to summarise
+    assert code == 1 and f"nominal/limit/merge: {why}" in out
+    assert f"  not summarised: {copy / 'nominal' / 'scan.csv'}: not there (its task " in out
     code, _, err = gp("rerun", copy, "--failed")
     assert code == 0, err
     assert states(copy)["nominal/limit/merge"][0] == "done"

@@ -554,7 +554,8 @@ def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path, cli):
         "  failed tasks: 1",
         f"    nominal/load: {tmp_path / 'gone.root'}: data file not found.",
         "To finish the run (once any cause above is fixed): gprpipe rerun "
-        f"{run_dir.resolve()} --failed",
+        f"{run_dir.resolve()} --failed (it keeps the config the run recorded; after fixing "
+        "the config file, run it again instead)",
     ]
 
 
@@ -800,6 +801,24 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
         "out to start from the shipped demo spectrum."
     )
     assert not (work / "typo.toml").exists()
+    (work / "dat").mkdir()
+    shutil.copy(DEMO_ROOT, work / "dat" / "a.root")
+    code, _, err = cli("init", "typo", "--data", "dat")  # the folder a newcomer is given
+    assert code == 1 and err.strip() == (
+        "error: --data dat: a folder; give one ROOT file in it (a.root), or leave --data "
+        "out to start from the shipped demo spectrum."
+    )
+    odd = work / "dat" / "x\n[base]\nblind = false\n.root"  # a file name cannot add keys
+    shutil.copy(DEMO_ROOT, odd)
+    code, _, err = cli("init", "typo", "--data", str(odd))
+    assert code == 1 and "a file name with control or invisible format characters" in err
+    assert not (work / "typo.toml").exists()
+    code, _, _ = cli("init", "fine", "--data", "dat/a.root")
+    assert code == 0
+    assert (work / "fine.toml").read_text().startswith(
+        "# fine: a gprpipe config (written by: gprpipe init fine --template hps2015 --data "
+        "dat/a.root).\n"
+    )
 
 
 @pytest.mark.parametrize("name", SHIPPED_USER_CONFIGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from pathlib import Path
 
 from gprpipe.config.loader import get_dotted, load_chain, shipped_dir, shipped_names
@@ -58,7 +59,9 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
     )
     tname = template.removesuffix(".toml")
     lines = [
-        f"# {name}: a gprpipe config (written by: gprpipe init {name} --template {tname}).",
+        f"# {name}: a gprpipe config (written by: gprpipe init {name} --template {tname}"
+        + (f" --data {data}" if data else "")
+        + ").",
         f"# It inherits the shipped template {tname!r} and overrides only what is set here;",
         f"# `gprpipe render {name}.toml` prints the full config, `gprpipe validate {name}.toml`",
         "# checks it (data file and histogram included), `gprpipe schema` lists every key",
@@ -114,10 +117,22 @@ def write_init(
 ) -> Path:
     """Write ``folder/NAME.toml``; refuses to overwrite an existing file unless ``force``."""
     path = folder / f"{name.removesuffix('.toml')}.toml"
-    if data is not None and not (folder / Path(data).expanduser()).is_file():
+    if data is not None and any(unicodedata.category(c) in ("Cc", "Cf") for c in data):
         raise GprpipeError(
-            f"--data {data}: no such file; give your ROOT file, or leave --data out "
-            "to start from the shipped demo spectrum."
+            f"--data {data!r}: a file name with control or invisible format characters; "
+            "rename the file."
+        )
+    if data is not None and not (folder / Path(data).expanduser()).is_file():
+        roots = sorted(p.name for p in (folder / Path(data).expanduser()).glob("*.root"))
+        what = (
+            f"a folder; give one ROOT file in it ({', '.join(roots[:4])}"
+            f"{', ...' if len(roots) > 4 else ''})"
+            if (folder / Path(data).expanduser()).is_dir()
+            else "no such file; give your ROOT file"
+        )
+        raise GprpipeError(
+            f"--data {data}: {what}, or leave --data out to start from the shipped demo "
+            "spectrum."
         )
     text = init_text(name.removesuffix(".toml"), template, data)
     if path.exists() and not force:

@@ -207,12 +207,15 @@ def run_summary(run_dir: Path) -> RunSummary:
             ps.running += 1
         elif state != "done":
             ps.pending += 1
+    writes_scan = {t.point for t in tasks if t.point_dir / "scan.csv" in t.outputs}
     for ps in points.values():
         scan = ps.point_dir / "scan.csv"
         try:
             ps.datasets = summarize_scan(read_table(vouched(scan))) if scan.is_file() else []
         except GprpipeError as exc:
             ps.unvouched = str(exc)
+        if ps.point in writes_scan and not scan.is_file() and ps.failures:
+            ps.unvouched = f"{scan}: not there (its task failed, see below)."
         config = configs.get(ps.point)
         stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
         ps.files = _files(ps.point_dir, stale)
@@ -321,6 +324,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
     if any(ps.failures or ps.pending for ps in points) and not any(ps.running for ps in points):
         lines.append(
             f"To finish the run (once any cause above is fixed): gprpipe rerun "
-            f"{summary.run_dir} --failed"
+            f"{summary.run_dir} --failed (it keeps the config the run recorded; after "
+            "fixing the config file, run it again instead)"
         )
     return lines
