@@ -44,9 +44,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# piped or captured output has no terminal width: wide enough that tables keep whole names
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
+# piped or captured output has no terminal width: wide enough that tables keep whole names;
+# no markup: text from paths, names and logs ("[job 3232_0]") is printed as it is
+console = Console(soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 SetOpt = Annotated[
     list[str] | None,

@@ -626,7 +626,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     )
     assert m, err
     assert int(m.group(1)) >= 1 and Path(m.group(2)) == run_dir
-    assert m.group(4) == (f"gprpipe run {QUICKSTART} --set base.output={run_dir}")
+    assert m.group(4) == (f"gprpipe run {QUICKSTART} --set base.output={run_dir} --set base.jobs=1")
     # resuming does not redo the kept load task
     code, out, _ = run_cli_here(
         "run", QUICKSTART, "--steps", "load", "--set", f"base.output={run_dir}"
@@ -815,9 +815,13 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     assert not (work / "typo.toml").exists()
     code, _, _ = cli("init", "fine", "--data", "dat/a.root")
     assert code == 0
-    assert (work / "fine.toml").read_text().startswith(
-        "# fine: a gprpipe config (written by: gprpipe init fine --template hps2015 --data "
-        "dat/a.root).\n"
+    assert (
+        (work / "fine.toml")
+        .read_text()
+        .startswith(
+            "# fine: a gprpipe config (written by: gprpipe init fine --template hps2015 --data "
+            "dat/a.root).\n"
+        )
     )
 
 

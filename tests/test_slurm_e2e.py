@@ -7,6 +7,7 @@ Needs a running cluster (scripts/local-slurm.sh start). Skips without one, excep
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     bad = next(p for p in points if p != good)
     assert (tmp_path / "run" / good / "scan.csv").exists()
     assert not (tmp_path / "run" / bad / "scan.csv").exists()
+    # each failed task with its SLURM job (square brackets printed, not taken as markup)
+    assert re.search(rf"^failed +{re.escape(bad)}/load \[job \d+_\d+\]: ", lines, re.M), lines
     good_mtime = (tmp_path / "run" / good / "limit.h5").stat().st_mtime_ns
 
     shutil.copy(REPO / "gprpipe" / "data" / "demo_2015.root", missing)

@@ -131,8 +131,7 @@ def write_init(
             else "no such file; give your ROOT file"
         )
         raise GprpipeError(
-            f"--data {data}: {what}, or leave --data out to start from the shipped demo "
-            "spectrum."
+            f"--data {data}: {what}, or leave --data out to start from the shipped demo spectrum."
         )
     text = init_text(name.removesuffix(".toml"), template, data)
     if path.exists() and not force:

@@ -522,6 +522,8 @@ def run(
         overrides.append(f"base.executor={_checked_choice('executor', opts.executor)}")
     if opts.steps is not None:
         overrides.append("steps.run=" + json.dumps(_checked_steps(opts.steps)))
+    if opts.jobs is not None:  # the task workers, and the plot task's figure workers
+        overrides.append(f"base.jobs={int(opts.jobs)}")
     blind_in_config = False
     if opts.unblind:
         _, as_written = load_points(config, overrides)
