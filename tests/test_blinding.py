@@ -360,3 +360,35 @@ def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_ru
     shutil.rmtree(out / "compare")
     code, _, err = cli("run", cfg, "--set", "base.blind=true")
     assert code == 0, err
+
+
+def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli):
+    """toyscan (and inject's background histograms) pointed at the data histogram would
+    put the observed A_hat, sigma_A and Z_local of every window into a blinded run's
+    tables: the task is refused, naming the histogram; unblinded, it runs."""
+    data = REPO / "gprpipe" / "data" / "demo_2015.root"
+    cfg = quickstart_child(
+        tmp_path / "t.toml",
+        f"""
+        output = "{tmp_path / "out"}"
+        blind = true
+        [toyscan]
+        file = "{data}"
+        pattern = "input_hist"
+        max_toys = 1
+        chunk = 1
+        [steps]
+        run = ["toyscan"]
+        """,
+    )
+    code, out, err = cli("run", cfg)
+    assert code == 1
+    assert (
+        f"nominal/toyscan/000: toyscan.pattern: {data}: histogram 'input_hist': holds the "
+        f"observed counts of dataset demo ({data}, histogram 'input_hist'); a blinded run "
+        "uses no observed count in a blind window" in out + err
+    )
+    assert not (tmp_path / "out" / "nominal" / "toyscan.csv").exists()
+    code, _, err = cli("run", cfg, "--unblind")
+    assert code == 0, err
+    assert (tmp_path / "out" / "nominal" / "toyscan.csv").is_file()

@@ -143,15 +143,18 @@ def background_histograms(cfg: Config, name: str, edges: np.ndarray) -> np.ndarr
     ``(n_hist, n_bins)``, at most ``inject.n_toys`` of them."""
     from gprpipe.config.checks import binning_mismatch
     from gprpipe.io.root import match_hists, read_hist, rebin
+    from gprpipe.steps.load import observed_counts_guard
 
     ds = cfg.datasets[name]
     pattern = str(cfg.inject.histograms)
+    not_observed = observed_counts_guard(cfg, name)
     out = []
     for h in match_hists(ds.path, pattern, "inject.histograms")[: cfg.inject.n_toys]:
         c, e = rebin(*read_hist(ds.path, h), ds.rebin)
         why = binning_mismatch(ds.path, h, e, ds.hist, edges)
         if why:
             raise GprpipeError(why)
+        not_observed(c, f"inject.histograms: {ds.path}: histogram {h!r}")
         out.append(c)
     return np.array(out, dtype=float)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+
 from gprpipe.config.checks import histogram_errors
+from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.hdf5 import sha256_file, write_group, write_h5
 from gprpipe.io.root import read_hist, rebin
 from gprpipe.results.schema import read_load
 
-__all__ = ["read_load", "run"]
+__all__ = ["observed_counts_guard", "read_load", "run"]
 
 
 def run(ctx) -> None:
@@ -30,3 +35,24 @@ def run(ctx) -> None:
             g.attrs.update(
                 source=str(ds.path), hist=ds.hist, sha256=sha256_file(ds.path), rebin=ds.rebin
             )
+
+
+def observed_counts_guard(cfg: Config, name: str) -> Callable[[np.ndarray, str], None]:
+    """For a blinded run: a function ``check(counts, what)`` that refuses rebinned
+    ``counts`` equal to dataset ``name``'s observed counts (the data histogram passed off as
+    a toy or background histogram would bring the observed window counts into the results);
+    for an unblinded run it checks nothing."""
+    if not cfg.base.blind:
+        return lambda counts, what: None
+    ds = cfg.datasets[name]
+    observed = rebin(*read_hist(ds.path, ds.hist), ds.rebin)[0]
+
+    def check(counts: np.ndarray, what: str) -> None:
+        if len(counts) == len(observed) and (counts == observed).all():
+            raise GprpipeError(
+                f"{what}: holds the observed counts of dataset {name} ({ds.path}, "
+                f"histogram {ds.hist!r}); a blinded run uses no observed count in a blind "
+                "window: choose toy histograms, or unblind (gprpipe run --unblind)."
+            )
+
+    return check

@@ -83,6 +83,7 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
 def run(ctx) -> None:
     from gprpipe.config.checks import toy_errors
     from gprpipe.io.root import read_hist, rebin
+    from gprpipe.steps.load import observed_counts_guard
 
     cfg, part = ctx.config, ctx.task.part
     if part == MERGE:
@@ -92,6 +93,7 @@ def run(ctx) -> None:
     ds = cfg.datasets[cfg.toyscan_dataset()]
     start, stop = toyscan_parts(cfg)[part]
     names = toy_names(ts.file, ts.pattern)[: ts.max_toys]
+    not_observed = observed_counts_guard(cfg, cfg.toyscan_dataset())
     rows: list[dict] = []
     for i in range(start, min(stop, len(names))):
         counts, edges = read_hist(ts.file, names[i])
@@ -99,6 +101,7 @@ def run(ctx) -> None:
         if errors:
             raise GprpipeError(f"toyscan.file: {errors[0]}")
         counts, edges = rebin(counts, edges, ds.rebin)
+        not_observed(counts, f"toyscan.pattern: {ts.file}: histogram {names[i]!r}")
         rows += [{"toy": i, "hist": names[i], **r} for r in scan_toy(cfg, counts, edges)]
     arrays = {c: np.array([r[c] for r in rows]) if rows else np.array([]) for c in COLUMNS}
     arrays["hist"] = arrays["hist"].astype(str)
