@@ -35,7 +35,7 @@ from conftest import (
 from gprpipe.config import load_points
 from gprpipe.errors import GprpipeError
 from gprpipe.io.root import read_hist, write_hist
-from gprpipe.pipeline.summary import run_summary, summarize_scan, summary_lines
+from gprpipe.pipeline.summary import dataset_lines, run_summary, summarize_scan, summary_lines
 from gprpipe.units import parse_mass, parse_masses
 
 
@@ -530,6 +530,23 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
     assert s.n_not_converged == 1
     assert (s.worst_gof.mass, s.worst_gof.value) == (0.04, 0.01)
     assert c.Z_global_toys is None and c.worst_gof is None
+
+
+def test_summary_of_a_blinded_scan_says_so_and_gives_the_expected_limits():
+    rows = [
+        {"dataset": "2015", "mass_GeV": m, "eps2_exp_med": e, "status": st, "blinded": "true"}
+        for m, e, st in (
+            ("0.03", "2e-6", "ok"),
+            ("0.04", "1e-6", "ok"),
+            ("0.05", "1e-8", "flag_gof"),
+        )
+    ]
+    (s,) = summarize_scan(rows)
+    assert s.blinded and s.most_significant is None
+    assert dataset_lines(s)[:2] == [
+        "2015 (3 masses, BLINDED)",
+        "expected (median) eps^2 limits: strongest 1e-06 at 40 MeV, weakest 2e-06 at 30 MeV",
+    ]
 
 
 def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path, cli):

@@ -53,6 +53,7 @@ class DatasetSummary:
     failures: dict[str, int] = field(default_factory=dict)  # status -> count
     n_not_converged: int = 0
     worst_gof: Extreme | None = None  # value: gof_p (smallest)
+    blinded: bool = False  # no observed quantity: the limits are the expected medians
 
 
 @dataclass
@@ -113,10 +114,12 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
             s.Z_global = _num(r, "Z_global")
             s.Z_global_toys = _num(r, "Z_global_toys")
             s.p0_global_toys = _num(r, "p0_global_toys")
+        s.blinded = any(str(r.get("blinded", "")).lower() == "true" for r in rs)
+        column = "eps2_exp_med" if s.blinded else "eps2_up"
         lim = [  # and out of the strongest and weakest limits
             (v, float(r["mass_GeV"]))
             for r in rs
-            if r.get("status", "ok") == "ok" and (v := _num(r, "eps2_up")) is not None and v > 0
+            if r.get("status", "ok") == "ok" and (v := _num(r, column)) is not None and v > 0
         ]
         if lim:
             s.weakest = Extreme(*max(lim)[::-1])
@@ -265,7 +268,7 @@ def _mev(m: float) -> str:
 
 def dataset_lines(s: DatasetSummary) -> list[str]:
     """One dataset as a few lines of text."""
-    lines = [f"{s.dataset} ({s.n_masses} masses)"]
+    lines = [f"{s.dataset} ({s.n_masses} masses{', BLINDED' if s.blinded else ''})"]
     if s.most_significant:
         z = (
             f"most significant: {_mev(s.most_significant.mass)}, Z_local "
@@ -278,7 +281,8 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         lines.append(z)
     if s.weakest and s.strongest:
         lines.append(
-            f"eps^2 limits: strongest {s.strongest.value:.3g} at "
+            f"{'expected (median) ' if s.blinded else ''}eps^2 limits: strongest "
+            f"{s.strongest.value:.3g} at "
             f"{_mev(s.strongest.mass)}, weakest {s.weakest.value:.3g} at "
             f"{_mev(s.weakest.mass)}"
         )
