@@ -269,9 +269,26 @@ def test_observed_display_numbers_match_scan_csv(run2015: Path):
         assert side["sigma_A"] == pytest.approx(float(row["sigma_A"]), rel=1e-6)
         assert side["Z_local"] == pytest.approx(float(row["Z_local"]), rel=1e-5, abs=1e-6)
         assert side["scan_eps2_up"] == pytest.approx(float(row["eps2_up"]), rel=1e-6)
+        assert side["scan_status"] == row["status"] == "ok"  # a flag would end the title
+        assert side["title"] == f"HPS 2015: observed data, m = {mass * 1e3:g} MeV"
         assert side["eps2_hat"] / side["A_hat"] == pytest.approx(
             float(row["eps2_up"]) / float(row["A_up"]), rel=1e-6
         )
+
+
+def test_hepdata_tables_name_the_test_masses_they_leave_out():
+    """Flagged and failed masses are not in the tables; the description says which."""
+    from gprpipe.steps.hepdata import _left_out
+
+    a = {
+        "mass_GeV": np.array([0.03, 0.124, 0.129]),
+        "status": np.array(["ok", "flag_one_sideband", "fit failed: singular"]),
+    }
+    assert _left_out(a, a["status"] == "ok") == (
+        " Test masses left out (flagged or failed quality checks): 124 MeV "
+        "(flag_one_sideband), 129 MeV (fit failed: singular)."
+    )
+    assert _left_out(a, np.ones(3, bool)) == ""
 
 
 @pytest.mark.slow

@@ -511,7 +511,8 @@ def _scan_row(lay, name: str, mass: float) -> dict:
     if not len(i):
         return {}
     keys = ("A_up", "A_exp_med", "eps2_up", "eps2_exp_med", "p0_local", "Z_global")
-    return {f"scan_{k}": _py(a[k][i[0]]) for k in keys}
+    row = {f"scan_{k}": _py(a[k][i[0]]) for k in keys}
+    return row | {"scan_status": str(a["status"][i[0]])}
 
 
 # --------------------------------------------------------------------------------------
@@ -730,6 +731,8 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
             else:
                 shown, meta = _observed_single(cfg, lay, name, m)
             title = f"{_label(cfg, name)}: observed data, m = {m * MEV:g} MeV"
+            if meta.get("scan_status", "ok") != "ok":  # as the GP-fit figures mark it
+                title += f" [{meta['scan_status']}]"
             written += write_display(
                 f"display_observed_{name}_{m * MEV:g}MeV",
                 "observed",

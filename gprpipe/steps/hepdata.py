@@ -193,6 +193,7 @@ def build_submission(cfg: Config, limit_path: Path):
             continue
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
         m = a["mass_GeV"][ok]
+        left = _left_out(a, ok)
         for q in QUANTITIES:
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
@@ -200,6 +201,7 @@ def build_submission(cfg: Config, limit_path: Path):
             t = limit_table(
                 m, obs, bands, quantity=q, cl=cl, dataset=label, stem=stem, method=method
             )
+            t.description += left
             t.location = where
             sub.add_table(t)
             csvs[f"{stem}.csv"] = table_csv(m, obs, bands, quantity=q, cl=cl, dataset=label)
@@ -213,9 +215,20 @@ def build_submission(cfg: Config, limit_path: Path):
             stem=f"significance_{name}".lower(),
             n_eff=n_eff,
         )
+        t.description += left
         t.location = where
         sub.add_table(t)
     return sub, csvs
+
+
+def _left_out(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
+    """The description's note on the test masses the table leaves out (their fit was
+    flagged or failed), '' when none is: a reader must not take a gap for a mass that was
+    never tested."""
+    if ok.all():
+        return ""
+    rows = [f"{m * 1e3:g} MeV ({st})" for m, st in zip(a["mass_GeV"][~ok], a["status"][~ok])]
+    return f" Test masses left out (flagged or failed quality checks): {', '.join(rows)}."
 
 
 def write_submission(sub, folder: Path) -> list[Path]:
