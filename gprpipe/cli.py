@@ -476,11 +476,13 @@ def cancel(
 
 @app.command()
 def step(
-    name: Annotated[str, typer.Argument(help="load|fit|limit|inject|plot")],
+    name: Annotated[str, typer.Argument(help="load|fit|limit|inject|toyscan|plot")],
     point_dir: Annotated[Path, typer.Option("--point-dir", help="Point folder of a run.")],
     part: Annotated[str | None, typer.Option(help="Chunk, e.g. 2015-003, or merge.")] = None,
     task: Annotated[str | None, typer.Option(help="Task id (for state markers).")] = None,
-    force: Annotated[bool, typer.Option("--force")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run even when the outputs are up to date.")
+    ] = False,
 ) -> None:
     """Run one task (what engines and executors run)."""
     from gprpipe.steps.runner import run_task
@@ -565,7 +567,15 @@ def export_pyhf(
         str, typer.Option(help="INSPIRE id for the PatchSet's reference (ins0000000: none yet).")
     ] = "ins0000000",
     point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="File (--mass; default <point>/pyhf_*.json) or folder (--patchset; default "
+            "<point>/exports).",
+        ),
+    ] = None,
 ) -> None:
     """Write the blind-window likelihood as pyhf HistFactory JSON: one mass (--mass), or
     every mass as a background-only workspace plus a PatchSet (--patchset)."""
