@@ -298,3 +298,9 @@ def test_points_run_one_by_one_stay_one_run(tmp_path: Path, cli):
     code, _, err = cli("run", cfg, "--steps", "load", "--points", "0", "--set", "fit.n_restarts=3")
     assert code == 0, err
     assert recorded()[0] == names[:1]
+    (out_dir / names[1] / "scan.csv").write_text("")  # as if its limit step had run
+    code, _, err = cli("compare", out_dir)
+    assert code == 1 and err.strip().endswith(
+        f"or a run folder with a grid ({names[1]} in {out_dir} belongs to an earlier config "
+        "of the run: give the point folders to compare them anyway)."
+    )

@@ -35,9 +35,23 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
             raise GprpipeError(f"{p}: this point is given twice; compare distinct points.")
         seen.add(p.resolve())
     if len(found) < 2:
+        earlier = sorted(  # point folders of a run that its last config does not have
+            d.name
+            for a in args
+            if (Path(a) / "run.json").is_file()
+            for d in Path(a).iterdir()
+            if (d / "scan.csv").is_file() and d.resolve() not in seen
+        )
+        hint = (
+            f" ({', '.join(earlier)} in {args[0]} "
+            f"{'belongs' if len(earlier) == 1 else 'belong'} to an earlier config of the run: "
+            "give the point folders to compare them anyway)"
+            if earlier
+            else ""
+        )
         raise GprpipeError(
             "compare needs two or more points: give two run folders, point "
-            "folders, or a run folder with a grid."
+            f"folders, or a run folder with a grid{hint}."
         )
     names = [n for _, n in found]
     if len(set(names)) < len(names):  # the same point name in several runs: add the run
