@@ -752,6 +752,11 @@ def tui(
     """The textual app: build, validate, launch and watch runs; browse a run's results."""
     from gprpipe.tui.app import GprpipeApp
 
+    if config is not None and not config.exists() and config.suffix != ".toml":
+        raise GprpipeError(  # a mistyped run folder, not a new config to write
+            f"{config}: no such config, folder or run directory (a new config's name ends "
+            "in .toml)."
+        )
     GprpipeApp(config).run()
 
 

@@ -248,3 +248,12 @@ def test_cancel_timeout_must_be_seconds(tmp_path: Path, cli, value: str):
     code, _, err = cli("cancel", tmp_path, "--timeout", value)
     assert code == 1
     assert one_error(err).startswith(f"--timeout {float(value):g}: give the seconds to wait")
+
+
+def test_tui_refuses_a_mistyped_run_folder(tmp_path: Path, cli):
+    """`gprpipe tui runs/nonexist` opened an editor for a new config of that name."""
+    code, out, err = cli("tui", tmp_path / "runs" / "nonexist")
+    assert (code, out) == (1, "") and err.strip() == (
+        f"error: {tmp_path / 'runs' / 'nonexist'}: no such config, folder or run directory "
+        "(a new config's name ends in .toml)."
+    )
