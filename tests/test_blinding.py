@@ -392,3 +392,16 @@ def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli):
     code, _, err = cli("run", cfg, "--unblind")
     assert code == 0, err
     assert (tmp_path / "out" / "nominal" / "toyscan.csv").is_file()
+
+
+def test_a_blinded_run_says_it_runs_no_global_toys(cli):
+    """The look-elsewhere toys are left out of a blinded run (their mean is fitted on every
+    bin): said at once, not silently."""
+    code, out, err = cli(
+        "run", QUICKSTART, "--dry-run", "--set", "base.blind=true", "--set", "limit.global_toys=100"
+    )
+    assert code == 0 and out.startswith("# 6 tasks")
+    assert err.strip() == (
+        "notice: limit.global_toys: no look-elsewhere toys in a blinded run (their mean is a "
+        "GP fit of every bin, windows included); they run once it is unblinded."
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -898,7 +899,12 @@ def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path):
     stopped = out.split("Cancelled SLURM jobs:")[1].split()
     assert stopped and set(stopped) <= ids, out
     out = gp("status", run_dir)[1]
-    assert "failed   nominal/limit/merge : cancelled before it started (gprpipe cancel)" in out
+    assert re.search(
+        r"^failed   nominal/limit/merge \[job \d+_0\]: cancelled before it started "
+        r"\(gprpipe cancel\)",
+        out,
+        re.M,
+    ), out
     # once its jobs have ended, nothing is left to cancel (finished jobs are not listed)
     deadline = time.monotonic() + 120
     while (out := gp("cancel", run_dir)[1]) != f"Nothing running in {run_dir}.\n":

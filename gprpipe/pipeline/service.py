@@ -531,6 +531,11 @@ def run(
         overrides.append("base.blind=false")
     loaded, all_points = load_points(config, overrides, check=True)
     points = select_points(all_points, opts.points)
+    if any(p.config.base.blind and p.config.limit.global_toys > 0 for p in points):
+        obs.notice(
+            "notice: limit.global_toys: no look-elsewhere toys in a blinded run (their mean "
+            "is a GP fit of every bin, windows included); they run once it is unblinded."
+        )
     cfg0 = points[0].config
     run_dir = run_dir_of(all_points)
     tasks = plan_points(run_dir, points, loaded.where)
