@@ -392,6 +392,10 @@ def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli):
     code, _, err = cli("run", cfg, "--unblind")
     assert code == 0, err
     assert (tmp_path / "out" / "nominal" / "toyscan.csv").is_file()
+    # a toys-only study where the data file is not at hand: nothing to compare, it runs
+    other = ("--set", f"base.output={tmp_path / 'toys'}")
+    code, _, err = cli("run", cfg, *other, "--set", f"datasets.demo.path={tmp_path / 'x.root'}")
+    assert code == 0, err
 
 
 def test_a_blinded_run_says_it_runs_no_global_toys(cli):
