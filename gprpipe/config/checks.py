@@ -36,7 +36,7 @@ from gprpipe.units import (
 
 #: control characters, line separators, and the invisible format characters that make
 #: printed text lie (zero-width ones, bidirectional overrides and isolates, the BOM)
-_CONTROL = re.compile(
+CONTROL = re.compile(
     r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
 )
 #: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.
@@ -74,7 +74,7 @@ def control_char_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
     """One error per key or string value holding a control character."""
     errors = []
     for dotted, text, is_key in _walk(data):
-        m = _CONTROL.search(text)
+        m = CONTROL.search(text)
         if m:
             what = "key" if is_key else "value"
             errors.append(
@@ -94,7 +94,7 @@ def name_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
     errors: list[Issue] = []
     datasets = data.get("datasets")
     for name in datasets if isinstance(datasets, Mapping) else ():
-        if _CONTROL.search(str(name)):
+        if CONTROL.search(str(name)):
             continue  # reported as a control character
         if not SAFE_NAME.match(str(name)) or name in RESERVED_NAMES:
             why = (

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from pathlib import Path
 
+from gprpipe.config.checks import CONTROL
 from gprpipe.config.loader import get_dotted, load_chain, shipped_dir, shipped_names
 from gprpipe.errors import GprpipeError
 
@@ -117,7 +117,7 @@ def write_init(
 ) -> Path:
     """Write ``folder/NAME.toml``; refuses to overwrite an existing file unless ``force``."""
     path = folder / f"{name.removesuffix('.toml')}.toml"
-    if data is not None and any(unicodedata.category(c) in ("Cc", "Cf") for c in data):
+    if data is not None and CONTROL.search(data):
         raise GprpipeError(
             f"--data {data!r}: a file name with control or invisible format characters; "
             "rename the file."
