@@ -150,3 +150,25 @@ def test_front_ends_run_through_the_service():
     # the TUI's background run is the service's entry point, not a gprpipe command line
     launch = (ROOT / "pipeline" / "launch.py").read_text()
     assert '"-m", "gprpipe.pipeline.launch"' in launch and '"-m", "gprpipe",' not in launch
+
+
+def test_checking_a_config_imports_no_fit_numerics():
+    """``gprpipe run`` checks the config and its histograms before any task starts, while
+    the fork server imports the numerics: that check must not import scipy itself (it
+    cost each run about a second of CPU on its critical path)."""
+    import subprocess
+    import sys
+
+    from conftest import QUICKSTART
+
+    code = (
+        "import sys\n"
+        "from gprpipe.config import check_inputs, load_points\n"
+        f"loaded, points = load_points({str(QUICKSTART)!r})\n"
+        "check_inputs(loaded, points)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'scipy', 'sklearn'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

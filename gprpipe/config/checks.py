@@ -367,9 +367,8 @@ def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[s
     """A blind window that leaves too few training bins at every test mass: no fit of
     the scan could succeed. (Some masses without training bins fail alone, each with its
     reason in scan.csv and in the run's summary.)"""
-    from gprpipe.stats.gp import MIN_TRAIN_BINS
     from gprpipe.stats.resolution import sigma_m
-    from gprpipe.stats.window import WindowMasks
+    from gprpipe.stats.window import MIN_TRAIN_BINS, WindowMasks
 
     ds = cfg.datasets[name]
     x = 0.5 * (edges[1:] + edges[:-1])

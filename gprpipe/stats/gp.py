@@ -45,7 +45,7 @@ from scipy.linalg import cho_solve, cholesky, lapack, solve_triangular
 from scipy.optimize import minimize
 from scipy.spatial.distance import cdist, pdist, squareform
 
-from .window import WindowMasks
+from .window import MIN_TRAIN_BINS, WindowMasks
 
 __all__ = [
     "GPHyper",
@@ -101,9 +101,6 @@ _POLISH_H = 1e-4
 _POLISH_MAX_STEP = 0.05
 _POLISH_SLACK = 1e-7
 _POLISH_XTOL = 1e-8
-
-
-MIN_TRAIN_BINS = 3  # the fewest training bins a GP fit takes
 
 
 @dataclass(frozen=True)

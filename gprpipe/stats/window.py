@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["WindowMasks", "blind_mask", "scan_masses"]
+__all__ = ["MIN_TRAIN_BINS", "WindowMasks", "blind_mask", "scan_masses"]
+
+MIN_TRAIN_BINS = 3  # the fewest training bins a GP fit takes
 
 
 def scan_masses(lo: float, hi: float, step: float) -> NDArray[np.float64]:
