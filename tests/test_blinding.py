@@ -216,6 +216,30 @@ def test_no_rendered_set_lifts_blinding(tmp_path, cli):
         assert code == 0 and out.startswith("# 6 tasks"), err
 
 
+def test_a_blinded_folder_is_not_run_unblinded_without_unblind(tmp_path, cli):
+    """The config of a run blinded by ``--set base.blind=true`` run again without it (as
+    the TUI's launch of a blinded run did) is refused, dry run included; ``--unblind``
+    lifts it and is recorded; after that the plain config runs."""
+    out_dir = tmp_path / "r"
+    base = (QUICKSTART, "--steps", "load", "--set", f"base.output={out_dir}")
+    code, _, err = cli("run", *base, "--set", "base.blind=true")
+    assert code == 0, err
+    refusal = (
+        f"error: {out_dir}: its last run was blinded (run.json) and this config is not; "
+        "blinding is lifted only by 'gprpipe run --unblind' (recorded in run.json), else "
+        "blind this run too (base.blind = true) or run into another folder (base.output)."
+    )
+    for extra in ((), ("--dry-run",)):
+        code, out, err = cli("run", *base, *extra)
+        assert (code, out, err.strip()) == (1, "", refusal)
+    code, _, err = cli("run", *base, "--unblind")
+    assert code == 0, err
+    blinding = json.loads((out_dir / "run.json").read_text())["blinding"]
+    assert blinding == {"blind": False, "unblind_option": True, "config_was_blind": False}
+    code, _, err = cli("run", *base)
+    assert code == 0, err
+
+
 def test_blind_refuses_training_inside_the_window(tmp_path, cli):
     cfg = quickstart_child(
         tmp_path / "c.toml",

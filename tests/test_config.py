@@ -223,6 +223,17 @@ def test_invalid_toml_names_file_and_line(tmp_path: Path):
     assert msg.startswith(f"{a}: invalid TOML") and "line 3" in msg
 
 
+def test_base_or_grid_that_is_not_a_table_is_one_sentence(tmp_path: Path):
+    q = str(QUICKSTART)
+    g = write(tmp_path / "g.toml", f"grid = 5\n[base]\ntemplate = {q!r}\n")
+    assert errors_of(g) == [f"{g}:1: grid: must be a table ([grid] with keys), not 5."]
+    b = write(tmp_path / "b.toml", "base = 5\n")
+    assert errors_of(b) == [f"{b}:1: base: must be a table ([base] with keys), not 5."]
+    with pytest.raises(ConfigError) as exc:
+        load_points(QUICKSTART, ["grid='abc'"])
+    assert str(exc.value) == "--set grid: must be a table ([grid] with keys), not 'abc'."
+
+
 def test_deep_merge_is_recursive_and_does_not_mutate():
     parent = {"a": {"b": {"c": 1, "d": 2}, "e": [1, 2]}, "f": 1}
     child = {"a": {"b": {"c": 10}, "e": [3]}, "g": {"h": 1}}
@@ -729,3 +740,20 @@ def test_set_with_an_inline_table_merges_into_the_section(tmp_path: Path):
     c = points[0].config
     assert c.scan.masses == [0.03, 0.06] and c.scan.combined is False
     assert c.plot.formats == ["png"] and c.plot.style == "hep"
+
+
+def test_blinding_that_varies_over_the_grid_is_refused(tmp_path: Path):
+    """``base.blind`` rendered from a key the grid varies would unblind some points
+    without ``--unblind``: refused, naming the points; ``--unblind`` runs them all."""
+    c = quickstart_child(
+        tmp_path / "c.toml",
+        'blind = "{{ fit.blind_nsigma > 1 }}"\n[grid]\n"fit.blind_nsigma" = [0.5, 1.64]\n',
+    )
+    (msg,) = errors_of(c)
+    assert msg == (
+        f"{c}:3: base.blind: renders true at grid points blind_nsigma-1.64 and false at "
+        "blind_nsigma-0.5: blinding is one setting of the whole config, lifted only by "
+        "'gprpipe run --unblind' (recorded in run.json)."
+    )
+    _, points = load_points(c, ["base.blind=false"])
+    assert [p.config.base.blind for p in points] == [False, False]

@@ -710,3 +710,24 @@ def test_step_images_run_in_podman(run_cli, tmp_path: Path):
     finally:
         # only this name: `podman untag IMAGE` without names strips every tag of the image
         subprocess.run(["podman", "untag", fit_image, fit_image], check=False)
+
+
+def test_the_run_lock_is_never_written_through_a_link(tmp_path: Path):
+    """A link put in place of ``.gprpipe.lock`` (to a file outside the run, or dangling)
+    is replaced by the lock file: the holder record never reaches its target."""
+    from gprpipe.pipeline.lock import LOCK_NAME, holder, is_locked, run_lock
+
+    victim, dangling = tmp_path / "victim.txt", tmp_path / "made-by-the-run.txt"
+    victim.write_text("ORIGINAL\n")
+    for target in (victim, dangling):
+        run_dir = tmp_path / f"run-{target.stem}"
+        run_dir.mkdir()
+        (run_dir / LOCK_NAME).symlink_to(target)
+        assert holder(run_dir) == {} and not is_locked(run_dir)
+        with run_lock(run_dir, command="gprpipe run") as info:
+            lock = run_dir / LOCK_NAME
+            assert not lock.is_symlink() and json.loads(lock.read_text()) == info
+            assert is_locked(run_dir)
+        assert lock.read_text() == ""
+    assert victim.read_text() == "ORIGINAL\n"
+    assert not dangling.exists()

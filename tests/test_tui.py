@@ -610,3 +610,30 @@ async def test_launch_quickstart_on_slurm_and_watch_it(tmp_path):
         await pilot.press("f6")
         await _settle(pilot, 0.3)
         assert app.query_one("#res-table", DataTable).row_count == 5
+
+
+def test_a_run_folder_opens_with_the_overrides_it_was_run_with(tmp_path):
+    """``gprpipe tui RUN_DIR``: the Run tab acts on that run (its config with the run's
+    recorded ``--set`` values: its folder, its blinding), never on the bare config; an
+    ``--unblind`` is not carried over."""
+    from conftest import QUICKSTART, run_cli_here
+
+    out = tmp_path / "blinded"
+    sets = [f"base.output={out}", "base.blind=true"]
+    code, _, err = run_cli_here(
+        "run", QUICKSTART, "--steps", "load", *[x for s in sets for x in ("--set", s)]
+    )
+    assert code == 0, err
+    app = GprpipeApp(out)
+    assert app.path == QUICKSTART and app.results_dir == out.resolve()
+    assert app.overrides == (*sets, 'steps.run=["load"]')
+    assert check_text(QUICKSTART.read_text(), QUICKSTART, app.overrides).points
+    code, _, err = run_cli_here(
+        "run", QUICKSTART, "--steps", "load", "--set", f"base.output={out}", "--unblind"
+    )
+    assert code == 0, err
+    assert GprpipeApp(out, overrides=["limit.alpha=0.1"]).overrides == (
+        f"base.output={out}",
+        'steps.run=["load"]',
+        "limit.alpha=0.1",
+    )

@@ -54,6 +54,13 @@ def load(path: Path | str, overrides: Sequence[str] = (), text: str | None = Non
     """Merged (unrendered) config of ``path`` (or of ``text`` standing for it) with
     ``--set`` overrides applied."""
     loaded = apply_overrides(load_chain(path, text), list(overrides))
+    not_tables = [
+        at(loaded.where(key), f"must be a table ([{key}] with keys), not {loaded.data[key]!r}.")
+        for key in ("base", "grid")
+        if key in loaded.data and not isinstance(loaded.data[key], dict)
+    ]
+    if not_tables:
+        raise ConfigError(not_tables)
     base = loaded.data.setdefault("base", {})
     if isinstance(base, dict):  # a chain ended by ``template = false``: render this default too
         for key in ("name", "output"):
@@ -192,9 +199,27 @@ def load_points(
             errors += errs
             if not errs:
                 points.append(Point(index, name, values, model, model.model_dump(mode="json")))
+    if not errors and len({p.config.base.blind for p in points}) > 1:
+        errors.append(_blinding_varies(points, where))
     if errors:
         raise ConfigError(unique(errors))
     return loaded, points
+
+
+def _blinding_varies(points: Sequence[Point], where: Where) -> Issue:
+    """A ``base.blind`` that renders differently at different grid points (its Jinja2
+    reads a key the grid varies): blinding is one setting of the whole config."""
+
+    def names(blind: bool) -> str:
+        chosen = [p.name for p in points if p.config.base.blind is blind]
+        return ", ".join(chosen[:3]) + (f" and {len(chosen) - 3} more" if len(chosen) > 3 else "")
+
+    return at(
+        where("base.blind"),
+        f"renders true at grid points {names(True)} and false at {names(False)}: blinding is "
+        "one setting of the whole config, lifted only by 'gprpipe run --unblind' (recorded "
+        "in run.json).",
+    )
 
 
 def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:

@@ -315,8 +315,8 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
     for file, data, lines in reversed(files):
         merged = deep_merge(merged, data)
         origins.update(_origins_for(data, lines, str(file)))
-    for key in [k for k in merged.get("base", {}) if k == "template"]:
-        del merged["base"][key]
+    if isinstance(merged.get("base"), dict):
+        merged["base"].pop("template", None)
     return Loaded(merged, origins, [f for f, _, _ in files])
 
 

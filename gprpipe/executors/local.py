@@ -281,7 +281,8 @@ def stop_children(children: Children, timeout: float = 10.0) -> None:
             p.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
-            p.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(5)  # a worker of a fork server that was killed too cannot be reaped
 
 
 def container_of(cmd: Sequence[str]) -> str:

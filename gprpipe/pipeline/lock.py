@@ -34,8 +34,11 @@ def lock_path(run_dir: Path) -> Path:
 
 def holder(run_dir: Path) -> dict[str, Any]:
     """What the lock file says about its (last) holder; {} when empty or unreadable."""
+    path = lock_path(run_dir)
+    if path.is_symlink():  # not gprpipe's (run_lock replaces it)
+        return {}
     try:
-        info = json.loads(lock_path(run_dir).read_text() or "{}")
+        info = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
@@ -52,10 +55,10 @@ def describe(info: dict[str, Any]) -> str:
 def is_locked(run_dir: Path) -> bool:
     """Whether a live process holds the run directory's lock now."""
     path = lock_path(run_dir)
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():
         return False
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return False
     try:
@@ -67,6 +70,20 @@ def is_locked(run_dir: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file, opened for writing and never through a link: a link put in its
+    place (gprpipe never makes one, so no live run holds it) is removed first, lest the
+    run write its holder record to a file outside the run directory."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    path.unlink()
+    return os.open(path, flags, 0o644)
 
 
 @contextlib.contextmanager
@@ -88,7 +105,7 @@ def run_lock(
         ) from None
     path = lock_path(run_dir)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path)
     except OSError as exc:
         raise GprpipeError(f"{path}: cannot create the run lock ({exc.strerror}).") from None
     try:

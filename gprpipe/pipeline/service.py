@@ -389,6 +389,26 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
                 )
 
 
+def _refuse_silent_unblinding(run_dir: Path, points: Sequence[Point]) -> None:
+    """A folder whose last run was blinded (run.json) is not run unblinded without
+    ``--unblind``: e.g. the config run again without the ``--set base.blind=true`` that
+    blinded it, or the TUI launching the config of a blinded run."""
+    if any(p.config.base.blind for p in points):
+        return
+    try:
+        info = load_run_info(run_dir, missing_ok=True)
+    except GprpipeError:  # a damaged run.json is rewritten by the run
+        return
+    blinding = info.data.get("blinding") if info is not None else None
+    if isinstance(blinding, dict) and blinding.get("blind") is True:
+        raise GprpipeError(
+            f"{run_dir}: its last run was blinded (run.json) and this config is not; "
+            "blinding is lifted only by 'gprpipe run --unblind' (recorded in run.json), "
+            "else blind this run too (base.blind = true) or run into another folder "
+            "(base.output)."
+        )
+
+
 def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> None:
     """Refuse, before anything starts, tasks that read what a step left out of the run
     would write and the run directory does not hold (it failed later as 'not committed'),
@@ -544,6 +564,8 @@ def run(
     result = RunResult(run_dir, tasks, ex.name)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # also a dry run says what run refuses
     _refuse_observed_exports(run_dir, points)
+    if not opts.unblind:
+        _refuse_silent_unblinding(run_dir, points)
     if opts.dry_run:
         result.preview = ex.preview(tasks)
         return result

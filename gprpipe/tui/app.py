@@ -84,10 +84,11 @@ class GprpipeApp(App[None]):
         target = Path(config).expanduser() if config is not None else None
         # a run directory: open its results (and its config when it still exists)
         self.results_dir: Path | None = None
+        recorded: tuple[str, ...] = ()
         if target is not None and (target / "run.json").is_file():
             self.results_dir = target.resolve()
-            target = self._config_of_run(self.results_dir)
-        self.overrides: tuple[str, ...] = tuple(overrides)
+            target, recorded = self._config_of_run(self.results_dir)
+        self.overrides: tuple[str, ...] = (*recorded, *overrides)
         self.path: Path | None = target if target is not None and not target.is_dir() else None
         self.saved_text: str | None = None
         self.check: Check | None = None
@@ -103,14 +104,20 @@ class GprpipeApp(App[None]):
         self._results_when_checked = False
 
     @staticmethod
-    def _config_of_run(run_dir: Path) -> Path | None:
+    def _config_of_run(run_dir: Path) -> tuple[Path | None, tuple[str, ...]]:
+        """The config of the run in ``run_dir`` (when it still exists) and the ``--set``
+        overrides the run was made with, so that the Run tab acts on that run and its
+        folder (a blinded one stays blinded). ``--unblind`` is not carried over: it is
+        given on the command line each time."""
         import json
 
         try:
-            config = json.loads((run_dir / "run.json").read_text()).get("config")
-        except (OSError, ValueError):
-            return None
-        return Path(config) if config and Path(config).is_file() else None
+            data = json.loads((run_dir / "run.json").read_text())
+            config, overrides = data.get("config"), data.get("overrides") or []
+        except (OSError, ValueError, AttributeError):
+            return None, ()
+        kept = tuple(o for o in overrides if isinstance(o, str) and o != "base.blind=false")
+        return (Path(config) if config and Path(config).is_file() else None), kept
 
     # -------------------------------------------------------------- layout
 
