@@ -524,6 +524,15 @@ def demo_data(
             f"--signal-mass {signal_mass}: {fmt_mass(m_sig)} lies outside the "
             f"demo histogram ({DEMO_LO:g}-{DEMO_HI:g} GeV)."
         )
+    if m_sig is not None:
+        from gprpipe.demo import SIGMA_2015
+        from gprpipe.stats.resolution import sigma_m
+
+        if not float(sigma_m(m_sig, SIGMA_2015)) > 0:
+            raise GprpipeError(
+                f"--signal-mass {signal_mass}: the demo's mass resolution sigma(m) is not "
+                f"positive at {fmt_mass(m_sig)}; give a mass of a few MeV or more."
+            )
     if seed is not None and seed < 0:
         raise GprpipeError(f"--seed {seed}: a seed is a non-negative integer.")
     if not 0 < scale <= _DEMO_MAX_SCALE:
@@ -694,6 +703,10 @@ def compare(
             console.print(notice, markup=False, highlight=False)
     parents = {p.parent.resolve() for p in points.values()}
     folder = out or (parents.pop() / "compare" if len(parents) == 1 else Path("compare"))
+    if out is None and folder.parent != Path("."):  # the run's own compare/, not elsewhere
+        from gprpipe.io.atomic import inside
+
+        inside(folder, folder.parent, "the comparison folder", run_dir=True)
     if folder.exists() and not folder.is_dir():
         raise GprpipeError(f"{folder}: a file; -o names the folder to write the comparison to.")
     labels = list(points)

@@ -120,6 +120,11 @@ def test_demo_data_writes_a_file(tmp_path: Path, cli):
             "--signal-yield -5: must be at least 0 and at most 1e+08 events.",
         ),
         (["--signal-yield", "5"], "--signal-yield 5 needs --signal-mass."),
+        (
+            ["--signal-mass", "1MeV", "--signal-yield", "100"],
+            "--signal-mass 1MeV: the demo's mass resolution sigma(m) is not positive at "
+            "0.001 GeV (1 MeV); give a mass of a few MeV or more.",
+        ),
         (["--hist", ""], "--hist '': a histogram name, folders joined by '/'."),
         (["--hist", "dir//h"], "--hist 'dir//h': a histogram name, folders joined by '/'."),
     ],

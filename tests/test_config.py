@@ -695,6 +695,13 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
     assert code == 1 and err.strip() == (
         f"error: {cfg}:4: toyscan.file: {tmp_path / 'toys.root'}: toy file not found."
     )
+    # not a ROOT file: the file is at fault (it was blamed on toyscan.pattern, over 2 lines)
+    (tmp_path / "toys.root").write_text("# Quickstart\n" * 100)
+    code, _, err = cli("validate", cfg)
+    assert code == 1 and err.strip() == (
+        f"error: {cfg}:4: toyscan.file: {tmp_path / 'toys.root'}: cannot open as a ROOT file "
+        "(not a ROOT file: first four bytes are b'# Qu')."
+    )
     # toys that do not cover the scan range: every toy mass failed in the toyscan task
     counts, edges = read_hist(DEMO_ROOT, "input_hist")
     write_hist(tmp_path / "toys.root", counts[:800], edges[:801], "t/t_toy_0")
@@ -757,3 +764,44 @@ def test_blinding_that_varies_over_the_grid_is_refused(tmp_path: Path):
     )
     _, points = load_points(c, ["base.blind=false"])
     assert [p.config.base.blind for p in points] == [False, False]
+
+
+def test_figure_labels_with_bad_math_text_are_refused_before_the_run(tmp_path: Path):
+    """A label the plot step could not lay out (it failed after every other step ran) is
+    refused by validate and run, naming the key; valid math text and a lone dollar pass."""
+    assert errors_of(QUICKSTART, ('plot.status="Prelim $\\\\foo$"',)) == [
+        "--set plot.status: 'Prelim $\\foo$' is no valid math text (\\foo ^ "
+        "ParseFatalException: Unknown symbol: \\foo, found '\\' (at char 0), (line:1, col:1))."
+    ]
+    (msg,) = errors_of(QUICKSTART, ('datasets.demo.label="$^{$"',))
+    assert msg.startswith("--set datasets.demo.label: '$^{$' is no valid math text (")
+    for ok in ('datasets.demo.label="Demo $\\\\epsilon^2$"', 'plot.status="costs $5"'):
+        load_points(QUICKSTART, [ok])
+
+
+@pytest.mark.parametrize(
+    ("override", "sentence"),
+    [
+        (
+            "limit.band_toys=1000000000000",
+            "--set limit.band_toys: Input should be less than or equal to 100000 "
+            "(got 1000000000000).",
+        ),
+        (
+            "inject.n_toys=100001",
+            "--set inject.n_toys: Input should be less than or equal to 100000 (got 100001).",
+        ),
+        (
+            "limit.global_toys=2000000",
+            "--set limit.global_toys: Input should be less than or equal to 1000000 (got 2000000).",
+        ),
+        (
+            "fit.n_restarts=101",
+            "--set fit.n_restarts: Input should be less than or equal to 100 (got 101).",
+        ),
+    ],
+)
+def test_toy_counts_that_no_worker_could_hold_are_refused(override: str, sentence: str):
+    """They passed validation and failed the limit task with an out-of-memory internal
+    error (or a fit that never ended) after the earlier steps ran."""
+    assert errors_of(QUICKSTART, (override,)) == [sentence]

@@ -327,6 +327,21 @@ def test_rendering_is_bounded(case, cli, expr: str, why: str):
     case(cli, f"name = '''{expr}'''\n", "base.name", "rendering bounds", why, args=("validate",))
 
 
+def test_bounded_filters_still_work_within_the_bounds():
+    """The width-bounded filters keep Jinja2's behaviour (``truncate`` and ``wordwrap``
+    take the environment first: a wrapper that lost that mark broke them)."""
+    from gprpipe.config.render import render_string
+
+    for expr, want in (
+        ("{{ 'hello wonderful world' | truncate(9, leeway=0) }}", "hello..."),
+        ("{{ 'hello world' | wordwrap(5, wrapstring='_') }}", "hello_world"),
+        ("{{ 'ab' | center(6) }}", "  ab  "),
+        ("{{ 'x' | indent(2, first=true) }}", "  x"),
+        ("{{ '%s-%s' | format(1, 2) }}", "1-2"),
+    ):
+        assert render_string(expr, {}) == want
+
+
 def test_outside_values_are_never_rendered_as_templates(cli, tmp_path: Path, monkeypatch):
     """Rendering repeats until nothing changes, so an allowed environment variable (or the
     folder name, through PWD) holding '{{ ... }}' was rendered as if the config had

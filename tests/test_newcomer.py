@@ -767,6 +767,28 @@ def test_compare_two_grid_points(grid_run: Path, cli):
     assert all(0.5 < x < 2 for x in ratios) and any(abs(x - 1) > 1e-3 for x in ratios)
 
 
+def test_compare_never_writes_through_a_linked_compare_folder(grid_run: Path, tmp_path, cli):
+    """``RUN/compare`` a link to a folder outside the run: refused like the exports' and
+    reach folders (a compare folder given with -o is the user's choice)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(grid_run, run, symlinks=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(run / "compare", ignore_errors=True)
+    (run / "compare").symlink_to(outside)
+    code, out, err = cli("compare", run)
+    assert (code, out) == (1, "")
+    assert err.strip() == (
+        f"error: {run / 'compare'}: the comparison folder resolves to {outside}, outside the "
+        f"run directory {run}; remove the link, or choose another base.output."
+    )
+    assert list(outside.iterdir()) == []
+    code, _, err = cli("compare", run, "-o", outside)
+    assert code == 0 and (outside / "compare_demo.csv").is_file(), err
+
+
 def test_compare_needs_two_points(quick_run: Path, cli):
     code, _, err = cli("compare", quick_run)
     assert code == 1 and "compare needs two or more points" in err
@@ -829,6 +851,19 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     shutil.copy(DEMO_ROOT, odd)
     code, _, err = cli("init", "typo", "--data", str(odd))
     assert code == 1 and "a file name with control or invisible format characters" in err
+    assert not (work / "typo.toml").exists()
+    shutil.copy(DEMO_ROOT, work / "dat" / "{{ base.name }}.root")  # would render to typo.root
+    code, _, err = cli("init", "typo", "--data", "dat/{{ base.name }}.root")
+    assert code == 1 and err.strip() == (
+        "error: --data 'dat/{{ base.name }}.root': a file name with Jinja2 delimiters ({{, {%, "
+        "{#) would be rendered as a template in the config; rename the file."
+    )
+    (work / "empty").mkdir()
+    code, _, err = cli("init", "typo", "--data", "empty")
+    assert code == 1 and err.strip() == (
+        "error: --data empty: a folder without ROOT files; give your ROOT file, or leave "
+        "--data out to start from the shipped demo spectrum."
+    )
     assert not (work / "typo.toml").exists()
     code, _, _ = cli("init", "fine", "--data", "dat/a.root")
     assert code == 0

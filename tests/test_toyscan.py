@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 from conftest import quickstart_child, require_slurm, run_cli_here, settings, write
 
 from gprpipe.io.hdf5 import write_group, write_h5
@@ -63,6 +64,14 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
         z = float(r["Z_local"])
         assert float(r["p0_global_toys"]) == pytest.approx((1 + np.sum(mz >= z)) / 301, rel=1e-6)
     assert (point / "plots" / "global_toys_demo.png").stat().st_size > 10_000
+    # the HEPData significance table quotes the toys' global p0 and Z beside Sidak's
+    table = yaml.safe_load((point / "hepdata" / "significance_demo.yaml").read_text())
+    names = [v["header"]["name"] for v in table["dependent_variables"]]
+    assert names[-2:] == ["Global p0 (toys)", "Global Z (toys)"]
+    quoted = [x["value"] for x in table["dependent_variables"][-1]["values"]]
+    assert quoted == pytest.approx([float(r["Z_global_toys"]) for r in rows], abs=1e-5)
+    submission = (point / "hepdata" / "submission.yaml").read_text()
+    assert "from 300 whole-scan background-only toys" in submission
     assert (point / "parts" / "limit" / "demo-toys-001.h5").is_file()
     # seeded per toy: one task of 300 toys gives exactly the same maxima as two of 150
     code, out, err = run_cli_here(

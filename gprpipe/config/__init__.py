@@ -282,7 +282,7 @@ def _pattern_errors(
     ``matched`` keeps what each file gave across the grid points (each is listed and read
     once)."""
     from gprpipe.config.checks import binning_mismatch, toy_errors
-    from gprpipe.io.root import match_hists, read_hist
+    from gprpipe.io.root import CANNOT_OPEN, match_hists, read_hist
 
     wanted: list[tuple[str, str, str]] = []  # (key of the pattern, file, pattern)
     inj = cfg.inject
@@ -308,7 +308,8 @@ def _pattern_errors(
                 matched[want] = str(exc)
         got = matched[want]
         if isinstance(got, str):
-            errors.append(at(where(key), got))
+            file_at_fault = key == "toyscan.pattern" and CANNOT_OPEN in got
+            errors.append(at(where("toyscan.file" if file_at_fault else key), got))
         elif key == "inject.histograms":
             first, (_, edges) = got
             for n in cfg.scanned():

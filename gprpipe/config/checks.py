@@ -167,6 +167,30 @@ def slurm_log_folder_problem(folder: str) -> str:
     )
 
 
+def label_errors(cfg: Config, where: Where) -> list[Issue]:
+    """Figure labels (``plot.experiment``, ``plot.status``, the datasets' ``label``) with
+    math text (``$...$``) that matplotlib cannot lay out: the plot step would fail on
+    them after every other step ran. matplotlib is imported only for such a label."""
+    labels = {"plot.experiment": cfg.plot.experiment, "plot.status": cfg.plot.status}
+    labels |= {f"datasets.{n}.label": d.label for n, d in cfg.datasets.items() if d.label}
+    errors = []
+    for key, text in labels.items():
+        if "$" not in text:
+            continue
+        from matplotlib import cbook
+        from matplotlib.font_manager import FontProperties
+        from matplotlib.mathtext import MathTextParser
+
+        if not cbook.is_math_text(text):
+            continue
+        try:
+            MathTextParser("path").parse(text, 72, FontProperties())
+        except ValueError as exc:
+            why = " ".join(str(exc).split()) or "unbalanced braces or dollar signs"
+            errors.append(at(where(key), f"'{text}' is no valid math text ({why})."))
+    return errors
+
+
 def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     """Caps on masses and the physics checks of one validated point config."""
     from gprpipe.stats.resolution import polyval, sigma_m
@@ -176,6 +200,7 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
         return errors
     if cfg.base.executor == "slurm" and (why := slurm_log_folder_problem(cfg.base.output)):
         errors.append(at(where("base.output"), why))
+    errors += label_errors(cfg, where)
     shown = [*cfg.scanned(), "combined"]
     for name in cfg.plot.displays.datasets or []:
         if name not in shown:

@@ -122,11 +122,18 @@ def write_init(
             f"--data {data!r}: a file name with control or invisible format characters; "
             "rename the file."
         )
+    if data is not None and any(d in data for d in ("{{", "{%", "{#")):
+        raise GprpipeError(
+            f"--data {data!r}: a file name with Jinja2 delimiters ({{{{, {{%, {{#) would be "
+            "rendered as a template in the config; rename the file."
+        )
     if data is not None and not (folder / Path(data).expanduser()).is_file():
         roots = sorted(p.name for p in (folder / Path(data).expanduser()).glob("*.root"))
         what = (
             f"a folder; give one ROOT file in it ({', '.join(roots[:4])}"
             f"{', ...' if len(roots) > 4 else ''})"
+            if roots
+            else "a folder without ROOT files; give your ROOT file"
             if (folder / Path(data).expanduser()).is_dir()
             else "no such file; give your ROOT file"
         )

@@ -17,6 +17,7 @@ field is numeric.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import math
 import operator
@@ -167,6 +168,10 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     @staticmethod
     def _guarded(f: Callable[..., Any]) -> Callable[..., Any]:
+        """``f`` with its widths bounded; it keeps ``f``'s attributes, among them Jinja2's
+        mark of a filter that takes the environment first (``truncate``, ``wordwrap``)."""
+
+        @functools.wraps(f)
         def filt(*args: Any, **kwargs: Any) -> Any:
             for v in [*args[1:], *kwargs.values()]:
                 if isinstance(v, int) and v > MAX_CHARS:

@@ -177,7 +177,7 @@ class Fit(Section):
     train_exclude_nsigma: float | None = Field(None, gt=0)
     ls_lo_factor: float = Field(0.5, gt=0)
     ls_hi_factor: float = Field(8.0, gt=0)
-    n_restarts: int = Field(2, ge=0)
+    n_restarts: int = Field(2, ge=0, le=100)
     signal_leakage: Literal["model", "ignore"] = Field(
         "model", description="model: leakage-aware template w_eff; ignore: w as it is."
     )
@@ -187,22 +187,31 @@ class Fit(Section):
     min_sideband_bins: int = Field(3, ge=1, description="Training bins per side in the region.")
 
 
+#: toys of one task (limit toys and bands per mass, injection toys per mass and strength,
+#: whole-scan toys per task): a worker holds them at once, about 4 kB each (a million
+#: band toys took 4 GB), so more would fail with "out of memory" after the earlier steps
+MAX_TOYS = 100_000
+MAX_GLOBAL_TOYS = 1_000_000  # whole-scan toys in all (tasks of global_toys_chunk)
+
+
 class Limit(Section):
     alpha: float = Field(0.05, gt=0, lt=1)
     mode: Literal["asymptotic", "toys"] = "asymptotic"
-    n_toys: int = Field(2000, ge=10)
+    n_toys: int = Field(2000, ge=10, le=MAX_TOYS)
     bands: Literal["asymptotic", "toys"] = "asymptotic"
-    band_toys: int = Field(10000, ge=10)
+    band_toys: int = Field(10000, ge=10, le=MAX_TOYS)
     global_toys: int = Field(
         0,
         ge=0,
+        le=MAX_GLOBAL_TOYS,
         description="Whole-scan background-only toys for the "
         "toy look-elsewhere correction (0: Sidak only).",
     )
-    global_toys_chunk: int = Field(2500, ge=1, description="Whole-scan toys per task.")
+    global_toys_chunk: int = Field(2500, ge=1, le=MAX_TOYS, description="Whole-scan toys per task.")
     global_toys_refit: int = Field(
         0,
         ge=0,
+        le=10_000,
         description="Toys also scanned with a GP refit "
         "at every mass (effect of the fixed-map approximation).",
     )
@@ -214,7 +223,7 @@ MAX_STRENGTH = 1e9  # in sigma_A,ref units or events: far beyond any study, and 
 class Inject(Section):
     masses: list[float] = Field(default_factory=list)
     strengths: list[float] = Field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0, 5.0])
-    n_toys: int = Field(1000, ge=2)
+    n_toys: int = Field(1000, ge=2, le=MAX_TOYS)
     refit_gp: bool = False
     mode: Literal["poisson", "multinomial"] = "poisson"
     strength_unit: Literal["sigma_A", "yield"] = Field(
@@ -232,14 +241,7 @@ class Inject(Section):
     def _strengths(cls, v: list[float]) -> list[float]:
         if not v:
             raise ValueError("list at least one strength (0 is the background-only toy)")
-        for i, z in enumerate(v):
-            if z < 0:
-                raise ValueError(f"{z:g} is negative; a strength is a signal size, at least 0")
-            if z > MAX_STRENGTH:
-                raise ValueError(f"{z:g} is above {MAX_STRENGTH:g}; no toy can be drawn for it")
-            if z in v[:i]:
-                raise ValueError(f"{z:g} is listed twice")
-        return v
+        return strengths(v)
 
     @model_validator(mode="after")
     def _histograms(self) -> Inject:
@@ -255,6 +257,18 @@ class Inject(Section):
                     "true (the GP is refitted on every histogram)"
                 )
         return self
+
+
+def strengths(v: list[float]) -> list[float]:
+    """Injected signal strengths: each at least 0, at most :data:`MAX_STRENGTH`, once."""
+    for i, z in enumerate(v):
+        if z < 0:
+            raise ValueError(f"{z:g} is negative; a strength is a signal size, at least 0")
+        if z > MAX_STRENGTH:
+            raise ValueError(f"{z:g} is above {MAX_STRENGTH:g}; no toy can be drawn for it")
+        if z in v[:i]:
+            raise ValueError(f"{z:g} is listed twice")
+    return v
 
 
 class Displays(Section):
@@ -281,6 +295,8 @@ class Displays(Section):
         description="Datasets (and 'combined') to display (default: all scanned, and combined).",
     )
 
+    _z = field_validator("z")(strengths)
+
 
 class ToyScan(Section):
     file: str | None = Field(None, description="ROOT file with background-only toy histograms.")
@@ -289,7 +305,9 @@ class ToyScan(Section):
         description="Histogram-name pattern (fnmatch, folders "
         "allowed), e.g. 'fShiftSigPowTail/*_toy_*'.",
     )
-    max_toys: int = Field(100, ge=1, description="Scan at most this many matching toys.")
+    max_toys: int = Field(
+        100, ge=1, le=MAX_TOYS, description="Scan at most this many matching toys."
+    )
     chunk: int = Field(10, ge=1, description="Toys per task.")
     dataset: str | None = Field(
         None,

@@ -50,6 +50,9 @@ def rank_names(name: str, keys: dict[str, str], n: int = 5) -> list[str]:
     return [k for _, k in sorted(enumerate(hists), key=score)[:n]]
 
 
+CANNOT_OPEN = "cannot open as a ROOT file"
+
+
 def _why(exc: Exception) -> str:
     """First line of an exception message, shortened (uproot's run over many lines)."""
     if "expected Chunk of length" in str(exc):  # uproot read past the end of the file
@@ -67,7 +70,7 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         f = uproot.open(path)
     except Exception as exc:
-        raise GprpipeError(f"{path}: cannot open as a ROOT file ({_why(exc)}).") from None
+        raise GprpipeError(f"{path}: {CANNOT_OPEN} ({_why(exc)}).") from None
     with f:
         try:
             obj = f[name]
@@ -140,7 +143,7 @@ def match_hists(path: Path | str, pattern: str, key: str = "the pattern") -> lis
     try:
         f = uproot.open(path)
     except Exception as exc:
-        raise GprpipeError(f"{path}: cannot open as a ROOT file ({exc}).") from None
+        raise GprpipeError(f"{path}: {CANNOT_OPEN} ({_why(exc)}).") from None
     with f:
         names = [
             k

@@ -117,25 +117,46 @@ def limit_table(
     return t
 
 
-def significance_table(mass, cols: dict[str, np.ndarray], *, dataset: str, stem: str, n_eff: float):
-    """A ``hepdata_lib.Table``: local and global p0 and Z vs mass."""
+def significance_table(
+    mass,
+    cols: dict[str, np.ndarray],
+    *,
+    dataset: str,
+    stem: str,
+    n_eff: float,
+    global_toys: int = 0,
+):
+    """A ``hepdata_lib.Table``: local and global p0 and Z vs mass; with ``global_toys``
+    (whole-scan background-only toys, columns ``p0_global_toys``/``Z_global_toys`` in
+    ``cols``) the toys' global p0 and Z as well, the number to quote."""
     from hepdata_lib import Table, Variable
 
     t = Table(stem)
+    toys = global_toys > 0 and "Z_global_toys" in cols
     t.description = (
         f"Local and global background-only p-values p0 and significances Z of "
         f"{dataset} vs the A' mass (global: Sidak correction with "
-        f"N_eff = {n_eff:.3g})."
+        f"N_eff = {n_eff:.3g}"
+        + (
+            f"; and from {global_toys} whole-scan background-only toys (toys), the global "
+            "significance to quote: the Sidak correction is not conservative for this scan"
+            if toys
+            else ""
+        )
+        + ")."
     )
     t.keywords["observables"] = ["SIG"]
     t.keywords["phrases"] = ["Dark photon", "Bump hunt", "Local significance"]
     t.add_variable(_mass_variable(mass))
-    for key, name in (
+    columns = [
         ("p0_local", "Local p0"),
         ("Z_local", "Local Z"),
         ("p0_global", "Global p0"),
         ("Z_global", "Global Z"),
-    ):
+    ]
+    if toys:
+        columns += [("p0_global_toys", "Global p0 (toys)"), ("Z_global_toys", "Global Z (toys)")]
+    for key, name in columns:
         v = Variable(
             name,
             is_independent=False,
@@ -208,12 +229,14 @@ def build_submission(cfg: Config, limit_path: Path):
         if cfg.base.blind:  # p0 and Z depend on the observed counts
             continue
         n_eff = float(a["n_eff"][0]) if "n_eff" in a else float("nan")
+        keys = ("p0_local", "Z_local", "p0_global", "Z_global", "p0_global_toys", "Z_global_toys")
         t = significance_table(
             m,
-            {k: a[k][ok] for k in ("p0_local", "Z_local", "p0_global", "Z_global")},
+            {k: a[k][ok] for k in keys if k in a},
             dataset=label,
             stem=f"significance_{name}".lower(),
             n_eff=n_eff,
+            global_toys=cfg.limit.global_toys,
         )
         t.description += left
         t.location = where
