@@ -64,31 +64,6 @@ def test_warm_workers_for_the_local_engine_only(monkeypatch: pytest.MonkeyPatch)
     assert not warm_workers_wanted(get_engine("local"))
 
 
-def test_the_plot_preload_draws_a_first_figure_and_leaves_no_state():
-    """The fork server's plot preload (``module:function`` entries called after the
-    imports) leaves what every figure reuses (PDF backend and font subsetter imported,
-    mathtext grammar built, font look-ups cached) and no figure or style behind; an entry
-    that fails is left to the task."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from gprpipe.executors import worker\n"
-        "worker.warm_up([*worker.STEP_MODULES['plot'], 'gprpipe.nowhere:f', 'json:nothing'])\n"
-        "from matplotlib import font_manager, mathtext, pyplot as plt, rcParamsDefault\n"
-        "print(mathtext.MathTextParser._parser is not None,\n"
-        "      {'matplotlib.backends.backend_pdf', 'fontTools.subset'} <= set(sys.modules),\n"
-        "      font_manager.fontManager._findfont_cached.cache_info().currsize > 0,\n"
-        "      plt.get_fignums(), plt.rcParams['xtick.minor.visible'] ==\n"
-        "      rcParamsDefault['xtick.minor.visible'])\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.split() == ["True", "True", "True", "[]", "True"]
-
-
 def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     point = run_dir / "nominal"

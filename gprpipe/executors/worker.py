@@ -64,22 +64,18 @@ STEP_MODULES = {
         "gprpipe.steps.reach",
         "gprpipe.steps.report",
         "gprpipe.plotting.grid",
-        "gprpipe.plotting.suite:warm_up",
     ),
 }
 
 
 def warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
-    """Import ``modules``; for ``module:function``, also call the function (e.g. draw a
-    first figure). What fails here is left to the task, which reports it in its own log."""
+    """Import ``modules`` (a module that fails to import is left to the task, which then
+    reports the error in its own log)."""
     import importlib
 
     for name in modules:
-        module, _, function = name.partition(":")
         with contextlib.suppress(Exception):
-            imported = importlib.import_module(module)
-            if function:
-                getattr(imported, function)()
+            importlib.import_module(name)
 
 
 def run_step(argv: Sequence[str]) -> int:

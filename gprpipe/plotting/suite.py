@@ -66,28 +66,6 @@ def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flag
     return fig
 
 
-def warm_up(style: str = "hep") -> None:
-    """Draw one throwaway Brazil figure in ``style`` as PNG and PDF, in memory.
-
-    The first figure a process draws pays once for what every later one reuses: the
-    PDF backend's and font subsetter's imports, font look-ups and the mathtext fonts and
-    grammar. The fork server runs this while a run's other tasks run, so the plot task
-    and its figure workers, forked from it, start with all of it (matplotlib reopens the
-    font files themselves after a fork)."""
-    import io
-
-    from gprpipe.plotting.style import apply_style
-
-    apply_style(style)
-    m = np.array([0.02, 0.05, 0.1])
-    bands = [np.array([1e-6, 1e-5, 1e-4]) * f for f in (0.5, 0.7, 1.0, 1.4, 2.0)]
-    fig = brazil_figure(m, bands[2], bands, ylabel=r"$\epsilon^2$", title="warm-up")
-    for fmt in ("png", "pdf"):
-        fig.savefig(io.BytesIO(), format=fmt)
-    plt.close(fig)
-    plt.rcdefaults()
-
-
 def _xlim(ax, m: np.ndarray) -> None:
     """x range of the scan (padded by half a step when there are few masses)."""
     if len(m) == 0:
