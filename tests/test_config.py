@@ -805,3 +805,27 @@ def test_toy_counts_that_no_worker_could_hold_are_refused(override: str, sentenc
     """They passed validation and failed the limit task with an out-of-memory internal
     error (or a fit that never ended) after the earlier steps ran."""
     assert errors_of(QUICKSTART, (override,)) == [sentence]
+
+
+def test_true_is_neither_a_repeated_number_nor_called_one(tmp_path: Path):
+    """Python's True == 1: a grid of [1.0, true] said "lists True twice", and a table
+    given as true said it "takes a number"."""
+    g = quickstart_child(tmp_path / "g.toml", '[grid]\n"fit.blind_nsigma" = [1.0, true]\n')
+    assert errors_of(g) == [f"{g}:4: fit.blind_nsigma: takes a number, not true/false."]
+    g1 = quickstart_child(tmp_path / "g1.toml", '[grid]\n"fit.blind_nsigma" = [1.0, 1]\n')
+    assert errors_of(g1) == [
+        f"{g1}:4: grid.fit.blind_nsigma: lists 1 twice (two identical points)."
+    ]
+    s = write(tmp_path / "s.toml", f'slurm = true\n[base]\ntemplate = "{QUICKSTART}"\n')
+    assert errors_of(s) == [
+        f"{s}:1: slurm: Input should be a valid dictionary or instance of Slurm (got True)."
+    ]
+
+
+def test_overrides_with_empty_key_parts_or_that_make_a_value_a_table_are_named():
+    for item in (".=1", "a..b=1", "fit.=2"):
+        assert errors_of(QUICKSTART, (item,)) == [f"--set {item!r}: expected key.path=VALUE."]
+    # base.name turned into a table by the override: blamed on it, not on the config file
+    assert errors_of(QUICKSTART, ("base.name.x=1",)) == [
+        "--set base.name.x: base.name: Input should be a valid string."
+    ]

@@ -637,3 +637,87 @@ def test_a_run_folder_opens_with_the_overrides_it_was_run_with(tmp_path):
         'steps.run=["load"]',
         "limit.alpha=0.1",
     )
+
+
+def test_the_editor_refuses_what_validate_refuses(tmp_path):
+    """The editor's check said "valid" for configs `gprpipe validate` (and the launch)
+    refuse: a plot mass between test masses, a histogram the data file lacks, a --set
+    that lifts blinding. A data file not at hand stays a warning."""
+    from conftest import QUICKSTART
+
+    text = QUICKSTART.read_text()
+    between = text.replace("masses = [0.030, 0.060, 0.100]", "masses = [0.0505]")
+    assert [str(e) for e in check_text(between, QUICKSTART).errors] == [
+        f"{QUICKSTART}:15: plot.masses: 0.0505 GeV lies between the test masses 0.045 and "
+        "0.06 GeV; the figures are drawn at test masses only."
+    ]
+    nohist = text.replace('label = "Demo', 'hist = "nohist"\nlabel = "Demo')
+    (err,) = check_text(nohist, QUICKSTART).errors
+    assert str(err).startswith(f"{QUICKSTART}:8: datasets.demo.hist: ") and "'nohist'" in str(err)
+    (err,) = check_text(text, QUICKSTART, ["base.blind=false"]).errors
+    assert str(err).startswith("--set base.blind=false: blinding is lifted only by")
+    elsewhere = tmp_path / "c.toml"
+    missing = text.replace("{{ gprpipe.data }}/demo_2015.root", "later.root")
+    check = check_text(missing, elsewhere)
+    assert not check.errors and len(check.tasks) == 6
+    assert [w.key for w in check.warnings] == ["datasets.demo.path"]
+
+
+@sync
+async def test_a_run_with_a_damaged_run_json_shows_no_results(shared_quickstart, tmp_path):
+    """The Results tab refuses a run whose run.json is damaged, in the sentence of
+    `gprpipe summary` and `status` (it listed the point folders and showed their numbers)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    (run / "run.json").write_text("{not json")
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        keys = _static(app, "#res-keys")
+        assert keys.startswith(f"{run / 'run.json'}: unreadable (")
+        assert app.query_one("#res-table", DataTable).row_count == 0
+
+
+def test_the_results_masses_field_reads_units_and_refuses_gev_typed_as_mev():
+    """The field is in MeV: ``60MeV``/``0.1GeV`` with their unit, a bare 0.06 (GeV typed
+    here) left out with a hint; it dropped ``60MeV`` and read 0.06 as 0.06 MeV."""
+    from gprpipe.tui.runs import field_masses
+
+    assert field_masses("30, 60MeV, 0.06, 0.1GeV, abc, 37;48") == (
+        [0.03, 0.06, 0.1, 0.037, 0.048],
+        [
+            "0.06: masses here are in MeV; 60 for 0.06 GeV",
+            "masses 'abc': not a mass; write e.g. 60MeV or 0.06GeV.",
+        ],
+    )
+
+
+@sync
+async def test_a_blinded_run_shows_blinded_and_expected_limits_only(tmp_path):
+    from conftest import QUICKSTART, run_cli_here
+
+    out = tmp_path / "blinded"
+    code, _, err = run_cli_here(
+        "run",
+        QUICKSTART,
+        "--steps",
+        "load,fit,limit",
+        "--set",
+        f"base.output={out}",
+        "--set",
+        "base.blind=true",
+    )
+    assert code == 0, err
+    rows = {
+        round(float(r["mass_GeV"]), 6): r
+        for r in csv.DictReader((out / "nominal" / "scan.csv").open())
+    }
+    app = GprpipeApp(out)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        keys = _static(app, "#res-keys")
+        assert "BLINDED: no significance and no observed limit" in keys
+        assert "nan" not in keys and "best local Z" not in keys
+        assert f"60 MeV {float(rows[0.06]['eps2_exp_med']):.2e}" in keys

@@ -111,6 +111,8 @@ def _repeated(values: list[Any]) -> Any:
 
 
 def _canonical(value: Any) -> Any:
+    if isinstance(value, bool):  # true is no repeat of 1.0 (Python's True == 1)
+        return (bool, value)
     if isinstance(value, dict):
         return {k: _canonical(v) for k, v in value.items()}
     if isinstance(value, str):

@@ -333,7 +333,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     """``key.path=VALUE`` with VALUE parsed as TOML, falling back to a string."""
     key, sep, raw = item.partition("=")
     key = key.strip()
-    if not sep or not key:
+    if not sep or not key or not all(part.strip() for part in key.split(".")):
         raise ConfigError(
             [Issue("expected key.path=VALUE.", f"--set {item}", prefix=f"--set {item!r}")]
         )
@@ -377,6 +377,11 @@ def apply_overrides(loaded: Loaded, overrides: list[str]) -> Loaded:
             for leaf in flatten(value, f"{key}."):
                 loaded.origins[leaf] = Origin(f"--set {key}")
         else:
+            parts = key.split(".")
+            for i in range(1, len(parts)):  # a value it turns into a table is its doing
+                prefix = ".".join(parts[:i])
+                if not isinstance(get_dotted(loaded.data, prefix, {}), Mapping):
+                    loaded.origins[prefix] = Origin(f"--set {key}")
             set_dotted(loaded.data, key, value)
         loaded.origins[key] = Origin(f"--set {key}")
     return loaded

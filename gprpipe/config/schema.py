@@ -49,8 +49,8 @@ class Section(BaseModel):
     def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
         """true/false where a number belongs (pydantic would read it as 1/0)."""
         field = cls.model_fields.get(info.field_name or "")
-        if field is None or _has_bool(field.annotation):
-            return v
+        if field is None or _has_bool(field.annotation) or not _has_number(field.annotation):
+            return v  # (a table or a text: pydantic names what it takes)
         if isinstance(v, bool) or (
             isinstance(v, list | tuple) and any(isinstance(x, bool) for x in v)
         ):
@@ -61,6 +61,11 @@ class Section(BaseModel):
 def _has_bool(annotation: Any) -> bool:
     """Whether a type annotation admits a bool (``bool``, ``bool | None``, ``list[bool]``)."""
     return annotation is bool or any(_has_bool(a) for a in get_args(annotation))
+
+
+def _has_number(annotation: Any) -> bool:
+    """Whether a type annotation admits a number (``int``, ``float | None``, ...)."""
+    return annotation in (int, float) or any(_has_number(a) for a in get_args(annotation))
 
 
 def _check_image(image: str) -> None:

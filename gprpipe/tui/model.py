@@ -21,7 +21,7 @@ from typing import Any
 from gprpipe.config import Point, load, load_points
 from gprpipe.config.issues import Issue, issues_of
 from gprpipe.config.loader import Origin, flatten, get_dotted, read_config_text, shipped_dir
-from gprpipe.errors import GprpipeError
+from gprpipe.errors import ConfigError, GprpipeError
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import MERGE
 from gprpipe.pipeline.store import plan_points, point_dir
@@ -172,14 +172,26 @@ def _validate(text: str, path: Path, overrides: Sequence[str], check: Check) -> 
     check.chain = loaded.chain
     check.merged = loaded.data
     check.origins = dict(loaded.origins)
+    from gprpipe.config import check_inputs
+    from gprpipe.config.checks import check_plan
+    from gprpipe.pipeline.service import refuse_set_unblind, run_dir_of
+
     try:
+        refuse_set_unblind(overrides)
         loaded, points = load_points(path, overrides, text)
+        # what `gprpipe validate` and `run` refuse too: nothing to scan, plot masses that
+        # are no test mass, and the histograms of the data files that exist (a missing
+        # one is a warning here: the config may be written before its data are at hand)
+        plan = check_plan(points, loaded.where)
+        if plan:
+            raise ConfigError(plan)
+        check_inputs(loaded, points)
+        run_dir = run_dir_of(points)
     except GprpipeError as exc:
         check.errors = issues_of(exc)
         return
     check.origins = dict(loaded.origins)
     check.points = points
-    run_dir = Path(points[0].config.base.output)
     check.tasks = plan_points(run_dir, points)
     seen: set[str] = set()
     for p in points:

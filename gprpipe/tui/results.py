@@ -21,6 +21,7 @@ from gprpipe.tui.model import show_path
 from gprpipe.tui.runs import (
     Scan,
     default_masses,
+    field_masses,
     key_numbers,
     number,
     plot_files,
@@ -142,7 +143,11 @@ class ResultsPane(Widget):
 
     def reload(self) -> None:
         run_dir = self.run_dir
-        self.points = result_points(run_dir) if run_dir is not None else []
+        problem = ""
+        try:
+            self.points = result_points(run_dir) if run_dir is not None else []
+        except GprpipeError as exc:  # a damaged run.json: its results are not shown
+            self.points, problem = [], str(exc)
         sel = self.query_one("#res-point", Select)
         old = sel.value
         self._filling = True
@@ -154,7 +159,9 @@ class ResultsPane(Widget):
         finally:
             self._filling = False
         self.load_point()
-        if not self.points:
+        if problem:
+            self.query_one("#res-keys", Static).update(Text(problem, style="bold red"))
+        elif not self.points:
             where = show_path(run_dir) if run_dir is not None else "the run directory"
             self.query_one("#res-keys", Static).update(
                 Text(
@@ -219,14 +226,8 @@ class ResultsPane(Widget):
         table.refresh()
 
     def masses(self) -> list[float]:
-        raw = self.query_one("#res-masses", Input).value
-        out = []
-        for x in raw.replace(";", ",").split(","):
-            try:
-                out.append(float(x) / 1e3)
-            except ValueError:
-                continue
-        return out
+        """The masses field in GeV (entries that are no mass are left out)."""
+        return field_masses(self.query_one("#res-masses", Input).value)[0]
 
     def update_numbers(self) -> None:
         keys = self.query_one("#res-keys", Static)
@@ -238,19 +239,24 @@ class ResultsPane(Widget):
             plot.show(None, "", [])
             return
         k = key_numbers(self.scan, self.masses(), dataset or None)
+        blinded = "Z_local" not in self.scan.columns  # a blinded run: expected limits only
         t = Text()
         t.append(f"{show_path(self.point_dir)}", style="dim")
         t.append(f"  {len(self.scan.rows)} rows\n", style="dim")
-        t.append("best local Z ")
-        t.append(f"{k.best_z:.2f}", style="bold")
-        t.append(f" ({k.best_dataset}, {k.best_mass * 1e3:g} MeV)   global Z ")
-        t.append(f"{k.global_z:.2f}", style="bold")
-        t.append(f" (p = {k.global_p:.3g})\n")
-        t.append("ε² limits obs/exp: ")
-        t.append(
-            "   ".join(f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits)
-            or "(give masses above)"
-        )
+        if blinded:
+            t.append("BLINDED", style="bold red")
+            t.append(": no significance and no observed limit (expected limits only)\n")
+            t.append("ε² limits exp: ")
+            limits = [f"{m * 1e3:g} MeV {exp:.2e}" for _, m, _, exp in k.limits]
+        else:
+            t.append("best local Z ")
+            t.append(f"{k.best_z:.2f}", style="bold")
+            t.append(f" ({k.best_dataset}, {k.best_mass * 1e3:g} MeV)   global Z ")
+            t.append(f"{k.global_z:.2f}", style="bold")
+            t.append(f" (p = {k.global_p:.3g})\n")
+            t.append("ε² limits obs/exp: ")
+            limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]
+        t.append("   ".join(limits) or "(give masses above)")
         keys.update(t)
         plot.show(self.scan, dataset, plot_files(self.point_dir, dataset) if self.point_dir else [])
 
@@ -267,6 +273,9 @@ class ResultsPane(Widget):
 
     @on(Input.Submitted, "#res-masses")
     def _masses(self) -> None:
+        problems = field_masses(self.query_one("#res-masses", Input).value)[1]
+        if problems:
+            self.notify("; ".join(problems) + ".", severity="warning")
         self.update_numbers()
 
     @on(DataTable.HeaderSelected, "#res-table")

@@ -37,13 +37,12 @@ def tail(path: Path | None, n: int = 12) -> str:
 
 
 def result_points(run_dir: Path) -> list[tuple[str, Path]]:
-    """(point name, point folder) of the run's points that have a ``scan.csv``."""
+    """(point name, point folder) of the run's points that have a ``scan.csv``; a
+    GprpipeError (one sentence) when its ``run.json`` is damaged, as for every reader of
+    a run. A folder without run.json (results copied by hand) lists its point folders."""
     run_dir = Path(run_dir)
     names: list[tuple[str, Path]] = []
-    try:
-        info = load_run_info(run_dir, missing_ok=True)
-    except GprpipeError:
-        info = None
+    info = load_run_info(run_dir, missing_ok=True)
     if info is not None:
         names = [(p["name"], run_dir / p["name"]) for p in info.data.get("grid", [])]
     else:
@@ -140,6 +139,32 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
                 )
             )
     return out
+
+
+def field_masses(text: str) -> tuple[list[float], list[str]]:
+    """The Results tab's masses field (MeV, as its label says; ``60MeV`` or ``0.06GeV``
+    with a unit): (masses in GeV, a sentence for each entry left out). A bare value below
+    1 is no test mass in MeV: the GeV of a file typed here, left out with a hint."""
+    from gprpipe.units import parse_mass
+
+    out: list[float] = []
+    problems: list[str] = []
+    for item in (x.strip() for x in text.replace(";", ",").split(",")):
+        if not item:
+            continue
+        try:
+            if item[-1].isalpha():
+                out.append(parse_mass(item, "masses"))
+                continue
+            value = float(item)
+        except (ValueError, GprpipeError) as exc:
+            problems.append(str(exc) if isinstance(exc, GprpipeError) else f"{item!r}: no mass")
+            continue
+        if not (math.isfinite(value) and value >= 1):
+            problems.append(f"{item}: masses here are in MeV; {value * 1e3:g} for {item} GeV")
+            continue
+        out.append(value / 1e3)
+    return out, problems
 
 
 def default_masses(scan: Scan, dataset: str, wanted: Sequence[float] = ()) -> list[float]:
