@@ -320,6 +320,14 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def python_output(code: str) -> str:
+    """The standard output of ``python -c CODE`` in a fresh interpreter (what it imports
+    is then its own doing)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def quickstart_child(path: Path, body: str = "") -> Path:
     """A config at ``path`` that inherits the shipped quickstart, plus ``body``."""
     head = f'[base]\ntemplate = "{QUICKSTART}"\n'

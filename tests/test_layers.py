@@ -156,10 +156,7 @@ def test_checking_a_config_imports_no_fit_numerics():
     """``gprpipe run`` checks the config and its histograms before any task starts, while
     the fork server imports the numerics: that check must not import scipy itself (it
     cost each run about a second of CPU on its critical path)."""
-    import subprocess
-    import sys
-
-    from conftest import QUICKSTART
+    from conftest import QUICKSTART, python_output
 
     code = (
         "import sys\n"
@@ -168,7 +165,4 @@ def test_checking_a_config_imports_no_fit_numerics():
         "check_inputs(loaded, points)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'scipy', 'sklearn'}))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert python_output(code).strip() == "[]"

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from conftest import python_output
 
 import gprpipe.stats
 
@@ -21,9 +21,7 @@ def test_importing_stats_loads_no_other_package_module() -> None:
         "    __import__('gprpipe.stats.' + m)\n"
         "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('gprpipe'))))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = python_output(code).split()
     assert f"gprpipe.stats.{MODULES[0]}" in out
     assert [
         m

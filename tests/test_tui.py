@@ -699,16 +699,9 @@ async def test_a_blinded_run_shows_blinded_and_expected_limits_only(tmp_path):
     from conftest import QUICKSTART, run_cli_here
 
     out = tmp_path / "blinded"
-    code, _, err = run_cli_here(
-        "run",
-        QUICKSTART,
-        "--steps",
-        "load,fit,limit",
-        "--set",
-        f"base.output={out}",
-        "--set",
-        "base.blind=true",
-    )
+    sets = [f"base.output={out}", "base.blind=true"]
+    args = ["--steps", "load,fit,limit", *[x for s in sets for x in ("--set", s)]]
+    code, _, err = run_cli_here("run", QUICKSTART, *args)
     assert code == 0, err
     rows = {
         round(float(r["mass_GeV"]), 6): r
