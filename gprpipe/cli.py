@@ -86,7 +86,7 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     steps = ", ".join(points[0].config.steps.run)
     console.print(
         f"{config}: valid ({len(points)} point{'s' * (len(points) != 1)}, "
-        f"{len(tasks)} tasks; steps: {steps})"
+        f"{len(tasks)} task{'s' * (len(tasks) != 1)}; steps: {steps})"
     )
 
 

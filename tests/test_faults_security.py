@@ -455,6 +455,11 @@ def test_task_cap(case, cli, tmp_path: Path):
         tmp_path / "g.toml",
         f'max_tasks = 10\nmax_points = 5000\n[grid]\n"fit.blind_nsigma" = [{values}]\n',
     )
+    # inject plans no task without inject.masses: not counted (one task here, cap 1)
+    code, out, err = cli(
+        "validate", QUICKSTART, *settings('steps.run=["load","inject"]', "base.max_tasks=1")
+    )
+    assert code == 0 and "(1 point, 1 task; steps: load, inject)" in out, err
     code, out, err = cli("validate", cfg)  # the sentence of the check before rendering
     assert (code, out) == (1, "")
     assert err.strip() == (

@@ -149,7 +149,13 @@ def grid_size_error(data: Mapping[str, Any], where: Where) -> Issue | None:
             "shrink the grid or raise base.max_points.",
         )
     steps = data.get("steps", {}).get("run") if isinstance(data.get("steps"), Mapping) else None
-    per_point = len(steps) if isinstance(steps, list) and steps else 1  # a task per step at least
+    # a task per step and point at least (inject plans none without inject.masses)
+    per_point = (
+        len({s for s in steps if isinstance(s, str) and s != "inject"})
+        if isinstance(steps, list)
+        else 1
+    )
+    per_point = max(per_point, 1)
     tasks = _cap(data, "max_tasks")
     if n * per_point <= tasks:
         return None
