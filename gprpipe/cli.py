@@ -342,8 +342,11 @@ def run(
         command="gprpipe run",
         record=["gprpipe", *(ctx.obj or {}).get("argv", sys.argv[1:])],
     )
+    from gprpipe.executors.local import sigterm_interrupts
+
     try:
-        result = service.run(config, options, _Bars())
+        with sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
+            result = service.run(config, options, _Bars())
     except service.Interrupted as exc:
         raise _interrupted(exc) from None
     if result.preview is not None:
@@ -425,18 +428,20 @@ def rerun(
 ) -> None:
     """Redo only what is named (failed tasks, or the tasks of some masses) and what follows,
     with the config the run recorded (after a change to the config file, run it again)."""
+    from gprpipe.executors.local import sigterm_interrupts
     from gprpipe.pipeline import service
 
     try:
-        result = service.rerun(
-            run_dir,
-            failed=failed,
-            masses=masses,
-            jobs=jobs,
-            wait=wait,
-            wait_lock=wait_lock,
-            observer=_Bars(),
-        )
+        with sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
+            result = service.rerun(
+                run_dir,
+                failed=failed,
+                masses=masses,
+                jobs=jobs,
+                wait=wait,
+                wait_lock=wait_lock,
+                observer=_Bars(),
+            )
     except service.Interrupted as exc:
         raise _interrupted(exc) from None
     if result is None:

@@ -232,6 +232,8 @@ def test_a_blinded_folder_is_not_run_unblinded_without_unblind(tmp_path, cli):
     for extra in ((), ("--dry-run",)):
         code, out, err = cli("run", *base, *extra)
         assert (code, out, err.strip()) == (1, "", refusal)
+    code, out, err = cli("validate", *base[0:1], *base[3:])  # validate says so too
+    assert (code, out, err.strip()) == (1, "", refusal)
     code, _, err = cli("run", *base, "--unblind")
     assert code == 0, err
     blinding = json.loads((out_dir / "run.json").read_text())["blinding"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import uproot
-from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, settings, write
+from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, run_cli_here, settings, write
 
 from gprpipe import __version__
 from gprpipe.config import load, load_points
@@ -764,6 +764,10 @@ def test_blinding_that_varies_over_the_grid_is_refused(tmp_path: Path):
     )
     _, points = load_points(c, ["base.blind=false"])
     assert [p.config.base.blind for p in points] == [False, False]
+    # what `run --unblind` does: it was refused by the same check when it read the config
+    # as written (to record that it was blind)
+    code, out, err = run_cli_here("run", c, "--unblind", "--dry-run")
+    assert code == 0 and out.startswith("# 12 tasks"), err
 
 
 def test_figure_labels_with_bad_math_text_are_refused_before_the_run(tmp_path: Path):
@@ -829,3 +833,16 @@ def test_overrides_with_empty_key_parts_or_that_make_a_value_a_table_are_named()
     assert errors_of(QUICKSTART, ("base.name.x=1",)) == [
         "--set base.name.x: base.name: Input should be a valid string."
     ]
+
+
+def test_slurm_extra_may_not_set_what_the_job_scripts_set():
+    """``slurm.extra = ['--array=0-3']`` wrote a second --array line that won: indices
+    1-3 of every array failed ("no task for array index 1") and the run said "6 done"."""
+    assert errors_of(QUICKSTART, ("slurm.extra=['--array=0-3']",)) == [
+        "--set slurm.extra: '--array=0-3': gprpipe sets --array itself (it runs each task once)."
+    ]
+    assert errors_of(QUICKSTART, ("slurm.extra=['#SBATCH -t 10']",)) == [
+        "--set slurm.extra: '#SBATCH -t 10': gprpipe sets --time itself; set slurm.time instead."
+    ]
+    _, (point,) = load_points(QUICKSTART, ["slurm.extra=['--constraint=cpu', '--exclusive']"])
+    assert point.config.slurm.extra == ["--constraint=cpu", "--exclusive"]

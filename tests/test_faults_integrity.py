@@ -41,6 +41,7 @@ from conftest import (
     require_slurm,
     run_cli_here,
     run_cli_subprocess,
+    settings,
     shared_folder,
     shared_run,
     start_cli_subprocess,
@@ -174,6 +175,33 @@ def test_kill_between_limit_h5_and_scan_csv(cfg: Path, copy: Path):
     assert new_csv == scan_csv(read_scan(point / "limit.h5"))
     code, out, _ = run(cfg, copy, "--set", "limit.alpha=0.1")
     assert code == 0 and "Nothing to do" in out
+
+
+def test_a_merge_never_merges_a_part_of_other_settings(cfg: Path, copy: Path):
+    """A chunk that did not run in this run (on SLURM a merge starts after its chunks
+    however they ended: one cancelled before it started left the earlier config's part,
+    its commit record intact): the merge refuses that part instead of writing the earlier
+    config's limits under this config's name."""
+    point = copy / "nominal"
+    old_csv = (point / "scan.csv").read_text()
+    # the run stops right after it wrote the new point config: no task of it ran
+    code, _, _ = run_cli_subprocess(  # (the run's own process dies: not this one)
+        "run",
+        cfg,
+        *settings(f"base.output={copy}", "limit.alpha=0.3"),
+        env={CRASH_AFTER: "config.toml"},
+    )
+    assert code == -9 and "alpha = 0.3\n" in (point / "config.toml").read_text()
+    code, _, err = gp("step", "limit", "--point-dir", point, "--part", "merge")
+    assert code == 1 and err.strip() == (
+        f"error: {point / 'parts' / 'limit' / 'demo-000.h5'}: made by nominal/limit/demo-000 "
+        "with other settings or inputs than this config (its task did not run to the end in "
+        "this run?); run the point again to recompute it"
+    )
+    assert (point / "scan.csv").read_text() == old_csv  # nothing written
+    code, _, err = run(cfg, copy, "--set", "limit.alpha=0.3")
+    assert code == 0, err
+    assert (point / "scan.csv").read_text() != old_csv
 
 
 @pytest.mark.slow
@@ -872,9 +900,12 @@ def test_podman_run_stopped_leaves_no_container(
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path, sig: int):
     """Ctrl-C of `run --executor slurm --wait` printed nothing (exit 130) while the jobs
-    stayed queued: it says they go on and how to watch or stop them."""
+    stayed queued: it says they go on and how to watch or stop them. SIGTERM (`gprpipe
+    cancel` of the waiting run) killed it silently (exit 143) with its lock left behind:
+    the same now, the lock released."""
     require_slurm()
     cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load", "fit", "limit"]\n')
     run_dir = tmp_path / "run"
@@ -884,9 +915,10 @@ def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path):
     while not jobs.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     time.sleep(1)  # into the wait
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
+    assert (run_dir / ".gprpipe.lock").read_text() == ""  # released
     assert err.strip().endswith(
         f"interrupted the wait; the SLURM jobs of {run_dir} go on. Watch them with: gprpipe "
         f"status {run_dir}; stop them with: gprpipe cancel {run_dir}"

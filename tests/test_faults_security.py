@@ -446,26 +446,13 @@ def test_tiny_mass_step_is_refused(case, cli):
     case(cli, body, "scan.mass_step", "a step of 2e-06 GeV is below 0.01 MeV", base=base)
 
 
-def test_task_cap(case, cli, tmp_path: Path):
+def test_task_cap(case, cli):
     case(cli, "max_tasks = 3\n", "base.max_tasks", "more than 3 tasks")
-    # a big grid over the cap is refused before its points are rendered (3000 points took
-    # 26 s to render and be refused): a task per step and point at least
-    values = ", ".join(f"{0.5 + i * 0.001:.3f}" for i in range(3000))
-    cfg = quickstart_child(
-        tmp_path / "g.toml",
-        f'max_tasks = 10\nmax_points = 5000\n[grid]\n"fit.blind_nsigma" = [{values}]\n',
-    )
-    # inject plans no task without inject.masses: not counted (one task here, cap 1)
+    # inject plans no task without inject.masses (one task here, cap 1)
     code, out, err = cli(
         "validate", QUICKSTART, *settings('steps.run=["load","inject"]', "base.max_tasks=1")
     )
     assert code == 0 and "(1 point, 1 task; steps: load, inject)" in out, err
-    code, out, err = cli("validate", cfg)  # the sentence of the check before rendering
-    assert (code, out) == (1, "")
-    assert err.strip() == (
-        f"error: {cfg}:3: base.max_tasks: the plan has more than 10 tasks (at least 4 per grid "
-        "point, 3000 points); shrink the grid or the steps, or raise base.max_tasks."
-    )
 
 
 def test_raised_caps_allow_a_big_grid(cli, tmp_path: Path):

@@ -368,6 +368,9 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
     for export in (("export-spey",), ("export-pyhf", "--mass", "60MeV")):
         code, _, err = run_cli_here(export[0], run_dir, "--dataset", "demo", *export[1:])
         assert code == 0, err
+    # listed at once (it was listed only once the plot step ran again)
+    html = (point / "report.html").read_text()
+    assert "exports/spey_demo.json" in html and "pyhf_demo_60MeV.json" in html
     code, out, err = run_cli_here(
         "run", QUICKSTART, "--steps", "plot", "--force", *settings(f"base.output={run_dir}", *quick)
     )

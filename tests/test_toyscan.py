@@ -72,6 +72,21 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     assert quoted == pytest.approx([float(r["Z_global_toys"]) for r in rows], abs=1e-5)
     submission = (point / "hepdata" / "submission.yaml").read_text()
     assert "from 300 whole-scan background-only toys" in submission
+    # the combined curve has no whole-scan toys (NaN columns): no toy columns, no claim
+    from gprpipe.steps.hepdata import significance_table
+
+    nan = np.full(2, np.nan)
+    cols = {k: np.array([0.1, 0.2]) for k in ("p0_local", "Z_local", "p0_global", "Z_global")}
+    t = significance_table(
+        np.array([0.03, 0.06]),
+        cols | {"p0_global_toys": nan, "Z_global_toys": nan},
+        dataset="Combined",
+        stem="significance_combined",
+        n_eff=10.0,
+        global_toys=300,
+    )
+    assert [v.name for v in t.variables[1:]] == ["Local p0", "Local Z", "Global p0", "Global Z"]
+    assert "toys" not in t.description
     assert (point / "parts" / "limit" / "demo-toys-001.h5").is_file()
     # seeded per toy: one task of 300 toys gives exactly the same maxima as two of 150
     code, out, err = run_cli_here(

@@ -626,17 +626,37 @@ def test_a_run_folder_opens_with_the_overrides_it_was_run_with(tmp_path):
     assert code == 0, err
     app = GprpipeApp(out)
     assert app.path == QUICKSTART and app.results_dir == out.resolve()
-    assert app.overrides == (*sets, 'steps.run=["load"]')
+    # the run directory as an absolute path: the same folder wherever the TUI started
+    assert app.overrides == ("base.blind=true", 'steps.run=["load"]', f"base.output={out}")
     assert check_text(QUICKSTART.read_text(), QUICKSTART, app.overrides).points
     code, _, err = run_cli_here(
         "run", QUICKSTART, "--steps", "load", "--set", f"base.output={out}", "--unblind"
     )
     assert code == 0, err
     assert GprpipeApp(out, overrides=["limit.alpha=0.1"]).overrides == (
-        f"base.output={out}",
         'steps.run=["load"]',
+        f"base.output={out}",
         "limit.alpha=0.1",
     )
+    # a recorded value the config no longer takes (its dataset renamed since): opened
+    # with the run directory and blinding only, and a notice naming the dropped value
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(QUICKSTART.read_text())
+    code, _, err = run_cli_here(
+        "run",
+        cfg,
+        "--steps",
+        "load",
+        "--set",
+        f"base.output={out}-2",
+        "--set",
+        "datasets.demo.label=X",
+    )
+    assert code == 0, err
+    cfg.write_text(cfg.read_text().replace("[datasets.demo]", "[datasets.demo2]"))
+    app = GprpipeApp(f"{out}-2")
+    assert app.overrides == (f"base.output={out}-2",)
+    assert "datasets.demo.label=X, steps.run=" in app._open_notice
 
 
 def test_the_editor_refuses_what_validate_refuses(tmp_path):

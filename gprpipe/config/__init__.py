@@ -39,6 +39,7 @@ from gprpipe.config.schema import Base, Config, Point, validate
 from gprpipe.errors import ConfigError, GprpipeError
 
 __all__ = [
+    "BlindingVaries",
     "Config",
     "Issue",
     "Point",
@@ -200,10 +201,14 @@ def load_points(
             if not errs:
                 points.append(Point(index, name, values, model, model.model_dump(mode="json")))
     if not errors and len({p.config.base.blind for p in points}) > 1:
-        errors.append(_blinding_varies(points, where))
+        raise BlindingVaries([_blinding_varies(points, where)])
     if errors:
         raise ConfigError(unique(errors))
     return loaded, points
+
+
+class BlindingVaries(ConfigError):
+    """``base.blind`` renders differently at different grid points."""
 
 
 def _blinding_varies(points: Sequence[Point], where: Where) -> Issue:

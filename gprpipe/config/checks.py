@@ -136,33 +136,17 @@ def grid_size(grid: Mapping[str, Any]) -> int:
 
 
 def grid_size_error(data: Mapping[str, Any], where: Where) -> Issue | None:
-    """Too many grid points, or more tasks than ``base.max_tasks`` for sure (a task per
-    step and point at least): counted without building the points."""
+    """Too many grid points (counted without building them)."""
     grid = data.get("grid") or {}
     if not isinstance(grid, Mapping):
         return None
     n, cap = grid_size(grid), _cap(data, "max_points")
-    if n > cap:
-        return at(
-            where("grid"),
-            f"the grid has {n} points, more than base.max_points = {cap}; "
-            "shrink the grid or raise base.max_points.",
-        )
-    steps = data.get("steps", {}).get("run") if isinstance(data.get("steps"), Mapping) else None
-    # a task per step and point at least (inject plans none without inject.masses)
-    per_point = (
-        len({s for s in steps if isinstance(s, str) and s != "inject"})
-        if isinstance(steps, list)
-        else 1
-    )
-    per_point = max(per_point, 1)
-    tasks = _cap(data, "max_tasks")
-    if n * per_point <= tasks:
+    if n <= cap:
         return None
     return at(
-        where("base.max_tasks"),
-        f"the plan has more than {tasks} tasks (at least {per_point} per grid point, "
-        f"{n} point{'s' * (n != 1)}); shrink the grid or the steps, or raise base.max_tasks.",
+        where("grid"),
+        f"the grid has {n} points, more than base.max_points = {cap}; "
+        "shrink the grid or raise base.max_points.",
     )
 
 

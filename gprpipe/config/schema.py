@@ -394,12 +394,54 @@ class Slurm(Section):
     @classmethod
     def _options(cls, v: list[str]) -> list[str]:
         for item in v:
-            if not item.strip().removeprefix("#SBATCH").strip().startswith("-"):
+            option = item.strip().removeprefix("#SBATCH").strip()
+            if not option.startswith("-"):
                 raise ValueError(
                     f"{item!r} is not an sbatch option (one option per entry, "
                     "such as '--constraint=cpu')"
                 )
+            name = option.split("=", 1)[0].split()[0]
+            name = name[2:] if name.startswith("--") else _SBATCH_SHORT.get(name[1:2], "")
+            if name in _SBATCH_MANAGED:
+                key = _SBATCH_MANAGED[name]
+                raise ValueError(
+                    f"{item!r}: gprpipe sets --{name} itself"
+                    + (f"; set slurm.{key} instead" if key else " (it runs each task once)")
+                )
         return v
+
+
+#: sbatch options the job scripts set: the slurm key that sets them ('' when none does)
+_SBATCH_MANAGED = {
+    "array": "",
+    "job-name": "",
+    "output": "",
+    "error": "",
+    "dependency": "",
+    "chdir": "",
+    "wait": "",
+    "parsable": "",
+    "time": "time",
+    "mem": "memory",
+    "cpus-per-task": "cpus_per_task",
+    "partition": "partition",
+    "account": "account",
+    "qos": "qos",
+}
+_SBATCH_SHORT = {
+    "a": "array",
+    "J": "job-name",
+    "o": "output",
+    "e": "error",
+    "d": "dependency",
+    "D": "chdir",
+    "W": "wait",
+    "t": "time",
+    "c": "cpus-per-task",
+    "p": "partition",
+    "A": "account",
+    "q": "qos",
+}
 
 
 class Config(Section):

@@ -299,7 +299,9 @@ def validate(config: Path, overrides: Sequence[str] = ()) -> tuple[list[Point], 
 
     refuse_set_unblind(overrides, config)
     loaded, points = load_points(config, overrides, inputs=True)
-    tasks = plan_points(run_dir_of(points), points, loaded.where)
+    run_dir = run_dir_of(points)
+    tasks = plan_points(run_dir, points, loaded.where)
+    _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
     check_inputs(loaded, points)
     return points, tasks
 
@@ -528,7 +530,7 @@ def run(
 ) -> RunResult:
     """Run every (selected) grid point of ``config`` through its steps (see the module
     docstring). ``result.ok`` is False when a task or a table row failed."""
-    from gprpipe.config import check_inputs
+    from gprpipe.config import BlindingVaries, check_inputs
     from gprpipe.executors.registry import get_executor
 
     opts = options or RunOptions()
@@ -546,8 +548,11 @@ def run(
         overrides.append(f"base.jobs={int(opts.jobs)}")
     blind_in_config = False
     if opts.unblind:
-        _, as_written = load_points(config, overrides)
-        blind_in_config = any(p.config.base.blind for p in as_written)
+        try:
+            _, as_written = load_points(config, overrides)
+            blind_in_config = any(p.config.base.blind for p in as_written)
+        except BlindingVaries:  # blind at some grid points: --unblind lifts it at all
+            blind_in_config = True
         overrides.append("base.blind=false")
     loaded, all_points = load_points(config, overrides, check=True)
     points = select_points(all_points, opts.points)

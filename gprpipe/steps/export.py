@@ -25,6 +25,7 @@ from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import earlier_point_notice, load_run_info
+from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
 
 
@@ -64,6 +65,7 @@ def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
         for path in written:
             path.unlink(missing_ok=True)
         raise
+    refresh_reports(pdir)
 
 
 def round_scale(x: float) -> float:
@@ -146,6 +148,7 @@ def export_workspace(
     path = Path(output) if output else pdir / f"pyhf_{tag}.json"
     atomic_write_text(path, json.dumps(ws, indent=1) + "\n")
     record_export(pdir, [path], lay.fit)
+    refresh_reports(pdir)
     return path, ws
 
 

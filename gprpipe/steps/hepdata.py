@@ -132,14 +132,19 @@ def significance_table(
     from hepdata_lib import Table, Variable
 
     t = Table(stem)
-    toys = global_toys > 0 and "Z_global_toys" in cols
+    # (the combined curve has no whole-scan toys of its own: its columns are NaN)
+    toys = (
+        global_toys > 0
+        and "Z_global_toys" in cols
+        and bool(np.isfinite(np.asarray(cols["Z_global_toys"], float)).any())
+    )
     t.description = (
         f"Local and global background-only p-values p0 and significances Z of "
         f"{dataset} vs the A' mass (global: Sidak correction with "
         f"N_eff = {n_eff:.3g}"
         + (
-            f"; and from {global_toys} whole-scan background-only toys (toys), the global "
-            "significance to quote: the Sidak correction is not conservative for this scan"
+            f"; and from {global_toys} whole-scan background-only toys (toys): quote the "
+            "toys' number, Sidak's assumes N_eff independent windows"
             if toys
             else ""
         )

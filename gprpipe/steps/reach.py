@@ -29,6 +29,7 @@ from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import save
 from gprpipe.stats.reach import combine_inverse_variance, information_fractions, project
+from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
 
 Z_DISCOVERY = 5.0
@@ -272,6 +273,7 @@ def project_reach(
         for path in written:
             path.unlink(missing_ok=True)
         raise
+    refresh_reports(pdir)
     both = np.isfinite(comb_fit) & np.isfinite(comb_now)
     summary = {
         "factors": factors,

@@ -362,6 +362,16 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     }
 
 
+def refresh_reports(point_dir: Path) -> None:
+    """Write the point's report again (and the run's index) after an export, so that they
+    list it; nothing when the plot step has not written a report yet."""
+    from gprpipe.config import point_config_from_file
+
+    point_dir = Path(point_dir)
+    if (point_dir / REPORT).is_file():
+        write_reports(point_config_from_file(point_dir / "config.toml"), point_dir)
+
+
 def write_reports(cfg, point_dir: Path) -> list[Path]:
     """Write ``<point>/report.html`` and ``<run>/index.html``; returns both paths."""
     env = _env()

@@ -25,7 +25,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import remove_stale_temps
 from gprpipe.io.hdf5 import provenance, sha256_file
-from gprpipe.pipeline.cache import freshness, task_key
+from gprpipe.pipeline.cache import freshness, made_by, task_key
 from gprpipe.pipeline.commit import clear_commit, verify_inputs, write_commit
 from gprpipe.pipeline.plan import Layout, find_task, plan_point, producers
 from gprpipe.pipeline.state import write_progress, write_state
@@ -114,6 +114,20 @@ def remove_task_temps(task: Task) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _refuse_other_settings(task: Task, made: dict[Path, Task], config: Config) -> None:
+    """An input that its task committed under other settings or inputs (an earlier
+    config's, left because its task failed or was stopped in this run: a SLURM merge
+    starts after its chunks however they ended) is not computed on."""
+    for p in task.inputs:
+        producer = made.get(Path(p))
+        if producer is not None and not made_by(producer, config):
+            raise GprpipeError(
+                f"{p}: made by {producer.id} with other settings or inputs than this "
+                "config (its task did not run to the end in this run?); run the point "
+                "again to recompute it"
+            )
+
+
 def run_task(
     point_dir: Path,
     step: str,
@@ -136,7 +150,9 @@ def run_task(
         if notice:
             print(f"notice: {task.id}: {notice}; running the task again")
         clear_commit(task)  # from here on, the old outputs are not fresh
-        verify_inputs(task, producers(task.point, task.point_dir, config))
+        made = producers(task.point, task.point_dir, config)
+        verify_inputs(task, made)
+        _refuse_other_settings(task, made, config)
         layout = Layout(task.point_dir)
         ctx = StepContext(task, config, layout, task_key(task, config), sha256_file(layout.config))
         step_function(task.step)(ctx)

@@ -85,9 +85,11 @@ class GprpipeApp(App[None]):
         # a run directory: open its results (and its config when it still exists)
         self.results_dir: Path | None = None
         recorded: tuple[str, ...] = ()
+        self._open_notice = ""
         if target is not None and (target / "run.json").is_file():
             self.results_dir = target.resolve()
             target, recorded = self._config_of_run(self.results_dir)
+            recorded, self._open_notice = self._usable(target, recorded, tuple(overrides))
         self.overrides: tuple[str, ...] = (*recorded, *overrides)
         self.path: Path | None = target if target is not None and not target.is_dir() else None
         self.saved_text: str | None = None
@@ -107,17 +109,56 @@ class GprpipeApp(App[None]):
     def _config_of_run(run_dir: Path) -> tuple[Path | None, tuple[str, ...]]:
         """The config of the run in ``run_dir`` (when it still exists) and the ``--set``
         overrides the run was made with, so that the Run tab acts on that run and its
-        folder (a blinded one stays blinded). ``--unblind`` is not carried over: it is
+        folder (a blinded one stays blinded), wherever the TUI was started: the run
+        directory is given as its absolute path. ``--unblind`` is not carried over: it is
         given on the command line each time."""
         import json
 
         try:
             data = json.loads((run_dir / "run.json").read_text())
             config, overrides = data.get("config"), data.get("overrides") or []
+            blind = (data.get("blinding") or {}).get("blind") is True
         except (OSError, ValueError, AttributeError):
             return None, ()
-        kept = tuple(o for o in overrides if isinstance(o, str) and o != "base.blind=false")
-        return (Path(config) if config and Path(config).is_file() else None), kept
+        kept = [
+            o
+            for o in overrides
+            if isinstance(o, str)
+            and o != "base.blind=false"
+            and o.partition("=")[0].strip() != "base.output"
+        ]
+        kept += ["base.blind=true"] * (blind and "base.blind=true" not in kept)
+        kept.append(f"base.output={run_dir}")
+        return (Path(config) if config and Path(config).is_file() else None), tuple(kept)
+
+    @staticmethod
+    def _usable(
+        config: Path | None, recorded: tuple[str, ...], given: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], str]:
+        """``recorded`` when the config still takes them; else (the config was edited
+        since, e.g. a dataset renamed) only its run directory and blinding, and a notice."""
+        from gprpipe.config import load_points
+
+        if config is None:
+            return recorded, ""
+        essential = tuple(
+            o for o in recorded if o.partition("=")[0] in ("base.output", "base.blind")
+        )
+        if essential == recorded:
+            return recorded, ""
+        try:
+            load_points(config, [*recorded, *given])
+        except GprpipeError:
+            try:
+                load_points(config, [*essential, *given])
+            except GprpipeError:
+                return recorded, ""  # the config itself is at fault: the editor says why
+            dropped = [o for o in recorded if o not in essential]
+            return essential, (
+                f"The run's --set values {', '.join(dropped)} no longer fit {config.name}; "
+                "opened without them."
+            )
+        return recorded, ""
 
     # -------------------------------------------------------------- layout
 
@@ -148,6 +189,8 @@ class GprpipeApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self._open_notice:
+            self.notify(self._open_notice, severity="warning", timeout=10)
         if self.results_dir is not None:
             self.update_status()
             if self.path is not None:  # results after the config's check (its plot masses)
