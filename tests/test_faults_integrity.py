@@ -834,7 +834,7 @@ def test_podman_run_stopped_leaves_no_container(
     shutil.copytree(podman_fitted, run_dir, symlinks=True)
     args = list(PODMAN_ARGS)
     if how.endswith("all"):  # a limit chunk that outlasts the start of `gprpipe status`
-        args += ["--set", "limit.bands=toys", "--set", "limit.band_toys=200000"]
+        args += ["--set", "limit.bands=toys", "--set", "limit.band_toys=100000"]
     proc = start_run(
         cfg,
         run_dir,

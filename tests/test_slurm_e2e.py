@@ -108,3 +108,45 @@ def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     assert (tmp_path / "run" / good / "limit.h5").stat().st_mtime_ns == good_mtime
     status = gprpipe("status", str(tmp_path / "run"))
     assert "failed=" not in status.stdout
+
+
+def test_submitted_tasks_lose_their_earlier_commit_until_they_run(tmp_path: Path) -> None:
+    """A config change submitted to SLURM: the tasks it queues are not fresh until their
+    jobs have run. A chunk job cancelled before it started left the earlier config's part
+    committed, and the merge (which starts after its chunks however they ended) published
+    it under the new config's name."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.commit import read_commit
+    from gprpipe.pipeline.plan import plan_point
+
+    qs, out = "user_configs/quickstart.toml", f"base.output={tmp_path / 'run'}"
+    steps = 'steps.run=["load","fit","limit"]'
+    res = gprpipe("run", qs, "--set", out, "--set", steps, "--set", "limit.alpha=0.1")
+    assert res.returncode == 0, res.stderr
+    point = tmp_path / "run" / "nominal"
+    old_csv = (point / "scan.csv").read_text()
+    held = "slurm.extra=['--begin=now+600']"  # queued, not started, until cancelled
+    res = gprpipe(
+        "run",
+        qs,
+        "--executor",
+        "slurm",
+        "--set",
+        out,
+        "--set",
+        steps,
+        "--set",
+        "limit.alpha=0.3",
+        "--set",
+        held,
+    )
+    assert res.returncode == 0 and "Submitted 2 tasks" in res.stdout, res.stdout + res.stderr
+    cfg = point_config_from_file(point / "config.toml")
+    tasks = {t.id: t for t in plan_point("nominal", point, cfg)}
+    assert read_commit(tasks["nominal/limit/demo-000"]) is None  # not fresh until it runs
+    assert read_commit(tasks["nominal/fit/demo-000"]) is not None  # up to date: not queued
+    res = gprpipe("cancel", str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr
+    res = gprpipe("step", "limit", "--point-dir", str(point), "--part", "merge")
+    assert res.returncode == 1 and "input not committed by its task" in res.stderr
+    assert (point / "scan.csv").read_text() == old_csv  # nothing merged

@@ -729,6 +729,7 @@ async def test_a_blinded_run_shows_blinded_and_expected_limits_only(tmp_path):
     }
     app = GprpipeApp(out)
     async with app.run_test(size=SIZE) as pilot:
+        await _validated(pilot)  # the config's check, then its results
         await _settle(pilot, 0.3)
         keys = _static(app, "#res-keys")
         assert "BLINDED: no significance and no observed limit" in keys

@@ -156,6 +156,20 @@ def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:
         return False
 
 
+def made_with_other_settings(producer: Task, config: Config) -> bool:
+    """Whether ``producer``'s commit record holds a key other than the one ``config`` gives
+    it now. False when nothing is committed (``verify_inputs`` says so) or when that key
+    cannot be computed here: an input of the producer is not at hand (a container mounts
+    only its own task's inputs)."""
+    rec = read_commit(producer)
+    if rec is None:
+        return False
+    try:
+        return rec.get("cache_key") not in _task_keys(producer, config, (NUMERICS_VERSION,))
+    except GprpipeError:
+        return False
+
+
 def output_of(path: Path, config: Config, made: Mapping[Path, Task] | None = None) -> bool:
     """Whether the output ``path`` of a point folder was made by ``config``: the task that
     writes it under ``config`` (``made``: the point's producers, if already planned)

@@ -25,7 +25,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import remove_stale_temps
 from gprpipe.io.hdf5 import provenance, sha256_file
-from gprpipe.pipeline.cache import freshness, made_by, task_key
+from gprpipe.pipeline.cache import freshness, made_with_other_settings, task_key
 from gprpipe.pipeline.commit import clear_commit, verify_inputs, write_commit
 from gprpipe.pipeline.plan import Layout, find_task, plan_point, producers
 from gprpipe.pipeline.state import write_progress, write_state
@@ -117,10 +117,12 @@ def remove_task_temps(task: Task) -> None:
 def _refuse_other_settings(task: Task, made: dict[Path, Task], config: Config) -> None:
     """An input that its task committed under other settings or inputs (an earlier
     config's, left because its task failed or was stopped in this run: a SLURM merge
-    starts after its chunks however they ended) is not computed on."""
+    starts after its chunks however they ended) is not computed on. (The SLURM executor
+    also clears the commit records of the tasks it submits, which covers containers,
+    where the producer's own inputs may not be at hand to judge it.)"""
     for p in task.inputs:
         producer = made.get(Path(p))
-        if producer is not None and not made_by(producer, config):
+        if producer is not None and made_with_other_settings(producer, config):
             raise GprpipeError(
                 f"{p}: made by {producer.id} with other settings or inputs than this "
                 "config (its task did not run to the end in this run?); run the point "

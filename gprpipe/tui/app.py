@@ -310,7 +310,7 @@ class GprpipeApp(App[None]):
         if self._check_timer is not None:
             self._check_timer.stop()
             self._check_timer = None
-        if self.path is None:
+        if self.path is None or not self.query("#editor"):  # (the app is closing)
             return
         self._checking = True
         self._validate(self.editor.text, self.path)

@@ -59,6 +59,7 @@ from gprpipe.executors.slurm.render import (
 from gprpipe.executors.slurm.scheduler import NO_SBATCH, max_array_size
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.cache import up_to_date
+from gprpipe.pipeline.commit import clear_commit
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 
@@ -368,6 +369,8 @@ class SlurmExecutor(Executor):
         rest = [replace(t, argv=(*t.argv, "--force")) if t.id in forced else t for t in rest]
         fn = globals()["resubmit"] if resubmit else submit
         job_ids: dict[str, str] = {}
+        for t in rest:  # each recomputes its outputs: until it has, they are not fresh (a
+            clear_commit(t)  # job that never starts, cancelled or failed, leaves them so)
         if rest:
             sub = fn(
                 rest, run_dir=self.run_dir, engine=self.engine, options=self.options, env=THREAD_ENV
