@@ -279,9 +279,9 @@ class ForkedWorker:
         if pid is None:
             return None if self.server.alive else self._finish(1)
         code = self.server.exit_of(pid)
-        if code is None and not self.server.alive and not _ended(pid):
-            return None
         if code is None and not self.server.alive:
+            if not _ended(pid):
+                return None
             code = 1  # its server is gone: the exit code is lost
         return None if code is None else self._finish(code)
 

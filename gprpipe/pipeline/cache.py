@@ -140,20 +140,27 @@ def up_to_date(
     return out
 
 
+def _committed_key_matches(producer: Task, config: Config, versions: Iterable[int]) -> bool | None:
+    """Whether ``producer``'s commit record holds a key ``config`` gives it now (of one
+    of ``versions``); None when nothing is committed or the key cannot be computed here
+    (an input of the producer is gone or not at hand)."""
+    rec = read_commit(producer)
+    if rec is None:
+        return None
+    try:
+        return rec.get("cache_key") in _task_keys(producer, config, tuple(versions))
+    except GprpipeError:
+        return None
+
+
 def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:
     """Whether ``producer``'s commit record holds the key that ``config`` gives it now:
     its outputs were made from this config's settings and these inputs, not by an earlier
     config (nor copied in with another run's record). ``any_version``: or the key of an
     earlier :data:`NUMERICS_VERSION` (results of an older gprpipe, still this config's:
     to compare or export them, not to compute on)."""
-    rec = read_commit(producer)
-    if rec is None:
-        return False
     versions = range(NUMERICS_VERSION, 0, -1) if any_version else (NUMERICS_VERSION,)
-    try:
-        return rec.get("cache_key") in _task_keys(producer, config, versions)
-    except GprpipeError:  # an input of the producer is gone
-        return False
+    return bool(_committed_key_matches(producer, config, versions))
 
 
 def made_with_other_settings(producer: Task, config: Config) -> bool:
@@ -161,13 +168,7 @@ def made_with_other_settings(producer: Task, config: Config) -> bool:
     it now. False when nothing is committed (``verify_inputs`` says so) or when that key
     cannot be computed here: an input of the producer is not at hand (a container mounts
     only its own task's inputs)."""
-    rec = read_commit(producer)
-    if rec is None:
-        return False
-    try:
-        return rec.get("cache_key") not in _task_keys(producer, config, (NUMERICS_VERSION,))
-    except GprpipeError:
-        return False
+    return _committed_key_matches(producer, config, (NUMERICS_VERSION,)) is False
 
 
 def output_of(path: Path, config: Config, made: Mapping[Path, Task] | None = None) -> bool:
