@@ -415,6 +415,18 @@ def test_typo_names_file_key_line_and_suggests(tmp_path: Path, run_cli):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_empty_key_is_named_as_toml_spells_it(tmp_path: Path, run_cli):
+    """``"" = 1`` (a quoted empty key) is refused with the key written as in TOML, not as a
+    dangling dot and an "unknown key" without a name."""
+    cfg = quickstart_child(tmp_path / "empty.toml", '[fit]\n"" = 1\n')
+    code, out, err = run_cli("validate", cfg)
+    assert code == 1
+    assert err.strip() == (
+        f'error: {cfg}:4: fit."": an empty key name is not a setting; remove it.'
+    )
+    assert "Traceback" not in out
+
+
 def test_chunk_size_under_slurm_points_to_scan(tmp_path: Path, run_cli):
     """chunk_size plans the tasks of every executor, so it lives in [scan]; the old place
     [slurm] is refused with the new key named."""

@@ -71,6 +71,21 @@ def test_quickstart_on_slurm_matches_local(shared_quickstart: Path, tmp_path: Pa
     assert (tmp_path / "slurm" / "nominal" / "fit.h5").stat().st_mtime_ns == fit_mtime
     assert "done=6" in gprpipe("status", str(tmp_path / "slurm")).stdout
 
+    # a damaged output: said, as the local executor says it, and its task queued again
+    # (held: queued, not started, until cancelled)
+    (tmp_path / "slurm" / "nominal" / "plots" / "spectrum.png").unlink()
+    held = "slurm.extra=['--begin=now+600']"
+    again = gprpipe(
+        "run", qs, "--executor", "slurm", *out, "--set", "plot.masses=[0.045]", "--set", held
+    )
+    assert again.returncode == 0, again.stderr
+    assert (
+        "notice: nominal/plot: plots/spectrum.png is missing; running the task again"
+        in again.stderr
+    )
+    assert again.stdout.startswith("Submitted 1 tasks to SLURM as job arrays (5 up to date")
+    assert gprpipe("cancel", str(tmp_path / "slurm")).returncode == 0
+
 
 def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     """One grid point's data file is missing: only its tasks fail; once the file exists,

@@ -6,9 +6,10 @@ ranges are in GeV. Defaults here mirror ``templates/defaults.toml`` (which docum
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -24,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from gprpipe.config.issues import Issue, Where, at, did_you_mean, key_only, unique
+from gprpipe.config.issues import Issue, Loc, Where, at, did_you_mean, key_only, unique
 from gprpipe.stats.window import scan_masses
 from gprpipe.units import MASS_TOL_GEV
 
@@ -602,7 +603,14 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
             if parts[:1] == ["datasets"] and len(parts) > 1 and parts[1] in typos:
                 errors.append(typos[parts[1]])
                 continue
-            if err["type"] == "extra_forbidden":
+            if err["type"] == "extra_forbidden" and parts and not parts[-1].strip():
+                loc = where(dotted)  # the key as TOML spells it: ``steps.""``
+                shown = ".".join([*parts[:-1], json.dumps(parts[-1])])
+                if isinstance(loc, Loc):
+                    loc = dataclasses.replace(loc, key=shown)
+                errors.append(at(loc, "an empty key name is not a setting; remove it."))
+                continue
+            elif err["type"] == "extra_forbidden":
                 msg = f"unknown key{_unknown_hint(parts)}"
             elif err["type"] == "missing":
                 msg = "required but not set"
@@ -666,7 +674,7 @@ def choices(dotted: str) -> tuple[str, ...]:
     return values
 
 
-@dataclass
+@dataclasses.dataclass
 class Point:
     """One grid point: its name, the values it varies, and its rendered config."""
 

@@ -41,7 +41,7 @@ from gprpipe.executors.forkserver import FRESH_ENV as FRESH_ENV  # re-exported
 from gprpipe.executors.forkserver import ForkedWorker, ForkServer
 from gprpipe.executors.worker import STEP_MODULES
 from gprpipe.io.atomic import open_fresh
-from gprpipe.pipeline.cache import freshness
+from gprpipe.pipeline.cache import damaged_notice, freshness
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
 from gprpipe.steps.runner import remove_task_temps
@@ -396,7 +396,7 @@ def run_local(
                         finish(task, Outcome("cached"))
                         continue
                     if notice and on_notice:
-                        on_notice(f"notice: {task.id}: {notice}; running the task again")
+                        on_notice(damaged_notice(task, notice))
                 t = replace(task, argv=(*task.argv, "--force")) if task.id in forced else task
                 cmd = engine.command(t, run_dir=run_dir, env=THREAD_ENV)
                 write_state(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,21 +123,35 @@ def is_fresh(task: Task, config: Config) -> bool:
 
 
 def up_to_date(
-    tasks: Sequence[Task], configs: Mapping[str, Config], forced: Iterable[str] = ()
+    tasks: Sequence[Task],
+    configs: Mapping[str, Config],
+    forced: Iterable[str] = (),
+    on_notice: Callable[[str], None] | None = None,
 ) -> list[Task]:
     """The tasks (in plan order) whose outputs are fresh and whose upstream tasks in
     ``tasks`` are all up to date too: what a queueing executor need not submit (a task
-    downstream of one that runs again may see new inputs, so it is submitted)."""
+    downstream of one that runs again may see new inputs, so it is submitted). A damaged
+    output of a task that would otherwise be up to date is told to ``on_notice``."""
     skip = set(forced)
     out: list[Task] = []
     ok: set[str] = set()
     planned = {t.id for t in tasks}
     for t in tasks:  # plan order is topological
         deps = [d for d in t.deps if d in planned]
-        if t.id not in skip and all(d in ok for d in deps) and is_fresh(t, configs[t.point]):
+        if t.id in skip or not all(d in ok for d in deps):
+            continue
+        fresh, notice = freshness(t, configs[t.point])
+        if fresh:
             ok.add(t.id)
             out.append(t)
+        elif notice and on_notice:
+            on_notice(damaged_notice(t, notice))
     return out
+
+
+def damaged_notice(task: Task, notice: str) -> str:
+    """The line a run shows for a task whose committed output was damaged."""
+    return f"notice: {task.id}: {notice}; running the task again"
 
 
 def _committed_key_matches(producer: Task, config: Config, versions: Iterable[int]) -> bool | None:

@@ -716,7 +716,13 @@ def _execute(
     if not ex.blocking:
         if stop is not None and stop.is_set():  # cancelled while the run was planned
             raise Interrupted(f"interrupted: nothing was submitted from {run_dir}.")
-        result.report = ex.submit(tasks, configs=configs, force=force, resubmit=resubmit)
+        result.report = ex.submit(
+            tasks,
+            configs=configs,
+            force=force,
+            resubmit=resubmit,
+            hooks=Hooks(on_notice=obs.notice),
+        )
         if not result.report.job_ids:  # every task up to date: nothing was queued
             return
         result.queued = True

@@ -361,7 +361,8 @@ class SlurmExecutor(Executor):
         """Queue ``tasks``; with ``configs`` (a new run), those already up to date are
         marked cached and not submitted (their jobs would only find that out)."""
         forced = {t.id for t in tasks} if force is True else set(force or ())
-        cached = [] if resubmit or configs is None else up_to_date(tasks, configs, forced)
+        notice = hooks.on_notice if hooks else None
+        cached = [] if resubmit or configs is None else up_to_date(tasks, configs, forced, notice)
         for t in cached:
             write_state(t.point_dir, t.slug, "done", "cached")
         skipped = {t.id for t in cached}
