@@ -407,6 +407,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
 
 @app.command()
 def rerun(
+    ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     failed: Annotated[
         bool, typer.Option("--failed", help="Redo failed tasks and those that never ran.")
@@ -441,6 +442,7 @@ def rerun(
                 wait=wait,
                 wait_lock=wait_lock,
                 observer=_Bars(),
+                record=["gprpipe", *(ctx.obj or {}).get("argv", sys.argv[1:])],
             )
     except service.Interrupted as exc:
         raise _interrupted(exc) from None

@@ -222,6 +222,14 @@ def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):
     assert code == 0, err
     assert "Rerunning 2 tasks: nominal/load, nominal/plot" in out
     assert states(run_dir) == {"nominal/load": "done", "nominal/plot": "done"}
+    # run.json and the report keep the rerun after the command that created the run
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["command"][:2] == ["gprpipe", "run"]
+    (rerun,) = info["reruns"]
+    assert rerun["command"] == ["gprpipe", "rerun", str(run_dir), "--failed"]
+    assert rerun["tasks"] == ["nominal/load", "nominal/plot"]
+    report = (run_dir / "nominal" / "report.html").read_text()
+    assert f"then <code>gprpipe rerun {run_dir} --failed</code> at {rerun['at']} (2 tasks" in report
     code, out, _ = cli("rerun", run_dir, "--failed")
     assert code == 0 and "Nothing to rerun" in out
     code, _, err = cli("rerun", run_dir, "--masses", "37MeV")

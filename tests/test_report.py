@@ -162,8 +162,26 @@ def test_report_content_escaped_and_complete(tmp_path):
     assert "abc123" in html and "nominal/load" in html and "other/load" not in html
     assert "nominal/fit/2015-000" in html and "12.345" in html  # from the state marker
     assert "3.20" in html and "unblinded" in html
+    assert "gprpipe 0.1.0; run created 2026-01-01" in html  # the code that made the run
     idx = index.read_text()
     assert 'href="nominal/report.html"' in idx and "3.20" in idx
+
+
+def test_version_says_when_the_source_moved_on_since_the_install(monkeypatch):
+    """An editable install keeps the version of its install; the provenance then names the
+    git commit of the code that ran instead of implying the installed one."""
+    from gprpipe.pipeline import store
+
+    monkeypatch.setattr(store, "__version__", "0.1.1.dev440+gcb3a1a93c")
+    assert store.package_version("cb3a1a93c0ffee") == "0.1.1.dev440+gcb3a1a93c"
+    assert store.package_version("cb3a1a93c0ffee+dirty") == (
+        "0.1.1.dev440+gcb3a1a93c (with local changes)"
+    )
+    assert store.package_version("716fd9b7770a1810+dirty") == (
+        "0.1.1.dev440+gcb3a1a93c as installed; the source in use is git commit "
+        "716fd9b7770a with local changes"
+    )
+    assert store.package_version("") == "0.1.1.dev440+gcb3a1a93c"  # no checkout: a wheel
 
 
 def test_blinded_report_shows_no_observed_quantity(tmp_path):

@@ -100,9 +100,10 @@ def launch_run(config: Path, options: service.RunOptions, run_dir: Path) -> Laun
 
 def launch_rerun(run_dir: Path, *, failed: bool = True, jobs: int | None = None) -> Launch:
     """Start :func:`~gprpipe.pipeline.service.rerun` of ``run_dir`` in the background."""
-    return _start(
-        {"kind": "rerun", "run_dir": str(run_dir), "failed": failed, "jobs": jobs}, run_dir
-    )
+    record = ["gprpipe", "rerun", str(run_dir), *(["--failed"] if failed else [])]
+    record += ["-j", str(jobs)] if jobs else []
+    spec = {"kind": "rerun", "run_dir": str(run_dir), "failed": failed, "jobs": jobs}
+    return _start(spec | {"record": record}, run_dir)
 
 
 class TextObserver(service.RunObserver):
@@ -193,6 +194,7 @@ def _main(args: list[str], out: TextIO) -> int:
                 failed=bool(spec.get("failed", True)),
                 jobs=spec.get("jobs"),
                 observer=observer,
+                record=spec.get("record"),
             )
         return _report(result, out)
     except ConfigError as exc:

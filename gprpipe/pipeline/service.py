@@ -51,6 +51,7 @@ from gprpipe.pipeline.store import (
     new_run_info,
     plan_points,
     point_dir,
+    rerun_record,
     task_states,
     tasks_of_run,
     write_point_configs,
@@ -634,10 +635,12 @@ def rerun(
     wait_lock: float = 0.0,
     command: str = "gprpipe rerun",
     observer: RunObserver | None = None,
+    record: Sequence[str] | None = None,
 ) -> RunResult | None:
     """Redo the failed tasks and those that never ran (``failed``) and/or those owning
     ``masses`` (``37MeV,48MeV``), and every task that follows them; None when no task
-    matches."""
+    matches. run.json keeps the command (``record``, default this process's) under
+    ``reruns``, after the command that created the run."""
     from gprpipe.pipeline.plan import downstream
 
     if not failed and not masses:
@@ -678,6 +681,8 @@ def rerun(
             return None
         todo = downstream(tasks, chosen)
         obs.rerunning(todo)
+        info.data.setdefault("reruns", []).append(rerun_record(record, todo))
+        info.save()  # before the tasks: the report a plot task writes shows it
         ex.engine.check()
         result = RunResult(run_dir, todo, ex.name)
         _execute(

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -54,8 +55,25 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def package_version(commit: str | None = None) -> str:
+    """gprpipe's version as installed, and, when the source in use is a git checkout that
+    has moved on since (an editable install keeps the version of its install), which
+    commit it is at: a reviewer reads the version of the code that ran."""
+    head = git_commit() if commit is None else commit
+    changed = " with local changes" if head.endswith("+dirty") else ""
+    installed = re.search(r"\+g([0-9a-f]{7,})", __version__)
+    if not head or not installed or head.startswith(installed.group(1)):
+        return __version__ + (f" ({changed.strip()})" if changed else "")
+    return f"{__version__} as installed; the source in use is git commit {head[:12]}{changed}"
+
+
 def versions() -> dict[str, str]:
-    out = {"gprpipe": __version__, "git_commit": git_commit(), "python": platform.python_version()}
+    commit = git_commit()
+    out = {
+        "gprpipe": package_version(commit),
+        "git_commit": commit,
+        "python": platform.python_version(),
+    }
     for pkg in (
         "numpy",
         "scipy",
@@ -204,7 +222,7 @@ def new_run_info(
         "gprpipe_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
-        "command": list(command) if command else [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "command": list(command) if command else this_command(),
         "config": str(config_path),
         "overrides": list(overrides),
         "engine": engine,
@@ -216,6 +234,21 @@ def new_run_info(
         "slurm": (old.data.get("slurm", {}) if old else {}),
     }
     return info
+
+
+def this_command() -> list[str]:
+    """This process's command line, as run.json records it."""
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
+def rerun_record(command: Sequence[str] | None, tasks: Sequence[Task]) -> dict[str, Any]:
+    """One entry of run.json's ``reruns``: the command, when, with which code, what ran."""
+    return {
+        "command": list(command) if command else this_command(),
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "gprpipe_version": package_version(),
+        "tasks": [t.id for t in tasks],
+    }
 
 
 def _grid_entry(p: Point) -> dict[str, Any]:

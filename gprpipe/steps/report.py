@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,28 @@ def _run_info(run_dir: Path) -> dict[str, Any]:
     return info.data if info is not None else {}
 
 
+def _command(argv: object) -> str:
+    """A recorded command line as a shell would take it back."""
+    return shlex.join(str(a) for a in argv) if isinstance(argv, list) else ""
+
+
+def _reruns(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """run.json's reruns (``gprpipe rerun``), each with its command as one line."""
+    out = []
+    for r in info.get("reruns", []):
+        if isinstance(r, dict):
+            tasks = r.get("tasks")
+            n = len(tasks) if isinstance(tasks, list) else 0
+            out.append({**r, "command": _command(r.get("command")), "n_tasks": n})
+    return out
+
+
+def _run_version(info: dict[str, Any]) -> str:
+    """The gprpipe that created the run (run.json), else this one."""
+    v = info.get("versions", {}).get("gprpipe") if isinstance(info.get("versions"), dict) else None
+    return str(v) if v else __version__
+
+
 def _marker_timings(point_dir: Path, point: str) -> dict[str, dict[str, Any]]:
     """Task timings from the state markers the tasks write themselves (so the plot task
     sees every upstream task's time before run.json is updated at the end of the run)."""
@@ -228,13 +251,14 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "config_text": config_path.read_text() if config_path.exists() else "",
         "versions": info.get("versions", {}),
         "blinding": info.get("blinding", {}),
-        "command": " ".join(info.get("command", [])),
+        "command": _command(info.get("command")),
+        "reruns": _reruns(info),
         "created": info.get("created", ""),
         "seed": cfg.base.seed,
         "timings": timings,
         "h5": _h5_provenance(point_dir, stale_outputs(name, point_dir, cfg)),
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "gprpipe_version": __version__,
+        "gprpipe_version": _run_version(info),
         "has_index": True,
     }
 
@@ -354,11 +378,12 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
         "comparisons": grid_comparison(run_dir, points, labels),
         "exports": _exports(run_dir),
         "versions": info.get("versions", {}),
-        "command": " ".join(info.get("command", [])),
+        "command": _command(info.get("command")),
+        "reruns": _reruns(info),
         "created": info.get("created", ""),
         "blinding": info.get("blinding", {}),
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "gprpipe_version": __version__,
+        "gprpipe_version": _run_version(info),
     }
 
 
