@@ -196,6 +196,38 @@ def test_minimal_options_and_task_env(tmp_path: Path) -> None:
     assert "    0) GPRPIPE_SEED=7 task " in script.text
 
 
+def test_every_option_the_scripts_set_is_refused_in_slurm_extra(tmp_path: Path) -> None:
+    """The config refuses in ``slurm.extra`` each sbatch option the rendered scripts (and
+    the sbatch command line) set themselves: the schema's list covers what the renderer
+    writes, and each managed option says which key sets it."""
+    from gprpipe.config.schema import _SBATCH_MANAGED
+
+    run = tmp_path / "run"
+    scripts = render_scripts(
+        plan(run), run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV
+    )
+    written = {
+        line.split()[1].split("=")[0].removeprefix("--")
+        for s in scripts
+        for line in s.text.splitlines()
+        if line.startswith("#SBATCH ")
+    } - {x.removeprefix("#SBATCH ").split("=")[0].removeprefix("--") for x in OPTIONS.extra}
+    assert written == {
+        "job-name",
+        "array",
+        "output",
+        "time",
+        "mem",
+        "cpus-per-task",
+        "partition",
+        "account",
+    }
+    assert written | {"dependency", "parsable"} <= set(_SBATCH_MANAGED)
+    for name, key in _SBATCH_MANAGED.items():
+        if key:  # a key of [slurm] that sets it
+            assert key in SlurmOptions.__dataclass_fields__, name
+
+
 def test_dry_run_writes_scripts_and_jobs_json(tmp_path: Path) -> None:
     run = tmp_path / "run"
     tasks = plan(run)
