@@ -82,7 +82,8 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Check a config: exit 0, or 1 with every error (file, key, line)."""
     from gprpipe.pipeline import service
 
-    points, tasks = service.validate(config, set_ or [])
+    found = service.validate(config, set_ or [])
+    points, tasks = found.points, found.tasks
     steps = ", ".join(points[0].config.steps.run)
     console.print(
         f"{config}: valid ({len(points)} point{'s' * (len(points) != 1)}, "

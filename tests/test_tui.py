@@ -681,6 +681,8 @@ def test_the_editor_refuses_what_validate_refuses(tmp_path):
     check = check_text(missing, elsewhere)
     assert not check.errors and len(check.tasks) == 6
     assert [w.key for w in check.warnings] == ["datasets.demo.path"]
+    assert check.warnings[0].severity == "warning"
+    assert check.warnings[0].message == "later.root: data file not found."
 
 
 @sync

@@ -36,9 +36,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError
 from gprpipe.executors.base import Hooks, Outcome, RunReport
@@ -62,6 +62,7 @@ from gprpipe.units import fmt_mass, parse_masses, same_mass
 
 if TYPE_CHECKING:
     from gprpipe.config import Point
+    from gprpipe.config.issues import Issue, Where
     from gprpipe.config.loader import Loaded
     from gprpipe.config.schema import Config
     from gprpipe.engines.base import Engine
@@ -258,28 +259,39 @@ class RunOptions:
 
 
 def load_points(
-    config: Path, overrides: Sequence[str] = (), *, check: bool = False, inputs: bool = False
+    config: Path,
+    overrides: Sequence[str] = (),
+    *,
+    check: bool = False,
+    inputs: bool = False,
+    text: str | None = None,
 ) -> tuple[Loaded, list[Point]]:
-    """Every grid point. ``check``: refuse (ConfigError) what ``run`` could not do (nothing
-    to scan, masses not in GeV or out of range); ``inputs``: also refuse a data file that
-    does not exist (``validate``; ``run`` leaves that to the load task)."""
+    """Every grid point (of ``text`` standing for ``config``, if given). ``check``: refuse
+    (ConfigError) what ``run`` could not do (nothing to scan, masses not in GeV or out of
+    range); ``inputs``: also refuse a data file that does not exist (``validate``; ``run``
+    leaves that to the load task)."""
     from gprpipe.config import load_points as load
     from gprpipe.config.checks import check_plan, missing_files
-    from gprpipe.config.issues import Loc
 
-    loaded, points = load(config, list(overrides))
-
-    def where(key: str) -> Loc:
-        if key == "datasets" and not points[0].config.datasets:
-            return Loc(file=str(config), key="datasets")  # the user's file, not the defaults
-        return loaded.where(key)
-
+    loaded, points = load(config, list(overrides), text)
+    where = _where_of(config, loaded, points)
     errors = check_plan(points, where) if check or inputs else []
     if inputs and not errors:  # the histograms are read by config.check_inputs next
         errors = missing_files(points, where)
     if errors:
         raise ConfigError(errors)
     return loaded, points
+
+
+def _where_of(config: Path, loaded: Loaded, points: Sequence[Point]) -> Where:
+    from gprpipe.config.issues import Loc
+
+    def where(key: str) -> Loc | str:
+        if key == "datasets" and not points[0].config.datasets:
+            return Loc(file=str(config), key="datasets")  # the user's file, not the defaults
+        return loaded.where(key)
+
+    return where
 
 
 def run_dir_of(points: Sequence[Point]) -> Path:
@@ -293,18 +305,39 @@ def run_dir_of(points: Sequence[Point]) -> Path:
     return Path(outputs.pop())
 
 
-def validate(config: Path, overrides: Sequence[str] = ()) -> tuple[list[Point], list[Task]]:
-    """Everything ``run`` would refuse, inputs (data files, histograms) included; returns
-    the points and the plan."""
+@dataclass
+class Validated:
+    """What :func:`validate` found: the points, the plan, and the warnings (a missing data
+    file, where the caller lets a config be written before its data are at hand)."""
+
+    loaded: Loaded
+    points: list[Point]
+    tasks: list[Task]
+    warnings: list[Issue] = field(default_factory=list)
+
+
+def validate(
+    config: Path,
+    overrides: Sequence[str] = (),
+    *,
+    text: str | None = None,
+    missing_inputs: Literal["error", "warning"] = "error",
+) -> Validated:
+    """Everything ``run`` would refuse, inputs (data files, histograms) included, of the
+    config at ``config`` (or of ``text`` standing for it: the TUI's editor). A data file
+    that does not exist is an error, or a warning with ``missing_inputs="warning"``."""
     from gprpipe.config import check_inputs
+    from gprpipe.config.checks import missing_files
 
     refuse_set_unblind(overrides, config)
-    loaded, points = load_points(config, overrides, inputs=True)
+    strict = missing_inputs == "error"
+    loaded, points = load_points(config, overrides, check=True, inputs=strict, text=text)
+    warnings = [] if strict else missing_files(points, _where_of(config, loaded, points))
     run_dir = run_dir_of(points)
     tasks = plan_points(run_dir, points, loaded.where)
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
     check_inputs(loaded, points)
-    return points, tasks
+    return Validated(loaded, points, tasks, [replace(w, severity="warning") for w in warnings])
 
 
 def select_points(points: Sequence[Point], sel: str | None) -> list[Point]:

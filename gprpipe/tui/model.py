@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gprpipe.config import Point, load, load_points
+from gprpipe.config import Point, load
 from gprpipe.config.issues import Issue, issues_of
 from gprpipe.config.loader import Origin, flatten, get_dotted, read_config_text, shipped_dir
-from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.errors import GprpipeError
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import MERGE
-from gprpipe.pipeline.store import plan_points, point_dir
+from gprpipe.pipeline.store import point_dir
 from gprpipe.pipeline.task import Task
 
 
@@ -163,7 +163,9 @@ def display_data(data: Any) -> Any:
 
 
 def _validate(text: str, path: Path, overrides: Sequence[str], check: Check) -> None:
-    """Fill ``check`` from ``text`` standing for the config at ``path``."""
+    """Fill ``check`` from ``text`` standing for the config at ``path``: what
+    ``gprpipe validate`` refuses, except that a data file not written yet is a warning
+    (a config may be written before its data are at hand)."""
     try:
         loaded = load(path, overrides, text)
     except GprpipeError as exc:
@@ -172,42 +174,17 @@ def _validate(text: str, path: Path, overrides: Sequence[str], check: Check) -> 
     check.chain = loaded.chain
     check.merged = loaded.data
     check.origins = dict(loaded.origins)
-    from gprpipe.config import check_inputs
-    from gprpipe.config.checks import check_plan
-    from gprpipe.pipeline.service import refuse_set_unblind, run_dir_of
+    from gprpipe.pipeline import service
 
     try:
-        refuse_set_unblind(overrides)
-        loaded, points = load_points(path, overrides, text)
-        # what `gprpipe validate` and `run` refuse too: nothing to scan, plot masses that
-        # are no test mass, and the histograms of the data files that exist (a missing
-        # one is a warning here: the config may be written before its data are at hand)
-        plan = check_plan(points, loaded.where)
-        if plan:
-            raise ConfigError(plan)
-        check_inputs(loaded, points)
-        run_dir = run_dir_of(points)
+        found = service.validate(path, overrides, text=text, missing_inputs="warning")
     except GprpipeError as exc:
         check.errors = issues_of(exc)
         return
-    check.origins = dict(loaded.origins)
-    check.points = points
-    check.tasks = plan_points(run_dir, points)
-    seen: set[str] = set()
-    for p in points:
-        for name in p.config.scanned():
-            ds_path = p.config.datasets[name].path
-            if ds_path in seen or Path(ds_path).is_file():
-                continue
-            seen.add(ds_path)
-            key = f"datasets.{name}.path"
-            o = check.origins.get(key)
-            message = f"file not found: {show_path(ds_path)} (the load step will fail)."
-            check.warnings.append(
-                o.at(key).issue(message, "warning")
-                if o
-                else Issue(message, key=key, severity="warning")
-            )
+    check.origins = dict(found.loaded.origins)
+    check.points = found.points
+    check.tasks = found.tasks
+    check.warnings = found.warnings
 
 
 def check_text(text: str, path: Path | str, overrides: Sequence[str] = ()) -> Check:
