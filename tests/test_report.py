@@ -350,12 +350,13 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
         "inject.n_toys=20",
         "inject.strengths=[0.0,3.0]",
         'steps.run=["load","fit","limit","inject","plot"]',
+        'plot.formats=["png"]',  # (PDFs would double the drawing, and add nothing here)
     )
     code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *first))
     assert code == 0, err
     point = run_dir / "nominal"
     assert (point / "inject.csv").is_file() and (point / "plots" / "inject_bias_demo.png").is_file()
-    second = ("fit.blind_nsigma=1.96", "plot.masses=[0.045]")
+    second = ("fit.blind_nsigma=1.96", "plot.masses=[0.045]", 'plot.formats=["png"]')
     code, out, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *second))
     assert code == 0, err
     plots = sorted(p.name for p in (point / "plots").glob("*.png"))
@@ -380,7 +381,12 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
     out of the report and the summary: it was still offered as this run's product."""
     run_dir = tmp_path / "run"
     point = run_dir / "nominal"
-    quick = ('steps.run=["load","fit","limit","plot"]', "scan.masses=[0.045,0.06]")
+    quick = (
+        'steps.run=["load","fit","limit","plot"]',
+        "scan.masses=[0.045,0.06]",
+        "plot.masses=[0.06]",
+        'plot.formats=["png"]',
+    )
     code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *quick))
     assert code == 0, err
     for export in (("export-spey",), ("export-pyhf", "--mass", "60MeV")):
