@@ -676,6 +676,12 @@ def test_the_editor_refuses_what_validate_refuses(tmp_path):
     assert str(err).startswith(f"{QUICKSTART}:8: datasets.demo.hist: ") and "'nohist'" in str(err)
     (err,) = check_text(text, QUICKSTART, ["base.blind=false"]).errors
     assert str(err).startswith("--set base.blind=false: blinding is lifted only by")
+    # the editor's text, not the file on disk (here: none), decides what lifts blinding
+    jinja = text.replace("[base]", '[base]\nblind = "{{ limit.alpha < 0.06 }}"', 1)
+    assert jinja != text
+    (err,) = check_text(jinja, tmp_path / "unsaved.toml", ["limit.alpha=0.1"]).errors
+    assert str(err).startswith("--set limit.alpha=0.1: blinding is lifted only by")
+    assert not check_text(jinja, tmp_path / "unsaved.toml", ["limit.alpha=0.05"]).errors
     elsewhere = tmp_path / "c.toml"
     missing = text.replace("{{ gprpipe.data }}/demo_2015.root", "later.root")
     check = check_text(missing, elsewhere)

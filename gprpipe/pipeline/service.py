@@ -329,7 +329,7 @@ def validate(
     from gprpipe.config import check_inputs
     from gprpipe.config.checks import missing_files
 
-    refuse_set_unblind(overrides, config)
+    refuse_set_unblind(overrides, config, text)
     strict = missing_inputs == "error"
     loaded, points = load_points(config, overrides, check=True, inputs=strict, text=text)
     warnings = [] if strict else missing_files(points, _where_of(config, loaded, points))
@@ -477,11 +477,13 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
         raise ConfigError(why)
 
 
-def refuse_set_unblind(overrides: Sequence[str], config: Path | None = None) -> None:
+def refuse_set_unblind(
+    overrides: Sequence[str], config: Path | None = None, text: str | None = None
+) -> None:
     """Blinding is lifted only by ``run --unblind``, never by ``--set``: neither by
     ``base.blind=false`` (refused whatever the config says) nor by any value that renders
-    a point of ``config`` unblind that is blind without the overrides (``{{ false }}``, a
-    key its Jinja2 reads)."""
+    a point of ``config`` (or of ``text`` standing for it) unblind that is blind without
+    the overrides (``{{ false }}``, a key its Jinja2 reads)."""
     from gprpipe.config.loader import flatten, parse_override
 
     def lifting(o: str) -> GprpipeError:
@@ -503,19 +505,19 @@ def refuse_set_unblind(overrides: Sequence[str], config: Path | None = None) -> 
     if config is None or not overrides:
         return
     try:
-        blind = [p.config.base.blind for p in load_points(config)[1]]
+        blind = [p.config.base.blind for p in load_points(config, text=text)[1]]
     except GprpipeError:  # the config needs its overrides to load: judged by them alone
         return
     if not any(blind):
         return
     try:
-        with_set = [p.config.base.blind for p in load_points(config, overrides)[1]]
+        with_set = [p.config.base.blind for p in load_points(config, overrides, text=text)[1]]
     except GprpipeError:  # the loader names the bad override when the run loads it
         return
     if any(b and not s for b, s in zip(blind, with_set, strict=True)):
         for o in overrides:
             try:
-                alone = [p.config.base.blind for p in load_points(config, [o])[1]]
+                alone = [p.config.base.blind for p in load_points(config, [o], text=text)[1]]
             except GprpipeError:
                 continue
             if any(b and not s for b, s in zip(blind, alone, strict=True)):
