@@ -16,14 +16,15 @@ except ImportError:
 #: the layout of an output file (steps/, stats/, plotting/, io/ writers, the plan's
 #: chunking or seeds). Refactors, docs, the CLI, the TUI, engines and executors leave it.
 #: Outputs computed with another value are recomputed by the next run.
-NUMERICS_VERSION = 11  # 11: the HEPData significance table has the global toys' p0 and Z
-# 10: observed displays carry the scan status (a flag in the title), the plot
-# step removes its earlier products; 9: allocation masses by rounding (three of three); 8: a one-
-# point run draws no grid_limits.png; 7: plot.masses that are no test mass draw no figure (they drew
-# the nearest test mass); figures redrawn after the math-text fix of the figure workers; 6: a fit
-# whose blind-window prediction overflows fails its mass; the plot step removes its earlier figures
-# and draws no earlier config's outputs; 5: every figure format cropped to the box of one layout
-# pass (PDF/SVG bytes change); 4: low-rank mean map; 3: GP optimum polished by Newton steps, low-
-# rank LML; 2: leakage-aware template w_eff, GoF columns and flags
+NUMERICS_VERSION = 12  # 12: N_eff one term per scan mass (was the trapezoid between masses)
+# 11: the HEPData significance table has the global toys' p0 and Z; 10: observed displays carry the
+# scan status (a flag in the title), the plot step removes its earlier products; 9: allocation
+# masses by rounding (three of three); 8: a one-point run draws no grid_limits.png; 7: plot.masses
+# that are no test mass draw no figure (they drew the nearest test mass); figures redrawn after the
+# math-text fix of the figure workers; 6: a fit whose blind-window prediction overflows fails its
+# mass; the plot step removes its earlier figures and draws no earlier config's outputs; 5: every
+# figure format cropped to the box of one layout pass (PDF/SVG bytes change); 4: low-rank mean map;
+# 3: GP optimum polished by Newton steps, low-rank LML; 2: leakage-aware template w_eff, GoF columns
+# and flags
 
 __all__ = ["NUMERICS_VERSION", "__version__"]

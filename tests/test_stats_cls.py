@@ -234,9 +234,14 @@ def test_n_eff_and_sidak():
     masses = np.arange(0.020, 0.1305, 0.001)
     sig = -9.22283032152e-05 + 0.0532190838657 * masses
     ne = n_eff(masses, sig, 1.64)
-    inv = 1.0 / sig
-    expected = np.sum(np.diff(masses) * 0.5 * (inv[1:] + inv[:-1])) / 1.64
-    assert ne == pytest.approx(expected)
+    # one term dm / (W sigma(m)) per scan mass: 22.69 for the 2015 scan
+    assert ne == pytest.approx(np.sum(0.001 / (1.64 * sig)), rel=1e-9)
+    assert ne == pytest.approx(22.6919, abs=1e-4)
+    # an uneven grid: each mass's step is half the distance between its neighbours
+    m = np.array([0.02, 0.03, 0.05, 0.08])
+    s = np.array([0.01, 0.02, 0.02, 0.04])
+    steps = np.array([0.01, 0.015, 0.025, 0.03])
+    assert n_eff(m[::-1], s[::-1], 2.0) == pytest.approx(np.sum(steps / s) / 2.0)
     assert 1.0 <= ne <= masses.size
     assert n_eff(masses, np.full(masses.size, 1e-9), 1.64) == masses.size  # clipped above
     assert n_eff(masses, np.full(masses.size, 10.0), 1.64) == 1.0  # clipped below

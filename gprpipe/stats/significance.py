@@ -28,11 +28,12 @@ def p_local(z: ArrayLike) -> FloatArray:
 
 
 def n_eff(masses: ArrayLike, sigmas: ArrayLike, blind_nsigma: float) -> float:
-    """Effective number of independent tests ``sum_steps dm / (W sigma(m))``.
+    """Effective number of independent tests ``sum_m dm / (W sigma(m))``.
 
-    Sum over consecutive scan steps (``sigma`` at the step midpoint, i.e. the trapezoid
-    of ``1/sigma``), ``W = blind_nsigma`` (the blind half-width in sigma), clipped to
-    ``[1, N_masses]``.
+    One term per scan mass ``m``, with ``sigma`` at that mass and ``dm`` its scan step
+    (half the distance between its neighbours; the one neighbour's distance at either end,
+    so the step of an even grid), ``W = blind_nsigma`` (the blind half-width in sigma);
+    clipped to ``[1, N_masses]``.
     """
     m = np.asarray(masses, dtype=float).reshape(-1)
     s = np.asarray(sigmas, dtype=float).reshape(-1)
@@ -42,8 +43,7 @@ def n_eff(masses: ArrayLike, sigmas: ArrayLike, blind_nsigma: float) -> float:
         return 1.0
     order = np.argsort(m)
     m, s = m[order], s[order]
-    inv = 1.0 / s
-    total = float(np.sum(np.diff(m) * 0.5 * (inv[1:] + inv[:-1])) / float(blind_nsigma))
+    total = float(np.sum(np.gradient(m) / s) / float(blind_nsigma))
     return float(np.clip(total, 1.0, m.size))
 
 
