@@ -32,6 +32,7 @@ from conftest import (
 )
 
 from gprpipe.config import load_points
+from gprpipe.io.atomic import CRASH_AFTER
 from gprpipe.io.hdf5 import read_attr
 from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run, write_point_configs
 from gprpipe.steps.runner import run_task
@@ -189,8 +190,9 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path: Path, cli):
 
 
 def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):
-    """A bad histogram name (refused before the run; then run with the right one), then a
-    transient failure (the data file disappears; ``rerun --failed`` once it is back)."""
+    """A bad histogram name (refused before the run; then run with the right one), a data
+    file that went away (refused before the run, as validate refuses it: the finished
+    tasks stay as they are), then a task killed while it ran (``rerun --failed``)."""
     data = tmp_path / "data.root"
     shutil.copy(DEMO_ROOT, data)
     run_dir = tmp_path / "run"
@@ -211,13 +213,31 @@ def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):
     assert states(run_dir) == {"nominal/load": "done", "nominal/plot": "done"}
 
     data.rename(tmp_path / "away.root")  # e.g. a disk that went away
-    code, out, err = quick_in_process(cli, run_dir, *at_data)
+    code, out, err = quick_in_process(cli, run_dir, *at_data, "--force")
+    assert code == 1 and out == ""
+    assert err.strip() == f"error: --set datasets.demo.path: {data}: data file not found."
+    assert states(run_dir) == {"nominal/load": "done", "nominal/plot": "done"}
+    (tmp_path / "away.root").rename(data)
+
+    # the load task's process killed (the fault hook: SIGKILL right after load.h5)
+    code, out, err = run_cli_here(
+        "run",
+        QUICKSTART,
+        *FAST,
+        "--set",
+        f"base.output={run_dir}",
+        *at_data,
+        "--force",
+        env={CRASH_AFTER: "load.h5"},
+    )
     assert code == 1
-    assert f"{data}: data file not found." in err
+    assert (
+        "nominal/load: the task's process was killed (SIGKILL: out of memory, or killed by "
+        "hand)" in out
+    )
     # the skipped plot is pending again, not 'done' from the previous run
     assert states(run_dir) == {"nominal/load": "failed", "nominal/plot": "pending"}
 
-    (tmp_path / "away.root").rename(data)
     code, out, err = run_cli("rerun", run_dir, "--failed")
     assert code == 0, err
     assert "Rerunning 2 tasks: nominal/load, nominal/plot" in out

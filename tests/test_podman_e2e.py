@@ -67,8 +67,8 @@ def test_missing_input_is_refused_before_a_container_starts(tmp_path: Path) -> N
         "--steps",
         "load",
     )
-    # inputs are checked before any container starts: one sentence naming the folder
+    # inputs are checked before any container starts: one sentence naming the key
     assert res.returncode == 1
     assert res.stderr.strip() == (
-        "error: bind path /nonexistent (input folder of task nominal/load) does not exist"
+        "error: --set datasets.demo.path: /nonexistent/demo.root: data file not found."
     )

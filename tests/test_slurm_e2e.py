@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,21 +89,32 @@ def test_quickstart_on_slurm_matches_local(shared_quickstart: Path, tmp_path: Pa
 
 
 def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
-    """One grid point's data file is missing: only its tasks fail; once the file exists,
-    `rerun --failed` resubmits exactly those tasks and the run completes."""
+    """One grid point's data file goes away after the submission (its jobs held for a few
+    seconds): only its tasks fail; once the file is back, `rerun --failed` resubmits
+    exactly those tasks and the run completes. (A file missing at submission is refused
+    before anything is submitted.)"""
     missing = tmp_path / "later.root"
+    shutil.copy(REPO / "gprpipe" / "data" / "demo_2015.root", missing)
     cfg = tmp_path / "two.toml"
     cfg.write_text(
         f'[base]\ntemplate = "{REPO / "user_configs" / "quickstart.toml"}"\n'
         f'output = "{tmp_path / "run"}"\n'
         "[scan]\nmasses = [0.045, 0.06]\n"
         '[steps]\nrun = ["load", "fit", "limit"]\n'
+        '[slurm]\nextra = ["--begin=now+6"]\n'
         f'[grid]\n"datasets.demo.path" = ["{REPO / "gprpipe" / "data" / "demo_2015.root"}",'
         f' "{missing}"]\n'
     )
-    res = gprpipe("run", str(cfg), "--executor", "slurm", "--wait")
-    assert res.returncode == 1
-    status = gprpipe("status", str(tmp_path / "run"))
+    res = gprpipe("run", str(cfg), "--executor", "slurm")
+    assert res.returncode == 0 and "Submitted" in res.stdout, res.stdout + res.stderr
+    missing.unlink()  # before the held jobs start
+    deadline = time.monotonic() + 600
+    while True:
+        status = gprpipe("status", str(tmp_path / "run"))
+        if not re.search(r"\b(pending|running)=", status.stdout.splitlines()[-1]):
+            break
+        assert time.monotonic() < deadline, status.stdout
+        time.sleep(2)
     lines = status.stdout
     assert "data file not found" in lines
     points = [p.name for p in (tmp_path / "run").iterdir() if p.is_dir() and p.name != "slurm"]

@@ -232,8 +232,8 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
     rebinning, ranges inside it: :func:`~gprpipe.config.checks.histogram_errors`); raise a
     ``ConfigError`` whose sentences name the config file, key and data file.
 
-    A data file that does not exist yet is left to the load task of its point (it fails
-    with its own sentence while the other points run, and ``rerun --failed`` redoes it).
+    A data file that does not exist is skipped here: ``checks.missing_files`` names it
+    (``run`` and ``validate`` refuse it; the TUI's editor warns).
     """
     from gprpipe.config.checks import histogram_errors
     from gprpipe.io.root import read_hist

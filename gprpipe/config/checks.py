@@ -607,7 +607,7 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
 
 
 def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
-    """A data file that does not exist (``validate``: ``run`` leaves it to the load task)."""
+    """A data file (or toy file) that does not exist: ``run`` and ``validate`` refuse it."""
     from pathlib import Path
 
     errors = []

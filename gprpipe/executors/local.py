@@ -58,6 +58,21 @@ def tail(path: Path, n: int = 8) -> str:
     return "\n".join(lines[-n:])
 
 
+def ended_how(code: int) -> str:
+    """How a task process ended, from its exit code (negative: the signal that killed it,
+    as :attr:`subprocess.Popen.returncode` gives it; 128 + N: a shell's way)."""
+    number = -code if code < 0 else code - 128 if code > 128 else 0
+    try:
+        name = signal.Signals(number).name if number else ""
+    except ValueError:
+        name = ""
+    if name == "SIGKILL":
+        return "the task's process was killed (SIGKILL: out of memory, or killed by hand)"
+    if name:
+        return f"the task's process was killed ({name})"
+    return f"the task's process ended with exit code {code}"
+
+
 Worker = subprocess.Popen[str] | ForkedWorker  # a warm worker, spawned or forked
 Children = set[subprocess.Popen[Any] | ForkedWorker]  # the task processes of one run
 
@@ -434,13 +449,11 @@ def run_local(
                         # the task's own one-sentence error, else the end of its log
                         state, message = read_state(task.point_dir, task.slug)
                         if state != "failed" or not message:
-                            write_state(
-                                task.point_dir,
-                                task.slug,
-                                "failed",
-                                tail(task.log, 1) or f"exit code {code}",
-                            )
-                            message = tail(task.log)
+                            last = tail(task.log, 1)
+                            if not last or last.startswith("$ "):  # it said nothing
+                                last = ended_how(code)
+                            write_state(task.point_dir, task.slug, "failed", last)
+                            message = tail(task.log) + f"\n{ended_how(code)}"
                         finish(task, Outcome("failed", secs, message))
             elif not running and not progressed:  # unreachable dependencies
                 for task in pending:

@@ -268,8 +268,7 @@ def load_points(
 ) -> tuple[Loaded, list[Point]]:
     """Every grid point (of ``text`` standing for ``config``, if given). ``check``: refuse
     (ConfigError) what ``run`` could not do (nothing to scan, masses not in GeV or out of
-    range); ``inputs``: also refuse a data file that does not exist (``validate``; ``run``
-    leaves that to the load task)."""
+    range); ``inputs``: also refuse a data file that does not exist."""
     from gprpipe.config import load_points as load
     from gprpipe.config.checks import check_plan, missing_files
 
@@ -292,6 +291,16 @@ def _where_of(config: Path, loaded: Loaded, points: Sequence[Point]) -> Where:
         return loaded.where(key)
 
     return where
+
+
+def _refuse_missing_files(config: Path, loaded: Loaded, points: Sequence[Point]) -> None:
+    """A data (or toy) file that does not exist: refused before anything starts, in the
+    sentence of ``validate`` (file, line, key), as a workflow refuses a missing input."""
+    from gprpipe.config.checks import missing_files
+
+    errors = missing_files(points, _where_of(config, loaded, points))
+    if errors:
+        raise ConfigError(errors)
 
 
 def run_dir_of(points: Sequence[Point]) -> Path:
@@ -592,6 +601,7 @@ def run(
         overrides.append("base.blind=false")
     loaded, all_points = load_points(config, overrides, check=True)
     points = select_points(all_points, opts.points)
+    _refuse_missing_files(config, loaded, points)
     if any(p.config.base.blind and p.config.limit.global_toys > 0 for p in points):
         obs.notice(
             "notice: limit.global_toys: no look-elsewhere toys in a blinded run (their mean "
