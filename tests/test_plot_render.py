@@ -152,10 +152,17 @@ def test_process_with_another_thread_draws_serially_and_says_why(tmp_path, capfd
 def test_gp_fit_figures_only_at_wanted_test_masses():
     """plot.masses that are no test mass draw nothing (the nearest test mass was drawn);
     without plot.masses: three across the scan and the most significant mass."""
-    from gprpipe.steps.plot import gp_masses
+    from gprpipe.stats.quality import counts_for_discovery
+    from gprpipe.steps.plot import gp_masses, significant_z
 
     masses = np.array([0.03, 0.045, 0.06, 0.08, 0.1])
     assert gp_masses([0.06, 0.05, 0.12, 0.03 + 1e-8], masses) == [0.03, 0.06]
     assert gp_masses([0.12], masses) == []
     z = np.array([0.1, 2.5, 0.3, 0.2, 0.0])
     assert gp_masses([], masses, z) == [0.03, 0.045, 0.06, 0.1]
+    # a flagged row (its background model failed the quality checks) is not "the most
+    # significant mass": the largest Z among the rows that count is drawn instead
+    counts = counts_for_discovery(np.array(["ok", "flag_gof", "ok", "ok", "ok"]))
+    assert gp_masses([], masses, significant_z(z, counts)) == [0.03, 0.06, 0.1]
+    z2 = np.array([0.1, 2.5, 0.3, 1.2, np.nan])
+    assert gp_masses([], masses, significant_z(z2, counts)) == [0.03, 0.06, 0.08, 0.1]

@@ -353,11 +353,10 @@ def fit_figures(cfg, lay, scan: dict) -> list[FigureJob]:
         ds = cfg.datasets[name]
         z = None
         if not cfg.base.blind and name in scan:
-            z = np.interp(
-                fit["mass"],
-                scan[name]["mass_GeV"],
-                np.nan_to_num(scan[name]["Z_local"], nan=-np.inf),
-            )
+            from gprpipe.stats.quality import counts_for_discovery
+
+            z_ok = significant_z(scan[name]["Z_local"], counts_for_discovery(scan[name]["status"]))
+            z = np.interp(fit["mass"], scan[name]["mass_GeV"], z_ok)
         drawn = gp_masses(cfg.plot.masses, fit["mass"], z)
         left = [m for m in sorted(set(cfg.plot.masses)) if not any(same_mass(m, d) for d in drawn)]
         if left:
@@ -418,6 +417,12 @@ def gp_fit(
     return gp_fit_figure(
         x[near], counts[near], b, err, mass, sigma, blind_nsigma, title, blinded=blinded
     )
+
+
+def significant_z(z_local: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Z_local of the rows that count for a discovery, -inf for the others (a flagged or
+    failed row is never drawn as "the most significant mass")."""
+    return np.where(counts, np.nan_to_num(z_local, nan=-np.inf), -np.inf)
 
 
 def gp_masses(
