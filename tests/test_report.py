@@ -21,6 +21,7 @@ import pytest
 from conftest import QUICKSTART, run_cli_here, settings, unavailable
 
 from gprpipe.config.schema import Config
+from gprpipe.results.schema import read_csv_table
 from gprpipe.results.summary import summarize
 from gprpipe.steps.report import write_reports
 
@@ -137,6 +138,26 @@ def test_summary_of_a_scan(tmp_path):
     assert s.best[0].Z_global == pytest.approx(0.7)
     assert len(s.flagged) == 1 and s.flagged[0][2] == "limit failed: test"
     assert len(s.not_converged) == 1
+
+
+def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
+    """With whole-scan toys (limit.global_toys) the headline table has their global Z next
+    to Sidak's (it gave Sidak's alone, the number the README says overstates it)."""
+    cfg, point = _point(tmp_path)
+    report, _ = write_reports(cfg, point)
+    assert "whole-scan toys" not in report.read_text()  # no toys: no empty column
+    header, rows = read_csv_table(point / "scan.csv")
+    for r in rows:
+        r["Z_global_toys"] = "0.41" if r["Z_local"] == "3.2" else "0.0"
+    with open(point / "scan.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, [*header, "Z_global_toys"])
+        w.writeheader()
+        w.writerows(rows)
+    assert summarize(point / "scan.csv").best[0].Z_global_toys == pytest.approx(0.41)
+    report, _ = write_reports(cfg, point)
+    html = report.read_text()
+    assert "<th>global Z there (Sidak)</th><th>global Z there (whole-scan toys)</th>" in html
+    assert "<td>3.20</td><td>31</td><td>0.70</td><td>0.41</td>" in html
 
 
 def test_report_content_escaped_and_complete(tmp_path):

@@ -25,7 +25,8 @@ class Best:
     dataset: str
     mass_GeV: float
     Z_local: float
-    Z_global: float
+    Z_global: float  # Sidak
+    Z_global_toys: float = math.nan  # whole-scan toys (limit.global_toys), NaN without
 
 
 @dataclass
@@ -76,21 +77,12 @@ def summarize(scan_csv: Path) -> Summary:
             if mine:
                 r = max(mine, key=lambda r: _num(r["Z_local"]))
                 out.best.append(
-                    Best(name, _num(r["mass_GeV"]), _num(r["Z_local"]), _num(r["Z_global"]))
+                    Best(
+                        name,
+                        _num(r["mass_GeV"]),
+                        _num(r["Z_local"]),
+                        _num(r["Z_global"]),
+                        _num(r.get("Z_global_toys")),
+                    )
                 )
     return out
-
-
-def summary_lines(s: Summary) -> list[str]:
-    """The summary as a few plain sentences (for a terminal)."""
-    lines = [
-        f"{s.n_rows} rows ({', '.join(s.datasets)}); "
-        + ("BLINDED: no observed result." if s.blinded else "unblinded.")
-    ]
-    for b in s.best:
-        lines.append(
-            f"{b.dataset}: largest local Z = {b.Z_local:.2f} at "
-            f"{b.mass_GeV * 1e3:g} MeV (global Z = {b.Z_global:.2f})"
-        )
-    lines.append(f"{len(s.flagged)} flagged rows, {len(s.not_converged)} non-converged GP fits")
-    return lines
