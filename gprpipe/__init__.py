@@ -16,7 +16,8 @@ except ImportError:
 #: the layout of an output file (steps/, stats/, plotting/, io/ writers, the plan's
 #: chunking or seeds). Refactors, docs, the CLI, the TUI, engines and executors leave it.
 #: Outputs computed with another value are recomputed by the next run.
-NUMERICS_VERSION = 13  # 13: the GP-fit figure of the most significant mass skips flagged rows
+NUMERICS_VERSION = 14  # 14: report.html lists reruns, the toys' global Z; run's version
+# 13: the GP-fit figure of the most significant mass skips flagged rows
 # 12: N_eff one term per scan mass (was the trapezoid between masses)
 # 11: the HEPData significance table has the global toys' p0 and Z; 10: observed displays carry the
 # scan status (a flag in the title), the plot step removes its earlier products; 9: allocation
