@@ -89,6 +89,8 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
         assert code == 0, err
         points[name] = tmp_path / name / "nominal"
     a, b = points["orig"], points["mod"]
+    info = json.loads((tmp_path / "orig" / "run.json").read_text())
+    assert info["blinding"] == {"blind": True, "unblind_option": False, "config_was_blind": True}
 
     # nothing observed was written ...
     text = (a / "scan.csv").read_text()

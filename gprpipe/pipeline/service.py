@@ -647,7 +647,10 @@ def run(
         info.data["blinding"] = {
             "blind": any(p.config.base.blind for p in points),
             "unblind_option": opts.unblind,
-            "config_was_blind": blind_in_config,
+            # without --unblind the config is what ran
+            "config_was_blind": blind_in_config
+            if opts.unblind
+            else any(p.config.base.blind for p in points),
         }
         info.save()
         configs = {p.name: p.config for p in points}
