@@ -16,7 +16,8 @@ except ImportError:
 #: the layout of an output file (steps/, stats/, plotting/, io/ writers, the plan's
 #: chunking or seeds). Refactors, docs, the CLI, the TUI, engines and executors leave it.
 #: Outputs computed with another value are recomputed by the next run.
-NUMERICS_VERSION = 14  # 14: report.html lists reruns, the toys' global Z; run's version
+NUMERICS_VERSION = 15  # 15: a blinded limit.h5 has no (NaN) *_global_toys columns
+# 14: report.html lists reruns, the toys' global Z; run's version
 # 13: the GP-fit figure of the most significant mass skips flagged rows
 # 12: N_eff one term per scan mass (was the trapezoid between masses)
 # 11: the HEPData significance table has the global toys' p0 and Z; 10: observed displays carry the

@@ -607,12 +607,13 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
 
 
 def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
-    """A data file (or toy file) that does not exist: ``run`` and ``validate`` refuse it."""
+    """A data file (or toy file) that a step of the run reads and that does not exist:
+    ``run`` and ``validate`` refuse it (the data file only when the load step runs)."""
     from pathlib import Path
 
     errors = []
     for p in points:
-        for name in p.config.scanned():
+        for name in p.config.scanned() if "load" in p.config.steps.run else ():
             path = p.config.datasets[name].path
             if not Path(path).exists():
                 errors.append(at(where(f"datasets.{name}.path"), f"{path}: data file not found."))

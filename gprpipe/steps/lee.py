@@ -197,7 +197,9 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         name, kind, a, attrs = read_part(p)
         d = parts.setdefault(name, {"toys": [], "refit": []})
         d[kind].append((a, attrs))
-    out = {}
+    out: dict = {}
+    if cfg.base.blind:  # no observed column, these included (as in scan.csv)
+        return out
     for name, arrays in per_ds.items():
         nan = np.full(len(arrays["mass_GeV"]), np.nan)
         arrays["p0_global_toys"], arrays["Z_global_toys"] = nan.copy(), nan.copy()
