@@ -415,6 +415,17 @@ def test_typo_names_file_key_line_and_suggests(tmp_path: Path, run_cli):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_no_dataset_to_scan_blames_what_left_them_out(run_cli):
+    """Every dataset disabled by a --set: the sentence names that --set, not the shipped
+    defaults file where [datasets] begins."""
+    code, _, err = run_cli("validate", QUICKSTART, "--set", "datasets.demo.enabled=false")
+    assert code == 1
+    assert err.strip() == (
+        "error: --set datasets.demo.enabled: no dataset to scan: demo is disabled or not in "
+        "scan.datasets."
+    )
+
+
 def test_empty_key_is_named_as_toml_spells_it(tmp_path: Path, run_cli):
     """``"" = 1`` (a quoted empty key) is refused with the key written as in TOML, not as a
     dangling dot and an "unknown key" without a name."""

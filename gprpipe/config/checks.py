@@ -551,13 +551,17 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                     "no dataset to scan; add a [datasets.<key>] table with path and card "
                     '(e.g. [datasets.2015] card = "hps2015")'
                 )
+                key = "datasets"
             else:
                 why = (
                     f"no dataset to scan: {', '.join(cfg.datasets)} "
                     f"{'is' if len(cfg.datasets) == 1 else 'are'} disabled or not in "
                     "scan.datasets"
                 )
-            errors.append(at(where("datasets"), f"{why}."))
+                # blamed on what left them out: a disabled dataset, else scan.datasets
+                off = [n for n, d in cfg.datasets.items() if not d.enabled]
+                key = f"datasets.{off[0]}.enabled" if off else "scan.datasets"
+            errors.append(at(where(key), f"{why}."))
             continue
         lists: list[tuple[str, list[float]]] = [("scan.masses", cfg.scan.masses or [])]
         spans: dict[str, tuple[float, float]] = {}  # test-mass span per dataset (inject)
