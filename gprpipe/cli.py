@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gprpipe import __version__
-from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.errors import ConfigError, GprpipeError, os_error_sentence
 from gprpipe.units import fmt_mass, parse_mass
 
 if TYPE_CHECKING:  # the run service is imported by the commands that use it (start-up time)
@@ -871,10 +871,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        if isinstance(exc, OSError) and exc.strerror:  # the file system said no
-            where = exc.filename2 or exc.filename
-            what = exc.strerror[:1].lower() + exc.strerror[1:]
-            msg = f"error: {where}: {what}." if where else f"error: {what}."
+        if said := os_error_sentence(exc):  # the file system said no
+            msg = f"error: {said}"
         else:
             msg = (
                 f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"

@@ -10,6 +10,16 @@ class GprpipeError(Exception):
     """
 
 
+def os_error_sentence(exc: BaseException) -> str:
+    """``PATH: what the file system said.`` for an OSError that says it ('' otherwise): a
+    disk that is full or a folder made read-only is the user's to fix, not a bug."""
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return ""
+    where = exc.filename2 or exc.filename
+    what = exc.strerror[:1].lower() + exc.strerror[1:]
+    return f"{where}: {what}." if where else f"{what}."
+
+
 class ConfigError(GprpipeError):
     """One or more configuration errors; ``errors`` lists every message, ``issues`` the
     same errors as given (structured ``gprpipe.config.issues.Issue`` objects or sentences)."""

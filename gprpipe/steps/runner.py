@@ -22,7 +22,7 @@ import numpy as np
 
 from gprpipe.config import point_config_from_file
 from gprpipe.config.schema import Config
-from gprpipe.errors import GprpipeError
+from gprpipe.errors import GprpipeError, os_error_sentence
 from gprpipe.io.atomic import remove_stale_temps
 from gprpipe.io.hdf5 import provenance, sha256_file
 from gprpipe.pipeline.cache import freshness, made_with_other_settings, task_key
@@ -168,7 +168,9 @@ def run_task(
         print(f"error: {msg}", file=sys.stderr)
     except Exception as exc:  # a bug: keep the traceback in the task log
         traceback.print_exc()
-        msg = f"internal error in step {step}: {type(exc).__name__}: {exc}"
+        msg = os_error_sentence(exc) or (
+            f"internal error in step {step}: {type(exc).__name__}: {exc}"
+        )
         print(f"error: {msg}", file=sys.stderr)
     if task is not None:
         write_state(task.point_dir, task.slug, "failed", msg)
