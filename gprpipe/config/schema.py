@@ -149,7 +149,12 @@ class Dataset(Section):
     path: str = Field(..., description="ROOT file with the invariant-mass histogram.")
     hist: str = Field("input_hist", description="Histogram name (may include folders).")
     range: tuple[float, float] = Field(..., description="Scan range [lo, hi] in GeV.")
-    rebin: int = Field(1, ge=1)
+    rebin: int = Field(
+        1,
+        ge=1,
+        description="Merge groups of this many bins; trailing bins that fill no group are "
+        "dropped (a range or data_range reaching into them is refused).",
+    )
     enabled: bool = True
     data_range: tuple[float, float] | None = Field(None, description="GP training range (GeV).")
     sigma_coeffs: list[float] = Field(..., min_length=1, description="sigma(m)=sum c_k m^k.")
