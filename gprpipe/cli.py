@@ -491,10 +491,18 @@ def step(
     force: Annotated[
         bool, typer.Option("--force", help="Run even when the outputs are up to date.")
     ] = False,
+    masses: Annotated[
+        str | None,
+        typer.Option(help="Instead of --part: the chunk owning these masses (37MeV,48MeV)."),
+    ] = None,
 ) -> None:
     """Run one task (what engines and executors run)."""
-    from gprpipe.steps.runner import run_task
+    from gprpipe.steps.runner import part_of_masses, run_task
 
+    if masses is not None:
+        if part is not None:
+            raise GprpipeError("give --part or --masses, not both.")
+        part = part_of_masses(point_dir, name, masses)
     code = run_task(point_dir, name, part, task, force)
     if code:
         raise typer.Exit(code)

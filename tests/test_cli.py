@@ -86,6 +86,31 @@ def test_step_outside_a_run(tmp_path: Path, cli):
     assert one_error(err) == f"{tmp_path}: not a point folder of a gprpipe run (no config.toml)."
 
 
+def test_step_with_masses_runs_the_chunk_owning_them(tmp_path, cli):
+    """`gprpipe step NAME --point-dir DIR --masses M`: the per-mass task that owns M (a
+    task is a chunk of masses); masses of two chunks, a bare number or a step without
+    per-mass tasks are refused in one sentence."""
+    run = tmp_path / "run"
+    sets = ("--set", f"base.output={run}", "--set", "scan.chunk_size=2")
+    code, _, err = cli("run", QUICKSTART, *sets, "--steps", "load,fit")
+    assert code == 0, err
+    point = run / "nominal"
+    code, out, err = cli("step", "fit", "--point-dir", point, "--masses", "60MeV", "--force")
+    assert code == 0, err
+    assert "nominal/fit/demo-001: done in " in out  # 0.03, 0.045 | 0.06, 0.08 | 0.1
+    code, out, _ = cli("step", "fit", "--point-dir", point, "--part", "demo-001")
+    assert code == 0 and "nominal/fit/demo-001: cached" in out  # the chunk just computed
+    code, _, err = cli("step", "fit", "--point-dir", point, "--masses", "0.03,0.1")
+    assert code == 1 and err.strip() == (
+        "error: --masses 0.03,0.1: the masses belong to 2 tasks (demo-000, demo-002); run "
+        "one at a time (--part), or gprpipe rerun RUN_DIR --masses for all of them."
+    )
+    code, _, err = cli("step", "fit", "--point-dir", point, "--masses", "45")
+    assert code == 1 and "did you mean 0.045 GeV?" in err
+    code, _, err = cli("step", "load", "--point-dir", point, "--masses", "45MeV")
+    assert err.strip() == f"error: --masses: step load of {point} has no per-mass tasks."
+
+
 def test_usage_mistakes_are_one_sentence(cli):
     """Unknown options and commands, and a missing required option (typer raises these from
     its own copy of click), are one sentence naming the command's help, exit 1."""

@@ -103,6 +103,36 @@ def resolve_task(
     return task, config
 
 
+def part_of_masses(point_dir: Path, step: str, masses: str) -> str:
+    """The part of ``step`` that owns every mass of ``masses`` (``37MeV,48MeV``): what
+    ``gprpipe step NAME --masses`` runs (a task is a chunk of masses, never a subset)."""
+    from gprpipe.units import fmt_mass, parse_masses, same_mass
+
+    point_dir = Path(point_dir).resolve()
+    config_path = Layout(point_dir).config
+    if not config_path.is_file():
+        raise GprpipeError(f"{point_dir}: not a point folder of a gprpipe run (no config.toml).")
+    config = point_config_from_file(config_path)
+    chunks = [t for t in plan_point(point_dir.name, point_dir, config) if t.step == step]
+    chunks = [t for t in chunks if t.masses]
+    if not chunks:
+        raise GprpipeError(f"--masses: step {step} of {point_dir} has no per-mass tasks.")
+    owners: dict[str, Task] = {}
+    for m in parse_masses(masses, "--masses"):
+        hit = [t for t in chunks if any(same_mass(x, m) for x in t.masses)]
+        if not hit:
+            raise GprpipeError(f"--masses: no {step} task of {point_dir} owns {fmt_mass(m)}.")
+        owners |= {t.id: t for t in hit}
+    if len(owners) > 1:
+        parts = ", ".join(str(t.part) for t in owners.values())
+        raise GprpipeError(
+            f"--masses {masses}: the masses belong to {len(owners)} tasks ({parts}); run "
+            "one at a time (--part), or gprpipe rerun RUN_DIR --masses for all of them."
+        )
+    (task,) = owners.values()
+    return str(task.part)
+
+
 def remove_task_temps(task: Task) -> None:
     """Remove temporary files that a killed earlier attempt of ``task`` left behind (only
     while the task is not running elsewhere: it owns its outputs)."""
