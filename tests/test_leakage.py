@@ -187,6 +187,21 @@ def test_window_at_the_training_range_edge_is_flagged_one_sideband(shared_data):
     assert FLAG_ONE_SIDEBAND not in flags_of(mf2.status)
 
 
+def test_a_sideband_narrower_than_min_sideband_nsigma_is_flagged(shared_data):
+    """123 MeV with training up to 135 MeV keeps 3 training bins (0.23 sigma_m) above the
+    window: enough for min_sideband_bins = 3, not for a minimum of 1 sigma_m; 116 MeV
+    (18 bins, 1.48 sigma_m) passes both."""
+    sets = ("datasets.2015.data_range=[0.015, 0.135]",)
+    cfg = _config(shared_data, sets=sets)
+    wide = cfg.model_copy(update={"fit": cfg.fit.model_copy(update={"min_sideband_nsigma": 1.0})})
+    mf, _, _ = _fit(cfg, "2015", 0.123)
+    assert mf.status == "ok" and mf.gof.n_hi == 3
+    mf1, _, _ = _fit(wide, "2015", 0.123)
+    assert mf1.status == FLAG_ONE_SIDEBAND and mf1.gof.n_hi == 3
+    mf2, _, _ = _fit(wide, "2015", 0.116)
+    assert mf2.status == "ok" and mf2.gof.n_hi == 18
+
+
 def test_sidebands_rougher_than_poisson_fail_the_fit_with_a_reason():
     """The demo spectrum times 100 with fresh Poisson noise keeps the first sample's
     scatter (10x the Poisson width): the GP takes a short length scale with a huge

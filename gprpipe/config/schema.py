@@ -196,6 +196,12 @@ class Fit(Section):
     gof_p_min: float = Field(1e-3, ge=0, lt=1, description="Flag a mass when gof_p is below.")
     require_two_sidebands: bool = True
     min_sideband_bins: int = Field(3, ge=1, description="Training bins per side in the region.")
+    min_sideband_nsigma: float = Field(
+        0.0,
+        ge=0,
+        description="Training bins per side in the region must also span this many sigma_m "
+        "(0: off); a window next to the end of the training range is an extrapolation.",
+    )
 
 
 #: toys of one task (limit toys and bands per mass, injection toys per mass and strength,

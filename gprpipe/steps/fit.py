@@ -71,12 +71,17 @@ def template_key(cfg: Config) -> str:
     return "w_eff" if cfg.fit.signal_leakage == "model" else "w"
 
 
-def quality_flags(cfg: Config, gof: Gof) -> str:
-    """The status of a fitted mass from its background-model quality (``ok`` or flags)."""
+def quality_flags(cfg: Config, gof: Gof, sigma: float, bin_width: float) -> str:
+    """The status of a fitted mass from its background-model quality (``ok`` or flags):
+    ``sigma`` the resolution at the mass, ``bin_width`` the (equal) width of the bins."""
     flags = []
     if gof.p == gof.p and gof.p < cfg.fit.gof_p_min:
         flags.append(FLAG_GOF)
-    if cfg.fit.require_two_sidebands and min(gof.n_lo, gof.n_hi) < cfg.fit.min_sideband_bins:
+    side = min(gof.n_lo, gof.n_hi)
+    if cfg.fit.require_two_sidebands and (
+        side < cfg.fit.min_sideband_bins
+        or side * bin_width < cfg.fit.min_sideband_nsigma * sigma * (1 - 1e-9)
+    ):
         flags.append(FLAG_ONE_SIDEBAND)
     return flag_status(flags)
 
@@ -162,7 +167,8 @@ def fit_masses(
         else:
             blind["n"] = counts[bl]
             rho = float(rho_window(edges, counts, m, s, blind_nsigma))
-        out.append(MassFit(index, m, s, wf.hyper, quality_flags(cfg, gof), blind, rho, gof))
+        status = quality_flags(cfg, gof, s, float(edges[1] - edges[0]))
+        out.append(MassFit(index, m, s, wf.hyper, status, blind, rho, gof))
     return out
 
 
