@@ -495,6 +495,9 @@ def step(
         str | None,
         typer.Option(help="Instead of --part: the chunk owning these masses (37MeV,48MeV)."),
     ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="With --masses: the dataset's chunk (or combined).")
+    ] = None,
 ) -> None:
     """Run one task (what engines and executors run)."""
     from gprpipe.steps.runner import part_of_masses, run_task
@@ -502,7 +505,9 @@ def step(
     if masses is not None:
         if part is not None:
             raise GprpipeError("give --part or --masses, not both.")
-        part = part_of_masses(point_dir, name, masses)
+        part = part_of_masses(point_dir, name, masses, dataset)
+    elif dataset is not None:
+        raise GprpipeError("--dataset goes with --masses (--part names a dataset's chunk).")
     code = run_task(point_dir, name, part, task, force)
     if code:
         raise typer.Exit(code)

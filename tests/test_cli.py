@@ -100,10 +100,16 @@ def test_step_with_masses_runs_the_chunk_owning_them(tmp_path, cli):
     assert "nominal/fit/demo-001: done in " in out  # 0.03, 0.045 | 0.06, 0.08 | 0.1
     code, out, _ = cli("step", "fit", "--point-dir", point, "--part", "demo-001")
     assert code == 0 and "nominal/fit/demo-001: cached" in out  # the chunk just computed
+    code, out, _ = cli("step", "fit", "--point-dir", point, "--masses", "0.06", "--dataset", "demo")
+    assert code == 0 and "nominal/fit/demo-001: cached" in out
+    code, _, err = cli("step", "fit", "--point-dir", point, "--masses", "0.06", "--dataset", "x")
+    assert code == 1 and err.strip() == (
+        f"error: --dataset x: step fit of {point} has tasks of demo only."
+    )
     code, _, err = cli("step", "fit", "--point-dir", point, "--masses", "0.03,0.1")
     assert code == 1 and err.strip() == (
         "error: --masses 0.03,0.1: the masses belong to 2 tasks (demo-000, demo-002); run "
-        "one at a time (--part), or gprpipe rerun RUN_DIR --masses for all of them."
+        "one chunk at a time (--part), or gprpipe rerun RUN_DIR --masses for all of them."
     )
     code, _, err = cli("step", "fit", "--point-dir", point, "--masses", "45")
     assert code == 1 and "did you mean 0.045 GeV?" in err

@@ -425,6 +425,10 @@ def test_no_dataset_to_scan_blames_what_left_them_out(run_cli):
         "error: --set datasets.demo.enabled: no dataset to scan: demo is disabled or not in "
         "scan.datasets."
     )
+    # scan.datasets lists none: enabling demo would not help, so scan.datasets is named
+    sets = ("--set", "scan.datasets=[]", "--set", "datasets.demo.enabled=false")
+    code, _, err = run_cli("validate", QUICKSTART, *sets)
+    assert code == 1 and err.startswith("error: --set scan.datasets: no dataset to scan")
 
 
 def test_empty_key_is_named_as_toml_spells_it(tmp_path: Path, run_cli):

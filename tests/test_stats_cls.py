@@ -242,6 +242,13 @@ def test_n_eff_and_sidak():
     s = np.array([0.01, 0.02, 0.02, 0.04])
     steps = np.array([0.01, 0.015, 0.025, 0.03])
     assert n_eff(m[::-1], s[::-1], 2.0) == pytest.approx(np.sum(steps / s) / 2.0)
+    # a mass far from the others counts as one test, not as the gap's worth of tests
+    m = np.append(np.arange(0.020, 0.0605, 0.001), 0.120)
+    s = -9.22283032152e-05 + 0.0532190838657 * m
+    terms = np.gradient(m) / (1.64 * s)
+    assert terms[-2:].max() > 1  # the gap's worth, without the cap
+    assert n_eff(m, s, 1.64) == pytest.approx(np.sum(np.minimum(terms, 1.0)))
+    assert n_eff(m, s, 1.64) < n_eff(m[:-1], s[:-1], 1.64) + 2
     assert 1.0 <= ne <= masses.size
     assert n_eff(masses, np.full(masses.size, 1e-9), 1.64) == masses.size  # clipped above
     assert n_eff(masses, np.full(masses.size, 10.0), 1.64) == 1.0  # clipped below

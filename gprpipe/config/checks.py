@@ -558,8 +558,10 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                     f"{'is' if len(cfg.datasets) == 1 else 'are'} disabled or not in "
                     "scan.datasets"
                 )
-                # blamed on what left them out: a disabled dataset, else scan.datasets
-                off = [n for n, d in cfg.datasets.items() if not d.enabled]
+                # blamed on what left them out: a disabled dataset that scan.datasets
+                # would scan, else scan.datasets
+                listed = cfg.scan.datasets if cfg.scan.datasets is not None else cfg.datasets
+                off = [n for n in listed if n in cfg.datasets and not cfg.datasets[n].enabled]
                 key = f"datasets.{off[0]}.enabled" if off else "scan.datasets"
             errors.append(at(where(key), f"{why}."))
             continue
@@ -612,12 +614,17 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
 
 def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
     """A data file (or toy file) that a step of the run reads and that does not exist:
-    ``run`` and ``validate`` refuse it (the data file only when the load step runs)."""
+    ``run`` and ``validate`` refuse it (the data file when the load step runs, or the
+    inject step with histogram backgrounds, which it reads from the data file)."""
     from pathlib import Path
 
     errors = []
     for p in points:
-        for name in p.config.scanned() if "load" in p.config.steps.run else ():
+        steps = p.config.steps.run
+        reads_data = "load" in steps or (
+            "inject" in steps and p.config.inject.background == "histograms"
+        )
+        for name in p.config.scanned() if reads_data else ():
             path = p.config.datasets[name].path
             if not Path(path).exists():
                 errors.append(at(where(f"datasets.{name}.path"), f"{path}: data file not found."))

@@ -118,10 +118,6 @@ def freshness(task: Task, config: Config) -> tuple[bool, str]:
     return check_outputs(task, key)
 
 
-def is_fresh(task: Task, config: Config) -> bool:
-    return freshness(task, config)[0]
-
-
 def up_to_date(
     tasks: Sequence[Task],
     configs: Mapping[str, Config],

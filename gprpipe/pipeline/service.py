@@ -647,10 +647,10 @@ def run(
         info.data["blinding"] = {
             "blind": any(p.config.base.blind for p in points),
             "unblind_option": opts.unblind,
-            # without --unblind the config is what ran
+            # of the whole config (all grid points), as with --unblind
             "config_was_blind": blind_in_config
             if opts.unblind
-            else any(p.config.base.blind for p in points),
+            else any(p.config.base.blind for p in all_points),
         }
         info.save()
         configs = {p.name: p.config for p in points}
@@ -729,10 +729,10 @@ def rerun(
             return None
         todo = downstream(tasks, chosen)
         obs.rerunning(todo)
-        info.data.setdefault("reruns", []).append(rerun_record(record, todo))
-        info.save()  # before the tasks: the report a plot task writes shows it
         ex.engine.check()
         result = RunResult(run_dir, todo, ex.name)
+        info.data.setdefault("reruns", []).append(rerun_record(record, todo))
+        info.save()  # before the tasks: the report a plot task writes shows it
         _execute(
             ex,
             todo,

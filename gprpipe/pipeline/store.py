@@ -35,7 +35,9 @@ def git_commit() -> str:
     when it is not a git checkout (an installed wheel)."""
     import subprocess
 
-    src = Path(__file__).resolve().parents[1]
+    src = Path(__file__).resolve().parents[1]  # the package folder
+    if not (src.parent / "pyproject.toml").is_file():  # installed (site-packages), not a
+        return ""  # source tree, even inside some git checkout (a venv in the repository)
     try:
         head = subprocess.run(
             ["git", "-C", str(src), "rev-parse", "HEAD"],

@@ -33,6 +33,7 @@ def n_eff(masses: ArrayLike, sigmas: ArrayLike, blind_nsigma: float) -> float:
     One term per scan mass ``m``, with ``sigma`` at that mass and ``dm`` its scan step
     (half the distance between its neighbours; the one neighbour's distance at either end,
     so the step of an even grid), ``W = blind_nsigma`` (the blind half-width in sigma);
+    each term at most 1 (a mass far from the others is one test, not the gap's worth);
     clipped to ``[1, N_masses]``.
     """
     m = np.asarray(masses, dtype=float).reshape(-1)
@@ -43,7 +44,7 @@ def n_eff(masses: ArrayLike, sigmas: ArrayLike, blind_nsigma: float) -> float:
         return 1.0
     order = np.argsort(m)
     m, s = m[order], s[order]
-    total = float(np.sum(np.gradient(m) / s) / float(blind_nsigma))
+    total = float(np.sum(np.minimum(np.gradient(m) / (float(blind_nsigma) * s), 1.0)))
     return float(np.clip(total, 1.0, m.size))
 
 

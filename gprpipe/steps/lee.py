@@ -192,14 +192,14 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
     from gprpipe.stats.lee import max_z, p_global_toys
     from gprpipe.stats.quality import counts_for_discovery
 
+    out: dict = {}
+    if cfg.base.blind:  # no observed column, these included (as in scan.csv)
+        return out
     parts: dict[str, dict[str, list]] = {}
     for p in paths:
         name, kind, a, attrs = read_part(p)
         d = parts.setdefault(name, {"toys": [], "refit": []})
         d[kind].append((a, attrs))
-    out: dict = {}
-    if cfg.base.blind:  # no observed column, these included (as in scan.csv)
-        return out
     for name, arrays in per_ds.items():
         nan = np.full(len(arrays["mass_GeV"]), np.nan)
         arrays["p0_global_toys"], arrays["Z_global_toys"] = nan.copy(), nan.copy()

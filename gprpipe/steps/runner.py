@@ -87,36 +87,46 @@ def step_function(step: str) -> StepFunc:
     return importlib.import_module(f"gprpipe.steps.{step}").run
 
 
-def resolve_task(
-    point_dir: Path, step: str, part: str | None, task_id: str | None
-) -> tuple[Task, Config]:
+def _point_plan(point_dir: Path, point: str | None = None) -> tuple[Path, Config, list[Task]]:
+    """The point folder (resolved), its config and its plan (tasks named ``point``,
+    default the folder's name)."""
     point_dir = Path(point_dir).resolve()
     config_path = Layout(point_dir).config
     if not config_path.is_file():
         raise GprpipeError(f"{point_dir}: not a point folder of a gprpipe run (no config.toml).")
     config = point_config_from_file(config_path)
-    point = task_id.split("/")[0] if task_id else point_dir.name
-    tid = task_id or f"{point}/{step}" + (f"/{part}" if part else "")
-    task = find_task(plan_point(point, point_dir, config), tid)
+    return point_dir, config, plan_point(point or point_dir.name, point_dir, config)
+
+
+def resolve_task(
+    point_dir: Path, step: str, part: str | None, task_id: str | None
+) -> tuple[Task, Config]:
+    point_dir, config, plan = _point_plan(point_dir, task_id.split("/")[0] if task_id else None)
+    tid = task_id or f"{point_dir.name}/{step}" + (f"/{part}" if part else "")
+    task = find_task(plan, tid)
     if task is None:
         raise GprpipeError(f"{point_dir}: no task {tid!r} in this point's plan.")
     return task, config
 
 
-def part_of_masses(point_dir: Path, step: str, masses: str) -> str:
-    """The part of ``step`` that owns every mass of ``masses`` (``37MeV,48MeV``): what
-    ``gprpipe step NAME --masses`` runs (a task is a chunk of masses, never a subset)."""
+def part_of_masses(point_dir: Path, step: str, masses: str, dataset: str | None = None) -> str:
+    """The part of ``step`` (of ``dataset``, or ``combined``) that owns every mass of
+    ``masses`` (``37MeV,48MeV``): what ``gprpipe step NAME --masses`` runs (a task is a
+    chunk of masses, never a subset)."""
     from gprpipe.units import fmt_mass, parse_masses, same_mass
 
-    point_dir = Path(point_dir).resolve()
-    config_path = Layout(point_dir).config
-    if not config_path.is_file():
-        raise GprpipeError(f"{point_dir}: not a point folder of a gprpipe run (no config.toml).")
-    config = point_config_from_file(config_path)
-    chunks = [t for t in plan_point(point_dir.name, point_dir, config) if t.step == step]
-    chunks = [t for t in chunks if t.masses]
+    point_dir, _, plan = _point_plan(point_dir)
+    chunks = [t for t in plan if t.step == step and t.masses]
     if not chunks:
         raise GprpipeError(f"--masses: step {step} of {point_dir} has no per-mass tasks.")
+    if dataset is not None:
+        names = sorted({str(t.part).rsplit("-", 1)[0] for t in chunks})
+        chunks = [t for t in chunks if str(t.part).rsplit("-", 1)[0] == dataset]
+        if not chunks:
+            raise GprpipeError(
+                f"--dataset {dataset}: step {step} of {point_dir} has tasks of "
+                f"{', '.join(names)} only."
+            )
     owners: dict[str, Task] = {}
     for m in parse_masses(masses, "--masses"):
         hit = [t for t in chunks if any(same_mass(x, m) for x in t.masses)]
@@ -125,9 +135,11 @@ def part_of_masses(point_dir: Path, step: str, masses: str) -> str:
         owners |= {t.id: t for t in hit}
     if len(owners) > 1:
         parts = ", ".join(str(t.part) for t in owners.values())
+        datasets = {str(t.part).rsplit("-", 1)[0] for t in owners.values()}
+        how = "name one with --dataset" if len(datasets) > 1 else "run one chunk at a time (--part)"
         raise GprpipeError(
-            f"--masses {masses}: the masses belong to {len(owners)} tasks ({parts}); run "
-            "one at a time (--part), or gprpipe rerun RUN_DIR --masses for all of them."
+            f"--masses {masses}: the masses belong to {len(owners)} tasks ({parts}); {how}, "
+            "or gprpipe rerun RUN_DIR --masses for all of them."
         )
     (task,) = owners.values()
     return str(task.part)
