@@ -16,7 +16,8 @@ except ImportError:
 #: the layout of an output file (steps/, stats/, plotting/, io/ writers, the plan's
 #: chunking or seeds). Refactors, docs, the CLI, the TUI, engines and executors leave it.
 #: Outputs computed with another value are recomputed by the next run.
-NUMERICS_VERSION = 15  # 15: a blinded limit.h5 has no (NaN) *_global_toys columns
+NUMERICS_VERSION = 16  # 16: each N_eff term at most 1 (a sparse scan's masses count once)
+# 15: a blinded limit.h5 has no (NaN) *_global_toys columns
 # 14: report.html lists reruns, the toys' global Z; run's version
 # 13: the GP-fit figure of the most significant mass skips flagged rows
 # 12: N_eff one term per scan mass (was the trapezoid between masses)
