@@ -15,7 +15,9 @@ except ImportError:
 #: RULE: bump it in the same commit as any change that can change a number, a string or
 #: the layout of an output file (steps/, stats/, plotting/, io/ writers, the plan's
 #: chunking or seeds). Refactors, docs, the CLI, the TUI, engines and executors leave it.
-#: Outputs computed with another value are recomputed by the next run.
+#: Outputs computed with another value are recomputed by the next run. A change that can
+#: change only what the plot task writes (figures, report.html, HEPData) bumps PLOT_VERSION
+#: instead: then only the plot tasks run again, not the scans and toys before them.
 NUMERICS_VERSION = 16  # 16: each N_eff term at most 1 (a sparse scan's masses count once)
 # 15: a blinded limit.h5 has no (NaN) *_global_toys columns
 # 14: report.html lists reruns, the toys' global Z; run's version
@@ -31,4 +33,7 @@ NUMERICS_VERSION = 16  # 16: each N_eff term at most 1 (a sparse scan's masses c
 # 3: GP optimum polished by Newton steps, low-rank LML; 2: leakage-aware template w_eff, GoF columns
 # and flags
 
-__all__ = ["NUMERICS_VERSION", "__version__"]
+#: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
+PLOT_VERSION = 0
+
+__all__ = ["NUMERICS_VERSION", "PLOT_VERSION", "__version__"]

@@ -767,6 +767,19 @@ def test_cache_key_follows_numerics_version_not_package_version(tmp_path: Path, 
     assert cache.task_key(load, p.config) != key
 
 
+def test_plot_version_changes_the_plot_key_alone(shared_quickstart: Path, monkeypatch):
+    """A change of what only the plot task writes (PLOT_VERSION) reruns the plot task, not
+    the scans before it (keys of the session's quickstart run, read only)."""
+    from gprpipe.pipeline import cache
+
+    tasks, configs = tasks_of_run(load_run_info(shared_quickstart))
+    before = {t.id: cache.task_key(t, configs[t.point]) for t in tasks}
+    monkeypatch.setattr(cache, "PLOT_VERSION", 7)
+    after = {t.id: cache.task_key(t, configs[t.point]) for t in tasks}
+    changed = sorted(k for k in before if before[k] != after[k])
+    assert changed == ["nominal/plot"] and len(before) == 6
+
+
 # ----------------------------------------------------------------- 10: containers
 
 

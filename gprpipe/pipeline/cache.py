@@ -9,7 +9,8 @@ folder and its digest, a data file outside the run by its content digest alone
 nothing). An HDF5 input's digest is its own stored cache key (cheap, and it changes
 whenever the upstream result can change); any other input (the ROOT source) is hashed by
 content. The package version is not in the key (it changes with every commit); the
-numerics version is (see :data:`gprpipe.NUMERICS_VERSION`).
+numerics version is (see :data:`gprpipe.NUMERICS_VERSION`), and for the plot task the
+version of its outputs alone (:data:`gprpipe.PLOT_VERSION`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gprpipe import NUMERICS_VERSION
+from gprpipe import NUMERICS_VERSION, PLOT_VERSION
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.hdf5 import read_attr, sha256_file
@@ -99,6 +100,8 @@ def _task_keys(task: Task, config: Config, versions: Sequence[int]) -> list[str]
         "config": {s: _section(cfg, s) for s in STEP_SECTIONS[task.step]},
         "inputs": [[_input_name(p, task.point_dir), input_digest(p)] for p in task.inputs],
     }
+    if task.step == "plot" and PLOT_VERSION:  # (absent at 0: the keys made before it)
+        payload["plot_version"] = PLOT_VERSION
     blobs = (
         json.dumps(payload | {"numerics": v}, sort_keys=True, default=str).encode()
         for v in versions
