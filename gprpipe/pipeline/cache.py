@@ -94,7 +94,7 @@ def task_key(task: Task, config: Config, numerics: int | None = None) -> str:
 def _task_keys(task: Task, config: Config, versions: Sequence[int]) -> list[str]:
     """:func:`task_key` under each of ``versions`` (config and inputs read once)."""
     cfg = config.model_dump(mode="json")
-    payload = {
+    payload: dict[str, Any] = {
         "step": task.step,
         "part": task.part,
         "config": {s: _section(cfg, s) for s in STEP_SECTIONS[task.step]},
