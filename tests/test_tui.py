@@ -688,7 +688,10 @@ def test_the_editor_refuses_what_validate_refuses(tmp_path):
     assert not check.errors and len(check.tasks) == 6
     assert [w.key for w in check.warnings] == ["datasets.demo.path"]
     assert check.warnings[0].severity == "warning"
-    assert check.warnings[0].message == f"{tmp_path / 'later.root'}: data file not found."
+    assert check.warnings[0].message == (
+        f"{tmp_path / 'later.root'}: data file not found (point it at your file: --set "
+        "datasets.demo.path=FILE, or edit the config)."
+    )
 
 
 @sync

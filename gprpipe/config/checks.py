@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from gprpipe.config.issues import Issue, Where, at, unique
+from gprpipe.config.issues import Issue, Loc, Where, at, unique
 from gprpipe.config.schema import Base, Config, Dataset, Point
 from gprpipe.units import (
     BARE_MAX_GEV,
@@ -627,8 +627,21 @@ def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
         for name in p.config.scanned() if reads_data else ():
             path = p.config.datasets[name].path
             if not Path(path).exists():
-                errors.append(at(where(f"datasets.{name}.path"), f"{path}: data file not found."))
+                key = f"datasets.{name}.path"
+                hint = _set_hint(where, key)
+                errors.append(at(where(key), f"{path}: data file not found{hint}."))
         toys = p.config.toyscan.file
         if "toyscan" in p.config.steps.run and toys and not Path(toys).exists():
-            errors.append(at(where("toyscan.file"), f"{toys}: toy file not found."))
+            hint = _set_hint(where, "toyscan.file")
+            errors.append(at(where("toyscan.file"), f"{toys}: toy file not found{hint}."))
     return unique(errors)
+
+
+def _set_hint(where: Where, key: str) -> str:
+    """How to name another file, when a config file (not a --set) gave this one: the
+    shipped real-data configs name a placeholder next to themselves."""
+    loc = where(key)
+    given = loc.file if isinstance(loc, Loc) else str(loc)
+    if given is None or given.startswith("--set"):
+        return ""
+    return f" (point it at your file: --set {key}=FILE, or edit the config)"
