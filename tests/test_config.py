@@ -721,7 +721,8 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
     )
     code, _, err = cli("validate", cfg)
     assert code == 1 and err.strip() == (
-        f"error: {cfg}:4: toyscan.file: {tmp_path / 'toys.root'}: toy file not found."
+        f"error: {cfg}:4: toyscan.file: {tmp_path / 'toys.root'}: toy file not found (point "
+        "it at your file: --set toyscan.file=FILE, or edit the config)."
     )
     # not a ROOT file: the file is at fault (it was blamed on toyscan.pattern, over 2 lines)
     (tmp_path / "toys.root").write_text("# Quickstart\n" * 100)
