@@ -338,6 +338,8 @@ def test_cli_injection_end_to_end(tmp_path: Path):
     )
     assert code == 0, so + se
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [cond, refit]
+    # the run's summary gives each point's injection closure (it gave the scan only)
+    assert so.count("  injection 2015 (1 mass x 3 strengths, ") == 2, so
     for name, flag in ((cond, "false"), (refit, "true")):
         point = out / name
         with (point / "inject.csv").open() as fh:

@@ -533,6 +533,39 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
     assert c.Z_global_toys is None and c.worst_gof is None
 
 
+def test_summary_of_an_injection_study_gives_its_closure():
+    """After an injection run the summary gives the closure of inject.csv (it showed the
+    scan only): the ranges over masses and strengths of pull mean and width and of the
+    coverages, next to their targets."""
+    from gprpipe.pipeline.summary import injection_lines, summarize_injection
+
+    rows = [
+        {
+            "dataset": "2015",
+            "mass_GeV": m,
+            "z_inj": z,
+            "n_toys": n,
+            "pull_mean": pm,
+            "pull_width": pw,
+            "cov_1sigma": c1,
+            "cov_2sigma": c2,
+        }
+        for m, z, n, pm, pw, c1, c2 in (
+            ("0.06", "0", "200", "-0.05", "0.97", "0.69", "0.955"),
+            ("0.06", "3", "198", "0.08", "1.05", "0.655", "0.94"),
+            ("0.08", "0", "200", "0.01", "1.01", "0.71", "0.96"),
+            ("0.08", "3", "200", "nan", "nan", "nan", "nan"),  # no converged toy
+        )
+    ]
+    (s,) = summarize_injection(rows)
+    assert (s.n_masses, s.n_strengths, s.n_toys) == (2, 2, (198, 200))
+    assert injection_lines(s) == [
+        "injection 2015 (2 masses x 2 strengths, 198-200 toys each)",
+        "pull mean -0.05 to 0.08, width 0.97 to 1.05; coverage of +-1 sigma_A 0.655 to 0.710 "
+        "(0.683), +-2 0.940 to 0.960 (0.954)",
+    ]
+
+
 def test_summary_of_a_blinded_scan_says_so_and_gives_the_expected_limits():
     rows = [
         {"dataset": "2015", "mass_GeV": m, "eps2_exp_med": e, "status": st, "blinded": "true"}

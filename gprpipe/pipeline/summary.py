@@ -57,6 +57,65 @@ class DatasetSummary:
 
 
 @dataclass
+class InjectionSummary:
+    """The closure of one dataset's injection study (inject.csv): ranges over its rows
+    (mass x strength) of the pull mean and width and of the coverages."""
+
+    dataset: str
+    n_masses: int
+    n_strengths: int
+    n_toys: tuple[int, int]  # fewest and most toys kept in a row
+    pull_mean: tuple[float, float]
+    pull_width: tuple[float, float]
+    cov_1sigma: tuple[float, float]
+    cov_2sigma: tuple[float, float]
+
+
+def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSummary]:
+    """One :class:`InjectionSummary` per dataset of an ``inject.csv`` (rows without toys
+    or numbers left out of the ranges)."""
+    by: dict[str, list[Mapping[str, str]]] = {}
+    for r in rows:
+        by.setdefault(r["dataset"], []).append(r)
+    out = []
+    for name, rs in by.items():
+
+        def span(col: str, rs: list[Mapping[str, str]] = rs) -> tuple[float, float]:
+            v = [x for r in rs if (x := _num(r, col)) is not None]
+            return (min(v), max(v)) if v else (math.nan, math.nan)
+
+        n = [int(x) for r in rs if (x := _num(r, "n_toys")) is not None]
+        out.append(
+            InjectionSummary(
+                name,
+                len({r["mass_GeV"] for r in rs}),
+                len({r["z_inj"] for r in rs}),
+                (min(n), max(n)) if n else (0, 0),
+                span("pull_mean"),
+                span("pull_width"),
+                span("cov_1sigma"),
+                span("cov_2sigma"),
+            )
+        )
+    return out
+
+
+def injection_lines(s: InjectionSummary) -> list[str]:
+    """One dataset's injection closure as text (ranges over masses and strengths)."""
+
+    def rng(x: tuple[float, float], f: str = ".2f") -> str:
+        return f"{x[0]:{f}}" if x[0] == x[1] else f"{x[0]:{f}} to {x[1]:{f}}"
+
+    toys = f"{s.n_toys[0]}" if s.n_toys[0] == s.n_toys[1] else f"{s.n_toys[0]}-{s.n_toys[1]}"
+    return [
+        f"injection {s.dataset} ({s.n_masses} mass{'es' * (s.n_masses != 1)} x "
+        f"{s.n_strengths} strength{'s' * (s.n_strengths != 1)}, {toys} toys each)",
+        f"pull mean {rng(s.pull_mean)}, width {rng(s.pull_width)}; coverage of "
+        f"+-1 sigma_A {rng(s.cov_1sigma, '.3f')} (0.683), +-2 {rng(s.cov_2sigma, '.3f')} (0.954)",
+    ]
+
+
+@dataclass
 class PointSummary:
     """One grid point: its datasets, its failed tasks and where its outputs are."""
 
@@ -68,6 +127,7 @@ class PointSummary:
     running: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
+    injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
 
 
 @dataclass
@@ -221,6 +281,12 @@ def run_summary(run_dir: Path) -> RunSummary:
             ps.unvouched = f"{scan}: not there (its task failed, see below)."
         config = configs.get(ps.point)
         stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
+        inject = ps.point_dir / "inject.csv"
+        if inject.is_file() and inject not in stale:
+            try:
+                ps.injections = summarize_injection(read_table(vouched(inject)))
+            except GprpipeError:  # damaged or not committed: not offered (files says so)
+                ps.injections = []
         ps.files = _files(ps.point_dir, stale)
         if config is not None and not _plots_current(ps.point, ps.point_dir, config):
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]
@@ -315,6 +381,9 @@ def summary_lines(summary: RunSummary) -> list[str]:
             )
         for s in ps.datasets:
             first, *rest = dataset_lines(s)
+            lines += [f"  {first}", *(f"    {x}" for x in rest)]
+        for inj in ps.injections:
+            first, *rest = injection_lines(inj)
             lines += [f"  {first}", *(f"    {x}" for x in rest)]
         if ps.failures:
             lines.append(f"  failed tasks: {len(ps.failures)}")
