@@ -576,9 +576,19 @@ def demo_data(
         signal_yield=signal_yield,
     )
     write_hist(out, counts, edges, hist)
+    signal = ""
+    if m_sig is not None and signal_yield > 0:  # what was put in, for a closure by hand
+        from gprpipe.demo import SIGMA_2015
+        from gprpipe.stats.resolution import sigma_m
+
+        s = float(sigma_m(m_sig, SIGMA_2015))
+        signal = (
+            f", with a Gaussian signal of {signal_yield:g} events (Poisson mean) at "
+            f"{fmt_mass(m_sig)}, sigma(m) {s:.4g} GeV"
+        )
     console.print(
         f"wrote {out}: {hist}, {len(counts)} bins over {edges[0]:g}-{edges[-1]:g} GeV, "
-        f"{counts.sum():.4g} events"
+        f"{counts.sum():.4g} events{signal}"
     )
 
 

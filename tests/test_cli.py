@@ -137,6 +137,12 @@ def test_demo_data_writes_a_file(tmp_path: Path, cli):
     )
     assert code == 0, err
     assert out_file.is_file() and out.startswith(f"wrote {out_file}: input_hist, 3000 bins")
+    # the signal it put in, so that a fit of it can be checked by hand
+    sigma = -9.22283032152e-05 + 0.0532190838657 * 0.05  # the 2015 resolution at 50 MeV
+    assert out.strip().endswith(
+        f"with a Gaussian signal of 100 events (Poisson mean) at 0.05 GeV (50 MeV), "
+        f"sigma(m) {sigma:.4g} GeV"
+    )
 
 
 @pytest.mark.parametrize(
