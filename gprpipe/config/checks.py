@@ -627,21 +627,21 @@ def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
         for name in p.config.scanned() if reads_data else ():
             path = p.config.datasets[name].path
             if not Path(path).exists():
-                key = f"datasets.{name}.path"
-                hint = _set_hint(where, key)
-                errors.append(at(where(key), f"{path}: data file not found{hint}."))
+                errors.append(_not_found(where, f"datasets.{name}.path", path, "data"))
         toys = p.config.toyscan.file
         if "toyscan" in p.config.steps.run and toys and not Path(toys).exists():
-            hint = _set_hint(where, "toyscan.file")
-            errors.append(at(where("toyscan.file"), f"{toys}: toy file not found{hint}."))
+            errors.append(_not_found(where, "toyscan.file", toys, "toy"))
     return unique(errors)
 
 
-def _set_hint(where: Where, key: str) -> str:
-    """How to name another file, when a config file (not a --set) gave this one: the
-    shipped real-data configs name a placeholder next to themselves."""
+def _not_found(where: Where, key: str, path: str, what: str) -> Issue:
+    """``PATH: <what> file not found``, and how to name another file when a config file
+    (not a --set) gave this one: the shipped real-data configs name a placeholder."""
     loc = where(key)
     given = loc.file if isinstance(loc, Loc) else str(loc)
-    if given is None or given.startswith("--set"):
-        return ""
-    return f" (point it at your file: --set {key}=FILE, or edit the config)"
+    hint = (
+        ""
+        if given is None or given.startswith("--set")
+        else f" (point it at your file: --set {key}=FILE, or edit the config)"
+    )
+    return at(loc, f"{path}: {what} file not found{hint}.")

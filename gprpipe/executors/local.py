@@ -449,11 +449,12 @@ def run_local(
                         # the task's own one-sentence error, else the end of its log
                         state, message = read_state(task.point_dir, task.slug)
                         if state != "failed" or not message:
+                            how = ended_how(code)
                             last = tail(task.log, 1)
                             if not last or last.startswith("$ "):  # it said nothing
-                                last = ended_how(code)
+                                last = how
                             write_state(task.point_dir, task.slug, "failed", last)
-                            message = tail(task.log) + f"\n{ended_how(code)}"
+                            message = tail(task.log) + f"\n{how}"
                         finish(task, Outcome("failed", secs, message))
             elif not running and not progressed:  # unreachable dependencies
                 for task in pending:

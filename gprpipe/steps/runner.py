@@ -115,13 +115,16 @@ def part_of_masses(point_dir: Path, step: str, masses: str, dataset: str | None 
     chunk of masses, never a subset)."""
     from gprpipe.units import fmt_mass, parse_masses, same_mass
 
+    def dataset_of(t: Task) -> str:  # a chunk's part is DATASET-NNN
+        return str(t.part).rsplit("-", 1)[0]
+
     point_dir, _, plan = _point_plan(point_dir)
     chunks = [t for t in plan if t.step == step and t.masses]
     if not chunks:
         raise GprpipeError(f"--masses: step {step} of {point_dir} has no per-mass tasks.")
     if dataset is not None:
-        names = sorted({str(t.part).rsplit("-", 1)[0] for t in chunks})
-        chunks = [t for t in chunks if str(t.part).rsplit("-", 1)[0] == dataset]
+        names = sorted({dataset_of(t) for t in chunks})
+        chunks = [t for t in chunks if dataset_of(t) == dataset]
         if not chunks:
             raise GprpipeError(
                 f"--dataset {dataset}: step {step} of {point_dir} has tasks of "
@@ -135,7 +138,7 @@ def part_of_masses(point_dir: Path, step: str, masses: str, dataset: str | None 
         owners |= {t.id: t for t in hit}
     if len(owners) > 1:
         parts = ", ".join(str(t.part) for t in owners.values())
-        datasets = {str(t.part).rsplit("-", 1)[0] for t in owners.values()}
+        datasets = {dataset_of(t) for t in owners.values()}
         how = "name one with --dataset" if len(datasets) > 1 else "run one chunk at a time (--part)"
         raise GprpipeError(
             f"--masses {masses}: the masses belong to {len(owners)} tasks ({parts}); {how}, "
