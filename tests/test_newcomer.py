@@ -36,7 +36,8 @@ from gprpipe.config import load_points
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import CRASH_AFTER
 from gprpipe.io.root import read_hist, write_hist
-from gprpipe.pipeline.summary import dataset_lines, run_summary, summarize_scan, summary_lines
+from gprpipe.pipeline.summary import run_summary, summary_lines
+from gprpipe.results.summary import dataset_lines, summarize_scan
 from gprpipe.units import parse_mass, parse_masses
 
 
@@ -537,7 +538,7 @@ def test_summary_of_an_injection_study_gives_its_closure():
     """After an injection run the summary gives the closure of inject.csv (it showed the
     scan only): the ranges over masses and strengths of pull mean and width and of the
     coverages, next to their targets."""
-    from gprpipe.pipeline.summary import injection_lines, summarize_injection
+    from gprpipe.results.summary import injection_lines, summarize_injection
 
     rows = [
         {

@@ -22,7 +22,7 @@ from conftest import QUICKSTART, run_cli_here, settings, unavailable
 
 from gprpipe.config.schema import Config
 from gprpipe.results.schema import read_csv_table
-from gprpipe.results.summary import summarize
+from gprpipe.results.summary import Extreme, summarize_scan
 from gprpipe.steps.report import write_reports
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -132,12 +132,40 @@ def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[
 
 def test_summary_of_a_scan(tmp_path):
     _, point = _point(tmp_path)
-    s = summarize(point / "scan.csv")
-    assert not s.blinded and s.n_rows == 25
-    assert s.best[0].mass_GeV == pytest.approx(0.031) and s.best[0].Z_local == pytest.approx(3.2)
-    assert s.best[0].Z_global == pytest.approx(0.7)
-    assert len(s.flagged) == 1 and s.flagged[0][2] == "limit failed: test"
-    assert len(s.not_converged) == 1
+    (s,) = summarize_scan(read_csv_table(point / "scan.csv")[1])
+    assert not s.blinded and s.n_masses == 25
+    assert s.most_significant == Extreme(0.031, 3.2) and s.Z_global == pytest.approx(0.7)
+    assert s.n_failed == 1 and s.not_ok[0][1] == "limit failed: test" and s.n_flagged == 0
+    assert s.n_not_converged == 1
+
+
+def test_report_index_and_cli_count_flags_alike(tmp_path):
+    """One summariser for every display: a flagged row whose GP fit did not converge is
+    one flagged row and one non-converged fit in report.html, index.html and the command
+    line's summary (the report counted failed rows as flagged and left flagged rows out
+    of the non-converged fits, so the two gave different numbers for one run)."""
+    from gprpipe.results.summary import dataset_lines
+
+    cfg, point = _point(tmp_path)
+    header, rows = read_csv_table(point / "scan.csv")
+    for r in rows:
+        if r["mass_GeV"] == "0.025":
+            r["status"], r["gp_converged"] = "flag_gof", "false"
+    with open(point / "scan.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, header)
+        w.writeheader()
+        w.writerows(rows)
+    report, index = write_reports(cfg, point)
+    html = report.read_text()
+    assert (
+        "1 flagged row (numbers that failed a quality check), 1 failed row (no numbers), "
+        "2 non-converged GP fits." in html
+    )
+    assert '<td class="text">2015</td><td>25</td><td class="text">flag_gof</td>' in html
+    assert "<td>1</td><td>1</td><td>2</td>" in index.read_text()  # flagged, failed, fits
+    (s,) = summarize_scan(rows)
+    assert dataset_lines(s)[-1] == "flagged: 1 (flag_gof: 1); GP fits not converged: 2"
+    assert "failed (no limit): 1 (limit failed: test: 1)" in dataset_lines(s)
 
 
 def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
@@ -153,7 +181,7 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
         w = csv.DictWriter(f, [*header, "Z_global_toys"])
         w.writeheader()
         w.writerows(rows)
-    assert summarize(point / "scan.csv").best[0].Z_global_toys == pytest.approx(0.41)
+    assert summarize_scan(read_csv_table(point / "scan.csv")[1])[0].Z_global_toys == 0.41
     report, _ = write_reports(cfg, point)
     html = report.read_text()
     assert "<th>global Z there (Sidak)</th><th>global Z there (whole-scan toys)</th>" in html

@@ -1,88 +1,220 @@
-"""The summary of a point: best local and global significance, flagged rows, non-converged
-GP fits, blinded or not; read from the point's ``scan.csv`` (works for blinded scans, whose
-observed columns are absent)."""
+"""The summary of a scan and of an injection study, from their tables: what a physicist
+looks for first. One summariser for every display (the end-of-run text, ``gprpipe summary``,
+the TUI, ``report.html`` and the run's ``index.html``), so they give the same numbers.
+
+``summarize_scan(rows)`` takes the rows of one point's ``scan.csv`` (dicts of column -> text,
+as ``csv.DictReader`` gives them; blinded tables have no observed columns) and returns one
+:class:`DatasetSummary` per dataset (and ``combined``): the most significant mass with its
+local and global Z (and the toy-based global Z when the table has ``Z_global_toys``), the
+weakest and strongest observed eps^2 limits (expected medians when blinded), the rows whose
+status is not ok (flagged: numbers that failed a quality check; failed: no numbers), the
+non-converged GP fits and the smallest goodness-of-fit p-value. Flagged rows count for
+neither the largest significance nor the limits' extremes, as everywhere.
+``summarize_injection(rows)`` gives the closure of an ``inject.csv``.
+"""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from gprpipe.results.schema import read_csv_table
-
-
-def _num(v: str | None) -> float:
-    try:
-        return float(v) if v not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
+from gprpipe.stats.quality import has_result
 
 
 @dataclass
-class Best:
-    """The most significant mass of one curve (dataset or ``combined``)."""
+class Extreme:
+    """A value at a mass (GeV)."""
+
+    mass: float
+    value: float
+
+
+@dataclass
+class DatasetSummary:
+    """One dataset (or ``combined``) of one point."""
 
     dataset: str
-    mass_GeV: float
-    Z_local: float
-    Z_global: float  # Sidak
-    Z_global_toys: float = math.nan  # whole-scan toys (limit.global_toys), NaN without
+    n_masses: int
+    most_significant: Extreme | None = None  # value: Z_local
+    Z_global: float | None = None
+    Z_global_toys: float | None = None
+    p0_global_toys: float | None = None
+    weakest: Extreme | None = None  # value: eps2_up (largest)
+    strongest: Extreme | None = None  # value: eps2_up (smallest)
+    not_ok: list[tuple[float, str]] = field(default_factory=list)  # (mass, status), in order
+    not_converged: list[float] = field(default_factory=list)  # masses of non-converged fits
+    worst_gof: Extreme | None = None  # value: gof_p (smallest)
+    blinded: bool = False  # no observed quantity: the limits are the expected medians
+
+    @property
+    def flags(self) -> dict[str, int]:
+        """Status -> count of the rows with numbers and a quality flag."""
+        return dict(Counter(s for _, s in self.not_ok if has_result(s)))
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """Status -> count of the rows without numbers (the fit or the limit failed)."""
+        return dict(Counter(s for _, s in self.not_ok if not has_result(s)))
+
+    @property
+    def n_flagged(self) -> int:
+        return sum(self.flags.values())
+
+    @property
+    def n_failed(self) -> int:
+        return sum(self.failures.values())
+
+    @property
+    def n_not_converged(self) -> int:
+        return len(self.not_converged)
 
 
 @dataclass
-class Summary:
-    """What a reader wants first from a point."""
+class InjectionSummary:
+    """The closure of one dataset's injection study (inject.csv): ranges over its rows
+    (mass x strength) of the pull mean and width and of the coverages."""
 
-    blinded: bool
-    n_rows: int
-    datasets: list[str]
-    best: list[Best] = field(default_factory=list)  # per dataset, unblinded only
-    flagged: list[tuple[str, float, str]] = field(default_factory=list)  # status != ok
-    not_converged: list[tuple[str, float]] = field(default_factory=list)
-
-    @property
-    def best_overall(self) -> Best | None:
-        return max(self.best, key=lambda b: b.Z_local) if self.best else None
-
-
-def read_scan_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a ``scan.csv``."""
-    return read_csv_table(path)
+    dataset: str
+    n_masses: int
+    n_strengths: int
+    n_toys: tuple[int, int]  # fewest and most toys kept in a row
+    pull_mean: tuple[float, float]
+    pull_width: tuple[float, float]
+    cov_1sigma: tuple[float, float]
+    cov_2sigma: tuple[float, float]
 
 
-def summarize(scan_csv: Path) -> Summary:
-    """The :class:`Summary` of a point's ``scan.csv``."""
-    header, rows = read_scan_rows(scan_csv)
-    blinded = "Z_local" not in header or any(r.get("blinded") == "true" for r in rows)
-    names = list(dict.fromkeys(r["dataset"] for r in rows))
-    out = Summary(blinded=blinded, n_rows=len(rows), datasets=names)
+def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSummary]:
+    """One :class:`InjectionSummary` per dataset of an ``inject.csv`` (rows without toys
+    or numbers left out of the ranges)."""
+    by: dict[str, list[Mapping[str, str]]] = {}
     for r in rows:
-        if r.get("status", "ok") != "ok":
-            out.flagged.append((r["dataset"], _num(r["mass_GeV"]), r["status"]))
-        if (
-            r["dataset"] != "combined"
-            and r.get("gp_converged") == "false"
-            and r.get("status") == "ok"
-        ):
-            out.not_converged.append((r["dataset"], _num(r["mass_GeV"])))
-    if not blinded:
-        for name in names:
-            mine = [  # flagged rows are left out of the largest local significance
-                r
-                for r in rows
-                if r["dataset"] == name
-                and r.get("status", "ok") == "ok"
-                and math.isfinite(_num(r["Z_local"]))
-            ]
-            if mine:
-                r = max(mine, key=lambda r: _num(r["Z_local"]))
-                out.best.append(
-                    Best(
-                        name,
-                        _num(r["mass_GeV"]),
-                        _num(r["Z_local"]),
-                        _num(r["Z_global"]),
-                        _num(r.get("Z_global_toys")),
-                    )
-                )
+        by.setdefault(r["dataset"], []).append(r)
+    out = []
+    for name, rs in by.items():
+
+        def span(col: str, rs: list[Mapping[str, str]] = rs) -> tuple[float, float]:
+            v = [x for r in rs if (x := _num(r, col)) is not None]
+            return (min(v), max(v)) if v else (math.nan, math.nan)
+
+        n = [int(x) for r in rs if (x := _num(r, "n_toys")) is not None]
+        out.append(
+            InjectionSummary(
+                name,
+                len({r["mass_GeV"] for r in rs}),
+                len({r["z_inj"] for r in rs}),
+                (min(n), max(n)) if n else (0, 0),
+                span("pull_mean"),
+                span("pull_width"),
+                span("cov_1sigma"),
+                span("cov_2sigma"),
+            )
+        )
     return out
+
+
+def injection_lines(s: InjectionSummary) -> list[str]:
+    """One dataset's injection closure as text (ranges over masses and strengths)."""
+
+    def rng(x: tuple[float, float], f: str = ".2f") -> str:
+        return f"{x[0]:{f}}" if x[0] == x[1] else f"{x[0]:{f}} to {x[1]:{f}}"
+
+    toys = f"{s.n_toys[0]}" if s.n_toys[0] == s.n_toys[1] else f"{s.n_toys[0]}-{s.n_toys[1]}"
+    return [
+        f"injection {s.dataset} ({s.n_masses} mass{'es' * (s.n_masses != 1)} x "
+        f"{s.n_strengths} strength{'s' * (s.n_strengths != 1)}, {toys} toys each)",
+        f"pull mean {rng(s.pull_mean)}, width {rng(s.pull_width)}; coverage of "
+        f"+-1 sigma_A {rng(s.cov_1sigma, '.3f')} (0.683), +-2 {rng(s.cov_2sigma, '.3f')} (0.954)",
+    ]
+
+
+def _num(row: Mapping[str, str], key: str) -> float | None:
+    try:
+        x = float(row[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _false(text: str | None) -> bool:
+    return str(text).strip().lower() in ("false", "0", "no")
+
+
+def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
+    """Per dataset (in table order): the figures above, from ``scan.csv`` rows."""
+    groups: dict[str, list[Mapping[str, str]]] = {}
+    for r in rows:
+        groups.setdefault(r["dataset"], []).append(r)
+    out = []
+    for name, rs in groups.items():
+        s = DatasetSummary(name, len(rs))
+        s.not_ok = [(float(r["mass_GeV"]), st) for r in rs if (st := r.get("status", "ok")) != "ok"]
+        s.not_converged = [float(r["mass_GeV"]) for r in rs if _false(r.get("gp_converged"))]
+        # flagged rows are left out of the largest local significance, as everywhere
+        sig = [
+            (z, r)
+            for r in rs
+            if r.get("status", "ok") == "ok" and (z := _num(r, "Z_local")) is not None
+        ]
+        if sig:
+            z, r = max(sig, key=lambda t: t[0])
+            s.most_significant = Extreme(float(r["mass_GeV"]), z)
+            s.Z_global = _num(r, "Z_global")
+            s.Z_global_toys = _num(r, "Z_global_toys")
+            s.p0_global_toys = _num(r, "p0_global_toys")
+        s.blinded = any(str(r.get("blinded", "")).lower() == "true" for r in rs)
+        column = "eps2_exp_med" if s.blinded else "eps2_up"
+        lim = [  # and out of the strongest and weakest limits
+            (v, float(r["mass_GeV"]))
+            for r in rs
+            if r.get("status", "ok") == "ok" and (v := _num(r, column)) is not None and v > 0
+        ]
+        if lim:
+            s.weakest = Extreme(*max(lim)[::-1])
+            s.strongest = Extreme(*min(lim)[::-1])
+        gof = [(v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "gof_p")) is not None]
+        if gof:
+            s.worst_gof = Extreme(*min(gof)[::-1])
+        out.append(s)
+    return out
+
+
+def _mev(m: float) -> str:
+    return f"{m * 1e3:g} MeV"
+
+
+def dataset_lines(s: DatasetSummary) -> list[str]:
+    """One dataset as a few lines of text."""
+    lines = [f"{s.dataset} ({s.n_masses} masses{', BLINDED' if s.blinded else ''})"]
+    if s.most_significant:
+        z = (
+            f"most significant: {_mev(s.most_significant.mass)}, Z_local "
+            f"{s.most_significant.value:.2f}"
+        )
+        if s.Z_global is not None:
+            z += f", Z_global {s.Z_global:.2f}"
+        if s.Z_global_toys is not None:
+            z += f", Z_global (toys) {s.Z_global_toys:.2f}"
+        lines.append(z)
+    if s.weakest and s.strongest:
+        lines.append(
+            f"{'expected (median) ' if s.blinded else ''}eps^2 limits: strongest "
+            f"{s.strongest.value:.3g} at "
+            f"{_mev(s.strongest.mass)}, weakest {s.weakest.value:.3g} at "
+            f"{_mev(s.weakest.mass)}"
+        )
+    if s.failures:
+        lines.append(
+            f"failed (no limit): {s.n_failed} ("
+            + ", ".join(f"{k}: {v}" for k, v in s.failures.items())
+            + ")"
+        )
+    flagged = f"flagged: {s.n_flagged}"
+    if s.flags:
+        flagged += " (" + ", ".join(f"{k}: {v}" for k, v in s.flags.items()) + ")"
+    lines.append(f"{flagged}; GP fits not converged: {s.n_not_converged}")
+    if s.worst_gof:
+        lines.append(f"smallest GOF p-value: {s.worst_gof.value:.3g} at {_mev(s.worst_gof.mass)}")
+    return lines

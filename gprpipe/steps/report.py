@@ -25,8 +25,8 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import stale_exports
 from gprpipe.pipeline.plan import stale_outputs
-from gprpipe.results.schema import plot_manifest_files
-from gprpipe.results.summary import Summary, read_scan_rows, summarize
+from gprpipe.results.schema import plot_manifest_files, read_csv_table
+from gprpipe.results.summary import DatasetSummary, summarize_scan
 
 REPORT = "report.html"
 INDEX = "index.html"
@@ -224,11 +224,21 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     scan_path = point_dir / "scan.csv"
     header: list[str] = []
     rows: list[list[tuple[str, str]]] = []
-    summary: Summary | None = None
+    summary: dict[str, Any] | None = None
     if scan_path.exists():
-        header, raw = read_scan_rows(scan_path)
+        header, raw = read_csv_table(scan_path)
         rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
-        summary = summarize(scan_path)
+        datasets = summarize_scan(raw)
+        summary = {
+            "n_rows": len(raw),
+            "datasets": datasets,
+            "blinded": any(s.blinded for s in datasets) or "Z_local" not in header,
+            "toys": any(s.Z_global_toys is not None for s in datasets),
+            "n_flagged": sum(s.n_flagged for s in datasets),
+            "n_failed": sum(s.n_failed for s in datasets),
+            "not_ok": [(s.dataset, m, st) for s in datasets for m, st in s.not_ok],
+            "not_converged": [(s.dataset, m) for s in datasets for m in s.not_converged],
+        }
     entry = _point_entry(info, point_dir)
     name = entry.get("name", point_dir.name)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
@@ -318,7 +328,7 @@ def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict
     tables = {}
     for name, _, d in points:
         if (d / "scan.csv").exists():
-            header, rows = read_scan_rows(d / "scan.csv")
+            header, rows = read_csv_table(d / "scan.csv")
             if "eps2_up" in header:  # blinded points have no observed limit to compare
                 tables[name] = rows
     if len(tables) < 2:
@@ -349,24 +359,31 @@ def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict
     return out
 
 
+def _most_significant(datasets: list[DatasetSummary]) -> DatasetSummary | None:
+    """The dataset (or ``combined``) with the largest ok local significance of a point."""
+    z = {id(s): s.most_significant.value for s in datasets if s.most_significant is not None}
+    return max((s for s in datasets if id(s) in z), key=lambda s: z[id(s)], default=None)
+
+
 def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     """Everything ``index.html`` shows: one row per grid point and the grid figure."""
     info = _run_info(run_dir)
     points = _points(run_dir)
     rows = []
     for name, values, d in points:
-        s: Summary | None = summarize(d / "scan.csv") if (d / "scan.csv").exists() else None
-        best = s.best_overall if s else None
+        scan = d / "scan.csv"
+        s = summarize_scan(read_csv_table(scan)[1]) if scan.exists() else None
         rows.append(
             {
                 "name": name,
                 "values": values,
                 "dir": d.name,
                 "report": f"{d.name}/{REPORT}" if (d / REPORT).exists() else None,
-                "blinded": s.blinded if s else None,
-                "best": best,
-                "flagged": len(s.flagged) if s else None,
-                "not_converged": len(s.not_converged) if s else None,
+                "blinded": any(x.blinded for x in s) if s is not None else None,
+                "best": _most_significant(s or []),
+                "flagged": sum(x.n_flagged for x in s) if s is not None else None,
+                "failed": sum(x.n_failed for x in s) if s is not None else None,
+                "not_converged": sum(x.n_not_converged for x in s) if s is not None else None,
             }
         )
     labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
