@@ -615,7 +615,9 @@ def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path):
 
 
 def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
-    """The real fit of 16 masses records its progress; the executor's ticks see it move."""
+    """The real fit of 16 masses records its progress; the executor's ticks see it move.
+    (40 optimiser restarts per mass keep the fit task running over several ticks, 0.5 s
+    apart, on a fast machine too: with 2 it ended between two ticks.)"""
     from gprpipe.config import load_points
     from gprpipe.engines import get_engine
     from gprpipe.executors.local import run_local
@@ -625,7 +627,13 @@ def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
     run_dir = tmp_path / "run"
     masses = [round(0.030 + 0.002 * k, 3) for k in range(16)]
     _, points = load_points(
-        QUICKSTART, [f"base.output={run_dir}", 'steps.run=["load", "fit"]', f"scan.masses={masses}"]
+        QUICKSTART,
+        [
+            f"base.output={run_dir}",
+            'steps.run=["load", "fit"]',
+            f"scan.masses={masses}",
+            "fit.n_restarts=40",
+        ],
     )
     write_point_configs(run_dir, points)
     tasks = plan_points(run_dir, points)
