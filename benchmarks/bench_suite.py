@@ -1,7 +1,7 @@
 """The test suite's time and where its CPU goes (issue target: the whole suite in 5 minutes on
 2 cores).
 
-Runs the README's test command (``python -m pytest -n 2`` by default) with this module as a
+Runs the README's test command (``python -m pytest -n 3`` by default) with this module as a
 pytest plugin that records, for every test, the CPU time of the test process itself and of
 the processes it waited for (``gprpipe run`` subprocesses with their fork servers and
 workers), and its wall time. The workers of runs made in a test process are children of the
@@ -14,7 +14,7 @@ schedule), the failed tests, then the CPU per test file and the tests that take 
 suite whose CPU floor exceeds the target cannot meet it by scheduling.
 
 Usage: python benchmarks/bench_suite.py [--top 20] [--log tests.tsv] [--] [pytest arguments,
-default -n 2]
+default -n 3]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> None:
         "start time; tab-separated) in this file (and, if a test failed, pytest's output "
         "in FILE.pytest.txt)",
     )
-    ap.add_argument("pytest_args", nargs="*", default=["-n", "2"])
+    ap.add_argument("pytest_args", nargs="*", default=["-n", "3"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "tests.tsv"
