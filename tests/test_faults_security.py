@@ -363,17 +363,17 @@ def test_outside_values_are_never_rendered_as_templates(cli, tmp_path: Path, mon
 
 def test_whole_config_rendering_is_bounded(cli, tmp_path: Path, monkeypatch):
     """Many slow strings: the config as a whole stops after MAX_CONFIG_SECONDS; every error
-    names its file and key (each string alone stays under the 1 s bound)."""
+    names its file and key (each string alone stays far under the 1 s bound)."""
     import time
 
     from gprpipe.config import render
 
-    slow = "{% for i in range(3000) %}{% for j in range(60) %}{% endfor %}{% endfor %}"
+    slow = "{% for i in range(300) %}{% for j in range(60) %}{% endfor %}{% endfor %}"
     t0 = time.monotonic()
     render.render_config({"label": slow})
-    one = time.monotonic() - t0  # 0.05-0.3 s, by the machine
-    assert one < render.MAX_SECONDS
-    # the whole-config bound at 10 strings' time: 40 strings exceed it on any machine
+    one = time.monotonic() - t0  # 5-30 ms, by the machine and its load
+    # the whole-config bound at 10 strings' time (the shipped 3 s took 40 strings of ten
+    # times this size on a slow host and under 3 s on a fast one): 40 strings exceed it
     monkeypatch.setattr(render, "MAX_CONFIG_SECONDS", min(render.MAX_CONFIG_SECONDS, 10 * one))
     labels = "\n".join(f"[datasets.d{i}]\nlabel = '{slow}'" for i in range(40))
     cfg = quickstart_child(tmp_path / "c.toml", labels + "\n")
@@ -382,7 +382,7 @@ def test_whole_config_rendering_is_bounded(cli, tmp_path: Path, monkeypatch):
     assert "Traceback" not in err and "internal error" not in err
     lines = err.strip().splitlines()
     assert all(x.startswith(f"error: {cfg}:") and ": datasets.d" in x for x in lines), err
-    assert any("longer than" in x for x in lines)
+    assert any("rendering the config took longer than" in x for x in lines), err
 
 
 @pytest.mark.parametrize(

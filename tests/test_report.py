@@ -143,7 +143,9 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
     """One summariser for every display: a flagged row whose GP fit did not converge is
     one flagged row and one non-converged fit in report.html, index.html and the command
     line's summary (the report counted failed rows as flagged and left flagged rows out
-    of the non-converged fits, so the two gave different numbers for one run)."""
+    of the non-converged fits, so the two gave different numbers for one run). A
+    combination's rows are rows (flagged, failed) but no fits: a dataset's non-converged
+    fit is counted once, not again at the combined mass that inherits its gp_converged."""
     from gprpipe.results.summary import dataset_lines
 
     cfg, point = _point(tmp_path)
@@ -151,6 +153,7 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
     for r in rows:
         if r["mass_GeV"] == "0.025":
             r["status"], r["gp_converged"] = "flag_gof", "false"
+    rows += [{**r, "dataset": "combined"} for r in rows]
     with open(point / "scan.csv", "w", newline="") as f:
         w = csv.DictWriter(f, header)
         w.writeheader()
@@ -158,14 +161,31 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
     report, index = write_reports(cfg, point)
     html = report.read_text()
     assert (
-        "1 flagged row (numbers that failed a quality check), 1 failed row (no numbers), "
+        "2 flagged rows (numbers that failed a quality check), 2 failed rows (no numbers), "
         "2 non-converged GP fits." in html
     )
     assert '<td class="text">2015</td><td>25</td><td class="text">flag_gof</td>' in html
-    assert "<td>1</td><td>1</td><td>2</td>" in index.read_text()  # flagged, failed, fits
-    (s,) = summarize_scan(rows)
+    assert '<td class="text">combined</td><td>25</td><td class="text">flag_gof</td>' in html
+    assert "Non-converged GP fits: 2015 20 MeV, 2015 25 MeV." in html
+    assert "<td>2</td><td>2</td><td>2</td>" in index.read_text()  # flagged, failed, fits
+    s, c = summarize_scan(rows)
     assert dataset_lines(s)[-1] == "flagged: 1 (flag_gof: 1); GP fits not converged: 2"
     assert "failed (no limit): 1 (limit failed: test: 1)" in dataset_lines(s)
+    assert dataset_lines(c)[-1] == "flagged: 1 (flag_gof: 1)"  # no fits of its own
+
+
+def test_the_index_says_blinded_for_a_table_without_observed_columns(tmp_path):
+    """report.html and index.html take one rule for a blinded point: the rows say so, or
+    the table has no observed column (the index looked at the rows only)."""
+    cfg, point = _point(tmp_path, blind=True)
+    header, rows = read_csv_table(point / "scan.csv")
+    with open(point / "scan.csv", "w", newline="") as f:  # without its blinded column
+        w = csv.DictWriter(f, [c for c in header if c != "blinded"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    report, index = write_reports(cfg, point)
+    assert 'id="blind-note"' in report.read_text()
+    assert '<span class="badge blinded">BLINDED</span>' in index.read_text()
 
 
 def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):

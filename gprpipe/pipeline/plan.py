@@ -21,10 +21,10 @@ import numpy as np
 
 from gprpipe.config.schema import STEPS, Config
 from gprpipe.pipeline.task import Task
+from gprpipe.results.schema import COMBINED
 from gprpipe.units import mass_within
 
 MERGE = "merge"
-COMBINED = "combined"
 
 
 def combined_masses(config: Config) -> np.ndarray:

@@ -15,10 +15,8 @@ from gprpipe.plotting.suite import (
     flag_mask,
     result_mask,
 )
-from gprpipe.results.schema import BAND_COLS
+from gprpipe.results.schema import BAND_COLS, COMBINED
 from gprpipe.units import MASS_TOL_GEV
-
-COMBINED = "combined"
 
 
 def _ok(a: dict[str, np.ndarray]) -> np.ndarray:

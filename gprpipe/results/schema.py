@@ -68,7 +68,8 @@ class Table:
 BAND_COLS = ("lo2", "lo1", "med", "hi1", "hi2")  # expected-limit bands N = -2, -1, 0, +1, +2
 _BAND_DOC = dict(zip(BAND_COLS, ("-2 sigma", "-1 sigma", "median", "+1 sigma", "+2 sigma")))
 
-DATASET = Column("dataset", doc="dataset key, or 'combined'")
+COMBINED = "combined"  # the dataset name of a combination's rows
+DATASET = Column("dataset", doc=f"dataset key, or {COMBINED!r}")
 MASS = Column("mass_GeV", "GeV", "test mass m_A'")
 
 LOAD = Table(

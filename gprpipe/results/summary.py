@@ -1,6 +1,7 @@
 """The summary of a scan and of an injection study, from their tables: what a physicist
-looks for first. One summariser for every display (the end-of-run text, ``gprpipe summary``,
-the TUI, ``report.html`` and the run's ``index.html``), so they give the same numbers.
+looks for first. One summariser for the end-of-run text, ``gprpipe summary``,
+``report.html`` and the run's ``index.html``, so they give the same numbers (the TUI's
+Results tab picks its most significant row by the same rule: ok rows only).
 
 ``summarize_scan(rows)`` takes the rows of one point's ``scan.csv`` (dicts of column -> text,
 as ``csv.DictReader`` gives them; blinded tables have no observed columns) and returns one
@@ -20,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gprpipe.results.schema import COMBINED
 from gprpipe.stats.quality import has_result
 
 
@@ -151,7 +153,16 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
     for name, rs in groups.items():
         s = DatasetSummary(name, len(rs))
         s.not_ok = [(float(r["mass_GeV"]), st) for r in rs if (st := r.get("status", "ok")) != "ok"]
-        s.not_converged = [float(r["mass_GeV"]) for r in rs if _false(r.get("gp_converged"))]
+        # fits whose numbers stand although the optimiser did not converge: a failed row
+        # (no numbers) is counted as failed only, and a combined row has no fit of its own
+        # (its gp_converged says whether every dataset's fit at that mass converged)
+        s.not_converged = [
+            float(r["mass_GeV"])
+            for r in rs
+            if name != COMBINED
+            and has_result(r.get("status", "ok"))
+            and _false(r.get("gp_converged"))
+        ]
         # flagged rows are left out of the largest local significance, as everywhere
         sig = [
             (z, r)
@@ -214,7 +225,10 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
     flagged = f"flagged: {s.n_flagged}"
     if s.flags:
         flagged += " (" + ", ".join(f"{k}: {v}" for k, v in s.flags.items()) + ")"
-    lines.append(f"{flagged}; GP fits not converged: {s.n_not_converged}")
+    if s.dataset == COMBINED:
+        lines.append(flagged)
+    else:
+        lines.append(f"{flagged}; GP fits not converged: {s.n_not_converged}")
     if s.worst_gof:
         lines.append(f"smallest GOF p-value: {s.worst_gof.value:.3g} at {_mev(s.worst_gof.mass)}")
     return lines

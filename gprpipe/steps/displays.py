@@ -30,8 +30,8 @@ import numpy as np
 
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_write_text
-from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import FigureJob
+from gprpipe.results.schema import COMBINED
 from gprpipe.steps.runner import seed_for
 from gprpipe.units import mass_within, same_mass
 

@@ -236,7 +236,7 @@ def export_spey(
     ``dataset = "combined"``: the concatenated windows of the combination
     (block-diagonal covariance; one shared eps^2)."""
     from gprpipe.config import point_config_from_file
-    from gprpipe.pipeline.plan import COMBINED
+    from gprpipe.results.schema import COMBINED
     from gprpipe.steps.limit import read_scan
 
     pdir = _point_dir(run_dir, point)

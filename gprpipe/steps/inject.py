@@ -38,9 +38,10 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
-from gprpipe.pipeline.plan import COMBINED, MERGE, inject_parts
+from gprpipe.pipeline.plan import MERGE, inject_parts
 from gprpipe.results.schema import (  # noqa: F401  (readers re-exported for callers)
     BLIND_INJECT,
+    COMBINED,
     INJECT,
     collect,
     csv_text,

@@ -19,10 +19,11 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import write_group, write_h5
-from gprpipe.pipeline.plan import COMBINED, MERGE, mass_parts
+from gprpipe.pipeline.plan import MERGE, mass_parts
 from gprpipe.results.schema import (  # noqa: F401  (re-exported for callers)
     BAND_COLS,
     BLIND_SCAN,
+    COMBINED,
     OBSERVED,
     SCAN,
     collect,

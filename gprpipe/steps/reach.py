@@ -26,8 +26,8 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.cache import vouched_for
-from gprpipe.pipeline.plan import COMBINED
 from gprpipe.plotting.style import save
+from gprpipe.results.schema import COMBINED
 from gprpipe.stats.reach import combine_inverse_variance, information_fractions, project
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass

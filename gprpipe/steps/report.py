@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +233,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         summary = {
             "n_rows": len(raw),
             "datasets": datasets,
-            "blinded": any(s.blinded for s in datasets) or "Z_local" not in header,
+            "blinded": _blinded(header, datasets),
             "toys": any(s.Z_global_toys is not None for s in datasets),
             "n_flagged": sum(s.n_flagged for s in datasets),
             "n_failed": sum(s.n_failed for s in datasets),
@@ -359,10 +360,18 @@ def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict
     return out
 
 
+def _blinded(header: list[str], datasets: list[DatasetSummary]) -> bool:
+    """A blinded scan: its rows say so, or the table has no observed column at all."""
+    return any(s.blinded for s in datasets) or "Z_local" not in header
+
+
 def _most_significant(datasets: list[DatasetSummary]) -> DatasetSummary | None:
     """The dataset (or ``combined``) with the largest ok local significance of a point."""
-    z = {id(s): s.most_significant.value for s in datasets if s.most_significant is not None}
-    return max((s for s in datasets if id(s) in z), key=lambda s: z[id(s)], default=None)
+    best, best_z = None, -math.inf
+    for s in datasets:
+        if s.most_significant is not None and s.most_significant.value > best_z:
+            best, best_z = s, s.most_significant.value
+    return best
 
 
 def index_context(cfg, run_dir: Path) -> dict[str, Any]:
@@ -372,14 +381,18 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     rows = []
     for name, values, d in points:
         scan = d / "scan.csv"
-        s = summarize_scan(read_csv_table(scan)[1]) if scan.exists() else None
+        s, blinded = None, None
+        if scan.exists():
+            header, table = read_csv_table(scan)
+            s = summarize_scan(table)
+            blinded = _blinded(header, s)
         rows.append(
             {
                 "name": name,
                 "values": values,
                 "dir": d.name,
                 "report": f"{d.name}/{REPORT}" if (d / REPORT).exists() else None,
-                "blinded": any(x.blinded for x in s) if s is not None else None,
+                "blinded": blinded,
                 "best": _most_significant(s or []),
                 "flagged": sum(x.n_flagged for x in s) if s is not None else None,
                 "failed": sum(x.n_failed for x in s) if s is not None else None,
