@@ -34,6 +34,7 @@ NUMERICS_VERSION = 16  # 16: each N_eff term at most 1 (a sparse scan's masses c
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 1  # 1: report and index count flagged, failed, non-converged rows as the CLI does
+PLOT_VERSION = 2  # 2: index names the dataset of its largest Z, has the toys' global Z; N_eff
+# to one decimal in HEPData; 1: report and index count flagged, failed, non-converged rows alike
 
 __all__ = ["NUMERICS_VERSION", "PLOT_VERSION", "__version__"]

@@ -324,6 +324,11 @@ def test_hepdata_submission_validates(run2015: Path):
     assert sig["dependent_variables"][1]["values"][1]["value"] == pytest.approx(
         float(scan[("2015", 0.06)]["Z_local"]), rel=1e-4
     )
+    # N_eff of the Sidak correction as the docs give it, one decimal (it was "26" for 25.98)
+    from gprpipe.results.schema import read_scan
+
+    n_eff = float(read_scan(run2015 / "limit.h5")["2015"]["n_eff"][0])
+    assert f"N_eff = {n_eff:.1f}" in (folder / "submission.yaml").read_text()
 
 
 @pytest.mark.slow

@@ -164,10 +164,14 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
         "2 flagged rows (numbers that failed a quality check), 2 failed rows (no numbers), "
         "2 non-converged GP fits." in html
     )
-    assert '<td class="text">2015</td><td>25</td><td class="text">flag_gof</td>' in html
-    assert '<td class="text">combined</td><td>25</td><td class="text">flag_gof</td>' in html
-    assert "Non-converged GP fits: 2015 20 MeV, 2015 25 MeV." in html
-    assert "<td>2</td><td>2</td><td>2</td>" in index.read_text()  # flagged, failed, fits
+    # rows named by the datasets' labels, as in the rest of the report
+    assert '<td class="text">HPS 2015</td><td>25</td><td class="text">flag_gof</td>' in html
+    assert '<td class="text">Combined</td><td>25</td><td class="text">flag_gof</td>' in html
+    assert "Non-converged GP fits: HPS 2015 20 MeV, HPS 2015 25 MeV." in html
+    idx = index.read_text()
+    assert "<td>2</td><td>2</td><td>2</td>" in idx  # flagged, failed, fits
+    # the largest local Z says whose it is (2015's 3.20 at 31 MeV; combined has the same)
+    assert '<td>3.20</td><td class="text">HPS 2015</td><td>31</td><td>0.70</td>' in idx
     s, c = summarize_scan(rows)
     assert dataset_lines(s)[-1] == "flagged: 1 (flag_gof: 1); GP fits not converged: 2"
     assert "failed (no limit): 1 (limit failed: test: 1)" in dataset_lines(s)
@@ -192,8 +196,9 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
     """With whole-scan toys (limit.global_toys) the headline table has their global Z next
     to Sidak's (it gave Sidak's alone, the number the README says overstates it)."""
     cfg, point = _point(tmp_path)
-    report, _ = write_reports(cfg, point)
+    report, index = write_reports(cfg, point)
     assert "whole-scan toys" not in report.read_text()  # no toys: no empty column
+    assert "whole-scan toys" not in index.read_text()
     header, rows = read_csv_table(point / "scan.csv")
     for r in rows:
         r["Z_global_toys"] = "0.41" if r["Z_local"] == "3.2" else "0.0"
@@ -202,10 +207,13 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
         w.writeheader()
         w.writerows(rows)
     assert summarize_scan(read_csv_table(point / "scan.csv")[1])[0].Z_global_toys == 0.41
-    report, _ = write_reports(cfg, point)
+    report, index = write_reports(cfg, point)
     html = report.read_text()
     assert "<th>global Z there (Sidak)</th><th>global Z there (whole-scan toys)</th>" in html
     assert "<td>3.20</td><td>31</td><td>0.70</td><td>0.41</td>" in html
+    idx = index.read_text()  # the index too (it gave Sidak's alone)
+    assert "<th>global Z (Sidak)</th><th>global Z (whole-scan toys)</th>" in idx
+    assert '<td>3.20</td><td class="text">HPS 2015</td><td>31</td><td>0.70</td><td>0.41</td>' in idx
 
 
 def test_report_content_escaped_and_complete(tmp_path):

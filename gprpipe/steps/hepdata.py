@@ -141,7 +141,7 @@ def significance_table(
     t.description = (
         f"Local and global background-only p-values p0 and significances Z of "
         f"{dataset} vs the A' mass (global: Sidak correction with "
-        f"N_eff = {n_eff:.3g}"
+        f"N_eff = {n_eff:.1f}"
         + (
             f"; and from {global_toys} whole-scan background-only toys (toys): quote the "
             "toys' number, Sidak's assumes N_eff independent windows"

@@ -26,7 +26,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import stale_exports
 from gprpipe.pipeline.plan import stale_outputs
-from gprpipe.results.schema import plot_manifest_files, read_csv_table
+from gprpipe.results.schema import COMBINED, plot_manifest_files, read_csv_table
 from gprpipe.results.summary import DatasetSummary, summarize_scan
 
 REPORT = "report.html"
@@ -143,7 +143,7 @@ def _exports(point_dir: Path) -> list[str]:
 
 def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
     """Provenance attributes of the point's HDF5 files (not those of an earlier config)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in H5_FILES:
         path = point_dir / name
         if not path.exists() or path in stale:
@@ -253,7 +253,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "point": name,
         "values": entry.get("values", {}),
         "blinded": bool(cfg.base.blind),
-        "labels": {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"},
+        "labels": _labels(cfg),
         "summary": summary,
         "figures": _figures(point_dir),
         "header": header,
@@ -360,6 +360,11 @@ def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict
     return out
 
 
+def _labels(cfg) -> dict[str, str]:
+    """Dataset key -> the label every display shows (the key when it has none)."""
+    return {n: cfg.datasets[n].label or n for n in cfg.datasets} | {COMBINED: "Combined"}
+
+
 def _blinded(header: list[str], datasets: list[DatasetSummary]) -> bool:
     """A blinded scan: its rows say so, or the table has no observed column at all."""
     return any(s.blinded for s in datasets) or "Z_local" not in header
@@ -378,7 +383,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     """Everything ``index.html`` shows: one row per grid point and the grid figure."""
     info = _run_info(run_dir)
     points = _points(run_dir)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, values, d in points:
         scan = d / "scan.csv"
         s, blinded = None, None
@@ -399,11 +404,13 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
                 "not_converged": sum(x.n_not_converged for x in s) if s is not None else None,
             }
         )
-    labels = {n: cfg.datasets[n].label or n for n in cfg.datasets} | {"combined": "Combined"}
+    labels = _labels(cfg)
     has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURE, labels)
     return {
         "title": cfg.base.name,
         "rows": rows,
+        "labels": labels,
+        "toys": any(r["best"] is not None and r["best"].Z_global_toys is not None for r in rows),
         "figure": GRID_FIGURE if has_fig else None,
         "comparisons": grid_comparison(run_dir, points, labels),
         "exports": _exports(run_dir),
