@@ -746,3 +746,24 @@ async def test_a_blinded_run_shows_blinded_and_expected_limits_only(tmp_path):
         assert "BLINDED: no significance and no observed limit" in keys
         assert "nan" not in keys and "best local Z" not in keys
         assert f"60 MeV {float(rows[0.06]['eps2_exp_med']):.2e}" in keys
+
+
+def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path):
+    """The Results tab's headline picks the row the reports pick (ok rows only, across the
+    datasets and the combination) and gives the toys' global Z beside Sidak's when the
+    scan has whole-scan toys (it gave Sidak's alone)."""
+    from gprpipe.tui.runs import Scan, _value, key_numbers
+
+    text = (
+        "dataset,mass_GeV,Z_local,Z_global,p0_global,Z_global_toys,eps2_up,eps2_exp_med,"
+        "gp_converged,status\n"
+        "2015,0.03,2.5,1.2,0.11,0.7,1e-6,2e-6,true,ok\n"
+        "2015,0.04,3.9,,,,1e-6,2e-6,true,flag_gof\n"  # larger, but flagged
+        "combined,0.03,2.1,0.8,0.21,,1e-6,2e-6,true,ok\n"
+    )
+    table = list(csv.DictReader(io.StringIO(text)))  # as read_scan parses a vouched file
+    rows = [{c: _value(c, v) for c, v in r.items()} for r in table]
+    k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), rows), [0.03])
+    assert (k.best_dataset, k.best_mass, k.best_z) == ("2015", 0.03, 2.5)
+    assert (k.global_z, k.global_p, k.global_z_toys) == (1.2, 0.11, 0.7)
+    assert k.limits == [("2015", 0.03, 1e-6, 2e-6), ("combined", 0.03, 1e-6, 2e-6)]

@@ -1,7 +1,6 @@
 """The summary of a scan and of an injection study, from their tables: what a physicist
-looks for first. One summariser for the end-of-run text, ``gprpipe summary``,
-``report.html`` and the run's ``index.html``, so they give the same numbers (the TUI's
-Results tab picks its most significant row by the same rule: ok rows only).
+looks for first. One summariser for the end-of-run text, ``gprpipe summary``, the TUI's
+Results tab, ``report.html`` and the run's ``index.html``, so they give the same numbers.
 
 ``summarize_scan(rows)`` takes the rows of one point's ``scan.csv`` (dicts of column -> text,
 as ``csv.DictReader`` gives them; blinded tables have no observed columns) and returns one
@@ -20,6 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gprpipe.results.schema import COMBINED
 from gprpipe.stats.quality import has_result
@@ -40,7 +40,8 @@ class DatasetSummary:
     dataset: str
     n_masses: int
     most_significant: Extreme | None = None  # value: Z_local
-    Z_global: float | None = None
+    Z_global: float | None = None  # Sidak, at the most significant mass
+    p0_global: float | None = None
     Z_global_toys: float | None = None
     p0_global_toys: float | None = None
     weakest: Extreme | None = None  # value: eps2_up (largest)
@@ -132,7 +133,7 @@ def injection_lines(s: InjectionSummary) -> list[str]:
     ]
 
 
-def _num(row: Mapping[str, str], key: str) -> float | None:
+def _num(row: Mapping[str, Any], key: str) -> float | None:
     try:
         x = float(row[key])
     except (KeyError, TypeError, ValueError):
@@ -144,9 +145,9 @@ def _false(text: str | None) -> bool:
     return str(text).strip().lower() in ("false", "0", "no")
 
 
-def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
+def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
     """Per dataset (in table order): the figures above, from ``scan.csv`` rows."""
-    groups: dict[str, list[Mapping[str, str]]] = {}
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["dataset"], []).append(r)
     out = []
@@ -173,6 +174,7 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
             z, r = max(sig, key=lambda t: t[0])
             s.most_significant = Extreme(float(r["mass_GeV"]), z)
             s.Z_global = _num(r, "Z_global")
+            s.p0_global = _num(r, "p0_global")
             s.Z_global_toys = _num(r, "Z_global_toys")
             s.p0_global_toys = _num(r, "p0_global_toys")
         s.blinded = any(str(r.get("blinded", "")).lower() == "true" for r in rs)
@@ -190,6 +192,16 @@ def summarize_scan(rows: Iterable[Mapping[str, str]]) -> list[DatasetSummary]:
             s.worst_gof = Extreme(*min(gof)[::-1])
         out.append(s)
     return out
+
+
+def most_significant(datasets: Iterable[DatasetSummary]) -> DatasetSummary | None:
+    """The dataset (or ``combined``) holding a point's largest ok local significance (the
+    first on a tie); None when no row has one (blinded, or all flagged)."""
+    best, best_z = None, -math.inf
+    for s in datasets:
+        if s.most_significant is not None and s.most_significant.value > best_z:
+            best, best_z = s, s.most_significant.value
+    return best
 
 
 def _mev(m: float) -> str:

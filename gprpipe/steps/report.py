@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import stale_exports
 from gprpipe.pipeline.plan import stale_outputs
 from gprpipe.results.schema import COMBINED, plot_manifest_files, read_csv_table
-from gprpipe.results.summary import DatasetSummary, summarize_scan
+from gprpipe.results.summary import DatasetSummary, most_significant, summarize_scan
 
 REPORT = "report.html"
 INDEX = "index.html"
@@ -370,15 +369,6 @@ def _blinded(header: list[str], datasets: list[DatasetSummary]) -> bool:
     return any(s.blinded for s in datasets) or "Z_local" not in header
 
 
-def _most_significant(datasets: list[DatasetSummary]) -> DatasetSummary | None:
-    """The dataset (or ``combined``) with the largest ok local significance of a point."""
-    best, best_z = None, -math.inf
-    for s in datasets:
-        if s.most_significant is not None and s.most_significant.value > best_z:
-            best, best_z = s, s.most_significant.value
-    return best
-
-
 def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     """Everything ``index.html`` shows: one row per grid point and the grid figure."""
     info = _run_info(run_dir)
@@ -398,7 +388,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
                 "dir": d.name,
                 "report": f"{d.name}/{REPORT}" if (d / REPORT).exists() else None,
                 "blinded": blinded,
-                "best": _most_significant(s or []),
+                "best": most_significant(s or []),
                 "flagged": sum(x.n_flagged for x in s) if s is not None else None,
                 "failed": sum(x.n_failed for x in s) if s is not None else None,
                 "not_converged": sum(x.n_not_converged for x in s) if s is not None else None,

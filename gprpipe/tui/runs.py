@@ -16,6 +16,7 @@ from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.plan import Layout
 from gprpipe.pipeline.store import load_run_info
 from gprpipe.results.schema import plot_manifest_files, read_csv_table
+from gprpipe.results.summary import most_significant, summarize_scan
 
 
 def tail(path: Path | None, n: int = 12) -> str:
@@ -101,28 +102,27 @@ class KeyNumbers:
     best_z: float = math.nan
     best_dataset: str = ""
     best_mass: float = math.nan  # GeV
-    global_z: float = math.nan
+    global_z: float = math.nan  # Sidak
     global_p: float = math.nan
+    global_z_toys: float = math.nan  # whole-scan toys (limit.global_toys), NaN without
     limits: list[tuple[str, float, float, float]] = field(default_factory=list)
     # (dataset, mass GeV, observed eps2, expected median eps2)
 
 
 def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = None) -> KeyNumbers:
-    """Best local Z (over the ``ok`` rows: flagged rows are no discovery), global Z of that
-    row, limits at the nearest masses."""
+    """Best local Z (over the ``ok`` rows: flagged rows are no discovery; the reports'
+    rule, :func:`gprpipe.results.summary.most_significant`), global Z of that row (Sidak,
+    and the toys' when the scan has them), limits at the nearest masses."""
     out = KeyNumbers()
-    rows = [
-        r
-        for r in scan.rows
-        if not math.isnan(number(r.get("Z_local"))) and str(r.get("status", "ok")) == "ok"
-    ]
-    if rows:
-        best = max(rows, key=lambda r: number(r["Z_local"]))
-        out.best_z = number(best["Z_local"])
-        out.best_dataset = str(best["dataset"])
-        out.best_mass = number(best["mass_GeV"])
-        out.global_z = number(best.get("Z_global"))
-        out.global_p = number(best.get("p0_global"))
+    best = most_significant(summarize_scan(scan.rows))
+    if best is not None and best.most_significant is not None:
+        out.best_z = best.most_significant.value
+        out.best_dataset = best.dataset
+        out.best_mass = best.most_significant.mass
+        out.global_z = math.nan if best.Z_global is None else best.Z_global
+        out.global_p = math.nan if best.p0_global is None else best.p0_global
+        if best.Z_global_toys is not None:
+            out.global_z_toys = best.Z_global_toys
     names = [dataset] if dataset else scan.datasets()
     for name in names:
         rows = scan.of(name)
