@@ -214,6 +214,18 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
     idx = index.read_text()  # the index too (it gave Sidak's alone)
     assert "<th>global Z (Sidak)</th><th>global Z (whole-scan toys)</th>" in idx
     assert '<td>3.20</td><td class="text">HPS 2015</td><td>31</td><td>0.70</td><td>0.41</td>' in idx
+    # a combination has no whole-scan toys: with the largest Z there the column stays
+    top = next(r for r in rows if r["Z_local"] == "3.2")
+    rows.append({**top, "dataset": "combined", "Z_local": "3.5", "Z_global": "0.9"})
+    rows[-1]["Z_global_toys"] = "nan"
+    with open(point / "scan.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, [*header, "Z_global_toys"])
+        w.writeheader()
+        w.writerows(rows)
+    _, index = write_reports(cfg, point)
+    idx = index.read_text()
+    assert "<th>global Z (Sidak)</th><th>global Z (whole-scan toys)</th>" in idx
+    assert '<td>3.50</td><td class="text">Combined</td><td>31</td><td>0.90</td><td>-</td>' in idx
 
 
 def test_report_content_escaped_and_complete(tmp_path):

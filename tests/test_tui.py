@@ -7,6 +7,7 @@ import csv
 import functools
 import io
 import json
+import math
 import time
 from pathlib import Path
 
@@ -767,3 +768,7 @@ def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path
     assert (k.best_dataset, k.best_mass, k.best_z) == ("2015", 0.03, 2.5)
     assert (k.global_z, k.global_p, k.global_z_toys) == (1.2, 0.11, 0.7)
     assert k.limits == [("2015", 0.03, 1e-6, 2e-6), ("combined", 0.03, 1e-6, 2e-6)]
+    # every row flagged: no best row (the tab says so instead of "best local Z nan")
+    flagged = [{**r, "status": "flag_gof"} for r in rows]
+    k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), flagged), [0.03])
+    assert math.isnan(k.best_z) and k.best_dataset == ""

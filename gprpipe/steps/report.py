@@ -392,6 +392,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
                 "flagged": sum(x.n_flagged for x in s) if s is not None else None,
                 "failed": sum(x.n_failed for x in s) if s is not None else None,
                 "not_converged": sum(x.n_not_converged for x in s) if s is not None else None,
+                "toys": s is not None and any(x.Z_global_toys is not None for x in s),
             }
         )
     labels = _labels(cfg)
@@ -400,7 +401,8 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
         "title": cfg.base.name,
         "rows": rows,
         "labels": labels,
-        "toys": any(r["best"] is not None and r["best"].Z_global_toys is not None for r in rows),
+        # a combination has no whole-scan toys: the column is there when a dataset has them
+        "toys": any(r["toys"] for r in rows),
         "figure": GRID_FIGURE if has_fig else None,
         "comparisons": grid_comparison(run_dir, points, labels),
         "exports": _exports(run_dir),

@@ -248,6 +248,10 @@ class ResultsPane(Widget):
             t.append(": no significance and no observed limit (expected limits only)\n")
             t.append("ε² limits exp: ")
             limits = [f"{m * 1e3:g} MeV {exp:.2e}" for _, m, _, exp in k.limits]
+        elif math.isnan(k.best_z):
+            t.append("no ok row: every mass is flagged or failed (see the status column)\n")
+            t.append("ε² limits obs/exp: ")
+            limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]
         else:
             t.append("best local Z ")
             t.append(f"{k.best_z:.2f}", style="bold")
