@@ -643,6 +643,23 @@ def test_set_overrides_win_and_are_validated(tmp_path: Path, cli):
     assert "error: --set fit.n_restarts: Input should be greater than or equal to 0" in err
 
 
+def test_an_unknown_key_like_no_other_lists_what_its_table_takes(cli):
+    """A newcomer's guess is often close to no key: the sentence then names the keys its
+    table takes (it said "unknown key." alone)."""
+    from gprpipe.config.schema import Displays, Fit
+
+    code, _, err = cli(
+        "validate", QUICKSTART, "--set", "fit.nope=1", "--set", "plot.displays.nope=1"
+    )
+    assert code == 1
+    assert f"error: --set fit.nope: unknown key; [fit] takes {', '.join(Fit.model_fields)}." in err
+    assert f"[plot.displays] takes {', '.join(Displays.model_fields)}." in err
+    code, _, err = cli("validate", QUICKSTART, "--set", "nope=1")
+    assert err.startswith("error: --set nope: unknown key; the config's sections are base, ")
+    code, _, err = cli("validate", QUICKSTART, "--set", "datasets.demo.nope=1")
+    assert "unknown key; a dataset takes card, label, path, hist, range," in err
+
+
 def test_set_relative_data_path_is_relative_to_cwd(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "d.root").write_bytes(b"")

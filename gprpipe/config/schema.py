@@ -539,16 +539,18 @@ class Config(Section):
 
 
 def known_keys(parts: tuple[str, ...]) -> list[str]:
-    """Keys allowed in the table at ``parts`` (for did-you-mean hints)."""
-    model: type[BaseModel] | None = Config
+    """Keys allowed in the table at ``parts`` (for did-you-mean hints); [] where any key
+    goes (the dataset names under ``datasets``, ``[grid]``)."""
     if parts[:1] == ("datasets",):
-        model = Dataset if len(parts) == 2 else None
-    elif len(parts) == 1:
-        ann = Config.model_fields[parts[0]].annotation if parts[0] in Config.model_fields else None
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    elif parts:
-        model = None
-    return list(model.model_fields) if model else []
+        return list(Dataset.model_fields) if len(parts) == 2 else []
+    model: type[BaseModel] = Config
+    for part in parts:
+        field = model.model_fields.get(part)
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
 
 
 def _dotted_keys() -> dict[str, str]:
@@ -566,13 +568,22 @@ def _dotted_keys() -> dict[str, str]:
 
 
 def _unknown_hint(parts: list[str]) -> str:
-    """Did-you-mean for an unknown key: a sibling, else the same name in another section."""
-    hint = did_you_mean(parts[-1], known_keys(tuple(parts[:-1])))
+    """Did-you-mean for an unknown key: a sibling, else the same name in another section,
+    else the keys the table takes (a newcomer's guess is often nothing like any key)."""
+    keys = known_keys(tuple(parts[:-1]))
+    hint = did_you_mean(parts[-1], keys)
     if hint:
         return hint
     full = _dotted_keys()
     close = difflib.get_close_matches(parts[-1], list(full), n=1, cutoff=0.8)
-    return f"; did you mean {full[close[0]]!r}?" if close else ""
+    if close:
+        return f"; did you mean {full[close[0]]!r}?"
+    if not keys:
+        return ""
+    table = "the config's sections are" if len(parts) == 1 else f"[{'.'.join(parts[:-1])}] takes"
+    if parts[:1] == ["datasets"]:
+        table = "a dataset takes"
+    return f"; {table} {', '.join(keys)}"
 
 
 def _new_dataset_errors(data: dict[str, Any], where: Where) -> dict[str, Issue]:
