@@ -246,6 +246,27 @@ def test_a_blinded_folder_is_not_run_unblinded_without_unblind(tmp_path, cli):
     assert code == 0, err
 
 
+def test_a_blinded_run_says_it_replaces_observed_results(tmp_path):
+    """A blinded run into a folder holding observed (unblinded) results replaces them with
+    expected limits: it says so (it did silently); once replaced, it says nothing."""
+    out_dir = tmp_path / "r"
+    base = ("run", QUICKSTART, "--steps", "load,fit,limit")
+    sets = settings(f"base.output={out_dir}", "scan.masses=[0.06]")
+    code, _, err = run_cli_here(*base, *sets)
+    assert code == 0, err
+    notice = (
+        f"notice: nominal: observed (unblinded) results in {out_dir}; this blinded run "
+        "replaces them with expected limits only ('gprpipe run --unblind' computes them "
+        "again)."
+    )
+    code, out, err = run_cli_here(*base, *sets, "--set", "base.blind=true")
+    assert code == 0, err
+    assert notice in out + err
+    assert "Z_local" not in (out_dir / "nominal" / "scan.csv").read_text()
+    code, out, err = run_cli_here(*base, *sets, "--set", "base.blind=true")
+    assert code == 0 and "observed (unblinded)" not in out + err
+
+
 def test_blind_refuses_training_inside_the_window(tmp_path, cli):
     cfg = quickstart_child(
         tmp_path / "c.toml",

@@ -454,6 +454,30 @@ def _refuse_silent_unblinding(run_dir: Path, points: Sequence[Point]) -> None:
         )
 
 
+def _observed_replaced(run_dir: Path, points: Sequence[Point]) -> str:
+    """The notice for a blinded run into a folder whose points hold observed (unblinded)
+    results: the run replaces them with expected limits only (nothing is seen that was
+    not seen; they come back with ``--unblind``). '' when there are none."""
+    names = []
+    for p in points:
+        scan = point_dir(run_dir, p) / "scan.csv"
+        if p.config.base.blind and scan.is_file():
+            try:
+                with scan.open() as f:
+                    header = f.readline().strip().split(",")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if "Z_local" in header:
+                names.append(p.name)
+    if not names:
+        return ""
+    return (
+        f"notice: {', '.join(names)}: observed (unblinded) results in {run_dir}; this "
+        "blinded run replaces them with expected limits only ('gprpipe run --unblind' "
+        "computes them again)."
+    )
+
+
 def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> None:
     """Refuse, before anything starts, tasks that read what a step left out of the run
     would write and the run directory does not hold (it failed later as 'not committed'),
@@ -617,6 +641,8 @@ def run(
     _refuse_observed_exports(run_dir, points)
     if not opts.unblind:
         _refuse_silent_unblinding(run_dir, points)
+    if replaced := _observed_replaced(run_dir, points):
+        obs.notice(replaced)
     if opts.dry_run:
         result.preview = ex.preview(tasks)
         return result
