@@ -458,17 +458,17 @@ def _observed_replaced(run_dir: Path, points: Sequence[Point]) -> str:
     """The notice for a blinded run into a folder whose points hold observed (unblinded)
     results: the run replaces them with expected limits only (nothing is seen that was
     not seen; they come back with ``--unblind``). '' when there are none."""
+    from gprpipe.results.schema import csv_header, has_observed
+
     names = []
     for p in points:
         scan = point_dir(run_dir, p) / "scan.csv"
         if p.config.base.blind and scan.is_file():
             try:
-                with scan.open() as f:
-                    header = f.readline().strip().split(",")
+                if has_observed(csv_header(scan)):
+                    names.append(p.name)
             except (OSError, UnicodeDecodeError):
                 continue
-            if "Z_local" in header:
-                names.append(p.name)
     if not names:
         return ""
     return (

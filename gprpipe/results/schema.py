@@ -21,7 +21,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +146,13 @@ OBSERVED = (
     "Z_global_toys",
 )
 BLIND_SCAN = SCAN.without(OBSERVED, (Column("blinded", "", "true: a blinded run"),))
+
+
+def has_observed(columns: Iterable[str]) -> bool:
+    """Whether a table with these columns holds observed quantities (a blinded one has
+    none of :data:`OBSERVED`)."""
+    return not set(OBSERVED).isdisjoint(columns)
+
 
 GLOBAL_TOYS = Table(
     "global_toys",
@@ -352,6 +359,12 @@ def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         reader = csv.DictReader(f)
         rows = list(reader)
         return list(reader.fieldnames or []), rows
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a results CSV, without reading its rows."""
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

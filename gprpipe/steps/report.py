@@ -25,8 +25,13 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import stale_exports
 from gprpipe.pipeline.plan import stale_outputs
-from gprpipe.results.schema import COMBINED, plot_manifest_files, read_csv_table
-from gprpipe.results.summary import DatasetSummary, most_significant, summarize_scan
+from gprpipe.results.schema import (
+    COMBINED,
+    has_observed,
+    plot_manifest_files,
+    read_csv_table,
+)
+from gprpipe.results.summary import most_significant, summarize_scan
 
 REPORT = "report.html"
 INDEX = "index.html"
@@ -228,17 +233,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     if scan_path.exists():
         header, raw = read_csv_table(scan_path)
         rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
-        datasets = summarize_scan(raw)
-        summary = {
-            "n_rows": len(raw),
-            "datasets": datasets,
-            "blinded": _blinded(header, datasets),
-            "toys": any(s.Z_global_toys is not None for s in datasets),
-            "n_flagged": sum(s.n_flagged for s in datasets),
-            "n_failed": sum(s.n_failed for s in datasets),
-            "not_ok": [(s.dataset, m, st) for s in datasets for m, st in s.not_ok],
-            "not_converged": [(s.dataset, m) for s in datasets for m in s.not_converged],
-        }
+        summary = _scan_summary(header, raw)
     entry = _point_entry(info, point_dir)
     name = entry.get("name", point_dir.name)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
@@ -364,9 +359,22 @@ def _labels(cfg) -> dict[str, str]:
     return {n: cfg.datasets[n].label or n for n in cfg.datasets} | {COMBINED: "Combined"}
 
 
-def _blinded(header: list[str], datasets: list[DatasetSummary]) -> bool:
-    """A blinded scan: its rows say so, or the table has no observed column at all."""
-    return any(s.blinded for s in datasets) or "Z_local" not in header
+def _scan_summary(header: list[str], raw: list[dict[str, str]]) -> dict[str, Any]:
+    """What report.html and index.html show of a point's scan.csv (one summariser,
+    :func:`summarize_scan`, totalled over its datasets and the combination)."""
+    datasets = summarize_scan(raw)
+    return {
+        "n_rows": len(raw),
+        "datasets": datasets,
+        # a blinded scan: its rows say so, or the table has no observed column at all
+        "blinded": any(s.blinded for s in datasets) or not has_observed(header),
+        "toys": any(s.Z_global_toys is not None for s in datasets),
+        "best": most_significant(datasets),
+        "n_flagged": sum(s.n_flagged for s in datasets),
+        "n_failed": sum(s.n_failed for s in datasets),
+        "not_ok": [(s.dataset, m, st) for s in datasets for m, st in s.not_ok],
+        "not_converged": [(s.dataset, m) for s in datasets for m in s.not_converged],
+    }
 
 
 def index_context(cfg, run_dir: Path) -> dict[str, Any]:
@@ -376,23 +384,19 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for name, values, d in points:
         scan = d / "scan.csv"
-        s, blinded = None, None
-        if scan.exists():
-            header, table = read_csv_table(scan)
-            s = summarize_scan(table)
-            blinded = _blinded(header, s)
+        sm = _scan_summary(*read_csv_table(scan)) if scan.exists() else None
         rows.append(
             {
                 "name": name,
                 "values": values,
                 "dir": d.name,
                 "report": f"{d.name}/{REPORT}" if (d / REPORT).exists() else None,
-                "blinded": blinded,
-                "best": most_significant(s or []),
-                "flagged": sum(x.n_flagged for x in s) if s is not None else None,
-                "failed": sum(x.n_failed for x in s) if s is not None else None,
-                "not_converged": sum(x.n_not_converged for x in s) if s is not None else None,
-                "toys": s is not None and any(x.Z_global_toys is not None for x in s),
+                "blinded": sm["blinded"] if sm else None,
+                "best": sm["best"] if sm else None,
+                "flagged": sm["n_flagged"] if sm else None,
+                "failed": sm["n_failed"] if sm else None,
+                "not_converged": len(sm["not_converged"]) if sm else None,
+                "toys": bool(sm and sm["toys"]),
             }
         )
     labels = _labels(cfg)

@@ -17,6 +17,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
 
 from gprpipe.errors import GprpipeError
+from gprpipe.results.schema import has_observed
 from gprpipe.tui.model import show_path
 from gprpipe.tui.runs import (
     Scan,
@@ -239,7 +240,7 @@ class ResultsPane(Widget):
             plot.show(None, "", [])
             return
         k = key_numbers(self.scan, self.masses(), dataset or None)
-        blinded = "Z_local" not in self.scan.columns  # a blinded run: expected limits only
+        blinded = not has_observed(self.scan.columns)  # a blinded run: expected limits only
         t = Text()
         t.append(f"{show_path(self.point_dir)}", style="dim")
         t.append(f"  {len(self.scan.rows)} rows\n", style="dim")
