@@ -234,29 +234,31 @@ def _pivoted_cholesky(
     d = np.ones(n_all)
     wd = np.empty(n)
     c = -0.5 / (ell * ell)
-    col = np.empty(n_all)
+    sq = np.empty(n_all)
+    low = np.empty(n_all, dtype=bool)
     for k in range(rmax + 1):
         np.multiply(weight, d[:n], out=wd)
         if wd.sum() > tol:
-            p = int(np.argmax(wd))
+            p = int(wd.argmax())
         elif n_pred and d[n:].max() > 0.0:
-            p = n + int(np.argmax(d[n:]))
+            p = n + int(d[n:].argmax())
         else:
             return Ft[:k]
         if k == rmax:
             return None
-        np.subtract(X, X[p], out=col)
-        col *= col
-        col *= c
-        np.exp(col, out=col)
+        row = Ft[k]
+        np.subtract(X, X[p], out=row)
+        row *= row
+        row *= c
+        np.exp(row, out=row)
         if k:
-            col -= Ft[:k, p] @ Ft[:k]
-        col *= 1.0 / math.sqrt(d[p])
-        Ft[k] = col
-        col *= col
-        d -= col
+            row -= Ft[:k, p] @ Ft[:k]
+        row *= 1.0 / math.sqrt(d[p])
+        np.multiply(row, row, out=sq)
+        d -= sq
         d[p] = 0.0
-        d[d < _LOWRANK_FLOOR] = 0.0
+        np.less(d, _LOWRANK_FLOOR, out=low)
+        np.copyto(d, 0.0, where=low)
     return None  # pragma: no cover - the loop returns
 
 
@@ -295,6 +297,8 @@ class _LogMarginal:
         self._d2: np.ndarray | None = None
         self.n_evals = 0
         self.n_dense = 0
+        self.n_reused = 0
+        self._last: tuple[bytes, Any] | None = None  # (theta, value and gradient) of the last call
 
     @property
     def d2(self) -> np.ndarray:
@@ -305,14 +309,22 @@ class _LogMarginal:
         return self._d2
 
     def __call__(self, theta: np.ndarray, eval_gradient: bool = True) -> Any:
-        """Return ``-lml`` (and ``-grad`` if ``eval_gradient``); ``inf`` if K is not PD."""
+        """Return ``-lml`` (and ``-grad`` if ``eval_gradient``); ``inf`` if K is not PD.
+
+        The polish (:func:`_polish`) starts where L-BFGS-B last evaluated: the same ``theta``
+        as the previous call (bit for bit) returns that call's result without computing it."""
+        key = np.asarray(theta, dtype=float).tobytes()
+        if eval_gradient and self._last is not None and self._last[0] == key:
+            self.n_reused += 1
+            v, g = self._last[1]
+            return v, g.copy()
         self.n_evals += 1
-        if self.method != "dense":
-            out = self._lowrank(theta, eval_gradient)
-            if out is not None:
-                return out
-        self.n_dense += 1
-        return self._dense(theta, eval_gradient)
+        out = self._lowrank(theta, eval_gradient) if self.method != "dense" else None
+        if out is None:
+            self.n_dense += 1
+            out = self._dense(theta, eval_gradient)
+        self._last = (key, out) if eval_gradient else None
+        return out
 
     def exceeds(self, theta: np.ndarray, level: float) -> bool:
         """Whether the LML at ``theta`` exceeds ``level``, as the exact value would say.
@@ -355,10 +367,12 @@ class _LogMarginal:
             # mean c_k) so that the expansion of (X_i - X_j)^2 below cancels little.
             V2 = Vt * Vt
             Yt = self.X - ((V2 @ self.X) / V2.sum(axis=1))[:, None]  # X - c_k, r x n
-            Vy = Vt * Yt
-            Vy2 = Vy * Yt
+            S = np.empty((3 * r, self.n))  # rows: V^T, Vy = V^T o Y, Vy2 = Vy o Y
+            S[:r] = Vt
+            Vy = np.multiply(Vt, Yt, out=S[r : 2 * r])
+            Vy2 = np.multiply(Vy, Yt, out=S[2 * r :])
             # G = V^T V, H1[j, k] = sum_i V_ij Y_ki V_ik, H2 likewise with Y^2: one product
-            GH = Vt @ np.hstack([Vt.T, Vy.T, Vy2.T])
+            GH = Vt @ S.T
             G, H1, H2 = GH[:, :r], GH[:, r : 2 * r], GH[:, 2 * r :]
         else:
             G = Vt @ Vt.T
