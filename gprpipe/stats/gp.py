@@ -326,6 +326,26 @@ class _LogMarginal:
         self._last = (key, out) if eval_gradient else None
         return out
 
+    def rough(self, theta: np.ndarray, eval_gradient: bool = True) -> Any:
+        """As a call, but under ``"auto"`` by the low-rank path also at the large amplitudes
+        where its rounding (~1e-5 relative at worst) makes it unfit for a final answer: for
+        the restart runs, whose end is computed again exactly when it could win
+        (:meth:`_MultiStart._restart`). Equal to a call wherever :meth:`inexact` is False."""
+        if self.method != "auto":
+            return self(theta, eval_gradient)
+        self.n_evals += 1
+        out = self._lowrank(theta, eval_gradient, guard=False)
+        if out is None:
+            self.n_dense += 1
+            out = self._dense(theta, eval_gradient)
+        return out
+
+    def inexact(self, theta: np.ndarray) -> bool:
+        """Whether :meth:`rough` may differ from a call at ``theta`` (amplitude too large)."""
+        return self.method == "auto" and (
+            math.exp(theta[0]) * self.max_inv_alpha > _LOWRANK_MAX_WEIGHT
+        )
+
     def exceeds(self, theta: np.ndarray, level: float) -> bool:
         """Whether the LML at ``theta`` exceeds ``level``, as the exact value would say.
 
@@ -505,11 +525,12 @@ class _MultiStart:
         self.converged = False
         self.reason = ""
 
-    def _local(self, x0: np.ndarray, bounds: np.ndarray, label: str) -> _Run:
+    def _local(self, x0: np.ndarray, bounds: np.ndarray, label: str, rough: bool = False) -> _Run:
         s = _STEP_SCALE
+        f = self.f.rough if rough else self.f
 
         def fs(u: np.ndarray) -> tuple[float, np.ndarray]:
-            v, g = self.f(u * s)
+            v, g = f(u * s)
             return v, g * s
 
         res = minimize(
@@ -546,6 +567,22 @@ class _MultiStart:
             return "amplitude at bound"
         return ""
 
+    def _restart(self, x0: np.ndarray, bounds: np.ndarray, label: str) -> None:
+        """A run from another start point. Random starts often lie at amplitudes where only
+        the dense computation is exact (30x slower): the run goes by the rough LML, and if it
+        ends there and not clearly below the best run so far, it goes on from its end point
+        with the exact LML, which then stands for it. Its end is thus exact wherever it could
+        be chosen."""
+        best = max(r.lml for r in self.runs)
+        run = self._local(x0, bounds, label, rough=True)
+        margin = _PROBE_MARGIN * max(1.0, abs(run.lml))
+        if not self.f.inexact(run.theta) or not run.lml > best - margin:
+            return
+        self.runs.pop()
+        exact = self._local(run.theta, bounds, label)
+        exact.start = run.start
+        exact.moved = float(np.max(np.abs(exact.theta - run.start)))
+
     def __call__(
         self, obj_func: object, initial_theta: ArrayLike, bounds: ArrayLike
     ) -> tuple[np.ndarray, float]:
@@ -581,7 +618,7 @@ class _MultiStart:
                         break
         if trigger:
             for x0, label in others:
-                self._local(x0, bounds, label)
+                self._restart(x0, bounds, label)
 
         # Best LML wins (ties: earliest start). Because every run that was made is a candidate,
         # no other start can end clearly better than the chosen one; with a warm start in
