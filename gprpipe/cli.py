@@ -612,8 +612,8 @@ def export_pyhf(
         typer.Option(
             "-o",
             "--output",
-            help="File (--mass; default <point>/pyhf_*.json) or folder (--patchset; default "
-            "<point>/exports).",
+            help="File (--mass; default <point>/exports/pyhf_<dataset>_<mass>MeV.json) or "
+            "folder (--patchset; default <point>/exports).",
         ),
     ] = None,
 ) -> None:

@@ -477,7 +477,7 @@ def test_a_step_left_out_lends_no_output_of_other_settings(cfg: Path, copy: Path
         f"error: {point / 'fit.h5'}: made with other settings or inputs than the point's "
         f"config ({point / 'config.toml'}); run the point again to recompute it."
     )
-    assert not list(point.glob("pyhf_*.json"))
+    assert not list(point.rglob("pyhf_*.json"))
 
 
 def test_results_of_an_older_numerics_version_stay_readable(copy: Path, monkeypatch):

@@ -249,6 +249,7 @@ def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: P
     assert run_cli_here(*args)[0] == 0
     for folder, cmd in (
         ("exports", ("export-pyhf", run, "--dataset", "demo", "--patchset")),
+        ("exports", ("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")),
         ("exports", ("export-spey", run, "--dataset", "demo")),
         ("reach", ("project-reach", run, "--scale", "demo=10")),
     ):

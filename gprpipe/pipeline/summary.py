@@ -75,15 +75,12 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
         out["not shown"] = f"{', '.join(left)} (of an earlier config; this one does not make them)"
     add("HEPData", pdir / "hepdata", "*.yaml")
     old = stale_exports(pdir)
-    ws = [p for p in pdir.glob("pyhf_*.json") if p.name not in old]
-    if ws:
-        out["pyhf workspaces"] = f"{pdir}/ ({len(ws)} json file{'s' * (len(ws) != 1)})"
     exported = [
         p.name
         for p in sorted((pdir / "exports").glob("*.json"))
         if p.relative_to(pdir).as_posix() not in old
     ]
-    if exported:  # export-pyhf --patchset, export-spey
+    if exported:  # export-pyhf, export-spey
         out["exports"] = f"{pdir / 'exports'}/ ({', '.join(exported)})"
     reach = [p for p in (pdir / "reach").glob("*.csv") if f"reach/{p.name}" not in old]
     if reach:  # project-reach (of the limits the point holds now)
