@@ -8,7 +8,8 @@ comparison against DIR/<year>/nominal/scan.csv (e.g. a run of another code versi
 
 Both runs take the same optimiser path (multi-start L-BFGS-B, then the Newton polish of
 commit ed94956); only the computation of the LML, its gradient and the blind-window posterior
-differs, and the mean map of the leakage template and GoF check (`latent_mean_map`). The
+differs, and the mean map of the leakage template and GoF check (`latent_mean_map`), and
+(since 797e4ad) the default run's restarts follow the low-rank LML also at large amplitudes. The
 dense run sets `GPOptions.method = "dense"` and `latent_mean_map`'s method in every worker
 through a `sitecustomize` module on PYTHONPATH (the config has no key for it).
 Usage: python benchmarks/compare_gp_scans.py [--years 2015,2016] [-j 2] [--keep DIR]

@@ -145,8 +145,10 @@ def export_workspace(
     tag = f"{dataset}_{masses[i] * 1e3:g}MeV"
     ws = workspace(blind["n"], blind["b"], L, blind["w"], name=f"blind_{tag}", signal_scale=scale)
     ws["measurements"][0]["name"] = f"A_in_units_of_{scale:g}"
-    folder = inside(pdir / "exports", pdir, "the exports folder")
-    path = Path(output) if output else folder / f"pyhf_{tag}.json"
+    if output:
+        path = Path(output)
+    else:
+        path = inside(pdir / "exports", pdir, "the exports folder") / f"pyhf_{tag}.json"
     _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit)
     return path, ws
 
