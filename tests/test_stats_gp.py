@@ -432,11 +432,26 @@ def test_restarts_follow_the_low_rank_lml_and_end_on_exact_values():
     opt = _MultiStart(
         f, warm=None, data_start=start, n_restarts=3, seed=0, policy="auto", maxiter=200
     )
+    rough = f.rough
+    above: list[bool] = []  # per rough evaluation above the rule: did it avoid the dense path?
+
+    def recorded(theta: np.ndarray, eval_gradient: bool = True):
+        n_dense = f.n_dense
+        out = rough(theta, eval_gradient)
+        if f.inexact(theta):
+            above.append(f.n_dense == n_dense)
+        return out
+
+    f.rough = recorded  # type: ignore[method-assign]
     opt(None, start, bounds)
     assert [r.label for r in opt.runs] == ["data", "random0", "random1", "random2"]
+    assert len(above) > 10 and all(above)  # the restarts ran on the low-rank value up there
     assert all(f.inexact(r.theta) for r in opt.runs)  # every run ends above the rule
-    assert 0 < f.n_dense < f.n_evals
+    randoms = np.random.default_rng(0).uniform(bounds[:, 0], bounds[:, 1], size=(3, 2))
     best = max(r.lml for r in opt.runs)
+    for r, x0 in zip(opt.runs[1:], randoms):
+        np.testing.assert_array_equal(r.start, x0)  # a continued run keeps its start
+        assert r.moved > 0.1 and not r.stuck
     for r in opt.runs:
         if r.lml > best - _PROBE_MARGIN * abs(r.lml):
             assert r.lml == pytest.approx(-exact(r.theta, False), rel=1e-12, abs=0), r.label

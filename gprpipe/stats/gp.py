@@ -28,7 +28,9 @@ inverse noise ``1/alpha_i``, sums to ``_LOWRANK_TOL`` (``logdet`` and the quadra
 then exact to that level), and the Woodbury identity / matrix determinant lemma with the
 diagonal noise: ``O(n r^2)`` per evaluation instead of ``O(n^3)``. When the rank is not low
 (short length scales) or the amplitude is so large that the factor's rounding matters, the
-dense Cholesky computation is used; ``method="dense"`` forces it. Method notes:
+dense Cholesky computation is used (the restart runs of the optimiser follow the low-rank
+value there and end on the exact one where they could win); ``method="dense"`` forces it.
+Method notes:
 docs/gp_lowrank.md.
 """
 
@@ -90,7 +92,8 @@ _LOWRANK_MAX_WEIGHT = _LOWRANK_TOL / _LOWRANK_FLOOR
 # fraction of the training bins (the low-rank work, ~10 n r^2 flops, then loses to n^3/3).
 _LOWRANK_MAX_FRAC = 0.5
 # A start-point probe (LML above a level?) is decided by the low-rank value when it is clear of
-# the level by this much (relative to max(1, |LML|)), 100x its worst error at large amplitudes.
+# the level by this much (relative to max(1, |LML|)), 100x its worst error at large amplitudes;
+# a restart run that ends there further below the best run than this keeps its low-rank value.
 _PROBE_MARGIN = 1e-3
 _METHODS = ("auto", "lowrank", "dense")
 # Final Newton polish of the best L-BFGS-B solution (see _polish): at most this many steps,
@@ -145,8 +148,9 @@ class GPOptions:
     ``ls_bounds``: RBF length-scale bounds (ln-mass units, :func:`length_scale_bounds`);
     ``amp_bounds`` default to ``mean(Z**2) * (1e-3, 1e3)``; ``n_restarts`` seeded random
     starts; ``restart_policy`` ``"auto"`` or ``"always"`` (module docstring); ``maxiter`` of
-    each L-BFGS-B run; ``method`` of the LML and posterior: ``"auto"`` (low-rank, dense when
-    the rank is high), ``"lowrank"`` or ``"dense"``.
+    each L-BFGS-B run (a restart continued on the exact LML has it twice); ``method`` of the
+    LML and posterior: ``"auto"`` (low-rank, dense when the rank is high), ``"lowrank"`` or
+    ``"dense"``.
     """
 
     ls_bounds: tuple[float, float]
@@ -311,8 +315,8 @@ class _LogMarginal:
     def __call__(self, theta: np.ndarray, eval_gradient: bool = True) -> Any:
         """Return ``-lml`` (and ``-grad`` if ``eval_gradient``); ``inf`` if K is not PD.
 
-        The polish (:func:`_polish`) starts where L-BFGS-B last evaluated: the same ``theta``
-        as the previous call (bit for bit) returns that call's result without computing it."""
+        The polish (:func:`_polish`) usually starts where L-BFGS-B last evaluated: the same
+        ``theta`` as the previous call (bit for bit) returns that call's result (a copy)."""
         key = np.asarray(theta, dtype=float).tobytes()
         if eval_gradient and self._last is not None and self._last[0] == key:
             self.n_reused += 1
@@ -323,7 +327,7 @@ class _LogMarginal:
         if out is None:
             self.n_dense += 1
             out = self._dense(theta, eval_gradient)
-        self._last = (key, out) if eval_gradient else None
+        self._last = (key, (out[0], out[1].copy())) if eval_gradient else None
         return out
 
     def rough(self, theta: np.ndarray, eval_gradient: bool = True) -> Any:
@@ -351,7 +355,7 @@ class _LogMarginal:
 
         The start-point probes only need this comparison. Under ``"auto"`` the low-rank value
         decides it also at the large amplitudes where its rounding (~1e-5 relative at worst)
-        makes it unfit for the optimiser, if it is clear of ``level`` by more than
+        makes it unfit for a final answer, if it is clear of ``level`` by more than
         ``_PROBE_MARGIN`` (absolute, or relative to the LML); otherwise the exact value does.
         """
         if self.method != "auto":
@@ -573,11 +577,11 @@ class _MultiStart:
         ends there and not clearly below the best run so far, it goes on from its end point
         with the exact LML, which then stands for it. Its end is thus exact wherever it could
         be chosen."""
-        best = max(r.lml for r in self.runs)
+        best = max((r.lml for r in self.runs if not math.isnan(r.lml)), default=-math.inf)
         run = self._local(x0, bounds, label, rough=True)
         margin = _PROBE_MARGIN * max(1.0, abs(run.lml))
-        if not self.f.inexact(run.theta) or not run.lml > best - margin:
-            return
+        if not self.f.inexact(run.theta) or run.lml <= best - margin:
+            return  # exact where it ended, or clearly below the best (NaN: continued)
         self.runs.pop()
         exact = self._local(run.theta, bounds, label)
         exact.start = run.start
@@ -623,7 +627,11 @@ class _MultiStart:
         # Best LML wins (ties: earliest start). Because every run that was made is a candidate,
         # no other start can end clearly better than the chosen one; with a warm start in
         # "auto" mode the probes above are what checks the starts that were not run.
-        order = sorted(range(len(self.runs)), key=lambda i: (-self.runs[i].lml, i))
+        def rank(i: int) -> tuple[float, int]:
+            lml = self.runs[i].lml
+            return (math.inf if math.isnan(lml) else -lml, i)
+
+        order = sorted(range(len(self.runs)), key=rank)
         best = self.runs[order[0]]
         self.best = best
         reasons = []

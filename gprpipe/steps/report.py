@@ -122,8 +122,8 @@ def _figures(point_dir: Path, prefix: str = "") -> list[PageFigure]:
 
 def _exports(point_dir: Path) -> list[str]:
     """Relative paths of export products: files under export*/, hepdata*/, pyhf*/, spey*/
-    (any depth) and JSON, YAML and archive files of the point folder (e.g. pyhf
-    workspaces), never our own bookkeeping nor an export made from an earlier fit."""
+    (any depth) and JSON, YAML and archive files of the point folder (e.g. an export written
+    there with ``-o``), never our own bookkeeping nor an export made from an earlier fit."""
     found: list[str] = []
     folders = sorted({f for pat in EXPORT_DIRS for f in point_dir.glob(pat) if f.is_dir()})
     for folder in folders:
