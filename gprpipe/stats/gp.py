@@ -327,13 +327,15 @@ class _LogMarginal:
         if out is None:
             self.n_dense += 1
             out = self._dense(theta, eval_gradient)
-        self._last = (key, (out[0], out[1].copy())) if eval_gradient else None
+        if eval_gradient:  # a pure function of theta: an older entry stays right
+            self._last = (key, (out[0], out[1].copy()))
         return out
 
     def rough(self, theta: np.ndarray, eval_gradient: bool = True) -> Any:
         """As a call, but under ``"auto"`` by the low-rank path also at the large amplitudes
         where its rounding (~1e-5 relative at worst) makes it unfit for a final answer: for
-        the restart runs, whose end is computed again exactly when it could win
+        the start-point probes (:meth:`exceeds`) and the restart runs, whose end is computed
+        again exactly when it could win
         (:meth:`_MultiStart._restart`). Equal to a call wherever :meth:`inexact` is False."""
         if self.method != "auto":
             return self(theta, eval_gradient)
@@ -358,15 +360,9 @@ class _LogMarginal:
         makes it unfit for a final answer, if it is clear of ``level`` by more than
         ``_PROBE_MARGIN`` (absolute, or relative to the LML); otherwise the exact value does.
         """
-        if self.method != "auto":
-            return bool(-self(theta, eval_gradient=False) > level)
-        self.n_evals += 1
-        v = self._lowrank(theta, False, guard=False)
-        if v is not None and abs(-v - level) <= _PROBE_MARGIN * max(1.0, abs(v)):
-            v = self._lowrank(theta, False)  # too close to call: the accurate value decides
-        if v is None:
-            self.n_dense += 1
-            v = self._dense(theta, False)
+        v = self.rough(theta, False)
+        if self.inexact(theta) and abs(-v - level) <= _PROBE_MARGIN * max(1.0, abs(v)):
+            v = self(theta, False)  # too close to call: the exact value decides
         return bool(-v > level)
 
     def _lowrank(self, theta: np.ndarray, eval_gradient: bool, guard: bool = True) -> Any:
