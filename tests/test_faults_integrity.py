@@ -619,6 +619,20 @@ def wait_for_holder(run_dir: Path, proc: subprocess.Popen, timeout: float = 120)
         time.sleep(0.02)
 
 
+def test_rerun_of_a_folder_in_use_before_its_run_json_says_in_use(tmp_path: Path):
+    """A rerun while the first run of a fresh folder has not yet written run.json names the
+    run in use (it said 'not a gprpipe run directory'); once nobody holds the folder, a
+    folder without run.json is no run directory."""
+    from gprpipe.pipeline.lock import run_lock
+
+    run_dir = tmp_path / "run"
+    with run_lock(run_dir, command="gprpipe run"):
+        code, _, err = run_cli_here("rerun", run_dir, "--failed")
+    assert code == 1 and f"{run_dir} is in use by gprpipe run (pid {os.getpid()}" in err, err
+    code, _, err = run_cli_here("rerun", run_dir, "--failed")
+    assert code == 1 and "not a gprpipe run directory (no run.json)" in err, err
+
+
 @pytest.mark.slow
 def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
     """A second run on a directory in use refuses, naming the holder; with --wait-lock it

@@ -721,7 +721,8 @@ def rerun(
         raise GprpipeError("rerun needs --failed or --masses (e.g. --masses 37MeV,48MeV).")
     _checked_wait(wait_lock)
     obs = observer or RunObserver()
-    load_run_info(run_dir)  # a run directory?
+    if not is_locked(run_dir):  # a run directory? (one in use may not have its run.json yet)
+        load_run_info(run_dir)
     with (
         run_lock(run_dir, command=command, wait=wait_lock, notice=obs.notice),
         _stoppable(run_dir) as stop,
