@@ -12,6 +12,7 @@ again for each run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -81,6 +82,32 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.snapshot_report = str(
             Path(tempfile.gettempdir()) / "gprpipe_snapshot_report.html"
         )
+
+
+@contextlib.contextmanager
+def _without_current_test_variable() -> Iterator[None]:
+    """pytest names the running test in the environment (``PYTEST_CURRENT_TEST``), anew for
+    each test: a fork server is reused only for the environment it was started with, so
+    with that variable set every test's first in-process run started one and imported the
+    numerics again. Tests (and fixtures) run without it, like a notebook's runs."""
+    name = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if name is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = name
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
+    with _without_current_test_variable():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: object, request: object) -> Iterator[object]:
+    with _without_current_test_variable():
+        return (yield)
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -253,7 +280,6 @@ def run_cli_here(*args: str | Path, env: dict[str, str] | None = None) -> CliRes
     of :func:`run_cli_subprocess` (plus ``env``) for its duration: (exit code, stdout,
     stderr). The same entry point and output as the command line; a run's tasks run in
     worker processes as they do there, with that environment."""
-    import contextlib
     import io
 
     out, err = io.StringIO(), io.StringIO()
