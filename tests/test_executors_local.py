@@ -9,6 +9,7 @@ run (the TUI's cancel) stops the workers and marks their tasks failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -205,3 +206,47 @@ def test_a_kept_fork_server_ends_when_no_run_takes_it(
     assert fresh.running()  # the expiry was called off
     forkserver.keep(fresh)  # that run ended: the second keep has its own time
     assert fresh.proc.wait(10) is not None and forkserver.spare() is None
+
+
+@pytest.mark.skipif(not forkserver.supported(), reason="fork server: Linux only")
+def test_a_run_killed_with_sigkill_leaves_no_worker_writing(tmp_path: Path):
+    """SIGKILL of the run process alone (the out-of-memory killer, ``kill -9 PID``) releases
+    its run directory's lock at once; the fork server sees its socket close and SIGKILLs
+    the worker of the running fit task, which would otherwise finish it and write fit
+    outputs and a 'done' marker into a directory that a later run may hold by then. The
+    next run redoes the task."""
+    masses = ", ".join(f"{0.020 + 0.001 * i:.3f}" for i in range(111))
+    cfg = quickstart_child(
+        tmp_path / "slow.toml",
+        f'[scan]\nmasses = [{masses}]\nchunk_size = 200\n[steps]\nrun = ["load", "fit"]\n',
+    )
+    run_dir = tmp_path / "run"
+    point = run_dir / "nominal"
+    proc = start_cli_subprocess("run", cfg, "--set", f"base.output={run_dir}", session=True)
+    try:
+        deadline = time.monotonic() + 300
+        worker = 0
+        while not worker:  # the fit task's own 'running' marker: its worker's pid
+            assert proc.poll() is None and time.monotonic() < deadline
+            info = read_marker(point, "fit__demo-000", "running")
+            if info.get("pid") and info["pid"] != proc.pid:
+                worker = int(info["pid"])
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)  # the run only: its fork server and worker stay
+        proc.wait()
+        gone = time.monotonic() + 10
+        with pytest.raises(ProcessLookupError):
+            while time.monotonic() < gone:  # a 111-mass fit takes seconds: killed long before
+                os.kill(worker, 0)
+                time.sleep(0.02)
+        time.sleep(1.0)  # what an unkilled worker would write, it would have begun to
+        assert not (point / ".state" / "fit__demo-000.done").exists()
+        assert not (point / "parts" / "fit" / "demo-000.h5").exists()
+        assert not (point / "fit.h5").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    code, out, err = run_cli_subprocess("run", cfg, "--set", f"base.output={run_dir}")
+    assert code == 0, out + err
+    assert read_marker(point, "fit__demo-000", "done")["pid"] != worker
+    assert (point / "fit.h5").exists() and (point / "parts" / "fit" / "demo-000.h5").exists()

@@ -12,7 +12,8 @@ serves the executor over the Unix socket ``FD`` (messages of one datagram each):
 
 The server ends when the socket closes (the process that started it closed it or ended,
 however it ended), or after :data:`CLAIM_TIMEOUT` seconds without a request when nothing
-was ever asked of it.
+was ever asked of it. A worker still running then is SIGKILLed: its run died without
+stopping it, and it must not write into a run directory whose lock that death released.
 
 :class:`ForkServer` is the executor's side; :class:`ForkedWorker` stands for one forked
 worker with the part of :class:`subprocess.Popen`'s interface the executor uses (``pid``,
@@ -74,6 +75,36 @@ def _serve(sock: socket.socket) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
+    live: set[int] = set()  # workers not yet reaped
+    try:
+        _loop(sock, sel, wake_r, wake_w, devnull, live)
+    finally:
+        _kill_orphans(live)
+
+
+def _kill_orphans(live: set[int]) -> None:
+    """SIGKILL the workers still running when the server ends: the executor stops and reaps
+    its workers before it closes the socket, so these belong to a run that died (SIGKILL,
+    out of memory) and released its run directory's lock; they must not go on writing
+    outputs and markers there, next to a later run that took the lock."""
+    for pid in live:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in live:
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+
+
+def _loop(
+    sock: socket.socket,
+    sel: selectors.BaseSelector,
+    wake_r: int,
+    wake_w: int,
+    devnull: int,
+    live: set[int],
+) -> None:
+    from gprpipe.executors import worker
+
     claimed = False
     while True:
         events = sel.select(None if claimed else CLAIM_TIMEOUT)
@@ -104,6 +135,7 @@ def _serve(sock: socket.socket) -> None:
                         code = 0
                     finally:
                         os._exit(code)
+                live.add(pid)
                 for fd in fds:
                     os.close(fd)
                 sock.send(f"pid {words[1]} {pid}".encode())
@@ -119,6 +151,7 @@ def _serve(sock: socket.socket) -> None:
                 break
             if pid == 0:
                 break
+            live.discard(pid)
             with contextlib.suppress(OSError):
                 sock.send(f"exit {pid} {os.waitstatus_to_exitcode(status)}".encode())
 
