@@ -46,13 +46,13 @@ from gprpipe.results.schema import (  # noqa: F401  (readers re-exported for cal
     collect,
     csv_text,
     read_inject,
+    read_load,
     read_toys,
     write_merged,
 )
 from gprpipe.stats.quality import has_result
 from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import MassFit, fit_masses, read_blind, read_fit, resolution, template_key
-from gprpipe.steps.load import read_load
 from gprpipe.steps.runner import seed_for
 from gprpipe.units import mass_within, same_mass
 

@@ -23,9 +23,11 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.io.hdf5 import open_h5, read_group, write_group, write_h5
 from gprpipe.pipeline.plan import toy_parts
-from gprpipe.results.schema import read_global  # noqa: F401  (re-exported for callers)
+from gprpipe.results.schema import (
+    read_global,  # noqa: F401  (re-exported for callers)
+    read_load,
+)
 from gprpipe.steps.fit import read_blind, read_fit, resolution
-from gprpipe.steps.load import read_load
 from gprpipe.steps.runner import seed_for
 
 

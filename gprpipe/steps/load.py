@@ -10,13 +10,14 @@ from gprpipe.config.checks import histogram_errors
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.hdf5 import sha256_file, write_group, write_h5
-from gprpipe.io.root import read_hist, rebin
 from gprpipe.results.schema import read_load
 
 __all__ = ["observed_counts_guard", "read_load", "run"]
 
 
 def run(ctx) -> None:
+    from gprpipe.io.root import read_hist, rebin  # uproot: only the tasks that read ROOT
+
     cfg = ctx.config
     groups = {}
     for name in cfg.scanned():
@@ -48,6 +49,8 @@ def observed_counts_guard(cfg: Config, name: str) -> Callable[[np.ndarray, str],
 
     if not cfg.base.blind:
         return nothing
+    from gprpipe.io.root import read_hist, rebin
+
     ds = cfg.datasets[name]
     try:
         observed = rebin(*read_hist(ds.path, ds.hist), ds.rebin)[0]
