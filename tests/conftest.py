@@ -20,7 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -75,8 +75,11 @@ SHIPPED_USER_CONFIGS = (
 
 def pytest_configure(config: pytest.Config) -> None:
     """Tests write nothing into the repository: the snapshot plugin's failure report goes
-    to the temporary folder instead of ./snapshot_report.html (unless given explicitly)."""
+    to the temporary folder instead of ./snapshot_report.html (unless given explicitly).
+    In-process runs share a fork server across tests (:class:`_WithoutCurrentTestVariable`)."""
     import tempfile
+
+    config.pluginmanager.register(_WithoutCurrentTestVariable(), "gprpipe-no-current-test")
 
     if getattr(config.option, "snapshot_report", None) == "snapshot_report.html":
         config.option.snapshot_report = str(
@@ -84,30 +87,35 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-@contextlib.contextmanager
-def _without_current_test_variable() -> Iterator[None]:
+class _WithoutCurrentTestVariable:
     """pytest names the running test in the environment (``PYTEST_CURRENT_TEST``), anew for
-    each test: a fork server is reused only for the environment it was started with, so
-    with that variable set every test's first in-process run started one and imported the
-    numerics again. Tests (and fixtures) run without it, like a notebook's runs."""
-    name = os.environ.pop("PYTEST_CURRENT_TEST", None)
-    try:
-        yield
-    finally:
-        if name is not None:
-            os.environ["PYTEST_CURRENT_TEST"] = name
+    each test and phase: a fork server is reused only for the environment it was started
+    with, so with that variable set every test's first in-process run started one and
+    imported the numerics again. Test functions and fixture set-ups (of every scope) run
+    without it, like a notebook's runs. A plugin object, not hooks of this conftest: pytest
+    calls a session fixture's set-up hook with the conftests of the root folder only."""
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _removed() -> Iterator[None]:
+        name = os.environ.pop("PYTEST_CURRENT_TEST", None)
+        try:
+            yield
+        finally:
+            if name is not None:
+                os.environ["PYTEST_CURRENT_TEST"] = name
 
-@pytest.hookimpl(wrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
-    with _without_current_test_variable():
-        return (yield)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+        with self._removed():
+            return (yield)
 
-
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: object, request: object) -> Iterator[object]:
-    with _without_current_test_variable():
-        return (yield)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: object, request: object
+    ) -> Generator[None, object, object]:
+        with self._removed():
+            return (yield)
 
 
 def unavailable(reason: str) -> NoReturn:

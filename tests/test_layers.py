@@ -166,3 +166,19 @@ def test_checking_a_config_imports_no_fit_numerics():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'scipy', 'sklearn'}))\n"
     )
     assert python_output(code).strip() == "[]"
+
+
+def test_task_processes_that_read_no_root_file_import_no_uproot():
+    """A ``gprpipe step`` process (a SLURM array task, a container task) of a step that
+    reads no ROOT file does not import uproot (about 0.3 s of CPU per task)."""
+    from conftest import python_output
+
+    code = (
+        "import sys\n"
+        "import gprpipe.cli, gprpipe.steps.runner\n"
+        "for s in ('fit', 'limit', 'merge', 'lee', 'inject', 'toyscan', 'combine', 'plot',\n"
+        "          'reach', 'export', 'load'):\n"
+        "    __import__('gprpipe.steps.' + s)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'uproot', 'awkward'}))\n"
+    )
+    assert python_output(code).strip() == "[]"

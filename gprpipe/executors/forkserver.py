@@ -12,8 +12,9 @@ serves the executor over the Unix socket ``FD`` (messages of one datagram each):
 
 The server ends when the socket closes (the process that started it closed it or ended,
 however it ended), or after :data:`CLAIM_TIMEOUT` seconds without a request when nothing
-was ever asked of it. A worker still running then is SIGKILLed: its run died without
-stopping it, and it must not write into a run directory whose lock that death released.
+was ever asked of it. A worker still running when the socket closes is SIGKILLed: its
+run died without stopping it, and it must not write into a run directory whose lock that
+death released.
 
 :class:`ForkServer` is the executor's side; :class:`ForkedWorker` stands for one forked
 worker with the part of :class:`subprocess.Popen`'s interface the executor uses (``pid``,
@@ -76,17 +77,15 @@ def _serve(sock: socket.socket) -> None:
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     live: set[int] = set()  # workers not yet reaped
-    try:
-        _loop(sock, sel, wake_r, wake_w, devnull, live)
-    finally:
+    if _loop(sock, sel, wake_r, wake_w, devnull, live):
         _kill_orphans(live)
 
 
 def _kill_orphans(live: set[int]) -> None:
-    """SIGKILL the workers still running when the server ends: the executor stops and reaps
-    its workers before it closes the socket, so these belong to a run that died (SIGKILL,
-    out of memory) and released its run directory's lock; they must not go on writing
-    outputs and markers there, next to a later run that took the lock."""
+    """SIGKILL the workers still running when the executor's end of the socket is closed:
+    the executor stops and reaps its workers before it closes it, so these belong to a run
+    that died (SIGKILL, out of memory) and released its run directory's lock; they must not
+    go on writing outputs and markers there, next to a later run that took the lock."""
     for pid in live:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -102,14 +101,16 @@ def _loop(
     wake_w: int,
     devnull: int,
     live: set[int],
-) -> None:
+) -> bool:
+    """Serve requests; True when the executor's end of the socket is closed, False when
+    nothing was asked in time."""
     from gprpipe.executors import worker
 
     claimed = False
     while True:
         events = sel.select(None if claimed else CLAIM_TIMEOUT)
         if not events:  # nobody asked for a worker in time
-            return
+            return False
         for key, _ in events:
             if key.fileobj == wake_r:
                 with contextlib.suppress(BlockingIOError):
@@ -117,7 +118,7 @@ def _loop(
                 continue
             msg, fds, _, _ = socket.recv_fds(sock, _MSG, 2)
             if not msg:  # the executor's end is closed
-                return
+                return True
             claimed = True
             words = msg.decode().split()
             if words[0] == "fork" and len(fds) == 2:
@@ -138,7 +139,10 @@ def _loop(
                 live.add(pid)
                 for fd in fds:
                     os.close(fd)
-                sock.send(f"pid {words[1]} {pid}".encode())
+                try:
+                    sock.send(f"pid {words[1]} {pid}".encode())
+                except OSError:  # the executor died after it asked (requests left queued)
+                    return True
             elif words[0] == "preload":
                 worker.warm_up(words[1:])
             else:
@@ -262,9 +266,9 @@ class ForkServer:
         return self.running() and dict(env) == self.env
 
     def close(self, timeout: float = 10.0, *, at_once: bool = False) -> None:
-        """End the server (its workers must have been stopped before: a worker still
-        running goes on until its requests end); ``at_once``: without waiting for it to
-        finish what it is importing."""
+        """End the server; its workers must have been stopped before (a worker still
+        running would be killed: the server takes it for a dead run's). ``at_once``:
+        without waiting for it to finish what it is importing (it is terminated)."""
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
