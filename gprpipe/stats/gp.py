@@ -322,13 +322,18 @@ class _LogMarginal:
             self.n_reused += 1
             v, g = self._last[1]
             return v, g.copy()
+        out = self._value(theta, eval_gradient)
+        if eval_gradient:  # a pure function of theta: an older entry stays right
+            self._last = (key, (out[0], out[1].copy()))
+        return out
+
+    def _value(self, theta: np.ndarray, eval_gradient: bool, guard: bool = True) -> Any:
+        """The low-rank value (``guard``: only where it is exact), else the dense one."""
         self.n_evals += 1
-        out = self._lowrank(theta, eval_gradient) if self.method != "dense" else None
+        out = self._lowrank(theta, eval_gradient, guard) if self.method != "dense" else None
         if out is None:
             self.n_dense += 1
             out = self._dense(theta, eval_gradient)
-        if eval_gradient:  # a pure function of theta: an older entry stays right
-            self._last = (key, (out[0], out[1].copy()))
         return out
 
     def rough(self, theta: np.ndarray, eval_gradient: bool = True) -> Any:
@@ -339,12 +344,7 @@ class _LogMarginal:
         (:meth:`_MultiStart._restart`). Equal to a call wherever :meth:`inexact` is False."""
         if self.method != "auto":
             return self(theta, eval_gradient)
-        self.n_evals += 1
-        out = self._lowrank(theta, eval_gradient, guard=False)
-        if out is None:
-            self.n_dense += 1
-            out = self._dense(theta, eval_gradient)
-        return out
+        return self._value(theta, eval_gradient, guard=False)
 
     def inexact(self, theta: np.ndarray) -> bool:
         """Whether :meth:`rough` may differ from a call at ``theta`` (amplitude too large)."""
