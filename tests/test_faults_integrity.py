@@ -934,7 +934,12 @@ def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path, sig: int):
     cancel` of the waiting run) killed it silently (exit 143) with its lock left behind:
     the same now, the lock released."""
     require_slurm()
-    cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load", "fit", "limit"]\n')
+    # one mass per task: 5 fit and 5 limit tasks on the cluster's 2 CPUs before the limit
+    # merge, so that it is still waiting when the run is interrupted and cancelled (with one
+    # task per step the chain could reach it within those ~3 s on a fast host)
+    cfg = quickstart_child(
+        tmp_path / "c.toml", '[scan]\nchunk_size = 1\n[steps]\nrun = ["load", "fit", "limit"]\n'
+    )
     run_dir = tmp_path / "run"
     proc = start_run(cfg, run_dir, "--executor", "slurm", "--wait")
     jobs = run_dir / "slurm" / "jobs.json"
