@@ -500,7 +500,10 @@ def step(
     ] = None,
 ) -> None:
     """Run one task (what engines and executors run)."""
+    from gprpipe.executors.lifeline import end_with_run
     from gprpipe.steps.runner import part_of_masses, run_task
+
+    end_with_run()  # a task process of a local run ends with that run
 
     if masses is not None:
         if part is not None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gprpipe.config.schema import Config
-from gprpipe.executors import forkserver
+from gprpipe.executors import forkserver, lifeline
 from gprpipe.executors.base import (
     THREAD_ENV,
     Executor,
@@ -150,7 +150,7 @@ class WarmWorkers:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=self.env,
+            env=lifeline.child_env(self.env),
             text=True,
             bufsize=1,
         )
@@ -377,6 +377,8 @@ def run_local(
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     children: Children = set()
     warm = WarmWorkers(jobs, env, children) if warm_workers_wanted(engine) else None
+    # a task process of the local engine ends with this run (a container's is stopped)
+    own = lifeline.child_env(dict(env)) if getattr(engine, "name", "") == "local" else env
     if warm is None:
         forkserver.take_spare(None)  # prestarted by the command line: not needed
     else:
@@ -425,7 +427,7 @@ def run_local(
                     warm.prestart(len(pending) + len(running) + 1)
                     running[pool.submit(warm.run, t, cmd, run_dir)] = task
                 else:
-                    running[pool.submit(_run_one, cmd, task.log, env, run_dir, children)] = task
+                    running[pool.submit(_run_one, cmd, task.log, own, run_dir, children)] = task
             if running and not progressed:
                 done, _ = wait(
                     list(running),

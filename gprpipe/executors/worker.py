@@ -12,7 +12,8 @@ markers, commit records, one-sentence errors and exit codes), with file descript
 and 2 sent to the task's log. A task that kills its process (a crash, SIGKILL) ends
 the worker; the executor sees the end of the pipe, fails that task and starts a new
 worker. SIGINT is ignored: the executor decides when tasks stop (it terminates its
-workers on Ctrl-C or cancel).
+workers on Ctrl-C or cancel); a started worker whose run dies ends at once
+(:mod:`gprpipe.executors.lifeline`).
 """
 
 from __future__ import annotations
@@ -159,7 +160,10 @@ def detach_std_streams() -> int:
 
 def main() -> None:
     """Serve requests (standard input) until it ends; answers on the standard output."""
+    from gprpipe.executors.lifeline import end_with_run
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with_run()  # a worker the run started itself (no fork server) ends with that run
     requests, answers = os.dup(0), os.dup(1)
     devnull = detach_std_streams()
     warm_up()
