@@ -7,8 +7,10 @@ the processes it waited for (``gprpipe run`` subprocesses with their fork server
 workers), and its wall time. The workers of runs made in a test process are children of the
 fork server that process keeps between runs: their CPU is in the totals, but counted against
 the test during which that server ended. SLURM jobs and containers run outside the tree:
-the whole machine's busy time (``/proc/stat``) counts them. Prints the suite's wall time,
-the CPU time of the process tree and of the machine, the floors they set on the wall time
+the whole machine's busy time (``/proc/stat``) counts them. With ``-n 0`` (one test at a
+time) it also prints the machine's busy CPU during each test: the cost of each test with
+its runs, SLURM jobs and containers (and any other work on the machine). Prints the suite's
+wall time, the CPU time of the process tree and of the machine, the floors they set on the wall time
 (CPU / cores), how long each pytest-xdist worker stood idle at the end (an unbalanced
 schedule), the failed tests, then the CPU per test file and the tests that take the most. A
 suite whose CPU floor exceeds the target cannot meet it by scheduling.
@@ -43,15 +45,21 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """Plugin side: one line per test (node id, own CPU, waited-for CPU, wall, the
     pytest-xdist worker, start time)."""
     own, kids, t0 = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(), time.time()
+    host = host_cpu_seconds()
     yield
     log = os.environ.get(LOG_ENV)
     if log:
         own = cpu_seconds(resource.RUSAGE_SELF) - own
         kids = cpu_seconds() - kids
+        end = host_cpu_seconds()
+        busy = end[0] - host[0] if end and host else float("nan")
         with open(log, "a") as f:
             worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
             wall = time.time() - t0
-            f.write(f"{item.nodeid}\t{own:.2f}\t{kids:.2f}\t{wall:.2f}\t{worker}\t{t0:.2f}\n")
+            f.write(
+                f"{item.nodeid}\t{own:.2f}\t{kids:.2f}\t{wall:.2f}\t{worker}\t{t0:.2f}"
+                f"\t{busy:.2f}\n"
+            )
 
 
 def host_cpu_seconds() -> tuple[float, float] | None:
@@ -75,8 +83,8 @@ def main() -> None:
         "--log",
         type=Path,
         help="keep the per-test table (node id, own CPU, waited-for CPU, wall, worker, "
-        "start time; tab-separated) in this file (and, if a test failed, pytest's output "
-        "in FILE.pytest.txt)",
+        "start time, the machine's busy CPU; tab-separated) in this file (and, if a test "
+        "failed, pytest's output in FILE.pytest.txt)",
     )
     ap.add_argument("pytest_args", nargs="*", default=["-n", "3"])
     args = ap.parse_args()
@@ -98,10 +106,10 @@ def main() -> None:
         table = log.read_text() if log.exists() else ""
     if args.log:
         args.log.write_text(table)
-    fields = [line.rsplit("\t", 5) for line in table.splitlines()]
-    rows = [(node, float(o), float(k), float(w)) for node, o, k, w, _, _ in fields]
+    fields = [line.rsplit("\t", 6) for line in table.splitlines()]
+    rows = [(node, float(o), float(k), float(w)) for node, o, k, w, _, _, _ in fields]
     ends: dict[str, float] = collections.defaultdict(float)  # worker -> end of its last test
-    for _, _, _, w, worker, start in fields:
+    for _, _, _, w, worker, start, _ in fields:
         ends[worker] = max(ends[worker], float(start) + float(w))
     summary = [x for x in proc.stdout.splitlines() if " passed" in x or " failed" in x]
     print(summary[-1] if summary else proc.stdout[-2000:] + proc.stderr[-2000:])
@@ -141,7 +149,34 @@ def main() -> None:
     print(f"\n{'CPU s':>7} {'wall s':>7}  test (the {args.top} with the most CPU)")
     for node, o, k, w in sorted(rows, key=lambda r: -(r[1] + r[2]))[: args.top]:
         print(f"{o + k:7.1f} {w:7.1f}  {node}")
+    if len(ends) == 1:
+        host_table([(f[0], float(f[6]), float(f[3])) for f in fields], args.top)
+    else:
+        print(
+            "\n(the CPU of a test's own runs is counted when their kept fork server ends, and"
+            " SLURM jobs and containers not at all: run with -n 0 for the machine's CPU per"
+            " test)"
+        )
     sys.exit(proc.returncode)
+
+
+def host_table(rows: list[tuple[str, float, float]], top: int) -> None:
+    """Tests run one at a time (``-n 0``): the whole machine's busy CPU during each test
+    (its SLURM jobs, containers and fork-server workers included; other work too), per
+    file and for the ``top`` tests."""
+    files: dict[str, np.ndarray] = collections.defaultdict(lambda: np.zeros(3))
+    for node, busy, w in rows:
+        files[node.split("::")[0]] += (busy, w, 1)
+    print(
+        f"\nthe machine's CPU during each test (tests one at a time: {sum(r[1] for r in rows):.0f}"
+        " CPU s in all)"
+    )
+    print(f"{'CPU s':>7} {'wall s':>7} {'tests':>5}  file")
+    for name, (busy, w, n) in sorted(files.items(), key=lambda x: -x[1][0]):
+        print(f"{busy:7.1f} {w:7.1f} {n:5.0f}  {name}")
+    print(f"\n{'CPU s':>7} {'wall s':>7}  test (the {top} with the most)")
+    for node, busy, w in sorted(rows, key=lambda r: -r[1])[:top]:
+        print(f"{busy:7.1f} {w:7.1f}  {node}")
 
 
 if __name__ == "__main__":
