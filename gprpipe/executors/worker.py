@@ -65,7 +65,7 @@ STEP_MODULES = {
         "gprpipe.steps.reach",
         "gprpipe.steps.report",
         "gprpipe.plotting.grid",
-        "gprpipe.plotting.style:warm_up",  # backends, fonts: the first figure's extra 0.3 s
+        "gprpipe.plotting.style:warm_up",  # the first figure's extra ~0.4 s in each worker
     ),
 }
 
