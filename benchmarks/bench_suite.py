@@ -43,7 +43,7 @@ LOG_ENV = "GPRPIPE_BENCH_SUITE_LOG"
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Plugin side: one line per test (node id, own CPU, waited-for CPU, wall, the
-    pytest-xdist worker, start time)."""
+    pytest-xdist worker, start time, the machine's busy CPU meanwhile)."""
     own, kids, t0 = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(), time.time()
     host = host_cpu_seconds()
     yield

@@ -500,7 +500,7 @@ def step(
     ] = None,
 ) -> None:
     """Run one task (what engines and executors run)."""
-    from gprpipe.executors.lifeline import end_with_run
+    from gprpipe.io.processes import end_with_run
     from gprpipe.steps.runner import part_of_masses, run_task
 
     end_with_run()  # a task process of a local run ends with that run

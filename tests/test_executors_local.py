@@ -26,6 +26,7 @@ from gprpipe.engines import get_engine
 from gprpipe.executors import forkserver
 from gprpipe.executors.local import FRESH_ENV, warm_workers_wanted
 from gprpipe.io.atomic import CRASH_AFTER
+from gprpipe.io.processes import alive
 from gprpipe.pipeline.state import read_marker
 
 BODY = """
@@ -209,19 +210,23 @@ def test_a_kept_fork_server_ends_when_no_run_takes_it(
     assert fresh.proc.wait(10) is not None and forkserver.spare() is None
 
 
-def alive(pid: int) -> bool:
-    """``pid`` runs (a zombie, ended but not reaped by its new parent, does not)."""
+def test_alive_says_whether_a_process_has_ended():
+    """``alive``: this process yes; no pid, pid 0 (a process group) no; a child that was
+    killed and not reaped yet (a zombie) has ended, as has a reaped one."""
+    assert alive(os.getpid()) and alive(str(os.getpid()))
+    assert not any(alive(p) for p in (None, "", "x", 0, -1))
+    child = subprocess.Popen(["sleep", "60"])
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat[stat.rindex(")") + 2] != "Z"
+        assert alive(child.pid)
+        child.kill()
+        gone = time.monotonic() + 5
+        while alive(child.pid):  # killed, not reaped: a zombie
+            assert time.monotonic() < gone
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        child.wait()
+    assert not alive(child.pid)
 
 
 SIGKILL_MODES = {

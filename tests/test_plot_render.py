@@ -89,11 +89,12 @@ def _draw_after(folder: Path, warm: bool) -> None:
     """In a forked process: the plot step's preloads of the fork server (``warm``), then
     the Brazil figure of :func:`_figures` as PNG and PDF in a process forked after (as the
     plot task's figure workers are)."""
-    from gprpipe.executors.worker import STEP_MODULES, warm_up
+    from gprpipe.executors.worker import STEP_MODULES
 
-    if warm:
+    if warm:  # called here, not through worker.warm_up, which leaves errors to the tasks
+        assert STEP_MODULES["plot"][-1] == "gprpipe.plotting.style:warm_up"
         before = dict(plt.rcParams)
-        warm_up(STEP_MODULES["plot"])
+        style.warm_up()
         assert dict(plt.rcParams) == before  # the style of the server is put back
     style.apply_style("hep")
     style.set_labels("HPS", "Preliminary", blinded=False)
@@ -196,3 +197,60 @@ def test_gp_fit_figures_only_at_wanted_test_masses():
     assert gp_masses([], masses, significant_z(z, counts)) == [0.03, 0.06, 0.1]
     z2 = np.array([0.1, 2.5, 0.3, 1.2, np.nan])
     assert gp_masses([], masses, significant_z(z2, counts)) == [0.03, 0.06, 0.08, 0.1]
+
+
+def _figure_worker_without_prctl(pipe: int) -> None:
+    """A task process (this forked one) with one figure worker that has no prctl, as on
+    macOS: the worker watches its parent instead. Both wait to be killed."""
+    import ctypes
+    import signal
+    import time
+
+    from gprpipe.steps.plot import _end_with_parent
+
+    worker = os.fork()
+    if worker == 0:
+        try:
+            ctypes.CDLL = lambda *a, **k: object()  # type: ignore[assignment,misc]  # no prctl
+            _end_with_parent(os.getppid())
+            os.write(pipe, f"{os.getpid()}\n".encode())
+            while True:
+                time.sleep(0.05)
+        finally:
+            os._exit(1)
+    signal.pause()
+
+
+def test_a_figure_worker_without_prctl_ends_with_its_task():
+    """Where the kernel cannot end a figure worker with its task process (no
+    PR_SET_PDEATHSIG: not Linux), the worker checks on a timer that the task is still its
+    parent: a task killed with SIGKILL leaves no figure worker drawing into its folder."""
+    import signal
+    import time
+
+    from gprpipe.io.processes import alive
+
+    read, write = os.pipe()
+    task = os.fork()
+    if task == 0:
+        try:
+            os.close(read)
+            _figure_worker_without_prctl(write)
+        finally:
+            os._exit(1)  # never back into pytest
+    os.close(write)
+    worker = 0
+    try:
+        with os.fdopen(read) as pipe:
+            worker = int(pipe.readline())
+        assert alive(worker)
+        os.kill(task, signal.SIGKILL)
+        os.waitpid(task, 0)
+        gone = time.monotonic() + 5
+        while alive(worker):
+            assert time.monotonic() < gone, "the figure worker outlived its task"
+            time.sleep(0.02)
+    finally:
+        for pid in (task, worker):
+            if pid and alive(pid):
+                os.kill(pid, signal.SIGKILL)

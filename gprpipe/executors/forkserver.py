@@ -45,6 +45,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import IO
 
+from gprpipe.io import processes
+
 #: seconds an unclaimed server waits for its first request before it ends (a prestarted
 #: server of a run that turned out not to use local workers, e.g. SLURM)
 CLAIM_TIMEOUT = 120.0
@@ -318,7 +320,7 @@ class ForkedWorker:
             return None if self.server.alive else self._finish(1)
         code = self.server.exit_of(pid)
         if code is None and not self.server.alive:
-            if not _ended(pid):
+            if processes.alive(pid):  # (a zombie, which nobody reaps, has ended)
                 return None
             code = 1  # its server is gone: the exit code is lost
         return None if code is None else self._finish(code)
@@ -350,22 +352,6 @@ class ForkedWorker:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
-
-
-def _ended(pid: int) -> bool:
-    """Whether the worker ``pid`` of a server that is gone has ended: no such process, or
-    one that ended and that nobody reaps (its parent, the server, is gone, and where the
-    process that inherits orphans does not reap them it stays a zombie)."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rpartition(b")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state in (b"Z", b"X")
 
 
 # --------------------------------------------------------------------- spare server

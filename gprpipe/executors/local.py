@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gprpipe.config.schema import Config
-from gprpipe.executors import forkserver, lifeline
+from gprpipe.executors import forkserver
 from gprpipe.executors.base import (
     THREAD_ENV,
     Executor,
@@ -41,6 +41,7 @@ from gprpipe.executors.forkserver import FRESH_ENV as FRESH_ENV  # re-exported
 from gprpipe.executors.forkserver import ForkedWorker, ForkServer
 from gprpipe.executors.worker import STEP_MODULES
 from gprpipe.io.atomic import open_fresh
+from gprpipe.io.processes import child_env
 from gprpipe.pipeline.cache import damaged_notice, freshness
 from gprpipe.pipeline.state import clear_state, read_state, write_state
 from gprpipe.pipeline.task import Task
@@ -150,7 +151,7 @@ class WarmWorkers:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=lifeline.child_env(self.env),
+            env=child_env(self.env),
             text=True,
             bufsize=1,
         )
@@ -378,7 +379,7 @@ def run_local(
     children: Children = set()
     warm = WarmWorkers(jobs, env, children) if warm_workers_wanted(engine) else None
     # a task process of the local engine ends with this run (a container's is stopped)
-    own = lifeline.child_env(dict(env)) if getattr(engine, "name", "") == "local" else env
+    own = child_env(dict(env)) if getattr(engine, "name", "") == "local" else env
     if warm is None:
         forkserver.take_spare(None)  # prestarted by the command line: not needed
     else:

@@ -12,8 +12,8 @@ markers, commit records, one-sentence errors and exit codes), with file descript
 and 2 sent to the task's log. A task that kills its process (a crash, SIGKILL) ends
 the worker; the executor sees the end of the pipe, fails that task and starts a new
 worker. SIGINT is ignored: the executor decides when tasks stop (it terminates its
-workers on Ctrl-C or cancel); a started worker whose run dies ends at once
-(:mod:`gprpipe.executors.lifeline`).
+workers on Ctrl-C or cancel); a started worker whose run dies ends within half a second
+(:mod:`gprpipe.io.processes`).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def detach_std_streams() -> int:
 
 def main() -> None:
     """Serve requests (standard input) until it ends; answers on the standard output."""
-    from gprpipe.executors.lifeline import end_with_run
+    from gprpipe.io.processes import end_with_run
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     end_with_run()  # a worker the run started itself (no fork server) ends with that run

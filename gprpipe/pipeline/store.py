@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import platform
 import re
 import socket
@@ -22,6 +21,7 @@ from gprpipe.config.loader import read_config_text
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
+from gprpipe.io.processes import alive
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import Layout, plan_point
 from gprpipe.pipeline.state import read_marker, read_state, state_dir
@@ -421,27 +421,12 @@ def dead_reason(info: dict[str, Any]) -> str:
     """Why a 'running' marker stands for no live task ('' when it may be alive): the run
     that launched it (local executor) or the task's own process on this host is gone."""
     host = socket.gethostname()
-    if info.get("run_host") == host and info.get("run_pid") and not _alive(info["run_pid"]):
+    if info.get("run_host") == host and info.get("run_pid") and not alive(info["run_pid"]):
         where = f" (container {info['container']})" if info.get("container") else ""
         return (
             f"the run that launched it (pid {info['run_pid']}) ended before the "
             f"task{where} finished (killed?)"
         )
-    if info.get("host") == host and not info.get("slurm_job") and not _alive(info.get("pid")):
+    if info.get("host") == host and not info.get("slurm_job") and not alive(info.get("pid")):
         return "its process ended without a result (killed?)"
     return ""
-
-
-def _alive(pid: Any) -> bool:
-    """Whether a local process exists and is not a zombie (PID 1 may never reap it)."""
-    try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

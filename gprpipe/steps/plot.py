@@ -13,7 +13,6 @@ of the test masses are not drawn, and every figure carries a "BLINDED" label.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ import numpy as np
 
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.processes import end_with
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
 from gprpipe.steps.fit import blinded_bins
@@ -177,12 +177,18 @@ def workers(jobs: int) -> int:
 def _end_with_parent(parent: int) -> None:
     """Figure worker start-up: end with the task's process, however it ends (a stopped
     run terminates it; a crash or the OOM killer may kill it). A figure worker left behind
-    would hold the task's inherited pipes open, and its run would wait for them forever."""
+    would hold the task's inherited pipes open, and its run would wait for them forever;
+    it would also go on writing figures into a folder that a later run may hold. Linux:
+    the kernel sends SIGTERM when the task's process ends; elsewhere the worker checks
+    twice a second that it is still its parent (:func:`gprpipe.io.processes.end_with`)."""
     import ctypes
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the task's handler
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            raise OSError("prctl failed")
+    except (OSError, AttributeError):  # no prctl (not Linux)
+        end_with(parent)
     if os.getppid() != parent:  # it ended before prctl took effect
         os._exit(1)
 
