@@ -290,3 +290,57 @@ def test_a_run_killed_with_sigkill_leaves_no_worker_writing(tmp_path: Path, mode
     assert code == 0, out + err
     assert read_marker(point, "fit__demo-000", "done")["pid"] != worker
     assert (point / "fit.h5").exists() and (point / "parts" / "fit" / "demo-000.h5").exists()
+
+
+def _orphaned_marker(point: Path, slug: str, task_pid: int) -> None:
+    """A 'running' marker of ``slug`` as a killed run leaves it: its run (a pid that has
+    ended) on this host, its task process ``task_pid`` still running."""
+    import socket
+
+    from gprpipe.pipeline.state import marker, write_state
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    launch = {"run_pid": gone.pid, "run_host": socket.gethostname(), "container": ""}
+    write_state(point, slug, "running", launch=launch)
+    path = marker(point, slug, "running")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "pid": task_pid}) + "\n")
+
+
+def test_a_task_still_ending_in_a_killed_run_is_waited_for(tmp_path: Path):
+    """A run that takes over from a killed one starts a task of that run again only once
+    its process there has ended (it kills itself within about a second), so that the two
+    never write the task's outputs at the same time; one that does not end within
+    ORPHAN_WAIT is named and the task starts anyway."""
+    from conftest import QUICKSTART, run_cli_here
+
+    from gprpipe.pipeline.state import read_marker
+    from gprpipe.pipeline.store import wait_for_orphan
+
+    run_dir = tmp_path / "run"
+    point = run_dir / "nominal"
+    args = ("run", QUICKSTART, "--steps", "load", "--set", f"base.output={run_dir}")
+    code, _, err = run_cli_here(*args)
+    assert code == 0, err
+    started = time.time()
+    orphan = subprocess.Popen(["sleep", "1.5"])  # the killed run's load task, ending
+    try:
+        _orphaned_marker(point, "load", orphan.pid)
+        code, out, err = run_cli_here(*args, "--force")
+        assert code == 0, out + err
+        assert orphan.poll() is not None  # ended before the new run's load task started
+        assert read_marker(point, "load", "done")["time"] >= started + 1.5
+        assert "killed run" not in err
+        stuck = subprocess.Popen(["sleep", "30"])
+        try:
+            _orphaned_marker(point, "load", stuck.pid)
+            info = read_marker(point, "load", "running")
+            why = wait_for_orphan(info, timeout=0.2)
+            assert why.startswith(f"process {stuck.pid} of a killed run still runs this task")
+        finally:
+            stuck.kill()
+            stuck.wait()
+        assert wait_for_orphan(info, timeout=0.2) == ""  # ended: nothing to wait for
+    finally:
+        orphan.kill()
+        orphan.wait()

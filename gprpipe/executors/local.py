@@ -43,7 +43,8 @@ from gprpipe.executors.worker import STEP_MODULES
 from gprpipe.io.atomic import open_fresh
 from gprpipe.io.processes import child_env
 from gprpipe.pipeline.cache import damaged_notice, freshness
-from gprpipe.pipeline.state import clear_state, read_state, write_state
+from gprpipe.pipeline.state import clear_state, read_marker, read_state, write_state
+from gprpipe.pipeline.store import wait_for_orphan
 from gprpipe.pipeline.task import Task
 from gprpipe.steps.runner import remove_task_temps
 
@@ -417,6 +418,10 @@ def run_local(
                         on_notice(damaged_notice(task, notice))
                 t = replace(task, argv=(*task.argv, "--force")) if task.id in forced else task
                 cmd = engine.command(t, run_dir=run_dir, env=THREAD_ENV)
+                earlier = read_marker(task.point_dir, task.slug, "running")
+                stopping = (lambda: stop.is_set()) if stop is not None else (lambda: False)
+                if (why := wait_for_orphan(earlier, stopping)) and on_notice:
+                    on_notice(f"notice: {task.id}: {why}")
                 write_state(
                     task.point_dir,
                     task.slug,

@@ -9,6 +9,7 @@ import platform
 import re
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -430,3 +431,44 @@ def dead_reason(info: dict[str, Any]) -> str:
     if info.get("host") == host and not info.get("slurm_job") and not alive(info.get("pid")):
         return "its process ended without a result (killed?)"
     return ""
+
+
+#: seconds a run waits for the task process of a killed run to end before it starts that
+#: task again (such a process kills itself within about a second: gprpipe.io.processes)
+ORPHAN_WAIT = 5.0
+
+
+def orphan_pid(info: dict[str, Any]) -> int | None:
+    """The task process named by a 'running' marker whose local run is gone but which
+    still runs on this host (a task of a killed run that has not ended yet), else None.
+    A container's task is left to the run's watchdog; a SLURM job to SLURM."""
+    host = socket.gethostname()
+    run_pid, pid = info.get("run_pid"), info.get("pid")
+    if info.get("run_host") != host or not run_pid or alive(run_pid):
+        return None
+    if info.get("host") != host or info.get("slurm_job") or info.get("container"):
+        return None
+    if pid is None or pid == run_pid or not alive(pid):
+        return None
+    return int(pid)
+
+
+def wait_for_orphan(
+    info: dict[str, Any], stop: Callable[[], bool] = lambda: False, timeout: float = ORPHAN_WAIT
+) -> str:
+    """Before a task starts again: wait up to ``timeout`` seconds for the process of a
+    killed run that still runs it (:func:`orphan_pid`), so that the two never write the
+    task's outputs at the same time. Returns a notice ('' when there was none to wait
+    for, or it ended in time)."""
+    pid = orphan_pid(info)
+    if pid is None:
+        return ""
+    end = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < end and not stop():
+        time.sleep(0.05)
+    if not alive(pid):
+        return ""
+    return (
+        f"process {pid} of a killed run still runs this task after {timeout:g} s (or its "
+        "pid now names another process); the task starts again anyway"
+    )
