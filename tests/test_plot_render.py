@@ -85,37 +85,6 @@ def test_workers_write_the_same_files_in_order(tmp_path):
         assert a.stat().st_size > 10_000
 
 
-def _draw_after(folder: Path, warm: bool) -> None:
-    """In a forked process: the plot step's preloads of the fork server (``warm``), then
-    the Brazil figure of :func:`_figures` as PNG and PDF in a process forked after (as the
-    plot task's figure workers are)."""
-    from gprpipe.executors.worker import STEP_MODULES
-
-    if warm:  # called here, not through worker.warm_up, which leaves errors to the tasks
-        assert STEP_MODULES["plot"][-1] == "gprpipe.plotting.style:warm_up"
-        before = dict(plt.rcParams)
-        style.warm_up()
-        assert dict(plt.rcParams) == before  # the style of the server is put back
-    style.apply_style("hep")
-    style.set_labels("HPS", "Preliminary", blinded=False)
-    proc = run_in_fork(style.draw, _figures()[0], folder, ["png", "pdf"])
-    assert proc.exitcode == 0
-
-
-def test_the_fork_servers_warm_up_changes_no_figure(tmp_path):
-    """The fork server draws one figure while a run's other tasks compute, so that the
-    plot task and its figure workers forked after it skip the first figure's extra cost
-    (imports, font lookups: about 0.4 s each). It leaves the style as it was, and a
-    figure drawn after it is the same PNG as one drawn without it (the fonts and parsed
-    math are not shared with the forked processes)."""
-    cold, warm = tmp_path / "cold", tmp_path / "warm"
-    for folder, warmed in ((cold, False), (warm, True)):
-        folder.mkdir()
-        assert run_in_fork(_draw_after, folder, warmed).exitcode == 0
-    assert (cold / "brazil.png").read_bytes() == (warm / "brazil.png").read_bytes()
-    assert (warm / "brazil.pdf").stat().st_size > 5_000
-
-
 def _math_pixels() -> bytes:
     fig = plt.figure(figsize=(2, 0.5), dpi=100)
     fig.text(0.05, 0.3, r"$\pm 1\sigma_A\ \hat{\mu}\ \epsilon^2$")

@@ -6,9 +6,8 @@ serves the executor over the Unix socket ``FD`` (messages of one datagram each):
 
 - ``fork TOKEN`` with two file descriptors (the new worker's request and answer pipes):
   fork a worker that serves them (:func:`worker.serve`); answer ``pid TOKEN PID``;
-- ``preload MODULE ...``: import these too, and call ``function`` of an entry
-  ``module:function`` (workers forked later have them: the plot step's matplotlib and
-  a first figure drawn, for a plan with plot tasks);
+- ``preload MODULE ...``: import these too (workers forked later have them: the plot
+  step's matplotlib, for a plan with plot tasks);
 - when a worker ends: ``exit PID CODE`` (``CODE`` as :attr:`subprocess.Popen.returncode`).
 
 The server ends when the socket closes (the process that started it closed it or ended,

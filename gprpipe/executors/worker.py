@@ -65,23 +65,18 @@ STEP_MODULES = {
         "gprpipe.steps.reach",
         "gprpipe.steps.report",
         "gprpipe.plotting.grid",
-        "gprpipe.plotting.style:warm_up",  # the first figure's extra ~0.4 s in each worker
     ),
 }
 
 
 def warm_up(modules: Sequence[str] = WARM_MODULES) -> None:
-    """Import ``modules``; an entry ``module:function`` also calls that function (no
-    arguments). A module that fails to import, or a function that fails, is left to the
-    task, which then reports the error in its own log."""
+    """Import ``modules`` (a module that fails to import is left to the task, which then
+    reports the error in its own log)."""
     import importlib
 
     for name in modules:
-        module, _, function = name.partition(":")
         with contextlib.suppress(Exception):
-            imported = importlib.import_module(module)
-            if function:
-                getattr(imported, function)()
+            importlib.import_module(name)
 
 
 def run_step(argv: Sequence[str]) -> int:

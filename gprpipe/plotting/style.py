@@ -144,30 +144,6 @@ class FigureJob:
     kwargs: dict = field(default_factory=dict)
 
 
-def warm_up() -> None:
-    """Draw one small figure in the default (``hep``) style to PNG and PDF, in memory.
-
-    The first figure of a process costs more than the next: the Agg and PDF backends and
-    fontTools (PDF font subsetting) are imported, the style's fonts looked up. The fork
-    server runs this while a run's other tasks compute
-    (``gprpipe.executors.worker.STEP_MODULES``): a figure worker forked after it drew its
-    first figure in 0.36-0.48 s CPU, 0.72-0.97 s without (the open font files and parsed
-    math are not inherited: matplotlib and :func:`_share_mathtext_cache` drop them at a
-    fork). The style is put back after."""
-    import io
-
-    with plt.rc_context():
-        apply_style("hep")
-        fig, ax = plt.subplots()
-        ax.semilogy([0.03, 0.1], [1e-6, 1e-5], label=r"$\epsilon^2$")
-        ax.set_xlabel(r"$m_{A'}$ [GeV]")
-        ax.legend()
-        label(ax, "warm-up")
-        for fmt in ("png", "pdf"):
-            fig.savefig(io.BytesIO(), format=fmt)
-        plt.close(fig)
-
-
 def draw(figure: FigureJob, folder: Path, formats: Sequence[str]) -> list[Path]:
     """Draw one figure and save it in every format."""
     return save(figure.fn(*figure.args, **figure.kwargs), folder, figure.stem, formats)
