@@ -380,7 +380,8 @@ def run_local(
     children: Children = set()
     warm = WarmWorkers(jobs, env, children) if warm_workers_wanted(engine) else None
     # a task process of the local engine ends with this run (a container's is stopped)
-    own = child_env(dict(env)) if getattr(engine, "name", "") == "local" else env
+    own = child_env(env) if getattr(engine, "name", "") == "local" else env
+    stopping = (lambda: stop.is_set()) if stop is not None else (lambda: False)
     if warm is None:
         forkserver.take_spare(None)  # prestarted by the command line: not needed
     else:
@@ -419,7 +420,6 @@ def run_local(
                 t = replace(task, argv=(*task.argv, "--force")) if task.id in forced else task
                 cmd = engine.command(t, run_dir=run_dir, env=THREAD_ENV)
                 earlier = read_marker(task.point_dir, task.slug, "running")
-                stopping = (lambda: stop.is_set()) if stop is not None else (lambda: False)
                 if (why := wait_for_orphan(earlier, stopping)) and on_notice:
                     on_notice(f"notice: {task.id}: {why}")
                 write_state(

@@ -422,7 +422,7 @@ def dead_reason(info: dict[str, Any]) -> str:
     """Why a 'running' marker stands for no live task ('' when it may be alive): the run
     that launched it (local executor) or the task's own process on this host is gone."""
     host = socket.gethostname()
-    if info.get("run_host") == host and info.get("run_pid") and not alive(info["run_pid"]):
+    if _run_gone(info, host):
         where = f" (container {info['container']})" if info.get("container") else ""
         return (
             f"the run that launched it (pid {info['run_pid']}) ended before the "
@@ -443,14 +443,19 @@ def orphan_pid(info: dict[str, Any]) -> int | None:
     still runs on this host (a task of a killed run that has not ended yet), else None.
     A container's task is left to the run's watchdog; a SLURM job to SLURM."""
     host = socket.gethostname()
-    run_pid, pid = info.get("run_pid"), info.get("pid")
-    if info.get("run_host") != host or not run_pid or alive(run_pid):
+    pid = info.get("pid")
+    if not _run_gone(info, host):
         return None
     if info.get("host") != host or info.get("slurm_job") or info.get("container"):
         return None
-    if pid is None or pid == run_pid or not alive(pid):
+    if pid is None or pid == info["run_pid"] or not alive(pid):
         return None
     return int(pid)
+
+
+def _run_gone(info: dict[str, Any], host: str) -> bool:
+    """Whether the marker names a run on ``host`` (the local executor's) that is gone."""
+    return info.get("run_host") == host and bool(info.get("run_pid")) and not alive(info["run_pid"])
 
 
 def wait_for_orphan(
