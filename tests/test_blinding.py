@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import QUICKSTART, REPO, quickstart_child, run_cli_here, run_cli_subprocess, settings
+from conftest import QUICKSTART, REPO, quickstart_child, run_cli_here, settings
 
 from gprpipe.io.root import read_hist, write_hist
 from gprpipe.stats.resolution import sigma_m
@@ -168,10 +168,10 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
     assert ratio == pytest.approx(1.0, abs=0.01)
 
 
-def test_set_blind_false_is_refused(tmp_path):
-    code, _, err = run_cli_subprocess(
+def test_set_blind_false_is_refused(tmp_path, cli):
+    code, _, err = cli(
         "run",
-        QUICKSTART.relative_to(REPO),
+        QUICKSTART,
         "--dry-run",
         *settings("base.blind=false", f"base.output={tmp_path / 'r'}"),
     )
@@ -179,9 +179,7 @@ def test_set_blind_false_is_refused(tmp_path):
     assert "--set base.blind=false: blinding is lifted only by 'gprpipe run --unblind'" in err
     assert "Traceback" not in err
     # validate says what run refuses (it said "valid")
-    code, out, err = run_cli_subprocess(
-        "validate", QUICKSTART.relative_to(REPO), *settings("base.blind=false")
-    )
+    code, out, err = cli("validate", QUICKSTART, *settings("base.blind=false"))
     assert (
         code == 1
         and out == ""
@@ -193,9 +191,7 @@ def test_set_blind_false_is_refused(tmp_path):
     )
     # an inline table (merged into [base]) lifts nothing either; "true" blinds, as asked
     for value, code_wanted in (("base={blind=false}", 1), ('base.blind="true"', 0)):
-        code, _, err = run_cli_subprocess(
-            "validate", QUICKSTART.relative_to(REPO), *settings(value)
-        )
+        code, _, err = cli("validate", QUICKSTART, *settings(value))
         assert code == code_wanted, err
 
 

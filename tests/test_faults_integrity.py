@@ -69,9 +69,9 @@ OUTPUTS = ("load.h5", "fit.h5", "limit.h5", "scan.csv", "inject.h5", "inject.csv
 
 
 def gp(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 600):
-    """``gprpipe ARGS``: ``run`` and ``rerun`` in this process (their tasks are processes:
-    the crash hooks end those), the other commands in a subprocess."""
-    if args[0] in ("run", "rerun"):
+    """``gprpipe ARGS`` in this process (a run's tasks are processes: the crash hooks end
+    those), ``step`` (a task process itself) in a subprocess."""
+    if args[0] != "step":
         return run_cli_here(*args, env=env)
     return run_cli_subprocess(*args, env=env, timeout=timeout)
 
