@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_slurm
+from conftest import require_slurm, run_cli_here
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -109,13 +109,14 @@ def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     assert res.returncode == 0 and "Submitted" in res.stdout, res.stdout + res.stderr
     missing.unlink()  # before the held jobs start
     deadline = time.monotonic() + 600
-    while True:
-        status = gprpipe("status", str(tmp_path / "run"))
-        if not re.search(r"\b(pending|running)=", status.stdout.splitlines()[-1]):
+    while True:  # (polled in this process: a subprocess every 2 s costs a CPU s each)
+        code, lines, err = run_cli_here("status", tmp_path / "run")
+        assert code == 0, err
+        if not re.search(r"\b(pending|running)=", lines.splitlines()[-1]):
             break
-        assert time.monotonic() < deadline, status.stdout
+        assert time.monotonic() < deadline, lines
         time.sleep(2)
-    lines = status.stdout
+    assert gprpipe("status", str(tmp_path / "run")).stdout == lines
     assert "data file not found" in lines
     points = [p.name for p in (tmp_path / "run").iterdir() if p.is_dir() and p.name != "slurm"]
     assert len(points) == 2
