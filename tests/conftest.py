@@ -3,7 +3,7 @@
 ``run_cli`` runs ``python -m gprpipe ...`` in a subprocess, exactly as a user would;
 ``cli`` calls the same entry point (``gprpipe.cli.main``) in this process, which is much
 faster for commands that do not start tasks (validate, render, grid, schema...);
-``run_cli_here`` does the same with the subprocess's environment and output, for the runs
+``run_cli_here`` does the same with the subprocess's output (plus any ``env``), for the runs
 of tests that need nothing of a process of their own (signals, pid, working folder): their
 tasks still run in worker processes, forked by the fork server that this process keeps
 from its previous run, so the interpreter and the numerics are not started and imported
@@ -123,11 +123,13 @@ class _WithoutCurrentTestVariable:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist, the tests that wait on SLURM or Podman start first, then the
     other long ones (``slow``), then the many short tests, each group in collection order;
-    and the workers take one test at a time (``--maxschedchunk=1`` unless given). The waits
+    and xdist hands the tests out one at a time (``--maxschedchunk=1`` unless given: each
+    worker holds the test it runs and the next). The waits
     and the long tests then overlap the rest, and the suite does not end with one worker
     alone on a long test while the others idle (measured: 48 s of it with the collection
-    order and xdist's default chunks). A serial session keeps the collection order (and so
-    sets up each module's fixtures once)."""
+    order and xdist's default chunks). A module fixture that slow and short tests share is
+    then set up twice on a worker: costly ones are session fixtures. A serial session keeps
+    the collection order (and so sets up each module's fixtures once)."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
 
@@ -307,13 +309,15 @@ def call_main(*args: str | Path) -> int:
 def run_cli_here(*args: str | Path, env: dict[str, str] | None = None) -> CliResult:
     """``gprpipe ARGS`` called in this process (``gprpipe.cli.main``), with ``env`` added to
     its environment for the call: (exit code, stdout, stderr). The same entry point and
-    output as the command line (the output is not a terminal, so it has no colours and
-    200 columns, as in :func:`run_cli_subprocess`); a run's tasks run in worker processes
-    as they do there. The terminal variables of :data:`SUBPROCESS_ENV` are not set: the
-    runs of this process (here, the TUI's, the service's) then share the environment, and
-    so the fork server kept from the previous run (one with another environment is not
-    reused: measured, 33 fork servers started in the test processes of a session, about
-    1.5 CPU s each)."""
+    output as the command line (not a terminal: no colours; under ``pytest -s`` the
+    output is the terminal and may have them); a run's tasks run in worker processes as
+    they do there. None of :data:`SUBPROCESS_ENV` is set (the BLAS variables already are,
+    at import): the runs of this process (here, the TUI's, the service's) then share one
+    environment, and so the fork server kept from the previous run (a server serves only
+    the environment it was started with: measured, 33 servers started in the test
+    processes of a session when this set the terminal variables, about 1.5 CPU s each).
+    No timeout: a test whose run may hang (a killed worker, a lock) uses
+    :func:`run_cli_subprocess`."""
     import io
 
     out, err = io.StringIO(), io.StringIO()

@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import quickstart_child, run_cli_here, start_cli_subprocess
+from conftest import quickstart_child, run_cli_subprocess, start_cli_subprocess
 
 from gprpipe.engines import get_engine
 from gprpipe.executors import forkserver
@@ -70,8 +70,15 @@ def test_warm_workers_for_the_local_engine_only(monkeypatch: pytest.MonkeyPatch)
 def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     point = run_dir / "nominal"
-    code, out, err = run_cli_here(
-        "run", cfg, "--set", f"base.output={run_dir}", "-j", "2", env={CRASH_AFTER: "fit.h5"}
+    code, out, err = run_cli_subprocess(
+        "run",
+        cfg,
+        "--set",
+        f"base.output={run_dir}",
+        "-j",
+        "2",
+        env={CRASH_AFTER: "fit.h5"},
+        timeout=600,
     )
     assert code == 1, out + err
     assert "failed nominal/fit/merge" in err
@@ -80,14 +87,14 @@ def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: P
     assert len(pids) <= 2  # four tasks in at most two warm processes
     assert read_marker(point, "fit__merge", "failed")  # its worker was killed; the run went on
     assert (point / "logs" / "fit__merge.log").read_text().startswith("$ ")
-    code, out, err = run_cli_here("rerun", run_dir, "--failed")
+    code, out, err = run_cli_subprocess("rerun", run_dir, "--failed", timeout=600)
     assert code == 0, out + err
     assert "Rerunning 1 tasks: nominal/fit/merge" in out
     assert pid_of(point, "fit__merge") not in pids
     # the numbers do not depend on the process: the chunks, run again fresh, agree
     fresh = tmp_path / "fresh"
-    code, _, err = run_cli_here(
-        "run", cfg, "--set", f"base.output={fresh}", "-j", "2", env={FRESH_ENV: "1"}
+    code, _, err = run_cli_subprocess(
+        "run", cfg, "--set", f"base.output={fresh}", "-j", "2", env={FRESH_ENV: "1"}, timeout=600
     )
     assert code == 0, err
     fpids = {pid_of(fresh / "nominal", s) for s in ("load", *CHUNKS, "fit__merge")}
@@ -279,7 +286,7 @@ def test_a_run_killed_with_sigkill_leaves_no_worker_writing(tmp_path: Path, mode
             os.killpg(proc.pid, signal.SIGKILL)
     if mode != "fork server":
         return  # the rerun below is the same in every mode
-    code, out, err = run_cli_here("run", cfg, "--set", f"base.output={run_dir}")
+    code, out, err = run_cli_subprocess("run", cfg, "--set", f"base.output={run_dir}")
     assert code == 0, out + err
     assert read_marker(point, "fit__demo-000", "done")["pid"] != worker
     assert (point / "fit.h5").exists() and (point / "parts" / "fit" / "demo-000.h5").exists()
@@ -305,7 +312,7 @@ def test_a_task_still_ending_in_a_killed_run_is_waited_for(tmp_path: Path):
     its process there has ended (it kills itself within about a second), so that the two
     never write the task's outputs at the same time; one that does not end within
     ORPHAN_WAIT is named and the task starts anyway."""
-    from conftest import QUICKSTART
+    from conftest import QUICKSTART, run_cli_here
 
     from gprpipe.pipeline.state import read_marker
     from gprpipe.pipeline.store import wait_for_orphan

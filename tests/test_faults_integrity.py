@@ -1,5 +1,6 @@
 """Fault suite, data integrity: every case reproduces a defect first found by hand, through
-the real CLI in subprocesses, on the shipped demo spectrum.
+the real CLI (the runs that are killed or stopped in subprocesses of their own, the other
+commands through the same entry point in this process), on the shipped demo spectrum.
 
 Cases: a kill between the two outputs of the limit merge and of the inject merge; a
 ``fit.h5`` and a fit chunk whose payload bytes were flipped with their attributes intact;

@@ -114,7 +114,7 @@ def _cfg(shared: Path, *sets: str):
     return load_points(REPO / "user_configs" / "hps2015_injection.toml", base)[1][0].config
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # (slow and short tests use it: see conftest)
 def real2015():
     """GP fits of the real 2015 histogram at 30, 60 and 100 MeV (the fit step's numerics)."""
     from conftest import SHARED_DATA

@@ -10,12 +10,13 @@ functional-form toys the scan shows no false bumps.
 from __future__ import annotations
 
 import csv
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, run_cli_here, settings
+from conftest import REPO, SHARED_DATA, settings
 
 from gprpipe.stats.quality import has_result
 
@@ -24,24 +25,29 @@ N_MASSES = {"2015": 111, "2016": 176, "2021": 221}
 
 
 def scan(year: str, out: Path) -> list[dict[str, str]]:
-    """``gprpipe run user_configs/hps<year>.toml --steps load,fit,limit`` on the real
-    histogram (the CLI's entry point, in this process: its tasks run in worker processes
-    as from the command line); the rows of scan.csv."""
     src = SHARED_DATA / f"funcform_{year}_toys.root"
     if not src.exists():
         pytest.skip(f"{src} not available")
-    code, _, err = run_cli_here(
-        "run",
-        REPO / "user_configs" / f"hps{year}.toml",
-        "--steps",
-        "load,fit,limit",
-        *settings(
-            f"datasets.{year}.path={src}",
-            f"datasets.{year}.hist=input_hist",
-            f"base.output={out}",
-        ),
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gprpipe",
+            "run",
+            f"user_configs/hps{year}.toml",
+            "--steps",
+            "load,fit,limit",
+            *settings(
+                f"datasets.{year}.path={src}",
+                f"datasets.{year}.hist=input_hist",
+                f"base.output={out}",
+            ),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
-    assert code == 0, err
+    assert res.returncode == 0, res.stderr
     with open(out / "nominal" / "scan.csv") as fh:
         return list(csv.DictReader(fh))
 
