@@ -400,7 +400,7 @@ def test_quickstart_is_valid(cli):
     assert "valid (1 point" in out
 
 
-def test_typo_names_file_key_line_and_suggests(tmp_path: Path, run_cli):
+def test_typo_names_file_key_line_and_suggests(tmp_path: Path, cli):
     """As a user would: a config inheriting quickstart with fit.blind_nsigmaa."""
     cfg = quickstart_child(
         tmp_path / "typo.toml",
@@ -409,17 +409,17 @@ def test_typo_names_file_key_line_and_suggests(tmp_path: Path, run_cli):
         blind_nsigmaa = 2.0
     """,
     )
-    code, out, err = run_cli("validate", cfg)
+    code, out, err = cli("validate", cfg)
     assert code == 1
     assert f"{cfg}:4: fit.blind_nsigmaa: unknown key; did you mean 'blind_nsigma'?" in err
     assert "Traceback" not in err + out
     assert len(err.strip().splitlines()) == 1
 
 
-def test_no_dataset_to_scan_blames_what_left_them_out(run_cli):
+def test_no_dataset_to_scan_blames_what_left_them_out(cli):
     """Every dataset disabled by a --set: the sentence names that --set, not the shipped
     defaults file where [datasets] begins."""
-    code, _, err = run_cli("validate", QUICKSTART, "--set", "datasets.demo.enabled=false")
+    code, _, err = cli("validate", QUICKSTART, "--set", "datasets.demo.enabled=false")
     assert code == 1
     assert err.strip() == (
         "error: --set datasets.demo.enabled: no dataset to scan: demo is disabled or not in "
@@ -427,15 +427,15 @@ def test_no_dataset_to_scan_blames_what_left_them_out(run_cli):
     )
     # scan.datasets lists none: enabling demo would not help, so scan.datasets is named
     sets = ("--set", "scan.datasets=[]", "--set", "datasets.demo.enabled=false")
-    code, _, err = run_cli("validate", QUICKSTART, *sets)
+    code, _, err = cli("validate", QUICKSTART, *sets)
     assert code == 1 and err.startswith("error: --set scan.datasets: no dataset to scan")
 
 
-def test_empty_key_is_named_as_toml_spells_it(tmp_path: Path, run_cli):
+def test_empty_key_is_named_as_toml_spells_it(tmp_path: Path, cli):
     """``"" = 1`` (a quoted empty key) is refused with the key written as in TOML, not as a
     dangling dot and an "unknown key" without a name."""
     cfg = quickstart_child(tmp_path / "empty.toml", '[fit]\n"" = 1\n')
-    code, out, err = run_cli("validate", cfg)
+    code, out, err = cli("validate", cfg)
     assert code == 1
     assert err.strip() == (
         f'error: {cfg}:4: fit."": an empty key name is not a setting; remove it.'
@@ -443,7 +443,7 @@ def test_empty_key_is_named_as_toml_spells_it(tmp_path: Path, run_cli):
     assert "Traceback" not in out
 
 
-def test_chunk_size_under_slurm_points_to_scan(tmp_path: Path, run_cli):
+def test_chunk_size_under_slurm_points_to_scan(tmp_path: Path, cli):
     """chunk_size plans the tasks of every executor, so it lives in [scan]; the old place
     [slurm] is refused with the new key named."""
     cfg = quickstart_child(
@@ -453,12 +453,12 @@ def test_chunk_size_under_slurm_points_to_scan(tmp_path: Path, run_cli):
         chunk_size = 4
     """,
     )
-    code, _out, err = run_cli("validate", cfg)
+    code, _out, err = cli("validate", cfg)
     assert code == 1
     assert f"{cfg}:4: slurm.chunk_size: unknown key; did you mean 'scan.chunk_size'?" in err
     assert len(err.strip().splitlines()) == 1
     good = quickstart_child(tmp_path / "new.toml", "[scan]\nchunk_size = 4\n")
-    assert run_cli("validate", good)[0] == 0
+    assert cli("validate", good)[0] == 0
 
 
 def test_all_errors_reported_at_once(tmp_path: Path, cli):
