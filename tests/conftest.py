@@ -365,16 +365,10 @@ def run_cli() -> Callable[..., CliResult]:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
-    """Run ``gprpipe.cli.main(args)`` in this process; returns (code, stdout, stderr)."""
-
-    def call(*args: str | Path) -> CliResult:
-        capsys.readouterr()
-        code = call_main(*args)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+def cli() -> Callable[..., CliResult]:
+    """Run ``gprpipe.cli.main(args)`` in this process (:func:`run_cli_here`); returns
+    (code, stdout, stderr)."""
+    return run_cli_here
 
 
 def write(path: Path, text: str) -> Path:
