@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gprpipe import __version__
-from gprpipe.errors import ConfigError, GprpipeError, os_error_sentence
+from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
 from gprpipe.units import fmt_mass, parse_mass
 
 if TYPE_CHECKING:  # the run service is imported by the commands that use it (start-up time)
@@ -110,7 +110,7 @@ def init(
     )
     console.print(
         f"wrote {path.name} (inherits the shipped template {template!r}). "
-        f"Next: {first}gprpipe validate {path.name} && gprpipe run {path.name}",
+        f"Next: {first}{cli_command('validate', path.name)} && {cli_command('run', path.name)}",
         markup=False,
         highlight=False,
     )
@@ -267,7 +267,7 @@ def _show(result: RunResult, *, rows: bool = True) -> None:
     """Print what a run or rerun did (after its progress bars); exit 1 when it failed."""
     if result.queued:
         if not result.waited:
-            console.print(f"Watch with: gprpipe status {result.run_dir}")
+            console.print(f"Watch with: {cli_command('status', result.run_dir)}")
         else:
             console.print(", ".join(f"{n} {s}" for s, n in sorted(result.state_counts().items())))
             for t in result.tasks:
@@ -477,7 +477,8 @@ def cancel(
     if done.jobs:
         console.print(f"Cancelled SLURM jobs: {' '.join(done.jobs)}")
     if done.marked:
-        console.print(f"Marked failed: {', '.join(done.marked)} (gprpipe rerun {run_dir} --failed)")
+        rerun = cli_command("rerun", run_dir, "--failed")
+        console.print(f"Marked failed: {', '.join(done.marked)} ({rerun})")
     if not done.anything:
         console.print(f"Nothing running in {run_dir}.")
 

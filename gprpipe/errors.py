@@ -1,6 +1,14 @@
 """User-facing errors: one clear sentence, exit code 1, no traceback unless --debug."""
 
+import shlex
 from collections.abc import Sequence
+
+
+def cli_command(*args: object) -> str:
+    """A ``gprpipe`` command line for a message to suggest, each argument shell-quoted: a
+    run folder comes from ``base.output`` and may hold spaces, quotes or ``$(...)``, which
+    a pasted command must not run."""
+    return shlex.join(["gprpipe", *map(str, args)])
 
 
 class GprpipeError(Exception):

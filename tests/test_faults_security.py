@@ -176,6 +176,37 @@ def test_quoted_values_keep_the_directive_block(
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+def test_suggested_commands_quote_the_run_folder(cli, tmp_path: Path):
+    """The commands a message suggests (the rerun of an incomplete run, in the run's and
+    in the summary's words) quote a run folder holding spaces, quotes and $(...): pasted
+    into a shell, they name the folder and run nothing else."""
+    import re
+    import shlex
+
+    run = tmp_path / "a b'c $(touch x)"
+    common = ("--steps", "load,fit,limit", *settings("scan.masses=[0.03]", f"base.output={run}"))
+    code, out, err = cli("run", QUICKSTART, *common)
+    assert code == 0, err
+    (run / "nominal" / "fit.h5").unlink()
+    (run / "nominal" / "fit.h5").mkdir()  # the fit's merge cannot write it: the run fails
+    code, out, err = cli("run", QUICKSTART, *common)
+    assert code == 1
+    hints = re.findall(r"(gprpipe rerun .*? --failed)", out + err)
+    code, summary, _ = cli("summary", run)
+    hints += re.findall(r"(gprpipe rerun .*? --failed)", summary)
+    assert len(hints) >= 2, out + err + summary
+    for hint in hints:
+        assert shlex.split(hint) == ["gprpipe", "rerun", str(run), "--failed"]
+        echoed = subprocess.run(
+            ["bash", "-c", hint.replace("gprpipe", "printf '%s\\n'", 1)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert echoed.stdout.splitlines() == ["rerun", str(run), "--failed"]
+    assert not (tmp_path / "x").exists()
+
+
 # ---------------------------------------------------------------- 2. path traversal
 
 

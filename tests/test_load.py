@@ -116,6 +116,24 @@ def test_read_missing_and_non_root_files(tmp_path: Path):
     assert str(info.value) == "/dev/null: not a regular file (a ROOT file is needed)."
 
 
+def test_a_pattern_that_matches_folders_lists_only_their_histograms(tmp_path: Path):
+    """A glob for toys or background histograms (toyscan.pattern, inject.histograms) may
+    match folders as well (``toy*`` matches ``toyd`` and ``toyd/sub``): they are skipped,
+    not asked for a class of their own (a nested folder has none: "internal error")."""
+    from gprpipe.io.root import match_hists
+
+    path = tmp_path / "nested.root"
+    with uproot.recreate(path) as f:
+        f["toy_10"] = (COUNTS, EDGES)
+        f["toy_2"] = (COUNTS, EDGES)
+        f["toyd/sub/h"] = (COUNTS, EDGES)
+        f.mktree("toytree", {"mass": np.float64})
+    assert match_hists(path, "toy*") == ["toy_2", "toy_10", "toyd/sub/h"]
+    assert match_hists(path, "toyd/*") == ["toyd/sub/h"]
+    with pytest.raises(GprpipeError, match=r"no histogram matches toyscan\.pattern 'toyd'"):
+        match_hists(path, "toyd", "toyscan.pattern")
+
+
 def test_read_real_2015_file(shared_data: Path):
     path = shared_data / "funcform_2015_toys.root"
     counts, edges = read_hist(path, "input_hist")

@@ -145,10 +145,11 @@ def match_hists(path: Path | str, pattern: str, key: str = "the pattern") -> lis
     except Exception as exc:
         raise GprpipeError(f"{path}: {CANNOT_OPEN} ({_why(exc)}).") from None
     with f:
+        # the class names of the listing: a folder (TDirectory) has none of its own to ask
         names = [
             k
-            for k in _keys(f)
-            if fnmatch.fnmatchcase(k, pattern) and str(f.classname_of(k)).startswith("TH1")
+            for k, cls in _keys(f).items()
+            if fnmatch.fnmatchcase(k, pattern) and cls.startswith("TH1")
         ]
     if not names:
         raise GprpipeError(f"{path}: no histogram matches {key} {pattern!r}.")

@@ -29,7 +29,6 @@ import fnmatch
 import json
 import math
 import os
-import shlex
 import signal
 import socket
 import threading
@@ -40,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.errors import ConfigError, GprpipeError, cli_command
 from gprpipe.executors.base import Hooks, Outcome, RunReport
 from gprpipe.pipeline.commit import damage
 from gprpipe.pipeline.lock import describe, holder, is_locked, run_lock
@@ -217,8 +216,8 @@ class RunResult:
         if failed or skipped:
             return (
                 f"{counts} The run is incomplete: fix the cause below, then run the same "
-                f"command again (finished tasks are kept) or gprpipe rerun {self.run_dir} "
-                "--failed."
+                f"command again (finished tasks are kept) or "
+                f"{cli_command('rerun', self.run_dir, '--failed')}."
             )
         return f"{counts} Results in {self.run_dir}"
 
@@ -648,9 +647,7 @@ def run(
         return result
     check_inputs(loaded, points)
     make_run_dir(run_dir, str(loaded.where("base.output")))
-    resume = shlex.join(
-        ["gprpipe", "run", str(config), *[x for o in overrides for x in ("--set", o)]]
-    )
+    resume = cli_command("run", config, *[x for o in overrides for x in ("--set", o)])
     with (
         run_lock(run_dir, command=opts.command, wait=opts.wait_lock, notice=obs.notice),
         _stoppable(run_dir) as stop,
@@ -769,7 +766,7 @@ def rerun(
             obs,
             force=[t.id for t in todo],
             wait=wait,
-            resume=f"gprpipe rerun {run_dir} --failed",
+            resume=cli_command("rerun", run_dir, "--failed"),
             resubmit=True,
             stop=stop,
         )
@@ -816,8 +813,8 @@ def _execute(
             except KeyboardInterrupt:  # only the waiting stops: the jobs go on
                 raise Interrupted(
                     f"interrupted the wait; the {ex.name.upper()} jobs of {run_dir} go on. "
-                    f"Watch them with: gprpipe status {run_dir}; stop them with: "
-                    f"gprpipe cancel {run_dir}"
+                    f"Watch them with: {cli_command('status', run_dir)}; stop them with: "
+                    f"{cli_command('cancel', run_dir)}"
                 ) from None
             finally:
                 obs.stopped()

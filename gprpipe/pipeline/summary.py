@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gprpipe.config.schema import Config
-from gprpipe.errors import GprpipeError
+from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.pipeline.commit import stale_exports, vouched
 from gprpipe.results.schema import plot_manifest_files, read_csv
 from gprpipe.results.summary import (
@@ -207,8 +207,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
     points = summary.points
     if any(ps.failures or ps.pending for ps in points) and not any(ps.running for ps in points):
         lines.append(
-            f"To finish the run (once any cause above is fixed): gprpipe rerun "
-            f"{summary.run_dir} --failed (it keeps the config the run recorded; after "
-            "fixing the config file, run it again instead)"
+            "To finish the run (once any cause above is fixed): "
+            f"{cli_command('rerun', summary.run_dir, '--failed')} (it keeps the config the run "
+            "recorded; after fixing the config file, run it again instead)"
         )
     return lines

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gprpipe.errors import GprpipeError
+from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.executors.base import (
     THREAD_ENV,
     Executor,
@@ -279,7 +279,7 @@ def wait(
                 raise GprpipeError(
                     f"SLURM did not answer (squeue) for {UNREACHABLE_TIMEOUT:.0f}"
                     f" s; the jobs may still run: check with "
-                    f"gprpipe status {run_dir}"
+                    f"{cli_command('status', run_dir)}"
                 )
         time.sleep(pause)
         pause = min(pause * 1.5, interval)
@@ -404,7 +404,7 @@ class SlurmExecutor(Executor):
             raise GprpipeError(
                 f"{self.run_dir} is in use by SLURM job {b.job} (task {b.id} "
                 f"is {b.state}): wait for it or cancel the run's jobs with: "
-                f"gprpipe cancel {self.run_dir}"
+                f"{cli_command('cancel', self.run_dir)}"
             )
 
     def job_ids_by_task(self) -> dict[str, str]:
