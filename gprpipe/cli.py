@@ -538,6 +538,7 @@ def demo_data(
     ] = None,
     signal_yield: Annotated[float, typer.Option(help="Signal events.")] = 0.0,
     hist: Annotated[str, typer.Option(help="Histogram name.")] = "input_hist",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUT.")] = False,
 ) -> None:
     """Write a realistic synthetic HPS-2015-like spectrum (optionally with a signal)."""
     from gprpipe.demo import DEMO_HI, DEMO_LO, DEMO_SEED, demo_spectrum
@@ -573,6 +574,8 @@ def demo_data(
         raise GprpipeError(f"--hist {hist!r}: a histogram name, folders joined by '/'.")
     if out.is_dir():
         raise GprpipeError(f"{out}: is a folder; give the ROOT file to write.")
+    if (out.exists() or out.is_symlink()) and not force:  # a config or real data, maybe
+        raise GprpipeError(f"{out}: already exists; choose another name or use --force.")
     counts, edges = demo_spectrum(
         seed=DEMO_SEED if seed is None else seed,
         scale=scale,

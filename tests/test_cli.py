@@ -10,6 +10,7 @@ from conftest import DEMO_ROOT, QUICKSTART, write
 from gprpipe import __version__
 from gprpipe.cli import main
 from gprpipe.errors import GprpipeError
+from gprpipe.io.root import read_hist
 
 
 def one_error(err: str) -> str:
@@ -176,6 +177,19 @@ def test_demo_data_refuses_bad_values_in_one_sentence(tmp_path: Path, cli, args,
 def test_demo_data_into_a_folder_is_refused(tmp_path: Path, cli):
     code, _, err = cli("demo-data", tmp_path)
     assert code == 1 and one_error(err) == f"{tmp_path}: is a folder; give the ROOT file to write."
+
+
+def test_demo_data_never_overwrites_a_file_without_force(tmp_path: Path, cli):
+    """An existing file (a config, real data) is left as it is unless --force is given."""
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text('[base]\ntemplate = "hps2015"\n')
+    code, _, err = cli("demo-data", cfg)
+    assert code == 1
+    assert one_error(err) == f"{cfg}: already exists; choose another name or use --force."
+    assert cfg.read_text() == '[base]\ntemplate = "hps2015"\n'
+    code, _, err = cli("demo-data", cfg, "--force", "--scale", "0.01")
+    assert code == 0, err
+    assert read_hist(cfg, "input_hist")[0].sum() > 0
 
 
 def test_what_the_file_system_refuses_is_one_sentence_naming_the_path(tmp_path: Path, cli):

@@ -46,3 +46,32 @@ def test_exports_name_the_datasets_a_run_has(
         assert code == 1 and err.strip() == (
             f"error: {shared_quickstart}/nominal/fit.h5: no dataset 'dmeo' (have: demo)."
         )
+
+
+def test_an_export_never_replaces_a_file_of_the_run(
+    shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """``-o`` naming a file the run manages (run.json, fit.h5, a commit record) is refused
+    with one sentence and the file is left as it was; a point's exports folder and places
+    outside the run are fine."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    point = run / "nominal"
+    base = ("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "-o")
+    for target in (run / "run.json", point / "fit.h5", point / ".state" / "exports.json"):
+        before = target.read_bytes() if target.exists() else None
+        code, out, err = cli(*base, target)
+        assert code == 1, out
+        folder = run if target.parent == run else point
+        assert err.strip() == (
+            f"error: {target}: lies in {folder}, among the files of a run; write exports to "
+            "a point's exports folder (the default) or outside the run directory."
+        )
+        assert (target.read_bytes() if target.exists() else None) == before
+    assert cli("summary", run)[0] == 0
+    for target in (point / "exports" / "mine.json", tmp_path / "elsewhere" / "ws.json"):
+        code, _, err = cli(*base, target)
+        assert code == 0, err
+        assert json.loads(target.read_text())["version"] == "1.0.0"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export
 from gprpipe.pipeline.plan import Layout
-from gprpipe.pipeline.store import earlier_point_notice, load_run_info
+from gprpipe.pipeline.state import state_dir
+from gprpipe.pipeline.store import RUN_JSON, earlier_point_notice, load_run_info
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
 
@@ -50,11 +52,29 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
     raise GprpipeError(f"{run_dir}: no grid point {point!r}.")
 
 
+def _refuse_managed(path: Path) -> None:
+    """Refuse an export file (``-o``) that lands among the files a run manages: anywhere in
+    a run directory (a folder holding ``run.json``) or a point folder (one holding
+    ``.state``) but in an ``exports`` folder. ``-o run/nominal/fit.h5`` would otherwise
+    replace the fit with the export's JSON."""
+    real = Path(os.path.realpath(path))
+    for folder in real.parents:
+        if (folder / RUN_JSON).is_file() or state_dir(folder).is_dir():
+            if real.parent.name != "exports":
+                raise GprpipeError(
+                    f"{path}: lies in {folder}, among the files of a run; write exports to "
+                    "a point's exports folder (the default) or outside the run directory."
+                )
+            return
+
+
 def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
     """Write the export ``files`` and record which ``source`` (fit.h5, or limit.h5 for
     exports that carry limits) they came from; if
     either fails, no file of this export is left behind (an unrecorded export would pass
     for one of the current fit)."""
+    for path in files:
+        _refuse_managed(path)
     written: list[Path] = []
     try:
         for path, text in files.items():
