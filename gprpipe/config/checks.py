@@ -382,6 +382,16 @@ def histogram_errors(
             errors.append(
                 (field, f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV)")
             )
+    ms = cfg.test_masses(name)
+    dr = ds.data_range
+    if not errors and dr is not None and len(ms) and not ((ms >= dr[0]) & (ms <= dr[1])).any():
+        errors.append(
+            (
+                "data_range",
+                f"[{dr[0]:g}, {dr[1]:g}] GeV holds none of the test masses of dataset {name} "
+                f"({ms.min():g}-{ms.max():g} GeV): the GP would extrapolate into every window",
+            )
+        )
     out = [(key + field, why + ".") for field, why in errors]
     if not errors:
         out += _no_training_bins(cfg, name, edges)

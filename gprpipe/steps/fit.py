@@ -155,6 +155,14 @@ def fit_masses(
         except (ValueError, np.linalg.LinAlgError) as exc:
             out.append(MassFit(index, m, s, wf.hyper, f"fit failed: {exc}", None))
             continue
+        if gof.n_lo == 0 and gof.n_hi == 0:  # e.g. a data_range that stops short of m
+            why = (
+                f"fit failed: no training bin within fit.gof_nsigma = {cfg.fit.gof_nsigma:g} "
+                f"sigma(m) of the window on either side (datasets.{name}.data_range); the "
+                "background in the window would be an extrapolation that no check can test"
+            )
+            out.append(MassFit(index, m, s, wf.hyper, why, None, gof=gof))
+            continue
         blind = {
             "edges": edges[idx[0] : idx[-1] + 2],
             "b": wf.b,
