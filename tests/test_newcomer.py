@@ -720,6 +720,8 @@ def test_ctrl_c_while_the_figures_are_drawn(tmp_path: Path):
     while left := group_members(proc.pid):  # the fork server ends with its socket
         assert time.monotonic() < deadline, f"left behind: {left}"
         time.sleep(0.1)
+    # no half-written file either: every writer removed its temporary file
+    assert sorted(p.name for p in run_dir.rglob("*.tmp")) == []
 
 
 def group_members(pgid: int) -> list[int]:

@@ -17,6 +17,17 @@ from gprpipe.errors import GprpipeError
 #: environment SIGKILLs itself right after it has renamed a file of that name into place.
 CRASH_AFTER = "GPRPIPE_TEST_KILL_AFTER"
 
+#: the temporary files of the writes in progress in this process (see :func:`discard_pending`)
+_PENDING: set[Path] = set()
+
+
+def discard_pending() -> None:
+    """Remove the temporary files of the writes in progress: for a signal handler that ends
+    the process at once (no ``finally`` of :func:`atomic_path` runs then)."""
+    for tmp in list(_PENDING):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
@@ -44,12 +55,15 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)
+    _PENDING.add(tmp_path)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    finally:
+        _PENDING.discard(tmp_path)
     if os.environ.get(CRASH_AFTER) == target.name:  # fault injection (tests): die right here
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_write_text, discard_pending
 from gprpipe.io.processes import end_with
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
@@ -183,7 +183,7 @@ def _end_with_parent(parent: int) -> None:
     twice a second that it is still its parent (:func:`gprpipe.io.processes.end_with`)."""
     import ctypes
 
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the task's handler
+    signal.signal(signal.SIGTERM, _end_now)  # not the task's handler
     try:
         if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
             raise OSError("prctl failed")
@@ -191,6 +191,14 @@ def _end_with_parent(parent: int) -> None:
         end_with(parent)
     if os.getppid() != parent:  # it ended before prctl took effect
         os._exit(1)
+
+
+def _end_now(signum: int, frame: object) -> None:
+    """A figure worker's SIGTERM (its task's process ended or stopped it): remove the
+    temporary file of the figure being saved and end at once (``SystemExit`` would be
+    caught by the pool's worker loop, which would go on to the next figure)."""
+    discard_pending()
+    os._exit(128 + signum)
 
 
 def render(
