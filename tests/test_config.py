@@ -555,6 +555,18 @@ def test_missing_required_dataset_key(tmp_path: Path):
     assert all(e.startswith(f"{cfg}:1: ") and "required but not set" in e for e in errors)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("range", "[0.02]"), ("range", "[]"), ("data_range", "[0.05]")],
+)
+def test_a_pair_given_too_few_values_says_so(tmp_path: Path, key: str, value: str):
+    """A [low, high] pair with one value or none is set, not missing: one sentence with
+    the count it needs and what was given."""
+    cfg = quickstart_child(tmp_path / "c.toml", f"[datasets.demo]\n{key} = {value}\n")
+    (msg,) = errors_of(cfg)
+    assert msg == f"{cfg}:4: datasets.demo.{key}: needs 2 values, got {value}."
+
+
 def test_scan_datasets_must_exist(tmp_path: Path):
     cfg = quickstart_child(tmp_path / "c.toml", '[scan]\ndatasets = ["demo", "2016"]\n')
     (msg,) = errors_of(cfg)

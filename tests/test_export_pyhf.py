@@ -75,3 +75,5 @@ def test_an_export_never_replaces_a_file_of_the_run(
         code, _, err = cli(*base, target)
         assert code == 0, err
         assert json.loads(target.read_text())["version"] == "1.0.0"
+    code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "--point", "1")
+    assert code == 1 and err.strip() == f"error: {run}: no grid point '1' (have: nominal)."

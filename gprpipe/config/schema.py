@@ -634,6 +634,9 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 continue
             elif err["type"] == "extra_forbidden":
                 msg = f"unknown key{_unknown_hint(parts)}"
+            elif err["type"] == "missing" and err["loc"] and isinstance(err["loc"][-1], int):
+                n = _tuple_length(dotted)  # a fixed-length list given too few values
+                msg = f"needs {n or 'more'} values, got {err.get('input')!r}"
             elif err["type"] == "missing":
                 msg = "required but not set"
             elif err["type"] == "value_error":  # our validators' messages show the value
@@ -648,6 +651,19 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 msg = f"{err['msg']}{shown}"
             errors.append(at(where(dotted), msg + ("" if msg.endswith("?") else ".")))
         return None, unique(errors)
+
+
+def _tuple_length(dotted: str) -> int | None:
+    """The number of values of a key that is a fixed-length list (``range``: 2)."""
+    try:
+        ann = _field_annotation(dotted)
+    except KeyError:
+        return None
+    for a in (ann, *get_args(ann)):
+        args = get_args(a)
+        if get_origin(a) is tuple and args and Ellipsis not in args:
+            return len(args)
+    return None
 
 
 def _field_annotation(dotted: str) -> Any:

@@ -49,7 +49,8 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
     for p in points:
         if p["name"] == point:
             return run_dir / p["name"]
-    raise GprpipeError(f"{run_dir}: no grid point {point!r}.")
+    names = ", ".join(p["name"] for p in points)
+    raise GprpipeError(f"{run_dir}: no grid point {point!r} (have: {names}).")
 
 
 def _refuse_managed(path: Path) -> None:
