@@ -51,9 +51,9 @@ def test_exports_name_the_datasets_a_run_has(
 def test_an_export_never_replaces_a_file_of_the_run(
     shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
-    """``-o`` naming a file the run manages (run.json, fit.h5, a commit record) is refused
-    with one sentence and the file is left as it was; a point's exports folder and places
-    outside the run are fine."""
+    """``-o`` naming a file of the run (run.json, fit.h5, a commit record) is refused with
+    one sentence and the file is left as it was; a point's exports folder, a new file and
+    places outside the run are fine."""
     import shutil
 
     run = tmp_path / "run"
@@ -66,12 +66,12 @@ def test_an_export_never_replaces_a_file_of_the_run(
         assert code == 1, out
         folder = run if target.parent == run else point
         assert err.strip() == (
-            f"error: {target}: lies in {folder}, among the files of a run; write exports to "
-            "a point's exports folder (the default) or outside the run directory."
+            f"error: {target}: would replace a file of the run in {folder}; write exports to "
+            "a point's exports folder (the default), a new file or outside the run."
         )
         assert (target.read_bytes() if target.exists() else None) == before
     assert cli("summary", run)[0] == 0
-    for target in (point / "exports" / "mine.json", tmp_path / "elsewhere" / "ws.json"):
+    for target in (point / "exports" / "mine.json", run / "ws.json", tmp_path / "x" / "ws.json"):
         code, _, err = cli(*base, target)
         assert code == 0, err
         assert json.loads(target.read_text())["version"] == "1.0.0"

@@ -332,6 +332,30 @@ def test_deleted_plot_is_redrawn(tmp_path: Path):
     assert code == 0 and "Nothing to do" in out
 
 
+def test_summary_and_status_agree_on_damaged_outputs(copy: Path):
+    """A truncated fit.h5 and a garbled commit record: status, summary and rerun --failed
+    all count the task failed (the summary gave the full results with no failure, the
+    garbled record passed for done), and rerun --failed redoes it."""
+    fit = copy / "nominal" / "fit.h5"
+    with fit.open("r+b") as f:
+        f.truncate(2000)
+    code, out, _ = gp("summary", copy)
+    assert code == 0
+    assert "  failed tasks: 1\n    nominal/fit/merge: fit.h5 differs from what the task " in out
+    assert f"To finish the run (once any cause above is fixed): gprpipe rerun {copy} " in out
+    code, out, err = gp("rerun", copy, "--failed")
+    assert code == 0, out + err
+    assert "failed=" not in gp("status", copy)[1]
+    (copy / "nominal" / ".state" / "fit__merge.commit").write_text('{"garbage":\n')
+    code, out, _ = gp("status", copy)
+    assert "failed   nominal/fit/merge: .state/fit__merge.commit is unreadable since the " in out
+    assert "failed tasks: 1" in gp("summary", copy)[1]
+    code, out, err = gp("rerun", copy, "--failed")
+    assert code == 0, out + err
+    assert "failed=" not in gp("status", copy)[1]
+    assert "failed tasks" not in gp("summary", copy)[1]
+
+
 # ----------------------------------------------------------------- 8: relocatable
 
 

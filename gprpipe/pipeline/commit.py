@@ -85,11 +85,22 @@ def check_outputs(task: Task, cache_key: str) -> tuple[bool, str]:
 
 def damage(task: Task) -> str:
     """Why the committed outputs of a finished ``task`` are no longer what it wrote (a file
-    edited, truncated or removed since), or '' when they are intact or it committed none."""
+    edited, truncated or removed since, or its commit record), or '' when they are intact
+    or it committed none."""
     rec = read_commit(task)
     if rec is None:
-        return ""
+        record = commit_path(task)
+        return f"{record.relative_to(task.point_dir)} is unreadable" if record.exists() else ""
     return check_outputs(task, str(rec.get("cache_key")))[1]
+
+
+def with_damage(tasks: Iterable[Task], states: dict[str, tuple[str, str]]) -> None:
+    """Turn the state of each finished task whose outputs were damaged since (:func:`damage`)
+    into ``failed``, with the reason: what ``status``, ``summary`` and ``rerun --failed``
+    see alike."""
+    for t in tasks:
+        if states[t.id][0] == "done" and (why := damage(t)):
+            states[t.id] = ("failed", f"{why} since the task finished; rerun --failed redoes it")
 
 
 def recorded_digest(producer: Task, path: Path) -> str | None:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command
 from gprpipe.executors.base import Hooks, Outcome, RunReport
-from gprpipe.pipeline.commit import damage
+from gprpipe.pipeline.commit import damage, with_damage
 from gprpipe.pipeline.lock import describe, holder, is_locked, run_lock
 from gprpipe.pipeline.state import fmt_duration
 from gprpipe.pipeline.store import (
@@ -927,9 +927,7 @@ def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunSta
             pass  # a run started meanwhile: its containers are its own
     polled = ex.poll(tasks)
     states = {t.id: (polled[t.id].state, polled[t.id].message) for t in tasks}
-    for t in tasks:  # a finished task whose outputs were damaged since must run again
-        if states[t.id][0] == "done" and (why := damage(t)):
-            states[t.id] = ("failed", f"{why} since the task finished; rerun --failed redoes it")
+    with_damage(tasks, states)  # a finished task whose outputs were damaged since
     return RunStatus(
         run_dir,
         str(info.data.get("executor", "local")),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
-from gprpipe.pipeline.commit import stale_exports, vouched
+from gprpipe.pipeline.commit import stale_exports, vouched, with_damage
 from gprpipe.results.schema import plot_manifest_files, read_csv
 from gprpipe.results.summary import (
     DatasetSummary,
@@ -108,6 +108,7 @@ def run_summary(run_dir: Path) -> RunSummary:
     assert info is not None  # without missing_ok a missing run.json raises
     tasks, configs = tasks_of_run(info)
     states = task_states(tasks)
+    with_damage(tasks, states)  # as status says: outputs damaged since their task finished
     points: dict[str, PointSummary] = {}
     for t in tasks:
         ps = points.get(t.point)

@@ -54,17 +54,20 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
 
 
 def _refuse_managed(path: Path) -> None:
-    """Refuse an export file (``-o``) that lands among the files a run manages: anywhere in
-    a run directory (a folder holding ``run.json``) or a point folder (one holding
-    ``.state``) but in an ``exports`` folder. ``-o run/nominal/fit.h5`` would otherwise
-    replace the fit with the export's JSON."""
+    """Refuse an export file (``-o``) that would replace a file of a run: in a run directory
+    (a folder holding ``run.json``) or a point folder (one holding ``.state``), outside an
+    ``exports`` folder, a file that exists already or lies in a dot-folder (the records).
+    ``-o run/nominal/fit.h5`` would otherwise replace the fit with the export's JSON."""
     real = Path(os.path.realpath(path))
     for folder in real.parents:
         if (folder / RUN_JSON).is_file() or state_dir(folder).is_dir():
-            if real.parent.name != "exports":
+            inner = real.relative_to(folder).parts
+            if real.parent.name != "exports" and (
+                real.exists() or any(part.startswith(".") for part in inner)
+            ):
                 raise GprpipeError(
-                    f"{path}: lies in {folder}, among the files of a run; write exports to "
-                    "a point's exports folder (the default) or outside the run directory."
+                    f"{path}: would replace a file of the run in {folder}; write exports to "
+                    "a point's exports folder (the default), a new file or outside the run."
                 )
             return
 
