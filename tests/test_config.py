@@ -567,6 +567,15 @@ def test_a_pair_given_too_few_values_says_so(tmp_path: Path, key: str, value: st
     assert msg == f"{cfg}:4: datasets.demo.{key}: needs 2 values, got {value}."
 
 
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path):
+    """Some editors start a UTF-8 file with a byte-order mark, which TOML does not allow
+    (it was "invalid TOML ... at line 1, column 1"): it is dropped; lines stay as they are."""
+    cfg = quickstart_child(tmp_path / "c.toml", "[scan]\nmasses = [60]\n")
+    cfg.write_bytes(b"\xef\xbb\xbf" + cfg.read_bytes())
+    (msg,) = errors_of(cfg)
+    assert msg == f"{cfg}:4: scan.masses: 60 is not a mass in GeV; did you mean 0.060 GeV?"
+
+
 def test_scan_datasets_must_exist(tmp_path: Path):
     cfg = quickstart_child(tmp_path / "c.toml", '[scan]\ndatasets = ["demo", "2016"]\n')
     (msg,) = errors_of(cfg)

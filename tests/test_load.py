@@ -101,8 +101,11 @@ def test_read_missing_and_non_root_files(tmp_path: Path):
         read_hist(tmp_path / "nope.root", "h")
     bad = tmp_path / "bad.root"
     bad.write_text("not a ROOT file")
-    with pytest.raises(GprpipeError, match=r"bad\.root: cannot open as a ROOT file"):
+    with pytest.raises(GprpipeError) as info:
         read_hist(bad, "h")
+    assert str(info.value) == (  # short: not "truncated", as uproot alone says
+        f"{bad}: cannot open as a ROOT file (not a ROOT file: first four bytes are b'not ')."
+    )
     cut = tmp_path / "cut.root"  # a real ROOT file, cut short (a copy that did not finish)
     cut.write_bytes(DEMO_ROOT.read_bytes()[:1000])
     with pytest.raises(GprpipeError) as info:

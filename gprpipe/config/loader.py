@@ -174,10 +174,11 @@ _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
 def read_config_text(path: Path) -> str:
-    """The text of a config file (UTF-8, as TOML requires); what cannot be read, or is not
-    text, is a ``GprpipeError`` naming the file."""
+    """The text of a config file (UTF-8, as TOML requires; a byte-order mark that some
+    editors write is dropped); what cannot be read, or is not text, is a ``GprpipeError``
+    naming the file."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise GprpipeError(f"{path}: config file not found.") from None
     except IsADirectoryError:

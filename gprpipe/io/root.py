@@ -17,6 +17,15 @@ def _refuse_missing(path: Path) -> None:
         raise GprpipeError(f"{path}: not a regular file (a ROOT file is needed).")
     if not path.is_file():
         raise GprpipeError(f"{path}: data file not found.")
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return  # unreadable: uproot's open says why
+    if head != b"root":  # a short text file would otherwise read as a truncated ROOT file
+        raise GprpipeError(
+            f"{path}: {CANNOT_OPEN} (not a ROOT file: first four bytes are {head!r})."
+        )
 
 
 def _keys(f) -> dict[str, str]:
