@@ -356,6 +356,29 @@ def test_summary_and_status_agree_on_damaged_outputs(copy: Path):
     assert "failed tasks" not in gp("summary", copy)[1]
 
 
+def test_an_interrupted_reach_projection_leaves_none_of_its_files(
+    copy: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Ctrl-C while project-reach saves its figure (after the PNG, before the PDF): none
+    of reach.csv, reach.png, reach.pdf is left (reach.png alone was), nor the earlier
+    projection's files beside the new ones."""
+    from gprpipe.plotting import style
+    from gprpipe.steps import reach
+
+    assert gp("project-reach", copy, "--scale", "demo=2")[0] == 0
+    folder = copy / "nominal" / "reach"
+    assert sorted(p.name for p in folder.iterdir()) == ["reach.csv", "reach.pdf", "reach.png"]
+
+    def png_then_ctrl_c(fig, out, stem, formats):
+        style.save(fig, out, stem, formats[:1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reach, "save", png_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        reach.project_reach(copy, "demo=4")
+    assert sorted(p.name for p in folder.iterdir()) == []
+
+
 # ----------------------------------------------------------------- 8: relocatable
 
 

@@ -250,27 +250,29 @@ def project_reach(
     ]
     out = inside(pdir / "reach", pdir, "the reach folder")
     target = out / "reach.csv"
-    atomic_write_text(target, _csv(header, rows))
-    apply_style(cfg.plot.style)
-    labels = [cfg.datasets[n].label or n if n in cfg.datasets else n for n in names]
-    scale_txt = ", ".join(f"{n} x{factors[n]:g}" for n in names)
-    fig = reach_figure(
-        masses,
-        labels,
-        now,
-        proj,
-        comb_now,
-        comb_proj,
-        fac,
-        f"{cfg.base.name}: projected reach ({scale_txt})",
-        comb_fit if np.isfinite(comb_fit).any() else None,
-    )
-    written = [target]
-    try:  # recorded like an export: a later config's results must not show it as theirs
-        written += save(fig, out, "reach", formats)
+    # all of them or none (an interrupted write must not leave one beside an earlier other);
+    # recorded like an export: a later config's results must not show them as theirs
+    products = [target, *(out / f"reach.{fmt}" for fmt in formats)]
+    try:
+        atomic_write_text(target, _csv(header, rows))
+        apply_style(cfg.plot.style)
+        labels = [cfg.datasets[n].label or n if n in cfg.datasets else n for n in names]
+        scale_txt = ", ".join(f"{n} x{factors[n]:g}" for n in names)
+        fig = reach_figure(
+            masses,
+            labels,
+            now,
+            proj,
+            comb_now,
+            comb_proj,
+            fac,
+            f"{cfg.base.name}: projected reach ({scale_txt})",
+            comb_fit if np.isfinite(comb_fit).any() else None,
+        )
+        written = [target, *save(fig, out, "reach", formats)]
         record_export(pdir, written, lay.limit)
     except BaseException:
-        for path in written:
+        for path in products:
             path.unlink(missing_ok=True)
         raise
     refresh_reports(pdir)
