@@ -34,6 +34,8 @@ import h5py
 import numpy as np
 import pytest
 from conftest import (
+    DEMO_ROOT,
+    QUICKSTART,
     REPO,
     TEST_IMAGE,
     cli_env,
@@ -377,6 +379,37 @@ def test_an_interrupted_reach_projection_leaves_none_of_its_files(
     with pytest.raises(KeyboardInterrupt):
         reach.project_reach(copy, "demo=4")
     assert sorted(p.name for p in folder.iterdir()) == []
+
+
+def test_a_rerun_after_the_data_file_changed_redoes_what_read_it(tmp_path: Path):
+    """The data file is replaced after a run (same path, other counts): rerun --masses
+    (and rerun --failed) refused the 30 MeV fit's load.h5 ("made with other settings or
+    inputs") and the summary's advice, rerun --failed, failed the same way every time.
+    A rerun now redoes the load task as well, saying why, and everything after it."""
+    from gprpipe.demo import demo_spectrum
+    from gprpipe.io.root import read_hist, write_hist
+    from gprpipe.steps.load import read_load
+
+    data = tmp_path / "d.root"
+    shutil.copy(DEMO_ROOT, data)
+    run_dir = tmp_path / "run"
+    sets = settings(f"datasets.demo.path={data}", "scan.masses=[0.03, 0.06]")
+    code, out, err = gp(
+        "run", QUICKSTART, "--steps", "load,fit,limit", *sets, "--set", f"base.output={run_dir}"
+    )
+    assert code == 0, out + err
+    counts, edges = demo_spectrum(seed=7)
+    write_hist(data, counts, edges)
+    code, out, err = gp("rerun", run_dir, "--masses", "30MeV")
+    assert code == 0, out + err
+    assert (
+        "notice: nominal/load: its outputs were made with other inputs than the run's config "
+        "gives now (a data file changed?); running it again" in err
+    )
+    loaded = read_load(run_dir / "nominal" / "load.h5", "demo")[0]
+    assert loaded.sum() == read_hist(data, "input_hist")[0].sum() == counts.sum()
+    status = gp("status", run_dir)[1]
+    assert "failed=" not in status and "done=5" in status
 
 
 # ----------------------------------------------------------------- 8: relocatable

@@ -749,6 +749,7 @@ def rerun(
                     )
                     raise GprpipeError(f"--masses: no task of {run_dir} owns {fmt_mass(m)}{why}.")
                 chosen |= {t.id for t in owners}
+        chosen |= _stale_upstream(tasks, configs, chosen, obs)
         if not chosen:
             return None
         todo = downstream(tasks, chosen)
@@ -771,6 +772,34 @@ def rerun(
             stop=stop,
         )
     return result
+
+
+def _stale_upstream(
+    tasks: Sequence[Task], configs: dict[str, Config], chosen: set[str], obs: RunObserver
+) -> set[str]:
+    """The finished tasks that ``chosen`` tasks read from (directly or further up) whose
+    outputs the run's config would no longer make (an input changed since, e.g. the data
+    file): a rerun redoes them too, or the chosen tasks would refuse their inputs again."""
+    from gprpipe.pipeline.cache import made_with_other_settings
+
+    by_id = {t.id: t for t in tasks}
+    found: set[str] = set()
+    seen = set(chosen)
+    stack = [by_id[i] for i in chosen if i in by_id]
+    while stack:
+        for dep in stack.pop().deps:
+            d = by_id.get(dep)
+            if d is None or d.id in seen:
+                continue
+            seen.add(d.id)
+            stack.append(d)
+            if made_with_other_settings(d, configs[d.point]):
+                obs.notice(
+                    f"notice: {d.id}: its outputs were made with other inputs than the run's "
+                    "config gives now (a data file changed?); running it again"
+                )
+                found.add(d.id)
+    return found
 
 
 def _execute(
