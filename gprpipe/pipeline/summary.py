@@ -143,8 +143,8 @@ def run_summary(run_dir: Path) -> RunSummary:
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]
             if drawn:  # on disk, but of other results: say so rather than offer them
                 ps.files["not current"] = (
-                    f"{', '.join(drawn)} (drawn from earlier results; run the plot step "
-                    "to redraw them)"
+                    f"{', '.join(drawn)} (drawn from other results, or left by a plot task "
+                    "that did not finish; run the plot step to redraw them)"
                 )
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
