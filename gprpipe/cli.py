@@ -46,8 +46,11 @@ app = typer.Typer(
 )
 # piped or captured output has no terminal width: wide enough that tables keep whole names;
 # no markup: text from paths, names and logs ("[job 3232_0]") is printed as it is
-console = Console(soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, markup=False)
+# no markup, no emoji codes: a path like runs/a:smile: is printed as it is
+console = Console(
+    soft_wrap=True, markup=False, emoji=False, width=None if sys.stdout.isatty() else 200
+)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 
 SetOpt = Annotated[
     list[str] | None,
@@ -477,8 +480,8 @@ def cancel(
     if done.jobs:
         console.print(f"Cancelled SLURM jobs: {' '.join(done.jobs)}")
     if done.marked:
-        rerun = cli_command("rerun", run_dir, "--failed")
-        console.print(f"Marked failed: {', '.join(done.marked)} ({rerun})")
+        hint = cli_command("rerun", run_dir, "--failed")
+        console.print(f"Marked failed: {', '.join(done.marked)} ({hint})")
     if not done.anything:
         console.print(f"Nothing running in {run_dir}.")
 

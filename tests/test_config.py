@@ -12,7 +12,13 @@ from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, run_cli_here, sett
 
 from gprpipe import __version__
 from gprpipe.config import load, load_points
-from gprpipe.config.loader import deep_merge, key_lines, parse_override, shipped_dir
+from gprpipe.config.loader import (
+    deep_merge,
+    key_lines,
+    parse_override,
+    read_config_text,
+    shipped_dir,
+)
 from gprpipe.config.render import render_config
 from gprpipe.errors import ConfigError, GprpipeError
 from gprpipe.io.root import read_hist, write_hist
@@ -574,6 +580,12 @@ def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path):
     cfg.write_bytes(b"\xef\xbb\xbf" + cfg.read_bytes())
     (msg,) = errors_of(cfg)
     assert msg == f"{cfg}:4: scan.masses: 60 is not a mass in GeV; did you mean 0.060 GeV?"
+    cfg.write_bytes(b"\xef\xbb\xbf[base]\xff\n")  # the byte counted in the file, mark included
+    with pytest.raises(GprpipeError) as info:
+        read_config_text(cfg)
+    assert str(info.value) == (
+        f"{cfg}: not a config file (byte 9 is not UTF-8 text; a config is TOML)."
+    )
 
 
 def test_scan_datasets_must_exist(tmp_path: Path):

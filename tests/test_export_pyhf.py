@@ -64,16 +64,21 @@ def test_an_export_never_replaces_a_file_of_the_run(
         before = target.read_bytes() if target.exists() else None
         code, out, err = cli(*base, target)
         assert code == 1, out
-        folder = run if target.parent == run else point
         assert err.strip() == (
-            f"error: {target}: would replace a file of the run in {folder}; write exports to "
-            "a point's exports folder (the default), a new file or outside the run."
+            f"error: {target}: is a file of the run {run}; write exports to a point's exports "
+            "folder (the default), a new file or outside the run."
         )
         assert (target.read_bytes() if target.exists() else None) == before
     assert cli("summary", run)[0] == 0
     for target in (point / "exports" / "mine.json", run / "ws.json", tmp_path / "x" / "ws.json"):
-        code, _, err = cli(*base, target)
-        assert code == 0, err
-        assert json.loads(target.read_text())["version"] == "1.0.0"
+        for _ in range(2):  # and again: an earlier export is not a file of the run
+            code, _, err = cli(*base, target)
+            assert code == 0, err
+            assert json.loads(target.read_text())["version"] == "1.0.0"
+    # nor of another run that -o reaches into
+    other = tmp_path / "other"
+    shutil.copytree(shared_quickstart, other, symlinks=True)
+    code, _, err = cli(*base, other / "nominal" / "scan.csv")
+    assert code == 1 and f"is a file of the run {other};" in err
     code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "--point", "1")
     assert code == 1 and err.strip() == f"error: {run}: no grid point '1' (have: nominal)."

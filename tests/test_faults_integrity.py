@@ -403,7 +403,7 @@ def test_a_rerun_after_the_data_file_changed_redoes_what_read_it(tmp_path: Path)
     code, out, err = gp("rerun", run_dir, "--masses", "30MeV")
     assert code == 0, out + err
     assert (
-        "notice: nominal/load: its outputs were made with other inputs than the run's config "
+        "notice: nominal/load: its outputs were made from other inputs than the run's config "
         "gives now (a data file changed?); running it again" in err
     )
     loaded = read_load(run_dir / "nominal" / "load.h5", "demo")[0]

@@ -373,7 +373,8 @@ def histogram_errors(
 
     edges = rebin(counts, edges, ds.rebin)[1]
     errors = []
-    coarse = _binning_error(ds, what, cfg.test_masses(name), cfg.fit.blind_nsigma, edges)
+    ms = cfg.test_masses(name)
+    coarse = _binning_error(ds, what, ms, cfg.fit.blind_nsigma, edges)
     if coarse:
         errors.append(("rebin", coarse))
     lo, hi = float(edges[0]), float(edges[-1])
@@ -382,7 +383,6 @@ def histogram_errors(
             errors.append(
                 (field, f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV)")
             )
-    ms = cfg.test_masses(name)
     dr = ds.data_range
     if not errors and dr is not None and len(ms) and not ((ms >= dr[0]) & (ms <= dr[1])).any():
         errors.append(

@@ -9,6 +9,7 @@ exactly where to look.
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import re
 import sys
@@ -177,8 +178,12 @@ def read_config_text(path: Path) -> str:
     """The text of a config file (UTF-8, as TOML requires; a byte-order mark that some
     editors write is dropped); what cannot be read, or is not text, is a ``GprpipeError``
     naming the file."""
+    bom = 0
     try:
-        return path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
+        bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+        # as read_text does: universal newlines
+        return data[bom:].decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise GprpipeError(f"{path}: config file not found.") from None
     except IsADirectoryError:
@@ -187,7 +192,8 @@ def read_config_text(path: Path) -> str:
         raise GprpipeError(f"{path}: cannot read config file ({exc.strerror}).") from None
     except UnicodeDecodeError as exc:
         raise GprpipeError(
-            f"{path}: not a config file (byte {exc.start} is not UTF-8 text; a config is TOML)."
+            f"{path}: not a config file (byte {bom + exc.start} is not UTF-8 text; a config is "
+            "TOML)."
         ) from None
 
 

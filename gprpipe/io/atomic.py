@@ -21,6 +21,11 @@ CRASH_AFTER = "GPRPIPE_TEST_KILL_AFTER"
 _PENDING: set[Path] = set()
 
 
+def forget_pending() -> None:
+    """In a forked child: the writes in progress it inherited are its parent's to finish."""
+    _PENDING.clear()
+
+
 def discard_pending() -> None:
     """Remove the temporary files of the writes in progress: for a signal handler that ends
     the process at once (no ``finally`` of :func:`atomic_path` runs then)."""
@@ -50,12 +55,12 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     except OSError as exc:  # name the folder, not the temporary file
         why = f"cannot write {target.name} here ({(exc.strerror or str(exc)).lower()})"
         raise type(exc)(exc.errno, why, str(target.parent)) from None
-    os.close(fd)
     tmp_path = Path(tmp)
+    _PENDING.add(tmp_path)
+    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)
-    _PENDING.add(tmp_path)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

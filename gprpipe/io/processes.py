@@ -24,6 +24,8 @@ import signal
 import threading
 from pathlib import Path
 
+from gprpipe.io.atomic import discard_pending
+
 #: the pid of the run process that started this task process (set by the local executor)
 RUN_PID_ENV = "GPRPIPE_RUN_PID"
 #: seconds between two checks that the run is still this process's parent
@@ -80,6 +82,7 @@ def end_with(parent: int) -> None:
 
     def check(signum: int = 0, frame: object = None) -> None:
         if os.getppid() != parent:  # the parent is gone (its orphans are re-parented)
+            discard_pending()  # no half-written file of this process is left behind
             os.kill(os.getpid(), signal.SIGKILL)
 
     check()

@@ -83,6 +83,25 @@ def check_outputs(task: Task, cache_key: str) -> tuple[bool, str]:
     return True, ""
 
 
+def run_files(run_dir: Path) -> set[Path]:
+    """The files a run keeps (resolved paths): ``run.json`` and ``index.html``, and per
+    point folder (``run_dir`` itself, or its subfolders holding ``.state``) ``config.toml``,
+    ``report.html`` and every file that a commit record there names."""
+    run_dir = Path(run_dir).resolve()
+    out = {run_dir / "run.json", run_dir / "index.html"}
+    points = [run_dir, *(d for d in run_dir.iterdir() if d.is_dir())]
+    for point in (d for d in points if state_dir(d).is_dir()):
+        out |= {point / "config.toml", point / "report.html"}
+        for record in state_dir(point).glob(f"*{SUFFIX}"):
+            try:
+                files = json.loads(record.read_text()).get("files", {})
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(files, dict):
+                out |= {point / rel for rel in files}
+    return out
+
+
 def damage(task: Task) -> str:
     """Why the committed outputs of a finished ``task`` are no longer what it wrote (a file
     edited, truncated or removed since, or its commit record), or '' when they are intact
@@ -96,8 +115,8 @@ def damage(task: Task) -> str:
 
 def with_damage(tasks: Iterable[Task], states: dict[str, tuple[str, str]]) -> None:
     """Turn the state of each finished task whose outputs were damaged since (:func:`damage`)
-    into ``failed``, with the reason: what ``status``, ``summary`` and ``rerun --failed``
-    see alike."""
+    into ``failed``, with the reason: what ``status`` and ``summary`` show, and the finished
+    tasks that ``rerun --failed`` redoes."""
     for t in tasks:
         if states[t.id][0] == "done" and (why := damage(t)):
             states[t.id] = ("failed", f"{why} since the task finished; rerun --failed redoes it")

@@ -731,7 +731,7 @@ def rerun(
         chosen: set[str] = set()
         if failed:  # and what never ran (an interrupted run): the merges need those parts
             states = ex.poll(tasks)  # and what finished but whose outputs were damaged since
-            chosen |= {
+            chosen |= {  # (the tasks that with_damage fails for status and summary)
                 t.id
                 for t in tasks
                 if (states[t.id].state != "done" and not states[t.id].active)
@@ -780,7 +780,7 @@ def _stale_upstream(
     """The finished tasks that ``chosen`` tasks read from (directly or further up) whose
     outputs the run's config would no longer make (an input changed since, e.g. the data
     file): a rerun redoes them too, or the chosen tasks would refuse their inputs again."""
-    from gprpipe.pipeline.cache import made_with_other_settings
+    from gprpipe.pipeline.cache import made_by, made_with_other_settings
 
     by_id = {t.id: t for t in tasks}
     found: set[str] = set()
@@ -794,10 +794,13 @@ def _stale_upstream(
             seen.add(d.id)
             stack.append(d)
             if made_with_other_settings(d, configs[d.point]):
-                obs.notice(
-                    f"notice: {d.id}: its outputs were made with other inputs than the run's "
-                    "config gives now (a data file changed?); running it again"
+                why = (
+                    "made by an earlier version of gprpipe's numerics"
+                    if made_by(d, configs[d.point], any_version=True)
+                    else "made from other inputs than the run's config gives now (a data file "
+                    "changed?)"
                 )
+                obs.notice(f"notice: {d.id}: its outputs were {why}; running it again")
                 found.add(d.id)
     return found
 

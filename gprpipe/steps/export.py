@@ -23,9 +23,8 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import vouched_for
-from gprpipe.pipeline.commit import record_export
+from gprpipe.pipeline.commit import record_export, run_files
 from gprpipe.pipeline.plan import Layout
-from gprpipe.pipeline.state import state_dir
 from gprpipe.pipeline.store import RUN_JSON, earlier_point_notice, load_run_info
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
@@ -53,23 +52,27 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
     raise GprpipeError(f"{run_dir}: no grid point {point!r} (have: {names}).")
 
 
-def _refuse_managed(path: Path) -> None:
-    """Refuse an export file (``-o``) that would replace a file of a run: in a run directory
-    (a folder holding ``run.json``) or a point folder (one holding ``.state``), outside an
-    ``exports`` folder, a file that exists already or lies in a dot-folder (the records).
-    ``-o run/nominal/fit.h5`` would otherwise replace the fit with the export's JSON."""
-    real = Path(os.path.realpath(path))
-    for folder in real.parents:
-        if (folder / RUN_JSON).is_file() or state_dir(folder).is_dir():
-            inner = real.relative_to(folder).parts
-            if real.parent.name != "exports" and (
-                real.exists() or any(part.startswith(".") for part in inner)
-            ):
-                raise GprpipeError(
-                    f"{path}: would replace a file of the run in {folder}; write exports to "
-                    "a point's exports folder (the default), a new file or outside the run."
-                )
-            return
+def _refuse_managed(path: Path, pdir: Path) -> None:
+    """Refuse an export file (``-o``) that is a file of the exported run, or of the run
+    folder it lies in: a file the run keeps (:func:`~gprpipe.pipeline.commit.run_files`:
+    ``-o run/nominal/fit.h5`` would replace the fit with the export's JSON), one in its
+    records (dot-folders) or its logs. A new file, or an earlier export, may be written."""
+    real = Path(os.path.realpath(path.parent)) / path.name  # the link itself is replaced
+    point = Path(os.path.realpath(pdir))
+    run = point.parent if (point.parent / RUN_JSON).is_file() else point
+    if real.is_relative_to(run):
+        inner = real.relative_to(run).parts
+        kept = any(part.startswith(".") or part == "logs" for part in inner[:-1])
+        kept = kept or inner[-1].startswith(".") or real in run_files(run)
+    else:  # in another run folder, maybe: never over one of its files
+        other = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)
+        run = other or run
+        kept = other is not None and real in run_files(other)
+    if kept:
+        raise GprpipeError(
+            f"{path}: is a file of the run {run}; write exports to a point's exports "
+            "folder (the default), a new file or outside the run."
+        )
 
 
 def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
@@ -78,7 +81,7 @@ def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
     either fails, no file of this export is left behind (an unrecorded export would pass
     for one of the current fit)."""
     for path in files:
-        _refuse_managed(path)
+        _refuse_managed(path, pdir)
     written: list[Path] = []
     try:
         for path, text in files.items():

@@ -158,8 +158,9 @@ def fit_masses(
         if gof.n_lo == 0 and gof.n_hi == 0:  # e.g. a data_range that stops short of m
             why = (
                 f"fit failed: no training bin within fit.gof_nsigma = {cfg.fit.gof_nsigma:g} "
-                f"sigma(m) of the window on either side (datasets.{name}.data_range); the "
-                "background in the window would be an extrapolation that no check can test"
+                f"sigma(m) of the window on either side (see datasets.{name}.data_range and "
+                "fit.gof_nsigma); the background in the window would be an extrapolation "
+                "that no check can test"
             )
             out.append(MassFit(index, m, s, wf.hyper, why, None, gof=gof))
             continue

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text, discard_pending
+from gprpipe.io.atomic import atomic_write_text, discard_pending, forget_pending
 from gprpipe.io.processes import end_with
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
@@ -183,6 +183,7 @@ def _end_with_parent(parent: int) -> None:
     twice a second that it is still its parent (:func:`gprpipe.io.processes.end_with`)."""
     import ctypes
 
+    forget_pending()  # the task's own writes, if any, are not this worker's to remove
     signal.signal(signal.SIGTERM, _end_now)  # not the task's handler
     try:
         if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
