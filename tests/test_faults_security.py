@@ -672,38 +672,12 @@ def test_output_on_read_only_file_system(cli, tmp_path: Path, monkeypatch: pytes
 # ---------------------------------------------------------------- 14. failed rows
 
 
-@pytest.mark.slow
-def test_run_with_failed_rows_exits_1(tmp_path: Path):
-    """A training range that leaves no sideband at 60 MeV: that mass's fit fails, the run
-    says so (which mass, which file) and exits 1. At 30 MeV the nearest training bin lies
-    29 MeV away: no bin within the quality check's reach on either side, so that mass
-    fails too rather than carry limits that no check can test."""
-    run = tmp_path / "run"
-    code, out, err = run_cli_here(
-        "run",
-        QUICKSTART,
-        "--steps",
-        "load,fit,limit",
-        *settings(
-            f"base.output={run}",
-            "scan.masses=[0.03, 0.06]",
-            "datasets.demo.data_range=[0.059, 0.061]",
-        ),
-    )
-    assert code == 1, out + err
-    scan = run / "nominal" / "scan.csv"
-    assert f"2 of 2 masses failed in {scan}" in err
-    assert "demo 0.03 GeV: fit failed: no training bin within fit.gof_nsigma = 5 sigma(m)" in err
-    assert "internal error" not in err and "Traceback" not in err
-    rows = scan.read_text().splitlines()
-    assert "fit failed: too few training bins" in rows[2]
-
-
 def test_masses_beyond_the_training_range_fail_and_the_rest_are_flagged(tmp_path: Path):
     """A training range (data_range) of 50-60 MeV under the quickstart's five masses:
     30 and 100 MeV have no training bin within 5 sigma(m) of their windows on either side
-    and fail (exit 1); 45-80 MeV have training bins on one side and carry numbers with
-    the flag_one_sideband quality flag."""
+    and fail rather than carry limits that no check can test; the run says so (which mass,
+    which file) and exits 1; 45-80 MeV have training bins on one side and carry numbers
+    with the flag_one_sideband quality flag."""
     run = tmp_path / "run"
     code, out, err = run_cli_here(
         "run",
@@ -713,7 +687,13 @@ def test_masses_beyond_the_training_range_fail_and_the_rest_are_flagged(tmp_path
         *settings(f"base.output={run}", "datasets.demo.data_range=[0.05, 0.06]"),
     )
     assert code == 1, out + err
-    with (run / "nominal" / "scan.csv").open() as fh:
+    scan = run / "nominal" / "scan.csv"
+    assert (
+        f"2 of 5 masses failed in {scan} (first: demo 0.03 GeV: fit failed: no training bin "
+        "within fit.gof_nsigma = 5 sigma(m) of the window on either side" in err
+    )
+    assert "internal error" not in err and "Traceback" not in err
+    with scan.open() as fh:
         status = {float(r["mass_GeV"]): (r["status"], r["A_up"]) for r in csv.DictReader(fh)}
     for m in (0.03, 0.1):
         assert status[m][0].startswith("fit failed: no training bin within"), status[m]
