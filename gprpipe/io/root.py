@@ -12,7 +12,8 @@ from gprpipe.errors import GprpipeError
 
 
 def _refuse_missing(path: Path) -> None:
-    """A sentence for a data path that is no regular file (missing, a device, a pipe)."""
+    """A sentence for a data path that is no regular file (missing, a device, a pipe) or
+    does not start with ROOT's signature."""
     if path.exists() and not path.is_file():
         raise GprpipeError(f"{path}: not a regular file (a ROOT file is needed).")
     if not path.is_file():

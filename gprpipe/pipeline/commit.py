@@ -33,8 +33,13 @@ def commit_path(task: Task) -> Path:
 
 def read_commit(task: Task) -> dict[str, Any] | None:
     """The task's commit record, or None when there is none (or it is unreadable)."""
+    return _read_record(commit_path(task))
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A commit record file, or None when it is missing or unreadable."""
     try:
-        rec = json.loads(commit_path(task).read_text())
+        rec = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(rec, dict) or not isinstance(rec.get("files"), dict):
@@ -92,13 +97,9 @@ def run_files(run_dir: Path) -> set[Path]:
     points = [run_dir, *(d for d in run_dir.iterdir() if d.is_dir())]
     for point in (d for d in points if state_dir(d).is_dir()):
         out |= {point / "config.toml", point / "report.html"}
-        for record in state_dir(point).glob(f"*{SUFFIX}"):
-            try:
-                files = json.loads(record.read_text()).get("files", {})
-            except (OSError, ValueError, AttributeError):
-                continue
-            if isinstance(files, dict):
-                out |= {point / rel for rel in files}
+        for path in state_dir(point).glob(f"*{SUFFIX}"):
+            if (rec := _read_record(path)) is not None:
+                out |= {point / rel for rel in rec["files"]}
     return out
 
 

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command
-from gprpipe.executors.base import Hooks, Outcome, RunReport
-from gprpipe.pipeline.commit import damage, with_damage
+from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
+from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import describe, holder, is_locked, run_lock
 from gprpipe.pipeline.state import fmt_duration
 from gprpipe.pipeline.store import (
@@ -730,13 +730,8 @@ def rerun(
         ex = _run_executor(run_dir, info, configs, jobs)
         chosen: set[str] = set()
         if failed:  # and what never ran (an interrupted run): the merges need those parts
-            states = ex.poll(tasks)  # and what finished but whose outputs were damaged since
-            chosen |= {  # (the tasks that with_damage fails for status and summary)
-                t.id
-                for t in tasks
-                if (states[t.id].state != "done" and not states[t.id].active)
-                or (states[t.id].state == "done" and damage(t))
-            }
+            polled, states = _checked_states(ex, tasks)  # and what was damaged since it ran
+            chosen |= {t.id for t in tasks if states[t.id][0] != "done" and not polled[t.id].active}
         if masses:
             for m in parse_masses(masses, "--masses"):
                 owners = [t for t in tasks if any(same_mass(x, m) for x in t.masses)]
@@ -772,6 +767,17 @@ def rerun(
             stop=stop,
         )
     return result
+
+
+def _checked_states(
+    ex: Executor, tasks: Sequence[Task]
+) -> tuple[dict[str, TaskStatus], dict[str, tuple[str, str]]]:
+    """The executor's view of ``tasks`` and their (state, message), in which a finished task
+    whose outputs were damaged since is failed (:func:`~gprpipe.pipeline.commit.with_damage`)."""
+    polled = ex.poll(tasks)
+    states = {t.id: (polled[t.id].state, polled[t.id].message) for t in tasks}
+    with_damage(tasks, states)
+    return polled, states
 
 
 def _stale_upstream(
@@ -957,9 +963,7 @@ def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunSta
                 clean_containers(ex.engine, run_dir.absolute(), notice or (lambda line: None))
         except GprpipeError:
             pass  # a run started meanwhile: its containers are its own
-    polled = ex.poll(tasks)
-    states = {t.id: (polled[t.id].state, polled[t.id].message) for t in tasks}
-    with_damage(tasks, states)  # a finished task whose outputs were damaged since
+    _, states = _checked_states(ex, tasks)
     return RunStatus(
         run_dir,
         str(info.data.get("executor", "local")),

@@ -38,9 +38,9 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
         return run_dir
     info = load_run_info(run_dir)
     points = info.data.get("grid", [])
+    names = ", ".join(p["name"] for p in points)
     if point is None:
         if len(points) != 1:
-            names = ", ".join(p["name"] for p in points)
             raise GprpipeError(
                 f"{run_dir}: several grid points ({names}); choose one with --point."
             )
@@ -48,7 +48,6 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
     for p in points:
         if p["name"] == point:
             return run_dir / p["name"]
-    names = ", ".join(p["name"] for p in points)
     raise GprpipeError(f"{run_dir}: no grid point {point!r} (have: {names}).")
 
 
@@ -62,8 +61,8 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
     run = point.parent if (point.parent / RUN_JSON).is_file() else point
     if real.is_relative_to(run):
         inner = real.relative_to(run).parts
-        kept = any(part.startswith(".") or part == "logs" for part in inner[:-1])
-        kept = kept or inner[-1].startswith(".") or real in run_files(run)
+        kept = any(part.startswith(".") for part in inner) or "logs" in inner[:-1]
+        kept = kept or real in run_files(run)
     else:  # in another run folder, maybe: never over one of its files
         other = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)
         run = other or run
