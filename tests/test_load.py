@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import uproot
-from conftest import DEMO_ROOT, QUICKSTART
+from conftest import DEMO_ROOT, QUICKSTART, settings
 
 from gprpipe.config import load_points
 from gprpipe.demo import demo_spectrum
@@ -352,3 +352,19 @@ def test_write_hist_is_a_th1d(tmp_path: Path):
     with uproot.open(path) as f:
         assert f["folder/hist"].classname == "TH1D"
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_validate_blames_the_histogram_key_for_its_contents(tmp_path: Path, zoo: Path, cli):
+    """A histogram that reads but cannot be fitted is the ``hist`` key's fault; a file that
+    does not read is the ``path`` key's."""
+    for hist in ("negative", "scaled", "unequal", "empty", "h2d", "zzz"):
+        code, _, err = cli(
+            "validate",
+            QUICKSTART,
+            *settings(f"datasets.demo.path={zoo}", f"datasets.demo.hist={hist}"),
+        )
+        assert code == 1 and err.startswith(f"error: --set datasets.demo.hist: {zoo}: "), err
+    cut = tmp_path / "cut.root"
+    cut.write_bytes(DEMO_ROOT.read_bytes()[:1000])
+    code, _, err = cli("validate", QUICKSTART, *settings(f"datasets.demo.path={cut}"))
+    assert code == 1 and err.startswith(f"error: --set datasets.demo.path: {cut}: "), err

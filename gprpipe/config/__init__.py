@@ -236,11 +236,11 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
     (``run`` and ``validate`` refuse it; the TUI's editor warns).
     """
     from gprpipe.config.checks import histogram_errors
-    from gprpipe.io.root import read_hist
+    from gprpipe.io.root import HistogramError, read_hist
 
     where = _where(loaded)
     errors: list[Issue] = []
-    read: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | str] = {}
+    read: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | GprpipeError] = {}
     matched: dict[tuple[str, str, str], Matched] = {}
     for point in points:
         cfg = point.config
@@ -253,14 +253,11 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
                 try:
                     read[key] = read_hist(ds.path, ds.hist)
                 except GprpipeError as exc:
-                    read[key] = str(exc)
+                    read[key] = exc
             got = read[key]
-            if isinstance(got, str):
-                wrong_name = (
-                    f"histogram {ds.hist!r} not found" in got or f"{ds.hist!r} is a " in got
-                )
-                field = "hist" if wrong_name else "path"
-                errors.append(at(where(f"datasets.{name}.{field}"), got))
+            if isinstance(got, GprpipeError):
+                field = "hist" if isinstance(got, HistogramError) else "path"
+                errors.append(at(where(f"datasets.{name}.{field}"), str(got)))
                 continue
             counts, edges = got
             found = histogram_errors(name, cfg, counts, edges)
@@ -271,14 +268,14 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
 
 
 #: what a histogram pattern of a file matched: its first histogram as read, or why none
-Matched = tuple[str, tuple[np.ndarray, np.ndarray]] | str
+Matched = tuple[str, tuple[np.ndarray, np.ndarray]] | GprpipeError
 
 
 def _pattern_errors(
     cfg: Config,
     where: Where,
     matched: dict[tuple[str, str, str], Matched],
-    read: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray] | str],
+    read: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray] | GprpipeError],
 ) -> list[Issue]:
     """Histogram patterns that match nothing in their (existing) file: the injection
     backgrounds (``inject.histograms``), whose first histogram must also have the binning
@@ -287,7 +284,7 @@ def _pattern_errors(
     ``matched`` keeps what each file gave across the grid points (each is listed and read
     once)."""
     from gprpipe.config.checks import binning_mismatch, toy_errors
-    from gprpipe.io.root import CANNOT_OPEN, match_hists, read_hist
+    from gprpipe.io.root import HistogramError, match_hists, read_hist
 
     wanted: list[tuple[str, str, str]] = []  # (key of the pattern, file, pattern)
     inj = cfg.inject
@@ -310,11 +307,11 @@ def _pattern_errors(
                 first = match_hists(path, pattern, key)[0]
                 matched[want] = (first, read_hist(path, first))
             except GprpipeError as exc:  # none matches, or the file is unreadable
-                matched[want] = str(exc)
+                matched[want] = exc
         got = matched[want]
-        if isinstance(got, str):
-            file_at_fault = key == "toyscan.pattern" and CANNOT_OPEN in got
-            errors.append(at(where("toyscan.file" if file_at_fault else key), got))
+        if isinstance(got, GprpipeError):
+            file_at_fault = key == "toyscan.pattern" and not isinstance(got, HistogramError)
+            errors.append(at(where("toyscan.file" if file_at_fault else key), str(got)))
         elif key == "inject.histograms":
             first, (_, edges) = got
             for n in cfg.scanned():

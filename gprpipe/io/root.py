@@ -11,6 +11,11 @@ import uproot
 from gprpipe.errors import GprpipeError
 
 
+class HistogramError(GprpipeError):
+    """The file reads, but the histogram named (or matched) is missing or unusable: the
+    histogram's name or pattern is at fault, not the file's path."""
+
+
 def _refuse_missing(path: Path) -> None:
     """A sentence for a data path that is no regular file (missing, a device, a pipe) or
     does not start with ROOT's signature."""
@@ -93,14 +98,14 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
                 if close
                 else "; the file holds no 1-D histogram"
             )
-            raise GprpipeError(f"{path}: histogram {name!r} not found{hint}.") from None
+            raise HistogramError(f"{path}: histogram {name!r} not found{hint}.") from None
         except Exception as exc:  # damaged payload: decompression or deserialisation
             raise GprpipeError(
                 f"{path}: histogram {name!r} cannot be read, the file is damaged ({_why(exc)})."
             ) from None
         cls = getattr(obj, "classname", type(obj).__name__)
         if not (cls.startswith("TH1") and hasattr(obj, "to_numpy")):
-            raise GprpipeError(f"{path}: {name!r} is a {cls}, not a 1-D histogram (TH1).")
+            raise HistogramError(f"{path}: {name!r} is a {cls}, not a 1-D histogram (TH1).")
         try:
             counts, edges = obj.to_numpy(flow=False)
         except Exception as exc:
@@ -110,20 +115,20 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
     if not np.isfinite(counts).all() or (counts < 0).any():
-        raise GprpipeError(f"{path}: histogram {name!r} has negative or non-finite bin contents.")
+        raise HistogramError(f"{path}: histogram {name!r} has negative or non-finite bin contents.")
     if counts.sum() <= 0:
-        raise GprpipeError(f"{path}: histogram {name!r} is empty.")
+        raise HistogramError(f"{path}: histogram {name!r} is empty.")
     odd = np.flatnonzero(np.abs(counts - np.round(counts)) > 1e-9 * np.maximum(counts, 1.0))
     if len(odd):
         i = int(odd[0])
-        raise GprpipeError(
+        raise HistogramError(
             f"{path}: histogram {name!r} holds {counts[i]:g} in bin {i + 1} "
             f"({edges[i]:g}-{edges[i + 1]:g}) and {len(odd) - 1} more non-integer contents; "
             "the Poisson likelihood needs event counts, not a weighted or scaled histogram."
         )
     width = np.diff(edges)
     if not np.allclose(width, width[0], rtol=1e-6, atol=0.0):
-        raise GprpipeError(
+        raise HistogramError(
             f"{path}: histogram {name!r} has bins of unequal width ({width.min():g} to "
             f"{width.max():g}); the background fit needs equal-width bins."
         )
@@ -162,7 +167,7 @@ def match_hists(path: Path | str, pattern: str, key: str = "the pattern") -> lis
             if fnmatch.fnmatchcase(k, pattern) and cls.startswith("TH1")
         ]
     if not names:
-        raise GprpipeError(f"{path}: no histogram matches {key} {pattern!r}.")
+        raise HistogramError(f"{path}: no histogram matches {key} {pattern!r}.")
 
     def natural(s: str) -> list:
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
