@@ -268,6 +268,10 @@ def test_status_and_rerun_errors(tmp_path: Path, cli):
     assert err.strip() == f"error: {tmp_path}: not a gprpipe run directory (no run.json)."
     code, _, err = cli("rerun", tmp_path)
     assert code == 1 and "rerun needs --failed or --masses" in err
+    code, _, err = cli("rerun", tmp_path, "--masses", "")  # given, but empty: it says so
+    assert code == 1 and err.strip() == (
+        "error: --masses: no mass given; write e.g. 37MeV,48MeV or 0.037,0.048."
+    )
 
 
 def test_killed_run_resumes_with_complete_outputs(tmp_path: Path, cli):

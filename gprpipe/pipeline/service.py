@@ -714,8 +714,10 @@ def rerun(
     ``reruns``, after the command that created the run."""
     from gprpipe.pipeline.plan import downstream
 
-    if not failed and not masses:
+    if not failed and masses is None:
         raise GprpipeError("rerun needs --failed or --masses (e.g. --masses 37MeV,48MeV).")
+    if masses is not None:
+        parse_masses(masses, "--masses")  # an empty or wrong list, before the lock is taken
     _checked_wait(wait_lock)
     obs = observer or RunObserver()
     if not is_locked(run_dir):  # a run directory? (one in use may not have its run.json yet)
@@ -732,7 +734,7 @@ def rerun(
         if failed:  # and what never ran (an interrupted run): the merges need those parts
             polled, states = _checked_states(ex, tasks)  # and what was damaged since it ran
             chosen |= {t.id for t in tasks if states[t.id][0] != "done" and not polled[t.id].active}
-        if masses:
+        if masses is not None:
             for m in parse_masses(masses, "--masses"):
                 owners = [t for t in tasks if any(same_mass(x, m) for x in t.masses)]
                 if not owners:
