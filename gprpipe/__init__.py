@@ -18,7 +18,8 @@ except ImportError:
 #: Outputs computed with another value are recomputed by the next run. A change that can
 #: change only what the plot task writes (figures, report.html, HEPData) bumps PLOT_VERSION
 #: instead: then only the plot tasks run again, not the scans and toys before them.
-NUMERICS_VERSION = 18  # 18: a mass with no training bin near its window fails
+NUMERICS_VERSION = 19  # 19: inject.csv n_generated; one kept toy has no pull width (NaN)
+# 18: a mass with no training bin near its window fails
 # 17: GP restart runs by the low-rank LML (fits move <= 3.2e-8)
 # 16: each N_eff term at most 1 (a sparse scan's masses count once)
 # 15: a blinded limit.h5 has no (NaN) *_global_toys columns
@@ -36,7 +37,9 @@ NUMERICS_VERSION = 18  # 18: a mass with no training bin near its window fails
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 2  # 2: index names the dataset of its largest Z, has the toys' global Z; N_eff
-# to one decimal in HEPData; 1: report and index count flagged, failed, non-converged rows alike
+PLOT_VERSION = 3  # 3: refit displays of histogram backgrounds draw inject.h5's toy; none
+# of a toy that failed; 2: index names the dataset of its largest Z, has the toys' global Z;
+# N_eff to one decimal in HEPData; 1: report and index count flagged, failed, non-converged
+# rows alike
 
 __all__ = ["NUMERICS_VERSION", "PLOT_VERSION", "__version__"]

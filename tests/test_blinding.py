@@ -409,7 +409,7 @@ def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_ru
     assert code == 0, err
 
 
-def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli):
+def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli, capsys):
     """toyscan (and inject's background histograms) pointed at the data histogram would
     put the observed A_hat, sigma_A and Z_local of every window into a blinded run's
     tables: the task is refused, naming the histogram; unblinded, it runs."""
@@ -428,14 +428,24 @@ def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli):
         run = ["toyscan"]
         """,
     )
-    code, out, err = cli("run", cfg)
+    code, _, err = cli("run", cfg)  # refused before any task, as validate refuses it
     assert code == 1
-    assert (
-        f"nominal/toyscan/000: toyscan.pattern: {data}: histogram 'input_hist': holds the "
-        f"observed counts of dataset demo ({data}, histogram 'input_hist'); a blinded run "
-        "uses no observed count in a blind window" in out + err
+    assert err.strip() == (
+        f"error: {cfg}:7: toyscan.pattern: {data}: histogram 'input_hist' holds the "
+        "observed counts of dataset demo (histogram 'input_hist'); a blinded run uses no "
+        "observed count in a blind window: choose toy histograms, or unblind (gprpipe run "
+        "--unblind)."
     )
-    assert not (tmp_path / "out" / "nominal" / "toyscan.csv").exists()
+    assert not (tmp_path / "out").exists()
+    # the tasks check every toy (validate reads the first): a later toy is refused there
+    from gprpipe.config import load_points
+    from gprpipe.pipeline.store import write_point_configs
+    from gprpipe.steps.runner import run_task
+
+    _, points = load_points(cfg, [f"base.output={tmp_path / 'task'}"])
+    write_point_configs(tmp_path / "task", points)
+    assert run_task(tmp_path / "task" / points[0].name, "toyscan", "000") == 1
+    assert "holds the observed counts of dataset demo" in capsys.readouterr().err
     code, _, err = cli("run", cfg, "--unblind")
     assert code == 0, err
     assert (tmp_path / "out" / "nominal" / "toyscan.csv").is_file()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import uproot
-from conftest import DEMO_ROOT, QUICKSTART, quickstart_child, run_cli_here, settings, write
+from conftest import DEMO_ROOT, QUICKSTART, REPO, quickstart_child, run_cli_here, settings, write
 
 from gprpipe import __version__
 from gprpipe.config import load, load_points
@@ -753,6 +753,7 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
     write_hist(data, counts, edges)
     with uproot.update(data) as f:
         f["f/f_toy_0"] = (counts[:1500], edges[:1501])
+        f["f/f_toy_1"] = (counts[:1500], edges[:1501])
     code, _, err = cli(
         "validate", cfg, "--set", f"datasets.demo.path={data}", "--set", "inject.histograms=f/*"
     )
@@ -792,6 +793,66 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
         f"[0.02, 0.13] GeV lies outside histogram 't/t_toy_0' in {tmp_path / 'toys.root'} "
         "(0-0.04 GeV).",
     )
+
+
+def test_validate_refuses_studies_that_would_run_without_toys(tmp_path: Path, cli, shared_data):
+    """Each ran its tasks before: background histograms of which one matches (no pull
+    width from one toy); a blinded run given the data histogram as a toy (refused by every
+    task after the fits); background histograms for a combined injection (refused by the
+    combined task after the datasets' had run)."""
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    data = tmp_path / "data.root"
+    write_hist(data, counts, edges)
+    with uproot.update(data) as f:
+        f["one/f_toy_0"] = (counts + 1, edges)
+        f["copy/c_0"] = (counts, edges)
+        f["copy/c_1"] = (counts + 1, edges)
+    cfg = quickstart_child(
+        tmp_path / "a.toml",
+        f"""
+        [datasets.demo]
+        path = "{data}"
+        [inject]
+        masses = [0.06]
+        refit_gp = true
+        background = "histograms"
+        histograms = "one/*"
+        [steps]
+        run = ["load", "fit", "inject"]
+        """,
+    )
+    refused_before_start(
+        cli,
+        cfg,
+        tmp_path / "run",
+        f"error: {cfg}:9: inject.histograms: {data}: 'one/*' matches 1 histogram "
+        "('one/f_toy_0'); its background histograms are the study's toys, and a pull width "
+        "needs at least 2.",
+    )
+    code, _, err = cli("validate", cfg, *settings("inject.histograms=copy/*", "base.blind=true"))
+    assert code == 1 and err.strip() == (
+        f"error: --set inject.histograms: {data}: histogram 'copy/c_0' holds the observed "
+        "counts of dataset demo (histogram 'input_hist'); a blinded run uses no observed "
+        "count in a blind window: choose toy histograms, or unblind (gprpipe run --unblind)."
+    )
+    assert cli("validate", cfg, *settings("inject.histograms=copy/*"))[0] == 0
+    both = [
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        f"datasets.2016.path={shared_data}/funcform_2016_toys.root",
+        "inject.masses=[0.06]",
+        "inject.refit_gp=true",
+        "inject.background=histograms",
+        "inject.histograms=fShiftSigPow/*_toy_*",
+        'steps.run=["load", "fit", "limit", "inject"]',
+    ]
+    combined = REPO / "user_configs" / "hps2015_2016_combined.toml"
+    code, _, err = cli("validate", combined, *settings(*both))
+    assert code == 1 and err.strip() == (
+        "error: --set inject.background: 'histograms' is not available for the combination "
+        "(0.06 GeV lies in the scans of several datasets): set scan.combined = false or "
+        "inject.background = 'gp'."
+    )
+    assert cli("validate", combined, *settings(*both, "scan.combined=false"))[0] == 0
 
 
 @pytest.mark.parametrize(

@@ -490,11 +490,13 @@ def test_tiny_mass_step_is_refused(case, cli):
 
 def test_task_cap(case, cli):
     case(cli, "max_tasks = 3\n", "base.max_tasks", "more than 3 tasks")
-    # inject plans no task without inject.masses (one task here, cap 1)
+    # the cap counts planned tasks: load, one injection mass and its merge (cap 3)
     code, out, err = cli(
-        "validate", QUICKSTART, *settings('steps.run=["load","inject"]', "base.max_tasks=1")
+        "validate",
+        QUICKSTART,
+        *settings('steps.run=["load","inject"]', "inject.masses=[0.06]", "base.max_tasks=3"),
     )
-    assert code == 0 and "(1 point, 1 task; steps: load, inject)" in out, err
+    assert code == 0 and "(1 point, 3 tasks; steps: load, inject)" in out, err
 
 
 def test_raised_caps_allow_a_big_grid(cli, tmp_path: Path):
@@ -568,6 +570,10 @@ def test_physics_nonsense_refused(case, cli, body: str, key: str, why: str):
             "toyscan.file",
             "/: not a file",
         ),
+        # a study asked for with nothing to study: the mistake is in this file's steps.run
+        ('[steps]\nrun = ["load", "fit", "limit", "toyscan"]\n', "steps.run", "toyscan.file"),
+        ('[steps]\nrun = ["load", "fit", "limit", "inject"]\n', "steps.run", "inject.masses"),
+        ("[inject]\nstrengths = [3.0, 3.0000001]\n", "inject.strengths", "print alike (3)"),
     ],
 )
 def test_more_bad_values_one_sentence(case, cli, body: str, key: str, why: str):

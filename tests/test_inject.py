@@ -27,6 +27,7 @@ CSV_COLUMNS = [
     "z_inj",
     "A_inj",
     "n_toys",
+    "n_generated",
     "A_hat_mean",
     "A_hat_std",
     "pull_mean",
@@ -74,6 +75,9 @@ def test_summary_figures():
     assert out["cov_2sigma"] == pytest.approx(1.0)
     assert out["Zhat_mean"] == pytest.approx(2.0)
     assert inj.summarize(1.0, [np.nan], [1.0])["n_toys"] == 0
+    one = inj.summarize(1.0, [2.0, np.nan], [1.0, 1.0])  # one toy kept: no spread to give
+    assert one["n_toys"] == 1 and one["pull_mean"] == 1.0
+    assert np.isnan(one["pull_width"]) and np.isnan(one["A_hat_std"])
 
 
 def _synthetic(k=20, level=5e4):

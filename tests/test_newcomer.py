@@ -548,6 +548,7 @@ def test_summary_of_an_injection_study_gives_its_closure():
             "mass_GeV": m,
             "z_inj": z,
             "n_toys": n,
+            "n_generated": "200",
             "pull_mean": pm,
             "pull_width": pw,
             "cov_1sigma": c1,
@@ -557,15 +558,17 @@ def test_summary_of_an_injection_study_gives_its_closure():
             ("0.06", "0", "200", "-0.05", "0.97", "0.69", "0.955"),
             ("0.06", "3", "198", "0.08", "1.05", "0.655", "0.94"),
             ("0.08", "0", "200", "0.01", "1.01", "0.71", "0.96"),
-            ("0.08", "3", "200", "nan", "nan", "nan", "nan"),  # no converged toy
+            ("0.08", "3", "0", "nan", "nan", "nan", "nan"),  # no converged toy
         )
     ]
     (s,) = summarize_injection(rows)
-    assert (s.n_masses, s.n_strengths, s.n_toys) == (2, 2, (198, 200))
+    assert (s.n_masses, s.n_strengths, s.n_toys, s.n_generated) == (2, 2, (0, 200), 200)
     assert injection_lines(s) == [
-        "injection 2015 (2 masses x 2 strengths, 198-200 toys each)",
+        "injection 2015 (2 masses x 2 strengths, 0-200 of 200 toys kept each)",
         "pull mean -0.05 to 0.08, width 0.97 to 1.05; coverage of +-1 sigma_A 0.655 to 0.710 "
         "(0.683), +-2 0.940 to 0.960 (0.954)",
+        "too few toys kept for a closure at 80 MeV z=3 (0 of 200): their fits failed or did "
+        "not converge (per toy in inject.h5)",
     ]
 
 

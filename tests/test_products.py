@@ -155,6 +155,38 @@ def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out / "nominal"
 
 
+def test_extraction_box_without_a_kept_toy():
+    """An injection row whose toys all failed has NaN figures (null in inject.csv's JSON
+    copy): the box leaves out the ensemble line (it stopped the plot step with a
+    TypeError); a display has no representative toy when none converged."""
+    from gprpipe.steps.displays import _box, _median_index, _NoToy
+
+    meta = {
+        "Z_inj": 3.0,
+        "A_inj": 120.0,
+        "eps2_inj": 1e-7,
+        "realised_signal_window": 110.0,
+        "realised_signal_total": 130.0,
+        "eps2_hat": 1.1e-7,
+        "sigma_eps2": 4e-8,
+        "Z_hat": 2.8,
+        "toy_index": 1,
+        "n_toys": 2,
+        "source": "inject.h5",
+    }
+    col = {"mass_GeV": 0.06, "blind_nsigma": 1.64, "label": "2015", "sigma_m_GeV": 0.003}
+    col |= {"A_hat": 130.0, "sigma_A": 45.0}
+    none = {"n_toys": 0, "A_hat_mean": None, "pull_mean": None, "pull_width": None}
+    lines = _box("extraction", {**meta, "ensemble": none}, [col], 95.0)
+    assert not any("ensemble" in line for line in lines)
+    one = {"n_toys": 1, "A_hat_mean": 130.0, "pull_mean": 0.2, "pull_width": None}
+    lines = _box("extraction", {**meta, "ensemble": one}, [col], 95.0)
+    assert lines[-2:] == ["ensemble: <A_hat> = 130.0", "  pull +0.20 +/- n/a"]
+    assert _median_index(np.array([3.0, 1.0, 2.0]), np.array([True, True, True])) == 2
+    with pytest.raises(_NoToy):
+        _median_index(np.array([np.nan, 5.0]), np.array([True, False]))
+
+
 @pytest.mark.slow
 def test_extraction_display_is_the_median_toy_of_inject_h5(run2015: Path):
     """The conditional display is toy ``toy_index`` of inject.h5 (same A_hat), the median
@@ -199,14 +231,19 @@ def test_refit_display_refits_the_gp(run2015: Path):
     assert np.isfinite(col["A_hat"]) and col["sigma_A"] > 0
 
 
-@pytest.fixture(scope="module")
-def run2015_refit(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A refit injection (GP refitted on each toy) at 60 MeV with its refit display."""
+@pytest.fixture(scope="module", params=["gp", "histograms"])
+def run2015_refit(
+    shared_data: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Path:
+    """A refit injection (GP refitted on each toy) at 60 MeV with its refit display; the
+    toys' backgrounds Poisson around the GP or the file's functional-form toys."""
+    hists = ["inject.background=histograms", "inject.histograms=fShiftSigPow/*_toy_*"]
     out = shared_run(
         tmp_path_factory,
-        "products-2015-refit",
+        f"products-2015-refit-{request.param}",
         REPO / "user_configs" / "hps2015.toml",
         *settings(
+            *(hists if request.param == "histograms" else []),
             f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
             "scan.masses=[0.06]",
             "inject.masses=[0.06]",
@@ -255,6 +292,17 @@ def test_refit_display_is_the_median_refit_toy_of_inject_h5(run2015_refit: Path)
         assert side["ensemble"][key] == pytest.approx(float(row[key]), rel=1e-6)
     assert side["ensemble"]["n_toys"] == int(row["n_toys"]) == 5
     assert side["realised_signal_total"] > side["realised_signal_window"] > 0
+    # toys of another injected yield (inject.strength_unit = "yield": z is a yield there,
+    # in sigma_A,ref units here) are not this display's
+    from gprpipe.pipeline.plan import Layout
+    from gprpipe.steps.displays import _inject_row, _inject_toys
+
+    lay = Layout(run2015_refit)
+    A = float(row["A_inj"])
+    assert _inject_toys(lay, "2015", 0.06, 3.0, True, A) is not None
+    assert _inject_toys(lay, "2015", 0.06, 3.0, True, 3.0) is None
+    assert _inject_row(lay, "2015", 0.06, 3.0, A) is not None
+    assert _inject_row(lay, "2015", 0.06, 3.0, 3.0) is None
 
 
 @pytest.mark.slow

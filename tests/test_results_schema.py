@@ -19,7 +19,7 @@ SCAN_HEADER = (
     "gp_amplitude,gp_lml,gp_converged,gof_chi2_ndf,gof_p,status"
 )
 INJECT_HEADER = (
-    "dataset,mass_GeV,z_inj,A_inj,n_toys,A_hat_mean,A_hat_std,pull_mean,"
+    "dataset,mass_GeV,z_inj,A_inj,n_toys,n_generated,A_hat_mean,A_hat_std,pull_mean,"
     "pull_width,cov_1sigma,cov_2sigma,Zhat_mean,refit_gp"
 )
 

@@ -286,9 +286,11 @@ def test_toyscan_needs_a_file(tmp_path: Path, cli) -> None:
         run = ["toyscan"]
         """,
     )
-    code, out, err = cli("validate", cfg)
+    code, _, err = cli("validate", cfg)  # the mistake is here (it named the shipped defaults)
     assert code == 1
-    assert "toyscan.file: required when steps.run includes 'toyscan'" in out + err
+    assert (
+        err.strip() == f"error: {cfg}:4: steps.run: includes 'toyscan', which needs toyscan.file."
+    )
 
 
 def test_tail_fraction_error_counts_correlated_rows() -> None:

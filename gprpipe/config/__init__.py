@@ -267,8 +267,9 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
         raise ConfigError(unique(errors))
 
 
-#: what a histogram pattern of a file matched: its first histogram as read, or why none
-Matched = tuple[str, tuple[np.ndarray, np.ndarray]] | GprpipeError
+#: what a histogram pattern of a file matched: its first histogram as read and how many
+#: matched, or why none
+Matched = tuple[str, tuple[np.ndarray, np.ndarray], int] | GprpipeError
 
 
 def _pattern_errors(
@@ -304,16 +305,40 @@ def _pattern_errors(
             continue
         if want not in matched:
             try:
-                first = match_hists(path, pattern, key)[0]
-                matched[want] = (first, read_hist(path, first))
+                names = match_hists(path, pattern, key)
+                matched[want] = (names[0], read_hist(path, names[0]), len(names))
             except GprpipeError as exc:  # none matches, or the file is unreadable
                 matched[want] = exc
         got = matched[want]
         if isinstance(got, GprpipeError):
             file_at_fault = key == "toyscan.pattern" and not isinstance(got, HistogramError)
             errors.append(at(where("toyscan.file" if file_at_fault else key), str(got)))
-        elif key == "inject.histograms":
-            first, (_, edges) = got
+            continue
+        if cfg.base.blind:  # the data histogram passed off as a toy (the tasks check them all)
+            name = cfg.toyscan_dataset() if key == "toyscan.pattern" else None
+            for n in [name] if name else cfg.scanned():
+                ds = cfg.datasets[n]
+                data = read.get((ds.path, ds.hist))
+                if isinstance(data, tuple) and np.array_equal(data[0], got[1][0]):
+                    errors.append(
+                        at(
+                            where(key),
+                            f"{path}: histogram {got[0]!r} holds the observed counts of dataset "
+                            f"{n} (histogram {ds.hist!r}); a blinded run uses no observed count "
+                            "in a blind window: choose toy histograms, or unblind (gprpipe run "
+                            "--unblind).",
+                        )
+                    )
+        if key == "inject.histograms":
+            first, (_, edges), count = got
+            if count < 2:
+                errors.append(
+                    at(
+                        where(key),
+                        f"{path}: {pattern!r} matches 1 histogram ({first!r}); its background "
+                        "histograms are the study's toys, and a pull width needs at least 2.",
+                    )
+                )
             for n in cfg.scanned():
                 ds = cfg.datasets[n]
                 data = read.get((ds.path, ds.hist))

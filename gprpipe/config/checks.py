@@ -619,6 +619,20 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                             f"({_fmt_ranges(spans)}); an injection uses the fits around it.",
                         )
                     )
+                elif (
+                    key == "inject.masses"
+                    and cfg.scan.combined
+                    and cfg.inject.background == "histograms"
+                    and sum(mass_within(m, lo, hi) for lo, hi in spans.values()) >= 2
+                ):
+                    errors.append(
+                        at(
+                            where("inject.background"),
+                            f"'histograms' is not available for the combination ({m:g} GeV "
+                            "lies in the scans of several datasets): set scan.combined = "
+                            "false or inject.background = 'gp'.",
+                        )
+                    )
     return unique(errors)
 
 

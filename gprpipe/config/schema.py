@@ -285,6 +285,9 @@ def strengths(v: list[float]) -> list[float]:
             raise ValueError(f"{z:g} is above {MAX_STRENGTH:g}; no toy can be drawn for it")
         if z in v[:i]:
             raise ValueError(f"{z:g} is listed twice")
+        alike = [y for y in v[:i] if f"{y:g}" == f"{z:g}"]
+        if alike:  # outputs name a strength by its 6 significant digits (60MeV_z3)
+            raise ValueError(f"{alike[0]!r} and {z!r} print alike ({z:g}); give distinct strengths")
     return v
 
 
@@ -509,7 +512,7 @@ class Config(Section):
         if "toyscan" in self.steps.run:
             ts = self.toyscan
             if ts.file is None:
-                raise ValueError("toyscan.file: required when steps.run includes 'toyscan'")
+                raise ValueError("steps.run: includes 'toyscan', which needs toyscan.file")
             if ts.dataset is not None and ts.dataset not in self.scanned():
                 raise ValueError(
                     f"toyscan.dataset: {ts.dataset!r} is not a scanned dataset "
@@ -517,6 +520,11 @@ class Config(Section):
                 )
             if ts.dataset is None and not self.scanned():
                 raise ValueError("toyscan.dataset: no scanned dataset to take the settings from")
+        if "inject" in self.steps.run and not self.inject.masses:
+            raise ValueError(
+                "steps.run: includes 'inject', which needs inject.masses (it is empty: no "
+                "injection study would run)"
+            )
         return self
 
     def toyscan_dataset(self) -> str:

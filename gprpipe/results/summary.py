@@ -83,6 +83,8 @@ class InjectionSummary:
     n_masses: int
     n_strengths: int
     n_toys: tuple[int, int]  # fewest and most toys kept in a row
+    n_generated: int  # most toys generated in a row
+    too_few: list[str]  # rows with fewer than 2 toys kept: "60 MeV z=3 (0 of 200)"
     pull_mean: tuple[float, float]
     pull_width: tuple[float, float]
     cov_1sigma: tuple[float, float]
@@ -103,12 +105,21 @@ def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSumm
             return (min(v), max(v)) if v else (math.nan, math.nan)
 
         n = [int(x) for r in rs if (x := _num(r, "n_toys")) is not None]
+        gen = [int(x) for r in rs if (x := _num(r, "n_generated")) is not None]
+        few = [
+            f"{float(r['mass_GeV']) * 1e3:g} MeV z={r['z_inj']} "
+            f"({int(_num(r, 'n_toys') or 0)} of {r.get('n_generated', '?')})"
+            for r in rs
+            if (_num(r, "n_toys") or 0) < 2
+        ]
         out.append(
             InjectionSummary(
                 name,
                 len({r["mass_GeV"] for r in rs}),
                 len({r["z_inj"] for r in rs}),
                 (min(n), max(n)) if n else (0, 0),
+                max(gen) if gen else 0,
+                few,
                 span("pull_mean"),
                 span("pull_width"),
                 span("cov_1sigma"),
@@ -125,12 +136,20 @@ def injection_lines(s: InjectionSummary) -> list[str]:
         return f"{x[0]:{f}}" if x[0] == x[1] else f"{x[0]:{f}} to {x[1]:{f}}"
 
     toys = f"{s.n_toys[0]}" if s.n_toys[0] == s.n_toys[1] else f"{s.n_toys[0]}-{s.n_toys[1]}"
-    return [
+    if s.n_generated > s.n_toys[0]:
+        toys += f" of {s.n_generated}"
+    lines = [
         f"injection {s.dataset} ({s.n_masses} mass{'es' * (s.n_masses != 1)} x "
-        f"{s.n_strengths} strength{'s' * (s.n_strengths != 1)}, {toys} toys each)",
+        f"{s.n_strengths} strength{'s' * (s.n_strengths != 1)}, {toys} toys kept each)",
         f"pull mean {rng(s.pull_mean)}, width {rng(s.pull_width)}; coverage of "
         f"+-1 sigma_A {rng(s.cov_1sigma, '.3f')} (0.683), +-2 {rng(s.cov_2sigma, '.3f')} (0.954)",
     ]
+    if s.too_few:  # a toy is kept when its fits converge with a finite window background
+        lines.append(
+            f"too few toys kept for a closure at {', '.join(s.too_few)}: their fits failed or "
+            "did not converge (per toy in inject.h5)"
+        )
+    return lines
 
 
 def _num(row: Mapping[str, Any], key: str) -> float | None:

@@ -85,8 +85,8 @@ def summarize(
     """``inject.csv`` figures over the toys in ``use`` with a finite, positive ``sigma_A``.
 
     ``pull = (A_hat - A_inj) / sigma_A``; ``pull_width`` and ``A_hat_std`` are sample
-    standard deviations; ``cov_1sigma``/``cov_2sigma`` the fractions with ``|pull| < 1, 2``
-    (targets 0.683, 0.954); ``Zhat_mean`` the mean of ``A_hat / sigma_A``.
+    standard deviations (NaN for one toy); ``cov_1sigma``/``cov_2sigma`` the fractions with
+    ``|pull| < 1, 2`` (targets 0.683, 0.954); ``Zhat_mean`` the mean of ``A_hat / sigma_A``.
     """
     a = np.asarray(A_hat, dtype=float).reshape(-1)
     s = np.asarray(sigma_A, dtype=float).reshape(-1)
@@ -108,13 +108,12 @@ def summarize(
         }
     a, s = a[ok], s[ok]
     pull = (a - A_inj) / s
-    ddof = 1 if n > 1 else 0
     return {
         "n_toys": n,
         "A_hat_mean": float(a.mean()),
-        "A_hat_std": float(a.std(ddof=ddof)),
+        "A_hat_std": float(a.std(ddof=1)) if n > 1 else nan,  # one toy has no spread
         "pull_mean": float(pull.mean()),
-        "pull_width": float(pull.std(ddof=ddof)),
+        "pull_width": float(pull.std(ddof=1)) if n > 1 else nan,
         "cov_1sigma": float(np.mean(np.abs(pull) < 1.0)),
         "cov_2sigma": float(np.mean(np.abs(pull) < 2.0)),
         "Zhat_mean": float(np.mean(a / s)),

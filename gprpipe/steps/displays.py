@@ -189,15 +189,29 @@ def _q0_z(n, b, C, w) -> float:
 # --------------------------------------------------------------------------------------
 # Representative toys
 # --------------------------------------------------------------------------------------
+def _fmt(x: float | None, spec: str) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else format(x, spec)
+
+
+class _NoToy(Exception):
+    """No toy converged: there is no representative toy to display."""
+
+
 def _median_index(a_hat: np.ndarray, ok: np.ndarray) -> int:
     a = np.where(ok & np.isfinite(a_hat), a_hat, np.nan)
     if not np.isfinite(a).any():
-        return 0
+        raise _NoToy
     return int(np.nanargmin(np.abs(a - np.nanmedian(a))))
 
 
-def _inject_toys(lay, name: str, mass: float, z: float, refit: bool):
-    """Per-toy arrays and attrs of ``inject.h5`` for (name, mass, z) in that variant."""
+def _same_yield(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1.0)
+
+
+def _inject_toys(lay, name: str, mass: float, z: float, refit: bool, A_inj: float):
+    """Per-toy arrays and attrs of ``inject.h5`` for (name, mass, z) in that variant, if
+    injected with yield ``A_inj`` (not so when ``inject.strength_unit`` is ``yield``:
+    a display's ``z`` is in sigma_A,ref units)."""
     if not lay.inject.exists():
         return None
     from gprpipe.steps.inject import read_toys
@@ -209,10 +223,12 @@ def _inject_toys(lay, name: str, mass: float, z: float, refit: bool):
     got = toys.get(f"{mass * MEV:g}MeV_z{z:g}")
     if got is None or bool(got[1].get("refit_gp")) != refit:
         return None
+    if not _same_yield(float(got[1]["A_inj"]), A_inj):
+        return None
     return got
 
 
-def _inject_row(lay, name: str, mass: float, z: float) -> dict | None:
+def _inject_row(lay, name: str, mass: float, z: float, A_inj: float) -> dict | None:
     from gprpipe.steps.inject import CSV_COLUMNS, read_inject
 
     if not lay.inject.exists():
@@ -221,7 +237,7 @@ def _inject_row(lay, name: str, mass: float, z: float) -> dict | None:
     if per is None:
         return None
     i = np.flatnonzero(same_mass(per["mass_GeV"], mass) & (np.abs(per["z_inj"] - z) < 1e-9))
-    if not len(i):
+    if not len(i) or not _same_yield(float(per["A_inj"][i[0]]), A_inj):
         return None
     return {c: _py(per[c][i[0]]) for c in CSV_COLUMNS if c != "dataset" and c in per}
 
@@ -252,7 +268,7 @@ def _extraction_single(
     A = float(z) * sref
     ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
     ic = cfg.inject
-    stored = _inject_toys(lay, name, mass, z, variant == "refit")
+    stored = _inject_toys(lay, name, mass, z, variant == "refit", A)
     meta = {"sigma_A_ref": sref, "source": "inject.h5" if stored else "drawn for the display"}
     w_full = signal_template(base.edges, mass, base.sigma)
     if variant == "conditional":
@@ -277,9 +293,21 @@ def _extraction_single(
             **{**base.__dict__, "counts": counts, "A_inj": A, "sig_counts": sig_full, "b": b_fit}
         )
     else:
+        from gprpipe.steps.inject import background_histograms
+
         win, setup = _refit_setup(cfg, lay, name, mass)
         b_full = inj.full_range_mean(win.counts, setup)
+        # the inject step's backgrounds: Poisson(b_full), or toy t is histogram t
+        hists = None
+        if ic.background == "histograms":
+            hists = background_histograms(cfg, name, win.edges)
         n_toys = stored[0]["A_hat"].size if stored is not None else cfg.plot.displays.refit_toys
+        if hists is not None:
+            n_toys = min(n_toys, len(hists))
+
+        def bkg_of(first: int, end: int) -> dict:
+            return {"b_full": b_full} if hists is None else {"backgrounds": hists[first:end]}
+
         if stored is not None:
             t = _median_index(stored[0]["A_hat"], stored[0]["converged"])
         else:
@@ -288,15 +316,20 @@ def _extraction_single(
                 A,
                 w_full,
                 [inj._child(ss, i) for i in range(n_toys)],
-                b_full=b_full,
                 mode=ic.mode,
                 leakage=cfg.fit.signal_leakage,
+                **bkg_of(0, n_toys),
             )
             t = _median_index(ex.A_hat, ex.converged)
         seed_t = inj._child(ss, t)
-        rt = inj.refit_toys(setup, A, w_full, [seed_t], b_full=b_full, mode=ic.mode)
+        rt = inj.refit_toys(setup, A, w_full, [seed_t], mode=ic.mode, **bkg_of(t, t + 1))
         bkg, sig = inj.full_range_toy(
-            np.random.default_rng(seed_t), A, w_full, mode=ic.mode, b_full=b_full
+            np.random.default_rng(seed_t),
+            A,
+            w_full,
+            mode=ic.mode,
+            b_full=b_full,
+            background=None if hists is None else hists[t],
         )
 
         hyper = rt.hyper(0)
@@ -344,7 +377,7 @@ def _extraction_combined(
     ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
     ic = cfg.inject
     ktot = cw.k_total
-    stored = _inject_toys(lay, COMBINED, mass, z, variant == "refit")
+    stored = _inject_toys(lay, COMBINED, mass, z, variant == "refit", e * ktot)
     meta: dict = {
         "sigma_eps2_ref": float(sref_e),
         "source": "inject.h5" if stored else "drawn for the display",
@@ -576,10 +609,11 @@ def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
         ]
         if "ensemble" in meta:
             en = meta["ensemble"]
-            lines += [
-                f"ensemble: <A_hat> = {en['A_hat_mean']:.1f}",
-                f"  pull {en['pull_mean']:+.2f} +/- {en['pull_width']:.2f}",
-            ]
+            if en.get("n_toys"):  # its figures are NaN (null in the sidecar) without toys
+                lines += [
+                    f"ensemble: <A_hat> = {_fmt(en['A_hat_mean'], '.1f')}",
+                    f"  pull {_fmt(en['pull_mean'], '+.2f')} +/- {_fmt(en['pull_width'], '.2f')}",
+                ]
     else:
         if comb:
             lines += _shared_fit_lines("shared eps2 fit:", meta, cols)
@@ -697,12 +731,20 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
                 continue
             for z in d.z:
                 for variant in d.variants:
-                    if name == COMBINED:
-                        shown, meta = _extraction_combined(cfg, lay, m, float(z), variant)
-                    else:
-                        shown, meta = _extraction_single(cfg, lay, name, m, float(z), variant)
+                    try:
+                        if name == COMBINED:
+                            shown, meta = _extraction_combined(cfg, lay, m, float(z), variant)
+                        else:
+                            shown, meta = _extraction_single(cfg, lay, name, m, float(z), variant)
+                    except _NoToy:
+                        print(
+                            f"notice: plot.displays: no {variant} toy of {name} at "
+                            f"{m * MEV:g} MeV, z = {z:g} converged; no extraction display of it"
+                        )
+                        continue
                     meta["variant"] = variant
-                    row = _inject_row(lay, name, m, float(z))
+                    A = float(meta["A_inj_total" if name == COMBINED else "A_inj"])
+                    row = _inject_row(lay, name, m, float(z), A)
                     if row is not None and bool(row.get("refit_gp")) == (variant == "refit"):
                         meta["ensemble"] = row
                     title = (
