@@ -484,6 +484,9 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
     # listed at once (it was listed only once the plot step ran again)
     html = (point / "report.html").read_text()
     assert "exports/spey_demo.json" in html and "exports/pyhf_demo_60MeV.json" in html
+    # the report rewritten by the tool is not damage: status read it as a failed plot task
+    code, out, _ = run_cli_here("status", run_dir)
+    assert code == 0 and out.rstrip().endswith("done=6"), out
     code, out, err = run_cli_here(
         "run", QUICKSTART, "--steps", "plot", "--force", *settings(f"base.output={run_dir}", *quick)
     )

@@ -88,6 +88,26 @@ def check_outputs(task: Task, cache_key: str) -> tuple[bool, str]:
     return True, ""
 
 
+def rerecord(point_dir: Path, files: Iterable[Path]) -> None:
+    """Record the new sha256 of ``files`` that gprpipe itself wrote again (the report and
+    index, rewritten to list an export) in the commit records of ``point_dir`` that name
+    them: a rewrite by the tool is not damage (``status`` read it as a failed plot task)."""
+    point = Path(point_dir)
+    for path in state_dir(point).glob(f"*{SUFFIX}"):
+        rec = _read_record(path)
+        if rec is None:
+            continue
+        named = {
+            rel: f
+            for f in map(Path, files)
+            if f.resolve().is_relative_to(point.resolve())
+            and (rel := f.resolve().relative_to(point.resolve()).as_posix()) in rec["files"]
+        }
+        if named:
+            rec["files"].update({rel: sha256_file(f) for rel, f in named.items()})
+            atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
+
+
 def run_files(run_dir: Path) -> set[Path]:
     """The files a run keeps (resolved paths): ``run.json`` and ``index.html``, and per
     point folder (``run_dir`` itself, or its subfolders holding ``.state``) ``config.toml``,

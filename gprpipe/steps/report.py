@@ -23,7 +23,7 @@ from gprpipe import __version__
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
-from gprpipe.pipeline.commit import stale_exports
+from gprpipe.pipeline.commit import rerecord, stale_exports
 from gprpipe.pipeline.plan import stale_outputs
 from gprpipe.results.schema import (
     COMBINED,
@@ -427,7 +427,9 @@ def refresh_reports(point_dir: Path) -> None:
 
     point_dir = Path(point_dir)
     if (point_dir / REPORT).is_file():
-        write_reports(point_config_from_file(point_dir / "config.toml"), point_dir)
+        written = write_reports(point_config_from_file(point_dir / "config.toml"), point_dir)
+        for folder in {point_dir, point_dir.parent}:  # index.html: the run's (or the point's)
+            rerecord(folder, written)
 
 
 def write_reports(cfg, point_dir: Path) -> list[Path]:
