@@ -494,6 +494,10 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
     html = (point / "report.html").read_text()
     assert "exports/spey_demo.json" in html and "exports/pyhf_demo_60MeV.json" in html
     assert f"  exports: {point / 'exports'}/ (pyhf_demo_60MeV.json, spey_demo.json)" in out
+    # the folder's config now selects the plot step alone: an export still reads the fit
+    # (it was refused: "no task 'nominal/fit/merge' in this point's plan")
+    code, _, err = run_cli_here("export-pyhf", run_dir, "--dataset", "demo", "--mass", "45MeV")
+    assert code == 0, err
     code, out, err = run_cli_here(
         "run", QUICKSTART, *settings(f"base.output={run_dir}", *quick, "fit.blind_nsigma=1.96")
     )

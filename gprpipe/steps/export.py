@@ -51,6 +51,17 @@ def _point_dir(run_dir: Path, point: str | None) -> Path:
     raise GprpipeError(f"{run_dir}: no grid point {point!r} (have: {names}).")
 
 
+def _point_config(pdir: Path):
+    """The point's config as its folder holds it (whichever steps its last run selected:
+    an export after ``--steps plot`` reads the fit as any other)."""
+    from gprpipe.config import point_config_from_file
+
+    path = Layout(pdir).config
+    if not path.is_file():
+        raise GprpipeError(f"{pdir}: not a point folder of a gprpipe run (no config.toml).")
+    return point_config_from_file(path)
+
+
 def _refuse_managed(path: Path, pdir: Path) -> None:
     """Refuse an export file (``-o``) that is a file of the exported run, or of the run
     folder it lies in: a file the run keeps (:func:`~gprpipe.pipeline.commit.run_files`:
@@ -152,7 +163,6 @@ def export_workspace(
 ) -> tuple[Path, dict]:
     from gprpipe.stats.histfactory import workspace
     from gprpipe.stats.likelihood import cholesky_jitter
-    from gprpipe.steps.runner import resolve_task
 
     pdir = _point_dir(run_dir, point)
     lay = Layout(pdir)
@@ -164,7 +174,7 @@ def export_workspace(
             f"{lay.fit}: mass {mass:g} GeV is not a test mass of {dataset!r} "
             f"({masses.min():g}-{masses.max():g} GeV, nearest {masses[i]:g})."
         )
-    _, cfg = resolve_task(pdir, "fit", "merge", None)
+    cfg = _point_config(pdir)
     blind = _window(lay, cfg, dataset, fit, i)
     L = cholesky_jitter(blind["C"])
     scale = _single(blind["n"], blind["b"], L, blind["w"])
@@ -180,11 +190,9 @@ def export_workspace(
 
 
 def _ok_windows(pdir: Path, dataset: str):
-    from gprpipe.steps.runner import resolve_task
-
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
-    _, cfg = resolve_task(pdir, "fit", "merge", None)
+    cfg = _point_config(pdir)
     for i in np.flatnonzero(fit["status"] == "ok"):
         yield cfg, _window(lay, cfg, dataset, fit, int(i))
 
@@ -351,11 +359,10 @@ def spey_convention_limit(
 def _combined_windows(pdir: Path, scan: dict):
     from gprpipe.stats.combine import combine
     from gprpipe.steps.combine import load_blocks
-    from gprpipe.steps.runner import resolve_task
 
     if not scan:
         raise GprpipeError(f"{pdir}: no combined rows in limit.h5.")
-    _, cfg = resolve_task(pdir, "fit", "merge", None)
+    cfg = _point_config(pdir)
     lay = Layout(pdir)
     if cfg.base.blind:  # the combination would stand the Asimov counts in for the data
         raise GprpipeError(
