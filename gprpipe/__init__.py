@@ -37,9 +37,9 @@ NUMERICS_VERSION = 19  # 19: inject.csv n_generated; one kept toy has no pull wi
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 3  # 3: refit displays of histogram backgrounds draw inject.h5's toy; none
-# of a toy that failed; 2: index names the dataset of its largest Z, has the toys' global Z;
-# N_eff to one decimal in HEPData; 1: report and index count flagged, failed, non-converged
-# rows alike
+PLOT_VERSION = 4  # 4: a blinded GP-fit figure hides every test window's data; 3: refit
+# displays of histogram backgrounds draw inject.h5's toy; none of a toy that failed; 2: index
+# names the dataset of its largest Z, has the toys' global Z; N_eff to one decimal in
+# HEPData; 1: report and index count flagged, failed, non-converged rows alike
 
 __all__ = ["NUMERICS_VERSION", "PLOT_VERSION", "__version__"]

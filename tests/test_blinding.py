@@ -90,7 +90,12 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
         points[name] = tmp_path / name / "nominal"
     a, b = points["orig"], points["mod"]
     info = json.loads((tmp_path / "orig" / "run.json").read_text())
-    assert info["blinding"] == {"blind": True, "unblind_option": False, "config_was_blind": True}
+    assert info["blinding"] == {
+        "blind": True,
+        "unblind_option": False,
+        "config_was_blind": True,
+        "folder_was_blind": False,
+    }
 
     # nothing observed was written ...
     text = (a / "scan.csv").read_text()
@@ -140,7 +145,12 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
     full = dict(zip(head.split(","), row.split(",")))
     assert set(OBSERVED) <= full.keys() and "blinded" not in full
     info = json.loads((tmp_path / "mod" / "run.json").read_text())
-    assert info["blinding"] == {"blind": False, "unblind_option": True, "config_was_blind": True}
+    assert info["blinding"] == {
+        "blind": False,
+        "unblind_option": True,
+        "config_was_blind": True,
+        "folder_was_blind": True,
+    }
     assert "--unblind" in info["command"]
     with h5py.File(b / "fit.h5", "r") as h:
         assert bool(h.attrs["blinded"]) is False and "n" in h["demo/blind/0"]
@@ -237,7 +247,12 @@ def test_a_blinded_folder_is_not_run_unblinded_without_unblind(tmp_path, cli):
     code, _, err = cli("run", *base, "--unblind")
     assert code == 0, err
     blinding = json.loads((out_dir / "run.json").read_text())["blinding"]
-    assert blinding == {"blind": False, "unblind_option": True, "config_was_blind": False}
+    assert blinding == {  # the folder's blinding, from --set base.blind=true, was lifted
+        "blind": False,
+        "unblind_option": True,
+        "config_was_blind": False,
+        "folder_was_blind": True,
+    }
     code, _, err = cli("run", *base)
     assert code == 0, err
 
@@ -466,3 +481,32 @@ def test_a_blinded_run_says_it_runs_no_global_toys(cli):
         "notice: limit.global_toys: no look-elsewhere toys in a blinded run (their mean is a "
         "GP fit of every bin, windows included); they run once it is unblinded."
     )
+
+
+def test_blinded_gp_fit_figure_hides_every_test_masss_window(tmp_path: Path):
+    """The GP-fit figure of one mass spans +/-8 sigma_m: in a blinded run it drew the data
+    in the windows of the neighbouring test masses, which the spectrum hides."""
+    from matplotlib import pyplot as plt
+
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.plan import Layout
+    from gprpipe.steps.fit import blinded_bins
+    from gprpipe.steps.plot import fit_figures
+
+    quick = ("scan.masses=[0.045, 0.06, 0.08]", 'steps.run=["load", "fit"]', "base.blind=true")
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={tmp_path}", *quick))
+    assert code == 0, err
+    lay = Layout(tmp_path / "nominal")
+    cfg = point_config_from_file(lay.config)
+    (job,) = [j for j in fit_figures(cfg, lay, {}) if j.stem == "gpfit_demo_60MeV"]
+    fig = job.fn(*job.args, **job.kwargs)
+    top = fig.axes[0]
+    drawn = np.concatenate([ln.get_xdata() for ln in top.lines if ln.get_marker() == "."])
+    plt.close(fig)
+    edges = job.args[0]
+    x = 0.5 * (edges[1:] + edges[:-1]) * 1e3
+    hidden = x[blinded_bins(cfg, "demo", edges)]
+    assert len(drawn) > 20 and not np.isin(np.round(drawn, 6), np.round(hidden, 6)).any()
+    # the 45 and 80 MeV windows lie in the figure's range: their bins are among the hidden
+    assert ((hidden > 41) & (hidden < 49)).any() and ((hidden > 75) & (hidden < 85)).any()
+    assert drawn.min() < 41 and drawn.max() > 49  # and the data around them is drawn

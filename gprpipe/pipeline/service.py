@@ -433,18 +433,23 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
                 )
 
 
+def _last_run_blind(run_dir: Path) -> bool:
+    """Whether the folder's last run was blinded (run.json; False without one)."""
+    try:
+        info = load_run_info(run_dir, missing_ok=True)
+    except GprpipeError:  # a damaged run.json is rewritten by the run
+        return False
+    blinding = info.data.get("blinding") if info is not None else None
+    return isinstance(blinding, dict) and blinding.get("blind") is True
+
+
 def _refuse_silent_unblinding(run_dir: Path, points: Sequence[Point]) -> None:
     """A folder whose last run was blinded (run.json) is not run unblinded without
     ``--unblind``: e.g. the config run again without the ``--set base.blind=true`` that
     blinded it, or the TUI launching the config of a blinded run."""
     if any(p.config.base.blind for p in points):
         return
-    try:
-        info = load_run_info(run_dir, missing_ok=True)
-    except GprpipeError:  # a damaged run.json is rewritten by the run
-        return
-    blinding = info.data.get("blinding") if info is not None else None
-    if isinstance(blinding, dict) and blinding.get("blind") is True:
+    if _last_run_blind(run_dir):
         raise GprpipeError(
             f"{run_dir}: its last run was blinded (run.json) and this config is not; "
             "blinding is lifted only by 'gprpipe run --unblind' (recorded in run.json), "
@@ -646,6 +651,7 @@ def run(
         result.preview = ex.preview(tasks)
         return result
     check_inputs(loaded, points)
+    folder_was_blind = _last_run_blind(run_dir)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = cli_command("run", config, *[x for o in overrides for x in ("--set", o)])
     with (
@@ -674,6 +680,8 @@ def run(
             "config_was_blind": blind_in_config
             if opts.unblind
             else any(p.config.base.blind for p in all_points),
+            # the folder's last run: --unblind after --set base.blind=true lifts this
+            "folder_was_blind": folder_was_blind,
         }
         info.save()
         configs = {p.name: p.config for p in points}

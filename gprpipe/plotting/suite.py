@@ -221,16 +221,17 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
     return fig
 
 
-def gp_fit_figure(x, counts, b, err, mass, sigma, blind_nsigma, title: str, blinded: bool = False):
+def gp_fit_figure(
+    x, counts, b, err, mass, sigma, blind_nsigma, title: str, hidden: np.ndarray | None = None
+):
     """Data ``counts`` at bin centres ``x`` (GeV), GP mean ``b`` with its 1-sigma band
     ``err`` around the test mass, blind window; below, the relative residual (data/GP - 1)
-    with the GP's relative 1-sigma band. Blinded: the data inside the blind window are not
-    drawn."""
+    with the GP's relative 1-sigma band. ``hidden`` (a blinded run): the bins whose data
+    are not drawn, those in the blind window of any test mass (as on the spectrum)."""
     xm = np.asarray(x) * MEV
     n = np.asarray(counts).astype(float)
-    show = np.ones(len(xm), bool)
-    if blinded:
-        show = np.abs(np.asarray(x) - mass) > blind_nsigma * sigma
+    blinded = hidden is not None
+    show = np.ones(len(xm), bool) if hidden is None else ~np.asarray(hidden, dtype=bool)
     fig, (a1, a2) = plt.subplots(
         2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
     )
@@ -244,7 +245,7 @@ def gp_fit_figure(x, counts, b, err, mass, sigma, blind_nsigma, title: str, blin
             linewidth=0,
             label=(
                 f"blind window $\\pm{blind_nsigma:g}\\sigma_m$"
-                + (" (data hidden)" if blinded else "")
+                + ("\n(data hidden in every test window)" if blinded else "")
             ),
         )
     a1.fill_between(

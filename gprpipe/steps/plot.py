@@ -403,7 +403,7 @@ def fit_figures(cfg, lay, scan: dict) -> list[FigureJob]:
                         train,
                         title if status == "ok" else f"{title} [{status}]",
                     ),
-                    {"blinded": cfg.base.blind},
+                    {"hidden": blinded_bins(cfg, name, edges) if cfg.base.blind else None},
                 )
             )
     return figures
@@ -418,10 +418,11 @@ def gp_fit(
     blind_nsigma: float,
     train: np.ndarray,
     title: str,
-    blinded: bool = False,
+    hidden: np.ndarray | None = None,
 ):
     """The GP background prediction within +/-8 sigma_m of ``mass`` (trained on ``train``),
-    drawn by :func:`gprpipe.plotting.suite.gp_fit_figure` (run in a figure worker)."""
+    drawn by :func:`gprpipe.plotting.suite.gp_fit_figure` (run in a figure worker);
+    ``hidden``: the bins whose data a blinded run does not draw."""
     from gprpipe.plotting.suite import gp_fit_figure
     from gprpipe.stats.gp import predict_counts
 
@@ -430,7 +431,15 @@ def gp_fit(
     b, C = predict_counts(x[train], counts[train], x[near], hyper)
     err = np.sqrt(np.clip(np.diag(C), 0, None))
     return gp_fit_figure(
-        x[near], counts[near], b, err, mass, sigma, blind_nsigma, title, blinded=blinded
+        x[near],
+        counts[near],
+        b,
+        err,
+        mass,
+        sigma,
+        blind_nsigma,
+        title,
+        hidden=None if hidden is None else hidden[near],
     )
 
 
