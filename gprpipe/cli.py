@@ -636,8 +636,12 @@ def export_pyhf(
             "export-pyhf: give --mass M (one workspace) or --patchset (every mass), not both."
         )
     if patchset:
-        paths, n = export_patchset(run_dir, dataset, point=point, output=output, inspire=inspire)
+        paths, n, left = export_patchset(
+            run_dir, dataset, point=point, output=output, inspire=inspire
+        )
         console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per mass)")
+        if left:
+            console.print(left)
         return
     if mass is None:
         raise GprpipeError("export-pyhf: give --mass M (e.g. 60MeV) or --patchset.")
@@ -660,8 +664,10 @@ def export_spey(
     covariance, signal per unit eps^2): <point>/exports/spey_<dataset>.json."""
     from gprpipe.steps.export import export_spey as run_spey
 
-    path, n = run_spey(run_dir, dataset, point=point, output=output)
+    path, n, left = run_spey(run_dir, dataset, point=point, output=output)
     console.print(f"wrote {path} ({n} masses)")
+    if left:
+        console.print(left)
 
 
 @app.command("project-reach")

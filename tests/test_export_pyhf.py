@@ -82,3 +82,39 @@ def test_an_export_never_replaces_a_file_of_the_run(
     assert code == 1 and f"is a file of the run {other};" in err
     code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "--point", "1")
     assert code == 1 and err.strip() == f"error: {run}: no grid point '1' (have: nominal)."
+
+
+def test_exports_say_which_masses_they_leave_out(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A PatchSet and a Spey file hold the masses whose fit is ``ok``: the masses left out
+    (flagged) are named in their description and on the command line, as in HEPData (they
+    were dropped without a word); a workspace of one flagged mass says what it is."""
+    from tests.conftest import QUICKSTART, settings
+
+    data = tmp_path / "sig70.root"  # a 20,000-event signal at 70 MeV: 60 MeV's sidebands fail
+    assert cli("demo-data", data, "--signal-mass", "70MeV", "--signal-yield", "20000")[0] == 0
+    run = tmp_path / "run"
+    code, _, err = cli(
+        "run",
+        QUICKSTART,
+        *settings(f"base.output={run}", f"datasets.demo.path={data}", "scan.masses=[0.06, 0.07]"),
+        "--steps",
+        "load,fit,limit",
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
+    assert [r["status"] for r in rows] == ["flag_gof", "ok"]
+    note = "Test masses left out (flagged or failed quality checks): 60 MeV (flag_gof)."
+    code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
+    assert code == 0 and "(1 patches, one per mass)" in out and note in out, err
+    ps = json.loads((run / "nominal" / "exports" / "pyhf_demo_patchset.json").read_text())
+    assert ps["metadata"]["description"].endswith(note)
+    assert [p["metadata"]["name"] for p in ps["patches"]] == ["m70MeV"]
+    code, out, err = cli("export-spey", run, "--dataset", "demo")
+    assert code == 0 and note in out, err
+    spey = json.loads((run / "nominal" / "exports" / "spey_demo.json").read_text())
+    assert [e["mass_GeV"] for e in spey["masses"]] == [0.07]
+    assert spey["masses_left_out"] == note
+    code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
+    assert code == 0 and "notice: 60 MeV of demo is flag_gof: the scan's tables" in out, err

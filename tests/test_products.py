@@ -326,17 +326,17 @@ def test_observed_display_numbers_match_scan_csv(run2015: Path):
 
 def test_hepdata_tables_name_the_test_masses_they_leave_out():
     """Flagged and failed masses are not in the tables; the description says which."""
-    from gprpipe.steps.hepdata import _left_out
+    from gprpipe.steps.hepdata import left_out_note
 
     a = {
         "mass_GeV": np.array([0.03, 0.124, 0.129]),
         "status": np.array(["ok", "flag_one_sideband", "fit failed: singular"]),
     }
-    assert _left_out(a, a["status"] == "ok") == (
+    assert left_out_note(a, a["status"] == "ok") == (
         " Test masses left out (flagged or failed quality checks): 124 MeV "
         "(flag_one_sideband), 129 MeV (fit failed: singular)."
     )
-    assert _left_out(a, np.ones(3, bool)) == ""
+    assert left_out_note(a, np.ones(3, bool)) == ""
 
 
 @pytest.mark.slow

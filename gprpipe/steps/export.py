@@ -176,6 +176,11 @@ def export_workspace(
         )
     cfg = _point_config(pdir)
     blind = _window(lay, cfg, dataset, fit, i)
+    if (status := str(fit["status"][i])) != "ok":
+        print(
+            f"notice: {masses[i] * 1e3:g} MeV of {dataset} is {status}: the scan's tables "
+            "and the PatchSet leave it out; this workspace is its likelihood as fitted"
+        )
     L = cholesky_jitter(blind["C"])
     scale = _single(blind["n"], blind["b"], L, blind["w"])
     tag = f"{dataset}_{masses[i] * 1e3:g}MeV"
@@ -189,12 +194,18 @@ def export_workspace(
     return path, ws
 
 
-def _ok_windows(pdir: Path, dataset: str):
+def _ok_windows(pdir: Path, dataset: str) -> tuple[list, str]:
+    """(config, window) of every test mass whose fit is ``ok``, and the note naming the
+    masses left out (flagged or failed; '' when none is): an export without a mass must
+    say so, as the HEPData tables do."""
+    from gprpipe.steps.hepdata import left_out_note
+
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
     cfg = _point_config(pdir)
-    for i in np.flatnonzero(fit["status"] == "ok"):
-        yield cfg, _window(lay, cfg, dataset, fit, int(i))
+    ok = fit["status"] == "ok"
+    wins = [(cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(ok)]
+    return wins, left_out_note({"mass_GeV": fit["mass"], "status": fit["status"]}, ok).strip()
 
 
 def export_patchset(
@@ -204,15 +215,18 @@ def export_patchset(
     point: str | None = None,
     output: Path | None = None,
     inspire: str = "ins0000000",
-) -> tuple[list[Path], int]:
+) -> tuple[list[Path], int, str]:
     """``pyhf_<dataset>_bkgonly.json`` and ``pyhf_<dataset>_patchset.json`` (one patch per
-    test mass) in ``output`` (default ``<point>/exports``)."""
+    test mass whose fit is ``ok``) in ``output`` (default ``<point>/exports``); the paths,
+    the number of patches and the note on the masses left out (also in the PatchSet's
+    description)."""
     from gprpipe.stats.histfactory import patchset
     from gprpipe.stats.likelihood import cholesky_jitter
 
     pdir = _point_dir(run_dir, point)
     wins = []
-    for _, blind in _ok_windows(pdir, dataset):
+    ok_windows, left = _ok_windows(pdir, dataset)
+    for _, blind in ok_windows:
         L = cholesky_jitter(blind["C"])
         wins.append(
             {
@@ -234,14 +248,14 @@ def export_patchset(
         name=f"gprpipe_{dataset}",
         inspire=inspire,
         description=f"{dataset}: the blind-window likelihood of each test mass; "
-        "POI A = signal yield / the unit in the measurement name",
+        "POI A = signal yield / the unit in the measurement name." + (f" {left}" if left else ""),
     )
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
     _publish(
         pdir, {p: json.dumps(doc) + "\n" for p, doc in zip(paths, (bkg, ps))}, Layout(pdir).fit
     )
-    return paths, len(wins)
+    return paths, len(wins), left
 
 
 # The GP covariance of a window is smooth, so nearly singular (condition number ~1e12);
@@ -262,7 +276,7 @@ SPEY_NOTE = (
 
 def export_spey(
     run_dir: Path, dataset: str, *, point: str | None = None, output: Path | None = None
-) -> tuple[Path, int]:
+) -> tuple[Path, int, str]:
     """``spey_<dataset>.json``: per test mass the inputs of Spey's correlated-background
     model (``default.correlated_background``): ``data``, ``background``, ``covariance``
     and ``signal_per_eps2`` (signal yields per unit eps^2 = K w), with ``scan.csv``'s
@@ -272,6 +286,7 @@ def export_spey(
     (block-diagonal covariance; one shared eps^2)."""
     from gprpipe.config import point_config_from_file
     from gprpipe.results.schema import COMBINED
+    from gprpipe.steps.hepdata import left_out_note
     from gprpipe.steps.limit import read_scan
 
     pdir = _point_dir(run_dir, point)
@@ -283,9 +298,12 @@ def export_spey(
     entries = []
     if dataset == COMBINED:
         windows = _combined_windows(pdir, scan)
+        ok = scan["status"] == "ok" if scan else np.zeros(0, bool)
+        left = left_out_note(scan, ok).strip() if scan else ""
     else:
         windows = []
-        for cfg, blind in _ok_windows(pdir, dataset):
+        ok_windows, left = _ok_windows(pdir, dataset)
+        for cfg, blind in ok_windows:
             from gprpipe.steps.inject import unit_yield
 
             k = unit_yield(cfg, dataset, blind["mass"], blind["rho"])
@@ -318,11 +336,12 @@ def export_spey(
         "conventions": SPEY_NOTE,
         "alpha": alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
+        "masses_left_out": left,  # flagged or failed fits: no entry
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"
     _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.limit)  # its fit and its limits
-    return path, len(entries)
+    return path, len(entries), left
 
 
 def spey_convention_limit(

@@ -219,7 +219,7 @@ def build_submission(cfg: Config, limit_path: Path):
             continue
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
         m = a["mass_GeV"][ok]
-        left = _left_out(a, ok)
+        left = left_out_note(a, ok)
         for q in QUANTITIES:
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
@@ -249,7 +249,7 @@ def build_submission(cfg: Config, limit_path: Path):
     return sub, csvs
 
 
-def _left_out(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
+def left_out_note(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
     """The description's note on the test masses the table leaves out (their fit was
     flagged or failed), '' when none is: a reader must not take a gap for a mass that was
     never tested."""
