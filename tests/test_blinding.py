@@ -483,7 +483,7 @@ def test_a_blinded_run_says_it_runs_no_global_toys(cli):
     )
 
 
-def test_blinded_gp_fit_figure_hides_every_test_masss_window(tmp_path: Path):
+def test_blinded_gp_fit_figure_hides_every_test_masss_window(tmp_path: Path, capsys):
     """The GP-fit figure of one mass spans +/-8 sigma_m: in a blinded run it drew the data
     in the windows of the neighbouring test masses, which the spectrum hides."""
     from matplotlib import pyplot as plt
@@ -493,7 +493,12 @@ def test_blinded_gp_fit_figure_hides_every_test_masss_window(tmp_path: Path):
     from gprpipe.steps.fit import blinded_bins
     from gprpipe.steps.plot import fit_figures
 
-    quick = ("scan.masses=[0.045, 0.06, 0.08]", 'steps.run=["load", "fit"]', "base.blind=true")
+    quick = (
+        "scan.masses=[0.045, 0.06, 0.08]",
+        'steps.run=["load", "fit"]',
+        "base.blind=true",
+        "plot.displays.observed=[0.06]",
+    )
     code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={tmp_path}", *quick))
     assert code == 0, err
     lay = Layout(tmp_path / "nominal")
@@ -510,3 +515,11 @@ def test_blinded_gp_fit_figure_hides_every_test_masss_window(tmp_path: Path):
     # the 45 and 80 MeV windows lie in the figure's range: their bins are among the hidden
     assert ((hidden > 41) & (hidden < 49)).any() and ((hidden > 75) & (hidden < 85)).any()
     assert drawn.min() < 41 and drawn.max() > 49  # and the data around them is drawn
+    # an observed display asked for is not drawn blinded, and that is said (it was silent)
+    from gprpipe.steps.displays import display_plots
+
+    capsys.readouterr()
+    assert display_plots(cfg, lay) == []
+    assert capsys.readouterr().out == (
+        "notice: plot.displays.observed: a blinded run draws no observed display\n"
+    )

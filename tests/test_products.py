@@ -67,6 +67,8 @@ def test_information_fractions_and_z_needed():
         ("2016=1e300", "the luminosity factor of '2016' must be a number above 0 and at most"),
         ("2016=2,2016=3", "--scale names dataset '2016' twice; give its factor once"),
         ("2016", "expected DATASET=FACTOR"),
+        # it said "'combined', which is not in scan.csv", a table with combined rows
+        ("combined=2", "'combined' is the joint fit of the datasets, not one to scale"),
     ],
 )
 def test_scale_errors_are_one_sentence(text: str, fragment: str):

@@ -760,6 +760,8 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
                         stem, "extraction", shown, meta, title, lay.plots, cl, hidden
                     )
     if cfg.base.blind:  # observed displays show the blind windows' counts
+        if d.observed:
+            print("notice: plot.displays.observed: a blinded run draws no observed display")
         return written
     for mass in _observed_masses(cfg, lay):
         if all(_snap(cfg, name, mass) is None for name in names):

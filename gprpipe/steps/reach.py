@@ -184,6 +184,11 @@ def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]
         key = key.strip()
         if not sep:
             raise GprpipeError(f"--scale {item!r}: expected DATASET=FACTOR, e.g. 2016=10.")
+        if key == "combined":  # its rows are the joint fit, not a dataset to scale
+            raise GprpipeError(
+                f"--scale {item!r}: 'combined' is the joint fit of the datasets, not one "
+                f"to scale; scale the datasets (have: {', '.join(names)})."
+            )
         if key not in names:
             raise GprpipeError(
                 f"{where}: --scale names dataset {key!r}, which is not in "
