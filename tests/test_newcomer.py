@@ -501,6 +501,7 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
             "gof_p": "0.01",
             "Z_global_toys": "0.9",
             "p0_global_toys": "0.18",
+            "p0_global_toys_err": "0.012",
         },
         {
             **base,
@@ -534,6 +535,10 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
     assert s.not_converged == [0.06]
     assert (s.worst_gof.mass, s.worst_gof.value) == (0.04, 0.01)
     assert c.Z_global_toys is None and c.worst_gof is None
+    assert dataset_lines(s)[1] == (
+        "most significant: 40 MeV, Z_local 2.50, Z_global 0.50, Z_global (toys) 0.90 "
+        "(p0 0.18 +- 0.012)"
+    )
 
 
 def test_summary_of_an_injection_study_gives_its_closure():

@@ -43,7 +43,7 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     point = tmp_path / "run" / "nominal"
     header = (point / "scan.csv").read_text().splitlines()[0].split(",")
     i = header.index("Z_global")
-    assert header[i + 1 : i + 3] == ["p0_global_toys", "Z_global_toys"]
+    assert header[i + 1 : i + 4] == ["p0_global_toys", "p0_global_toys_err", "Z_global_toys"]
     rows = [r for r in _rows(point / "scan.csv") if r["status"] == "ok"]
     assert len(rows) == 5
     for r in rows:
@@ -60,9 +60,11 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
         assert zr.shape == zf.shape == (3, 5) and np.isfinite(zr).all()
         assert np.corrcoef(zr.ravel(), zf.ravel())[0, 1] > 0.8
     # p0_global_toys is the toy tail fraction at the observed Z_local
-    for r in rows:
+    for r in rows:  # with its binomial error (the README quotes one; the files had none)
         z = float(r["Z_local"])
-        assert float(r["p0_global_toys"]) == pytest.approx((1 + np.sum(mz >= z)) / 301, rel=1e-6)
+        p = (1 + np.sum(mz >= z)) / 301
+        assert float(r["p0_global_toys"]) == pytest.approx(p, rel=1e-6)
+        assert float(r["p0_global_toys_err"]) == pytest.approx(np.sqrt(p * (1 - p) / 300), 1e-5)
     assert (point / "plots" / "global_toys_demo.png").stat().st_size > 10_000
     # the HEPData significance table quotes the toys' global p0 and Z beside Sidak's
     table = yaml.safe_load((point / "hepdata" / "significance_demo.yaml").read_text())
@@ -70,6 +72,12 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     assert names[-2:] == ["Global p0 (toys)", "Global Z (toys)"]
     quoted = [x["value"] for x in table["dependent_variables"][-1]["values"]]
     assert quoted == pytest.approx([float(r["Z_global_toys"]) for r in rows], abs=1e-5)
+    p0s = table["dependent_variables"][-2]["values"]  # p0 = 1 has a zero error, not written
+    errors = [x["errors"][0] if "errors" in x else {"symerror": 0.0} for x in p0s]
+    assert any(e.get("label") == "binomial (toys)" for e in errors)
+    assert [e["symerror"] for e in errors] == pytest.approx(
+        [float(r["p0_global_toys_err"]) for r in rows], rel=1e-4
+    )
     submission = (point / "hepdata" / "submission.yaml").read_text()
     assert "from 300 whole-scan background-only toys" in submission
     # the combined curve has no whole-scan toys (NaN columns): no toy columns, no claim

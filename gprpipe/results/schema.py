@@ -122,6 +122,7 @@ SCAN = Table(
         Column("p0_global", "", "global p-value (Sidak, N_eff)"),
         Column("Z_global", "sigma", "global significance (Sidak)"),
         Column("p0_global_toys", "", "global p-value from whole-scan toys"),
+        Column("p0_global_toys_err", "", "its binomial standard error, sqrt(p (1 - p) / N)"),
         Column("Z_global_toys", "sigma", "global significance from whole-scan toys"),
         Column("gp_length_scale", "", "RBF length scale in ln-mass units (dimensionless)"),
         Column("gp_amplitude", "", "RBF amplitude"),
@@ -143,6 +144,7 @@ OBSERVED = (
     "p0_global",
     "Z_global",
     "p0_global_toys",
+    "p0_global_toys_err",
     "Z_global_toys",
 )
 BLIND_SCAN = SCAN.without(OBSERVED, (Column("blinded", "", "true: a blinded run"),))

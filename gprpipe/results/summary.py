@@ -44,6 +44,7 @@ class DatasetSummary:
     p0_global: float | None = None
     Z_global_toys: float | None = None
     p0_global_toys: float | None = None
+    p0_global_toys_err: float | None = None
     weakest: Extreme | None = None  # value: eps2_up (largest)
     strongest: Extreme | None = None  # value: eps2_up (smallest)
     not_ok: list[tuple[float, str]] = field(default_factory=list)  # (mass, status), in order
@@ -196,6 +197,7 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
             s.p0_global = _num(r, "p0_global")
             s.Z_global_toys = _num(r, "Z_global_toys")
             s.p0_global_toys = _num(r, "p0_global_toys")
+            s.p0_global_toys_err = _num(r, "p0_global_toys_err")
         s.blinded = any(str(r.get("blinded", "")).lower() == "true" for r in rs)
         column = "eps2_exp_med" if s.blinded else "eps2_up"
         lim = [  # and out of the strongest and weakest limits
@@ -239,6 +241,8 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             z += f", Z_global {s.Z_global:.2f}"
         if s.Z_global_toys is not None:
             z += f", Z_global (toys) {s.Z_global_toys:.2f}"
+            if s.p0_global_toys is not None and s.p0_global_toys_err is not None:
+                z += f" (p0 {s.p0_global_toys:.3g} +- {s.p0_global_toys_err:.2g})"
         lines.append(z)
     if s.weakest and s.strongest:
         lines.append(

@@ -217,6 +217,16 @@ def p_global_toys(z_obs: ArrayLike, max_z_toys: ArrayLike) -> NDArray[np.float64
     return p
 
 
+def p_global_toys_err(p: ArrayLike, n_toys: int) -> NDArray[np.float64]:
+    """Binomial standard error of a toy global p-value ``p`` from ``n_toys`` toys,
+    ``sqrt(p (1 - p) / N)``; NaN where ``p`` is NaN. Where no toy reached the observed
+    Z, ``p = 1 / (N + 1)`` and this error (about ``1 / N``) says the estimate is a bound
+    of that size: more toys are needed."""
+    q = np.asarray(p, dtype=float)
+    out: NDArray[np.float64] = np.sqrt(q * (1.0 - q) / max(int(n_toys), 1))
+    return out
+
+
 def sidak_max_z_sf(z: ArrayLike, n_eff: float) -> NDArray[np.float64]:
     """``P(max Z >= z)`` of ``n_eff`` independent tests (Sidak): ``1 - (1 - Phi(-z))^N_eff``."""
     p = ndtr(-np.asarray(z, dtype=float))

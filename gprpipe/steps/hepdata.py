@@ -128,8 +128,9 @@ def significance_table(
 ):
     """A ``hepdata_lib.Table``: local and global p0 and Z vs mass; with ``global_toys``
     (whole-scan background-only toys, columns ``p0_global_toys``/``Z_global_toys`` in
-    ``cols``) the toys' global p0 and Z as well, the number to quote."""
-    from hepdata_lib import Table, Variable
+    ``cols``) the toys' global p0 (with its binomial error) and Z as well, the number to
+    quote."""
+    from hepdata_lib import Table, Uncertainty, Variable
 
     t = Table(stem)
     # (the combined curve has no whole-scan toys of its own: its columns are NaN)
@@ -170,6 +171,10 @@ def significance_table(
         )
         v.values = [float(x) for x in cols[key]]
         v.digits = 6
+        if key == "p0_global_toys" and "p0_global_toys_err" in cols:
+            u = Uncertainty("binomial (toys)", is_symmetric=True)
+            u.values = [float(x) for x in cols["p0_global_toys_err"]]
+            v.add_uncertainty(u)
         _qualify(v, [("Dataset", dataset)])
         t.add_variable(v)
     return t
@@ -234,7 +239,8 @@ def build_submission(cfg: Config, limit_path: Path):
         if cfg.base.blind:  # p0 and Z depend on the observed counts
             continue
         n_eff = float(a["n_eff"][0]) if "n_eff" in a else float("nan")
-        keys = ("p0_local", "Z_local", "p0_global", "Z_global", "p0_global_toys", "Z_global_toys")
+        keys = ["p0_local", "Z_local", "p0_global", "Z_global", "p0_global_toys"]
+        keys += ["p0_global_toys_err", "Z_global_toys"]
         t = significance_table(
             m,
             {k: a[k][ok] for k in keys if k in a},

@@ -5,7 +5,8 @@ whole-spectrum toys each over every mass with that mass's GP as a fixed linear m
 (:mod:`gprpipe.stats.lee`); tasks ``<dataset>-refit-<k>`` refit the GP at every mass on a
 few of the same toys (``limit.global_toys_refit``), to show the size of the fixed-map
 approximation. The limit merge takes the maximum ``Z_local`` per toy over the masses whose
-row has ``status = ok`` and writes ``p0_global_toys``, ``Z_global_toys`` and the
+row has ``status = ok`` and writes ``p0_global_toys`` (with its binomial error
+``p0_global_toys_err``), ``Z_global_toys`` and the
 distributions (``/<dataset>/global_toys/`` in ``limit.h5``).
 
 Toy ``t`` of a dataset is drawn from ``seed_for(base.seed, "global_toys", dataset, t)``, so
@@ -191,7 +192,7 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
     """Fill ``p0_global_toys`` / ``Z_global_toys`` of ``per_ds`` from the toy part files;
     returns the per-dataset distributions to store under ``global_toys``."""
     from gprpipe.stats import significance
-    from gprpipe.stats.lee import max_z, p_global_toys
+    from gprpipe.stats.lee import max_z, p_global_toys, p_global_toys_err
     from gprpipe.stats.quality import counts_for_discovery
 
     out: dict = {}
@@ -205,6 +206,7 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
     for name, arrays in per_ds.items():
         nan = np.full(len(arrays["mass_GeV"]), np.nan)
         arrays["p0_global_toys"], arrays["Z_global_toys"] = nan.copy(), nan.copy()
+        arrays["p0_global_toys_err"] = nan.copy()
         if name not in parts or not parts[name]["toys"]:
             continue
         chunks = sorted(parts[name]["toys"], key=lambda x: int(x[0]["toy"][0]))
@@ -224,6 +226,7 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         ok = counts
         p = np.where(ok, p_global_toys(arrays["Z_local"], mz), np.nan)
         arrays["p0_global_toys"] = p
+        arrays["p0_global_toys_err"] = p_global_toys_err(p, len(mz))
         arrays["Z_global_toys"] = np.where(
             ok, np.minimum(significance.z_from_p(np.where(ok, p, 1.0)), arrays["Z_local"]), np.nan
         )
