@@ -284,12 +284,7 @@ def _show(result: RunResult, *, rows: bool = True) -> None:
             if message:
                 err.print("  " + message.replace("\n", "\n  "), markup=False, highlight=False)
     for fr in result.failed_rows if rows else ():
-        err.print(
-            Text.assemble(
-                (f"{fr.bad} of {fr.total} masses failed", "red"),
-                f" in {fr.path} (first: {fr.first})",
-            )
-        )
+        err.print(fr.sentence(), style="yellow" if fr.toys else "red", markup=False)
     if not result.queued or result.waited:
         _print_summary(result.run_dir)
     if not result.ok:

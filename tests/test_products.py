@@ -183,7 +183,7 @@ def test_extraction_box_without_a_kept_toy():
     assert not any("ensemble" in line for line in lines)
     one = {"n_toys": 1, "A_hat_mean": 130.0, "pull_mean": 0.2, "pull_width": None}
     lines = _box("extraction", {**meta, "ensemble": one}, [col], 95.0)
-    assert lines[-2:] == ["ensemble: <A_hat> = 130.0", "  pull +0.20 +/- n/a"]
+    assert lines[-2:] == ["ensemble: <A_hat> = 130.0", "  pull mean +0.20, width n/a"]
     assert _median_index(np.array([3.0, 1.0, 2.0]), np.array([True, True, True])) == 2
     with pytest.raises(_NoToy):
         _median_index(np.array([np.nan, 5.0]), np.array([True, False]))

@@ -142,10 +142,7 @@ def _report(result: service.RunResult | None, out: TextIO) -> int:
             if message:
                 print("  " + message.replace("\n", "\n  "), file=out)
     for rows in result.failed_rows:
-        print(
-            f"{rows.bad} of {rows.total} masses failed in {rows.path} (first: {rows.first})",
-            file=out,
-        )
+        print(rows.sentence(), file=out)
     if not result.queued or result.waited:
         print("\n".join(service.summarise(result.run_dir)), file=out)
     return 0 if result.ok else 1

@@ -36,6 +36,7 @@ class PointSummary:
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
     injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
+    toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
 
 
 @dataclass
@@ -138,6 +139,16 @@ def run_summary(run_dir: Path) -> RunSummary:
                 ps.injections = summarize_injection(read_table(vouched(inject)))
             except GprpipeError:  # damaged or not committed: not offered (files says so)
                 ps.injections = []
+        toyscan = ps.point_dir / "toyscan.csv"
+        if toyscan.is_file() and toyscan not in stale:
+            from gprpipe.steps.merge import failed_rows
+
+            try:
+                bad, total, first = failed_rows(vouched(toyscan))
+            except GprpipeError:
+                bad = 0
+            if bad:
+                ps.toy_rows_failed = f"{bad} of {total} (toy, mass) rows failed (first: {first})"
         ps.files = _files(ps.point_dir, stale)
         if config is not None and not _plots_current(ps.point, ps.point_dir, config):
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]
@@ -197,6 +208,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         for inj in ps.injections:
             first, *rest = injection_lines(inj)
             lines += [f"  {first}", *(f"    {x}" for x in rest)]
+        if ps.toy_rows_failed:
+            lines.append(f"  toy scan: {ps.toy_rows_failed}")
         if ps.failures:
             lines.append(f"  failed tasks: {len(ps.failures)}")
             lines += [f"    {tid}: {why}" for tid, why in ps.failures]

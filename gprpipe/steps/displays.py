@@ -612,7 +612,8 @@ def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
             if en.get("n_toys"):  # its figures are NaN (null in the sidecar) without toys
                 lines += [
                     f"ensemble: <A_hat> = {_fmt(en['A_hat_mean'], '.1f')}",
-                    f"  pull {_fmt(en['pull_mean'], '+.2f')} +/- {_fmt(en['pull_width'], '.2f')}",
+                    f"  pull mean {_fmt(en['pull_mean'], '+.2f')}, "
+                    f"width {_fmt(en['pull_width'], '.2f')}",
                 ]
     else:
         if comb:

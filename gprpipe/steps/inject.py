@@ -84,8 +84,8 @@ class Window:
 
 
 def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
-    """The data fit at ``mass`` from ``fit.h5``, or a fresh fit when the mass was not
-    scanned (warm-started from the nearest scanned mass)."""
+    """The data fit at ``mass`` from ``fit.h5``, or a fresh fit (with the scan's own
+    restarts, no warm start) when the mass was not scanned."""
     from gprpipe.stats.gp import GPHyper
 
     counts, edges = read_load(ctx.layout.load, name)
@@ -351,7 +351,7 @@ def run(ctx) -> None:
             )
             print(
                 f"{name} {mass * 1e3:g} MeV z={meta['z_inj']:g}: {summ['n_toys']} toys, "
-                f"pull {summ['pull_mean']:+.3f} +- {summ['pull_width']:.3f}, "
+                f"pull mean {summ['pull_mean']:+.3f}, width {summ['pull_width']:.3f}, "
                 f"A_hat/A_inj {ratio:.3f}{noise_free}, {meta['seconds']:.1f} s",
                 flush=True,
             )
