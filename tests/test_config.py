@@ -879,6 +879,15 @@ def test_slurm_time_and_memory_are_checked_before_sbatch(cli, setting: str, erro
         assert code == 1 and err.startswith(f"error: --set {key}: {error}")
 
 
+def test_slurm_time_written_unquoted_is_a_time_limit(tmp_path: Path):
+    """``slurm.time=00:30:00`` (the README's command) is a TOML time, refused as "not a
+    valid string"; it is the time limit it reads as (and ``time = 30`` minutes)."""
+    _, points = load_points(QUICKSTART, ["slurm.time=00:30:00"])
+    assert points[0].config.slurm.time == "00:30:00"
+    cfg = quickstart_child(tmp_path / "c.toml", "[slurm]\ntime = 30\n")
+    assert load_points(cfg)[1][0].config.slurm.time == "30"
+
+
 def test_set_with_an_inline_table_merges_into_the_section(tmp_path: Path):
     """--set 'scan={combined=false}' replaced the whole section: scan.masses vanished and
     the run became the full scan; the table merges, as a child config's does."""

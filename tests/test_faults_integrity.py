@@ -356,6 +356,14 @@ def test_summary_and_status_agree_on_damaged_outputs(copy: Path):
     assert code == 0, out + err
     assert "failed=" not in gp("status", copy)[1]
     assert "failed tasks" not in gp("summary", copy)[1]
+    # a record gone (a submission that withdrew it and never ran) is damage too: it was
+    # taken for done, and rerun --failed found nothing to redo
+    (copy / "nominal" / ".state" / "fit__merge.commit").unlink()
+    code, out, _ = gp("status", copy)
+    assert "failed   nominal/fit/merge: .state/fit__merge.commit is missing since the " in out
+    code, out, err = gp("rerun", copy, "--failed")
+    assert code == 0 and "Rerunning" in out, out + err
+    assert "failed=" not in gp("status", copy)[1]
 
 
 def test_an_interrupted_reach_projection_leaves_none_of_its_files(

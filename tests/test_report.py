@@ -529,3 +529,18 @@ def test_figures_of_earlier_results_are_not_offered_as_current(tmp_path):
     code, out, err = run_cli_here(*args)
     assert code == 0, err
     assert "  report: " in out and "not current" not in out
+
+
+def test_summary_counts_the_figures_of_any_format(tmp_path):
+    """A point drawn in PDF alone had no "plots:" line (only PNG files were counted)."""
+    from gprpipe.pipeline.summary import _files
+
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    names = ["spectrum.pdf", "gpfit_demo_60MeV.pdf", "display_observed_demo_60MeV.json"]
+    for n in names:
+        (plots / n).write_text("x")
+    (plots / "manifest.json").write_text(json.dumps({"files": [f"plots/{n}" for n in names]}))
+    assert _files(tmp_path, set())["plots"] == f"{plots}/ (2 pdf files)"
+    (plots / "spectrum.png").write_text("x")  # not the last plot task's: not counted
+    assert _files(tmp_path, set())["plots"] == f"{plots}/ (2 pdf files)"

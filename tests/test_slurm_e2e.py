@@ -138,7 +138,9 @@ def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     assert "failed=" not in status.stdout
 
 
-def test_submitted_tasks_lose_their_earlier_commit_until_they_run(tmp_path: Path) -> None:
+def test_submitted_tasks_lose_their_earlier_commit_until_they_run(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """A config change submitted to SLURM: the tasks it queues are not fresh until their
     jobs have run. A chunk job cancelled before it started left the earlier config's part
     committed, and the merge (which starts after its chunks however they ended) published
@@ -154,6 +156,7 @@ def test_submitted_tasks_lose_their_earlier_commit_until_they_run(tmp_path: Path
     point = tmp_path / "run" / "nominal"
     old_csv = (point / "scan.csv").read_text()
     held = "slurm.extra=['--begin=now+600']"  # queued, not started, until cancelled
+    request.addfinalizer(lambda: gprpipe("cancel", str(tmp_path / "run")))  # if it fails
     res = gprpipe(
         "run",
         qs,
@@ -173,8 +176,62 @@ def test_submitted_tasks_lose_their_earlier_commit_until_they_run(tmp_path: Path
     tasks = {t.id: t for t in plan_point("nominal", point, cfg)}
     assert read_commit(tasks["nominal/limit/demo-000"]) is None  # not fresh until it runs
     assert read_commit(tasks["nominal/fit/demo-000"]) is not None  # up to date: not queued
+    run = tmp_path / "run"
+    # a rerun refused while its limit is queued changes nothing (it withdrew the fit's
+    # commit records first, and recorded the rerun that never ran)
+    res = gprpipe("rerun", str(run), "--masses", "60MeV")
+    assert res.returncode == 1 and "is in use by SLURM job" in res.stderr, res.stderr
+    assert "Rerunning" not in res.stdout
+    assert read_commit(tasks["nominal/fit/demo-000"]) is not None
+    assert "reruns" not in json.loads((run / "run.json").read_text())
+    # nor does a run of another plan (the queued jobs are of tasks it does not have)
+    other = ("--steps", "load", "--set", "datasets.demo.rebin=20")
+    res = gprpipe("run", qs, "--executor", "slurm", "--set", out, "--set", steps, *other)
+    assert res.returncode == 1 and "queued by an earlier run of the folder" in res.stderr
+    # a copy of the folder does not own the original's jobs: its cancel leaves them
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, symlinks=True)
+    res = gprpipe("cancel", str(copy))
+    assert res.returncode == 0 and "Cancelled SLURM jobs" not in res.stdout, res.stdout
+    from gprpipe.executors.slurm import scheduler
+    from gprpipe.executors.slurm.jobs import job_ids
+
+    queued = scheduler.queue(job_ids(run)) or {}
+    assert len(queued) == 2 and {st for st, _ in queued.values()} <= scheduler.PENDING
+    (copy / "slurm" / "jobs.json").write_text('{"submissions": 5}\n')  # damaged
+    res = gprpipe("status", str(copy))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == (
+        f"error: {copy / 'slurm' / 'jobs.json'} is not a record of SLURM submissions "
+        "(edited or damaged)"
+    )
     res = gprpipe("cancel", str(tmp_path / "run"))
     assert res.returncode == 0, res.stderr
     res = gprpipe("step", "limit", "--point-dir", str(point), "--part", "merge")
     assert res.returncode == 1 and "input not committed by its task" in res.stderr
     assert (point / "scan.csv").read_text() == old_csv  # nothing merged
+
+
+def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
+    """A partition that does not exist: sbatch refused the first script after every
+    commit record and done marker of the finished run had been withdrawn (status then
+    showed a failed load, and summary refused scan.csv); now nothing is submitted or
+    changed, and the sentence names the [slurm] settings."""
+    qs, out = "user_configs/quickstart.toml", f"base.output={tmp_path / 'run'}"
+    res = gprpipe("run", qs, "--set", out, "--steps", "load,fit")
+    assert res.returncode == 0, res.stderr
+    state = tmp_path / "run" / "nominal" / ".state"
+    before = {p.name: p.read_bytes() for p in state.iterdir() if p.suffix in (".commit", ".done")}
+    assert len(before) == 6
+    bad = ("--executor", "slurm", "--force", "--set", "slurm.partition=nope")
+    res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad)
+    assert res.returncode == 1, res.stdout
+    assert re.search(
+        r"error: sbatch refused 01_load\.sbatch: .*[Ii]nvalid partition.* \(nothing was "
+        r"submitted; check the \[slurm\] settings: partition, account, time, memory, extra\)",
+        res.stderr,
+    ), res.stderr
+    after = {p.name: p.read_bytes() for p in state.iterdir() if p.suffix in (".commit", ".done")}
+    assert after == before
+    res = gprpipe("status", str(tmp_path / "run"))
+    assert res.returncode == 0 and res.stdout.rstrip().endswith("\ndone=3"), res.stdout

@@ -351,6 +351,15 @@ def test_missing_sbatch_is_one_sentence(tmp_path: Path, monkeypatch) -> None:
     )
     assert str(err.value) == NO_SBATCH
     assert not (run / "slurm").exists()
+    # from the command line: refused before the run folder is written (it was after)
+    from conftest import QUICKSTART, run_cli_here
+
+    out = tmp_path / "cli"
+    code, _, e = run_cli_here(
+        "run", QUICKSTART, "--executor", "slurm", "--set", f"base.output={out}"
+    )
+    assert (code, e.strip()) == (1, f"error: {NO_SBATCH}")
+    assert not out.exists()
 
 
 def test_poll_without_submission_reads_markers(tmp_path: Path) -> None:

@@ -387,6 +387,19 @@ class Slurm(Section):
         "entry (e.g. '--constraint=cpu'), written as #SBATCH lines.",
     )
 
+    @field_validator("time", mode="before")
+    @classmethod
+    def _toml_time(cls, v: Any) -> Any:
+        """``time = 00:30:00`` (unquoted, a TOML time, as in ``--set slurm.time=00:30:00``)
+        and ``time = 30`` (minutes) mean what they say in an sbatch script."""
+        import datetime as dt
+
+        if isinstance(v, dt.time) and not v.microsecond and v.tzinfo is None:
+            return v.strftime("%H:%M:%S")
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v
+
     @field_validator("time")
     @classmethod
     def _time(cls, v: str) -> str:

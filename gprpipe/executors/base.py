@@ -143,6 +143,10 @@ class Executor(ABC):
     def refuse_if_busy(self, tasks: Sequence[Task]) -> None:  # noqa: B027 - none by default
         """Raise GprpipeError while tasks of this run are still active elsewhere."""
 
+    def check(self) -> None:  # noqa: B027 - nothing to check by default
+        """Raise GprpipeError when this machine cannot run the executor (no ``sbatch``),
+        before a run writes anything."""
+
     def job_ids_by_task(self) -> dict[str, str]:
         """Task id -> the scheduler's job id of its latest submission ({} without one)."""
         return {}

@@ -125,12 +125,12 @@ def run_files(run_dir: Path) -> set[Path]:
 
 def damage(task: Task) -> str:
     """Why the committed outputs of a finished ``task`` are no longer what it wrote (a file
-    edited, truncated or removed since, or its commit record), or '' when they are intact
-    or it committed none."""
+    edited, truncated or removed since, or its commit record unreadable or gone: every task
+    that finishes writes one), or '' when they are intact."""
     rec = read_commit(task)
     if rec is None:
-        record = commit_path(task)
-        return f"{record.relative_to(task.point_dir)} is unreadable" if record.exists() else ""
+        record = commit_path(task).relative_to(task.point_dir)
+        return f"{record} is {'unreadable' if commit_path(task).exists() else 'missing'}"
     return check_outputs(task, str(rec.get("cache_key")))[1]
 
 

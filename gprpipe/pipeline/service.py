@@ -661,6 +661,7 @@ def run(
         result.preview = ex.preview(tasks)
         return result
     check_inputs(loaded, points)
+    ex.check()  # no sbatch here: said before the run folder is written
     folder_was_blind = _last_run_blind(run_dir)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = cli_command("run", config, *[x for o in overrides for x in ("--set", o)])
@@ -768,6 +769,8 @@ def rerun(
         if not chosen:
             return None
         todo = downstream(tasks, chosen)
+        ex.check()
+        ex.refuse_if_busy(todo)  # before anything is said, recorded or cleared
         obs.rerunning(todo)
         ex.engine.check()
         result = RunResult(run_dir, todo, ex.name)

@@ -64,10 +64,14 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
             if n:
                 out[label] = f"{path}/ ({n} {pattern.rsplit('.', 1)[-1]} file{'s' * (n != 1)})"
 
-    # the figures of the last plot task, not files an earlier config left there
-    n = sum(p.suffix == ".png" and p.is_file() for p in plot_manifest_files(pdir) or [])
-    if n:
-        out["plots"] = f"{pdir / 'plots'}/ ({n} png file{'s' * (n != 1)})"
+    # the figures of the last plot task, not files an earlier config left there; counted
+    # in the first of its formats (png, pdf, svg) that it drew (a pdf-only run has plots too)
+    drawn = [p for p in plot_manifest_files(pdir) or [] if p.is_file()]
+    for fmt in (".png", ".pdf", ".svg"):
+        n = sum(p.suffix == fmt for p in drawn)
+        if n:
+            out["plots"] = f"{pdir / 'plots'}/ ({n} {fmt[1:]} file{'s' * (n != 1)})"
+            break
     tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale)
     if tables:
         out["tables"] = f"{pdir}/ ({', '.join(tables)})"

@@ -130,6 +130,9 @@ def _submit(
         return "afterany:" + ":".join(ids) if ids else None
 
     t0 = time.perf_counter()
+    if not dry_run:  # nothing in the folder changes for a submission SLURM would refuse
+        for s in scripts:
+            scheduler.test_only(s.path, run_dir)
     try:
         for s in scripts:
             dep = dependency(s, sub.job_ids)
@@ -137,10 +140,13 @@ def _submit(
                 sub.dependencies[s.name] = dep
             if dry_run:
                 continue
-            # clear stale markers first, so an old done/failed never stands for this attempt
+            # clear stale markers first, so an old done/failed never stands for this
+            # attempt, and the commit records: each task recomputes its outputs, and until
+            # it has they are not fresh (a job cancelled before it starts leaves them so)
             for tid in s.task_ids:
                 t = by_task[tid]
                 clear_state(t.point_dir, t.slug)
+                clear_commit(t)
             try:
                 sub.job_ids[s.name] = scheduler.sbatch(s.path, dep, run_dir)
             except GprpipeError as exc:
@@ -370,8 +376,6 @@ class SlurmExecutor(Executor):
         rest = [replace(t, argv=(*t.argv, "--force")) if t.id in forced else t for t in rest]
         fn = globals()["resubmit"] if resubmit else submit
         job_ids: dict[str, str] = {}
-        for t in rest:  # each recomputes its outputs: until it has, they are not fresh (a
-            clear_commit(t)  # job that never starts, cancelled or failed, leaves them so)
         if rest:
             sub = fn(
                 rest, run_dir=self.run_dir, engine=self.engine, options=self.options, env=THREAD_ENV
@@ -393,6 +397,10 @@ class SlurmExecutor(Executor):
     def cancel(self, tasks: Sequence[Task] = ()) -> list[str]:
         return cancel(self.run_dir, tasks)
 
+    def check(self) -> None:
+        if shutil.which("sbatch") is None:
+            raise GprpipeError(NO_SBATCH)
+
     def refuse_if_busy(self, tasks: Sequence[Task]) -> None:
         """A SLURM run holds its lock only while it submits: refuse while its jobs are
         queued."""
@@ -404,6 +412,16 @@ class SlurmExecutor(Executor):
             raise GprpipeError(
                 f"{self.run_dir} is in use by SLURM job {b.job} (task {b.id} "
                 f"is {b.state}): wait for it or cancel the run's jobs with: "
+                f"{cli_command('cancel', self.run_dir)}"
+            )
+        # and the jobs of tasks this plan does not hold (an earlier config's run of the
+        # folder): they would write into it, and fail on the new plan
+        queue = scheduler.queue(job_ids(self.run_dir)) or {}
+        live = sorted(e for e, (st, _) in queue.items() if st in scheduler.ACTIVE)
+        if live:
+            raise GprpipeError(
+                f"{self.run_dir} is in use by SLURM job {live[0]} (queued by an earlier run "
+                f"of the folder): wait for it or cancel the run's jobs with: "
                 f"{cli_command('cancel', self.run_dir)}"
             )
 

@@ -41,18 +41,45 @@ def jobs_path(run_dir: Path) -> Path:
 
 
 def load_jobs(run_dir: Path) -> dict[str, Any]:
-    """Content of ``RUN_DIR/slurm/jobs.json`` (an empty record when there is none)."""
+    """Content of ``RUN_DIR/slurm/jobs.json`` (an empty record when there is none, or when
+    it records another folder's jobs: a copy of a run folder, whose jobs are not its own)."""
     p = jobs_path(run_dir)
+    empty: dict[str, Any] = {"format": 1, "submissions": []}
     if not p.exists():
-        return {"format": 1, "submissions": []}
+        return empty
     try:
         data = json.loads(p.read_text())
     except ValueError as exc:
         raise GprpipeError(f"{p} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise GprpipeError(f"{p} is not a record of SLURM submissions")
+    if not _well_formed(data):
+        raise GprpipeError(f"{p} is not a record of SLURM submissions (edited or damaged)")
+    assert isinstance(data, dict)
     data.setdefault("submissions", [])
+    where = data.get("run_dir")
+    if where and Path(str(where)).resolve() != Path(run_dir).resolve():
+        return empty
     return data
+
+
+def _well_formed(data: Any) -> bool:
+    """The shape :func:`record` writes: submissions of jobs with a numeric id (or none, a
+    dry run's), a log pattern and task ids."""
+    if not isinstance(data, dict) or not isinstance(data.get("submissions", []), list):
+        return False
+    for sub in data.get("submissions", []):
+        if not isinstance(sub, dict) or not isinstance(sub.get("jobs", []), list):
+            return False
+        for job in sub.get("jobs", []):
+            if not isinstance(job, dict):
+                return False
+            jid, log, tasks = job.get("job_id"), job.get("log"), job.get("tasks", [])
+            if jid is not None and not str(jid).isdigit():
+                return False
+            if log is not None and not isinstance(log, str):
+                return False
+            if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+                return False
+    return True
 
 
 def elements(run_dir: Path) -> dict[str, tuple[str, int, Path | None]]:

@@ -43,6 +43,30 @@ def max_array_size() -> int:
     return 1001
 
 
+def test_only(script: Path, cwd: Path) -> None:
+    """Ask ``sbatch --test-only`` whether SLURM would take ``script`` (its partition,
+    account, time, memory and extra options), submitting nothing: a run refused here has
+    changed nothing in its folder."""
+    try:
+        res = subprocess.run(
+            ["sbatch", "--test-only", str(script)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except FileNotFoundError:
+        raise GprpipeError(NO_SBATCH) from None
+    except subprocess.TimeoutExpired:
+        raise GprpipeError(f"sbatch did not answer within 120 s for {script.name}") from None
+    if res.returncode != 0:
+        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+        raise GprpipeError(
+            f"sbatch refused {script.name}: {why} (nothing was submitted; check the [slurm] "
+            "settings: partition, account, time, memory, extra)"
+        )
+
+
 def sbatch(script: Path, dependency: str | None, cwd: Path) -> str:
     cmd = ["sbatch", "--parsable"]
     if dependency:
