@@ -83,11 +83,20 @@ def test_task_bash_writes_the_failed_marker_of_the_state_module(tmp_path: Path):
 
 def test_task_bash_with_an_empty_last_log_line_leaves_no_dangling_colon(tmp_path: Path):
     """It said "... without a done/failed marker: " when the log ended in a blank line."""
-    res, point, _ = run_task_bash(tmp_path, "bash -c 'echo; kill -15 $$'")
+    res, point, _ = run_task_bash(tmp_path, "bash -c 'echo; kill -9 $$'")
+    assert res.returncode == 137
+    assert read_state(point, "fit__demo-000") == (
+        "failed",
+        "exit code 137 (signal 9) without a done/failed marker",
+    )
+    # SIGTERM is SLURM's (a time limit or scancel): the task log says nothing of it, the
+    # marker points at SLURM's log ($slurm_log in a job script; here there is none)
+    res, point, _ = run_task_bash(tmp_path / "b", "bash -c 'echo working; kill -15 $$'")
     assert res.returncode == 143
     assert read_state(point, "fit__demo-000") == (
         "failed",
-        "exit code 143 (signal 15) without a done/failed marker",
+        "exit code 143 (signal 15) without a done/failed marker: SLURM stopped it (a time "
+        "limit or scancel; its log says which)",
     )
 
 

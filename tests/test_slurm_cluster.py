@@ -202,9 +202,16 @@ def test_cancelled_tasks_are_failed(cluster, tmp_path: Path, monkeypatch) -> Non
     assert slurm.wait(run, [sleeper, held], interval=0.5) is False
     details = poll_details(run, [sleeper, held])
     assert details[sleeper.id].state == "failed"
-    assert details[sleeper.id].message == (
-        "exit code 143 (signal 15) without a done/failed marker: sleeping"
+    # its task log says only "sleeping": the message names SLURM's log, which says why
+    # (the wrapper's marker, or the reconciled verdict when SLURM killed the wrapper too)
+    slurm_log = run / "slurm" / "logs" / "01_nap_0.out"
+    assert details[sleeper.id].message in (
+        "exit code 143 (signal 15) without a done/failed marker: SLURM stopped it (a time "
+        f"limit or scancel; {slurm_log} says which)",
+        f"SLURM job {first}_0 ended CANCELLED without a done/failed marker (killed, out of "
+        f"memory or over its time limit?): sleeping; see {sleeper.log} and {slurm_log}",
     )
+    assert "CANCELLED" in slurm_log.read_text()
     assert details[held.id].state == "failed"
     assert details[held.id].message.startswith(
         f"SLURM job {second}_0 ended CANCELLED without a done/failed marker"

@@ -76,6 +76,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 VECLIB_MAXIMUM
 NUMEXPR_NUM_THREADS=1 PYTHONUNBUFFERED=1
 export GPRPIPE_TEST='a b'
 cd {run} || exit 1
+slurm_log={log.parent}/{log.name.replace("%a.out", "")}"$SLURM_ARRAY_TASK_ID".out
 """
 
 
@@ -93,8 +94,12 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         why="exit code $code"
         ((code > 128)) && why="$why (signal $((code - 128)))"
         why="$why without a done/failed marker"
-        last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
-        [[ $last = *[![:space:]]* ]] && why="$why: $last"
+        if ((code == 143)); then  # SIGTERM: SLURM's (its log holds why; the task's, nothing)
+            why="$why: SLURM stopped it (a time limit or scancel; ${slurm_log:-its log} says which)"
+        else
+            last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
+            [[ $last = *[![:space:]]* ]] && why="$why: $last"
+        fi
         printf '{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", ' \
             "$(date +%s)" "$(hostname)" "${SLURM_JOB_ID:-}" >"$marker.failed.tmp"
         printf '"message": "%s"}\n' "$why" >>"$marker.failed.tmp"

@@ -80,11 +80,13 @@ def reconcile(
             how = st.slurm_state or final.get(st.job or "")
             ended = f"ended {how}" if how else "left the queue"
             last = _last_line(st.log)
+            slurm_log = mine[tid][2]  # SLURM's own words (CANCELLED DUE TO TIME LIMIT) are there
+            also = f" and {slurm_log}" if slurm_log and slurm_log != st.log else ""
             msg = (
                 f"SLURM job {st.job} {ended} without a done/failed marker "
                 f"(killed, out of memory or over its time limit?)"
                 + (f": {last}" if last else "")
-                + f"; see {st.log}"
+                + f"; see {st.log}{also}"
             )
             result[tid] = TaskStatus(
                 tid, "failed", msg, job=st.job, slurm_state=how or None, log=st.log

@@ -248,6 +248,9 @@ def render_scripts(
         )
         lines += _env_lines(env)
         lines.append(f"cd {shlex.quote(str(run_dir))} || exit 1")
+        lines.append(  # named in the failed marker of a task SLURM stopped
+            f'slurm_log={shlex.quote(str(log.parent / name))}_"$SLURM_ARRAY_TASK_ID".out'
+        )
         lines.append(run_function())
         lines.append('case "$SLURM_ARRAY_TASK_ID" in')
         for i, t in enumerate(members):
