@@ -59,12 +59,7 @@ def reconcile(
             )
         elif marker_state in ("done", "failed"):
             result[t.id] = replace(common, slurm_state=sstate)
-        elif (
-            sstate is not None
-            and end is not None
-            and now - end < grace
-            and (slurm_log is None or slurm_log.exists())  # it started: it may write one
-        ):
+        elif sstate is not None and end is not None and now - end < grace:
             # ended moments ago: give a shared file system time to show the marker
             result[t.id] = replace(
                 common, state="running", message="", slurm_state=sstate, active=True
