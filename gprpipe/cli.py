@@ -634,9 +634,9 @@ def export_pyhf(
         paths, n, left = export_patchset(
             run_dir, dataset, point=point, output=output, inspire=inspire
         )
-        console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per mass)")
+        console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per ok mass)")
         if left:
-            console.print(left)
+            console.print(left, markup=False, highlight=False)
         return
     if mass is None:
         raise GprpipeError("export-pyhf: give --mass M (e.g. 60MeV) or --patchset.")
@@ -662,7 +662,7 @@ def export_spey(
     path, n, left = run_spey(run_dir, dataset, point=point, output=output)
     console.print(f"wrote {path} ({n} masses)")
     if left:
-        console.print(left)
+        console.print(left, markup=False, highlight=False)
 
 
 @app.command("project-reach")

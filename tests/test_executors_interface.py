@@ -98,6 +98,12 @@ def test_task_bash_with_an_empty_last_log_line_leaves_no_dangling_colon(tmp_path
         "exit code 143 (signal 15) without a done/failed marker: SLURM stopped it (a time "
         "limit or scancel; its log says which)",
     )
+    # a run folder may hold a quote (base.output): the marker stays valid JSON
+    odd = {"slurm_log": '/runs/a"b\\c/slurm/logs/01_fit_0.out'}
+    res, point, _ = run_task_bash(tmp_path / "c", "bash -c 'kill -15 $$'", env=odd)
+    assert read_state(point, "fit__demo-000")[1].endswith(
+        "(a time limit or scancel; /runs/abc/slurm/logs/01_fit_0.out says which)"
+    )
 
 
 def test_task_bash_keeps_the_task_own_marker(tmp_path: Path):

@@ -107,7 +107,7 @@ def test_exports_say_which_masses_they_leave_out(
     assert [r["status"] for r in rows] == ["flag_gof", "ok"]
     note = "Test masses left out (flagged or failed quality checks): 60 MeV (flag_gof)."
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
-    assert code == 0 and "(1 patches, one per mass)" in out and note in out, err
+    assert code == 0 and "(1 patches, one per ok mass)" in out and note in out, err
     ps = json.loads((run / "nominal" / "exports" / "pyhf_demo_patchset.json").read_text())
     assert ps["metadata"]["description"].endswith(note)
     assert [p["metadata"]["name"] for p in ps["patches"]] == ["m70MeV"]
@@ -115,6 +115,6 @@ def test_exports_say_which_masses_they_leave_out(
     assert code == 0 and note in out, err
     spey = json.loads((run / "nominal" / "exports" / "spey_demo.json").read_text())
     assert [e["mass_GeV"] for e in spey["masses"]] == [0.07]
-    assert spey["masses_left_out"] == note
+    assert spey["masses_left_out"] == [{"mass_GeV": 0.06, "status": "flag_gof"}]
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
     assert code == 0 and "notice: 60 MeV of demo is flag_gof: the scan's tables" in out, err

@@ -220,18 +220,28 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
     qs, out = "user_configs/quickstart.toml", f"base.output={tmp_path / 'run'}"
     res = gprpipe("run", qs, "--set", out, "--steps", "load,fit")
     assert res.returncode == 0, res.stderr
-    state = tmp_path / "run" / "nominal" / ".state"
-    before = {p.name: p.read_bytes() for p in state.iterdir() if p.suffix in (".commit", ".done")}
-    assert len(before) == 6
+    run = tmp_path / "run"
+    state = run / "nominal" / ".state"
+
+    def files() -> dict[str, bytes]:  # the run's own files (run.json, config, records)
+        return {
+            p.relative_to(run).as_posix(): p.read_bytes()
+            for p in run.rglob("*")
+            if p.is_file() and p.name != ".gprpipe.lock"
+        }
+
+    before = files()
+    assert len([p for p in state.iterdir() if p.suffix in (".commit", ".done")]) == 6
     bad = ("--executor", "slurm", "--force", "--set", "slurm.partition=nope")
-    res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad)
+    other = ("--set", "fit.blind_nsigma=1.96")  # a config that never runs must not be recorded
+    res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad, *other)
     assert res.returncode == 1, res.stdout
     assert re.search(
-        r"error: sbatch refused 01_load\.sbatch: .*[Ii]nvalid partition.* \(nothing was "
-        r"submitted; check the \[slurm\] settings: partition, account, time, memory, extra\)",
+        r"error: sbatch refused the run's \[slurm\] settings: .*[Ii]nvalid partition.* "
+        r"\(nothing was submitted; check the \[slurm\] settings: partition, account, time, "
+        r"memory, extra\)",
         res.stderr,
     ), res.stderr
-    after = {p.name: p.read_bytes() for p in state.iterdir() if p.suffix in (".commit", ".done")}
-    assert after == before
+    assert files() == before  # run.json, config.toml, scripts, markers, commit records
     res = gprpipe("status", str(tmp_path / "run"))
     assert res.returncode == 0 and res.stdout.rstrip().endswith("\ndone=3"), res.stdout

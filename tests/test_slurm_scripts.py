@@ -95,7 +95,8 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         ((code > 128)) && why="$why (signal $((code - 128)))"
         why="$why without a done/failed marker"
         if ((code == 143)); then  # SIGTERM: SLURM's (its log holds why; the task's, nothing)
-            why="$why: SLURM stopped it (a time limit or scancel; ${slurm_log:-its log} says which)"
+            last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
+            why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
         else
             last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
             [[ $last = *[![:space:]]* ]] && why="$why: $last"

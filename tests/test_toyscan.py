@@ -377,7 +377,7 @@ def test_failed_toy_fits_are_results_of_the_scan_not_a_failed_run(tmp_path: Path
     )
     assert code == 0, out + err
     assert f"4 of 10 toy rows (toy, mass) failed in {table} {why}" in err
-    line = f"  toy scan: 4 of 10 (toy, mass) rows failed {why}"
+    line = f"  toy scan: 4 of 10 toy rows (toy, mass) failed {why}"
     assert line in out
     code, out, _ = run_cli_here("summary", tmp_path / "run")
     assert code == 0 and line in out

@@ -619,11 +619,11 @@ def check_plan(points: Sequence[Point], where: Where) -> list[Issue]:
                             f"({_fmt_ranges(spans)}); an injection uses the fits around it.",
                         )
                     )
-                elif (
+                elif (  # the planner's rule: a combined injection part exists there
                     key == "inject.masses"
-                    and cfg.scan.combined
                     and cfg.inject.background == "histograms"
-                    and sum(mass_within(m, lo, hi) for lo, hi in spans.values()) >= 2
+                    and len(shared := cfg.combined_masses())
+                    and mass_within(m, float(shared.min()), float(shared.max()))
                 ):
                     errors.append(
                         at(

@@ -558,6 +558,18 @@ class Config(Section):
             return np.round(m[(m >= lo - MASS_TOL_GEV) & (m <= hi + MASS_TOL_GEV)], 9)
         return scan_masses(lo, hi, self.scan.mass_step)
 
+    def combined_masses(self) -> np.ndarray:
+        """Test masses of two or more scanned datasets, where the combination runs (none
+        without ``scan.combined``)."""
+        names = self.scanned()
+        if not self.scan.combined or len(names) < 2:
+            return np.array([])
+        counts: dict[float, int] = {}
+        for name in names:
+            for m in self.test_masses(name):
+                counts[float(m)] = counts.get(float(m), 0) + 1
+        return np.array(sorted(m for m, c in counts.items() if c >= 2))
+
 
 def known_keys(parts: tuple[str, ...]) -> list[str]:
     """Keys allowed in the table at ``parts`` (for did-you-mean hints); [] where any key

@@ -140,8 +140,12 @@ class Executor(ABC):
         tasks stop with the run's own process)."""
         return []
 
-    def refuse_if_busy(self, tasks: Sequence[Task]) -> None:  # noqa: B027 - none by default
-        """Raise GprpipeError while tasks of this run are still active elsewhere."""
+    def refuse_if_busy(  # noqa: B027 - none by default
+        self, tasks: Sequence[Task], *, others: bool = True
+    ) -> None:
+        """Raise GprpipeError while ``tasks`` are still active elsewhere, and (``others``)
+        any other job of the folder: a new plan's run must not meet an earlier plan's jobs,
+        while a rerun may join the run whose tasks it follows."""
 
     def check(self) -> None:  # noqa: B027 - nothing to check by default
         """Raise GprpipeError when this machine cannot run the executor (no ``sbatch``),

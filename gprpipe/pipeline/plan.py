@@ -29,14 +29,7 @@ MERGE = "merge"
 
 def combined_masses(config: Config) -> np.ndarray:
     """Masses covered by two or more scanned datasets (where the combination runs)."""
-    names = config.scanned()
-    if not config.scan.combined or len(names) < 2:
-        return np.array([])
-    counts: dict[float, int] = {}
-    for name in names:
-        for m in config.test_masses(name):
-            counts[float(m)] = counts.get(float(m), 0) + 1
-    return np.array(sorted(m for m, c in counts.items() if c >= 2))
+    return config.combined_masses()
 
 
 def mass_parts(config: Config) -> dict[str, tuple[str, np.ndarray]]:

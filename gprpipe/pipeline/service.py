@@ -770,7 +770,7 @@ def rerun(
             return None
         todo = downstream(tasks, chosen)
         ex.check()
-        ex.refuse_if_busy(todo)  # before anything is said, recorded or cleared
+        ex.refuse_if_busy(todo, others=False)  # before anything is said, recorded or cleared
         obs.rerunning(todo)
         ex.engine.check()
         result = RunResult(run_dir, todo, ex.name)

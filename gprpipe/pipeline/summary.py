@@ -152,7 +152,9 @@ def run_summary(run_dir: Path) -> RunSummary:
             except GprpipeError:
                 bad = 0
             if bad:
-                ps.toy_rows_failed = f"{bad} of {total} (toy, mass) rows failed (first: {first})"
+                ps.toy_rows_failed = (
+                    f"{bad} of {total} toy rows (toy, mass) failed (first: {first})"
+                )
         ps.files = _files(ps.point_dir, stale)
         if config is not None and not _plots_current(ps.point, ps.point_dir, config):
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]

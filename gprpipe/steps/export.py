@@ -194,18 +194,25 @@ def export_workspace(
     return path, ws
 
 
-def _ok_windows(pdir: Path, dataset: str) -> tuple[list, str]:
-    """(config, window) of every test mass whose fit is ``ok``, and the note naming the
-    masses left out (flagged or failed; '' when none is): an export without a mass must
-    say so, as the HEPData tables do."""
+def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:
+    """The masses whose status is not ``ok`` (``[{mass_GeV, status}]``) and the note that
+    names them ('' when none is), HEPData's: an export without a mass must say so."""
     from gprpipe.steps.hepdata import left_out_note
 
+    ok = status == "ok"
+    rows = [{"mass_GeV": float(m), "status": str(st)} for m, st in zip(mass[~ok], status[~ok])]
+    return rows, left_out_note({"mass_GeV": mass, "status": status}, ok).strip()
+
+
+def _ok_windows(pdir: Path, dataset: str) -> tuple[list, tuple[list[dict], str]]:
+    """(config, window) of every test mass whose fit is ``ok``, and those left out
+    (flagged or failed; :func:`_left_out`)."""
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
     cfg = _point_config(pdir)
     ok = fit["status"] == "ok"
     wins = [(cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(ok)]
-    return wins, left_out_note({"mass_GeV": fit["mass"], "status": fit["status"]}, ok).strip()
+    return wins, _left_out(fit["mass"], fit["status"])
 
 
 def export_patchset(
@@ -225,7 +232,7 @@ def export_patchset(
 
     pdir = _point_dir(run_dir, point)
     wins = []
-    ok_windows, left = _ok_windows(pdir, dataset)
+    ok_windows, (_, left) = _ok_windows(pdir, dataset)
     for _, blind in ok_windows:
         L = cholesky_jitter(blind["C"])
         wins.append(
@@ -284,25 +291,22 @@ def export_spey(
     Spey's observed CLs gives); the covariance includes ``covariance_jitter`` on its diagonal.
     ``dataset = "combined"``: the concatenated windows of the combination
     (block-diagonal covariance; one shared eps^2)."""
-    from gprpipe.config import point_config_from_file
     from gprpipe.results.schema import COMBINED
-    from gprpipe.steps.hepdata import left_out_note
     from gprpipe.steps.limit import read_scan
 
     pdir = _point_dir(run_dir, point)
     lay = Layout(pdir)
     if not lay.limit.exists():  # its limits go into every entry
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
-    alpha = point_config_from_file(lay.config).limit.alpha
+    alpha = _point_config(pdir).limit.alpha
     scan = read_scan(vouched_for(lay.limit)).get(dataset, {})
     entries = []
     if dataset == COMBINED:
         windows = _combined_windows(pdir, scan)
-        ok = scan["status"] == "ok" if scan else np.zeros(0, bool)
-        left = left_out_note(scan, ok).strip() if scan else ""
+        rows, left = _left_out(scan["mass_GeV"], scan["status"]) if scan else ([], "")
     else:
         windows = []
-        ok_windows, left = _ok_windows(pdir, dataset)
+        ok_windows, (rows, left) = _ok_windows(pdir, dataset)
         for cfg, blind in ok_windows:
             from gprpipe.steps.inject import unit_yield
 
@@ -336,7 +340,7 @@ def export_spey(
         "conventions": SPEY_NOTE,
         "alpha": alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
-        "masses_left_out": left,  # flagged or failed fits: no entry
+        "masses_left_out": rows,  # flagged or failed fits: no entry ({mass_GeV, status})
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"

@@ -398,10 +398,22 @@ class SlurmExecutor(Executor):
         return cancel(self.run_dir, tasks)
 
     def check(self) -> None:
+        """``sbatch`` is here and takes the ``[slurm]`` settings (``sbatch --test-only`` of
+        a script holding them, outside the run folder): a run or rerun refused for them has
+        written nothing (its config, run.json, scripts or markers)."""
         if shutil.which("sbatch") is None:
             raise GprpipeError(NO_SBATCH)
+        import tempfile
 
-    def refuse_if_busy(self, tasks: Sequence[Task]) -> None:
+        from gprpipe.executors.slurm.render import resource_directives
+
+        text = "\n".join(["#!/bin/bash", *resource_directives(self.options), "true", ""])
+        with tempfile.TemporaryDirectory(prefix="gprpipe-sbatch-") as tmp:
+            script = Path(tmp) / "settings.sbatch"
+            script.write_text(text)
+            scheduler.test_only(script, Path(tmp), "the run's [slurm] settings")
+
+    def refuse_if_busy(self, tasks: Sequence[Task], *, others: bool = True) -> None:
         """A SLURM run holds its lock only while it submits: refuse while its jobs are
         queued."""
         if not jobs_path(self.run_dir).is_file():
@@ -414,6 +426,8 @@ class SlurmExecutor(Executor):
                 f"is {b.state}): wait for it or cancel the run's jobs with: "
                 f"{cli_command('cancel', self.run_dir)}"
             )
+        if not others:
+            return
         # and the jobs of tasks this plan does not hold (an earlier config's run of the
         # folder): they would write into it, and fail on the new plan
         queue = scheduler.queue(job_ids(self.run_dir)) or {}

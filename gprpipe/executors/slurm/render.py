@@ -140,6 +140,22 @@ def sbatch_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def resource_directives(options: SlurmOptions) -> list[str]:
+    """The ``#SBATCH`` lines of the ``[slurm]`` settings (time, memory, CPUs, partition,
+    account, qos, extra): the same in every script of a run."""
+    q = sbatch_quote
+    lines = [
+        f"#SBATCH {q(f'--time={options.time}')}",
+        f"#SBATCH {q(f'--mem={options.memory}')}",
+        f"#SBATCH --cpus-per-task={int(options.cpus_per_task)}",
+    ]
+    for key in ("partition", "account", "qos"):
+        value = getattr(options, key)
+        if value:
+            lines.append(f"#SBATCH {q(f'--{key}={value}')}")
+    return lines + [_directive(x) for x in options.extra]
+
+
 def _directive(option: str) -> str:
     """``#SBATCH <option>`` for one ``slurm.extra`` entry (``--x=y``, or ``#SBATCH --x=y``)."""
     option = option.strip().removeprefix("#SBATCH").strip()
@@ -231,15 +247,8 @@ def render_scripts(
             f"#SBATCH {q(f'--job-name=gprpipe-{group}')}",
             f"#SBATCH --array={array}",
             f"#SBATCH {q(f'--output={_output_pattern(log)}')}",
-            f"#SBATCH {q(f'--time={options.time}')}",
-            f"#SBATCH {q(f'--mem={options.memory}')}",
-            f"#SBATCH --cpus-per-task={int(options.cpus_per_task)}",
+            *resource_directives(options),
         ]
-        for key in ("partition", "account", "qos"):
-            value = getattr(options, key)
-            if value:
-                lines.append(f"#SBATCH {q(f'--{key}={value}')}")
-        lines += [_directive(x) for x in options.extra]
         # a comment, after the directives (sbatch stops reading them at the first command)
         lines.append(
             f"# gprpipe: group {group}{note}, {len(members)} task(s)"

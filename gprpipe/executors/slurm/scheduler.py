@@ -43,7 +43,7 @@ def max_array_size() -> int:
     return 1001
 
 
-def test_only(script: Path, cwd: Path) -> None:
+def test_only(script: Path, cwd: Path, what: str | None = None) -> None:
     """Ask ``sbatch --test-only`` whether SLURM would take ``script`` (its partition,
     account, time, memory and extra options), submitting nothing: a run refused here has
     changed nothing in its folder."""
@@ -62,8 +62,8 @@ def test_only(script: Path, cwd: Path) -> None:
     if res.returncode != 0:
         why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
         raise GprpipeError(
-            f"sbatch refused {script.name}: {why} (nothing was submitted; check the [slurm] "
-            "settings: partition, account, time, memory, extra)"
+            f"sbatch refused {what or script.name}: {why} (nothing was submitted; check "
+            "the [slurm] settings: partition, account, time, memory, extra)"
         )
 
 
