@@ -237,7 +237,7 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
     res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad, *other)
     assert res.returncode == 1, res.stdout
     assert re.search(
-        r"error: sbatch refused the run's \[slurm\] settings: .*[Ii]nvalid partition.* "
+        r"error: sbatch refused slurm-settings\.sbatch: .*[Ii]nvalid partition.* "
         r"\(nothing was submitted; check the \[slurm\] settings: partition, account, time, "
         r"memory, extra\)",
         res.stderr,

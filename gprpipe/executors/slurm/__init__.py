@@ -409,9 +409,9 @@ class SlurmExecutor(Executor):
 
         text = "\n".join(["#!/bin/bash", *resource_directives(self.options), "true", ""])
         with tempfile.TemporaryDirectory(prefix="gprpipe-sbatch-") as tmp:
-            script = Path(tmp) / "settings.sbatch"
+            script = Path(tmp) / "slurm-settings.sbatch"  # the name the sentence gives
             script.write_text(text)
-            scheduler.test_only(script, Path(tmp), "the run's [slurm] settings")
+            scheduler.test_only(script, Path(tmp))
 
     def refuse_if_busy(self, tasks: Sequence[Task], *, others: bool = True) -> None:
         """A SLURM run holds its lock only while it submits: refuse while its jobs are

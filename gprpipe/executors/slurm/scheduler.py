@@ -43,47 +43,40 @@ def max_array_size() -> int:
     return 1001
 
 
-def test_only(script: Path, cwd: Path, what: str | None = None) -> None:
+def _sbatch(args: Sequence[str], script: Path, cwd: Path, hint: str = "") -> str:
+    """Run ``sbatch ARGS SCRIPT``; its output, or one sentence naming the script (and
+    ``hint``) when sbatch is missing, silent or refuses."""
+    try:
+        res = subprocess.run(
+            ["sbatch", *args, str(script)], cwd=cwd, capture_output=True, text=True, timeout=120
+        )
+    except FileNotFoundError:
+        raise GprpipeError(NO_SBATCH) from None
+    except subprocess.TimeoutExpired:
+        raise GprpipeError(f"sbatch did not answer within 120 s for {script.name}") from None
+    if res.returncode != 0:
+        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+        raise GprpipeError(f"sbatch refused {script.name}: {why}{hint}")
+    return res.stdout
+
+
+def test_only(script: Path, cwd: Path) -> None:
     """Ask ``sbatch --test-only`` whether SLURM would take ``script`` (its partition,
     account, time, memory and extra options), submitting nothing: a run refused here has
     changed nothing in its folder."""
-    try:
-        res = subprocess.run(
-            ["sbatch", "--test-only", str(script)],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except FileNotFoundError:
-        raise GprpipeError(NO_SBATCH) from None
-    except subprocess.TimeoutExpired:
-        raise GprpipeError(f"sbatch did not answer within 120 s for {script.name}") from None
-    if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
-        raise GprpipeError(
-            f"sbatch refused {what or script.name}: {why} (nothing was submitted; check "
-            "the [slurm] settings: partition, account, time, memory, extra)"
-        )
+    hint = (
+        " (nothing was submitted; check the [slurm] settings: partition, account, time, "
+        "memory, extra)"
+    )
+    _sbatch(["--test-only"], script, cwd, hint)
 
 
 def sbatch(script: Path, dependency: str | None, cwd: Path) -> str:
-    cmd = ["sbatch", "--parsable"]
-    if dependency:
-        cmd.append(f"--dependency={dependency}")
-    cmd.append(str(script))
-    try:
-        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise GprpipeError(NO_SBATCH) from None
-    except subprocess.TimeoutExpired:
-        raise GprpipeError(f"sbatch did not answer within 120 s for {script.name}") from None
-    if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
-        raise GprpipeError(f"sbatch refused {script.name}: {why}")
-    job_id = res.stdout.strip().split(";")[0]
+    args = ["--parsable", *([f"--dependency={dependency}"] if dependency else [])]
+    out = _sbatch(args, script, cwd)
+    job_id = out.strip().split(";")[0]
     if not job_id.isdigit():
-        raise GprpipeError(f"sbatch gave no job id for {script.name} (output {res.stdout!r})")
+        raise GprpipeError(f"sbatch gave no job id for {script.name} (output {out!r})")
     return job_id
 
 
