@@ -188,6 +188,14 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path: Path, cli):
         "nominal/plot  (after nominal/load, nominal/fit/merge, nominal/limit/merge)",
     ]
     assert not run_dir.exists()
+    # after a run, the tasks a run would not run again are said, not previewed (they were
+    # previewed as if they would run; on SLURM as scripts a real run never submits)
+    steps = ("--steps", "load", "--set", f"base.output={run_dir}")
+    assert cli("run", QUICKSTART, *steps)[0] == 0
+    code, out, _ = cli("run", QUICKSTART, *steps, "--dry-run")
+    assert (code, out) == (0, "# up to date, not run again: nominal/load\n# nothing to run\n")
+    code, out, _ = cli("run", QUICKSTART, *steps, "--dry-run", "--force")
+    assert code == 0 and out.startswith(f"# 1 tasks, run directory {run_dir}\n# nominal/load\n")
 
 
 def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):

@@ -657,8 +657,14 @@ def run(
         _refuse_silent_unblinding(run_dir, points)
     if replaced := _observed_replaced(run_dir, points):
         obs.notice(replaced)
-    if opts.dry_run:
-        result.preview = ex.preview(tasks)
+    if opts.dry_run:  # what a run would run: the tasks whose outputs are not fresh
+        from gprpipe.pipeline.cache import up_to_date
+
+        configs = {p.name: p.config for p in points}
+        fresh = [] if opts.force else up_to_date(tasks, configs)
+        todo = [t for t in tasks if t not in fresh]
+        note = f"# up to date, not run again: {', '.join(t.id for t in fresh)}\n" if fresh else ""
+        result.preview = note + (ex.preview(todo) if todo else "# nothing to run")
         return result
     check_inputs(loaded, points)
     ex.check()  # no sbatch here: said before the run folder is written

@@ -449,6 +449,7 @@ class SlurmExecutor(Executor):
             engine=self.engine,
             options=self.options,
             env=THREAD_ENV,
+            first_number=next_number(self.run_dir),  # as the submission would number them
             check_paths=False,
         )
         return "\n".join(f"# ---- {s.name}\n{s.text}" for s in scripts)
