@@ -602,7 +602,6 @@ def test_shipped_three_way_and_rpen7_configs(shared_data: Path):
     """The three-way config scans 20-250 MeV in union and combines at 30-210 MeV (where two
     or more datasets cover a mass); the rpen7 config is a two-point grid over frad_penalty."""
     from gprpipe.config import load_points
-    from gprpipe.pipeline.plan import combined_masses
 
     sets = [
         f"datasets.{y}.path={shared_data}/funcform_{y}_toys.root" for y in ("2015", "2016", "2021")
@@ -611,7 +610,7 @@ def test_shipped_three_way_and_rpen7_configs(shared_data: Path):
     cfg = pt.config
     allm = np.concatenate([cfg.test_masses(d) for d in cfg.scanned()])
     assert allm.min() == pytest.approx(0.020) and allm.max() == pytest.approx(0.250)
-    cm = combined_masses(cfg)
+    cm = cfg.combined_masses()
     assert len(cm) == 181 and cm[0] == pytest.approx(0.030) and cm[-1] == pytest.approx(0.210)
     _, pts = load_points(REPO / "user_configs" / "hps2015_rpen7.toml", sets[:1])
     assert [p.config.datasets["2015"].frad_penalty for p in pts] == [0.0, 0.07]

@@ -284,7 +284,7 @@ def _pattern_errors(
     first toy must scan like its dataset (:func:`~gprpipe.config.checks.toy_errors`);
     ``matched`` keeps what each file gave across the grid points (each is listed and read
     once)."""
-    from gprpipe.config.checks import binning_mismatch, toy_errors
+    from gprpipe.config.checks import OBSERVED_AS_TOY, binning_mismatch, toy_errors
     from gprpipe.io.root import HistogramError, match_hists, read_hist
 
     wanted: list[tuple[str, str, str]] = []  # (key of the pattern, file, pattern)
@@ -324,9 +324,7 @@ def _pattern_errors(
                         at(
                             where(key),
                             f"{path}: histogram {got[0]!r} holds the observed counts of dataset "
-                            f"{n} (histogram {ds.hist!r}); a blinded run uses no observed count "
-                            "in a blind window: choose toy histograms, or unblind (gprpipe run "
-                            "--unblind).",
+                            f"{n} (histogram {ds.hist!r}); {OBSERVED_AS_TOY}",
                         )
                     )
         if key == "inject.histograms":

@@ -341,6 +341,13 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     return errors
 
 
+#: why a blinded run refuses a toy or background histogram holding the observed counts
+OBSERVED_AS_TOY = (
+    "a blinded run uses no observed count in a blind window: choose toy histograms, or "
+    "unblind (gprpipe run --unblind)."
+)
+
+
 def histogram_errors(
     name: str,
     cfg: Config,

@@ -27,17 +27,12 @@ from gprpipe.units import mass_within
 MERGE = "merge"
 
 
-def combined_masses(config: Config) -> np.ndarray:
-    """Masses covered by two or more scanned datasets (where the combination runs)."""
-    return config.combined_masses()
-
-
 def mass_parts(config: Config) -> dict[str, tuple[str, np.ndarray]]:
     """Chunk name (``<dataset>-<k>``) -> (dataset or ``combined``, masses)."""
     size = config.scan.chunk_size
     parts: dict[str, tuple[str, np.ndarray]] = {}
     groups = [(n, config.test_masses(n)) for n in config.scanned()]
-    groups.append((COMBINED, combined_masses(config)))
+    groups.append((COMBINED, config.combined_masses()))
     for name, masses in groups:
         for k in range(0, len(masses), size):
             parts[f"{name}-{k // size:03d}"] = (name, masses[k : k + size])
@@ -48,10 +43,10 @@ def inject_parts(config: Config) -> dict[str, tuple[str, float]]:
     """Injection part (``<dataset>-<MeV>``) -> (dataset or ``combined``, mass)."""
     parts: dict[str, tuple[str, float]] = {}
     names = list(config.scanned())
-    if config.scan.combined and len(combined_masses(config)):
+    if config.scan.combined and len(config.combined_masses()):
         names.append(COMBINED)
     for name in names:
-        masses = combined_masses(config) if name == COMBINED else config.test_masses(name)
+        masses = config.combined_masses() if name == COMBINED else config.test_masses(name)
         lo, hi = (masses.min(), masses.max()) if len(masses) else (1.0, 0.0)
         for m in config.inject.masses:
             if mass_within(m, lo, hi):

@@ -66,10 +66,10 @@ if TYPE_CHECKING:
     from gprpipe.config.schema import Config
     from gprpipe.engines.base import Engine
     from gprpipe.executors.base import Executor
+    from gprpipe.steps.merge import FailedRows
 
 __all__ = [
     "Cancelled",
-    "FailedRows",
     "Interrupted",
     "RunObserver",
     "RunOptions",
@@ -174,26 +174,6 @@ def _stoppable(run_dir: Path) -> Iterator[threading.Event]:
         with _STOPS_LOCK:
             if _STOPS.get(key) is stop:
                 del _STOPS[key]
-
-
-@dataclass(frozen=True)
-class FailedRows:
-    """A table (``scan.csv``, ``inject.csv``, ``toyscan.csv``) with rows that failed."""
-
-    path: Path
-    bad: int
-    total: int
-    first: str  # "dataset mass GeV: status" of the first failed row
-
-    @property
-    def toys(self) -> bool:
-        """Rows of a validation scan of toys: a failed toy fit is one of its results
-        (counted in toyscan_summary.csv), not a failure of the run."""
-        return self.path.name == "toyscan.csv"
-
-    def sentence(self) -> str:
-        what = "toy rows (toy, mass)" if self.toys else "masses"
-        return f"{self.bad} of {self.total} {what} failed in {self.path} (first: {self.first})"
 
 
 @dataclass
@@ -922,7 +902,7 @@ def _execute(
 
 def failed_rows_of(tasks: Sequence[Task]) -> list[FailedRows]:
     """The tables written by ``tasks`` that hold failed masses."""
-    from gprpipe.steps.merge import failed_rows
+    from gprpipe.steps.merge import FailedRows, failed_rows
 
     out: list[FailedRows] = []
     seen: set[Path] = set()

@@ -145,16 +145,14 @@ def run_summary(run_dir: Path) -> RunSummary:
                 ps.injections = []
         toyscan = ps.point_dir / "toyscan.csv"
         if toyscan.is_file() and toyscan not in stale:
-            from gprpipe.steps.merge import failed_rows
+            from gprpipe.steps.merge import FailedRows, failed_rows
 
             try:
-                bad, total, first = failed_rows(vouched(toyscan))
-            except GprpipeError:
-                bad = 0
-            if bad:
-                ps.toy_rows_failed = (
-                    f"{bad} of {total} toy rows (toy, mass) failed (first: {first})"
-                )
+                rows = FailedRows(toyscan, *failed_rows(vouched(toyscan)))
+            except GprpipeError:  # damaged or not committed: not offered (files says so)
+                rows = FailedRows(toyscan, 0, 0, "")
+            if rows.bad:
+                ps.toy_rows_failed = rows.sentence(where=False)
         ps.files = _files(ps.point_dir, stale)
         if config is not None and not _plots_current(ps.point, ps.point_dir, config):
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]

@@ -697,12 +697,7 @@ def _observed_masses(cfg: Config, lay) -> list[float]:
 
 def _snap(cfg: Config, name: str, mass: float) -> float | None:
     """``mass`` if it is a test mass of ``name`` (or a combined mass), else None."""
-    if name == COMBINED:
-        from gprpipe.pipeline.plan import combined_masses
-
-        ms = combined_masses(cfg)
-    else:
-        ms = cfg.test_masses(name)
+    ms = cfg.combined_masses() if name == COMBINED else cfg.test_masses(name)
     if not len(ms):
         return None
     i = int(np.argmin(np.abs(ms - mass)))
@@ -715,9 +710,7 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
     d = cfg.plot.displays
     cl = 100 * (1 - cfg.limit.alpha)
     names = list(cfg.scanned())
-    from gprpipe.pipeline.plan import combined_masses
-
-    if len(combined_masses(cfg)):
+    if len(cfg.combined_masses()):
         names.append(COMBINED)
     if d.datasets is not None:
         names = [n for n in names if n in d.datasets]

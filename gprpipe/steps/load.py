@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gprpipe.config.checks import histogram_errors
+from gprpipe.config.checks import OBSERVED_AS_TOY, histogram_errors
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.hdf5 import sha256_file, write_group, write_h5
@@ -61,8 +61,7 @@ def observed_counts_guard(cfg: Config, name: str) -> Callable[[np.ndarray, str],
         if len(counts) == len(observed) and (counts == observed).all():
             raise GprpipeError(
                 f"{what}: holds the observed counts of dataset {name} ({ds.path}, "
-                f"histogram {ds.hist!r}); a blinded run uses no observed count in a blind "
-                "window: choose toy histograms, or unblind (gprpipe run --unblind)."
+                f"histogram {ds.hist!r}); {OBSERVED_AS_TOY}"
             )
 
     return check

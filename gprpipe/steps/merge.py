@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 from gprpipe.results.schema import collect, csv_text, write_merged
 
-__all__ = ["collect", "csv_text", "failed_rows", "write_merged"]  # tables: results.schema
+__all__ = [
+    "FailedRows",
+    "collect",
+    "csv_text",
+    "failed_rows",
+    "write_merged",
+]  # tables: results.schema
+
+
+@dataclass(frozen=True)
+class FailedRows:
+    """A table (``scan.csv``, ``inject.csv``, ``toyscan.csv``) with rows that failed."""
+
+    path: Path
+    bad: int
+    total: int
+    first: str  # "dataset mass GeV: status" of the first failed row
+
+    @property
+    def toys(self) -> bool:
+        """Rows of a validation scan of toys: a failed toy fit is one of its results
+        (counted in toyscan_summary.csv), not a failure of the run."""
+        return self.path.name == "toyscan.csv"
+
+    def sentence(self, where: bool = True) -> str:
+        """``N of M masses failed in PATH (first: ...)`` (``where``: with the path)."""
+        what = "toy rows (toy, mass)" if self.toys else "masses"
+        at = f" in {self.path}" if where else ""
+        return f"{self.bad} of {self.total} {what} failed{at} (first: {self.first})"
 
 
 def failed_rows(path: Path) -> tuple[int, int, str]:

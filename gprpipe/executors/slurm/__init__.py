@@ -130,10 +130,7 @@ def _submit(
         return "afterany:" + ":".join(ids) if ids else None
 
     t0 = time.perf_counter()
-    if not dry_run:  # nothing in the folder changes for a submission SLURM would refuse
-        for s in scripts:
-            scheduler.test_only(s.path, run_dir)
-    try:
+    try:  # (SlurmExecutor.check has asked sbatch about the [slurm] settings already)
         for s in scripts:
             dep = dependency(s, sub.job_ids)
             if dep:
