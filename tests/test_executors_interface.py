@@ -23,7 +23,13 @@ from gprpipe.executors.local import LocalExecutor
 from gprpipe.executors.registry import executor_class, get_executor
 from gprpipe.executors.slurm import SlurmExecutor
 from gprpipe.executors.slurm.render import run_function
-from gprpipe.pipeline.state import read_marker, read_state, state_dir, write_state
+from gprpipe.pipeline.state import (
+    read_marker,
+    read_state,
+    state_dir,
+    write_progress,
+    write_state,
+)
 
 
 def run_task_bash(tmp_path: Path, command: str, env: dict[str, str] | None = None):
@@ -79,6 +85,17 @@ def test_task_bash_writes_the_failed_marker_of_the_state_module(tmp_path: Path):
     assert info["slurm_job"] == "77" and info["state"] == "failed" and info["time"] > 0
     assert log.read_text() == "half \\ done\n"
     assert "gprpipe: 77_0 on" in res.stdout
+
+
+def test_task_bash_removes_the_progress_record_of_a_killed_task(tmp_path: Path):
+    """A task killed mid-way left its ``.progress`` beside the failed marker."""
+    point = tmp_path / "point"
+    write_state(point, "fit__demo-000", "running")
+    write_progress(point, "fit__demo-000", 3, 10, "masses", 0.0)
+    res, _, _ = run_task_bash(tmp_path, "bash -c 'kill -9 $$'")
+    assert res.returncode == 137
+    assert read_state(point, "fit__demo-000")[0] == "failed"
+    assert sorted(p.name for p in state_dir(point).iterdir()) == ["fit__demo-000.failed"]
 
 
 def test_task_bash_with_an_empty_last_log_line_leaves_no_dangling_colon(tmp_path: Path):

@@ -105,7 +105,7 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
             "$(date +%s)" "$(hostname)" "${SLURM_JOB_ID:-}" >"$marker.failed.tmp"
         printf '"message": "%s"}\n' "$why" >>"$marker.failed.tmp"
         mv -f "$marker.failed.tmp" "$marker.failed"
-        rm -f "$marker.running"
+        rm -f "$marker.running" "$marker.progress"
     fi
     return "$code"
 }

@@ -147,7 +147,7 @@ def shell_write_failed(
         '    "$(date +%s)" "$(hostname)" "${SLURM_JOB_ID:-}" >"' + stem + '.failed.tmp"',
         'printf \'"message": "%s"}\\n\' "' + message + '" >>"' + stem + '.failed.tmp"',
         'mv -f "' + stem + '.failed.tmp" "' + stem + '.failed"',
-        'rm -f "' + stem + '.running"',
+        'rm -f "' + stem + '.running" "' + stem + '.progress"',
     ]
     return "\n".join(indent + line for line in lines)
 
@@ -155,3 +155,4 @@ def shell_write_failed(
 def clear_state(point_dir: Path, slug: str) -> None:
     for state in STATES:
         marker(point_dir, slug, state).unlink(missing_ok=True)
+    progress_file(point_dir, slug).unlink(missing_ok=True)
