@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import CliResult, assert_pyhf_limits_within
 
-pyhf = pytest.importorskip("pyhf")
 pytestmark = pytest.mark.slow
 
 
@@ -22,6 +21,7 @@ def test_exported_workspace_reproduces_scan_limits(
 ) -> None:
     with open(shared_quickstart / "nominal" / "scan.csv") as fh:
         rows = {round(float(r["mass_GeV"]), 6): r for r in csv.DictReader(fh)}
+    pyhf = pytest.importorskip("pyhf")  # here, not at collection: every worker would import it
     pyhf.set_backend("numpy")
     for mass in (0.03, 0.045, 0.06):
         out = tmp_path / f"ws_{mass}.json"

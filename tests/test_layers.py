@@ -4,6 +4,7 @@ figure functions independent of the steps, pure numerics in ``stats``."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import gprpipe
@@ -32,7 +33,10 @@ def _imports(path: Path) -> set[str]:
     return out & MODULES.keys()
 
 
-GRAPH = {m: _imports(p) - {m} for m, p in MODULES.items()}
+@functools.cache
+def graph() -> dict[str, set[str]]:
+    """The import graph (parsed once, by the first test that needs it: not at collection)."""
+    return {m: _imports(p) - {m} for m, p in MODULES.items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -69,18 +73,18 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_graph_sees_lazy_imports():
     # the plot step imports its figure functions inside functions: they must be edges
-    assert "gprpipe.plotting.inject" in GRAPH["gprpipe.steps.plot"]
+    assert "gprpipe.plotting.inject" in graph()["gprpipe.steps.plot"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_no_import_cycle():
-    assert _cycles(GRAPH) == []
+    assert _cycles(graph()) == []
 
 
 def _outside(prefix: str, allowed: tuple[str, ...]) -> dict[str, set[str]]:
     return {
         m: bad
-        for m, deps in GRAPH.items()
+        for m, deps in graph().items()
         if m.startswith(prefix)
         if (bad := {d for d in deps if not d.startswith(allowed)})
     }
@@ -119,7 +123,7 @@ def test_front_ends_are_imported_by_no_lower_layer():
     """cli and tui are the top: only they (and ``python -m gprpipe``) import them; config
     imports neither pipeline nor executors (the test masses are a Config method)."""
     front = ("gprpipe.cli", "gprpipe.tui")
-    users = {m for m, deps in GRAPH.items() if any(d.startswith(front) for d in deps)}
+    users = {m for m, deps in graph().items() if any(d.startswith(front) for d in deps)}
     assert {m for m in users if not m.startswith(front)} == {"gprpipe.__main__"}
     below = ("gprpipe.config", "gprpipe.errors", "gprpipe.io", "gprpipe.stats", "gprpipe.units")
     bad = {
@@ -132,14 +136,14 @@ def test_front_ends_run_through_the_service():
     """The CLI and the TUI both reach runs through the run service; the TUI never talks to
     an executor itself (states come through the service's watcher); the pipeline imports
     neither front end."""
-    assert "gprpipe.pipeline.service" in GRAPH["gprpipe.cli"]
-    tui = set().union(*(deps for m, deps in GRAPH.items() if m.startswith("gprpipe.tui")))
+    assert "gprpipe.pipeline.service" in graph()["gprpipe.cli"]
+    tui = set().union(*(deps for m, deps in graph().items() if m.startswith("gprpipe.tui")))
     assert {"gprpipe.pipeline.service", "gprpipe.pipeline.launch"} <= tui
     assert {d for d in tui if d.startswith("gprpipe.executors")} == set()
     front = ("gprpipe.cli", "gprpipe.tui")
     upward = {
         m: {d for d in deps if d.startswith(front)}
-        for m, deps in GRAPH.items()
+        for m, deps in graph().items()
         if m.startswith("gprpipe.pipeline")
     }
     assert {m: d for m, d in upward.items() if d} == {}

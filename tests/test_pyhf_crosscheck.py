@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-pyhf = pytest.importorskip("pyhf")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 from gprpipe.stats.cls import AsymptoticCalculator  # noqa: E402
@@ -61,6 +60,7 @@ def window_2015(mass: float):
 
 def pyhf_limits(n, b, L, w, lo: float, hi: float, scale: float):
     """pyhf asymptotic (qtilde) observed and expected limits by toms748, in units of A."""
+    pyhf = pytest.importorskip("pyhf")  # in the tests, not at collection (in every worker)
     from pyhf.infer.intervals.upper_limits import toms748_scan
 
     pyhf.set_backend("numpy", "scipy")
@@ -99,6 +99,7 @@ def bracket_window(n, b, C, w, L_export) -> None:
     scale = float(f"{fit.sigma_A:.1g}")  # keep pyhf's POI O(1)
     a_up = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n)
     band_postfit = AsymptoticCalculator(WindowModel(b + L @ fit.theta0, L, w)).expected_band()
+    pyhf = pytest.importorskip("pyhf")
     pyhf.set_backend("numpy", "scipy")
     ws = pyhf.Workspace(workspace(n, b, L_export(L, b, w), w, signal_scale=scale))
     model = ws.model()
