@@ -24,6 +24,7 @@ from conftest import quickstart_child, run_cli_subprocess, start_cli_subprocess
 
 from gprpipe.engines import get_engine
 from gprpipe.executors import forkserver
+from gprpipe.executors.forkserver import _wants_workers
 from gprpipe.executors.local import FRESH_ENV, warm_workers_wanted
 from gprpipe.io.atomic import CRASH_AFTER
 from gprpipe.io.processes import alive
@@ -65,6 +66,30 @@ def test_warm_workers_for_the_local_engine_only(monkeypatch: pytest.MonkeyPatch)
     assert not warm_workers_wanted(get_engine("podman", image="x"))
     monkeypatch.setenv(FRESH_ENV, "1")
     assert not warm_workers_wanted(get_engine("local"))
+
+
+def test_prestart_guesses_from_the_command_line_and_a_rerun_from_its_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``python -m gprpipe`` starts a fork server before the command line is parsed when
+    the command will probably run local tasks: never for another executor or engine, a
+    dry run, or the rerun of a run recorded with one (a SLURM rerun started one in vain)."""
+    monkeypatch.delenv(FRESH_ENV, raising=False)
+    assert _wants_workers(["run", "a.toml", "-j", "2"])
+    assert not _wants_workers(["run", "a.toml", "--executor", "slurm"])
+    assert not _wants_workers(["run", "a.toml", "--set", "base.engine=podman"])
+    assert not _wants_workers(["run", "a.toml", "--dry-run"])
+    assert not _wants_workers(["status", "runs/a"])
+    slurm, local = tmp_path / "slurm run", tmp_path / "local"
+    for folder, executor in ((slurm, "slurm"), (local, "local")):
+        folder.mkdir()
+        (folder / "run.json").write_text(json.dumps({"engine": "local", "executor": executor}))
+    assert not _wants_workers(["rerun", str(slurm), "--failed", "--wait"])
+    assert not _wants_workers(["rerun", "-j", "2", "--masses", "60MeV", str(slurm)])
+    assert _wants_workers(["rerun", str(local), "--failed"])
+    assert _wants_workers(["rerun", str(tmp_path / "no run here")])  # the command says why
+    monkeypatch.setenv(FRESH_ENV, "1")
+    assert not _wants_workers(["rerun", str(local)])
 
 
 def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: Path):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -375,6 +376,8 @@ def _wants_workers(argv: Sequence[str]) -> bool:
         return False
     if any(a in ("--dry-run", "--help", "-h") for a in args):
         return False
+    if args[0] == "rerun":  # a rerun runs where its run did (run.json says)
+        return _recorded_local(args[1:]) and os.environ.get(FRESH_ENV, "") != "1"
     for i, a in enumerate(args):
         for opt in ("--engine", "--executor", "--set"):
             value = None
@@ -391,6 +394,33 @@ def _wants_workers(argv: Sequence[str]) -> bool:
             if value.strip().strip("'\"") != "local":
                 return False
     return os.environ.get(FRESH_ENV, "") != "1"
+
+
+def _recorded_local(args: Sequence[str]) -> bool:
+    """Whether the run folder named in ``gprpipe rerun ARGS`` recorded the local engine
+    and executor (True when it cannot tell: the guess costs at most one server)."""
+    with_value = ("-j", "--jobs", "--masses", "--wait-lock")
+    folder = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in with_value:
+            i += 2
+            continue
+        if not a.startswith("-"):
+            folder = a
+            break
+        i += 1
+    if folder is None:
+        return True
+    try:
+        with open(os.path.join(folder, "run.json"), encoding="utf-8") as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        return True
+    if not isinstance(info, dict):
+        return True
+    return info.get("executor", "local") == "local" and info.get("engine", "local") == "local"
 
 
 def _set_spare(server: ForkServer, expiry: threading.Timer | None = None) -> None:
