@@ -38,9 +38,9 @@ def gprpipe(*args: str) -> subprocess.CompletedProcess:
 
 def test_quickstart_on_slurm_matches_local(shared_quickstart: Path, tmp_path: Path) -> None:
     qs = "user_configs/quickstart.toml"
-    res = gprpipe(
-        "run", qs, "--executor", "slurm", "--wait", "--set", f"base.output={tmp_path / 'slurm'}"
-    )
+    # PNG only, as the local run it is compared with (the formats change no number)
+    out = ("--set", f"base.output={tmp_path / 'slurm'}", "--set", 'plot.formats=["png"]')
+    res = gprpipe("run", qs, "--executor", "slurm", "--wait", *out)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "job arrays" in res.stdout
     a = (shared_quickstart / "nominal" / "scan.csv").read_bytes()  # the local run
@@ -50,12 +50,10 @@ def test_quickstart_on_slurm_matches_local(shared_quickstart: Path, tmp_path: Pa
     assert any("#SBATCH --array=0-" in s.read_text() for s in scripts)
     jobs = json.loads((tmp_path / "slurm" / "slurm" / "jobs.json").read_text())
     assert jobs
-    status = gprpipe("status", str(tmp_path / "slurm"))
-    assert status.returncode == 0
-    assert "done=6" in status.stdout
+    code, status, _ = run_cli_here("status", tmp_path / "slurm")
+    assert code == 0 and "done=6" in status
 
     # the same config again: every task is up to date, so nothing is submitted
-    out = ("--set", f"base.output={tmp_path / 'slurm'}")
     again = gprpipe("run", qs, "--executor", "slurm", *out)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith(
@@ -70,7 +68,7 @@ def test_quickstart_on_slurm_matches_local(shared_quickstart: Path, tmp_path: Pa
         "Submitted 1 tasks to SLURM as job arrays (5 up to date, not submitted): "
     )
     assert (tmp_path / "slurm" / "nominal" / "fit.h5").stat().st_mtime_ns == fit_mtime
-    assert "done=6" in gprpipe("status", str(tmp_path / "slurm")).stdout
+    assert "done=6" in run_cli_here("status", tmp_path / "slurm")[1]
 
     # a damaged output: said, as the local executor says it, and its task queued again
     # (held: queued, not started, until cancelled)
@@ -134,8 +132,8 @@ def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     assert f"{good}/" not in res.stdout.split("Rerunning", 1)[1].split("\n", 1)[0]
     assert (tmp_path / "run" / bad / "scan.csv").exists()
     assert (tmp_path / "run" / good / "limit.h5").stat().st_mtime_ns == good_mtime
-    status = gprpipe("status", str(tmp_path / "run"))
-    assert "failed=" not in status.stdout
+    code, status, _ = run_cli_here("status", tmp_path / "run")
+    assert code == 0 and "failed=" not in status
 
 
 def test_submitted_tasks_lose_their_earlier_commit_until_they_run(
@@ -151,8 +149,8 @@ def test_submitted_tasks_lose_their_earlier_commit_until_they_run(
 
     qs, out = "user_configs/quickstart.toml", f"base.output={tmp_path / 'run'}"
     steps = 'steps.run=["load","fit","limit"]'
-    res = gprpipe("run", qs, "--set", out, "--set", steps, "--set", "limit.alpha=0.1")
-    assert res.returncode == 0, res.stderr
+    code, _, err = run_cli_here("run", qs, "--set", out, "--set", steps, "--set", "limit.alpha=0.1")
+    assert code == 0, err
     point = tmp_path / "run" / "nominal"
     old_csv = (point / "scan.csv").read_text()
     held = "slurm.extra=['--begin=now+600']"  # queued, not started, until cancelled
@@ -199,9 +197,9 @@ def test_submitted_tasks_lose_their_earlier_commit_until_they_run(
     queued = scheduler.queue(job_ids(run)) or {}
     assert len(queued) == 2 and {st for st, _ in queued.values()} <= scheduler.PENDING
     (copy / "slurm" / "jobs.json").write_text('{"submissions": 5}\n')  # damaged
-    res = gprpipe("status", str(copy))
-    assert res.returncode == 1 and "Traceback" not in res.stderr
-    assert res.stderr.strip() == (
+    code, _, err = run_cli_here("status", copy)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == (
         f"error: {copy / 'slurm' / 'jobs.json'} is not a record of SLURM submissions "
         "(edited or damaged)"
     )
@@ -218,8 +216,8 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
     showed a failed load, and summary refused scan.csv); now nothing is submitted or
     changed, and the sentence names the [slurm] settings."""
     qs, out = "user_configs/quickstart.toml", f"base.output={tmp_path / 'run'}"
-    res = gprpipe("run", qs, "--set", out, "--steps", "load,fit")
-    assert res.returncode == 0, res.stderr
+    code, _, err = run_cli_here("run", qs, "--set", out, "--steps", "load,fit")
+    assert code == 0, err
     run = tmp_path / "run"
     state = run / "nominal" / ".state"
 
@@ -243,5 +241,5 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
         res.stderr,
     ), res.stderr
     assert files() == before  # run.json, config.toml, scripts, markers, commit records
-    res = gprpipe("status", str(tmp_path / "run"))
-    assert res.returncode == 0 and res.stdout.rstrip().endswith("\ndone=3"), res.stdout
+    code, status, _ = run_cli_here("status", tmp_path / "run")
+    assert code == 0 and status.rstrip().endswith("\ndone=3"), status
