@@ -420,7 +420,7 @@ def _recorded_local(args: Sequence[str]) -> bool:
         return True
     if not isinstance(info, dict):
         return True
-    return info.get("executor", "local") == "local" and info.get("engine", "local") == "local"
+    return bool(info.get("executor", "local") == "local" == info.get("engine", "local"))
 
 
 def _set_spare(server: ForkServer, expiry: threading.Timer | None = None) -> None:
