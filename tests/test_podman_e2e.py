@@ -34,7 +34,11 @@ def test_quickstart_in_podman_matches_local(shared_quickstart: Path, tmp_path: P
         qs,
         "--engine",
         "podman",
-        *settings(f"base.image={TEST_IMAGE}", f"base.output={tmp_path / 'podman'}"),
+        *settings(
+            f"base.image={TEST_IMAGE}",
+            f"base.output={tmp_path / 'podman'}",
+            'plot.formats=["png"]',  # as the local run it is compared with
+        ),
     )
     assert pod.returncode == 0, pod.stderr + pod.stdout
     a = (shared_quickstart / "nominal" / "scan.csv").read_bytes()  # the local run
