@@ -74,6 +74,8 @@ def _config(tmp: Path, name: str, root: Path, blind: bool) -> Path:
         [plot]
         formats = ["png"]
         masses = [{MASS}]
+        [plot.displays]
+        observed = []
         """,
     )
 

@@ -500,19 +500,19 @@ def test_task_cap(case, cli):
 
 
 def test_raised_caps_allow_a_big_grid(cli, tmp_path: Path):
-    values = ", ".join(str(i) for i in range(40))
+    """41 x 25 = 1025 points: above the default cap (1000), at the raised one."""
     cfg = quickstart_child(
         tmp_path / "g.toml",
         f"""
-        max_points = 1600
+        max_points = 1025
         [grid]
-        "fit.n_restarts" = [{values}]
-        "limit.n_toys" = [{", ".join(str(10 + i) for i in range(40))}]
+        "fit.n_restarts" = [{", ".join(str(i) for i in range(41))}]
+        "limit.n_toys" = [{", ".join(str(10 + i) for i in range(25))}]
     """,
     )
     code, out, err = cli("grid", cfg)
     assert code == 0, err
-    assert len(out.strip().splitlines()) == 1600
+    assert len(out.strip().splitlines()) == 1025
 
 
 # ---------------------------------------------------------------- 14. physics nonsense

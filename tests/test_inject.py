@@ -331,12 +331,12 @@ def test_cli_injection_end_to_end(tmp_path: Path):
         *settings(
             f"datasets.2015.path={DEMO_ROOT}",
             f"base.output={out}",
-            "inject.n_toys=20",
+            "inject.n_toys=10",
             "inject.masses=[0.06]",
             'plot.formats=["png"]',
+            "scan.masses=[0.06]",
+            "plot.displays.datasets=[]",
         ),
-        "--set",
-        "plot.displays.z=[5.0]",  # one strength: both display variants, a third of the CPU
         "--points",
         f"{cond},{refit}",
     )
@@ -353,7 +353,7 @@ def test_cli_injection_end_to_end(tmp_path: Path):
         assert [float(r[2]) for r in rows[1:]] == [0.0, 3.0, 5.0]
         with h5py.File(point / "inject.h5") as f:
             g = f["2015/toys/60MeV_z5"]
-            assert g["A_hat"].shape == (20,) and "pull" in g
+            assert g["A_hat"].shape == (10,) and "pull" in g
             assert f.attrs["cache_key"]
             leak, a_asimov, a_inj = (
                 f["2015"][k][()] for k in ("sideband_leak", "A_hat_asimov", "A_inj")

@@ -150,6 +150,7 @@ def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
             "plot.displays.refit_toys=3",
             "plot.displays.observed=[0.06, 0.1]",
             'plot.formats=["png"]',
+            "plot.masses=[0.06]",  # one GP-fit figure (of four; no test reads them)
         ),
         "--steps",
         "load,fit,limit,inject,plot",
@@ -258,7 +259,7 @@ def run2015_refit(
             'plot.formats=["png"]',
         ),
         "--steps",
-        "load,fit,limit,inject,plot",
+        "load,fit,inject,plot",  # (no limit: the display and its checks read no scan)
     )
     return out / "nominal"
 
@@ -498,6 +499,7 @@ def comb_settings(shared_data: Path) -> list[str]:
         "plot.allocation_masses=[0.06]",
         'plot.displays.datasets=["combined"]',
         'plot.formats=["png"]',
+        "plot.masses=[0.06]",  # one GP-fit figure per dataset (no test reads them)
     )
 
 
@@ -586,7 +588,14 @@ def test_plot_step_removes_the_products_of_an_earlier_config(
         "run",
         COMB_CONFIG,
         *comb_settings(shared_data),
-        *settings(f"base.output={copy}", "scan.combined=false", 'plot.displays.datasets=["2015"]'),
+        *settings(
+            f"base.output={copy}",
+            "scan.combined=false",
+            'plot.displays.datasets=["2015"]',
+            # (no displays: nothing here is about them)
+            "plot.displays.masses=[]",
+            "plot.displays.observed=[]",
+        ),
         "--steps",
         "load,fit,limit,inject,plot",
     )

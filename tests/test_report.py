@@ -440,12 +440,20 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
         "inject.strengths=[0.0,3.0]",
         'steps.run=["load","fit","limit","inject","plot"]',
         'plot.formats=["png"]',  # (PDFs would double the drawing, and add nothing here)
+        "plot.masses=[0.06]",  # one GP-fit figure of this config's (of three)
+        "plot.displays.masses=[]",  # (no reviewer displays: nothing here is about them)
+        "plot.displays.observed=[]",
     )
     code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *first))
     assert code == 0, err
     point = run_dir / "nominal"
     assert (point / "inject.csv").is_file() and (point / "plots" / "inject_bias_demo.png").is_file()
-    second = ("fit.blind_nsigma=1.96", "plot.masses=[0.045]", 'plot.formats=["png"]')
+    second = (
+        "fit.blind_nsigma=1.96",
+        "plot.masses=[0.045]",
+        'plot.formats=["png"]',
+        "plot.displays.observed=[]",
+    )
     code, out, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *second))
     assert code == 0, err
     plots = sorted(p.name for p in (point / "plots").glob("*.png"))
@@ -475,6 +483,7 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
         "scan.masses=[0.045,0.06]",
         "plot.masses=[0.06]",
         'plot.formats=["png"]',
+        "plot.displays.observed=[]",
     )
     code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *quick))
     assert code == 0, err
@@ -513,11 +522,12 @@ def test_figures_of_earlier_results_are_not_offered_as_current(tmp_path):
     tables and report in place, and the summary listed them as the point's products: it
     says they are not current; the plot step makes them current again."""
     run_dir = tmp_path / "run"
-    first = ("scan.masses=[0.03,0.06]", "plot.masses=[0.03]", 'plot.formats=["png"]')
+    no_display = "plot.displays.observed=[]"
+    first = ("scan.masses=[0.03,0.06]", "plot.masses=[0.03]", 'plot.formats=["png"]', no_display)
     code, out, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *first))
     assert code == 0, err
     assert "  report: " in out and "not current" not in out
-    later = ("scan.masses=[0.045,0.06]", "plot.masses=[0.045]", 'plot.formats=["png"]')
+    later = ("scan.masses=[0.045,0.06]", "plot.masses=[0.045]", 'plot.formats=["png"]', no_display)
     args = ("run", QUICKSTART, *settings(f"base.output={run_dir}", *later))
     code, out, err = run_cli_here(*args, "--steps", "load,fit,limit")
     assert code == 0, err

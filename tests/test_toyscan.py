@@ -7,6 +7,7 @@ histograms (uproot), real HDF5/CSV outputs, and (when a cluster answers) real SL
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import h5py
@@ -38,6 +39,9 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
         global_toys_refit = 3
         [plot]
         formats = ["png"]
+        masses = [0.06]
+        [plot.displays]
+        datasets = []
         """,
     )
     code, out, err = run_cli_here("run", cfg)
@@ -99,6 +103,8 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     assert "toys" not in t.description
     assert (point / "parts" / "limit" / "demo-toys-001.h5").is_file()
     # seeded per toy: one task of 300 toys gives exactly the same maxima as two of 150
+    # (in a copy of the run: its load and fit are reused, the limit tasks run again)
+    shutil.copytree(tmp_path / "run", tmp_path / "one", symlinks=True)
     code, out, err = run_cli_here(
         "run",
         cfg,
@@ -111,6 +117,7 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
         ),
     )
     assert code == 0, out + err
+    assert "nominal/limit/demo-toys-000: done" in err and "3 ran, 3 cached" in out, out + err
     with h5py.File(tmp_path / "one" / "nominal" / "limit.h5", "r") as f:
         # equal up to the rounding of the batched Newton solver (batch shape differs)
         np.testing.assert_allclose(

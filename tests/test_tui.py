@@ -39,10 +39,10 @@ def sync(fn):
     return wrapper
 
 
-def _app(tmp_path: Path, config: Path = QUICKSTART, **kw) -> GprpipeApp:
+def _app(tmp_path: Path, config: Path = QUICKSTART, *sets: str, **kw) -> GprpipeApp:
     return GprpipeApp(
         config,
-        overrides=[f"base.output={tmp_path / 'run'}"],
+        overrides=[f"base.output={tmp_path / 'run'}", *sets],
         check_delay=0.05,
         poll_interval=0.2,
         **kw,
@@ -475,7 +475,8 @@ async def test_run_tab_shows_every_planned_task_pending(tmp_path):
 @sync
 async def test_launch_quickstart_locally_all_tasks_done_and_results(tmp_path):
     """The real run (about 30 s): every task reaches done; Results shows scan.csv rows."""
-    app = _app(tmp_path)
+    # one GP-fit figure, no event display: the figures the Results tab shows are drawn
+    app = _app(tmp_path, QUICKSTART, "plot.masses=[0.06]", "plot.displays.datasets=[]")
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
         await pilot.press("ctrl+r")

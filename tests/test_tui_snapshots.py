@@ -10,12 +10,10 @@ the screens (or of the quickstart, the templates or the shipped configs) with
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHIPPED_USER_CONFIGS
+from conftest import SHIPPED_USER_CONFIGS, run_cli_here
 from test_tui import _validated
 from textual.widgets import TextArea
 
@@ -96,22 +94,15 @@ def finished_run(tmp_path_factory) -> Path:
     the config copied there so that every displayed path is relative and stable."""
     root = tmp_path_factory.mktemp("tui-results")
     (root / "quickstart.toml").write_text((REPO / CONFIG).read_text())  # works anywhere
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gprpipe",
-            "run",
-            "quickstart.toml",
-            "--set",
-            "base.output=run",
-            "--steps",
-            "load,fit,limit",
-        ],
-        cwd=root,
-        check=True,
-        capture_output=True,
+    code, out, err = run_cli_here(
+        "run",
+        root / "quickstart.toml",
+        "--set",
+        f"base.output={root / 'run'}",
+        "--steps",
+        "load,fit,limit",
     )
+    assert code == 0, out + err
     return root
 
 
