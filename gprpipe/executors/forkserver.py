@@ -376,8 +376,8 @@ def _wants_workers(argv: Sequence[str]) -> bool:
         return False
     if any(a in ("--dry-run", "--help", "-h") for a in args):
         return False
-    if args[0] == "rerun":  # a rerun runs where its run did (run.json says)
-        return _recorded_local(args[1:]) and os.environ.get(FRESH_ENV, "") != "1"
+    if args[0] == "rerun" and not _recorded_local(args[1:]):  # it runs where its run did
+        return False
     for i, a in enumerate(args):
         for opt in ("--engine", "--executor", "--set"):
             value = None
@@ -398,7 +398,9 @@ def _wants_workers(argv: Sequence[str]) -> bool:
 
 def _recorded_local(args: Sequence[str]) -> bool:
     """Whether the run folder named in ``gprpipe rerun ARGS`` recorded the local engine
-    and executor (True when it cannot tell: the guess costs at most one server)."""
+    and executor (True when it cannot tell: the guess costs at most one server). Read
+    here, not through :mod:`gprpipe.pipeline.store`, which would import the config layer
+    before the server starts; ``with_value`` are rerun's options that take a value."""
     with_value = ("-j", "--jobs", "--masses", "--wait-lock")
     folder = None
     i = 0
