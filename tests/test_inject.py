@@ -178,6 +178,34 @@ def test_refit_short_run_is_chunk_independent(real2015):
     np.testing.assert_allclose(part.A_hat, ex.A_hat[3:5], rtol=1e-9)
 
 
+def test_a_refit_whose_prediction_overflows_is_not_converged():
+    """A refit toy on sidebands rougher than Poisson scatter (the demo spectrum times 100
+    with fresh noise) takes a huge amplitude and its window prediction overflows: it counts
+    as a failed refit, as the fit step fails such a mass (it counted as converged, so
+    inject.h5's gp_conv_frac said 1.0 of toys it could not use)."""
+    from conftest import QUICKSTART
+
+    from gprpipe.config import load_points
+    from gprpipe.io.root import read_hist, rebin
+    from gprpipe.stats.template import signal_template
+    from gprpipe.steps.fit import fit_masses
+    from gprpipe.steps.inject import Window, refit_setup
+
+    cfg = load_points(QUICKSTART, [])[1][0].config
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    smooth, e = rebin(counts, edges, 10)
+    rough = rebin(np.random.default_rng(1).poisson(100 * counts).astype(float), edges, 10)[0]
+    fit = fit_masses(cfg, "demo", smooth, e, np.array([0.06]))[0]
+    setup = refit_setup(cfg, "demo", Window(fit, smooth, e))
+    w_full = signal_template(e, 0.06, fit.sigma)
+    seeds = np.random.SeedSequence(5).spawn(2)
+    ex = inj.inject_refit(setup, 0.0, w_full, seeds, backgrounds=np.array([rough, smooth]))
+    np.testing.assert_array_equal(ex.extra["gp_converged"], [False, True])
+    assert ex.extra["gp_amplitude"][0] > 1e5  # kept: it says why
+    np.testing.assert_array_equal(ex.converged, [False, True])
+    assert np.isnan(ex.A_hat[0]) and np.isfinite(ex.A_hat[1])
+
+
 @pytest.mark.parametrize("blind,leak,lo,hi", [(1.64, 0.107, 0.72, 0.78), (1.96, 0.053, 0.82, 0.88)])
 def test_leakage_explains_refit_bias(real2015, blind, leak, lo, hi):
     """The noise-free refit toy predicts how much of an injected signal the sideband GP

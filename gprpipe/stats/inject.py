@@ -373,7 +373,9 @@ def refit_toys(
     signal counts of yield ``A_inj`` over ``w_full`` (the full-histogram template;
     ``signal_mask`` restricts the injection to some bins, a diagnostic of signal leakage),
     then the seed of the GP restarts. A refit that is not converged is redone once with
-    every restart (``restart_policy="always"``, at least 4 restarts).
+    every restart (``restart_policy="always"``, at least 4 restarts). A refit whose
+    blind-window prediction overflows counts as failed (NaN ``b``, ``C``, ``w_eff``; not
+    converged), as the fit step's fit of such a mass does.
     """
     if (b_full is None) == (backgrounds is None):
         raise ValueError("give exactly one of b_full and backgrounds")
@@ -417,14 +419,17 @@ def refit_toys(
             if progress is not None:
                 progress(t + 1)
             continue
-        out.b[t], out.C[t], out.w_eff[t] = wf.b, wf.C, w_eff
         h = wf.hyper
-        out.gp_converged[t] = h.converged
         out.gp_lml[t], out.gp_amplitude[t], out.gp_length_scale[t] = (
             h.lml,
             h.amplitude,
             h.length_scale,
         )
+        # a refit whose window prediction overflows fails, as the fit step fails such a
+        # mass: no (b, C), not converged (its hyperparameters, kept, say why)
+        if np.isfinite(wf.b).all() and np.isfinite(wf.C).all():
+            out.b[t], out.C[t], out.w_eff[t] = wf.b, wf.C, w_eff
+            out.gp_converged[t] = h.converged
         if progress is not None:  # toys done so far
             progress(t + 1)
     return out
