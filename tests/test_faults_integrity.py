@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -1095,3 +1096,15 @@ def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
             break
         assert "failed=" not in out and time.monotonic() < deadline, out
         time.sleep(2)
+    # once they are done, a run of the folder asks SLURM once about them (it asked twice:
+    # the plan's jobs, then every job of the folder)
+    shim, calls, real = tmp_path / "bin", tmp_path / "squeue.calls", shutil.which("squeue")
+    shim.mkdir()
+    (shim / "squeue").write_text(
+        f'#!/bin/sh\necho "$@" >> {shlex.quote(str(calls))}\nexec {shlex.quote(str(real))} "$@"\n'
+    )
+    (shim / "squeue").chmod(0o755)
+    path = {"PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
+    code, out, err = run(cfg, run_dir, "--executor", "slurm", env=path)
+    assert code == 0 and out.startswith("Nothing to do: all 5 tasks are up to date"), out + err
+    assert len(calls.read_text().splitlines()) == 1, calls.read_text()

@@ -415,7 +415,10 @@ class SlurmExecutor(Executor):
         queued."""
         if not jobs_path(self.run_dir).is_file():
             return
-        busy = [s for s in poll_details(self.run_dir, tasks).values() if s.active]
+        # one question to SLURM: every job of the folder (the tasks' are among them)
+        queue = scheduler.queue(job_ids(self.run_dir))
+        details, _ = reconcile(self.run_dir, tasks, grace=MARKER_GRACE, queue=queue)
+        busy = [s for s in details.values() if s.active]
         if busy:
             b = busy[0]
             raise GprpipeError(
@@ -427,8 +430,7 @@ class SlurmExecutor(Executor):
             return
         # and the jobs of tasks this plan does not hold (an earlier config's run of the
         # folder): they would write into it, and fail on the new plan
-        queue = scheduler.queue(job_ids(self.run_dir)) or {}
-        live = sorted(e for e, (st, _) in queue.items() if st in scheduler.ACTIVE)
+        live = sorted(e for e, (st, _) in (queue or {}).items() if st in scheduler.ACTIVE)
         if live:
             raise GprpipeError(
                 f"{self.run_dir} is in use by SLURM job {live[0]} (queued by an earlier run "

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from gprpipe.executors.base import TaskStatus
 from gprpipe.executors.slurm import jobs, scheduler
@@ -19,14 +20,20 @@ from gprpipe.pipeline.task import Task
 
 
 def reconcile(
-    run_dir: Path, tasks: Sequence[Task], *, grace: float
+    run_dir: Path,
+    tasks: Sequence[Task],
+    *,
+    grace: float,
+    queue: Mapping[str, tuple[str, float | None]] | None | Literal["ask"] = "ask",
 ) -> tuple[dict[str, TaskStatus], bool]:
     """State of every task and whether SLURM answered (or was not needed); an
     element that ended less than ``grace`` seconds ago is still running (its marker may
-    not be visible yet on a shared file system)."""
+    not be visible yet on a shared file system). ``queue``: :func:`scheduler.queue`'s
+    answer for (at least) the tasks' jobs when the caller has it, else it is asked."""
     elements = jobs.elements(run_dir)
     mine = {t.id: elements[t.id] for t in tasks if t.id in elements}
-    queue = scheduler.queue(sorted({jid for jid, _, _ in mine.values()}, key=int))
+    if queue == "ask":
+        queue = scheduler.queue(sorted({jid for jid, _, _ in mine.values()}, key=int))
     now = time.time()
     result: dict[str, TaskStatus] = {}
     lost: list[str] = []
