@@ -24,7 +24,7 @@ def reconcile(
     tasks: Sequence[Task],
     *,
     grace: float,
-    queue: Mapping[str, tuple[str, float | None]] | None | Literal["ask"] = "ask",
+    queue: Mapping[str, tuple[str, float | None]] | Literal["ask"] | None = "ask",
 ) -> tuple[dict[str, TaskStatus], bool]:
     """State of every task and whether SLURM answered (or was not needed); an
     element that ended less than ``grace`` seconds ago is still running (its marker may
