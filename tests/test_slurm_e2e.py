@@ -243,3 +243,25 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
     assert files() == before  # run.json, config.toml, scripts, markers, commit records
     code, status, _ = run_cli_here("status", tmp_path / "run")
     assert code == 0 and status.rstrip().endswith("\ndone=3"), status
+
+
+def test_an_element_cancelled_before_it_started_fails_at_once(tmp_path: Path) -> None:
+    """A job cancelled with scancel (not gprpipe cancel) before it started: status says
+    so at once (it said "running" for 20 s, the grace a marker of a job that ran gets to
+    appear on a shared file system, then blamed a kill, memory or the time limit)."""
+    run = tmp_path / "run"
+    qs = str(REPO / "user_configs" / "quickstart.toml")
+    hold = ("--set", 'slurm.extra=["--begin=now+1hour"]', "--set", f"base.output={run}")
+    code, out, err = run_cli_here("run", qs, "--executor", "slurm", "--steps", "load", *hold)
+    assert code == 0, out + err
+    (job,) = json.loads((run / "slurm" / "jobs.json").read_text())["submissions"][0]["jobs"]
+    subprocess.run(["scancel", str(job["job_id"])], check=True)
+    deadline = time.monotonic() + 10
+    while True:  # scancel returns before the controller has cancelled it
+        code, out, err = run_cli_here("status", run)
+        assert code in (0, 1), out + err
+        if ("running" not in out and "pending" not in out) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    why = f"SLURM job {job['job_id']}_0 was cancelled before it started; rerun --failed runs it"
+    assert why in out, out

@@ -90,6 +90,9 @@ def reconcile(
                 + (f": {last}" if last else "")
                 + f"; see {st.log}{also}"
             )
+            if how == "CANCELLED" and slurm_log is not None and not slurm_log.exists():
+                # SLURM writes this attempt's log when the element starts
+                msg = f"SLURM job {st.job} was cancelled before it started; rerun --failed runs it"
             result[tid] = TaskStatus(
                 tid, "failed", msg, job=st.job, slurm_state=how or None, log=st.log
             )

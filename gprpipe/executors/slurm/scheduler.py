@@ -81,12 +81,16 @@ def sbatch(script: Path, dependency: str | None, cwd: Path) -> str:
 
 
 def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
-    """Array element ("123_4") -> (squeue state, end time); None when SLURM cannot answer."""
+    """Array element ("123_4") -> (squeue state, end time); None when SLURM cannot answer.
+
+    An element cancelled before it started has no end time: it ran nothing, so no marker
+    of it will appear (SLURM gives it the cancel time as start and end, but no batch
+    host)."""
     if not job_ids:
         return {}
     if shutil.which("squeue") is None:
         return None
-    cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", "%i %T %e"]
+    cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%e|%B"]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -97,17 +101,20 @@ def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
         return None
     out: dict[str, tuple[str, float | None]] = {}
     for line in res.stdout.splitlines():
-        parts = line.split()
+        parts = [p.strip() for p in line.split("|")]  # (an empty field stays a field)
         if len(parts) < 2:
             continue
+        state = parts[1].rstrip("+")
         end = None
         if len(parts) > 2 and parts[2] not in ("N/A", "Unknown", "NONE"):
             try:
                 end = datetime.fromisoformat(parts[2]).timestamp()
             except ValueError:
                 end = None
+        if state == "CANCELLED" and parts[3:] in (["n/a"], [""]):
+            end = None  # cancelled while pending
         element = parts[0] if "_" in parts[0] else f"{parts[0]}_0"
-        out[element] = (parts[1].rstrip("+"), end)
+        out[element] = (state, end)
     return out
 
 
