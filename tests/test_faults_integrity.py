@@ -1068,6 +1068,35 @@ def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path, sig: int):
 
 @pytest.mark.slurm
 @pytest.mark.slow
+def test_gprpipe_cancel_of_a_slurm_wait_says_it_cancels_the_jobs(tmp_path: Path):
+    """`gprpipe cancel` of a waiting `run --executor slurm --wait` stops the wait and then
+    the jobs: the waiting run says so (it said its jobs go on, and how to stop them, while
+    the cancel was stopping them). A plain SIGTERM or Ctrl-C still says they go on (above)."""
+    require_slurm()
+    cfg = quickstart_child(
+        tmp_path / "c.toml", '[scan]\nchunk_size = 1\n[steps]\nrun = ["load", "fit", "limit"]\n'
+    )
+    run_dir = tmp_path / "run"
+    proc = start_run(cfg, run_dir, "--executor", "slurm", "--wait")
+    jobs = run_dir / "slurm" / "jobs.json"
+    deadline = time.monotonic() + 120
+    while not jobs.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1)  # into the wait
+    code, out, err = gp("cancel", run_dir)
+    assert code == 0 and "Cancelled SLURM jobs:" in out, out + err
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().endswith(
+        f"stopped the wait: gprpipe cancel is cancelling the SLURM jobs of {run_dir}. See "
+        f"what was kept with: gprpipe status {run_dir}"
+    ), err
+    assert "go on" not in err
+    assert not (run_dir / ".gprpipe.cancel").exists()  # the request ends with the cancel
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
     """A SLURM run holds the lock only while it submits; a second run of the directory is
     refused while the first one's jobs are queued or running, naming the job."""

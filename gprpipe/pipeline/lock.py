@@ -145,3 +145,45 @@ def run_lock(
             os.ftruncate(fd, 0)  # released cleanly: an empty file
     finally:
         os.close(fd)  # drops the flock
+
+
+CANCEL_NAME = ".gprpipe.cancel"
+
+
+@contextlib.contextmanager
+def cancel_request(run_dir: Path) -> Iterator[None]:
+    """Say, while the block runs, that this process (``gprpipe cancel``) stops the run of
+    ``run_dir``: the run it signals reads why it was stopped (written before the signal,
+    so without a race) and does not tell that its scheduler jobs go on."""
+    path = Path(run_dir) / CANCEL_NAME
+    with contextlib.suppress(OSError, GprpipeError):
+        from gprpipe.io.atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    try:
+        yield
+    finally:
+        if not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
+
+def cancel_requested(run_dir: Path) -> bool:
+    """Whether a live ``gprpipe cancel`` of this host is stopping the run of ``run_dir``."""
+    path = Path(run_dir) / CANCEL_NAME
+    if path.is_symlink():
+        return False
+    try:
+        info = json.loads(path.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if info.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -25,6 +25,7 @@ run raises :class:`Interrupted`, which says what is kept and how to resume.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import math
@@ -42,7 +43,14 @@ from typing import TYPE_CHECKING, Literal
 from gprpipe.errors import ConfigError, GprpipeError, cli_command
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
 from gprpipe.pipeline.commit import with_damage
-from gprpipe.pipeline.lock import describe, holder, is_locked, run_lock
+from gprpipe.pipeline.lock import (
+    cancel_request,
+    cancel_requested,
+    describe,
+    holder,
+    is_locked,
+    run_lock,
+)
 from gprpipe.pipeline.state import fmt_duration
 from gprpipe.pipeline.store import (
     RunInfo,
@@ -858,6 +866,12 @@ def _execute(
             try:
                 result.ok = ex.wait(tasks, progress=obs.queue)
             except KeyboardInterrupt:  # only the waiting stops: the jobs go on
+                if cancel_requested(run_dir):  # unless gprpipe cancel stopped it
+                    raise Interrupted(
+                        f"stopped the wait: gprpipe cancel is cancelling the "
+                        f"{ex.name.upper()} jobs of {run_dir}. See what was kept with: "
+                        f"{cli_command('status', run_dir)}"
+                    ) from None
                 raise Interrupted(
                     f"interrupted the wait; the {ex.name.upper()} jobs of {run_dir} go on. "
                     f"Watch them with: {cli_command('status', run_dir)}; stop them with: "
@@ -1033,6 +1047,21 @@ def cancel(
                 )
         elif hpid and hpid not in targets:
             targets[hpid] = False
+    with cancel_request(run_dir) if targets or stop is not None else contextlib.nullcontext():
+        _cancel(run_dir, targets, stop, timeout, why, out)
+    return out
+
+
+def _cancel(
+    run_dir: Path,
+    targets: dict[int, bool],
+    stop: threading.Event | None,
+    timeout: float,
+    why: str,
+    out: Cancelled,
+) -> None:
+    """:func:`cancel` once it knows what to stop: ``targets`` (pid -> signal its process
+    group) and ``stop`` (a run of this process); fills ``out``."""
     for p, group in targets.items():
         _signal(p, group, signal.SIGTERM)
         out.pids.append(p)
@@ -1054,10 +1083,9 @@ def cancel(
         if not pid_gone(p):
             _signal(p, group, signal.SIGKILL)
     if ex is None:
-        return out
+        return
     out.marked = mark_cancelled(tasks, timeout=timeout if targets else 0.0, why=why)
     out.jobs = ex.cancel(tasks)
-    return out
 
 
 def _leads_group(pid: int) -> bool:
