@@ -92,6 +92,27 @@ def test_prestart_guesses_from_the_command_line_and_a_rerun_from_its_run(
     assert not _wants_workers(["rerun", str(local)])
 
 
+def test_the_guess_reads_the_command_lines_options():
+    """The guess reads argv before the command line is imported: its lists of options are
+    the command line's (a value option it did not know would be taken for the run folder)."""
+    import typer.main
+
+    from gprpipe.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+    def value_options(name: str) -> set[str]:
+        return {
+            o
+            for p in commands[name].params
+            if p.param_type_name == "option" and not p.is_flag
+            for o in p.opts
+        }
+
+    assert value_options("rerun") == set(forkserver.RERUN_VALUE_OPTIONS)
+    assert {"--engine", "--executor", "--set"} <= value_options("run")
+
+
 def test_workers_are_reused_and_a_killed_task_fails_alone(cfg: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     point = run_dir / "nominal"

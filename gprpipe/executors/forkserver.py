@@ -396,17 +396,21 @@ def _wants_workers(argv: Sequence[str]) -> bool:
     return os.environ.get(FRESH_ENV, "") != "1"
 
 
+#: the options of ``gprpipe rerun`` that take a value (the command line's, checked by a
+#: test: this module reads argv before the command line is imported)
+RERUN_VALUE_OPTIONS = ("-j", "--jobs", "--masses", "--wait-lock")
+
+
 def _recorded_local(args: Sequence[str]) -> bool:
     """Whether the run folder named in ``gprpipe rerun ARGS`` recorded the local engine
     and executor (True when it cannot tell: the guess costs at most one server). Read
     here, not through :mod:`gprpipe.pipeline.store`, which would import the config layer
-    before the server starts; ``with_value`` are rerun's options that take a value."""
-    with_value = ("-j", "--jobs", "--masses", "--wait-lock")
+    before the server starts."""
     folder = None
     i = 0
     while i < len(args):
         a = args[i]
-        if a in with_value:
+        if a in RERUN_VALUE_OPTIONS:
             i += 2
             continue
         if not a.startswith("-"):
