@@ -26,6 +26,9 @@ from gprpipe.results.summary import Extreme, summarize_scan
 from gprpipe.steps.report import write_reports
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: the figures these tests read: PNGs (PDFs would double the drawing and add nothing
+#: here), no reviewer display of the observed data
+FEW_FIGURES = ('plot.formats=["png"]', "plot.displays.observed=[]")
 
 
 def _browser_or_skip():
@@ -439,10 +442,9 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
         "inject.n_toys=20",
         "inject.strengths=[0.0,3.0]",
         'steps.run=["load","fit","limit","inject","plot"]',
-        'plot.formats=["png"]',  # (PDFs would double the drawing, and add nothing here)
+        *FEW_FIGURES,
         "plot.masses=[0.06]",  # one GP-fit figure of this config's (of three)
         "plot.displays.masses=[]",  # (no reviewer displays: nothing here is about them)
-        "plot.displays.observed=[]",
     )
     code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *first))
     assert code == 0, err
@@ -451,8 +453,7 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
     second = (
         "fit.blind_nsigma=1.96",
         "plot.masses=[0.045]",
-        'plot.formats=["png"]',
-        "plot.displays.observed=[]",
+        *FEW_FIGURES,
     )
     code, out, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *second))
     assert code == 0, err
@@ -482,8 +483,7 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
         'steps.run=["load","fit","limit","plot"]',
         "scan.masses=[0.045,0.06]",
         "plot.masses=[0.06]",
-        'plot.formats=["png"]',
-        "plot.displays.observed=[]",
+        *FEW_FIGURES,
     )
     code, _, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *quick))
     assert code == 0, err
@@ -522,12 +522,11 @@ def test_figures_of_earlier_results_are_not_offered_as_current(tmp_path):
     tables and report in place, and the summary listed them as the point's products: it
     says they are not current; the plot step makes them current again."""
     run_dir = tmp_path / "run"
-    no_display = "plot.displays.observed=[]"
-    first = ("scan.masses=[0.03,0.06]", "plot.masses=[0.03]", 'plot.formats=["png"]', no_display)
+    first = ("scan.masses=[0.03,0.06]", "plot.masses=[0.03]", *FEW_FIGURES)
     code, out, err = run_cli_here("run", QUICKSTART, *settings(f"base.output={run_dir}", *first))
     assert code == 0, err
     assert "  report: " in out and "not current" not in out
-    later = ("scan.masses=[0.045,0.06]", "plot.masses=[0.045]", 'plot.formats=["png"]', no_display)
+    later = ("scan.masses=[0.045,0.06]", "plot.masses=[0.045]", *FEW_FIGURES)
     args = ("run", QUICKSTART, *settings(f"base.output={run_dir}", *later))
     code, out, err = run_cli_here(*args, "--steps", "load,fit,limit")
     assert code == 0, err
