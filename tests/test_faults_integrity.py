@@ -1015,18 +1015,13 @@ def test_podman_run_stopped_leaves_no_container(
     assert_same_results(run_dir / "nominal", base / "nominal")
 
 
-@pytest.mark.slurm
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path, sig: int):
-    """Ctrl-C of `run --executor slurm --wait` printed nothing (exit 130) while the jobs
-    stayed queued: it says they go on and how to watch or stop them. SIGTERM (`gprpipe
-    cancel` of the waiting run) killed it silently (exit 143) with its lock left behind:
-    the same now, the lock released."""
+def _waiting_slurm_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]:
+    """`run --executor slurm --wait` started in the background and waiting for its jobs:
+    (process, run folder, its jobs.json). One mass per task: 5 fit and 5 limit tasks on
+    the cluster's 2 CPUs before the limit merge, so that it is still waiting when it is
+    interrupted or cancelled (with one task per step the chain could reach it within
+    those ~3 s on a fast host)."""
     require_slurm()
-    # one mass per task: 5 fit and 5 limit tasks on the cluster's 2 CPUs before the limit
-    # merge, so that it is still waiting when the run is interrupted and cancelled (with one
-    # task per step the chain could reach it within those ~3 s on a fast host)
     cfg = quickstart_child(
         tmp_path / "c.toml", '[scan]\nchunk_size = 1\n[steps]\nrun = ["load", "fit", "limit"]\n'
     )
@@ -1037,6 +1032,18 @@ def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path, sig: int):
     while not jobs.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     time.sleep(1)  # into the wait
+    return proc, run_dir, jobs
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path, sig: int):
+    """Ctrl-C of `run --executor slurm --wait` printed nothing (exit 130) while the jobs
+    stayed queued: it says they go on and how to watch or stop them. SIGTERM (`gprpipe
+    cancel` of the waiting run) killed it silently (exit 143) with its lock left behind:
+    the same now, the lock released."""
+    proc, run_dir, jobs = _waiting_slurm_run(tmp_path)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
@@ -1072,17 +1079,7 @@ def test_gprpipe_cancel_of_a_slurm_wait_says_it_cancels_the_jobs(tmp_path: Path)
     """`gprpipe cancel` of a waiting `run --executor slurm --wait` stops the wait and then
     the jobs: the waiting run says so (it said its jobs go on, and how to stop them, while
     the cancel was stopping them). A plain SIGTERM or Ctrl-C still says they go on (above)."""
-    require_slurm()
-    cfg = quickstart_child(
-        tmp_path / "c.toml", '[scan]\nchunk_size = 1\n[steps]\nrun = ["load", "fit", "limit"]\n'
-    )
-    run_dir = tmp_path / "run"
-    proc = start_run(cfg, run_dir, "--executor", "slurm", "--wait")
-    jobs = run_dir / "slurm" / "jobs.json"
-    deadline = time.monotonic() + 120
-    while not jobs.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    time.sleep(1)  # into the wait
+    proc, run_dir, _ = _waiting_slurm_run(tmp_path)
     code, out, err = gp("cancel", run_dir)
     assert code == 0 and "Cancelled SLURM jobs:" in out, out + err
     _, err = proc.communicate(timeout=120)
