@@ -172,6 +172,12 @@ async def test_opens_quickstart_shows_validity_chain_and_steps(tmp_path):
         preview = _static(app, "#browse-text")
         assert "inherits:" in preview and "templates/defaults.toml" in preview
         assert "steps: load → fit → limit → plot" in preview
+        # the first F3 from here opens the form (it came back to Browse: its fields were
+        # built after the switch, and the focus stayed in the Browse tree)
+        await pilot.press("f3")
+        await _settle(pilot)
+        assert app.query_one("#tabs").active == "form"
+        assert app.focused is not None and app.focused.id == "f-datasets--demo--path"
 
 
 @sync
@@ -497,6 +503,9 @@ async def test_launch_quickstart_locally_all_tasks_done_and_results(tmp_path):
         assert "running" in seen  # the live view saw tasks running
         table = app.query_one("#run-tasks", DataTable)
         assert {str(table.get_row_at(i)[3]) for i in range(table.row_count)} == {"done"}
+        # each note shown whole (the column stayed as wide as its title: "0.3 " of "0.3 s")
+        notes = [str(table.get_row_at(i)[4]) for i in range(table.row_count)]
+        assert table.columns["note"].content_width >= max(map(len, notes)) > len("note")  # type: ignore[index]
         assert "done 6" in _static(app, "#run-summary")
         # log tail of the selected task (the plot task)
         table.move_cursor(row=5)
@@ -536,6 +545,11 @@ async def test_launch_quickstart_locally_all_tasks_done_and_results(tmp_path):
         plot = app.query_one("#res-plot")
         assert plot.files and {f.suffix for f in plot.files} == {".png", ".pdf"}
         assert "ε² upper limit, demo (95% CL)" in _plain(plot.render())
+        # and p again back to the table (the hidden table had the focus: nothing had it)
+        assert app.focused is plot
+        await pilot.press("p")
+        await _settle(pilot)
+        assert app.focused is res and app.query_one("#res-switch").current == "res-table"
 
 
 @pytest.mark.slow

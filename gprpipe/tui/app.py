@@ -401,9 +401,14 @@ class GprpipeApp(App[None]):
             elif tab == "edit":
                 self.editor.focus()
             elif tab == "form":
-                w = self.query_one(FormPane).first_field()
-                if w is not None:
-                    w.focus()
+                # its fields may not be built yet: the first takes the focus once it is,
+                # and meanwhile the focus must leave the pane it was in (whose tab would be
+                # shown again)
+                form = self.query_one(FormPane)
+                w = form.first_field()
+                if w is None:
+                    form.focus_when_built = True
+                (w if w is not None else self.query_one("#form-body")).focus()
             elif tab == "grid":
                 self.query_one("#grid-points").focus()
             elif tab == "run":

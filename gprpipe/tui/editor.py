@@ -251,6 +251,8 @@ class FormPane(Widget):
         super().__init__(id=id)
         self.fields: dict[str, FormField] = {}
         self._datasets: tuple[str, ...] | None = None
+        #: set by the app when its tab opened before the fields were built
+        self.focus_when_built = False
         self._check: Check | None = None
         self._filling = False
 
@@ -310,7 +312,8 @@ class FormPane(Widget):
         await body.mount_all(widgets)
         self._fill()
         focused = self.screen.focused
-        if self._shown() and (focused is None or self not in focused.ancestors):
+        wanted, self.focus_when_built = self.focus_when_built, False
+        if wanted or (self._shown() and (focused is None or self not in focused.ancestors)):
             first = self.first_field()
             if first is not None:
                 first.focus()

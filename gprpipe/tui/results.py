@@ -64,8 +64,9 @@ def _files_text(files: list[Path]) -> str:
     return ", ".join([show_path(first), *rest])
 
 
-class PlotView(Widget):
-    """The eps^2 Brazil plot of one dataset, drawn to the widget's size."""
+class PlotView(Widget, can_focus=True):
+    """The eps^2 Brazil plot of one dataset, drawn to the widget's size (focused while
+    shown, so that the pane's keys, ``p`` back to the table among them, still work)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -308,9 +309,10 @@ class ResultsPane(Widget):
     def action_toggle_plot(self) -> None:
         sw = self.query_one("#res-switch", ContentSwitcher)
         sw.current = "res-plot" if sw.current == "res-table" else "res-table"
+        self.query_one(f"#{sw.current}").focus()  # the hidden one had the focus
 
     def action_reload(self) -> None:
         self.reload()
 
     def focus_main(self) -> None:
-        self.query_one("#res-table", DataTable).focus()
+        self.query_one(f"#{self.query_one('#res-switch', ContentSwitcher).current}").focus()

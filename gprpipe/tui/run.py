@@ -284,14 +284,14 @@ class RunPane(Widget):
             state, msg = view.states.get(t.id, ("pending", ""))
             cell = Text(state, style=STATE_STYLE.get(state, ""))
             if table.get_cell(t.id, "state") != cell:
-                table.update_cell(t.id, "state", cell)
+                table.update_cell(t.id, "state", cell, update_width=True)
             note = msg.splitlines()[0][:80] if msg else ""
             if state == "done" and note.removesuffix(" s").replace(".", "", 1).isdigit():
                 note = fmt_duration(float(note.removesuffix(" s")))
             if state == "running":  # progress within the task: masses or toys, rate, ETA
                 note = view.progress.get(t.id) or note
-            if table.get_cell(t.id, "note") != note:
-                table.update_cell(t.id, "note", note)
+            if table.get_cell(t.id, "note") != note:  # (the column was as wide as "note")
+                table.update_cell(t.id, "note", note, update_width=True)
         self._summary(view)
         self._log()
         self._finish_launch(view)
