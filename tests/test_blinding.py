@@ -226,6 +226,22 @@ def test_no_rendered_set_lifts_blinding(tmp_path, cli):
     for value in ("base.blind={{ true }}", "limit.alpha=0.04"):
         code, out, err = cli("run", cfg, "--dry-run", "--set", value)
         assert code == 0 and out.startswith("# 6 tasks"), err
+    # a config that loads only with an override (its data path): judged with that one (the
+    # check was skipped, and {{ false }} ran it unblinded, fit.h5 holding the window counts)
+    pathless = tmp_path / "pathless.toml"
+    pathless.write_text(
+        '[base]\nname = "b"\nblind = true\n[datasets.demo]\ncard = "hps2015"\n'
+        '[scan]\nmasses = [0.05]\n[steps]\nrun = ["load", "fit", "limit"]\n'
+    )
+    path = "datasets.demo.path={{ gprpipe.data }}/demo_2015.root"
+    for value in ("base.blind={{ false }}", "base={blind=false}"):
+        code, out, err = cli("run", pathless, "--dry-run", "--set", path, "--set", value)
+        assert code == 1 and err.strip() == (
+            f"error: --set {value}: blinding is lifted only by 'gprpipe run --unblind' "
+            "(recorded in run.json)."
+        ), err
+    code, out, err = cli("run", pathless, "--dry-run", "--set", path, "--set", "base.blind=true")
+    assert code == 0, err
 
 
 def test_a_blinded_folder_is_not_run_unblinded_without_unblind(tmp_path, cli):

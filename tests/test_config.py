@@ -995,3 +995,23 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
     ]
     _, (point,) = load_points(QUICKSTART, ["slurm.extra=['--constraint=cpu', '--exclusive']"])
     assert point.config.slurm.extra == ["--constraint=cpu", "--exclusive"]
+
+
+def test_a_list_names_each_dataset_format_and_mass_once():
+    """A repeated dataset in scan.datasets was combined with itself (the demo spectrum
+    twice: Z_local 2.63 instead of 1.86 at 100 MeV, no word said); repeated formats,
+    plot masses and displayed datasets are refused alike."""
+    for value, said in (
+        ('scan.datasets=["demo","demo"]', "scan.datasets: 'demo' is listed twice."),
+        ('plot.formats=["png","pdf","png"]', "plot.formats: 'png' is listed twice."),
+        ("plot.masses=[0.06,0.03,0.06]", "plot.masses: 0.06 is listed twice."),
+        ("plot.allocation_masses=[0.05,0.05]", "plot.allocation_masses: 0.05 is listed twice."),
+        (
+            'plot.displays.datasets=["demo","demo"]',
+            "plot.displays.datasets: 'demo' is listed twice.",
+        ),
+        ("plot.displays.observed=[0.06,0.06]", "plot.displays.observed: 0.06 is listed twice."),
+    ):
+        assert errors_of(QUICKSTART, (value,)) == [f"--set {said}"]
+    _, (point,) = load_points(QUICKSTART, ['scan.datasets=["demo"]', 'plot.formats=["png"]'])
+    assert point.config.scan.datasets == ["demo"] and point.config.plot.formats == ["png"]

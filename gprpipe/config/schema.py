@@ -173,6 +173,14 @@ class Dataset(Section):
         return v
 
 
+def listed_once(v: list[Any] | None) -> list[Any] | None:
+    """A list whose entries count once each (a repeated dataset was combined with itself)."""
+    for i, x in enumerate(v or ()):
+        if x in v[:i]:  # type: ignore[index]
+            raise ValueError(f"{x!r} is listed twice")
+    return v
+
+
 class Scan(Section):
     mass_step: float = Field(0.001, gt=0)
     masses: list[float] | None = Field(None, description="Explicit masses (GeV), else range/step.")
@@ -181,6 +189,8 @@ class Scan(Section):
     chunk_size: int = Field(
         16, ge=1, description="Masses per fit/limit task (the same plan on every executor)."
     )
+
+    _once = field_validator("datasets")(listed_once)
 
 
 class Fit(Section):
@@ -316,6 +326,7 @@ class Displays(Section):
     )
 
     _z = field_validator("z")(strengths)
+    _once = field_validator("datasets", "observed")(listed_once)
 
 
 class ToyScan(Section):
@@ -354,7 +365,9 @@ class Plot(Section):
     def _some_format(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("empty: the figures need a format (png, pdf or svg)")
-        return v
+        return listed_once(v) or v
+
+    _once = field_validator("masses", "allocation_masses")(listed_once)
 
 
 class Steps(Section):

@@ -518,7 +518,9 @@ def refuse_set_unblind(
     """Blinding is lifted only by ``run --unblind``, never by ``--set``: neither by
     ``base.blind=false`` (refused whatever the config says) nor by any value that renders
     a point of ``config`` (or of ``text`` standing for it) unblind that is blind without
-    the overrides (``{{ false }}``, a key its Jinja2 reads)."""
+    the overrides (``{{ false }}``, a key its Jinja2 reads). A config that loads only with
+    some overrides (a data path) is judged against its plain ones (no Jinja2, nothing of
+    base.blind); one that loads with none of them takes only a literal true."""
     from gprpipe.config.loader import flatten, parse_override
 
     def lifting(o: str) -> GprpipeError:
@@ -526,23 +528,40 @@ def refuse_set_unblind(
             f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' (recorded in run.json)."
         )
 
-    for o in overrides:
+    def blind_leaf(o: str) -> object:
+        """The value ``o`` gives base.blind (True when it gives none)."""
         try:
             key, value = parse_override(o)
         except ConfigError:
-            continue  # not key=VALUE: the loader says so
+            return True  # not key=VALUE: the loader says so
         leaves = flatten(value, f"{key}.") if isinstance(value, dict) else {key: value}
-        blind = leaves.get("base.blind", True)
+        return leaves.get("base.blind", True)
+
+    for o in overrides:
+        blind = blind_leaf(o)
         if isinstance(blind, str):
             blind = blind.strip().lower() not in ("false", "0", "no", "off", "f", "n")
         if blind is False or blind == 0:
             raise lifting(o)
     if config is None or not overrides:
         return
+    base: list[str] = []  # the overrides the config needs to load at all (a data path)
     try:
         blind = [p.config.base.blind for p in load_points(config, text=text)[1]]
-    except GprpipeError:  # the config needs its overrides to load: judged by them alone
-        return
+    except GprpipeError:
+        # judged against the plain overrides: no Jinja2, nothing of base.blind
+        base = [
+            o
+            for o in overrides
+            if "{{" not in o and "{%" not in o and blind_leaf(o) is True
+        ]
+        try:
+            blind = [p.config.base.blind for p in load_points(config, base, text=text)[1]]
+        except GprpipeError:  # no baseline: base.blind must be set to true itself
+            for o in overrides:
+                if blind_leaf(o) is not True and str(blind_leaf(o)).strip().lower() != "true":
+                    raise lifting(o) from None
+            return
     if not any(blind):
         return
     try:
@@ -551,11 +570,13 @@ def refuse_set_unblind(
         return
     if any(b and not s for b, s in zip(blind, with_set, strict=True)):
         for o in overrides:
+            if o in base:
+                continue
             try:
-                alone = [p.config.base.blind for p in load_points(config, [o], text=text)[1]]
+                points = load_points(config, [*base, o], text=text)[1]
             except GprpipeError:
                 continue
-            if any(b and not s for b, s in zip(blind, alone, strict=True)):
+            if any(b and not p.config.base.blind for b, p in zip(blind, points, strict=True)):
                 raise lifting(o)
         raise lifting(" --set ".join(overrides))
 
