@@ -550,11 +550,7 @@ def refuse_set_unblind(
         blind = [p.config.base.blind for p in load_points(config, text=text)[1]]
     except GprpipeError:
         # judged against the plain overrides: no Jinja2, nothing of base.blind
-        base = [
-            o
-            for o in overrides
-            if "{{" not in o and "{%" not in o and blind_leaf(o) is True
-        ]
+        base = [o for o in overrides if "{{" not in o and "{%" not in o and blind_leaf(o) is True]
         try:
             blind = [p.config.base.blind for p in load_points(config, base, text=text)[1]]
         except GprpipeError:  # no baseline: base.blind must be set to true itself
