@@ -553,3 +553,33 @@ def test_summary_counts_the_figures_of_any_format(tmp_path):
     assert _files(tmp_path, set())["plots"] == f"{plots}/ (2 pdf files)"
     (plots / "spectrum.png").write_text("x")  # not the last plot task's: not counted
     assert _files(tmp_path, set())["plots"] == f"{plots}/ (2 pdf files)"
+
+
+def test_an_export_never_rewrites_a_report_of_other_results(tmp_path):
+    """After a later run without the plot step (another blind window; a blinded run), an
+    export or project-reach rewrote report.html: the new tables (and a BLINDED badge)
+    beside the earlier config's observed figures and HEPData. The report stays as drawn;
+    the summary says it is not current."""
+    first = ("scan.masses=[0.045,0.06]", "plot.masses=[0.06]", *FEW_FIGURES)
+    for name, later in (("window", "fit.blind_nsigma=1.96"), ("blinded", "base.blind=true")):
+        run_dir = tmp_path / name
+        out_dir = f"base.output={run_dir}"
+        code, _, err = run_cli_here("run", QUICKSTART, *settings(out_dir, *first))
+        assert code == 0, err
+        report = run_dir / "nominal" / "report.html"
+        drawn = report.read_bytes()
+        steps = ("--steps", "load,fit,limit")
+        code, out, err = run_cli_here("run", QUICKSTART, *steps, *settings(out_dir, *first, later))
+        assert code == 0, err
+        assert "  not current: plots, HEPData, report" in out, out
+        if name == "blinded":  # and the run says so (it said all were replaced)
+            assert (
+                "Without the plot step, the figures, HEPData tables and report of nominal "
+                "stay those of the observed results (not current) until it runs." in out + err
+            )
+        if name == "window":  # (a blinded run takes no export)
+            code, _, err = run_cli_here("export-spey", run_dir, "--dataset", "demo")
+            assert code == 0, err
+        code, _, err = run_cli_here("project-reach", run_dir, "--scale", "demo=4")
+        assert code == 0, err
+        assert report.read_bytes() == drawn

@@ -473,10 +473,18 @@ def _observed_replaced(run_dir: Path, points: Sequence[Point]) -> str:
                 continue
     if not names:
         return ""
+    undrawn = [p.name for p in points if p.name in names and "plot" not in p.config.steps.run]
     return (
         f"notice: {', '.join(names)}: observed (unblinded) results in {run_dir}; this "
         "blinded run replaces them with expected limits only ('gprpipe run --unblind' "
         "computes them again)."
+        + (
+            f" Without the plot step, the figures, HEPData tables and report of "
+            f"{', '.join(undrawn)} stay those of the observed results (not current) until "
+            "it runs."
+            if undrawn
+            else ""
+        )
     )
 
 

@@ -154,7 +154,7 @@ def run_summary(run_dir: Path) -> RunSummary:
             if rows.bad:
                 ps.toy_rows_failed = rows.sentence(where=False)
         ps.files = _files(ps.point_dir, stale)
-        if config is not None and not _plots_current(ps.point, ps.point_dir, config):
+        if config is not None and not plots_current(ps.point, ps.point_dir, config):
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]
             if drawn:  # on disk, but of other results: say so rather than offer them
                 ps.files["not current"] = (
@@ -164,7 +164,7 @@ def run_summary(run_dir: Path) -> RunSummary:
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
 
-def _plots_current(point: str, pdir: Path, config: Config) -> bool:
+def plots_current(point: str, pdir: Path, config: Config) -> bool:
     """Whether the point's figures, HEPData tables and report are those of the results it
     holds now: no other task committed after the plot task did (a later run without the
     plot step, e.g. with other masses, leaves the earlier figures on disk), and, when the

@@ -422,12 +422,19 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
 
 def refresh_reports(point_dir: Path) -> None:
     """Write the point's report again (and the run's index) after an export, so that they
-    list it; nothing when the plot step has not written a report yet."""
+    list it; nothing when the plot step has not written a report yet, or when the report
+    is of other results than the point holds now (a later run without the plot step: the
+    report keeps its own figures and tables, and the summary says it is not current; it
+    took the new tables beside the old figures, even a BLINDED badge beside observed ones)."""
     from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.summary import plots_current
 
     point_dir = Path(point_dir)
     if (point_dir / REPORT).is_file():
-        written = write_reports(point_config_from_file(point_dir / "config.toml"), point_dir)
+        cfg = point_config_from_file(point_dir / "config.toml")
+        if not plots_current(point_dir.name, point_dir, cfg):
+            return
+        written = write_reports(cfg, point_dir)
         for folder in {point_dir, point_dir.parent}:  # index.html: the run's (or the point's)
             rerecord(folder, written)
 
