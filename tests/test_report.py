@@ -583,3 +583,38 @@ def test_an_export_never_rewrites_a_report_of_other_results(tmp_path):
         code, _, err = run_cli_here("project-reach", run_dir, "--scale", "demo=4")
         assert code == 0, err
         assert report.read_bytes() == drawn
+
+
+def test_a_toy_global_z_no_toy_reached_is_shown_as_a_bound(tmp_path):
+    """A 20000-event signal at 60 MeV that none of 100 whole-scan toys reaches: the toys'
+    p0 = 1/101 is an upper bound and their Z a lower one. Summary, report and index say
+    "> 2.33" (they gave 2.33 as a value, with an error as large as p0)."""
+    spectrum = tmp_path / "signal.root"
+    code, _, err = run_cli_here(
+        "demo-data", spectrum, "--signal-mass", "60MeV", "--signal-yield", "20000"
+    )
+    assert code == 0, err
+    run_dir = tmp_path / "run"
+    values = (
+        f"datasets.demo.path={spectrum}",
+        f"base.output={run_dir}",
+        "scan.masses=[0.045,0.06,0.075]",
+        "limit.global_toys=100",
+        "plot.masses=[]",
+        *FEW_FIGURES,
+    )
+    code, out, err = run_cli_here("run", QUICKSTART, *settings(*values))
+    assert code == 0, err
+    z = float(csv_rows(run_dir / "nominal" / "scan.csv")[1]["Z_global_toys"])
+    assert z == pytest.approx(2.33, abs=0.01)  # z of p = 1/101
+    assert f"Z_global (toys) > {z:.2f} (p0 < 0.0099: no toy reached it; more toys say more)" in out
+    for page in (run_dir / "nominal" / "report.html", run_dir / "index.html"):
+        assert f"<td>&gt; {z:.2f}</td>" in page.read_text()
+    submission = (run_dir / "nominal" / "hepdata" / "submission.yaml").read_text()
+    said = "the toys'' p0 is an upper bound and their Z a lower bound"  # (YAML quoting)
+    assert said in " ".join(submission.split())
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))

@@ -53,6 +53,21 @@ class DatasetSummary:
     blinded: bool = False  # no observed quantity: the limits are the expected medians
 
     @property
+    def toys_bound(self) -> bool:
+        """No whole-scan toy reached the observed Z: ``p0_global_toys = 1 / (N + 1)`` is an
+        upper bound and ``Z_global_toys`` a lower one. Exactly then the binomial error
+        ``sqrt(p (1 - p) / N)`` equals ``p`` (with k >= 1 toys above, it is below 0.71 p)."""
+        p, err = self.p0_global_toys, self.p0_global_toys_err
+        return p is not None and err is not None and p > 0 and err >= 0.99 * p
+
+    @property
+    def Z_global_toys_text(self) -> str:
+        """``Z_global_toys`` as shown: ``> 2.88`` where it is a bound, '' without toys."""
+        if self.Z_global_toys is None:
+            return ""
+        return f"{'> ' if self.toys_bound else ''}{self.Z_global_toys:.2f}"
+
+    @property
     def flags(self) -> dict[str, int]:
         """Status -> count of the rows with numbers and a quality flag."""
         return dict(Counter(s for _, s in self.not_ok if has_result(s)))
@@ -240,8 +255,10 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         if s.Z_global is not None:
             z += f", Z_global {s.Z_global:.2f}"
         if s.Z_global_toys is not None:
-            z += f", Z_global (toys) {s.Z_global_toys:.2f}"
-            if s.p0_global_toys is not None and s.p0_global_toys_err is not None:
+            z += f", Z_global (toys) {s.Z_global_toys_text}"
+            if s.toys_bound:
+                z += f" (p0 < {s.p0_global_toys:.3g}: no toy reached it; more toys say more)"
+            elif s.p0_global_toys is not None and s.p0_global_toys_err is not None:
                 z += f" (p0 {s.p0_global_toys:.3g} +- {s.p0_global_toys_err:.2g})"
         lines.append(z)
     if s.weakest and s.strongest:

@@ -150,6 +150,12 @@ def significance_table(
             else ""
         )
         + ")."
+        + (
+            " Where no toy reached the observed Z (the toys' p0 error equals p0), the toys' "
+            "p0 is an upper bound and their Z a lower bound."
+            if toys
+            else ""
+        )
     )
     t.keywords["observables"] = ["SIG"]
     t.keywords["phrases"] = ["Dark photon", "Bump hunt", "Local significance"]
