@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -1015,3 +1016,34 @@ def test_a_list_names_each_dataset_format_and_mass_once():
         assert errors_of(QUICKSTART, (value,)) == [f"--set {said}"]
     _, (point,) = load_points(QUICKSTART, ['scan.datasets=["demo"]', 'plot.formats=["png"]'])
     assert point.config.scan.datasets == ["demo"] and point.config.plot.formats == ["png"]
+
+
+def test_bytes_that_are_not_utf8_and_folderless_outputs_are_refused(tmp_path, monkeypatch, cli):
+    """A value with a byte that is not UTF-8 (from argv or a folder name) was accepted by
+    validate, then crashed the run ('internal error: UnicodeEncodeError') after it had
+    written the lock and a point folder; base.output "" or "." made the config's folder
+    the run directory; a refused run left the parent folders it had made."""
+    code, _, err = cli("validate", QUICKSTART, "--set", "plot.experiment=caf\udce9")
+    assert code == 1 and err.strip() == (
+        "error: --set plot.experiment: the value holds a byte that is not UTF-8 (U+DCE9), and "
+        "no key or value may hold control characters or invisible formatting characters, "
+        "because values reach job scripts, command lines, file names and printed paths."
+    )
+    here = tmp_path / os.fsdecode(b"d\xe9")
+    here.mkdir()
+    monkeypatch.chdir(here)
+    code, _, err = cli("run", QUICKSTART, "--steps", "load")
+    assert code == 1 and "holds bytes that are not UTF-8" in err and "Traceback" not in err
+    assert list(here.iterdir()) == []
+    code, _, err = cli("init", "mine", "--data", os.fsdecode(b"d\xe9.root"))
+    assert code == 1 and err.startswith("error: --data") and list(here.iterdir()) == []
+    for output in ('""', "."):
+        code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={output}")
+        assert code == 1 and "is the current folder, not a run directory of its own" in err
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.chdir(plain)
+    long_name = ("base.name=" + "a" * 300, "base.output=runs/x/{{ base.name }}")
+    code, _, err = cli("run", QUICKSTART, "--steps", "load", *settings(*long_name))
+    assert code == 1 and "cannot write the run directory" in err
+    assert list(plain.iterdir()) == []  # no runs/x left behind

@@ -131,7 +131,8 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
         ts["file"] = str(p.resolve())
     base = data.get("base")
     if isinstance(base, dict) and isinstance(base.get("output"), str):
-        base["output"] = str(Path(base["output"]).expanduser().resolve())
+        if base["output"].strip() not in ("", ".", "./"):  # (those the schema refuses)
+            base["output"] = str(Path(base["output"]).expanduser().resolve())
 
 
 def load_points(

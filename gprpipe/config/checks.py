@@ -37,7 +37,8 @@ from gprpipe.units import (
 #: control characters, line separators, and the invisible format characters that make
 #: printed text lie (zero-width ones, bidirectional overrides and isolates, the BOM)
 CONTROL = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff"
+    r"\ud800-\udfff]"  # (lone surrogates: bytes that are not UTF-8, from argv or a path)
 )
 #: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
@@ -47,6 +48,8 @@ MIN_BINS = 10
 
 
 def _char_name(c: str) -> str:
+    if "\ud800" <= c <= "\udfff":
+        return "a byte that is not UTF-8"
     return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
         c, unicodedata.name(c, "a control character").lower()
     )

@@ -120,6 +120,17 @@ class Base(Section):
             )
         return v
 
+    @field_validator("output")
+    @classmethod
+    def _a_folder_of_its_own(cls, v: str) -> str:
+        if v.strip() in ("", ".", "./"):
+            raise ValueError(
+                f"{v!r} is the current folder, not a run directory of its own (a run writes "
+                "run.json, a lock and one folder per point there); name one, e.g. "
+                "runs/{{ base.name }}"
+            )
+        return v
+
     @field_validator("image")
     @classmethod
     def _image_name(cls, v: str | None) -> str | None:

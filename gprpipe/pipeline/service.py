@@ -608,11 +608,22 @@ def make_run_dir(run_dir: Path, where: str) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
     try:
+        os.fsencode(run_dir).decode("utf-8")
+    except UnicodeDecodeError:  # its name is written into run.json and every point config
+        raise GprpipeError(
+            f"{where}: the run directory {run_dir!s} holds bytes that are not UTF-8 (in its "
+            "name or a parent folder's); run it in a folder whose path is UTF-8."
+        ) from None
+    new = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".gprpipe-write-test-{os.getpid()}"
         probe.touch()
         probe.unlink()
     except OSError as exc:
+        for folder in new:  # a refused run leaves no folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise GprpipeError(
             f"{where}: cannot write the run directory {run_dir} ({exc.strerror or exc})."
         ) from None
