@@ -1023,7 +1023,7 @@ def test_bytes_that_are_not_utf8_and_folderless_outputs_are_refused(tmp_path, mo
     validate, then crashed the run ('internal error: UnicodeEncodeError') after it had
     written the lock and a point folder; base.output "" or "." made the config's folder
     the run directory; a refused run left the parent folders it had made."""
-    code, _, err = cli("validate", QUICKSTART, "--set", "plot.experiment=caf\udce9")
+    code, _, err = cli("validate", QUICKSTART, "--set", "plot.experiment=lab\udce9")
     assert code == 1 and err.strip() == (
         "error: --set plot.experiment: the value holds a byte that is not UTF-8 (U+DCE9), and "
         "no key or value may hold control characters or invisible formatting characters, "

@@ -130,9 +130,9 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
             p = (origin.folder() if origin else Path.cwd()) / p
         ts["file"] = str(p.resolve())
     base = data.get("base")
-    if isinstance(base, dict) and isinstance(base.get("output"), str):
-        if base["output"].strip() not in ("", ".", "./"):  # (those the schema refuses)
-            base["output"] = str(Path(base["output"]).expanduser().resolve())
+    output = base.get("output") if isinstance(base, dict) else None
+    if isinstance(base, dict) and isinstance(output, str) and output.strip() not in ("", ".", "./"):
+        base["output"] = str(Path(output).expanduser().resolve())  # ("" and "." are refused)
 
 
 def load_points(
