@@ -679,6 +679,27 @@ def test_progress_within_tasks_is_seen_while_they_run(tmp_path: Path):
     assert not list((run_dir / "nominal" / ".state").glob("*.progress"))
 
 
+def test_ctrl_c_while_the_command_line_starts_says_interrupted(monkeypatch, capsys):
+    """Ctrl-C while the command line is imported (its first half second) printed a
+    traceback of about 25 lines: it says "interrupted" and exits 130."""
+    import gprpipe.__main__ as entry
+
+    def ctrl_c(argv: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "prestart", ctrl_c)
+    monkeypatch.setattr("sys.argv", ["gprpipe", "run", "user_configs/quickstart.toml"])
+    try:
+        entry.main()
+    except SystemExit as stop:
+        assert stop.code == 130
+    except KeyboardInterrupt:  # (not let through: it would end the test session)
+        pytest.fail("Ctrl-C went through as a traceback")
+    else:
+        pytest.fail("no exit")
+    assert capsys.readouterr().err == "interrupted\n"
+
+
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     run_dir = tmp_path / "run"
     args = ["run", str(QUICKSTART), "-j", "1", "--set", f"base.output={run_dir}"]
