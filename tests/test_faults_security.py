@@ -480,12 +480,14 @@ def test_huge_grid_is_counted_not_built(case, cli):
 
 
 def test_tiny_mass_step_is_refused(case, cli):
-    base = f'[base]\ntemplate = "{HPS2015}"\noutput = "{{run}}"\n'
-    body = f'[datasets.2015]\npath = "{DEMO_ROOT}"\n[scan]\nmass_step = 1e-9\n'
-    case(cli, body, "scan.mass_step", "110000001 masses", "base.max_masses", base=base)
-    # within the cap, but test masses closer than 10 keV are not distinct
-    body = body.replace("1e-9", "2e-6")
-    case(cli, body, "scan.mass_step", "a step of 2e-06 GeV is below 0.01 MeV", base=base)
+    base = f'[base]\ntemplate = "{HPS2015}"\noutput = "{{run}}"\nmax_masses = 1000\n'
+    body = f'[datasets.2015]\npath = "{DEMO_ROOT}"\n[scan]\nmass_step = 1e-4\n'
+    case(cli, body, "scan.mass_step", "1101 masses", "base.max_masses = 1000", base=base)
+    # test masses closer than 10 keV are not distinct; said before they are counted (the
+    # count of 5e-324 overflowed: "internal error: OverflowError")
+    for step in ("2e-6", "5e-324"):
+        small = body.replace("1e-4", step)
+        case(cli, small, "scan.mass_step", "GeV is below 0.01 MeV", base=base)
 
 
 def test_task_cap(case, cli):

@@ -264,6 +264,16 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     for name in cfg.scanned():
         ds = cfg.datasets[name]
         if cfg.scan.masses is None:
+            if cfg.scan.mass_step < MIN_MASS_SPACING_GEV:  # (before the count: 5e-324 overflows it)
+                errors.append(
+                    at(
+                        where("scan.mass_step"),
+                        f"a step of {cfg.scan.mass_step:g} GeV is below "
+                        f"{MIN_MASS_SPACING_GEV * 1e3:g} MeV; test masses so close are not "
+                        "distinct.",
+                    )
+                )
+                break
             n = mass_count(ds.range[0], ds.range[1], cfg.scan.mass_step)
             if n > cap:
                 errors.append(
@@ -275,16 +285,6 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                     )
                 )
                 continue
-            if cfg.scan.mass_step < MIN_MASS_SPACING_GEV:
-                errors.append(
-                    at(
-                        where("scan.mass_step"),
-                        f"a step of {cfg.scan.mass_step:g} GeV is below "
-                        f"{MIN_MASS_SPACING_GEV * 1e3:g} MeV; test masses so close are not "
-                        "distinct.",
-                    )
-                )
-                break
             if n == 1 and ds.range[1] > ds.range[0]:
                 step = cfg.scan.mass_step
                 errors.append(
