@@ -398,6 +398,16 @@ def test_sandbox_refuses_internals(tmp_path: Path, expr: str):
     assert "unsafe" in msg or "undefined" in msg
 
 
+@pytest.mark.parametrize("name", ["cycler", "joiner", "namespace", "dict", "lipsum"])
+def test_templates_see_none_of_jinja2s_globals(tmp_path: Path, name: str):
+    """Templates see what the config names and range(), not Jinja2's other globals (they
+    rendered: '<class 'jinja2.utils.Cycler'>')."""
+    cfg = quickstart_child(tmp_path / "s.toml", f'name = "{{{{ {name} }}}}"\n')
+    assert errors_of(cfg) == [
+        f"{cfg}:3: base.name: undefined name in '{{{{ {name} }}}}' ('{name}' is undefined)."
+    ]
+
+
 # ---------------------------------------------------------------- validation
 
 

@@ -147,8 +147,10 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # templates see the config's names and range() (bounded), not Jinja2's other
+        # globals (cycler, joiner, namespace, dict, lipsum)
+        self.globals.clear()
         self.globals["range"] = _bounded_range
-        self.globals.pop("lipsum", None)
         for name in ("center", "indent", "format", "wordwrap", "truncate"):
             self.filters[name] = self._guarded(self.filters[name])
         replace, join = self.filters["replace"], self.filters["join"]
