@@ -714,6 +714,31 @@ def test_the_editor_refuses_what_validate_refuses(tmp_path):
         f"{tmp_path / 'later.root'}: data file not found (point it at your file: --set "
         "datasets.demo.path=FILE, or edit the config)."
     )
+    # and the status line says so (it said "✓ valid"), and no run is launched
+    assert check.summary() == "⚠ 1 point, 6 tasks; 1 input file not found: a run would fail"
+
+
+@sync
+async def test_a_config_whose_data_file_is_missing_is_not_launched(tmp_path):
+    """ctrl+r on a config whose data file is not there started a run that failed at once
+    ("Run ended with exit code 1"): it says which file is missing and starts nothing."""
+    from conftest import QUICKSTART
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(QUICKSTART.read_text().replace("{{ gprpipe.data }}/demo_2015.root", "x.root"))
+    app = _app(tmp_path, cfg)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert _static(app, "#status").count("1 input file not found: a run would fail") == 1
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        assert app.query_one(RunPane).launch is None
+        assert not (tmp_path / "run").exists()
+        (note,) = [n.message for n in app._notifications]
+        assert note == (
+            f"{tmp_path / 'x.root'}: data file not found (point it at your file: --set "
+            "datasets.demo.path=FILE, or edit the config). Fix it first."
+        )
 
 
 @sync

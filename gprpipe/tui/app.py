@@ -564,6 +564,8 @@ class GprpipeApp(App[None]):
             self.notify("A run is already going: cancel it first (x).", severity="warning")
         elif check is None or not check.ok:
             self.notify("The config has errors: fix them first (Edit, F2).", severity="error")
+        elif check.warnings:  # the run would fail on it at once
+            self.notify(f"{check.warnings[0].message} Fix it first.", severity="error")
         elif self.path is None or self.modified:
             self.notify(
                 "Save the config first (ctrl+s): the run reads the file.", severity="warning"

@@ -92,7 +92,11 @@ class Check:
             n = len(self.errors)
             return f"✗ {n} error{'s' * (n != 1)}"
         n, t = len(self.points), len(self.tasks)
-        return f"✓ valid, {n} point{'s' * (n != 1)}, {t} task{'s' * (t != 1)}"
+        plan = f"{n} point{'s' * (n != 1)}, {t} task{'s' * (t != 1)}"
+        if self.warnings:  # input files not at hand: gprpipe validate (and a run) refuse it
+            k = len(self.warnings)
+            return f"⚠ {plan}; {k} input file{'s' * (k != 1)} not found: a run would fail"
+        return f"✓ valid, {plan}"
 
     def rendered(self, index: int = 0) -> str:
         """TOML of one point's rendered config, with paths shown as :func:`show_path`."""
