@@ -257,6 +257,16 @@ def test_a_step_left_out_must_have_its_outputs_in_the_run(cli, tmp_path: Path, q
         "steps.run (or --steps)."
     ]
     assert not fresh.exists()
+    # validate says what run refuses (it said "valid")
+    code, out, err2 = cli(
+        "validate",
+        QUICKSTART,
+        "--set",
+        'steps.run=["load","limit"]',
+        "--set",
+        f"base.output={fresh}",
+    )
+    assert code == 1 and out == "" and err2 == err
     copy = tmp_path / "copy"
     shutil.copytree(quick_run, copy)
     code, _, err = cli(

@@ -342,6 +342,7 @@ def validate(
     run_dir = run_dir_of(points)
     tasks = plan_points(run_dir, points, loaded.where)
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
+    _refuse_unplanned_inputs(run_dir, points, tasks)  # what the folder lacks now
     check_inputs(loaded, points)
     return Validated(loaded, points, tasks, [replace(w, severity="warning") for w in warnings])
 
