@@ -39,8 +39,9 @@ NUMERICS_VERSION = 21  # 21: a refit toy whose window prediction overflows is no
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 5  # 5: a toy global Z that no toy reached is a bound ("> 2.33"); 4: a
-# blinded GP-fit figure hides every test window's data; 3: refit
+PLOT_VERSION = 6  # 6: HEPData archive beside its folder, CSVs referenced; 5: a toy global Z
+# that no toy reached is a bound ("> 2.33"); 4: a blinded GP-fit figure hides every test
+# window's data; 3: refit
 # displays of histogram backgrounds draw inject.h5's toy; none of a toy that failed; 2: index
 # names the dataset of its largest Z, has the toys' global Z; N_eff to one decimal in
 # HEPData; 1: report and index count flagged, failed, non-converged rows alike

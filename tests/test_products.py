@@ -351,7 +351,14 @@ def test_hepdata_submission_validates(run2015: Path):
 
     folder = run2015 / "hepdata"
     v = FullSubmissionValidator()
-    assert v.validate(archive=str(folder / "submission.tar.gz")), v.get_messages()
+    assert v.validate(archive=str(run2015 / "hepdata.tar.gz")), v.get_messages()
+    # the folder itself too (it held the archive and the CSVs, which it did not reference)
+    v = FullSubmissionValidator()
+    assert v.validate(directory=str(folder)), v.get_messages()
+    assert sorted(p.name for p in folder.glob("*.csv")) == [
+        "limits_a_2015.csv",
+        "limits_eps2_2015.csv",
+    ]
     doc = yaml.safe_load((folder / "limits_eps2_2015.yaml").read_text())
     indep = doc["independent_variables"][0]
     assert indep["header"] == {"name": "m(A')", "units": "GeV"}

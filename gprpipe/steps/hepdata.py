@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from gprpipe.config.schema import Config
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_path, atomic_write_text
 
 CSV_HEADER = (
     "mass_GeV",
@@ -271,22 +271,35 @@ def left_out_note(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
     return f" Test masses left out (flagged or failed quality checks): {', '.join(rows)}."
 
 
-def write_submission(sub, folder: Path) -> list[Path]:
-    """``submission.yaml``, one YAML per table and ``submission.tar.gz`` in ``folder``
-    (what ``Submission.create_files`` writes, without its archive in the working directory).
-    """
+def write_submission(
+    sub, folder: Path, resources: dict[str, str] | None = None, archive: Path | None = None
+) -> list[Path]:
+    """``submission.yaml``, one YAML per table and the files of ``resources`` (name ->
+    text, listed as additional resources) in ``folder``, and their archive ``archive``
+    (default ``folder/submission.tar.gz``): what ``Submission.create_files`` writes,
+    without its archive in the working directory. An archive outside ``folder`` leaves
+    the folder a submission that validates as it is (every file referenced)."""
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
-    head = {"data_license": sub.get_license(), "comment": sub.comment}
+    resources = resources or {}
+    head: dict[str, object] = {"data_license": sub.get_license(), "comment": sub.comment}
+    if resources:
+        head["additional_resources"] = [
+            {"location": name, "description": "the table as CSV (band edges as values)"}
+            for name in sorted(resources)
+        ]
     with open(folder / "submission.yaml", "w", encoding="utf-8") as fh:
         yaml.dump(head, fh, default_flow_style=False, explicit_start=True)
     for t in sub.tables:
         t.write_output(str(folder))
-    files = sorted(folder.glob("*.yaml"))
+    for name, text in resources.items():
+        atomic_write_text(folder / name, text)
+    files = sorted([*folder.glob("*.yaml"), *(folder / n for n in resources)])
+    archive = archive or folder / "submission.tar.gz"
     # byte-reproducible archive: no timestamps or owners (same inputs, same bytes)
     with (
-        open(folder / "submission.tar.gz", "wb") as raw,
+        open(archive, "wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
     ):
@@ -296,21 +309,24 @@ def write_submission(sub, folder: Path) -> list[Path]:
             info.mode = 0o644
             with open(f, "rb") as fh:
                 tar.addfile(info, fh)
-    return [*files, folder / "submission.tar.gz"]
+    return [*files, archive]
 
 
 def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
-    """Write the HEPData submission of ``limit.h5`` into ``folder``; returns the files."""
+    """Write the HEPData submission of ``limit.h5`` into ``folder`` (the CSV tables as its
+    additional resources) and its archive beside it, ``<folder>.tar.gz``; returns the
+    files."""
     sub, csvs = build_submission(cfg, limit_path)
-    if not sub.tables:
-        return []
     folder = Path(folder)
+    archive = folder.with_name(folder.name + ".tar.gz")
+    if not sub.tables:
+        archive.unlink(missing_ok=True)
+        return []
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        names = [p.name for p in write_submission(sub, tmp)]
-        for fname, text in csvs.items():
-            atomic_write_text(tmp / fname, text)
-            names.append(fname)
+        with atomic_path(archive, suffix=".tar.gz") as staged:
+            written = write_submission(sub, tmp, csvs, archive=staged)
+        names = [p.name for p in written[:-1]]
         os.chmod(tmp, 0o755)
         old = folder.with_name(f".{folder.name}.old")
         if folder.exists():
@@ -320,4 +336,4 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return [folder / n for n in sorted(names)]
+    return [*(folder / n for n in sorted(names)), archive]
