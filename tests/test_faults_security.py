@@ -354,6 +354,11 @@ def test_task_log_symlink_is_replaced_not_followed(tmp_path: Path):
         ("{% set s = 'a'*10000 %}{{ range(10000)|join(s)|length }}", "join builds"),
         ("{% set s = 'a'*10000 %}{{ s.join(range(10000)|map('string'))|length }}", "join"),
         ("{% set s = 'a'*60000 %}{{ (s + s)|length }}", "a + concatenation builds"),
+        # a width from an argument, nested lists (they built 1 GB before any bound was
+        # checked; a list that grows itself: test_config.py's sandbox test)
+        ("{{ '%*s' % (10**9, 'a') }}", "a format width given by an argument"),
+        ("{{ '{:{}}'.format('a', 10**8) }}", "a format width given by an argument"),
+        ("{{ [[1]*20000]*20000 }}", "a repetition builds more than 100000"),
     ],
 )
 def test_rendering_is_bounded(case, cli, expr: str, why: str):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gprpipe import __version__
 from gprpipe.config.issues import Issue, Loc, Where, at, issues_of, key_only
@@ -49,6 +49,8 @@ MAX_POWER_BITS = 4096
 MAX_SECONDS = 1.0
 MAX_CONFIG_SECONDS = 3.0  # all strings of one config together
 _WIDE_FORMAT = re.compile(r"[%:{][^%:{}]*?\d{6,}")  # a format width of 6+ digits
+#: a width or precision given by an argument: '%*s', '%.*f', '{:{}}' (not seen in the text)
+_ARG_WIDTH = re.compile(r"%[-#0 +]*(\d*\.)?\*|\{[^{}]*:[^{}]*\{")
 
 
 if TYPE_CHECKING:
@@ -60,7 +62,19 @@ class RenderLimit(Exception):
 
 
 def _size(value: Any) -> int | None:
-    return len(value) if isinstance(value, (str, list, tuple)) else None
+    """Items ``value`` stands for when it is shown: characters of a string, and of a list
+    or tuple its items and theirs (``[[1] * 20000] * 20000`` is 400 million, not 20000),
+    counted up to just past ``MAX_CHARS``; None for anything else."""
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, (list, tuple)):
+        return None
+    total = len(value)
+    for item in value:
+        if total > MAX_CHARS:
+            break
+        total += _size(item) or 0
+    return total
 
 
 def _check_power(base: Any, exp: Any) -> None:
@@ -126,6 +140,8 @@ class _BoundedCodeGenerator(CodeGenerator):
 def _check_format(fmt: Any) -> None:
     if isinstance(fmt, str) and _WIDE_FORMAT.search(fmt):
         raise RenderLimit("a format width above 99999")
+    if isinstance(fmt, str) and _ARG_WIDTH.search(fmt):
+        raise RenderLimit("a format width given by an argument ('*' or a nested {})")
 
 
 def _bounded_range(*args: int) -> range:
@@ -138,7 +154,7 @@ def _bounded_range(*args: int) -> range:
 _PADDING = {"center", "ljust", "rjust", "zfill", "expandtabs"}
 
 
-class BoundedEnvironment(SandboxedEnvironment):
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
     """A sandbox whose templates cannot take unbounded time or memory (``RenderLimit``)."""
 
     intercepted_binops = frozenset(["**", "*", "%", "+"])
@@ -147,10 +163,12 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        # templates see the config's names and range() (bounded), not Jinja2's other
-        # globals (cycler, joiner, namespace, dict, lipsum)
+        # templates see the config's names, range() (bounded) and namespace() (the way a
+        # loop sets a value outside it), not Jinja2's other globals (cycler, joiner, dict,
+        # lipsum)
+        namespace = self.globals["namespace"]
         self.globals.clear()
-        self.globals["range"] = _bounded_range
+        self.globals.update(range=_bounded_range, namespace=namespace)
         for name in ("center", "indent", "format", "wordwrap", "truncate"):
             self.filters[name] = self._guarded(self.filters[name])
         replace, join = self.filters["replace"], self.filters["join"]
