@@ -497,13 +497,13 @@ def test_tiny_mass_step_is_refused(case, cli):
 
 def test_task_cap(case, cli):
     case(cli, "max_tasks = 3\n", "base.max_tasks", "more than 3 tasks")
-    # the cap counts planned tasks: load, one injection mass and its merge (cap 3)
-    code, out, err = cli(
-        "validate",
-        QUICKSTART,
-        *settings('steps.run=["load","inject"]', "inject.masses=[0.06]", "base.max_tasks=3"),
-    )
-    assert code == 0 and "(1 point, 3 tasks; steps: load, inject)" in out, err
+    # the cap counts planned tasks: load, a fit chunk and its merge, one injection mass and
+    # its merge (cap 5)
+    one = ('steps.run=["load","fit","inject"]', "scan.masses=[0.06]", "inject.masses=[0.06]")
+    code, out, err = cli("validate", QUICKSTART, *settings(*one, "base.max_tasks=5"))
+    assert code == 0 and "(1 point, 5 tasks; steps: load, fit, inject)" in out, err
+    code, out, err = cli("validate", QUICKSTART, *settings(*one, "base.max_tasks=4"))
+    assert code == 1 and "the plan has more than 4 tasks" in err
 
 
 def test_raised_caps_allow_a_big_grid(cli, tmp_path: Path):
