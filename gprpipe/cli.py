@@ -254,7 +254,7 @@ class _Bars(_Observer):
                 self.inner[t.id],
                 completed=rec["done"],
                 total=rec["total"],
-                detail=progress_text(rec),
+                detail=progress_text(rec, count=False),  # (the bar's column has the count)
             )
 
     def queue(self, states: dict[str, str]) -> None:

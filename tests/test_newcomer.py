@@ -1067,3 +1067,37 @@ def test_newcomer_walkthrough(tmp_path: Path):
         "compare",
     ):
         assert f"::: ok {step}" in out, out[-3000:]
+
+
+def test_a_tasks_bar_shows_its_count_once(tmp_path: Path, monkeypatch):
+    """On a terminal, a running task's bar showed its count twice: '5/16 5/16 masses, ...'
+    (the bar's own column, then the progress text)."""
+    import io
+
+    from rich.console import Console
+
+    import gprpipe.cli as cli_module
+    from gprpipe.pipeline.state import write_progress
+    from gprpipe.pipeline.task import Task
+
+    screen = io.StringIO()
+    monkeypatch.setattr(
+        cli_module, "err", Console(file=screen, force_terminal=True, width=150, color_system=None)
+    )
+    point = tmp_path / "nominal"
+    point.mkdir()
+    task = Task(
+        id="nominal/fit/demo-000",
+        point="nominal",
+        step="fit",
+        point_dir=point,
+        part="demo-000",
+        argv=(),
+    )
+    write_progress(point, task.slug, 5, 16, "masses", time.time() - 1.0)
+    bars = cli_module._Bars()
+    bars.started([task], "local")
+    bars.tick([task])
+    bars.stopped()
+    *_, line = (x for x in screen.getvalue().splitlines() if "nominal/fit/demo-000" in x)
+    assert line.count("5/16") == 1 and "masses" in line, line

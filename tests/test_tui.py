@@ -575,6 +575,12 @@ async def test_cancel_then_rerun_failed(tmp_path):
         assert run.launch.cancelled and not run.launch.running
         assert run.view.states["nominal/plot"][0] == "failed"
         assert "failed 1" in _static(app, "#run-summary")
+        # the notice agrees with the table (it said "0 running tasks marked failed")
+        notes = [n.message for n in app._notifications]
+        assert (
+            "Run cancelled: the tasks it was running are marked failed (rerun them with f)."
+            in notes
+        ), notes
         # recorded in the run directory: gprpipe status and rerun --failed see it
         tasks, _ = tasks_of_run(load_run_info(tmp_path / "run"))
         state, message = task_states(tasks)["nominal/plot"]

@@ -98,12 +98,15 @@ def read_progress(point_dir: Path, slug: str) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
-def progress_text(info: dict[str, Any] | None, now: float | None = None) -> str:
-    """``12/16 masses, 0.8/s, ETA 5 s`` from a progress record ('' when unknown)."""
+def progress_text(
+    info: dict[str, Any] | None, now: float | None = None, *, count: bool = True
+) -> str:
+    """``12/16 masses, 0.8/s, ETA 5 s`` from a progress record ('' when unknown);
+    ``count=False``: ``masses, 0.8/s, ETA 5 s`` (beside a bar that shows the count)."""
     if not info or not info.get("total"):
         return ""
     done, total, unit = int(info["done"]), int(info["total"]), str(info.get("unit", ""))
-    text = f"{done}/{total} {unit}"
+    text = f"{done}/{total} {unit}" if count else unit
     elapsed = max(1e-9, (now or time.time()) - float(info.get("started", time.time())))
     if done > 0:
         rate = done / elapsed

@@ -201,11 +201,10 @@ class RunPane(Widget):
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
         if done.pids or done.marked:
-            n = len(done.marked)
+            # (the stopped run marks its own tasks: done.marked counts only those it could not)
             self.app.call_from_thread(
                 self.notify,
-                f"Run cancelled ({n} running task{'s' * (n != 1)} marked failed: rerun them "
-                "with f).",
+                "Run cancelled: the tasks it was running are marked failed (rerun them with f).",
                 severity="warning",
             )
         if done.jobs:
