@@ -88,6 +88,34 @@ def _static(app: GprpipeApp, selector: str) -> str:
 # ---------------------------------------------------------------- pure helpers
 
 
+def test_a_form_field_says_which_key_and_what_it_takes():
+    """Bad text in a form field named neither the key nor what it takes: 'could not
+    convert string to float', 'Unclosed array (at line 1, column 9)' of a hidden string."""
+    from gprpipe.tui.editor import COMMON, dataset_fields, to_literal
+
+    fields = {f.key: f for f in [*COMMON, *dataset_fields("demo")]}
+    for key, raw, said in (
+        ("fit.blind_nsigma", "abc", "fit.blind_nsigma: 'abc' is not a number, e.g. 1.64"),
+        ("base.jobs", "two", "base.jobs: 'two' is not a whole number, e.g. 2"),
+        (
+            "scan.masses",
+            "30MeV, 60MeV",
+            "scan.masses: give numbers (GeV) separated by commas, e.g. 0.02, 0.13; "
+            "'30MeV, 60MeV' is not such a list",
+        ),
+        (
+            "datasets.demo.range",
+            "20 130",
+            "datasets.demo.range: give numbers (GeV) separated by commas, e.g. 0.02, 0.13; "
+            "'20 130' is not such a list",
+        ),
+    ):
+        with pytest.raises(ValueError) as err:
+            to_literal(fields[key], raw)
+        assert str(err.value) == said
+    assert to_literal(fields["scan.masses"], "0.03, 0.06") == "[0.03, 0.06]"
+
+
 def test_check_text_gives_structured_issues_with_file_line_column_key():
     """The loader's issues reach the TUI as fields (no sentence parsed back)."""
     text = QUICKSTART.read_text() + "\n[fit]\n  n_restart = 3\n"

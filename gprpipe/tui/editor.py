@@ -227,15 +227,25 @@ def to_literal(f: FormField, raw: str) -> str | None:
 
         return literal(raw)
     if f.kind == "int":
-        return str(int(raw))
+        try:
+            return str(int(raw))
+        except ValueError:
+            raise ValueError(f"{f.key}: {raw!r} is not a whole number, e.g. 2") from None
     if f.kind == "float":
-        float(raw)
+        try:
+            float(raw)
+        except ValueError:
+            raise ValueError(f"{f.key}: {raw!r} is not a number, e.g. 1.64") from None
         return raw
     if f.kind == "floats":
         inner = raw.strip("[] ")
-        values = tomllib.loads(f"v = [{inner}]")["v"]
+        numbers = f"{f.key}: give numbers (GeV) separated by commas, e.g. 0.02, 0.13"
+        try:
+            values = tomllib.loads(f"v = [{inner}]")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(f"{numbers}; {raw!r} is not such a list") from None
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ValueError(f"{f.key}: give numbers, e.g. 0.02, 0.13")
+            raise ValueError(numbers)
         return "[" + ", ".join(x.strip() for x in inner.split(",") if x.strip()) + "]"
     if f.kind in ("choice", "bool"):
         if raw not in f.choices:
