@@ -246,9 +246,14 @@ def test_set_of_a_grid_key_is_refused(tmp_path: Path, cli):
         f"({cfg}:5); choose grid points with --points, or change the "
         f"[grid] table."
     )
+    # a table holding it likewise (it was taken, then overwritten at every point)
+    code, _, err2 = cli("run", cfg, "--dry-run", "--set", "fit={blind_nsigma=2.0}")
+    assert code == 1 and err2 == err
     code, out, err = cli("run", cfg, "--dry-run", "--steps", "load", "--set", "fit.n_restarts=3")
     assert code == 0, err
     assert out.startswith("# 4 tasks")
+    code, out, err = cli("run", cfg, "--dry-run", "--steps", "load", "--set", "fit={n_restarts=3}")
+    assert code == 0, err
 
 
 def test_booleans_in_point_names():

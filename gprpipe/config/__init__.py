@@ -29,7 +29,9 @@ from gprpipe.config.loader import (
     Origin,
     apply_overrides,
     deep_merge,
+    flatten,
     load_chain,
+    parse_override,
     read_toml,
     resolve_ref,
     set_dotted,
@@ -152,7 +154,14 @@ def load_points(
     varied = {key for values in settings for key in values}
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        if key in varied:
+        try:  # a table (fit={blind_nsigma=3}) sets the keys inside it
+            k, value = parse_override(item)
+            keys = set(flatten(value, f"{k}.")) if isinstance(value, dict) else {k}
+        except ConfigError:
+            keys = {key}  # (the loader names a malformed override)
+        hit = sorted(keys & varied)
+        if hit:
+            key = hit[0]
             origin = loaded.origins.get(f"grid.{key}") or loaded.origins.get(f"grid.zip.{key}")
             errors.append(
                 Issue(
