@@ -558,6 +558,15 @@ def test_combination_csv_and_reach(run_comb: Path):
         comb = next(r for r in rows if float(r["mass_GeV"]) == m and r["dataset"] == "combined")
         assert float(comb["ratio_to_best_single"]) <= 1.0
     assert [float(r["mass_GeV"]) for r in _rows(run_comb / "allocation.csv")] == [0.06] * 3
+    # the combined yield table says what its A is (it read "signal yield A for Combined")
+    import yaml
+
+    tables = list(yaml.safe_load_all((run_comb / "hepdata" / "submission.yaml").read_text()))
+    (a_table,) = [t for t in tables if t and t.get("name") == "limits_a_combined"]
+    assert (
+        "Each mass combines the datasets whose range holds it (combination.csv lists them); A "
+        "is their summed signal yield, eps^2 times the sum of their yields per unit eps^2."
+    ) in a_table["description"]
     assert (run_comb / "plots" / "signal_allocation.png").is_file()
     code, so, se = run_cli_here("project-reach", run_comb.parent, "--scale", "2015=4,2016=100")
     assert code == 0, so + se

@@ -238,6 +238,17 @@ def build_submission(cfg: Config, limit_path: Path):
             t = limit_table(
                 m, obs, bands, quantity=q, cl=cl, dataset=label, stem=stem, method=method
             )
+            if name == "combined":  # one eps^2 for all: what "the yield" of a combination is
+                t.description += (
+                    " Each mass combines the datasets whose range holds it (combination.csv"
+                    " lists them)"
+                    + (
+                        "; A is their summed signal yield, eps^2 times the sum of their"
+                        " yields per unit eps^2."
+                        if q == "A"
+                        else "."
+                    )
+                )
             t.description += left
             t.location = where
             sub.add_table(t)
