@@ -136,3 +136,38 @@ def test_vector_crop_holds_what_the_vector_renderer_measures(tmp_path, fmt):
     assert measured.width > 10  # the long title widens the figure: a real test of text
     (path,) = style.save(fig, tmp_path, "crop", [fmt])
     assert path.read_bytes()[:5] in (b"%PDF-", b"<?xml")
+
+
+def test_a_dataset_has_one_colour_in_every_overlay_and_flags_are_red():
+    """2015 was blue in eps2_overlay and orange in brazil_eps2_combined_overlay (each
+    figure took colours in its own order), and in the hep style the flag circles took the
+    2021 curve's purple although every caption says red."""
+    from matplotlib.colors import to_rgba
+
+    from gprpipe.plotting.overlay import combined_brazil_figure, eps2_overlay_figure
+
+    style.apply_style("hep")
+    m = np.array([0.03, 0.06, 0.1])
+    scan = {}
+    for k, name in enumerate(("2015", "2016", "2021", "combined")):
+        a = {"mass_GeV": m, "status": np.array(["ok", "flag_gof", "ok"])}
+        for q in ("eps2_up", *(f"eps2_exp_{b}" for b in ("lo2", "lo1", "med", "hi1", "hi2"))):
+            a[q] = np.exp(-10 * m) * (1 + 0.1 * k)
+        scan[name] = a
+    labels = {"2015": "HPS 2015", "2016": "HPS 2016", "2021": "HPS 2021"}
+
+    def colours(fig) -> dict[str, tuple[float, ...]]:
+        lines = fig.axes[0].get_lines()
+        return {str(ln.get_label()): to_rgba(ln.get_color()) for ln in lines}
+
+    overlay = colours(eps2_overlay_figure(scan, labels, "t", 95))
+    combined = colours(combined_brazil_figure(scan, labels, "t", 95))
+    for name in labels.values():
+        assert overlay[f"{name} observed"] == combined[f"{name} observed"], name
+    flags = [
+        ln
+        for ln in eps2_overlay_figure(scan, labels, "t", 95).axes[0].get_lines()
+        if "flagged" in str(ln.get_label())
+    ]
+    assert flags and {to_rgba(ln.get_markeredgecolor()) for ln in flags} == {to_rgba("tab:red")}
+    plt.close("all")

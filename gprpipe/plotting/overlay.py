@@ -24,6 +24,11 @@ def _ok(a: dict[str, np.ndarray]) -> np.ndarray:
     return result_mask(a["status"])
 
 
+def dataset_colours(scan: dict[str, dict[str, np.ndarray]]) -> dict[str, str]:
+    """One colour per dataset, the same in every overlay (the combination is black)."""
+    return {n: f"C{i}" for i, n in enumerate(n for n in scan if n != COMBINED)}
+
+
 def eps2_overlay_figure(
     scan: dict[str, dict[str, np.ndarray]],
     labels: dict[str, str],
@@ -34,7 +39,7 @@ def eps2_overlay_figure(
     """Observed (solid) and expected median (dashed) eps^2 limits of every dataset; the
     combination in black. Blinded: expected only."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    colour = 0
+    colours = dataset_colours(scan)
     for name, a in scan.items():
         ok = _ok(a)
         if not ok.any():
@@ -43,8 +48,7 @@ def eps2_overlay_figure(
         if name == COMBINED:
             c, lw, lab = "k", 2.0, "Combined"
         else:
-            c, lw, lab = f"C{colour}", 1.4, labels.get(name, name)
-            colour += 1
+            c, lw, lab = colours[name], 1.4, labels.get(name, name)
         mk = marker(len(m))
         if not blinded:
             ax.plot(
@@ -84,7 +88,7 @@ def observed_figure(
     """Observed limits only (no bands) of every dataset and the combination: ``eps2``, or
     ``A`` (single datasets: a combined yield is a sum over datasets)."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    colour = 0
+    colours = dataset_colours(scan)
     for name, a in scan.items():
         ok = _ok(a)
         if not ok.any() or (quantity == "A" and name == COMBINED):
@@ -93,8 +97,7 @@ def observed_figure(
         if name == COMBINED:
             c, lw, lab = "k", 2.0, "Combined"
         else:
-            c, lw, lab = f"C{colour}", 1.5, labels.get(name, name)
-            colour += 1
+            c, lw, lab = colours[name], 1.5, labels.get(name, name)
         ax.plot(
             m,
             a[f"{quantity}_up"][ok],
@@ -127,12 +130,17 @@ def combined_brazil_figure(
     m = a["mass_GeV"][ok]
     lo, hi = m.min(), m.max()
     other = {}
+    colours = dataset_colours(scan)
     for name, s in scan.items():
         if name == COMBINED:
             continue
         sel = _ok(s) & (s["mass_GeV"] >= lo - MASS_TOL_GEV) & (s["mass_GeV"] <= hi + MASS_TOL_GEV)
         if sel.any() and not blinded:
-            other[f"{labels.get(name, name)} observed"] = (s["mass_GeV"][sel], s["eps2_up"][sel])
+            other[f"{labels.get(name, name)} observed"] = (
+                s["mass_GeV"][sel],
+                s["eps2_up"][sel],
+                colours[name],
+            )
     bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]
     obs = None if blinded else a["eps2_up"][ok]
     return brazil_figure(

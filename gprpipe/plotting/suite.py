@@ -16,7 +16,7 @@ MEV = 1e3
 FLAG_STYLE: dict[str, Any] = {
     "marker": "o",
     "mfc": "none",
-    "mec": "C3",
+    "mec": "tab:red",  # (C3 is purple in the hep style)
     "ls": "none",
     "ms": 6,
     "mew": 1.3,
@@ -55,8 +55,16 @@ def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flag
     if obs is not None:
         ax.plot(m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
         _mark_flagged(ax, m, obs, flagged)
-    for name, (mm, yy) in (other or {}).items():
-        ax.plot(np.asarray(mm) * MEV, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name)
+    for name, (mm, yy, *colour) in (other or {}).items():  # (mass, limit[, colour])
+        ax.plot(
+            np.asarray(mm) * MEV,
+            yy,
+            lw=1.2,
+            marker=marker(len(mm)),
+            ms=3,
+            label=name,
+            color=colour[0] if colour else None,
+        )
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(ylabel)
@@ -212,7 +220,7 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
     if "gof_p" in fit:
         axes[-1].set_yscale("log")
         if gof_p_min:
-            axes[-1].axhline(gof_p_min, color="C3", lw=0.8, ls="--", label="flag threshold")
+            axes[-1].axhline(gof_p_min, color="tab:red", lw=0.8, ls="--", label="flag threshold")
         legend(axes[-1])
     legend(axes[0])
     axes[-1].set_xlabel(r"$m_{A'}$ [MeV]")
