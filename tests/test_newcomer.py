@@ -629,6 +629,22 @@ def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path):
         f"{run_dir.resolve()} --failed (it keeps the config the run recorded; after fixing "
         "the config file, run it again instead)",
     ]
+    # a fit chunk killed: scan.csv is missing because a task it needs failed (it said its
+    # own task, the limit merge, had failed; that one never ran)
+    code, out, _ = run_cli_here(
+        "run",
+        QUICKSTART,
+        "--steps",
+        "load,fit,limit",
+        *settings(f"base.output={run_dir}", "scan.masses=[0.06]"),
+        env={CRASH_AFTER: "demo-000.h5"},
+    )
+    assert code == 1
+    lines = summary_lines(run_summary(run_dir))
+    assert (
+        f"  not summarised: {run_dir.resolve()}/nominal/scan.csv: not there (a task it needs "
+        "failed, see below)." in lines
+    ), lines
 
 
 # ---------------------------------------------------------------- 3. progress and Ctrl-C

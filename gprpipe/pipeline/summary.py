@@ -134,7 +134,13 @@ def run_summary(run_dir: Path) -> RunSummary:
         except GprpipeError as exc:
             ps.unvouched = str(exc)
         if ps.point in writes_scan and not scan.is_file() and ps.failures:
-            ps.unvouched = f"{scan}: not there (its task failed, see below)."
+            writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
+            why = (
+                "its task failed"
+                if writer is not None and states[writer.id][0] == "failed"
+                else "a task it needs failed"
+            )
+            ps.unvouched = f"{scan}: not there ({why}, see below)."
         config = configs.get(ps.point)
         stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
         inject = ps.point_dir / "inject.csv"
