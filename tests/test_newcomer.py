@@ -222,6 +222,11 @@ def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[st
     ("args", "expected"),
     [
         (["--steps", "loaf"], "--steps loaf: 'loaf' is not a step; did you mean 'load'?"),
+        (  # (it named "--set steps.run", which the user had not given)
+            ["--steps", "load,inject"],
+            "--steps load,inject: includes 'inject', which needs inject.masses (it is empty: "
+            "no injection study would run).",
+        ),
         (
             ["--steps", ""],
             "--steps '': name one or more of load, fit, limit, inject, toyscan, plot.",

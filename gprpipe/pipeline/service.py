@@ -633,6 +633,11 @@ def make_run_dir(run_dir: Path, where: str) -> None:
 # ---------------------------------------------------------------- run and rerun
 
 
+def _steps_given(steps: str | Sequence[str]) -> str:
+    """``--steps`` as the user wrote it (a list from a program: joined by commas)."""
+    return steps if isinstance(steps, str) else ",".join(steps)
+
+
 def run(
     config: Path, options: RunOptions | None = None, observer: RunObserver | None = None
 ) -> RunResult:
@@ -662,7 +667,20 @@ def run(
         except BlindingVaries:  # blind at some grid points: --unblind lifts it at all
             blind_in_config = True
         overrides.append("base.blind=false")
-    loaded, all_points = load_points(config, overrides, check=True)
+    try:
+        loaded, all_points = load_points(config, overrides, check=True)
+    except ConfigError as exc:  # --steps is given to the loader as --set steps.run
+        if opts.steps is None:
+            raise
+        from gprpipe.config.issues import Issue
+
+        issues = [
+            replace(e, prefix=f"--steps {_steps_given(opts.steps)}")
+            if isinstance(e, Issue) and e.where == "--set steps.run"
+            else e
+            for e in exc.issues
+        ]
+        raise ConfigError(issues) from None
     points = select_points(all_points, opts.points)
     _refuse_missing_files(config, loaded, points)
     if any(p.config.base.blind and p.config.limit.global_toys > 0 for p in points):
