@@ -118,6 +118,22 @@ def test_identical_points_and_a_varied_run_directory_are_refused():
     ]
 
 
+def test_points_that_render_alike_are_refused(tmp_path: Path):
+    """Values that differ as written but render alike ("{{ 1+1 }}" and 2) made two points
+    of one config, each run in full."""
+    from gprpipe.config import load_points
+
+    cfg = quickstart_child(tmp_path / "g.toml", '[grid]\n"base.seed" = ["{{ 1+1 }}", 2, 3]\n')
+    with pytest.raises(ConfigError) as info:
+        load_points(cfg)
+    assert info.value.errors == [
+        "grid: grid points seed-_1+1_ and seed-2 give the same config (their values differ as "
+        "written, not once rendered): drop one of them."
+    ]
+    cfg.write_text(cfg.read_text().replace('"{{ 1+1 }}", ', ""))
+    assert [p.name for p in load_points(cfg)[1]] == ["seed-2", "seed-3"]
+
+
 GRID_2X2 = """
     output = "{out}"
     [grid]

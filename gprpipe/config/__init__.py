@@ -212,9 +212,31 @@ def load_points(
                 points.append(Point(index, name, values, model, model.model_dump(mode="json")))
     if not errors and len({p.config.base.blind for p in points}) > 1:
         raise BlindingVaries([_blinding_varies(points, where)])
+    if not errors:
+        errors += _alike_points(points)
     if errors:
         raise ConfigError(unique(errors))
     return loaded, points
+
+
+def _alike_points(points: Sequence[Point]) -> list[Issue]:
+    """Two grid points whose values differ as written but render to one config (a Jinja2
+    value, two spellings of one file, one list in two orders): one point, run twice."""
+    import json
+
+    seen: dict[str, str] = {}
+    for p in points:
+        key = json.dumps(p.data, sort_keys=True, default=str)
+        if key in seen:
+            return [
+                Issue(
+                    f"grid points {seen[key]} and {p.name} give the same config (their values "
+                    "differ as written, not once rendered): drop one of them.",
+                    key="grid",
+                )
+            ]
+        seen[key] = p.name
+    return []
 
 
 class BlindingVaries(ConfigError):
