@@ -618,3 +618,23 @@ def test_a_toy_global_z_no_toy_reached_is_shown_as_a_bound(tmp_path):
 def csv_rows(path: Path) -> list[dict[str, str]]:
     with path.open() as fh:
         return list(csv.DictReader(fh))
+
+
+def test_the_hepdata_of_a_grid_point_names_it(shared_quickstart: Path, tmp_path: Path):
+    """The HEPData submissions of two grid points were byte-identical in everything but the
+    numbers: the comment and each table's location name the point."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.steps.hepdata import build_submission
+
+    nominal = shared_quickstart / "nominal"
+    cfg = point_config_from_file(nominal / "config.toml")
+    point = tmp_path / "blind_nsigma-1.96"
+    point.mkdir()
+    (point / "limit.h5").write_bytes((nominal / "limit.h5").read_bytes())
+    (sub0, _), (sub1, _) = (build_submission(cfg, d / "limit.h5") for d in (nominal, point))
+    assert sub0.comment.startswith("quickstart: limits and significances")
+    assert sub1.comment.startswith("quickstart, grid point blind_nsigma-1.96: limits and")
+    assert {t.location for t in sub0.tables} == {"gprpipe run quickstart: scan.csv"}
+    assert {t.location for t in sub1.tables} == {
+        "gprpipe run quickstart: blind_nsigma-1.96/scan.csv"
+    }

@@ -210,20 +210,22 @@ def build_submission(cfg: Config, limit_path: Path):
     from gprpipe.steps.limit import BAND_COLS, read_scan
 
     cl = 100.0 * (1.0 - cfg.limit.alpha)
+    point = Path(limit_path).parent.name  # a grid point's folder names its values
+    run = cfg.base.name if point == "nominal" else f"{cfg.base.name}, grid point {point}"
     sub = hepdata_lib.Submission()
     sub.comment = (
-        f"{cfg.base.name}: limits and significances of the GPR bump hunt "
+        f"{run}: limits and significances of the GPR bump hunt "
         f"(gprpipe {__version__}), {cl:g}% CL CLs; observed limits: "
         f"{cfg.limit.mode}, expected bands: {cfg.limit.bands}."
     )
     if cfg.base.blind:
         sub.comment = (
-            f"{cfg.base.name}: BLINDED expected limits of the GPR bump hunt "
+            f"{run}: BLINDED expected limits of the GPR bump hunt "
             f"(gprpipe {__version__}), {cl:g}% CL CLs; no observed result."
         )
     method = f"CLs, q~ test statistic, {cfg.limit.mode} (bands: {cfg.limit.bands})"
     csvs: dict[str, str] = {}
-    where = f"gprpipe run {cfg.base.name}: scan.csv"
+    where = f"gprpipe run {cfg.base.name}: {'' if point == 'nominal' else point + '/'}scan.csv"
     for name, a in read_scan(limit_path).items():
         ok = a["status"] == "ok"
         if not ok.any():
