@@ -365,6 +365,26 @@ def test_rendering_is_bounded(case, cli, expr: str, why: str):
     case(cli, f"name = '''{expr}'''\n", "base.name", "rendering bounds", why, args=("validate",))
 
 
+def test_the_points_of_a_grid_share_one_rendering_budget(tmp_path: Path, monkeypatch):
+    """Each config has 3 s of rendering, but that restarted at every point: 1000 points of
+    a slow template took 50 minutes. The points of a grid share one budget (30 s; here
+    0.05 s, which twelve renderings of a 90,000-step loop exceed together)."""
+    from gprpipe.config import load_points, render
+    from gprpipe.errors import ConfigError
+
+    slow = "{% for i in range(300) %}{% for j in range(300) %}{% endfor %}{% endfor %}x"
+    body = f'[plot]\nstatus = "{slow}"\n[grid]\n"limit.n_toys" = {list(range(10, 22))}\n'
+    cfg = quickstart_child(tmp_path / "g.toml", body)
+    assert len(load_points(cfg)[1]) == 12  # within the real budget
+    monkeypatch.setattr(render, "MAX_GRID_SECONDS", 0.05)
+    with pytest.raises(ConfigError) as info:
+        load_points(cfg)
+    assert any(
+        "rendering the grid's points took longer than 0.05 s together" in e
+        for e in info.value.errors
+    ), info.value.errors
+
+
 def test_bounded_filters_still_work_within_the_bounds():
     """The width-bounded filters keep Jinja2's behaviour (``truncate`` and ``wordwrap``
     take the environment first: a wrapper that lost that mark broke them)."""

@@ -36,7 +36,7 @@ from gprpipe.config.loader import (
     resolve_ref,
     set_dotted,
 )
-from gprpipe.config.render import render_config
+from gprpipe.config.render import grid_budget, render_config
 from gprpipe.config.schema import Base, Config, Point, validate
 from gprpipe.errors import ConfigError, GprpipeError
 
@@ -175,41 +175,44 @@ def load_points(
     if errors:
         raise ConfigError(errors)
     points: list[Point] = []
-    for index, (name, values) in enumerate(zip(names, settings)):
-        data = copy.deepcopy(loaded.data)
-        data.pop("grid", None)
-        for key, value in values.items():
-            set_dotted(data, key, value)
-            loaded.origins[key] = (
-                loaded.origins.get(f"grid.{key}")
-                or loaded.origins.get(f"grid.zip.{key}")
-                or Origin("grid")
-            )
-        missing_cards = _apply_cards(data, loaded)
-        unsafe = control_char_errors(data, where) + name_errors(data, where)
-        if unsafe or missing_cards:
-            # without its card a dataset lacks the card's keys: say only what is wrong
-            errors += missing_cards + unsafe
-            continue
-        try:
-            data = render_config(data, where)
-        except ConfigError as exc:
-            errors += issues_of(exc)
-            # still report unknown keys (typos), which do not depend on rendering
-            errors += [e for e in validate(data, where)[1] if e.message.startswith("unknown key")]
-            continue
-        unsafe = control_char_errors(data, where)
-        if unsafe:
-            errors += unsafe
-            continue
-        _resolve_paths(data, loaded)
-        model, errs = validate(data, where)
-        errors += errs
-        if model is not None:
-            errs = plan_errors(model, where)
+    with grid_budget():  # the points of one grid share one rendering budget
+        for index, (name, values) in enumerate(zip(names, settings)):
+            data = copy.deepcopy(loaded.data)
+            data.pop("grid", None)
+            for key, value in values.items():
+                set_dotted(data, key, value)
+                loaded.origins[key] = (
+                    loaded.origins.get(f"grid.{key}")
+                    or loaded.origins.get(f"grid.zip.{key}")
+                    or Origin("grid")
+                )
+            missing_cards = _apply_cards(data, loaded)
+            unsafe = control_char_errors(data, where) + name_errors(data, where)
+            if unsafe or missing_cards:
+                # without its card a dataset lacks the card's keys: say only what is wrong
+                errors += missing_cards + unsafe
+                continue
+            try:
+                data = render_config(data, where)
+            except ConfigError as exc:
+                errors += issues_of(exc)
+                # still report unknown keys (typos), which do not depend on rendering
+                errors += [
+                    e for e in validate(data, where)[1] if e.message.startswith("unknown key")
+                ]
+                continue
+            unsafe = control_char_errors(data, where)
+            if unsafe:
+                errors += unsafe
+                continue
+            _resolve_paths(data, loaded)
+            model, errs = validate(data, where)
             errors += errs
-            if not errs:
-                points.append(Point(index, name, values, model, model.model_dump(mode="json")))
+            if model is not None:
+                errs = plan_errors(model, where)
+                errors += errs
+                if not errs:
+                    points.append(Point(index, name, values, model, model.model_dump(mode="json")))
     if not errors and len({p.config.base.blind for p in points}) > 1:
         raise BlindingVaries([_blinding_varies(points, where)])
     if not errors:

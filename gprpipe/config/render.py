@@ -17,6 +17,7 @@ field is numeric.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import math
@@ -48,6 +49,7 @@ MAX_CHARS = 100_000
 MAX_POWER_BITS = 4096
 MAX_SECONDS = 1.0
 MAX_CONFIG_SECONDS = 3.0  # all strings of one config together
+MAX_GRID_SECONDS = 30.0  # all points of one grid together (a typical point takes ~3 ms)
 _WIDE_FORMAT = re.compile(r"[%:{][^%:{}]*?\d{6,}")  # a format width of 6+ digits
 #: a width or precision given by an argument: '%*s', '%.*f', '{:{}}' (not seen in the text)
 _ARG_WIDTH = re.compile(r"%[-#0 +]*(\d*\.)?\*|\{[^{}]*:[^{}]*\{")
@@ -265,7 +267,7 @@ def _render_bounded(template: jinja2.Template, ctx: Mapping[str, Any]) -> str:
     why = f"rendering took longer than {MAX_SECONDS:g} s"
     if total is not None and total < deadline:
         deadline = total
-        why = f"rendering the config took longer than {MAX_CONFIG_SECONDS:g} s"
+        why = getattr(_LOCAL, "config_why", "")
     count = [0]
 
     def local(frame: FrameType, event: str, arg: Any) -> TraceFunction:
@@ -468,12 +470,36 @@ def render_config(data: Mapping[str, Any], where: Where = key_only) -> dict[str,
     ``where(dotted_key)`` gives the location used in error messages. All errors of a pass
     are collected and raised together.
     """
-    outer = getattr(_LOCAL, "config_deadline", None)
-    _LOCAL.config_deadline = time.monotonic() + MAX_CONFIG_SECONDS
+    outer = getattr(_LOCAL, "config_deadline", None), getattr(_LOCAL, "config_why", "")
+    left = getattr(_LOCAL, "grid_left", None)  # within grid_budget(): what the grid has left
+    start = time.monotonic()
+    if left is not None and left < MAX_CONFIG_SECONDS:
+        _LOCAL.config_deadline = start + left
+        _LOCAL.config_why = (
+            f"rendering the grid's points took longer than {MAX_GRID_SECONDS:g} s together"
+        )
+    else:
+        _LOCAL.config_deadline = start + MAX_CONFIG_SECONDS
+        _LOCAL.config_why = f"rendering the config took longer than {MAX_CONFIG_SECONDS:g} s"
     try:
         return _render_config(data, where)
     finally:
-        _LOCAL.config_deadline = outer
+        _LOCAL.config_deadline, _LOCAL.config_why = outer
+        if left is not None:
+            _LOCAL.grid_left = left - (time.monotonic() - start)
+
+
+@contextlib.contextmanager
+def grid_budget() -> Iterator[None]:
+    """Bound the rendering of every point of one grid together by ``MAX_GRID_SECONDS``
+    (each config alone has ``MAX_CONFIG_SECONDS``: 1000 points of a slow template took
+    50 minutes)."""
+    outer = getattr(_LOCAL, "grid_left", None)
+    _LOCAL.grid_left = MAX_GRID_SECONDS
+    try:
+        yield
+    finally:
+        _LOCAL.grid_left = outer
 
 
 def _render_config(data: Mapping[str, Any], where: Where) -> dict[str, Any]:
