@@ -614,15 +614,18 @@ def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path):
     wrote load.h5): the summary says so and how to finish the run. (A data file that does
     not exist is refused before the run starts: see the parametrized cases above.)"""
     run_dir = tmp_path / "run"
-    code, out, _ = run_cli_here(
-        "run",
-        QUICKSTART,
-        "--steps",
-        "load",
-        *settings(f"base.output={run_dir}", "scan.masses=[0.06]"),
-        env={CRASH_AFTER: "load.h5"},
-    )
-    assert code == 1 and "Results in" not in out and "The run is incomplete" in out
+
+    def killed_after(steps: str, written: str) -> str:
+        """Run ``steps`` with the task that writes ``written`` killed right after; stdout."""
+        one_mass = settings(f"base.output={run_dir}", "scan.masses=[0.06]")
+        code, out, _ = run_cli_here(
+            "run", QUICKSTART, "--steps", steps, *one_mass, env={CRASH_AFTER: written}
+        )
+        assert code == 1
+        return out
+
+    out = killed_after("load", "load.h5")
+    assert "Results in" not in out and "The run is incomplete" in out
     lines = summary_lines(run_summary(run_dir))
     assert lines[1:] == [
         "nominal",
@@ -636,15 +639,7 @@ def test_summary_of_a_failed_run_lists_the_failure(tmp_path: Path):
     ]
     # a fit chunk killed: scan.csv is missing because a task it needs failed (it said its
     # own task, the limit merge, had failed; that one never ran)
-    code, out, _ = run_cli_here(
-        "run",
-        QUICKSTART,
-        "--steps",
-        "load,fit,limit",
-        *settings(f"base.output={run_dir}", "scan.masses=[0.06]"),
-        env={CRASH_AFTER: "demo-000.h5"},
-    )
-    assert code == 1
+    killed_after("load,fit,limit", "demo-000.h5")
     lines = summary_lines(run_summary(run_dir))
     assert (
         f"  not summarised: {run_dir.resolve()}/nominal/scan.csv: not there (a task it needs "
