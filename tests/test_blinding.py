@@ -126,6 +126,7 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
         for k in da:
             np.testing.assert_array_equal(da[k], db[k], err_msg=f"{f}:{k}")
     assert _files(a, "hepdata/*") == _files(b, "hepdata/*")
+    assert _files(a, "hepdata.tar.gz") == _files(b, "hepdata.tar.gz") != {}
     pa, pb = _files(a, "plots/*.png"), _files(b, "plots/*.png")
     assert len(pa) >= 5 and pa.keys() == pb.keys()
     assert [k for k in pa if pa[k] != pb[k]] == []
@@ -541,3 +542,19 @@ def test_blinded_gp_fit_figure_hides_every_test_masss_window(tmp_path: Path, cap
     assert capsys.readouterr().out == (
         "notice: plot.displays.observed: a blinded run draws no observed display\n"
     )
+
+
+def test_a_blinded_plot_task_removes_the_observed_hepdata_archive(tmp_path, cli):
+    """After an unblinded run, a blinded run whose plot task draws no limits (load, fit,
+    plot) removed hepdata/ but left its archive, hepdata.tar.gz, beside it, and the
+    BLINDED report offered it as an export: observed limits of a blinded folder."""
+    point = tmp_path / "r" / "nominal"
+    lean = (f"base.output={tmp_path / 'r'}", 'plot.formats=["png"]', "plot.masses=[]")
+    code, _, err = cli("run", QUICKSTART, *settings(*lean))
+    assert code == 0 and (point / "hepdata.tar.gz").is_file(), err
+    code, _, err = cli(
+        "run", QUICKSTART, "--steps", "load,fit,plot", *settings(*lean, "base.blind=true")
+    )
+    assert code == 0, err
+    assert not (point / "hepdata.tar.gz").exists() and not (point / "hepdata").exists()
+    assert "hepdata" not in (point / "report.html").read_text()

@@ -1,7 +1,7 @@
 """HEPData submission of every limit curve and significance scan (written by the plot step).
 
 Built with ``hepdata_lib`` and validated by ``hepdata-validator`` (the tests run the
-validator on the archive). ``<point>/hepdata/`` receives, for each dataset group of
+validator on the folder and on the archive). ``<point>/hepdata/`` receives, for each dataset group of
 ``limit.h5`` (including ``combined``):
 
 * ``limits_<quantity>_<dataset>.yaml`` (quantity ``eps2`` or ``a``; names lower-case):
@@ -11,9 +11,10 @@ validator on the archive). ``<point>/hepdata/`` receives, for each dataset group
 * ``significance_<dataset>.yaml``: local and global p0 and Z vs mass;
 * ``limits_<quantity>_<dataset>.csv``: ``mass_GeV, observed, expected_median,
   expected_minus1sigma, expected_plus1sigma, expected_minus2sigma, expected_plus2sigma``
-  (band edges as absolute values);
+  (band edges as absolute values; listed in ``submission.yaml`` as additional resources);
 
-plus ``submission.yaml`` and ``submission.tar.gz`` (the archive HEPData accepts). Only rows
+plus ``submission.yaml``; their archive, which HEPData accepts, is ``<point>/hepdata.tar.gz``
+(beside the folder, so that the folder validates as it is). Only rows
 with ``status == "ok"`` are exported. Blinded runs (``base.blind``) export the expected
 limits only (no observed variable or column, no significance table) and say so in every
 table, qualifier and comment. The folder is replaced as a whole (built next to it,

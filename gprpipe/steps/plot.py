@@ -139,7 +139,7 @@ def _other_settings(ctx) -> list[Path]:
 
 
 #: files of the point folder itself that the plot step writes (beside plots/ and hepdata/)
-POINT_PRODUCTS = ("combination.csv", "allocation.csv")
+POINT_PRODUCTS = ("combination.csv", "allocation.csv", "hepdata.tar.gz")
 
 
 def _previous_products(lay) -> set[Path]:
