@@ -878,7 +878,7 @@ def test_plot_version_changes_the_plot_key_alone(shared_quickstart: Path, monkey
 
     tasks, configs = tasks_of_run(load_run_info(shared_quickstart))
     before = {t.id: cache.task_key(t, configs[t.point]) for t in tasks}
-    monkeypatch.setattr(cache, "PLOT_VERSION", 7)
+    monkeypatch.setattr(cache, "PLOT_VERSION", cache.PLOT_VERSION + 1)
     after = {t.id: cache.task_key(t, configs[t.point]) for t in tasks}
     changed = sorted(k for k in before if before[k] != after[k])
     assert changed == ["nominal/plot"] and len(before) == 6

@@ -1,8 +1,8 @@
 """HEPData submission of every limit curve and significance scan (written by the plot step).
 
 Built with ``hepdata_lib`` and validated by ``hepdata-validator`` (the tests run the
-validator on the folder and on the archive). ``<point>/hepdata/`` receives, for each dataset group of
-``limit.h5`` (including ``combined``):
+validator on the folder and on the archive). ``<point>/hepdata/`` receives, for each
+dataset group of ``limit.h5`` (including ``combined``):
 
 * ``limits_<quantity>_<dataset>.yaml`` (quantity ``eps2`` or ``a``; names lower-case):
   independent variable m(A') in GeV; dependent variables the observed upper limit and
