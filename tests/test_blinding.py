@@ -243,6 +243,17 @@ def test_no_rendered_set_lifts_blinding(tmp_path, cli):
         ), err
     code, out, err = cli("run", pathless, "--dry-run", "--set", path, "--set", "base.blind=true")
     assert code == 0, err
+    # a plain override that its base.blind template reads lifts nothing either
+    pathless.write_text(
+        pathless.read_text().replace("blind = true", 'blind = "{{ limit.alpha < 0.06 }}"')
+    )
+    code, out, err = cli("run", pathless, "--dry-run", "--set", path, "--set", "limit.alpha=0.1")
+    assert code == 1 and err.strip() == (
+        "error: --set limit.alpha=0.1: blinding is lifted only by 'gprpipe run --unblind' "
+        "(recorded in run.json)."
+    ), err
+    code, out, err = cli("run", pathless, "--dry-run", "--set", path, "--set", "limit.alpha=0.05")
+    assert code == 0, err
 
 
 def test_a_blinded_folder_is_not_run_unblinded_without_unblind(tmp_path, cli):

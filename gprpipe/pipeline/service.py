@@ -528,8 +528,8 @@ def refuse_set_unblind(
     ``base.blind=false`` (refused whatever the config says) nor by any value that renders
     a point of ``config`` (or of ``text`` standing for it) unblind that is blind without
     the overrides (``{{ false }}``, a key its Jinja2 reads). A config that loads only with
-    some overrides (a data path) is judged against its plain ones (no Jinja2, nothing of
-    base.blind); one that loads with none of them takes only a literal true."""
+    some override (a data path) is blind when its base.blind as written is anything but
+    false (true, or a template)."""
     from gprpipe.config.loader import flatten, parse_override
 
     def lifting(o: str) -> GprpipeError:
@@ -554,34 +554,37 @@ def refuse_set_unblind(
             raise lifting(o)
     if config is None or not overrides:
         return
-    base: list[str] = []  # the overrides the config needs to load at all (a data path)
     try:
         blind = [p.config.base.blind for p in load_points(config, text=text)[1]]
     except GprpipeError:
-        # judged against the plain overrides: no Jinja2, nothing of base.blind
-        base = [o for o in overrides if "{{" not in o and "{%" not in o and blind_leaf(o) is True]
+        # it loads only with some override (a data path): judged by base.blind as written
+        from gprpipe.config import load as load_merged
+
         try:
-            blind = [p.config.base.blind for p in load_points(config, base, text=text)[1]]
-        except GprpipeError:  # no baseline: base.blind must be set to true itself
-            for o in overrides:
-                if blind_leaf(o) is not True and str(blind_leaf(o)).strip().lower() != "true":
-                    raise lifting(o) from None
+            merged = load_merged(config, (), text).data.get("base") or {}
+            written = merged.get("blind", False) if isinstance(merged, dict) else True
+        except GprpipeError:
+            written = True  # (unreadable: the loader says why when the run loads it)
+        if written is False or str(written).strip().lower() in ("false", "0", "no", "off"):
             return
+        blind = [True]  # written true, or a template: blind unless the overrides lift it
     if not any(blind):
         return
     try:
-        with_set = [p.config.base.blind for p in load_points(config, overrides, text=text)[1]]
+        points = load_points(config, overrides, text=text)[1]
     except GprpipeError:  # the loader names the bad override when the run loads it
         return
+    with_set = [p.config.base.blind for p in points]
+    if len(blind) != len(with_set):
+        blind = [blind[0]] * len(with_set)
     if any(b and not s for b, s in zip(blind, with_set, strict=True)):
-        for o in overrides:
-            if o in base:
-                continue
+        for o in overrides:  # the override without which every point stays blind
+            rest = [x for x in overrides if x != o]
             try:
-                points = load_points(config, [*base, o], text=text)[1]
+                alone = [p.config.base.blind for p in load_points(config, rest, text=text)[1]]
             except GprpipeError:
                 continue
-            if any(b and not p.config.base.blind for b, p in zip(blind, points, strict=True)):
+            if all(alone):
                 raise lifting(o)
         raise lifting(" --set ".join(overrides))
 
