@@ -228,6 +228,11 @@ def test_validate_refuses_what_run_would(cli, sets: list[str], expected: list[st
             "no injection study would run).",
         ),
         (
+            ["--steps", "load,inject", "--unblind"],
+            "--steps load,inject: includes 'inject', which needs inject.masses (it is empty: "
+            "no injection study would run).",
+        ),
+        (
             ["--steps", ""],
             "--steps '': name one or more of load, fit, limit, inject, toyscan, plot.",
         ),

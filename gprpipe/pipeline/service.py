@@ -636,9 +636,24 @@ def make_run_dir(run_dir: Path, where: str) -> None:
 # ---------------------------------------------------------------- run and rerun
 
 
-def _steps_given(steps: str | Sequence[str]) -> str:
-    """``--steps`` as the user wrote it (a list from a program: joined by commas)."""
-    return steps if isinstance(steps, str) else ",".join(steps)
+@contextmanager
+def _steps_named(steps: str | Sequence[str] | None) -> Iterator[None]:
+    """Config errors of the block that name ``--set steps.run`` name ``--steps`` instead
+    when the user chose the steps with it (the run gives the loader that override)."""
+    try:
+        yield
+    except ConfigError as exc:
+        from gprpipe.config.issues import Issue
+
+        named = [isinstance(e, Issue) and e.where == "--set steps.run" for e in exc.issues]
+        if steps is None or not any(named):
+            raise
+        given = steps if isinstance(steps, str) else ",".join(steps)
+        issues = [
+            replace(e, prefix=f"--steps {given}") if hit else e
+            for e, hit in zip(exc.issues, named, strict=True)
+        ]
+        raise ConfigError(issues) from None
 
 
 def run(
@@ -663,27 +678,15 @@ def run(
     if opts.jobs is not None:  # the task workers, and the plot task's figure workers
         overrides.append(f"base.jobs={int(opts.jobs)}")
     blind_in_config = False
-    if opts.unblind:
-        try:
-            _, as_written = load_points(config, overrides)
-            blind_in_config = any(p.config.base.blind for p in as_written)
-        except BlindingVaries:  # blind at some grid points: --unblind lifts it at all
-            blind_in_config = True
-        overrides.append("base.blind=false")
-    try:
+    with _steps_named(opts.steps):  # --steps reaches the loader as --set steps.run
+        if opts.unblind:
+            try:
+                _, as_written = load_points(config, overrides)
+                blind_in_config = any(p.config.base.blind for p in as_written)
+            except BlindingVaries:  # blind at some grid points: --unblind lifts it at all
+                blind_in_config = True
+            overrides.append("base.blind=false")
         loaded, all_points = load_points(config, overrides, check=True)
-    except ConfigError as exc:  # --steps is given to the loader as --set steps.run
-        if opts.steps is None:
-            raise
-        from gprpipe.config.issues import Issue
-
-        issues = [
-            replace(e, prefix=f"--steps {_steps_given(opts.steps)}")
-            if isinstance(e, Issue) and e.where == "--set steps.run"
-            else e
-            for e in exc.issues
-        ]
-        raise ConfigError(issues) from None
     points = select_points(all_points, opts.points)
     _refuse_missing_files(config, loaded, points)
     if any(p.config.base.blind and p.config.limit.global_toys > 0 for p in points):
