@@ -650,7 +650,7 @@ def _steps_named(steps: str | Sequence[str] | None) -> Iterator[None]:
             raise
         given = steps if isinstance(steps, str) else ",".join(steps)
         issues = [
-            replace(e, prefix=f"--steps {given}") if hit else e
+            replace(e, prefix=f"--steps {given}") if isinstance(e, Issue) and hit else e
             for e, hit in zip(exc.issues, named, strict=True)
         ]
         raise ConfigError(issues) from None
