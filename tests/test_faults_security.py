@@ -359,10 +359,29 @@ def test_task_log_symlink_is_replaced_not_followed(tmp_path: Path):
         ("{{ '%*s' % (10**9, 'a') }}", "a format width given by an argument"),
         ("{{ '{:{}}'.format('a', 10**8) }}", "a format width given by an argument"),
         ("{{ [[1]*20000]*20000 }}", "a repetition builds more than 100000"),
+        ("{{ [{'a': [1]*90000}] * 10000 }}", "a repetition builds more than 100000"),
     ],
 )
 def test_rendering_is_bounded(case, cli, expr: str, why: str):
     case(cli, f"name = '''{expr}'''\n", "base.name", "rendering bounds", why, args=("validate",))
+
+
+@pytest.mark.parametrize(
+    "expr, shown",
+    [
+        ('{{ \'{"a": {"b": %d}}\' % 3 }}', '{"a": {"b": 3}}'),
+        ("{{ '%d%%*' % 3 }}", "3%*"),
+        ("{{ '%5.1f' % 2.25 }}", "  2.2"),
+        ("{{ '{:>4}'.format('a') }}", "   a"),
+    ],
+)
+def test_formats_with_written_widths_render(expr: str, shown: str):
+    """The bounds on widths given by arguments refuse none of these (braces in a % format
+    and an escaped '%%' before a '*' were taken for them)."""
+    from gprpipe.config import load_points
+
+    _, (point,) = load_points(QUICKSTART, [f"plot.status={expr}"])
+    assert point.config.plot.status == shown
 
 
 def test_the_points_of_a_grid_share_one_rendering_budget(tmp_path: Path, monkeypatch):

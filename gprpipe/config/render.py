@@ -51,8 +51,10 @@ MAX_SECONDS = 1.0
 MAX_CONFIG_SECONDS = 3.0  # all strings of one config together
 MAX_GRID_SECONDS = 30.0  # all points of one grid together (a typical point takes ~3 ms)
 _WIDE_FORMAT = re.compile(r"[%:{][^%:{}]*?\d{6,}")  # a format width of 6+ digits
-#: a width or precision given by an argument: '%*s', '%.*f', '{:{}}' (not seen in the text)
-_ARG_WIDTH = re.compile(r"%[-#0 +]*(\d*\.)?\*|\{[^{}]*:[^{}]*\{")
+#: a width or precision given by an argument (not seen in the text): '%*s' or '%.*f' of a
+#: % format (not after an escaped '%%'), '{:{}}' of str.format
+_ARG_WIDTH_PERCENT = re.compile(r"(?<!%)(?:%%)*%[-#0 +]*(\d*\.)?\*")
+_ARG_WIDTH_BRACES = re.compile(r"\{[^{}]*:[^{}]*\{")
 
 
 if TYPE_CHECKING:
@@ -69,6 +71,10 @@ def _size(value: Any) -> int | None:
     counted up to just past ``MAX_CHARS``; None for anything else."""
     if isinstance(value, str):
         return len(value)
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    elif isinstance(value, (set, frozenset)):
+        value = list(value)
     if not isinstance(value, (list, tuple)):
         return None
     total = len(value)
@@ -139,10 +145,12 @@ class _BoundedCodeGenerator(CodeGenerator):
         self.write("))")
 
 
-def _check_format(fmt: Any) -> None:
+def _check_format(fmt: Any, braces: bool = False) -> None:
+    """A % format (``braces``: a str.format one) whose widths could build a huge string."""
     if isinstance(fmt, str) and _WIDE_FORMAT.search(fmt):
         raise RenderLimit("a format width above 99999")
-    if isinstance(fmt, str) and _ARG_WIDTH.search(fmt):
+    arg = _ARG_WIDTH_BRACES if braces else _ARG_WIDTH_PERCENT
+    if isinstance(fmt, str) and arg.search(fmt):
         raise RenderLimit("a format width given by an argument ('*' or a nested {})")
 
 
@@ -224,7 +232,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if getattr(value, "__name__", "") in ("format", "format_map") and isinstance(
             getattr(value, "__self__", None), str
         ):
-            _check_format(value.__self__)
+            _check_format(value.__self__, braces=True)
         return super().wrap_str_format(value)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
