@@ -1047,10 +1047,12 @@ def test_bytes_that_are_not_utf8_and_folderless_outputs_are_refused(tmp_path, mo
     monkeypatch.chdir(here)
     code, _, err = cli("run", QUICKSTART, "--steps", "load")
     assert code == 1 and "holds bytes that are not UTF-8" in err and "Traceback" not in err
+    code, _, err2 = cli("validate", QUICKSTART)  # validate says what run refuses
+    assert code == 1 and err2 == err
     assert list(here.iterdir()) == []
     code, _, err = cli("init", "mine", "--data", os.fsdecode(b"d\xe9.root"))
     assert code == 1 and err.startswith("error: --data") and list(here.iterdir()) == []
-    for output in ('""', "."):
+    for output in ('""', ".", "./.", "x/.."):
         code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={output}")
         assert code == 1 and "is the current folder, not a run directory of its own" in err
     plain = tmp_path / "plain"

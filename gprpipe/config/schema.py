@@ -123,7 +123,7 @@ class Base(Section):
     @field_validator("output")
     @classmethod
     def _a_folder_of_its_own(cls, v: str) -> str:
-        if v.strip() in ("", ".", "./"):
+        if v.strip() in ("", ".", "./") or Path(v).expanduser().resolve() == Path.cwd():
             raise ValueError(
                 f"{v!r} is the current folder, not a run directory of its own (a run writes "
                 "run.json, a lock and one folder per point there); name one, e.g. "

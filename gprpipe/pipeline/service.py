@@ -340,6 +340,7 @@ def validate(
     loaded, points = load_points(config, overrides, check=True, inputs=strict, text=text)
     warnings = [] if strict else missing_files(points, _where_of(config, loaded, points))
     run_dir = run_dir_of(points)
+    refuse_non_utf8(run_dir, str(loaded.where("base.output")))
     tasks = plan_points(run_dir, points, loaded.where)
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # what the folder lacks now
@@ -606,18 +607,24 @@ def engine_for(name: str, config: Config, check: bool = True) -> Engine:
     return engine
 
 
+def refuse_non_utf8(run_dir: Path, where: str) -> None:
+    """Refuse a run directory whose path is not UTF-8: its name is written into run.json
+    and every point's config (the run crashed there, having written its lock)."""
+    try:
+        os.fsencode(run_dir).decode("utf-8")
+    except UnicodeDecodeError:
+        raise GprpipeError(
+            f"{where}: the run directory {run_dir!s} holds bytes that are not UTF-8 (in its "
+            "name or a parent folder's); run it in a folder whose path is UTF-8."
+        ) from None
+
+
 def make_run_dir(run_dir: Path, where: str) -> None:
     """Create the run directory, or say in one sentence why it cannot be (``where``: the
     file, line and key that set it)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
-    try:
-        os.fsencode(run_dir).decode("utf-8")
-    except UnicodeDecodeError:  # its name is written into run.json and every point config
-        raise GprpipeError(
-            f"{where}: the run directory {run_dir!s} holds bytes that are not UTF-8 (in its "
-            "name or a parent folder's); run it in a folder whose path is UTF-8."
-        ) from None
+    refuse_non_utf8(run_dir, where)
     new = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
