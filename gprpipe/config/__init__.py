@@ -10,6 +10,7 @@ key (:class:`~gprpipe.config.issues.Issue`; ``str(issue)`` is the sentence the C
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,9 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
         ts["file"] = str(p.resolve())
     base = data.get("base")
     output = base.get("output") if isinstance(base, dict) else None
-    if isinstance(base, dict) and isinstance(output, str) and output.strip() not in ("", ".", "./"):
-        base["output"] = str(Path(output).expanduser().resolve())  # ("" and "." are refused)
+    here = isinstance(output, str) and os.path.normpath(output.strip() or ".") == "."
+    if isinstance(base, dict) and isinstance(output, str) and not here:  # (here: refused)
+        base["output"] = str(Path(output).expanduser().resolve())
 
 
 def load_points(

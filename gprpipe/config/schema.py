@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import re
 from pathlib import Path
 from types import UnionType
@@ -123,7 +124,7 @@ class Base(Section):
     @field_validator("output")
     @classmethod
     def _a_folder_of_its_own(cls, v: str) -> str:
-        if v.strip() in ("", ".", "./") or Path(v).expanduser().resolve() == Path.cwd():
+        if os.path.normpath(v.strip() or ".") == ".":  # "", ".", "./.", "x/.."
             raise ValueError(
                 f"{v!r} is the current folder, not a run directory of its own (a run writes "
                 "run.json, a lock and one folder per point there); name one, e.g. "
