@@ -127,8 +127,8 @@ def test_points_that_render_alike_are_refused(tmp_path: Path):
     with pytest.raises(ConfigError) as info:
         load_points(cfg)
     assert info.value.errors == [
-        "grid: grid points seed-_1+1_ and seed-2 give the same config (their values differ as "
-        "written, not once rendered): drop one of them."
+        f"{cfg}:3: grid: grid points seed-_1+1_ and seed-2 give the same config (their values "
+        "differ as written, not once rendered); drop one of them."
     ]
     cfg.write_text(cfg.read_text().replace('"{{ 1+1 }}", ', ""))
     assert [p.name for p in load_points(cfg)[1]] == ["seed-2", "seed-3"]

@@ -214,7 +214,8 @@ def test_cancelled_tasks_are_failed(cluster, tmp_path: Path, monkeypatch) -> Non
     assert "CANCELLED" in slurm_log.read_text()
     assert details[held.id].state == "failed"
     assert details[held.id].message == (
-        f"SLURM job {second}_0 was cancelled before it started; rerun --failed runs it"
+        f"SLURM job {second}_0 was cancelled before it started; it runs with: gprpipe rerun "
+        f"{run} --failed"
     )
     # the verdict is kept in the markers, for readers that do not ask SLURM
     assert read_state(point, held.slug) == ("failed", details[held.id].message)

@@ -263,5 +263,8 @@ def test_an_element_cancelled_before_it_started_fails_at_once(tmp_path: Path) ->
         if ("running" not in out and "pending" not in out) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    why = f"SLURM job {job['job_id']}_0 was cancelled before it started; rerun --failed runs it"
+    why = (
+        f"SLURM job {job['job_id']}_0 was cancelled before it started; it runs with: "
+        f"gprpipe rerun {run} --failed"
+    )
     assert why in out, out

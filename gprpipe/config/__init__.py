@@ -218,13 +218,13 @@ def load_points(
     if not errors and len({p.config.base.blind for p in points}) > 1:
         raise BlindingVaries([_blinding_varies(points, where)])
     if not errors:
-        errors += _alike_points(points)
+        errors += _alike_points(points, where)
     if errors:
         raise ConfigError(unique(errors))
     return loaded, points
 
 
-def _alike_points(points: Sequence[Point]) -> list[Issue]:
+def _alike_points(points: Sequence[Point], where: Where) -> list[Issue]:
     """Two grid points whose values differ as written but render to one config (a Jinja2
     value, two spellings of one file, one list in two orders): one point, run twice."""
     import json
@@ -234,10 +234,10 @@ def _alike_points(points: Sequence[Point]) -> list[Issue]:
         key = json.dumps(p.data, sort_keys=True, default=str)
         if key in seen:
             return [
-                Issue(
+                at(
+                    where("grid"),
                     f"grid points {seen[key]} and {p.name} give the same config (their values "
-                    "differ as written, not once rendered): drop one of them.",
-                    key="grid",
+                    "differ as written, not once rendered); drop one of them.",
                 )
             ]
         seen[key] = p.name

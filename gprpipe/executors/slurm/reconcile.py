@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+from gprpipe.errors import cli_command
 from gprpipe.executors.base import TaskStatus
 from gprpipe.executors.slurm import jobs, scheduler
 from gprpipe.executors.slurm.render import task_log
@@ -92,7 +93,10 @@ def reconcile(
             )
             if how == "CANCELLED" and slurm_log is not None and not slurm_log.exists():
                 # SLURM writes this attempt's log when the element starts
-                msg = f"SLURM job {st.job} was cancelled before it started; rerun --failed runs it"
+                msg = (
+                    f"SLURM job {st.job} was cancelled before it started; it runs with: "
+                    f"{cli_command('rerun', run_dir, '--failed')}"
+                )
             result[tid] = TaskStatus(
                 tid, "failed", msg, job=st.job, slurm_state=how or None, log=st.log
             )
