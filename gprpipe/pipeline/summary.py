@@ -6,12 +6,14 @@ CLI prints it after every run and for ``gprpipe summary RUN_DIR``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.pipeline.commit import stale_exports, vouched, with_damage
+from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import plot_manifest_files, read_csv
 from gprpipe.results.summary import (
     DatasetSummary,
@@ -135,12 +137,7 @@ def run_summary(run_dir: Path) -> RunSummary:
             ps.unvouched = str(exc)
         if ps.point in writes_scan and not scan.is_file() and ps.failures:
             writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
-            why = (
-                "its task failed"
-                if writer is not None and states[writer.id][0] == "failed"
-                else "a task it needs failed"
-            )
-            ps.unvouched = f"{scan}: not there ({why}, see below)."
+            ps.unvouched = f"{scan}: not there ({_why_not_written(writer, tasks, states)})."
         config = configs.get(ps.point)
         stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
         inject = ps.point_dir / "inject.csv"
@@ -168,6 +165,26 @@ def run_summary(run_dir: Path) -> RunSummary:
                     "that did not finish; run the plot step to redraw them)"
                 )
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
+
+
+def _why_not_written(
+    writer: Task | None, tasks: Sequence[Task], states: Mapping[str, tuple[str, str]]
+) -> str:
+    """Why the output of task ``writer`` is missing: it failed, a task it needs (directly
+    or not) failed, or it has not run."""
+    if writer is None or states[writer.id][0] == "failed":
+        return "its task failed, see below"
+    by_id = {t.id: t for t in tasks}
+    todo, seen = list(writer.deps), set()
+    while todo:
+        d = todo.pop()
+        if d in seen or d not in by_id:
+            continue
+        seen.add(d)
+        if states[d][0] == "failed":
+            return "a task it needs failed, see below"
+        todo += by_id[d].deps
+    return "its task has not run"
 
 
 def plots_current(point: str, pdir: Path, config: Config) -> bool:
