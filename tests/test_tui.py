@@ -750,6 +750,7 @@ def test_the_editor_refuses_what_validate_refuses(tmp_path):
     )
     # and the status line says so (it said "✓ valid"), and no run is launched
     assert check.summary() == "⚠ 1 point, 6 tasks; 1 input file not found: a run would fail"
+    assert check.style == "bold yellow"  # (it was the green of a valid config)
 
 
 @sync

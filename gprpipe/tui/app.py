@@ -362,7 +362,7 @@ class GprpipeApp(App[None]):
             check = self.check
             if check is not None:
                 s.append("  ")
-                s.append(check.summary(), style="bold red" if check.errors else "bold green")
+                s.append(check.summary(), style=check.style)
                 if check.steps:
                     s.append("  " + "→".join(check.steps))
         self.query_one("#status", Static).update(s)
@@ -395,6 +395,9 @@ class GprpipeApp(App[None]):
         results.reload()
 
     def _focus_tab(self, tab: str) -> None:
+        if tab != "form":  # the form, built later, no longer takes the focus
+            self.query_one(FormPane).focus_when_built = False
+
         def focus() -> None:
             if tab == "browse":
                 self.query_one("#browse-tree", Tree).focus()

@@ -32,7 +32,7 @@ def check_renderable(
     head = Text()
     if title:
         head.append(title + "  ", style="bold")
-    head.append(check.summary(), style="bold red" if check.errors else "bold green")
+    head.append(check.summary(), style=check.style)
     parts.append(head)
     if check.chain:
         chain = Text("inherits: ", style="dim")

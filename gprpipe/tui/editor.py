@@ -89,10 +89,7 @@ class EditorPane(Widget):
 
     def show_check(self, check: Check) -> None:
         self._check = check
-        validity = Text(check.summary(), style="bold red" if check.errors else "bold green")
-        if check.warnings:
-            n = len(check.warnings)
-            validity.append(f"  ⚠ {n} warning{'s' * (n != 1)}", style="yellow")
+        validity = Text(check.summary(), style=check.style)  # (says the warnings too)
         self.query_one("#validity", Static).update(validity)
         issues = self.query_one("#issues", OptionList)
         current = str(check.path.resolve())

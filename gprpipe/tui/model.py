@@ -86,6 +86,11 @@ class Check:
         run = get_dotted(self.merged, "steps.run", [])
         return [str(s) for s in run] if isinstance(run, list) else []
 
+    @property
+    def style(self) -> str:
+        """How :meth:`summary` is shown: red with errors, yellow with warnings, else green."""
+        return "bold red" if self.errors else "bold yellow" if self.warnings else "bold green"
+
     def summary(self) -> str:
         """One line: validity, points, tasks."""
         if self.errors:
