@@ -30,9 +30,8 @@ from gprpipe.config.loader import (
     Origin,
     apply_overrides,
     deep_merge,
-    flatten,
     load_chain,
-    parse_override,
+    override_leaves,
     read_toml,
     resolve_ref,
     set_dotted,
@@ -155,12 +154,10 @@ def load_points(
     errors: list[Issue] = []
     varied = {key for values in settings for key in values}
     for item in overrides:
-        key = item.split("=", 1)[0].strip()
-        try:  # a table (fit={blind_nsigma=3}) sets the keys inside it
-            k, value = parse_override(item)
-            keys = set(flatten(value, f"{k}.")) if isinstance(value, dict) else {k}
+        try:
+            keys = set(override_leaves(item))
         except ConfigError:
-            keys = {key}  # (the loader names a malformed override)
+            keys = {item.split("=", 1)[0].strip()}  # (the loader names a malformed one)
         hit = sorted(keys & varied)
         if hit:
             key = hit[0]

@@ -351,6 +351,13 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
+def override_leaves(item: str) -> dict[str, Any]:
+    """The dotted keys ``--set ITEM`` sets, with their values: a table
+    (``fit={blind_nsigma=3}``) sets the keys inside it. ConfigError if ITEM is malformed."""
+    key, value = parse_override(item)
+    return flatten(value, f"{key}.") if isinstance(value, dict) else {key: value}
+
+
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set a dotted key in a nested dict, creating tables on the way."""
     parts = dotted.split(".")

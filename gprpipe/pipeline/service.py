@@ -531,32 +531,29 @@ def refuse_set_unblind(
     the overrides (``{{ false }}``, a key its Jinja2 reads). A config that loads only with
     some override (a data path) is blind when its base.blind as written is anything but
     false (true, or a template)."""
-    from gprpipe.config.loader import flatten, parse_override
+    from gprpipe.config.loader import override_leaves
 
     def lifting(o: str) -> GprpipeError:
         return GprpipeError(
             f"--set {o}: blinding is lifted only by 'gprpipe run --unblind' (recorded in run.json)."
         )
 
-    def blind_leaf(o: str) -> object:
-        """The value ``o`` gives base.blind (True when it gives none)."""
-        try:
-            key, value = parse_override(o)
-        except ConfigError:
-            return True  # not key=VALUE: the loader says so
-        leaves = flatten(value, f"{key}.") if isinstance(value, dict) else {key: value}
-        return leaves.get("base.blind", True)
+    def says_false(value: object) -> bool:
+        """Whether a base.blind value, as written, says false."""
+        if isinstance(value, str):
+            return value.strip().lower() in ("false", "0", "no", "off", "f", "n")
+        return value is False or value == 0
 
     for o in overrides:
-        blind = blind_leaf(o)
-        if isinstance(blind, str):
-            blind = blind.strip().lower() not in ("false", "0", "no", "off", "f", "n")
-        if blind is False or blind == 0:
-            raise lifting(o)
+        try:
+            if says_false(override_leaves(o).get("base.blind", True)):
+                raise lifting(o)
+        except ConfigError:
+            continue  # not key=VALUE: the loader says so
     if config is None or not overrides:
         return
     try:
-        blind = [p.config.base.blind for p in load_points(config, text=text)[1]]
+        blind: list[bool] | None = [p.config.base.blind for p in load_points(config, text=text)[1]]
     except GprpipeError:
         # it loads only with some override (a data path): judged by base.blind as written
         from gprpipe.config import load as load_merged
@@ -566,19 +563,17 @@ def refuse_set_unblind(
             written = merged.get("blind", False) if isinstance(merged, dict) else True
         except GprpipeError:
             written = True  # (unreadable: the loader says why when the run loads it)
-        if written is False or str(written).strip().lower() in ("false", "0", "no", "off"):
+        if says_false(written):
             return
-        blind = [True]  # written true, or a template: blind unless the overrides lift it
-    if not any(blind):
+        blind = None  # written true, or a template: every point blind unless lifted
+    if blind is not None and not any(blind):
         return
     try:
-        points = load_points(config, overrides, text=text)[1]
+        with_set = [p.config.base.blind for p in load_points(config, overrides, text=text)[1]]
     except GprpipeError:  # the loader names the bad override when the run loads it
         return
-    with_set = [p.config.base.blind for p in points]
-    if len(blind) != len(with_set):
-        blind = [blind[0]] * len(with_set)
-    if any(b and not s for b, s in zip(blind, with_set, strict=True)):
+    was = blind if blind is not None else [True] * len(with_set)
+    if any(b and not s for b, s in zip(was, with_set, strict=True)):
         for o in overrides:  # the override without which every point stays blind
             rest = [x for x in overrides if x != o]
             try:

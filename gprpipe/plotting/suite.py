@@ -13,10 +13,11 @@ from gprpipe.stats.quality import has_result, is_flagged
 from gprpipe.stats.significance import z_from_p
 
 MEV = 1e3
+FLAG_COLOUR = "tab:red"  # (the cycle's C3 is purple in the hep style)
 FLAG_STYLE: dict[str, Any] = {
     "marker": "o",
     "mfc": "none",
-    "mec": "tab:red",  # (C3 is purple in the hep style)
+    "mec": FLAG_COLOUR,
     "ls": "none",
     "ms": 6,
     "mew": 1.3,
@@ -41,7 +42,8 @@ def _mark_flagged(ax, m, y, flagged) -> None:
 
 def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flagged=None):
     """Observed limit (``None`` when blinded), expected median and 1/2-sigma bands vs mass;
-    ``flagged`` masses (background-model quality flags) are circled in red."""
+    ``flagged`` masses (background-model quality flags) are circled in red; ``other``:
+    label -> (mass, limit, colour) of further curves."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -55,15 +57,9 @@ def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flag
     if obs is not None:
         ax.plot(m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
         _mark_flagged(ax, m, obs, flagged)
-    for name, (mm, yy, *colour) in (other or {}).items():  # (mass, limit[, colour])
+    for name, (mm, yy, colour) in (other or {}).items():
         ax.plot(
-            np.asarray(mm) * MEV,
-            yy,
-            lw=1.2,
-            marker=marker(len(mm)),
-            ms=3,
-            label=name,
-            color=colour[0] if colour else None,
+            np.asarray(mm) * MEV, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name, color=colour
         )
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
@@ -220,7 +216,7 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
     if "gof_p" in fit:
         axes[-1].set_yscale("log")
         if gof_p_min:
-            axes[-1].axhline(gof_p_min, color="tab:red", lw=0.8, ls="--", label="flag threshold")
+            axes[-1].axhline(gof_p_min, color=FLAG_COLOUR, lw=0.8, ls="--", label="flag threshold")
         legend(axes[-1])
     legend(axes[0])
     axes[-1].set_xlabel(r"$m_{A'}$ [MeV]")

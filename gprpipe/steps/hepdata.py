@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gprpipe.config.grid import DEFAULT_POINT
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_path, atomic_write_text
 
@@ -212,7 +213,8 @@ def build_submission(cfg: Config, limit_path: Path):
 
     cl = 100.0 * (1.0 - cfg.limit.alpha)
     point = Path(limit_path).parent.name  # a grid point's folder names its values
-    run = cfg.base.name if point == "nominal" else f"{cfg.base.name}, grid point {point}"
+    nominal = point == DEFAULT_POINT
+    run = cfg.base.name if nominal else f"{cfg.base.name}, grid point {point}"
     sub = hepdata_lib.Submission()
     sub.comment = (
         f"{run}: limits and significances of the GPR bump hunt "
@@ -226,7 +228,7 @@ def build_submission(cfg: Config, limit_path: Path):
         )
     method = f"CLs, q~ test statistic, {cfg.limit.mode} (bands: {cfg.limit.bands})"
     csvs: dict[str, str] = {}
-    where = f"gprpipe run {cfg.base.name}: {'' if point == 'nominal' else point + '/'}scan.csv"
+    where = f"gprpipe run {cfg.base.name}: {'' if nominal else point + '/'}scan.csv"
     for name, a in read_scan(limit_path).items():
         ok = a["status"] == "ok"
         if not ok.any():
@@ -285,18 +287,14 @@ def left_out_note(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
     return f" Test masses left out (flagged or failed quality checks): {', '.join(rows)}."
 
 
-def write_submission(
-    sub, folder: Path, resources: dict[str, str] | None = None, archive: Path | None = None
-) -> list[Path]:
+def write_submission(sub, folder: Path, resources: dict[str, str], archive: Path) -> list[Path]:
     """``submission.yaml``, one YAML per table and the files of ``resources`` (name ->
     text, listed as additional resources) in ``folder``, and their archive ``archive``
-    (default ``folder/submission.tar.gz``): what ``Submission.create_files`` writes,
-    without its archive in the working directory. An archive outside ``folder`` leaves
-    the folder a submission that validates as it is (every file referenced)."""
+    outside it (so that the folder validates as it is: every file referenced): what
+    ``Submission.create_files`` writes, without its archive in the working directory."""
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
-    resources = resources or {}
     head: dict[str, object] = {"data_license": sub.get_license(), "comment": sub.comment}
     if resources:
         head["additional_resources"] = [
@@ -310,7 +308,6 @@ def write_submission(
     for name, text in resources.items():
         atomic_write_text(folder / name, text)
     files = sorted([*folder.glob("*.yaml"), *(folder / n for n in resources)])
-    archive = archive or folder / "submission.tar.gz"
     # byte-reproducible archive: no timestamps or owners (same inputs, same bytes)
     with (
         open(archive, "wb") as raw,
@@ -339,7 +336,7 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         with atomic_path(archive, suffix=".tar.gz") as staged:
-            written = write_submission(sub, tmp, csvs, archive=staged)
+            written = write_submission(sub, tmp, csvs, staged)
         names = [p.name for p in written[:-1]]
         os.chmod(tmp, 0o755)
         old = folder.with_name(f".{folder.name}.old")

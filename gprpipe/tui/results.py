@@ -309,7 +309,7 @@ class ResultsPane(Widget):
     def action_toggle_plot(self) -> None:
         sw = self.query_one("#res-switch", ContentSwitcher)
         sw.current = "res-plot" if sw.current == "res-table" else "res-table"
-        self.query_one(f"#{sw.current}").focus()  # the hidden one had the focus
+        self.focus_main()  # the hidden one had the focus
 
     def action_reload(self) -> None:
         self.reload()
