@@ -49,8 +49,17 @@ def mass_within(m: float, lo: float, hi: float) -> bool:
     return lo - MASS_TOL_GEV <= m <= hi + MASS_TOL_GEV
 
 
+def looks_like_mev(value: float) -> bool:
+    """Whether ``value`` (a bare number above :data:`BARE_MAX_GEV`) reads as a mass in MeV
+    typed for GeV: as MeV it is a mass of this search (1e300 is neither)."""
+    return value / 1e3 <= BARE_MAX_GEV
+
+
 def mev_hint(value: float) -> str:
-    """``did you mean 0.060 GeV?`` for a value that looks like MeV typed as GeV."""
+    """``did you mean 0.060 GeV?`` for a value that looks like MeV typed as GeV; for a
+    value that is no mass in either unit, how masses are written."""
+    if not looks_like_mev(value):
+        return "masses are in GeV, below 1 (0.060 is 60 MeV)."
     gev = value / 1e3
     shown = f"{gev:.3f}" if abs(round(gev, 3) - gev) < 1e-12 else f"{gev:g}"
     return f"did you mean {shown} GeV?"
@@ -66,10 +75,12 @@ def parse_mass(text: str, option: str) -> float:
     if not math.isfinite(value):
         raise GprpipeError(f"{option} {text}: not a finite mass.")
     if unit is None and value > BARE_MAX_GEV:
-        raise GprpipeError(
-            f"{option} {text}: masses are in GeV unless a unit is given; "
+        hint = (
             f"{mev_hint(value)} (or write {text}MeV)"
+            if looks_like_mev(value)
+            else "write e.g. 0.060 or 60MeV."
         )
+        raise GprpipeError(f"{option} {text}: masses are in GeV unless a unit is given; {hint}")
     if unit is not None and unit not in ("MeV", "GeV", "keV", "mev", "gev", "kev", "MEV", "GEV"):
         raise GprpipeError(f"{option} {text}: write the unit as MeV, GeV or keV.")
     gev = value * _SCALE[(unit or "GeV").lower()]

@@ -821,6 +821,13 @@ def test_parse_mass_accepts_units_and_refuses_ambiguous_values():
         parse_mass("60meV", "--m")  # milli-electronvolts, not MeV
     with pytest.raises(GprpipeError, match="not a finite mass"):
         parse_mass("1e400", "--m")
+    # a value that is no mass in MeV either gets no "did you mean 1e+297 GeV?"
+    with pytest.raises(
+        GprpipeError,
+        match=r"^--m 1e300: masses are in GeV unless a unit is given; write e\.g\. 0\.060 "
+        r"or 60MeV\.$",
+    ):
+        parse_mass("1e300", "--m")
 
 
 def test_mass_options_share_the_convention(quick_run: Path, cli, tmp_path: Path):

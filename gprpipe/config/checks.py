@@ -29,6 +29,7 @@ from gprpipe.units import (
     BARE_MAX_GEV,
     MASS_TOL_GEV,
     MIN_MASS_SPACING_GEV,
+    looks_like_mev,
     mass_within,
     mev_hint,
     same_mass,
@@ -330,9 +331,17 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
             bad = ~(np.isfinite(values) & (values > 0))
             if key == "frad_coeffs":
                 bad |= values > 1
+            elif not bad.any():  # a resolution wider than the mass: coefficients not in GeV
+                bad = values >= ms
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                bound = "in (0, 1]" if key == "frad_coeffs" else "positive"
+                bound = (
+                    "in (0, 1]"
+                    if key == "frad_coeffs"
+                    else "positive"
+                    if not np.isfinite(values[i]) or values[i] <= 0
+                    else "below the mass (sigma(m) = sum c_k m^k in GeV, m in GeV)"
+                )
                 errors.append(
                     at(
                         where(f"datasets.{name}.{key}"),
@@ -518,8 +527,12 @@ def unit_errors(cfg: Config, where: Where) -> list[Issue]:
                 errors.append(
                     at(
                         where(f"datasets.{name}.{key}"),
-                        f"[{lo:g}, {hi:g}] is not in GeV; {mev_hint(lo)[:-1]} to "
-                        f"{hi / 1e3:.3f} GeV?",
+                        f"[{lo:g}, {hi:g}] is not in GeV; "
+                        + (
+                            f"{mev_hint(lo)[:-1]} to {hi / 1e3:.3f} GeV?"
+                            if looks_like_mev(hi)
+                            else mev_hint(hi)
+                        ),
                     )
                 )
     for key, masses in (

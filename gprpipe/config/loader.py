@@ -272,17 +272,18 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
     defaults = (shipped_dir("templates") / "defaults.toml").resolve()
     files: list[tuple[Path, dict[str, Any], dict[str, tuple[int, int]]]] = []
     seen: list[Path] = []
+    ref: Any = None  # the base.template that led to ``current``
     current: Path | None = path
     while current is not None:
         if current in seen:
             cycle = " -> ".join(str(p) for p in [*seen[seen.index(current) :], current])
+            closer, _, closer_lines = files[-1]  # its base.template closes the cycle
             raise ConfigError(
                 [
-                    Issue(
-                        f"template inheritance cycle: {cycle}.",
-                        str(current),
-                        key="base.template",
-                        prefix="",
+                    _template_issue(
+                        closer,
+                        closer_lines,
+                        f"base.template: {ref!r} makes an inheritance cycle: {cycle}.",
                     )
                 ]
             )
@@ -381,9 +382,23 @@ def get_dotted(data: Mapping[str, Any], dotted: str, default: Any = None) -> Any
 
 
 def apply_overrides(loaded: Loaded, overrides: list[str]) -> Loaded:
-    """Apply ``--set`` overrides (they win over every file)."""
+    """Apply ``--set`` overrides (they win over every file). ``base.template`` is refused:
+    inheritance is resolved before the overrides apply, so it would change nothing."""
     for item in overrides:
         key, value = parse_override(item)
+        if "base.template" in override_leaves(item):
+            raise ConfigError(
+                [
+                    Issue(
+                        "the template a config inherits is set in its file ([base] "
+                        "template = ...), not with --set; edit the file or write a child "
+                        "config that names another template.",
+                        f"--set {item}",
+                        key="base.template",
+                        prefix="--set base.template",
+                    )
+                ]
+            )
         before = get_dotted(loaded.data, key)
         if isinstance(value, dict) and isinstance(before, Mapping):
             # a table merges into the one it overrides, as a child config's does
