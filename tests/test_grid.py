@@ -134,6 +134,27 @@ def test_points_that_render_alike_are_refused(tmp_path: Path):
     assert [p.name for p in load_points(cfg)[1]] == ["seed-2", "seed-3"]
 
 
+def test_points_whose_lists_differ_only_in_order_are_refused(tmp_path: Path):
+    """``"scan.masses" = [[0.03, 0.06], [0.06, 0.03]]`` made two points of one analysis (the
+    scan sorts its masses), each run in full; a list whose order matters is left alone."""
+    from gprpipe.config import load_points
+
+    cfg = quickstart_child(
+        tmp_path / "g.toml", '[grid]\n"scan.masses" = [[0.03, 0.06], [0.06, 0.03]]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_points(cfg)
+    assert info.value.errors == [
+        f"{cfg}:3: grid: grid points masses-0.03-0.06 and masses-0.06-0.03 give the same "
+        "config (their lists differ only in order, which changes no result); drop one of them."
+    ]
+    cfg = quickstart_child(
+        tmp_path / "h.toml",
+        '[grid]\n"datasets.demo.sigma_coeffs" = [[0.001, 0.02], [0.02, 0.001]]\n',
+    )
+    assert len(load_points(cfg)[1]) == 2
+
+
 GRID_2X2 = """
     output = "{out}"
     [grid]

@@ -221,24 +221,62 @@ def load_points(
     return loaded, points
 
 
+#: lists whose order changes no result (sets of masses, strengths, datasets, formats)
+_ORDERLESS = (
+    "scan.masses",
+    "scan.datasets",
+    "inject.masses",
+    "inject.strengths",
+    "plot.formats",
+    "plot.masses",
+    "plot.allocation_masses",
+    "plot.displays.masses",
+    "plot.displays.observed",
+    "plot.displays.datasets",
+    "plot.displays.z",
+    "plot.displays.variants",
+)
+
+
 def _alike_points(points: Sequence[Point], where: Where) -> list[Issue]:
     """Two grid points whose values differ as written but render to one config (a Jinja2
-    value, two spellings of one file, one list in two orders): one point, run twice."""
+    value, two spellings of one file) or to one analysis (a list of masses in two orders):
+    one point, run twice."""
     import json
 
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}  # analysis -> (point, config)
     for p in points:
-        key = json.dumps(p.data, sort_keys=True, default=str)
-        if key in seen:
+        config = json.dumps(p.data, sort_keys=True, default=str)
+        analysis = json.dumps(_orderless(p.data), sort_keys=True, default=str)
+        if analysis in seen:
+            first, first_config = seen[analysis]
+            why = (
+                "their values differ as written, not once rendered"
+                if config == first_config
+                else "their lists differ only in order, which changes no result"
+            )
             return [
                 at(
                     where("grid"),
-                    f"grid points {seen[key]} and {p.name} give the same config (their values "
-                    "differ as written, not once rendered); drop one of them.",
+                    f"grid points {first} and {p.name} give the same config ({why}); drop "
+                    "one of them.",
                 )
             ]
-        seen[key] = p.name
+        seen[analysis] = (p.name, config)
     return []
+
+
+def _orderless(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the lists of :data:`_ORDERLESS` sorted."""
+    out = copy.deepcopy(data)
+    for dotted in _ORDERLESS:
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) or {}
+        if isinstance(node.get(leaf), list):
+            node[leaf] = sorted(node[leaf], key=str)
+    return out
 
 
 class BlindingVaries(ConfigError):
