@@ -436,7 +436,13 @@ def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_ru
 
     code, _, err = cli("run", cfg, "--set", "limit.alpha=0.1")  # other limits: not shown
     assert code == 0, err
-    assert "reach projection" not in cli("summary", out)[1]
+    summary = cli("summary", out)[1]
+    assert "reach projection" not in summary
+    # but said, since the files are there (nothing said why they were not listed)
+    assert (
+        "  not current: reach/reach.csv, reach/reach.pdf, reach/reach.png (made from earlier "
+        "results than this folder holds now; export or project them again)\n"
+    ) in summary
 
     code, _, err = cli("run", cfg, "--set", "base.blind=true")
     assert code == 1 and err.startswith(f"error: {point / 'reach' / 'reach.csv'}, ")

@@ -94,6 +94,12 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
         out["reach projection"] = (
             f"{pdir / 'reach'}/ ({len(reach)} csv file{'s' * (len(reach) != 1)})"
         )
+    earlier = sorted(rel for rel in old if (pdir / rel).is_file())
+    if earlier:  # on disk, so say why nothing offers them
+        out["not current"] = (
+            f"{', '.join(earlier)} (made from earlier results than this folder holds now; "
+            "export or project them again)"
+        )
     for cand in (
         pdir / "report.html",
         run_dir / "report.html",
