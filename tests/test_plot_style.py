@@ -72,6 +72,32 @@ def test_significance_has_labelled_sigma_levels_and_visible_global_curve():
     plt.close(fig)
 
 
+def test_toy_values_that_are_bounds_are_drawn_as_bounds():
+    """A toy global p0 that no toy reached (1 / (N + 1)) was drawn as a value on the
+    toys' curve; it is drawn as a triangle pointing down (p0 below it), and its Z up."""
+    from gprpipe.stats.lee import p_global_toys_err, toys_bound
+
+    m = np.array([0.03, 0.06, 0.09])
+    n_toys = 300
+    p_toys = np.array([0.2, 1 / (n_toys + 1), 0.5])
+    bound = toys_bound(p_toys, p_global_toys_err(p_toys, n_toys))
+    assert bound.tolist() == [False, True, False]
+    fig = significance_figure(
+        m, np.array([0.1, 1e-4, 0.3]), np.ones(3), "", p_global_toys=p_toys, toys_bound=bound
+    )
+    a1, a2 = fig.axes[0], fig.axes[1]
+    (down,) = [ln for ln in a1.get_lines() if ln.get_marker() == "v"]
+    (up,) = [ln for ln in a2.get_lines() if ln.get_marker() == "^"]
+    assert down.get_xdata().tolist() == [60.0] and down.get_ydata().tolist() == [1 / 301]
+    assert up.get_ydata()[0] == pytest.approx(2.714, abs=1e-3)
+    assert "toys: bound (no toy reached it)" in [t.get_text() for t in a1.get_legend().texts]
+    plt.close(fig)
+    # no toys, or none a bound: no triangle
+    fig = significance_figure(m, np.full(3, 0.1), np.ones(3), "", p_global_toys=np.full(3, 0.2))
+    assert not [ln for a in fig.axes for ln in a.get_lines() if ln.get_marker() in ("v", "^")]
+    plt.close(fig)
+
+
 def test_missing_mplhep_is_a_warning(monkeypatch):
     monkeypatch.setitem(sys.modules, "mplhep", None)  # import raises ImportError
     with pytest.warns(UserWarning, match="mplhep is not installed"):

@@ -847,8 +847,17 @@ def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path
     rows = [{c: _value(c, v) for c, v in r.items()} for r in table]
     k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), rows), [0.03])
     assert (k.best_dataset, k.best_mass, k.best_z) == ("2015", 0.03, 2.5)
-    assert (k.global_z, k.global_p, k.global_z_toys) == (1.2, 0.11, 0.7)
+    assert (k.global_z, k.global_p, k.global_z_toys) == (1.2, 0.11, "0.70")
     assert k.limits == [("2015", 0.03, 1e-6, 2e-6), ("combined", 0.03, 1e-6, 2e-6)]
+    # no toy reached the observed Z: a bound, shown as one (it showed "2.71")
+    bound = [
+        {**r, "p0_global_toys": 1 / 301, "p0_global_toys_err": (1 / 301 * 300 / 301 / 300) ** 0.5}
+        if r["mass_GeV"] == 0.03 and r["dataset"] == "2015"
+        else r
+        for r in rows
+    ]
+    k = key_numbers(Scan(tmp_path / "scan.csv", [*table[0], "p0_global_toys"], bound), [0.03])
+    assert k.global_z_toys == "> 0.70"
     # every row flagged: no best row (the tab says so instead of "best local Z nan")
     flagged = [{**r, "status": "flag_gof"} for r in rows]
     k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), flagged), [0.03])

@@ -81,10 +81,20 @@ def _xlim(ax, m: np.ndarray) -> None:
     ax.set_xlim(lo - pad, hi + pad)
 
 
-def significance_figure(mass, p_local, p_global, title: str, flagged=None, p_global_toys=None):
+def significance_figure(
+    mass,
+    p_local,
+    p_global,
+    title: str,
+    flagged=None,
+    p_global_toys=None,
+    toys_bound=None,
+):
     """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z
     (Sidak and, when given, whole-scan toys); ``flagged`` masses are circled in red (no
-    global p-value: they do not count as a discovery)."""
+    global p-value: they do not count as a discovery); ``toys_bound`` (boolean per mass)
+    marks the toys' values that are bounds (no toy reached the observed Z): a p0 below,
+    a Z above, drawn as triangles pointing that way."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     zl, zg = z_from_p(p_local), z_from_p(p_global)
@@ -117,6 +127,17 @@ def significance_figure(mass, p_local, p_global, title: str, flagged=None, p_glo
             zorder=4,
             label="global $p_0$ (whole-scan toys)",
         )
+        bound = np.zeros(len(m), bool) if toys_bound is None else np.asarray(toys_bound, bool)
+        if bound.any():
+            a1.plot(
+                m[bound],
+                np.asarray(p_global_toys)[bound],
+                "v",
+                color="C4",
+                ms=8,
+                zorder=5,
+                label="toys: bound (no toy reached it)",
+            )
     a1.set_yscale("log")
     lo = min(np.nanmin(p_local) * 0.3, ndtr(-5.5))
     a1.set_ylim(lo, 3.0)  # p0 = 1 (a global curve often sits there) stays inside the frame
@@ -147,6 +168,16 @@ def significance_figure(mass, p_local, p_global, title: str, flagged=None, p_glo
             label="global Z (toys)",
             zorder=4,
         )
+        if bound.any():
+            a2.plot(
+                m[bound],
+                z_from_p(np.asarray(p_global_toys)[bound]),
+                "^",
+                color="C4",
+                ms=8,
+                zorder=5,
+                label="toys: bound",
+            )
     for z in zs:
         a2.axhline(z, color="gray", lw=0.8, ls=":", zorder=1)
     a2.set_ylim(-0.3, max(5.5, float(np.nanmax(zl)) + 0.5))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gprpipe.results.schema import COMBINED
+from gprpipe.stats.lee import toys_bound
 from gprpipe.stats.quality import has_result
 
 
@@ -54,11 +55,10 @@ class DatasetSummary:
 
     @property
     def toys_bound(self) -> bool:
-        """No whole-scan toy reached the observed Z: ``p0_global_toys = 1 / (N + 1)`` is an
-        upper bound and ``Z_global_toys`` a lower one. Exactly then the binomial error
-        ``sqrt(p (1 - p) / N)`` equals ``p`` (with k >= 1 toys above, it is below 0.71 p)."""
+        """No whole-scan toy reached the observed Z: ``p0_global_toys`` is an upper bound
+        and ``Z_global_toys`` a lower one (:func:`gprpipe.stats.lee.toys_bound`)."""
         p, err = self.p0_global_toys, self.p0_global_toys_err
-        return p is not None and err is not None and p > 0 and err >= 0.99 * p
+        return p is not None and err is not None and bool(toys_bound(p, err))
 
     @property
     def Z_global_toys_text(self) -> str:

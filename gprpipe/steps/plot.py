@@ -28,6 +28,7 @@ from gprpipe.io.atomic import atomic_write_text, discard_pending, forget_pending
 from gprpipe.io.processes import end_with
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
+from gprpipe.stats.lee import toys_bound
 from gprpipe.steps.fit import blinded_bins
 from gprpipe.units import same_mass
 
@@ -305,12 +306,17 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
         if blinded:
             continue
         pgt = a["p0_global_toys"][ok] if "p0_global_toys" in a else None
+        bound = (
+            toys_bound(pgt, a["p0_global_toys_err"][ok])
+            if pgt is not None and "p0_global_toys_err" in a
+            else None
+        )
         figures.append(
             FigureJob(
                 f"significance_{name}",
                 suite.significance_figure,
                 (m, a["p0_local"][ok], a["p0_global"][ok], title),
-                {"flagged": flagged, "p_global_toys": pgt},
+                {"flagged": flagged, "p_global_toys": pgt, "toys_bound": bound},
             )
         )
         figures += global_toys_figures(lay.limit, name, a, title)

@@ -260,9 +260,9 @@ class ResultsPane(Widget):
             t.append(f" ({k.best_dataset}, {k.best_mass * 1e3:g} MeV)   global Z ")
             t.append(f"{k.global_z:.2f}", style="bold")
             t.append(f" (p = {k.global_p:.3g})")
-            if not math.isnan(k.global_z_toys):
+            if k.global_z_toys:
                 t.append("   toys' global Z ")
-                t.append(f"{k.global_z_toys:.2f}", style="bold")
+                t.append(k.global_z_toys, style="bold")
             t.append("\n")
             t.append("ε² limits obs/exp: ")
             limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]

@@ -104,7 +104,8 @@ class KeyNumbers:
     best_mass: float = math.nan  # GeV
     global_z: float = math.nan  # Sidak
     global_p: float = math.nan
-    global_z_toys: float = math.nan  # whole-scan toys (limit.global_toys), NaN without
+    global_z_toys: str = ""  # whole-scan toys (limit.global_toys) as shown: "> 2.71" where
+    # no toy reached the observed Z (a bound); '' without toys
     limits: list[tuple[str, float, float, float]] = field(default_factory=list)
     # (dataset, mass GeV, observed eps2, expected median eps2)
 
@@ -121,8 +122,7 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
         out.best_mass = best.most_significant.mass
         out.global_z = math.nan if best.Z_global is None else best.Z_global
         out.global_p = math.nan if best.p0_global is None else best.p0_global
-        if best.Z_global_toys is not None:
-            out.global_z_toys = best.Z_global_toys
+        out.global_z_toys = best.Z_global_toys_text
     names = [dataset] if dataset else scan.datasets()
     for name in names:
         rows = scan.of(name)
