@@ -1011,8 +1011,19 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
     assert errors_of(QUICKSTART, ("slurm.extra=['#SBATCH -t 10']",)) == [
         "--set slurm.extra: '#SBATCH -t 10': gprpipe sets --time itself; set slurm.time instead."
     ]
-    _, (point,) = load_points(QUICKSTART, ["slurm.extra=['--constraint=cpu', '--exclusive']"])
-    assert point.config.slurm.extra == ["--constraint=cpu", "--exclusive"]
+    # sbatch takes abbreviations: '--outp=/tmp/x' sent the logs outside the run folder
+    # (the run then pointed at logs that did not exist), '--chd' moved the job's folder
+    assert errors_of(QUICKSTART, ("slurm.extra=['--outp=/tmp/x_%A.out']",)) == [
+        "--set slurm.extra: '--outp=/tmp/x_%A.out': --outp abbreviates --output (sbatch "
+        "takes it so), and gprpipe sets --output itself (it runs each task once)."
+    ]
+    assert errors_of(QUICKSTART, ("slurm.extra=['--chd=/tmp']",)) == [
+        "--set slurm.extra: '--chd=/tmp': --chd abbreviates --chdir (sbatch takes it so), "
+        "and gprpipe sets --chdir itself (it runs each task once)."
+    ]
+    extra = ["--constraint=cpu", "--exclusive", "--mem-per-cpu=1G", "--time-min=10"]
+    _, (point,) = load_points(QUICKSTART, [f"slurm.extra={extra!r}"])
+    assert point.config.slurm.extra == extra
 
 
 def test_a_list_names_each_dataset_format_and_mass_once():

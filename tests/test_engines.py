@@ -328,3 +328,11 @@ def test_apptainer_check(tmp_path, monkeypatch):
         ApptainerEngine(image=str(sif)).check()
     ApptainerEngine(image=str(sif), check_version=False).check()
     ApptainerEngine(image="docker://x/y:1").check()  # remote: nothing to check locally
+    # an image path is free-form: the suggested command quotes it (pasted, it ran $(id))
+    odd = tmp_path / "$(id)" / "g;id`id`.sif"
+    with pytest.raises(GprpipeError) as err:
+        ApptainerEngine(image=str(odd)).check()
+    assert str(err.value) == (
+        f"image {odd} not found for apptainer: build it with "
+        f"scripts/build-image.sh --engine apptainer --tag '{odd}'"
+    )

@@ -255,3 +255,52 @@ def test_dependency_on_a_task_queued_earlier(cluster, tmp_path: Path) -> None:
         first.id: f"{ja}_0",
         second.id: f"{sub.job_ids['02_b']}_0",
     }
+
+
+def test_an_element_cancelled_while_pending_says_so_without_accounting(
+    cluster, tmp_path: Path, monkeypatch
+) -> None:
+    """An element of a pending array cancelled on its own leaves the queue at once; with no
+    accounting (sacct answers nothing, as on this cluster) the verdict said "ended without
+    a done/failed marker (killed, out of memory...?); see <a log that does not exist>"."""
+    monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    run = point.parent
+    first, second = (
+        Task(
+            id=f"p0/held/{part}",
+            point="p0",
+            step="held",
+            point_dir=point,
+            part=part,
+            argv=("-c", STEP, str(point), f"held__{part}"),
+        )
+        for part in ("x", "y")
+    )
+    env = {"PYTHONPATH": str(REPO)}
+    job = submit(
+        [first, second],
+        run_dir=run,
+        engine=PythonEngine(),
+        options=SlurmOptions(extra=("--hold",)),
+        env=env,
+    ).job_ids["01_held"]
+    subprocess.run(["scancel", f"{job}_1"], check=True)
+    deadline = time.monotonic() + 30
+    while (details := poll_details(run, [first, second]))[second.id].state != "failed":
+        assert time.monotonic() < deadline, details
+        time.sleep(0.3)
+    message = details[second.id].message
+    if details[second.id].slurm_state is None:  # gone from the queue, no accounting
+        assert message == (
+            f"SLURM job {job}_1 left the queue (cancelled?) before it started; it runs "
+            f"with: gprpipe rerun {run} --failed"
+        )
+    else:  # the queue still showed it, cancelled
+        assert message == (
+            f"SLURM job {job}_1 was cancelled before it started; it runs with: gprpipe "
+            f"rerun {run} --failed"
+        )
+    assert details[first.id].state == "pending"
+    subprocess.run(["scancel", job], check=True)

@@ -453,12 +453,20 @@ class Slurm(Section):
                     f"{item!r} is not an sbatch option (one option per entry, "
                     "such as '--constraint=cpu')"
                 )
-            name = option.split("=", 1)[0].split()[0]
-            name = name[2:] if name.startswith("--") else _SBATCH_SHORT.get(name[1:2], "")
-            if name in _SBATCH_MANAGED:
-                key = _SBATCH_MANAGED[name]
+            word = option.split("=", 1)[0].split()[0]
+            name = word[2:] if word.startswith("--") else _SBATCH_SHORT.get(word[1:2], "")
+            # sbatch takes an unambiguous abbreviation of a long option (--outp: --output);
+            # no sbatch option of its own is a prefix of these
+            full = next((m for m in _SBATCH_MANAGED if name and m.startswith(name)), None)
+            if full is not None:
+                key = _SBATCH_MANAGED[full]
+                said = (
+                    ""
+                    if full == name
+                    else f"{word} abbreviates --{full} (sbatch takes it so), and "
+                )
                 raise ValueError(
-                    f"{item!r}: gprpipe sets --{name} itself"
+                    f"{item!r}: {said}gprpipe sets --{full} itself"
                     + (f"; set slurm.{key} instead" if key else " (it runs each task once)")
                 )
         return v

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -47,8 +48,9 @@ def default_image() -> str:
 
 
 def build_command(engine: str, image: str) -> str:
-    """The exact command that builds ``image`` for ``engine`` (quoted in error messages)."""
-    return f"scripts/build-image.sh --engine {engine} --tag {image}"
+    """The exact command that builds ``image`` for ``engine`` (quoted in error messages),
+    shell-quoted: an Apptainer image is a free-form path, which may hold ``$(...)``."""
+    return shlex.join(["scripts/build-image.sh", "--engine", engine, "--tag", image])
 
 
 def absolute(path: str | os.PathLike[str]) -> Path:

@@ -91,10 +91,12 @@ def reconcile(
                 + (f": {last}" if last else "")
                 + f"; see {st.log}{also}"
             )
-            if how == "CANCELLED" and slurm_log is not None and not slurm_log.exists():
-                # SLURM writes this attempt's log when the element starts
+            if how in ("CANCELLED", None, "") and slurm_log is not None and not slurm_log.exists():
+                # SLURM writes this attempt's log when the element starts; without
+                # accounting (no sacct) the queue alone cannot say it was cancelled
+                why = "was cancelled" if how else "left the queue (cancelled?)"
                 msg = (
-                    f"SLURM job {st.job} was cancelled before it started; it runs with: "
+                    f"SLURM job {st.job} {why} before it started; it runs with: "
                     f"{cli_command('rerun', run_dir, '--failed')}"
                 )
             result[tid] = TaskStatus(
