@@ -75,7 +75,8 @@ def test_significance_has_labelled_sigma_levels_and_visible_global_curve():
 def test_toy_values_that_are_bounds_are_drawn_as_bounds():
     """A toy global p0 that no toy reached (1 / (N + 1)) was drawn as a value on the
     toys' curve; it is drawn as a triangle pointing down (p0 below it), and its Z up."""
-    from gprpipe.stats.lee import p_global_toys_err, toys_bound
+    from gprpipe.results.summary import toys_bound
+    from gprpipe.stats.lee import p_global_toys_err
 
     m = np.array([0.03, 0.06, 0.09])
     n_toys = 300

@@ -638,3 +638,28 @@ def test_the_hepdata_of_a_grid_point_names_it(shared_quickstart: Path, tmp_path:
     assert {t.location for t in sub1.tables} == {
         "gprpipe run quickstart: blind_nsigma-1.96/scan.csv"
     }
+
+
+def test_a_linked_hepdata_folder_is_replaced_every_time(shared_quickstart: Path, tmp_path: Path):
+    """A ``hepdata/`` that is a link was moved aside as ``.hepdata.old``, which
+    ``shutil.rmtree`` leaves (it removes no link): every later plot task then failed with
+    ".hepdata.old: not a directory" until one deleted it by hand. The link's target is
+    never written through or removed."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.steps.hepdata import write_hepdata
+
+    nominal = shared_quickstart / "nominal"
+    cfg = point_config_from_file(nominal / "config.toml")
+    point = tmp_path / "nominal"
+    point.mkdir()
+    (point / "limit.h5").write_bytes((nominal / "limit.h5").read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not gprpipe's")
+    (point / "hepdata").symlink_to(elsewhere)
+    for _ in range(2):
+        written = write_hepdata(cfg, point / "limit.h5", point / "hepdata")
+        assert (point / "hepdata" / "submission.yaml") in written
+        assert not (point / "hepdata").is_symlink()
+        assert sorted(p.name for p in point.iterdir()) == ["hepdata", "hepdata.tar.gz", "limit.h5"]
+    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]

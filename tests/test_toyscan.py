@@ -71,14 +71,46 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
         p = (1 + np.sum(mz >= z)) / 301
         assert float(r["p0_global_toys"]) == pytest.approx(p, rel=1e-6)
         assert float(r["p0_global_toys_err"]) == pytest.approx(np.sqrt(p * (1 - p) / 300), 1e-5)
+    # p0_local_toys: the same toys' tail fraction at each row's own mass (a check of the
+    # asymptotic p0_local), from the per-(toy, mass) Z of the toy tasks
+    from gprpipe.steps.lee import read_part
+
+    parts = sorted((point / "parts" / "limit").glob("demo-toys-*.h5"))
+    arrays = [read_part(p)[2] for p in parts]
+    z_toys = np.concatenate([a["Z_local"] for a in arrays])
+    toy_masses = list(np.round(arrays[0]["masses_GeV"], 9))
+    assert z_toys.shape == (300, 5)
+    for r in rows:
+        zt = z_toys[:, toy_masses.index(round(float(r["mass_GeV"]), 9))]
+        zt = zt[np.isfinite(zt)]
+        p = (1 + np.sum(zt >= float(r["Z_local"]))) / (1 + zt.size)
+        assert float(r["p0_local_toys"]) == pytest.approx(p, rel=1e-6)
+        assert float(r["p0_local_toys_err"]) == pytest.approx(
+            np.sqrt(p * (1 - p) / zt.size), rel=1e-5
+        )
+        assert float(r["p0_local_toys"]) <= float(r["p0_global_toys"])
+    best = max(rows, key=lambda r: float(r["Z_local"]))
+    p, err = float(best["p0_local_toys"]), float(best["p0_local_toys_err"])
+    line = (
+        f"local p0 at {float(best['mass_GeV']) * 1e3:g} MeV: {float(best['p0_local']):.3g}, "
+        f"{p:.3g} +- {err:.2g} from the toys at this mass"
+    )
+    assert line in out, out
     assert (point / "plots" / "global_toys_demo.png").stat().st_size > 10_000
     # the HEPData significance table quotes the toys' global p0 and Z beside Sidak's
     table = yaml.safe_load((point / "hepdata" / "significance_demo.yaml").read_text())
     names = [v["header"]["name"] for v in table["dependent_variables"]]
-    assert names[-2:] == ["Global p0 (toys)", "Global Z (toys)"]
-    quoted = [x["value"] for x in table["dependent_variables"][-1]["values"]]
+    assert names[-3:] == ["Global p0 (toys)", "Global Z (toys)", "Local p0 (toys)"]
+    quoted = [x["value"] for x in table["dependent_variables"][-2]["values"]]
     assert quoted == pytest.approx([float(r["Z_global_toys"]) for r in rows], abs=1e-5)
-    p0s = table["dependent_variables"][-2]["values"]  # p0 = 1 has a zero error, not written
+    local = table["dependent_variables"][-1]["values"]
+    assert [x["value"] for x in local] == pytest.approx(
+        [float(r["p0_local_toys"]) for r in rows], rel=1e-5
+    )
+    assert [x["errors"][0]["symerror"] if "errors" in x else 0.0 for x in local] == pytest.approx(
+        [float(r["p0_local_toys_err"]) for r in rows], rel=1e-4
+    )
+    p0s = table["dependent_variables"][-3]["values"]  # p0 = 1 has a zero error, not written
     errors = [x["errors"][0] if "errors" in x else {"symerror": 0.0} for x in p0s]
     assert any(e.get("label") == "binomial (toys)" for e in errors)
     assert [e["symerror"] for e in errors] == pytest.approx(

@@ -124,6 +124,12 @@ SCAN = Table(
         Column("p0_global_toys", "", "global p-value from whole-scan toys"),
         Column("p0_global_toys_err", "", "its binomial standard error, sqrt(p (1 - p) / N)"),
         Column("Z_global_toys", "sigma", "global significance from whole-scan toys"),
+        Column(
+            "p0_local_toys",
+            "",
+            "local p-value from the same toys at this mass, (1 + #{Z_toy >= Z_local}) / (1 + N)",
+        ),
+        Column("p0_local_toys_err", "", "its binomial standard error"),
         Column("gp_length_scale", "", "RBF length scale in ln-mass units (dimensionless)"),
         Column("gp_amplitude", "", "RBF amplitude"),
         Column("gp_lml", "", "log marginal likelihood"),
@@ -146,6 +152,8 @@ OBSERVED = (
     "p0_global_toys",
     "p0_global_toys_err",
     "Z_global_toys",
+    "p0_local_toys",
+    "p0_local_toys_err",
 )
 BLIND_SCAN = SCAN.without(OBSERVED, (Column("blinded", "", "true: a blinded run"),))
 

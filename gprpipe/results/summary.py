@@ -21,8 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
 from gprpipe.results.schema import COMBINED
-from gprpipe.stats.lee import toys_bound
 from gprpipe.stats.quality import has_result
 
 
@@ -32,6 +34,17 @@ class Extreme:
 
     mass: float
     value: float
+
+
+def toys_bound(p: ArrayLike, err: ArrayLike) -> NDArray[np.bool_]:
+    """Where no whole-scan toy reached the observed Z: ``p = 1 / (N + 1)`` is an upper
+    bound on the global p-value (and its Z a lower bound). Exactly there the binomial
+    error (:func:`gprpipe.stats.lee.p_global_toys_err`) equals ``p`` (with k >= 1 toys
+    above it is below 0.71 p); False where either is NaN."""
+    q, e = np.asarray(p, dtype=float), np.asarray(err, dtype=float)
+    with np.errstate(invalid="ignore"):
+        out: NDArray[np.bool_] = (q > 0) & (e >= 0.99 * q)
+    return out
 
 
 @dataclass
@@ -46,6 +59,9 @@ class DatasetSummary:
     Z_global_toys: float | None = None
     p0_global_toys: float | None = None
     p0_global_toys_err: float | None = None
+    p0_local: float | None = None  # asymptotic, at the most significant mass
+    p0_local_toys: float | None = None  # the whole-scan toys' at that mass
+    p0_local_toys_err: float | None = None
     weakest: Extreme | None = None  # value: eps2_up (largest)
     strongest: Extreme | None = None  # value: eps2_up (smallest)
     not_ok: list[tuple[float, str]] = field(default_factory=list)  # (mass, status), in order
@@ -56,7 +72,7 @@ class DatasetSummary:
     @property
     def toys_bound(self) -> bool:
         """No whole-scan toy reached the observed Z: ``p0_global_toys`` is an upper bound
-        and ``Z_global_toys`` a lower one (:func:`gprpipe.stats.lee.toys_bound`)."""
+        and ``Z_global_toys`` a lower one (:func:`toys_bound`)."""
         p, err = self.p0_global_toys, self.p0_global_toys_err
         return p is not None and err is not None and bool(toys_bound(p, err))
 
@@ -213,6 +229,9 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
             s.Z_global_toys = _num(r, "Z_global_toys")
             s.p0_global_toys = _num(r, "p0_global_toys")
             s.p0_global_toys_err = _num(r, "p0_global_toys_err")
+            s.p0_local = _num(r, "p0_local")
+            s.p0_local_toys = _num(r, "p0_local_toys")
+            s.p0_local_toys_err = _num(r, "p0_local_toys_err")
         s.blinded = any(str(r.get("blinded", "")).lower() == "true" for r in rs)
         column = "eps2_exp_med" if s.blinded else "eps2_up"
         lim = [  # and out of the strongest and weakest limits
@@ -261,6 +280,14 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             elif s.p0_global_toys is not None and s.p0_global_toys_err is not None:
                 z += f" (p0 {s.p0_global_toys:.3g} +- {s.p0_global_toys_err:.2g})"
         lines.append(z)
+        p, err = s.p0_local_toys, s.p0_local_toys_err
+        if s.p0_local is not None and p is not None and err is not None:
+            toys = (
+                f"< {p:.3g} from the toys at this mass (no toy reached it)"
+                if toys_bound(p, err)
+                else f"{p:.3g} +- {err:.2g} from the toys at this mass"
+            )
+            lines.append(f"local p0 at {_mev(s.most_significant.mass)}: {s.p0_local:.3g}, {toys}")
     if s.weakest and s.strongest:
         lines.append(
             f"{'expected (median) ' if s.blinded else ''}eps^2 limits: strongest "

@@ -35,7 +35,6 @@ __all__ = [
     "poisson_toys",
     "scan_fixed",
     "sidak_max_z_sf",
-    "toys_bound",
     "z_local_fixed",
 ]
 
@@ -225,17 +224,6 @@ def p_global_toys_err(p: ArrayLike, n_toys: int) -> NDArray[np.float64]:
     of that size: more toys are needed."""
     q = np.asarray(p, dtype=float)
     out: NDArray[np.float64] = np.sqrt(q * (1.0 - q) / max(int(n_toys), 1))
-    return out
-
-
-def toys_bound(p: ArrayLike, err: ArrayLike) -> NDArray[np.bool_]:
-    """Where no whole-scan toy reached the observed Z: ``p = 1 / (N + 1)`` is an upper
-    bound on the global p-value (and its Z a lower bound). Exactly there the binomial
-    error :func:`p_global_toys_err` equals ``p`` (with k >= 1 toys above it is below
-    0.71 p); False where either is NaN."""
-    q, e = np.asarray(p, dtype=float), np.asarray(err, dtype=float)
-    with np.errstate(invalid="ignore"):
-        out: NDArray[np.bool_] = (q > 0) & (e >= 0.99 * q)
     return out
 
 

@@ -154,7 +154,9 @@ def significance_table(
         + ")."
         + (
             " Where no toy reached the observed Z (the toys' p0 error equals p0), the toys' "
-            "p0 is an upper bound and their Z a lower bound."
+            "p0 is an upper bound and their Z a lower bound. Local p0 (toys): the fraction "
+            "of the same toys at least as significant at that mass, a check of the "
+            "asymptotic local p0."
             if toys
             else ""
         )
@@ -170,6 +172,8 @@ def significance_table(
     ]
     if toys:
         columns += [("p0_global_toys", "Global p0 (toys)"), ("Z_global_toys", "Global Z (toys)")]
+        if "p0_local_toys" in cols:
+            columns.append(("p0_local_toys", "Local p0 (toys)"))
     for key, name in columns:
         v = Variable(
             name,
@@ -179,9 +183,9 @@ def significance_table(
         )
         v.values = [float(x) for x in cols[key]]
         v.digits = 6
-        if key == "p0_global_toys" and "p0_global_toys_err" in cols:
+        if key in ("p0_global_toys", "p0_local_toys") and f"{key}_err" in cols:
             u = Uncertainty("binomial (toys)", is_symmetric=True)
-            u.values = [float(x) for x in cols["p0_global_toys_err"]]
+            u.values = [float(x) for x in cols[f"{key}_err"]]
             v.add_uncertainty(u)
         _qualify(v, [("Dataset", dataset)])
         t.add_variable(v)
@@ -262,7 +266,7 @@ def build_submission(cfg: Config, limit_path: Path):
             continue
         n_eff = float(a["n_eff"][0]) if "n_eff" in a else float("nan")
         keys = ["p0_local", "Z_local", "p0_global", "Z_global", "p0_global_toys"]
-        keys += ["p0_global_toys_err", "Z_global_toys"]
+        keys += ["p0_global_toys_err", "Z_global_toys", "p0_local_toys", "p0_local_toys_err"]
         t = significance_table(
             m,
             {k: a[k][ok] for k in keys if k in a},
@@ -323,6 +327,15 @@ def write_submission(sub, folder: Path, resources: dict[str, str], archive: Path
     return [*files, archive]
 
 
+def _remove(path: Path) -> None:
+    """Remove what is at ``path``: a folder with its files, or a file or a link (only the
+    link: ``shutil.rmtree`` leaves a link, and the next rename onto it then failed)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
     """Write the HEPData submission of ``limit.h5`` into ``folder`` (the CSV tables as its
     additional resources) and its archive beside it, ``<folder>.tar.gz``; returns the
@@ -340,11 +353,11 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
         names = [p.name for p in written[:-1]]
         os.chmod(tmp, 0o755)
         old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        if folder.exists() or folder.is_symlink():
+            _remove(old)
             folder.rename(old)
         tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return [*(folder / n for n in sorted(names)), archive]

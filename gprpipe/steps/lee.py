@@ -207,6 +207,7 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         nan = np.full(len(arrays["mass_GeV"]), np.nan)
         arrays["p0_global_toys"], arrays["Z_global_toys"] = nan.copy(), nan.copy()
         arrays["p0_global_toys_err"] = nan.copy()
+        arrays["p0_local_toys"], arrays["p0_local_toys_err"] = nan.copy(), nan.copy()
         if name not in parts or not parts[name]["toys"]:
             continue
         chunks = sorted(parts[name]["toys"], key=lambda x: int(x[0]["toy"][0]))
@@ -229,6 +230,9 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         arrays["p0_global_toys_err"] = p_global_toys_err(p, len(mz))
         arrays["Z_global_toys"] = np.where(
             ok, np.minimum(significance.z_from_p(np.where(ok, p, 1.0)), arrays["Z_local"]), np.nan
+        )
+        arrays["p0_local_toys"], arrays["p0_local_toys_err"] = p_local_toys(
+            arrays["mass_GeV"], arrays["Z_local"], masses, Z
         )
         dist = {
             "max_Z_local": mz,
@@ -254,6 +258,28 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
             )
         out[name] = (dist, attrs)
     return out
+
+
+def p_local_toys(
+    mass: np.ndarray, z_obs: np.ndarray, toy_masses: np.ndarray, z_toys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per observed row, the local p-value from the whole-scan toys at its mass and its
+    binomial error: the asymptotic ``p0_local`` checked by the toys themselves (at the
+    ends of a scan the two differ). NaN where the toys have no column for the mass or
+    the row no Z; toys whose fit at the mass did not give a Z do not count."""
+    from gprpipe.stats.lee import p_global_toys, p_global_toys_err
+
+    col = {round(float(m), 9): j for j, m in enumerate(toy_masses)}
+    p, err = np.full(len(mass), np.nan), np.full(len(mass), np.nan)
+    for i, (m, z) in enumerate(zip(mass, z_obs)):
+        j = col.get(round(float(m), 9))
+        if j is None or not np.isfinite(z):
+            continue
+        zt = z_toys[:, j][np.isfinite(z_toys[:, j])]
+        if zt.size:
+            p[i] = p_global_toys(z, zt)  # one mass: the toys' local p-value
+            err[i] = p_global_toys_err(p[i], zt.size)
+    return p, err
 
 
 def write_global(group: h5py.Group, dist: dict[str, np.ndarray], attrs: dict) -> None:

@@ -28,7 +28,7 @@ from gprpipe.io.atomic import atomic_write_text, discard_pending, forget_pending
 from gprpipe.io.processes import end_with
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
-from gprpipe.stats.lee import toys_bound
+from gprpipe.results.summary import toys_bound
 from gprpipe.steps.fit import blinded_bins
 from gprpipe.units import same_mass
 
