@@ -203,26 +203,38 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
     assert "whole-scan toys" not in report.read_text()  # no toys: no empty column
     assert "whole-scan toys" not in index.read_text()
     header, rows = read_csv_table(point / "scan.csv")
+    toys = ["p0_local", "Z_global_toys", "p0_local_toys", "p0_local_toys_err"]
     for r in rows:
-        r["Z_global_toys"] = "0.41" if r["Z_local"] == "3.2" else "0.0"
+        top = r["Z_local"] == "3.2"
+        r |= dict(
+            zip(
+                toys,
+                ("0.000687", "0.41", "0.0021", "0.00093") if top else ("0.3", "0.0", "0.5", "0.02"),
+            )
+        )
     with open(point / "scan.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, [*header, "Z_global_toys"])
+        w = csv.DictWriter(f, [*header, *toys])
         w.writeheader()
         w.writerows(rows)
     assert summarize_scan(read_csv_table(point / "scan.csv")[1])[0].Z_global_toys == 0.41
     report, index = write_reports(cfg, point)
     html = report.read_text()
-    assert "<th>global Z there (Sidak)</th><th>global Z there (whole-scan toys)</th>" in html
-    assert "<td>3.20</td><td>31</td><td>0.70</td><td>0.41</td>" in html
+    assert (
+        "<th>global Z there (Sidak)</th><th>global Z there (whole-scan toys)</th>"
+        "<th>local p0 there (asymptotic; toys at that mass)</th>"
+    ) in html
+    assert (
+        "<td>3.20</td><td>31</td><td>0.70</td><td>0.41</td><td>0.000687; 0.0021 +- 0.00093</td>"
+    ) in html
     idx = index.read_text()  # the index too (it gave Sidak's alone)
     assert "<th>global Z (Sidak)</th><th>global Z (whole-scan toys)</th>" in idx
     assert '<td>3.20</td><td class="text">HPS 2015</td><td>31</td><td>0.70</td><td>0.41</td>' in idx
     # a combination has no whole-scan toys: with the largest Z there the column stays
     top = next(r for r in rows if r["Z_local"] == "3.2")
     rows.append({**top, "dataset": "combined", "Z_local": "3.5", "Z_global": "0.9"})
-    rows[-1]["Z_global_toys"] = "nan"
+    rows[-1] |= dict.fromkeys(toys, "nan")
     with open(point / "scan.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, [*header, "Z_global_toys"])
+        w = csv.DictWriter(f, [*header, *toys])
         w.writeheader()
         w.writerows(rows)
     _, index = write_reports(cfg, point)

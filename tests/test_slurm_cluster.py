@@ -286,21 +286,23 @@ def test_an_element_cancelled_while_pending_says_so_without_accounting(
         options=SlurmOptions(extra=("--hold",)),
         env=env,
     ).job_ids["01_held"]
-    subprocess.run(["scancel", f"{job}_1"], check=True)
-    deadline = time.monotonic() + 30
-    while (details := poll_details(run, [first, second]))[second.id].state != "failed":
-        assert time.monotonic() < deadline, details
-        time.sleep(0.3)
-    message = details[second.id].message
-    if details[second.id].slurm_state is None:  # gone from the queue, no accounting
-        assert message == (
-            f"SLURM job {job}_1 left the queue (cancelled?) before it started; it runs "
-            f"with: gprpipe rerun {run} --failed"
-        )
-    else:  # the queue still showed it, cancelled
-        assert message == (
-            f"SLURM job {job}_1 was cancelled before it started; it runs with: gprpipe "
-            f"rerun {run} --failed"
-        )
-    assert details[first.id].state == "pending"
-    subprocess.run(["scancel", job], check=True)
+    try:
+        subprocess.run(["scancel", f"{job}_1"], check=True)
+        deadline = time.monotonic() + 30
+        while (details := poll_details(run, [first, second]))[second.id].state != "failed":
+            assert time.monotonic() < deadline, details
+            time.sleep(0.3)
+        message = details[second.id].message
+        if details[second.id].slurm_state is None:  # gone from the queue, no accounting
+            assert message == (
+                f"SLURM job {job}_1 left the queue (cancelled?) before it started; it runs "
+                f"with: gprpipe rerun {run} --failed"
+            )
+        else:  # the queue still showed it, cancelled
+            assert message == (
+                f"SLURM job {job}_1 was cancelled before it started; it runs with: gprpipe "
+                f"rerun {run} --failed"
+            )
+        assert details[first.id].state == "pending"
+    finally:
+        subprocess.run(["scancel", job], check=False)

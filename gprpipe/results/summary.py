@@ -84,6 +84,15 @@ class DatasetSummary:
         return f"{'> ' if self.toys_bound else ''}{self.Z_global_toys:.2f}"
 
     @property
+    def p0_local_toys_text(self) -> str:
+        """The toys' local p0 at the most significant mass as shown: ``0.01 +- 0.0022``,
+        ``< 0.0005`` where no toy reached it, '' without toys."""
+        p, err = self.p0_local_toys, self.p0_local_toys_err
+        if p is None or err is None:
+            return ""
+        return f"< {p:.3g}" if toys_bound(p, err) else f"{p:.3g} +- {err:.2g}"
+
+    @property
     def flags(self) -> dict[str, int]:
         """Status -> count of the rows with numbers and a quality flag."""
         return dict(Counter(s for _, s in self.not_ok if has_result(s)))
@@ -280,14 +289,13 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             elif s.p0_global_toys is not None and s.p0_global_toys_err is not None:
                 z += f" (p0 {s.p0_global_toys:.3g} +- {s.p0_global_toys_err:.2g})"
         lines.append(z)
-        p, err = s.p0_local_toys, s.p0_local_toys_err
-        if s.p0_local is not None and p is not None and err is not None:
-            toys = (
-                f"< {p:.3g} from the toys at this mass (no toy reached it)"
-                if toys_bound(p, err)
-                else f"{p:.3g} +- {err:.2g} from the toys at this mass"
+        toys = s.p0_local_toys_text
+        if s.p0_local is not None and toys:
+            bound = " (no toy reached it)" if toys.startswith("<") else ""
+            lines.append(
+                f"local p0 at {_mev(s.most_significant.mass)}: {s.p0_local:.3g}, {toys} "
+                f"from the toys at this mass{bound}"
             )
-            lines.append(f"local p0 at {_mev(s.most_significant.mass)}: {s.p0_local:.3g}, {toys}")
     if s.weakest and s.strongest:
         lines.append(
             f"{'expected (median) ' if s.blinded else ''}eps^2 limits: strongest "
