@@ -1014,14 +1014,19 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
     # sbatch takes abbreviations: '--outp=/tmp/x' sent the logs outside the run folder
     # (the run then pointed at logs that did not exist), '--chd' moved the job's folder
     assert errors_of(QUICKSTART, ("slurm.extra=['--outp=/tmp/x_%A.out']",)) == [
-        "--set slurm.extra: '--outp=/tmp/x_%A.out': --outp abbreviates --output (sbatch "
-        "takes it so), and gprpipe sets --output itself (it runs each task once)."
+        "--set slurm.extra: '--outp=/tmp/x_%A.out': sbatch may read --outp as --output (it "
+        "takes abbreviations), and gprpipe sets --output itself (it runs each task once)."
     ]
     assert errors_of(QUICKSTART, ("slurm.extra=['--chd=/tmp']",)) == [
-        "--set slurm.extra: '--chd=/tmp': --chd abbreviates --chdir (sbatch takes it so), "
-        "and gprpipe sets --chdir itself (it runs each task once)."
+        "--set slurm.extra: '--chd=/tmp': sbatch may read --chd as --chdir (it takes "
+        "abbreviations), and gprpipe sets --chdir itself (it runs each task once)."
     ]
-    extra = ["--constraint=cpu", "--exclusive", "--mem-per-cpu=1G", "--time-min=10"]
+    # the scripts set --mem, and sbatch refuses --mem-per-cpu beside it
+    assert errors_of(QUICKSTART, ("slurm.extra=['--mem-per-cpu=1G']",)) == [
+        "--set slurm.extra: '--mem-per-cpu=1G': sbatch refuses --mem-per-cpu beside the --mem "
+        "that gprpipe sets; set slurm.memory instead."
+    ]
+    extra = ["--constraint=cpu", "--exclusive", "--time-min=10", "--gres=gpu:1"]
     _, (point,) = load_points(QUICKSTART, [f"slurm.extra={extra!r}"])
     assert point.config.slurm.extra == extra
 
@@ -1108,15 +1113,16 @@ def test_set_base_template_is_refused_with_where_to_set_it(tmp_path: Path, item:
 
 
 @pytest.mark.parametrize(
-    ("coeffs", "shown", "bound"),
+    ("coeffs", "shown"),
     [
-        ("[1e308, 1e308]", "1.03e+308", "below the mass (sigma(m) = sum c_k m^k in GeV, m in GeV)"),
-        ("[1.5, 0.02]", "1.5006", "below the mass (sigma(m) = sum c_k m^k in GeV, m in GeV)"),
-        ("[-1.5, 0.02]", "-1.4994", "positive"),
+        ("[1e308, 1e308]", "1.03e+308"),
+        ("[1.797e308, 1e308]", "inf"),  # overflows inside the scan range
+        ("[1.5, 0.02]", "1.5006"),
+        ("[-1.5, 0.02]", "-1.4994"),
     ],
 )
 def test_a_resolution_wider_than_the_mass_is_refused_by_its_key(
-    tmp_path: Path, coeffs: str, shown: str, bound: str
+    tmp_path: Path, coeffs: str, shown: str
 ):
     """``sigma_coeffs = [1e308, 1e308]`` printed two overflow RuntimeWarnings and blamed
     ``fit.blind_nsigma`` of defaults.toml ("+/-1.67e+308 GeV leaves 0 bins")."""
@@ -1124,6 +1130,6 @@ def test_a_resolution_wider_than_the_mass_is_refused_by_its_key(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert errors_of(cfg) == [
-            f"{cfg}:4: datasets.demo.sigma_coeffs: the resolution sigma(m) is not {bound} "
-            f"over the scan of dataset demo ({shown} at m = 0.03 GeV)."
+            f"{cfg}:4: datasets.demo.sigma_coeffs: the resolution sigma(m) is not positive and "
+            f"below the mass over the scan of dataset demo ({shown} at m = 0.03 GeV)."
         ]

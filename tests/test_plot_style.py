@@ -86,6 +86,12 @@ def test_toy_values_that_are_bounds_are_drawn_as_bounds():
     fig = significance_figure(
         m, np.array([0.1, 1e-4, 0.3]), np.ones(3), "", p_global_toys=p_toys, toys_bound=bound
     )
+    clipped = significance_figure(
+        m, np.array([0.1, 0.01, 0.3]), np.ones(3), "", p_global_toys=p_toys, toys_bound=bound
+    )
+    (tri,) = [ln for ln in clipped.axes[1].get_lines() if ln.get_marker() == "^"]
+    assert tri.get_ydata()[0] == pytest.approx(2.3263, abs=1e-3)  # Z_local, as in scan.csv
+    plt.close(clipped)
     a1, a2 = fig.axes[0], fig.axes[1]
     (down,) = [ln for ln in a1.get_lines() if ln.get_marker() == "v"]
     (up,) = [ln for ln in a2.get_lines() if ln.get_marker() == "^"]

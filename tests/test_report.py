@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,7 @@ import pytest
 from conftest import QUICKSTART, run_cli_here, settings, unavailable
 
 from gprpipe.config.schema import Config
+from gprpipe.errors import GprpipeError
 from gprpipe.results.schema import read_csv_table
 from gprpipe.results.summary import Extreme, summarize_scan
 from gprpipe.steps.report import write_reports
@@ -655,8 +657,9 @@ def test_the_hepdata_of_a_grid_point_names_it(shared_quickstart: Path, tmp_path:
 def test_a_linked_hepdata_folder_is_replaced_every_time(shared_quickstart: Path, tmp_path: Path):
     """A ``hepdata/`` that is a link was moved aside as ``.hepdata.old``, which
     ``shutil.rmtree`` leaves (it removes no link): every later plot task then failed with
-    ".hepdata.old: not a directory" until one deleted it by hand. The link's target is
-    never written through or removed."""
+    ".hepdata.old: not a directory" until one deleted it by hand. A link inside the point
+    folder is replaced (its target left as it is); one to a folder elsewhere is refused in
+    one sentence, as for the exports and reach folders (it gave way without a word)."""
     from gprpipe.config import point_config_from_file
     from gprpipe.steps.hepdata import write_hepdata
 
@@ -665,13 +668,29 @@ def test_a_linked_hepdata_folder_is_replaced_every_time(shared_quickstart: Path,
     point = tmp_path / "nominal"
     point.mkdir()
     (point / "limit.h5").write_bytes((nominal / "limit.h5").read_bytes())
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / "keep.txt").write_text("not gprpipe's")
-    (point / "hepdata").symlink_to(elsewhere)
+    kept = point / "kept"
+    kept.mkdir()
+    (kept / "keep.txt").write_text("not gprpipe's")
+    (point / "hepdata").symlink_to(kept)
     for _ in range(2):
         written = write_hepdata(cfg, point / "limit.h5", point / "hepdata")
         assert (point / "hepdata" / "submission.yaml") in written
         assert not (point / "hepdata").is_symlink()
-        assert sorted(p.name for p in point.iterdir()) == ["hepdata", "hepdata.tar.gz", "limit.h5"]
-    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
+        assert sorted(p.name for p in point.iterdir()) == [
+            "hepdata",
+            "hepdata.tar.gz",
+            "kept",
+            "limit.h5",
+        ]
+    assert [p.name for p in kept.iterdir()] == ["keep.txt"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(point / "hepdata")
+    (point / "hepdata").symlink_to(elsewhere)
+    with pytest.raises(GprpipeError) as err:
+        write_hepdata(cfg, point / "limit.h5", point / "hepdata")
+    assert str(err.value) == (
+        f"{point / 'hepdata'}: the HEPData folder resolves to {elsewhere}, outside the point "
+        f"folder {point}; remove the link."
+    )
+    assert (point / "hepdata").is_symlink() and not any(elsewhere.iterdir())

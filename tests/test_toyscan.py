@@ -92,7 +92,8 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     best = max(rows, key=lambda r: float(r["Z_local"]))
     p, err = float(best["p0_local_toys"]), float(best["p0_local_toys_err"])
     line = (
-        f"local p0 at {float(best['mass_GeV']) * 1e3:g} MeV: {float(best['p0_local']):.3g}, "
+        f"local p0 at {float(best['mass_GeV']) * 1e3:g} MeV: {float(best['p0_local']):.3g} "
+        "(asymptotic), "
         f"{p:.3g} +- {err:.2g} from the toys at this mass"
     )
     assert line in out, out

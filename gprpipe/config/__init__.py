@@ -221,10 +221,10 @@ def load_points(
     return loaded, points
 
 
-#: lists whose order changes no result (sets of masses, strengths, datasets, formats)
+#: lists whose order changes no result (sets of masses, strengths, formats); not the
+#: datasets: their order picks the toy scan's default dataset and each one's colour
 _ORDERLESS = (
     "scan.masses",
-    "scan.datasets",
     "inject.masses",
     "inject.strengths",
     "plot.formats",
@@ -232,7 +232,6 @@ _ORDERLESS = (
     "plot.allocation_masses",
     "plot.displays.masses",
     "plot.displays.observed",
-    "plot.displays.datasets",
     "plot.displays.z",
     "plot.displays.variants",
 )

@@ -293,7 +293,7 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                         where("scan.mass_step"),
                         f"a step of {step:g} GeV over [{ds.range[0]:g}, {ds.range[1]:g}] GeV "
                         f"gives one test mass for dataset {name}"
-                        + (f"; {mev_hint(step)}" if step >= 0.5 else "."),
+                        + (f"; {mev_hint(step)}" if step >= 0.5 and looks_like_mev(step) else "."),
                     )
                 )
         hi_f = ds.ls_hi_factor if ds.ls_hi_factor is not None else fit_hi
@@ -320,33 +320,30 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                 )
             )
             continue
-        for key, values, what in (
+        with np.errstate(over="ignore", invalid="ignore"):  # huge coefficients: inf, said
+            sigma = sigma_m(ms, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
+            frad = polyval(ds.frad_coeffs, ms)
+        for key, values, what, bad in (
             (
                 "sigma_coeffs",
-                sigma_m(ms, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope),
-                "the resolution sigma(m)",
+                sigma,
+                # wider than the mass: coefficients not in GeV (sum c_k m^k, m in GeV)
+                "the resolution sigma(m) is not positive and below the mass",
+                ~(np.isfinite(sigma) & (sigma > 0) & (sigma < ms)),
             ),
-            ("frad_coeffs", polyval(ds.frad_coeffs, ms), "the radiative fraction f_rad(m)"),
+            (
+                "frad_coeffs",
+                frad,
+                "the radiative fraction f_rad(m) is not in (0, 1]",
+                ~(np.isfinite(frad) & (frad > 0) & (frad <= 1)),
+            ),
         ):
-            bad = ~(np.isfinite(values) & (values > 0))
-            if key == "frad_coeffs":
-                bad |= values > 1
-            elif not bad.any():  # a resolution wider than the mass: coefficients not in GeV
-                bad = values >= ms
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                bound = (
-                    "in (0, 1]"
-                    if key == "frad_coeffs"
-                    else "positive"
-                    if not np.isfinite(values[i]) or values[i] <= 0
-                    else "below the mass (sigma(m) = sum c_k m^k in GeV, m in GeV)"
-                )
                 errors.append(
                     at(
                         where(f"datasets.{name}.{key}"),
-                        f"{what} is not {bound} "
-                        f"over the scan of dataset {name} ({values[i]:g} at m = "
+                        f"{what} over the scan of dataset {name} ({values[i]:g} at m = "
                         f"{ms[i]:g} GeV).",
                     )
                 )

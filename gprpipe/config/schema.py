@@ -457,16 +457,22 @@ class Slurm(Section):
             name = word[2:] if word.startswith("--") else _SBATCH_SHORT.get(word[1:2], "")
             # sbatch takes an unambiguous abbreviation of a long option (--outp: --output);
             # no sbatch option of its own is a prefix of these
-            full = next((m for m in _SBATCH_MANAGED if name and m.startswith(name)), None)
+            full = name if name in _SBATCH_MANAGED else None
+            full = full or next((m for m in _SBATCH_MANAGED if name and m.startswith(name)), None)
             if full is not None:
                 key = _SBATCH_MANAGED[full]
                 said = (
                     ""
                     if full == name
-                    else f"{word} abbreviates --{full} (sbatch takes it so), and "
+                    else f"sbatch may read {word} as --{full} (it takes abbreviations), and "
+                )
+                sets = (
+                    f"sbatch refuses --{full} beside the --{_SBATCH_BESIDE[full]} that gprpipe sets"
+                    if full in _SBATCH_BESIDE
+                    else f"gprpipe sets --{full} itself"
                 )
                 raise ValueError(
-                    f"{item!r}: {said}gprpipe sets --{full} itself"
+                    f"{item!r}: {said}{sets}"
                     + (f"; set slurm.{key} instead" if key else " (it runs each task once)")
                 )
         return v
@@ -484,11 +490,15 @@ _SBATCH_MANAGED = {
     "parsable": "",
     "time": "time",
     "mem": "memory",
+    "mem-per-cpu": "memory",
+    "mem-per-gpu": "memory",
     "cpus-per-task": "cpus_per_task",
     "partition": "partition",
     "account": "account",
     "qos": "qos",
 }
+#: options sbatch refuses beside one the job scripts set
+_SBATCH_BESIDE = {"mem-per-cpu": "mem", "mem-per-gpu": "mem"}
 _SBATCH_SHORT = {
     "a": "array",
     "J": "job-name",

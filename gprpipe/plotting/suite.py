@@ -157,9 +157,10 @@ def significance_figure(
     _mark_flagged(a2, m, zl, flagged)
     a2.plot(m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
     if toys:
+        zt = np.minimum(z_from_p(p_global_toys), zl)  # as Z_global_toys: never above Z_local
         a2.plot(
             m,
-            z_from_p(p_global_toys),
+            zt,
             ":",
             color="C4",
             lw=2.2,
@@ -171,7 +172,7 @@ def significance_figure(
         if bound.any():
             a2.plot(
                 m[bound],
-                z_from_p(np.asarray(p_global_toys)[bound]),
+                zt[bound],
                 "^",
                 color="C4",
                 ms=8,

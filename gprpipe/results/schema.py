@@ -127,7 +127,8 @@ SCAN = Table(
         Column(
             "p0_local_toys",
             "",
-            "local p-value from the same toys at this mass, (1 + #{Z_toy >= Z_local}) / (1 + N)",
+            "local p-value from the same toys at this mass, (1 + #{Z_toy >= Z_local}) / (1 + N'), "
+            "N' the toys with a Z there",
         ),
         Column("p0_local_toys_err", "", "its binomial standard error"),
         Column("gp_length_scale", "", "RBF length scale in ln-mass units (dimensionless)"),

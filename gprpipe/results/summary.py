@@ -291,10 +291,15 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         lines.append(z)
         toys = s.p0_local_toys_text
         if s.p0_local is not None and toys:
-            bound = " (no toy reached it)" if toys.startswith("<") else ""
+            p, err = s.p0_local_toys, s.p0_local_toys_err
+            bound = (
+                " (no toy reached it)"
+                if p is not None and err is not None and toys_bound(p, err)
+                else ""
+            )
             lines.append(
-                f"local p0 at {_mev(s.most_significant.mass)}: {s.p0_local:.3g}, {toys} "
-                f"from the toys at this mass{bound}"
+                f"local p0 at {_mev(s.most_significant.mass)}: {s.p0_local:.3g} (asymptotic), "
+                f"{toys} from the toys at this mass{bound}"
             )
     if s.weakest and s.strongest:
         lines.append(

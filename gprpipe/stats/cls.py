@@ -47,7 +47,8 @@ BAND_N = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
 """Expected-band positions in standard deviations (lo2, lo1, median, hi1, hi2)."""
 TOY_QUANTILES = np.array([0.025, 0.16, 0.5, 0.84, 0.975])
 """Quantiles used for toy bands (docs/method.md: 2.5/16/50/84/97.5%); the asymptotic
-bands sit at Phi(BAND_N), 2.28/97.72% at +-2, about 1% apart there (README, Method)."""
+bands sit at Phi(BAND_N), 2.28/97.72% at +-2, where the two give limits about 1% apart
+(README, Method)."""
 CALCULATORS = ("asymptotic", "toys")
 """Names accepted by :func:`calculator` (the config's ``limit.mode`` / ``limit.bands``)."""
 

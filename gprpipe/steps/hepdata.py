@@ -35,7 +35,7 @@ import numpy as np
 
 from gprpipe.config.grid import DEFAULT_POINT
 from gprpipe.config.schema import Config
-from gprpipe.io.atomic import atomic_path, atomic_write_text
+from gprpipe.io.atomic import atomic_path, atomic_write_text, inside
 
 CSV_HEADER = (
     "mass_GeV",
@@ -342,6 +342,9 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
     files."""
     sub, csvs = build_submission(cfg, limit_path)
     folder = Path(folder)
+    # a link to a folder elsewhere would silently give way to the run's own: refused, as
+    # for the exports and reach folders (a link inside the point folder is replaced)
+    inside(folder, folder.parent, "the HEPData folder")
     archive = folder.with_name(folder.name + ".tar.gz")
     if not sub.tables:
         archive.unlink(missing_ok=True)

@@ -91,7 +91,10 @@ def reconcile(
                 + (f": {last}" if last else "")
                 + f"; see {st.log}{also}"
             )
-            if how in ("CANCELLED", None, "") and slurm_log is not None and not slurm_log.exists():
+            started = (slurm_log is not None and slurm_log.exists()) or bool(
+                st.log and st.log.exists()
+            )
+            if how in ("CANCELLED", None, "") and slurm_log is not None and not started:
                 # SLURM writes this attempt's log when the element starts; without
                 # accounting (no sacct) the queue alone cannot say it was cancelled
                 why = "was cancelled" if how else "left the queue (cancelled?)"
