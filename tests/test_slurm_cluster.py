@@ -62,23 +62,25 @@ def cluster() -> None:
     require_slurm()
 
 
-def make_tasks(point_dir: Path) -> list[Task]:
-    def task(step: str, part: str, deps: tuple[Task, ...] = ()) -> Task:
-        tid = f"p0/{step}/{part}"
-        slug = tid.split("/", 1)[1].replace("/", "__")
-        argv = ("-c", STEP, str(point_dir), slug, *(d.slug for d in deps))
-        return Task(
-            id=tid,
-            point="p0",
-            step=step,
-            point_dir=point_dir,
-            argv=argv,
-            part=part,
-            deps=tuple(d.id for d in deps),
-        )
+def step_task(point_dir: Path, step: str, part: str, deps: tuple[Task, ...] = ()) -> Task:
+    """Task ``p0/STEP/PART`` running the test step (its marker slug ``STEP__PART``)."""
+    tid = f"p0/{step}/{part}"
+    slug = tid.split("/", 1)[1].replace("/", "__")
+    argv = ("-c", STEP, str(point_dir), slug, *(d.slug for d in deps))
+    return Task(
+        id=tid,
+        point="p0",
+        step=step,
+        point_dir=point_dir,
+        argv=argv,
+        part=part,
+        deps=tuple(d.id for d in deps),
+    )
 
-    work = [task("work", f"c{k}") for k in range(3)]
-    return [*work, task("work", "merge", tuple(work))]
+
+def make_tasks(point_dir: Path) -> list[Task]:
+    work = [step_task(point_dir, "work", f"c{k}") for k in range(3)]
+    return [*work, step_task(point_dir, "work", "merge", tuple(work))]
 
 
 def test_submit_wait_fail_resubmit(cluster, tmp_path: Path, monkeypatch) -> None:
@@ -173,17 +175,7 @@ def test_cancelled_tasks_are_failed(cluster, tmp_path: Path, monkeypatch) -> Non
     point = tmp_path / "run" / "p0"
     point.mkdir(parents=True)
     run = point.parent
-    sleeper, held = (
-        Task(
-            id=f"p0/{s}/x",
-            point="p0",
-            step=s,
-            point_dir=point,
-            part="x",
-            argv=("-c", STEP, str(point), f"{s}__x"),
-        )
-        for s in ("nap", "held")
-    )
+    sleeper, held = (step_task(point, s, "x") for s in ("nap", "held"))
     (point / f"sleep-{sleeper.slug}").touch()
     env = {"PYTHONPATH": str(REPO)}
     first = submit(
@@ -267,17 +259,7 @@ def test_an_element_cancelled_while_pending_says_so_without_accounting(
     point = tmp_path / "run" / "p0"
     point.mkdir(parents=True)
     run = point.parent
-    first, second = (
-        Task(
-            id=f"p0/held/{part}",
-            point="p0",
-            step="held",
-            point_dir=point,
-            part=part,
-            argv=("-c", STEP, str(point), f"held__{part}"),
-        )
-        for part in ("x", "y")
-    )
+    first, second = (step_task(point, "held", part) for part in ("x", "y"))
     env = {"PYTHONPATH": str(REPO)}
     job = submit(
         [first, second],
