@@ -40,7 +40,8 @@ NUMERICS_VERSION = 22  # 22: scan.csv p0_local_toys(_err)
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 8  # 8: toy global p0 and Z that are bounds drawn as such
+PLOT_VERSION = 9  # 9: the toys' local p0 in the significance figure
+# 8: toy global p0 and Z that are bounds drawn as such
 # 7: one colour per dataset in every overlay, flags red; 6: HEPData archive
 # beside its folder, CSVs referenced; 5: a toy global Z
 # that no toy reached is a bound ("> 2.33"); 4: a blinded GP-fit figure hides every test

@@ -99,6 +99,20 @@ def test_toy_values_that_are_bounds_are_drawn_as_bounds():
     assert up.get_ydata()[0] == pytest.approx(2.714, abs=1e-3)
     assert "toys: bound (no toy reached it)" in [t.get_text() for t in a1.get_legend().texts]
     plt.close(fig)
+    # the toys' local p0 at each mass, with its error, beside the asymptotic curve
+    fig = significance_figure(
+        m,
+        np.array([0.1, 1e-4, 0.3]),
+        np.ones(3),
+        "",
+        p_global_toys=p_toys,
+        p_local_toys=np.array([0.12, 0.004, 0.31]),
+        p_local_toys_err=np.array([0.02, 0.003, 0.03]),
+    )
+    (points,) = fig.axes[0].containers
+    assert points.get_label() == "local $p_0$ (toys at each mass)"
+    assert points.lines[0].get_ydata().tolist() == [0.12, 0.004, 0.31]
+    plt.close(fig)
     # no toys, or none a bound: no triangle
     fig = significance_figure(m, np.full(3, 0.1), np.ones(3), "", p_global_toys=np.full(3, 0.2))
     assert not [ln for a in fig.axes for ln in a.get_lines() if ln.get_marker() in ("v", "^")]

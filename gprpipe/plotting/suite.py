@@ -89,12 +89,15 @@ def significance_figure(
     flagged=None,
     p_global_toys=None,
     toys_bound=None,
+    p_local_toys=None,
+    p_local_toys_err=None,
 ):
     """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z
     (Sidak and, when given, whole-scan toys); ``flagged`` masses are circled in red (no
     global p-value: they do not count as a discovery); ``toys_bound`` (boolean per mass)
     marks the toys' values that are bounds (no toy reached the observed Z): a p0 below,
-    a Z above, drawn as triangles pointing that way."""
+    a Z above, drawn as triangles pointing that way; ``p_local_toys`` (with its error) is
+    the toys' local p0 at each mass, drawn as points beside the asymptotic curve."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     zl, zg = z_from_p(p_local), z_from_p(p_global)
@@ -138,6 +141,19 @@ def significance_figure(
                 zorder=5,
                 label="toys: bound (no toy reached it)",
             )
+    if p_local_toys is not None and np.isfinite(p_local_toys).any():
+        a1.errorbar(
+            m,
+            p_local_toys,
+            yerr=None if p_local_toys_err is None else p_local_toys_err,
+            fmt="o",
+            mfc="none",
+            color="C0",
+            ms=3.5,
+            lw=0.8,
+            zorder=3,
+            label="local $p_0$ (toys at each mass)",
+        )
     a1.set_yscale("log")
     lo = min(np.nanmin(p_local) * 0.3, ndtr(-5.5))
     a1.set_ylim(lo, 3.0)  # p0 = 1 (a global curve often sits there) stays inside the frame

@@ -316,7 +316,15 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                 f"significance_{name}",
                 suite.significance_figure,
                 (m, a["p0_local"][ok], a["p0_global"][ok], title),
-                {"flagged": flagged, "p_global_toys": pgt, "toys_bound": bound},
+                {
+                    "flagged": flagged,
+                    "p_global_toys": pgt,
+                    "toys_bound": bound,
+                    "p_local_toys": a["p0_local_toys"][ok] if "p0_local_toys" in a else None,
+                    "p_local_toys_err": (
+                        a["p0_local_toys_err"][ok] if "p0_local_toys_err" in a else None
+                    ),
+                },
             )
         )
         figures += global_toys_figures(lay.limit, name, a, title)
