@@ -858,6 +858,12 @@ def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path
     ]
     k = key_numbers(Scan(tmp_path / "scan.csv", [*table[0], "p0_global_toys"], bound), [0.03])
     assert k.global_z_toys == "> 0.70"
+    assert math.isnan(k.local_p) and k.local_p_toys == ""  # no local p0 columns
+    # the local p0 there, asymptotic and from the toys at that mass (as the summary gives)
+    local = {"p0_local": 0.0062, "p0_local_toys": 0.021, "p0_local_toys_err": 0.0083}
+    with_local = [{**r, **local} if r is bound[0] else r for r in bound]
+    k = key_numbers(Scan(tmp_path / "scan.csv", [*table[0], *local], with_local), [0.03])
+    assert (k.local_p, k.local_p_toys) == (0.0062, "0.021 +- 0.0083")
     # every row flagged: no best row (the tab says so instead of "best local Z nan")
     flagged = [{**r, "status": "flag_gof"} for r in rows]
     k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), flagged), [0.03])

@@ -263,6 +263,8 @@ class ResultsPane(Widget):
             if k.global_z_toys:
                 t.append("   toys' global Z ")
                 t.append(k.global_z_toys, style="bold")
+            if k.local_p_toys and not math.isnan(k.local_p):
+                t.append(f"\nlocal p0 there {k.local_p:.3g}, toys at that mass {k.local_p_toys}")
             t.append("\n")
             t.append("ε² limits obs/exp: ")
             limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]

@@ -106,6 +106,8 @@ class KeyNumbers:
     global_p: float = math.nan
     global_z_toys: str = ""  # whole-scan toys (limit.global_toys) as shown: "> 2.71" where
     # no toy reached the observed Z (a bound); '' without toys
+    local_p: float = math.nan  # asymptotic p0 at the best row
+    local_p_toys: str = ""  # the toys' local p0 there as shown ("0.01 +- 0.0022"), '' without
     limits: list[tuple[str, float, float, float]] = field(default_factory=list)
     # (dataset, mass GeV, observed eps2, expected median eps2)
 
@@ -123,6 +125,8 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
         out.global_z = math.nan if best.Z_global is None else best.Z_global
         out.global_p = math.nan if best.p0_global is None else best.p0_global
         out.global_z_toys = best.Z_global_toys_text
+        out.local_p = math.nan if best.p0_local is None else best.p0_local
+        out.local_p_toys = best.p0_local_toys_text
     names = [dataset] if dataset else scan.datasets()
     for name in names:
         rows = scan.of(name)
