@@ -218,23 +218,8 @@ def test_dependency_on_a_task_queued_earlier(cluster, tmp_path: Path) -> None:
     point = tmp_path / "run" / "p0"
     point.mkdir(parents=True)
     run = point.parent
-    first = Task(
-        id="p0/a/x",
-        point="p0",
-        step="a",
-        point_dir=point,
-        part="x",
-        argv=("-c", STEP, str(point), "a__x"),
-    )
-    second = Task(
-        id="p0/b/x",
-        point="p0",
-        step="b",
-        point_dir=point,
-        part="x",
-        argv=("-c", STEP, str(point), "b__x", "a__x"),
-        deps=(first.id,),
-    )
+    first = step_task(point, "a", "x")
+    second = step_task(point, "b", "x", (first,))
     (point / "sleep-a__x").write_text("3")
     env = {"PYTHONPATH": str(REPO)}
     ja = submit(

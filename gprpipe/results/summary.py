@@ -84,13 +84,20 @@ class DatasetSummary:
         return f"{'> ' if self.toys_bound else ''}{self.Z_global_toys:.2f}"
 
     @property
+    def local_toys_bound(self) -> bool:
+        """No toy reached the observed Z at the most significant mass: ``p0_local_toys``
+        is an upper bound (:func:`toys_bound`)."""
+        p, err = self.p0_local_toys, self.p0_local_toys_err
+        return p is not None and err is not None and bool(toys_bound(p, err))
+
+    @property
     def p0_local_toys_text(self) -> str:
         """The toys' local p0 at the most significant mass as shown: ``0.01 +- 0.0022``,
         ``< 0.0005`` where no toy reached it, '' without toys."""
         p, err = self.p0_local_toys, self.p0_local_toys_err
         if p is None or err is None:
             return ""
-        return f"< {p:.3g}" if toys_bound(p, err) else f"{p:.3g} +- {err:.2g}"
+        return f"< {p:.3g}" if self.local_toys_bound else f"{p:.3g} +- {err:.2g}"
 
     @property
     def flags(self) -> dict[str, int]:
@@ -291,12 +298,7 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         lines.append(z)
         toys = s.p0_local_toys_text
         if s.p0_local is not None and toys:
-            p, err = s.p0_local_toys, s.p0_local_toys_err
-            bound = (
-                " (no toy reached it)"
-                if p is not None and err is not None and toys_bound(p, err)
-                else ""
-            )
+            bound = " (no toy reached it)" if s.local_toys_bound else ""
             lines.append(
                 f"local p0 at {_mev(s.most_significant.mass)}: {s.p0_local:.3g} (asymptotic), "
                 f"{toys} from the toys at this mass{bound}"
