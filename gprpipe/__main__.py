@@ -5,31 +5,16 @@ from collections.abc import Sequence
 
 from gprpipe.executors.forkserver import prestart
 
-#: the options of a task command line as the plan writes it (``--force`` takes no value)
-_TASK_OPTIONS = ("--point-dir", "--part", "--task")
-
 
 def task_command(argv: Sequence[str]) -> bool:
-    """Whether ``argv`` is a task command line in the plan's own form, ``step NAME
-    --point-dir DIR [--part P] [--task ID] [--force]`` (each option once, a value that is
-    not empty and not an option): the one SLURM jobs and containers run, thousands of
-    times. It then runs without the command-line layer (typer, click, rich: ~0.2 s of CPU
-    per task). Anything else, help, a mistake or ``--masses``, goes to the command line."""
-    if len(argv) < 4 or argv[0] != "step" or argv[1].startswith("-"):
-        return False
-    seen: set[str] = set()
-    rest = list(argv[2:])
-    while rest:
-        word = rest.pop(0)
-        if word in seen:
-            return False
-        seen.add(word)
-        if word == "--force":
-            continue
-        if word not in _TASK_OPTIONS or not rest or not rest[0] or rest[0].startswith("-"):
-            return False
-        rest.pop(0)
-    return "--point-dir" in seen
+    """Whether ``argv`` is a task command line in the plan's own form
+    (:class:`~gprpipe.pipeline.task.TaskLine`): the one SLURM jobs and containers run,
+    thousands of times. It then runs without the command-line layer (typer, click, rich:
+    ~0.2 s of CPU per task). Anything else, help, a mistake or ``--masses``, goes to the
+    command line."""
+    from gprpipe.pipeline.task import TaskLine
+
+    return TaskLine.parse(argv) is not None
 
 
 def _run_task_command(argv: Sequence[str]) -> int:

@@ -203,7 +203,13 @@ def test_set_blind_false_is_refused(tmp_path, cli):
         )
     )
     # an inline table (merged into [base]) lifts nothing either; "true" blinds, as asked
-    for value, code_wanted in (("base={blind=false}", 1), ('base.blind="true"', 0)):
+    # and any other way of writing false that the config's bool accepts
+    for value, code_wanted in (
+        ("base={blind=false}", 1),
+        ('base.blind="true"', 0),
+        ('base.blind="Off"', 1),
+        ("base.blind=0.0", 1),
+    ):
         code, _, err = cli("validate", QUICKSTART, *settings(value))
         assert code == code_wanted, err
 

@@ -224,8 +224,12 @@ def test_task_processes_that_read_no_root_file_import_no_uproot():
 )
 def test_only_the_plans_task_command_lines_skip_the_command_line_layer(argv, fast):
     from gprpipe.__main__ import task_command
+    from gprpipe.pipeline.task import TaskLine
 
     assert task_command(argv) is fast
+    line = TaskLine.parse(argv)
+    # one owner of the form: what it reads, it writes back word for word
+    assert (line.argv() if line else None) == (tuple(argv) if fast else None)
 
 
 def test_a_task_process_imports_no_command_line_layer(tmp_path: Path):
@@ -246,3 +250,12 @@ def test_a_task_process_imports_no_command_line_layer(tmp_path: Path):
     assert proc.stderr == (
         f"error: {tmp_path}: not a point folder of a gprpipe run (no config.toml).\n"
     )
+
+
+def test_a_worker_given_another_form_of_task_line_refuses_it(capsys):
+    """The warm workers run exactly what the plan wrote; any other form is a bug, said in
+    one line with exit code 2 (not run with a guessed meaning)."""
+    from gprpipe.steps.runner import run_argv
+
+    assert run_argv(["step", "load", "--point-dir=/r/p"]) == 2
+    assert capsys.readouterr().err == "error: not a task command line: step load --point-dir=/r/p\n"

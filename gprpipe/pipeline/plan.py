@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gprpipe.config.schema import STEPS, Config
-from gprpipe.pipeline.task import Task
+from gprpipe.pipeline.task import Task, TaskLine
 from gprpipe.results.schema import COMBINED
 from gprpipe.units import mass_within
 
@@ -108,13 +108,8 @@ class Layout:
 
 def _task(point: str, point_dir: Path, step: str, part: str | None, **kw: Any) -> Task:
     tid = f"{point}/{step}" + (f"/{part}" if part else "")
-    argv = ["step", step, "--point-dir", str(point_dir)]
-    if part:
-        argv += ["--part", part]
-    argv += ["--task", tid]
-    return Task(
-        id=tid, point=point, step=step, point_dir=point_dir, argv=tuple(argv), part=part, **kw
-    )
+    argv = TaskLine(step, point_dir, part, tid).argv()
+    return Task(id=tid, point=point, step=step, point_dir=point_dir, argv=argv, part=part, **kw)
 
 
 def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:

@@ -531,6 +531,8 @@ def refuse_set_unblind(
     the overrides (``{{ false }}``, a key its Jinja2 reads). A config that loads only with
     some override (a data path) is blind when its base.blind as written is anything but
     false (true, or a template)."""
+    from pydantic import TypeAdapter, ValidationError
+
     from gprpipe.config.loader import override_leaves
 
     def lifting(o: str) -> GprpipeError:
@@ -539,10 +541,12 @@ def refuse_set_unblind(
         )
 
     def says_false(value: object) -> bool:
-        """Whether a base.blind value, as written, says false."""
-        if isinstance(value, str):
-            return value.strip().lower() in ("false", "0", "no", "off", "f", "n")
-        return value is False or value == 0
+        """Whether a base.blind value, as written, says false (read as the config's schema
+        reads a bool)."""
+        try:
+            return TypeAdapter(bool).validate_python(value) is False
+        except ValidationError:
+            return False
 
     for o in overrides:
         try:

@@ -7,6 +7,7 @@ array task, because every path in it is absolute and mounted at the same place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,3 +40,59 @@ class Task:
     @property
     def log(self) -> Path:
         return self.point_dir / "logs" / f"{self.slug}.log"
+
+
+#: the options of a task command line that take a value (``--force`` takes none)
+_VALUED = ("--point-dir", "--part", "--task")
+
+
+@dataclass(frozen=True)
+class TaskLine:
+    """A task command line, ``step NAME --point-dir DIR [--part P] [--task ID] [--force]``:
+    written by the plan (``Task.argv``), run by SLURM jobs, containers and warm workers."""
+
+    name: str
+    point_dir: Path
+    part: str | None = None
+    task: str | None = None
+    force: bool = False
+
+    def argv(self) -> tuple[str, ...]:
+        """The words after ``gprpipe``, in the order :meth:`parse` reads."""
+        words = ["step", self.name, "--point-dir", str(self.point_dir)]
+        if self.part:
+            words += ["--part", self.part]
+        if self.task:
+            words += ["--task", self.task]
+        if self.force:
+            words.append("--force")
+        return tuple(words)
+
+    @classmethod
+    def parse(cls, argv: Sequence[str]) -> TaskLine | None:
+        """The task line ``argv`` states, or None if it is not in this form (each option
+        once, a value that is not empty and not an option, ``--point-dir`` given)."""
+        if len(argv) < 4 or argv[0] != "step" or not argv[1] or argv[1].startswith("-"):
+            return None
+        values: dict[str, str] = {}
+        force = False
+        rest = list(argv[2:])
+        while rest:
+            word = rest.pop(0)
+            if word in values or (word == "--force" and force):
+                return None
+            if word == "--force":
+                force = True
+                continue
+            if word not in _VALUED or not rest or not rest[0] or rest[0].startswith("-"):
+                return None
+            values[word] = rest.pop(0)
+        if "--point-dir" not in values:
+            return None
+        return cls(
+            name=argv[1],
+            point_dir=Path(values["--point-dir"]),
+            part=values.get("--part"),
+            task=values.get("--task"),
+            force=force,
+        )

@@ -7,7 +7,6 @@ cache key, and reports user mistakes as one sentence (exit 1).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import sys
@@ -29,7 +28,7 @@ from gprpipe.pipeline.cache import freshness, made_with_other_settings, task_key
 from gprpipe.pipeline.commit import clear_commit, verify_inputs, write_commit
 from gprpipe.pipeline.plan import Layout, find_task, plan_point, producers
 from gprpipe.pipeline.state import write_progress, write_state
-from gprpipe.pipeline.task import Task
+from gprpipe.pipeline.task import Task, TaskLine
 
 
 @dataclass
@@ -223,15 +222,11 @@ def run_task(
 
 
 def run_argv(argv: Sequence[str]) -> int:
-    """Run a task from its command line, ``step NAME --point-dir DIR [--part P] [--task ID]
-    [--force]`` (what ``gprpipe step`` runs): the entry of the warm local workers, which
-    thereby need no command-line layer."""
-    parser = argparse.ArgumentParser(prog="gprpipe", add_help=False)
-    parser.add_argument("command", choices=["step"])
-    parser.add_argument("name")
-    parser.add_argument("--point-dir", type=Path, required=True)
-    parser.add_argument("--part")
-    parser.add_argument("--task")
-    parser.add_argument("--force", action="store_true")
-    args = parser.parse_args(list(argv))  # the plan wrote argv: a mistake is a bug (exit 2)
-    return run_task(args.point_dir, args.name, args.part, args.task, args.force)
+    """Run a task from its command line (:class:`~gprpipe.pipeline.task.TaskLine`, what
+    ``gprpipe step`` runs): the entry of the warm local workers, which thereby need no
+    command-line layer."""
+    line = TaskLine.parse(argv)
+    if line is None:  # the plan wrote argv: a mistake is a bug
+        print(f"error: not a task command line: {' '.join(argv)}", file=sys.stderr)
+        return 2
+    return run_task(line.point_dir, line.name, line.part, line.task, line.force)
