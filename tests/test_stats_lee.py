@@ -159,3 +159,75 @@ def test_leakage_template_per_toy(data: np.ndarray) -> None:
         w_eff = w_full[blind] - b * (fm.M @ (w_full[~blind] / data[~blind]))
         n, L = toys[t, fm.blind], cholesky_jitter(C)
         assert z[t] == pytest.approx(significance.z_local(WindowModel(b, L, w_eff).q0(n)), abs=1e-4)
+
+
+# -- the combination: toy t of every dataset fitted with one shared eps^2 -------------------
+MEAN2 = 0.4 * MEAN * (X / 0.05) ** 0.3  # a second dataset: fewer counts, another slope
+K_UNITS = (2.0e3, 5.0e2)  # yields per unit eps^2 (any positive numbers)
+
+
+def _leaky_map(mass: float, counts: np.ndarray) -> lee.FixedMap:
+    sigma = 0.05 * mass
+    blind = blind_mask(X, mass, sigma, 1.64)
+    w = signal_template(EDGES, mass, sigma)
+    return lee.fixed_map(X, counts, ~blind, blind, HYPER, w[blind], w[~blind])
+
+
+@pytest.fixture(scope="module")
+def data2() -> np.ndarray:
+    return np.random.default_rng(8).poisson(MEAN2).astype(float)
+
+
+@pytest.mark.parametrize("leakage", [False, True])
+def test_joint_map_is_the_combined_fit_per_toy(data, data2, leakage) -> None:
+    """The joint map's Z of each pseudo-experiment (toy t of both datasets) equals the
+    combination (``stats.combine``) of the two windows with that toy's own backgrounds,
+    covariances and, with leakage modelled, templates; on the data themselves it is the
+    observed combined Z."""
+    from gprpipe.stats.combine import Block, combine
+
+    make = _leaky_map if leakage else _map
+    maps = (make(0.06, data), make(0.06, data2))
+    jm = lee.joint_map(maps, K_UNITS)
+    toys = [
+        np.vstack([d, lee.poisson_toys(mean, [np.random.SeedSequence([s, t]) for t in range(12)])])
+        for d, mean, s in ((data, MEAN, 21), (data2, MEAN2, 22))
+    ]
+    logc = [lee.log_counts(c) for c in toys]
+    z, conv = lee.z_local_joint(jm, toys, logc)
+    assert conv.all() and (z > 0).any() and (z == 0).any()
+    for t in range(13):
+        blocks = []
+        for fm, c, lc, k in zip(maps, toys, logc, K_UNITS):
+            b, C = lognormal_moments(fm.M @ lc[t, fm.train], fm.S)
+            w = fm.w if fm.leak is None else fm.w - b * fm.leak
+            blocks.append(Block(c[t, fm.blind], b, C, w, k))
+        cw = combine(blocks)
+        assert z[t] == pytest.approx(float(significance.z_local(cw.model.q0(cw.n))), abs=1e-4)
+
+
+def test_joint_map_of_one_dataset_is_its_fixed_map(data) -> None:
+    fm = _map(0.08, data)
+    toys = lee.poisson_toys(MEAN, [np.random.SeedSequence([23, t]) for t in range(40)])
+    logc = lee.log_counts(toys)
+    z1, _ = lee.z_local_fixed(fm, toys.astype(float), logc)
+    zj, _ = lee.z_local_joint(lee.joint_map([fm], [K_UNITS[0]]), [toys], [logc])
+    np.testing.assert_allclose(zj, z1, atol=1e-6)
+    with pytest.raises(ValueError, match="one yield per unit eps"):
+        lee.joint_map([fm], K_UNITS)
+
+
+def test_combined_toys_at_one_mass_give_the_asymptotic_local_p(data, data2) -> None:
+    """Background-only pseudo-experiments of the combination: the fraction with Z >= z is
+    the asymptotic local p (within 3.5 binomial errors of 3000 toys), as for one dataset."""
+    jm = lee.joint_map((_map(0.06, data), _map(0.06, data2)), K_UNITS)
+    toys = [
+        lee.poisson_toys(mean, [np.random.SeedSequence([s, t]) for t in range(3000)])
+        for mean, s in ((MEAN, 31), (MEAN2, 32))
+    ]
+    z, conv = lee.z_local_joint(jm, toys, [lee.log_counts(c) for c in toys])
+    assert conv.mean() > 0.999
+    for zz in (1.0, 1.5, 2.0):
+        p_loc = float(ndtr(-zz))
+        err = np.sqrt(p_loc * (1 - p_loc) / z.size)
+        assert abs(float(np.mean(z >= zz)) - p_loc) < 3.5 * err, (zz, np.mean(z >= zz))

@@ -295,6 +295,76 @@ def test_toyscan_of_a_blinded_analysis_scans_its_toys(tmp_path: Path, shared_dat
 
 @pytest.mark.slurm
 @pytest.mark.slow
+def test_combined_rows_get_toys_of_the_combination(tmp_path: Path, shared_data: Path) -> None:
+    """The combined rows' look-elsewhere toys: toy t of 2015 and of 2016 (each dataset's own
+    whole-scan toy t) fitted jointly with one eps^2 at every combined mass. Their
+    p0_global_toys and p0_local_toys are the tail fractions of those joint fits, and the
+    joint map applied to the data is the observed combination (they were NaN)."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.plan import Layout
+    from gprpipe.stats.lee import joint_map, log_counts, z_local_joint
+    from gprpipe.steps.combine import load_blocks
+    from gprpipe.steps.lee import read_part, scan_setup
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f"""[base]
+template = "hps2015_2016_combined"
+output = "{tmp_path / "run"}"
+[datasets.2015]
+path = "{shared_data / "funcform_2015_toys.root"}"
+[datasets.2016]
+path = "{shared_data / "funcform_2016_toys.root"}"
+[scan]
+combined = true
+masses = [0.04, 0.05, 0.06, 0.07, 0.08]
+[limit]
+global_toys = 300
+global_toys_chunk = 150
+[steps]
+run = ["load", "fit", "limit"]
+"""
+    )
+    code, out, err = run_cli_here("run", cfg)
+    assert code == 0, out + err
+    point = tmp_path / "run" / "nominal"
+    parts = sorted((point / "parts" / "limit").glob("combined-toys-*.h5"))
+    assert [p.name for p in parts] == ["combined-toys-000.h5", "combined-toys-001.h5"]
+    z_toys = np.concatenate([read_part(p)[2]["Z_local"] for p in parts])
+    assert z_toys.shape == (300, 5) and np.isfinite(z_toys).all()
+    rows = [r for r in _rows(point / "scan.csv") if r["dataset"] == "combined"]
+    assert [r["status"] for r in rows] == ["ok"] * 5
+    with h5py.File(point / "limit.h5", "r") as f:
+        g = f["combined"]["global_toys"]
+        mz = g["max_Z_local"][()]
+        assert g.attrs["n_toys"] == 300 and g.attrs["n_masses_used"] == 5
+    np.testing.assert_array_equal(mz, z_toys.max(axis=1))
+    for j, r in enumerate(rows):
+        z = float(r["Z_local"])
+        p = (1 + np.sum(mz >= z)) / 301
+        assert float(r["p0_global_toys"]) == pytest.approx(p, rel=1e-6)
+        assert float(r["p0_global_toys_err"]) == pytest.approx(np.sqrt(p * (1 - p) / 300), 1e-5)
+        pl = (1 + np.sum(z_toys[:, j] >= z)) / 301
+        assert float(r["p0_local_toys"]) == pytest.approx(pl, rel=1e-6)
+        assert 0.0 <= float(r["Z_global_toys"]) <= z + 1e-9
+    best = max(rows, key=lambda r: float(r["Z_local"]))
+    assert (
+        f"Z_global (toys) {float(best['Z_global_toys']):.2f} "
+        f"(p0 {float(best['p0_global_toys']):.3g}"
+    ) in out.split("  combined (5 masses)")[1], out
+    # the joint map on the data is the observed combined fit (stats.combine on fit.h5)
+    conf = point_config_from_file(point / "config.toml")
+    setups = [scan_setup(conf, Layout(point), d) for d in ("2015", "2016")]
+    for j, r in enumerate(rows):
+        blocks, _, _ = load_blocks(conf, point / "fit.h5", float(r["mass_GeV"]))
+        assert [b.name for b in blocks] == ["2015", "2016"]
+        jm = joint_map([s.maps[j] for s in setups], [b.k_unit for b in blocks])
+        counts = [s.counts[None, :].astype(float) for s in setups]
+        z, _ = z_local_joint(jm, counts, [log_counts(c) for c in counts])
+        assert z[0] == pytest.approx(float(r["Z_local"]), abs=1e-5)
+
+
+@pytest.mark.slow
 def test_toyscan_chunks_on_slurm_match_local(tmp_path: Path, shared_data: Path) -> None:
     """The toy chunks as SLURM array tasks give the same bytes as the local run."""
     require_slurm()

@@ -58,7 +58,7 @@ REFIT_TOYS_PER_TASK = 4  # GP-refit whole-scan toys per task (about 5 s per toy 
 
 
 def toy_parts(config: Config) -> dict[str, tuple[str, str, int, int]]:
-    """Part name -> (kind ``toys`` | ``refit``, dataset, first toy, end toy)."""
+    """Part name -> (kind ``toys`` | ``refit``, dataset or ``combined``, first toy, end toy)."""
     lim = config.limit
     parts: dict[str, tuple[str, str, int, int]] = {}
     if lim.global_toys <= 0 or config.base.blind:  # the toys' mean is fitted on every bin
@@ -70,6 +70,15 @@ def toy_parts(config: Config) -> dict[str, tuple[str, str, int, int]]:
         ):
             for k, start in enumerate(range(0, total, size)):
                 parts[f"{name}-{kind}-{k:03d}"] = (kind, name, start, min(start + size, total))
+    if len(config.combined_masses()):  # toy t of every dataset, fitted jointly
+        size = lim.global_toys_chunk
+        for k, start in enumerate(range(0, lim.global_toys, size)):
+            parts[f"{COMBINED}-toys-{k:03d}"] = (
+                "toys",
+                COMBINED,
+                start,
+                min(start + size, lim.global_toys),
+            )
     return parts
 
 

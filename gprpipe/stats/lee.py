@@ -20,15 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import block_diag
 from scipy.special import ndtr
 
+from .combine import eps2_scale
 from .gp import GPHyper, latent_mean_map, lognormal_moments, predict_latent
 from .leakage import leakage_shift
 from .likelihood import LAM_FLOOR, WindowModel, minimise
 
 __all__ = [
     "FixedMap",
+    "JointMap",
     "fixed_map",
+    "joint_map",
     "log_counts",
     "max_z",
     "p_global_toys",
@@ -36,6 +40,7 @@ __all__ = [
     "scan_fixed",
     "sidak_max_z_sf",
     "z_local_fixed",
+    "z_local_joint",
 ]
 
 
@@ -129,12 +134,18 @@ def z_local_fixed(
     the window covariance ``b_t b_t^T (exp S - 1)`` of each toy, fitted jointly and profiled
     at ``A = 0`` (only where ``A_hat > 0``: elsewhere ``q0 = 0``).
     """
-    win = fm.win
     n = np.ascontiguousarray(counts[:, fm.blind], dtype=float)
     b = fm.background(logc)
+    return _z_local_window(fm.win, n, b, fm.template(b))
+
+
+def _z_local_window(
+    win: WindowModel, n: NDArray[np.float64], b: NDArray[np.float64], wt: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """``(Z, converged)`` of toys with window counts ``n``, backgrounds ``b`` and templates
+    ``wt`` (each ``(T, k)``), the nuisance factor of ``win`` scaled by ``b / win.b``."""
     T, k = n.shape
     r = b / win.b
-    wt = fm.template(b)
     G = np.empty((T, k, win.r + 1))
     G[:, :, 0] = wt
     G[:, :, 1:] = r[:, :, None] * win.Lc
@@ -163,6 +174,51 @@ def z_local_fixed(
         q[rows] = np.maximum(2.0 * (f0 - f[rows]), 0.0)
         conv[rows] &= c0
     return np.sqrt(q), conv
+
+
+@dataclass(frozen=True)
+class JointMap:
+    """Several datasets' fixed maps at one mass, fitted with one shared eps^2 (the
+    combination of :mod:`.combine`): block ``d``'s template is scaled by its yield per unit
+    eps^2 ``k_units[d]`` (times the combination's ``scale``), its nuisances are its own."""
+
+    maps: tuple[FixedMap, ...]
+    k_units: NDArray[np.float64]
+    scale: float
+    win: WindowModel
+
+
+def joint_map(maps: Sequence[FixedMap], k_units: ArrayLike) -> JointMap:
+    """The joint window of ``maps`` (the datasets covering a mass) with yields per unit
+    eps^2 ``k_units``: data backgrounds concatenated, nuisance factors block-diagonal, as
+    :func:`.combine.combine` builds it from the data fits."""
+    k = np.asarray(k_units, dtype=float)
+    if len(maps) != k.size or not maps:
+        raise ValueError("one yield per unit eps^2 for each map is needed")
+    b = np.concatenate([fm.win.b for fm in maps])
+    s_unit = np.concatenate([kd * fm.win.w for kd, fm in zip(k, maps)])
+    scale = eps2_scale(b, s_unit)
+    win = WindowModel(b, block_diag(*[fm.win.L for fm in maps]), s_unit * scale)
+    return JointMap(tuple(maps), k, scale, win)
+
+
+def z_local_joint(
+    jm: JointMap, counts: Sequence[NDArray[np.float64]], logc: Sequence[NDArray[np.float64]]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """``Z_local`` of the combination at one mass, ``(Z, converged)`` of shape ``(T,)``.
+
+    ``counts[d]`` and ``logc[d]`` ``(T, bins_d)``: toy ``t`` of every dataset (drawn
+    independently per dataset: together one pseudo-experiment of the combination). Each
+    block has its toy's background and covariance scaling and, with leakage modelled, its
+    own template, as :func:`z_local_fixed` for one dataset."""
+    bs = [fm.background(lc) for fm, lc in zip(jm.maps, logc)]
+    n = np.ascontiguousarray(
+        np.concatenate([c[:, fm.blind] for fm, c in zip(jm.maps, counts)], axis=1), dtype=float
+    )
+    wt = np.concatenate(
+        [kd * jm.scale * fm.template(bd) for kd, fm, bd in zip(jm.k_units, jm.maps, bs)], axis=1
+    )
+    return _z_local_window(jm.win, n, np.concatenate(bs, axis=1), wt)
 
 
 def scan_fixed(

@@ -25,11 +25,13 @@ from gprpipe.config.schema import Config
 from gprpipe.io.hdf5 import open_h5, read_group, write_group, write_h5
 from gprpipe.pipeline.plan import toy_parts
 from gprpipe.results.schema import (
+    COMBINED,
     read_global,  # noqa: F401  (re-exported for callers)
     read_load,
 )
 from gprpipe.steps.fit import read_blind, read_fit, resolution
 from gprpipe.steps.runner import seed_for
+from gprpipe.units import same_mass
 
 
 def leakage_modelled(cfg: Config) -> bool:
@@ -50,8 +52,11 @@ class ScanSetup:
     maps: list
 
 
-def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetup:
-    """Fixed maps (and refit setups) of every mass of ``name`` whose fit is ``ok``."""
+def scan_setup(
+    cfg: Config, layout, name: str, *, maps: bool = True, only: np.ndarray | None = None
+) -> ScanSetup:
+    """Fixed maps (and refit setups) of every mass of ``name`` whose fit is ``ok`` (of
+    those among ``only``, if given; None elsewhere)."""
     from gprpipe.stats.gp import GPHyper
     from gprpipe.stats.lee import fixed_map
     from gprpipe.stats.template import signal_template
@@ -67,7 +72,7 @@ def scan_setup(cfg: Config, layout, name: str, *, maps: bool = True) -> ScanSetu
     ds = cfg.datasets[name]
     for i, m in enumerate(fa["mass"]):
         m = float(m)
-        if fa["status"][i] != "ok":
+        if fa["status"][i] != "ok" or (only is not None and not same_mass(only, m).any()):
             setups.append(None)
             fmaps.append(None)
             continue
@@ -121,21 +126,60 @@ def run_part(ctx, part: str) -> None:
     cfg = ctx.config
     kind, name, start, stop = toy_parts(cfg)[part]
     t0, c0 = time.perf_counter(), time.process_time()
-    ss = scan_setup(cfg, ctx.layout, name, maps=kind == "toys")
-    toys = poisson_toys(
-        smooth_mean(cfg, name, ss.counts, ss.edges), toy_seeds(cfg, name, start, stop)
-    )
-    if kind == "toys":
-        Z, conv = scan_fixed(ss.maps, toys)
+    if name == COMBINED:
+        masses, Z, conv = combined_scan(cfg, ctx.layout, start, stop)
     else:
-        Z, conv = refit_scan(ss, toys, cfg, name, start)
-    out = {"toy": np.arange(start, stop), "masses_GeV": ss.masses, "Z_local": Z, "converged": conv}
+        ss = scan_setup(cfg, ctx.layout, name, maps=kind == "toys")
+        toys = poisson_toys(
+            smooth_mean(cfg, name, ss.counts, ss.edges), toy_seeds(cfg, name, start, stop)
+        )
+        if kind == "toys":
+            Z, conv = scan_fixed(ss.maps, toys)
+        else:
+            Z, conv = refit_scan(ss, toys, cfg, name, start)
+        masses = ss.masses
+    out = {"toy": np.arange(start, stop), "masses_GeV": masses, "Z_local": Z, "converged": conv}
     with write_h5(ctx.layout.part("limit", part), ctx.attrs()) as f:
         g = f.create_group(name)
         write_group(g, out)
         g.attrs.update(
             kind=kind, seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0
         )
+
+
+def combined_scan(
+    cfg: Config, layout, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(masses, Z_local, converged)`` of the combination's toys ``start..stop`` at every
+    combined mass: toy ``t`` of each dataset (the same toys as its own whole-scan toys)
+    fitted jointly with one eps^2, each dataset's window through its fixed map. The
+    datasets are those of the observed combination (:func:`load_blocks`, with their yields
+    per unit eps^2); NaN at a mass where one of them has no fixed map (its fit is flagged:
+    so is the combined row) or fewer than two remain."""
+    from gprpipe.stats.lee import joint_map, log_counts, poisson_toys, z_local_joint
+    from gprpipe.steps.combine import load_blocks
+
+    masses = cfg.combined_masses()
+    setups, toys, logc = {}, {}, {}
+    for name in cfg.scanned():
+        ss = scan_setup(cfg, layout, name, only=masses)
+        setups[name] = ss
+        toys[name] = poisson_toys(
+            smooth_mean(cfg, name, ss.counts, ss.edges), toy_seeds(cfg, name, start, stop)
+        ).astype(float)
+        logc[name] = log_counts(toys[name])
+    Z = np.full((stop - start, len(masses)), np.nan)
+    conv = np.zeros(Z.shape, dtype=bool)
+    fits: dict = {}
+    for j, m in enumerate(masses):
+        blocks, _, _ = load_blocks(cfg, layout.fit, float(m), fits)
+        names = [b.name for b in blocks]
+        maps = [setups[n].maps[int(np.argmax(same_mass(setups[n].masses, m)))] for n in names]
+        if len(maps) < 2 or any(fm is None for fm in maps):
+            continue
+        jm = joint_map(maps, [b.k_unit for b in blocks])
+        Z[:, j], conv[:, j] = z_local_joint(jm, [toys[n] for n in names], [logc[n] for n in names])
+    return masses, Z, conv
 
 
 def refit_scan(
