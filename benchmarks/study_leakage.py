@@ -109,7 +109,7 @@ def pooled_toys(files: list[Path]) -> dict[tuple[str, float, float], list]:
             names = list(f)
         for name in names:
             for arr, attrs in read_toys(h5, name).values():
-                key = (name, round(float(attrs["mass"]), 9), float(attrs["z_inj"]))
+                key = (name, round(float(attrs["mass_GeV"]), 9), float(attrs["z_inj"]))
                 out.setdefault(key, []).append((arr, attrs))
     return out
 

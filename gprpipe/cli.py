@@ -86,6 +86,8 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     from gprpipe.pipeline import service
 
     found = service.validate(config, set_ or [])
+    for line in found.notices:
+        err.print(line)
     points, tasks = found.points, found.tasks
     steps = ", ".join(points[0].config.steps.run)
     console.print(

@@ -1133,3 +1133,25 @@ def test_a_resolution_wider_than_the_mass_is_refused_by_its_key(
             f"{cfg}:4: datasets.demo.sigma_coeffs: the resolution sigma(m) is not positive and "
             f"below the mass over the scan of dataset demo ({shown} at m = 0.03 GeV)."
         ]
+
+
+def test_a_fit_level_setting_that_every_card_overrides_is_noticed(cli, tmp_path):
+    """fit.ls_hi_factor is overridden by each card's datasets.<d>.ls_hi_factor: a grid or
+    --set varying it gave identical points and "valid" without a word."""
+    card = REPO / "cards" / "hps2015.toml"
+    line = next(
+        i for i, t in enumerate(card.read_text().splitlines(), 1) if t.startswith("ls_hi_factor")
+    )
+    notice = (
+        "notice: fit.ls_hi_factor = 12 (--set fit.ls_hi_factor) is not used for dataset demo, "
+        f"which sets its own ({card}:{line}: datasets.demo.ls_hi_factor); set "
+        "datasets.<name>.ls_hi_factor instead."
+    )
+    code, out, err = cli("validate", QUICKSTART, "--set", "fit.ls_hi_factor=12")
+    assert code == 0 and out.startswith(f"{QUICKSTART}: valid") and err.strip() == notice
+    code, out, err = cli("run", QUICKSTART, "--dry-run", "--set", "fit.ls_hi_factor=12")
+    assert code == 0 and err.strip() == notice
+    # the defaults' own value, or the dataset's key itself: nothing to say
+    for extra in ((), ("--set", "datasets.demo.ls_hi_factor=12")):
+        code, _, err = cli("validate", QUICKSTART, *extra)
+        assert code == 0 and err == "", err

@@ -256,7 +256,7 @@ def test_ignore_reproduces_previous_scan_and_model_uses_w_eff(tmp_path: Path):
     assert list(rows["ignore"][0])[-3:] == ["gof_chi2_ndf", "gof_p", "status"]
     # model: sigma_A from the likelihood with w_eff (stored in fit.h5), 15-35% larger
     with h5py.File(tmp_path / "model" / "nominal" / "fit.h5") as f:
-        groups = sorted(f["demo/blind"].values(), key=lambda g: g.attrs["mass"])
+        groups = sorted(f["demo/blind"].values(), key=lambda g: g.attrs["mass_GeV"])
         for g, r_m, r_i in zip(groups, rows["model"], rows["ignore"]):
             bl = {k: g[k][()] for k in ("n", "b", "C", "w", "w_eff")}
             L = cholesky_jitter(bl["C"])

@@ -7,6 +7,7 @@ import math
 
 import h5py
 import numpy as np
+import pytest
 
 from gprpipe.io.hdf5 import write_group
 from gprpipe.results import schema
@@ -41,7 +42,9 @@ def test_file_headers_are_the_contract():
 
 def test_masses_are_in_gev_everywhere():
     for table in (schema.FIT, schema.SCAN, schema.INJECT, schema.TOYSCAN, schema.TOYSCAN_SUMMARY):
-        masses = [c for c in table.columns if c.name.startswith("mass") or c.name == "sigma_m"]
+        masses = [
+            c for c in table.columns if c.name.startswith("mass") or c.name.startswith("sigma_m")
+        ]
         assert masses and all(c.unit == "GeV" for c in masses), table.name
 
 
@@ -86,3 +89,26 @@ def test_hdf5_and_csv_round_trip(tmp_path):
         write_group(f.create_group("2015"), merged["2015"])
     assert schema.read_inject(tmp_path / "inject.h5")["2015"]["A_inj"][1] == 12.5
     assert schema.read_toys(tmp_path / "inject.h5", "2015") == {}
+
+
+def test_a_fit_file_of_another_format_is_one_sentence(tmp_path):
+    """A fit.h5 written before the masses were named mass_GeV there (``mass``, ``sigma_m``):
+    export and plot said "internal error: KeyError: 'mass_GeV'"."""
+    from gprpipe.errors import GprpipeError
+
+    path = tmp_path / "fit.h5"
+    arrays = {c: np.array([0.06]) for c in schema.FIT.names if c not in ("status", "gp_reason")}
+    arrays |= {"status": np.array(["ok"]), "gp_reason": np.array([""])}
+    with h5py.File(path, "w") as f:
+        f.attrs["gprpipe_version"] = "0.1.0"
+        write_group(f.create_group("demo"), arrays)
+    assert schema.read_fit(path, "demo")["mass_GeV"][0] == 0.06
+    with h5py.File(path, "a") as f:
+        f["demo"].move("mass_GeV", "mass")
+        f["demo"].move("sigma_m_GeV", "sigma_m")
+    with pytest.raises(GprpipeError) as err:
+        schema.read_fit(path, "demo")
+    assert str(err.value) == (
+        f"{path}: /demo has no mass_GeV, sigma_m_GeV (written by gprpipe 0.1.0, another "
+        "format); run the point again to recompute it."
+    )

@@ -320,6 +320,37 @@ class Validated:
     points: list[Point]
     tasks: list[Task]
     warnings: list[Issue] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+def unused_settings(loaded: Loaded, points: Sequence[Point]) -> list[str]:
+    """``notice:`` lines for settings the config sets that no scanned dataset uses:
+    ``fit.ls_hi_factor`` where a dataset (its card) sets its own ``ls_hi_factor``. A
+    systematic variation of the fit-level key (a grid, a ``--set``) would otherwise give
+    identical points without a word. Not for the value of the shipped defaults."""
+    from gprpipe.config.loader import shipped_dir
+
+    origin = loaded.origin("fit.ls_hi_factor")
+    defaults = (shipped_dir("templates") / "defaults.toml").resolve()
+    if origin is None or (origin.is_file and Path(origin.file).resolve() == defaults):
+        return []
+    names = sorted(
+        {
+            d
+            for p in points
+            for d in p.config.scanned()
+            if p.config.datasets[d].ls_hi_factor is not None
+        }
+    )
+    if not names:
+        return []
+    value = points[0].config.fit.ls_hi_factor
+    where = "; ".join(f"{loaded.where(f'datasets.{d}.ls_hi_factor')}" for d in names)
+    return [
+        f"notice: fit.ls_hi_factor = {value:g} ({origin}) is not used for dataset"
+        f"{'s' * (len(names) > 1)} {', '.join(names)}, which set{'s' * (len(names) == 1)} "
+        f"its own ({where}); set datasets.<name>.ls_hi_factor instead."
+    ]
 
 
 def validate(
@@ -345,7 +376,13 @@ def validate(
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # what the folder lacks now
     check_inputs(loaded, points)
-    return Validated(loaded, points, tasks, [replace(w, severity="warning") for w in warnings])
+    return Validated(
+        loaded,
+        points,
+        tasks,
+        [replace(w, severity="warning") for w in warnings],
+        unused_settings(loaded, points),
+    )
 
 
 def select_points(points: Sequence[Point], sel: str | None) -> list[Point]:
@@ -695,6 +732,8 @@ def run(
         loaded, all_points = load_points(config, overrides, check=True)
     points = select_points(all_points, opts.points)
     _refuse_missing_files(config, loaded, points)
+    for line in unused_settings(loaded, points):
+        obs.notice(line)
     if any(p.config.base.blind and p.config.limit.global_toys > 0 for p in points):
         obs.notice(
             "notice: limit.global_toys: no look-elsewhere toys in a blinded run (their mean "

@@ -289,7 +289,7 @@ def pull_hist_figure(toys: dict[str, tuple[dict, dict]], title: str):
     """Pull histograms at the largest strength of each mass, against N(0, 1)."""
     best: dict[float, tuple[float, np.ndarray]] = {}
     for arrays, attrs in toys.values():
-        m, z = float(attrs["mass"]), float(attrs["z_inj"])
+        m, z = float(attrs["mass_GeV"]), float(attrs["z_inj"])
         if m not in best or z > best[m][0]:
             ok = arrays["converged"].astype(bool) & np.isfinite(arrays["pull"])
             best[m] = (z, arrays["pull"][ok])

@@ -243,7 +243,7 @@ def ahat_figure(mass, a_hat, sigma_a, title: str):
 def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None = None):
     """GP length scale, amplitude, log marginal likelihood and the goodness-of-fit p-value
     vs mass; flagged masses circled in red, non-converged fits as crosses."""
-    m = fit["mass"] * MEV
+    m = fit["mass_GeV"] * MEV
     ok = fit["gp_converged"].astype(bool)
     flagged = flag_mask(fit["status"])
     panels = [

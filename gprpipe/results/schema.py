@@ -85,8 +85,8 @@ FIT = Table(
     "fit",
     "fit.h5 /<dataset>",
     (
-        Column("mass", "GeV", "test mass m_A' (named mass_GeV in the CSV tables)"),
-        Column("sigma_m", "GeV", "mass resolution at the test mass"),
+        MASS,
+        Column("sigma_m_GeV", "GeV", "mass resolution at the test mass"),
         Column("gp_length_scale", "", "RBF length scale in ln-mass units (dimensionless)"),
         Column("gp_amplitude", "", "RBF amplitude (log-count units)"),
         Column("gp_lml", "", "log marginal likelihood"),
@@ -247,8 +247,8 @@ TOYSCAN_SUMMARY = Table(
 # HDF5
 # --------------------------------------------------------------------------------------
 def collect(paths: Sequence[Path]) -> dict[str, Arrays]:
-    """Arrays of every dataset group across (chunk) files, sorted by the table's mass column
-    (``mass`` in fit.h5, ``mass_GeV`` in the row tables) when there is one."""
+    """Arrays of every dataset group across (chunk) files, sorted by the mass column
+    (``mass_GeV``) when there is one."""
     per: dict[str, list[Arrays]] = {}
     for p in paths:
         with open_h5(p) as f:
@@ -257,9 +257,8 @@ def collect(paths: Sequence[Path]) -> dict[str, Arrays]:
     out = {}
     for name, arrays in per.items():
         merged = {k: np.concatenate([np.atleast_1d(a[k]) for a in arrays]) for k in arrays[0]}
-        key = next((k for k in ("mass", "mass_GeV") if k in merged), None)
-        if key is not None:
-            order = np.argsort(merged[key], kind="stable")
+        if "mass_GeV" in merged:
+            order = np.argsort(merged["mass_GeV"], kind="stable")
             merged = {k: v[order] for k, v in merged.items()}
         out[name] = merged
     return out
@@ -289,9 +288,18 @@ def read_load(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_fit(path, name: str) -> Arrays:
-    """Per-mass arrays of one dataset from ``fit.h5`` (:data:`FIT`)."""
+    """Per-mass arrays of one dataset from ``fit.h5`` (:data:`FIT`). A group without this
+    version's columns (a fit.h5 of an older gprpipe) is said in one sentence."""
     with open_h5(path) as f:
-        return read_group(f[name])
+        arrays = read_group(f[name])
+        missing = [c for c in FIT.names if c not in arrays]
+        if missing:
+            made = f.attrs.get("gprpipe_version", "an unknown version")
+            raise GprpipeError(
+                f"{path}: /{name} has no {', '.join(missing)} (written by gprpipe {made}, "
+                "another format); run the point again to recompute it."
+            )
+        return arrays
 
 
 def read_blind(path, name: str, index: int) -> tuple[Arrays, dict]:

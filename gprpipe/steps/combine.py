@@ -56,7 +56,7 @@ def load_blocks(
             except KeyError:
                 fits[d] = None
         fa = fits[d]
-        i = None if fa is None else np.flatnonzero(same_mass(fa["mass"], mass))
+        i = None if fa is None else np.flatnonzero(same_mass(fa["mass_GeV"], mass))
         if i is None or not len(i) or not has_result(fa["status"][i[0]]):
             problems.append(d)
             continue

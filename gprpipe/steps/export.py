@@ -131,7 +131,7 @@ def _window(lay: Layout, cfg, dataset: str, fit: dict, i: int) -> dict:
     from gprpipe.steps.displays import template_of
     from gprpipe.steps.fit import read_blind
 
-    m = float(fit["mass"][i])
+    m = float(fit["mass_GeV"][i])
     index = int(np.argmin(np.abs(cfg.test_masses(dataset) - m)))
     try:
         blind, attrs = read_blind(lay.fit, dataset, index)
@@ -167,7 +167,7 @@ def export_workspace(
     pdir = _point_dir(run_dir, point)
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
-    masses = fit["mass"]
+    masses = fit["mass_GeV"]
     i = int(np.argmin(np.abs(masses - mass)))
     if abs(masses[i] - mass) > 5e-7:
         raise GprpipeError(
@@ -212,7 +212,7 @@ def _ok_windows(pdir: Path, dataset: str) -> tuple[list, tuple[list[dict], str]]
     cfg = _point_config(pdir)
     ok = fit["status"] == "ok"
     wins = [(cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(ok)]
-    return wins, _left_out(fit["mass"], fit["status"])
+    return wins, _left_out(fit["mass_GeV"], fit["status"])
 
 
 def export_patchset(

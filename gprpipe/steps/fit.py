@@ -187,8 +187,8 @@ def _write_dataset(f: h5py.File, name: str, fits: list[MassFit], blinded: bool) 
     write_group(
         g,
         {
-            "mass": [x.mass for x in fits],
-            "sigma_m": [x.sigma for x in fits],
+            "mass_GeV": [x.mass for x in fits],
+            "sigma_m_GeV": [x.sigma for x in fits],
             "gp_length_scale": [x.hyper.length_scale if x.hyper else nan for x in fits],
             "gp_amplitude": [x.hyper.amplitude if x.hyper else nan for x in fits],
             "gp_lml": [x.hyper.lml if x.hyper else nan for x in fits],
@@ -209,7 +209,10 @@ def _write_dataset(f: h5py.File, name: str, fits: list[MassFit], blinded: bool) 
         b = blind.create_group(str(x.index))
         write_group(b, x.blind)
         b.attrs.update(
-            mass=x.mass, rho=x.rho, sigma_m=x.sigma, rho_source="gp" if blinded else "observed"
+            mass_GeV=x.mass,
+            rho=x.rho,
+            sigma_m_GeV=x.sigma,
+            rho_source="gp" if blinded else "observed",
         )
 
 

@@ -93,7 +93,7 @@ def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
     s = float(resolution(ds, mass))
     fa = read_fit(ctx.layout.fit, name) if ctx.layout.fit.exists() else None
     if fa is not None:
-        hit = np.flatnonzero(same_mass(fa["mass"], mass))
+        hit = np.flatnonzero(same_mass(fa["mass_GeV"], mass))
         if len(hit) and has_result(fa["status"][hit[0]]):
             i = int(hit[0])
             hyper = GPHyper.from_arrays(fa, i)
@@ -367,7 +367,7 @@ def run(ctx) -> None:
                 },
             )
             tg.attrs.update(
-                mass=mass,
+                mass_GeV=mass,
                 A_inj=ex.A_inj,
                 refit_gp=refit,
                 mode=cfg.inject.mode,

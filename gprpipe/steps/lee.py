@@ -70,7 +70,7 @@ def scan_setup(
     setups: list = []
     fmaps: list = []
     ds = cfg.datasets[name]
-    for i, m in enumerate(fa["mass"]):
+    for i, m in enumerate(fa["mass_GeV"]):
         m = float(m)
         if fa["status"][i] != "ok" or (only is not None and not same_mass(only, m).any()):
             setups.append(None)
@@ -88,7 +88,7 @@ def scan_setup(
             fmaps.append(fixed_map(centres, counts, st.train, st.blind, hyper, w[st.blind], w_tr))
         else:
             fmaps.append(None)
-    return ScanSetup(np.asarray(fa["mass"], dtype=float), counts, edges, setups, fmaps)
+    return ScanSetup(np.asarray(fa["mass_GeV"], dtype=float), counts, edges, setups, fmaps)
 
 
 def smooth_mean(cfg: Config, name: str, counts: np.ndarray, edges: np.ndarray) -> np.ndarray:

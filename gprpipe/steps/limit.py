@@ -92,7 +92,7 @@ def dataset_rows(
     """The scan rows of ``masses`` of dataset ``name`` from the fits in ``fit_path``."""
     ds = cfg.datasets[name]
     fit = read_fit(fit_path, name)
-    by_mass = {round(float(m), 9): i for i, m in enumerate(fit["mass"])}
+    by_mass = {round(float(m), 9): i for i, m in enumerate(fit["mass_GeV"])}
     all_masses = cfg.test_masses(name)
     rows: list[dict] = []
     for m in masses:

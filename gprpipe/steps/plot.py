@@ -385,8 +385,8 @@ def fit_figures(cfg, lay, scan: dict) -> list[FigureJob]:
             from gprpipe.stats.quality import counts_for_discovery
 
             z_ok = significant_z(scan[name]["Z_local"], counts_for_discovery(scan[name]["status"]))
-            z = np.interp(fit["mass"], scan[name]["mass_GeV"], z_ok)
-        drawn = gp_masses(cfg.plot.masses, fit["mass"], z)
+            z = np.interp(fit["mass_GeV"], scan[name]["mass_GeV"], z_ok)
+        drawn = gp_masses(cfg.plot.masses, fit["mass_GeV"], z)
         left = [m for m in sorted(set(cfg.plot.masses)) if not any(same_mass(m, d) for d in drawn)]
         if left:
             print(
@@ -394,7 +394,7 @@ def fit_figures(cfg, lay, scan: dict) -> list[FigureJob]:
                 f"dataset {name}; no GP-fit figure of them"
             )
         for mass in drawn:
-            i = int(np.argmin(np.abs(fit["mass"] - mass)))
+            i = int(np.argmin(np.abs(fit["mass_GeV"] - mass)))
             if not has_result(fit["status"][i]):
                 continue
             s = float(resolution(ds, mass))
