@@ -676,6 +676,12 @@ def test_an_output_deleted_after_its_task_finished_is_a_failed_task(copy: Path, 
         ),
         (lambda d: d.pop("plan"), "'plan' is not a list of tasks"),
         (lambda d: d.update(grid=[]), "'grid' is not a list of points"),
+        # these gave "internal error" in run (for ever: run.json was never rewritten),
+        # rerun, the exports (after writing their file) and the report
+        (lambda d: d.update(timings="x"), "'timings' is not a JSON object"),
+        (lambda d: d.update(timings={"a": 3}), "timings['a'] is not a JSON object"),
+        (lambda d: d.update(blinding="x"), "'blinding' is not a JSON object"),
+        (lambda d: d["grid"][0].update(dir=5), "grid[0].dir is not its point folder 'nominal'"),
     ],
 )
 def test_a_damaged_run_json_is_one_sentence(copy: Path, edit, why: str):
@@ -683,12 +689,18 @@ def test_a_damaged_run_json_is_one_sentence(copy: Path, edit, why: str):
     data = json.loads(path.read_text())
     edit(data)
     path.write_text(json.dumps(data))
-    for args in (("status", copy), ("summary", copy), ("rerun", copy, "--failed")):
+    for args in (
+        ("status", copy),
+        ("summary", copy),
+        ("rerun", copy, "--failed"),
+        ("export-spey", copy, "--dataset", "demo"),
+    ):
         code, _, err = gp(*args)
         assert code == 1 and err.strip() == (
             f"error: {path}: {why}; it was edited or damaged: run the config again "
             "(gprpipe run CONFIG) to rewrite it."
         ), args
+    assert not (copy / "nominal" / "exports").exists()
 
 
 # ----------------------------------------------------------------- 9: lock

@@ -263,6 +263,42 @@ def test_point_folder_symlinked_outside_is_refused(
     assert list(outside.iterdir()) == []
 
 
+def test_a_hepdata_link_outside_is_refused_before_any_task(cli, tmp_path: Path):
+    """A ``hepdata/`` link leading out of the point folder was caught only by the plot
+    task, after load, fit and limit had run again: validate and run now refuse it first."""
+    run, outside = tmp_path / "run", tmp_path / "elsewhere"
+    outside.mkdir()
+    (run / "nominal").mkdir(parents=True)
+    (run / "nominal" / "hepdata").symlink_to(outside)
+    for cmd in ("validate", "run"):
+        code, out, err = cli(cmd, QUICKSTART, "--set", f"base.output={run}")
+        assert code == 1 and out == "", cmd
+        one_sentence(err, run / "nominal" / "hepdata", "the HEPData folder", "outside the point")
+    assert sorted(p.name for p in (run / "nominal").iterdir()) == ["hepdata"]
+
+
+def test_a_folder_of_other_files_is_no_run_folder(cli, tmp_path: Path):
+    """base.output naming a folder of the user's own files (no run.json) ran into it,
+    replacing its index.html and removing a grid_compare_*.png: refused in one sentence,
+    by validate too; "/" likewise."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("mine")
+    (mine / "grid_compare_demo.png").write_text("mine")
+    for cmd in ("validate", "run"):
+        code, out, err = cli(cmd, QUICKSTART, "--set", f"base.output={mine}")
+        assert code == 1 and out == "", cmd
+        assert err.strip() == (
+            f"error: --set base.output: {mine} holds files of its own (grid_compare_demo.png, "
+            "index.html) and no run.json: it is no run folder; name a new or empty folder "
+            "for the run, e.g. runs/{{ base.name }}."
+        )
+    assert sorted(p.name for p in mine.iterdir()) == ["grid_compare_demo.png", "index.html"]
+    assert (mine / "index.html").read_text() == "mine"
+    code, _, err = cli("validate", QUICKSTART, "--set", "base.output=/")
+    assert code == 1 and "error: --set base.output: / holds files of its own" in err
+
+
 def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: Path):
     """A link in place of a point's .state folder (markers, commit records), its exports
     or reach folder, or the run's slurm folder led writes outside the run directory: each

@@ -62,9 +62,10 @@ def test_information_fractions_and_z_needed():
     ("text", "fragment"),
     [
         ("2019=10", "--scale names dataset '2019', which is not in scan.csv (have: 2015, 2016)"),
-        ("2016=-3", "the luminosity factor of '2016' must be a number above 0 and at most 1e+06"),
-        ("2016=ten", "the luminosity factor of '2016' must be a number above 0 and at most 1e+06"),
-        ("2016=1e300", "the luminosity factor of '2016' must be a number above 0 and at most"),
+        ("2016=-3", "the luminosity factor of '2016' must be a number from 1e-06 to 1e+06"),
+        ("2016=ten", "the luminosity factor of '2016' must be a number from 1e-06 to 1e+06"),
+        ("2016=1e-320", "the luminosity factor of '2016' must be a number from 1e-06 to 1e+06"),
+        ("2016=1e300", "the luminosity factor of '2016' must be a number from 1e-06 to 1e+06"),
         ("2016=2,2016=3", "--scale names dataset '2016' twice; give its factor once"),
         ("2016", "expected DATASET=FACTOR"),
         # it said "'combined', which is not in scan.csv", a table with combined rows

@@ -53,6 +53,7 @@ from gprpipe.pipeline.lock import (
 )
 from gprpipe.pipeline.state import fmt_duration
 from gprpipe.pipeline.store import (
+    RUN_JSON,
     RunInfo,
     load_run_info,
     new_run_info,
@@ -372,6 +373,7 @@ def validate(
     warnings = [] if strict else missing_files(points, _where_of(config, loaded, points))
     run_dir = run_dir_of(points)
     refuse_non_utf8(run_dir, str(loaded.where("base.output")))
+    refuse_foreign_folder(run_dir, str(loaded.where("base.output")), points)
     tasks = plan_points(run_dir, points, loaded.where)
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # what the folder lacks now
@@ -655,6 +657,31 @@ def refuse_non_utf8(run_dir: Path, where: str) -> None:
         ) from None
 
 
+def refuse_foreign_folder(run_dir: Path, where: str, points: Sequence[Point]) -> None:
+    """A run writes into ``base.output`` (run.json, index.html, point folders) and may
+    replace or remove its own files there: a folder that holds other files and no
+    run.json is someone else's (``/``, a home folder, a project) and is refused in one
+    sentence. Empty, new, or an earlier run's folder (or one a run began: its lock and
+    point folders) are fine."""
+    if not run_dir.is_dir() or (run_dir / RUN_JSON).exists():
+        return
+    ours = {p.name for p in points} | {".gprpipe.lock", "slurm"}
+    try:
+        foreign = sorted(
+            e.name
+            for e in os.scandir(run_dir)
+            if e.name not in ours and not e.name.startswith(".gprpipe-")
+        )
+    except OSError:
+        return  # (unreadable: making the run folder says why)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise GprpipeError(
+            f"{where}: {run_dir} holds files of its own ({shown}) and no {RUN_JSON}: it is no "
+            "run folder; name a new or empty folder for the run, e.g. runs/{{ base.name }}."
+        )
+
+
 def make_run_dir(run_dir: Path, where: str) -> None:
     """Create the run directory, or say in one sentence why it cannot be (``where``: the
     file, line and key that set it)."""
@@ -745,6 +772,7 @@ def run(
     eng = engine_for(cfg0.base.engine, cfg0, check=not opts.dry_run)
     ex = get_executor(cfg0.base.executor, run_dir, eng, cfg0, jobs=opts.jobs)
     result = RunResult(run_dir, tasks, ex.name)
+    refuse_foreign_folder(run_dir, str(loaded.where("base.output")), all_points)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # also a dry run says what run refuses
     _refuse_observed_exports(run_dir, points)
     if not opts.unblind:

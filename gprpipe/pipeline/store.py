@@ -154,6 +154,8 @@ def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
             if folder not in seen:
                 seen.add(folder)
                 inside(folder, run_dir, f"this folder of task {t.id}", run_dir=True)
+        if t.step == "plot":  # the folder the plot task replaces: inside its own point
+            inside(t.point_dir / "hepdata", t.point_dir, "the HEPData folder")
 
 
 def relative(path: Path | str, run_dir: Path) -> str:
@@ -334,13 +336,33 @@ def _run_json_errors(data: object) -> str:
             return f"grid[{k}].name {name!r} is given twice"
         if not isinstance(p.get("config_sha256", ""), str):
             return f"grid[{k}].config_sha256 is not a string"
+        if p.get("dir", name) != name:
+            return f"grid[{k}].dir is not its point folder {name!r}"
         names.add(name)
     if not isinstance(plan, list) or not plan:
         return "'plan' is not a list of tasks"
     for k, t in enumerate(plan):
         if not isinstance(t, dict) or not isinstance(t.get("id"), str):
             return f"plan[{k}] has no task id"
+    for key, kind in _RUN_JSON_TYPES.items():
+        if key in data and not isinstance(data[key], kind):
+            return f"{key!r} is not a {'JSON object' if kind is dict else 'list'}"
+    bad = next((k for k, v in data.get("timings", {}).items() if not isinstance(v, dict)), None)
+    if bad is not None:
+        return f"timings[{bad!r}] is not a JSON object"
     return ""
+
+
+#: the optional run.json entries that later commands read, and their JSON types
+_RUN_JSON_TYPES: dict[str, type] = {
+    "timings": dict,
+    "slurm": dict,
+    "blinding": dict,
+    "reruns": list,
+    "overrides": list,
+    "command": list,
+    "versions": dict,
+}
 
 
 def earlier_point_notice(point_dir: Path) -> str:

@@ -174,6 +174,7 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
 # project-reach
 # --------------------------------------------------------------------------------------
 MAX_SCALE = 1e6  # a million times the data: beyond any projection, and no overflow
+MIN_SCALE = 1e-6  # a millionth: below it (a subnormal number) the projection is NaN
 
 
 def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]:
@@ -198,10 +199,10 @@ def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]
             f = float(val)
         except ValueError:
             f = float("nan")
-        if not (np.isfinite(f) and 0 < f <= MAX_SCALE):
+        if not (np.isfinite(f) and MIN_SCALE <= f <= MAX_SCALE):
             raise GprpipeError(
-                f"--scale {item!r}: the luminosity factor of {key!r} must be a number above 0 "
-                f"and at most {MAX_SCALE:g}."
+                f"--scale {item!r}: the luminosity factor of {key!r} must be a number from "
+                f"{MIN_SCALE:g} to {MAX_SCALE:g}."
             )
         if key in out:
             raise GprpipeError(f"--scale names dataset {key!r} twice; give its factor once.")
