@@ -392,6 +392,20 @@ def quickstart_child(path: Path, body: str = "") -> Path:
     return write(path, head + textwrap.dedent(body).lstrip("\n"))
 
 
+def combined_2015_2016(
+    path: Path, shared_data: Path, masses: list[float], base: str = "", body: str = ""
+) -> Path:
+    """A config at ``path``: the shipped 2015 + 2016 combination on the real histograms at
+    ``masses`` (``base``: more ``[base]`` lines; ``body``: more tables)."""
+    return write(
+        path,
+        f'[base]\ntemplate = "hps2015_2016_combined"\n{base}'
+        f'[datasets.2015]\npath = "{shared_data / "funcform_2015_toys.root"}"\n'
+        f'[datasets.2016]\npath = "{shared_data / "funcform_2016_toys.root"}"\n'
+        f"[scan]\ncombined = true\nmasses = {masses}\n" + textwrap.dedent(body).lstrip("\n"),
+    )
+
+
 def assert_pyhf_limits_within(
     data: object, model: object, a_up: float, a_exp: float | list[float], rel: float = 0.01
 ) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import QUICKSTART, REPO, quickstart_child, run_cli_here, settings
+from conftest import QUICKSTART, REPO, combined_2015_2016, quickstart_child, run_cli_here, settings
 
 from gprpipe.io.root import read_hist, write_hist
 from gprpipe.stats.resolution import sigma_m
@@ -355,21 +355,12 @@ def test_blinded_window_limits_never_touch_the_counts():
 def test_a_blinded_combination_exports_nothing(tmp_path, shared_data):
     """export-spey --dataset combined of a blinded run said "internal error: KeyError";
     without that crash it would have written the Asimov counts as the data."""
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(
-        f"""[base]
-template = "hps2015_2016_combined"
-blind = true
-[datasets.2015]
-path = "{shared_data / "funcform_2015_toys.root"}"
-[datasets.2016]
-path = "{shared_data / "funcform_2016_toys.root"}"
-[scan]
-combined = true
-masses = [0.04, 0.06]
-[steps]
-run = ["load", "fit", "limit"]
-"""
+    cfg = combined_2015_2016(
+        tmp_path / "c.toml",
+        shared_data,
+        [0.04, 0.06],
+        base="blind = true\n",
+        body='[steps]\nrun = ["load", "fit", "limit"]\n',
     )
     code, _, err = _run(cfg, tmp_path / "run")
     assert code == 0, err

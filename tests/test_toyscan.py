@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-from conftest import DEMO_ROOT, quickstart_child, require_slurm, run_cli_here, settings, write
+from conftest import (
+    DEMO_ROOT,
+    combined_2015_2016,
+    quickstart_child,
+    require_slurm,
+    run_cli_here,
+    settings,
+    write,
+)
 
 from gprpipe.io.hdf5 import write_group, write_h5
 from gprpipe.io.root import read_hist
@@ -306,24 +314,18 @@ def test_combined_rows_get_toys_of_the_combination(tmp_path: Path, shared_data: 
     from gprpipe.steps.combine import load_blocks
     from gprpipe.steps.lee import read_part, scan_setup
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(
-        f"""[base]
-template = "hps2015_2016_combined"
-output = "{tmp_path / "run"}"
-[datasets.2015]
-path = "{shared_data / "funcform_2015_toys.root"}"
-[datasets.2016]
-path = "{shared_data / "funcform_2016_toys.root"}"
-[scan]
-combined = true
-masses = [0.04, 0.05, 0.06, 0.07, 0.08]
-[limit]
-global_toys = 300
-global_toys_chunk = 150
-[steps]
-run = ["load", "fit", "limit"]
-"""
+    cfg = combined_2015_2016(
+        tmp_path / "c.toml",
+        shared_data,
+        [0.04, 0.05, 0.06, 0.07, 0.08],
+        base=f'output = "{tmp_path / "run"}"\n',
+        body="""
+        [limit]
+        global_toys = 300
+        global_toys_chunk = 150
+        [steps]
+        run = ["load", "fit", "limit"]
+        """,
     )
     code, out, err = run_cli_here("run", cfg)
     assert code == 0, out + err
