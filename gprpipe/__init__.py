@@ -18,7 +18,9 @@ except ImportError:
 #: Outputs computed with another value are recomputed by the next run. A change that can
 #: change only what the plot task writes (figures, report.html, HEPData) bumps PLOT_VERSION
 #: instead: then only the plot tasks run again, not the scans and toys before them.
-NUMERICS_VERSION = 24  # 24: fit.h5 mass_GeV, sigma_m_GeV (23: toys of the combined rows)
+NUMERICS_VERSION = (
+    24  # 24: fit.h5 mass_GeV, sigma_m_GeV; 23: toys of the combined rows; 22: p0_local_toys
+)
 # 21: a refit toy whose window prediction overflows is not converged
 # 20: scan.csv p0_global_toys_err
 # 19: inject.csv n_generated; one kept toy has no pull width (NaN)

@@ -703,6 +703,16 @@ def test_a_damaged_run_json_is_one_sentence(copy: Path, edit, why: str):
     assert not (copy / "nominal" / "exports").exists()
 
 
+def test_an_older_run_json_with_absolute_point_folders_is_read(copy: Path):
+    """run.json files of earlier versions recorded grid[].dir as the point folder's path."""
+    path = copy / "run.json"
+    data = json.loads(path.read_text())
+    data["grid"][0]["dir"] = str(copy / "nominal")
+    path.write_text(json.dumps(data))
+    code, _, err = gp("status", copy)
+    assert code == 0, err
+
+
 # ----------------------------------------------------------------- 9: lock
 
 

@@ -212,7 +212,19 @@ def test_suggested_commands_quote_the_run_folder(cli, tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "dataset", ["../../../../tmp/gprpipe-x", "a/b", ".hidden", "combined", "x" * 65, "a b"]
+    "dataset",
+    [
+        "../../../../tmp/gprpipe-x",
+        "a/b",
+        ".hidden",
+        "combined",
+        "x" * 65,
+        "a b",
+        # its mass parts (<key>-<k>) would be the toy parts of the combination or of a
+        # dataset "demo" (combined-toys-000 replaced the first limit chunk without a word)
+        "combined-toys",
+        "demo-refit",
+    ],
 )
 def test_unsafe_dataset_keys_refused(case, cli, tmp_path: Path, dataset: str):
     body = textwrap.dedent(f"""
@@ -275,6 +287,13 @@ def test_a_hepdata_link_outside_is_refused_before_any_task(cli, tmp_path: Path):
         assert code == 1 and out == "", cmd
         one_sentence(err, run / "nominal" / "hepdata", "the HEPData folder", "outside the point")
     assert sorted(p.name for p in (run / "nominal").iterdir()) == ["hepdata"]
+    # a link to the point folder itself: the plot task would remove the point's own files
+    # as "HEPData products of an earlier config"
+    (run / "nominal" / "hepdata").unlink()
+    (run / "nominal" / "hepdata").symlink_to(".")
+    code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={run}")
+    assert code == 1
+    one_sentence(err, run / "nominal" / "hepdata", "is the point folder itself")
 
 
 def test_a_folder_of_other_files_is_no_run_folder(cli, tmp_path: Path):
@@ -297,6 +316,15 @@ def test_a_folder_of_other_files_is_no_run_folder(cli, tmp_path: Path):
     assert (mine / "index.html").read_text() == "mine"
     code, _, err = cli("validate", QUICKSTART, "--set", "base.output=/")
     assert code == 1 and "error: --set base.output: / holds files of its own" in err
+    # what a run leaves before its run.json is written is the run's own: the TUI's launch
+    # files, the lock, a temporary run.json, point folders (their config.toml)
+    begun = tmp_path / "begun"
+    (begun / "nominal").mkdir(parents=True)
+    (begun / "nominal" / "config.toml").write_text("")
+    for name in ("tui-launch.json", "tui-launch.log", ".gprpipe.lock", ".run.json.x1.tmp"):
+        (begun / name).write_text("")
+    code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={begun}")
+    assert code == 0, err
 
 
 def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: Path):

@@ -109,6 +109,6 @@ def test_a_fit_file_of_another_format_is_one_sentence(tmp_path):
     with pytest.raises(GprpipeError) as err:
         schema.read_fit(path, "demo")
     assert str(err.value) == (
-        f"{path}: /demo has no mass_GeV, sigma_m_GeV (written by gprpipe 0.1.0, another "
-        "format); run the point again to recompute it."
+        f"{path}: /demo has no mass_GeV, sigma_m_GeV (a fit.h5 of another format than this "
+        "gprpipe reads); run the point again to recompute it."
     )

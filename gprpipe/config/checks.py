@@ -93,6 +93,11 @@ def control_char_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
     return errors
 
 
+#: a dataset key ending so would name its mass parts (``<key>-<k>``) like the toy parts of
+#: another dataset or of the combination (``<dataset>-toys-<k>``, ``<dataset>-refit-<k>``)
+TOY_PART_ENDINGS = ("-toys", "-refit")
+
+
 def name_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
     """Dataset keys must be safe identifiers (they name part files, logs and plots)."""
     errors: list[Issue] = []
@@ -100,10 +105,14 @@ def name_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
     for name in datasets if isinstance(datasets, Mapping) else ():
         if CONTROL.search(str(name)):
             continue  # reported as a control character
-        if not SAFE_NAME.match(str(name)) or name in RESERVED_NAMES:
+        clash = str(name).endswith(TOY_PART_ENDINGS)
+        if not SAFE_NAME.match(str(name)) or name in RESERVED_NAMES or clash:
             why = (
                 f"{name!r} is reserved for the joint fit"
                 if name in RESERVED_NAMES
+                else f"{name!r} ends like the toy tasks' parts of a dataset "
+                f"(<dataset>{'/'.join(TOY_PART_ENDINGS)}-<k>)"
+                if clash
                 else f"{name!r} is not a safe name (letters, digits, '_', '.', '+', '-', "
                 "starting with a letter or digit, at most 64 characters)"
             )

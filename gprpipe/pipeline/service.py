@@ -663,15 +663,23 @@ def refuse_foreign_folder(run_dir: Path, where: str, points: Sequence[Point]) ->
     run.json is someone else's (``/``, a home folder, a project) and is refused in one
     sentence. Empty, new, or an earlier run's folder (or one a run began: its lock and
     point folders) are fine."""
+    from gprpipe.pipeline.launch import LAUNCH_LOG, LAUNCH_SPEC
+
     if not run_dir.is_dir() or (run_dir / RUN_JSON).exists():
         return
-    ours = {p.name for p in points} | {".gprpipe.lock", "slurm"}
-    try:
-        foreign = sorted(
-            e.name
-            for e in os.scandir(run_dir)
-            if e.name not in ours and not e.name.startswith(".gprpipe-")
+    ours = {p.name for p in points} | {".gprpipe.lock", "slurm", LAUNCH_SPEC, LAUNCH_LOG}
+
+    def a_runs(e: os.DirEntry[str]) -> bool:
+        """Made by a run that stopped before it wrote run.json: a point folder (its
+        config.toml), a temporary file, the write probe."""
+        if e.name in ours or e.name.startswith((".gprpipe-", f".{RUN_JSON}.")):
+            return True
+        return e.is_dir(follow_symlinks=False) and os.path.isfile(
+            os.path.join(e.path, "config.toml")
         )
+
+    try:
+        foreign = sorted(e.name for e in os.scandir(run_dir) if not a_runs(e))
     except OSError:
         return  # (unreadable: making the run folder says why)
     if foreign:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
 import re
 import socket
@@ -155,7 +156,13 @@ def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
                 seen.add(folder)
                 inside(folder, run_dir, f"this folder of task {t.id}", run_dir=True)
         if t.step == "plot":  # the folder the plot task replaces: inside its own point
-            inside(t.point_dir / "hepdata", t.point_dir, "the HEPData folder")
+            hepdata = t.point_dir / "hepdata"
+            inside(hepdata, t.point_dir, "the HEPData folder")
+            if os.path.realpath(hepdata) == os.path.realpath(t.point_dir):
+                raise GprpipeError(
+                    f"{hepdata}: the HEPData folder is the point folder itself (a link to "
+                    "it); remove the link."
+                )
 
 
 def relative(path: Path | str, run_dir: Path) -> str:
@@ -336,7 +343,8 @@ def _run_json_errors(data: object) -> str:
             return f"grid[{k}].name {name!r} is given twice"
         if not isinstance(p.get("config_sha256", ""), str):
             return f"grid[{k}].config_sha256 is not a string"
-        if p.get("dir", name) != name:
+        folder = p.get("dir", name)  # (older run.json files: the folder's absolute path)
+        if not isinstance(folder, str) or Path(folder).name != name:
             return f"grid[{k}].dir is not its point folder {name!r}"
         names.add(name)
     if not isinstance(plan, list) or not plan:

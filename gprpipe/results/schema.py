@@ -294,10 +294,9 @@ def read_fit(path, name: str) -> Arrays:
         arrays = read_group(f[name])
         missing = [c for c in FIT.names if c not in arrays]
         if missing:
-            made = f.attrs.get("gprpipe_version", "an unknown version")
             raise GprpipeError(
-                f"{path}: /{name} has no {', '.join(missing)} (written by gprpipe {made}, "
-                "another format); run the point again to recompute it."
+                f"{path}: /{name} has no {', '.join(missing)} (a fit.h5 of another format "
+                "than this gprpipe reads); run the point again to recompute it."
             )
         return arrays
 

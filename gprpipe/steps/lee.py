@@ -177,8 +177,13 @@ def combined_scan(
         maps = [setups[n].maps[int(np.argmax(same_mass(setups[n].masses, m)))] for n in names]
         if len(maps) < 2 or any(fm is None for fm in maps):
             continue
-        jm = joint_map(maps, [b.k_unit for b in blocks])
-        Z[:, j], conv[:, j] = z_local_joint(jm, [toys[n] for n in names], [logc[n] for n in names])
+        try:  # as the observed combined row: a window that cannot be fitted stays NaN
+            jm = joint_map(maps, [b.k_unit for b in blocks])
+            Z[:, j], conv[:, j] = z_local_joint(
+                jm, [toys[n] for n in names], [logc[n] for n in names]
+            )
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+            continue
     return masses, Z, conv
 
 

@@ -174,7 +174,7 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
 # project-reach
 # --------------------------------------------------------------------------------------
 MAX_SCALE = 1e6  # a million times the data: beyond any projection, and no overflow
-MIN_SCALE = 1e-6  # a millionth: below it (a subnormal number) the projection is NaN
+MIN_SCALE = 1e-6  # a millionth: beyond any projection (a subnormal factor gave NaN columns)
 
 
 def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]:
