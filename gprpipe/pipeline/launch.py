@@ -25,10 +25,8 @@ from typing import Any, TextIO
 from gprpipe.errors import ConfigError, GprpipeError
 from gprpipe.executors.base import Outcome
 from gprpipe.pipeline import service
+from gprpipe.pipeline.store import LAUNCH_LOG, LAUNCH_SPEC
 from gprpipe.pipeline.task import Task
-
-LAUNCH_LOG = "tui-launch.log"
-LAUNCH_SPEC = "tui-launch.json"
 
 
 class Launch:

@@ -53,6 +53,8 @@ from gprpipe.pipeline.lock import (
 )
 from gprpipe.pipeline.state import fmt_duration
 from gprpipe.pipeline.store import (
+    LAUNCH_LOG,
+    LAUNCH_SPEC,
     RUN_JSON,
     RunInfo,
     load_run_info,
@@ -663,8 +665,6 @@ def refuse_foreign_folder(run_dir: Path, where: str, points: Sequence[Point]) ->
     run.json is someone else's (``/``, a home folder, a project) and is refused in one
     sentence. Empty, new, or an earlier run's folder (or one a run began: its lock and
     point folders) are fine."""
-    from gprpipe.pipeline.launch import LAUNCH_LOG, LAUNCH_SPEC
-
     if not run_dir.is_dir() or (run_dir / RUN_JSON).exists():
         return
     ours = {p.name for p in points} | {".gprpipe.lock", "slurm", LAUNCH_SPEC, LAUNCH_LOG}

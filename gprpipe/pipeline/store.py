@@ -30,6 +30,9 @@ from gprpipe.pipeline.state import read_marker, read_state, state_dir
 from gprpipe.pipeline.task import Task
 
 RUN_JSON = "run.json"
+#: the files the TUI writes into a run folder to launch a run there in the background
+LAUNCH_LOG = "tui-launch.log"
+LAUNCH_SPEC = "tui-launch.json"
 
 
 def git_commit() -> str:
