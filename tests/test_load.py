@@ -368,3 +368,19 @@ def test_validate_blames_the_histogram_key_for_its_contents(tmp_path: Path, zoo:
     cut.write_bytes(DEMO_ROOT.read_bytes()[:1000])
     code, _, err = cli("validate", QUICKSTART, *settings(f"datasets.demo.path={cut}"))
     assert code == 1 and err.startswith(f"error: --set datasets.demo.path: {cut}: "), err
+
+
+def test_counts_beyond_exact_whole_numbers_are_refused(tmp_path: Path):
+    """A histogram of ~1e19 counts passed validation, then every mass failed with "32-th
+    leading minor of the array is not positive definite", naming no histogram."""
+    path = tmp_path / "huge.root"
+    with uproot.recreate(path) as f:
+        f["input_hist"] = (COUNTS * 1e15, EDGES)
+    with pytest.raises(GprpipeError) as info:
+        read_hist(path, "input_hist")
+    first = int(np.flatnonzero(COUNTS * 1e15 > 2.0**53)[0])
+    assert str(info.value) == (
+        f"{path}: histogram 'input_hist' holds {COUNTS[first] * 1e15:g} in bin {first + 1} "
+        f"({EDGES[first]:g}-{EDGES[first + 1]:g}), above 2^53 = 9.01e+15 where numbers are "
+        "no longer exact whole numbers; the Poisson likelihood needs event counts."
+    )

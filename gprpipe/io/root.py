@@ -16,6 +16,10 @@ class HistogramError(GprpipeError):
     histogram's name or pattern is at fault, not the file's path."""
 
 
+#: the largest count a float64 holds exactly with every whole number below it
+MAX_COUNT = float(2**53)
+
+
 def _refuse_missing(path: Path) -> None:
     """A sentence for a data path that is no regular file (missing, a device, a pipe) or
     does not start with ROOT's signature."""
@@ -118,6 +122,14 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise HistogramError(f"{path}: histogram {name!r} has negative or non-finite bin contents.")
     if counts.sum() <= 0:
         raise HistogramError(f"{path}: histogram {name!r} is empty.")
+    big = np.flatnonzero(counts > MAX_COUNT)
+    if len(big):
+        i = int(big[0])
+        raise HistogramError(
+            f"{path}: histogram {name!r} holds {counts[i]:g} in bin {i + 1} "
+            f"({edges[i]:g}-{edges[i + 1]:g}), above 2^53 = {MAX_COUNT:.3g} where numbers "
+            "are no longer exact whole numbers; the Poisson likelihood needs event counts."
+        )
     odd = np.flatnonzero(np.abs(counts - np.round(counts)) > 1e-9 * np.maximum(counts, 1.0))
     if len(odd):
         i = int(odd[0])
