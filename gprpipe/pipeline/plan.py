@@ -63,22 +63,16 @@ def toy_parts(config: Config) -> dict[str, tuple[str, str, int, int]]:
     parts: dict[str, tuple[str, str, int, int]] = {}
     if lim.global_toys <= 0 or config.base.blind:  # the toys' mean is fitted on every bin
         return parts
-    for name in config.scanned():
-        for kind, total, size in (
-            ("toys", lim.global_toys, lim.global_toys_chunk),
-            ("refit", min(lim.global_toys_refit, lim.global_toys), REFIT_TOYS_PER_TASK),
-        ):
+    combined = [COMBINED] if len(config.combined_masses()) else []  # toy t of each, jointly
+    for name in [*config.scanned(), *combined]:
+        kinds = [("toys", lim.global_toys, lim.global_toys_chunk)]
+        if name != COMBINED:  # the GP-refit toys: per dataset
+            kinds.append(
+                ("refit", min(lim.global_toys_refit, lim.global_toys), REFIT_TOYS_PER_TASK)
+            )
+        for kind, total, size in kinds:
             for k, start in enumerate(range(0, total, size)):
                 parts[f"{name}-{kind}-{k:03d}"] = (kind, name, start, min(start + size, total))
-    if len(config.combined_masses()):  # toy t of every dataset, fitted jointly
-        size = lim.global_toys_chunk
-        for k, start in enumerate(range(0, lim.global_toys, size)):
-            parts[f"{COMBINED}-toys-{k:03d}"] = (
-                "toys",
-                COMBINED,
-                start,
-                min(start + size, lim.global_toys),
-            )
     return parts
 
 

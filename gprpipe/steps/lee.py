@@ -119,9 +119,17 @@ def toy_seeds(cfg: Config, name: str, start: int, stop: int) -> list[np.random.S
     return [seed_for(cfg.base.seed, "global_toys", name, t) for t in range(start, stop)]
 
 
+def dataset_toys(cfg: Config, name: str, ss: ScanSetup, start: int, stop: int) -> np.ndarray:
+    """Whole-scan toys ``start..stop`` of dataset ``name`` (its own and the combination's)."""
+    from gprpipe.stats.lee import poisson_toys
+
+    mean = smooth_mean(cfg, name, ss.counts, ss.edges)
+    return poisson_toys(mean, toy_seeds(cfg, name, start, stop))
+
+
 def run_part(ctx, part: str) -> None:
     """One chunk of whole-scan toys (fixed maps) or of GP-refit toys."""
-    from gprpipe.stats.lee import poisson_toys, scan_fixed
+    from gprpipe.stats.lee import scan_fixed
 
     cfg = ctx.config
     kind, name, start, stop = toy_parts(cfg)[part]
@@ -130,9 +138,7 @@ def run_part(ctx, part: str) -> None:
         masses, Z, conv = combined_scan(cfg, ctx.layout, start, stop)
     else:
         ss = scan_setup(cfg, ctx.layout, name, maps=kind == "toys")
-        toys = poisson_toys(
-            smooth_mean(cfg, name, ss.counts, ss.edges), toy_seeds(cfg, name, start, stop)
-        )
+        toys = dataset_toys(cfg, name, ss, start, stop)
         if kind == "toys":
             Z, conv = scan_fixed(ss.maps, toys)
         else:
@@ -156,7 +162,7 @@ def combined_scan(
     datasets are those of the observed combination (:func:`load_blocks`, with their yields
     per unit eps^2); NaN at a mass where one of them has no fixed map (its fit is flagged:
     so is the combined row) or fewer than two remain."""
-    from gprpipe.stats.lee import joint_map, log_counts, poisson_toys, z_local_joint
+    from gprpipe.stats.lee import joint_map, log_counts, z_local_joint
     from gprpipe.steps.combine import load_blocks
 
     masses = cfg.combined_masses()
@@ -164,9 +170,7 @@ def combined_scan(
     for name in cfg.scanned():
         ss = scan_setup(cfg, layout, name, only=masses)
         setups[name] = ss
-        toys[name] = poisson_toys(
-            smooth_mean(cfg, name, ss.counts, ss.edges), toy_seeds(cfg, name, start, stop)
-        ).astype(float)
+        toys[name] = dataset_toys(cfg, name, ss, start, stop).astype(float)
         logc[name] = log_counts(toys[name])
     Z = np.full((stop - start, len(masses)), np.nan)
     conv = np.zeros(Z.shape, dtype=bool)

@@ -305,12 +305,13 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             )
         if blinded:
             continue
-        pgt = a["p0_global_toys"][ok] if "p0_global_toys" in a else None
-        bound = (
-            toys_bound(pgt, a["p0_global_toys_err"][ok])
-            if pgt is not None and "p0_global_toys_err" in a
-            else None
-        )
+
+        def column(key: str, a: dict = a, ok: np.ndarray = ok) -> np.ndarray | None:
+            """The ``ok`` rows of a column the table may lack (no whole-scan toys)."""
+            return a[key][ok] if key in a else None
+
+        pgt, pgt_err = column("p0_global_toys"), column("p0_global_toys_err")
+        bound = toys_bound(pgt, pgt_err) if pgt is not None and pgt_err is not None else None
         figures.append(
             FigureJob(
                 f"significance_{name}",
@@ -320,10 +321,8 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                     "flagged": flagged,
                     "p_global_toys": pgt,
                     "toys_bound": bound,
-                    "p_local_toys": a["p0_local_toys"][ok] if "p0_local_toys" in a else None,
-                    "p_local_toys_err": (
-                        a["p0_local_toys_err"][ok] if "p0_local_toys_err" in a else None
-                    ),
+                    "p_local_toys": column("p0_local_toys"),
+                    "p_local_toys_err": column("p0_local_toys_err"),
                 },
             )
         )
