@@ -1151,6 +1151,12 @@ def test_a_fit_level_setting_that_every_card_overrides_is_noticed(cli, tmp_path)
     assert code == 0 and out.startswith(f"{QUICKSTART}: valid") and err.strip() == notice
     code, out, err = cli("run", QUICKSTART, "--dry-run", "--set", "fit.ls_hi_factor=12")
     assert code == 0 and err.strip() == notice
+    # a grid varying it: every value is quoted (it quoted the first point's)
+    grid = quickstart_child(tmp_path / "g.toml", '[grid]\n"fit.ls_hi_factor" = [3.0, 2.0]\n')
+    code, _, err = cli("validate", grid)
+    assert code == 0 and err.strip().startswith(
+        f"notice: fit.ls_hi_factor = 2, 3 ({grid}:4) is not used for dataset demo, "
+    ), err
     # the defaults' own value, or the dataset's key itself: nothing to say
     for extra in ((), ("--set", "datasets.demo.ls_hi_factor=12")):
         code, _, err = cli("validate", QUICKSTART, *extra)

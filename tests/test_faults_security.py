@@ -340,7 +340,7 @@ def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: P
     (point / ".state").symlink_to(outside)
     code, _, err = run_cli_here(*args)
     assert code == 1
-    one_sentence(err, point / ".state", "outside the run directory", "base.output")
+    one_sentence(err, point / ".state", "the state folder", "outside the point folder")
     (point / ".state").unlink()
     assert run_cli_here(*args)[0] == 0
     for folder, cmd in (
@@ -354,7 +354,28 @@ def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: P
         assert code == 1, cmd
         one_sentence(err, point / folder, f"the {folder} folder", "outside the point folder")
         (point / folder).unlink()
+        # a link to the point folder itself: the files landed among the point's own
+        before = sorted(p.name for p in point.iterdir())
+        (point / folder).symlink_to(".")
+        code, _, err = run_cli_here(*cmd)
+        assert code == 1, cmd
+        one_sentence(err, point / folder, f"the {folder} folder", "is the point folder itself")
+        (point / folder).unlink()
+        assert sorted(p.name for p in point.iterdir()) == before
     assert list(outside.iterdir()) == []
+    (point / ".state").rename(point / "state")  # .state, a link to the point folder
+    (point / ".state").symlink_to(".")
+    code, _, err = run_cli_here(*args)
+    assert code == 1
+    one_sentence(err, point / ".state", "the state folder", "is the point folder itself")
+    (point / ".state").unlink()
+    (point / "state").rename(point / ".state")
+    # parts/ a link into the run directory, out of the point folder (another point's)
+    (point / "parts").rename(run / "other_parts")
+    (point / "parts").symlink_to(run / "other_parts")
+    code, _, err = run_cli_here(*args, "--force")
+    assert code == 1
+    one_sentence(err, point / "parts" / "fit", "outside the point folder")
     if shutil.which("sbatch"):  # refused before anything is submitted
         other = tmp_path / "srun"
         other.mkdir()

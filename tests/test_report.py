@@ -507,6 +507,23 @@ def test_the_report_offers_no_export_of_an_earlier_fit(tmp_path):
     # listed at once (it was listed only once the plot step ran again)
     html = (point / "report.html").read_text()
     assert "exports/spey_demo.json" in html and "exports/pyhf_demo_60MeV.json" in html
+    # a report that cannot be refreshed: the export stands, and the sentence says so (it
+    # named only the index, and the export looked failed)
+    index = run_dir / "index.html"
+    index.unlink()
+    index.mkdir()
+    spey = tmp_path / "spey" / "spey_demo.json"
+    code, out, err = run_cli_here("export-spey", run_dir, "--dataset", "demo", "-o", spey.parent)
+    assert code == 1 and out == ""
+    assert err.strip() == (
+        f"error: {spey} is written and recorded, but the report was not refreshed: "
+        f"{index}: is a folder, not a file to write."
+    )
+    assert (
+        json.loads(spey.read_text())["dataset"] == "demo"
+        and len(json.loads(spey.read_text())["masses"]) == 2
+    )
+    index.rmdir()
     # the report rewritten by the tool is not damage: status read it as a failed plot task
     code, out, _ = run_cli_here("status", run_dir)
     assert code == 0 and out.rstrip().endswith("done=6"), out

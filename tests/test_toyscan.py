@@ -284,6 +284,24 @@ def test_toys_of_another_binning_are_refused(tmp_path: Path, shared_data: Path) 
     )
 
 
+def test_toys_with_an_axis_in_mev_name_the_toy_file(tmp_path: Path, shared_data: Path) -> None:
+    """A toy file with its axis in MeV: the sentence is about the toy file (it said
+    "scanned with datasets.2015.path", the data's key, whose file is fine)."""
+    cfg = _toyscan_config(tmp_path, shared_data, "fShiftSigPow/*_toy_*")
+    counts, edges = read_hist(
+        shared_data / "funcform_2015_toys.root", "fShiftSigPow/fShiftSigPow_toy_0"
+    )
+    toys = tmp_path / "mev_toys.root"
+    with uproot.recreate(toys) as f:
+        f["fShiftSigPow/fShiftSigPow_toy_0"] = (counts, edges * 1000)
+    code, out, err = run_cli_here("validate", cfg, *settings(f"toyscan.file={toys}"))
+    assert code == 1 and out == ""
+    assert err.strip() == (
+        "error: --set toyscan.file: histogram 'fShiftSigPow/fShiftSigPow_toy_0' in "
+        f"{toys} has an axis that runs to 150: in MeV? histogram axes are read in GeV."
+    )
+
+
 def test_toyscan_of_a_blinded_analysis_scans_its_toys(tmp_path: Path, shared_data: Path) -> None:
     """Toys are no data: a blinded config scans them like an unblinded one (it failed
     with "internal error ... KeyError: 'n'": the blinded fit kept no window counts)."""

@@ -209,6 +209,20 @@ async def test_opens_quickstart_shows_validity_chain_and_steps(tmp_path):
 
 
 @sync
+async def test_a_setting_no_dataset_uses_is_noticed_beside_the_validity(tmp_path):
+    """The notice that validate and run print (a fit.ls_hi_factor every card overrides)
+    is shown under the validity line: the TUI said "valid" without a word."""
+    app = _app(tmp_path, QUICKSTART, "fit.ls_hi_factor=12")
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.check is not None and app.check.ok
+        assert len(app.check.notices) == 1
+        shown = " ".join(_static(app, "#validity").split())
+        assert shown.startswith("✓ valid, 1 point, 6 tasks notice: fit.ls_hi_factor = 12 ")
+        assert "is not used for dataset demo" in shown
+
+
+@sync
 async def test_typo_in_a_key_shows_the_error_with_its_line_then_fixing_it_validates(tmp_path):
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

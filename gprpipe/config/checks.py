@@ -458,9 +458,10 @@ def toy_errors(cfg: Config, counts: np.ndarray, edges: np.ndarray, name: str) ->
     """Why the toy histogram ``name`` cannot be scanned like the data of
     ``toyscan.dataset`` (rebin, binning, ranges), as sentences about ``toyscan.file``."""
     dataset = cfg.toyscan_dataset()
-    return [
-        f"toy {name!r}, scanned with {key}: {why}"
-        for key, why in histogram_errors(dataset, cfg, counts, edges, (str(cfg.toyscan.file), name))
+    source = (str(cfg.toyscan.file), name)
+    return [  # a "path" sentence is about the toy file itself, not the dataset's file
+        why if key.endswith(".path") else f"toy {name!r}, scanned with {key}: {why}"
+        for key, why in histogram_errors(dataset, cfg, counts, edges, source)
     ]
 
 

@@ -113,11 +113,15 @@ def open_fresh(path: Path | str, mode: str = "w"):
 def inside(folder: Path, root: Path, what: str, run_dir: bool = False) -> Path:
     """``folder``, once it resolves (symlinks followed) inside ``root`` (a point folder, or
     the ``run_dir``; it may itself be a link); a GprpipeError otherwise: a link there would
-    lead the writes elsewhere."""
+    lead the writes elsewhere. A folder other than ``root`` that resolves to ``root``
+    itself (``exports`` a link to its point folder) is refused too: its files would land
+    among the run's own."""
     top = Path(os.path.realpath(root))
     real = Path(os.path.realpath(folder))
+    where = "the run directory" if run_dir else "the point folder"
+    if real == top and os.path.abspath(folder) != os.path.abspath(root):
+        raise GprpipeError(f"{folder}: {what} is {where} itself (a link to it); remove the link.")
     if real != top and top not in real.parents:
-        where = "the run directory" if run_dir else "the point folder"
         also = ", or choose another base.output" if run_dir else ""
         raise GprpipeError(
             f"{folder}: {what} resolves to {real}, outside {where} {top}; remove the link{also}."

@@ -347,10 +347,10 @@ def unused_settings(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     )
     if not names:
         return []
-    value = points[0].config.fit.ls_hi_factor
+    value = ", ".join(f"{v:g}" for v in sorted({p.config.fit.ls_hi_factor for p in points}))
     where = "; ".join(f"{loaded.where(f'datasets.{d}.ls_hi_factor')}" for d in names)
     return [
-        f"notice: fit.ls_hi_factor = {value:g} ({origin}) is not used for dataset"
+        f"notice: fit.ls_hi_factor = {value} ({origin}) is not used for dataset"
         f"{'s' * (len(names) > 1)} {', '.join(names)}, which set{'s' * (len(names) == 1)} "
         f"its own ({where}); set datasets.<name>.ls_hi_factor instead."
     ]

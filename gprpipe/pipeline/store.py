@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import platform
 import re
 import socket
@@ -143,29 +142,23 @@ def plan_points(
 
 
 def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
-    """Raise unless the folder of every output, log and state marker of ``tasks`` resolves
-    inside ``run_dir`` (symlinks followed). Files themselves are replaced, never written
-    through, so a symlinked file cannot lead a write outside."""
+    """Raise unless every point folder of ``tasks`` resolves inside ``run_dir``, and the
+    folder of every output, log and state marker of a task inside its point folder
+    (symlinks followed; a link to another point's folder would mix their files). Files
+    themselves are replaced, never written through, so a symlinked file cannot lead a
+    write outside."""
     seen: set[Path] = set()
     for t in tasks:
-        folders = (
-            t.point_dir,
-            t.log.parent,
-            state_dir(t.point_dir),
-            *(p.parent for p in t.outputs),
-        )
-        for folder in folders:
+        if t.point_dir not in seen:
+            seen.add(t.point_dir)
+            inside(t.point_dir, run_dir, f"the point folder of task {t.id}", run_dir=True)
+            inside(state_dir(t.point_dir), t.point_dir, "the state folder")
+        for folder in (t.log.parent, *(p.parent for p in t.outputs)):
             if folder not in seen:
                 seen.add(folder)
-                inside(folder, run_dir, f"this folder of task {t.id}", run_dir=True)
+                inside(folder, t.point_dir, f"this folder of task {t.id}")
         if t.step == "plot":  # the folder the plot task replaces: inside its own point
-            hepdata = t.point_dir / "hepdata"
-            inside(hepdata, t.point_dir, "the HEPData folder")
-            if os.path.realpath(hepdata) == os.path.realpath(t.point_dir):
-                raise GprpipeError(
-                    f"{hepdata}: the HEPData folder is the point folder itself (a link to "
-                    "it); remove the link."
-                )
+            inside(t.point_dir / "hepdata", t.point_dir, "the HEPData folder")
 
 
 def relative(path: Path | str, run_dir: Path) -> str:

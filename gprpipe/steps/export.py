@@ -102,7 +102,7 @@ def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    refresh_reports(pdir)
+    refresh_reports(pdir, written)
 
 
 def round_scale(x: float) -> float:

@@ -281,7 +281,7 @@ def project_reach(
         for path in products:
             path.unlink(missing_ok=True)
         raise
-    refresh_reports(pdir)
+    refresh_reports(pdir, written)
     both = np.isfinite(comb_fit) & np.isfinite(comb_now)
     summary = {
         "factors": factors,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import h5py
 import jinja2
 
 from gprpipe import __version__
-from gprpipe.errors import GprpipeError
+from gprpipe.errors import GprpipeError, os_error_sentence
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import rerecord, stale_exports
@@ -420,35 +421,57 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def refresh_reports(point_dir: Path) -> None:
+def refresh_reports(point_dir: Path, exported: Sequence[Path]) -> None:
     """Write the point's report again (and the run's index) after an export, so that they
     list it; nothing when the plot step has not written a report yet, or when the report
     is of other results than the point holds now (a later run without the plot step: the
     report keeps its own figures and tables, and the summary says it is not current; it
-    took the new tables beside the old figures, even a BLINDED badge beside observed ones)."""
+    took the new tables beside the old figures, even a BLINDED badge beside observed ones).
+    A refresh that fails says that the ``exported`` files are written and recorded (the
+    export stands; it is the report that is not current)."""
+    try:
+        _refresh_reports(Path(point_dir))
+    except (GprpipeError, OSError) as exc:
+        why = str(exc) if isinstance(exc, GprpipeError) else os_error_sentence(exc)
+        if not why:
+            raise
+        raise GprpipeError(
+            f"{exported[0]} is written and recorded, but the report was not refreshed: "
+            + why[:1].lower()
+            + why[1:]
+        ) from exc
+
+
+def _refresh_reports(point_dir: Path) -> None:
     from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.summary import plots_current
 
-    point_dir = Path(point_dir)
     if (point_dir / REPORT).is_file():
         cfg = point_config_from_file(point_dir / "config.toml")
         if not plots_current(point_dir.name, point_dir, cfg):
             return
-        written = write_reports(cfg, point_dir)
-        for folder in {point_dir, point_dir.parent}:  # index.html: the run's (or the point's)
-            rerecord(folder, written)
+        written: list[Path] = []
+        try:
+            write_reports(cfg, point_dir, written)
+        finally:  # a report written before the index failed is the tool's, not damage
+            for folder in {point_dir, point_dir.parent}:  # index.html: the run's (or point's)
+                rerecord(folder, written)
 
 
-def write_reports(cfg, point_dir: Path) -> list[Path]:
-    """Write ``<point>/report.html`` and ``<run>/index.html``; returns both paths."""
+def write_reports(cfg, point_dir: Path, written: list[Path] | None = None) -> list[Path]:
+    """Write ``<point>/report.html`` and ``<run>/index.html``; returns both paths, each
+    also appended to ``written`` once it is written."""
+    written = [] if written is None else written
     env = _env()
     point_dir = Path(point_dir)
     report = point_dir / REPORT
     atomic_write_text(
         report, env.get_template("report.html.j2").render(**point_context(cfg, point_dir))
     )
+    written.append(report)
     index = point_dir.parent / INDEX
     atomic_write_text(
         index, env.get_template("index.html.j2").render(**index_context(cfg, point_dir.parent))
     )
-    return [report, index]
+    written.append(index)
+    return written

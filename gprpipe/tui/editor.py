@@ -90,6 +90,8 @@ class EditorPane(Widget):
     def show_check(self, check: Check) -> None:
         self._check = check
         validity = Text(check.summary(), style=check.style)  # (says the warnings too)
+        for line in check.notices:  # a setting the config makes that nothing uses
+            validity.append("\n" + line, style="yellow")
         self.query_one("#validity", Static).update(validity)
         issues = self.query_one("#issues", OptionList)
         current = str(check.path.resolve())

@@ -63,6 +63,7 @@ class Check:
     text: str
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # what validate prints as "notice:"
     chain: list[Path] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
@@ -194,6 +195,7 @@ def _validate(text: str, path: Path, overrides: Sequence[str], check: Check) -> 
     check.points = found.points
     check.tasks = found.tasks
     check.warnings = found.warnings
+    check.notices = found.notices
 
 
 def check_text(text: str, path: Path | str, overrides: Sequence[str] = ()) -> Check:
