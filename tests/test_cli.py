@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -313,3 +314,24 @@ def test_tui_refuses_a_mistyped_run_folder(tmp_path: Path, cli):
         f"error: {tmp_path / 'runs' / 'nonexist'}: no such config, folder or run directory "
         "(a new config's name ends in .toml)."
     )
+
+
+def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_path: Path):
+    """The demo's 30 MeV deficit (A_hat/sigma_A = -1.7) with 100 toys: that row fails in
+    one sentence naming limit.n_toys (it was written "ok" with A_up = 4.6e7 against 6442
+    asymptotic); the other masses keep their toy limits."""
+    run = tmp_path / "run"
+    sets = (f"base.output={run}", 'limit.mode="toys"', "limit.n_toys=100")
+    sets += ("scan.masses=[0.03, 0.06]",)
+    args = ["run", QUICKSTART, "--steps", "load,fit,limit"]
+    code, out, err = cli(*args, *(x for s in sets for x in ("--set", s)))
+    assert code == 1
+    assert (
+        f"1 of 2 masses failed in {run / 'nominal' / 'scan.csv'} (first: demo 0.03 GeV: limit "
+        "failed: 6 of 100 background-only toys reach the observed q at the asymptotic limit "
+        "(CL_b 0.069), so CLs cannot fall below 0.14 > 0.05 there; the toys need at least "
+        "289 (several times more for a precise limit): raise limit.n_toys)"
+    ) in out + err
+    rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
+    assert [r["status"] for r in rows][1] == "ok"
+    assert 3000 < float(rows[1]["A_up"]) < 6000  # the asymptotic limit: 4407

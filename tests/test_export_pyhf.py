@@ -118,3 +118,43 @@ def test_exports_say_which_masses_they_leave_out(
     assert spey["masses_left_out"] == [{"mass_GeV": 0.06, "status": "flag_gof"}]
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
     assert code == 0 and "notice: 60 MeV of demo is flag_gof: the scan's tables" in out, err
+
+
+def test_exports_leave_out_a_mass_whose_limit_failed(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A mass whose GP fit is ok but whose limit failed (the demo with its 55-65 MeV bins
+    emptied: no finite limit at 60 MeV) is left out of the PatchSet and the Spey file and
+    named, as in scan.csv: the exports read the fit's status alone, so the PatchSet held it
+    and the Spey file had ``"eps2_up": NaN`` and ``Infinity``, which are no JSON."""
+    import numpy as np
+
+    from gprpipe.io.root import read_hist, write_hist
+    from tests.conftest import DEMO_ROOT, QUICKSTART, settings
+
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    counts[(centres > 0.055) & (centres < 0.065)] = 0
+    data = tmp_path / "hole.root"
+    write_hist(data, counts, edges)
+    run = tmp_path / "run"
+    sets = settings(f"base.output={run}", f"datasets.demo.path={data}", "scan.masses=[0.03, 0.06]")
+    code, _, _ = cli("run", QUICKSTART, *sets, "--steps", "load,fit,limit")
+    failed = "limit failed: the upper limit is not finite"
+    rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
+    assert code == 1 and [r["status"] for r in rows] == ["ok", failed]
+    note = f"Test masses left out (flagged or failed quality checks): 60 MeV ({failed})."
+    code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
+    assert code == 0 and "(1 patches, one per ok mass)" in out and note in out, err
+    ps = json.loads((run / "nominal" / "exports" / "pyhf_demo_patchset.json").read_text())
+    assert [p["metadata"]["name"] for p in ps["patches"]] == ["m30MeV"]
+    code, out, err = cli("export-spey", run, "--dataset", "demo")
+    assert code == 0 and note in out, err
+    text = (run / "nominal" / "exports" / "spey_demo.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    spey = json.loads(text)
+    assert [e["mass_GeV"] for e in spey["masses"]] == [0.03]
+    assert np.isfinite(spey["masses"][0]["eps2_up"])
+    assert spey["masses_left_out"] == [{"mass_GeV": 0.06, "status": failed}]
+    code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
+    assert code == 0 and f"notice: 60 MeV of demo is {failed}: the scan's tables" in out, err

@@ -517,7 +517,17 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
     assert "blind_nsigma = 1.64\n" in text
     point_cfg.write_text(text.replace("blind_nsigma = 1.64\n", "blind_nsigma = 3.0\n"))
     before = mtimes(copy / "nominal")
-    for args in (("status", copy), ("summary", copy), ("rerun", copy, "--masses", "60MeV")):
+    exports = (
+        ("export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV"),
+        ("export-spey", copy, "--dataset", "demo"),
+        ("project-reach", copy, "--scale", "demo=2"),
+    )  # (the exports wrote the edited config's window with exit 0)
+    for args in (
+        ("status", copy),
+        ("summary", copy),
+        ("rerun", copy, "--masses", "60MeV"),
+        *exports,
+    ):
         code, _, err = gp(*args)
         assert code == 1 and err.strip() == (
             f"error: {point_cfg}: changed since the run wrote it (run.json records another "

@@ -486,7 +486,8 @@ def test_run_ends_with_its_summary_and_summary_reprints_it(quick_run: Path, cli)
         "nominal",
         "  demo (5 masses)",
         f"    most significant: {float(best['mass_GeV']) * 1e3:g} MeV, Z_local "
-        f"{float(best['Z_local']):.2f}, Z_global {float(best['Z_global']):.2f}",
+        f"{float(best['Z_local']):.2f}, Z_global {float(best['Z_global']):.2f} (Sidak; "
+        "limit.global_toys for the toys' number)",
         f"    eps^2 limits: strongest {float(strong['eps2_up']):.3g} at "
         f"{float(strong['mass_GeV']) * 1e3:g} MeV, weakest {float(weak['eps2_up']):.3g} at "
         f"{float(weak['mass_GeV']) * 1e3:g} MeV",

@@ -24,7 +24,7 @@ from conftest import QUICKSTART, run_cli_here, settings, unavailable
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.results.schema import read_csv_table
-from gprpipe.results.summary import Extreme, summarize_scan
+from gprpipe.results.summary import Extreme, dataset_lines, summarize_scan
 from gprpipe.steps.report import write_reports
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -142,6 +142,28 @@ def test_summary_of_a_scan(tmp_path):
     assert s.most_significant == Extreme(0.031, 3.2) and s.Z_global == pytest.approx(0.7)
     assert s.n_failed == 1 and s.not_ok[0][1] == "limit failed: test" and s.n_flagged == 0
     assert s.n_not_converged == 1
+
+
+def test_summary_names_the_observed_limits_below_the_expected_band():
+    """Observed limits below the expected -2 sigma band (deficits; a reviewer found 8 of
+    111 on the 2015 data published without a word) are named as runs of adjacent ok
+    masses; flagged rows are not counted, blinded tables have none."""
+
+    def row(m: float, up: float, status: str = "ok") -> dict[str, str]:
+        return {"dataset": "d", "mass_GeV": str(m), "eps2_up": str(up), "status": status} | {
+            "eps2_exp_lo2": "1.0"
+        }
+
+    rows = [row(0.05, 0.9), row(0.051, 0.8), row(0.052, 2.0), row(0.053, 0.5, "flag_gof")]
+    rows += [row(0.054, 0.7), row(0.055, 1.5)]
+    (s,) = summarize_scan(rows)
+    assert s.below_band == [[0.05, 0.051], [0.054]] and s.n_ok == 5
+    assert (
+        "observed limit below the expected -2 sigma band: 3 of 5 masses (50-51 MeV, 54 MeV), "
+        "deficits in the data (2.3% expected by chance; neighbouring masses are correlated)"
+    ) in dataset_lines(s)
+    (blind,) = summarize_scan([{**r, "blinded": "true"} for r in rows])
+    assert blind.below_band == []
 
 
 def test_report_index_and_cli_count_flags_alike(tmp_path):

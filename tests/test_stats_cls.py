@@ -7,7 +7,13 @@ import pytest
 from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
-from gprpipe.stats.cls import AsymptoticCalculator, ToyCalculator, calculator, cls_asymptotic
+from gprpipe.stats.cls import (
+    AsymptoticCalculator,
+    ToyCalculator,
+    UnresolvedToyLimit,
+    calculator,
+    cls_asymptotic,
+)
 from gprpipe.stats.conversion import A_from_eps2, eps2_from_A, rho_window
 from gprpipe.stats.histfactory import workspace
 from gprpipe.stats.likelihood import WindowModel, cholesky_jitter
@@ -200,6 +206,27 @@ def test_toy_observed_limit_close_to_asymptotic():
     a_asym = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n)
     assert a_toys == pytest.approx(a_asym, rel=0.06)
     assert a_toys == ToyCalculator(model, n_toys=1500, rng=np.random.default_rng(3)).upper_limit(n)
+
+
+def test_toy_limit_of_a_deficit_with_too_few_toys_is_refused_not_a_chance_crossing():
+    """A deficit makes CL_b small: with 100 toys CLs >= 1 / (1 + k_b) stayed above alpha
+    at the asymptotic limit, and the bracket search took a chance crossing thousands of
+    sigma_A out, written as an ok limit (an audit: A_up 4.6e7 against 6442 asymptotic).
+    Enough toys give a limit near the asymptotic one (large counts: the two agree)."""
+    b, C, w = smooth_window(6, 1e4, 0.005)
+    L = cholesky_jitter(C)
+    model = WindowModel(b, L, w)
+    sig = float(model.fit(b).sigma_A)
+    n = np.round(b - 2.0 * sig * w)  # a 2 sigma deficit: CL_b about 0.023
+    with pytest.raises(UnresolvedToyLimit) as exc:
+        ToyCalculator(model, n_toys=100, rng=np.random.default_rng(5)).upper_limit(n)
+    assert exc.value.n_toys == 100 and (1 + exc.value.k_b) * 0.05 < 1
+    assert 400 < exc.value.needed < 3000, exc.value.needed
+    assert "background-only toys reach the observed q" in str(exc.value)
+    a_asym = float(AsymptoticCalculator(model).upper_limit(n))
+    # the toys' own spread is wide for a deficit: 257-383 with 2000 toys of two seeds
+    a_toys = float(ToyCalculator(model, n_toys=8000, rng=np.random.default_rng(5)).upper_limit(n))
+    assert a_toys == pytest.approx(a_asym, rel=0.2)
 
 
 # ----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,8 @@ class DatasetSummary:
     not_ok: list[tuple[float, str]] = field(default_factory=list)  # (mass, status), in order
     not_converged: list[float] = field(default_factory=list)  # masses of non-converged fits
     worst_gof: Extreme | None = None  # value: gof_p (smallest)
+    n_ok: int = 0  # rows with status ok
+    below_band: list[list[float]] = field(default_factory=list)  # runs of adjacent ok masses
     blinded: bool = False  # no observed quantity: the limits are the expected medians
 
     @property
@@ -258,11 +260,32 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
         if lim:
             s.weakest = Extreme(*max(lim)[::-1])
             s.strongest = Extreme(*min(lim)[::-1])
+        ok = [r for r in rs if r.get("status", "ok") == "ok"]
+        s.n_ok = len(ok)
+        if not s.blinded:  # observed limits below the expected band: deficits, named
+            s.below_band = _runs([_below_band(r) for r in ok], [float(r["mass_GeV"]) for r in ok])
         gof = [(v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "gof_p")) is not None]
         if gof:
             s.worst_gof = Extreme(*min(gof)[::-1])
         out.append(s)
     return out
+
+
+def _below_band(row: Mapping[str, Any]) -> bool:
+    up, lo2 = _num(row, "eps2_up"), _num(row, "eps2_exp_lo2")
+    return up is not None and lo2 is not None and up < lo2
+
+
+def _runs(marked: Sequence[bool], masses: Sequence[float]) -> list[list[float]]:
+    """The masses where ``marked``, grouped into runs of adjacent entries."""
+    runs: list[list[float]] = []
+    for i, (on, m) in enumerate(zip(marked, masses)):
+        if on:
+            if i and marked[i - 1] and runs:
+                runs[-1].append(m)
+            else:
+                runs.append([m])
+    return runs
 
 
 def most_significant(datasets: Iterable[DatasetSummary]) -> DatasetSummary | None:
@@ -289,6 +312,8 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         )
         if s.Z_global is not None:
             z += f", Z_global {s.Z_global:.2f}"
+            if s.Z_global_toys is None:  # Sidak's alone: it can understate the global p0
+                z += " (Sidak; limit.global_toys for the toys' number)"
         if s.Z_global_toys is not None:
             z += f", Z_global (toys) {s.Z_global_toys_text}"
             if s.toys_bound:
@@ -309,6 +334,17 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             f"{s.strongest.value:.3g} at "
             f"{_mev(s.strongest.mass)}, weakest {s.weakest.value:.3g} at "
             f"{_mev(s.weakest.mass)}"
+        )
+    if s.below_band:
+        n = sum(len(r) for r in s.below_band)
+        where = ", ".join(
+            f"{r[0] * 1e3:g}-{r[-1] * 1e3:g} MeV" if len(r) > 1 else _mev(r[0])
+            for r in s.below_band
+        )
+        lines.append(
+            f"observed limit below the expected -2 sigma band: {n} of {s.n_ok} masses "
+            f"({where}), deficits in the data (2.3% expected by chance; neighbouring masses "
+            "are correlated)"
         )
     if s.failures:
         lines.append(

@@ -39,6 +39,7 @@ __all__ = [
     "AsymptoticCalculator",
     "Calculator",
     "ToyCalculator",
+    "UnresolvedToyLimit",
     "calculator",
     "cls_asymptotic",
 ]
@@ -327,6 +328,25 @@ class AsymptoticCalculator:
         return _p0(self.model, n, fit)
 
 
+class UnresolvedToyLimit(ValueError):
+    """Too few background-only toys for a toy CLs limit: at the asymptotic limit ``k_b``
+    of ``n_toys`` reach the observed test statistic, so ``CLs >= 1 / (1 + k_b)`` stays
+    above ``alpha`` there, and any crossing further out is one of the toys' chance
+    (a deficit makes ``CL_b`` small). ``needed``: the toys that would bring the floor down
+    to ``alpha`` at the same ``CL_b`` (a resolved limit needs several times more)."""
+
+    def __init__(self, k_b: int, n_toys: int, alpha: float) -> None:
+        self.k_b, self.n_toys, self.alpha = k_b, n_toys, alpha
+        cl_b = (1 + k_b) / (n_toys + 1)
+        self.needed = int(np.ceil((1 / alpha) / cl_b))
+        super().__init__(
+            f"{k_b} of {n_toys} background-only toys reach the observed q at the asymptotic "
+            f"limit (CL_b {cl_b:.2g}), so CLs cannot fall below {1 / (1 + k_b):.2g} > "
+            f"{alpha:g} there; the toys need at least {self.needed} (several times more "
+            "for a precise limit)"
+        )
+
+
 class ToyCalculator:
     """Toy-based CLs on one :class:`~.likelihood.WindowModel`.
 
@@ -390,6 +410,7 @@ class ToyCalculator:
             return qtilde_from(A2, f.A, f.f, f.f0, fA, np.zeros_like(fA))[0]
 
         cache: dict[float, float] = {}
+        above_b: dict[float, int] = {}  # background-only toys with q_b >= q_obs, per A
 
         def cls_at(A: float) -> float:
             if A in cache:
@@ -399,14 +420,18 @@ class ToyCalculator:
             q_sb = q_rows(n_sb, m.fit(n_sb, need0="negative"), A)
             q_b = q_rows(n_b, fit_b, A)
             tol = 1e-9 * max(1.0, q_obs)
+            above_b[A] = int(np.sum(q_b >= q_obs - tol))
             clsb = (1.0 + np.sum(q_sb >= q_obs - tol)) / (N + 1.0)
-            clb = (1.0 + np.sum(q_b >= q_obs - tol)) / (N + 1.0)
+            clb = (1.0 + above_b[A]) / (N + 1.0)
             cache[A] = float(clsb / clb)
             return cache[A]
 
-        return np.asarray(
-            _bisect_cls(cls_at, float(self.asymptotic.upper_limit(n_obs2[0])), alpha, rtol)
-        )
+        a0 = float(self.asymptotic.upper_limit(n_obs2[0]))
+        if np.isfinite(a0) and a0 > 0:
+            cls_at(a0)
+            if (1 + above_b[a0]) * alpha < 1:  # CLs >= 1 / (1 + k_b) > alpha near the limit
+                raise UnresolvedToyLimit(above_b[a0], N, alpha)
+        return np.asarray(_bisect_cls(cls_at, a0, alpha, rtol))
 
     def toy_limits(self) -> tuple[FloatArray, FloatArray]:
         """The expected band and the per-toy asymptotic limits of ``band_toys``

@@ -31,7 +31,17 @@ from gprpipe.units import same_mass
 
 
 def _point_dir(run_dir: Path, point: str | None) -> Path:
-    run_dir = Path(run_dir)
+    """The point folder an export reads (``run_dir`` itself, or its point ``point``),
+    refused when its config.toml was edited by hand since its run wrote it (run.json's
+    sha256), as status and summary refuse it: the export would follow another config."""
+    from gprpipe.pipeline.store import check_point_config
+
+    pdir = _find_point_dir(Path(run_dir), point)
+    check_point_config(pdir)
+    return pdir
+
+
+def _find_point_dir(run_dir: Path, point: str | None) -> Path:
     if Layout(run_dir).config.is_file() and point is None:
         if notice := earlier_point_notice(run_dir):
             print(notice)
@@ -176,7 +186,7 @@ def export_workspace(
         )
     cfg = _point_config(pdir)
     blind = _window(lay, cfg, dataset, fit, i)
-    if (status := str(fit["status"][i])) != "ok":
+    if (status := str(_status(lay, dataset, fit)[i])) != "ok":
         print(
             f"notice: {masses[i] * 1e3:g} MeV of {dataset} is {status}: the scan's tables "
             "and the PatchSet leave it out; this workspace is its likelihood as fitted"
@@ -204,15 +214,31 @@ def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:
     return rows, left_out_note({"mass_GeV": mass, "status": status}, ok).strip()
 
 
+def _status(lay: Layout, dataset: str, fit: dict) -> np.ndarray:
+    """The status of each mass of ``fit``: the scan's (``limit.h5``: a limit that failed
+    after an ``ok`` fit) where it has the mass, else the fit's; the exports leave out
+    what the scan's tables leave out."""
+    from gprpipe.steps.limit import read_scan
+
+    status = np.array([str(x) for x in fit["status"]], dtype=object)
+    if not lay.limit.exists():
+        return status
+    scan = read_scan(vouched_for(lay.limit)).get(dataset, {})
+    for j, m in enumerate(scan.get("mass_GeV", ())):
+        status[same_mass(fit["mass_GeV"], m)] = str(scan["status"][j])
+    return status
+
+
 def _ok_windows(pdir: Path, dataset: str) -> tuple[list, tuple[list[dict], str]]:
-    """(config, window) of every test mass whose fit is ``ok``, and those left out
-    (flagged or failed; :func:`_left_out`)."""
+    """(config, window) of every test mass whose fit and limit are ``ok``, and those
+    left out (flagged or failed; :func:`_left_out`)."""
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
     cfg = _point_config(pdir)
-    ok = fit["status"] == "ok"
+    status = _status(lay, dataset, fit)
+    ok = status == "ok"
     wins = [(cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(ok)]
-    return wins, _left_out(fit["mass_GeV"], fit["status"])
+    return wins, _left_out(fit["mass_GeV"], status)
 
 
 def export_patchset(

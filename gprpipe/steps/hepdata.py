@@ -135,7 +135,7 @@ def significance_table(
     from hepdata_lib import Table, Uncertainty, Variable
 
     t = Table(stem)
-    # (the combined curve has no whole-scan toys of its own: its columns are NaN)
+    # (a combined curve of a run whose datasets have no toys: its columns are NaN)
     toys = (
         global_toys > 0
         and "Z_global_toys" in cols
@@ -149,7 +149,9 @@ def significance_table(
             f"; and from {global_toys} whole-scan background-only toys (toys): quote the "
             "toys' number, Sidak's assumes N_eff independent windows"
             if toys
-            else ""
+            else "; Sidak's correction assumes N_eff independent windows and can "
+            "understate the global p0 of a scan of overlapping windows, which whole-scan "
+            "background-only toys measure (none were run here)"
         )
         + ")."
         + (

@@ -31,6 +31,7 @@ from gprpipe.results.schema import (  # noqa: F401  (re-exported for callers)
     read_scan,
 )
 from gprpipe.stats import significance
+from gprpipe.stats.cls import UnresolvedToyLimit
 from gprpipe.stats.conversion import eps2_from_A
 from gprpipe.stats.quality import counts_for_discovery, flags_of, has_result, is_flagged
 from gprpipe.stats.resolution import f_rad
@@ -117,6 +118,9 @@ def dataset_rows(
         try:
             n = None if cfg.base.blind else blind["n"]
             row.update(window_limits(cfg, n, blind["b"], blind["C"], w, rng))
+        except UnresolvedToyLimit as exc:  # the config's to fix: say which key
+            rows.append({**row, "status": f"limit failed: {exc}: raise limit.n_toys"})
+            continue
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             rows.append({**row, "status": f"limit failed: {exc}"})
             continue

@@ -216,19 +216,18 @@ def project_reach(
     run_dir: Path, scale: str, *, point: str | None = None, formats: Sequence[str] = ("png", "pdf")
 ) -> tuple[list[Path], dict]:
     """Write ``reach/reach.csv`` and ``reach/reach.<fmt>`` of a run's point."""
-    from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.commit import record_export
     from gprpipe.pipeline.plan import Layout
     from gprpipe.plotting.reach import reach_figure
     from gprpipe.plotting.style import apply_style
-    from gprpipe.steps.export import _point_dir
+    from gprpipe.steps.export import _point_config, _point_dir
     from gprpipe.steps.limit import read_scan
 
     pdir = _point_dir(Path(run_dir), point)
     lay = Layout(pdir)
     if not lay.limit.exists():
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
-    cfg = point_config_from_file(lay.config)
+    cfg = _point_config(pdir)
     scan = read_scan(vouched_for(lay.limit, cfg))
     names = [n for n in scan if n != COMBINED]
     factors = {n: 1.0 for n in names} | parse_scale(scale, names, str(lay.scan_csv))
