@@ -681,8 +681,9 @@ def project_reach(
     for p in written:
         console.print(f"wrote {p}")
     console.print(
-        f"{s['n_masses']} masses; median gain of the combined expected limit "
-        f"{s['gain_median']:.2f}x"
+        f"{s['n_masses']} mass{'es' * (s['n_masses'] != 1)}"
+        + (f" ({s['n_left_out']} flagged or failed left out)" if s["n_left_out"] else "")
+        + f"; median gain of the combined expected limit {s['gain_median']:.2f}x"
         + (
             f"; inverse-variance / joint-fit combination at factor 1: median "
             f"{s['ivw_over_fit_median']:.3f}"

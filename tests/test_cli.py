@@ -117,6 +117,18 @@ def test_step_with_masses_runs_the_chunk_owning_them(tmp_path, cli):
     assert code == 1 and "did you mean 0.045 GeV?" in err
     code, _, err = cli("step", "load", "--point-dir", point, "--masses", "45MeV")
     assert err.strip() == f"error: --masses: step load of {point} has no per-mass tasks."
+    # --task names the task: a NAME or --part that says another is refused (it ran the
+    # --task's task and reported it done)
+    task = ("--task", "nominal/fit/demo-001")
+    code, _, err = cli("step", "load", "--point-dir", point, *task)
+    assert code == 1 and err.strip() == (
+        "error: --task nominal/fit/demo-001: a task of step fit, part demo-001, not of load; "
+        "give the task's own step and part."
+    )
+    code, _, err = cli("step", "fit", "--point-dir", point, "--part", "demo-000", *task)
+    assert code == 1 and "not of fit --part demo-000;" in err
+    code, out, _ = cli("step", "fit", "--point-dir", point, "--part", "demo-001", *task)
+    assert code == 0 and "nominal/fit/demo-001: cached" in out
 
 
 def test_usage_mistakes_are_one_sentence(cli):

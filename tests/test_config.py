@@ -1157,7 +1157,13 @@ def test_a_fit_level_setting_that_every_card_overrides_is_noticed(cli, tmp_path)
     assert code == 0 and err.strip().startswith(
         f"notice: fit.ls_hi_factor = 2, 3 ({grid}:4) is not used for dataset demo, "
     ), err
-    # the defaults' own value, or the dataset's key itself: nothing to say
+    # the defaults' own value, or the dataset's key itself, or a rendered point config
+    # (it holds every key; it said "fit.ls_hi_factor = 8 (.../config.toml:47) is not used")
+    run = tmp_path / "run"
+    code, _, err = cli("run", QUICKSTART, "--steps", "load", "--set", f"base.output={run}")
+    assert code == 0, err
+    code, _, err = cli("validate", run / "nominal" / "config.toml")
+    assert code == 0 and err == "", err
     for extra in ((), ("--set", "datasets.demo.ls_hi_factor=12")):
         code, _, err = cli("validate", QUICKSTART, *extra)
         assert code == 0 and err == "", err

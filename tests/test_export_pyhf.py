@@ -158,3 +158,6 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     assert spey["masses_left_out"] == [{"mass_GeV": 0.06, "status": failed}]
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
     assert code == 0 and f"notice: 60 MeV of demo is {failed}: the scan's tables" in out, err
+    # the reach projection counts the masses it projected (it said "2 masses")
+    code, out, err = cli("project-reach", run, "--scale", "demo=4")
+    assert code == 0 and "1 mass (1 flagged or failed left out); median gain" in out, err

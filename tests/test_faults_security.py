@@ -316,6 +316,14 @@ def test_a_folder_of_other_files_is_no_run_folder(cli, tmp_path: Path):
     assert (mine / "index.html").read_text() == "mine"
     code, _, err = cli("validate", QUICKSTART, "--set", "base.output=/")
     assert code == 1 and "error: --set base.output: / holds files of its own" in err
+    for path in (mine / "index.html", Path("/dev/null")):  # validate said "valid"
+        code, out, err = cli("validate", QUICKSTART, "--set", f"base.output={path}")
+        assert (
+            code == 1
+            and out == ""
+            and err.strip()
+            == (f"error: --set base.output: {path} is a file, not a folder for the run.")
+        )
     # what a run leaves before its run.json is written is the run's own: the TUI's launch
     # files, the lock, a temporary run.json, point folders (their config.toml)
     begun = tmp_path / "begun"

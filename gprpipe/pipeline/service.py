@@ -330,12 +330,18 @@ def unused_settings(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     """``notice:`` lines for settings the config sets that no scanned dataset uses:
     ``fit.ls_hi_factor`` where a dataset (its card) sets its own ``ls_hi_factor``. A
     systematic variation of the fit-level key (a grid, a ``--set``) would otherwise give
-    identical points without a word. Not for the value of the shipped defaults."""
+    identical points without a word. Not for the value of the shipped defaults (also
+    where a rendered point config.toml, which holds every key, repeats it)."""
+    import tomllib
+
     from gprpipe.config.loader import shipped_dir
 
     origin = loaded.origin("fit.ls_hi_factor")
     defaults = (shipped_dir("templates") / "defaults.toml").resolve()
     if origin is None or (origin.is_file and Path(origin.file).resolve() == defaults):
+        return []
+    default = tomllib.loads(defaults.read_text())["fit"]["ls_hi_factor"]
+    if all(p.config.fit.ls_hi_factor == default for p in points):
         return []
     names = sorted(
         {
@@ -664,7 +670,9 @@ def refuse_foreign_folder(run_dir: Path, where: str, points: Sequence[Point]) ->
     replace or remove its own files there: a folder that holds other files and no
     run.json is someone else's (``/``, a home folder, a project) and is refused in one
     sentence. Empty, new, or an earlier run's folder (or one a run began: its lock and
-    point folders) are fine."""
+    point folders) are fine; a file (``/dev/null``) is no folder, said by validate too."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
     if not run_dir.is_dir() or (run_dir / RUN_JSON).exists():
         return
     ours = {p.name for p in points} | {".gprpipe.lock", "slurm", LAUNCH_SPEC, LAUNCH_LOG}

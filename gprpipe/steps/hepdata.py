@@ -158,7 +158,9 @@ def significance_table(
             " Where no toy reached the observed Z (the toys' p0 error equals p0), the toys' "
             "p0 is an upper bound and their Z a lower bound. Local p0 (toys): the fraction "
             "of the same toys at least as significant at that mass, a check of the "
-            "asymptotic local p0."
+            "asymptotic local p0 (1 where the observed Z is 0, a deficit, whose asymptotic "
+            "p0 is 0.5 by convention; above 0.5 at a positive Z where the toys put more "
+            "weight on upward fluctuations than the asymptotic formula)."
             if toys
             else ""
         )

@@ -282,9 +282,11 @@ def project_reach(
         raise
     refresh_reports(pdir, written)
     both = np.isfinite(comb_fit) & np.isfinite(comb_now)
+    projected = np.isfinite(comb_now / comb_proj)
     summary = {
         "factors": factors,
-        "n_masses": len(masses),
+        "n_masses": int(projected.sum()),  # with a projection (a failed mass has none)
+        "n_left_out": int((~projected).sum()),
         "ivw_over_fit_median": float(np.median(comb_now[both] / comb_fit[both]))
         if both.any()
         else float("nan"),

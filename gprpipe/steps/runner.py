@@ -105,6 +105,13 @@ def resolve_task(
     task = find_task(plan, tid)
     if task is None:
         raise GprpipeError(f"{point_dir}: no task {tid!r} in this point's plan.")
+    if task.step != step or (part is not None and task.part != part):
+        said = step + (f" --part {part}" if part is not None else "")
+        raise GprpipeError(
+            f"--task {tid}: a task of step {task.step}"
+            + (f", part {task.part}" if task.part else "")
+            + f", not of {said}; give the task's own step and part."
+        )
     return task, config
 
 
