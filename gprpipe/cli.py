@@ -576,6 +576,8 @@ def demo_data(
         raise GprpipeError(f"{out}: is a folder; give the ROOT file to write.")
     if (out.exists() or out.is_symlink()) and not force:  # a config or real data, maybe
         raise GprpipeError(f"{out}: already exists; choose another name or use --force.")
+    if out.suffix.lower() != ".root":  # --force replaced a config or a run's run.json
+        raise GprpipeError(f"{out}: demo-data writes a ROOT file; give a name ending in .root.")
     counts, edges = demo_spectrum(
         seed=DEMO_SEED if seed is None else seed,
         scale=scale,
@@ -763,6 +765,14 @@ def compare(
         raise GprpipeError(
             "nothing to compare: " + "; ".join(f"{d}: {why}" for d, why in skipped.items()) + "."
         )
+    targets = [  # all checked before any is written: a failed comparison leaves none
+        folder / name
+        for c in comparisons
+        if c.ratios
+        for name in (f"compare_{c.dataset}.csv", *(f"compare_eps2_{c.dataset}.{k}" for k in kinds))
+    ]
+    if folders := [t for t in targets if t.is_dir()]:
+        raise GprpipeError(f"{folders[0]}: is a folder, not a file to write.")
     folder.mkdir(parents=True, exist_ok=True)
     for comp in comparisons:
         if not comp.ratios:

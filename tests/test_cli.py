@@ -200,9 +200,17 @@ def test_demo_data_never_overwrites_a_file_without_force(tmp_path: Path, cli):
     assert code == 1
     assert one_error(err) == f"{cfg}: already exists; choose another name or use --force."
     assert cfg.read_text() == '[base]\ntemplate = "hps2015"\n'
+    # --force replaces a ROOT file, never a config or a run's file (it wrote ROOT into them)
     code, _, err = cli("demo-data", cfg, "--force", "--scale", "0.01")
+    assert code == 1 and one_error(err) == (
+        f"{cfg}: demo-data writes a ROOT file; give a name ending in .root."
+    )
+    assert cfg.read_text() == '[base]\ntemplate = "hps2015"\n'
+    data = tmp_path / "d.root"
+    data.write_text("old")
+    code, _, err = cli("demo-data", data, "--force", "--scale", "0.01")
     assert code == 0, err
-    assert read_hist(cfg, "input_hist")[0].sum() > 0
+    assert read_hist(data, "input_hist")[0].sum() > 0
 
 
 def test_what_the_file_system_refuses_is_one_sentence_naming_the_path(tmp_path: Path, cli):

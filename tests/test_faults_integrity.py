@@ -506,6 +506,42 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
     assert not (point / "reach").exists()
 
 
+def test_a_plot_step_alone_over_a_damaged_fit_is_refused_before_it_starts(cfg: Path, copy: Path):
+    """``--steps plot`` over a damaged fit.h5 started the plot task, which failed, and
+    advised ``rerun --failed``, which reran the plot alone and failed alike (and the run's
+    plan then held the plot task alone): refused first, naming the file and the step."""
+    point = copy / "nominal"
+    with h5py.File(point / "fit.h5", "a") as f:
+        del f["demo/blind/1"]
+    before = mtimes(point)
+    code, out, err = run(cfg, copy, "--steps", "plot")
+    assert (
+        code == 1
+        and out == ""
+        and err.strip()
+        == (
+            f"error: {point / 'fit.h5'}: differs from what its task nominal/fit/merge wrote "
+            "(sha256 mismatch), and the plot step would draw it: add 'fit' to steps.run (or "
+            "--steps)."
+        )
+    )
+    assert mtimes(point) == before
+    # likewise a damaged input of a planned task whose step is left out
+    part = point / "parts" / "fit" / "demo-000.h5"
+    with h5py.File(part, "a") as f:
+        f["demo"].attrs["x"] = 1
+    code, out, err = run(cfg, copy, "--steps", "limit", "--force")
+    assert (
+        code == 1
+        and out == ""
+        and err.strip().startswith(
+            "error: nominal/limit/demo-000 reads parts/fit/demo-000.h5 of the fit step, which "
+            f"steps.run leaves out, and the one in {point} differs from what its task wrote "
+            "(sha256 mismatch): add 'fit' to steps.run (or --steps)."
+        )
+    )
+
+
 def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
     cfg: Path, copy: Path, base: Path
 ):

@@ -885,6 +885,17 @@ def test_compare_two_grid_points(grid_run: Path, cli):
     assert all(0.5 < x < 2 for x in ratios) and any(abs(x - 1) > 1e-3 for x in ratios)
 
 
+def test_a_compare_that_cannot_write_its_table_leaves_no_figure(grid_run: Path, tmp_path, cli):
+    """A folder in place of compare_demo.csv: one sentence, and nothing written (the
+    figure was left behind beside the failed table)."""
+    out = tmp_path / "cmp"
+    (out / "compare_demo.csv").mkdir(parents=True)
+    code, stdout, err = cli("compare", grid_run, "-o", out)
+    assert (code, stdout) == (1, "")
+    assert err.strip() == f"error: {out / 'compare_demo.csv'}: is a folder, not a file to write."
+    assert [p.name for p in out.iterdir()] == ["compare_demo.csv"]
+
+
 def test_compare_never_writes_through_a_linked_compare_folder(grid_run: Path, tmp_path, cli):
     """``RUN/compare`` a link to a folder outside the run: refused like the exports' and
     reach folders (a compare folder given with -o is the user's choice)."""

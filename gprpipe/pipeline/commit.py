@@ -189,12 +189,20 @@ def unplanned_inputs(
             if producer is None or producer.id in planned:
                 continue
             rel = Path(p).relative_to(producer.point_dir).as_posix()
-            if recorded_digest(producer, Path(p)) is None or not Path(p).is_file():
+            digest = recorded_digest(producer, Path(p))
+            if digest is None or not Path(p).is_file():
                 out.setdefault(
                     (t.point, producer.step),
                     f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
                     f"out, and {producer.point_dir} holds no finished one: add "
                     f"'{producer.step}' to steps.run (or --steps).",
+                )
+            elif sha256_file(Path(p)) != digest:  # damaged: a rerun of t alone fails again
+                out.setdefault(
+                    (t.point, producer.step),
+                    f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
+                    f"out, and the one in {producer.point_dir} differs from what its task "
+                    f"wrote (sha256 mismatch): add '{producer.step}' to steps.run (or --steps).",
                 )
             elif not current(producer):
                 out.setdefault(

@@ -541,19 +541,33 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
     """Refuse, before anything starts, tasks that read what a step left out of the run
     would write and the run directory does not hold (it failed later as 'not committed'),
     or holds made by other settings or inputs (it was used as it was)."""
+    from gprpipe.io.hdf5 import sha256_file
     from gprpipe.pipeline.cache import made_by, output_of
-    from gprpipe.pipeline.commit import unplanned_inputs
+    from gprpipe.pipeline.commit import recorded_digest, unplanned_inputs
     from gprpipe.pipeline.plan import Layout, producers
 
     prods = {p.name: producers(p.name, point_dir(run_dir, p), p.config) for p in points}
     configs = {p.name: p.config for p in points}
     why = unplanned_inputs(tasks, prods, lambda t: made_by(t, configs[t.point]))
-    for p in points:  # a plot step alone, with nothing to draw (its task would fail)
+    planned = {t.id for t in tasks}
+    for p in points:
         mine = [t for t in tasks if t.point == p.name]
-        if not mine or {t.step for t in mine} != {"plot"}:
-            continue
         lay = Layout(point_dir(run_dir, p))
         there = [f for f in (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan) if f.exists()]
+        if any(t.step == "plot" for t in mine):  # it draws what it finds: none damaged
+            for f in there:
+                made = prods[p.name].get(f)
+                if made is None or made.id in planned:
+                    continue
+                digest = recorded_digest(made, f)
+                if digest is not None and sha256_file(f) != digest:
+                    why.append(
+                        f"{f}: differs from what its task {made.id} wrote (sha256 mismatch), "
+                        f"and the plot step would draw it: add '{made.step}' to steps.run "
+                        "(or --steps)."
+                    )
+        if not mine or {t.step for t in mine} != {"plot"}:  # a plot step alone, with
+            continue  # nothing to draw (its task would fail)
         if not there:
             why.append(
                 f"{lay.point_dir} holds no results to plot (no output of load, fit, limit, "
