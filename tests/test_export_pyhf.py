@@ -60,13 +60,18 @@ def test_an_export_never_replaces_a_file_of_the_run(
     shutil.copytree(shared_quickstart, run, symlinks=True)
     point = run / "nominal"
     base = ("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "-o")
-    for target in (run / "run.json", point / "fit.h5", point / ".state" / "exports.json"):
+    # (and names a run may write: inject.h5 of a later config, a file among the figures;
+    # they were taken for an earlier config's inject.h5, or left among the plot step's)
+    for target in (
+        *(run / "run.json", point / "fit.h5", point / ".state" / "exports.json"),
+        *(point / "inject.h5", point / "plots" / "new.json"),
+    ):
         before = target.read_bytes() if target.exists() else None
         code, out, err = cli(*base, target)
         assert code == 1, out
         assert err.strip() == (
-            f"error: {target}: is a file of the run {run}; write exports to a point's exports "
-            "folder (the default), a new file or outside the run."
+            f"error: {target}: is a file of the run {run} (or one it may write); write exports "
+            "to a point's exports folder (the default), a new file or outside the run."
         )
         assert (target.read_bytes() if target.exists() else None) == before
     assert cli("summary", run)[0] == 0
@@ -79,7 +84,7 @@ def test_an_export_never_replaces_a_file_of_the_run(
     other = tmp_path / "other"
     shutil.copytree(shared_quickstart, other, symlinks=True)
     code, _, err = cli(*base, other / "nominal" / "scan.csv")
-    assert code == 1 and f"is a file of the run {other};" in err
+    assert code == 1 and f"is a file of the run {other} (or one it may write);" in err
     code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "--point", "1")
     assert code == 1 and err.strip() == f"error: {run}: no grid point '1' (have: nominal)."
 

@@ -72,6 +72,24 @@ def _point_config(pdir: Path):
     return point_config_from_file(path)
 
 
+_RESERVED = {
+    "config.toml",
+    "report.html",
+    "index.html",
+    "combination.csv",
+    "allocation.csv",
+    "hepdata.tar.gz",
+    *(
+        getattr(Layout(Path(".")), k).name
+        for k in (
+            *("load", "fit", "limit", "inject", "scan_csv", "inject_csv"),
+            *("toyscan", "toyscan_csv", "toyscan_summary_csv"),
+        )
+    ),
+}
+"""Names of the files a run (of any config) keeps in a point folder or its run folder."""
+
+
 def _refuse_managed(path: Path, pdir: Path) -> None:
     """Refuse an export file (``-o``) that is a file of the exported run, or of the run
     folder it lies in: a file the run keeps (:func:`~gprpipe.pipeline.commit.run_files`:
@@ -83,6 +101,10 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
     if real.is_relative_to(run):
         inner = real.relative_to(run).parts
         kept = any(part.startswith(".") for part in inner) or "logs" in inner[:-1]
+        # the steps' own folders, and the names of their outputs in a point folder (one a
+        # later step or config may make: inject.h5 was taken for an earlier config's)
+        kept = kept or bool({"plots", "parts", "hepdata", "reach"} & set(inner[:-1]))
+        kept = kept or (len(inner) <= 2 and real.name in _RESERVED)
         kept = kept or real in run_files(run)
     else:  # in another run folder, maybe: never over one of its files
         other = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)
@@ -90,8 +112,8 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         kept = other is not None and real in run_files(other)
     if kept:
         raise GprpipeError(
-            f"{path}: is a file of the run {run}; write exports to a point's exports "
-            "folder (the default), a new file or outside the run."
+            f"{path}: is a file of the run {run} (or one it may write); write exports to a "
+            "point's exports folder (the default), a new file or outside the run."
         )
 
 
