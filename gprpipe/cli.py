@@ -151,8 +151,8 @@ def grid(config: ConfigArg, set_: SetOpt = None) -> None:
     from gprpipe.pipeline import service
     from gprpipe.pipeline.store import point_dir
 
-    _, points = service.load_points(config, set_ or [])
-    run_dir = service.run_dir_of(points)
+    loaded, points = service.load_points(config, set_ or [])
+    run_dir = service.run_dir_of(points, loaded)
     for p in points:
         values = " ".join(f"{k}={json.dumps(v)}" for k, v in p.values.items()) or "(no grid)"
         out = point_dir(run_dir, p)

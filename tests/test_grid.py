@@ -231,6 +231,34 @@ def test_grid_errors_name_file_and_line(tmp_path: Path, cli):
     assert "Traceback" not in err
 
 
+def test_a_grid_key_that_splits_the_run_directory_is_located(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+):
+    """base.name in the grid renders base.output ("runs/{{ base.name }}") differently per
+    point: the sentence names the grid line and the two folders (it named neither)."""
+    from conftest import QUICKSTART, write
+
+    monkeypatch.chdir(tmp_path)  # base.output is relative to the working folder
+    cfg = write(
+        tmp_path / "g.toml",
+        f"""
+        [base]
+        template = "{QUICKSTART}"
+        [grid]
+        "base.name" = ["a", "b"]
+        """,
+    )
+    for cmd in ("grid", "validate"):
+        code, out, err = cli(cmd, cfg)
+        assert code == 1 and out == "", cmd
+        assert err.strip() == (
+            f"error: {cfg}:4: base.name: base.output differs between grid points "
+            f"({tmp_path / 'runs' / 'a'} at name-a, {tmp_path / 'runs' / 'b'} at name-b): the "
+            "points of one run share one run directory (vary the point folder names through "
+            "other keys instead)."
+        )
+
+
 def test_grid_unknown_key_reported_once(tmp_path: Path, cli):
     cfg = quickstart_child(
         tmp_path / "g.toml",

@@ -303,15 +303,20 @@ def _refuse_missing_files(config: Path, loaded: Loaded, points: Sequence[Point])
         raise ConfigError(errors)
 
 
-def run_dir_of(points: Sequence[Point]) -> Path:
-    """The run directory: ``base.output``, which must be the same for every grid point."""
-    outputs = {p.config.base.output for p in points}
+def run_dir_of(points: Sequence[Point], loaded: Loaded | None = None) -> Path:
+    """The run directory: ``base.output``, which must be the same for every grid point
+    (``loaded`` locates the [grid] keys that make it differ)."""
+    outputs = {p.config.base.output: p.name for p in points}
     if len(outputs) > 1:
+        (a, pa), (b, pb) = list(outputs.items())[:2]
+        varied = [k for k in points[0].values if k.startswith("base.")] or list(points[0].values)
+        at = f"{loaded.where(varied[0])}: " if loaded is not None and varied else ""
         raise GprpipeError(
-            "base.output differs between grid points; the points of one run share one "
-            "run directory (vary the point folder names through other keys instead)."
+            f"{at}base.output differs between grid points ({a} at {pa}, {b} at {pb}): the "
+            "points of one run share one run directory (vary the point folder names through "
+            "other keys instead)."
         )
-    return Path(outputs.pop())
+    return Path(next(iter(outputs)))
 
 
 @dataclass
@@ -379,7 +384,7 @@ def validate(
     strict = missing_inputs == "error"
     loaded, points = load_points(config, overrides, check=True, inputs=strict, text=text)
     warnings = [] if strict else missing_files(points, _where_of(config, loaded, points))
-    run_dir = run_dir_of(points)
+    run_dir = run_dir_of(points, loaded)
     refuse_non_utf8(run_dir, str(loaded.where("base.output")))
     refuse_foreign_folder(run_dir, str(loaded.where("base.output")), points)
     tasks = plan_points(run_dir, points, loaded.where)
@@ -797,7 +802,7 @@ def run(
             "is a GP fit of every bin, windows included); they run once it is unblinded."
         )
     cfg0 = points[0].config
-    run_dir = run_dir_of(all_points)
+    run_dir = run_dir_of(all_points, loaded)
     tasks = plan_points(run_dir, points, loaded.where)
     eng = engine_for(cfg0.base.engine, cfg0, check=not opts.dry_run)
     ex = get_executor(cfg0.base.executor, run_dir, eng, cfg0, jobs=opts.jobs)
