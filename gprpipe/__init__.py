@@ -18,9 +18,8 @@ except ImportError:
 #: Outputs computed with another value are recomputed by the next run. A change that can
 #: change only what the plot task writes (figures, report.html, HEPData) bumps PLOT_VERSION
 #: instead: then only the plot tasks run again, not the scans and toys before them.
-NUMERICS_VERSION = (
-    24  # 24: fit.h5 mass_GeV, sigma_m_GeV; 23: toys of the combined rows; 22: p0_local_toys
-)
+NUMERICS_VERSION = 25  # 25: a toy CLs limit the toys cannot resolve fails its row
+# 24: fit.h5 mass_GeV, sigma_m_GeV; 23: toys of the combined rows; 22: p0_local_toys
 # 21: a refit toy whose window prediction overflows is not converged
 # 20: scan.csv p0_global_toys_err
 # 19: inject.csv n_generated; one kept toy has no pull width (NaN)
@@ -42,7 +41,8 @@ NUMERICS_VERSION = (
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 9  # 9: the toys' local p0 in the significance figure
+PLOT_VERSION = 10  # 10: HEPData says what Sidak's correction may miss without toys
+# 9: the toys' local p0 in the significance figure
 # 8: toy global p0 and Z that are bounds drawn as such
 # 7: one colour per dataset in every overlay, flags red; 6: HEPData archive
 # beside its folder, CSVs referenced; 5: a toy global Z

@@ -574,10 +574,10 @@ def demo_data(
         raise GprpipeError(f"--hist {hist!r}: a histogram name, folders joined by '/'.")
     if out.is_dir():
         raise GprpipeError(f"{out}: is a folder; give the ROOT file to write.")
-    if (out.exists() or out.is_symlink()) and not force:  # a config or real data, maybe
-        raise GprpipeError(f"{out}: already exists; choose another name or use --force.")
     if out.suffix.lower() != ".root":  # --force replaced a config or a run's run.json
         raise GprpipeError(f"{out}: demo-data writes a ROOT file; give a name ending in .root.")
+    if (out.exists() or out.is_symlink()) and not force:  # real data, maybe
+        raise GprpipeError(f"{out}: already exists; choose another name or use --force.")
     counts, edges = demo_spectrum(
         seed=DEMO_SEED if seed is None else seed,
         scale=scale,
@@ -765,7 +765,7 @@ def compare(
         raise GprpipeError(
             "nothing to compare: " + "; ".join(f"{d}: {why}" for d, why in skipped.items()) + "."
         )
-    targets = [  # all checked before any is written: a failed comparison leaves none
+    targets = [  # a folder in the way of any is said before one is written
         folder / name
         for c in comparisons
         if c.ratios

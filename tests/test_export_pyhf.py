@@ -166,3 +166,9 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     # the reach projection counts the masses it projected (it said "2 masses")
     code, out, err = cli("project-reach", run, "--scale", "demo=4")
     assert code == 0 and "1 mass (1 flagged or failed left out); median gain" in out, err
+    # a limit.h5 of other settings: the workspaces need the fit alone (it was refused)
+    code, _, err = cli("run", QUICKSTART, *sets, "--set", "fit.n_restarts=3", "--steps", "load,fit")
+    assert code == 0, err
+    code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
+    assert code == 0 and "(2 patches, one per ok mass)" in out, err
+    assert "notice: the limits' statuses are not applied (" in out

@@ -260,10 +260,10 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
         if lim:
             s.weakest = Extreme(*max(lim)[::-1])
             s.strongest = Extreme(*min(lim)[::-1])
-        ok = [r for r in rs if r.get("status", "ok") == "ok"]
-        s.n_ok = len(ok)
+        s.n_ok = sum(r.get("status", "ok") == "ok" for r in rs)
         if not s.blinded:  # observed limits below the expected band: deficits, named
-            s.below_band = _runs([_below_band(r) for r in ok], [float(r["mass_GeV"]) for r in ok])
+            below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
+            s.below_band = _runs(below, [float(r["mass_GeV"]) for r in rs])
         gof = [(v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "gof_p")) is not None]
         if gof:
             s.worst_gof = Extreme(*min(gof)[::-1])
@@ -277,7 +277,8 @@ def _below_band(row: Mapping[str, Any]) -> bool:
 
 
 def _runs(marked: Sequence[bool], masses: Sequence[float]) -> list[list[float]]:
-    """The masses where ``marked``, grouped into runs of adjacent entries."""
+    """The masses where ``marked``, grouped into runs of adjacent entries (a row not
+    marked, flagged or failed, between two ends a run)."""
     runs: list[list[float]] = []
     for i, (on, m) in enumerate(zip(marked, masses)):
         if on:

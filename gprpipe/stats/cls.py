@@ -333,12 +333,15 @@ class UnresolvedToyLimit(ValueError):
     of ``n_toys`` reach the observed test statistic, so ``CLs >= 1 / (1 + k_b)`` stays
     above ``alpha`` there, and any crossing further out is one of the toys' chance
     (a deficit makes ``CL_b`` small). ``needed``: the toys that would bring the floor down
-    to ``alpha`` at the same ``CL_b`` (a resolved limit needs several times more)."""
+    to ``alpha`` at a ``CL_b`` one Poisson standard deviation below this estimate (the
+    estimate from so few toys is itself uncertain); a precise limit needs several times
+    more: near the floor a handful of s+b toys decide it."""
 
     def __init__(self, k_b: int, n_toys: int, alpha: float) -> None:
         self.k_b, self.n_toys, self.alpha = k_b, n_toys, alpha
         cl_b = (1 + k_b) / (n_toys + 1)
-        self.needed = int(np.ceil((1 / alpha) / cl_b))
+        low = max(1.0, 1 + k_b - np.sqrt(1 + k_b)) / (n_toys + 1)
+        self.needed = int(np.ceil((1 / alpha) / low))
         super().__init__(
             f"{k_b} of {n_toys} background-only toys reach the observed q at the asymptotic "
             f"limit (CL_b {cl_b:.2g}), so CLs cannot fall below {1 / (1 + k_b):.2g} > "

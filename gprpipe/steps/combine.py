@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gprpipe.config.schema import Config
+from gprpipe.stats.cls import UnresolvedToyLimit
 from gprpipe.stats.combine import Block, combine, combined_limits, unit_yield
 from gprpipe.stats.quality import flag_status, flags_of, has_result
 from gprpipe.stats.resolution import f_rad
@@ -119,6 +120,9 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
                 rng=rng,
                 observed=not cfg.base.blind,
             )
+        except UnresolvedToyLimit as exc:  # the config's to fix: say which key
+            rows.append({**row, "status": f"combined limit failed: {exc}: raise limit.n_toys"})
+            continue
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             rows.append({**row, "status": f"combined limit failed: {exc}"})
             continue

@@ -245,7 +245,12 @@ def _status(lay: Layout, dataset: str, fit: dict) -> np.ndarray:
     status = np.array([str(x) for x in fit["status"]], dtype=object)
     if not lay.limit.exists():
         return status
-    scan = read_scan(vouched_for(lay.limit)).get(dataset, {})
+    try:  # a limit.h5 of other settings, or not committed: the fit's own status alone
+        tables = read_scan(vouched_for(lay.limit, _point_config(lay.point_dir)))
+    except GprpipeError as exc:
+        print(f"notice: the limits' statuses are not applied ({exc})")
+        return status
+    scan = tables.get(dataset, {})
     for j, m in enumerate(scan.get("mass_GeV", ())):
         status[same_mass(fit["mass_GeV"], m)] = str(scan["status"][j])
     return status

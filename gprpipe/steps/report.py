@@ -435,10 +435,10 @@ def refresh_reports(point_dir: Path, exported: Sequence[Path]) -> None:
         why = str(exc) if isinstance(exc, GprpipeError) else os_error_sentence(exc)
         if not why:
             raise
+        files = ", ".join(map(str, exported))
+        verb = "is" if len(exported) == 1 else "are"
         raise GprpipeError(
-            f"{exported[0]} is written and recorded, but the report was not refreshed: "
-            + why[:1].lower()
-            + why[1:]
+            f"{files} {verb} written and recorded, but the report was not refreshed: {why}"
         ) from exc
 
 
