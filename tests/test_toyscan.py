@@ -127,7 +127,7 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     )
     submission = (point / "hepdata" / "submission.yaml").read_text()
     assert "from 300 whole-scan background-only toys" in submission
-    # the combined curve has no whole-scan toys (NaN columns): no toy columns, no claim
+    # a curve without whole-scan toy numbers (NaN columns): no toy columns, no toy claim
     from gprpipe.steps.hepdata import significance_table
 
     nan = np.full(2, np.nan)
@@ -141,7 +141,8 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
         global_toys=300,
     )
     assert [v.name for v in t.variables[1:]] == ["Local p0", "Local Z", "Global p0", "Global Z"]
-    assert "toys" not in t.description
+    assert "none were run here" not in t.description  # (toys ran, for the datasets)
+    assert t.description.endswith("measure (they give no number for this curve)).")
     assert (point / "parts" / "limit" / "demo-toys-001.h5").is_file()
     # seeded per toy: one task of 300 toys gives exactly the same maxima as two of 150
     # (in a copy of the run: its load and fit are reused, the limit tasks run again)

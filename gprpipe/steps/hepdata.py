@@ -151,7 +151,9 @@ def significance_table(
             if toys
             else "; Sidak's correction assumes N_eff independent windows and can "
             "understate the global p0 of a scan of overlapping windows, which whole-scan "
-            "background-only toys measure (none were run here)"
+            "background-only toys measure ("
+            + ("they give no number for this curve" if global_toys > 0 else "none were run here")
+            + ")"
         )
         + ")."
         + (
