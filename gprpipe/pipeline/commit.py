@@ -151,6 +151,13 @@ def recorded_digest(producer: Task, path: Path) -> str | None:
     return None if rec is None else rec["files"].get(rel)
 
 
+def damaged(producer: Task, path: Path) -> bool:
+    """Whether ``path``, which ``producer`` committed, differs from what it wrote (False
+    when it committed no such file, or the file is gone)."""
+    digest = recorded_digest(producer, path)
+    return digest is not None and Path(path).is_file() and sha256_file(path) != digest
+
+
 def verify_inputs(task: Task, producers: dict[Path, Task]) -> None:
     """Raise a GprpipeError when an input that another task wrote is damaged or was never
     committed (its task was killed before it finished)."""
@@ -189,15 +196,14 @@ def unplanned_inputs(
             if producer is None or producer.id in planned:
                 continue
             rel = Path(p).relative_to(producer.point_dir).as_posix()
-            digest = recorded_digest(producer, Path(p))
-            if digest is None or not Path(p).is_file():
+            if recorded_digest(producer, Path(p)) is None or not Path(p).is_file():
                 out.setdefault(
                     (t.point, producer.step),
                     f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
                     f"out, and {producer.point_dir} holds no finished one: add "
                     f"'{producer.step}' to steps.run (or --steps).",
                 )
-            elif sha256_file(Path(p)) != digest:  # damaged: a rerun of t alone fails again
+            elif damaged(producer, Path(p)):  # a rerun of t alone would fail again
                 out.setdefault(
                     (t.point, producer.step),
                     f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "

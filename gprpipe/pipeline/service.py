@@ -342,11 +342,9 @@ def unused_settings(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     from gprpipe.config.loader import shipped_dir
 
     origin = loaded.origin("fit.ls_hi_factor")
-    defaults = (shipped_dir("templates") / "defaults.toml").resolve()
-    if origin is None or (origin.is_file and Path(origin.file).resolve() == defaults):
-        return []
+    defaults = shipped_dir("templates") / "defaults.toml"
     default = tomllib.loads(defaults.read_text())["fit"]["ls_hi_factor"]
-    if all(p.config.fit.ls_hi_factor == default for p in points):
+    if origin is None or all(p.config.fit.ls_hi_factor == default for p in points):
         return []
     names = sorted(
         {
@@ -546,9 +544,8 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
     """Refuse, before anything starts, tasks that read what a step left out of the run
     would write and the run directory does not hold (it failed later as 'not committed'),
     or holds made by other settings or inputs (it was used as it was)."""
-    from gprpipe.io.hdf5 import sha256_file
     from gprpipe.pipeline.cache import made_by, output_of
-    from gprpipe.pipeline.commit import recorded_digest, unplanned_inputs
+    from gprpipe.pipeline.commit import damaged, unplanned_inputs
     from gprpipe.pipeline.plan import Layout, producers
 
     prods = {p.name: producers(p.name, point_dir(run_dir, p), p.config) for p in points}
@@ -562,10 +559,7 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
         if any(t.step == "plot" for t in mine):  # it draws what it finds: none damaged
             for f in there:
                 made = prods[p.name].get(f)
-                if made is None or made.id in planned:
-                    continue
-                digest = recorded_digest(made, f)
-                if digest is not None and sha256_file(f) != digest:
+                if made is not None and made.id not in planned and damaged(made, f):
                     why.append(
                         f"{f}: differs from what its task {made.id} wrote (sha256 mismatch), "
                         f"and the plot step would draw it: add '{made.step}' to steps.run "

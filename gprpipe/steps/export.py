@@ -208,7 +208,7 @@ def export_workspace(
         )
     cfg = _point_config(pdir)
     blind = _window(lay, cfg, dataset, fit, i)
-    if (status := str(_status(lay, dataset, fit)[i])) != "ok":
+    if (status := str(_status(lay, dataset, fit, cfg)[i])) != "ok":
         print(
             f"notice: {masses[i] * 1e3:g} MeV of {dataset} is {status}: the scan's tables "
             "and the PatchSet leave it out; this workspace is its likelihood as fitted"
@@ -236,7 +236,7 @@ def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:
     return rows, left_out_note({"mass_GeV": mass, "status": status}, ok).strip()
 
 
-def _status(lay: Layout, dataset: str, fit: dict) -> np.ndarray:
+def _status(lay: Layout, dataset: str, fit: dict, cfg) -> np.ndarray:
     """The status of each mass of ``fit``: the scan's (``limit.h5``: a limit that failed
     after an ``ok`` fit) where it has the mass, else the fit's; the exports leave out
     what the scan's tables leave out."""
@@ -246,7 +246,7 @@ def _status(lay: Layout, dataset: str, fit: dict) -> np.ndarray:
     if not lay.limit.exists():
         return status
     try:  # a limit.h5 of other settings, or not committed: the fit's own status alone
-        tables = read_scan(vouched_for(lay.limit, _point_config(lay.point_dir)))
+        tables = read_scan(vouched_for(lay.limit, cfg))
     except GprpipeError as exc:
         print(f"notice: the limits' statuses are not applied ({exc})")
         return status
@@ -262,7 +262,7 @@ def _ok_windows(pdir: Path, dataset: str) -> tuple[list, tuple[list[dict], str]]
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
     cfg = _point_config(pdir)
-    status = _status(lay, dataset, fit)
+    status = _status(lay, dataset, fit, cfg)
     ok = status == "ok"
     wins = [(cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(ok)]
     return wins, _left_out(fit["mass_GeV"], status)
