@@ -67,9 +67,13 @@ class DatasetSummary:
     not_ok: list[tuple[float, str]] = field(default_factory=list)  # (mass, status), in order
     not_converged: list[float] = field(default_factory=list)  # masses of non-converged fits
     worst_gof: Extreme | None = None  # value: gof_p (smallest)
-    n_ok: int = 0  # rows with status ok
-    below_band: list[list[float]] = field(default_factory=list)  # runs of adjacent ok masses
+    below_band: list[list[float]] = field(default_factory=list)  # runs of adjacent masses
     blinded: bool = False  # no observed quantity: the limits are the expected medians
+
+    @property
+    def n_ok(self) -> int:
+        """Rows with status ok."""
+        return self.n_masses - len(self.not_ok)
 
     @property
     def toys_bound(self) -> bool:
@@ -260,7 +264,6 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
         if lim:
             s.weakest = Extreme(*max(lim)[::-1])
             s.strongest = Extreme(*min(lim)[::-1])
-        s.n_ok = sum(r.get("status", "ok") == "ok" for r in rs)
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = _runs(below, [float(r["mass_GeV"]) for r in rs])
