@@ -41,7 +41,8 @@ NUMERICS_VERSION = 25  # 25: a toy CLs limit the toys cannot resolve fails its r
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 10  # 10: HEPData says what Sidak's correction may miss without toys
+PLOT_VERSION = 11  # 10: HEPData says what Sidak's correction may miss without toys;
+# 11: its note on left-out masses names failed limits as well as quality flags
 # 9: the toys' local p0 in the significance figure
 # 8: toy global p0 and Z that are bounds drawn as such
 # 7: one colour per dataset in every overlay, flags red; 6: HEPData archive

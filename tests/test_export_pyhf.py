@@ -110,7 +110,10 @@ def test_exports_say_which_masses_they_leave_out(
     assert code == 0, err
     rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
     assert [r["status"] for r in rows] == ["flag_gof", "ok"]
-    note = "Test masses left out (flagged or failed quality checks): 60 MeV (flag_gof)."
+    note = (
+        "Test masses left out (a quality flag, or a failed fit or limit, in brackets): "
+        "60 MeV (flag_gof)."
+    )
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
     assert code == 0 and "(1 patches, one per ok mass)" in out and note in out, err
     ps = json.loads((run / "nominal" / "exports" / "pyhf_demo_patchset.json").read_text())
@@ -148,7 +151,10 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     failed = "limit failed: the upper limit is not finite"
     rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
     assert code == 1 and [r["status"] for r in rows] == ["ok", failed]
-    note = f"Test masses left out (flagged or failed quality checks): 60 MeV ({failed})."
+    note = (
+        "Test masses left out (a quality flag, or a failed fit or limit, in brackets): "
+        f"60 MeV ({failed})."
+    )
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
     assert code == 0 and "(1 patches, one per ok mass)" in out and note in out, err
     ps = json.loads((run / "nominal" / "exports" / "pyhf_demo_patchset.json").read_text())

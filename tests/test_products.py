@@ -337,7 +337,7 @@ def test_hepdata_tables_name_the_test_masses_they_leave_out():
         "status": np.array(["ok", "flag_one_sideband", "fit failed: singular"]),
     }
     assert left_out_note(a, a["status"] == "ok") == (
-        " Test masses left out (flagged or failed quality checks): 124 MeV "
+        " Test masses left out (a quality flag, or a failed fit or limit, in brackets): 124 MeV "
         "(flag_one_sideband), 129 MeV (fit failed: singular)."
     )
     assert left_out_note(a, np.ones(3, bool)) == ""

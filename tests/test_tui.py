@@ -567,7 +567,7 @@ async def test_launch_quickstart_locally_all_tasks_done_and_results(tmp_path):
         best = max(rows, key=lambda r: float(r["Z_local"]))
         keys = _static(app, "#res-keys")
         assert f"best local Z {float(best['Z_local']):.2f}" in keys
-        assert f"global Z {float(best['Z_global']):.2f}" in keys
+        assert f"global Z (Sidak) {float(best['Z_global']):.2f}" in keys
         # sort by eps2_up descending (s on the column twice)
         res.focus()  # "s" is the table's key; in the masses field it would be typed
         res.move_cursor(column=list(res.columns).index("eps2_up"))

@@ -288,13 +288,14 @@ def build_submission(cfg: Config, limit_path: Path):
 
 
 def left_out_note(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
-    """The description's note on the test masses the table leaves out (their fit was
-    flagged or failed), '' when none is: a reader must not take a gap for a mass that was
-    never tested."""
+    """The description's note on the test masses the table leaves out (a quality flag, a
+    failed fit or a failed limit), '' when none is: a reader must not take a gap for a mass
+    that was never tested."""
     if ok.all():
         return ""
     rows = [f"{m * 1e3:g} MeV ({st})" for m, st in zip(a["mass_GeV"][~ok], a["status"][~ok])]
-    return f" Test masses left out (flagged or failed quality checks): {', '.join(rows)}."
+    why = "a quality flag, or a failed fit or limit, in brackets"
+    return f" Test masses left out ({why}): {', '.join(rows)}."
 
 
 def write_submission(sub, folder: Path, resources: dict[str, str], archive: Path) -> list[Path]:

@@ -257,11 +257,11 @@ class ResultsPane(Widget):
         else:
             t.append("best local Z ")
             t.append(f"{k.best_z:.2f}", style="bold")
-            t.append(f" ({k.best_dataset}, {k.best_mass * 1e3:g} MeV)   global Z ")
+            t.append(f" ({k.best_dataset}, {k.best_mass * 1e3:g} MeV)   global Z (Sidak) ")
             t.append(f"{k.global_z:.2f}", style="bold")
             t.append(f" (p = {k.global_p:.3g})")
             if k.global_z_toys:
-                t.append("   toys' global Z ")
+                t.append("   global Z (whole-scan toys) ")
                 t.append(k.global_z_toys, style="bold")
             if k.local_p_toys and not math.isnan(k.local_p):
                 t.append(f"\nlocal p0 there {k.local_p:.3g}, toys at that mass {k.local_p_toys}")
