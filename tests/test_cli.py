@@ -357,3 +357,14 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
     rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
     assert [r["status"] for r in rows][1] == "ok"
     assert 3000 < float(rows[1]["A_up"]) < 6000  # the asymptotic limit: 4407
+    # the toy limit's Monte Carlo error, in both units, and in the summary
+    a, a_err = float(rows[1]["A_up"]), float(rows[1]["A_up_err"])
+    assert 0.02 < a_err / a < 0.5
+    assert float(rows[1]["eps2_up_err"]) == pytest.approx(
+        a_err * float(rows[1]["eps2_up"]) / a, rel=1e-6
+    )
+    rel = float(rows[1]["eps2_up_err"]) / float(rows[1]["eps2_up"])
+    assert (
+        f"toy limits' Monte Carlo error (eps2_up_err): median {rel:.1%}, largest {rel:.1%} "
+        "at 60 MeV (more toys: limit.n_toys)"
+    ) in out

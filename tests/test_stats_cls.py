@@ -11,6 +11,7 @@ from gprpipe.stats.cls import (
     AsymptoticCalculator,
     ToyCalculator,
     UnresolvedToyLimit,
+    _limit_mc_error,
     calculator,
     cls_asymptotic,
 )
@@ -206,6 +207,41 @@ def test_toy_observed_limit_close_to_asymptotic():
     a_asym = AsymptoticCalculator(WindowModel(b, L, w)).upper_limit(n)
     assert a_toys == pytest.approx(a_asym, rel=0.06)
     assert a_toys == ToyCalculator(model, n_toys=1500, rng=np.random.default_rng(3)).upper_limit(n)
+
+
+def test_toy_limit_reports_its_monte_carlo_error_as_the_spread_between_seeds():
+    """A toy limit comes with its Monte Carlo standard error (the binomial errors of CL_s+b
+    and CL_b at the limit over the slope of the toys' CLs): over 30 seeds of 400 toys the
+    limits' spread matches the median reported error (ratio 0.94 here; the ratio's own
+    statistical error is 0.13), and four times the toys halve it. The asymptotic
+    calculator reports none (NaN)."""
+    b, C, w = smooth_window(6, 1e4, 0.005)
+    model = WindowModel(b, cholesky_jitter(C), w)
+    n = np.round(b + 1.0 * float(model.fit(b).sigma_A) * w)
+
+    def limits(n_toys: int, seeds: range) -> tuple[np.ndarray, np.ndarray]:
+        out = [
+            ToyCalculator(
+                model, n_toys=n_toys, rng=np.random.default_rng(s)
+            ).upper_limit_with_error(n)
+            for s in seeds
+        ]
+        return np.array([float(u) for u, _ in out]), np.array([float(e) for _, e in out])
+
+    ups, errs = limits(400, range(30))
+    assert np.all(np.isfinite(errs) & (errs > 0))
+    ratio = np.std(ups, ddof=1) / np.median(errs)
+    assert pytest.approx(ratio, abs=0.005) == 0.94
+    # the toy limit itself is unchanged by reporting its error
+    assert ups[0] == ToyCalculator(model, n_toys=400, rng=np.random.default_rng(0)).upper_limit(n)
+    _, errs4 = limits(1600, range(5))
+    assert np.median(errs4) / np.median(errs) == pytest.approx(0.5, abs=0.1)
+    up, err = AsymptoticCalculator(model).upper_limit_with_error(n)
+    assert np.isfinite(up) and np.isnan(err)
+    # the formula: k_sb = 49, k_b = 999 of N = 1999 (p_sb 0.025, p_b 0.5, CLs 0.05)
+    rel = np.sqrt(0.975 / (1999 * 0.025) + 0.5 / (1999 * 0.5))
+    assert _limit_mc_error(49, 999, 1999, 2e-4) == pytest.approx(0.05 * rel / 2e-4, rel=1e-12)
+    assert np.isnan(_limit_mc_error(49, 999, 1999, 0.0))
 
 
 def test_toy_limit_of_a_deficit_with_too_few_toys_is_refused_not_a_chance_crossing():

@@ -111,11 +111,17 @@ SCAN = Table(
         Column("A_hat", "events", "fitted signal yield"),
         Column("sigma_A", "events", "its uncertainty"),
         Column("A_up", "events", "observed upper limit on the yield"),
+        Column(
+            "A_up_err",
+            "events",
+            "its Monte Carlo standard error (limit.mode = toys; NaN for asymptotic limits)",
+        ),
         *(
             Column(f"A_exp_{b}", "events", f"expected yield limit, {_BAND_DOC[b]}")
             for b in BAND_COLS
         ),
         Column("eps2_up", "", "observed upper limit on eps^2"),
+        Column("eps2_up_err", "", "its Monte Carlo standard error (as A_up_err)"),
         *(Column(f"eps2_exp_{b}", "", f"expected eps^2 limit, {_BAND_DOC[b]}") for b in BAND_COLS),
         Column("p0_local", "", "local p-value"),
         Column("Z_local", "sigma", "local significance"),
@@ -145,7 +151,9 @@ OBSERVED = (
     "A_hat",
     "sigma_A",
     "A_up",
+    "A_up_err",
     "eps2_up",
+    "eps2_up_err",
     "p0_local",
     "Z_local",
     "p0_global",

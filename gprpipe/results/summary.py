@@ -68,6 +68,9 @@ class DatasetSummary:
     not_converged: list[float] = field(default_factory=list)  # masses of non-converged fits
     worst_gof: Extreme | None = None  # value: gof_p (smallest)
     below_band: list[list[float]] = field(default_factory=list)  # runs of adjacent masses
+    # toy limits: Monte Carlo error / limit of the ok rows, median and largest
+    toy_error_median: float | None = None
+    toy_error_largest: Extreme | None = None
     blinded: bool = False  # no observed quantity: the limits are the expected medians
 
     @property
@@ -264,6 +267,17 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
         if lim:
             s.weakest = Extreme(*max(lim)[::-1])
             s.strongest = Extreme(*min(lim)[::-1])
+        rel = [
+            (e / v, float(r["mass_GeV"]))
+            for r in rs
+            if r.get("status", "ok") == "ok"
+            and (v := _num(r, "eps2_up")) is not None
+            and v > 0
+            and (e := _num(r, "eps2_up_err")) is not None
+        ]
+        if rel:  # toy limits (asymptotic ones have no Monte Carlo error)
+            s.toy_error_median = float(np.median([x for x, _ in rel]))
+            s.toy_error_largest = Extreme(*max(rel)[::-1])
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = _runs(below, [float(r["mass_GeV"]) for r in rs])
@@ -338,6 +352,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             f"{s.strongest.value:.3g} at "
             f"{_mev(s.strongest.mass)}, weakest {s.weakest.value:.3g} at "
             f"{_mev(s.weakest.mass)}"
+        )
+    if s.toy_error_median is not None and s.toy_error_largest is not None:
+        lines.append(
+            f"toy limits' Monte Carlo error (eps2_up_err): median {s.toy_error_median:.1%}, "
+            f"largest {s.toy_error_largest.value:.1%} at {_mev(s.toy_error_largest.mass)} "
+            "(more toys: limit.n_toys)"
         )
     if s.below_band:
         n = sum(len(r) for r in s.below_band)

@@ -241,6 +241,12 @@ class Calculator(Protocol):
         """Observed CLs upper limit on ``A`` of counts ``n``."""
         ...
 
+    def upper_limit_with_error(
+        self, n: ArrayLike, fit: FitResult | None = None
+    ) -> tuple[FloatArray, FloatArray]:
+        """The observed limit and its Monte Carlo standard error (NaN: no toys drawn)."""
+        ...
+
     def expected_band(self) -> FloatArray:
         """Expected limits at the five band positions (lo2, lo1, median, hi1, hi2)."""
         ...
@@ -303,6 +309,13 @@ class AsymptoticCalculator:
         sigma = np.where(np.isfinite(f.sigma), f.sigma, asimov.sigma0)
         x0 = _gauss_guess(f.A, sigma, self.alpha)
         return _rtsafe(evalf, x0, sigma, xtol=1e-2 * self.rtol).reshape(lead)
+
+    def upper_limit_with_error(
+        self, n: ArrayLike, fit: FitResult | None = None
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`upper_limit` and NaN: no toys, no Monte Carlo error."""
+        up = self.upper_limit(n, fit)
+        return up, np.full_like(up, np.nan)
 
     def expected_band(self) -> FloatArray:
         """Expected limits for ``N = -2, -1, 0, 1, 2`` from the Asimov data ``n = b``.
@@ -388,7 +401,15 @@ class ToyCalculator:
         return out
 
     def upper_limit(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
-        """Observed limit of one window ``n`` ``(k,)`` (a 0-d array).
+        """Observed limit of one window ``n`` ``(k,)`` (a 0-d array); see
+        :meth:`upper_limit_with_error`."""
+        return self.upper_limit_with_error(n, fit)[0]
+
+    def upper_limit_with_error(
+        self, n: ArrayLike, fit: FitResult | None = None
+    ) -> tuple[FloatArray, FloatArray]:
+        """Observed limit of one window ``n`` ``(k,)`` and its Monte Carlo standard error
+        (0-d arrays).
 
         At each tested ``A``: s+b toys and background-only toys;
         ``CLs = [(1 + #{q_sb >= q_obs}) / (N + 1)] / [(1 + #{q_b >= q_obs}) / (N + 1)]``.
@@ -397,6 +418,11 @@ class ToyCalculator:
         ``CLs(A)`` is a deterministic step function; its crossing of ``alpha`` is bracketed
         from the asymptotic limit and bisected to ``rtol``. ``fit`` is not used (the
         observed fit here only needs the ``A = 0`` profile where ``A_hat < 0``).
+
+        Monte Carlo error: the binomial errors of ``CL_s+b`` and ``CL_b`` at the limit give
+        ``dCLs / CLs = sqrt((1 - p_sb) / (N p_sb) + (1 - p_b) / (N p_b))``, turned into an
+        error on ``A`` by the slope of the toys' ``CLs(A)`` over ``A_up (1 +- 0.1)``
+        (:func:`_limit_mc_error`; NaN when that slope is not negative).
         """
         m, alpha, rtol = self.model, self.alpha, self.rtol
         n_obs2, _ = m.rows(np.asarray(n, dtype=float).reshape(1, -1))
@@ -414,6 +440,7 @@ class ToyCalculator:
 
         cache: dict[float, float] = {}
         above_b: dict[float, int] = {}  # background-only toys with q_b >= q_obs, per A
+        above_sb: dict[float, int] = {}  # signal+background toys with q_sb >= q_obs, per A
 
         def cls_at(A: float) -> float:
             if A in cache:
@@ -424,7 +451,8 @@ class ToyCalculator:
             q_b = q_rows(n_b, fit_b, A)
             tol = 1e-9 * max(1.0, q_obs)
             above_b[A] = int(np.sum(q_b >= q_obs - tol))
-            clsb = (1.0 + np.sum(q_sb >= q_obs - tol)) / (N + 1.0)
+            above_sb[A] = int(np.sum(q_sb >= q_obs - tol))
+            clsb = (1.0 + above_sb[A]) / (N + 1.0)
             clb = (1.0 + above_b[A]) / (N + 1.0)
             cache[A] = float(clsb / clb)
             return cache[A]
@@ -434,7 +462,13 @@ class ToyCalculator:
             cls_at(a0)
             if (1 + above_b[a0]) * alpha < 1:  # CLs >= 1 / (1 + k_b) > alpha near the limit
                 raise UnresolvedToyLimit(above_b[a0], N, alpha)
-        return np.asarray(_bisect_cls(cls_at, a0, alpha, rtol))
+        a_up = _bisect_cls(cls_at, a0, alpha, rtol)
+        if not np.isfinite(a_up) or a_up <= 0:
+            return np.asarray(a_up), np.asarray(np.nan)
+        cls_at(a_up)
+        slope = (cls_at(0.9 * a_up) - cls_at(1.1 * a_up)) / (0.2 * a_up)
+        err = _limit_mc_error(above_sb[a_up], above_b[a_up], N, slope)
+        return np.asarray(a_up), np.asarray(err)
 
     def toy_limits(self) -> tuple[FloatArray, FloatArray]:
         """The expected band and the per-toy asymptotic limits of ``band_toys``
@@ -450,6 +484,18 @@ class ToyCalculator:
     def p0(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
         """Asymptotic local p-value ``1 - Phi(sqrt q0)`` (no toy variant)."""
         return _p0(self.model, n, fit)
+
+
+def _limit_mc_error(k_sb: int, k_b: int, n_toys: int, slope: float) -> float:
+    """Standard error of a toy CLs limit from the toys' counts at the limit: ``k_sb`` of the
+    signal+background and ``k_b`` of the background-only ``n_toys`` toys reach the observed
+    q; ``slope``: ``-dCLs/dA`` there. NaN when ``slope`` is not positive."""
+    if not slope > 0:
+        return float("nan")
+    p_sb = (1.0 + k_sb) / (n_toys + 1.0)
+    p_b = (1.0 + k_b) / (n_toys + 1.0)
+    rel = np.sqrt((1.0 - p_sb) / (n_toys * p_sb) + (1.0 - p_b) / (n_toys * p_b))
+    return float(p_sb / p_b * rel / slope)
 
 
 def _bisect_cls(cls_at: Callable[[float], float], a0: float, alpha: float, rtol: float) -> float:

@@ -202,8 +202,9 @@ def combined_limits(
     rng: np.random.Generator | None = None,
     observed: bool = True,
 ) -> dict[str, float | NDArray[np.float64]]:
-    """Everything a scan row needs, in eps^2: ``eps2_hat``, ``sigma_eps2``, ``eps2_up``,
-    ``eps2_exp`` (5 bands), ``q0``, ``Z_local``, ``p0_local``; with ``observed=False`` only
+    """Everything a scan row needs, in eps^2: ``eps2_hat``, ``sigma_eps2``, ``eps2_up``
+    and its Monte Carlo error ``eps2_up_err`` (NaN for asymptotic limits), ``eps2_exp``
+    (5 bands), ``q0``, ``Z_local``, ``p0_local``; with ``observed=False`` only
     ``eps2_exp`` (nothing touches ``cw.n``). ``mode`` / ``bands``: the calculators
     (:data:`~.cls.CALCULATORS`) of the observed limit and of the expected band.
     """
@@ -212,7 +213,9 @@ def combined_limits(
     if not observed:
         return {"eps2_exp": band_calc.expected_band() * cw.scale}
     e_hat, s_e, f = fit(cw)
-    up = _calculator(cw, mode, alpha, n_toys, band_toys, rng).upper_limit(cw.n, f)
+    up, up_err = _calculator(cw, mode, alpha, n_toys, band_toys, rng).upper_limit_with_error(
+        cw.n, f
+    )
     exp = band_calc.expected_band() * cw.scale
     q = float(cw.model.q0(cw.n, f))
     z = float(significance.z_local(q))
@@ -220,6 +223,7 @@ def combined_limits(
         "eps2_hat": float(e_hat),
         "sigma_eps2": float(s_e),
         "eps2_up": float(up) * cw.scale,
+        "eps2_up_err": float(up_err) * cw.scale,
         "eps2_exp": exp,
         "q0": q,
         "Z_local": z,

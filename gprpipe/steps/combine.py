@@ -133,7 +133,9 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
                     "A_hat": r["eps2_hat"] * k,
                     "sigma_A": r["sigma_eps2"] * k,
                     "A_up": r["eps2_up"] * k,
+                    "A_up_err": r["eps2_up_err"] * k,
                     "eps2_up": r["eps2_up"],
+                    "eps2_up_err": r["eps2_up_err"],
                     "p0_local": r["p0_local"],
                     "Z_local": r["Z_local"],
                 }

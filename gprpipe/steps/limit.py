@@ -74,12 +74,13 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     if n is None:
         return {f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands.expected_band())}
     fit = model.fit(n)
-    a_up = calculator(lim.mode, model, **toys).upper_limit(n)
+    a_up, a_up_err = calculator(lim.mode, model, **toys).upper_limit_with_error(n)
     z = float(significance.z_local(model.q0(n, fit)))
     row = {
         "A_hat": float(fit.A_hat),
         "sigma_A": float(fit.sigma_A),
         "A_up": float(a_up),
+        "A_up_err": float(a_up_err),
         "p0_local": float(significance.p_local(z)),
         "Z_local": z,
     }
@@ -131,6 +132,7 @@ def dataset_rows(
         )
         if "A_up" in row:
             row["eps2_up"] = row["A_up"] * k
+            row["eps2_up_err"] = row["A_up_err"] * k
         row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
         shown = ("A_up", "eps2_up") if "A_up" in row else ("A_exp_med", "eps2_exp_med")
         finite = np.isfinite([row[c] for c in shown]).all()  # blinded: the expected limit

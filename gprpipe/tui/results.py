@@ -203,17 +203,29 @@ class ResultsPane(Widget):
         table.clear(columns=True)
         if self.scan is None:
             return
-        cells = [[fmt(r.get(c, "")) for c in self.scan.columns] for r in self.scan.rows]
-        for k, c in enumerate(self.scan.columns):  # widths fixed here: correct even if
+        columns = self.shown_columns()
+        cells = [[fmt(r.get(c, "")) for c in columns] for r in self.scan.rows]
+        for k, c in enumerate(columns):  # widths fixed here: correct even if
             width = max([len(c), *(len(row[k]) for row in cells)])  # filled while hidden
             table.add_column(c, key=c, width=width + 2)  # room for the sort arrow
         # dataset and mass stay visible when scrolling right
-        table.fixed_columns = sum(c in FIXED for c in self.scan.columns[: len(FIXED)])
+        table.fixed_columns = sum(c in FIXED for c in columns[: len(FIXED)])
         for row in cells:
             table.add_row(*row)
-        if self._sort and self._sort[0] in self.scan.columns:
+        if self._sort and self._sort[0] in columns:
             table.sort(self._sort[0], key=_sort_key, reverse=self._sort[1])
         self._show_sort()
+
+    def shown_columns(self) -> list[str]:
+        """The scan's columns that some row has a value in (e.g. no ``A_up_err`` column of
+        NaN for asymptotic limits, no ``_toys`` columns without whole-scan toys)."""
+        if self.scan is None:
+            return []
+        return [
+            c
+            for c in self.scan.columns
+            if c in FIXED or any(fmt(r.get(c, "")) not in ("", "nan") for r in self.scan.rows)
+        ]
 
     def _show_sort(self) -> None:
         """Mark the sort column's header with its direction (▲ ascending, ▼ descending)."""
@@ -244,7 +256,14 @@ class ResultsPane(Widget):
         blinded = not has_observed(self.scan.columns)  # a blinded run: expected limits only
         t = Text()
         t.append(f"{show_path(self.point_dir)}", style="dim")
-        t.append(f"  {len(self.scan.rows)} rows\n", style="dim")
+        t.append(f"  {len(self.scan.rows)} rows", style="dim")
+        shown = set(self.shown_columns())
+        empty = [c for c in self.scan.columns if c not in shown]
+        if empty:
+            t.append(
+                f"; {len(empty)} columns without values hidden (scan.csv has them)", style="dim"
+            )
+        t.append("\n")
         if blinded:
             t.append("BLINDED", style="bold red")
             t.append(": no significance and no observed limit (expected limits only)\n")

@@ -1,0 +1,79 @@
+"""Does the Monte Carlo error a toy CLs limit reports (``A_up_err``) match the spread of the
+limit between seeds?
+
+For each test mass of a run's ``fit.h5`` (``gprpipe run ... --steps load,fit``), the toy
+limit of the observed window is computed ``--seeds`` times with ``--n-toys`` toys and
+independent seeds; the script prints the mean limit, its standard deviation between seeds,
+the median reported error and their ratio with the ratio's statistical error
+(``std / sqrt(2 (K - 1))`` of a Gaussian spread), beside the asymptotic limit.
+
+    gprpipe run user_configs/hps2015.toml --set base.output='"/tmp/st15"' \\
+        --set datasets.2015.path='"DATA.root"' --set 'scan.masses=[0.06, 0.11]' --steps load,fit
+    python benchmarks/study_toy_limit_error.py /tmp/st15/nominal/fit.h5 --dataset 2015 \\
+        --masses 0.06,0.11 --n-toys 2000 --seeds 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_k, "1")
+
+import numpy as np  # noqa: E402
+
+from gprpipe.results.schema import read_blind, read_fit  # noqa: E402
+from gprpipe.stats.cls import AsymptoticCalculator, ToyCalculator, UnresolvedToyLimit  # noqa: E402
+from gprpipe.stats.likelihood import WindowModel  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("fit_h5")
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--masses", required=True, help="GeV, comma-separated")
+    ap.add_argument("--n-toys", type=int, default=2000)
+    ap.add_argument("--seeds", type=int, default=40)
+    ap.add_argument("--template", default="w_eff", help="w_eff (default config) or w")
+    args = ap.parse_args()
+    fit = read_fit(args.fit_h5, args.dataset)
+    masses = np.asarray(fit["mass_GeV"], dtype=float)
+    print(
+        f"# {args.dataset}, {args.n_toys} toys, {args.seeds} seeds; A in events; "
+        "ratio = std between seeds / median reported error"
+    )
+    print("mass_GeV  A_hat/sigma_A  asymptotic  toys_mean  std_seeds  median_err  ratio")
+    for m in (float(x) for x in args.masses.split(",")):
+        i = int(np.argmin(np.abs(masses - m)))
+        blind, _ = read_blind(args.fit_h5, args.dataset, i)
+        model = WindowModel.from_covariance(blind["b"], blind["C"], blind[args.template])
+        n = blind["n"]
+        f = model.fit(n)
+        asym = float(AsymptoticCalculator(model).upper_limit(n))
+        ups, errs, unresolved = [], [], 0
+        for seed in range(args.seeds):
+            calc = ToyCalculator(model, n_toys=args.n_toys, rng=np.random.default_rng(seed))
+            try:
+                up, err = calc.upper_limit_with_error(n)
+            except UnresolvedToyLimit:
+                unresolved += 1
+                continue
+            ups.append(float(up))
+            errs.append(float(err))
+        a, e = np.array(ups), np.array(errs)
+        k = a.size
+        std = float(np.std(a, ddof=1)) if k > 1 else float("nan")
+        med = float(np.nanmedian(e)) if k else float("nan")
+        ratio = std / med
+        d_ratio = ratio / np.sqrt(2 * (k - 1)) if k > 1 else float("nan")
+        print(
+            f"{masses[i]:8.4f}  {float(f.A_hat / f.sigma_A):13.2f}  {asym:10.1f}  "
+            f"{np.mean(a):9.1f}  {std:9.1f}  {med:10.1f}  {ratio:.2f} +- {d_ratio:.2f}"
+            + (f"  ({unresolved} seeds unresolved)" if unresolved else "")
+            + (f"  ({int(np.isnan(e).sum())} errors NaN)" if np.isnan(e).any() else "")
+        )
+
+
+if __name__ == "__main__":
+    main()
