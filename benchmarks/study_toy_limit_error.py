@@ -5,7 +5,9 @@ For each test mass of a run's ``fit.h5`` (``gprpipe run ... --steps load,fit``),
 limit of the observed window is computed ``--seeds`` times with ``--n-toys`` toys and
 independent seeds; the script prints the mean limit, its standard deviation between seeds,
 the median reported error and their ratio with the ratio's statistical error
-(``std / sqrt(2 (K - 1))`` of a Gaussian spread), beside the asymptotic limit.
+(``std / sqrt(2 (K - 1))`` of a Gaussian spread), beside the asymptotic limit, and how much
+the reported error itself scatters between seeds (its 16-84% range over its median): the
+figure a single row's error carries.
 
     gprpipe run user_configs/hps2015.toml --set base.output='"/tmp/st15"' \\
         --set datasets.2015.path='"DATA.root"' --set 'scan.masses=[0.06, 0.11]' --steps load,fit
@@ -43,7 +45,10 @@ def main() -> None:
         f"# {args.dataset}, {args.n_toys} toys, {args.seeds} seeds; A in events; "
         "ratio = std between seeds / median reported error"
     )
-    print("mass_GeV  A_hat/sigma_A  asymptotic  toys_mean  std_seeds  median_err  ratio")
+    print(
+        "mass_GeV  A_hat/sigma_A  asymptotic  toys_mean  std_seeds  median_err  ratio"
+        "           err_16-84%/median"
+    )
     for m in (float(x) for x in args.masses.split(",")):
         i = int(np.argmin(np.abs(masses - m)))
         blind, _ = read_blind(args.fit_h5, args.dataset, i)
@@ -63,13 +68,18 @@ def main() -> None:
             errs.append(float(err))
         a, e = np.array(ups), np.array(errs)
         k = a.size
-        std = float(np.std(a, ddof=1)) if k > 1 else float("nan")
-        med = float(np.nanmedian(e)) if k else float("nan")
+        if k < 2:
+            print(f"{masses[i]:8.4f}  {unresolved} of {args.seeds} seeds unresolved: more toys")
+            continue
+        std = float(np.std(a, ddof=1))
+        med = float(np.nanmedian(e))
         ratio = std / med
-        d_ratio = ratio / np.sqrt(2 * (k - 1)) if k > 1 else float("nan")
+        d_ratio = ratio / np.sqrt(2 * (k - 1))
+        e16, e84 = np.nanquantile(e, [0.16, 0.84]) / med
         print(
             f"{masses[i]:8.4f}  {float(f.A_hat / f.sigma_A):13.2f}  {asym:10.1f}  "
             f"{np.mean(a):9.1f}  {std:9.1f}  {med:10.1f}  {ratio:.2f} +- {d_ratio:.2f}"
+            f"     {e16:.2f}-{e84:.2f}"
             + (f"  ({unresolved} seeds unresolved)" if unresolved else "")
             + (f"  ({int(np.isnan(e).sum())} errors NaN)" if np.isnan(e).any() else "")
         )

@@ -562,6 +562,39 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
     )
 
 
+def test_summary_gives_the_toy_limits_monte_carlo_error():
+    """Toy limits: the median and largest relative Monte Carlo error of the ok rows (a
+    flagged row's is left out, as its limit is), and how many ok limits have none;
+    asymptotic limits (NaN errors) get no such line."""
+    base = {"dataset": "2015", "gp_converged": "true", "status": "ok", "Z_local": "0.5"}
+    rows = [
+        {**base, "mass_GeV": "0.03", "eps2_up": "1e-6", "eps2_up_err": "2e-8"},
+        {**base, "mass_GeV": "0.04", "eps2_up": "2e-6", "eps2_up_err": "1e-7"},
+        {**base, "mass_GeV": "0.05", "eps2_up": "4e-6", "eps2_up_err": "1.2e-7"},
+        {**base, "mass_GeV": "0.06", "eps2_up": "4e-6", "eps2_up_err": "nan"},
+        {
+            **base,
+            "mass_GeV": "0.07",
+            "eps2_up": "1e-6",
+            "eps2_up_err": "5e-7",
+            "status": "flag_gof",
+        },
+    ]
+    (s,) = summarize_scan(rows)
+    assert s.toy_error_median == pytest.approx(0.03)
+    assert (s.toy_error_largest.mass, s.toy_error_missing) == (0.04, 1)
+    assert s.toy_error_largest.value == pytest.approx(0.05)
+    assert (
+        "toy limits' Monte Carlo error (eps2_up_err): median 3.0%, largest 5.0% at 40 MeV "
+        "(more toys: limit.n_toys); 1 ok limits without an estimate (NaN: limit 0 or no "
+        "slope of CLs there)"
+    ) in dataset_lines(s)
+    asym = [{**r, "eps2_up_err": "nan"} for r in rows]
+    (s,) = summarize_scan(asym)
+    assert s.toy_error_median is None
+    assert not [x for x in dataset_lines(s) if "Monte Carlo" in x]
+
+
 def test_summary_of_an_injection_study_gives_its_closure():
     """After an injection run the summary gives the closure of inject.csv (it showed the
     scan only): the ranges over masses and strengths of pull mean and width and of the

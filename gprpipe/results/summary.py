@@ -71,6 +71,7 @@ class DatasetSummary:
     # toy limits: Monte Carlo error / limit of the ok rows, median and largest
     toy_error_median: float | None = None
     toy_error_largest: Extreme | None = None
+    toy_error_missing: int = 0  # ok rows with a limit but no error estimate (NaN)
     blinded: bool = False  # no observed quantity: the limits are the expected medians
 
     @property
@@ -267,17 +268,20 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
         if lim:
             s.weakest = Extreme(*max(lim)[::-1])
             s.strongest = Extreme(*min(lim)[::-1])
+        limited = [
+            (v, r)
+            for r in rs
+            if r.get("status", "ok") == "ok" and (v := _num(r, "eps2_up")) is not None
+        ]
         rel = [
             (e / v, float(r["mass_GeV"]))
-            for r in rs
-            if r.get("status", "ok") == "ok"
-            and (v := _num(r, "eps2_up")) is not None
-            and v > 0
-            and (e := _num(r, "eps2_up_err")) is not None
+            for v, r in limited
+            if v > 0 and (e := _num(r, "eps2_up_err")) is not None
         ]
         if rel:  # toy limits (asymptotic ones have no Monte Carlo error)
             s.toy_error_median = float(np.median([x for x, _ in rel]))
             s.toy_error_largest = Extreme(*max(rel)[::-1])
+            s.toy_error_missing = len(limited) - len(rel)
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = _runs(below, [float(r["mass_GeV"]) for r in rs])
@@ -358,6 +362,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             f"toy limits' Monte Carlo error (eps2_up_err): median {s.toy_error_median:.1%}, "
             f"largest {s.toy_error_largest.value:.1%} at {_mev(s.toy_error_largest.mass)} "
             "(more toys: limit.n_toys)"
+            + (
+                f"; {s.toy_error_missing} ok limits without an estimate (NaN: limit 0 or no "
+                "slope of CLs there)"
+                if s.toy_error_missing
+                else ""
+            )
         )
     if s.below_band:
         n = sum(len(r) for r in s.below_band)

@@ -244,7 +244,8 @@ class Calculator(Protocol):
     def upper_limit_with_error(
         self, n: ArrayLike, fit: FitResult | None = None
     ) -> tuple[FloatArray, FloatArray]:
-        """The observed limit and its Monte Carlo standard error (NaN: no toys drawn)."""
+        """The observed limit and its Monte Carlo standard error (NaN without toys, and
+        where the toys' error cannot be estimated)."""
         ...
 
     def expected_band(self) -> FloatArray:
@@ -419,10 +420,13 @@ class ToyCalculator:
         from the asymptotic limit and bisected to ``rtol``. ``fit`` is not used (the
         observed fit here only needs the ``A = 0`` profile where ``A_hat < 0``).
 
-        Monte Carlo error: the binomial errors of ``CL_s+b`` and ``CL_b`` at the limit give
-        ``dCLs / CLs = sqrt((1 - p_sb) / (N p_sb) + (1 - p_b) / (N p_b))``, turned into an
-        error on ``A`` by the slope of the toys' ``CLs(A)`` over ``A_up (1 +- 0.1)``
-        (:func:`_limit_mc_error`; NaN when that slope is not negative).
+        Monte Carlo error (:func:`_limit_mc_error`): the binomial errors of ``CL_s+b`` and
+        ``CL_b`` where ``CLs`` crosses ``alpha``, ``p_b`` from the background-only toys there
+        and ``p_sb = alpha p_b``, give ``dCLs / CLs``; divided by the slope of ``ln CLs(A)``
+        there, taken from the asymptotic formula on the same data (smooth, where the toys'
+        own step function holds a handful of counts), they give the error on ``A``. It
+        draws no random numbers and evaluates no further toys. NaN where the limit is 0 or
+        not finite, or that slope is not negative.
         """
         m, alpha, rtol = self.model, self.alpha, self.rtol
         n_obs2, _ = m.rows(np.asarray(n, dtype=float).reshape(1, -1))
@@ -440,7 +444,6 @@ class ToyCalculator:
 
         cache: dict[float, float] = {}
         above_b: dict[float, int] = {}  # background-only toys with q_b >= q_obs, per A
-        above_sb: dict[float, int] = {}  # signal+background toys with q_sb >= q_obs, per A
 
         def cls_at(A: float) -> float:
             if A in cache:
@@ -451,8 +454,7 @@ class ToyCalculator:
             q_b = q_rows(n_b, fit_b, A)
             tol = 1e-9 * max(1.0, q_obs)
             above_b[A] = int(np.sum(q_b >= q_obs - tol))
-            above_sb[A] = int(np.sum(q_sb >= q_obs - tol))
-            clsb = (1.0 + above_sb[A]) / (N + 1.0)
+            clsb = (1.0 + np.sum(q_sb >= q_obs - tol)) / (N + 1.0)
             clb = (1.0 + above_b[A]) / (N + 1.0)
             cache[A] = float(clsb / clb)
             return cache[A]
@@ -462,12 +464,12 @@ class ToyCalculator:
             cls_at(a0)
             if (1 + above_b[a0]) * alpha < 1:  # CLs >= 1 / (1 + k_b) > alpha near the limit
                 raise UnresolvedToyLimit(above_b[a0], N, alpha)
-        a_up = _bisect_cls(cls_at, a0, alpha, rtol)
+        lo, hi = _bisect_cls(cls_at, a0, alpha, rtol)
+        a_up = 0.5 * (lo + hi)
         if not np.isfinite(a_up) or a_up <= 0:
             return np.asarray(a_up), np.asarray(np.nan)
-        cls_at(a_up)
-        slope = (cls_at(0.9 * a_up) - cls_at(1.1 * a_up)) / (0.2 * a_up)
-        err = _limit_mc_error(above_sb[a_up], above_b[a_up], N, slope)
+        slope = -float(_log_cls_slope(m, n_obs2, fit_obs, a_up))
+        err = _limit_mc_error(above_b[hi], N, alpha, slope)
         return np.asarray(a_up), np.asarray(err)
 
     def toy_limits(self) -> tuple[FloatArray, FloatArray]:
@@ -486,22 +488,42 @@ class ToyCalculator:
         return _p0(self.model, n, fit)
 
 
-def _limit_mc_error(k_sb: int, k_b: int, n_toys: int, slope: float) -> float:
-    """Standard error of a toy CLs limit from the toys' counts at the limit: ``k_sb`` of the
-    signal+background and ``k_b`` of the background-only ``n_toys`` toys reach the observed
-    q; ``slope``: ``-dCLs/dA`` there. NaN when ``slope`` is not positive."""
+def _limit_mc_error(k_b: int, n_toys: int, alpha: float, slope: float) -> float:
+    """Standard error of a toy CLs limit: at the crossing ``CLs = alpha``, ``k_b`` of the
+    ``n_toys`` background-only toys reach the observed q (``p_b = (1 + k_b) / (N + 1)``,
+    ``p_sb = alpha p_b``; the two toy sets are independent), so
+    ``dCLs / CLs = sqrt((1 - p_sb) / (N p_sb) + (1 - p_b) / (N p_b))``; ``slope``:
+    ``-d ln CLs / dA`` there. NaN when ``slope`` is not positive."""
     if not slope > 0:
         return float("nan")
-    p_sb = (1.0 + k_sb) / (n_toys + 1.0)
     p_b = (1.0 + k_b) / (n_toys + 1.0)
+    p_sb = alpha * p_b
     rel = np.sqrt((1.0 - p_sb) / (n_toys * p_sb) + (1.0 - p_b) / (n_toys * p_b))
-    return float(p_sb / p_b * rel / slope)
+    return float(rel / slope)
 
 
-def _bisect_cls(cls_at: Callable[[float], float], a0: float, alpha: float, rtol: float) -> float:
-    """Crossing of ``CLs(A) = alpha`` bracketed from ``a0`` by factors 1.25, then bisected."""
+def _log_cls_slope(model: WindowModel, n2: FloatArray, fit: FitResult, A: float) -> float:
+    """``d ln CLs / dA`` of the asymptotic formula at ``A`` for the one row ``n2`` (``fit``
+    its fit)."""
+    A1 = np.array([A])
+    fA, th, _ = model.profile_rows(n2, A1, fit.theta_c, fit.A)
+    dfA = model.dnll_dA_rows(n2, A1, th)
+    q, dq = qtilde_from(A1, fit.A, fit.f, fit.f0, fA, dfA)
+    qA, dqA = _Asimov(model).exact(A1)
+    _, dl = _log_cls(q, qA, dq, dqA)
+    assert dl is not None
+    return float(dl[0])
+
+
+def _bisect_cls(
+    cls_at: Callable[[float], float], a0: float, alpha: float, rtol: float
+) -> tuple[float, float]:
+    """Crossing of ``CLs(A) = alpha`` bracketed from ``a0`` by factors 1.25, then bisected:
+    the final bracket ``(lo, hi)``, ``CLs(lo) > alpha >= CLs(hi)``, both evaluated (NaN
+    twice: no crossing; 0 twice: below every bracket)."""
+    nan = float("nan")
     if not np.isfinite(a0) or a0 <= 0:
-        return float("nan")
+        return nan, nan
     lo, hi = a0, a0
     factor = 1.25
     if cls_at(a0) > alpha:
@@ -511,7 +533,7 @@ def _bisect_cls(cls_at: Callable[[float], float], a0: float, alpha: float, rtol:
                 break
             lo = hi
         else:
-            return float("nan")
+            return nan, nan
     else:
         for _ in range(60):
             lo /= factor
@@ -519,14 +541,14 @@ def _bisect_cls(cls_at: Callable[[float], float], a0: float, alpha: float, rtol:
                 break
             hi = lo
         else:
-            return 0.0
+            return 0.0, 0.0
     while hi - lo > rtol * hi:
         mid = 0.5 * (lo + hi)
         if cls_at(mid) > alpha:
             lo = mid
         else:
             hi = mid
-    return 0.5 * (lo + hi)
+    return lo, hi
 
 
 def calculator(
