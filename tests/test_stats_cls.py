@@ -278,8 +278,9 @@ def test_reporting_the_error_changes_no_toy_limit_or_band_of_a_seed():
         up, err = ToyCalculator(model, n_toys=2000, band_toys=2000, rng=rng).upper_limit_with_error(
             n
         )
-        assert float(up) == up0 and np.isfinite(err)
-        assert bands.expected_band().tolist() == band0
+        # a shifted random-number stream moves these by percent; rounding by far less
+        assert float(up) == pytest.approx(up0, rel=1e-9) and np.isfinite(err)
+        assert bands.expected_band() == pytest.approx(band0, rel=1e-9)
 
 
 def test_toy_limit_of_a_deficit_with_too_few_toys_is_refused_not_a_chance_crossing():

@@ -114,7 +114,8 @@ SCAN = Table(
         Column(
             "A_up_err",
             "events",
-            "its Monte Carlo standard error (limit.mode = toys; NaN for asymptotic limits)",
+            "its Monte Carlo standard error (limit.mode = toys; NaN for asymptotic limits, "
+            "a toy limit of 0, or no negative slope of ln CLs)",
         ),
         *(
             Column(f"A_exp_{b}", "events", f"expected yield limit, {_BAND_DOC[b]}")

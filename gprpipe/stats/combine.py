@@ -203,7 +203,8 @@ def combined_limits(
     observed: bool = True,
 ) -> dict[str, float | NDArray[np.float64]]:
     """Everything a scan row needs, in eps^2: ``eps2_hat``, ``sigma_eps2``, ``eps2_up``
-    and its Monte Carlo error ``eps2_up_err`` (NaN for asymptotic limits), ``eps2_exp``
+    and its Monte Carlo error ``eps2_up_err`` (NaN for asymptotic limits and where
+    :meth:`~.cls.ToyCalculator.upper_limit_with_error` has none), ``eps2_exp``
     (5 bands), ``q0``, ``Z_local``, ``p0_local``; with ``observed=False`` only
     ``eps2_exp`` (nothing touches ``cw.n``). ``mode`` / ``bands``: the calculators
     (:data:`~.cls.CALCULATORS`) of the observed limit and of the expected band.
