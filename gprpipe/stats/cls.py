@@ -296,14 +296,10 @@ class AsymptoticCalculator:
         A_ws = f.A.copy()
 
         def evalf(idx: NDArray[np.intp], A: FloatArray) -> tuple[FloatArray, FloatArray]:
-            fA, th, _ = m.profile_rows(n2[idx], A, theta_ws[idx], A_ws[idx])
+            qA, dqA = asimov.exact(A) if exact else asimov(A)
+            lcls, dl, th = _log_cls_rows(m, n2, f, idx, A, (qA, dqA), theta_ws[idx], A_ws[idx])
             theta_ws[idx] = th
             A_ws[idx] = A
-            dfA = m.dnll_dA_rows(n2[idx], A, th)
-            q, dq = qtilde_from(A, f.A[idx], f.f[idx], f.f0[idx], fA, dfA)
-            qA, dqA = asimov.exact(A) if exact else asimov(A)
-            lcls, dl = _log_cls(q, qA, dq, dqA)
-            assert dl is not None
             z, dz = _z_of_log(lcls, dl)
             return z - z_alpha, dz
 
@@ -502,17 +498,35 @@ def _limit_mc_error(k_b: int, n_toys: int, alpha: float, slope: float) -> float:
     return float(rel / slope)
 
 
+def _log_cls_rows(
+    model: WindowModel,
+    n2: FloatArray,
+    f: FitResult,
+    idx: NDArray[np.intp],
+    A: FloatArray,
+    asimov_qA: tuple[FloatArray, FloatArray],
+    theta0: FloatArray,
+    A_ref: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Asymptotic ``ln CLs`` and ``d ln CLs / dA`` of rows ``idx`` of ``n2`` (``f`` their
+    fit) at ``A``, given the Asimov ``(q_A, dq_A/dA)`` there; the profile starts from
+    ``theta0`` at ``A_ref``, and its ``theta`` is returned for the next call's start."""
+    fA, th, _ = model.profile_rows(n2[idx], A, theta0, A_ref)
+    dfA = model.dnll_dA_rows(n2[idx], A, th)
+    q, dq = qtilde_from(A, f.A[idx], f.f[idx], f.f0[idx], fA, dfA)
+    qA, dqA = asimov_qA
+    lcls, dl = _log_cls(q, qA, dq, dqA)
+    assert dl is not None
+    return lcls, dl, th
+
+
 def _log_cls_slope(model: WindowModel, n2: FloatArray, fit: FitResult, A: float) -> float:
     """``d ln CLs / dA`` of the asymptotic formula at ``A`` for the one row ``n2`` (``fit``
     its fit)."""
     A1 = np.array([A])
-    fA, th, _ = model.profile_rows(n2, A1, fit.theta_c, fit.A)
-    dfA = model.dnll_dA_rows(n2, A1, th)
-    q, dq = qtilde_from(A1, fit.A, fit.f, fit.f0, fA, dfA)
-    qA, dqA = _Asimov(model).exact(A1)
-    _, dl = _log_cls(q, qA, dq, dqA)
-    assert dl is not None
-    return float(dl[0])
+    row = np.zeros(1, dtype=np.intp)
+    asimov = _Asimov(model).exact(A1)
+    return float(_log_cls_rows(model, n2, fit, row, A1, asimov, fit.theta_c, fit.A)[1][0])
 
 
 def _bisect_cls(
