@@ -415,3 +415,47 @@ def test_group_larger_than_max_array_size_is_split(tmp_path: Path) -> None:
         in scripts[2].text
     )
     assert scripts[3].task_ids == ("p0/fit/2015-004",)
+
+
+def test_a_finished_task_whose_job_slurm_still_lists_does_not_block_a_run(tmp_path: Path) -> None:
+    """A job SLURM still lists as RUNNING after its task wrote the done marker (its script
+    ending, the epilogue) is the task's, and judged by the marker: a run of the folder
+    right after the last task finished was refused as if an earlier run's job were queued
+    (seen once in a suite run). An active job that no task of the plan owns still refuses."""
+    from gprpipe.executors.slurm.reconcile import busy
+
+    run = tmp_path / "run"
+    tasks = plan(run)
+    ids = [t.id for t in tasks]
+    (run / "slurm").mkdir(parents=True)
+    (run / "slurm" / "jobs.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "run_dir": str(run.absolute()),
+                "submissions": [
+                    {"kind": "run", "dry_run": False, "jobs": [{"job_id": "2106", "tasks": ids}]}
+                ],
+            }
+        )
+    )
+    for t in tasks:
+        write_state(t.point_dir, t.slug, "done")
+    finished = {f"2106_{i}": ("COMPLETED", 1.0) for i in range(len(tasks))}
+    last = {**finished, f"2106_{len(tasks) - 1}": ("RUNNING", None)}
+    assert busy(run, tasks, finished, grace=20.0) == ""
+    assert busy(run, tasks, last, grace=20.0) == ""
+    cancel = f"gprpipe cancel {run}"
+    # an earlier config's job (no task of this plan) still writes into the folder
+    foreign = {**last, "2099_0": ("PENDING", None)}
+    assert busy(run, tasks, foreign, grace=20.0) == (
+        f"{run} is in use by SLURM job 2099_0 (queued by an earlier run of the folder): "
+        f"wait for it or cancel the run's jobs with: {cancel}"
+    )
+    assert busy(run, tasks, foreign, grace=20.0, others=False) == ""
+    # a task of the plan whose job runs without its marker yet
+    write_state(tasks[-1].point_dir, tasks[-1].slug, "running")
+    assert busy(run, tasks, last, grace=20.0) == (
+        f"{run} is in use by SLURM job 2106_{len(tasks) - 1} (task {tasks[-1].id} is "
+        f"running): wait for it or cancel the run's jobs with: {cancel}"
+    )

@@ -44,7 +44,7 @@ from gprpipe.executors.slurm.jobs import (
     next_number,
     record,
 )
-from gprpipe.executors.slurm.reconcile import reconcile
+from gprpipe.executors.slurm.reconcile import busy, reconcile
 from gprpipe.executors.slurm.render import (
     JOBS_FILE,
     PINNED,
@@ -417,26 +417,9 @@ class SlurmExecutor(Executor):
             return
         # one question to SLURM: every job of the folder (the tasks' are among them)
         queue = scheduler.queue(job_ids(self.run_dir))
-        details, _ = reconcile(self.run_dir, tasks, grace=MARKER_GRACE, queue=queue)
-        busy = [s for s in details.values() if s.active]
-        if busy:
-            b = busy[0]
-            raise GprpipeError(
-                f"{self.run_dir} is in use by SLURM job {b.job} (task {b.id} "
-                f"is {b.state}): wait for it or cancel the run's jobs with: "
-                f"{cli_command('cancel', self.run_dir)}"
-            )
-        if not others:
-            return
-        # and the jobs of tasks this plan does not hold (an earlier config's run of the
-        # folder): they would write into it, and fail on the new plan
-        live = sorted(e for e, (st, _) in (queue or {}).items() if st in scheduler.ACTIVE)
-        if live:
-            raise GprpipeError(
-                f"{self.run_dir} is in use by SLURM job {live[0]} (queued by an earlier run "
-                f"of the folder): wait for it or cancel the run's jobs with: "
-                f"{cli_command('cancel', self.run_dir)}"
-            )
+        why = busy(self.run_dir, tasks, queue, grace=MARKER_GRACE, others=others)
+        if why:
+            raise GprpipeError(why)
 
     def job_ids_by_task(self) -> dict[str, str]:
         return job_ids_by_task(self.run_dir)

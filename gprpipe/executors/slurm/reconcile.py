@@ -111,6 +111,40 @@ def reconcile(
     return result, queue is not None
 
 
+def busy(
+    run_dir: Path,
+    tasks: Sequence[Task],
+    queue: Mapping[str, tuple[str, float | None]] | None,
+    *,
+    grace: float,
+    others: bool = True,
+) -> str:
+    """Why ``run_dir`` may not be run now, or "" when it may: a task of ``tasks`` whose
+    job is queued or running, or (``others``) an active job of the folder that no task of
+    ``tasks`` owns (an earlier config's run: it would write into the folder). ``queue``:
+    :func:`scheduler.queue`'s answer for every job of the folder. A task's element that
+    SLURM still lists as running after its done/failed marker was written (its script
+    ending, the node's epilogue) is judged by its marker, not refused as a foreign job."""
+    details, _ = reconcile(run_dir, tasks, grace=grace, queue=queue)
+    then = f"wait for it or cancel the run's jobs with: {cli_command('cancel', run_dir)}"
+    active = [s for s in details.values() if s.active]
+    if active:
+        b = active[0]
+        return f"{run_dir} is in use by SLURM job {b.job} (task {b.id} is {b.state}): {then}"
+    if not others:
+        return ""
+    judged = {s.job for s in details.values() if s.job}
+    live = sorted(
+        e for e, (st, _) in (queue or {}).items() if st in scheduler.ACTIVE and e not in judged
+    )
+    if live:
+        return (
+            f"{run_dir} is in use by SLURM job {live[0]} (queued by an earlier run of the "
+            f"folder): {then}"
+        )
+    return ""
+
+
 def _last_line(path: Path | None) -> str:
     try:
         lines = path.read_text(errors="replace").strip().splitlines() if path else []
