@@ -465,7 +465,8 @@ def cancel(
     Its running tasks become failed (gprpipe rerun RUN_DIR --failed redoes them)."""
     from gprpipe.pipeline import service
     from gprpipe.pipeline.lock import LOCK_NAME
-    from gprpipe.pipeline.store import RUN_JSON, load_run_info
+    from gprpipe.pipeline.plan import RUN_JSON
+    from gprpipe.pipeline.store import load_run_info
 
     if not (math.isfinite(timeout) and timeout >= 0):
         raise GprpipeError(f"--timeout {timeout:g}: give the seconds to wait, a number >= 0.")

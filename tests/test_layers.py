@@ -259,3 +259,20 @@ def test_a_worker_given_another_form_of_task_line_refuses_it(capsys):
 
     assert run_argv(["step", "load", "--point-dir=/r/p"]) == 2
     assert capsys.readouterr().err == "error: not a task command line: step load --point-dir=/r/p\n"
+
+
+def test_one_table_names_the_files_a_run_keeps(shared_quickstart: Path):
+    """``Layout.files()`` (with ``RUN_JSON`` and ``INDEX``) is the one list of the files a
+    run keeps in a point folder and its run folder, which ``export -o`` refuses to
+    overwrite and the report reads; every file a real run wrote there is on it."""
+    from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout
+    from gprpipe.steps.export import _RESERVED
+
+    point = shared_quickstart / "nominal"
+    names = {p.name for p in Layout(point).files()}
+    written = {p.name for p in point.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert written and written <= names, written - names
+    assert {"report.html", "scan.csv", "hepdata.tar.gz"} <= written
+    top = {p.name for p in shared_quickstart.iterdir() if p.is_file()}
+    assert top - {".gprpipe.lock"} == {RUN_JSON, INDEX}
+    assert names | {RUN_JSON, INDEX} == _RESERVED

@@ -112,11 +112,13 @@ def run_files(run_dir: Path) -> set[Path]:
     """The files a run keeps (resolved paths): ``run.json`` and ``index.html``, and per
     point folder (``run_dir`` itself, or its subfolders holding ``.state``) ``config.toml``,
     ``report.html`` and every file that a commit record there names."""
+    from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout
+
     run_dir = Path(run_dir).resolve()
-    out = {run_dir / "run.json", run_dir / "index.html"}
+    out = {run_dir / RUN_JSON, run_dir / INDEX}
     points = [run_dir, *(d for d in run_dir.iterdir() if d.is_dir())]
     for point in (d for d in points if state_dir(d).is_dir()):
-        out |= {point / "config.toml", point / "report.html"}
+        out |= {Layout(point).config, Layout(point).report}
         for path in state_dir(point).glob(f"*{SUFFIX}"):
             if (rec := _read_record(path)) is not None:
                 out |= {point / rel for rel in rec["files"]}

@@ -85,11 +85,20 @@ def toyscan_parts(config: Config) -> dict[str, tuple[int, int]]:
     }
 
 
+#: files of a run folder beside its point folders (a single-point run's folder is also its
+#: point folder): the run record and the index of the points' reports
+RUN_JSON = "run.json"
+INDEX = "index.html"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Files of one point folder (docs/design.md run-directory contract)."""
 
     point_dir: Path
+
+    #: the plot step's tables in the point folder itself (beside plots/ and hepdata/)
+    PRODUCTS = ("combination.csv", "allocation.csv", "hepdata.tar.gz")
 
     config = property(lambda self: self.point_dir / "config.toml")
     load = property(lambda self: self.point_dir / "load.h5")
@@ -104,6 +113,14 @@ class Layout:
     plots = property(lambda self: self.point_dir / "plots")
     plot_manifest = property(lambda self: self.point_dir / "plots" / "manifest.json")
     logs = property(lambda self: self.point_dir / "logs")
+    report = property(lambda self: self.point_dir / "report.html")
+
+    def files(self) -> tuple[Path, ...]:
+        """Every file a run (of any config) may keep in the point folder itself."""
+        outputs = (self.load, self.fit, self.limit, self.inject, self.toyscan)
+        tables = (self.scan_csv, self.inject_csv, self.toyscan_csv, self.toyscan_summary_csv)
+        products = tuple(self.point_dir / name for name in self.PRODUCTS)
+        return (self.config, *outputs, *tables, self.report, *products)
 
     def part(self, step: str, part: str) -> Path:
         return self.point_dir / "parts" / step / f"{part}.h5"

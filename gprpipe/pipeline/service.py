@@ -51,11 +51,11 @@ from gprpipe.pipeline.lock import (
     is_locked,
     run_lock,
 )
+from gprpipe.pipeline.plan import RUN_JSON
 from gprpipe.pipeline.state import fmt_duration
 from gprpipe.pipeline.store import (
     LAUNCH_LOG,
     LAUNCH_SPEC,
-    RUN_JSON,
     RunInfo,
     load_run_info,
     new_run_info,

@@ -24,11 +24,10 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.processes import alive
 from gprpipe.io.toml_write import dumps
-from gprpipe.pipeline.plan import Layout, plan_point
+from gprpipe.pipeline.plan import RUN_JSON, Layout, plan_point
 from gprpipe.pipeline.state import read_marker, read_state, state_dir
 from gprpipe.pipeline.task import Task
 
-RUN_JSON = "run.json"
 #: the files the TUI writes into a run folder to launch a run there in the background
 LAUNCH_LOG = "tui-launch.log"
 LAUNCH_SPEC = "tui-launch.json"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.plan import RUN_JSON
 from gprpipe.pipeline.state import (
     progress_text,
     read_marker,
@@ -23,7 +24,7 @@ from gprpipe.pipeline.state import (
     read_state,
     write_state,
 )
-from gprpipe.pipeline.store import RUN_JSON, load_run_info, task_states, tasks_of_run
+from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 from gprpipe.pipeline.task import Task
 
 STATES = ("done", "running", "failed", "pending")

@@ -24,8 +24,8 @@ from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export, run_files
-from gprpipe.pipeline.plan import Layout
-from gprpipe.pipeline.store import RUN_JSON, earlier_point_notice, load_run_info
+from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout
+from gprpipe.pipeline.store import earlier_point_notice, load_run_info
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
 
@@ -72,21 +72,7 @@ def _point_config(pdir: Path):
     return point_config_from_file(path)
 
 
-_RESERVED = {
-    "config.toml",
-    "report.html",
-    "index.html",
-    "combination.csv",
-    "allocation.csv",
-    "hepdata.tar.gz",
-    *(
-        getattr(Layout(Path(".")), k).name
-        for k in (
-            *("load", "fit", "limit", "inject", "scan_csv", "inject_csv"),
-            *("toyscan", "toyscan_csv", "toyscan_summary_csv"),
-        )
-    ),
-}
+_RESERVED = {RUN_JSON, INDEX, *(p.name for p in Layout(Path(".")).files())}
 """Names of the files a run (of any config) keeps in a point folder or its run folder."""
 
 

@@ -139,14 +139,10 @@ def _other_settings(ctx) -> list[Path]:
     return [p for p in outputs if p.exists() and not output_of(p, ctx.config, made)]
 
 
-#: files of the point folder itself that the plot step writes (beside plots/ and hepdata/)
-POINT_PRODUCTS = ("combination.csv", "allocation.csv", "hepdata.tar.gz")
-
-
 def _previous_products(lay) -> set[Path]:
     """What the previous plot task wrote (its manifest): figures of ``plots/``, tables of
-    ``hepdata/``, :data:`POINT_PRODUCTS`; nothing else, whatever a manifest lists, and
-    nothing a link leads outside the point folder."""
+    ``hepdata/``, the point folder's ``Layout.PRODUCTS``; nothing else, whatever a
+    manifest lists, and nothing a link leads outside the point folder."""
     point = Path(os.path.realpath(lay.point_dir))
     places = {Path(os.path.realpath(lay.plots)), Path(os.path.realpath(lay.point_dir / "hepdata"))}
     out = set()
@@ -154,7 +150,7 @@ def _previous_products(lay) -> set[Path]:
         real = Path(os.path.realpath(p))
         if point not in real.parents:
             continue
-        if real.parent in places or (real.parent == point and real.name in POINT_PRODUCTS):
+        if real.parent in places or (real.parent == point and real.name in lay.PRODUCTS):
             out.add(real)
     return out
 

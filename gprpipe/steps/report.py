@@ -25,7 +25,7 @@ from gprpipe.errors import GprpipeError, os_error_sentence
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import rerecord, stale_exports
-from gprpipe.pipeline.plan import stale_outputs
+from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout, stale_outputs
 from gprpipe.results.schema import (
     COMBINED,
     has_observed,
@@ -34,10 +34,7 @@ from gprpipe.results.schema import (
 )
 from gprpipe.results.summary import most_significant, summarize_scan
 
-REPORT = "report.html"
-INDEX = "index.html"
 GRID_FIGURE = "grid_limits.png"
-H5_FILES = ("load.h5", "fit.h5", "limit.h5", "inject.h5")
 PROVENANCE_ATTRS = (
     "created",
     "engine",
@@ -48,7 +45,6 @@ PROVENANCE_ATTRS = (
     "cache_key",
 )
 EXPORT_DIRS = ("export*", "hepdata*", "pyhf*", "spey*")  # folder name patterns
-OWN_FILES = ("scan.csv", "inject.csv", "run.json")
 EXPORT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tar.gz", ".tgz", ".zip")
 
 
@@ -134,11 +130,13 @@ def _exports(point_dir: Path) -> list[str]:
                 for p in sorted(folder.rglob("*"))
                 if p.is_file() and not p.name.startswith(".")
             ]
+    lay = Layout(point_dir)
+    own = (lay.scan_csv.name, lay.inject_csv.name, RUN_JSON)  # the run's tables, no exports
     for p in sorted(point_dir.glob("*")):
         if (
             p.is_file()
             and p.name.endswith(EXPORT_SUFFIXES)
-            and p.name not in OWN_FILES
+            and p.name not in own
             and not p.name.startswith(".")
         ):
             found.append(p.name)
@@ -149,8 +147,8 @@ def _exports(point_dir: Path) -> list[str]:
 def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
     """Provenance attributes of the point's HDF5 files (not those of an earlier config)."""
     rows: list[dict[str, Any]] = []
-    for name in H5_FILES:
-        path = point_dir / name
+    lay = Layout(point_dir)
+    for path in (lay.load, lay.fit, lay.limit, lay.inject):
         if not path.exists() or path in stale:
             continue
         try:
@@ -158,7 +156,7 @@ def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
                 attrs = {k: f.attrs.get(k) for k in PROVENANCE_ATTRS}
         except OSError:
             continue
-        row = {"file": name}
+        row = {"file": path.name}
         for k, v in attrs.items():
             v = v.decode() if isinstance(v, bytes) else v
             row[k] = "" if v is None else str(v)
@@ -391,7 +389,9 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
                 "name": name,
                 "values": values,
                 "dir": d.name,
-                "report": f"{d.name}/{REPORT}" if (d / REPORT).exists() else None,
+                "report": f"{d.name}/{Layout(d).report.name}"
+                if Layout(d).report.exists()
+                else None,
                 "blinded": sm["blinded"] if sm else None,
                 "best": sm["best"] if sm else None,
                 "flagged": sm["n_flagged"] if sm else None,
@@ -446,7 +446,7 @@ def _refresh_reports(point_dir: Path) -> None:
     from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.summary import plots_current
 
-    if (point_dir / REPORT).is_file():
+    if Layout(point_dir).report.is_file():
         cfg = point_config_from_file(point_dir / "config.toml")
         if not plots_current(point_dir.name, point_dir, cfg):
             return
@@ -464,7 +464,7 @@ def write_reports(cfg, point_dir: Path, written: list[Path] | None = None) -> li
     written = [] if written is None else written
     env = _env()
     point_dir = Path(point_dir)
-    report = point_dir / REPORT
+    report = Layout(point_dir).report
     atomic_write_text(
         report, env.get_template("report.html.j2").render(**point_context(cfg, point_dir))
     )
