@@ -27,6 +27,11 @@ from numpy.typing import ArrayLike, NDArray
 from gprpipe.results.schema import COMBINED
 from gprpipe.stats.quality import has_result
 
+#: The deepest deficit (A_hat / sigma_A) at which a toy limit's Monte Carlo error was
+#: checked against the spread between independent seeds (benchmarks/study_toy_limit_error.py,
+#: 2015 data): right from -2.06 (1.06 +- 0.10) to +2.66; 1.6 times too small at -2.62.
+TOY_ERROR_CHECKED_TO = -2.1
+
 
 @dataclass
 class Extreme:
@@ -72,6 +77,8 @@ class DatasetSummary:
     toy_error_median: float | None = None
     toy_error_largest: Extreme | None = None
     toy_error_missing: int = 0  # ok rows with a limit but no error estimate (NaN)
+    # runs of masses whose toy error lies beyond the checked range (TOY_ERROR_CHECKED_TO)
+    toy_error_unchecked: list[list[float]] = field(default_factory=list)
     blinded: bool = False  # no observed quantity: the limits are the expected medians
 
     @property
@@ -282,6 +289,14 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
             s.toy_error_median = float(np.median([x for x, _ in rel]))
             s.toy_error_largest = Extreme(*max(rel)[::-1])
             s.toy_error_missing = len(limited) - len(rel)
+            deep = [
+                r.get("status", "ok") == "ok"
+                and _num(r, "eps2_up_err") is not None
+                and (z := _z_hat(r)) is not None
+                and z < TOY_ERROR_CHECKED_TO
+                for r in rs
+            ]
+            s.toy_error_unchecked = _runs(deep, [float(r["mass_GeV"]) for r in rs])
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = _runs(below, [float(r["mass_GeV"]) for r in rs])
@@ -295,6 +310,19 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
 def _below_band(row: Mapping[str, Any]) -> bool:
     up, lo2 = _num(row, "eps2_up"), _num(row, "eps2_exp_lo2")
     return up is not None and lo2 is not None and up < lo2
+
+
+def _z_hat(row: Mapping[str, Any]) -> float | None:
+    """``A_hat / sigma_A`` of a row (None without both)."""
+    a, sigma = _num(row, "A_hat"), _num(row, "sigma_A")
+    return a / sigma if a is not None and sigma is not None and sigma > 0 else None
+
+
+def _where(runs: Sequence[Sequence[float]]) -> str:
+    """Runs of adjacent masses as text: ``58 MeV, 108-113 MeV``."""
+    return ", ".join(
+        f"{r[0] * 1e3:g}-{r[-1] * 1e3:g} MeV" if len(r) > 1 else _mev(r[0]) for r in runs
+    )
 
 
 def _runs(marked: Sequence[bool], masses: Sequence[float]) -> list[list[float]]:
@@ -368,17 +396,21 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
                 if s.toy_error_missing
                 else ""
             )
+            + (
+                f"; {sum(map(len, s.toy_error_unchecked))} at deficits deeper than "
+                f"A_hat/sigma_A = {TOY_ERROR_CHECKED_TO:g} ({_where(s.toy_error_unchecked)}), "
+                "where the error was not checked and can be too small (1.6x at -2.6): a "
+                "lower bound there"
+                if s.toy_error_unchecked
+                else ""
+            )
         )
     if s.below_band:
         n = sum(len(r) for r in s.below_band)
-        where = ", ".join(
-            f"{r[0] * 1e3:g}-{r[-1] * 1e3:g} MeV" if len(r) > 1 else _mev(r[0])
-            for r in s.below_band
-        )
         lines.append(
             f"observed limit below the expected -2 sigma band: {n} of {s.n_ok} masses "
-            f"({where}), deficits in the data (2.3% expected by chance; neighbouring masses "
-            "are correlated)"
+            f"({_where(s.below_band)}), deficits in the data (2.3% expected by chance; "
+            "neighbouring masses are correlated)"
         )
     if s.failures:
         lines.append(
