@@ -42,8 +42,9 @@ NUMERICS_VERSION = 26  # 26: A_up_err, eps2_up_err (a toy limit's Monte Carlo er
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 11  # 10: HEPData says what Sidak's correction may miss without toys;
-# 11: its note on left-out masses names failed limits as well as quality flags
+PLOT_VERSION = 12  # 12: HEPData gives the toy limits' Monte Carlo error (YAML and CSV)
+# 11: HEPData's note on left-out masses names failed limits as well as quality flags
+# 10: HEPData says what Sidak's correction may miss without toys;
 # 9: the toys' local p0 in the significance figure
 # 8: toy global p0 and Z that are bounds drawn as such
 # 7: one colour per dataset in every overlay, flags red; 6: HEPData archive

@@ -368,3 +368,30 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
         f"toy limits' Monte Carlo error (eps2_up_err): median {rel:.1%}, largest {rel:.1%} "
         "at 60 MeV (more toys: limit.n_toys)"
     ) in out
+    # and in HEPData (YAML error and CSV column; the submission validates)
+    import yaml
+    from hepdata_validator.full_submission_validator import FullSubmissionValidator
+
+    from gprpipe.config import point_config_from_file
+    from gprpipe.steps.hepdata import write_hepdata
+
+    point = run / "nominal"
+    folder = tmp_path / "hepdata"
+    write_hepdata(point_config_from_file(point / "config.toml"), point / "limit.h5", folder)
+    v = FullSubmissionValidator()
+    assert v.validate(directory=str(folder)), v.get_messages()
+    for q, col in (("a", "A"), ("eps2", "eps2")):
+        doc = yaml.safe_load((folder / f"limits_{q}_demo.yaml").read_text())
+        (value,) = doc["dependent_variables"][0]["values"]  # the failed 30 MeV is left out
+        assert value["value"] == pytest.approx(float(rows[1][f"{col}_up"]), rel=1e-5)
+        assert value["errors"] == [
+            {
+                "symerror": pytest.approx(float(rows[1][f"{col}_up_err"]), rel=1e-5),
+                "label": "Monte Carlo (toys)",
+            }
+        ]
+        lines = (folder / f"limits_{q}_demo.csv").read_text().splitlines()
+        assert lines[1].startswith("mass_GeV,observed,observed_mc_error,expected_median,")
+        assert float(lines[2].split(",")[2]) == pytest.approx(
+            float(rows[1][f"{col}_up_err"]), rel=1e-5
+        )

@@ -343,6 +343,45 @@ def test_hepdata_tables_name_the_test_masses_they_leave_out():
     assert left_out_note(a, np.ones(3, bool)) == ""
 
 
+def test_hepdata_gives_a_toy_limits_monte_carlo_error_where_it_has_one():
+    """A mass whose toy limit has no error estimate (NaN) gets no error entry, not 0;
+    asymptotic limits (every error NaN) get neither the error nor the CSV column."""
+    from gprpipe.steps.hepdata import limit_table, table_csv
+
+    mass, obs, err = np.array([0.03, 0.06]), np.array([2e-6, 3e-6]), np.array([1e-7, np.nan])
+    bands = [np.array([1e-6, 2e-6]) * f for f in (0.5, 0.7, 1.0, 1.4, 1.9)]
+    kw = {"quantity": "eps2", "cl": 95.0, "dataset": "HPS 2015"}
+    table = limit_table(mass, obs, bands, **kw, stem="limits_eps2_2015", method="toys", obs_err=err)
+    observed = table.variables[1].make_dict()["values"]
+    assert observed[0]["errors"] == [{"symerror": 1e-7, "label": "Monte Carlo (toys)"}]
+    assert "errors" not in observed[1]
+    assert table_csv(mass, obs, bands, **kw, obs_err=err).splitlines()[2:] == [
+        "0.03,2e-06,1e-07,1e-06,7e-07,1.4e-06,5e-07,1.9e-06",
+        "0.06,3e-06,nan,2e-06,1.4e-06,2.8e-06,1e-06,3.8e-06",
+    ]
+    none = np.full(2, np.nan)
+    table = limit_table(mass, obs, bands, **kw, stem="limits_eps2_2015", method="a", obs_err=none)
+    assert all("errors" not in v for v in table.variables[1].make_dict()["values"])
+    assert "observed_mc_error" not in table_csv(mass, obs, bands, **kw, obs_err=none)
+    # deficits deeper than the error study checked are named, as in the run summary
+    from gprpipe.steps.hepdata import _unchecked_errors
+
+    a = {
+        "mass_GeV": np.array([0.03, 0.108, 0.109, 0.11, 0.112]),
+        "A_hat": np.array([-30.0, -22.0, -26.0, -20.0, -26.0]),
+        "sigma_A": np.full(5, 10.0),
+    }
+    ok = np.array([True, True, True, True, False])
+    err = np.array([1.0, 2.0, np.nan, 3.0])  # the ok rows'
+    assert _unchecked_errors(a, ok, err) == (
+        " The Monte Carlo errors at deficits deeper than A_hat/sigma_A = -2.1 (30, 108 MeV) "
+        "are lower bounds (not checked there against the spread between seeds; 1.6 times "
+        "too small at -2.6)."
+    )
+    assert _unchecked_errors(a, ok, None) == ""
+    assert _unchecked_errors(a, ok, np.full(4, np.nan)) == ""
+
+
 @pytest.mark.slow
 def test_hepdata_submission_validates(run2015: Path):
     """hepdata_lib's submission passes hepdata-validator; the tables hold scan.csv's numbers

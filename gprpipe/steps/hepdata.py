@@ -7,11 +7,14 @@ dataset group of ``limit.h5`` (including ``combined``):
 * ``limits_<quantity>_<dataset>.yaml`` (quantity ``eps2`` or ``a``; names lower-case):
   independent variable m(A') in GeV; dependent variables the observed upper limit and
   the expected median with its ``1 sigma`` and ``2 sigma`` bands as asymmetric errors
-  (signed offsets from the median); qualifiers CL, dataset, method;
+  (signed offsets from the median), and for toy limits their Monte Carlo standard error
+  (``Monte Carlo (toys)``, a symmetric error of the observed limit); qualifiers CL,
+  dataset, method;
 * ``significance_<dataset>.yaml``: local and global p0 and Z vs mass;
 * ``limits_<quantity>_<dataset>.csv``: ``mass_GeV, observed, expected_median,
   expected_minus1sigma, expected_plus1sigma, expected_minus2sigma, expected_plus2sigma``
-  (band edges as absolute values; listed in ``submission.yaml`` as additional resources);
+  (band edges as absolute values; toy limits add ``observed_mc_error`` after
+  ``observed``; listed in ``submission.yaml`` as additional resources);
 
 plus ``submission.yaml``; their archive, which HEPData accepts, is ``<point>/hepdata.tar.gz``
 (beside the folder, so that the folder validates as it is). Only rows
@@ -46,6 +49,8 @@ CSV_HEADER = (
     "expected_minus2sigma",
     "expected_plus2sigma",
 )
+MC_ERROR = "Monte Carlo (toys)"  # the toy limits' error label, and its CSV column:
+MC_ERROR_COLUMN = "observed_mc_error"
 QUANTITIES = {
     "eps2": ("upper limit on epsilon^2", "", "EPSILON**2"),
     "A": ("upper limit on the signal yield A", "events", "A"),
@@ -80,8 +85,11 @@ def limit_table(
     dataset: str,
     stem: str,
     method: str,
+    obs_err=None,
 ):
-    """A ``hepdata_lib.Table``: observed limit and expected median with 1/2 sigma bands."""
+    """A ``hepdata_lib.Table``: observed limit and expected median with 1/2 sigma bands;
+    ``obs_err``: the toy limits' Monte Carlo standard errors (NaN: none at that mass), a
+    symmetric error labelled ``Monte Carlo (toys)`` on the observed limit."""
     from hepdata_lib import Table, Uncertainty, Variable
 
     what, units, obs_kw = QUANTITIES[quantity]
@@ -105,6 +113,11 @@ def limit_table(
         )
         o.values = [float(x) for x in obs]
         o.digits = 6
+        if obs_err is not None and np.isfinite(obs_err).any():
+            u = Uncertainty(MC_ERROR, is_symmetric=True)
+            u.values = [float(x) if np.isfinite(x) else None for x in obs_err]
+            o.add_uncertainty(u)
+            o.zero_uncertainties_warning = False  # a mass without an estimate has none
         _qualify(o, quals)
         t.add_variable(o)
     e = Variable(f"Expected {cl:g}% CL {what}", is_independent=False, is_binned=False, units=units)
@@ -198,7 +211,9 @@ def significance_table(
     return t
 
 
-def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str) -> str:
+def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str, obs_err=None) -> str:
+    """The table as CSV; with toy limits' errors (``obs_err``, not all NaN) a column
+    ``observed_mc_error`` after ``observed`` (NaN where a mass has none)."""
     lo2, lo1, med, hi1, hi2 = bands
     out = io.StringIO()
     blind = "; BLINDED: expected limits only" if obs is None else ""
@@ -207,8 +222,11 @@ def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str) -> st
         f"expected band columns are band edges{blind}\n"
     )
     header = [h for h in CSV_HEADER if not (obs is None and h == "observed")]
-    out.write(",".join(header) + "\n")
     cols = (mass, med, lo1, hi1, lo2, hi2) if obs is None else (mass, obs, med, lo1, hi1, lo2, hi2)
+    if obs is not None and obs_err is not None and np.isfinite(obs_err).any():
+        header.insert(2, MC_ERROR_COLUMN)
+        cols = (*cols[:2], obs_err, *cols[2:])
+    out.write(",".join(header) + "\n")
     for row in zip(*cols):
         out.write(",".join(_num(v) for v in row) + "\n")
     return out.getvalue()
@@ -248,10 +266,19 @@ def build_submission(cfg: Config, limit_path: Path):
         left = left_out_note(a, ok)
         for q in QUANTITIES:
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
+            err = None if obs is None or f"{q}_up_err" not in a else a[f"{q}_up_err"][ok]
             bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
             stem = f"limits_{q}_{name}".lower()
             t = limit_table(
-                m, obs, bands, quantity=q, cl=cl, dataset=label, stem=stem, method=method
+                m,
+                obs,
+                bands,
+                quantity=q,
+                cl=cl,
+                dataset=label,
+                stem=stem,
+                method=method,
+                obs_err=err,
             )
             if name == "combined":  # one eps^2 for all: what "the yield" of a combination is
                 t.description += (
@@ -264,10 +291,12 @@ def build_submission(cfg: Config, limit_path: Path):
                         else "."
                     )
                 )
-            t.description += left
+            t.description += left + _unchecked_errors(a, ok, err)
             t.location = where
             sub.add_table(t)
-            csvs[f"{stem}.csv"] = table_csv(m, obs, bands, quantity=q, cl=cl, dataset=label)
+            csvs[f"{stem}.csv"] = table_csv(
+                m, obs, bands, quantity=q, cl=cl, dataset=label, obs_err=err
+            )
         if cfg.base.blind:  # p0 and Z depend on the observed counts
             continue
         n_eff = float(a["n_eff"][0]) if "n_eff" in a else float("nan")
@@ -285,6 +314,26 @@ def build_submission(cfg: Config, limit_path: Path):
         t.location = where
         sub.add_table(t)
     return sub, csvs
+
+
+def _unchecked_errors(a: dict[str, np.ndarray], ok: np.ndarray, err) -> str:
+    """What the table says of toy limits' errors at deficits deeper than the error study
+    checked (:data:`~gprpipe.results.summary.TOY_ERROR_CHECKED_TO`), as the run summary."""
+    from gprpipe.results.summary import TOY_ERROR_CHECKED_TO
+
+    if err is None:
+        return ""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = a["A_hat"][ok] / a["sigma_A"][ok]
+    deep = np.isfinite(err) & (z < TOY_ERROR_CHECKED_TO)
+    if not deep.any():
+        return ""
+    masses = ", ".join(f"{m * 1e3:g}" for m in a["mass_GeV"][ok][deep])
+    return (
+        f" The Monte Carlo errors at deficits deeper than A_hat/sigma_A = "
+        f"{TOY_ERROR_CHECKED_TO:g} ({masses} MeV) are lower bounds (not checked there against "
+        "the spread between seeds; 1.6 times too small at -2.6)."
+    )
 
 
 def left_out_note(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
