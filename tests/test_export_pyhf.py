@@ -178,3 +178,40 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
     assert code == 0 and "(2 patches, one per ok mass)" in out, err
     assert "notice: the limits' statuses are not applied (" in out
+
+
+def test_exports_written_elsewhere_say_which_run_they_come_from(
+    shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A Spey JSON or a PatchSet written outside the run (``-o``) names the gprpipe, run and
+    point it came from, with the sha256 and cache key of the step output it was made
+    from (limit.h5 for Spey, fit.h5 for pyhf): a collaborator's copy can be traced."""
+    import h5py
+
+    from gprpipe.io.hdf5 import sha256_file
+
+    point = shared_quickstart / "nominal"
+
+    def origin(name: str) -> tuple[str, str]:
+        with h5py.File(point / name, "r") as f:
+            return sha256_file(point / name), str(f.attrs["cache_key"])
+
+    assert cli("export-spey", shared_quickstart, "--dataset", "demo", "-o", tmp_path)[0] == 0
+    made = json.loads((tmp_path / "spey_demo.json").read_text())["provenance"]
+    digest, key = origin("limit.h5")
+    assert made["made_by"].startswith("gprpipe ") and len(key) == 32
+    assert {k: v for k, v in made.items() if k != "made_by"} == {
+        "run": "quickstart",
+        "point": "nominal",
+        "source": "limit.h5",
+        "source_sha256": digest,
+        "source_cache_key": key,
+    }
+    args = ("export-pyhf", shared_quickstart, "--dataset", "demo", "--patchset", "-o", tmp_path)
+    assert cli(*args)[0] == 0
+    text = json.loads((tmp_path / "pyhf_demo_patchset.json").read_text())["metadata"]
+    digest, key = origin("fit.h5")
+    assert text["description"].endswith(
+        f" Made by {made['made_by']} from fit.h5 of run 'quickstart', point 'nominal' "
+        f"(sha256 {digest}, cache key {key})."
+    )

@@ -21,7 +21,7 @@ import numpy as np
 
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
-from gprpipe.io.hdf5 import open_h5
+from gprpipe.io.hdf5 import open_h5, sha256_file
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export, run_files
 from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout
@@ -121,6 +121,24 @@ def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
             path.unlink(missing_ok=True)
         raise
     refresh_reports(pdir, written)
+
+
+def _provenance(pdir: Path, source: Path) -> dict[str, str]:
+    """Where an export came from, for a file that may leave its run folder (``-o``, a
+    collaborator's copy): the gprpipe that wrote it, the run and point, and the step output
+    it was made from (its sha256 and cache key: the config, inputs and numerics)."""
+    from gprpipe import __version__
+
+    with open_h5(source) as f:
+        key = str(f.attrs.get("cache_key", ""))
+    return {
+        "made_by": f"gprpipe {__version__}",
+        "run": _point_config(pdir).base.name,
+        "point": pdir.name,
+        "source": source.name,
+        "source_sha256": sha256_file(source),
+        "source_cache_key": key,
+    }
 
 
 def round_scale(x: float) -> float:
@@ -289,12 +307,17 @@ def export_patchset(
         raise GprpipeError(f"{Layout(pdir).fit}: no successful GP fit of {dataset!r}.")
     if not re.fullmatch(r"ins[0-9]{7}", inspire):
         raise GprpipeError(f"--inspire {inspire!r}: an INSPIRE id is 'ins' and 7 digits.")
+    made = _provenance(pdir, Layout(pdir).fit)
     bkg, ps = patchset(
         wins,
         name=f"gprpipe_{dataset}",
         inspire=inspire,
         description=f"{dataset}: the blind-window likelihood of each test mass; "
-        "POI A = signal yield / the unit in the measurement name." + (f" {left}" if left else ""),
+        "POI A = signal yield / the unit in the measurement name."
+        + (f" {left}" if left else "")
+        + f" Made by {made['made_by']} from {made['source']} of run {made['run']!r}, point "
+        f"{made['point']!r} (sha256 {made['source_sha256']}, cache key "
+        f"{made['source_cache_key']}).",
     )
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
@@ -380,6 +403,7 @@ def export_spey(
         "alpha": alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
         "masses_left_out": rows,  # flagged or failed fits: no entry ({mass_GeV, status})
+        "provenance": _provenance(pdir, lay.limit),
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"
