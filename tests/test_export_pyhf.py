@@ -215,3 +215,30 @@ def test_exports_written_elsewhere_say_which_run_they_come_from(
         f" Made by {made['made_by']} from fit.h5 of run 'quickstart', point 'nominal' "
         f"(sha256 {digest}, cache key {key})."
     )
+
+
+def test_a_point_of_an_earlier_config_exports_by_name_as_by_folder(
+    shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A point folder the run's last config no longer has (a shrunk grid) was exported when
+    given as a folder, with a notice, but ``--point NAME`` refused it ("no grid point");
+    both now export it with the notice. A name that is no folder of the run still fails."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    shutil.copytree(run / "nominal", run / "old", symlinks=True)
+    notice = (
+        f"notice: {run / 'old'} is no point of its run's last config ({run / 'run.json'}); "
+        "its results are those of an earlier config of that run."
+    )
+    for args in ((run, "--point", "old"), (run / "old",)):
+        code, out, err = cli("export-spey", *args, "--dataset", "demo")
+        assert code == 0, err
+        assert notice in " ".join(out.split())
+        assert json.loads((run / "old" / "exports" / "spey_demo.json").read_text())["masses"]
+    for name in ("../old", "gone", ".."):
+        code, _, err = cli("export-spey", run, "--point", name, "--dataset", "demo")
+        assert code == 1 and err.strip() == (
+            f"error: {run}: no grid point {name!r} (have: nominal)."
+        ), err

@@ -58,6 +58,12 @@ def _find_point_dir(run_dir: Path, point: str | None) -> Path:
     for p in points:
         if p["name"] == point:
             return run_dir / p["name"]
+    stale = run_dir / point
+    if "/" not in point and point not in (".", "..") and Layout(stale).config.is_file():
+        # a point of an earlier config kept on disk: as when its folder is given
+        if notice := earlier_point_notice(stale):
+            print(notice)
+        return stale
     raise GprpipeError(f"{run_dir}: no grid point {point!r} (have: {names}).")
 
 
