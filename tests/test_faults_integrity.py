@@ -1202,3 +1202,47 @@ def test_slurm_run_refused_while_its_jobs_are_queued(tmp_path: Path):
     code, out, err = run(cfg, run_dir, "--executor", "slurm", env=path)
     assert code == 0 and out.startswith("Nothing to do: all 5 tasks are up to date"), out + err
     assert len(calls.read_text().splitlines()) == 1, calls.read_text()
+
+
+def test_damaged_markers_and_manifest_are_read_as_unreadable(
+    shared_quickstart: Path, tmp_path: Path, cli
+):
+    """A task marker holding JSON that is no object, and a plots/manifest.json whose
+    ``files`` is no list, made status, summary, cancel and rerun (and every later plot
+    task) fail with "internal error"; they read as an unreadable marker (the state, no
+    message) and no manifest (a fuzzing audit)."""
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    (run / "nominal" / ".state" / "load.done").write_text("[1]")
+    (run / "nominal" / "plots" / "manifest.json").write_text('{"files": 5}')
+    code, out, err = cli("status", run)
+    assert code == 0 and "internal error" not in err, err
+    # load reads as done; the plot task's committed manifest was edited: failed, and why
+    assert re.search(r"│ nominal │ load  │ +1 │ +0 │ +0 │ +0 │", out), out
+    assert "plots/manifest.json" in " ".join(out.split()), out
+    code, out, err = cli("summary", run)
+    assert code == 0 and "internal error" not in err, err
+    from gprpipe.results.schema import plot_manifest_files
+
+    assert plot_manifest_files(run / "nominal") is None
+    (run / "nominal" / "plots" / "manifest.json").write_text('{"files": ["a", 5]}')
+    assert plot_manifest_files(run / "nominal") is None
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_a_config_that_is_no_regular_file_is_one_sentence(tmp_path: Path, cli, kind: str):
+    """``validate /dev/zero`` ate memory without end and a FIFO blocked for ever (a fuzzing
+    audit); a config larger than 10 MB is a mistake too."""
+    path = {"device": Path("/dev/zero"), "fifo": tmp_path / "f.toml", "huge": tmp_path / "b.toml"}
+    target = path[kind]
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "huge":
+        target.write_text("#" * 11_000_000)
+    code, _, err = cli("validate", target)
+    want = (
+        f"error: {target}: 11 MB, too large for a config file (at most 10 MB)."
+        if kind == "huge"
+        else f"error: {target}: not a regular file (a config file is needed)."
+    )
+    assert (code, err.strip()) == (1, want)

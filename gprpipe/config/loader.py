@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import importlib
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -171,6 +172,9 @@ def key_positions(text: str) -> dict[str, tuple[int, int]]:
     return lines
 
 
+#: a config is a few kB; a larger file is a mistake (a data file given as the config)
+MAX_CONFIG_BYTES = 10**7
+
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -180,6 +184,14 @@ def read_config_text(path: Path) -> str:
     naming the file."""
     bom = 0
     try:
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_CONFIG_BYTES:
+            raise GprpipeError(
+                f"{path}: {info.st_size / 1e6:.0f} MB, too large for a config file "
+                f"(at most {MAX_CONFIG_BYTES // 10**6} MB)."
+            )
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            raise GprpipeError(f"{path}: not a regular file (a config file is needed).")
         data = path.read_bytes()
         bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
         # as read_text does: universal newlines

@@ -133,6 +133,8 @@ def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
                 info = json.loads(p.read_text())
             except (OSError, ValueError):
                 info = {}
+            if not isinstance(info, dict):  # damaged (as read_marker reads it)
+                info = {}
             return state, str(info.get("message", ""))
     return "pending", ""
 

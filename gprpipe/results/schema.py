@@ -407,4 +407,6 @@ def plot_manifest_files(point_dir: Path) -> list[Path] | None:
         files = json.loads((Path(point_dir) / "plots" / "manifest.json").read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return [Path(point_dir) / str(f) for f in files]
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None  # damaged: as none (the next plot task writes a new one)
+    return [Path(point_dir) / f for f in files]
