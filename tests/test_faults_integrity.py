@@ -1246,3 +1246,33 @@ def test_a_config_that_is_no_regular_file_is_one_sentence(tmp_path: Path, cli, k
         else f"error: {target}: not a regular file (a config file is needed)."
     )
     assert (code, err.strip()) == (1, want)
+
+
+def test_summary_and_compare_do_not_offer_limits_of_other_settings(tmp_path: Path, cli):
+    """A run of fewer steps with other settings (``--steps load,fit``, another
+    blind_nsigma) left the first run's scan.csv in the folder, intact and committed:
+    ``summary`` showed its limits as the point's results and ``compare`` compared them,
+    while the exports refused them (a fuzzing audit). Both now say they are not current."""
+    run = tmp_path / "run"
+    base = ("run", QUICKSTART, "--set", f"base.output={run}")
+    assert cli(*base, "--steps", "load,fit,limit")[0] == 0
+    shutil.copytree(run, tmp_path / "first", symlinks=True)  # its limits, intact
+    code, out, err = cli(*base, "--steps", "load,fit", "--set", "fit.blind_nsigma=2")
+    assert code == 0, err
+    scan = run / "nominal" / "scan.csv"
+    why = (
+        f"{scan}: made with other settings or inputs than the point's config "
+        f"({run / 'nominal' / 'config.toml'}); run the point again to recompute it."
+    )
+    code, out, err = cli("summary", run)
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert f"not summarised: {why}" in flat and "eps^2 limits" not in flat, out
+    assert "not current: scan.csv (made with other settings or inputs" in flat, out
+    code, out, err = cli("compare", tmp_path / "first", run, "-o", tmp_path / "cmp")
+    assert (code, " ".join(err.split())) == (1, f"error: {why}")
+    assert not (tmp_path / "cmp").exists()
+    # the limits of the settings now in force: summarised again
+    assert cli(*base, "--steps", "limit", "--set", "fit.blind_nsigma=2")[0] == 0
+    code, out, _ = cli("summary", run)
+    assert "eps^2 limits: strongest" in out and "not summarised" not in out

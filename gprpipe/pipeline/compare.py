@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.summary import read_table
 
 
@@ -67,10 +66,18 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
 
 
 def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
-    """Each point's ``scan.csv``, once it is intact and its config.toml the one its run
-    wrote (one edited by hand is refused, as by status and the exports)."""
+    """Each point's ``scan.csv``, once it is intact, made by the point's config (not left
+    by a run with other settings that did not redo the limits) and its config.toml the one
+    its run wrote (one edited by hand is refused, as by status and the exports)."""
+    from gprpipe.pipeline.cache import vouched_for
+    from gprpipe.pipeline.commit import vouched
     from gprpipe.pipeline.store import check_point_config
 
     for p in points.values():
         check_point_config(p)
-    return {lab: read_table(vouched(p / "scan.csv")) for lab, p in points.items()}
+
+    def checked(p: Path) -> Path:  # a folder without its config: the commit record alone
+        scan = p / "scan.csv"
+        return vouched_for(scan) if (p / "config.toml").is_file() else vouched(scan)
+
+    return {lab: read_table(checked(p)) for lab, p in points.items()}

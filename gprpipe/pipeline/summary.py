@@ -7,6 +7,7 @@ CLI prints it after every run and for ``gprpipe summary RUN_DIR``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class PointSummary:
     running: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
+    other_settings: str = ""  # why not: intact, but made with other settings (not an error)
     injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
     toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
 
@@ -52,8 +54,9 @@ def read_table(path: Path) -> list[dict[str, str]]:
     return read_csv(path) if path.is_file() else []
 
 
-def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
-    """Where the point's products are; ``stale`` tables (of an earlier config) are left out."""
+def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset()) -> dict[str, str]:
+    """Where the point's products are; ``stale`` tables (of an earlier config, which this
+    one does not make) and ``other`` ones (made with other settings) are left out."""
     out: dict[str, str] = {}
     run_dir = pdir.parent
 
@@ -74,12 +77,17 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
         if n:
             out["plots"] = f"{pdir / 'plots'}/ ({n} {fmt[1:]} file{'s' * (n != 1)})"
             break
-    tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale)
+    tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale | other)
     if tables:
         out["tables"] = f"{pdir}/ ({', '.join(tables)})"
     left = sorted(p.name for p in stale if p.is_file())
     if left:  # on disk, so say why nothing shows them
         out["not shown"] = f"{', '.join(left)} (of an earlier config; this one does not make them)"
+    if other:
+        out["not current"] = (
+            f"{', '.join(sorted(p.name for p in other))} (made with other settings or inputs "
+            "than the point's config; run their steps again to recompute them)"
+        )
     add("HEPData", pdir / "hepdata", "*.yaml")
     old = stale_exports(pdir)
     exported = [
@@ -114,6 +122,7 @@ def _files(pdir: Path, stale: set[Path]) -> dict[str, str]:
 
 def run_summary(run_dir: Path) -> RunSummary:
     """The summary of every point of a run directory."""
+    from gprpipe.pipeline.cache import output_of, vouched_for
     from gprpipe.pipeline.plan import stale_outputs
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 
@@ -137,23 +146,36 @@ def run_summary(run_dir: Path) -> RunSummary:
     writes_scan = {t.point for t in tasks if t.point_dir / "scan.csv" in t.outputs}
     for ps in points.values():
         scan = ps.point_dir / "scan.csv"
+        inject = ps.point_dir / "inject.csv"
+        toyscan = ps.point_dir / "toyscan.csv"
+        config = configs.get(ps.point)
+        stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
+        # tables this config makes but that a run with other settings left (a later run
+        # of fewer steps did not redo them): not this config's results
+        other = {
+            p
+            for p in (scan, inject, toyscan)
+            if config is not None and p.is_file() and p not in stale and not output_of(p, config)
+        }
         try:
-            ps.datasets = summarize_scan(read_table(vouched(scan))) if scan.is_file() else []
+            if scan in other:
+                try:
+                    vouched_for(scan, config)  # raises, saying why
+                except GprpipeError as exc:
+                    ps.other_settings = str(exc)
+            elif scan.is_file():
+                ps.datasets = summarize_scan(read_table(vouched(scan)))
         except GprpipeError as exc:
             ps.unvouched = str(exc)
         if ps.point in writes_scan and not scan.is_file() and ps.failures:
             writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
             ps.unvouched = f"{scan}: not there ({_why_not_written(writer, tasks, states)})."
-        config = configs.get(ps.point)
-        stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
-        inject = ps.point_dir / "inject.csv"
-        if inject.is_file() and inject not in stale:
+        if inject.is_file() and inject not in stale | other:
             try:
                 ps.injections = summarize_injection(read_table(vouched(inject)))
             except GprpipeError:  # damaged or not committed: not offered (files says so)
                 ps.injections = []
-        toyscan = ps.point_dir / "toyscan.csv"
-        if toyscan.is_file() and toyscan not in stale:
+        if toyscan.is_file() and toyscan not in stale | other:
             from gprpipe.steps.merge import FailedRows, failed_rows
 
             try:
@@ -162,7 +184,7 @@ def run_summary(run_dir: Path) -> RunSummary:
                 rows = FailedRows(toyscan, 0, 0, "")
             if rows.bad:
                 ps.toy_rows_failed = rows.sentence(where=False)
-        ps.files = _files(ps.point_dir, stale)
+        ps.files = _files(ps.point_dir, stale, other)
         if config is not None and not plots_current(ps.point, ps.point_dir, config):
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]
             if drawn:  # on disk, but of other results: say so rather than offer them
@@ -228,8 +250,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
     lines = [f"Summary of {summary.run_dir}"]
     for ps in summary.points:
         lines.append(f"{ps.point}")
-        if ps.unvouched:
-            lines.append(f"  not summarised: {ps.unvouched}")
+        if ps.unvouched or ps.other_settings:
+            lines.append(f"  not summarised: {ps.unvouched or ps.other_settings}")
         elif not ps.datasets:
             lines.append(
                 "  no scan results"
