@@ -274,5 +274,33 @@ def test_one_table_names_the_files_a_run_keeps(shared_quickstart: Path):
     assert written and written <= names, written - names
     assert {"report.html", "scan.csv", "hepdata.tar.gz"} <= written
     top = {p.name for p in shared_quickstart.iterdir() if p.is_file()}
-    assert top - {".gprpipe.lock"} == {RUN_JSON, INDEX}
-    assert names | {RUN_JSON, INDEX} == _RESERVED
+    assert top - {".gprpipe.lock"} == {RUN_JSON, INDEX}  # a grid run adds GRID_FIGURES
+    assert {RUN_JSON, INDEX} <= _RESERVED
+
+
+def test_export_refuses_the_grid_figures_of_its_run_folder(
+    shared_quickstart: Path, tmp_path: Path, cli
+):
+    """A grid run writes grid_limits.png and grid_compare_<dataset>.png beside its index;
+    ``export -o RUN/grid_limits.png`` was written, then drawn over by the next report
+    refresh, the export lost without a word (a review). Refused like the run's other
+    files, whether or not the figure is there yet; run_files counts those that are."""
+    import shutil
+
+    from gprpipe.pipeline.commit import run_files
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    (run / "grid_compare_demo.png").write_bytes(b"png")
+    assert (run / "grid_compare_demo.png").resolve() in run_files(run)
+    for name in ("grid_limits.png", "grid_compare_demo.png", "grid_compare_2016.png"):
+        target = run / name
+        args = ("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV", "-o", target)
+        code, _, err = cli(*args)
+        assert code == 1 and f"{target}: is a file of the run" in " ".join(err.split()), err
+    assert not (run / "grid_limits.png").exists()
+    assert (run / "grid_compare_demo.png").read_bytes() == b"png"
+    # a name that merely looks alike, and the same name in the point's exports, are fine
+    for target in (run / "grid_limits.json", run / "nominal" / "exports" / "grid_limits.png"):
+        args = ("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV", "-o", target)
+        assert cli(*args)[0] == 0 and target.is_file()

@@ -109,13 +109,15 @@ def rerecord(point_dir: Path, files: Iterable[Path]) -> None:
 
 
 def run_files(run_dir: Path) -> set[Path]:
-    """The files a run keeps (resolved paths): ``run.json`` and ``index.html``, and per
+    """The files a run keeps (resolved paths): ``run.json``, ``index.html`` and the grid's
+    figures, and per
     point folder (``run_dir`` itself, or its subfolders holding ``.state``) ``config.toml``,
     ``report.html`` and every file that a commit record there names."""
-    from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout
+    from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout
 
     run_dir = Path(run_dir).resolve()
     out = {run_dir / RUN_JSON, run_dir / INDEX}
+    out |= {p for pattern in GRID_FIGURES for p in run_dir.glob(pattern)}
     points = [run_dir, *(d for d in run_dir.iterdir() if d.is_dir())]
     for point in (d for d in points if state_dir(d).is_dir()):
         out |= {Layout(point).config, Layout(point).report}

@@ -89,6 +89,8 @@ def toyscan_parts(config: Config) -> dict[str, tuple[int, int]]:
 #: point folder): the run record and the index of the points' reports
 RUN_JSON = "run.json"
 INDEX = "index.html"
+#: a grid run's figures beside its index (glob patterns; one per dataset for the comparison)
+GRID_FIGURES = ("grid_limits.png", "grid_compare_*.png")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import open_h5, sha256_file
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export, run_files
-from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout
+from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout
 from gprpipe.pipeline.store import earlier_point_notice, load_run_info
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
@@ -97,6 +98,7 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         # later step or config may make: inject.h5 was taken for an earlier config's)
         kept = kept or bool({"plots", "parts", "hepdata", "reach"} & set(inner[:-1]))
         kept = kept or (len(inner) <= 2 and real.name in _RESERVED)
+        kept = kept or (len(inner) == 1 and any(fnmatch(real.name, g) for g in GRID_FIGURES))
         kept = kept or real in run_files(run)
     else:  # in another run folder, maybe: never over one of its files
         other = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)

@@ -25,7 +25,7 @@ from gprpipe.errors import GprpipeError, os_error_sentence
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.commit import rerecord, stale_exports
-from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout, stale_outputs
+from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout, stale_outputs
 from gprpipe.results.schema import (
     COMBINED,
     has_observed,
@@ -34,7 +34,6 @@ from gprpipe.results.schema import (
 )
 from gprpipe.results.summary import most_significant, summarize_scan
 
-GRID_FIGURE = "grid_limits.png"
 PROVENANCE_ATTRS = (
     "created",
     "engine",
@@ -307,7 +306,7 @@ def grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict[
     """Every unblinded point's eps^2 limits over the first one's (the grid's ``gprpipe
     compare``): per dataset a figure with ratio panels and a table of ratio statistics.
     Comparison figures of an earlier config are removed."""
-    earlier = set(run_dir.glob("grid_compare_*.png"))
+    earlier = set(run_dir.glob(GRID_FIGURES[1]))
     out = _grid_comparison(run_dir, points, labels)
     for path in earlier - {run_dir / c["figure"] for c in out}:
         path.unlink(missing_ok=True)  # an earlier config's (perhaps unblinded) comparison
@@ -332,7 +331,7 @@ def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict
         if not comp.ratios:
             continue
         fig = curves_figure(comp.curves, labels.get(comp.dataset, comp.dataset))
-        figure = f"grid_compare_{comp.dataset}.png"
+        figure = GRID_FIGURES[1].replace("*", comp.dataset)
         save(fig, run_dir, figure.removesuffix(".png"), ["png"])
         out.append(
             {
@@ -401,14 +400,14 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
             }
         )
     labels = _labels(cfg)
-    has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURE, labels)
+    has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURES[0], labels)
     return {
         "title": cfg.base.name,
         "rows": rows,
         "labels": labels,
         # a combination has no whole-scan toys: the column is there when a dataset has them
         "toys": any(r["toys"] for r in rows),
-        "figure": GRID_FIGURE if has_fig else None,
+        "figure": GRID_FIGURES[0] if has_fig else None,
         "comparisons": grid_comparison(run_dir, points, labels),
         "exports": _exports(run_dir),
         "versions": info.get("versions", {}),
