@@ -628,8 +628,9 @@ def test_summary_says_where_a_toy_limits_error_was_not_checked():
     assert s.toy_error_unchecked == [[0.056], [0.108, 0.109, 0.11]]
     (line,) = [x for x in dataset_lines(s) if "Monte Carlo" in x]
     assert line.endswith(
-        "; 4 at deficits deeper than A_hat/sigma_A = -2.1 (56 MeV, 108-110 MeV), where the "
-        "error was not checked and can be too small (1.6x at -2.6): a lower bound there"
+        "; 4 at deficits deeper than A_hat/sigma_A = -2.1 (56 MeV, 3 masses at 108-110 MeV): "
+        "not checked there against the spread between seeds; may be too small, as at -2.6 "
+        "(1.6x)"
     ), line
     (s,) = summarize_scan([row("0.056", "-21"), row("0.06", "5")])
     assert s.toy_error_unchecked == []

@@ -367,19 +367,19 @@ def test_hepdata_gives_a_toy_limits_monte_carlo_error_where_it_has_one():
     from gprpipe.steps.hepdata import _unchecked_errors
 
     a = {
-        "mass_GeV": np.array([0.03, 0.108, 0.109, 0.11, 0.112]),
-        "A_hat": np.array([-30.0, -22.0, -26.0, -20.0, -26.0]),
-        "sigma_A": np.full(5, 10.0),
+        "mass_GeV": np.array([0.056, 0.057, 0.108, 0.109, 0.11, 0.111]),
+        "A_hat": np.array([-22.0, -19.0, -23.0, -26.0, -26.2, -30.0]),
+        "sigma_A": np.full(6, 10.0),
     }
-    ok = np.array([True, True, True, True, False])
-    err = np.array([1.0, 2.0, np.nan, 3.0])  # the ok rows'
+    ok = np.array([True, True, True, True, True, False])
+    err = np.array([1.0, 1.0, 1.0, 1.0, np.nan, 1.0])
     assert _unchecked_errors(a, ok, err) == (
-        " The Monte Carlo errors at deficits deeper than A_hat/sigma_A = -2.1 (30, 108 MeV) "
-        "are lower bounds (not checked there against the spread between seeds; 1.6 times "
-        "too small at -2.6)."
+        " Monte Carlo errors of the observed limits at deficits deeper than A_hat/sigma_A = "
+        "-2.1 (the fitted signal over its uncertainty; 56 MeV, 2 masses at 108-109 MeV): not "
+        "checked there against the spread between seeds; may be too small, as at -2.6 (1.6x)."
     )
     assert _unchecked_errors(a, ok, None) == ""
-    assert _unchecked_errors(a, ok, np.full(4, np.nan)) == ""
+    assert _unchecked_errors(a, ok, np.full(6, np.nan)) == ""
 
 
 @pytest.mark.slow

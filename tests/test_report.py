@@ -159,8 +159,9 @@ def test_summary_names_the_observed_limits_below_the_expected_band():
     (s,) = summarize_scan(rows)  # the flagged row between ends a run (it was folded in)
     assert s.below_band == [[0.05, 0.051], [0.053]] and s.n_ok == 4
     assert (
-        "observed limit below the expected -2 sigma band: 3 of 4 masses (50-51 MeV, 53 MeV), "
-        "deficits in the data (2.3% expected by chance; neighbouring masses are correlated)"
+        "observed limit below the expected -2 sigma band: 3 of 4 masses (2 masses at 50-51 "
+        "MeV, 53 MeV), deficits in the data (2.3% expected by chance; neighbouring masses "
+        "are correlated)"
     ) in dataset_lines(s)
     (blind,) = summarize_scan([{**r, "blinded": "true"} for r in rows])
     assert blind.below_band == []
