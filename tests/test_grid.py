@@ -87,6 +87,19 @@ def test_zip_lengths_must_match():
         expand({"zip": {"a": []}})
 
 
+def test_a_grid_key_naming_the_grid_is_refused():
+    """``"grid.x" = [1, 2]`` inside [grid] made two identical points named x-1 and x-2 (it
+    sets nothing the schema reads, so the check for identical points missed it)."""
+    for grid, key in (({"grid.x": [1, 2]}, "grid.grid.x"), ({"grid": {"zip": [1, 2]}}, None)):
+        with pytest.raises(ConfigError) as info:
+            expand(grid)
+        want = key or "grid.grid.zip"
+        assert info.value.errors == [
+            f"{want}: a grid key may not name the grid itself; vary the keys of the config "
+            '(e.g. "fit.blind_nsigma" = [...]).'
+        ]
+
+
 def test_identical_points_and_a_varied_run_directory_are_refused():
     """A value listed twice (1.64 and 1.640 are one value) would make two identical
     points; base.output in the grid would split one run over several directories."""
