@@ -965,3 +965,31 @@ def test_the_run_lock_is_never_written_through_a_link(tmp_path: Path):
         assert lock.read_text() == ""
     assert victim.read_text() == "ORIGINAL\n"
     assert not dangling.exists()
+
+
+def test_a_file_where_the_logs_folder_should_be_is_one_sentence(
+    shared_quickstart: Path, tmp_path: Path, cli
+):
+    """``<point>/logs`` a file: every task failed with an empty reason (the task process
+    could not open its log, so it could not say why; a fuzzing audit). The run now
+    refuses before any task, naming the file, and changes nothing."""
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    shutil.rmtree(run / "nominal" / "logs")
+    (run / "nominal" / "logs").write_text("x")
+    before = sorted(p.name for p in (run / "nominal" / ".state").iterdir())
+    code, _, err = cli(
+        "run",
+        QUICKSTART,
+        "--force",
+        "--set",
+        f"base.output={run}",
+        "--set",
+        'plot.formats=["png"]',
+    )
+    assert (code, " ".join(err.split())) == (
+        1,
+        f"error: {run / 'nominal' / 'logs'}: is a file, not the folder task nominal/load "
+        "writes into; remove or rename it.",
+    )
+    assert sorted(p.name for p in (run / "nominal" / ".state").iterdir()) == before
