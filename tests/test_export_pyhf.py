@@ -211,7 +211,7 @@ def test_exports_written_elsewhere_say_which_run_they_come_from(
     assert cli(*args)[0] == 0
     text = json.loads((tmp_path / "pyhf_demo_patchset.json").read_text())["metadata"]
     digest, key = origin("fit.h5")
-    assert text["description"].endswith(
+    assert text["description"].endswith(  # the masses left out, if any, follow
         f" Made by {made['made_by']} from fit.h5 of run 'quickstart', point 'nominal' "
         f"(sha256 {digest}, cache key {key})."
     )

@@ -322,10 +322,9 @@ def export_patchset(
         inspire=inspire,
         description=f"{dataset}: the blind-window likelihood of each test mass; "
         "POI A = signal yield / the unit in the measurement name."
-        + (f" {left}" if left else "")
         + f" Made by {made['made_by']} from {made['source']} of run {made['run']!r}, point "
         f"{made['point']!r} (sha256 {made['source_sha256']}, cache key "
-        f"{made['source_cache_key']}).",
+        f"{made['source_cache_key']})." + (f" {left}" if left else ""),
     )
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
