@@ -237,6 +237,13 @@ def test_a_point_of_an_earlier_config_exports_by_name_as_by_folder(
         assert code == 0, err
         assert notice in " ".join(out.split())
         assert json.loads((run / "old" / "exports" / "spey_demo.json").read_text())["masses"]
+    # a link to another run's point is no point of this run
+    other = tmp_path / "other"
+    shutil.copytree(shared_quickstart, other, symlinks=True)
+    (run / "evil").symlink_to(other / "nominal")
+    code, _, err = cli("export-spey", run, "--point", "evil", "--dataset", "demo")
+    assert code == 1 and "outside the run directory" in err, err
+    assert not (other / "nominal" / "exports").exists()
     for name in ("../old", "gone", ".."):
         code, _, err = cli("export-spey", run, "--point", name, "--dataset", "demo")
         assert code == 1 and err.strip() == (

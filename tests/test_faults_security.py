@@ -989,7 +989,11 @@ def test_a_file_where_the_logs_folder_should_be_is_one_sentence(
     )
     assert (code, " ".join(err.split())) == (
         1,
-        f"error: {run / 'nominal' / 'logs'}: is a file, not the folder task nominal/load "
-        "writes into; remove or rename it.",
+        f"error: {run / 'nominal' / 'logs'}: is a file (or a broken link), not the folder "
+        "task nominal/load writes into; remove or rename it.",
     )
     assert sorted(p.name for p in (run / "nominal" / ".state").iterdir()) == before
+    (run / "nominal" / "logs").unlink()  # a broken link inside the point folder: the same
+    (run / "nominal" / "logs").symlink_to(run / "nominal" / "gone")
+    code, _, err = cli("run", QUICKSTART, "--force", "--set", f"base.output={run}")
+    assert code == 1 and "logs: is a file (or a broken link)" in err, err

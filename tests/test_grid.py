@@ -90,10 +90,15 @@ def test_zip_lengths_must_match():
 def test_a_grid_key_naming_the_grid_is_refused():
     """``"grid.x" = [1, 2]`` inside [grid] made two identical points named x-1 and x-2 (it
     sets nothing the schema reads, so the check for identical points missed it)."""
-    for grid, key in (({"grid.x": [1, 2]}, "grid.grid.x"), ({"grid": {"zip": [1, 2]}}, None)):
+    zipped = {"zip": {"grid.x": [1, 2], "fit.blind_nsigma": [1.64, 2.0]}}
+    for grid, want in (
+        ({"grid.x": [1, 2]}, "grid.grid.x"),
+        ({"grid": {"zip": [1, 2]}}, "grid.grid.zip"),
+        ({"grid.zip.x": [1, 2]}, "grid.grid.zip.x"),
+        (zipped, "grid.zip.grid.x"),
+    ):
         with pytest.raises(ConfigError) as info:
             expand(grid)
-        want = key or "grid.grid.zip"
         assert info.value.errors == [
             f"{want}: a grid key may not name the grid itself; vary the keys of the config "
             '(e.g. "fit.blind_nsigma" = [...]).'

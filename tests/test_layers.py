@@ -266,7 +266,6 @@ def test_one_table_names_the_files_a_run_keeps(shared_quickstart: Path):
     run keeps in a point folder and its run folder, which ``export -o`` refuses to
     overwrite and the report reads; every file a real run wrote there is on it."""
     from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout
-    from gprpipe.steps.export import _RESERVED
 
     point = shared_quickstart / "nominal"
     names = {p.name for p in Layout(point).files()}
@@ -275,7 +274,6 @@ def test_one_table_names_the_files_a_run_keeps(shared_quickstart: Path):
     assert {"report.html", "scan.csv", "hepdata.tar.gz"} <= written
     top = {p.name for p in shared_quickstart.iterdir() if p.is_file()}
     assert top - {".gprpipe.lock"} == {RUN_JSON, INDEX}  # a grid run adds GRID_FIGURES
-    assert {RUN_JSON, INDEX} <= _RESERVED
 
 
 def test_export_refuses_the_grid_figures_of_its_run_folder(

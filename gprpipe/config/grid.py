@@ -85,11 +85,12 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
                 "(recorded in run.json).",
             )
         )
-    nested = next((k for axis in axes for k in axis[0] if k.split(".")[0] == "grid"), None)
+    nested = next(((axis, k) for axis in axes for k in axis[0] if k.split(".")[0] == "grid"), None)
     if nested is not None:  # it would name points and set nothing the schema reads
+        axis, key = nested
         errors.append(
             at(
-                where(("grid.zip." if nested.startswith("grid.zip.") else "grid.") + nested),
+                where(("grid.zip." if axis is zip_rows else "grid.") + key),
                 "a grid key may not name the grid itself; vary the keys of the config "
                 '(e.g. "fit.blind_nsigma" = [...]).',
             )

@@ -187,7 +187,7 @@ def read_config_text(path: Path) -> str:
         info = path.stat()
         if stat.S_ISREG(info.st_mode) and info.st_size > MAX_CONFIG_BYTES:
             raise GprpipeError(
-                f"{path}: {info.st_size / 1e6:.0f} MB, too large for a config file "
+                f"{path}: {info.st_size / 1e6:.1f} MB, too large for a config file "
                 f"(at most {MAX_CONFIG_BYTES // 10**6} MB)."
             )
         if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):

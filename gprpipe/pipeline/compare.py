@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gprpipe.config import point_config_from_file
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.summary import read_table
 
 
@@ -66,18 +68,22 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
 
 
 def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
-    """Each point's ``scan.csv``, once it is intact, made by the point's config (not left
-    by a run with other settings that did not redo the limits) and its config.toml the one
-    its run wrote (one edited by hand is refused, as by status and the exports)."""
-    from gprpipe.pipeline.cache import vouched_for
-    from gprpipe.pipeline.commit import vouched
+    """Each point's ``scan.csv``, once it is intact and its config.toml the one its run
+    wrote (one edited by hand is refused, as by status and the exports); one committed
+    under another key than its config's (a later run with other settings did not redo
+    it, or an older gprpipe made it) is compared with a notice."""
+    from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.store import check_point_config
 
     for p in points.values():
         check_point_config(p)
-
-    def checked(p: Path) -> Path:  # a folder without its config: the commit record alone
-        scan = p / "scan.csv"
-        return vouched_for(scan) if (p / "config.toml").is_file() else vouched(scan)
-
-    return {lab: read_table(checked(p)) for lab, p in points.items()}
+    tables = {lab: read_table(vouched(p / "scan.csv")) for lab, p in points.items()}
+    for p in points.values():
+        if (p / "config.toml").is_file() and not output_of(
+            p / "scan.csv", point_config_from_file(p / "config.toml")
+        ):
+            print(
+                f"notice: {p / 'scan.csv'} was made with other settings or inputs than its "
+                "point's config, or by an older gprpipe; compared as it is."
+            )
+    return tables

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
 import re
 import socket
@@ -156,10 +157,10 @@ def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
             if folder not in seen:
                 seen.add(folder)
                 inside(folder, t.point_dir, f"this folder of task {t.id}")
-                if folder.exists() and not folder.is_dir():  # the task could not say why
+                if os.path.lexists(folder) and not folder.is_dir():  # the task could not say why
                     raise GprpipeError(
-                        f"{folder}: is a file, not the folder task {t.id} writes into; "
-                        "remove or rename it."
+                        f"{folder}: is a file (or a broken link), not the folder task {t.id} "
+                        "writes into; remove or rename it."
                     )
         if t.step == "plot":  # the folder the plot task replaces: inside its own point
             inside(t.point_dir / "hepdata", t.point_dir, "the HEPData folder")

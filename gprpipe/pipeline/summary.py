@@ -38,7 +38,6 @@ class PointSummary:
     running: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
-    other_settings: str = ""  # why not: intact, but made with other settings (not an error)
     injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
     toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
 
@@ -56,7 +55,7 @@ def read_table(path: Path) -> list[dict[str, str]]:
 
 def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset()) -> dict[str, str]:
     """Where the point's products are; ``stale`` tables (of an earlier config, which this
-    one does not make) and ``other`` ones (made with other settings) are left out."""
+    one does not make) are left out, ``other`` ones (committed under another key) named."""
     out: dict[str, str] = {}
     run_dir = pdir.parent
 
@@ -77,16 +76,17 @@ def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset())
         if n:
             out["plots"] = f"{pdir / 'plots'}/ ({n} {fmt[1:]} file{'s' * (n != 1)})"
             break
-    tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale | other)
+    tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale)
     if tables:
         out["tables"] = f"{pdir}/ ({', '.join(tables)})"
     left = sorted(p.name for p in stale if p.is_file())
     if left:  # on disk, so say why nothing shows them
         out["not shown"] = f"{', '.join(left)} (of an earlier config; this one does not make them)"
     if other:
-        out["not current"] = (
+        out["tables not current"] = (
             f"{', '.join(sorted(p.name for p in other))} (made with other settings or inputs "
-            "than the point's config; run their steps again to recompute them)"
+            "than the point's config, or by an older gprpipe; run their steps again to "
+            "recompute them)"
         )
     add("HEPData", pdir / "hepdata", "*.yaml")
     old = stale_exports(pdir)
@@ -122,8 +122,8 @@ def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset())
 
 def run_summary(run_dir: Path) -> RunSummary:
     """The summary of every point of a run directory."""
-    from gprpipe.pipeline.cache import output_of, vouched_for
-    from gprpipe.pipeline.plan import stale_outputs
+    from gprpipe.pipeline.cache import output_of
+    from gprpipe.pipeline.plan import producers, stale_outputs
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 
     info = load_run_info(run_dir)
@@ -150,32 +150,32 @@ def run_summary(run_dir: Path) -> RunSummary:
         toyscan = ps.point_dir / "toyscan.csv"
         config = configs.get(ps.point)
         stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
-        # tables this config makes but that a run with other settings left (a later run
-        # of fewer steps did not redo them): not this config's results
+        try:
+            ps.datasets = summarize_scan(read_table(vouched(scan))) if scan.is_file() else []
+        except GprpipeError as exc:
+            ps.unvouched = str(exc)
+        # intact tables this config makes, committed under another key: a later run with
+        # other settings did not redo them, or an older gprpipe made them (its config had
+        # fewer keys); summarised as they are, and said to be so
+        made = producers(ps.point, ps.point_dir, config) if config else {}
         other = {
             p
             for p in (scan, inject, toyscan)
-            if config is not None and p.is_file() and p not in stale and not output_of(p, config)
+            if config is not None
+            and p.is_file()
+            and p not in stale
+            and _intact(p)
+            and not output_of(p, config, made)
         }
-        try:
-            if scan in other:
-                try:
-                    vouched_for(scan, config)  # raises, saying why
-                except GprpipeError as exc:
-                    ps.other_settings = str(exc)
-            elif scan.is_file():
-                ps.datasets = summarize_scan(read_table(vouched(scan)))
-        except GprpipeError as exc:
-            ps.unvouched = str(exc)
         if ps.point in writes_scan and not scan.is_file() and ps.failures:
             writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
             ps.unvouched = f"{scan}: not there ({_why_not_written(writer, tasks, states)})."
-        if inject.is_file() and inject not in stale | other:
+        if inject.is_file() and inject not in stale:
             try:
                 ps.injections = summarize_injection(read_table(vouched(inject)))
             except GprpipeError:  # damaged or not committed: not offered (files says so)
                 ps.injections = []
-        if toyscan.is_file() and toyscan not in stale | other:
+        if toyscan.is_file() and toyscan not in stale:
             from gprpipe.steps.merge import FailedRows, failed_rows
 
             try:
@@ -193,6 +193,15 @@ def run_summary(run_dir: Path) -> RunSummary:
                     "that did not finish; run the plot step to redraw them)"
                 )
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
+
+
+def _intact(path: Path) -> bool:
+    """Whether ``path`` is intact and committed (:func:`vouched`)."""
+    try:
+        vouched(path)
+    except GprpipeError:
+        return False
+    return True
 
 
 def _why_not_written(
@@ -250,8 +259,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
     lines = [f"Summary of {summary.run_dir}"]
     for ps in summary.points:
         lines.append(f"{ps.point}")
-        if ps.unvouched or ps.other_settings:
-            lines.append(f"  not summarised: {ps.unvouched or ps.other_settings}")
+        if ps.unvouched:
+            lines.append(f"  not summarised: {ps.unvouched}")
         elif not ps.datasets:
             lines.append(
                 "  no scan results"

@@ -295,7 +295,7 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
             s.toy_error_largest = Extreme(*max(rel)[::-1])
             s.toy_error_missing = len(limited) - len(rel)
             ok = np.array([r.get("status", "ok") == "ok" for r in rs])
-            col = {k: np.array([_num(r, k) or np.nan for r in rs]) for k in _Z_COLUMNS}
+            col = {k: np.array([_nan_if_none(_num(r, k)) for r in rs]) for k in _Z_COLUMNS}
             deep = ok & toy_error_unchecked(*(col[k] for k in _Z_COLUMNS))
             s.toy_error_unchecked = mass_runs(deep.tolist(), [float(r["mass_GeV"]) for r in rs])
         if not s.blinded:  # observed limits below the expected band: deficits, named
@@ -314,6 +314,10 @@ def _below_band(row: Mapping[str, Any]) -> bool:
 
 
 _Z_COLUMNS = ("A_hat", "sigma_A", "eps2_up_err")
+
+
+def _nan_if_none(x: float | None) -> float:
+    return math.nan if x is None else x
 
 
 def toy_error_unchecked(a_hat: ArrayLike, sigma_a: ArrayLike, err: ArrayLike) -> NDArray[np.bool_]:

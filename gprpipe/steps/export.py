@@ -61,7 +61,9 @@ def _find_point_dir(run_dir: Path, point: str | None) -> Path:
             return run_dir / p["name"]
     stale = run_dir / point
     if "/" not in point and point not in (".", "..") and Layout(stale).config.is_file():
-        # a point of an earlier config kept on disk: as when its folder is given
+        # a point of an earlier config kept on disk: as when its folder is given (a link
+        # to another run's point is no point of this run)
+        inside(stale, run_dir, f"the point folder {point!r}", run_dir=True)
         if notice := earlier_point_notice(stale):
             print(notice)
         return stale
@@ -135,12 +137,12 @@ def _provenance(pdir: Path, source: Path) -> dict[str, str]:
     """Where an export came from, for a file that may leave its run folder (``-o``, a
     collaborator's copy): the gprpipe that wrote it, the run and point, and the step output
     it was made from (its sha256 and cache key: the config, inputs and numerics)."""
-    from gprpipe import __version__
+    from gprpipe.pipeline.store import package_version
 
     with open_h5(source) as f:
         key = str(f.attrs.get("cache_key", ""))
     return {
-        "made_by": f"gprpipe {__version__}",
+        "made_by": f"gprpipe {package_version()}",
         "run": _point_config(pdir).base.name,
         "point": pdir.name,
         "source": source.name,
