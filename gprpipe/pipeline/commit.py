@@ -256,13 +256,16 @@ def vouched(path: Path | str) -> Path:
 EXPORTS = "exports.json"  # in .state/: which fit an export of the point folder came from
 
 
-def record_export(point_dir: Path, files: Iterable[Path], source: Path) -> None:
+def record_export(
+    point_dir: Path, files: Iterable[Path], source: Path, digest: str | None = None
+) -> None:
     """Note, for the files an export command wrote into ``point_dir``, the sha256 of the
-    ``source`` output (``fit.h5``) they were made from; :func:`stale_exports` compares."""
+    ``source`` output (``fit.h5``) they were made from (``digest``, if the caller has it);
+    :func:`stale_exports` compares."""
     point_dir = Path(point_dir)
     inside(state_dir(point_dir), point_dir, "the state folder")
     known = _export_record(point_dir)
-    digest = sha256_file(source)
+    digest = digest or sha256_file(source)
     for f in files:
         if Path(f).resolve().is_relative_to(point_dir.resolve()):
             rel = Path(f).resolve().relative_to(point_dir.resolve()).as_posix()

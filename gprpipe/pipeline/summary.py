@@ -150,29 +150,20 @@ def run_summary(run_dir: Path) -> RunSummary:
         toyscan = ps.point_dir / "toyscan.csv"
         config = configs.get(ps.point)
         stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
+        intact: list[Path] = []  # the tables read below, once vouched for
         try:
-            ps.datasets = summarize_scan(read_table(vouched(scan))) if scan.is_file() else []
+            if scan.is_file():
+                ps.datasets = summarize_scan(read_table(vouched(scan)))
+                intact.append(scan)
         except GprpipeError as exc:
             ps.unvouched = str(exc)
-        # intact tables this config makes, committed under another key: a later run with
-        # other settings did not redo them, or an older gprpipe made them (its config had
-        # fewer keys); summarised as they are, and said to be so
-        made = producers(ps.point, ps.point_dir, config) if config else {}
-        other = {
-            p
-            for p in (scan, inject, toyscan)
-            if config is not None
-            and p.is_file()
-            and p not in stale
-            and _intact(p)
-            and not output_of(p, config, made)
-        }
         if ps.point in writes_scan and not scan.is_file() and ps.failures:
             writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
             ps.unvouched = f"{scan}: not there ({_why_not_written(writer, tasks, states)})."
         if inject.is_file() and inject not in stale:
             try:
                 ps.injections = summarize_injection(read_table(vouched(inject)))
+                intact.append(inject)
             except GprpipeError:  # damaged or not committed: not offered (files says so)
                 ps.injections = []
         if toyscan.is_file() and toyscan not in stale:
@@ -180,10 +171,20 @@ def run_summary(run_dir: Path) -> RunSummary:
 
             try:
                 rows = FailedRows(toyscan, *failed_rows(vouched(toyscan)))
+                intact.append(toyscan)
             except GprpipeError:  # damaged or not committed: not offered (files says so)
                 rows = FailedRows(toyscan, 0, 0, "")
             if rows.bad:
                 ps.toy_rows_failed = rows.sentence(where=False)
+        # intact tables this config makes, committed under another key: a later run with
+        # other settings did not redo them, or an older gprpipe made them (its config had
+        # fewer keys); summarised as they are, and said to be so
+        made = producers(ps.point, ps.point_dir, config) if config else {}
+        other = {
+            p
+            for p in intact
+            if config is not None and p not in stale and not output_of(p, config, made)
+        }
         ps.files = _files(ps.point_dir, stale, other)
         if config is not None and not plots_current(ps.point, ps.point_dir, config):
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]
@@ -193,15 +194,6 @@ def run_summary(run_dir: Path) -> RunSummary:
                     "that did not finish; run the plot step to redraw them)"
                 )
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
-
-
-def _intact(path: Path) -> bool:
-    """Whether ``path`` is intact and committed (:func:`vouched`)."""
-    try:
-        vouched(path)
-    except GprpipeError:
-        return False
-    return True
 
 
 def _why_not_written(

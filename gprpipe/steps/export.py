@@ -113,9 +113,9 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         )
 
 
-def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
+def _publish(pdir: Path, files: dict[Path, str], source: Path, digest: str | None = None) -> None:
     """Write the export ``files`` and record which ``source`` (fit.h5, or limit.h5 for
-    exports that carry limits) they came from; if
+    exports that carry limits; ``digest``: its sha256, if known) they came from; if
     either fails, no file of this export is left behind (an unrecorded export would pass
     for one of the current fit)."""
     for path in files:
@@ -125,7 +125,7 @@ def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
         for path, text in files.items():
             atomic_write_text(path, text)
             written.append(path)
-        record_export(pdir, written, source)
+        record_export(pdir, written, source, digest)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -133,17 +133,18 @@ def _publish(pdir: Path, files: dict[Path, str], source: Path) -> None:
     refresh_reports(pdir, written)
 
 
-def _provenance(pdir: Path, source: Path) -> dict[str, str]:
+def _provenance(pdir: Path, source: Path, run: str) -> dict[str, str]:
     """Where an export came from, for a file that may leave its run folder (``-o``, a
     collaborator's copy): the gprpipe that wrote it, the run and point, and the step output
-    it was made from (its sha256 and cache key: the config, inputs and numerics)."""
+    it was made from (its sha256 and cache key: the config, inputs and numerics); ``run``:
+    the run's name (``base.name``)."""
     from gprpipe.pipeline.store import package_version
 
     with open_h5(source) as f:
         key = str(f.attrs.get("cache_key", ""))
     return {
         "made_by": f"gprpipe {package_version()}",
-        "run": _point_config(pdir).base.name,
+        "run": run,
         "point": pdir.name,
         "source": source.name,
         "source_sha256": sha256_file(source),
@@ -317,7 +318,7 @@ def export_patchset(
         raise GprpipeError(f"{Layout(pdir).fit}: no successful GP fit of {dataset!r}.")
     if not re.fullmatch(r"ins[0-9]{7}", inspire):
         raise GprpipeError(f"--inspire {inspire!r}: an INSPIRE id is 'ins' and 7 digits.")
-    made = _provenance(pdir, Layout(pdir).fit)
+    made = _provenance(pdir, Layout(pdir).fit, ok_windows[0][0].base.name)
     bkg, ps = patchset(
         wins,
         name=f"gprpipe_{dataset}",
@@ -330,9 +331,8 @@ def export_patchset(
     )
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
-    _publish(
-        pdir, {p: json.dumps(doc) + "\n" for p, doc in zip(paths, (bkg, ps))}, Layout(pdir).fit
-    )
+    texts = {p: json.dumps(doc) + "\n" for p, doc in zip(paths, (bkg, ps))}
+    _publish(pdir, texts, Layout(pdir).fit, made["source_sha256"])
     return paths, len(wins), left
 
 
@@ -369,8 +369,8 @@ def export_spey(
     lay = Layout(pdir)
     if not lay.limit.exists():  # its limits go into every entry
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
-    alpha = _point_config(pdir).limit.alpha
-    scan = read_scan(vouched_for(lay.limit)).get(dataset, {})
+    cfg = _point_config(pdir)
+    scan = read_scan(vouched_for(lay.limit, cfg)).get(dataset, {})
     entries = []
     if dataset == COMBINED:
         windows = _combined_windows(pdir, scan)
@@ -378,7 +378,7 @@ def export_spey(
     else:
         windows = []
         ok_windows, (rows, left) = _ok_windows(pdir, dataset)
-        for cfg, blind in ok_windows:
+        for _, blind in ok_windows:  # each with the point's config, cfg
             from gprpipe.steps.inject import unit_yield
 
             k = unit_yield(cfg, dataset, blind["mass"], blind["rho"])
@@ -409,14 +409,15 @@ def export_spey(
         "model": "default.correlated_background",
         "poi": "eps2 (signal = eps2 * signal_per_eps2)",
         "conventions": SPEY_NOTE,
-        "alpha": alpha,  # the limits' CL is 1 - alpha
+        "alpha": cfg.limit.alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
         "masses_left_out": rows,  # flagged or failed fits: no entry ({mass_GeV, status})
-        "provenance": _provenance(pdir, lay.limit),
+        "provenance": _provenance(pdir, lay.limit, cfg.base.name),
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"
-    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.limit)  # its fit and its limits
+    digest = doc["provenance"]["source_sha256"]
+    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.limit, digest)  # its fit and limits
     return path, len(entries), left
 
 

@@ -266,6 +266,8 @@ def build_submission(cfg: Config, limit_path: Path):
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
         m = a["mass_GeV"][ok]
         left = left_out_note(a, ok)
+        # the limit tables' note on toy errors: the same masses in both units
+        unchecked = "" if cfg.base.blind else _unchecked_errors(a, ok, a.get("eps2_up_err"))
         for q in QUANTITIES:
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             err = None if obs is None or f"{q}_up_err" not in a else a[f"{q}_up_err"][ok]
@@ -293,9 +295,7 @@ def build_submission(cfg: Config, limit_path: Path):
                         else "."
                     )
                 )
-            t.description += left + _unchecked_errors(
-                a, ok, None if err is None else a[f"{q}_up_err"]
-            )
+            t.description += left + unchecked
             t.location = where
             sub.add_table(t)
             csvs[f"{stem}.csv"] = table_csv(
