@@ -366,7 +366,8 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
     rel = float(rows[1]["eps2_up_err"]) / float(rows[1]["eps2_up"])
     assert (
         f"toy limits' Monte Carlo error (eps2_up_err): median {rel:.1%}, largest {rel:.1%} "
-        "at 60 MeV (more toys: limit.n_toys)"
+        "at 60 MeV (more toys: limit.n_toys); from 100 toys each, fewer than the 1000 it "
+        "was checked with: "
     ) in out
     # and in HEPData (YAML error and CSV column; the submission validates)
     import yaml
@@ -380,6 +381,15 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
     write_hepdata(point_config_from_file(point / "config.toml"), point / "limit.h5", folder)
     v = FullSubmissionValidator()
     assert v.validate(directory=str(folder)), v.get_messages()
+    described = [
+        d["description"]
+        for d in yaml.safe_load_all((folder / "submission.yaml").read_text())
+        if "limits_" in d.get("data_file", "")
+    ]
+    assert len(described) == 2 and all(
+        "come from 100 toys per mass, fewer than the 1000 they were checked with" in d
+        for d in described
+    )
     for q, col in (("a", "A"), ("eps2", "eps2")):
         doc = yaml.safe_load((folder / f"limits_{q}_demo.yaml").read_text())
         (value,) = doc["dependent_variables"][0]["values"]  # the failed 30 MeV is left out

@@ -267,6 +267,15 @@ def test_a_step_left_out_must_have_its_outputs_in_the_run(cli, tmp_path: Path, q
         "steps.run (or --steps)."
     ]
     assert not fresh.exists()
+    # two steps left out: one sentence (it was one per step)
+    code, _, err2 = cli("run", QUICKSTART, "--steps", "limit", "--set", f"base.output={fresh}")
+    assert code == 1 and one_sentence_errors(err2) == [
+        "error: nominal/limit/demo-000 reads load.h5 of the load step and "
+        "parts/fit/demo-000.h5 of the fit step, which steps.run leaves out, and "
+        f"{fresh / 'nominal'} holds no finished ones: add 'load' and 'fit' to steps.run "
+        "(or --steps)."
+    ]
+    assert not fresh.exists()
     # validate says what run refuses (it said "valid")
     code, out, err2 = cli(
         "validate",
@@ -635,6 +644,19 @@ def test_summary_says_where_a_toy_limits_error_was_not_checked():
     (s,) = summarize_scan([row("0.056", "-21"), row("0.06", "5")])
     assert s.toy_error_unchecked == []
     assert "deficits deeper" not in " ".join(dataset_lines(s))
+    # limits from fewer toys than the error was checked with: said of them all, once
+    (s,) = summarize_scan(rows, n_toys=500)
+    assert s.toy_error_few_toys == 500 and s.toy_error_unchecked == []
+    (line,) = [x for x in dataset_lines(s) if "Monte Carlo" in x]
+    assert line.endswith(
+        "; from 500 toys each, fewer than the 1000 it was checked with: with 100-500 toys it "
+        "was found up to 1.5x too small, and the limits up to 17% high"
+    ), line
+    (s,) = summarize_scan(rows, n_toys=1000)
+    assert s.toy_error_few_toys is None and len(s.toy_error_unchecked) == 2
+    asym = [{**r, "eps2_up_err": "nan"} for r in rows]
+    (s,) = summarize_scan(asym, n_toys=500)  # asymptotic limits: no Monte Carlo error
+    assert s.toy_error_few_toys is None
 
 
 def test_summary_of_an_injection_study_gives_its_closure():

@@ -373,13 +373,21 @@ def test_hepdata_gives_a_toy_limits_monte_carlo_error_where_it_has_one():
     }
     ok = np.array([True, True, True, True, True, False])
     err = np.array([1.0, 1.0, 1.0, 1.0, np.nan, 1.0])
-    assert _unchecked_errors(a, ok, err) == (
+    assert _unchecked_errors(a, ok, err, 2000) == (
         " Monte Carlo errors of the observed limits at deficits deeper than A_hat/sigma_A = "
         "-2.1 (the fitted signal over its uncertainty; 56 MeV, 2 masses at 108-109 MeV): not "
         "checked there against the spread between seeds; may be too small, as at -2.6 (1.6x)."
     )
-    assert _unchecked_errors(a, ok, None) == ""
-    assert _unchecked_errors(a, ok, np.full(6, np.nan)) == ""
+    assert _unchecked_errors(a, ok, None, 2000) == ""
+    assert _unchecked_errors(a, ok, np.full(6, np.nan), 2000) == ""
+    # limits from fewer toys than the error was checked with: every error, whatever A_hat
+    assert _unchecked_errors(a, ok, err, 500) == (
+        " The Monte Carlo errors of the observed limits come from 500 toys per mass, fewer "
+        "than the 1000 they were checked with against the spread between seeds: with 100-500 "
+        "toys it was found up to 1.5x too small, and the limits up to 17% high."
+    )
+    assert _unchecked_errors(a, ok, err, 1000).startswith(" Monte Carlo errors of the obs")
+    assert _unchecked_errors(a, ok, np.full(6, np.nan), 500) == ""  # asymptotic limits
 
 
 @pytest.mark.slow

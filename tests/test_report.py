@@ -734,3 +734,16 @@ def test_a_linked_hepdata_folder_is_replaced_every_time(shared_quickstart: Path,
         f"folder {point}; remove the link."
     )
     assert (point / "hepdata").is_symlink() and not any(elsewhere.iterdir())
+
+
+def test_the_exports_list_leaves_out_the_steps_own_tables(tmp_path: Path) -> None:
+    """The report's "Exports" are what export commands wrote (and the HEPData archive),
+    never a table a step keeps in the point folder (the toy scan's and the combination's
+    were listed as exports)."""
+    from gprpipe.steps.report import _exports
+
+    own = ["scan.csv", "inject.csv", "toyscan.csv", "toyscan_summary.csv"]
+    own += ["combination.csv", "allocation.csv", "run.json"]
+    for name in [*own, "spey_mine.json", "hepdata.tar.gz"]:
+        (tmp_path / name).write_text("x\n")
+    assert _exports(tmp_path) == ["hepdata.tar.gz", "spey_mine.json"]

@@ -190,39 +190,53 @@ def unplanned_inputs(
     """Why ``tasks`` cannot start: an input whose producing task (``producers`` per point)
     is not among them and which the run does not hold finished (committed), or holds made
     by other settings or inputs (``current(producer)`` is False: e.g. ``load.h5`` of
-    another rebinning, when only fit and limit run). One sentence per point and missing
-    step, e.g. a limit planned without fit in a new run directory."""
+    another rebinning, when only fit and limit run). One sentence per point for the steps
+    it lacks (e.g. a limit planned without load and fit in a new run directory), one per
+    point and step for a damaged or other input."""
     planned = {t.id for t in tasks}
     out: dict[tuple[str, str], str] = {}
+    absent: dict[str, dict[str, str]] = {}  # point -> step -> what reads it
+    folder: dict[str, Path] = {}
     for t in tasks:
         for p in t.inputs:
             producer = producers[t.point].get(Path(p))
             if producer is None or producer.id in planned:
                 continue
             rel = Path(p).relative_to(producer.point_dir).as_posix()
+            reads = f"{t.id} reads {rel} of the {producer.step} step"
             if recorded_digest(producer, Path(p)) is None or not Path(p).is_file():
-                out.setdefault(
-                    (t.point, producer.step),
-                    f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
-                    f"out, and {producer.point_dir} holds no finished one: add "
-                    f"'{producer.step}' to steps.run (or --steps).",
-                )
+                absent.setdefault(t.point, {}).setdefault(producer.step, reads)
+                folder[t.point] = producer.point_dir
             elif damaged(producer, Path(p)):  # a rerun of t alone would fail again
                 out.setdefault(
                     (t.point, producer.step),
-                    f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
-                    f"out, and the one in {producer.point_dir} differs from what its task "
-                    f"wrote (sha256 mismatch): add '{producer.step}' to steps.run (or --steps).",
+                    f"{reads}, which steps.run leaves out, and the one in "
+                    f"{producer.point_dir} differs from what its task wrote (sha256 "
+                    f"mismatch): add '{producer.step}' to steps.run (or --steps).",
                 )
             elif not current(producer):
                 out.setdefault(
                     (t.point, producer.step),
-                    f"{t.id} reads {rel} of the {producer.step} step, which steps.run leaves "
-                    f"out, and the one in {producer.point_dir} was made with other settings "
-                    f"or inputs than this config's (or by another gprpipe version): add "
-                    f"'{producer.step}' to steps.run (or --steps).",
+                    f"{reads}, which steps.run leaves out, and the one in "
+                    f"{producer.point_dir} was made with other settings or inputs than this "
+                    f"config's (or by another gprpipe version): add '{producer.step}' to "
+                    "steps.run (or --steps).",
                 )
+    for point, steps in absent.items():  # one sentence for the steps a point lacks
+        first = next(iter(steps.values())).split(" reads ")[0]
+        what = [r.removeprefix(f"{first} reads ") if i else r for i, r in enumerate(steps.values())]
+        one = len(steps) == 1
+        out[(point, "")] = (
+            f"{_and(what)}, which steps.run leaves out, and {folder[point]} holds no "
+            f"finished {'one' if one else 'ones'}: add {_and([repr(s) for s in steps])} to "
+            "steps.run (or --steps)."
+        )
     return list(out.values())
+
+
+def _and(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def vouched(path: Path | str) -> Path:

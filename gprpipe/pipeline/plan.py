@@ -99,9 +99,6 @@ class Layout:
 
     point_dir: Path
 
-    #: the plot step's tables in the point folder itself (beside plots/ and hepdata/)
-    PRODUCTS = ("combination.csv", "allocation.csv", "hepdata.tar.gz")
-
     config = property(lambda self: self.point_dir / "config.toml")
     load = property(lambda self: self.point_dir / "load.h5")
     fit = property(lambda self: self.point_dir / "fit.h5")
@@ -112,17 +109,35 @@ class Layout:
     toyscan = property(lambda self: self.point_dir / "toyscan.h5")
     toyscan_csv = property(lambda self: self.point_dir / "toyscan.csv")
     toyscan_summary_csv = property(lambda self: self.point_dir / "toyscan_summary.csv")
+    combination_csv = property(lambda self: self.point_dir / "combination.csv")
+    allocation_csv = property(lambda self: self.point_dir / "allocation.csv")
+    hepdata = property(lambda self: self.point_dir / "hepdata")
+    hepdata_archive = property(lambda self: self.point_dir / "hepdata.tar.gz")
     plots = property(lambda self: self.point_dir / "plots")
     plot_manifest = property(lambda self: self.point_dir / "plots" / "manifest.json")
     logs = property(lambda self: self.point_dir / "logs")
     report = property(lambda self: self.point_dir / "report.html")
 
+    def tables(self) -> tuple[Path, ...]:
+        """The CSV tables the steps write in the point folder itself."""
+        return (
+            self.scan_csv,
+            self.inject_csv,
+            self.toyscan_csv,
+            self.toyscan_summary_csv,
+            self.combination_csv,
+            self.allocation_csv,
+        )
+
+    def products(self) -> tuple[Path, ...]:
+        """What the plot step writes in the point folder itself (beside plots/ and
+        hepdata/)."""
+        return (self.combination_csv, self.allocation_csv, self.hepdata_archive)
+
     def files(self) -> tuple[Path, ...]:
         """Every file a run (of any config) may keep in the point folder itself."""
         outputs = (self.load, self.fit, self.limit, self.inject, self.toyscan)
-        tables = (self.scan_csv, self.inject_csv, self.toyscan_csv, self.toyscan_summary_csv)
-        products = tuple(self.point_dir / name for name in self.PRODUCTS)
-        return (self.config, *outputs, *tables, self.report, *products)
+        return (self.config, *outputs, *self.tables(), self.report, self.hepdata_archive)
 
     def part(self, step: str, part: str) -> Path:
         return self.point_dir / "parts" / step / f"{part}.h5"

@@ -153,7 +153,8 @@ def run_summary(run_dir: Path) -> RunSummary:
         intact: list[Path] = []  # the tables read below, once vouched for
         try:
             if scan.is_file():
-                ps.datasets = summarize_scan(read_table(vouched(scan)))
+                n_toys = config.limit.n_toys if config else None
+                ps.datasets = summarize_scan(read_table(vouched(scan)), n_toys)
                 intact.append(scan)
         except GprpipeError as exc:
             ps.unvouched = str(exc)

@@ -29,12 +29,21 @@ from gprpipe.stats.quality import has_result
 
 #: The deepest deficit (A_hat / sigma_A) at which a toy limit's Monte Carlo error was
 #: checked against the spread between independent seeds (benchmarks/study_toy_limit_error.py,
-#: 2015 data, 2,000-8,000 toys): std / error 0.88-1.17 (each +-0.1) from -2.06 to +2.66,
-#: 1.61 +- 0.18 at -2.62. Fewer toys, or excesses beyond +2.66, were not checked.
+#: 2015 data, 1,000-8,000 toys): std / error 0.83-1.17 (each +-0.1) from -2.06 to +2.66,
+#: 1.61 +- 0.18 at -2.62. Excesses beyond +2.66 were not checked.
 TOY_ERROR_CHECKED_TO = -2.1
 #: what the summary and HEPData say of the errors beyond it
 TOY_ERROR_CAVEAT = (
     "not checked there against the spread between seeds; may be too small, as at -2.6 (1.6x)"
+)
+#: The fewest toys per limit (``limit.n_toys``) with which the error was checked (the same
+#: study, 60 seeds at each of 4 masses): from 1,000 toys on, std / error 0.83-1.06; with
+#: 500, 200 and 100 toys it was too small at 60 MeV (1.26, 1.38, 1.51, each +-0.13), where
+#: the limits were also high by 2, 10 and 17% (+-1.4, 2.4, 3.5%: the mean over seeds
+#: against 2,000 toys').
+TOY_ERROR_CHECKED_TOYS = 1000
+TOY_ERROR_FEW_TOYS_CAVEAT = (
+    "with 100-500 toys it was found up to 1.5x too small, and the limits up to 17% high"
 )
 
 
@@ -84,6 +93,8 @@ class DatasetSummary:
     toy_error_missing: int = 0  # ok rows with a limit but no error estimate (NaN)
     # runs of masses whose toy error lies beyond the checked range (TOY_ERROR_CHECKED_TO)
     toy_error_unchecked: list[list[float]] = field(default_factory=list)
+    # the toys per limit when fewer than the error was checked with (TOY_ERROR_CHECKED_TOYS)
+    toy_error_few_toys: int | None = None
     blinded: bool = False  # no observed quantity: the limits are the expected medians
 
     @property
@@ -234,8 +245,11 @@ def _false(text: str | None) -> bool:
     return str(text).strip().lower() in ("false", "0", "no")
 
 
-def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
-    """Per dataset (in table order): the figures above, from ``scan.csv`` rows."""
+def summarize_scan(
+    rows: Iterable[Mapping[str, Any]], n_toys: int | None = None
+) -> list[DatasetSummary]:
+    """Per dataset (in table order): the figures above, from ``scan.csv`` rows; ``n_toys``:
+    the toys per limit of the point's config (``limit.n_toys``), None when not known."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["dataset"], []).append(r)
@@ -296,8 +310,12 @@ def summarize_scan(rows: Iterable[Mapping[str, Any]]) -> list[DatasetSummary]:
             s.toy_error_missing = len(limited) - len(rel)
             ok = np.array([r.get("status", "ok") == "ok" for r in rs])
             col = {k: np.array([_nan_if_none(_num(r, k)) for r in rs]) for k in _Z_COLUMNS}
-            deep = ok & toy_error_unchecked(*(col[k] for k in _Z_COLUMNS))
-            s.toy_error_unchecked = mass_runs(deep.tolist(), [float(r["mass_GeV"]) for r in rs])
+            if few_toys(n_toys):
+                s.toy_error_few_toys = n_toys
+            else:
+                deep = ok & toy_error_unchecked(*(col[k] for k in _Z_COLUMNS))
+                masses = [float(r["mass_GeV"]) for r in rs]
+                s.toy_error_unchecked = mass_runs(deep.tolist(), masses)
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = mass_runs(below, [float(r["mass_GeV"]) for r in rs])
@@ -327,6 +345,12 @@ def toy_error_unchecked(a_hat: ArrayLike, sigma_a: ArrayLike, err: ArrayLike) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(s > 0, a / s, np.nan)
     return np.isfinite(e) & (z < TOY_ERROR_CHECKED_TO)
+
+
+def few_toys(n_toys: int | None) -> bool:
+    """Whether toy limits from ``n_toys`` toys each are from fewer than their Monte Carlo
+    error was checked with (:data:`TOY_ERROR_CHECKED_TOYS`)."""
+    return n_toys is not None and n_toys < TOY_ERROR_CHECKED_TOYS
 
 
 def masses_text(runs: Sequence[Sequence[float]]) -> str:
@@ -409,6 +433,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
                 f"; {s.toy_error_missing} ok limits without an estimate (NaN: limit 0 or no "
                 "slope of CLs there)"
                 if s.toy_error_missing
+                else ""
+            )
+            + (
+                f"; from {s.toy_error_few_toys} toys each, fewer than the "
+                f"{TOY_ERROR_CHECKED_TOYS} it was checked with: {TOY_ERROR_FEW_TOYS_CAVEAT}"
+                if s.toy_error_few_toys is not None
                 else ""
             )
             + (

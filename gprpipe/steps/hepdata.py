@@ -267,7 +267,11 @@ def build_submission(cfg: Config, limit_path: Path):
         m = a["mass_GeV"][ok]
         left = left_out_note(a, ok)
         # the limit tables' note on toy errors: the same masses in both units
-        unchecked = "" if cfg.base.blind else _unchecked_errors(a, ok, a.get("eps2_up_err"))
+        unchecked = (
+            ""
+            if cfg.base.blind
+            else _unchecked_errors(a, ok, a.get("eps2_up_err"), cfg.limit.n_toys)
+        )
         for q in QUANTITIES:
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             err = None if obs is None or f"{q}_up_err" not in a else a[f"{q}_up_err"][ok]
@@ -320,20 +324,30 @@ def build_submission(cfg: Config, limit_path: Path):
     return sub, csvs
 
 
-def _unchecked_errors(a: dict[str, np.ndarray], ok: np.ndarray, err) -> str:
-    """What the table says of toy limits' errors (``err``, every row's) at deficits deeper
-    than the error study checked, as the run summary says it
-    (:func:`~gprpipe.results.summary.toy_error_unchecked`; a row not ok ends a run)."""
+def _unchecked_errors(a: dict[str, np.ndarray], ok: np.ndarray, err, n_toys: int) -> str:
+    """What the table says of toy limits' errors (``err``, every row's) from fewer toys
+    (``n_toys`` each) or at deficits deeper than the error study checked, as the run
+    summary says it (:func:`~gprpipe.results.summary.toy_error_unchecked`; a row not ok
+    ends a run)."""
     from gprpipe.results.summary import (
         TOY_ERROR_CAVEAT,
         TOY_ERROR_CHECKED_TO,
+        TOY_ERROR_CHECKED_TOYS,
+        TOY_ERROR_FEW_TOYS_CAVEAT,
+        few_toys,
         mass_runs,
         masses_text,
         toy_error_unchecked,
     )
 
-    if err is None:
+    if err is None or not (ok & np.isfinite(np.asarray(err, dtype=float))).any():
         return ""
+    if few_toys(n_toys):
+        return (
+            f" The Monte Carlo errors of the observed limits come from {n_toys} toys per mass,"
+            f" fewer than the {TOY_ERROR_CHECKED_TOYS} they were checked with against the"
+            f" spread between seeds: {TOY_ERROR_FEW_TOYS_CAVEAT}."
+        )
     deep = ok & toy_error_unchecked(a["A_hat"], a["sigma_A"], err)
     if not deep.any():
         return ""

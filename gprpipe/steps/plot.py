@@ -61,7 +61,7 @@ def run(ctx) -> None:
         parts.append(
             overlay_figures(schema.read_scan(lay.limit), labels, cl, blinded=cfg.base.blind)
         )
-        parts.append(lambda: write_hepdata(cfg, lay.limit, lay.point_dir / "hepdata"))
+        parts.append(lambda: write_hepdata(cfg, lay.limit, lay.hepdata))
         if not cfg.base.blind:  # sigma_A comes from the fit to the observed counts
             from gprpipe.steps.reach import combination_products
 
@@ -90,7 +90,7 @@ def run(ctx) -> None:
     keep = {p.resolve() for p in written}
     for old in previous - keep:  # products of an earlier config: not this run's results
         old.unlink(missing_ok=True)
-    hepdata = lay.point_dir / "hepdata"
+    hepdata = lay.hepdata
     if hepdata.is_dir() and not hepdata.is_symlink() and not any(hepdata.iterdir()):
         hepdata.rmdir()  # no table this time (no mass passed the quality checks)
     from gprpipe.steps.report import write_reports
@@ -141,16 +141,17 @@ def _other_settings(ctx) -> list[Path]:
 
 def _previous_products(lay) -> set[Path]:
     """What the previous plot task wrote (its manifest): figures of ``plots/``, tables of
-    ``hepdata/``, the point folder's ``Layout.PRODUCTS``; nothing else, whatever a
+    ``hepdata/``, the point folder's ``Layout.products()``; nothing else, whatever a
     manifest lists, and nothing a link leads outside the point folder."""
     point = Path(os.path.realpath(lay.point_dir))
-    places = {Path(os.path.realpath(lay.plots)), Path(os.path.realpath(lay.point_dir / "hepdata"))}
+    places = {Path(os.path.realpath(lay.plots)), Path(os.path.realpath(lay.hepdata))}
+    products = {p.name for p in lay.products()}
     out = set()
     for p in schema.plot_manifest_files(lay.point_dir) or []:
         real = Path(os.path.realpath(p))
         if point not in real.parents:
             continue
-        if real.parent in places or (real.parent == point and real.name in lay.PRODUCTS):
+        if real.parent in places or (real.parent == point and real.name in products):
             out.add(real)
     return out
 

@@ -136,7 +136,7 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
     labels = [cfg.datasets[n].label or n for n in names]
     header, rows = combination_table(scan, names)
     written = []
-    target = lay.point_dir / "combination.csv"
+    target = lay.combination_csv
     atomic_write_text(target, _csv(header, rows))
     written.append(target)
     cm = np.array(sorted({r[1] for r in rows}))
@@ -157,7 +157,7 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
     chosen = _allocation_masses(cfg, cm)
     if chosen:
         sel = [r for r in rows if r[1] in chosen]
-        target = lay.point_dir / "allocation.csv"
+        target = lay.allocation_csv
         atomic_write_text(target, _csv(header, sel))
         written.append(target)
         idx = [int(np.searchsorted(cm, m)) for m in chosen]
