@@ -1229,6 +1229,39 @@ def test_damaged_markers_and_manifest_are_read_as_unreadable(
     assert plot_manifest_files(run / "nominal") is None
 
 
+def test_limits_of_an_earlier_data_file_are_not_current_after_load_and_fit_alone(
+    tmp_path: Path, cli, shared_quickstart: Path
+):
+    """Another data file (same path key, other counts) with only load and fit run again:
+    the limit merge still matched its parts (made from the earlier fit), so summary,
+    compare, the plot step and the exports took the earlier data's limits for this
+    config's. The whole chain back to the data file is checked now."""
+    import uproot
+
+    from gprpipe.pipeline.cache import output_of
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    cfg = point_config_from_file(run / "nominal" / "config.toml")
+    ds = cfg.datasets["demo"]
+    counts, edges = uproot.open(ds.path)[ds.hist].to_numpy()
+    changed = tmp_path / "demo_changed.root"
+    with uproot.recreate(changed) as f:
+        f[ds.hist] = (np.random.default_rng(1).poisson(counts).astype(float), edges)
+    args = ("run", QUICKSTART, "--set", f"base.output={run}", "--set", 'plot.formats=["png"]')
+    code, _, err = cli(*args, "--set", f"datasets.demo.path={changed}", "--steps", "load,fit")
+    assert code == 0, err
+    point = run / "nominal"
+    cfg = point_config_from_file(point / "config.toml")
+    assert output_of(point / "fit.h5", cfg) and not output_of(point / "limit.h5", cfg)
+    code, out, err = cli("summary", run)
+    assert code == 0 and "tables not current: scan.csv (made with other settings or inputs" in (
+        " ".join(out.split())
+    ), out + err
+    code, out, err = cli("compare", shared_quickstart, run, "-o", tmp_path / "cmp")
+    assert code == 0 and f"notice: {point / 'scan.csv'} was made with other settings" in out
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
 def test_a_config_that_is_no_regular_file_is_one_sentence(tmp_path: Path, cli, kind: str):
     """``validate /dev/zero`` ate memory without end and a FIFO blocked for ever (a fuzzing

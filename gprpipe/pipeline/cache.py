@@ -193,7 +193,36 @@ def output_of(path: Path, config: Config, made: Mapping[Path, Task] | None = Non
     if made is None:
         made = producers(path.parent.name, path.parent, config)
     producer = made.get(path)
-    return producer is not None and made_by(producer, config, any_version=True)
+    return (
+        producer is not None
+        and made_by(producer, config, any_version=True)
+        and _upstream_current(producer, config, made, {})
+    )
+
+
+def _upstream_current(
+    task: Task, config: Config, made: Mapping[Path, Task], seen: dict[str, bool]
+) -> bool:
+    """Whether every task upstream of ``task`` (that writes one of its inputs, and so on back
+    to the data files) holds the key ``config`` gives it now. A task's key holds its
+    inputs' keys, so the task that wrote a file vouches for its direct inputs only: after a
+    changed data file with only load and fit rerun, the limit merge still matches its
+    parts, which were made from the earlier fit. A key that cannot be computed here (an
+    input not at hand: a container mounts only its own task's inputs) does not count
+    against it."""
+    versions = tuple(range(NUMERICS_VERSION, 0, -1))
+    for p in task.inputs:
+        up = made.get(Path(p))
+        if up is None or up.id == task.id:
+            continue
+        if up.id not in seen:
+            seen[up.id] = True  # (a cycle cannot occur: plan order is topological)
+            seen[up.id] = _committed_key_matches(
+                up, config, versions
+            ) is not False and _upstream_current(up, config, made, seen)
+        if not seen[up.id]:
+            return False
+    return True
 
 
 def vouched_for(path: Path | str, config: Config | None = None) -> Path:

@@ -122,7 +122,7 @@ def _drawable(ctx) -> set[Path]:
         if p not in checked:
             vouched(p)  # damaged or uncommitted: the task fails, naming it
             if not output_of(p, ctx.config, made):
-                print(f"notice: {p.name} was made with other settings; not drawn")
+                print(f"notice: {p.name} was made with other settings or inputs; not drawn")
                 continue
         drawn.add(p)
     return drawn
