@@ -734,7 +734,7 @@ def compare(
     """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
     from gprpipe.config.schema import FIGURE_FORMATS
     from gprpipe.io.atomic import atomic_write_text
-    from gprpipe.pipeline.compare import points_of, read_tables
+    from gprpipe.pipeline.compare import output_folder, points_of, read_tables
     from gprpipe.pipeline.store import earlier_point_notice
     from gprpipe.plotting.compare import curves_figure
     from gprpipe.plotting.style import save
@@ -749,14 +749,7 @@ def compare(
     for p in points.values():
         if notice := earlier_point_notice(p):
             console.print(notice, markup=False, highlight=False)
-    parents = {p.parent.resolve() for p in points.values()}
-    folder = out or (parents.pop() / "compare" if len(parents) == 1 else Path("compare"))
-    if out is None and folder.parent != Path("."):  # the run's own compare/, not elsewhere
-        from gprpipe.io.atomic import inside
-
-        inside(folder, folder.parent, "the comparison folder", run_dir=True)
-    if folder.exists() and not folder.is_dir():
-        raise GprpipeError(f"{folder}: a file; -o names the folder to write the comparison to.")
+    folder = output_folder(out, points)
     labels = list(points)
     ref = labels[0]
     tables = read_tables(points)

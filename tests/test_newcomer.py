@@ -1015,6 +1015,26 @@ def test_compare_never_writes_through_a_linked_compare_folder(grid_run: Path, tm
     assert code == 0 and (outside / "compare_demo.csv").is_file(), err
 
 
+def test_compare_writes_into_a_run_only_in_its_compare_folder(grid_run: Path, tmp_path, cli):
+    """``-o`` into a point's plots/ put the comparison among the run's own figures (the
+    point's report shows every PNG there; a fuzzing audit): refused, as anywhere in a run
+    but its compare/ folder."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(grid_run, run, symlinks=True)
+    for target in (run / "blind_nsigma-1.64" / "plots", run, run / "other"):
+        code, out, err = cli("compare", run, "-o", target)
+        assert (code, out) == (1, "") and err.strip() == (
+            f"error: -o {target}: inside the run directory {run}, among its own files; "
+            f"write the comparison to {run / 'compare'} or outside any run directory."
+        )
+    assert not (run / "other").exists()
+    assert not list((run / "blind_nsigma-1.64" / "plots").glob("compare*"))
+    code, _, err = cli("compare", run, "-o", run / "compare" / "again")
+    assert code == 0 and (run / "compare" / "again" / "compare_demo.csv").is_file(), err
+
+
 def test_compare_needs_two_points(quick_run: Path, cli):
     code, _, err = cli("compare", quick_run)
     assert code == 1 and "compare needs two or more points" in err

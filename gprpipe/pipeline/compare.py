@@ -14,6 +14,32 @@ from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.summary import read_table
 
 
+def output_folder(out: Path | None, points: Mapping[str, Path]) -> Path:
+    """Where the comparison is written: ``out``, else ``RUN/compare`` for the points of one
+    run, else ``./compare``. Inside a run directory only its ``compare/`` folder: the
+    figures would otherwise lie among the run's own (a report shows every PNG of
+    ``plots/``)."""
+    import os
+
+    from gprpipe.io.atomic import inside
+    from gprpipe.pipeline.plan import RUN_JSON
+
+    parents = {p.parent.resolve() for p in points.values()}
+    folder = out or (parents.pop() / "compare" if len(parents) == 1 else Path("compare"))
+    if out is None and folder.parent != Path("."):  # the run's own compare/, not elsewhere
+        inside(folder, folder.parent, "the comparison folder", run_dir=True)
+    real = Path(os.path.realpath(folder))
+    run = next((d for d in (real, *real.parents) if (d / RUN_JSON).is_file()), None)
+    if run is not None and real != run / "compare" and run / "compare" not in real.parents:
+        raise GprpipeError(
+            f"-o {folder}: inside the run directory {run}, among its own files; write the "
+            f"comparison to {run / 'compare'} or outside any run directory."
+        )
+    if folder.exists() and not folder.is_dir():
+        raise GprpipeError(f"{folder}: a file; -o names the folder to write the comparison to.")
+    return folder
+
+
 def points_of(args: Sequence[Path]) -> dict[str, Path]:
     """Label -> point folder: a run folder gives all its points (``run/point``), a point
     folder itself. Labels are as short as they can be while staying distinct."""
