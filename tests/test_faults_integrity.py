@@ -1234,8 +1234,10 @@ def test_limits_of_an_earlier_data_file_are_not_current_after_load_and_fit_alone
 ):
     """Another data file (same path key, other counts) with only load and fit run again:
     the limit merge still matched its parts (made from the earlier fit), so summary,
-    compare, the plot step and the exports took the earlier data's limits for this
-    config's. The whole chain back to the data file is checked now."""
+    compare, the plot step and the exports (all through ``output_of``) took the earlier
+    data's limits for this config's. The whole chain back to the data file is checked
+    now, and an upstream task with nothing committed (a load stopped after it cleared its
+    record) counts against it too."""
     import uproot
 
     from gprpipe.pipeline.cache import output_of
@@ -1260,6 +1262,14 @@ def test_limits_of_an_earlier_data_file_are_not_current_after_load_and_fit_alone
     ), out + err
     code, out, err = cli("compare", shared_quickstart, run, "-o", tmp_path / "cmp")
     assert code == 0 and f"notice: {point / 'scan.csv'} was made with other settings" in out
+    # the original run with its load's record gone: nothing downstream is current
+    again = tmp_path / "again"
+    shutil.copytree(shared_quickstart, again, symlinks=True)
+    cfg = point_config_from_file(again / "nominal" / "config.toml")
+    assert output_of(again / "nominal" / "limit.h5", cfg)
+    (again / "nominal" / ".state" / "load.commit").unlink()
+    assert not output_of(again / "nominal" / "fit.h5", cfg)
+    assert not output_of(again / "nominal" / "limit.h5", cfg)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "huge"])

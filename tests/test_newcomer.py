@@ -649,8 +649,9 @@ def test_summary_says_where_a_toy_limits_error_was_not_checked():
     assert s.toy_error_few_toys == 500 and s.toy_error_unchecked == []
     (line,) = [x for x in dataset_lines(s) if "Monte Carlo" in x]
     assert line.endswith(
-        "; from 500 toys each, fewer than the 1000 it was checked with: with 100-500 toys it "
-        "was found up to 1.5x too small, and the limits up to 17% high"
+        "; from 500 toys each, fewer than the 1000 it was checked with: with 500, 200 and 100 "
+        "toys the errors were found up to 1.3x, 1.4x and 1.5x too small, and the limits 2%, "
+        "10% and 17% high"
     ), line
     (s,) = summarize_scan(rows, n_toys=1000)
     assert s.toy_error_few_toys is None and len(s.toy_error_unchecked) == 2
@@ -1026,13 +1027,19 @@ def test_compare_writes_into_a_run_only_in_its_compare_folder(grid_run: Path, tm
     for target in (run / "blind_nsigma-1.64" / "plots", run, run / "other"):
         code, out, err = cli("compare", run, "-o", target)
         assert (code, out) == (1, "") and err.strip() == (
-            f"error: -o {target}: inside the run directory {run}, among its own files; "
-            f"write the comparison to {run / 'compare'} or outside any run directory."
+            f"error: -o {target}: leads inside the run directory {run}, among its own "
+            f"files; write the comparison to {run / 'compare'} or outside any run directory "
+            "(-o)."
         )
     assert not (run / "other").exists()
     assert not list((run / "blind_nsigma-1.64" / "plots").glob("compare*"))
     code, _, err = cli("compare", run, "-o", run / "compare" / "again")
     assert code == 0 and (run / "compare" / "again" / "compare_demo.csv").is_file(), err
+    # the default folder a link among the run's files: refused, and said to be the default
+    shutil.rmtree(run / "compare")
+    (run / "compare").symlink_to(run / "blind_nsigma-1.64" / "plots")
+    code, _, err = cli("compare", run)
+    assert code == 1 and err.startswith(f"error: {run / 'compare'} (the comparison folder): ")
 
 
 def test_compare_needs_two_points(quick_run: Path, cli):

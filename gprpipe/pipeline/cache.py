@@ -91,14 +91,25 @@ def task_key(task: Task, config: Config, numerics: int | None = None) -> str:
     return _task_keys(task, config, (NUMERICS_VERSION if numerics is None else numerics,))[0]
 
 
-def _task_keys(task: Task, config: Config, versions: Sequence[int]) -> list[str]:
-    """:func:`task_key` under each of ``versions`` (config and inputs read once)."""
+def _task_keys(
+    task: Task, config: Config, versions: Sequence[int], digests: dict[Path, str] | None = None
+) -> list[str]:
+    """:func:`task_key` under each of ``versions`` (config and inputs read once;
+    ``digests``: input digests already taken in this call, reused and added to)."""
+
+    def digest(p: Path) -> str:
+        if digests is None:
+            return input_digest(p)
+        if Path(p) not in digests:
+            digests[Path(p)] = input_digest(p)
+        return digests[Path(p)]
+
     cfg = config.model_dump(mode="json")
     payload: dict[str, Any] = {
         "step": task.step,
         "part": task.part,
         "config": {s: _section(cfg, s) for s in STEP_SECTIONS[task.step]},
-        "inputs": [[_input_name(p, task.point_dir), input_digest(p)] for p in task.inputs],
+        "inputs": [[_input_name(p, task.point_dir), digest(p)] for p in task.inputs],
     }
     if task.step == "plot" and PLOT_VERSION:  # (absent at 0: the keys made before it)
         payload["plot_version"] = PLOT_VERSION
@@ -153,15 +164,21 @@ def damaged_notice(task: Task, notice: str) -> str:
     return f"notice: {task.id}: {notice}; running the task again"
 
 
-def _committed_key_matches(producer: Task, config: Config, versions: Iterable[int]) -> bool | None:
+def _committed_key_matches(
+    producer: Task,
+    config: Config,
+    versions: Iterable[int],
+    digests: dict[Path, str] | None = None,
+    uncommitted: bool | None = None,
+) -> bool | None:
     """Whether ``producer``'s commit record holds a key ``config`` gives it now (of one
-    of ``versions``); None when nothing is committed or the key cannot be computed here
-    (an input of the producer is gone or not at hand)."""
+    of ``versions``); ``uncommitted`` (default None) when nothing is committed, None when
+    the key cannot be computed here (an input of the producer is gone or not at hand)."""
     rec = read_commit(producer)
     if rec is None:
-        return None
+        return uncommitted
     try:
-        return rec.get("cache_key") in _task_keys(producer, config, tuple(versions))
+        return rec.get("cache_key") in _task_keys(producer, config, tuple(versions), digests)
     except GprpipeError:
         return None
 
@@ -196,20 +213,25 @@ def output_of(path: Path, config: Config, made: Mapping[Path, Task] | None = Non
     return (
         producer is not None
         and made_by(producer, config, any_version=True)
-        and _upstream_current(producer, config, made, {})
+        and _upstream_current(producer, config, made, {}, {})
     )
 
 
 def _upstream_current(
-    task: Task, config: Config, made: Mapping[Path, Task], seen: dict[str, bool]
+    task: Task,
+    config: Config,
+    made: Mapping[Path, Task],
+    seen: dict[str, bool],
+    digests: dict[Path, str],
 ) -> bool:
     """Whether every task upstream of ``task`` (that writes one of its inputs, and so on back
     to the data files) holds the key ``config`` gives it now. A task's key holds its
     inputs' keys, so the task that wrote a file vouches for its direct inputs only: after a
     changed data file with only load and fit rerun, the limit merge still matches its
-    parts, which were made from the earlier fit. A key that cannot be computed here (an
-    input not at hand: a container mounts only its own task's inputs) does not count
-    against it."""
+    parts, which were made from the earlier fit. An upstream task with nothing committed
+    (it was stopped or failed after it cleared its record) counts against it; a key that
+    cannot be computed here (an input not at hand: a container mounts only its own task's
+    inputs) does not. ``digests``: the inputs' digests, each taken once per check."""
     versions = tuple(range(NUMERICS_VERSION, 0, -1))
     for p in task.inputs:
         up = made.get(Path(p))
@@ -218,8 +240,8 @@ def _upstream_current(
         if up.id not in seen:
             seen[up.id] = True  # (a cycle cannot occur: plan order is topological)
             seen[up.id] = _committed_key_matches(
-                up, config, versions
-            ) is not False and _upstream_current(up, config, made, seen)
+                up, config, versions, digests, uncommitted=False
+            ) is not False and _upstream_current(up, config, made, seen, digests)
         if not seen[up.id]:
             return False
     return True

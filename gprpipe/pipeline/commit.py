@@ -194,44 +194,54 @@ def unplanned_inputs(
     it lacks (e.g. a limit planned without load and fit in a new run directory), one per
     point and step for a damaged or other input."""
     planned = {t.id for t in tasks}
-    out: dict[tuple[str, str], str] = {}
-    absent: dict[str, dict[str, str]] = {}  # point -> step -> what reads it
+    # point -> step -> (None: not finished, else the sentence of a damaged or other input)
+    found: dict[str, dict[str, tuple[str, str | None]]] = {}
     folder: dict[str, Path] = {}
     for t in tasks:
         for p in t.inputs:
             producer = producers[t.point].get(Path(p))
             if producer is None or producer.id in planned:
                 continue
+            if producer.step in found.get(t.point, {}):  # one reason per step
+                continue
             rel = Path(p).relative_to(producer.point_dir).as_posix()
             reads = f"{t.id} reads {rel} of the {producer.step} step"
+            add = f": add '{producer.step}' to steps.run (or --steps)."
+            why: str | None
             if recorded_digest(producer, Path(p)) is None or not Path(p).is_file():
-                absent.setdefault(t.point, {}).setdefault(producer.step, reads)
-                folder[t.point] = producer.point_dir
+                why = None
             elif damaged(producer, Path(p)):  # a rerun of t alone would fail again
-                out.setdefault(
-                    (t.point, producer.step),
+                why = (
                     f"{reads}, which steps.run leaves out, and the one in "
                     f"{producer.point_dir} differs from what its task wrote (sha256 "
-                    f"mismatch): add '{producer.step}' to steps.run (or --steps).",
+                    f"mismatch){add}"
                 )
             elif not current(producer):
-                out.setdefault(
-                    (t.point, producer.step),
+                why = (
                     f"{reads}, which steps.run leaves out, and the one in "
                     f"{producer.point_dir} was made with other settings or inputs than this "
-                    f"config's (or by another gprpipe version): add '{producer.step}' to "
-                    "steps.run (or --steps).",
+                    f"config's (or by another gprpipe version){add}"
                 )
-    for point, steps in absent.items():  # one sentence for the steps a point lacks
-        first = next(iter(steps.values())).split(" reads ")[0]
-        what = [r.removeprefix(f"{first} reads ") if i else r for i, r in enumerate(steps.values())]
-        one = len(steps) == 1
-        out[(point, "")] = (
-            f"{_and(what)}, which steps.run leaves out, and {folder[point]} holds no "
-            f"finished {'one' if one else 'ones'}: add {_and([repr(s) for s in steps])} to "
-            "steps.run (or --steps)."
-        )
-    return list(out.values())
+            else:
+                continue
+            found.setdefault(t.point, {})[producer.step] = (reads, why)
+            folder[t.point] = producer.point_dir
+    out: list[str] = []
+    for point, steps in found.items():  # per point: one sentence for the steps it lacks
+        absent = {step: reads for step, (reads, why) in steps.items() if why is None}
+        if absent:
+            first = next(iter(absent.values())).split(" reads ")[0]
+            what = [
+                r.removeprefix(f"{first} reads ") if i else r for i, r in enumerate(absent.values())
+            ]
+            ones = "one" if len(absent) == 1 else "ones"
+            out.append(
+                f"{_and(what)}, which steps.run leaves out, and {folder[point]} holds no "
+                f"finished {ones}: add {_and([repr(s) for s in absent])} to steps.run (or "
+                "--steps)."
+            )
+        out += [why for _, why in steps.values() if why is not None]
+    return out
 
 
 def _and(items: Sequence[str]) -> str:

@@ -31,9 +31,10 @@ def output_folder(out: Path | None, points: Mapping[str, Path]) -> Path:
     real = Path(os.path.realpath(folder))
     run = next((d for d in (real, *real.parents) if (d / RUN_JSON).is_file()), None)
     if run is not None and real != run / "compare" and run / "compare" not in real.parents:
+        named = f"-o {folder}" if out is not None else f"{folder} (the comparison folder)"
         raise GprpipeError(
-            f"-o {folder}: inside the run directory {run}, among its own files; write the "
-            f"comparison to {run / 'compare'} or outside any run directory."
+            f"{named}: leads inside the run directory {run}, among its own files; write "
+            f"the comparison to {run / 'compare'} or outside any run directory (-o)."
         )
     if folder.exists() and not folder.is_dir():
         raise GprpipeError(f"{folder}: a file; -o names the folder to write the comparison to.")

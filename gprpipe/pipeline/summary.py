@@ -186,6 +186,9 @@ def run_summary(run_dir: Path) -> RunSummary:
             for p in intact
             if config is not None and p not in stale and not output_of(p, config, made)
         }
+        if scan in other:  # limit.n_toys of the config need not be the table's
+            for d in ps.datasets:
+                d.toy_error_few_toys = None
         ps.files = _files(ps.point_dir, stale, other)
         if config is not None and not plots_current(ps.point, ps.point_dir, config):
             drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]

@@ -43,7 +43,8 @@ TOY_ERROR_CAVEAT = (
 #: against 2,000 toys').
 TOY_ERROR_CHECKED_TOYS = 1000
 TOY_ERROR_FEW_TOYS_CAVEAT = (
-    "with 100-500 toys it was found up to 1.5x too small, and the limits up to 17% high"
+    "with 500, 200 and 100 toys the errors were found up to 1.3x, 1.4x and 1.5x too small, "
+    "and the limits 2%, 10% and 17% high"
 )
 
 

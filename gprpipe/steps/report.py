@@ -231,7 +231,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     if scan_path.exists():
         header, raw = read_csv_table(scan_path)
         rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
-        summary = _scan_summary(header, raw, cfg.limit.n_toys)
+        summary = _scan_summary(header, raw)
     entry = _point_entry(info, point_dir)
     name = entry.get("name", point_dir.name)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
@@ -357,13 +357,10 @@ def _labels(cfg) -> dict[str, str]:
     return {n: cfg.datasets[n].label or n for n in cfg.datasets} | {COMBINED: "Combined"}
 
 
-def _scan_summary(
-    header: list[str], raw: list[dict[str, str]], n_toys: int | None = None
-) -> dict[str, Any]:
+def _scan_summary(header: list[str], raw: list[dict[str, str]]) -> dict[str, Any]:
     """What report.html and index.html show of a point's scan.csv (one summariser,
-    :func:`summarize_scan`, totalled over its datasets and the combination; ``n_toys``:
-    the point's ``limit.n_toys``)."""
-    datasets = summarize_scan(raw, n_toys)
+    :func:`summarize_scan`, totalled over its datasets and the combination)."""
+    datasets = summarize_scan(raw)
     return {
         "n_rows": len(raw),
         "datasets": datasets,
