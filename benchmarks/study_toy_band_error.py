@@ -18,17 +18,14 @@ the count below the quantile), with the ratio spread / that error.
 from __future__ import annotations
 
 import argparse
-import os
 
-for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_k, "1")
+import numpy as np
+from numpy.typing import NDArray
 
-import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
+# first: it pins BLAS to one thread before numpy is imported
+from study_toy_limit_error import window_models
 
-from gprpipe.results.schema import read_blind, read_fit  # noqa: E402
-from gprpipe.stats.cls import ToyCalculator  # noqa: E402
-from gprpipe.stats.likelihood import WindowModel  # noqa: E402
+from gprpipe.stats.cls import ToyCalculator
 
 BANDS = ("lo2", "lo1", "med", "hi1", "hi2")
 
@@ -52,16 +49,11 @@ def main() -> None:
     ap.add_argument("--band-toys", type=int, default=10000)
     ap.add_argument("--seeds", type=int, default=40)
     args = ap.parse_args()
-    fit = read_fit(args.fit_h5, args.dataset)
-    masses = np.asarray(fit["mass_GeV"], dtype=float)
     print(
         f"# {args.dataset}, {args.band_toys} band toys, {args.seeds} seeds; per band: spread "
         "between seeds / mean (%), order-statistics error / mean (%), their ratio"
     )
-    for m in (float(x) for x in args.masses.split(",")):
-        i = int(np.argmin(np.abs(masses - m)))
-        blind, _ = read_blind(args.fit_h5, args.dataset, i)
-        model = WindowModel.from_covariance(blind["b"], blind["C"], blind["w_eff"])
+    for mass, model, _ in window_models(args.fit_h5, args.dataset, args.masses):
         bands, errs = [], []
         for seed in range(args.seeds):
             calc = ToyCalculator(model, band_toys=args.band_toys, rng=np.random.default_rng(seed))
@@ -80,7 +72,7 @@ def main() -> None:
                 f"{name} {100 * std[j] / mean[j]:.2f}% (os {100 * med_err[j] / mean[j]:.2f}%, "
                 f"{ratio:.2f} +- {ratio / np.sqrt(2 * (k - 1)):.2f})"
             )
-        print(f"{masses[i]:7.4f}  " + "; ".join(cells))
+        print(f"{mass:7.4f}  " + "; ".join(cells))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 
 for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_k, "1")
@@ -30,6 +31,22 @@ from gprpipe.stats.cls import AsymptoticCalculator, ToyCalculator, UnresolvedToy
 from gprpipe.stats.likelihood import WindowModel  # noqa: E402
 
 
+def window_models(
+    fit_h5: str, dataset: str, masses: str, template: str = "w_eff"
+) -> Iterator[tuple[float, WindowModel, dict]]:
+    """(mass, window model, blind window) of ``fit_h5`` at each of ``masses`` (GeV,
+    comma-separated; the nearest test mass)."""
+    fitted = np.asarray(read_fit(fit_h5, dataset)["mass_GeV"], dtype=float)
+    for m in (float(x) for x in masses.split(",")):
+        i = int(np.argmin(np.abs(fitted - m)))
+        blind, _ = read_blind(fit_h5, dataset, i)
+        yield (
+            float(fitted[i]),
+            WindowModel.from_covariance(blind["b"], blind["C"], blind[template]),
+            blind,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("fit_h5")
@@ -39,8 +56,6 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=40)
     ap.add_argument("--template", default="w_eff", help="w_eff (default config) or w")
     args = ap.parse_args()
-    fit = read_fit(args.fit_h5, args.dataset)
-    masses = np.asarray(fit["mass_GeV"], dtype=float)
     print(
         f"# {args.dataset}, {args.n_toys} toys, {args.seeds} seeds; A in events; "
         "ratio = std between seeds / median reported error"
@@ -49,10 +64,7 @@ def main() -> None:
         "mass_GeV  A_hat/sigma_A  asymptotic  toys_mean  std_seeds  median_err  ratio"
         "           err_16-84%/median"
     )
-    for m in (float(x) for x in args.masses.split(",")):
-        i = int(np.argmin(np.abs(masses - m)))
-        blind, _ = read_blind(args.fit_h5, args.dataset, i)
-        model = WindowModel.from_covariance(blind["b"], blind["C"], blind[args.template])
+    for mass, model, blind in window_models(args.fit_h5, args.dataset, args.masses, args.template):
         n = blind["n"]
         f = model.fit(n)
         asym = float(AsymptoticCalculator(model).upper_limit(n))
@@ -69,7 +81,7 @@ def main() -> None:
         a, e = np.array(ups), np.array(errs)
         k = a.size
         if k < 2:
-            print(f"{masses[i]:8.4f}  {unresolved} of {args.seeds} seeds unresolved: more toys")
+            print(f"{mass:8.4f}  {unresolved} of {args.seeds} seeds unresolved: more toys")
             continue
         std = float(np.std(a, ddof=1))
         med = float(np.nanmedian(e))
@@ -77,7 +89,7 @@ def main() -> None:
         d_ratio = ratio / np.sqrt(2 * (k - 1))
         e16, e84 = np.nanquantile(e, [0.16, 0.84]) / med
         print(
-            f"{masses[i]:8.4f}  {float(f.A_hat / f.sigma_A):13.2f}  {asym:10.1f}  "
+            f"{mass:8.4f}  {float(f.A_hat / f.sigma_A):13.2f}  {asym:10.1f}  "
             f"{np.mean(a):9.1f}  {std:9.1f}  {med:10.1f}  {ratio:.2f} +- {d_ratio:.2f}"
             f"     {e16:.2f}-{e84:.2f}"
             + (f"  ({unresolved} seeds unresolved)" if unresolved else "")
