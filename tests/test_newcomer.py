@@ -256,6 +256,24 @@ def test_run_refuses_a_plan_that_does_nothing(cli, tmp_path: Path, args, expecte
     assert not run_dir.exists()
 
 
+def test_a_step_with_a_missing_and_a_damaged_part_is_one_sentence(cli, tmp_path: Path):
+    """A fit with one part gone and another damaged gave two sentences, both "add 'fit'"
+    (a review); one reason per step and point now, the first the plan meets."""
+    run = tmp_path / "run"
+    args = ("run", QUICKSTART, "--set", f"base.output={run}", "--set", "scan.chunk_size=2")
+    assert cli(*args, "--steps", "load,fit")[0] == 0
+    parts = run / "nominal" / "parts" / "fit"
+    (parts / "demo-001.h5").unlink()
+    with open(parts / "demo-002.h5", "ab") as f:
+        f.write(b"x")
+    code, _, err = cli(*args, "--steps", "limit")
+    assert code == 1 and one_sentence_errors(err) == [
+        "error: nominal/limit/demo-001 reads parts/fit/demo-001.h5 of the fit step, which "
+        f"steps.run leaves out, and {run / 'nominal'} holds no finished one: add 'fit' to "
+        "steps.run (or --steps)."
+    ]
+
+
 def test_a_step_left_out_must_have_its_outputs_in_the_run(cli, tmp_path: Path, quick_run):
     """A limit without its fit failed in the task as 'not committed (killed before it
     finished?)'; now the run refuses before it starts. A finished run lends its fit."""
