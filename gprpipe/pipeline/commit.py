@@ -194,8 +194,9 @@ def unplanned_inputs(
     it lacks (e.g. a limit planned without load and fit in a new run directory), one per
     point and step for a damaged or other input."""
     planned = {t.id for t in tasks}
-    # point -> step -> (None: not finished, else the sentence of a damaged or other input)
-    found: dict[str, dict[str, tuple[str, str | None]]] = {}
+    # point -> step -> (reading task, what it reads, None: not finished, else the sentence
+    # of a damaged or other input)
+    found: dict[str, dict[str, tuple[str, str, str | None]]] = {}
     folder: dict[str, Path] = {}
     for t in tasks:
         for p in t.inputs:
@@ -205,7 +206,8 @@ def unplanned_inputs(
             if producer.step in found.get(t.point, {}):  # one reason per step
                 continue
             rel = Path(p).relative_to(producer.point_dir).as_posix()
-            reads = f"{t.id} reads {rel} of the {producer.step} step"
+            what = f"{rel} of the {producer.step} step"
+            reads = f"{t.id} reads {what}"
             add = f": add '{producer.step}' to steps.run (or --steps)."
             why: str | None
             if recorded_digest(producer, Path(p)) is None or not Path(p).is_file():
@@ -224,23 +226,24 @@ def unplanned_inputs(
                 )
             else:
                 continue
-            found.setdefault(t.point, {})[producer.step] = (reads, why)
+            found.setdefault(t.point, {})[producer.step] = (t.id, what, why)
             folder[t.point] = producer.point_dir
     out: list[str] = []
     for point, steps in found.items():  # per point: one sentence for the steps it lacks
-        absent = {step: reads for step, (reads, why) in steps.items() if why is None}
+        absent = {step: (tid, what) for step, (tid, what, why) in steps.items() if why is None}
         if absent:
-            first = next(iter(absent.values())).split(" reads ")[0]
-            what = [
-                r.removeprefix(f"{first} reads ") if i else r for i, r in enumerate(absent.values())
+            first = next(iter(absent.values()))[0]
+            phrases = [  # the first reading task named once
+                what if i and tid == first else f"{tid} reads {what}"
+                for i, (tid, what) in enumerate(absent.values())
             ]
             ones = "one" if len(absent) == 1 else "ones"
             out.append(
-                f"{_and(what)}, which steps.run leaves out, and {folder[point]} holds no "
+                f"{_and(phrases)}, which steps.run leaves out, and {folder[point]} holds no "
                 f"finished {ones}: add {_and([repr(s) for s in absent])} to steps.run (or "
                 "--steps)."
             )
-        out += [why for _, why in steps.values() if why is not None]
+        out += [why for _, _, why in steps.values() if why is not None]
     return out
 
 

@@ -309,11 +309,11 @@ def summarize_scan(
             s.toy_error_median = float(np.median([x for x, _ in rel]))
             s.toy_error_largest = Extreme(*max(rel)[::-1])
             s.toy_error_missing = len(limited) - len(rel)
-            ok = np.array([r.get("status", "ok") == "ok" for r in rs])
-            col = {k: np.array([_nan_if_none(_num(r, k)) for r in rs]) for k in _Z_COLUMNS}
-            if few_toys(n_toys):
+            if few_toys(n_toys):  # every toy limit's error: unchecked with so few
                 s.toy_error_few_toys = n_toys
             else:
+                ok = np.array([r.get("status", "ok") == "ok" for r in rs])
+                col = {k: np.array([_nan_if_none(_num(r, k)) for r in rs]) for k in _Z_COLUMNS}
                 deep = ok & toy_error_unchecked(*(col[k] for k in _Z_COLUMNS))
                 masses = [float(r["mass_GeV"]) for r in rs]
                 s.toy_error_unchecked = mass_runs(deep.tolist(), masses)
