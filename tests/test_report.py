@@ -487,6 +487,10 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
     assert code == 0, err
     point = run_dir / "nominal"
     assert (point / "inject.csv").is_file() and (point / "plots" / "inject_bias_demo.png").is_file()
+    # the report lists the point's tables, each with its rows (two strengths at one mass)
+    html = (point / "report.html").read_text()
+    assert '<td class="text"><a href="inject.csv">inject.csv</a></td><td>2</td>' in html
+    assert '<a href="scan.csv">scan.csv</a></td><td>5</td>' in html
     second = (
         "fit.blind_nsigma=1.96",
         "plot.masses=[0.045]",
@@ -501,6 +505,7 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
     assert "plots/inject_" not in html and "nominal/inject/" not in html  # figures, tasks
     assert "gpfit_demo_45MeV.png" in html
     assert "gpfit_demo_60MeV" not in html
+    assert 'href="inject.csv"' not in html and 'href="scan.csv">scan.csv</a></td>' in html
     assert f"tables: {point}/ (scan.csv)" in out and f"({len(plots)} png files)" in out
     # the first config's injection study stays on disk, untouched, and the summary says so
     assert (point / "inject.csv").is_file()

@@ -45,6 +45,15 @@ PROVENANCE_ATTRS = (
 )
 EXPORT_DIRS = ("export*", "hepdata*", "pyhf*", "spey*")  # folder name patterns
 EXPORT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tar.gz", ".tgz", ".zip")
+#: what each table a step keeps in the point folder holds (the report's "Tables")
+TABLE_DOCS = {
+    "scan.csv": "one row per dataset and test mass: fit, limits, significance",
+    "inject.csv": "signal injection: bias, pull and coverage per mass and strength",
+    "toyscan.csv": "the scan of every background-only toy, one row per toy and mass",
+    "toyscan_summary.csv": "spurious signal per mass over the toys",
+    "combination.csv": "per combined mass: each dataset's share of the information",
+    "allocation.csv": "combination.csv at the allocation masses (plot.allocation_masses)",
+}
 
 
 def _env() -> jinja2.Environment:
@@ -141,6 +150,19 @@ def _exports(point_dir: Path) -> list[str]:
             found.append(p.name)
     stale = stale_exports(point_dir)
     return [f for f in found if f not in stale]
+
+
+def _tables(point_dir: Path, stale: set[Path]) -> list[dict[str, Any]]:
+    """The tables the point's steps keep in its folder (not those of an earlier config),
+    each with its row count and what it holds."""
+    out = []
+    for path in Layout(point_dir).tables():
+        if path in stale or not path.is_file():
+            continue
+        with open(path, "rb") as f:
+            rows = max(sum(1 for line in f if line.strip()) - 1, 0)
+        out.append({"name": path.name, "rows": rows, "doc": TABLE_DOCS[path.name]})
+    return out
 
 
 def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
@@ -240,6 +262,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     if planned:  # not the tasks of an earlier config of this folder (its injection, say)
         timings = {tid: t for tid, t in timings.items() if tid in planned}
     config_path = point_dir / "config.toml"
+    stale = stale_outputs(name, point_dir, cfg)
     return {
         "title": cfg.base.name,
         "point": name,
@@ -250,6 +273,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "figures": _figures(point_dir),
         "header": header,
         "rows": rows,
+        "tables": _tables(point_dir, stale),
         "exports": _exports(point_dir),
         "config_text": config_path.read_text() if config_path.exists() else "",
         "versions": info.get("versions", {}),
@@ -259,7 +283,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "created": info.get("created", ""),
         "seed": cfg.base.seed,
         "timings": timings,
-        "h5": _h5_provenance(point_dir, stale_outputs(name, point_dir, cfg)),
+        "h5": _h5_provenance(point_dir, stale),
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "gprpipe_version": _run_version(info),
         "has_index": True,
