@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_ROOT, QUICKSTART, write
+from conftest import DEMO_ROOT, QUICKSTART, settings, write
 
 from gprpipe import __version__
 from gprpipe.cli import main
@@ -336,6 +336,25 @@ def test_tui_refuses_a_mistyped_run_folder(tmp_path: Path, cli):
         f"error: {tmp_path / 'runs' / 'nonexist'}: no such config, folder or run directory "
         "(a new config's name ends in .toml)."
     )
+
+
+def test_few_toys_caveat_only_for_a_scan_made_with_the_configs_toys(cli, tmp_path: Path):
+    """Toy limits from 2,000 toys, then the config changed to 100 toys and only the load
+    step run: scan.csv is not current, and the summary must not say its limits come from
+    100 toys each (they come from 2,000)."""
+    run = tmp_path / "run"
+    sets = (f"base.output={run}", 'limit.mode="toys"', "scan.masses=[0.06]")
+    code, out, err = cli(
+        "run", QUICKSTART, "--steps", "load,fit,limit", *settings(*sets, "limit.n_toys=2000")
+    )
+    assert code == 0, err
+    assert "toy limits' Monte Carlo error (eps2_up_err): median 3.5%" in out
+    assert "fewer than the 1000" not in out
+    code, out, err = cli("run", QUICKSTART, "--steps", "load", *settings(*sets, "limit.n_toys=100"))
+    assert code == 0, err
+    assert "tables not current: scan.csv (made with other settings" in out
+    assert "toy limits' Monte Carlo error (eps2_up_err): median 3.5%" in out
+    assert "from 100 toys each" not in out
 
 
 def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_path: Path):
