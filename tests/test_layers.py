@@ -85,6 +85,29 @@ def test_no_import_cycle():
     assert _cycles(graph()) == []
 
 
+def _private_imports(text: str, own: str) -> list[str]:
+    """``module.name`` of every private name (one leading underscore) that the module
+    ``own`` (source ``text``) imports from another module of the package."""
+    return [
+        f"{node.module}.{a.name}"
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.ImportFrom) and node.module in MODULES and node.module != own
+        for a in node.names
+        if a.name.startswith("_") and not a.name.startswith("__")
+    ]
+
+
+def test_no_private_name_is_imported_across_modules():
+    """What one module uses of another is public (``inject._window``, ``export._point_dir``
+    and ``config._apply_cards`` were used from other modules)."""
+    bad = {m: found for m, p in MODULES.items() if (found := _private_imports(p.read_text(), m))}
+    assert bad == {}
+    # the check sees such an import, also inside a function
+    probe = "def f():\n    from gprpipe.steps.inject import data_window, _ctx\n"
+    assert _private_imports(probe, "gprpipe.steps.displays") == ["gprpipe.steps.inject._ctx"]
+    assert _private_imports(probe, "gprpipe.steps.inject") == []
+
+
 def _outside(prefix: str, allowed: tuple[str, ...]) -> dict[str, set[str]]:
     return {
         m: bad

@@ -75,7 +75,7 @@ def _where(loaded: Loaded) -> Where:
     return loaded.where
 
 
-def _apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
+def apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
     """Merge each dataset over its card's ``[dataset]`` table; returns errors."""
     errors: list[Issue] = []
     datasets = data.get("datasets")
@@ -185,7 +185,7 @@ def load_points(
                     or loaded.origins.get(f"grid.zip.{key}")
                     or Origin("grid")
                 )
-            missing_cards = _apply_cards(data, loaded)
+            missing_cards = apply_cards(data, loaded)
             unsafe = control_char_errors(data, where) + name_errors(data, where)
             if unsafe or missing_cards:
                 # without its card a dataset lacks the card's keys: say only what is wrong

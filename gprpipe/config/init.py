@@ -50,10 +50,10 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
         )
     chain = load_chain(_template(template))
     datasets = dict(chain.data.get("datasets") or {})
-    from gprpipe.config import _apply_cards  # the cards give each dataset's range and hist
+    from gprpipe.config import apply_cards  # the cards give each dataset's range and hist
 
     merged = {"datasets": {k: dict(v) for k, v in datasets.items()}}
-    _apply_cards(merged, chain)
+    apply_cards(merged, chain)
     fits_demo = all(
         get_dotted(ds, "range", [0, 1])[1] <= 0.15 for ds in merged["datasets"].values()
     )

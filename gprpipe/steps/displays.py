@@ -131,9 +131,9 @@ def column_arrays(s: Shown) -> dict:
 # Windows of the data fit
 # --------------------------------------------------------------------------------------
 def _data_shown(cfg: Config, lay, name: str, mass: float) -> Shown:
-    from gprpipe.steps.inject import _window
+    from gprpipe.steps.inject import data_window
 
-    win = _window(cfg, _ctx(lay), name, mass)
+    win = data_window(cfg, _ctx(lay), name, mass)
     mf = win.fit
     blind = win.blind
     x = 0.5 * (win.edges[1:] + win.edges[:-1])
@@ -243,9 +243,9 @@ def _inject_row(lay, name: str, mass: float, z: float, A_inj: float) -> dict | N
 
 
 def _refit_setup(cfg: Config, lay, name: str, mass: float):
-    from gprpipe.steps.inject import _window, refit_setup
+    from gprpipe.steps.inject import data_window, refit_setup
 
-    win = _window(cfg, _ctx(lay), name, mass)
+    win = data_window(cfg, _ctx(lay), name, mass)
     return win, refit_setup(cfg, name, win)
 
 

@@ -31,7 +31,7 @@ from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
 
 
-def _point_dir(run_dir: Path, point: str | None) -> Path:
+def checked_point_dir(run_dir: Path, point: str | None) -> Path:
     """The point folder an export reads (``run_dir`` itself, or its point ``point``),
     refused when its config.toml was edited by hand since its run wrote it (run.json's
     sha256), as status and summary refuse it: the export would follow another config."""
@@ -70,7 +70,7 @@ def _find_point_dir(run_dir: Path, point: str | None) -> Path:
     raise GprpipeError(f"{run_dir}: no grid point {point!r} (have: {names}).")
 
 
-def _point_config(pdir: Path):
+def point_config_of(pdir: Path):
     """The point's config as its folder holds it (whichever steps its last run selected:
     an export after ``--steps plot`` reads the fit as any other)."""
     from gprpipe.config import point_config_from_file
@@ -211,7 +211,7 @@ def export_workspace(
     from gprpipe.stats.histfactory import workspace
     from gprpipe.stats.likelihood import cholesky_jitter
 
-    pdir = _point_dir(run_dir, point)
+    pdir = checked_point_dir(run_dir, point)
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
     masses = fit["mass_GeV"]
@@ -221,7 +221,7 @@ def export_workspace(
             f"{lay.fit}: mass {mass:g} GeV is not a test mass of {dataset!r} "
             f"({masses.min():g}-{masses.max():g} GeV, nearest {masses[i]:g})."
         )
-    cfg = _point_config(pdir)
+    cfg = point_config_of(pdir)
     blind = _window(lay, cfg, dataset, fit, i)
     if (status := str(_status(lay, dataset, fit, cfg)[i])) != "ok":
         print(
@@ -276,7 +276,7 @@ def _ok_windows(pdir: Path, dataset: str) -> tuple[list, tuple[list[dict], str]]
     left out (flagged or failed; :func:`_left_out`)."""
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
-    cfg = _point_config(pdir)
+    cfg = point_config_of(pdir)
     status = _status(lay, dataset, fit, cfg)
     ok = status == "ok"
     wins = [(cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(ok)]
@@ -298,7 +298,7 @@ def export_patchset(
     from gprpipe.stats.histfactory import patchset
     from gprpipe.stats.likelihood import cholesky_jitter
 
-    pdir = _point_dir(run_dir, point)
+    pdir = checked_point_dir(run_dir, point)
     wins = []
     ok_windows, (_, left) = _ok_windows(pdir, dataset)
     for _, blind in ok_windows:
@@ -365,11 +365,11 @@ def export_spey(
     from gprpipe.results.schema import COMBINED
     from gprpipe.steps.limit import read_scan
 
-    pdir = _point_dir(run_dir, point)
+    pdir = checked_point_dir(run_dir, point)
     lay = Layout(pdir)
     if not lay.limit.exists():  # its limits go into every entry
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
-    cfg = _point_config(pdir)
+    cfg = point_config_of(pdir)
     scan = read_scan(vouched_for(lay.limit, cfg)).get(dataset, {})
     entries = []
     if dataset == COMBINED:
@@ -458,7 +458,7 @@ def _combined_windows(pdir: Path, scan: dict):
 
     if not scan:
         raise GprpipeError(f"{pdir}: no combined rows in limit.h5.")
-    cfg = _point_config(pdir)
+    cfg = point_config_of(pdir)
     lay = Layout(pdir)
     if cfg.base.blind:  # the combination would stand the Asimov counts in for the data
         raise GprpipeError(

@@ -66,7 +66,7 @@ CSV_COLUMNS = INJECT.names
 @dataclass
 class Window:
     """One dataset's GP fit at a mass: blind arrays, rho, hyperparameters, data. Made by
-    :func:`_window`, which returns only fits that have blind arrays and hyperparameters."""
+    :func:`data_window`, which returns only fits that have blind arrays and hyperparameters."""
 
     fit: MassFit
     counts: np.ndarray
@@ -83,7 +83,7 @@ class Window:
         return self.fit.hyper
 
 
-def _window(cfg: Config, ctx, name: str, mass: float) -> Window:
+def data_window(cfg: Config, ctx, name: str, mass: float) -> Window:
     """The data fit at ``mass`` from ``fit.h5``, or a fresh fit (with the scan's own
     restarts, no warm start) when the mass was not scanned."""
     from gprpipe.stats.gp import GPHyper
@@ -169,7 +169,7 @@ def _study_dataset(
 
     ic = cfg.inject
     leakage = cfg.fit.signal_leakage
-    win = _window(cfg, ctx, name, mass)
+    win = data_window(cfg, ctx, name, mass)
     bl = win.blind
     w_fit = bl[template_key(cfg)]
     L = cholesky_jitter(bl["C"])
@@ -243,7 +243,7 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict[str, float
         )
     leakage = cfg.fit.signal_leakage
     names = [d for d in cfg.scanned() if mass_within(mass, *cfg.datasets[d].range)]
-    wins = {d: _window(cfg, ctx, d, mass) for d in names}
+    wins = {d: data_window(cfg, ctx, d, mass) for d in names}
     ks = {d: unit_yield(cfg, d, mass, w.fit.rho) for d, w in wins.items()}
     tk = template_key(cfg)
     stored = {d: w.blind for d, w in wins.items()}

@@ -220,14 +220,14 @@ def project_reach(
     from gprpipe.pipeline.plan import Layout
     from gprpipe.plotting.reach import reach_figure
     from gprpipe.plotting.style import apply_style
-    from gprpipe.steps.export import _point_config, _point_dir
+    from gprpipe.steps.export import checked_point_dir, point_config_of
     from gprpipe.steps.limit import read_scan
 
-    pdir = _point_dir(Path(run_dir), point)
+    pdir = checked_point_dir(Path(run_dir), point)
     lay = Layout(pdir)
     if not lay.limit.exists():
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
-    cfg = _point_config(pdir)
+    cfg = point_config_of(pdir)
     scan = read_scan(vouched_for(lay.limit, cfg))
     names = [n for n in scan if n != COMBINED]
     factors = {n: 1.0 for n in names} | parse_scale(scale, names, str(lay.scan_csv))
