@@ -7,7 +7,9 @@ independent seeds; the script prints the mean limit, its standard deviation betw
 the median reported error and their ratio with the ratio's statistical error
 (``std / sqrt(2 (K - 1))`` of a Gaussian spread), beside the asymptotic limit, and how much
 the reported error itself scatters between seeds (its 16-84% range over its median): the
-figure a single row's error carries.
+figure a single row's error carries. ``--excess Z`` adds signal counts to the observed window
+(``round(A w)``, the template ``w`` times the yield ``A`` that moves ``A_hat / sigma_A`` to
+about ``Z``): the error at an excess the data do not have.
 
     gprpipe run user_configs/hps2015.toml --set base.output='"/tmp/st15"' \\
         --set datasets.2015.path='"DATA.root"' --set 'scan.masses=[0.06, 0.11]' --steps load,fit
@@ -55,10 +57,12 @@ def main() -> None:
     ap.add_argument("--n-toys", type=int, default=2000)
     ap.add_argument("--seeds", type=int, default=40)
     ap.add_argument("--template", default="w_eff", help="w_eff (default config) or w")
+    ap.add_argument("--excess", type=float, help="add signal to reach about this A_hat / sigma_A")
     args = ap.parse_args()
     print(
         f"# {args.dataset}, {args.n_toys} toys, {args.seeds} seeds; A in events; "
-        "ratio = std between seeds / median reported error"
+        + (f"signal added to A_hat/sigma_A ~ {args.excess}; " if args.excess is not None else "")
+        + "ratio = std between seeds / median reported error"
     )
     print(
         "mass_GeV  A_hat/sigma_A  asymptotic  toys_mean  std_seeds  median_err  ratio"
@@ -67,6 +71,10 @@ def main() -> None:
     for mass, model, blind in window_models(args.fit_h5, args.dataset, args.masses, args.template):
         n = blind["n"]
         f = model.fit(n)
+        if args.excess is not None:  # the data plus signal at the tested mass
+            a = (args.excess - float(f.A_hat / f.sigma_A)) * float(f.sigma_A)
+            n = n + np.round(a * np.asarray(blind[args.template], dtype=float))
+            f = model.fit(n)
         asym = float(AsymptoticCalculator(model).upper_limit(n))
         ups, errs, unresolved = [], [], 0
         for seed in range(args.seeds):
