@@ -355,6 +355,15 @@ def test_few_toys_caveat_only_for_a_scan_made_with_the_configs_toys(cli, tmp_pat
     assert "tables not current: scan.csv (made with other settings" in out
     assert "toy limits' Monte Carlo error (eps2_up_err): median 3.5%" in out
     assert "from 100 toys each" not in out
+    # nor does the report (the plot step's, or an export's refresh) with this config
+    from gprpipe.config import point_config_from_file
+    from gprpipe.steps.report import write_reports
+
+    point = run / "nominal"
+    write_reports(point_config_from_file(point / "config.toml"), point)
+    html = (point / "report.html").read_text()
+    assert "<li>toy limits&#39; Monte Carlo error (eps2_up_err): median 3.5%" in html
+    assert "from 100 toys each" not in html
 
 
 def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_path: Path):
@@ -388,14 +397,25 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
         "at 60 MeV (more toys: limit.n_toys); from 100 toys each, fewer than the 1000 it "
         "was checked with: "
     ) in out
+    # in the report's summary too (it had only the counts of flagged and failed rows)
+    from gprpipe.config import point_config_from_file
+    from gprpipe.steps.report import write_reports
+
+    point = run / "nominal"
+    write_reports(point_config_from_file(point / "config.toml"), point)
+    html = (point / "report.html").read_text()
+    assert (
+        f"<li>toy limits&#39; Monte Carlo error (eps2_up_err): median {rel:.1%}, largest "
+        f"{rel:.1%} at 60 MeV (more toys: limit.n_toys); from 100 toys each, fewer than the "
+        "1000 it was checked with: "
+    ) in html
+    assert "<li>failed (no limit): 1 (" in html
     # and in HEPData (YAML error and CSV column; the submission validates)
     import yaml
     from hepdata_validator.full_submission_validator import FullSubmissionValidator
 
-    from gprpipe.config import point_config_from_file
     from gprpipe.steps.hepdata import write_hepdata
 
-    point = run / "nominal"
     folder = tmp_path / "hepdata"
     write_hepdata(point_config_from_file(point / "config.toml"), point / "limit.h5", folder)
     v = FullSubmissionValidator()

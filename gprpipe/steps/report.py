@@ -24,6 +24,7 @@ from gprpipe import __version__
 from gprpipe.errors import GprpipeError, os_error_sentence
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
+from gprpipe.pipeline.cache import output_of
 from gprpipe.pipeline.commit import rerecord, stale_exports
 from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout, stale_outputs
 from gprpipe.results.schema import (
@@ -32,7 +33,7 @@ from gprpipe.results.schema import (
     plot_manifest_files,
     read_csv_table,
 )
-from gprpipe.results.summary import most_significant, summarize_scan
+from gprpipe.results.summary import dataset_lines, most_significant, summarize_scan
 
 PROVENANCE_ATTRS = (
     "created",
@@ -253,7 +254,9 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     if scan_path.exists():
         header, raw = read_csv_table(scan_path)
         rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
-        summary = _scan_summary(header, raw)
+        # the config's toys per limit are the table's only if the config made it
+        n_toys = cfg.limit.n_toys if output_of(scan_path, cfg) else None
+        summary = _scan_summary(header, raw, n_toys)
     entry = _point_entry(info, point_dir)
     name = entry.get("name", point_dir.name)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
@@ -381,11 +384,16 @@ def _labels(cfg) -> dict[str, str]:
     return {n: cfg.datasets[n].label or n for n in cfg.datasets} | {COMBINED: "Combined"}
 
 
-def _scan_summary(header: list[str], raw: list[dict[str, str]]) -> dict[str, Any]:
+def _scan_summary(
+    header: list[str], raw: list[dict[str, str]], n_toys: int | None = None
+) -> dict[str, Any]:
     """What report.html and index.html show of a point's scan.csv (one summariser,
-    :func:`summarize_scan`, totalled over its datasets and the combination)."""
-    datasets = summarize_scan(raw)
+    :func:`summarize_scan`, totalled over its datasets and the combination), and each
+    dataset's lines as ``gprpipe summary`` prints them (limits, Monte Carlo errors and
+    their caveats, deficits, fit quality); ``n_toys``: the config's ``limit.n_toys``."""
+    datasets = summarize_scan(raw, n_toys)
     return {
+        "lines": [(s.dataset, dataset_lines(s)[1:]) for s in datasets],
         "n_rows": len(raw),
         "datasets": datasets,
         # a blinded scan: its rows say so, or the table has no observed column at all
