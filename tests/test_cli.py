@@ -364,6 +364,9 @@ def test_few_toys_caveat_only_for_a_scan_made_with_the_configs_toys(cli, tmp_pat
     html = (point / "report.html").read_text()
     assert "<li>toy limits&#39; Monte Carlo error (eps2_up_err): median 3.5%" in html
     assert "from 100 toys each" not in html
+    # its Tables say scan.csv is not current (they had listed it as any other)
+    assert '<p id="tables-not-current">Not current: scan.csv (made with other' in html
+    assert '<a href="scan.csv">scan.csv</a></td>' not in html
 
 
 def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_path: Path):

@@ -229,6 +229,24 @@ def test_misspelt_template_or_card_lists_the_shipped_ones(tmp_path: Path):
     assert msg == f"{c}:2: base.template: 'sub/nope.toml': no such file ({where})."
 
 
+def test_a_template_or_card_that_is_no_toml_names_the_key(tmp_path: Path):
+    """A template or card that exists but is not TOML (``/etc/passwd``, a typo'd file)
+    named the file alone; the sentence now also names the key that chose it."""
+    bad = write(tmp_path / "notes.txt", "x = [\n")
+    a = write(tmp_path / "a.toml", f'[base]\nname = "x"\ntemplate = "{bad}"\n')
+    (msg,) = errors_of(a)
+    assert msg == (
+        f"{a}:3: base.template: {bad} is no config template: invalid TOML: Invalid value "
+        "(at end of document)."
+    )
+    b = write(tmp_path / "b.toml", f'[datasets.x]\ncard = "{bad}"\npath = "x.root"\n')
+    (msg,) = errors_of(b)
+    assert msg == (
+        f"{b}:2: datasets.x.card: card {bad} is no card: invalid TOML: Invalid value (at end "
+        "of document)."
+    )
+
+
 def test_invalid_toml_names_file_and_line(tmp_path: Path):
     a = write(tmp_path / "a.toml", '[base]\nname = "x"\nseed = = 3\n')
     (msg,) = errors_of(a)
@@ -1078,7 +1096,7 @@ def test_bytes_that_are_not_utf8_and_folderless_outputs_are_refused(tmp_path, mo
     plain = tmp_path / "plain"
     plain.mkdir()
     monkeypatch.chdir(plain)
-    long_name = ("base.name=" + "a" * 300, "base.output=runs/x/{{ base.name }}")
+    long_name = ("base.name=" + "a" * 150, "base.output=runs/x/{{ base.name }}{{ base.name }}")
     code, _, err = cli("run", QUICKSTART, "--steps", "load", *settings(*long_name))
     assert code == 1 and "cannot write the run directory" in err
     assert list(plain.iterdir()) == []  # no runs/x left behind

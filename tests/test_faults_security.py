@@ -248,7 +248,7 @@ def test_grid_values_give_safe_point_folders(cli, tmp_path: Path, monkeypatch: p
         f"""
         output = "{tmp_path / "run"}"
         [grid]
-        "datasets.demo.label" = ["../../../../tmp/evil", "..", "a b'c", "{"y" * 300}"]
+        "datasets.demo.label" = ["../../../../tmp/evil", "..", "a b'c", "{"y" * 200}"]
     """,
     )
     code, out, err = cli("grid", cfg)
@@ -392,6 +392,134 @@ def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: P
         assert code == 1
         one_sentence(err, other / "slurm", "the run's SLURM folder", "base.output")
         assert list(outside.iterdir()) == []
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` with its mtime (ns)."""
+    return {str(f): f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()}
+
+
+def test_rerun_and_exports_refuse_a_point_folder_linked_outside(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """``run`` refused a point folder (or its logs, .state, plots) linked out of the run
+    directory; ``rerun`` and the exports wrote through it: the fit, limits, logs, figures
+    and an index.html beside the link's target (a fuzzing audit). Each is now refused in
+    one sentence, and nothing out there changes."""
+    run, outside = tmp_path / "run", tmp_path / "elsewhere"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    outside.mkdir()
+    (run / "nominal").rename(outside / "pt")
+    (run / "nominal").symlink_to(outside / "pt")
+    before = _files(outside)
+    commands = (
+        ("rerun", run, "--masses", "60MeV"),
+        ("rerun", run, "--failed"),
+        ("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV"),
+        ("export-spey", run, "--dataset", "demo"),
+        ("project-reach", run, "--scale", "demo=10"),
+    )
+    for cmd in commands:
+        code, _, err = run_cli_here(*cmd)
+        assert code == 1, cmd
+        one_sentence(err, run / "nominal", "outside the run directory")
+    assert _files(outside) == before and sorted(p.name for p in outside.iterdir()) == ["pt"]
+    (run / "nominal").unlink()
+    (outside / "pt").rename(run / "nominal")
+    # a subfolder linked out of the point folder: logs for rerun, .state for the exports
+    shutil.move(run / "nominal" / "logs", outside / "logs")
+    (run / "nominal" / "logs").symlink_to(outside / "logs")
+    code, _, err = run_cli_here(*commands[0])
+    assert code == 1
+    one_sentence(err, run / "nominal" / "logs", "outside the point folder")
+    (run / "nominal" / "logs").unlink()
+    shutil.move(outside / "logs", run / "nominal" / "logs")
+    shutil.move(run / "nominal" / ".state", outside / "state")
+    (run / "nominal" / ".state").symlink_to(outside / "state")
+    before = _files(outside)
+    for cmd in commands[2:]:
+        code, _, err = run_cli_here(*cmd)
+        assert code == 1, cmd
+        one_sentence(err, run / "nominal" / ".state", "outside the point folder")
+    assert _files(outside) == before
+
+
+def test_an_export_never_refreshes_the_report_from_an_edited_scan(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """An export writes the report again so that it lists the export; it took scan.csv
+    as it found it: a hand-edited limit went into report.html without a word, and a
+    scan.csv that is not text ended the command in "internal error" (a fuzzing audit).
+    Now the export stands and the report is left as it was, in one sentence."""
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    scan, report = run / "nominal" / "scan.csv", run / "nominal" / "report.html"
+    first = scan.read_text().splitlines()[1].split(",")
+    scan.write_text(scan.read_text().replace(first[5], "12345678", 1))  # A_up at 30 MeV
+    shown = report.read_text()
+    code, _, err = run_cli_here("export-spey", run, "--dataset", "demo")
+    assert code == 1
+    line = one_sentence(err, "spey_demo.json is written and recorded, but the report was not")
+    assert f"{scan}: differs from what its task nominal/limit/merge wrote" in line
+    assert report.read_text() == shown and "12345678" not in shown
+    scan.write_bytes(b"a,b\n\x00\xff,1\n")
+    code, _, err = run_cli_here("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
+    assert code == 1
+    one_sentence(err, "pyhf_demo_60MeV.json is written and recorded", f"{scan}: differs")
+    assert report.read_text() == shown
+    # a table that is not text is one sentence wherever it is read
+    from gprpipe.errors import GprpipeError
+    from gprpipe.results.schema import read_csv_table
+
+    with pytest.raises(GprpipeError, match=r"scan\.csv: cannot be read as a CSV table"):
+        read_csv_table(scan)
+
+
+def test_a_commit_record_naming_a_file_outside_is_unreadable(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """A commit record naming ``../../victim.txt`` made status hash that file, outside the
+    run, and report it as "differs from what the task wrote"; such a record is not one
+    gprpipe writes: unreadable, and the task is redone by rerun --failed."""
+    import json
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    (tmp_path / "victim.txt").write_text("x")
+    record = run / "nominal" / ".state" / "limit__merge.commit"
+    rec = json.loads(record.read_text())
+    rec["files"]["../../victim.txt"] = "00"
+    record.write_text(json.dumps(rec))
+    code, out, err = run_cli_here("status", run)
+    assert code == 0 and "victim" not in out + err  # status reports; it does not fail
+    assert (
+        "failed   nominal/limit/merge: .state/limit__merge.commit is unreadable since the "
+        "task finished; rerun --failed redoes it"
+    ) in out
+
+
+def test_compare_refuses_a_point_without_its_config(shared_quickstart: Path, tmp_path: Path):
+    """status, summary, rerun and the exports refused a point folder whose config.toml
+    was deleted; compare compared it."""
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    (run / "nominal" / "config.toml").unlink()
+    code, out, err = run_cli_here("compare", shared_quickstart, run, "-o", tmp_path / "cmp")
+    assert (code, out) == (1, "")
+    one_sentence(err, run / "nominal" / "config.toml", "config file not found")
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_a_label_longer_than_a_figure_can_show_is_refused(cli):
+    """A 20,000-character plot.experiment passed validate, then took 5 GB in the plot
+    step (the figure is sized to its text) and failed with "internal error"; the error
+    message repeated the whole value."""
+    long = "x" * 20000
+    for key in ("plot.experiment", "plot.status", "datasets.demo.label", "base.name"):
+        code, out, err = cli("validate", QUICKSTART, "--set", f'{key}="{long}"')
+        assert code == 1 and out == "", key
+        line = one_sentence(err, key, "at most 200 characters", "(20002 characters)")
+        assert len(line) < 200, line
 
 
 # ---------------------------------------------------------------- 3. symlinked logs

@@ -85,27 +85,75 @@ def test_no_import_cycle():
     assert _cycles(graph()) == []
 
 
-def _private_imports(text: str, own: str) -> list[str]:
+def _private_imports(text: str, own: str, package: bool = False) -> list[str]:
     """``module.name`` of every private name (one leading underscore) that the module
-    ``own`` (source ``text``) imports from another module of the package."""
-    return [
-        f"{node.module}.{a.name}"
-        for node in ast.walk(ast.parse(text))
-        if isinstance(node, ast.ImportFrom) and node.module in MODULES and node.module != own
-        for a in node.names
-        if a.name.startswith("_") and not a.name.startswith("__")
-    ]
+    ``own`` (source ``text``; ``package``: an ``__init__``) takes from another module of
+    the package: imported by name (absolute or relative), or read off an imported module."""
+    tree = ast.parse(text)
+    out: list[str] = []
+    modules: dict[str, str] = {}  # local name -> package module it stands for
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: from the module's package upwards
+                base = own if package else own.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                module = f"{base}.{module}" if module else base
+            if module not in MODULES:
+                continue
+            for a in node.names:
+                if (
+                    f"{module}.{a.name}" in MODULES
+                ):  # a module, e.g. ``from gprpipe.stats import inject``
+                    modules[a.asname or a.name] = f"{module}.{a.name}"
+                elif private(a.name) and module != own:
+                    out.append(f"{module}.{a.name}")
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname: a.name for a in node.names if a.asname and a.name in MODULES}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and modules.get(node.value.id, own) != own
+            and private(node.attr)
+        ):
+            out.append(f"{modules[node.value.id]}.{node.attr}")
+    return out
 
 
 def test_no_private_name_is_imported_across_modules():
-    """What one module uses of another is public (``inject._window``, ``export._point_dir``
-    and ``config._apply_cards`` were used from other modules)."""
-    bad = {m: found for m, p in MODULES.items() if (found := _private_imports(p.read_text(), m))}
+    """What one module uses of another is public (``inject._window``, ``export._point_dir``,
+    ``config._apply_cards`` and ``stats.inject._child`` were used from other modules)."""
+    bad = {
+        m: found
+        for m, p in MODULES.items()
+        if (found := _private_imports(p.read_text(), m, p.name == "__init__.py"))
+    }
     assert bad == {}
-    # the check sees such an import, also inside a function
+    # the check sees such a use: imported (also inside a function, or relative), or read
+    # off an imported module
     probe = "def f():\n    from gprpipe.steps.inject import data_window, _ctx\n"
     assert _private_imports(probe, "gprpipe.steps.displays") == ["gprpipe.steps.inject._ctx"]
     assert _private_imports(probe, "gprpipe.steps.inject") == []
+    relative = "from .inject import _child\nfrom . import _nope\n"
+    assert _private_imports(relative, "gprpipe.stats.cls") == [
+        "gprpipe.stats.inject._child",
+        "gprpipe.stats._nope",
+    ]
+    assert _private_imports(relative, "gprpipe.stats", package=True) == [
+        "gprpipe.stats.inject._child"
+    ]
+    alias = "from gprpipe.stats import inject as inj\nimport gprpipe.io.root as r\n"
+    alias += "inj._child(1, 2)\nr.read_hist\nr._open()\n"
+    assert _private_imports(alias, "gprpipe.steps.displays") == [
+        "gprpipe.stats.inject._child",
+        "gprpipe.io.root._open",
+    ]
 
 
 def _outside(prefix: str, allowed: tuple[str, ...]) -> dict[str, set[str]]:

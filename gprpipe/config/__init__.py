@@ -33,6 +33,7 @@ from gprpipe.config.loader import (
     load_chain,
     override_leaves,
     read_toml,
+    reason_of,
     resolve_ref,
     set_dotted,
 )
@@ -89,7 +90,13 @@ def apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
         except FileNotFoundError as exc:
             errors.append(origin.at(key).issue(f"card {exc}"))
             continue
-        card, positions = read_toml(card_path)
+        try:
+            card, positions = read_toml(card_path)
+        except GprpipeError as exc:  # not TOML, or unreadable: the key that named it
+            errors.append(
+                origin.at(key).issue(f"card {card_path} is no card: {reason_of(exc, card_path)}")
+            )
+            continue
         unknown = set(card) - {"card", "dataset"}
         if unknown:
             table = sorted(unknown)[0]

@@ -300,7 +300,22 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
                 ]
             )
         seen.append(current)
-        data, lines = read_toml(current, text if current == path else None)
+        try:
+            data, lines = read_toml(current, text if current == path else None)
+        except GprpipeError as exc:
+            if not files:  # the config itself: its own sentence names it
+                raise
+            referrer, _, referrer_lines = files[-1]  # its base.template named this file
+            raise ConfigError(
+                [
+                    _template_issue(
+                        referrer,
+                        referrer_lines,
+                        f"base.template: {current} is no config template: "
+                        + reason_of(exc, current),
+                    )
+                ]
+            ) from None
         files.append((current, data, lines))
         base = data.get("base", {})
         ref = base.get("template") if isinstance(base, Mapping) else None
@@ -338,6 +353,14 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
     if isinstance(merged.get("base"), dict):
         merged["base"].pop("template", None)
     return Loaded(merged, origins, [f for f, _, _ in files])
+
+
+def reason_of(exc: GprpipeError, path: Path) -> str:
+    """Why reading ``path`` failed (``exc``), without the file name the sentence starts with:
+    for the sentence of the key that named the file."""
+    issues = getattr(exc, "issues", [])
+    text = issues[0].message if issues and isinstance(issues[0], Issue) else str(exc)
+    return str(text).removeprefix(f"{path}: ")
 
 
 def _template_issue(file: Path, positions: Mapping[str, tuple[int, int]], message: str) -> Issue:

@@ -80,8 +80,15 @@ def _check_image(image: str) -> None:
         )
 
 
+#: the longest label a figure shows (a label of 20,000 characters took 5 GB in the plot
+#: step: the figure is sized to its text)
+LABEL_MAX = 200
+
+
 class Base(Section):
-    name: str = Field("gprpipe", description="Analysis name (used in paths and titles).")
+    name: str = Field(
+        "gprpipe", max_length=LABEL_MAX, description="Analysis name (used in paths and titles)."
+    )
     output: str = Field("runs/{{ base.name }}", description="Run directory (relative to the CWD).")
     engine: Literal["local", "docker", "podman", "apptainer"] = "local"
     image: str | None = Field(None, description="Container image for container engines.")
@@ -157,7 +164,7 @@ class Base(Section):
 
 class Dataset(Section):
     card: str | None = Field(None, description="Dataset card (physics defaults).")
-    label: str = ""
+    label: str = Field("", max_length=LABEL_MAX, description="Name on figures and tables.")
     path: str = Field(..., description="ROOT file with the invariant-mass histogram.")
     hist: str = Field("input_hist", description="Histogram name (may include folders).")
     range: tuple[float, float] = Field(..., description="Scan range [lo, hi] in GeV.")
@@ -363,8 +370,12 @@ class Plot(Section):
     formats: list[Format] = Field(default_factory=lambda: list(FORMATS))
     style: Literal["hep", "plain"] = "hep"
     masses: list[float] = Field(default_factory=list, description="Masses for GP-fit plots.")
-    experiment: str = Field("HPS", description="Experiment label on every figure.")
-    status: str = Field("Preliminary", description="Status next to the experiment label.")
+    experiment: str = Field(
+        "HPS", max_length=LABEL_MAX, description="Experiment label on every figure."
+    )
+    status: str = Field(
+        "Preliminary", max_length=LABEL_MAX, description="Status next to the experiment label."
+    )
     displays: Displays = Field(default_factory=Displays)
     allocation_masses: list[float] = Field(
         default_factory=list,
@@ -723,7 +734,9 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                     dotted, msg = keyed.group(1), msg[keyed.end() :]
             else:
                 value = err.get("input")
-                shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+                text = repr(value)
+                text = text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+                shown = f" (got {text})" if not isinstance(value, dict) else ""
                 msg = f"{err['msg']}{shown}"
             errors.append(at(where(dotted), msg + ("" if msg.endswith("?") else ".")))
         return None, unique(errors)

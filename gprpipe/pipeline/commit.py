@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gprpipe.errors import GprpipeError
@@ -44,7 +44,17 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(rec, dict) or not isinstance(rec.get("files"), dict):
         return None
+    if not all(isinstance(d, str) and _in_point(rel) for rel, d in rec["files"].items()):
+        return None  # not what gprpipe writes: nothing to vouch for, nothing to read out there
     return rec
+
+
+def _in_point(rel: object) -> bool:
+    """Whether ``rel`` is a path inside a point folder as commit records name them."""
+    if not isinstance(rel, str) or not rel:
+        return False
+    parts = PurePosixPath(rel)
+    return not parts.is_absolute() and ".." not in parts.parts
 
 
 def clear_commit(task: Task) -> None:

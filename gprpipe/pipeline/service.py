@@ -57,6 +57,7 @@ from gprpipe.pipeline.store import (
     LAUNCH_LOG,
     LAUNCH_SPEC,
     RunInfo,
+    check_inside,
     load_run_info,
     new_run_info,
     plan_points,
@@ -905,6 +906,7 @@ def rerun(
         run_dir = run_dir.absolute()
         info = load_run_info(run_dir)
         tasks, configs = tasks_of_run(info)
+        check_inside(run_dir, tasks)  # as a run does: no write through a link out of it
         ex = _run_executor(run_dir, info, configs, jobs)
         chosen: set[str] = set()
         if failed:  # and what never ran (an interrupted run): the merges need those parts

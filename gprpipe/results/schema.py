@@ -382,17 +382,28 @@ def csv_text(per_ds: Mapping[str, Mapping[str, np.ndarray]], columns: Table | Se
 
 
 def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows (column -> text) of a results CSV (``scan.csv``, ``inject.csv``)."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        return list(reader.fieldnames or []), rows
+    """Header and rows (column -> text) of a results CSV (``scan.csv``, ``inject.csv``);
+    a GprpipeError naming the file when it is not text CSV (damaged)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _not_csv(path, exc) from exc
 
 
 def csv_header(path: Path) -> list[str]:
     """The column names of a results CSV, without reading its rows."""
-    with open(path, newline="") as f:
-        return next(csv.reader(f), [])
+    try:
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _not_csv(path, exc) from exc
+
+
+def _not_csv(path: Path, exc: Exception) -> GprpipeError:
+    return GprpipeError(f"{path}: cannot be read as a CSV table ({exc}); run its step again.")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -578,7 +578,7 @@ def inject_conditional_combined(
     )
 
 
-def _child(ss: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
+def child_seed(ss: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
     """The ``i``-th child of ``ss`` without touching its spawn counter (stateless)."""
     return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i))
 
@@ -605,7 +605,7 @@ def inject_refit_combined(
     """
     per = []
     for d, (setup, bf, wf, k) in enumerate(zip(setups, b_fulls, w_fulls, k_units)):
-        sd = [_child(ss, d) for ss in seeds]
+        sd = [child_seed(ss, d) for ss in seeds]
         done = d * len(seeds)  # refits done over all datasets
         step = None if progress is None else (lambda t, done=done: progress(done + t))
         per.append(refit_toys(setup, eps2_inj * k, wf, sd, b_full=bf, mode=mode, progress=step))

@@ -315,13 +315,13 @@ def _extraction_single(
                 setup,
                 A,
                 w_full,
-                [inj._child(ss, i) for i in range(n_toys)],
+                [inj.child_seed(ss, i) for i in range(n_toys)],
                 mode=ic.mode,
                 leakage=cfg.fit.signal_leakage,
                 **bkg_of(0, n_toys),
             )
             t = _median_index(ex.A_hat, ex.converged)
-        seed_t = inj._child(ss, t)
+        seed_t = inj.child_seed(ss, t)
         rt = inj.refit_toys(setup, A, w_full, [seed_t], mode=ic.mode, **bkg_of(t, t + 1))
         bkg, sig = inj.full_range_toy(
             np.random.default_rng(seed_t),
@@ -429,16 +429,16 @@ def _extraction_combined(
                 w_fulls,
                 ks,
                 e,
-                [inj._child(ss, i) for i in range(n_toys)],
+                [inj.child_seed(ss, i) for i in range(n_toys)],
                 mode=ic.mode,
                 scale=cw.scale,
                 names=names,
                 leakage=cfg.fit.signal_leakage,
             )
             t = _median_index(ex.A_hat, ex.converged)
-        seed_t = inj._child(ss, t)
+        seed_t = inj.child_seed(ss, t)
         for d, (bs, st, bf, wf, k) in enumerate(zip(bases, sts, b_fulls, w_fulls, ks)):
-            sd = inj._child(seed_t, d)
+            sd = inj.child_seed(seed_t, d)
             rt = inj.refit_toys(st, e * k, wf, [sd], b_full=bf, mode=ic.mode)
             bkg, sig = inj.full_range_toy(
                 np.random.default_rng(sd), e * k, wf, mode=ic.mode, b_full=bf

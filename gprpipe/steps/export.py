@@ -35,9 +35,14 @@ def checked_point_dir(run_dir: Path, point: str | None) -> Path:
     """The point folder an export reads (``run_dir`` itself, or its point ``point``),
     refused when its config.toml was edited by hand since its run wrote it (run.json's
     sha256), as status and summary refuse it: the export would follow another config."""
+    from gprpipe.pipeline.state import state_dir
     from gprpipe.pipeline.store import check_point_config
 
     pdir = _find_point_dir(Path(run_dir), point)
+    if pdir != Path(run_dir):  # the export, its record and the reports are written there
+        inside(pdir, run_dir, "the point folder", run_dir=True)
+    for folder in (state_dir(pdir), Layout(pdir).plots):
+        inside(folder, pdir, "this folder of the point")
     check_point_config(pdir)
     return pdir
 

@@ -9,6 +9,7 @@ JSON files of the point) appears automatically.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import shlex
@@ -25,7 +26,7 @@ from gprpipe.errors import GprpipeError, os_error_sentence
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import output_of
-from gprpipe.pipeline.commit import rerecord, stale_exports
+from gprpipe.pipeline.commit import rerecord, stale_exports, vouched
 from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout, stale_outputs
 from gprpipe.results.schema import (
     COMBINED,
@@ -153,17 +154,27 @@ def _exports(point_dir: Path) -> list[str]:
     return [f for f in found if f not in stale]
 
 
-def _tables(point_dir: Path, stale: set[Path]) -> list[dict[str, Any]]:
-    """The tables the point's steps keep in its folder (not those of an earlier config),
-    each with its row count and what it holds."""
-    out = []
+def _tables(
+    point: str, point_dir: Path, cfg, stale: set[Path]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The tables the point's steps keep in its folder, each with its row count and what it
+    holds, and the names of those made with other settings or inputs than ``cfg`` (not
+    current: a later run left their step out). A table of an earlier config that ``cfg``
+    does not make (``stale``) is neither."""
+    from gprpipe.pipeline.plan import producers
+
+    made = producers(point, point_dir, cfg)
+    out, other = [], []
     for path in Layout(point_dir).tables():
         if path in stale or not path.is_file():
             continue
-        with open(path, "rb") as f:
-            rows = max(sum(1 for line in f if line.strip()) - 1, 0)
+        if path in made and not output_of(path, cfg, made):  # (the plot step's own: current)
+            other.append(path.name)
+            continue
+        with open(path, newline="") as f:
+            rows = max(sum(1 for _ in csv.reader(f)) - 1, 0)
         out.append({"name": path.name, "rows": rows, "doc": TABLE_DOCS[path.name]})
-    return out
+    return out, other
 
 
 def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
@@ -276,7 +287,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "figures": _figures(point_dir),
         "header": header,
         "rows": rows,
-        "tables": _tables(point_dir, stale),
+        **dict(zip(("tables", "tables_not_current"), _tables(name, point_dir, cfg, stale))),
         "exports": _exports(point_dir),
         "config_text": config_path.read_text() if config_path.exists() else "",
         "versions": info.get("versions", {}),
@@ -477,10 +488,13 @@ def _refresh_reports(point_dir: Path) -> None:
     from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.summary import plots_current
 
-    if Layout(point_dir).report.is_file():
+    lay = Layout(point_dir)
+    if lay.report.is_file():
         cfg = point_config_from_file(point_dir / "config.toml")
         if not plots_current(point_dir.name, point_dir, cfg):
             return
+        if lay.scan_csv.exists():  # the report shows it: never one edited or damaged since
+            vouched(lay.scan_csv)
         written: list[Path] = []
         try:
             write_reports(cfg, point_dir, written)
