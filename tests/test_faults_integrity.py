@@ -662,6 +662,23 @@ def test_a_damaged_output_is_a_failed_task_that_rerun_failed_repairs(copy: Path,
     assert_same_results(copy / "nominal", base / "nominal")
 
 
+def test_rerun_of_masses_redoes_a_damaged_task_upstream(copy: Path, base: Path):
+    """``rerun --masses`` over a truncated load.h5 (status: load failed) ran the fit on it:
+    the fit failed, and so did every chosen task after it. The damaged task upstream is
+    now redone first, with a notice, and the results are the reference's."""
+    load = copy / "nominal" / "load.h5"
+    with open(load, "r+b") as f:
+        f.truncate(500)
+    code, out, err = gp("rerun", copy, "--masses", "60MeV")
+    assert code == 0, out + err
+    assert (
+        "notice: nominal/load: load.h5 differs from what the task wrote (sha256 mismatch) "
+        "since it finished; running it again"
+    ) in out + err
+    assert gp("status", copy)[1].strip().endswith("done=" + str(len(states(copy))))
+    assert_same_results(copy / "nominal", base / "nominal")
+
+
 def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
     """Ctrl-C while the second of three fit parts runs: it is cancelled (failed) and the
     third never ran. rerun --failed redid only the failed part and what follows it, so the

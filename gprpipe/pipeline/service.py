@@ -967,8 +967,10 @@ def _stale_upstream(
 ) -> set[str]:
     """The finished tasks that ``chosen`` tasks read from (directly or further up) whose
     outputs the run's config would no longer make (an input changed since, e.g. the data
-    file): a rerun redoes them too, or the chosen tasks would refuse their inputs again."""
+    file), or whose outputs were damaged since they finished: a rerun redoes them too, or
+    the chosen tasks would refuse their inputs again."""
     from gprpipe.pipeline.cache import made_by, made_with_other_settings
+    from gprpipe.pipeline.commit import check_outputs, read_commit
 
     by_id = {t.id: t for t in tasks}
     found: set[str] = set()
@@ -989,6 +991,11 @@ def _stale_upstream(
                     "changed?)"
                 )
                 obs.notice(f"notice: {d.id}: its outputs were {why}; running it again")
+                found.add(d.id)
+            elif (rec := read_commit(d)) is not None and (
+                why := check_outputs(d, str(rec.get("cache_key")))[1]
+            ):
+                obs.notice(f"notice: {d.id}: {why} since it finished; running it again")
                 found.add(d.id)
     return found
 
