@@ -178,6 +178,17 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
     assert code == 0 and "(2 patches, one per ok mass)" in out, err
     assert "notice: the limits' statuses are not applied (" in out
+    # a damaged limit.h5 is refused, as export-spey and project-reach refuse it (the
+    # patchset went on without its statuses, flagged masses included)
+    limit = run / "nominal" / "limit.h5"
+    limit.write_bytes(limit.read_bytes()[:500])
+    for args in (("--patchset",), ("--mass", "30MeV")):
+        code, out, err = cli("export-pyhf", run, "--dataset", "demo", *args)
+        assert (code, out) == (1, ""), args
+        assert err.strip() == (
+            f"error: {limit}: differs from what its task nominal/limit/merge wrote (sha256 "
+            "mismatch); run the point again to recompute it."
+        )
 
 
 def test_exports_written_elsewhere_say_which_run_they_come_from(

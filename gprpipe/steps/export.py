@@ -24,7 +24,7 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import open_h5, sha256_file
 from gprpipe.pipeline.cache import vouched_for
-from gprpipe.pipeline.commit import record_export, run_files
+from gprpipe.pipeline.commit import record_export, run_files, vouched
 from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout
 from gprpipe.pipeline.store import earlier_point_notice, load_run_info
 from gprpipe.steps.report import refresh_reports
@@ -265,7 +265,8 @@ def _status(lay: Layout, dataset: str, fit: dict, cfg) -> np.ndarray:
     status = np.array([str(x) for x in fit["status"]], dtype=object)
     if not lay.limit.exists():
         return status
-    try:  # a limit.h5 of other settings, or not committed: the fit's own status alone
+    vouched(lay.limit)  # damaged or never committed: refused, as the other exports do
+    try:  # a limit.h5 of other settings: the fit's own status alone
         tables = read_scan(vouched_for(lay.limit, cfg))
     except GprpipeError as exc:
         print(f"notice: the limits' statuses are not applied ({exc})")
