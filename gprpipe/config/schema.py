@@ -81,8 +81,8 @@ def _check_image(image: str) -> None:
 
 
 #: the longest label a figure shows (a label of 20,000 characters took 5 GB in the plot
-#: step: the figure is sized to its text)
-LABEL_MAX = 200
+#: step: the figure is sized to its text; 1,000 keep runs made before the cap readable)
+LABEL_MAX = 1000
 
 
 class Base(Section):
@@ -735,7 +735,9 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
             else:
                 value = err.get("input")
                 text = repr(value)
-                text = text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+                if len(text) > 80:  # a long value: its start and its length
+                    n = len(value) if isinstance(value, str) else len(text)
+                    text = f"{text[:60]}... ({n} characters)"
                 shown = f" (got {text})" if not isinstance(value, dict) else ""
                 msg = f"{err['msg']}{shown}"
             errors.append(at(where(dotted), msg + ("" if msg.endswith("?") else ".")))

@@ -102,13 +102,13 @@ def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.store import check_point_config
 
-    configs = {}
     for p in points.values():
         check_point_config(p)
-        configs[p] = point_config_from_file(p / "config.toml")  # none there: refused
     tables = {lab: read_table(vouched(p / "scan.csv")) for lab, p in points.items()}
     for p in points.values():
-        if not output_of(p / "scan.csv", configs[p]):
+        if (p / "config.toml").is_file() and not output_of(
+            p / "scan.csv", point_config_from_file(p / "config.toml")
+        ):
             print(
                 f"notice: {p / 'scan.csv'} was made with other settings or inputs than its "
                 "point's config, or by an older gprpipe; compared as it is."

@@ -522,7 +522,7 @@ def _observed_replaced(run_dir: Path, points: Sequence[Point]) -> str:
             try:
                 if has_observed(csv_header(scan)):
                     names.append(p.name)
-            except (OSError, UnicodeDecodeError):
+            except (OSError, GprpipeError):  # damaged: the run redoes or refuses it
                 continue
     if not names:
         return ""

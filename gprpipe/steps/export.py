@@ -39,8 +39,11 @@ def checked_point_dir(run_dir: Path, point: str | None) -> Path:
     from gprpipe.pipeline.store import check_point_config
 
     pdir = _find_point_dir(Path(run_dir), point)
-    if pdir != Path(run_dir):  # the export, its record and the reports are written there
-        inside(pdir, run_dir, "the point folder", run_dir=True)
+    # the export, its record and the reports are written there: inside its run folder
+    # (that of the point folder given itself: the folder holding its run.json)
+    run = Path(run_dir) if pdir != Path(run_dir) else Path(os.path.abspath(pdir)).parent
+    if pdir != run and (run / RUN_JSON).is_file():
+        inside(pdir, run, "the point folder", run_dir=True)
     for folder in (state_dir(pdir), Layout(pdir).plots):
         inside(folder, pdir, "this folder of the point")
     check_point_config(pdir)

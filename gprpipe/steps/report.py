@@ -168,13 +168,22 @@ def _tables(
     for path in Layout(point_dir).tables():
         if path in stale or not path.is_file():
             continue
-        if path in made and not output_of(path, cfg, made):  # (the plot step's own: current)
-            other.append(path.name)
+        if path in made and not (_intact(path) and output_of(path, cfg, made)):
+            other.append(path.name)  # damaged, or of other settings (the plot's own: current)
             continue
-        with open(path, newline="") as f:
+        with open(path, newline="", errors="replace") as f:
             rows = max(sum(1 for _ in csv.reader(f)) - 1, 0)
         out.append({"name": path.name, "rows": rows, "doc": TABLE_DOCS[path.name]})
     return out, other
+
+
+def _intact(path: Path) -> bool:
+    """Whether ``path`` is there as its task wrote it (a table edited or damaged since is
+    shown nowhere, nor summarised)."""
+    try:
+        return path.exists() and vouched(path) is not None
+    except GprpipeError:
+        return False
 
 
 def _h5_provenance(point_dir: Path, stale: set[Path]) -> list[dict[str, str]]:
