@@ -970,7 +970,7 @@ def _stale_upstream(
     file), or whose outputs were damaged since they finished: a rerun redoes them too, or
     the chosen tasks would refuse their inputs again."""
     from gprpipe.pipeline.cache import made_by, made_with_other_settings
-    from gprpipe.pipeline.commit import check_outputs, read_commit
+    from gprpipe.pipeline.commit import damage, read_commit
 
     by_id = {t.id: t for t in tasks}
     found: set[str] = set()
@@ -992,9 +992,7 @@ def _stale_upstream(
                 )
                 obs.notice(f"notice: {d.id}: its outputs were {why}; running it again")
                 found.add(d.id)
-            elif (rec := read_commit(d)) is not None and (
-                why := check_outputs(d, str(rec.get("cache_key")))[1]
-            ):
+            elif read_commit(d) is not None and (why := damage(d)):  # committed, damaged
                 obs.notice(f"notice: {d.id}: {why} since it finished; running it again")
                 found.add(d.id)
     return found

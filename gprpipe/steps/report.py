@@ -27,7 +27,14 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import output_of
 from gprpipe.pipeline.commit import rerecord, stale_exports, vouched
-from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout, stale_outputs
+from gprpipe.pipeline.plan import (
+    GRID_FIGURES,
+    INDEX,
+    RUN_JSON,
+    Layout,
+    producers,
+    stale_outputs,
+)
 from gprpipe.results.schema import (
     COMBINED,
     has_observed,
@@ -155,15 +162,12 @@ def _exports(point_dir: Path) -> list[str]:
 
 
 def _tables(
-    point: str, point_dir: Path, cfg, stale: set[Path]
+    point_dir: Path, cfg, made: dict[Path, Any], stale: set[Path]
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The tables the point's steps keep in its folder, each with its row count and what it
     holds, and the names of those made with other settings or inputs than ``cfg`` (not
     current: a later run left their step out). A table of an earlier config that ``cfg``
-    does not make (``stale``) is neither."""
-    from gprpipe.pipeline.plan import producers
-
-    made = producers(point, point_dir, cfg)
+    does not make (``stale``) is neither. ``made``: the point's producers."""
     out, other = [], []
     for path in Layout(point_dir).tables():
         if path in stale or not path.is_file():
@@ -271,14 +275,15 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     header: list[str] = []
     rows: list[list[tuple[str, str]]] = []
     summary: dict[str, Any] | None = None
+    entry = _point_entry(info, point_dir)
+    name = entry.get("name", point_dir.name)
+    made = producers(name, point_dir, cfg)  # planned once: the tables and the summary
     if scan_path.exists():
         header, raw = read_csv_table(scan_path)
         rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
         # the config's toys per limit are the table's only if the config made it
-        n_toys = cfg.limit.n_toys if output_of(scan_path, cfg) else None
+        n_toys = cfg.limit.n_toys if output_of(scan_path, cfg, made) else None
         summary = _scan_summary(header, raw, n_toys)
-    entry = _point_entry(info, point_dir)
-    name = entry.get("name", point_dir.name)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
     timings |= _marker_timings(point_dir, name)
     planned = {t.get("id") for t in info.get("plan", [])}
@@ -296,7 +301,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "figures": _figures(point_dir),
         "header": header,
         "rows": rows,
-        **dict(zip(("tables", "tables_not_current"), _tables(name, point_dir, cfg, stale))),
+        **dict(zip(("tables", "tables_not_current"), _tables(point_dir, cfg, made, stale))),
         "exports": _exports(point_dir),
         "config_text": config_path.read_text() if config_path.exists() else "",
         "versions": info.get("versions", {}),
