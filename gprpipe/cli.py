@@ -480,6 +480,8 @@ def cancel(
     if done.marked:
         hint = cli_command("rerun", run_dir, "--failed")
         console.print(f"Marked failed: {', '.join(done.marked)} ({hint})")
+    for why in done.unmarked:
+        console.print(f"Marked nothing failed there: {why}")
     if not done.anything:
         console.print(f"Nothing running in {run_dir}.")
 

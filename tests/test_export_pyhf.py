@@ -260,3 +260,27 @@ def test_a_point_of_an_earlier_config_exports_by_name_as_by_folder(
         assert code == 1 and err.strip() == (
             f"error: {run}: no grid point {name!r} (have: nominal)."
         ), err
+
+
+def test_exports_of_the_current_folder_given_as_dot(
+    shared_quickstart: Path,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``export-spey .`` in a point folder said it was "no point of its run's last config"
+    (the name of ``.`` is '') and wrote the run's index.html into the point folder (the
+    parent of ``.`` is ``.``): the notice is gone and the index is the run folder's."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    monkeypatch.chdir(run / "nominal")
+    index = (run / "index.html").stat().st_mtime_ns
+    for args in (("export-spey",), ("export-pyhf", "--mass", "60MeV")):
+        code, out, err = cli(args[0], ".", "--dataset", "demo", *args[1:])
+        assert (code, err) == (0, ""), err
+        assert out.startswith(f"wrote {run / 'nominal' / 'exports'}/") and "notice" not in out
+    assert not (run / "nominal" / "index.html").exists()
+    assert (run / "index.html").stat().st_mtime_ns > index
+    assert "spey_demo.json" in (run / "nominal" / "report.html").read_text()

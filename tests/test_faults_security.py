@@ -444,6 +444,42 @@ def test_rerun_and_exports_refuse_a_point_folder_linked_outside(
     assert _files(outside) == before
 
 
+def test_cancel_marks_nothing_through_a_point_folder_linked_outside(
+    shared_quickstart: Path, tmp_path: Path, cli
+):
+    """``cancel`` marked a task whose process is gone ``failed`` through a point folder
+    (or its .state) linked out of the run directory: a marker written beside the link's
+    target (the review of the audit fixes). It now says why it marks nothing there."""
+    import socket
+
+    from gprpipe.pipeline.state import read_state, write_state
+
+    run, outside = tmp_path / "run", tmp_path / "elsewhere"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    outside.mkdir()
+    launch = {"host": socket.gethostname(), "pid": 2**22 + 1}  # above pid_max: never alive
+    write_state(run / "nominal", "fit__demo-000", "running", launch=launch)
+    (run / "nominal").rename(outside / "pt")
+    (run / "nominal").symlink_to(outside / "pt")
+    code, out, err = cli("cancel", run)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"Marked nothing failed there: {run / 'nominal'}: the point folder ")
+    assert "outside the run directory" in out and "Marked failed" not in out
+    assert read_state(outside / "pt", "fit__demo-000")[0] == "running"
+    (run / "nominal").unlink()
+    (outside / "pt").rename(run / "nominal")
+    shutil.move(run / "nominal" / ".state", outside / "state")
+    (run / "nominal" / ".state").symlink_to(outside / "state")
+    code, out, _ = cli("cancel", run)
+    assert code == 0 and "the state folder resolves to" in out and "Marked failed" not in out
+    assert read_state(run / "nominal", "fit__demo-000")[0] == "running"
+    (run / "nominal" / ".state").unlink()
+    shutil.move(outside / "state", run / "nominal" / ".state")
+    code, out, _ = cli("cancel", run)  # the same run inside: marked as before
+    assert code == 0 and out.startswith("Marked failed: nominal/fit/demo-000 ")
+    assert read_state(run / "nominal", "fit__demo-000")[0] == "failed"
+
+
 def test_an_export_never_refreshes_the_report_from_an_edited_scan(
     shared_quickstart: Path, tmp_path: Path
 ):

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
+from gprpipe.io.atomic import inside
 from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import (
     cancel_request,
@@ -52,7 +53,7 @@ from gprpipe.pipeline.lock import (
     run_lock,
 )
 from gprpipe.pipeline.plan import RUN_JSON
-from gprpipe.pipeline.state import fmt_duration
+from gprpipe.pipeline.state import fmt_duration, state_dir
 from gprpipe.pipeline.store import (
     LAUNCH_LOG,
     LAUNCH_SPEC,
@@ -1175,6 +1176,8 @@ class Cancelled:
     marked: list[str] = field(default_factory=list)  # tasks marked failed
     jobs: list[str] = field(default_factory=list)  # scheduler jobs cancelled
     here: bool = False  # a run of this process was stopped through its stop event
+    #: why tasks were not marked: their point or state folder leads outside the run
+    unmarked: list[str] = field(default_factory=list)
 
     @property
     def anything(self) -> bool:
@@ -1254,8 +1257,22 @@ def _cancel(
             _signal(p, group, signal.SIGKILL)
     if ex is None:
         return
-    out.marked = mark_cancelled(tasks, timeout=timeout if targets else 0.0, why=why)
+    kept, out.unmarked = _markable(run_dir, tasks)
+    out.marked = mark_cancelled(kept, timeout=timeout if targets else 0.0, why=why)
     out.jobs = ex.cancel(tasks)
+
+
+def _markable(run_dir: Path, tasks: Sequence[Task]) -> tuple[list[Task], list[str]]:
+    """The tasks whose point and state folders resolve inside ``run_dir`` (a marker written
+    through a link would land elsewhere), and one sentence per point folder that does not."""
+    refused: dict[Path, str] = {}
+    for folder in dict.fromkeys(t.point_dir for t in tasks):
+        try:
+            inside(folder, run_dir, "the point folder", run_dir=True)
+            inside(state_dir(folder), folder, "the state folder")
+        except GprpipeError as e:
+            refused[folder] = str(e)
+    return [t for t in tasks if t.point_dir not in refused], list(refused.values())
 
 
 def _leads_group(pid: int) -> bool:

@@ -378,11 +378,12 @@ def earlier_point_notice(point_dir: Path) -> str:
     """A notice when ``point_dir`` is no point of its run's last config (a grid point of
     an earlier config kept on disk); '' when it is one, or lies in no run folder."""
     point_dir = Path(point_dir)
+    name = Path(os.path.abspath(point_dir)).name  # (of ``.`` too)
     try:
         info = load_run_info(point_dir.resolve().parent, missing_ok=True)
     except GprpipeError:
         return ""
-    if info is None or point_dir.name in {g["name"] for g in info.data["grid"]}:
+    if info is None or name in {g["name"] for g in info.data["grid"]}:
         return ""
     return (
         f"notice: {point_dir} is no point of its run's last config ({info.path}); its "

@@ -41,7 +41,8 @@ def checked_point_dir(run_dir: Path, point: str | None) -> Path:
     pdir = _find_point_dir(Path(run_dir), point)
     # the export, its record and the reports are written there: inside its run folder
     # (that of the point folder given itself: the folder holding its run.json)
-    run = Path(run_dir) if pdir != Path(run_dir) else Path(os.path.abspath(pdir)).parent
+    given = pdir == Path(os.path.abspath(run_dir))  # (then absolute: see _find_point_dir)
+    run = pdir.parent if given else Path(run_dir)
     if pdir != run and (run / RUN_JSON).is_file():
         inside(pdir, run, "the point folder", run_dir=True)
     for folder in (state_dir(pdir), Layout(pdir).plots):
@@ -52,6 +53,9 @@ def checked_point_dir(run_dir: Path, point: str | None) -> Path:
 
 def _find_point_dir(run_dir: Path, point: str | None) -> Path:
     if Layout(run_dir).config.is_file() and point is None:
+        # a point folder given itself (maybe ``.``): its name and run folder are those of
+        # its absolute path, without resolving links (inside() checks where they lead)
+        run_dir = Path(os.path.abspath(run_dir))
         if notice := earlier_point_notice(run_dir):
             print(notice)
         return run_dir

@@ -211,6 +211,8 @@ class RunPane(Widget):
             self.app.call_from_thread(
                 self.notify, f"scancel {' '.join(done.jobs)}", severity="warning"
             )
+        for why in done.unmarked:
+            self.app.call_from_thread(self.notify, why, severity="error")
         if not done.anything:
             self.app.call_from_thread(self.notify, "Nothing running to cancel.")
 
