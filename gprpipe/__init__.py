@@ -42,7 +42,8 @@ NUMERICS_VERSION = 26  # 26: A_up_err, eps2_up_err (a toy limit's Monte Carlo er
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 15  # 15: report.html lists the tables and each dataset's summary lines
+PLOT_VERSION = 16  # 16: index.html summarises, draws and compares only vouched files
+# 15: report.html lists the tables and each dataset's summary lines
 # 14: HEPData says so of toy limits from fewer toys than checked
 # 13: HEPData's toy-error caveat reworded ("may be too small"), CSV note
 # 12: HEPData gives the toy limits' Monte Carlo error (YAML and CSV)

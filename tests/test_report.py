@@ -135,6 +135,26 @@ def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[
     return cfg, point
 
 
+def _vouch(run: Path) -> None:
+    """Record the tables and limits this test wrote in its points as their runs' (a commit
+    record, as the limit step writes it): the index summarises no other point's file that
+    no task vouches for."""
+    from gprpipe.io.hdf5 import sha256_file
+
+    for point in (d for d in run.iterdir() if (d / "config.toml").is_file()):
+        names = [n for n in ("scan.csv", "limit.h5") if (point / n).is_file()]
+        files = {n: sha256_file(point / n) for n in names}
+        record = {"task": f"{point.name}/limit/merge", "cache_key": "test", "files": files}
+        (point / ".state").mkdir(exist_ok=True)
+        (point / ".state" / "limit__merge.commit").write_text(json.dumps(record))
+
+
+def _reports(cfg: Config, point: Path) -> list[Path]:
+    """:func:`write_reports` of a point whose run's files the test wrote (:func:`_vouch`)."""
+    _vouch(point.parent)
+    return write_reports(cfg, point)
+
+
 def test_summary_of_a_scan(tmp_path):
     _, point = _point(tmp_path)
     (s,) = summarize_scan(read_csv_table(point / "scan.csv")[1])
@@ -186,7 +206,7 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
         w = csv.DictWriter(f, header)
         w.writeheader()
         w.writerows(rows)
-    report, index = write_reports(cfg, point)
+    report, index = _reports(cfg, point)
     html = report.read_text()
     assert (
         "2 flagged rows (numbers that failed a quality check), 2 failed rows (no numbers), "
@@ -215,7 +235,7 @@ def test_the_index_says_blinded_for_a_table_without_observed_columns(tmp_path):
         w = csv.DictWriter(f, [c for c in header if c != "blinded"], extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    report, index = write_reports(cfg, point)
+    report, index = _reports(cfg, point)
     assert 'id="blind-note"' in report.read_text()
     assert '<span class="badge blinded">BLINDED</span>' in index.read_text()
 
@@ -224,7 +244,7 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
     """With whole-scan toys (limit.global_toys) the headline table has their global Z next
     to Sidak's (it gave Sidak's alone, the number the README says overstates it)."""
     cfg, point = _point(tmp_path)
-    report, index = write_reports(cfg, point)
+    report, index = _reports(cfg, point)
     assert "whole-scan toys" not in report.read_text()  # no toys: no empty column
     assert "whole-scan toys" not in index.read_text()
     header, rows = read_csv_table(point / "scan.csv")
@@ -242,7 +262,7 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
         w.writeheader()
         w.writerows(rows)
     assert summarize_scan(read_csv_table(point / "scan.csv")[1])[0].Z_global_toys == 0.41
-    report, index = write_reports(cfg, point)
+    report, index = _reports(cfg, point)
     html = report.read_text()
     assert (
         "<th>global Z there (Sidak)</th><th>global Z there (whole-scan toys)</th>"
@@ -262,7 +282,7 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
         w = csv.DictWriter(f, [*header, *toys])
         w.writeheader()
         w.writerows(rows)
-    _, index = write_reports(cfg, point)
+    _, index = _reports(cfg, point)
     idx = index.read_text()
     assert "<th>global Z (Sidak)</th><th>global Z (whole-scan toys)</th>" in idx
     assert '<td>3.50</td><td class="text">Combined</td><td>31</td><td>0.90</td><td>-</td>' in idx
@@ -274,7 +294,7 @@ def test_report_content_escaped_and_complete(tmp_path):
     (point / ".state" / "fit__2015-000.done").write_text(
         json.dumps({"state": "done", "message": "12.345 s"})
     )
-    report, index = write_reports(cfg, point)
+    report, index = _reports(cfg, point)
     html = report.read_text()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -315,7 +335,7 @@ def test_version_says_when_the_source_moved_on_since_the_install(monkeypatch):
 
 def test_blinded_report_shows_no_observed_quantity(tmp_path):
     cfg, point = _point(tmp_path, blind=True)
-    html = write_reports(cfg, point)[0].read_text()
+    html = _reports(cfg, point)[0].read_text()
     assert 'id="blind-state">BLINDED' in html and 'id="blind-note"' in html
     assert "Z_local" not in html and "largest local Z" not in html
 
@@ -338,7 +358,7 @@ def _column(page, table: str, col: int) -> list[str]:
 def test_report_in_headless_chromium(tmp_path):
     sync_playwright = _browser_or_skip()
     cfg, point = _point(tmp_path)
-    report, index = write_reports(cfg, point)
+    report, index = _reports(cfg, point)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         page = browser.new_page()
@@ -431,7 +451,7 @@ def test_index_overlays_the_grid_points(tmp_path):
             write_group(f.create_group("2015"), arrays)
     (run / "exports").mkdir()
     (run / "exports" / "reach.csv").write_text("mass_GeV\n")
-    _, index = write_reports(cfg, point)
+    _, index = _reports(cfg, point)
     html = index.read_text()
     assert 'href="exports/reach.csv"' in html and 'href="run.json"' not in html
     assert "wide" in html and "fit.blind_nsigma=1.96" in html
@@ -440,6 +460,12 @@ def test_index_overlays_the_grid_points(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = plt.imread(png)
     assert img.shape[0] > 200 and img.shape[1] > 400
+    # limits edited since their runs are drawn nowhere
+    for d in (point, other):
+        with h5py.File(d / "limit.h5", "a") as f:
+            f.attrs["edited"] = True
+    html = write_reports(cfg, point)[1].read_text()
+    assert "grid_limits.png" not in html and not png.exists()
 
 
 def test_index_compares_the_grid_points(tmp_path):
@@ -460,12 +486,23 @@ def test_index_compares_the_grid_points(tmp_path):
             f"2015,0.06,{3e-6 * f!r},{4e-6 * f!r},1.0,0,true,ok\n"
             f"2015,0.09,{5e-6 * g!r},{6e-6 * f!r},1.0,0,true,ok\n"
         )
-    _, index = write_reports(cfg, point)
+    _, index = _reports(cfg, point)
     html = index.read_text()
     assert "eps^2 limits relative to nominal" in html and 'src="grid_compare_2015.png"' in html
     assert (run / "grid_compare_2015.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # observed ratios 1/0.93 (x2) and 1.1/0.93: median 1.075, range 1.075-1.183
     assert "<td>1.075</td><td>1.075-1.183</td><td>1.075</td><td>1.075-1.075</td>" in html
+    # the other point's scan.csv edited by hand since its run: neither compared nor summarised
+    # (the index showed and compared the edited numbers)
+    edited = (other / "scan.csv").read_text().replace("0.5,0,true", "4.5,0,true")
+    (other / "scan.csv").write_text(edited)
+    _, index = write_reports(cfg, point)
+    html = index.read_text()
+    assert "relative to nominal" not in html and not (run / "grid_compare_2015.png").exists()
+    row = html[html.index('<tr><td class="text">rpen7</td>') :]
+    row = row[: row.index("</tr>")]
+    assert row.count("<td>-</td>") == 6 and "4.50" not in row
+    assert row.endswith("scan.csv is not as its run wrote it: not summarised</span></td>")
 
 
 def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):

@@ -331,7 +331,7 @@ def _points(run_dir: Path) -> list[tuple[str, dict[str, Any], Path]]:
 def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> bool:
     """The eps^2 limits of every point on one figure (:func:`grid_limits_figure`), saved as
     ``out``. False (and no such file) if the run has one point, whose report shows the same
-    limits, or no point has limits yet."""
+    limits, or no point has limits (as its run wrote them) yet."""
     from gprpipe.plotting.grid import grid_limits_figure
     from gprpipe.plotting.style import save
     from gprpipe.results.schema import read_scan
@@ -342,13 +342,14 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
     curves: dict[str, list[tuple[str, dict[str, Any], bool]]] = {}
     for name, _, d in points:
         path = d / "limit.h5"
-        if not path.exists():
+        if not _intact(path):  # not yet, or edited since its run: not drawn
             continue
         with open_h5(path) as f:
             blind = bool(f.attrs.get("blinded", False))
         for ds, a in read_scan(path).items():
             curves.setdefault(ds, []).append((name, a, blind))
     if not curves:
+        out.unlink(missing_ok=True)  # of limits since edited (or an earlier config's)
         return False
     save(grid_limits_figure(curves, labels), out.parent, out.stem, ["png"])
     return True
@@ -372,7 +373,7 @@ def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict
 
     tables = {}
     for name, _, d in points:
-        if (d / "scan.csv").exists():
+        if _intact(d / "scan.csv"):
             header, rows = read_csv_table(d / "scan.csv")
             if "eps2_up" in header:  # blinded points have no observed limit to compare
                 tables[name] = rows
@@ -439,7 +440,8 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for name, values, d in points:
         scan = d / "scan.csv"
-        sm = _scan_summary(*read_csv_table(scan)) if scan.exists() else None
+        intact = _intact(scan)  # another point's table, edited since: never summarised
+        sm = _scan_summary(*read_csv_table(scan)) if intact else None
         rows.append(
             {
                 "name": name,
@@ -454,6 +456,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
                 "failed": sm["n_failed"] if sm else None,
                 "not_converged": len(sm["not_converged"]) if sm else None,
                 "toys": bool(sm and sm["toys"]),
+                "damaged": scan.exists() and not intact,
             }
         )
     labels = _labels(cfg)
