@@ -113,16 +113,22 @@ def _private_imports(text: str, own: str, package: bool = False) -> list[str]:
                     modules[a.asname or a.name] = f"{module}.{a.name}"
                 elif private(a.name) and module != own:
                     out.append(f"{module}.{a.name}")
-        elif isinstance(node, ast.Import):
-            modules |= {a.asname: a.name for a in node.names if a.asname and a.name in MODULES}
+        elif isinstance(node, ast.Import):  # ``import a.b as m``, or ``import a.b`` (a.b.x)
+            modules |= {a.asname or a.name: a.name for a in node.names if a.name in MODULES}
+
+    def dotted(node: ast.expr) -> str:
+        """``a.b.c`` of a chain of attributes on a name ('' for anything else)."""
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute) and (head := dotted(node.value)):
+            return f"{head}.{node.attr}"
+        return ""
+
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and modules.get(node.value.id, own) != own
-            and private(node.attr)
-        ):
-            out.append(f"{modules[node.value.id]}.{node.attr}")
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            module = modules.get(dotted(node.value), own)
+            if module != own:
+                out.append(f"{module}.{node.attr}")
     return out
 
 
@@ -154,6 +160,14 @@ def test_no_private_name_is_imported_across_modules():
         "gprpipe.stats.inject._child",
         "gprpipe.io.root._open",
     ]
+    # the module's full name (``import gprpipe.stats.inject``; the check missed it)
+    full = "import gprpipe.stats.inject\nimport gprpipe.io\ngprpipe.stats.inject._child(1)\n"
+    full += "gprpipe.stats.inject.child_seed(1)\ngprpipe.io._x\n"
+    assert sorted(_private_imports(full, "gprpipe.steps.displays")) == [
+        "gprpipe.io._x",
+        "gprpipe.stats.inject._child",
+    ]
+    assert _private_imports(full, "gprpipe.stats.inject") == ["gprpipe.io._x"]
 
 
 def _outside(prefix: str, allowed: tuple[str, ...]) -> dict[str, set[str]]:
