@@ -20,25 +20,13 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from numpy.typing import NDArray
 
 # first: it pins BLAS to one thread before numpy is imported
 from study_toy_limit_error import window_models
 
-from gprpipe.stats.cls import ToyCalculator
+from gprpipe.stats.cls import ToyCalculator, quantile_mc_error
 
 BANDS = ("lo2", "lo1", "med", "hi1", "hi2")
-
-
-def order_statistic_error(limits: NDArray[np.float64], q: NDArray[np.float64]) -> NDArray:
-    """Half the distance between the order statistics one binomial standard deviation
-    below and above each quantile ``q`` of ``limits``."""
-    x = np.sort(limits[np.isfinite(limits)])
-    n = x.size
-    d = np.sqrt(n * q * (1 - q))
-    lo = np.clip(np.floor(n * q - d).astype(int), 0, n - 1)
-    hi = np.clip(np.ceil(n * q + d).astype(int), 0, n - 1)
-    return 0.5 * (x[hi] - x[lo])
 
 
 def main() -> None:
@@ -59,7 +47,7 @@ def main() -> None:
             calc = ToyCalculator(model, band_toys=args.band_toys, rng=np.random.default_rng(seed))
             band, limits = calc.toy_limits()
             bands.append(band)
-            errs.append(order_statistic_error(limits, np.asarray(calc.quantiles, dtype=float)))
+            errs.append(quantile_mc_error(limits, np.asarray(calc.quantiles, dtype=float)))
         b, e = np.array(bands), np.array(errs)
         k = b.shape[0]
         mean = b.mean(axis=0)

@@ -344,7 +344,7 @@ def test_blinded_window_limits_never_touch_the_counts():
     cfg = Config.model_validate({"base": {"blind": True}})
     blind = window_limits(cfg, None, b, C, w, np.random.default_rng(2))
     full = window_limits(cfg, n, b, C, w, np.random.default_rng(2))
-    assert set(blind) == {f"A_exp_{c}" for c in BAND_COLS}
+    assert set(blind) == {f"A_exp_{c}" for c in BAND_COLS} | {"exp_band_rel_err"}
     assert not set(OBSERVED) & set(blind)
     for c in BAND_COLS:
         assert blind[f"A_exp_{c}"] == pytest.approx(full[f"A_exp_{c}"], rel=1e-12)

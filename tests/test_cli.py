@@ -369,6 +369,49 @@ def test_few_toys_caveat_only_for_a_scan_made_with_the_configs_toys(cli, tmp_pat
     assert '<a href="scan.csv">scan.csv</a></td>' not in html
 
 
+def test_toy_bands_carry_their_monte_carlo_error(cli, tmp_path: Path):
+    """Toy expected bands (2,000 band toys; blinded, as a band alone is) carry their Monte
+    Carlo error in scan.csv, the run summary and the report, relative to the band (about
+    sqrt(10,000 / 2,000) x the 0.7-1.0% of the default 10,000 toys on these data);
+    asymptotic bands have none."""
+    run = tmp_path / "run"
+    sets = (f"base.output={run}", "base.blind=true", "scan.masses=[0.03, 0.06]")
+    sets += ('limit.bands="toys"', "limit.band_toys=2000")
+    code, out, err = cli("run", QUICKSTART, "--steps", "load,fit,limit", *settings(*sets))
+    assert code == 0, err
+    rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
+    rel = [float(r["exp_band_rel_err"]) for r in rows]
+    assert all(0.012 < x < 0.03 for x in rel), rel
+    line = (
+        f"toy bands' Monte Carlo error (exp_band_rel_err): median {sum(rel) / 2:.2%}, "
+        f"largest {max(rel):.2%} at {30 if rel[0] > rel[1] else 60} MeV (more toys: "
+        "limit.band_toys)"
+    )
+    assert line in out
+    from gprpipe.config import point_config_from_file
+    from gprpipe.steps.report import write_reports
+
+    point = run / "nominal"
+    write_reports(point_config_from_file(point / "config.toml"), point)
+    html = (point / "report.html").read_text()
+    assert f"<li>{line.replace(chr(39), '&#39;')}</li>" in html
+    from gprpipe.steps.hepdata import build_submission  # and each HEPData limit table
+
+    sub, _ = build_submission(point_config_from_file(point / "config.toml"), point / "limit.h5")
+    note = f"their Monte Carlo standard error is at most {max(rel):.2%} of the limit"
+    assert [note in t.description for t in sub.tables] == [True, True]
+    code, out, err = cli(
+        "run",
+        QUICKSTART,
+        "--steps",
+        "load,fit,limit",
+        *settings(*sets[:3], "base.output=" + str(tmp_path / "asym")),
+    )
+    assert code == 0 and "exp_band_rel_err" not in out, err
+    rows = list(csv.DictReader((tmp_path / "asym" / "nominal" / "scan.csv").open()))
+    assert [r["exp_band_rel_err"] for r in rows] == ["nan", "nan"]
+
+
 def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_path: Path):
     """The demo's 30 MeV deficit (A_hat/sigma_A = -1.7) with 100 toys: that row fails in
     one sentence naming limit.n_toys (it was written "ok" with A_up = 4.6e7 against 6442

@@ -124,6 +124,13 @@ SCAN = Table(
         Column("eps2_up", "", "observed upper limit on eps^2"),
         Column("eps2_up_err", "", "its Monte Carlo standard error (as A_up_err)"),
         *(Column(f"eps2_exp_{b}", "", f"expected eps^2 limit, {_BAND_DOC[b]}") for b in BAND_COLS),
+        Column(
+            "exp_band_rel_err",
+            "",
+            "Monte Carlo standard error of the expected band (limit.bands = toys): the "
+            "largest of its five positions', relative to that position's limit (the same "
+            "in A and eps^2); NaN for asymptotic bands",
+        ),
         Column("p0_local", "", "local p-value"),
         Column("Z_local", "sigma", "local significance"),
         Column("p0_global", "", "global p-value (Sidak, N_eff)"),

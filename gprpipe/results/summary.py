@@ -98,6 +98,9 @@ class DatasetSummary:
     toy_error_unchecked: list[list[float]] = field(default_factory=list)
     # the toys per limit when fewer than the error was checked with (TOY_ERROR_CHECKED_TOYS)
     toy_error_few_toys: int | None = None
+    # toy expected bands: exp_band_rel_err of the ok rows, median and largest
+    band_error_median: float | None = None
+    band_error_largest: Extreme | None = None
     blinded: bool = False  # no observed quantity: the limits are the expected medians
 
     @property
@@ -319,6 +322,14 @@ def summarize_scan(
                 deep = ok & toy_error_unchecked(*(col[k] for k in _Z_COLUMNS))
                 masses = [float(r["mass_GeV"]) for r in rs]
                 s.toy_error_unchecked = mass_runs(deep.tolist(), masses)
+        band = [
+            (e, float(r["mass_GeV"]))
+            for r in rs
+            if r.get("status", "ok") == "ok" and (e := _num(r, "exp_band_rel_err")) is not None
+        ]
+        if band:  # toy bands (asymptotic ones have no Monte Carlo error)
+            s.band_error_median = float(np.median([e for e, _ in band]))
+            s.band_error_largest = Extreme(*max(band)[::-1])
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = mass_runs(below, [float(r["mass_GeV"]) for r in rs])
@@ -451,6 +462,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
                 if s.toy_error_unchecked
                 else ""
             )
+        )
+    if s.band_error_median is not None and s.band_error_largest is not None:
+        lines.append(
+            f"toy bands' Monte Carlo error (exp_band_rel_err): median "
+            f"{s.band_error_median:.2%}, largest {s.band_error_largest.value:.2%} at "
+            f"{_mev(s.band_error_largest.mass)} (more toys: limit.band_toys)"
         )
     if s.below_band:
         n = sum(len(r) for r in s.below_band)

@@ -205,19 +205,26 @@ def combined_limits(
     """Everything a scan row needs, in eps^2: ``eps2_hat``, ``sigma_eps2``, ``eps2_up``
     and its Monte Carlo error ``eps2_up_err`` (NaN for asymptotic limits and where
     :meth:`~.cls.ToyCalculator.upper_limit_with_error` has none), ``eps2_exp``
-    (5 bands), ``q0``, ``Z_local``, ``p0_local``; with ``observed=False`` only
-    ``eps2_exp`` (nothing touches ``cw.n``). ``mode`` / ``bands``: the calculators
+    (5 bands) and its Monte Carlo error ``exp_band_rel_err``
+    (:func:`~.cls.band_relative_error`), ``q0``, ``Z_local``, ``p0_local``; with
+    ``observed=False`` only the band and its error (nothing touches ``cw.n``).
+    ``mode`` / ``bands``: the calculators
     (:data:`~.cls.CALCULATORS`) of the observed limit and of the expected band.
     """
     rng = np.random.default_rng() if rng is None else rng
     band_calc = _calculator(cw, bands, alpha, n_toys, band_toys, rng)
     if not observed:
-        return {"eps2_exp": band_calc.expected_band() * cw.scale}
+        band, band_err = band_calc.expected_band_with_error()
+        return {
+            "eps2_exp": band * cw.scale,
+            "exp_band_rel_err": cls.band_relative_error(band, band_err),
+        }
     e_hat, s_e, f = fit(cw)
     up, up_err = _calculator(cw, mode, alpha, n_toys, band_toys, rng).upper_limit_with_error(
         cw.n, f
     )
-    exp = band_calc.expected_band() * cw.scale
+    band, band_err = band_calc.expected_band_with_error()
+    exp = band * cw.scale
     q = float(cw.model.q0(cw.n, f))
     z = float(significance.z_local(q))
     return {
@@ -226,6 +233,7 @@ def combined_limits(
         "eps2_up": float(up) * cw.scale,
         "eps2_up_err": float(up_err) * cw.scale,
         "eps2_exp": exp,
+        "exp_band_rel_err": cls.band_relative_error(band, band_err),
         "q0": q,
         "Z_local": z,
         "p0_local": float(significance.p_local(z)),

@@ -143,6 +143,7 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
         for b, v in zip(BAND_COLS, np.asarray(r["eps2_exp"])):
             row[f"eps2_exp_{b}"] = float(v)
             row[f"A_exp_{b}"] = float(v) * k
+        row["exp_band_rel_err"] = r["exp_band_rel_err"]
         row["status"] = flag_status([f for s in quality["status"] for f in flags_of(s)])
         rows.append(row)
     return rows

@@ -272,6 +272,7 @@ def build_submission(cfg: Config, limit_path: Path):
             if cfg.base.blind
             else _unchecked_errors(a, ok, a.get("eps2_up_err"), cfg.limit.n_toys)
         )
+        unchecked += _band_error_note(a.get("exp_band_rel_err"), ok)
         for q in QUANTITIES:
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             err = None if obs is None or f"{q}_up_err" not in a else a[f"{q}_up_err"][ok]
@@ -322,6 +323,18 @@ def build_submission(cfg: Config, limit_path: Path):
         t.location = where
         sub.add_table(t)
     return sub, csvs
+
+
+def _band_error_note(rel, ok: np.ndarray) -> str:
+    """What a limit table says of its toy bands' Monte Carlo error (``rel``: every row's
+    ``exp_band_rel_err``; NaN for asymptotic bands: nothing said)."""
+    if rel is None or not np.isfinite(rel[ok]).any():
+        return ""
+    worst = float(np.nanmax(rel[ok]))
+    return (
+        f" The expected bands come from toys: their Monte Carlo standard error is at most "
+        f"{worst:.2%} of the limit (scan.csv column exp_band_rel_err)."
+    )
 
 
 def _unchecked_errors(a: dict[str, np.ndarray], ok: np.ndarray, err, n_toys: int) -> str:

@@ -31,7 +31,7 @@ from gprpipe.results.schema import (  # noqa: F401  (re-exported for callers)
     read_scan,
 )
 from gprpipe.stats import significance
-from gprpipe.stats.cls import UnresolvedToyLimit
+from gprpipe.stats.cls import Calculator, UnresolvedToyLimit, band_relative_error
 from gprpipe.stats.conversion import eps2_from_A
 from gprpipe.stats.quality import counts_for_discovery, flags_of, has_result, is_flagged
 from gprpipe.stats.resolution import f_rad
@@ -72,7 +72,7 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     }
     bands = calculator(lim.bands, model, **toys)
     if n is None:
-        return {f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands.expected_band())}
+        return _band_row(bands)
     fit = model.fit(n)
     a_up, a_up_err = calculator(lim.mode, model, **toys).upper_limit_with_error(n)
     z = float(significance.z_local(model.q0(n, fit)))
@@ -84,8 +84,15 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
         "p0_local": float(significance.p_local(z)),
         "Z_local": z,
     }
-    row.update({f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, bands.expected_band())})
+    row.update(_band_row(bands))
     return row
+
+
+def _band_row(bands: Calculator) -> dict[str, float]:
+    """The expected band's columns: its five limits on A and their Monte Carlo error."""
+    band, err = bands.expected_band_with_error()
+    row = {f"A_exp_{k}": float(v) for k, v in zip(BAND_COLS, band)}
+    return row | {"exp_band_rel_err": band_relative_error(band, err)}
 
 
 def dataset_rows(
