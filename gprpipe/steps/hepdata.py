@@ -266,13 +266,13 @@ def build_submission(cfg: Config, limit_path: Path):
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
         m = a["mass_GeV"][ok]
         left = left_out_note(a, ok)
-        # the limit tables' note on toy errors: the same masses in both units
-        unchecked = (
+        # the limit tables' notes on the Monte Carlo errors of toy limits and toy bands
+        # (the same in both units)
+        mc_notes = (
             ""
             if cfg.base.blind
             else _unchecked_errors(a, ok, a.get("eps2_up_err"), cfg.limit.n_toys)
-        )
-        unchecked += _band_error_note(a.get("exp_band_rel_err"), ok)
+        ) + _band_error_note(a.get("exp_band_rel_err"), ok)
         for q in QUANTITIES:
             obs = None if cfg.base.blind else a[f"{q}_up"][ok]
             err = None if obs is None or f"{q}_up_err" not in a else a[f"{q}_up_err"][ok]
@@ -300,7 +300,7 @@ def build_submission(cfg: Config, limit_path: Path):
                         else "."
                     )
                 )
-            t.description += left + unchecked
+            t.description += left + mc_notes
             t.location = where
             sub.add_table(t)
             csvs[f"{stem}.csv"] = table_csv(

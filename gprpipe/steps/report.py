@@ -355,12 +355,15 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
     return True
 
 
-def grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict[str, Any]]:
+def grid_comparison(
+    run_dir: Path, points, vouched: Sequence[Any], labels: dict[str, str]
+) -> list[dict[str, Any]]:
     """Every unblinded point's eps^2 limits over the first one's (the grid's ``gprpipe
-    compare``): per dataset a figure with ratio panels and a table of ratio statistics.
+    compare``): per dataset a figure with ratio panels and a table of ratio statistics;
+    only the ``vouched`` points (their scan.csv as their runs wrote it) are compared.
     Comparison figures of an earlier config are removed."""
     earlier = set(run_dir.glob(GRID_FIGURES[1]))
-    out = _grid_comparison(run_dir, points, labels)
+    out = _grid_comparison(run_dir, [p for p in points if p in vouched], labels)
     for path in earlier - {run_dir / c["figure"] for c in out}:
         path.unlink(missing_ok=True)  # an earlier config's (perhaps unblinded) comparison
     return out
@@ -373,7 +376,7 @@ def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict
 
     tables = {}
     for name, _, d in points:
-        if _intact(d / "scan.csv"):
+        if (d / "scan.csv").exists():
             header, rows = read_csv_table(d / "scan.csv")
             if "eps2_up" in header:  # blinded points have no observed limit to compare
                 tables[name] = rows
@@ -438,9 +441,12 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     info = _run_info(run_dir)
     points = _points(run_dir)
     rows: list[dict[str, Any]] = []
-    for name, values, d in points:
+    # another point's table, edited since its run: never summarised nor compared
+    vouched_scans = [p for p in points if _intact(p[2] / "scan.csv")]
+    for point in points:
+        name, values, d = point
         scan = d / "scan.csv"
-        intact = _intact(scan)  # another point's table, edited since: never summarised
+        intact = point in vouched_scans
         sm = _scan_summary(*read_csv_table(scan)) if intact else None
         rows.append(
             {
@@ -468,7 +474,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
         # a combination has no whole-scan toys: the column is there when a dataset has them
         "toys": any(r["toys"] for r in rows),
         "figure": GRID_FIGURES[0] if has_fig else None,
-        "comparisons": grid_comparison(run_dir, points, labels),
+        "comparisons": grid_comparison(run_dir, points, vouched_scans, labels),
         "exports": _exports(run_dir),
         "versions": info.get("versions", {}),
         "command": _command(info.get("command")),
