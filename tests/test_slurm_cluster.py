@@ -7,6 +7,8 @@ write their own running/done/failed markers and fail fast when an input is missi
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -273,3 +275,72 @@ def test_an_element_cancelled_while_pending_says_so_without_accounting(
         assert details[first.id].state == "pending"
     finally:
         subprocess.run(["scancel", job], check=False)
+
+
+def test_a_refused_sbatch_blames_no_earlier_job_and_leaves_no_stale_done(
+    cluster, tmp_path: Path, monkeypatch
+) -> None:
+    """sbatch refusing the second of three chained scripts: its task took the element of its
+    earlier submission (finished) and status blamed that job ("left the queue without a
+    done/failed marker (killed, out of memory...?)"), and the third task, whose input the
+    submitted job redoes, kept its earlier ``done`` (a review). Now both are pending."""
+    monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    run = point.parent
+    a = step_task(point, "a", "x")
+    b = step_task(point, "b", "x", (a,))
+    c = step_task(point, "c", "x", (b,))
+    env = {"PYTHONPATH": str(REPO)}
+    submit([a, b, c], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env)
+    assert slurm.wait(run, [a, b, c], interval=0.5) is True
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "sbatch").write_text(
+        "#!/bin/sh\n"
+        'for last; do :; done\ncase "$last" in *_b.sbatch) echo "sbatch: error: refused" >&2;'
+        f' exit 1;; esac\nexec {shutil.which("sbatch")} "$@"\n'
+    )
+    (shim / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+    with pytest.raises(GprpipeError, match=r"sbatch refused 0\d_b\.sbatch: sbatch: error: "):
+        submit([a, b, c], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env)
+    assert slurm.wait(run, [a], interval=0.5) is True
+    details = poll_details(run, [a, b, c])
+    assert [details[t.id].state for t in (a, b, c)] == ["done", "pending", "pending"]
+    assert details[b.id].message == details[c.id].message == ""
+    assert read_state(point, b.slug)[0] == read_state(point, c.slug)[0] == "pending"
+
+
+def test_a_job_id_reused_by_someone_else_is_not_the_runs(cluster, tmp_path: Path) -> None:
+    """A job id of a run's ``jobs.json`` that SLURM gave again to another user's job (its
+    state wiped, its counter wrapped): ``cancel`` scancelled that job as the run's (a
+    review). Only jobs named by gprpipe are taken as the run's."""
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    run = point.parent
+    task = step_task(point, "a", "x")
+    env = {"PYTHONPATH": str(REPO)}
+    ours = submit(
+        [task], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env
+    ).job_ids["01_a"]
+    assert slurm.wait(run, [task], interval=0.5) is True
+    other = subprocess.run(
+        ["sbatch", "--parsable", "--hold", "--wrap", "sleep 60"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        jobs_json = run / "slurm" / "jobs.json"
+        jobs_json.write_text(jobs_json.read_text().replace(f'"{ours}"', f'"{other}"'))
+        assert slurm.job_ids(run) == [other]
+        assert slurm.cancel(run, [task]) == []
+        state = subprocess.run(
+            ["squeue", "-h", "-j", other, "-o", "%T"], capture_output=True, text=True
+        ).stdout.strip()
+        assert state == "PENDING"
+        assert poll_details(run, [task])[task.id].state == "done"
+    finally:
+        subprocess.run(["scancel", other], check=False)

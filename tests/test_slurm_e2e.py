@@ -268,3 +268,28 @@ def test_an_element_cancelled_before_it_started_fails_at_once(tmp_path: Path) ->
         f"gprpipe rerun {run} --failed"
     )
     assert why in out, out
+
+
+def test_cancel_and_status_write_no_marker_through_a_state_folder_linked_out(
+    tmp_path: Path,
+) -> None:
+    """A SLURM run whose point's ``.state`` is a link out of the run: ``cancel`` said it
+    marked nothing there yet wrote ``failed`` markers through the link for the pending
+    tasks (the executor got every task, not the ones it may mark), and ``status`` wrote
+    its verdict on a job cancelled before it started there too (a review)."""
+    run, outside = tmp_path / "run", tmp_path / "elsewhere"
+    qs = str(REPO / "user_configs" / "quickstart.toml")
+    hold = ("--set", 'slurm.extra=["--begin=now+1hour"]', "--set", f"base.output={run}")
+    code, out, err = run_cli_here("run", qs, "--executor", "slurm", "--steps", "load,fit", *hold)
+    assert code == 0, out + err
+    (run / "nominal" / ".state").mkdir(exist_ok=True)  # (markers cleared at submission)
+    shutil.move(run / "nominal" / ".state", outside)
+    (run / "nominal" / ".state").symlink_to(outside)
+    before = sorted(p.name for p in outside.iterdir())
+    code, out, err = run_cli_here("cancel", run)
+    assert code == 0, out + err
+    assert "Marked nothing failed there:" in out and "the state folder resolves to" in out
+    assert "Cancelled SLURM jobs:" in out
+    code, status, err = run_cli_here("status", run)
+    assert sorted(p.name for p in outside.iterdir()) == before, status + err
+    assert "cancelled before it started" in status, status

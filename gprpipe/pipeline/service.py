@@ -1259,7 +1259,7 @@ def _cancel(
         return
     kept, out.unmarked = _markable(run_dir, tasks)
     out.marked = mark_cancelled(kept, timeout=timeout if targets else 0.0, why=why)
-    out.jobs = ex.cancel(tasks)
+    out.jobs = ex.cancel(kept)  # every job of the run; markers only where they may be written
 
 
 def _markable(run_dir: Path, tasks: Sequence[Task]) -> tuple[list[Task], list[str]]:

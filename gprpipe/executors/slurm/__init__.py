@@ -44,7 +44,7 @@ from gprpipe.executors.slurm.jobs import (
     next_number,
     record,
 )
-from gprpipe.executors.slurm.reconcile import busy, reconcile
+from gprpipe.executors.slurm.reconcile import busy, may_mark, reconcile
 from gprpipe.executors.slurm.render import (
     JOBS_FILE,
     PINNED,
@@ -129,26 +129,34 @@ def _submit(
         )
         return "afterany:" + ":".join(ids) if ids else None
 
+    def clear(script: SlurmScript) -> None:
+        # stale markers, so an old done/failed never stands for this attempt, and the
+        # commit records: each task recomputes its outputs, and until it has they are not
+        # fresh (a job cancelled before it starts leaves them so)
+        for tid in script.task_ids:
+            t = by_task[tid]
+            clear_state(t.point_dir, t.slug)
+            clear_commit(t)
+
     t0 = time.perf_counter()
+    cleared = False
     try:  # (SlurmExecutor.check has asked sbatch about the [slurm] settings already)
-        for s in scripts:
+        for i, s in enumerate(scripts):
             dep = dependency(s, sub.job_ids)
             if dep:
                 sub.dependencies[s.name] = dep
             if dry_run:
                 continue
-            # clear stale markers first, so an old done/failed never stands for this
-            # attempt, and the commit records: each task recomputes its outputs, and until
-            # it has they are not fresh (a job cancelled before it starts leaves them so)
-            for tid in s.task_ids:
-                t = by_task[tid]
-                clear_state(t.point_dir, t.slug)
-                clear_commit(t)
+            clear(s)  # before sbatch: the job may start at once and write its own
+            cleared = True
             try:
                 sub.job_ids[s.name] = scheduler.sbatch(s.path, dep, run_dir)
             except GprpipeError as exc:
                 if not sub.job_ids:
                     raise
+                # the later scripts' inputs are being redone by the jobs already submitted
+                for later in scripts[i + 1 :]:
+                    clear(later)
                 done = ", ".join(f"{k} (job {v})" for k, v in sub.job_ids.items())
                 raise GprpipeError(
                     f"{exc}; already submitted: {done}; cancel them with: "
@@ -156,7 +164,7 @@ def _submit(
                 ) from None
     finally:
         sub.seconds = time.perf_counter() - t0
-        if sub.job_ids or dry_run:
+        if sub.job_ids or dry_run or cleared:  # (cleared: its tasks now have no element)
             record(run_dir, kind, sub, options)
     return sub
 
@@ -314,7 +322,10 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
     cancelled = sorted(live, key=int)
     scheduler.scancel(cancelled)
     for t in pending:
-        if read_state(t.point_dir, t.slug)[0] not in ("done", "failed"):
+        if may_mark(run_dir, t.point_dir) and read_state(t.point_dir, t.slug)[0] not in (
+            "done",
+            "failed",
+        ):
             write_state(t.point_dir, t.slug, "failed", CANCELLED_PENDING)
     return cancelled
 

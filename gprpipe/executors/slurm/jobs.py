@@ -90,7 +90,9 @@ def elements(run_dir: Path) -> dict[str, tuple[str, int, Path | None]]:
             continue
         for job in sub.get("jobs", []):
             jid = job.get("job_id")
-            if not jid:
+            if not jid:  # sbatch refused it: its tasks have no element, not an earlier one
+                for tid in job.get("tasks", []):
+                    out.pop(tid, None)
                 continue
             log = job.get("log")
             for i, tid in enumerate(job.get("tasks", [])):

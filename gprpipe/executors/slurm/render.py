@@ -20,6 +20,7 @@ from typing import Protocol
 
 from gprpipe.config.checks import slurm_log_folder_problem
 from gprpipe.errors import GprpipeError
+from gprpipe.executors.slurm.scheduler import JOB_NAME_PREFIX
 from gprpipe.pipeline.state import shell_write_failed, state_dir
 from gprpipe.pipeline.task import Task
 
@@ -244,7 +245,7 @@ def render_scripts(
         q = sbatch_quote
         lines = [
             "#!/bin/bash",
-            f"#SBATCH {q(f'--job-name=gprpipe-{group}')}",
+            f"#SBATCH {q(f'--job-name={JOB_NAME_PREFIX}{group}')}",
             f"#SBATCH --array={array}",
             f"#SBATCH {q(f'--output={_output_pattern(log)}')}",
             *resource_directives(options),

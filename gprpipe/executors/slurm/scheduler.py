@@ -80,17 +80,23 @@ def sbatch(script: Path, dependency: str | None, cwd: Path) -> str:
     return job_id
 
 
+#: every job of a run is named so (``--job-name`` is refused in ``slurm.extra``): an id in a
+#: run's ``jobs.json`` whose job has another name was reused by SLURM for someone else's
+JOB_NAME_PREFIX = "gprpipe-"
+
+
 def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
     """Array element ("123_4") -> (squeue state, end time); None when SLURM cannot answer.
 
     An element cancelled before it started has no end time: it ran nothing, so no marker
     of it will appear (SLURM gives it the cancel time as start and end, but no batch
-    host)."""
+    host). Elements of jobs not named by gprpipe (an id SLURM gave again to another job
+    after the run's left it) are left out: they are not the run's."""
     if not job_ids:
         return {}
     if shutil.which("squeue") is None:
         return None
-    cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%e|%B"]
+    cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%e|%B|%j"]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -101,9 +107,11 @@ def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
         return None
     out: dict[str, tuple[str, float | None]] = {}
     for line in res.stdout.splitlines():
-        parts = [p.strip() for p in line.split("|")]  # (an empty field stays a field)
+        parts = [p.strip() for p in line.split("|", 4)]  # (an empty field stays a field)
         if len(parts) < 2:
             continue
+        if len(parts) == 5 and not parts[4].startswith(JOB_NAME_PREFIX):
+            continue  # not a gprpipe job: its id was reused after the run's job left SLURM
         state = parts[1].rstrip("+")
         end = None
         if len(parts) > 2 and parts[2] not in ("N/A", "Unknown", "NONE"):
@@ -111,7 +119,7 @@ def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
                 end = datetime.fromisoformat(parts[2]).timestamp()
             except ValueError:
                 end = None
-        if state == "CANCELLED" and parts[3:] in (["n/a"], [""]):
+        if state == "CANCELLED" and parts[3:4] in (["n/a"], [""]):
             end = None  # cancelled while pending
         element = parts[0] if "_" in parts[0] else f"{parts[0]}_0"
         out[element] = (state, end)
