@@ -367,9 +367,10 @@ def summary(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> 
     """Print a run's summary again: most significant mass, limits, flags, failures, files.
     Exit code 1 when a point's scan.csv could not be summarised (damaged, or no task
     committed it)."""
-    from gprpipe.pipeline.summary import run_summary, summary_lines
+    from gprpipe.pipeline import service
+    from gprpipe.pipeline.summary import summary_lines
 
-    s = run_summary(Path(run_dir))
+    s = service.summary(Path(run_dir))
     console.print("\n".join(summary_lines(s)), markup=False, highlight=False)
     if any(p.unvouched for p in s.points):
         raise typer.Exit(1)

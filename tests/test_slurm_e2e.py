@@ -36,7 +36,9 @@ def gprpipe(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_quickstart_on_slurm_matches_local(shared_quickstart: Path, tmp_path: Path) -> None:
+def test_quickstart_on_slurm_matches_local(
+    shared_quickstart: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     qs = "user_configs/quickstart.toml"
     # PNG only, as the local run it is compared with (the formats change no number)
     out = ("--set", f"base.output={tmp_path / 'slurm'}", "--set", 'plot.formats=["png"]')
@@ -52,6 +54,23 @@ def test_quickstart_on_slurm_matches_local(shared_quickstart: Path, tmp_path: Pa
     assert jobs
     code, status, _ = run_cli_here("status", tmp_path / "slurm")
     assert code == 0 and "done=6" in status
+
+    # a job that left SLURM without its done marker (killed after its outputs): `summary`
+    # read the markers alone and counted the task running for ever, while `status` said
+    # failed (a review); both ask the executor now
+    from gprpipe.executors import slurm
+    from gprpipe.pipeline.state import clear_state, write_state
+
+    point = tmp_path / "slurm" / "nominal"
+    done = (point / ".state" / "plot.done").read_bytes()
+    clear_state(point, "plot")
+    write_state(point, "plot", "running")
+    monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)  # (the job ended seconds ago)
+    _, summary, _ = run_cli_here("summary", tmp_path / "slurm")
+    assert "running" not in summary, summary
+    assert "nominal/plot" in summary and "without a done/failed marker" in summary, summary
+    clear_state(point, "plot")  # (and the failed verdict the summary wrote)
+    (point / ".state" / "plot.done").write_bytes(done)
 
     # the same config again: every task is up to date, so nothing is submitted
     again = gprpipe("run", qs, "--executor", "slurm", *out)

@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from gprpipe.config.schema import Config
     from gprpipe.engines.base import Engine
     from gprpipe.executors.base import Executor
+    from gprpipe.pipeline.summary import RunSummary
     from gprpipe.steps.merge import FailedRows
 
 __all__ = [
@@ -1292,8 +1293,19 @@ def _signal(pid: int, group: bool, sig: int) -> None:
         pass
 
 
+def summary(run_dir: Path) -> RunSummary:
+    """The run's summary, its task states as ``status`` gives them (the executor's view:
+    a SLURM job that left the queue without a marker is failed, not running)."""
+    from gprpipe.pipeline.summary import run_summary
+
+    info = load_run_info(run_dir)
+    tasks, configs = tasks_of_run(info)
+    _, states = _checked_states(_run_executor(run_dir, info, configs), tasks)
+    return run_summary(Path(run_dir), states)
+
+
 def summarise(run_dir: Path) -> list[str]:
     """The run's summary, as printed after a run."""
-    from gprpipe.pipeline.summary import run_summary, summary_lines
+    from gprpipe.pipeline.summary import summary_lines
 
-    return list(summary_lines(run_summary(Path(run_dir))))
+    return list(summary_lines(summary(Path(run_dir))))

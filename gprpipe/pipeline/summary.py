@@ -120,8 +120,11 @@ def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset())
     return out
 
 
-def run_summary(run_dir: Path) -> RunSummary:
-    """The summary of every point of a run directory."""
+def run_summary(run_dir: Path, states: Mapping[str, tuple[str, str]] | None = None) -> RunSummary:
+    """The summary of every point of a run directory. ``states``: (state, message) per
+    task id as the run's executor sees them (:func:`gprpipe.pipeline.service.summary`
+    passes them, so that a SLURM job lost without a marker is failed here as in
+    ``status``); else the markers, with damaged outputs failed."""
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.plan import producers, stale_outputs
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
@@ -129,8 +132,10 @@ def run_summary(run_dir: Path) -> RunSummary:
     info = load_run_info(run_dir)
     assert info is not None  # without missing_ok a missing run.json raises
     tasks, configs = tasks_of_run(info)
-    states = task_states(tasks)
-    with_damage(tasks, states)  # as status says: outputs damaged since their task finished
+    if states is None:
+        marked = task_states(tasks)
+        with_damage(tasks, marked)  # as status says: outputs damaged since they finished
+        states = marked
     points: dict[str, PointSummary] = {}
     for t in tasks:
         ps = points.get(t.point)
