@@ -101,15 +101,18 @@ def init(
     name: Annotated[str, typer.Argument(help="Config name: writes NAME.toml here.")],
     template: Annotated[str, typer.Option(help="Shipped template to inherit.")] = "hps2015",
     data: Annotated[
-        str | None,
-        typer.Option(help="ROOT file of every dataset (default: the demo spectrum where it fits)."),
+        list[str] | None,
+        typer.Option(
+            help="ROOT file of the template's dataset, or DATASET=FILE for each dataset of a "
+            "combination (default: the demo spectrum where it fits)."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite NAME.toml.")] = False,
 ) -> None:
     """Write a ready, commented user config NAME.toml in the current folder."""
     from gprpipe.config.init import PLACEHOLDER, write_init
 
-    path = write_init(name, template, Path.cwd(), data=data, force=force)
+    path = write_init(name, template, Path.cwd(), data=data or (), force=force)
     first = (
         f"set each dataset's path in {path.name}, then " if PLACEHOLDER in path.read_text() else ""
     )

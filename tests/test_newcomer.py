@@ -1099,11 +1099,25 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
         "error: --template 'hps215': not a shipped template (did you mean hps2015?); shipped: "
         "hps2015, hps2015_2016_2021_combined, hps2015_2016_combined, hps2016, hps2021."
     )
-    code, _, _ = cli(
+    # one file for every dataset of a combination combined a spectrum with itself (a
+    # review): refused; one file per dataset instead
+    code, _, err = cli(
         "init", "both", "--template", "hps2015_2016_combined", "--data", str(DEMO_ROOT)
     )
-    assert code == 0
-    assert (work / "both.toml").read_text().count(f'path = "{DEMO_ROOT}"') == 2
+    assert code == 1 and err.strip() == (
+        f"error: --data {DEMO_ROOT}: the template 'hps2015_2016_combined' has 2 datasets "
+        "(2015, 2016), each with its own data file; give one per dataset: --data 2015=FILE "
+        "--data 2016=FILE."
+    )
+    assert not (work / "both.toml").exists()
+    code, _, err = cli(
+        "init", "both", "--template", "hps2015_2016_combined", "--data", f"2016={DEMO_ROOT}"
+    )
+    assert code == 0, err
+    text = (work / "both.toml").read_text()
+    section = {s.split("]", 1)[0]: s for s in text.split("[datasets.")[1:]}
+    assert f'path = "{DEMO_ROOT}"' in section["2016"]
+    assert 'path = "2015.root"   # set this: your ROOT file' in section["2015"]
     # a data file that is not there is refused at once, and nothing is written
     code, _, err = cli("init", "typo", "--data", "dat/hps2015.root")
     assert code == 1 and err.strip() == (
@@ -1146,6 +1160,33 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
             "dat/a.root).\n"
         )
     )
+
+
+def test_a_combination_of_a_spectrum_with_itself_is_refused(shared_data: Path, tmp_path: Path, cli):
+    """The 2015 + 2016 combination given the 2016 histogram for both datasets ran, and its
+    combined row counted each event twice (Z_local 1.80 from 1.34 and 1.25 at 80 MeV; a
+    review): validate and run refuse it, naming the second dataset's path."""
+    data = shared_data / "funcform_2016_toys.root"
+    args = [
+        "--set",
+        f"datasets.2015.path={data}",
+        "--set",
+        f"datasets.2016.path={data}",
+        "--set",
+        f"base.output={tmp_path / 'run'}",
+    ]
+    config = REPO / "user_configs" / "hps2015_2016_combined.toml"
+    for command in ("validate", "run"):
+        code, out, err = cli(command, config, *args)
+        assert code == 1 and out == "", out
+        assert err.strip() == (
+            f"error: --set datasets.2016.path: {data} (input_hist) holds the same counts as "
+            "datasets.2015: a combination (scan.combined) of a spectrum with itself counts "
+            "its events twice; give each dataset its own data file."
+        )
+    assert not (tmp_path / "run").exists()
+    code, _, err = cli("validate", config, *args, "--set", "scan.combined=false")
+    assert code == 0, err
 
 
 @pytest.mark.parametrize("name", SHIPPED_USER_CONFIGS)

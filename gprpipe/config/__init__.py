@@ -340,9 +340,43 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
             counts, edges = got
             found = histogram_errors(name, cfg, counts, edges)
             errors += [at(where(key), why) for key, why in found]
+        errors += _combined_twice(cfg, where, read)
         errors += _pattern_errors(cfg, where, matched, read)
     if errors:
         raise ConfigError(unique(errors))
+
+
+def _combined_twice(
+    cfg: Config,
+    where: Where,
+    read: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray] | GprpipeError],
+) -> list[Issue]:
+    """Two datasets of a combination (``scan.combined``) whose histograms hold the same
+    counts in the same bins: one spectrum combined with itself counts its events twice
+    (a single ``init --data`` for every dataset once did this without a word)."""
+    if not cfg.scan.combined:
+        return []
+    seen: dict[bytes, str] = {}
+    errors: list[Issue] = []
+    for name in cfg.scanned():
+        ds = cfg.datasets[name]
+        got = read.get((ds.path, ds.hist))
+        if got is None or isinstance(got, GprpipeError):
+            continue
+        counts, edges = got
+        key = np.asarray(counts, dtype=float).tobytes() + np.asarray(edges, dtype=float).tobytes()
+        if key in seen:
+            errors.append(
+                at(
+                    where(f"datasets.{name}.path"),
+                    f"{ds.path} ({ds.hist}) holds the same counts as datasets.{seen[key]}: a "
+                    "combination (scan.combined) of a spectrum with itself counts its events "
+                    "twice; give each dataset its own data file.",
+                )
+            )
+        else:
+            seen[key] = name
+    return errors
 
 
 #: what a histogram pattern of a file matched: its first histogram as read and how many

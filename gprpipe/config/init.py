@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from gprpipe.config.checks import CONTROL
@@ -41,7 +42,29 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def init_text(name: str, template: str, data: str | None = None) -> str:
+def data_files(data: Sequence[str], datasets: Sequence[str], template: str) -> dict[str, str]:
+    """Dataset -> ROOT file from ``--data`` values: ``FILE`` for a template of one dataset,
+    ``DATASET=FILE`` for any. One file for every dataset of a combination would combine a
+    spectrum with itself, so a bare file is refused there."""
+    out: dict[str, str] = {}
+    for item in data:
+        key, sep, file = item.partition("=")
+        if not (sep and key in datasets):
+            key, file = (datasets[0] if len(datasets) == 1 else ""), item
+        if not key:
+            each = " ".join(f"--data {d}=FILE" for d in datasets)
+            raise GprpipeError(
+                f"--data {item}: the template {template!r} has {len(datasets)} datasets "
+                f"({', '.join(datasets)}), each with its own data file; give one per "
+                f"dataset: {each}."
+            )
+        if key in out:
+            raise GprpipeError(f"--data {item}: dataset {key!r} is given a file twice.")
+        out[key] = file
+    return out
+
+
+def init_text(name: str, template: str, data: Sequence[str] = ()) -> str:
     """The text of the new config (see the module docstring)."""
     if not _NAME.match(name):
         raise GprpipeError(
@@ -50,6 +73,7 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
         )
     chain = load_chain(_template(template))
     datasets = dict(chain.data.get("datasets") or {})
+    files = data_files(data, list(datasets), template.removesuffix(".toml"))
     from gprpipe.config import apply_cards  # the cards give each dataset's range and hist
 
     merged = {"datasets": {k: dict(v) for k, v in datasets.items()}}
@@ -60,7 +84,7 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
     tname = template.removesuffix(".toml")
     lines = [
         f"# {name}: a gprpipe config (written by: gprpipe init {name} --template {tname}"
-        + (f" --data {data}" if data else "")
+        + "".join(f" --data {d}" for d in data)
         + ").",
         f"# It inherits the shipped template {tname!r} and overrides only what is set here;",
         f"# `gprpipe render {name}.toml` prints the full config, `gprpipe validate {name}.toml`",
@@ -80,9 +104,9 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
             f"[datasets.{key}]"
             + (f"   # card {ds['card']!r}: scan range {rng[0]:g}-{rng[1]:g} GeV" if rng else "")
         )
-        if data is not None:
-            lines.append(f"path = {_toml_str(data)}   # ROOT file (relative to this file)")
-        elif fits_demo:
+        if key in files:
+            lines.append(f"path = {_toml_str(files[key])}   # ROOT file (relative to this file)")
+        elif fits_demo and not files:
             lines.append(
                 f"path = {_toml_str(DEMO)}   # the shipped synthetic demo "
                 "spectrum: replace by your ROOT file"
@@ -113,33 +137,15 @@ def init_text(name: str, template: str, data: str | None = None) -> str:
 
 
 def write_init(
-    name: str, template: str, folder: Path, data: str | None = None, force: bool = False
+    name: str, template: str, folder: Path, data: Sequence[str] = (), force: bool = False
 ) -> Path:
-    """Write ``folder/NAME.toml``; refuses to overwrite an existing file unless ``force``."""
+    """Write ``folder/NAME.toml``; refuses to overwrite an existing file unless ``force``.
+    ``data``: the ``--data`` values (``FILE`` or ``DATASET=FILE``)."""
     path = folder / f"{name.removesuffix('.toml')}.toml"
-    if data is not None and CONTROL.search(data):
-        raise GprpipeError(
-            f"--data {data!r}: a file name with control or invisible format characters; "
-            "rename the file."
-        )
-    if data is not None and any(d in data for d in ("{{", "{%", "{#")):
-        raise GprpipeError(
-            f"--data {data!r}: a file name with Jinja2 delimiters ({{{{, {{%, {{#) would be "
-            "rendered as a template in the config; rename the file."
-        )
-    if data is not None and not (folder / Path(data).expanduser()).is_file():
-        roots = sorted(p.name for p in (folder / Path(data).expanduser()).glob("*.root"))
-        what = (
-            f"a folder; give one ROOT file in it ({', '.join(roots[:4])}"
-            f"{', ...' if len(roots) > 4 else ''})"
-            if roots
-            else "a folder without ROOT files; give your ROOT file"
-            if (folder / Path(data).expanduser()).is_dir()
-            else "no such file; give your ROOT file"
-        )
-        raise GprpipeError(
-            f"--data {data}: {what}, or leave --data out to start from the shipped demo spectrum."
-        )
+    datasets = list(load_chain(_template(template)).data.get("datasets") or {})
+    files = data_files(data, datasets, template.removesuffix(".toml"))
+    for item, file in zip(data, files.values(), strict=True):
+        _check_data(item, file, folder)
     text = init_text(name.removesuffix(".toml"), template, data)
     if path.exists() and not force:
         raise GprpipeError(f"{path}: already exists; choose another name or use --force.")
@@ -147,3 +153,31 @@ def write_init(
 
     atomic_write_text(path, text)
     return path
+
+
+def _check_data(data: str, file: str, folder: Path) -> None:
+    """Refuse the file of the ``--data`` value ``data`` when it is not there or the config
+    could not hold its name."""
+    if CONTROL.search(file):
+        raise GprpipeError(
+            f"--data {data!r}: a file name with control or invisible format characters; "
+            "rename the file."
+        )
+    if any(d in file for d in ("{{", "{%", "{#")):
+        raise GprpipeError(
+            f"--data {data!r}: a file name with Jinja2 delimiters ({{{{, {{%, {{#) would be "
+            "rendered as a template in the config; rename the file."
+        )
+    if not (folder / Path(file).expanduser()).is_file():
+        roots = sorted(p.name for p in (folder / Path(file).expanduser()).glob("*.root"))
+        what = (
+            f"a folder; give one ROOT file in it ({', '.join(roots[:4])}"
+            f"{', ...' if len(roots) > 4 else ''})"
+            if roots
+            else "a folder without ROOT files; give your ROOT file"
+            if (folder / Path(file).expanduser()).is_dir()
+            else "no such file; give your ROOT file"
+        )
+        raise GprpipeError(
+            f"--data {data}: {what}, or leave --data out to start from the shipped demo spectrum."
+        )
