@@ -392,3 +392,21 @@ def test_points_run_one_by_one_stay_one_run(tmp_path: Path, cli):
         f"or a run folder with a grid ({names[1]} in {out_dir} belongs to an earlier config "
         "of the run: give the point folders to compare them anyway)."
     )
+
+
+def test_a_grid_key_inside_a_value_that_is_not_a_table_is_refused(tmp_path: Path, cli):
+    """``--set fit=3`` (for ``fit.n_restarts=3``) with a grid over ``fit.blind_nsigma``: the
+    grid's table replaced the value and with it the config's whole [fit] section, and
+    validate said valid (a review); without a grid the value is refused."""
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        '[fit]\nn_restarts = 7\n[grid]\n"fit.blind_nsigma" = [1.64, 1.96]\n',
+    )
+    code, out, err = cli("validate", cfg, "--set", "fit=3")
+    assert (code, out) == (1, "")
+    assert err.strip() == (
+        "error: --set fit: 3 is not a table, yet the grid sets fit.blind_nsigma in it; set a "
+        "key inside it (fit.KEY = VALUE)."
+    )
+    code, out, err = cli("render", cfg, "--set", "fit.n_restarts=3")
+    assert code == 0 and "n_restarts = 3" in out, err

@@ -30,6 +30,7 @@ from gprpipe.config.loader import (
     Origin,
     apply_overrides,
     deep_merge,
+    get_dotted,
     load_chain,
     override_leaves,
     read_toml,
@@ -70,6 +71,12 @@ def load(path: Path | str, overrides: Sequence[str] = (), text: str | None = Non
         for key in ("name", "output"):
             base.setdefault(key, Base.model_fields[key].default)
     return loaded
+
+
+def _prefixes(key: str) -> list[str]:
+    """The tables a dotted key lies in: ``a.b.c`` -> ``a``, ``a.b``."""
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _where(loaded: Loaded) -> Where:
@@ -185,6 +192,19 @@ def load_points(
         for index, (name, values) in enumerate(zip(names, settings)):
             data = copy.deepcopy(loaded.data)
             data.pop("grid", None)
+            clash = [
+                at(
+                    where(prefix),
+                    f"{get_dotted(data, prefix)!r} is not a table, yet the grid sets {key} in "
+                    f"it; set a key inside it ({prefix}.KEY = VALUE).",
+                )
+                for key in values
+                for prefix in _prefixes(key)
+                if not isinstance(get_dotted(data, prefix, {}), Mapping)
+            ]
+            if clash:  # the grid's table would replace that value and the section's keys
+                errors += clash
+                continue
             for key, value in values.items():
                 set_dotted(data, key, value)
                 loaded.origins[key] = (
