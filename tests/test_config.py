@@ -597,6 +597,17 @@ def test_missing_required_dataset_key(tmp_path: Path):
     assert all(e.startswith(f"{cfg}:1: ") and "required but not set" in e for e in errors)
 
 
+def test_a_missing_path_says_to_set_it_in_ones_own_config(tmp_path: Path):
+    """A config inheriting hps2015 without its data file was told "templates/hps2015.toml:6:
+    datasets.2015.path: required but not set", which sent a newcomer to the shipped
+    template (a review); the sentence now says where to set it."""
+    cfg = write(tmp_path / "mine.toml", '[base]\ntemplate = "hps2015"\n')
+    assert errors_of(cfg) == [
+        f"{REPO / 'templates' / 'hps2015.toml'}:6: datasets.2015.path: required but not set; "
+        "set it in your config's [datasets.2015] table."
+    ]
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [("range", "[0.02]"), ("range", "[]"), ("data_range", "[0.05]")],

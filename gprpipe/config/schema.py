@@ -725,7 +725,12 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 n = _tuple_length(dotted)  # a fixed-length list given too few values
                 msg = f"needs {n or 'more'} values, got {err.get('input')!r}"
             elif err["type"] == "missing":
-                msg = "required but not set"
+                # (where() names the file that made its table: often a shipped template)
+                msg = "required but not set" + (
+                    f"; set it in your config's [{'.'.join(parts[:-1])}] table"
+                    if len(parts) > 1
+                    else ""
+                )
             elif err["type"] == "value_error":  # our validators' messages show the value
                 msg = err["msg"].removeprefix("Value error, ")
                 keyed = _KEYED.match(msg)
