@@ -287,3 +287,18 @@ def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
             ratio = g["A_hat_asimov"][1] / g["A_inj"][1]
             assert 0.70 < ratio < 0.95, (d, ratio)
             assert g["gp_conv_frac"][()].min() == 1.0
+
+
+@pytest.mark.slow
+def test_export_pyhf_of_the_combination_says_which_export_takes_it(real_combined: Path):
+    """``export-pyhf --dataset combined``: "fit.h5: no dataset 'combined'" (a review) told
+    a user neither why nor what to use; the joint fit is exported by export-spey."""
+    code, out, err = run_cli_here(
+        "export-pyhf", real_combined, "--dataset", "combined", "--mass", "60MeV"
+    )
+    assert (code, out) == (1, "")
+    assert err.strip() == (
+        "error: --dataset combined: this export is of one dataset's window (have: 2015, "
+        "2016); the combination's likelihood is exported by export-spey --dataset combined."
+    )
+    assert not (real_combined / "nominal" / "exports").exists()

@@ -27,6 +27,7 @@ from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export, run_files, vouched
 from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout
 from gprpipe.pipeline.store import earlier_point_notice, load_run_info
+from gprpipe.results.schema import COMBINED
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
 
@@ -182,6 +183,11 @@ def _read_fit(lay: Layout, pdir: Path, dataset: str) -> dict:
     except KeyError:
         with open_h5(lay.fit) as f:
             have = ", ".join(k for k in f if isinstance(f[k], h5py.Group)) or "none"
+        if dataset == COMBINED:  # the joint fit is no window of one histogram
+            raise GprpipeError(
+                f"--dataset {COMBINED}: this export is of one dataset's window (have: {have}); "
+                f"the combination's likelihood is exported by export-spey --dataset {COMBINED}."
+            ) from None
         raise GprpipeError(f"{lay.fit}: no dataset {dataset!r} (have: {have}).") from None
 
 
