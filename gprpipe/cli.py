@@ -577,6 +577,10 @@ def demo_data(
         )
     if signal_yield > 0 and m_sig is None:
         raise GprpipeError(f"--signal-yield {signal_yield:g} needs --signal-mass.")
+    if m_sig is not None and signal_yield == 0:  # else a background-only file, silently
+        raise GprpipeError(
+            f"--signal-mass {signal_mass} needs --signal-yield (the signal events, > 0)."
+        )
     if not hist or any(not part for part in hist.split("/")):
         raise GprpipeError(f"--hist {hist!r}: a histogram name, folders joined by '/'.")
     if out.is_dir():

@@ -968,6 +968,12 @@ def test_mass_options_share_the_convention(quick_run: Path, cli, tmp_path: Path)
     assert not (tmp_path / "d.root").exists()
     code, _, err = cli("demo-data", tmp_path / "d.root", "--signal-mass", "60")
     assert code == 1 and "did you mean 0.060 GeV?" in err
+    # a signal mass alone wrote a background-only spectrum without a word (a review)
+    code, _, err = cli("demo-data", tmp_path / "d.root", "--signal-mass", "60MeV")
+    assert code == 1 and err.strip() == (
+        "error: --signal-mass 60MeV needs --signal-yield (the signal events, > 0)."
+    )
+    assert not (tmp_path / "d.root").exists()
 
 
 # ---------------------------------------------------------------- 5. compare
