@@ -204,6 +204,21 @@ def test_results_is_data_only():
     assert _outside("gprpipe.results", allowed) == {}
 
 
+def test_config_and_io_import_only_below_them():
+    """The README's diagram: config reads histograms through io and the resolution and
+    window sizes from stats; io imports nothing of the package but its errors."""
+    leaves = ("gprpipe.errors", "gprpipe.units")
+    config = ("gprpipe.config", "gprpipe.io", "gprpipe.stats", *leaves)
+
+    # (the package's root module holds only its version: rendering shows it, HDF5 files
+    # record it)
+    def below(prefix: str, allowed: tuple[str, ...]) -> dict[str, set[str]]:
+        return {m: bad for m, d in _outside(prefix, allowed).items() if (bad := d - {"gprpipe"})}
+
+    assert below("gprpipe.config", config) == {}
+    assert below("gprpipe.io", ("gprpipe.io", *leaves)) == {}
+
+
 def test_stats_imports_nothing_outside_stats():
     assert _outside("gprpipe.stats", ("gprpipe.stats",)) == {}
 
