@@ -789,3 +789,25 @@ def test_the_exports_list_leaves_out_the_steps_own_tables(tmp_path: Path) -> Non
     for name in [*own, "spey_mine.json", "hepdata.tar.gz"]:
         (tmp_path / name).write_text("x\n")
     assert _exports(tmp_path) == ["hepdata.tar.gz", "spey_mine.json"]
+
+
+def test_timings_come_from_the_markers_of_the_planned_tasks(tmp_path):
+    """The report read the .state folder's files itself (the marker format has one owner,
+    pipeline.state) and put a failed task's error sentence in the seconds column (a
+    review): a failed task's seconds are empty, a marker of a task the plan does not
+    have is not shown."""
+    import re
+
+    from gprpipe.pipeline.state import write_state
+
+    cfg, point = _point(tmp_path)
+    write_state(point, "load", "done", "0.470 s")
+    write_state(point, "fit__2015-000", "failed", "fit failed: bad histogram")
+    write_state(point, "inject", "done", "3.000 s")  # an earlier config's task
+    html = _reports(cfg, point)[0].read_text()
+    table = html.split('id="timings"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(
+        r'<tr><td class="text">([^<]*)</td><td class="text">([^<]*)</td><td data-v="([^"]*)">',
+        table,
+    )
+    assert rows == [("nominal/load", "done", "0.470"), ("nominal/fit/2015-000", "failed", "")]

@@ -35,7 +35,7 @@ class Task:
     @property
     def slug(self) -> str:
         """File-name-safe name within the point folder (logs, markers): ``fit__2015-003``."""
-        return "__".join(self.id.split("/")[1:])
+        return slug_of(self.id)
 
     @property
     def log(self) -> Path:
@@ -96,3 +96,8 @@ class TaskLine:
             task=values.get("--task"),
             force=force,
         )
+
+
+def slug_of(task_id: str) -> str:
+    """The slug of a task id (``nominal/fit/2015-003`` -> ``fit__2015-003``)."""
+    return "__".join(task_id.split("/")[1:])

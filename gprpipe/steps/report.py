@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from gprpipe.pipeline.plan import (
     producers,
     stale_outputs,
 )
+from gprpipe.pipeline.state import read_state
+from gprpipe.pipeline.task import slug_of
 from gprpipe.results.schema import (
     COMBINED,
     has_observed,
@@ -243,20 +244,17 @@ def _run_version(info: dict[str, Any]) -> str:
     return str(v) if v else __version__
 
 
-def _marker_timings(point_dir: Path, point: str) -> dict[str, dict[str, Any]]:
-    """Task timings from the state markers the tasks write themselves (so the plot task
-    sees every upstream task's time before run.json is updated at the end of the run)."""
+def _marker_timings(point_dir: Path, task_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Timings of the finished tasks among ``task_ids`` (this point's) from the state
+    markers the tasks write themselves (so the plot task sees every upstream task's time
+    before run.json is updated at the end of the run): seconds, "cached", or nothing for
+    a failed task (its sentence is in the summary's failures)."""
     out: dict[str, dict[str, Any]] = {}
-    for f in sorted((point_dir / ".state").glob("*.done")) + sorted(
-        (point_dir / ".state").glob("*.failed")
-    ):
-        try:
-            info = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        msg = str(info.get("message", ""))
-        seconds: Any = msg.removesuffix(" s") if msg.endswith(" s") else msg
-        out[f"{point}/" + f.stem.replace("__", "/")] = {"state": f.suffix[1:], "seconds": seconds}
+    for tid in task_ids:
+        state, msg = read_state(point_dir, slug_of(tid))
+        if state in ("done", "failed"):
+            seconds = msg.removesuffix(" s") if state == "done" else ""
+            out[tid] = {"state": state, "seconds": seconds}
     return out
 
 
@@ -285,8 +283,9 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         n_toys = cfg.limit.n_toys if output_of(scan_path, cfg, made) else None
         summary = _scan_summary(header, raw, n_toys)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
-    timings |= _marker_timings(point_dir, name)
-    planned = {t.get("id") for t in info.get("plan", [])}
+    order = [str(t.get("id")) for t in info.get("plan", [])]
+    planned = set(order)
+    timings |= _marker_timings(point_dir, [i for i in order if i.split("/")[0] == name])
     if planned:  # not the tasks of an earlier config of this folder (its injection, say)
         timings = {tid: t for tid, t in timings.items() if tid in planned}
     config_path = point_dir / "config.toml"
