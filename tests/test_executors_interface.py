@@ -131,3 +131,15 @@ def test_task_bash_keeps_the_task_own_marker(tmp_path: Path):
     assert read_state(point, "fit__demo-000") == ("failed", "data file missing")
     res, _, _ = run_task_bash(tmp_path, "true")
     assert res.returncode == 0
+
+
+def test_the_queued_executors_come_from_the_registry(tmp_path: Path):
+    """The run's busy check and the TUI's watcher asked "is it slurm?" by name; they ask
+    the registry which executors queue their tasks (not ``blocking``)."""
+    from gprpipe.executors.registry import queued_executors
+    from gprpipe.pipeline.watch import RunWatcher
+
+    assert queued_executors() == ["slurm"]
+    assert [n for n, c in EXECUTORS.items() if c.blocking] == ["local"]
+    view = RunWatcher().poll(tmp_path)  # no run.json yet: nothing is queued
+    assert not view.started and not view.queued

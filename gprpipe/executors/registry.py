@@ -27,6 +27,13 @@ def executor_class(name: str) -> type[Executor]:
     return EXECUTORS[key]
 
 
+def queued_executors() -> list[str]:
+    """The names of the registered executors that queue their tasks (a scheduler holds
+    them after the run's process has returned)."""
+    executor_class("local")  # (imports the executors, which register themselves)
+    return sorted(n for n, cls in EXECUTORS.items() if not cls.blocking)
+
+
 def get_executor(
     name: str, run_dir: Path, engine: Engine, config: Config, **overrides: object
 ) -> Executor:

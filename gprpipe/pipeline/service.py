@@ -764,7 +764,7 @@ def run(
     """Run every (selected) grid point of ``config`` through its steps (see the module
     docstring). ``result.ok`` is False when a task or a table row failed."""
     from gprpipe.config import BlindingVaries, check_inputs
-    from gprpipe.executors.registry import get_executor
+    from gprpipe.executors.registry import get_executor, queued_executors
 
     opts = options or RunOptions()
     _checked_wait(opts.wait_lock)
@@ -830,8 +830,9 @@ def run(
         _stoppable(run_dir) as stop,
     ):
         ex.refuse_if_busy(tasks)
-        if ex.name != "slurm":  # jobs an earlier SLURM run of the folder left queued
-            get_executor("slurm", run_dir, eng, cfg0).refuse_if_busy(tasks)
+        for name in queued_executors():  # jobs an earlier run of the folder left queued
+            if name != ex.name:
+                get_executor(name, run_dir, eng, cfg0).refuse_if_busy(tasks)
         write_point_configs(run_dir, points)
         info = new_run_info(
             run_dir,

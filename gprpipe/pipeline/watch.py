@@ -40,6 +40,7 @@ class RunView:
     logs: dict[str, Path] = field(default_factory=dict)
     progress: dict[str, str] = field(default_factory=dict)  # running task id -> "3/5 masses..."
     executor: str = "local"
+    queued: bool = False  # its executor queues the tasks (a scheduler is asked for states)
     started: bool = False  # run.json exists
     error: str = ""
 
@@ -94,7 +95,9 @@ class RunWatcher:
         view.tasks = list(self._tasks)
         view.logs = {t.id: t.log for t in view.tasks}
         try:
-            polled = executor_class(view.executor).poll_run(Path(run_dir), view.tasks)
+            ex = executor_class(view.executor)
+            view.queued = not ex.blocking
+            polled = ex.poll_run(Path(run_dir), view.tasks)
         except (GprpipeError, OSError) as exc:
             view.error = f"{view.executor.upper()}: {exc}"
             view.states = task_states(view.tasks)

@@ -228,8 +228,9 @@ class RunPane(Widget):
         if run_dir is None or view is None or not view.started:
             self.notify("No run to rerun yet.", severity="warning")
             return False
-        if not view.counts().get("failed"):
-            self.notify("No failed task.")
+        counts = view.counts()  # (rerun --failed also runs the tasks that never ran)
+        if not counts.get("failed") and not counts.get("pending"):
+            self.notify("No failed task, and none left to run.")
             return False
         _, _, jobs = self.choices()
         return self._begin(lambda: launch_rerun(run_dir, jobs=jobs), run_dir, "rerun")
@@ -258,7 +259,7 @@ class RunPane(Widget):
             return
         check = self.check
         planned = check.tasks if check is not None and check.run_dir == run_dir else []
-        if self.view is not None and self.view.executor == "slurm":
+        if self.view is not None and self.view.queued:
             if not self._polling:
                 self._polling = True
                 self._poll_thread(run_dir, planned)
@@ -328,13 +329,15 @@ class RunPane(Widget):
         c = view.counts()
         if self.launch.cancelled:
             return
-        if code == 0 and view.executor != "slurm":
+        if code == 0 and not view.queued:
             self.notify(
                 f"{self.launch_kind.capitalize()} finished: {c['done']} of "
                 f"{len(view.tasks)} tasks done."
             )
         elif code == 0:
-            self.notify("Submitted to SLURM; states update from the queue and markers.")
+            self.notify(
+                f"Submitted to {view.executor.upper()}; states update from the queue and markers."
+            )
         else:
             self.notify(
                 f"{self.launch_kind.capitalize()} ended with exit code {code}: "
