@@ -344,3 +344,35 @@ def test_a_job_id_reused_by_someone_else_is_not_the_runs(cluster, tmp_path: Path
         assert poll_details(run, [task])[task.id].state == "done"
     finally:
         subprocess.run(["scancel", other], check=False)
+
+
+def test_a_failed_scancel_is_said_and_marks_nothing(cluster, tmp_path: Path, monkeypatch) -> None:
+    """scancel's exit code was ignored: cancel reported the jobs cancelled and marked their
+    pending tasks failed while SLURM still held them (a review)."""
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    run = point.parent
+    task = step_task(point, "held", "x")
+    env = {"PYTHONPATH": str(REPO)}
+    job = submit(
+        [task], run_dir=run, engine=PythonEngine(), options=SlurmOptions(extra=("--hold",)), env=env
+    ).job_ids["01_held"]
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "scancel").write_text(
+        "#!/bin/sh\necho 'scancel: error: Unable to contact slurm controller' >&2\nexit 1\n"
+    )
+    (shim / "scancel").chmod(0o755)
+    try:
+        with monkeypatch.context() as m:
+            m.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+            with pytest.raises(GprpipeError) as info:
+                slurm.cancel(run, [task])
+        assert str(info.value) == (
+            f"scancel {job} failed: scancel: error: Unable to contact slurm controller; the "
+            "jobs may still be queued (squeue shows them)"
+        )
+        assert read_state(point, task.slug)[0] == "pending"
+        assert poll_details(run, [task])[task.id].slurm_state == "PENDING"
+    finally:
+        subprocess.run(["scancel", job], check=False)

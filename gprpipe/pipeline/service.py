@@ -1301,7 +1301,10 @@ def summary(run_dir: Path) -> RunSummary:
 
     info = load_run_info(run_dir)
     tasks, configs = tasks_of_run(info)
-    _, states = _checked_states(_run_executor(run_dir, info, configs), tasks)
+    states = task_states(tasks)
+    with_damage(tasks, states)
+    if any(s not in ("done", "failed") for s, _ in states.values()):  # (else SLURM agrees)
+        _, states = _checked_states(_run_executor(run_dir, info, configs), tasks)
     return run_summary(Path(run_dir), states)
 
 

@@ -150,6 +150,14 @@ def scancel(job_ids: Sequence[str]) -> None:
     if not job_ids:
         return
     try:
-        subprocess.run(["scancel", *job_ids], check=False, capture_output=True, timeout=30)
+        res = subprocess.run(
+            ["scancel", *job_ids], check=False, capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GprpipeError(f"scancel failed: {exc}") from None
+    if res.returncode != 0:  # (an id that has left SLURM is no failure: exit code 0)
+        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+        raise GprpipeError(
+            f"scancel {' '.join(job_ids)} failed: {why}; the jobs may still be queued "
+            "(squeue shows them)"
+        )
