@@ -312,18 +312,29 @@ def test_a_refused_sbatch_blames_no_earlier_job_and_leaves_no_stale_done(
     assert read_state(point, b.slug)[0] == read_state(point, c.slug)[0] == "pending"
 
 
+def one_task_run(
+    tmp_path: Path, step: str, extra: tuple[str, ...] = ()
+) -> tuple[Path, Path, Task, str]:
+    """(run folder, point folder, task, job id) of one test task submitted with ``extra``
+    sbatch options."""
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    task = step_task(point, step, "x")
+    sub = submit(
+        [task],
+        run_dir=point.parent,
+        engine=PythonEngine(),
+        options=SlurmOptions(extra=extra),
+        env={"PYTHONPATH": str(REPO)},
+    )
+    return point.parent, point, task, sub.job_ids[f"01_{step}"]
+
+
 def test_a_job_id_reused_by_someone_else_is_not_the_runs(cluster, tmp_path: Path) -> None:
     """A job id of a run's ``jobs.json`` that SLURM gave again to another user's job (its
     state wiped, its counter wrapped): ``cancel`` scancelled that job as the run's (a
     review). Only jobs named by gprpipe are taken as the run's."""
-    point = tmp_path / "run" / "p0"
-    point.mkdir(parents=True)
-    run = point.parent
-    task = step_task(point, "a", "x")
-    env = {"PYTHONPATH": str(REPO)}
-    ours = submit(
-        [task], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env
-    ).job_ids["01_a"]
+    run, _, task, ours = one_task_run(tmp_path, "a")
     assert slurm.wait(run, [task], interval=0.5) is True
     other = subprocess.run(
         ["sbatch", "--parsable", "--hold", "--wrap", "sleep 60"],
@@ -349,14 +360,7 @@ def test_a_job_id_reused_by_someone_else_is_not_the_runs(cluster, tmp_path: Path
 def test_a_failed_scancel_is_said_and_marks_nothing(cluster, tmp_path: Path, monkeypatch) -> None:
     """scancel's exit code was ignored: cancel reported the jobs cancelled and marked their
     pending tasks failed while SLURM still held them (a review)."""
-    point = tmp_path / "run" / "p0"
-    point.mkdir(parents=True)
-    run = point.parent
-    task = step_task(point, "held", "x")
-    env = {"PYTHONPATH": str(REPO)}
-    job = submit(
-        [task], run_dir=run, engine=PythonEngine(), options=SlurmOptions(extra=("--hold",)), env=env
-    ).job_ids["01_held"]
+    run, point, task, job = one_task_run(tmp_path, "held", ("--hold",))
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "scancel").write_text(
