@@ -133,13 +133,22 @@ def test_task_bash_keeps_the_task_own_marker(tmp_path: Path):
     assert res.returncode == 0
 
 
-def test_the_queued_executors_come_from_the_registry(tmp_path: Path):
+def test_the_queued_executors_come_from_the_registry(shared_quickstart: Path, tmp_path: Path):
     """The run's busy check and the TUI's watcher asked "is it slurm?" by name; they ask
     the registry which executors queue their tasks (not ``blocking``)."""
+    import json
+    import shutil
+
     from gprpipe.executors.registry import queued_executors
     from gprpipe.pipeline.watch import RunWatcher
 
     assert queued_executors() == ["slurm"]
     assert [n for n, c in EXECUTORS.items() if c.blocking] == ["local"]
-    view = RunWatcher().poll(tmp_path)  # no run.json yet: nothing is queued
-    assert not view.started and not view.queued
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    view = RunWatcher().poll(run)
+    assert view.started and view.executor == "local" and not view.queued
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "executor": "slurm"}))
+    view = RunWatcher().poll(run)
+    assert view.executor == "slurm" and view.queued and view.counts()["done"] == 6

@@ -1121,6 +1121,23 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     )
     assert code == 0, err
     text = (work / "both.toml").read_text()
+    for data, why in (
+        (
+            ["2017=a.root"],
+            "the template 'hps2015_2016_combined' has no dataset '2017' (it has 2015, 2016).",
+        ),
+        (["2015="], "no file given after '='."),
+        (
+            [f"2015={DEMO_ROOT}", f"2016={DEMO_ROOT}"],
+            "the same file as another dataset; a "
+            "combination of a spectrum with itself counts its events twice (give each its own "
+            "data).",
+        ),
+    ):
+        args = [x for d in data for x in ("--data", d)]
+        code, _, err = cli("init", "c", "--template", "hps2015_2016_combined", *args)
+        assert code == 1 and err.strip() == f"error: --data {data[-1]}: {why}", err
+        assert not (work / "c.toml").exists()
     section = {s.split("]", 1)[0]: s for s in text.split("[datasets.")[1:]}
     assert f'path = "{DEMO_ROOT}"' in section["2016"]
     assert 'path = "2015.root"   # set this: your ROOT file' in section["2015"]

@@ -277,8 +277,9 @@ def test_an_element_cancelled_while_pending_says_so_without_accounting(
         subprocess.run(["scancel", job], check=False)
 
 
+@pytest.mark.parametrize("refused", ["a", "b"])
 def test_a_refused_sbatch_blames_no_earlier_job_and_leaves_no_stale_done(
-    cluster, tmp_path: Path, monkeypatch
+    cluster, tmp_path: Path, monkeypatch, refused: str
 ) -> None:
     """sbatch refusing the second of three chained scripts: its task took the element of its
     earlier submission (finished) and status blamed that job ("left the queue without a
@@ -298,16 +299,18 @@ def test_a_refused_sbatch_blames_no_earlier_job_and_leaves_no_stale_done(
     shim.mkdir()
     (shim / "sbatch").write_text(
         "#!/bin/sh\n"
-        'for last; do :; done\ncase "$last" in *_b.sbatch) echo "sbatch: error: refused" >&2;'
-        f' exit 1;; esac\nexec {shutil.which("sbatch")} "$@"\n'
+        f'for last; do :; done\ncase "$last" in *_{refused}.sbatch)'
+        ' echo "sbatch: error: refused" >&2; exit 1;; esac\n'
+        f'exec {shutil.which("sbatch")} "$@"\n'
     )
     (shim / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
-    with pytest.raises(GprpipeError, match=r"sbatch refused 0\d_b\.sbatch: sbatch: error: "):
+    with pytest.raises(GprpipeError, match=rf"sbatch refused 0\d_{refused}\.sbatch: sbatch: "):
         submit([a, b, c], run_dir=run, engine=PythonEngine(), options=SlurmOptions(), env=env)
-    assert slurm.wait(run, [a], interval=0.5) is True
+    assert slurm.wait(run, [a], interval=0.5) is (refused == "b")
     details = poll_details(run, [a, b, c])
-    assert [details[t.id].state for t in (a, b, c)] == ["done", "pending", "pending"]
+    states = ["done", "pending", "pending"] if refused == "b" else ["pending"] * 3
+    assert [details[t.id].state for t in (a, b, c)] == states
     assert details[b.id].message == details[c.id].message == ""
     assert read_state(point, b.slug)[0] == read_state(point, c.slug)[0] == "pending"
 

@@ -312,3 +312,33 @@ def test_cancel_and_status_write_no_marker_through_a_state_folder_linked_out(
     code, status, err = run_cli_here("status", run)
     assert sorted(p.name for p in outside.iterdir()) == before, status + err
     assert "cancelled before it started" in status, status
+
+
+def test_gprpipe_cancel_says_when_scancel_fails(tmp_path: Path, monkeypatch) -> None:
+    """`gprpipe cancel` of a queued run whose scancel fails (the controller does not
+    answer): it said "Cancelled SLURM jobs" and marked the tasks failed while SLURM still
+    held them (a review); one sentence now, exit code 1, nothing marked."""
+    import os
+
+    run = tmp_path / "run"
+    qs = str(REPO / "user_configs" / "quickstart.toml")
+    hold = ("--set", 'slurm.extra=["--begin=now+1hour"]', "--set", f"base.output={run}")
+    code, out, err = run_cli_here("run", qs, "--executor", "slurm", "--steps", "load", *hold)
+    assert code == 0, out + err
+    (job,) = json.loads((run / "slurm" / "jobs.json").read_text())["submissions"][0]["jobs"]
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "scancel").write_text("#!/bin/sh\necho 'scancel: error: no controller' >&2\nexit 1\n")
+    (shim / "scancel").chmod(0o755)
+    try:
+        with monkeypatch.context() as m:
+            m.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+            code, out, err = run_cli_here("cancel", run)
+        assert (code, out) == (1, ""), out
+        assert err.strip() == (
+            f"error: scancel {job['job_id']} failed: scancel: error: no controller; the jobs "
+            "may still be queued (squeue shows them)"
+        )
+        assert not list((run / "nominal" / ".state").glob("*.failed"))
+    finally:
+        assert run_cli_here("cancel", run)[0] == 0

@@ -49,8 +49,15 @@ def data_files(data: Sequence[str], datasets: Sequence[str], template: str) -> d
     out: dict[str, str] = {}
     for item in data:
         key, sep, file = item.partition("=")
+        if sep and key not in datasets and len(datasets) > 1:
+            raise GprpipeError(
+                f"--data {item}: the template {template!r} has no dataset {key!r} (it has "
+                f"{', '.join(datasets)})."
+            )
         if not (sep and key in datasets):
             key, file = (datasets[0] if len(datasets) == 1 else ""), item
+        if not file.strip():
+            raise GprpipeError(f"--data {item}: no file given after '='.")
         if not key:
             each = " ".join(f"--data {d}=FILE" for d in datasets)
             raise GprpipeError(
@@ -60,6 +67,11 @@ def data_files(data: Sequence[str], datasets: Sequence[str], template: str) -> d
             )
         if key in out:
             raise GprpipeError(f"--data {item}: dataset {key!r} is given a file twice.")
+        if file in out.values():
+            raise GprpipeError(
+                f"--data {item}: the same file as another dataset; a combination of a "
+                "spectrum with itself counts its events twice (give each its own data)."
+            )
         out[key] = file
     return out
 

@@ -228,9 +228,10 @@ class RunPane(Widget):
         if run_dir is None or view is None or not view.started:
             self.notify("No run to rerun yet.", severity="warning")
             return False
-        counts = view.counts()  # (rerun --failed also runs the tasks that never ran)
-        if not counts.get("failed") and not counts.get("pending"):
-            self.notify("No failed task, and none left to run.")
+        counts = view.counts()  # rerun --failed also runs the tasks that never ran (a
+        # queued executor's pending tasks may still be held by its scheduler)
+        if not counts.get("failed") and (view.queued or not counts.get("pending")):
+            self.notify("No failed task." if view.queued else "No failed task, none to run.")
             return False
         _, _, jobs = self.choices()
         return self._begin(lambda: launch_rerun(run_dir, jobs=jobs), run_dir, "rerun")

@@ -152,11 +152,12 @@ def _submit(
             try:
                 sub.job_ids[s.name] = scheduler.sbatch(s.path, dep, run_dir)
             except GprpipeError as exc:
-                if not sub.job_ids:
-                    raise
-                # the later scripts' inputs are being redone by the jobs already submitted
+                # the later scripts' tasks read what this submission redoes: no earlier
+                # done may stand for them either
                 for later in scripts[i + 1 :]:
                     clear(later)
+                if not sub.job_ids:
+                    raise
                 done = ", ".join(f"{k} (job {v})" for k, v in sub.job_ids.items())
                 raise GprpipeError(
                     f"{exc}; already submitted: {done}; cancel them with: "

@@ -130,7 +130,7 @@ def sacct(job_ids: Sequence[str]) -> dict[str, str]:
     """Array element -> final state from accounting, or {} where there is none."""
     if not job_ids or shutil.which("sacct") is None:
         return {}
-    cmd = ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State"]
+    cmd = ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State,JobName"]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -139,7 +139,10 @@ def sacct(job_ids: Sequence[str]) -> dict[str, str]:
         return {}
     out = {}
     for line in res.stdout.splitlines():
-        jid, _, state = line.partition("|")
+        jid, _, rest = line.partition("|")
+        state, _, name = rest.partition("|")
+        if name and not name.startswith(JOB_NAME_PREFIX):
+            continue  # a reused id (see :func:`queue`)
         if "_" in jid and "[" not in jid:
             out[jid] = state.split()[0] if state else ""
     return out
