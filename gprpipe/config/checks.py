@@ -396,7 +396,7 @@ def histogram_errors(
         return [(key + "rebin", why + ".")]
     from gprpipe.io.root import rebin
 
-    edges = rebin(counts, edges, ds.rebin)[1]
+    counts, edges = rebin(counts, edges, ds.rebin)
     errors = []
     ms = cfg.test_masses(name)
     coarse = _binning_error(ds, what, ms, cfg.fit.blind_nsigma, edges)
@@ -420,7 +420,47 @@ def histogram_errors(
     out = [(key + field, why + ".") for field, why in errors]
     if not errors:
         out += _no_training_bins(cfg, name, edges)
+        out += _gap_errors(name, counts, edges, what, ds.data_range)
     return out
+
+
+#: the fewest events of the bins on both sides of an empty stretch for it to be a gap in
+#: the data, not a fluctuation (an empty bin between bins of >= 25 events has a Poisson
+#: probability below 1.4e-11)
+GAP_NEIGHBOUR_EVENTS = 25
+
+
+def _gap_errors(
+    name: str,
+    counts: np.ndarray,
+    edges: np.ndarray,
+    what: str,
+    data_range: tuple[float, float] | None,
+) -> list[tuple[str, str]]:
+    """Empty bins between well-filled ones inside the GP's training span: a gap in the
+    data (a dead region, a masked range) that the GP cannot model (an empty bin enters
+    as ln y = 0), so its fit fails or bends at every mass, far from the gap too."""
+    c = np.asarray(counts, dtype=float)
+    x = 0.5 * (edges[1:] + edges[:-1])
+    inside = (
+        np.ones(len(c), bool)
+        if data_range is None
+        else ((x >= data_range[0]) & (x <= data_range[1]))
+    )
+    idx = np.flatnonzero(inside)
+    filled = idx[c[idx] > 0]
+    for a, b in itertools.pairwise(int(i) for i in filled):
+        if b - a > 1 and min(c[a], c[b]) >= GAP_NEIGHBOUR_EVENTS:
+            return [
+                (
+                    f"datasets.{name}.data_range",
+                    f"{what} has {b - a - 1} empty bin{'s' * (b - a > 2)} from "
+                    f"{edges[a + 1]:g} to {edges[b]:g} GeV between bins of {c[a]:g} and "
+                    f"{c[b]:g} events: a gap in the data, which the GP cannot model (at "
+                    "every mass); fill it, or train on one side of it (data_range).",
+                )
+            ]
+    return []
 
 
 def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[str, str]]:
