@@ -811,3 +811,14 @@ def test_timings_come_from_the_markers_of_the_planned_tasks(tmp_path):
         table,
     )
     assert rows == [("nominal/load", "done", "0.470"), ("nominal/fit/2015-000", "failed", "")]
+    # a run.json without its plan (damaged, older): every finished task's marker is shown
+    run_json = point.parent / "run.json"
+    info = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({k: v for k, v in info.items() if k not in ("plan", "timings")}))
+    html = _reports(cfg, point)[0].read_text()
+    table = html.split('id="timings"', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<td class="text">(nominal/[^<]*)</td>', table) == [
+        "nominal/fit/2015-000",
+        "nominal/inject",
+        "nominal/load",
+    ]

@@ -124,6 +124,13 @@ def fmt_duration(seconds: float) -> str:
     return f"{s // 60} min {s % 60:02d} s"
 
 
+def finished_slugs(point_dir: Path) -> list[str]:
+    """The slugs of the tasks of ``point_dir`` with a done or failed marker, sorted."""
+    return sorted(
+        {p.stem for state in ("done", "failed") for p in state_dir(point_dir).glob(f"*.{state}")}
+    )
+
+
 def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
     """Return (state, message); state is ``pending`` when no marker exists."""
     for state in STATES:

@@ -101,3 +101,8 @@ class TaskLine:
 def slug_of(task_id: str) -> str:
     """The slug of a task id (``nominal/fit/2015-003`` -> ``fit__2015-003``)."""
     return "__".join(task_id.split("/")[1:])
+
+
+def task_id_of(point: str, slug: str) -> str:
+    """The task id of a slug in point ``point`` (the inverse of :func:`slug_of`)."""
+    return "/".join([point, *slug.split("__")])

@@ -34,8 +34,8 @@ from gprpipe.pipeline.plan import (
     producers,
     stale_outputs,
 )
-from gprpipe.pipeline.state import read_state
-from gprpipe.pipeline.task import slug_of
+from gprpipe.pipeline.state import finished_slugs, read_state
+from gprpipe.pipeline.task import slug_of, task_id_of
 from gprpipe.results.schema import (
     COMBINED,
     has_observed,
@@ -285,7 +285,10 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
     order = [str(t.get("id")) for t in info.get("plan", [])]
     planned = set(order)
-    timings |= _marker_timings(point_dir, [i for i in order if i.split("/")[0] == name])
+    ids = [i for i in order if i.split("/")[0] == name] or [  # no plan: run.json lost
+        task_id_of(name, s) for s in finished_slugs(point_dir)
+    ]
+    timings |= _marker_timings(point_dir, ids)
     if planned:  # not the tasks of an earlier config of this folder (its injection, say)
         timings = {tid: t for tid, t in timings.items() if tid in planned}
     config_path = point_dir / "config.toml"
