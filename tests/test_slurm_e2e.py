@@ -264,16 +264,23 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
     assert code == 0 and status.rstrip().endswith("\ndone=3"), status
 
 
-def test_an_element_cancelled_before_it_started_fails_at_once(tmp_path: Path) -> None:
-    """A job cancelled with scancel (not gprpipe cancel) before it started: status says
-    so at once (it said "running" for 20 s, the grace a marker of a job that ran gets to
-    appear on a shared file system, then blamed a kill, memory or the time limit)."""
+def held_load_run(tmp_path: Path) -> tuple[Path, dict]:
+    """The quickstart's load task queued on SLURM, held for an hour: (run folder, its job
+    as jobs.json records it)."""
     run = tmp_path / "run"
     qs = str(REPO / "user_configs" / "quickstart.toml")
     hold = ("--set", 'slurm.extra=["--begin=now+1hour"]', "--set", f"base.output={run}")
     code, out, err = run_cli_here("run", qs, "--executor", "slurm", "--steps", "load", *hold)
     assert code == 0, out + err
     (job,) = json.loads((run / "slurm" / "jobs.json").read_text())["submissions"][0]["jobs"]
+    return run, job
+
+
+def test_an_element_cancelled_before_it_started_fails_at_once(tmp_path: Path) -> None:
+    """A job cancelled with scancel (not gprpipe cancel) before it started: status says
+    so at once (it said "running" for 20 s, the grace a marker of a job that ran gets to
+    appear on a shared file system, then blamed a kill, memory or the time limit)."""
+    run, job = held_load_run(tmp_path)
     subprocess.run(["scancel", str(job["job_id"])], check=True)
     deadline = time.monotonic() + 10
     while True:  # scancel returns before the controller has cancelled it
@@ -320,12 +327,7 @@ def test_gprpipe_cancel_says_when_scancel_fails(tmp_path: Path, monkeypatch) -> 
     held them (a review); one sentence now, exit code 1, nothing marked."""
     import os
 
-    run = tmp_path / "run"
-    qs = str(REPO / "user_configs" / "quickstart.toml")
-    hold = ("--set", 'slurm.extra=["--begin=now+1hour"]', "--set", f"base.output={run}")
-    code, out, err = run_cli_here("run", qs, "--executor", "slurm", "--steps", "load", *hold)
-    assert code == 0, out + err
-    (job,) = json.loads((run / "slurm" / "jobs.json").read_text())["submissions"][0]["jobs"]
+    run, job = held_load_run(tmp_path)
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "scancel").write_text("#!/bin/sh\necho 'scancel: error: no controller' >&2\nexit 1\n")
