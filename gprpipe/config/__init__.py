@@ -33,6 +33,7 @@ from gprpipe.config.loader import (
     get_dotted,
     load_chain,
     override_leaves,
+    prefixes,
     read_toml,
     reason_of,
     resolve_ref,
@@ -71,12 +72,6 @@ def load(path: Path | str, overrides: Sequence[str] = (), text: str | None = Non
         for key in ("name", "output"):
             base.setdefault(key, Base.model_fields[key].default)
     return loaded
-
-
-def _prefixes(key: str) -> list[str]:
-    """The tables a dotted key lies in: ``a.b.c`` -> ``a``, ``a.b``."""
-    parts = key.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _where(loaded: Loaded) -> Where:
@@ -199,7 +194,7 @@ def load_points(
                     f"it; set a key inside it ({prefix}.KEY = VALUE).",
                 )
                 for key in values
-                for prefix in _prefixes(key)
+                for prefix in prefixes(key)
                 if not isinstance(get_dotted(data, prefix, {}), Mapping)
             ]
             if clash:  # the grid's table would replace that value and the section's keys

@@ -76,8 +76,11 @@ def data_files(data: Sequence[str], datasets: Sequence[str], template: str) -> d
     return out
 
 
-def init_text(name: str, template: str, data: Sequence[str] = ()) -> str:
-    """The text of the new config (see the module docstring)."""
+def init_text(
+    name: str, template: str, data: Sequence[str] = (), folder: Path | None = None
+) -> str:
+    """The text of the new config (see the module docstring); ``data``: the ``--data``
+    values, their files checked in ``folder`` when it is given."""
     if not _NAME.match(name):
         raise GprpipeError(
             f"init {name!r}: a name is letters, digits, '_', '.' or '-' "
@@ -86,6 +89,9 @@ def init_text(name: str, template: str, data: Sequence[str] = ()) -> str:
     chain = load_chain(_template(template))
     datasets = dict(chain.data.get("datasets") or {})
     files = data_files(data, list(datasets), template.removesuffix(".toml"))
+    if folder is not None:
+        for item, file in zip(data, files.values(), strict=True):
+            _check_data(item, file, folder)
     from gprpipe.config import apply_cards  # the cards give each dataset's range and hist
 
     merged = {"datasets": {k: dict(v) for k, v in datasets.items()}}
@@ -154,11 +160,7 @@ def write_init(
     """Write ``folder/NAME.toml``; refuses to overwrite an existing file unless ``force``.
     ``data``: the ``--data`` values (``FILE`` or ``DATASET=FILE``)."""
     path = folder / f"{name.removesuffix('.toml')}.toml"
-    datasets = list(load_chain(_template(template)).data.get("datasets") or {})
-    files = data_files(data, datasets, template.removesuffix(".toml"))
-    for item, file in zip(data, files.values(), strict=True):
-        _check_data(item, file, folder)
-    text = init_text(name.removesuffix(".toml"), template, data)
+    text = init_text(name.removesuffix(".toml"), template, data, folder)
     if path.exists() and not force:
         raise GprpipeError(f"{path}: already exists; choose another name or use --force.")
     from gprpipe.io.atomic import atomic_write_text

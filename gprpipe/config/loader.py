@@ -407,6 +407,12 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def prefixes(dotted: str) -> list[str]:
+    """The tables a dotted key lies in: ``a.b.c`` -> ``a``, ``a.b``."""
+    parts = dotted.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def get_dotted(data: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
     node: Any = data
     for p in dotted.split("."):
@@ -441,9 +447,7 @@ def apply_overrides(loaded: Loaded, overrides: list[str]) -> Loaded:
             for leaf in flatten(value, f"{key}."):
                 loaded.origins[leaf] = Origin(f"--set {key}")
         else:
-            parts = key.split(".")
-            for i in range(1, len(parts)):  # a value it turns into a table is its doing
-                prefix = ".".join(parts[:i])
+            for prefix in prefixes(key):  # a value it turns into a table is its doing
                 if not isinstance(get_dotted(loaded.data, prefix, {}), Mapping):
                     loaded.origins[prefix] = Origin(f"--set {key}")
             set_dotted(loaded.data, key, value)

@@ -14,24 +14,28 @@ if TYPE_CHECKING:
     from gprpipe.engines.base import Engine
 
 
-def executor_class(name: str) -> type[Executor]:
-    """The registered executor called ``name``."""
+def _registered() -> dict[str, type[Executor]]:
     import gprpipe.executors.local
     import gprpipe.executors.slurm  # noqa: F401 - both register themselves
 
+    return EXECUTORS
+
+
+def executor_class(name: str) -> type[Executor]:
+    """The registered executor called ``name``."""
+    executors = _registered()
     key = name.strip().lower()
-    if key not in EXECUTORS:
+    if key not in executors:
         raise GprpipeError(
-            f"unknown executor {name!r}: choose one of {', '.join(sorted(EXECUTORS))}"
+            f"unknown executor {name!r}: choose one of {', '.join(sorted(executors))}"
         )
-    return EXECUTORS[key]
+    return executors[key]
 
 
 def queued_executors() -> list[str]:
     """The names of the registered executors that queue their tasks (a scheduler holds
     them after the run's process has returned)."""
-    executor_class("local")  # (imports the executors, which register themselves)
-    return sorted(n for n, cls in EXECUTORS.items() if not cls.blocking)
+    return sorted(n for n, cls in _registered().items() if not cls.blocking)
 
 
 def get_executor(

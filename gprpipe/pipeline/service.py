@@ -34,7 +34,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
-from gprpipe.io.atomic import inside
 from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import (
     cancel_request,
@@ -53,7 +52,7 @@ from gprpipe.pipeline.lock import (
     run_lock,
 )
 from gprpipe.pipeline.plan import RUN_JSON
-from gprpipe.pipeline.state import fmt_duration, state_dir
+from gprpipe.pipeline.state import fmt_duration, unmarkable
 from gprpipe.pipeline.store import (
     LAUNCH_LOG,
     LAUNCH_SPEC,
@@ -1115,7 +1114,7 @@ def clean_containers(engine: Engine, run_dir: Path, notice: Callable[[str], None
 
 
 def _run_executor(
-    run_dir: Path, info: RunInfo, configs: dict[str, Config], jobs: int | None = None
+    run_dir: Path, info: RunInfo, configs: Mapping[str, Config], jobs: int | None = None
 ) -> Executor:
     """The executor (and engine, unchecked) that a recorded run used."""
     from gprpipe.executors.registry import get_executor
@@ -1267,13 +1266,11 @@ def _cancel(
 def _markable(run_dir: Path, tasks: Sequence[Task]) -> tuple[list[Task], list[str]]:
     """The tasks whose point and state folders resolve inside ``run_dir`` (a marker written
     through a link would land elsewhere), and one sentence per point folder that does not."""
-    refused: dict[Path, str] = {}
-    for folder in dict.fromkeys(t.point_dir for t in tasks):
-        try:
-            inside(folder, run_dir, "the point folder", run_dir=True)
-            inside(state_dir(folder), folder, "the state folder")
-        except GprpipeError as e:
-            refused[folder] = str(e)
+    refused = {
+        folder: why
+        for folder in dict.fromkeys(t.point_dir for t in tasks)
+        if (why := unmarkable(run_dir, folder))
+    }
     return [t for t in tasks if t.point_dir not in refused], list(refused.values())
 
 
@@ -1299,13 +1296,12 @@ def summary(run_dir: Path) -> RunSummary:
     a SLURM job that left the queue without a marker is failed, not running)."""
     from gprpipe.pipeline.summary import run_summary
 
-    info = load_run_info(run_dir)
-    tasks, configs = tasks_of_run(info)
-    states = task_states(tasks)
-    with_damage(tasks, states)
-    if any(s not in ("done", "failed") for s, _ in states.values()):  # (else SLURM agrees)
-        _, states = _checked_states(_run_executor(run_dir, info, configs), tasks)
-    return run_summary(Path(run_dir), states)
+    def poll(
+        info: RunInfo, tasks: Sequence[Task], configs: Mapping[str, Config]
+    ) -> dict[str, tuple[str, str]]:
+        return _checked_states(_run_executor(run_dir, info, configs), tasks)[1]
+
+    return run_summary(Path(run_dir), poll)
 
 
 def summarise(run_dir: Path) -> list[str]:

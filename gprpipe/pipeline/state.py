@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gprpipe.io.atomic import atomic_write_text, remove_stale_temps
+from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import atomic_write_text, inside, remove_stale_temps
 
 STATES = ("done", "failed", "running")
 #: fields of a launcher's ``running`` marker that the task's own ``running`` marker keeps
@@ -122,6 +123,18 @@ def fmt_duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     s = round(seconds)
     return f"{s // 60} min {s % 60:02d} s"
+
+
+def unmarkable(run_dir: Path, point_dir: Path) -> str:
+    """Why no marker of a task of ``point_dir`` may be written from outside the task
+    (status, cancel): its point or state folder resolves outside the run directory (the
+    marker would land beside the link's target); "" when it may."""
+    try:
+        inside(point_dir, run_dir, "the point folder", run_dir=True)
+        inside(state_dir(point_dir), point_dir, "the state folder")
+    except GprpipeError as exc:
+        return str(exc)
+    return ""
 
 
 def finished_slugs(point_dir: Path) -> list[str]:

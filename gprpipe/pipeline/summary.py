@@ -6,10 +6,11 @@ CLI prints it after every run and for ``gprpipe summary RUN_DIR``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
@@ -24,6 +25,9 @@ from gprpipe.results.summary import (
     summarize_injection,
     summarize_scan,
 )
+
+if TYPE_CHECKING:
+    from gprpipe.pipeline.store import RunInfo
 
 
 @dataclass
@@ -120,11 +124,16 @@ def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset())
     return out
 
 
-def run_summary(run_dir: Path, states: Mapping[str, tuple[str, str]] | None = None) -> RunSummary:
-    """The summary of every point of a run directory. ``states``: (state, message) per
-    task id as the run's executor sees them (:func:`gprpipe.pipeline.service.summary`
-    passes them, so that a SLURM job lost without a marker is failed here as in
-    ``status``); else the markers, with damaged outputs failed."""
+#: (run info, tasks, point configs) -> (state, message) per task id, as the run's executor
+#: sees them
+Poll = Callable[["RunInfo", Sequence[Task], Mapping[str, Config]], Mapping[str, tuple[str, str]]]
+
+
+def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
+    """The summary of every point of a run directory. Task states from the markers (with
+    damaged outputs failed); ``poll`` (:func:`gprpipe.pipeline.service.summary` passes
+    the executor's) is asked when a task is neither done nor failed by its markers, so
+    that a SLURM job lost without a marker is failed here as in ``status``."""
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.plan import producers, stale_outputs
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
@@ -132,10 +141,11 @@ def run_summary(run_dir: Path, states: Mapping[str, tuple[str, str]] | None = No
     info = load_run_info(run_dir)
     assert info is not None  # without missing_ok a missing run.json raises
     tasks, configs = tasks_of_run(info)
-    if states is None:
-        marked = task_states(tasks)
-        with_damage(tasks, marked)  # as status says: outputs damaged since they finished
-        states = marked
+    marked = task_states(tasks)
+    with_damage(tasks, marked)  # as status says: outputs damaged since they finished
+    states: Mapping[str, tuple[str, str]] = marked
+    if poll is not None and any(s not in ("done", "failed") for s, _ in marked.values()):
+        states = poll(info, tasks, configs)
     points: dict[str, PointSummary] = {}
     for t in tasks:
         ps = points.get(t.point)

@@ -44,7 +44,7 @@ from gprpipe.executors.slurm.jobs import (
     next_number,
     record,
 )
-from gprpipe.executors.slurm.reconcile import busy, may_mark, reconcile
+from gprpipe.executors.slurm.reconcile import busy, reconcile
 from gprpipe.executors.slurm.render import (
     JOBS_FILE,
     PINNED,
@@ -60,7 +60,7 @@ from gprpipe.executors.slurm.scheduler import NO_SBATCH, max_array_size
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.cache import up_to_date
 from gprpipe.pipeline.commit import clear_commit
-from gprpipe.pipeline.state import clear_state, read_state, write_state
+from gprpipe.pipeline.state import clear_state, read_state, unmarkable, write_state
 from gprpipe.pipeline.task import Task
 
 if TYPE_CHECKING:
@@ -323,7 +323,7 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
     cancelled = sorted(live, key=int)
     scheduler.scancel(cancelled)
     for t in pending:
-        if may_mark(run_dir, t.point_dir) and read_state(t.point_dir, t.slug)[0] not in (
+        if not unmarkable(run_dir, t.point_dir) and read_state(t.point_dir, t.slug)[0] not in (
             "done",
             "failed",
         ):

@@ -12,12 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from gprpipe.errors import GprpipeError, cli_command
+from gprpipe.errors import cli_command
 from gprpipe.executors.base import TaskStatus
 from gprpipe.executors.slurm import jobs, scheduler
 from gprpipe.executors.slurm.render import task_log
-from gprpipe.io.atomic import inside
-from gprpipe.pipeline.state import read_state, state_dir, write_state
+from gprpipe.pipeline.state import read_state, unmarkable, write_state
 from gprpipe.pipeline.task import Task
 
 
@@ -107,22 +106,10 @@ def reconcile(
                 tid, "failed", msg, job=st.job, slurm_state=how or None, log=st.log
             )
             # persist the verdict, so marker-only readers (rerun --failed, the TUI) see it
-            if may_mark(run_dir, by_id[tid].point_dir):
+            if not unmarkable(run_dir, by_id[tid].point_dir):
                 with contextlib.suppress(OSError):
                     write_state(by_id[tid].point_dir, by_id[tid].slug, "failed", msg)
     return result, queue is not None
-
-
-def may_mark(run_dir: Path, point_dir: Path) -> bool:
-    """Whether a verdict on a task of ``point_dir`` may be written as its marker from
-    outside the task (status, cancel): never through a point or state folder linked out
-    of the run directory."""
-    try:
-        inside(point_dir, run_dir, "the point folder", run_dir=True)
-        inside(state_dir(point_dir), point_dir, "the state folder")
-    except GprpipeError:
-        return False
-    return True
 
 
 def busy(
