@@ -8,6 +8,7 @@ write their own running/done/failed markers and fail fast when an input is missi
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -241,12 +242,16 @@ def test_an_element_cancelled_while_pending_says_so_without_accounting(
 ) -> None:
     """An element of a pending array cancelled on its own leaves the queue at once; with no
     accounting (sacct answers nothing, as on this cluster) the verdict said "ended without
-    a done/failed marker (killed, out of memory...?); see <a log that does not exist>"."""
+    a done/failed marker (killed, out of memory...?); see <a log that does not exist>".
+    The task's own log left by an earlier attempt does not make this one "started" (it
+    read as killed; a review)."""
     monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)
     point = tmp_path / "run" / "p0"
     point.mkdir(parents=True)
     run = point.parent
     first, second = (step_task(point, "held", part) for part in ("x", "y"))
+    second.log.parent.mkdir(parents=True, exist_ok=True)
+    second.log.write_text("an earlier attempt of this task\n")
     env = {"PYTHONPATH": str(REPO)}
     job = submit(
         [first, second],
@@ -333,10 +338,14 @@ def one_task_run(
     return point.parent, point, task, sub.job_ids[f"01_{step}"]
 
 
-def test_a_job_id_reused_by_someone_else_is_not_the_runs(cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("squeue_answers", [True, False])
+def test_a_job_id_reused_by_someone_else_is_not_the_runs(
+    cluster, tmp_path: Path, monkeypatch, squeue_answers: bool
+) -> None:
     """A job id of a run's ``jobs.json`` that SLURM gave again to another user's job (its
     state wiped, its counter wrapped): ``cancel`` scancelled that job as the run's (a
-    review). Only jobs named by gprpipe are taken as the run's."""
+    review), also when squeue did not answer (cancel then scancels every recorded id).
+    Only jobs named by gprpipe are taken as the run's, and scancel spares any other."""
     run, _, task, ours = one_task_run(tmp_path, "a")
     assert slurm.wait(run, [task], interval=0.5) is True
     other = subprocess.run(
@@ -350,7 +359,16 @@ def test_a_job_id_reused_by_someone_else_is_not_the_runs(cluster, tmp_path: Path
         jobs_json = run / "slurm" / "jobs.json"
         jobs_json.write_text(jobs_json.read_text().replace(f'"{ours}"', f'"{other}"'))
         assert slurm.job_ids(run) == [other]
-        assert slurm.cancel(run, [task]) == []
+        if squeue_answers:
+            assert slurm.cancel(run, [task]) == []
+        else:
+            shim = tmp_path / "bin"
+            shim.mkdir()
+            (shim / "squeue").write_text("#!/bin/sh\necho 'squeue: error: timeout' >&2\nexit 1\n")
+            (shim / "squeue").chmod(0o755)
+            with monkeypatch.context() as m:
+                m.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+                assert slurm.cancel(run, [task]) == [other]  # (asked to cancel, by name)
         state = subprocess.run(
             ["squeue", "-h", "-j", other, "-o", "%T"], capture_output=True, text=True
         ).stdout.strip()
@@ -381,5 +399,35 @@ def test_a_failed_scancel_is_said_and_marks_nothing(cluster, tmp_path: Path, mon
         )
         assert read_state(point, task.slug)[0] == "pending"
         assert poll_details(run, [task])[task.id].slurm_state == "PENDING"
+    finally:
+        subprocess.run(["scancel", job], check=False)
+
+
+def test_a_job_starting_during_cancel_is_not_called_cancelled_before_it_started(
+    cluster, tmp_path: Path, monkeypatch
+) -> None:
+    """An element pending at cancel's squeue that starts before its scancel was marked
+    "cancelled before it started" although it ran (a review). A scancel that first lets the
+    held job start makes the race certain; the task then ends as a cancelled running one."""
+    monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)
+    run, point, task, job = one_task_run(tmp_path, "held", ("--hold",))
+    (point / f"sleep-{task.slug}").touch()
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "scancel").write_text(
+        f"#!/bin/sh\nscontrol release {job}\n"
+        f"until squeue -h -j {job} -o %T | grep -q RUNNING; do sleep 0.2; done\n"
+        f"until [ -s {shlex.quote(str(task.log))} ]; do sleep 0.2; done\n"
+        f'exec {shutil.which("scancel")} "$@"\n'
+    )
+    (shim / "scancel").chmod(0o755)
+    try:
+        with monkeypatch.context() as m:
+            m.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+            assert slurm.cancel(run, [task]) == [job]
+        assert slurm.wait(run, [task], interval=0.5) is False
+        message = poll_details(run, [task])[task.id].message
+        assert "before it started" not in message, message
+        assert "SLURM stopped it" in message or "ended CANCELLED" in message, message
     finally:
         subprocess.run(["scancel", job], check=False)

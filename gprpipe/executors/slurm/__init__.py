@@ -39,6 +39,7 @@ from gprpipe.executors.slurm.jobs import (
     elements,
     job_ids,
     job_ids_by_task,
+    job_names,
     jobs_path,
     load_jobs,
     next_number,
@@ -307,10 +308,11 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
     whose element was still pending is marked failed at once: it will never start, and
     status says so without waiting for SLURM (an element that was running ends by itself
     and is then reconciled)."""
-    ids = job_ids(run_dir)
+    names = job_names(run_dir)
+    ids = list(names)
     queue = scheduler.queue(ids)
     if queue is None:
-        scheduler.scancel(ids)
+        scheduler.scancel(ids, names)
         return ids
     live = {e.split("_")[0] for e, (st, _) in queue.items() if st in scheduler.ACTIVE}
     latest = elements(run_dir)
@@ -321,7 +323,16 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
         and queue.get("{}_{}".format(*latest[t.id][:2]), ("", None))[0] in scheduler.PENDING
     ]
     cancelled = sorted(live, key=int)
-    scheduler.scancel(cancelled)
+    scheduler.scancel(cancelled, names)
+    if pending:
+        # an element that started between the two calls was cancelled while running: it
+        # ends by itself and is reconciled (SLURM gives it a batch host and an end time)
+        after = scheduler.queue(cancelled)
+        pending = [
+            t
+            for t in pending
+            if after is None or after.get("{}_{}".format(*latest[t.id][:2]), ("", 0.0))[1] is None
+        ]
     for t in pending:
         if not unmarkable(run_dir, t.point_dir) and read_state(t.point_dir, t.slug)[0] not in (
             "done",
@@ -468,6 +479,7 @@ __all__ = [
     "group_name",
     "job_ids",
     "job_ids_by_task",
+    "job_names",
     "jobs_path",
     "load_jobs",
     "max_array_size",

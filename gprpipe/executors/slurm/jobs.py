@@ -12,6 +12,7 @@ from typing import Any
 
 from gprpipe.errors import GprpipeError
 from gprpipe.executors.slurm.render import JOBS_FILE, SlurmOptions, SlurmScript
+from gprpipe.executors.slurm.scheduler import JOB_NAME_PREFIX
 from gprpipe.io.atomic import atomic_write_text
 
 
@@ -147,9 +148,17 @@ def job_ids_by_task(run_dir: Path) -> dict[str, str]:
 
 def job_ids(run_dir: Path) -> list[str]:
     """Every job id of the run's real submissions (oldest first, each once)."""
-    ids: list[str] = []
+    return list(job_names(run_dir))
+
+
+def job_names(run_dir: Path) -> dict[str, str]:
+    """Job id -> the name its script gave it, for every job of the run's real submissions
+    (oldest first)."""
+    names: dict[str, str] = {}
     for sub in load_jobs(run_dir).get("submissions", []):
         if sub.get("dry_run"):
             continue
-        ids += [str(j["job_id"]) for j in sub.get("jobs", []) if j.get("job_id")]
-    return list(dict.fromkeys(ids))
+        for j in sub.get("jobs", []):
+            if j.get("job_id"):
+                names.setdefault(str(j["job_id"]), f"{JOB_NAME_PREFIX}{j.get('group', '')}")
+    return names

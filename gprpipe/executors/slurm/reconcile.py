@@ -91,12 +91,10 @@ def reconcile(
                 + (f": {last}" if last else "")
                 + f"; see {st.log}{also}"
             )
-            started = (slurm_log is not None and slurm_log.exists()) or bool(
-                st.log and st.log.exists()
-            )
-            if how in ("CANCELLED", None, "") and slurm_log is not None and not started:
-                # SLURM writes this attempt's log when the element starts; without
-                # accounting (no sacct) the queue alone cannot say it was cancelled
+            if how in ("CANCELLED", None, "") and slurm_log is not None and not slurm_log.exists():
+                # SLURM writes this attempt's log (a file of its own) when the element
+                # starts; the task's log may be an earlier attempt's. Without accounting
+                # (no sacct) the queue alone cannot say it was cancelled
                 why = "was cancelled" if how else "left the queue (cancelled?)"
                 msg = (
                     f"SLURM job {st.job} {why} before it started; it runs with: "

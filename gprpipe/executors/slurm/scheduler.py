@@ -7,7 +7,7 @@ import functools
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -148,19 +148,27 @@ def sacct(job_ids: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def scancel(job_ids: Sequence[str]) -> None:
-    """Cancel these jobs (all their array elements)."""
-    if not job_ids:
-        return
-    try:
-        res = subprocess.run(
-            ["scancel", *job_ids], check=False, capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GprpipeError(f"scancel failed: {exc}") from None
-    if res.returncode != 0:  # (an id that has left SLURM is no failure: exit code 0)
-        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
-        raise GprpipeError(
-            f"scancel {' '.join(job_ids)} failed: {why}; the jobs may still be queued "
-            "(squeue shows them)"
-        )
+def scancel(job_ids: Sequence[str], names: Mapping[str, str]) -> None:
+    """Cancel these jobs (all their array elements), each only if it still has the name
+    ``names`` gives it (``scancel --name``): an id SLURM reused for another job is left
+    alone even when the queue could not be asked which ids are the run's."""
+    by_name: dict[str, list[str]] = {}
+    for jid in job_ids:
+        by_name.setdefault(names[jid], []).append(jid)
+    for name, ids in by_name.items():
+        try:
+            res = subprocess.run(
+                ["scancel", f"--name={name}", *ids],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise GprpipeError(f"scancel failed: {exc}") from None
+        if res.returncode != 0:  # (an id that has left SLURM is no failure: exit code 0)
+            why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+            raise GprpipeError(
+                f"scancel {' '.join(ids)} failed: {why}; the jobs may still be queued "
+                "(squeue shows them)"
+            )
