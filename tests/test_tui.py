@@ -888,3 +888,163 @@ def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path
     flagged = [{**r, "status": "flag_gof"} for r in rows]
     k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), flagged), [0.03])
     assert math.isnan(k.best_z) and k.best_dataset == ""
+
+
+async def _polled(pilot, run: RunPane, timeout: float = 30.0) -> None:
+    """Wait until the Run pane shows a poll of the directory it watches now."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        await pilot.pause(0.1)
+        if run.view is not None and run.view.run_dir == run.run_dir() and not run._polling:
+            return
+    raise AssertionError(f"no poll of {run.run_dir()} shown within {timeout} s")
+
+
+def _load_run(out: Path, config: Path = QUICKSTART, *sets: str) -> None:
+    from conftest import run_cli_here
+
+    args = [x for s in (f"base.output={out}", *sets) for x in ("--set", s)]
+    code, _, err = run_cli_here("run", config, "--steps", "load", *args)
+    assert code == 0, err
+
+
+@sync
+async def test_another_config_opened_after_a_run_folder_is_not_run_into_it(tmp_path):
+    """``gprpipe tui RUN_DIR`` then another config (Browse, new from template): the run's
+    --set values (its masses, steps, run directory) stayed, and ctrl+r ran the other config
+    into the run's folder (a review). They now belong to the run's config only."""
+    from conftest import quickstart_child
+
+    out = tmp_path / "first"
+    _load_run(out, QUICKSTART, "scan.masses=[0.03,0.06]")
+    other = quickstart_child(tmp_path / "other.toml", f'output = "{tmp_path / "second"}"\n')
+    app = GprpipeApp(out, check_delay=0.05, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        run = app.query_one(RunPane)
+        assert app.current_run_dir() == out.resolve() and run.run_dir() == out.resolve()
+        app.open_config(other)
+        await _settle(pilot, 0.3)
+        assert app.results_dir is None and app.overrides == ()
+        assert run.run_dir() == tmp_path / "second"
+        assert app.current_run_dir() == tmp_path / "second"
+        assert len(app.check.points[0].config.scan.masses or []) != 2
+        assert any("no longer apply" in n.message for n in app._notifications)
+
+
+@sync
+async def test_a_run_folder_whose_config_is_gone_shows_its_tasks(tmp_path):
+    """The Run tab of a run folder whose config was moved away was empty ("No run to rerun
+    yet"), although status and rerun work from the folder alone (a review)."""
+    cfg = tmp_path / "gone.toml"
+    cfg.write_text(QUICKSTART.read_text())
+    out = tmp_path / "run"
+    _load_run(out, cfg)
+    cfg.unlink()
+    app = GprpipeApp(out, check_delay=0.05, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        await pilot.press("f5")
+        run = app.query_one(RunPane)
+        await _polled(pilot, run)
+        assert run.run_dir() == out.resolve()
+        assert run.view.states == {"nominal/load": ("done", run.view.states["nominal/load"][1])}
+
+
+@sync
+async def test_after_a_launch_ends_the_run_tab_follows_the_config_opened_next(tmp_path):
+    """The Run and Results tabs stayed on the run launched here for any config opened
+    later, and x / f acted on it (a review)."""
+    from conftest import quickstart_child
+
+    first = quickstart_child(tmp_path / "first.toml", f'output = "{tmp_path / "run"}"\n')
+    other = quickstart_child(tmp_path / "other.toml", f'output = "{tmp_path / "second"}"\n')
+    app = GprpipeApp(first, overrides=['steps.run=["load"]'], check_delay=0.05, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("ctrl+r")
+        run = app.query_one(RunPane)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and (run.busy or not run._reported):
+            await pilot.pause(0.2)
+        assert run.launch.returncode() == 0 and run.run_dir() == tmp_path / "run"
+        app.open_config(other)
+        await _settle(pilot, 0.3)
+        assert run.launch is None and run.run_dir() == tmp_path / "second"
+        assert app.current_run_dir() == tmp_path / "second"
+        await pilot.press("f5")
+        await _polled(pilot, run)
+        assert "not started" in _static(app, "#run-summary")
+
+
+@sync
+async def test_a_launch_into_a_folder_in_use_says_why_and_writes_nothing_there(tmp_path):
+    """ctrl+r while another process runs the folder: the notice said "Run ended with exit
+    code 1: 0 failed. See the log below" over another task's log, and the launch had
+    replaced the other run's tui-launch files (a review)."""
+    from gprpipe.pipeline.lock import run_lock
+
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        with run_lock(tmp_path / "run", command="gprpipe run other.toml"):
+            await pilot.press("ctrl+r")
+            await _settle(pilot)
+        assert app.query_one(RunPane).launch is None
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".gprpipe.lock"]
+        (note,) = [n.message for n in app._notifications]
+        assert note.startswith(f"{tmp_path / 'run'} is in use by gprpipe run other.toml (pid ")
+        assert note.endswith(": wait for it to finish, or stop it first.")
+
+
+@sync
+async def test_the_run_tab_polls_in_a_worker_thread(tmp_path, monkeypatch):
+    """A poll of SLURM (squeue slow to answer) or of thousands of local markers ran on the
+    UI thread: a key press waited 8.7 s for a hung squeue (a review)."""
+    import threading
+
+    from gprpipe.pipeline.watch import RunWatcher
+
+    threads: list[bool] = []
+    poll = RunWatcher.poll
+
+    def recorded(self, run_dir, planned=()):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return poll(self, run_dir, planned)
+
+    monkeypatch.setattr(RunWatcher, "poll", recorded)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f5")
+        await _polled(pilot, app.query_one(RunPane))
+    assert threads and not any(threads), threads
+
+
+@sync
+async def test_a_launch_that_fails_at_once_shows_why(tmp_path):
+    """A launch the run refuses (its data file gone after the check) said "Run ended with
+    exit code 1: 0 failed. See the log below" with a task's log below, or none: the notice
+    now ends with the run's own sentence and the pane shows the launch's output."""
+    import shutil
+
+    data = tmp_path / "data.root"
+    shutil.copy(REPO / "gprpipe" / "data" / "demo_2015.root", data)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(QUICKSTART.read_text().replace("{{ gprpipe.data }}/demo_2015.root", str(data)))
+    app = _app(tmp_path, cfg)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        data.unlink()  # after the check: the run itself refuses it
+        await pilot.press("ctrl+r")
+        run = app.query_one(RunPane)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and (run.busy or not run._reported):
+            await pilot.pause(0.2)
+        await _settle(pilot)
+        assert run.launch.returncode() == 1
+        why = f"{data}: data file not found"
+        notes = [n.message for n in app._notifications if "exit code 1" in n.message]
+        assert len(notes) == 1 and why in notes[0], notes
+        assert _static(app, "#log-title").startswith("Output of the run: ")
+        assert why in _static(app, "#log-tail")

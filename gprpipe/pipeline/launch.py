@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from gprpipe.errors import ConfigError, GprpipeError
 from gprpipe.executors.base import Outcome
 from gprpipe.pipeline import service
+from gprpipe.pipeline.lock import describe, holder, is_locked
 from gprpipe.pipeline.store import LAUNCH_LOG, LAUNCH_SPEC
 from gprpipe.pipeline.task import Task
 
@@ -67,6 +68,13 @@ class Launch:
 
 
 def _start(spec: dict[str, Any], run_dir: Path) -> Launch:
+    """Start the background process; refused (one sentence, nothing written) when a live
+    process holds the run directory: its launch files are not this launch's to replace."""
+    if is_locked(run_dir):
+        raise GprpipeError(
+            f"{run_dir} is in use by {describe(holder(run_dir))}: wait for it to finish, "
+            "or stop it first."
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LAUNCH_SPEC
     path.write_text(json.dumps(spec, indent=2) + "\n")

@@ -91,6 +91,8 @@ class GprpipeApp(App[None]):
             target, recorded = self._config_of_run(self.results_dir)
             recorded, self._open_notice = self._usable(target, recorded, tuple(overrides))
         self.overrides: tuple[str, ...] = (*recorded, *overrides)
+        self._given = tuple(overrides)  # from the command line: they outlive the run folder
+        self._run_config = target if self.results_dir is not None else None
         self.path: Path | None = target if target is not None and not target.is_dir() else None
         self.saved_text: str | None = None
         self.check: Check | None = None
@@ -120,6 +122,8 @@ class GprpipeApp(App[None]):
             blind = (data.get("blinding") or {}).get("blind") is True
         except (OSError, ValueError, AttributeError):
             return None, ()
+        if not isinstance(overrides, list):  # (a damaged run.json: none are usable)
+            overrides = []
         kept = [
             o
             for o in overrides
@@ -189,6 +193,7 @@ class GprpipeApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one(RunPane).results_dir = self.results_dir
         if self._open_notice:
             self.notify(self._open_notice, severity="warning", timeout=10)
         if self.results_dir is not None:
@@ -231,11 +236,27 @@ class GprpipeApp(App[None]):
                     self.path = None  # ctrl+s must not write the empty editor over it
                     self.update_status()
                 return
+        if self.results_dir is not None and not _same(path, self._run_config):
+            self._leave_run_folder(path)
         self.path = path
         self.saved_text = text if saved else None
         self.editor.load_text(text)
         self.run_check()
         self.query_one(BrowsePane).select_path(path)
+
+    def _leave_run_folder(self, path: Path) -> None:
+        """Another config than the opened run folder's: the run's ``--set`` values (its
+        masses, steps, run directory) are not this config's, and the tabs follow the new
+        config's own run directory."""
+        self.notify(
+            f"{show_path(path)} is not the config of {show_path(self.results_dir)}: the "
+            "run's --set values no longer apply.",
+            timeout=8,
+        )
+        self.results_dir = self._run_config = None
+        self.overrides = self._given
+        self.query_one(BrowsePane).overrides = self.overrides
+        self.query_one(RunPane).results_dir = None
 
     @on(OpenConfig)
     def _open_config(self, message: OpenConfig) -> None:
@@ -320,7 +341,7 @@ class GprpipeApp(App[None]):
         check = await asyncio.to_thread(check_text, text, path, self.overrides)
         self._checking = False
         self.check = check
-        self.query_one(RunPane).check = check  # its run directory (the UI updates when shown)
+        self.query_one(RunPane).set_check(check)  # (the UI updates when shown)
         self._stale = {"edit", "form", "grid", "run"}
         self._refresh_pane(self.query_one("#tabs", TabbedContent).active)
         self.update_status()
@@ -633,3 +654,7 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - manua
 
     args = list(sys.argv[1:] if argv is None else argv)
     GprpipeApp(args[0] if args else None).run()
+
+
+def _same(a: Path | None, b: Path | None) -> bool:
+    return a is not None and b is not None and a.resolve() == b.resolve()

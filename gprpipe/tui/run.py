@@ -62,7 +62,8 @@ class RunPane(Widget):
         self.launch: Launch | None = None
         self.launch_dir: Path | None = None
         self.launch_kind = ""
-        self.check: Check | None = None  # set by the app: the latest validation
+        self.check: Check | None = None  # the latest validation (the app: set_check)
+        self.results_dir: Path | None = None  # set by the app: a run folder it opened
         self.shown = False  # set by the app: whether the Run tab is the active one
         self._reported = True
         self._selected: str | None = None
@@ -111,6 +112,21 @@ class RunPane(Widget):
 
     # -------------------------------------------------------------- config and choices
 
+    def set_check(self, check: Check) -> None:
+        """Take the latest check (the UI updates when the tab is shown). A run launched here
+        that has ended is watched until the edited config names another run directory (the
+        user opened or edited another config): the pane then follows that one."""
+        self.check = check
+        if (
+            self.launch_dir is not None
+            and not self.busy
+            and self._reported
+            and check.run_dir is not None
+            and check.run_dir.resolve() != self.launch_dir.resolve()
+        ):
+            self.launch, self.launch_dir, self.launch_kind = None, None, ""
+            self.watcher, self.view = RunWatcher(), None
+
     def show_check(self, check: Check) -> None:
         """Take the latest check; engine/executor/workers defaults from a (new) valid config."""
         self.check = check
@@ -136,10 +152,14 @@ class RunPane(Widget):
         return engine, executor, jobs
 
     def run_dir(self) -> Path | None:
-        """The run being watched: the launched one, else the edited config's."""
+        """The run being watched: the launched one, else the edited config's, else the run
+        folder the app opened (its config gone or not valid now: the run's own record,
+        run.json, still gives its tasks)."""
         if self.launch_dir is not None:
             return self.launch_dir
-        return self.check.run_dir if self.check is not None else None
+        if self.check is not None and self.check.run_dir is not None:
+            return self.check.run_dir
+        return self.results_dir
 
     @property
     def busy(self) -> bool:
@@ -167,6 +187,9 @@ class RunPane(Widget):
     def _begin(self, start: Callable[[], Launch], run_dir: Path, kind: str) -> bool:
         try:
             launch = start()
+        except GprpipeError as exc:  # the folder is in use by another run
+            self.notify(str(exc), severity="error", timeout=10)
+            return False
         except OSError as exc:
             self.notify(f"Cannot start: {exc}", severity="error")
             return False
@@ -208,6 +231,8 @@ class RunPane(Widget):
                 severity="warning",
             )
         if done.jobs:
+            if self.launch is not None and run_dir == self.launch_dir:
+                self.launch.cancelled = True  # (its process had ended: it submitted them)
             self.app.call_from_thread(
                 self.notify, f"scancel {' '.join(done.jobs)}", severity="warning"
             )
@@ -251,31 +276,31 @@ class RunPane(Widget):
     # -------------------------------------------------------------- watching
 
     def poll(self) -> None:
-        """Refresh states (SLURM queries run in a thread; local markers are read here)."""
+        """Refresh states, in a worker thread: markers of thousands of tasks, or a scheduler
+        that is slow to answer, never hold the UI (one poll at a time)."""
         running = self.launch is not None and (self.launch.running or not self._reported)
         if not running and not self.shown:
             return
         run_dir = self.run_dir()
-        if run_dir is None:
+        if run_dir is None or self._polling:
             return
         check = self.check
         planned = check.tasks if check is not None and check.run_dir == run_dir else []
-        if self.view is not None and self.view.queued:
-            if not self._polling:
-                self._polling = True
-                self._poll_thread(run_dir, planned)
-            return
-        self.show_view(self.watcher.poll(run_dir, planned))
+        self._polling = True
+        self._poll_thread(self.watcher, run_dir, planned)
 
-    @work(thread=True, exclusive=True, group="poll")
-    def _poll_thread(self, run_dir: Path, planned: list[Task]) -> None:
+    @work(thread=True, group="poll")
+    def _poll_thread(self, watcher: RunWatcher, run_dir: Path, planned: list[Task]) -> None:
         try:
-            view = self.watcher.poll(run_dir, planned)
+            view = watcher.poll(run_dir, planned)
         finally:
             self._polling = False
         self.app.call_from_thread(self.show_view, view)
 
     def show_view(self, view: RunView) -> None:
+        if view.run_dir != self.run_dir():  # polled before the pane moved to another run
+            self.poll()
+            return
         self.view = view
         table = self.query_one("#run-tasks", DataTable)
         ids = [t.id for t in view.tasks]
@@ -340,11 +365,12 @@ class RunPane(Widget):
                 f"Submitted to {view.executor.upper()}; states update from the queue and markers."
             )
         else:
+            last = tail(self.launch.log, 1).strip()
             self.notify(
                 f"{self.launch_kind.capitalize()} ended with exit code {code}: "
-                f"{c['failed']} failed. See the log below.",
+                f"{c['failed']} failed" + (f": {last}" if last else "") + " (its output is below).",
                 severity="error",
-                timeout=8,
+                timeout=10,
             )
         self.post_message(RunEnded(view.run_dir))
 
@@ -359,7 +385,17 @@ class RunPane(Widget):
         body = self.query_one("#log-tail", Static)
         path = None
         task_log = view.logs.get(self._selected) if view and self._selected else None
-        if task_log is not None and (task_log.exists() or self.launch is None):
+        code = self.launch.returncode() if self.launch is not None else None
+        # a launch that failed shows its own output (why it was refused, or which task
+        # failed) unless a failed task is selected: another task's log says nothing of it
+        launch_failed = code not in (None, 0) and not (
+            view and self._selected and view.states.get(self._selected, ("",))[0] == "failed"
+        )
+        if (
+            task_log is not None
+            and not launch_failed
+            and (task_log.exists() or self.launch is None)
+        ):
             path = task_log
             label = f"Log of {self._selected}: {show_path(path)}"
         elif self.launch is not None:  # e.g. the run failed before its first task
