@@ -605,6 +605,17 @@ def test_task_log_symlink_is_replaced_not_followed(tmp_path: Path):
         ("{{ '{:{}}'.format('a', 10**8) }}", "a format width given by an argument"),
         ("{{ [[1]*20000]*20000 }}", "a repetition builds more than 100000"),
         ("{{ [{'a': [1]*90000}] * 10000 }}", "a repetition builds more than 100000"),
+        # one operation in C that a line-by-line clock cannot stop (a review: squaring in a
+        # loop took 23 s and 900 MB; summing 30,000 lists 14.6 s, and was accepted)
+        (
+            "{% set ns = namespace(x=2**4000) %}{% for i in range(19) %}"
+            "{% set ns.x = ns.x * ns.x %}{% endfor %}{{ ns.x.bit_length() }}",
+            "a product of more than 4096 bits",
+        ),
+        (
+            "{{ (range(30000)|map('string')|map('list')|sum(start=[]))|length }}",
+            "sum builds more than 100000",
+        ),
     ],
 )
 def test_rendering_is_bounded(case, cli, expr: str, why: str):
@@ -675,6 +686,10 @@ def test_bounded_filters_still_work_within_the_bounds():
         ("{{ 'ab' | center(6) }}", "  ab  "),
         ("{{ 'x' | indent(2, first=true) }}", "  x"),
         ("{{ '%s-%s' | format(1, 2) }}", "1-2"),
+        ("{{ [1, 2.5] | sum }}", "3.5"),
+        ("{{ [[1], [2, 3]] | sum(start=[]) }}", "[1, 2, 3]"),
+        ("{{ [{'n': 2}, {'n': 5}] | sum(attribute='n', start=1) }}", "8"),
+        ("{{ 3 * 4 }}", "12"),
     ):
         assert render_string(expr, {}) == want
 

@@ -415,3 +415,21 @@ def test_a_gap_of_empty_bins_in_the_data_is_refused_before_the_run(tmp_path: Pat
         *settings("datasets.2015.data_range=[0.066, 0.15]", "scan.masses=[0.08, 0.1]"),
     )
     assert code == 0, err  # trained on one side of it
+
+
+def test_histogram_names_from_a_file_are_shown_escaped(tmp_path: Path):
+    """A histogram name in the file holding terminal escapes and a newline reached the
+    terminal raw in the "closest" hint: it cleared the screen and forged a second error
+    line (a review). Such a name is shown as its repr; plain names as they are."""
+    counts, edges = np.full(10, 5.0), np.linspace(0.01, 0.02, 11)
+    path = tmp_path / "esc.root"
+    with uproot.recreate(path) as f:
+        f["input_hist"] = (counts, edges)
+        f["input_hisT\x1b[2J\nerror: fake line"] = (counts, edges)
+    with pytest.raises(GprpipeError) as info:
+        read_hist(path, "input_hisx")
+    msg = str(info.value)
+    assert msg.isprintable(), msg
+    assert msg.endswith(
+        "closest of its 2 1-D histograms: input_hist, 'input_hisT\\x1b[2J\\nerror: fake line'."
+    ), msg

@@ -76,3 +76,34 @@ def test_missing_input_is_refused_before_a_container_starts(tmp_path: Path) -> N
     assert res.stderr.strip() == (
         "error: --set datasets.demo.path: /nonexistent/demo.root: data file not found."
     )
+
+
+def test_injection_on_background_histograms_in_podman(shared_data: Path, tmp_path: Path) -> None:
+    """``inject.background = "histograms"`` reads the toy histograms from the dataset's
+    file, which the inject tasks did not list as an input: a container had no mount of its
+    folder and every inject task failed with "data file not found" (a review). The shipped
+    functional-form injection config, one family, two toys, in Podman."""
+    require_podman()
+    res = gprpipe(
+        "run",
+        "user_configs/hps2015_funcform_injection.toml",
+        "--engine",
+        "podman",
+        "--points",
+        "1",
+        "--steps",
+        "load,fit,inject",
+        *settings(
+            f"base.image={TEST_IMAGE}",
+            f"base.output={tmp_path / 'run'}",
+            f"datasets.2015.path={shared_data / 'funcform_2015_toys.root'}",
+            "inject.n_toys=2",
+            "inject.strengths=[0.0]",
+        ),
+    )
+    assert res.returncode == 0, res.stderr + res.stdout
+    (point,) = [p for p in (tmp_path / "run").iterdir() if (p / "inject.h5").is_file()]
+    with h5py.File(point / "inject.h5") as f:
+        assert f.attrs["engine"] == "podman"
+    rows = (point / "inject.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split(",")[0] == "2015", rows

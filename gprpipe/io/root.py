@@ -98,7 +98,8 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
             n_h = sum(c.startswith("TH1") for c in keys.values())
             close = rank_names(name, keys)
             hint = (
-                f"; closest of its {n_h} 1-D histogram{'s' * (n_h != 1)}: {', '.join(close)}"
+                f"; closest of its {n_h} 1-D histogram{'s' * (n_h != 1)}: "
+                + ", ".join(c if c.isprintable() else repr(c) for c in close)
                 if close
                 else "; the file holds no 1-D histogram"
             )

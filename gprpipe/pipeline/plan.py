@@ -234,7 +234,14 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         chunked("limit", (lay.load, lay.fit), dep("load", "fit"), {**parts, **toys}, own)
     if "inject" in steps and config.inject.masses:
         ip = {p: (d, np.array([m])) for p, (d, m) in inject_parts(config).items()}
-        chunked("inject", (lay.load, lay.fit), dep("load", "fit"), ip)
+        # background histograms are read from the dataset's file: an input (a container
+        # mounts it; its digest is in the task's key)
+        reads = {
+            p: ((lay.load, lay.fit, Path(config.datasets[d].path)), dep("load", "fit"))
+            for p, (d, _) in ip.items()
+            if config.inject.background == "histograms" and d in config.datasets
+        }
+        chunked("inject", (lay.load, lay.fit), dep("load", "fit"), ip, reads)
     if "toyscan" in steps and config.toyscan.file:
         tp = {p: ("toyscan", np.array([])) for p in toyscan_parts(config)}
         chunked("toyscan", (Path(config.toyscan.file),), (), tp)
