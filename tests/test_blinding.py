@@ -457,6 +457,53 @@ def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_ru
     assert code == 0, err
 
 
+def test_results_of_a_blinded_run_block_nothing_and_unblinded_ones_stay_out_of_it(
+    tmp_path: Path, cli
+):
+    """(A review.) The reach of a blinded run (expected limits only) was taken for an
+    export of observed counts: every later blinded run of the folder was refused. And the
+    exports and compare of an unblinded run could write observed results into a blinded
+    run's folder with -o, where the blinded run and its report took them in."""
+    quick = ("scan.masses=[0.045,0.06]", 'steps.run=["load","fit","limit"]')
+    blind, open_ = tmp_path / "B", tmp_path / "U"
+    assert (
+        cli("run", QUICKSTART, *settings(*quick, f"base.output={blind}", "base.blind=true"))[0] == 0
+    )
+    assert cli("run", QUICKSTART, *settings(*quick, f"base.output={open_}"))[0] == 0
+    code, _, err = cli("project-reach", blind, "--scale", "demo=4")
+    assert code == 0, err
+    code, _, err = cli(
+        "run", QUICKSTART, *settings(*quick, f"base.output={blind}", "base.blind=true")
+    )
+    assert code == 0, err
+
+    into = blind / "nominal"
+    for args, target in (
+        (("export-spey", open_, "--dataset", "demo", "-o", into), into / "spey_demo.json"),
+        (
+            ("export-pyhf", open_, "--dataset", "demo", "--mass", "60MeV", "-o", into / "w.json"),
+            into / "w.json",
+        ),
+    ):
+        code, _, err = cli(*args)
+        assert code == 1, err
+        assert err.strip().endswith(
+            f": inside {blind}, a blinded run; an export carries observed counts of an "
+            "unblinded fit: write it outside the blinded run's folder."
+        ), err
+        assert not target.exists()
+    code, _, err = cli("compare", blind, open_, "-o", blind / "compare")
+    assert code == 1
+    assert err.strip() == (
+        f"error: {blind / 'compare'}: inside {blind}, a blinded run, and U/nominal is "
+        "unblinded (its observed limits would be drawn there): write the comparison outside "
+        "it (-o)."
+    )
+    assert not (blind / "compare").exists()
+    code, _, err = cli("compare", blind, open_, "-o", tmp_path / "cmp")  # outside: fine
+    assert code == 0, err
+
+
 def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli, capsys):
     """toyscan (and inject's background histograms) pointed at the data histogram would
     put the observed A_hat, sigma_A and Z_local of every window into a blinded run's

@@ -294,11 +294,17 @@ EXPORTS = "exports.json"  # in .state/: which fit an export of the point folder 
 
 
 def record_export(
-    point_dir: Path, files: Iterable[Path], source: Path, digest: str | None = None
+    point_dir: Path,
+    files: Iterable[Path],
+    source: Path,
+    digest: str | None = None,
+    *,
+    observed: bool = True,
 ) -> None:
     """Note, for the files an export command wrote into ``point_dir``, the sha256 of the
     ``source`` output (``fit.h5``) they were made from (``digest``, if the caller has it);
-    :func:`stale_exports` compares."""
+    :func:`stale_exports` compares. ``observed``: they may carry observed counts (made
+    from an unblinded fit; a blinded run refuses a folder that holds such files)."""
     point_dir = Path(point_dir)
     inside(state_dir(point_dir), point_dir, "the state folder")
     known = _export_record(point_dir)
@@ -307,6 +313,8 @@ def record_export(
         if Path(f).resolve().is_relative_to(point_dir.resolve()):
             rel = Path(f).resolve().relative_to(point_dir.resolve()).as_posix()
             known[rel] = {"source": Path(source).name, "sha256": digest}
+            if not observed:
+                known[rel]["observed"] = False
     text = json.dumps(known, indent=1, sort_keys=True) + "\n"
     atomic_write_text(state_dir(point_dir) / EXPORTS, text)
 
@@ -342,7 +350,12 @@ def stale_exports(point_dir: Path) -> set[str]:
 
 
 def recorded_exports(point_dir: Path) -> list[Path]:
-    """The export files of the point folder that an export command recorded and that are
-    still there (each holds the observed counts of the fit it was made from)."""
-    files = [Path(point_dir) / str(rel) for rel in _export_record(Path(point_dir))]
+    """The export files of the point folder that an export command recorded from an
+    unblinded fit and that are still there (they may hold its observed counts)."""
+    record = _export_record(Path(point_dir))
+    files = [
+        Path(point_dir) / str(rel)
+        for rel, what in record.items()
+        if not (isinstance(what, dict) and what.get("observed") is False)
+    ]
     return sorted(f for f in files if f.is_file())

@@ -11,6 +11,7 @@ from pathlib import Path
 from gprpipe.config import point_config_from_file
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.commit import vouched
+from gprpipe.pipeline.store import last_run_blind
 from gprpipe.pipeline.summary import read_table
 
 
@@ -38,7 +39,22 @@ def output_folder(out: Path | None, points: Mapping[str, Path]) -> Path:
         )
     if folder.exists() and not folder.is_dir():
         raise GprpipeError(f"{folder}: a file; -o names the folder to write the comparison to.")
+    if run is not None and last_run_blind(run):
+        unblinded = [lab for lab, p in points.items() if not _blinded_point(p)]
+        if unblinded:
+            raise GprpipeError(
+                f"{folder}: inside {run}, a blinded run, and {unblinded[0]} is unblinded (its "
+                "observed limits would be drawn there): write the comparison outside it (-o)."
+            )
     return folder
+
+
+def _blinded_point(point: Path) -> bool:
+    """Whether the point's results were made blinded (its config.toml; else its run's)."""
+    try:
+        return bool(point_config_from_file(point / "config.toml").base.blind)
+    except (GprpipeError, OSError):
+        return last_run_blind(point.parent)
 
 
 def points_of(args: Sequence[Path]) -> dict[str, Path]:

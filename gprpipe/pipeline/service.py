@@ -58,6 +58,7 @@ from gprpipe.pipeline.store import (
     LAUNCH_SPEC,
     RunInfo,
     check_inside,
+    last_run_blind,
     load_run_info,
     new_run_info,
     plan_points,
@@ -485,23 +486,13 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
                 )
 
 
-def _last_run_blind(run_dir: Path) -> bool:
-    """Whether the folder's last run was blinded (run.json; False without one)."""
-    try:
-        info = load_run_info(run_dir, missing_ok=True)
-    except GprpipeError:  # a damaged run.json is rewritten by the run
-        return False
-    blinding = info.data.get("blinding") if info is not None else None
-    return isinstance(blinding, dict) and blinding.get("blind") is True
-
-
 def _refuse_silent_unblinding(run_dir: Path, points: Sequence[Point]) -> None:
     """A folder whose last run was blinded (run.json) is not run unblinded without
     ``--unblind``: e.g. the config run again without the ``--set base.blind=true`` that
     blinded it, or the TUI launching the config of a blinded run."""
     if any(p.config.base.blind for p in points):
         return
-    if _last_run_blind(run_dir):
+    if last_run_blind(run_dir):
         raise GprpipeError(
             f"{run_dir}: its last run was blinded (run.json) and this config is not; "
             "blinding is lifted only by 'gprpipe run --unblind' (recorded in run.json), "
@@ -821,7 +812,7 @@ def run(
         return result
     check_inputs(loaded, points)
     ex.check()  # no sbatch here: said before the run folder is written
-    folder_was_blind = _last_run_blind(run_dir)
+    folder_was_blind = last_run_blind(run_dir)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = cli_command("run", config, *[x for o in overrides for x in ("--set", o)])
     with (

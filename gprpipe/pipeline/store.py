@@ -328,6 +328,17 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
     return RunInfo(path.absolute(), data)
 
 
+def last_run_blind(run_dir: Path) -> bool:
+    """Whether the folder's last run was blinded (run.json; False without one, or with a
+    damaged one, which the next run rewrites)."""
+    try:
+        info = load_run_info(run_dir, missing_ok=True)
+    except GprpipeError:
+        return False
+    blinding = info.data.get("blinding") if info is not None else None
+    return isinstance(blinding, dict) and blinding.get("blind") is True
+
+
 def _run_json_errors(data: object) -> str:
     """What makes ``data`` no run.json that gprpipe wrote ('' when nothing)."""
     if not isinstance(data, dict):

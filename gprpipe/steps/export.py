@@ -26,7 +26,7 @@ from gprpipe.io.hdf5 import open_h5, sha256_file
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.pipeline.commit import record_export, run_files, vouched
 from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout
-from gprpipe.pipeline.store import earlier_point_notice, load_run_info
+from gprpipe.pipeline.store import earlier_point_notice, last_run_blind, load_run_info
 from gprpipe.results.schema import COMBINED
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
@@ -123,6 +123,12 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         raise GprpipeError(
             f"{path}: is a file of the run {run} (or one it may write); write exports to a "
             "point's exports folder (the default), a new file or outside the run."
+        )
+    holder = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)
+    if holder is not None and last_run_blind(holder):
+        raise GprpipeError(
+            f"{path}: inside {holder}, a blinded run; an export carries observed counts of "
+            "an unblinded fit: write it outside the blinded run's folder."
         )
 
 

@@ -275,7 +275,9 @@ def project_reach(
             comb_fit if np.isfinite(comb_fit).any() else None,
         )
         written = [target, *save(fig, out, "reach", formats)]
-        record_export(pdir, written, lay.limit)
+        # (a blinded limit.h5 holds expected limits alone: the reach of it is no
+        # export of observed counts)
+        record_export(pdir, written, lay.limit, observed=not cfg.base.blind)
     except BaseException:
         for path in products:
             path.unlink(missing_ok=True)
