@@ -1138,6 +1138,14 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
         code, _, err = cli("init", "c", "--template", "hps2015_2016_combined", *args)
         assert code == 1 and err.strip() == f"error: --data {data[-1]}: {why}", err
         assert not (work / "c.toml").exists()
+    # a dataset a one-dataset template lacks: said so (it read as a file named
+    # "2016=...": "no such file", for a file that is there; a review)
+    code, _, err = cli("init", "c", "--template", "hps2015", "--data", f"2016={DEMO_ROOT}")
+    assert code == 1 and err.strip() == (
+        f"error: --data 2016={DEMO_ROOT}: the template 'hps2015' has no dataset '2016' (it "
+        "has 2015)."
+    )
+    assert not (work / "c.toml").exists()
     section = {s.split("]", 1)[0]: s for s in text.split("[datasets.")[1:]}
     assert f'path = "{DEMO_ROOT}"' in section["2016"]
     assert 'path = "2015.root"   # set this: your ROOT file' in section["2015"]

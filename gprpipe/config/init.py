@@ -49,7 +49,8 @@ def data_files(data: Sequence[str], datasets: Sequence[str], template: str) -> d
     out: dict[str, str] = {}
     for item in data:
         key, sep, file = item.partition("=")
-        if sep and key not in datasets and len(datasets) > 1:
+        named = sep and key not in datasets and re.fullmatch(r"\w+", key) is not None
+        if named and (len(datasets) > 1 or not Path(item).expanduser().exists()):
             raise GprpipeError(
                 f"--data {item}: the template {template!r} has no dataset {key!r} (it has "
                 f"{', '.join(datasets)})."

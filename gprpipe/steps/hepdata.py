@@ -259,12 +259,14 @@ def build_submission(cfg: Config, limit_path: Path):
     method = f"CLs, q~ test statistic, {cfg.limit.mode} (bands: {cfg.limit.bands})"
     csvs: dict[str, str] = {}
     where = f"gprpipe run {cfg.base.name}: {'' if nominal else point + '/'}scan.csv"
-    for name, a in read_scan(limit_path).items():
+    scan = read_scan(limit_path)
+    for name, a in scan.items():
         ok = a["status"] == "ok"
         if not ok.any():
             continue
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
         m = a["mass_GeV"][ok]
+        members = combined_members(scan, m) if name == "combined" else ""
         left = left_out_note(a, ok)
         # the limit tables' notes on the Monte Carlo errors of toy limits and toy bands
         # (the same in both units)
@@ -291,8 +293,7 @@ def build_submission(cfg: Config, limit_path: Path):
             )
             if name == "combined":  # one eps^2 for all: what "the yield" of a combination is
                 t.description += (
-                    " Each mass combines the datasets whose range holds it (combination.csv"
-                    " lists them)"
+                    f" Each mass combines the datasets whose range holds it ({members})"
                     + (
                         "; A is their summed signal yield, eps^2 times the sum of their"
                         " yields per unit eps^2."
@@ -369,6 +370,30 @@ def _unchecked_errors(a: dict[str, np.ndarray], ok: np.ndarray, err, n_toys: int
         " Monte Carlo errors of the observed limits at deficits deeper than A_hat/sigma_A = "
         f"{TOY_ERROR_CHECKED_TO:g} (the fitted signal over its uncertainty; "
         f"{masses_text(runs)}): {TOY_ERROR_CAVEAT}."
+    )
+
+
+def combined_members(scan: dict, masses: np.ndarray) -> str:
+    """Which datasets each combined mass combines, as mass ranges ("2015 + 2016 at
+    0.04-0.1 GeV"): those with an ``ok`` row at the mass, as in combination.csv (which a
+    blinded run does not write)."""
+    names = [n for n in scan if n != "combined"]
+    groups: list[tuple[tuple[str, ...], float, float]] = []
+    for m in masses:
+        who = tuple(
+            n
+            for n in names
+            if np.any(
+                np.isclose(scan[n]["mass_GeV"], m, rtol=0, atol=1e-9) & (scan[n]["status"] == "ok")
+            )
+        )
+        if groups and groups[-1][0] == who:
+            groups[-1] = (who, groups[-1][1], float(m))
+        else:
+            groups.append((who, float(m), float(m)))
+    return "; ".join(
+        f"{' + '.join(who)} at {lo:g}" + (f"-{hi:g}" if hi != lo else "") + " GeV"
+        for who, lo, hi in groups
     )
 
 
