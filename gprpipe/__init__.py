@@ -43,7 +43,9 @@ NUMERICS_VERSION = 27  # 27: exp_band_rel_err (a toy band's Monte Carlo error)
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 17  # 17: report.html timings from the markers (a failed task has none)
+PLOT_VERSION = (
+    17  # 17: report timings from the markers; HEPData combined tables name their datasets
+)
 # 15: report.html lists the tables and each dataset's summary lines
 # 14: HEPData says so of toy limits from fewer toys than checked
 # 13: HEPData's toy-error caveat reworded ("may be too small"), CSV note

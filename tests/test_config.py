@@ -207,6 +207,14 @@ def test_missing_parent_names_file_and_line(tmp_path: Path):
     assert str(tmp_path / "nope.toml") in msg
 
 
+def test_a_template_reference_that_fails_to_render_names_its_line(tmp_path: Path):
+    """It named the file and key but no line, unlike every other base.template error (a
+    review)."""
+    a = write(tmp_path / "a.toml", '# a comment\n[base]\ntemplate = "{{ ENV.HOME }}/x.toml"\n')
+    (msg,) = errors_of(a)
+    assert msg.startswith(f"{a}:3: base.template: undefined name in '{{{{ ENV.HOME }}}}/x.toml'")
+
+
 def test_misspelt_template_or_card_lists_the_shipped_ones(tmp_path: Path):
     """A shipped name with a typo: one sentence with the shipped names and the closest
     one; a missing card is the only error (not also the keys the card would have set)."""

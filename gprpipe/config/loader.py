@@ -266,12 +266,15 @@ def _origins_for(
     return origins
 
 
-def _render_ref(value: str, data: Mapping[str, Any], file: Path) -> str:
+def _render_ref(
+    value: str, data: Mapping[str, Any], file: Path, positions: Mapping[str, tuple[int, int]]
+) -> str:
     if "{{" not in value and "{%" not in value:
         return value
     from gprpipe.config.render import render_string  # local: render imports this module
 
-    return render_string(value, data, where=Loc(str(file), key="base.template"))
+    line, column = positions.get("base.template", (None, None))
+    return render_string(value, data, where=Loc(str(file), line, column, "base.template"))
 
 
 def load_chain(path: Path | str, text: str | None = None) -> Loaded:
@@ -324,7 +327,7 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
         elif ref is None or ref is True:
             current = defaults
         elif isinstance(ref, str):
-            ref = _render_ref(ref, data, current)
+            ref = _render_ref(ref, data, current, lines)
             try:
                 current = resolve_ref(ref, current.parent, "templates")
             except FileNotFoundError as exc:
