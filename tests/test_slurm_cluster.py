@@ -431,3 +431,30 @@ def test_a_job_starting_during_cancel_is_not_called_cancelled_before_it_started(
         assert "SLURM stopped it" in message or "ended CANCELLED" in message, message
     finally:
         subprocess.run(["scancel", job], check=False)
+
+
+def test_cancel_marks_every_pending_element_of_an_array_at_once(
+    cluster, tmp_path: Path, monkeypatch
+) -> None:
+    """SLURM lists an array that never started as one record once it is cancelled: the
+    check for elements that started during cancel took the others for started and left
+    them pending (a review of the fix above)."""
+    monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    tasks = [step_task(point, "held", part) for part in ("x", "y", "z")]
+    env = {"PYTHONPATH": str(REPO)}
+    job = submit(
+        tasks,
+        run_dir=point.parent,
+        engine=PythonEngine(),
+        options=SlurmOptions(extra=("--hold",)),
+        env=env,
+    ).job_ids["01_held"]
+    try:
+        assert slurm.cancel(point.parent, tasks) == [job]
+        assert [read_state(point, t.slug) for t in tasks] == [
+            ("failed", slurm.CANCELLED_PENDING)
+        ] * 3
+    finally:
+        subprocess.run(["scancel", job], check=False)

@@ -104,7 +104,7 @@ def _check_product(left: Any, right: Any) -> None:
     if (
         isinstance(left, int)
         and isinstance(right, int)
-        and left.bit_length() + right.bit_length() > MAX_POWER_BITS
+        and left.bit_length() + right.bit_length() > MAX_POWER_BITS + 1  # (as ** allows)
     ):
         raise RenderLimit(f"a product of more than {MAX_POWER_BITS} bits")
 

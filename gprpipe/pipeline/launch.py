@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -70,6 +71,9 @@ class Launch:
 def _start(spec: dict[str, Any], run_dir: Path) -> Launch:
     """Start the background process; refused (one sentence, nothing written) when a live
     process holds the run directory: its launch files are not this launch's to replace."""
+    deadline = time.monotonic() + 1.0  # (`gprpipe status` holds the lock for moments)
+    while is_locked(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
     if is_locked(run_dir):
         raise GprpipeError(
             f"{run_dir} is in use by {describe(holder(run_dir))}: wait for it to finish, "

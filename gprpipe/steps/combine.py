@@ -17,6 +17,7 @@ datasets' fits (``gof_chi2_ndf``, ``gof_p``: those of the worst-fitting dataset)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +38,24 @@ def covering(cfg: Config, mass: float) -> list[str]:
     return [d for d in cfg.scanned() if same_mass(cfg.test_masses(d), mass).any()]
 
 
+def fitted_rows(cfg: Config, fit_path: Path, mass: float, fits: dict) -> dict[str, int | None]:
+    """Each dataset covering ``mass`` -> the row of its usable GP fit there in ``fit.h5``
+    (None: no usable fit; the combination leaves it out). ``fits`` caches
+    :func:`read_fit` arrays per dataset."""
+    out: dict[str, int | None] = {}
+    for d in covering(cfg, mass):
+        if d not in fits:
+            try:
+                fits[d] = read_fit(fit_path, d)
+            except KeyError:
+                fits[d] = None
+        fa = fits[d]
+        i = None if fa is None else np.flatnonzero(same_mass(fa["mass_GeV"], mass))
+        usable = i is not None and len(i) and has_result(fa["status"][i[0]])
+        out[d] = int(i[0]) if usable and i is not None else None
+    return out
+
+
 def load_blocks(
     cfg: Config, fit_path, mass: float, fits: dict | None = None, quality: dict | None = None
 ) -> tuple[list[Block], list[str], bool]:
@@ -50,20 +69,14 @@ def load_blocks(
     fits = {} if fits is None else fits
     quality = {} if quality is None else quality
     blocks, problems, conv = [], [], True
-    for d in covering(cfg, mass):
-        if d not in fits:
-            try:
-                fits[d] = read_fit(fit_path, d)
-            except KeyError:
-                fits[d] = None
+    for d, i in fitted_rows(cfg, fit_path, mass, fits).items():
         fa = fits[d]
-        i = None if fa is None else np.flatnonzero(same_mass(fa["mass_GeV"], mass))
-        if i is None or not len(i) or not has_result(fa["status"][i[0]]):
+        if i is None:
             problems.append(d)
             continue
-        conv &= bool(fa["gp_converged"][i[0]])
+        conv &= bool(fa["gp_converged"][i])
         for key in ("status", "gof_p", "gof_chi2_ndf"):
-            quality.setdefault(key, []).append(fa[key][i[0]] if key in fa else np.nan)
+            quality.setdefault(key, []).append(fa[key][i] if key in fa else np.nan)
         index = int(np.argmin(np.abs(cfg.test_masses(d) - mass)))
         blind, attrs = read_blind(fit_path, d, index)
         ds = cfg.datasets[d]

@@ -266,7 +266,8 @@ def build_submission(cfg: Config, limit_path: Path):
             continue
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
         m = a["mass_GeV"][ok]
-        members = combined_members(scan, m) if name == "combined" else ""
+        fit_h5 = Path(limit_path).parent / "fit.h5"
+        members = combined_members(cfg, fit_h5, m) if name == "combined" else ""
         left = left_out_note(a, ok)
         # the limit tables' notes on the Monte Carlo errors of toy limits and toy bands
         # (the same in both units)
@@ -373,26 +374,23 @@ def _unchecked_errors(a: dict[str, np.ndarray], ok: np.ndarray, err, n_toys: int
     )
 
 
-def combined_members(scan: dict, masses: np.ndarray) -> str:
+def combined_members(cfg: Config, fit_path: Path, masses: np.ndarray) -> str:
     """Which datasets each combined mass combines, as mass ranges ("2015 + 2016 at
-    0.04-0.1 GeV"): those with an ``ok`` row at the mass, as in combination.csv (which a
-    blinded run does not write)."""
-    names = [n for n in scan if n != "combined"]
+    0.04-0.1 GeV"): those covering it with a usable fit, as the combination takes them
+    (combination.csv lists them too, but a blinded run does not write it)."""
+    from gprpipe.steps.combine import fitted_rows
+
+    fits: dict = {}
     groups: list[tuple[tuple[str, ...], float, float]] = []
     for m in masses:
-        who = tuple(
-            n
-            for n in names
-            if np.any(
-                np.isclose(scan[n]["mass_GeV"], m, rtol=0, atol=1e-9) & (scan[n]["status"] == "ok")
-            )
-        )
+        rows = fitted_rows(cfg, fit_path, float(m), fits)
+        who = tuple(d for d, i in rows.items() if i is not None)
         if groups and groups[-1][0] == who:
             groups[-1] = (who, groups[-1][1], float(m))
         else:
             groups.append((who, float(m), float(m)))
     return "; ".join(
-        f"{' + '.join(who)} at {lo:g}" + (f"-{hi:g}" if hi != lo else "") + " GeV"
+        f"{' + '.join(who) or 'no dataset'} at {lo:g}" + (f"-{hi:g}" if hi != lo else "") + " GeV"
         for who, lo, hi in groups
     )
 

@@ -287,17 +287,22 @@ class RunPane(Widget):
         check = self.check
         planned = check.tasks if check is not None and check.run_dir == run_dir else []
         self._polling = True
-        self._poll_thread(self.watcher, run_dir, planned)
+        # a launch is reported from a view read after it ended (one read while its process
+        # wrote its last markers is not final)
+        ended = self.launch if self.launch is not None and not self.launch.running else None
+        self._poll_thread(self.watcher, run_dir, planned, ended)
 
     @work(thread=True, group="poll")
-    def _poll_thread(self, watcher: RunWatcher, run_dir: Path, planned: list[Task]) -> None:
+    def _poll_thread(
+        self, watcher: RunWatcher, run_dir: Path, planned: list[Task], ended: Launch | None
+    ) -> None:
         try:
             view = watcher.poll(run_dir, planned)
         finally:
             self._polling = False
-        self.app.call_from_thread(self.show_view, view)
+        self.app.call_from_thread(self.show_view, view, ended)
 
-    def show_view(self, view: RunView) -> None:
+    def show_view(self, view: RunView, ended: Launch | None = None) -> None:
         if view.run_dir != self.run_dir():  # polled before the pane moved to another run
             self.poll()
             return
@@ -322,7 +327,8 @@ class RunPane(Widget):
                 table.update_cell(t.id, "note", note, update_width=True)
         self._summary(view)
         self._log()
-        self._finish_launch(view)
+        if ended is not None and ended is self.launch:
+            self._finish_launch(view)
 
     def _summary(self, view: RunView) -> None:
         c = view.counts()

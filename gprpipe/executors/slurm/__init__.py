@@ -326,12 +326,14 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
     scheduler.scancel(cancelled, names)
     if pending:
         # an element that started between the two calls was cancelled while running: it
-        # ends by itself and is reconciled (SLURM gives it a batch host and an end time)
-        after = scheduler.queue(cancelled)
+        # ends by itself and is reconciled. SLURM lists it with a batch host (an end
+        # time); the elements of an array that never started are one record (filed as
+        # its element 0) or none
+        after = scheduler.queue(cancelled) or {}
         pending = [
             t
             for t in pending
-            if after is None or after.get("{}_{}".format(*latest[t.id][:2]), ("", 0.0))[1] is None
+            if after.get("{}_{}".format(*latest[t.id][:2]), ("", None))[1] is None
         ]
     for t in pending:
         if not unmarkable(run_dir, t.point_dir) and read_state(t.point_dir, t.slug)[0] not in (

@@ -160,5 +160,6 @@ def job_names(run_dir: Path) -> dict[str, str]:
             continue
         for j in sub.get("jobs", []):
             if j.get("job_id"):
-                names.setdefault(str(j["job_id"]), f"{JOB_NAME_PREFIX}{j.get('group', '')}")
+                # (an id given again to a later submission: its name is the live one)
+                names[str(j["job_id"])] = f"{JOB_NAME_PREFIX}{j.get('group', '')}"
     return names

@@ -151,7 +151,8 @@ def sacct(job_ids: Sequence[str]) -> dict[str, str]:
 def scancel(job_ids: Sequence[str], names: Mapping[str, str]) -> None:
     """Cancel these jobs (all their array elements), each only if it still has the name
     ``names`` gives it (``scancel --name``): an id SLURM reused for another job is left
-    alone even when the queue could not be asked which ids are the run's."""
+    alone even when the queue could not be asked which ids are the run's (scancel then
+    exits 0 having cancelled nothing: the ids are those asked for, not proof of a cancel)."""
     by_name: dict[str, list[str]] = {}
     for jid in job_ids:
         by_name.setdefault(names[jid], []).append(jid)
