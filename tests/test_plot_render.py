@@ -223,3 +223,23 @@ def test_a_figure_worker_without_prctl_ends_with_its_task():
         for pid in (task, worker):
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_comparison_with_a_blinded_run_draws_and_names_no_observed_curve_for_it():
+    """The legend listed "<blinded run> observed" for a curve that is all NaN, and the
+    observed ratio panel stood empty without a word (a review)."""
+    from gprpipe.plotting.compare import compare_limits_figure
+
+    m = np.array([0.03, 0.06, 0.1])
+    exp = np.array([1e-6, 2e-6, 4e-6])
+    fig = compare_limits_figure(
+        [m, m], [np.full(3, np.nan), exp * 1.1], [exp, exp * 0.9], ["B", "U"], title="t"
+    )
+    ax, r_obs, _ = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "B expected (blinded)",
+        "U observed",
+        "U expected",
+    ]
+    assert [t.get_text() for t in r_obs.texts] == ["no observed ratio with B (blinded)"]
+    plt.close(fig)

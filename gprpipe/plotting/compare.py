@@ -29,17 +29,32 @@ def compare_limits_figure(
         3, 1, figsize=(8, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]}
     )
     m0 = np.round(np.asarray(mass[0]), 6)
+    blinded = [lab for obs, lab in zip(observed, labels) if not np.isfinite(obs).any()]
     for i, (m, obs, exp, lab) in enumerate(zip(mass, observed, expected, labels)):
         c = "k" if i == 0 else f"C{i - 1}"
         x = np.asarray(m) * MEV
-        ax.plot(x, obs, "-", color=c, lw=1.5, label=f"{lab} observed")
-        ax.plot(x, exp, "--", color=c, lw=1.1, label=f"{lab} expected")
+        if lab in blinded:  # a blinded run: no observed curve, and the legend says why
+            ax.plot(x, exp, "--", color=c, lw=1.1, label=f"{lab} expected (blinded)")
+        else:
+            ax.plot(x, obs, "-", color=c, lw=1.5, label=f"{lab} observed")
+            ax.plot(x, exp, "--", color=c, lw=1.1, label=f"{lab} expected")
         if i == 0:
             continue
         _, ia, ib = np.intersect1d(m0, np.round(np.asarray(m), 6), return_indices=True)
         xm = m0[ia] * MEV
         r_obs.plot(xm, np.asarray(obs)[ib] / np.asarray(observed[0])[ia], "-", color=c, lw=1.3)
         r_exp.plot(xm, np.asarray(exp)[ib] / np.asarray(expected[0])[ia], "--", color=c, lw=1.3)
+    if blinded:
+        r_obs.text(
+            0.5,
+            0.5,
+            f"no observed ratio with {', '.join(blinded)} (blinded)",
+            transform=r_obs.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="0.4",
+        )
     ax.set_yscale("log")
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi * (hi / lo) ** 0.3)
