@@ -59,8 +59,16 @@ def test_quickstart_on_slurm_matches_local(
     # read the markers alone and counted the task running for ever, while `status` said
     # failed (a review); both ask the executor now
     from gprpipe.executors import slurm
+    from gprpipe.executors.slurm import scheduler
     from gprpipe.pipeline.state import clear_state, write_state
 
+    # --wait returns on the markers; SLURM may list the last element as COMPLETING (its
+    # epilogue) for moments after: a job still listed is rightly "running"
+    ids = slurm.job_ids(tmp_path / "slurm")
+    deadline = time.monotonic() + 60
+    while any(st in scheduler.ACTIVE for st, _ in (scheduler.queue(ids) or {}).values()):
+        assert time.monotonic() < deadline, scheduler.queue(ids)
+        time.sleep(0.2)
     point = tmp_path / "slurm" / "nominal"
     done = (point / ".state" / "plot.done").read_bytes()
     clear_state(point, "plot")
