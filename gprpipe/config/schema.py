@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from gprpipe.config.issues import Issue, Loc, Where, at, did_you_mean, key_only, unique
+from gprpipe.io.toml_write import toml_key
 from gprpipe.stats.window import scan_masses
 from gprpipe.units import MASS_TOL_GEV
 
@@ -727,7 +728,7 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
             elif err["type"] == "missing":
                 # (where() names the file that made its table: often a shipped template)
                 msg = "required but not set" + (
-                    f"; set it in your config's [{_toml_key(parts[:-1])}] table"
+                    f"; set it in your config's [{toml_key(*parts[:-1])}] table"
                     if len(parts) > 1
                     else ""
                 )
@@ -747,11 +748,6 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 msg = f"{err['msg']}{shown}"
             errors.append(at(where(dotted), msg + ("" if msg.endswith("?") else ".")))
         return None, unique(errors)
-
-
-def _toml_key(parts: list[str]) -> str:
-    """A dotted TOML key of ``parts``, quoting those that are no bare key (``"v2.run"``)."""
-    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else json.dumps(p) for p in parts)
 
 
 def _tuple_length(dotted: str) -> int | None:

@@ -11,8 +11,9 @@ from typing import Any
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def _key(k: str) -> str:
-    return k if _BARE.match(k) else json.dumps(k)
+def toml_key(*parts: str) -> str:
+    """A dotted TOML key of ``parts``, quoting those that are no bare key (``"v2.run"``)."""
+    return ".".join(p if _BARE.match(p) else json.dumps(p) for p in parts)
 
 
 def _value(v: Any) -> str:
@@ -31,7 +32,7 @@ def _value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
     if isinstance(v, Mapping):
-        items = (f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None)
+        items = (f"{toml_key(k)} = {_value(x)}" for k, x in v.items() if x is not None)
         return "{ " + ", ".join(items) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
@@ -44,9 +45,9 @@ def dumps(data: Mapping[str, Any]) -> str:
         scalars = {k: v for k, v in node.items() if not isinstance(v, Mapping) and v is not None}
         subs = {k: v for k, v in node.items() if isinstance(v, Mapping)}
         if path and (scalars or not subs):
-            lines.append(f"[{'.'.join(_key(p) for p in path)}]")
+            lines.append(f"[{toml_key(*path)}]")
         for k, v in scalars.items():
-            lines.append(f"{_key(k)} = {_value(v)}")
+            lines.append(f"{toml_key(k)} = {_value(v)}")
         if path and (scalars or not subs):
             lines.append("")
         for k, v in subs.items():

@@ -104,6 +104,7 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
     ``-o run/nominal/fit.h5`` would replace the fit with the export's JSON), one in its
     records (dot-folders) or its logs. A new file, or an earlier export, may be written."""
     real = Path(os.path.realpath(path.parent)) / path.name  # the link itself is replaced
+    holder = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)
     point = Path(os.path.realpath(pdir))
     run = point.parent if (point.parent / RUN_JSON).is_file() else point
     if real.is_relative_to(run):
@@ -116,15 +117,13 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         kept = kept or (len(inner) == 1 and any(fnmatch(real.name, g) for g in GRID_FIGURES))
         kept = kept or real in run_files(run)
     else:  # in another run folder, maybe: never over one of its files
-        other = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)
-        run = other or run
-        kept = other is not None and real in run_files(other)
+        run = holder or run
+        kept = holder is not None and real in run_files(holder)
     if kept:
         raise GprpipeError(
             f"{path}: is a file of the run {run} (or one it may write); write exports to a "
             "point's exports folder (the default), a new file or outside the run."
         )
-    holder = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)
     if holder is not None and last_run_blind(holder):
         raise GprpipeError(
             f"{path}: inside {holder}, a blinded run; an export carries observed counts of "

@@ -259,14 +259,13 @@ def build_submission(cfg: Config, limit_path: Path):
     method = f"CLs, q~ test statistic, {cfg.limit.mode} (bands: {cfg.limit.bands})"
     csvs: dict[str, str] = {}
     where = f"gprpipe run {cfg.base.name}: {'' if nominal else point + '/'}scan.csv"
-    scan = read_scan(limit_path)
-    for name, a in scan.items():
+    fit_h5 = Path(limit_path).parent / "fit.h5"  # (the combination's members are its fits)
+    for name, a in read_scan(limit_path).items():
         ok = a["status"] == "ok"
         if not ok.any():
             continue
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
         m = a["mass_GeV"][ok]
-        fit_h5 = Path(limit_path).parent / "fit.h5"
         members = combined_members(cfg, fit_h5, m) if name == "combined" else ""
         left = left_out_note(a, ok)
         # the limit tables' notes on the Monte Carlo errors of toy limits and toy bands

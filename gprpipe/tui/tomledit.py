@@ -15,14 +15,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+from gprpipe.io.toml_write import toml_key
+
 _HEADER = re.compile(r"^\s*\[(?!\[)\s*(?P<name>[^\]]+?)\s*\]\s*(#.*)?$")
 _KEYPART = r"""(?:[A-Za-z0-9_\-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
 _KEYLINE = re.compile(rf"^(?P<indent>\s*)(?P<key>{_KEYPART}(?:\s*\.\s*{_KEYPART})*)\s*=\s*")
-
-
-def quote_key(k: str) -> str:
-    return k if _BARE.match(k) else json.dumps(k)
 
 
 def split_key(s: str) -> list[str]:
@@ -161,7 +158,7 @@ def set_key(text: str, parts: Sequence[str], value_literal: str) -> str:
     for cut in range(len(parts) - 1, 0, -1):
         table = parts[:cut]
         if table in headers:
-            key = ".".join(quote_key(p) for p in parts[cut:])
+            key = toml_key(*parts[cut:])
             start = headers[table]
             nxt = [ln for ln in headers.values() if ln > start]
             arrays = [i for i, ln in enumerate(lines) if i > start and ln.lstrip().startswith("[[")]
@@ -175,10 +172,10 @@ def set_key(text: str, parts: Sequence[str], value_literal: str) -> str:
             lines.insert(end, f"{key} = {value_literal}\n")
             return "".join(lines)
     if len(parts) == 1:
-        return f"{quote_key(parts[0])} = {value_literal}\n" + text
-    header = ".".join(quote_key(p) for p in parts[:-1])
+        return f"{toml_key(parts[0])} = {value_literal}\n" + text
+    header = toml_key(*parts[:-1])
     sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-    return f"{text}{sep}[{header}]\n{quote_key(parts[-1])} = {value_literal}\n"
+    return f"{text}{sep}[{header}]\n{toml_key(parts[-1])} = {value_literal}\n"
 
 
 def remove_key(text: str, parts: Sequence[str]) -> str:

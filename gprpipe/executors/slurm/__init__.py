@@ -315,12 +315,11 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
         scheduler.scancel(ids, names)
         return ids
     live = {e.split("_")[0] for e, (st, _) in queue.items() if st in scheduler.ACTIVE}
-    latest = elements(run_dir)
+    element = job_ids_by_task(run_dir)
     pending = [
         t
         for t in tasks
-        if t.id in latest
-        and queue.get("{}_{}".format(*latest[t.id][:2]), ("", None))[0] in scheduler.PENDING
+        if t.id in element and queue.get(element[t.id], ("", None))[0] in scheduler.PENDING
     ]
     cancelled = sorted(live, key=int)
     scheduler.scancel(cancelled, names)
@@ -330,11 +329,7 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
         # time); the elements of an array that never started are one record (filed as
         # its element 0) or none
         after = scheduler.queue(cancelled) or {}
-        pending = [
-            t
-            for t in pending
-            if after.get("{}_{}".format(*latest[t.id][:2]), ("", None))[1] is None
-        ]
+        pending = [t for t in pending if after.get(element[t.id], ("", None))[1] is None]
     for t in pending:
         if not unmarkable(run_dir, t.point_dir) and read_state(t.point_dir, t.slug)[0] not in (
             "done",
