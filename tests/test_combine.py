@@ -301,4 +301,11 @@ def test_export_pyhf_of_the_combination_says_which_export_takes_it(real_combined
         "error: --dataset combined: this export is of one dataset's window (have: 2015, "
         "2016); the combination's likelihood is exported by export-spey --dataset combined."
     )
+    # a typo in export-spey's dataset names what it takes, the combination included (it
+    # named fit.h5's datasets, where 'combined' is none)
+    code, out, err = run_cli_here("export-spey", real_combined, "--dataset", "2017")
+    assert (code, out) == (1, "")
+    assert err.strip() == (
+        f"error: {real_combined}/nominal/limit.h5: no dataset '2017' (have: 2015, 2016, combined)."
+    )
     assert not (real_combined / "nominal" / "exports").exists()

@@ -44,8 +44,9 @@ def test_exports_name_the_datasets_a_run_has(
 ) -> None:
     for command, *mass in (("export-pyhf", "--mass", "0.06"), ("export-spey",)):
         code, _, err = cli(command, shared_quickstart, "--dataset", "dmeo", *mass, "-o", tmp_path)
+        h5 = "limit.h5" if command == "export-spey" else "fit.h5"  # the file each reads
         assert code == 1 and err.strip() == (
-            f"error: {shared_quickstart}/nominal/fit.h5: no dataset 'dmeo' (have: demo)."
+            f"error: {shared_quickstart}/nominal/{h5}: no dataset 'dmeo' (have: demo)."
         )
 
 

@@ -394,7 +394,12 @@ def export_spey(
     if not lay.limit.exists():  # its limits go into every entry
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
     cfg = point_config_of(pdir)
-    scan = read_scan(vouched_for(lay.limit, cfg)).get(dataset, {})
+    scans = read_scan(vouched_for(lay.limit, cfg))
+    if dataset not in scans:
+        raise GprpipeError(
+            f"{lay.limit}: no dataset {dataset!r} (have: {', '.join(scans) or 'none'})."
+        )
+    scan = scans[dataset]
     entries = []
     if dataset == COMBINED:
         windows = _combined_windows(pdir, scan)
