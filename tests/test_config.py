@@ -635,6 +635,21 @@ def test_a_pair_given_too_few_values_says_so(tmp_path: Path, key: str, value: st
     assert msg == f"{cfg}:4: datasets.demo.{key}: needs 2 values, got {value}."
 
 
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [("sigma_tail_m0 = 0.05", "sigma_tail_slope"), ("sigma_tail_slope = 0.02", "sigma_tail_m0")],
+)
+def test_a_resolution_tail_needs_both_keys(tmp_path: Path, given: str, missing: str):
+    """One of the two tail keys alone was accepted and had no effect (a review)."""
+    cfg = quickstart_child(tmp_path / "c.toml", f"[datasets.demo]\n{given}\n")
+    (msg,) = errors_of(cfg)
+    key = given.split(" = ")[0]
+    assert msg == (
+        f"{cfg}:4: datasets.demo.{key}: the resolution tail needs datasets.demo.{missing} "
+        "too (give both, or neither)."
+    )
+
+
 def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path):
     """Some editors start a UTF-8 file with a byte-order mark, which TOML does not allow
     (it was "invalid TOML ... at line 1, column 1"): it is dropped; lines stay as they are."""

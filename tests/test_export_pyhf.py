@@ -133,30 +133,34 @@ def test_exports_say_which_masses_they_leave_out(
 def test_exports_leave_out_a_mass_whose_limit_failed(
     tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
-    """A mass whose GP fit is ok but whose limit failed (the demo emptied above 55 MeV: no
-    finite limit at 60 MeV; a gap of empty bins inside the spectrum is refused before the
-    run) is left out of the PatchSet and the Spey file and
-    named, as in scan.csv: the exports read the fit's status alone, so the PatchSet held it
-    and the Spey file had ``"eps2_up": NaN`` and ``Infinity``, which are no JSON."""
+    """A mass whose GP fit is ok but whose limit failed (8 MeV, below the demo spectrum's
+    turn-on: the window holds no events, so A_up = 2.9 has no eps^2) is left out of the
+    PatchSet and the Spey file and named, as in scan.csv: the exports read the fit's status
+    alone, so the PatchSet held it and the Spey file had ``"eps2_up": NaN`` and
+    ``Infinity``, which are no JSON. (The case was the demo emptied above 55 MeV, until the
+    30 MeV fit of that spectrum, whose window prediction was 30x the data, failed too.)"""
     import numpy as np
 
-    from gprpipe.io.root import read_hist, write_hist
-    from tests.conftest import DEMO_ROOT, QUICKSTART, settings
+    from tests.conftest import QUICKSTART, settings
 
-    counts, edges = read_hist(DEMO_ROOT, "input_hist")
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    counts[centres > 0.055] = 0
-    data = tmp_path / "hole.root"
-    write_hist(data, counts, edges)
     run = tmp_path / "run"
-    sets = settings(f"base.output={run}", f"datasets.demo.path={data}", "scan.masses=[0.03, 0.06]")
+    sets = settings(
+        f"base.output={run}",
+        "datasets.demo.range=[0.005, 0.15]",
+        "scan.masses=[0.008, 0.03]",
+        "fit.require_two_sidebands=false",
+    )
     code, _, _ = cli("run", QUICKSTART, *sets, "--steps", "load,fit,limit")
-    failed = "limit failed: the upper limit is not finite"
+    failed = (
+        "limit failed: no eps^2 limit (the window's background density rho is 0: no events "
+        "near this mass to convert A into eps^2)"
+    )
     rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
-    assert code == 1 and [r["status"] for r in rows] == ["ok", failed]
+    assert code == 1 and [r["status"] for r in rows] == [failed, "ok"]
+    assert 0 < float(rows[0]["A_up"]) < 10 and rows[0]["eps2_up"] == "inf"
     note = (
         "Test masses left out (a quality flag, or a failed fit or limit, in brackets): "
-        f"60 MeV ({failed})."
+        f"8 MeV ({failed})."
     )
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
     assert code == 0 and "(1 patches, one per ok mass)" in out and note in out, err
@@ -169,9 +173,9 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     spey = json.loads(text)
     assert [e["mass_GeV"] for e in spey["masses"]] == [0.03]
     assert np.isfinite(spey["masses"][0]["eps2_up"])
-    assert spey["masses_left_out"] == [{"mass_GeV": 0.06, "status": failed}]
-    code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
-    assert code == 0 and f"notice: 60 MeV of demo is {failed}: the scan's tables" in out, err
+    assert spey["masses_left_out"] == [{"mass_GeV": 0.008, "status": failed}]
+    code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "8MeV")
+    assert code == 0 and f"notice: 8 MeV of demo is {failed}: the scan's tables" in out, err
     # the reach projection counts the masses it projected (it said "2 masses")
     code, out, err = cli("project-reach", run, "--scale", "demo=4")
     assert code == 0 and "1 mass (1 flagged or failed left out); median gain" in out, err

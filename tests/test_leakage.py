@@ -228,6 +228,36 @@ def test_sidebands_rougher_than_poisson_fail_the_fit_with_a_reason():
     assert [f.status for f in smooth] == ["ok", "ok"]
 
 
+def test_a_window_the_sidebands_do_not_determine_fails_the_fit():
+    """Six empty 0.05 MeV bins at 60 MeV (no empty bin after rebin 10) drive the length
+    scale to its lower bound: the prediction in windows 30-40 MeV away reverts to the
+    prior (b ~1e31-1e39 beside ~700 observed) while the training-bin GoF passes. Such a
+    mass was ok with an eps^2 limit ~1e6 too strong (a review); now it fails with a
+    reason, and the spectrum without the hole fits."""
+    from gprpipe.config import load_points
+    from gprpipe.io.root import read_hist, rebin
+    from gprpipe.steps.fit import MAX_WINDOW_REL_ERROR, fit_masses
+
+    _, points = load_points(QUICKSTART, [])
+    cfg = points[0].config
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    holed = counts.astype(float).copy()
+    i = int(np.searchsorted(edges, 0.06)) - 1
+    holed[i - 3 : i + 3] = 0
+    masses = np.array([0.03, 0.1])
+    for f in fit_masses(cfg, "demo", *rebin(holed, edges, 10), masses):
+        assert f.status == (
+            "fit failed: the sidebands do not determine the background in the blind window "
+            "(its uncertainty exceeds the background itself; gp_length_scale and "
+            "gp_amplitude show why)"
+        )
+        assert f.blind is None and f.hyper is not None and not has_result(f.status)
+    for f in fit_masses(cfg, "demo", *rebin(counts, edges, 10), masses):
+        assert f.status == "ok" and f.blind is not None
+        rel = np.sqrt(np.diag(f.blind["C"])) / f.blind["b"]
+        assert rel.max() < 0.05 * MAX_WINDOW_REL_ERROR
+
+
 # ------------------------------------------------------------------------------------------
 # "ignore" reproduces the previous numbers; "model" is what the limit step uses by default
 # ------------------------------------------------------------------------------------------
@@ -355,3 +385,35 @@ def test_flagged_rows_do_not_fail_the_run(tmp_path: Path):
     )
     bad, total, first = failed_rows(p)
     assert (bad, total) == (1, 3) and first.startswith("2015 0.05 GeV: fit failed")
+
+
+def test_toy_limits_of_a_template_with_negative_bins_fail_with_the_keys(tmp_path: Path):
+    """``fit.train_exclude_nsigma = 0.5`` (below blind_nsigma, allowed unblinded) leaks the
+    signal into the training bins and w_eff goes negative in the window's tails: toy limits
+    failed at every mass with numpy's 'lam < 0 or lam contains NaNs' (a review). Each mass
+    now says why and which keys help; asymptotic limits of the same fits stand."""
+    import csv
+
+    sets = ["fit.train_exclude_nsigma=0.5", "scan.masses=[0.045, 0.06]", "limit.n_toys=200"]
+    for mode in ("toys", "asymptotic"):
+        out = tmp_path / mode
+        code, _, err = run_cli_here(
+            "run",
+            QUICKSTART,
+            "--steps",
+            "load,fit,limit",
+            *settings(f"base.output={out}", f"limit.mode={mode}", *sets),
+        )
+        with open(out / "nominal" / "scan.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        if mode == "toys":
+            assert code == 1, err
+            assert [r["status"] for r in rows] == [
+                "limit failed: the signal template has negative bins that toys cannot draw "
+                "(with fit.train_exclude_nsigma below fit.blind_nsigma the signal leaks into "
+                "the training bins): use limit.mode = asymptotic or fit.signal_leakage = ignore"
+            ] * 2
+        else:
+            assert code == 0, err
+            assert [r["status"] for r in rows] == ["ok", "ok"]
+            assert all(float(r["A_up"]) > 0 for r in rows)

@@ -274,3 +274,10 @@ def test_signal_process_is_poisson_and_monotone():
         assert np.allclose(s.var(axis=0), A * w, rtol=0.04)
     assert np.all(s_lo <= s_mid) and np.all(s_mid <= s_hi)
     assert np.array_equal(proc(25.0), s_mid)
+
+
+def test_signal_process_refuses_negative_bins():
+    """Poisson signal counts need w >= 0 (a leakage-aware template can dip below: numpy's
+    'lam < 0 or lam contains NaNs' reached the scan's status)."""
+    with pytest.raises(ValueError, match="negative or NaN bins"):
+        SignalProcess(np.array([0.2, -0.01]), 10, np.random.default_rng(1))

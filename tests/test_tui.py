@@ -626,8 +626,7 @@ async def test_cancel_then_rerun_failed(tmp_path):
         # the notice agrees with the table (it said "0 running tasks marked failed")
         notes = [n.message for n in app._notifications]
         assert (
-            "Run cancelled: the tasks it was running are marked failed (rerun them with f)."
-            in notes
+            "Run cancelled: any task it was running is marked failed (rerun them with f)." in notes
         ), notes
         # recorded in the run directory: gprpipe status and rerun --failed see it
         tasks, _ = tasks_of_run(load_run_info(tmp_path / "run"))

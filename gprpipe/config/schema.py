@@ -570,6 +570,20 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _tail_pairs(self) -> Config:
+        """The linear resolution tail needs both keys (one alone was silently ignored)."""
+        for name, ds in self.datasets.items():
+            given = {"sigma_tail_m0": ds.sigma_tail_m0, "sigma_tail_slope": ds.sigma_tail_slope}
+            missing = [k for k, v in given.items() if v is None]
+            if len(missing) == 1:
+                (other,) = set(given) - set(missing)
+                raise ValueError(
+                    f"datasets.{name}.{other}: the resolution tail needs "
+                    f"datasets.{name}.{missing[0]} too (give both, or neither)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _datasets_exist(self) -> Config:
         for name in self.scan.datasets or []:
             if name not in self.datasets:

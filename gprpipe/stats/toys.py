@@ -22,6 +22,8 @@ class SignalProcess:
 
     def __init__(self, w: ArrayLike, n_toys: int, rng: np.random.Generator) -> None:
         self.w = np.atleast_1d(np.asarray(w, dtype=float))
+        if not (self.w >= 0).all():
+            raise ValueError("the signal template has negative or NaN bins")
         self.n_toys = int(n_toys)
         self.rng = rng
         self._cache: dict[float, NDArray[np.int64]] = {

@@ -63,6 +63,12 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     from gprpipe.stats.likelihood import WindowModel
 
     lim = cfg.limit
+    if lim.mode == "toys" and n is not None and np.min(w) < 0:
+        raise ValueError(
+            "the signal template has negative bins that toys cannot draw (with "
+            "fit.train_exclude_nsigma below fit.blind_nsigma the signal leaks into the "
+            "training bins): use limit.mode = asymptotic or fit.signal_leakage = ignore"
+        )
     model = WindowModel.from_covariance(b, C, w)
     toys: _ToyOptions = {
         "alpha": lim.alpha,
@@ -142,8 +148,15 @@ def dataset_rows(
             row["eps2_up_err"] = row["A_up_err"] * k
         row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
         shown = ("A_up", "eps2_up") if "A_up" in row else ("A_exp_med", "eps2_exp_med")
-        finite = np.isfinite([row[c] for c in shown]).all()  # blinded: the expected limit
-        row["status"] = status if finite else "limit failed: the upper limit is not finite"
+        finite = np.isfinite([row[c] for c in shown])  # blinded: the expected limit
+        if not finite[0]:
+            status = "limit failed: the upper limit is not finite"
+        elif not finite[1]:  # eps^2 per signal event scales with 1 / rho
+            status = (
+                "limit failed: no eps^2 limit (the window's background density rho is 0: "
+                "no events near this mass to convert A into eps^2)"
+            )
+        row["status"] = status
         rows.append(row)
     return rows
 

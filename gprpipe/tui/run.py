@@ -227,7 +227,7 @@ class RunPane(Widget):
             # (the stopped run marks its own tasks: done.marked counts only those it could not)
             self.app.call_from_thread(
                 self.notify,
-                "Run cancelled: the tasks it was running are marked failed (rerun them with f).",
+                "Run cancelled: any task it was running is marked failed (rerun them with f).",
                 severity="warning",
             )
         if done.jobs:
