@@ -581,8 +581,15 @@ def demo_data(
         raise GprpipeError(
             f"--signal-mass {signal_mass} needs --signal-yield (the signal events, > 0)."
         )
-    if not hist or any(not part for part in hist.split("/")):
-        raise GprpipeError(f"--hist {hist!r}: a histogram name, folders joined by '/'.")
+    if (
+        not hist
+        or ";" in hist  # ROOT's cycle separator: 'a;1' was written as key 'a;1;1'
+        or any(part in ("", ".", "..") for part in hist.split("/"))
+        or not hist.isprintable()
+    ):
+        raise GprpipeError(
+            f"--hist {hist!r}: a histogram name, folders joined by '/' (no ';', '.' or '..')."
+        )
     if out.is_dir():
         raise GprpipeError(f"{out}: is a folder; give the ROOT file to write.")
     if out.suffix.lower() != ".root":  # --force replaced a config or a run's run.json
@@ -687,7 +694,8 @@ def project_reach(
     point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
 ) -> None:
     """Expected eps^2 limits with each dataset's luminosity scaled (1/sqrt(factor)), and
-    their inverse-variance combination: <point>/reach/reach.csv and reach.png/pdf."""
+    their inverse-variance combination: <point>/reach/reach.csv and the figure reach.<fmt>
+    in the point's plot.formats."""
     from gprpipe.steps.reach import project_reach as run_reach
 
     written, s = run_reach(run_dir, scale, point=point)

@@ -176,8 +176,13 @@ def test_demo_data_writes_a_file(tmp_path: Path, cli):
             "--signal-mass 1MeV: the demo's mass resolution sigma(m) is not positive at "
             "0.001 GeV (1 MeV); give a mass of a few MeV or more.",
         ),
-        (["--hist", ""], "--hist '': a histogram name, folders joined by '/'."),
-        (["--hist", "dir//h"], "--hist 'dir//h': a histogram name, folders joined by '/'."),
+        *(
+            (
+                ["--hist", h],
+                f"--hist {h!r}: a histogram name, folders joined by '/' (no ';', '.' or '..').",
+            )
+            for h in ("", "dir//h", "a;1", "../x", "d/./h", "a\nb")
+        ),
     ],
 )
 def test_demo_data_refuses_bad_values_in_one_sentence(tmp_path: Path, cli, args, sentence):

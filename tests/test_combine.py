@@ -309,3 +309,43 @@ def test_export_pyhf_of_the_combination_says_which_export_takes_it(real_combined
         f"error: {real_combined}/nominal/limit.h5: no dataset '2017' (have: 2015, 2016, combined)."
     )
     assert not (real_combined / "nominal" / "exports").exists()
+
+
+def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Path):
+    """Three demo spectra, the third trained below 70 MeV only: its fit fails at 100 MeV,
+    and the combined row there joins the other two. That row read ``ok`` (a review), its
+    gp_converged false although both fits it joins converged; now it is flagged
+    ``flag_dataset_left_out`` (no Z_global, out of the discovery), gp_converged says its
+    fits converged, and the summary names the dataset and mass."""
+    tables = []
+    for k, name in enumerate("abc", start=1):
+        code, _, err = run_cli_here("demo-data", tmp_path / f"{name}.root", "--seed", str(k))
+        assert code == 0, err
+        tables.append(f'[datasets.{name}]\ncard = "hps2015"\npath = "{name}.root"\n')
+    cfg = tmp_path / "trio.toml"
+    cfg.write_text(
+        f'[base]\nname = "trio"\noutput = "{tmp_path / "run"}"\n'
+        + "\n".join(tables)
+        + "data_range = [0.01, 0.07]\n"
+        + '[scan]\nmasses = [0.06, 0.1]\ncombined = true\n[steps]\nrun = ["load", "fit", "limit"]\n'
+    )
+    code, out, err = run_cli_here("run", cfg)
+    assert code == 1, err  # the failed fit of c fails the run
+    with open(tmp_path / "run" / "nominal" / "scan.csv") as fh:
+        rows = {(r["dataset"], r["mass_GeV"]): r for r in csv.DictReader(fh)}
+    assert rows[("c", "0.1")]["status"].startswith("fit failed:")
+    assert rows[("combined", "0.06")]["status"] == "ok"
+    row = rows[("combined", "0.1")]
+    assert row["status"] == "flag_dataset_left_out" and row["gp_converged"] == "true"
+    assert float(row["A_up"]) > 0 and row["Z_global"] == "nan"
+
+    def sigma_eps2(r: dict[str, str]) -> float:  # sigma_A / K, K = A per unit eps^2
+        return float(r["sigma_A"]) * float(r["eps2_up"]) / float(r["A_up"])
+
+    a, b = (sigma_eps2(rows[(d, "0.1")]) ** -2 for d in "ab")
+    assert sigma_eps2(row) == pytest.approx((a + b) ** -0.5, rel=0.05)  # a and b joined
+    assert "    flagged: 1 (flag_dataset_left_out: 1)\n" in out
+    assert (
+        "    left out of the combination: c at 100 MeV (no usable fit there; those rows are "
+        "flag_dataset_left_out)\n"
+    ) in out

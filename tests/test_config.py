@@ -235,6 +235,12 @@ def test_misspelt_template_or_card_lists_the_shipped_ones(tmp_path: Path):
     (msg,) = errors_of(c)
     where = tmp_path / "sub" / "nope.toml"
     assert msg == f"{c}:2: base.template: 'sub/nope.toml': no such file ({where})."
+    (tmp_path / "sub").mkdir()  # a folder is no file (it said "no such file")
+    d = write(tmp_path / "d.toml", '[base]\ntemplate = "sub"\n')
+    (msg,) = errors_of(d)
+    assert (
+        msg == f"{d}:2: base.template: 'sub': is a folder ({tmp_path / 'sub'}); name a TOML file."
+    )
 
 
 def test_a_template_or_card_that_is_no_toml_names_the_key(tmp_path: Path):

@@ -85,8 +85,16 @@ def test_an_export_never_replaces_a_file_of_the_run(
     # nor of another run that -o reaches into
     other = tmp_path / "other"
     shutil.copytree(shared_quickstart, other, symlinks=True)
-    code, _, err = cli(*base, other / "nominal" / "scan.csv")
-    assert code == 1 and f"is a file of the run {other} (or one it may write);" in err
+    for target in (
+        other / "nominal" / "scan.csv",
+        *(other / "nominal" / d / "ws.json" for d in (".state", "parts", "plots", "logs")),
+    ):
+        before = target.read_bytes() if target.exists() else None
+        code, _, err = cli(*base, target)
+        assert code == 1 and f"is a file of the run {other} (or one it may write);" in err
+        assert (target.read_bytes() if target.exists() else None) == before
+    code, _, err = cli(*base, other / "nominal" / "exports" / "ws.json")  # as in this run
+    assert code == 0, err
     code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "--point", "1")
     assert code == 1 and err.strip() == f"error: {run}: no grid point '1' (have: nominal)."
 
@@ -149,6 +157,7 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
         "datasets.demo.range=[0.005, 0.15]",
         "scan.masses=[0.008, 0.03]",
         "fit.require_two_sidebands=false",
+        'plot.formats=["png"]',
     )
     code, _, _ = cli("run", QUICKSTART, *sets, "--steps", "load,fit,limit")
     failed = (
@@ -179,6 +188,9 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     # the reach projection counts the masses it projected (it said "2 masses")
     code, out, err = cli("project-reach", run, "--scale", "demo=4")
     assert code == 0 and "1 mass (1 flagged or failed left out); median gain" in out, err
+    # in the point's plot.formats (a PDF was written whatever they said)
+    reach = sorted(p.name for p in (run / "nominal" / "reach").iterdir())
+    assert reach == ["reach.csv", "reach.png"]
     # a limit.h5 of other settings: the workspaces need the fit alone (it was refused)
     code, _, err = cli("run", QUICKSTART, *sets, "--set", "fit.n_restarts=3", "--steps", "load,fit")
     assert code == 0, err

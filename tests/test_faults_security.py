@@ -1164,3 +1164,25 @@ def test_a_file_where_the_logs_folder_should_be_is_one_sentence(
     (run / "nominal" / "logs").symlink_to(run / "nominal" / "gone")
     code, _, err = cli("run", QUICKSTART, "--force", "--set", f"base.output={run}")
     assert code == 1 and "logs: is a file (or a broken link)" in err, err
+
+
+def test_a_file_where_the_state_folder_should_be_is_refused_before_a_rerun(
+    shared_quickstart: Path, tmp_path: Path, cli
+):
+    """``<point>/.state`` a file: ``rerun --failed`` printed "Rerunning 6 tasks", recorded
+    the rerun in run.json, then failed with a bare "file exists" (a review). Now it is
+    refused first, as a file where the logs folder should be is, and nothing is recorded."""
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    shutil.rmtree(run / "nominal" / ".state")
+    (run / "nominal" / ".state").write_text("x")
+    before = (run / "run.json").read_bytes()
+    for args in (("rerun", run, "--failed"), ("run", QUICKSTART, "--set", f"base.output={run}")):
+        code, out, err = cli(*args)
+        assert (code, out, " ".join(err.split())) == (
+            1,
+            "",
+            f"error: {run / 'nominal' / '.state'}: is a file (or a broken link), not the "
+            "folder task nominal/load writes into; remove or rename it.",
+        ), args
+        assert (run / "run.json").read_bytes() == before

@@ -419,6 +419,24 @@ def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path) 
     assert "Traceback" not in out + err
 
 
+def test_a_toy_pattern_that_takes_the_data_is_refused(tmp_path: Path, shared_data: Path) -> None:
+    """``toyscan.pattern = "*"`` on the HPS file matches its 300 toys and ``input_hist``,
+    the data: it was valid, and the observed spectrum would have been scanned as a
+    background-only toy (a review). A pattern of the toys alone is valid."""
+    cfg = _toyscan_config(tmp_path, shared_data, "*")
+    code, out, err = run_cli_here("validate", cfg)
+    src = shared_data / "funcform_2015_toys.root"
+    assert (code, out, err.strip()) == (
+        1,
+        "",
+        f"error: {cfg}:12: toyscan.pattern: '*' matches 'input_hist', the observed histogram "
+        f"of dataset 2015 in {src}; a pattern of background-only toys must leave the data out "
+        "(e.g. '*_toy_*').",
+    )
+    code, out, err = run_cli_here("validate", _toyscan_config(tmp_path, shared_data, "*_toy_*"))
+    assert code == 0, err
+
+
 def test_toyscan_needs_a_file(tmp_path: Path, cli) -> None:
     cfg = quickstart_child(
         tmp_path / "c.toml",

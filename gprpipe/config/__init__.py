@@ -10,6 +10,7 @@ key (:class:`~gprpipe.config.issues.Issue`; ``str(issue)`` is the sentence the C
 from __future__ import annotations
 
 import copy
+import fnmatch
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -441,6 +442,18 @@ def _pattern_errors(
             file_at_fault = key == "toyscan.pattern" and not isinstance(got, HistogramError)
             errors.append(at(where("toyscan.file" if file_at_fault else key), str(got)))
             continue
+        for n in cfg.scanned():  # the pattern takes the data itself for a toy ('*')
+            ds = cfg.datasets[n]
+            same = Path(ds.path).resolve() == Path(path).resolve()
+            if same and fnmatch.fnmatchcase(ds.hist, pattern):
+                errors.append(
+                    at(
+                        where(key),
+                        f"{pattern!r} matches {ds.hist!r}, the observed histogram of dataset "
+                        f"{n} in {path}; a pattern of background-only toys must leave the "
+                        "data out (e.g. '*_toy_*').",
+                    )
+                )
         if cfg.base.blind:  # the data histogram passed off as a toy (the tasks check them all)
             name = cfg.toyscan_dataset() if key == "toyscan.pattern" else None
             for n in [name] if name else cfg.scanned():

@@ -102,6 +102,8 @@ def resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:
         shipped = shipped_dir(kind) / name
         if shipped.is_file():
             return shipped.resolve()
+    if cand.is_dir():
+        raise FileNotFoundError(f"{ref!r}: is a folder ({cand}); name a TOML file.")
     if p.is_absolute() or len(p.parts) > 1:
         raise FileNotFoundError(f"{ref!r}: no such file ({cand}).")
     raise FileNotFoundError(_missing_ref(ref, cand, kind))

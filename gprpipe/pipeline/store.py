@@ -153,7 +153,7 @@ def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
             seen.add(t.point_dir)
             inside(t.point_dir, run_dir, f"the point folder of task {t.id}", run_dir=True)
             inside(state_dir(t.point_dir), t.point_dir, "the state folder")
-        for folder in (t.log.parent, *(p.parent for p in t.outputs)):
+        for folder in (state_dir(t.point_dir), t.log.parent, *(p.parent for p in t.outputs)):
             if folder not in seen:
                 seen.add(folder)
                 inside(folder, t.point_dir, f"this folder of task {t.id}")

@@ -25,7 +25,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gprpipe.results.schema import COMBINED
-from gprpipe.stats.quality import has_result
+from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, flags_of, has_result
+from gprpipe.units import same_mass
 
 #: The deepest deficit (A_hat / sigma_A) at which a toy limit's Monte Carlo error was
 #: checked against the spread between independent seeds (benchmarks/study_toy_limit_error.py,
@@ -102,6 +103,8 @@ class DatasetSummary:
     band_error_median: float | None = None
     band_error_largest: Extreme | None = None
     blinded: bool = False  # no observed quantity: the limits are the expected medians
+    # combined: dataset -> the masses where its failed fit left it out of the combination
+    left_out: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def n_ok(self) -> int:
@@ -265,7 +268,7 @@ def summarize_scan(
         s.not_ok = [(float(r["mass_GeV"]), st) for r in rs if (st := r.get("status", "ok")) != "ok"]
         # fits whose numbers stand although the optimiser did not converge: a failed row
         # (no numbers) is counted as failed only, and a combined row has no fit of its own
-        # (its gp_converged says whether every dataset's fit at that mass converged)
+        # (its gp_converged says whether every fit it combines converged)
         s.not_converged = [
             float(r["mass_GeV"])
             for r in rs
@@ -273,6 +276,8 @@ def summarize_scan(
             and has_result(r.get("status", "ok"))
             and _false(r.get("gp_converged"))
         ]
+        if name == COMBINED:
+            s.left_out = _left_out(groups, rs)
         # flagged rows are left out of the largest local significance, as everywhere
         sig = [
             (z, r)
@@ -365,6 +370,27 @@ def few_toys(n_toys: int | None) -> bool:
     """Whether toy limits from ``n_toys`` toys each are from fewer than their Monte Carlo
     error was checked with (:data:`TOY_ERROR_CHECKED_TOYS`)."""
     return n_toys is not None and n_toys < TOY_ERROR_CHECKED_TOYS
+
+
+def _left_out(
+    groups: Mapping[str, list[Mapping[str, Any]]], combined: list[Mapping[str, Any]]
+) -> dict[str, list[float]]:
+    """Per dataset, the masses of the ``combined`` rows flagged ``flag_dataset_left_out``
+    where that dataset's own row has no result (its fit failed there)."""
+    masses = [
+        float(r["mass_GeV"])
+        for r in combined
+        if FLAG_DATASET_LEFT_OUT in flags_of(r.get("status", "ok"))
+    ]
+    out: dict[str, list[float]] = {}
+    for d, rs in groups.items():
+        if d == COMBINED:
+            continue
+        for r in rs:
+            m = float(r["mass_GeV"])
+            if not has_result(r.get("status", "ok")) and any(same_mass(m, x) for x in masses):
+                out.setdefault(d, []).append(m)
+    return out
 
 
 def masses_text(runs: Sequence[Sequence[float]]) -> str:
@@ -487,6 +513,11 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         flagged += " (" + ", ".join(f"{k}: {v}" for k, v in s.flags.items()) + ")"
     if s.dataset == COMBINED:
         lines.append(flagged)
+        for d, ms in s.left_out.items():
+            lines.append(
+                f"left out of the combination: {d} at {', '.join(map(_mev, ms))} (no usable fit "
+                "there; those rows are flag_dataset_left_out)"
+            )
     else:
         lines.append(f"{flagged}; GP fits not converged: {s.n_not_converged}")
     if s.worst_gof:

@@ -13,8 +13,9 @@ row whose Z must not count as a discovery:
   window within that region (otherwise the window is an extrapolation).
 
 Status vocabulary (one place, reused by the limit step, plots, summaries and toy scans):
-``"ok"``; flags ``"flag_gof"``, ``"flag_one_sideband"``, joined with ``"+"`` when both
-apply (``"flag_gof+flag_one_sideband"``); any other string is a failure whose message
+``"ok"``; flags ``"flag_gof"``, ``"flag_one_sideband"`` and, for a ``combined`` row that
+lacks a dataset covering its mass, ``"flag_dataset_left_out"``, joined with ``"+"`` when
+several apply (``"flag_gof+flag_one_sideband"``); any other string is a failure whose message
 says why (``"fit failed: ..."``, ``"limit failed: ..."``, ``"no GP fit for this mass"``).
 Flagged rows carry every number; only ``"ok"`` rows count for the maximum local
 significance and the global correction.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # scipy and the GP are imported by window_gof: the status voc
 
 __all__ = [
     "FLAGS",
+    "FLAG_DATASET_LEFT_OUT",
     "FLAG_GOF",
     "FLAG_ONE_SIDEBAND",
     "STATUS_OK",
@@ -48,7 +50,9 @@ __all__ = [
 STATUS_OK = "ok"
 FLAG_GOF = "flag_gof"
 FLAG_ONE_SIDEBAND = "flag_one_sideband"
-FLAGS = (FLAG_GOF, FLAG_ONE_SIDEBAND)
+#: a ``combined`` row without a dataset that covers its mass (that dataset's fit failed)
+FLAG_DATASET_LEFT_OUT = "flag_dataset_left_out"
+FLAGS = (FLAG_GOF, FLAG_ONE_SIDEBAND, FLAG_DATASET_LEFT_OUT)
 _SEP = "+"
 
 

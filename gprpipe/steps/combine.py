@@ -24,7 +24,7 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.stats.cls import UnresolvedToyLimit
 from gprpipe.stats.combine import Block, combine, combined_limits, unit_yield
-from gprpipe.stats.quality import flag_status, flags_of, has_result
+from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, flag_status, flags_of, has_result
 from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
 from gprpipe.steps.runner import seed_for
@@ -112,7 +112,7 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
         }
         quality: dict = {}
         blocks, problems, conv = load_blocks(cfg, ctx.layout.fit, m, fits, quality)
-        row["gp_converged"] = conv and not problems
+        row["gp_converged"] = conv  # of the fits it combines (problems: the flag says)
         if blocks:
             j = int(np.nanargmin(quality["gof_p"])) if np.isfinite(quality["gof_p"]).any() else 0
             row["gof_p"], row["gof_chi2_ndf"] = quality["gof_p"][j], quality["gof_chi2_ndf"][j]
@@ -157,6 +157,7 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
             row[f"eps2_exp_{b}"] = float(v)
             row[f"A_exp_{b}"] = float(v) * k
         row["exp_band_rel_err"] = r["exp_band_rel_err"]
-        row["status"] = flag_status([f for s in quality["status"] for f in flags_of(s)])
+        flags = [f for s in quality["status"] for f in flags_of(s)]
+        row["status"] = flag_status(flags + ([FLAG_DATASET_LEFT_OUT] if problems else []))
         rows.append(row)
     return rows

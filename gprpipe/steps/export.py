@@ -99,14 +99,18 @@ _RESERVED = {RUN_JSON, INDEX, *(p.name for p in Layout(Path(".")).files())}
 
 
 def _refuse_managed(path: Path, pdir: Path) -> None:
-    """Refuse an export file (``-o``) that is a file of the exported run, or of the run
-    folder it lies in: a file the run keeps (:func:`~gprpipe.pipeline.commit.run_files`:
+    """Refuse an export file (``-o``) that is a file of the exported run, or of another run
+    folder it lies in (the same rules: a review wrote into another run's ``.state``,
+    ``parts`` and ``plots``): a file the run keeps (:func:`~gprpipe.pipeline.commit.run_files`:
     ``-o run/nominal/fit.h5`` would replace the fit with the export's JSON), one in its
     records (dot-folders) or its logs. A new file, or an earlier export, may be written."""
     real = Path(os.path.realpath(path.parent)) / path.name  # the link itself is replaced
     holder = next((f for f in real.parents if (f / RUN_JSON).is_file()), None)
     point = Path(os.path.realpath(pdir))
     run = point.parent if (point.parent / RUN_JSON).is_file() else point
+    if not real.is_relative_to(run) and holder is not None:
+        run = holder  # another run's folder: the same rules (its records, logs, plots)
+    kept = False
     if real.is_relative_to(run):
         inner = real.relative_to(run).parts
         kept = any(part.startswith(".") for part in inner) or "logs" in inner[:-1]
@@ -116,9 +120,6 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         kept = kept or (len(inner) <= 2 and real.name in _RESERVED)
         kept = kept or (len(inner) == 1 and any(fnmatch(real.name, g) for g in GRID_FIGURES))
         kept = kept or real in run_files(run)
-    else:  # in another run folder, maybe: never over one of its files
-        run = holder or run
-        kept = holder is not None and real in run_files(holder)
     if kept:
         raise GprpipeError(
             f"{path}: is a file of the run {run} (or one it may write); write exports to a "

@@ -146,15 +146,14 @@ def fit_masses(
             )
             out.append(MassFit(index, m, s, wf.hyper, why, None))
             continue
-        if not np.max(np.sqrt(np.diag(wf.C)) / wf.b) < MAX_WINDOW_REL_ERROR:
-            why = (  # no number: the summary counts the rows of each reason
-                "fit failed: the sidebands do not determine the background in the blind "
-                "window (its uncertainty exceeds the background itself; gp_length_scale and "
-                "gp_amplitude show why)"
-            )
-            out.append(MassFit(index, m, s, wf.hyper, why, None))
-            continue
-        if wf.hyper.converged:
+        unconstrained = (  # no number: the summary counts the rows of each reason
+            "fit failed: the sidebands do not determine the background in the blind "
+            "window (its uncertainty exceeds the background itself; gp_length_scale and "
+            "gp_amplitude show why)"
+            if not np.max(np.sqrt(np.diag(wf.C)) / wf.b) < MAX_WINDOW_REL_ERROR
+            else ""
+        )
+        if wf.hyper.converged and not unconstrained:
             start = wf.hyper
         idx = np.flatnonzero(wf.blind)
         w_full = signal_template(edges, m, s)
@@ -167,7 +166,8 @@ def fit_masses(
                 x, counts, tr, m, masks.exclude_nsigma * s, cfg.fit.gof_nsigma * s, wf.hyper
             )
         except (ValueError, np.linalg.LinAlgError) as exc:
-            out.append(MassFit(index, m, s, wf.hyper, f"fit failed: {exc}", None))
+            why = unconstrained or f"fit failed: {exc}"
+            out.append(MassFit(index, m, s, wf.hyper, why, None))
             continue
         if gof.n_lo == 0 and gof.n_hi == 0:  # e.g. a data_range that stops short of m
             why = (
@@ -177,6 +177,9 @@ def fit_masses(
                 "that no check can test"
             )
             out.append(MassFit(index, m, s, wf.hyper, why, None, gof=gof))
+            continue
+        if unconstrained:
+            out.append(MassFit(index, m, s, wf.hyper, unconstrained, None, gof=gof))
             continue
         blind = {
             "edges": edges[idx[0] : idx[-1] + 2],

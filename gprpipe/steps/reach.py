@@ -213,9 +213,10 @@ def parse_scale(text: str, names: Sequence[str], where: str) -> dict[str, float]
 
 
 def project_reach(
-    run_dir: Path, scale: str, *, point: str | None = None, formats: Sequence[str] = ("png", "pdf")
+    run_dir: Path, scale: str, *, point: str | None = None, formats: Sequence[str] | None = None
 ) -> tuple[list[Path], dict]:
-    """Write ``reach/reach.csv`` and ``reach/reach.<fmt>`` of a run's point."""
+    """Write ``reach/reach.csv`` and ``reach/reach.<fmt>`` of a run's point (``formats``:
+    the point's ``plot.formats`` unless given)."""
     from gprpipe.pipeline.commit import record_export
     from gprpipe.pipeline.plan import Layout
     from gprpipe.plotting.reach import reach_figure
@@ -228,6 +229,7 @@ def project_reach(
     if not lay.limit.exists():
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
     cfg = point_config_of(pdir)
+    formats = list(cfg.plot.formats if formats is None else formats)
     scan = read_scan(vouched_for(lay.limit, cfg))
     names = [n for n in scan if n != COMBINED]
     factors = {n: 1.0 for n in names} | parse_scale(scale, names, str(lay.scan_csv))
