@@ -656,6 +656,18 @@ def test_a_resolution_tail_needs_both_keys(tmp_path: Path, given: str, missing: 
     )
 
 
+def test_refit_toys_are_among_the_whole_scan_toys(tmp_path: Path):
+    """``global_toys_refit`` above ``global_toys`` was cut to it without a word (a review)."""
+    cfg = quickstart_child(
+        tmp_path / "c.toml", "[limit]\nglobal_toys = 8\nglobal_toys_refit = 20\n"
+    )
+    (msg,) = errors_of(cfg)
+    assert msg == (
+        f"{cfg}:5: limit.global_toys_refit: 20 is more than limit.global_toys = 8; the refit "
+        "rescans the first global_toys_refit of those toys."
+    )
+
+
 def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path):
     """Some editors start a UTF-8 file with a byte-order mark, which TOML does not allow
     (it was "invalid TOML ... at line 1, column 1"): it is dropped; lines stay as they are."""

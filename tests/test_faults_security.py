@@ -1003,8 +1003,10 @@ def test_masses_beyond_the_training_range_fail_and_the_rest_are_flagged(tmp_path
     """A training range (data_range) of 50-60 MeV under the quickstart's five masses:
     30 and 100 MeV have no training bin within 5 sigma(m) of their windows on either side
     and fail rather than carry limits that no check can test; the run says so (which mass,
-    which file) and exits 1; 45-80 MeV have training bins on one side and carry numbers
-    with the flag_one_sideband quality flag."""
+    which file) and exits 1; 45 and 60 MeV have training bins on one side and carry numbers
+    with the flag_one_sideband quality flag; 80 MeV, 20 MeV beyond the training bins, has
+    a window background less certain than itself and fails too (it was flagged, with
+    numbers)."""
     run = tmp_path / "run"
     code, out, err = run_cli_here(
         "run",
@@ -1016,7 +1018,7 @@ def test_masses_beyond_the_training_range_fail_and_the_rest_are_flagged(tmp_path
     assert code == 1, out + err
     scan = run / "nominal" / "scan.csv"
     assert (
-        f"2 of 5 masses failed in {scan} (first: demo 0.03 GeV: fit failed: no training bin "
+        f"3 of 5 masses failed in {scan} (first: demo 0.03 GeV: fit failed: no training bin "
         "within fit.gof_nsigma = 5 sigma(m) of the window on either side" in err
     )
     assert "internal error" not in err and "Traceback" not in err
@@ -1025,8 +1027,9 @@ def test_masses_beyond_the_training_range_fail_and_the_rest_are_flagged(tmp_path
     for m in (0.03, 0.1):
         assert status[m][0].startswith("fit failed: no training bin within"), status[m]
         assert status[m][1] == "nan"
-    for m in (0.045, 0.06, 0.08):
+    for m in (0.045, 0.06):
         assert status[m][0] == "flag_one_sideband" and float(status[m][1]) > 0
+    assert status[0.08][0].startswith("fit failed: the sidebands do not determine the ")
     # a training range holding no test mass at all is refused before anything runs
     code, out, err = run_cli_here(
         "validate", QUICKSTART, *settings("datasets.demo.data_range=[0.14, 0.15]")

@@ -139,7 +139,13 @@ def test_p_global_toys_counts_and_nan() -> None:
     )
     Z = np.array([[1.0, np.nan, 4.0], [np.nan, np.nan, 0.5]])
     np.testing.assert_array_equal(lee.max_z(Z), [4.0, 0.5])
-    np.testing.assert_array_equal(lee.max_z(Z, [True, True, False]), [1.0, 0.0])
+    # a toy without a Z at any used mass (its fits failed) has no maximum: NaN, and the
+    # p-value counts the other toys (as 0 it was a toy below every observed Z: with half
+    # the toys failed p came out half, and with all of them failed 1 / (N + 1), a review)
+    np.testing.assert_array_equal(lee.max_z(Z, [True, True, False]), [1.0, np.nan])
+    with_failed = np.array([0.5, 1.0, 2.0, 3.0, np.nan, np.nan])
+    np.testing.assert_allclose(lee.p_global_toys([2.0], with_failed), [3 / 5])
+    assert np.isnan(lee.p_global_toys([0.5], lee.max_z(np.full((1000, 3), np.nan)))).all()
 
 
 def test_leakage_template_per_toy(data: np.ndarray) -> None:

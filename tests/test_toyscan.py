@@ -422,7 +422,8 @@ def test_toyscan_bad_pattern_is_one_sentence(tmp_path: Path, shared_data: Path) 
 def test_a_toy_pattern_that_takes_the_data_is_refused(tmp_path: Path, shared_data: Path) -> None:
     """``toyscan.pattern = "*"`` on the HPS file matches its 300 toys and ``input_hist``,
     the data: it was valid, and the observed spectrum would have been scanned as a
-    background-only toy (a review). A pattern of the toys alone is valid."""
+    background-only toy (a review). A pattern of the toys alone is valid (and one of the
+    data alone, unblinded: test_blinding)."""
     cfg = _toyscan_config(tmp_path, shared_data, "*")
     code, out, err = run_cli_here("validate", cfg)
     src = shared_data / "funcform_2015_toys.root"
@@ -430,11 +431,42 @@ def test_a_toy_pattern_that_takes_the_data_is_refused(tmp_path: Path, shared_dat
         1,
         "",
         f"error: {cfg}:12: toyscan.pattern: '*' matches 'input_hist', the observed histogram "
-        f"of dataset 2015 in {src}; a pattern of background-only toys must leave the data out "
-        "(e.g. '*_toy_*').",
+        f"of dataset 2015 in {src}, among 300 other histograms; a pattern of background-only "
+        "toys must leave the data out (e.g. '*_toy_*').",
     )
     code, out, err = run_cli_here("validate", _toyscan_config(tmp_path, shared_data, "*_toy_*"))
     assert code == 0, err
+
+
+def test_a_later_toy_of_another_binning_fails_its_task(tmp_path: Path) -> None:
+    """validate compares the first toy with the data; the task read every later toy without
+    looking at its bins, so a toy of another binning was scanned and pooled into
+    toyscan_summary.csv (a review). It now fails its task in one sentence."""
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    toys = tmp_path / "toys.root"
+    with uproot.recreate(toys) as f:
+        f["bins/a_toy_0"] = (counts.astype(float), edges)
+        f["bins/a_toy_1"] = (counts.reshape(-1, 2).sum(axis=1).astype(float), edges[::2])
+    cfg = quickstart_child(
+        tmp_path / "t.toml",
+        f"""
+        output = "{tmp_path / "out"}"
+        [toyscan]
+        file = "{toys}"
+        pattern = "bins/*"
+        max_toys = 2
+        chunk = 2
+        [steps]
+        run = ["toyscan"]
+        """,
+    )
+    code, _, err = run_cli_here("run", cfg)
+    assert code == 1
+    assert (
+        f"{toys}: histogram 'bins/a_toy_1' (toyscan.pattern) does not have the binning of "
+        "'bins/a_toy_0'." in " ".join(err.split())
+    )
+    assert not (tmp_path / "out" / "nominal" / "toyscan.csv").exists()
 
 
 def test_toyscan_needs_a_file(tmp_path: Path, cli) -> None:
@@ -490,6 +522,17 @@ def test_toyscan_summary_leaves_flagged_rows_out() -> None:
     assert ov["n_ok_Z_gt5"] == 0 and ov["max_Z_local_flagged"] == pytest.approx(6.0)
     assert ov["max_Z_local_ok"] == pytest.approx(0.2)
     np.testing.assert_allclose(max_z_per_toy(toys), [0.1, 0.2])
+    # a failed row is no flagged one (both were n_flagged, a review); a toy with no ok Z
+    # has no maximum (it was 0)
+    toys["status"] = np.array(["ok", "flag_gof", "fit failed: x", "fit failed: x"])
+    toys["Z_local"] = np.array([0.1, 6.0, np.nan, np.nan])
+    s = summarize(toys)
+    np.testing.assert_array_equal(s["n_toys"], [1, 0])
+    np.testing.assert_array_equal(s["n_flagged"], [0, 1])
+    np.testing.assert_array_equal(s["n_failed"], [1, 1])
+    ov = overview(toys)
+    assert (ov["n_ok"], ov["n_flagged"], ov["n_failed"]) == (1, 1, 2)
+    np.testing.assert_allclose(max_z_per_toy(toys), [0.1, np.nan])
 
 
 def test_failed_toy_fits_are_results_of_the_scan_not_a_failed_run(tmp_path: Path) -> None:

@@ -442,21 +442,25 @@ def _pattern_errors(
             file_at_fault = key == "toyscan.pattern" and not isinstance(got, HistogramError)
             errors.append(at(where("toyscan.file" if file_at_fault else key), str(got)))
             continue
-        for n in cfg.scanned():  # the pattern takes the data itself for a toy ('*')
+        named = set()
+        for n in cfg.scanned():  # the data among the toys ('*'): it would pass for one
             ds = cfg.datasets[n]
             same = Path(ds.path).resolve() == Path(path).resolve()
-            if same and fnmatch.fnmatchcase(ds.hist, pattern):
+            if same and got[2] > 1 and fnmatch.fnmatchcase(ds.hist, pattern):
+                named.add(n)
                 errors.append(
                     at(
                         where(key),
                         f"{pattern!r} matches {ds.hist!r}, the observed histogram of dataset "
-                        f"{n} in {path}; a pattern of background-only toys must leave the "
-                        "data out (e.g. '*_toy_*').",
+                        f"{n} in {path}, among {got[2] - 1} other histograms; a pattern of "
+                        "background-only toys must leave the data out (e.g. '*_toy_*').",
                     )
                 )
         if cfg.base.blind:  # the data histogram passed off as a toy (the tasks check them all)
             name = cfg.toyscan_dataset() if key == "toyscan.pattern" else None
             for n in [name] if name else cfg.scanned():
+                if n in named:  # said above
+                    continue
                 ds = cfg.datasets[n]
                 data = read.get((ds.path, ds.hist))
                 if isinstance(data, tuple) and np.array_equal(data[0], got[1][0]):

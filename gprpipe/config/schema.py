@@ -263,6 +263,17 @@ class Limit(Section):
         "at every mass (effect of the fixed-map approximation).",
     )
 
+    @model_validator(mode="after")
+    def _refit_among_toys(self) -> Limit:
+        """The refit toys are the first of the whole-scan toys (more were cut silently)."""
+        if self.global_toys_refit > self.global_toys:
+            raise ValueError(
+                f"limit.global_toys_refit: {self.global_toys_refit} is more than "
+                f"limit.global_toys = {self.global_toys}; the refit rescans the first "
+                "global_toys_refit of those toys"
+            )
+        return self
+
 
 MAX_STRENGTH = 1e9  # in sigma_A,ref units or events: far beyond any study, and Poisson-safe
 

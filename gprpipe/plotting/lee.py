@@ -30,8 +30,9 @@ def max_z_figure(
     with the Sidak expectation for ``n_eff`` independent tests and the observed maximum;
     ``others`` are further samples of maxima (e.g. GP-refit toys, functional-form toys)."""
     mz = np.asarray(max_z, dtype=float)
+    mz = mz[np.isfinite(mz)]  # a toy whose fits all failed has no maximum
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
-    hi = max(5.0, float(np.nanmax(mz)) + 0.5, (z_obs or 0.0) + 0.5)
+    hi = max(5.0, (float(np.max(mz)) if mz.size else 0.0) + 0.5, (z_obs or 0.0) + 0.5)
     bins = np.linspace(0.0, hi, 51)
     a1.hist(
         mz,
@@ -56,6 +57,7 @@ def max_z_figure(
     a2.plot(z, sf, color="tab:red", label="Sidak")
     for i, (name, other) in enumerate((others or {}).items()):
         o = np.asarray(other, dtype=float)
+        o = o[np.isfinite(o)]
         col = _OTHERS[i % len(_OTHERS)]
         a1.hist(
             o,

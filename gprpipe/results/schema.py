@@ -245,8 +245,9 @@ TOYSCAN_SUMMARY = Table(
     "toyscan.h5 /summary, toyscan_summary.csv",
     (
         MASS,
-        Column("n_toys"),
-        Column("n_flagged"),
+        Column("n_toys", "", "toys with status ok at this mass (the rows summarised)"),
+        Column("n_flagged", "", "rows with a quality flag (numbers, left out)"),
+        Column("n_failed", "", "rows whose fit failed (no numbers)"),
         Column("A_hat_mean", "events"),
         Column("A_hat_mean_err", "events"),
         Column("sigma_A_mean", "events"),

@@ -26,7 +26,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from gprpipe.results.schema import COMBINED
 from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, flags_of, has_result
-from gprpipe.units import same_mass
 
 #: The deepest deficit (A_hat / sigma_A) at which a toy limit's Monte Carlo error was
 #: checked against the spread between independent seeds (benchmarks/study_toy_limit_error.py,
@@ -377,18 +376,18 @@ def _left_out(
 ) -> dict[str, list[float]]:
     """Per dataset, the masses of the ``combined`` rows flagged ``flag_dataset_left_out``
     where that dataset's own row has no result (its fit failed there)."""
-    masses = [
-        float(r["mass_GeV"])
+    masses = {  # one mass, one text in scan.csv (written from the same float)
+        round(float(r["mass_GeV"]), 9)
         for r in combined
         if FLAG_DATASET_LEFT_OUT in flags_of(r.get("status", "ok"))
-    ]
+    }
     out: dict[str, list[float]] = {}
     for d, rs in groups.items():
         if d == COMBINED:
             continue
         for r in rs:
             m = float(r["mass_GeV"])
-            if not has_result(r.get("status", "ok")) and any(same_mass(m, x) for x in masses):
+            if not has_result(r.get("status", "ok")) and round(m, 9) in masses:
                 out.setdefault(d, []).append(m)
     return out
 

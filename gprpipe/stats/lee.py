@@ -251,25 +251,32 @@ def poisson_toys(
 
 def max_z(Z: ArrayLike, use: ArrayLike | None = None) -> NDArray[np.float64]:
     """Maximum ``Z_local`` over the masses ``use`` (boolean over columns) per toy; NaN
-    entries are ignored (0 when a toy has none)."""
+    entries are ignored, and a toy with none finite (every fit of it failed) is NaN: it
+    says nothing of the maximum (as 0 it counted as a toy below every observed Z)."""
     Z = np.asarray(Z, dtype=float)
     if use is not None:
         Z = Z[:, np.asarray(use, dtype=bool)]
     if Z.shape[1] == 0:
         return np.zeros(Z.shape[0])
-    out: NDArray[np.float64] = np.max(np.where(np.isfinite(Z), Z, 0.0), axis=1)
+    finite = np.isfinite(Z)
+    top = np.max(np.where(finite, Z, -np.inf), axis=1)
+    out: NDArray[np.float64] = np.where(finite.any(axis=1), top, np.nan)
     return out
 
 
 def p_global_toys(z_obs: ArrayLike, max_z_toys: ArrayLike) -> NDArray[np.float64]:
-    """Global p-value of local significances ``z_obs``: ``(1 + #{max Z_toy >= z}) / (1 + N)``.
+    """Global p-value of local significances ``z_obs``: ``(1 + #{max Z_toy >= z}) / (1 + N)``
+    over the N toys with a maximum (NaN toys, whose fits all failed, do not count).
 
-    NaN where ``z_obs`` is NaN. With one mass this is the toy estimate of the local p-value.
+    NaN where ``z_obs`` is NaN, and where no toy has a maximum. With one mass this is the
+    toy estimate of the local p-value.
     """
-    mz = np.sort(np.asarray(max_z_toys, dtype=float).ravel())
+    mz = np.asarray(max_z_toys, dtype=float).ravel()
+    mz = np.sort(mz[np.isfinite(mz)])
     z = np.asarray(z_obs, dtype=float)
     above = mz.size - np.searchsorted(mz, z, side="left")
-    p: NDArray[np.float64] = np.where(np.isfinite(z), (1.0 + above) / (1.0 + mz.size), np.nan)
+    usable = np.isfinite(z) & (mz.size > 0)
+    p: NDArray[np.float64] = np.where(usable, (1.0 + above) / (1.0 + mz.size), np.nan)
     return p
 
 

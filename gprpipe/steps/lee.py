@@ -280,7 +280,8 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         ok = counts
         p = np.where(ok, p_global_toys(arrays["Z_local"], mz), np.nan)
         arrays["p0_global_toys"] = p
-        arrays["p0_global_toys_err"] = p_global_toys_err(p, len(mz))
+        n_used = int(np.isfinite(mz).sum())  # toys with a maximum
+        arrays["p0_global_toys_err"] = p_global_toys_err(p, n_used)
         arrays["Z_global_toys"] = np.where(
             ok, np.minimum(significance.z_from_p(np.where(ok, p, 1.0)), arrays["Z_local"]), np.nan
         )
@@ -294,6 +295,7 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         }
         attrs = {
             "n_toys": len(mz),
+            "n_toys_with_max": n_used,
             "n_masses_used": int(use.sum()),
             "fit_not_converged": int(np.sum(~conv[:, use])),
             "n_eff": float(arrays["n_eff"][0]) if "n_eff" in arrays else np.nan,

@@ -27,7 +27,7 @@ from gprpipe.results.schema import (  # noqa: F401  (reader re-exported for call
     csv_text,
     read_toyscan,
 )
-from gprpipe.stats.quality import counts_for_discovery
+from gprpipe.stats.quality import counts_for_discovery, has_result, is_flagged
 from gprpipe.units import same_mass
 
 COLUMNS = TOYSCAN.names
@@ -81,7 +81,7 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
 
 
 def run(ctx) -> None:
-    from gprpipe.config.checks import toy_errors
+    from gprpipe.config.checks import binning_mismatch, toy_errors
     from gprpipe.io.root import read_hist, rebin
     from gprpipe.steps.load import observed_counts_guard
 
@@ -95,11 +95,15 @@ def run(ctx) -> None:
     names = toy_names(ts.file, ts.pattern)[: ts.max_toys]
     not_observed = observed_counts_guard(cfg, cfg.toyscan_dataset())
     rows: list[dict] = []
+    first = read_hist(ts.file, names[0])[1]  # validate compared it with the data's
     for i in range(start, min(stop, len(names))):
         counts, edges = read_hist(ts.file, names[i])
         errors = toy_errors(cfg, counts, edges, names[i])
         if errors:
             raise GprpipeError(f"toyscan.file: {errors[0]}")
+        # every toy like the first (one of another binning was scanned and pooled)
+        if why := binning_mismatch(ts.file, names[i], edges, names[0], first, "toyscan.pattern"):
+            raise GprpipeError(why)
         counts, edges = rebin(counts, edges, ds.rebin)
         not_observed(counts, f"toyscan.pattern: {ts.file}: histogram {names[i]!r}")
         rows += [{"toy": i, "hist": names[i], **r} for r in scan_toy(cfg, counts, edges)]
@@ -110,10 +114,19 @@ def run(ctx) -> None:
         write_group(f.create_group("toys"), arrays)
 
 
+def _kinds(status: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: flagged (numbers, a quality flag), and with a result (ok or flagged; the
+    rest failed)."""
+    flagged = np.array([is_flagged(str(x)) for x in status], dtype=bool)
+    with_result = np.array([has_result(str(x)) for x in status], dtype=bool)
+    return flagged, with_result
+
+
 def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-mass summary of the unflagged rows (``status == ok``)."""
     masses = np.unique(toys["mass_GeV"])
     out: dict[str, list] = {c: [] for c in SUMMARY}
+    flagged, with_result = _kinds(toys["status"])
     for m in masses:
         sel = same_mass(toys["mass_GeV"], m)
         ok = sel & counts_for_discovery(toys["status"])
@@ -122,7 +135,8 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pull = a / s
         out["mass_GeV"].append(float(m))
         out["n_toys"].append(n)
-        out["n_flagged"].append(int(sel.sum() - n))
+        out["n_flagged"].append(int((sel & flagged).sum()))
+        out["n_failed"].append(int((sel & ~with_result).sum()))
         out["A_hat_mean"].append(a.mean() if n else np.nan)
         out["A_hat_mean_err"].append(a.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan)
         out["sigma_A_mean"].append(s.mean() if n else np.nan)
@@ -135,11 +149,13 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def max_z_per_toy(toys: dict[str, np.ndarray]) -> np.ndarray:
-    """Maximum unflagged Z_local of each toy (0 if a toy has no unflagged mass)."""
+    """Maximum unflagged Z_local of each toy (NaN if a toy has no unflagged mass with a Z:
+    it says nothing of the maximum)."""
     ids = np.unique(toys["toy"])
-    ok = counts_for_discovery(toys["status"])
-    z = np.where(ok & np.isfinite(toys["Z_local"]), toys["Z_local"], 0.0)
-    return np.array([z[toys["toy"] == t].max() for t in ids])
+    ok = counts_for_discovery(toys["status"]) & np.isfinite(toys["Z_local"])
+    z = np.where(ok, toys["Z_local"], -np.inf)
+    top = np.array([z[toys["toy"] == t].max() for t in ids])
+    return np.where(np.isfinite(top), top, np.nan)
 
 
 def tail_fraction(toys: dict[str, np.ndarray], t: float) -> tuple[float, float]:
@@ -165,12 +181,14 @@ def tail_fraction(toys: dict[str, np.ndarray], t: float) -> tuple[float, float]:
 def overview(toys: dict[str, np.ndarray]) -> dict[str, float]:
     """Whole-scan numbers: tail fractions with their errors and expectations."""
     ok = counts_for_discovery(toys["status"])
+    flagged, with_result = _kinds(toys["status"])
     z = toys["Z_local"][ok]
     out = {
         "n_toys": len(np.unique(toys["toy"])),
         "n_rows": int(toys["toy"].size),
         "n_ok": int(ok.sum()),
-        "n_flagged": int((~ok).sum()),
+        "n_flagged": int(flagged.sum()),
+        "n_failed": int((~with_result).sum()),
         "max_Z_local_ok": float(z.max()) if z.size else float("nan"),
         "max_Z_local_flagged": float(np.nanmax(toys["Z_local"][~ok]))
         if (~ok).any() and np.isfinite(toys["Z_local"][~ok]).any()
@@ -211,7 +229,8 @@ def merge(ctx) -> None:
     atomic_write_text(lay.toyscan_summary_csv, csv_text({"": summ}, SUMMARY))
     print(
         f"toyscan: {ov['n_toys']} toys, {ov['n_ok']} unflagged rows ({ov['n_flagged']} "
-        f"flagged); Z_local > 3 in {ov['frac_Z_gt3']:.5f} +- {ov['frac_Z_gt3_err']:.5f} "
+        f"flagged, {ov['n_failed']} failed); Z_local > 3 in {ov['frac_Z_gt3']:.5f} "
+        f"+- {ov['frac_Z_gt3_err']:.5f} "
         f"(background-only {TAILS[3.0]:.5f}); max unflagged Z_local "
         f"{ov['max_Z_local_ok']:.2f}; unflagged Z_local > 5: {ov['n_ok_Z_gt5']}"
     )
