@@ -588,7 +588,8 @@ def demo_data(
         or not hist.isprintable()
     ):
         raise GprpipeError(
-            f"--hist {hist!r}: a histogram name, folders joined by '/' (no ';', '.' or '..')."
+            f"--hist {hist!r}: a histogram name, folders joined by '/' (no ';', and no folder "
+            "'.' or '..')."
         )
     if out.is_dir():
         raise GprpipeError(f"{out}: is a folder; give the ROOT file to write.")

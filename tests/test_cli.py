@@ -179,7 +179,8 @@ def test_demo_data_writes_a_file(tmp_path: Path, cli):
         *(
             (
                 ["--hist", h],
-                f"--hist {h!r}: a histogram name, folders joined by '/' (no ';', '.' or '..').",
+                f"--hist {h!r}: a histogram name, folders joined by '/' (no ';', and no "
+                "folder '.' or '..').",
             )
             for h in ("", "dir//h", "a;1", "../x", "d/./h", "a\nb")
         ),

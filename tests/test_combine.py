@@ -349,3 +349,22 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
         "    left out of the combination: c at 100 MeV (no usable fit there; those rows are "
         "flag_dataset_left_out)\n"
     ) in out
+
+
+def test_the_summary_names_only_datasets_whose_fit_was_left_out() -> None:
+    """A dataset whose limit failed has a usable fit, which the combination joins: the
+    summary named it as left out beside the one whose fit failed (a review)."""
+    from gprpipe.results.summary import dataset_lines, summarize_scan
+
+    rows = [
+        {"dataset": "a", "mass_GeV": "0.1", "status": "ok"},
+        {"dataset": "b", "mass_GeV": "0.1", "status": "limit failed: x"},
+        {"dataset": "c", "mass_GeV": "0.1", "status": "fit failed: x"},
+        {"dataset": "combined", "mass_GeV": "0.1", "status": "flag_dataset_left_out"},
+    ]
+    (combined,) = [s for s in summarize_scan(rows) if s.dataset == "combined"]
+    assert combined.left_out == {"c": [0.1]}
+    assert (
+        "left out of the combination: c at 100 MeV (no usable fit there; those rows are "
+        "flag_dataset_left_out)"
+    ) in dataset_lines(combined)

@@ -236,7 +236,8 @@ def test_a_window_the_sidebands_do_not_determine_fails_the_fit():
     reason, and the spectrum without the hole fits."""
     from gprpipe.config import load_points
     from gprpipe.io.root import read_hist, rebin
-    from gprpipe.steps.fit import MAX_WINDOW_REL_ERROR, fit_masses
+    from gprpipe.stats.quality import MAX_WINDOW_REL_ERROR, window_determined
+    from gprpipe.steps.fit import fit_masses
 
     _, points = load_points(QUICKSTART, [])
     cfg = points[0].config
@@ -256,6 +257,11 @@ def test_a_window_the_sidebands_do_not_determine_fails_the_fit():
         assert f.status == "ok" and f.blind is not None
         rel = np.sqrt(np.diag(f.blind["C"])) / f.blind["b"]
         assert rel.max() < 0.05 * MAX_WINDOW_REL_ERROR
+    # the one rule of the fit step, the injection refits and the refit look-elsewhere toys
+    b = np.array([100.0, 200.0])
+    assert window_determined(b, np.diag([99.0**2, 1.0]))
+    assert not window_determined(b, np.diag([100.0**2, 1.0]))
+    assert not window_determined(np.array([100.0, np.inf]), np.eye(2))
 
 
 # ------------------------------------------------------------------------------------------

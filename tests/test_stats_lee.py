@@ -146,6 +146,7 @@ def test_p_global_toys_counts_and_nan() -> None:
     with_failed = np.array([0.5, 1.0, 2.0, 3.0, np.nan, np.nan])
     np.testing.assert_allclose(lee.p_global_toys([2.0], with_failed), [3 / 5])
     assert np.isnan(lee.p_global_toys([0.5], lee.max_z(np.full((1000, 3), np.nan)))).all()
+    assert np.isnan(lee.max_z(np.ones((3, 2)), [False, False])).all()  # no mass used
 
 
 def test_leakage_template_per_toy(data: np.ndarray) -> None:

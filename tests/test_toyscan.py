@@ -575,3 +575,19 @@ def test_failed_toy_fits_are_results_of_the_scan_not_a_failed_run(tmp_path: Path
     assert code == 0 and line in out
     rows = list(csv.DictReader(table.open()))
     assert {r["status"] for r in rows if r["hist"] == "toys/t_toy_0"} == {"ok"}
+
+
+def test_the_max_z_figure_of_toys_without_a_maximum_is_drawn() -> None:
+    """Every toy flagged or failed at every mass: no toy has a maximum (NaN). The plot
+    step divided by their number (0) and failed (a review); it draws the figure and
+    says so."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from gprpipe.plotting.lee import max_z_figure
+
+    fig = max_z_figure(
+        np.full(3, np.nan), 5.0, "t", z_obs=1.2, others={"refit": np.full(2, np.nan)}
+    )
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "no toy has a maximum Z (their fits failed)" in texts

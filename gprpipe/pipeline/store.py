@@ -147,21 +147,26 @@ def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
     (symlinks followed; a link to another point's folder would mix their files). Files
     themselves are replaced, never written through, so a symlinked file cannot lead a
     write outside."""
+
+    def a_folder(folder: Path, t: Task) -> None:  # else the task could not say why
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise GprpipeError(
+                f"{folder}: is a file (or a broken link), not the folder task {t.id} "
+                "writes into; remove or rename it."
+            )
+
     seen: set[Path] = set()
     for t in tasks:
         if t.point_dir not in seen:
             seen.add(t.point_dir)
             inside(t.point_dir, run_dir, f"the point folder of task {t.id}", run_dir=True)
             inside(state_dir(t.point_dir), t.point_dir, "the state folder")
-        for folder in (state_dir(t.point_dir), t.log.parent, *(p.parent for p in t.outputs)):
+            a_folder(state_dir(t.point_dir), t)
+        for folder in (t.log.parent, *(p.parent for p in t.outputs)):
             if folder not in seen:
                 seen.add(folder)
                 inside(folder, t.point_dir, f"this folder of task {t.id}")
-                if os.path.lexists(folder) and not folder.is_dir():  # the task could not say why
-                    raise GprpipeError(
-                        f"{folder}: is a file (or a broken link), not the folder task {t.id} "
-                        "writes into; remove or rename it."
-                    )
+                a_folder(folder, t)
         if t.step == "plot":  # the folder the plot task replaces: inside its own point
             inside(t.point_dir / "hepdata", t.point_dir, "the HEPData folder")
 

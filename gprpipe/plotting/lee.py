@@ -37,7 +37,7 @@ def max_z_figure(
     a1.hist(
         mz,
         bins=bins,
-        density=True,
+        density=bool(mz.size),
         histtype="stepfilled",
         color="tab:blue",
         alpha=0.35,
@@ -62,7 +62,7 @@ def max_z_figure(
         a1.hist(
             o,
             bins=bins,
-            density=True,
+            density=bool(o.size),
             histtype="step",
             color=col,
             lw=1.4,
@@ -77,7 +77,15 @@ def max_z_figure(
     a1.set_ylabel("density")
     a1.legend(frameon=False, fontsize=9)
     a2.set_yscale("log")
-    a2.set_ylim(max(0.5 / mz.size, 1e-5), 1.5)
+    a2.set_ylim(max(0.5 / max(mz.size, 1), 1e-5), 1.5)
+    if not mz.size:
+        a1.text(
+            0.5,
+            0.5,
+            "no toy has a maximum Z (their fits failed)",
+            transform=a1.transAxes,
+            ha="center",
+        )
     a2.set_ylabel(r"$P(\max Z_\mathrm{local} \geq z)$")
     a2.set_xlabel(r"maximum $Z_\mathrm{local}$ over the scan")
     a2.legend(frameon=False, fontsize=9)

@@ -185,7 +185,7 @@ GLOBAL_TOYS = Table(
     "global_toys",
     "limit.h5 /<dataset>/global_toys",
     (
-        Column("max_Z_local", "sigma", "largest local Z of each whole-scan toy"),
+        Column("max_Z_local", "sigma", "largest local Z of each whole-scan toy (NaN: none)"),
         Column("toy_seconds", "s", "wall time per toy chunk"),
         Column("toy_cpu_seconds", "s", "CPU time per toy chunk"),
     ),

@@ -375,7 +375,8 @@ def _left_out(
     groups: Mapping[str, list[Mapping[str, Any]]], combined: list[Mapping[str, Any]]
 ) -> dict[str, list[float]]:
     """Per dataset, the masses of the ``combined`` rows flagged ``flag_dataset_left_out``
-    where that dataset's own row has no result (its fit failed there)."""
+    where that dataset's fit failed (its row has no result, and not because its own limit
+    failed: the combination takes a usable fit whatever its limit did)."""
     masses = {  # one mass, one text in scan.csv (written from the same float)
         round(float(r["mass_GeV"]), 9)
         for r in combined
@@ -387,7 +388,9 @@ def _left_out(
             continue
         for r in rs:
             m = float(r["mass_GeV"])
-            if not has_result(r.get("status", "ok")) and round(m, 9) in masses:
+            status = str(r.get("status", "ok"))
+            no_fit = not has_result(status) and not status.startswith("limit failed")
+            if no_fit and round(m, 9) in masses:
                 out.setdefault(d, []).append(m)
     return out
 

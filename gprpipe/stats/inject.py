@@ -3,8 +3,8 @@
 Strengths are in units of ``sigma_A,ref``, the ``sigma_A`` of the background-only Asimov
 window ``n = b``: ``A_inj = z * sigma_A,ref``. Signal counts are ``Poisson(A_inj w_i)``
 (``mode="poisson"``) or exactly ``round(A_inj)`` events spread over the template
-(``mode="multinomial"``; the template is normalised over the full histogram, so events
-falling outside the bins considered are lost, as in data). Backgrounds are always Poisson.
+(``mode="multinomial"``; the template holds each bin's fraction of all signal events, so
+events falling outside the bins considered are lost, as in data). Backgrounds are always Poisson.
 
 Two modes:
 
@@ -47,6 +47,7 @@ from . import combine as comb
 from .gp import GPHyper, GPOptions, WindowFit, fit_window, predict_counts
 from .leakage import LEAKAGE_MODES, leakage_template
 from .likelihood import WindowModel, cholesky_jitter
+from .quality import window_determined
 from .toys import background_toys
 from .window import WindowMasks
 
@@ -425,9 +426,10 @@ def refit_toys(
             h.amplitude,
             h.length_scale,
         )
-        # a refit whose window prediction overflows fails, as the fit step fails such a
-        # mass: no (b, C), not converged (its hyperparameters, kept, say why)
-        if np.isfinite(wf.b).all() and np.isfinite(wf.C).all():
+        # a refit whose window prediction overflows, or that the sidebands do not
+        # determine, fails, as the fit step fails such a mass: no (b, C), not converged
+        # (its hyperparameters, kept, say why)
+        if window_determined(wf.b, wf.C):
             out.b[t], out.C[t], out.w_eff[t] = wf.b, wf.C, w_eff
             out.gp_converged[t] = h.converged
         if progress is not None:  # toys done so far

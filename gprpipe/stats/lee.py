@@ -256,8 +256,8 @@ def max_z(Z: ArrayLike, use: ArrayLike | None = None) -> NDArray[np.float64]:
     Z = np.asarray(Z, dtype=float)
     if use is not None:
         Z = Z[:, np.asarray(use, dtype=bool)]
-    if Z.shape[1] == 0:
-        return np.zeros(Z.shape[0])
+    if Z.shape[1] == 0:  # no mass counts: no toy has a maximum
+        return np.full(Z.shape[0], np.nan)
     finite = np.isfinite(Z)
     top = np.max(np.where(finite, Z, -np.inf), axis=1)
     out: NDArray[np.float64] = np.where(finite.any(axis=1), top, np.nan)

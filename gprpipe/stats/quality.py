@@ -37,6 +37,7 @@ __all__ = [
     "FLAG_DATASET_LEFT_OUT",
     "FLAG_GOF",
     "FLAG_ONE_SIDEBAND",
+    "MAX_WINDOW_REL_ERROR",
     "STATUS_OK",
     "Gof",
     "counts_for_discovery",
@@ -44,6 +45,7 @@ __all__ = [
     "flags_of",
     "has_result",
     "is_flagged",
+    "window_determined",
     "window_gof",
 ]
 
@@ -54,6 +56,21 @@ FLAG_ONE_SIDEBAND = "flag_one_sideband"
 FLAG_DATASET_LEFT_OUT = "flag_dataset_left_out"
 FLAGS = (FLAG_GOF, FLAG_ONE_SIDEBAND, FLAG_DATASET_LEFT_OUT)
 _SEP = "+"
+
+
+#: A window background whose standard deviation reaches its own size in some bin is no
+#: interpolation of the sidebands (latent variance above ln 2): such a fit fails (the fit
+#: step's masses, refit toys). On the real 2015, 2016 and 2021 spectra the largest is 0.053.
+MAX_WINDOW_REL_ERROR = 1.0
+
+
+def window_determined(b: ArrayLike, C: ArrayLike) -> bool:
+    """The sidebands determine the window background ``b`` (covariance ``C``): finite, and
+    its relative standard deviation below :data:`MAX_WINDOW_REL_ERROR` in every bin."""
+    b, C = np.asarray(b, dtype=float), np.asarray(C, dtype=float)
+    if not (np.isfinite(b).all() and np.isfinite(C).all()):
+        return False
+    return bool(np.max(np.sqrt(np.diag(C)) / b) < MAX_WINDOW_REL_ERROR)
 
 
 def flag_status(flags: list[str] | tuple[str, ...]) -> str:

@@ -31,7 +31,13 @@ from gprpipe.results.schema import (  # noqa: F401  (readers re-exported for cal
     read_load,
     write_merged,
 )
-from gprpipe.stats.quality import FLAG_GOF, FLAG_ONE_SIDEBAND, Gof, flag_status
+from gprpipe.stats.quality import (
+    FLAG_GOF,
+    FLAG_ONE_SIDEBAND,
+    Gof,
+    flag_status,
+    window_determined,
+)
 from gprpipe.stats.resolution import sigma_m
 from gprpipe.steps.runner import seed_for
 
@@ -64,12 +70,6 @@ class MassFit:
     blind: dict[str, np.ndarray] | None  # edges, n, b, C, w, w_eff
     rho: float = float("nan")
     gof: Gof | None = None
-
-
-#: A window background whose standard deviation reaches its own size in some bin is no
-#: interpolation of the sidebands (latent variance above ln 2): the fit fails there rather
-#: than give limits from it. On the real 2015, 2016 and 2021 spectra the largest is 0.053.
-MAX_WINDOW_REL_ERROR = 1.0
 
 
 def template_key(cfg: Config) -> str:
@@ -150,7 +150,7 @@ def fit_masses(
             "fit failed: the sidebands do not determine the background in the blind "
             "window (its uncertainty exceeds the background itself; gp_length_scale and "
             "gp_amplitude show why)"
-            if not np.max(np.sqrt(np.diag(wf.C)) / wf.b) < MAX_WINDOW_REL_ERROR
+            if not window_determined(wf.b, wf.C)
             else ""
         )
         if wf.hyper.converged and not unconstrained:

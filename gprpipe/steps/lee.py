@@ -199,6 +199,7 @@ def refit_scan(
     from gprpipe.stats import significance
     from gprpipe.stats.leakage import leakage_template
     from gprpipe.stats.likelihood import WindowModel
+    from gprpipe.stats.quality import window_determined
     from gprpipe.stats.template import signal_template
 
     leak = leakage_modelled(cfg)
@@ -220,6 +221,8 @@ def refit_scan(
             try:
                 wf = st.fit(toys[t].astype(float), seed)
             except (ValueError, np.linalg.LinAlgError):
+                continue
+            if not window_determined(wf.b, wf.C):  # as the fit step fails such a mass
                 continue
             w = w_full[bl]
             if leak:  # w_eff with the toy's own refitted map and counts
