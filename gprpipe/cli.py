@@ -307,7 +307,9 @@ def run(
     config: ConfigArg,
     engine: Annotated[str | None, typer.Option(help="local|docker|podman|apptainer")] = None,
     executor: Annotated[str | None, typer.Option(help="local|slurm")] = None,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Local workers.")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("-j", "--jobs", min=1, max=1024, help="Local workers.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Ignore cached results.")] = False,
     steps: Annotated[str | None, typer.Option(help="Steps to run, e.g. load,fit.")] = None,
@@ -421,7 +423,9 @@ def rerun(
         str | None,
         typer.Option(help="Redo the tasks owning these masses: 37MeV,48MeV or 0.037,0.048 (GeV)."),
     ] = None,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Local workers.")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("-j", "--jobs", min=1, max=1024, help="Local workers.")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
     wait_lock: Annotated[
         float,
@@ -759,7 +763,7 @@ def compare(
     from gprpipe.plotting.style import save
     from gprpipe.results.compare import compare_curves
 
-    kinds = [f.strip() for f in formats.split(",") if f.strip()]
+    kinds = list(dict.fromkeys(f.strip() for f in formats.split(",") if f.strip()))  # once
     if not kinds or not set(kinds) <= set(FIGURE_FORMATS):
         raise GprpipeError(
             f"--formats {formats!r}: figure formats are {', '.join(FIGURE_FORMATS)}."

@@ -1244,3 +1244,14 @@ def test_a_fit_level_setting_that_every_card_overrides_is_noticed(cli, tmp_path)
     for extra in ((), ("--set", "datasets.demo.ls_hi_factor=12")):
         code, _, err = cli("validate", QUICKSTART, *extra)
         assert code == 0 and err == "", err
+
+
+def test_local_workers_are_bounded(cli) -> None:
+    """``base.jobs = 1e9`` (or ``-j``) validated, and a long scan would have forked a worker
+    per task (a review): at most 1024."""
+    code, _, err = cli("validate", QUICKSTART, "--set", "base.jobs=1000000000")
+    assert code == 1 and err.strip() == (
+        "error: --set base.jobs: Input should be less than or equal to 1024 (got 1000000000)."
+    )
+    code, _, err = cli("run", QUICKSTART, "-j", "5000")
+    assert code == 1 and "Input should be less than or equal to 1024" in err

@@ -1005,6 +1005,10 @@ def test_compare_two_grid_points(grid_run: Path, cli):
     ratios = [float(r["ratio_expected"]) for r in table]
     assert f"{np.median(ratios):.3f}" in out and "blind_nsigma-1.96" in out
     assert all(0.5 < x < 2 for x in ratios) and any(abs(x - 1) > 1e-3 for x in ratios)
+    # a format given twice is drawn and listed once (it was listed twice, a review)
+    code, out, err = cli("compare", grid_run, "--formats", "png,png")
+    assert code == 0, err
+    assert out.count("compare_eps2_demo.png") == 1, out
 
 
 def test_a_compare_that_cannot_write_its_table_leaves_no_figure(grid_run: Path, tmp_path, cli):

@@ -103,7 +103,9 @@ class Base(Section):
     check_image_version: bool = True
     gpu: bool = False
     executor: Literal["local", "slurm"] = "local"
-    jobs: int = Field(2, ge=1, description="Local worker processes.")
+    jobs: int = Field(
+        2, ge=1, le=1024, description="Local worker processes (one per task at most)."
+    )
     seed: int = Field(20260101, ge=0, description="Master seed; per-task seeds derive from it.")
     blind: bool = Field(
         False,
