@@ -127,6 +127,11 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     )
     submission = (point / "hepdata" / "submission.yaml").read_text()
     assert "from 300 whole-scan background-only toys" in submission
+    # (the toys with a maximum Z, the N of the p-value: all 300 here)
+    from gprpipe.results.schema import read_global
+
+    got = read_global(point / "limit.h5", "demo")
+    assert got is not None and (got[1]["n_toys"], got[1]["n_toys_with_max"]) == (300, 300)
     # a curve without whole-scan toy numbers (NaN columns): no toy columns, no toy claim
     from gprpipe.steps.hepdata import significance_table
 

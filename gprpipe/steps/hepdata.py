@@ -318,12 +318,21 @@ def build_submission(cfg: Config, limit_path: Path):
             dataset=label,
             stem=f"significance_{name}".lower(),
             n_eff=n_eff,
-            global_toys=cfg.limit.global_toys,
+            global_toys=_toys_with_max(limit_path, name, cfg.limit.global_toys),
         )
         t.description += left
         t.location = where
         sub.add_table(t)
     return sub, csvs
+
+
+def _toys_with_max(limit_path: Path, name: str, generated: int) -> int:
+    """The whole-scan toys behind ``p0_global_toys`` of ``name``: those with a maximum Z
+    (a toy whose fits all failed is left out), else the ``generated`` toys."""
+    from gprpipe.results.schema import read_global
+
+    got = read_global(limit_path, name) if generated else None
+    return int(got[1].get("n_toys_with_max", generated)) if got else generated
 
 
 def _band_error_note(rel, ok: np.ndarray) -> str:
