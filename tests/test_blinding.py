@@ -619,3 +619,20 @@ def test_a_blinded_plot_task_removes_the_observed_hepdata_archive(tmp_path, cli)
     assert code == 0, err
     assert not (point / "hepdata.tar.gz").exists() and not (point / "hepdata").exists()
     assert "hepdata" not in (point / "report.html").read_text()
+
+
+def test_a_blinded_plot_task_removes_displays_a_failed_plot_task_left(tmp_path, cli):
+    """An observed display whose plot task failed (its sidecar is written before its
+    figure) is in no manifest: a blinded redraw kept it in plots/, with the window's
+    observed counts, A_hat and Z_local (a review). Every display the plot step does not
+    write this time goes."""
+    point = tmp_path / "r" / "nominal"
+    lean = (f"base.output={tmp_path / 'r'}", 'plot.formats=["png"]', "plot.masses=[]")
+    code, _, err = cli("run", QUICKSTART, *settings(*lean))
+    assert code == 0, err
+    left = point / "plots" / "display_observed_demo_80MeV.json"  # as a failed task leaves it
+    left.write_text('{"A_hat": 638.8, "Z_local": 1.863}')
+    code, _, err = cli("run", QUICKSTART, *settings(*lean, "base.blind=true"))
+    assert code == 0, err
+    assert not left.exists()
+    assert not list((point / "plots").glob("display_observed_*"))

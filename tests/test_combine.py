@@ -7,6 +7,7 @@ rows at every overlap mass, combined limit vs the best single dataset) is slow.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import h5py
@@ -311,6 +312,7 @@ def test_export_pyhf_of_the_combination_says_which_export_takes_it(real_combined
     assert not (real_combined / "nominal" / "exports").exists()
 
 
+@pytest.mark.slow
 def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Path):
     """Three demo spectra, the third trained below 70 MeV only: its fit fails at 100 MeV,
     and the combined row there joins the other two. That row read ``ok`` (a review), its
@@ -344,11 +346,30 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
 
     a, b = (sigma_eps2(rows[(d, "0.1")]) ** -2 for d in "ab")
     assert sigma_eps2(row) == pytest.approx((a + b) ** -0.5, rel=0.05)  # a and b joined
-    assert "    flagged: 1 (flag_dataset_left_out: 1)\n" in out
+    assert "    flagged: 1 (flag_dataset_left_out: 1 at 100 MeV)\n" in out
     assert (
         "    left out of the combination: c at 100 MeV (no usable fit there; those rows are "
         "flag_dataset_left_out)\n"
     ) in out
+    # the observed displays at that mass: b's, and the combination of a and b; c has no fit
+    # there (its display failed the plot step: no report, no figures, a review)
+    code, out, err = run_cli_here(
+        "run",
+        cfg,
+        *settings("plot.displays.observed=[0.1]", 'plot.formats=["png"]', "plot.masses=[0.1]"),
+        "--steps",
+        "load,fit,limit,plot",
+    )
+    point = tmp_path / "run" / "nominal"
+    assert "nominal/plot: done" in err + out, err
+    log = (point / "logs" / "plot.log").read_text()
+    assert "notice: plot.displays.observed: no usable GP fit of c at 100 MeV" in log
+    plots = {p.name for p in (point / "plots").iterdir()}
+    assert {"display_observed_a_100MeV.png", "display_observed_combined_100MeV.png"} <= plots
+    assert not any(p.startswith("display_observed_c_") for p in plots)
+    shown = json.loads((point / "plots" / "display_observed_combined_100MeV.json").read_text())
+    assert sorted(shown["per_dataset"]) == ["a", "b"]
+    assert (point / "report.html").is_file()
 
 
 def test_the_summary_names_only_datasets_whose_fit_was_left_out() -> None:

@@ -221,9 +221,12 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
     # the largest local Z says whose it is (2015's 3.20 at 31 MeV; combined has the same)
     assert '<td>3.20</td><td class="text">HPS 2015</td><td>31</td><td>0.70</td>' in idx
     s, c = summarize_scan(rows)
-    assert dataset_lines(s)[-1] == "flagged: 1 (flag_gof: 1); GP fits not converged: 2"
-    assert "failed (no limit): 1 (limit failed: test: 1)" in dataset_lines(s)
-    assert dataset_lines(c)[-1] == "flagged: 1 (flag_gof: 1)"  # no fits of its own
+    assert dataset_lines(s)[-1] == (
+        "flagged: 1 (flag_gof: 1 at 25 MeV); GP fits not converged: 2"
+    )  # which masses (a newcomer could not tell)
+    m7 = [m for m, st in s.not_ok if st == "limit failed: test"][0]
+    assert f"failed (no limit): 1 (limit failed: test: 1 at {m7 * 1e3:g} MeV)" in dataset_lines(s)
+    assert dataset_lines(c)[-1] == "flagged: 1 (flag_gof: 1 at 25 MeV)"  # no fits of its own
 
 
 def test_the_index_says_blinded_for_a_table_without_observed_columns(tmp_path):

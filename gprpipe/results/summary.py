@@ -104,6 +104,16 @@ class DatasetSummary:
     blinded: bool = False  # no observed quantity: the limits are the expected medians
     # combined: dataset -> the masses where its failed fit left it out of the combination
     left_out: dict[str, list[float]] = field(default_factory=dict)
+    masses: list[float] = field(default_factory=list)  # every row's, in table order
+
+    def where(self, status: str) -> str:
+        """The masses of the rows with ``status``, runs of adjacent masses as their ends:
+        ``30 MeV, 119-130 MeV``."""
+        hit = {m for m, st in self.not_ok if st == status}
+        runs = mass_runs([m in hit for m in self.masses], self.masses)
+        return ", ".join(
+            _mev(r[0]) if len(r) == 1 else f"{r[0] * 1e3:g}-{r[-1] * 1e3:g} MeV" for r in runs
+        )
 
     @property
     def n_ok(self) -> int:
@@ -263,7 +273,7 @@ def summarize_scan(
         groups.setdefault(r["dataset"], []).append(r)
     out = []
     for name, rs in groups.items():
-        s = DatasetSummary(name, len(rs))
+        s = DatasetSummary(name, len(rs), masses=[float(r["mass_GeV"]) for r in rs])
         s.not_ok = [(float(r["mass_GeV"]), st) for r in rs if (st := r.get("status", "ok")) != "ok"]
         # fits whose numbers stand although the optimiser did not converge: a failed row
         # (no numbers) is counted as failed only, and a combined row has no fit of its own
@@ -337,7 +347,11 @@ def summarize_scan(
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = mass_runs(below, [float(r["mass_GeV"]) for r in rs])
-        gof = [(v, float(r["mass_GeV"])) for r in rs if (v := _num(r, "gof_p")) is not None]
+        gof = [  # of the rows with results (a failed fit's is no model the scan used)
+            (v, float(r["mass_GeV"]))
+            for r in rs
+            if has_result(r.get("status", "ok")) and (v := _num(r, "gof_p")) is not None
+        ]
         if gof:
             s.worst_gof = Extreme(*min(gof)[::-1])
         out.append(s)
@@ -507,12 +521,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
     if s.failures:
         lines.append(
             f"failed (no limit): {s.n_failed} ("
-            + ", ".join(f"{k}: {v}" for k, v in s.failures.items())
+            + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in s.failures.items())
             + ")"
         )
     flagged = f"flagged: {s.n_flagged}"
     if s.flags:
-        flagged += " (" + ", ".join(f"{k}: {v}" for k, v in s.flags.items()) + ")"
+        flagged += " (" + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in s.flags.items()) + ")"
     if s.dataset == COMBINED:
         lines.append(flagged)
         for d, ms in s.left_out.items():

@@ -509,11 +509,14 @@ def _observed_single(cfg: Config, lay, name: str, mass: float) -> tuple[list[Sho
     return [s], meta
 
 
-def _observed_combined(cfg: Config, lay, mass: float) -> tuple[list[Shown], dict]:
+def _observed_combined(
+    cfg: Config, lay, mass: float, members: list[str]
+) -> tuple[list[Shown], dict]:
+    """The combination at ``mass`` of ``members`` (the datasets with a usable fit there, as
+    the limit step combines them)."""
     from gprpipe.stats import combine as comb
-    from gprpipe.steps.combine import covering
 
-    shown = [_data_shown(cfg, lay, d, mass) for d in covering(cfg, mass)]
+    shown = [_data_shown(cfg, lay, d, mass) for d in members]
     cw = _combine(shown)
     e_hat, s_e, _ = comb.fit(cw)
     for s in shown:
@@ -757,6 +760,9 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
         if d.observed:
             print("notice: plot.displays.observed: a blinded run draws no observed display")
         return written
+    from gprpipe.steps.combine import fitted_rows
+
+    fits: dict = {}
     for mass in _observed_masses(cfg, lay):
         if all(_snap(cfg, name, mass) is None for name in names):
             print(f"notice: plot.displays.observed {mass:g} GeV: no test mass; no display of it")
@@ -764,8 +770,16 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
             m = _snap(cfg, name, mass)
             if m is None:
                 continue
+            # the datasets with a usable fit there (one failed fit stopped the plot step)
+            usable = [d for d, i in fitted_rows(cfg, lay.fit, m, fits).items() if i is not None]
+            if (name == COMBINED and len(usable) < 2) or (name != COMBINED and name not in usable):
+                print(
+                    f"notice: plot.displays.observed: no usable GP fit of {name} at "
+                    f"{m * MEV:g} MeV; no observed display of it"
+                )
+                continue
             if name == COMBINED:
-                shown, meta = _observed_combined(cfg, lay, m)
+                shown, meta = _observed_combined(cfg, lay, m, usable)
             else:
                 shown, meta = _observed_single(cfg, lay, name, m)
             title = f"{_label(cfg, name)}: observed data, m = {m * MEV:g} MeV"

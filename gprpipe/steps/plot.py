@@ -142,7 +142,8 @@ def _other_settings(ctx) -> list[Path]:
 def _previous_products(lay) -> set[Path]:
     """What the previous plot task wrote (its manifest): figures of ``plots/``, tables of
     ``hepdata/``, the point folder's ``Layout.products()``; nothing else, whatever a
-    manifest lists, and nothing a link leads outside the point folder."""
+    manifest lists, and nothing a link leads outside the point folder; and every display
+    in ``plots/`` (only the plot step writes them)."""
     point = Path(os.path.realpath(lay.point_dir))
     places = {Path(os.path.realpath(lay.plots)), Path(os.path.realpath(lay.hepdata))}
     products = {p.name for p in lay.products()}
@@ -153,6 +154,15 @@ def _previous_products(lay) -> set[Path]:
             continue
         if real.parent in places or (real.parent == point and real.name in products):
             out.add(real)
+    # displays a failed plot task wrote (no manifest lists them): an observed one holds
+    # window counts, which a blinded redraw kept beside its manifest (a review)
+    plots = Path(os.path.realpath(lay.plots))
+    if plots.is_dir() and point in plots.parents:
+        out |= {
+            Path(os.path.realpath(p))
+            for p in plots.glob("display_*")
+            if Path(os.path.realpath(p)).parent == plots
+        }
     return out
 
 
