@@ -224,7 +224,7 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
     assert dataset_lines(s)[-1] == (
         "flagged: 1 (flag_gof: 1 at 25 MeV); GP fits not converged: 2"
     )  # which masses (a newcomer could not tell)
-    m7 = [m for m, st in s.not_ok if st == "limit failed: test"][0]
+    m7 = next(m for m, st in s.not_ok if st == "limit failed: test")
     assert f"failed (no limit): 1 (limit failed: test: 1 at {m7 * 1e3:g} MeV)" in dataset_lines(s)
     assert dataset_lines(c)[-1] == "flagged: 1 (flag_gof: 1 at 25 MeV)"  # no fits of its own
 
