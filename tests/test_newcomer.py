@@ -344,7 +344,8 @@ def test_validate_suspects_a_histogram_axis_in_mev(cli, tmp_path: Path):
     assert code == 1
     assert one_sentence_errors(err) == [
         f"error: --set datasets.demo.path: histogram 'input_hist' in {mev} has an axis that "
-        "runs to 150: in MeV? histogram axes are read in GeV."
+        "runs to 150: in MeV? histogram axes are read in GeV; "
+        "write a copy with the edges divided by 1000 (README, Real HPS data)."
     ]
 
 

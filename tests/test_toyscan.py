@@ -304,7 +304,8 @@ def test_toys_with_an_axis_in_mev_name_the_toy_file(tmp_path: Path, shared_data:
     assert code == 1 and out == ""
     assert err.strip() == (
         "error: --set toyscan.file: histogram 'fShiftSigPow/fShiftSigPow_toy_0' in "
-        f"{toys} has an axis that runs to 150: in MeV? histogram axes are read in GeV."
+        f"{toys} has an axis that runs to 150: in MeV? histogram axes are read in GeV; "
+        "write a copy with the edges divided by 1000 (README, Real HPS data)."
     )
 
 

@@ -389,7 +389,10 @@ def histogram_errors(
     key = f"datasets.{name}."
     top = float(edges[-1])
     if top > 10 * BARE_MAX_GEV:  # MeV: every range and window check would mislead
-        why = f"{what} has an axis that runs to {top:g}: in MeV? histogram axes are read in GeV"
+        why = (
+            f"{what} has an axis that runs to {top:g}: in MeV? histogram axes are read in "
+            "GeV; write a copy with the edges divided by 1000 (README, Real HPS data)"
+        )
         return [(key + "path", why + ".")]
     if ds.rebin > len(counts):
         why = f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of {what}"
