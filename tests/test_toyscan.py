@@ -432,7 +432,7 @@ def test_a_toy_pattern_that_takes_the_data_is_refused(tmp_path: Path, shared_dat
     data alone, unblinded: test_blinding)."""
     cfg = _toyscan_config(tmp_path, shared_data, "*")
     code, out, err = run_cli_here("validate", cfg)
-    src = shared_data / "funcform_2015_toys.root"
+    src = (shared_data / "funcform_2015_toys.root").resolve()  # as the config holds it
     assert (code, out, err.strip()) == (
         1,
         "",
