@@ -444,6 +444,23 @@ def test_a_toy_pattern_that_takes_the_data_is_refused(tmp_path: Path, shared_dat
     assert code == 0, err
 
 
+def _two_toys_of_the_demo(tmp_path: Path, toys: Path, pattern: str, out: Path) -> Path:
+    """A quickstart child that scans two toys of ``toys`` (in one task) into ``out``."""
+    return quickstart_child(
+        tmp_path / "t.toml",
+        f"""
+        output = "{out}"
+        [toyscan]
+        file = "{toys}"
+        pattern = "{pattern}"
+        max_toys = 2
+        chunk = 2
+        [steps]
+        run = ["toyscan"]
+        """,
+    )
+
+
 def test_a_later_toy_of_another_binning_fails_its_task(tmp_path: Path) -> None:
     """validate compares the first toy with the data; the task read every later toy without
     looking at its bins, so a toy of another binning was scanned and pooled into
@@ -453,19 +470,7 @@ def test_a_later_toy_of_another_binning_fails_its_task(tmp_path: Path) -> None:
     with uproot.recreate(toys) as f:
         f["bins/a_toy_0"] = (counts.astype(float), edges)
         f["bins/a_toy_1"] = (counts.reshape(-1, 2).sum(axis=1).astype(float), edges[::2])
-    cfg = quickstart_child(
-        tmp_path / "t.toml",
-        f"""
-        output = "{tmp_path / "out"}"
-        [toyscan]
-        file = "{toys}"
-        pattern = "bins/*"
-        max_toys = 2
-        chunk = 2
-        [steps]
-        run = ["toyscan"]
-        """,
-    )
+    cfg = _two_toys_of_the_demo(tmp_path, toys, "bins/*", tmp_path / "out")
     code, _, err = run_cli_here("run", cfg)
     assert code == 1
     assert (
@@ -554,19 +559,7 @@ def test_failed_toy_fits_are_results_of_the_scan_not_a_failed_run(tmp_path: Path
     with uproot.recreate(toys) as f:
         f["toys/t_toy_0"] = (counts, edges)
         f["toys/t_toy_1"] = (spiked, edges)
-    cfg = quickstart_child(
-        tmp_path / "t.toml",
-        f"""
-        output = "{tmp_path / "run"}"
-        [toyscan]
-        file = "{toys}"
-        pattern = "toys/*"
-        max_toys = 2
-        chunk = 2
-        [steps]
-        run = ["toyscan"]
-        """,
-    )
+    cfg = _two_toys_of_the_demo(tmp_path, toys, "toys/*", tmp_path / "run")
     code, out, err = run_cli_here("run", cfg)
     table = tmp_path / "run" / "nominal" / "toyscan.csv"
     why = (
