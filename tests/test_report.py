@@ -25,7 +25,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
 from gprpipe.results.schema import read_csv_table
 from gprpipe.results.summary import Extreme, dataset_lines, summarize_scan
-from gprpipe.steps.report import write_reports
+from gprpipe.steps.report import NOT_CURRENT, write_reports
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: the figures these tests read: PNGs (PDFs would double the drawing and add nothing
@@ -657,8 +657,8 @@ def test_summary_counts_the_figures_of_any_format(tmp_path):
 def test_an_export_never_rewrites_a_report_of_other_results(tmp_path):
     """After a later run without the plot step (another blind window; a blinded run), an
     export or project-reach rewrote report.html: the new tables (and a BLINDED badge)
-    beside the earlier config's observed figures and HEPData. The report stays as drawn;
-    the summary says it is not current."""
+    beside the earlier config's observed figures and HEPData. The report stays as drawn,
+    with a NOT CURRENT banner (the summary says it too)."""
     first = ("scan.masses=[0.045,0.06]", "plot.masses=[0.06]", *FEW_FIGURES)
     for name, later in (("window", "fit.blind_nsigma=1.96"), ("blinded", "base.blind=true")):
         run_dir = tmp_path / name
@@ -666,11 +666,13 @@ def test_an_export_never_rewrites_a_report_of_other_results(tmp_path):
         code, _, err = run_cli_here("run", QUICKSTART, *settings(out_dir, *first))
         assert code == 0, err
         report = run_dir / "nominal" / "report.html"
-        drawn = report.read_bytes()
+        drawn = report.read_text()
         steps = ("--steps", "load,fit,limit")
         code, out, err = run_cli_here("run", QUICKSTART, *steps, *settings(out_dir, *first, later))
         assert code == 0, err
         assert "  not current: plots, HEPData, report" in out, out
+        marked = report.read_bytes()
+        assert marked.decode() == drawn.replace("<body>", "<body>\n" + NOT_CURRENT, 1)
         if name == "blinded":  # and the run says so (it said all were replaced)
             assert (
                 "Without the plot step, the figures, HEPData tables and report of nominal "
@@ -681,7 +683,7 @@ def test_an_export_never_rewrites_a_report_of_other_results(tmp_path):
             assert code == 0, err
         code, _, err = run_cli_here("project-reach", run_dir, "--scale", "demo=4")
         assert code == 0, err
-        assert report.read_bytes() == drawn
+        assert report.read_bytes() == marked
 
 
 def test_a_toy_global_z_no_toy_reached_is_shown_as_a_bound(tmp_path):
@@ -825,3 +827,31 @@ def test_timings_come_from_the_markers_of_the_planned_tasks(tmp_path):
         "nominal/inject",
         "nominal/load",
     ]
+
+
+def test_a_report_of_other_results_says_so_in_the_page(tmp_path: Path) -> None:
+    """A later run without the plot step (other masses) left report.html and index.html of
+    the earlier results with nothing in them to say so: only the command line's summary
+    said "not current", and the pages were read (and their HEPData uploaded) as the new
+    results (a review). Both pages now carry a NOT CURRENT banner, which status does not
+    take for damage, and the next plot task's pages have none."""
+    run = tmp_path / "run"
+    lean = (f"base.output={run}", 'plot.formats=["png"]', "plot.masses=[0.08]")
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(*lean))
+    assert code == 0, err
+    pages = (run / "nominal" / "report.html", run / "index.html")
+    assert not any('id="not-current"' in p.read_text() for p in pages)
+    other = (*lean, "scan.masses=[0.045, 0.08]")
+    code, out, err = run_cli_here("run", QUICKSTART, "--steps", "load,fit,limit", *settings(*other))
+    assert code == 0, err
+    assert "not current: plots, HEPData, report" in out
+    for p in pages:
+        assert p.read_text().count('id="not-current"') == 1, p
+    code, out, _ = run_cli_here("status", run)
+    assert code == 0 and out.rstrip().endswith("done=5"), out  # no damage
+    code, _, err = run_cli_here("export-spey", run, "--dataset", "demo")  # keeps the mark
+    assert code == 0, err
+    assert 'id="not-current"' in pages[0].read_text()
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(*other))
+    assert code == 0, err
+    assert not any('id="not-current"' in p.read_text() for p in pages)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from gprpipe.errors import ConfigError, GprpipeError, cli_command
+from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
 from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import (
@@ -863,7 +863,22 @@ def run(
             if result.ok or not result.queued:
                 result.failed_rows = failed_rows_of(tasks)
             result.ok = result.ok and not [r for r in result.failed_rows if not r.toys]
+            _mark_reports_not_current(run_dir, points, obs)
     return result
+
+
+def _mark_reports_not_current(run_dir: Path, points: Sequence[Point], obs: RunObserver) -> None:
+    """Reports and indexes left of other results (this run had no plot step) say so in the
+    page itself (:func:`~gprpipe.steps.report.mark_not_current`); a page that cannot be
+    marked is said here (the summary says "not current" either way)."""
+    from gprpipe.steps.report import mark_not_current
+
+    for p in points:
+        try:
+            mark_not_current(point_dir(run_dir, p))
+        except (GprpipeError, OSError) as exc:
+            why = str(exc) if isinstance(exc, GprpipeError) else os_error_sentence(exc)
+            obs.notice(f"notice: the report of {p.name} could not be marked not current: {why}")
 
 
 def rerun(

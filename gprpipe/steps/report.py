@@ -509,6 +509,43 @@ def refresh_reports(point_dir: Path, exported: Sequence[Path]) -> None:
         ) from exc
 
 
+#: the banner a report and index of other results get (a later run without the plot step)
+NOT_CURRENT = (
+    '<div class="not-current" id="not-current" role="alert" style="background: #b00000; '
+    'color: white; padding: 8px 12px; margin: 8px 0; font-weight: bold;">NOT CURRENT: this '
+    "page, its figures and the HEPData files beside them were drawn from other results than "
+    "the run folder holds now (a later run without the plot step). Run the plot step to "
+    "redraw them; <code>gprpipe summary</code> gives the current numbers.</div>"
+)
+
+
+def mark_not_current(point_dir: Path) -> list[Path]:
+    """Put :data:`NOT_CURRENT` at the top of the point's report and the run's index when
+    the point's figures are not of the results it holds now (they stay on disk: the
+    summary said "not current", the files themselves did not, and were uploaded or read
+    as the new results, a review). Returns the files marked; their commit records take
+    the new digests (the tool's rewrite is no damage)."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.summary import plots_current
+
+    point_dir = Path(point_dir)
+    lay = Layout(point_dir)
+    if not (lay.report.is_file() and (point_dir / "config.toml").is_file()):
+        return []
+    cfg = point_config_from_file(point_dir / "config.toml")
+    if plots_current(point_dir.name, point_dir, cfg):
+        return []
+    marked = []
+    for page in (lay.report, point_dir.parent / INDEX):
+        text = page.read_text() if page.is_file() and not page.is_symlink() else ""
+        if "<body>" in text and 'id="not-current"' not in text:
+            atomic_write_text(page, text.replace("<body>", "<body>\n" + NOT_CURRENT, 1))
+            marked.append(page)
+    for folder in {point_dir, point_dir.parent}:
+        rerecord(folder, marked)
+    return marked
+
+
 def _refresh_reports(point_dir: Path) -> None:
     from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.summary import plots_current
