@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gprpipe.results.schema import COMBINED
-from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, flags_of, has_result
+from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, fit_usable, flags_of, has_result
 
 #: The deepest deficit (A_hat / sigma_A) at which a toy limit's Monte Carlo error was
 #: checked against the spread between independent seeds (benchmarks/study_toy_limit_error.py,
@@ -110,10 +110,7 @@ class DatasetSummary:
         """The masses of the rows with ``status``, runs of adjacent masses as their ends:
         ``30 MeV, 119-130 MeV``."""
         hit = {m for m, st in self.not_ok if st == status}
-        runs = mass_runs([m in hit for m in self.masses], self.masses)
-        return ", ".join(
-            _mev(r[0]) if len(r) == 1 else f"{r[0] * 1e3:g}-{r[-1] * 1e3:g} MeV" for r in runs
-        )
+        return masses_text(mass_runs([m in hit for m in self.masses], self.masses), counted=False)
 
     @property
     def n_ok(self) -> int:
@@ -402,21 +399,21 @@ def _left_out(
             continue
         for r in rs:
             m = float(r["mass_GeV"])
-            status = str(r.get("status", "ok"))
-            no_fit = not has_result(status) and not status.startswith("limit failed")
-            if no_fit and round(m, 9) in masses:
+            if not fit_usable(str(r.get("status", "ok"))) and round(m, 9) in masses:
                 out.setdefault(d, []).append(m)
     return out
 
 
-def masses_text(runs: Sequence[Sequence[float]]) -> str:
+def masses_text(runs: Sequence[Sequence[float]], counted: bool = True) -> str:
     """Runs of masses as text, a run as its count and ends: ``58 MeV, 3 masses at 108-110
-    MeV`` (the scan's masses between the ends, as :func:`mass_runs` found them)."""
+    MeV`` (the scan's masses between the ends, as :func:`mass_runs` found them); without
+    the counts (``counted=False``) ``58 MeV, 108-110 MeV``."""
     out = []
     for r in sorted(runs, key=min):
         lo, hi = min(r), max(r)
         n = len(r)
-        out.append(_mev(lo) if n == 1 else f"{n} masses at {lo * 1e3:g}-{hi * 1e3:g} MeV")
+        count = f"{n} masses at " if counted else ""
+        out.append(_mev(lo) if n == 1 else f"{count}{lo * 1e3:g}-{hi * 1e3:g} MeV")
     return ", ".join(out)
 
 

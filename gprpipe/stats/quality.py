@@ -37,10 +37,12 @@ __all__ = [
     "FLAG_DATASET_LEFT_OUT",
     "FLAG_GOF",
     "FLAG_ONE_SIDEBAND",
+    "LIMIT_FAILED",
     "MAX_WINDOW_REL_ERROR",
     "STATUS_OK",
     "Gof",
     "counts_for_discovery",
+    "fit_usable",
     "flag_status",
     "flags_of",
     "has_result",
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 STATUS_OK = "ok"
+#: the prefix of a row whose fit is usable but whose limit failed
+LIMIT_FAILED = "limit failed"
 FLAG_GOF = "flag_gof"
 FLAG_ONE_SIDEBAND = "flag_one_sideband"
 #: a ``combined`` row without a dataset that covers its mass (that dataset's fit failed)
@@ -71,6 +75,12 @@ def window_determined(b: ArrayLike, C: ArrayLike) -> bool:
     if not (np.isfinite(b).all() and np.isfinite(C).all()):
         return False
     return bool(np.max(np.sqrt(np.diag(C)) / b) < MAX_WINDOW_REL_ERROR)
+
+
+def fit_usable(status: str) -> bool:
+    """A scan row whose GP fit has a result: ok, flagged, or only its limit failed (the
+    combination takes such a fit)."""
+    return has_result(status) or str(status).startswith(f"{LIMIT_FAILED}:")
 
 
 def flag_status(flags: list[str] | tuple[str, ...]) -> str:

@@ -7,7 +7,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from .likelihood import cholesky_jitter
 
-__all__ = ["SignalProcess", "background_means", "background_toys"]
+__all__ = ["NegativeSignalTemplate", "SignalProcess", "background_means", "background_toys"]
+
+
+class NegativeSignalTemplate(ValueError):
+    """A signal template with a negative (or NaN) bin: Poisson signal counts cannot be
+    drawn from it (a leakage-aware template can dip below 0)."""
 
 
 class SignalProcess:
@@ -23,7 +28,7 @@ class SignalProcess:
     def __init__(self, w: ArrayLike, n_toys: int, rng: np.random.Generator) -> None:
         self.w = np.atleast_1d(np.asarray(w, dtype=float))
         if not (self.w >= 0).all():
-            raise ValueError("the signal template has negative or NaN bins")
+            raise NegativeSignalTemplate("the signal template has negative or NaN bins")
         self.n_toys = int(n_toys)
         self.rng = rng
         self._cache: dict[float, NDArray[np.int64]] = {

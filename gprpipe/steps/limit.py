@@ -33,8 +33,15 @@ from gprpipe.results.schema import (  # noqa: F401  (re-exported for callers)
 from gprpipe.stats import significance
 from gprpipe.stats.cls import Calculator, UnresolvedToyLimit, band_relative_error
 from gprpipe.stats.conversion import eps2_from_A
-from gprpipe.stats.quality import counts_for_discovery, flags_of, has_result, is_flagged
+from gprpipe.stats.quality import (
+    LIMIT_FAILED,
+    counts_for_discovery,
+    flags_of,
+    has_result,
+    is_flagged,
+)
 from gprpipe.stats.resolution import f_rad
+from gprpipe.stats.toys import NegativeSignalTemplate
 from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
 from gprpipe.steps.runner import seed_for
 
@@ -56,6 +63,14 @@ class _ToyOptions(TypedDict):
     rng: np.random.Generator
 
 
+#: a toy limit's status where the leakage-aware template dips below 0
+NEGATIVE_TEMPLATE = (
+    f"{LIMIT_FAILED}: the signal template has negative bins that toys cannot draw (with "
+    "fit.train_exclude_nsigma below fit.blind_nsigma the signal leaks into the training "
+    "bins): use limit.mode = asymptotic or fit.signal_leakage = ignore"
+)
+
+
 def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, float]:
     """A_hat, sigma_A, observed and expected limits, q0 of one blind window (``n`` None:
     blinded, expected limits only)."""
@@ -63,12 +78,6 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     from gprpipe.stats.likelihood import WindowModel
 
     lim = cfg.limit
-    if lim.mode == "toys" and n is not None and np.min(w) < 0:
-        raise ValueError(
-            "the signal template has negative bins that toys cannot draw (with "
-            "fit.train_exclude_nsigma below fit.blind_nsigma the signal leaks into the "
-            "training bins): use limit.mode = asymptotic or fit.signal_leakage = ignore"
-        )
     model = WindowModel.from_covariance(b, C, w)
     toys: _ToyOptions = {
         "alpha": lim.alpha,
@@ -133,10 +142,13 @@ def dataset_rows(
             n = None if cfg.base.blind else blind["n"]
             row.update(window_limits(cfg, n, blind["b"], blind["C"], w, rng))
         except UnresolvedToyLimit as exc:  # the config's to fix: say which key
-            rows.append({**row, "status": f"limit failed: {exc}: raise limit.n_toys"})
+            rows.append({**row, "status": f"{LIMIT_FAILED}: {exc}: raise limit.n_toys"})
+            continue
+        except NegativeSignalTemplate:  # likewise (a leakage-aware template below 0)
+            rows.append({**row, "status": NEGATIVE_TEMPLATE})
             continue
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
-            rows.append({**row, "status": f"limit failed: {exc}"})
+            rows.append({**row, "status": f"{LIMIT_FAILED}: {exc}"})
             continue
         k = float(
             eps2_from_A(
@@ -150,10 +162,10 @@ def dataset_rows(
         shown = ("A_up", "eps2_up") if "A_up" in row else ("A_exp_med", "eps2_exp_med")
         finite = np.isfinite([row[c] for c in shown])  # blinded: the expected limit
         if not finite[0]:
-            status = "limit failed: the upper limit is not finite"
+            status = f"{LIMIT_FAILED}: the upper limit is not finite"
         elif not finite[1]:  # eps^2 per signal event scales with 1 / rho
             status = (
-                "limit failed: no eps^2 limit (the window's background density rho is 0: "
+                f"{LIMIT_FAILED}: no eps^2 limit (the window's background density rho is 0: "
                 "no events near this mass to convert A into eps^2)"
             )
         row["status"] = status

@@ -158,11 +158,8 @@ def _previous_products(lay) -> set[Path]:
     # window counts, which a blinded redraw kept beside its manifest (a review)
     plots = Path(os.path.realpath(lay.plots))
     if plots.is_dir() and point in plots.parents:
-        out |= {
-            Path(os.path.realpath(p))
-            for p in plots.glob("display_*")
-            if Path(os.path.realpath(p)).parent == plots
-        }
+        found = (Path(os.path.realpath(p)) for p in plots.glob("display_*"))
+        out |= {p for p in found if p.parent == plots}
     return out
 
 

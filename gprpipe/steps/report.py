@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import jinja2
@@ -43,6 +43,9 @@ from gprpipe.results.schema import (
     read_csv_table,
 )
 from gprpipe.results.summary import dataset_lines, most_significant, summarize_scan
+
+if TYPE_CHECKING:
+    from gprpipe.config.schema import Config
 
 PROVENANCE_ATTRS = (
     "created",
@@ -525,44 +528,55 @@ def mark_not_current(point_dir: Path) -> list[Path]:
     summary said "not current", the files themselves did not, and were uploaded or read
     as the new results, a review). Returns the files marked; their commit records take
     the new digests (the tool's rewrite is no damage)."""
-    from gprpipe.config import point_config_from_file
-    from gprpipe.pipeline.summary import plots_current
-
     point_dir = Path(point_dir)
-    lay = Layout(point_dir)
-    if not (lay.report.is_file() and (point_dir / "config.toml").is_file()):
+    if not (point_dir / "config.toml").is_file():
         return []
-    cfg = point_config_from_file(point_dir / "config.toml")
-    if plots_current(point_dir.name, point_dir, cfg):
+    drawn = _drawn(point_dir)
+    if drawn is None or drawn[1]:
         return []
-    marked = []
-    for page in (lay.report, point_dir.parent / INDEX):
-        text = page.read_text() if page.is_file() and not page.is_symlink() else ""
-        if "<body>" in text and 'id="not-current"' not in text:
-            atomic_write_text(page, text.replace("<body>", "<body>\n" + NOT_CURRENT, 1))
-            marked.append(page)
-    for folder in {point_dir, point_dir.parent}:
-        rerecord(folder, marked)
+    marked: list[Path] = []
+    try:
+        for page in (Layout(point_dir).report, point_dir.parent / INDEX):
+            text = page.read_text() if page.is_file() and not page.is_symlink() else ""
+            if "<body>" in text and 'id="not-current"' not in text:
+                atomic_write_text(page, text.replace("<body>", "<body>\n" + NOT_CURRENT, 1))
+                marked.append(page)
+    finally:
+        _rerecord_pages(point_dir, marked)
     return marked
 
 
-def _refresh_reports(point_dir: Path) -> None:
+def _drawn(point_dir: Path) -> tuple[Config, bool] | None:
+    """The config of a point whose plot step wrote a report, and whether the report is of
+    the results the point holds now; None without a report."""
     from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.summary import plots_current
 
-    lay = Layout(point_dir)
-    if lay.report.is_file():
-        cfg = point_config_from_file(point_dir / "config.toml")
-        if not plots_current(point_dir.name, point_dir, cfg):
-            return
-        if lay.scan_csv.exists():  # the report shows it: never one edited or damaged since
-            vouched(lay.scan_csv)
-        written: list[Path] = []
-        try:
-            write_reports(cfg, point_dir, written)
-        finally:  # a report written before the index failed is the tool's, not damage
-            for folder in {point_dir, point_dir.parent}:  # index.html: the run's (or point's)
-                rerecord(folder, written)
+    if not Layout(point_dir).report.is_file():
+        return None
+    cfg = point_config_from_file(point_dir / "config.toml")
+    return cfg, plots_current(point_dir.name, point_dir, cfg)
+
+
+def _rerecord_pages(point_dir: Path, pages: Sequence[Path]) -> None:
+    """Pages the tool rewrote are no damage: the commit records of the point (the report)
+    and of the run (index.html, when the point is the run) take their digests."""
+    for folder in {point_dir, point_dir.parent}:
+        rerecord(folder, pages)
+
+
+def _refresh_reports(point_dir: Path) -> None:
+    drawn = _drawn(point_dir)
+    if drawn is None or not drawn[1]:
+        return
+    scan = Layout(point_dir).scan_csv
+    if scan.exists():  # the report shows it: never one edited or damaged since
+        vouched(scan)
+    written: list[Path] = []
+    try:
+        write_reports(drawn[0], point_dir, written)
+    finally:  # a report written before the index failed is the tool's, not damage
+        _rerecord_pages(point_dir, written)
 
 
 def write_reports(cfg, point_dir: Path, written: list[Path] | None = None) -> list[Path]:
