@@ -151,10 +151,10 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def max_z_per_toy(toys: dict[str, np.ndarray]) -> np.ndarray:
     """Maximum unflagged Z_local of each toy (NaN if a toy has no unflagged mass with a Z:
     it says nothing of the maximum)."""
-    ids = np.unique(toys["toy"])
+    ids, inv = np.unique(toys["toy"], return_inverse=True)
     ok = counts_for_discovery(toys["status"]) & np.isfinite(toys["Z_local"])
-    z = np.where(ok, toys["Z_local"], -np.inf)
-    top = np.array([z[toys["toy"] == t].max() for t in ids])
+    top = np.full(ids.size, -np.inf)
+    np.maximum.at(top, inv, np.where(ok, toys["Z_local"], -np.inf))
     return np.where(np.isfinite(top), top, np.nan)
 
 
