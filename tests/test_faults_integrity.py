@@ -646,19 +646,32 @@ def test_export_spey_without_limit_h5_is_refused(copy: Path):
 
 def test_a_damaged_output_is_a_failed_task_that_rerun_failed_repairs(copy: Path, base: Path):
     """A truncated fit.h5 left status at 'done' and rerun --failed found nothing to do
-    (only the exports noticed); status names it, and rerun --failed recomputes it."""
+    (only the exports noticed); status names it, and rerun --failed recomputes it. The
+    TUI's watcher says what status says (it counted the task done, and its rerun key
+    found no failed task)."""
+    from gprpipe.pipeline.watch import RunWatcher
+
+    watcher = RunWatcher()
+    assert watcher.poll(copy).counts()["failed"] == 0
     fit = copy / "nominal" / "fit.h5"
     with open(fit, "r+b") as f:
         f.truncate(100)
     code, out, _ = gp("status", copy)
     assert code == 0
-    assert (
-        "failed   nominal/fit/merge: fit.h5 differs from what the task wrote (sha256 mismatch) "
-        "since the task finished; rerun --failed redoes it"
-    ) in out
+    why = (
+        "fit.h5 differs from what the task wrote (sha256 mismatch) since the task finished; "
+        "rerun --failed redoes it"
+    )
+    assert f"failed   nominal/fit/merge: {why}" in out
+    for _ in range(2):  # the second poll from the watcher's memo
+        view = watcher.poll(copy)
+        assert [(t, s) for t, s in view.states.items() if s[0] != "done"] == [
+            ("nominal/fit/merge", ("failed", why))
+        ]
     code, out, err = gp("rerun", copy, "--failed")
     assert code == 0, err
     assert gp("status", copy)[1].strip().endswith("done=" + str(len(states(copy))))
+    assert watcher.poll(copy).all_done
     assert_same_results(copy / "nominal", base / "nominal")
 
 

@@ -285,6 +285,25 @@ def test_background_launch_cancel_and_rerun_failed(tmp_path: Path):
     assert f"Rerunning 4 tasks: {fit}" in (run_dir / LAUNCH_LOG).read_text()
 
 
+def test_a_launch_replaces_links_at_its_files_and_writes_nothing_through_them(tmp_path: Path):
+    """The TUI's launch files were written through links planted at their names: the spec
+    and the run's output landed in files outside the run directory."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    victims = {name: tmp_path / f"victim-{name}" for name in (LAUNCH_SPEC, LAUNCH_LOG)}
+    for name, victim in victims.items():
+        victim.write_text("mine\n")
+        (run_dir / name).symlink_to(victim)
+    opts = _options(run_dir)
+    opts.steps = ["load"]
+    launch = launch_run(QUICKSTART, opts, run_dir)
+    assert _wait(launch) == 0, (run_dir / LAUNCH_LOG).read_text()
+    assert [v.read_text() for v in victims.values()] == ["mine\n", "mine\n"]
+    assert not any((run_dir / name).is_symlink() for name in victims)
+    assert json.loads((run_dir / LAUNCH_SPEC).read_text())["kind"] == "run"
+    assert "nominal/load" in (run_dir / LAUNCH_LOG).read_text()
+
+
 def test_cli_cancel_stops_a_cli_run(tmp_path: Path, cli):
     """``gprpipe cancel`` stops a ``gprpipe run`` it did not start (found by the lock); the
     fit is made slow (100 optimiser restarts) so that the run is surely still going."""

@@ -114,6 +114,13 @@ def test_a_form_field_says_which_key_and_what_it_takes():
             to_literal(fields[key], raw)
         assert str(err.value) == said
     assert to_literal(fields["scan.masses"], "0.03, 0.06") == "[0.03, 0.06]"
+    # numbers to Python but not to TOML ('.5', '5.') were written as typed: a syntax error
+    assert [to_literal(fields["fit.blind_nsigma"], x) for x in (".5", "5.", "1e-1", "2")] == [
+        "0.5",
+        "5.0",
+        "1e-1",
+        "2",
+    ]
 
 
 def test_check_text_gives_structured_issues_with_file_line_column_key():
@@ -357,6 +364,41 @@ async def test_form_edits_the_same_file(tmp_path):
         await pilot.press("ctrl+z")
         await _settle(pilot)
         assert app.check.points[0].config.limit.mode == "asymptotic"
+
+
+@sync
+async def test_form_of_a_dataset_key_with_a_dot_or_plus(tmp_path):
+    """Dataset keys may hold '.' and '+': the form split 'v1.2' at its dot (KeyError, the
+    app exited) and made 'a+b' a widget id textual refuses."""
+    demo = REPO / "gprpipe" / "data" / "demo_2015.root"
+    config = tmp_path / "ds.toml"
+    config.write_text(
+        f'[base]\ntemplate = "{QUICKSTART}"\n[datasets.demo]\nenabled = false\n'
+        f'[datasets."v1.2"]\ncard = "hps2015"\npath = "{demo}"\n'
+        f'[datasets."a+b"]\ncard = "hps2015"\npath = "{demo}"\n'
+        '[scan]\ndatasets = ["v1.2", "a+b"]\n'
+    )
+    app = _app(tmp_path, config)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.check.ok, app.check.errors
+        await pilot.press("f3")
+        await _settle(pilot)
+        form = app.query_one("#form-pane")
+        by_key = {f.parts: wid for wid, f in form.fields.items()}
+        rng = app.query_one("#" + by_key[("datasets", "a+b", "range")], Input)
+        assert rng.value == "[0.02, 0.13]"  # from the card, read at the right key
+        path = app.query_one("#" + by_key[("datasets", "v1.2", "path")], Input)
+        assert path.value == str(demo)
+        rng.focus()
+        rng.value = "0.03, 0.1"
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert '[datasets."a+b"]\ncard = "hps2015"\npath = ' in app.editor.text
+        assert "range = [0.03, 0.1]" in app.editor.text
+        assert app.check.ok, app.check.errors
+        assert app.check.points[0].config.datasets["a+b"].range == (0.03, 0.1)
+        assert app.check.points[0].config.datasets["v1.2"].range == (0.02, 0.13)
 
 
 @sync
@@ -793,6 +835,38 @@ async def test_a_config_whose_data_file_is_missing_is_not_launched(tmp_path):
             f"{tmp_path / 'x.root'}: data file not found (point it at your file: --set "
             "datasets.demo.path=FILE, or edit the config). Fix it first."
         )
+
+
+@sync
+async def test_a_config_changed_or_removed_on_disk_is_not_launched(tmp_path):
+    """ctrl+r ran the file on disk: changed outside the TUI after it was opened, the run
+    took settings never shown (and another run folder, which the Run pane did not watch);
+    removed, it left a run folder of launch files only."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(QUICKSTART.read_text())
+    app = _app(tmp_path, cfg)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.check.ok and not app.modified
+        for change in ("edit", "remove"):
+            app._notifications.clear()
+            if change == "edit":
+                cfg.write_text(cfg.read_text() + "\n[fit]\nblind_nsigma = 2.5\n")
+            else:
+                cfg.unlink()
+            await pilot.press("ctrl+r")
+            await _settle(pilot)
+            assert app.query_one(RunPane).launch is None
+            assert not (tmp_path / "run").exists()
+            (note,) = [n.message for n in app._notifications]
+            what = "changed on disk" if change == "edit" else "is gone or unreadable"
+            assert note == (
+                f"{cfg} {what} since it was opened or saved: the run would not read the text "
+                "shown here. Save this text (ctrl+s) to run it, or open the file again."
+            )
+        await pilot.press("ctrl+s")  # the text shown is the file again
+        await _settle(pilot)
+        assert cfg.read_text() == app.editor.text and app._changed_on_disk() is None
 
 
 @sync

@@ -14,7 +14,7 @@ import importlib
 import re
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -418,9 +418,11 @@ def prefixes(dotted: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def get_dotted(data: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+def get_dotted(data: Mapping[str, Any], key: str | Sequence[str], default: Any = None) -> Any:
+    """The value at a key, dotted or as its parts (a dataset key may hold a '.'), else
+    ``default``."""
     node: Any = data
-    for p in dotted.split("."):
+    for p in key.split(".") if isinstance(key, str) else key:
         if not isinstance(node, Mapping) or p not in node:
             return default
         node = node[p]

@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -790,9 +791,11 @@ def _tuple_length(dotted: str) -> int | None:
     return None
 
 
-def _field_annotation(dotted: str) -> Any:
-    """The schema annotation of a dotted key (``datasets.<name>.x``: a dataset key)."""
-    parts = dotted.split(".")
+def _field_annotation(key: str | Sequence[str]) -> Any:
+    """The schema annotation of a key, dotted or as its parts (``datasets.<name>.x``: a
+    dataset key; give the parts where the name may hold a '.')."""
+    dotted = key if isinstance(key, str) else ".".join(key)
+    parts = key.split(".") if isinstance(key, str) else list(key)
     model: type[BaseModel] = Config
     if parts[0] == "datasets" and len(parts) == 3:
         model, parts = Dataset, parts[2:]
@@ -808,11 +811,11 @@ def _field_annotation(dotted: str) -> Any:
     raise KeyError(dotted)
 
 
-def key_kind(dotted: str) -> tuple[str, tuple[str, ...], bool]:
+def key_kind(key: str | Sequence[str]) -> tuple[str, tuple[str, ...], bool]:
     """How a user enters a key, from its schema type: (kind, choices, optional) with kind
     one of ``str``, ``int``, ``float``, ``floats``, ``choice``, ``bool``; ``optional``: the
     key may be unset (None)."""
-    ann = _field_annotation(dotted)
+    ann = _field_annotation(key)
     args = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
     optional = type(None) in args
     (base,) = [a for a in args if a is not type(None)]
@@ -825,7 +828,7 @@ def key_kind(dotted: str) -> tuple[str, tuple[str, ...], bool]:
         return base.__name__, (), optional
     if origin in (list, tuple) and all(a in (float, int) for a in get_args(base)):
         return "floats", (), optional
-    raise KeyError(f"{dotted}: no form kind for {ann!r}")
+    raise KeyError(f"{key}: no form kind for {ann!r}")
 
 
 def choices(dotted: str) -> tuple[str, ...]:

@@ -27,6 +27,10 @@ from gprpipe.pipeline.task import Task
 SUFFIX = ".commit"
 
 
+#: What a damaged finished task's status message says of it.
+REDO = "rerun --failed redoes it"
+
+
 def commit_path(task: Task) -> Path:
     return state_dir(task.point_dir) / f"{task.slug}{SUFFIX}"
 
@@ -137,6 +141,22 @@ def run_files(run_dir: Path) -> set[Path]:
     return out
 
 
+def damage_signature(task: Task) -> tuple[tuple[str, int, int, int], ...]:
+    """What :func:`damage` depends on, from ``stat`` alone: the commit record and every file
+    it names (path, inode, size, mtime), so a caller may keep its answer while this stays."""
+
+    def sig(path: Path) -> tuple[str, int, int, int]:
+        try:
+            st = path.stat()
+        except OSError:
+            return (str(path), -1, -1, -1)
+        return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+    rec = read_commit(task)
+    files = sorted(rec["files"]) if rec is not None else []
+    return (sig(commit_path(task)), *(sig(Path(task.point_dir) / rel) for rel in files))
+
+
 def damage(task: Task) -> str:
     """Why the committed outputs of a finished ``task`` are no longer what it wrote (a file
     edited, truncated or removed since, or its commit record unreadable or gone: every task
@@ -154,7 +174,7 @@ def with_damage(tasks: Iterable[Task], states: dict[str, tuple[str, str]]) -> No
     tasks that ``rerun --failed`` redoes."""
     for t in tasks:
         if states[t.id][0] == "done" and (why := damage(t)):
-            states[t.id] = ("failed", f"{why} since the task finished; rerun --failed redoes it")
+            states[t.id] = ("failed", f"{why} since the task finished; {REDO}")
 
 
 def recorded_digest(producer: Task, path: Path) -> str | None:

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from gprpipe.errors import ConfigError, GprpipeError
 from gprpipe.executors.base import Outcome
+from gprpipe.io.atomic import atomic_write_text, open_fresh
 from gprpipe.pipeline import service
 from gprpipe.pipeline.lock import describe, holder, is_locked
 from gprpipe.pipeline.store import LAUNCH_LOG, LAUNCH_SPEC
@@ -44,7 +45,7 @@ class Launch:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "w") as fh:
+        with open_fresh(self.log) as fh:  # a link there is replaced, never written through
             self.proc = subprocess.Popen(
                 self.argv,
                 stdout=fh,
@@ -81,7 +82,7 @@ def _start(spec: dict[str, Any], run_dir: Path) -> Launch:
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LAUNCH_SPEC
-    path.write_text(json.dumps(spec, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(spec, indent=2) + "\n")
     started = Launch(
         [sys.executable, "-m", "gprpipe.pipeline.launch", str(path)], run_dir / LAUNCH_LOG
     )

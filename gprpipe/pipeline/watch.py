@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.commit import REDO
 from gprpipe.pipeline.plan import RUN_JSON
 from gprpipe.pipeline.state import (
     progress_text,
@@ -67,6 +68,23 @@ class RunWatcher:
         self._key: tuple[str, float] | None = None
         self._tasks: list[Task] = []
         self._executor = "local"
+        self._damage: dict[str, tuple[object, str]] = {}  # task id -> (signature, why)
+
+    def _with_damage(self, view: RunView) -> None:
+        """A finished task whose outputs were damaged since is failed, as ``status`` says
+        (:func:`~gprpipe.pipeline.commit.with_damage`); the sha256 of a task's files is
+        taken again only when a ``stat`` of them changed."""
+        from gprpipe.pipeline.commit import damage, damage_signature
+
+        for t in view.tasks:
+            if view.states[t.id][0] != "done":
+                continue
+            sig = damage_signature(t)
+            known = self._damage.get(t.id)
+            why = known[1] if known is not None and known[0] == sig else damage(t)
+            self._damage[t.id] = (sig, why)
+            if why:
+                view.states[t.id] = ("failed", f"{why} since the task finished; {REDO}")
 
     def poll(self, run_dir: Path, planned: Sequence[Task] = ()) -> RunView:
         """States of the run's tasks (``planned`` ones, all pending, before run.json exists)."""
@@ -106,6 +124,7 @@ class RunWatcher:
                 if st.log is not None and st.log != view.logs.get(tid):
                     view.logs[tid] = st.log
             view.states = {t.id: (polled[t.id].state, polled[t.id].message) for t in view.tasks}
+        self._with_damage(view)
         for t in view.tasks:
             if view.states[t.id][0] == "running":
                 text = progress_text(read_progress(t.point_dir, t.slug))

@@ -594,8 +594,26 @@ class GprpipeApp(App[None]):
             self.notify(
                 "Save the config first (ctrl+s): the run reads the file.", severity="warning"
             )
+        elif (changed := self._changed_on_disk()) is not None:
+            self.notify(changed, severity="error", timeout=8)
         elif run.start(self.path, self.overrides):
             self.action_show_tab("run")
+
+    def _changed_on_disk(self) -> str | None:
+        """Why the saved config file is not the text shown (changed or removed since it
+        was opened or saved: the run reads the file), or None."""
+        assert self.path is not None
+        try:
+            on_disk: str | None = self.path.read_text()
+        except (OSError, UnicodeDecodeError):
+            on_disk = None
+        if on_disk == self.saved_text:
+            return None
+        what = "changed on disk" if on_disk is not None else "is gone or unreadable"
+        return (
+            f"{self.path} {what} since it was opened or saved: the run would not read the "
+            "text shown here. Save this text (ctrl+s) to run it, or open the file again."
+        )
 
     @on(StartRun)
     def _start_run(self) -> None:

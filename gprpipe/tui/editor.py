@@ -8,6 +8,8 @@ the text; the form's field kinds and choices come from the config schema.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -141,30 +143,38 @@ class EditorPane(Widget):
 
 @dataclass(frozen=True)
 class FormField:
-    key: str  # dotted, relative to the config root
+    parts: tuple[str, ...]  # the key's path from the config root (a dataset key may hold '.')
     label: str
     kind: str  # str, int, float, floats, choice, bool
     choices: tuple[str, ...] = ()
     optional: bool = False
 
     @classmethod
-    def of(cls, key: str, label: str) -> FormField:
-        """The field of ``key``: kind, choices and optionality from the config schema."""
-        kind, choices, optional = key_kind(key)
-        return cls(key, label, kind, choices, optional)
+    def of(cls, parts: tuple[str, ...], label: str) -> FormField:
+        """The field of key ``parts``: kind, choices and optionality from the config schema."""
+        kind, choices, optional = key_kind(parts)
+        return cls(parts, label, kind, choices, optional)
 
     @property
-    def parts(self) -> list[str]:
-        return self.key.split(".")
+    def key(self) -> str:
+        """Dotted, as messages and the loader's origins name it."""
+        return ".".join(self.parts)
 
     @property
     def widget_id(self) -> str:
-        return "f-" + self.key.replace(".", "--")
+        """A textual id: readable where the parts allow it (letters, digits, '_', '-'),
+        else from a hash (a dataset key may hold '.' or '+')."""
+        if all(_ID_PART.fullmatch(p) for p in self.parts):
+            return "f-" + "--".join(self.parts)
+        return "f-h" + hashlib.sha1("\0".join(self.parts).encode()).hexdigest()[:16]
+
+
+_ID_PART = re.compile(r"[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*")
 
 
 #: The common keys on the form and their labels (kinds and choices: from the schema).
 COMMON = tuple(
-    FormField.of(key, label)
+    FormField.of(tuple(key.split(".")), label)
     for key, label in (
         ("base.name", "Analysis name"),
         ("base.output", "Run directory"),
@@ -189,13 +199,13 @@ DATASET_KEYS = (
 
 
 def dataset_fields(name: str) -> tuple[FormField, ...]:
-    return tuple(FormField.of(f"datasets.{name}.{key}", label) for key, label in DATASET_KEYS)
+    return tuple(FormField.of(("datasets", name, key), label) for key, label in DATASET_KEYS)
 
 
 _MISSING = object()
 
 
-def effective_value(check: Check, key: str) -> Any:
+def effective_value(check: Check, key: tuple[str, ...]) -> Any:
     """The value a key has for this config: as written (unrendered) in the chain, else the
     rendered value (e.g. from a dataset card), else missing."""
     v = get_dotted(check.merged, key, _MISSING)
@@ -232,10 +242,14 @@ def to_literal(f: FormField, raw: str) -> str | None:
             raise ValueError(f"{f.key}: {raw!r} is not a whole number, e.g. 2") from None
     if f.kind == "float":
         try:
-            float(raw)
+            value = float(raw)
         except ValueError:
             raise ValueError(f"{f.key}: {raw!r} is not a number, e.g. 1.64") from None
-        return raw
+        try:  # as typed where TOML reads it so ('.5', '5.' are numbers to Python only)
+            kept = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            kept = None
+        return raw if type(kept) in (int, float) else repr(value)
     if f.kind == "floats":
         inner = raw.strip("[] ")
         numbers = f"{f.key}: give numbers (GeV) separated by commas, e.g. 0.02, 0.13"
@@ -270,7 +284,7 @@ class FormPane(Widget):
         yield VerticalScroll(id="form-body")
 
     def _row(self, f: FormField, check: Check) -> Horizontal:
-        value = shown(effective_value(check, f.key))
+        value = shown(effective_value(check, f.parts))
         if f.kind in ("choice", "bool"):
             w: Widget = Select(
                 [(c, c) for c in f.choices],
@@ -366,7 +380,7 @@ class FormPane(Widget):
                     w = self.query_one(f"#{wid}")
                 except Exception:
                     continue
-                value = shown(effective_value(check, f.key))
+                value = shown(effective_value(check, f.parts))
                 if isinstance(w, Select):
                     target = value if value in f.choices else Select.NULL
                     with w.prevent(Select.Changed):
@@ -386,7 +400,7 @@ class FormPane(Widget):
         check = self._check
         if check is None or self._filling:
             return
-        if raw.strip() == shown(effective_value(check, f.key)):
+        if raw.strip() == shown(effective_value(check, f.parts)):
             return
         try:
             lit = to_literal(f, raw)
