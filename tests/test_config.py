@@ -1103,7 +1103,18 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
         "--set slurm.extra: '--mem-per-cpu=1G': sbatch refuses --mem-per-cpu beside the --mem "
         "that gprpipe sets; set slurm.memory instead."
     ]
-    extra = ["--constraint=cpu", "--exclusive", "--time-min=10", "--gres=gpu:1"]
+    # a bundle of short options is read letter by letter up to the one taking an
+    # argument ('-vJmine' renamed the jobs, and gprpipe lost track of them); so is each
+    # option of an entry holding several, as sbatch reads an #SBATCH line
+    for entry, option in (("-vJmine", "--job-name"), ("-Ho/tmp/x", "--output")):
+        assert errors_of(QUICKSTART, (f"slurm.extra=['{entry}']",)) == [
+            f"--set slurm.extra: '{entry}': gprpipe sets {option} itself (it runs each task once)."
+        ]
+    assert errors_of(QUICKSTART, ("slurm.extra=['--exclusive -p gpu']",)) == [
+        "--set slurm.extra: '--exclusive -p gpu': gprpipe sets --partition itself; set "
+        "slurm.partition instead."
+    ]
+    extra = ["--constraint=cpu", "--exclusive", "--time-min=10", "--gres=gpu:1", "-vC cpu"]
     _, (point,) = load_points(QUICKSTART, [f"slurm.extra={extra!r}"])
     assert point.config.slurm.extra == extra
 

@@ -220,8 +220,20 @@ def test_unmountable_paths(layout, tmp_path):
     task = make_task(layout, inputs=(odd / "x.root",))
     with pytest.raises(GprpipeError, match="contains"):
         PodmanEngine(image=IMAGE, digest="").command(task, run_dir=layout["run"], env={})
-    with pytest.raises(GprpipeError, match="comma"):
+    with pytest.raises(GprpipeError, match="contains ':' or ','"):
         ApptainerEngine(digest="").command(task, run_dir=layout["run"], env={}, check_paths=False)
+    # apptainer reads --env as a line of CSV: a double quote broke the command line
+    plain = make_task(layout)
+    for value in ("a,b", 'say "hi"'):
+        with pytest.raises(GprpipeError, match="contains a comma or a double quote"):
+            ApptainerEngine(digest="").command(
+                plain, run_dir=layout["run"], env={"X": value}, check_paths=False
+            )
+    # also without the existence checks (a dry run, the check before a run's folder is made)
+    with pytest.raises(GprpipeError, match="contains ':' or ','"):
+        PodmanEngine(image=IMAGE, digest="").command(
+            task, run_dir=layout["run"], env={}, check_paths=False
+        )
 
 
 def test_container_names_per_run_and_task_and_valid(layout, tmp_path):

@@ -121,6 +121,21 @@ def test_identical_points_and_a_varied_run_directory_are_refused():
         "grid.base.output: the points of one run share its run directory (base.output); "
         "the point folders are named after the other keys of the grid."
     ]
+    # the run's engine, image and executor settings came from its first point alone (every
+    # task ran in point 0's image, with its SLURM time), and each point's config named others
+    for grid, key in (
+        ({"base": {"image": ["a:1", "b:2"]}}, "grid.base.image"),
+        ({"base": {"engine": ["podman", "local"]}}, "grid.base.engine"),
+        ({"zip": {"slurm.time": ["5", "90"], "fit.n_restarts": [0, 1]}}, "grid.zip.slurm.time"),
+        ({"base": {"step_images": {"fit": ["a:1", "b:2"]}}}, "grid.base.step_images.fit"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            expand(grid)
+        assert info.value.errors == [
+            f"{key}: a run has one value of it for all its points (how and where the tasks "
+            "run, or the run's limits); make one run per value (--set, with another "
+            "base.output)."
+        ]
     for grid in ({"base": {"blind": [True, False]}}, {"zip": {"base.blind": [True, False]}}):
         with pytest.raises(ConfigError) as info:  # it unblinded one point without --unblind
             expand(grid)
@@ -410,3 +425,30 @@ def test_a_grid_key_inside_a_value_that_is_not_a_table_is_refused(tmp_path: Path
     )
     code, out, err = cli("render", cfg, "--set", "fit.n_restarts=3")
     assert code == 0 and "n_restarts = 3" in out, err
+
+
+def test_a_run_setting_that_renders_differently_at_grid_points_is_refused(tmp_path: Path):
+    """An image or SLURM time whose Jinja2 reads a grid key rendered per point, but the run
+    took the first point's for every task (each point's config.toml named its own)."""
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        """
+        image = "img:{{ fit.n_restarts }}"
+        [slurm]
+        time = "{{ 10 * (fit.n_restarts + 1) }}"
+        [grid]
+        "fit.n_restarts" = [0, 1]
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        load_points(cfg)
+    same = (
+        "a run has one value of it for all its points (how and where the tasks run, or the "
+        "run's limits); make one run per value (--set, with another base.output)."
+    )
+    assert info.value.errors == [
+        f'{cfg}:3: base.image: renders "img:0" at grid point n_restarts-0 and "img:1" at '
+        f"n_restarts-1: {same}",
+        f'{cfg}:5: slurm.time: renders "10" at grid point n_restarts-0 and "20" at '
+        f"n_restarts-1: {same}",
+    ]

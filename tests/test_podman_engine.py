@@ -174,3 +174,23 @@ def test_check_version_mismatch(image, tmp_path):
         assert engine.image_digest is not None and engine.image_digest.startswith("sha256:")
     finally:
         subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def test_a_run_folder_a_container_cannot_mount_is_refused_before_it_is_written(image, tmp_path):
+    """A base.output holding ':' was refused only when the first task started: run.json,
+    the lock and the point's config.toml were written, and status said 6 pending."""
+    from conftest import QUICKSTART, run_cli_here, settings
+
+    out = tmp_path / "co:lon"
+    code, _, err = run_cli_here(
+        "run",
+        QUICKSTART,
+        "--engine",
+        "podman",
+        *settings(f"base.image={image}", f"base.output={out}"),
+    )
+    assert code == 1 and err == (
+        f"error: cannot mount run directory {out} for task nominal/load in a container because "
+        "its path contains ':' or ','\n"
+    )
+    assert not out.exists()

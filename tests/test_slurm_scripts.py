@@ -417,6 +417,24 @@ def test_group_larger_than_max_array_size_is_split(tmp_path: Path) -> None:
     assert scripts[3].task_ids == ("p0/fit/2015-004",)
 
 
+def test_a_dry_run_previews_the_split_the_submission_makes(tmp_path, monkeypatch) -> None:
+    """The preview rendered one array of every group whatever the cluster's MaxArraySize
+    (sbatch would refuse it; the submission splits it). The cluster's answer is replaced
+    here: this cluster's MaxArraySize is 100001."""
+    from gprpipe.executors import slurm
+
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 2)
+    run = tmp_path / "run"
+    load = make_task(run, "load")
+    fits = [make_task(run, "fit", f"2015-00{k}", (load.id,)) for k in range(3)]
+    text = slurm.SlurmExecutor(run, get_engine("local"), SlurmOptions()).preview([load, *fits])
+    assert [ln for ln in text.splitlines() if ln.startswith("# ----")] == [
+        "# ---- 01_load",
+        "# ---- 02_fit",
+        "# ---- 03_fit",
+    ]
+
+
 def test_a_finished_task_whose_job_slurm_still_lists_does_not_block_a_run(tmp_path: Path) -> None:
     """A job SLURM still lists as RUNNING after its task wrote the done marker (its script
     ending, the epilogue) is the task's, and judged by the marker: a run of the folder

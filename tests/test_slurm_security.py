@@ -1,7 +1,8 @@
 """Security on a real SLURM cluster (``scripts/local-slurm.sh start``), as a user runs it.
 
 - A run directory whose path holds a space, a quote, ``$(...)`` and ``%`` completes through
-  sbatch (logs, markers and results land inside it; nothing is executed from the path).
+  sbatch (logs, markers and results land inside it; nothing is executed from the path; a
+  link at a job log's name is replaced, not written through).
 - A newline in ``slurm.partition`` is refused before anything is submitted: no job reaches
   the queue and no run directory is made.
 
@@ -52,6 +53,12 @@ def queue() -> set[str]:
 @pytest.mark.slow
 def test_run_dir_with_space_and_quote_completes(tmp_path: Path) -> None:
     run = tmp_path / "my runs" / "it's $(touch pwned) 100%" / "run"
+    # a link at the name of a job's log (as a copied run folder holds): SLURM opened it and
+    # wrote the job's output into the file it points at, outside the run directory
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    (run / "slurm" / "logs").mkdir(parents=True)
+    (run / "slurm" / "logs" / "01_load_0.out").symlink_to(victim)
     res = gprpipe(
         "run",
         QUICKSTART,
@@ -70,6 +77,7 @@ def test_run_dir_with_space_and_quote_completes(tmp_path: Path) -> None:
     logs = sorted((run / "slurm" / "logs").glob("*.out"))
     assert len(logs) == 5  # load, fit, fit-merge, limit, limit-merge: the %a pattern held
     assert all("gprpipe:" in p.read_text() for p in logs)
+    assert not any(p.is_symlink() for p in logs) and victim.read_text() == "mine\n"
     assert (run / "nominal" / "logs" / "load.log").is_file()
     assert not (tmp_path / "pwned").exists() and not (run / "pwned").exists()
     status = gprpipe("status", run)

@@ -238,10 +238,45 @@ def load_points(
     if not errors and len({p.config.base.blind for p in points}) > 1:
         raise BlindingVaries([_blinding_varies(points, where)])
     if not errors:
-        errors += _alike_points(points, where)
+        errors += _alike_points(points, where) + _run_settings_vary(points, where)
     if errors:
         raise ConfigError(unique(errors))
     return loaded, points
+
+
+def _run_settings_vary(points: Sequence[Point], where: Where) -> list[Issue]:
+    """A setting of the whole run (:data:`~gprpipe.config.grid.RUN_SETTINGS`: engine,
+    image, executor, SLURM, limits) that renders differently at different grid points (its
+    Jinja2 reads a key the grid varies): the run would take the first point's everywhere."""
+    import json
+
+    from gprpipe.config.grid import RUN_SETTINGS
+
+    def leaves(key: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            return {key: value}
+        return {k: v for sub, x in value.items() for k, v in leaves(f"{key}.{sub}", x).items()}
+
+    values = [
+        {k: v for key in RUN_SETTINGS for k, v in leaves(key, get_dotted(p.data, key)).items()}
+        for p in points
+    ]
+    errors = []
+    for key in sorted({k for v in values for k in v}):
+        seen: dict[str, str] = {}
+        for p, v in zip(points, values):
+            seen.setdefault(json.dumps(v.get(key), sort_keys=True), p.name)
+        if len(seen) > 1:
+            (a, pa), (b, pb) = list(seen.items())[:2]
+            errors.append(
+                at(
+                    where(key),
+                    f"renders {a} at grid point {pa} and {b} at {pb}: a run has one value of "
+                    "it for all its points (how and where the tasks run, or the run's limits); "
+                    "make one run per value (--set, with another base.output).",
+                )
+            )
+    return errors
 
 
 #: lists whose order changes no result (sets of masses, strengths, formats); not the

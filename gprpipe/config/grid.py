@@ -95,6 +95,17 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
                 '(e.g. "fit.blind_nsigma" = [...]).',
             )
         )
+    for axis in axes:
+        for key in axis[0]:
+            if any(key == k or key.startswith(k + ".") for k in RUN_SETTINGS):
+                errors.append(
+                    at(
+                        where(("grid.zip." if axis is zip_rows else "grid.") + key),
+                        "a run has one value of it for all its points (how and where the "
+                        "tasks run, or the run's limits); make one run per value (--set, "
+                        "with another base.output).",
+                    )
+                )
     if any("base.output" in axis[0] for axis in axes):
         errors.append(
             at(
@@ -106,6 +117,21 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
     if errors:
         raise ConfigError(errors)
     return axes
+
+
+#: Keys (and sections) that a run reads once, from its first point: no grid axis.
+RUN_SETTINGS = (
+    "base.engine",
+    "base.image",
+    "base.step_images",
+    "base.gpu",
+    "base.check_image_version",
+    "base.executor",
+    "base.jobs",
+    "base.max_points",
+    "base.max_tasks",
+    "slurm",
+)
 
 
 def _repeated(values: list[Any]) -> Any:

@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from types import UnionType
@@ -479,13 +480,13 @@ class Slurm(Section):
                     f"{item!r} is not an sbatch option (one option per entry, "
                     "such as '--constraint=cpu')"
                 )
-            word = option.split("=", 1)[0].split()[0]
-            name = word[2:] if word.startswith("--") else _SBATCH_SHORT.get(word[1:2], "")
-            # sbatch takes an unambiguous abbreviation of a long option (--outp: --output);
-            # no sbatch option of its own is a prefix of these
-            full = name if name in _SBATCH_MANAGED else None
-            full = full or next((m for m in _SBATCH_MANAGED if name and m.startswith(name)), None)
-            if full is not None:
+            for word, name in _sbatch_names(option):
+                # sbatch takes an unambiguous abbreviation of a long option (--outp: --output);
+                # no sbatch option of its own is a prefix of these
+                full = name if name in _SBATCH_MANAGED else None
+                full = full or next((m for m in _SBATCH_MANAGED if m.startswith(name)), None)
+                if full is None:
+                    continue
                 key = _SBATCH_MANAGED[full]
                 said = (
                     ""
@@ -525,6 +526,32 @@ _SBATCH_MANAGED = {
 }
 #: options sbatch refuses beside one the job scripts set
 _SBATCH_BESIDE = {"mem-per-cpu": "mem", "mem-per-gpu": "mem"}
+#: sbatch's short options that take no argument (a bundle such as -vJx goes on after them)
+_SBATCH_FLAGS = frozenset("HOQsvVhW")
+
+
+def _sbatch_names(option: str) -> list[tuple[str, str]]:
+    """(word, long option name) of every option in an ``extra`` entry, as sbatch reads an
+    ``#SBATCH`` line: each word, and each letter of a bundle of short options up to the
+    first that takes an argument (``-vJmine`` is ``-v -J mine``)."""
+    try:
+        words = shlex.split(option)
+    except ValueError:
+        words = option.split()
+    out = []
+    for word in (w for w in words if w.startswith("-")):
+        if word.startswith("--"):
+            if name := word[2:].split("=", 1)[0]:
+                out.append((word.split("=", 1)[0], name))
+            continue
+        for letter in word[1:]:
+            if letter in _SBATCH_SHORT:
+                out.append((word, _SBATCH_SHORT[letter]))
+            if letter not in _SBATCH_FLAGS:
+                break
+    return out
+
+
 _SBATCH_SHORT = {
     "a": "array",
     "J": "job-name",

@@ -16,9 +16,10 @@ Argument list of one task (``<...>`` are filled in; ``[...]`` only when it appli
 (``docker://``, ``library://``, ``oras://``, ``docker-archive:``, ...); a bare reference such
 as ``ghcr.io/org/gprpipe:0.1.0`` becomes ``docker://ghcr.io/org/gprpipe:0.1.0``. The default
 is ``gprpipe_<version>.sif`` in the current directory (what ``scripts/build-image.sh
---engine apptainer`` writes). Apptainer splits ``--env`` and ``--bind`` values on commas, so
-values and paths containing commas are refused. The image digest is the sha256 of a local
-image file (computed once per engine); the gprpipe version check reads the image label
+--engine apptainer`` writes). Apptainer splits ``--env`` and ``--bind`` values on commas
+(``--env`` as CSV), so values containing commas or double quotes, and paths containing
+commas, are refused. The image digest is the sha256 of a local image file (computed once
+per engine); the gprpipe version check reads the image label
 ``org.gprpipe.version`` of local images only (a ``docker://`` image is not pulled to check).
 """
 
@@ -98,13 +99,7 @@ class ApptainerEngine(Engine):
         env: Mapping[str, str],
         check_paths: bool = True,
     ) -> list[str]:
-        binds = mounts(task, run_dir, check_paths)
-        for path, what in binds:
-            if "," in str(path):  # even in a dry run: apptainer would split the bind list
-                raise GprpipeError(
-                    f"cannot bind {what} {path} for task {task.id} in apptainer because its "
-                    "path contains a comma"
-                )
+        binds = mounts(task, run_dir, check_paths)  # refuses ',' and ':' even in a dry run
         argv = [self.exe, "exec", "--cleanenv", "--no-home"]
         for path, what in binds:
             argv += ["--bind", f"{path}:{path}:ro" if what == "input folder" else str(path)]
@@ -112,10 +107,10 @@ class ApptainerEngine(Engine):
         task_env = merged_env(task, env)
         items = [(k, task_env[k]) for k in sorted(task_env)] + list(self.provenance().items())
         for key, value in items:
-            if "," in value:
+            if "," in value or '"' in value:  # --env is read as one line of CSV
                 raise GprpipeError(
-                    f"environment variable {key} of task {task.id} contains a comma, which "
-                    "apptainer --env cannot pass"
+                    f"environment variable {key} of task {task.id} contains a comma or a "
+                    "double quote, which apptainer --env cannot pass"
                 )
         argv += ["--env", ",".join(f"{k}={v}" for k, v in items)]
         if self.gpu:

@@ -84,13 +84,18 @@ def input_folders(task: Task, run_dir: Path) -> list[Path]:
     return sorted(f for f in found if not any(g != f and within(f, g) for g in found))
 
 
-def check_bind_path(path: Path, task: Task, what: str = "input folder") -> None:
-    """Raise a GprpipeError when a bind source is missing or unusable in a bind spec."""
+def check_bind_name(path: Path, task: Task, what: str = "input folder") -> None:
+    """Raise a GprpipeError when a bind source cannot be written in a bind spec."""
     if ":" in str(path) or "," in str(path):
         raise GprpipeError(
             f"cannot mount {what} {path} for task {task.id} in a container because its path "
             "contains ':' or ','"
         )
+
+
+def check_bind_path(path: Path, task: Task, what: str = "input folder") -> None:
+    """Raise a GprpipeError when a bind source is missing or unusable in a bind spec."""
+    check_bind_name(path, task, what)
     if not path.is_dir():
         raise GprpipeError(f"bind path {path} ({what} of task {task.id}) does not exist")
 
@@ -98,16 +103,16 @@ def check_bind_path(path: Path, task: Task, what: str = "input folder") -> None:
 def mounts(task: Task, run_dir: Path, check_paths: bool = True) -> list[tuple[Path, str]]:
     """Folders a container needs, as (path, what): the run directory, the point directory
     when it lies outside it, and each input folder (what == "input folder": read-only).
-    With ``check_paths`` each must exist (dry runs skip the check)."""
+    Each must be writable in a bind spec; with ``check_paths`` each must exist (dry runs,
+    and the check before a run's folder is made, skip that)."""
     run_dir = absolute(run_dir)
     point_dir = absolute(task.point_dir)
     out: list[tuple[Path, str]] = [(run_dir, "run directory")]
     if not within(point_dir, run_dir):
         out.append((point_dir, "point directory"))
     out += [(f, "input folder") for f in input_folders(task, run_dir)]
-    if check_paths:
-        for path, what in out:
-            check_bind_path(path, task, what)
+    for path, what in out:
+        (check_bind_path if check_paths else check_bind_name)(path, task, what)
     return out
 
 

@@ -107,6 +107,9 @@ def _submit(
     for s in scripts:
         atomic_write_text(s.path, s.text)
         s.path.chmod(0o755)
+        if not dry_run and s.log is not None:  # SLURM opens the logs following links
+            for i in range(len(s.task_ids)):
+                s.log.with_name(s.log.name.replace("%a", str(i))).unlink(missing_ok=True)
 
     # dependencies outside this submission that are still queued (e.g. rerun during a run)
     submitted = {tid for s in scripts for tid in s.task_ids}
@@ -453,6 +456,7 @@ class SlurmExecutor(Executor):
             env=THREAD_ENV,
             first_number=next_number(self.run_dir),  # as the submission would number them
             check_paths=False,
+            max_array_size=max_array_size(),  # split as the submission would split them
         )
         return "\n".join(f"# ---- {s.name}\n{s.text}" for s in scripts)
 
