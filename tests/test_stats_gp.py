@@ -19,6 +19,7 @@ from gprpipe.stats.gp import (
     log_targets,
     lognormal_moments,
     predict_counts,
+    predict_counts_diag,
     predict_latent,
     sigma_x,
 )
@@ -227,6 +228,23 @@ def test_predict_functions_match_window_fit(h2015):
     assert np.allclose(C, wf.C, rtol=1e-8, atol=1e-8 * np.abs(wf.C).max())
     mu, S = predict_latent(x[wf.train], counts[wf.train], x[wf.blind], wf.hyper)
     assert np.allclose(np.exp(mu + np.diag(S) / 2), b)
+
+
+@pytest.mark.parametrize("method", ["auto", "dense"])
+def test_counts_and_variances_over_the_whole_spectrum_match_predict_counts(h2015, method):
+    """A display's GP curve and band over every bin: b and diag(C) of predict_counts (whose
+    whole covariance, an eigendecomposition of every bin pair, they do not need) to its
+    eigenvalue floor, also where it extrapolates far below the training range."""
+    counts, edges = h2015
+    wf = _fit2015(h2015, 0.060)
+    x = 0.5 * (edges[1:] + edges[:-1])
+    b, C = predict_counts(x[wf.train], counts[wf.train], x, wf.hyper, method=method)
+    mean, var = predict_counts_diag(x[wf.train], counts[wf.train], x, wf.hyper, method=method)
+    assert x.size == 300 and np.all(np.isfinite(b))
+    assert np.max(np.abs(mean / b - 1)) < 1e-8
+    assert np.max(np.abs(var / np.diag(C) - 1)) < 1e-5  # the floor: 3e-6 where S is small
+    assert mean[wf.blind] == pytest.approx(wf.b, rel=1e-8)
+    assert var[wf.blind] == pytest.approx(np.diag(wf.C), rel=1e-5)
 
 
 def test_fit_gp_direct(h2015):

@@ -845,8 +845,10 @@ def _posterior(
     x_pred: ArrayLike,
     theta: np.ndarray,
     method: str = "auto",
+    floor: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Latent posterior mean and covariance (eigenvalue-floored) at ``x_pred`` (GeV)."""
+    """Latent posterior mean and covariance at ``x_pred`` (GeV), eigenvalue-floored unless
+    ``floor`` is False (an eigendecomposition: most of the cost for many points)."""
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     xp = np.asarray(x_pred, dtype=float).ravel()
@@ -863,7 +865,7 @@ def _posterior(
     if out is None:
         out = _posterior_dense(X, Z, alpha, Xp, a, ell)
     mu, S = out
-    return np.asarray(mu, dtype=float), _psd_floor(S)
+    return np.asarray(mu, dtype=float), _psd_floor(S) if floor else 0.5 * (S + S.T)
 
 
 def _psd_floor(S: np.ndarray, rel: float = _EIG_FLOOR) -> np.ndarray:
@@ -960,6 +962,26 @@ def lognormal_moments(mu: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.nda
         b = np.exp(mu + 0.5 * np.diagonal(S))
         C = np.outer(b, b) * np.expm1(S)
     return b, 0.5 * (C + C.T)
+
+
+def predict_counts_diag(
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    x_pred: ArrayLike,
+    hyper: GPHyper,
+    *,
+    method: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Background counts ``b`` at ``x_pred`` and their variances: the ``b`` and ``diag(C)``
+    of :func:`predict_counts` to its eigenvalue floor (relative 1e-12 of the largest),
+    without the eigendecomposition of every bin pair that the whole covariance needs (a
+    display's curve and band over many bins)."""
+    X, Z, alpha = log_targets(x_train, y_train)
+    mu, S = _posterior(X, Z, alpha, x_pred, hyper.theta, method, floor=False)
+    s = np.clip(np.diagonal(S), 0.0, None)
+    with np.errstate(over="ignore", invalid="ignore"):
+        b = np.exp(mu + 0.5 * s)
+        return b, b * b * np.expm1(s)
 
 
 def predict_counts(

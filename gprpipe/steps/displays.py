@@ -91,15 +91,15 @@ def _label(cfg: Config, name: str) -> str:
 
 def column_arrays(s: Shown) -> dict:
     """Everything a display column draws (and the sidecar stores), as plain arrays."""
-    from gprpipe.stats.gp import predict_counts
+    from gprpipe.stats.gp import predict_counts_diag
 
     x = 0.5 * (s.edges[1:] + s.edges[:-1])
     pos = x > 0
     gp_full = np.full(x.size, np.nan)
-    gp_full[pos], _ = predict_counts(x[s.train], s.counts[s.train], x[pos], s.hyper)
+    gp_full[pos], _ = predict_counts_diag(x[s.train], s.counts[s.train], x[pos], s.hyper)
     near = np.abs(x - s.mass) <= RESID_HALF * s.sigma
-    b_r, C_r = predict_counts(x[s.train], s.counts[s.train], x[near], s.hyper)
-    err = np.sqrt(np.clip(np.diag(C_r), 0, None))
+    b_r, var = predict_counts_diag(x[s.train], s.counts[s.train], x[near], s.hyper)
+    err = np.sqrt(np.clip(var, 0, None))
     inwin = s.blind[near]
     b_r[inwin] = s.b  # the fitted window: exactly the likelihood's background
     err[inwin] = np.sqrt(np.clip(np.diag(s.C), 0, None))
