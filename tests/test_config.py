@@ -1266,3 +1266,68 @@ def test_local_workers_are_bounded(cli) -> None:
     )
     code, _, err = cli("run", QUICKSTART, "-j", "5000")
     assert code == 1 and "Input should be less than or equal to 1024" in err
+
+
+def test_a_path_that_cannot_be_resolved_names_its_key(tmp_path: Path):
+    """A symlink loop or an unknown user's home in a path was 'internal error:
+    RuntimeError: Symlink loop from ...' (validate and run)."""
+    (tmp_path / "a.root").symlink_to(tmp_path / "b.root")
+    (tmp_path / "b.root").symlink_to(tmp_path / "a.root")
+    loop = tmp_path / "a.root"
+    assert errors_of(
+        QUICKSTART,
+        (f"datasets.demo.path={loop}", "toyscan.file=~no_such_user_here/t.root"),
+    ) == [
+        f"--set datasets.demo.path: {loop}: cannot resolve this path (Symlink loop from '{loop}').",
+        "--set toyscan.file: ~no_such_user_here/t.root: cannot resolve this path (Could not "
+        "determine home directory).",
+    ]
+
+
+def test_a_histogram_too_fine_for_the_gp_or_too_full_after_rebinning_is_refused(tmp_path: Path):
+    """200,000 bins passed validate; the fit then asked for tens of GB ('internal error:
+    MemoryError'). Counts below 2^53 per bin but above it after the rebin failed each
+    mass with 'leading minor of the array is not positive definite'."""
+    import numpy as np
+
+    from gprpipe.io.root import write_hist
+
+    fine = tmp_path / "fine.root"
+    edges = np.linspace(0.0, 0.15, 200_001)
+    write_hist(fine, np.full(200_000, 3.0), edges)
+    code, _, err = run_cli_here("validate", QUICKSTART, *settings(f"datasets.demo.path={fine}"))
+    assert code == 1 and err.splitlines()[-1].endswith(
+        f"datasets.demo.rebin: histogram 'input_hist' in {fine} has 20000 bins after a rebin "
+        "of 10, more than the 10000 the GP fit takes (its covariance holds every pair of "
+        "bins: 3.2 GB); rebin by 20 or more, or narrow data_range."
+    ), err
+    full = tmp_path / "full.root"
+    edges = np.linspace(0.0, 0.15, 3001)
+    write_hist(full, np.full(3000, 2.0**52), edges)
+    code, _, err = run_cli_here("validate", QUICKSTART, *settings(f"datasets.demo.path={full}"))
+    assert code == 1 and err.splitlines()[-1].endswith(
+        f"datasets.demo.rebin: a rebin of 10 puts 4.5036e+16 events in bin 1 (0-0.0005 GeV) of "
+        f"histogram 'input_hist' in {full}, above 2^53 = 9.01e+15 where numbers are no "
+        "longer exact whole numbers."
+    ), err
+
+
+def test_a_spectrum_too_sparse_for_the_gp_is_refused(tmp_path: Path):
+    """A spectrum empty but for one bin passed validate and its scan said Z_local 81.08,
+    status ok, no flag: the GP had fitted the ln y = 0 placeholders of the empty bins."""
+    import numpy as np
+
+    from gprpipe.io.root import read_hist, write_hist
+
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    one = np.zeros_like(counts)
+    one[1200] = 1000
+    sparse = tmp_path / "sparse.root"
+    write_hist(sparse, one, edges)
+    code, _, err = run_cli_here("validate", QUICKSTART, *settings(f"datasets.demo.path={sparse}"))
+    assert code == 1 and err.splitlines()[-1].endswith(
+        f"datasets.demo.range: 219 of the 220 bins of histogram 'input_hist' in {sparse} in "
+        "the scan range hold fewer than 25 events (after a rebin of 10): the GP fits the log "
+        "of the counts and cannot model so sparse a spectrum; rebin (datasets.demo.rebin) or "
+        "narrow the range."
+    ), err

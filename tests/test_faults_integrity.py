@@ -1357,3 +1357,51 @@ def test_summary_and_compare_say_when_limits_are_of_other_settings(tmp_path: Pat
     (run / "nominal" / ".state" / "limit__merge.commit").unlink()
     code, out, _ = cli("summary", run)
     assert code == 1 and "not summarised:" in out and "tables not current" not in out
+
+
+def test_a_data_file_rewritten_while_the_load_task_reads_it_is_not_committed(
+    tmp_path: Path, monkeypatch
+):
+    """The load task hashed the data file for its cache key and read it again to load it: a
+    file rewritten in between (hadd, rsync) left load.h5 holding the new spectrum under the
+    old file's key, and once the old file was back the run said 'Nothing to do' over it
+    (a later rerun found Z_local 32 from a bump the file on disk does not have). The key is
+    taken again after the step: a changed input fails the task, nothing is committed."""
+    from conftest import DEMO_ROOT, QUICKSTART, run_cli_here, settings
+
+    from gprpipe.io.root import read_hist, write_hist
+    from gprpipe.pipeline.commit import commit_path
+    from gprpipe.pipeline.state import read_state
+    from gprpipe.steps import runner
+
+    data = tmp_path / "data.root"
+    shutil.copy(DEMO_ROOT, data)
+    run = tmp_path / "run"
+    sets = settings(f"datasets.demo.path={data}", f"base.output={run}")
+    code, _, err = run_cli_here("run", QUICKSTART, "--steps", "load", *sets)
+    assert code == 0, err
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    bumped = counts.copy()
+    bumped[1200] += 15_000
+    key_of = runner.task_key
+
+    def key_then_rewrite(task, config, *args):
+        key = key_of(task, config, *args)
+        write_hist(data, bumped, edges)  # the file changes right after the key is taken
+        monkeypatch.setattr(runner, "task_key", key_of)
+        return key
+
+    monkeypatch.setattr(runner, "task_key", key_then_rewrite)
+    point = run / "nominal"
+    assert runner.run_task(point, "load", task_id="nominal/load", force=True) == 1
+    state, message = read_state(point, "load")
+    assert state == "failed" and message == (
+        "nominal/load: an input changed while the task ran (e.g. a data file being rewritten), "
+        "so what it read may not be what its cache key names; its outputs are not committed: "
+        "run it again once the input is final."
+    )
+    load = next(t for t in tasks_of_run(load_run_info(run))[0] if t.id == "nominal/load")
+    assert not commit_path(load).exists()
+    shutil.copy(DEMO_ROOT, data)  # the old file back: the load task runs again
+    code, out, err = run_cli_here("run", QUICKSTART, "--steps", "load", *sets)
+    assert code == 0 and "Nothing to do" not in out, out

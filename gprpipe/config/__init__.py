@@ -123,29 +123,36 @@ def apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
     return errors
 
 
-def _resolve_paths(data: dict[str, Any], loaded: Loaded) -> None:
-    """Make dataset paths absolute: relative to the file that set them (CWD for --set)."""
+def _resolve_paths(data: dict[str, Any], loaded: Loaded, where: Where) -> list[Issue]:
+    """Make dataset paths absolute: relative to the file that set them (CWD for --set).
+    A path that cannot be resolved (a symlink loop, ``~nosuchuser``) is an issue."""
+    errors: list[Issue] = []
+
+    def absolute(value: str, key: str, relative: bool = True) -> str:
+        try:
+            p = Path(value).expanduser()
+            if relative and not p.is_absolute():
+                origin = loaded.origin(key)
+                p = (origin.folder() if origin else Path.cwd()) / p
+            return str(p.resolve())
+        except (RuntimeError, OSError) as exc:  # symlink loop; unknown user of '~user'
+            why = str(exc).rstrip(".")
+            errors.append(at(where(key), f"{value}: cannot resolve this path ({why})."))
+            return value
+
     datasets = data.get("datasets")
     for name, ds in datasets.items() if isinstance(datasets, dict) else ():
-        if not isinstance(ds, dict) or not isinstance(ds.get("path"), str):
-            continue
-        p = Path(ds["path"]).expanduser()
-        if not p.is_absolute():
-            origin = loaded.origin(f"datasets.{name}.path")
-            p = (origin.folder() if origin else Path.cwd()) / p
-        ds["path"] = str(p.resolve())
+        if isinstance(ds, dict) and isinstance(ds.get("path"), str):
+            ds["path"] = absolute(ds["path"], f"datasets.{name}.path")
     ts = data.get("toyscan")
     if isinstance(ts, dict) and isinstance(ts.get("file"), str):
-        p = Path(ts["file"]).expanduser()
-        if not p.is_absolute():
-            origin = loaded.origin("toyscan.file")
-            p = (origin.folder() if origin else Path.cwd()) / p
-        ts["file"] = str(p.resolve())
+        ts["file"] = absolute(ts["file"], "toyscan.file")
     base = data.get("base")
     output = base.get("output") if isinstance(base, dict) else None
     here = isinstance(output, str) and os.path.normpath(output.strip() or ".") == "."
     if isinstance(base, dict) and isinstance(output, str) and not here:  # (here: refused)
-        base["output"] = str(Path(output).expanduser().resolve())
+        base["output"] = absolute(output, "base.output", relative=False)
+    return errors
 
 
 def load_points(
@@ -227,7 +234,10 @@ def load_points(
             if unsafe:
                 errors += unsafe
                 continue
-            _resolve_paths(data, loaded)
+            unresolved = _resolve_paths(data, loaded, where)
+            if unresolved:
+                errors += unresolved
+                continue
             model, errs = validate(data, where)
             errors += errs
             if model is not None:

@@ -46,6 +46,9 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 RESERVED_NAMES = ("combined",)  # the joint fit's chunks and groups are called so
 #: Fewest bins a dataset must keep after rebinning (GP training needs sidebands).
 MIN_BINS = 10
+#: Most bins the GP may see after rebinning (its covariance holds every pair of them:
+#: 10,000 bins are 0.8 GB; the real spectra have 300-1,600).
+MAX_FIT_BINS = 10_000
 
 
 def _char_name(c: str) -> str:
@@ -400,6 +403,29 @@ def histogram_errors(
     from gprpipe.io.root import rebin
 
     counts, edges = rebin(counts, edges, ds.rebin)
+    from gprpipe.io.root import MAX_COUNT
+
+    if counts.max() > MAX_COUNT:
+        i = int(np.argmax(counts))
+        why = (
+            f"a rebin of {ds.rebin} puts {counts[i]:g} events in bin {i + 1} "
+            f"({edges[i]:g}-{edges[i + 1]:g} GeV) of {what}, above 2^53 = {MAX_COUNT:.3g} "
+            "where numbers are no longer exact whole numbers"
+        )
+        return [(key + "rebin", why + ".")]
+    seen = counts.size
+    if ds.data_range is not None:
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        seen = int(np.sum((centres >= ds.data_range[0]) & (centres <= ds.data_range[1])))
+    if seen > MAX_FIT_BINS:
+        why = (
+            f"{what} has {seen} bins after a rebin of {ds.rebin}"
+            + (" in its data_range" if ds.data_range is not None else "")
+            + f", more than the {MAX_FIT_BINS} the GP fit takes (its covariance holds "
+            f"every pair of bins: {seen**2 * 8 / 1e9:.1f} GB); rebin by "
+            f"{ds.rebin * math.ceil(seen / MAX_FIT_BINS)} or more, or narrow data_range"
+        )
+        return [(key + "rebin", why + ".")]
     errors = []
     ms = cfg.test_masses(name)
     coarse = _binning_error(ds, what, ms, cfg.fit.blind_nsigma, edges)
@@ -424,7 +450,30 @@ def histogram_errors(
     if not errors:
         out += _no_training_bins(cfg, name, edges)
         out += _gap_errors(name, counts, edges, what, ds.data_range)
+        out += _sparse_errors(name, ds, counts, edges, what)
     return out
+
+
+def _sparse_errors(
+    name: str, ds: Dataset, counts: np.ndarray, edges: np.ndarray, what: str
+) -> list[tuple[str, str]]:
+    """A scan range where most bins hold fewer than :data:`GAP_NEIGHBOUR_EVENTS` events:
+    the GP fits ln y (an empty bin enters as ln y = 0, a bin of a few events with a log
+    far from Gaussian), so its background there says nothing of the data (a spectrum
+    empty but for one bin gave Z_local 81 with no flag). The real spectra have 1-2% of
+    such bins in their scan ranges."""
+    x = 0.5 * (edges[1:] + edges[:-1])
+    inside = (x >= ds.range[0]) & (x <= ds.range[1])
+    few = counts[inside] < GAP_NEIGHBOUR_EVENTS
+    if inside.sum() and few.mean() > 0.5:
+        why = (
+            f"{int(few.sum())} of the {int(inside.sum())} bins of {what} in the scan range "
+            f"hold fewer than {GAP_NEIGHBOUR_EVENTS} events (after a rebin of {ds.rebin}): "
+            "the GP fits the log of the counts and cannot model so sparse a spectrum; "
+            f"rebin (datasets.{name}.rebin) or narrow the range"
+        )
+        return [(f"datasets.{name}.range", why + ".")]
+    return []
 
 
 #: the fewest events of the bins on both sides of an empty stretch for it to be a gap in

@@ -209,6 +209,12 @@ def run_task(
         layout = Layout(task.point_dir)
         ctx = StepContext(task, config, layout, task_key(task, config), sha256_file(layout.config))
         step_function(task.step)(ctx)
+        if task_key(task, config) != ctx.cache_key:  # e.g. the data file rewritten meanwhile
+            raise GprpipeError(
+                f"{task.id}: an input changed while the task ran (e.g. a data file being "
+                "rewritten), so what it read may not be what its cache key names; its "
+                "outputs are not committed: run it again once the input is final."
+            )
         write_commit(task, ctx.cache_key, ctx.written)  # last: the outputs count from now
         dt = time.perf_counter() - t0
         print(f"{task.id}: done in {dt:.2f} s")
