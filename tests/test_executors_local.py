@@ -27,7 +27,7 @@ from gprpipe.executors import forkserver
 from gprpipe.executors.forkserver import _wants_workers
 from gprpipe.executors.local import FRESH_ENV, warm_workers_wanted
 from gprpipe.io.atomic import CRASH_AFTER
-from gprpipe.io.processes import alive
+from gprpipe.io.processes import alive, identity
 from gprpipe.pipeline.state import read_marker
 
 BODY = """
@@ -350,7 +350,28 @@ def _orphaned_marker(point: Path, slug: str, task_pid: int) -> None:
     launch = {"run_pid": gone.pid, "run_host": socket.gethostname(), "container": ""}
     write_state(point, slug, "running", launch=launch)
     path = marker(point, slug, "running")
-    path.write_text(json.dumps({**json.loads(path.read_text()), "pid": task_pid}) + "\n")
+    info = {**json.loads(path.read_text()), "pid": task_pid, "pid_started": identity(task_pid)}
+    path.write_text(json.dumps(info) + "\n")
+
+
+def test_a_marker_whose_pid_was_reused_names_no_live_task(tmp_path: Path):
+    """A 'running' marker was judged by its pid alone: after the task died and another
+    process got its pid (a reboot, a long-lived host), status showed the task running for
+    ever and rerun --failed passed it by. The process's start (boot id, start time) is
+    recorded beside the pid and compared."""
+    from gprpipe.pipeline.state import marker, read_marker, write_state
+    from gprpipe.pipeline.store import dead_reason
+
+    point = tmp_path / "p"
+    write_state(point, "load", "running")  # this process: alive
+    assert dead_reason(read_marker(point, "load", "running")) == ""
+    path = marker(point, "load", "running")
+    info = json.loads(path.read_text())
+    assert info["pid"] == os.getpid() and info["pid_started"] == identity(os.getpid())
+    path.write_text(json.dumps({**info, "pid_started": info["pid_started"] + "0"}))
+    assert dead_reason(read_marker(point, "load", "running")) == (
+        "its process ended without a result (killed?)"
+    )
 
 
 def test_a_task_still_ending_in_a_killed_run_is_waited_for(tmp_path: Path):

@@ -41,7 +41,7 @@ from gprpipe.executors.forkserver import FRESH_ENV as FRESH_ENV  # re-exported
 from gprpipe.executors.forkserver import ForkedWorker, ForkServer
 from gprpipe.executors.worker import STEP_MODULES
 from gprpipe.io.atomic import open_fresh
-from gprpipe.io.processes import child_env
+from gprpipe.io.processes import child_env, identity
 from gprpipe.pipeline.cache import damaged_notice, freshness
 from gprpipe.pipeline.state import clear_state, read_marker, read_state, write_state
 from gprpipe.pipeline.store import wait_for_orphan
@@ -368,7 +368,11 @@ def run_local(
     known = {t.id for t in tasks}
     running: dict[Future[tuple[int, float]], Task] = {}
     commands: dict[str, list[str]] = {}
-    me = {"run_pid": os.getpid(), "run_host": socket.gethostname()}
+    me = {
+        "run_pid": os.getpid(),
+        "run_pid_started": identity(os.getpid()),
+        "run_host": socket.gethostname(),
+    }
 
     def finish(task: Task, outcome: Outcome) -> None:
         report.outcomes[task.id] = outcome

@@ -33,9 +33,22 @@ PERIOD = 0.5
 _armed = False  # the timer is disarmed at exit
 
 
-def alive(pid: int | str | None) -> bool:
+def identity(pid: int) -> str | None:
+    """What tells process ``pid`` from a later process given the same pid (after it ended,
+    or after a reboot): this boot's id and the process's start time; None without
+    ``/proc``."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        fields = Path(f"/proc/{int(pid)}/stat").read_bytes().rpartition(b")")[2].split()
+    except (OSError, ValueError):
+        return None
+    return f"{boot}:{fields[19].decode()}" if len(fields) > 19 else None  # (starttime)
+
+
+def alive(pid: int | str | None, started: str | None = None) -> bool:
     """Whether a local process ``pid`` exists and has not ended: a zombie (ended, and not
-    reaped by a parent that is gone or by a PID 1 that never reaps) has ended."""
+    reaped by a parent that is gone or by a PID 1 that never reaps) has ended, and so has
+    one whose :func:`identity` is not ``started`` (when given: its pid was reused)."""
     try:
         n = int(pid) if pid is not None else 0
     except ValueError:
@@ -53,7 +66,9 @@ def alive(pid: int | str | None) -> bool:
     except OSError:  # no /proc (macOS): it exists
         return True
     fields = stat.rpartition(b")")[2].split()
-    return not fields or fields[0] not in (b"Z", b"X")
+    if fields and fields[0] in (b"Z", b"X"):
+        return False
+    return not started or identity(n) in (None, started)
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
+from gprpipe.io.processes import alive
 from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import (
     cancel_request,
@@ -69,7 +70,7 @@ from gprpipe.pipeline.store import (
     write_point_configs,
 )
 from gprpipe.pipeline.task import Task
-from gprpipe.pipeline.watch import RunView, RunWatcher, mark_cancelled, pid_gone, watch
+from gprpipe.pipeline.watch import RunView, RunWatcher, mark_cancelled, watch
 from gprpipe.units import fmt_mass, parse_masses, same_mass
 
 if TYPE_CHECKING:
@@ -1210,7 +1211,7 @@ def cancel(
     out = Cancelled()
     targets: dict[int, bool] = {}  # pid -> signal its process group
     stop: threading.Event | None = None  # a run of this process
-    if pid is not None and not pid_gone(pid):
+    if pid is not None and alive(pid):
         targets[pid] = _leads_group(pid)
     if is_locked(run_dir):
         h = holder(run_dir)
@@ -1260,10 +1261,10 @@ def _cancel(
         blocking = ex is not None and ex.blocking
         while blocking and is_locked(run_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
-    while any(not pid_gone(p) for p in targets) and time.monotonic() < deadline:
+    while any(alive(p) for p in targets) and time.monotonic() < deadline:
         time.sleep(0.1)
     for p, group in targets.items():
-        if not pid_gone(p):
+        if alive(p):
             _signal(p, group, signal.SIGKILL)
     if ex is None:
         return

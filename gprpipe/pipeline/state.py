@@ -21,10 +21,11 @@ from typing import Any
 
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside, remove_stale_temps
+from gprpipe.io.processes import identity
 
 STATES = ("done", "failed", "running")
 #: fields of a launcher's ``running`` marker that the task's own ``running`` marker keeps
-LAUNCH_FIELDS = ("run_pid", "run_host", "container")
+LAUNCH_FIELDS = ("run_pid", "run_pid_started", "run_host", "container")
 
 
 def state_dir(point_dir: Path) -> Path:
@@ -64,6 +65,7 @@ def write_state(
         "time": time.time(),
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "pid_started": identity(os.getpid()),
         "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
         "message": message,
         **(launch or {}),

@@ -476,7 +476,11 @@ def dead_reason(info: dict[str, Any]) -> str:
             f"the run that launched it (pid {info['run_pid']}) ended before the "
             f"task{where} finished (killed?)"
         )
-    if info.get("host") == host and not info.get("slurm_job") and not alive(info.get("pid")):
+    if (
+        info.get("host") == host
+        and not info.get("slurm_job")
+        and not alive(info.get("pid"), info.get("pid_started"))
+    ):
         return "its process ended without a result (killed?)"
     return ""
 
@@ -496,14 +500,18 @@ def orphan_pid(info: dict[str, Any]) -> int | None:
         return None
     if info.get("host") != host or info.get("slurm_job") or info.get("container"):
         return None
-    if pid is None or pid == info["run_pid"] or not alive(pid):
+    if pid is None or pid == info["run_pid"] or not alive(pid, info.get("pid_started")):
         return None
     return int(pid)
 
 
 def _run_gone(info: dict[str, Any], host: str) -> bool:
     """Whether the marker names a run on ``host`` (the local executor's) that is gone."""
-    return info.get("run_host") == host and bool(info.get("run_pid")) and not alive(info["run_pid"])
+    return (
+        info.get("run_host") == host
+        and bool(info.get("run_pid"))
+        and not alive(info["run_pid"], info.get("run_pid_started"))
+    )
 
 
 def wait_for_orphan(

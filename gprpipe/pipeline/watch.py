@@ -8,7 +8,6 @@ records ``failed`` for the tasks of a stopped local run whose process is gone.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gprpipe.errors import GprpipeError
+from gprpipe.io.processes import alive
 from gprpipe.pipeline.commit import REDO
 from gprpipe.pipeline.plan import RUN_JSON
 from gprpipe.pipeline.state import (
@@ -145,21 +145,6 @@ def watch(run_dir: Path, planned: Sequence[Task] = ()) -> RunView:
     return RunWatcher().poll(run_dir, planned)
 
 
-def pid_gone(pid: object) -> bool:
-    """True if process ``pid`` no longer runs: absent, or a zombie nobody reaped."""
-    try:
-        os.kill(int(pid), 0)  # type: ignore[call-overload]
-    except (TypeError, ValueError, ProcessLookupError):
-        return True
-    except PermissionError:
-        return False
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()  # type: ignore[call-overload]
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
-
-
 def mark_cancelled(
     tasks: Sequence[Task], timeout: float = 5.0, why: str = "cancelled"
 ) -> list[str]:
@@ -172,18 +157,18 @@ def mark_cancelled(
             continue
         info = read_marker(t.point_dir, t.slug, "running")
         if info.get("host") == host and not info.get("slurm_job"):
-            todo.append((t, info.get("pid")))
+            todo.append((t, info.get("pid"), info.get("pid_started")))
     end = time.monotonic() + timeout
     marked: list[str] = []
     while todo:
         left = []
-        for t, pid in todo:
-            if pid_gone(pid):
+        for t, pid, started in todo:
+            if not alive(pid, started):
                 if read_state(t.point_dir, t.slug)[0] == "running":
                     write_state(t.point_dir, t.slug, "failed", why)
                     marked.append(t.id)
             else:
-                left.append((t, pid))
+                left.append((t, pid, started))
         todo = left
         if not todo or time.monotonic() > end:
             break
