@@ -54,8 +54,8 @@ def test_an_export_never_replaces_a_file_of_the_run(
     shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     """``-o`` naming a file of the run (run.json, fit.h5, a commit record) is refused with
-    one sentence and the file is left as it was; a point's exports folder, a new file and
-    places outside the run are fine."""
+    one sentence and the file is left as it was; a point's exports folder, a new file in
+    it and places outside every run folder are fine."""
     import shutil
 
     run = tmp_path / "run"
@@ -77,7 +77,7 @@ def test_an_export_never_replaces_a_file_of_the_run(
         )
         assert (target.read_bytes() if target.exists() else None) == before
     assert cli("summary", run)[0] == 0
-    for target in (point / "exports" / "mine.json", run / "ws.json", tmp_path / "x" / "ws.json"):
+    for target in (point / "exports" / "mine.json", tmp_path / "x" / "ws.json"):
         for _ in range(2):  # and again: an earlier export is not a file of the run
             code, _, err = cli(*base, target)
             assert code == 0, err
@@ -93,8 +93,21 @@ def test_an_export_never_replaces_a_file_of_the_run(
         code, _, err = cli(*base, target)
         assert code == 1 and f"is a file of the run {other} (or one it may write);" in err
         assert (target.read_bytes() if target.exists() else None) == before
-    code, _, err = cli(*base, other / "nominal" / "exports" / "ws.json")  # as in this run
-    assert code == 0, err
+    # in a run folder outside the exported point folder (the run's own top, another run's
+    # exports): in no run's records, so a later blinded run of that folder kept it, and its
+    # summary offered another run's export as its own
+    for target, holder in (
+        (run / "ws.json", run),
+        (other / "nominal" / "exports" / "ws.json", other),
+    ):
+        code, _, err = cli(*base, target)
+        assert code == 1 and err.strip() == (
+            f"error: {target}: inside the run folder {holder} but outside the exported point "
+            f"folder {point}: an export there is in no run's records (a later blinded run of "
+            "that folder, its summary and report would not know it); write it into the point "
+            "folder (exports/, the default) or outside every run folder."
+        )
+        assert not target.exists()
     code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "--point", "1")
     assert code == 1 and err.strip() == f"error: {run}: no grid point '1' (have: nominal)."
 

@@ -802,3 +802,28 @@ def test_default_allocation_masses_are_three_across():
     assert _allocation_masses(cfg, masses) == [0.04, 0.06, 0.09]  # type: ignore[arg-type]
     many = np.round(np.arange(0.03, 0.131, 0.001), 9)
     assert _allocation_masses(cfg, many) == [0.04, 0.08, 0.12]  # type: ignore[arg-type]
+
+
+def test_a_spey_export_of_toy_limits_says_so(tmp_path: Path):
+    """With limit.mode = toys the Spey file called eps2_up an asymptotic limit and left its
+    Monte Carlo error out: a reader saw Spey's (asymptotic) convention 1.6x away from it
+    with no word why."""
+    from tests.conftest import QUICKSTART
+
+    run = tmp_path / "run"
+    sets = settings(
+        f"base.output={run}", "scan.masses=[0.06]", "limit.mode=toys", "limit.n_toys=200"
+    )
+    code, _, err = run_cli_here("run", QUICKSTART, "--steps", "load,fit,limit", *sets)
+    assert code == 0, err
+    code, _, err = run_cli_here("export-spey", run, "--dataset", "demo")
+    assert code == 0, err
+    doc = json.loads((run / "nominal" / "exports" / "spey_demo.json").read_text())
+    row = _scan(run / "nominal")[("demo", 0.06)]
+    (entry,) = doc["masses"]
+    assert doc["limit_mode"] == "toys"
+    assert "CLs from toys (limit.mode = toys; Monte Carlo error eps2_up_err)" in doc["conventions"]
+    assert "asymptotic CLs" not in doc["conventions"]
+    assert entry["eps2_up"] == pytest.approx(float(row["eps2_up"]), rel=1e-6)
+    assert entry["eps2_up_err"] == pytest.approx(float(row["eps2_up_err"]), rel=1e-6)
+    assert 0 < entry["eps2_up_err"] < entry["eps2_up"]

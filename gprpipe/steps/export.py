@@ -125,6 +125,13 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
             f"{path}: is a file of the run {run} (or one it may write); write exports to a "
             "point's exports folder (the default), a new file or outside the run."
         )
+    if holder is not None and not real.is_relative_to(point):
+        raise GprpipeError(
+            f"{path}: inside the run folder {holder} but outside the exported point folder "
+            f"{point}: an export there is in no run's records (a later blinded run of that "
+            "folder, its summary and report would not know it); write it into the point "
+            "folder (exports/, the default) or outside every run folder."
+        )
     if holder is not None and last_run_blind(holder):
         raise GprpipeError(
             f"{path}: inside {holder}, a blinded run; an export carries observed counts of "
@@ -368,13 +375,25 @@ def export_patchset(
 SPEY_JITTER = 1e-6
 
 
-SPEY_NOTE = (
-    "eps2_up: gprpipe's observed limit (q~, asymptotic CLs, Asimov data = the "
-    "background prediction). eps2_up_spey_convention: the same likelihood with "
-    "Spey's Asimov data (background fitted to the data at eps2 = 0, constraint "
-    "kept at the prediction), what poi_upper_limit(expected=observed) gives; "
-    "lower than eps2_up where the data have a deficit."
-)
+def spey_note(mode: str) -> str:
+    """What the limits of a Spey export are, for the run's ``limit.mode``."""
+    how = (
+        "asymptotic CLs, Asimov data = the background prediction"
+        if mode == "asymptotic"
+        else "CLs from toys (limit.mode = toys; Monte Carlo error eps2_up_err)"
+    )
+    differs = (
+        "lower than eps2_up where the data have a deficit"
+        if mode == "asymptotic"
+        else "asymptotic, so it differs from the toys' eps2_up also by the asymptotic "
+        "approximation, besides lying lower where the data have a deficit"
+    )
+    return (
+        f"eps2_up: gprpipe's observed limit (q~, {how}). eps2_up_spey_convention: the same "
+        "likelihood with Spey's Asimov data (background fitted to the data at eps2 = 0, "
+        "constraint kept at the prediction), what poi_upper_limit(expected=observed) gives; "
+        f"{differs}."
+    )
 
 
 def export_spey(
@@ -426,7 +445,10 @@ def export_spey(
         if scan:
             j = np.flatnonzero(same_mass(scan["mass_GeV"], m))
             if len(j):
-                e |= {k: float(scan[k][j[0]]) for k in ("eps2_up", "eps2_exp_med", "A_up")}
+                keys: tuple[str, ...] = ("eps2_up", "eps2_exp_med", "A_up")
+                if cfg.limit.mode == "toys" and "eps2_up_err" in scan:
+                    keys += ("eps2_up_err",)
+                e |= {k: float(scan[k][j[0]]) for k in keys}
                 if np.isfinite(e["eps2_up"]) and e["eps2_up"] > 0:
                     e["eps2_up_spey_convention"] = e["eps2_up"] * spey_convention_limit(
                         n, b, e["covariance"], s * e["eps2_up"]
@@ -438,7 +460,8 @@ def export_spey(
         "dataset": dataset,
         "model": "default.correlated_background",
         "poi": "eps2 (signal = eps2 * signal_per_eps2)",
-        "conventions": SPEY_NOTE,
+        "limit_mode": cfg.limit.mode,
+        "conventions": spey_note(cfg.limit.mode),
         "alpha": cfg.limit.alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
         "masses_left_out": rows,  # flagged or failed fits: no entry ({mass_GeV, status})
