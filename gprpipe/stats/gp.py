@@ -895,10 +895,12 @@ def predict_latent(
     hyper: GPHyper,
     *,
     method: str = "auto",
+    floor: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior mean ``mu`` and covariance ``S`` of the latent ln-count at ``x_pred``."""
+    """Posterior mean ``mu`` and covariance ``S`` of the latent ln-count at ``x_pred``
+    (``floor``: as :func:`_posterior`)."""
     X, Z, alpha = log_targets(x_train, y_train)
-    return _posterior(X, Z, alpha, x_pred, hyper.theta, method)
+    return _posterior(X, Z, alpha, x_pred, hyper.theta, method, floor)
 
 
 def latent_mean_map(
@@ -976,8 +978,7 @@ def predict_counts_diag(
     of :func:`predict_counts` to its eigenvalue floor (relative 1e-12 of the largest),
     without the eigendecomposition of every bin pair that the whole covariance needs (a
     display's curve and band over many bins)."""
-    X, Z, alpha = log_targets(x_train, y_train)
-    mu, S = _posterior(X, Z, alpha, x_pred, hyper.theta, method, floor=False)
+    mu, S = predict_latent(x_train, y_train, x_pred, hyper, method=method, floor=False)
     s = np.clip(np.diagonal(S), 0.0, None)
     with np.errstate(over="ignore", invalid="ignore"):
         b = np.exp(mu + 0.5 * s)
