@@ -43,9 +43,7 @@ NUMERICS_VERSION = 28  # 28: signal template normalised to all signal events; fi
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = (
-    18  # 18: a display's GP curve and band from counts and variances (no whole covariance)
-)
+PLOT_VERSION = 18  # 18: a display's GP curve and band from the posterior's diagonal, in blocks
 # 17: report timings from the markers; HEPData combined tables name their datasets
 # 15: report.html lists the tables and each dataset's summary lines
 # 14: HEPData says so of toy limits from fewer toys than checked

@@ -1106,7 +1106,11 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
     # a bundle of short options is read letter by letter up to the one taking an
     # argument ('-vJmine' renamed the jobs, and gprpipe lost track of them); so is each
     # option of an entry holding several, as sbatch reads an #SBATCH line
-    for entry, option in (("-vJmine", "--job-name"), ("-Ho/tmp/x", "--output")):
+    for entry, option in (
+        ("-vJmine", "--job-name"),
+        ("-Ho/tmp/x", "--output"),
+        ("-uJx", "--job-name"),
+    ):
         assert errors_of(QUICKSTART, (f"slurm.extra=['{entry}']",)) == [
             f"--set slurm.extra: '{entry}': gprpipe sets {option} itself (it runs each task once)."
         ]
@@ -1115,6 +1119,7 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
         "slurm.partition instead."
     ]
     extra = ["--constraint=cpu", "--exclusive", "--time-min=10", "--gres=gpu:1", "-vC cpu"]
+    extra += ["--comment '-o x'", "-C -pfoo"]  # values, not options
     _, (point,) = load_points(QUICKSTART, [f"slurm.extra={extra!r}"])
     assert point.config.slurm.extra == extra
 
@@ -1282,6 +1287,12 @@ def test_a_path_that_cannot_be_resolved_names_its_key(tmp_path: Path):
         "--set toyscan.file: ~no_such_user_here/t.root: cannot resolve this path (Could not "
         "determine home directory).",
     ]
+    child = tmp_path / "child.toml"
+    child.write_text('[base]\ntemplate = "~no_such_user_here/t.toml"\n')
+    assert errors_of(child) == [
+        f"{child}:2: base.template: '~no_such_user_here/t.toml': cannot resolve this path "
+        "(Could not determine home directory)."
+    ]
 
 
 def test_a_histogram_too_fine_for_the_gp_or_too_full_after_rebinning_is_refused(tmp_path: Path):
@@ -1327,7 +1338,7 @@ def test_a_spectrum_too_sparse_for_the_gp_is_refused(tmp_path: Path):
     code, _, err = run_cli_here("validate", QUICKSTART, *settings(f"datasets.demo.path={sparse}"))
     assert code == 1 and err.splitlines()[-1].endswith(
         f"datasets.demo.range: 219 of the 220 bins of histogram 'input_hist' in {sparse} in "
-        "the scan range hold fewer than 25 events (after a rebin of 10): the GP fits the log "
-        "of the counts and cannot model so sparse a spectrum; rebin (datasets.demo.rebin) or "
-        "narrow the range."
+        "the scan range are empty (after a rebin of 10): the GP fits the log of the counts "
+        "and cannot model so sparse a spectrum; rebin (datasets.demo.rebin) or narrow the "
+        "range."
     ), err

@@ -644,14 +644,16 @@ def test_export_spey_without_limit_h5_is_refused(copy: Path):
     assert not (copy / "nominal" / "exports").exists()
 
 
-def test_a_damaged_output_is_a_failed_task_that_rerun_failed_repairs(copy: Path, base: Path):
+def test_a_damaged_output_is_a_failed_task_that_rerun_failed_repairs(
+    copy: Path, base: Path, monkeypatch
+):
     """A truncated fit.h5 left status at 'done' and rerun --failed found nothing to do
     (only the exports noticed); status names it, and rerun --failed recomputes it. The
     TUI's watcher says what status says (it counted the task done, and its rerun key
-    found no failed task)."""
-    from gprpipe.pipeline.watch import RunWatcher
+    found no failed task), within its DAMAGE_PERIOD."""
+    from gprpipe.pipeline import watch
 
-    watcher = RunWatcher()
+    watcher = watch.RunWatcher()
     assert watcher.poll(copy).counts()["failed"] == 0
     fit = copy / "nominal" / "fit.h5"
     with open(fit, "r+b") as f:
@@ -663,6 +665,8 @@ def test_a_damaged_output_is_a_failed_task_that_rerun_failed_repairs(copy: Path,
         "rerun --failed redoes it"
     )
     assert f"failed   nominal/fit/merge: {why}" in out
+    assert watcher.poll(copy).counts()["failed"] == 0  # within the period: not checked yet
+    monkeypatch.setattr(watch, "DAMAGE_PERIOD", 0.0)  # the period has passed
     for _ in range(2):  # the second poll from the watcher's memo
         view = watcher.poll(copy)
         assert [(t, s) for t, s in view.states.items() if s[0] != "done"] == [

@@ -114,6 +114,7 @@ def test_a_form_field_says_which_key_and_what_it_takes():
             to_literal(fields[key], raw)
         assert str(err.value) == said
     assert to_literal(fields["scan.masses"], "0.03, 0.06") == "[0.03, 0.06]"
+    assert to_literal(fields["datasets.demo.range"], ".02, 5.") == "[0.02, 5.0]"
     # numbers to Python but not to TOML ('.5', '5.') were written as typed: a syntax error
     assert [to_literal(fields["fit.blind_nsigma"], x) for x in (".5", "5.", "1e-1", "2")] == [
         "0.5",
@@ -867,6 +868,12 @@ async def test_a_config_changed_or_removed_on_disk_is_not_launched(tmp_path):
         await pilot.press("ctrl+s")  # the text shown is the file again
         await _settle(pilot)
         assert cfg.read_text() == app.editor.text and app._changed_on_disk() is None
+    # a file with a byte-order mark is its text without it (as it was opened), not changed
+    cfg.write_bytes(b"\xef\xbb\xbf" + QUICKSTART.read_bytes())
+    app = _app(tmp_path, cfg)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.check.ok and not app.modified and app._changed_on_disk() is None
 
 
 @sync

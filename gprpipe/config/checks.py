@@ -457,20 +457,20 @@ def histogram_errors(
 def _sparse_errors(
     name: str, ds: Dataset, counts: np.ndarray, edges: np.ndarray, what: str
 ) -> list[tuple[str, str]]:
-    """A scan range where most bins hold fewer than :data:`GAP_NEIGHBOUR_EVENTS` events:
-    the GP fits ln y (an empty bin enters as ln y = 0, a bin of a few events with a log
-    far from Gaussian), so its background there says nothing of the data (a spectrum
-    empty but for one bin gave Z_local 81 with no flag). The real spectra have 1-2% of
-    such bins in their scan ranges."""
+    """A scan range where most bins are empty: the GP fits ln y, and an empty bin enters
+    as the placeholder ln y = 0, so its background there follows the placeholders, not the
+    data (a spectrum empty but for one bin gave Z_local 81 with no flag). The shipped
+    spectra and their toys have at most 14% empty bins in their scan ranges (the 2021 toys
+    at a rebin of 1; none at the shipped rebins)."""
     x = 0.5 * (edges[1:] + edges[:-1])
     inside = (x >= ds.range[0]) & (x <= ds.range[1])
-    few = counts[inside] < GAP_NEIGHBOUR_EVENTS
-    if inside.sum() and few.mean() > 0.5:
+    empty = counts[inside] == 0
+    if inside.sum() and empty.mean() > 0.5:
         why = (
-            f"{int(few.sum())} of the {int(inside.sum())} bins of {what} in the scan range "
-            f"hold fewer than {GAP_NEIGHBOUR_EVENTS} events (after a rebin of {ds.rebin}): "
-            "the GP fits the log of the counts and cannot model so sparse a spectrum; "
-            f"rebin (datasets.{name}.rebin) or narrow the range"
+            f"{int(empty.sum())} of the {int(inside.sum())} bins of {what} in the scan range "
+            f"are empty (after a rebin of {ds.rebin}): the GP fits the log of the counts and "
+            f"cannot model so sparse a spectrum; rebin (datasets.{name}.rebin) or narrow "
+            "the range"
         )
         return [(f"datasets.{name}.range", why + ".")]
     return []

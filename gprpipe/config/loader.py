@@ -92,7 +92,16 @@ def shipped_dir(kind: str) -> Path:
 
 
 def resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:
-    """Resolve a template/card reference: a path relative to a folder, or a shipped name."""
+    """Resolve a template/card reference: a path relative to a folder, or a shipped name
+    (FileNotFoundError when there is none, or the path cannot be resolved)."""
+    try:
+        return _resolve_ref(ref, relative_to, kind)
+    except RuntimeError as exc:  # a symlink loop; an unknown user of '~user'
+        why = str(exc).rstrip(".")
+        raise FileNotFoundError(f"{ref!r}: cannot resolve this path ({why}).") from None
+
+
+def _resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:
     p = Path(ref).expanduser()
     cand = p if p.is_absolute() else relative_to / p
     if cand.is_file():

@@ -527,7 +527,7 @@ _SBATCH_MANAGED = {
 #: options sbatch refuses beside one the job scripts set
 _SBATCH_BESIDE = {"mem-per-cpu": "mem", "mem-per-gpu": "mem"}
 #: sbatch's short options that take no argument (a bundle such as -vJx goes on after them)
-_SBATCH_FLAGS = frozenset("HOQsvVhW")
+_SBATCH_FLAGS = frozenset("HOQsuvVhW")
 
 
 def _sbatch_names(option: str) -> list[tuple[str, str]]:
@@ -539,15 +539,20 @@ def _sbatch_names(option: str) -> list[tuple[str, str]]:
     except ValueError:
         words = option.split()
     out = []
-    for word in (w for w in words if w.startswith("-")):
+    value_next = False  # the word after a short option that takes it as its argument
+    for word in words:
+        is_value, value_next = value_next, False
+        if is_value or not word.startswith("-") or any(c.isspace() for c in word):
+            continue  # a value (no option holds a space: "--comment '-o x'")
         if word.startswith("--"):
             if name := word[2:].split("=", 1)[0]:
                 out.append((word.split("=", 1)[0], name))
             continue
-        for letter in word[1:]:
+        for k, letter in enumerate(word[1:], start=1):
             if letter in _SBATCH_SHORT:
                 out.append((word, _SBATCH_SHORT[letter]))
             if letter not in _SBATCH_FLAGS:
+                value_next = k == len(word) - 1  # '-C' 'cpu': its argument follows
                 break
     return out
 

@@ -525,9 +525,10 @@ def wait_for_orphan(
     if pid is None:
         return ""
     end = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < end and not stop():
+    started = info.get("pid_started")
+    while alive(pid, started) and time.monotonic() < end and not stop():
         time.sleep(0.05)
-    if not alive(pid):
+    if not alive(pid, started):
         return ""
     return (
         f"process {pid} of a killed run still runs this task after {timeout:g} s (or its "

@@ -29,6 +29,8 @@ from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 from gprpipe.pipeline.task import Task
 
 STATES = ("done", "running", "failed", "pending")
+#: seconds between two checks of the finished tasks' outputs while a run is watched
+DAMAGE_PERIOD = 5.0
 
 
 @dataclass
@@ -69,20 +71,29 @@ class RunWatcher:
         self._tasks: list[Task] = []
         self._executor = "local"
         self._damage: dict[str, tuple[object, str]] = {}  # task id -> (signature, why)
+        self._damage_checked = -float("inf")  # time.monotonic() of the last full check
 
     def _with_damage(self, view: RunView) -> None:
         """A finished task whose outputs were damaged since is failed, as ``status`` says
-        (:func:`~gprpipe.pipeline.commit.with_damage`); the sha256 of a task's files is
-        taken again only when a ``stat`` of them changed."""
+        (:func:`~gprpipe.pipeline.commit.with_damage`). A task newly done is checked at
+        once; the others every :data:`DAMAGE_PERIOD` seconds, by a ``stat`` of their files
+        (their sha256 again only when that changed)."""
         from gprpipe.pipeline.commit import damage, damage_signature
 
+        now = time.monotonic()
+        full = now - self._damage_checked >= DAMAGE_PERIOD
+        if full:
+            self._damage_checked = now
         for t in view.tasks:
             if view.states[t.id][0] != "done":
                 continue
-            sig = damage_signature(t)
             known = self._damage.get(t.id)
-            why = known[1] if known is not None and known[0] == sig else damage(t)
-            self._damage[t.id] = (sig, why)
+            if known is not None and not full:
+                why = known[1]
+            else:
+                sig = damage_signature(t)
+                why = known[1] if known is not None and known[0] == sig else damage(t)
+                self._damage[t.id] = (sig, why)
             if why:
                 view.states[t.id] = ("failed", f"{why} since the task finished; {REDO}")
 

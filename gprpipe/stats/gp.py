@@ -75,6 +75,7 @@ _MOVE_TOL = 1e-8  # |delta theta| below this means the optimiser did not move
 _STEP_SCALE = 0.03
 # At ~1e-7 the LML is at its rounding noise; longer line searches there only waste evaluations.
 _LBFGS_OPTIONS: dict[str, int] = {"maxls": 10}
+_DIAG_BLOCK = 512  # prediction points per block of predict_counts_diag
 _EIG_FLOOR = 1e-12  # latent posterior covariance: eigenvalue floor relative to the largest
 # Low-rank computation. The pivoted Cholesky factor F of the RBF correlation matrix R stops
 # when sum_i (a / alpha_i) d_i <= _LOWRANK_TOL, d = diag(R - F F^T): the neglected part of
@@ -778,15 +779,24 @@ def _rbf(X1: np.ndarray, X2: np.ndarray | None, ell: float) -> np.ndarray:
 
 
 def _posterior_dense(
-    X: np.ndarray, Z: np.ndarray, alpha: np.ndarray, Xp: np.ndarray, a: float, ell: float
+    X: np.ndarray,
+    Z: np.ndarray,
+    alpha: np.ndarray,
+    Xp: np.ndarray,
+    a: float,
+    ell: float,
+    diag: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """As sklearn's ``fit`` + ``predict(return_cov=True)``: ``K*^T K^-1 Z``, ``K** - v^T v``."""
+    """As sklearn's ``fit`` + ``predict(return_cov=True)``: ``K*^T K^-1 Z``, ``K** - v^T v``
+    (``diag``: only the diagonal of the latter, ``a - sum(v**2)``)."""
     K = a * _rbf(X, None, ell)
     K[np.diag_indices_from(K)] += alpha
     L = cholesky(K, lower=True, check_finite=False)
     coef = cho_solve((L, True), Z, check_finite=False)
     Ks = a * _rbf(Xp, X, ell)
     v = solve_triangular(L, Ks.T, lower=True, check_finite=False)
+    if diag:
+        return Ks @ coef, a - np.einsum("ij,ij->j", v, v)
     return Ks @ coef, a * _rbf(Xp, None, ell) - v.T @ v
 
 
@@ -821,8 +831,10 @@ def _posterior_lowrank(
     a: float,
     ell: float,
     rmax: int,
+    diag: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Posterior through the weight-space form of the joint factor; None if the rank is high.
+    """Posterior through the weight-space form of the joint factor; None if the rank is high
+    (``diag``: only the diagonal of ``S``).
 
     With the latent ``f = sqrt(a) F w``, ``w ~ N(0, I)`` (:func:`_joint_factor`):
     ``Cov(w | Z) = (I + G)^-1``, ``G = V^T V``, hence ``S = a F_p (I+G)^-1 F_p^T`` (a sum of
@@ -835,7 +847,7 @@ def _posterior_lowrank(
     Ft, Vt, L = joint
     c, _ = lapack.dtrtrs(L, Vt @ (Z / np.sqrt(alpha)), lower=1)
     Y, _ = lapack.dtrtrs(L, np.ascontiguousarray(Ft[:, len(X) :]), lower=1)  # L^-1 F_p^T
-    return math.sqrt(a) * (Y.T @ c), a * (Y.T @ Y)
+    return math.sqrt(a) * (Y.T @ c), a * (np.einsum("ij,ij->j", Y, Y) if diag else Y.T @ Y)
 
 
 def _posterior(
@@ -845,27 +857,28 @@ def _posterior(
     x_pred: ArrayLike,
     theta: np.ndarray,
     method: str = "auto",
-    floor: bool = True,
+    diag: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Latent posterior mean and covariance at ``x_pred`` (GeV), eigenvalue-floored unless
-    ``floor`` is False (an eigendecomposition: most of the cost for many points)."""
+    """Latent posterior mean and covariance at ``x_pred`` (GeV), eigenvalue-floored; with
+    ``diag`` only the covariance's diagonal, unfloored (no matrix of every point pair, and
+    none of the eigendecomposition that is most of the cost for many points)."""
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     xp = np.asarray(x_pred, dtype=float).ravel()
     if np.any(xp <= 0):
         raise ValueError("prediction points must be positive")
     if len(xp) == 0:
-        return np.zeros(0), np.zeros((0, 0))
+        return np.zeros(0), np.zeros(0) if diag else np.zeros((0, 0))
     Xp = np.log(xp)
     a, ell = math.exp(theta[0]), math.exp(theta[1])
     out = None
     if method != "dense":
         rmax = len(X) if method == "lowrank" else int(_LOWRANK_MAX_FRAC * len(X))
-        out = _posterior_lowrank(X, Z, alpha, Xp, a, ell, rmax)
+        out = _posterior_lowrank(X, Z, alpha, Xp, a, ell, rmax, diag)
     if out is None:
-        out = _posterior_dense(X, Z, alpha, Xp, a, ell)
+        out = _posterior_dense(X, Z, alpha, Xp, a, ell, diag)
     mu, S = out
-    return np.asarray(mu, dtype=float), _psd_floor(S) if floor else 0.5 * (S + S.T)
+    return np.asarray(mu, dtype=float), S if diag else _psd_floor(S)
 
 
 def _psd_floor(S: np.ndarray, rel: float = _EIG_FLOOR) -> np.ndarray:
@@ -895,12 +908,12 @@ def predict_latent(
     hyper: GPHyper,
     *,
     method: str = "auto",
-    floor: bool = True,
+    diag: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean ``mu`` and covariance ``S`` of the latent ln-count at ``x_pred``
-    (``floor``: as :func:`_posterior`)."""
+    (``diag``: only its diagonal, as :func:`_posterior`)."""
     X, Z, alpha = log_targets(x_train, y_train)
-    return _posterior(X, Z, alpha, x_pred, hyper.theta, method, floor)
+    return _posterior(X, Z, alpha, x_pred, hyper.theta, method, diag)
 
 
 def latent_mean_map(
@@ -976,10 +989,15 @@ def predict_counts_diag(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Background counts ``b`` at ``x_pred`` and their variances: the ``b`` and ``diag(C)``
     of :func:`predict_counts` to its eigenvalue floor (relative 1e-12 of the largest),
-    without the eigendecomposition of every bin pair that the whole covariance needs (a
-    display's curve and band over many bins)."""
-    mu, S = predict_latent(x_train, y_train, x_pred, hyper, method=method, floor=False)
-    s = np.clip(np.diagonal(S), 0.0, None)
+    without the covariance of every bin pair and its eigendecomposition (a display's curve
+    and band over many bins: memory linear in the points)."""
+    xp = np.asarray(x_pred, dtype=float).ravel()
+    parts = [  # in blocks: the joint factor of training and prediction points grows with both
+        predict_latent(x_train, y_train, xp[i : i + _DIAG_BLOCK], hyper, method=method, diag=True)
+        for i in range(0, max(len(xp), 1), _DIAG_BLOCK)
+    ]
+    mu = np.concatenate([m for m, _ in parts])
+    s = np.clip(np.concatenate([d for _, d in parts]), 0.0, None)
     with np.errstate(over="ignore", invalid="ignore"):
         b = np.exp(mu + 0.5 * s)
         return b, b * b * np.expm1(s)

@@ -603,9 +603,9 @@ class GprpipeApp(App[None]):
         """Why the saved config file is not the text shown (changed or removed since it
         was opened or saved: the run reads the file), or None."""
         assert self.path is not None
-        try:
-            on_disk: str | None = self.path.read_text()
-        except (OSError, UnicodeDecodeError):
+        try:  # as it was read when opened (a byte-order mark dropped)
+            on_disk: str | None = read_config_text(self.path)
+        except (GprpipeError, OSError, UnicodeDecodeError):
             on_disk = None
         if on_disk == self.saved_text:
             return None

@@ -241,30 +241,38 @@ def to_literal(f: FormField, raw: str) -> str | None:
         except ValueError:
             raise ValueError(f"{f.key}: {raw!r} is not a whole number, e.g. 2") from None
     if f.kind == "float":
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"{f.key}: {raw!r} is not a number, e.g. 1.64") from None
-        try:  # as typed where TOML reads it so ('.5', '5.' are numbers to Python only)
-            kept = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            kept = None
-        return raw if type(kept) in (int, float) else repr(value)
+        number = _number(raw)
+        if number is None:
+            raise ValueError(f"{f.key}: {raw!r} is not a number, e.g. 1.64")
+        return number
     if f.kind == "floats":
-        inner = raw.strip("[] ")
-        numbers = f"{f.key}: give numbers (GeV) separated by commas, e.g. 0.02, 0.13"
-        try:
-            values = tomllib.loads(f"v = [{inner}]")["v"]
-        except tomllib.TOMLDecodeError:
-            raise ValueError(f"{numbers}; {raw!r} is not such a list") from None
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ValueError(numbers)
-        return "[" + ", ".join(x.strip() for x in inner.split(",") if x.strip()) + "]"
+        items = [x.strip() for x in raw.strip("[] ").split(",") if x.strip()]
+        numbers = [_number(x) for x in items]
+        if not numbers or None in numbers:
+            raise ValueError(
+                f"{f.key}: give numbers (GeV) separated by commas, e.g. 0.02, 0.13; "
+                f"{raw!r} is not such a list"
+            )
+        return "[" + ", ".join(str(n) for n in numbers) + "]"
     if f.kind in ("choice", "bool"):
         if raw not in f.choices:
             raise ValueError(f"{f.key}: one of {', '.join(f.choices)}")
         return raw if f.kind == "bool" else f'"{raw}"'
     raise ValueError(f"unknown field kind {f.kind}")
+
+
+def _number(raw: str) -> str | None:
+    """A TOML literal of the number typed (as typed where TOML reads it so: '.5' and '5.'
+    are numbers to Python only), or None."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    try:
+        kept = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        kept = None
+    return raw if type(kept) in (int, float) else repr(value)
 
 
 class FormPane(Widget):

@@ -109,7 +109,13 @@ def _submit(
         s.path.chmod(0o755)
         if not dry_run and s.log is not None:  # SLURM opens the logs following links
             for i in range(len(s.task_ids)):
-                s.log.with_name(s.log.name.replace("%a", str(i))).unlink(missing_ok=True)
+                stale = s.log.with_name(s.log.name.replace("%a", str(i)))
+                try:
+                    stale.unlink(missing_ok=True)
+                except OSError as exc:  # a folder at a log's name
+                    raise GprpipeError(
+                        f"{stale}: cannot replace this SLURM log ({exc.strerror}); remove it."
+                    ) from None
 
     # dependencies outside this submission that are still queued (e.g. rerun during a run)
     submitted = {tid for s in scripts for tid in s.task_ids}
