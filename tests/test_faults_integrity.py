@@ -472,7 +472,7 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
     point = copy / "nominal"
     intact = shutil.copytree(copy, copy.parent / "intact")  # what compare compares it with
     ok = run_cli_here(
-        "export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV", "-o", copy / "ws.json"
+        "export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV", "-o", point / "ws.json"
     )
     assert ok[0] == 0, ok[2]
     h5 = point / "fit.h5"
@@ -480,8 +480,8 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
     data[-100] ^= 0xFF
     h5.write_bytes(bytes(data))
     for args in (
-        ("export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV", "-o", copy / "x.json"),
-        ("export-spey", copy, "--dataset", "demo", "-o", copy / "spey"),
+        ("export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV", "-o", point / "x.json"),
+        ("export-spey", copy, "--dataset", "demo", "-o", point / "spey"),
     ):
         code, _, err = run_cli_here(*args)
         assert code == 1 and err.strip() == (

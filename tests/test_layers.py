@@ -398,7 +398,11 @@ def test_export_refuses_the_grid_figures_of_its_run_folder(
         assert code == 1 and f"{target}: is a file of the run" in " ".join(err.split()), err
     assert not (run / "grid_limits.png").exists()
     assert (run / "grid_compare_demo.png").read_bytes() == b"png"
-    # a name that merely looks alike, and the same name in the point's exports, are fine
-    for target in (run / "grid_limits.json", run / "nominal" / "exports" / "grid_limits.png"):
-        args = ("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV", "-o", target)
-        assert cli(*args)[0] == 0 and target.is_file()
+    # the same name in the point's exports is fine; beside the figures (the run's top, in
+    # no run's records) no export is
+    target = run / "nominal" / "exports" / "grid_limits.png"
+    args = ("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV", "-o", target)
+    assert cli(*args)[0] == 0 and target.is_file()
+    target = run / "grid_limits.json"
+    code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV", "-o", target)
+    assert code == 1 and "outside the exported point folder" in err and not target.exists()

@@ -125,17 +125,17 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
             f"{path}: is a file of the run {run} (or one it may write); write exports to a "
             "point's exports folder (the default), a new file or outside the run."
         )
+    if holder is not None and last_run_blind(holder):
+        raise GprpipeError(
+            f"{path}: inside {holder}, a blinded run; an export carries observed counts of "
+            "an unblinded fit: write it outside the blinded run's folder."
+        )
     if holder is not None and not real.is_relative_to(point):
         raise GprpipeError(
             f"{path}: inside the run folder {holder} but outside the exported point folder "
             f"{point}: an export there is in no run's records (a later blinded run of that "
             "folder, its summary and report would not know it); write it into the point "
             "folder (exports/, the default) or outside every run folder."
-        )
-    if holder is not None and last_run_blind(holder):
-        raise GprpipeError(
-            f"{path}: inside {holder}, a blinded run; an export carries observed counts of "
-            "an unblinded fit: write it outside the blinded run's folder."
         )
 
 
