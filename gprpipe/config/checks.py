@@ -400,11 +400,9 @@ def histogram_errors(
     if ds.rebin > len(counts):
         why = f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of {what}"
         return [(key + "rebin", why + ".")]
-    from gprpipe.io.root import rebin
+    from gprpipe.io.root import MAX_COUNT, rebin
 
     counts, edges = rebin(counts, edges, ds.rebin)
-    from gprpipe.io.root import MAX_COUNT
-
     if counts.max() > MAX_COUNT:
         i = int(np.argmax(counts))
         why = (

@@ -27,10 +27,6 @@ from gprpipe.pipeline.task import Task
 SUFFIX = ".commit"
 
 
-#: What a damaged finished task's status message says of it.
-REDO = "rerun --failed redoes it"
-
-
 def commit_path(task: Task) -> Path:
     return state_dir(task.point_dir) / f"{task.slug}{SUFFIX}"
 
@@ -168,13 +164,18 @@ def damage(task: Task) -> str:
     return check_outputs(task, str(rec.get("cache_key")))[1]
 
 
-def with_damage(tasks: Iterable[Task], states: dict[str, tuple[str, str]]) -> None:
-    """Turn the state of each finished task whose outputs were damaged since (:func:`damage`)
-    into ``failed``, with the reason: what ``status`` and ``summary`` show, and the finished
-    tasks that ``rerun --failed`` redoes."""
+def with_damage(
+    tasks: Iterable[Task],
+    states: dict[str, tuple[str, str]],
+    damage_of: Callable[[Task], str] | None = None,
+) -> None:
+    """Turn the state of each finished task whose outputs were damaged since (``damage_of``,
+    default :func:`damage`; a watcher passes a memo of it) into ``failed``, with the reason:
+    what ``status`` and ``summary`` show, and the finished tasks that ``rerun --failed``
+    redoes."""
     for t in tasks:
-        if states[t.id][0] == "done" and (why := damage(t)):
-            states[t.id] = ("failed", f"{why} since the task finished; {REDO}")
+        if states[t.id][0] == "done" and (why := (damage_of or damage)(t)):
+            states[t.id] = ("failed", f"{why} since the task finished; rerun --failed redoes it")
 
 
 def recorded_digest(producer: Task, path: Path) -> str | None:

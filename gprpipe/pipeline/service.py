@@ -814,8 +814,10 @@ def run(
     check_inputs(loaded, points)
     ex.check()  # no sbatch here: said before the run folder is written
     if eng.name != "local":  # a folder a container cannot mount: said before, too
+        from gprpipe.engines.base import mounts
+
         for t in tasks:
-            eng.command(t, run_dir=run_dir, env={}, check_paths=False)
+            mounts(t, run_dir, check_paths=False)
     folder_was_blind = last_run_blind(run_dir)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = cli_command("run", config, *[x for o in overrides for x in ("--set", o)])

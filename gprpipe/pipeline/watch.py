@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gprpipe.errors import GprpipeError
 from gprpipe.io.processes import alive
-from gprpipe.pipeline.commit import REDO
+from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.plan import RUN_JSON
 from gprpipe.pipeline.state import (
     progress_text,
@@ -72,30 +72,21 @@ class RunWatcher:
         self._executor = "local"
         self._damage: dict[str, tuple[object, str]] = {}  # task id -> (signature, why)
         self._damage_checked = -float("inf")  # time.monotonic() of the last full check
+        self._full_check = True  # this poll checks every finished task
 
-    def _with_damage(self, view: RunView) -> None:
-        """A finished task whose outputs were damaged since is failed, as ``status`` says
-        (:func:`~gprpipe.pipeline.commit.with_damage`). A task newly done is checked at
-        once; the others every :data:`DAMAGE_PERIOD` seconds, by a ``stat`` of their files
-        (their sha256 again only when that changed)."""
+    def _damage_of(self, task: Task) -> str:
+        """:func:`~gprpipe.pipeline.commit.damage` of a finished task, from a memo: a task
+        newly done is checked at once, the others every :data:`DAMAGE_PERIOD` seconds by a
+        ``stat`` of their files (their sha256 again only when that changed)."""
         from gprpipe.pipeline.commit import damage, damage_signature
 
-        now = time.monotonic()
-        full = now - self._damage_checked >= DAMAGE_PERIOD
-        if full:
-            self._damage_checked = now
-        for t in view.tasks:
-            if view.states[t.id][0] != "done":
-                continue
-            known = self._damage.get(t.id)
-            if known is not None and not full:
-                why = known[1]
-            else:
-                sig = damage_signature(t)
-                why = known[1] if known is not None and known[0] == sig else damage(t)
-                self._damage[t.id] = (sig, why)
-            if why:
-                view.states[t.id] = ("failed", f"{why} since the task finished; {REDO}")
+        known = self._damage.get(task.id)
+        if known is not None and not self._full_check:
+            return known[1]
+        sig = damage_signature(task)
+        why = known[1] if known is not None and known[0] == sig else damage(task)
+        self._damage[task.id] = (sig, why)
+        return why
 
     def poll(self, run_dir: Path, planned: Sequence[Task] = ()) -> RunView:
         """States of the run's tasks (``planned`` ones, all pending, before run.json exists)."""
@@ -135,7 +126,11 @@ class RunWatcher:
                 if st.log is not None and st.log != view.logs.get(tid):
                     view.logs[tid] = st.log
             view.states = {t.id: (polled[t.id].state, polled[t.id].message) for t in view.tasks}
-        self._with_damage(view)
+        now = time.monotonic()  # (a finished task damaged since is failed, as status says)
+        self._full_check = now - self._damage_checked >= DAMAGE_PERIOD
+        if self._full_check:
+            self._damage_checked = now
+        with_damage(view.tasks, view.states, self._damage_of)
         for t in view.tasks:
             if view.states[t.id][0] == "running":
                 text = progress_text(read_progress(t.point_dir, t.slug))
