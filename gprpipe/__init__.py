@@ -18,7 +18,8 @@ except ImportError:
 #: Outputs computed with another value are recomputed by the next run. A change that can
 #: change only what the plot task writes (figures, report.html, HEPData) bumps PLOT_VERSION
 #: instead: then only the plot tasks run again, not the scans and toys before them.
-NUMERICS_VERSION = 28  # 28: signal template normalised to all signal events; fit and limit failures
+NUMERICS_VERSION = 29  # 29: a window whose signal fit does not converge fails its limit
+# 28: signal template normalised to all signal events; fit and limit failures
 # 26: A_up_err, eps2_up_err (a toy limit's Monte Carlo error)
 # 25: a toy CLs limit the toys cannot resolve fails its row
 # 24: fit.h5 mass_GeV, sigma_m_GeV; 23: toys of the combined rows; 22: p0_local_toys

@@ -389,3 +389,14 @@ def test_the_summary_names_only_datasets_whose_fit_was_left_out() -> None:
         "left out of the combination: c at 100 MeV (no usable fit there; those rows are "
         "flag_dataset_left_out)"
     ) in dataset_lines(combined)
+
+
+def test_empty_windows_fail_the_combined_limit_instead_of_an_infinite_sigma():
+    """Every signal bin of both windows empty: eps2_hat runs to the lam >= 0 boundary and
+    sigma_eps2 is infinite; the combination said nothing and its row was 'ok' (a review)."""
+    w = np.array([0.2, 0.5, 0.2])
+    blocks = [comb.Block(np.zeros(3), np.full(3, 5.0), 0.25 * np.eye(3), w, 2e8, "a")] * 2
+    with pytest.raises(ValueError, match="the signal fit did not converge"):
+        comb.combined_limits(comb.combine(blocks))
+    blocks[1] = comb.Block(np.full(3, 5.0), np.full(3, 5.0), 0.25 * np.eye(3), w, 2e8, "b")
+    assert np.isfinite(comb.combined_limits(comb.combine(blocks))["sigma_eps2"])

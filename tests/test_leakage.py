@@ -423,3 +423,19 @@ def test_toy_limits_of_a_template_with_negative_bins_fail_with_the_keys(tmp_path
             assert code == 0, err
             assert [r["status"] for r in rows] == ["ok", "ok"]
             assert all(float(r["A_up"]) > 0 for r in rows)
+
+
+def test_an_empty_window_fails_its_limit_instead_of_an_infinite_sigma_A():
+    """All signal bins empty (5 background events expected in each): A_hat ran to the
+    lam >= 0 boundary with sigma_A = inf and the row was written 'ok' with A_up 3.1 (a
+    review); the step turns the error into 'limit failed: ...'. Blinded: no fit, a band."""
+    from gprpipe.config import load_points
+    from gprpipe.steps.limit import window_limits
+
+    cfg = load_points(QUICKSTART)[1][0].config
+    w, b, C = np.array([0.2, 0.5, 0.2]), np.full(3, 5.0), 0.25 * np.eye(3)
+    with pytest.raises(ValueError, match=r"did not converge \(A_hat .*, sigma_A inf\)"):
+        window_limits(cfg, np.zeros(3), b, C, w, np.random.default_rng(0))
+    row = window_limits(cfg, np.full(3, 5.0), b, C, w, np.random.default_rng(0))
+    assert np.isfinite(row["sigma_A"]) and row["A_up"] > 0
+    assert np.isfinite(window_limits(cfg, None, b, C, w, np.random.default_rng(0))["A_exp_med"])

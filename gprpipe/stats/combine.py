@@ -220,6 +220,11 @@ def combined_limits(
             "exp_band_rel_err": cls.band_relative_error(band, band_err),
         }
     e_hat, s_e, f = fit(cw)
+    if not (bool(f.converged) and np.isfinite(s_e)):
+        raise ValueError(
+            f"the signal fit did not converge (eps2_hat {float(e_hat):.4g}, "
+            f"sigma_eps2 {float(s_e):.4g})"
+        )
     up, up_err = _calculator(cw, mode, alpha, n_toys, band_toys, rng).upper_limit_with_error(
         cw.n, f
     )

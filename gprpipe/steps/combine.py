@@ -159,5 +159,7 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
         row["exp_band_rel_err"] = r["exp_band_rel_err"]
         flags = [f for s in quality["status"] for f in flags_of(s)]
         row["status"] = flag_status(flags + ([FLAG_DATASET_LEFT_OUT] if problems else []))
+        if not np.isfinite(row["eps2_exp_med" if cfg.base.blind else "eps2_up"]):
+            row["status"] = "combined limit failed: the upper limit is not finite"
         rows.append(row)
     return rows
