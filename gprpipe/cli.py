@@ -648,6 +648,9 @@ def export_pyhf(
             "folder (--patchset; default <point>/exports).",
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing file that is no earlier export.")
+    ] = False,
 ) -> None:
     """Write the blind-window likelihood as pyhf HistFactory JSON: one mass (--mass), or
     every mass as a background-only workspace plus a PatchSet (--patchset)."""
@@ -659,7 +662,7 @@ def export_pyhf(
         )
     if patchset:
         paths, n, left = export_patchset(
-            run_dir, dataset, point=point, output=output, inspire=inspire
+            run_dir, dataset, point=point, output=output, inspire=inspire, force=force
         )
         console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per ok mass)")
         if left:
@@ -668,7 +671,7 @@ def export_pyhf(
     if mass is None:
         raise GprpipeError("export-pyhf: give --mass M (e.g. 60MeV) or --patchset.")
     path, ws = export_workspace(
-        run_dir, dataset, parse_mass(mass, "--mass"), point=point, output=output
+        run_dir, dataset, parse_mass(mass, "--mass"), point=point, output=output, force=force
     )
     nbins = len(ws["channels"][0]["samples"][0]["data"])
     unit = ws["measurements"][0]["name"].removeprefix("A_in_units_of_")
@@ -681,12 +684,15 @@ def export_spey(
     dataset: Annotated[str, typer.Option(help="Dataset key, or 'combined'.")],
     point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Folder.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing file that is no earlier export.")
+    ] = False,
 ) -> None:
     """Per mass, the inputs of Spey's correlated-background model (data, background,
     covariance, signal per unit eps^2): <point>/exports/spey_<dataset>.json."""
     from gprpipe.steps.export import export_spey as run_spey
 
-    path, n, left = run_spey(run_dir, dataset, point=point, output=output)
+    path, n, left = run_spey(run_dir, dataset, point=point, output=output, force=force)
     console.print(f"wrote {path} ({n} masses)")
     if left:
         console.print(left, markup=False, highlight=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult, assert_pyhf_limits_within
+from tests.conftest import DEMO_ROOT, CliResult, assert_pyhf_limits_within
 
 pytestmark = pytest.mark.slow
 
@@ -77,11 +77,16 @@ def test_an_export_never_replaces_a_file_of_the_run(
         )
         assert (target.read_bytes() if target.exists() else None) == before
     assert cli("summary", run)[0] == 0
-    for target in (point / "exports" / "mine.json", tmp_path / "x" / "ws.json"):
-        for _ in range(2):  # and again: an earlier export is not a file of the run
-            code, _, err = cli(*base, target)
-            assert code == 0, err
-            assert json.loads(target.read_text())["version"] == "1.0.0"
+    mine = point / "exports" / "mine.json"
+    for _ in range(2):  # and again: an earlier export is not a file of the run
+        code, _, err = cli(*base, mine)
+        assert code == 0, err
+        assert json.loads(mine.read_text())["version"] == "1.0.0"
+    outside = tmp_path / "x" / "ws.json"
+    assert cli(*base, outside)[0] == 0
+    assert cli(*base, outside)[0] == 1  # no record out there (see the test below)
+    assert cli(*base, outside, "--force")[0] == 0
+    assert json.loads(outside.read_text())["version"] == "1.0.0"
     # nor of another run that -o reaches into
     other = tmp_path / "other"
     shutil.copytree(shared_quickstart, other, symlinks=True)
@@ -110,6 +115,40 @@ def test_an_export_never_replaces_a_file_of_the_run(
         assert not target.exists()
     code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV", "--point", "1")
     assert code == 1 and err.strip() == f"error: {run}: no grid point '1' (have: nominal)."
+
+
+def test_an_export_replaces_no_file_but_an_earlier_export_without_force(
+    shared_quickstart: Path, tmp_path: Path, cli
+) -> None:
+    """``-o victim.root`` turned a data file into a workspace (exit 0), and ``export-spey
+    -o folder`` replaced a spey_demo.json that no export wrote (a review): an existing
+    file that is no recorded export of the point is refused with one sentence and kept;
+    ``--force`` replaces it."""
+    import shutil
+
+    victim = tmp_path / "victim.root"
+    shutil.copy(DEMO_ROOT, victim)
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    for name in ("spey_demo.json", "pyhf_demo_bkgonly.json"):
+        (folder / name).write_text("{}\n")
+    point = shared_quickstart / "nominal"
+    for args, target in (
+        (("export-pyhf", "--mass", "60MeV", "-o", victim), victim),
+        (("export-pyhf", "--patchset", "-o", folder), folder / "pyhf_demo_bkgonly.json"),
+        (("export-spey", "-o", folder), folder / "spey_demo.json"),
+    ):
+        before = target.read_bytes()
+        code, out, err = cli(args[0], shared_quickstart, "--dataset", "demo", *args[1:])
+        assert code == 1, out
+        assert err.strip() == (
+            f"error: {target}: already exists and is no earlier export of {point}; choose "
+            "another name (-o) or use --force to replace it."
+        )
+        assert target.read_bytes() == before
+        code, _, err = cli(args[0], shared_quickstart, "--dataset", "demo", *args[1:], "--force")
+        assert code == 0, err
+        assert json.loads(target.read_text()), target
 
 
 def test_exports_say_which_masses_they_leave_out(
@@ -155,7 +194,8 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     """A mass whose GP fit is ok but whose limit failed (8 MeV, below the demo spectrum's
-    turn-on: the window holds no events, so A_up = 2.9 has no eps^2) is left out of the
+    turn-on: the window holds no events, so the signal fit has no minimum; it gave
+    A_up = 2.9 without an eps^2 until NUMERICS_VERSION 29) is left out of the
     PatchSet and the Spey file and named, as in scan.csv: the exports read the fit's status
     alone, so the PatchSet held it and the Spey file had ``"eps2_up": NaN`` and
     ``Infinity``, which are no JSON. (The case was the demo emptied above 55 MeV, until the
@@ -173,13 +213,15 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
         'plot.formats=["png"]',
     )
     code, _, _ = cli("run", QUICKSTART, *sets, "--steps", "load,fit,limit")
-    failed = (
-        "limit failed: no eps^2 limit (the window's background density rho is 0: no events "
-        "near this mass to convert A into eps^2)"
-    )
     rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
+    failed = rows[0]["status"]
     assert code == 1 and [r["status"] for r in rows] == [failed, "ok"]
-    assert 0 < float(rows[0]["A_up"]) < 10 and rows[0]["eps2_up"] == "inf"
+    assert re.fullmatch(
+        r"limit failed: the signal fit in the window did not converge \(A_hat -\d\.\d+, "
+        r"sigma_A inf\): the window holds no events",
+        failed,
+    )
+    assert rows[0]["A_up"] == rows[0]["eps2_up"] == "nan"
     note = (
         "Test masses left out (a quality flag, or a failed fit or limit, in brackets): "
         f"8 MeV ({failed})."

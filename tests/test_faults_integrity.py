@@ -390,6 +390,26 @@ def test_an_interrupted_reach_projection_leaves_none_of_its_files(
     assert sorted(p.name for p in folder.iterdir()) == []
 
 
+def test_a_projection_in_fewer_formats_leaves_no_figure_of_the_earlier_one(copy: Path):
+    """project-reach x10 in png and pdf, then x4 in png alone (plot.formats changed): the
+    x10 reach.pdf stayed beside the x4 files, recorded as current (a review). It is
+    removed and the record forgets it."""
+    import json
+
+    from gprpipe.steps import reach
+
+    reach.project_reach(copy, "demo=10")
+    folder = copy / "nominal" / "reach"
+    assert sorted(p.name for p in folder.iterdir()) == ["reach.csv", "reach.pdf", "reach.png"]
+    reach.project_reach(copy, "demo=4", formats=["png"])
+    assert sorted(p.name for p in folder.iterdir()) == ["reach.csv", "reach.png"]
+    record = json.loads((copy / "nominal" / ".state" / "exports.json").read_text())
+    assert sorted(k for k in record if k.startswith("reach/")) == [
+        "reach/reach.csv",
+        "reach/reach.png",
+    ]
+
+
 def test_a_rerun_after_the_data_file_changed_redoes_what_read_it(tmp_path: Path):
     """The data file is replaced after a run (same path, other counts): rerun --masses
     (and rerun --failed) refused the 30 MeV fit's load.h5 ("made with other settings or

@@ -218,3 +218,30 @@ def test_a_dataset_has_one_colour_in_every_overlay_and_flags_are_red():
     ]
     assert flags and {to_rgba(ln.get_markeredgecolor()) for ln in flags} == {to_rgba("tab:red")}
     plt.close("all")
+
+
+def test_blinded_scan_figures_circle_flagged_masses_on_the_expected_median():
+    """Blinded Brazil bands and eps^2 overlays circled no flagged mass (the circles sat on
+    the observed curve only), although the captions say every scan figure circles them."""
+    from gprpipe.plotting.overlay import combined_brazil_figure, eps2_overlay_figure
+
+    m = np.array([0.03, 0.06, 0.1])
+    bands = [np.exp(-10 * m) * f for f in (0.5, 0.7, 1.0, 1.4, 1.9)]
+    flagged = np.array([False, True, False])
+
+    def circles(fig) -> list[tuple[float, float]]:
+        lines = [ln for ln in fig.axes[0].get_lines() if "flagged" in str(ln.get_label())]
+        return [(float(x), float(y)) for ln in lines for x, y in zip(*ln.get_data())]
+
+    fig = brazil_figure(m, None, bands, ylabel="y", title="t", flagged=flagged)
+    assert circles(fig) == [(60.0, pytest.approx(bands[2][1]))]
+    status = np.array(["ok", "flag_gof", "ok"])
+    scan = {
+        name: {"mass_GeV": m, "status": status}
+        | {f"eps2_exp_{b}": v for b, v in zip(("lo2", "lo1", "med", "hi1", "hi2"), bands)}
+        for name in ("2015", "combined")
+    }
+    for figure in (eps2_overlay_figure, combined_brazil_figure):
+        drawn = circles(figure(scan, {"2015": "HPS 2015"}, "t", 95, blinded=True))
+        assert drawn and all(xy == (60.0, pytest.approx(bands[2][1])) for xy in drawn), figure
+    plt.close("all")

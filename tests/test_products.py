@@ -346,7 +346,7 @@ def test_hepdata_tables_name_the_test_masses_they_leave_out():
 def test_hepdata_gives_a_toy_limits_monte_carlo_error_where_it_has_one():
     """A mass whose toy limit has no error estimate (NaN) gets no error entry, not 0;
     asymptotic limits (every error NaN) get neither the error nor the CSV column."""
-    from gprpipe.steps.hepdata import limit_table, table_csv
+    from gprpipe.steps.hepdata import left_out_note, limit_table, table_csv
 
     mass, obs, err = np.array([0.03, 0.06]), np.array([2e-6, 3e-6]), np.array([1e-7, np.nan])
     bands = [np.array([1e-6, 2e-6]) * f for f in (0.5, 0.7, 1.0, 1.4, 1.9)]
@@ -363,6 +363,17 @@ def test_hepdata_gives_a_toy_limits_monte_carlo_error_where_it_has_one():
     table = limit_table(mass, obs, bands, **kw, stem="limits_eps2_2015", method="a", obs_err=none)
     assert all("errors" not in v for v in table.variables[1].make_dict()["values"])
     assert "observed_mc_error" not in table_csv(mass, obs, bands, **kw, obs_err=none)
+    # the masses a table leaves out: named in the CSV's comment line as in its description
+    left = left_out_note(
+        {"mass_GeV": np.array([0.03, 0.045, 0.06]), "status": np.array(["flag_gof", "x", "ok"])},
+        np.array([False, False, True]),
+    )
+    text = table_csv(mass, obs, bands, **kw, obs_err=none, left=left)
+    assert text.splitlines()[0].endswith(
+        "are band edges; Test masses left out (a quality flag, or a failed fit or limit, in "
+        "brackets): 30 MeV (flag_gof), 45 MeV (x)."
+    )
+    assert text.splitlines()[1:] == table_csv(mass, obs, bands, **kw).splitlines()[1:]
     # deficits deeper than the error study checked are named, as in the run summary
     from gprpipe.steps.hepdata import _unchecked_errors
 

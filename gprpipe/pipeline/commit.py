@@ -328,7 +328,11 @@ def record_export(
     from an unblinded fit; a blinded run refuses a folder that holds such files)."""
     point_dir = Path(point_dir)
     inside(state_dir(point_dir), point_dir, "the state folder")
-    known = _export_record(point_dir)
+    known = {  # and forget the exports that are gone (replaced, removed)
+        rel: what
+        for rel, what in _export_record(point_dir).items()
+        if (point_dir / str(rel)).exists() or (point_dir / str(rel)).is_symlink()
+    }
     digest = digest or sha256_file(source)
     for f in files:
         if Path(f).resolve().is_relative_to(point_dir.resolve()):
@@ -370,13 +374,14 @@ def stale_exports(point_dir: Path) -> set[str]:
     return out
 
 
-def recorded_exports(point_dir: Path) -> list[Path]:
+def recorded_exports(point_dir: Path, *, observed_only: bool = True) -> list[Path]:
     """The export files of the point folder that an export command recorded from an
-    unblinded fit and that are still there (they may hold its observed counts)."""
+    unblinded fit (they may hold its observed counts; ``observed_only=False``: every
+    recorded export) and that are still there."""
     record = _export_record(Path(point_dir))
     files = [
         Path(point_dir) / str(rel)
         for rel, what in record.items()
-        if not (isinstance(what, dict) and what.get("observed") is False)
+        if not (observed_only and isinstance(what, dict) and what.get("observed") is False)
     ]
     return sorted(f for f in files if f.is_file())

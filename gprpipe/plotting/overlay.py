@@ -37,7 +37,7 @@ def eps2_overlay_figure(
     blinded: bool = False,
 ):
     """Observed (solid) and expected median (dashed) eps^2 limits of every dataset; the
-    combination in black. Blinded: expected only."""
+    combination in black; flagged masses circled (blinded: expected only, flags on it)."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colours = dataset_colours(scan)
     for name, a in scan.items():
@@ -50,15 +50,12 @@ def eps2_overlay_figure(
         else:
             c, lw, lab = colours[name], 1.4, labels.get(name, name)
         mk = marker(len(m))
+        shown = a["eps2_exp_med" if blinded else "eps2_up"][ok]  # where the flags are circled
         if not blinded:
-            ax.plot(
-                m, a["eps2_up"][ok], "-", color=c, lw=lw, marker=mk, ms=4, label=f"{lab} observed"
-            )
-            fl = flag_mask(a["status"])[ok]
-            if fl.any():
-                ax.plot(
-                    m[fl], a["eps2_up"][ok][fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"}
-                )
+            ax.plot(m, shown, "-", color=c, lw=lw, marker=mk, ms=4, label=f"{lab} observed")
+        fl = flag_mask(a["status"])[ok]
+        if fl.any():
+            ax.plot(m[fl], shown[fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
         ax.plot(
             m,
             a["eps2_exp_med"][ok],

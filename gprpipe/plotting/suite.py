@@ -42,7 +42,8 @@ def _mark_flagged(ax, m, y, flagged) -> None:
 
 def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flagged=None):
     """Observed limit (``None`` when blinded), expected median and 1/2-sigma bands vs mass;
-    ``flagged`` masses (background-model quality flags) are circled in red; ``other``:
+    ``flagged`` masses (background-model quality flags) are circled in red (on the observed
+    limit, or on the expected median when blinded); ``other``:
     label -> (mass, limit, colour) of further curves."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
@@ -56,7 +57,7 @@ def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flag
     ax.plot(m, bands[2], "k--", lw=1.2, marker=mk, ms=3, mfc="white", label="Expected median")
     if obs is not None:
         ax.plot(m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
-        _mark_flagged(ax, m, obs, flagged)
+    _mark_flagged(ax, m, bands[2] if obs is None else obs, flagged)  # blinded: on the median
     for name, (mm, yy, colour) in (other or {}).items():
         ax.plot(
             np.asarray(mm) * MEV, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name, color=colour

@@ -24,7 +24,7 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import open_h5, sha256_file
 from gprpipe.pipeline.cache import vouched_for
-from gprpipe.pipeline.commit import record_export, run_files, vouched
+from gprpipe.pipeline.commit import record_export, recorded_exports, run_files, vouched
 from gprpipe.pipeline.plan import GRID_FIGURES, INDEX, RUN_JSON, Layout
 from gprpipe.pipeline.store import earlier_point_notice, last_run_blind, load_run_info
 from gprpipe.results.schema import COMBINED
@@ -139,13 +139,28 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         )
 
 
-def _publish(pdir: Path, files: dict[Path, str], source: Path, digest: str | None = None) -> None:
+def _publish(
+    pdir: Path,
+    files: dict[Path, str],
+    source: Path,
+    digest: str | None = None,
+    force: bool = False,
+) -> None:
     """Write the export ``files`` and record which ``source`` (fit.h5, or limit.h5 for
     exports that carry limits; ``digest``: its sha256, if known) they came from; if
     either fails, no file of this export is left behind (an unrecorded export would pass
-    for one of the current fit)."""
+    for one of the current fit). An existing file that is no recorded export of the point
+    (``-o`` at a data file, a collaborator's JSON) is replaced only with ``force``."""
     for path in files:
         _refuse_managed(path, pdir)
+    earlier = {p.resolve() for p in recorded_exports(pdir, observed_only=False)}
+    for path in files:
+        exists = path.exists() or path.is_symlink()
+        if exists and not force and path.resolve() not in earlier:
+            raise GprpipeError(
+                f"{path}: already exists and is no earlier export of {pdir}; choose "
+                "another name (-o) or use --force to replace it."
+            )
     written: list[Path] = []
     try:
         for path, text in files.items():
@@ -238,6 +253,7 @@ def export_workspace(
     *,
     point: str | None = None,
     output: Path | None = None,
+    force: bool = False,
 ) -> tuple[Path, dict]:
     from gprpipe.stats.histfactory import workspace
     from gprpipe.stats.likelihood import cholesky_jitter
@@ -268,7 +284,7 @@ def export_workspace(
         path = Path(output)
     else:
         path = inside(pdir / "exports", pdir, "the exports folder") / f"pyhf_{tag}.json"
-    _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit)
+    _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit, force=force)
     return path, ws
 
 
@@ -321,6 +337,7 @@ def export_patchset(
     *,
     point: str | None = None,
     output: Path | None = None,
+    force: bool = False,
     inspire: str = "ins0000000",
 ) -> tuple[list[Path], int, str]:
     """``pyhf_<dataset>_bkgonly.json`` and ``pyhf_<dataset>_patchset.json`` (one patch per
@@ -364,7 +381,7 @@ def export_patchset(
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
     texts = {p: json.dumps(doc) + "\n" for p, doc in zip(paths, (bkg, ps))}
-    _publish(pdir, texts, Layout(pdir).fit, made["source_sha256"])
+    _publish(pdir, texts, Layout(pdir).fit, made["source_sha256"], force)
     return paths, len(wins), left
 
 
@@ -397,7 +414,12 @@ def spey_note(mode: str) -> str:
 
 
 def export_spey(
-    run_dir: Path, dataset: str, *, point: str | None = None, output: Path | None = None
+    run_dir: Path,
+    dataset: str,
+    *,
+    point: str | None = None,
+    output: Path | None = None,
+    force: bool = False,
 ) -> tuple[Path, int, str]:
     """``spey_<dataset>.json``: per test mass the inputs of Spey's correlated-background
     model (``default.correlated_background``): ``data``, ``background``, ``covariance``
@@ -470,7 +492,7 @@ def export_spey(
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"
     digest = doc["provenance"]["source_sha256"]
-    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.limit, digest)  # its fit and limits
+    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.limit, digest, force)  # fit, limits
     return path, len(entries), left
 
 

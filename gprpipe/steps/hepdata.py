@@ -211,9 +211,13 @@ def significance_table(
     return t
 
 
-def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str, obs_err=None) -> str:
+def table_csv(
+    mass, obs, bands, *, quantity: str, cl: float, dataset: str, obs_err=None, left: str = ""
+) -> str:
     """The table as CSV; with toy limits' errors (``obs_err``, not all NaN) a column
-    ``observed_mc_error`` after ``observed`` (NaN where a mass has none)."""
+    ``observed_mc_error`` after ``observed`` (NaN where a mass has none); ``left``: the
+    note on the masses left out (:func:`left_out_note`), in the comment line as in the
+    table's description."""
     lo2, lo1, med, hi1, hi2 = bands
     out = io.StringIO()
     blind = "; BLINDED: expected limits only" if obs is None else ""
@@ -224,9 +228,10 @@ def table_csv(mass, obs, bands, *, quantity: str, cl: float, dataset: str, obs_e
         header.insert(2, MC_ERROR_COLUMN)
         cols = (*cols[:2], obs_err, *cols[2:])
         mc = f"; {MC_ERROR_COLUMN}: the toy limit's Monte Carlo standard error (nan: none)"
+    note = "; " + " ".join(left.split()) if left else ""  # (one comment line)
     out.write(
         f"# {dataset}: {cl:g}% CL {QUANTITIES[quantity][0]} vs mass (GeV); "
-        f"expected band columns are band edges{mc}{blind}\n"
+        f"expected band columns are band edges{mc}{blind}{note}\n"
     )
     out.write(",".join(header) + "\n")
     for row in zip(*cols):
@@ -305,7 +310,7 @@ def build_submission(cfg: Config, limit_path: Path):
             t.location = where
             sub.add_table(t)
             csvs[f"{stem}.csv"] = table_csv(
-                m, obs, bands, quantity=q, cl=cl, dataset=label, obs_err=err
+                m, obs, bands, quantity=q, cl=cl, dataset=label, obs_err=err, left=left
             )
         if cfg.base.blind:  # p0 and Z depend on the observed counts
             continue

@@ -91,9 +91,10 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     fit = model.fit(n)
     if not (bool(fit.converged) and np.isfinite(fit.sigma_A)):
         # e.g. every signal bin empty: A_hat runs to the lam >= 0 boundary, sigma_A = inf
+        empty = ": the window holds no events" if not np.any(n) else ""
         raise ValueError(
             f"the signal fit in the window did not converge (A_hat {float(fit.A_hat):.4g}, "
-            f"sigma_A {float(fit.sigma_A):.4g})"
+            f"sigma_A {float(fit.sigma_A):.4g}){empty}"
         )
     a_up, a_up_err = calculator(lim.mode, model, **toys).upper_limit_with_error(n)
     z = float(significance.z_local(model.q0(n, fit)))

@@ -277,6 +277,8 @@ def project_reach(
             comb_fit if np.isfinite(comb_fit).any() else None,
         )
         written = [target, *save(fig, out, "reach", formats)]
+        for old in set(out.glob("reach.*")) - set(written):  # an earlier projection's format
+            old.unlink()
         # (a blinded limit.h5 holds expected limits alone: the reach of it is no
         # export of observed counts)
         record_export(pdir, written, lay.limit, observed=not cfg.base.blind)
