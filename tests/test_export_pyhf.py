@@ -67,6 +67,9 @@ def test_an_export_never_replaces_a_file_of_the_run(
     for target in (
         *(run / "run.json", point / "fit.h5", point / ".state" / "exports.json"),
         *(point / "inject.h5", point / "plots" / "new.json"),
+        # a file at a folder's name: every later default export (exports/) or projection
+        # (reach/) failed on it (a review)
+        *(point / "exports", point / "reach", run / "compare"),
     ):
         before = target.read_bytes() if target.exists() else None
         code, out, err = cli(*base, target)

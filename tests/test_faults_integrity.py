@@ -410,6 +410,51 @@ def test_a_projection_in_fewer_formats_leaves_no_figure_of_the_earlier_one(copy:
     ]
 
 
+def test_step_outputs_missing_an_array_are_one_sentence(copy: Path):
+    """load.h5 without its counts, a fit part or fit.h5 without a window's C (the commit
+    record updated, so the digest passes): "internal error in step fit: KeyError:
+    'counts'" with a traceback, likewise limit and the exports (a review). Now one
+    sentence naming the file, the group and what it lacks."""
+    import hashlib
+
+    point = copy / "nominal"
+
+    def damage(rel: str, record: str, *groups: str) -> Path:
+        with h5py.File(point / rel, "a") as f:
+            for g in groups:
+                del f[g]
+        path = point / ".state" / f"{record}.commit"
+        commit = json.loads(path.read_text())
+        commit["files"][rel] = hashlib.sha256((point / rel).read_bytes()).hexdigest()
+        path.write_text(json.dumps(commit))
+        return point / rel
+
+    def one_sentence(err: str) -> str:
+        assert "Traceback" not in err and "internal error" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+        return err.strip()
+
+    steps = ("--point-dir", point, "--force", "--part", "demo-000")
+    part = damage("parts/fit/demo-000.h5", "fit__demo-000", "demo/blind/1/C")
+    code, _, err = gp("step", "limit", *steps)
+    assert code == 1 and one_sentence(err).endswith(
+        f"{part}: /demo/blind/1 has no C (a damaged or foreign file); run the point again "
+        "to recompute it."
+    )
+    fit = damage("fit.h5", "fit__merge", "demo/blind/1")
+    code, _, err = gp("export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV")
+    assert code == 1 and one_sentence(err) == (
+        f"error: {fit}: has no blind window /demo/blind/1 (a damaged or foreign file); run "
+        "the point again to recompute it."
+    )
+    load = damage("load.h5", "load", "demo/counts")
+    code, _, err = gp("step", "fit", *steps)
+    assert code == 1 and one_sentence(err).endswith(
+        f"{load}: /demo has no counts (a damaged or foreign file); run the point again to "
+        "recompute it."
+    )
+
+
 def test_a_rerun_after_the_data_file_changed_redoes_what_read_it(tmp_path: Path):
     """The data file is replaced after a run (same path, other counts): rerun --masses
     (and rerun --failed) refused the 30 MeV fit's load.h5 ("made with other settings or
@@ -782,6 +827,17 @@ def test_an_output_deleted_after_its_task_finished_is_a_failed_task(copy: Path, 
         (lambda d: d.update(timings={"a": 3}), "timings['a'] is not a JSON object"),
         (lambda d: d.update(blinding="x"), "'blinding' is not a JSON object"),
         (lambda d: d["grid"][0].update(dir=5), "grid[0].dir is not its point folder 'nominal'"),
+        # status and rerun said "unknown engine 'sh -c ...'" naming no file, summary exit 0,
+        # and a plan of foreign ids an empty table (a review)
+        (
+            lambda d: d.update(engine="sh -c x"),
+            "'engine' 'sh -c x' is none of local, docker, podman, apptainer",
+        ),
+        (lambda d: d.update(executor="pbs"), "'executor' 'pbs' is none of local, slurm"),
+        (
+            lambda d: d["plan"][0].update(id="../../x"),
+            "plan[0].id '../../x' is no task of a point of 'grid'",
+        ),
     ],
 )
 def test_a_damaged_run_json_is_one_sentence(copy: Path, edit, why: str):

@@ -1025,7 +1025,8 @@ def test_a_compare_that_cannot_write_its_table_leaves_no_figure(grid_run: Path, 
 
 def test_compare_never_writes_through_a_linked_compare_folder(grid_run: Path, tmp_path, cli):
     """``RUN/compare`` a link to a folder outside the run: refused like the exports' and
-    reach folders (a compare folder given with -o is the user's choice)."""
+    reach folders, also when -o names it (a folder outside every run, given with -o, is
+    the user's choice)."""
     import shutil
 
     run = tmp_path / "run"
@@ -1040,6 +1041,10 @@ def test_compare_never_writes_through_a_linked_compare_folder(grid_run: Path, tm
         f"error: {run / 'compare'}: the comparison folder resolves to {outside}, outside the "
         f"run directory {run}; remove the link, or choose another base.output."
     )
+    assert list(outside.iterdir()) == []
+    # nor when -o names the link (it wrote outside, past the blinded-run check: a review)
+    code, out, err = cli("compare", run, "-o", run / "compare")
+    assert (code, out) == (1, "") and err.startswith(f"error: {run / 'compare'}: the comparison")
     assert list(outside.iterdir()) == []
     code, _, err = cli("compare", run, "-o", outside)
     assert code == 0 and (outside / "compare_demo.csv").is_file(), err

@@ -27,8 +27,12 @@ def output_folder(out: Path | None, points: Mapping[str, Path]) -> Path:
 
     parents = {p.parent.resolve() for p in points.values()}
     folder = out or (parents.pop() / "compare" if len(parents) == 1 else Path("compare"))
-    if out is None and folder.parent != Path("."):  # the run's own compare/, not elsewhere
-        inside(folder, folder.parent, "the comparison folder", run_dir=True)
+    # a folder in a run directory (as written, -o or not) must stay in it: a link there
+    # (RUN/compare -> elsewhere) would lead the writes out, past the blinded-run check
+    lexical = Path(os.path.abspath(folder))
+    holder = next((d for d in (lexical, *lexical.parents) if (d / RUN_JSON).is_file()), None)
+    if holder is not None:
+        inside(folder, holder, "the comparison folder", run_dir=True)
     real = Path(os.path.realpath(folder))
     run = next((d for d in (real, *real.parents) if (d / RUN_JSON).is_file()), None)
     if run is not None and real != run / "compare" and run / "compare" not in real.parents:

@@ -20,7 +20,7 @@ from typing import Any, Literal, overload
 from gprpipe import __version__
 from gprpipe.config import Point, point_config_from_file
 from gprpipe.config.loader import read_config_text
-from gprpipe.config.schema import Config
+from gprpipe.config.schema import STEPS, Config, choices
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.processes import alive
@@ -369,6 +369,12 @@ def _run_json_errors(data: object) -> str:
     for k, t in enumerate(plan):
         if not isinstance(t, dict) or not isinstance(t.get("id"), str):
             return f"plan[{k}] has no task id"
+        part = t["id"].split("/")  # point/step or point/step/part
+        if not (part[0] in names and len(part) in (2, 3) and part[1] in STEPS and all(part)):
+            return f"plan[{k}].id {t['id']!r} is no task of a point of 'grid'"
+    for key in ("engine", "executor"):
+        if key in data and data[key] not in choices(f"base.{key}"):
+            return f"{key!r} {data[key]!r} is none of {', '.join(choices(f'base.{key}'))}"
     for key, kind in _RUN_JSON_TYPES.items():
         if key in data and not isinstance(data[key], kind):
             return f"{key!r} is not a {'JSON object' if kind is dict else 'list'}"

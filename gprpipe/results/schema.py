@@ -295,13 +295,26 @@ def write_merged(out: h5py.File, paths: Sequence[Path], arrays: dict[str, Arrays
                             f.copy(obj[item], dst, name=item)
 
 
+def _damaged(path, where: str, what: str) -> GprpipeError:
+    return GprpipeError(
+        f"{path}: {where} {what} (a damaged or foreign file); run the point again to recompute it."
+    )
+
+
 def read_load(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(counts, edges) of one dataset from ``load.h5`` (:data:`LOAD`)."""
+    """(counts, edges) of one dataset from ``load.h5`` (:data:`LOAD`), one bin per pair
+    of edges."""
     with open_h5(path) as f:
         if name not in f:
             raise GprpipeError(f"{path}: no dataset {name!r} (was it loaded?).")
-        g = read_group(f[name])
-    return g["counts"], g["edges"]
+        g = read_group(f[name]) if isinstance(f[name], h5py.Group) else {}
+    missing = [k for k in ("counts", "edges") if k not in g]
+    if missing:
+        raise _damaged(path, f"/{name}", f"has no {' or '.join(missing)}")
+    counts, edges = g["counts"], g["edges"]
+    if counts.ndim != 1 or edges.shape != (len(counts) + 1,):
+        raise _damaged(path, f"/{name}", f"has {counts.size} counts for {edges.size} edges")
+    return counts, edges
 
 
 def read_fit(path, name: str) -> Arrays:
@@ -318,11 +331,30 @@ def read_fit(path, name: str) -> Arrays:
         return arrays
 
 
+#: the arrays of a blind window in ``fit.h5`` (and ``n``, the observed counts, unless the
+#: fit was blinded)
+BLIND_WINDOW = ("edges", "b", "C", "w", "w_eff")
+
+
 def read_blind(path, name: str, index: int) -> tuple[Arrays, dict]:
-    """The blind-window arrays (edges, n, b, C, w, w_eff) and attrs of one mass."""
+    """The blind-window arrays (edges, n, b, C, w, w_eff) and attrs of one mass; a
+    missing or inconsistent window is one sentence naming the file, dataset and index."""
+    where = f"/{name}/blind/{index}"
     with open_h5(path) as f:
-        g = f[name]["blind"][str(index)]
-        return read_group(g), dict(g.attrs)
+        g = f.get(f"{name}/blind/{index}")
+        if not isinstance(g, h5py.Group):
+            raise _damaged(path, "has no blind window", where)
+        arrays, attrs = read_group(g), dict(g.attrs)
+    missing = [k for k in BLIND_WINDOW if k not in arrays]
+    missing += [] if "rho" in attrs else ["attribute rho"]
+    if missing:
+        raise _damaged(path, where, f"has no {', '.join(missing)}")
+    k = len(arrays["edges"]) - 1
+    shapes = {"b": (k,), "C": (k, k), "w": (k,), "w_eff": (k,), "n": (k,)}
+    wrong = [c for c, shape in shapes.items() if c in arrays and arrays[c].shape != shape]
+    if wrong:
+        raise _damaged(path, where, f"has {', '.join(wrong)} not of its {k} bins")
+    return arrays, attrs
 
 
 def read_scan(path) -> dict[str, Arrays]:

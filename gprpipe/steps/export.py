@@ -96,6 +96,8 @@ def point_config_of(pdir: Path):
 
 _RESERVED = {RUN_JSON, INDEX, *(p.name for p in Layout(Path(".")).files())}
 """Names of the files a run (of any config) keeps in a point folder or its run folder."""
+_FOLDERS = {"plots", "parts", "hepdata", "reach", "exports", "logs", "compare"}
+"""Names of the folders a run, its exports and comparisons make there."""
 
 
 def _refuse_managed(path: Path, pdir: Path) -> None:
@@ -117,7 +119,7 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         # the steps' own folders, and the names of their outputs in a point folder (one a
         # later step or config may make: inject.h5 was taken for an earlier config's)
         kept = kept or bool({"plots", "parts", "hepdata", "reach"} & set(inner[:-1]))
-        kept = kept or (len(inner) <= 2 and real.name in _RESERVED)
+        kept = kept or (len(inner) <= 2 and real.name in _RESERVED | _FOLDERS)
         kept = kept or (len(inner) == 1 and any(fnmatch(real.name, g) for g in GRID_FIGURES))
         kept = kept or real in run_files(run)
     if kept:
