@@ -1,7 +1,9 @@
 """gprpipe: a declarative Gaussian-process bump-hunt pipeline."""
 
 try:
-    from gprpipe._version import __version__  # written by setuptools-scm at build time
+    from gprpipe._version import __version__ as _built  # setuptools-scm writes it at build
+
+    __version__: str = _built  # (a str also where mypy runs on a tree never built)
 except ImportError:
     from importlib.metadata import PackageNotFoundError, version
 

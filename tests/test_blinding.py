@@ -452,6 +452,15 @@ def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_ru
         "(observed limits) in a run that is blinded now; remove the folder, or run into "
         "another folder (base.output)."
     )
+    # a table no one can read: said so (it was "run its step again", for a table no
+    # step makes)
+    table = out / "compare" / "compare_demo.csv"
+    table.write_bytes(b"\xff\xfe not text")
+    code, _, err = cli("run", cfg, "--set", "base.blind=true")
+    assert code == 1 and err.strip() == (
+        f"error: {table}: unreadable, so a run that is blinded now cannot tell whether it "
+        "compares observed limits; remove it, or run into another folder (base.output)."
+    )
     shutil.rmtree(out / "compare")
     code, _, err = cli("run", cfg, "--set", "base.blind=true")
     assert code == 0, err

@@ -24,17 +24,41 @@ def _module(path: Path) -> str:
 MODULES = {_module(p): p for p in ROOT.rglob("*.py")}
 
 
-def _imports(path: Path) -> set[str]:
-    """Package modules imported anywhere in ``path`` (``from a import b``: ``a.b`` when it
-    is a module, else ``a``)."""
+def _imports(path: Path, own: str = "") -> set[str]:
+    """Package modules imported anywhere in ``path`` (the module ``own``, by default the
+    one at that path; ``from a import b``: ``a.b`` when it is a module, else ``a``;
+    relative imports resolved; ``importlib.import_module`` of a constant name)."""
+    own = own or _module(path)
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            subs = {f"{node.module}.{a.name}" for a in node.names}
-            out |= (subs & MODULES.keys()) or {node.module}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: from the module's package upwards
+                base = own if path.name == "__init__.py" else own.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                module = f"{base}.{module}" if module else base
+            subs = {f"{module}.{a.name}" for a in node.names}
+            out |= (subs & MODULES.keys()) or {module}
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            out.add(str(node.args[0].value))
     return out & MODULES.keys()
+
+
+def test_the_import_parser_sees_relative_and_importlib_imports(tmp_path: Path) -> None:
+    """A relative import or an import_module call in stats would have passed unseen."""
+    text = "from ..io import root\nimport importlib\nimportlib.import_module('gprpipe.cli')\n"
+    probe = tmp_path / "probe.py"
+    probe.write_text(text)
+    assert _imports(probe, "gprpipe.stats.probe") == {"gprpipe.io.root", "gprpipe.cli"}
 
 
 @functools.cache

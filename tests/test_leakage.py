@@ -382,7 +382,7 @@ def test_conditional_toys_emulate_the_leak():
 
 def test_flagged_rows_do_not_fail_the_run(tmp_path: Path):
     """``gprpipe run`` exits 1 when scan.csv has failed rows; flagged rows have results."""
-    from gprpipe.steps.merge import failed_rows
+    from gprpipe.results.summary import failed_rows
 
     p = tmp_path / "scan.csv"
     p.write_text(

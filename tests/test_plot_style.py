@@ -72,6 +72,23 @@ def test_significance_has_labelled_sigma_levels_and_visible_global_curve():
     plt.close(fig)
 
 
+def test_a_p0_that_underflows_to_0_is_drawn(tmp_path):
+    """Z_local above 38.5: p0_local = ndtr(-Z) is 0 in the files and Z_global inf; the
+    figure raised "Axis limits cannot be NaN or Inf" and the report's cell formatting an
+    OverflowError (a review). The p0 is drawn at the smallest double, Z at 37.5; the
+    report shows 'inf'."""
+    from gprpipe.steps.report import _fmt
+
+    m = np.array([0.03, 0.06, 0.1])
+    fig = significance_figure(m, np.array([0.5, 0.0, 0.2]), np.array([1.0, 0.0, 1.0]), "t")
+    fig.savefig(tmp_path / "z.png")
+    z_axis = fig.axes[1]
+    assert z_axis.get_lines()[0].get_ydata()[1] == pytest.approx(37.5, abs=0.1)
+    assert z_axis.get_ylim()[1] == pytest.approx(38.0, abs=0.1)
+    assert (_fmt("inf"), _fmt("-inf"), _fmt("nan"), _fmt("2.0")) == ("inf", "-inf", "nan", "2")
+    plt.close(fig)
+
+
 def test_toy_values_that_are_bounds_are_drawn_as_bounds():
     """A toy global p0 that no toy reached (1 / (N + 1)) was drawn as a value on the
     toys' curve; it is drawn as a triangle pointing down (p0 below it), and its Z up."""

@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from gprpipe.engines.base import Engine
     from gprpipe.executors.base import Executor
     from gprpipe.pipeline.summary import RunSummary
-    from gprpipe.steps.merge import FailedRows
+    from gprpipe.results.summary import FailedRows
 
 __all__ = [
     "Cancelled",
@@ -93,6 +93,7 @@ __all__ = [
     "RunView",
     "RunWatcher",
     "cancel",
+    "config_of_run",
     "count",
     "failed_rows_of",
     "load_points",
@@ -479,7 +480,14 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
             )
     if any(p.config.base.blind for p in points):
         for table in sorted((run_dir / "compare").glob("*.csv")):
-            if observed_ratios(table):
+            observed = observed_ratios(table)
+            if observed is None:
+                raise GprpipeError(
+                    f"{table}: unreadable, so a run that is blinded now cannot tell whether "
+                    "it compares observed limits; remove it, or run into another folder "
+                    "(base.output)."
+                )
+            if observed:
                 raise GprpipeError(
                     f"{table}: a comparison of unblinded results (observed limits) in a "
                     "run that is blinded now; remove the folder, or run into another "
@@ -1100,7 +1108,7 @@ def _execute(
 
 def failed_rows_of(tasks: Sequence[Task]) -> list[FailedRows]:
     """The tables written by ``tasks`` that hold failed masses."""
-    from gprpipe.steps.merge import FailedRows, failed_rows
+    from gprpipe.results.summary import FailedRows, failed_rows
 
     out: list[FailedRows] = []
     seen: set[Path] = set()
@@ -1301,6 +1309,33 @@ def _signal(pid: int, group: bool, sig: int) -> None:
             os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def config_of_run(run_dir: Path) -> tuple[Path | None, tuple[str, ...]]:
+    """The config a run was made from (None when it is gone, or run.json is damaged) and
+    ``--set`` values that act on that run again: its recorded overrides (but
+    ``base.output``, and ``base.blind=false``: ``--unblind`` is given each time) and
+    ``base.blind=true`` for a blinded run, then ``base.output=RUN_DIR``."""
+    from gprpipe.pipeline.store import load_run_info
+
+    try:
+        info = load_run_info(run_dir)
+    except GprpipeError:
+        return None, ()
+    data = info.data
+    config, overrides = data.get("config"), data.get("overrides") or []
+    blind = (data.get("blinding") or {}).get("blind") is True
+    kept = [
+        o
+        for o in overrides
+        if isinstance(o, str)
+        and o != "base.blind=false"
+        and o.partition("=")[0].strip() != "base.output"
+    ]
+    kept += ["base.blind=true"] * (blind and "base.blind=true" not in kept)
+    kept.append(f"base.output={run_dir}")
+    path = Path(config) if isinstance(config, str) else None
+    return (path if path is not None and path.is_file() else None), tuple(kept)
 
 
 def summary(run_dir: Path) -> RunSummary:

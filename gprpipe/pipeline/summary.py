@@ -183,7 +183,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
             except GprpipeError:  # damaged or not committed: not offered (files says so)
                 ps.injections = []
         if toyscan.is_file() and toyscan not in stale:
-            from gprpipe.steps.merge import FailedRows, failed_rows
+            from gprpipe.results.summary import FailedRows, failed_rows
 
             try:
                 rows = FailedRows(toyscan, *failed_rows(vouched(toyscan)))

@@ -98,9 +98,13 @@ def significance_figure(
     global p-value: they do not count as a discovery); ``toys_bound`` (boolean per mass)
     marks the toys' values that are bounds (no toy reached the observed Z): a p0 below,
     a Z above, drawn as triangles pointing that way; ``p_local_toys`` (with its error) is
-    the toys' local p0 at each mass, drawn as points beside the asymptotic curve."""
+    the toys' local p0 at each mass, drawn as points beside the asymptotic curve. A p0
+    below the smallest double (0 in the files: Z above 37.5) is drawn at it."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
+    tiny = np.finfo(float).tiny  # a log axis and Z need p0 > 0
+    p_local = np.maximum(np.asarray(p_local, dtype=float), tiny)
+    p_global = np.maximum(np.asarray(p_global, dtype=float), tiny)
     zl, zg = z_from_p(p_local), z_from_p(p_global)
     fig, (a1, a2) = plt.subplots(
         2, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}

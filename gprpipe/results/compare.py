@@ -91,15 +91,16 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
     return out
 
 
-def observed_ratios(table: Path) -> bool:
+def observed_ratios(table: Path) -> bool | None:
     """Whether a comparison table (``compare_<dataset>.csv``) holds observed limit ratios
-    (a comparison of unblinded results); False for an unreadable one."""
+    (a comparison of unblinded results); None for an unreadable one (no one can tell)."""
+    from gprpipe.errors import GprpipeError
     from gprpipe.results.schema import read_csv
 
     try:
         rows = read_csv(table)
-    except (OSError, ValueError):
-        return False
+    except (OSError, ValueError, GprpipeError):
+        return None
     return any(np.isfinite(_float(r.get("ratio_observed"))) for r in rows)
 
 

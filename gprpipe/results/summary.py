@@ -19,12 +19,13 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gprpipe.results.schema import COMBINED
+from gprpipe.results.schema import COMBINED, read_csv_table
 from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, fit_usable, flags_of, has_result
 
 #: The deepest deficit (A_hat / sigma_A) at which a toy limit's Monte Carlo error was
@@ -536,3 +537,39 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
     if s.worst_gof:
         lines.append(f"smallest GOF p-value: {s.worst_gof.value:.3g} at {_mev(s.worst_gof.mass)}")
     return lines
+
+
+@dataclass(frozen=True)
+class FailedRows:
+    """A table (``scan.csv``, ``inject.csv``, ``toyscan.csv``) with rows that failed."""
+
+    path: Path
+    bad: int
+    total: int
+    first: str  # "dataset mass GeV: status" of the first failed row
+
+    @property
+    def toys(self) -> bool:
+        """Rows of a validation scan of toys: a failed toy fit is one of its results
+        (counted in toyscan_summary.csv), not a failure of the run."""
+        return self.path.name == "toyscan.csv"
+
+    def sentence(self, where: bool = True) -> str:
+        """``N of M masses failed in PATH (first: ...)`` (``where``: with the path)."""
+        what = "toy rows (toy, mass)" if self.toys else "masses"
+        at = f" in {self.path}" if where else ""
+        return f"{self.bad} of {self.total} {what} failed{at} (first: {self.first})"
+
+
+def failed_rows(path: Path) -> tuple[int, int, str]:
+    """(rows that failed, rows, "dataset mass GeV: status" of the first) of a CSV table
+    (of a toy scan, "toy 'HIST' at mass GeV: status"); a row with a background-model
+    quality flag has results and is not a failure; (0, n, "") for a table without a status
+    column."""
+    rows = read_csv_table(path)[1]
+    bad = [r for r in rows if "status" in r and not has_result(r["status"])]
+    if not bad:
+        return 0, len(rows), ""
+    r = bad[0]
+    where = f"toy {r['hist']!r} at" if "hist" in r else r.get("dataset", "")
+    return len(bad), len(rows), f"{where} {r.get('mass_GeV', '')} GeV: {r['status']}"

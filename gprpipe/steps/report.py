@@ -85,8 +85,8 @@ def _fmt(value: str) -> str:
         v = float(value)
     except ValueError:
         return value
-    if v != v:
-        return "nan"
+    if v != v or abs(v) == float("inf"):
+        return str(v)  # nan, inf, -inf
     if v == int(v) and abs(v) < 1e6:
         return f"{int(v)}"
     return f"{v:.5g}"

@@ -28,6 +28,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea, Tr
 
 from gprpipe.config.loader import read_config_text
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline import service
 from gprpipe.tui.browse import BrowsePane
 from gprpipe.tui.editor import EditorPane, FormPane, replace_text
 from gprpipe.tui.grid import GridPane
@@ -88,7 +89,7 @@ class GprpipeApp(App[None]):
         self._open_notice = ""
         if target is not None and (target / "run.json").is_file():
             self.results_dir = target.resolve()
-            target, recorded = self._config_of_run(self.results_dir)
+            target, recorded = service.config_of_run(self.results_dir)
             recorded, self._open_notice = self._usable(target, recorded, tuple(overrides))
         self.overrides: tuple[str, ...] = (*recorded, *overrides)
         self._given = tuple(overrides)  # from the command line: they outlive the run folder
@@ -106,34 +107,6 @@ class GprpipeApp(App[None]):
         self._checking = False  # a validation is running (its result is not shown yet)
         self._launch_when_checked = False
         self._results_when_checked = False
-
-    @staticmethod
-    def _config_of_run(run_dir: Path) -> tuple[Path | None, tuple[str, ...]]:
-        """The config of the run in ``run_dir`` (when it still exists) and the ``--set``
-        overrides the run was made with, so that the Run tab acts on that run and its
-        folder (a blinded one stays blinded), wherever the TUI was started: the run
-        directory is given as its absolute path. ``--unblind`` is not carried over: it is
-        given on the command line each time."""
-        import json
-
-        try:
-            data = json.loads((run_dir / "run.json").read_text())
-            config, overrides = data.get("config"), data.get("overrides") or []
-            blind = (data.get("blinding") or {}).get("blind") is True
-        except (OSError, ValueError, AttributeError):
-            return None, ()
-        if not isinstance(overrides, list):  # (a damaged run.json: none are usable)
-            overrides = []
-        kept = [
-            o
-            for o in overrides
-            if isinstance(o, str)
-            and o != "base.blind=false"
-            and o.partition("=")[0].strip() != "base.output"
-        ]
-        kept += ["base.blind=true"] * (blind and "base.blind=true" not in kept)
-        kept.append(f"base.output={run_dir}")
-        return (Path(config) if config and Path(config).is_file() else None), tuple(kept)
 
     @staticmethod
     def _usable(
