@@ -32,6 +32,11 @@ def state_dir(point_dir: Path) -> Path:
     return Path(point_dir) / ".state"
 
 
+def marker_stem(point_dir: Path, slug: str) -> Path:
+    """A task's markers without their state suffix (what job scripts are given)."""
+    return state_dir(point_dir) / slug
+
+
 def marker(point_dir: Path, slug: str, state: str) -> Path:
     return state_dir(point_dir) / f"{slug}.{state}"
 

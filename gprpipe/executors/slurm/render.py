@@ -21,7 +21,7 @@ from typing import Protocol
 from gprpipe.config.checks import slurm_log_folder_problem
 from gprpipe.errors import GprpipeError
 from gprpipe.executors.slurm.scheduler import JOB_NAME_PREFIX
-from gprpipe.pipeline.state import shell_write_failed, state_dir
+from gprpipe.pipeline.state import marker_stem, shell_write_failed
 from gprpipe.pipeline.task import Task
 
 #: the job store's file name, in RUN_DIR/slurm/
@@ -269,7 +269,7 @@ def render_scripts(
             prefix = "".join(
                 f"{k}={shlex.quote(str(v))} " for k, v in t.env.items() if _ENV_NAME.match(k)
             )
-            base = state_dir(t.point_dir) / t.slug
+            base = marker_stem(t.point_dir, t.slug)
             lines.append(
                 f"    {i}) {prefix}task {shlex.quote(str(task_log(t)))} "
                 f"{shlex.quote(str(base))} {shlex.join(cmd)} ;;"
