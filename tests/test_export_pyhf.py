@@ -152,6 +152,29 @@ def test_an_export_replaces_no_file_but_an_earlier_export_without_force(
         code, _, err = cli(args[0], shared_quickstart, "--dataset", "demo", *args[1:], "--force")
         assert code == 0, err
         assert json.loads(target.read_text()), target
+    # a folder: said at once (the refusal offered --force, which could not help)
+    code, _, err = cli(
+        "export-pyhf", shared_quickstart, "--dataset", "demo", "--mass", "60MeV", "-o", folder
+    )
+    assert code == 1 and err.strip() == f"error: {folder}: is a folder, not a file to write."
+
+
+def test_an_export_of_a_mass_whose_gp_fit_failed_says_so(tmp_path: Path, cli) -> None:
+    """A mass whose GP fit failed has no stored window: the export said fit.h5 was damaged
+    once the window reader checked its groups (a review); it says the fit failed."""
+    from tests.conftest import QUICKSTART, settings
+
+    run = tmp_path / "run"
+    sets = settings(
+        f"base.output={run}", "scan.masses=[0.06, 0.1]", "datasets.demo.data_range=[0.01, 0.07]"
+    )
+    cli("run", QUICKSTART, *sets, "--steps", "load,fit")
+    code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "100MeV")
+    assert code == 1, out
+    assert err.startswith(f"error: {run / 'nominal' / 'fit.h5'}: the GP fit at 0.1 GeV failed (fit")
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
+    assert code == 0, err
 
 
 def test_exports_say_which_masses_they_leave_out(

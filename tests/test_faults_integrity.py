@@ -401,10 +401,18 @@ def test_a_projection_in_fewer_formats_leaves_no_figure_of_the_earlier_one(copy:
     reach.project_reach(copy, "demo=10")
     folder = copy / "nominal" / "reach"
     assert sorted(p.name for p in folder.iterdir()) == ["reach.csv", "reach.pdf", "reach.png"]
+    (folder / "reach.x4.txt").write_text("a note of mine\n")  # not the projection's
+    # an export moved away meanwhile keeps its record (a blinded run must still refuse it
+    # once it is back; the first fix forgot every absent file's record)
+    assert gp("export-pyhf", copy, "--dataset", "demo", "--mass", "60MeV")[0] == 0
+    exports = copy / "nominal" / "exports"
+    exports.rename(copy / "away")
     reach.project_reach(copy, "demo=4", formats=["png"])
-    assert sorted(p.name for p in folder.iterdir()) == ["reach.csv", "reach.png"]
+    (copy / "away").rename(exports)
+    assert sorted(p.name for p in folder.iterdir()) == ["reach.csv", "reach.png", "reach.x4.txt"]
     record = json.loads((copy / "nominal" / ".state" / "exports.json").read_text())
-    assert sorted(k for k in record if k.startswith("reach/")) == [
+    assert sorted(record) == [
+        "exports/pyhf_demo_60MeV.json",
         "reach/reach.csv",
         "reach/reach.png",
     ]

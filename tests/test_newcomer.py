@@ -1044,7 +1044,10 @@ def test_compare_never_writes_through_a_linked_compare_folder(grid_run: Path, tm
     assert list(outside.iterdir()) == []
     # nor when -o names the link (it wrote outside, past the blinded-run check: a review)
     code, out, err = cli("compare", run, "-o", run / "compare")
-    assert (code, out) == (1, "") and err.startswith(f"error: {run / 'compare'}: the comparison")
+    assert (code, out) == (1, "") and err.strip() == (
+        f"error: -o {run / 'compare'}: resolves to {outside}, outside the run directory {run} "
+        "it lies in; remove the link, or write the comparison elsewhere (-o)."
+    )
     assert list(outside.iterdir()) == []
     code, _, err = cli("compare", run, "-o", outside)
     assert code == 0 and (outside / "compare_demo.csv").is_file(), err

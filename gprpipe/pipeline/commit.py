@@ -321,18 +321,19 @@ def record_export(
     digest: str | None = None,
     *,
     observed: bool = True,
+    forget: Iterable[Path] = (),
 ) -> None:
     """Note, for the files an export command wrote into ``point_dir``, the sha256 of the
     ``source`` output (``fit.h5``) they were made from (``digest``, if the caller has it);
     :func:`stale_exports` compares. ``observed``: they may carry observed counts (made
-    from an unblinded fit; a blinded run refuses a folder that holds such files)."""
+    from an unblinded fit; a blinded run refuses a folder that holds such files).
+    ``forget``: files of earlier exports the command removed."""
     point_dir = Path(point_dir)
     inside(state_dir(point_dir), point_dir, "the state folder")
-    known = {  # and forget the exports that are gone (replaced, removed)
-        rel: what
-        for rel, what in _export_record(point_dir).items()
-        if (point_dir / str(rel)).exists() or (point_dir / str(rel)).is_symlink()
-    }
+    known = _export_record(point_dir)
+    for f in forget:  # files the command removed (not those merely absent now: a moved
+        if Path(f).resolve().is_relative_to(point_dir.resolve()):  # export may come back)
+            known.pop(Path(f).resolve().relative_to(point_dir.resolve()).as_posix(), None)
     digest = digest or sha256_file(source)
     for f in files:
         if Path(f).resolve().is_relative_to(point_dir.resolve()):

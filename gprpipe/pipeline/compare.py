@@ -31,9 +31,14 @@ def output_folder(out: Path | None, points: Mapping[str, Path]) -> Path:
     # (RUN/compare -> elsewhere) would lead the writes out, past the blinded-run check
     lexical = Path(os.path.abspath(folder))
     holder = next((d for d in (lexical, *lexical.parents) if (d / RUN_JSON).is_file()), None)
-    if holder is not None:
-        inside(folder, holder, "the comparison folder", run_dir=True)
     real = Path(os.path.realpath(folder))
+    if holder is not None and out is None:
+        inside(folder, holder, "the comparison folder", run_dir=True)
+    elif holder is not None and not real.is_relative_to(os.path.realpath(holder)):
+        raise GprpipeError(
+            f"-o {folder}: resolves to {real}, outside the run directory {holder} it lies "
+            "in; remove the link, or write the comparison elsewhere (-o)."
+        )
     run = next((d for d in (real, *real.parents) if (d / RUN_JSON).is_file()), None)
     if run is not None and real != run / "compare" and run / "compare" not in real.parents:
         named = f"-o {folder}" if out is not None else f"{folder} (the comparison folder)"

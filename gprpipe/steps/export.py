@@ -157,6 +157,8 @@ def _publish(
         _refuse_managed(path, pdir)
     earlier = {p.resolve() for p in recorded_exports(pdir, observed_only=False)}
     for path in files:
+        if path.is_dir():
+            raise GprpipeError(f"{path}: is a folder, not a file to write.")
         exists = path.exists() or path.is_symlink()
         if exists and not force and path.resolve() not in earlier:
             raise GprpipeError(
@@ -223,17 +225,15 @@ def _read_fit(lay: Layout, pdir: Path, dataset: str) -> dict:
 
 def _window(lay: Layout, cfg, dataset: str, fit: dict, i: int) -> dict:
     """The stored blind window of mass index ``i``, with the likelihood's template."""
+    from gprpipe.stats.quality import has_result
     from gprpipe.steps.displays import template_of
     from gprpipe.steps.fit import read_blind
 
     m = float(fit["mass_GeV"][i])
+    if not has_result(str(fit["status"][i])):  # no window stored
+        raise GprpipeError(f"{lay.fit}: the GP fit at {m:g} GeV failed ({fit['status'][i]}).")
     index = int(np.argmin(np.abs(cfg.test_masses(dataset) - m)))
-    try:
-        blind, attrs = read_blind(lay.fit, dataset, index)
-    except KeyError:
-        raise GprpipeError(
-            f"{lay.fit}: the GP fit at {m:g} GeV failed ({fit['status'][i]})."
-        ) from None
+    blind, attrs = read_blind(lay.fit, dataset, index)
     if "n" not in blind:
         raise GprpipeError(
             f"{lay.fit}: the run is blinded (base.blind), so it holds no "

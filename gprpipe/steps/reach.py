@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gprpipe.config.schema import Config
+from gprpipe.config.schema import FIGURE_FORMATS, Config
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.cache import vouched_for
@@ -277,11 +277,14 @@ def project_reach(
             comb_fit if np.isfinite(comb_fit).any() else None,
         )
         written = [target, *save(fig, out, "reach", formats)]
-        for old in set(out.glob("reach.*")) - set(written):  # an earlier projection's format
+        # an earlier projection's figure in a format not drawn this time
+        gone = [out / f"reach.{f}" for f in FIGURE_FORMATS if f not in formats]
+        gone = [p for p in gone if p.is_file() and not p.is_symlink()]
+        for old in gone:
             old.unlink()
         # (a blinded limit.h5 holds expected limits alone: the reach of it is no
         # export of observed counts)
-        record_export(pdir, written, lay.limit, observed=not cfg.base.blind)
+        record_export(pdir, written, lay.limit, observed=not cfg.base.blind, forget=gone)
     except BaseException:
         for path in products:
             path.unlink(missing_ok=True)
