@@ -403,6 +403,18 @@ def test_a_failed_scancel_is_said_and_marks_nothing(cluster, tmp_path: Path, mon
         subprocess.run(["scancel", job], check=False)
 
 
+def test_a_job_slurm_has_purged_is_cancelled_already(cluster) -> None:
+    """A job that ended and left slurmctld between the queue's answer and scancel: scancel
+    exits 1 with "Invalid job id specified", which cancel raised as a failure (a CI run:
+    the TUI's cancel after a finished SLURM run). Nothing is left to cancel: no error; any
+    other error still is one."""
+    from gprpipe.executors.slurm import scheduler
+
+    gone = "999999"  # never submitted here (the test cluster's ids are far below)
+    assert subprocess.run(["squeue", "-h", "-j", gone], capture_output=True).returncode != 0
+    scheduler.scancel([gone], {gone: "gprpipe-load"})
+
+
 def test_a_job_starting_during_cancel_is_not_called_cancelled_before_it_started(
     cluster, tmp_path: Path, monkeypatch
 ) -> None:

@@ -148,6 +148,10 @@ def sacct(job_ids: Sequence[str]) -> dict[str, str]:
     return out
 
 
+#: scancel's error for a job id SLURM no longer knows (the job ended and was purged)
+GONE = "Invalid job id specified"
+
+
 def scancel(job_ids: Sequence[str], names: Mapping[str, str]) -> None:
     """Cancel these jobs (all their array elements), each only if it still has the name
     ``names`` gives it (``scancel --name``): an id SLURM reused for another job is left
@@ -167,8 +171,11 @@ def scancel(job_ids: Sequence[str], names: Mapping[str, str]) -> None:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise GprpipeError(f"scancel failed: {exc}") from None
-        if res.returncode != 0:  # (an id that has left SLURM is no failure: exit code 0)
-            why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+        # an id that has left SLURM is no failure: exit code 0 while slurmctld still
+        # remembers the job, "Invalid job id specified" (exit 1) once it has purged it
+        errors = [x for x in res.stderr.strip().splitlines() if GONE not in x]
+        if res.returncode != 0 and (errors or not res.stderr.strip()):
+            why = (errors or [f"exit code {res.returncode}"])[-1]
             raise GprpipeError(
                 f"scancel {' '.join(ids)} failed: {why}; the jobs may still be queued "
                 "(squeue shows them)"
