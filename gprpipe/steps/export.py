@@ -115,10 +115,12 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
     kept = False
     if real.is_relative_to(run):
         inner = real.relative_to(run).parts
-        kept = any(part.startswith(".") for part in inner) or "logs" in inner[:-1]
-        # the steps' own folders, and the names of their outputs in a point folder (one a
-        # later step or config may make: inject.h5 was taken for an earlier config's)
-        kept = kept or bool({"plots", "parts", "hepdata", "reach"} & set(inner[:-1]))
+        kept = any(part.startswith(".") for part in inner)
+        # the steps' own folders and logs (exports/ is the exports' own; a run's compare/
+        # is refused below, outside the point), and the names of their outputs in a point
+        # folder (one a later step or config may make: inject.h5 was taken for an earlier
+        # config's)
+        kept = kept or bool((_FOLDERS - {"exports", "compare"}) & set(inner[:-1]))
         kept = kept or (len(inner) <= 2 and real.name in _RESERVED | _FOLDERS)
         kept = kept or (len(inner) == 1 and any(fnmatch(real.name, g) for g in GRID_FIGURES))
         kept = kept or real in run_files(run)
