@@ -415,6 +415,50 @@ def test_a_job_slurm_has_purged_is_cancelled_already(cluster) -> None:
     scheduler.scancel([gone], {gone: "gprpipe-load"})
 
 
+def test_cancel_stops_a_dependent_job_before_its_dependencies(
+    cluster, tmp_path: Path, monkeypatch
+) -> None:
+    """scancel went oldest job first: a job waiting (afterany) for the jobs just cancelled
+    could start on their freed CPUs before its own scancel, and status then called the
+    run's never-needed merge "SLURM stopped it" instead of "cancelled before it started"
+    (3 of 9 runs of the Ctrl-C test under load). A scancel that waits after each call makes
+    that window certain: newest first, the dependent is cancelled while it still waits."""
+    from gprpipe.executors.slurm import scheduler
+
+    def sbatch(name: str, *dep: str) -> str:
+        cmd = ["sbatch", "--parsable", "-J", name, "-o", str(tmp_path / f"{name}.out")]
+        cmd += [f"--dependency=afterany:{dep[0]}"] if dep else []
+        res = subprocess.run([*cmd, "--wrap", "sleep 60"], capture_output=True, text=True)
+        return res.stdout.strip().split(";")[0]
+
+    first = sbatch("gprpipe-first")
+    second = sbatch("gprpipe-second", first)
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "scancel").write_text(f'#!/bin/sh\n{shutil.which("scancel")} "$@"\nsleep 3\n')
+    (shim / "scancel").chmod(0o755)
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            "RUNNING"
+            not in subprocess.run(
+                ["squeue", "-h", "-j", first, "-o", "%T"], capture_output=True, text=True
+            ).stdout
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+        scheduler.scancel([first, second], {first: "gprpipe-first", second: "gprpipe-second"})
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-j", second, "-o", "%T|%B"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert out == "CANCELLED|n/a", out  # never started: no batch host
+    finally:
+        subprocess.run(["scancel", first, second], check=False)
+
+
 def test_a_job_starting_during_cancel_is_not_called_cancelled_before_it_started(
     cluster, tmp_path: Path, monkeypatch
 ) -> None:

@@ -156,11 +156,18 @@ def scancel(job_ids: Sequence[str], names: Mapping[str, str]) -> None:
     """Cancel these jobs (all their array elements), each only if it still has the name
     ``names`` gives it (``scancel --name``): an id SLURM reused for another job is left
     alone even when the queue could not be asked which ids are the run's (scancel then
-    exits 0 having cancelled nothing: the ids are those asked for, not proof of a cancel)."""
-    by_name: dict[str, list[str]] = {}
-    for jid in job_ids:
-        by_name.setdefault(names[jid], []).append(jid)
-    for name, ids in by_name.items():
+    exits 0 having cancelled nothing: the ids are those asked for, not proof of a cancel).
+
+    Newest job first: a job waits (``afterany``) only for jobs submitted before it, so
+    each is cancelled while it still waits. Oldest first, a dependent whose dependencies
+    had just been cancelled could start (on their freed CPUs) before its own scancel."""
+    batches: list[tuple[str, list[str]]] = []
+    for jid in sorted(job_ids, key=int, reverse=True):
+        if batches and batches[-1][0] == names[jid]:
+            batches[-1][1].append(jid)
+        else:
+            batches.append((names[jid], [jid]))
+    for name, ids in batches:
         try:
             res = subprocess.run(
                 ["scancel", f"--name={name}", *ids],
