@@ -28,8 +28,7 @@ from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sent
 from gprpipe.units import fmt_mass, parse_mass
 
 if TYPE_CHECKING:  # the run service is imported by the commands that use it (start-up time)
-    from gprpipe.executors.base import Outcome
-    from gprpipe.pipeline.service import Interrupted, RunObserver, RunResult
+    from gprpipe.pipeline.service import Interrupted, Outcome, RunObserver, RunResult
     from gprpipe.pipeline.task import Task
     from gprpipe.results.compare import DatasetComparison
 
@@ -348,10 +347,8 @@ def run(
         command="gprpipe run",
         record=["gprpipe", *(ctx.obj or {}).get("argv", sys.argv[1:])],
     )
-    from gprpipe.executors.local import sigterm_interrupts
-
     try:
-        with sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
+        with service.sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
             result = service.run(config, options, _Bars())
     except service.Interrupted as exc:
         raise _interrupted(exc) from None
@@ -438,11 +435,10 @@ def rerun(
 ) -> None:
     """Redo only what is named (failed tasks, or the tasks of some masses) and what follows,
     with the config the run recorded (after a change to the config file, run it again)."""
-    from gprpipe.executors.local import sigterm_interrupts
     from gprpipe.pipeline import service
 
     try:
-        with sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
+        with service.sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
             result = service.rerun(
                 run_dir,
                 failed=failed,

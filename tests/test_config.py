@@ -1055,6 +1055,24 @@ def test_toy_counts_that_no_worker_could_hold_are_refused(override: str, sentenc
     assert errors_of(QUICKSTART, (override,)) == [sentence]
 
 
+def test_a_switch_takes_true_or_false_only(tmp_path: Path):
+    """0, 1, "yes" and "off" were read as switches (pydantic's lax booleans): a typo such
+    as ``require_two_sidebands = 0`` turned a quality check off without a word. The text
+    of a Jinja expression ("True") still counts."""
+    c = quickstart_child(
+        tmp_path / "c.toml", '[fit]\nrequire_two_sidebands = "yes"\n[scan]\ncombined = 0\n'
+    )
+    assert sorted(errors_of(c)) == [
+        f"{c}:4: fit.require_two_sidebands: takes true or false, not 'yes'.",
+        f"{c}:6: scan.combined: takes true or false, not 0.",
+    ]
+    assert errors_of(QUICKSTART, ('inject.refit_gp="off"',)) == [
+        "--set inject.refit_gp: takes true or false, not 'off'."
+    ]
+    j = quickstart_child(tmp_path / "j.toml", '[fit]\nrequire_two_sidebands = "{{ 1 > 2 }}"\n')
+    assert only_point(j).config.fit.require_two_sidebands is False
+
+
 def test_true_is_neither_a_repeated_number_nor_called_one(tmp_path: Path):
     """Python's True == 1: a grid of [1.0, true] said "lists True twice", and a table
     given as true said it "takes a number"."""

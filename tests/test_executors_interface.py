@@ -123,6 +123,38 @@ def test_task_bash_with_an_empty_last_log_line_leaves_no_dangling_colon(tmp_path
     )
 
 
+def test_task_bash_never_starts_a_task_after_slurm_sigterm(tmp_path: Path):
+    """SLURM's SIGTERM (scancel, a time limit) before the task command started: the trap
+    only printed, and the task started, ran and committed its outputs after the cancel (a
+    review: a limit task done 10 s after `gprpipe cancel`). It never starts now, and its
+    marker says so."""
+    res, _, _ = run_task_bash(tmp_path, f"touch {shlex.quote(str(tmp_path / 'started'))}")
+    assert res.returncode == 0 and (tmp_path / "started").exists()  # the task as such
+    (tmp_path / "started").unlink()
+    point = tmp_path / "p"
+    stem = state_dir(point) / "fit__demo-000"
+    script = (
+        run_function()
+        + f"\nkill -TERM $$\ntask {shlex.quote(str(point / 'x.log'))} {shlex.quote(str(stem))}"
+        + f" touch {shlex.quote(str(tmp_path / 'started'))}\nexit $?\n"
+    )
+    res = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "slurm_log": "/runs/r/slurm/logs/01_fit_0.out"},
+    )
+    assert res.returncode == 143, res.stderr
+    assert not (tmp_path / "started").exists()
+    assert "gprpipe: SIGTERM from SLURM (time limit or scancel)" in res.stdout
+    assert read_state(point, "fit__demo-000") == (
+        "failed",
+        "SLURM stopped it before it started (a time limit or scancel; "
+        "/runs/r/slurm/logs/01_fit_0.out says which)",
+    )
+
+
 def test_task_bash_keeps_the_task_own_marker(tmp_path: Path):
     point = tmp_path / "point"
     write_state(point, "fit__demo-000", "failed", "data file missing")

@@ -1261,6 +1261,61 @@ def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path, sig: int):
 
 @pytest.mark.slurm
 @pytest.mark.slow
+def test_ctrl_c_while_sbatch_submits_leaves_no_job_unrecorded(tmp_path: Path):
+    """Ctrl-C (or `gprpipe cancel`) while sbatch was submitting killed it after SLURM had
+    taken the job: the job ran while jobs.json recorded none, so cancel could not stop it,
+    and the run exited 130 saying nothing (a review, with an sbatch slowed as on a busy
+    controller; here a wrapper that answers 2 s after the real sbatch). The submission now
+    ends first, every job recorded; the run says they go on and cancel stops them."""
+    require_slurm()
+    shim, started = tmp_path / "bin", tmp_path / "sbatch-started"
+    shim.mkdir()
+    real = shutil.which("sbatch")
+    (shim / "sbatch").write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *--test-only*) exec {real} "$@" ;; esac\n'
+        f"touch {shlex.quote(str(started))}\n"
+        f'out=$({real} "$@") || exit $?\nsleep 2\necho "$out"\n'
+    )
+    (shim / "sbatch").chmod(0o755)
+    cfg = quickstart_child(tmp_path / "c.toml", '[steps]\nrun = ["load", "fit", "limit"]\n')
+    run_dir = tmp_path / "run"
+    proc = start_run(
+        cfg,
+        run_dir,
+        "--executor",
+        "slurm",
+        *settings("limit.bands=toys", "limit.band_toys=100000"),  # outlasts the submission
+        session=True,
+        env={"PATH": f"{shim}:{os.environ['PATH']}"},
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # the first job is SLURM's; its id not yet given back
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().endswith(
+        f"interrupted; any SLURM jobs submitted from {run_dir} go on. Watch them with: "
+        f"gprpipe status {run_dir}; stop them with: gprpipe cancel {run_dir}"
+    ), err
+    jobs = json.loads((run_dir / "slurm" / "jobs.json").read_text())
+    ids = [j["job_id"] for sub in jobs["submissions"] for j in sub["jobs"]]
+    assert len(ids) >= 3 and all(ids), ids  # every script submitted, each id recorded
+    code, out, _ = gp("cancel", run_dir)
+    stopped = out.split("Cancelled SLURM jobs:")[-1].split()
+    assert code == 0 and stopped and set(stopped) <= set(ids), out
+    while subprocess.run(
+        ["squeue", "-h", "-j", ",".join(ids)], capture_output=True, text=True
+    ).stdout.strip():
+        assert time.monotonic() < deadline + 60, "jobs left after cancel"
+        time.sleep(0.5)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_gprpipe_cancel_of_a_slurm_wait_says_it_cancels_the_jobs(tmp_path: Path):
     """`gprpipe cancel` of a waiting `run --executor slurm --wait` stops the wait and then
     the jobs: the waiting run says so (it said its jobs go on, and how to stop them, while

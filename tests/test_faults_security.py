@@ -1116,6 +1116,41 @@ def test_step_images_run_in_podman(run_cli, tmp_path: Path):
         subprocess.run(["podman", "untag", fit_image, fit_image], check=False)
 
 
+@pytest.mark.podman
+def test_step_images_keep_the_watchdog_and_cleanup_of_their_engine(tmp_path: Path):
+    """With base.step_images the engine had no watchdog and no cleanup (the base class's
+    None and []): a killed run left its containers running (a review: two fit containers
+    still up after SIGKILL of the run). Both are the default engine's now; the cleanup
+    removes a real leftover container of the run."""
+    from gprpipe.engines import engine_for_config, get_engine
+    from gprpipe.engines.base import RUN_LABEL, run_token
+
+    image = require_podman()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    engine = engine_for_config("podman", image=image, step_images={"fit": "localhost/other:1"})
+    plain = get_engine("podman", image=image)
+    assert type(engine).__name__ == "StepImages"
+    assert engine.watchdog_argv(run_dir) == plain.watchdog_argv(run_dir) is not None
+    name = f"gprpipe-{run_token(run_dir)}-leftover"
+    label = f"{RUN_LABEL}={run_token(run_dir)}"
+    subprocess.run(
+        ["podman", "run", "-d", "--name", name, "--label", label, image, "sleep", "60"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        assert engine.cleanup(run_dir) == [name]
+        left = subprocess.run(
+            ["podman", "ps", "-a", "--filter", f"name={name}", "--format", "{{.Names}}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert left == []
+    finally:
+        subprocess.run(["podman", "rm", "-f", name], capture_output=True)
+
+
 def test_the_run_lock_is_never_written_through_a_link(tmp_path: Path):
     """A link put in place of ``.gprpipe.lock`` (to a file outside the run, or dangling)
     is replaced by the lock file: the holder record never reaches its target."""

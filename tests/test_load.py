@@ -137,6 +137,39 @@ def test_a_pattern_that_matches_folders_lists_only_their_histograms(tmp_path: Pa
         match_hists(path, "toyd", "toyscan.pattern")
 
 
+def test_a_pattern_that_matches_a_histogram_of_two_dimensions_is_refused(tmp_path: Path):
+    """A TH2 matched by toyscan.pattern was skipped without a word (a review: a run of two
+    toys reported one, exit 0): one sentence naming it."""
+    from gprpipe.io.root import match_hists
+
+    path = tmp_path / "toys.root"
+    with uproot.recreate(path) as f:
+        f["toys/t_toy_0"] = (COUNTS, EDGES)
+        f["toys/t_toy_5"] = (np.ones((len(COUNTS), 2)), EDGES, np.array([0.0, 1.0, 2.0]))
+        f["toys/meta"] = "not a histogram"  # other objects stay outside the toys
+    assert match_hists(path, "toys/t_toy_0*") == ["toys/t_toy_0"]
+    with pytest.raises(GprpipeError) as info:
+        match_hists(path, "toys/*", "toyscan.pattern")
+    assert str(info.value) == (
+        f"{path}: toyscan.pattern 'toys/*' matches 'toys/t_toy_5', a TH2D, not a 1-D "
+        "histogram (TH1)."
+    )
+
+
+def test_bin_edges_that_run_downwards_are_said(tmp_path: Path):
+    """Decreasing bin edges passed the equal-width check (all widths -w) and were refused
+    later as a range "outside" the histogram (0.15-0 GeV), blaming the card's range key."""
+    path = tmp_path / "down.root"
+    with uproot.recreate(path) as f:
+        f["input_hist"] = (COUNTS[::-1].copy(), EDGES[::-1].copy())
+    with pytest.raises(GprpipeError) as info:
+        read_hist(path, "input_hist")
+    assert str(info.value) == (
+        f"{path}: histogram 'input_hist' has bin edges that do not increase "
+        f"({EDGES[-1]:g} then {EDGES[-2]:g} at bin 1)."
+    )
+
+
 def test_read_real_2015_file(shared_data: Path):
     path = shared_data / "funcform_2015_toys.root"
     counts, edges = read_hist(path, "input_hist")

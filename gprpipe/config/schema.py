@@ -54,6 +54,8 @@ class Section(BaseModel):
     def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
         """true/false where a number belongs (pydantic would read it as 1/0)."""
         field = cls.model_fields.get(info.field_name or "")
+        if field is not None and field.annotation in (bool, bool | None):
+            return _strict_bool(v)
         if field is None or _has_bool(field.annotation) or not _has_number(field.annotation):
             return v  # (a table or a text: pydantic names what it takes)
         if isinstance(v, bool) or (
@@ -61,6 +63,16 @@ class Section(BaseModel):
         ):
             raise ValueError("takes a number, not true/false")
         return v
+
+
+def _strict_bool(v: Any) -> Any:
+    """true/false, or the text of one (a Jinja expression renders to ``True``): pydantic
+    would also read 0, 1, "yes" and "off" as a switch, so a typo turns a check off."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    raise ValueError(f"takes true or false, not {v!r}")
 
 
 def _has_bool(annotation: Any) -> bool:

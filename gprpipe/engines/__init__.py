@@ -84,6 +84,14 @@ class StepImages(Engine):
     def stop_command(self, argv: Iterable[str]) -> list[str] | None:
         return self.default.stop_command(argv)
 
+    # every image runs under the same client and run label: the default engine's
+    # watchdog and cleanup cover the containers of the others
+    def watchdog_argv(self, run_dir: Path) -> list[str] | None:
+        return self.default.watchdog_argv(run_dir)
+
+    def cleanup(self, run_dir: Path) -> list[str]:
+        return self.default.cleanup(run_dir)
+
     def __repr__(self) -> str:
         return f"StepImages({self.default!r}, {self.images!r})"
 

@@ -140,6 +140,12 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
             "the Poisson likelihood needs event counts, not a weighted or scaled histogram."
         )
     width = np.diff(edges)
+    if not (width > 0).all():
+        i = int(np.flatnonzero(width <= 0)[0])
+        raise HistogramError(
+            f"{path}: histogram {name!r} has bin edges that do not increase ({edges[i]:g} "
+            f"then {edges[i + 1]:g} at bin {i + 1})."
+        )
     if not np.allclose(width, width[0], rtol=1e-6, atol=0.0):
         raise HistogramError(
             f"{path}: histogram {name!r} has bins of unequal width ({width.min():g} to "
@@ -174,11 +180,16 @@ def match_hists(path: Path | str, pattern: str, key: str = "the pattern") -> lis
         raise GprpipeError(f"{path}: {CANNOT_OPEN} ({_why(exc)}).") from None
     with f:
         # the class names of the listing: a folder (TDirectory) has none of its own to ask
-        names = [
-            k
-            for k, cls in _keys(f).items()
-            if fnmatch.fnmatchcase(k, pattern) and cls.startswith("TH1")
-        ]
+        matched = {k: cls for k, cls in _keys(f).items() if fnmatch.fnmatchcase(k, pattern)}
+    # other objects (folders, functions, metadata) are no toys; a histogram of another
+    # dimension matched by the pattern would silently shrink the toys
+    other = {k: c for k, c in matched.items() if c.startswith(("TH2", "TH3", "TProfile"))}
+    if other:
+        k, cls = next(iter(other.items()))
+        raise HistogramError(
+            f"{path}: {key} {pattern!r} matches {k!r}, a {cls}, not a 1-D histogram (TH1)."
+        )
+    names = [k for k, cls in matched.items() if cls.startswith("TH1")]
     if not names:
         raise HistogramError(f"{path}: no histogram matches {key} {pattern!r}.")
 

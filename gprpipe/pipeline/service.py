@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Cancelled",
     "Interrupted",
+    "Outcome",
     "RunObserver",
     "RunOptions",
     "RunResult",
@@ -100,6 +101,7 @@ __all__ = [
     "rerun",
     "run",
     "run_dir_of",
+    "sigterm_interrupts",
     "status",
     "submitted_line",
     "summarise",
@@ -107,6 +109,16 @@ __all__ = [
     "validate",
     "watch",
 ]
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While a run started in this thread runs: SIGTERM (``gprpipe cancel``) stops it as
+    Ctrl-C does (:func:`gprpipe.executors.local.sigterm_interrupts`)."""
+    from gprpipe.executors.local import sigterm_interrupts as interrupts
+
+    with interrupts():
+        yield
 
 
 # ---------------------------------------------------------------- what a front end sees
@@ -1040,13 +1052,27 @@ def _execute(
     if not ex.blocking:
         if stop is not None and stop.is_set():  # cancelled while the run was planned
             raise Interrupted(f"interrupted: nothing was submitted from {run_dir}.")
-        result.report = ex.submit(
-            tasks,
-            configs=configs,
-            force=force,
-            resubmit=resubmit,
-            hooks=Hooks(on_notice=obs.notice),
-        )
+        try:
+            result.report = ex.submit(
+                tasks,
+                configs=configs,
+                force=force,
+                resubmit=resubmit,
+                hooks=Hooks(on_notice=obs.notice),
+            )
+        except KeyboardInterrupt:  # (the submission itself takes it at its end: every
+            # job it queued is recorded, for status and cancel)
+            if cancel_requested(run_dir):
+                raise Interrupted(
+                    f"stopped: gprpipe cancel is cancelling any {ex.name.upper()} jobs "
+                    f"submitted from {run_dir}. See what was kept with: "
+                    f"{cli_command('status', run_dir)}"
+                ) from None
+            raise Interrupted(
+                f"interrupted; any {ex.name.upper()} jobs submitted from {run_dir} go on. "
+                f"Watch them with: {cli_command('status', run_dir)}; stop them with: "
+                f"{cli_command('cancel', run_dir)}"
+            ) from None
         if not result.report.job_ids:  # every task up to date: nothing was queued
             return
         result.queued = True

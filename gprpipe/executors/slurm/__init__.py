@@ -17,8 +17,11 @@ has accounting): an array element that left the queue without a done/failed mark
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,6 +78,30 @@ MARKER_GRACE = 20.0
 UNREACHABLE_TIMEOUT = 120.0
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (``gprpipe cancel``) take effect once the block has ended: a
+    submission interrupted between an sbatch and the record of its job id would leave a
+    job that runs while neither the run nor ``gprpipe cancel`` knows of it. (Python
+    handles signals in the main thread only; elsewhere nothing is deferred.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    previous = {k: signal.signal(k, lambda n, _f: got.append(n)) for k in kinds}
+    ended = False
+    try:
+        yield
+        ended = True
+    finally:
+        for k, handler in previous.items():
+            signal.signal(k, handler if handler is not None else signal.SIG_DFL)
+    if got and ended:  # (after a failed submission its error is what the caller sees)
+        signal.raise_signal(got[0])
+
+
+@_signals_deferred()
 def _submit(
     kind: str,
     tasks: Sequence[Task],

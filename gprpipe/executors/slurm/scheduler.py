@@ -47,8 +47,13 @@ def _sbatch(args: Sequence[str], script: Path, cwd: Path, hint: str = "") -> str
     """Run ``sbatch ARGS SCRIPT``; its output, or one sentence naming the script (and
     ``hint``) when sbatch is missing, silent or refuses."""
     try:
-        res = subprocess.run(
-            ["sbatch", *args, str(script)], cwd=cwd, capture_output=True, text=True, timeout=120
+        res = subprocess.run(  # (its own session: a Ctrl-C of the terminal is not its)
+            ["sbatch", *args, str(script)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise GprpipeError(NO_SBATCH) from None

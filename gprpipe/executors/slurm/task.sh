@@ -2,14 +2,20 @@
 # MARKER COMMAND...` runs one task with its output in LOG, and records a failed marker
 # (format: gprpipe.pipeline.state) when the task died before writing its own.
 set -o pipefail
-trap 'echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
+# SIGTERM is SLURM's (a time limit or scancel). bash runs the trap when the running
+# command has ended, or at once between commands: a task it reaches first never starts
+trap 'stopped=1; echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
-    local log=$1 marker=$2 code=0 why last
+    local log=$1 marker=$2 code=0 why last started=yes
     shift 2
     mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
     rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
     echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), log $log"
-    "$@" 2>&1 | tee "$log" || code=$?
+    if [[ -n ${stopped:-} ]]; then
+        code=143 started=no
+    else
+        "$@" 2>&1 | tee "$log" || code=$?
+    fi
     if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then
         # the task died before writing its marker (crash, out of memory, time limit)
         why="exit code $code"
@@ -18,6 +24,8 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         if ((code == 143)); then  # SIGTERM: SLURM's (its log holds why; the task's, nothing)
             last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
+            [[ $started = no ]] &&
+                why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
         else
             last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
             [[ $last = *[![:space:]]* ]] && why="$why: $last"
