@@ -30,7 +30,6 @@ from gprpipe.units import fmt_mass, parse_mass
 if TYPE_CHECKING:  # the run service is imported by the commands that use it (start-up time)
     from gprpipe.pipeline.service import Interrupted, Outcome, RunObserver, RunResult
     from gprpipe.pipeline.task import Task
-    from gprpipe.results.compare import DatasetComparison
 
     _Observer = RunObserver  # type-checked as one, without importing the service at start-up
 else:
@@ -721,22 +720,6 @@ def project_reach(
     )
 
 
-def _not_compared(comp: DatasetComparison, tables: dict[str, list[dict[str, str]]]) -> str:
-    """Why a dataset has no ratio to show: a point without it, a point without a limit,
-    or no common mass."""
-    absent = [k for k, rows in tables.items() if all(r["dataset"] != comp.dataset for r in rows)]
-    if absent:
-        return f"{', '.join(absent)} {'has' if len(absent) == 1 else 'have'} no such dataset"
-    have = {c.label for c in comp.curves}
-    missing = [label for label in tables if label not in have]
-    if missing:
-        return (
-            f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no mass with a "
-            "limit (every row failed or flagged)"
-        )
-    return "the points have no mass with a limit in common"
-
-
 @app.command()
 def compare(
     runs: Annotated[
@@ -758,52 +741,22 @@ def compare(
 ) -> None:
     """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
     from gprpipe.config.schema import FIGURE_FORMATS
-    from gprpipe.io.atomic import atomic_write_text
-    from gprpipe.pipeline.compare import output_folder, points_of, read_tables
-    from gprpipe.pipeline.store import earlier_point_notice
-    from gprpipe.plotting.compare import curves_figure
-    from gprpipe.plotting.style import save
-    from gprpipe.results.compare import compare_curves
+    from gprpipe.pipeline.compare import write_comparison
 
     kinds = list(dict.fromkeys(f.strip() for f in formats.split(",") if f.strip()))  # once
     if not kinds or not set(kinds) <= set(FIGURE_FORMATS):
         raise GprpipeError(
             f"--formats {formats!r}: figure formats are {', '.join(FIGURE_FORMATS)}."
         )
-    points = points_of(runs)
-    for p in points.values():
-        if notice := earlier_point_notice(p):
-            console.print(notice, markup=False, highlight=False)
-    folder = output_folder(out, points)
-    labels = list(points)
-    ref = labels[0]
-    tables = read_tables(points)
-    comparisons = compare_curves(tables)
-    skipped = {c.dataset: _not_compared(c, tables) for c in comparisons if not c.ratios}
-    if len(skipped) == len(comparisons):
-        raise GprpipeError(
-            "nothing to compare: " + "; ".join(f"{d}: {why}" for d, why in skipped.items()) + "."
-        )
-    targets = [  # a folder in the way of any is said before one is written
-        folder / name
-        for c in comparisons
-        if c.ratios
-        for name in (f"compare_{c.dataset}.csv", *(f"compare_eps2_{c.dataset}.{k}" for k in kinds))
-    ]
-    if folders := [t for t in targets if t.is_dir()]:
-        raise GprpipeError(f"{folders[0]}: is a folder, not a file to write.")
-    folder.mkdir(parents=True, exist_ok=True)
-    for comp in comparisons:
+    result = write_comparison(runs, out, kinds)
+    for comp in result.datasets:
         if not comp.ratios:
-            console.print(f"{comp.dataset}: not compared: {skipped[comp.dataset]}.")
+            console.print(f"{comp.dataset}: not compared: {result.skipped[comp.dataset]}.")
             continue
-        fig = curves_figure(comp.curves, comp.dataset)
-        files = save(fig, folder, f"compare_eps2_{comp.dataset}", kinds)
-        table = Table(title=f"{comp.dataset}: eps^2 limit / {ref}")
+        table = Table(title=f"{comp.dataset}: eps^2 limit / {result.reference}")
         table.add_column("point", overflow="fold")  # wrapped, never cut short
         for col in ("masses", "obs median", "obs range", "exp median", "exp range"):
             table.add_column(col, justify="right", overflow="fold")
-        lines = ["dataset,point,mass_GeV,ratio_observed,ratio_expected"]
         for r in comp.ratios:
             (om, olo, ohi), (em, elo, ehi) = r.stats("observed"), r.stats("expected")
             blind = math.isnan(om)  # a blinded run has no observed limit
@@ -815,15 +768,11 @@ def compare(
                 f"{em:.3f}",
                 f"{elo:.3f}-{ehi:.3f}",
             )
-            lines += [
-                f"{comp.dataset},{r.label},{m:.6g},{o:.6g},{e:.6g}"
-                for m, o, e in zip(r.mass, r.observed, r.expected)
-            ]
-        csv_path = folder / f"compare_{comp.dataset}.csv"
-        atomic_write_text(csv_path, "\n".join(lines) + "\n")
         console.print(table)
         console.print(
-            f"wrote {', '.join(str(f) for f in files)}, {csv_path}", markup=False, highlight=False
+            f"wrote {', '.join(str(f) for f in result.files[comp.dataset])}",
+            markup=False,
+            highlight=False,
         )
 
 

@@ -220,7 +220,6 @@ def test_no_rendered_set_lifts_blinding(tmp_path, cli):
     cfg = quickstart_child(tmp_path / "b.toml", 'blind = "{{ limit.alpha < 0.06 }}"\n')
     for value in (
         "base.blind={{ false }}",
-        "base.blind={{ 0 }}",
         'base={blind="{{ false }}"}',
         "limit.alpha=0.1",
     ):
@@ -230,6 +229,9 @@ def test_no_rendered_set_lifts_blinding(tmp_path, cli):
             f"error: --set {value}: blinding is lifted only by 'gprpipe run --unblind' "
             "(recorded in run.json)."
         )
+    code, out, err = cli("run", cfg, "--dry-run", "--set", "base.blind={{ 0 }}")
+    assert code == 1 and out == "", err  # no switch at all
+    assert err.strip() == "error: --set base.blind: takes true or false, not '0'."
     for value in ("base.blind={{ true }}", "limit.alpha=0.04"):
         code, out, err = cli("run", cfg, "--dry-run", "--set", value)
         assert code == 0 and out.startswith("# 6 tasks"), err

@@ -112,3 +112,24 @@ def test_a_fit_file_of_another_format_is_one_sentence(tmp_path):
         f"{path}: /demo has no mass_GeV, sigma_m_GeV (a fit.h5 of another format than this "
         "gprpipe reads); run the point again to recompute it."
     )
+
+
+def test_the_comparison_table_is_the_schema_table():
+    """compare_<dataset>.csv was written line by line in the command line (6 significant
+    digits, its columns nowhere defined): it is the schema's COMPARE table, written by its
+    CSV writer (8 digits, NaN as nan) and read back by the same reader."""
+    from gprpipe.results.compare import DatasetComparison, Ratio, comparison_csv
+
+    comp = DatasetComparison("2015")
+    comp.ratios = [
+        Ratio("b", np.array([0.03, 0.1]), np.array([1.0 / 3.0, 2.0]), np.array([0.5, 1.25])),
+        Ratio("c", np.array([0.03]), np.array([np.nan]), np.array([1.123456789])),
+    ]
+    text = comparison_csv(comp)
+    assert text == (
+        "dataset,point,mass_GeV,ratio_observed,ratio_expected\n"
+        "2015,b,0.03,0.33333333,0.5\n"
+        "2015,b,0.1,2,1.25\n"
+        "2015,c,0.03,nan,1.1234568\n"
+    )
+    assert tuple(text.splitlines()[0].split(",")) == schema.COMPARE.names

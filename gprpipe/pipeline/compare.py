@@ -1,18 +1,24 @@
 """Compare runs or grid points: ``points_of`` turns command-line arguments (run folders or
 point folders) into labelled point folders, ``read_tables`` reads their ``scan.csv``; the
-ratios are :func:`gprpipe.results.compare.compare_curves`.
+ratios are :func:`gprpipe.results.compare.compare_curves`; :func:`write_comparison` draws
+and writes them (``gprpipe compare``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gprpipe.config import point_config_from_file
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.store import last_run_blind
 from gprpipe.pipeline.summary import read_table
+
+if TYPE_CHECKING:
+    from gprpipe.results.compare import DatasetComparison
 
 
 def output_folder(out: Path | None, points: Mapping[str, Path]) -> Path:
@@ -139,3 +145,80 @@ def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
                 "point's config, or by an older gprpipe; compared as it is."
             )
     return tables
+
+
+@dataclass
+class Comparison:
+    """What :func:`write_comparison` wrote: per dataset its ratios and files, or why it has
+    none (``skipped``)."""
+
+    folder: Path
+    reference: str
+    datasets: list[DatasetComparison]
+    skipped: dict[str, str] = field(default_factory=dict)
+    files: dict[str, list[Path]] = field(default_factory=dict)  # dataset -> figures, csv
+
+
+def write_comparison(runs: Sequence[Path], out: Path | None, formats: Sequence[str]) -> Comparison:
+    """Compare the points of ``runs`` (the first is the reference): per dataset with
+    ratios, ``compare_eps2_<dataset>.<format>`` and ``compare_<dataset>.csv`` in the
+    output folder (:func:`output_folder`). Nothing is written when a target is a folder,
+    and a GprpipeError says when no dataset can be compared."""
+    from gprpipe.io.atomic import atomic_write_text
+    from gprpipe.pipeline.store import earlier_point_notice
+    from gprpipe.plotting.compare import curves_figure
+    from gprpipe.plotting.style import save
+    from gprpipe.results.compare import compare_curves, comparison_csv
+
+    points = points_of(runs)
+    for p in points.values():
+        if notice := earlier_point_notice(p):
+            print(notice)
+    folder = output_folder(out, points)
+    tables = read_tables(points)
+    result = Comparison(folder, next(iter(points)), compare_curves(tables))
+    result.skipped = {c.dataset: _not_compared(c, tables) for c in result.datasets if not c.ratios}
+    if len(result.skipped) == len(result.datasets):
+        raise GprpipeError(
+            "nothing to compare: "
+            + "; ".join(f"{d}: {why}" for d, why in result.skipped.items())
+            + "."
+        )
+    names = {
+        c.dataset: [f"compare_eps2_{c.dataset}.{k}" for k in formats] + [f"compare_{c.dataset}.csv"]
+        for c in result.datasets
+        if c.ratios
+    }
+    if folders := [folder / n for ns in names.values() for n in ns if (folder / n).is_dir()]:
+        raise GprpipeError(f"{folders[0]}: is a folder, not a file to write.")
+    folder.mkdir(parents=True, exist_ok=True)
+    for comp in result.datasets:
+        if comp.ratios:
+            figures = save(
+                curves_figure(comp.curves, comp.dataset),
+                folder,
+                f"compare_eps2_{comp.dataset}",
+                formats,
+            )
+            table = folder / f"compare_{comp.dataset}.csv"
+            atomic_write_text(table, comparison_csv(comp))
+            result.files[comp.dataset] = [*figures, table]
+    return result
+
+
+def _not_compared(
+    comp: DatasetComparison, tables: Mapping[str, Sequence[Mapping[str, str]]]
+) -> str:
+    """Why a dataset has no ratio to show: a point without it, a point without a limit,
+    or no common mass."""
+    absent = [k for k, rows in tables.items() if all(r["dataset"] != comp.dataset for r in rows)]
+    if absent:
+        return f"{', '.join(absent)} {'has' if len(absent) == 1 else 'have'} no such dataset"
+    have = {c.label for c in comp.curves}
+    missing = [label for label in tables if label not in have]
+    if missing:
+        return (
+            f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no mass with a "
+            "limit (every row failed or flagged)"
+        )
+    return "the points have no mass with a limit in common"

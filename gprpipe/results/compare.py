@@ -91,6 +91,23 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
     return out
 
 
+def comparison_csv(comp: DatasetComparison) -> str:
+    """``compare_<dataset>.csv`` of one dataset's ratios (the table
+    :data:`~gprpipe.results.schema.COMPARE`)."""
+    from gprpipe.results.schema import COMPARE, csv_text
+
+    def column(get) -> np.ndarray:
+        return np.concatenate([get(r) for r in comp.ratios]) if comp.ratios else np.array([])
+
+    arrays = {
+        "point": column(lambda r: np.full(len(r.mass), r.label, dtype=object)),
+        "mass_GeV": column(lambda r: r.mass),
+        "ratio_observed": column(lambda r: r.observed),
+        "ratio_expected": column(lambda r: r.expected),
+    }
+    return csv_text({comp.dataset: arrays}, COMPARE)
+
+
 def observed_ratios(table: Path) -> bool | None:
     """Whether a comparison table (``compare_<dataset>.csv``) holds observed limit ratios
     (a comparison of unblinded results); None for an unreadable one (no one can tell)."""

@@ -10,6 +10,7 @@ Files (one HDF5 group per dataset, ``combined`` for a combination):
   ``global_toys`` (:data:`GLOBAL_TOYS`)
 * ``inject.h5`` / ``inject.csv``  :data:`INJECT`, ``toys/<m>MeV_z<z>`` (:data:`INJECT_TOYS`)
 * ``toyscan.h5`` / CSVs  :data:`TOYSCAN`, :data:`TOYSCAN_SUMMARY`
+* ``compare/compare_<dataset>.csv``  :data:`COMPARE` (``gprpipe compare``)
 
 Masses and widths are in GeV in every file. Column names are part of the file contract
 (``scan.csv`` and ``inject.csv`` are compared byte for byte across versions).
@@ -256,6 +257,18 @@ TOYSCAN_SUMMARY = Table(
         Column("pull_width"),
         Column("frac_Z_gt2"),
         Column("frac_Z_gt3"),
+    ),
+)
+
+COMPARE = Table(
+    "compare",
+    "compare/compare_<dataset>.csv (gprpipe compare)",
+    (
+        DATASET,
+        Column("point", doc="the point compared with the reference (the first given)"),
+        MASS,
+        Column("ratio_observed", "", "its observed eps^2 limit / the reference's (NaN: blinded)"),
+        Column("ratio_expected", "", "its expected median eps^2 limit / the reference's"),
     ),
 )
 
