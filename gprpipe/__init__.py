@@ -46,7 +46,8 @@ NUMERICS_VERSION = 29  # 29: a window whose signal fit does not converge fails i
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 19  # 19: blinded scan figures circle flagged masses on the median
+PLOT_VERSION = 20  # 20: combination.csv, allocation.csv through the results schema (8 digits)
+# 19: blinded scan figures circle flagged masses on the median
 # 18: a display's GP curve and band from the posterior's diagonal, in blocks
 # 17: report timings from the markers; HEPData combined tables name their datasets
 # 15: report.html lists the tables and each dataset's summary lines

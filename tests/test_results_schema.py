@@ -133,3 +133,28 @@ def test_the_comparison_table_is_the_schema_table():
         "2015,c,0.03,nan,1.1234568\n"
     )
     assert tuple(text.splitlines()[0].split(",")) == schema.COMPARE.names
+
+
+def test_the_combination_and_reach_tables_are_schema_tables():
+    """combination.csv, allocation.csv and reach.csv were written by a writer of their own
+    in the steps (6 significant digits, header lists beside the rows): the schema defines
+    them and its row writer writes them, refusing a row that does not fit the table."""
+    row = ["2015", 0.06, 1.23456789e-7, 0.25, 5e-7, 12.3456789, 2.5, np.float64(3e-7), np.nan]
+    text = schema.rows_csv(schema.COMBINATION, [row])
+    assert text == (
+        "dataset,mass_GeV,sigma_eps2,info_fraction,eps2_5sigma,A_5sigma,Z_needed_5sigma,"
+        "eps2_exp_med,ratio_to_best_single\n"
+        "2015,0.06,1.2345679e-07,0.25,5e-07,12.345679,2.5,3e-07,nan\n"
+    )
+    with pytest.raises(ValueError, match="a row of 2 values for table 'combination'"):
+        schema.rows_csv(schema.COMBINATION, [["2015", 0.06]])
+    assert schema.reach_table(["2015", "2016"]).names == (
+        "mass_GeV",
+        "eps2_exp_med_2015",
+        "eps2_exp_med_2016",
+        "eps2_proj_2015",
+        "eps2_proj_2016",
+        "eps2_exp_med_combined_ivw",
+        "eps2_proj_combined",
+        "eps2_exp_med_combined_fit",
+    )

@@ -11,6 +11,8 @@ Files (one HDF5 group per dataset, ``combined`` for a combination):
 * ``inject.h5`` / ``inject.csv``  :data:`INJECT`, ``toys/<m>MeV_z<z>`` (:data:`INJECT_TOYS`)
 * ``toyscan.h5`` / CSVs  :data:`TOYSCAN`, :data:`TOYSCAN_SUMMARY`
 * ``compare/compare_<dataset>.csv``  :data:`COMPARE` (``gprpipe compare``)
+* ``combination.csv``, ``allocation.csv``  :data:`COMBINATION`; ``reach/reach.csv``
+  :func:`reach_table`
 
 Masses and widths are in GeV in every file. Column names are part of the file contract
 (``scan.csv`` and ``inject.csv`` are compared byte for byte across versions).
@@ -272,6 +274,42 @@ COMPARE = Table(
     ),
 )
 
+COMBINATION = Table(
+    "combination",
+    "combination.csv, allocation.csv (plot step of a combination)",
+    (
+        DATASET,
+        MASS,
+        Column("sigma_eps2", "", "the fit's uncertainty on eps^2 (sigma_A / signal per eps^2)"),
+        Column("info_fraction", "", "the dataset's share of 1/sigma_eps2^2 (combined: 1)"),
+        Column("eps2_5sigma", "", "5 times the joint fit's sigma_eps2"),
+        Column("A_5sigma", "events", "that eps^2 in the dataset's signal events"),
+        Column("Z_needed_5sigma", "sigma", "the Z the dataset alone sees at eps2_5sigma"),
+        Column("eps2_exp_med", "", "expected median eps^2 limit"),
+        Column(
+            "ratio_to_best_single",
+            "",
+            "combined rows: their expected limit / the best single dataset's (else NaN)",
+        ),
+    ),
+)
+
+
+def reach_table(datasets: Sequence[str]) -> Table:
+    """``reach/reach.csv`` of ``gprpipe project-reach`` for these datasets."""
+    return Table(
+        "reach",
+        "reach/reach.csv (gprpipe project-reach)",
+        (
+            MASS,
+            *(Column(f"eps2_exp_med_{n}", "", f"expected median limit of {n}") for n in datasets),
+            *(Column(f"eps2_proj_{n}", "", f"{n} projected to its scale") for n in datasets),
+            Column("eps2_exp_med_combined_ivw", "", "inverse-variance combination of today's"),
+            Column("eps2_proj_combined", "", "inverse-variance combination of the projected"),
+            Column("eps2_exp_med_combined_fit", "", "the joint fit's (NaN: no combined rows)"),
+        ),
+    )
+
 
 # --------------------------------------------------------------------------------------
 # HDF5
@@ -431,6 +469,19 @@ def csv_text(per_ds: Mapping[str, Mapping[str, np.ndarray]], columns: Table | Se
     for name, arrays in per_ds.items():
         for i in range(len(arrays["mass_GeV"])):
             w.writerow([name if c == "dataset" else _fmt(arrays[c][i]) for c in names])
+    return buf.getvalue()
+
+
+def rows_csv(columns: Table, rows: Iterable[Sequence[object]]) -> str:
+    """CSV of rows given in the table's column order; floats as :func:`csv_text` writes
+    them (8 significant digits, ``nan``)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns.names)
+    for row in rows:
+        if len(row) != len(columns.names):
+            raise ValueError(f"a row of {len(row)} values for table {columns.name!r}")
+        w.writerow([_fmt(v) for v in row])
     return buf.getvalue()
 
 

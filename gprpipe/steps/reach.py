@@ -27,23 +27,12 @@ from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.plotting.style import save
-from gprpipe.results.schema import COMBINED
+from gprpipe.results.schema import COMBINATION, COMBINED, reach_table, rows_csv
 from gprpipe.stats.reach import combine_inverse_variance, information_fractions, project
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
 
 Z_DISCOVERY = 5.0
-
-
-def _fmt(v) -> str:
-    if isinstance(v, str):
-        return v
-    v = float(v)
-    return "nan" if not np.isfinite(v) else f"{v:.6g}"
-
-
-def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    return ",".join(header) + "\n" + "".join(",".join(_fmt(v) for v in r) + "\n" for r in rows)
 
 
 def _matrix(scan: dict, names: list[str], masses: np.ndarray, key: str) -> np.ndarray:
@@ -69,8 +58,9 @@ def _grid(scan: dict, names: list[str]) -> np.ndarray:
     return np.unique(np.round(np.concatenate([scan[n]["mass_GeV"] for n in names]), 9))
 
 
-def combination_table(scan: dict, names: list[str]) -> tuple[list[str], list[list]]:
-    """``combination.csv`` rows at the masses with an ``ok`` combined row."""
+def combination_table(scan: dict, names: list[str]) -> list[list]:
+    """``combination.csv`` rows (:data:`~gprpipe.results.schema.COMBINATION`) at the
+    masses with an ``ok`` combined row."""
     c = scan[COMBINED]
     masses = _grid(scan, [*names, COMBINED])
     sig = _matrix(scan, names, masses, "sigma_eps2")
@@ -79,17 +69,6 @@ def combination_table(scan: dict, names: list[str]) -> tuple[list[str], list[lis
     frac = information_fractions(sig)
     csig = _matrix(scan, [COMBINED], masses, "sigma_eps2")[0]
     cexp = _matrix(scan, [COMBINED], masses, "eps2_exp_med")[0]
-    header = [
-        "dataset",
-        "mass_GeV",
-        "sigma_eps2",
-        "info_fraction",
-        "eps2_5sigma",
-        "A_5sigma",
-        "Z_needed_5sigma",
-        "eps2_exp_med",
-        "ratio_to_best_single",
-    ]
     rows: list[list] = []
     ok_c = np.round(c["mass_GeV"][c["status"] == "ok"], 9)
     for j, m in enumerate(masses):
@@ -107,7 +86,7 @@ def combination_table(scan: dict, names: list[str]) -> tuple[list[str], list[lis
         rows.append(
             [COMBINED, m, csig[j], 1.0, e5, e5 * ktot, Z_DISCOVERY, cexp[j], cexp[j] / best]
         )
-    return header, rows
+    return rows
 
 
 def _allocation_masses(cfg: Config, combined_masses: np.ndarray) -> list[float]:
@@ -134,10 +113,10 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
         return []
     names = [n for n in scan if n != COMBINED]
     labels = [cfg.datasets[n].label or n for n in names]
-    header, rows = combination_table(scan, names)
+    rows = combination_table(scan, names)
     written = []
     target = lay.combination_csv
-    atomic_write_text(target, _csv(header, rows))
+    atomic_write_text(target, rows_csv(COMBINATION, rows))
     written.append(target)
     cm = np.array(sorted({r[1] for r in rows}))
     frac = np.full((len(names), len(cm)), np.nan)
@@ -158,7 +137,7 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
     if chosen:
         sel = [r for r in rows if r[1] in chosen]
         target = lay.allocation_csv
-        atomic_write_text(target, _csv(header, sel))
+        atomic_write_text(target, rows_csv(COMBINATION, sel))
         written.append(target)
         idx = [int(np.searchsorted(cm, m)) for m in chosen]
         written += save(
@@ -243,14 +222,6 @@ def project_reach(
         if COMBINED in scan
         else np.full(len(masses), np.nan)
     )
-    header = [
-        "mass_GeV",
-        *(f"eps2_exp_med_{n}" for n in names),
-        *(f"eps2_proj_{n}" for n in names),
-        "eps2_exp_med_combined_ivw",
-        "eps2_proj_combined",
-        "eps2_exp_med_combined_fit",
-    ]
     rows = [
         [m, *now[:, j], *proj[:, j], comb_now[j], comb_proj[j], comb_fit[j]]
         for j, m in enumerate(masses)
@@ -261,7 +232,7 @@ def project_reach(
     # recorded like an export: a later config's results must not show them as theirs
     products = [target, *(out / f"reach.{fmt}" for fmt in formats)]
     try:
-        atomic_write_text(target, _csv(header, rows))
+        atomic_write_text(target, rows_csv(reach_table(names), rows))
         apply_style(cfg.plot.style)
         labels = [cfg.datasets[n].label or n if n in cfg.datasets else n for n in names]
         scale_txt = ", ".join(f"{n} x{factors[n]:g}" for n in names)
