@@ -281,9 +281,14 @@ def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
     assert [(r["dataset"], r["z_inj"], r["n_toys"], r["refit_gp"]) for r in rows] == [
         (d, z, "8", "true") for d in ("2015", "2016", "combined") for z in ("0", "5")
     ]
+    from gprpipe.results.schema import INJECT_H5
+
     with h5py.File(out / "nominal" / "inject.h5") as f:
         for d in ("2015", "2016", "combined"):
             g = f[d]
+            # the file holds what the results schema defines, no array more or less
+            arrays = {k for k, v in g.items() if isinstance(v, h5py.Dataset)}
+            assert arrays == set(INJECT_H5.names) - {"dataset"}, arrays
             assert np.allclose(g["sideband_leak"][()], 0.107, atol=0.005)
             ratio = g["A_hat_asimov"][1] / g["A_inj"][1]
             assert 0.70 < ratio < 0.95, (d, ratio)

@@ -65,6 +65,12 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
         assert pl <= p <= 1.0
         assert 0.0 <= float(r["Z_global_toys"]) <= float(r["Z_local"]) + 1e-9
     with h5py.File(point / "limit.h5", "r") as f:
+        # the file holds what the results schema defines, no array more or less
+        from gprpipe.results.schema import GLOBAL_TOYS_REFIT, SCAN_H5
+
+        datasets = {k for k, v in f["demo"].items() if isinstance(v, h5py.Dataset)}
+        assert datasets == set(SCAN_H5.names) - {"dataset"}
+        assert set(f["demo"]["global_toys"]) == set(GLOBAL_TOYS_REFIT.names)
         g = f["demo"]["global_toys"]
         mz = g["max_Z_local"][()]
         assert mz.shape == (300,) and g.attrs["n_masses_used"] == 5

@@ -6,9 +6,10 @@ Files (one HDF5 group per dataset, ``combined`` for a combination):
 
 * ``load.h5``   :data:`LOAD`    binned spectrum
 * ``fit.h5``    :data:`FIT`     GP fit per test mass, ``blind/<index>`` window arrays
-* ``limit.h5`` / ``scan.csv``  :data:`SCAN` (blinded runs: :data:`BLIND_SCAN`),
-  ``global_toys`` (:data:`GLOBAL_TOYS`)
-* ``inject.h5`` / ``inject.csv``  :data:`INJECT`, ``toys/<m>MeV_z<z>`` (:data:`INJECT_TOYS`)
+* ``limit.h5`` / ``scan.csv``  :data:`SCAN` (blinded runs: :data:`BLIND_SCAN`; the HDF5
+  file: :data:`SCAN_H5`), ``global_toys`` (:data:`GLOBAL_TOYS`, :data:`GLOBAL_TOYS_REFIT`)
+* ``inject.h5`` / ``inject.csv``  :data:`INJECT` (the HDF5 file: :data:`INJECT_H5`),
+  ``toys/<m>MeV_z<z>`` (:data:`INJECT_TOYS`)
 * ``toyscan.h5`` / CSVs  :data:`TOYSCAN`, :data:`TOYSCAN_SUMMARY`
 * ``compare/compare_<dataset>.csv``  :data:`COMPARE` (``gprpipe compare``)
 * ``combination.csv``, ``allocation.csv``  :data:`COMBINATION`; ``reach/reach.csv``
@@ -184,6 +185,11 @@ def has_observed(columns: Iterable[str]) -> bool:
     return not set(OBSERVED).isdisjoint(columns)
 
 
+#: ``limit.h5 /<dataset>``: the scan's columns and what only the HDF5 file holds
+SCAN_H5 = SCAN.without(
+    (), (Column("n_eff", "", "Sidak effective number of independent test masses"),)
+)
+
 GLOBAL_TOYS = Table(
     "global_toys",
     "limit.h5 /<dataset>/global_toys",
@@ -191,6 +197,16 @@ GLOBAL_TOYS = Table(
         Column("max_Z_local", "sigma", "largest local Z of each whole-scan toy (NaN: none)"),
         Column("toy_seconds", "s", "wall time per toy chunk"),
         Column("toy_cpu_seconds", "s", "CPU time per toy chunk"),
+    ),
+)
+#: with ``limit.global_toys_refit``: toys whose GP was refitted, beside the fixed-GP ones
+GLOBAL_TOYS_REFIT = GLOBAL_TOYS.without(
+    (),
+    (
+        Column("max_Z_local_refit", "sigma", "largest local Z of each refitted toy"),
+        Column("max_Z_local_fixed_same_toys", "sigma", "the same toys with the GP fixed"),
+        Column("Z_local_refit", "sigma", "local Z per refitted toy and mass"),
+        Column("Z_local_fixed_same_toys", "sigma", "the same with the GP fixed"),
     ),
 )
 
@@ -215,6 +231,18 @@ INJECT = Table(
     ),
 )
 BLIND_INJECT = INJECT.without((), (Column("blinded", "", "true: a blinded run"),))
+#: ``inject.h5 /<dataset>``: inject.csv's columns and what only the HDF5 file holds
+INJECT_H5 = INJECT.without(
+    (),
+    (
+        Column("sigma_ref", "events", "sigma_A,ref: the strength unit (Asimov sigma_A)"),
+        Column("eps2_inj", "", "injected eps^2"),
+        Column("gp_conv_frac", "", "fraction of toys whose GP refit converged"),
+        Column("seconds", "s", "wall time of the (mass, strength)"),
+        Column("sideband_leak", "", "refit mode: signal fraction on the training bins"),
+        Column("A_hat_asimov", "events", "refit mode: yield from the noise-free toy"),
+    ),
+)
 
 INJECT_TOYS = Table(
     "inject_toys",
