@@ -135,7 +135,8 @@ def test_task_bash_never_starts_a_task_after_slurm_sigterm(tmp_path: Path):
     stem = state_dir(point) / "fit__demo-000"
     script = (
         run_function()
-        + f"\nkill -TERM $$\ntask {shlex.quote(str(point / 'x.log'))} {shlex.quote(str(stem))}"
+        + f"\nkill -TERM $$\ntask {shlex.quote(str(point / 'logs' / 'x.log'))} "
+        + shlex.quote(str(stem))
         + f" touch {shlex.quote(str(tmp_path / 'started'))}\nexit $?\n"
     )
     res = subprocess.run(
@@ -153,6 +154,28 @@ def test_task_bash_never_starts_a_task_after_slurm_sigterm(tmp_path: Path):
         "SLURM stopped it before it started (a time limit or scancel; "
         "/runs/r/slurm/logs/01_fit_0.out says which)",
     )
+
+
+def test_task_bash_refuses_a_log_or_state_folder_linked_out_after_submission(tmp_path: Path):
+    """A link planted in place of the point's logs/ (or .state/) folder while the job
+    waited in the queue: the task bash wrote its log through it, replacing a file outside
+    the run (a review). The job's bash checks again and runs nothing."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "fit__demo-000.log").write_text("theirs")
+    for folder in ("logs", ".state"):
+        base = tmp_path / folder.strip(".")
+        point = base / "point"
+        point.mkdir(parents=True)
+        (point / folder).symlink_to(outside)
+        res, point, _ = run_task_bash(base, f"touch {shlex.quote(str(tmp_path / 'ran'))}")
+        assert res.returncode == 1
+        assert res.stdout.strip() == (
+            f"gprpipe: {point / folder} is a link out of its point folder; the task does not run"
+        )
+        assert not (tmp_path / "ran").exists()
+        assert sorted(p.name for p in outside.iterdir()) == ["fit__demo-000.log"]
+        assert (outside / "fit__demo-000.log").read_text() == "theirs"
 
 
 def test_task_bash_keeps_the_task_own_marker(tmp_path: Path):

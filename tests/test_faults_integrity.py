@@ -1261,20 +1261,24 @@ def test_ctrl_c_of_a_slurm_wait_says_the_jobs_go_on(tmp_path: Path, sig: int):
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_ctrl_c_while_sbatch_submits_leaves_no_job_unrecorded(tmp_path: Path):
+@pytest.mark.parametrize("how", ["ctrl-c", "gprpipe-cancel"])
+def test_ctrl_c_while_sbatch_submits_leaves_no_job_unrecorded(tmp_path: Path, how: str):
     """Ctrl-C (or `gprpipe cancel`) while sbatch was submitting killed it after SLURM had
     taken the job: the job ran while jobs.json recorded none, so cancel could not stop it,
     and the run exited 130 saying nothing (a review, with an sbatch slowed as on a busy
-    controller; here a wrapper that answers 2 s after the real sbatch). The submission now
-    ends first, every job recorded; the run says they go on and cancel stops them."""
+    controller; here a wrapper that answers 2 s after the real sbatch). The sbatch in
+    flight ends and its job is recorded at once; no later script is submitted; the run
+    says its jobs go on, and cancel stops them. `gprpipe cancel` during the submission
+    likewise (a first version let the whole submission end first: past cancel's 10 s, its
+    SIGKILL left every job unrecorded)."""
     require_slurm()
-    shim, started = tmp_path / "bin", tmp_path / "sbatch-started"
+    shim, calls = tmp_path / "bin", tmp_path / "sbatch-calls"
     shim.mkdir()
     real = shutil.which("sbatch")
     (shim / "sbatch").write_text(
         "#!/bin/sh\n"
         f'case "$*" in *--test-only*) exec {real} "$@" ;; esac\n'
-        f"touch {shlex.quote(str(started))}\n"
+        f"echo >> {shlex.quote(str(calls))}\n"
         f'out=$({real} "$@") || exit $?\nsleep 2\necho "$out"\n'
     )
     (shim / "sbatch").chmod(0o755)
@@ -1285,30 +1289,39 @@ def test_ctrl_c_while_sbatch_submits_leaves_no_job_unrecorded(tmp_path: Path):
         run_dir,
         "--executor",
         "slurm",
-        *settings("limit.bands=toys", "limit.band_toys=100000"),  # outlasts the submission
+        *settings("limit.bands=toys", "limit.band_toys=100000"),  # a limit job that lasts
         session=True,
         env={"PATH": f"{shim}:{os.environ['PATH']}"},
     )
     deadline = time.monotonic() + 120
-    while not started.exists():
+    # load, fit, fit-merge, limit, limit-merge: interrupted while the limit is submitted
+    while not calls.exists() or len(calls.read_text().splitlines()) < 4:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
-    time.sleep(0.5)  # the first job is SLURM's; its id not yet given back
-    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
-    _, err = proc.communicate(timeout=120)
+    time.sleep(0.5)  # the limit job is SLURM's; its id not yet given back
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+        _, err = proc.communicate(timeout=120)
+        said = f"interrupted; any SLURM jobs submitted from {run_dir} go on. Watch them with"
+        said += f": gprpipe status {run_dir}; stop them with: gprpipe cancel {run_dir}"
+        code, out, _ = gp("cancel", run_dir)
+    else:
+        code, out, _ = gp("cancel", run_dir)
+        assert out.startswith(f"Stopped the run of {run_dir} (pid {proc.pid})."), out
+        _, err = proc.communicate(timeout=120)
+        said = f"stopped: gprpipe cancel is cancelling any SLURM jobs submitted from {run_dir}."
+        said += f" See what was kept with: gprpipe status {run_dir}"
     assert proc.returncode == 130, err
-    assert err.strip().endswith(
-        f"interrupted; any SLURM jobs submitted from {run_dir} go on. Watch them with: "
-        f"gprpipe status {run_dir}; stop them with: gprpipe cancel {run_dir}"
-    ), err
+    assert err.strip().endswith(said), err
     jobs = json.loads((run_dir / "slurm" / "jobs.json").read_text())
-    ids = [j["job_id"] for sub in jobs["submissions"] for j in sub["jobs"]]
-    assert len(ids) >= 3 and all(ids), ids  # every script submitted, each id recorded
-    code, out, _ = gp("cancel", run_dir)
+    (sub,) = jobs["submissions"]
+    ids = [j["job_id"] for j in sub["jobs"]]
+    assert len(ids) == 5 and all(ids[:4]) and ids[4] is None, ids  # limit-merge: not sent
+    assert len(calls.read_text().splitlines()) == 4
     stopped = out.split("Cancelled SLURM jobs:")[-1].split()
-    assert code == 0 and stopped and set(stopped) <= set(ids), out
+    assert code == 0 and ids[3] in stopped and set(stopped) <= set(ids), out
     while subprocess.run(
-        ["squeue", "-h", "-j", ",".join(ids)], capture_output=True, text=True
+        ["squeue", "-h", "-j", ",".join(ids[:4])], capture_output=True, text=True
     ).stdout.strip():
         assert time.monotonic() < deadline + 60, "jobs left after cancel"
         time.sleep(0.5)

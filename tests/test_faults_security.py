@@ -281,12 +281,13 @@ def test_a_hepdata_link_outside_is_refused_before_any_task(cli, tmp_path: Path):
     run, outside = tmp_path / "run", tmp_path / "elsewhere"
     outside.mkdir()
     (run / "nominal").mkdir(parents=True)
+    (run / "nominal" / "config.toml").write_text("")  # a point folder a run began
     (run / "nominal" / "hepdata").symlink_to(outside)
     for cmd in ("validate", "run"):
         code, out, err = cli(cmd, QUICKSTART, "--set", f"base.output={run}")
         assert code == 1 and out == "", cmd
         one_sentence(err, run / "nominal" / "hepdata", "the HEPData folder", "outside the point")
-    assert sorted(p.name for p in (run / "nominal").iterdir()) == ["hepdata"]
+    assert sorted(p.name for p in (run / "nominal").iterdir()) == ["config.toml", "hepdata"]
     # a link to the point folder itself: the plot task would remove the point's own files
     # as "HEPData products of an earlier config"
     (run / "nominal" / "hepdata").unlink()
@@ -331,8 +332,24 @@ def test_a_folder_of_other_files_is_no_run_folder(cli, tmp_path: Path):
     (begun / "nominal" / "config.toml").write_text("")
     for name in ("tui-launch.json", "tui-launch.log", ".gprpipe.lock", ".run.json.x1.tmp"):
         (begun / name).write_text("")
+    (begun / "slurm" / "logs").mkdir(parents=True)
+    (begun / "slurm" / "01_load.sbatch").write_text("")
+    (begun / "other").mkdir()  # (an empty folder)
     code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={begun}")
     assert code == 0, err
+    # a folder merely named like a point or slurm holds the user's files: the run replaced
+    # them (report.html, scan.csv, plots/ of a nominal/ folder; a review)
+    for sub, name in (("nominal", "report.html"), ("slurm", "notes.txt")):
+        theirs = tmp_path / f"theirs-{sub}"
+        (theirs / sub).mkdir(parents=True)
+        (theirs / sub / name).write_text("mine")
+        code, out, err = cli("run", QUICKSTART, "--set", f"base.output={theirs}")
+        assert code == 1 and out == "", err
+        assert err.strip().startswith(
+            f"error: --set base.output: {theirs} holds files of its own ({sub}) and no run.json"
+        ), err
+        assert (theirs / sub / name).read_text() == "mine"
+        assert sorted(p.name for p in theirs.rglob("*")) == sorted([sub, name])
 
 
 def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: Path):
@@ -345,6 +362,7 @@ def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: P
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     point.mkdir(parents=True)
+    (point / "config.toml").write_text("")  # a point folder a run began
     (point / ".state").symlink_to(outside)
     code, _, err = run_cli_here(*args)
     assert code == 1
@@ -1224,3 +1242,47 @@ def test_a_file_where_the_state_folder_should_be_is_refused_before_a_rerun(
             "folder task nominal/load writes into; remove or rename it.",
         ), args
         assert (run / "run.json").read_bytes() == before
+
+
+def test_a_task_writes_nothing_through_a_folder_linked_out_after_the_plan(
+    shared_quickstart: Path, tmp_path: Path, cli
+):
+    """The run checks its folders when it plans; a link put in place of one afterwards (a
+    queued SLURM job, a long run: a review swapped plots/ for a link while the limit merged)
+    led the task's writes outside the run, replacing a file there. Every write of a task
+    must resolve inside its run directory: the task fails in one sentence, and nothing
+    lands where the link points."""
+    import shutil
+
+    from gprpipe.errors import GprpipeError
+    from gprpipe.io.atomic import atomic_path, atomic_write_text, confined
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "spectrum.png").write_text("theirs")
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    plots = run / "nominal" / "plots"
+    shutil.rmtree(plots)
+    plots.symlink_to(outside)
+    code, _out, err = cli("step", "plot", "--point-dir", run / "nominal", "--force")
+    assert code == 1
+    line = one_sentence(err, plots, f"outside the run directory {run}")
+    assert f"resolves to {outside}" in line, line
+    assert sorted(p.name for p in outside.iterdir()) == ["spectrum.png"]
+    assert (outside / "spectrum.png").read_text() == "theirs"
+    assert json.loads((run / "nominal" / ".state" / "plot.failed").read_text())["message"] in line
+    # the check itself, at the moment of the rename too: a folder swapped while writing
+    target = run / "nominal" / "late" / "x.txt"
+    with (
+        confined(run),
+        pytest.raises(GprpipeError, match="outside the run directory"),
+        atomic_path(target) as tmp,
+    ):
+        tmp.write_text("x")
+        (run / "nominal" / "late").rename(run / "nominal" / "late.moved")
+        (run / "nominal" / "late").symlink_to(outside)
+    assert sorted(p.name for p in outside.iterdir()) == ["spectrum.png"]
+    with confined(run):
+        atomic_write_text(run / "nominal" / "inside.txt", "ok")  # inside: written
+    assert (run / "nominal" / "inside.txt").read_text() == "ok"

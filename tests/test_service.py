@@ -324,3 +324,39 @@ def test_cli_cancel_stops_a_cli_run(tmp_path: Path, cli):
     assert "interrupted: " in err and f"Resume with: gprpipe run {QUICKSTART}" in err
     code, out, _ = cli("cancel", run_dir)
     assert code == 0 and out.strip() == f"Nothing running in {run_dir}."
+
+
+def test_cancel_signals_the_lock_holder_not_the_pid_an_edited_record_names(tmp_path: Path, cli):
+    """`gprpipe cancel` signalled whatever pid the lock's record named: someone who could
+    write the run folder made it kill an unrelated process while the run went on (a
+    review). The kernel's list of the lock's holders decides which process is the run."""
+    import json as _json
+    import subprocess
+
+    run_dir = tmp_path / "run"
+    proc = start_cli_subprocess(
+        *("run", QUICKSTART, "--steps", "load,fit,limit", "--set", f"base.output={run_dir}"),
+        *("--set", "fit.n_restarts=100"),
+    )
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120 and proc.poll() is None:
+            if service.watch(run_dir).states.get("nominal/fit/demo-000", ("",))[0] == "running":
+                break
+            time.sleep(0.05)
+        lock = run_dir / ".gprpipe.lock"
+        record = _json.loads(lock.read_text())
+        assert record["pid"] == proc.pid
+        with open(lock, "r+") as f:  # the holder's lock stays; its record now lies
+            f.truncate(0)
+            f.write(_json.dumps({**record, "pid": bystander.pid}) + "\n")
+        code, out, _ = cli("cancel", run_dir)
+        assert code == 0 and out.startswith(f"Stopped the run of {run_dir} (pid {proc.pid}).")
+        proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert bystander.poll() is None  # left alone
+    finally:
+        bystander.kill()
+        if proc.poll() is None:
+            proc.kill()

@@ -19,6 +19,32 @@ CRASH_AFTER = "GPRPIPE_TEST_KILL_AFTER"
 
 #: the temporary files of the writes in progress in this process (see :func:`discard_pending`)
 _PENDING: set[Path] = set()
+#: the folder this process's writes must resolve into, innermost last (see :func:`confined`)
+_ROOTS: list[str] = []
+
+
+@contextlib.contextmanager
+def confined(root: Path | str) -> Iterator[None]:
+    """While the block runs, every write of :func:`atomic_path` and :func:`open_fresh` must
+    resolve inside ``root`` (a task: its run directory). The run checks its folders when it
+    plans; this catches a link put in place of one of them afterwards (a queued SLURM job,
+    a long run), each time a file is written and again before it is renamed into place."""
+    _ROOTS.append(os.path.realpath(root))
+    try:
+        yield
+    finally:
+        _ROOTS.pop()
+
+
+def _refuse_outside(folder: Path, target: Path) -> None:
+    if not _ROOTS:
+        return
+    real, root = os.path.realpath(folder), _ROOTS[-1]
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise GprpipeError(
+            f"{target}: its folder resolves to {real}, outside the run directory {root} (a "
+            "link put in place of a folder of the run); nothing was written there."
+        )
 
 
 def forget_pending() -> None:
@@ -47,7 +73,9 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     existing = next(p for p in target.parents if p.exists() or p == p.parent)
     if not existing.is_dir():  # a file where a folder of the path should be
         raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(existing))
+    _refuse_outside(existing, target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_outside(target.parent, target)
     try:
         fd, tmp = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent
@@ -63,6 +91,7 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
+        _refuse_outside(target.parent, target)
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -105,6 +134,7 @@ def open_fresh(path: Path | str, mode: str = "w"):
     ``O_NOFOLLOW`` refuses a link planted in between."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_outside(path.parent, path)
     path.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     return os.fdopen(os.open(path, flags, 0o666), mode)

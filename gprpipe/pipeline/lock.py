@@ -52,6 +52,30 @@ def describe(info: dict[str, Any]) -> str:
     )
 
 
+def flock_holders(run_dir: Path) -> set[int] | None:
+    """The pids that hold the run's lock, as the kernel lists them (``/proc/locks``); None
+    where it cannot tell (no ``/proc``, no lock file). The pid in the lock's record is what
+    its holder wrote, and anyone who can write the run folder can change it."""
+    try:
+        st = os.stat(Path(run_dir) / LOCK_NAME, follow_symlinks=False)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    pids: set[int] = set()
+    for line in lines:  # "3: FLOCK  ADVISORY  WRITE 30502 fe:00:2146824 0 EOF"
+        f = line.split()
+        if len(f) < 6 or f[1] != "FLOCK":  # (a waiter's line reads "3: -> FLOCK ...")
+            continue
+        try:
+            major, minor, inode = f[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == want:
+                pids.add(int(f[4]))
+        except ValueError:
+            continue
+    return pids
+
+
 def is_locked(run_dir: Path) -> bool:
     """Whether a live process holds the run directory's lock now."""
     path = lock_path(run_dir)

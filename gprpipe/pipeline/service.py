@@ -48,6 +48,7 @@ from gprpipe.pipeline.lock import (
     cancel_request,
     cancel_requested,
     describe,
+    flock_holders,
     holder,
     is_locked,
     run_lock,
@@ -401,7 +402,7 @@ def validate(
     warnings = [] if strict else missing_files(points, _where_of(config, loaded, points))
     run_dir = run_dir_of(points, loaded)
     refuse_non_utf8(run_dir, str(loaded.where("base.output")))
-    refuse_foreign_folder(run_dir, str(loaded.where("base.output")), points)
+    refuse_foreign_folder(run_dir, str(loaded.where("base.output")))
     tasks = plan_points(run_dir, points, loaded.where)
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # what the folder lacks now
@@ -692,7 +693,7 @@ def refuse_non_utf8(run_dir: Path, where: str) -> None:
         ) from None
 
 
-def refuse_foreign_folder(run_dir: Path, where: str, points: Sequence[Point]) -> None:
+def refuse_foreign_folder(run_dir: Path, where: str) -> None:
     """A run writes into ``base.output`` (run.json, index.html, point folders) and may
     replace or remove its own files there: a folder that holds other files and no
     run.json is someone else's (``/``, a home folder, a project) and is refused in one
@@ -702,16 +703,35 @@ def refuse_foreign_folder(run_dir: Path, where: str, points: Sequence[Point]) ->
         raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
     if not run_dir.is_dir() or (run_dir / RUN_JSON).exists():
         return
-    ours = {p.name for p in points} | {".gprpipe.lock", "slurm", LAUNCH_SPEC, LAUNCH_LOG}
+    import re
+
+    from gprpipe.executors.slurm.render import JOBS_FILE
 
     def a_runs(e: os.DirEntry[str]) -> bool:
         """Made by a run that stopped before it wrote run.json: a point folder (its
-        config.toml), a temporary file, the write probe."""
-        if e.name in ours or e.name.startswith((".gprpipe-", f".{RUN_JSON}.")):
+        config.toml or state folder; empty), the SLURM folder (scripts, logs, jobs.json),
+        a temporary file, the write probe, the lock. A folder merely named like a point
+        or ``slurm`` may be someone's: the run would replace the files in it."""
+        if e.name in (".gprpipe.lock", LAUNCH_SPEC, LAUNCH_LOG) or e.name.startswith(
+            (".gprpipe-", f".{RUN_JSON}.")
+        ):
             return True
-        return e.is_dir(follow_symlinks=False) and os.path.isfile(
-            os.path.join(e.path, "config.toml")
-        )
+        if e.name == "slurm" and e.is_symlink():
+            return True  # (refused as a link out of the run, naming it, when it is used)
+        if not e.is_dir(follow_symlinks=False):
+            return False
+        try:
+            held = os.listdir(e.path)
+        except OSError:
+            return False
+        if e.name == "slurm":
+            return all(
+                n in ("logs", JOBS_FILE)
+                or n.startswith(".gprpipe-")
+                or re.fullmatch(r"\d+_[\w.-]+\.sbatch", n)
+                for n in held
+            )
+        return not held or os.path.isfile(os.path.join(e.path, "config.toml"))
 
     try:
         foreign = sorted(e.name for e in os.scandir(run_dir) if not a_runs(e))
@@ -815,7 +835,7 @@ def run(
     eng = engine_for(cfg0.base.engine, cfg0, check=not opts.dry_run)
     ex = get_executor(cfg0.base.executor, run_dir, eng, cfg0, jobs=opts.jobs)
     result = RunResult(run_dir, tasks, ex.name)
-    refuse_foreign_folder(run_dir, str(loaded.where("base.output")), all_points)
+    refuse_foreign_folder(run_dir, str(loaded.where("base.output")))
     _refuse_unplanned_inputs(run_dir, points, tasks)  # also a dry run says what run refuses
     _refuse_observed_exports(run_dir, points)
     if not opts.unblind:
@@ -1256,6 +1276,9 @@ def cancel(
                 f"{run_dir} is in use by {describe(h)}, on another host: stop it there."
             )
         hpid = int(h.get("pid", 0) or 0)
+        held = flock_holders(run_dir)
+        if held and hpid not in held:  # an edited record: signal the lock's holder, not it
+            hpid = min(held)
         if hpid == os.getpid():  # never signalled: it would stop the caller
             a_run = str(h.get("command", "")).startswith(("gprpipe run", "gprpipe rerun"))
             with _STOPS_LOCK:

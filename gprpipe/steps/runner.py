@@ -22,7 +22,7 @@ import numpy as np
 from gprpipe.config import point_config_from_file
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, os_error_sentence
-from gprpipe.io.atomic import remove_stale_temps
+from gprpipe.io.atomic import confined, remove_stale_temps
 from gprpipe.io.hdf5 import provenance, sha256_file
 from gprpipe.pipeline.cache import freshness, made_with_other_settings, task_key
 from gprpipe.pipeline.commit import clear_commit, verify_inputs, write_commit
@@ -188,50 +188,60 @@ def run_task(
     task_id: str | None = None,
     force: bool = False,
 ) -> int:
-    """Run one task; returns the exit code (0 done or cached, 1 failed)."""
+    """Run one task; returns the exit code (0 done or cached, 1 failed). Its writes stay in
+    the run directory (:func:`~gprpipe.io.atomic.confined`)."""
     task: Task | None = None
-    try:
-        task, config = resolve_task(point_dir, step, part, task_id)
-        write_state(task.point_dir, task.slug, "running")
-        remove_task_temps(task)
-        t0 = time.perf_counter()
-        fresh, notice = (False, "") if force else freshness(task, config)
-        if fresh:
-            print(f"{task.id}: cached (inputs and config unchanged)")
-            write_state(task.point_dir, task.slug, "done", "cached")
-            return 0
-        if notice:
-            print(f"notice: {task.id}: {notice}; running the task again")
-        clear_commit(task)  # from here on, the old outputs are not fresh
-        made = producers(task.point, task.point_dir, config)
-        verify_inputs(task, made)
-        _refuse_other_settings(task, made, config)
-        layout = Layout(task.point_dir)
-        ctx = StepContext(task, config, layout, task_key(task, config), sha256_file(layout.config))
-        step_function(task.step)(ctx)
-        if task_key(task, config) != ctx.cache_key:  # e.g. the data file rewritten meanwhile
-            raise GprpipeError(
-                f"{task.id}: an input changed while the task ran (e.g. a data file being "
-                "rewritten), so what it read may not be what its cache key names; its "
-                "outputs are not committed: run it again once the input is final."
+    with confined(Path(point_dir).resolve().parent):
+        try:
+            task, config = resolve_task(point_dir, step, part, task_id)
+            return _run(task, config, force)
+        except GprpipeError as exc:
+            msg = str(exc)
+            print(f"error: {msg}", file=sys.stderr)
+        except Exception as exc:  # a bug: keep the traceback in the task log
+            traceback.print_exc()
+            msg = os_error_sentence(exc) or (
+                f"internal error in step {step}: {type(exc).__name__}: {exc}"
             )
-        write_commit(task, ctx.cache_key, ctx.written)  # last: the outputs count from now
-        dt = time.perf_counter() - t0
-        print(f"{task.id}: done in {dt:.2f} s")
-        write_state(task.point_dir, task.slug, "done", f"{dt:.3f} s")
-        return 0
-    except GprpipeError as exc:
-        msg = str(exc)
-        print(f"error: {msg}", file=sys.stderr)
-    except Exception as exc:  # a bug: keep the traceback in the task log
-        traceback.print_exc()
-        msg = os_error_sentence(exc) or (
-            f"internal error in step {step}: {type(exc).__name__}: {exc}"
-        )
-        print(f"error: {msg}", file=sys.stderr)
-    if task is not None:
-        write_state(task.point_dir, task.slug, "failed", msg)
+            print(f"error: {msg}", file=sys.stderr)
+        if task is not None:
+            try:
+                write_state(task.point_dir, task.slug, "failed", msg)
+            except GprpipeError as exc:  # its .state folder led out of the run
+                print(f"error: {exc}", file=sys.stderr)
     return 1
+
+
+def _run(task: Task, config: Config, force: bool) -> int:
+    """:func:`run_task` once the task is known: its outputs (0), or cached (0)."""
+    write_state(task.point_dir, task.slug, "running")
+    remove_task_temps(task)
+    t0 = time.perf_counter()
+    fresh, notice = (False, "") if force else freshness(task, config)
+    if fresh:
+        print(f"{task.id}: cached (inputs and config unchanged)")
+        write_state(task.point_dir, task.slug, "done", "cached")
+        return 0
+    if notice:
+        print(f"notice: {task.id}: {notice}; running the task again")
+    clear_commit(task)  # from here on, the old outputs are not fresh
+    made = producers(task.point, task.point_dir, config)
+    verify_inputs(task, made)
+    _refuse_other_settings(task, made, config)
+    layout = Layout(task.point_dir)
+    ctx = StepContext(task, config, layout, task_key(task, config), sha256_file(layout.config))
+    step_function(task.step)(ctx)
+    if task_key(task, config) != ctx.cache_key:  # e.g. the data file rewritten meanwhile
+        raise GprpipeError(
+            f"{task.id}: an input changed while the task ran (e.g. a data file being "
+            "rewritten), so what it read may not be what its cache key names; its "
+            "outputs are not committed: run it again once the input is final."
+        )
+    write_commit(task, ctx.cache_key, ctx.written)  # last: the outputs count from now
+    dt = time.perf_counter() - t0
+    print(f"{task.id}: done in {dt:.2f} s")
+    write_state(task.point_dir, task.slug, "done", f"{dt:.3f} s")
+    return 0
 
 
 def run_argv(argv: Sequence[str]) -> int:

@@ -80,10 +80,10 @@ UNREACHABLE_TIMEOUT = 120.0
 
 @contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM (``gprpipe cancel``) take effect once the block has ended: a
-    submission interrupted between an sbatch and the record of its job id would leave a
-    job that runs while neither the run nor ``gprpipe cancel`` knows of it. (Python
-    handles signals in the main thread only; elsewhere nothing is deferred.)"""
+    """Ctrl-C and SIGTERM (``gprpipe cancel``) take effect once the block (one sbatch and
+    the record of its job id) has ended: an sbatch interrupted after SLURM took its job
+    would leave a job that runs while neither the run nor ``gprpipe cancel`` knows of it.
+    (Python handles signals in the main thread only; elsewhere nothing is deferred.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -101,7 +101,6 @@ def _signals_deferred() -> Iterator[None]:
         signal.raise_signal(got[0])
 
 
-@_signals_deferred()
 def _submit(
     kind: str,
     tasks: Sequence[Task],
@@ -187,7 +186,15 @@ def _submit(
             clear(s)  # before sbatch: the job may start at once and write its own
             cleared = True
             try:
-                sub.job_ids[s.name] = scheduler.sbatch(s.path, dep, run_dir)
+                # an interrupt (KeyboardInterrupt) comes once the job id is on record; the
+                # scripts after it are not submitted
+                with _signals_deferred():
+                    sub.job_ids[s.name] = scheduler.sbatch(s.path, dep, run_dir)
+                    record(run_dir, kind, sub, options)
+            except KeyboardInterrupt:
+                for later in scripts[i + 1 :]:  # (as below)
+                    clear(later)
+                raise
             except GprpipeError as exc:
                 # the later scripts' tasks read what this submission redoes: no earlier
                 # done may stand for them either

@@ -26,6 +26,7 @@ class SlurmSubmission:
     dependencies: dict[str, str] = field(default_factory=dict)  # script name -> --dependency
     dry_run: bool = False
     seconds: float = 0.0  # wall time of the sbatch calls
+    recorded: bool = False  # in jobs.json already (its entry is replaced as it grows)
 
     def text(self) -> str:
         """All scripts, each preceded by the sbatch command that submits it (for --dry-run)."""
@@ -104,6 +105,8 @@ def elements(run_dir: Path) -> dict[str, tuple[str, int, Path | None]]:
 
 def record(run_dir: Path, kind: str, sub: SlurmSubmission, options: SlurmOptions) -> None:
     data = load_jobs(run_dir)
+    if sub.recorded and data["submissions"]:  # this submission's entry, recorded earlier
+        data["submissions"].pop()
     # a real submission replaces the preview of earlier dry runs
     data["submissions"] = [s for s in data["submissions"] if not s.get("dry_run")]
     run_dir = Path(run_dir).absolute()
@@ -134,6 +137,7 @@ def record(run_dir: Path, kind: str, sub: SlurmSubmission, options: SlurmOptions
         }
     )
     atomic_write_text(jobs_path(run_dir), json.dumps(data, indent=2) + "\n")
+    sub.recorded = True
 
 
 def next_number(run_dir: Path) -> int:

@@ -6,9 +6,22 @@ set -o pipefail
 # command has ended, or at once between commands: a task it reaches first never starts
 trap 'stopped=1; echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
-    local log=$1 marker=$2 code=0 why last started=yes
+    local log=$1 marker=$2 code=0 why last started=yes d point=${1%/*}
     shift 2
+    point=${point%/*}  # LOG is POINT/logs/NAME, MARKER POINT/.state/STEM
+    # checked at submission, and again here: a link put in place of the point folder or its
+    # logs/.state folder while the job waited would lead the task's writes out of the run
+    if [[ -L $point ]]; then
+        echo "gprpipe: $point is a link; the task does not run"
+        return 1
+    fi
     mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
+    for d in "$(dirname "$log")" "$(dirname "$marker")"; do
+        if [[ -L $d || $(realpath "$d") != "$(realpath "$point")/${d##*/}" ]]; then
+            echo "gprpipe: $d is a link out of its point folder; the task does not run"
+            return 1
+        fi
+    done
     rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
     echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), log $log"
     if [[ -n ${stopped:-} ]]; then
