@@ -81,14 +81,33 @@ slurm_log={log.parent}/{log.name.replace("%a.out", "")}"$SLURM_ARRAY_TASK_ID".ou
 
 
 RUN_FUNCTION = r"""set -o pipefail
-trap 'echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
+# SIGTERM is SLURM's (a time limit or scancel). bash runs the trap when the running
+# command has ended, or at once between commands: a task it reaches first never starts
+trap 'stopped=1; echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
-    local log=$1 marker=$2 code=0 why last
+    local log=$1 marker=$2 code=0 why last started=yes d point=${1%/*}
     shift 2
+    point=${point%/*}  # LOG is POINT/logs/NAME, MARKER POINT/.state/STEM
+    # checked at submission, and again here: a link put in place of the point folder or its
+    # logs/.state folder while the job waited would lead the task's writes out of the run
+    if [[ -L $point ]]; then
+        echo "gprpipe: $point is a link; the task does not run"
+        return 1
+    fi
     mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
+    for d in "$(dirname "$log")" "$(dirname "$marker")"; do
+        if [[ -L $d || $(realpath "$d") != "$(realpath "$point")/${d##*/}" ]]; then
+            echo "gprpipe: $d is a link out of its point folder; the task does not run"
+            return 1
+        fi
+    done
     rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
     echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), log $log"
-    "$@" 2>&1 | tee "$log" || code=$?
+    if [[ -n ${stopped:-} ]]; then
+        code=143 started=no
+    else
+        "$@" 2>&1 | tee "$log" || code=$?
+    fi
     if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then
         # the task died before writing its marker (crash, out of memory, time limit)
         why="exit code $code"
@@ -97,6 +116,8 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         if ((code == 143)); then  # SIGTERM: SLURM's (its log holds why; the task's, nothing)
             last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
+            [[ $started = no ]] &&
+                why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
         else
             last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
             [[ $last = *[![:space:]]* ]] && why="$why: $last"
