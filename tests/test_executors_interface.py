@@ -116,10 +116,13 @@ def test_task_bash_with_an_empty_last_log_line_leaves_no_dangling_colon(tmp_path
         "limit or scancel; its log says which)",
     )
     # a run folder may hold a quote (base.output): the marker stays valid JSON
-    odd = {"slurm_log": '/runs/a"b\\c/slurm/logs/01_fit_0.out'}
-    res, point, _ = run_task_bash(tmp_path / "c", "bash -c 'kill -15 $$'", env=odd)
+    run = tmp_path / 'a"b\\c'
+    (run / "slurm" / "logs").mkdir(parents=True)
+    odd = {"slurm_log": str(run / "slurm" / "logs" / "01_fit_0.out")}
+    res, point, _ = run_task_bash(run, "bash -c 'kill -15 $$'", env=odd)
+    clean = str(run).replace('"', "").replace("\\", "")
     assert read_state(point, "fit__demo-000")[1].endswith(
-        "(a time limit or scancel; /runs/abc/slurm/logs/01_fit_0.out says which)"
+        f"(a time limit or scancel; {clean}/slurm/logs/01_fit_0.out says which)"
     )
 
 
@@ -132,6 +135,8 @@ def test_task_bash_never_starts_a_task_after_slurm_sigterm(tmp_path: Path):
     assert res.returncode == 0 and (tmp_path / "started").exists()  # the task as such
     (tmp_path / "started").unlink()
     point = tmp_path / "p"
+    slurm_logs = tmp_path / "slurm" / "logs"
+    slurm_logs.mkdir(parents=True)
     stem = state_dir(point) / "fit__demo-000"
     script = (
         run_function()
@@ -144,7 +149,7 @@ def test_task_bash_never_starts_a_task_after_slurm_sigterm(tmp_path: Path):
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "slurm_log": "/runs/r/slurm/logs/01_fit_0.out"},
+        env={"PATH": "/usr/bin:/bin", "slurm_log": str(slurm_logs / "01_fit_0.out")},
     )
     assert res.returncode == 143, res.stderr
     assert not (tmp_path / "started").exists()
@@ -152,7 +157,7 @@ def test_task_bash_never_starts_a_task_after_slurm_sigterm(tmp_path: Path):
     assert read_state(point, "fit__demo-000") == (
         "failed",
         "SLURM stopped it before it started (a time limit or scancel; "
-        "/runs/r/slurm/logs/01_fit_0.out says which)",
+        f"{slurm_logs}/01_fit_0.out says which)",
     )
 
 
@@ -176,6 +181,45 @@ def test_task_bash_refuses_a_log_or_state_folder_linked_out_after_submission(tmp
         assert not (tmp_path / "ran").exists()
         assert sorted(p.name for p in outside.iterdir()) == ["fit__demo-000.log"]
         assert (outside / "fit__demo-000.log").read_text() == "theirs"
+
+
+def test_markers_and_slurm_logs_are_never_written_through_a_link_out_of_the_run(
+    tmp_path: Path,
+):
+    """A link put in place of a point's .state folder after the run checked it: the
+    executor's own markers (running, failed, cancelled) went through it, and SLURM's own
+    job log (RUN/slurm/logs) held the task's output outside the run (a review). A marker
+    is refused in one sentence; the job's bash runs nothing when SLURM's log folder leads
+    out of the run."""
+    from gprpipe.errors import GprpipeError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    point = tmp_path / "run" / "point"
+    point.mkdir(parents=True)
+    (point / ".state").symlink_to(outside)
+    with pytest.raises(GprpipeError) as info:
+        write_state(point, "fit__demo-000", "failed", "x")
+    assert str(info.value) == (
+        f"{point / '.state'}: its folder resolves to {outside}, outside the run directory "
+        f"{tmp_path / 'run'} (a link put in place of a folder of the run); nothing was "
+        "written there."
+    )
+    assert list(outside.iterdir()) == []
+    base = tmp_path / "s"
+    (base / "slurm").mkdir(parents=True)
+    (base / "slurm" / "logs").symlink_to(outside)
+    res, _, _ = run_task_bash(
+        base,
+        f"touch {shlex.quote(str(tmp_path / 'ran'))}",
+        env={"slurm_log": str(base / "slurm" / "logs" / "01_fit_0.out")},
+    )
+    assert res.returncode == 1 and not (tmp_path / "ran").exists()
+    assert res.stdout.strip() == (
+        f"gprpipe: {base / 'slurm' / 'logs'} is a link out of the run directory; the task "
+        "does not run"
+    )
+    assert list(outside.iterdir()) == []
 
 
 def test_task_bash_keeps_the_task_own_marker(tmp_path: Path):

@@ -334,6 +334,8 @@ def test_a_folder_of_other_files_is_no_run_folder(cli, tmp_path: Path):
         (begun / name).write_text("")
     (begun / "slurm" / "logs").mkdir(parents=True)
     (begun / "slurm" / "01_load.sbatch").write_text("")
+    (begun / "p2").mkdir()  # killed while writing its config.toml (a review)
+    (begun / "p2" / ".config.toml.t_aq25io.tmp").write_text("")
     (begun / "other").mkdir()  # (an empty folder)
     code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={begun}")
     assert code == 0, err

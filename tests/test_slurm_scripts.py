@@ -94,6 +94,11 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         echo "gprpipe: $point is a link; the task does not run"
         return 1
     fi
+    d=${slurm_log%/*}  # SLURM's own log (RUN/slurm/logs/...): opened before the script ran
+    if [[ -n ${slurm_log:-} && $(realpath "$d") != "$(realpath "${point%/*}")/slurm/logs" ]]; then
+        echo "gprpipe: $d is a link out of the run directory; the task does not run"
+        return 1
+    fi
     mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
     for d in "$(dirname "$log")" "$(dirname "$marker")"; do
         if [[ -L $d || $(realpath "$d") != "$(realpath "$point")/${d##*/}" ]]; then

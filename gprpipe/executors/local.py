@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gprpipe.config.schema import Config
+from gprpipe.errors import GprpipeError
 from gprpipe.executors import forkserver
 from gprpipe.executors.base import (
     THREAD_ENV,
@@ -43,7 +44,7 @@ from gprpipe.executors.worker import STEP_MODULES
 from gprpipe.io.atomic import open_fresh
 from gprpipe.io.processes import child_env, identity
 from gprpipe.pipeline.cache import damaged_notice, freshness
-from gprpipe.pipeline.state import clear_state, read_marker, read_state, write_state
+from gprpipe.pipeline.state import clear_state, read_marker, read_state, within, write_state
 from gprpipe.pipeline.store import wait_for_orphan
 from gprpipe.pipeline.task import Task
 from gprpipe.steps.runner import remove_task_temps
@@ -83,6 +84,7 @@ def _run_one(
     cmd: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path, children: Children
 ) -> tuple[int, float]:
     t0 = time.perf_counter()
+    within(log.parent)  # (a link put in place of the logs folder during the run)
     with open_fresh(log) as fh:  # replaced, never written through a symlink
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
@@ -451,6 +453,8 @@ def run_local(
                     commands.pop(task.id, None)
                     try:
                         code, secs = fut.result()
+                    except GprpipeError:  # its logs folder leads out of the run: below
+                        code, secs = 1, 0.0
                     except OSError as exc:
                         code, secs = 127, 0.0
                         with open_fresh(task.log) as fh:
@@ -462,11 +466,15 @@ def run_local(
                         state, message = read_state(task.point_dir, task.slug)
                         if state != "failed" or not message:
                             how = ended_how(code)
-                            last = tail(task.log, 1)
-                            if not last or last.startswith("$ "):  # it said nothing
-                                last = how
+                            try:
+                                within(task.log.parent)
+                                last = tail(task.log, 1)
+                                if not last or last.startswith("$ "):  # it said nothing
+                                    last = how
+                                message = tail(task.log) + f"\n{how}"
+                            except GprpipeError as exc:
+                                last = message = str(exc)
                             write_state(task.point_dir, task.slug, "failed", last)
-                            message = tail(task.log) + f"\n{how}"
                         finish(task, Outcome("failed", secs, message))
             elif not running and not progressed:  # unreachable dependencies
                 for task in pending:

@@ -104,10 +104,16 @@ def _reset_after_task() -> None:
 
 def serve_one(request: dict[str, Any], devnull: int) -> int:
     """Run one task with its output in its log; returns the exit code."""
+    from gprpipe.errors import GprpipeError
     from gprpipe.io.atomic import open_fresh
+    from gprpipe.pipeline.state import within
 
     log = Path(request["log"])
     cwd = os.getcwd()
+    try:
+        within(log.parent)  # (a link put in place of the logs folder during the run)
+    except GprpipeError:
+        return 1  # the executor says why (and writes no log there either)
     with open_fresh(log) as fh:  # replaced, never written through a symlink
         fh.write("$ " + " ".join(request.get("command") or request["argv"]) + "\n")
         fh.flush()

@@ -37,13 +37,19 @@ def confined(root: Path | str) -> Iterator[None]:
 
 
 def _refuse_outside(folder: Path, target: Path) -> None:
-    if not _ROOTS:
-        return
-    real, root = os.path.realpath(folder), _ROOTS[-1]
+    if _ROOTS:
+        check_within(folder, _ROOTS[-1], target)
+
+
+def check_within(folder: Path | str, root: Path | str, target: Path | str | None = None) -> None:
+    """A GprpipeError naming ``target`` (else ``folder``) when ``folder`` does not resolve
+    inside ``root`` (a run directory): for the writes a run makes outside its tasks (their
+    logs, a failed marker), which :func:`confined` does not cover."""
+    real, root = os.path.realpath(folder), os.path.realpath(root)
     if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
         raise GprpipeError(
-            f"{target}: its folder resolves to {real}, outside the run directory {root} (a "
-            "link put in place of a folder of the run); nothing was written there."
+            f"{target or folder}: its folder resolves to {real}, outside the run directory "
+            f"{root} (a link put in place of a folder of the run); nothing was written there."
         )
 
 

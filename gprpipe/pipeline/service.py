@@ -708,10 +708,11 @@ def refuse_foreign_folder(run_dir: Path, where: str) -> None:
     from gprpipe.executors.slurm.render import JOBS_FILE
 
     def a_runs(e: os.DirEntry[str]) -> bool:
-        """Made by a run that stopped before it wrote run.json: a point folder (its
-        config.toml or state folder; empty), the SLURM folder (scripts, logs, jobs.json),
-        a temporary file, the write probe, the lock. A folder merely named like a point
-        or ``slurm`` may be someone's: the run would replace the files in it."""
+        """Made by a run that stopped before it wrote run.json: a point folder (empty,
+        its config.toml, or the temporary file of one being written), the SLURM folder
+        (scripts, logs, jobs.json), a temporary file, the write probe, the lock. A folder
+        merely named like a point or ``slurm`` may be someone's: the run would replace
+        the files in it."""
         if e.name in (".gprpipe.lock", LAUNCH_SPEC, LAUNCH_LOG) or e.name.startswith(
             (".gprpipe-", f".{RUN_JSON}.")
         ):
@@ -731,7 +732,9 @@ def refuse_foreign_folder(run_dir: Path, where: str) -> None:
                 or re.fullmatch(r"\d+_[\w.-]+\.sbatch", n)
                 for n in held
             )
-        return not held or os.path.isfile(os.path.join(e.path, "config.toml"))
+        return os.path.isfile(os.path.join(e.path, "config.toml")) or all(
+            re.fullmatch(r"\.config\.toml\..+\.tmp", n) for n in held
+        )
 
     try:
         foreign = sorted(e.name for e in os.scandir(run_dir) if not a_runs(e))

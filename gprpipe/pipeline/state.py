@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text, inside, remove_stale_temps
+from gprpipe.io.atomic import atomic_write_text, check_within, inside, remove_stale_temps
 from gprpipe.io.processes import identity
 
 STATES = ("done", "failed", "running")
@@ -61,7 +61,9 @@ def write_state(
     if state not in STATES:
         raise ValueError(f"unknown task state {state!r}")
     d = state_dir(point_dir)
+    within(point_dir)
     d.mkdir(parents=True, exist_ok=True)
+    within(d)
     if launch is None and state == "running":
         old = read_marker(point_dir, slug, "running")
         launch = {k: old[k] for k in LAUNCH_FIELDS if k in old}
@@ -83,6 +85,16 @@ def write_state(
             marker(point_dir, slug, other).unlink(missing_ok=True)
     if state != "running":
         progress_file(point_dir, slug).unlink(missing_ok=True)
+
+
+def within(path: Path) -> None:
+    """A GprpipeError when ``path`` (a point folder, its state or log folder) resolves
+    outside its run directory (the point folder's parent): a link put in place of it after
+    the run checked its folders would lead a marker or a log elsewhere."""
+    path = Path(path)
+    if path.exists():
+        point = path if path.name not in (".state", "logs") else path.parent
+        check_within(path, point.parent)
 
 
 def progress_file(point_dir: Path, slug: str) -> Path:
