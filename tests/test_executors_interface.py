@@ -206,6 +206,21 @@ def test_markers_and_slurm_logs_are_never_written_through_a_link_out_of_the_run(
         "written there."
     )
     assert list(outside.iterdir()) == []
+    # the point folder itself swapped for a link before its logs/ folder was made: the
+    # check looked only at an existing logs/ and the log was written outside (a review)
+    from gprpipe.executors.slurm.reconcile import _inside
+    from gprpipe.pipeline.state import within
+
+    swapped = tmp_path / "run" / "swapped"
+    swapped.symlink_to(outside)
+    with pytest.raises(GprpipeError, match="outside the run directory"):
+        within(swapped / "logs")
+    assert list(outside.iterdir()) == []
+    # status reads no log from outside the run into its message (a refused SLURM task)
+    (outside / "load.log").write_text("secret\n")
+    assert not _inside(swapped / "load.log", tmp_path / "run")
+    (outside / "load.log").unlink()
+    assert _inside(point.parent / "x.log", tmp_path / "run")
     base = tmp_path / "s"
     (base / "slurm").mkdir(parents=True)
     (base / "slurm" / "logs").symlink_to(outside)

@@ -92,9 +92,10 @@ def within(path: Path) -> None:
     outside its run directory (the point folder's parent): a link put in place of it after
     the run checked its folders would lead a marker or a log elsewhere."""
     path = Path(path)
-    if path.exists():
-        point = path if path.name not in (".state", "logs") else path.parent
-        check_within(path, point.parent)
+    point = path if path.name not in (".state", "logs") else path.parent
+    existing = path if path.exists() else point  # (a folder not made yet: where it would be)
+    if existing.exists():
+        check_within(existing, point.parent, path)
 
 
 def progress_file(point_dir: Path, slug: str) -> Path:

@@ -22,7 +22,7 @@ from gprpipe.config import Point, point_config_from_file
 from gprpipe.config.loader import read_config_text
 from gprpipe.config.schema import STEPS, Config, choices
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text, inside
+from gprpipe.io.atomic import atomic_write_text, inside, remove_stale_temps
 from gprpipe.io.processes import alive
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import RUN_JSON, Layout, plan_point
@@ -117,6 +117,7 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
     for point in points:
         path = Layout(point_dir(run_dir, point)).config
         text = point_config_text(point)
+        remove_stale_temps(path)  # a run killed while writing it left its temporary file
         if not path.exists() or path.read_text() != text:
             atomic_write_text(path, text)
 

@@ -12,10 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from gprpipe.errors import cli_command
+from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.executors.base import TaskStatus
 from gprpipe.executors.slurm import jobs, scheduler
 from gprpipe.executors.slurm.render import task_log
+from gprpipe.io.atomic import check_within
 from gprpipe.pipeline.state import read_state, unmarkable, write_state
 from gprpipe.pipeline.task import Task
 
@@ -82,7 +83,7 @@ def reconcile(
             st = result[tid]
             how = st.slurm_state or final.get(st.job or "")
             ended = f"ended {how}" if how else "left the queue"
-            last = _last_line(st.log)
+            last = _last_line(st.log) if _inside(st.log, run_dir) else ""
             slurm_log = mine[tid][2]  # SLURM's own words (CANCELLED DUE TO TIME LIMIT) are there
             also = f" and {slurm_log}" if slurm_log and slurm_log != st.log else ""
             msg = (
@@ -142,6 +143,16 @@ def busy(
             f"folder): {then}"
         )
     return ""
+
+
+def _inside(path: Path | None, run_dir: Path) -> bool:
+    """Whether a log's file resolves inside the run directory: a log folder swapped for a
+    link (the job then refuses to run) must not bring a file from elsewhere into status."""
+    try:
+        check_within(Path(path), run_dir) if path is not None else None
+    except GprpipeError:
+        return False
+    return path is not None
 
 
 def _last_line(path: Path | None) -> str:
