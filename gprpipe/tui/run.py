@@ -21,6 +21,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
@@ -307,7 +308,10 @@ class RunPane(Widget):
             self.poll()
             return
         self.view = view
-        table = self.query_one("#run-tasks", DataTable)
+        try:
+            table = self.query_one("#run-tasks", DataTable)
+        except NoMatches:  # a poll that ended while the app was closing (its pane removed)
+            return
         ids = [t.id for t in view.tasks]
         if list(table.rows) != ids:
             table.clear()
