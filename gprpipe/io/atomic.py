@@ -45,11 +45,11 @@ def check_within(folder: Path | str, root: Path | str, target: Path | str | None
     """A GprpipeError naming ``target`` (else ``folder``) when ``folder`` does not resolve
     inside ``root`` (a run directory): for the writes a run makes outside its tasks (their
     logs, a failed marker), which :func:`confined` does not cover."""
-    real, root = os.path.realpath(folder), os.path.realpath(root)
-    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+    real, top = _resolved(folder, root)
+    if real != top and top not in real.parents:
         raise GprpipeError(
             f"{target or folder}: its folder resolves to {real}, outside the run directory "
-            f"{root} (a link put in place of a folder of the run); nothing was written there."
+            f"{top} (a link put in place of a folder of the run); nothing was written there."
         )
 
 
@@ -146,14 +146,19 @@ def open_fresh(path: Path | str, mode: str = "w"):
     return os.fdopen(os.open(path, flags, 0o666), mode)
 
 
+def _resolved(folder: Path | str, root: Path | str) -> tuple[Path, Path]:
+    """``folder`` and ``root`` with every link followed (what :func:`inside` and
+    :func:`check_within` compare)."""
+    return Path(os.path.realpath(folder)), Path(os.path.realpath(root))
+
+
 def inside(folder: Path, root: Path, what: str, run_dir: bool = False) -> Path:
     """``folder``, once it resolves (symlinks followed) inside ``root`` (a point folder, or
     the ``run_dir``; it may itself be a link); a GprpipeError otherwise: a link there would
     lead the writes elsewhere. A folder other than ``root`` that resolves to ``root``
     itself (``exports`` a link to its point folder) is refused too: its files would land
     among the run's own."""
-    top = Path(os.path.realpath(root))
-    real = Path(os.path.realpath(folder))
+    real, top = _resolved(folder, root)
     where = "the run directory" if run_dir else "the point folder"
     if real == top and os.path.abspath(folder) != os.path.abspath(root):
         raise GprpipeError(f"{folder}: {what} is {where} itself (a link to it); remove the link.")

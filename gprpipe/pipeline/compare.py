@@ -184,12 +184,16 @@ def write_comparison(runs: Sequence[Path], out: Path | None, formats: Sequence[s
             + "; ".join(f"{d}: {why}" for d, why in result.skipped.items())
             + "."
         )
-    names = {
-        c.dataset: [f"compare_eps2_{c.dataset}.{k}" for k in formats] + [f"compare_{c.dataset}.csv"]
+    targets = [
+        folder / name
         for c in result.datasets
         if c.ratios
-    }
-    if folders := [folder / n for ns in names.values() for n in ns if (folder / n).is_dir()]:
+        for name in (
+            f"compare_{c.dataset}.csv",
+            *(f"compare_eps2_{c.dataset}.{k}" for k in formats),
+        )
+    ]
+    if folders := [t for t in targets if t.is_dir()]:
         raise GprpipeError(f"{folders[0]}: is a folder, not a file to write.")
     folder.mkdir(parents=True, exist_ok=True)
     for comp in result.datasets:

@@ -45,6 +45,7 @@ from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
 from gprpipe.io.processes import alive
 from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import (
+    LOCK_NAME,
     cancel_request,
     cancel_requested,
     describe,
@@ -713,7 +714,7 @@ def refuse_foreign_folder(run_dir: Path, where: str) -> None:
         (scripts, logs, jobs.json), a temporary file, the write probe, the lock. A folder
         merely named like a point or ``slurm`` may be someone's: the run would replace
         the files in it."""
-        if e.name in (".gprpipe.lock", LAUNCH_SPEC, LAUNCH_LOG) or e.name.startswith(
+        if e.name in (LOCK_NAME, LAUNCH_SPEC, LAUNCH_LOG) or e.name.startswith(
             (".gprpipe-", f".{RUN_JSON}.")
         ):
             return True

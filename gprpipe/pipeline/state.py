@@ -61,9 +61,8 @@ def write_state(
     if state not in STATES:
         raise ValueError(f"unknown task state {state!r}")
     d = state_dir(point_dir)
-    within(point_dir)
+    within(d)  # (not made yet: its point folder is checked, where mkdir would make it)
     d.mkdir(parents=True, exist_ok=True)
-    within(d)
     if launch is None and state == "running":
         old = read_marker(point_dir, slug, "running")
         launch = {k: old[k] for k in LAUNCH_FIELDS if k in old}

@@ -148,11 +148,13 @@ def busy(
 def _inside(path: Path | None, run_dir: Path) -> bool:
     """Whether a log's file resolves inside the run directory: a log folder swapped for a
     link (the job then refuses to run) must not bring a file from elsewhere into status."""
+    if path is None:
+        return False
     try:
-        check_within(Path(path), run_dir) if path is not None else None
+        check_within(path, run_dir)
     except GprpipeError:
         return False
-    return path is not None
+    return True
 
 
 def _last_line(path: Path | None) -> str:
