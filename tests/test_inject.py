@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import DEMO_ROOT, REPO, run_cli_here, settings
+from conftest import DEMO_ROOT, REPO, run_cli_here, settings, write
 from threadpoolctl import threadpool_limits
 
 from gprpipe.stats import inject as inj
@@ -399,3 +399,42 @@ def test_cli_injection_end_to_end(tmp_path: Path):
             "inject_pull_heatmap_2015.png",
         } <= plots
         assert (point / "hepdata" / "limits_eps2_2015.yaml").is_file()
+
+
+def test_injection_where_the_window_holds_no_events(tmp_path: Path, shared_data: Path):
+    """At 10 MeV the 2015 data's window holds no events, so the signal yield per unit eps^2
+    (proportional to the background density rho) is 0: the study runs in sigma_A units and
+    eps2_inj is NaN (it stopped with 'internal error: ZeroDivisionError', a review)."""
+    cfg = write(
+        tmp_path / "i.toml",
+        f"""
+        [base]
+        template = "hps2015"
+        name = "i"
+        output = "{tmp_path / "run"}"
+        [datasets.2015]
+        path = "{shared_data / "funcform_2015_toys.root"}"
+        range = [0.010, 0.1499]
+        [scan]
+        masses = [0.010]
+        [inject]
+        masses = [0.010]
+        n_toys = 20
+        strengths = [0.0, 2.0]
+        [steps]
+        run = ["load", "fit", "inject"]
+        """,
+    )
+    code, out, err = run_cli_here("run", cfg)
+    assert code == 0, out + err
+    point = tmp_path / "run" / "nominal"
+    rows = list(csv.DictReader((point / "inject.csv").open()))
+    assert [(r["mass_GeV"], r["z_inj"], r["n_generated"]) for r in rows] == [
+        ("0.01", "0", "20"),
+        ("0.01", "2", "20"),
+    ]
+    assert float(rows[1]["A_inj"]) == pytest.approx(2 * 0.87492565, rel=1e-6)
+    with h5py.File(point / "inject.h5", "r") as f:
+        toys = f["2015"]["toys"]
+        assert sorted(toys) == ["10MeV_z0", "10MeV_z2"]
+        assert all(np.isnan(toys[g].attrs["eps2_inj"]) for g in toys)

@@ -596,3 +596,46 @@ def test_the_max_z_figure_of_toys_without_a_maximum_is_drawn() -> None:
     )
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "no toy has a maximum Z (their fits failed)" in texts
+
+
+def test_a_toy_window_without_events_is_a_failed_row(tmp_path: Path, shared_data: Path) -> None:
+    """A real toy's window at 10 MeV holds no events (about 0.2 expected per bin): its
+    signal fit runs to the boundary (sigma_A infinite). It was an ``ok`` row with
+    sigma_A = inf, pooled into the summary as perfect closure (pull 0); it fails as the
+    data's row does (a review)."""
+    src = shared_data / "funcform_2015_toys.root"
+    cfg = write(
+        tmp_path / "ts.toml",
+        f"""
+        [base]
+        template = "hps2015"
+        name = "ts"
+        output = "{tmp_path / "run"}"
+        [datasets.2015]
+        path = "{src}"
+        range = [0.010, 0.1499]
+        [scan]
+        masses = [0.010, 0.060]
+        [toyscan]
+        file = "{src}"
+        pattern = "fShiftSigPow/*_toy_*"
+        max_toys = 1
+        [steps]
+        run = ["toyscan"]
+        """,
+    )
+    code, out, err = run_cli_here("run", cfg)
+    assert code == 0, out + err
+    point = tmp_path / "run" / "nominal"
+    low, mid = csv.DictReader((point / "toyscan.csv").open())
+    assert low["mass_GeV"] == "0.01" and low["status"] == (
+        "limit failed: the signal fit in the window did not converge (A_hat -0.7979, "
+        "sigma_A inf): the window holds no events"
+    )
+    assert low["sigma_A"] == "nan" and mid["status"] == "ok"
+    assert float(mid["sigma_A"]) == pytest.approx(6954.19, rel=1e-4)
+    summary = list(csv.DictReader((point / "toyscan_summary.csv").open()))
+    assert [(s["mass_GeV"], s["n_toys"], s["n_failed"]) for s in summary] == [
+        ("0.01", "0", "1"),
+        ("0.06", "1", "0"),
+    ]

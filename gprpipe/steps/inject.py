@@ -222,7 +222,7 @@ def _study_dataset(
         meta = {
             "z_inj": float(z),
             "sigma_ref": sref,
-            "eps2_inj": A / k,
+            "eps2_inj": A / k if k > 0 else math.nan,  # rho 0: no events to convert
             **asimov,
             "seconds": time.perf_counter() - t0,
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from gprpipe.stats.toys import NegativeSignalTemplate
 from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
 from gprpipe.steps.runner import seed_for
 
+if TYPE_CHECKING:
+    from gprpipe.stats.likelihood import FitResult, WindowModel
+
 COLUMNS = SCAN.names
 BLIND_COLUMNS = BLIND_SCAN.names
 
@@ -71,6 +74,20 @@ NEGATIVE_TEMPLATE = (
 )
 
 
+def converged_fit(model: WindowModel, n: np.ndarray) -> FitResult:
+    """The signal fit of one window's counts ``n``; ValueError (a failed row) where it did
+    not converge or has no finite sigma_A, e.g. every signal bin empty: A_hat runs to the
+    lam >= 0 boundary and sigma_A is infinite."""
+    fit = model.fit(n)
+    if not (bool(fit.converged) and np.isfinite(fit.sigma_A)):
+        empty = ": the window holds no events" if not np.any(n) else ""
+        raise ValueError(
+            f"the signal fit in the window did not converge (A_hat {float(fit.A_hat):.4g}, "
+            f"sigma_A {float(fit.sigma_A):.4g}){empty}"
+        )
+    return fit
+
+
 def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, float]:
     """A_hat, sigma_A, observed and expected limits, q0 of one blind window (``n`` None:
     blinded, expected limits only)."""
@@ -88,14 +105,7 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     bands = calculator(lim.bands, model, **toys)
     if n is None:
         return _band_row(bands)
-    fit = model.fit(n)
-    if not (bool(fit.converged) and np.isfinite(fit.sigma_A)):
-        # e.g. every signal bin empty: A_hat runs to the lam >= 0 boundary, sigma_A = inf
-        empty = ": the window holds no events" if not np.any(n) else ""
-        raise ValueError(
-            f"the signal fit in the window did not converge (A_hat {float(fit.A_hat):.4g}, "
-            f"sigma_A {float(fit.sigma_A):.4g}){empty}"
-        )
+    fit = converged_fit(model, n)
     a_up, a_up_err = calculator(lim.mode, model, **toys).upper_limit_with_error(n)
     z = float(significance.z_local(model.q0(n, fit)))
     row = {

@@ -51,6 +51,7 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
     from gprpipe.stats.likelihood import WindowModel
     from gprpipe.stats.quality import has_result
     from gprpipe.steps.fit import fit_masses, template_key
+    from gprpipe.steps.limit import converged_fit
 
     name = cfg.toyscan_dataset()
     rows = []
@@ -71,7 +72,7 @@ def scan_toy(cfg: Config, counts: np.ndarray, edges: np.ndarray) -> list[dict]:
             w = bl[template_key(cfg)]
             try:
                 model = WindowModel.from_covariance(bl["b"], bl["C"], w)
-                f = model.fit(bl["n"])
+                f = converged_fit(model, bl["n"])
                 z = significance.z_local(model.q0(bl["n"], f))
                 row.update(A_hat=float(f.A_hat), sigma_A=float(f.sigma_A), Z_local=float(z))
             except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
