@@ -694,6 +694,40 @@ def test_plot_step_removes_the_products_of_an_earlier_config(
     assert "combination.csv" not in (point / "report.html").read_text()
 
 
+@pytest.mark.slow
+def test_a_blinded_run_without_the_plot_step_offers_no_drawn_tables(
+    run_comb: Path, shared_data: Path, tmp_path: Path
+):
+    """A blinded rerun without the plot step keeps the earlier (observed) run's
+    combination.csv and allocation.csv on disk until the plot step runs: the summary listed
+    them as current tables (their sigma_eps2 and information fractions come from the
+    observed fit; a review); it says they are not current, as it says of the figures."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_comb.parent, copy, symlinks=True)
+    code, out, err = run_cli_here(
+        "run",
+        COMB_CONFIG,
+        *comb_settings(shared_data),
+        *settings(f"base.output={copy}", "base.blind=true"),
+        "--steps",
+        "load,fit,limit",
+    )
+    assert code == 0, out + err
+    point = copy / "nominal"
+    assert (point / "combination.csv").is_file()  # (the plot step removes it)
+    assert f"tables: {point}/ (inject.csv, scan.csv)" in out, out
+    assert (
+        "not current: plots, HEPData, report, allocation.csv, combination.csv (drawn from "
+        "other results" in out
+    )
+    assert (
+        "the figures, combination and allocation tables, HEPData tables and report of "
+        "nominal stay those of the observed results" in " ".join((out + err).split())
+    )
+
+
 def test_shipped_three_way_and_rpen7_configs(shared_data: Path):
     """The three-way config scans 20-250 MeV in union and combines at 30-210 MeV (where two
     or more datasets cover a mass); the rpen7 config is a two-point grid over frad_penalty."""

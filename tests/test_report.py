@@ -675,8 +675,9 @@ def test_an_export_never_rewrites_a_report_of_other_results(tmp_path):
         assert marked.decode() == drawn.replace("<body>", "<body>\n" + NOT_CURRENT, 1)
         if name == "blinded":  # and the run says so (it said all were replaced)
             assert (
-                "Without the plot step, the figures, HEPData tables and report of nominal "
-                "stay those of the observed results (not current) until it runs." in out + err
+                "Without the plot step, the figures, combination and allocation tables, "
+                "HEPData tables and report of nominal stay those of the observed results (not "
+                "current) until it runs." in out + err
             )
         if name == "window":  # (a blinded run takes no export)
             code, _, err = run_cli_here("export-spey", run_dir, "--dataset", "demo")

@@ -547,7 +547,8 @@ def _observed_replaced(run_dir: Path, points: Sequence[Point]) -> str:
         "blinded run replaces them with expected limits only ('gprpipe run --unblind' "
         "computes them again)."
         + (
-            f" Without the plot step, the figures, HEPData tables and report of "
+            " Without the plot step, the figures, combination and allocation tables, "
+            f"HEPData tables and report of "
             f"{', '.join(undrawn)} stay those of the observed results (not current) until "
             "it runs."
             if undrawn

@@ -57,9 +57,16 @@ def read_table(path: Path) -> list[dict[str, str]]:
     return read_csv(path) if path.is_file() else []
 
 
-def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset()) -> dict[str, str]:
+def _files(
+    pdir: Path,
+    stale: set[Path],
+    other: AbstractSet[Path] = frozenset(),
+    drawn_current: bool = True,
+) -> dict[str, str]:
     """Where the point's products are; ``stale`` tables (of an earlier config, which this
-    one does not make) are left out, ``other`` ones (committed under another key) named."""
+    one does not make) are left out, ``other`` ones (committed under another key) named;
+    the plot step's figures, tables, HEPData and report are offered only when
+    ``drawn_current`` (of the results the point holds now)."""
     out: dict[str, str] = {}
     run_dir = pdir.parent
 
@@ -80,7 +87,10 @@ def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset())
         if n:
             out["plots"] = f"{pdir / 'plots'}/ ({n} {fmt[1:]} file{'s' * (n != 1)})"
             break
-    tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale)
+    from gprpipe.pipeline.plan import Layout
+
+    undrawn = set() if drawn_current else set(Layout(pdir).products())
+    tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale | undrawn)
     if tables:
         out["tables"] = f"{pdir}/ ({', '.join(tables)})"
     left = sorted(p.name for p in stale if p.is_file())
@@ -121,6 +131,15 @@ def _files(pdir: Path, stale: set[Path], other: AbstractSet[Path] = frozenset())
         if cand.is_file():
             out["report"] = str(cand)
             break
+    if not drawn_current:  # on disk, but of other results: say so rather than offer them
+        names = [k for k in ("plots", "HEPData", "report") if out.pop(k, None)]
+        names += sorted(p.name for p in undrawn if p.suffix == ".csv" and p.is_file())
+        if names:
+            out["not current"] = (
+                f"{', '.join(names)} (drawn from other results, or left by a plot task "
+                "that did not finish; run the plot step to redraw them)"
+                + (f"; {out['not current']}" if "not current" in out else "")
+            )
     return out
 
 
@@ -204,14 +223,8 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
         if scan in other:  # limit.n_toys of the config need not be the table's
             for d in ps.datasets:
                 d.toy_error_few_toys = None
-        ps.files = _files(ps.point_dir, stale, other)
-        if config is not None and not plots_current(ps.point, ps.point_dir, config):
-            drawn = [k for k in ("plots", "HEPData", "report") if ps.files.pop(k, None)]
-            if drawn:  # on disk, but of other results: say so rather than offer them
-                ps.files["not current"] = (
-                    f"{', '.join(drawn)} (drawn from other results, or left by a plot task "
-                    "that did not finish; run the plot step to redraw them)"
-                )
+        current = config is None or plots_current(ps.point, ps.point_dir, config)
+        ps.files = _files(ps.point_dir, stale, other, current)
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
 
