@@ -621,12 +621,12 @@ def test_a_missing_path_says_to_set_it_in_ones_own_config(tmp_path: Path):
         "set it in your config's [datasets.2015] table."
     ]
     # a name that is no bare TOML key is quoted, as the table must be written
-    dotted = write(tmp_path / "dot.toml", '[datasets."v2.run"]\nhist = "h"\n')
+    plus = write(tmp_path / "plus.toml", '[datasets."v2+run"]\nhist = "h"\n')
     assert any(
-        "datasets.v2.run.path: required but not set; set it in your config's "
-        '[datasets."v2.run"] table.' in e
-        for e in errors_of(dotted)
-    ), errors_of(dotted)
+        "datasets.v2+run.path: required but not set; set it in your config's "
+        '[datasets."v2+run"] table.' in e
+        for e in errors_of(plus)
+    ), errors_of(plus)
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,32 @@ def test_unknown_key_issue_has_file_line_column_and_key(tmp_path: Path):
     assert sentences == [f"{cfg}:7: fit.blind_nsgima: unknown key; did you mean 'blind_nsigma'?"]
 
 
+def test_a_bracket_in_a_comment_or_string_keeps_the_lines_of_later_keys(tmp_path: Path):
+    """The key scanner counted brackets in comments and strings: after ``# the [ low
+    one`` in a multi-line array every later key lost its line (a review)."""
+    cfg = write(
+        tmp_path / "c.toml",
+        f"""
+        [base]
+        name = "x"
+        [datasets.d]
+        card = "hps2015"
+        path = "{DEMO_ROOT}"
+        [scan]
+        masses = [
+          0.03,  # the [ low one
+          0.06,
+        ]
+        [plot]
+        status = "a [b"  # "x" [y
+        [fit]
+        blind_nsgima = 2.0
+    """,
+    )
+    [i] = issues_of(cfg)[0]
+    assert (i.line, i.column, i.key) == (14, 1, "fit.blind_nsgima")
+
+
 def test_text_stands_for_a_file_that_need_not_exist(tmp_path: Path):
     """Relative data paths and template references resolve from the file's folder."""
     (tmp_path / "data").mkdir()

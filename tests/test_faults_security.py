@@ -224,6 +224,8 @@ def test_suggested_commands_quote_the_run_folder(cli, tmp_path: Path):
         # dataset "demo" (combined-toys-000 replaced the first limit chunk without a word)
         "combined-toys",
         "demo-refit",
+        # --set and [grid] read datasets.2015.v2.rebin as dataset "2015" (a review)
+        "2015.v2",
     ],
 )
 def test_unsafe_dataset_keys_refused(case, cli, tmp_path: Path, dataset: str):

@@ -368,16 +368,16 @@ async def test_form_edits_the_same_file(tmp_path):
 
 
 @sync
-async def test_form_of_a_dataset_key_with_a_dot_or_plus(tmp_path):
-    """Dataset keys may hold '.' and '+': the form split 'v1.2' at its dot (KeyError, the
-    app exited) and made 'a+b' a widget id textual refuses."""
+async def test_form_of_a_dataset_key_with_a_dash_or_plus(tmp_path):
+    """Dataset keys may hold '-' and '+' (not '.', which ``--set`` and ``[grid]`` read as a
+    level): the form made 'a+b' a widget id textual refuses."""
     demo = REPO / "gprpipe" / "data" / "demo_2015.root"
     config = tmp_path / "ds.toml"
     config.write_text(
         f'[base]\ntemplate = "{QUICKSTART}"\n[datasets.demo]\nenabled = false\n'
-        f'[datasets."v1.2"]\ncard = "hps2015"\npath = "{demo}"\n'
+        f'[datasets."v1-2"]\ncard = "hps2015"\npath = "{demo}"\n'
         f'[datasets."a+b"]\ncard = "hps2015"\npath = "{demo}"\n'
-        '[scan]\ndatasets = ["v1.2", "a+b"]\n'
+        '[scan]\ndatasets = ["v1-2", "a+b"]\n'
     )
     app = _app(tmp_path, config)
     async with app.run_test(size=SIZE) as pilot:
@@ -389,7 +389,7 @@ async def test_form_of_a_dataset_key_with_a_dot_or_plus(tmp_path):
         by_key = {f.parts: wid for wid, f in form.fields.items()}
         rng = app.query_one("#" + by_key[("datasets", "a+b", "range")], Input)
         assert rng.value == "[0.02, 0.13]"  # from the card, read at the right key
-        path = app.query_one("#" + by_key[("datasets", "v1.2", "path")], Input)
+        path = app.query_one("#" + by_key[("datasets", "v1-2", "path")], Input)
         assert path.value == str(demo)
         rng.focus()
         rng.value = "0.03, 0.1"
@@ -399,7 +399,7 @@ async def test_form_of_a_dataset_key_with_a_dot_or_plus(tmp_path):
         assert "range = [0.03, 0.1]" in app.editor.text
         assert app.check.ok, app.check.errors
         assert app.check.points[0].config.datasets["a+b"].range == (0.03, 0.1)
-        assert app.check.points[0].config.datasets["v1.2"].range == (0.02, 0.13)
+        assert app.check.points[0].config.datasets["v1-2"].range == (0.02, 0.13)
 
 
 @sync

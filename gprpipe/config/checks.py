@@ -42,7 +42,8 @@ CONTROL = re.compile(
     r"\ud800-\udfff]"  # (lone surrogates: bytes that are not UTF-8, from argv or a path)
 )
 #: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
+#: no '.': ``--set`` and ``[grid]`` address a dataset's keys as ``datasets.<name>.<key>``
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,63}\Z")
 RESERVED_NAMES = ("combined",)  # the joint fit's chunks and groups are called so
 #: Fewest bins a dataset must keep after rebinning (GP training needs sidebands).
 MIN_BINS = 10
@@ -116,8 +117,9 @@ def name_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
                 else f"{name!r} ends like the toy tasks' parts of a dataset "
                 f"(<dataset>{'/'.join(TOY_PART_ENDINGS)}-<k>)"
                 if clash
-                else f"{name!r} is not a safe name (letters, digits, '_', '.', '+', '-', "
-                "starting with a letter or digit, at most 64 characters)"
+                else f"{name!r} is not a safe name (letters, digits, '_', '+', '-', "
+                "starting with a letter or digit, at most 64 characters; no '.', which "
+                "--set and [grid] read as a level of datasets.<name>.<key>)"
             )
             errors.append(
                 at(

@@ -166,7 +166,7 @@ def key_positions(text: str) -> dict[str, tuple[int, int]]:
         if in_string and not _KEY.match(raw):
             continue
         if depth > 0:
-            depth += raw.count("[") + raw.count("{") - raw.count("]") - raw.count("}")
+            depth += _nesting(raw)
             continue
         m = _TABLE.match(raw)
         if m:
@@ -177,10 +177,30 @@ def key_positions(text: str) -> dict[str, tuple[int, int]]:
         if m:
             dotted = ".".join([*table, *_split_dotted(m.group(1))])
             lines.setdefault(dotted, (no, m.start(1) + 1))
-            rest = raw[m.end() :]
-            code = rest.split("#", 1)[0] if '"' not in rest and "'" not in rest else rest
-            depth = max(0, code.count("[") + code.count("{") - code.count("]") - code.count("}"))
+            depth = max(0, _nesting(raw[m.end() :]))
     return lines
+
+
+def _nesting(line: str) -> int:
+    """Brackets and braces a line opens minus those it closes, outside its strings and
+    its comment (a bracket in either moved the scan off every later key)."""
+    code, quote, i = [], "", 0
+    while i < len(line):
+        c = line[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            break
+        else:
+            code.append(c)
+        i += 1
+    text = "".join(code)
+    return text.count("[") + text.count("{") - text.count("]") - text.count("}")
 
 
 #: a config is a few kB; a larger file is a mistake (a data file given as the config)
