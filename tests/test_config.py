@@ -1360,3 +1360,28 @@ def test_a_spectrum_too_sparse_for_the_gp_is_refused(tmp_path: Path):
         "and cannot model so sparse a spectrum; rebin (datasets.demo.rebin) or narrow the "
         "range."
     ), err
+
+
+def test_text_keys_keep_the_text_that_spells_a_number(tmp_path: Path):
+    """A name rendered to "007" was read back as the number 7 by the templates that use it
+    (the run folder runs/7 beside base.name "007"); ``--set base.name=1e3`` gave
+    "1000.0", ``0x10`` a histogram "16", a date an error (a review). Keys the schema types
+    as text keep the text; numeric keys still compute."""
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        """
+        name = "{{ '%03d' % 7 }}"
+        [fit]
+        blind_nsigma = "{{ 1.5 + 0.46 }}"
+        [plot]
+        experiment = "run {{ base.name }}, {{ fit.blind_nsigma * 2 }} sigma"
+        """,
+    )
+    (pt,) = load_points(cfg)[1]
+    assert pt.config.base.name == "007" and Path(pt.config.base.output).name == "007"
+    assert pt.config.plot.experiment == "run 007, 3.92 sigma"
+    for given, text in (("1e3", "1e3"), ("0x10", "0x10"), ("2024-01-01", "2024-01-01")):
+        (pt,) = load_points(cfg, (f"base.name={given}", f"datasets.demo.hist={given}"))[1]
+        assert (pt.config.base.name, pt.config.datasets["demo"].hist) == (text, text)
+    (pt,) = load_points(cfg, ("limit.n_toys=1e3", "fit.blind_nsigma=0x2"))[1]
+    assert (pt.config.limit.n_toys, pt.config.fit.blind_nsigma) == (1000, 2.0)

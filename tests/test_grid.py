@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import quickstart_child
+from conftest import quickstart_child, run_cli_here
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -452,3 +452,37 @@ def test_a_run_setting_that_renders_differently_at_grid_points_is_refused(tmp_pa
         f'{cfg}:5: slurm.time: renders "10" at grid point n_restarts-0 and "20" at '
         f"n_restarts-1: {same}",
     ]
+
+
+def test_a_grid_axis_no_step_computes_with_is_said(tmp_path: Path):
+    """A grid over ``limit.n_toys`` with asymptotic limits, or over ``inject.n_toys``
+    without the inject step, gave identical points without a word (a review); validate
+    and run say so. An axis a step reads is not named."""
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        """
+        [limit]
+        mode = "asymptotic"
+        [steps]
+        run = ["load", "fit", "limit", "plot"]
+        [grid]
+        "limit.n_toys" = [100, 5000]
+        "inject.n_toys" = [10, 20]
+        "fit.blind_nsigma" = [1.64, 1.96]
+        """,
+    )
+    code, out, err = run_cli_here("validate", cfg)
+    assert code == 0, out + err
+    steps = "steps.run = ['load', 'fit', 'limit', 'plot']"
+    said = " ".join((out + err).split())
+    for line, key, why in (
+        (9, "inject.n_toys", ""),
+        (8, "limit.n_toys", "; limit.mode is asymptotic"),
+    ):
+        assert (
+            f"notice: {cfg}:{line}: {key}: a [grid] axis that no step this config runs "
+            f"computes with ({steps}{why}): its points give identical results." in said
+        ), said
+    assert said.count("a [grid] axis") == 2
+    code, out, err = run_cli_here("validate", cfg, "--set", "limit.mode=toys")
+    assert code == 0 and " ".join((out + err).split()).count("a [grid] axis") == 1

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import uproot
-from conftest import DEMO_ROOT, QUICKSTART, REPO, settings
+from conftest import DEMO_ROOT, QUICKSTART, REPO, run_cli_here, settings
 
 from gprpipe.config import load_points
 from gprpipe.demo import demo_spectrum
@@ -466,3 +466,15 @@ def test_histogram_names_from_a_file_are_shown_escaped(tmp_path: Path):
     assert msg.endswith(
         "closest of its 2 1-D histograms: input_hist, 'input_hisT\\x1b[2J\\nerror: fake line'."
     ), msg
+
+
+def test_a_dry_run_refuses_a_histogram_the_file_lacks(tmp_path: Path):
+    """``run --dry-run`` printed the plan and exited 0 for a histogram the data file lacks,
+    while validate and run refused it (a review): it refuses it alike, writing nothing."""
+    out = tmp_path / "run"
+    code, so, se = run_cli_here(
+        "run", QUICKSTART, "--dry-run", *settings(f"base.output={out}", "datasets.demo.hist=nope")
+    )
+    assert code == 1, so + se
+    assert "histogram 'nope' not found; closest of its 1 1-D histogram: input_hist." in se
+    assert "Traceback" not in se and not out.exists()

@@ -407,7 +407,11 @@ def _template_issue(file: Path, positions: Mapping[str, tuple[int, int]], messag
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """``key.path=VALUE`` with VALUE parsed as TOML, falling back to a string."""
+    """``key.path=VALUE`` with VALUE parsed as TOML, falling back to a string; for a key
+    the schema types as text, a bare VALUE that TOML reads as a number, date or boolean
+    stays the text given (``base.name=1e3`` is "1e3", not "1000.0")."""
+    from gprpipe.config.schema import is_text_key
+
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key or not all(part.strip() for part in key.split(".")):
@@ -417,6 +421,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    if not isinstance(value, (str, list, dict)) and is_text_key(key):
         value = raw.strip()
     return key, value
 

@@ -10,9 +10,9 @@ may render for at most ``MAX_SECONDS`` (a whole config for ``MAX_CONFIG_SECONDS`
 beyond is an error naming the key.
 A string that uses a value which is itself still a template waits for it (so references
 chain, and filters or arithmetic see the final value); a cycle of references is an error
-naming the keys. Inside expressions a rendered value that spells a number is a number; in
-the rendered config it stays a string, and the schema turns it into a number where the
-field is numeric.
+naming the keys. Inside expressions a rendered value that spells a number is a number
+(unless the schema types its key as text: a name, a path); in the rendered config it
+stays a string, and the schema turns it into a number where the field is numeric.
 """
 
 from __future__ import annotations
@@ -603,14 +603,18 @@ def _dotted(key: str) -> str:
 
 def _context(node: Any, templated: set[str], key: str = "") -> Any:
     """Copy of ``node`` for use as the rendering context: still-templated strings are
-    ``_Pending``; rendered templated strings that spell numbers are numbers."""
+    ``_Pending``; rendered templated strings that spell numbers are numbers, except in
+    keys the schema types as text (``name = "{{ '%03d' % 7 }}"`` stays "007" for a
+    template that reads it: as the run folder's name)."""
+    from gprpipe.config.schema import is_text_key
+
     if isinstance(node, Mapping):
         return {k: _context(v, templated, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
     if isinstance(node, list):
         return [_context(v, templated, f"{key}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str) and _has_template(node):
         return _Pending(key)
-    if isinstance(node, str) and key in templated:
+    if isinstance(node, str) and key in templated and not is_text_key(key):
         return as_number(node)
     return node
 

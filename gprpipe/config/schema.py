@@ -855,6 +855,19 @@ def _field_annotation(key: str | Sequence[str]) -> Any:
     raise KeyError(dotted)
 
 
+def is_text_key(key: str | Sequence[str]) -> bool:
+    """Whether the schema types ``key`` as text (a name, a path, a histogram): a value
+    given there that spells a number (``007``, ``1e3``) stays the text it is. False for an
+    unknown key."""
+    try:
+        ann = _field_annotation(key)
+    except KeyError:
+        return False
+    args = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
+    kinds = [a for a in args if a is not type(None)]
+    return bool(kinds) and all(a in (str, Path) for a in kinds)
+
+
 def key_kind(key: str | Sequence[str]) -> tuple[str, tuple[str, ...], bool]:
     """How a user enters a key, from its schema type: (kind, choices, optional) with kind
     one of ``str``, ``int``, ``float``, ``floats``, ``choice``, ``bool``; ``optional``: the

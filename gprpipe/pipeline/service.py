@@ -360,11 +360,12 @@ def unused_settings(loaded: Loaded, points: Sequence[Point]) -> list[str]:
 
     from gprpipe.config.loader import shipped_dir
 
+    idle = _idle_grid_axes(loaded, points)
     origin = loaded.origin("fit.ls_hi_factor")
     defaults = shipped_dir("templates") / "defaults.toml"
     default = tomllib.loads(defaults.read_text())["fit"]["ls_hi_factor"]
     if origin is None or all(p.config.fit.ls_hi_factor == default for p in points):
-        return []
+        return idle
     names = sorted(
         {
             d
@@ -374,14 +375,55 @@ def unused_settings(loaded: Loaded, points: Sequence[Point]) -> list[str]:
         }
     )
     if not names:
-        return []
+        return idle
     value = ", ".join(f"{v:g}" for v in sorted({p.config.fit.ls_hi_factor for p in points}))
     where = "; ".join(f"{loaded.where(f'datasets.{d}.ls_hi_factor')}" for d in names)
     return [
+        *idle,
         f"notice: fit.ls_hi_factor = {value} ({origin}) is not used for dataset"
         f"{'s' * (len(names) > 1)} {', '.join(names)}, which set{'s' * (len(names) == 1)} "
-        f"its own ({where}); set datasets.<name>.ls_hi_factor instead."
+        f"its own ({where}); set datasets.<name>.ls_hi_factor instead.",
     ]
+
+
+def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
+    """``notice:`` lines for grid axes that no step this config runs computes with (an
+    ``inject`` key without the inject step; ``limit.n_toys`` with asymptotic limits): their
+    points would give identical results without a word. The plot step counts as a reader
+    of ``plot`` and ``base`` keys only (it draws what the other steps computed)."""
+    from gprpipe.pipeline.cache import STEP_SECTIONS
+
+    if len(points) < 2:
+        return []
+    cfg = points[0].config
+    steps = cfg.steps.run
+
+    def read(key: str) -> bool:
+        if key == "limit.n_toys" and all(p.config.limit.mode == "asymptotic" for p in points):
+            return False
+        if key == "limit.band_toys" and all(p.config.limit.bands == "asymptotic" for p in points):
+            return False
+        for step in steps:
+            sections = ("plot", "base") if step == "plot" else STEP_SECTIONS[step]
+            if any(key == sec or key.startswith(f"{sec}.") for sec in sections):
+                return True
+        return False
+
+    axes = sorted({k for p in points for k in p.values if not read(k)})
+    return [
+        f"notice: {loaded.where(key)}: a [grid] axis that no step this config runs "
+        f"computes with (steps.run = {list(steps)}{_why_idle(key)}): its points give "
+        "identical results."
+        for key in axes
+    ]
+
+
+def _why_idle(key: str) -> str:
+    if key == "limit.n_toys":
+        return "; limit.mode is asymptotic"
+    if key == "limit.band_toys":
+        return "; limit.bands is asymptotic"
+    return ""
 
 
 def validate(
@@ -847,6 +889,7 @@ def run(
         _refuse_silent_unblinding(run_dir, points)
     if replaced := _observed_replaced(run_dir, points):
         obs.notice(replaced)
+    check_inputs(loaded, points)  # (a dry run too: a histogram the file lacks)
     if opts.dry_run:  # what a run would run: the tasks whose outputs are not fresh
         from gprpipe.pipeline.cache import up_to_date
 
@@ -856,7 +899,6 @@ def run(
         note = f"# up to date, not run again: {', '.join(t.id for t in fresh)}\n" if fresh else ""
         result.preview = note + (ex.preview(todo) if todo else "# nothing to run")
         return result
-    check_inputs(loaded, points)
     ex.check()  # no sbatch here: said before the run folder is written
     if eng.name != "local":  # a folder a container cannot mount: said before, too
         from gprpipe.engines.base import mounts
