@@ -225,10 +225,10 @@ def combined_limits(
             f"the signal fit did not converge (eps2_hat {float(e_hat):.4g}, "
             f"sigma_eps2 {float(s_e):.4g})"
         )
+    band, band_err = band_calc.expected_band_with_error()  # first: blinded or not alike
     up, up_err = _calculator(cw, mode, alpha, n_toys, band_toys, rng).upper_limit_with_error(
         cw.n, f
     )
-    band, band_err = band_calc.expected_band_with_error()
     exp = band * cw.scale
     q = float(cw.model.q0(cw.n, f))
     z = float(significance.z_local(q))

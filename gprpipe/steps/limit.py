@@ -90,7 +90,9 @@ def converged_fit(model: WindowModel, n: np.ndarray) -> FitResult:
 
 def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, float]:
     """A_hat, sigma_A, observed and expected limits, q0 of one blind window (``n`` None:
-    blinded, expected limits only)."""
+    blinded, expected limits only). The expected band draws its toys from ``rng`` before
+    the observed toy limit does: it depends on the background model and the seed alone,
+    blinded or not (drawn after it, a toy band moved with the observed counts)."""
     from gprpipe.stats.cls import calculator
     from gprpipe.stats.likelihood import WindowModel
 
@@ -106,6 +108,7 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
     if n is None:
         return _band_row(bands)
     fit = converged_fit(model, n)
+    band_row = _band_row(bands)
     a_up, a_up_err = calculator(lim.mode, model, **toys).upper_limit_with_error(n)
     z = float(significance.z_local(model.q0(n, fit)))
     row = {
@@ -116,7 +119,7 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
         "p0_local": float(significance.p_local(z)),
         "Z_local": z,
     }
-    row.update(_band_row(bands))
+    row.update(band_row)
     return row
 
 
