@@ -154,7 +154,7 @@ def test_conditional_combined_injection_closes():
     _, s_ref, _ = comb.fit(cw, cw.b)
     ex = inject_conditional_combined(cw, 4 * s_ref, 4000, np.random.default_rng(6))
     s = ex.summary()
-    assert s["n_toys"] == 4000
+    assert s["n_kept"] == 4000
     assert abs(s["pull_mean"]) < 0.06
     assert 0.95 < s["pull_width"] < 1.05
     assert s["A_hat_mean"] == pytest.approx(4 * s_ref, rel=0.03)
@@ -278,7 +278,7 @@ def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
     assert code == 0, so + se
     with (out / "nominal" / "inject.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [(r["dataset"], r["z_inj"], r["n_toys"], r["refit_gp"]) for r in rows] == [
+    assert [(r["dataset"], r["z_inj"], r["n_kept"], r["refit_gp"]) for r in rows] == [
         (d, z, "8", "true") for d in ("2015", "2016", "combined") for z in ("0", "5")
     ]
     from gprpipe.results.schema import INJECT_H5

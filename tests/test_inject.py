@@ -9,6 +9,7 @@ docs/method.md section 9 (2015 at 30/60/100 MeV, strengths 0/3/5, 2000 toys), th
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import h5py
@@ -26,7 +27,7 @@ CSV_COLUMNS = [
     "mass_GeV",
     "z_inj",
     "A_inj",
-    "n_toys",
+    "n_kept",
     "n_generated",
     "A_hat_mean",
     "A_hat_std",
@@ -67,16 +68,16 @@ def test_summary_figures():
     a_hat = np.array([1.0, 3.0, 2.0, np.nan, 10.0])
     s = np.array([1.0, 1.0, 1.0, 1.0, np.inf])
     out = inj.summarize(2.0, a_hat, s)
-    assert out["n_toys"] == 3
+    assert out["n_kept"] == 3
     assert out["A_hat_mean"] == pytest.approx(2.0)
     assert out["pull_mean"] == pytest.approx(0.0)
     assert out["pull_width"] == pytest.approx(1.0)
     assert out["cov_1sigma"] == pytest.approx(1 / 3)
     assert out["cov_2sigma"] == pytest.approx(1.0)
     assert out["Zhat_mean"] == pytest.approx(2.0)
-    assert inj.summarize(1.0, [np.nan], [1.0])["n_toys"] == 0
+    assert inj.summarize(1.0, [np.nan], [1.0])["n_kept"] == 0
     one = inj.summarize(1.0, [2.0, np.nan], [1.0, 1.0])  # one toy kept: no spread to give
-    assert one["n_toys"] == 1 and one["pull_mean"] == 1.0
+    assert one["n_kept"] == 1 and one["pull_mean"] == 1.0
     assert np.isnan(one["pull_width"]) and np.isnan(one["A_hat_std"])
 
 
@@ -96,7 +97,7 @@ def test_conditional_closure_synthetic_and_seeded():
     for z in (0.0, 4.0):
         ex = inj.inject_conditional(b, C, w, z * sref, 5000, np.random.default_rng(7), L=L)
         s = ex.summary()
-        assert s["n_toys"] == 5000
+        assert s["n_kept"] == 5000
         assert abs(s["pull_mean"]) < 0.05
         assert 0.96 < s["pull_width"] < 1.04
         assert abs(s["cov_1sigma"] - 0.683) < 0.02
@@ -404,7 +405,8 @@ def test_cli_injection_end_to_end(tmp_path: Path):
 def test_injection_where_the_window_holds_no_events(tmp_path: Path, shared_data: Path):
     """At 10 MeV the 2015 data's window holds no events, so the signal yield per unit eps^2
     (proportional to the background density rho) is 0: the study runs in sigma_A units and
-    eps2_inj is NaN (it stopped with 'internal error: ZeroDivisionError', a review)."""
+    eps2_inj is NaN (it stopped with 'internal error: ZeroDivisionError', a review); the
+    displays of that mass are drawn with no eps^2 (the plot step stopped likewise)."""
     cfg = write(
         tmp_path / "i.toml",
         f"""
@@ -421,8 +423,17 @@ def test_injection_where_the_window_holds_no_events(tmp_path: Path, shared_data:
         masses = [0.010]
         n_toys = 20
         strengths = [0.0, 2.0]
+        [plot]
+        formats = ["png"]
+        masses = []
+        [plot.displays]
+        masses = [0.010]
+        observed = [0.010]
+        z = [2.0]
+        variants = ["conditional"]
+        datasets = ["2015"]
         [steps]
-        run = ["load", "fit", "inject"]
+        run = ["load", "fit", "inject", "plot"]
         """,
     )
     code, out, err = run_cli_here("run", cfg)
@@ -438,3 +449,7 @@ def test_injection_where_the_window_holds_no_events(tmp_path: Path, shared_data:
         toys = f["2015"]["toys"]
         assert sorted(toys) == ["10MeV_z0", "10MeV_z2"]
         assert all(np.isnan(toys[g].attrs["eps2_inj"]) for g in toys)
+    for stem in ("display_observed_2015_10MeV", "display_extract_2015_10MeV_z2_conditional"):
+        side = json.loads((point / "plots" / f"{stem}.json").read_text())
+        assert side["eps2_hat"] is None and side["sigma_eps2"] is None, stem
+        assert (point / "plots" / f"{stem}.png").stat().st_size > 10_000

@@ -690,7 +690,7 @@ def test_summary_of_an_injection_study_gives_its_closure():
             "dataset": "2015",
             "mass_GeV": m,
             "z_inj": z,
-            "n_toys": n,
+            "n_kept": n,
             "n_generated": "200",
             "pull_mean": pm,
             "pull_width": pw,
@@ -705,7 +705,7 @@ def test_summary_of_an_injection_study_gives_its_closure():
         )
     ]
     (s,) = summarize_injection(rows)
-    assert (s.n_masses, s.n_strengths, s.n_toys, s.n_generated) == (2, 2, (0, 200), 200)
+    assert (s.n_masses, s.n_strengths, s.n_kept, s.n_generated) == (2, 2, (0, 200), 200)
     assert injection_lines(s) == [
         "injection 2015 (2 masses x 2 strengths, 0-200 of 200 toys kept each)",
         "pull mean -0.05 to 0.08, width 0.97 to 1.05; coverage of +-1 sigma_A 0.655 to 0.710 "

@@ -180,10 +180,10 @@ def test_extraction_box_without_a_kept_toy():
     }
     col = {"mass_GeV": 0.06, "blind_nsigma": 1.64, "label": "2015", "sigma_m_GeV": 0.003}
     col |= {"A_hat": 130.0, "sigma_A": 45.0}
-    none = {"n_toys": 0, "A_hat_mean": None, "pull_mean": None, "pull_width": None}
+    none = {"n_kept": 0, "A_hat_mean": None, "pull_mean": None, "pull_width": None}
     lines = _box("extraction", {**meta, "ensemble": none}, [col], 95.0)
     assert not any("ensemble" in line for line in lines)
-    one = {"n_toys": 1, "A_hat_mean": 130.0, "pull_mean": 0.2, "pull_width": None}
+    one = {"n_kept": 1, "A_hat_mean": 130.0, "pull_mean": 0.2, "pull_width": None}
     lines = _box("extraction", {**meta, "ensemble": one}, [col], 95.0)
     assert lines[-2:] == ["ensemble: <A_hat> = 130.0", "  pull mean +0.20, width n/a"]
     assert _median_index(np.array([3.0, 1.0, 2.0]), np.array([True, True, True])) == 2
@@ -294,7 +294,7 @@ def test_refit_display_is_the_median_refit_toy_of_inject_h5(run2015_refit: Path)
     assert side["A_inj"] == pytest.approx(float(row["A_inj"]), rel=1e-6)
     for key in ("A_hat_mean", "A_hat_std", "pull_mean", "pull_width", "Zhat_mean"):
         assert side["ensemble"][key] == pytest.approx(float(row[key]), rel=1e-6)
-    assert side["ensemble"]["n_toys"] == int(row["n_toys"]) == 5
+    assert side["ensemble"]["n_kept"] == int(row["n_kept"]) == 5
     assert side["realised_signal_total"] > side["realised_signal_window"] > 0
     # toys of another injected yield (inject.strength_unit = "yield": z is a yield there,
     # in sigma_A,ref units here) are not this display's

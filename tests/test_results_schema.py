@@ -21,7 +21,7 @@ SCAN_HEADER = (
     "gp_amplitude,gp_lml,gp_converged,gof_chi2_ndf,gof_p,status"
 )
 INJECT_HEADER = (
-    "dataset,mass_GeV,z_inj,A_inj,n_toys,n_generated,A_hat_mean,A_hat_std,pull_mean,"
+    "dataset,mass_GeV,z_inj,A_inj,n_kept,n_generated,A_hat_mean,A_hat_std,pull_mean,"
     "pull_width,cov_1sigma,cov_2sigma,Zhat_mean,refit_gp"
 )
 
@@ -54,7 +54,7 @@ def test_hdf5_and_csv_round_trip(tmp_path):
             "mass_GeV": np.array([0.06, 0.03]),
             "z_inj": np.array([1.0, 2.0]),
             "A_inj": np.array([12.5, math.nan]),
-            "n_toys": np.array([100, 7]),
+            "n_kept": np.array([100, 7]),
             "refit_gp": np.array([False, True]),
             "mass": np.array([0.06, 0.03]),
         }
@@ -67,11 +67,11 @@ def test_hdf5_and_csv_round_trip(tmp_path):
         parts.append(p)
     merged = schema.collect(parts)
     np.testing.assert_array_equal(merged["2015"]["mass_GeV"], [0.03, 0.06])
-    np.testing.assert_array_equal(merged["2015"]["n_toys"], [7, 100])
-    cols = ("dataset", "mass_GeV", "z_inj", "A_inj", "n_toys", "refit_gp")
+    np.testing.assert_array_equal(merged["2015"]["n_kept"], [7, 100])
+    cols = ("dataset", "mass_GeV", "z_inj", "A_inj", "n_kept", "refit_gp")
     text = schema.csv_text(merged, cols)
     assert text == (
-        "dataset,mass_GeV,z_inj,A_inj,n_toys,refit_gp\n"
+        "dataset,mass_GeV,z_inj,A_inj,n_kept,refit_gp\n"
         "2015,0.03,2,nan,7,true\n2015,0.06,1,12.5,100,false\n"
     )
     out = tmp_path / "t.csv"
@@ -82,7 +82,7 @@ def test_hdf5_and_csv_round_trip(tmp_path):
         "mass_GeV": "0.06",
         "z_inj": "1",
         "A_inj": "12.5",
-        "n_toys": "100",
+        "n_kept": "100",
         "refit_gp": "false",
     }
     with h5py.File(tmp_path / "inject.h5", "w") as f:

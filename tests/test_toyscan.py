@@ -269,7 +269,7 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path) -> None:
     for s in summary:
         mine = [r for r in rows if float(r["mass_GeV"]) == float(s["mass_GeV"])]
         pulls = [float(r["A_hat"]) / float(r["sigma_A"]) for r in mine]
-        assert int(s["n_toys"]) == 3
+        assert int(s["n_kept"]) == 3
         assert float(s["pull_mean"]) == pytest.approx(np.mean(pulls), rel=1e-5)
         assert float(s["pull_width"]) == pytest.approx(np.std(pulls, ddof=1), rel=1e-5)
         assert float(s["frac_Z_gt2"]) == pytest.approx(
@@ -532,7 +532,7 @@ def test_toyscan_summary_leaves_flagged_rows_out() -> None:
         "status": np.array(["ok", "flag_gof+flag_one_sideband", "ok", "ok"]),
     }
     s = summarize(toys)
-    np.testing.assert_array_equal(s["n_toys"], [2, 1])
+    np.testing.assert_array_equal(s["n_kept"], [2, 1])
     np.testing.assert_array_equal(s["n_flagged"], [0, 1])
     assert s["A_hat_mean"][1] == pytest.approx(20.0)
     ov = overview(toys)
@@ -544,7 +544,7 @@ def test_toyscan_summary_leaves_flagged_rows_out() -> None:
     toys["status"] = np.array(["ok", "flag_gof", "fit failed: x", "fit failed: x"])
     toys["Z_local"] = np.array([0.1, 6.0, np.nan, np.nan])
     s = summarize(toys)
-    np.testing.assert_array_equal(s["n_toys"], [1, 0])
+    np.testing.assert_array_equal(s["n_kept"], [1, 0])
     np.testing.assert_array_equal(s["n_flagged"], [0, 1])
     np.testing.assert_array_equal(s["n_failed"], [1, 1])
     ov = overview(toys)
@@ -635,7 +635,7 @@ def test_a_toy_window_without_events_is_a_failed_row(tmp_path: Path, shared_data
     assert low["sigma_A"] == "nan" and mid["status"] == "ok"
     assert float(mid["sigma_A"]) == pytest.approx(6954.19, rel=1e-4)
     summary = list(csv.DictReader((point / "toyscan_summary.csv").open()))
-    assert [(s["mass_GeV"], s["n_toys"], s["n_failed"]) for s in summary] == [
+    assert [(s["mass_GeV"], s["n_kept"], s["n_failed"]) for s in summary] == [
         ("0.01", "0", "1"),
         ("0.06", "1", "0"),
     ]

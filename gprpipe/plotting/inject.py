@@ -31,7 +31,7 @@ def _mlabel(m: float) -> str:
 
 
 def _sem(a, idx, key_std):
-    n = np.maximum(a["n_toys"][idx].astype(float), 1.0)
+    n = np.maximum(a["n_kept"][idx].astype(float), 1.0)
     return a[key_std][idx] / np.sqrt(n)
 
 
@@ -115,7 +115,7 @@ def pull_figure(a: dict[str, np.ndarray], title: str):
     """Pull mean (with its error) and pull width vs strength."""
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True)
     for i, (m, idx) in enumerate(_by_mass(a)):
-        n = np.maximum(a["n_toys"][idx].astype(float), 2.0)
+        n = np.maximum(a["n_kept"][idx].astype(float), 2.0)
         w = a["pull_width"][idx]
         a1.errorbar(
             a["z_inj"][idx],
@@ -237,7 +237,7 @@ def pull_mass_figure(a: dict[str, np.ndarray], title: str):
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True)
     for i, (z, idx) in enumerate(_by_strength(a)):
         m = a["mass_GeV"][idx] * MEV
-        n = np.maximum(a["n_toys"][idx].astype(float), 2.0)
+        n = np.maximum(a["n_kept"][idx].astype(float), 2.0)
         w = a["pull_width"][idx]
         a1.errorbar(
             m,
@@ -266,7 +266,7 @@ def zcal_residual_figure(a: dict[str, np.ndarray], title: str):
     the statistical error of the mean (pull width / sqrt(n))."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for i, (m, idx) in enumerate(_by_mass(a)):
-        n = np.maximum(a["n_toys"][idx].astype(float), 1.0)
+        n = np.maximum(a["n_kept"][idx].astype(float), 1.0)
         ax.errorbar(
             a["z_inj"][idx],
             a["Zhat_mean"][idx] - a["z_inj"][idx],

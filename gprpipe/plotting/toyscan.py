@@ -89,7 +89,7 @@ def spurious_figure(s: dict[str, np.ndarray], title: str):
     a1.legend(frameon=False, fontsize=9)
     a2.plot(m, s["pull_mean"], color="tab:blue", label=r"pull mean $\langle\hat A/\sigma_A\rangle$")
     a2.plot(m, s["pull_width"], color="tab:orange", label="pull width")
-    err = 1.0 / np.sqrt(np.maximum(s["n_toys"], 1))
+    err = 1.0 / np.sqrt(np.maximum(s["n_kept"], 1))
     a2.fill_between(m, -err, err, color="tab:blue", alpha=0.15, linewidth=0, label="±1/√N (N toys)")
     a2.fill_between(
         m, 1 - err / np.sqrt(2), 1 + err / np.sqrt(2), color="tab:orange", alpha=0.15, linewidth=0

@@ -218,7 +218,7 @@ INJECT = Table(
         MASS,
         Column("z_inj", "", "injected strength (config unit)"),
         Column("A_inj", "events", "injected yield"),
-        Column("n_toys", "", "toys kept (converged) in the summary"),
+        Column("n_kept", "", "toys kept (converged) in the summary"),
         Column("n_generated", "", "toys generated (drawn and fitted)"),
         Column("A_hat_mean", "events", "mean fitted yield"),
         Column("A_hat_std", "events", "its spread"),
@@ -276,7 +276,7 @@ TOYSCAN_SUMMARY = Table(
     "toyscan.h5 /summary, toyscan_summary.csv",
     (
         MASS,
-        Column("n_toys", "", "toys with status ok at this mass (the rows summarised)"),
+        Column("n_kept", "", "toys with status ok at this mass (the rows summarised)"),
         Column("n_flagged", "", "rows with a quality flag (numbers, left out)"),
         Column("n_failed", "", "rows whose fit failed (no numbers)"),
         Column("A_hat_mean", "events"),

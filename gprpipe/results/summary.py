@@ -179,7 +179,7 @@ class InjectionSummary:
     dataset: str
     n_masses: int
     n_strengths: int
-    n_toys: tuple[int, int]  # fewest and most toys kept in a row
+    n_kept: tuple[int, int]  # fewest and most toys kept in a row
     n_generated: int  # most toys generated in a row
     too_few: list[str]  # rows with fewer than 2 toys kept: "60 MeV z=3 (0 of 200)"
     pull_mean: tuple[float, float]
@@ -201,13 +201,13 @@ def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSumm
             v = [x for r in rs if (x := _num(r, col)) is not None]
             return (min(v), max(v)) if v else (math.nan, math.nan)
 
-        n = [int(x) for r in rs if (x := _num(r, "n_toys")) is not None]
+        n = [int(x) for r in rs if (x := _num(r, "n_kept")) is not None]
         gen = [int(x) for r in rs if (x := _num(r, "n_generated")) is not None]
         few = [
             f"{float(r['mass_GeV']) * 1e3:g} MeV z={r['z_inj']} "
-            f"({int(_num(r, 'n_toys') or 0)} of {r.get('n_generated', '?')})"
+            f"({int(_num(r, 'n_kept') or 0)} of {r.get('n_generated', '?')})"
             for r in rs
-            if (_num(r, "n_toys") or 0) < 2
+            if (_num(r, "n_kept") or 0) < 2
         ]
         out.append(
             InjectionSummary(
@@ -232,8 +232,8 @@ def injection_lines(s: InjectionSummary) -> list[str]:
     def rng(x: tuple[float, float], f: str = ".2f") -> str:
         return f"{x[0]:{f}}" if x[0] == x[1] else f"{x[0]:{f}} to {x[1]:{f}}"
 
-    toys = f"{s.n_toys[0]}" if s.n_toys[0] == s.n_toys[1] else f"{s.n_toys[0]}-{s.n_toys[1]}"
-    if s.n_generated > s.n_toys[0]:
+    toys = f"{s.n_kept[0]}" if s.n_kept[0] == s.n_kept[1] else f"{s.n_kept[0]}-{s.n_kept[1]}"
+    if s.n_generated > s.n_kept[0]:
         toys += f" of {s.n_generated}"
     lines = [
         f"injection {s.dataset} ({s.n_masses} mass{'es' * (s.n_masses != 1)} x "

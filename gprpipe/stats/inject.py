@@ -98,7 +98,7 @@ def summarize(
     nan = float("nan")
     if n == 0:
         return {
-            "n_toys": 0,
+            "n_kept": 0,
             "A_hat_mean": nan,
             "A_hat_std": nan,
             "pull_mean": nan,
@@ -110,7 +110,7 @@ def summarize(
     a, s = a[ok], s[ok]
     pull = (a - A_inj) / s
     return {
-        "n_toys": n,
+        "n_kept": n,
         "A_hat_mean": float(a.mean()),
         "A_hat_std": float(a.std(ddof=1)) if n > 1 else nan,  # one toy has no spread
         "pull_mean": float(pull.mean()),

@@ -349,7 +349,7 @@ def _extraction_single(
     _fit(shown)
     n = shown.counts[shown.blind]
     meta.update(
-        toy_index=int(t), n_toys=int(n_toys), A_inj=A, eps2_inj=A / base.k_unit, Z_inj=float(z)
+        toy_index=int(t), n_toys=int(n_toys), A_inj=A, eps2_inj=_eps2(A, base), Z_inj=float(z)
     )
     if stored is not None:
         meta["A_hat_inject_h5"] = float(stored[0]["A_hat"][t])
@@ -357,9 +357,15 @@ def _extraction_single(
     meta["realised_signal_total"] = float(shown.signal.sum())
     meta["Z_hat"] = shown.A_hat / shown.sigma_A
     meta["Z_q0"] = _q0_z(n, shown.b, shown.C, shown.w)
-    meta["eps2_hat"] = shown.A_hat / base.k_unit
-    meta["sigma_eps2"] = shown.sigma_A / base.k_unit
+    meta["eps2_hat"] = _eps2(shown.A_hat, base)
+    meta["sigma_eps2"] = _eps2(shown.sigma_A, base)
     return [shown], meta
+
+
+def _eps2(A: float, base: Shown) -> float:
+    """A yield in eps^2; NaN where the window holds no events (the background density rho,
+    and with it the yield per unit eps^2, is 0), as inject.h5's eps2_inj."""
+    return float(A) / base.k_unit if base.k_unit > 0 else math.nan
 
 
 def _extraction_combined(
@@ -501,8 +507,8 @@ def _observed_single(cfg: Config, lay, name: str, mass: float) -> tuple[list[Sho
         "A_hat": s.A_hat,
         "sigma_A": s.sigma_A,
         "Z_local": _q0_z(n, s.b, s.C, s.w),
-        "eps2_hat": s.A_hat / s.k_unit,
-        "sigma_eps2": s.sigma_A / s.k_unit,
+        "eps2_hat": _eps2(s.A_hat, s),
+        "sigma_eps2": _eps2(s.sigma_A, s),
         "k_unit": s.k_unit,
     }
     meta.update(_scan_row(lay, name, mass))
@@ -612,7 +618,7 @@ def _box(kind: str, meta: dict, cols: list[dict], cl: float) -> list[str]:
         ]
         if "ensemble" in meta:
             en = meta["ensemble"]
-            if en.get("n_toys"):  # its figures are NaN (null in the sidecar) without toys
+            if en.get("n_kept"):  # its figures are NaN (null in the sidecar) without toys
                 lines += [
                     f"ensemble: <A_hat> = {_fmt(en['A_hat_mean'], '.1f')}",
                     f"  pull mean {_fmt(en['pull_mean'], '+.2f')}, "

@@ -135,7 +135,7 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = int(ok.sum())
         pull = a / s
         out["mass_GeV"].append(float(m))
-        out["n_toys"].append(n)
+        out["n_kept"].append(n)
         out["n_flagged"].append(int((sel & flagged).sum()))
         out["n_failed"].append(int((sel & ~with_result).sum()))
         out["A_hat_mean"].append(a.mean() if n else np.nan)
