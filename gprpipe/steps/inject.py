@@ -203,8 +203,11 @@ def _study_dataset(
                 progress=lambda t, j=j: ctx.progress(j * ic.n_toys + t, total, "toys"),
                 **bkg,
             )
+            # the noise-free toy of the toys' own background: the GP mean, or the
+            # histograms' mean (the GP's mean is not that family's)
+            b_asimov = b_full if hists is None else hists.mean(axis=0)
             asimov = {
-                "A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_full, leakage=leakage)[0],
+                "A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_asimov, leakage=leakage)[0],
                 "sideband_leak": leak,
             }
         else:
