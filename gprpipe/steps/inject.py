@@ -17,8 +17,8 @@ Outputs (merge): ``inject.h5`` with, per dataset group, the summary arrays (``in
 columns plus ``sigma_ref``, ``eps2_inj``, ``gp_conv_frac``, ``n_generated``,
 ``seconds``; in refit mode also ``sideband_leak``, the fraction of the signal on the GP
 training bins, and ``A_hat_asimov``, the yield extracted from the noise-free refit toy, i.e.
-the bias that leakage alone causes) and ``toys/<MeV>MeV_z<z>/`` groups with per-toy
-``A_hat``, ``sigma_A``, ``pull``, ``converged`` (and the GP diagnostics in refit mode);
+the bias that leakage alone causes; NaN for toys from background histograms) and
+``toys/<MeV>MeV_z<z>/`` groups with per-toy ``A_hat``, ``sigma_A``, ``pull``, ``converged`` (and the GP diagnostics in refit mode);
 ``inject.csv`` with exactly the docs/design.md columns. For ``dataset = "combined"`` the yields
 are total signal yields summed over the combined datasets (``A = eps2 * sum_d K_d``, as in
 ``scan.csv``) and the strength unit is the combined ``sigma_A,ref``; ``eps2_inj`` is stored
@@ -203,13 +203,15 @@ def _study_dataset(
                 progress=lambda t, j=j: ctx.progress(j * ic.n_toys + t, total, "toys"),
                 **bkg,
             )
-            # the noise-free toy of the toys' own background: the GP mean, or the
-            # histograms' mean (the GP's mean is not that family's)
-            b_asimov = b_full if hists is None else hists.mean(axis=0)
-            asimov = {
-                "A_hat_asimov": inj.asimov_refit(setup, A, w_full, b_asimov, leakage=leakage)[0],
-                "sideband_leak": leak,
-            }
+            # the noise-free toy is the GP mean plus the signal: of GP toys only (the
+            # histograms' family has no noise-free member here; their mean keeps the
+            # noise of a few histograms)
+            a_asimov = (
+                inj.asimov_refit(setup, A, w_full, b_full, leakage=leakage)[0]
+                if hists is None
+                else math.nan
+            )
+            asimov = {"A_hat_asimov": a_asimov, "sideband_leak": leak}
         else:
             ex = inj.inject_conditional(
                 bl["b"],
@@ -346,9 +348,14 @@ def run(ctx) -> None:
                 }
             )
             ratio = summ["A_hat_mean"] / ex.A_inj if ex.A_inj else math.nan
+            asimov_ratio = meta["A_hat_asimov"] / ex.A_inj if ex.A_inj else math.nan
             noise_free = (
-                f" (noise-free refit {meta['A_hat_asimov'] / ex.A_inj:.3f}, "
-                f"sideband leak {meta['sideband_leak']:.3f})"
+                (
+                    f" (noise-free refit {asimov_ratio:.3f}, "
+                    if math.isfinite(asimov_ratio)
+                    else " ("
+                )
+                + f"sideband leak {meta['sideband_leak']:.3f})"
                 if refit and ex.A_inj
                 else ""
             )
