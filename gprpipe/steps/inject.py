@@ -18,7 +18,8 @@ columns plus ``sigma_ref``, ``eps2_inj``, ``gp_conv_frac``, ``n_generated``,
 ``seconds``; in refit mode also ``sideband_leak``, the fraction of the signal on the GP
 training bins, and ``A_hat_asimov``, the yield extracted from the noise-free refit toy, i.e.
 the bias that leakage alone causes; NaN for toys from background histograms) and
-``toys/<MeV>MeV_z<z>/`` groups with per-toy ``A_hat``, ``sigma_A``, ``pull``, ``converged`` (and the GP diagnostics in refit mode);
+``toys/<MeV>MeV_z<z>/`` groups with per-toy ``A_hat``, ``sigma_A``, ``pull``,
+``converged`` (and the GP diagnostics in refit mode);
 ``inject.csv`` with exactly the docs/design.md columns. For ``dataset = "combined"`` the yields
 are total signal yields summed over the combined datasets (``A = eps2 * sum_d K_d``, as in
 ``scan.csv``) and the strength unit is the combined ``sigma_A,ref``; ``eps2_inj`` is stored
