@@ -56,6 +56,7 @@ from gprpipe.executors.local import FRESH_ENV
 from gprpipe.io.atomic import CRASH_AFTER
 from gprpipe.pipeline.lock import LOCK_NAME
 from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+from gprpipe.results.schema import SCAN
 from gprpipe.steps.inject import inject_csv, read_inject
 from gprpipe.steps.limit import read_scan, scan_csv
 
@@ -1564,3 +1565,131 @@ def test_a_data_file_rewritten_while_the_load_task_reads_it_is_not_committed(
     shutil.copy(DEMO_ROOT, data)  # the old file back: the load task runs again
     code, out, err = run_cli_here("run", QUICKSTART, "--steps", "load", *sets)
     assert code == 0 and "Nothing to do" not in out, out
+
+
+# ------------------------------------------------------------------------------------------
+# Figures, report and exports are current only with the results they were made from
+# ------------------------------------------------------------------------------------------
+def _qs(out: Path, *more: str) -> list[str]:
+    return [str(QUICKSTART), *settings(f"base.output={out}", 'plot.formats=["png"]', *more)]
+
+
+def _other_spectrum(tmp_path: Path) -> Path:
+    alt = tmp_path / "alt.root"
+    code, _, err = run_cli_here("demo-data", alt, "--seed", "7")
+    assert code == 0, err
+    return alt
+
+
+def test_figures_of_replaced_data_are_not_current_and_steps_plot_redraws(tmp_path: Path):
+    """After the data changed, ``--steps plot`` said "Nothing to do" and the summary offered
+    the old figures, HEPData and report (its key held no upstream digest when plot ran
+    alone); a data file replaced in place left them current too (a review)."""
+    out = tmp_path / "run"
+    data = tmp_path / "data.root"
+    shutil.copy(DEMO_ROOT, data)
+    args = _qs(out, f"datasets.demo.path={data}")
+    assert run_cli_here("run", *args)[0] == 0
+    hep = out / "nominal" / "hepdata" / "limits_eps2_demo.csv"
+    drawn = hep.read_text()
+    shutil.copy(_other_spectrum(tmp_path), data)  # replaced in place
+    code, so, _ = run_cli_here("summary", out)
+    assert code == 0 and "  not current: plots, HEPData, report (drawn from other" in so, so
+    code, so, se = run_cli_here("run", *args, "--steps", "load,fit,limit")
+    assert code == 0, so + se
+    assert "  not current: plots, HEPData, report" in so
+    code, so, se = run_cli_here("run", *args, "--steps", "plot")
+    assert code == 0 and "1 ran, 0 cached" in so, so + se
+    assert hep.read_text() != drawn and "not current" not in so
+
+
+def test_a_hand_edited_report_is_never_vouched_and_the_banner_goes_with_its_cause(
+    tmp_path: Path,
+):
+    """Marking a report NOT CURRENT recorded the digest of whatever the page held, so a
+    hand edit became the tool's and the cached plot step never redrew it; and the banner
+    stayed after a later run brought the drawn results back (a review)."""
+    out = tmp_path / "run"
+    report = out / "nominal" / "report.html"
+    assert run_cli_here("run", *_qs(out))[0] == 0
+    drawn = report.read_text()
+    steps = ("--steps", "load,fit,limit")
+    assert run_cli_here("run", *_qs(out, "limit.alpha=0.1"), *steps)[0] == 0
+    assert 'id="not-current"' in report.read_text()
+    code, so, _ = run_cli_here("run", *_qs(out), *steps)  # the drawn limits again
+    assert code == 0 and "  report: " in so and "not current" not in so, so
+    assert report.read_text() == drawn  # banner gone, nothing else changed
+    report.write_text(drawn.replace("<h1>", "<h1>TAMPERED ", 1))
+    assert run_cli_here("run", *_qs(out, "limit.alpha=0.1"), *steps)[0] == 0
+    assert 'id="not-current"' not in report.read_text()  # damaged: left as it is
+    code, so, se = run_cli_here("run", *_qs(out))
+    assert code == 0, so + se
+    assert "notice: nominal/plot: report.html differs from what the task wrote" in so + se
+    assert "TAMPERED" not in report.read_text()
+
+
+def test_steps_plot_refuses_a_hand_edited_scan_csv(tmp_path: Path):
+    """The report showed the numbers of a hand-edited scan.csv (exit 0; a review): the plot
+    task reads it as an input, and refuses it as it refuses a damaged limit.h5."""
+    out = tmp_path / "run"
+    assert run_cli_here("run", *_qs(out))[0] == 0
+    scan = out / "nominal" / "scan.csv"
+    lines = scan.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[SCAN.names.index("eps2_up")] = "1e-09"
+    scan.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    code, so, se = run_cli_here("run", *_qs(out), "--steps", "plot")
+    assert code == 1, so + se
+    assert (
+        f"{scan}: differs from what its task nominal/limit/merge wrote (sha256 mismatch), "
+        "and the plot step would draw it: add 'limit' to steps.run (or --steps)." in se
+    ), se
+    assert "1e-09" not in (out / "nominal" / "report.html").read_text()
+
+
+def test_a_patchset_is_not_current_once_the_limits_that_chose_its_masses_change(tmp_path):
+    """A pyhf PatchSet leaves out the masses whose limit failed (limit.h5), but its record
+    named fit.h5 alone: once a rerun with more toys made that limit ok, the summary still
+    offered the patchset without it (a review)."""
+    out = tmp_path / "run"
+    steps = ("--steps", "load,fit,limit")
+    toys = ("limit.mode=toys", "limit.n_toys=60")
+    code, so, _ = run_cli_here("run", *_qs(out, *toys), *steps)
+    assert code == 1 and "failed (no limit): 1 (limit failed: 3 of 60 background" in so, so
+    code, so, se = run_cli_here("export-pyhf", out, "--dataset", "demo", "--patchset")
+    assert code == 0 and "(4 patches, one per ok mass)" in so, so + se
+    code, so, _ = run_cli_here("run", *_qs(out, "limit.mode=toys", "limit.n_toys=2000"), *steps)
+    assert code == 0
+    assert (
+        "  not current: exports/pyhf_demo_bkgonly.json, exports/pyhf_demo_patchset.json "
+        "(made from earlier results" in so
+    ), so
+
+
+def test_the_index_compares_no_point_of_other_data(tmp_path: Path):
+    """After the data changed and one grid point ran again, index.html compared it with the
+    other point's limits of the earlier data, without a note (a review): that point is
+    said to be of other inputs, and neither summarised nor compared."""
+    data = tmp_path / "data.root"
+    shutil.copy(DEMO_ROOT, data)
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        f"""
+        output = "{tmp_path / "run"}"
+        [datasets.demo]
+        path = "{data}"
+        [plot]
+        formats = ["png"]
+        [grid]
+        "fit.blind_nsigma" = [1.64, 1.96]
+        """,
+    )
+    assert run_cli_here("run", cfg)[0] == 0
+    index = tmp_path / "run" / "index.html"
+    assert "grid_compare_demo.png" in index.read_text()
+    shutil.copy(_other_spectrum(tmp_path), data)
+    code, so, se = run_cli_here("run", cfg, "--points", "blind_nsigma-1.96")
+    assert code == 0, so + se
+    page = " ".join(index.read_text().split())
+    assert page.count("was made with other settings or inputs than this point") == 1
+    assert "grid_compare_demo.png" not in page

@@ -139,12 +139,19 @@ def _vouch(run: Path) -> None:
     """Record the tables and limits this test wrote in its points as their runs' (a commit
     record, as the limit step writes it): the index summarises no other point's file that
     no task vouches for."""
+    from gprpipe.config import point_config_from_file
     from gprpipe.io.hdf5 import sha256_file
+    from gprpipe.pipeline.cache import task_key
+    from gprpipe.pipeline.plan import producers
 
     for point in (d for d in run.iterdir() if (d / "config.toml").is_file()):
         names = [n for n in ("scan.csv", "limit.h5") if (point / n).is_file()]
         files = {n: sha256_file(point / n) for n in names}
-        record = {"task": f"{point.name}/limit/merge", "cache_key": "test", "files": files}
+        # the key the point's config gives its limit merge (no datasets: no inputs), so
+        # that the index finds the table of this config
+        pc = point_config_from_file(point / "config.toml")
+        key = task_key(producers(point.name, point, pc)[point / "scan.csv"], pc)
+        record = {"task": f"{point.name}/limit/merge", "cache_key": key, "files": files}
         (point / ".state").mkdir(exist_ok=True)
         (point / ".state" / "limit__merge.commit").write_text(json.dumps(record))
 

@@ -54,7 +54,7 @@ LOCATION_KEYS = ("path",)
 
 def input_digest(path: Path) -> str:
     if not path.exists():
-        if path.suffix == ".h5":  # an upstream step's output
+        if path.suffix in (".h5", ".csv"):  # an upstream step's output
             raise GprpipeError(f"{path}: input file missing (did its upstream task finish?).")
         raise GprpipeError(f"{path}: data file not found.")
     if path.suffix == ".h5":
@@ -215,6 +215,12 @@ def output_of(path: Path, config: Config, made: Mapping[Path, Task] | None = Non
         and made_by(producer, config, any_version=True)
         and _upstream_current(producer, config, made, {}, {})
     )
+
+
+def upstream_current(task: Task, config: Config, made: Mapping[Path, Task]) -> bool:
+    """Whether every task upstream of ``task`` holds the key ``config`` gives it now (see
+    :func:`_upstream_current`; ``made``: the point's producers)."""
+    return _upstream_current(task, config, made, {}, {})
 
 
 def _upstream_current(

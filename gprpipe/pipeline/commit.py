@@ -283,6 +283,20 @@ def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
+def as_recorded(path: Path | str) -> tuple[bool, str] | None:
+    """Whether ``path`` (a file of a point folder) holds the bytes the commit record naming
+    it recorded, and the task of that record; None when no record names it."""
+    path = Path(path)
+    for record in sorted(state_dir(path.parent).glob(f"*{SUFFIX}")):
+        try:
+            rec = json.loads(record.read_text())
+            digest = rec["files"][path.name]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return sha256_file(path) == digest, str(rec.get("task", "?"))
+    return None
+
+
 def vouched(path: Path | str) -> Path:
     """``path``, an output in a point folder, once the commit record of the task that wrote
     it vouches for its bytes; a GprpipeError saying why otherwise.
@@ -291,24 +305,19 @@ def vouched(path: Path | str) -> Path:
     never pass on a damaged file, nor one that no task finished writing.
     """
     path = Path(path)
-    point = path.parent
-    rel = path.name
-    for record in sorted(state_dir(point).glob(f"*{SUFFIX}")):
-        try:
-            rec = json.loads(record.read_text())
-            digest = rec["files"][rel]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if sha256_file(path) != digest:
-            raise GprpipeError(
-                f"{path}: differs from what its task {rec.get('task', '?')} wrote (sha256 "
-                "mismatch); run the point again to recompute it."
-            )
-        return path
-    raise GprpipeError(
-        f"{path}: no task of this run has committed it (its task is running or was killed "
-        "before it finished, or the file was copied in); run the point again to recompute it."
-    )
+    match = as_recorded(path)
+    if match is None:
+        raise GprpipeError(
+            f"{path}: no task of this run has committed it (its task is running or was "
+            "killed before it finished, or the file was copied in); run the point again to "
+            "recompute it."
+        )
+    if not match[0]:
+        raise GprpipeError(
+            f"{path}: differs from what its task {match[1]} wrote (sha256 mismatch); run "
+            "the point again to recompute it."
+        )
+    return path
 
 
 EXPORTS = "exports.json"  # in .state/: which fit an export of the point folder came from
@@ -322,12 +331,14 @@ def record_export(
     *,
     observed: bool = True,
     forget: Iterable[Path] = (),
+    also: Iterable[Path] = (),
 ) -> None:
     """Note, for the files an export command wrote into ``point_dir``, the sha256 of the
-    ``source`` output (``fit.h5``) they were made from (``digest``, if the caller has it);
-    :func:`stale_exports` compares. ``observed``: they may carry observed counts (made
-    from an unblinded fit; a blinded run refuses a folder that holds such files).
-    ``forget``: files of earlier exports the command removed."""
+    ``source`` output (``fit.h5``) they were made from (``digest``, if the caller has it)
+    and of the outputs ``also`` read (``limit.h5`` for the statuses that leave masses out;
+    None where absent); :func:`stale_exports` compares. ``observed``: they may carry
+    observed counts (made from an unblinded fit; a blinded run refuses a folder that holds
+    such files). ``forget``: files of earlier exports the command removed."""
     point_dir = Path(point_dir)
     inside(state_dir(point_dir), point_dir, "the state folder")
     known = _export_record(point_dir)
@@ -335,10 +346,13 @@ def record_export(
         if Path(f).resolve().is_relative_to(point_dir.resolve()):  # export may come back)
             known.pop(Path(f).resolve().relative_to(point_dir.resolve()).as_posix(), None)
     digest = digest or sha256_file(source)
+    read = {Path(a).name: sha256_file(a) if Path(a).is_file() else None for a in also}
     for f in files:
         if Path(f).resolve().is_relative_to(point_dir.resolve()):
             rel = Path(f).resolve().relative_to(point_dir.resolve()).as_posix()
             known[rel] = {"source": Path(source).name, "sha256": digest}
+            if read:
+                known[rel]["also"] = read
             if not observed:
                 known[rel]["observed"] = False
     text = json.dumps(known, indent=1, sort_keys=True) + "\n"
@@ -357,20 +371,24 @@ def _export_record(point_dir: Path) -> dict[str, Any]:
 
 def stale_exports(point_dir: Path) -> set[str]:
     """Exports of the point folder (relative paths) made from another ``fit.h5`` (or
-    ``limit.h5``) than the one it holds now: an earlier config's, not to be offered with
-    this one's results."""
+    ``limit.h5``, their source or the statuses they read) than the one it holds now: an
+    earlier config's, not to be offered with this one's results."""
     point_dir = Path(point_dir)
     digests: dict[str, str | None] = {}
+
+    def now(name: str) -> str | None:
+        if name not in digests:
+            src = point_dir / name
+            digests[name] = sha256_file(src) if src.is_file() else None
+        return digests[name]
+
     out = set()
     for rel, entry in _export_record(point_dir).items():
         try:
-            source = str(entry["source"])
-            if source not in digests:
-                src = point_dir / source
-                digests[source] = sha256_file(src) if src.is_file() else None
-            if digests[source] != entry["sha256"]:
+            read = {str(entry["source"]): entry["sha256"], **dict(entry.get("also", {}))}
+            if any(now(name) != digest for name, digest in read.items()):
                 out.add(str(rel))
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             out.add(str(rel))
     return out
 

@@ -247,16 +247,20 @@ def plan_point(point: str, point_dir: Path, config: Config) -> list[Task]:
         chunked("toyscan", (Path(config.toyscan.file),), (), tp)
     if "plot" in steps:
         made = ("load", "fit", "limit", "inject", "toyscan")
+        # every file the figures, tables and report read: what this run makes, and what
+        # earlier runs left (``--steps plot``); their digests are in the plot task's key,
+        # and a damaged one (a hand-edited scan.csv) is refused before the plot runs
         inputs = tuple(
             p
-            for s, p in (
-                ("load", lay.load),
-                ("fit", lay.fit),
-                ("limit", lay.limit),
-                ("inject", lay.inject),
-                ("toyscan", lay.toyscan),
+            for s, paths in (
+                ("load", (lay.load,)),
+                ("fit", (lay.fit,)),
+                ("limit", (lay.limit, lay.scan_csv)),
+                ("inject", (lay.inject, lay.inject_csv)),
+                ("toyscan", (lay.toyscan, lay.toyscan_csv, lay.toyscan_summary_csv)),
             )
-            if s in ids
+            for p in paths
+            if s in ids or p.is_file()
         )
         add(
             _task(

@@ -609,14 +609,18 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
 
     prods = {p.name: producers(p.name, point_dir(run_dir, p), p.config) for p in points}
     configs = {p.name: p.config for p in points}
-    why = unplanned_inputs(tasks, prods, lambda t: made_by(t, configs[t.point]))
+    # the plot task draws what it finds of a step left out (checked below), not only
+    # what this config made: its inputs are not refused for being of other settings
+    unplotted = [t for t in tasks if t.step != "plot"]
+    why = unplanned_inputs(unplotted, prods, lambda t: made_by(t, configs[t.point]))
     planned = {t.id for t in tasks}
     for p in points:
         mine = [t for t in tasks if t.point == p.name]
         lay = Layout(point_dir(run_dir, p))
         there = [f for f in (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan) if f.exists()]
         if any(t.step == "plot" for t in mine):  # it draws what it finds: none damaged
-            for f in there:
+            tables = (lay.scan_csv, lay.inject_csv, lay.toyscan_csv, lay.toyscan_summary_csv)
+            for f in [*there, *(t for t in tables if t.exists())]:
                 made = prods[p.name].get(f)
                 if made is not None and made.id not in planned and damaged(made, f):
                     why.append(

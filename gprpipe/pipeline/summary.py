@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
-from gprpipe.pipeline.commit import stale_exports, vouched, with_damage
+from gprpipe.pipeline.commit import read_commit, stale_exports, vouched, with_damage
 from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import plot_manifest_files, read_csv
 from gprpipe.results.summary import (
@@ -250,25 +250,21 @@ def _why_not_written(
 
 def plots_current(point: str, pdir: Path, config: Config) -> bool:
     """Whether the point's figures, HEPData tables and report are those of the results it
-    holds now: no other task committed after the plot task did (a later run without the
-    plot step, e.g. with other masses, leaves the earlier figures on disk), and, when the
-    config runs the plot step, it committed with the key the config gives it now."""
-    from gprpipe.pipeline.cache import made_by
-    from gprpipe.pipeline.commit import read_commit
-    from gprpipe.pipeline.plan import plan_point
+    holds now, and those results this config's back to the data files: the plot task's
+    commit record holds the key it has now (its inputs' digests: a later run without the
+    plot step, e.g. with other masses, leaves the earlier figures on disk; one that
+    brought the results back makes them current again), and every task upstream of it
+    holds its own (a replaced data file leaves load.h5 and all after it of other data)."""
+    from gprpipe.pipeline.cache import made_by, upstream_current
+    from gprpipe.pipeline.plan import plan_point, producers
 
-    tasks = plan_point(point, pdir, _with_plot(config))
-    if "plot" in config.steps.run:
-        return made_by(next(t for t in tasks if t.step == "plot"), config, any_version=True)
-    drawn, latest = None, 0.0
-    for t in tasks:
-        if (rec := read_commit(t)) is not None:
-            when = float(rec.get("time", 0))
-            if t.step == "plot":
-                drawn = when
-            else:
-                latest = max(latest, when)
-    return drawn is None or latest <= drawn
+    drawing = _with_plot(config)
+    plot = next(t for t in plan_point(point, pdir, drawing) if t.step == "plot")
+    if read_commit(plot) is None:
+        return True  # nothing drawn: nothing to call out of date
+    return made_by(plot, drawing, any_version=True) and upstream_current(
+        plot, drawing, producers(point, pdir, config)
+    )
 
 
 def _with_plot(config: Config) -> Config:

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,11 @@ def _publish(
     source: Path,
     digest: str | None = None,
     force: bool = False,
+    also: Sequence[Path] = (),
 ) -> None:
     """Write the export ``files`` and record which ``source`` (fit.h5, or limit.h5 for
-    exports that carry limits; ``digest``: its sha256, if known) they came from; if
+    exports that carry limits; ``digest``: its sha256, if known) they came from, and
+    which other outputs ``also`` decided what they hold (limit.h5's statuses); if
     either fails, no file of this export is left behind (an unrecorded export would pass
     for one of the current fit). An existing file that is no recorded export of the point
     (``-o`` at a data file, a collaborator's JSON) is replaced only with ``force``."""
@@ -172,7 +175,7 @@ def _publish(
         for path, text in files.items():
             atomic_write_text(path, text)
             written.append(path)
-        record_export(pdir, written, source, digest)
+        record_export(pdir, written, source, digest, also=also)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -288,7 +291,8 @@ def export_workspace(
         path = Path(output)
     else:
         path = inside(pdir / "exports", pdir, "the exports folder") / f"pyhf_{tag}.json"
-    _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit, force=force)
+    # the statuses of limit.h5 decide which masses it holds
+    _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit, force=force, also=[lay.limit])
     return path, ws
 
 
@@ -385,7 +389,7 @@ def export_patchset(
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
     texts = {p: json.dumps(doc) + "\n" for p, doc in zip(paths, (bkg, ps))}
-    _publish(pdir, texts, Layout(pdir).fit, made["source_sha256"], force)
+    _publish(pdir, texts, Layout(pdir).fit, made["source_sha256"], force, [Layout(pdir).limit])
     return paths, len(wins), left
 
 

@@ -114,12 +114,12 @@ def _drawable(ctx) -> set[Path]:
     lay = ctx.layout
     made = producers(ctx.task.point, lay.point_dir, ctx.config)  # not made: stale
     outputs = (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan)
-    checked = set(ctx.task.inputs)  # the runner verified this task's inputs already
+    running = set(ctx.config.steps.run)  # the runner verified what these made
     drawn = set()
     for p in outputs:
         if not p.exists() or p not in made:
             continue
-        if p not in checked:
+        if made[p].step not in running:
             vouched(p)  # damaged or uncommitted: the task fails, naming it
             if not output_of(p, ctx.config, made):
                 print(f"notice: {p.name} was made with other settings or inputs; not drawn")

@@ -336,7 +336,7 @@ def _points(run_dir: Path) -> list[tuple[str, dict[str, Any], Path]]:
 def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> bool:
     """The eps^2 limits of every point on one figure (:func:`grid_limits_figure`), saved as
     ``out``. False (and no such file) if the run has one point, whose report shows the same
-    limits, or no point has limits (as its run wrote them) yet."""
+    limits, or no point has limits (as its run wrote them, of its config) yet."""
     from gprpipe.plotting.grid import grid_limits_figure
     from gprpipe.plotting.style import save
     from gprpipe.results.schema import read_scan
@@ -347,7 +347,7 @@ def grid_figure(run_dir: Path, points, out: Path, labels: dict[str, str]) -> boo
     curves: dict[str, list[tuple[str, dict[str, Any], bool]]] = {}
     for name, _, d in points:
         path = d / "limit.h5"
-        if not _intact(path):  # not yet, or edited since its run: not drawn
+        if not _current(path):  # not yet, edited since its run, or of other inputs
             continue
         with open_h5(path) as f:
             blind = bool(f.attrs.get("blinded", False))
@@ -441,18 +441,32 @@ def _scan_summary(
     }
 
 
+def _current(path: Path) -> bool:
+    """Whether an output of a point folder (scan.csv, limit.h5) is as its task wrote it and
+    of the point's config, back to the data files."""
+    from gprpipe.config import point_config_from_file
+
+    try:
+        cfg = point_config_from_file(path.parent / "config.toml")
+    except GprpipeError:
+        return False
+    return _intact(path) and output_of(path, cfg)
+
+
 def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     """Everything ``index.html`` shows: one row per grid point and the grid figure."""
     info = _run_info(run_dir)
     points = _points(run_dir)
     rows: list[dict[str, Any]] = []
-    # another point's table, edited since its run: never summarised nor compared
-    vouched_scans = [p for p in points if _intact(p[2] / "scan.csv")]
+    # another point's table, edited since its run, or made with other settings or inputs
+    # than its config (a later run of other points after the data changed): never
+    # summarised nor compared
+    intact = {p[2] for p in points if _intact(p[2] / "scan.csv")}
+    vouched_scans = [p for p in points if p[2] in intact and _current(p[2] / "scan.csv")]
     for point in points:
         name, values, d = point
         scan = d / "scan.csv"
-        intact = point in vouched_scans
-        sm = _scan_summary(*read_csv_table(scan)) if intact else None
+        sm = _scan_summary(*read_csv_table(scan)) if point in vouched_scans else None
         rows.append(
             {
                 "name": name,
@@ -467,7 +481,8 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
                 "failed": sm["n_failed"] if sm else None,
                 "not_converged": len(sm["not_converged"]) if sm else None,
                 "toys": bool(sm and sm["toys"]),
-                "damaged": scan.exists() and not intact,
+                "damaged": scan.exists() and d not in intact,
+                "not_current": d in intact and point not in vouched_scans,
             }
         )
     labels = _labels(cfg)
@@ -526,24 +541,36 @@ def mark_not_current(point_dir: Path) -> list[Path]:
     """Put :data:`NOT_CURRENT` at the top of the point's report and the run's index when
     the point's figures are not of the results it holds now (they stay on disk: the
     summary said "not current", the files themselves did not, and were uploaded or read
-    as the new results, a review). Returns the files marked; their commit records take
-    the new digests (the tool's rewrite is no damage)."""
+    as the new results, a review), and take it away once they are again (a later run
+    brought the results back: the banner outlived its cause). Only a page that holds what
+    its commit record recorded is rewritten: a hand-edited one stays damaged (its record
+    took the edit's digest with the banner, and the plot step never redrew it). Returns
+    the files rewritten; their commit records take the new digests (the tool's rewrite is
+    no damage)."""
+    from gprpipe.pipeline.commit import as_recorded
+
     point_dir = Path(point_dir)
     if not (point_dir / "config.toml").is_file():
         return []
     drawn = _drawn(point_dir)
-    if drawn is None or drawn[1]:
+    if drawn is None:
         return []
-    marked: list[Path] = []
+    rewritten: list[Path] = []
     try:
         for page in (Layout(point_dir).report, point_dir.parent / INDEX):
             text = page.read_text() if page.is_file() and not page.is_symlink() else ""
-            if "<body>" in text and 'id="not-current"' not in text:
-                atomic_write_text(page, text.replace("<body>", "<body>\n" + NOT_CURRENT, 1))
-                marked.append(page)
+            if "<body>" not in text or (as_recorded(page) or (True, ""))[0] is False:
+                continue
+            banner = "<body>\n" + NOT_CURRENT
+            if not drawn[1] and banner not in text:
+                atomic_write_text(page, text.replace("<body>", banner, 1))
+                rewritten.append(page)
+            elif drawn[1] and banner in text:
+                atomic_write_text(page, text.replace(banner, "<body>", 1))
+                rewritten.append(page)
     finally:
-        _rerecord_pages(point_dir, marked)
-    return marked
+        _rerecord_pages(point_dir, rewritten)
+    return rewritten
 
 
 def _drawn(point_dir: Path) -> tuple[Config, bool] | None:

@@ -173,6 +173,8 @@ def _refuse_other_settings(task: Task, made: dict[Path, Task], config: Config) -
     where the producer's own inputs may not be at hand to judge it.)"""
     for p in task.inputs:
         producer = made.get(Path(p))
+        if task.step == "plot" and producer is not None and producer.step not in config.steps.run:
+            continue  # a step left out: the plot draws of its outputs what is this config's
         if producer is not None and made_with_other_settings(producer, config):
             raise GprpipeError(
                 f"{p}: made by {producer.id} with other settings or inputs than this "
