@@ -930,6 +930,41 @@ async def test_a_blinded_run_shows_blinded_and_expected_limits_only(tmp_path):
         assert f"60 MeV {float(rows[0.06]['eps2_exp_med']):.2e}" in keys
 
 
+@sync
+async def test_results_of_other_settings_or_figures_are_said_not_current(
+    shared_quickstart, tmp_path
+):
+    """After a run without the plot step (other masses) the Results tab showed the earlier
+    figures as the plot of the new results; after one without the limit step it showed
+    scan.csv of other settings without a word, which summary calls not current (a
+    review). Both are said; stale figures are not offered."""
+    import shutil
+
+    from conftest import QUICKSTART, run_cli_here, settings
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    other = settings(f"base.output={run}", 'plot.formats=["png"]', "scan.masses=[0.035,0.05]")
+    code, _, err = run_cli_here("run", QUICKSTART, "--steps", "load,fit,limit", *other)
+    assert code == 0, err
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        assert "NOT CURRENT" not in _static(app, "#res-keys")
+        plot = app.query_one("#res-plot")
+        assert plot.files == [] and plot.current is False
+    code, _, err = run_cli_here(
+        "run", QUICKSTART, "--steps", "load,fit", *other, "--set", "fit.blind_nsigma=1.96"
+    )
+    assert code == 0, err
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        assert "NOT CURRENT: scan.csv was made with other settings or inputs" in " ".join(
+            _static(app, "#res-keys").split()
+        )
+
+
 def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path):
     """The Results tab's headline picks the row the reports pick (ok rows only, across the
     datasets and the combination) and gives the toys' global Z beside Sidak's when the

@@ -193,3 +193,41 @@ async def test_a_file_that_is_not_a_config_is_refused_and_never_overwritten(tmp_
         await pilot.press("ctrl+s")
         await _settle(pilot)
     assert data.read_bytes() == DEMO_ROOT.read_bytes()
+
+
+@sync
+async def test_ctrl_s_asks_before_overwriting_a_file_changed_on_disk(tmp_path, monkeypatch):
+    """ctrl+s wrote over a config changed on disk since it was opened (another editor) or
+    made meanwhile at the path of a new config (another session): it asks; and reopening
+    the file shown from Browse dropped the unsaved edits without asking (a review)."""
+    monkeypatch.chdir(tmp_path)
+    config = _copy_quickstart(tmp_path)
+    app = GprpipeApp(config, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        app.edit_text(lambda text: set_key(text, ["base", "name"], '"mine"'))
+        await _settle(pilot)
+        outside = config.read_text() + "# an edit made in another editor\n"
+        config.write_text(outside)
+        for answer in ("n", "y"):
+            await pilot.press("ctrl+s")
+            await _settle(pilot)
+            dialog = app.screen
+            assert isinstance(dialog, ConfirmDialog)
+            assert "changed on disk since it was opened or saved" in dialog.question
+            await pilot.press(answer)
+            await _settle(pilot)
+            if answer == "n":
+                assert config.read_text() == outside
+        assert 'name = "mine"' in config.read_text() and "another editor" not in config.read_text()
+        await pilot.press("ctrl+s")  # saved as it is on disk now: no question
+        await _settle(pilot)
+        assert not isinstance(app.screen, ConfirmDialog)
+        app.edit_text(lambda text: set_key(text, ["base", "name"], '"again"'))
+        await _settle(pilot)
+        app.open_config(config)  # the file shown, from Browse
+        await _settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")  # Keep
+        await _settle(pilot)
+        assert 'name = "again"' in app.query_one("#editor", TextArea).text

@@ -267,6 +267,23 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     )
 
 
+def point_currency(pdir: Path) -> tuple[bool, bool]:
+    """Whether a point folder's scan.csv, and its figures, are of the point's config back
+    to the data files (what ``summary`` calls "not current" otherwise): for a reader of a
+    single point (the TUI's Results). (True, True) when the point has no readable config
+    (nothing to judge them by)."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.cache import output_of
+
+    pdir = Path(pdir)
+    try:
+        config = point_config_from_file(pdir / "config.toml")
+    except GprpipeError:
+        return True, True
+    scan = output_of(pdir / "scan.csv", config)
+    return scan, plots_current(pdir.name, pdir, config)
+
+
 def _with_plot(config: Config) -> Config:
     if "plot" in config.steps.run:
         return config

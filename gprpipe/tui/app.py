@@ -251,7 +251,7 @@ class GprpipeApp(App[None]):
                 self._load(path)
                 self.action_show_tab("edit")
 
-        if self.modified and path != self.path:
+        if self.modified:  # (also when it is the file shown: reopening reads the disk)
             self.push_screen(
                 ConfirmDialog(
                     f"Discard the unsaved changes to {show_path(self.path)}?", "Discard", "Keep"
@@ -422,7 +422,28 @@ class GprpipeApp(App[None]):
         if self.saved_text is None and not self.path.exists():
             self.action_save_as()
             return
-        self._write(self.path)
+        target = self.path
+        try:
+            on_disk: str | None = read_config_text(target) if target.exists() else None
+        except (GprpipeError, OSError, UnicodeDecodeError):
+            on_disk = ""  # unreadable now: not what was opened
+        if on_disk is not None and on_disk != self.saved_text:  # changed or made meanwhile
+
+            def overwrite(ok: bool | None) -> None:
+                if ok:
+                    self._write(target)
+
+            self.push_screen(
+                ConfirmDialog(
+                    f"{show_path(target)} changed on disk since it was opened or saved "
+                    "(another editor, another session). Overwrite it with this text?",
+                    "Overwrite",
+                    "Cancel",
+                ),
+                overwrite,
+            )
+            return
+        self._write(target)
 
     def action_save_as(self) -> None:
         if self.path is None:

@@ -17,6 +17,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
 
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.summary import point_currency
 from gprpipe.results.schema import has_observed
 from gprpipe.tui.model import show_path
 from gprpipe.tui.runs import (
@@ -53,8 +54,10 @@ def _sort_key(v: object):
         return (1, 0.0, str(v))
 
 
-def _files_text(files: list[Path]) -> str:
+def _files_text(files: list[Path], current: bool = True) -> str:
     """``dir/stem.png, .pdf`` for the files of one plot."""
+    if not current:
+        return "(its PNG/PDF are not current: drawn from other results; the plot step redraws)"
     if not files:
         return "(no PNG/PDF yet: the plot step writes them)"
     first = files[0]
@@ -73,9 +76,12 @@ class PlotView(Widget, can_focus=True):
         self.scan: Scan | None = None
         self.dataset = ""
         self.files: list[Path] = []
+        self.current = True  # its figures are of the results shown
 
-    def show(self, scan: Scan | None, dataset: str, files: list[Path]) -> None:
-        self.scan, self.dataset, self.files = scan, dataset, files
+    def show(
+        self, scan: Scan | None, dataset: str, files: list[Path], current: bool = True
+    ) -> None:
+        self.scan, self.dataset, self.files, self.current = scan, dataset, files, current
         self.refresh()
 
     def render(self):
@@ -96,7 +102,7 @@ class PlotView(Widget, can_focus=True):
             Line(x, col("eps2_up"), "bold white", "observed"),
         ]
         w, h = self.size.width, self.size.height
-        files = _files_text(self.files)
+        files = _files_text(self.files, self.current)
         plot = braille_plot(
             lines,
             bands,
@@ -125,6 +131,7 @@ class ResultsPane(Widget):
         self.points: list[tuple[str, Path]] = []
         self.scan: Scan | None = None
         self.point_dir: Path | None = None
+        self.current: tuple[bool, bool] = (True, True)  # scan.csv, figures (point_currency)
         self._sort: tuple[str, bool] | None = None
         self._filling = False
 
@@ -178,9 +185,13 @@ class ResultsPane(Widget):
         found = [d for n, d in self.points if n == name]
         self.point_dir = found[0] if found else None
         self.scan = None
+        self.current = (True, True)
         if self.point_dir is not None:
             try:
                 self.scan = read_scan(self.point_dir / "scan.csv")
+                # as summary says it: of other settings or inputs, or figures of other
+                # results, are shown as not current
+                self.current = point_currency(self.point_dir)
             except (OSError, GprpipeError) as exc:
                 self.notify(f"Cannot read scan.csv: {exc}", severity="error")
         ds = self.query_one("#res-dataset", Select)
@@ -264,6 +275,12 @@ class ResultsPane(Widget):
                 f"; {len(empty)} columns without values hidden (scan.csv has them)", style="dim"
             )
         t.append("\n")
+        if not self.current[0]:
+            t.append("NOT CURRENT", style="bold red")
+            t.append(
+                ": scan.csv was made with other settings or inputs than the point's config "
+                "(a later run left its step out, or the data changed); run the point again\n"
+            )
         if blinded:
             t.append("BLINDED", style="bold red")
             t.append(": no significance and no observed limit (expected limits only)\n")
@@ -289,7 +306,8 @@ class ResultsPane(Widget):
             limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]
         t.append("   ".join(limits) or "(give masses above)")
         keys.update(t)
-        plot.show(self.scan, dataset, plot_files(self.point_dir, dataset) if self.point_dir else [])
+        drawn = plot_files(self.point_dir, dataset) if self.point_dir and self.current[1] else []
+        plot.show(self.scan, dataset, drawn, self.current[1])
 
     # -------------------------------------------------------------- events and actions
 
