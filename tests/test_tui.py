@@ -562,6 +562,35 @@ async def test_run_tab_shows_every_planned_task_pending(tmp_path):
         assert app.query_one("#run-jobs", Input).value == "2"
 
 
+@sync
+async def test_a_launch_whose_masses_failed_says_so(tmp_path):
+    """Every task done, masses failed (exit 1): the TUI said "exit code 1: 0 failed" and the
+    last log line (a review); it gives the run's sentence of the failed rows."""
+    app = _app(
+        tmp_path,
+        QUICKSTART,
+        "datasets.demo.data_range=[0.05, 0.06]",
+        'steps.run=["load", "fit", "limit"]',
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        run = app.query_one(RunPane)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:
+            await pilot.pause(0.3)
+            if run.launch.returncode() is not None and run.view and run.view.finished:
+                break
+        await _settle(pilot, 0.5)
+        assert run.launch.returncode() == 1
+        notes = [n.message for n in app._notifications if "exit code" in n.message]
+        scan = tmp_path / "run" / "nominal" / "scan.csv"
+        assert notes and notes[-1].startswith(
+            f"Run ended with exit code 1: 3 of 5 masses failed in {scan} (first: demo 0.03 "
+        ), notes
+
+
 @pytest.mark.slow
 @sync
 async def test_launch_quickstart_locally_all_tasks_done_and_results(tmp_path):

@@ -231,3 +231,29 @@ async def test_ctrl_s_asks_before_overwriting_a_file_changed_on_disk(tmp_path, m
         await pilot.press("n")  # Keep
         await _settle(pilot)
         assert 'name = "again"' in app.query_one("#editor", TextArea).text
+
+
+@sync
+async def test_text_typed_with_no_config_open_is_saved_or_asked_for(tmp_path, monkeypatch):
+    """With no config open, typed text was lost without a word: ctrl+s said "Nothing to
+    save" and ctrl+q quit (a review). ctrl+s asks for a file name; quitting asks first."""
+    monkeypatch.chdir(tmp_path)
+    app = GprpipeApp(tmp_path, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        app.query_one("#editor", TextArea).text = '[base]\\nname = "typed"\\n'
+        await _settle(pilot)
+        assert app.modified
+        await pilot.press("ctrl+q")
+        await _settle(pilot)
+        assert isinstance(app.screen, ConfirmDialog)
+        assert "The text typed (no file) has unsaved changes" in app.screen.question
+        await pilot.press("n")  # Stay
+        await _settle(pilot)
+        await pilot.press("ctrl+s")
+        await _settle(pilot)
+        app.screen.query_one("#path-input", Input).value = "typed.toml"
+        await pilot.press("enter")
+        await _settle(pilot, 0.3)
+        assert (tmp_path / "typed.toml").read_text() == '[base]\\nname = "typed"\\n'
+        assert app.path.resolve() == tmp_path / "typed.toml" and not app.modified

@@ -190,9 +190,13 @@ class GprpipeApp(App[None]):
 
     @property
     def modified(self) -> bool:
-        if self.path is None:
-            return False
+        if self.path is None:  # text typed with no config open: ctrl+s names its file
+            return bool(self.editor.text.strip())
         return self.saved_text is None or self.editor.text != self.saved_text
+
+    def _edited(self) -> str:
+        """What the editor holds, for a question: the file, or the text typed with none."""
+        return show_path(self.path) if self.path is not None else "the text typed (no file)"
 
     # -------------------------------------------------------------- the edited config
 
@@ -254,7 +258,7 @@ class GprpipeApp(App[None]):
         if self.modified:  # (also when it is the file shown: reopening reads the disk)
             self.push_screen(
                 ConfirmDialog(
-                    f"Discard the unsaved changes to {show_path(self.path)}?", "Discard", "Keep"
+                    f"Discard the unsaved changes to {self._edited()}?", "Discard", "Keep"
                 ),
                 go,
             )
@@ -276,7 +280,7 @@ class GprpipeApp(App[None]):
         if self.modified:
             self.push_screen(
                 ConfirmDialog(
-                    f"Discard the unsaved changes to {show_path(self.path)}?", "Discard", "Keep"
+                    f"Discard the unsaved changes to {self._edited()}?", "Discard", "Keep"
                 ),
                 go,
             )
@@ -416,10 +420,7 @@ class GprpipeApp(App[None]):
         self.call_after_refresh(focus)
 
     def action_save(self) -> None:
-        if self.path is None:
-            self.notify("Nothing to save: open a config first.", severity="warning")
-            return
-        if self.saved_text is None and not self.path.exists():
+        if self.path is None or (self.saved_text is None and not self.path.exists()):
             self.action_save_as()
             return
         target = self.path
@@ -446,7 +447,7 @@ class GprpipeApp(App[None]):
         self._write(target)
 
     def action_save_as(self) -> None:
-        if self.path is None:
+        if self.path is None and not self.modified:
             self.notify("Nothing to save: open a config first.", severity="warning")
             return
 
@@ -473,7 +474,8 @@ class GprpipeApp(App[None]):
 
         self.push_screen(
             PathDialog(
-                "Save the config as (relative to the current folder):", show_path(self.path)
+                "Save the config as (relative to the current folder):",
+                show_path(self.path) if self.path is not None else "my_config.toml",
             ),
             chosen,
         )
@@ -556,7 +558,8 @@ class GprpipeApp(App[None]):
         launch = self.query_one(RunPane).launch
         worries = []
         if self.modified:
-            worries.append(f"{show_path(self.path)} has unsaved changes, which are lost.")
+            what = show_path(self.path) if self.path is not None else "The text typed (no file)"
+            worries.append(f"{what} has unsaved changes, which are lost.")
         if launch is not None and launch.running:
             worries.append(
                 "A run started here is still going; it keeps running in the background "

@@ -375,10 +375,16 @@ class RunPane(Widget):
                 f"Submitted to {view.executor.upper()}; states update from the queue and markers."
             )
         else:
-            last = tail(self.launch.log, 1).strip()
+            # every task done but rows failed (masses without a limit): the run's sentence
+            rows = [r for r in service.failed_rows_of(view.tasks) if not r.toys]
+            if c["failed"] == 0 and rows:
+                why = "; ".join(r.sentence() for r in rows)
+            else:
+                last = tail(self.launch.log, 1).strip()
+                why = f"{c['failed']} tasks failed" + (f": {last}" if last else "")
             self.notify(
-                f"{self.launch_kind.capitalize()} ended with exit code {code}: "
-                f"{c['failed']} failed" + (f": {last}" if last else "") + " (its output is below).",
+                f"{self.launch_kind.capitalize()} ended with exit code {code}: {why} (its "
+                "output is below).",
                 severity="error",
                 timeout=10,
             )
