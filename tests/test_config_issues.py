@@ -148,3 +148,14 @@ def test_did_you_mean_names_every_closest_known_name_and_never_guesses():
     assert did_you_mean("quickstart", names) == ""  # nothing close: no guess
     assert did_you_mean("ab", ["xy", "ac"]) == ""  # one edit in two letters is no typo
     assert did_you_mean("x", []) == ""
+
+
+def test_toml_nested_too_deeply_is_one_sentence(tmp_path: Path):
+    """A config (or a --set value) of arrays nested 600 deep: tomllib recursed until
+    Python's limit and the CLI said "internal error: RecursionError" (a review)."""
+    deep = "[" * 600 + "]" * 600
+    cfg = write(tmp_path / "deep.toml", f"b = {deep}\n")
+    assert issues_of(cfg)[1] == [f"{cfg}: invalid TOML: arrays or tables nested too deeply."]
+    ok = write(tmp_path / "ok.toml", f'[datasets.d]\ncard = "hps2015"\npath = "{DEMO_ROOT}"\n')
+    (sentence,) = issues_of(ok, overrides=(f"plot.formats={deep}",))[1]
+    assert sentence.endswith(": nested too deeply.") and sentence.startswith("--set 'plot.")

@@ -994,6 +994,56 @@ async def test_results_of_other_settings_or_figures_are_said_not_current(
         )
 
 
+@sync
+async def test_a_config_refused_for_its_folder_still_shows_the_folders_results(tmp_path):
+    """A config that validate refuses for its run folder (blinded by an earlier run) hid
+    the folder's finished results: Results said "No finished point" (a review)."""
+    from conftest import quickstart_child, run_cli_here
+
+    cfg = quickstart_child(tmp_path / "qsb.toml", f'output = "{tmp_path / "run"}"\n')
+    steps = ("--steps", "load,fit,limit")
+    code, _, err = run_cli_here("run", cfg, *steps, "--set", "base.blind=true")
+    assert code == 0, err
+    app = GprpipeApp(cfg, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        assert not app.check.ok and "its last run was blinded" in _issues_text(app)
+        app.action_show_tab("results")
+        await _settle(pilot, 0.3)
+        assert "BLINDED: no significance and no observed limit" in _static(app, "#res-keys")
+
+
+@sync
+async def test_a_launch_from_a_run_folder_runs_the_points_it_holds(tmp_path, monkeypatch):
+    """A run folder made with ``--points`` (one of a grid's points): ctrl+r launched every
+    point of the config (a review); it runs the points the folder holds."""
+    from conftest import quickstart_child, run_cli_here
+
+    from gprpipe.errors import GprpipeError
+    from gprpipe.tui import run as run_module
+
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        f'output = "{tmp_path / "run"}"\n[grid]\n"fit.blind_nsigma" = [1.64, 1.96, 2.5]\n',
+    )
+    code, _, err = run_cli_here("run", cfg, "--points", "0,2", "--steps", "load")
+    assert code == 0, err
+    given = []
+
+    def launch(config, options, run_dir):
+        given.append(options)
+        raise GprpipeError("not started in this test")
+
+    monkeypatch.setattr(run_module, "launch_run", launch)
+    app = GprpipeApp(tmp_path / "run", check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        assert app.check.ok and len(app.check.points) == 3
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+    assert [o.points for o in given] == ["blind_nsigma-1.64,blind_nsigma-2.5"]
+
+
 def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path):
     """The Results tab's headline picks the row the reports pick (ok rows only, across the
     datasets and the combination) and gives the toys' global Z beside Sidak's when the

@@ -257,6 +257,14 @@ def read_toml(
         raise ConfigError(
             [Issue(f"invalid TOML: {exc}.", str(path), line, col, prefix=str(path))]
         ) from None
+    except RecursionError:  # the parser recurses per level of nesting
+        raise ConfigError(
+            [
+                Issue(
+                    "invalid TOML: arrays or tables nested too deeply.", str(path), prefix=str(path)
+                )
+            ]
+        ) from None
     return data, key_positions(text)
 
 
@@ -422,6 +430,10 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    except RecursionError:
+        raise ConfigError(
+            [Issue("nested too deeply.", f"--set {item}", prefix=f"--set {item!r}")]
+        ) from None
     if not isinstance(value, (str, list, dict)) and is_text_key(key):
         value = raw.strip()
     return key, value

@@ -105,6 +105,7 @@ def launch_run(config: Path, options: service.RunOptions, run_dir: Path) -> Laun
             *(["--engine", options.engine] if options.engine else []),
             *(["--executor", options.executor] if options.executor else []),
             *(["-j", str(options.jobs)] if options.jobs else []),
+            *(["--points", options.points] if options.points else []),
         ]
     return _start({"kind": "run", "config": str(config), "options": opts}, run_dir)
 

@@ -593,8 +593,25 @@ class GprpipeApp(App[None]):
             )
         elif (changed := self._changed_on_disk()) is not None:
             self.notify(changed, severity="error", timeout=8)
-        elif run.start(self.path, self.overrides):
+        elif run.start(self.path, self.overrides, self._folder_points(check)):
             self.action_show_tab("run")
+
+    def _folder_points(self, check: Check) -> str | None:
+        """Opened as a run folder whose run (``--points``) holds some of the config's grid
+        points: those points, so that a launch runs what the folder holds (it ran every
+        point of the config); None for all."""
+        from gprpipe.pipeline.store import load_run_info
+
+        if self.results_dir is None or not _same(self.path, self._run_config):
+            return None
+        try:
+            info = load_run_info(self.results_dir)
+        except GprpipeError:
+            return None
+        names = [str(g.get("name")) for g in (info.data.get("grid") or []) if g.get("name")]
+        known = {p.name for p in check.points}
+        held = [n for n in names if n in known]
+        return ",".join(held) if held and len(held) < len(check.points) else None
 
     def _changed_on_disk(self) -> str | None:
         """Why the saved config file is not the text shown (changed or removed since it

@@ -270,7 +270,7 @@ def _number(raw: str) -> str | None:
         return None
     try:
         kept = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         kept = None
     return raw if type(kept) in (int, float) else repr(value)
 
@@ -412,7 +412,7 @@ class FormPane(Widget):
             return
         try:
             lit = to_literal(f, raw)
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
+        except (ValueError, RecursionError, tomllib.TOMLDecodeError) as exc:
             self.notify(str(exc), severity="error")
             return
         self.post_message(

@@ -26,7 +26,7 @@ def _token(raw: str) -> str:
     raw = raw.strip()
     try:
         tomllib.loads(f"v = {raw}")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return literal(raw.strip("'\""))
     return raw
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gprpipe.config import Point, load
+from gprpipe.config import Point, load, load_points
 from gprpipe.config.issues import Issue, issues_of
 from gprpipe.config.loader import Origin, flatten, get_dotted, read_config_text, shipped_dir
 from gprpipe.errors import GprpipeError
@@ -71,6 +71,9 @@ class Check:
     origins: dict[str, Origin] = field(default_factory=dict)
     overrides: tuple[str, ...] = ()
     seconds: float = 0.0
+    # the run directory of a config whose points load but that validate refuses (a
+    # blinded folder, a foreign one): its finished results are still shown
+    output: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -78,7 +81,7 @@ class Check:
 
     @property
     def run_dir(self) -> Path | None:
-        return Path(self.points[0].config.base.output) if self.points else None
+        return Path(self.points[0].config.base.output) if self.points else self.output
 
     @property
     def steps(self) -> list[str]:
@@ -190,6 +193,11 @@ def _validate(text: str, path: Path, overrides: Sequence[str], check: Check) -> 
         found = service.validate(path, overrides, text=text, missing_inputs="warning")
     except GprpipeError as exc:
         check.errors = issues_of(exc)
+        try:  # refused for its run folder, or an input: the folder is known all the same
+            _, points = load_points(path, overrides, text=text)
+            check.output = Path(points[0].config.base.output) if points else None
+        except GprpipeError:
+            pass
         return
     check.origins = dict(found.loaded.origins)
     check.points = found.points

@@ -169,9 +169,10 @@ class RunPane(Widget):
 
     # -------------------------------------------------------------- actions
 
-    def start(self, config: Path, overrides: Sequence[str]) -> bool:
-        """Run the saved ``config`` (with ``overrides``) in the background, with the
-        engine, executor and workers chosen here; the app checked that it is valid."""
+    def start(self, config: Path, overrides: Sequence[str], points: str | None = None) -> bool:
+        """Run the saved ``config`` (with ``overrides``; ``points``: a selection of its
+        grid points, as ``--points``) in the background, with the engine, executor and
+        workers chosen here; the app checked that it is valid."""
         check = self.check
         if self.busy:
             self.notify("A run is already going: cancel it first (x).", severity="warning")
@@ -180,8 +181,12 @@ class RunPane(Widget):
             return False
         engine, executor, jobs = self.choices()
         options = service.RunOptions(
-            engine=engine, executor=executor, jobs=jobs, overrides=list(overrides)
+            engine=engine, executor=executor, jobs=jobs, overrides=list(overrides), points=points
         )
+        if points is not None:
+            self.notify(
+                f"The run folder holds {points.count(',') + 1} of the grid points: runs those."
+            )
         run_dir = check.run_dir
         return self._begin(lambda: launch_run(config, options, run_dir), run_dir, "run")
 
