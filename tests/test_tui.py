@@ -1242,3 +1242,44 @@ async def test_a_launch_that_fails_at_once_shows_why(tmp_path):
         assert len(notes) == 1 and why in notes[0], notes
         assert _static(app, "#log-title").startswith("Output of the run: ")
         assert why in _static(app, "#log-tail")
+
+
+@sync
+async def test_checks_run_one_at_a_time_on_the_latest_text(tmp_path, monkeypatch):
+    """Each pause in typing started another full check in a thread that cancelling could
+    not stop (five at once on a 1000-point grid, 9 s each), and quitting waited for them
+    all (a review): one check runs at a time, the edits made meanwhile are one check of
+    the latest text, and its thread never holds the process at exit."""
+    import threading
+
+    from gprpipe.tui import app as app_module
+
+    real = app_module.check_text
+    running, calls, most = [0], [], [0]
+
+    def slow(text, path, overrides):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        calls.append(text)
+        time.sleep(0.6)
+        try:
+            return real(text, path, overrides)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(app_module, "check_text", slow)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        threads = [t for t in threading.enumerate() if t.name == "gprpipe-check"]
+        assert threads and all(t.daemon for t in threads)
+        for i in range(5):
+            app.editor.text = app.editor.text + f"\n# edit {i}"
+            await pilot.pause(0.15)
+        for _ in range(60):
+            await pilot.pause(0.1)
+            if not app._checking:
+                break
+        assert most[0] == 1
+        assert len(calls) <= 3 and calls[-1].endswith("# edit 4")
+        assert app.check is not None and app.check.text.endswith("# edit 4")

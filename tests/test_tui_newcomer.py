@@ -257,3 +257,28 @@ async def test_text_typed_with_no_config_open_is_saved_or_asked_for(tmp_path, mo
         await _settle(pilot, 0.3)
         assert (tmp_path / "typed.toml").read_text() == '[base]\\nname = "typed"\\n'
         assert app.path.resolve() == tmp_path / "typed.toml" and not app.modified
+
+
+@sync
+async def test_form_dataset_keys_and_save_as_names_follow_the_config(tmp_path, monkeypatch):
+    """The form's "Add a dataset" refused '+' and took 'données', the opposite of the
+    config's rule; Save as "v1.2" wrote v1.toml (a review)."""
+    monkeypatch.chdir(tmp_path)
+    app = GprpipeApp(_copy_quickstart(tmp_path), check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f3")
+        await _settle(pilot)
+        form = app.query_one("#form-pane")
+        for key in ("données", "a.b", "combined"):
+            form._add_dataset(f"{key} = hps2016")
+            await _settle(pilot)
+            assert f"[datasets.{key}]" not in app.query_one("#editor", TextArea).text
+        form._add_dataset("a+b = hps2016")
+        await _settle(pilot)
+        assert '[datasets."a+b"]\ncard = "hps2016"' in app.query_one("#editor", TextArea).text
+        await _save_as(app, pilot, "v1.2")
+        if isinstance(app.screen, ConfirmDialog):  # (the run-directory question)
+            await pilot.press("n")
+            await _settle(pilot, 0.3)
+        assert (tmp_path / "v1.2.toml").is_file() and not (tmp_path / "v1.toml").exists()

@@ -14,9 +14,11 @@ panes post messages up (:mod:`gprpipe.tui.messages`). Validation runs in a worke
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on, work
@@ -45,6 +47,8 @@ from gprpipe.tui.results import ResultsPane
 from gprpipe.tui.run import RunPane
 from gprpipe.tui.tomledit import literal, set_key
 from gprpipe.tui.widgets import ConfirmDialog, PathDialog
+
+T = TypeVar("T")
 
 TABS = (
     ("browse", "Browse", "f1"),
@@ -105,6 +109,8 @@ class GprpipeApp(App[None]):
         self._check_timer: Timer | None = None
         self._stale: set[str] = set()
         self._checking = False  # a validation is running (its result is not shown yet)
+        self._check_running: tuple[str, Path, tuple[str, ...]] | None = None
+        self._check_next: tuple[str, Path, tuple[str, ...]] | None = None  # the latest asked
         self._launch_when_checked = False
         self._results_when_checked = False
 
@@ -304,19 +310,39 @@ class GprpipeApp(App[None]):
 
     def run_check(self) -> None:
         """Validate the editor's text now (in a worker thread); the result is shown
-        everywhere when it arrives (a newer check cancels an older one)."""
+        everywhere when it arrives (of the latest text: see :meth:`_validate`)."""
         if self._check_timer is not None:
             self._check_timer.stop()
             self._check_timer = None
         if self.path is None or not self.query("#editor"):  # (the app is closing)
             return
         self._checking = True
-        self._validate(self.editor.text, self.path)
+        wanted = (self.editor.text, self.path, self.overrides)
+        if wanted == self._check_running and self._check_next is None:
+            return  # that very check is running (the load's and its first edit event's)
+        self._check_next = wanted
+        if self._check_running is None:
+            self._validate()
 
-    @work(exclusive=True, group="check")
-    async def _validate(self, text: str, path: Path) -> None:
-        check = await asyncio.to_thread(check_text, text, path, self.overrides)
-        self._checking = False
+    @work(group="check")
+    async def _validate(self) -> None:
+        """One check at a time, of the latest text (a check cannot be stopped once it
+        runs: a newer one waits for it, and the checks typed meanwhile are one); in a
+        daemon thread, so that quitting never waits for it."""
+        while self._check_next is not None:
+            self._check_running, self._check_next = self._check_next, None
+            text, path, overrides = self._check_running
+            try:
+                check = await in_daemon_thread(check_text, text, path, overrides)
+            finally:
+                self._check_running = None
+            if self._check_next is None:
+                self._show_check(check)
+        if self._check_running is None and self._check_next is None:
+            self._checking = False
+
+    def _show_check(self, check: Check) -> None:
+        self._checking = self._check_next is not None  # (False: this one is the latest)
         self.check = check
         self.query_one(RunPane).set_check(check)  # (the UI updates when shown)
         self._stale = {"edit", "form", "grid", "run"}
@@ -456,7 +482,7 @@ class GprpipeApp(App[None]):
                 return
             target = Path(value).expanduser()
             if target.suffix != ".toml":
-                target = target.with_suffix(".toml")
+                target = target.with_name(target.name + ".toml")  # v1.2 -> v1.2.toml
             if target.exists() and (self.path is None or target.resolve() != self.path.resolve()):
 
                 def overwrite(ok: bool | None) -> None:
@@ -679,6 +705,32 @@ class GprpipeApp(App[None]):
             "Results: plot or scan table",
             lambda: self.query_one(ResultsPane).action_toggle_plot(),
         )
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a daemon thread: unlike ``asyncio.to_thread`` (the loop's executor,
+    joined at exit), one still running when the app quits does not hold the process."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)
+
+    def target() -> None:
+        try:
+            value, error = fn(*args), None
+        except BaseException as exc:  # handed to the awaiting task
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits it
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, daemon=True, name="gprpipe-check").start()
+    return await done
 
 
 def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - manual use

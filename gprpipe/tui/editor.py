@@ -23,6 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
+from gprpipe.config.checks import RESERVED_NAMES, SAFE_NAME
 from gprpipe.config.issues import Issue
 from gprpipe.config.loader import get_dotted
 from gprpipe.config.schema import key_kind
@@ -455,8 +456,12 @@ class FormPane(Widget):
         key, _, card = (x.strip() for x in raw.partition("="))
         if not key:
             return
-        if not key.replace("_", "").replace("-", "").isalnum():
-            self.notify("A dataset key uses letters, digits, - and _.", severity="error")
+        if not SAFE_NAME.match(key) or key in RESERVED_NAMES:  # as the config's check
+            self.notify(
+                "A dataset key uses letters, digits, _, + and - (ASCII, starting with a "
+                "letter or digit; not 'combined').",
+                severity="error",
+            )
             return
         if card:
             parts, lit = ["datasets", key, "card"], f'"{card}"'
