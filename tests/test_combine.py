@@ -238,12 +238,13 @@ def test_toy_bands_and_toy_limit_agree_with_asymptotics():
     np.testing.assert_allclose(toys["eps2_exp"][1:4], asym["eps2_exp"][1:4], rtol=0.1)
     assert toys["eps2_up"] == pytest.approx(asym["eps2_up"], rel=0.15)
     assert np.all(np.diff(toys["eps2_exp"]) > 0)
-    # the toy limit's Monte Carlo error (5.3% with 1000 toys); none for asymptotic
-    assert toys["eps2_up_err"] / toys["eps2_up"] == pytest.approx(0.0527, abs=0.0005)
+    # the toy limit's Monte Carlo error (6.1% with 1000 toys for this seed, since the band
+    # draws first; 5.3% before); none for asymptotic
+    assert toys["eps2_up_err"] / toys["eps2_up"] == pytest.approx(0.0605, abs=0.0005)
     assert np.isnan(asym["eps2_up_err"])
     # the toy band's Monte Carlo error: its largest position's, relative (with 3,000 toys
-    # 1.75% for this seed; 0.9-2.5%, median 1.6%, over 200 seeds); none for asymptotic bands
-    assert toys["exp_band_rel_err"] == pytest.approx(0.0175, abs=0.0005)
+    # 1.38% for this seed; 0.9-2.5%, median 1.6%, over 200 seeds); none for asymptotic bands
+    assert toys["exp_band_rel_err"] == pytest.approx(0.0138, abs=0.0005)
     assert np.isnan(asym["exp_band_rel_err"])
     rng = np.random.default_rng(9)
     blind = comb.combined_limits(cw, bands="toys", band_toys=3000, observed=False, rng=rng)

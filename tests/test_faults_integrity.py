@@ -1658,6 +1658,9 @@ def test_a_patchset_is_not_current_once_the_limits_that_chose_its_masses_change(
     assert code == 1 and "failed (no limit): 1 (limit failed: 3 of 60 background" in so, so
     code, so, se = run_cli_here("export-pyhf", out, "--dataset", "demo", "--patchset")
     assert code == 0 and "(4 patches, one per ok mass)" in so, so + se
+    # one mass's workspace: its content is the fit's alone (not judged by the limits)
+    code, so, se = run_cli_here("export-pyhf", out, "--dataset", "demo", "--mass", "60MeV")
+    assert code == 0, so + se
     code, so, _ = run_cli_here("run", *_qs(out, "limit.mode=toys", "limit.n_toys=2000"), *steps)
     assert code == 0
     assert (
@@ -1693,3 +1696,51 @@ def test_the_index_compares_no_point_of_other_data(tmp_path: Path):
     page = " ".join(index.read_text().split())
     assert page.count("was made with other settings or inputs than this point") == 1
     assert "grid_compare_demo.png" not in page
+
+
+def test_figures_that_leave_out_results_of_other_settings_are_current(tmp_path: Path):
+    """``--steps plot`` with another limit.alpha draws no limits (limit.h5 is of other
+    settings) and the figures it drew were then called not current for that file, so the
+    report was bannered and a second ``--steps plot`` said "Nothing to do" (a review of
+    the fix above): figures are judged by what they drew."""
+    out = tmp_path / "run"
+    assert run_cli_here("run", *_qs(out))[0] == 0
+    other = _qs(out, "limit.alpha=0.1")
+    code, so, se = run_cli_here("run", *other, "--steps", "plot")
+    assert code == 0, so + se
+    log = (out / "nominal" / "logs" / "plot.log").read_text()
+    assert "limit.h5 was made with other settings or inputs; not drawn" in log
+    assert "not current: plots" not in so, so
+    assert 'id="not-current"' not in (out / "nominal" / "report.html").read_text()
+    code, so, _ = run_cli_here("run", *other, "--steps", "plot")
+    assert code == 0 and "Nothing to do" in so
+
+
+def test_the_index_keeps_its_banner_while_any_point_is_not_current(tmp_path: Path):
+    """A current point took away the NOT CURRENT banner of the run's index that another
+    point, not current, had just set (a review)."""
+    a, b = tmp_path / "a.root", tmp_path / "b.root"
+    shutil.copy(DEMO_ROOT, a)
+    shutil.copy(DEMO_ROOT, b)
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        f"""
+        output = "{tmp_path / "run"}"
+        [plot]
+        formats = ["png"]
+        [grid]
+        "datasets.demo.path" = ["{a}", "{b}"]
+        """,
+    )
+    assert run_cli_here("run", cfg)[0] == 0
+    shutil.copy(_other_spectrum(tmp_path), a)  # point a's data change, b's do not
+    code, so, se = run_cli_here("run", cfg, "--steps", "load,fit,limit")
+    assert code == 0, so + se
+    run = tmp_path / "run"
+    banners = {
+        d.name: 'id="not-current"' in (d / "report.html").read_text()
+        for d in run.iterdir()
+        if (d / "report.html").is_file()
+    }
+    assert sorted(banners.values()) == [False, True], banners
+    assert 'id="not-current"' in (run / "index.html").read_text()

@@ -486,3 +486,16 @@ def test_a_grid_axis_no_step_computes_with_is_said(tmp_path: Path):
     assert said.count("a [grid] axis") == 2
     code, out, err = run_cli_here("validate", cfg, "--set", "limit.mode=toys")
     assert code == 0 and " ".join((out + err).split()).count("a [grid] axis") == 1
+    # a grid of steps.run changes what runs (it was said to give identical points)
+    steps = quickstart_child(
+        tmp_path / "s.toml",
+        """
+        [grid]
+        "steps.run" = [["load", "fit", "limit"], ["load", "fit", "limit", "plot"]]
+        "inject.n_toys" = [10, 20]
+        """,
+    )
+    code, out, err = run_cli_here("validate", steps)
+    said = " ".join((out + err).split())
+    assert code == 0 and "steps.run: a [grid] axis" not in said, said
+    assert "inject.n_toys: a [grid] axis" in said

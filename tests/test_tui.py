@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_slurm
+from conftest import DEMO_ROOT, require_slurm
 from rich.console import Console
 from textual.widgets import DataTable, Input, OptionList, Select, Static, TextArea
 
@@ -565,10 +565,16 @@ async def test_run_tab_shows_every_planned_task_pending(tmp_path):
 @sync
 async def test_a_launch_whose_masses_failed_says_so(tmp_path):
     """Every task done, masses failed (exit 1): the TUI said "exit code 1: 0 failed" and the
-    last log line (a review); it gives the run's sentence of the failed rows."""
+    last log line (a review); it gives the run's sentence of the failed rows, and not
+    those of an earlier run's table when a launch is refused before any task ran."""
+    import shutil
+
+    data = tmp_path / "demo.root"
+    shutil.copy(DEMO_ROOT, data)
     app = _app(
         tmp_path,
         QUICKSTART,
+        f"datasets.demo.path={data}",
         "datasets.demo.data_range=[0.05, 0.06]",
         'steps.run=["load", "fit", "limit"]',
     )
@@ -589,6 +595,16 @@ async def test_a_launch_whose_masses_failed_says_so(tmp_path):
         assert notes and notes[-1].startswith(
             f"Run ended with exit code 1: 3 of 5 masses failed in {scan} (first: demo 0.03 "
         ), notes
+        data.unlink()
+        app._notifications.clear()
+        await pilot.press("ctrl+r")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            await pilot.pause(0.3)
+            if any("exit code" in n.message for n in app._notifications):
+                break
+        notes = [n.message for n in app._notifications if "exit code" in n.message]
+        assert notes and "masses failed" not in notes[-1], [n.message for n in app._notifications]
 
 
 @pytest.mark.slow
@@ -1281,5 +1297,5 @@ async def test_checks_run_one_at_a_time_on_the_latest_text(tmp_path, monkeypatch
             if not app._checking:
                 break
         assert most[0] == 1
-        assert len(calls) <= 3 and calls[-1].endswith("# edit 4")
+        assert len(calls) <= 5 and calls[-1].endswith("# edit 4")  # of 7 asked for
         assert app.check is not None and app.check.text.endswith("# edit 4")

@@ -390,31 +390,34 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     """``notice:`` lines for grid axes that no step this config runs computes with (an
     ``inject`` key without the inject step; ``limit.n_toys`` with asymptotic limits): their
     points would give identical results without a word. The plot step counts as a reader
-    of ``plot`` and ``base`` keys only (it draws what the other steps computed)."""
+    of ``plot`` and ``base`` keys only (it draws what the other steps computed); an axis
+    of ``steps`` itself changes what runs."""
     from gprpipe.pipeline.cache import STEP_SECTIONS
 
     if len(points) < 2:
         return []
-    cfg = points[0].config
-    steps = cfg.steps.run
 
-    def read(key: str) -> bool:
-        if key == "limit.n_toys" and all(p.config.limit.mode == "asymptotic" for p in points):
+    def read(key: str, cfg: Config) -> bool:
+        if key.startswith("steps."):
+            return True
+        if key == "limit.n_toys" and cfg.limit.mode == "asymptotic":
             return False
-        if key == "limit.band_toys" and all(p.config.limit.bands == "asymptotic" for p in points):
+        if key == "limit.band_toys" and cfg.limit.bands == "asymptotic":
             return False
-        for step in steps:
+        for step in cfg.steps.run:
             sections = ("plot", "base") if step == "plot" else STEP_SECTIONS[step]
             if any(key == sec or key.startswith(f"{sec}.") for sec in sections):
                 return True
         return False
 
-    axes = sorted({k for p in points for k in p.values if not read(k)})
+    keys = sorted({k for p in points for k in p.values})
+    idle = [k for k in keys if not any(read(k, p.config) for p in points)]
+    cfg = points[0].config
     return [
         f"notice: {loaded.where(key)}: a [grid] axis that no step this config runs "
-        f"computes with (steps.run = {list(steps)}{_why_idle(key)}): its points give "
-        "identical results."
-        for key in axes
+        f"computes with (steps.run = {list(cfg.steps.run)}{_why_idle(key)}): its points "
+        "give identical results."
+        for key in idle
     ]
 
 
@@ -960,22 +963,21 @@ def run(
             if result.ok or not result.queued:
                 result.failed_rows = failed_rows_of(tasks)
             result.ok = result.ok and not [r for r in result.failed_rows if not r.toys]
-            _mark_reports_not_current(run_dir, points, obs)
+            _mark_reports_not_current(run_dir, obs)
     return result
 
 
-def _mark_reports_not_current(run_dir: Path, points: Sequence[Point], obs: RunObserver) -> None:
+def _mark_reports_not_current(run_dir: Path, obs: RunObserver) -> None:
     """Reports and indexes left of other results (this run had no plot step) say so in the
     page itself (:func:`~gprpipe.steps.report.mark_not_current`); a page that cannot be
     marked is said here (the summary says "not current" either way)."""
     from gprpipe.steps.report import mark_not_current
 
-    for p in points:
-        try:
-            mark_not_current(point_dir(run_dir, p))
-        except (GprpipeError, OSError) as exc:
-            why = str(exc) if isinstance(exc, GprpipeError) else os_error_sentence(exc)
-            obs.notice(f"notice: the report of {p.name} could not be marked not current: {why}")
+    try:  # every point of the run: the index is theirs together
+        mark_not_current(run_dir)
+    except (GprpipeError, OSError) as exc:
+        why = str(exc) if isinstance(exc, GprpipeError) else os_error_sentence(exc)
+        obs.notice(f"notice: a report of {run_dir} could not be marked not current: {why}")
 
 
 def rerun(

@@ -253,17 +253,26 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     holds now, and those results this config's back to the data files: the plot task's
     commit record holds the key it has now (its inputs' digests: a later run without the
     plot step, e.g. with other masses, leaves the earlier figures on disk; one that
-    brought the results back makes them current again), and every task upstream of it
-    holds its own (a replaced data file leaves load.h5 and all after it of other data)."""
-    from gprpipe.pipeline.cache import made_by, upstream_current
+    brought the results back makes them current again), and every output it drew (its
+    manifest's ``drawn``; one of other settings it left out does not count) is of this
+    config, its upstream tasks too (a replaced data file leaves load.h5 and all after it
+    of other data)."""
+    from gprpipe.pipeline.cache import made_by, output_of
     from gprpipe.pipeline.plan import plan_point, producers
+    from gprpipe.results.schema import plot_manifest_drawn
 
     drawing = _with_plot(config)
     plot = next(t for t in plan_point(point, pdir, drawing) if t.step == "plot")
     if read_commit(plot) is None:
         return True  # nothing drawn: nothing to call out of date
-    return made_by(plot, drawing, any_version=True) and upstream_current(
-        plot, drawing, producers(point, pdir, config)
+    if not made_by(plot, drawing, any_version=True):
+        return False
+    drawn = plot_manifest_drawn(pdir)
+    made = producers(point, pdir, config)
+    return all(
+        output_of(p, config, made)
+        for p in plot.inputs
+        if p.suffix == ".h5" and (drawn is None or p.name in drawn)
     )
 
 

@@ -543,6 +543,18 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     return read_csv_table(path)[1]
 
 
+def plot_manifest_drawn(point_dir: Path) -> set[str] | None:
+    """The names of the step outputs the point's last plot task drew (its manifest's
+    ``drawn``), or None when the manifest does not say (unreadable, or written before)."""
+    try:
+        drawn = json.loads((Path(point_dir) / "plots" / "manifest.json").read_text())["drawn"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(drawn, list) or not all(isinstance(f, str) for f in drawn):
+        return None
+    return set(drawn)
+
+
 def plot_manifest_files(point_dir: Path) -> list[Path] | None:
     """The files the point's last plot task wrote (``plots/manifest.json``), or None when
     there is no readable manifest."""

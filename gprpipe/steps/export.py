@@ -291,8 +291,7 @@ def export_workspace(
         path = Path(output)
     else:
         path = inside(pdir / "exports", pdir, "the exports folder") / f"pyhf_{tag}.json"
-    # the statuses of limit.h5 decide which masses it holds
-    _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit, force=force, also=[lay.limit])
+    _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit, force=force)
     return path, ws
 
 

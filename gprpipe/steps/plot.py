@@ -96,7 +96,14 @@ def run(ctx) -> None:
     from gprpipe.steps.report import write_reports
 
     files = [str(p.relative_to(lay.point_dir)) for p in written]
-    manifest = {"cache_key": ctx.cache_key, "blinded": cfg.base.blind, "files": files}
+    manifest = {
+        "cache_key": ctx.cache_key,
+        "blinded": cfg.base.blind,
+        "files": files,
+        # the step outputs drawn (one of other settings is not): the figures are current
+        # while these are (pipeline.summary.plots_current)
+        "drawn": sorted(p.name for p in drawn),
+    }
     atomic_write_text(lay.plot_manifest, json.dumps(manifest, indent=1) + "\n")
     report, _ = write_reports(cfg, lay.point_dir)  # its figures: the manifest's
     ctx.written = [*written, report]

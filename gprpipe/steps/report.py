@@ -537,39 +537,49 @@ NOT_CURRENT = (
 )
 
 
-def mark_not_current(point_dir: Path) -> list[Path]:
-    """Put :data:`NOT_CURRENT` at the top of the point's report and the run's index when
-    the point's figures are not of the results it holds now (they stay on disk: the
-    summary said "not current", the files themselves did not, and were uploaded or read
-    as the new results, a review), and take it away once they are again (a later run
-    brought the results back: the banner outlived its cause). Only a page that holds what
-    its commit record recorded is rewritten: a hand-edited one stays damaged (its record
-    took the edit's digest with the banner, and the plot step never redrew it). Returns
-    the files rewritten; their commit records take the new digests (the tool's rewrite is
-    no damage)."""
+def mark_not_current(run_dir: Path) -> list[Path]:
+    """Put :data:`NOT_CURRENT` at the top of each point's report when the point's figures
+    are not of the results it holds now (they stay on disk: the summary said "not
+    current", the files themselves did not, and were uploaded or read as the new results,
+    a review), and at the top of the run's index while any point's are not; take it away
+    once they are again (a later run brought the results back: the banner outlived its
+    cause). A report that does not hold what its commit record recorded (edited by hand)
+    is left as it is: marking it recorded the edit's digest, and the plot step never
+    redrew it. Returns the files rewritten; their commit records take the new digests
+    (the tool's rewrite is no damage). A point whose config cannot be read is left out,
+    and said in a GprpipeError once the others are marked."""
     from gprpipe.pipeline.commit import as_recorded
 
-    point_dir = Path(point_dir)
-    if not (point_dir / "config.toml").is_file():
-        return []
-    drawn = _drawn(point_dir)
-    if drawn is None:
-        return []
+    drawn: dict[Path, bool] = {}
+    problems: list[str] = []
+    for _, _, d in _points(Path(run_dir)):
+        try:
+            state = _drawn(d)
+        except GprpipeError as exc:
+            problems.append(str(exc))
+            continue
+        if state is not None:
+            drawn[d] = state[1]
+    pages = [(Layout(d).report, [d], current) for d, current in drawn.items()]
+    if drawn:
+        pages.append((Path(run_dir) / INDEX, list(drawn), all(drawn.values())))
     rewritten: list[Path] = []
-    try:
-        for page in (Layout(point_dir).report, point_dir.parent / INDEX):
-            text = page.read_text() if page.is_file() and not page.is_symlink() else ""
-            if "<body>" not in text or (as_recorded(page) or (True, ""))[0] is False:
-                continue
-            banner = "<body>\n" + NOT_CURRENT
-            if not drawn[1] and banner not in text:
-                atomic_write_text(page, text.replace("<body>", banner, 1))
-                rewritten.append(page)
-            elif drawn[1] and banner in text:
-                atomic_write_text(page, text.replace(banner, "<body>", 1))
-                rewritten.append(page)
-    finally:
-        _rerecord_pages(point_dir, rewritten)
+    banner = "<body>\n" + NOT_CURRENT
+    for page, owners, current in pages:
+        text = page.read_text() if page.is_file() and not page.is_symlink() else ""
+        if "<body>" not in text or (as_recorded(page) or (True, ""))[0] is False:
+            continue
+        if not current and banner not in text:
+            atomic_write_text(page, text.replace("<body>", banner, 1))
+        elif current and banner in text:
+            atomic_write_text(page, text.replace(banner, "<body>", 1))
+        else:
+            continue
+        rewritten.append(page)
+        for d in owners:  # (written: the record takes it even if a later page fails)
+            _rerecord_pages(d, [page])
+    if problems:
+        raise GprpipeError(problems[0])
     return rewritten
 
 

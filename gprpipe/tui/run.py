@@ -12,6 +12,7 @@ the pane posts :class:`~gprpipe.tui.messages.StartRun` and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -36,6 +37,9 @@ from gprpipe.tui.messages import RunEnded, StartRun
 from gprpipe.tui.model import Check, show_path
 from gprpipe.tui.runs import tail
 from gprpipe.tui.widgets import StillInput
+
+#: the sentence a run prints for its failed rows (results.summary.FailedRows.sentence)
+FAILED_ROWS = re.compile(r"\d+ of \d+ masses failed in .*")
 
 STATE_STYLE = {
     "done": "bold green",
@@ -381,9 +385,15 @@ class RunPane(Widget):
             )
         else:
             # every task done but rows failed (masses without a limit): the run's sentence
-            rows = [r for r in service.failed_rows_of(view.tasks) if not r.toys]
-            if c["failed"] == 0 and rows:
-                why = "; ".join(r.sentence() for r in rows)
+            # the run's own sentence of failed rows, from its output (the tables on disk
+            # may be an earlier run's: a run refused before it started leaves them)
+            said = [
+                m.group(0)
+                for line in tail(self.launch.log, 200).splitlines()
+                if (m := FAILED_ROWS.search(line))
+            ]
+            if c["failed"] == 0 and said:
+                why = said[0]
             else:
                 last = tail(self.launch.log, 1).strip()
                 why = f"{c['failed']} tasks failed" + (f": {last}" if last else "")
