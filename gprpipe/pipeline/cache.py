@@ -204,23 +204,32 @@ def made_with_other_settings(producer: Task, config: Config) -> bool:
 def output_of(path: Path, config: Config, made: Mapping[Path, Task] | None = None) -> bool:
     """Whether the output ``path`` of a point folder was made by ``config``: the task that
     writes it under ``config`` (``made``: the point's producers, if already planned)
-    committed it with the key it has now."""
+    committed it with the key it has now, and so did every task upstream of it."""
     from gprpipe.pipeline.plan import producers
 
     if made is None:
         made = producers(path.parent.name, path.parent, config)
-    producer = made.get(path)
-    return (
-        producer is not None
-        and made_by(producer, config, any_version=True)
-        and _upstream_current(producer, config, made, {}, {})
-    )
+    return outputs_of([path], config, made)
 
 
-def upstream_current(task: Task, config: Config, made: Mapping[Path, Task]) -> bool:
-    """Whether every task upstream of ``task`` holds the key ``config`` gives it now (see
-    :func:`_upstream_current`; ``made``: the point's producers)."""
-    return _upstream_current(task, config, made, {}, {})
+def outputs_of(paths: Iterable[Path], config: Config, made: Mapping[Path, Task]) -> bool:
+    """:func:`output_of` of every path, each task and input digest checked once (the data
+    file of a point is hashed once, not once per output drawn from it)."""
+    made_here: dict[str, bool] = {}  # a producer of one of the paths (its key must match)
+    seen: dict[str, bool] = {}  # an upstream task (a key not computable here passes)
+    digests: dict[Path, str] = {}
+    versions = tuple(range(NUMERICS_VERSION, 0, -1))
+    for path in paths:
+        producer = made.get(path)
+        if producer is None:
+            return False
+        if producer.id not in made_here:
+            made_here[producer.id] = bool(
+                _committed_key_matches(producer, config, versions, digests)
+            ) and _upstream_current(producer, config, made, seen, digests)
+        if not made_here[producer.id]:
+            return False
+    return True
 
 
 def _upstream_current(

@@ -400,9 +400,7 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     def read(key: str, cfg: Config) -> bool:
         if key.startswith("steps."):
             return True
-        if key == "limit.n_toys" and cfg.limit.mode == "asymptotic":
-            return False
-        if key == "limit.band_toys" and cfg.limit.bands == "asymptotic":
+        if key in TOY_COUNTS and _idle_toys(key, cfg):
             return False
         for step in cfg.steps.run:
             sections = ("plot", "base") if step == "plot" else STEP_SECTIONS[step]
@@ -415,18 +413,20 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     cfg = points[0].config
     return [
         f"notice: {loaded.where(key)}: a [grid] axis that no step this config runs "
-        f"computes with (steps.run = {list(cfg.steps.run)}{_why_idle(key)}): its points "
-        "give identical results."
+        f"computes with (steps.run = {list(cfg.steps.run)}"
+        + (f"; {TOY_COUNTS[key]} is asymptotic" if key in TOY_COUNTS else "")
+        + "): its points give identical results."
         for key in idle
     ]
 
 
-def _why_idle(key: str) -> str:
-    if key == "limit.n_toys":
-        return "; limit.mode is asymptotic"
-    if key == "limit.band_toys":
-        return "; limit.bands is asymptotic"
-    return ""
+#: toy counts and the switch that leaves them unused when it is "asymptotic"
+TOY_COUNTS = {"limit.n_toys": "limit.mode", "limit.band_toys": "limit.bands"}
+
+
+def _idle_toys(key: str, cfg: Config) -> bool:
+    switch = cfg.limit.mode if key == "limit.n_toys" else cfg.limit.bands
+    return switch == "asymptotic"
 
 
 def validate(

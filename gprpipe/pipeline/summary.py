@@ -257,7 +257,7 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     manifest's ``drawn``; one of other settings it left out does not count) is of this
     config, its upstream tasks too (a replaced data file leaves load.h5 and all after it
     of other data)."""
-    from gprpipe.pipeline.cache import made_by, output_of
+    from gprpipe.pipeline.cache import made_by, outputs_of
     from gprpipe.pipeline.plan import plan_point, producers
     from gprpipe.results.schema import plot_manifest_drawn
 
@@ -268,12 +268,8 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     if not made_by(plot, drawing, any_version=True):
         return False
     drawn = plot_manifest_drawn(pdir)
-    made = producers(point, pdir, config)
-    return all(
-        output_of(p, config, made)
-        for p in plot.inputs
-        if p.suffix == ".h5" and (drawn is None or p.name in drawn)
-    )
+    inputs = [p for p in plot.inputs if p.suffix == ".h5" and (drawn is None or p.name in drawn)]
+    return outputs_of(inputs, config, producers(point, pdir, config))
 
 
 def point_currency(pdir: Path) -> tuple[bool, bool]:

@@ -16,6 +16,7 @@ neither the largest significance nor the limits' extremes, as everywhere.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -537,6 +538,10 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
     if s.worst_gof:
         lines.append(f"smallest GOF p-value: {s.worst_gof.value:.3g} at {_mev(s.worst_gof.mass)}")
     return lines
+
+
+#: :meth:`FailedRows.sentence` of a table of masses, as a run prints it (found in its output)
+FAILED_ROWS_SENTENCE = re.compile(r"\d+ of \d+ masses failed in .*")
 
 
 @dataclass(frozen=True)

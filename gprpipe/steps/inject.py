@@ -349,17 +349,11 @@ def run(ctx) -> None:
                 }
             )
             ratio = summ["A_hat_mean"] / ex.A_inj if ex.A_inj else math.nan
-            asimov_ratio = meta["A_hat_asimov"] / ex.A_inj if ex.A_inj else math.nan
-            noise_free = (
-                (
-                    f" (noise-free refit {asimov_ratio:.3f}, "
-                    if math.isfinite(asimov_ratio)
-                    else " ("
-                )
-                + f"sideband leak {meta['sideband_leak']:.3f})"
-                if refit and ex.A_inj
-                else ""
-            )
+            noise_free = ""
+            if refit and ex.A_inj:
+                asimov = meta["A_hat_asimov"] / ex.A_inj  # NaN for histogram backgrounds
+                head = f"noise-free refit {asimov:.3f}, " if math.isfinite(asimov) else ""
+                noise_free = f" ({head}sideband leak {meta['sideband_leak']:.3f})"
             print(
                 f"{name} {mass * 1e3:g} MeV z={meta['z_inj']:g}: {summ['n_kept']} toys kept, "
                 f"pull mean {summ['pull_mean']:+.3f}, width {summ['pull_width']:.3f}, "

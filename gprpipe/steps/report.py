@@ -560,15 +560,19 @@ def mark_not_current(run_dir: Path) -> list[Path]:
             continue
         if state is not None:
             drawn[d] = state[1]
-    pages = [(Layout(d).report, [d], current) for d, current in drawn.items()]
+    # (page, the folders whose commit records may name it, whether its figures are current)
+    pages: list[tuple[Path, tuple[Path, ...], bool]] = [
+        (Layout(d).report, (d, d.parent), current) for d, current in drawn.items()
+    ]
     if drawn:
-        pages.append((Path(run_dir) / INDEX, list(drawn), all(drawn.values())))
+        pages.append((Path(run_dir) / INDEX, (Path(run_dir),), all(drawn.values())))
     rewritten: list[Path] = []
     banner = "<body>\n" + NOT_CURRENT
-    for page, owners, current in pages:
+    for page, folders, current in pages:
         text = page.read_text() if page.is_file() and not page.is_symlink() else ""
-        if "<body>" not in text or (as_recorded(page) or (True, ""))[0] is False:
-            continue
+        recorded = as_recorded(page)
+        if "<body>" not in text or (recorded is not None and not recorded[0]):
+            continue  # no page, or one edited by hand: left as it is
         if not current and banner not in text:
             atomic_write_text(page, text.replace("<body>", banner, 1))
         elif current and banner in text:
@@ -576,8 +580,8 @@ def mark_not_current(run_dir: Path) -> list[Path]:
         else:
             continue
         rewritten.append(page)
-        for d in owners:  # (written: the record takes it even if a later page fails)
-            _rerecord_pages(d, [page])
+        for folder in set(folders):  # (at once: a later page may fail)
+            rerecord(folder, [page])
     if problems:
         raise GprpipeError(problems[0])
     return rewritten

@@ -12,7 +12,6 @@ the pane posts :class:`~gprpipe.tui.messages.StartRun` and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -33,13 +32,11 @@ from gprpipe.pipeline.launch import Launch, launch_rerun, launch_run
 from gprpipe.pipeline.service import RunView, RunWatcher
 from gprpipe.pipeline.state import fmt_duration
 from gprpipe.pipeline.task import Task
+from gprpipe.results.summary import FAILED_ROWS_SENTENCE
 from gprpipe.tui.messages import RunEnded, StartRun
 from gprpipe.tui.model import Check, show_path
 from gprpipe.tui.runs import tail
 from gprpipe.tui.widgets import StillInput
-
-#: the sentence a run prints for its failed rows (results.summary.FailedRows.sentence)
-FAILED_ROWS = re.compile(r"\d+ of \d+ masses failed in .*")
 
 STATE_STYLE = {
     "done": "bold green",
@@ -390,7 +387,7 @@ class RunPane(Widget):
             said = [
                 m.group(0)
                 for line in tail(self.launch.log, 200).splitlines()
-                if (m := FAILED_ROWS.search(line))
+                if (m := FAILED_ROWS_SENTENCE.search(line))
             ]
             if c["failed"] == 0 and said:
                 why = said[0]
