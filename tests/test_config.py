@@ -1136,8 +1136,19 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
         "--set slurm.extra: '--exclusive -p gpu': gprpipe sets --partition itself; set "
         "slurm.partition instead."
     ]
-    extra = ["--constraint=cpu", "--exclusive", "--time-min=10", "--gres=gpu:1", "-vC cpu"]
-    extra += ["--comment '-o x'", "-C -pfoo"]  # values, not options
+    # an entry is one sbatch argument: '--nodes 1' was rendered as the unknown option
+    # '--nodes 1' (sbatch refused the run) although the config had taken it
+    for entry, written in (
+        ("--nodes 1", "--nodes=1"),
+        ("-vC cpu", "-vCcpu"),
+        ("--comment '-o x'", "--comment=-o x"),
+    ):
+        assert errors_of(QUICKSTART, (f"slurm.extra=[{entry!r}]",)) == [
+            f"--set slurm.extra: {entry!r}: one sbatch option per entry, its value after '=' "
+            f"(write {written!r})."
+        ]
+    extra = ["--constraint=cpu", "--exclusive", "--time-min=10", "--gres=gpu:1", "-vCcpu"]
+    extra += ["--comment=-o x", "-C-pfoo"]  # values, not options
     _, (point,) = load_points(QUICKSTART, [f"slurm.extra={extra!r}"])
     assert point.config.slurm.extra == extra
 

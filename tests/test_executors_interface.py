@@ -266,3 +266,57 @@ def test_the_queued_executors_come_from_the_registry(shared_quickstart: Path, tm
     (run / "run.json").write_text(json.dumps({**info, "executor": "slurm"}))
     view = RunWatcher().poll(run)
     assert view.executor == "slurm" and view.queued and view.counts()["done"] == 6
+
+
+def test_task_bash_removes_the_container_of_a_task_slurm_stopped(tmp_path: Path):
+    """SLURM+podman: `gprpipe cancel` (or a time limit) stopped the `podman run` client but
+    not its container, which is no process of the job; the task committed its outputs and
+    a done marker 10-20 s after the cancel (a review; reproduced with SLURM here). The
+    task is waited for in the background, so the SIGTERM trap runs at once and runs the
+    job script's `stop` command (the engine's ``stop_command``); the task's log says SLURM
+    stopped it. The "container" here is a process that ignores SIGTERM, which `stop` kills."""
+    import os
+    import signal
+    import time
+
+    point = tmp_path / "point"
+    stem = state_dir(point) / "fit__demo-000"
+    log = point / "logs" / "fit__demo-000.log"
+    removed = tmp_path / "removed"
+    tag = f"container-{os.getpid()}-{time.monotonic_ns()}"
+    stop = f'echo "$1" >> {shlex.quote(str(removed))}; pkill -KILL -f ^{tag}'
+    script = (
+        run_function()
+        + f"\nstop=(bash -c {shlex.quote(stop)} - 'gprpipe-x-a b'); "
+        + f"task {shlex.quote(str(log))} {shlex.quote(str(stem))} "
+        + f"bash -c 'trap \"\" TERM; echo started; exec -a {tag} sleep 60'\nexit $?\n"
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # SLURM signals every process of the job: the group here
+        env={"PATH": "/usr/bin:/bin", "SLURM_ARRAY_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "0"},
+    )
+    deadline = time.monotonic() + 30
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 20  # not the task's 60 s
+    assert proc.returncode != 0
+    assert "gprpipe: SIGTERM from SLURM (time limit or scancel)" in out
+    # removed twice: a client stopped while creating the container leaves it starting
+    assert removed.read_text() == "gprpipe-x-a b\ngprpipe-x-a b\n"
+    state, message = read_state(point, "fit__demo-000")
+    assert state == "failed" and message.endswith(
+        "without a done/failed marker: SLURM stopped it (a time limit or scancel; its log "
+        "says which)"
+    ), message
+    assert log.read_text().splitlines()[-1] == (
+        "gprpipe: SLURM stopped this task (a time limit or scancel; its log says which)"
+    )
+    # without a container (local engine) there is nothing to remove
+    res, _, _ = run_task_bash(tmp_path / "b", "true")
+    assert res.returncode == 0 and removed.read_text().count("\n") == 2

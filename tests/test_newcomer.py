@@ -377,9 +377,10 @@ def test_validate_names_the_key_and_line_in_the_file(cli, tmp_path: Path):
     )
 
 
-def test_validate_a_config_without_datasets(cli, tmp_path: Path):
+def test_validate_a_config_without_datasets(cli, tmp_path: Path, monkeypatch):
     cfg = write(tmp_path / "empty.toml", '[base]\nname = "nothing"\n')
-    code, _, err = cli("validate", cfg)
+    monkeypatch.chdir(tmp_path)  # named as typed, it was the one location not absolute
+    code, _, err = cli("validate", "empty.toml")
     assert code == 1
     assert one_sentence_errors(err) == [
         f"error: {cfg}: datasets: no dataset to scan; add a [datasets.<key>] table with path "
@@ -1115,9 +1116,13 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     assert code == 1 and "mine.toml: already exists" in err
     code, _, err = cli("init", "x", "--template", "hps215")
     assert code == 1 and err.strip() == (
-        "error: --template 'hps215': not a shipped template (did you mean hps2015?); shipped: "
-        "hps2015, hps2015_2016_2021_combined, hps2015_2016_combined, hps2016, hps2021."
+        "error: --template 'hps215': not a shipped template (hps2015, "
+        "hps2015_2016_2021_combined, hps2015_2016_combined, hps2016, hps2021); did you mean "
+        "'hps2015'?"
     )
+    # the hint of a config's base.template (a review: init offered one of two)
+    code, _, err = cli("init", "x", "--template", "hps2051")
+    assert code == 1 and "did you mean 'hps2015' or 'hps2021'?" in err
     # one file for every dataset of a combination combined a spectrum with itself (a
     # review): refused; one file per dataset instead
     code, _, err = cli(

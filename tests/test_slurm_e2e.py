@@ -151,6 +151,13 @@ def test_failed_task_then_rerun_failed(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / bad / "scan.csv").exists()
     # each failed task with its SLURM job (square brackets printed, not taken as markup)
     assert re.search(rf"^failed +{re.escape(bad)}/load \[job \d+_\d+\]: ", lines, re.M), lines
+    # the tasks after it (SLURM ran them: afterany) name it, and what redoes it
+    from gprpipe.pipeline.state import read_state
+
+    fit = read_state(tmp_path / "run" / bad, "fit__demo-000")
+    assert fit[0] == "failed" and fit[1].endswith(
+        f"load.h5: its task {bad}/load failed; rerun --failed redoes it and what follows it"
+    ), fit
     good_mtime = (tmp_path / "run" / good / "limit.h5").stat().st_mtime_ns
 
     shutil.copy(REPO / "gprpipe" / "data" / "demo_2015.root", missing)
@@ -268,6 +275,14 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
         res.stderr,
     ), res.stderr
     assert files() == before  # run.json, config.toml, scripts, markers, commit records
+    # sbatch's reason, not the 'Try "sbatch --help" for more information' that follows it
+    unknown = ("--set", "slurm.extra=['--nodez=1']")
+    res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad[:3], *unknown)
+    assert res.returncode == 1, res.stdout
+    assert "error: sbatch refused slurm-settings.sbatch: sbatch: unrecognized option " in (
+        res.stderr
+    ), res.stderr
+    assert files() == before
     code, status, _ = run_cli_here("status", tmp_path / "run")
     assert code == 0 and status.rstrip().endswith("\ndone=3"), status
 
@@ -352,3 +367,56 @@ def test_gprpipe_cancel_says_when_scancel_fails(tmp_path: Path, monkeypatch) -> 
         assert not list((run / "nominal" / ".state").glob("*.failed"))
     finally:
         assert run_cli_here("cancel", run)[0] == 0
+
+
+@pytest.mark.podman
+def test_a_cancelled_job_leaves_no_podman_container_and_commits_nothing(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """SLURM + Podman: `gprpipe cancel` ended the job, but its container (no process of
+    the job) kept computing and committed the fit, done marker included, 10-20 s later
+    (a review; reproduced here). Now the job's SIGTERM trap removes the container at
+    once, and the task is failed with SLURM named."""
+    from conftest import require_podman
+
+    from gprpipe.engines.base import RUN_LABEL, run_token
+    from gprpipe.pipeline.state import read_state
+
+    image = require_podman()
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[base]\ntemplate = "hps2015"\noutput = "{run}"\n'
+        f'[datasets.2015]\npath = "{shared_data / "funcform_2015_toys.root"}"\n'
+        'hist = "input_hist"\n'
+        "[scan]\nmass_step = 0.0003\nchunk_size = 1000\n"  # one fit task of ~10 s
+        '[steps]\nrun = ["load", "fit"]\n'
+    )
+    args = ("--engine", "podman", "--executor", "slurm", "--set", f"base.image={image}")
+    res = gprpipe("run", str(cfg), *args)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    def containers(*status: str) -> list[str]:
+        label = f"label={RUN_LABEL}={run_token(run)}"
+        ps = ["podman", "ps", "-a", "--filter", label, "--format", "{{.Names}}"]
+        ps += [f"--filter=status={s}" for s in status]
+        out = subprocess.run(ps, capture_output=True, text=True, timeout=60).stdout
+        return out.split()
+
+    deadline = time.monotonic() + 300
+    while not any("__fit__" in c for c in containers("running")):
+        assert time.monotonic() < deadline, "the fit container never started"
+        time.sleep(0.5)
+    time.sleep(1)  # computing
+    res = gprpipe("cancel", str(run))
+    assert res.returncode == 0 and "Cancelled SLURM jobs" in res.stdout, res.stderr
+    deadline = time.monotonic() + 15  # the trap's second removal is 2 s after the first
+    while containers():
+        assert time.monotonic() < deadline, containers()
+        time.sleep(0.5)
+    time.sleep(3)  # what a surviving container would have committed by now
+    point = run / "nominal"
+    state, message = read_state(point, "fit__2015-000")
+    assert state == "failed" and "SLURM stopped it" in message, (state, message)
+    assert not (point / ".state" / "fit__2015-000.commit").exists()
+    assert not (point / ".state" / "fit__2015-000.done").exists()

@@ -81,9 +81,20 @@ slurm_log={log.parent}/{log.name.replace("%a.out", "")}"$SLURM_ARRAY_TASK_ID".ou
 
 
 RUN_FUNCTION = r"""set -o pipefail
-# SIGTERM is SLURM's (a time limit or scancel). bash runs the trap when the running
-# command has ended, or at once between commands: a task it reaches first never starts
-trap 'stopped=1; echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
+# SIGTERM is SLURM's (a time limit or scancel): a task it reaches first never starts, and
+# a running one is waited for in the background, so that the trap runs at once
+trap 'stopped=1; echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"; stop_container' TERM
+# `stop` (an array the job script sets): the command that removes the task's container.
+# A docker/podman container is no process of the job, so SLURM does not stop it, and a
+# stopped client does not always stop it either (it committed its outputs after the
+# cancel); removed twice, the second time in case it was still being created.
+stop_container() {
+    [[ -n ${stop[*]:-} ]] || return 0
+    "${stop[@]}" >/dev/null 2>&1
+    sleep 2
+    "${stop[@]}" >/dev/null 2>&1
+    return 0
+}
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
     local log=$1 marker=$2 code=0 why last started=yes d point=${1%/*}
     shift 2
@@ -111,15 +122,23 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
     if [[ -n ${stopped:-} ]]; then
         code=143 started=no
     else
-        "$@" 2>&1 | tee "$log" || code=$?
+        ("$@" 2>&1 | tee "$log") &
+        local job=$!
+        wait "$job" || code=$?
+        if ((code > 128)) && [[ -n ${stopped:-} ]]; then
+            code=0
+            wait "$job" || code=$?  # the trap ended the wait: now the task's own end
+        fi
     fi
     if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then
         # the task died before writing its marker (crash, out of memory, time limit)
         why="exit code $code"
         ((code > 128)) && why="$why (signal $((code - 128)))"
         why="$why without a done/failed marker"
-        if ((code == 143)); then  # SIGTERM: SLURM's (its log holds why; the task's, nothing)
+        if ((code == 143)) || [[ -n ${stopped:-} ]]; then  # SIGTERM: SLURM's (its log holds why)
             last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
+            echo "gprpipe: SLURM stopped this task (a time limit or scancel; $last says which)" \
+                >>"$log"
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
             [[ $started = no ]] &&
                 why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
@@ -503,3 +522,46 @@ def test_a_finished_task_whose_job_slurm_still_lists_does_not_block_a_run(tmp_pa
         f"{run} is in use by SLURM job 2106_{len(tasks) - 1} (task {tasks[-1].id} is "
         f"running): wait for it or cancel the run's jobs with: {cancel}"
     )
+
+
+def test_container_tasks_name_the_command_that_removes_their_container(tmp_path: Path) -> None:
+    """Each case arm of a docker/podman script sets ``stop`` (run by the SIGTERM trap of
+    task.sh): the container is no process of the job, and SLURM alone would leave it
+    running after a cancel. Docker's line is checked by its text only (no daemon here)."""
+    from gprpipe.engines.base import container_name
+
+    run = tmp_path / "run"
+    tasks = plan(run)
+    for name in ("podman", "docker"):
+        engine = get_engine(name, image="localhost/gprpipe:x", check_version=False)
+        engine._digest = ""  # type: ignore[attr-defined]  # no image lookup
+        script = render_scripts(
+            tasks[:1], run_dir=run, engine=engine, options=OPTIONS, env=ENV, check_paths=False
+        )[0]
+        arm = next(line for line in script.text.splitlines() if line.startswith("    0) "))
+        cname = container_name(tasks[0], run)
+        assert arm.startswith(f"    0) stop=({name} rm -f {cname}); task {run}/p0/logs/load.log ")
+        assert f" {name} run --rm --init --name {cname} " in arm
+    local = render_scripts(
+        tasks[:1], run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV
+    )[0]
+    assert "stop=(" not in local.text.split('case "$SLURM_ARRAY_TASK_ID" in')[1]
+
+
+def test_slurm_logs_of_elements_are_absolute_whatever_the_folder_asked_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gprpipe status n1` from the run's parent folder wrote 'see ... and
+    n1/slurm/logs/02_fit_0.out' into a failed marker: a path that is wrong read from
+    anywhere else (a review)."""
+    from gprpipe.executors.slurm.jobs import elements, jobs_path
+
+    run = tmp_path / "n1"
+    jobs_path(run).parent.mkdir(parents=True)
+    sub = {"jobs": [{"job_id": "8214", "log": "slurm/logs/02_fit_%a.out", "tasks": ["a", "b"]}]}
+    jobs_path(run).write_text(json.dumps({"format": 1, "submissions": [sub]}))
+    monkeypatch.chdir(tmp_path)
+    assert elements(Path("n1")) == {
+        "a": ("8214", 0, run / "slurm" / "logs" / "02_fit_0.out"),
+        "b": ("8214", 1, run / "slurm" / "logs" / "02_fit_1.out"),
+    }

@@ -8,12 +8,12 @@ shipped demo spectrum (0-150 MeV) points at that spectrum, so the first run work
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from gprpipe.config.checks import CONTROL
+from gprpipe.config.issues import did_you_mean
 from gprpipe.config.loader import get_dotted, load_chain, shipped_dir, shipped_names
 from gprpipe.errors import GprpipeError
 
@@ -30,10 +30,9 @@ def shipped_templates() -> list[str]:
 def _template(name: str) -> Path:
     names = shipped_templates()
     if name.removesuffix(".toml") not in names:
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(name, names)  # the hint of base.template in a config
         raise GprpipeError(
-            f"--template {name!r}: not a shipped template{hint}; shipped: {', '.join(names)}."
+            f"--template {name!r}: not a shipped template ({', '.join(names)})" + (hint or ".")
         )
     return shipped_dir("templates") / f"{name.removesuffix('.toml')}.toml"
 

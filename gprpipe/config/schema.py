@@ -514,6 +514,19 @@ class Slurm(Section):
                     f"{item!r}: {said}{sets}"
                     + (f"; set slurm.{key} instead" if key else " (it runs each task once)")
                 )
+            if any(c.isspace() for c in option.split("=", 1)[0]):
+                # an entry is one argument of its #SBATCH line: '--nodes 1' would be an
+                # option of that name, which sbatch does not know
+                word, rest = option.split(None, 1)
+                try:
+                    value = " ".join(shlex.split(rest))
+                except ValueError:
+                    value = rest
+                written = f"{word}={value}" if word.startswith("--") else f"{word}{value}"
+                raise ValueError(
+                    f"{item!r}: one sbatch option per entry, its value after '=' "
+                    f"(write {written!r})"
+                )
         return v
 
 

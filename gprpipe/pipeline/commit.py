@@ -21,7 +21,7 @@ from typing import Any
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import sha256_file
-from gprpipe.pipeline.state import state_dir
+from gprpipe.pipeline.state import read_state, state_dir
 from gprpipe.pipeline.task import Task
 
 SUFFIX = ".commit"
@@ -202,6 +202,12 @@ def verify_inputs(task: Task, producers: dict[Path, Task]) -> None:
             continue
         digest = recorded_digest(producer, Path(p))
         if digest is None:
+            if read_state(producer.point_dir, producer.slug)[0] == "failed":
+                # e.g. a SLURM array after one whose element failed (afterany)
+                raise GprpipeError(
+                    f"{p}: its task {producer.id} failed; rerun --failed redoes it and "
+                    "what follows it"
+                )
             raise GprpipeError(
                 f"{p}: input not committed by its task {producer.id} (killed before it "
                 "finished?); run the point again to recompute it"

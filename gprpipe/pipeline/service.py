@@ -306,7 +306,8 @@ def _where_of(config: Path, loaded: Loaded, points: Sequence[Point]) -> Where:
 
     def where(key: str) -> Loc | str:
         if key == "datasets" and not points[0].config.datasets:
-            return Loc(file=str(config), key="datasets")  # the user's file, not the defaults
+            # the user's file, not the defaults; absolute, as every other location
+            return Loc(file=str(Path(config).absolute()), key="datasets")
         return loaded.where(key)
 
     return where

@@ -98,7 +98,8 @@ def elements(run_dir: Path) -> dict[str, tuple[str, int, Path | None]]:
                 continue
             log = job.get("log")
             for i, tid in enumerate(job.get("tasks", [])):
-                path = Path(run_dir) / log.replace("%a", str(i)) if log else None
+                # absolute: it is named in failed markers, read from any folder
+                path = Path(run_dir).absolute() / log.replace("%a", str(i)) if log else None
                 out[tid] = (str(jid), i, path)
     return out
 

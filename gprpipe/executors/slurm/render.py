@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -43,6 +43,8 @@ class Engine(Protocol):
     """How a task's command runs (see :mod:`gprpipe.engines`)."""
 
     def command(self, task: Task, *, run_dir: Path, env: Mapping[str, str]) -> list[str]: ...
+
+    def stop_command(self, argv: Iterable[str]) -> list[str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -270,8 +272,10 @@ def render_scripts(
                 f"{k}={shlex.quote(str(v))} " for k, v in t.env.items() if _ENV_NAME.match(k)
             )
             base = marker_stem(t.point_dir, t.slug)
+            stop = engine.stop_command(cmd)  # run by the bash's SIGTERM trap
+            arm = f"stop=({shlex.join(stop)}); " if stop else ""
             lines.append(
-                f"    {i}) {prefix}task {shlex.quote(str(task_log(t)))} "
+                f"    {i}) {arm}{prefix}task {shlex.quote(str(task_log(t)))} "
                 f"{shlex.quote(str(base))} {shlex.join(cmd)} ;;"
             )
         lines.append(

@@ -60,7 +60,9 @@ def _sbatch(args: Sequence[str], script: Path, cwd: Path, hint: str = "") -> str
     except subprocess.TimeoutExpired:
         raise GprpipeError(f"sbatch did not answer within 120 s for {script.name}") from None
     if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+        # sbatch's reason, not the 'Try "sbatch --help"' line that may follow it
+        said = [x for x in res.stderr.strip().splitlines() if not x.startswith("Try ")]
+        why = (said or [f"exit code {res.returncode}"])[0]
         raise GprpipeError(f"sbatch refused {script.name}: {why}{hint}")
     return res.stdout
 

@@ -2,9 +2,20 @@
 # MARKER COMMAND...` runs one task with its output in LOG, and records a failed marker
 # (format: gprpipe.pipeline.state) when the task died before writing its own.
 set -o pipefail
-# SIGTERM is SLURM's (a time limit or scancel). bash runs the trap when the running
-# command has ended, or at once between commands: a task it reaches first never starts
-trap 'stopped=1; echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"' TERM
+# SIGTERM is SLURM's (a time limit or scancel): a task it reaches first never starts, and
+# a running one is waited for in the background, so that the trap runs at once
+trap 'stopped=1; echo "gprpipe: SIGTERM from SLURM (time limit or scancel)"; stop_container' TERM
+# `stop` (an array the job script sets): the command that removes the task's container.
+# A docker/podman container is no process of the job, so SLURM does not stop it, and a
+# stopped client does not always stop it either (it committed its outputs after the
+# cancel); removed twice, the second time in case it was still being created.
+stop_container() {
+    [[ -n ${stop[*]:-} ]] || return 0
+    "${stop[@]}" >/dev/null 2>&1
+    sleep 2
+    "${stop[@]}" >/dev/null 2>&1
+    return 0
+}
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
     local log=$1 marker=$2 code=0 why last started=yes d point=${1%/*}
     shift 2
@@ -32,15 +43,23 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
     if [[ -n ${stopped:-} ]]; then
         code=143 started=no
     else
-        "$@" 2>&1 | tee "$log" || code=$?
+        ("$@" 2>&1 | tee "$log") &
+        local job=$!
+        wait "$job" || code=$?
+        if ((code > 128)) && [[ -n ${stopped:-} ]]; then
+            code=0
+            wait "$job" || code=$?  # the trap ended the wait: now the task's own end
+        fi
     fi
     if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then
         # the task died before writing its marker (crash, out of memory, time limit)
         why="exit code $code"
         ((code > 128)) && why="$why (signal $((code - 128)))"
         why="$why without a done/failed marker"
-        if ((code == 143)); then  # SIGTERM: SLURM's (its log holds why; the task's, nothing)
+        if ((code == 143)) || [[ -n ${stopped:-} ]]; then  # SIGTERM: SLURM's (its log holds why)
             last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
+            echo "gprpipe: SLURM stopped this task (a time limit or scancel; $last says which)" \
+                >>"$log"
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
             [[ $started = no ]] &&
                 why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
