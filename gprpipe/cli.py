@@ -688,7 +688,7 @@ def export_spey(
     from gprpipe.steps.export import export_spey as run_spey
 
     path, n, left = run_spey(run_dir, dataset, point=point, output=output, force=force)
-    console.print(f"wrote {path} ({n} masses)")
+    console.print(f"wrote {path} ({n} mass{'es' * (n != 1)})")
     if left:
         console.print(left, markup=False, highlight=False)
 

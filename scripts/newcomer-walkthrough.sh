@@ -64,7 +64,7 @@ ok quickstart
 # ---- a config of one's own, in a folder of one's own
 mkdir -p "$WORK/analysis" && cd "$WORK/analysis"
 expect 0 "wrote mine.toml" gprpipe init mine --template hps2015
-expect 1 "not a shipped template (did you mean hps2015?)" gprpipe init other --template hps215
+expect 1 "did you mean 'hps2015'?" gprpipe init other --template hps215
 expect 0 "mine.toml: valid" gprpipe validate mine.toml
 ok init
 

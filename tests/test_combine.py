@@ -406,3 +406,38 @@ def test_empty_windows_fail_the_combined_limit_instead_of_an_infinite_sigma():
         comb.combined_limits(comb.combine(blocks))
     blocks[1] = comb.Block(np.full(3, 5.0), np.full(3, 5.0), 0.25 * np.eye(3), w, 2e8, "b")
     assert np.isfinite(comb.combined_limits(comb.combine(blocks))["sigma_eps2"])
+
+
+def test_a_combined_scan_puts_every_dataset_on_one_mass_grid(tmp_path: Path):
+    """A 2 MeV step started each dataset at its own range start: 2016 (from 35 MeV) on odd
+    masses, 2015 and 2021 on even ones, and 2016 silently never entered the combination
+    (a review). With scan.combined the steps start at the lowest range start of all;
+    the shipped 1 MeV grids are unchanged, and a scan without combination keeps its own."""
+    from gprpipe.config import load_points
+
+    tpl = REPO / "templates" / "hps2015_2016_2021_combined.toml"
+    cfg = tmp_path / "c.toml"
+    paths = "".join(f'[datasets.{n}]\npath = "d{n}.root"\n' for n in ("2015", "2016", "2021"))
+    cfg.write_text(f'[base]\ntemplate = "{tpl}"\n[scan]\ncombined = true\n{paths}')
+    ranges = (
+        "datasets.2015.range=[0.040,0.046]",
+        "datasets.2016.range=[0.035,0.045]",
+        "datasets.2021.range=[0.040,0.046]",
+    )
+    (p,) = load_points(cfg, ["scan.mass_step=0.002", *ranges])[1]
+    mev = {n: np.round(p.config.test_masses(n) * 1e3, 6).tolist() for n in ("2015", "2016")}
+    assert mev == {"2015": [41.0, 43.0, 45.0], "2016": [35.0, 37.0, 39.0, 41.0, 43.0, 45.0]}
+    assert np.allclose(p.config.combined_masses(), [0.041, 0.043, 0.045])
+    (alone,) = load_points(cfg, ["scan.mass_step=0.002", "scan.combined=false", *ranges])[1]
+    assert np.allclose(alone.config.test_masses("2015"), [0.040, 0.042, 0.044, 0.046])
+    # the shipped grids: 111, 176 and 221 masses from each range's start, as before
+    (full,) = load_points(cfg, [])[1]
+    for name, n, lo in (("2015", 111, 0.020), ("2016", 176, 0.035), ("2021", 221, 0.030)):
+        m = full.config.test_masses(name)
+        assert len(m) == n and m[0] == lo and np.all(np.round(np.diff(m), 9) == 0.001)
+    # a range between two masses of the combined grid: refused, not scanned empty
+    from gprpipe.errors import ConfigError
+
+    narrow = [*ranges[1:], "datasets.2015.range=[0.0415,0.0425]", "scan.mass_step=0.002"]
+    with pytest.raises(ConfigError, match=r"puts no test mass in \[0.0415, 0.0425\] GeV of "):
+        load_points(cfg, narrow)

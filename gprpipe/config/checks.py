@@ -168,9 +168,10 @@ def grid_size_error(data: Mapping[str, Any], where: Where) -> Issue | None:
     )
 
 
-def mass_count(lo: float, hi: float, step: float) -> int:
-    """How many masses ``scan_masses(lo, hi, step)`` would hold."""
-    return math.floor((hi - lo) / step + 1e-6) + 1
+def mass_count(lo: float, hi: float, step: float, origin: float | None = None) -> int:
+    """How many masses ``scan_masses(lo, hi, step, origin)`` would hold."""
+    start = lo if origin is None else origin
+    return math.floor((hi - start) / step + 1e-6) - math.ceil((lo - start) / step - 1e-6) + 1
 
 
 def slurm_log_folder_problem(folder: str) -> str:
@@ -289,7 +290,7 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                     )
                 )
                 break
-            n = mass_count(ds.range[0], ds.range[1], cfg.scan.mass_step)
+            n = mass_count(ds.range[0], ds.range[1], cfg.scan.mass_step, cfg.grid_origin())
             if n > cap:
                 errors.append(
                     at(
@@ -297,6 +298,16 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
                         f"a step of {cfg.scan.mass_step:g} GeV over "
                         f"[{ds.range[0]:g}, {ds.range[1]:g}] GeV gives {n} masses for dataset "
                         f"{name}, more than base.max_masses = {cap}.",
+                    )
+                )
+                continue
+            if n < 1:  # a range narrower than the step, off the combined scan's grid
+                errors.append(
+                    at(
+                        where("scan.mass_step"),
+                        f"a step of {cfg.scan.mass_step:g} GeV from {cfg.grid_origin():g} GeV "
+                        "(the combined scan's grid starts at the lowest range start) puts no "
+                        f"test mass in [{ds.range[0]:g}, {ds.range[1]:g}] GeV of dataset {name}.",
                     )
                 )
                 continue

@@ -448,7 +448,10 @@ def _mev(m: float) -> str:
 
 def dataset_lines(s: DatasetSummary) -> list[str]:
     """One dataset as a few lines of text."""
-    lines = [f"{s.dataset} ({s.n_masses} masses{', BLINDED' if s.blinded else ''})"]
+    lines = [
+        f"{s.dataset} ({s.n_masses} mass{'es' * (s.n_masses != 1)}"
+        f"{', BLINDED' if s.blinded else ''})"
+    ]
     if s.most_significant:
         z = (
             f"most significant: {_mev(s.most_significant.mass)}, Z_local "

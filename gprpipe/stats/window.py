@@ -13,18 +13,24 @@ __all__ = ["MIN_TRAIN_BINS", "WindowMasks", "blind_mask", "scan_masses"]
 MIN_TRAIN_BINS = 3  # the fewest training bins a GP fit takes
 
 
-def scan_masses(lo: float, hi: float, step: float) -> NDArray[np.float64]:
-    """Masses ``lo, lo + step, ..., hi`` inclusive, robust to floating-point rounding.
+def scan_masses(
+    lo: float, hi: float, step: float, origin: float | None = None
+) -> NDArray[np.float64]:
+    """Masses ``origin + k * step`` in ``[lo, hi]`` (inclusive; ``origin`` defaults to
+    ``lo``: ``lo, lo + step, ..., hi``), robust to floating-point rounding.
 
-    The count is ``floor((hi - lo) / step + 1e-6) + 1`` and every value is rounded to 1e-9 GeV,
-    so ``scan_masses(0.020, 0.130, 0.001)`` has exactly 111 entries ending at 0.130.
+    Every value is rounded to 1e-9 GeV, so ``scan_masses(0.020, 0.130, 0.001)`` has exactly
+    111 entries ending at 0.130. A common ``origin`` puts the grids of several ranges on
+    the same masses (a combination meets them only at equal masses).
     """
     if step <= 0:
         raise ValueError(f"scan step must be positive, got {step}")
     if hi < lo:
         raise ValueError(f"scan range is empty: lo={lo} > hi={hi}")
-    n = math.floor((hi - lo) / step + 1e-6) + 1
-    out: NDArray[np.float64] = np.round(lo + step * np.arange(n), 9)
+    start = lo if origin is None else origin
+    first = math.ceil((lo - start) / step - 1e-6)
+    last = math.floor((hi - start) / step + 1e-6)
+    out: NDArray[np.float64] = np.round(start + step * np.arange(first, last + 1), 9)
     return out
 
 
