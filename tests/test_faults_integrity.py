@@ -1665,8 +1665,37 @@ def test_a_patchset_is_not_current_once_the_limits_that_chose_its_masses_change(
     assert code == 0
     assert (
         "  not current: exports/pyhf_demo_bkgonly.json, exports/pyhf_demo_patchset.json "
-        "(made from earlier results" in so
+        "(made from other results than the current ones" in so
     ), so
+
+
+def test_exports_of_results_no_longer_current_or_edited_are_not_offered(tmp_path: Path):
+    """The summary listed the pyhf and Spey exports as current after the data file was
+    replaced in place (it compared only their source file's digest, which had not
+    changed), and after a hand edit of an export (a review)."""
+    out = tmp_path / "run"
+    data = tmp_path / "data.root"
+    shutil.copy(DEMO_ROOT, data)
+    args = _qs(out, f"datasets.demo.path={data}")
+    assert run_cli_here("run", *args, "--steps", "load,fit,limit")[0] == 0
+    for cmd in (("export-pyhf", "--patchset"), ("export-spey",)):
+        code, so, se = run_cli_here(cmd[0], out, "--dataset", "demo", *cmd[1:])
+        assert code == 0, so + se
+    exports = "pyhf_demo_bkgonly.json, pyhf_demo_patchset.json, spey_demo.json"
+    code, so, _ = run_cli_here("summary", out)
+    assert code == 0 and f"/exports/ ({exports})" in so and "not current" not in so, so
+    spey = out / "nominal" / "exports" / "spey_demo.json"
+    spey.write_text(spey.read_text().replace('"eps2_up": ', '"eps2_up": 0.5 * ', 1))
+    code, so, _ = run_cli_here("summary", out)
+    assert "  not current: exports/spey_demo.json (made from other results" in so, so
+    assert "pyhf_demo_patchset.json, spey" not in so
+    shutil.copy(_other_spectrum(tmp_path), data)  # replaced in place
+    code, so, _ = run_cli_here("summary", out)
+    assert (
+        "  not current: exports/pyhf_demo_bkgonly.json, exports/pyhf_demo_patchset.json, "
+        "exports/spey_demo.json (made from other results" in so
+    ), so
+    assert "/exports/ (" not in so
 
 
 def test_the_index_compares_no_point_of_other_data(tmp_path: Path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -357,6 +358,8 @@ def record_export(
         if Path(f).resolve().is_relative_to(point_dir.resolve()):
             rel = Path(f).resolve().relative_to(point_dir.resolve()).as_posix()
             known[rel] = {"source": Path(source).name, "sha256": digest}
+            if Path(f).is_file():  # the export as written: a hand edit makes it not current
+                known[rel]["file_sha256"] = sha256_file(f)
             if read:
                 known[rel]["also"] = read
             if not observed:
@@ -375,10 +378,12 @@ def _export_record(point_dir: Path) -> dict[str, Any]:
     return known if isinstance(known, dict) else {}
 
 
-def stale_exports(point_dir: Path) -> set[str]:
+def stale_exports(point_dir: Path, not_current: AbstractSet[str] = frozenset()) -> set[str]:
     """Exports of the point folder (relative paths) made from another ``fit.h5`` (or
-    ``limit.h5``, their source or the statuses they read) than the one it holds now: an
-    earlier config's, not to be offered with this one's results."""
+    ``limit.h5``, their source or the statuses they read) than the one it holds now (an
+    earlier config's), from one named in ``not_current`` (the folder's ``fit.h5`` made
+    with other settings or inputs than the point's config), or edited since they were
+    written: not to be offered with this config's results."""
     point_dir = Path(point_dir)
     digests: dict[str, str | None] = {}
 
@@ -392,7 +397,16 @@ def stale_exports(point_dir: Path) -> set[str]:
     for rel, entry in _export_record(point_dir).items():
         try:
             read = {str(entry["source"]): entry["sha256"], **dict(entry.get("also", {}))}
-            if any(now(name) != digest for name, digest in read.items()):
+            written = entry.get("file_sha256")  # (absent in records of older gprpipes)
+            if (
+                any(now(name) != digest for name, digest in read.items())
+                or set(read) & set(not_current)
+                or (
+                    written
+                    and (point_dir / rel).is_file()
+                    and sha256_file(point_dir / rel) != written
+                )
+            ):
                 out.add(str(rel))
         except (KeyError, TypeError, ValueError):
             out.add(str(rel))

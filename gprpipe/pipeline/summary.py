@@ -62,6 +62,7 @@ def _files(
     stale: set[Path],
     other: AbstractSet[Path] = frozenset(),
     drawn_current: bool = True,
+    sources_not_current: AbstractSet[str] = frozenset(),
 ) -> dict[str, str]:
     """Where the point's products are; ``stale`` tables (of an earlier config, which this
     one does not make) are left out, ``other`` ones (committed under another key) named;
@@ -103,7 +104,7 @@ def _files(
             "recompute them)"
         )
     add("HEPData", pdir / "hepdata", "*.yaml")
-    old = stale_exports(pdir)
+    old = stale_exports(pdir, sources_not_current)
     exported = [
         p.name
         for p in sorted((pdir / "exports").glob("*.json"))
@@ -119,8 +120,8 @@ def _files(
     earlier = sorted(rel for rel in old if (pdir / rel).is_file())
     if earlier:  # on disk, so say why nothing offers them
         out["not current"] = (
-            f"{', '.join(earlier)} (made from earlier results than this folder holds now; "
-            "export or project them again)"
+            f"{', '.join(earlier)} (made from other results than the current ones this "
+            "folder holds, or edited since; export or project them again)"
         )
     for cand in (
         pdir / "report.html",
@@ -224,7 +225,14 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
             for d in ps.datasets:
                 d.toy_error_few_toys = None
         current = config is None or plots_current(ps.point, ps.point_dir, config)
-        ps.files = _files(ps.point_dir, stale, other, current)
+        sources = {  # what exports and reach projections are made from
+            name
+            for name in ("fit.h5", "limit.h5")
+            if config is not None
+            and (ps.point_dir / name).is_file()
+            and not output_of(ps.point_dir / name, config, made)
+        }
+        ps.files = _files(ps.point_dir, stale, other, current, sources)
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
 
