@@ -391,6 +391,7 @@ def test_one_table_names_the_files_a_run_keeps(shared_quickstart: Path):
     """``Layout.files()`` (with ``RUN_JSON`` and ``INDEX``) is the one list of the files a
     run keeps in a point folder and its run folder, which ``export -o`` refuses to
     overwrite and the report reads; every file a real run wrote there is on it."""
+    from gprpipe.pipeline.lock import INDEX_LOCK_NAME, LOCK_NAME
     from gprpipe.pipeline.plan import INDEX, RUN_JSON, Layout
 
     point = shared_quickstart / "nominal"
@@ -399,7 +400,7 @@ def test_one_table_names_the_files_a_run_keeps(shared_quickstart: Path):
     assert written and written <= names, written - names
     assert {"report.html", "scan.csv", "hepdata.tar.gz"} <= written
     top = {p.name for p in shared_quickstart.iterdir() if p.is_file()}
-    assert top - {".gprpipe.lock"} == {RUN_JSON, INDEX}  # a grid run adds GRID_FIGURES
+    assert top - {LOCK_NAME, INDEX_LOCK_NAME} == {RUN_JSON, INDEX}  # a grid adds GRID_FIGURES
 
 
 def test_export_refuses_the_grid_figures_of_its_run_folder(

@@ -268,6 +268,11 @@ def test_changed_data_file_reruns_load(tmp_path: Path, capsys):
             ("datasets.demo.data_range=[0.0, 0.16]",),
             "datasets.demo.data_range: [0, 0.16] GeV lies outside histogram",
         ),
+        (  # 3000 bins to 0.15 GeV: a rebin of 7 keeps 2996 of them, to 0.1498 GeV
+            ("datasets.demo.rebin=7", "datasets.demo.range=[0.02, 0.1499]"),
+            "(0-0.1498 GeV, after a rebin of 7, which drops the last 4 of its bins (they fill "
+            "no group of 7)).",
+        ),
         (
             ("datasets.demo.rebin=5000",),
             "datasets.demo.rebin: a rebin of 5000 exceeds the 3000 bins of histogram 'input_hist'",

@@ -863,3 +863,30 @@ def test_a_report_of_other_results_says_so_in_the_page(tmp_path: Path) -> None:
     code, _, err = run_cli_here("run", QUICKSTART, *settings(*other))
     assert code == 0, err
     assert not any('id="not-current"' in p.read_text() for p in pages)
+
+
+def test_plot_tasks_of_a_grid_rebuild_the_run_index_one_at_a_time(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """Each grid point's plot task rebuilds the run's index.html (and grid figures) from
+    every point's results; two at once could write an index read before the other's
+    report existed over a later one (a review). The rebuild waits for the run's index
+    lock, which another task holds here."""
+    import threading
+
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.lock import index_lock
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    point = run / "nominal"
+    index = run / "index.html"
+    index.write_text("held\n")
+    cfg = point_config_from_file(point / "config.toml")
+    with index_lock(run):
+        writer = threading.Thread(target=write_reports, args=(cfg, point))
+        writer.start()
+        writer.join(timeout=3)
+        assert writer.is_alive() and index.read_text() == "held\n"  # waits for the lock
+    writer.join(timeout=60)
+    assert not writer.is_alive() and "<html" in index.read_text()

@@ -415,6 +415,7 @@ def histogram_errors(
         return [(key + "rebin", why + ".")]
     from gprpipe.io.root import MAX_COUNT, rebin
 
+    dropped = len(counts) % ds.rebin
     counts, edges = rebin(counts, edges, ds.rebin)
     if counts.max() > MAX_COUNT:
         i = int(np.argmax(counts))
@@ -445,8 +446,17 @@ def histogram_errors(
     lo, hi = float(edges[0]), float(edges[-1])
     for field, rng in (("range", ds.range), ("data_range", ds.data_range)):
         if rng is not None and (rng[0] < lo or rng[1] > hi):
+            cut = (
+                f", after a rebin of {ds.rebin}, which drops the last {dropped} of its bins "
+                f"(they fill no group of {ds.rebin})"
+                if dropped and rng[1] > hi
+                else ""
+            )
             errors.append(
-                (field, f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV)")
+                (
+                    field,
+                    f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV{cut})",
+                )
             )
     dr = ds.data_range
     if not errors and dr is not None and len(ms) and not ((ms >= dr[0]) & (ms <= dr[1])).any():

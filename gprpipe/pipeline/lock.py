@@ -26,6 +26,8 @@ from typing import Any
 from gprpipe.errors import GprpipeError
 
 LOCK_NAME = ".gprpipe.lock"
+#: held by a plot task while it rebuilds the run's index (:func:`index_lock`)
+INDEX_LOCK_NAME = ".index.lock"
 
 
 def lock_path(run_dir: Path) -> Path:
@@ -108,6 +110,24 @@ def _open_lock(path: Path) -> int:
             raise
     path.unlink()
     return os.open(path, flags, 0o644)
+
+
+@contextlib.contextmanager
+def index_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``RUN/.index.lock`` (:data:`INDEX_LOCK_NAME`) for the block: the plot tasks
+    of a grid's points (run in parallel) each rebuild the run's index and grid figures
+    from every point's results, and one that read them earlier must not write over a
+    later one's."""
+    fd = _open_lock(Path(run_dir) / INDEX_LOCK_NAME)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks: unguarded, as before
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 @contextlib.contextmanager

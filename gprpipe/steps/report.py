@@ -26,6 +26,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import output_of
 from gprpipe.pipeline.commit import rerecord, stale_exports, vouched
+from gprpipe.pipeline.lock import index_lock
 from gprpipe.pipeline.plan import (
     GRID_FIGURES,
     INDEX,
@@ -632,8 +633,9 @@ def write_reports(cfg, point_dir: Path, written: list[Path] | None = None) -> li
     )
     written.append(report)
     index = point_dir.parent / INDEX
-    atomic_write_text(
-        index, env.get_template("index.html.j2").render(**index_context(cfg, point_dir.parent))
-    )
+    with index_lock(point_dir.parent):  # read every point's results, write: one at a time
+        atomic_write_text(
+            index, env.get_template("index.html.j2").render(**index_context(cfg, point_dir.parent))
+        )
     written.append(index)
     return written
