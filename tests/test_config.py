@@ -1142,11 +1142,18 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
         ("--nodes 1", "--nodes=1"),
         ("-vC cpu", "-vCcpu"),
         ("--comment '-o x'", "--comment=-o x"),
+        ("--nodes =1", "--nodes=1"),
     ):
         assert errors_of(QUICKSTART, (f"slurm.extra=[{entry!r}]",)) == [
             f"--set slurm.extra: {entry!r}: one sbatch option per entry, its value after '=' "
             f"(write {written!r})."
         ]
+    # several options in one entry: no one spelling to offer (sbatch refused the
+    # '--nodes=1 --ntasks 2' the first hint offered)
+    assert errors_of(QUICKSTART, ("slurm.extra=['--nodes 1 --ntasks 2']",)) == [
+        "--set slurm.extra: '--nodes 1 --ntasks 2': one sbatch option per entry, its value "
+        "after '=' (e.g. '--nodes=1'); give each option an entry of its own."
+    ]
     extra = ["--constraint=cpu", "--exclusive", "--time-min=10", "--gres=gpu:1", "-vCcpu"]
     extra += ["--comment=-o x", "-C-pfoo"]  # values, not options
     _, (point,) = load_points(QUICKSTART, [f"slurm.extra={extra!r}"])

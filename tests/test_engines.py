@@ -257,7 +257,7 @@ def test_container_names_per_run_and_task_and_valid(layout, tmp_path):
     _, name3 = split_name(engine.command(weird, run_dir=copy, env={}, check_paths=False))
     assert len({name, name2, name3}) == 3
     argv = engine.command(weird, run_dir=layout["run"], env={})
-    assert engine.stop_command(argv) == ["podman", "rm", "-f", split_name(argv)[1]]
+    assert engine.stop_command(argv) == ["podman", "rm", "-f", "-t", "0", split_name(argv)[1]]
     assert ApptainerEngine().stop_command(argv) is None
 
 

@@ -1123,6 +1123,8 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
     # the hint of a config's base.template (a review: init offered one of two)
     code, _, err = cli("init", "x", "--template", "hps2051")
     assert code == 1 and "did you mean 'hps2015' or 'hps2021'?" in err
+    code, _, err = cli("init", "x", "--template", "hps2015_combined")  # five edits away
+    assert code == 1 and err.strip().endswith("did you mean 'hps2015_2016_combined'?")
     # one file for every dataset of a combination combined a spectrum with itself (a
     # review): refused; one file per dataset instead
     code, _, err = cli(

@@ -266,7 +266,9 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
     assert len([p for p in state.iterdir() if p.suffix in (".commit", ".done")]) == 6
     bad = ("--executor", "slurm", "--force", "--set", "slurm.partition=nope")
     other = ("--set", "fit.blind_nsigma=1.96")  # a config that never runs must not be recorded
-    res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad, *other)
+    # sbatch warns first (2 nodes for one task), then refuses: its error is the reason
+    warned = ("--set", "slurm.extra=['--nodes=2','--ntasks=1']")
+    res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad, *other, *warned)
     assert res.returncode == 1, res.stdout
     assert re.search(
         r"error: sbatch refused slurm-settings\.sbatch: .*[Ii]nvalid partition.* "
@@ -417,6 +419,8 @@ def test_a_cancelled_job_leaves_no_podman_container_and_commits_nothing(
     time.sleep(3)  # what a surviving container would have committed by now
     point = run / "nominal"
     state, message = read_state(point, "fit__2015-000")
-    assert state == "failed" and "SLURM stopped it" in message, (state, message)
+    assert state == "failed" and message.startswith(
+        "exit code 143 (signal 15) without a done/failed marker: SLURM stopped it"
+    ), (state, message)
     assert not (point / ".state" / "fit__2015-000.commit").exists()
     assert not (point / ".state" / "fit__2015-000.done").exists()

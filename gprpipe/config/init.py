@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gprpipe.config.checks import CONTROL
-from gprpipe.config.issues import did_you_mean
+from gprpipe.config.issues import name_hint
 from gprpipe.config.loader import get_dotted, load_chain, shipped_dir, shipped_names
 from gprpipe.errors import GprpipeError
 
@@ -30,7 +30,7 @@ def shipped_templates() -> list[str]:
 def _template(name: str) -> Path:
     names = shipped_templates()
     if name.removesuffix(".toml") not in names:
-        hint = did_you_mean(name, names)  # the hint of base.template in a config
+        hint = name_hint(name.removesuffix(".toml"), names)  # as base.template's
         raise GprpipeError(
             f"--template {name!r}: not a shipped template ({', '.join(names)})" + (hint or ".")
         )

@@ -7,6 +7,7 @@ A ``Where`` callback maps a dotted key to the :class:`Loc` where it was set.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -111,6 +112,14 @@ def _edits(a: str, b: str) -> int:
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
     return d[-1][-1]
+
+
+def name_hint(name: str, candidates: Iterable[str]) -> str:
+    """:func:`did_you_mean` for a template or card name, else the closest name by shared
+    characters (``hps2015_combined``: ``hps2015_2016_combined``, five edits away)."""
+    names = list(candidates)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return did_you_mean(name, names) or (f"; did you mean {close[0]!r}?" if close else "")
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gprpipe.config.issues import Issue, Loc, did_you_mean
+from gprpipe.config.issues import Issue, Loc, name_hint
 from gprpipe.errors import ConfigError, GprpipeError
 
 if sys.version_info >= (3, 11):
@@ -129,7 +129,7 @@ def _missing_ref(ref: str, cand: Path, kind: str) -> str:
     what = kind.removesuffix("s")
     return (
         f"{ref!r} is neither a file ({cand}) nor a shipped {what} "
-        f"({', '.join(shipped)}){did_you_mean(Path(ref).stem, shipped) or '.'}"
+        f"({', '.join(shipped)}){name_hint(Path(ref).stem, shipped) or '.'}"
     )
 
 

@@ -519,9 +519,16 @@ class Slurm(Section):
                 # option of that name, which sbatch does not know
                 word, rest = option.split(None, 1)
                 try:
-                    value = " ".join(shlex.split(rest))
+                    values = shlex.split(rest.lstrip("= "))
                 except ValueError:
-                    value = rest
+                    values = rest.lstrip("= ").split()
+                quoted = rest.lstrip("= ").startswith(("'", '"'))
+                if len(values) != 1 or (values[0].startswith("-") and not quoted):
+                    raise ValueError(
+                        f"{item!r}: one sbatch option per entry, its value after '=' (e.g. "
+                        "'--nodes=1'); give each option an entry of its own"
+                    )
+                value = values[0]
                 written = f"{word}={value}" if word.startswith("--") else f"{word}{value}"
                 raise ValueError(
                     f"{item!r}: one sbatch option per entry, its value after '=' "

@@ -134,7 +134,11 @@ class OciEngine(Engine):
         args = list(argv)
         if "--name" not in args[:-1]:
             return None
-        return [self.exe, "rm", "-f", args[args.index("--name") + 1]]
+        return [self.exe, "rm", "-f", *self.rm_now_args(), args[args.index("--name") + 1]]
+
+    def rm_now_args(self) -> list[str]:
+        """Flags of ``rm -f`` that kill at once (docker's does; podman's waits 10 s)."""
+        return []
 
     def watchdog_argv(self, run_dir: Path) -> list[str] | None:
         return ["-m", "gprpipe.engines.oci", "watchdog", self.exe, run_token(run_dir)]
@@ -238,6 +242,9 @@ class PodmanEngine(OciEngine):
 
     def replace_args(self) -> list[str]:
         return ["--replace"]
+
+    def rm_now_args(self) -> list[str]:
+        return ["-t", "0"]
 
     def user_args(self) -> list[str]:
         # Rootless podman maps container uids through a user namespace: keep-id makes the

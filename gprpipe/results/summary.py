@@ -516,7 +516,8 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
     if s.below_band:
         n = sum(len(r) for r in s.below_band)
         lines.append(
-            f"observed limit below the expected -2 sigma band: {n} of {s.n_ok} masses "
+            f"observed limit below the expected -2 sigma band: {n} of {s.n_ok} "
+            f"mass{'es' * (s.n_ok != 1)} "
             f"({masses_text(s.below_band)}), deficits in the data (2.3% expected by chance; "
             "neighbouring masses are correlated)"
         )

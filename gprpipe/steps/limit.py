@@ -267,7 +267,8 @@ def scan_summary(name: str, arrays: dict[str, np.ndarray]) -> str:
             by_flag[f] = by_flag.get(f, 0) + 1
     detail = f" ({', '.join(f'{k} {v}' for k, v in by_flag.items())})" if by_flag else ""
     line = (
-        f"{name}: {len(status)} masses, {int(ok.sum())} ok, {int(flagged.sum())} flagged"
+        f"{name}: {len(status)} mass{'es' * (len(status) != 1)}, {int(ok.sum())} ok, "
+        f"{int(flagged.sum())} flagged"
         f"{detail}, {int((~ok & ~flagged).sum())} failed"
     )
     if "Z_local" not in arrays:

@@ -43,6 +43,9 @@ def max_array_size() -> int:
     return 1001
 
 
+_SBATCH_ERROR = re.compile(r"error|fatal|unrecognized|invalid", re.IGNORECASE)
+
+
 def _sbatch(args: Sequence[str], script: Path, cwd: Path, hint: str = "") -> str:
     """Run ``sbatch ARGS SCRIPT``; its output, or one sentence naming the script (and
     ``hint``) when sbatch is missing, silent or refuses."""
@@ -60,9 +63,11 @@ def _sbatch(args: Sequence[str], script: Path, cwd: Path, hint: str = "") -> str
     except subprocess.TimeoutExpired:
         raise GprpipeError(f"sbatch did not answer within 120 s for {script.name}") from None
     if res.returncode != 0:
-        # sbatch's reason, not the 'Try "sbatch --help"' line that may follow it
+        # sbatch's reason: not the 'Try "sbatch --help"' line that may follow it, nor a
+        # warning that may come first
         said = [x for x in res.stderr.strip().splitlines() if not x.startswith("Try ")]
-        why = (said or [f"exit code {res.returncode}"])[0]
+        errors = [x for x in said if _SBATCH_ERROR.search(x) and "warning" not in x.lower()]
+        why = (errors or said or [f"exit code {res.returncode}"])[0]
         raise GprpipeError(f"sbatch refused {script.name}: {why}{hint}")
     return res.stdout
 

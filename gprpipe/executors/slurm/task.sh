@@ -44,12 +44,16 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         code=143 started=no
     else
         ("$@" 2>&1 | tee "$log") &
-        local job=$!
+        local job=$! again
+        [[ -n ${stopped:-} ]] && stop_container  # SIGTERM as it started: its container
         wait "$job" || code=$?
-        if ((code > 128)) && [[ -n ${stopped:-} ]]; then
-            code=0
-            wait "$job" || code=$?  # the trap ended the wait: now the task's own end
-        fi
+        # a SIGTERM (trap) ended the wait while the task was still ending: wait again; a
+        # wait that finds its status already collected returns -1 or 127, not the status
+        while [[ -n ${stopped:-} ]] && kill -0 "$job" 2>/dev/null; do
+            wait "$job"
+            again=$?
+            ((again >= 0 && again != 127)) && code=$again
+        done
     fi
     if ((code != 0)) && [[ ! -e $marker.done && ! -e $marker.failed ]]; then
         # the task died before writing its marker (crash, out of memory, time limit)
