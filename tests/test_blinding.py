@@ -439,8 +439,9 @@ def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_ru
     assert "reach projection" not in summary
     # but said, since the files are there (nothing said why they were not listed)
     assert (
-        "  not current: reach/reach.csv, reach/reach.pdf, reach/reach.png (made from earlier "
-        "results than this folder holds now; export or project them again)\n"
+        "  not current: reach/reach.csv, reach/reach.pdf, reach/reach.png (made from other "
+        "results than the current ones this folder holds, or edited since; export or "
+        "project them again)\n"
     ) in summary
 
     code, _, err = cli("run", cfg, "--set", "base.blind=true")

@@ -59,6 +59,9 @@ class PythonEngine:
     def command(self, task: Task, *, run_dir: Path, env, check_paths: bool = True) -> list[str]:
         return [sys.executable, *task.argv]
 
+    def stop_command(self, argv) -> None:  # no container to remove
+        return None
+
 
 @pytest.fixture(scope="module")
 def cluster() -> None:
