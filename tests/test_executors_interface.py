@@ -321,3 +321,46 @@ def test_task_bash_removes_the_container_of_a_task_slurm_stopped(tmp_path: Path)
     # without a container (local engine) there is nothing to remove
     res, _, _ = run_task_bash(tmp_path / "b", "true")
     assert res.returncode == 0 and removed.read_text().count("\n") == 2
+
+
+def test_a_sigterm_during_the_task_bash_checks_is_no_link_alarm(tmp_path: Path):
+    """SLURM's SIGTERM (to every process of the job) killed `realpath` during the link
+    checks before the task: its empty answer read as "a link out of its point folder"
+    (return 1, no marker), and bash (5.2) lost the trap of a SIGTERM during the first of
+    two command substitutions in one command (a review: 46 and 40 of 300 cancels). Each
+    check takes one substitution per command, again when the signal killed it; the task
+    never starts and its marker says SLURM stopped it. `realpath` is slowed here (a
+    shim on PATH) so that the signal lands during the checks."""
+    import os
+    import signal
+    import time
+
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = subprocess.run(["bash", "-c", "command -v realpath"], capture_output=True, text=True)
+    (shim / "realpath").write_text(f'#!/bin/bash\nsleep 0.5\nexec {real.stdout.strip()} "$@"\n')
+    (shim / "realpath").chmod(0o755)
+    point = tmp_path / "run" / "p"
+    stem = state_dir(point) / "fit__demo-000"
+    script = (
+        run_function()
+        + f"\ntask {shlex.quote(str(point / 'logs' / 'x.log'))} {shlex.quote(str(stem))} "
+        + f"touch {shlex.quote(str(tmp_path / 'started'))}\nexit $?\n"
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={"PATH": f"{shim}:/usr/bin:/bin"},
+    )
+    time.sleep(0.2)  # in the first realpath of the checks
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert "is a link" not in out, out
+    assert proc.returncode == 143, out
+    assert not (tmp_path / "started").exists()
+    assert read_state(point, "fit__demo-000") == (
+        "failed",
+        "SLURM stopped it before it started (a time limit or scancel; its log says which)",
+    )

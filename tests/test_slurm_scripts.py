@@ -95,8 +95,16 @@ stop_container() {
     "${stop[@]}" >/dev/null 2>&1
     return 0
 }
+# One command substitution per command here: bash (5.2) loses a SIGTERM that arrives
+# during the first of two in one command, trap and the rest of the command with it.
+resolve() {  # resolve NAME PATH: NAME=realpath of PATH, taken again when SLURM's SIGTERM
+    local r     # killed it (once its trap has run, the signal is past)
+    r=$(realpath "$2")
+    [[ -n $r ]] || r=$(realpath "$2")
+    printf -v "$1" '%s' "$r"
+}
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
-    local log=$1 marker=$2 code=0 why last started=yes d point=${1%/*}
+    local log=$1 marker=$2 code=0 why last started=yes d a b point=${1%/*}
     shift 2
     point=${point%/*}  # LOG is POINT/logs/NAME, MARKER POINT/.state/STEM
     # checked at submission, and again here: a link put in place of the point folder or its
@@ -106,19 +114,25 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         return 1
     fi
     d=${slurm_log%/*}  # SLURM's own log (RUN/slurm/logs/...): opened before the script ran
-    if [[ -n ${slurm_log:-} && $(realpath "$d") != "$(realpath "${point%/*}")/slurm/logs" ]]; then
-        echo "gprpipe: $d is a link out of the run directory; the task does not run"
-        return 1
+    if [[ -n ${slurm_log:-} ]]; then
+        resolve a "$d"
+        resolve b "${point%/*}"
+        if [[ $a != "$b/slurm/logs" ]]; then
+            echo "gprpipe: $d is a link out of the run directory; the task does not run"
+            return 1
+        fi
     fi
-    mkdir -p "$(dirname "$log")" "$(dirname "$marker")"
-    for d in "$(dirname "$log")" "$(dirname "$marker")"; do
-        if [[ -L $d || $(realpath "$d") != "$(realpath "$point")/${d##*/}" ]]; then
+    mkdir -p -- "${log%/*}" "${marker%/*}"
+    for d in "${log%/*}" "${marker%/*}"; do
+        resolve a "$d"
+        resolve b "$point"
+        if [[ -L $d || $a != "$b/${d##*/}" ]]; then
             echo "gprpipe: $d is a link out of its point folder; the task does not run"
             return 1
         fi
     done
     rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
-    echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), log $log"
+    echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $HOSTNAME, log $log"
     if [[ -n ${stopped:-} ]]; then
         code=143 started=no
     else
@@ -151,7 +165,7 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
             [[ $last = *[![:space:]]* ]] && why="$why: $last"
         fi
         printf '{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", ' \
-            "$(date +%s)" "$(hostname)" "${SLURM_JOB_ID:-}" >"$marker.failed.tmp"
+            "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" >"$marker.failed.tmp"
         printf '"message": "%s"}\n' "$why" >>"$marker.failed.tmp"
         mv -f "$marker.failed.tmp" "$marker.failed"
         rm -f "$marker.running" "$marker.progress"

@@ -185,10 +185,14 @@ def shell_write_failed(
     (the fields a shell knows: no pid), for job scripts whose task died before writing
     its own marker. ``stem`` and ``message`` are shell words (variables) holding the
     marker path without its state suffix (``<point_dir>/.state/<slug>``) and the
-    message, which must hold no double quote, backslash or control character."""
+    message, which must hold no double quote, backslash or control character. The time
+    and host are bash's own variables, not command substitutions: bash (5.2) loses a
+    SIGTERM that arrives during the first of two substitutions in one command."""
     lines = [
         'printf \'{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", \' \\',
-        '    "$(date +%s)" "$(hostname)" "${SLURM_JOB_ID:-}" >"' + stem + '.failed.tmp"',
+        '    "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" >"'
+        + stem
+        + '.failed.tmp"',
         'printf \'"message": "%s"}\\n\' "' + message + '" >>"' + stem + '.failed.tmp"',
         'mv -f "' + stem + '.failed.tmp" "' + stem + '.failed"',
         'rm -f "' + stem + '.running" "' + stem + '.progress"',
