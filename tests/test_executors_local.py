@@ -411,3 +411,31 @@ def test_a_task_still_ending_in_a_killed_run_is_waited_for(tmp_path: Path):
     finally:
         orphan.kill()
         orphan.wait()
+
+
+def test_ctrl_c_is_taken_between_steps_of_the_run_loop_not_where_it_lands(tmp_path: Path):
+    """Ctrl-C raised KeyboardInterrupt wherever the run's main thread was; inside
+    concurrent.futures.wait it left a future's lock held, and the run hung for ever in
+    its pool's shutdown (CI, test_ctrl_c_while_the_figures_are_drawn). A signal now sets
+    a flag the loop checks: code it lands in (here the observer's tick) runs on, the run
+    stops as Ctrl-C stops it, and the program's own handler comes back."""
+    from conftest import QUICKSTART
+
+    from gprpipe.pipeline import service
+
+    ticks: list[bool] = []
+
+    class Observer(service.RunObserver):
+        def tick(self, running) -> None:
+            if not ticks:
+                ticks.append(False)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # the signal is handled here
+                ticks[0] = True  # reached: no KeyboardInterrupt inside the tick
+
+    before = signal.getsignal(signal.SIGINT)
+    opts = service.RunOptions(jobs=1, overrides=[f"base.output={tmp_path / 'run'}"])
+    with pytest.raises(service.Interrupted, match="interrupted: "):
+        service.run(QUICKSTART, opts, Observer())
+    assert ticks == [True]
+    assert signal.getsignal(signal.SIGINT) is before

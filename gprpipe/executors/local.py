@@ -387,15 +387,24 @@ def run_local(
     warm = WarmWorkers(jobs, env, children) if warm_workers_wanted(engine) else None
     # a task process of the local engine ends with this run (a container's is stopped)
     own = child_env(env) if getattr(engine, "name", "") == "local" else env
-    stopping = (lambda: stop.is_set()) if stop is not None else (lambda: False)
+    # Ctrl-C and SIGTERM set a flag that the loop checks (about twice a second) rather
+    # than raising KeyboardInterrupt wherever the main thread is: raised inside
+    # concurrent.futures.wait, it left a future's lock held and the run hung for ever
+    # in the pool's shutdown (seen once in CI, in test_ctrl_c_while_the_figures_are_drawn)
+    interrupted = threading.Event()
+
+    def stopping() -> bool:
+        return interrupted.is_set() or (stop is not None and stop.is_set())
+
     if warm is None:
         forkserver.take_spare(None)  # prestarted by the command line: not needed
     else:
         for step in {t.step for t in tasks} & set(STEP_MODULES):
             warm.preload(step, STEP_MODULES[step])
+    handlers = _flag_signals(interrupted)
     try:
         while pending or running:
-            if stop is not None and stop.is_set():
+            if stopping():
                 raise KeyboardInterrupt
             progressed = False
             for task in list(pending):
@@ -444,7 +453,7 @@ def run_local(
                 done, _ = wait(
                     list(running),
                     return_when=FIRST_COMPLETED,
-                    timeout=0.5 if on_tick or stop else None,
+                    timeout=0.5 if on_tick or stop or handlers else None,
                 )
                 if on_tick:
                     on_tick(list(running.values()))
@@ -494,7 +503,21 @@ def run_local(
             warm.close()
         if watchdog is not None and watchdog.stdin:
             watchdog.stdin.close()  # the watchdog removes what is left, then exits
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     return report
+
+
+def _flag_signals(flag: threading.Event) -> dict[int, Any]:
+    """Make SIGINT and SIGTERM set ``flag`` (main thread only: Python delivers signals
+    there); the handlers they had, to be put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: object) -> None:
+        flag.set()
+
+    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
 @register
