@@ -457,6 +457,8 @@ def run_local(
                 )
                 if on_tick:
                     on_tick(list(running.values()))
+                if stopping():  # a task the signal ended too is cancelled, not failed
+                    raise KeyboardInterrupt
                 for fut in done:
                     task = running.pop(fut)
                     commands.pop(task.id, None)
