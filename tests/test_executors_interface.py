@@ -56,6 +56,18 @@ def run_task_bash(tmp_path: Path, command: str, env: dict[str, str] | None = Non
     return res, point, log
 
 
+def start_job_bash(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``script`` in bash in a session of its own: SLURM signals every process of a job,
+    the test its process group."""
+    return subprocess.Popen(
+        ["bash", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+
+
 def test_registry_names_and_settings():
     assert {"local", "slurm"} <= set(EXECUTORS)
     assert executor_class(" SLURM ") is SlurmExecutor
@@ -291,13 +303,7 @@ def test_task_bash_removes_the_container_of_a_task_slurm_stopped(tmp_path: Path)
         + f"task {shlex.quote(str(log))} {shlex.quote(str(stem))} "
         + f"bash -c 'trap \"\" TERM; echo started; exec -a {tag} sleep 60'\nexit $?\n"
     )
-    proc = subprocess.Popen(
-        ["bash", "-c", script],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # SLURM signals every process of the job: the group here
-        env={"PATH": "/usr/bin:/bin", "SLURM_ARRAY_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "0"},
-    )
+    proc = start_job_bash(script, {"SLURM_ARRAY_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "0"})
     deadline = time.monotonic() + 30
     while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -347,13 +353,7 @@ def test_a_sigterm_during_the_task_bash_checks_is_no_link_alarm(tmp_path: Path):
         + f"\ntask {shlex.quote(str(point / 'logs' / 'x.log'))} {shlex.quote(str(stem))} "
         + f"touch {shlex.quote(str(tmp_path / 'started'))}\nexit $?\n"
     )
-    proc = subprocess.Popen(
-        ["bash", "-c", script],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env={"PATH": f"{shim}:/usr/bin:/bin"},
-    )
+    proc = start_job_bash(script, {"PATH": f"{shim}:/usr/bin:/bin"})
     time.sleep(0.2)  # in the first realpath of the checks
     os.killpg(proc.pid, signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
