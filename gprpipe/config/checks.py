@@ -170,8 +170,10 @@ def grid_size_error(data: Mapping[str, Any], where: Where) -> Issue | None:
 
 def mass_count(lo: float, hi: float, step: float, origin: float | None = None) -> int:
     """How many masses ``scan_masses(lo, hi, step, origin)`` would hold."""
-    start = lo if origin is None else origin
-    return math.floor((hi - start) / step + 1e-6) - math.ceil((lo - start) / step - 1e-6) + 1
+    from gprpipe.stats.window import grid_steps
+
+    first, last = grid_steps(lo, hi, step, origin)
+    return last - first + 1
 
 
 def slurm_log_folder_problem(folder: str) -> str:

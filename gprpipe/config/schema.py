@@ -710,7 +710,7 @@ class Config(Section):
 
     def grid_origin(self) -> float | None:
         """Where the mass steps of a combined scan start (None: each range's own start)."""
-        names = [n for n in self.scanned()]
+        names = self.scanned()
         if not self.scan.combined or len(names) < 2:
             return None
         return min(self.datasets[n].range[0] for n in names)

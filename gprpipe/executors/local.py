@@ -553,19 +553,18 @@ class LocalExecutor(Executor):
         if configs is None:
             raise ValueError("the local executor needs the point configs")
         hooks = hooks or Hooks()
-        with sigterm_interrupts():
-            return run_local(
-                tasks,
-                configs,
-                self.engine,
-                run_dir=self.run_dir,
-                jobs=self.jobs,
-                force=force,
-                on_update=hooks.on_update,
-                on_notice=hooks.on_notice,
-                on_tick=hooks.on_tick,
-                stop=hooks.stop,
-            )
+        return run_local(  # (it takes Ctrl-C and SIGTERM itself while its tasks run)
+            tasks,
+            configs,
+            self.engine,
+            run_dir=self.run_dir,
+            jobs=self.jobs,
+            force=force,
+            on_update=hooks.on_update,
+            on_notice=hooks.on_notice,
+            on_tick=hooks.on_tick,
+            stop=hooks.stop,
+        )
 
     @classmethod
     def poll_run(cls, run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:

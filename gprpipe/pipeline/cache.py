@@ -201,23 +201,34 @@ def made_with_other_settings(producer: Task, config: Config) -> bool:
     return _committed_key_matches(producer, config, (NUMERICS_VERSION,)) is False
 
 
-def output_of(path: Path, config: Config, made: Mapping[Path, Task] | None = None) -> bool:
+def output_of(
+    path: Path,
+    config: Config,
+    made: Mapping[Path, Task] | None = None,
+    digests: dict[Path, str] | None = None,
+) -> bool:
     """Whether the output ``path`` of a point folder was made by ``config``: the task that
     writes it under ``config`` (``made``: the point's producers, if already planned)
-    committed it with the key it has now, and so did every task upstream of it."""
+    committed it with the key it has now, and so did every task upstream of it.
+    ``digests``: input digests a caller checking several outputs shares between calls."""
     from gprpipe.pipeline.plan import producers
 
     if made is None:
         made = producers(path.parent.name, path.parent, config)
-    return outputs_of([path], config, made)
+    return outputs_of([path], config, made, digests)
 
 
-def outputs_of(paths: Iterable[Path], config: Config, made: Mapping[Path, Task]) -> bool:
+def outputs_of(
+    paths: Iterable[Path],
+    config: Config,
+    made: Mapping[Path, Task],
+    digests: dict[Path, str] | None = None,
+) -> bool:
     """:func:`output_of` of every path, each task and input digest checked once (the data
     file of a point is hashed once, not once per output drawn from it)."""
     made_here: dict[str, bool] = {}  # a producer of one of the paths (its key must match)
     seen: dict[str, bool] = {}  # an upstream task (a key not computable here passes)
-    digests: dict[Path, str] = {}
+    digests = {} if digests is None else digests
     versions = tuple(range(NUMERICS_VERSION, 0, -1))
     for path in paths:
         producer = made.get(path)

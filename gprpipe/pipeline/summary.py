@@ -216,10 +216,11 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
         # other settings did not redo them, or an older gprpipe made them (its config had
         # fewer keys); summarised as they are, and said to be so
         made = producers(ps.point, ps.point_dir, config) if config else {}
+        digests: dict[Path, str] = {}  # each input hashed once for the checks below
         other = {
             p
             for p in intact
-            if config is not None and p not in stale and not output_of(p, config, made)
+            if config is not None and p not in stale and not output_of(p, config, made, digests)
         }
         if scan in other:  # limit.n_toys of the config need not be the table's
             for d in ps.datasets:
@@ -230,7 +231,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
             for name in ("fit.h5", "limit.h5")
             if config is not None
             and (ps.point_dir / name).is_file()
-            and not output_of(ps.point_dir / name, config, made)
+            and not output_of(ps.point_dir / name, config, made, digests)
         }
         ps.files = _files(ps.point_dir, stale, other, current, sources)
     return RunSummary(Path(run_dir).resolve(), list(points.values()))

@@ -28,10 +28,16 @@ def scan_masses(
     if hi < lo:
         raise ValueError(f"scan range is empty: lo={lo} > hi={hi}")
     start = lo if origin is None else origin
-    first = math.ceil((lo - start) / step - 1e-6)
-    last = math.floor((hi - start) / step + 1e-6)
+    first, last = grid_steps(lo, hi, step, origin)
     out: NDArray[np.float64] = np.round(start + step * np.arange(first, last + 1), 9)
     return out
+
+
+def grid_steps(lo: float, hi: float, step: float, origin: float | None = None) -> tuple[int, int]:
+    """First and last ``k`` of the masses ``origin + k * step`` in ``[lo, hi]`` (1e-6 of a
+    step of rounding tolerance): :func:`scan_masses` without building the array."""
+    start = lo if origin is None else origin
+    return math.ceil((lo - start) / step - 1e-6), math.floor((hi - start) / step + 1e-6)
 
 
 def blind_mask(centres: ArrayLike, mass: float, sigma: float, nsigma: float) -> NDArray[np.bool_]:
