@@ -938,6 +938,27 @@ async def test_a_run_with_a_damaged_run_json_shows_no_results(shared_quickstart,
         assert app.query_one("#res-table", DataTable).row_count == 0
 
 
+@sync
+async def test_a_damaged_scan_csv_is_one_sentence_naming_it(shared_quickstart, tmp_path):
+    """A point's scan.csv edited after its task: the Results tab says so in the sentence
+    `gprpipe summary` gives, naming the file once (it said "Cannot read scan.csv: " before
+    that sentence, which names the file itself), and shows no numbers from it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    scan = run / "nominal" / "scan.csv"
+    scan.write_text(scan.read_text().replace("demo", "dem0", 1))
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        notes = [n.message for n in app._notifications if "scan.csv" in n.message]
+        assert len(notes) == 1, notes
+        assert notes[0].startswith(f"{scan}: ") and notes[0].count("scan.csv") == 1, notes
+        assert app.query_one("#res-table", DataTable).row_count == 0
+        assert _static(app, "#res-keys").strip() == notes[0]  # it stays in view
+
+
 def test_the_results_masses_field_reads_units_and_refuses_gev_typed_as_mev():
     """The field is in MeV: ``60MeV``/``0.1GeV`` with their unit, a bare 0.06 (GeV typed
     here) left out with a hint; it dropped ``60MeV`` and read 0.06 as 0.06 MeV."""

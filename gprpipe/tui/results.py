@@ -134,6 +134,8 @@ class ResultsPane(Widget):
         self.current: tuple[bool, bool] = (True, True)  # scan.csv, figures (point_currency)
         self._sort: tuple[str, bool] | None = None
         self._filling = False
+        self.problem = ""  # why the point's results are not shown (shown in #res-keys)
+        self._said = ""  # the problem last notified
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="res-bar"):
@@ -186,14 +188,21 @@ class ResultsPane(Widget):
         self.point_dir = found[0] if found else None
         self.scan = None
         self.current = (True, True)
+        self.problem = ""
         if self.point_dir is not None:
             try:
                 self.scan = read_scan(self.point_dir / "scan.csv")
                 # as summary says it: of other settings or inputs, or figures of other
                 # results, are shown as not current
                 self.current = point_currency(self.point_dir)
-            except (OSError, GprpipeError) as exc:
-                self.notify(f"Cannot read scan.csv: {exc}", severity="error")
+            except GprpipeError as exc:  # it names the file and what to do
+                self.scan, self.problem = None, str(exc)
+            except OSError as exc:
+                where = show_path(self.point_dir / "scan.csv")
+                self.scan, self.problem = None, f"Cannot read {where}: {exc.strerror or exc}."
+        if self.problem and self.problem != self._said:  # once, not at every reload
+            self.notify(self.problem, severity="error")
+        self._said = self.problem
         ds = self.query_one("#res-dataset", Select)
         datasets = self.scan.datasets() if self.scan else []
         with ds.prevent(Select.Changed):
@@ -260,7 +269,7 @@ class ResultsPane(Widget):
         ds = self.query_one("#res-dataset", Select).value
         dataset = str(ds) if ds is not Select.NULL else ""
         if self.scan is None:
-            keys.update("")
+            keys.update(Text(self.problem, style="bold red") if self.problem else "")
             plot.show(None, "", [])
             return
         k = key_numbers(self.scan, self.masses(), dataset or None)
