@@ -611,7 +611,7 @@ def test_blinded_gp_fit_figure_hides_every_test_masss_window(tmp_path: Path, cap
     from gprpipe.steps.displays import display_plots
 
     capsys.readouterr()
-    assert display_plots(cfg, lay) == []
+    assert display_plots(cfg, lay, {lay.fit, lay.limit}) == []
     assert capsys.readouterr().out == (
         "notice: plot.displays.observed: a blinded run draws no observed display\n"
     )

@@ -141,22 +141,26 @@ def run2015(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         tmp_path_factory,
         "products-2015",
         REPO / "user_configs" / "hps2015.toml",
-        *settings(
-            f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
-            "scan.masses=[0.03, 0.06, 0.1, 0.11]",
-            "inject.masses=[0.06]",
-            "inject.strengths=[0.0, 3.0]",
-            "inject.n_toys=300",
-            "plot.displays.z=[3.0]",
-            "plot.displays.refit_toys=3",
-            "plot.displays.observed=[0.06, 0.1]",
-            'plot.formats=["png"]',
-            "plot.masses=[0.06]",  # one GP-fit figure (of four; no test reads them)
-        ),
+        *run2015_settings(shared_data),
         "--steps",
         "load,fit,limit,inject,plot",
     )
     return out / "nominal"
+
+
+def run2015_settings(shared_data: Path) -> list[str]:
+    return settings(
+        f"datasets.2015.path={shared_data}/funcform_2015_toys.root",
+        "scan.masses=[0.03, 0.06, 0.1, 0.11]",
+        "inject.masses=[0.06]",
+        "inject.strengths=[0.0, 3.0]",
+        "inject.n_toys=300",
+        "plot.displays.z=[3.0]",
+        "plot.displays.refit_toys=3",
+        "plot.displays.observed=[0.06, 0.1]",
+        'plot.formats=["png"]',
+        "plot.masses=[0.06]",  # one GP-fit figure (of four; no test reads them)
+    )
 
 
 def test_extraction_box_without_a_kept_toy():
@@ -221,6 +225,73 @@ def test_extraction_display_is_the_median_toy_of_inject_h5(run2015: Path):
     # times the window's share of the template (0.90 at 1.64 sigma)
     assert 0.5 * side["A_inj"] < side["realised_signal_window"] < 1.3 * side["A_inj"]
     assert any(line.startswith("extracted: A = ") for line in side["box"])
+
+
+def test_observed_displays_default_to_each_ones_most_significant_mass(tmp_path: Path):
+    """By default every dataset is displayed at its own most significant ok mass and, in a
+    combined run, also at the combination's (the hero figure's columns); all were drawn at
+    the combination's only, so a dataset's largest local Z had no display (a review). A
+    limit.h5 of other settings (None here) gives no default mass."""
+    from types import SimpleNamespace
+
+    from gprpipe.io.hdf5 import write_group
+    from gprpipe.steps.displays import _observed_masses
+
+    m = np.array([0.03, 0.045, 0.06, 0.1])
+    z = {"a": [0.1, 0.9, 2.5, 1.0], "b": [3.0, 1.0, 0.5, 2.0], "combined": [1.0, 2.0, 1.5, 1.9]}
+    status = {"a": ["ok"] * 4, "b": ["flag_gof", "ok", "ok", "ok"], "combined": ["ok"] * 4}
+    limit = tmp_path / "limit.h5"
+    with h5py.File(limit, "w") as f:
+        for name in z:
+            arrays = {"mass_GeV": m, "Z_local": np.array(z[name])}
+            write_group(f.create_group(name), arrays | {"status": np.array(status[name])})
+    names = ["a", "b", "combined"]
+    cfg = SimpleNamespace(plot=SimpleNamespace(displays=SimpleNamespace(observed=None)))
+    assert _observed_masses(cfg, limit, names) == [  # b's 30 MeV is flagged: no discovery
+        (0.045, names),
+        (0.06, ["a"]),
+        (0.1, ["b"]),
+    ]
+    assert _observed_masses(cfg, limit, ["a", "b"]) == [(0.06, ["a"]), (0.1, ["b"])]
+    assert _observed_masses(cfg, None, names) == []
+    cfg.plot.displays.observed = [0.1]
+    assert _observed_masses(cfg, None, names) == [(0.1, names)]
+
+
+@pytest.mark.slow
+def test_displays_of_an_injection_of_other_settings_draw_their_own_toy(
+    run2015: Path, shared_data: Path, tmp_path: Path
+):
+    """After inject.n_toys changed and a run of the plot step alone, inject.h5 is of other
+    settings (not drawn, and said so); the extraction display took its median toy's index
+    and ensemble numbers anyway and drew that index from the new number of toys, a toy
+    that is neither (a review). It now draws its own toys, as without inject.h5."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run2015.parent, copy, symlinks=True)
+    code, out, err = run_cli_here(
+        "run",
+        REPO / "user_configs" / "hps2015.toml",
+        *run2015_settings(shared_data),
+        *settings(
+            f"base.output={copy}",
+            "inject.n_toys=60",
+            'plot.displays.variants=["conditional"]',
+            "plot.displays.observed=[]",
+        ),
+        "--steps",
+        "plot",
+    )
+    assert code == 0, out + err
+    point = copy / "nominal"
+    log = (point / "logs" / "plot.log").read_text()
+    assert "notice: inject.h5 was made with other settings or inputs; not drawn" in log
+    side = json.loads(
+        (point / "plots" / "display_extract_2015_60MeV_z3_conditional.json").read_text()
+    )
+    assert side["source"] == "drawn for the display" and "ensemble" not in side
+    assert side["n_toys"] == 60 and side["toy_index"] < 60
 
 
 @pytest.mark.slow
@@ -303,10 +374,10 @@ def test_refit_display_is_the_median_refit_toy_of_inject_h5(run2015_refit: Path)
 
     lay = Layout(run2015_refit)
     A = float(row["A_inj"])
-    assert _inject_toys(lay, "2015", 0.06, 3.0, True, A) is not None
-    assert _inject_toys(lay, "2015", 0.06, 3.0, True, 3.0) is None
-    assert _inject_row(lay, "2015", 0.06, 3.0, A) is not None
-    assert _inject_row(lay, "2015", 0.06, 3.0, 3.0) is None
+    assert _inject_toys(lay.inject, "2015", 0.06, 3.0, True, A) is not None
+    assert _inject_toys(lay.inject, "2015", 0.06, 3.0, True, 3.0) is None
+    assert _inject_row(lay.inject, "2015", 0.06, 3.0, A) is not None
+    assert _inject_row(lay.inject, "2015", 0.06, 3.0, 3.0) is None
 
 
 @pytest.mark.slow

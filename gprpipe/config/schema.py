@@ -365,7 +365,8 @@ class Displays(Section):
     )
     observed: list[float] | None = Field(
         None,
-        description="Observed displays at these masses (GeV; default: the most significant mass).",
+        description="Observed displays at these masses (GeV; default: each dataset's and "
+        "the combination's most significant mass, and every dataset at the combination's).",
     )
     datasets: list[str] | None = Field(
         None,

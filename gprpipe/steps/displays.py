@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -208,16 +209,16 @@ def _same_yield(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1.0)
 
 
-def _inject_toys(lay, name: str, mass: float, z: float, refit: bool, A_inj: float):
-    """Per-toy arrays and attrs of ``inject.h5`` for (name, mass, z) in that variant, if
-    injected with yield ``A_inj`` (not so when ``inject.strength_unit`` is ``yield``:
-    a display's ``z`` is in sigma_A,ref units)."""
-    if not lay.inject.exists():
+def _inject_toys(inject: Path | None, name: str, mass: float, z: float, refit: bool, A_inj: float):
+    """Per-toy arrays and attrs of ``inject`` (the point's current inject.h5, or None) for
+    (name, mass, z) in that variant, if injected with yield ``A_inj`` (not so when
+    ``inject.strength_unit`` is ``yield``: a display's ``z`` is in sigma_A,ref units)."""
+    if inject is None or not inject.exists():
         return None
     from gprpipe.steps.inject import read_toys
 
     try:
-        toys = read_toys(lay.inject, name)
+        toys = read_toys(inject, name)
     except KeyError:
         return None
     got = toys.get(f"{mass * MEV:g}MeV_z{z:g}")
@@ -228,12 +229,12 @@ def _inject_toys(lay, name: str, mass: float, z: float, refit: bool, A_inj: floa
     return got
 
 
-def _inject_row(lay, name: str, mass: float, z: float, A_inj: float) -> dict | None:
+def _inject_row(inject: Path | None, name: str, mass: float, z: float, A_inj: float) -> dict | None:
     from gprpipe.steps.inject import CSV_COLUMNS, read_inject
 
-    if not lay.inject.exists():
+    if inject is None or not inject.exists():
         return None
-    per = read_inject(lay.inject).get(name)
+    per = read_inject(inject).get(name)
     if per is None:
         return None
     i = np.flatnonzero(same_mass(per["mass_GeV"], mass) & (np.abs(per["z_inj"] - z) < 1e-9))
@@ -256,7 +257,7 @@ def _refit_template(cfg: Config, rt, base: Shown) -> np.ndarray:
 
 
 def _extraction_single(
-    cfg: Config, lay, name: str, mass: float, z: float, variant: str
+    cfg: Config, lay, name: str, mass: float, z: float, variant: str, inject: Path | None
 ) -> tuple[list[Shown], dict]:
     from gprpipe.stats import inject as inj
     from gprpipe.stats.likelihood import cholesky_jitter
@@ -268,7 +269,7 @@ def _extraction_single(
     A = float(z) * sref
     ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
     ic = cfg.inject
-    stored = _inject_toys(lay, name, mass, z, variant == "refit", A)
+    stored = _inject_toys(inject, name, mass, z, variant == "refit", A)
     meta = {"sigma_A_ref": sref, "source": "inject.h5" if stored else "drawn for the display"}
     w_full = signal_template(base.edges, mass, base.sigma)
     if variant == "conditional":
@@ -369,7 +370,7 @@ def _eps2(A: float, base: Shown) -> float:
 
 
 def _extraction_combined(
-    cfg: Config, lay, mass: float, z: float, variant: str
+    cfg: Config, lay, mass: float, z: float, variant: str, inject: Path | None
 ) -> tuple[list[Shown], dict]:
     from gprpipe.stats import combine as comb
     from gprpipe.stats import inject as inj
@@ -383,7 +384,7 @@ def _extraction_combined(
     ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
     ic = cfg.inject
     ktot = cw.k_total
-    stored = _inject_toys(lay, COMBINED, mass, z, variant == "refit", e * ktot)
+    stored = _inject_toys(inject, COMBINED, mass, z, variant == "refit", e * ktot)
     meta: dict = {
         "sigma_eps2_ref": float(sref_e),
         "source": "inject.h5" if stored else "drawn for the display",
@@ -511,7 +512,6 @@ def _observed_single(cfg: Config, lay, name: str, mass: float) -> tuple[list[Sho
         "sigma_eps2": _eps2(s.sigma_A, s),
         "k_unit": s.k_unit,
     }
-    meta.update(_scan_row(lay, name, mass))
     return [s], meta
 
 
@@ -536,17 +536,17 @@ def _observed_combined(
             s.name: {"k_unit": s.k_unit, "A_hat": s.A_hat, "sigma_A": s.sigma_A} for s in shown
         },
     }
-    meta.update(_scan_row(lay, COMBINED, mass))
     return shown, meta
 
 
-def _scan_row(lay, name: str, mass: float) -> dict:
-    """The scan.csv numbers of (name, mass) shown in a display's box."""
-    if not lay.limit.exists():
+def _scan_row(limit: Path | None, name: str, mass: float) -> dict:
+    """The scan.csv numbers of (name, mass) shown in a display's box, from ``limit`` (the
+    point's current limit.h5, or None)."""
+    if limit is None or not limit.exists():
         return {}
     from gprpipe.steps.limit import read_scan
 
-    a = read_scan(lay.limit).get(name)
+    a = read_scan(limit).get(name)
     if a is None:
         return {}
     i = np.flatnonzero(same_mass(a["mass_GeV"], mass))
@@ -688,20 +688,34 @@ def write_display(
     return [FigureJob(stem, display_figure, (cols, box, title), {"shared": shared}), target]
 
 
-def _observed_masses(cfg: Config, lay) -> list[float]:
+def _observed_masses(
+    cfg: Config, limit: Path | None, names: list[str]
+) -> list[tuple[float, list[str]]]:
+    """(mass, the datasets displayed there): ``plot.displays.observed`` for every one; by
+    default each one's most significant ok mass, and in a combined run every dataset also
+    at the combination's (the columns of its hero figure)."""
     d = cfg.plot.displays
     if d.observed is not None:
-        return [float(m) for m in d.observed]
-    if not lay.limit.exists():
+        return [(float(m), names) for m in d.observed]
+    if limit is None or not limit.exists():
         return []
     from gprpipe.steps.limit import read_scan
 
-    scan = read_scan(lay.limit)
-    a = scan.get(COMBINED) or next(iter(scan.values()), None)
-    if a is None:
-        return []
-    z = np.where(a["status"] == "ok", a["Z_local"], np.nan)
-    return [float(a["mass_GeV"][int(np.nanargmax(z))])] if np.isfinite(z).any() else []
+    scan = read_scan(limit)
+    best: dict[str, float] = {}
+    for name in names:
+        if (a := scan.get(name)) is None:
+            continue
+        z = np.where(a["status"] == "ok", a["Z_local"], np.nan)
+        if np.isfinite(z).any():
+            best[name] = float(a["mass_GeV"][int(np.nanargmax(z))])
+    out: dict[float, list[str]] = {}
+    if COMBINED in best:
+        out[best[COMBINED]] = list(names)
+    for name, m in best.items():
+        if name not in out.setdefault(m, []):
+            out[m].append(name)
+    return list(out.items())
 
 
 def _snap(cfg: Config, name: str, mass: float) -> float | None:
@@ -713,9 +727,14 @@ def _snap(cfg: Config, name: str, mass: float) -> float | None:
     return float(ms[i]) if same_mass(ms[i], mass) else None
 
 
-def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
+def display_plots(cfg: Config, lay, drawn: AbstractSet[Path]) -> list[FigureJob | Path]:
     """Every display ``plot.displays`` asks for: the sidecars written and the figures to
-    draw (see :func:`write_display`)."""
+    draw (see :func:`write_display`). ``drawn``: the point's step outputs of this config
+    (:func:`gprpipe.steps.plot.run`); an inject.h5 or limit.h5 of other settings is not
+    shown (the extraction displays then draw their own toys; the boxes leave out the scan's
+    numbers; the default observed masses need a current limit.h5)."""
+    inject = lay.inject if lay.inject in drawn else None
+    limit = lay.limit if lay.limit in drawn else None
     d = cfg.plot.displays
     cl = 100 * (1 - cfg.limit.alpha)
     names = list(cfg.scanned())
@@ -736,9 +755,13 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
                 for variant in d.variants:
                     try:
                         if name == COMBINED:
-                            shown, meta = _extraction_combined(cfg, lay, m, float(z), variant)
+                            shown, meta = _extraction_combined(
+                                cfg, lay, m, float(z), variant, inject
+                            )
                         else:
-                            shown, meta = _extraction_single(cfg, lay, name, m, float(z), variant)
+                            shown, meta = _extraction_single(
+                                cfg, lay, name, m, float(z), variant, inject
+                            )
                     except _NoToy:
                         print(
                             f"notice: plot.displays: no {variant} toy of {name} at "
@@ -747,7 +770,7 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
                         continue
                     meta["variant"] = variant
                     A = float(meta["A_inj_total" if name == COMBINED else "A_inj"])
-                    row = _inject_row(lay, name, m, float(z), A)
+                    row = _inject_row(inject, name, m, float(z), A)
                     if row is not None and bool(row.get("refit_gp")) == (variant == "refit"):
                         meta["ensemble"] = row
                     title = (
@@ -769,10 +792,10 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
     from gprpipe.steps.combine import fitted_rows
 
     fits: dict = {}
-    for mass in _observed_masses(cfg, lay):
-        if all(_snap(cfg, name, mass) is None for name in names):
+    for mass, shown_names in _observed_masses(cfg, limit, names):
+        if all(_snap(cfg, name, mass) is None for name in shown_names):
             print(f"notice: plot.displays.observed {mass:g} GeV: no test mass; no display of it")
-        for name in names:
+        for name in shown_names:
             m = _snap(cfg, name, mass)
             if m is None:
                 continue
@@ -788,6 +811,7 @@ def display_plots(cfg: Config, lay) -> list[FigureJob | Path]:
                 shown, meta = _observed_combined(cfg, lay, m, usable)
             else:
                 shown, meta = _observed_single(cfg, lay, name, m)
+            meta.update(_scan_row(limit, name, m))
             title = f"{_label(cfg, name)}: observed data, m = {m * MEV:g} MeV"
             if meta.get("scan_status", "ok") != "ok":  # as the GP-fit figures mark it
                 title += f" [{meta['scan_status']}]"

@@ -71,7 +71,7 @@ def run(ctx) -> None:
     if lay.fit in drawn:
         from gprpipe.steps.displays import display_plots
 
-        parts.append(lambda: display_plots(cfg, lay))
+        parts.append(lambda: display_plots(cfg, lay, drawn))
     if lay.toyscan in drawn:
         parts.append(toyscan_figures(cfg, lay))
     if not parts:
