@@ -50,6 +50,54 @@ def test_exports_name_the_datasets_a_run_has(
         )
 
 
+@pytest.mark.parametrize("command", ["export-pyhf", "export-spey"])
+def test_an_export_whose_source_a_run_replaces_meanwhile_is_refused(
+    shared_quickstart: Path,
+    tmp_path: Path,
+    cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """A run that replaces fit.h5 (limit.h5) while an export reads it: the export was
+    recorded with the new file's digest, so `summary` listed it as current although it
+    holds the old fit (a review: 3 of 23 exports beside a run). Now it is refused, and
+    nothing is written or recorded."""
+    import shutil
+
+    import h5py
+
+    import gprpipe.steps.export as export
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    point = run / "nominal"
+    module, name, source = (
+        (export, "_read_fit", point / "fit.h5")
+        if command == "export-pyhf"
+        else (export, "_provenance", point / "limit.h5")  # after it read every window
+    )
+    original = getattr(module, name)
+
+    def read_then_replaced(*args: object) -> object:
+        got = original(*args)
+        new = source.with_suffix(".new")  # a run commits its new file by a rename
+        shutil.copy(source, new)
+        with h5py.File(new, "a") as f:
+            f.attrs["rewritten"] = 1
+        new.replace(source)
+        return got
+
+    monkeypatch.setattr(module, name, read_then_replaced)
+    mass = ("--mass", "60MeV") if command == "export-pyhf" else ()
+    code, out, err = cli(command, run, "--dataset", "demo", *mass)
+    assert (code, out) == (1, "")
+    assert err.strip() == (
+        f"error: {point}: {source.name} changed while this export read it (a run of the "
+        "point?); nothing was written: export again when the run has ended."
+    )
+    assert not (point / "exports").exists() and not (point / ".state" / "exports.json").exists()
+
+
 def test_an_export_never_replaces_a_file_of_the_run(
     shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:

@@ -144,20 +144,43 @@ def _refuse_managed(path: Path, pdir: Path) -> None:
         )
 
 
+def source_digests(pdir: Path) -> dict[Path, str | None]:
+    """The sha256 of the outputs an export reads (fit.h5, limit.h5; None where absent),
+    taken before it reads them: :func:`unchanged_sources` checks that no run replaced
+    them since (an export is recorded as made from these bytes)."""
+    lay = Layout(pdir)
+    return {p: sha256_file(p) if p.is_file() else None for p in (lay.fit, lay.limit)}
+
+
+def unchanged_sources(pdir: Path, read: dict[Path, str | None]) -> None:
+    """Refuse an export whose sources changed since ``read`` (:func:`source_digests`)."""
+    now = source_digests(pdir)
+    if changed := [p.name for p in read if read[p] != now[p]]:
+        raise GprpipeError(
+            f"{pdir}: {' and '.join(changed)} changed while this export read "
+            f"{'them' if len(changed) > 1 else 'it'} (a run of the point?); nothing was "
+            "written: export again when the run has ended."
+        )
+
+
 def _publish(
     pdir: Path,
     files: dict[Path, str],
     source: Path,
-    digest: str | None = None,
+    read: dict[Path, str | None],
     force: bool = False,
     also: Sequence[Path] = (),
 ) -> None:
     """Write the export ``files`` and record which ``source`` (fit.h5, or limit.h5 for
-    exports that carry limits; ``digest``: its sha256, if known) they came from, and
-    which other outputs ``also`` decided what they hold (limit.h5's statuses); if
-    either fails, no file of this export is left behind (an unrecorded export would pass
-    for one of the current fit). An existing file that is no recorded export of the point
-    (``-o`` at a data file, a collaborator's JSON) is replaced only with ``force``."""
+    exports that carry limits) they came from, and which other outputs ``also`` decided
+    what they hold (limit.h5's statuses); if either fails, no file of this export is left
+    behind (an unrecorded export would pass for one of the current fit). ``read``:
+    :func:`source_digests` before the export read them; one a run replaced since is
+    refused (the export would be recorded as made from bytes it never read). An existing
+    file that is no recorded export of the point (``-o`` at a data file, a collaborator's
+    JSON) is replaced only with ``force``."""
+    unchanged_sources(pdir, read)
+    digest = read[source]
     for path in files:
         _refuse_managed(path, pdir)
     earlier = {p.resolve() for p in recorded_exports(pdir, observed_only=False)}
@@ -267,6 +290,7 @@ def export_workspace(
 
     pdir = checked_point_dir(run_dir, point)
     lay = Layout(pdir)
+    read = source_digests(pdir)
     fit = _read_fit(lay, pdir, dataset)
     masses = fit["mass_GeV"]
     i = int(np.argmin(np.abs(masses - mass)))
@@ -291,7 +315,7 @@ def export_workspace(
         path = Path(output)
     else:
         path = inside(pdir / "exports", pdir, "the exports folder") / f"pyhf_{tag}.json"
-    _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit, force=force)
+    _publish(pdir, {path: json.dumps(ws, indent=1) + "\n"}, lay.fit, read, force)
     return path, ws
 
 
@@ -355,6 +379,7 @@ def export_patchset(
     from gprpipe.stats.likelihood import cholesky_jitter
 
     pdir = checked_point_dir(run_dir, point)
+    read = source_digests(pdir)
     wins = []
     ok_windows, (_, left) = _ok_windows(pdir, dataset)
     for _, blind in ok_windows:
@@ -388,7 +413,7 @@ def export_patchset(
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     paths = [out / f"pyhf_{dataset}_bkgonly.json", out / f"pyhf_{dataset}_patchset.json"]
     texts = {p: json.dumps(doc) + "\n" for p, doc in zip(paths, (bkg, ps))}
-    _publish(pdir, texts, Layout(pdir).fit, made["source_sha256"], force, [Layout(pdir).limit])
+    _publish(pdir, texts, Layout(pdir).fit, read, force, [Layout(pdir).limit])
     return paths, len(wins), left
 
 
@@ -440,6 +465,7 @@ def export_spey(
 
     pdir = checked_point_dir(run_dir, point)
     lay = Layout(pdir)
+    read = source_digests(pdir)
     if not lay.limit.exists():  # its limits go into every entry
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
     cfg = point_config_of(pdir)
@@ -498,8 +524,7 @@ def export_spey(
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"
-    digest = doc["provenance"]["source_sha256"]
-    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.limit, digest, force)  # fit, limits
+    _publish(pdir, {path: json.dumps(doc) + "\n"}, lay.limit, read, force)  # fit, limits
     return path, len(entries), left
 
 

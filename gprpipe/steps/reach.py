@@ -200,11 +200,17 @@ def project_reach(
     from gprpipe.pipeline.plan import Layout
     from gprpipe.plotting.reach import reach_figure
     from gprpipe.plotting.style import apply_style
-    from gprpipe.steps.export import checked_point_dir, point_config_of
+    from gprpipe.steps.export import (
+        checked_point_dir,
+        point_config_of,
+        source_digests,
+        unchanged_sources,
+    )
     from gprpipe.steps.limit import read_scan
 
     pdir = checked_point_dir(Path(run_dir), point)
     lay = Layout(pdir)
+    read = source_digests(pdir)
     if not lay.limit.exists():
         raise GprpipeError(f"{pdir}: no limit.h5 (run the limit step first).")
     cfg = point_config_of(pdir)
@@ -248,6 +254,7 @@ def project_reach(
             comb_fit if np.isfinite(comb_fit).any() else None,
         )
         written = [target, *save(fig, out, "reach", formats)]
+        unchanged_sources(pdir, read)
         # an earlier projection's figure in a format not drawn this time
         gone = [out / f"reach.{f}" for f in FIGURE_FORMATS if f not in formats]
         gone = [p for p in gone if p.is_file() and not p.is_symlink()]
@@ -255,7 +262,9 @@ def project_reach(
             old.unlink()
         # (a blinded limit.h5 holds expected limits alone: the reach of it is no
         # export of observed counts)
-        record_export(pdir, written, lay.limit, observed=not cfg.base.blind, forget=gone)
+        record_export(
+            pdir, written, lay.limit, read[lay.limit], observed=not cfg.base.blind, forget=gone
+        )
     except BaseException:
         for path in products:
             path.unlink(missing_ok=True)
