@@ -803,6 +803,49 @@ def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
     ).read_bytes()
 
 
+def test_an_interrupted_run_of_other_settings_leaves_no_earlier_task_done(tmp_path: Path):
+    """A run with changed settings over a finished run folder, interrupted after its first
+    fit part: the parts it had not redone kept the earlier run's done markers, so status
+    said done, rerun --failed had "nothing to rerun" and summary showed the earlier
+    settings' numbers (a review). They are pending now, and rerun --failed finishes the
+    run with the new settings."""
+    cfg = quickstart_child(
+        tmp_path / "c.toml",
+        """
+        [scan]
+        masses = [0.03, 0.06, 0.1]
+        chunk_size = 1
+        [steps]
+        run = ["load", "fit", "limit"]
+        """,
+    )
+    new = ("--set", "fit.blind_nsigma=1.96")
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert run(cfg, ref, "-j", "1", *new)[0] == 0
+    assert run(cfg, cut, "-j", "1")[0] == 0
+    record = cut / "nominal" / ".state" / "fit__demo-000.commit"
+    earlier = record.read_bytes()
+    proc = start_run(cfg, cut, "-j", "1", *new)
+    deadline = time.monotonic() + 120
+
+    def redone() -> bool:  # (the task removes its record while it runs)
+        return record.is_file() and record.read_bytes() not in (b"", earlier)
+
+    while not redone() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    st = states(cut)
+    assert st["nominal/fit/demo-000"][0] == "done"
+    assert st["nominal/fit/demo-002"][0] == "pending", st
+    assert st["nominal/limit/merge"][0] != "done", st
+    code, out, err = gp("rerun", cut, "--failed")
+    assert code == 0, out + err
+    assert (cut / "nominal" / "scan.csv").read_bytes() == (
+        ref / "nominal" / "scan.csv"
+    ).read_bytes()
+
+
 def test_an_output_deleted_after_its_task_finished_is_a_failed_task(copy: Path, base: Path):
     """status and summary called the point done with no scan results; the task is failed
     with the reason, and rerun --failed recomputes the same table."""

@@ -328,19 +328,27 @@ def test_report_content_escaped_and_complete(tmp_path):
 
 def test_version_says_when_the_source_moved_on_since_the_install(monkeypatch):
     """An editable install keeps the version of its install; the provenance then names the
-    git commit of the code that ran instead of implying the installed one."""
-    from gprpipe.pipeline import store
+    git commit of the code that ran instead of implying the installed one: in run.json
+    and in every HDF5 output (which recorded the installed version alone, a review)."""
+    from gprpipe.io import hdf5, source
 
-    monkeypatch.setattr(store, "__version__", "0.1.1.dev440+gcb3a1a93c")
-    assert store.package_version("cb3a1a93c0ffee") == "0.1.1.dev440+gcb3a1a93c"
-    assert store.package_version("cb3a1a93c0ffee+dirty") == (
+    monkeypatch.setattr(source, "__version__", "0.1.1.dev440+gcb3a1a93c")
+    assert source.package_version("cb3a1a93c0ffee") == "0.1.1.dev440+gcb3a1a93c"
+    assert source.package_version("cb3a1a93c0ffee+dirty") == (
         "0.1.1.dev440+gcb3a1a93c (with local changes)"
     )
-    assert store.package_version("716fd9b7770a1810+dirty") == (
+    moved = (
         "0.1.1.dev440+gcb3a1a93c as installed; the source in use is git commit "
         "716fd9b7770a with local changes"
     )
-    assert store.package_version("") == "0.1.1.dev440+gcb3a1a93c"  # no checkout: a wheel
+    assert source.package_version("716fd9b7770a1810+dirty") == moved
+    assert source.package_version("") == "0.1.1.dev440+gcb3a1a93c"  # no checkout: a wheel
+    monkeypatch.setattr(source, "git_commit", lambda: "716fd9b7770a1810+dirty")
+    source.source_version.cache_clear()
+    try:
+        assert hdf5.provenance("key", "sha")["gprpipe_version"] == moved
+    finally:
+        source.source_version.cache_clear()
 
 
 def test_blinded_report_shows_no_observed_quantity(tmp_path):

@@ -44,7 +44,14 @@ from gprpipe.executors.worker import STEP_MODULES
 from gprpipe.io.atomic import open_fresh
 from gprpipe.io.processes import child_env, identity
 from gprpipe.pipeline.cache import damaged_notice, freshness
-from gprpipe.pipeline.state import clear_state, read_marker, read_state, within, write_state
+from gprpipe.pipeline.state import (
+    clear_state,
+    forget_done,
+    read_marker,
+    read_state,
+    within,
+    write_state,
+)
 from gprpipe.pipeline.store import wait_for_orphan
 from gprpipe.pipeline.task import Task
 from gprpipe.steps.runner import remove_task_temps
@@ -401,6 +408,11 @@ def run_local(
     else:
         for step in {t.step for t in tasks} & set(STEP_MODULES):
             warm.preload(step, STEP_MODULES[step])
+    # a task is done once this run found it fresh or ran it: an earlier run's marker
+    # outlived an interruption of this one, so a task of other settings was "done" (and
+    # rerun --failed had nothing to rerun; a review)
+    for task in tasks:
+        forget_done(task.point_dir, task.slug)
     handlers = _flag_signals(interrupted)
     try:
         while pending or running:

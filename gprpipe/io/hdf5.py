@@ -13,9 +13,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from gprpipe import __version__
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_path
+from gprpipe.io.source import source_version
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
@@ -29,7 +29,7 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
 def provenance(cache_key: str, config_sha256: str) -> dict[str, str]:
     """Attributes of every output: version, cache key, time, config digest, where it ran."""
     return {
-        "gprpipe_version": __version__,
+        "gprpipe_version": source_version(),  # with the commit of a moved-on checkout
         "cache_key": cache_key,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config_sha256": config_sha256,

@@ -200,6 +200,11 @@ def shell_write_failed(
     return "\n".join(indent + line for line in lines)
 
 
+def forget_done(point_dir: Path, slug: str) -> None:
+    """Remove a task's ``done`` marker (a run about to judge the task afresh)."""
+    marker(point_dir, slug, "done").unlink(missing_ok=True)
+
+
 def clear_state(point_dir: Path, slug: str) -> None:
     for state in STATES:
         marker(point_dir, slug, state).unlink(missing_ok=True)

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import socket
 import sys
 import time
@@ -24,6 +23,7 @@ from gprpipe.config.schema import STEPS, Config, choices
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, inside, remove_stale_temps
 from gprpipe.io.processes import alive
+from gprpipe.io.source import git_commit, package_version
 from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import RUN_JSON, Layout, plan_point
 from gprpipe.pipeline.state import read_marker, read_state, state_dir
@@ -32,45 +32,6 @@ from gprpipe.pipeline.task import Task
 #: the files the TUI writes into a run folder to launch a run there in the background
 LAUNCH_LOG = "tui-launch.log"
 LAUNCH_SPEC = "tui-launch.json"
-
-
-def git_commit() -> str:
-    """The git commit of the gprpipe source in use (``+dirty`` with local changes), or ""
-    when it is not a git checkout (an installed wheel)."""
-    import subprocess
-
-    src = Path(__file__).resolve().parents[1]  # the package folder
-    if not (src.parent / "pyproject.toml").is_file():  # installed (site-packages), not a
-        return ""  # source tree, even inside some git checkout (a venv in the repository)
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head + ("+dirty" if dirty else "")
-
-
-def package_version(commit: str | None = None) -> str:
-    """gprpipe's version as installed, and, when the source in use is a git checkout that
-    has moved on since (an editable install keeps the version of its install), which
-    commit it is at: a reviewer reads the version of the code that ran."""
-    head = git_commit() if commit is None else commit
-    changed = " with local changes" if head.endswith("+dirty") else ""
-    installed = re.search(r"\+g([0-9a-f]{7,})", __version__)
-    if not head or not installed or head.startswith(installed.group(1)):
-        return __version__ + (f" ({changed.strip()})" if changed else "")
-    return f"{__version__} as installed; the source in use is git commit {head[:12]}{changed}"
 
 
 def versions() -> dict[str, str]:

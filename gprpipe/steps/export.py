@@ -211,7 +211,7 @@ def _provenance(pdir: Path, source: Path, run: str) -> dict[str, str]:
     collaborator's copy): the gprpipe that wrote it, the run and point, and the step output
     it was made from (its sha256 and cache key: the config, inputs and numerics); ``run``:
     the run's name (``base.name``)."""
-    from gprpipe.pipeline.store import package_version
+    from gprpipe.io.source import package_version
 
     with open_h5(source) as f:
         key = str(f.attrs.get("cache_key", ""))
