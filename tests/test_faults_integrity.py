@@ -1101,6 +1101,54 @@ def test_cache_key_follows_numerics_version_not_package_version(tmp_path: Path, 
     assert cache.task_key(load, p.config) != key
 
 
+def test_summary_says_the_tables_of_an_older_gprpipe_are_not_current(
+    shared_quickstart: Path, tmp_path: Path, monkeypatch
+):
+    """Tables of an earlier NUMERICS_VERSION were summarised as current, although a run
+    recomputes them all (a review); they are summarised as they are and said not to be."""
+    import shutil
+
+    from gprpipe.pipeline import cache
+
+    copy = tmp_path / "run"
+    shutil.copytree(shared_quickstart, copy, symlinks=True)
+    code, out, _ = gp("summary", copy)
+    assert code == 0 and "not current" not in out
+    monkeypatch.setattr(cache, "NUMERICS_VERSION", cache.NUMERICS_VERSION + 1)  # a newer one
+    code, out, _ = gp("summary", copy)
+    assert code == 0 and "most significant: " in out
+    assert out.index(  # before the numbers, not after them alone (a review)
+        "\n  NOT CURRENT: the numbers below are of scan.csv, made with other settings or inputs "
+        "than the point's config, or by an older gprpipe\n"
+    ) < out.index("most significant: ")
+    assert (
+        "  tables not current: scan.csv (made with other settings or inputs than the point's "
+        "config, or by an older gprpipe; run their steps again to recompute them)\n"
+    ) in out
+
+
+def test_products_of_a_plot_task_that_did_not_finish_are_not_offered(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """A plot task stopped while it drew (it had removed its commit record) left figures,
+    HEPData tables and an archive, which summary offered as the point's products (a
+    review); they are said not to be current."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(shared_quickstart, copy, symlinks=True)
+    point = copy / "nominal"
+    for marker in ("plot.commit", "plot.done"):  # as a killed plot task leaves them
+        (point / ".state" / marker).unlink()
+    code, out, _ = gp("summary", copy)
+    assert code == 0
+    assert "  HEPData: " not in out and "  plots: " not in out and "  report: " not in out
+    assert (
+        "  not current: plots, HEPData, report (drawn from other results, or left by a plot "
+        "task that did not finish; run the plot step to redraw them)\n"
+    ) in out
+
+
 def test_plot_version_changes_the_plot_key_alone(shared_quickstart: Path, monkeypatch):
     """A change of what only the plot task writes (PLOT_VERSION) reruns the plot task, not
     the scans before it (keys of the session's quickstart run, read only)."""

@@ -438,8 +438,8 @@ def test_hepdata_tables_name_the_test_masses_they_leave_out():
         "status": np.array(["ok", "flag_one_sideband", "fit failed: singular"]),
     }
     assert left_out_note(a, a["status"] == "ok") == (
-        " Test masses left out (a quality flag, or a failed fit or limit, in brackets): 124 MeV "
-        "(flag_one_sideband), 129 MeV (fit failed: singular)."
+        " Test masses left out (a quality flag, or a failed fit or limit, in brackets): 0.124 GeV "
+        "(flag_one_sideband), 0.129 GeV (fit failed: singular)."
     )
     assert left_out_note(a, np.ones(3, bool)) == ""
 
@@ -472,7 +472,7 @@ def test_hepdata_gives_a_toy_limits_monte_carlo_error_where_it_has_one():
     text = table_csv(mass, obs, bands, **kw, obs_err=none, left=left)
     assert text.splitlines()[0].endswith(
         "are band edges; Test masses left out (a quality flag, or a failed fit or limit, in "
-        "brackets): 30 MeV (flag_gof), 45 MeV (x)."
+        "brackets): 0.03 GeV (flag_gof), 0.045 GeV (x)."
     )
     assert text.splitlines()[1:] == table_csv(mass, obs, bands, **kw).splitlines()[1:]
     # deficits deeper than the error study checked are named, as in the run summary

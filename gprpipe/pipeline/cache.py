@@ -206,16 +206,20 @@ def output_of(
     config: Config,
     made: Mapping[Path, Task] | None = None,
     digests: dict[Path, str] | None = None,
+    *,
+    older: bool = True,
 ) -> bool:
     """Whether the output ``path`` of a point folder was made by ``config``: the task that
     writes it under ``config`` (``made``: the point's producers, if already planned)
     committed it with the key it has now, and so did every task upstream of it.
-    ``digests``: input digests a caller checking several outputs shares between calls."""
+    ``digests``: input digests a caller checking several outputs shares between calls.
+    ``older``: a key of an earlier :data:`NUMERICS_VERSION` counts too (results of an
+    older gprpipe, still this config's: to compare or export them)."""
     from gprpipe.pipeline.plan import producers
 
     if made is None:
         made = producers(path.parent.name, path.parent, config)
-    return outputs_of([path], config, made, digests)
+    return outputs_of([path], config, made, digests, older=older)
 
 
 def outputs_of(
@@ -223,13 +227,15 @@ def outputs_of(
     config: Config,
     made: Mapping[Path, Task],
     digests: dict[Path, str] | None = None,
+    *,
+    older: bool = True,
 ) -> bool:
     """:func:`output_of` of every path, each task and input digest checked once (the data
     file of a point is hashed once, not once per output drawn from it)."""
     made_here: dict[str, bool] = {}  # a producer of one of the paths (its key must match)
     seen: dict[str, bool] = {}  # an upstream task (a key not computable here passes)
     digests = {} if digests is None else digests
-    versions = tuple(range(NUMERICS_VERSION, 0, -1))
+    versions = tuple(range(NUMERICS_VERSION, 0, -1)) if older else (NUMERICS_VERSION,)
     for path in paths:
         producer = made.get(path)
         if producer is None:
@@ -237,7 +243,7 @@ def outputs_of(
         if producer.id not in made_here:
             made_here[producer.id] = bool(
                 _committed_key_matches(producer, config, versions, digests)
-            ) and _upstream_current(producer, config, made, seen, digests)
+            ) and _upstream_current(producer, config, made, seen, digests, versions)
         if not made_here[producer.id]:
             return False
     return True
@@ -249,6 +255,7 @@ def _upstream_current(
     made: Mapping[Path, Task],
     seen: dict[str, bool],
     digests: dict[Path, str],
+    versions: tuple[int, ...],
 ) -> bool:
     """Whether every task upstream of ``task`` (that writes one of its inputs, and so on back
     to the data files) holds the key ``config`` gives it now. A task's key holds its
@@ -257,8 +264,8 @@ def _upstream_current(
     parts, which were made from the earlier fit. An upstream task with nothing committed
     (it was stopped or failed after it cleared its record) counts against it; a key that
     cannot be computed here (an input not at hand: a container mounts only its own task's
-    inputs) does not. ``digests``: the inputs' digests, each taken once per check."""
-    versions = tuple(range(NUMERICS_VERSION, 0, -1))
+    inputs) does not. ``digests``: the inputs' digests, each taken once per check;
+    ``versions``: the NUMERICS_VERSIONs whose keys count."""
     for p in task.inputs:
         up = made.get(Path(p))
         if up is None or up.id == task.id:
@@ -267,7 +274,7 @@ def _upstream_current(
             seen[up.id] = True  # (a cycle cannot occur: plan order is topological)
             seen[up.id] = _committed_key_matches(
                 up, config, versions, digests, uncommitted=False
-            ) is not False and _upstream_current(up, config, made, seen, digests)
+            ) is not False and _upstream_current(up, config, made, seen, digests, versions)
         if not seen[up.id]:
             return False
     return True

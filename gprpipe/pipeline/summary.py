@@ -44,6 +44,8 @@ class PointSummary:
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
     injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
     toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
+    not_current: list[str] = field(default_factory=list)  # summarised tables of other
+    # settings or inputs, or of an older gprpipe (their numbers are shown, said so first)
 
 
 @dataclass
@@ -220,8 +222,11 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
         other = {
             p
             for p in intact
-            if config is not None and p not in stale and not output_of(p, config, made, digests)
+            if config is not None
+            and p not in stale
+            and not output_of(p, config, made, digests, older=False)  # an older gprpipe's too
         }
+        ps.not_current = sorted(p.name for p in other)
         if scan in other:  # limit.n_toys of the config need not be the table's
             for d in ps.datasets:
                 d.toy_error_few_toys = None
@@ -272,13 +277,24 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
 
     drawing = _with_plot(config)
     plot = next(t for t in plan_point(point, pdir, drawing) if t.step == "plot")
-    if read_commit(plot) is None:
-        return True  # nothing drawn: nothing to call out of date
+    if read_commit(plot) is None:  # nothing drawn, or drawn by a task that did not finish
+        return not _plot_products_left(pdir)
     if not made_by(plot, drawing, any_version=True):
         return False
     drawn = plot_manifest_drawn(pdir)
     inputs = [p for p in plot.inputs if p.suffix == ".h5" and (drawn is None or p.name in drawn)]
     return outputs_of(inputs, config, producers(point, pdir, config))
+
+
+def _plot_products_left(pdir: Path) -> bool:
+    """Whether the point folder holds anything a plot task writes (figures, HEPData, the
+    report): with no commit record of the plot task, a task that did not finish left it."""
+    from gprpipe.pipeline.plan import Layout
+
+    lay = Layout(pdir)
+    if any(p.exists() for p in (lay.report, *lay.products())):
+        return True
+    return any(d.is_dir() and any(d.iterdir()) for d in (lay.plots, lay.hepdata))
 
 
 def point_currency(pdir: Path) -> tuple[bool, bool]:
@@ -316,6 +332,11 @@ def summary_lines(summary: RunSummary) -> list[str]:
             lines.append(
                 "  no scan results"
                 + (" (the scan did not finish)" if ps.failures or ps.pending or ps.running else "")
+            )
+        if ps.not_current and (ps.datasets or ps.injections):
+            lines.append(
+                f"  NOT CURRENT: the numbers below are of {', '.join(ps.not_current)}, made "
+                "with other settings or inputs than the point's config, or by an older gprpipe"
             )
         for s in ps.datasets:
             first, *rest = dataset_lines(s)

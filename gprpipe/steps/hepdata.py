@@ -414,7 +414,7 @@ def left_out_note(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
     that was never tested."""
     if ok.all():
         return ""
-    rows = [f"{m * 1e3:g} MeV ({st})" for m, st in zip(a["mass_GeV"][~ok], a["status"][~ok])]
+    rows = [f"{m:g} GeV ({st})" for m, st in zip(a["mass_GeV"][~ok], a["status"][~ok])]
     why = "a quality flag, or a failed fit or limit, in brackets"
     return f" Test masses left out ({why}): {', '.join(rows)}."
 
