@@ -20,7 +20,8 @@ except ImportError:
 #: Outputs computed with another value are recomputed by the next run. A change that can
 #: change only what the plot task writes (figures, report.html, HEPData) bumps PLOT_VERSION
 #: instead: then only the plot tasks run again, not the scans and toys before them.
-NUMERICS_VERSION = 32  # 32: a combined scan's mass grids start at one origin
+NUMERICS_VERSION = 33  # 33: a row whose observed toy limit is unresolved keeps the rest
+# 32: a combined scan's mass grids start at one origin
 # 31: toy bands drawn before the observed toy limit; n_kept
 # 30: a toy window whose signal fit does not converge fails its toyscan row
 # 29: a window whose signal fit does not converge fails its limit
@@ -49,7 +50,8 @@ NUMERICS_VERSION = 32  # 32: a combined scan's mass grids start at one origin
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 20  # 20: combination.csv, allocation.csv through the results schema (8 digits)
+PLOT_VERSION = 21  # 21: expected limits of a mass whose observed toy limit is unresolved
+# 20: combination.csv, allocation.csv through the results schema (8 digits)
 # 19: blinded scan figures circle flagged masses on the median
 # 18: a display's GP curve and band from the posterior's diagonal, in blocks
 # 17: report timings from the markers; HEPData combined tables name their datasets

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import DEMO_ROOT, QUICKSTART, settings, write
 
@@ -421,7 +422,10 @@ def test_toy_bands_carry_their_monte_carlo_error(cli, tmp_path: Path):
 def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_path: Path):
     """The demo's 30 MeV deficit (A_hat/sigma_A = -1.7) with 100 toys: that row fails in
     one sentence naming limit.n_toys (it was written "ok" with A_up = 4.6e7 against 6442
-    asymptotic); the other masses keep their toy limits."""
+    asymptotic); the other masses keep their toy limits. The failed row keeps what does
+    not depend on its observed limit (its A_hat, sigma_A, Z_local and expected band were
+    NaN too: a review), which the Brazil plots and HEPData's limit tables show; it
+    counts for no discovery (no Z_global)."""
     run = tmp_path / "run"
     sets = (f"base.output={run}", 'limit.mode="toys"', "limit.n_toys=100")
     sets += ("scan.masses=[0.03, 0.06]",)
@@ -430,13 +434,40 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
     assert code == 1
     assert (
         f"1 of 2 masses failed in {run / 'nominal' / 'scan.csv'} (first: demo 0.03 GeV: limit "
-        "failed: 6 of 100 background-only toys reach the observed q at the asymptotic limit "
+        "failed: observed toy limit unresolved: 6 of 100 background-only toys reach the "
+        "observed q at the asymptotic limit "
         "(CL_b 0.069), so CLs cannot fall below 0.14 > 0.05 there; the toys need at least "
         "464 (several times more for a precise limit): raise limit.n_toys)"
     ) in out + err
     rows = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
     assert [r["status"] for r in rows][1] == "ok"
     assert 3000 < float(rows[1]["A_up"]) < 6000  # the asymptotic limit: 4407
+    kept = {
+        k: float(v) for k, v in rows[0].items() if k not in ("dataset", "status", "gp_converged")
+    }
+    assert [kept[k] for k in ("A_up", "A_up_err", "eps2_up", "eps2_up_err", "Z_global")] == [
+        pytest.approx(float("nan"), nan_ok=True)
+    ] * 5
+    assert kept["A_hat"] / kept["sigma_A"] == pytest.approx(-1.7, abs=0.05)
+    assert kept["Z_local"] == 0 and kept["p0_local"] == 0.5  # a deficit
+    band = [kept[f"eps2_exp_{b}"] for b in ("lo2", "lo1", "med", "hi1", "hi2")]
+    assert all(x > 0 for x in band) and band == sorted(band)
+    # the Brazil plots draw its expected limits, with a gap in the observed curve
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.plan import Layout
+    from gprpipe.steps.plot import scan_figures
+
+    cfg30 = point_config_from_file(run / "nominal" / "config.toml")
+    lay = Layout(run / "nominal")
+    (brazil,) = [f for f in scan_figures(cfg30, lay, {lay.limit}) if f.stem == "brazil_A_demo"]
+    mass, obs, bands = brazil.args
+    assert (
+        np.isnan(bands[0]).sum() == 0
+        and list(mass) == [0.03, 0.06]
+        and np.isnan(obs[0])
+        and obs[1] == pytest.approx(float(rows[1]["A_up"]), rel=1e-6)
+    )
+    assert bands[2][0] == pytest.approx(kept["A_exp_med"], rel=1e-6)
     # the toy limit's Monte Carlo error, in both units, and in the summary
     a, a_err = float(rows[1]["A_up"]), float(rows[1]["A_up_err"])
     assert a_err / a == pytest.approx(0.178, abs=0.001)  # 100 toys (4.5% with 2,000)
@@ -483,7 +514,12 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
     )
     for q, col in (("a", "A"), ("eps2", "eps2")):
         doc = yaml.safe_load((folder / f"limits_{q}_demo.yaml").read_text())
-        (value,) = doc["dependent_variables"][0]["values"]  # the failed 30 MeV is left out
+        # 30 MeV: no observed limit ("-"), its expected limit stands
+        assert [x["value"] for x in doc["independent_variables"][0]["values"]] == [0.03, 0.06]
+        none, value = doc["dependent_variables"][0]["values"]
+        assert none == {"value": "-"}
+        med = doc["dependent_variables"][1]["values"][0]["value"]
+        assert med == pytest.approx(kept[f"{col}_exp_med"], rel=1e-5)
         assert value["value"] == pytest.approx(float(rows[1][f"{col}_up"]), rel=1e-5)
         assert value["errors"] == [
             {
@@ -493,6 +529,7 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
         ]
         lines = (folder / f"limits_{q}_demo.csv").read_text().splitlines()
         assert lines[1].startswith("mass_GeV,observed,observed_mc_error,expected_median,")
-        assert float(lines[2].split(",")[2]) == pytest.approx(
+        assert lines[2].startswith("0.03,nan,nan,") and "observed toy limit unresolved" in lines[0]
+        assert float(lines[3].split(",")[2]) == pytest.approx(
             float(rows[1][f"{col}_up_err"]), rel=1e-5
         )

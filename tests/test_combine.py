@@ -441,3 +441,62 @@ def test_a_combined_scan_puts_every_dataset_on_one_mass_grid(tmp_path: Path):
     narrow = [*ranges[1:], "datasets.2015.range=[0.0415,0.0425]", "scan.mass_step=0.002"]
     with pytest.raises(ConfigError, match=r"puts no test mass in \[0.0415, 0.0425\] GeV of "):
         load_points(cfg, narrow)
+
+
+def test_an_unresolved_combined_toy_limit_keeps_the_fit_z_and_expected_band(monkeypatch):
+    """Both windows 2 sigma_A low and 100 toys: the combined toy limit cannot be resolved
+    (UnresolvedToyLimit); the row kept nothing else (its eps2_hat, sigma, Z and expected
+    band, none of which depends on the observed limit, were NaN: a review). Now the
+    stats function hands them over with the exception, and the step keeps them."""
+    from types import SimpleNamespace
+
+    from gprpipe.config import load_points
+    from gprpipe.stats.cls import UnresolvedToyLimit
+    from gprpipe.stats.quality import counts_for_discovery, has_expected, observed_unresolved
+    from gprpipe.steps import combine as steps_combine
+
+    blocks = []
+    for k, d in ((1e4, "a"), (5e3, "b")):
+        b = k * np.exp(-0.5 * np.linspace(-1, 1, 6))
+        x = np.linspace(-1, 1, 6)
+        C = 0.005**2 * np.outer(b, b) * np.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / 0.64)
+        w = np.exp(-0.5 * (x / 0.5) ** 2)
+        w *= 0.9 / w.sum()
+        sig = float(WindowModel(b, cholesky_jitter(C), w).fit(b).sigma_A)
+        blocks.append(comb.Block(np.round(b - 2.0 * sig * w), b, C, w, 1e8, d))
+    cw = comb.combine(blocks)
+    opts = {"mode": "toys", "n_toys": 100, "bands": "asymptotic"}
+    with pytest.raises(UnresolvedToyLimit) as exc:
+        comb.combined_limits(cw, **opts, rng=np.random.default_rng(5))
+    asym = comb.combined_limits(cw)
+    part = exc.value.partial
+    assert "eps2_up" not in part
+    for key in ("eps2_hat", "sigma_eps2", "q0", "Z_local", "p0_local"):
+        assert part[key] == pytest.approx(asym[key], rel=1e-12), key
+    np.testing.assert_allclose(part["eps2_exp"], asym["eps2_exp"], rtol=1e-12)
+    assert float(part["eps2_hat"]) < 0 and part["Z_local"] == 0
+
+    # the step's row: every column but the observed limit, a failure status that says why
+    cfg = load_points(REPO / "user_configs" / "quickstart.toml")[1][0].config
+    cfg = cfg.model_copy(update={"limit": cfg.limit.model_copy(update=opts)})
+
+    def load(cfg, fit_path, mass, fits=None, quality=None):
+        quality.update({"status": ["ok", "ok"], "gof_p": [0.5, 0.4], "gof_chi2_ndf": [1, 1]})
+        return blocks, [], True
+
+    monkeypatch.setattr(steps_combine, "load_blocks", load)
+    monkeypatch.setattr(steps_combine, "covering", lambda cfg, m: ["demo"])
+    ctx = SimpleNamespace(progress=lambda *a: None, layout=SimpleNamespace(fit=None))
+    (row,) = steps_combine.combined_rows(cfg, ctx, [0.05])
+    status = row["status"]
+    assert status.startswith("combined limit failed: observed toy limit unresolved: ")
+    assert status.endswith(": raise limit.n_toys") and "background-only toys" in status
+    assert observed_unresolved(status) and has_expected(status)
+    assert not counts_for_discovery([status])[0]
+    assert np.isnan([row[k] for k in ("A_up", "A_up_err", "eps2_up", "eps2_up_err")]).all()
+    k = cw.k_total
+    assert row["A_hat"] == pytest.approx(asym["eps2_hat"] * k, rel=1e-12)
+    assert row["sigma_A"] == pytest.approx(asym["sigma_eps2"] * k, rel=1e-12)
+    assert row["Z_local"] == 0 and row["p0_local"] == 0.5
+    band = [row[f"eps2_exp_{b}"] for b in ("lo2", "lo1", "med", "hi1", "hi2")]
+    np.testing.assert_allclose(band, asym["eps2_exp"], rtol=1e-12)

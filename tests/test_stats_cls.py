@@ -356,6 +356,52 @@ def test_toy_limit_of_a_deficit_with_too_few_toys_is_refused_not_a_chance_crossi
     assert a_toys == pytest.approx(a_asym, rel=0.2)
 
 
+def test_window_limits_of_an_unresolved_toy_limit_keep_the_fit_z_and_expected_band():
+    """The limit step's row of such a window lost A_hat, sigma_A, p0, Z_local and the
+    expected band, none of which depends on the observed limit (a review: every column
+    NaN at 110 MeV of the 2015 data with toys). They are kept, equal to what the
+    asymptotic observed limit's run and the blinded (expected-only) run give; A_up is NaN
+    and the status a failure that says why."""
+    from gprpipe.config import load_points
+    from gprpipe.stats.quality import counts_for_discovery, has_expected, has_result
+    from gprpipe.steps.limit import window_limits
+
+    b, C, w = smooth_window(6, 1e4, 0.005)
+    sig = float(WindowModel(b, cholesky_jitter(C), w).fit(b).sigma_A)
+    n = np.round(b - 2.0 * sig * w)
+    from conftest import QUICKSTART
+
+    base = load_points(QUICKSTART)[1][0].config
+    for bands in ("asymptotic", "toys"):
+        lim = {"mode": "toys", "n_toys": 100, "bands": bands, "band_toys": 1000}
+        cfg = base.model_copy(update={"limit": base.limit.model_copy(update=lim)})
+        row = window_limits(cfg, n, b, C, w, np.random.default_rng(5))
+        status = row["status"]
+        assert status.startswith("limit failed: observed toy limit unresolved: ")
+        assert "background-only toys reach the observed q" in status
+        assert status.endswith(": raise limit.n_toys")
+        assert has_expected(status) and not has_result(status)
+        assert not counts_for_discovery([status])[0]
+        assert np.isnan(row["A_up"]) and np.isnan(row["A_up_err"])
+        asym = base.model_copy(
+            update={"limit": base.limit.model_copy(update={**lim, "mode": "asymptotic"})}
+        )
+        ref = window_limits(asym, n, b, C, w, np.random.default_rng(5))
+        blind = window_limits(cfg, None, b, C, w, np.random.default_rng(5))
+        assert "status" not in ref and np.isfinite(ref["A_up"])
+        for key in ("A_hat", "sigma_A", "p0_local", "Z_local"):
+            assert row[key] == ref[key], key
+        assert row["A_hat"] / row["sigma_A"] == pytest.approx(-2.0, abs=0.2)
+        assert row["Z_local"] == 0
+        for key in [f"A_exp_{x}" for x in ("lo2", "lo1", "med", "hi1", "hi2")]:
+            assert row[key] == ref[key] == blind[key] > 0, key
+        assert (
+            np.isnan(row["exp_band_rel_err"])
+            if bands == "asymptotic"
+            else 0 < row["exp_band_rel_err"] < 0.1
+        )
+
+
 # ----------------------------------------------------------------------------------------
 # significance and look-elsewhere
 # ----------------------------------------------------------------------------------------

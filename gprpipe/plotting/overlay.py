@@ -12,6 +12,7 @@ from gprpipe.plotting.suite import (
     FLAG_STYLE,
     MEV,
     brazil_figure,
+    expected_mask,
     flag_mask,
     result_mask,
 )
@@ -22,6 +23,17 @@ from gprpipe.units import MASS_TOL_GEV
 def _ok(a: dict[str, np.ndarray]) -> np.ndarray:
     """Rows with results (``ok`` or flagged; flagged ones are circled)."""
     return result_mask(a["status"])
+
+
+def _expected(a: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Rows with an expected limit (also those whose observed toy limit alone is
+    unresolved), and ``a`` with the observed limits NaN where a row has no result (a gap
+    in the observed curve)."""
+    ok = _ok(a)
+    obs: dict[str, np.ndarray] = {
+        k: np.where(ok, a[k], np.nan) for k in ("eps2_up", "A_up") if k in a
+    }
+    return expected_mask(a["status"]), {**a, **obs}
 
 
 def dataset_colours(scan: dict[str, dict[str, np.ndarray]]) -> dict[str, str]:
@@ -41,7 +53,7 @@ def eps2_overlay_figure(
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colours = dataset_colours(scan)
     for name, a in scan.items():
-        ok = _ok(a)
+        ok, a = _expected(a)
         if not ok.any():
             continue
         m = a["mass_GeV"][ok] * MEV
@@ -122,8 +134,7 @@ def combined_brazil_figure(
     blinded: bool = False,
 ):
     """Brazil band of the combined eps^2 limit with the single-dataset observed limits."""
-    a = scan[COMBINED]
-    ok = _ok(a)
+    ok, a = _expected(scan[COMBINED])
     m = a["mass_GeV"][ok]
     lo, hi = m.min(), m.max()
     other = {}

@@ -359,8 +359,13 @@ class UnresolvedToyLimit(ValueError):
     estimate from so few toys is itself uncertain); a precise limit needs several times
     more: near the floor a handful of s+b toys decide it."""
 
+    #: what a caller computed besides the observed limit before it failed (e.g. the fit,
+    #: q0 and the expected band of :func:`~.combine.combined_limits`); empty when nothing
+    partial: dict[str, float | FloatArray]
+
     def __init__(self, k_b: int, n_toys: int, alpha: float) -> None:
         self.k_b, self.n_toys, self.alpha = k_b, n_toys, alpha
+        self.partial = {}
         cl_b = (1 + k_b) / (n_toys + 1)
         low = max(1.0, 1 + k_b - np.sqrt(1 + k_b)) / (n_toys + 1)
         self.needed = int(np.ceil((1 / alpha) / low))

@@ -207,7 +207,9 @@ def combined_limits(
     :meth:`~.cls.ToyCalculator.upper_limit_with_error` has none), ``eps2_exp``
     (5 bands) and its Monte Carlo error ``exp_band_rel_err``
     (:func:`~.cls.band_relative_error`), ``q0``, ``Z_local``, ``p0_local``; with
-    ``observed=False`` only the band and its error (nothing touches ``cw.n``).
+    ``observed=False`` only the band and its error (nothing touches ``cw.n``). An
+    observed toy limit too few toys cannot resolve raises
+    :class:`~.cls.UnresolvedToyLimit` holding the rest in its ``partial``.
     ``mode`` / ``bands``: the calculators
     (:data:`~.cls.CALCULATORS`) of the observed limit and of the expected band.
     """
@@ -226,20 +228,23 @@ def combined_limits(
             f"sigma_eps2 {float(s_e):.4g})"
         )
     band, band_err = band_calc.expected_band_with_error()  # first: blinded or not alike
-    up, up_err = _calculator(cw, mode, alpha, n_toys, band_toys, rng).upper_limit_with_error(
-        cw.n, f
-    )
     exp = band * cw.scale
     q = float(cw.model.q0(cw.n, f))
     z = float(significance.z_local(q))
-    return {
+    out: dict[str, float | NDArray[np.float64]] = {
         "eps2_hat": float(e_hat),
         "sigma_eps2": float(s_e),
-        "eps2_up": float(up) * cw.scale,
-        "eps2_up_err": float(up_err) * cw.scale,
         "eps2_exp": exp,
         "exp_band_rel_err": cls.band_relative_error(band, band_err),
         "q0": q,
         "Z_local": z,
         "p0_local": float(significance.p_local(z)),
     }
+    try:
+        up, up_err = _calculator(cw, mode, alpha, n_toys, band_toys, rng).upper_limit_with_error(
+            cw.n, f
+        )
+    except cls.UnresolvedToyLimit as exc:  # the rest stands: the caller may keep it
+        exc.partial = out
+        raise
+    return out | {"eps2_up": float(up) * cw.scale, "eps2_up_err": float(up_err) * cw.scale}

@@ -18,7 +18,11 @@ lacks a dataset covering its mass, ``"flag_dataset_left_out"``, joined with ``"+
 several apply (``"flag_gof+flag_one_sideband"``); any other string is a failure whose message
 says why (``"fit failed: ..."``, ``"limit failed: ..."``, ``"no GP fit for this mass"``).
 Flagged rows carry every number; only ``"ok"`` rows count for the maximum local
-significance and the global correction.
+significance and the global correction. A failed row has no numbers, except one whose
+observed toy limit alone was unresolved (``"limit failed: observed toy limit unresolved:
+..."``, :func:`observed_unresolved`): it keeps A_hat, sigma_A, q0, p0 and Z_local and
+its expected band (none of which depends on the observed limit), which the expected
+curves show (:func:`has_expected`); as a failure it counts for no discovery.
 """
 
 from __future__ import annotations
@@ -39,14 +43,18 @@ __all__ = [
     "FLAG_ONE_SIDEBAND",
     "LIMIT_FAILED",
     "MAX_WINDOW_REL_ERROR",
+    "OBSERVED_UNRESOLVED",
     "STATUS_OK",
     "Gof",
     "counts_for_discovery",
     "fit_usable",
     "flag_status",
     "flags_of",
+    "has_expected",
     "has_result",
     "is_flagged",
+    "observed_unresolved",
+    "unresolved_status",
     "window_determined",
     "window_gof",
 ]
@@ -54,6 +62,10 @@ __all__ = [
 STATUS_OK = "ok"
 #: the prefix of a row whose fit is usable but whose limit failed
 LIMIT_FAILED = "limit failed"
+#: what follows ``limit failed: `` (``combined limit failed: ``) in the status of a row
+#: whose observed toy limit alone could not be resolved (too few toys): the row keeps
+#: every other column (:func:`observed_unresolved`)
+OBSERVED_UNRESOLVED = "observed toy limit unresolved"
 FLAG_GOF = "flag_gof"
 FLAG_ONE_SIDEBAND = "flag_one_sideband"
 #: a ``combined`` row without a dataset that covers its mass (that dataset's fit failed)
@@ -105,6 +117,30 @@ def is_flagged(status: str) -> bool:
 def has_result(status: str) -> bool:
     """The row carries fit/limit numbers (``ok`` or flagged, not a failure)."""
     return str(status) == STATUS_OK or is_flagged(status)
+
+
+def observed_unresolved(status: str) -> bool:
+    """A failed row whose observed toy limit alone was unresolved (too few toys): its
+    fit, significance and expected band are kept, the observed limit is NaN."""
+    s = str(status)
+    return any(
+        s.startswith(f"{p}: {OBSERVED_UNRESOLVED}: ")
+        for p in (LIMIT_FAILED, f"combined {LIMIT_FAILED}")
+    )
+
+
+def unresolved_status(exc: object, combined: bool = False) -> str:
+    """The status of a (``combined``) row whose observed toy limit could not be resolved,
+    ``exc`` the :class:`~.cls.UnresolvedToyLimit` that says why: a failure
+    (:func:`observed_unresolved`) naming the key to raise."""
+    prefix = f"combined {LIMIT_FAILED}" if combined else LIMIT_FAILED
+    return f"{prefix}: {OBSERVED_UNRESOLVED}: {exc}: raise limit.n_toys"
+
+
+def has_expected(status: str) -> bool:
+    """The row carries its expected band: it has results (:func:`has_result`), or only
+    its observed toy limit was unresolved (:func:`observed_unresolved`)."""
+    return has_result(status) or observed_unresolved(status)
 
 
 def counts_for_discovery(status: ArrayLike) -> NDArray[np.bool_]:

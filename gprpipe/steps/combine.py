@@ -24,7 +24,13 @@ import numpy as np
 from gprpipe.config.schema import Config
 from gprpipe.stats.cls import UnresolvedToyLimit
 from gprpipe.stats.combine import Block, combine, combined_limits, unit_yield
-from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, flag_status, flags_of, has_result
+from gprpipe.stats.quality import (
+    FLAG_DATASET_LEFT_OUT,
+    flag_status,
+    flags_of,
+    has_result,
+    unresolved_status,
+)
 from gprpipe.stats.resolution import f_rad
 from gprpipe.steps.fit import read_blind, read_fit, resolution, template_key
 from gprpipe.steps.runner import seed_for
@@ -121,6 +127,7 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
             rows.append({**row, "status": f"fewer than two datasets to combine{why}"})
             continue
         rng = np.random.default_rng(seed_for(cfg.base.seed, "limit", "combined", m))
+        unresolved: UnresolvedToyLimit | None = None
         try:
             cw = combine(blocks)
             r = combined_limits(
@@ -134,21 +141,27 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
                 observed=not cfg.base.blind,
             )
         except UnresolvedToyLimit as exc:  # the config's to fix: say which key
-            rows.append({**row, "status": f"combined limit failed: {exc}: raise limit.n_toys"})
-            continue
+            if not exc.partial:
+                rows.append({**row, "status": unresolved_status(exc, combined=True)})
+                continue
+            # the observed limit alone: the fit, Z and expected band stand (window_limits)
+            r, unresolved = exc.partial, exc
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             rows.append({**row, "status": f"combined limit failed: {exc}"})
             continue
         k = cw.k_total
         if not cfg.base.blind:
+            up, up_err = (
+                (np.nan, np.nan) if unresolved is not None else (r["eps2_up"], r["eps2_up_err"])
+            )
             row.update(
                 {
                     "A_hat": r["eps2_hat"] * k,
                     "sigma_A": r["sigma_eps2"] * k,
-                    "A_up": r["eps2_up"] * k,
-                    "A_up_err": r["eps2_up_err"] * k,
-                    "eps2_up": r["eps2_up"],
-                    "eps2_up_err": r["eps2_up_err"],
+                    "A_up": up * k,
+                    "A_up_err": up_err * k,
+                    "eps2_up": up,
+                    "eps2_up_err": up_err,
                     "p0_local": r["p0_local"],
                     "Z_local": r["Z_local"],
                 }
@@ -159,7 +172,9 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
         row["exp_band_rel_err"] = r["exp_band_rel_err"]
         flags = [f for s in quality["status"] for f in flags_of(s)]
         row["status"] = flag_status(flags + ([FLAG_DATASET_LEFT_OUT] if problems else []))
-        if not np.isfinite(row["eps2_exp_med" if cfg.base.blind else "eps2_up"]):
+        if unresolved is not None:
+            row["status"] = unresolved_status(unresolved, combined=True)
+        elif not np.isfinite(row["eps2_exp_med" if cfg.base.blind else "eps2_up"]):
             row["status"] = "combined limit failed: the upper limit is not finite"
         rows.append(row)
     return rows

@@ -18,10 +18,11 @@ dataset group of ``limit.h5`` (including ``combined``):
 
 plus ``submission.yaml``; their archive, which HEPData accepts, is ``<point>/hepdata.tar.gz``
 (beside the folder, so that the folder validates as it is). Only rows
-with ``status == "ok"`` are exported. Blinded runs (``base.blind``) export the expected
-limits only (no observed variable or column, no significance table) and say so in every
-table, qualifier and comment. The folder is replaced as a whole (built next to it,
-then renamed), so it is never half-written.
+with ``status == "ok"`` are exported, and in the limit tables the masses whose observed
+toy limit alone is unresolved (too few toys): expected limits, observed ``-``. Blinded
+runs (``base.blind``) export the expected limits only (no observed variable or column,
+no significance table) and say so in every table, qualifier and comment. The folder is
+replaced as a whole (built next to it, then renamed), so it is never half-written.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 from gprpipe.config.grid import DEFAULT_POINT
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_path, atomic_write_text, inside
+from gprpipe.stats.quality import observed_unresolved
 
 CSV_HEADER = (
     "mass_GeV",
@@ -111,7 +113,7 @@ def limit_table(
         o = Variable(
             f"Observed {cl:g}% CL {what}", is_independent=False, is_binned=False, units=units
         )
-        o.values = [float(x) for x in obs]
+        o.values = [float(x) if np.isfinite(x) else "-" for x in obs]  # "-": none
         o.digits = 6
         if obs_err is not None and np.isfinite(obs_err).any():
             u = Uncertainty(MC_ERROR, is_symmetric=True)
@@ -267,23 +269,27 @@ def build_submission(cfg: Config, limit_path: Path):
     fit_h5 = Path(limit_path).parent / "fit.h5"  # (the combination's members are its fits)
     for name, a in read_scan(limit_path).items():
         ok = a["status"] == "ok"
-        if not ok.any():
+        # the limit tables also hold the masses whose observed toy limit alone is
+        # unresolved: their expected limits stand, the observed value is "-" (nan in CSV)
+        unresolved = np.array([observed_unresolved(st) for st in a["status"]], dtype=bool)
+        shown = ok | unresolved
+        if not shown.any():
             continue
         label = "Combined" if name == "combined" else (cfg.datasets[name].label or name)
-        m = a["mass_GeV"][ok]
+        m = a["mass_GeV"][shown]
         members = combined_members(cfg, fit_h5, m) if name == "combined" else ""
-        left = left_out_note(a, ok)
+        left = left_out_note(a, shown) + no_observed_note(a, unresolved)
         # the limit tables' notes on the Monte Carlo errors of toy limits and toy bands
         # (the same in both units)
         mc_notes = (
             ""
             if cfg.base.blind
             else _unchecked_errors(a, ok, a.get("eps2_up_err"), cfg.limit.n_toys)
-        ) + _band_error_note(a.get("exp_band_rel_err"), ok)
+        ) + _band_error_note(a.get("exp_band_rel_err"), shown)
         for q in QUANTITIES:
-            obs = None if cfg.base.blind else a[f"{q}_up"][ok]
-            err = None if obs is None or f"{q}_up_err" not in a else a[f"{q}_up_err"][ok]
-            bands = [a[f"{q}_exp_{b}"][ok] for b in BAND_COLS]
+            obs = None if cfg.base.blind else np.where(ok, a[f"{q}_up"], np.nan)[shown]
+            err = None if obs is None or f"{q}_up_err" not in a else a[f"{q}_up_err"][shown]
+            bands = [a[f"{q}_exp_{b}"][shown] for b in BAND_COLS]
             stem = f"limits_{q}_{name}".lower()
             t = limit_table(
                 m,
@@ -312,8 +318,9 @@ def build_submission(cfg: Config, limit_path: Path):
             csvs[f"{stem}.csv"] = table_csv(
                 m, obs, bands, quantity=q, cl=cl, dataset=label, obs_err=err, left=left
             )
-        if cfg.base.blind:  # p0 and Z depend on the observed counts
+        if cfg.base.blind or not ok.any():  # p0 and Z depend on the observed counts
             continue
+        m, left = a["mass_GeV"][ok], left_out_note(a, ok)
         n_eff = float(a["n_eff"][0]) if "n_eff" in a else float("nan")
         keys = ["p0_local", "Z_local", "p0_global", "Z_global", "p0_global_toys"]
         keys += ["p0_global_toys_err", "Z_global_toys", "p0_local_toys", "p0_local_toys_err"]
@@ -417,6 +424,21 @@ def left_out_note(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
     rows = [f"{m:g} GeV ({st})" for m, st in zip(a["mass_GeV"][~ok], a["status"][~ok])]
     why = "a quality flag, or a failed fit or limit, in brackets"
     return f" Test masses left out ({why}): {', '.join(rows)}."
+
+
+def no_observed_note(a: dict[str, np.ndarray], unresolved: np.ndarray) -> str:
+    """The description's note on the masses whose observed toy limit alone is unresolved
+    (too few toys): shown with their expected limits and no observed value."""
+    if not unresolved.any():
+        return ""
+    rows = [
+        f"{m * 1e3:g} MeV ({st})"
+        for m, st in zip(a["mass_GeV"][unresolved], a["status"][unresolved])
+    ]
+    return (
+        ' No observed limit ("-"; nan in the CSV) where too few toys resolve it, the '
+        f"expected limits stand: {', '.join(rows)}."
+    )
 
 
 def write_submission(sub, folder: Path, resources: dict[str, str], archive: Path) -> list[Path]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from gprpipe.stats.quality import (
     flags_of,
     has_result,
     is_flagged,
+    unresolved_status,
 )
 from gprpipe.stats.resolution import f_rad
 from gprpipe.stats.toys import NegativeSignalTemplate
@@ -88,11 +89,16 @@ def converged_fit(model: WindowModel, n: np.ndarray) -> FitResult:
     return fit
 
 
-def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, float]:
+def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str, Any]:
     """A_hat, sigma_A, observed and expected limits, q0 of one blind window (``n`` None:
     blinded, expected limits only). The expected band draws its toys from ``rng`` before
     the observed toy limit does: it depends on the background model and the seed alone,
-    blinded or not (drawn after it, a toy band moved with the observed counts)."""
+    blinded or not (drawn after it, a toy band moved with the observed counts).
+
+    A toy limit that too few toys cannot resolve (:class:`UnresolvedToyLimit`) leaves
+    ``A_up`` and ``A_up_err`` NaN and sets ``status``
+    (:func:`~gprpipe.stats.quality.unresolved_status`): the
+    fit, p0, Z_local and the expected band do not depend on it and are kept."""
     from gprpipe.stats.cls import calculator
     from gprpipe.stats.likelihood import WindowModel
 
@@ -109,16 +115,18 @@ def window_limits(cfg: Config, n, b, C, w, rng: np.random.Generator) -> dict[str
         return _band_row(bands)
     fit = converged_fit(model, n)
     band_row = _band_row(bands)
-    a_up, a_up_err = calculator(lim.mode, model, **toys).upper_limit_with_error(n)
-    z = float(significance.z_local(model.q0(n, fit)))
-    row = {
+    z = float(significance.z_local(model.q0(n, fit)))  # draws no random numbers
+    row: dict[str, Any] = {
         "A_hat": float(fit.A_hat),
         "sigma_A": float(fit.sigma_A),
-        "A_up": float(a_up),
-        "A_up_err": float(a_up_err),
         "p0_local": float(significance.p_local(z)),
         "Z_local": z,
     }
+    try:
+        a_up, a_up_err = calculator(lim.mode, model, **toys).upper_limit_with_error(n)
+        row |= {"A_up": float(a_up), "A_up_err": float(a_up_err)}
+    except UnresolvedToyLimit as exc:  # the config's to fix: say which key
+        row |= {"A_up": np.nan, "A_up_err": np.nan, "status": unresolved_status(exc)}
     row.update(band_row)
     return row
 
@@ -161,9 +169,6 @@ def dataset_rows(
         try:
             n = None if cfg.base.blind else blind["n"]
             row.update(window_limits(cfg, n, blind["b"], blind["C"], w, rng))
-        except UnresolvedToyLimit as exc:  # the config's to fix: say which key
-            rows.append({**row, "status": f"{LIMIT_FAILED}: {exc}: raise limit.n_toys"})
-            continue
         except NegativeSignalTemplate:  # likewise (a leakage-aware template below 0)
             rows.append({**row, "status": NEGATIVE_TEMPLATE})
             continue
@@ -181,7 +186,9 @@ def dataset_rows(
         row.update({f"eps2_exp_{b}": row[f"A_exp_{b}"] * k for b in BAND_COLS})
         shown = ("A_up", "eps2_up") if "A_up" in row else ("A_exp_med", "eps2_exp_med")
         finite = np.isfinite([row[c] for c in shown])  # blinded: the expected limit
-        if not finite[0]:
+        if "status" in row:  # the observed toy limit alone is unresolved (window_limits)
+            status = row["status"]
+        elif not finite[0]:
             status = f"{LIMIT_FAILED}: the upper limit is not finite"
         elif not finite[1]:  # eps^2 per signal event scales with 1 / rho
             status = (

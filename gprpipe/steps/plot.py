@@ -295,27 +295,30 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
     for name, a in scan.items():
         title = cfg.datasets[name].label or name if name in cfg.datasets else "Combined"
         ok = suite.result_mask(a["status"])
-        if not ok.any():
+        # the expected band also where only the observed toy limit is unresolved (a gap
+        # in the observed curve there)
+        exp = suite.expected_mask(a["status"])
+        if not exp.any():
             continue
-        m = a["mass_GeV"][ok]
-        flagged = suite.flag_mask(a["status"])[ok]
+        flagged = suite.flag_mask(a["status"])[exp]
         for q, ylab in (
             ("A", "95% CL upper limit on signal yield $A$"),
             ("eps2", r"95% CL upper limit on $\epsilon^2$"),
         ):
-            obs = None if blinded else a[f"{q}_up"][ok]
-            bands = [a[f"{q}_exp_{b}"][ok] for b in schema.BAND_COLS]
+            obs = None if blinded else np.where(ok, a[f"{q}_up"], np.nan)[exp]
+            bands = [a[f"{q}_exp_{b}"][exp] for b in schema.BAND_COLS]
             ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
             figures.append(
                 FigureJob(
                     f"brazil_{q}_{name}",
                     suite.brazil_figure,
-                    (m, obs, bands),
+                    (a["mass_GeV"][exp], obs, bands),
                     {"ylabel": ylab, "title": title, "flagged": flagged},
                 )
             )
-        if blinded:
+        if blinded or not ok.any():
             continue
+        m = a["mass_GeV"][ok]
 
         def column(key: str, a: dict = a, ok: np.ndarray = ok) -> np.ndarray | None:
             """The ``ok`` rows of a column the table may lack (no whole-scan toys)."""
@@ -500,9 +503,9 @@ def overlay_figures(
     """The overlay (when there are two or more curves), the combined Brazil band and, when
     not blinded, the observed-only limit curves. Titles name the datasets by label."""
     from gprpipe.plotting import overlay
-    from gprpipe.plotting.suite import result_mask
+    from gprpipe.plotting.suite import expected_mask
 
-    curves = [n for n, a in scan.items() if result_mask(a["status"]).any()]
+    curves = [n for n, a in scan.items() if expected_mask(a["status"]).any()]
     title = " + ".join(labels.get(n, n) for n in curves if n != overlay.COMBINED)
     figures: list[FigureJob] = []
     if len(curves) >= 2:
