@@ -194,6 +194,36 @@ def test_summary_names_the_observed_limits_below_the_expected_band():
     assert blind.below_band == []
 
 
+def test_the_chance_of_a_limit_below_the_band_follows_the_band_type():
+    """The summary said "2.3% expected by chance" whatever the bands; with toy bands
+    (limit.bands = "toys") the lower -2 sigma edge is the toys' 2.5% quantile, with
+    asymptotic bands Phi(-2) = 2.275% (a review). Told the band type, or without it
+    from the rows (toy bands carry exp_band_rel_err)."""
+    from scipy.special import ndtr
+
+    from gprpipe.results.summary import BELOW_BAND_CHANCE
+    from gprpipe.stats.cls import BAND_N, TOY_QUANTILES
+
+    assert BELOW_BAND_CHANCE["asymptotic"] == pytest.approx(ndtr(BAND_N[0]), rel=1e-12)
+    assert BELOW_BAND_CHANCE["toys"] == TOY_QUANTILES[0]
+
+    def row(m: float, up: float, rel: str = "nan") -> dict[str, str]:
+        return {"dataset": "d", "mass_GeV": str(m), "eps2_up": str(up), "status": "ok"} | {
+            "eps2_exp_lo2": "1.0",
+            "exp_band_rel_err": rel,
+        }
+
+    def chance(s) -> str:
+        (line,) = [x for x in dataset_lines(s) if x.startswith("observed limit below")]
+        return line.split("deficits in the data (")[1].split(" expected by chance")[0]
+
+    asym, toys = [row(0.05, 0.9), row(0.051, 1.5)], [row(0.05, 0.9, "0.01"), row(0.051, 1.5)]
+    assert chance(summarize_scan(asym)[0]) == "2.3%"
+    assert chance(summarize_scan(toys)[0]) == "2.5%"
+    assert chance(summarize_scan(asym, bands="toys")[0]) == "2.5%"
+    assert chance(summarize_scan(toys, bands="asymptotic")[0]) == "2.3%"
+
+
 def test_report_index_and_cli_count_flags_alike(tmp_path):
     """One summariser for every display: a flagged row whose GP fit did not converge is
     one flagged row and one non-converged fit in report.html, index.html and the command

@@ -191,7 +191,8 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
         try:
             if scan.is_file():
                 n_toys = config.limit.n_toys if config else None
-                ps.datasets = summarize_scan(read_table(vouched(scan)), n_toys)
+                bands = config.limit.bands if config else None
+                ps.datasets = summarize_scan(read_table(vouched(scan)), n_toys, bands)
                 intact.append(scan)
         except GprpipeError as exc:
             ps.unvouched = str(exc)

@@ -51,6 +51,12 @@ TOY_ERROR_FEW_TOYS_CAVEAT = (
     "and the limits 2%, 10% and 17% high"
 )
 
+#: The chance that an observed limit lies below its expected band's lower -2 sigma edge
+#: (background only), per band type (``limit.bands``): that edge is the quantile Phi(-2)
+#: = 2.275% for asymptotic bands (N = -2, :data:`gprpipe.stats.cls.BAND_N`) and the 2.5%
+#: quantile of the toys' limits for toy bands (:data:`gprpipe.stats.cls.TOY_QUANTILES`).
+BELOW_BAND_CHANCE = {"asymptotic": 0.5 * math.erfc(math.sqrt(2.0)), "toys": 0.025}
+
 
 @dataclass
 class Extreme:
@@ -92,6 +98,8 @@ class DatasetSummary:
     not_converged: list[float] = field(default_factory=list)  # masses of non-converged fits
     worst_gof: Extreme | None = None  # value: gof_p (smallest)
     below_band: list[list[float]] = field(default_factory=list)  # runs of adjacent masses
+    # the band type of the limits (limit.bands; from exp_band_rel_err when not known)
+    bands: str = "asymptotic"
     # toy limits: Monte Carlo error / limit of the ok rows, median and largest
     toy_error_median: float | None = None
     toy_error_largest: Extreme | None = None
@@ -263,10 +271,12 @@ def _false(text: str | None) -> bool:
 
 
 def summarize_scan(
-    rows: Iterable[Mapping[str, Any]], n_toys: int | None = None
+    rows: Iterable[Mapping[str, Any]], n_toys: int | None = None, bands: str | None = None
 ) -> list[DatasetSummary]:
     """Per dataset (in table order): the figures above, from ``scan.csv`` rows; ``n_toys``:
-    the toys per limit of the point's config (``limit.n_toys``), None when not known."""
+    the toys per limit of the point's config (``limit.n_toys``), None when not known;
+    ``bands``: its ``limit.bands``, None when not known (then toy bands where a row has a
+    toy band's Monte Carlo error, ``exp_band_rel_err``, NaN for asymptotic bands)."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["dataset"], []).append(r)
@@ -343,6 +353,10 @@ def summarize_scan(
         if band:  # toy bands (asymptotic ones have no Monte Carlo error)
             s.band_error_median = float(np.median([e for e, _ in band]))
             s.band_error_largest = Extreme(*max(band)[::-1])
+        if bands is not None:
+            s.bands = bands
+        elif any(_num(r, "exp_band_rel_err") is not None for r in rs):
+            s.bands = "toys"
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = mass_runs(below, [float(r["mass_GeV"]) for r in rs])
@@ -518,8 +532,9 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         lines.append(
             f"observed limit below the expected -2 sigma band: {n} of {s.n_ok} "
             f"mass{'es' * (s.n_ok != 1)} "
-            f"({masses_text(s.below_band)}), deficits in the data (2.3% expected by chance; "
-            "neighbouring masses are correlated)"
+            f"({masses_text(s.below_band)}), deficits in the data "
+            f"({BELOW_BAND_CHANCE[s.bands]:.1%} expected by chance; neighbouring masses are "
+            "correlated)"
         )
     if s.failures:
         lines.append(

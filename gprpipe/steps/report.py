@@ -284,8 +284,9 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         header, raw = read_csv_table(scan_path)
         rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
         # the config's toys per limit are the table's only if the config made it
-        n_toys = cfg.limit.n_toys if output_of(scan_path, cfg, made) else None
-        summary = _scan_summary(header, raw, n_toys)
+        own = output_of(scan_path, cfg, made)
+        n_toys, bands = (cfg.limit.n_toys, cfg.limit.bands) if own else (None, None)
+        summary = _scan_summary(header, raw, n_toys, bands)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
     order = [str(t.get("id")) for t in info.get("plan", [])]
     planned = set(order)
@@ -420,13 +421,17 @@ def _labels(cfg) -> dict[str, str]:
 
 
 def _scan_summary(
-    header: list[str], raw: list[dict[str, str]], n_toys: int | None = None
+    header: list[str],
+    raw: list[dict[str, str]],
+    n_toys: int | None = None,
+    bands: str | None = None,
 ) -> dict[str, Any]:
     """What report.html and index.html show of a point's scan.csv (one summariser,
     :func:`summarize_scan`, totalled over its datasets and the combination), and each
     dataset's lines as ``gprpipe summary`` prints them (limits, Monte Carlo errors and
-    their caveats, deficits, fit quality); ``n_toys``: the config's ``limit.n_toys``."""
-    datasets = summarize_scan(raw, n_toys)
+    their caveats, deficits, fit quality); ``n_toys``, ``bands``: the config's
+    ``limit.n_toys`` and ``limit.bands``."""
+    datasets = summarize_scan(raw, n_toys, bands)
     return {
         "lines": [(s.dataset, dataset_lines(s)[1:]) for s in datasets],
         "n_rows": len(raw),
