@@ -170,6 +170,27 @@ def test_bin_edges_that_run_downwards_are_said(tmp_path: Path):
     )
 
 
+def test_bin_edges_that_are_not_finite_are_said(tmp_path: Path, cli):
+    """A NaN bin edge passed the increase check (NaN compares false both ways) and
+    validate said "internal error: IndexError" (a review): one sentence naming the edge."""
+    path = tmp_path / "nanedge.root"
+    edges = EDGES.copy()
+    edges[5] = np.nan
+    with uproot.recreate(path) as f:
+        f["input_hist"] = (COUNTS, edges)
+    with pytest.raises(GprpipeError) as info:
+        read_hist(path, "input_hist")
+    assert str(info.value) == (
+        f"{path}: histogram 'input_hist' has bin edges that are not finite "
+        f"(edge 6 of {len(EDGES)} is nan)."
+    )
+    code, _, err = cli("validate", QUICKSTART, *settings(f"datasets.demo.path={path}"))
+    assert code == 1 and err.endswith(
+        f"datasets.demo.hist: {path}: histogram 'input_hist' has bin edges that are not "
+        f"finite (edge 6 of {len(EDGES)} is nan).\n"
+    ), err
+
+
 def test_read_real_2015_file(shared_data: Path):
     path = shared_data / "funcform_2015_toys.root"
     counts, edges = read_hist(path, "input_hist")

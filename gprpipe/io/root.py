@@ -119,6 +119,13 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
             ) from None
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
+    bad_edges = np.flatnonzero(~np.isfinite(edges))
+    if len(bad_edges):  # NaN widths pass no comparison: the increase check would find none
+        i = int(bad_edges[0])
+        raise HistogramError(
+            f"{path}: histogram {name!r} has bin edges that are not finite (edge {i + 1} of "
+            f"{len(edges)} is {edges[i]:g})."
+        )
     if not np.isfinite(counts).all() or (counts < 0).any():
         raise HistogramError(f"{path}: histogram {name!r} has negative or non-finite bin contents.")
     if counts.sum() <= 0:
