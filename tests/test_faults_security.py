@@ -964,10 +964,10 @@ def test_bad_data_files_name_file_key_and_histogram(case, cli, tmp_path: Path, k
     elif kind == "truncated":
         target = data / "t.root"
         target.write_bytes(DEMO_ROOT.read_bytes()[:2000])
-        why = "damaged"
+        why = "it is truncated"  # its header records 19129 bytes
     else:
         target, why = data, "is a folder"
-    names = (target, why) + (("'input_hist'",) if kind != "folder" else ())
+    names = (target, why) + (("'input_hist'",) if kind == "corrupt" else ())
     case(cli, f'[datasets.demo]\npath = "{target}"\n', "datasets.demo.path", *names)
 
 

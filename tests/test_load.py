@@ -107,7 +107,17 @@ def test_read_missing_and_non_root_files(tmp_path: Path):
         f"{bad}: cannot open as a ROOT file (not a ROOT file: first four bytes are b'not ')."
     )
     cut = tmp_path / "cut.root"  # a real ROOT file, cut short (a copy that did not finish)
-    cut.write_bytes(DEMO_ROOT.read_bytes()[:1000])
+    whole = DEMO_ROOT.read_bytes()
+    # 10,000 of 19,129 bytes keep the histogram's key and data: it read without a word
+    for n in (1000, 10000):
+        cut.write_bytes(whole[:n])
+        with pytest.raises(GprpipeError) as info:
+            read_hist(cut, "input_hist")
+        assert str(info.value) == (
+            f"{cut}: cannot open as a ROOT file (it is truncated: it ends before the data its "
+            f"header points to; {n} of {len(whole)} bytes)."
+        )
+    cut.write_bytes(whole[:10])  # too short for the header's record of the end
     with pytest.raises(GprpipeError) as info:
         read_hist(cut, "input_hist")
     assert str(info.value) == (

@@ -29,13 +29,26 @@ def _refuse_missing(path: Path) -> None:
         raise GprpipeError(f"{path}: data file not found.")
     try:
         with path.open("rb") as f:
-            head = f.read(4)
+            head = f.read(20)
+            size = f.seek(0, 2)
     except OSError:
         return  # unreadable: uproot's open says why
-    if head != b"root":  # a short text file would otherwise read as a truncated ROOT file
+    if head[:4] != b"root":  # a short text file would otherwise read as a truncated ROOT file
         raise GprpipeError(
-            f"{path}: {CANNOT_OPEN} (not a ROOT file: first four bytes are {head!r})."
+            f"{path}: {CANNOT_OPEN} (not a ROOT file: first four bytes are {head[:4]!r})."
         )
+    # the header records where the file ends (fEND, after "root", fVersion and fBEGIN; 8
+    # bytes from fVersion 1000000 on): a cut that keeps the histograms' keys but not all
+    # of the file read without a word (a review: the first 10,000 of 19,129 bytes ran)
+    end = None
+    if len(head) >= 16:
+        version = int.from_bytes(head[4:8], "big")
+        wide = version >= 1000000
+        if len(head) >= (20 if wide else 16):
+            end = int.from_bytes(head[12:20] if wide else head[12:16], "big")
+    if end is None or size < end:
+        known = f"; {size} of {end} bytes" if end is not None else ""
+        raise GprpipeError(f"{path}: {CANNOT_OPEN} ({TRUNCATED}{known}).")
 
 
 def _keys(f) -> dict[str, str]:
@@ -70,12 +83,13 @@ def rank_names(name: str, keys: dict[str, str], n: int = 5) -> list[str]:
 
 
 CANNOT_OPEN = "cannot open as a ROOT file"
+TRUNCATED = "it is truncated: it ends before the data its header points to"
 
 
 def _why(exc: Exception) -> str:
     """First line of an exception message, shortened (uproot's run over many lines)."""
     if "expected Chunk of length" in str(exc):  # uproot read past the end of the file
-        return "it is truncated: it ends before the data its header points to"
+        return TRUNCATED
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip().rstrip(".")
     return text if len(text) <= 160 else text[:157] + "..."
 
