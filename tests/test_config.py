@@ -497,6 +497,15 @@ def test_empty_key_is_named_as_toml_spells_it(tmp_path: Path, cli):
         f'error: {cfg}:4: fit."": an empty key name is not a setting; remove it.'
     )
     assert "Traceback" not in out
+    # at the top level, and as a grid key, the sentence had no file:line (a review)
+    top = write(tmp_path / "top.toml", f'"" = 1\n[base]\ntemplate = "{QUICKSTART}"\n')
+    code, _, err = cli("validate", top)
+    assert code == 1
+    assert err.strip() == f'error: {top}:1: "": an empty key name is not a setting; remove it.'
+    grid = quickstart_child(tmp_path / "grid.toml", '[grid]\n"" = [1]\n')
+    code, _, err = cli("validate", grid)
+    assert code == 1
+    assert err.strip() == f'error: {grid}:4: "": an empty key name is not a setting; remove it.'
 
 
 def test_chunk_size_under_slurm_points_to_scan(tmp_path: Path, cli):

@@ -64,7 +64,10 @@ class Loaded:
     def origin(self, dotted: str) -> Origin | None:
         """Origin of ``dotted``, else of the nearest ancestor that was set or has a set
         descendant (so a key missing from a new ``--set datasets.x.path`` table blames the
-        ``--set``, not the defaults that define ``[datasets]``)."""
+        ``--set``, not the defaults that define ``[datasets]``). A top-level empty key
+        (``"" = 1``) has the dotted key ``""``, set like any other."""
+        if dotted in self.origins:
+            return self.origins[dotted]
         key = dotted
         while key:
             if key in self.origins:
