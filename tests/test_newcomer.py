@@ -1166,6 +1166,18 @@ def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, mon
         "has 2015)."
     )
     assert not (work / "c.toml").exists()
+    # nor a key no dataset may have ("a.b" also read as a file name: "no such file")
+    for key, why in (
+        (
+            "a.b",
+            "'a.b' is not a valid dataset key (letters, digits, '_', '+' or '-', "
+            "starting with a letter or digit); the template 'hps2015' has the dataset 2015.",
+        ),
+        ("my-data", "the template 'hps2015' has no dataset 'my-data' (it has 2015)."),
+    ):
+        code, _, err = cli("init", "c", "--template", "hps2015", "--data", f"{key}={DEMO_ROOT}")
+        assert code == 1 and err.strip() == f"error: --data {key}={DEMO_ROOT}: {why}", err
+    assert not (work / "c.toml").exists()
     section = {s.split("]", 1)[0]: s for s in text.split("[datasets.")[1:]}
     assert f'path = "{DEMO_ROOT}"' in section["2016"]
     assert 'path = "2015.root"   # set this: your ROOT file' in section["2015"]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from gprpipe.config.checks import CONTROL
+from gprpipe.config.checks import CONTROL, SAFE_NAME
 from gprpipe.config.issues import name_hint
 from gprpipe.config.loader import get_dotted, load_chain, shipped_dir, shipped_names
 from gprpipe.errors import GprpipeError
@@ -48,8 +48,19 @@ def data_files(data: Sequence[str], datasets: Sequence[str], template: str) -> d
     out: dict[str, str] = {}
     for item in data:
         key, sep, file = item.partition("=")
+        other = sep and key not in datasets and not Path(item).expanduser().exists()
+        # DATASET=FILE with a FILE that is there: a key no dataset may have is said so
+        # (the whole value read as a file name: "no such file", for a file that is there)
+        keyed = other and bool(file.strip()) and Path(file).expanduser().exists()
+        if keyed and not SAFE_NAME.match(key):
+            raise GprpipeError(
+                f"--data {item}: {key!r} is not a valid dataset key (letters, digits, '_', "
+                "'+' or '-', starting with a letter or digit); the template "
+                f"{template!r} has the dataset{'s' * (len(datasets) != 1)} "
+                f"{', '.join(datasets)}."
+            )
         named = sep and key not in datasets and re.fullmatch(r"\w+", key) is not None
-        if named and (len(datasets) > 1 or not Path(item).expanduser().exists()):
+        if (named or keyed) and (len(datasets) > 1 or not Path(item).expanduser().exists()):
             raise GprpipeError(
                 f"--data {item}: the template {template!r} has no dataset {key!r} (it has "
                 f"{', '.join(datasets)})."
