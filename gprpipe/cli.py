@@ -860,7 +860,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         if debug:
             raise
-        for e in exc.errors:
+        for e in exc.shown():
             err.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(1)
     except GprpipeError as exc:

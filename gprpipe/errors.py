@@ -28,6 +28,11 @@ def os_error_sentence(exc: BaseException) -> str:
     return f"{where}: {what}." if where else f"{what}."
 
 
+#: the errors of a config a command prints; one more line counts the rest (a config of
+#: 200,000 unknown keys printed every one)
+SHOWN_ERRORS = 20
+
+
 class ConfigError(GprpipeError):
     """One or more configuration errors; ``errors`` lists every message, ``issues`` the
     same errors as given (structured ``gprpipe.config.issues.Issue`` objects or sentences)."""
@@ -36,3 +41,14 @@ class ConfigError(GprpipeError):
         self.issues = list(errors)
         self.errors = [str(e) for e in self.issues]
         super().__init__(self.errors[0] if len(self.errors) == 1 else "\n".join(self.errors))
+
+    def shown(self, limit: int = SHOWN_ERRORS) -> list[str]:
+        """The first ``limit`` messages and, when there are more, a sentence counting them
+        (what a command prints, each after ``error: ``)."""
+        more = len(self.errors) - limit
+        if more <= 0:
+            return list(self.errors)
+        return [
+            *self.errors[:limit],
+            f"{more} more error{'s' * (more != 1)} not shown (the first {limit} are above).",
+        ]

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from gprpipe.config.issues import Issue, Loc, Where, at, did_you_mean, key_only, unique
+from gprpipe.errors import SHOWN_ERRORS
 from gprpipe.io.toml_write import toml_key
 from gprpipe.stats.window import scan_masses
 from gprpipe.units import MASS_TOL_GEV
@@ -797,6 +798,9 @@ def _new_dataset_errors(data: dict[str, Any], where: Where) -> dict[str, Issue]:
     return out
 
 
+#: unknown keys that get a did-you-mean hint (the rest: "unknown key." alone)
+HINTED_KEYS = SHOWN_ERRORS
+
 _KEYED = re.compile(r"([a-z_]+(?:\.[a-z0-9_]+)+): ")
 
 
@@ -809,6 +813,7 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
         return Config.model_validate(data), []
     except ValidationError as exc:
         errors: list[Issue] = []
+        hinted = 0
         typos = _new_dataset_errors(data, where)
         for err in exc.errors():
             parts = [str(p) for p in err["loc"] if not isinstance(p, int)]
@@ -824,7 +829,10 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 errors.append(at(loc, "an empty key name is not a setting; remove it."))
                 continue
             elif err["type"] == "extra_forbidden":
-                msg = f"unknown key{_unknown_hint(parts)}"
+                # a hint costs ~1 ms (edit distances to every key): the first few only,
+                # as many as a command shows (200,000 unknown keys took 4 minutes)
+                hinted += 1
+                msg = f"unknown key{_unknown_hint(parts) if hinted <= HINTED_KEYS else ''}"
             elif err["type"] == "missing" and err["loc"] and isinstance(err["loc"][-1], int):
                 n = _tuple_length(dotted)  # a fixed-length list given too few values
                 msg = f"needs {n or 'more'} values, got {err.get('input')!r}"

@@ -207,7 +207,7 @@ def _main(args: list[str], out: TextIO) -> int:
             )
         return _report(result, out)
     except ConfigError as exc:
-        for e in exc.errors:
+        for e in exc.shown():
             print(f"error: {e}", file=out)
         return 1
     except GprpipeError as exc:
