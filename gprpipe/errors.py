@@ -1,7 +1,12 @@
 """User-facing errors: one clear sentence, exit code 1, no traceback unless --debug."""
 
+import ast
+import errno
+import os
+import re
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def cli_command(*args: object) -> str:
@@ -18,14 +23,40 @@ class GprpipeError(Exception):
     """
 
 
+_LOOP = re.compile(r"Symlink loop from ('.*'|\".*\")")
+
+
 def os_error_sentence(exc: BaseException) -> str:
     """``PATH: what the file system said.`` for an OSError that says it ('' otherwise): a
-    disk that is full or a folder made read-only is the user's to fix, not a bug."""
+    disk that is full or a folder made read-only is the user's to fix, not a bug. So is a
+    symbolic link that leads back to itself (pathlib's ``resolve`` raises a RuntimeError)."""
+    if isinstance(exc, RuntimeError) and (loop := _LOOP.fullmatch(str(exc))):
+        return f"{ast.literal_eval(loop.group(1))}: {CANNOT_RESOLVE} ({exc})."
     if not isinstance(exc, OSError) or not exc.strerror:
         return ""
     where = exc.filename2 or exc.filename
     what = exc.strerror[:1].lower() + exc.strerror[1:]
     return f"{where}: {what}." if where else f"{what}."
+
+
+CANNOT_RESOLVE = "cannot resolve this path"
+
+
+def resolved(path: str | os.PathLike[str]) -> Path:
+    """``path`` made absolute, its symbolic links resolved; a path that cannot be (a link
+    that leads back to itself) is a GprpipeError naming it, not a RuntimeError."""
+    try:
+        out = Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.10-3.12: "Symlink loop from '...'"
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise GprpipeError(f"{path}: {CANNOT_RESOLVE} ({why.rstrip('.')}).") from None
+    try:
+        out.stat()  # Python 3.13 resolves a loop without a word; the system says ELOOP
+    except OSError as exc:  # missing (a file to write) or not ours to read: as resolved
+        if exc.errno == errno.ELOOP:
+            loop = f"Symlink loop from {str(out)!r}"
+            raise GprpipeError(f"{path}: {CANNOT_RESOLVE} ({loop}).") from None
+    return out
 
 
 #: the errors of a config a command prints; one more line counts the rest (a config of

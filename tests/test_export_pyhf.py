@@ -210,6 +210,28 @@ def test_an_export_replaces_no_file_but_an_earlier_export_without_force(
     assert code == 1 and err.strip() == f"error: {folder}: is a folder, not a file to write."
 
 
+def test_an_export_to_a_symlink_loop_is_one_sentence(
+    shared_quickstart: Path, tmp_path: Path, cli
+) -> None:
+    """``-o`` at a link that leads back to itself (or into a folder that is one) was
+    "internal error: RuntimeError: Symlink loop from ..." (a review): one sentence naming
+    it, and nothing written."""
+    (tmp_path / "a.json").symlink_to("b.json")
+    (tmp_path / "b.json").symlink_to("a.json")
+    (tmp_path / "d1").symlink_to("d2")
+    (tmp_path / "d2").symlink_to("d1")
+    for args, target in (
+        (("export-pyhf", "--mass", "60MeV", "-o", tmp_path / "a.json"), tmp_path / "a.json"),
+        (("export-spey", "-o", tmp_path / "d1"), tmp_path / "d1" / "spey_demo.json"),
+    ):
+        code, out, err = cli(args[0], shared_quickstart, "--dataset", "demo", *args[1:])
+        assert code == 1, out
+        assert err.strip() == (
+            f"error: {target}: cannot resolve this path (Symlink loop from '{target}')."
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "d1", "d2"]
+
+
 def test_an_export_of_a_mass_whose_gp_fit_failed_says_so(tmp_path: Path, cli) -> None:
     """A mass whose GP fit failed has no stored window: the export said fit.h5 was damaged
     once the window reader checked its groups (a review); it says the fit failed."""

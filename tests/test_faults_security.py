@@ -1293,3 +1293,54 @@ def test_a_task_writes_nothing_through_a_folder_linked_out_after_the_plan(
     with confined(run):
         atomic_write_text(run / "nominal" / "inside.txt", "ok")  # inside: written
     assert (run / "nominal" / "inside.txt").read_text() == "ok"
+
+
+def _loop(a: Path, b: Path) -> Path:
+    """Two symbolic links that lead to each other; returns the first."""
+    a.symlink_to(b.name)
+    b.symlink_to(a.name)
+    return a
+
+
+def test_a_path_argument_that_is_a_symlink_loop_is_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cli
+):
+    """A config or run folder given as a link that leads back to itself was "internal
+    error: RuntimeError: Symlink loop from ...", and ``gprpipe step NAME --point-dir``
+    (the plan's task form) printed a traceback (a review): one sentence naming it, as
+    for a data path. ``init`` over such a link replaced it without a word."""
+    from gprpipe.steps.runner import run_argv
+
+    monkeypatch.chdir(tmp_path)
+    config = _loop(tmp_path / "loopc1.toml", tmp_path / "loopc2.toml")
+    run = _loop(tmp_path / "loopd1", tmp_path / "loopd2")
+    said = "cannot resolve this path (Symlink loop from '{}')."
+    for args in (("validate",), ("run",), ("render",), ("grid",)):
+        code, out, err = cli(*args, "loopc1.toml")
+        assert code == 1 and out == ""
+        assert err.strip() == f"error: loopc1.toml: {said.format(config)}", err
+    for args in (
+        ("summary", "loopd1"),
+        ("status", "loopd1"),
+        ("rerun", "loopd1", "--failed"),
+        ("cancel", "loopd1"),
+        ("compare", "loopd1", "loopd1"),
+        ("export-spey", "loopd1", "--dataset", "demo"),
+        ("step", "fit", "--point-dir", "loopd1", "--masses", "60MeV"),
+    ):
+        code, out, err = cli(*args)
+        assert code == 1 and out == ""
+        assert err.strip() == f"error: loopd1: {said.format(run)}", (args, err)
+    assert run_argv(["step", "fit", "--point-dir", "loopd1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"error: loopd1: {said.format(run)}\n"
+    assert "Traceback" not in captured.out
+    code, _, err = cli("init", "loopc1")
+    assert code == 1
+    assert err.strip() == f"error: {config}: already exists; choose another name or use --force."
+    assert config.is_symlink() and os.readlink(config) == "loopc2.toml"
+    # whatever else resolves such a path: the command line's handler says the same
+    from gprpipe.errors import os_error_sentence
+
+    loop = RuntimeError(f"Symlink loop from {str(run)!r}")  # pathlib's, up to Python 3.12
+    assert os_error_sentence(loop) == f"{run}: {said.format(run)}"

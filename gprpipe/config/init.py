@@ -172,7 +172,7 @@ def write_init(
     ``data``: the ``--data`` values (``FILE`` or ``DATASET=FILE``)."""
     path = folder / f"{name.removesuffix('.toml')}.toml"
     text = init_text(name.removesuffix(".toml"), template, data, folder)
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:  # (a link to nothing too)
         raise GprpipeError(f"{path}: already exists; choose another name or use --force.")
     from gprpipe.io.atomic import atomic_write_text
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.config.issues import Issue, Loc, name_hint
-from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.errors import ConfigError, GprpipeError, resolved
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -325,7 +325,7 @@ def load_chain(path: Path | str, text: str | None = None) -> Loaded:
     ``text``: the content of ``path`` (which need not exist; e.g. an editor's unsaved
     buffer): template references and relative paths resolve from the folder of ``path``.
     """
-    path = Path(path).expanduser().resolve()
+    path = resolved(Path(path).expanduser())  # (a link that leads back to itself: said)
     defaults = (shipped_dir("templates") / "defaults.toml").resolve()
     files: list[tuple[Path, dict[str, Any], dict[str, tuple[int, int]]]] = []
     seen: list[Path] = []

@@ -20,7 +20,7 @@ from gprpipe import __version__
 from gprpipe.config import Point, point_config_from_file
 from gprpipe.config.loader import read_config_text
 from gprpipe.config.schema import STEPS, Config, choices
-from gprpipe.errors import GprpipeError
+from gprpipe.errors import GprpipeError, resolved
 from gprpipe.io.atomic import atomic_write_text, inside, remove_stale_temps
 from gprpipe.io.processes import alive
 from gprpipe.io.source import git_commit, package_version
@@ -276,7 +276,7 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
     if not path.is_file():
         if missing_ok:
             return None
-        parent = Path(run_dir).resolve().parent
+        parent = resolved(run_dir).parent
         if Path(run_dir).is_file() and (parent / RUN_JSON).is_file():
             raise GprpipeError(f"{run_dir}: a file of a run; give its run folder {parent}.")
         if (Path(run_dir) / "config.toml").is_file() and (parent / RUN_JSON).is_file():
@@ -364,7 +364,7 @@ def earlier_point_notice(point_dir: Path) -> str:
     point_dir = Path(point_dir)
     name = Path(os.path.abspath(point_dir)).name  # (of ``.`` too)
     try:
-        info = load_run_info(point_dir.resolve().parent, missing_ok=True)
+        info = load_run_info(resolved(point_dir).parent, missing_ok=True)
     except GprpipeError:
         return ""
     if info is None or name in {g["name"] for g in info.data["grid"]}:

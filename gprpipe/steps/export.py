@@ -21,7 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from gprpipe.errors import GprpipeError
+from gprpipe.errors import GprpipeError, resolved
 from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.io.hdf5 import open_h5, sha256_file
 from gprpipe.pipeline.cache import vouched_for
@@ -182,13 +182,14 @@ def _publish(
     unchanged_sources(pdir, read)
     digest = read[source]
     for path in files:
+        resolved(path)  # a link (or a folder's) that leads back to itself: said
         _refuse_managed(path, pdir)
     earlier = {p.resolve() for p in recorded_exports(pdir, observed_only=False)}
     for path in files:
         if path.is_dir():
             raise GprpipeError(f"{path}: is a folder, not a file to write.")
         exists = path.exists() or path.is_symlink()
-        if exists and not force and path.resolve() not in earlier:
+        if exists and not force and resolved(path) not in earlier:
             raise GprpipeError(
                 f"{path}: already exists and is no earlier export of {pdir}; choose "
                 "another name (-o) or use --force to replace it."

@@ -21,7 +21,7 @@ import numpy as np
 
 from gprpipe.config import point_config_from_file
 from gprpipe.config.schema import Config
-from gprpipe.errors import GprpipeError, os_error_sentence
+from gprpipe.errors import GprpipeError, os_error_sentence, resolved
 from gprpipe.io.atomic import confined, remove_stale_temps
 from gprpipe.io.hdf5 import provenance, sha256_file
 from gprpipe.pipeline.cache import freshness, made_with_other_settings, task_key
@@ -89,7 +89,7 @@ def step_function(step: str) -> StepFunc:
 def _point_plan(point_dir: Path, point: str | None = None) -> tuple[Path, Config, list[Task]]:
     """The point folder (resolved), its config and its plan (tasks named ``point``,
     default the folder's name)."""
-    point_dir = Path(point_dir).resolve()
+    point_dir = resolved(point_dir)
     config_path = Layout(point_dir).config
     if not config_path.is_file():
         raise GprpipeError(f"{point_dir}: not a point folder of a gprpipe run (no config.toml).")
@@ -193,7 +193,12 @@ def run_task(
     """Run one task; returns the exit code (0 done or cached, 1 failed). Its writes stay in
     the run directory (:func:`~gprpipe.io.atomic.confined`)."""
     task: Task | None = None
-    with confined(Path(point_dir).resolve().parent):
+    try:  # (a point folder that is a link leading back to itself: one sentence)
+        run_dir = resolved(point_dir).parent
+    except GprpipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with confined(run_dir):
         try:
             task, config = resolve_task(point_dir, step, part, task_id)
             return _run(task, config, force)
