@@ -770,13 +770,10 @@ def test_rerun_of_masses_redoes_a_damaged_task_upstream(copy: Path, base: Path):
     assert_same_results(copy / "nominal", base / "nominal")
 
 
-def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
-    """Ctrl-C while the second of three fit parts runs: it is cancelled (failed) and the
-    third never ran. rerun --failed redid only the failed part and what follows it, so the
-    merge found the third part missing, failed, and rerun --failed said so again each time.
-    It now also runs what never ran, and the table is that of an uninterrupted run."""
-    cfg = quickstart_child(
-        tmp_path / "c.toml",
+def three_fit_parts(path: Path) -> Path:
+    """The quickstart with three masses, one per fit and limit part (no plot step)."""
+    return quickstart_child(
+        path,
         """
         [scan]
         masses = [0.03, 0.06, 0.1]
@@ -785,6 +782,14 @@ def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
         run = ["load", "fit", "limit"]
         """,
     )
+
+
+def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
+    """Ctrl-C while the second of three fit parts runs: it is cancelled (failed) and the
+    third never ran. rerun --failed redid only the failed part and what follows it, so the
+    merge found the third part missing, failed, and rerun --failed said so again each time.
+    It now also runs what never ran, and the table is that of an uninterrupted run."""
+    cfg = three_fit_parts(tmp_path / "c.toml")
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     assert run(cfg, ref, "-j", "1")[0] == 0
     proc = start_run(cfg, cut, "-j", "1")
@@ -809,16 +814,7 @@ def test_an_interrupted_run_of_other_settings_leaves_no_earlier_task_done(tmp_pa
     said done, rerun --failed had "nothing to rerun" and summary showed the earlier
     settings' numbers (a review). They are pending now, and rerun --failed finishes the
     run with the new settings."""
-    cfg = quickstart_child(
-        tmp_path / "c.toml",
-        """
-        [scan]
-        masses = [0.03, 0.06, 0.1]
-        chunk_size = 1
-        [steps]
-        run = ["load", "fit", "limit"]
-        """,
-    )
+    cfg = three_fit_parts(tmp_path / "c.toml")
     new = ("--set", "fit.blind_nsigma=1.96")
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     assert run(cfg, ref, "-j", "1", *new)[0] == 0
