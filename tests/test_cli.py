@@ -357,11 +357,20 @@ def test_few_toys_caveat_only_for_a_scan_made_with_the_configs_toys(cli, tmp_pat
     assert code == 0, err
     assert "toy limits' Monte Carlo error (eps2_up_err): median 3.5%" in out
     assert "fewer than the 1000" not in out
-    code, out, err = cli("run", QUICKSTART, "--steps", "load", *settings(*sets, "limit.n_toys=100"))
+    toy_bands = 'limit.bands="toys"'  # nor that its bands are toy bands (a review)
+    code, out, err = cli(
+        "run", QUICKSTART, "--steps", "load", *settings(*sets, "limit.n_toys=100", toy_bands)
+    )
     assert code == 0, err
     assert "tables not current: scan.csv (made with other settings" in out
     assert "toy limits' Monte Carlo error (eps2_up_err): median 3.5%" in out
     assert "from 100 toys each" not in out
+    assert out.index("  NOT CURRENT: the numbers below are of scan.csv, made with") < out.index(
+        "toy limits' Monte Carlo error"
+    )
+    from gprpipe.pipeline.summary import run_summary
+
+    assert run_summary(run).points[0].datasets[0].bands == "asymptotic"
     # nor does the report (the plot step's, or an export's refresh) with this config
     from gprpipe.config import point_config_from_file
     from gprpipe.steps.report import write_reports
@@ -530,6 +539,7 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
         lines = (folder / f"limits_{q}_demo.csv").read_text().splitlines()
         assert lines[1].startswith("mass_GeV,observed,observed_mc_error,expected_median,")
         assert lines[2].startswith("0.03,nan,nan,") and "observed toy limit unresolved" in lines[0]
+        assert "the expected limits stand: 0.03 GeV (limit failed: observed toy" in lines[0]
         assert float(lines[3].split(",")[2]) == pytest.approx(
             float(rows[1][f"{col}_up_err"]), rel=1e-5
         )

@@ -1105,6 +1105,7 @@ def test_summary_says_the_tables_of_an_older_gprpipe_are_not_current(
     import shutil
 
     from gprpipe.pipeline import cache
+    from gprpipe.pipeline.summary import point_currency
 
     copy = tmp_path / "run"
     shutil.copytree(shared_quickstart, copy, symlinks=True)
@@ -1121,6 +1122,10 @@ def test_summary_says_the_tables_of_an_older_gprpipe_are_not_current(
         "  tables not current: scan.csv (made with other settings or inputs than the point's "
         "config, or by an older gprpipe; run their steps again to recompute them)\n"
     ) in out
+    # and its figures, and the TUI's Results, which judged by either version (a review)
+    assert "  plots: " not in out and "  HEPData: " not in out
+    assert "  not current: plots, HEPData, report (drawn from other results" in out
+    assert point_currency(copy / "nominal") == (False, False)
 
 
 def test_products_of_a_plot_task_that_did_not_finish_are_not_offered(

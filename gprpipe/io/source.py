@@ -28,7 +28,8 @@ def git_commit() -> str:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--", "."],
+            # (no index refresh: task processes ask too, beside a developer's git commit)
+            ["git", "--no-optional-locks", "-C", str(src), "status", "--porcelain", "--", "."],
             capture_output=True,
             text=True,
             timeout=10,

@@ -228,9 +228,8 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
             and not output_of(p, config, made, digests, older=False)  # an older gprpipe's too
         }
         ps.not_current = sorted(p.name for p in other)
-        if scan in other:  # limit.n_toys of the config need not be the table's
-            for d in ps.datasets:
-                d.toy_error_few_toys = None
+        if scan in other:  # limit.n_toys and limit.bands of the config need not be the table's
+            ps.datasets = summarize_scan(read_table(scan))
         current = config is None or plots_current(ps.point, ps.point_dir, config)
         sources = {  # what exports and reach projections are made from
             name
@@ -284,7 +283,7 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
         return False
     drawn = plot_manifest_drawn(pdir)
     inputs = [p for p in plot.inputs if p.suffix == ".h5" and (drawn is None or p.name in drawn)]
-    return outputs_of(inputs, config, producers(point, pdir, config))
+    return outputs_of(inputs, config, producers(point, pdir, config), older=False)
 
 
 def _plot_products_left(pdir: Path) -> bool:
@@ -311,7 +310,7 @@ def point_currency(pdir: Path) -> tuple[bool, bool]:
         config = point_config_from_file(pdir / "config.toml")
     except GprpipeError:
         return True, True
-    scan = output_of(pdir / "scan.csv", config)
+    scan = output_of(pdir / "scan.csv", config, older=False)  # as summary says it
     return scan, plots_current(pdir.name, pdir, config)
 
 
@@ -320,6 +319,14 @@ def _with_plot(config: Config) -> Config:
         return config
     steps = config.steps.model_copy(update={"run": [*config.steps.run, "plot"]})
     return config.model_copy(update={"steps": steps})
+
+
+def not_current_line(table: str) -> str:
+    """The line before the numbers of a summarised table that is not current."""
+    return (
+        f"  NOT CURRENT: the numbers below are of {table}, made with other settings or inputs "
+        "than the point's config, or by an older gprpipe"
+    )
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
@@ -334,14 +341,13 @@ def summary_lines(summary: RunSummary) -> list[str]:
                 "  no scan results"
                 + (" (the scan did not finish)" if ps.failures or ps.pending or ps.running else "")
             )
-        if ps.not_current and (ps.datasets or ps.injections):
-            lines.append(
-                f"  NOT CURRENT: the numbers below are of {', '.join(ps.not_current)}, made "
-                "with other settings or inputs than the point's config, or by an older gprpipe"
-            )
+        if "scan.csv" in ps.not_current and ps.datasets:
+            lines.append(not_current_line("scan.csv"))
         for s in ps.datasets:
             first, *rest = dataset_lines(s)
             lines += [f"  {first}", *(f"    {x}" for x in rest)]
+        if "inject.csv" in ps.not_current and ps.injections:
+            lines.append(not_current_line("inject.csv"))
         for inj in ps.injections:
             first, *rest = injection_lines(inj)
             lines += [f"  {first}", *(f"    {x}" for x in rest)]

@@ -432,8 +432,7 @@ def no_observed_note(a: dict[str, np.ndarray], unresolved: np.ndarray) -> str:
     if not unresolved.any():
         return ""
     rows = [
-        f"{m * 1e3:g} MeV ({st})"
-        for m, st in zip(a["mass_GeV"][unresolved], a["status"][unresolved])
+        f"{m:g} GeV ({st})" for m, st in zip(a["mass_GeV"][unresolved], a["status"][unresolved])
     ]
     return (
         ' No observed limit ("-"; nan in the CSV) where too few toys resolve it, the '
