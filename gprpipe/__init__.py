@@ -50,7 +50,8 @@ NUMERICS_VERSION = 33  # 33: a row whose observed toy limit is unresolved keeps 
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 22  # 22: report's chance below the band follows limit.bands (2.5% with toys)
+PLOT_VERSION = 23  # 23: combination.csv takes rows whose observed toy limit is unresolved
+# 22: report's chance below the band follows limit.bands (2.5% with toys)
 # 21: expected limits of a mass whose observed toy limit is unresolved
 # 20: combination.csv, allocation.csv through the results schema (8 digits)
 # 19: blinded scan figures circle flagged masses on the median

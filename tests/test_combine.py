@@ -500,3 +500,41 @@ def test_an_unresolved_combined_toy_limit_keeps_the_fit_z_and_expected_band(monk
     assert row["Z_local"] == 0 and row["p0_local"] == 0.5
     band = [row[f"eps2_exp_{b}"] for b in ("lo2", "lo1", "med", "hi1", "hi2")]
     np.testing.assert_allclose(band, asym["eps2_exp"], rtol=1e-12)
+
+
+def test_combination_csv_keeps_a_dataset_whose_observed_toy_limit_alone_is_unresolved():
+    """combination.csv dropped a dataset at a mass where its observed toy limit was
+    unresolved, although its sigma_A and expected limit stand (a review: 2016 at 124 MeV
+    left out, the combination's ratio to the best single 0.18 instead of 0.98). Its K, the
+    yield per unit eps^2, comes from the expected limit there; a failed fit stays out."""
+    from gprpipe.steps.reach import combination_table
+
+    unresolved = "limit failed: observed toy limit unresolved: 3 of 100 ...: raise limit.n_toys"
+
+    def rows(status: list[str], sigma_a: float, k: float, exp: float) -> dict[str, np.ndarray]:
+        n = len(status)
+        a_up = np.where([s == "ok" for s in status], 3.0 * sigma_a, np.nan)
+        return {
+            "mass_GeV": np.array([0.06, 0.124][:n]),
+            "status": np.array(status),
+            "sigma_A": np.full(n, sigma_a),
+            "A_up": a_up,
+            "eps2_up": a_up / k,
+            "A_exp_med": np.full(n, exp * k),
+            "eps2_exp_med": np.full(n, exp),
+        }
+
+    scan = {
+        "2015": rows(["ok", "ok"], 100.0, 1e7, 3.0e-5),
+        "2016": rows(["ok", unresolved], 50.0, 2e6, 4.0e-5),
+        "2021": rows(["ok", "fit failed: singular"], 80.0, 4e6, 5.0e-5),
+        "combined": rows(["ok", "ok"], 1.0, 1.0, 2.5e-5),
+    }
+    table = {(r[0], r[1]): r for r in combination_table(scan, ["2015", "2016", "2021"])}
+    assert ("2016", 0.124) in table and ("2021", 0.124) not in table
+    sig_2016 = 50.0 / 2e6  # sigma_A / K
+    assert table[("2016", 0.124)][2] == pytest.approx(sig_2016, rel=1e-12)
+    w = np.array([(100.0 / 1e7) ** -2, sig_2016**-2])
+    assert table[("2016", 0.124)][3] == pytest.approx(w[1] / w.sum(), rel=1e-12)
+    assert table[("combined", 0.124)][8] == pytest.approx(2.5e-5 / 3.0e-5, rel=1e-12)
+    assert table[("2016", 0.06)][2] == pytest.approx(sig_2016, rel=1e-12)  # as before

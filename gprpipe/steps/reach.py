@@ -28,6 +28,7 @@ from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.plotting.style import save
 from gprpipe.results.schema import COMBINATION, COMBINED, reach_table, rows_csv
+from gprpipe.stats.quality import observed_unresolved
 from gprpipe.stats.reach import combine_inverse_variance, information_fractions, project
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
@@ -35,20 +36,37 @@ from gprpipe.units import same_mass
 Z_DISCOVERY = 5.0
 
 
+def _usable(status: np.ndarray) -> np.ndarray:
+    """Rows with a fit and an expected limit: ``ok``, or only the observed toy limit was
+    unresolved (none of the columns used here depends on the observed limit)."""
+    return np.array([s == "ok" or observed_unresolved(s) for s in status.astype(str)], bool)
+
+
 def _matrix(scan: dict, names: list[str], masses: np.ndarray, key: str) -> np.ndarray:
-    """``(D, M)`` array of column ``key`` (``sigma_eps2``: derived) on the mass grid."""
+    """``(D, M)`` array of column ``key`` (``sigma_eps2``: derived) on the mass grid. The
+    yield per unit eps^2, K, is A_up / eps2_up, or A_exp_med / eps2_exp_med (the same
+    conversion) where the observed limit is unresolved."""
     out = np.full((len(names), len(masses)), np.nan)
     for i, n in enumerate(names):
         a = scan[n]
-        ok = a["status"] == "ok"
-        if key == "sigma_eps2":
-            with np.errstate(invalid="ignore", divide="ignore"):
-                v = a["sigma_A"] * a["eps2_up"] / a["A_up"]
-        elif key == "k_unit":
-            with np.errstate(invalid="ignore", divide="ignore"):
-                v = a["A_up"] / a["eps2_up"]
-        else:
-            v = a[key]
+        ok = _usable(a["status"])
+        # (a blinded limit.h5 has no observed columns: K from the expected limits)
+        observed = np.isfinite(a.get("A_up", np.nan)) & np.isfinite(a.get("eps2_up", np.nan))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if key == "sigma_eps2":
+                v = np.where(
+                    observed,
+                    a["sigma_A"] * a.get("eps2_up", np.nan) / a.get("A_up", np.nan),
+                    a["sigma_A"] * a["eps2_exp_med"] / a["A_exp_med"],
+                )
+            elif key == "k_unit":
+                v = np.where(
+                    observed,
+                    a.get("A_up", np.nan) / a.get("eps2_up", np.nan),
+                    a["A_exp_med"] / a["eps2_exp_med"],
+                )
+            else:
+                v = a[key]
         idx = np.searchsorted(masses, np.round(a["mass_GeV"], 9))
         out[i, idx[ok]] = v[ok]
     return out
@@ -70,7 +88,7 @@ def combination_table(scan: dict, names: list[str]) -> list[list]:
     csig = _matrix(scan, [COMBINED], masses, "sigma_eps2")[0]
     cexp = _matrix(scan, [COMBINED], masses, "eps2_exp_med")[0]
     rows: list[list] = []
-    ok_c = np.round(c["mass_GeV"][c["status"] == "ok"], 9)
+    ok_c = np.round(c["mass_GeV"][_usable(c["status"])], 9)
     for j, m in enumerate(masses):
         if m not in ok_c:
             continue
