@@ -1128,6 +1128,27 @@ def test_summary_says_the_tables_of_an_older_gprpipe_are_not_current(
     assert point_currency(copy / "nominal") == (False, False)
 
 
+def test_the_not_current_line_stands_before_the_numbers_it_is_about(tmp_path: Path):
+    """An inject.csv of other settings beside a current scan.csv: its NOT CURRENT line
+    stood at the top of the point, above the current scan's numbers (a review); it now
+    stands right before the injection's."""
+    from gprpipe.pipeline.summary import PointSummary, RunSummary, summary_lines
+    from gprpipe.results.summary import DatasetSummary, InjectionSummary
+
+    inj = InjectionSummary(
+        "demo", 1, 2, (20, 20), 20, [], (0.1, 0.1), (1.0, 1.0), (0.7,) * 2, (0.95,) * 2
+    )
+    point = PointSummary("nominal", tmp_path, [DatasetSummary("demo", 5)], injections=[inj])
+    point.not_current = ["inject.csv"]
+    lines = summary_lines(RunSummary(tmp_path, [point]))
+    at = lines.index(
+        "  NOT CURRENT: the numbers below are of inject.csv, made with other settings or "
+        "inputs than the point's config, or by an older gprpipe"
+    )
+    assert lines[2:at] == ["  demo (5 masses)", "    flagged: 0; GP fits not converged: 0"]
+    assert lines[at + 1].startswith("  injection demo (1 mass x 2 strengths"), lines
+
+
 def test_products_of_a_plot_task_that_did_not_finish_are_not_offered(
     shared_quickstart: Path, tmp_path: Path
 ):
