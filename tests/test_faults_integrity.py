@@ -486,8 +486,9 @@ def test_a_rerun_after_the_data_file_changed_redoes_what_read_it(tmp_path: Path)
     code, out, err = gp("rerun", run_dir, "--masses", "30MeV")
     assert code == 0, out + err
     assert (
-        "notice: nominal/load: its outputs were made from other inputs than the run's config "
-        "gives now (a data file changed?); running it again" in err
+        "notice: nominal/load: its outputs were made with other settings or inputs than the "
+        "run's config gives now (by an earlier config's run, or a data file changed since); "
+        "running it again" in err
     )
     loaded = read_load(run_dir / "nominal" / "load.h5", "demo")[0]
     assert loaded.sum() == read_hist(data, "input_hist")[0].sum() == counts.sum()
@@ -808,12 +809,16 @@ def test_rerun_failed_finishes_an_interrupted_run(tmp_path: Path):
     ).read_bytes()
 
 
-def test_an_interrupted_run_of_other_settings_leaves_no_earlier_task_done(tmp_path: Path):
+@pytest.mark.parametrize("rerun", [("--failed",), ("--masses", "100MeV")])
+def test_an_interrupted_run_of_other_settings_leaves_no_earlier_task_done(
+    tmp_path: Path, rerun: tuple[str, ...]
+):
     """A run with changed settings over a finished run folder, interrupted after its first
     fit part: the parts it had not redone kept the earlier run's done markers, so status
     said done, rerun --failed had "nothing to rerun" and summary showed the earlier
     settings' numbers (a review). They are pending now, and rerun --failed finishes the
-    run with the new settings."""
+    run with the new settings. So does a rerun of one mass: it redid that mass's parts,
+    and their merges refused the other parts, of the earlier settings (a review)."""
     cfg = three_fit_parts(tmp_path / "c.toml")
     new = ("--set", "fit.blind_nsigma=1.96")
     ref, cut = tmp_path / "ref", tmp_path / "cut"
@@ -835,7 +840,7 @@ def test_an_interrupted_run_of_other_settings_leaves_no_earlier_task_done(tmp_pa
     assert st["nominal/fit/demo-000"][0] == "done"
     assert st["nominal/fit/demo-002"][0] == "pending", st
     assert st["nominal/limit/merge"][0] != "done", st
-    code, out, err = gp("rerun", cut, "--failed")
+    code, out, err = gp("rerun", cut, *rerun)
     assert code == 0, out + err
     assert (cut / "nominal" / "scan.csv").read_bytes() == (
         ref / "nominal" / "scan.csv"

@@ -1036,6 +1036,11 @@ def rerun(
         if not chosen:
             return None
         todo = downstream(tasks, chosen)
+        # the merges (and later tasks) a rerun adds read the other parts of their step too:
+        # those of other settings are redone as well, or the merge refuses them
+        while extra := _stale_upstream(tasks, configs, {t.id for t in todo}, obs) - chosen:
+            chosen |= extra
+            todo = downstream(tasks, chosen)
         ex.check()
         ex.refuse_if_busy(todo, others=False)  # before anything is said, recorded or cleared
         obs.rerunning(todo)
@@ -1095,8 +1100,8 @@ def _stale_upstream(
                 why = (
                     "made by an earlier version of gprpipe's numerics"
                     if made_by(d, configs[d.point], any_version=True)
-                    else "made from other inputs than the run's config gives now (a data file "
-                    "changed?)"
+                    else "made with other settings or inputs than the run's config gives now "
+                    "(by an earlier config's run, or a data file changed since)"
                 )
                 obs.notice(f"notice: {d.id}: its outputs were {why}; running it again")
                 found.add(d.id)
