@@ -1307,8 +1307,12 @@ async def test_checks_run_one_at_a_time_on_the_latest_text(tmp_path, monkeypatch
     monkeypatch.setattr(app_module, "check_text", slow)
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.2)
-        threads = [t for t in threading.enumerate() if t.name == "gprpipe-check"]
+        threads: list[threading.Thread] = []
+        for _ in range(50):  # the first check starts once the app is up (later under load)
+            await pilot.pause(0.1)
+            threads = [t for t in threading.enumerate() if t.name == "gprpipe-check"]
+            if threads:
+                break
         assert threads and all(t.daemon for t in threads)
         for i in range(5):
             app.editor.text = app.editor.text + f"\n# edit {i}"
