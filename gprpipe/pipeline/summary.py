@@ -188,11 +188,13 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
         config = configs.get(ps.point)
         stale = stale_outputs(ps.point, ps.point_dir, config) if config else set()
         intact: list[Path] = []  # the tables read below, once vouched for
+        scan_rows: list[dict[str, str]] = []
         try:
             if scan.is_file():
                 n_toys = config.limit.n_toys if config else None
                 bands = config.limit.bands if config else None
-                ps.datasets = summarize_scan(read_table(vouched(scan)), n_toys, bands)
+                scan_rows = read_table(vouched(scan))
+                ps.datasets = summarize_scan(scan_rows, n_toys, bands)
                 intact.append(scan)
         except GprpipeError as exc:
             ps.unvouched = str(exc)
@@ -229,7 +231,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
         }
         ps.not_current = sorted(p.name for p in other)
         if scan in other:  # limit.n_toys and limit.bands of the config need not be the table's
-            ps.datasets = summarize_scan(read_table(scan))
+            ps.datasets = summarize_scan(scan_rows)
         current = config is None or plots_current(ps.point, ps.point_dir, config)
         sources = {  # what exports and reach projections are made from
             name

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import ndtr  # ndtr(-z) = ndtr(-z): scipy.stats is slow to import
 
 from gprpipe.plotting.style import BAND_1, BAND_2, FEW_MASSES, label, legend, marker
-from gprpipe.stats.quality import has_expected, has_result, is_flagged
+from gprpipe.stats.quality import has_result, is_flagged, unresolved_rows
 from gprpipe.stats.significance import z_from_p
 
 MEV = 1e3
@@ -33,7 +33,7 @@ def flag_mask(status) -> np.ndarray:
 def expected_mask(status) -> np.ndarray:
     """Rows with an expected band: with results, or only the observed toy limit was
     unresolved (its observed limit is NaN: a gap in the observed curve)."""
-    return np.array([has_expected(s) for s in np.asarray(status).astype(str)], dtype=bool)
+    return result_mask(status) | unresolved_rows(status)
 
 
 def result_mask(status) -> np.ndarray:

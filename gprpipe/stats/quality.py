@@ -54,6 +54,7 @@ __all__ = [
     "has_result",
     "is_flagged",
     "observed_unresolved",
+    "unresolved_rows",
     "unresolved_status",
     "window_determined",
     "window_gof",
@@ -141,6 +142,12 @@ def has_expected(status: str) -> bool:
     """The row carries its expected band: it has results (:func:`has_result`), or only
     its observed toy limit was unresolved (:func:`observed_unresolved`)."""
     return has_result(status) or observed_unresolved(status)
+
+
+def unresolved_rows(status: ArrayLike) -> NDArray[np.bool_]:
+    """Rows whose observed toy limit alone was unresolved (:func:`observed_unresolved`):
+    their expected band stands, their observed limit is NaN."""
+    return np.array([observed_unresolved(s) for s in np.asarray(status).astype(str)], bool)
 
 
 def counts_for_discovery(status: ArrayLike) -> NDArray[np.bool_]:

@@ -207,11 +207,12 @@ def _publish(
     refresh_reports(pdir, written)
 
 
-def _provenance(pdir: Path, source: Path, run: str) -> dict[str, str]:
+def _provenance(pdir: Path, source: Path, run: str, digest: str | None) -> dict[str, str]:
     """Where an export came from, for a file that may leave its run folder (``-o``, a
     collaborator's copy): the gprpipe that wrote it, the run and point, and the step output
     it was made from (its sha256 and cache key: the config, inputs and numerics); ``run``:
-    the run's name (``base.name``)."""
+    the run's name (``base.name``); ``digest``: the source's sha256 as the export read it
+    (:func:`source_digests`), if taken."""
     from gprpipe.io.source import package_version
 
     with open_h5(source) as f:
@@ -221,7 +222,7 @@ def _provenance(pdir: Path, source: Path, run: str) -> dict[str, str]:
         "run": run,
         "point": pdir.name,
         "source": source.name,
-        "source_sha256": sha256_file(source),
+        "source_sha256": digest or sha256_file(source),
         "source_cache_key": key,
     }
 
@@ -400,7 +401,8 @@ def export_patchset(
         raise GprpipeError(f"{Layout(pdir).fit}: no successful GP fit of {dataset!r}.")
     if not re.fullmatch(r"ins[0-9]{7}", inspire):
         raise GprpipeError(f"--inspire {inspire!r}: an INSPIRE id is 'ins' and 7 digits.")
-    made = _provenance(pdir, Layout(pdir).fit, ok_windows[0][0].base.name)
+    fit = Layout(pdir).fit
+    made = _provenance(pdir, fit, ok_windows[0][0].base.name, read[fit])
     bkg, ps = patchset(
         wins,
         name=f"gprpipe_{dataset}",
@@ -521,7 +523,7 @@ def export_spey(
         "alpha": cfg.limit.alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
         "masses_left_out": rows,  # flagged or failed fits: no entry ({mass_GeV, status})
-        "provenance": _provenance(pdir, lay.limit, cfg.base.name),
+        "provenance": _provenance(pdir, lay.limit, cfg.base.name, read[lay.limit]),
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
     path = out / f"spey_{dataset}.json"

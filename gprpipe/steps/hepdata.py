@@ -40,7 +40,7 @@ import numpy as np
 from gprpipe.config.grid import DEFAULT_POINT
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_path, atomic_write_text, inside
-from gprpipe.stats.quality import observed_unresolved
+from gprpipe.stats.quality import unresolved_rows
 
 CSV_HEADER = (
     "mass_GeV",
@@ -271,7 +271,7 @@ def build_submission(cfg: Config, limit_path: Path):
         ok = a["status"] == "ok"
         # the limit tables also hold the masses whose observed toy limit alone is
         # unresolved: their expected limits stand, the observed value is "-" (nan in CSV)
-        unresolved = np.array([observed_unresolved(st) for st in a["status"]], dtype=bool)
+        unresolved = unresolved_rows(a["status"])
         shown = ok | unresolved
         if not shown.any():
             continue
@@ -421,9 +421,13 @@ def left_out_note(a: dict[str, np.ndarray], ok: np.ndarray) -> str:
     that was never tested."""
     if ok.all():
         return ""
-    rows = [f"{m:g} GeV ({st})" for m, st in zip(a["mass_GeV"][~ok], a["status"][~ok])]
     why = "a quality flag, or a failed fit or limit, in brackets"
-    return f" Test masses left out ({why}): {', '.join(rows)}."
+    return f" Test masses left out ({why}): {_with_status(a, ~ok)}."
+
+
+def _with_status(a: dict[str, np.ndarray], rows: np.ndarray) -> str:
+    """ "0.124 GeV (flag_gof), ..." of the ``rows`` (masses in GeV, as in every file)."""
+    return ", ".join(f"{m:g} GeV ({st})" for m, st in zip(a["mass_GeV"][rows], a["status"][rows]))
 
 
 def no_observed_note(a: dict[str, np.ndarray], unresolved: np.ndarray) -> str:
@@ -431,12 +435,9 @@ def no_observed_note(a: dict[str, np.ndarray], unresolved: np.ndarray) -> str:
     (too few toys): shown with their expected limits and no observed value."""
     if not unresolved.any():
         return ""
-    rows = [
-        f"{m:g} GeV ({st})" for m, st in zip(a["mass_GeV"][unresolved], a["status"][unresolved])
-    ]
     return (
         ' No observed limit ("-"; nan in the CSV) where too few toys resolve it, the '
-        f"expected limits stand: {', '.join(rows)}."
+        f"expected limits stand: {_with_status(a, unresolved)}."
     )
 
 

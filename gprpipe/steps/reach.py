@@ -28,7 +28,7 @@ from gprpipe.io.atomic import atomic_write_text, inside
 from gprpipe.pipeline.cache import vouched_for
 from gprpipe.plotting.style import save
 from gprpipe.results.schema import COMBINATION, COMBINED, reach_table, rows_csv
-from gprpipe.stats.quality import observed_unresolved
+from gprpipe.stats.quality import unresolved_rows
 from gprpipe.stats.reach import combine_inverse_variance, information_fractions, project
 from gprpipe.steps.report import refresh_reports
 from gprpipe.units import same_mass
@@ -39,7 +39,7 @@ Z_DISCOVERY = 5.0
 def _usable(status: np.ndarray) -> np.ndarray:
     """Rows with a fit and an expected limit: ``ok``, or only the observed toy limit was
     unresolved (none of the columns used here depends on the observed limit)."""
-    return np.array([s == "ok" or observed_unresolved(s) for s in status.astype(str)], bool)
+    return (status == "ok") | unresolved_rows(status)
 
 
 def _matrix(scan: dict, names: list[str], masses: np.ndarray, key: str) -> np.ndarray:
