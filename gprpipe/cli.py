@@ -762,7 +762,7 @@ def compare(
             blind = math.isnan(om)  # a blinded run has no observed limit
             table.add_row(
                 r.label,
-                str(len(r.mass)),
+                r.masses_text(),
                 "blinded" if blind else f"{om:.3f}",
                 "-" if blind else f"{olo:.3f}-{ohi:.3f}",
                 f"{em:.3f}",

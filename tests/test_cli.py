@@ -501,7 +501,11 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
         f"{rel:.1%} at 60 MeV (more toys: limit.n_toys); from 100 toys each, fewer than the "
         "1000 it was checked with: "
     ) in html
-    assert "<li>failed (no limit): 1 (" in html
+    assert (
+        "<li>failed (no observed limit; its fit, significance and expected limits kept): 1 ("
+        in html
+    )
+    assert "failed (no limit)" not in html
     # and in HEPData (YAML error and CSV column; the submission validates)
     import yaml
     from hepdata_validator.full_submission_validator import FullSubmissionValidator

@@ -1775,7 +1775,10 @@ def test_a_patchset_is_not_current_once_the_limits_that_chose_its_masses_change(
     code, so, _ = run_cli_here("run", *_qs(out, *toys), *steps)
     assert (
         code == 1
-        and "failed (no limit): 1 (limit failed: observed toy limit unresolved: 3 of 60 " in so
+        and "failed (no observed limit; its fit, significance and expected limits kept): 1 "
+        "(limit failed: observed toy limit unresolved: 3 of 60 "
+        in so
+        and "failed (no limit)" not in so
     ), so
     code, so, se = run_cli_here("export-pyhf", out, "--dataset", "demo", "--patchset")
     assert code == 0 and "(4 patches, one per ok mass)" in so, so + se

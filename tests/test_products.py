@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import h5py
@@ -885,6 +886,33 @@ def test_rpen7_grid_points_compared(tmp_path: Path):
         assert float(r["ratio_observed"]) == pytest.approx(1 / 0.93, rel=1e-5)
         assert float(r["ratio_expected"]) == pytest.approx(1 / 0.93, rel=1e-5)
     assert (run / "compare" / "compare_eps2_2015.png").stat().st_size > 0
+
+
+def test_compare_keeps_a_row_whose_observed_toy_limit_alone_is_unresolved(tmp_path: Path):
+    """Such a row keeps its expected limits (issue 12's unresolved toy limits): compare
+    ratios them and leaves its observed ratio NaN, and the observed figures come from the
+    other masses (it skipped the row, so a point's expected ratio lost that mass)."""
+    run = tmp_path / "run"
+    unresolved = "limit failed: observed toy limit unresolved: no CLs crossing: raise limit.n_toys"
+    committed_scans(
+        run,
+        {
+            "a": "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
+            "2015,0.03,2e-06,1e-06,ok\n2015,0.06,3e-06,4e-06,ok\n2015,0.09,1e-06,5e-06,ok\n",
+            "b": "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
+            "2015,0.03,4e-06,2e-06,ok\n"
+            f"2015,0.06,nan,1.2e-05,{unresolved}\n2015,0.09,5e-06,1e-05,ok\n",
+        },
+    )
+    code, so, se = run_cli_here("compare", run)
+    assert code == 0, so + se
+    rows = _rows(run / "compare" / "compare_2015.csv")
+    assert [float(r["mass_GeV"]) for r in rows] == [0.03, 0.06, 0.09]
+    assert [float(r["ratio_expected"]) for r in rows] == pytest.approx([2.0, 3.0, 2.0])
+    obs = [float(r["ratio_observed"]) for r in rows]
+    assert obs[0] == pytest.approx(2.0) and math.isnan(obs[1]) and obs[2] == pytest.approx(5.0)
+    table = so.replace("\u2502", "|")
+    assert "3 (2 observed)" in table and "3.500" in table and "2.000-5.000" in table, so
 
 
 def test_compare_of_a_point_without_limits_says_why_and_writes_nothing(tmp_path: Path):

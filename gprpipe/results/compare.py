@@ -3,7 +3,8 @@
 ``compare_curves(tables)`` takes ``{label: scan.csv rows}`` (the first label is the
 reference) and returns per dataset the curves and, per other label, the ratios of its
 observed and expected eps^2 limits to the reference at the masses both have (observed:
-NaN where either run is blinded). Used by
+NaN where either run is blinded, or where a row's observed toy limit alone was unresolved:
+its expected limit stands). Used by
 ``gprpipe compare`` and by the grid's ``index.html``.
 """
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from gprpipe.stats.quality import STATUS_OK, observed_unresolved
 
 
 @dataclass
@@ -34,12 +37,23 @@ class Ratio:
     expected: np.ndarray
 
     def stats(self, which: str) -> tuple[float, float, float]:
-        """(median, min, max) of the observed or expected ratio (NaN where a blinded run
-        has no observed limit)."""
-        r = getattr(self, which)
-        if np.isnan(r).any():
+        """(median, min, max) of the observed or expected ratio over the masses where it is
+        defined; NaN where it is nowhere (a blinded run has no observed limit)."""
+        r = self.defined(which)
+        if not len(r):
             return np.nan, np.nan, np.nan
         return float(np.median(r)), float(r.min()), float(r.max())
+
+    def defined(self, which: str) -> np.ndarray:
+        """The observed or expected ratios that are numbers."""
+        r: np.ndarray = getattr(self, which)
+        return r[np.isfinite(r)]
+
+    def masses_text(self) -> str:
+        """How many masses are compared, and of them how many with an observed ratio when
+        some lack one in an unblinded comparison (an unresolved observed toy limit)."""
+        n, n_obs = len(self.mass), len(self.defined("observed"))
+        return f"{n} ({n_obs} observed)" if 0 < n_obs < n else str(n)
 
 
 @dataclass
@@ -57,7 +71,7 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
     for ds in datasets:
         comp = DatasetComparison(ds)
         for lab in labels:
-            rows = [r for r in tables[lab] if r["dataset"] == ds and r.get("status") == "ok"]
+            rows = [r for r in tables[lab] if r["dataset"] == ds and _compared(r)]
             if not rows:
                 continue
             m = np.array([float(r["mass_GeV"]) for r in rows])
@@ -66,8 +80,8 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
                 Curve(
                     lab,
                     m[order],
-                    np.array([float(r.get("eps2_up", "nan")) for r in rows])[order],
-                    np.array([float(r["eps2_exp_med"]) for r in rows])[order],
+                    np.array([_float(r.get("eps2_up")) for r in rows])[order],
+                    np.array([_float(r.get("eps2_exp_med")) for r in rows])[order],
                 )
             )
         if len(comp.curves) < 2 or comp.curves[0].label != labels[0]:
@@ -119,6 +133,13 @@ def observed_ratios(table: Path) -> bool | None:
     except (OSError, ValueError, GprpipeError):
         return None
     return any(np.isfinite(_float(r.get("ratio_observed"))) for r in rows)
+
+
+def _compared(row: Mapping[str, str]) -> bool:
+    """A row with limits: ``ok``, or one whose observed toy limit alone was unresolved (its
+    expected limits stand, its observed limit is NaN)."""
+    status = row.get("status", "")
+    return status == STATUS_OK or observed_unresolved(status)
 
 
 def _float(text: str | None) -> float:

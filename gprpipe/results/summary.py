@@ -27,7 +27,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from gprpipe.results.schema import COMBINED, read_csv_table
-from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, fit_usable, flags_of, has_result
+from gprpipe.stats.quality import (
+    FLAG_DATASET_LEFT_OUT,
+    fit_usable,
+    flags_of,
+    has_result,
+    observed_unresolved,
+)
 
 #: The deepest deficit (A_hat / sigma_A) at which a toy limit's Monte Carlo error was
 #: checked against the spread between independent seeds (benchmarks/study_toy_limit_error.py,
@@ -536,10 +542,19 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             f"({BELOW_BAND_CHANCE[s.bands]:.1%} expected by chance; neighbouring masses are "
             "correlated)"
         )
-    if s.failures:
+    unresolved = {k: v for k, v in s.failures.items() if observed_unresolved(k)}
+    failed = {k: v for k, v in s.failures.items() if k not in unresolved}
+    if failed:
         lines.append(
-            f"failed (no limit): {s.n_failed} ("
-            + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in s.failures.items())
+            f"failed (no limit): {sum(failed.values())} ("
+            + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in failed.items())
+            + ")"
+        )
+    if unresolved:
+        lines.append(
+            f"failed (no observed limit; its fit, significance and expected limits kept): "
+            f"{sum(unresolved.values())} ("
+            + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in unresolved.items())
             + ")"
         )
     flagged = f"flagged: {s.n_flagged}"

@@ -404,7 +404,7 @@ def _grid_comparison(run_dir: Path, points, labels: dict[str, str]) -> list[dict
                 "rows": [
                     {
                         "point": r.label,
-                        "masses": len(r.mass),
+                        "masses": r.masses_text(),
                         "observed": r.stats("observed"),
                         "expected": r.stats("expected"),
                     }
