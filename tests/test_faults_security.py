@@ -639,6 +639,39 @@ def test_task_log_symlink_is_replaced_not_followed(tmp_path: Path):
             "{{ (range(30000)|map('string')|map('list')|sum(start=[]))|length }}",
             "sum builds more than 100000",
         ),
+        # a review: a width or an argument used once per line, tab or field, a list that
+        # holds itself twice (2**40 items to show), and text that grows fivefold per step
+        # (validate passed it after 20 s and 1.2 GB; the others took up to 4.8 GB)
+        ("{{ ('{0}' * 20000).format('a' * 20000)|length }}", "a format builds"),
+        ("{{ ('{a}' * 20000).format_map({'a': 'a' * 20000})|length }}", "a format builds"),
+        ("{{ ('%(a)s' * 20000)|format(a='a' * 20000)|length }}", "a format builds"),
+        ("{{ ('%s' * 20000) % ('a' * 20000,) }}", "a format builds"),
+        (r"{{ ('\t' * 20000).expandtabs(20000)|length }}", "expandtabs builds"),
+        (r"{{ ('a\n' * 20000)|indent(20000)|length }}", "indent builds"),
+        ("{{ ('x ' * 40000)|wordwrap(1, wrapstring=' '*40000)|length }}", "wordwrap builds"),
+        ("{{ ('a' * 20000).translate({97: 'b' * 20000})|length }}", "translate builds"),
+        (
+            "{% set ns = namespace(s=[0]) %}{% for i in range(40) %}"
+            "{% set ns.s = [ns.s, ns.s] %}{% endfor %}{{ ns.s }}",
+            "holds more than 100000 items",
+        ),
+        (
+            "{% set a = [1, 1] %}"
+            + "".join(
+                f"{{% set {c} = [{p}, {p}] %}}"
+                for p, c in zip("abcdefghijklmnopq", "bcdefghijklmnopqr")
+            )
+            + "{{ r == [q, q] }}",
+            "holds more than 100000 items",
+        ),
+        (
+            "{% macro m(a, n) %}{% if n %}{{ m([a, a], n - 1) }}{% endif %}{% endmacro %}"
+            "{{ m([1], 40) }}",
+            "an argument holds more than 100000 items",
+        ),
+        ("{{ range(100000)|list|string|list|string|length }}", "result holds more than"),
+        ("{{ range(10)|slice(10**9)|list|length }}", "a width of 1000000000"),
+        ("{{ range(10)|batch(10**9, 1)|list|length }}", "a width of 1000000000"),
     ],
 )
 def test_rendering_is_bounded(case, cli, expr: str, why: str):
@@ -713,6 +746,13 @@ def test_bounded_filters_still_work_within_the_bounds():
         ("{{ [[1], [2, 3]] | sum(start=[]) }}", "[1, 2, 3]"),
         ("{{ [{'n': 2}, {'n': 5}] | sum(attribute='n', start=1) }}", "8"),
         ("{{ 3 * 4 }}", "12"),
+        ("{{ 'x\ny' | indent('> ') }}", "x\n> y"),
+        ("{{ '{a}-{b}'.format(a=1, b='x') }}", "1-x"),
+        ("{{ '{a}'.format_map({'a': 2}) }}", "2"),
+        ("{{ 'a\tb'.expandtabs(4) }}", "a   b"),
+        ("{% set a = [1, 2] %}{% set b = [a, a] %}{{ b|sum(start=[])|length }}", "4"),
+        ("{% with x = range(3)|list %}{{ x|string }}{% endwith %}", "[0, 1, 2]"),
+        ("{{ range(7)|batch(3, 0)|list|last }}", "[6, 0, 0]"),
     ):
         assert render_string(expr, {}) == want
 

@@ -122,6 +122,42 @@ def _check_built(n: int, how: str) -> None:
         raise RenderLimit(f"{how} builds more than {MAX_CHARS} items")
 
 
+def _check_value(value: Any, what: str) -> None:
+    """Refuse a value that stands for more than ``MAX_CHARS`` items (:func:`_size`): a list
+    that holds itself twice, set twenty times, is a million items though it took twenty
+    steps to build, and showing or comparing it would take them all."""
+    size = _size(value)
+    if size is not None and size > MAX_CHARS:
+        raise RenderLimit(f"{what} holds more than {MAX_CHARS} items")
+
+
+def _text_size(value: Any) -> int:
+    """Characters ``value`` can take as text, at most (without building the text)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 2
+    size = _size(value)
+    return 32 if size is None else 8 * size + 2
+
+
+def _check_formatted(fmt: Any, values: Any, braces: bool = False) -> None:
+    """A format whose fields, each as wide as its widest argument and written width, could
+    build more than ``MAX_CHARS`` characters (``('{0}' * 20000).format('a' * 20000)``
+    reuses one argument 20,000 times)."""
+    if not isinstance(fmt, str):
+        return
+    _check_format(fmt, braces)
+    if isinstance(values, Mapping):
+        values = list(values.values())
+    elif not isinstance(values, (list, tuple)):
+        values = [values]
+    fields = fmt.count("{" if braces else "%")
+    widest = max((int(d) for d in re.findall(r"\d{1,5}", fmt)), default=0)
+    most = max((_text_size(v) for v in values), default=0)
+    _check_built(len(fmt) + fields * (most + widest), "a format")
+
+
 def _replaced_size(s: Any, old: Any, new: Any, count: Any = -1) -> int:
     """The length of ``s.replace(old, new, count)``, without building it."""
     if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
@@ -183,8 +219,10 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(["**", "*", "%", "+"])
     code_generator_class = _BoundedCodeGenerator
     bounded_concat = staticmethod(_bounded_concat)
+    named_value = staticmethod(lambda value: value)  # see _parse
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("finalize", _shown)
         super().__init__(**kwargs)
         # templates see the config's names, range() (bounded) and namespace() (the way a
         # loop sets a value outside it), not Jinja2's other globals (cycler, joiner, dict,
@@ -192,7 +230,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         namespace = self.globals["namespace"]
         self.globals.clear()
         self.globals.update(range=_bounded_range, namespace=namespace)
-        for name in ("center", "indent", "format", "wordwrap", "truncate"):
+        for name in ("center", "indent", "format", "wordwrap", "truncate", "batch", "slice"):
             self.filters[name] = self._guarded(self.filters[name])
         replace, join = self.filters["replace"], self.filters["join"]
 
@@ -222,6 +260,21 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.filters["replace"] = jinja2.pass_eval_context(bounded_replace)
         self.filters["join"] = jinja2.pass_eval_context(bounded_join)
         self.filters["sum"] = jinja2.pass_environment(bounded_sum)
+        tables: tuple[dict[str, Any], ...] = (self.filters, self.tests)
+        for table in tables:
+            for name, f in table.items():
+                table[name] = _sized(f, name)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """The template with every value it names (``set``, ``with``) checked by
+        :func:`_check_value` as it is named: what a name holds stays bounded."""
+        tree = super()._parse(source, name, filename)
+        for node in tree.find_all((nodes.Assign, nodes.With)):
+            if isinstance(node, nodes.Assign):
+                node.node = _named(node.node)
+            elif isinstance(node, nodes.With):
+                node.values = [_named(v) for v in node.values]
+        return tree
 
     @staticmethod
     def _guarded(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -233,13 +286,24 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             for v in [*args[1:], *kwargs.values()]:
                 if isinstance(v, int) and v > MAX_CHARS:
                     raise RenderLimit(f"a width of {v} (at most {MAX_CHARS})")
+            text = next((a for a in args if isinstance(a, str)), None)
             if f.__name__ == "do_format" and args:
-                _check_format(args[0])
+                _check_formatted(args[0], kwargs or list(args[1:]))
+            elif f.__name__ == "do_indent" and text is not None:
+                width = kwargs.get("width", args[1] if len(args) > 1 else 4)
+                size = len(width) if isinstance(width, str) else int(width)
+                _check_built(len(text) + (text.count("\n") + 1) * size, "indent")
+            elif f.__name__ == "do_wordwrap" and text is not None:
+                wrap = kwargs.get("wrapstring") or "\n"
+                pieces = len(text) + 1  # at most one line break per character
+                _check_built(len(text) + pieces * len(str(wrap)), "wordwrap")
             return f(*args, **kwargs)
 
         return filt
 
     def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
+        _check_value(left, "an operand")
+        _check_value(right, "an operand")
         if op == "**":
             _check_power(left, right)
             return operator.pow(left, right)
@@ -248,7 +312,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             _check_repeat(left, right)
             return operator.mul(left, right)
         if op == "%":
-            _check_format(left)
+            _check_formatted(left, right)
             return operator.mod(left, right)
         if op == "+":
             if _size(left) is not None and _size(right) is not None:
@@ -257,14 +321,33 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         return super().call_binop(context, op, left, right)
 
     def wrap_str_format(self, value: Any) -> Any:
-        if getattr(value, "__name__", "") in ("format", "format_map") and isinstance(
-            getattr(value, "__self__", None), str
-        ):
-            _check_format(value.__self__, braces=True)
-        return super().wrap_str_format(value)
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt, by_map = value.__self__, value.__name__ == "format_map"
+        _check_format(fmt, braces=True)
+
+        @functools.wraps(wrapped)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            values = args[0] if by_map and args else [*args, *kwargs.values()]
+            _check_formatted(fmt, values, braces=True)
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _tick()
+        for k, v in [*enumerate(args), *kwargs.items()]:
+            if k not in ("_loop_vars", "_block_vars"):
+                _check_value(v, "an argument")
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str) and args:
+            method = getattr(__obj, "__name__", "")
+            if method == "expandtabs" and isinstance(args[0], int):
+                _check_built(len(owner) + owner.count("\t") * args[0], "expandtabs")
+            elif method == "translate" and isinstance(args[0], Mapping):
+                most = max((_text_size(v) for v in args[0].values()), default=1)
+                _check_built(len(owner) * max(most, 1), "translate")
         if getattr(__obj, "__name__", "") in _PADDING and isinstance(
             getattr(__obj, "__self__", None), str
         ):
@@ -283,7 +366,38 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             _check_built(_joined_size(args[0], __obj.__self__), "join")
         if __obj is pow and len(args) >= 2:
             _check_power(args[0], args[1])
-        return super().call(__context, __obj, *args, **kwargs)
+        out = super().call(__context, __obj, *args, **kwargs)
+        _check_value(out, "a call's result")
+        return out
+
+
+def _named(value: Any) -> nodes.Expr:
+    """``value`` passed through the environment's ``call`` (which checks its arguments)."""
+    return nodes.Call(
+        nodes.EnvironmentAttribute("named_value"), [value], [], None, None, lineno=value.lineno
+    )
+
+
+def _shown(value: Any) -> Any:
+    """What ``{{ ... }}`` shows, checked before it becomes text."""
+    _check_value(value, "a shown value")
+    return value
+
+
+def _sized(f: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Filter or test ``f`` with its arguments and result checked by :func:`_check_value`
+    (``|string`` of a list of 100,000 numbers is 700,000 characters: refused, and so the
+    next ``|list`` never builds 700,000 one-character strings)."""
+
+    @functools.wraps(f)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for v in [*args, *kwargs.values()]:
+            _check_value(v, f"an argument of {name}")
+        out = f(*args, **kwargs)
+        _check_value(out, f"{name}'s result")
+        return out
+
+    return checked
 
 
 _LOCAL = threading.local()  # deadline of the render running in this thread
