@@ -1169,6 +1169,45 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
     assert point.config.slurm.extra == extra
 
 
+def test_values_that_validate_passed_and_the_run_refused_are_refused_by_validate(
+    tmp_path: Path, cli
+):
+    """A review: validate passed these and the run refused them (an image with a comma or a
+    double quote, which apptainer's environment cannot carry; a container's run directory
+    or data folder whose path holds ':' or ','; a SLURM time with spaces around it), or
+    sbatch would have read them otherwise (an option swallowed by another's value, a bare
+    '--'); a GP refit per display toy and the CPUs of a job had no bound."""
+    for value, said in (
+        ('base.image="docker://x/y:1,PYTHONPATH=/tmp/evil"', "commas or double quotes"),
+        ("slurm.extra=['--constraint=cpu --exclusive']", "give '--exclusive' an entry of its own"),
+        ("slurm.extra=['--']", "is not an sbatch option"),
+        ("slurm.extra=['--=x']", "is not an sbatch option"),
+        ("slurm.cpus_per_task=100000000000000000000", "less than or equal to 4096"),
+        ("plot.displays.refit_toys=100000", "less than or equal to 1000"),
+        ('base.name="a\u061cb"', "invisible formatting characters"),
+        ('datasets.demo.label="x\U000e0041"', "invisible formatting characters"),
+    ):
+        (error,) = errors_of(QUICKSTART, (value,))
+        assert error.startswith(f"--set {value.split('=')[0]}") and said in error, error
+    point = only_point(QUICKSTART, ('slurm.time=" 01:30:00 "', 'slurm.memory=" 2G"'))
+    assert (point.config.slurm.time, point.config.slurm.memory) == ("01:30:00", "2G")
+    # a container's folders
+    odd = tmp_path / "dat:a"
+    odd.mkdir()
+    (odd / "f.root").write_bytes(Path(point.config.datasets["demo"].path).read_bytes())
+    link = tmp_path / "linked.root"
+    link.symlink_to(odd / "f.root")
+    for value, key in (
+        (f"base.output={tmp_path / 'runs' / 'a,b'}", "base.output"),
+        (f"datasets.demo.path={link}", "datasets.demo.path"),
+    ):
+        code, out, err = cli("validate", QUICKSTART, "--set", "base.engine=podman", "--set", value)
+        assert code == 1 and out == "", err
+        assert err.startswith(f"error: --set {key}: ") and "cannot mount a folder whose" in err
+        code, _, err = cli("validate", QUICKSTART, "--set", value)  # local: nothing to mount
+        assert code == 0, err
+
+
 def test_a_list_names_each_dataset_format_and_mass_once():
     """A repeated dataset in scan.datasets was combined with itself (the demo spectrum
     twice: Z_local 2.63 instead of 1.86 at 100 MeV, no word said); repeated formats,

@@ -402,9 +402,33 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
             found = histogram_errors(name, cfg, counts, edges)
             errors += [at(where(key), why) for key, why in found]
         errors += _combined_twice(cfg, where, read)
+        errors += _mount_errors(cfg, where)
         errors += _pattern_errors(cfg, where, matched, read)
     if errors:
         raise ConfigError(unique(errors))
+
+
+def _mount_errors(cfg: Config, where: Where) -> list[Issue]:
+    """Folders a container engine would mount whose path holds ':' or ',' (a bind spec
+    cannot say them): the run directory and each data file's folder, and the folder of
+    the file a data path links to (the run refused them only when it built the command)."""
+    if cfg.base.engine == "local":
+        return []
+    found: list[tuple[str, Path]] = [("base.output", Path(cfg.base.output).absolute())]
+    for name in cfg.scanned():
+        path = Path(cfg.datasets[name].path).absolute()
+        found += [(f"datasets.{name}.path", path.parent)]
+        found += [(f"datasets.{name}.path", Path(os.path.realpath(path)).parent)]
+    return [
+        at(
+            where(key),
+            f"{folder}: a {cfg.base.engine} container cannot mount a folder whose path holds "
+            "':' or ',' (a bind spec cannot write them); move it, or run with "
+            'base.engine = "local".',
+        )
+        for key, folder in dict.fromkeys(found)
+        if ":" in str(folder) or "," in str(folder)
+    ]
 
 
 def _combined_twice(

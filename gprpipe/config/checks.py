@@ -39,6 +39,8 @@ from gprpipe.units import (
 #: printed text lie (zero-width ones, bidirectional overrides and isolates, the BOM)
 CONTROL = re.compile(
     r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff"
+    r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2060-\u2064\u206a-\u206f"
+    r"\u3164\ufe00-\ufe0f\uffa0\ufff0-\ufffb\U000e0000-\U000e0fff"
     r"\ud800-\udfff]"  # (lone surrogates: bytes that are not UTF-8, from argv or a path)
 )
 #: Dataset keys: letters, digits, ``_ . + -``; first a letter or digit; at most 64 characters.

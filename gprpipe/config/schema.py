@@ -89,10 +89,11 @@ def _has_number(annotation: Any) -> bool:
 def _check_image(image: str) -> None:
     """An image reference, never an option of the engine (``--privileged``) nor more than
     one word: the engine's command line reads it where it reads its options."""
-    if not image or image.startswith("-") or any(c.isspace() for c in image):
+    if not image or image.startswith("-") or any(c.isspace() or c in ',"' for c in image):
         raise ValueError(
             f"{image!r} is not a container image name (e.g. ghcr.io/org/gprpipe:1.0 or "
-            "docker://org/gprpipe:1.0); it may not be empty, begin with '-' or hold spaces"
+            "docker://org/gprpipe:1.0); it may not be empty, begin with '-' or hold spaces, "
+            "commas or double quotes"
         )
 
 
@@ -361,6 +362,7 @@ class Displays(Section):
     refit_toys: int = Field(
         5,
         ge=1,
+        le=1000,  # a GP refit each, in the plot step
         description="Refit toys to pick the median one from "
         "when inject.h5 has no refit toys of that mass.",
     )
@@ -445,7 +447,7 @@ class Slurm(Section):
     qos: str | None = None
     time: str = "01:00:00"
     memory: str = "4G"
-    cpus_per_task: int = Field(1, ge=1)
+    cpus_per_task: int = Field(1, ge=1, le=4096)
     max_parallel: int | None = Field(None, ge=1)
     extra: list[str] = Field(
         default_factory=list,
@@ -473,7 +475,7 @@ class Slurm(Section):
             raise ValueError(
                 f"{v!r} is not a SLURM time limit (minutes, HH:MM:SS, D-HH:MM:SS or UNLIMITED)"
             )
-        return v
+        return v.strip()
 
     @field_validator("memory")
     @classmethod
@@ -482,14 +484,14 @@ class Slurm(Section):
             raise ValueError(
                 f"{v!r} is not a SLURM memory size (e.g. 4G, 500M, 4000; 0: all of the node)"
             )
-        return v
+        return v.strip()
 
     @field_validator("extra")
     @classmethod
     def _options(cls, v: list[str]) -> list[str]:
         for item in v:
             option = item.strip().removeprefix("#SBATCH").strip()
-            if not option.startswith("-"):
+            if not re.match(r"--?[A-Za-z]", option):
                 raise ValueError(
                     f"{item!r} is not an sbatch option (one option per entry, "
                     "such as '--constraint=cpu')"
@@ -535,6 +537,12 @@ class Slurm(Section):
                 raise ValueError(
                     f"{item!r}: one sbatch option per entry, its value after '=' "
                     f"(write {written!r})"
+                )
+            if "=" in option and (more := re.search(r"\s(--?[A-Za-z][^\s=]*)", option)):
+                # one argument of its #SBATCH line: the value would swallow the option
+                raise ValueError(
+                    f"{item!r}: one sbatch option per entry; give {more.group(1)!r} an "
+                    "entry of its own"
                 )
         return v
 
