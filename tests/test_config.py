@@ -1208,6 +1208,32 @@ def test_values_that_validate_passed_and_the_run_refused_are_refused_by_validate
         assert code == 0, err
 
 
+def test_a_path_too_long_for_the_file_system_names_its_key(tmp_path: Path, cli):
+    """A 300-character name, data path, card, toy file or template raised 'File name too
+    long' where it was first used: the TUI's check died with a traceback, and validate
+    said so without the file, line or key (a review)."""
+    from gprpipe.tui.model import check_text
+
+    long = "a" * 300
+    for key, said in (
+        ("base.output", "holds a file or folder name of 300 bytes (at most 255)"),
+        ("datasets.demo.path", "holds a file or folder name of 300 bytes (at most 255)"),
+        ("toyscan.file", "holds a file or folder name of 300 bytes (at most 255)"),
+        ("datasets.demo.card", "cannot resolve this path (File name too long)"),
+    ):
+        code, out, err = cli("validate", QUICKSTART, "--set", f"{key}={long}")
+        assert code == 1 and out == "" and err.startswith(f"error: --set {key}: "), err
+        assert said in err and len(err) < 300, err
+    cfg = tmp_path / "c.toml"
+    text = f'[base]\ntemplate = "{QUICKSTART}"\nname = "{long}"\n'
+    (issue,) = check_text(text, cfg).errors  # the default output runs/{{ base.name }}
+    assert "base.output" in str(issue) and "300 bytes (at most 255)" in str(issue)
+    cfg.write_text(f'[base]\ntemplate = "{long}"\n')
+    code, _, err = cli("validate", cfg)
+    assert code == 1 and err.startswith(f"error: {cfg}:2: base.template: "), err
+    assert "File name too long" in err
+
+
 def test_a_list_names_each_dataset_format_and_mass_once():
     """A repeated dataset in scan.datasets was combined with itself (the demo spectrum
     twice: Z_local 2.63 instead of 1.86 at 100 MeV, no word said); repeated formats,

@@ -99,9 +99,11 @@ def resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:
     (FileNotFoundError when there is none, or the path cannot be resolved)."""
     try:
         return _resolve_ref(ref, relative_to, kind)
-    except RuntimeError as exc:  # a symlink loop; an unknown user of '~user'
-        why = str(exc).rstrip(".")
-        raise FileNotFoundError(f"{ref!r}: cannot resolve this path ({why}).") from None
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, OSError) as exc:  # a symlink loop; '~user' unknown; a name too long
+        why = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)).rstrip(".")
+        raise FileNotFoundError(f"{ref[:80]!r}: cannot resolve this path ({why}).") from None
 
 
 def _resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:

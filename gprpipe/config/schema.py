@@ -97,6 +97,24 @@ def _check_image(image: str) -> None:
         )
 
 
+def _path_fits(path: str | None) -> str | None:
+    """A path the system can open: at most 4095 bytes, no name in it above 255 bytes
+    (a longer one raised 'File name too long' wherever it was first used)."""
+    if path is None:
+        return None
+    raw = os.fsencode(path)
+    longest = max(raw.split(b"/"), key=len)
+    if len(raw) > 4095 or len(longest) > 255:
+        what = (
+            f"a path of {len(raw)} bytes (at most 4095)"
+            if len(raw) > 4095
+            else f"a file or folder name of {len(longest)} bytes (at most 255)"
+        )
+        shown = path if len(path) <= 60 else f"{path[:57]}..."
+        raise ValueError(f"{shown!r} holds {what}: too long for the file system")
+    return path
+
+
 #: the longest label a figure shows (a label of 20,000 characters took 5 GB in the plot
 #: step: the figure is sized to its text; 1,000 keep runs made before the cap readable)
 LABEL_MAX = 1000
@@ -158,6 +176,8 @@ class Base(Section):
             )
         return v
 
+    _output_fits = field_validator("output")(_path_fits)
+
     @field_validator("image")
     @classmethod
     def _image_name(cls, v: str | None) -> str | None:
@@ -186,6 +206,7 @@ class Dataset(Section):
     label: str = Field("", max_length=LABEL_MAX, description="Name on figures and tables.")
     path: str = Field(..., description="ROOT file with the invariant-mass histogram.")
     hist: str = Field("input_hist", description="Histogram name (may include folders).")
+    _paths_fit = field_validator("path", "card")(_path_fits)
     range: tuple[float, float] = Field(..., description="Scan range [lo, hi] in GeV.")
     rebin: int = Field(
         1,
@@ -382,6 +403,7 @@ class Displays(Section):
 
 class ToyScan(Section):
     file: str | None = Field(None, description="ROOT file with background-only toy histograms.")
+    _file_fits = field_validator("file")(_path_fits)
     pattern: str = Field(
         "*_toy_*",
         description="Histogram-name pattern (fnmatch, folders "
