@@ -477,6 +477,8 @@ def test_a_gap_of_empty_bins_in_the_data_is_refused_before_the_run(tmp_path: Pat
     assert (code, out) == (1, "")
     assert f"histogram 'hole' in {path} has " in err and f" from {lo:g} to {hi:g} GeV " in err
     assert "a gap in the data, which the GP cannot model" in err
+    # the file is at fault (it came from --set), not data_range, which no one set
+    assert err.startswith("error: --set datasets.2015.path: "), err
     code, _, err = cli(
         "validate",
         REPO / "user_configs" / "hps2015.toml",

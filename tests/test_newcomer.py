@@ -871,6 +871,12 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     assert m, err
     assert int(m.group(1)) >= 1 and Path(m.group(2)) == run_dir
     assert m.group(4) == (f"gprpipe run {QUICKSTART} --set base.output={run_dir} --set base.jobs=1")
+    # summary exits 1: the scan it was asked for is not there (it exited 0 when the fit
+    # tasks had not started, 1 when one was stopped; a review)
+    code, out, _ = run_cli_here("summary", run_dir)
+    assert (
+        code == 1 and f"  not summarised: {run_dir.resolve()}/nominal/scan.csv: not there (" in out
+    )
     # resuming does not redo the kept load task
     code, out, _ = run_cli_here(
         "run", QUICKSTART, "--steps", "load", "--set", f"base.output={run_dir}"
@@ -1091,6 +1097,24 @@ def test_compare_needs_two_points(quick_run: Path, cli):
 
 
 # ---------------------------------------------------------------- 6. init and portable configs
+
+
+@pytest.mark.parametrize("year", [2015, 2016, 2021])
+def test_the_masses_init_offers_validate_once_uncommented(
+    shared_data: Path, tmp_path, monkeypatch, cli, year
+):
+    """The first edit a newcomer makes: init wrote '# masses = [0.030, ...]' for every
+    template, and 30 MeV lies outside the 2016 range (validate refused it; a review)."""
+    data = shared_data / f"funcform_{year}_toys.root"
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "a.toml"
+    code, _, err = cli("init", "a", "--template", f"hps{year}", "--data", data)
+    assert code == 0, err
+    text = cfg.read_text()
+    assert text.count("# masses = [") == 1
+    cfg.write_text(text.replace("# masses = [", "masses = ["))
+    code, out, err = cli("validate", cfg)
+    assert code == 0 and "valid (1 point" in out, err
 
 
 def test_init_writes_a_ready_config_that_works_from_anywhere(tmp_path: Path, monkeypatch, cli):

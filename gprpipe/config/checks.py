@@ -530,7 +530,7 @@ def _gap_errors(
         if b - a > 1 and min(c[a], c[b]) >= GAP_NEIGHBOUR_EVENTS:
             return [
                 (
-                    f"datasets.{name}.data_range",
+                    f"datasets.{name}.{'path' if data_range is None else 'data_range'}",
                     f"{what} has {b - a - 1} empty bin{'s' * (b - a > 2)} from "
                     f"{edges[a + 1]:g} to {edges[b]:g} GeV between bins of {c[a]:g} and "
                     f"{c[b]:g} events: a gap in the data, which the GP cannot model (at "

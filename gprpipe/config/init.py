@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gprpipe.config.checks import CONTROL, SAFE_NAME
 from gprpipe.config.issues import name_hint
@@ -25,6 +26,25 @@ PLACEHOLDER = "# set this: your ROOT file"  # a path init could not fill in
 def shipped_templates() -> list[str]:
     """Names of the shipped templates a user config can inherit."""
     return [n for n in shipped_names("templates") if n != "defaults"]
+
+
+def _example_masses(merged: dict[str, Any]) -> list[float]:
+    """Three round masses inside every dataset's scan range (else the first's): the
+    example the written config offers must validate once uncommented (a fixed 30 MeV lay
+    outside the 2016 range)."""
+    ranges = [ds["range"] for ds in merged["datasets"].values() if ds.get("range")]
+    if not ranges:
+        return [0.03, 0.06, 0.1]
+    lo, hi = max(r[0] for r in ranges), min(r[1] for r in ranges)
+    if lo >= hi:
+        lo, hi = ranges[0]
+    out: list[float] = []
+    for f in (0.15, 0.45, 0.75):
+        m = round(lo + f * (hi - lo), 2)
+        m = m if lo < m < hi else round(lo + f * (hi - lo), 3)
+        if m not in out:
+            out.append(m)
+    return out
 
 
 def _template(name: str) -> Path:
@@ -152,8 +172,8 @@ def init_text(
         lines.append("")
     lines += [
         "[scan]",
-        "# masses = [0.030, 0.060, 0.100]   # a few test masses (GeV) instead of the full "
-        "1 MeV scan",
+        f"# masses = [{', '.join(f'{m:.3f}' for m in _example_masses(merged))}]   # a few "
+        "test masses (GeV) instead of the full 1 MeV scan",
         "",
         "[fit]",
         "# blind_nsigma = 1.64              # blind window half-width in units of sigma(m)",

@@ -198,7 +198,8 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
                 intact.append(scan)
         except GprpipeError as exc:
             ps.unvouched = str(exc)
-        if ps.point in writes_scan and not scan.is_file() and ps.failures:
+        unfinished = ps.failures or ps.pending or ps.running
+        if ps.point in writes_scan and not scan.is_file() and unfinished:
             writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
             ps.unvouched = f"{scan}: not there ({_why_not_written(writer, tasks, states)})."
         if inject.is_file() and inject not in stale:
