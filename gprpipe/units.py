@@ -65,6 +65,12 @@ def mev_hint(value: float) -> str:
     return f"did you mean {shown} GeV?"
 
 
+def with_unit(text: str) -> float | None:
+    """The mass in GeV of ``text`` when it says its unit (``80MeV``), else None."""
+    m = _MASS.match(text)
+    return float(m.group(1)) * _SCALE[m.group(2).lower()] if m and m.group(2) else None
+
+
 def parse_mass(text: str, option: str) -> float:
     """A mass in GeV from ``60MeV``, ``0.06GeV`` or a bare ``0.06`` (GeV)."""
     m = _MASS.match(str(text))

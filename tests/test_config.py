@@ -267,6 +267,37 @@ def test_invalid_toml_names_file_and_line(tmp_path: Path):
     assert msg.startswith(f"{a}: invalid TOML") and "line 3" in msg
 
 
+def test_a_mass_written_with_its_unit_says_how_a_config_writes_it():
+    """'80MeV' in a config got pydantic's "unable to parse string as a number" alone (a
+    review); the command line reads units, a config's masses are numbers in GeV."""
+    (msg,) = errors_of(QUICKSTART, ('scan.masses=["80MeV"]',))
+    assert msg.endswith(
+        "(got '80MeV'); a config's masses and widths are numbers in GeV: write 0.08."
+    )
+    (msg,) = errors_of(QUICKSTART, ('datasets.demo.range=["20 MeV", 0.1]',))
+    assert msg.startswith("--set datasets.demo.range: ") and msg.endswith("write 0.02.")
+    (msg,) = errors_of(QUICKSTART, ('scan.masses=["x"]',))
+    assert "in GeV" not in msg
+
+
+def test_a_key_set_twice_is_named(tmp_path: Path):
+    """The parser says "Cannot overwrite a value (at line 5, column 17)" and names no key
+    (a review); the sentence now names it, under its table, dotted or quoted."""
+    for body, line, key in (
+        ("[fit]\nblind_nsigma = 1.64\nblind_nsigma = 2\n", 3, "fit.blind_nsigma"),
+        (
+            '[grid]\n"fit.blind_nsigma" = [1]\n "fit.blind_nsigma" = [2]\n',
+            3,
+            'grid."fit.blind_nsigma"',
+        ),
+        ('[base]\nname = "a"\n[fit]\nfit . seed = 1\nfit.seed = 2\n', 5, "fit.fit.seed"),
+        ('base.name = "a"\nbase . name = "b"\n', 2, "base.name"),
+    ):
+        a = write(tmp_path / "a.toml", body)
+        (msg,) = errors_of(a)
+        assert msg.startswith(f"{a}:{line}: {key}: set twice (invalid TOML: Cannot overwrite"), msg
+
+
 def test_base_or_grid_that_is_not_a_table_is_one_sentence(tmp_path: Path):
     q = str(QUICKSTART)
     g = write(tmp_path / "g.toml", f"grid = 5\n[base]\ntemplate = {q!r}\n")

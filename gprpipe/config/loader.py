@@ -245,6 +245,29 @@ def read_config_text(path: Path) -> str:
         ) from None
 
 
+_DOTS = re.compile(r"\s*\.\s*")
+_TABLE_LINE = re.compile(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_LINE = re.compile(
+    r"\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*="
+)
+
+
+def _twice_set(text: str, line: int | None) -> str | None:
+    """The dotted key written at ``line`` (1-based) under its table header: what the
+    parser's "Cannot overwrite a value" found set twice; None when the line holds none."""
+    lines = text.splitlines()
+    if line is None or not 0 < line <= len(lines):
+        return None
+    m = _KEY_LINE.match(lines[line - 1])
+    if not m:
+        return None
+    key = _DOTS.sub(".", m.group(1))
+    for above in reversed(lines[: line - 1]):
+        if t := _TABLE_LINE.match(above):
+            return f"{_DOTS.sub('.', t.group(1))}.{key}"
+    return key
+
+
 def read_toml(
     path: Path, text: str | None = None
 ) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
@@ -258,6 +281,11 @@ def read_toml(
     except tomllib.TOMLDecodeError as exc:
         pos = _TOML_POS.search(str(exc))  # the parser's own "(at line L, column C)"
         line, col = (int(pos.group(1)), int(pos.group(2))) if pos else (None, None)
+        key = _twice_set(text, line) if str(exc).startswith("Cannot overwrite") else None
+        if key:  # the parser does not name the key set twice
+            raise ConfigError(
+                [Issue(f"set twice (invalid TOML: {exc}).", str(path), line, col, key=key)]
+            ) from None
         # the sentence names the file only: the parser's message says line and column
         raise ConfigError(
             [Issue(f"invalid TOML: {exc}.", str(path), line, col, prefix=str(path))]

@@ -886,9 +886,20 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                     n = len(value) if isinstance(value, str) else len(text)
                     text = f"{text[:60]}... ({n} characters)"
                 shown = f" (got {text})" if not isinstance(value, dict) else ""
-                msg = f"{err['msg']}{shown}"
+                msg = f"{err['msg']}{shown}{_unit_hint(value)}"
             errors.append(at(where(dotted), msg + ("" if msg.endswith("?") else ".")))
         return None, unique(errors)
+
+
+def _unit_hint(value: Any) -> str:
+    """``; a config's masses are numbers in GeV: write 0.08`` for a mass written with its
+    unit (``"80MeV"``), which only the command line reads."""
+    from gprpipe.units import with_unit
+
+    gev = with_unit(value) if isinstance(value, str) else None
+    return (
+        "" if gev is None else f"; a config's masses and widths are numbers in GeV: write {gev:g}"
+    )
 
 
 def _tuple_length(dotted: str) -> int | None:
