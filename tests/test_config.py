@@ -280,6 +280,23 @@ def test_a_mass_written_with_its_unit_says_how_a_config_writes_it():
     assert "in GeV" not in msg
 
 
+def test_values_without_meaning_are_refused_before_the_run(cli):
+    """A review: fit.gof_nsigma = 1e-9 passed validate, then every fit failed ("no training
+    bin within fit.gof_nsigma"); limit.alpha = 0.9 gave 10% CL limits the summary called
+    eps^2 limits; a quoted part of a --set key gave a garbled "unknown key" sentence."""
+    code, out, err = cli("validate", QUICKSTART, "--set", "fit.gof_nsigma=1e-9")
+    assert code == 1 and out == "" and err.startswith("error: --set fit.gof_nsigma: 1e-09 sigma(m)")
+    assert "holds no training bin of dataset demo at any test mass" in err
+    assert cli("validate", QUICKSTART, "--set", "fit.gof_nsigma=0.5")[0] == 0
+    (msg,) = errors_of(QUICKSTART, ("limit.alpha=0.9",))
+    assert msg == "--set limit.alpha: Input should be less than or equal to 0.5 (got 0.9)."
+    (msg,) = errors_of(QUICKSTART, ('grid."fit.blind_nsigma"=[1.0, 2.0]',))
+    assert msg.startswith('--set grid."fit.blind_nsigma": --set keys are plain dotted names')
+    assert msg.endswith("""--set 'grid={"fit.blind_nsigma" = [1.64, 1.96]}'.""")
+    _, points = load_points(QUICKSTART, ['grid={"fit.blind_nsigma" = [1.64, 1.96]}'])
+    assert [p.config.fit.blind_nsigma for p in points] == [1.64, 1.96]
+
+
 def test_a_key_set_twice_is_named(tmp_path: Path):
     """The parser says "Cannot overwrite a value (at line 5, column 17)" and names no key
     (a review); the sentence now names it, under its table, dotted or quoted."""
@@ -604,7 +621,7 @@ def test_all_errors_reported_at_once(tmp_path: Path, cli):
         assert by_key[key].startswith(f"{cfg}:{line}: {key}: "), by_key[key]
     assert "did you mean 'hist'?" in by_key["datasets.demo.hsit"]
     assert "greater than 0" in by_key["fit.blind_nsigma"]
-    assert "less than 1" in by_key["limit.alpha"]
+    assert "less than or equal to 0.5" in by_key["limit.alpha"]
     assert "0 <= lo < hi" in by_key["datasets.demo.range"]
     assert "(got 'many')" in by_key["fit.n_restarts"]
     assert "'fitt'" in by_key["steps.run"]
@@ -1314,7 +1331,8 @@ def test_bytes_that_are_not_utf8_and_folderless_outputs_are_refused(tmp_path, mo
     monkeypatch.chdir(plain)
     long_name = ("base.name=" + "a" * 300, "base.output=runs/x/{{ base.name }}")
     code, _, err = cli("run", QUICKSTART, "--steps", "load", *settings(*long_name))
-    assert code == 1 and "cannot write the run directory" in err
+    assert code == 1 and err.startswith("error: --set base.output: '")  # the config check
+    assert "holds a file or folder name of 300 bytes (at most 255)" in err
     assert list(plain.iterdir()) == []  # no runs/x left behind
 
 

@@ -364,3 +364,26 @@ def test_a_sigterm_during_the_task_bash_checks_is_no_link_alarm(tmp_path: Path):
         "failed",
         "SLURM stopped it before it started (a time limit or scancel; its log says which)",
     )
+
+
+def test_rerun_of_a_mass_after_a_figures_only_run_says_how_to_go_on(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """After `run --steps plot` the run's plan holds the plot task alone: `rerun --masses`
+    was refused with no way forward (a review)."""
+    import shutil
+
+    from conftest import QUICKSTART, run_cli_here, settings
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    args = ("--steps", "plot", *settings(f"base.output={run}", 'plot.formats=["png"]'))
+    code, out, err = run_cli_here("run", QUICKSTART, *args)
+    assert code == 0, out + err
+    code, out, err = run_cli_here("rerun", run, "--masses", "60MeV")
+    assert code == 1 and out == ""
+    assert err.strip() == (
+        f"error: --masses: no task of {run} owns 0.06 GeV (60 MeV) (its last run planned "
+        "only plot, and a rerun redoes tasks of the last run: run the config again with its "
+        "fit and limit steps)."
+    )

@@ -555,12 +555,30 @@ def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[s
     key, n = (
         ("fit.train_exclude_nsigma", excl) if excl else ("fit.blind_nsigma", cfg.fit.blind_nsigma)
     )
-    left = [
-        int(WindowMasks(m, s, cfg.fit.blind_nsigma, excl, ds.data_range).train(x).sum())
-        for m, s in zip(ms, sigma)
+    masks = [
+        WindowMasks(m, s, cfg.fit.blind_nsigma, excl, ds.data_range) for m, s in zip(ms, sigma)
     ]
-    if not len(ms) or max(left) >= MIN_TRAIN_BINS:
+    left = [int(w.train(x).sum()) for w in masks]
+    if not len(ms):
         return []
+    if max(left) >= MIN_TRAIN_BINS:
+        # the goodness-of-fit region (fit.gof_nsigma beyond the window; quality.window_gof)
+        reach = cfg.fit.gof_nsigma * sigma
+        near = [
+            bool((w.train(x) & (np.abs(x - m) <= w.exclude_nsigma * s + r)).any())
+            for w, m, s, r in zip(masks, ms, sigma, reach)
+        ]
+        if any(near):
+            return []
+        return [
+            (
+                "fit.gof_nsigma",
+                f"{cfg.fit.gof_nsigma:g} sigma(m) beyond the window holds no training bin of "
+                f"dataset {name} at any test mass (at m = {ms[0]:g} GeV it reaches "
+                f"{reach[0]:g} GeV; its bins are {float(np.max(np.diff(edges))):g} GeV "
+                "wide): every fit would fail, its background untested.",
+            )
+        ]
     return [
         (
             key,

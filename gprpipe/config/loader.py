@@ -459,6 +459,17 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(
             [Issue("expected key.path=VALUE.", f"--set {item}", prefix=f"--set {item!r}")]
         )
+    if any(q in key for q in "\"'"):  # a quoted key part: `grid."fit.blind_nsigma"`
+        raise ConfigError(
+            [
+                Issue(
+                    "--set keys are plain dotted names (a quoted part is not read as one); "
+                    "set a table instead, e.g. --set 'grid={\"fit.blind_nsigma\" = [1.64, 1.96]}'.",
+                    f"--set {item}",
+                    prefix=f"--set {key}",
+                )
+            ]
+        )
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:

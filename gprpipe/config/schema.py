@@ -176,7 +176,14 @@ class Base(Section):
             )
         return v
 
-    _output_fits = field_validator("output")(_path_fits)
+    @model_validator(mode="after")
+    def _output_fits(self) -> Base:
+        """(After the fields: a name refused on its own is not said again as a path.)"""
+        try:
+            _path_fits(self.output)
+        except ValueError as exc:
+            raise ValueError(f"base.output: {exc}") from None
+        return self
 
     @field_validator("image")
     @classmethod
@@ -281,7 +288,7 @@ MAX_GLOBAL_TOYS = 1_000_000  # whole-scan toys in all (tasks of global_toys_chun
 
 
 class Limit(Section):
-    alpha: float = Field(0.05, gt=0, lt=1)
+    alpha: float = Field(0.05, gt=0, le=0.5, description="CLs test size: 0.05 gives 95% CL limits.")
     mode: Literal["asymptotic", "toys"] = "asymptotic"
     n_toys: int = Field(2000, ge=10, le=MAX_TOYS)
     bands: Literal["asymptotic", "toys"] = "asymptotic"

@@ -1073,7 +1073,9 @@ def rerun(
                 if not owners:
                     steps = list(dict.fromkeys(t.step for t in tasks))
                     why = (
-                        f" (its last run planned only {', '.join(steps)})"
+                        f" (its last run planned only {', '.join(steps)}, and a rerun redoes "
+                        "tasks of the last run: run the config again with its fit and limit "
+                        "steps)"
                         if not any(t.masses for t in tasks)
                         else ""
                     )
