@@ -330,6 +330,20 @@ async def test_changing_the_grid_changes_the_point_count(tmp_path):
         assert "6 points × 6 tasks = 36 tasks" in _static(app, "#grid-summary")
 
 
+def test_the_grid_tab_counts_tasks_per_point_when_points_differ(tmp_path):
+    """Points of other chunk sizes have other task counts: the Grid tab said "2 points x
+    5 tasks = 10 tasks" and "per point 8, all points 10" from the first point alone (a
+    review). The counts that differ are ranges."""
+    from conftest import QUICKSTART
+
+    text = f'[base]\ntemplate = "{QUICKSTART}"\n[grid]\n"scan.chunk_size" = [1, 16]\n'
+    check = check_text(text, tmp_path / "g.toml")
+    # 5 masses: load, 5|1 fit chunks + a merge, as many limit tasks, plot
+    assert check.ok and check.tasks_per_point() == (6, 14)
+    rows = {r[0]: r[1:] for r in check.steps_table()}
+    assert rows["fit"] == ("1-5", "1", "2-6", 8) and rows["load"] == ("1", "0", "1", 2)
+
+
 @sync
 async def test_form_edits_the_same_file(tmp_path):
     app = _app(tmp_path)

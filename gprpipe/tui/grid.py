@@ -55,10 +55,15 @@ class GridPane(Widget):
             summary.update(Text("The config has errors: no grid (see Edit, F2).", style="bold red"))
             return
         n, t = len(check.points), len(check.tasks)
-        per = t // n if n else 0
+        lo, hi = check.tasks_per_point()
         s = Text()
         s.append(f"{n} point{'s' * (n != 1)}", style="bold")
-        s.append(f" × {per} tasks = {t} tasks" if n > 1 else f", {t} tasks")
+        if n == 1:
+            s.append(f", {t} tasks")
+        elif lo == hi:
+            s.append(f" × {lo} tasks = {t} tasks")
+        else:  # points of other masses or chunk sizes
+            s.append(f", {lo}-{hi} tasks each, {t} tasks")
         s.append(f"   run directory {show_path(check.run_dir)}", style="dim")
         summary.update(s)
         keys, rows = check.grid_rows()
@@ -66,8 +71,8 @@ class GridPane(Widget):
         for r in rows:
             points.add_row(*r)
         steps.add_columns("step", "chunks", "merge", "per point", "all points")
-        for step, parts, merge, total in check.steps_table():
-            steps.add_row(step, str(parts), str(merge), str(parts + merge), str(total))
+        for step, parts, merge, per_point, total in check.steps_table():
+            steps.add_row(step, parts, merge, per_point, str(total))
 
     @on(Input.Submitted, "#grid-vary")
     def _vary(self, event: Input.Submitted) -> None:

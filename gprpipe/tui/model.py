@@ -114,20 +114,33 @@ class Check:
         data = {k: v for k, v in self.points[index].data.items() if k != "grid"}
         return dumps(display_data(data))
 
-    def steps_table(self) -> list[tuple[str, int, int, int]]:
-        """Per step: (step, chunk tasks per point, merge tasks per point, tasks in total)."""
-        per_point: dict[str, Counter] = {}
-        total: Counter = Counter()
-        first = self.points[0].name if self.points else None
+    def steps_table(self) -> list[tuple[str, str, str, str, int]]:
+        """Per step: (step, chunk tasks per point, merge tasks per point, both per point,
+        tasks in total); a count that differs between points (a grid of mass steps or
+        chunk sizes) is their range, ``6-18``."""
+        counts: dict[str, dict[str, Counter[str]]] = {}
+        total: Counter[str] = Counter()
         for t in self.tasks:
             total[t.step] += 1
-            if t.point == first:
-                c = per_point.setdefault(t.step, Counter())
-                c["merge" if t.part == MERGE else "part"] += 1
+            c = counts.setdefault(t.step, {}).setdefault(t.point, Counter())
+            c["merge" if t.part == MERGE else "part"] += 1
+        points = [p.name for p in self.points]
+
+        def span(step: str, *kinds: str) -> str:
+            each = [sum(counts[step].get(p, Counter())[k] for k in kinds) for p in points]
+            lo, hi = min(each, default=0), max(each, default=0)
+            return str(lo) if lo == hi else f"{lo}-{hi}"
+
         return [
-            (s, per_point.get(s, Counter())["part"], per_point.get(s, Counter())["merge"], total[s])
+            (s, span(s, "part"), span(s, "merge"), span(s, "part", "merge"), total[s])
             for s in total
         ]
+
+    def tasks_per_point(self) -> tuple[int, int]:
+        """The fewest and most tasks of a point."""
+        each = Counter(t.point for t in self.tasks)
+        n = [each.get(p.name, 0) for p in self.points]
+        return min(n, default=0), max(n, default=0)
 
     def grid_rows(self) -> tuple[list[str], list[list[str]]]:
         """(varied keys, rows of [index, name, *values, output folder])."""
