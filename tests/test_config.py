@@ -495,6 +495,20 @@ def test_templates_see_none_of_jinja2s_globals(tmp_path: Path, name: str):
     ]
 
 
+@pytest.mark.parametrize(
+    "expr, what",
+    [("{{ self }}", "'self'"), ("{% block a %}{{ self.a() }}{% endblock %}", "blocks")],
+)
+def test_templates_see_no_template_reference(tmp_path: Path, expr: str, what: str):
+    """``{{ self }}`` rendered '<TemplateReference None>' and a block could call itself:
+    Jinja2's own names, not the config's."""
+    cfg = quickstart_child(tmp_path / "s.toml", f'name = "{expr}"\n')
+    assert errors_of(cfg) == [
+        f"{cfg}:3: base.name: cannot render {expr!r} ({what}: templates see the config's "
+        "names, range() and namespace())."
+    ]
+
+
 # ---------------------------------------------------------------- validation
 
 

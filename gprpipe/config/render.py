@@ -269,6 +269,15 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         """The template with every value it names (``set``, ``with``) checked by
         :func:`_check_value` as it is named: what a name holds stays bounded."""
         tree = super()._parse(source, name, filename)
+        for bad in tree.find_all((nodes.Block, nodes.Name)):
+            if isinstance(bad, nodes.Block) or bad.name == "self":  # Jinja2's own, not config
+                what = "blocks" if isinstance(bad, nodes.Block) else "'self'"
+                raise jinja2.TemplateSyntaxError(
+                    f"{what}: templates see the config's names, range() and namespace()",
+                    bad.lineno,
+                    name,
+                    filename,
+                )
         for node in tree.find_all((nodes.Assign, nodes.With)):
             if isinstance(node, nodes.Assign):
                 node.node = _named(node.node)
