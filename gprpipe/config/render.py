@@ -67,23 +67,26 @@ class RenderLimit(Exception):
     """A template went beyond a bound of :class:`BoundedEnvironment`."""
 
 
-def _size(value: Any) -> int | None:
+def _size(value: Any, seen: dict[int, tuple[Any, int]] | None = None) -> int | None:
     """Items ``value`` stands for when it is shown: characters of a string, and of a list
     or tuple its items and theirs (``[[1] * 20000] * 20000`` is 400 million, not 20000),
-    counted up to just past ``MAX_CHARS``; None for anything else."""
+    counted up to just past ``MAX_CHARS``; None for anything else. A list held twice
+    counts twice but is walked once (``seen``), so a list that holds itself twice, set
+    twenty times, costs twenty steps to size."""
     if isinstance(value, str):
         return len(value)
-    if isinstance(value, dict):
-        value = [*value.keys(), *value.values()]
-    elif isinstance(value, (set, frozenset)):
-        value = list(value)
-    if not isinstance(value, (list, tuple)):
+    if not isinstance(value, (list, tuple, dict, set, frozenset)):
         return None
-    total = len(value)
-    for item in value:
+    seen = {} if seen is None else seen
+    if id(value) in seen:
+        return seen[id(value)][1]
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+    total = len(items)
+    for item in items:
         if total > MAX_CHARS:
             break
-        total += _size(item) or 0
+        total += _size(item, seen) or 0
+    seen[id(value)] = (value, total)  # (the value kept: its id is not reused meanwhile)
     return total
 
 
@@ -270,7 +273,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         :func:`_check_value` as it is named: what a name holds stays bounded."""
         tree = super()._parse(source, name, filename)
         for bad in tree.find_all((nodes.Block, nodes.Name)):
-            if isinstance(bad, nodes.Block) or bad.name == "self":  # Jinja2's own, not config
+            if isinstance(bad, nodes.Block) or getattr(bad, "name", "") == "self":  # Jinja2's
                 what = "blocks" if isinstance(bad, nodes.Block) else "'self'"
                 raise jinja2.TemplateSyntaxError(
                     f"{what}: templates see the config's names, range() and namespace()",
