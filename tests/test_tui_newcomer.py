@@ -5,7 +5,9 @@ mark the sort; ``gprpipe tui RUN_DIR`` opens that run's results; durations in on
 from __future__ import annotations
 
 import csv
+import resource
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -231,6 +233,41 @@ async def test_ctrl_s_asks_before_overwriting_a_file_changed_on_disk(tmp_path, m
         await pilot.press("n")  # Keep
         await _settle(pilot)
         assert 'name = "again"' in app.query_one("#editor", TextArea).text
+
+
+@sync
+async def test_a_save_that_fails_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """A failed save (here a file size limit; disk full alike) truncated the config: the
+    text was written in place. Now it is written beside and renamed: the old bytes stay,
+    and the notice says the file could not be saved."""
+    monkeypatch.chdir(tmp_path)
+    config = _copy_quickstart(tmp_path)
+    config.chmod(0o640)
+    before = config.read_bytes()
+    app = GprpipeApp(config, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        app.edit_text(lambda text: text + "# " + "x" * 20_000 + "\n")
+        await _settle(pilot)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an OSError, not death
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 100, hard))
+        try:
+            app._write(config)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, handler)
+        await pilot.pause()
+        assert config.read_bytes() == before
+        assert [n.message for n in app._notifications][-1] == (
+            "Cannot save quickstart.toml: File too large"
+        )
+        assert app.modified and [p.name for p in tmp_path.iterdir()] == ["quickstart.toml"]
+        await pilot.press("ctrl+s")  # without the limit: saved, its permissions kept
+        await _settle(pilot)
+        assert config.read_text() == app.query_one("#editor", TextArea).text
+    assert len(config.read_bytes()) > len(before) + 20_000
+    assert config.stat().st_mode & 0o777 == 0o640
 
 
 @sync

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,6 +32,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea, Tr
 
 from gprpipe.config.loader import read_config_text
 from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import atomic_path
 from gprpipe.pipeline import service
 from gprpipe.tui.browse import BrowsePane
 from gprpipe.tui.editor import EditorPane, FormPane, replace_text
@@ -561,10 +564,17 @@ class GprpipeApp(App[None]):
         return new if new is not None and new == original else None
 
     def _write(self, target: Path) -> None:
+        """Save the editor's text to ``target`` atomically: a failed write (disk full, a
+        file size limit) leaves the file as it was. A link is written through, and the
+        file keeps its permissions."""
         text = self.editor.text
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
+            real = Path(os.path.realpath(target))
+            mode = stat.S_IMODE(real.stat().st_mode) if real.is_file() else None
+            with atomic_path(real) as tmp:
+                tmp.write_text(text)
+                if mode is not None:
+                    tmp.chmod(mode)
         except OSError as exc:
             self.notify(f"Cannot save {show_path(target)}: {exc.strerror}", severity="error")
             return
