@@ -22,7 +22,7 @@ from gprpipe.tui.app import GprpipeApp
 from gprpipe.tui.model import check_text
 from gprpipe.tui.run import RunPane
 from gprpipe.tui.textplot import Band, Line, braille_plot
-from gprpipe.tui.tomledit import remove_key, set_key
+from gprpipe.tui.tomledit import TomlEditError, remove_key, set_key
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "user_configs" / "quickstart.toml"
@@ -160,6 +160,32 @@ def test_set_and_remove_key_keep_the_rest_of_the_file():
     assert cfg.fit.blind_nsigma == 1.96
     assert cfg.datasets["demo"].range == (0.02, 0.12)
     assert cfg.plot.masses == []  # back to the default
+
+
+def test_set_and_remove_key_never_leave_invalid_toml():
+    """A key of a table made of dotted keys is one more dotted line; a key inside an inline
+    table, or one that would need a second table, is refused (TomlEditError)."""
+    text = 'base.output = "runs/a"\nbase.x = [\n  1,\n]  # here\ny = 1\n[[runs]]\nn = 1\n'
+    assert set_key(text, ["base", "name"], '"b"') == text.replace(
+        "here\n", 'here\nbase.name = "b"\n'
+    )
+    inline = '[datasets]\n2015 = { path = "a.root" }\n'
+    for edit, verb in (
+        (lambda: set_key(inline, ["datasets", "2015", "path"], '"b.root"'), "set"),
+        (lambda: remove_key(inline, ["datasets", "2015", "path"]), "remove"),
+    ):
+        with pytest.raises(TomlEditError) as err:
+            edit()
+        assert str(err.value) == (
+            f"Cannot {verb} datasets.2015.path from here: datasets.2015 is an inline table "
+            "in the text; edit it in the text."
+        )
+    assert remove_key(inline, ["datasets", "2015", "range"]) == inline  # not set: no-op
+    with pytest.raises(TomlEditError) as err:
+        set_key(text, ["runs", "m"], "2")  # [[runs]] is an array of tables
+    assert str(err.value) == (
+        "Cannot set runs.m from here without making the text invalid TOML; edit it in the text."
+    )
 
 
 def test_check_text_of_unsaved_text_reports_the_real_file(tmp_path):
@@ -414,6 +440,43 @@ async def test_form_of_a_dataset_key_with_a_dash_or_plus(tmp_path):
         assert app.check.ok, app.check.errors
         assert app.check.points[0].config.datasets["a+b"].range == (0.03, 0.1)
         assert app.check.points[0].config.datasets["v1-2"].range == (0.02, 0.13)
+
+
+@sync
+async def test_form_edits_dotted_keys_in_place_and_refuses_an_inline_table(tmp_path):
+    """A table written with dotted keys (``base.template = ...``) got a second ``[base]``
+    table appended, an inline table (``2015 = { path = ... }``) a ``2015.range`` line:
+    invalid TOML both. Now a dotted key is added beside the others; an inline table is
+    left alone, with a notice naming the key."""
+    config = tmp_path / "dotted.toml"
+    config.write_text(
+        'base.template = "hps2015"\n'
+        "scan.masses = [0.03, 0.06]\n"
+        "[datasets]\n"
+        '2015 = { path = "{{ gprpipe.data }}/demo_2015.root" }\n'
+    )
+    app = _app(tmp_path, config)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        assert app.check.ok, app.check.errors
+        await pilot.press("f3")
+        await _settle(pilot)
+        for wid, value in (("f-base--name", "dotted"), ("f-datasets--2015--range", "0.03, 0.1")):
+            field = app.query_one(f"#{wid}", Input)
+            field.focus()
+            field.value = value
+            await pilot.press("enter")
+            await _settle(pilot)
+        assert app.editor.text == config.read_text().replace(
+            'hps2015"\n', 'hps2015"\nbase.name = "dotted"\n'
+        )
+        assert app.check.ok, app.check.errors
+        assert app.check.points[0].config.base.name == "dotted"
+        assert app.check.points[0].config.datasets["2015"].range == (0.02, 0.13)  # unchanged
+        assert [n.message for n in app._notifications][-1] == (
+            "Cannot set datasets.2015.range from here: datasets.2015 is an inline table in "
+            "the text; edit it in the text."
+        )
 
 
 @sync

@@ -68,6 +68,47 @@ async def test_save_as_offers_a_new_name_instead_of_sharing_the_run(tmp_path, mo
 
 
 @sync
+async def test_save_as_renames_a_dotted_key_config_and_refuses_an_inline_table(
+    tmp_path, monkeypatch
+):
+    """Rename appended a second ``[base]`` table to a config whose base is written with
+    dotted keys and saved the invalid file ("Saved"). Now base.name and base.output are
+    set as dotted keys; a base written as an inline table is refused and nothing saved."""
+    monkeypatch.chdir(tmp_path)
+    body = 'datasets.2015.path = "{{ gprpipe.data }}/demo_2015.root"\nscan.masses = [0.03]\n'
+    dotted = tmp_path / "dotted.toml"
+    dotted.write_text(f'base.template = "hps2015"\nbase.output = "{tmp_path}/runs/a"\n{body}')
+    inline = tmp_path / "inline.toml"
+    inline.write_text(f'base = {{ template = "hps2015", output = "{tmp_path}/runs/a" }}\n{body}')
+    for original, name in ((dotted, "copy"), (inline, "other")):
+        before = original.read_text()
+        app = GprpipeApp(original, check_delay=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            await _settle(pilot)
+            assert app.check.ok, app.check.errors
+            await _save_as(app, pilot, f"{name}.toml")
+            assert isinstance(app.screen, ConfirmDialog)
+            await pilot.press("y")  # Rename
+            await _settle(pilot, 0.3)
+            notes = [n.message for n in app._notifications]
+        assert original.read_text() == before
+        if original == dotted:
+            assert notes[-1] == "Saved copy.toml."
+            assert (tmp_path / "copy.toml").read_text() == before.replace(
+                f'"{tmp_path}/runs/a"\n', '"runs/{{ base.name }}"\nbase.name = "copy"\n'
+            )
+            (point,) = load_points(tmp_path / "copy.toml")[1]
+            assert point.config.base.name == "copy"
+            assert point.config.base.output == str(tmp_path / "runs" / "copy")
+        else:
+            assert notes[-1] == (
+                "Cannot set base.name from here: base is an inline table in the text; "
+                "edit it in the text."
+            )
+            assert not (tmp_path / "other.toml").exists()
+
+
+@sync
 async def test_save_as_keep_writes_the_text_unchanged(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     original = _copy_quickstart(tmp_path)

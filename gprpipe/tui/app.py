@@ -48,7 +48,7 @@ from gprpipe.tui.model import (
 )
 from gprpipe.tui.results import ResultsPane
 from gprpipe.tui.run import RunPane
-from gprpipe.tui.tomledit import literal, set_key
+from gprpipe.tui.tomledit import TomlEditError, literal, parses, set_key
 from gprpipe.tui.widgets import ConfirmDialog, PathDialog
 
 T = TypeVar("T")
@@ -296,13 +296,34 @@ class GprpipeApp(App[None]):
         else:
             go()
 
-    def edit_text(self, change: Callable[[str], str]) -> None:
-        """Apply a text transformation to the edited config (one undoable edit)."""
+    def edit_text(self, change: Callable[[str], str]) -> bool:
+        """Apply a text transformation to the edited config (one undoable edit). Refused,
+        with a notice, when it cannot be made safely or would leave text that is not TOML
+        (the Form, the Grid and Save as edit valid TOML only); True when made."""
         if self.path is None:
             self.notify("Open a config first (Browse, F1).", severity="warning")
-            return
-        replace_text(self.editor, change(self.editor.text))
+            return False
+        old = self.editor.text
+        try:
+            new = change(old)
+        except TomlEditError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return False
+        if not parses(new):
+            self.notify(
+                "The edit was not made: "
+                + (
+                    "it would make the config text invalid TOML; edit it in the text."
+                    if parses(old)
+                    else "the config text is not valid TOML; fix it in the text (Edit, F2) first."
+                ),
+                severity="error",
+                timeout=10,
+            )
+            return False
+        replace_text(self.editor, new)
         self.run_check()
+        return True
 
     @on(TextArea.Changed, "#editor")
     def _text_changed(self) -> None:
@@ -519,19 +540,25 @@ class GprpipeApp(App[None]):
         if same is None:
             self._write(target)
             return
-        renamed = set_key(text, ["base", "name"], literal(stem))
+        try:
+            renamed: str | None = set_key(text, ["base", "name"], literal(stem))
+        except TomlEditError:
+            renamed = None  # Rename says why, and writes nothing
         # still the same run directory after the rename: base.output is set directly
-        keeps = await asyncio.to_thread(self._output_of, renamed, target) == same
+        keeps = (
+            renamed is not None
+            and await asyncio.to_thread(self._output_of, renamed, target) == same
+        )
+
+        def rename_in(text: str) -> str:
+            text = set_key(text, ["base", "name"], literal(stem))
+            if keeps:
+                text = set_key(text, ["base", "output"], literal("runs/{{ base.name }}"))
+            return text
 
         def answer(rename: bool | None) -> None:
-            if rename:
-                self.edit_text(lambda text: set_key(text, ["base", "name"], literal(stem)))
-                if keeps:
-                    self.edit_text(
-                        lambda text: set_key(
-                            text, ["base", "output"], literal("runs/{{ base.name }}")
-                        )
-                    )
+            if rename and not self.edit_text(rename_in):
+                return  # refused (the notice says why): not saved
             self._write(target)
 
         self.push_screen(

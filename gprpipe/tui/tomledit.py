@@ -3,7 +3,8 @@
 The form view edits the same file as the text editor, so it must not rewrite the file:
 comments, order and formatting stay; only the value of the key changes (or one line is
 added to its table, or a new table is appended). A scanner, not a parser: enough for the
-files gprpipe users write; the result is validated like any other edit.
+files gprpipe users write. An edit it cannot make safely (a key inside an inline table),
+or whose result would not be TOML, is refused with :class:`TomlEditError`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,32 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from gprpipe.io.toml_write import toml_key
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
+    import tomli as tomllib
 
 _HEADER = re.compile(r"^\s*\[(?!\[)\s*(?P<name>[^\]]+?)\s*\]\s*(#.*)?$")
 _KEYPART = r"""(?:[A-Za-z0-9_\-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
 _KEYLINE = re.compile(rf"^(?P<indent>\s*)(?P<key>{_KEYPART}(?:\s*\.\s*{_KEYPART})*)\s*=\s*")
+
+
+class TomlEditError(ValueError):
+    """An edit :func:`set_key` / :func:`remove_key` cannot make safely; the message names
+    the key and says to edit it in the text."""
+
+
+def parses(text: str) -> bool:
+    """Whether ``text`` is valid TOML."""
+    try:
+        tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return False
+    return True
 
 
 def split_key(s: str) -> list[str]:
@@ -98,13 +118,20 @@ def value_end(text: str, i: int) -> int:
     return m.end() if m else i
 
 
-def _scan(
-    text: str,
-) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], tuple[int, int]], list[int]]:
-    """Table headers (path -> line index), keys (full path -> (line index, offset of the
-    value)) and the line start offsets."""
+class _Layout(NamedTuple):
+    """What :func:`_scan` finds in a TOML text."""
+
+    headers: dict[tuple[str, ...], int]  # table path -> line index of its [header]
+    keys: dict[tuple[str, ...], tuple[int, int]]  # full path -> (line index, value offset)
+    scopes: dict[tuple[str, ...], tuple[str, ...]]  # full path -> the [table] it is under
+    starts: list[int]  # the line start offsets
+
+
+def _scan(text: str) -> _Layout:
+    """Table headers, keys (with the table each is written under) and line starts."""
     headers: dict[tuple[str, ...], int] = {}
     keys: dict[tuple[str, ...], tuple[int, int]] = {}
+    scopes: dict[tuple[str, ...], tuple[str, ...]] = {}
     starts = [0]
     for m in re.finditer("\n", text):
         starts.append(m.end())
@@ -130,33 +157,60 @@ def _scan(
             path = (*table, *split_key(k.group("key")))
             vstart = pos + k.end()
             keys.setdefault(path, (line_of(pos), vstart))
+            scopes.setdefault(path, table)
             end = value_end(text, vstart)
             nl = text.find("\n", max(end, vstart))
             pos = len(text) + 1 if nl < 0 else nl + 1
             continue
         pos = eol + 1
-    return headers, keys, starts
+    return _Layout(headers, keys, scopes, starts)
 
 
 def get_span(text: str, parts: Sequence[str]) -> tuple[int, int] | None:
     """(start, end) offsets of the value of key ``parts`` in ``text``, if set there."""
-    _, keys, _ = _scan(text)
-    hit = keys.get(tuple(parts))
+    hit = _scan(text).keys.get(tuple(parts))
     if hit is None:
         return None
     return hit[1], value_end(text, hit[1])
 
 
-def set_key(text: str, parts: Sequence[str], value_literal: str) -> str:
-    """``text`` with key ``parts`` (table path + key) set to ``value_literal``."""
-    parts = tuple(parts)
-    headers, keys, _ = _scan(text)
+def _refuse_inside_value(text: str, layout: _Layout, parts: tuple[str, ...], verb: str) -> None:
+    """A TomlEditError when a table of ``parts`` is written as one value (an inline table
+    ``a = { b = 1 }``, or not a table at all): a line added or removed would break it."""
+    for cut in range(1, len(parts)):
+        hit = layout.keys.get(parts[:cut])
+        if hit is not None:
+            what = "an inline table" if text.startswith("{", hit[1]) else "a value, not a table"
+            raise TomlEditError(
+                f"Cannot {verb} {toml_key(*parts)} from here: {toml_key(*parts[:cut])} is "
+                f"{what} in the text; edit it in the text."
+            )
+
+
+def _insert_line(text: str, starts: list[int], line: int, new: str) -> str:
+    """``text`` with the line ``new`` inserted before line index ``line``."""
+    if line < len(starts):
+        return text[: starts[line]] + new + text[starts[line] :]
+    return text + ("" if not text or text.endswith("\n") else "\n") + new
+
+
+def _set(text: str, parts: tuple[str, ...], value_literal: str) -> str:
+    layout = _scan(text)
+    headers, keys, scopes, starts = layout
     if parts in keys:
         _, vstart = keys[parts]
         return text[:vstart] + value_literal + text[value_end(text, vstart) :]
+    _refuse_inside_value(text, layout, parts, "set")
     lines = text.splitlines(keepends=True)
     for cut in range(len(parts) - 1, 0, -1):
         table = parts[:cut]
+        # a table made by dotted keys (``base.output = ...``): one more such key beside them
+        dotted = [k for k in keys if len(k) > cut and k[:cut] == table and len(scopes[k]) < cut]
+        if dotted:
+            scope = scopes[dotted[0]]
+            last = max(bisect.bisect_right(starts, value_end(text, keys[k][1])) for k in dotted)
+            line = f"{toml_key(*parts[len(scope) :])} = {value_literal}\n"
+            return _insert_line(text, starts, last, line)
         if table in headers:
             key = toml_key(*parts[cut:])
             start = headers[table]
@@ -178,14 +232,56 @@ def set_key(text: str, parts: Sequence[str], value_literal: str) -> str:
     return f"{text}{sep}[{header}]\n{toml_key(parts[-1])} = {value_literal}\n"
 
 
+def set_key(text: str, parts: Sequence[str], value_literal: str) -> str:
+    """``text`` with key ``parts`` (table path + key) set to ``value_literal``: its value
+    replaced where it is written, else one line added to its table (a dotted key beside
+    the others when the table is made of dotted keys), else a new table appended.
+
+    Raises TomlEditError when the key is inside an inline table, or when valid TOML
+    would become invalid (the edit is then for the text editor)."""
+    parts = tuple(parts)
+    out = _set(text, parts, value_literal)
+    if parses(text) and not parses(out):
+        raise TomlEditError(
+            f"Cannot set {toml_key(*parts)} from here without making the text invalid TOML; "
+            "edit it in the text."
+        )
+    return out
+
+
 def remove_key(text: str, parts: Sequence[str]) -> str:
-    """``text`` without the line(s) setting key ``parts`` (unchanged if not set there)."""
-    _, keys, starts = _scan(text)
-    hit = keys.get(tuple(parts))
+    """``text`` without the line(s) setting key ``parts`` (unchanged if not set there).
+
+    Raises TomlEditError when the key is set inside an inline table (or the removal
+    would make valid TOML invalid)."""
+    parts = tuple(parts)
+    layout = _scan(text)
+    hit = layout.keys.get(parts)
     if hit is None:
+        if _is_set(text, parts):  # set, but not on a line of its own
+            _refuse_inside_value(text, layout, parts, "remove")
         return text
     line, vstart = hit
     end = value_end(text, vstart)
     nl = text.find("\n", end)
     stop = len(text) if nl < 0 else nl + 1
-    return text[: starts[line]] + text[stop:]
+    out = text[: layout.starts[line]] + text[stop:]
+    if parses(text) and not parses(out):
+        raise TomlEditError(
+            f"Cannot remove {toml_key(*parts)} from here without making the text invalid "
+            "TOML; edit it in the text."
+        )
+    return out
+
+
+def _is_set(text: str, parts: tuple[str, ...]) -> bool:
+    """Whether valid TOML ``text`` sets key ``parts``."""
+    try:
+        node: Any = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return False
+    for p in parts:
+        if not isinstance(node, dict) or p not in node:
+            return False
+        node = node[p]
+    return True
