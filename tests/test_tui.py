@@ -1158,6 +1158,41 @@ async def test_a_launch_from_a_run_folder_runs_the_points_it_holds(tmp_path, mon
     assert [o.points for o in given] == ["blind_nsigma-1.64,blind_nsigma-2.5"]
 
 
+@sync
+async def test_the_results_table_sorts_nan_and_empty_cells_last_both_ways(tmp_path):
+    """A NaN cell gave a NaN sort key: the column came out unsorted. Now the numbers are
+    in order and the cells that are no number follow them, ascending and descending."""
+    from gprpipe.tui.results import ResultsPane
+    from gprpipe.tui.runs import Scan, _value
+
+    text = (
+        "dataset,mass_GeV,eps2_up,status\n"
+        "demo,0.03,3e-06,ok\ndemo,0.04,nan,failed\ndemo,0.05,1e-06,ok\n"
+        "demo,0.06,,failed\ndemo,0.07,2e-06,ok\ndemo,0.08,nan,failed\n"
+    )
+    columns, *rows = [line.split(",") for line in text.splitlines()]
+    scan = Scan(
+        tmp_path / "scan.csv",
+        columns,
+        [{k: _value(k, v) for k, v in zip(columns, r)} for r in rows],
+    )
+    app = GprpipeApp(tmp_path, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        pane = app.query_one(ResultsPane)
+        pane.scan = scan
+        pane._fill_table()
+        table = app.query_one("#res-table", DataTable)
+        shown = []
+        for _ in range(2):
+            pane.sort_by("eps2_up")
+            await pilot.pause()
+            shown.append([tuple(table.get_row_at(i)[1:3]) for i in range(table.row_count)])
+    numbers = [("0.05", "1e-06"), ("0.07", "2e-06"), ("0.03", "3e-06")]
+    assert shown[0] == [*numbers, ("0.06", ""), ("0.04", "nan"), ("0.08", "nan")]
+    assert shown[1] == [*numbers[::-1], ("0.04", "nan"), ("0.08", "nan"), ("0.06", "")]
+
+
 def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path):
     """The Results tab's headline picks the row the reports pick (ok rows only, across the
     datasets and the combination) and gives the toys' global Z beside Sidak's when the

@@ -4,6 +4,7 @@ plot drawn in the terminal, with the paths of its PNG/PDF files."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -44,14 +45,21 @@ def fmt(v: object) -> str:
     return str(v)
 
 
-def _sort_key(v: object):
-    """Numbers before text, numbers by value."""
-    if isinstance(v, Text):
-        v = v.plain
-    try:
-        return (0, float(str(v)), "")
-    except ValueError:
-        return (1, 0.0, str(v))
+def _sort_key(reverse: bool = False) -> Callable[[object], tuple[int, float, str]]:
+    """The table's sort key: numbers by value, and after them in either direction the
+    cells that are no number (NaN, empty, text), by their text (a NaN key left the
+    column unsorted)."""
+    last = -1 if reverse else 1  # DataTable reverses the whole order
+
+    def key(v: object) -> tuple[int, float, str]:
+        text = v.plain if isinstance(v, Text) else str(v)
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+        return (last, 0.0, text) if math.isnan(x) else (0, x, "")
+
+    return key
 
 
 def _files_text(files: list[Path], current: bool = True) -> str:
@@ -233,7 +241,7 @@ class ResultsPane(Widget):
         for row in cells:
             table.add_row(*row)
         if self._sort and self._sort[0] in columns:
-            table.sort(self._sort[0], key=_sort_key, reverse=self._sort[1])
+            table.sort(self._sort[0], key=_sort_key(self._sort[1]), reverse=self._sort[1])
         self._show_sort()
 
     def shown_columns(self) -> list[str]:
@@ -343,7 +351,8 @@ class ResultsPane(Widget):
     def sort_by(self, column: str) -> None:
         reverse = bool(self._sort and self._sort[0] == column and not self._sort[1])
         self._sort = (column, reverse)
-        self.query_one("#res-table", DataTable).sort(column, key=_sort_key, reverse=reverse)
+        table = self.query_one("#res-table", DataTable)
+        table.sort(column, key=_sort_key(reverse), reverse=reverse)
         self._show_sort()
         self.notify(f"Sorted by {column} ({'descending' if reverse else 'ascending'}).", timeout=2)
 
