@@ -1276,6 +1276,36 @@ async def test_another_config_opened_after_a_run_folder_is_not_run_into_it(tmp_p
 
 
 @sync
+async def test_browse_previews_other_configs_without_the_run_folders_values(tmp_path, monkeypatch):
+    """``gprpipe tui RUN_DIR``: Browse previewed every config with the run's recorded --set
+    values (its run directory, masses), so another config showed the run's folder. A
+    preview is the check of ``gprpipe validate FILE``, with the --set values given only."""
+    from conftest import quickstart_child
+
+    from gprpipe.tui.browse import BrowsePane, check_renderable
+    from gprpipe.tui.model import check_file
+
+    monkeypatch.chdir(tmp_path)
+    a = quickstart_child(tmp_path / "cfg" / "a.toml")
+    b = quickstart_child(tmp_path / "cfg" / "b.toml", 'name = "bee"\n')
+    out = tmp_path / "run"
+    _load_run(out, a, "scan.masses=[0.03,0.06]")
+    given = ("fit.blind_nsigma=1.96",)
+    app = GprpipeApp(out, overrides=given, check_delay=0.05, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        assert app.overrides[-1] == given[0] and len(app.overrides) > 1  # the run's, given
+        browse = app.query_one(BrowsePane)
+        browse.preview(b)
+        await _settle(pilot)
+        shown = _static(app, "#browse-text")
+    assert shown == _plain(check_renderable(check_file(b, given), title="cfg/b.toml"))
+    assert "✓ valid, 1 point, 6 tasks" in shown and 'output = "runs/bee"' in shown
+    assert "blind_nsigma = 1.96" in shown and 'run = ["load", "fit", "limit", "plot"]' in shown
+    assert str(out) not in shown and "masses = [0.03, 0.06]\n" not in shown
+
+
+@sync
 async def test_a_run_folder_whose_config_is_gone_shows_its_tasks(tmp_path):
     """The Run tab of a run folder whose config was moved away was empty ("No run to rerun
     yet"), although status and rerun work from the folder alone (a review)."""

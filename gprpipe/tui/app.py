@@ -161,7 +161,9 @@ class GprpipeApp(App[None]):
             for tab, label, key in TABS:
                 with TabPane(f"{label} {key.upper()}", id=tab):
                     if tab == "browse":
-                        yield BrowsePane(self.folders, overrides=self.overrides, id="browse-pane")
+                        # a preview checks a file as `gprpipe validate FILE` does: with the
+                        # --set values given, not a run folder's (its run directory, steps)
+                        yield BrowsePane(self.folders, overrides=self._given, id="browse-pane")
                     elif tab == "edit":
                         yield EditorPane(id="edit-pane")
                     elif tab == "form":
@@ -241,7 +243,6 @@ class GprpipeApp(App[None]):
         )
         self.results_dir = self._run_config = None
         self.overrides = self._given
-        self.query_one(BrowsePane).overrides = self.overrides
         self.query_one(RunPane).results_dir = None
 
     @on(OpenConfig)

@@ -74,7 +74,7 @@ class BrowsePane(Widget):
     ) -> None:
         super().__init__(id=id)
         self.folders = folders
-        self.overrides = overrides  # the app's --set overrides (previews apply them too)
+        self.overrides = overrides  # the --set values given on the command line (only)
         self._cache: dict[tuple[Path, float], Check] = {}
         self.current: Path | None = None
 
