@@ -678,10 +678,13 @@ async def test_a_launch_whose_masses_failed_says_so(tmp_path):
         t0 = time.monotonic()
         while time.monotonic() - t0 < 60:
             await pilot.pause(0.3)
-            if any("exit code" in n.message for n in app._notifications):
+            if any("refused" in n.message for n in app._notifications):
                 break
-        notes = [n.message for n in app._notifications if "exit code" in n.message]
-        assert notes and "masses failed" not in notes[-1], [n.message for n in app._notifications]
+        (note,) = [n.message for n in app._notifications if "refused" in n.message]
+        assert note.startswith("Run refused: ") and f"{data}: data file not found" in note
+        assert "masses failed" not in note
+        assert note.endswith("Nothing ran; its output is below.")  # the earlier run's folder
+        assert scan.is_file()  # stays
 
 
 @pytest.mark.slow
@@ -1397,8 +1400,11 @@ async def test_the_run_tab_polls_in_a_worker_thread(tmp_path, monkeypatch):
 @sync
 async def test_a_launch_that_fails_at_once_shows_why(tmp_path):
     """A launch the run refuses (its data file gone after the check) said "Run ended with
-    exit code 1: 0 failed. See the log below" with a task's log below, or none: the notice
-    now ends with the run's own sentence and the pane shows the launch's output."""
+    exit code 1: 0 failed. See the log below" with a task's log below, or none; then "exit
+    code 1: 0 tasks failed: error: ...", and left a new run folder holding only its
+    tui-launch files, where ``gprpipe run`` leaves nothing. Now the notice says "refused"
+    with the run's own sentence, the pane shows the launch's output, and the folder the
+    launch made is gone."""
     import shutil
 
     data = tmp_path / "data.root"
@@ -1415,12 +1421,42 @@ async def test_a_launch_that_fails_at_once_shows_why(tmp_path):
         while time.monotonic() - t0 < 60 and (run.busy or not run._reported):
             await pilot.pause(0.2)
         await _settle(pilot)
-        assert run.launch.returncode() == 1
+        assert run.launch.returncode() == 2 and run.launch.refused
         why = f"{data}: data file not found"
-        notes = [n.message for n in app._notifications if "exit code 1" in n.message]
-        assert len(notes) == 1 and why in notes[0], notes
-        assert _static(app, "#log-title").startswith("Output of the run: ")
+        notes = [n.message for n in app._notifications if "refused" in n.message]
+        assert notes == [
+            f"Run refused: {cfg}:9: datasets.demo.path: {why} (point it at your file: --set "
+            "datasets.demo.path=FILE, or edit the config). Nothing ran "
+            f"({tmp_path / 'run'} removed); its output is below."
+        ]
+        assert _static(app, "#log-title").startswith("Output of the run (refused; ")
         assert why in _static(app, "#log-tail")
+        assert "run refused" in _static(app, "#run-summary")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_a_refused_launch_removes_only_the_folders_it_made(tmp_path):
+    """Launch.discard: after a refusal (exit REFUSED) the spec, the log and the folders the
+    launch made go, the log's text kept; a folder holding anything else stays whole."""
+    import sys
+
+    from gprpipe.pipeline.launch import LAUNCH_LOG, LAUNCH_SPEC, REFUSED, Launch
+
+    said = "import sys; print('error: apptainer not found.'); sys.exit(%d)"
+    for extra, code in ((None, REFUSED), ("point", REFUSED), (None, 1)):
+        top = tmp_path / f"{extra}-{code}"
+        run_dir = top / "runs" / "x"
+        run_dir.mkdir(parents=True)
+        (run_dir / LAUNCH_SPEC).write_text("{}")
+        if extra:
+            (run_dir / extra).mkdir()
+        launch = Launch([sys.executable, "-c", said % code], run_dir / LAUNCH_LOG, made=top)
+        launch.start()
+        assert launch.proc is not None and launch.proc.wait(30) == code
+        removed = launch.discard()
+        assert removed == (extra is None and code == REFUSED)
+        assert top.exists() != removed and run_dir.is_dir() != removed
+        assert launch.read_output() == "error: apptainer not found.\n"
 
 
 @sync

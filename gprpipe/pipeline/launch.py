@@ -7,7 +7,9 @@ hold a run (the TUI: quitting it leaves the run going).
 its output in ``RUN_DIR/tui-launch.log``. That process calls the same
 :func:`~gprpipe.pipeline.service.run` / :func:`~gprpipe.pipeline.service.rerun` as the
 CLI, prints one line per task, the outcome and the summary, and exits with the CLI's
-codes (0 done, 1 failed or refused with one sentence, 130 cancelled).
+codes (0 done, 1 failed, 130 cancelled), or :data:`REFUSED` when the run refused before
+any task ran (its sentence printed). A refused launch into a run directory it made
+removes it again (:meth:`Launch.discard`), as the CLI leaves nothing then.
 """
 
 from __future__ import annotations
@@ -27,20 +29,31 @@ from gprpipe.errors import ConfigError, GprpipeError
 from gprpipe.executors.base import Outcome
 from gprpipe.io.atomic import atomic_write_text, open_fresh
 from gprpipe.pipeline import service
-from gprpipe.pipeline.lock import describe, holder, is_locked
+from gprpipe.pipeline.lock import LOCK_NAME, describe, holder, is_locked
 from gprpipe.pipeline.store import LAUNCH_LOG, LAUNCH_SPEC
 from gprpipe.pipeline.task import Task
 
+#: The exit code of a launch the run refused before any task ran (a missing engine, a
+#: data file gone): one ``error:`` sentence, nothing of the run written.
+REFUSED = 2
+
 
 class Launch:
-    """A background run process (own session and process group), its output in ``log``."""
+    """A background run process (own session and process group), its output in ``log``.
 
-    def __init__(self, argv: Sequence[str], log: Path, cwd: Path | None = None) -> None:
+    ``made``: the folder this launch created for its spec and log (the run directory or
+    its first missing parent), which :meth:`discard` removes when the run is refused."""
+
+    def __init__(
+        self, argv: Sequence[str], log: Path, cwd: Path | None = None, made: Path | None = None
+    ) -> None:
         self.argv = list(argv)
         self.log = log
         self.cwd = cwd or Path.cwd()
+        self.made = made
         self.proc: subprocess.Popen[bytes] | None = None
         self.cancelled = False
+        self.output: str | None = None  # the log's text once :meth:`discard` removed it
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +81,49 @@ class Launch:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def refused(self) -> bool:
+        """The run refused before any task ran (:data:`REFUSED`)."""
+        return self.returncode() == REFUSED
+
+    def read_output(self) -> str:
+        """The launch's output (its log, or what :meth:`discard` kept of it)."""
+        if self.output is not None:
+            return self.output
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def discard(self) -> bool:
+        """After a refused run: remove the spec, the log (its text is kept in ``output``)
+        and the folders this launch made, when they hold nothing else (no run began
+        there). True when removed."""
+        run_dir = self.log.parent
+        if self.made is None or not self.refused or is_locked(run_dir):
+            return False
+        try:
+            names = os.listdir(run_dir)
+        except OSError:
+            return False
+        if not set(names) <= {LAUNCH_SPEC, LAUNCH_LOG, LOCK_NAME}:
+            return False
+        output = self.read_output()
+        try:
+            for name in names:
+                (run_dir / name).unlink(missing_ok=True)
+        except OSError:
+            return False
+        self.output = output
+        folder = run_dir
+        with contextlib.suppress(OSError):  # (a folder that holds something now stays)
+            while True:
+                folder.rmdir()
+                if folder == self.made:
+                    break
+                folder = folder.parent
+        return True
+
 
 def _start(spec: dict[str, Any], run_dir: Path) -> Launch:
     """Start the background process; refused (one sentence, nothing written) when a live
@@ -80,11 +136,14 @@ def _start(spec: dict[str, Any], run_dir: Path) -> Launch:
             f"{run_dir} is in use by {describe(holder(run_dir))}: wait for it to finish, "
             "or stop it first."
         )
+    missing = [d for d in (run_dir, *run_dir.parents) if not d.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LAUNCH_SPEC
     atomic_write_text(path, json.dumps(spec, indent=2) + "\n")
     started = Launch(
-        [sys.executable, "-m", "gprpipe.pipeline.launch", str(path)], run_dir / LAUNCH_LOG
+        [sys.executable, "-m", "gprpipe.pipeline.launch", str(path)],
+        run_dir / LAUNCH_LOG,
+        made=missing[-1] if missing else None,
     )
     started.start()
     return started
@@ -123,6 +182,7 @@ class TextObserver(service.RunObserver):
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self.began = False  # a task ran or was submitted: a failure now is no refusal
 
     def _print(self, line: str) -> None:
         if line:
@@ -137,9 +197,14 @@ class TextObserver(service.RunObserver):
     def submitted(
         self, executor: str, tasks: Sequence[Task], job_ids: dict[str, str], cached: int = 0
     ) -> None:
+        self.began = True
         self._print(service.submitted_line(executor, tasks, job_ids, cached))
 
+    def started(self, tasks: Sequence[Task], executor: str) -> None:
+        self.began = True
+
     def task_ended(self, task: Task, outcome: Outcome) -> None:
+        self.began = True
         self._print(service.task_line(task, outcome))
 
 
@@ -189,10 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: list[str], out: TextIO) -> int:
+    observer = TextObserver(out)
     try:
         spec = json.loads(Path(args[0]).read_text())
         _prestart_workers(spec)
-        observer = TextObserver(out)
         result: service.RunResult | None
         if spec["kind"] == "run":
             opts = service.RunOptions(**spec["options"])
@@ -209,10 +274,10 @@ def _main(args: list[str], out: TextIO) -> int:
     except ConfigError as exc:
         for e in exc.shown():
             print(f"error: {e}", file=out)
-        return 1
+        return 1 if observer.began else REFUSED
     except GprpipeError as exc:
         print(f"error: {exc}", file=out)
-        return 1
+        return 1 if observer.began else REFUSED
     except (service.Interrupted, KeyboardInterrupt) as exc:
         print(str(exc) or "interrupted", file=out)
         return 130

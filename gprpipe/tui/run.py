@@ -353,6 +353,8 @@ class RunPane(Widget):
                 s.append(f"   {self.launch_kind} in progress", style="yellow")
             elif self.launch.cancelled:
                 s.append(f"   {self.launch_kind} cancelled", style="red")
+            elif self.launch.refused:
+                s.append(f"   {self.launch_kind} refused", style="red")
             else:
                 s.append(
                     f"   {self.launch_kind} exited {code}", style="green" if code == 0 else "red"
@@ -371,7 +373,23 @@ class RunPane(Widget):
         c = view.counts()
         if self.launch.cancelled:
             return
-        if code == 0 and not view.queued:
+        if self.launch.refused:  # before any task ran: its sentence, and no folder left
+            # that this launch made (the CLI leaves none)
+            output = self.launch.read_output()
+            removed = self.launch.discard()
+            lines = [ln for ln in output.splitlines() if ln.strip()]
+            errors = [ln.removeprefix("error: ") for ln in lines if ln.startswith("error: ")]
+            why = (errors or lines[-1:] or ["(no output)"])[0].rstrip()
+            why += "" if why.endswith((".", ")")) else "."
+            gone = f" ({show_path(view.run_dir)} removed)" if removed else ""
+            self.notify(
+                f"{self.launch_kind.capitalize()} refused: {why} Nothing ran{gone}; its "
+                "output is below.",
+                severity="error",
+                timeout=10,
+            )
+            self._log()
+        elif code == 0 and not view.queued:
             self.notify(
                 f"{self.launch_kind.capitalize()} finished: {c['done']} of "
                 f"{len(view.tasks)} tasks done."
@@ -429,9 +447,14 @@ class RunPane(Widget):
         elif self.launch is not None:  # e.g. the run failed before its first task
             path = self.launch.log
             label = f"Output of the {self.launch_kind}: {show_path(path)}"
+            if self.launch.output is not None:  # refused, and its folder removed
+                label = f"Output of the {self.launch_kind} (refused; nothing was written)"
         else:
             label = "Log (select a task)"
-        text = tail(path, 12) if path is not None else ""
+        if self.launch is not None and path == self.launch.log and self.launch.output is not None:
+            text = "\n".join(self.launch.output.splitlines()[-12:])
+        else:
+            text = tail(path, 12) if path is not None else ""
         title.update(label)
         body.update(Text(text or "(no log yet)", style="" if text else "dim"))
 
