@@ -85,7 +85,7 @@ cat >> mine.toml <<'EOF'
 [grid]
 "fit.blind_nsigma" = [1.64, 1.96]
 EOF
-sed -i 's/^# masses = \[0.030, 0.060, 0.100\]/masses = [0.040, 0.060, 0.090]/' mine.toml
+sed -i "s/^# masses = \[[^]]*\]/masses = [0.040, 0.060, 0.090]/" mine.toml
 grep -q '^masses = \[0.040, 0.060, 0.090\]' mine.toml || fail "could not set scan.masses"
 out="$(gprpipe run mine.toml --steps load,fit,limit)"
 printf '%s\n' "$out" | tail -16

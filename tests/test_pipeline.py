@@ -264,7 +264,8 @@ def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):
     code, _, err = cli("rerun", run_dir, "--masses", "37MeV")
     assert code == 1 and err.strip() == (  # the run planned no per-mass task: it says so
         f"error: --masses: no task of {run_dir} owns 0.037 GeV (37 MeV) (its last run "
-        "planned only load, plot)."
+        "planned only load, plot, and a rerun redoes tasks of the last run: run the config "
+        "again with its fit and limit steps)."
     )
     code, _, err = cli("rerun", run_dir, "--masses", "37")  # a bare value > 1 is a unit slip
     assert code == 1 and "did you mean 0.037 GeV?" in err
