@@ -27,6 +27,13 @@ from gprpipe import __version__
 from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
 from gprpipe.units import fmt_mass, parse_mass
 
+
+def Flag(*names: str, **kwargs: Any) -> Any:
+    """``typer.Option`` of an on/off switch: shown without a value (typer shows ``<bool>``,
+    as if it took one: ``--dry-run true`` is refused)."""
+    return typer.Option(*names, metavar="", **kwargs)
+
+
 if TYPE_CHECKING:  # the run service is imported by the commands that use it (start-up time)
     from gprpipe.pipeline.service import Interrupted, Outcome, RunObserver, RunResult
     from gprpipe.pipeline.task import Task
@@ -66,10 +73,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+        bool, Flag("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show the traceback of an error (any position).")
+        bool, Flag("--debug", help="Show the traceback of an error (any position).")
     ] = False,
 ) -> None:
     """gprpipe: run GPR bump hunts from a short TOML config."""
@@ -105,7 +112,7 @@ def init(
             "combination (default: the demo spectrum where it fits)."
         ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite NAME.toml.")] = False,
+    force: Annotated[bool, Flag("--force", help="Overwrite NAME.toml.")] = False,
 ) -> None:
     """Write a ready, commented user config NAME.toml in the current folder."""
     from gprpipe.config.init import PLACEHOLDER, write_init
@@ -308,13 +315,13 @@ def run(
     jobs: Annotated[
         int | None, typer.Option("-j", "--jobs", min=1, max=1024, help="Local workers.")
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Ignore cached results.")] = False,
+    dry_run: Annotated[bool, Flag("--dry-run", help="Print the plan only.")] = False,
+    force: Annotated[bool, Flag("--force", help="Ignore cached results.")] = False,
     steps: Annotated[str | None, typer.Option(help="Steps to run, e.g. load,fit.")] = None,
     points_sel: Annotated[
         str | None, typer.Option("--points", help="Grid points: 0,2-3,name,glob*.")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
+    wait: Annotated[bool, Flag("--wait", help="SLURM: block until done.")] = False,
     wait_lock: Annotated[
         float,
         typer.Option(
@@ -324,7 +331,7 @@ def run(
         ),
     ] = 0.0,
     unblind: Annotated[
-        bool, typer.Option("--unblind", help="Lift base.blind (recorded in run.json).")
+        bool, Flag("--unblind", help="Lift base.blind (recorded in run.json).")
     ] = False,
     set_: SetOpt = None,
 ) -> None:
@@ -413,7 +420,7 @@ def rerun(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     failed: Annotated[
-        bool, typer.Option("--failed", help="Redo failed tasks and those that never ran.")
+        bool, Flag("--failed", help="Redo failed tasks and those that never ran.")
     ] = False,
     masses: Annotated[
         str | None,
@@ -422,7 +429,7 @@ def rerun(
     jobs: Annotated[
         int | None, typer.Option("-j", "--jobs", min=1, max=1024, help="Local workers.")
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="SLURM: block until done.")] = False,
+    wait: Annotated[bool, Flag("--wait", help="SLURM: block until done.")] = False,
     wait_lock: Annotated[
         float,
         typer.Option(
@@ -496,7 +503,7 @@ def step(
     part: Annotated[str | None, typer.Option(help="Chunk, e.g. 2015-003, or merge.")] = None,
     task: Annotated[str | None, typer.Option(help="Task id (for state markers).")] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Run even when the outputs are up to date.")
+        bool, Flag("--force", help="Run even when the outputs are up to date.")
     ] = False,
     masses: Annotated[
         str | None,
@@ -544,7 +551,7 @@ def demo_data(
     ] = None,
     signal_yield: Annotated[float, typer.Option(help="Signal events.")] = 0.0,
     hist: Annotated[str, typer.Option(help="Histogram name.")] = "input_hist",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUT.")] = False,
+    force: Annotated[bool, Flag("--force", help="Overwrite an existing OUT.")] = False,
 ) -> None:
     """Write a realistic synthetic HPS-2015-like spectrum (optionally with a signal)."""
     from gprpipe.demo import DEMO_HI, DEMO_LO, DEMO_SEED, demo_spectrum
@@ -644,7 +651,7 @@ def export_pyhf(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing file that is no earlier export.")
+        bool, Flag("--force", help="Replace an existing file that is no earlier export.")
     ] = False,
 ) -> None:
     """Write the blind-window likelihood as pyhf HistFactory JSON: one mass (--mass), or
@@ -680,7 +687,7 @@ def export_spey(
     point: Annotated[str | None, typer.Option(help="Grid point name.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Folder.")] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing file that is no earlier export.")
+        bool, Flag("--force", help="Replace an existing file that is no earlier export.")
     ] = False,
 ) -> None:
     """Per mass, the inputs of Spey's correlated-background model (data, background,

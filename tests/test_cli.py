@@ -41,6 +41,17 @@ def test_version_and_help(run_cli):
         assert command in out
 
 
+def test_switches_are_shown_without_a_value(cli):
+    """typer showed '--dry-run <bool>', as if the switch took a value ('--dry-run true'
+    is refused; a review)."""
+    code, out, _ = cli("run", "--help")
+    assert code == 0
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("│ --")}
+    for switch in ("--dry-run", "--force", "--wait", "--unblind"):
+        assert "<bool>" not in lines[switch], lines[switch]
+    assert "<float>" in lines["--wait-lock"]
+
+
 def test_missing_config_is_one_sentence(tmp_path: Path, cli):
     code, _out, err = cli("validate", tmp_path / "nope.toml")
     assert code == 1
