@@ -1719,6 +1719,18 @@ def test_figures_of_replaced_data_are_not_current_and_steps_plot_redraws(tmp_pat
     code, so, se = run_cli_here("run", *args, "--steps", "plot")
     assert code == 0 and "1 ran, 0 cached" in so, so + se
     assert hep.read_text() != drawn and "not current" not in so
+    # the data file gone: the scan was current and the figures drawn from it not (a
+    # review); both are shown as recorded now, under one line naming the missing file
+    data.unlink()
+    code, so, _ = run_cli_here("summary", out)
+    assert code == 0 and "not current" not in so, so
+    assert (
+        f"  not checked against the data: {data} (datasets.demo.path) is not there; what "
+        "follows is as the run recorded it" in so
+    )
+    from gprpipe.pipeline.summary import point_currency
+
+    assert point_currency(out / "nominal") == (True, True)  # the TUI's Results alike
 
 
 def test_a_hand_edited_report_is_never_vouched_and_the_banner_goes_with_its_cause(

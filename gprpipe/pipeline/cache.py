@@ -193,12 +193,14 @@ def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:
     return bool(_committed_key_matches(producer, config, versions))
 
 
-def made_with_other_settings(producer: Task, config: Config) -> bool:
+def made_with_other_settings(producer: Task, config: Config, any_version: bool = False) -> bool:
     """Whether ``producer``'s commit record holds a key other than the one ``config`` gives
-    it now. False when nothing is committed (``verify_inputs`` says so) or when that key
-    cannot be computed here: an input of the producer is not at hand (a container mounts
-    only its own task's inputs)."""
-    return _committed_key_matches(producer, config, (NUMERICS_VERSION,)) is False
+    it now (``any_version``: than any of :func:`made_by`'s). False when nothing is
+    committed (``verify_inputs`` says so) or when that key cannot be computed here: an
+    input of the producer is not at hand (a container mounts only its own task's inputs;
+    a data file gone since the run)."""
+    versions = range(NUMERICS_VERSION, 0, -1) if any_version else (NUMERICS_VERSION,)
+    return _committed_key_matches(producer, config, versions) is False
 
 
 def output_of(
@@ -241,9 +243,11 @@ def outputs_of(
         if producer is None:
             return False
         if producer.id not in made_here:
-            made_here[producer.id] = bool(
-                _committed_key_matches(producer, config, versions, digests)
-            ) and _upstream_current(producer, config, made, seen, digests, versions)
+            # (a key not computable here passes, as upstream: a data file gone since the
+            # run leaves load.h5 as current as the scan.csv drawn from it; summary says so)
+            made_here[producer.id] = _committed_key_matches(
+                producer, config, versions, digests, uncommitted=False
+            ) is not False and _upstream_current(producer, config, made, seen, digests, versions)
         if not made_here[producer.id]:
             return False
     return True

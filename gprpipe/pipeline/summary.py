@@ -46,6 +46,8 @@ class PointSummary:
     toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
     not_current: list[str] = field(default_factory=list)  # summarised tables of other
     # settings or inputs, or of an older gprpipe (their numbers are shown, said so first)
+    missing_data: list[str] = field(default_factory=list)  # "PATH (datasets.<key>.path)"
+    # of a data file gone since the run: nothing is checked against it
 
 
 @dataclass
@@ -233,6 +235,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
         ps.not_current = sorted(p.name for p in other)
         if scan in other:  # limit.n_toys and limit.bands of the config need not be the table's
             ps.datasets = summarize_scan(scan_rows)
+        ps.missing_data = _missing_data(config)
         current = config is None or plots_current(ps.point, ps.point_dir, config)
         sources = {  # what exports and reach projections are made from
             name
@@ -274,7 +277,7 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     manifest's ``drawn``; one of other settings it left out does not count) is of this
     config, its upstream tasks too (a replaced data file leaves load.h5 and all after it
     of other data)."""
-    from gprpipe.pipeline.cache import made_by, outputs_of
+    from gprpipe.pipeline.cache import made_with_other_settings, outputs_of
     from gprpipe.pipeline.plan import plan_point, producers
     from gprpipe.results.schema import plot_manifest_drawn
 
@@ -282,11 +285,22 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     plot = next(t for t in plan_point(point, pdir, drawing) if t.step == "plot")
     if read_commit(plot) is None:  # nothing drawn, or drawn by a task that did not finish
         return not _plot_products_left(pdir)
-    if not made_by(plot, drawing, any_version=True):
-        return False
+    if made_with_other_settings(plot, drawing, any_version=True):  # (an input gone: unknown,
+        return False  # as for the tasks upstream; the summary names the missing data file)
     drawn = plot_manifest_drawn(pdir)
     inputs = [p for p in plot.inputs if p.suffix == ".h5" and (drawn is None or p.name in drawn)]
     return outputs_of(inputs, config, producers(point, pdir, config), older=False)
+
+
+def _missing_data(config: Config | None) -> list[str]:
+    """The point's data files that are gone (``PATH (datasets.<key>.path)``)."""
+    if config is None:
+        return []
+    return [
+        f"{config.datasets[n].path} (datasets.{n}.path)"
+        for n in config.scanned()
+        if not Path(config.datasets[n].path).exists()
+    ]
 
 
 def _plot_products_left(pdir: Path) -> bool:
@@ -343,6 +357,11 @@ def summary_lines(summary: RunSummary) -> list[str]:
             lines.append(
                 "  no scan results"
                 + (" (the scan did not finish)" if ps.failures or ps.pending or ps.running else "")
+            )
+        for gone in ps.missing_data:
+            lines.append(
+                f"  not checked against the data: {gone} is not there; what follows is as "
+                "the run recorded it"
             )
         if "scan.csv" in ps.not_current and ps.datasets:
             lines.append(not_current_line("scan.csv"))
