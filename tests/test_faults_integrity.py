@@ -1733,6 +1733,31 @@ def test_figures_of_replaced_data_are_not_current_and_steps_plot_redraws(tmp_pat
     assert point_currency(out / "nominal") == (True, True)  # the TUI's Results alike
 
 
+def test_outputs_copied_from_another_run_stay_not_current_when_an_input_is_deleted(
+    tmp_path: Path,
+):
+    """A missing data file leaves results as recorded (above); any other input gone must
+    not: B's scan.csv, limit.h5 and figures copied into A with their commit records
+    passed as A's once a limit part or limit.h5 was deleted (a review of that change)."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    assert run_cli_here("run", *_qs(a))[0] == 0
+    assert run_cli_here("run", *_qs(b, "limit.alpha=0.1"))[0] == 0
+    pa, pb = a / "nominal", b / "nominal"
+    for name in ("scan.csv", "limit.h5", ".state/limit__merge.commit", ".state/plot.commit"):
+        shutil.copy(pb / name, pa / name)
+    for name in ("plots", "hepdata"):
+        shutil.rmtree(pa / name)
+        shutil.copytree(pb / name, pa / name)
+    shutil.copy(pb / "report.html", pa / "report.html")
+    next((pa / "parts" / "limit").glob("*.h5")).unlink()
+    from gprpipe.pipeline.summary import point_currency
+
+    assert point_currency(pa) == (False, False)
+    code, so, _ = run_cli_here("summary", a)
+    assert "NOT CURRENT" in so and "not current: plots, HEPData, report" in so, so
+    assert "not checked against the data" not in so
+
+
 def test_a_hand_edited_report_is_never_vouched_and_the_banner_goes_with_its_cause(
     tmp_path: Path,
 ):

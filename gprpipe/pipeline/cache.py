@@ -183,24 +183,46 @@ def _committed_key_matches(
         return None
 
 
+def _versions(any_version: bool) -> tuple[int, ...]:
+    return tuple(range(NUMERICS_VERSION, 0, -1)) if any_version else (NUMERICS_VERSION,)
+
+
+def key_current(
+    producer: Task,
+    config: Config,
+    versions: Iterable[int] = (NUMERICS_VERSION,),
+    digests: dict[Path, str] | None = None,
+) -> bool:
+    """Whether ``producer``'s commit record holds a key ``config`` gives it now, or its key
+    cannot be computed only because data files of the config are gone since it ran (a
+    data file moved away leaves load.h5 as current as the scan.csv drawn from it; summary
+    names the file). Any other input gone counts against it: an output copied in with
+    its record from another run must not pass once an intermediate file is deleted."""
+    found = _committed_key_matches(producer, config, versions, digests, uncommitted=False)
+    if found is not None:
+        return found
+    data = {Path(config.datasets[n].path).absolute() for n in config.datasets}
+    if config.toyscan.file:
+        data.add(Path(config.toyscan.file).absolute())
+    gone = [Path(p).absolute() for p in producer.inputs if not Path(p).exists()]
+    return bool(gone) and all(p in data for p in gone)
+
+
 def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:
     """Whether ``producer``'s commit record holds the key that ``config`` gives it now:
     its outputs were made from this config's settings and these inputs, not by an earlier
     config (nor copied in with another run's record). ``any_version``: or the key of an
     earlier :data:`NUMERICS_VERSION` (results of an older gprpipe, still this config's:
     to compare or export them, not to compute on)."""
-    versions = range(NUMERICS_VERSION, 0, -1) if any_version else (NUMERICS_VERSION,)
-    return bool(_committed_key_matches(producer, config, versions))
+    return bool(_committed_key_matches(producer, config, _versions(any_version)))
 
 
-def made_with_other_settings(producer: Task, config: Config, any_version: bool = False) -> bool:
+def made_with_other_settings(producer: Task, config: Config) -> bool:
     """Whether ``producer``'s commit record holds a key other than the one ``config`` gives
-    it now (``any_version``: than any of :func:`made_by`'s). False when nothing is
-    committed (``verify_inputs`` says so) or when that key cannot be computed here: an
-    input of the producer is not at hand (a container mounts only its own task's inputs;
-    a data file gone since the run)."""
-    versions = range(NUMERICS_VERSION, 0, -1) if any_version else (NUMERICS_VERSION,)
-    return _committed_key_matches(producer, config, versions) is False
+    it now. False when nothing is committed (``verify_inputs`` says so) or when that key
+    cannot be computed here: an input of the producer is not at hand (a container mounts
+    only its own task's inputs)."""
+    return _committed_key_matches(producer, config, (NUMERICS_VERSION,)) is False
 
 
 def output_of(
@@ -237,17 +259,15 @@ def outputs_of(
     made_here: dict[str, bool] = {}  # a producer of one of the paths (its key must match)
     seen: dict[str, bool] = {}  # an upstream task (a key not computable here passes)
     digests = {} if digests is None else digests
-    versions = tuple(range(NUMERICS_VERSION, 0, -1)) if older else (NUMERICS_VERSION,)
+    versions = _versions(older)
     for path in paths:
         producer = made.get(path)
         if producer is None:
             return False
         if producer.id not in made_here:
-            # (a key not computable here passes, as upstream: a data file gone since the
-            # run leaves load.h5 as current as the scan.csv drawn from it; summary says so)
-            made_here[producer.id] = _committed_key_matches(
-                producer, config, versions, digests, uncommitted=False
-            ) is not False and _upstream_current(producer, config, made, seen, digests, versions)
+            made_here[producer.id] = key_current(
+                producer, config, versions, digests
+            ) and _upstream_current(producer, config, made, seen, digests, versions)
         if not made_here[producer.id]:
             return False
     return True

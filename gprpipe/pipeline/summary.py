@@ -277,7 +277,8 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     manifest's ``drawn``; one of other settings it left out does not count) is of this
     config, its upstream tasks too (a replaced data file leaves load.h5 and all after it
     of other data)."""
-    from gprpipe.pipeline.cache import made_with_other_settings, outputs_of
+    from gprpipe import NUMERICS_VERSION
+    from gprpipe.pipeline.cache import key_current, outputs_of
     from gprpipe.pipeline.plan import plan_point, producers
     from gprpipe.results.schema import plot_manifest_drawn
 
@@ -285,8 +286,8 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     plot = next(t for t in plan_point(point, pdir, drawing) if t.step == "plot")
     if read_commit(plot) is None:  # nothing drawn, or drawn by a task that did not finish
         return not _plot_products_left(pdir)
-    if made_with_other_settings(plot, drawing, any_version=True):  # (an input gone: unknown,
-        return False  # as for the tasks upstream; the summary names the missing data file)
+    if not key_current(plot, drawing, range(NUMERICS_VERSION, 0, -1)):
+        return False
     drawn = plot_manifest_drawn(pdir)
     inputs = [p for p in plot.inputs if p.suffix == ".h5" and (drawn is None or p.name in drawn)]
     return outputs_of(inputs, config, producers(point, pdir, config), older=False)
@@ -296,11 +297,10 @@ def _missing_data(config: Config | None) -> list[str]:
     """The point's data files that are gone (``PATH (datasets.<key>.path)``)."""
     if config is None:
         return []
-    return [
-        f"{config.datasets[n].path} (datasets.{n}.path)"
-        for n in config.scanned()
-        if not Path(config.datasets[n].path).exists()
-    ]
+    files = [(config.datasets[n].path, f"datasets.{n}.path") for n in config.scanned()]
+    if "toyscan" in config.steps.run and config.toyscan.file:
+        files.append((config.toyscan.file, "toyscan.file"))
+    return [f"{path} ({key})" for path, key in files if not Path(path).exists()]
 
 
 def _plot_products_left(pdir: Path) -> bool:
