@@ -1753,7 +1753,7 @@ def test_outputs_copied_from_another_run_stay_not_current_when_an_input_is_delet
     from gprpipe.pipeline.summary import point_currency
 
     assert point_currency(pa) == (False, False)
-    code, so, _ = run_cli_here("summary", a)
+    _, so, _ = run_cli_here("summary", a)
     assert "NOT CURRENT" in so and "not current: plots, HEPData, report" in so, so
     assert "not checked against the data" not in so
 

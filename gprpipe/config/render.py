@@ -28,7 +28,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -85,9 +85,33 @@ def _size(value: Any, seen: dict[int, tuple[Any, int]] | None = None) -> int | N
     for item in items:
         if total > MAX_CHARS:
             break
-        total += _size(item, seen) or 0
+        size = _size(item, seen)
+        # (a number shows as its digits: 2**4096 is 1,234 characters)
+        total += size if size is not None else _digits(item)
     seen[id(value)] = (value, total)  # (the value kept: its id is not reused meanwhile)
     return total
+
+
+def _digits(value: Any) -> int:
+    """Characters an integer takes as text beyond one (0 for anything else)."""
+    return value.bit_length() * 3 // 10 if isinstance(value, int) else 0
+
+
+def _bounded_items(values: Iterable[Any]) -> list[Any]:
+    """The items of an iterator (a ``map`` or ``select``), refused as soon as they stand for
+    more than ``MAX_CHARS`` items, and on the clock: ``|list`` built 10 million numbers
+    before its result was checked."""
+    out: list[Any] = []
+    seen: dict[int, tuple[Any, int]] = {}
+    total = 0
+    for value in values:
+        _tick()
+        size = _size(value, seen)
+        total += 1 + (size if size is not None else _digits(value))
+        if total > MAX_CHARS:
+            raise RenderLimit(f"a sequence of more than {MAX_CHARS} items")
+        out.append(value)
+    return out
 
 
 def _check_power(base: Any, exp: Any) -> None:
@@ -242,7 +266,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             return replace(ctx, s, old, new, count)
 
         def bounded_join(ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
-            items = list(value)
+            items = _bounded_items(value)
             if attribute is None:
                 _check_built(_joined_size(items, d), "join")
             return join(ctx, items, d, attribute)
@@ -250,7 +274,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         def bounded_sum(env: Any, value: Any, attribute: Any = None, start: Any = 0) -> Any:
             """Jinja2's ``sum``; of lists or tuples (``start=[]``) built once, its size
             known first: Python adds them pairwise, in time quadratic in their number."""
-            items = list(value)
+            items = _bounded_items(value)
             if attribute is not None:
                 get = make_attrgetter(env, attribute)
                 items = [get(x) for x in items]
@@ -272,9 +296,19 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         """The template with every value it names (``set``, ``with``) checked by
         :func:`_check_value` as it is named: what a name holds stays bounded."""
         tree = super()._parse(source, name, filename)
-        for bad in tree.find_all((nodes.Block, nodes.Name)):
-            if isinstance(bad, nodes.Block) or getattr(bad, "name", "") == "self":  # Jinja2's
-                what = "blocks" if isinstance(bad, nodes.Block) else "'self'"
+        # Jinja2's own names and blocks that collect output beyond the output's bound (a
+        # {% set %}...{% endset %} of a loop held 1 GB before the clock stopped it)
+        kinds: dict[type[nodes.Node], str] = {
+            nodes.Block: "blocks",
+            nodes.AssignBlock: "{% set %} blocks",
+            nodes.FilterBlock: "{% filter %} blocks",
+            nodes.Macro: "macros",
+            nodes.CallBlock: "{% call %} blocks",
+        }
+        bad: nodes.Node
+        for bad in tree.find_all((*kinds, nodes.Name)):  # type: ignore[arg-type]
+            if type(bad) in kinds or getattr(bad, "name", "") == "self":
+                what = kinds.get(type(bad), "'self'")
                 raise jinja2.TemplateSyntaxError(
                     f"{what}: templates see the config's names, range() and namespace()",
                     bad.lineno,
@@ -403,6 +437,8 @@ def _sized(f: Callable[..., Any], name: str) -> Callable[..., Any]:
 
     @functools.wraps(f)
     def checked(*args: Any, **kwargs: Any) -> Any:
+        _tick()  # (a map's filter runs per item in jinja2's code, which the clock skips)
+        args = tuple(_bounded_items(a) if isinstance(a, Iterator) else a for a in args)
         for v in [*args, *kwargs.values()]:
             _check_value(v, f"an argument of {name}")
         out = f(*args, **kwargs)
