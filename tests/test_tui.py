@@ -1111,6 +1111,48 @@ async def test_results_of_other_settings_or_figures_are_said_not_current(
         )
 
 
+async def _results_checked(pilot, timeout: float = 10.0) -> None:
+    """Wait until the Results pane's point has been checked (currency, summary's lines)."""
+    from gprpipe.tui.results import ResultsPane
+
+    pane = pilot.app.query_one(ResultsPane)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and getattr(pane, "checking", False):
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+@sync
+async def test_results_say_the_failed_task_and_figures_not_current_as_summary(
+    shared_quickstart, tmp_path
+):
+    """A point whose limit.h5 was deleted after its run: `gprpipe summary` says its task
+    failed and its plots, HEPData and report are not current; the Results key numbers
+    showed the same Z and limits without a word of it (a review). Now they carry
+    summary's own lines."""
+    import shutil
+
+    from conftest import run_cli_here
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    (run / "nominal" / "limit.h5").unlink()
+    code, out, _ = run_cli_here("summary", run)
+    assert code == 0, out
+    lines = [x.strip() for x in out.splitlines()]
+    failed = next(i for i, x in enumerate(lines) if x.startswith("failed tasks: "))
+    said = [lines[failed], lines[failed + 1]]
+    said += [x for x in lines if x.startswith("not current: plots, HEPData, report")]
+    assert said[0] == "failed tasks: 1" and "limit.h5 deleted" in said[1] and len(said) == 3
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        await _results_checked(pilot)
+        keys = [x.strip() for x in _static(app, "#res-keys").splitlines()]
+        assert keys[1:4] == said, keys
+        assert keys[4].startswith("best local Z ")  # the numbers are still shown
+
+
 @sync
 async def test_a_config_refused_for_its_folder_still_shows_the_folders_results(tmp_path):
     """A config that validate refuses for its run folder (blinded by an earlier run) hid

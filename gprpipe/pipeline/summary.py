@@ -153,11 +153,12 @@ def _files(
 Poll = Callable[["RunInfo", Sequence[Task], Mapping[str, Config]], Mapping[str, tuple[str, str]]]
 
 
-def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
-    """The summary of every point of a run directory. Task states from the markers (with
-    damaged outputs failed); ``poll`` (:func:`gprpipe.pipeline.service.summary` passes
-    the executor's) is asked when a task is neither done nor failed by its markers, so
-    that a SLURM job lost without a marker is failed here as in ``status``."""
+def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = None) -> RunSummary:
+    """The summary of every point of a run directory (of ``point`` only, if given). Task
+    states from the markers (with damaged outputs failed); ``poll``
+    (:func:`gprpipe.pipeline.service.summary` passes the executor's) is asked when a task
+    is neither done nor failed by its markers, so that a SLURM job lost without a marker
+    is failed here as in ``status``."""
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.plan import producers, stale_outputs
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
@@ -182,6 +183,8 @@ def run_summary(run_dir: Path, poll: Poll | None = None) -> RunSummary:
             ps.running += 1
         elif state != "done":
             ps.pending += 1
+    if point is not None:
+        points = {k: v for k, v in points.items() if k == point}
     writes_scan = {t.point for t in tasks if t.point_dir / "scan.csv" in t.outputs}
     for ps in points.values():
         scan = ps.point_dir / "scan.csv"
@@ -346,6 +349,20 @@ def not_current_line(table: str) -> str:
     )
 
 
+def failure_lines(ps: PointSummary) -> list[str]:
+    """A point's failed tasks, as ``summary`` prints them (unindented)."""
+    if not ps.failures:
+        return []
+    return [f"failed tasks: {len(ps.failures)}", *(f"  {tid}: {why}" for tid, why in ps.failures)]
+
+
+def not_current_files_line(ps: PointSummary) -> str:
+    """The ``not current:`` line of a point's products (figures, HEPData, report, exports
+    of other results), as ``summary`` prints it (unindented); empty when all are current."""
+    where = ps.files.get("not current")
+    return f"not current: {where}" if where else ""
+
+
 def summary_lines(summary: RunSummary) -> list[str]:
     """The summary as plain text lines."""
     lines = [f"Summary of {summary.run_dir}"]
@@ -375,9 +392,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
             lines += [f"  {first}", *(f"    {x}" for x in rest)]
         if ps.toy_rows_failed:
             lines.append(f"  toy scan: {ps.toy_rows_failed}")
-        if ps.failures:
-            lines.append(f"  failed tasks: {len(ps.failures)}")
-            lines += [f"    {tid}: {why}" for tid, why in ps.failures]
+        lines += [f"  {x}" for x in failure_lines(ps)]
         if ps.running:
             lines.append(f"  tasks running: {ps.running}")
         if ps.pending:

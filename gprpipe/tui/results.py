@@ -18,7 +18,12 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
 
 from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.summary import point_currency
+from gprpipe.pipeline.summary import (
+    failure_lines,
+    not_current_files_line,
+    point_currency,
+    run_summary,
+)
 from gprpipe.results.schema import has_observed
 from gprpipe.tui.model import show_path
 from gprpipe.tui.runs import (
@@ -123,6 +128,19 @@ class PlotView(Widget, can_focus=True):
         return Group(plot, legend([*lines, *bands]), Text("files: " + files, style="dim"))
 
 
+def summary_said(run_dir: Path | None, point: str) -> list[str]:
+    """What ``gprpipe summary`` says of the point's failed tasks and of its products that
+    are not current (its own lines); none for a folder without a readable run.json."""
+    if run_dir is None or not (run_dir / "run.json").is_file():
+        return []
+    try:
+        points = run_summary(run_dir, point=point).points
+    except (GprpipeError, OSError):
+        return []
+    lines = [*failure_lines(points[0]), not_current_files_line(points[0])] if points else []
+    return [x for x in lines if x]
+
+
 class ResultsPane(Widget):
     """Point and dataset choice, key numbers, then the scan table or the plot (p)."""
 
@@ -140,6 +158,7 @@ class ResultsPane(Widget):
         self.scan: Scan | None = None
         self.point_dir: Path | None = None
         self.current: tuple[bool, bool] = (True, True)  # scan.csv, figures (point_currency)
+        self.said_by_summary: list[str] = []  # summary's failed-task, not-current lines
         self._sort: tuple[str, bool] | None = None
         self._filling = False
         self.problem = ""  # why the point's results are not shown (shown in #res-keys)
@@ -196,6 +215,7 @@ class ResultsPane(Widget):
         self.point_dir = found[0] if found else None
         self.scan = None
         self.current = (True, True)
+        self.said_by_summary = []
         self.problem = ""
         if self.point_dir is not None:
             try:
@@ -203,6 +223,7 @@ class ResultsPane(Widget):
                 # as summary says it: of other settings or inputs, or figures of other
                 # results, are shown as not current
                 self.current = point_currency(self.point_dir)
+                self.said_by_summary = summary_said(self.run_dir, str(name))
             except GprpipeError as exc:  # it names the file and what to do
                 self.scan, self.problem = None, str(exc)
             except OSError as exc:
@@ -292,6 +313,10 @@ class ResultsPane(Widget):
                 f"; {len(empty)} columns without values hidden (scan.csv has them)", style="dim"
             )
         t.append("\n")
+        for line in self.said_by_summary:  # failed tasks, products not current
+            head, _, rest = line.partition(":")
+            t.append(head, style="" if line.startswith(" ") else "bold red")
+            t.append(f":{rest}\n")
         if not self.current[0]:
             t.append("NOT CURRENT", style="bold red")
             t.append(
