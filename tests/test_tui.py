@@ -65,6 +65,17 @@ async def _validated(pilot, timeout: float = 60.0) -> None:
 async def _settle(pilot, seconds: float = 0.15) -> None:
     await pilot.pause(seconds)
     await _validated(pilot)
+    await _results_checked(pilot)
+
+
+async def _results_checked(pilot, timeout: float = 10.0) -> None:
+    """Wait until the Results pane's point has been checked (currency, summary's lines)."""
+    from gprpipe.tui.results import ResultsPane
+
+    pane = pilot.app.query_one(ResultsPane)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and pane.checking:
+        await pilot.pause(0.02)
     await pilot.pause()
 
 
@@ -1111,17 +1122,6 @@ async def test_results_of_other_settings_or_figures_are_said_not_current(
         )
 
 
-async def _results_checked(pilot, timeout: float = 10.0) -> None:
-    """Wait until the Results pane's point has been checked (currency, summary's lines)."""
-    from gprpipe.tui.results import ResultsPane
-
-    pane = pilot.app.query_one(ResultsPane)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout and getattr(pane, "checking", False):
-        await pilot.pause(0.02)
-    await pilot.pause()
-
-
 @sync
 async def test_results_say_the_failed_task_and_figures_not_current_as_summary(
     shared_quickstart, tmp_path
@@ -1151,6 +1151,47 @@ async def test_results_say_the_failed_task_and_figures_not_current_as_summary(
         keys = [x.strip() for x in _static(app, "#res-keys").splitlines()]
         assert keys[1:4] == said, keys
         assert keys[4].startswith("best local Z ")  # the numbers are still shown
+
+
+@sync
+async def test_results_check_currency_in_a_worker_thread(shared_quickstart, tmp_path, monkeypatch):
+    """Whether a point's results are current hashes its data files: it ran on the UI
+    thread at every Results load, 'r' and point change (a 1 s freeze with an 800 MB file,
+    a review). It runs in a thread; meanwhile the numbers say "checking…" and no figure
+    is offered, then the same numbers and the point's figures are shown."""
+    import shutil
+    import threading
+
+    from gprpipe.tui import results
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    gate, on_main = threading.Event(), []
+    currency = results.point_currency
+
+    def slow(pdir: Path) -> tuple[bool, bool]:
+        on_main.append(threading.current_thread() is threading.main_thread())
+        gate.wait(timeout=3)
+        return currency(pdir)
+
+    monkeypatch.setattr(results, "point_currency", slow)
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        plot = app.query_one("#res-plot")
+        keys = _static(app, "#res-keys")
+        assert "checking whether these results are current…" in keys
+        assert "best local Z 1.86 (demo, 100 MeV)" in keys  # the numbers meanwhile
+        assert plot.checking and plot.files == []
+        gate.set()
+        await _settle(pilot)
+        keys = _static(app, "#res-keys")
+        assert "checking" not in keys and "best local Z 1.86 (demo, 100 MeV)" in keys
+        assert not plot.checking and plot.current and plot.files
+        await pilot.press("f6", "r")
+        await _settle(pilot)
+        assert _static(app, "#res-keys") == keys
+    assert on_main and not any(on_main), on_main
 
 
 @sync

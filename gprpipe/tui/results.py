@@ -10,10 +10,11 @@ from typing import ClassVar
 
 from rich.console import Group
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
 
@@ -67,8 +68,10 @@ def _sort_key(reverse: bool = False) -> Callable[[object], tuple[int, float, str
     return key
 
 
-def _files_text(files: list[Path], current: bool = True) -> str:
+def _files_text(files: list[Path], current: bool = True, checking: bool = False) -> str:
     """``dir/stem.png, .pdf`` for the files of one plot."""
+    if checking:
+        return "(checking whether its PNG/PDF are of these results…)"
     if not current:
         return "(its PNG/PDF are not current: drawn from other results; the plot step redraws)"
     if not files:
@@ -90,11 +93,18 @@ class PlotView(Widget, can_focus=True):
         self.dataset = ""
         self.files: list[Path] = []
         self.current = True  # its figures are of the results shown
+        self.checking = False  # whether they are is being checked
 
     def show(
-        self, scan: Scan | None, dataset: str, files: list[Path], current: bool = True
+        self,
+        scan: Scan | None,
+        dataset: str,
+        files: list[Path],
+        current: bool = True,
+        checking: bool = False,
     ) -> None:
         self.scan, self.dataset, self.files, self.current = scan, dataset, files, current
+        self.checking = checking
         self.refresh()
 
     def render(self):
@@ -115,7 +125,7 @@ class PlotView(Widget, can_focus=True):
             Line(x, col("eps2_up"), "bold white", "observed"),
         ]
         w, h = self.size.width, self.size.height
-        files = _files_text(self.files, self.current)
+        files = _files_text(self.files, self.current, self.checking)
         plot = braille_plot(
             lines,
             bands,
@@ -141,8 +151,27 @@ def summary_said(run_dir: Path | None, point: str) -> list[str]:
     return [x for x in lines if x]
 
 
+class PointChecked(Message):
+    """The worker's verdict on point ``point_dir`` (check number ``number``): whether its
+    scan.csv and figures are current, and summary's lines; or why it cannot be shown."""
+
+    def __init__(
+        self,
+        number: int,
+        point_dir: Path,
+        current: tuple[bool, bool],
+        said: list[str],
+        problem: str = "",
+    ) -> None:
+        super().__init__()
+        self.number, self.point_dir, self.current = number, point_dir, current
+        self.said, self.problem = said, problem
+
+
 class ResultsPane(Widget):
-    """Point and dataset choice, key numbers, then the scan table or the plot (p)."""
+    """Point and dataset choice, key numbers, then the scan table or the plot (p). Whether
+    the point's results are current (which hashes its data files) is checked in a worker
+    thread; meanwhile the numbers say "checking…"."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "toggle_plot", "Plot/table"),
@@ -159,6 +188,8 @@ class ResultsPane(Widget):
         self.point_dir: Path | None = None
         self.current: tuple[bool, bool] = (True, True)  # scan.csv, figures (point_currency)
         self.said_by_summary: list[str] = []  # summary's failed-task, not-current lines
+        self.checking = False  # the point's currency is being checked (in a thread)
+        self._checks = 0  # the number of the latest check (earlier ones' verdicts are dropped)
         self._sort: tuple[str, bool] | None = None
         self._filling = False
         self.problem = ""  # why the point's results are not shown (shown in #res-keys)
@@ -217,21 +248,20 @@ class ResultsPane(Widget):
         self.current = (True, True)
         self.said_by_summary = []
         self.problem = ""
+        self._checks += 1
+        self.checking = False
         if self.point_dir is not None:
             try:
                 self.scan = read_scan(self.point_dir / "scan.csv")
-                # as summary says it: of other settings or inputs, or figures of other
-                # results, are shown as not current
-                self.current = point_currency(self.point_dir)
-                self.said_by_summary = summary_said(self.run_dir, str(name))
             except GprpipeError as exc:  # it names the file and what to do
                 self.scan, self.problem = None, str(exc)
             except OSError as exc:
                 where = show_path(self.point_dir / "scan.csv")
                 self.scan, self.problem = None, f"Cannot read {where}: {exc.strerror or exc}."
-        if self.problem and self.problem != self._said:  # once, not at every reload
-            self.notify(self.problem, severity="error")
-        self._said = self.problem
+        if self.scan is not None and self.point_dir is not None:
+            self.checking = True
+            self._check(self._checks, self.run_dir, str(name), self.point_dir)
+        self._tell_problem()
         ds = self.query_one("#res-dataset", Select)
         datasets = self.scan.datasets() if self.scan else []
         with ds.prevent(Select.Changed):
@@ -245,6 +275,38 @@ class ResultsPane(Widget):
             ms = default_masses(self.scan, dataset, wanted)
             masses.value = ", ".join(f"{m * 1e3:g}" for m in ms)
         self._fill_table()
+        self.update_numbers()
+
+    def _tell_problem(self) -> None:
+        if self.problem and self.problem != self._said:  # once, not at every reload
+            self.notify(self.problem, severity="error")
+        self._said = self.problem
+
+    @work(thread=True, exclusive=True, group="results-check")
+    def _check(self, number: int, run_dir: Path | None, point: str, point_dir: Path) -> None:
+        """Whether the point's scan.csv and figures are current (as summary says it: of
+        other settings or inputs, or figures of other results, are not), and summary's
+        lines of the point: it hashes the data files, so not on the UI thread."""
+        current, said, problem = (True, True), [], ""
+        try:
+            current = point_currency(point_dir)
+            said = summary_said(run_dir, point)
+        except GprpipeError as exc:  # it names the file and what to do
+            problem = str(exc)
+        except OSError as exc:
+            problem = f"Cannot read {show_path(point_dir)}: {exc.strerror or exc}."
+        self.post_message(PointChecked(number, point_dir, current, said, problem))
+
+    @on(PointChecked)
+    def _checked(self, event: PointChecked) -> None:
+        if event.number != self._checks or event.point_dir != self.point_dir:
+            return  # a later load of the pane asked again
+        self.checking = False
+        self.current, self.said_by_summary = event.current, event.said
+        if event.problem:
+            self.scan, self.problem = None, event.problem
+            self._tell_problem()
+            self._fill_table()
         self.update_numbers()
 
     def _fill_table(self) -> None:
@@ -313,6 +375,8 @@ class ResultsPane(Widget):
                 f"; {len(empty)} columns without values hidden (scan.csv has them)", style="dim"
             )
         t.append("\n")
+        if self.checking:
+            t.append("checking whether these results are current…\n", style="dim")
         for line in self.said_by_summary:  # failed tasks, products not current
             head, _, rest = line.partition(":")
             t.append(head, style="" if line.startswith(" ") else "bold red")
@@ -348,8 +412,9 @@ class ResultsPane(Widget):
             limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]
         t.append("   ".join(limits) or "(give masses above)")
         keys.update(t)
-        drawn = plot_files(self.point_dir, dataset) if self.point_dir and self.current[1] else []
-        plot.show(self.scan, dataset, drawn, self.current[1])
+        figures = self.current[1] and not self.checking
+        drawn = plot_files(self.point_dir, dataset) if self.point_dir and figures else []
+        plot.show(self.scan, dataset, drawn, self.current[1], self.checking)
 
     # -------------------------------------------------------------- events and actions
 
