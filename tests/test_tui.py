@@ -419,6 +419,39 @@ async def test_form_edits_the_same_file(tmp_path):
 
 
 @sync
+async def test_a_form_field_the_grid_varies_shows_the_grids_values_and_is_not_written(tmp_path):
+    """A key the grid varies showed one value "from this file", and an edit to it wrote
+    a `[fit] blind_nsigma = 2.5` that the grid overrides, silently (a review). Its field
+    shows the grid's values, is disabled, and an edit is refused with a notice."""
+    from conftest import quickstart_child
+
+    from gprpipe.tui.editor import FormPane
+
+    cfg = quickstart_child(
+        tmp_path / "grid.toml",
+        f'output = "{tmp_path / "run"}"\n[grid]\n"fit.blind_nsigma" = [1.64, 1.96]\n',
+    )
+    app = GprpipeApp(cfg, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f3")
+        await _settle(pilot)
+        blind = app.query_one("#f-fit--blind_nsigma", Input)
+        assert blind.value == "1.64, 1.96" and blind.disabled
+        assert _static(app, "#o-f-fit--blind_nsigma").strip() == "varied by the grid"
+        jobs = app.query_one("#f-base--jobs", Input)
+        assert not jobs.disabled  # a key the grid does not vary is edited as before
+        text = app.editor.text
+        form = app.query_one(FormPane)
+        form._apply(form.fields["f-fit--blind_nsigma"], "2.5")  # as Enter or leaving it
+        await _settle(pilot)
+        assert app.editor.text == text and "blind_nsigma = 2.5" not in text
+        [note] = [n.message for n in app._notifications if "grid" in n.message]
+        assert note.startswith('fit.blind_nsigma is varied by the grid ([grid] "fit.blind_nsigma")')
+        assert [p.config.fit.blind_nsigma for p in app.check.points] == [1.64, 1.96]
+
+
+@sync
 async def test_form_of_a_dataset_key_with_a_dash_or_plus(tmp_path):
     """Dataset keys may hold '-' and '+' (not '.', which ``--set`` and ``[grid]`` read as a
     level): the form made 'a+b' a widget id textual refuses."""

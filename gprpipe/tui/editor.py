@@ -215,6 +215,24 @@ def effective_value(check: Check, key: tuple[str, ...]) -> Any:
     return v
 
 
+def field_text(check: Check, f: FormField) -> str:
+    """A field's text: the key's value for this config, or the values the grid gives it
+    (``1.64, 1.96``: a field of a key the grid varies is not edited here)."""
+    varied = check.varied(f.key)
+    if varied is not None:
+        return ", ".join(shown(v) for v in varied)
+    return shown(effective_value(check, f.parts))
+
+
+def origin_text(check: Check, f: FormField) -> Text:
+    """The origin column of a field: where its value comes from; for a choice the grid
+    varies, the values too (its selector cannot show them)."""
+    origin = check.origin_of(f.key)
+    if f.kind in ("choice", "bool") and check.varied(f.key) is not None:
+        origin += f": {field_text(check, f)}"
+    return Text(origin, style="dim")
+
+
 def shown(value: Any) -> str:
     if value is _MISSING or value is None:
         return ""
@@ -293,7 +311,7 @@ class FormPane(Widget):
         yield VerticalScroll(id="form-body")
 
     def _row(self, f: FormField, check: Check) -> Horizontal:
-        value = shown(effective_value(check, f.parts))
+        value = field_text(check, f)
         if f.kind in ("choice", "bool"):
             w: Widget = Select(
                 [(c, c) for c in f.choices],
@@ -305,11 +323,12 @@ class FormPane(Widget):
             )
         else:
             w = StillInput(value, id=f.widget_id, compact=True, placeholder="(not set)")
+        w.disabled = check.varied(f.key) is not None  # the grid's values, set in [grid]
         return Horizontal(
             Label(f.label, classes="form-label"),
             w,
             Static(
-                Text(check.origin_of(f.key), style="dim"),
+                origin_text(check, f),
                 id=f"o-{f.widget_id}",
                 classes="form-origin",
             ),
@@ -389,7 +408,8 @@ class FormPane(Widget):
                     w = self.query_one(f"#{wid}")
                 except Exception:
                     continue
-                value = shown(effective_value(check, f.parts))
+                value = field_text(check, f)
+                w.disabled = check.varied(f.key) is not None  # the grid's values
                 if isinstance(w, Select):
                     target = value if value in f.choices else Select.NULL
                     with w.prevent(Select.Changed):
@@ -399,9 +419,7 @@ class FormPane(Widget):
                 elif isinstance(w, Input) and w is not focused and w.value != value:
                     with w.prevent(Input.Changed):
                         w.value = value
-                self.query_one(f"#o-{wid}", Static).update(
-                    Text(check.origin_of(f.key), style="dim")
-                )
+                self.query_one(f"#o-{wid}", Static).update(origin_text(check, f))
         finally:
             self._filling = False
 
@@ -409,7 +427,15 @@ class FormPane(Widget):
         check = self._check
         if check is None or self._filling:
             return
-        if raw.strip() == shown(effective_value(check, f.parts)):
+        if raw.strip() == field_text(check, f):
+            return
+        if check.varied(f.key) is not None:  # a value in the file would have no effect
+            self.notify(
+                f'{f.key} is varied by the grid ([grid] "{f.key}"): change its values '
+                "there (Grid tab or the text); a value here would be overridden.",
+                severity="warning",
+            )
+            self._fill()
             return
         try:
             lit = to_literal(f, raw)
@@ -447,7 +473,8 @@ class FormPane(Widget):
         if f is None or self._filling:
             return
         value = "" if event.value is Select.NULL else str(event.value)
-        if f.kind == "choice" and not value:
+        varied = self._check is not None and self._check.varied(f.key) is not None
+        if f.kind == "choice" and not value and not varied:
             self.post_message(EditText(lambda text: remove_key(text, f.parts)))
             return
         self._apply(f, value)

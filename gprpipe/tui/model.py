@@ -154,8 +154,22 @@ class Check:
             rows.append([str(p.index), p.name, *vals, out])
         return keys, rows
 
+    def varied(self, dotted: str) -> list[Any] | None:
+        """The values the grid gives a key (each once, in the points' order); None when
+        the grid does not vary it."""
+        if not any(dotted in p.values for p in self.points):
+            return None
+        values: list[Any] = []
+        for p in self.points:
+            if dotted in p.values and p.values[dotted] not in values:
+                values.append(p.values[dotted])
+        return values
+
     def origin_of(self, dotted: str) -> str:
-        """Where a key's value comes from: ``this file``, a template or card, ``default``."""
+        """Where a key's value comes from: ``varied by the grid`` (whatever the file sets
+        is overridden), ``this file``, a template or card, ``default``."""
+        if self.varied(dotted) is not None:
+            return "varied by the grid"
         o = self.origins.get(dotted)
         if o is None:
             return "default"
