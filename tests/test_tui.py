@@ -1228,6 +1228,34 @@ async def test_results_check_currency_in_a_worker_thread(shared_quickstart, tmp_
 
 
 @sync
+async def test_switching_tabs_leaves_the_focus_in_the_tab_shown(shared_quickstart, tmp_path):
+    """After F5 then F6, Results was left with no focused widget in 3 of 12 switches: the
+    Run table, hidden, passed the focus to the Run log, TabbedContent showed Run again
+    for it, and the Results table lost the focus as it hid; the footer lost p/s/r and
+    they did nothing (a review). Each switch leaves the tab's main widget focused."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    app = GprpipeApp(run, check_delay=0.05, poll_interval=0.3)
+    async with app.run_test(size=(140, 40)) as pilot:  # (the race is rarer at 100x30)
+        await _settle(pilot, 0.3)
+        app.animation_level = "none"  # F5/F6 wait for no tab underline to slide
+        focused = []
+        for _ in range(6):  # 12 switches
+            await pilot.press("f5")
+            await pilot.pause(0.1)
+            focused.append(getattr(app.focused, "id", None))
+            await pilot.press("f6")
+            await pilot.pause(0.2)
+            focused.append(getattr(app.focused, "id", None))
+        assert focused == ["run-tasks", "res-table"] * 6, focused
+        await pilot.press("p")  # the pane's keys work
+        await pilot.pause()
+        assert app.focused is app.query_one("#res-plot")
+
+
+@sync
 async def test_a_config_refused_for_its_folder_still_shows_the_folders_results(tmp_path):
     """A config that validate refuses for its run folder (blinded by an earlier run) hid
     the folder's finished results: Results said "No finished point" (a review)."""

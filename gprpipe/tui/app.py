@@ -419,6 +419,10 @@ class GprpipeApp(App[None]):
     # -------------------------------------------------------------- actions
 
     def action_show_tab(self, tab: str) -> None:
+        # the focus leaves the pane shown before: as that pane hides, textual would move
+        # it to a sibling there (the Run log after the task table), and TabbedContent then
+        # shows the pane of the focused widget again, hiding the new one and its focus
+        self.screen.set_focus(None)
         self.query_one("#tabs", TabbedContent).active = tab
         self._focus_tab(tab)
 
