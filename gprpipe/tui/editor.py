@@ -404,8 +404,9 @@ class FormPane(Widget):
         self._filling = True
         try:
             for wid, f in self.fields.items():
-                try:
+                try:  # a row being mounted (by _build) may lack its origin yet
                     w = self.query_one(f"#{wid}")
+                    origin = self.query_one(f"#o-{wid}", Static)
                 except Exception:
                     continue
                 value = field_text(check, f)
@@ -419,7 +420,7 @@ class FormPane(Widget):
                 elif isinstance(w, Input) and w is not focused and w.value != value:
                     with w.prevent(Input.Changed):
                         w.value = value
-                self.query_one(f"#o-{wid}", Static).update(origin_text(check, f))
+                origin.update(origin_text(check, f))
         finally:
             self._filling = False
 
