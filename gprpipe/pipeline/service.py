@@ -356,7 +356,7 @@ def toy_range_notices(points: Sequence[Point]) -> list[str]:
     generated the toys (``fit_metadata/<family>_metadata`` of a functional-form toy file):
     outside it the toys need not follow the data. The 2016 fShiftSigPowTail toys, trained
     over the whole histogram, gave sigma_A 30-60 times the data's with no word said."""
-    from gprpipe.io.root import match_hists, read_text
+    from gprpipe.io.root import match_hists, read_hist, read_text
 
     out: list[str] = []
     seen: set[tuple[object, ...]] = set()
@@ -372,16 +372,25 @@ def toy_range_notices(points: Sequence[Point]) -> list[str]:
             found = match_hists(file, cfg.toyscan.pattern, "toyscan.pattern")
         except GprpipeError:  # said by the config's checks
             continue
+        span = trains
+        if span is None:  # the whole histogram: its edges
+            try:
+                edges = read_hist(cfg.datasets[name].path, cfg.datasets[name].hist)[1]
+                span = (float(edges[0]), float(edges[-1]))
+            except GprpipeError:
+                continue
         for family in dict.fromkeys(h.split("/")[0] for h in found if "/" in h):
             try:
                 meta = json.loads(read_text(file, f"fit_metadata/{family}_metadata"))
                 lo, hi = float(meta["fit_min_GeV"]), float(meta["fit_max_GeV"])
-            except (GprpipeError, ValueError, KeyError, TypeError):
-                continue  # no such record: nothing to compare with
-            if trains is not None and trains[0] >= lo - 1e-9 and trains[1] <= hi + 1e-9:
+            except Exception:  # advice only: a record it cannot read says nothing
+                continue
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                continue
+            if span[0] >= lo - 1e-9 and span[1] <= hi + 1e-9:
                 continue
             over = (
-                "the whole histogram"
+                f"the whole histogram ({span[0] * 1e3:g}-{span[1] * 1e3:g} MeV)"
                 if trains is None
                 else f"{trains[0] * 1e3:g}-{trains[1] * 1e3:g} MeV"
             )
