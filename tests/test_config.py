@@ -313,6 +313,15 @@ def test_a_key_set_twice_is_named(tmp_path: Path):
         a = write(tmp_path / "a.toml", body)
         (msg,) = errors_of(a)
         assert msg.startswith(f"{a}:{line}: {key}: set twice (invalid TOML: Cannot overwrite"), msg
+    # what a line scan would misname is said without a key (a review: '0.02, 0.1.seed')
+    for body in (
+        '[grid]\n"datasets.demo.range" = [\n  [0.02, 0.1]\n]\nseed = 1\nseed = 2\n',
+        '[base]\nnote = """\n[fake]\n"""\nname = "x"\nname = "y"\n',
+        "a = 1\na.b = 2\n",
+    ):
+        a = write(tmp_path / "a.toml", body)
+        (msg,) = errors_of(a)
+        assert msg.startswith(f"{a}: invalid TOML: "), msg
 
 
 def test_base_or_grid_that_is_not_a_table_is_one_sentence(tmp_path: Path):

@@ -264,7 +264,18 @@ def _twice_set(text: str, line: int | None) -> str | None:
     key = _DOTS.sub(".", m.group(1))
     for above in reversed(lines[: line - 1]):
         if t := _TABLE_LINE.match(above):
-            return f"{_DOTS.sub('.', t.group(1))}.{key}"
+            key = f"{_DOTS.sub('.', t.group(1))}.{key}"
+            break
+    # named only when the text without that line sets that very key (a line scan knows no
+    # multi-line strings or arrays: a '[0.02, 0.1]' line is no table header)
+    try:
+        node: Any = tomllib.loads("\n".join(lines[: line - 1] + lines[line:]))
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return None
+    for part in re.findall(r'"[^"]*"|\'[^\']*\'|[^."\'\s]+', key):
+        if not isinstance(node, dict) or part.strip("\"'") not in node:
+            return None
+        node = node[part.strip("\"'")]
     return key
 
 
