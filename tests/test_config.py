@@ -1295,6 +1295,12 @@ def test_a_path_too_long_for_the_file_system_names_its_key(tmp_path: Path, cli):
         code, out, err = cli("validate", QUICKSTART, "--set", f"{key}={long}")
         assert code == 1 and out == "" and err.startswith(f"error: --set {key}: "), err
         assert said in err and len(err) < 300, err
+    # a run directory leaves room for its own files below it (a review: 4,093 bytes
+    # passed, then the run failed on its first file with no key named)
+    deep = "a/" * 2040
+    code, out, err = cli("validate", QUICKSTART, "--set", f"base.output={deep}")
+    assert code == 1 and err.startswith("error: --set base.output: "), err
+    assert "bytes (at most 3583, leaving room for the run's own files)" in err
     cfg = tmp_path / "c.toml"
     text = f'[base]\ntemplate = "{QUICKSTART}"\nname = "{long}"\n'
     (issue,) = check_text(text, cfg).errors  # the default output runs/{{ base.name }}

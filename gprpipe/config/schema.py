@@ -97,17 +97,26 @@ def _check_image(image: str) -> None:
         )
 
 
-def _path_fits(path: str | None) -> str | None:
-    """A path the system can open: at most 4095 bytes, no name in it above 255 bytes
-    (a longer one raised 'File name too long' wherever it was first used)."""
+#: bytes kept below a run directory's path for its own files
+#: (``<point>/parts/<step>/<dataset>-NNN.h5`` and temporary names: a grid point's folder
+#: name has at most 120 characters, a dataset key 64)
+RUN_PATH_ROOM = 512
+
+
+def _path_fits(path: str | None, room: int = 0) -> str | None:
+    """A path the system can open: at most 4095 bytes (less ``room``: a run directory's
+    own files lie below it), no name in it above 255 bytes (a longer one raised 'File
+    name too long' wherever it was first used)."""
     if path is None:
         return None
     raw = os.fsencode(path)
     longest = max(raw.split(b"/"), key=len)
-    if len(raw) > 4095 or len(longest) > 255:
+    most = 4095 - room
+    if len(raw) > most or len(longest) > 255:
         what = (
-            f"a path of {len(raw)} bytes (at most 4095)"
-            if len(raw) > 4095
+            f"a path of {len(raw)} bytes (at most {most}"
+            + (", leaving room for the run's own files)" if room else ")")
+            if len(raw) > most
             else f"a file or folder name of {len(longest)} bytes (at most 255)"
         )
         shown = path if len(path) <= 60 else f"{path[:57]}..."
@@ -180,7 +189,7 @@ class Base(Section):
     def _output_fits(self) -> Base:
         """(After the fields: a name refused on its own is not said again as a path.)"""
         try:
-            _path_fits(self.output)
+            _path_fits(str(Path(self.output).absolute()), room=RUN_PATH_ROOM)
         except ValueError as exc:
             raise ValueError(f"base.output: {exc}") from None
         return self
