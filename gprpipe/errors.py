@@ -64,6 +64,11 @@ def resolved(path: str | os.PathLike[str]) -> Path:
 SHOWN_ERRORS = 20
 
 
+class PartlySubmitted(GprpipeError):
+    """A submission that failed after some of its jobs were queued: those run on (the
+    sentence names them and how to cancel them); the run began, it was not refused."""
+
+
 class ConfigError(GprpipeError):
     """One or more configuration errors; ``errors`` lists every message, ``issues`` the
     same errors as given (structured ``gprpipe.config.issues.Issue`` objects or sentences)."""

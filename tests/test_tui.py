@@ -1646,3 +1646,30 @@ async def test_checks_run_one_at_a_time_on_the_latest_text(tmp_path, monkeypatch
         assert most[0] == 1
         assert len(calls) <= 5 and calls[-1].endswith("# edit 4")  # of 7 asked for
         assert app.check is not None and app.check.text.endswith("# edit 4")
+
+
+def test_a_launch_whose_submission_failed_partway_is_no_refusal(tmp_path, monkeypatch):
+    """sbatch failing after some jobs were queued raised a plain GprpipeError before the
+    observer heard of any submission: the launch exited REFUSED and the TUI said "Run
+    refused: ... Nothing ran" while those jobs ran on (a review). It exits 1."""
+    import io
+
+    from gprpipe.errors import GprpipeError, PartlySubmitted
+    from gprpipe.pipeline import launch
+
+    def run(*args, **kwargs):
+        raise PartlySubmitted("sbatch failed; already submitted: nominal/load (job 7)")
+
+    monkeypatch.setattr(launch.service, "run", run)
+    monkeypatch.setattr(launch, "_prestart_workers", lambda spec: None)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"kind": "run", "config": "c.toml", "options": {}}))
+    out = io.StringIO()
+    assert launch._main([str(spec)], out) == 1
+    assert "already submitted: nominal/load (job 7)" in out.getvalue()
+
+    def refused(*args, **kwargs):
+        raise GprpipeError("apptainer not found")
+
+    monkeypatch.setattr(launch.service, "run", refused)
+    assert launch._main([str(spec)], io.StringIO()) == launch.REFUSED

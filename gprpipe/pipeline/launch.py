@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.errors import ConfigError, GprpipeError, PartlySubmitted
 from gprpipe.executors.base import Outcome
 from gprpipe.io.atomic import atomic_write_text, open_fresh
 from gprpipe.pipeline import service
@@ -277,7 +277,7 @@ def _main(args: list[str], out: TextIO) -> int:
         return 1 if observer.began else REFUSED
     except GprpipeError as exc:
         print(f"error: {exc}", file=out)
-        return 1 if observer.began else REFUSED
+        return 1 if observer.began or isinstance(exc, PartlySubmitted) else REFUSED
     except (service.Interrupted, KeyboardInterrupt) as exc:
         print(str(exc) or "interrupted", file=out)
         return 130

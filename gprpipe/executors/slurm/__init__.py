@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gprpipe.errors import GprpipeError, cli_command
+from gprpipe.errors import GprpipeError, PartlySubmitted, cli_command
 from gprpipe.executors.base import (
     THREAD_ENV,
     Executor,
@@ -203,7 +203,7 @@ def _submit(
                 if not sub.job_ids:
                     raise
                 done = ", ".join(f"{k} (job {v})" for k, v in sub.job_ids.items())
-                raise GprpipeError(
+                raise PartlySubmitted(
                     f"{exc}; already submitted: {done}; cancel them with: "
                     f"scancel {' '.join(sub.job_ids.values())}"
                 ) from None
