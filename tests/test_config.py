@@ -292,7 +292,9 @@ def test_values_without_meaning_are_refused_before_the_run(cli):
     assert msg == "--set limit.alpha: Input should be less than or equal to 0.5 (got 0.9)."
     (msg,) = errors_of(QUICKSTART, ('grid."fit.blind_nsigma"=[1.0, 2.0]',))
     assert msg.startswith('--set grid."fit.blind_nsigma": --set keys are plain dotted names')
-    assert msg.endswith("""--set 'grid={"fit.blind_nsigma" = [1.64, 1.96]}'.""")
+    assert msg.endswith(
+        """set its table instead: --set 'grid={"fit.blind_nsigma" = [1.0, 2.0]}'."""
+    )
     _, points = load_points(QUICKSTART, ['grid={"fit.blind_nsigma" = [1.64, 1.96]}'])
     assert [p.config.fit.blind_nsigma for p in points] == [1.64, 1.96]
 
@@ -1260,6 +1262,9 @@ def test_values_that_validate_passed_and_the_run_refused_are_refused_by_validate
     ):
         (error,) = errors_of(QUICKSTART, (value,))
         assert error.startswith(f"--set {value.split('=')[0]}") and said in error, error
+    # a quoted value is read whole by sbatch: its dashes are no options
+    _, (p0,) = load_points(QUICKSTART, ["""slurm.extra=['--comment="GP fit -x"']"""])
+    assert p0.config.slurm.extra == ['--comment="GP fit -x"']
     point = only_point(QUICKSTART, ('slurm.time=" 01:30:00 "', 'slurm.memory=" 2G"'))
     assert (point.config.slurm.time, point.config.slurm.memory) == ("01:30:00", "2G")
     # a container's folders

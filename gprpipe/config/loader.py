@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import json
 import re
 import stat
 import sys
@@ -458,6 +459,16 @@ def _template_issue(file: Path, positions: Mapping[str, tuple[int, int]], messag
     )
 
 
+def _table_form(key: str, value: str) -> str:
+    """``grid={"fit.blind_nsigma" = VALUE}`` for the key ``grid."fit.blind_nsigma"``: the
+    table before the first quoted part, the rest as one quoted key inside it."""
+    i = min(key.find(q) for q in "\"'" if q in key)
+    table, rest = key[:i].rstrip(". "), key[i:]
+    parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^."\'\s]+', rest)
+    pair = f"{json.dumps('.'.join(p.strip(chr(34) + chr(39)) for p in parts))} = {value}"
+    return f"{table}={{{pair}}}" if table else pair
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """``key.path=VALUE`` with VALUE parsed as TOML, falling back to a string; for a key
     the schema types as text, a bare VALUE that TOML reads as a number, date or boolean
@@ -475,7 +486,7 @@ def parse_override(item: str) -> tuple[str, Any]:
             [
                 Issue(
                     "--set keys are plain dotted names (a quoted part is not read as one); "
-                    "set a table instead, e.g. --set 'grid={\"fit.blind_nsigma\" = [1.64, 1.96]}'.",
+                    f"set its table instead: --set '{_table_form(key, raw.strip())}'.",
                     f"--set {item}",
                     prefix=f"--set {key}",
                 )

@@ -576,7 +576,9 @@ class Slurm(Section):
                     f"{item!r}: one sbatch option per entry, its value after '=' "
                     f"(write {written!r})"
                 )
-            if "=" in option and (more := re.search(r"\s(--?[A-Za-z][^\s=]*)", option)):
+            value = option.split("=", 1)[1] if "=" in option else ""
+            quoted = value.startswith(("'", '"'))  # a value sbatch reads whole
+            if value and not quoted and (more := re.search(r"\s(--?[A-Za-z][^\s=]*)", value)):
                 # one argument of its #SBATCH line: the value would swallow the option
                 raise ValueError(
                     f"{item!r}: one sbatch option per entry; give {more.group(1)!r} an "

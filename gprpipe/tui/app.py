@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import stat
 import threading
@@ -603,6 +604,8 @@ class GprpipeApp(App[None]):
         try:
             real = Path(os.path.realpath(target))
             mode = stat.S_IMODE(real.stat().st_mode) if real.is_file() else None
+            if mode is not None and not os.access(real, os.W_OK):  # a rename would not ask
+                raise PermissionError(errno.EACCES, "Permission denied")
             with atomic_path(real) as tmp:
                 tmp.write_text(text)
                 if mode is not None:
