@@ -62,6 +62,14 @@ async def _validated(pilot, timeout: float = 60.0) -> None:
         await pilot.pause(0.02)
 
 
+async def _to_form(app: GprpipeApp, pilot) -> None:
+    """Once the opened config checks valid, show the Form tab (F3)."""
+    await _settle(pilot)
+    assert app.check.ok, app.check.errors
+    await pilot.press("f3")
+    await _settle(pilot)
+
+
 async def _settle(pilot, seconds: float = 0.15) -> None:
     await pilot.pause(seconds)
     await _validated(pilot)
@@ -465,10 +473,7 @@ async def test_form_of_a_dataset_key_with_a_dash_or_plus(tmp_path):
     )
     app = _app(tmp_path, config)
     async with app.run_test(size=SIZE) as pilot:
-        await _settle(pilot)
-        assert app.check.ok, app.check.errors
-        await pilot.press("f3")
-        await _settle(pilot)
+        await _to_form(app, pilot)
         form = app.query_one("#form-pane")
         by_key = {f.parts: wid for wid, f in form.fields.items()}
         rng = app.query_one("#" + by_key[("datasets", "a+b", "range")], Input)
@@ -501,10 +506,7 @@ async def test_form_edits_dotted_keys_in_place_and_refuses_an_inline_table(tmp_p
     )
     app = _app(tmp_path, config)
     async with app.run_test(size=SIZE) as pilot:
-        await _settle(pilot)
-        assert app.check.ok, app.check.errors
-        await pilot.press("f3")
-        await _settle(pilot)
+        await _to_form(app, pilot)
         for wid, value in (("f-base--name", "dotted"), ("f-datasets--2015--range", "0.03, 0.1")):
             field = app.query_one(f"#{wid}", Input)
             field.focus()
