@@ -383,9 +383,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _tick()
-        for k, v in [*enumerate(args), *kwargs.items()]:
-            if k not in ("_loop_vars", "_block_vars"):
-                _check_value(v, "an argument")
+        _check_arguments(args, kwargs, "an argument")
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str) and args:
             method = getattr(__obj, "__name__", "")
@@ -430,6 +428,14 @@ def _shown(value: Any) -> Any:
     return value
 
 
+def _check_arguments(args: Sequence[Any], kwargs: Mapping[str, Any], what: str) -> None:
+    """:func:`_check_value` of each argument of a call or filter (not the loop and block
+    variables Jinja2 passes along)."""
+    for key, value in [*enumerate(args), *kwargs.items()]:
+        if key not in ("_loop_vars", "_block_vars"):
+            _check_value(value, what)
+
+
 def _sized(f: Callable[..., Any], name: str) -> Callable[..., Any]:
     """Filter or test ``f`` with its arguments and result checked by :func:`_check_value`
     (``|string`` of a list of 100,000 numbers is 700,000 characters: refused, and so the
@@ -439,8 +445,7 @@ def _sized(f: Callable[..., Any], name: str) -> Callable[..., Any]:
     def checked(*args: Any, **kwargs: Any) -> Any:
         _tick()  # (a map's filter runs per item in jinja2's code, which the clock skips)
         args = tuple(_bounded_items(a) if isinstance(a, Iterator) else a for a in args)
-        for v in [*args, *kwargs.values()]:
-            _check_value(v, f"an argument of {name}")
+        _check_arguments(args, kwargs, f"an argument of {name}")
         out = f(*args, **kwargs)
         _check_value(out, f"{name}'s result")
         return out

@@ -241,12 +241,7 @@ def set_key(text: str, parts: Sequence[str], value_literal: str) -> str:
     would become invalid (the edit is then for the text editor)."""
     parts = tuple(parts)
     out = _set(text, parts, value_literal)
-    if parses(text) and not parses(out):
-        raise TomlEditError(
-            f"Cannot set {toml_key(*parts)} from here without making the text invalid TOML; "
-            "edit it in the text."
-        )
-    return out
+    return _kept_valid(text, out, "set", parts)
 
 
 def remove_key(text: str, parts: Sequence[str]) -> str:
@@ -266,9 +261,14 @@ def remove_key(text: str, parts: Sequence[str]) -> str:
     nl = text.find("\n", end)
     stop = len(text) if nl < 0 else nl + 1
     out = text[: layout.starts[line]] + text[stop:]
+    return _kept_valid(text, out, "remove", parts)
+
+
+def _kept_valid(text: str, out: str, verb: str, parts: Sequence[str]) -> str:
+    """``out``, unless an edit (``verb``: set, remove) made valid TOML ``text`` invalid."""
     if parses(text) and not parses(out):
         raise TomlEditError(
-            f"Cannot remove {toml_key(*parts)} from here without making the text invalid "
+            f"Cannot {verb} {toml_key(*parts)} from here without making the text invalid "
             "TOML; edit it in the text."
         )
     return out
