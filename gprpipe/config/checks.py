@@ -813,13 +813,10 @@ def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
         reads_data = "load" in steps or (
             "inject" in steps and p.config.inject.background == "histograms"
         )
-        for name in p.config.scanned() if reads_data else ():
-            path = p.config.datasets[name].path
-            if not Path(path).exists():
-                errors.append(_not_found(where, f"datasets.{name}.path", path, "data"))
-        toys = p.config.toyscan.file
-        if "toyscan" in p.config.steps.run and toys and not Path(toys).exists():
-            errors.append(_not_found(where, "toyscan.file", toys, "toy"))
+        for path, key in p.config.data_files():
+            toys = key == "toyscan.file"
+            if (toys or reads_data) and not Path(path).exists():
+                errors.append(_not_found(where, key, path, "toy" if toys else "data"))
     return unique(errors)
 
 

@@ -746,6 +746,14 @@ class Config(Section):
         names = self.scan.datasets if self.scan.datasets is not None else list(self.datasets)
         return [n for n in names if self.datasets[n].enabled]
 
+    def data_files(self) -> list[tuple[str, str]]:
+        """The files of the scanned datasets and, when the toyscan step runs, its toy file,
+        each with the key that names it (``datasets.<key>.path``, ``toyscan.file``)."""
+        files = [(self.datasets[n].path, f"datasets.{n}.path") for n in self.scanned()]
+        if "toyscan" in self.steps.run and self.toyscan.file:
+            files.append((self.toyscan.file, "toyscan.file"))
+        return files
+
     def test_masses(self, name: str) -> np.ndarray:
         """Test masses of dataset ``name`` in GeV: ``scan.masses`` inside its range, else
         its range in steps of ``scan.mass_step``. With ``scan.combined`` the steps of every

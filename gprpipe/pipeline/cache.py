@@ -201,9 +201,7 @@ def key_current(
     found = _committed_key_matches(producer, config, versions, digests, uncommitted=False)
     if found is not None:
         return found
-    data = {Path(config.datasets[n].path).absolute() for n in config.datasets}
-    if config.toyscan.file:
-        data.add(Path(config.toyscan.file).absolute())
+    data = {Path(path).absolute() for path, _ in config.data_files()}
     gone = [Path(p).absolute() for p in producer.inputs if not Path(p).exists()]
     return bool(gone) and all(p in data for p in gone)
 

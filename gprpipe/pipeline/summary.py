@@ -300,10 +300,7 @@ def _missing_data(config: Config | None) -> list[str]:
     """The point's data files that are gone (``PATH (datasets.<key>.path)``)."""
     if config is None:
         return []
-    files = [(config.datasets[n].path, f"datasets.{n}.path") for n in config.scanned()]
-    if "toyscan" in config.steps.run and config.toyscan.file:
-        files.append((config.toyscan.file, "toyscan.file"))
-    return [f"{path} ({key})" for path, key in files if not Path(path).exists()]
+    return [f"{path} ({key})" for path, key in config.data_files() if not Path(path).exists()]
 
 
 def _plot_products_left(pdir: Path) -> bool:
