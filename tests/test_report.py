@@ -289,12 +289,15 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
     assert "whole-scan toys" not in index.read_text()
     header, rows = read_csv_table(point / "scan.csv")
     toys = ["p0_local", "Z_global_toys", "p0_local_toys", "p0_local_toys_err"]
+    toys += ["frac_Z0_toys", "frac_Z0_toys_err"]
     for r in rows:
         top = r["Z_local"] == "3.2"
         r |= dict(
             zip(
                 toys,
-                ("0.000687", "0.41", "0.0021", "0.00093") if top else ("0.3", "0.0", "0.5", "0.02"),
+                ("0.000687", "0.41", "0.0021", "0.00093", "0.352", "0.016")
+                if top
+                else ("0.3", "0.0", "0.5", "0.02", "0.5", "0.016"),
             )
         )
     with open(point / "scan.csv", "w", newline="") as f:
@@ -309,7 +312,8 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
         "<th>local p0 there (asymptotic; toys at that mass)</th>"
     ) in html
     assert (
-        "<td>3.20</td><td>31</td><td>0.70</td><td>0.41</td><td>0.000687; 0.0021 +- 0.00093</td>"
+        "<td>3.20</td><td>31</td><td>0.70</td><td>0.41</td><td>0.000687; 0.0021 +- 0.00093 "
+        "(toys biased here: P(Z<sub>local</sub> = 0) 0.352)</td>"
     ) in html
     idx = index.read_text()  # the index too (it gave Sidak's alone)
     assert "<th>global Z (Sidak)</th><th>global Z (whole-scan toys)</th>" in idx

@@ -17,7 +17,7 @@ SCAN_HEADER = (
     "dataset,mass_GeV,sigma_m_GeV,A_hat,sigma_A,A_up,A_up_err,A_exp_lo2,A_exp_lo1,A_exp_med,"
     "A_exp_hi1,A_exp_hi2,eps2_up,eps2_up_err,eps2_exp_lo2,eps2_exp_lo1,eps2_exp_med,eps2_exp_hi1,eps2_exp_hi2,exp_band_rel_err,"
     "p0_local,Z_local,p0_global,Z_global,p0_global_toys,p0_global_toys_err,Z_global_toys,"
-    "p0_local_toys,p0_local_toys_err,gp_length_scale,"
+    "p0_local_toys,p0_local_toys_err,frac_Z0_toys,frac_Z0_toys_err,gp_length_scale,"
     "gp_amplitude,gp_lml,gp_converged,gof_chi2_ndf,gof_p,status"
 )
 INJECT_HEADER = (

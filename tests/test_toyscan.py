@@ -104,6 +104,11 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
             np.sqrt(p * (1 - p) / zt.size), rel=1e-5
         )
         assert float(r["p0_local_toys"]) <= float(r["p0_global_toys"])
+        # the toys' Z_local = 0 fraction there, with its error for unbiased toys
+        assert float(r["frac_Z0_toys"]) == pytest.approx(np.mean(zt == 0), rel=1e-6)
+        assert float(r["frac_Z0_toys_err"]) == pytest.approx(0.5 / np.sqrt(zt.size), rel=1e-6)
+    biased = [abs(float(r["frac_Z0_toys"]) - 0.5) > 3 * float(r["frac_Z0_toys_err"]) for r in rows]
+    assert ("whole-scan toys biased at" in out) == any(biased), out
     best = max(rows, key=lambda r: float(r["Z_local"]))
     p, err = float(best["p0_local_toys"]), float(best["p0_local_toys_err"])
     line = (

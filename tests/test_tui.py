@@ -1376,6 +1376,12 @@ def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path
     with_local = [{**r, **local} if r is bound[0] else r for r in bound]
     k = key_numbers(Scan(tmp_path / "scan.csv", [*table[0], *local], with_local), [0.03])
     assert (k.local_p, k.local_p_toys) == (0.0062, "0.021 +- 0.0083")
+    # toys whose Z_local = 0 fraction there is more than 3 errors from 0.5 are named biased
+    for frac, shown in ((0.352, " (toys biased here: P(Z_local = 0) 0.352)"), (0.48, "")):
+        biased = {**local, "frac_Z0_toys": frac, "frac_Z0_toys_err": 0.0079}
+        with_bias = [{**r, **biased} if r is bound[0] else r for r in bound]
+        k = key_numbers(Scan(tmp_path / "scan.csv", [*table[0], *biased], with_bias), [0.03])
+        assert k.local_p_toys == "0.021 +- 0.0083" + shown
     # every row flagged: no best row (the tab says so instead of "best local Z nan")
     flagged = [{**r, "status": "flag_gof"} for r in rows]
     k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), flagged), [0.03])

@@ -149,6 +149,18 @@ SCAN = Table(
             "N' the toys with a Z there",
         ),
         Column("p0_local_toys_err", "", "its binomial standard error"),
+        Column(
+            "frac_Z0_toys",
+            "",
+            "fraction of the same toys with Z_local = 0 at this mass: 0.5 for toys whose "
+            "background each window's fit predicts without bias",
+        ),
+        Column(
+            "frac_Z0_toys_err",
+            "",
+            "its binomial standard error for unbiased toys, 0.5 / sqrt(N'); more than 3 of "
+            "them from 0.5: the toys' p-values at this mass carry a bias",
+        ),
         Column("gp_length_scale", "", "RBF length scale in ln-mass units (dimensionless)"),
         Column("gp_amplitude", "", "RBF amplitude"),
         Column("gp_lml", "", "log marginal likelihood"),
@@ -175,6 +187,8 @@ OBSERVED = (
     "Z_global_toys",
     "p0_local_toys",
     "p0_local_toys_err",
+    "frac_Z0_toys",
+    "frac_Z0_toys_err",
 )
 BLIND_SCAN = SCAN.without(OBSERVED, (Column("blinded", "", "true: a blinded run"),))
 

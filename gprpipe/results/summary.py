@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from gprpipe.stats.quality import (
     flags_of,
     has_result,
     observed_unresolved,
+    toys_biased,
 )
 
 #: The deepest deficit (A_hat / sigma_A) at which a toy limit's Monte Carlo error was
@@ -98,6 +100,11 @@ class DatasetSummary:
     p0_local: float | None = None  # asymptotic, at the most significant mass
     p0_local_toys: float | None = None  # the whole-scan toys' at that mass
     p0_local_toys_err: float | None = None
+    # the toys' Z_local = 0 fraction at that mass and its error for unbiased toys
+    frac_Z0_toys: float | None = None
+    frac_Z0_toys_err: float | None = None
+    # runs of ok masses whose toys' Z_local = 0 fraction is more than 3 errors from 0.5
+    toys_biased: list[list[float]] = field(default_factory=list)
     weakest: Extreme | None = None  # value: eps2_up (largest)
     strongest: Extreme | None = None  # value: eps2_up (smallest)
     not_ok: list[tuple[float, str]] = field(default_factory=list)  # (mass, status), in order
@@ -162,6 +169,28 @@ class DatasetSummary:
         if p is None or err is None:
             return ""
         return f"< {p:.3g}" if self.local_toys_bound else f"{p:.3g} +- {err:.2g}"
+
+    @property
+    def toys_biased_here(self) -> bool:
+        """The toys' ``Z_local = 0`` fraction at the most significant mass lies more than
+        3 errors from 0.5 (:func:`gprpipe.stats.quality.toys_biased`)."""
+        f, e = self.frac_Z0_toys, self.frac_Z0_toys_err
+        return f is not None and e is not None and bool(toys_biased(f, e))
+
+    @property
+    def toys_bias_text(self) -> str:
+        """Why the toys' p-values at the most significant mass are not at face value
+        ('' when their ``Z_local = 0`` fraction is within 3 errors of 0.5)."""
+        f = self.frac_Z0_toys
+        if not self.toys_biased_here or f is None or not 0 < f < 1:
+            return ""
+        shift = -statistics.NormalDist().inv_cdf(f)  # P(Z = 0) = Phi(-shift)
+        return (
+            f"the toys' P(Z_local = 0) there is {f:.3f} +- {self.frac_Z0_toys_err:.2g}, "
+            f"not 0.5: their mean background holds {'an excess' if shift > 0 else 'a deficit'}"
+            f" of about {abs(shift):.2f} sigma_A at this mass, and their p0 carries it "
+            "(README, look-elsewhere toys)"
+        )
 
     @property
     def flags(self) -> dict[str, int]:
@@ -319,6 +348,8 @@ def summarize_scan(
             s.p0_local = _num(r, "p0_local")
             s.p0_local_toys = _num(r, "p0_local_toys")
             s.p0_local_toys_err = _num(r, "p0_local_toys_err")
+            s.frac_Z0_toys = _num(r, "frac_Z0_toys")
+            s.frac_Z0_toys_err = _num(r, "frac_Z0_toys_err")
         s.blinded = any(str(r.get("blinded", "")).lower() == "true" for r in rs)
         column = "eps2_exp_med" if s.blinded else "eps2_up"
         lim = [  # and out of the strongest and weakest limits
@@ -363,6 +394,14 @@ def summarize_scan(
             s.bands = bands
         elif any(_num(r, "exp_band_rel_err") is not None for r in rs):
             s.bands = "toys"
+        biased = [
+            r.get("status", "ok") == "ok"
+            and (f := _num(r, "frac_Z0_toys")) is not None
+            and (e := _num(r, "frac_Z0_toys_err")) is not None
+            and bool(toys_biased(f, e))
+            for r in rs
+        ]
+        s.toys_biased = mass_runs(biased, [float(r["mass_GeV"]) for r in rs])
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = mass_runs(below, [float(r["mass_GeV"]) for r in rs])
@@ -491,10 +530,18 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         toys = s.p0_local_toys_text
         if s.p0_local is not None and toys:
             bound = " (no toy reached it)" if s.local_toys_bound else ""
+            bias = f"; {s.toys_bias_text}" if s.toys_bias_text else ""
             lines.append(
                 f"local p0 at {_mev(s.most_significant.mass)}: {s.p0_local:.3g} (asymptotic), "
-                f"{toys} from the toys at this mass{bound}"
+                f"{toys} from the toys at this mass{bound}{bias}"
             )
+    if s.toys_biased:
+        n = sum(len(r) for r in s.toys_biased)
+        lines.append(
+            f"whole-scan toys biased at {n} of {s.n_ok} mass{'es' * (s.n_ok != 1)} "
+            f"({masses_text(s.toys_biased)}): P(Z_local = 0) more than 3 standard errors "
+            "from 0.5 (frac_Z0_toys); the toys' local and global p0 carry that bias"
+        )
     if s.weakest and s.strongest:
         lines.append(
             f"{'expected (median) ' if s.blinded else ''}eps^2 limits: strongest "

@@ -290,6 +290,23 @@ def p_global_toys_err(p: ArrayLike, n_toys: int) -> NDArray[np.float64]:
     return out
 
 
+def zero_fraction(z_toys: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per mass (a column of toys x masses ``Z_local``, NaN where a toy has no Z): the
+    fraction of toys with ``Z_local = 0`` (no excess, ``A_hat <= 0``) and ``0.5 / sqrt(N')``,
+    its binomial standard error for unbiased toys (``N'`` the toys with a Z there; the
+    error of any fraction is at most that). Background-only toys that each window's fit
+    predicts without bias give 0.5; a fraction several errors away says the toys'
+    background differs there from what the window's fit predicts, and their p-values at
+    that mass carry the difference. NaN where no toy has a Z."""
+    z = np.asarray(z_toys, dtype=float)
+    n = np.isfinite(z).sum(axis=0)
+    zero = (z <= 0.0).sum(axis=0)  # NaN compares False
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac: NDArray[np.float64] = np.where(n > 0, zero / np.maximum(n, 1), np.nan)
+        err: NDArray[np.float64] = np.where(n > 0, 0.5 / np.sqrt(np.maximum(n, 1)), np.nan)
+    return frac, err
+
+
 def sidak_max_z_sf(z: ArrayLike, n_eff: float) -> NDArray[np.float64]:
     """``P(max Z >= z)`` of ``n_eff`` independent tests (Sidak): ``1 - (1 - Phi(-z))^N_eff``."""
     p = ndtr(-np.asarray(z, dtype=float))

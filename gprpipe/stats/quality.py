@@ -206,3 +206,13 @@ def window_gof(
     chi2 = float(np.sum((y[near] - b) ** 2 / np.maximum(b, 1e-300)))
     ndf = max(float(near.sum()) - trace, 1.0)
     return Gof(chi2, ndf, float(chdtrc(ndf, chi2)), n_lo, n_hi)
+
+
+def toys_biased(frac: ArrayLike, err: ArrayLike, nsigma: float = 3.0) -> NDArray[np.bool_]:
+    """Where the whole-scan toys' ``Z_local = 0`` fraction at a mass
+    (:func:`gprpipe.stats.lee.zero_fraction`) lies more than ``nsigma`` of its errors from
+    0.5; False where either is NaN."""
+    f, e = np.asarray(frac, dtype=float), np.asarray(err, dtype=float)
+    with np.errstate(invalid="ignore"):
+        out: NDArray[np.bool_] = np.abs(f - 0.5) > nsigma * e
+    return out

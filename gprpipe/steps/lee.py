@@ -264,6 +264,7 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         arrays["p0_global_toys"], arrays["Z_global_toys"] = nan.copy(), nan.copy()
         arrays["p0_global_toys_err"] = nan.copy()
         arrays["p0_local_toys"], arrays["p0_local_toys_err"] = nan.copy(), nan.copy()
+        arrays["frac_Z0_toys"], arrays["frac_Z0_toys_err"] = nan.copy(), nan.copy()
         if name not in parts or not parts[name]["toys"]:
             continue
         chunks = sorted(parts[name]["toys"], key=lambda x: int(x[0]["toy"][0]))
@@ -290,6 +291,9 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         )
         arrays["p0_local_toys"], arrays["p0_local_toys_err"] = p_local_toys(
             arrays["mass_GeV"], arrays["Z_local"], masses, Z
+        )
+        arrays["frac_Z0_toys"], arrays["frac_Z0_toys_err"] = zero_fraction_of_rows(
+            arrays["mass_GeV"], masses, Z
         )
         dist = {
             "max_Z_local": mz,
@@ -338,6 +342,23 @@ def p_local_toys(
             p[i] = p_global_toys(z, zt)  # one mass: the toys' local p-value
             err[i] = p_global_toys_err(p[i], zt.size)
     return p, err
+
+
+def zero_fraction_of_rows(
+    mass: np.ndarray, toy_masses: np.ndarray, z_toys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the whole-scan toys' ``Z_local = 0`` fraction at its mass and that
+    fraction's error for unbiased toys (:func:`gprpipe.stats.lee.zero_fraction`); NaN
+    where the toys have no column for the mass."""
+    from gprpipe.stats.lee import zero_fraction
+
+    frac, err = zero_fraction(z_toys)
+    col = {round(float(m), 9): j for j, m in enumerate(toy_masses)}
+    at = np.array([col.get(round(float(m), 9), -1) for m in mass], dtype=int)
+    have = at >= 0
+    out_f, out_e = np.full(len(mass), np.nan), np.full(len(mass), np.nan)
+    out_f[have], out_e[have] = frac[at[have]], err[at[have]]
+    return out_f, out_e
 
 
 def write_global(group: h5py.Group, dist: dict[str, np.ndarray], attrs: dict) -> None:
