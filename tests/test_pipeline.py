@@ -143,8 +143,9 @@ def test_second_run_does_nothing(quickstart_run: dict):
     assert states(quickstart_run["dir"]) == {"nominal/load": "done", "nominal/plot": "done"}
 
 
-def test_force_reruns_and_plot_only_change_keeps_load(quickstart_run: dict, cli):
-    run_dir: Path = quickstart_run["dir"]
+def test_force_reruns_and_plot_only_change_keeps_load(quickstart_run: dict, cli, tmp_path: Path):
+    run_dir = tmp_path / "run"  # a copy: the other tests read the shared run as it was made
+    shutil.copytree(quickstart_run["dir"], run_dir, symlinks=True)
     key = read_attr(run_dir / "nominal" / "load.h5", "cache_key")
     code, out, err = quick_in_process(cli, run_dir, "--force")
     assert code == 0, err
