@@ -32,9 +32,12 @@ CSV_COLUMNS = [
     "A_hat_mean",
     "A_hat_std",
     "pull_mean",
+    "pull_mean_err",
     "pull_width",
     "cov_1sigma",
+    "cov_1sigma_err",
     "cov_2sigma",
+    "cov_2sigma_err",
     "Zhat_mean",
     "refit_gp",
 ]
@@ -75,10 +78,15 @@ def test_summary_figures():
     assert out["cov_1sigma"] == pytest.approx(1 / 3)
     assert out["cov_2sigma"] == pytest.approx(1.0)
     assert out["Zhat_mean"] == pytest.approx(2.0)
+    # the statistical errors of the closure figures (inject.csv had none, a review)
+    assert out["pull_mean_err"] == pytest.approx(1.0 / np.sqrt(3))
+    assert out["cov_1sigma_err"] == pytest.approx(np.sqrt(1 / 3 * 2 / 3 / 3))
+    assert out["cov_2sigma_err"] == 0.0
     assert inj.summarize(1.0, [np.nan], [1.0])["n_kept"] == 0
     one = inj.summarize(1.0, [2.0, np.nan], [1.0, 1.0])  # one toy kept: no spread to give
     assert one["n_kept"] == 1 and one["pull_mean"] == 1.0
     assert np.isnan(one["pull_width"]) and np.isnan(one["A_hat_std"])
+    assert np.isnan(one["pull_mean_err"]) and one["cov_1sigma_err"] == 0.0
 
 
 def _synthetic(k=20, level=5e4):

@@ -22,7 +22,8 @@ SCAN_HEADER = (
 )
 INJECT_HEADER = (
     "dataset,mass_GeV,z_inj,A_inj,n_kept,n_generated,A_hat_mean,A_hat_std,pull_mean,"
-    "pull_width,cov_1sigma,cov_2sigma,Zhat_mean,refit_gp"
+    "pull_mean_err,pull_width,cov_1sigma,cov_1sigma_err,cov_2sigma,cov_2sigma_err,Zhat_mean,"
+    "refit_gp"
 )
 
 

@@ -278,9 +278,18 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path) -> None:
         assert int(s["n_kept"]) == 3
         assert float(s["pull_mean"]) == pytest.approx(np.mean(pulls), rel=1e-5)
         assert float(s["pull_width"]) == pytest.approx(np.std(pulls, ddof=1), rel=1e-5)
+        assert float(s["pull_mean_err"]) == pytest.approx(np.std(pulls, ddof=1) / np.sqrt(3), 1e-5)
         assert float(s["frac_Z_gt2"]) == pytest.approx(
             np.mean([float(r["Z_local"]) > 2 for r in mine])
         )
+    # the run summary says how far the pull means lie from 0 in their errors
+    dev = [abs(float(s["pull_mean"])) / float(s["pull_mean_err"]) for s in summary]
+    far = summary[int(np.argmax(dev))]
+    assert (
+        f"toy scan: pull mean more than 3 standard errors from 0 at {sum(d > 3 for d in dev)} "
+        f"of 3 masses; furthest {float(far['pull_mean']):+.3f} +- "
+        f"{float(far['pull_mean_err']):.3f} at {float(far['mass_GeV']) * 1e3:g} MeV"
+    ) in out, out
     for stem in ("toyscan_z_local", "toyscan_spurious", "toyscan_max_z"):
         assert (point / "plots" / f"{stem}.png").stat().st_size > 10_000
     with h5py.File(point / "toyscan.h5", "r") as f:

@@ -22,6 +22,7 @@ from gprpipe.results.summary import (
     InjectionSummary,
     dataset_lines,
     injection_lines,
+    pull_closure_text,
     summarize_injection,
     summarize_scan,
 )
@@ -44,6 +45,7 @@ class PointSummary:
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
     injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
     toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
+    toy_pulls: str = ""  # toyscan_summary.csv: the pull means against 0, in their errors
     not_current: list[str] = field(default_factory=list)  # summarised tables of other
     # settings or inputs, or of an older gprpipe (their numbers are shown, said so first)
     missing_data: list[str] = field(default_factory=list)  # "PATH (datasets.<key>.path)"
@@ -223,6 +225,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
                 rows = FailedRows(toyscan, 0, 0, "")
             if rows.bad:
                 ps.toy_rows_failed = rows.sentence(where=False)
+            ps.toy_pulls = _toy_pulls(ps.point_dir / "toyscan_summary.csv", stale)
         # intact tables this config makes, committed under another key: a later run with
         # other settings did not redo them, or an older gprpipe made them (its config had
         # fewer keys); summarised as they are, and said to be so
@@ -294,6 +297,24 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     drawn = plot_manifest_drawn(pdir)
     inputs = [p for p in plot.inputs if p.suffix == ".h5" and (drawn is None or p.name in drawn)]
     return outputs_of(inputs, config, producers(point, pdir, config), older=False)
+
+
+def _toy_pulls(path: Path, stale: set[Path]) -> str:
+    """The toy scan's pull means against 0 (:func:`pull_closure_text`) from its summary
+    table; '' when that table is missing, of other settings, damaged or uncommitted."""
+    if not path.is_file() or path in stale:
+        return ""
+    try:
+        rows = read_table(vouched(path))
+    except GprpipeError:
+        return ""
+
+    def column(name: str) -> list[float]:
+        return [float(r.get(name) or "nan") for r in rows]
+
+    if not rows or "pull_mean_err" not in rows[0]:  # a table of an older gprpipe
+        return ""
+    return pull_closure_text(column("mass_GeV"), column("pull_mean"), column("pull_mean_err"))
 
 
 def _missing_data(config: Config | None) -> list[str]:
@@ -389,6 +410,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
             lines += [f"  {first}", *(f"    {x}" for x in rest)]
         if ps.toy_rows_failed:
             lines.append(f"  toy scan: {ps.toy_rows_failed}")
+        if ps.toy_pulls:
+            lines.append(f"  toy scan: {ps.toy_pulls}")
         lines += [f"  {x}" for x in failure_lines(ps)]
         if ps.running:
             lines.append(f"  tasks running: {ps.running}")

@@ -230,6 +230,8 @@ class InjectionSummary:
     pull_width: tuple[float, float]
     cov_1sigma: tuple[float, float]
     cov_2sigma: tuple[float, float]
+    # the row whose pull mean lies the most errors from 0: (pull_mean, its error, where)
+    pull_mean_furthest: tuple[float, float, str] | None = None
 
 
 def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSummary]:
@@ -247,6 +249,13 @@ def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSumm
 
         n = [int(x) for r in rs if (x := _num(r, "n_kept")) is not None]
         gen = [int(x) for r in rs if (x := _num(r, "n_generated")) is not None]
+        pulls = [
+            (p, e, f"{float(r['mass_GeV']) * 1e3:g} MeV z={r['z_inj']}")
+            for r in rs
+            if (p := _num(r, "pull_mean")) is not None
+            and (e := _num(r, "pull_mean_err")) is not None
+            and e > 0
+        ]
         few = [
             f"{float(r['mass_GeV']) * 1e3:g} MeV z={r['z_inj']} "
             f"({int(_num(r, 'n_kept') or 0)} of {r.get('n_generated', '?')})"
@@ -265,9 +274,29 @@ def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSumm
                 span("pull_width"),
                 span("cov_1sigma"),
                 span("cov_2sigma"),
+                max(pulls, key=lambda t: abs(t[0]) / t[1]) if pulls else None,
             )
         )
     return out
+
+
+def pull_closure_text(mass: ArrayLike, pull_mean: ArrayLike, pull_mean_err: ArrayLike) -> str:
+    """A toy scan's pull means against 0, in their standard errors (``toyscan_summary.csv``):
+    at how many masses more than 3 errors off, and the furthest ('' without errors)."""
+    m = np.asarray(mass, dtype=float)
+    p, e = np.asarray(pull_mean, dtype=float), np.asarray(pull_mean_err, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = np.where(e > 0, np.abs(p) / e, np.nan)
+    have = np.isfinite(dev)
+    if not have.any():
+        return ""
+    i = int(np.nanargmax(dev))
+    n_off, n = int(np.sum(dev[have] > 3)), int(have.sum())
+    return (
+        f"pull mean more than 3 standard errors from 0 at {n_off} of {n} "
+        f"mass{'es' * (n != 1)}; furthest {p[i]:+.3f} +- {e[i]:.3f} at {m[i] * 1e3:g} MeV "
+        "(pull_mean_err in toyscan_summary.csv)"
+    )
 
 
 def injection_lines(s: InjectionSummary) -> list[str]:
@@ -285,6 +314,12 @@ def injection_lines(s: InjectionSummary) -> list[str]:
         f"pull mean {rng(s.pull_mean)}, width {rng(s.pull_width)}; coverage of "
         f"+-1 sigma_A {rng(s.cov_1sigma, '.3f')} (0.683), +-2 {rng(s.cov_2sigma, '.3f')} (0.954)",
     ]
+    if s.pull_mean_furthest is not None:
+        p, e, where = s.pull_mean_furthest
+        lines.append(
+            f"pull mean furthest from 0: {p:+.3f} +- {e:.3f} at {where} ({abs(p) / e:.1f} "
+            "standard errors; pull_mean_err in inject.csv)"
+        )
     if s.too_few:  # a toy is kept when its fits converge with a finite window background
         lines.append(
             f"too few toys kept for a closure at {', '.join(s.too_few)}: their fits failed or "

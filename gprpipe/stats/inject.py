@@ -86,8 +86,10 @@ def summarize(
     """``inject.csv`` figures over the toys in ``use`` with a finite, positive ``sigma_A``.
 
     ``pull = (A_hat - A_inj) / sigma_A``; ``pull_width`` and ``A_hat_std`` are sample
-    standard deviations (NaN for one toy); ``cov_1sigma``/``cov_2sigma`` the fractions with
-    ``|pull| < 1, 2`` (targets 0.683, 0.954); ``Zhat_mean`` the mean of ``A_hat / sigma_A``.
+    standard deviations (NaN for one toy) and ``pull_mean_err = pull_width / sqrt(n)``;
+    ``cov_1sigma``/``cov_2sigma`` the fractions with ``|pull| < 1, 2`` (targets 0.683,
+    0.954), with binomial errors ``sqrt(c (1 - c) / n)``; ``Zhat_mean`` the mean of
+    ``A_hat / sigma_A``.
     """
     a = np.asarray(A_hat, dtype=float).reshape(-1)
     s = np.asarray(sigma_A, dtype=float).reshape(-1)
@@ -102,21 +104,29 @@ def summarize(
             "A_hat_mean": nan,
             "A_hat_std": nan,
             "pull_mean": nan,
+            "pull_mean_err": nan,
             "pull_width": nan,
             "cov_1sigma": nan,
+            "cov_1sigma_err": nan,
             "cov_2sigma": nan,
+            "cov_2sigma_err": nan,
             "Zhat_mean": nan,
         }
     a, s = a[ok], s[ok]
     pull = (a - A_inj) / s
+    width = float(pull.std(ddof=1)) if n > 1 else nan  # one toy has no spread
+    c1, c2 = float(np.mean(np.abs(pull) < 1.0)), float(np.mean(np.abs(pull) < 2.0))
     return {
         "n_kept": n,
         "A_hat_mean": float(a.mean()),
-        "A_hat_std": float(a.std(ddof=1)) if n > 1 else nan,  # one toy has no spread
+        "A_hat_std": float(a.std(ddof=1)) if n > 1 else nan,
         "pull_mean": float(pull.mean()),
-        "pull_width": float(pull.std(ddof=1)) if n > 1 else nan,
-        "cov_1sigma": float(np.mean(np.abs(pull) < 1.0)),
-        "cov_2sigma": float(np.mean(np.abs(pull) < 2.0)),
+        "pull_mean_err": width / np.sqrt(n),
+        "pull_width": width,
+        "cov_1sigma": c1,
+        "cov_1sigma_err": float(np.sqrt(c1 * (1.0 - c1) / n)),
+        "cov_2sigma": c2,
+        "cov_2sigma_err": float(np.sqrt(c2 * (1.0 - c2) / n)),
         "Zhat_mean": float(np.mean(a / s)),
     }
 

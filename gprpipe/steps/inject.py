@@ -356,7 +356,8 @@ def run(ctx) -> None:
                 noise_free = f" ({head}sideband leak {meta['sideband_leak']:.3f})"
             print(
                 f"{name} {mass * 1e3:g} MeV z={meta['z_inj']:g}: {summ['n_kept']} toys kept, "
-                f"pull mean {summ['pull_mean']:+.3f}, width {summ['pull_width']:.3f}, "
+                f"pull mean {summ['pull_mean']:+.3f} +- {summ['pull_mean_err']:.3f}, "
+                f"width {summ['pull_width']:.3f}, "
                 f"A_hat/A_inj {ratio:.3f}{noise_free}, {meta['seconds']:.1f} s",
                 flush=True,
             )

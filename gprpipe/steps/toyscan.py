@@ -27,6 +27,7 @@ from gprpipe.results.schema import (  # noqa: F401  (reader re-exported for call
     csv_text,
     read_toyscan,
 )
+from gprpipe.results.summary import pull_closure_text
 from gprpipe.stats.quality import counts_for_discovery, has_result, is_flagged
 from gprpipe.units import same_mass
 
@@ -143,6 +144,7 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out["sigma_A_mean"].append(s.mean() if n else np.nan)
         out["spurious_ratio"].append(a.mean() / s.mean() if n else np.nan)
         out["pull_mean"].append(pull.mean() if n else np.nan)
+        out["pull_mean_err"].append(pull.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan)
         out["pull_width"].append(pull.std(ddof=1) if n > 1 else np.nan)
         out["frac_Z_gt2"].append(np.mean(z > 2) if n else np.nan)
         out["frac_Z_gt3"].append(np.mean(z > 3) if n else np.nan)
@@ -235,3 +237,5 @@ def merge(ctx) -> None:
         f"(background-only {TAILS[3.0]:.5f}); max unflagged Z_local "
         f"{ov['max_Z_local_ok']:.2f}; unflagged Z_local > 5: {ov['n_ok_Z_gt5']}"
     )
+    if pulls := pull_closure_text(summ["mass_GeV"], summ["pull_mean"], summ["pull_mean_err"]):
+        print(f"toyscan: {pulls}")
