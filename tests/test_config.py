@@ -1560,3 +1560,27 @@ def test_text_keys_keep_the_text_that_spells_a_number(tmp_path: Path):
         assert (pt.config.base.name, pt.config.datasets["demo"].hist) == (text, text)
     (pt,) = load_points(cfg, ("limit.n_toys=1e3", "fit.blind_nsigma=0x2"))[1]
     assert (pt.config.limit.n_toys, pt.config.fit.blind_nsigma) == (1000, 2.0)
+
+
+def test_data_files_are_the_scanned_datasets_and_the_toy_file_of_a_toy_scan(
+    tmp_path: Path, shared_data: Path
+):
+    """One list of the files a run reads (validate's missing-file check, the currency
+    check, summary's missing-data line): the scanned datasets' (not one the scan leaves
+    out) and the toy file only when the toyscan step runs."""
+    from conftest import combined_2015_2016
+
+    toys = shared_data / "funcform_2015_toys.root"
+    cfg = combined_2015_2016(
+        tmp_path / "c.toml", shared_data, [0.06], body=f'[toyscan]\nfile = "{toys}"\n'
+    )
+    config = only_point(cfg).config
+    both = [
+        (config.datasets["2015"].path, "datasets.2015.path"),
+        (config.datasets["2016"].path, "datasets.2016.path"),
+    ]
+    assert config.data_files() == both
+    alone = only_point(cfg, ('scan.datasets=["2016"]',)).config
+    assert alone.data_files() == both[1:]
+    scans_toys = only_point(cfg, ('steps.run=["toyscan"]',)).config
+    assert scans_toys.data_files() == [*both, (scans_toys.toyscan.file, "toyscan.file")]

@@ -726,6 +726,22 @@ def test_summary_of_an_injection_study_gives_its_closure():
     )
 
 
+def test_toys_biased_at_the_most_significant_mass_at_a_fraction_of_0_or_1():
+    """A fraction of exactly 0 or 1 (every toy one side) is the strongest flag: the
+    summary says so with a bound (it printed nothing while the report and TUI named it)."""
+    from gprpipe.results.summary import DatasetSummary, Extreme
+
+    s = DatasetSummary("2015", 1, most_significant=Extreme(0.124, 2.7))
+    s.frac_Z0_toys, s.frac_Z0_toys_err = 1.0, 0.5 / np.sqrt(100)
+    assert s.toys_bias_note == "toys biased here: P(Z_local = 0) 1.000"
+    assert s.toys_bias_text.startswith(
+        "the toys' P(Z_local = 0) there is 1.000 (0.5 +- 0.05 for unbiased toys): the "
+        "window's fit puts the toys' background more than 2.58 sigma_A above their mean"
+    ), s.toys_bias_text  # from half a toy of 100: Phi^-1(0.995) = 2.58
+    s.frac_Z0_toys = 0.45  # 1 error from 0.5: nothing said
+    assert s.toys_bias_note == s.toys_bias_text == ""
+
+
 def test_summary_of_a_blinded_scan_says_so_and_gives_the_expected_limits():
     rows = [
         {"dataset": "2015", "mass_GeV": m, "eps2_exp_med": e, "status": st, "blinded": "true"}

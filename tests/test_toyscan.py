@@ -121,7 +121,15 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     # the HEPData significance table quotes the toys' global p0 and Z beside Sidak's
     table = yaml.safe_load((point / "hepdata" / "significance_demo.yaml").read_text())
     names = [v["header"]["name"] for v in table["dependent_variables"]]
-    assert names[-3:] == ["Global p0 (toys)", "Global Z (toys)", "Local p0 (toys)"]
+    assert names[-4:] == ["Global p0 (toys)", "Global Z (toys)", "Local p0 (toys)", "P(Z=0) (toys)"]
+    zero = table["dependent_variables"][-1]["values"]  # with the error for unbiased toys
+    assert [x["value"] for x in zero] == pytest.approx(
+        [float(r["frac_Z0_toys"]) for r in rows], rel=1e-5
+    )
+    assert [x["errors"][0]["symerror"] for x in zero] == pytest.approx(
+        [float(r["frac_Z0_toys_err"]) for r in rows], rel=1e-4
+    )
+    table["dependent_variables"].pop()
     quoted = [x["value"] for x in table["dependent_variables"][-2]["values"]]
     assert quoted == pytest.approx([float(r["Z_global_toys"]) for r in rows], abs=1e-5)
     local = table["dependent_variables"][-1]["values"]
@@ -139,6 +147,9 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     )
     submission = (point / "hepdata" / "submission.yaml").read_text()
     assert "from 300 whole-scan background-only toys" in submission
+    assert "P(Z=0) (toys): the fraction of those toys with Z = 0 at that mass" in " ".join(
+        submission.split()  # as YAML wraps it
+    )
     # (the toys with a maximum Z, the N of the p-value: all 300 here)
     from gprpipe.results.schema import read_global
 
@@ -292,6 +303,12 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path) -> None:
     ) in out, out
     for stem in ("toyscan_z_local", "toyscan_spurious", "toyscan_max_z"):
         assert (point / "plots" / f"{stem}.png").stat().st_size > 10_000
+    # of other settings now (fewer toys), the table's line is said to be not current
+    code, out2, err = run_cli_here("run", cfg, "--steps", "load", *settings("toyscan.max_toys=2"))
+    assert code == 0, out2 + err
+    lines = out2.splitlines()
+    at = next(i for i, x in enumerate(lines) if x.startswith("  toy scan: pull mean"))
+    assert lines[at - 1].startswith("  NOT CURRENT: the numbers below are of toyscan_summary.csv")
     with h5py.File(point / "toyscan.h5", "r") as f:
         assert f["max_Z_local"]["max_Z_local"].shape == (3,)
         assert f["summary"].attrs["n_toys"] == 3

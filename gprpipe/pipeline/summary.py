@@ -225,7 +225,10 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
                 rows = FailedRows(toyscan, 0, 0, "")
             if rows.bad:
                 ps.toy_rows_failed = rows.sentence(where=False)
-            ps.toy_pulls = _toy_pulls(ps.point_dir / "toyscan_summary.csv", stale)
+            toy_summary = ps.point_dir / "toyscan_summary.csv"
+            ps.toy_pulls = _toy_pulls(toy_summary, stale)
+            if ps.toy_pulls:  # read and vouched for: its currency is judged below
+                intact.append(toy_summary)
         # intact tables this config makes, committed under another key: a later run with
         # other settings did not redo them, or an older gprpipe made them (its config had
         # fewer keys); summarised as they are, and said to be so
@@ -301,7 +304,8 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
 
 def _toy_pulls(path: Path, stale: set[Path]) -> str:
     """The toy scan's pull means against 0 (:func:`pull_closure_text`) from its summary
-    table; '' when that table is missing, of other settings, damaged or uncommitted."""
+    table; '' when that table is missing, not this config's to make (``stale``), damaged,
+    uncommitted or of an older gprpipe (no ``pull_mean_err``)."""
     if not path.is_file() or path in stale:
         return ""
     try:
@@ -309,12 +313,12 @@ def _toy_pulls(path: Path, stale: set[Path]) -> str:
     except GprpipeError:
         return ""
 
-    def column(name: str) -> list[float]:
-        return [float(r.get(name) or "nan") for r in rows]
-
     if not rows or "pull_mean_err" not in rows[0]:  # a table of an older gprpipe
         return ""
-    return pull_closure_text(column("mass_GeV"), column("pull_mean"), column("pull_mean_err"))
+    m, p, e = (
+        [float(r[k] or "nan") for r in rows] for k in ("mass_GeV", "pull_mean", "pull_mean_err")
+    )
+    return pull_closure_text(m, p, e)
 
 
 def _missing_data(config: Config | None) -> list[str]:
@@ -411,6 +415,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         if ps.toy_rows_failed:
             lines.append(f"  toy scan: {ps.toy_rows_failed}")
         if ps.toy_pulls:
+            if "toyscan_summary.csv" in ps.not_current:
+                lines.append(not_current_line("toyscan_summary.csv"))
             lines.append(f"  toy scan: {ps.toy_pulls}")
         lines += [f"  {x}" for x in failure_lines(ps)]
         if ps.running:

@@ -14,9 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gprpipe.plotting.style import label, legend
+from gprpipe.stats.inject import COVERAGE
+
+COV1, COV2 = COVERAGE
 
 MEV = 1e3
-COV1, COV2 = 0.6827, 0.9545
 
 
 def _by_mass(a: dict[str, np.ndarray]):
@@ -120,7 +122,7 @@ def pull_figure(a: dict[str, np.ndarray], title: str):
         a1.errorbar(
             a["z_inj"][idx],
             a["pull_mean"][idx],
-            yerr=w / np.sqrt(n),
+            yerr=a["pull_mean_err"][idx],
             fmt="o-",
             ms=4,
             color=f"C{i}",

@@ -80,6 +80,10 @@ MODES = ("poisson", "multinomial")
 # --------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------
+#: Fractions of Gaussian pulls within 1 and 2 standard deviations (the coverage targets)
+COVERAGE = (0.6827, 0.9545)
+
+
 def summarize(
     A_inj: float, A_hat: ArrayLike, sigma_A: ArrayLike, use: ArrayLike | None = None
 ) -> dict[str, float]:
@@ -87,8 +91,10 @@ def summarize(
 
     ``pull = (A_hat - A_inj) / sigma_A``; ``pull_width`` and ``A_hat_std`` are sample
     standard deviations (NaN for one toy) and ``pull_mean_err = pull_width / sqrt(n)``;
-    ``cov_1sigma``/``cov_2sigma`` the fractions with ``|pull| < 1, 2`` (targets 0.683,
-    0.954), with binomial errors ``sqrt(c (1 - c) / n)``; ``Zhat_mean`` the mean of
+    ``cov_1sigma``/``cov_2sigma`` the fractions with ``|pull| < 1, 2`` (targets
+    :data:`COVERAGE`), with their binomial errors for Gaussian pulls,
+    ``sqrt(t (1 - t) / n)`` at the target ``t`` (not at the fraction: 20 toys all
+    inside 2 sigma_A are no coverage of 1 +- 0); ``Zhat_mean`` the mean of
     ``A_hat / sigma_A``.
     """
     a = np.asarray(A_hat, dtype=float).reshape(-1)
@@ -116,6 +122,7 @@ def summarize(
     pull = (a - A_inj) / s
     width = float(pull.std(ddof=1)) if n > 1 else nan  # one toy has no spread
     c1, c2 = float(np.mean(np.abs(pull) < 1.0)), float(np.mean(np.abs(pull) < 2.0))
+    t1, t2 = COVERAGE
     return {
         "n_kept": n,
         "A_hat_mean": float(a.mean()),
@@ -124,9 +131,9 @@ def summarize(
         "pull_mean_err": width / np.sqrt(n),
         "pull_width": width,
         "cov_1sigma": c1,
-        "cov_1sigma_err": float(np.sqrt(c1 * (1.0 - c1) / n)),
+        "cov_1sigma_err": float(np.sqrt(t1 * (1.0 - t1) / n)),
         "cov_2sigma": c2,
-        "cov_2sigma_err": float(np.sqrt(c2 * (1.0 - c2) / n)),
+        "cov_2sigma_err": float(np.sqrt(t2 * (1.0 - t2) / n)),
         "Zhat_mean": float(np.mean(a / s)),
     }
 

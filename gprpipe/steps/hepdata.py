@@ -177,7 +177,13 @@ def significance_table(
             "of the same toys at least as significant at that mass, a check of the "
             "asymptotic local p0 (1 where the observed Z is 0, a deficit, whose asymptotic "
             "p0 is 0.5 by convention; above 0.5 at a positive Z where the toys put more "
-            "weight on upward fluctuations than the asymptotic formula)."
+            "weight on upward fluctuations than the asymptotic formula). P(Z=0) (toys): the "
+            "fraction of those toys with Z = 0 at that mass, with its binomial error for "
+            "unbiased toys; 0.5 where each window's fit predicts the toys' background without "
+            "bias. Where it lies more than 3 of those errors from 0.5 the window's fit misses "
+            "the toys' background there, and the toys' local p0 is no clean check of the "
+            "asymptotic one (their mean, a fit of the whole spectrum, keeps part of the "
+            "data's excesses)."
             if toys
             else ""
         )
@@ -195,6 +201,8 @@ def significance_table(
         columns += [("p0_global_toys", "Global p0 (toys)"), ("Z_global_toys", "Global Z (toys)")]
         if "p0_local_toys" in cols:
             columns.append(("p0_local_toys", "Local p0 (toys)"))
+        if "frac_Z0_toys" in cols:
+            columns.append(("frac_Z0_toys", "P(Z=0) (toys)"))
     for key, name in columns:
         v = Variable(
             name,
@@ -204,8 +212,9 @@ def significance_table(
         )
         v.values = [float(x) for x in cols[key]]
         v.digits = 6
-        if key in ("p0_global_toys", "p0_local_toys") and f"{key}_err" in cols:
-            u = Uncertainty("binomial (toys)", is_symmetric=True)
+        if key in ("p0_global_toys", "p0_local_toys", "frac_Z0_toys") and f"{key}_err" in cols:
+            kind = "binomial, unbiased toys" if key == "frac_Z0_toys" else "binomial (toys)"
+            u = Uncertainty(kind, is_symmetric=True)
             u.values = [float(x) for x in cols[f"{key}_err"]]
             v.add_uncertainty(u)
         _qualify(v, [("Dataset", dataset)])
@@ -324,6 +333,7 @@ def build_submission(cfg: Config, limit_path: Path):
         n_eff = float(a["n_eff"][0]) if "n_eff" in a else float("nan")
         keys = ["p0_local", "Z_local", "p0_global", "Z_global", "p0_global_toys"]
         keys += ["p0_global_toys_err", "Z_global_toys", "p0_local_toys", "p0_local_toys_err"]
+        keys += ["frac_Z0_toys", "frac_Z0_toys_err"]
         t = significance_table(
             m,
             {k: a[k][ok] for k in keys if k in a},

@@ -322,6 +322,12 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
     return out
 
 
+def columns_of(mass: np.ndarray, toy_masses: np.ndarray) -> np.ndarray:
+    """Per row mass, the index of the same mass among the toys' (-1: none)."""
+    col = {round(float(m), 9): j for j, m in enumerate(toy_masses)}
+    return np.array([col.get(round(float(m), 9), -1) for m in mass], dtype=int)
+
+
 def p_local_toys(
     mass: np.ndarray, z_obs: np.ndarray, toy_masses: np.ndarray, z_toys: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -331,11 +337,9 @@ def p_local_toys(
     the row no Z; toys whose fit at the mass did not give a Z do not count."""
     from gprpipe.stats.lee import p_global_toys, p_global_toys_err
 
-    col = {round(float(m), 9): j for j, m in enumerate(toy_masses)}
     p, err = np.full(len(mass), np.nan), np.full(len(mass), np.nan)
-    for i, (m, z) in enumerate(zip(mass, z_obs)):
-        j = col.get(round(float(m), 9))
-        if j is None or not np.isfinite(z):
+    for i, (j, z) in enumerate(zip(columns_of(mass, toy_masses), z_obs)):
+        if j < 0 or not np.isfinite(z):
             continue
         zt = z_toys[:, j][np.isfinite(z_toys[:, j])]
         if zt.size:
@@ -353,8 +357,7 @@ def zero_fraction_of_rows(
     from gprpipe.stats.lee import zero_fraction
 
     frac, err = zero_fraction(z_toys)
-    col = {round(float(m), 9): j for j, m in enumerate(toy_masses)}
-    at = np.array([col.get(round(float(m), 9), -1) for m in mass], dtype=int)
+    at = columns_of(mass, toy_masses)
     have = at >= 0
     out_f, out_e = np.full(len(mass), np.nan), np.full(len(mass), np.nan)
     out_f[have], out_e[have] = frac[at[have]], err[at[have]]

@@ -127,8 +127,8 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
         out.global_z_toys = best.Z_global_toys_text
         out.local_p = math.nan if best.p0_local is None else best.p0_local
         out.local_p_toys = best.p0_local_toys_text
-        if out.local_p_toys and best.toys_biased_here:
-            out.local_p_toys += f" (toys biased here: P(Z_local = 0) {best.frac_Z0_toys:.3f})"
+        if out.local_p_toys and best.toys_bias_note:
+            out.local_p_toys += f" ({best.toys_bias_note})"
     names = [dataset] if dataset else scan.datasets()
     for name in names:
         rows = scan.of(name)
