@@ -783,7 +783,7 @@ async def test_launch_quickstart_locally_all_tasks_done_and_results(tmp_path):
         shown = [str(k.value) for k in res.columns]
         assert {r["A_up_err"] for r in rows} == {"nan"} and "A_up_err" not in shown
         assert "Z_global_toys" not in shown and "Z_global" in shown and "status" in shown
-        assert "8 columns without values hidden (scan.csv has them)" in _static(app, "#res-keys")
+        assert "10 columns without values hidden (scan.csv has them)" in _static(app, "#res-keys")
         best = max(rows, key=lambda r: float(r["Z_local"]))
         keys = _static(app, "#res-keys")
         assert f"best local Z {float(best['Z_local']):.2f}" in keys
