@@ -312,6 +312,13 @@ def pull_closure_text(mass: ArrayLike, pull_mean: ArrayLike, pull_mean_err: Arra
     )
 
 
+def _of_ok(runs: list[list[float]], n_ok: int) -> str:
+    """``8 of 111 masses (2 masses at 56-57 MeV, ...)``: the masses in ``runs`` among the
+    ``n_ok`` ok rows."""
+    n = sum(len(r) for r in runs)
+    return f"{n} of {n_ok} mass{'es' * (n_ok != 1)} ({masses_text(runs)})"
+
+
 def injection_lines(s: InjectionSummary) -> list[str]:
     """One dataset's injection closure as text (ranges over masses and strengths)."""
 
@@ -584,10 +591,9 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
                 f"{toys} from the toys at this mass{bound}{bias}"
             )
     if s.toys_biased:
-        n = sum(len(r) for r in s.toys_biased)
         lines.append(
-            f"whole-scan toys biased at {n} of {s.n_ok} mass{'es' * (s.n_ok != 1)} "
-            f"({masses_text(s.toys_biased)}): P(Z_local = 0) more than 3 standard errors "
+            f"whole-scan toys biased at {_of_ok(s.toys_biased, s.n_ok)}: P(Z_local = 0) "
+            "more than 3 standard errors "
             "from 0.5 (frac_Z0_toys); there the toys' local p0 is no clean check of the "
             "asymptotic one, and their global p0 counts maxima there"
         )
@@ -630,11 +636,9 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             f"{_mev(s.band_error_largest.mass)} (more toys: limit.band_toys)"
         )
     if s.below_band:
-        n = sum(len(r) for r in s.below_band)
         lines.append(
-            f"observed limit below the expected -2 sigma band: {n} of {s.n_ok} "
-            f"mass{'es' * (s.n_ok != 1)} "
-            f"({masses_text(s.below_band)}), deficits in the data "
+            f"observed limit below the expected -2 sigma band: {_of_ok(s.below_band, s.n_ok)}"
+            ", deficits in the data "
             f"({BELOW_BAND_CHANCE[s.bands]:.1%} expected by chance; neighbouring masses are "
             "correlated)"
         )
