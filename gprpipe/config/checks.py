@@ -558,15 +558,16 @@ def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[s
     masks = [
         WindowMasks(m, s, cfg.fit.blind_nsigma, excl, ds.data_range) for m, s in zip(ms, sigma)
     ]
-    left = [int(w.train(x).sum()) for w in masks]
+    trains = [w.train(x) for w in masks]
+    left = [int(t.sum()) for t in trains]
     if not len(ms):
         return []
     if max(left) >= MIN_TRAIN_BINS:
         # the goodness-of-fit region (fit.gof_nsigma beyond the window; quality.window_gof)
         reach = cfg.fit.gof_nsigma * sigma
         near = [
-            bool((w.train(x) & (np.abs(x - m) <= w.exclude_nsigma * s + r)).any())
-            for w, m, s, r in zip(masks, ms, sigma, reach)
+            bool((t & (np.abs(x - m) <= w.exclude_nsigma * s + r)).any())
+            for t, w, m, s, r in zip(trains, masks, ms, sigma, reach)
         ]
         if any(near):
             return []

@@ -22,6 +22,7 @@ from typing import Any
 
 from gprpipe.config.issues import Issue, Loc, name_hint
 from gprpipe.errors import ConfigError, GprpipeError, resolved
+from gprpipe.io.toml_write import split_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -270,14 +271,11 @@ def _twice_set(text: str, line: int | None) -> str | None:
     # named only when the text without that line sets that very key (a line scan knows no
     # multi-line strings or arrays: a '[0.02, 0.1]' line is no table header)
     try:
-        node: Any = tomllib.loads("\n".join(lines[: line - 1] + lines[line:]))
+        data = tomllib.loads("\n".join(lines[: line - 1] + lines[line:]))
     except (tomllib.TOMLDecodeError, RecursionError):
         return None
-    for part in re.findall(r'"[^"]*"|\'[^\']*\'|[^."\'\s]+', key):
-        if not isinstance(node, dict) or part.strip("\"'") not in node:
-            return None
-        node = node[part.strip("\"'")]
-    return key
+    missing = object()
+    return None if get_dotted(data, split_key(key), missing) is missing else key
 
 
 def read_toml(

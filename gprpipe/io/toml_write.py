@@ -11,6 +11,16 @@ from typing import Any
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+#: one part of a TOML key: bare, basic-quoted (with escapes) or literal-quoted
+KEY_PART = r"""(?:[A-Za-z0-9_\-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+
+
+def split_key(s: str) -> list[str]:
+    """``a."b.c".d`` -> ``["a", "b.c", "d"]`` (the reverse of :func:`toml_key`)."""
+    parts = re.findall(rf"\s*({KEY_PART})\s*(?:\.|$)", s)
+    return [json.loads(p) if p.startswith('"') else p.strip("'") for p in parts]
+
+
 def toml_key(*parts: str) -> str:
     """A dotted TOML key of ``parts``, quoting those that are no bare key (``"v2.run"``)."""
     return ".".join(p if _BARE.match(p) else json.dumps(p) for p in parts)

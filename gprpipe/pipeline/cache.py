@@ -183,7 +183,8 @@ def _committed_key_matches(
         return None
 
 
-def _versions(any_version: bool) -> tuple[int, ...]:
+def versions(any_version: bool) -> tuple[int, ...]:
+    """The NUMERICS_VERSIONs whose keys count: this one, or (``any_version``) every one."""
     return tuple(range(NUMERICS_VERSION, 0, -1)) if any_version else (NUMERICS_VERSION,)
 
 
@@ -212,7 +213,7 @@ def made_by(producer: Task, config: Config, any_version: bool = False) -> bool:
     config (nor copied in with another run's record). ``any_version``: or the key of an
     earlier :data:`NUMERICS_VERSION` (results of an older gprpipe, still this config's:
     to compare or export them, not to compute on)."""
-    return bool(_committed_key_matches(producer, config, _versions(any_version)))
+    return bool(_committed_key_matches(producer, config, versions(any_version)))
 
 
 def made_with_other_settings(producer: Task, config: Config) -> bool:
@@ -257,15 +258,15 @@ def outputs_of(
     made_here: dict[str, bool] = {}  # a producer of one of the paths (its key must match)
     seen: dict[str, bool] = {}  # an upstream task (a key not computable here passes)
     digests = {} if digests is None else digests
-    versions = _versions(older)
+    versions_ok = versions(older)
     for path in paths:
         producer = made.get(path)
         if producer is None:
             return False
         if producer.id not in made_here:
             made_here[producer.id] = key_current(
-                producer, config, versions, digests
-            ) and _upstream_current(producer, config, made, seen, digests, versions)
+                producer, config, versions_ok, digests
+            ) and _upstream_current(producer, config, made, seen, digests, versions_ok)
         if not made_here[producer.id]:
             return False
     return True

@@ -286,8 +286,7 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     manifest's ``drawn``; one of other settings it left out does not count) is of this
     config, its upstream tasks too (a replaced data file leaves load.h5 and all after it
     of other data)."""
-    from gprpipe import NUMERICS_VERSION
-    from gprpipe.pipeline.cache import key_current, outputs_of
+    from gprpipe.pipeline.cache import key_current, outputs_of, versions
     from gprpipe.pipeline.plan import plan_point, producers
     from gprpipe.results.schema import plot_manifest_drawn
 
@@ -295,7 +294,7 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     plot = next(t for t in plan_point(point, pdir, drawing) if t.step == "plot")
     if read_commit(plot) is None:  # nothing drawn, or drawn by a task that did not finish
         return not _plot_products_left(pdir)
-    if not key_current(plot, drawing, range(NUMERICS_VERSION, 0, -1)):
+    if not key_current(plot, drawing, versions(any_version=True)):
         return False
     drawn = plot_manifest_drawn(pdir)
     inputs = [p for p in plot.inputs if p.suffix == ".h5" and (drawn is None or p.name in drawn)]

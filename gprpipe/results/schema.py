@@ -159,7 +159,7 @@ SCAN = Table(
             "frac_Z0_toys_err",
             "",
             "its binomial standard error for unbiased toys, 0.5 / sqrt(N'); more than 3 of "
-            "them from 0.5: the toys' p-values at this mass carry a bias",
+            "them from 0.5: the toys' local p0 there is no clean check of the asymptotic one",
         ),
         Column("gp_length_scale", "", "RBF length scale in ln-mass units (dimensionless)"),
         Column("gp_amplitude", "", "RBF amplitude"),

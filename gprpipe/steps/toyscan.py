@@ -144,8 +144,9 @@ def summarize(toys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out["sigma_A_mean"].append(s.mean() if n else np.nan)
         out["spurious_ratio"].append(a.mean() / s.mean() if n else np.nan)
         out["pull_mean"].append(pull.mean() if n else np.nan)
-        out["pull_mean_err"].append(pull.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan)
-        out["pull_width"].append(pull.std(ddof=1) if n > 1 else np.nan)
+        width = pull.std(ddof=1) if n > 1 else np.nan
+        out["pull_mean_err"].append(width / np.sqrt(n) if n > 1 else np.nan)
+        out["pull_width"].append(width)
         out["frac_Z_gt2"].append(np.mean(z > 2) if n else np.nan)
         out["frac_Z_gt3"].append(np.mean(z > 3) if n else np.nan)
     return {k: np.asarray(v) for k, v in out.items()}

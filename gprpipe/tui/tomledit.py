@@ -16,7 +16,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from gprpipe.io.toml_write import toml_key
+from gprpipe.config.loader import get_dotted
+from gprpipe.io.toml_write import KEY_PART, split_key, toml_key
 
 try:
     import tomllib
@@ -24,8 +25,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
     import tomli as tomllib
 
 _HEADER = re.compile(r"^\s*\[(?!\[)\s*(?P<name>[^\]]+?)\s*\]\s*(#.*)?$")
-_KEYPART = r"""(?:[A-Za-z0-9_\-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_KEYLINE = re.compile(rf"^(?P<indent>\s*)(?P<key>{_KEYPART}(?:\s*\.\s*{_KEYPART})*)\s*=\s*")
+_KEYLINE = re.compile(rf"^(?P<indent>\s*)(?P<key>{KEY_PART}(?:\s*\.\s*{KEY_PART})*)\s*=\s*")
 
 
 class TomlEditError(ValueError):
@@ -40,12 +40,6 @@ def parses(text: str) -> bool:
     except (tomllib.TOMLDecodeError, RecursionError):
         return False
     return True
-
-
-def split_key(s: str) -> list[str]:
-    """``a."b.c".d`` -> ``["a", "b.c", "d"]``."""
-    parts = re.findall(rf"\s*({_KEYPART})\s*(?:\.|$)", s)
-    return [json.loads(p) if p.startswith('"') else p.strip("'") for p in parts]
 
 
 def literal(value: Any) -> str:
@@ -274,14 +268,13 @@ def _kept_valid(text: str, out: str, verb: str, parts: Sequence[str]) -> str:
     return out
 
 
+_MISSING = object()
+
+
 def _is_set(text: str, parts: tuple[str, ...]) -> bool:
     """Whether valid TOML ``text`` sets key ``parts``."""
     try:
-        node: Any = tomllib.loads(text)
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError):
         return False
-    for p in parts:
-        if not isinstance(node, dict) or p not in node:
-            return False
-        node = node[p]
-    return True
+    return get_dotted(data, parts, _MISSING) is not _MISSING
