@@ -1284,6 +1284,33 @@ def test_values_that_validate_passed_and_the_run_refused_are_refused_by_validate
         assert code == 0, err
 
 
+def test_the_mount_check_names_the_toy_file(tmp_path: Path, cli):
+    """A review: validate checked only the datasets' folders for ':' or ',', so a toy file
+    (toyscan.file) in such a folder passed and the run refused it at its first toyscan
+    task, naming the task, not the key. The check now applies the engines' own rule
+    (``gprpipe.io.paths.mount_folders``) to every data file of the run."""
+    demo = Path(only_point(QUICKSTART, ()).config.datasets["demo"].path)
+    odd = tmp_path / "to:ys"
+    odd.mkdir()
+    (odd / "toys.root").write_bytes(demo.read_bytes())
+    toyscan = (
+        "base.engine=podman",
+        'steps.run=["load", "fit", "limit", "toyscan"]',
+        f"toyscan.file={odd / 'toys.root'}",
+        "toyscan.pattern=input_hist",
+    )
+    code, out, err = cli("validate", QUICKSTART, *settings(*toyscan))
+    assert code == 1 and out == "", err
+    assert err == (
+        f"error: --set toyscan.file: {odd}: a podman container cannot mount a folder whose "
+        "path holds ':' or ',' (a bind spec cannot write them); move it, or run with "
+        'base.engine = "local".\n'
+    )
+    # without the toyscan step the toy file is no input of any task
+    code, _, err = cli("validate", QUICKSTART, *settings(*toyscan[:1], toyscan[2]))
+    assert code == 0, err
+
+
 def test_a_path_too_long_for_the_file_system_names_its_key(tmp_path: Path, cli):
     """A 300-character name, data path, card, toy file or template raised 'File name too
     long' where it was first used: the TUI's check died with a traceback, and validate

@@ -43,6 +43,7 @@ from gprpipe.config.loader import (
 from gprpipe.config.render import grid_budget, render_config
 from gprpipe.config.schema import Base, Config, Point, validate
 from gprpipe.errors import ConfigError, GprpipeError
+from gprpipe.io.paths import absolute, mount_folders, unwritable_in_bind
 
 __all__ = [
     "BlindingVaries",
@@ -410,15 +411,14 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
 
 def _mount_errors(cfg: Config, where: Where) -> list[Issue]:
     """Folders a container engine would mount whose path holds ':' or ',' (a bind spec
-    cannot say them): the run directory and each data file's folder, and the folder of
-    the file a data path links to (the run refused them only when it built the command)."""
+    cannot say them): the run directory and the folders of each data file outside it,
+    by the engines' own rule (:func:`~gprpipe.io.paths.mount_folders`); the run refused
+    them only when it built a task's command, naming the task and not the key."""
     if cfg.base.engine == "local":
         return []
-    found: list[tuple[str, Path]] = [("base.output", Path(cfg.base.output).absolute())]
-    for name in cfg.scanned():
-        path = Path(cfg.datasets[name].path).absolute()
-        found += [(f"datasets.{name}.path", path.parent)]
-        found += [(f"datasets.{name}.path", Path(os.path.realpath(path)).parent)]
+    run_dir = absolute(cfg.base.output)
+    found = [("base.output", run_dir)]
+    found += [(key, f) for file, key in cfg.data_files() for f in mount_folders([file], run_dir)]
     return [
         at(
             where(key),
@@ -427,7 +427,7 @@ def _mount_errors(cfg: Config, where: Where) -> list[Issue]:
             'base.engine = "local".',
         )
         for key, folder in dict.fromkeys(found)
-        if ":" in str(folder) or "," in str(folder)
+        if unwritable_in_bind(folder)
     ]
 
 

@@ -14,7 +14,6 @@ lies outside it read-only, each at the *same* path inside as outside, so the tas
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shlex
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ from typing import ClassVar
 
 import gprpipe
 from gprpipe.errors import GprpipeError
+from gprpipe.io.paths import absolute, mount_folders, unwritable_in_bind, within
 from gprpipe.pipeline.task import Task
 
 #: Image label (and image env ``GPRPIPE_VERSION``) recording the gprpipe version inside.
@@ -53,40 +53,15 @@ def build_command(engine: str, image: str) -> str:
     return shlex.join(["scripts/build-image.sh", "--engine", engine, "--tag", image])
 
 
-def absolute(path: str | os.PathLike[str]) -> Path:
-    """Absolute, normalised path (``..`` removed) without resolving symlinks."""
-    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
-
-
-def within(path: Path, folder: Path) -> bool:
-    """True when ``path`` is ``folder`` or lies below it (both absolute)."""
-    return path == folder or folder in path.parents
-
-
 def input_folders(task: Task, run_dir: Path) -> list[Path]:
-    """Distinct folders to mount read-only: those of ``task.inputs`` outside ``run_dir``.
-
-    For an input that is a symlink, the folder of its target is added too (the link must
-    resolve inside the container). Folders nested in another listed folder are dropped.
-    The result is sorted, so the argument list does not depend on the order of inputs.
-    """
-    run_dir = absolute(run_dir)
-    found: set[Path] = set()
-    for item in task.inputs:
-        path = absolute(item)
-        candidates = [path.parent]
-        real = Path(os.path.realpath(path))
-        if real.parent != path.parent:
-            candidates.append(real.parent)
-        for folder in candidates:
-            if not within(folder, run_dir):
-                found.add(folder)
-    return sorted(f for f in found if not any(g != f and within(f, g) for g in found))
+    """Distinct folders to mount read-only: those of ``task.inputs`` outside ``run_dir``
+    (:func:`~gprpipe.io.paths.mount_folders`)."""
+    return mount_folders(task.inputs, run_dir)
 
 
 def check_bind_name(path: Path, task: Task, what: str = "input folder") -> None:
     """Raise a GprpipeError when a bind source cannot be written in a bind spec."""
-    if ":" in str(path) or "," in str(path):
+    if unwritable_in_bind(path):
         raise GprpipeError(
             f"cannot mount {what} {path} for task {task.id} in a container because its path "
             "contains ':' or ','"
