@@ -26,7 +26,7 @@ from gprpipe.engines import (
     get_engine,
 )
 from gprpipe.engines.apptainer import normalise_image
-from gprpipe.engines.base import host_version, run_token
+from gprpipe.engines.base import container_name, host_version, run_token
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.task import Task
 
@@ -248,7 +248,8 @@ def test_container_names_per_run_and_task_and_valid(layout, tmp_path):
     for _ in range(3):
         _, name = split_name(engine.command(weird, run_dir=layout["run"], env={}))
         assert re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name)
-        assert name == f"gprpipe-{run_token(layout['run'])}-m-37-GeV__fit-part-1"
+        digest = hashlib.sha256(weird.id.encode()).hexdigest()[:10]
+        assert name == f"gprpipe-{run_token(layout['run'])}-m-37-GeV__fit-part-1-{digest}"
         names.add(name)
     assert len(names) == 1
     _, name2 = split_name(engine.command(other, run_dir=layout["run"], env={}))
@@ -259,6 +260,30 @@ def test_container_names_per_run_and_task_and_valid(layout, tmp_path):
     argv = engine.command(weird, run_dir=layout["run"], env={})
     assert engine.stop_command(argv) == ["podman", "rm", "-f", "-t", "0", split_name(argv)[1]]
     assert ApptainerEngine().stop_command(argv) is None
+
+
+def test_container_names_of_long_or_rewritten_task_ids_stay_distinct(layout):
+    """A review: the task part of a name was cut at 80 characters, so the chunks and the
+    merge of a point with a long name (grid points of four keys) shared one container
+    name, and podman's --replace removed a running sibling; and ids that differ only in a
+    character a name cannot hold ('+' and '-' in dataset keys) met as well."""
+    point = "blind_nsigma-1.64_ls_hi_factor-3_train_exclude_nsigma-2.5_global_toys-1000"
+    ids = [f"{point}/fit/demo-000", f"{point}/fit/demo-001", f"{point}/fit/merge"]
+    ids += ["nominal/fit/a+b-000", "nominal/fit/a-b-000", "nominal/fit/a-b-000-"]
+    names = {
+        container_name(
+            Task(id=i, point=i.split("/")[0], step="fit", point_dir=layout["point"], argv=()),
+            layout["run"],
+        )
+        for i in ids
+    }
+    assert len(names) == len(ids)
+    for name in names:
+        assert re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name) and len(name) <= 99, name
+    # an id a name holds as it is keeps its readable name
+    plain = Task(id="nominal/fit/2015-003", point="nominal", step="fit",
+                 point_dir=layout["point"], argv=())  # fmt: skip
+    assert container_name(plain, layout["run"]).endswith("-nominal__fit__2015-003")
 
 
 def test_env_passthrough_sorted(layout):

@@ -35,6 +35,8 @@ SKIP_VERSION_CHECK_HINT = "--set base.check_image_version=false"
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+#: the longest task part of a container name
+_NAME_MAX = 80
 
 
 def host_version() -> str:
@@ -111,8 +113,15 @@ def run_token(run_dir: Path) -> str:
 
 def container_name(task: Task, run_dir: Path) -> str:
     """Container name ``gprpipe-<run token>-<point>__<step>[__<part>]`` (docker, podman):
-    one per task of a run, so a leftover is found, stopped and replaced by name."""
-    slug = _NAME_BAD.sub("-", task.id.replace("/", "__")).strip("-.")[:80] or "task"
+    one per task of a run, so a leftover is found, stopped and replaced by name. A task id
+    that a name cannot hold as it is (too long, or with characters a name may not have)
+    ends in a hash of the whole id: cut or rewritten alone, the chunks of a long point
+    name shared one name, and podman's ``--replace`` removed a running sibling."""
+    natural = task.id.replace("/", "__")
+    slug = _NAME_BAD.sub("-", natural).strip("-.")
+    if slug != natural or len(slug) > _NAME_MAX:
+        digest = hashlib.sha256(task.id.encode()).hexdigest()[:10]
+        slug = f"{slug[: _NAME_MAX - 11].rstrip('-.')}-{digest}".lstrip("-")
     return f"gprpipe-{run_token(run_dir)}-{slug}"
 
 
