@@ -360,3 +360,50 @@ def test_cancel_signals_the_lock_holder_not_the_pid_an_edited_record_names(tmp_p
         bystander.kill()
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("pid", ["abc", 10**30, [1], True], ids=["word", "huge", "list", "bool"])
+def test_an_edited_pid_in_a_lock_record_or_marker_is_no_internal_error(
+    tmp_path: Path, cli, shared_quickstart: Path, pid: object
+):
+    """A review: a lock record whose pid was no number made `gprpipe cancel` say
+    'internal error: ValueError', and a marker whose run_pid was 10**30 (or a list) made
+    status, summary, rerun and cancel say 'internal error: OverflowError' (TypeError). A
+    pid that names no process is read as none: cancel still stops the lock's holder."""
+    import shutil
+    import socket
+    import subprocess
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    host = socket.gethostname()
+    marker = run_dir / "nominal" / ".state" / "plot.running"
+    marker.write_text(json.dumps({"host": host, "pid": pid, "run_pid": pid, "run_host": host}))
+    for command in ("status", "summary"):
+        code, out, err = cli(command, run_dir)
+        assert code == 0 and "internal error" not in out + err, (command, out, err)
+    code, out, err = cli("rerun", run_dir, "--failed")
+    assert code == 0 and "internal error" not in out + err, (out, err)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'a')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(300)\n",
+            str(run_dir / ".gprpipe.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        record = {"pid": pid, "host": host, "command": "gprpipe run", "since": "now"}
+        (run_dir / ".gprpipe.lock").write_text(json.dumps(record) + "\n")
+        code, out, err = cli("cancel", run_dir)
+        assert code == 0 and out.startswith(f"Stopped the run of {run_dir} (pid {holder.pid})")
+        assert holder.wait(timeout=30) != 0
+    finally:
+        holder.kill()

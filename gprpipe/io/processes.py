@@ -45,15 +45,28 @@ def identity(pid: int) -> str | None:
     return f"{boot}:{fields[19].decode()}" if len(fields) > 19 else None  # (starttime)
 
 
-def alive(pid: int | str | None, started: str | None = None) -> bool:
+#: above Linux's largest process id (``/proc/sys/kernel/pid_max`` is at most 2**22)
+_PID_LIMIT = 2**22
+
+
+def as_pid(value: object) -> int:
+    """``value`` of a record (which a hand edit may have made anything) as a process id;
+    0 when it names none (``kill(0 or -N)`` would mean a process group)."""
+    if isinstance(value, bool):
+        return 0
+    try:
+        n = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return n if 0 < n < _PID_LIMIT else 0
+
+
+def alive(pid: object, started: str | None = None) -> bool:
     """Whether a local process ``pid`` exists and has not ended: a zombie (ended, and not
     reaped by a parent that is gone or by a PID 1 that never reaps) has ended, and so has
     one whose :func:`identity` is not ``started`` (when given: its pid was reused)."""
-    try:
-        n = int(pid) if pid is not None else 0
-    except ValueError:
-        return False
-    if n <= 0:  # kill(0 or -N) would mean a process group
+    n = as_pid(pid)
+    if not n:
         return False
     try:
         os.kill(n, 0)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.errors import GprpipeError
+from gprpipe.io.processes import as_pid
 
 LOCK_NAME = ".gprpipe.lock"
 #: held by a plot task while it rebuilds the run's index (:func:`index_lock`)
@@ -219,10 +220,10 @@ def cancel_requested(run_dir: Path) -> bool:
         return False
     try:
         info = json.loads(path.read_text())
-        pid = int(info["pid"])
+        pid = as_pid(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    if info.get("host") != socket.gethostname():
+    if not pid or info.get("host") != socket.gethostname():
         return False
     try:
         os.kill(pid, 0)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
-from gprpipe.io.processes import alive
+from gprpipe.io.processes import alive, as_pid
 from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import (
     LOCK_NAME,
@@ -1392,7 +1392,7 @@ def cancel(
             raise GprpipeError(
                 f"{run_dir} is in use by {describe(h)}, on another host: stop it there."
             )
-        hpid = int(h.get("pid", 0) or 0)
+        hpid = as_pid(h.get("pid"))
         held = flock_holders(run_dir)
         if held and hpid not in held:  # an edited record: signal the lock's holder, not it
             hpid = min(held)
