@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -540,6 +541,62 @@ def test_a_finished_task_whose_job_slurm_still_lists_does_not_block_a_run(tmp_pa
         f"{run} is in use by SLURM job 2106_{len(tasks) - 1} (task {tasks[-1].id} is "
         f"running): wait for it or cancel the run's jobs with: {cancel}"
     )
+
+
+def test_a_folder_whose_jobs_slurm_cannot_answer_for_is_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: when squeue did not answer (a busy controller), no job counted as active,
+    so a run or rerun submitted a second job for a task whose first may still run (its
+    running marker cleared, both writing the same outputs). Refused now, until SLURM
+    answers, while a job of the folder lacks a done/failed marker; a folder whose jobs all
+    finished runs as before."""
+    from gprpipe.executors.slurm import SlurmExecutor
+    from gprpipe.executors.slurm.reconcile import busy
+
+    run = tmp_path / "run"
+    tasks = plan(run)
+    ids = [t.id for t in tasks]
+    (run / "slurm").mkdir(parents=True)
+    (run / "slurm" / "jobs.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "run_dir": str(run.absolute()),
+                "submissions": [
+                    {"kind": "run", "dry_run": False, "jobs": [{"job_id": "505", "tasks": ids}]}
+                ],
+            }
+        )
+    )
+    for t in tasks[:-1]:
+        write_state(t.point_dir, t.slug, "done")
+    write_state(tasks[-1].point_dir, tasks[-1].slug, "running")
+    said = (
+        f"SLURM does not answer (squeue): gprpipe cannot tell whether job "
+        f"505_{len(tasks) - 1} of task {tasks[-1].id} still runs in {run}; try again when "
+        "squeue answers."
+    )
+    assert busy(run, tasks, None, grace=20.0) == said
+    assert busy(run, tasks[:-1], None, grace=20.0, others=False) == ""
+    assert busy(run, tasks[:-1], None, grace=20.0) == (  # another run's job: may still run
+        f"SLURM does not answer (squeue): gprpipe cannot tell whether job 505_"
+        f"{len(tasks) - 1} of an earlier run of the folder still runs in {run}; try again "
+        "when squeue answers."
+    )
+    # through the executor, with an squeue that times out as a busy controller's does
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    squeue.write_text("#!/bin/sh\necho 'squeue: error: Socket timed out' >&2\nexit 1\n")
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    ex = SlurmExecutor(run, get_engine("local"), SlurmOptions())
+    with pytest.raises(GprpipeError) as err:
+        ex.refuse_if_busy(tasks)
+    assert str(err.value) == said
+    write_state(tasks[-1].point_dir, tasks[-1].slug, "done")
+    ex.refuse_if_busy(tasks)  # every job finished: nothing to wait for
 
 
 def test_container_tasks_name_the_command_that_removes_their_container(tmp_path: Path) -> None:

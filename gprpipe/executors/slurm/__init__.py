@@ -150,7 +150,14 @@ def _submit(
     if outside_deps and not dry_run:
         latest = elements(run_dir)
         wanted = {d: f"{latest[d][0]}_{latest[d][1]}" for d in outside_deps if d in latest}
-        queue = scheduler.queue(sorted({e.split("_")[0] for e in wanted.values()})) or {}
+        queue = scheduler.queue(sorted({e.split("_")[0] for e in wanted.values()}))
+        if queue is None:  # (wanted is not empty) without SLURM's answer no dependency
+            d = sorted(wanted)[0]
+            raise GprpipeError(
+                f"SLURM does not answer (squeue): gprpipe cannot tell whether job {wanted[d]} "
+                f"of task {d} still runs in {run_dir}, and the tasks to submit would not wait "
+                "for it; try again when squeue answers."
+            )
         external = {
             d: e
             for d, e in wanted.items()
@@ -476,8 +483,8 @@ class SlurmExecutor(Executor):
     def refuse_if_busy(self, tasks: Sequence[Task], *, others: bool = True) -> None:
         """A SLURM run holds its lock only while it submits: refuse while its jobs are
         queued."""
-        if not jobs_path(self.run_dir).is_file():
-            return
+        if not jobs_path(self.run_dir).is_file() or not scheduler.installed():
+            return  # (no SLURM here: no job of this machine's cluster can be queued)
         # one question to SLURM: every job of the folder (the tasks' are among them)
         queue = scheduler.queue(job_ids(self.run_dir))
         why = busy(self.run_dir, tasks, queue, grace=MARKER_GRACE, others=others)

@@ -124,9 +124,27 @@ def busy(
     ``tasks`` owns (an earlier config's run: it would write into the folder). ``queue``:
     :func:`scheduler.queue`'s answer for every job of the folder. A task's element that
     SLURM still lists as running after its done/failed marker was written (its script
-    ending, the node's epilogue) is judged by its marker, not refused as a foreign job."""
+    ending, the node's epilogue) is judged by its marker, not refused as a foreign job.
+    ``queue`` None (SLURM does not answer): refused while a job of the folder may run, a
+    task's element without a done/failed marker or (``others``) another run's element; a
+    second job for a task whose first may still run would write the same outputs."""
     details, _ = reconcile(run_dir, tasks, grace=grace, queue=queue)
     then = f"wait for it or cancel the run's jobs with: {cli_command('cancel', run_dir)}"
+    if queue is None:  # SLURM does not answer: a job without a finished marker may still run
+        unfinished = [s for s in details.values() if s.job and s.state not in ("done", "failed")]
+        mine = {t.id for t in tasks}
+        foreign = [e for tid, e in jobs.elements(run_dir).items() if tid not in mine]
+        if unfinished or (others and foreign):
+            which = (
+                f"job {unfinished[0].job} of task {unfinished[0].id}"
+                if unfinished
+                else f"job {foreign[0][0]}_{foreign[0][1]} of an earlier run of the folder"
+            )
+            return (
+                f"SLURM does not answer (squeue): gprpipe cannot tell whether {which} still "
+                f"runs in {run_dir}; try again when squeue answers."
+            )
+        return ""
     active = [s for s in details.values() if s.active]
     if active:
         b = active[0]

@@ -97,6 +97,11 @@ def sbatch(script: Path, dependency: str | None, cwd: Path) -> str:
 JOB_NAME_PREFIX = "gprpipe-"
 
 
+def installed() -> bool:
+    """Whether this machine has SLURM's client commands (squeue) at all."""
+    return shutil.which("squeue") is not None
+
+
 def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
     """Array element ("123_4") -> (squeue state, end time); None when SLURM cannot answer.
 
@@ -106,7 +111,7 @@ def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
     after the run's left it) are left out: they are not the run's."""
     if not job_ids:
         return {}
-    if shutil.which("squeue") is None:
+    if not installed():
         return None
     cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%e|%B|%j"]
     try:
