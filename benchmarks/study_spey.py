@@ -98,13 +98,14 @@ def main() -> None:
         n_asimov = b + L @ wm.profile(0.0, n)[1]
         fa = wm.fit(n_asimov)
         postfit = float(AsymptoticCalculator(wm, b_asimov=n_asimov).upper_limit(n))
+        limit = spey_convention_limit(n, b, C, s, alpha=doc["alpha"])
         line = (
             f"{e['mass_GeV'] * 1e3:6.0f} {f.A_hat / f.sigma_A:+6.2f} "
-            f"{spey_convention_limit(n, b, C, s):12.4f} "
+            f"{limit:12.4f} "
             f"{postfit:8.4f} "
             f"{fa.A_hat / f.sigma_A:+11.2f}"
         )
-        rows.append([e["mass_GeV"], f.A_hat / f.sigma_A, spey_convention_limit(n, b, C, s), np.nan])
+        rows.append([e["mass_GeV"], f.A_hat / f.sigma_A, limit, np.nan])
         run_spey = spey is not None and (
             not a.spey_masses or any(abs(e["mass_GeV"] - x) < 1e-9 for x in a.spey_masses)
         )

@@ -649,7 +649,7 @@ def test_spey_model_reproduces_limits(run2015: Path):
 
         assert matched_cl(0.98) < 0.95 < matched_cl(1.02)
         # Spey's convention reproduced with gprpipe's numerics: CLs = 0.05 there in Spey
-        native[m] = spey_convention_limit(n, b, C, s)
+        native[m] = spey_convention_limit(n, b, C, s, alpha=0.05)
         assert e["eps2_up_spey_convention"] / ref == pytest.approx(native[m], rel=1e-6)
         cl = model.exclusion_confidence_level(poi_test=native[m], expected=obs)[0]
         assert cl == pytest.approx(0.95, abs=2e-3)
@@ -1003,3 +1003,27 @@ def test_a_spey_export_of_toy_limits_says_so(tmp_path: Path):
     assert entry["eps2_up"] == pytest.approx(float(row["eps2_up"]), rel=1e-6)
     assert entry["eps2_up_err"] == pytest.approx(float(row["eps2_up_err"]), rel=1e-6)
     assert 0 < entry["eps2_up_err"] < entry["eps2_up"]
+
+
+def test_the_spey_convention_limit_of_the_export_is_at_the_runs_confidence_level(
+    tmp_path: Path,
+):
+    """A review: eps2_up_spey_convention was computed at 95% CL whatever limit.alpha said
+    (a run at 90% CL exported its 95% value beside a 90% eps2_up)."""
+    from gprpipe.steps.export import spey_convention_limit
+    from tests.conftest import QUICKSTART
+
+    run = tmp_path / "run"
+    sets = settings(f"base.output={run}", "scan.masses=[0.06]", "limit.alpha=0.1")
+    code, _, err = run_cli_here("run", QUICKSTART, "--steps", "load,fit,limit", *sets)
+    assert code == 0, err
+    code, _, err = run_cli_here("export-spey", run, "--dataset", "demo")
+    assert code == 0, err
+    doc = json.loads((run / "nominal" / "exports" / "spey_demo.json").read_text())
+    (e,) = doc["masses"]
+    assert doc["alpha"] == 0.1
+    n, b, C = (np.asarray(e[k]) for k in ("data", "background", "covariance"))
+    s = np.asarray(e["signal_per_eps2"]) * e["eps2_up"]
+    at90, at95 = (spey_convention_limit(n, b, C, s, alpha=a) for a in (0.1, 0.05))
+    assert at90 < 0.95 * at95  # the two differ: the check can fail
+    assert e["eps2_up_spey_convention"] == pytest.approx(e["eps2_up"] * at90, rel=1e-6)

@@ -509,7 +509,7 @@ def export_spey(
                 e |= {k: float(scan[k][j[0]]) for k in keys}
                 if np.isfinite(e["eps2_up"]) and e["eps2_up"] > 0:
                     e["eps2_up_spey_convention"] = e["eps2_up"] * spey_convention_limit(
-                        n, b, e["covariance"], s * e["eps2_up"]
+                        n, b, e["covariance"], s * e["eps2_up"], alpha=cfg.limit.alpha
                     )
         entries.append({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in e.items()})
     if not entries:
@@ -532,7 +532,7 @@ def export_spey(
 
 
 def spey_convention_limit(
-    n: np.ndarray, b: np.ndarray, C: np.ndarray, s: np.ndarray, alpha: float = 0.05
+    n: np.ndarray, b: np.ndarray, C: np.ndarray, s: np.ndarray, *, alpha: float
 ) -> float:
     """The observed CLs upper limit on ``mu`` (signal ``mu s``) with gprpipe's likelihood
     and q~, but Spey's Asimov convention: the Asimov data are the background fitted to the
