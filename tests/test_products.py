@@ -1027,3 +1027,26 @@ def test_the_spey_convention_limit_of_the_export_is_at_the_runs_confidence_level
     at90, at95 = (spey_convention_limit(n, b, C, s, alpha=a) for a in (0.1, 0.05))
     assert at90 < 0.95 * at95  # the two differ: the check can fail
     assert e["eps2_up_spey_convention"] == pytest.approx(e["eps2_up"] * at90, rel=1e-6)
+
+
+def test_a_run_whose_every_row_is_flagged_draws_its_look_elsewhere_toys(tmp_path: Path):
+    """A review: with whole-scan toys and no row ok (every one flagged), the plot step
+    failed with 'internal error: ValueError: zero-size array' (the observed maximum of no
+    row), and the run wrote no figure, table or report."""
+    from tests.conftest import QUICKSTART
+
+    run = tmp_path / "run"
+    sets = settings(
+        f"base.output={run}",
+        "scan.masses=[0.045, 0.06]",
+        "fit.gof_p_min=0.999999",  # every row is flag_gof
+        "limit.global_toys=20",
+        "plot.masses=[]",
+        'plot.formats=["png"]',
+    )
+    code, out, err = run_cli_here("run", QUICKSTART, *sets)
+    assert code == 0, out + err
+    rows = _scan(run / "nominal")
+    assert {r["status"] for r in rows.values()} == {"flag_gof"}
+    assert (run / "nominal" / "plots" / "global_toys_demo.png").stat().st_size > 10_000
+    assert (run / "nominal" / "report.html").is_file()

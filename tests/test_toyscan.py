@@ -7,6 +7,7 @@ histograms (uproot), real HDF5/CSV outputs, and (when a cluster answers) real SL
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -755,3 +756,28 @@ def test_the_toy_range_notice_reads_odd_metadata_without_failing(tmp_path: Path,
         assert code == 0 and "valid" in out, err
         assert ("notice: toyscan.file: the fam toys" in err) == notice, (title[:40], err)
     assert "and the GP trains on the whole histogram (" in err
+
+
+def test_the_toy_maximum_figure_leaves_out_whole_scan_toys_of_other_settings(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """A review: toyscan_max_z took the whole-scan toys of limit.h5 whenever the file was
+    there, also when the plot step had just refused it as made with other settings (its
+    notice said 'not drawn'): the figure kept the old toys and the manifest did not list
+    limit.h5 among its inputs, so nothing ever called the figure stale."""
+    cfg = _toyscan_config(tmp_path, shared_data, "fShiftSigPow/*_toy_*")
+    sets = ("scan.masses=[0.06, 0.08]", "toyscan.max_toys=2", "plot.masses=[]")
+    steps = ("--steps", "load,fit,limit,toyscan,plot")
+    code, out, err = run_cli_here("run", cfg, *steps, *settings(*sets, "limit.global_toys=40"))
+    assert code == 0, out + err
+    figure = tmp_path / "run" / "nominal" / "plots" / "toyscan_max_z.png"
+    with_toys = hash(figure.read_bytes())
+    code, out, err = run_cli_here(
+        "run", cfg, "--steps", "toyscan,plot", *settings(*sets, "limit.global_toys=30")
+    )
+    assert code == 0, out + err
+    log = (tmp_path / "run" / "nominal" / "logs" / "plot.log").read_text()
+    assert "notice: limit.h5 was made with other settings or inputs; not drawn" in log
+    assert hash(figure.read_bytes()) != with_toys  # drawn again, from the validation toys
+    manifest = json.loads((figure.parent / "manifest.json").read_text())
+    assert "limit.h5" not in manifest["drawn"]

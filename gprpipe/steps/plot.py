@@ -73,7 +73,7 @@ def run(ctx) -> None:
 
         parts.append(lambda: display_plots(cfg, lay, drawn))
     if lay.toyscan in drawn:
-        parts.append(toyscan_figures(cfg, lay))
+        parts.append(toyscan_figures(cfg, lay, drawn))
     if not parts:
         other = sorted(p.name for p in _other_settings(ctx))
         raise GprpipeError(
@@ -369,7 +369,8 @@ def global_toys_figures(limit_path: Path, name: str, a: dict, title: str) -> lis
             f"global_toys_{name}",
             max_z_figure,
             (dist["max_Z_local"], float(attrs["n_eff"]), title),
-            {"z_obs": float(np.nanmax(a["Z_local"][ok])), "others": others},
+            # (no row counts when every one is flagged: no observed maximum)
+            {"z_obs": float(np.nanmax(a["Z_local"][ok])) if ok.any() else None, "others": others},
         )
     ]
 
@@ -566,7 +567,7 @@ def inject_figures(
     return figures
 
 
-def toyscan_figures(cfg, lay) -> list[FigureJob]:
+def toyscan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
     """Validation-scan figures (``toyscan_z_local``, ``toyscan_spurious``,
     ``toyscan_max_z``), with the data's whole-scan toys when the run has them."""
     from gprpipe.plotting.lee import max_z_figure
@@ -578,7 +579,7 @@ def toyscan_figures(cfg, lay) -> list[FigureJob]:
     name = cfg.toyscan_dataset()
     m = cfg.test_masses(name)
     neff = n_eff(m, resolution(cfg.datasets[name], m), cfg.fit.blind_nsigma)
-    g = schema.read_global(lay.limit, name) if lay.limit.exists() else None
+    g = schema.read_global(lay.limit, name) if lay.limit in drawn else None
     title = f"{cfg.datasets[name].label or name}: {cfg.toyscan.pattern}"
     toys, summ, _, mz = schema.read_toyscan(lay.toyscan)
     ok = counts_for_discovery(toys["status"])
