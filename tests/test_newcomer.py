@@ -591,6 +591,28 @@ def test_summary_reads_flags_toy_global_z_and_gof_when_present():
     )
 
 
+def test_summary_counts_the_fit_of_a_row_whose_observed_toy_limit_alone_failed():
+    """A review: the summary said a row whose observed toy limit alone was unresolved kept
+    its fit, yet left that fit out of the smallest GOF p-value and the non-converged count
+    (scan.csv and the gp_hyper figure showed 0.0072 at 30 MeV; the summary 0.0122 at 45)."""
+    base = {"dataset": "demo", "gp_converged": "true", "status": "ok", "Z_local": "0.5"}
+    rows = [
+        {**base, "mass_GeV": "0.045", "gof_p": "0.0122", "eps2_up": "1e-6"},
+        {
+            **base,
+            "mass_GeV": "0.03",
+            "gof_p": "0.0072",
+            "gp_converged": "false",
+            "eps2_up": "nan",
+            "status": "limit failed: observed toy limit unresolved: 3 of 300 toys ...",
+        },
+        {**base, "mass_GeV": "0.06", "gof_p": "", "status": "fit failed: singular"},
+    ]
+    (s,) = summarize_scan(rows)
+    assert (s.worst_gof.mass, s.worst_gof.value) == (0.03, 0.0072)
+    assert s.not_converged == [0.03]
+
+
 def test_summary_gives_the_toy_limits_monte_carlo_error():
     """Toy limits: the median and largest relative Monte Carlo error of the ok rows (a
     flagged row's is left out, as its limit is), and how many ok limits have none;

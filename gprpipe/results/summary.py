@@ -381,7 +381,7 @@ def summarize_scan(
             float(r["mass_GeV"])
             for r in rs
             if name != COMBINED
-            and has_result(r.get("status", "ok"))
+            and fit_usable(r.get("status", "ok"))
             and _false(r.get("gp_converged"))
         ]
         if name == COMBINED:
@@ -460,10 +460,10 @@ def summarize_scan(
         if not s.blinded:  # observed limits below the expected band: deficits, named
             below = [r.get("status", "ok") == "ok" and _below_band(r) for r in rs]
             s.below_band = mass_runs(below, [float(r["mass_GeV"]) for r in rs])
-        gof = [  # of the rows with results (a failed fit's is no model the scan used)
+        gof = [  # of the rows whose fit stands (a failed fit's is no model the scan used)
             (v, float(r["mass_GeV"]))
             for r in rs
-            if has_result(r.get("status", "ok")) and (v := _num(r, "gof_p")) is not None
+            if fit_usable(r.get("status", "ok")) and (v := _num(r, "gof_p")) is not None
         ]
         if gof:
             s.worst_gof = Extreme(*min(gof)[::-1])
