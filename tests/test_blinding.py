@@ -316,6 +316,44 @@ def test_a_blinded_run_says_it_replaces_observed_results(tmp_path):
     assert code == 0 and "observed (unblinded)" not in out + err
 
 
+def test_a_blinded_run_without_the_limit_step_reports_no_observed_result(tmp_path):
+    """A review: a blinded run with --steps load,fit,plot into a folder of observed results
+    said it replaced them, kept them, and wrote a BLINDED report that showed the largest
+    local Z and the whole observed scan.csv table. The notice now says they stay, and the
+    report withholds them; a report of a scan.csv of other settings says NOT CURRENT."""
+    out_dir = tmp_path / "r"
+    sets = settings(
+        f"base.output={out_dir}", "scan.masses=[0.06, 0.08]", "plot.masses=[]",
+        'plot.formats=["png"]',
+    )  # fmt: skip
+    code, _, err = run_cli_here("run", QUICKSTART, "--steps", "load,fit,limit", *sets)
+    assert code == 0, err
+    observed = (out_dir / "nominal" / "scan.csv").read_text()
+    code, out, err = run_cli_here(
+        "run", QUICKSTART, "--steps", "load,fit,plot", *sets, "--set", "base.blind=true"
+    )
+    assert code == 0, err
+    assert (
+        f"notice: nominal: observed (unblinded) results in {out_dir}; Without the limit "
+        "step, scan.csv and limit.h5 of nominal keep them (not current) until it runs; the "
+        "report of this blinded run shows none of them."
+    ) in out + err
+    assert (out_dir / "nominal" / "scan.csv").read_text() == observed  # as it said
+    report = (out_dir / "nominal" / "report.html").read_text()
+    assert 'id="blind-state">BLINDED' in report and 'id="scan-withheld"' in report
+    for word in ("largest local Z", "Z_local", "A_hat", "eps2_up", 'id="scan-table"'):
+        assert word not in report, word
+    # unblinded again with another fit setting and no limit step: the table stays, and
+    # the report says its numbers are not current
+    code, out, err = run_cli_here(
+        "run", QUICKSTART, "--steps", "load,fit,plot", "--unblind", *sets,
+        "--set", "fit.gof_p_min=0.002",
+    )  # fmt: skip
+    assert code == 0, err
+    report = (out_dir / "nominal" / "report.html").read_text()
+    assert 'id="scan-not-current"' in report and 'id="scan-table"' in report
+
+
 def test_blind_refuses_training_inside_the_window(tmp_path, cli):
     cfg = quickstart_child(
         tmp_path / "c.toml",

@@ -643,20 +643,30 @@ def _observed_replaced(run_dir: Path, points: Sequence[Point]) -> str:
                 continue
     if not names:
         return ""
-    undrawn = [p.name for p in points if p.name in names and "plot" not in p.config.steps.run]
-    return (
-        f"notice: {', '.join(names)}: observed (unblinded) results in {run_dir}; this "
-        "blinded run replaces them with expected limits only ('gprpipe run --unblind' "
-        "computes them again)."
-        + (
-            " Without the plot step, the figures, combination and allocation tables, "
-            f"HEPData tables and report of "
-            f"{', '.join(undrawn)} stay those of the observed results (not current) until "
-            "it runs."
-            if undrawn
-            else ""
+    steps = {p.name: p.config.steps.run for p in points if p.name in names}
+    kept = [n for n in names if "limit" not in steps[n]]
+    undrawn = [n for n in names if "plot" not in steps[n]]
+    replaced = [n for n in names if n not in kept]
+    out = f"notice: {', '.join(names)}: observed (unblinded) results in {run_dir}; "
+    if replaced:
+        which = "them" if replaced == names else f"those of {', '.join(replaced)}"
+        out += (
+            f"this blinded run replaces {which} with expected limits only ('gprpipe run "
+            "--unblind' computes them again)."
         )
-    )
+    if kept:
+        out += (
+            f"{' ' if replaced else ''}Without the limit step, scan.csv and limit.h5 of "
+            f"{', '.join(kept)} keep them (not current) until it runs; the report of this "
+            "blinded run shows none of them."
+        )
+    if undrawn:
+        out += (
+            " Without the plot step, the figures, combination and allocation tables, "
+            f"HEPData tables and report of {', '.join(undrawn)} stay those of the observed "
+            "results (not current) until it runs."
+        )
+    return out
 
 
 def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> None:

@@ -280,13 +280,22 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
     entry = _point_entry(info, point_dir)
     name = entry.get("name", point_dir.name)
     made = producers(name, point_dir, cfg)  # planned once: the tables and the summary
+    scan_current, withheld = True, ""
     if scan_path.exists():
         header, raw = read_csv_table(scan_path)
-        rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
         # the config's toys per limit are the table's only if the config made it
-        own = output_of(scan_path, cfg, made)
-        n_toys, bands = (cfg.limit.n_toys, cfg.limit.bands) if own else (None, None)
-        summary = _scan_summary(header, raw, n_toys, bands)
+        scan_current = own = output_of(scan_path, cfg, made)
+        if cfg.base.blind and has_observed(header):  # an earlier unblinded run's results
+            header, raw = [], []
+            withheld = (
+                "scan.csv holds the observed (unblinded) results of an earlier run of this "
+                "folder: a blinded report shows none of them (the limit step of this "
+                "blinded config replaces them with expected limits only)."
+            )
+        else:
+            rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
+            n_toys, bands = (cfg.limit.n_toys, cfg.limit.bands) if own else (None, None)
+            summary = _scan_summary(header, raw, n_toys, bands)
     timings = {tid: t for tid, t in info.get("timings", {}).items() if tid.split("/")[0] == name}
     order = [str(t.get("id")) for t in info.get("plan", [])]
     planned = set(order)
@@ -305,6 +314,8 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "blinded": bool(cfg.base.blind),
         "labels": _labels(cfg),
         "summary": summary,
+        "scan_current": scan_current,
+        "scan_withheld": withheld,
         "figures": _figures(point_dir),
         "header": header,
         "rows": rows,
