@@ -123,6 +123,11 @@ def test_global_toys_through_the_cli(tmp_path: Path) -> None:
     table = yaml.safe_load((point / "hepdata" / "significance_demo.yaml").read_text())
     names = [v["header"]["name"] for v in table["dependent_variables"]]
     assert names[-4:] == ["Global p0 (toys)", "Global Z (toys)", "Local p0 (toys)", "P(Z=0) (toys)"]
+    units = {
+        v["header"]["name"]: v["header"].get("units", "") for v in table["dependent_variables"]
+    }
+    assert units["P(Z=0) (toys)"] == "" and units["Global Z (toys)"] == "sigma"  # a fraction
+    assert units["Local p0"] == units["Local p0 (toys)"] == "" and units["Local Z"] == "sigma"
     zero = table["dependent_variables"][-1]["values"]  # with the error for unbiased toys
     assert [x["value"] for x in zero] == pytest.approx(
         [float(r["frac_Z0_toys"]) for r in rows], rel=1e-5

@@ -40,6 +40,7 @@ import numpy as np
 from gprpipe.config.grid import DEFAULT_POINT
 from gprpipe.config.schema import Config
 from gprpipe.io.atomic import atomic_path, atomic_write_text, inside
+from gprpipe.results.schema import SCAN
 from gprpipe.stats.quality import unresolved_rows
 
 CSV_HEADER = (
@@ -208,7 +209,7 @@ def significance_table(
             name,
             is_independent=False,
             is_binned=False,
-            units="" if key.startswith("p0") else "sigma",
+            units=SCAN.unit(key),  # (P(Z=0) had "sigma", as every non-p0 column had)
         )
         v.values = [float(x) for x in cols[key]]
         v.digits = 6
