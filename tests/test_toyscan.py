@@ -307,14 +307,27 @@ def test_toyscan_on_real_toys(tmp_path: Path, shared_data: Path) -> None:
         f"of 3 masses; furthest {float(far['pull_mean']):+.3f} +- "
         f"{float(far['pull_mean_err']):.3f} at {float(far['mass_GeV']) * 1e3:g} MeV"
     ) in out, out
+    # and the whole-scan tail beside the background-only value (the merge's log alone
+    # had it: a review)
+    z = np.array([float(r["Z_local"]) for r in rows])
+    tail = (
+        f"  toy scan: 3 toys, 9 unflagged rows (0 flagged, 0 failed); Z_local > 3 in "
+        f"{np.mean(z > 3):.5f} +- "
+    )
+    (line,) = [x for x in out.splitlines() if x.startswith(tail)]
+    assert line.endswith(
+        f"(background-only 0.00135); max unflagged Z_local {z.max():.2f}; unflagged Z_local "
+        f"> 5: {int(np.sum(z > 5))}"
+    ), line
     for stem in ("toyscan_z_local", "toyscan_spurious", "toyscan_max_z"):
         assert (point / "plots" / f"{stem}.png").stat().st_size > 10_000
     # of other settings now (fewer toys), the table's line is said to be not current
     code, out2, err = run_cli_here("run", cfg, "--steps", "load", *settings("toyscan.max_toys=2"))
     assert code == 0, out2 + err
     lines = out2.splitlines()
-    at = next(i for i, x in enumerate(lines) if x.startswith("  toy scan: pull mean"))
+    at = next(i for i, x in enumerate(lines) if x.startswith("  toy scan: 3 toys"))
     assert lines[at - 1].startswith("  NOT CURRENT: the numbers below are of toyscan_summary.csv")
+    assert lines[at + 1].startswith("  toy scan: pull mean")
     with h5py.File(point / "toyscan.h5", "r") as f:
         assert f["max_Z_local"]["max_Z_local"].shape == (3,)
         assert f["summary"].attrs["n_toys"] == 3

@@ -25,6 +25,7 @@ from gprpipe.results.summary import (
     pull_closure_text,
     summarize_injection,
     summarize_scan,
+    toyscan_tail_text,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class PointSummary:
     injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
     toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
     toy_pulls: str = ""  # toyscan_summary.csv: the pull means against 0, in their errors
+    toy_tail: str = ""  # toyscan.h5: the whole-scan Z_local > 3 fraction, its largest Z
     not_current: list[str] = field(default_factory=list)  # summarised tables of other
     # settings or inputs, or of an older gprpipe (their numbers are shown, said so first)
     missing_data: list[str] = field(default_factory=list)  # "PATH (datasets.<key>.path)"
@@ -229,6 +231,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             ps.toy_pulls = _toy_pulls(toy_summary, stale)
             if ps.toy_pulls:  # read and vouched for: its currency is judged below
                 intact.append(toy_summary)
+                ps.toy_tail = _toy_tail(ps.point_dir / "toyscan.h5")
         # intact tables this config makes, committed under another key: a later run with
         # other settings did not redo them, or an older gprpipe made them (its config had
         # fewer keys); summarised as they are, and said to be so
@@ -318,6 +321,18 @@ def _toy_pulls(path: Path, stale: set[Path]) -> str:
         [float(r[k] or "nan") for r in rows] for k in ("mass_GeV", "pull_mean", "pull_mean_err")
     )
     return pull_closure_text(m, p, e)
+
+
+def _toy_tail(path: Path) -> str:
+    """The toy scan's whole-scan numbers (:func:`toyscan_tail_text`) from ``toyscan.h5``,
+    written by the merge task that wrote its summary table; '' when damaged or
+    uncommitted."""
+    from gprpipe.results.schema import read_toyscan_overview
+
+    try:
+        return toyscan_tail_text(read_toyscan_overview(vouched(path)))
+    except GprpipeError:
+        return ""
 
 
 def _missing_data(config: Config | None) -> list[str]:
@@ -416,6 +431,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         if ps.toy_pulls:
             if "toyscan_summary.csv" in ps.not_current:
                 lines.append(not_current_line("toyscan_summary.csv"))
+            if ps.toy_tail:
+                lines.append(f"  toy scan: {ps.toy_tail}")
             lines.append(f"  toy scan: {ps.toy_pulls}")
         lines += [f"  {x}" for x in failure_lines(ps)]
         if ps.running:

@@ -493,6 +493,16 @@ def read_toyscan(path) -> tuple[Arrays, Arrays, dict, np.ndarray]:
         )
 
 
+def read_toyscan_overview(path) -> dict:
+    """The whole-scan numbers of ``toyscan.h5`` (its ``summary`` attrs) alone; a damaged
+    file is a GprpipeError naming it."""
+    try:
+        with open_h5(path) as f:
+            return dict(f["summary"].attrs)
+    except (KeyError, OSError) as exc:
+        raise GprpipeError(f"{path}: cannot read its toy-scan summary ({exc}).") from None
+
+
 # --------------------------------------------------------------------------------------
 # CSV
 # --------------------------------------------------------------------------------------

@@ -312,6 +312,27 @@ def pull_closure_text(mass: ArrayLike, pull_mean: ArrayLike, pull_mean_err: Arra
     )
 
 
+def toyscan_tail_text(overview: Mapping[str, Any]) -> str:
+    """A toy scan's whole-scan numbers (``toyscan.h5 /summary`` attrs): the fraction of
+    unflagged rows with Z_local > 3, its error and the background-only expectation, the
+    largest unflagged Z_local and how many exceed 5 ('' without them)."""
+    try:
+        f, e, p = (
+            float(overview[k]) for k in ("frac_Z_gt3", "frac_Z_gt3_err", "frac_Z_gt3_expected")
+        )
+        n_toys, n_ok, n_flagged, n_failed, n_gt5 = (
+            int(overview[k]) for k in ("n_toys", "n_ok", "n_flagged", "n_failed", "n_ok_Z_gt5")
+        )
+        z_max = float(overview["max_Z_local_ok"])
+    except (KeyError, TypeError, ValueError):  # a file of an older gprpipe, or edited
+        return ""
+    return (
+        f"{n_toys} toys, {n_ok} unflagged rows ({n_flagged} flagged, {n_failed} failed); "
+        f"Z_local > 3 in {f:.5f} +- {e:.5f} (background-only {p:.5f}); max unflagged "
+        f"Z_local {z_max:.2f}; unflagged Z_local > 5: {n_gt5}"
+    )
+
+
 def _of_ok(runs: list[list[float]], n_ok: int) -> str:
     """``8 of 111 masses (2 masses at 56-57 MeV, ...)``: the masses in ``runs`` among the
     ``n_ok`` ok rows."""

@@ -27,7 +27,7 @@ from gprpipe.results.schema import (  # noqa: F401  (reader re-exported for call
     csv_text,
     read_toyscan,
 )
-from gprpipe.results.summary import pull_closure_text
+from gprpipe.results.summary import pull_closure_text, toyscan_tail_text
 from gprpipe.stats.quality import counts_for_discovery, has_result, is_flagged
 from gprpipe.units import same_mass
 
@@ -231,12 +231,6 @@ def merge(ctx) -> None:
         )
     atomic_write_text(lay.toyscan_csv, csv_text({"": toys}, COLUMNS))
     atomic_write_text(lay.toyscan_summary_csv, csv_text({"": summ}, SUMMARY))
-    print(
-        f"toyscan: {ov['n_toys']} toys, {ov['n_ok']} unflagged rows ({ov['n_flagged']} "
-        f"flagged, {ov['n_failed']} failed); Z_local > 3 in {ov['frac_Z_gt3']:.5f} "
-        f"+- {ov['frac_Z_gt3_err']:.5f} "
-        f"(background-only {TAILS[3.0]:.5f}); max unflagged Z_local "
-        f"{ov['max_Z_local_ok']:.2f}; unflagged Z_local > 5: {ov['n_ok_Z_gt5']}"
-    )
+    print(f"toyscan: {toyscan_tail_text(ov)}")
     if pulls := pull_closure_text(summ["mass_GeV"], summ["pull_mean"], summ["pull_mean_err"]):
         print(f"toyscan: {pulls}")
