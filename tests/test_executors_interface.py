@@ -387,3 +387,33 @@ def test_rerun_of_a_mass_after_a_figures_only_run_says_how_to_go_on(
         "only plot, and a rerun redoes tasks of the last run: run the config again with its "
         "fit and limit steps)."
     )
+
+
+@pytest.mark.parametrize("code", [3, 143])
+def test_the_job_bash_writes_no_file_through_a_link_put_in_the_run_folder(
+    tmp_path: Path, code: int
+) -> None:
+    """A review: the job's bash wrote its failed marker's temporary file and, after SLURM's
+    SIGTERM, a line of the task's log through whatever stood at those names when the task
+    ended (hours after it removed them), and copied the last line of a linked 'log' into
+    the marker: anyone who could write the run folder could make the job write to, or
+    read, any file of the submitting user."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target, secret = outside / "target.txt", outside / "secret.txt"
+    target.write_text("untouched\n")
+    secret.write_text("the last line of another file\n")
+    stem = "point/.state/fit__demo-000"
+    log = "point/logs/fit__demo-000.log"
+    plant = (
+        f"ln -s {target} {tmp_path / stem}.failed.tmp; "
+        f"rm -f {tmp_path / log}; ln -s {secret if code == 3 else target} {tmp_path / log}; "
+        f"exit {code}"
+    )
+    res, point, _ = run_task_bash(tmp_path, f"bash -c {shlex.quote(plant)}")
+    assert res.returncode == code, res.stdout + res.stderr
+    assert target.read_text() == "untouched\n"
+    failed = tmp_path / f"{stem}.failed"
+    assert failed.is_file() and not failed.is_symlink()
+    message = read_state(point, "fit__demo-000")[1]
+    assert message.startswith(f"exit code {code}") and "another file" not in message, message

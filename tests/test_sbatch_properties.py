@@ -124,6 +124,9 @@ class Local:
     def command(self, task: Task, *, run_dir: Path, env, check_paths: bool = True):
         return [sys.executable, "-m", "gprpipe", *task.argv]
 
+    def stop_command(self, argv):  # (no container to stop; the engines' interface has it)
+        return None
+
 
 def _task(point_dir: Path, extra: str) -> Task:
     argv = ("step", "load", "--point-dir", str(point_dir), "--part", extra, "--task", "p/load")

@@ -156,19 +156,25 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         why="$why without a done/failed marker"
         if ((code == 143)) || [[ -n ${stopped:-} ]]; then  # SIGTERM: SLURM's (its log holds why)
             last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
-            echo "gprpipe: SLURM stopped this task (a time limit or scancel; $last says which)" \
-                >>"$log"
+            [[ -L $log ]] ||  # (replaced by a link since the task started: not written)
+                echo "gprpipe: SLURM stopped this task (a time limit or scancel; $last says which)" \
+                    >>"$log"
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
             [[ $started = no ]] &&
                 why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
         else
-            last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
+            last=""
+            [[ -L $log ]] ||  # (a link's target is no log of this task)
+                last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
             [[ $last = *[![:space:]]* ]] && why="$why: $last"
         fi
-        printf '{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", ' \
-            "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" >"$marker.failed.tmp"
-        printf '"message": "%s"}\n' "$why" >>"$marker.failed.tmp"
-        mv -f "$marker.failed.tmp" "$marker.failed"
+        rm -f "$marker.failed.tmp"
+        set -o noclobber
+        if printf '{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", "message": "%s"}\n' \
+            "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" "$why" >"$marker.failed.tmp"; then
+            mv -f "$marker.failed.tmp" "$marker.failed"
+        fi
+        set +o noclobber
         rm -f "$marker.running" "$marker.progress"
     fi
     return "$code"

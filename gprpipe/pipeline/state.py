@@ -187,14 +187,21 @@ def shell_write_failed(
     marker path without its state suffix (``<point_dir>/.state/<slug>``) and the
     message, which must hold no double quote, backslash or control character. The time
     and host are bash's own variables, not command substitutions: bash (5.2) loses a
-    SIGTERM that arrives during the first of two substitutions in one command."""
-    lines = [
-        'printf \'{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", \' \\',
-        '    "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" >"'
-        + stem
-        + '.failed.tmp"',
-        'printf \'"message": "%s"}\\n\' "' + message + '" >>"' + stem + '.failed.tmp"',
-        'mv -f "' + stem + '.failed.tmp" "' + stem + '.failed"',
+    SIGTERM that arrives during the first of two substitutions in one command. The
+    temporary file is made anew with ``noclobber`` (``O_EXCL``): a link put in its place
+    (by anyone who can write the run folder) is never written through."""
+    tmp = '"' + stem + '.failed.tmp"'
+    lines = [  # written whole, never through a link (noclobber: O_EXCL), then renamed
+        f"rm -f {tmp}",
+        "set -o noclobber",
+        'if printf \'{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", '
+        '"message": "%s"}\\n\' \\',
+        '    "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" "'
+        + message
+        + f'" >{tmp}; then',
+        f'    mv -f {tmp} "' + stem + '.failed"',
+        "fi",
+        "set +o noclobber",
         'rm -f "' + stem + '.running" "' + stem + '.progress"',
     ]
     return "\n".join(indent + line for line in lines)
