@@ -6,6 +6,7 @@ then status, rerun and cancel through the same functions, and the TUI's backgrou
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -407,3 +408,54 @@ def test_an_edited_pid_in_a_lock_record_or_marker_is_no_internal_error(
         assert holder.wait(timeout=30) != 0
     finally:
         holder.kill()
+
+
+def test_cancel_stops_the_slurm_jobs_of_a_run_whose_point_config_changed(
+    tmp_path: Path, cli, shared_quickstart: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A review: `gprpipe cancel` read the run's tasks first, and a point config edited
+    since the run (a comment will do) stopped it there with an error, before any scancel;
+    `gprpipe run` then refused the folder while its jobs were queued and sent the user
+    back to cancel. The jobs (recorded in jobs.json) are cancelled all the same now.
+    SLURM's squeue and scancel are stand-ins here that answer and record as SLURM would."""
+    import shutil
+
+    from gprpipe.executors.slurm.jobs import JOB_NAME_PREFIX
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**info, "executor": "slurm"}))
+    (run_dir / "slurm").mkdir()
+    (run_dir / "slurm" / "jobs.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "run_dir": str(run_dir.absolute()),
+                "submissions": [
+                    {
+                        "kind": "run",
+                        "dry_run": False,
+                        "jobs": [{"job_id": "505", "group": "plot", "tasks": ["nominal/plot"]}],
+                    }
+                ],
+            }
+        )
+    )
+    bin_dir, calls = tmp_path / "bin", tmp_path / "scancel.calls"
+    bin_dir.mkdir()
+    for name, body in (
+        ("squeue", f"echo '505_0|PENDING|N/A|n/a|{JOB_NAME_PREFIX}plot'"),
+        ("scancel", f'echo "$@" >> {calls}'),
+    ):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    config = run_dir / "nominal" / "config.toml"
+    config.write_text(config.read_text() + "# edited\n")
+    code, out, err = cli("cancel", run_dir)
+    assert code == 0, out + err
+    assert calls.read_text() == f"--name={JOB_NAME_PREFIX}plot 505\n"
+    assert "Cancelled SLURM jobs: 505" in out
+    assert f"Marked nothing failed there: {config}: " in out
+    assert "(the run's SLURM jobs are cancelled all the same)" in out

@@ -157,8 +157,8 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         if ((code == 143)) || [[ -n ${stopped:-} ]]; then  # SIGTERM: SLURM's (its log holds why)
             last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
             [[ -L $log ]] ||  # (replaced by a link since the task started: not written)
-                echo "gprpipe: SLURM stopped this task (a time limit or scancel; $last says which)" \
-                    >>"$log"
+                echo "gprpipe: SLURM stopped this task (a time limit or scancel;" \
+                    "$last says which)" >>"$log"
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
             [[ $started = no ]] &&
                 why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
@@ -170,8 +170,9 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         fi
         rm -f "$marker.failed.tmp"
         set -o noclobber
-        if printf '{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", "message": "%s"}\n' \
-            "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" "$why" >"$marker.failed.tmp"; then
+        if printf '{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", %s}\n' \
+            "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" \
+            "\"message\": \"$why\"" >"$marker.failed.tmp"; then
             mv -f "$marker.failed.tmp" "$marker.failed"
         fi
         set +o noclobber

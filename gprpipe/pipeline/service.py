@@ -1436,7 +1436,11 @@ def _cancel(
         _signal(p, group, signal.SIGTERM)
         out.pids.append(p)
     info = load_run_info(run_dir, missing_ok=True)
-    tasks, configs = tasks_of_run(info) if info is not None else ([], {})
+    try:
+        tasks, configs = tasks_of_run(info) if info is not None else ([], {})
+    except GprpipeError as exc:  # (a point's config changed): its jobs are the run's still
+        tasks, configs = [], {}
+        out.unmarked.append(f"{exc} (the run's SLURM jobs are cancelled all the same)")
     ex = _run_executor(run_dir, info, configs) if info is not None else None
     deadline = time.monotonic() + timeout
     if stop is not None:
@@ -1454,7 +1458,8 @@ def _cancel(
             _signal(p, group, signal.SIGKILL)
     if ex is None:
         return
-    kept, out.unmarked = _markable(run_dir, tasks)
+    kept, unmarked = _markable(run_dir, tasks)
+    out.unmarked += unmarked
     out.marked = mark_cancelled(kept, timeout=timeout if targets else 0.0, why=why)
     out.jobs = ex.cancel(kept)  # every job of the run; markers only where they may be written
 

@@ -194,11 +194,9 @@ def shell_write_failed(
     lines = [  # written whole, never through a link (noclobber: O_EXCL), then renamed
         f"rm -f {tmp}",
         "set -o noclobber",
-        'if printf \'{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", '
-        '"message": "%s"}\\n\' \\',
-        '    "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" "'
-        + message
-        + f'" >{tmp}; then',
+        'if printf \'{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", %s}\\n\' \\',
+        '    "${EPOCHSECONDS:-$(date +%s)}" "$HOSTNAME" "${SLURM_JOB_ID:-}" \\',
+        '    "\\"message\\": \\"' + message + f'\\"" >{tmp}; then',
         f'    mv -f {tmp} "' + stem + '.failed"',
         "fi",
         "set +o noclobber",

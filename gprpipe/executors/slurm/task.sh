@@ -77,8 +77,8 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         if ((code == 143)) || [[ -n ${stopped:-} ]]; then  # SIGTERM: SLURM's (its log holds why)
             last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
             [[ -L $log ]] ||  # (replaced by a link since the task started: not written)
-                echo "gprpipe: SLURM stopped this task (a time limit or scancel; $last says which)" \
-                    >>"$log"
+                echo "gprpipe: SLURM stopped this task (a time limit or scancel;" \
+                    "$last says which)" >>"$log"
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
             [[ $started = no ]] &&
                 why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
