@@ -262,3 +262,47 @@ def test_blinded_scan_figures_circle_flagged_masses_on_the_expected_median():
         drawn = circles(figure(scan, {"2015": "HPS 2015"}, "t", 95, blinded=True))
         assert drawn and all(xy == (60.0, pytest.approx(bands[2][1])) for xy in drawn), figure
     plt.close("all")
+
+
+def test_figures_draw_the_statistical_errors_their_tables_carry():
+    """A review: the coverage figure drew cov_1sigma and cov_2sigma without the binomial
+    errors inject.csv carries (0.65 against 0.683 looked like undercoverage within one
+    error), and the Brazil figure of toy limits drew the observed limit without its Monte
+    Carlo error (eps2_up_err, up to 11%), which the CSV and HEPData tables carry."""
+    from matplotlib.container import ErrorbarContainer
+
+    from gprpipe.plotting.inject import coverage_figure
+
+    def bars(ax) -> list[np.ndarray]:
+        """The half-lengths of every error-bar set of ``ax``."""
+        out = []
+        for c in ax.containers:
+            if isinstance(c, ErrorbarContainer) and c.lines[2]:
+                seg = c.lines[2][0].get_segments()
+                out.append(np.array([abs(s[1][1] - s[0][1]) / 2 for s in seg if len(s) == 2]))
+        return out
+
+    a = {
+        "mass_GeV": np.array([0.06, 0.06]),
+        "z_inj": np.array([0.0, 3.0]),
+        "cov_1sigma": np.array([0.65, 0.70]),
+        "cov_2sigma": np.array([0.94, 0.96]),
+        "cov_1sigma_err": np.array([0.047, 0.047]),
+        "cov_2sigma_err": np.array([0.021, 0.021]),
+    }
+    fig = coverage_figure(a, "t")
+    got = bars(fig.axes[0])
+    assert len(got) == 2
+    np.testing.assert_allclose(got[0], [0.047, 0.047], rtol=1e-9)
+    np.testing.assert_allclose(got[1], [0.021, 0.021], rtol=1e-9)
+    plt.close(fig)
+    m = np.array([0.03, 0.06, 0.1])
+    bands = [np.ones(3) * f for f in (1, 2, 3, 4, 5)]
+    err = np.array([0.1, np.nan, 0.3])  # (a NaN: no error drawn there)
+    fig = brazil_figure(m, np.ones(3) * 2.5, bands, ylabel="y", title="t", obs_err=err)
+    (drawn,) = bars(fig.axes[0])
+    np.testing.assert_allclose(drawn, [0.1, 0.3], rtol=1e-9)
+    plt.close(fig)
+    fig = brazil_figure(m, np.ones(3) * 2.5, bands, ylabel="y", title="t", obs_err=err * np.nan)
+    assert bars(fig.axes[0]) == []  # asymptotic limits: no Monte Carlo error
+    plt.close(fig)

@@ -123,8 +123,21 @@ def test_display_figure_from_arrays():
     plt.close(fig)
     # blinded: the other test masses' windows hidden (NaN), as write_display leaves them;
     # the axis limits come from the shown bins (NaN limits failed the plot step)
+    from gprpipe.plotting import style
+
     hidden = np.where(np.abs(x - 0.04) < 0.005, np.nan, counts)
-    fig = display_figure([{**col, "counts": hidden}], ["a line"], "blinded")
+    style.set_labels("HPS", "Preliminary", blinded=True)
+    try:
+        fig = display_figure([{**col, "counts": hidden}], ["a line"], "blinded")
+    finally:
+        style.set_labels("HPS", "Preliminary", blinded=False)
+    # the experiment label and BLINDED, over the side box (displays had neither: a review)
+    texts = [
+        t.get_text()
+        for box in fig.axes[-1]._gprpipe_labels
+        for t in box.findobj(lambda a: hasattr(a, "get_text"))
+    ]
+    assert {"HPS", "Preliminary", "BLINDED"} <= set(texts), texts
     top = fig.axes[0]
     assert np.isfinite(top.get_ylim()).all() and top.get_ylim()[1] == pytest.approx(3e4, rel=0.01)
     # the hidden bins shaded, the shown ones drawn in two runs (no drop to the axis)

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.gridspec import GridSpec
 
-from gprpipe.plotting.style import COMPACT_RC
+from gprpipe.plotting.style import COMPACT_RC, label
 
 MEV = 1e3
 SQ2PI = np.sqrt(2 * np.pi)
@@ -221,4 +221,5 @@ def _display_figure(cols, box, title, shared):
         bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.6"},
     )
     fig.suptitle(title, fontsize=13, fontweight="bold", x=0.02, ha="left")
+    label(bx, "")  # the experiment label and, for a blinded run, BLINDED: over the side box
     return fig

@@ -143,25 +143,22 @@ def pull_figure(a: dict[str, np.ndarray], title: str):
 
 
 def coverage_figure(a: dict[str, np.ndarray], title: str):
-    """Fraction of toys with |pull| < 1 and < 2, with the Gaussian references."""
+    """Fraction of toys with |pull| < 1 and < 2 with their binomial errors, and the
+    Gaussian references."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for i, (m, idx) in enumerate(_by_mass(a)):
-        ax.plot(
-            a["z_inj"][idx],
-            a["cov_1sigma"][idx],
-            "o-",
-            ms=4,
-            color=f"C{i}",
-            label=f"{_mlabel(m)}, $|$pull$|<1$",
-        )
-        ax.plot(
-            a["z_inj"][idx],
-            a["cov_2sigma"][idx],
-            "s--",
-            ms=4,
-            color=f"C{i}",
-            label=f"{_mlabel(m)}, $|$pull$|<2$",
-        )
+        for k, (key, fmt) in enumerate((("cov_1sigma", "o-"), ("cov_2sigma", "s--"))):
+            err = a.get(f"{key}_err")  # (binomial, at the Gaussian target; an older file: none)
+            ax.errorbar(
+                a["z_inj"][idx],
+                a[key][idx],
+                yerr=None if err is None else err[idx],
+                fmt=fmt,
+                ms=4,
+                capsize=2,
+                color=f"C{i}",
+                label=f"{_mlabel(m)}, $|$pull$|<{k + 1}$",
+            )
     ax.axhline(COV1, color="k", lw=1, ls=":")
     ax.axhline(COV2, color="k", lw=1, ls=":")
     ax.text(

@@ -46,11 +46,14 @@ def _mark_flagged(ax, m, y, flagged) -> None:
         ax.plot(np.asarray(m)[flagged], np.asarray(y)[flagged], label=FLAG_LABEL, **FLAG_STYLE)
 
 
-def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flagged=None):
+def brazil_figure(
+    mass, obs, bands, *, ylabel: str, title: str, other=None, flagged=None, obs_err=None
+):
     """Observed limit (``None`` when blinded), expected median and 1/2-sigma bands vs mass;
     ``flagged`` masses (background-model quality flags) are circled in red (on the observed
-    limit, or on the expected median when blinded); ``other``:
-    label -> (mass, limit, colour) of further curves."""
+    limit, or on the expected median when blinded); ``obs_err``: the observed limit's Monte
+    Carlo error (toy limits; NaN or None for asymptotic ones), drawn as error bars;
+    ``other``: label -> (mass, limit, colour) of further curves."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -63,6 +66,12 @@ def brazil_figure(mass, obs, bands, *, ylabel: str, title: str, other=None, flag
     ax.plot(m, bands[2], "k--", lw=1.2, marker=mk, ms=3, mfc="white", label="Expected median")
     if obs is not None:
         ax.plot(m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
+        err = None if obs_err is None else np.asarray(obs_err, dtype=float)
+        if err is not None and np.isfinite(err).any():
+            ax.errorbar(
+                m, obs, yerr=err, fmt="none", ecolor="k", elinewidth=0.8, capsize=2,
+                label="Observed: Monte Carlo error (toys)",
+            )  # fmt: skip
     _mark_flagged(ax, m, bands[2] if obs is None else obs, flagged)  # blinded: on the median
     for name, (mm, yy, colour) in (other or {}).items():
         ax.plot(

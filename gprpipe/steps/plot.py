@@ -306,6 +306,11 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             ("eps2", r"95% CL upper limit on $\epsilon^2$"),
         ):
             obs = None if blinded else np.where(ok, a[f"{q}_up"], np.nan)[exp]
+            obs_err = (
+                np.where(ok, a[f"{q}_up_err"], np.nan)[exp]
+                if obs is not None and f"{q}_up_err" in a
+                else None
+            )
             bands = [a[f"{q}_exp_{b}"][exp] for b in schema.BAND_COLS]
             ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
             figures.append(
@@ -313,7 +318,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                     f"brazil_{q}_{name}",
                     suite.brazil_figure,
                     (a["mass_GeV"][exp], obs, bands),
-                    {"ylabel": ylab, "title": title, "flagged": flagged},
+                    {"ylabel": ylab, "title": title, "flagged": flagged, "obs_err": obs_err},
                 )
             )
         if blinded or not ok.any():
