@@ -20,6 +20,7 @@ from typing import Protocol
 
 from gprpipe.config.checks import slurm_log_folder_problem
 from gprpipe.errors import GprpipeError
+from gprpipe.executors.base import THREAD_ENV
 from gprpipe.executors.slurm.scheduler import JOB_NAME_PREFIX
 from gprpipe.pipeline.state import marker_stem, shell_write_failed
 from gprpipe.pipeline.task import Task
@@ -27,14 +28,7 @@ from gprpipe.pipeline.task import Task
 #: the job store's file name, in RUN_DIR/slurm/
 JOBS_FILE = "jobs.json"
 # one BLAS thread per task (as the local executor), and unbuffered output for live logs
-PINNED = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-    "PYTHONUNBUFFERED": "1",
-}
+PINNED = {**THREAD_ENV, "PYTHONUNBUFFERED": "1"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
