@@ -20,6 +20,7 @@ import pytest
 from conftest import QUICKSTART, REPO, combined_2015_2016, quickstart_child, run_cli_here, settings
 
 from gprpipe.io.root import read_hist, write_hist
+from gprpipe.pipeline.summary import OBSERVED_WITHHELD
 from gprpipe.stats.resolution import sigma_m
 from gprpipe.steps.limit import OBSERVED
 
@@ -334,11 +335,15 @@ def test_a_blinded_run_without_the_limit_step_reports_no_observed_result(tmp_pat
     )
     assert code == 0, err
     assert (
-        f"notice: nominal: observed (unblinded) results in {out_dir}; Without the limit "
+        f"notice: nominal: observed (unblinded) results in {out_dir}; without the limit "
         "step, scan.csv and limit.h5 of nominal keep them (not current) until it runs; the "
         "report of this blinded run shows none of them."
     ) in out + err
     assert (out_dir / "nominal" / "scan.csv").read_text() == observed  # as it said
+    # the run's summary (and gprpipe summary) withholds them as well
+    for said in (out, run_cli_here("summary", out_dir)[1]):
+        assert f"  not shown: {OBSERVED_WITHHELD}" in said, said
+        assert "Z_local" not in said and "eps^2 limits" not in said, said
     report = (out_dir / "nominal" / "report.html").read_text()
     assert 'id="blind-state">BLINDED' in report and 'id="scan-withheld"' in report
     for word in ("largest local Z", "Z_local", "A_hat", "eps2_up", 'id="scan-table"'):

@@ -1065,6 +1065,32 @@ async def test_a_run_with_a_damaged_run_json_shows_no_results(shared_quickstart,
 
 
 @sync
+async def test_a_blinded_point_shows_no_observed_result_an_earlier_run_left(
+    shared_quickstart, tmp_path
+):
+    """A review: a blinded run without the limit step keeps an earlier unblinded run's
+    scan.csv; the report withheld its numbers, but summary and the Results tab showed its
+    local Z and observed limits. The tab says why it shows none, as summary does."""
+    import shutil
+
+    from conftest import QUICKSTART, run_cli_here, settings
+
+    from gprpipe.pipeline.summary import OBSERVED_WITHHELD
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    sets = settings(f"base.output={run}", 'plot.formats=["png"]', "base.blind=true")
+    code, out, err = run_cli_here("run", QUICKSTART, "--steps", "load,fit,plot", *sets)
+    assert code == 0, out + err
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        keys = _static(app, "#res-keys")
+        assert keys.strip() == OBSERVED_WITHHELD, keys
+        assert "local Z" not in keys and app.query_one("#res-table", DataTable).row_count == 0
+
+
+@sync
 async def test_a_damaged_scan_csv_is_one_sentence_naming_it(shared_quickstart, tmp_path):
     """A point's scan.csv edited after its task: the Results tab says so in the sentence
     `gprpipe summary` gives, naming the file once (it said "Cannot read scan.csv: " before

@@ -656,7 +656,7 @@ def _observed_replaced(run_dir: Path, points: Sequence[Point]) -> str:
         )
     if kept:
         out += (
-            f"{' ' if replaced else ''}Without the limit step, scan.csv and limit.h5 of "
+            f"{' W' if replaced else 'w'}ithout the limit step, scan.csv and limit.h5 of "
             f"{', '.join(kept)} keep them (not current) until it runs; the report of this "
             "blinded run shows none of them."
         )

@@ -16,7 +16,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.pipeline.commit import read_commit, stale_exports, vouched, with_damage
 from gprpipe.pipeline.task import Task
-from gprpipe.results.schema import plot_manifest_files, read_csv
+from gprpipe.results.schema import has_observed, plot_manifest_files, read_csv
 from gprpipe.results.summary import (
     DatasetSummary,
     InjectionSummary,
@@ -44,6 +44,7 @@ class PointSummary:
     running: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
+    withheld: str = ""  # why scan.csv's numbers are not shown: observed, the config blinded
     injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
     toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
     toy_pulls: str = ""  # toyscan_summary.csv: the pull means against 0, in their errors
@@ -52,6 +53,14 @@ class PointSummary:
     # settings or inputs, or of an older gprpipe (their numbers are shown, said so first)
     missing_data: list[str] = field(default_factory=list)  # "PATH (datasets.<key>.path)"
     # of a data file gone since the run: nothing is checked against it
+
+
+#: why a blinded config's summary and report show no numbers of its point's scan.csv
+OBSERVED_WITHHELD = (
+    "scan.csv holds the observed (unblinded) results of an earlier run of this folder, "
+    "and this config is blinded: none of them is shown (its limit step replaces them with "
+    "expected limits only)."
+)
 
 
 @dataclass
@@ -203,8 +212,12 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
                 n_toys = config.limit.n_toys if config else None
                 bands = config.limit.bands if config else None
                 scan_rows = read_table(vouched(scan))
-                ps.datasets = summarize_scan(scan_rows, n_toys, bands)
-                intact.append(scan)
+                observed = has_observed(scan_rows[0] if scan_rows else ())
+                if config is not None and config.base.blind and observed:
+                    ps.withheld, scan_rows = OBSERVED_WITHHELD, []
+                else:
+                    ps.datasets = summarize_scan(scan_rows, n_toys, bands)
+                    intact.append(scan)
         except GprpipeError as exc:
             ps.unvouched = str(exc)
         unfinished = ps.failures or ps.pending or ps.running
@@ -406,6 +419,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append(f"{ps.point}")
         if ps.unvouched:
             lines.append(f"  not summarised: {ps.unvouched}")
+        elif ps.withheld:
+            lines.append(f"  not shown: {ps.withheld}")
         elif not ps.datasets:
             lines.append(
                 "  no scan results"

@@ -36,6 +36,7 @@ from gprpipe.pipeline.plan import (
     stale_outputs,
 )
 from gprpipe.pipeline.state import finished_slugs, read_state
+from gprpipe.pipeline.summary import OBSERVED_WITHHELD
 from gprpipe.pipeline.task import slug_of, task_id_of
 from gprpipe.results.schema import (
     COMBINED,
@@ -287,11 +288,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         scan_current = own = output_of(scan_path, cfg, made)
         if cfg.base.blind and has_observed(header):  # an earlier unblinded run's results
             header, raw = [], []
-            withheld = (
-                "scan.csv holds the observed (unblinded) results of an earlier run of this "
-                "folder: a blinded report shows none of them (the limit step of this "
-                "blinded config replaces them with expected limits only)."
-            )
+            withheld = OBSERVED_WITHHELD
         else:
             rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
             n_toys, bands = (cfg.limit.n_toys, cfg.limit.bands) if own else (None, None)

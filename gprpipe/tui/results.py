@@ -138,17 +138,21 @@ class PlotView(Widget, can_focus=True):
         return Group(plot, legend([*lines, *bands]), Text("files: " + files, style="dim"))
 
 
-def summary_said(run_dir: Path | None, point: str) -> list[str]:
+def summary_said(run_dir: Path | None, point: str) -> tuple[list[str], str]:
     """What ``gprpipe summary`` says of the point's failed tasks and of its products that
-    are not current (its own lines); none for a folder without a readable run.json."""
+    are not current (its own lines), and why it shows no number of the point's scan.csv
+    (observed results, the config blinded: '' when it shows them); nothing for a folder
+    without a readable run.json."""
     if run_dir is None or not (run_dir / "run.json").is_file():
-        return []
+        return [], ""
     try:
         points = run_summary(run_dir, point=point).points
     except (GprpipeError, OSError):
-        return []
-    lines = [*failure_lines(points[0]), not_current_files_line(points[0])] if points else []
-    return [x for x in lines if x]
+        return [], ""
+    if not points:
+        return [], ""
+    lines = [*failure_lines(points[0]), not_current_files_line(points[0])]
+    return [x for x in lines if x], points[0].withheld
 
 
 class PointChecked(Message):
@@ -287,10 +291,11 @@ class ResultsPane(Widget):
         """Whether the point's scan.csv and figures are current (as summary says it: of
         other settings or inputs, or figures of other results, are not), and summary's
         lines of the point: it hashes the data files, so not on the UI thread."""
-        current, said, problem = (True, True), [], ""
+        current, problem = (True, True), ""
+        said: list[str] = []
         try:
             current = point_currency(point_dir)
-            said = summary_said(run_dir, point)
+            said, problem = summary_said(run_dir, point)  # (withheld: shown as a problem)
         except GprpipeError as exc:  # it names the file and what to do
             problem = str(exc)
         except OSError as exc:
