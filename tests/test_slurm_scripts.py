@@ -604,6 +604,27 @@ def test_a_folder_whose_jobs_slurm_cannot_answer_for_is_not_run_again(
     assert str(err.value) == said
     write_state(tasks[-1].point_dir, tasks[-1].slug, "done")
     ex.refuse_if_busy(tasks)  # every job finished: nothing to wait for
+    assert busy(run, tasks[:-1], None, grace=20.0) == ""  # another run's, finished
+    # a rerun of the inject task: its upstream jobs (load, fit merge) cannot be asked
+    # after, so it waits for none; refused while one of them has no finished marker,
+    # before any script is written (a review: a finished one refused every rerun)
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text("#!/bin/sh\necho 9999\n")
+    sbatch.chmod(0o755)
+    inject = tasks[-1]
+    write_state(tasks[3].point_dir, tasks[3].slug, "running")  # the fit merge
+    before = sorted(p.name for p in (run / "slurm").iterdir())
+    with pytest.raises(GprpipeError) as err:
+        resubmit([inject], run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV)
+    assert str(err.value) == (
+        f"SLURM does not answer (squeue): gprpipe cannot tell whether job 505_3 of task "
+        f"{tasks[3].id} still runs in {run}, and the tasks to submit would not wait for it; "
+        "try again when squeue answers."
+    )
+    assert sorted(p.name for p in (run / "slurm").iterdir()) == before
+    write_state(tasks[3].point_dir, tasks[3].slug, "done")
+    sub = resubmit([inject], run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV)
+    assert list(sub.job_ids.values()) == ["9999"] and not sub.dependencies
 
 
 def test_container_tasks_name_the_command_that_removes_their_container(tmp_path: Path) -> None:

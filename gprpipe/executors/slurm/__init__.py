@@ -48,7 +48,7 @@ from gprpipe.executors.slurm.jobs import (
     next_number,
     record,
 )
-from gprpipe.executors.slurm.reconcile import busy, reconcile
+from gprpipe.executors.slurm.reconcile import busy, finished, reconcile
 from gprpipe.executors.slurm.render import (
     JOBS_FILE,
     PINNED,
@@ -127,6 +127,29 @@ def _submit(
     sub = SlurmSubmission(run_dir=run_dir, scripts=scripts, dry_run=dry_run)
     if not scripts:
         return sub
+    # dependencies outside this submission that are still queued (e.g. rerun during a run),
+    # asked before anything is written: without SLURM's answer there is no dependency
+    submitted = {tid for s in scripts for tid in s.task_ids}
+    outside_deps = {d for t in tasks for d in t.deps if d not in submitted}
+    external: dict[str, str] = {}
+    if outside_deps and not dry_run:
+        latest = elements(run_dir)
+        wanted = {d: f"{latest[d][0]}_{latest[d][1]}" for d in outside_deps if d in latest}
+        queue = scheduler.queue(sorted({e.split("_")[0] for e in wanted.values()}))
+        if queue is None:  # a dependency's job may still run unless its task finished
+            open_ = sorted(d for d in wanted if not finished(run_dir, d))
+            if open_:
+                raise GprpipeError(
+                    f"SLURM does not answer (squeue): gprpipe cannot tell whether job "
+                    f"{wanted[open_[0]]} of task {open_[0]} still runs in {run_dir}, and the "
+                    "tasks to submit would not wait for it; try again when squeue answers."
+                )
+            queue = {}
+        external = {
+            d: e
+            for d, e in wanted.items()
+            if queue.get(e, ("", None))[0] in scheduler.PENDING | scheduler.RUNNING
+        }
     for folder in (run_dir / "slurm", run_dir / "slurm" / "logs"):
         inside(folder, run_dir, "the run's SLURM folder", run_dir=True)
     (run_dir / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
@@ -143,26 +166,6 @@ def _submit(
                         f"{stale}: cannot replace this SLURM log ({exc.strerror}); remove it."
                     ) from None
 
-    # dependencies outside this submission that are still queued (e.g. rerun during a run)
-    submitted = {tid for s in scripts for tid in s.task_ids}
-    outside_deps = {d for t in tasks for d in t.deps if d not in submitted}
-    external: dict[str, str] = {}
-    if outside_deps and not dry_run:
-        latest = elements(run_dir)
-        wanted = {d: f"{latest[d][0]}_{latest[d][1]}" for d in outside_deps if d in latest}
-        queue = scheduler.queue(sorted({e.split("_")[0] for e in wanted.values()}))
-        if queue is None:  # (wanted is not empty) without SLURM's answer no dependency
-            d = sorted(wanted)[0]
-            raise GprpipeError(
-                f"SLURM does not answer (squeue): gprpipe cannot tell whether job {wanted[d]} "
-                f"of task {d} still runs in {run_dir}, and the tasks to submit would not wait "
-                "for it; try again when squeue answers."
-            )
-        external = {
-            d: e
-            for d, e in wanted.items()
-            if queue.get(e, ("", None))[0] in scheduler.PENDING | scheduler.RUNNING
-        }
     by_task = {t.id: t for t in tasks}
 
     def dependency(s: SlurmScript, job_ids: Mapping[str, str]) -> str | None:

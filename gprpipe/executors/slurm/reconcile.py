@@ -18,7 +18,7 @@ from gprpipe.executors.slurm import jobs, scheduler
 from gprpipe.executors.slurm.render import task_log
 from gprpipe.io.atomic import check_within
 from gprpipe.pipeline.state import read_state, unmarkable, write_state
-from gprpipe.pipeline.task import Task
+from gprpipe.pipeline.task import Task, slug_of
 
 
 def reconcile(
@@ -126,14 +126,18 @@ def busy(
     SLURM still lists as running after its done/failed marker was written (its script
     ending, the node's epilogue) is judged by its marker, not refused as a foreign job.
     ``queue`` None (SLURM does not answer): refused while a job of the folder may run, a
-    task's element without a done/failed marker or (``others``) another run's element; a
+    task's element without a done/failed marker or (``others``) another run's such element; a
     second job for a task whose first may still run would write the same outputs."""
     details, _ = reconcile(run_dir, tasks, grace=grace, queue=queue)
     then = f"wait for it or cancel the run's jobs with: {cli_command('cancel', run_dir)}"
     if queue is None:  # SLURM does not answer: a job without a finished marker may still run
         unfinished = [s for s in details.values() if s.job and s.state not in ("done", "failed")]
         mine = {t.id for t in tasks}
-        foreign = [e for tid, e in jobs.elements(run_dir).items() if tid not in mine]
+        foreign = [
+            e
+            for tid, e in jobs.elements(run_dir).items()
+            if tid not in mine and not finished(run_dir, tid)
+        ]
         if unfinished or (others and foreign):
             which = (
                 f"job {unfinished[0].job} of task {unfinished[0].id}"
@@ -161,6 +165,13 @@ def busy(
             f"folder): {then}"
         )
     return ""
+
+
+def finished(run_dir: Path, task_id: str) -> bool:
+    """Whether task ``task_id`` of the run (a task of any config of the folder) has a done
+    or failed marker: its job ended."""
+    point = task_id.partition("/")[0]
+    return read_state(Path(run_dir) / point, slug_of(task_id))[0] in ("done", "failed")
 
 
 def _inside(path: Path | None, run_dir: Path) -> bool:
