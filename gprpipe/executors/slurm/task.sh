@@ -76,15 +76,15 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         why="$why without a done/failed marker"
         if ((code == 143)) || [[ -n ${stopped:-} ]]; then  # SIGTERM: SLURM's (its log holds why)
             last=$(printf '%s' "${slurm_log:-its log}" | tr -d '"\\\n\r')  # into JSON
-            [[ -L $log ]] ||  # (replaced by a link since the task started: not written)
-                echo "gprpipe: SLURM stopped this task (a time limit or scancel;" \
-                    "$last says which)" >>"$log"
+            # (to SLURM's log, not the task's: the task's name may stand for a link or a
+            # FIFO by now, and the failed marker says it too)
+            echo "gprpipe: SLURM stopped this task (a time limit or scancel; $last says which)"
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
             [[ $started = no ]] &&
                 why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
         else
             last=""
-            [[ -L $log ]] ||  # (a link's target is no log of this task)
+            [[ -f $log && ! -L $log ]] &&  # (a link's target or a FIFO is no log of the task)
                 last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
             [[ $last = *[![:space:]]* ]] && why="$why: $last"
         fi
