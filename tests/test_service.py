@@ -378,7 +378,10 @@ def test_an_edited_pid_in_a_lock_record_or_marker_is_no_internal_error(
     run_dir = tmp_path / "run"
     shutil.copytree(shared_quickstart, run_dir, symlinks=True)
     host = socket.gethostname()
-    marker = run_dir / "nominal" / ".state" / "plot.running"
+    state = run_dir / "nominal" / ".state"
+    for done in ("plot.done", "plot.commit"):  # (a done marker stands before a running one)
+        (state / done).unlink()
+    marker = state / "plot.running"
     marker.write_text(json.dumps({"host": host, "pid": pid, "run_pid": pid, "run_host": host}))
     for command in ("status", "summary"):
         code, out, err = cli(command, run_dir)
@@ -458,4 +461,4 @@ def test_cancel_stops_the_slurm_jobs_of_a_run_whose_point_config_changed(
     assert calls.read_text() == f"--name={JOB_NAME_PREFIX}plot 505\n"
     assert "Cancelled SLURM jobs: 505" in out
     assert f"Marked nothing failed there: {config}: " in out
-    assert "(the run's SLURM jobs are cancelled all the same)" in out
+    assert "(its tasks: the run's SLURM jobs are cancelled all the same)" in out

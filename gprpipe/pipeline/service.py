@@ -1440,7 +1440,9 @@ def _cancel(
         tasks, configs = tasks_of_run(info) if info is not None else ([], {})
     except GprpipeError as exc:  # (a point's config changed): its jobs are the run's still
         tasks, configs = [], {}
-        out.unmarked.append(f"{exc} (the run's SLURM jobs are cancelled all the same)")
+        slurm = info is not None and info.data.get("executor") == "slurm"
+        also = "the run's SLURM jobs are cancelled all the same" if slurm else "not marked failed"
+        out.unmarked.append(f"{exc} (its tasks: {also})")
     ex = _run_executor(run_dir, info, configs) if info is not None else None
     deadline = time.monotonic() + timeout
     if stop is not None:
