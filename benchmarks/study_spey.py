@@ -36,8 +36,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 
 
-def spey_matched(model, spey) -> float:
-    """Spey's observed limit with the pre-fit (apriori) Asimov data."""
+def spey_matched(model, spey, alpha: float) -> float:
+    """Spey's observed limit with the pre-fit (apriori) Asimov data, at CL ``1 - alpha``."""
     from spey.hypothesis_testing.upper_limits import find_poi_upper_limit
 
     obs, pre = spey.ExpectationType.observed, spey.ExpectationType.apriori
@@ -48,6 +48,7 @@ def spey_matched(model, spey) -> float:
             model.maximize_asimov_likelihood(expected=pre),
             lambda mu: -model.asimov_likelihood(float(mu), expected=pre),
             expected=obs,
+            confidence_level=1.0 - alpha,
             allow_negative_signal=False,
             low_init=0.9,
             hig_init=1.1,
@@ -83,7 +84,11 @@ def main() -> None:
     if a.spey:
         import spey
     doc = json.loads(path.read_text())
-    print(f"{path}: limits in units of gprpipe's eps2_up (observed, asymptotic CLs)")
+    alpha = float(doc.get("alpha", 0.05))  # every limit below at the export's CL
+    print(
+        f"{path}: limits in units of gprpipe's eps2_up (observed, asymptotic CLs, "
+        f"{100 * (1 - alpha):g}% CL)"
+    )
     head = f"{'m/MeV':>6} {'Z':>6} {'gprpipe@spey':>12} {'postfit':>8} {'muhat_A/sig':>11}"
     if spey:
         head += f" {'spey':>7} {'spey@gprpipe':>12} {'s (Spey)':>8}"
@@ -97,8 +102,8 @@ def main() -> None:
         f = wm.fit(n)
         n_asimov = b + L @ wm.profile(0.0, n)[1]
         fa = wm.fit(n_asimov)
-        postfit = float(AsymptoticCalculator(wm, b_asimov=n_asimov).upper_limit(n))
-        limit = spey_convention_limit(n, b, C, s, alpha=doc["alpha"])
+        postfit = float(AsymptoticCalculator(wm, b_asimov=n_asimov, alpha=alpha).upper_limit(n))
+        limit = spey_convention_limit(n, b, C, s, alpha=alpha)
         line = (
             f"{e['mass_GeV'] * 1e3:6.0f} {f.A_hat / f.sigma_A:+6.2f} "
             f"{limit:12.4f} "
@@ -114,10 +119,11 @@ def main() -> None:
                 signal_yields=s, background_yields=b, data=n, covariance_matrix=C
             )
             t0 = time.process_time()
-            native = model.poi_upper_limit(expected=spey.ExpectationType.observed)
-            line += (
-                f" {native:7.4f} {spey_matched(model, spey):12.4f} {time.process_time() - t0:8.1f}"
+            native = model.poi_upper_limit(
+                expected=spey.ExpectationType.observed, confidence_level=1.0 - alpha
             )
+            matched = spey_matched(model, spey, alpha)
+            line += f" {native:7.4f} {matched:12.4f} {time.process_time() - t0:8.1f}"
             rows[-1][3] = native
         print(line, flush=True)
     if a.plot:

@@ -51,7 +51,7 @@ NUMERICS_VERSION = 34  # 34: frac_Z0_toys(_err) in scan.csv; pull_mean_err, cov_
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 24  # 24: displays labelled (BLINDED); coverage and toy-limit error bars;
+PLOT_VERSION = 24  # 24: displays, combination figures labelled; coverage, toy-limit errors;
 # HEPData units from the schema; a blinded report withholds observed scan.csv; NOT CURRENT
 # 23: combination.csv takes rows whose observed toy limit is unresolved
 # 22: report's chance below the band follows limit.bands (2.5% with toys)

@@ -306,3 +306,22 @@ def test_figures_draw_the_statistical_errors_their_tables_carry():
     fig = brazil_figure(m, np.ones(3) * 2.5, bands, ylabel="y", title="t", obs_err=err * np.nan)
     assert bars(fig.axes[0]) == []  # asymptotic limits: no Monte Carlo error
     plt.close(fig)
+
+
+def test_the_combination_and_reach_figures_carry_the_experiment_label():
+    """A review: the information-fraction, signal-allocation and reach figures had a plain
+    title and no experiment label, which the README says every figure carries."""
+    from gprpipe.plotting.reach import allocation_figure, information_figure, reach_figure
+
+    m, names = np.array([0.03, 0.06]), ["2015", "2016"]
+    two = np.array([[0.4, 0.6], [0.6, 0.4]])
+    figures = [
+        information_figure(m, names, two, two * 5, "HPS 2015 + 2016"),
+        allocation_figure(m, names, two * 100, two * 5, [1e-6, 2e-6], "HPS 2015 + 2016"),
+        reach_figure(m, names, two, two / 2, two[0], two[0] / 2, [1, 2], "HPS 2015 + 2016"),
+    ]
+    for fig in figures:
+        boxes = [box for ax in fig.axes for box in getattr(ax, "_gprpipe_labels", [])]
+        texts = [t.get_text() for b in boxes for t in b.findobj(lambda a: hasattr(a, "get_text"))]
+        assert {"HPS", "Preliminary", "HPS 2015 + 2016"} <= set(texts), texts
+        plt.close(fig)

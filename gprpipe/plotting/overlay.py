@@ -159,4 +159,5 @@ def combined_brazil_figure(
         title=title,
         ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$",
         flagged=flag_mask(a["status"])[ok],
+        obs_err=a["eps2_up_err"][ok] if obs is not None and "eps2_up_err" in a else None,
     )

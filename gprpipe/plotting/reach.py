@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gprpipe.plotting.style import compact
+from gprpipe.plotting.style import compact, label
 
 MEV = 1e3
 
@@ -27,7 +27,7 @@ def information_figure(mass, labels: list[str], fractions, z_need, title: str):
     a2.set_ylabel(r"$Z_d$ for a combined $5\sigma$")
     a2.set_xlabel(r"$m_{A'}$ [MeV]")
     a2.legend(frameon=False, fontsize=9, loc="center right", ncol=len(labels))
-    a1.set_title(title, loc="left")
+    label(a1, title)
     return fig
 
 
@@ -59,7 +59,7 @@ def allocation_figure(masses, labels: list[str], yields, z_need, eps2, title: st
     ax.set_ylim(max(1.0, np.nanmin(np.where(y > 0, y, np.nan)) * 0.3), np.nanmax(y) * 8)
     ax.set_ylabel(r"signal events at the combined $5\sigma$ $\epsilon^2$")
     ax.legend(frameon=False, fontsize=9, loc="upper right")
-    ax.set_title(title, loc="left")
+    label(ax, title)
     return fig
 
 
@@ -80,6 +80,6 @@ def reach_figure(
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(r"expected upper limit on $\epsilon^2$ (median)")
-    ax.set_title(title, fontsize=10, loc="left")
+    label(ax, title)
     ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     return fig
