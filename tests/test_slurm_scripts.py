@@ -60,6 +60,18 @@ def plan(run: Path) -> list[Task]:
     return [load, *fits, fit_merge, limit, limit_merge, inject]
 
 
+def submitted_plan(run: Path, job_id: str) -> list[Task]:
+    """:func:`plan`'s tasks, recorded in the run's jobs.json as submitted in one job."""
+    tasks = plan(run)
+    (run / "slurm").mkdir(parents=True)
+    job = {"job_id": job_id, "tasks": [t.id for t in tasks]}
+    sub = {"kind": "run", "dry_run": False, "jobs": [job]}
+    (run / "slurm" / "jobs.json").write_text(
+        json.dumps({"format": 1, "run_dir": str(run.absolute()), "submissions": [sub]})
+    )
+    return tasks
+
+
 def header(group: str, array: str, log: Path, comment: str, run: Path) -> str:
     return f"""#!/bin/bash
 #SBATCH --job-name=gprpipe-{group}
@@ -514,20 +526,7 @@ def test_a_finished_task_whose_job_slurm_still_lists_does_not_block_a_run(tmp_pa
     from gprpipe.executors.slurm.reconcile import busy
 
     run = tmp_path / "run"
-    tasks = plan(run)
-    ids = [t.id for t in tasks]
-    (run / "slurm").mkdir(parents=True)
-    (run / "slurm" / "jobs.json").write_text(
-        json.dumps(
-            {
-                "format": 1,
-                "run_dir": str(run.absolute()),
-                "submissions": [
-                    {"kind": "run", "dry_run": False, "jobs": [{"job_id": "2106", "tasks": ids}]}
-                ],
-            }
-        )
-    )
+    tasks = submitted_plan(run, "2106")
     for t in tasks:
         write_state(t.point_dir, t.slug, "done")
     finished = {f"2106_{i}": ("COMPLETED", 1.0) for i in range(len(tasks))}
@@ -562,20 +561,7 @@ def test_a_folder_whose_jobs_slurm_cannot_answer_for_is_not_run_again(
     from gprpipe.executors.slurm.reconcile import busy
 
     run = tmp_path / "run"
-    tasks = plan(run)
-    ids = [t.id for t in tasks]
-    (run / "slurm").mkdir(parents=True)
-    (run / "slurm" / "jobs.json").write_text(
-        json.dumps(
-            {
-                "format": 1,
-                "run_dir": str(run.absolute()),
-                "submissions": [
-                    {"kind": "run", "dry_run": False, "jobs": [{"job_id": "505", "tasks": ids}]}
-                ],
-            }
-        )
-    )
+    tasks = submitted_plan(run, "505")
     for t in tasks[:-1]:
         write_state(t.point_dir, t.slug, "done")
     write_state(tasks[-1].point_dir, tasks[-1].slug, "running")
