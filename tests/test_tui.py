@@ -427,6 +427,34 @@ async def test_form_edits_the_same_file(tmp_path):
 
 
 @sync
+async def test_a_value_typed_in_a_form_field_is_what_save_and_launch_take(tmp_path):
+    """A review: a value typed into a Form field was applied only on Enter or on leaving
+    the field, so ctrl+s saved, and ctrl+r launched, the value before it (the Form then
+    showed the typed one), and quit lost it without asking."""
+    from conftest import quickstart_child
+
+    cfg = quickstart_child(tmp_path / "q.toml")
+    app = _app(tmp_path, cfg)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f3")
+        await _settle(pilot)
+        blind = app.query_one("#f-fit--blind_nsigma", Input)
+        blind.focus()
+        blind.value = "2.5"  # typed, no Enter
+        await pilot.press("ctrl+s")
+        await _settle(pilot)
+        assert "[fit]\nblind_nsigma = 2.5" in cfg.read_text()
+        blind.value = "2.6"
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        assert not (tmp_path / "run").exists()  # asked for a save: the file has 2.5
+        said = [n.message for n in app._notifications]
+        assert "Save the config first (ctrl+s): the run reads the file." in said, said
+        assert app.modified and "blind_nsigma = 2.6" in app.query_one("#editor", TextArea).text
+
+
+@sync
 async def test_a_form_field_the_grid_varies_shows_the_grids_values_and_is_not_written(tmp_path):
     """A key the grid varies showed one value "from this file", and an edit to it wrote
     a `[fit] blind_nsigma = 2.5` that the grid overrides, silently (a review). Its field

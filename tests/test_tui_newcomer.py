@@ -355,6 +355,22 @@ async def test_form_dataset_keys_and_save_as_names_follow_the_config(tmp_path, m
         form._add_dataset("a+b = hps2016")
         await _settle(pilot)
         assert '[datasets."a+b"]\ncard = "hps2016"' in app.query_one("#editor", TextArea).text
+        # a key that is there already: refused, its card unchanged (a review: "adding"
+        # demo = hps2016 rewrote the existing dataset's card, and a disabled dataset's
+        # enabled = false to true, without a word)
+        before = app.query_one("#editor", TextArea).text
+        for raw in ("demo = hps2016", "demo", "a+b = hps2021"):
+            form._add_dataset(raw)
+            await _settle(pilot)
+            assert app.query_one("#editor", TextArea).text == before, raw
+        said = [n.message for n in app._notifications]
+        assert "datasets.demo is there already: change its fields above (a new dataset " in (
+            " ".join(said)
+        )
+        # a card name with a quote stays one TOML string
+        form._add_dataset('c2 = hps"2016')
+        await _settle(pilot)
+        assert '[datasets.c2]\ncard = "hps\\"2016"' in app.query_one("#editor", TextArea).text
         await _save_as(app, pilot, "v1.2")
         if isinstance(app.screen, ConfirmDialog):  # (the run-directory question)
             await pilot.press("n")

@@ -475,7 +475,15 @@ class GprpipeApp(App[None]):
 
         self.call_after_refresh(focus)
 
+    def apply_pending(self) -> None:
+        """Apply a value typed into a Form field and not applied yet (on Enter or on
+        leaving the field): a save, a launch or a quit acts on it, not on the value before."""
+        change = self.query_one(FormPane).pending_edit()
+        if change is not None:
+            self.edit_text(change)
+
     def action_save(self) -> None:
+        self.apply_pending()
         if self.path is None or (self.saved_text is None and not self.path.exists()):
             self.action_save_as()
             return
@@ -503,6 +511,7 @@ class GprpipeApp(App[None]):
         self._write(target)
 
     def action_save_as(self) -> None:
+        self.apply_pending()
         if self.path is None and not self.modified:
             self.notify("Nothing to save: open a config first.", severity="warning")
             return
@@ -626,6 +635,7 @@ class GprpipeApp(App[None]):
     async def action_quit(self) -> None:
         """Quit; ask first when the edited config has unsaved changes (they would be
         lost) or a run started here is still going (it keeps running)."""
+        self.apply_pending()
         launch = self.query_one(RunPane).launch
         worries = []
         if self.modified:
@@ -645,6 +655,7 @@ class GprpipeApp(App[None]):
         )
 
     def action_launch(self) -> None:
+        self.apply_pending()  # (then modified: the launch asks for a save)
         if self._checking or self._check_timer is not None:  # launch on the latest check
             self._launch_when_checked = True
             if self._check_timer is not None:

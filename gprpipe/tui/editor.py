@@ -9,8 +9,10 @@ the text; the form's field kinds and choices come from the config schema.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -425,11 +427,18 @@ class FormPane(Widget):
             self._filling = False
 
     def _apply(self, f: FormField, raw: str) -> None:
+        change = self._change_for(f, raw)
+        if change is not None:
+            self.post_message(EditText(change))
+
+    def _change_for(self, f: FormField, raw: str) -> Callable[[str], str] | None:
+        """The edit that sets field ``f`` to ``raw`` (None: nothing to change, or refused
+        with a notice)."""
         check = self._check
         if check is None or self._filling:
-            return
+            return None
         if raw.strip() == field_text(check, f):
-            return
+            return None
         if check.varied(f.key) is not None:  # a value in the file would have no effect
             self.notify(
                 f'{f.key} is varied by the grid ([grid] "{f.key}"): change its values '
@@ -437,19 +446,24 @@ class FormPane(Widget):
                 severity="warning",
             )
             self._fill()
-            return
+            return None
         try:
             lit = to_literal(f, raw)
         except (ValueError, RecursionError, tomllib.TOMLDecodeError) as exc:
             self.notify(str(exc), severity="error")
-            return
-        self.post_message(
-            EditText(
-                lambda text: (
-                    remove_key(text, f.parts) if lit is None else set_key(text, f.parts, lit)
-                )
-            )
+            return None
+        return lambda text: (
+            remove_key(text, f.parts) if lit is None else set_key(text, f.parts, lit)
         )
+
+    def pending_edit(self) -> Callable[[str], str] | None:
+        """The edit of a value typed into the focused field and not applied yet (it is
+        applied on Enter or on leaving the field): the app applies it before it saves,
+        launches or quits, which would otherwise act on the value before it (a review)."""
+        focused = self.screen.focused
+        if not isinstance(focused, Input) or (f := self.fields.get(focused.id or "")) is None:
+            return None
+        return self._change_for(f, focused.value)
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -491,8 +505,16 @@ class FormPane(Widget):
                 severity="error",
             )
             return
-        if card:
-            parts, lit = ["datasets", key, "card"], f'"{card}"'
+        datasets = self._check.merged.get("datasets") if self._check is not None else None
+        if isinstance(datasets, dict) and key in datasets:  # (it set its card or enabled)
+            self.notify(
+                f"datasets.{key} is there already: change its fields above (a new dataset "
+                "needs a new key).",
+                severity="error",
+            )
+            return
+        if card:  # (a TOML string whatever the name holds: the edit stays valid TOML)
+            parts, lit = ["datasets", key, "card"], json.dumps(card, ensure_ascii=False)
         else:
             parts, lit = ["datasets", key, "enabled"], "true"
         self.post_message(EditText(lambda text: set_key(text, parts, lit)))
