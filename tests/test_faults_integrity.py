@@ -1935,3 +1935,22 @@ def test_the_index_keeps_its_banner_while_any_point_is_not_current(tmp_path: Pat
     }
     assert sorted(banners.values()) == [False, True], banners
     assert 'id="not-current"' in (run / "index.html").read_text()
+
+
+def test_text_outputs_are_utf8_whatever_the_locale(tmp_path: Path):
+    """A review: a save from the TUI under a non-UTF-8 locale (LC_ALL=C) died with
+    UnicodeEncodeError on a comment holding "ε²": written text now is UTF-8, as configs
+    are read."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "c.toml"
+    code = (
+        "import sys; from gprpipe.io.atomic import atomic_write_text; "
+        "atomic_write_text(sys.argv[1], '# \\u03b5\\u00b2 limits\\n')"
+    )
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+           "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "ascii"}  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code, str(target)], env=env, capture_output=True)
+    assert res.returncode == 0, res.stderr.decode()
+    assert target.read_bytes() == "# ε² limits\n".encode()

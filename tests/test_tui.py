@@ -455,6 +455,26 @@ async def test_a_value_typed_in_a_form_field_is_what_save_and_launch_take(tmp_pa
 
 
 @sync
+async def test_a_shipped_template_is_not_saved_over(tmp_path):
+    """A review: the TUI opened a shipped template (Browse lists them) and ctrl+s saved an
+    edit into it, which changed every config that inherits it by name without a word."""
+    from gprpipe.config.loader import shipped_dir
+
+    template = shipped_dir("templates") / "hps2015.toml"
+    before = template.read_bytes()
+    app = _app(tmp_path, template)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        editor = app.query_one("#editor", TextArea)
+        editor.load_text(editor.text + "# an edit\n")
+        await pilot.press("ctrl+s")
+        await _settle(pilot)
+        assert template.read_bytes() == before
+        said = " ".join(n.message for n in app._notifications)
+        assert "is shipped with gprpipe, and every config that inherits it by name" in said
+
+
+@sync
 async def test_a_form_field_the_grid_varies_shows_the_grids_values_and_is_not_written(tmp_path):
     """A key the grid varies showed one value "from this file", and an edit to it wrote
     a `[fit] blind_nsigma = 2.5` that the grid overrides, silently (a review). Its field

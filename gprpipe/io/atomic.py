@@ -109,8 +109,9 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
 
 
 def atomic_write_text(target: Path | str, text: str) -> None:
+    """Write ``text`` (UTF-8, whatever the locale) to ``target`` atomically."""
     with atomic_path(target) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_bytes(target: Path | str, data: bytes) -> None:

@@ -31,7 +31,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea, Tree
 
-from gprpipe.config.loader import read_config_text
+from gprpipe.config.loader import read_config_text, shipped_dir
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_path
 from gprpipe.pipeline import service
@@ -610,13 +610,23 @@ class GprpipeApp(App[None]):
         file size limit) leaves the file as it was. A link is written through, and the
         file keeps its permissions."""
         text = self.editor.text
+        real = Path(os.path.realpath(target))
+        shipped = [shipped_dir(kind).resolve() for kind in ("templates", "cards")]
+        if any(folder in real.parents for folder in shipped):
+            self.notify(
+                f"{show_path(target)} is shipped with gprpipe, and every config that "
+                "inherits it by name reads it: save the changes as a config of your own "
+                "(Save as, ctrl+o), or start one from it (Browse, F1: n).",
+                severity="error",
+                timeout=10,
+            )
+            return
         try:
-            real = Path(os.path.realpath(target))
             mode = stat.S_IMODE(real.stat().st_mode) if real.is_file() else None
             if mode is not None and not os.access(real, os.W_OK):  # a rename would not ask
                 raise PermissionError(errno.EACCES, "Permission denied")
             with atomic_path(real) as tmp:
-                tmp.write_text(text)
+                tmp.write_text(text, encoding="utf-8")  # (as configs are read)
                 if mode is not None:
                     tmp.chmod(mode)
         except OSError as exc:
