@@ -375,6 +375,25 @@ async def test_changing_the_grid_changes_the_point_count(tmp_path):
         assert "6 points × 6 tasks = 36 tasks" in _static(app, "#grid-summary")
 
 
+def test_the_grid_tab_reads_a_typed_axis_as_toml_first():
+    """A review: the Grid tab's "vary a key" split at every comma, so a label holding one
+    became two values ("HPS, 2015" -> "HPS", "2015": 3 points for 2) and a list-valued key
+    ([0.02, 0.1], [0.03, 0.13]) came out as strings."""
+    import tomllib
+
+    from gprpipe.tui.grid import grid_values_literal
+
+    for typed, values in (
+        ('"HPS, 2015", "HPS 2016"', ["HPS, 2015", "HPS 2016"]),
+        ("[0.02, 0.1], [0.03, 0.13]", [[0.02, 0.1], [0.03, 0.13]]),
+        ("0, 1, 2", [0, 1, 2]),
+        ("[0, 1, 2]", [0, 1, 2]),
+        ("toys, asymptotic", ["toys", "asymptotic"]),  # bare words: strings, as before
+        ("1.64", [1.64]),
+    ):
+        assert tomllib.loads(f"v = {grid_values_literal(typed)}")["v"] == values, typed
+
+
 def test_the_grid_tab_counts_tasks_per_point_when_points_differ(tmp_path):
     """Points of other chunk sizes have other task counts: the Grid tab said "2 points x
     5 tasks = 10 tasks" and "per point 8, all points 10" from the first point alone (a

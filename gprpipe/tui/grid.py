@@ -31,6 +31,21 @@ def _token(raw: str) -> str:
     return raw
 
 
+def grid_values_literal(values: str) -> str:
+    """The TOML array of a grid axis typed as ``v1, v2, ...``: as TOML when it reads as
+    one (``"HPS, 2015", "HPS 2016"``, ``[0.02, 0.1], [0.03, 0.13]``, ``[0, 1, 2]``), else
+    split at commas, each value as written if TOML, else a string (``toys, asymptotic``).
+    Split at every comma, a quoted comma or a list-valued key came out as more values."""
+    for text in (values, f"[{values}]"):
+        try:
+            if isinstance(tomllib.loads(f"v = {text}")["v"], list):
+                return text
+        except (tomllib.TOMLDecodeError, RecursionError):
+            continue
+    inner = values.strip("[] ")
+    return "[" + ", ".join(_token(v) for v in inner.split(",") if v.strip()) + "]"
+
+
 class GridPane(Widget):
     """The grid of the edited config and its plan (``show_check`` down, ``EditText`` up)."""
 
@@ -80,7 +95,6 @@ class GridPane(Widget):
         if not sep or not key or not values:
             self.notify("Write: dotted.key = v1, v2, ...", severity="error")
             return
-        inner = values.strip("[] ")
-        lit = "[" + ", ".join(_token(v) for v in inner.split(",") if v.strip()) + "]"
+        lit = grid_values_literal(values)
         self.post_message(EditText(lambda text: set_key(text, ["grid", key], lit)))
         event.input.value = ""
