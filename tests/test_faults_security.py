@@ -327,6 +327,16 @@ def test_a_folder_of_other_files_is_no_run_folder(cli, tmp_path: Path):
             and err.strip()
             == (f"error: --set base.output: {path} is a file, not a folder for the run.")
         )
+    # a folder below a file: validate said "valid" and the run "Not a directory" (a review)
+    below = mine / "index.html" / "run"
+    for cmd in ("validate", "run"):
+        code, out, err = cli(cmd, QUICKSTART, "--set", f"base.output={below}")
+        assert (code, out, err.strip()) == (
+            1,
+            "",
+            f"error: --set base.output: {mine / 'index.html'} is a file: no folder for the "
+            f"run ({below}) can be made in it.",
+        ), cmd
     # what a run leaves before its run.json is written is the run's own: the TUI's launch
     # files, the lock, a temporary run.json, point folders (their config.toml)
     begun = tmp_path / "begun"

@@ -819,6 +819,11 @@ def refuse_foreign_folder(run_dir: Path, where: str) -> None:
     point folders) are fine; a file (``/dev/null``) is no folder, said by validate too."""
     if run_dir.exists() and not run_dir.is_dir():
         raise GprpipeError(f"{where}: {run_dir} is a file, not a folder for the run.")
+    above = next((p for p in Path(os.path.abspath(run_dir)).parents if p.exists()), None)
+    if not run_dir.exists() and above is not None and not above.is_dir():
+        raise GprpipeError(  # (the run said "Not a directory" when it made the folder)
+            f"{where}: {above} is a file: no folder for the run ({run_dir}) can be made in it."
+        )
     if not run_dir.is_dir() or (run_dir / RUN_JSON).exists():
         return
     import re
