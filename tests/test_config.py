@@ -297,6 +297,14 @@ def test_values_without_meaning_are_refused_before_the_run(cli):
     )
     _, points = load_points(QUICKSTART, ['grid={"fit.blind_nsigma" = [1.64, 1.96]}'])
     assert [p.config.fit.blind_nsigma for p in points] == [1.64, 1.96]
+    # a quoted part before further parts, and a value that is no TOML: the suggestion
+    # nests one table per part and quotes the value, and it works (a review: it joined
+    # the parts into one key, "demo.label", and left x bare)
+    (msg,) = errors_of(QUICKSTART, ('datasets."demo".label=x',))
+    said = "set its table instead: --set 'datasets={demo = {label = \"x\"}}'."
+    assert msg.endswith(said), msg
+    point = only_point(QUICKSTART, ('datasets={demo = {label = "x"}}',))
+    assert point.config.datasets["demo"].label == "x"
 
 
 def test_a_key_set_twice_is_named(tmp_path: Path):

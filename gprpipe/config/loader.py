@@ -22,7 +22,7 @@ from typing import Any
 
 from gprpipe.config.issues import Issue, Loc, name_hint
 from gprpipe.errors import ConfigError, GprpipeError, resolved
-from gprpipe.io.toml_write import split_key
+from gprpipe.io.toml_write import split_key, toml_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -459,12 +459,19 @@ def _template_issue(file: Path, positions: Mapping[str, tuple[int, int]], messag
 
 def _table_form(key: str, value: str) -> str:
     """``grid={"fit.blind_nsigma" = VALUE}`` for the key ``grid."fit.blind_nsigma"``: the
-    table before the first quoted part, the rest as one quoted key inside it."""
+    table before the first quoted part, the rest as nested inline tables, one per part (a
+    quoted part one key, dots and all: ``datasets."demo".label`` gives
+    ``datasets={"demo" = {label = VALUE}}``); a VALUE that is no TOML becomes a string."""
     i = min(key.find(q) for q in "\"'" if q in key)
     table, rest = key[:i].rstrip(". "), key[i:]
-    parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^."\'\s]+', rest)
-    pair = f"{json.dumps('.'.join(p.strip(chr(34) + chr(39)) for p in parts))} = {value}"
-    return f"{table}={{{pair}}}" if table else pair
+    parts = [p.strip("\"'") for p in re.findall(r'"[^"]*"|\'[^\']*\'|[^."\'\s]+', rest)]
+    try:
+        tomllib.loads(f"v = {value}")
+    except tomllib.TOMLDecodeError:
+        value = json.dumps(value, ensure_ascii=False)
+    for part in reversed(parts):
+        value = f"{{{toml_key(part)} = {value}}}"
+    return f"{table}={value}" if table else value[1:-1].strip()
 
 
 def parse_override(item: str) -> tuple[str, Any]:
