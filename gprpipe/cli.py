@@ -119,7 +119,9 @@ def init(
 
     path = write_init(name, template, Path.cwd(), data=data or (), force=force)
     first = (
-        f"set each dataset's path in {path.name}, then " if PLACEHOLDER in path.read_text() else ""
+        f"set each dataset's path in {path.name}, then "
+        if PLACEHOLDER in path.read_text(encoding="utf-8")
+        else ""
     )
     console.print(
         f"wrote {path.name} (inherits the shipped template {template!r}). "

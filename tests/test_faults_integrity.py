@@ -1938,19 +1938,32 @@ def test_the_index_keeps_its_banner_while_any_point_is_not_current(tmp_path: Pat
 
 
 def test_text_outputs_are_utf8_whatever_the_locale(tmp_path: Path):
-    """A review: a save from the TUI under a non-UTF-8 locale (LC_ALL=C) died with
-    UnicodeEncodeError on a comment holding "ε²": written text now is UTF-8, as configs
-    are read."""
+    """A review: under a locale whose encoding is not UTF-8 (here C with PYTHONUTF8=0,
+    which Python reads as ASCII) a save from the TUI died with UnicodeEncodeError on a
+    comment holding "ε²", and a second run of a config whose label held one died reading
+    the point's config.toml the first had written. Text is written and read as UTF-8."""
     import subprocess
     import sys
 
+    from conftest import QUICKSTART
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+           "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "ascii:replace"}  # fmt: skip
     target = tmp_path / "c.toml"
     code = (
         "import sys; from gprpipe.io.atomic import atomic_write_text; "
         "atomic_write_text(sys.argv[1], '# \\u03b5\\u00b2 limits\\n')"
     )
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
-           "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "ascii"}  # fmt: skip
     res = subprocess.run([sys.executable, "-c", code, str(target)], env=env, capture_output=True)
     assert res.returncode == 0, res.stderr.decode()
     assert target.read_bytes() == "# ε² limits\n".encode()
+    config = tmp_path / "label.toml"  # (a config file: an ASCII locale's argv cannot say ε)
+    config.write_text(
+        f'[base]\ntemplate = "{QUICKSTART}"\n[datasets.demo]\nlabel = "ε² demo"\n',
+        encoding="utf-8",
+    )
+    args = [sys.executable, "-m", "gprpipe", "run", str(config), "--steps", "load"]
+    args += ["--set", f"base.output={tmp_path / 'run'}"]
+    for _ in range(2):  # the second reads the point config.toml the first wrote
+        res = subprocess.run(args, env=env, capture_output=True)
+        assert res.returncode == 0, res.stderr.decode(errors="replace")

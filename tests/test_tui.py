@@ -23,6 +23,7 @@ from gprpipe.tui.model import check_text
 from gprpipe.tui.run import RunPane
 from gprpipe.tui.textplot import Band, Line, braille_plot
 from gprpipe.tui.tomledit import TomlEditError, remove_key, set_key
+from gprpipe.tui.widgets import ConfirmDialog
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "user_configs" / "quickstart.toml"
@@ -471,6 +472,26 @@ async def test_a_value_typed_in_a_form_field_is_what_save_and_launch_take(tmp_pa
         said = [n.message for n in app._notifications]
         assert "Save the config first (ctrl+s): the run reads the file." in said, said
         assert app.modified and "blind_nsigma = 2.6" in app.query_one("#editor", TextArea).text
+        await pilot.press("ctrl+s")
+        await _settle(pilot)
+        # a value the Form refuses stops the action (it launched the saved value)
+        blind.value = "2.5x"
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        assert not (tmp_path / "run").exists() and not app.modified
+        await pilot.press("ctrl+q")
+        await _settle(pilot)
+        assert app.is_running  # (quit stopped too: the typed value is still there)
+        # an axis typed in the Grid tab and not added yet: saved with the config
+        blind.value = "2.6"
+        await pilot.press("f4")
+        await _settle(pilot)
+        vary = app.query_one("#grid-vary", Input)
+        vary.focus()
+        vary.value = "fit.n_restarts = 0, 1"
+        await pilot.press("ctrl+s")
+        await _settle(pilot)
+        assert '"fit.n_restarts" = [0, 1]' in cfg.read_text() and vary.value == ""
 
 
 @sync
@@ -489,6 +510,24 @@ async def test_a_shipped_template_is_not_saved_over(tmp_path):
         await pilot.press("ctrl+s")
         await _settle(pilot)
         assert template.read_bytes() == before
+        said = " ".join(n.message for n in app._notifications)
+        assert "is shipped with gprpipe, and every config that inherits it by name" in said
+    # Save as of a config of one's own onto it: refused before any question (it asked
+    # whether to overwrite and to rename base.name, changed the config, then refused)
+    from conftest import quickstart_child
+
+    app = _app(tmp_path, quickstart_child(tmp_path / "mine.toml"))
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        text = app.query_one("#editor", TextArea).text
+        await pilot.press("ctrl+o")
+        await _settle(pilot)
+        app.screen.query_one("#path-input", Input).value = str(template)
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert not isinstance(app.screen, ConfirmDialog)
+        assert template.read_bytes() == before
+        assert app.query_one("#editor", TextArea).text == text
         said = " ".join(n.message for n in app._notifications)
         assert "is shipped with gprpipe, and every config that inherits it by name" in said
 

@@ -467,7 +467,7 @@ def _table_form(key: str, value: str) -> str:
     parts = [p.strip("\"'") for p in re.findall(r'"[^"]*"|\'[^\']*\'|[^."\'\s]+', rest)]
     try:
         tomllib.loads(f"v = {value}")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = json.dumps(value, ensure_ascii=False)
     for part in reversed(parts):
         value = f"{{{toml_key(part)} = {value}}}"

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 def tail(path: Path, n: int = 8) -> str:
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
     return "\n".join(lines[-n:])

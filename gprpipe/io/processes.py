@@ -38,7 +38,7 @@ def identity(pid: int) -> str | None:
     or after a reboot): this boot's id and the process's start time; None without
     ``/proc``."""
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()
         fields = Path(f"/proc/{int(pid)}/stat").read_bytes().rpartition(b")")[2].split()
     except (OSError, ValueError):
         return None

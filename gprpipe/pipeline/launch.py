@@ -91,7 +91,7 @@ class Launch:
         if self.output is not None:
             return self.output
         try:
-            return self.log.read_text(errors="replace")
+            return self.log.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
 
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args: list[str], out: TextIO) -> int:
     observer = TextObserver(out)
     try:
-        spec = json.loads(Path(args[0]).read_text())
+        spec = json.loads(Path(args[0]).read_text(encoding="utf-8"))
         _prestart_workers(spec)
         result: service.RunResult | None
         if spec["kind"] == "run":

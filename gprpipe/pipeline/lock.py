@@ -41,7 +41,7 @@ def holder(run_dir: Path) -> dict[str, Any]:
     if path.is_symlink():  # not gprpipe's (run_lock replaces it)
         return {}
     try:
-        info = json.loads(path.read_text() or "{}")
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
@@ -61,7 +61,7 @@ def flock_holders(run_dir: Path) -> set[int] | None:
     its holder wrote, and anyone who can write the run folder can change it."""
     try:
         st = os.stat(Path(run_dir) / LOCK_NAME, follow_symlinks=False)
-        lines = Path("/proc/locks").read_text().splitlines()
+        lines = Path("/proc/locks").read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
     want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
@@ -219,7 +219,7 @@ def cancel_requested(run_dir: Path) -> bool:
     if path.is_symlink():
         return False
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(path.read_text(encoding="utf-8"))
         pid = as_pid(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return False

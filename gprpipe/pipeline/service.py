@@ -420,7 +420,7 @@ def unused_settings(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     idle = _idle_grid_axes(loaded, points)
     origin = loaded.origin("fit.ls_hi_factor")
     defaults = shipped_dir("templates") / "defaults.toml"
-    default = tomllib.loads(defaults.read_text())["fit"]["ls_hi_factor"]
+    default = tomllib.loads(defaults.read_text(encoding="utf-8"))["fit"]["ls_hi_factor"]
     if origin is None or all(p.config.fit.ls_hi_factor == default for p in points):
         return idle
     names = sorted(

@@ -79,7 +79,7 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
         path = Layout(point_dir(run_dir, point)).config
         text = point_config_text(point)
         remove_stale_temps(path)  # a run killed while writing it left its temporary file
-        if not path.exists() or path.read_text() != text:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)
 
 
@@ -283,7 +283,7 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
             raise GprpipeError(f"{run_dir}: a point folder; give its run folder {parent}.")
         raise GprpipeError(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as exc:
         raise GprpipeError(f"{path}: unreadable ({exc}).") from None
     wrong = _run_json_errors(data)

@@ -545,7 +545,7 @@ def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows (column -> text) of a results CSV (``scan.csv``, ``inject.csv``);
     a GprpipeError naming the file when it is not text CSV (damaged)."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             rows = list(reader)
             return list(reader.fieldnames or []), rows
@@ -556,7 +556,7 @@ def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 def csv_header(path: Path) -> list[str]:
     """The column names of a results CSV, without reading its rows."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             return next(csv.reader(f), [])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise _not_csv(path, exc) from exc
@@ -575,7 +575,9 @@ def plot_manifest_drawn(point_dir: Path) -> set[str] | None:
     """The names of the step outputs the point's last plot task drew (its manifest's
     ``drawn``), or None when the manifest does not say (unreadable, or written before)."""
     try:
-        drawn = json.loads((Path(point_dir) / "plots" / "manifest.json").read_text())["drawn"]
+        drawn = json.loads(
+            (Path(point_dir) / "plots" / "manifest.json").read_text(encoding="utf-8")
+        )["drawn"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(drawn, list) or not all(isinstance(f, str) for f in drawn):
@@ -587,7 +589,9 @@ def plot_manifest_files(point_dir: Path) -> list[Path] | None:
     """The files the point's last plot task wrote (``plots/manifest.json``), or None when
     there is no readable manifest."""
     try:
-        files = json.loads((Path(point_dir) / "plots" / "manifest.json").read_text())["files"]
+        files = json.loads(
+            (Path(point_dir) / "plots" / "manifest.json").read_text(encoding="utf-8")
+        )["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):

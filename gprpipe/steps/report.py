@@ -181,7 +181,7 @@ def _tables(
         if path in made and not (_intact(path) and output_of(path, cfg, made)):
             other.append(path.name)  # damaged, or of other settings (the plot's own: current)
             continue
-        with open(path, newline="", errors="replace") as f:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
             rows = max(sum(1 for _ in csv.reader(f)) - 1, 0)
         out.append({"name": path.name, "rows": rows, "doc": TABLE_DOCS[path.name]})
     return out, other
@@ -318,7 +318,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "rows": rows,
         **dict(zip(("tables", "tables_not_current"), _tables(point_dir, cfg, made, stale))),
         "exports": _exports(point_dir),
-        "config_text": config_path.read_text() if config_path.exists() else "",
+        "config_text": config_path.read_text(encoding="utf-8") if config_path.exists() else "",
         "versions": info.get("versions", {}),
         "blinding": info.get("blinding", {}),
         "command": _command(info.get("command")),
@@ -583,7 +583,7 @@ def mark_not_current(run_dir: Path) -> list[Path]:
     rewritten: list[Path] = []
     banner = "<body>\n" + NOT_CURRENT
     for page, folders, current in pages:
-        text = page.read_text() if page.is_file() and not page.is_symlink() else ""
+        text = page.read_text(encoding="utf-8") if page.is_file() and not page.is_symlink() else ""
         recorded = as_recorded(page)
         if "<body>" not in text or (recorded is not None and not recorded[0]):
             continue  # no page, or one edited by hand: left as it is

@@ -475,15 +475,19 @@ class GprpipeApp(App[None]):
 
         self.call_after_refresh(focus)
 
-    def apply_pending(self) -> None:
-        """Apply a value typed into a Form field and not applied yet (on Enter or on
-        leaving the field): a save, a launch or a quit acts on it, not on the value before."""
-        change = self.query_one(FormPane).pending_edit()
-        if change is not None:
-            self.edit_text(change)
+    def apply_pending(self) -> bool:
+        """Apply a value typed into a Form or Grid field and not applied yet (on Enter or
+        on leaving the field): a save, a launch or a quit acts on it, not on the value
+        before. False (the action stops) when it is refused: the notice says why."""
+        for pane in (self.query_one(FormPane), self.query_one(GridPane)):
+            ok, change = pane.pending_edit()
+            if not ok or (change is not None and not self.edit_text(change)):
+                return False
+        return True
 
     def action_save(self) -> None:
-        self.apply_pending()
+        if not self.apply_pending() or (self.path is not None and self._refuse_shipped(self.path)):
+            return
         if self.path is None or (self.saved_text is None and not self.path.exists()):
             self.action_save_as()
             return
@@ -511,7 +515,8 @@ class GprpipeApp(App[None]):
         self._write(target)
 
     def action_save_as(self) -> None:
-        self.apply_pending()
+        if not self.apply_pending():
+            return
         if self.path is None and not self.modified:
             self.notify("Nothing to save: open a config first.", severity="warning")
             return
@@ -522,6 +527,8 @@ class GprpipeApp(App[None]):
             target = Path(value).expanduser()
             if target.suffix != ".toml":
                 target = target.with_name(target.name + ".toml")  # v1.2 -> v1.2.toml
+            if self._refuse_shipped(target):  # (before any question about it)
+                return
             if target.exists() and (self.path is None or target.resolve() != self.path.resolve()):
 
                 def overwrite(ok: bool | None) -> None:
@@ -605,21 +612,29 @@ class GprpipeApp(App[None]):
         new = self._output_of(text, target)
         return new if new is not None and new == original else None
 
+    def _refuse_shipped(self, target: Path) -> bool:
+        """Whether ``target`` is a shipped template or card (said in a notice): a save
+        there would change every config that inherits it by name."""
+        real = Path(os.path.realpath(target))
+        shipped = [shipped_dir(kind).resolve() for kind in ("templates", "cards")]
+        if not any(folder in real.parents for folder in shipped):
+            return False
+        self.notify(
+            f"{show_path(target)} is shipped with gprpipe, and every config that inherits "
+            "it by name reads it: save the changes as a config of your own (Save as, "
+            "ctrl+o, to another file), or start one from it (Browse, F1: n).",
+            severity="error",
+            timeout=10,
+        )
+        return True
+
     def _write(self, target: Path) -> None:
         """Save the editor's text to ``target`` atomically: a failed write (disk full, a
         file size limit) leaves the file as it was. A link is written through, and the
         file keeps its permissions."""
         text = self.editor.text
         real = Path(os.path.realpath(target))
-        shipped = [shipped_dir(kind).resolve() for kind in ("templates", "cards")]
-        if any(folder in real.parents for folder in shipped):
-            self.notify(
-                f"{show_path(target)} is shipped with gprpipe, and every config that "
-                "inherits it by name reads it: save the changes as a config of your own "
-                "(Save as, ctrl+o), or start one from it (Browse, F1: n).",
-                severity="error",
-                timeout=10,
-            )
+        if self._refuse_shipped(target):
             return
         try:
             mode = stat.S_IMODE(real.stat().st_mode) if real.is_file() else None
@@ -645,7 +660,8 @@ class GprpipeApp(App[None]):
     async def action_quit(self) -> None:
         """Quit; ask first when the edited config has unsaved changes (they would be
         lost) or a run started here is still going (it keeps running)."""
-        self.apply_pending()
+        if not self.apply_pending():
+            return
         launch = self.query_one(RunPane).launch
         worries = []
         if self.modified:
@@ -665,7 +681,8 @@ class GprpipeApp(App[None]):
         )
 
     def action_launch(self) -> None:
-        self.apply_pending()  # (then modified: the launch asks for a save)
+        if not self.apply_pending():  # (applied: modified, so the launch asks for a save)
+            return
         if self._checking or self._check_timer is not None:  # launch on the latest check
             self._launch_when_checked = True
             if self._check_timer is not None:

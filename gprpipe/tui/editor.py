@@ -456,14 +456,28 @@ class FormPane(Widget):
             remove_key(text, f.parts) if lit is None else set_key(text, f.parts, lit)
         )
 
-    def pending_edit(self) -> Callable[[str], str] | None:
-        """The edit of a value typed into the focused field and not applied yet (it is
-        applied on Enter or on leaving the field): the app applies it before it saves,
-        launches or quits, which would otherwise act on the value before it (a review)."""
+    def pending_edit(self) -> tuple[bool, Callable[[str], str] | None]:
+        """(False when a value typed into the focused field is refused, with a notice; the
+        edit of one not applied yet, or None). A value is applied on Enter or on leaving
+        the field: the app applies it before it saves, launches or quits, which would
+        otherwise act on the value before it, and stops on a refused one (a review)."""
         focused = self.screen.focused
-        if not isinstance(focused, Input) or (f := self.fields.get(focused.id or "")) is None:
-            return None
-        return self._change_for(f, focused.value)
+        if not isinstance(focused, Input):
+            return True, None
+        if focused.id == "f-add-dataset":
+            if not focused.value.strip():
+                return True, None
+            self.notify(
+                "A dataset is typed under Add a dataset and not added: press Enter to add "
+                "it, or clear the field.",
+                severity="warning",
+            )
+            return False, None
+        f, check = self.fields.get(focused.id or ""), self._check
+        if f is None or check is None or focused.value.strip() == field_text(check, f):
+            return True, None
+        change = self._change_for(f, focused.value)
+        return change is not None, change
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from rich.text import Text
 from textual import on
@@ -91,10 +92,28 @@ class GridPane(Widget):
 
     @on(Input.Submitted, "#grid-vary")
     def _vary(self, event: Input.Submitted) -> None:
-        key, sep, values = (x.strip() for x in event.value.partition("="))
+        change = self._axis_change(event.value)
+        if change is not None:
+            self.post_message(EditText(change))
+            event.input.value = ""
+
+    def _axis_change(self, typed: str) -> Callable[[str], str] | None:
+        """The edit that adds the grid axis ``dotted.key = v1, v2, ...`` (None, with a
+        notice, when it is not written so)."""
+        key, sep, values = (x.strip() for x in typed.partition("="))
         if not sep or not key or not values:
             self.notify("Write: dotted.key = v1, v2, ...", severity="error")
-            return
+            return None
         lit = grid_values_literal(values)
-        self.post_message(EditText(lambda text: set_key(text, ["grid", key], lit)))
-        event.input.value = ""
+        return lambda text: set_key(text, ["grid", key], lit)
+
+    def pending_edit(self) -> tuple[bool, Callable[[str], str] | None]:
+        """As the Form's: an axis typed into the focused field and not added yet (Enter
+        adds it) is added before a save, launch or quit (False: refused, with a notice)."""
+        vary = self.query_one("#grid-vary", Input)
+        if self.screen.focused is not vary or not vary.value.strip():
+            return True, None
+        change = self._axis_change(vary.value)
+        if change is not None:
+            vary.value = ""
+        return change is not None, change

@@ -480,7 +480,7 @@ class SlurmExecutor(Executor):
         text = "\n".join(["#!/bin/bash", *resource_directives(self.options), "true", ""])
         with tempfile.TemporaryDirectory(prefix="gprpipe-sbatch-") as tmp:
             script = Path(tmp) / "slurm-settings.sbatch"  # the name the sentence gives
-            script.write_text(text)
+            script.write_text(text, encoding="utf-8")
             scheduler.test_only(script, Path(tmp))
 
     def refuse_if_busy(self, tasks: Sequence[Task], *, others: bool = True) -> None:

@@ -50,7 +50,7 @@ def load_jobs(run_dir: Path) -> dict[str, Any]:
     if not p.exists():
         return empty
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise GprpipeError(f"{p} is not valid JSON ({exc})") from None
     if not _well_formed(data):

@@ -188,7 +188,9 @@ def _inside(path: Path | None, run_dir: Path) -> bool:
 
 def _last_line(path: Path | None) -> str:
     try:
-        lines = path.read_text(errors="replace").strip().splitlines() if path else []
+        lines = (
+            path.read_text(encoding="utf-8", errors="replace").strip().splitlines() if path else []
+        )
     except OSError:
         return ""
     return lines[-1].strip()[:300] if lines else ""

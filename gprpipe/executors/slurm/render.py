@@ -182,7 +182,7 @@ def _env_lines(env: Mapping[str, str]) -> list[str]:
 def run_function() -> str:
     """The bash of every job script: ``task.sh`` (its comment header dropped) with the
     failed-marker lines of :mod:`gprpipe.pipeline.state`."""
-    text = files("gprpipe.executors.slurm").joinpath("task.sh").read_text()
+    text = files("gprpipe.executors.slurm").joinpath("task.sh").read_text(encoding="utf-8")
     body = text[text.index("set -o pipefail") :].rstrip("\n")
     return body.replace("@WRITE_FAILED_MARKER@", shell_write_failed("$marker", "$why"))
 
