@@ -1319,6 +1319,29 @@ def test_the_mount_check_names_the_toy_file(tmp_path: Path, cli):
     assert code == 0, err
 
 
+def test_a_shell_variable_in_a_path_is_refused_with_the_way_to_say_it(tmp_path: Path, cli):
+    """A review: base.output = "$HOME/runs" passed validate and the run made a folder
+    literally named "$HOME" in the working folder (no shell reads the config). A path
+    part that is a shell variable is refused, with the config's way to read one; a file
+    of that very name, if one is there, is taken as written."""
+    for key, value in (("base.output", "$HOME/runs"), ("datasets.demo.path", "${DATA}/x.root")):
+        code, out, err = cli("validate", QUICKSTART, "--set", f"{key}={value}")
+        name = value.split("/")[0].strip("${}")
+        assert (code, out) == (1, "") and err.strip() == (
+            f"error: --set {key}: {value}: {value.split('/')[0]} is not expanded (no shell "
+            f"reads the config): write the path, or list {name} in base.env and write "
+            f"{{{{ ENV.{name} }}}}."
+        ), err
+    assert not (REPO / "$HOME").exists()
+    odd = tmp_path / "$DATA"
+    odd.mkdir()
+    (odd / "demo.root").write_bytes(DEMO_ROOT.read_bytes())
+    code, _, err = cli("validate", QUICKSTART, "--set", f"datasets.demo.path={odd / 'demo.root'}")
+    assert code == 0, err
+    code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={tmp_path}/runs/a$b")
+    assert code == 0, err  # (not a variable of its own part)
+
+
 def test_a_path_too_long_for_the_file_system_names_its_key(tmp_path: Path, cli):
     """A 300-character name, data path, card, toy file or template raised 'File name too
     long' where it was first used: the TUI's check died with a traceback, and validate

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,18 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded, where: Where) -> list[I
     errors: list[Issue] = []
 
     def absolute(value: str, key: str, relative: bool = True) -> str:
+        var = _SHELL_VARIABLE.search(value)
+        if var and not Path(value).expanduser().exists():  # ($HOME/runs made ./$HOME/runs)
+            name = var.group("name")
+            errors.append(
+                at(
+                    where(key),
+                    f"{value}: {var.group(0).strip('/')} is not expanded (no shell reads "
+                    f"the config): write the path, or list {name} in base.env and write "
+                    f"{{{{ ENV.{name} }}}}.",
+                )
+            )
+            return value
         try:
             p = Path(value).expanduser()
             if relative and not p.is_absolute():
@@ -154,6 +167,10 @@ def _resolve_paths(data: dict[str, Any], loaded: Loaded, where: Where) -> list[I
     if isinstance(base, dict) and isinstance(output, str) and not here:  # (here: refused)
         base["output"] = absolute(output, "base.output", relative=False)
     return errors
+
+
+#: a shell variable as a path part (``$HOME/runs``, ``${DATA}/x.root``)
+_SHELL_VARIABLE = re.compile(r"(?:^|/)\$\{?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}?(?=/|$)")
 
 
 def load_points(
