@@ -439,3 +439,46 @@ def test_ctrl_c_is_taken_between_steps_of_the_run_loop_not_where_it_lands(tmp_pa
         service.run(QUICKSTART, opts, Observer())
     assert ticks == [True]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_task_is_judged_by_its_marker_as_on_slurm(
+    tmp_path: Path, shared_quickstart: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A review: the local executor judged a task by its exit code, the SLURM job by its
+    marker. A task killed after it wrote its done marker (its outputs committed) was
+    failed locally and done on SLURM; an engine command that exited 0 and ran nothing
+    was done locally (its marker still 'running'). Both executors now go by the marker."""
+    import shutil
+
+    from conftest import QUICKSTART, run_cli_here
+
+    from gprpipe.engines.local import LocalEngine
+    from gprpipe.executors.local import run_local
+    from gprpipe.pipeline.state import read_state
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run
+
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli_here(
+        "run", QUICKSTART, "--steps", "load", "--set", f"base.output={run_dir}",
+        env={CRASH_AFTER: "load.done"},  # killed right after its done marker
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert read_state(run_dir / "nominal", "load") == (
+        "done",
+        read_state(run_dir / "nominal", "load")[1],
+    )
+    assert "1 ran, 0 cached, 0 failed" in out, out
+
+    class RunsNothing(LocalEngine):
+        def command(self, task, *, run_dir, env, check_paths=True):  # type: ignore[override]
+            return ["true"]
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shared_quickstart, copy, symlinks=True)
+    tasks, configs = tasks_of_run(load_run_info(copy))
+    load = next(t for t in tasks if t.step == "load")
+    monkeypatch.setenv(FRESH_ENV, "1")  # a process per task, from the engine's command
+    report = run_local([load], configs, RunsNothing(), run_dir=copy, force=True)
+    why = "exited 0 without a done marker: the task did not run"
+    assert report.outcomes[load.id].state == "failed"
+    assert read_state(copy / "nominal", "load") == ("failed", why)

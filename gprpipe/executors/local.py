@@ -482,8 +482,15 @@ def run_local(
                         code, secs = 127, 0.0
                         with open_fresh(task.log) as fh:
                             fh.write(f"cannot start the task: {exc}\n")
-                    if code == 0:
+                    # judged by the task's marker, as the SLURM job is: a done marker (its
+                    # outputs committed) stands also when the process died after it; an
+                    # exit 0 without one ran nothing (an engine's command that did not)
+                    if read_state(task.point_dir, task.slug)[0] == "done":
                         finish(task, Outcome("done", secs))
+                    elif code == 0:
+                        why = "exited 0 without a done marker: the task did not run"
+                        write_state(task.point_dir, task.slug, "failed", why)
+                        finish(task, Outcome("failed", secs, why))
                     else:
                         # the task's own one-sentence error, else the end of its log
                         state, message = read_state(task.point_dir, task.slug)
