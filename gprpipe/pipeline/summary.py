@@ -6,7 +6,7 @@ CLI prints it after every run and for ``gprpipe summary RUN_DIR``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +61,14 @@ OBSERVED_WITHHELD = (
     "and this config is blinded: none of them is shown (its limit step replaces them with "
     "expected limits only)."
 )
+
+
+def observed_withheld(config: Config | None, columns: Iterable[str]) -> str:
+    """:data:`OBSERVED_WITHHELD` when a scan.csv of these ``columns`` holds observed results
+    and the point's ``config`` is blinded (its summary, report and TUI show none of them),
+    else ''."""
+    blind = config is not None and config.base.blind
+    return OBSERVED_WITHHELD if blind and has_observed(columns) else ""
 
 
 @dataclass
@@ -212,9 +220,9 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
                 n_toys = config.limit.n_toys if config else None
                 bands = config.limit.bands if config else None
                 scan_rows = read_table(vouched(scan))
-                observed = has_observed(scan_rows[0] if scan_rows else ())
-                if config is not None and config.base.blind and observed:
-                    ps.withheld, scan_rows = OBSERVED_WITHHELD, []
+                ps.withheld = observed_withheld(config, scan_rows[0] if scan_rows else ())
+                if ps.withheld:
+                    scan_rows = []
                 else:
                     ps.datasets = summarize_scan(scan_rows, n_toys, bands)
                     intact.append(scan)

@@ -36,7 +36,7 @@ from gprpipe.pipeline.plan import (
     stale_outputs,
 )
 from gprpipe.pipeline.state import finished_slugs, read_state
-from gprpipe.pipeline.summary import OBSERVED_WITHHELD
+from gprpipe.pipeline.summary import observed_withheld
 from gprpipe.pipeline.task import slug_of, task_id_of
 from gprpipe.results.schema import (
     COMBINED,
@@ -286,9 +286,9 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         header, raw = read_csv_table(scan_path)
         # the config's toys per limit are the table's only if the config made it
         scan_current = own = output_of(scan_path, cfg, made)
-        if cfg.base.blind and has_observed(header):  # an earlier unblinded run's results
+        withheld = observed_withheld(cfg, header)  # an earlier unblinded run's results
+        if withheld:
             header, raw = [], []
-            withheld = OBSERVED_WITHHELD
         else:
             rows = [[(_fmt(r.get(c, "")), r.get(c, "")) for c in header] for r in raw]
             n_toys, bands = (cfg.limit.n_toys, cfg.limit.bands) if own else (None, None)

@@ -48,7 +48,7 @@ from gprpipe.executors.slurm.jobs import (
     next_number,
     record,
 )
-from gprpipe.executors.slurm.reconcile import busy, finished, reconcile
+from gprpipe.executors.slurm.reconcile import busy, finished, reconcile, unanswered
 from gprpipe.executors.slurm.render import (
     JOBS_FILE,
     PINNED,
@@ -139,11 +139,9 @@ def _submit(
         if queue is None:  # a dependency's job may still run unless its task finished
             open_ = sorted(d for d in wanted if not finished(run_dir, d))
             if open_:
-                raise GprpipeError(
-                    f"SLURM does not answer (squeue): gprpipe cannot tell whether job "
-                    f"{wanted[open_[0]]} of task {open_[0]} still runs in {run_dir}, and the "
-                    "tasks to submit would not wait for it; try again when squeue answers."
-                )
+                which = f"job {wanted[open_[0]]} of task {open_[0]}"
+                also = ", and the tasks to submit would not wait for it"
+                raise GprpipeError(unanswered(which, run_dir, also))
             queue = {}
         external = {
             d: e

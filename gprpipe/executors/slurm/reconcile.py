@@ -144,10 +144,7 @@ def busy(
                 if unfinished
                 else f"job {foreign[0][0]}_{foreign[0][1]} of an earlier run of the folder"
             )
-            return (
-                f"SLURM does not answer (squeue): gprpipe cannot tell whether {which} still "
-                f"runs in {run_dir}; try again when squeue answers."
-            )
+            return unanswered(which, run_dir)
         return ""
     active = [s for s in details.values() if s.active]
     if active:
@@ -165,6 +162,15 @@ def busy(
             f"folder): {then}"
         )
     return ""
+
+
+def unanswered(which: str, run_dir: Path, also: str = "") -> str:
+    """The sentence of a run or rerun refused while squeue does not answer for ``which``
+    job (``also``: what follows from it)."""
+    return (
+        f"SLURM does not answer (squeue): gprpipe cannot tell whether {which} still runs in "
+        f"{run_dir}{also}; try again when squeue answers."
+    )
 
 
 def finished(run_dir: Path, task_id: str) -> bool:
