@@ -60,11 +60,12 @@ def plan(run: Path) -> list[Task]:
     return [load, *fits, fit_merge, limit, limit_merge, inject]
 
 
-def submitted_plan(run: Path, job_id: str) -> list[Task]:
-    """:func:`plan`'s tasks, recorded in the run's jobs.json as submitted in one job."""
+def submitted_plan(run: Path, job_id: str, log: str | None = None) -> list[Task]:
+    """:func:`plan`'s tasks, recorded in the run's jobs.json as submitted in one job
+    (``log``: its SLURM log, relative to the run, ``%a`` the array index)."""
     tasks = plan(run)
     (run / "slurm").mkdir(parents=True)
-    job = {"job_id": job_id, "tasks": [t.id for t in tasks]}
+    job = {"job_id": job_id, "tasks": [t.id for t in tasks], "log": log}
     sub = {"kind": "run", "dry_run": False, "jobs": [job]}
     (run / "slurm" / "jobs.json").write_text(
         json.dumps({"format": 1, "run_dir": str(run.absolute()), "submissions": [sub]})
@@ -546,6 +547,43 @@ def test_a_finished_task_whose_job_slurm_still_lists_does_not_block_a_run(tmp_pa
     assert busy(run, tasks, last, grace=20.0) == (
         f"{run} is in use by SLURM job 2106_{len(tasks) - 1} (task {tasks[-1].id} is "
         f"running): wait for it or cancel the run's jobs with: {cancel}"
+    )
+
+
+def test_a_task_the_job_refused_to_run_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's bash refuses a task whose .state folder became a link out of the run (it
+    cannot write a marker there): status said the job was killed or out of memory, quoting
+    the last line of an earlier attempt's task log. It now gives the refusal from SLURM's
+    log. (sacct is replaced by an empty answer: this job id is not the cluster's.)"""
+    from gprpipe.executors.slurm.reconcile import reconcile
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    run = tmp_path / "run"
+    tasks = submitted_plan(run, "2107", "slurm/logs/01_x_%a.out")
+    (run / "slurm" / "logs").mkdir()
+    t = tasks[0]
+    (t.point_dir / "logs").mkdir(parents=True)
+    (t.point_dir / "logs" / f"{t.slug}.log").write_text("ValueError: an earlier attempt\n")
+    refusal = (
+        f"gprpipe: {t.point_dir / '.state'} is a link out of its point folder; the task "
+        "does not run"
+    )
+    slurm_log = run / "slurm" / "logs" / "01_x_0.out"
+    slurm_log.write_text(f"gprpipe: 2107_0 on node, log x\n{refusal}\n")
+    ended = {f"2107_{i}": ("FAILED", 1.0) for i in range(len(tasks))}
+    status, answered = reconcile(run, tasks[:2], grace=1.0, queue=ended)
+    assert answered
+    assert status[t.id].state == "failed"
+    assert status[t.id].message == (f"SLURM job 2107_0 ran nothing: {refusal[9:]}; see {slurm_log}")
+    # a task killed without a refusal keeps the old message with its own log's last line
+    assert status[tasks[1].id].message.startswith(
+        "SLURM job 2107_1 ended FAILED without a done/failed marker (killed, out of memory"
     )
 
 

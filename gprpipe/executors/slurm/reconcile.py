@@ -92,6 +92,11 @@ def reconcile(
                 + (f": {last}" if last else "")
                 + f"; see {st.log}{also}"
             )
+            refused = _last_line(slurm_log) if _inside(slurm_log, run_dir) else ""
+            if refused.startswith("gprpipe: ") and refused.endswith(REFUSED):
+                # the job's bash ran nothing (a link in the run's folders; it cannot write
+                # a marker there): its reason, not a task log of an earlier attempt
+                msg = f"SLURM job {st.job} ran nothing: {refused[9:]}; see {slurm_log}"
             if how in ("CANCELLED", None, "") and slurm_log is not None and not slurm_log.exists():
                 # SLURM writes this attempt's log (a file of its own) when the element
                 # starts; the task's log may be an earlier attempt's. Without accounting
@@ -178,6 +183,10 @@ def finished(run_dir: Path, task_id: str) -> bool:
     or failed marker: its job ended."""
     point = task_id.partition("/")[0]
     return read_state(Path(run_dir) / point, slug_of(task_id))[0] in ("done", "failed")
+
+
+#: how the job's bash (task.sh) ends the line that refuses to run a task
+REFUSED = "the task does not run"
 
 
 def _inside(path: Path | None, run_dir: Path) -> bool:
