@@ -111,7 +111,7 @@ def test_apptainer_exact_argv(layout, tmp_path):
     engine = ApptainerEngine(image=str(sif), digest=DIGEST)
     argv = engine.command(task, run_dir=run, env={"SEED": "7", "OMP_NUM_THREADS": "1"})
     assert argv == [
-        "apptainer", "exec", "--cleanenv", "--no-home",
+        "apptainer", "exec", "--contain", "--cleanenv", "--no-home",
         "--bind", str(run),
         "--bind", f"{data}:{data}:ro",
         "--pwd", str(point),
@@ -120,6 +120,40 @@ def test_apptainer_exact_argv(layout, tmp_path):
         f"GPRPIPE_IMAGE_DIGEST={DIGEST}",
         str(sif), "gprpipe", *task.argv,
     ]  # fmt: skip
+
+
+def test_apptainer_binds_a_parent_first_and_refuses_what_its_shell_would_evaluate(layout, tmp_path):
+    """Two reviews of the Apptainer line (checked by its text: Apptainer cannot run here).
+    Apptainer writes --env values into the container's shell as ``export K="V"``: an image
+    path or working folder with ``$(...)`` ran it there. Before 1.2 it mounts binds in the
+    order given: an input folder holding the run directory, bound read-only after it, hid
+    the run's writable mount. And without --contain a task shared the node's /tmp."""
+    data = tmp_path / "all"
+    run = data / "runs" / "x"
+    point = run / "p0"
+    point.mkdir(parents=True)
+    task = make_task({"run": run, "point": point, "data": data}, inputs=(data / "a.root",))
+    argv = ApptainerEngine(image="docker://x/y:1", digest="").command(
+        task, run_dir=run, env={}, check_paths=False
+    )
+    assert argv[:9] == [
+        "apptainer", "exec", "--contain", "--cleanenv", "--no-home",
+        "--bind", f"{data}:{data}:ro", "--bind", str(run),
+    ]  # fmt: skip
+    image = str(tmp_path / "img$(touch${IFS}pwned).sif")
+    with pytest.raises(GprpipeError) as info:
+        ApptainerEngine(image=image, digest="").command(
+            task, run_dir=run, env={}, check_paths=False
+        )
+    assert str(info.value) == (
+        f"environment variable GPRPIPE_IMAGE of task {task.id} contains a '$', which "
+        f"apptainer --env would evaluate in the container's shell: {image!r}"
+    )
+    for value, said in (("`id`", "a backquote"), ("a\\b$", "a '$' and a backslash")):
+        with pytest.raises(GprpipeError, match=re.escape(f"contains {said}, which apptainer")):
+            ApptainerEngine(image="docker://x/y:1", digest="").command(
+                task, run_dir=run, env={"X": value}, check_paths=False
+            )
 
 
 def test_apptainer_docker_uri_and_gpu(layout):

@@ -195,6 +195,31 @@ def test_task_bash_refuses_a_log_or_state_folder_linked_out_after_submission(tmp
         assert (outside / "fit__demo-000.log").read_text() == "theirs"
 
 
+def test_task_bash_writes_no_marker_through_a_link_put_in_place_while_the_task_ran(
+    tmp_path: Path,
+):
+    """The job's bash checked the point's folders only before the task: a .state folder
+    swapped for a link while the task ran (for hours, perhaps) got the failed marker
+    written, and the running and progress markers removed, outside the run (a review).
+    Checked again before the marker now; nothing is written or removed there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("fit__demo-000.running", "fit__demo-000.progress"):
+        (outside / name).write_text("theirs")
+    state = tmp_path / "point" / ".state"
+    swap = shlex.quote(f"mv {state} {state}.moved && ln -s {outside} {state} && echo ran && exit 3")
+    res, _, log = run_task_bash(tmp_path, f"bash -c {swap}")
+    assert res.returncode == 3, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == (
+        f"gprpipe: {state} is a link out of its point folder; no failed marker is written"
+    )
+    assert sorted(p.name for p in outside.iterdir()) == [
+        "fit__demo-000.progress",
+        "fit__demo-000.running",
+    ]
+    assert log.read_text() == "ran\n"  # the task's log, made anew, holds its output
+
+
 def test_markers_and_slurm_logs_are_never_written_through_a_link_out_of_the_run(
     tmp_path: Path,
 ):

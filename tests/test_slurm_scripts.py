@@ -117,16 +117,31 @@ resolve() {  # resolve NAME PATH: NAME=realpath of PATH, taken again when SLURM'
     [[ -n $r ]] || r=$(realpath "$2")
     printf -v "$1" '%s' "$r"
 }
+# confined THEN POINT FOLDER...: whether the point folder and each FOLDER of it are
+# its own, not links out of it; if not, says so, THEN (what follows) ending the sentence
+confined() {
+    local then=$1 point=$2 d a b
+    shift 2
+    if [[ -L $point ]]; then
+        echo "gprpipe: $point is a link; $then"
+        return 1
+    fi
+    for d in "$@"; do
+        resolve a "$d"
+        resolve b "$point"
+        if [[ -L $d || $a != "$b/${d##*/}" ]]; then
+            echo "gprpipe: $d is a link out of its point folder; $then"
+            return 1
+        fi
+    done
+}
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
     local log=$1 marker=$2 code=0 why last started=yes d a b point=${1%/*}
     shift 2
     point=${point%/*}  # LOG is POINT/logs/NAME, MARKER POINT/.state/STEM
     # checked at submission, and again here: a link put in place of the point folder or its
     # logs/.state folder while the job waited would lead the task's writes out of the run
-    if [[ -L $point ]]; then
-        echo "gprpipe: $point is a link; the task does not run"
-        return 1
-    fi
+    confined "the task does not run" "$point" || return 1
     d=${slurm_log%/*}  # SLURM's own log (RUN/slurm/logs/...): opened before the script ran
     if [[ -n ${slurm_log:-} ]]; then
         resolve a "$d"
@@ -137,20 +152,14 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
         fi
     fi
     mkdir -p -- "${log%/*}" "${marker%/*}"
-    for d in "${log%/*}" "${marker%/*}"; do
-        resolve a "$d"
-        resolve b "$point"
-        if [[ -L $d || $a != "$b/${d##*/}" ]]; then
-            echo "gprpipe: $d is a link out of its point folder; the task does not run"
-            return 1
-        fi
-    done
+    confined "the task does not run" "$point" "${log%/*}" "${marker%/*}" || return 1
     rm -f -- "$log" "$marker.failed.tmp"  # replaced, never written through a symlink
     echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $HOSTNAME, log $log"
     if [[ -n ${stopped:-} ]]; then
         code=143 started=no
     else
-        ("$@" 2>&1 | tee "$log") &
+        # the log made anew (noclobber: O_EXCL), not opened through a link put at its name
+        (set -C && exec 3>"$log" && set +C && "$@" 2>&1 3>&- | tee /dev/fd/3) &
         local job=$! again
         [[ -n ${stopped:-} ]] && stop_container  # SIGTERM as it started: its container
         wait "$job" || code=$?
@@ -181,6 +190,8 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
                 last=$(tail -n 1 "$log" | tr -d '"\\\n\r' | tr -c '[:print:]' ' ' | cut -c 1-200)
             [[ $last = *[![:space:]]* ]] && why="$why: $last"
         fi
+        # a task may run for hours: its folders are checked again before the marker
+        confined "no failed marker is written" "$point" "${marker%/*}" || return "$code"
         rm -f "$marker.failed.tmp"
         set -o noclobber
         if printf '{"state": "failed", "time": %s, "host": "%s", "slurm_job": "%s", %s}\n' \

@@ -2,10 +2,10 @@
 
 Argument list of one task (``<...>`` are filled in; ``[...]`` only when it applies)::
 
-    apptainer exec --cleanenv --no-home
-        --bind <run_dir>
+    apptainer exec --contain --cleanenv --no-home
+        --bind <run_dir>                        # the binds by depth, stable: a parent first
         [--bind <point_dir>]                    # only if point_dir is outside run_dir
-        --bind <folder>:<folder>:ro ...         # each input folder outside run_dir, sorted
+        --bind <folder>:<folder>:ro ...         # each input folder outside run_dir
         --pwd <point_dir>
         --env K=V,K=V,...                       # task env + given env sorted by name, then
                                                 # GPRPIPE_ENGINE, GPRPIPE_IMAGE[, _DIGEST]
@@ -18,7 +18,15 @@ as ``ghcr.io/org/gprpipe:0.1.0`` becomes ``docker://ghcr.io/org/gprpipe:0.1.0``.
 is ``gprpipe_<version>.sif`` in the current directory (what ``scripts/build-image.sh
 --engine apptainer`` writes). Apptainer splits ``--env`` and ``--bind`` values on commas
 (``--env`` as CSV), so values containing commas or double quotes, and paths containing
-commas, are refused. The image digest is the sha256 of a local image file (computed once
+commas, are refused. Apptainer writes each ``--env`` value into a shell script of the
+container as ``export K="V"``, where ``$``, a backquote or a backslash would be evaluated
+(``--no-eval`` stops that only from Apptainer 1.1 on): values holding one are refused too.
+``--contain`` gives the task an empty ``/tmp`` and ``/var/tmp`` of its own (by default
+Apptainer shares the host's, where the image keeps matplotlib's configuration and cache,
+and where another user of the node could plant a ``matplotlibrc``). Apptainer before 1.2
+mounts the binds in the order given: a read-only input folder given after a run directory
+inside it would hide the run directory's writable mount, so parents come first.
+The image digest is the sha256 of a local image file (computed once
 per engine); the gprpipe version check reads the image label
 ``org.gprpipe.version`` of local images only (a ``docker://`` image is not pulled to check).
 """
@@ -47,6 +55,8 @@ from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.task import Task
 
 _UNSET = object()
+#: characters a shell evaluates inside double quotes (how apptainer writes --env values)
+_EVALUATED = {"$": "a '$'", "`": "a backquote", "\\": "a backslash"}
 _URI_PREFIXES = ("docker-archive:", "oci-archive:", "docker-daemon:", "oci:", "shub:")
 
 
@@ -100,8 +110,8 @@ class ApptainerEngine(Engine):
         check_paths: bool = True,
     ) -> list[str]:
         binds = mounts(task, run_dir, check_paths)  # refuses ',' and ':' even in a dry run
-        argv = [self.exe, "exec", "--cleanenv", "--no-home"]
-        for path, what in binds:
+        argv = [self.exe, "exec", "--contain", "--cleanenv", "--no-home"]
+        for path, what in sorted(binds, key=lambda b: len(b[0].parts)):  # stable
             argv += ["--bind", f"{path}:{path}:ro" if what == "input folder" else str(path)]
         argv += ["--pwd", str(absolute(task.point_dir))]
         task_env = merged_env(task, env)
@@ -111,6 +121,13 @@ class ApptainerEngine(Engine):
                 raise GprpipeError(
                     f"environment variable {key} of task {task.id} contains a comma or a "
                     "double quote, which apptainer --env cannot pass"
+                )
+            bad = sorted(set(value) & set(_EVALUATED))
+            if bad:  # apptainer evaluates the value in a shell of the container
+                raise GprpipeError(
+                    f"environment variable {key} of task {task.id} contains "
+                    f"{' and '.join(_EVALUATED[c] for c in bad)}, which apptainer --env would "
+                    f"evaluate in the container's shell: {value!r}"
                 )
         argv += ["--env", ",".join(f"{k}={v}" for k, v in items)]
         if self.gpu:
