@@ -394,15 +394,22 @@ def test_cli_injection_end_to_end(tmp_path: Path):
             g = f["2015/toys/60MeV_z5"]
             assert g["A_hat"].shape == (10,) and "pull" in g
             assert f.attrs["cache_key"]
-            leak, a_asimov, a_inj = (
-                f["2015"][k][()] for k in ("sideband_leak", "A_hat_asimov", "A_inj")
+            leak, a_asimov, a_offset, a_inj = (
+                f["2015"][k][()]
+                for k in ("sideband_leak", "A_hat_asimov", "A_hat_asimov0", "A_inj")
             )
         if flag == "true":
             # 1.96 sigma window: ~5% of the signal on the training bins, ~85% extracted
             assert np.allclose(leak, 0.05, atol=0.01)
             assert 0.75 < a_asimov[-1] / a_inj[-1] < 0.95
+            # of which the signal's whole response (the leakage model closes) and the
+            # background offset of the refit, the same at every strength (a review: the
+            # shortfall was read as leakage)
+            assert a_asimov[0] == a_offset[0] < 0 and np.all(a_offset == a_offset[0])
+            assert np.allclose((a_asimov[1:] - a_offset[1:]) / a_inj[1:], 1.0, atol=0.01)
         else:
             assert np.isnan(leak).all() and np.isnan(a_asimov).all()
+            assert np.isnan(a_offset).all()
         plots = {p.name for p in (point / "plots").iterdir()}
         assert {
             "inject_linearity_2015.png",

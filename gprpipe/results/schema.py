@@ -258,6 +258,9 @@ INJECT_H5 = INJECT.without(
         Column("seconds", "s", "wall time of the (mass, strength)"),
         Column("sideband_leak", "", "refit mode: signal fraction on the training bins"),
         Column("A_hat_asimov", "events", "refit mode: yield from the noise-free toy"),
+        Column(
+            "A_hat_asimov0", "events", "refit mode: that without signal (the background offset)"
+        ),
     ),
 )
 

@@ -532,9 +532,11 @@ def asimov_refit(
     """``(A_hat, sigma_A)`` of the noise-free refit toy ``b_full + A_inj w_full``.
 
     The GP is refitted on that toy's sidebands, which hold :func:`sideband_leak` of the
-    signal; ``A_hat / A_inj`` is the extraction the refit method gives without fluctuations
-    (with ``leakage="ignore"``: the absorption bias the leak causes; with ``"model"``: what
-    remains of it at second order, hyperparameter refit and log transform).
+    signal. ``A_hat`` holds two effects: the background offset, ``A_hat`` at ``A_inj = 0``
+    (the GP refitted on its own smooth mean predicts a slightly different background in the
+    window, whatever the signal), and the signal's response, ``(A_hat(A_inj) - A_hat(0)) /
+    A_inj``: with ``leakage="ignore"`` the absorption the leak causes; with ``"model"`` what
+    remains of it at second order (hyperparameter refit, log transform).
     """
     n, wf, w = _asimov_window(setup, A_inj, w_full, b_full, leakage)
     f = WindowModel.from_covariance(wf.b, wf.C, w).fit(n)

@@ -16,8 +16,12 @@ Seeds: ``seed_for(base.seed, "inject", dataset, mass, z)``; refit toys use its
 Outputs (merge): ``inject.h5`` with, per dataset group, the summary arrays (``inject.csv``
 columns plus ``sigma_ref``, ``eps2_inj``, ``gp_conv_frac``, ``n_generated``,
 ``seconds``; in refit mode also ``sideband_leak``, the fraction of the signal on the GP
-training bins, and ``A_hat_asimov``, the yield extracted from the noise-free refit toy, i.e.
-the bias that leakage alone causes; NaN for toys from background histograms) and
+training bins, ``A_hat_asimov``, the yield extracted from the noise-free refit toy (the GP
+mean plus the signal), and ``A_hat_asimov0``, the same without signal: the refit's
+background offset, which the GP refitted on its own smooth mean predicts in the window
+whatever the signal; ``(A_hat_asimov - A_hat_asimov0) / A_inj`` is the signal's response
+without fluctuations, the closure of the leakage model; NaN for toys from background
+histograms) and
 ``toys/<MeV>MeV_z<z>/`` groups with per-toy ``A_hat``, ``sigma_A``, ``pull``,
 ``converged`` (and the GP diagnostics in refit mode);
 ``inject.csv`` with exactly the docs/design.md columns. For ``dataset = "combined"`` the yields
@@ -184,6 +188,11 @@ def _study_dataset(
         leak = inj.sideband_leak(setup, w_full)
         if ic.background == "histograms":
             hists = background_histograms(cfg, name, win.edges)
+        offset = (
+            inj.asimov_refit(setup, 0.0, w_full, b_full, leakage=leakage)[0]
+            if hists is None
+            else math.nan
+        )
     out = []
     total = len(ic.strengths) * ic.n_toys
     for j, z in enumerate(ic.strengths):
@@ -191,7 +200,7 @@ def _study_dataset(
         t0 = time.perf_counter()
         A = float(z) * (sref if ic.strength_unit == "sigma_A" else 1.0)
         ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
-        asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
+        asimov = {"A_hat_asimov": math.nan, "A_hat_asimov0": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
             bkg = {"b_full": b_full} if hists is None else {"backgrounds": hists}
             ex = inj.inject_refit(
@@ -209,10 +218,10 @@ def _study_dataset(
             # noise of a few histograms)
             a_asimov = (
                 inj.asimov_refit(setup, A, w_full, b_full, leakage=leakage)[0]
-                if hists is None
-                else math.nan
+                if hists is None and A != 0.0
+                else offset
             )
-            asimov = {"A_hat_asimov": a_asimov, "sideband_leak": leak}
+            asimov = {"A_hat_asimov": a_asimov, "A_hat_asimov0": offset, "sideband_leak": leak}
         else:
             ex = inj.inject_conditional(
                 bl["b"],
@@ -271,6 +280,9 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict[str, float
         leak = float(
             np.dot([inj.sideband_leak(st, wf) for st, wf in zip(setups, w_fulls)], k_list) / ktot
         )  # yield-weighted over the datasets
+        e_offset, _ = inj.asimov_refit_combined(
+            setups, b_fulls, w_fulls, k_list, 0.0, scale=cw.scale, leakage=leakage
+        )
     out = []
     per = ic.n_toys * (len(names) if ic.refit_gp else 1)  # refits per strength
     total = len(ic.strengths) * per
@@ -279,7 +291,7 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict[str, float
         t0 = time.perf_counter()
         e = float(z) * sref_e if ic.strength_unit == "sigma_A" else float(z) / ktot
         ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
-        asimov = {"A_hat_asimov": math.nan, "sideband_leak": math.nan}
+        asimov = {"A_hat_asimov": math.nan, "A_hat_asimov0": math.nan, "sideband_leak": math.nan}
         if ic.refit_gp:
 
             def progress(t: int, j: int = j) -> None:
@@ -298,10 +310,18 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict[str, float
                 leakage=leakage,
                 progress=progress,
             )
-            e_asimov, _ = inj.asimov_refit_combined(
-                setups, b_fulls, w_fulls, k_list, e, scale=cw.scale, leakage=leakage
+            e_asimov = (
+                inj.asimov_refit_combined(
+                    setups, b_fulls, w_fulls, k_list, e, scale=cw.scale, leakage=leakage
+                )[0]
+                if e != 0.0
+                else e_offset
             )
-            asimov = {"A_hat_asimov": e_asimov * ktot, "sideband_leak": leak}
+            asimov = {
+                "A_hat_asimov": e_asimov * ktot,
+                "A_hat_asimov0": e_offset * ktot,
+                "sideband_leak": leak,
+            }
         else:
             w_true = [bl["w"] for bl in stored.values()] if leakage == "model" else None
             ex = inj.inject_conditional_combined(
@@ -352,7 +372,14 @@ def run(ctx) -> None:
             noise_free = ""
             if refit and ex.A_inj:
                 asimov = meta["A_hat_asimov"] / ex.A_inj  # NaN for histogram backgrounds
-                head = f"noise-free refit {asimov:.3f}, " if math.isfinite(asimov) else ""
+                head = ""
+                if math.isfinite(asimov):  # the signal's response and the offset apart
+                    response = (meta["A_hat_asimov"] - meta["A_hat_asimov0"]) / ex.A_inj
+                    offset = meta["A_hat_asimov0"] / meta["sigma_ref"]
+                    head = (
+                        f"noise-free refit {asimov:.3f}: signal response {response:.3f}, "
+                        f"background offset {offset:+.3f} sigma_A,ref; "
+                    )
                 noise_free = f" ({head}sideband leak {meta['sideband_leak']:.3f})"
             print(
                 f"{name} {mass * 1e3:g} MeV z={meta['z_inj']:g}: {summ['n_kept']} toys kept, "
