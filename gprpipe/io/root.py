@@ -133,6 +133,13 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
             ) from None
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
+    if counts.ndim != 1 or edges.ndim != 1 or len(counts) != len(edges) - 1:
+        # its contents and its axis disagree (uproot does not check): a crash further on
+        # ("internal error"), or contents dropped without a word
+        raise HistogramError(
+            f"{path}: histogram {name!r} is damaged: {counts.size} bin contents for "
+            f"{max(edges.size - 1, 0)} bins of its axis."
+        )
     bad_edges = np.flatnonzero(~np.isfinite(edges))
     if len(bad_edges):  # NaN widths pass no comparison: the increase check would find none
         i = int(bad_edges[0])
@@ -201,7 +208,13 @@ def match_hists(path: Path | str, pattern: str, key: str = "the pattern") -> lis
         raise GprpipeError(f"{path}: {CANNOT_OPEN} ({_why(exc)}).") from None
     with f:
         # the class names of the listing: a folder (TDirectory) has none of its own to ask
-        matched = {k: cls for k, cls in _keys(f).items() if fnmatch.fnmatchcase(k, pattern)}
+        try:  # (not _keys: a listing it cannot read is a damaged file, not "no match")
+            keys = dict(f.classnames(recursive=True, cycle=False))
+        except Exception as exc:
+            raise GprpipeError(
+                f"{path}: its histograms cannot be listed, the file is damaged ({_why(exc)})."
+            ) from None
+        matched = {k: cls for k, cls in keys.items() if fnmatch.fnmatchcase(k, pattern)}
     # other objects (folders, functions, metadata) are no toys; a histogram of another
     # dimension matched by the pattern would silently shrink the toys
     other = {k: c for k, c in matched.items() if c.startswith(("TH2", "TH3", "TProfile"))}
