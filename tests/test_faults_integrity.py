@@ -391,6 +391,23 @@ def test_an_interrupted_reach_projection_leaves_none_of_its_files(
     assert sorted(p.name for p in folder.iterdir()) == []
 
 
+def test_a_projection_of_a_run_without_a_usable_mass_is_refused(cfg: Path, tmp_path: Path):
+    """project-reach of a run whose every mass is flagged (here: a GOF threshold no fit
+    meets) wrote a reach.csv of NaN and an empty figure, and said "0 masses ... median gain
+    nanx" with exit 0 (a review), where compare and the exports refuse. One sentence and
+    exit 1 now; nothing is written."""
+    run_dir = tmp_path / "flagged"
+    code, out, err = run(cfg, run_dir, "--steps", "load,fit,limit", "--set", "fit.gof_p_min=0.99")
+    assert code == 0, out + err
+    code, out, err = gp("project-reach", run_dir, "--scale", "demo=2")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {run_dir / 'nominal' / 'scan.csv'}: no mass with an expected limit to "
+        "project (each of its 3 masses failed or is flagged).\n"
+    )
+    assert not (run_dir / "nominal" / "reach").exists()
+
+
 def test_a_projection_in_fewer_formats_leaves_no_figure_of_the_earlier_one(copy: Path):
     """project-reach x10 in png and pdf, then x4 in png alone (plot.formats changed): the
     x10 reach.pdf stayed beside the x4 files, recorded as current (a review). It is

@@ -246,6 +246,13 @@ def project_reach(
         if COMBINED in scan
         else np.full(len(masses), np.nan)
     )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        projected = np.isfinite(comb_now / comb_proj)
+    if not projected.any():  # nothing to project: no table of NaN, no empty figure
+        raise GprpipeError(
+            f"{lay.scan_csv}: no mass with an expected limit to project (each of its "
+            f"{len(masses)} mass{'es' * (len(masses) != 1)} failed or is flagged)."
+        )
     rows = [
         [m, *now[:, j], *proj[:, j], comb_now[j], comb_proj[j], comb_fit[j]]
         for j, m in enumerate(masses)
@@ -289,7 +296,6 @@ def project_reach(
         raise
     refresh_reports(pdir, written)
     both = np.isfinite(comb_fit) & np.isfinite(comb_now)
-    projected = np.isfinite(comb_now / comb_proj)
     summary = {
         "factors": factors,
         "n_masses": int(projected.sum()),  # with a projection (a failed mass has none)
@@ -297,6 +303,6 @@ def project_reach(
         "ivw_over_fit_median": float(np.median(comb_now[both] / comb_fit[both]))
         if both.any()
         else float("nan"),
-        "gain_median": float(np.nanmedian(comb_now / comb_proj)),
+        "gain_median": float(np.median(comb_now[projected] / comb_proj[projected])),
     }
     return written, summary
