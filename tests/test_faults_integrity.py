@@ -391,6 +391,19 @@ def test_an_interrupted_reach_projection_leaves_none_of_its_files(
     assert sorted(p.name for p in folder.iterdir()) == []
 
 
+def test_a_folder_in_place_of_an_output_is_a_damaged_output(copy: Path):
+    """A folder put in place of fit.h5 stopped summary (and status, the exports, rerun)
+    with "fit.h5: is a directory." (a review), where an emptied or deleted fit.h5 shows
+    the task failed and the rest of the summary."""
+    fit = copy / "nominal" / "fit.h5"
+    fit.unlink()
+    fit.mkdir()
+    code, out, err = gp("summary", copy)
+    assert code == 0, out + err
+    assert "    nominal/fit/merge: fit.h5 is missing since the task finished; " in out
+    assert "rerun --failed redoes it" in out
+
+
 def test_a_projection_of_a_run_without_a_usable_mass_is_refused(cfg: Path, tmp_path: Path):
     """project-reach of a run whose every mass is flagged (here: a GOF threshold no fit
     meets) wrote a reach.csv of NaN and an empty figure, and said "0 masses ... median gain
@@ -509,6 +522,17 @@ def test_a_rerun_after_the_data_file_changed_redoes_what_read_it(tmp_path: Path)
     )
     loaded = read_load(run_dir / "nominal" / "load.h5", "demo")[0]
     assert loaded.sum() == read_hist(data, "input_hist")[0].sum() == counts.sum()
+    status = gp("status", run_dir)[1]
+    assert "failed=" not in status and "done=5" in status
+    # a data file damaged since: run refuses it in one sentence; rerun started, failed the
+    # load task, skipped the rest and turned the finished run failed (a review)
+    data.write_bytes(b"junk")
+    code, out, err = gp("rerun", run_dir, "--masses", "30MeV")
+    assert (code, out) == (1, "")
+    assert err.endswith(
+        f"error: {run_dir / 'nominal' / 'config.toml'}: datasets.demo.path: {data}: cannot "
+        "open as a ROOT file (not a ROOT file: first four bytes are b'junk').\n"
+    ), err
     status = gp("status", run_dir)[1]
     assert "failed=" not in status and "done=5" in status
 

@@ -1114,6 +1114,7 @@ def rerun(
         while extra := _stale_upstream(tasks, configs, {t.id for t in todo}, obs) - chosen:
             chosen |= extra
             todo = downstream(tasks, chosen)
+        _refuse_unreadable_data(todo, configs)
         ex.check()
         ex.refuse_if_busy(todo, others=False)  # before anything is said, recorded or cleared
         obs.rerunning(todo)
@@ -1135,6 +1136,28 @@ def rerun(
             stop=stop,
         )
     return result
+
+
+def _refuse_unreadable_data(todo: Sequence[Task], configs: dict[str, Config]) -> None:
+    """The histograms the rerun's load tasks read, read first as ``run`` reads them: a data
+    file damaged since the run failed its load task and skipped every task after it, the
+    finished run turned failed (a review), where ``run`` refuses it in one sentence."""
+    from gprpipe.io.root import HistogramError, read_hist
+    from gprpipe.pipeline.plan import Layout
+
+    for t in todo:
+        if t.step != "load":
+            continue
+        cfg = configs[t.point]
+        for name in cfg.scanned():
+            ds = cfg.datasets[name]
+            try:
+                read_hist(ds.path, ds.hist)
+            except GprpipeError as exc:
+                field = "hist" if isinstance(exc, HistogramError) else "path"
+                raise GprpipeError(
+                    f"{Layout(t.point_dir).config}: datasets.{name}.{field}: {exc}"
+                ) from None
 
 
 def _checked_states(
