@@ -533,6 +533,14 @@ def test_a_rerun_after_the_data_file_changed_redoes_what_read_it(tmp_path: Path)
         f"error: {run_dir / 'nominal' / 'config.toml'}: datasets.demo.path: {data}: cannot "
         "open as a ROOT file (not a ROOT file: first four bytes are b'junk').\n"
     ), err
+    assert "notice:" not in err  # (it said the load task would run again, then refused)
+    # a readable histogram that does not cover the dataset's range: checked as run checks
+    write_hist(data, counts[-100:], edges[-101:])
+    code, out, err = gp("rerun", run_dir, "--failed", "--masses", "30MeV")
+    assert code == 1 and "notice:" not in err
+    assert err.startswith(f"error: {run_dir / 'nominal' / 'config.toml'}: datasets.demo.range: "), (
+        err
+    )
     status = gp("status", run_dir)[1]
     assert "failed=" not in status and "done=5" in status
 

@@ -51,6 +51,7 @@ __all__ = [
     "Config",
     "Issue",
     "Point",
+    "check_config_inputs",
     "check_inputs",
     "issues_of",
     "load",
@@ -392,15 +393,19 @@ def check_inputs(loaded: Loaded, points: Sequence[Point]) -> None:
     A data file that does not exist is skipped here: ``checks.missing_files`` names it
     (``run`` and ``validate`` refuse it; the TUI's editor warns).
     """
+    check_config_inputs([p.config for p in points], _where(loaded))
+
+
+def check_config_inputs(configs: Sequence[Config], where: Where) -> None:
+    """:func:`check_inputs` of rendered point configs, ``where`` locating their keys (a
+    rerun: the point's config.toml)."""
     from gprpipe.config.checks import histogram_errors
     from gprpipe.io.root import HistogramError, read_hist
 
-    where = _where(loaded)
     errors: list[Issue] = []
     read: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | GprpipeError] = {}
     matched: dict[tuple[str, str, str], Matched] = {}
-    for point in points:
-        cfg = point.config
+    for cfg in configs:
         for name in cfg.scanned():
             ds = cfg.datasets[name]
             key = (ds.path, ds.hist)

@@ -806,15 +806,20 @@ def missing_files(points: Sequence[Point], where: Where) -> list[Issue]:
     """A data file (or toy file) that a step of the run reads and that does not exist:
     ``run`` and ``validate`` refuse it (the data file when the load step runs, or the
     inject step with histogram backgrounds, which it reads from the data file)."""
+    return missing_config_files([p.config for p in points], where)
+
+
+def missing_config_files(configs: Sequence[Config], where: Where) -> list[Issue]:
+    """:func:`missing_files` of rendered point configs."""
     from pathlib import Path
 
     errors = []
-    for p in points:
-        steps = p.config.steps.run
+    for cfg in configs:
+        steps = cfg.steps.run
         reads_data = "load" in steps or (
-            "inject" in steps and p.config.inject.background == "histograms"
+            "inject" in steps and cfg.inject.background == "histograms"
         )
-        for path, key in p.config.data_files():
+        for path, key in cfg.data_files():
             toys = key == "toyscan.file"
             if (toys or reads_data) and not Path(path).exists():
                 errors.append(_not_found(where, key, path, "toy" if toys else "data"))

@@ -1105,16 +1105,19 @@ def rerun(
                     )
                     raise GprpipeError(f"--masses: no task of {run_dir} owns {fmt_mass(m)}{why}.")
                 chosen |= {t.id for t in owners}
-        chosen |= _stale_upstream(tasks, configs, chosen, obs)
+        said: list[str] = []  # the notices of what is redone, once the rerun is sure
+        chosen |= _stale_upstream(tasks, configs, chosen, said.append)
         if not chosen:
             return None
         todo = downstream(tasks, chosen)
         # the merges (and later tasks) a rerun adds read the other parts of their step too:
         # those of other settings are redone as well, or the merge refuses them
-        while extra := _stale_upstream(tasks, configs, {t.id for t in todo}, obs) - chosen:
+        while extra := _stale_upstream(tasks, configs, {t.id for t in todo}, said.append) - chosen:
             chosen |= extra
             todo = downstream(tasks, chosen)
         _refuse_unreadable_data(todo, configs)
+        for line in dict.fromkeys(said):
+            obs.notice(line)
         ex.check()
         ex.refuse_if_busy(todo, others=False)  # before anything is said, recorded or cleared
         obs.rerunning(todo)
@@ -1139,25 +1142,26 @@ def rerun(
 
 
 def _refuse_unreadable_data(todo: Sequence[Task], configs: dict[str, Config]) -> None:
-    """The histograms the rerun's load tasks read, read first as ``run`` reads them: a data
-    file damaged since the run failed its load task and skipped every task after it, the
-    finished run turned failed (a review), where ``run`` refuses it in one sentence."""
-    from gprpipe.io.root import HistogramError, read_hist
+    """The inputs of the points whose data the rerun reads again (its load, toyscan or
+    inject tasks), checked as ``run`` checks them: a data file damaged or changed since
+    the run failed its load task and skipped every task after it, the finished run turned
+    failed (a review), where ``run`` refuses it in one sentence naming the key."""
+    from gprpipe.config import check_config_inputs
+    from gprpipe.config.checks import missing_config_files
+    from gprpipe.config.issues import Loc
     from gprpipe.pipeline.plan import Layout
 
-    for t in todo:
-        if t.step != "load":
-            continue
-        cfg = configs[t.point]
-        for name in cfg.scanned():
-            ds = cfg.datasets[name]
-            try:
-                read_hist(ds.path, ds.hist)
-            except GprpipeError as exc:
-                field = "hist" if isinstance(exc, HistogramError) else "path"
-                raise GprpipeError(
-                    f"{Layout(t.point_dir).config}: datasets.{name}.{field}: {exc}"
-                ) from None
+    points = {t.point: t.point_dir for t in todo if t.step in ("load", "toyscan", "inject")}
+    for point, folder in points.items():
+        file = str(Layout(folder).config)
+
+        def where(key: str, file: str = file) -> Loc:
+            return Loc(file=file, key=key)
+
+        missing = missing_config_files([configs[point]], where)
+        if missing:
+            raise ConfigError(missing)
+        check_config_inputs([configs[point]], where)
 
 
 def _checked_states(
@@ -1172,7 +1176,10 @@ def _checked_states(
 
 
 def _stale_upstream(
-    tasks: Sequence[Task], configs: dict[str, Config], chosen: set[str], obs: RunObserver
+    tasks: Sequence[Task],
+    configs: dict[str, Config],
+    chosen: set[str],
+    notice: Callable[[str], None],
 ) -> set[str]:
     """The finished tasks that ``chosen`` tasks read from (directly or further up) whose
     outputs the run's config would no longer make (an input changed since, e.g. the data
@@ -1199,10 +1206,10 @@ def _stale_upstream(
                     else "made with other settings or inputs than the run's config gives now "
                     "(by an earlier config's run, or a data file changed since)"
                 )
-                obs.notice(f"notice: {d.id}: its outputs were {why}; running it again")
+                notice(f"notice: {d.id}: its outputs were {why}; running it again")
                 found.add(d.id)
             elif read_commit(d) is not None and (why := damage(d)):  # committed, damaged
-                obs.notice(f"notice: {d.id}: {why} since it finished; running it again")
+                notice(f"notice: {d.id}: {why} since it finished; running it again")
                 found.add(d.id)
     return found
 
