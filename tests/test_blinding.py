@@ -12,6 +12,7 @@ byte for byte.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -687,10 +688,16 @@ def test_a_blinded_plot_task_removes_displays_a_failed_plot_task_left(tmp_path, 
     assert code == 0, err
     left = point / "plots" / "display_observed_demo_80MeV.json"  # as a failed task leaves it
     left.write_text('{"A_hat": 638.8, "Z_local": 1.863}')
+    # likewise the figures of a plot task interrupted before its manifest (a review):
+    # an earlier run's observed limits and significance at other masses stayed beside
+    # the blinded redraw
+    observed = point / "plots" / "significance_demo_of_other_masses.png"
+    shutil.copy(point / "plots" / "significance_demo.png", observed)
     code, _, err = cli("run", QUICKSTART, *settings(*lean, "base.blind=true"))
     assert code == 0, err
-    assert not left.exists()
+    assert not left.exists() and not observed.exists()
     assert not list((point / "plots").glob("display_observed_*"))
+    assert not (point / "plots" / "significance_demo.png").exists()
 
 
 def test_toy_bands_do_not_depend_on_blinding(tmp_path, shared_data):

@@ -243,3 +243,33 @@ def test_a_comparison_with_a_blinded_run_draws_and_names_no_observed_curve_for_i
     ]
     assert [t.get_text() for t in r_obs.texts] == ["no observed ratio with B (blinded)"]
     plt.close(fig)
+
+
+def test_a_scan_with_flagged_rows_and_unresolved_observed_toy_limits_is_drawn(tmp_path):
+    """Toy limits of 30 toys leave observed limits unresolved at 30 and 60 MeV, and a GOF
+    threshold of 0.2 flags 45 and 80 MeV: the plot task stopped with "internal error:
+    IndexError" (a review), the flags of the band's rows handed to the significance
+    figure, whose rows are the resolved ones."""
+    import csv
+
+    from conftest import QUICKSTART, run_cli_here, settings
+
+    out = tmp_path / "r"
+    code, so, se = run_cli_here(
+        "run",
+        QUICKSTART,
+        *settings(
+            f"base.output={out}",
+            "limit.mode=toys",
+            "limit.n_toys=30",
+            "fit.gof_p_min=0.2",
+            'plot.formats=["png"]',
+            "plot.masses=[]",
+        ),
+    )
+    with (out / "nominal" / "scan.csv").open() as fh:
+        status = [r["status"] for r in csv.DictReader(fh)]
+    assert status.count("flag_gof") == 2, status
+    assert sum(s.startswith("limit failed: observed toy limit unresolved") for s in status) == 2
+    assert code == 1 and "nominal/plot: done" in so + se, so + se  # (1: masses failed)
+    assert (out / "nominal" / "plots" / "significance_demo.png").is_file()

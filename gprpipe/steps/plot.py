@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gprpipe.config.schema import FIGURE_FORMATS
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, discard_pending, forget_pending
 from gprpipe.io.processes import end_with
@@ -161,12 +162,18 @@ def _previous_products(lay) -> set[Path]:
             continue
         if real.parent in places or (real.parent == point and real.name in products):
             out.add(real)
-    # displays a failed plot task wrote (no manifest lists them): an observed one holds
-    # window counts, which a blinded redraw kept beside its manifest (a review)
+    # figures a plot task that did not finish wrote (no manifest lists them): observed
+    # ones (displays with window counts, observed limits, significance) stayed beside a
+    # blinded redraw (two reviews); plots/ is the plot step's alone
     plots = Path(os.path.realpath(lay.plots))
     if plots.is_dir() and point in plots.parents:
-        found = (Path(os.path.realpath(p)) for p in plots.glob("display_*"))
-        out |= {p for p in found if p.parent == plots}
+        found = (Path(os.path.realpath(p)) for p in plots.iterdir())
+        out |= {
+            p
+            for p in found
+            if p.parent == plots
+            and (p.name.startswith("display_") or p.suffix[1:] in FIGURE_FORMATS)
+        }
     return out
 
 
@@ -337,7 +344,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                 suite.significance_figure,
                 (m, a["p0_local"][ok], a["p0_global"][ok], title),
                 {
-                    "flagged": flagged,
+                    "flagged": suite.flag_mask(a["status"])[ok],  # (flagged: of the band rows)
                     "p_global_toys": pgt,
                     "toys_bound": bound,
                     "p_local_toys": column("p0_local_toys"),
