@@ -482,3 +482,43 @@ def test_a_task_is_judged_by_its_marker_as_on_slurm(
     why = "exited 0 without a done marker: the task did not run"
     assert report.outcomes[load.id].state == "failed"
     assert read_state(copy / "nominal", "load") == ("failed", why)
+
+
+@pytest.mark.skipif(not forkserver.supported(), reason="fork server: Linux only")
+def test_a_worker_of_a_fork_server_that_died_is_waited_for():
+    """The fork server killed (out of memory, a stray kill -9) while a worker lived: the
+    executor's ``kill(); wait()`` of that worker raised TimeoutExpired at once (the dead
+    server answers nothing), and the run stopped with "internal error: TimeoutExpired"
+    (a review). The worker is waited for as a process now."""
+    import signal
+
+    server = forkserver.ForkServer(forkserver.worker_env())
+    try:
+        worker = server.fork()
+        pid = server.pid_of(worker.token, 60)
+        assert pid is not None and worker.poll() is None
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while server.alive and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not server.alive
+        worker.kill()
+        assert isinstance(worker.wait(), int)
+    finally:
+        server.close(at_once=True)
+
+
+def test_the_tail_of_a_huge_log_reads_its_end_only(tmp_path: Path):
+    """The last lines of a crashed task's log (its failed message): the whole log was read
+    into memory, twice, however large (a review); now its last 64 kB."""
+    from gprpipe.executors.local import tail
+
+    log = tmp_path / "task.log"
+    with log.open("w") as fh:
+        for i in range(300_000):  # about 5 MB
+            fh.write(f"line {i}\n")
+    assert tail(log, 3) == "line 299997\nline 299998\nline 299999"
+    assert tail(log, 10**6).splitlines()[-1] == "line 299999"
+    assert len(tail(log, 10**6)) < 70_000
+    assert tail(tmp_path / "none.log") == ""

@@ -404,6 +404,29 @@ def test_a_folder_in_place_of_an_output_is_a_damaged_output(copy: Path):
     assert "rerun --failed redoes it" in out
 
 
+def test_reach_and_compare_figures_are_labelled_as_the_run_says(copy: Path, tmp_path: Path):
+    """project-reach and compare drew "HPS Preliminary" whatever plot.experiment and
+    plot.status said, and no BLINDED mark on a blinded run (a review): they draw with the
+    label the point's config gives, as the plot step does (the labels are module state
+    of the drawing process, set here to other values first)."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.compare import write_comparison
+    from gprpipe.plotting import style
+    from gprpipe.steps import reach
+
+    plot = point_config_from_file(copy / "nominal" / "config.toml").plot
+    said = (plot.experiment, plot.status, False)
+    other = shutil.copytree(copy, tmp_path / "other", symlinks=True)
+    for draw in (
+        lambda: reach.project_reach(copy, "demo=2", formats=["png"]),
+        lambda: write_comparison([copy, other], tmp_path / "cmp", ["png"]),
+    ):
+        style.set_labels("Other", "Internal", True)
+        draw()
+        labels = style.LABELS
+        assert (labels.experiment, labels.status, labels.blinded) == said
+
+
 def test_a_projection_of_a_run_without_a_usable_mass_is_refused(cfg: Path, tmp_path: Path):
     """project-reach of a run whose every mass is flagged (here: a GOF threshold no fit
     meets) wrote a reach.csv of NaN and an empty figure, and said "0 masses ... median gain

@@ -42,6 +42,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import IO
 
@@ -328,12 +329,18 @@ class ForkedWorker:
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is not None:
             return self.returncode
+        deadline = None if timeout is None else time.monotonic() + timeout
         pid = self.server.pid_of(self.token, timeout)
         code = None if pid is None else self.server.exit_of(pid, timeout)
-        if code is None:
+        while code is None:
             if self.poll() is not None:
                 return self.returncode  # type: ignore[return-value]
-            raise subprocess.TimeoutExpired(f"worker {pid}", timeout or 0.0)
+            # a server that ended (killed, out of memory) answers at once: the worker,
+            # alive a moment longer, is waited for here (it raised at once, and the run
+            # stopped with "internal error: TimeoutExpired", a review)
+            if self.server.alive or (deadline is not None and time.monotonic() >= deadline):
+                raise subprocess.TimeoutExpired(f"worker {pid}", timeout or 0.0)
+            time.sleep(0.02)
         return self._finish(code)
 
     def send_signal(self, sig: int) -> None:

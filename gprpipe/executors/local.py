@@ -60,12 +60,17 @@ if TYPE_CHECKING:
     from gprpipe.engines.base import Engine
 
 
-def tail(path: Path, n: int = 8) -> str:
+def tail(path: Path, n: int = 8, size: int = 1 << 16) -> str:
+    """The last ``n`` lines of a task's log, read from its last ``size`` bytes (a task that
+    printed hundreds of MB had the run read all of it into memory, twice, a review)."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(fh.tell() - size, 0))
+            text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    return "\n".join(lines[-n:])
+    return "\n".join(text.splitlines()[-n:])
 
 
 def ended_how(code: int) -> str:

@@ -147,6 +147,22 @@ def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
     return tables
 
 
+def _label_as(points: Mapping[str, Path]) -> None:
+    """The figures' experiment label as the plot step draws it: the first point's
+    ``plot.experiment`` and ``plot.status``, BLINDED if any point is blinded (they read
+    "HPS Preliminary" whatever the config said, a review)."""
+    from gprpipe.plotting.style import set_labels
+
+    configs = [
+        point_config_from_file(p / "config.toml")
+        for p in points.values()
+        if (p / "config.toml").is_file()
+    ]
+    if configs:
+        first = configs[0].plot
+        set_labels(first.experiment, first.status, any(c.base.blind for c in configs))
+
+
 @dataclass
 class Comparison:
     """What :func:`write_comparison` wrote: per dataset its ratios and files, or why it has
@@ -196,6 +212,7 @@ def write_comparison(runs: Sequence[Path], out: Path | None, formats: Sequence[s
     if folders := [t for t in targets if t.is_dir()]:
         raise GprpipeError(f"{folders[0]}: is a folder, not a file to write.")
     folder.mkdir(parents=True, exist_ok=True)
+    _label_as(points)
     for comp in result.datasets:
         if comp.ratios:
             figures = save(

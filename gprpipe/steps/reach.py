@@ -217,7 +217,7 @@ def project_reach(
     from gprpipe.pipeline.commit import record_export
     from gprpipe.pipeline.plan import Layout
     from gprpipe.plotting.reach import reach_figure
-    from gprpipe.plotting.style import apply_style
+    from gprpipe.plotting.style import apply_style, set_labels
     from gprpipe.steps.export import (
         checked_point_dir,
         point_config_of,
@@ -265,6 +265,7 @@ def project_reach(
     try:
         atomic_write_text(target, rows_csv(reach_table(names), rows))
         apply_style(cfg.plot.style)
+        set_labels(cfg.plot.experiment, cfg.plot.status, cfg.base.blind)
         labels = [cfg.datasets[n].label or n if n in cfg.datasets else n for n in names]
         scale_txt = ", ".join(f"{n} x{factors[n]:g}" for n in names)
         fig = reach_figure(
