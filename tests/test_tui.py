@@ -1770,7 +1770,7 @@ async def test_checks_run_one_at_a_time_on_the_latest_text(tmp_path, monkeypatch
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         threads: list[threading.Thread] = []
-        for _ in range(50):  # the first check starts once the app is up (later under load)
+        for _ in range(300):  # the first check starts once the app is up (later under load)
             await pilot.pause(0.1)
             threads = [t for t in threading.enumerate() if t.name == "gprpipe-check"]
             if threads:
