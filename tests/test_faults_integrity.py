@@ -919,6 +919,32 @@ def test_an_interrupted_run_of_other_settings_leaves_no_earlier_task_done(
     ).read_bytes()
 
 
+def test_an_interrupted_run_marks_the_pages_of_other_results(tmp_path: Path):
+    """A run with other settings interrupted (Ctrl-C) before its plot task: report.html
+    kept the earlier results' tables and figures without the NOT CURRENT banner a run
+    without a plot step puts there (a review); the interrupted run puts it too."""
+    from gprpipe.steps.report import NOT_CURRENT
+
+    cfg = three_fit_parts(tmp_path / "c.toml")
+    cut = tmp_path / "cut"
+    steps = ("--steps", "load,fit,limit,plot", "--set", 'plot.formats=["png"]')
+    assert run(cfg, cut, "-j", "1", *steps)[0] == 0
+    report = cut / "nominal" / "report.html"
+    assert NOT_CURRENT not in report.read_text()
+    record = cut / "nominal" / ".state" / "fit__demo-000.commit"
+    earlier = record.read_bytes()
+    proc = start_run(cfg, cut, "-j", "1", *steps, "--set", "fit.blind_nsigma=1.96")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if record.is_file() and record.read_bytes() not in (b"", earlier):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert NOT_CURRENT in report.read_text()
+
+
 def test_an_output_deleted_after_its_task_finished_is_a_failed_task(copy: Path, base: Path):
     """status and summary called the point done with no scan results; the task is failed
     with the reason, and rerun --failed recomputes the same table."""

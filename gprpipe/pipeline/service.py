@@ -1297,6 +1297,10 @@ def _execute(
         states = ex.poll(tasks)  # the markers: what is really on disk
         kept = sum(states[t.id].state == "done" for t in tasks)
         stopped = len(tasks) - kept
+        # the tasks have stopped: pages whose figures are not of the results kept now
+        # (new tables, or figures redrawn before the plot task stopped) say so, as after
+        # a run without a plot step (they kept their old tables without a word, a review)
+        _mark_reports_not_current(run_dir, obs)
         raise Interrupted(
             f"interrupted: {kept} finished task{'s' * (kept != 1)} kept in {run_dir} "
             f"(a new run skips them); {stopped} not finished (stopped or not started). "
