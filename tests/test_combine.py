@@ -294,8 +294,7 @@ def test_combined_refit_injection_cli(shared_data: Path, tmp_path: Path):
             ratio = g["A_hat_asimov"][1] / g["A_inj"][1]
             assert 0.70 < ratio < 0.95, (d, ratio)
             # the signal's response (the absorption of template w: about 75%) apart from
-            # the refit's background offset, the z = 0 row's noise-free yield
-            assert g["A_hat_asimov0"][0] == g["A_hat_asimov0"][1] == g["A_hat_asimov"][0]
+            # the refit's background offset
             response = (g["A_hat_asimov"][1] - g["A_hat_asimov0"][1]) / g["A_inj"][1]
             assert 0.70 < response < 0.85, (d, response)
             assert g["gp_conv_frac"][()].min() == 1.0

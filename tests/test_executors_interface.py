@@ -220,6 +220,31 @@ def test_task_bash_writes_no_marker_through_a_link_put_in_place_while_the_task_r
     assert log.read_text() == "ran\n"  # the task's log, made anew, holds its output
 
 
+def test_task_bash_runs_nothing_when_its_log_cannot_be_made_and_says_so(tmp_path: Path):
+    """A folder at the task log's name (the log is made anew, noclobber): the task does not
+    run, and its failed marker says why, not "exit code 1 without a done/failed marker"
+    (a review). A point folder removed while the task ran is said gone, not a link."""
+    point = tmp_path / "point"
+    log = point / "logs" / "fit__demo-000.log"
+    log.mkdir(parents=True)
+    res, _, _ = run_task_bash(tmp_path, f"touch {shlex.quote(str(tmp_path / 'ran'))}")
+    assert res.returncode == 71 and not (tmp_path / "ran").exists()
+    said = f"{log} could not be made anew (something was put at its name)"
+    assert f"gprpipe: {said}; the task does not run" in res.stdout
+    assert read_state(point, "fit__demo-000") == (
+        "failed",
+        f"{said}; the task did not run",
+    )
+    log.rmdir()
+    gone = shlex.quote(f"rm -rf {point} && exit 3")
+    res, _, _ = run_task_bash(tmp_path, f"bash -c {gone}")
+    assert res.returncode == 3
+    assert res.stdout.strip().splitlines()[-1] == (
+        f"gprpipe: {point / '.state'} is gone; no failed marker is written"
+    )
+    assert not point.exists()
+
+
 def test_markers_and_slurm_logs_are_never_written_through_a_link_out_of_the_run(
     tmp_path: Path,
 ):

@@ -127,6 +127,10 @@ confined() {
         return 1
     fi
     for d in "$@"; do
+        if [[ ! -e $d && ! -L $d ]]; then  # (removed while the task ran: no link)
+            echo "gprpipe: $d is gone; $then"
+            return 1
+        fi
         resolve a "$d"
         resolve b "$point"
         if [[ -L $d || $a != "$b/${d##*/}" ]]; then
@@ -158,8 +162,14 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
     if [[ -n ${stopped:-} ]]; then
         code=143 started=no
     else
-        # the log made anew (noclobber: O_EXCL), not opened through a link put at its name
-        (set -C && exec 3>"$log" && set +C && "$@" 2>&1 3>&- | tee /dev/fd/3) &
+        # the log made anew (noclobber: O_EXCL; a regular file, not a link to a FIFO or a
+        # device, which noclobber lets through), or the task does not run (exit 71)
+        (set -C && exec 3>"$log" && set +C && [[ -f /dev/fd/3 && ! -L $log ]] || {
+            echo "gprpipe: $log could not be made anew (something was put at its name);" \
+                "the task does not run"
+            exit 71
+        }
+        "$@" 2>&1 3>&- | tee /dev/fd/3) &
         local job=$! again
         [[ -n ${stopped:-} ]] && stop_container  # SIGTERM as it started: its container
         wait "$job" || code=$?
@@ -184,6 +194,9 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
             [[ $started = no ]] &&
                 why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
+        elif ((code == 71)); then  # (the log's own refusal above: it is no log of the task)
+            last=$(printf '%s' "$log" | tr -d '"\\\n\r')  # into JSON
+            why="$last could not be made anew (something was put at its name); the task did not run"
         else
             last=""
             [[ -f $log && ! -L $log ]] &&  # (a link's target or a FIFO is no log of the task)
