@@ -919,6 +919,26 @@ def test_an_interrupted_run_of_other_settings_leaves_no_earlier_task_done(
     ).read_bytes()
 
 
+def test_a_folder_in_place_of_the_data_file_is_a_changed_input(tmp_path: Path):
+    """A folder put at the data file's name stopped summary and status with "is a
+    directory.", then (the first fix) passed the summary as current with no note (a
+    review); it is a changed input now, as an emptied data file is."""
+    data = tmp_path / "d.root"
+    shutil.copy(DEMO_ROOT, data)
+    run_dir = tmp_path / "run"
+    sets = settings(f"datasets.demo.path={data}", "scan.masses=[0.06]")
+    code, out, err = gp(
+        "run", QUICKSTART, "--steps", "load,fit,limit", *sets, "--set", f"base.output={run_dir}"
+    )
+    assert code == 0, out + err
+    assert "NOT CURRENT" not in gp("summary", run_dir)[1]
+    data.unlink()
+    data.mkdir()
+    code, out, err = gp("summary", run_dir)
+    assert code == 0, out + err
+    assert "  NOT CURRENT: the numbers below are of scan.csv, made with other settings" in out
+
+
 def test_an_interrupted_run_marks_the_pages_of_other_results(tmp_path: Path):
     """A run with other settings interrupted (Ctrl-C) before its plot task: report.html
     kept the earlier results' tables and figures without the NOT CURRENT banner a run

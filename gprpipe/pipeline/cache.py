@@ -57,9 +57,10 @@ def input_digest(path: Path) -> str:
         if path.suffix in (".h5", ".csv"):  # an upstream step's output
             raise GprpipeError(f"{path}: input file missing (did its upstream task finish?).")
         raise GprpipeError(f"{path}: data file not found.")
-    if path.is_dir():  # as damaged as a missing file (it stopped summary, exports, rerun)
-        what = "input" if path.suffix in (".h5", ".csv") else "data file"
-        raise GprpipeError(f"{path}: a folder stands at this {what}'s name.")
+    if path.is_dir():  # (it stopped summary and status with "is a directory")
+        if path.suffix in (".h5", ".csv"):  # an output: as damaged as a missing one
+            raise GprpipeError(f"{path}: a folder stands at this input's name.")
+        return "folder"  # a data file: changed, as an emptied one (no key matches it)
     if path.suffix == ".h5":
         key = read_attr(path, "cache_key")
         if key:
