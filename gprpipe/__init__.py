@@ -52,7 +52,8 @@ NUMERICS_VERSION = 35  # 35: inject.h5 A_hat_asimov0 (the refit's background off
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 24  # 24: displays, combination figures labelled; coverage, toy-limit errors;
+PLOT_VERSION = 25  # 25: Ahat and observed-limit figures circle flagged masses
+# 24: displays, combination figures labelled; coverage, toy-limit errors;
 # HEPData units from the schema; a blinded report withholds observed scan.csv; NOT CURRENT
 # 23: combination.csv takes rows whose observed toy limit is unresolved
 # 22: report's chance below the band follows limit.bands (2.5% with toys)

@@ -264,6 +264,37 @@ def test_blinded_scan_figures_circle_flagged_masses_on_the_expected_median():
     plt.close("all")
 
 
+def test_the_yield_and_observed_limit_figures_circle_flagged_masses():
+    """A review: Ahat_* and observed_eps2 / observed_A drew flagged masses as good points,
+    where the Brazil, significance and overlay figures circle them."""
+    from gprpipe.plotting.overlay import observed_figure
+    from gprpipe.plotting.suite import ahat_figure
+
+    m = np.array([0.03, 0.06, 0.1])
+    flagged = np.array([False, True, False])
+
+    def circles(ax) -> list[tuple[float, float]]:
+        lines = [ln for ln in ax.get_lines() if "flagged" in str(ln.get_label())]
+        return [(float(x), float(y)) for ln in lines for x, y in zip(*ln.get_data())]
+
+    fig = ahat_figure(
+        m, np.array([10.0, -4.0, 2.0]), np.array([5.0, 4.0, 2.0]), "t", flagged=flagged
+    )
+    assert circles(fig.axes[0]) == [(60.0, -4.0)] and circles(fig.axes[1]) == [(60.0, -1.0)]
+    scan = {
+        "2015": {
+            "mass_GeV": m,
+            "status": np.array(["ok", "flag_gof", "ok"]),
+            "eps2_up": np.array([1e-6, 2e-6, 3e-6]),
+            "A_up": np.array([10.0, 20.0, 30.0]),
+        }
+    }
+    for q, y in (("eps2", 2e-6), ("A", 20.0)):
+        fig = observed_figure(scan, {"2015": "HPS 2015"}, "t", 95, q)
+        assert circles(fig.axes[0]) == [(60.0, pytest.approx(y))], q
+    plt.close("all")
+
+
 def test_figures_draw_the_statistical_errors_their_tables_carry():
     """A review: the coverage figure drew cov_1sigma and cov_2sigma without the binomial
     errors inject.csv carries (0.65 against 0.683 looked like undercoverage within one

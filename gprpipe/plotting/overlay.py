@@ -107,16 +107,11 @@ def observed_figure(
             c, lw, lab = "k", 2.0, "Combined"
         else:
             c, lw, lab = colours[name], 1.5, labels.get(name, name)
-        ax.plot(
-            m,
-            a[f"{quantity}_up"][ok],
-            "-",
-            color=c,
-            lw=lw,
-            marker=marker(len(m)),
-            ms=4,
-            label=f"{lab} observed",
-        )
+        shown = a[f"{quantity}_up"][ok]
+        ax.plot(m, shown, "-", color=c, lw=lw, marker=marker(len(m)), ms=4, label=f"{lab} observed")
+        fl = flag_mask(a["status"])[ok]  # circled, as in the other scan figures
+        if fl.any():
+            ax.plot(m[fl], shown[fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     what = r"$\epsilon^2$" if quantity == "eps2" else "signal yield $A$"

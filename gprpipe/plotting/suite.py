@@ -226,8 +226,10 @@ def significance_figure(
     return fig
 
 
-def ahat_figure(mass, a_hat, sigma_a, title: str):
-    """Fitted signal yield A_hat with its +/-1 sigma band vs mass, and A_hat / sigma_A."""
+def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None):
+    """Fitted signal yield A_hat with its +/-1 sigma band vs mass, and A_hat / sigma_A;
+    ``flagged`` masses (background-model quality flags) circled in red on both, as the
+    other scan figures do."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     fig, (a1, a2) = plt.subplots(
@@ -244,10 +246,12 @@ def ahat_figure(mass, a_hat, sigma_a, title: str):
     )
     a1.plot(m, a_hat, "-", color="C0", lw=1.4, marker=mk, ms=4, label=r"$\hat A$")
     a1.axhline(0, color="k", lw=0.8)
+    _mark_flagged(a1, m, a_hat, flagged)
     a1.set_ylabel(r"signal yield $\hat A$")
     legend(a1)
     pull = a_hat / sigma_a
     a2.plot(m, pull, "-", color="C0", lw=1.2, marker=mk, ms=3)
+    _mark_flagged(a2, m, pull, flagged)
     for z in (-2, -1, 1, 2):
         a2.axhline(z, color="gray", lw=0.8, ls=":")
     a2.axhline(0, color="k", lw=0.8)

@@ -355,7 +355,10 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
         figures += global_toys_figures(lay.limit, name, a, title)
         figures.append(
             FigureJob(
-                f"Ahat_{name}", suite.ahat_figure, (m, a["A_hat"][ok], a["sigma_A"][ok], title)
+                f"Ahat_{name}",
+                suite.ahat_figure,
+                (m, a["A_hat"][ok], a["sigma_A"][ok], title),
+                {"flagged": suite.flag_mask(a["status"])[ok]},
             )
         )
     if lay.fit in drawn:
