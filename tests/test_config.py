@@ -241,6 +241,12 @@ def test_misspelt_template_or_card_lists_the_shipped_ones(tmp_path: Path):
     assert (
         msg == f"{d}:2: base.template: 'sub': is a folder ({tmp_path / 'sub'}); name a TOML file."
     )
+    # nor is a device (it said "no such file" of /dev/null, which exists; a review)
+    e = write(tmp_path / "e.toml", '[base]\ntemplate = "/dev/null"\n')
+    (msg,) = errors_of(e)
+    assert msg == (
+        f"{e}:2: base.template: '/dev/null': not a regular file (/dev/null); name a TOML file."
+    )
 
 
 def test_a_template_or_card_that_is_no_toml_names_the_key(tmp_path: Path):

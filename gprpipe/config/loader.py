@@ -120,6 +120,8 @@ def _resolve_ref(ref: str, relative_to: Path, kind: str) -> Path:
             return shipped.resolve()
     if cand.is_dir():
         raise FileNotFoundError(f"{ref!r}: is a folder ({cand}); name a TOML file.")
+    if cand.exists():  # a device, a FIFO, a socket: no TOML file either
+        raise FileNotFoundError(f"{ref!r}: not a regular file ({cand}); name a TOML file.")
     if p.is_absolute() or len(p.parts) > 1:
         raise FileNotFoundError(f"{ref!r}: no such file ({cand}).")
     raise FileNotFoundError(_missing_ref(ref, cand, kind))
