@@ -693,9 +693,16 @@ def test_a_blinded_plot_task_removes_displays_a_failed_plot_task_left(tmp_path, 
     # the blinded redraw
     observed = point / "plots" / "significance_demo_of_other_masses.png"
     shutil.copy(point / "plots" / "significance_demo.png", observed)
+    # a folder of such a name is left (its removal failed the plot task), and a link
+    # goes itself, not the figure it leads to (a review)
+    (point / "plots" / "keep.pdf").mkdir()
+    alias = point / "plots" / "alias.png"
+    alias.symlink_to("brazil_eps2_demo.png")
     code, _, err = cli("run", QUICKSTART, *settings(*lean, "base.blind=true"))
     assert code == 0, err
     assert not left.exists() and not observed.exists()
+    assert (point / "plots" / "keep.pdf").is_dir() and not alias.is_symlink()
+    assert (point / "plots" / "brazil_eps2_demo.png").is_file()
     assert not list((point / "plots").glob("display_observed_*"))
     assert not (point / "plots" / "significance_demo.png").exists()
 

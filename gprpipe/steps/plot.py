@@ -167,11 +167,10 @@ def _previous_products(lay) -> set[Path]:
     # blinded redraw (two reviews); plots/ is the plot step's alone
     plots = Path(os.path.realpath(lay.plots))
     if plots.is_dir() and point in plots.parents:
-        found = (Path(os.path.realpath(p)) for p in plots.iterdir())
-        out |= {
+        out |= {  # the entries themselves (a link goes, not what it leads to; no folder)
             p
-            for p in found
-            if p.parent == plots
+            for p in plots.iterdir()
+            if (p.is_symlink() or p.is_file())
             and (p.name.startswith("display_") or p.suffix[1:] in FIGURE_FORMATS)
         }
     return out
