@@ -9,6 +9,7 @@ own marker keeps it.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -221,21 +222,48 @@ def test_task_bash_writes_no_marker_through_a_link_put_in_place_while_the_task_r
 
 
 def test_task_bash_runs_nothing_when_its_log_cannot_be_made_and_says_so(tmp_path: Path):
-    """A folder at the task log's name (the log is made anew, noclobber): the task does not
-    run, and its failed marker says why, not "exit code 1 without a done/failed marker"
-    (a review). A point folder removed while the task ran is said gone, not a link."""
+    """A folder at the task log's name (the log is made anew): the task does not run, and
+    its failed marker says why, not "exit code 1 without a done/failed marker" (a review).
+    A task that exits 71 itself is not taken for that (the first fix read it from the exit
+    code, a review). A FIFO or a link put at the log's name is replaced by the new log,
+    not opened (noclobber let a link to a FIFO through, and its open hung). A point folder
+    removed while the task ran is said gone, not a link."""
     point = tmp_path / "point"
     log = point / "logs" / "fit__demo-000.log"
     log.mkdir(parents=True)
     res, _, _ = run_task_bash(tmp_path, f"touch {shlex.quote(str(tmp_path / 'ran'))}")
-    assert res.returncode == 71 and not (tmp_path / "ran").exists()
-    said = f"{log} could not be made anew (something was put at its name)"
+    assert res.returncode == 1 and not (tmp_path / "ran").exists()
+    said = f"{log} could not be made anew (something is at its name)"
     assert f"gprpipe: {said}; the task does not run" in res.stdout
+    assert read_state(point, "fit__demo-000") == ("failed", f"{said}; the task did not run")
+    log.rmdir()
+    (state_dir(point) / "fit__demo-000.failed").unlink()  # (as a submission clears it)
+    res, _, _ = run_task_bash(tmp_path, "bash -c 'echo real output; exit 71'")
+    assert res.returncode == 71
     assert read_state(point, "fit__demo-000") == (
         "failed",
-        f"{said}; the task did not run",
+        "exit code 71 without a done/failed marker: real output",
     )
-    log.rmdir()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    script = (
+        run_function()
+        + f"\ncd {shlex.quote(str(tmp_path))}\nln -s fifo link\nmkfifo named\n"
+        + "for name in link named; do\n"
+        + '    new_log "$name" && echo "to $name" >&"$log_fd" && exec {log_fd}>&-\n'
+        + "done\n"
+    )
+    res = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "77"},
+    )
+    assert res.returncode == 0, res.stderr
+    for name in ("link", "named"):
+        assert not (tmp_path / name).is_symlink() and (tmp_path / name).is_file()
+        assert (tmp_path / name).read_text() == f"to {name}\n"
     gone = shlex.quote(f"rm -rf {point} && exit 3")
     res, _, _ = run_task_bash(tmp_path, f"bash -c {gone}")
     assert res.returncode == 3

@@ -139,8 +139,25 @@ confined() {
         fi
     done
 }
+# new_log LOG: open LOG made anew on descriptor $log_fd: a file of its own (noclobber:
+# O_EXCL, at a name of this job's), checked to be a regular file, then renamed to LOG;
+# rename replaces whatever was put at LOG (a link, a FIFO) without opening it
+new_log() {
+    local tmp=$1.$SLURM_JOB_ID.$RANDOM opened
+    set -C
+    { exec {log_fd}>"$tmp"; } 2>/dev/null
+    opened=$?
+    set +C
+    ((opened == 0)) || return 1
+    if [[ -f /dev/fd/$log_fd && ! -L $tmp ]] && mv -fT -- "$tmp" "$1" 2>/dev/null; then
+        return 0
+    fi
+    exec {log_fd}>&-
+    [[ -f $tmp && ! -L $tmp ]] && rm -f -- "$tmp"
+    return 1
+}
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
-    local log=$1 marker=$2 code=0 why last started=yes d a b point=${1%/*}
+    local log=$1 marker=$2 code=0 why last started=yes nolog d a b point=${1%/*} log_fd
     shift 2
     point=${point%/*}  # LOG is POINT/logs/NAME, MARKER POINT/.state/STEM
     # checked at submission, and again here: a link put in place of the point folder or its
@@ -161,16 +178,14 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
     echo "gprpipe: ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $HOSTNAME, log $log"
     if [[ -n ${stopped:-} ]]; then
         code=143 started=no
+    elif ! new_log "$log"; then  # (not quoted as the task's: its name is no log of it)
+        echo "gprpipe: $log could not be made anew (something is at its name);" \
+            "the task does not run"
+        code=1 started=no nolog=yes
     else
-        # the log made anew (noclobber: O_EXCL; a regular file, not a link to a FIFO or a
-        # device, which noclobber lets through), or the task does not run (exit 71)
-        (set -C && exec 3>"$log" && set +C && [[ -f /dev/fd/3 && ! -L $log ]] || {
-            echo "gprpipe: $log could not be made anew (something was put at its name);" \
-                "the task does not run"
-            exit 71
-        }
-        "$@" 2>&1 3>&- | tee /dev/fd/3) &
+        ("$@" 2>&1 {log_fd}>&- | tee "/dev/fd/$log_fd") &
         local job=$! again
+        exec {log_fd}>&-  # (the task's own copy is its log's)
         [[ -n ${stopped:-} ]] && stop_container  # SIGTERM as it started: its container
         wait "$job" || code=$?
         # a SIGTERM (trap) ended the wait while the task was still ending: wait again; a
@@ -194,9 +209,9 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
             why="$why: SLURM stopped it (a time limit or scancel; $last says which)"
             [[ $started = no ]] &&
                 why="SLURM stopped it before it started (a time limit or scancel; $last says which)"
-        elif ((code == 71)); then  # (the log's own refusal above: it is no log of the task)
+        elif [[ -n ${nolog:-} ]]; then
             last=$(printf '%s' "$log" | tr -d '"\\\n\r')  # into JSON
-            why="$last could not be made anew (something was put at its name); the task did not run"
+            why="$last could not be made anew (something is at its name); the task did not run"
         else
             last=""
             [[ -f $log && ! -L $log ]] &&  # (a link's target or a FIFO is no log of the task)
