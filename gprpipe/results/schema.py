@@ -574,29 +574,29 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     return read_csv_table(path)[1]
 
 
+def _manifest_names(point_dir: Path, key: str) -> list[str] | None:
+    """The list of names ``key`` of the point's ``plots/manifest.json``, or None when it is
+    unreadable or does not hold one (damaged, or written before the key existed)."""
+    try:
+        names = json.loads(
+            (Path(point_dir) / "plots" / "manifest.json").read_text(encoding="utf-8")
+        )[key]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(names, list) or not all(isinstance(f, str) for f in names):
+        return None
+    return names
+
+
 def plot_manifest_drawn(point_dir: Path) -> set[str] | None:
     """The names of the step outputs the point's last plot task drew (its manifest's
     ``drawn``), or None when the manifest does not say (unreadable, or written before)."""
-    try:
-        drawn = json.loads(
-            (Path(point_dir) / "plots" / "manifest.json").read_text(encoding="utf-8")
-        )["drawn"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(drawn, list) or not all(isinstance(f, str) for f in drawn):
-        return None
-    return set(drawn)
+    drawn = _manifest_names(point_dir, "drawn")
+    return None if drawn is None else set(drawn)
 
 
 def plot_manifest_files(point_dir: Path) -> list[Path] | None:
     """The files the point's last plot task wrote (``plots/manifest.json``), or None when
-    there is no readable manifest."""
-    try:
-        files = json.loads(
-            (Path(point_dir) / "plots" / "manifest.json").read_text(encoding="utf-8")
-        )["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        return None  # damaged: as none (the next plot task writes a new one)
-    return [Path(point_dir) / f for f in files]
+    there is no readable manifest (damaged: as none; the next plot task writes a new one)."""
+    files = _manifest_names(point_dir, "files")
+    return None if files is None else [Path(point_dir) / f for f in files]

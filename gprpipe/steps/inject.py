@@ -165,6 +165,10 @@ def background_histograms(cfg: Config, name: str, edges: np.ndarray) -> np.ndarr
     return np.array(out, dtype=float)
 
 
+#: the refit-mode columns of inject.h5, NaN in conditional mode
+NO_REFIT = dict.fromkeys(("A_hat_asimov", "A_hat_asimov0", "sideband_leak"), math.nan)
+
+
 def _study_dataset(
     cfg: Config, ctx, name: str, mass: float
 ) -> list[tuple[dict[str, float], Extraction]]:
@@ -200,7 +204,7 @@ def _study_dataset(
         t0 = time.perf_counter()
         A = float(z) * (sref if ic.strength_unit == "sigma_A" else 1.0)
         ss = seed_for(cfg.base.seed, "inject", name, mass, float(z))
-        asimov = {"A_hat_asimov": math.nan, "A_hat_asimov0": math.nan, "sideband_leak": math.nan}
+        asimov = dict(NO_REFIT)
         if ic.refit_gp:
             bkg = {"b_full": b_full} if hists is None else {"backgrounds": hists}
             ex = inj.inject_refit(
@@ -291,7 +295,7 @@ def _study_combined(cfg: Config, ctx, mass: float) -> list[tuple[dict[str, float
         t0 = time.perf_counter()
         e = float(z) * sref_e if ic.strength_unit == "sigma_A" else float(z) / ktot
         ss = seed_for(cfg.base.seed, "inject", COMBINED, mass, float(z))
-        asimov = {"A_hat_asimov": math.nan, "A_hat_asimov0": math.nan, "sideband_leak": math.nan}
+        asimov = dict(NO_REFIT)
         if ic.refit_gp:
 
             def progress(t: int, j: int = j) -> None:

@@ -306,7 +306,8 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
         exp = suite.expected_mask(a["status"])
         if not exp.any():
             continue
-        flagged = suite.flag_mask(a["status"])[exp]
+        flags = suite.flag_mask(a["status"])
+        flagged = flags[exp]
         for q, ylab in (
             ("A", "95% CL upper limit on signal yield $A$"),
             ("eps2", r"95% CL upper limit on $\epsilon^2$"),
@@ -343,7 +344,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                 suite.significance_figure,
                 (m, a["p0_local"][ok], a["p0_global"][ok], title),
                 {
-                    "flagged": suite.flag_mask(a["status"])[ok],  # (flagged: of the band rows)
+                    "flagged": flags[ok],  # (flagged: of the band's rows)
                     "p_global_toys": pgt,
                     "toys_bound": bound,
                     "p_local_toys": column("p0_local_toys"),
@@ -357,7 +358,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                 f"Ahat_{name}",
                 suite.ahat_figure,
                 (m, a["A_hat"][ok], a["sigma_A"][ok], title),
-                {"flagged": suite.flag_mask(a["status"])[ok]},
+                {"flagged": flags[ok]},
             )
         )
     if lay.fit in drawn:

@@ -83,20 +83,21 @@ def reconcile(
             st = result[tid]
             how = st.slurm_state or final.get(st.job or "")
             ended = f"ended {how}" if how else "left the queue"
-            last = _last_line(st.log) if _inside(st.log, run_dir) else ""
             slurm_log = mine[tid][2]  # SLURM's own words (CANCELLED DUE TO TIME LIMIT) are there
-            also = f" and {slurm_log}" if slurm_log and slurm_log != st.log else ""
-            msg = (
-                f"SLURM job {st.job} {ended} without a done/failed marker "
-                f"(killed, out of memory or over its time limit?)"
-                + (f": {last}" if last else "")
-                + f"; see {st.log}{also}"
-            )
             refused = _last_line(slurm_log) if _inside(slurm_log, run_dir) else ""
             if refused.startswith("gprpipe: ") and refused.endswith(REFUSED):
                 # the job's bash ran nothing (a link in the run's folders; it cannot write
                 # a marker there): its reason, not a task log of an earlier attempt
                 msg = f"SLURM job {st.job} ran nothing: {refused[9:]}; see {slurm_log}"
+            else:
+                last = _last_line(st.log) if _inside(st.log, run_dir) else ""
+                also = f" and {slurm_log}" if slurm_log and slurm_log != st.log else ""
+                msg = (
+                    f"SLURM job {st.job} {ended} without a done/failed marker "
+                    f"(killed, out of memory or over its time limit?)"
+                    + (f": {last}" if last else "")
+                    + f"; see {st.log}{also}"
+                )
             if how in ("CANCELLED", None, "") and slurm_log is not None and not slurm_log.exists():
                 # SLURM writes this attempt's log (a file of its own) when the element
                 # starts; the task's log may be an earlier attempt's. Without accounting
