@@ -20,6 +20,7 @@ from gprpipe.pipeline import service
 from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
 from gprpipe.tui.app import GprpipeApp
 from gprpipe.tui.model import check_text
+from gprpipe.tui.results import ResultsPane
 from gprpipe.tui.run import RunPane
 from gprpipe.tui.textplot import Band, Line, braille_plot
 from gprpipe.tui.tomledit import TomlEditError, remove_key, set_key
@@ -390,6 +391,7 @@ def test_the_grid_tab_reads_a_typed_axis_as_toml_first():
         ("0, 1, 2", [0, 1, 2]),
         ("[0, 1, 2]", [0, 1, 2]),
         ("toys, asymptotic", ["toys", "asymptotic"]),  # bare words: strings, as before
+        ('"a,b", c', ["a,b", "c"]),  # a quoted comma beside a bare word (a review)
         ("1.64", [1.64]),
     ):
         assert tomllib.loads(f"v = {grid_values_literal(typed)}")["v"] == values, typed
@@ -1189,11 +1191,85 @@ async def test_a_blinded_point_shows_no_observed_result_an_earlier_run_left(
     code, out, err = run_cli_here("run", QUICKSTART, "--steps", "load,fit,plot", *sets)
     assert code == 0, out + err
     app = GprpipeApp(run)
+    seen: list[tuple[str, int]] = []  # what the pane showed at each of its updates
     async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(ResultsPane)
+        shown = pane.update_numbers
+
+        def spy() -> None:
+            shown()
+            table = app.query_one("#res-table", DataTable)
+            seen.append((_static(app, "#res-keys"), table.row_count))
+
+        pane.update_numbers = spy  # type: ignore[method-assign]
+        pane.reload()  # (also from the r key and on showing the tab: each load is checked)
         await _settle(pilot, 0.3)
         keys = _static(app, "#res-keys")
         assert keys.strip() == OBSERVED_WITHHELD, keys
         assert "local Z" not in keys and app.query_one("#res-table", DataTable).row_count == 0
+    # nor while the point was checked (a review: its local Z, observed limits and table
+    # were on screen for the second or so the check took)
+    assert len(seen) >= 2 and "checking" in seen[0][0], seen
+    assert all("local Z" not in keys and "obs/exp" not in keys and not n for keys, n in seen)
+
+
+@sync
+async def test_results_that_summary_refuses_are_not_shown(shared_quickstart, tmp_path):
+    """A point config edited by hand after the run: `gprpipe summary` refuses the run in
+    one sentence, but the Results tab showed its numbers with no word (its check dropped
+    summary's refusal; a review)."""
+    import shutil
+
+    from conftest import run_cli_here
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    with (run / "nominal" / "config.toml").open("a") as f:
+        f.write("# a note\n")
+    code, out, err = run_cli_here("summary", run)
+    assert code == 1 and "changed since the run wrote it" in err, out + err
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        keys = _static(app, "#res-keys")
+        assert " ".join(keys.split()) in " ".join(err.split()), (keys, err)
+        assert "changed since the run wrote it" in keys and "local Z" not in keys
+        assert app.query_one("#res-table", DataTable).row_count == 0
+
+
+@sync
+async def test_the_results_masses_are_the_opened_configs(shared_quickstart, tmp_path):
+    """The Results masses field kept the masses of the run opened first for any config
+    opened after it (a review); a mass outside the scan gave the nearest row's limit."""
+    import shutil
+
+    from conftest import quickstart_child
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    other = quickstart_child(
+        tmp_path / "other.toml", f'output = "{run}"\n[plot]\nmasses = [0.045, 0.08]\n'
+    )
+    app = GprpipeApp(shared_quickstart, check_delay=0.05, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        masses = app.query_one("#res-masses", Input)
+        assert masses.value == "30, 60, 100"
+        app.open_config(other)
+        await _settle(pilot, 0.3)
+        await pilot.press("f6")
+        await _settle(pilot, 0.3)
+        assert masses.value == "45, 80", _static(app, "#res-keys")
+        limits = _static(app, "#res-keys").split("limits obs/exp: ")[1]
+        assert "45 MeV" in limits and "80 MeV" in limits and "100 MeV" not in limits
+        # a mass typed outside the scan (30-100 MeV) has no limit (not the 30 MeV row's)
+        masses.focus()
+        masses.value = "20, 60"
+        await pilot.press("enter")
+        await _settle(pilot)
+        limits = _static(app, "#res-keys").split("limits obs/exp: ")[1]
+        assert "30 MeV" not in limits and "60 MeV" in limits
+        assert "(no limit at 20 MeV: outside the scanned masses)" in limits
 
 
 @sync
@@ -1252,6 +1328,11 @@ async def test_a_blinded_run_shows_blinded_and_expected_limits_only(tmp_path):
         assert "BLINDED: no significance and no observed limit" in keys
         assert "nan" not in keys and "best local Z" not in keys
         assert f"60 MeV {float(rows[0.06]['eps2_exp_med']):.2e}" in keys
+        # the terminal plot: the expected band, no observed line in its legend (a review)
+        await pilot.press("p")
+        await _settle(pilot)
+        plot = _plain(app.query_one("#res-plot").render())
+        assert "expected median" in plot and "observed" not in plot
 
 
 @sync
@@ -1324,8 +1405,9 @@ async def test_results_say_the_failed_task_and_figures_not_current_as_summary(
 async def test_results_check_currency_in_a_worker_thread(shared_quickstart, tmp_path, monkeypatch):
     """Whether a point's results are current hashes its data files: it ran on the UI
     thread at every Results load, 'r' and point change (a 1 s freeze with an 800 MB file,
-    a review). It runs in a thread; meanwhile the numbers say "checking…" and no figure
-    is offered, then the same numbers and the point's figures are shown."""
+    a review). It runs in a thread; meanwhile the pane says "checking…" and shows no number
+    (a blinded run's would be observed ones) and no figure, then the numbers and the
+    point's figures are shown."""
     import shutil
     import threading
 
@@ -1338,18 +1420,20 @@ async def test_results_check_currency_in_a_worker_thread(shared_quickstart, tmp_
 
     def slow(pdir: Path) -> tuple[bool, bool]:
         on_main.append(threading.current_thread() is threading.main_thread())
-        gate.wait(timeout=3)
+        gate.wait(timeout=60)  # (set below; a loaded host may take seconds to get there)
         return currency(pdir)
 
     monkeypatch.setattr(results, "point_currency", slow)
     app = GprpipeApp(run)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.5)
+        t0 = time.monotonic()
+        while not _static(app, "#res-keys").strip() and time.monotonic() - t0 < 30:
+            await pilot.pause(0.05)
         plot = app.query_one("#res-plot")
         keys = _static(app, "#res-keys")
-        assert "checking whether these results are current…" in keys
-        assert "best local Z 1.86 (demo, 100 MeV)" in keys  # the numbers meanwhile
-        assert plot.checking and plot.files == []
+        assert keys == f"{run / 'nominal'}: checking whether its results may be shown…\n"
+        assert app.query_one("#res-table", DataTable).row_count == 0
+        assert plot.files == []
         gate.set()
         await _settle(pilot)
         keys = _static(app, "#res-keys")
@@ -1609,6 +1693,14 @@ async def test_a_run_folder_whose_config_is_gone_shows_its_tasks(tmp_path):
         await _polled(pilot, run)
         assert run.run_dir() == out.resolve()
         assert run.view.states == {"nominal/load": ("done", run.view.states["nominal/load"][1])}
+        # ctrl+r said "The config has errors" of a config that is not there (a review)
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        assert [n.message for n in app._notifications][-1] == (
+            "There is no config to run: the editor is empty; open one (Browse, F1) or start "
+            "one from a template."
+        )
+        assert run.launch is None
 
 
 @sync
@@ -1813,3 +1905,84 @@ def test_a_launch_whose_submission_failed_partway_is_no_refusal(tmp_path, monkey
 
     monkeypatch.setattr(launch.service, "run", refused)
     assert launch._main([str(spec)], io.StringIO()) == launch.REFUSED
+
+
+@sync
+async def test_a_save_as_copy_of_a_run_folders_config_leaves_the_folder(tmp_path, monkeypatch):
+    """A run folder opened and its config saved under another name (Save as, Rename): the
+    copy kept the folder's --set values, its run directory among them, and ctrl+r ran the
+    copy into the original's folder, over its results (a review)."""
+    from conftest import quickstart_child
+
+    monkeypatch.chdir(tmp_path)
+    cfg = quickstart_child(tmp_path / "cfg" / "qs.toml")
+    out = tmp_path / "qs"
+    _load_run(out, cfg)
+    app = GprpipeApp(out, check_delay=0.05, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        assert app.check.run_dir.resolve() == out.resolve()
+        await pilot.press("f2")
+        await pilot.press("ctrl+o")
+        await _settle(pilot)
+        app.screen.query_one("#path-input", Input).value = "cfg/variant.toml"
+        await pilot.press("enter")
+        await _settle(pilot)
+        # the copy would write where the original config does by itself (runs/quickstart)
+        assert isinstance(app.screen, ConfirmDialog), app.screen
+        assert "cfg/variant.toml would write its results into" in app.screen.question
+        await pilot.press("y")
+        await _settle(pilot)
+        assert 'name = "variant"' in (tmp_path / "cfg" / "variant.toml").read_text()
+        assert app.results_dir is None and app.overrides == ()
+        assert app.check.run_dir.resolve() == (tmp_path / "runs" / "variant").resolve()
+        assert app.query_one(RunPane).run_dir().resolve() != out.resolve()
+
+
+@sync
+async def test_workers_beyond_what_a_run_takes_are_refused_in_their_field(tmp_path):
+    """5000 workers in the Run tab was refused as "--set base.jobs: Input should be less
+    than or equal to 1024", a setting the user never typed (a review)."""
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f5")
+        await _settle(pilot)
+        app.query_one("#run-jobs", Input).value = "5000"
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        assert [n.message for n in app._notifications][-1] == (
+            "Workers: at most 1024 local worker processes, not 5000."
+        )
+        assert app.query_one(RunPane).launch is None and not (tmp_path / "run").exists()
+
+
+@sync
+async def test_browse_validates_a_config_again_when_a_file_it_inherits_changed(
+    tmp_path, monkeypatch
+):
+    """The Browse preview of a config stayed "valid" after the config it inherits was
+    broken (the preview was kept by the file's own modification time; a review)."""
+    import os
+
+    from conftest import quickstart_child, write
+
+    from gprpipe.tui.browse import BrowsePane
+
+    monkeypatch.chdir(tmp_path)
+    parent = quickstart_child(tmp_path / "cfg" / "parent.toml")
+    child = write(tmp_path / "cfg" / "child.toml", f'[base]\ntemplate = "{parent}"\n')
+    app = GprpipeApp(child, check_delay=0.05, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        browse = app.query_one(BrowsePane)
+        browse.preview(child)
+        await _settle(pilot)
+        assert "✓ valid" in _static(app, "#browse-text")
+        parent.write_text(parent.read_text() + "[scan]\nmass_step = -1\n")
+        later = parent.stat().st_mtime + 5
+        os.utime(parent, (later, later))
+        browse.preview(child)
+        await _settle(pilot)
+        shown = _static(app, "#browse-text")
+        assert "✗ 1 error" in shown and "mass_step" in shown, shown

@@ -41,6 +41,7 @@ VARIANTS: tuple[Literal["conditional", "refit"], ...] = ("conditional", "refit")
 Format = Literal["png", "pdf", "svg"]
 FIGURE_FORMATS: tuple[Format, ...] = get_args(Format)  # every figure format offered
 FORMATS: tuple[Format, ...] = ("png", "pdf")  # the default
+MAX_JOBS = 1024  # local worker processes (base.jobs, --jobs, the TUI's Workers)
 
 
 class Section(BaseModel):
@@ -147,7 +148,7 @@ class Base(Section):
     gpu: bool = False
     executor: Literal["local", "slurm"] = "local"
     jobs: int = Field(
-        2, ge=1, le=1024, description="Local worker processes (one per task at most)."
+        2, ge=1, le=MAX_JOBS, description="Local worker processes (one per task at most)."
     )
     seed: int = Field(20260101, ge=0, description="Master seed; per-task seeds derive from it.")
     blind: bool = Field(

@@ -594,23 +594,39 @@ class GprpipeApp(App[None]):
             answer,
         )
 
-    def _output_of(self, text: str, path: Path) -> Path | None:
-        check = check_text(text, path, self.overrides)
+    def _overrides_of(self, path: Path) -> tuple[str, ...]:
+        """The ``--set`` values a config at ``path`` runs with: an opened run folder's
+        apply to its own config only (another file leaves the folder, as on opening)."""
+        if self.results_dir is not None and not _same(path, self._run_config):
+            return self._given
+        return self.overrides
+
+    def _output_of(
+        self, text: str, path: Path, overrides: tuple[str, ...] | None = None
+    ) -> Path | None:
+        given = self._overrides_of(path) if overrides is None else overrides
+        check = check_text(text, path, given)
         return check.run_dir.resolve() if check.run_dir is not None else None
 
     def _shared_output(self, target: Path, text: str, path: Path | None) -> Path | None:
         """The run directory that ``target`` (holding ``text``) shares with the saved
-        original config at ``path``, if any."""
+        original config at ``path`` (the opened run folder, or the original's own run
+        directory), if any."""
         if path is None or not path.is_file():
             return None
         if target.resolve() == path.resolve():
             return None
         try:
-            original = self._output_of(read_config_text(path), path)
+            text_of = read_config_text(path)
+            original = {
+                self._output_of(text_of, path),
+                self._output_of(text_of, path, self._given),
+                self.results_dir,
+            }
         except GprpipeError:
             return None
         new = self._output_of(text, target)
-        return new if new is not None and new == original else None
+        return new if new is not None and new in original else None
 
     def _refuse_shipped(self, target: Path) -> bool:
         """Whether ``target`` is a shipped template or card (said in a notice): a save
@@ -648,6 +664,8 @@ class GprpipeApp(App[None]):
             self.notify(f"Cannot save {show_path(target)}: {exc.strerror}", severity="error")
             return
         moved = self.path is None or target.resolve() != self.path.resolve()
+        if self.results_dir is not None and not _same(target, self._run_config):
+            self._leave_run_folder(target)  # a copy: the run folder's --set values are not its
         self.path, self.saved_text = target, text
         self.notify(f"Saved {show_path(target)}.")
         browse = self.query_one(BrowsePane)
@@ -692,6 +710,14 @@ class GprpipeApp(App[None]):
         run, check = self.query_one(RunPane), self.check
         if run.busy:
             self.notify("A run is already going: cancel it first (x).", severity="warning")
+        elif not self.editor.text.strip():
+            gone = [f for f in (self.path, self._run_config) if f is not None and not f.exists()]
+            self.notify(
+                "There is no config to run: the editor is empty"
+                + (f" ({show_path(gone[0])} does not exist)" if gone else "")
+                + "; open one (Browse, F1) or start one from a template.",
+                severity="warning",
+            )
         elif check is None or not check.ok:
             self.notify("The config has errors: fix them first (Edit, F2).", severity="error")
         elif check.warnings:  # the run would fail on it at once

@@ -5,6 +5,7 @@ file or starting a new config is a message to the app)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -75,7 +76,7 @@ class BrowsePane(Widget):
         super().__init__(id=id)
         self.folders = folders
         self.overrides = overrides  # the --set values given on the command line (only)
-        self._cache: dict[tuple[Path, float], Check] = {}
+        self._cache: dict[Path, tuple[tuple[tuple[Path, float], ...], Check]] = {}
         self.current: Path | None = None
 
     def compose(self) -> ComposeResult:
@@ -114,31 +115,38 @@ class BrowsePane(Widget):
                     return
 
     @staticmethod
-    def _key(path: Path) -> tuple[Path, float]:
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            mtime = 0.0
-        return path.resolve(), mtime
+    def _stamp(files: Sequence[Path]) -> tuple[tuple[Path, float], ...]:
+        """The files a check read (the config and the ones it inherits) with their
+        modification times: a check stays valid while none of them changed."""
+        out = []
+        for f in files:
+            try:
+                mtime = f.stat().st_mtime
+            except OSError:
+                mtime = 0.0
+            out.append((f.resolve(), mtime))
+        return tuple(out)
 
     def preview(self, path: Path | None) -> None:
         """Show the validity of ``path`` (validated in a worker unless known)."""
         if path is None or path.is_dir():
             return
         self.current = path
-        key = self._key(path)
-        if key in self._cache:
-            self._show(path, self._cache[key])
+        known = self._cache.get(path.resolve())
+        if known is not None and self._stamp([f for f, _ in known[0]]) == known[0]:
+            self._show(path, known[1])
             return
         self.query_one("#browse-text", Static).update(
             Text(f"{show_path(path)}  validating…", style="dim")
         )
-        self._validate(path, key)
+        self._validate(path)
 
     @work(exclusive=True, group="preview")
-    async def _validate(self, path: Path, key: tuple[Path, float]) -> None:
+    async def _validate(self, path: Path) -> None:
+        before = self._stamp([path])  # (a change while it is checked: checked again next time)
         check = await asyncio.to_thread(check_file, path, self.overrides)
-        self._cache[key] = check
+        chain = [f for f in check.chain if f.resolve() != path.resolve()]
+        self._cache[path.resolve()] = (before + self._stamp(chain), check)
         if self.current == path:
             self._show(path, check)
 

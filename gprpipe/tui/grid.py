@@ -36,7 +36,7 @@ def grid_values_literal(values: str) -> str:
     """The TOML array of a grid axis typed as ``v1, v2, ...``: as TOML when it reads as
     one (``"HPS, 2015", "HPS 2016"``, ``[0.02, 0.1], [0.03, 0.13]``, ``[0, 1, 2]``), else
     split at commas, each value as written if TOML, else a string (``toys, asymptotic``).
-    Split at every comma, a quoted comma or a list-valued key came out as more values."""
+    Split at the commas outside quotes and brackets."""
     for text in (values, f"[{values}]"):
         try:
             if isinstance(tomllib.loads(f"v = {text}")["v"], list):
@@ -44,7 +44,25 @@ def grid_values_literal(values: str) -> str:
         except (tomllib.TOMLDecodeError, RecursionError):
             continue
     inner = values.strip("[] ")
-    return "[" + ", ".join(_token(v) for v in inner.split(",") if v.strip()) + "]"
+    return "[" + ", ".join(_token(v) for v in _split_values(inner) if v.strip()) + "]"
+
+
+def _split_values(text: str) -> list[str]:
+    """``text`` split at the commas outside quotes and brackets (``"a,b", c``: two values)."""
+    parts, start, depth, quote = [], 0, 0, ""
+    for k, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth <= 0:
+            parts.append(text[start:k])
+            start = k + 1
+    return [*parts, text[start:]]
 
 
 class GridPane(Widget):

@@ -120,10 +120,9 @@ class PlotView(Widget, can_focus=True):
             Band(x, col("eps2_exp_lo2"), col("eps2_exp_hi2"), "#8a7a00", "±2σ expected"),
             Band(x, col("eps2_exp_lo1"), col("eps2_exp_hi1"), "#1f7a1f", "±1σ expected"),
         ]
-        lines = [
-            Line(x, col("eps2_exp_med"), "#87cefa", "expected median"),
-            Line(x, col("eps2_up"), "bold white", "observed"),
-        ]
+        lines = [Line(x, col("eps2_exp_med"), "#87cefa", "expected median")]
+        if has_observed(self.scan.columns):  # a blinded run: no observed line, not in the legend
+            lines.append(Line(x, col("eps2_up"), "bold white", "observed"))
         w, h = self.size.width, self.size.height
         files = _files_text(self.files, self.current, self.checking)
         plot = braille_plot(
@@ -142,13 +141,11 @@ def summary_said(run_dir: Path | None, point: str) -> tuple[list[str], str]:
     """What ``gprpipe summary`` says of the point's failed tasks and of its products that
     are not current (its own lines), and why it shows no number of the point's scan.csv
     (observed results, the config blinded: '' when it shows them); nothing for a folder
-    without a readable run.json."""
+    without run.json. A run summary refuses (a point config edited by hand, a damaged
+    record) raises its :class:`GprpipeError`: the pane shows no number summary would not."""
     if run_dir is None or not (run_dir / "run.json").is_file():
         return [], ""
-    try:
-        points = run_summary(run_dir, point=point).points
-    except (GprpipeError, OSError):
-        return [], ""
+    points = run_summary(run_dir, point=point).points
     if not points:
         return [], ""
     lines = [*failure_lines(points[0]), not_current_files_line(points[0])]
@@ -174,8 +171,9 @@ class PointChecked(Message):
 
 class ResultsPane(Widget):
     """Point and dataset choice, key numbers, then the scan table or the plot (p). Whether
-    the point's results are current (which hashes its data files) is checked in a worker
-    thread; meanwhile the numbers say "checking…"."""
+    the point's results may be shown (blinding, a run summary that refuses) and are current
+    (which hashes its data files) is checked in a worker thread; until it answers, no number
+    of the point is shown, only "checking…"."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "toggle_plot", "Plot/table"),
@@ -190,6 +188,8 @@ class ResultsPane(Widget):
         self.points: list[tuple[str, Path]] = []
         self.scan: Scan | None = None
         self.point_dir: Path | None = None
+        self._unchecked: Scan | None = None  # the point's scan.csv, shown once checked
+        self._masses_of: tuple[Path | None, tuple[float, ...]] | None = None  # the field's
         self.current: tuple[bool, bool] = (True, True)  # scan.csv, figures (point_currency)
         self.said_by_summary: list[str] = []  # summary's failed-task, not-current lines
         self.checking = False  # the point's currency is being checked (in a thread)
@@ -248,7 +248,7 @@ class ResultsPane(Widget):
         name = self.query_one("#res-point", Select).value
         found = [d for n, d in self.points if n == name]
         self.point_dir = found[0] if found else None
-        self.scan = None
+        self.scan = self._unchecked = None
         self.current = (True, True)
         self.said_by_summary = []
         self.problem = ""
@@ -256,16 +256,22 @@ class ResultsPane(Widget):
         self.checking = False
         if self.point_dir is not None:
             try:
-                self.scan = read_scan(self.point_dir / "scan.csv")
+                self._unchecked = read_scan(self.point_dir / "scan.csv")
             except GprpipeError as exc:  # it names the file and what to do
-                self.scan, self.problem = None, str(exc)
+                self.problem = str(exc)
             except OSError as exc:
                 where = show_path(self.point_dir / "scan.csv")
-                self.scan, self.problem = None, f"Cannot read {where}: {exc.strerror or exc}."
-        if self.scan is not None and self.point_dir is not None:
+                self.problem = f"Cannot read {where}: {exc.strerror or exc}."
+        if self._unchecked is not None and self.point_dir is not None:
             self.checking = True
             self._check(self._checks, self.run_dir, str(name), self.point_dir)
         self._tell_problem()
+        self._show_scan()
+
+    def _show_scan(self) -> None:
+        """The datasets, masses field, table and numbers of :attr:`scan` (none while it is
+        checked). The masses field is the config's plot.masses for each run directory and
+        config anew; within them it keeps what was typed."""
         ds = self.query_one("#res-dataset", Select)
         datasets = self.scan.datasets() if self.scan else []
         with ds.prevent(Select.Changed):
@@ -273,7 +279,9 @@ class ResultsPane(Widget):
             ds.set_options([(d, d) for d in datasets])
             ds.value = old if old in datasets else (datasets[0] if datasets else Select.NULL)
         masses = self.query_one("#res-masses", Input)
-        if self.scan is not None and not masses.value.strip():
+        of = (self.run_dir, tuple(self.config_masses))
+        if self.scan is not None and (not masses.value.strip() or of != self._masses_of):
+            self._masses_of = of
             wanted = self.config_masses
             dataset = str(ds.value) if ds.value is not Select.NULL else ""
             ms = default_masses(self.scan, dataset, wanted)
@@ -309,10 +317,11 @@ class ResultsPane(Widget):
         self.checking = False
         self.current, self.said_by_summary = event.current, event.said
         if event.problem:
-            self.scan, self.problem = None, event.problem
+            self.problem = event.problem
             self._tell_problem()
-            self._fill_table()
-        self.update_numbers()
+        else:
+            self.scan = self._unchecked
+        self._show_scan()
 
     def _fill_table(self) -> None:
         table = self.query_one("#res-table", DataTable)
@@ -365,7 +374,13 @@ class ResultsPane(Widget):
         ds = self.query_one("#res-dataset", Select).value
         dataset = str(ds) if ds is not Select.NULL else ""
         if self.scan is None:
-            keys.update(Text(self.problem, style="bold red") if self.problem else "")
+            if self.problem:
+                keys.update(Text(self.problem, style="bold red"))
+            elif self.checking:
+                where = show_path(self.point_dir)
+                keys.update(Text(f"{where}: checking whether its results may be shown…", "dim"))
+            else:
+                keys.update("")
             plot.show(None, "", [])
             return
         k = key_numbers(self.scan, self.masses(), dataset or None)
@@ -380,8 +395,6 @@ class ResultsPane(Widget):
                 f"; {len(empty)} columns without values hidden (scan.csv has them)", style="dim"
             )
         t.append("\n")
-        if self.checking:
-            t.append("checking whether these results are current…\n", style="dim")
         for line in self.said_by_summary:  # failed tasks, products not current
             head, _, rest = line.partition(":")
             t.append(head, style="" if line.startswith(" ") else "bold red")
@@ -416,6 +429,9 @@ class ResultsPane(Widget):
             t.append("ε² limits obs/exp: ")
             limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]
         t.append("   ".join(limits) or "(give masses above)")
+        if k.outside:
+            far = ", ".join(f"{m * 1e3:g}" for m in k.outside)
+            t.append(f"   (no limit at {far} MeV: outside the scanned masses)", style="dim")
         keys.update(t)
         figures = self.current[1] and not self.checking
         drawn = plot_files(self.point_dir, dataset) if self.point_dir and figures else []

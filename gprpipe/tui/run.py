@@ -25,7 +25,7 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
-from gprpipe.config.schema import choices
+from gprpipe.config.schema import MAX_JOBS, choices
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline import service
 from gprpipe.pipeline.launch import Launch, launch_rerun, launch_run
@@ -153,6 +153,15 @@ class RunPane(Widget):
             jobs = 1
         return engine, executor, jobs
 
+    def _workers_ok(self, jobs: int) -> bool:
+        """Whether the Workers field is within what a run takes (else said in a notice)."""
+        if jobs <= MAX_JOBS:
+            return True
+        self.notify(
+            f"Workers: at most {MAX_JOBS} local worker processes, not {jobs}.", severity="error"
+        )
+        return False
+
     def run_dir(self) -> Path | None:
         """The run being watched: the launched one, else the edited config's, else the run
         folder the app opened (its config gone or not valid now: the run's own record,
@@ -181,6 +190,8 @@ class RunPane(Widget):
         if check is None or check.run_dir is None:
             return False
         engine, executor, jobs = self.choices()
+        if not self._workers_ok(jobs):
+            return False
         options = service.RunOptions(
             engine=engine, executor=executor, jobs=jobs, overrides=list(overrides), points=points
         )
@@ -266,6 +277,8 @@ class RunPane(Widget):
             self.notify("No failed task." if view.queued else "No failed task, none to run.")
             return False
         _, _, jobs = self.choices()
+        if not self._workers_ok(jobs):
+            return False
         return self._begin(lambda: launch_rerun(run_dir, jobs=jobs), run_dir, "rerun")
 
     @on(Button.Pressed, "#run-start")

@@ -110,12 +110,14 @@ class KeyNumbers:
     local_p_toys: str = ""  # the toys' local p0 there as shown ("0.01 +- 0.0022"), '' without
     limits: list[tuple[str, float, float, float]] = field(default_factory=list)
     # (dataset, mass GeV, observed eps2, expected median eps2)
+    outside: list[float] = field(default_factory=list)  # masses asked outside every scan (GeV)
 
 
 def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = None) -> KeyNumbers:
     """Best local Z (over the ``ok`` rows: flagged rows are no discovery; the reports'
     rule, :func:`gprpipe.results.summary.most_significant`), global Z of that row (Sidak,
-    and the toys' when the scan has them), limits at the nearest masses."""
+    and the toys' when the scan has them), limits at the nearest masses (a mass outside a
+    dataset's scanned range has none there: the nearest row would be another mass)."""
     out = KeyNumbers()
     best = most_significant(summarize_scan(scan.rows))
     if best is not None and best.most_significant is not None:
@@ -130,11 +132,17 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
         if out.local_p_toys and best.toys_bias_note:
             out.local_p_toys += f" ({best.toys_bias_note})"
     names = [dataset] if dataset else scan.datasets()
+    inside: set[float] = set()
     for name in names:
         rows = scan.of(name)
         if not rows:
             continue
+        grid = [number(r["mass_GeV"]) for r in rows]
+        lo, hi = min(grid), max(grid)
         for m in masses_gev:
+            if not lo * (1 - 1e-9) <= m <= hi * (1 + 1e-9):
+                continue
+            inside.add(m)
             r = min(rows, key=lambda r: abs(number(r["mass_GeV"]) - m))
             out.limits.append(
                 (
@@ -144,6 +152,7 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
                     number(r.get("eps2_exp_med")),
                 )
             )
+    out.outside = [m for m in masses_gev if m not in inside]
     return out
 
 
