@@ -437,6 +437,21 @@ def test_a_blinded_run_refuses_a_folder_holding_observed_exports(tmp_path):
         f"error: {spey}: exports of an unblinded fit (observed counts) in a run that is "
         "blinded now; remove them, or run into another folder (base.output)."
     )
+    # a damaged record (or a file copied in): nothing tells what the export holds; a
+    # blinded run went ahead and its summary and report offered it as current (a review)
+    (run / "nominal" / ".state" / "exports.json").write_text("{")
+    code, out, err = run_cli_here("summary", run)
+    assert code == 0 and "exports:" not in out, out + err
+    assert (
+        "not current: exports/spey_demo.json (made from other results than the current ones "
+        "this folder holds, edited since, or with no record of what they were made from;"
+    ) in " ".join(out.split())
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
+    assert code == 1 and err.strip() == (
+        f"error: {spey}: files no export command of this folder recorded (they may hold "
+        "observed counts) in a run that is blinded now; remove them, or run into another "
+        "folder (base.output)."
+    )
     spey.unlink()
     code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
     assert code == 0, err
@@ -484,8 +499,8 @@ def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_ru
     # but said, since the files are there (nothing said why they were not listed)
     assert (
         "  not current: reach/reach.csv, reach/reach.pdf, reach/reach.png (made from other "
-        "results than the current ones this folder holds, or edited since; export or "
-        "project them again)\n"
+        "results than the current ones this folder holds, edited since, or with no record "
+        "of what they were made from; export or project them again)\n"
     ) in summary
 
     code, _, err = cli("run", cfg, "--set", "base.blind=true")

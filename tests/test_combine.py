@@ -333,7 +333,9 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
     for k, name in enumerate("abc", start=1):
         code, _, err = run_cli_here("demo-data", tmp_path / f"{name}.root", "--seed", str(k))
         assert code == 0, err
-        tables.append(f'[datasets.{name}]\ncard = "hps2015"\npath = "{name}.root"\n')
+        tables.append(
+            f'[datasets.{name}]\ncard = "hps2015"\nlabel = "demo {name}"\npath = "{name}.root"\n'
+        )
     cfg = tmp_path / "trio.toml"
     cfg.write_text(
         f'[base]\nname = "trio"\noutput = "{tmp_path / "run"}"\n'

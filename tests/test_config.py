@@ -1648,3 +1648,99 @@ def test_data_files_are_the_scanned_datasets_and_the_toy_file_of_a_toy_scan(
     assert alone.data_files() == both[1:]
     scans_toys = only_point(cfg, ('steps.run=["toyscan"]',)).config
     assert scans_toys.data_files() == [*both, (scans_toys.toyscan.file, "toyscan.file")]
+
+
+def test_datasets_are_told_apart_on_every_product(tmp_path: Path):
+    """A review: dataset keys ``demo`` and ``Demo`` (or a key ``Combined``) gave HEPData
+    tables of one name, one overwriting the other, in a submission hepdata-validator
+    rejects; two datasets of one label ("HPS 2015", from one card) showed two curves under
+    one name; ``plot.displays.datasets = ["combined"]`` passed without a combination and
+    drew nothing. Each is refused in one sentence."""
+    other = tmp_path / "other.root"
+    assert run_cli_here("demo-data", other, "--seed", "5")[0] == 0
+    cfg = tmp_path / "c.toml"
+
+    def validate(body: str, *sets: str) -> str:
+        write(cfg, f'[base]\ntemplate = "{QUICKSTART}"\n{body}')
+        code, _, err = run_cli_here("validate", cfg, *settings(*sets))
+        assert code == 1, err
+        return err.strip()
+
+    second = f'card = "hps2015"\npath = "{other}"\n'
+    assert validate(f'[datasets.Demo]\nlabel = "two"\n{second}') == (
+        f"error: {cfg}:3: datasets.Demo: the dataset keys 'demo' and 'Demo' differ only in "
+        "case: the HEPData tables (lower case) and the files of a case-blind file system "
+        "would be one; rename one of them."
+    )
+    third = tmp_path / "third.root"
+    assert run_cli_here("demo-data", third, "--seed", "6")[0] == 0
+    both = f'[datasets.two]\n{second}[datasets.three]\ncard = "hps2015"\npath = "{third}"\n'
+    assert validate(both) == (  # each takes the card's label
+        f"error: {REPO / 'cards' / 'hps2015.toml'}:6: datasets.three.label: 'HPS 2015' is "
+        "also the label of datasets.two: figures, tables and HEPData would show two results under "
+        "one name; give each dataset a label of its own."
+    )
+    assert validate(f'[datasets.two]\nlabel = "demo  (SYNTHETIC 2015-like)"\n{second}') == (
+        f"error: {cfg}:4: datasets.two.label: 'demo  (SYNTHETIC 2015-like)' is also the label "
+        "of datasets.demo: figures, tables and HEPData would show two results under one "
+        "name; give each dataset a label of its own."
+    )
+    combined = f'[datasets.two]\nlabel = "COMBINED"\n{second}[scan]\ncombined = true\n'
+    assert validate(combined) == (
+        f"error: {cfg}:4: datasets.two.label: 'COMBINED' names the joint fit (scan.combined) "
+        "on figures and tables; give the dataset a label of its own."
+    )
+    assert validate("", 'plot.displays.datasets=["combined"]') == (
+        "error: --set plot.displays.datasets: 'combined': no combination is made "
+        "(scan.combined, two scanned datasets sharing masses); the displays are of demo."
+    )
+    # labels of their own (the joint fit's displays with a combination): valid
+    write(cfg, f'[base]\ntemplate = "{QUICKSTART}"\n[datasets.two]\nlabel = "two"\n{second}')
+    sets = settings("scan.combined=true", 'plot.displays.datasets=["combined"]')
+    code, out, err = run_cli_here("validate", cfg, *sets)
+    assert code == 0 and "valid" in out, err
+
+
+def test_config_mistakes_a_review_found_are_said_where_they_are(tmp_path: Path, monkeypatch):
+    """A review: an unknown key of a megabyte took minutes (edit distances to every known
+    key) and was printed whole; a base.name too long for a folder was blamed on the
+    shipped defaults' base.output; ENV.X listed in base.env but unset was said not listed;
+    a card named with Jinja was not rendered, although every string is."""
+    import time
+
+    head = f'[base]\ntemplate = "{QUICKSTART}"\n'
+    big = write(tmp_path / "big.toml", head + "[fit]\n" + "x" * 1_000_000 + " = 1\n")
+    t0 = time.process_time()
+    code, _, err = run_cli_here("validate", big)
+    assert time.process_time() - t0 < 20  # (minutes before: 30 s for a key of 100 kB)
+    assert (code, err.strip()) == (
+        1,
+        f'error: {big}:4: fit."{"x" * 40}..." (1000000 characters): unknown key (no setting '
+        "has a name this long).",
+    )
+    mine = write(tmp_path / "mine.toml", head + f'name = "{"a" * 300}"\n')
+    code, _, err = run_cli_here("validate", mine)
+    assert (code, err.strip()) == (
+        1,
+        f"error: {mine}:3: base.name: '{'a' * 57}...' is 300 bytes, too long for the folder "
+        "of the run directory it names (at most 255); give a shorter name.",
+    )
+    monkeypatch.delenv("GPRPIPE_NOT_SET", raising=False)
+    sets = settings('base.env=["GPRPIPE_NOT_SET"]', "datasets.demo.label={{ ENV.GPRPIPE_NOT_SET }}")
+    code, _, err = run_cli_here("render", QUICKSTART, *sets)
+    assert (code, err.strip()) == (
+        1,
+        "error: --set datasets.demo.label: undefined name in '{{ ENV.GPRPIPE_NOT_SET }}' "
+        "('dict object' has no attribute 'GPRPIPE_NOT_SET'; GPRPIPE_NOT_SET is listed in "
+        "base.env but not set in the environment).",
+    )
+    card = write(tmp_path / "card.toml", head + '[datasets.demo]\ncard = "{{ base.kind }}"\n')
+    code, _, err = run_cli_here("validate", card, "--set", "base.kind=hps2015")
+    assert code == 1 and "base.kind: unknown key" in err  # rendered: no "neither a file"
+    code, out, err = run_cli_here("render", card, "--set", "datasets.demo.label=x")
+    assert code == 1 and "undefined name in '{{ base.kind }}'" in err, out + err
+    named = write(
+        tmp_path / "named.toml",
+        head + 'name = "hps2015"\n[datasets.demo]\ncard = "{{ base.name }}"\n',
+    )
+    assert run_cli_here("validate", named)[0] == 0

@@ -250,6 +250,25 @@ def test_an_export_of_a_mass_whose_gp_fit_failed_says_so(tmp_path: Path, cli) ->
     assert code == 0, err
 
 
+def test_exports_of_no_ok_mass_say_the_statuses(tmp_path: Path, cli) -> None:
+    """Every mass flagged (fits that converged, a goodness of fit below fit.gof_p_min):
+    export-pyhf --patchset said "no successful GP fit" and export-spey "nothing to export"
+    (a review); both name the statuses."""
+    from tests.conftest import QUICKSTART, settings
+
+    run = tmp_path / "run"
+    sets = settings(f"base.output={run}", "scan.masses=[0.06, 0.1]", "fit.gof_p_min=0.9")
+    assert cli("run", QUICKSTART, *sets, "--steps", "load,fit,limit")[0] == 0
+    said = (
+        f"error: {run / 'nominal' / 'fit.h5'}: no mass of 'demo' is ok (2 flag_gof); the "
+        "exports take the ok masses only (the status column of scan.csv says why each is not)."
+    )
+    for export in (["export-pyhf", "--patchset"], ["export-spey"]):
+        code, out, err = cli(export[0], run, "--dataset", "demo", *export[1:])
+        assert (code, out, err.strip()) == (1, "", said)
+    assert not (run / "nominal" / "exports").exists()
+
+
 def test_exports_say_which_masses_they_leave_out(
     tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:

@@ -218,6 +218,7 @@ def test_suggested_commands_quote_the_run_folder(cli, tmp_path: Path):
         "a/b",
         ".hidden",
         "combined",
+        "Combined",  # HEPData's table names are lower case (a review: they clashed)
         "x" * 65,
         "a b",
         # its mass parts (<key>-<k>) would be the toy parts of the combination or of a

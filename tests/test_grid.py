@@ -499,3 +499,34 @@ def test_a_grid_axis_no_step_computes_with_is_said(tmp_path: Path):
     said = " ".join((out + err).split())
     assert code == 0 and "steps.run: a [grid] axis" not in said, said
     assert "inject.n_toys: a [grid] axis" in said
+
+
+def test_an_axis_varied_in_two_spellings_is_refused(tmp_path: Path):
+    """``"fit.blind_nsigma" = [...]`` beside ``[grid.fit] blind_nsigma = [...]``: two TOML
+    keys, one grid key; the second list replaced the first without a word (2 points where
+    4 values were given; a review)."""
+    cfg = quickstart_child(
+        tmp_path / "g.toml",
+        """
+        [grid]
+        "fit.blind_nsigma" = [1.64, 1.96]
+        [grid.fit]
+        blind_nsigma = [2.5, 3.0]
+        [grid.zip]
+        "limit.alpha" = [0.05, 0.1]
+        limit = {alpha = [0.1, 0.32]}
+        """,
+    )
+    code, out, err = run_cli_here("grid", cfg)
+    assert (code, out) == (1, "")
+    said = err.strip().splitlines()
+    assert said == [
+        f"error: {cfg}:4: grid.fit.blind_nsigma: fit.blind_nsigma is varied twice, as a "
+        'dotted key ("fit.blind_nsigma" = [...]) and in a table ([grid.<section>] ...): one '
+        "list would replace the other; give its values once.",
+        f"error: {cfg}:8: grid.zip.limit.alpha: limit.alpha is varied twice, as a dotted key "
+        '("limit.alpha" = [...]) and in a table ([grid.<section>] ...): one list would '
+        "replace the other; give its values once.",
+    ], err
+    with pytest.raises(ConfigError):
+        expand({"fit.x": [1, 2], "fit": {"x": [3, 4]}})

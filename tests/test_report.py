@@ -595,7 +595,7 @@ def test_a_new_config_in_the_same_folder_shows_only_its_own_results(tmp_path):
     assert "gpfit_demo_45MeV.png" in html
     assert "gpfit_demo_60MeV" not in html
     assert 'href="inject.csv"' not in html and 'href="scan.csv">scan.csv</a></td>' in html
-    assert f"tables: {point}/ (scan.csv)" in out and f"({len(plots)} png files)" in out
+    assert f"tables: {point}/ (scan.csv)" in out and f"({len(plots)} figures: png)" in out
     # the first config's injection study stays on disk, untouched, and the summary says so
     assert (point / "inject.csv").is_file()
     assert (
@@ -698,9 +698,9 @@ def test_summary_counts_the_figures_of_any_format(tmp_path):
     for n in names:
         (plots / n).write_text("x")
     (plots / "manifest.json").write_text(json.dumps({"files": [f"plots/{n}" for n in names]}))
-    assert _files(tmp_path, set())["plots"] == f"{plots}/ (2 pdf files)"
+    assert _files(tmp_path, set())["plots"] == f"{plots}/ (2 figures: pdf)"
     (plots / "spectrum.png").write_text("x")  # not the last plot task's: not counted
-    assert _files(tmp_path, set())["plots"] == f"{plots}/ (2 pdf files)"
+    assert _files(tmp_path, set())["plots"] == f"{plots}/ (2 figures: pdf)"
 
 
 def test_an_export_never_rewrites_a_report_of_other_results(tmp_path):
@@ -932,3 +932,34 @@ def test_plot_tasks_of_a_grid_rebuild_the_run_index_one_at_a_time(
         assert writer.is_alive() and index.read_text() == "held\n"  # waits for the lock
     writer.join(timeout=60)
     assert not writer.is_alive() and "<html" in index.read_text()
+
+
+def test_a_report_of_pdf_figures_links_them(shared_quickstart, tmp_path):
+    """A run with ``plot.formats = ["pdf"]``: its report said "Figures (0)" and linked
+    none of the PDFs the summary counted (a review); each is linked by name now, and the
+    summary counts figures with their formats."""
+    import shutil
+
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.summary import run_summary
+    from gprpipe.steps.report import write_reports
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    point = run / "nominal"
+    manifest = json.loads((point / "plots" / "manifest.json").read_text())
+    names = []
+    for rel in manifest["files"]:  # the same figures, drawn as PDF only
+        if rel.endswith(".png"):
+            (point / rel).rename(point / rel.replace(".png", ".pdf"))
+            names.append(Path(rel).stem)
+    manifest["files"] = [r.replace(".png", ".pdf") for r in manifest["files"]]
+    (point / "plots" / "manifest.json").write_text(json.dumps(manifest))
+    write_reports(point_config_from_file(point / "config.toml"), point)
+    html = (point / "report.html").read_text()
+    assert f'<h2 id="figures">Figures ({len(names)})</h2>' in html and len(names) > 5
+    for name in names:
+        assert f'<a href="plots/{name}.pdf">{name} (PDF)</a>' in html
+    assert "<img" not in html.split('id="figures"')[1].split("</div>")[0]
+    files = run_summary(run).points[0].files
+    assert files["plots"] == f"{point / 'plots'}/ ({len(names)} figures: pdf)"

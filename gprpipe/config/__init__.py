@@ -91,8 +91,17 @@ def apply_cards(data: dict[str, Any], loaded: Loaded) -> list[Issue]:
             continue
         key = f"datasets.{name}.card"
         origin = loaded.origin(key) or Origin("--set")
+        ref = str(ds["card"])
+        if "{{" in ref or "{%" in ref:  # rendered as base.template is (every string is)
+            from gprpipe.config.render import render_string
+
+            try:
+                ref = render_string(ref, data, where=origin.at(key))
+            except ConfigError as exc:
+                errors += [i for i in exc.issues if isinstance(i, Issue)]
+                continue
         try:
-            card_path = resolve_ref(str(ds["card"]), origin.folder(), "cards")
+            card_path = resolve_ref(ref, origin.folder(), "cards")
         except FileNotFoundError as exc:
             errors.append(origin.at(key).issue(f"card {exc}"))
             continue

@@ -108,14 +108,27 @@ def name_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
     """Dataset keys must be safe identifiers (they name part files, logs and plots)."""
     errors: list[Issue] = []
     datasets = data.get("datasets")
+    seen: dict[str, str] = {}  # lower case -> the key
     for name in datasets if isinstance(datasets, Mapping) else ():
         if CONTROL.search(str(name)):
             continue  # reported as a control character
         clash = str(name).endswith(TOY_PART_ENDINGS)
-        if not SAFE_NAME.match(str(name)) or name in RESERVED_NAMES or clash:
+        reserved = str(name).lower() in RESERVED_NAMES
+        twin = seen.setdefault(str(name).lower(), str(name))
+        if twin != name:
+            errors.append(
+                at(
+                    where(f"datasets.{name}"),
+                    f"the dataset keys {twin!r} and {name!r} differ only in case: the HEPData "
+                    "tables (lower case) and the files of a case-blind file system would be "
+                    "one; rename one of them.",
+                )
+            )
+        if not SAFE_NAME.match(str(name)) or reserved or clash:
             why = (
                 f"{name!r} is reserved for the joint fit"
-                if name in RESERVED_NAMES
+                + ("" if name in RESERVED_NAMES else " (in any case)")
+                if reserved
                 else f"{name!r} ends like the toy tasks' parts of a dataset "
                 f"(<dataset>{'/'.join(TOY_PART_ENDINGS)}-<k>)"
                 if clash
@@ -224,13 +237,19 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     if cfg.base.executor == "slurm" and (why := slurm_log_folder_problem(cfg.base.output)):
         errors.append(at(where("base.output"), why))
     errors += label_errors(cfg, where)
-    shown = [*cfg.scanned(), "combined"]
+    joint = list(RESERVED_NAMES) if len(cfg.combined_masses()) else []  # as the plan makes
+    shown = [*cfg.scanned(), *joint]
     for name in cfg.plot.displays.datasets or []:
         if name not in shown:
+            why = (
+                "no combination is made (scan.combined, two scanned datasets sharing masses)"
+                if name in RESERVED_NAMES
+                else "it is not a scanned dataset"
+            )
             errors.append(
                 at(
                     where("plot.displays.datasets"),
-                    f"{name!r} is not a scanned dataset (have: {', '.join(shown)}).",
+                    f"{name!r}: {why}; the displays are of {', '.join(shown) or 'none'}.",
                 )
             )
     cap = cfg.base.max_masses

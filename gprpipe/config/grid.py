@@ -16,12 +16,39 @@ from gprpipe.errors import ConfigError
 DEFAULT_POINT = "nominal"
 
 
+def _leaves(data: Mapping[str, Any], prefix: str = "") -> Counter[str]:
+    """How many leaves of ``data`` each dotted key names (two where a dotted key and a
+    table spell the same one: ``"fit.x"`` and ``fit = {x = ...}``)."""
+    out: Counter[str] = Counter()
+    for k, v in data.items():
+        if isinstance(v, Mapping) and v:
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] += 1
+    return out
+
+
 def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dict[str, Any]]]:
     """Axes of the grid; each axis is a list of {dotted key: value} settings."""
     errors: list[Issue] = []
     axes: list[list[dict[str, Any]]] = []
     zip_rows: list[dict[str, Any]] | None = None
     zipped = grid.get("zip", {})
+    for prefix, table in (("grid.", grid), ("grid.zip.", zipped)):
+        if not isinstance(table, Mapping):
+            continue
+        for key, n in _leaves({k: v for k, v in table.items() if k != "zip"}).items():
+            if n > 1:  # one axis of the two would replace the other without a word
+                errors.append(
+                    at(
+                        where(prefix + key),
+                        f'{key} is varied twice, as a dotted key ("{key}" = [...]) and in a '
+                        "table ([grid.<section>] ...): one list would replace the other; "
+                        "give its values once.",
+                    )
+                )
+    if errors:
+        raise ConfigError(errors)
     for key, values in flatten({k: v for k, v in grid.items() if k != "zip"}).items():
         if not isinstance(values, list) or not values:
             errors.append(at(where("grid." + key), "must be a non-empty list of values."))

@@ -639,11 +639,14 @@ def render_string(value: str, config: Mapping[str, Any], where: Loc | str = "") 
     except _Deferred:
         raise
     except jinja2.UndefinedError as exc:
-        hint = (
-            "; templates see only the environment variables listed in base.env"
-            if "ENV" in value and "holds template syntax" not in str(exc.message)
-            else ""
-        )
+        hint = ""
+        if "ENV" in value and "holds template syntax" not in str(exc.message):
+            hint = "; templates see only the environment variables listed in base.env"
+            named = re.findall(r"ENV\s*(?:\.\s*|\[\s*['\"])([A-Za-z_]\w*)", value)
+            unset = [n for n in named if n in env_allowed(config) and n not in os.environ]
+            if unset:
+                hint = f"; {unset[0]} is listed in base.env but not set in the environment"
+
         why = f"undefined name in {_short(value)} ({exc.message}{hint})."
     except RenderLimit as exc:
         why = f"{_short(value)} goes beyond the rendering bounds ({exc})."

@@ -192,6 +192,13 @@ class Base(Section):
         try:
             _path_fits(str(Path(self.output).absolute()), room=RUN_PATH_ROOM)
         except ValueError as exc:
+            size = len(os.fsencode(self.name))
+            if size > 255 and self.name in Path(self.output).parts:  # runs/{{ base.name }}
+                shown = self.name if len(self.name) <= 60 else f"{self.name[:57]}..."
+                raise ValueError(
+                    f"base.name: {shown!r} is {size} bytes, too long for the folder of the "
+                    "run directory it names (at most 255); give a shorter name"
+                ) from None
             raise ValueError(f"base.output: {exc}") from None
         return self
 
@@ -699,6 +706,31 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _distinct_labels(self) -> Config:
+        """Figures, tables and HEPData name each scanned dataset by its label (its key when
+        unset): two alike would show two results under one name, and "Combined" names the
+        joint fit."""
+        seen: dict[str, str] = {}
+        for name in self.scan.datasets or self.datasets:
+            if name not in self.datasets or not self.datasets[name].enabled:
+                continue  # (an unknown name is said by _datasets_exist)
+            label = self.datasets[name].label or name
+            folded = " ".join(label.split()).casefold()
+            if self.scan.combined and folded == "combined":
+                raise ValueError(
+                    f"datasets.{name}.label: {label!r} names the joint fit (scan.combined) on "
+                    "figures and tables; give the dataset a label of its own"
+                )
+            if folded in seen:
+                raise ValueError(
+                    f"datasets.{name}.label: {label!r} is also the label of datasets."
+                    f"{seen[folded]}: figures, tables and HEPData would show two results "
+                    "under one name; give each dataset a label of its own"
+                )
+            seen[folded] = name
+        return self
+
+    @model_validator(mode="after")
     def _tail_pairs(self) -> Config:
         """The linear resolution tail needs both keys (one alone was silently ignored)."""
         for name, ds in self.datasets.items():
@@ -857,6 +889,8 @@ def _new_dataset_errors(data: dict[str, Any], where: Where) -> dict[str, Issue]:
 
 #: unknown keys that get a did-you-mean hint (the rest: "unknown key." alone)
 HINTED_KEYS = SHOWN_ERRORS
+#: the longest unknown key name shown whole (no setting's name comes near it)
+KEY_SHOWN = 80
 
 _KEYED = re.compile(r"([a-z_]+(?:\.[a-z0-9_]+)+): ")
 
@@ -884,6 +918,14 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                 if isinstance(loc, Loc):
                     loc = dataclasses.replace(loc, key=shown)
                 errors.append(at(loc, "an empty key name is not a setting; remove it."))
+                continue
+            elif err["type"] == "extra_forbidden" and len(parts[-1]) > KEY_SHOWN:
+                loc = where(dotted)  # a key of a megabyte was printed whole
+                start = json.dumps(parts[-1][: KEY_SHOWN // 2])[:-1]
+                shown = ".".join([*parts[:-1], f'{start}..." ({len(parts[-1])} characters)'])
+                if isinstance(loc, Loc):
+                    loc = dataclasses.replace(loc, key=shown)
+                errors.append(at(loc, "unknown key (no setting has a name this long)."))
                 continue
             elif err["type"] == "extra_forbidden":
                 # a hint costs ~1 ms (edit distances to every key): the first few only,

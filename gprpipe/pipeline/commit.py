@@ -378,12 +378,38 @@ def _export_record(point_dir: Path) -> dict[str, Any]:
     return known if isinstance(known, dict) else {}
 
 
-def stale_exports(point_dir: Path, not_current: AbstractSet[str] = frozenset()) -> set[str]:
+#: the point's folders that export commands write into by default (export-pyhf and
+#: export-spey: exports/; project-reach: reach/)
+EXPORT_FOLDERS = ("exports", "reach")
+
+
+def unrecorded_exports(point_dir: Path) -> set[str]:
+    """Files in the point's export folders (relative paths) that no export command
+    recorded: copied in by hand, or their record lost or damaged. Nothing tells what they
+    were made from, nor whether they hold observed counts."""
+    point_dir = Path(point_dir)
+    known = _export_record(point_dir)
+    out = set()
+    for name in EXPORT_FOLDERS:
+        folder = point_dir / name
+        if folder.is_dir() and not folder.is_symlink():
+            for f in folder.iterdir():
+                rel = f"{name}/{f.name}"
+                if not f.name.startswith(".") and f.is_file() and rel not in known:
+                    out.add(rel)
+    return out
+
+
+def stale_exports(
+    point_dir: Path, not_current: AbstractSet[str] = frozenset(), *, unrecorded: bool = True
+) -> set[str]:
     """Exports of the point folder (relative paths) made from another ``fit.h5`` (or
     ``limit.h5``, their source or the statuses they read) than the one it holds now (an
     earlier config's), from one named in ``not_current`` (the folder's ``fit.h5`` made
-    with other settings or inputs than the point's config), or edited since they were
-    written: not to be offered with this config's results."""
+    with other settings or inputs than the point's config), edited since they were
+    written, or with no record of what they were made from (:func:`unrecorded_exports`;
+    ``unrecorded=False``: not these, for a folder that keeps no record, the run's own):
+    not to be offered with this config's results."""
     point_dir = Path(point_dir)
     digests: dict[str, str | None] = {}
 
@@ -410,7 +436,7 @@ def stale_exports(point_dir: Path, not_current: AbstractSet[str] = frozenset()) 
                 out.add(str(rel))
         except (KeyError, TypeError, ValueError):
             out.add(str(rel))
-    return out
+    return out | unrecorded_exports(point_dir) if unrecorded else out
 
 
 def recorded_exports(point_dir: Path, *, observed_only: bool = True) -> list[Path]:

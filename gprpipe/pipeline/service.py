@@ -584,15 +584,26 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
     """A blinded run refuses a point folder that holds exports of an unblinded fit (they
     carry observed counts; a blinded run may not leave any behind), and a run folder whose
     ``compare/`` holds observed limit ratios."""
-    from gprpipe.pipeline.commit import recorded_exports
+    from gprpipe.pipeline.commit import recorded_exports, unrecorded_exports
     from gprpipe.results.compare import observed_ratios
 
+    def listed(found: Sequence[Path]) -> str:
+        return ", ".join(str(f) for f in found[:3]) + (", ..." if len(found) > 3 else "")
+
     for p in points:
-        if p.config.base.blind and (found := recorded_exports(point_dir(run_dir, p))):
-            shown = ", ".join(str(f) for f in found[:3]) + (", ..." if len(found) > 3 else "")
+        if not p.config.base.blind:
+            continue
+        pdir = point_dir(run_dir, p)
+        if found := recorded_exports(pdir):
             raise GprpipeError(
-                f"{shown}: exports of an unblinded fit (observed counts) in a run that is "
-                "blinded now; remove them, or run into another folder (base.output)."
+                f"{listed(found)}: exports of an unblinded fit (observed counts) in a run "
+                "that is blinded now; remove them, or run into another folder (base.output)."
+            )
+        if unknown := sorted(unrecorded_exports(pdir)):
+            raise GprpipeError(
+                f"{listed([pdir / rel for rel in unknown])}: files no export command of this "
+                "folder recorded (they may hold observed counts) in a run that is blinded "
+                "now; remove them, or run into another folder (base.output)."
             )
     if any(p.config.base.blind for p in points):
         for table in sorted((run_dir / "compare").glob("*.csv")):

@@ -105,14 +105,14 @@ def _files(
             if n:
                 out[label] = f"{path}/ ({n} {pattern.rsplit('.', 1)[-1]} file{'s' * (n != 1)})"
 
-    # the figures of the last plot task, not files an earlier config left there; counted
-    # in the first of its formats (png, pdf, svg) that it drew (a pdf-only run has plots too)
+    # the figures of the last plot task, not files an earlier config left there: each
+    # figure once, with the formats it was drawn in (a pdf-only run has plots too)
     drawn = [p for p in plot_manifest_files(pdir) or [] if p.is_file()]
-    for fmt in (".png", ".pdf", ".svg"):
-        n = sum(p.suffix == fmt for p in drawn)
-        if n:
-            out["plots"] = f"{pdir / 'plots'}/ ({n} {fmt[1:]} file{'s' * (n != 1)})"
-            break
+    figures = {p.with_suffix("") for p in drawn if p.suffix in (".png", ".pdf", ".svg")}
+    if figures:
+        n = len(figures)
+        kinds = [k for k in ("png", "pdf", "svg") if any(p.suffix == f".{k}" for p in drawn)]
+        out["plots"] = f"{pdir / 'plots'}/ ({n} figure{'s' * (n != 1)}: {', '.join(kinds)})"
     from gprpipe.pipeline.plan import Layout
 
     undrawn = set() if drawn_current else set(Layout(pdir).products())
@@ -146,7 +146,8 @@ def _files(
     if earlier:  # on disk, so say why nothing offers them
         out["not current"] = (
             f"{', '.join(earlier)} (made from other results than the current ones this "
-            "folder holds, or edited since; export or project them again)"
+            "folder holds, edited since, or with no record of what they were made from; "
+            "export or project them again)"
         )
     for cand in (
         pdir / "report.html",

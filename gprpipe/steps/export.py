@@ -9,6 +9,7 @@ sample is the template the point's ``fit.signal_leakage`` selects (``w_eff`` by 
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -331,6 +332,16 @@ def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:
     return rows, left_out_note({"mass_GeV": mass, "status": status}, ok).strip()
 
 
+def _nothing_ok(where: Path, dataset: str, left: list[dict]) -> GprpipeError:
+    """Why an export of ``dataset`` has no mass: the statuses of those ``left`` out."""
+    counts = collections.Counter(str(r["status"]) for r in left)
+    what = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none scanned"
+    return GprpipeError(
+        f"{where}: no mass of {dataset!r} is ok ({what}); the exports take the ok masses "
+        "only (the status column of scan.csv says why each is not)."
+    )
+
+
 def _status(lay: Layout, dataset: str, fit: dict, cfg) -> np.ndarray:
     """The status of each mass of ``fit``: the scan's (``limit.h5``: a limit that failed
     after an ``ok`` fit) where it has the mass, else the fit's; the exports leave out
@@ -383,7 +394,7 @@ def export_patchset(
     pdir = checked_point_dir(run_dir, point)
     read = source_digests(pdir)
     wins = []
-    ok_windows, (_, left) = _ok_windows(pdir, dataset)
+    ok_windows, (rows, left) = _ok_windows(pdir, dataset)
     for _, blind in ok_windows:
         L = cholesky_jitter(blind["C"])
         wins.append(
@@ -398,7 +409,7 @@ def export_patchset(
             }
         )
     if not wins:
-        raise GprpipeError(f"{Layout(pdir).fit}: no successful GP fit of {dataset!r}.")
+        raise _nothing_ok(Layout(pdir).fit, dataset, rows)
     if not re.fullmatch(r"ins[0-9]{7}", inspire):
         raise GprpipeError(f"--inspire {inspire!r}: an INSPIRE id is 'ins' and 7 digits.")
     fit = Layout(pdir).fit
@@ -513,7 +524,7 @@ def export_spey(
                     )
         entries.append({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in e.items()})
     if not entries:
-        raise GprpipeError(f"{lay.fit}: nothing to export for {dataset!r}.")
+        raise _nothing_ok(lay.limit if dataset == COMBINED else lay.fit, dataset, rows)
     doc = {
         "dataset": dataset,
         "model": "default.correlated_background",

@@ -96,7 +96,7 @@ def _fmt(value: str) -> str:
 
 @dataclass
 class PageFigure:
-    src: str  # relative to the page
+    src: str | None  # the image (PNG, else SVG) relative to the page; None: a PDF only
     name: str
     pdf: str | None
 
@@ -117,33 +117,40 @@ ORDER = (
 )
 
 
-def _rank(png: Path) -> tuple[int, str]:
-    hits = [i for i, p in enumerate(ORDER) if png.stem.startswith(p)]
-    return (max(hits) if hits else len(ORDER), png.as_posix())
+def _rank(figure: Path) -> tuple[int, str]:
+    hits = [i for i, p in enumerate(ORDER) if figure.name.startswith(p)]
+    return (max(hits) if hits else len(ORDER), figure.as_posix())
 
 
-def _figures(point_dir: Path, prefix: str = "") -> list[PageFigure]:
-    """The PNGs the point's plot task wrote (its ``plots/manifest.json``; any name, so
-    every step's figures appear), never a file left in ``plots/`` by an earlier config."""
-    pngs = [p for p in plot_manifest_files(point_dir) or [] if p.suffix == ".png"]
+def _figures(point_dir: Path) -> list[PageFigure]:
+    """The figures the point's plot task wrote (its ``plots/manifest.json``; any name, so
+    every step's figures appear), never a file left in ``plots/`` by an earlier config:
+    each shown as its PNG (else SVG) with a link to its PDF, or as the PDF's link alone
+    (``plot.formats = ["pdf"]``)."""
+    files = [p for p in plot_manifest_files(point_dir) or [] if p.is_file()]
+    by_stem: dict[Path, dict[str, Path]] = {}
+    for f in files:
+        by_stem.setdefault(f.with_suffix(""), {})[f.suffix] = f
     out = []
-    for png in sorted((p for p in pngs if p.is_file()), key=_rank):
-        rel = png.relative_to(point_dir).as_posix()
-        pdf = png.with_suffix(".pdf")
-        out.append(
-            PageFigure(
-                prefix + rel,
-                png.stem,
-                prefix + pdf.relative_to(point_dir).as_posix() if pdf.exists() else None,
-            )
-        )
+    for stem in sorted(by_stem, key=_rank):
+        kinds = by_stem[stem]
+        image = kinds.get(".png") or kinds.get(".svg")
+        pdf = kinds.get(".pdf")
+        if image is None and pdf is None:
+            continue
+
+        def rel(f: Path | None) -> str | None:
+            return f.relative_to(point_dir).as_posix() if f is not None else None
+
+        out.append(PageFigure(rel(image), stem.name, rel(pdf)))
     return out
 
 
-def _exports(point_dir: Path) -> list[str]:
+def _exports(point_dir: Path, point: bool = True) -> list[str]:
     """Relative paths of export products: files under export*/, hepdata*/, pyhf*/, spey*/
     (any depth) and JSON, YAML and archive files of the point folder (e.g. an export written
-    there with ``-o``), never our own bookkeeping nor an export made from an earlier fit."""
+    there with ``-o``), never our own bookkeeping nor an export made from an earlier fit,
+    nor one of no record (``point=False``: the run's folder, which keeps none)."""
     found: list[str] = []
     folders = sorted({f for pat in EXPORT_DIRS for f in point_dir.glob(pat) if f.is_dir()})
     for folder in folders:
@@ -163,7 +170,7 @@ def _exports(point_dir: Path) -> list[str]:
             and not p.name.startswith(".")
         ):
             found.append(p.name)
-    stale = stale_exports(point_dir)
+    stale = stale_exports(point_dir, unrecorded=point)  # (the run's folder keeps no record)
     return [f for f in found if f not in stale]
 
 
@@ -509,7 +516,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
         "toys": any(r["toys"] for r in rows),
         "figure": GRID_FIGURES[0] if has_fig else None,
         "comparisons": grid_comparison(run_dir, points, vouched_scans, labels),
-        "exports": _exports(run_dir),
+        "exports": _exports(run_dir, point=False),
         "versions": info.get("versions", {}),
         "command": _command(info.get("command")),
         "reruns": _reruns(info),
