@@ -1744,3 +1744,23 @@ def test_config_mistakes_a_review_found_are_said_where_they_are(tmp_path: Path, 
         head + 'name = "hps2015"\n[datasets.demo]\ncard = "{{ base.name }}"\n',
     )
     assert run_cli_here("validate", named)[0] == 0
+
+
+def test_error_lines_after_quotes_in_comments_and_strings(tmp_path: Path):
+    """A review: three double quotes in a comment (or a one-line string) were taken for a
+    multi-line string, so later keys lost their line; a line inside a multi-line string
+    that looked like ``rebin = 3`` was taken for the key."""
+    from gprpipe.config.loader import key_positions
+
+    head = f'[base]\ntemplate = "{QUICKSTART}"\n[datasets.demo]\n'
+    commented = write(
+        tmp_path / "q.toml",
+        head + 'label = \'HPS 2015\'   # not """ here\n[fit]\nblind_nsigma = "abc"\n',
+    )
+    code, _, err = run_cli_here("validate", commented)
+    assert code == 1 and err.startswith(f"error: {commented}:6: fit.blind_nsigma: "), err
+    spanning = head + 'note = """\nrebin = 3 \\\nstill the note\n"""\nrebin = "abc"\n'
+    assert key_positions(spanning)["datasets.demo.rebin"] == (8, 1)
+    assert key_positions(spanning)["datasets.demo.note"] == (4, 1)
+    literal = "[a]\nx = '''\n[b]\ny = 1\n'''\nz = 2\n"
+    assert key_positions(literal) == {"a": (1, 2), "a.x": (2, 1), "a.z": (6, 1)}

@@ -166,13 +166,10 @@ def key_positions(text: str) -> dict[str, tuple[int, int]]:
     lines: dict[str, tuple[int, int]] = {}
     table: list[str] = []
     depth = 0  # inside a multi-line array/inline table: skip nested lines
-    in_string = False
+    open_string = ""  # the delimiter of a multi-line string the line starts inside
     for no, raw in enumerate(text.splitlines(), start=1):
-        if raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1:
-            in_string = not in_string
-            if not in_string:
-                continue
-        if in_string and not _KEY.match(raw):
+        inside, open_string = open_string, _open_string(raw, open_string)
+        if inside:  # (a string's lines are no keys, whatever they look like)
             continue
         if depth > 0:
             depth += _nesting(raw)
@@ -188,6 +185,35 @@ def key_positions(text: str) -> dict[str, tuple[int, int]]:
             lines.setdefault(dotted, (no, m.start(1) + 1))
             depth = max(0, _nesting(raw[m.end() :]))
     return lines
+
+
+def _open_string(line: str, open_string: str = "") -> str:
+    """The multi-line string delimiter (``\"\"\"`` or ``'''``) still open at the end of
+    ``line``, which starts inside ``open_string`` ('' for none): quotes in a comment or in
+    a one-line string open nothing, a backslash escapes in basic strings."""
+    i, quote = 0, open_string
+    while i < len(line):
+        if quote:
+            if line.startswith(quote, i) and len(quote) == 3:
+                i, quote = i + 3, ""
+                continue
+            if quote in ('"', '"""') and line[i] == "\\":
+                i += 2
+                continue
+            if len(quote) == 1 and line[i] == quote:
+                quote = ""
+            i += 1
+            continue
+        c = line[i]
+        if c == "#":
+            break
+        if line.startswith('"""', i) or line.startswith("'''", i):
+            quote, i = line[i : i + 3], i + 3
+            continue
+        if c in "\"'":
+            quote = c
+        i += 1
+    return quote if len(quote) == 3 else ""
 
 
 def _nesting(line: str) -> int:
