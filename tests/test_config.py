@@ -1744,6 +1744,21 @@ def test_config_mistakes_a_review_found_are_said_where_they_are(tmp_path: Path, 
         head + 'name = "hps2015"\n[datasets.demo]\ncard = "{{ base.name }}"\n',
     )
     assert run_cli_here("validate", named)[0] == 0
+    # a text where a list is needed (--set takes TOML): how to write one
+    for given, hint in (
+        ("plot.formats=png", 'write a list in brackets, e.g. ["png"].'),
+        (
+            "scan.masses=[30MeV]",
+            "it is no TOML list: numbers bare (GeV for masses), texts in quotes, inside "
+            'brackets, e.g. [0.03, 0.06] or ["png", "pdf"].',
+        ),
+    ):
+        code, _, err = run_cli_here("validate", QUICKSTART, "--set", given)
+        key, value = given.split("=")
+        assert (code, err.strip()) == (
+            1,
+            f"error: --set {key}: Input should be a valid list (got {value!r}); {hint}",
+        )
 
 
 def test_error_lines_after_quotes_in_comments_and_strings(tmp_path: Path):

@@ -955,9 +955,22 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
                     n = len(value) if isinstance(value, str) else len(text)
                     text = f"{text[:60]}... ({n} characters)"
                 shown = f" (got {text})" if not isinstance(value, dict) else ""
-                msg = f"{err['msg']}{shown}{_unit_hint(value)}"
+                msg = f"{err['msg']}{shown}{_unit_hint(value) or _list_hint(err, value)}"
             errors.append(at(where(dotted), msg + ("" if msg.endswith("?") else ".")))
         return None, unique(errors)
+
+
+def _list_hint(err: Any, value: Any) -> str:
+    """How to write a list, for a text given where one is needed (``--set`` takes TOML:
+    ``plot.formats=png`` is the text "png"; ``[30MeV]`` and ``[0.05`` are no TOML list)."""
+    if err.get("type") not in ("list_type", "tuple_type") or not isinstance(value, str):
+        return ""
+    if value.lstrip().startswith("["):
+        return (
+            "; it is no TOML list: numbers bare (GeV for masses), texts in quotes, inside "
+            'brackets, e.g. [0.03, 0.06] or ["png", "pdf"]'
+        )
+    return f"; write a list in brackets, e.g. {json.dumps([value])}"
 
 
 def _unit_hint(value: Any) -> str:
