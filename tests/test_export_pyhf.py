@@ -196,8 +196,9 @@ def test_an_export_replaces_no_file_but_an_earlier_export_without_force(
         code, out, err = cli(args[0], shared_quickstart, "--dataset", "demo", *args[1:])
         assert code == 1, out
         assert err.strip() == (
-            f"error: {target}: already exists and is no earlier export of {point}; choose "
-            "another name (-o) or use --force to replace it."
+            f"error: {target}: already exists and is no earlier export of {point} (exports "
+            "written outside it are not recorded); choose another name (-o) or use --force "
+            "to replace it."
         )
         assert target.read_bytes() == before
         code, _, err = cli(args[0], shared_quickstart, "--dataset", "demo", *args[1:], "--force")

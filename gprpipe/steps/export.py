@@ -191,9 +191,11 @@ def _publish(
             raise GprpipeError(f"{path}: is a folder, not a file to write.")
         exists = path.exists() or path.is_symlink()
         if exists and not force and resolved(path) not in earlier:
+            outside = not path.resolve().is_relative_to(pdir.resolve())
             raise GprpipeError(
-                f"{path}: already exists and is no earlier export of {pdir}; choose "
-                "another name (-o) or use --force to replace it."
+                f"{path}: already exists and is no earlier export of {pdir}"
+                + (" (exports written outside it are not recorded)" if outside else "")
+                + "; choose another name (-o) or use --force to replace it."
             )
     written: list[Path] = []
     try:
