@@ -635,6 +635,16 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
             f"error: {h5}: differs from what its task nominal/fit/merge wrote (sha256 "
             "mismatch); run the point again to recompute it."
         )
+    # a folder at its name: the same, not "is a directory." (a review)
+    damaged = h5.rename(point / "fit.damaged")
+    h5.mkdir()
+    code, _, err = run_cli_here("export-spey", copy, "--dataset", "demo", "-o", point / "spey")
+    assert code == 1 and err.strip() == (
+        f"error: {h5}: is no file, unlike what its task nominal/fit/merge wrote; run the "
+        "point again to recompute it."
+    )
+    h5.rmdir()
+    damaged.rename(h5)
     with open(point / "scan.csv", "a") as fh:
         fh.write("\n")
     code, _, err = run_cli_here("compare", intact, copy)

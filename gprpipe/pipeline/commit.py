@@ -300,7 +300,8 @@ def as_recorded(path: Path | str) -> tuple[bool, str] | None:
             digest = rec["files"][path.name]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        return sha256_file(path) == digest, str(rec.get("task", "?"))
+        same = path.is_file() and sha256_file(path) == digest  # (a folder at its name: not)
+        return same, str(rec.get("task", "?"))
     return None
 
 
@@ -320,9 +321,11 @@ def vouched(path: Path | str) -> Path:
             "recompute it."
         )
     if not match[0]:
+        what = "is no file, unlike" if not path.is_file() else "differs from"
         raise GprpipeError(
-            f"{path}: differs from what its task {match[1]} wrote (sha256 mismatch); run "
-            "the point again to recompute it."
+            f"{path}: {what} what its task {match[1]} wrote"
+            + (" (sha256 mismatch)" if path.is_file() else "")
+            + "; run the point again to recompute it."
         )
     return path
 
