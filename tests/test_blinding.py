@@ -453,6 +453,19 @@ def test_a_blinded_run_refuses_a_folder_holding_observed_exports(tmp_path):
         "folder (base.output)."
     )
     spey.unlink()
+    # nor in a folder of its own, nor at the point's root (the report lists both)
+    hand = [run / "nominal" / "spey_hand" / "x.json", run / "nominal" / "hand.json"]
+    for f in hand:
+        f.parent.mkdir(exist_ok=True)
+        f.write_text('{"data": [1]}')
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
+    assert code == 1 and err.strip() == (
+        f"error: {hand[1]}, {hand[0]}: files no export command of this folder recorded (they "
+        "may hold observed counts) in a run that is blinded now; remove them, or run into "
+        "another folder (base.output)."
+    )
+    for f in hand:
+        f.unlink()
     code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick, "base.blind=true"))
     assert code == 0, err
 

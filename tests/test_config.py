@@ -1372,8 +1372,9 @@ def test_a_path_too_long_for_the_file_system_names_its_key(tmp_path: Path, cli):
     assert "bytes (at most 3583, leaving room for the run's own files)" in err
     cfg = tmp_path / "c.toml"
     text = f'[base]\ntemplate = "{QUICKSTART}"\nname = "{long}"\n'
-    (issue,) = check_text(text, cfg).errors  # the default output runs/{{ base.name }}
-    assert "base.output" in str(issue) and "300 bytes (at most 255)" in str(issue)
+    (issue,) = check_text(text, cfg).errors  # the default output runs/{{ base.name }}:
+    # the name, where it was set (it named the shipped defaults' base.output; a review)
+    assert str(issue).startswith(f"{cfg}:3: base.name: ") and "is 300 bytes" in str(issue)
     cfg.write_text(f'[base]\ntemplate = "{long}"\n')
     code, _, err = cli("validate", cfg)
     assert code == 1 and err.startswith(f"error: {cfg}:2: base.template: "), err
@@ -1429,8 +1430,8 @@ def test_bytes_that_are_not_utf8_and_folderless_outputs_are_refused(tmp_path, mo
     monkeypatch.chdir(plain)
     long_name = ("base.name=" + "a" * 300, "base.output=runs/x/{{ base.name }}")
     code, _, err = cli("run", QUICKSTART, "--steps", "load", *settings(*long_name))
-    assert code == 1 and err.startswith("error: --set base.output: '")  # the config check
-    assert "holds a file or folder name of 300 bytes (at most 255)" in err
+    assert code == 1 and err.startswith("error: --set base.name: '")  # the config check
+    assert "is 300 bytes, too long for the folder of the run directory it names" in err
     assert list(plain.iterdir()) == []  # no runs/x left behind
 
 
@@ -1690,6 +1691,12 @@ def test_datasets_are_told_apart_on_every_product(tmp_path: Path):
         f"error: {cfg}:4: datasets.two.label: 'COMBINED' names the joint fit (scan.combined) "
         "on figures and tables; give the dataset a label of its own."
     )
+    hyphen = f'[datasets.Run-2]\nlabel = "Demo (synthetic 2015-like)"\n{second}'
+    assert validate(hyphen) == (  # (a key with capitals and '-' lost the file and line)
+        f"error: {cfg}:4: datasets.Run-2.label: 'Demo (synthetic 2015-like)' is also the "
+        "label of datasets.demo: figures, tables and HEPData would show two results under "
+        "one name; give each dataset a label of its own."
+    )
     assert validate("", 'plot.displays.datasets=["combined"]') == (
         "error: --set plot.displays.datasets: 'combined': no combination is made "
         "(scan.combined, two scanned datasets sharing masses); the displays are of demo."
@@ -1699,6 +1706,9 @@ def test_datasets_are_told_apart_on_every_product(tmp_path: Path):
     sets = settings("scan.combined=true", 'plot.displays.datasets=["combined"]')
     code, out, err = run_cli_here("validate", cfg, *sets)
     assert code == 0 and "valid" in out, err
+    # "Combined" names the joint fit only where a combination is made (one dataset: none)
+    sets = settings("scan.combined=true", "datasets.demo.label=Combined")
+    assert run_cli_here("validate", QUICKSTART, *sets)[0] == 0
 
 
 def test_config_mistakes_a_review_found_are_said_where_they_are(tmp_path: Path, monkeypatch):
@@ -1747,6 +1757,8 @@ def test_config_mistakes_a_review_found_are_said_where_they_are(tmp_path: Path, 
     # a text where a list is needed (--set takes TOML): how to write one
     for given, hint in (
         ("plot.formats=png", 'write a list in brackets, e.g. ["png"].'),
+        ("plot.formats=png,pdf", 'write a list in brackets, e.g. ["png", "pdf"].'),
+        ("plot.masses=0.03, 0.06", "write a list in brackets, e.g. [0.03, 0.06]."),
         (
             "scan.masses=[30MeV]",
             "it is no TOML list: numbers bare (GeV for masses), texts in quotes, inside "

@@ -392,6 +392,7 @@ def test_the_grid_tab_reads_a_typed_axis_as_toml_first():
         ("[0, 1, 2]", [0, 1, 2]),
         ("toys, asymptotic", ["toys", "asymptotic"]),  # bare words: strings, as before
         ('"a,b", c', ["a,b", "c"]),  # a quoted comma beside a bare word (a review)
+        ("Bob's fit, plain", ["Bob's fit", "plain"]),  # a quote inside a word opens nothing
         ("1.64", [1.64]),
     ):
         assert tomllib.loads(f"v = {grid_values_literal(typed)}")["v"] == values, typed
@@ -576,7 +577,7 @@ async def test_form_of_a_dataset_key_with_a_dash_or_plus(tmp_path):
     config.write_text(
         f'[base]\ntemplate = "{QUICKSTART}"\n[datasets.demo]\nenabled = false\n'
         f'[datasets."v1-2"]\ncard = "hps2015"\npath = "{demo}"\n'
-        f'[datasets."a+b"]\ncard = "hps2015"\npath = "{demo}"\n'
+        f'[datasets."a+b"]\ncard = "hps2015"\nlabel = "a+b"\npath = "{demo}"\n'
         '[scan]\ndatasets = ["v1-2", "a+b"]\n'
     )
     app = _app(tmp_path, config)
@@ -592,7 +593,7 @@ async def test_form_of_a_dataset_key_with_a_dash_or_plus(tmp_path):
         rng.value = "0.03, 0.1"
         await pilot.press("enter")
         await _settle(pilot)
-        assert '[datasets."a+b"]\ncard = "hps2015"\npath = ' in app.editor.text
+        assert '[datasets."a+b"]\ncard = "hps2015"\nlabel = "a+b"\npath = ' in app.editor.text
         assert "range = [0.03, 0.1]" in app.editor.text
         assert app.check.ok, app.check.errors
         assert app.check.points[0].config.datasets["a+b"].range == (0.03, 0.1)
@@ -1979,10 +1980,63 @@ async def test_browse_validates_a_config_again_when_a_file_it_inherits_changed(
         browse.preview(child)
         await _settle(pilot)
         assert "✓ valid" in _static(app, "#browse-text")
-        parent.write_text(parent.read_text() + "[scan]\nmass_step = -1\n")
+        text = parent.read_text()
+        parent.write_text(text + "[scan]\nmass_step = -1\n")
         later = parent.stat().st_mtime + 5
         os.utime(parent, (later, later))
         browse.preview(child)
         await _settle(pilot)
         shown = _static(app, "#browse-text")
         assert "✗ 1 error" in shown and "mass_step" in shown, shown
+        # a parent that does not load (no chain known), then mended: valid again
+        for written, said in (("name = = broken\n", "invalid TOML"), (text, "✓ valid")):
+            parent.write_text(written)
+            later += 5
+            os.utime(parent, (later, later))
+            browse.preview(child)
+            await _settle(pilot)
+            assert said in _static(app, "#browse-text"), written
+
+
+@pytest.mark.slow
+@sync
+async def test_the_results_dataset_choice_outlives_a_reload(real_combined):
+    """The Results tab went back to the first dataset at each reload (r, or showing the
+    tab again): its check emptied the dataset list while it ran (a review)."""
+    app = GprpipeApp(real_combined, check_delay=0.05, poll_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        choice = app.query_one("#res-dataset", Select)
+        assert choice.value == "2015"
+        choice.value = "2016"
+        await _settle(pilot)
+        app.query_one(ResultsPane).reload()
+        await _settle(pilot)
+        assert choice.value == "2016"
+        assert "limits obs/exp: 75 MeV" in _static(app, "#res-keys")
+
+
+@sync
+async def test_a_check_that_fails_is_said_and_the_app_stays(
+    shared_quickstart, tmp_path, monkeypatch
+):
+    """The Results pane shows no number until its check answers: a check that raised
+    anything but a file error ended the app (a worker failure; a review)."""
+    import shutil
+
+    from gprpipe.tui import results
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+
+    def broken(point_dir: Path) -> tuple[bool, bool]:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(results, "point_currency", broken)
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        assert _static(app, "#res-keys").strip() == (
+            f"{run / 'nominal'}: could not be checked (ValueError: boom)."
+        )
+        assert app.query_one("#res-table", DataTable).row_count == 0 and app.is_running

@@ -716,7 +716,7 @@ class Config(Section):
                 continue  # (an unknown name is said by _datasets_exist)
             label = self.datasets[name].label or name
             folded = " ".join(label.split()).casefold()
-            if self.scan.combined and folded == "combined":
+            if folded == "combined" and len(self.combined_masses()):  # (as the plan makes it)
                 raise ValueError(
                     f"datasets.{name}.label: {label!r} names the joint fit (scan.combined) on "
                     "figures and tables; give the dataset a label of its own"
@@ -892,7 +892,7 @@ HINTED_KEYS = SHOWN_ERRORS
 #: the longest unknown key name shown whole (no setting's name comes near it)
 KEY_SHOWN = 80
 
-_KEYED = re.compile(r"([a-z_]+(?:\.[a-z0-9_]+)+): ")
+_KEYED = re.compile(r"([a-z_]+(?:\.[A-Za-z0-9_+-]+)+): ")  # (dataset keys: SAFE_NAME)
 
 
 def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | None, list[Issue]]:
@@ -961,16 +961,31 @@ def validate(data: dict[str, Any], where: Where = key_only) -> tuple[Config | No
 
 
 def _list_hint(err: Any, value: Any) -> str:
-    """How to write a list, for a text given where one is needed (``--set`` takes TOML:
-    ``plot.formats=png`` is the text "png"; ``[30MeV]`` and ``[0.05`` are no TOML list)."""
-    if err.get("type") not in ("list_type", "tuple_type") or not isinstance(value, str):
+    """How to write a list, for a text or number given where one is needed (``--set`` takes
+    TOML: ``plot.formats=png,pdf`` is the text "png,pdf"; ``[30MeV]`` is no TOML list)."""
+    if err.get("type") != "list_type":
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"; write a list in brackets, e.g. [{value!r}]"
+    if not isinstance(value, str):
         return ""
     if value.lstrip().startswith("["):
         return (
             "; it is no TOML list: numbers bare (GeV for masses), texts in quotes, inside "
             'brackets, e.g. [0.03, 0.06] or ["png", "pdf"]'
         )
-    return f"; write a list in brackets, e.g. {json.dumps([value])}"
+
+    def item(text: str) -> str:
+        try:
+            float(text)
+        except ValueError:
+            return json.dumps(text)
+        return text
+
+    items = [t.strip() for t in value.split(",") if t.strip()]
+    return (
+        f"; write a list in brackets, e.g. [{', '.join(item(t) for t in items)}]" if items else ""
+    )
 
 
 def _unit_hint(value: Any) -> str:

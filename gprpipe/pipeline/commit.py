@@ -12,6 +12,7 @@ bytes in an HDF5 payload) makes the task run again.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -381,26 +382,52 @@ def _export_record(point_dir: Path) -> dict[str, Any]:
     return known if isinstance(known, dict) else {}
 
 
-#: the point's folders that export commands write into by default (export-pyhf and
-#: export-spey: exports/; project-reach: reach/)
-EXPORT_FOLDERS = ("exports", "reach")
+#: folders of a point whose files (any depth) are exports (hepdata*: the plot step's own)
+EXPORT_DIRS = ("export*", "hepdata*", "pyhf*", "spey*")
+#: the point folder's own files that are exports (written there with -o)
+EXPORT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tar.gz", ".tgz", ".zip")
+#: what the plot step writes among them (not recorded: it is no export command's)
+PLOT_STEP_EXPORTS = "hepdata*"
+
+
+def export_files(point_dir: Path, folders: Sequence[str] = EXPORT_DIRS) -> list[str]:
+    """Relative paths of the export products of a point (or run) folder: files under
+    ``folders`` (name patterns; any depth) and JSON, YAML, CSV and archive files of the
+    folder itself (an export written there with ``-o``), never the run's own tables and
+    bookkeeping."""
+    from gprpipe.pipeline.plan import RUN_JSON, Layout  # (plan imports the config layer)
+
+    point_dir = Path(point_dir)
+    found: list[str] = []
+    for folder in sorted({f for pat in folders for f in point_dir.glob(pat) if f.is_dir()}):
+        found += [
+            p.relative_to(point_dir).as_posix()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")
+        ]
+    own = {p.name for p in Layout(point_dir).tables()} | {RUN_JSON}
+    found += [
+        p.name
+        for p in sorted(point_dir.glob("*"))
+        if p.is_file()
+        and p.name.endswith(EXPORT_SUFFIXES)
+        and p.name not in own
+        and not p.name.startswith(".")
+    ]
+    return found
 
 
 def unrecorded_exports(point_dir: Path) -> set[str]:
-    """Files in the point's export folders (relative paths) that no export command
-    recorded: copied in by hand, or their record lost or damaged. Nothing tells what they
-    were made from, nor whether they hold observed counts."""
-    point_dir = Path(point_dir)
-    known = _export_record(point_dir)
-    out = set()
-    for name in EXPORT_FOLDERS:
-        folder = point_dir / name
-        if folder.is_dir() and not folder.is_symlink():
-            for f in folder.iterdir():
-                rel = f"{name}/{f.name}"
-                if not f.name.startswith(".") and f.is_file() and rel not in known:
-                    out.add(rel)
-    return out
+    """Export products of the point folder (:func:`export_files`, and project-reach's
+    ``reach/``) that no export command recorded: copied in by hand, or their record lost
+    or damaged. Nothing tells what they were made from, nor whether they hold observed
+    counts."""
+    known = _export_record(Path(point_dir))
+    return {
+        f
+        for f in export_files(point_dir, (*EXPORT_DIRS, "reach"))
+        if f not in known and not fnmatch.fnmatch(f.split("/")[0], PLOT_STEP_EXPORTS)
+    }
 
 
 def stale_exports(

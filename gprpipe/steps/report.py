@@ -25,12 +25,11 @@ from gprpipe.errors import GprpipeError, os_error_sentence
 from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import output_of
-from gprpipe.pipeline.commit import rerecord, stale_exports, vouched
+from gprpipe.pipeline.commit import export_files, rerecord, stale_exports, vouched
 from gprpipe.pipeline.lock import index_lock
 from gprpipe.pipeline.plan import (
     GRID_FIGURES,
     INDEX,
-    RUN_JSON,
     Layout,
     producers,
     stale_outputs,
@@ -58,8 +57,6 @@ PROVENANCE_ATTRS = (
     "blinded",
     "cache_key",
 )
-EXPORT_DIRS = ("export*", "hepdata*", "pyhf*", "spey*")  # folder name patterns
-EXPORT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tar.gz", ".tgz", ".zip")
 #: what each table a step keeps in the point folder holds (the report's "Tables")
 TABLE_DOCS = {
     "scan.csv": "one row per dataset and test mass: fit, limits, significance",
@@ -147,31 +144,11 @@ def _figures(point_dir: Path) -> list[PageFigure]:
 
 
 def _exports(point_dir: Path, point: bool = True) -> list[str]:
-    """Relative paths of export products: files under export*/, hepdata*/, pyhf*/, spey*/
-    (any depth) and JSON, YAML and archive files of the point folder (e.g. an export written
-    there with ``-o``), never our own bookkeeping nor an export made from an earlier fit,
-    nor one of no record (``point=False``: the run's folder, which keeps none)."""
-    found: list[str] = []
-    folders = sorted({f for pat in EXPORT_DIRS for f in point_dir.glob(pat) if f.is_dir()})
-    for folder in folders:
-        if folder.is_dir():
-            found += [
-                p.relative_to(point_dir).as_posix()
-                for p in sorted(folder.rglob("*"))
-                if p.is_file() and not p.name.startswith(".")
-            ]
-    lay = Layout(point_dir)
-    own = {p.name for p in lay.tables()} | {RUN_JSON}  # the run's tables, no exports
-    for p in sorted(point_dir.glob("*")):
-        if (
-            p.is_file()
-            and p.name.endswith(EXPORT_SUFFIXES)
-            and p.name not in own
-            and not p.name.startswith(".")
-        ):
-            found.append(p.name)
-    stale = stale_exports(point_dir, unrecorded=point)  # (the run's folder keeps no record)
-    return [f for f in found if f not in stale]
+    """Relative paths of the export products of the point folder (:func:`export_files`),
+    never an export made from an earlier fit, nor one of no record (``point=False``: the
+    run's folder, which keeps none)."""
+    stale = stale_exports(point_dir, unrecorded=point)
+    return [f for f in export_files(point_dir) if f not in stale]
 
 
 def _tables(

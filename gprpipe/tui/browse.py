@@ -145,8 +145,9 @@ class BrowsePane(Widget):
     async def _validate(self, path: Path) -> None:
         before = self._stamp([path])  # (a change while it is checked: checked again next time)
         check = await asyncio.to_thread(check_file, path, self.overrides)
-        chain = [f for f in check.chain if f.resolve() != path.resolve()]
-        self._cache[path.resolve()] = (before + self._stamp(chain), check)
+        if check.chain:  # (none when a file of the chain did not load: checked again)
+            chain = [f for f in check.chain if f.resolve() != path.resolve()]
+            self._cache[path.resolve()] = (before + self._stamp(chain), check)
         if self.current == path:
             self._show(path, check)
 

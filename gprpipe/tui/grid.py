@@ -48,12 +48,13 @@ def grid_values_literal(values: str) -> str:
 
 
 def _split_values(text: str) -> list[str]:
-    """``text`` split at the commas outside quotes and brackets (``"a,b", c``: two values)."""
+    """``text`` split at the commas outside brackets and outside quotes that open a value
+    (``"a,b", c``: two values; ``Bob's fit, plain``: two as well)."""
     parts, start, depth, quote = [], 0, 0, ""
     for k, ch in enumerate(text):
         if quote:
             quote = "" if ch == quote else quote
-        elif ch in "\"'":
+        elif ch in "\"'" and not text[start:k].strip():  # (Bob's: no string)
             quote = ch
         elif ch in "[{":
             depth += 1

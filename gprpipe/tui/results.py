@@ -274,10 +274,11 @@ class ResultsPane(Widget):
         config anew; within them it keeps what was typed."""
         ds = self.query_one("#res-dataset", Select)
         datasets = self.scan.datasets() if self.scan else []
-        with ds.prevent(Select.Changed):
-            old = ds.value
-            ds.set_options([(d, d) for d in datasets])
-            ds.value = old if old in datasets else (datasets[0] if datasets else Select.NULL)
+        if self.scan is not None or not self.checking:  # (kept while checked: the choice)
+            with ds.prevent(Select.Changed):
+                old = ds.value
+                ds.set_options([(d, d) for d in datasets])
+                ds.value = old if old in datasets else (datasets[0] if datasets else Select.NULL)
         masses = self.query_one("#res-masses", Input)
         of = (self.run_dir, tuple(self.config_masses))
         if self.scan is not None and (not masses.value.strip() or of != self._masses_of):
@@ -308,6 +309,8 @@ class ResultsPane(Widget):
             problem = str(exc)
         except OSError as exc:
             problem = f"Cannot read {show_path(point_dir)}: {exc.strerror or exc}."
+        except Exception as exc:  # the pane shows no number until it answers: it must
+            problem = f"{show_path(point_dir)}: could not be checked ({type(exc).__name__}: {exc})."
         self.post_message(PointChecked(number, point_dir, current, said, problem))
 
     @on(PointChecked)
