@@ -415,6 +415,13 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
     if st.in_use:
         console.print(f"in use by {st.in_use}", highlight=False)
     console.print(" ".join(f"{k}={v}" for k, v in sorted(st.counts().items())))
+    if unknown := st.unanswered():
+        console.print(
+            f"note: SLURM does not answer (squeue): {unknown} submitted task"
+            f"{'s' * (unknown != 1)} counted above from {'their' if unknown != 1 else 'its'} "
+            "markers may be pending, running or ended; run status again when it answers.",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -426,7 +433,10 @@ def rerun(
     ] = False,
     masses: Annotated[
         str | None,
-        typer.Option(help="Redo the tasks owning these masses: 37MeV,48MeV or 0.037,0.048 (GeV)."),
+        typer.Option(
+            help="Redo the tasks owning these masses: 37MeV,48MeV or 0.037,0.048 (GeV); "
+            "with --failed, the failed tasks as well."
+        ),
     ] = None,
     jobs: Annotated[
         int | None, typer.Option("-j", "--jobs", min=1, max=1024, help="Local workers.")
@@ -489,6 +499,8 @@ def cancel(
         console.print(f"Stopped the run of {run_dir} (pid {', '.join(map(str, done.pids))}).")
     if done.jobs:
         console.print(f"Cancelled SLURM jobs: {' '.join(done.jobs)}")
+    if done.containers:
+        console.print(f"Removed containers of its jobs: {', '.join(done.containers)}")
     if done.marked:
         hint = cli_command("rerun", run_dir, "--failed")
         console.print(f"Marked failed: {', '.join(done.marked)} ({hint})")

@@ -1053,6 +1053,9 @@ def test_validate_refuses_studies_that_would_run_without_toys(tmp_path: Path, cl
         ("slurm.time=1:2:3:4", "'1:2:3:4' is not a SLURM time limit"),
         ("slurm.memory=lots", "'lots' is not a SLURM memory size (e.g. 4G, 500M, 4000;"),
         ("slurm.memory=4 GB", "'4 GB' is not a SLURM memory size"),
+        # a bare 4 is 4 MB to sbatch: every task killed where memory is enforced (a review)
+        ("slurm.memory=4", "'4' is 4 MB to SLURM (a size without unit is in megabytes), too "),
+        ("slurm.memory=4000", None),
         ("slurm.time=90", None),
         ("slurm.time=1-12:00:00", None),
         ("slurm.time=UNLIMITED", None),
@@ -1207,6 +1210,15 @@ def test_slurm_extra_may_not_set_what_the_job_scripts_set():
     assert errors_of(QUICKSTART, ("slurm.extra=['--outp=/tmp/x_%A.out']",)) == [
         "--set slurm.extra: '--outp=/tmp/x_%A.out': sbatch may read --outp as --output (it "
         "takes abbreviations), and gprpipe sets --output itself (it runs each task once)."
+    ]
+    # --test-only submitted nothing ("sbatch gave no job id"), --wrap was silently ignored
+    assert errors_of(QUICKSTART, ("slurm.extra=['--test']",)) == [
+        "--set slurm.extra: '--test': sbatch may read --test as --test-only (it takes "
+        "abbreviations), and --test-only submits nothing (gprpipe checks the settings with "
+        "it itself)."
+    ]
+    assert errors_of(QUICKSTART, ("slurm.extra=['--wrap=hostname']",)) == [
+        "--set slurm.extra: '--wrap=hostname': --wrap would replace the task's job script."
     ]
     assert errors_of(QUICKSTART, ("slurm.extra=['--chd=/tmp']",)) == [
         "--set slurm.extra: '--chd=/tmp': sbatch may read --chd as --chdir (it takes "

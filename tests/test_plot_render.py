@@ -273,3 +273,19 @@ def test_a_scan_with_flagged_rows_and_unresolved_observed_toy_limits_is_drawn(tm
     assert sum(s.startswith("limit failed: observed toy limit unresolved") for s in status) == 2
     assert code == 1 and "nominal/plot: done" in so + se, so + se  # (1: masses failed)
     assert (out / "nominal" / "plots" / "significance_demo.png").is_file()
+
+
+def test_figure_workers_keep_to_the_cpus_a_slurm_job_asked_for(monkeypatch):
+    """A plot task of a SLURM job with slurm.cpus_per_task = 1 drew with base.jobs = 2
+    figure workers where the cluster does not pin jobs to their CPUs (a review)."""
+    import os
+
+    from gprpipe.steps.plot import workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert workers(2) == 2 and workers(8) == 4
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert workers(2) == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    assert workers(8) == 3

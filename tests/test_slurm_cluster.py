@@ -406,6 +406,30 @@ def test_a_failed_scancel_is_said_and_marks_nothing(cluster, tmp_path: Path, mon
         subprocess.run(["scancel", job], check=False)
 
 
+def test_status_says_when_squeue_does_not_answer(cluster, tmp_path: Path, monkeypatch) -> None:
+    """squeue failing: status counted the submitted tasks "pending" from their markers, as
+    if SLURM had said so, with no word (a review); each such task says SLURM did not
+    answer, and status counts them in a note."""
+    from gprpipe.executors.slurm.reconcile import UNANSWERED
+    from gprpipe.pipeline.service import RunStatus
+
+    run, _, task, job = one_task_run(tmp_path, "held", ("--hold",))
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "squeue").write_text("#!/bin/sh\necho 'squeue: error: timeout' >&2\nexit 1\n")
+    (shim / "squeue").chmod(0o755)
+    try:
+        assert poll_details(run, [task])[task.id].message == ""  # SLURM answers: pending
+        with monkeypatch.context() as m:
+            m.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+            polled = poll_details(run, [task])[task.id]
+        assert (polled.state, polled.message) == ("pending", UNANSWERED)
+        st = RunStatus(run, "slurm", [task], {task.id: ("pending", UNANSWERED)}, {})
+        assert st.unanswered() == 1
+    finally:
+        subprocess.run(["scancel", job], check=False)
+
+
 def test_a_job_slurm_has_purged_is_cancelled_already(cluster) -> None:
     """A job that ended and left slurmctld between the queue's answer and scancel: scancel
     exits 1 with "Invalid job id specified", which cancel raised as a failure (a CI run:

@@ -428,3 +428,46 @@ def test_a_cancelled_job_leaves_no_podman_container_and_commits_nothing(
     ), (state, message)
     assert not (point / ".state" / "fit__2015-000.commit").exists()
     assert not (point / ".state" / "fit__2015-000.done").exists()
+
+
+@pytest.mark.podman
+def test_cancel_removes_containers_its_jobs_left_on_this_host(tmp_path: Path, request) -> None:
+    """A SLURM job killed without its TERM trap (SIGKILL, the OOM killer) left its Podman
+    container running: `gprpipe cancel` cancelled the jobs, and the container committed
+    its task afterwards (a review). Cancel removes the run's containers on this host
+    (here one started by hand with the run's label, as a task's would be)."""
+    from conftest import TEST_IMAGE, require_podman
+
+    from gprpipe.engines.base import RUN_LABEL, run_token
+
+    require_podman()
+    run = tmp_path / "run"
+    request.addfinalizer(lambda: gprpipe("cancel", str(run)))  # if it fails
+    sets = [
+        f"base.output={run}",
+        f"base.image={TEST_IMAGE}",
+        "base.check_image_version=false",
+        'steps.run=["load"]',
+        "slurm.extra=['--begin=now+600']",  # queued, not started
+    ]
+    args = [x for s in sets for x in ("--set", s)]
+    res = gprpipe(
+        "run", "user_configs/quickstart.toml", "--executor", "slurm", "--engine", "podman", *args
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    name = f"gprpipe-{run_token(run)}-by-hand"
+    label = f"{RUN_LABEL}={run_token(run)}"
+    started = subprocess.run(
+        ["podman", "run", "-d", "--name", name, "--label", label, TEST_IMAGE, "sleep", "120"],
+        capture_output=True,
+        text=True,
+    )
+    request.addfinalizer(lambda: subprocess.run(["podman", "rm", "-f", name], capture_output=True))
+    assert started.returncode == 0, started.stderr
+    code, out, err = run_cli_here("cancel", run)
+    assert code == 0, err
+    assert f"Removed containers of its jobs: {name}" in out and "Cancelled SLURM jobs:" in out
+    left = subprocess.run(
+        ["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
+    )
+    assert name not in left.stdout.split()

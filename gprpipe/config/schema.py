@@ -487,6 +487,10 @@ class Steps(Section):
 _SLURM_TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
 
 
+#: a SLURM memory size without unit is in MB: below this it is a unit forgotten (4: 4 MB)
+MIN_BARE_MEMORY_MB = 100
+
+
 class Slurm(Section):
     partition: str | None = None
     account: str | None = None
@@ -530,6 +534,11 @@ class Slurm(Section):
             raise ValueError(
                 f"{v!r} is not a SLURM memory size (e.g. 4G, 500M, 4000; 0: all of the node)"
             )
+        if v.strip().isdigit() and 0 < int(v) < MIN_BARE_MEMORY_MB:  # memory = 4: 4 MB
+            raise ValueError(
+                f"{v.strip()!r} is {int(v)} MB to SLURM (a size without unit is in megabytes), "
+                f"too little for a task; write {v.strip()}G for gigabytes"
+            )
         return v.strip()
 
     @field_validator("extra")
@@ -558,12 +567,10 @@ class Slurm(Section):
                 sets = (
                     f"sbatch refuses --{full} beside the --{_SBATCH_BESIDE[full]} that gprpipe sets"
                     if full in _SBATCH_BESIDE
-                    else f"gprpipe sets --{full} itself"
+                    else _SBATCH_WHY.get(full, f"gprpipe sets --{full} itself")
                 )
-                raise ValueError(
-                    f"{item!r}: {said}{sets}"
-                    + (f"; set slurm.{key} instead" if key else " (it runs each task once)")
-                )
+                why = f"; set slurm.{key} instead" if key else " (it runs each task once)"
+                raise ValueError(f"{item!r}: {said}{sets}" + ("" if full in _SBATCH_WHY else why))
             if any(c.isspace() for c in option.split("=", 1)[0]):
                 # an entry is one argument of its #SBATCH line: '--nodes 1' would be an
                 # option of that name, which sbatch does not know
@@ -613,6 +620,13 @@ _SBATCH_MANAGED = {
     "partition": "partition",
     "account": "account",
     "qos": "qos",
+    "test-only": "",
+    "wrap": "",
+}
+#: why the options no key sets are refused, where it is not that the job scripts set them
+_SBATCH_WHY = {
+    "test-only": "--test-only submits nothing (gprpipe checks the settings with it itself)",
+    "wrap": "--wrap would replace the task's job script",
 }
 #: options sbatch refuses beside one the job scripts set
 _SBATCH_BESIDE = {"mem-per-cpu": "mem", "mem-per-gpu": "mem"}

@@ -1388,6 +1388,13 @@ class RunStatus:
     def counts(self) -> dict[str, int]:
         return count({k: v[0] for k, v in self.states.items()})
 
+    def unanswered(self) -> int:
+        """Submitted tasks whose state the scheduler did not give (squeue did not answer):
+        their markers alone say pending or running."""
+        from gprpipe.executors.slurm.reconcile import UNANSWERED
+
+        return sum(msg == UNANSWERED for _, msg in self.states.values())
+
 
 def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunStatus:
     """The run's task states. When no run holds the directory, containers of it that are
@@ -1422,10 +1429,11 @@ class Cancelled:
     here: bool = False  # a run of this process was stopped through its stop event
     #: why tasks were not marked: their point or state folder leads outside the run
     unmarked: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)  # removed on this host (queued runs)
 
     @property
     def anything(self) -> bool:
-        return bool(self.pids or self.marked or self.jobs or self.here)
+        return bool(self.pids or self.marked or self.jobs or self.here or self.containers)
 
 
 def cancel(
@@ -1514,6 +1522,15 @@ def _cancel(
     out.unmarked += unmarked
     out.marked = mark_cancelled(kept, timeout=timeout if targets else 0.0, why=why)
     out.jobs = ex.cancel(kept)  # every job of the run; markers only where they may be written
+    if not ex.owns_containers and not is_locked(run_dir):
+        # a job's containers go with its TERM trap; a job killed without it (SIGKILL, the
+        # OOM killer) left its container running, to commit after the cancel (a review):
+        # those on this host are removed, under the run's lock (a later run's are its own)
+        try:
+            with run_lock(run_dir, command="gprpipe cancel"):
+                out.containers = ex.engine.cleanup(run_dir.absolute())
+        except GprpipeError:
+            pass
 
 
 def _markable(run_dir: Path, tasks: Sequence[Task]) -> tuple[list[Task], list[str]]:

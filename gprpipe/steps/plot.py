@@ -184,11 +184,16 @@ PR_SET_PDEATHSIG = 1
 
 
 def workers(jobs: int) -> int:
-    """Figure workers: ``base.jobs``, at most the CPUs this process may use."""
+    """Figure workers: ``base.jobs``, at most the CPUs this process may use, and in a
+    SLURM job at most those it asked for (``slurm.cpus_per_task``: a cluster that does not
+    pin tasks to their CPUs shows them all)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
+    asked = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if asked.isdigit() and int(asked) > 0:
+        cpus = min(cpus, int(asked))
     return max(1, min(jobs, cpus))
 
 

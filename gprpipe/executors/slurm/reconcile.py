@@ -49,7 +49,8 @@ def reconcile(
         log = task_log(t) if task_log(t).exists() else slurm_log
         common = TaskStatus(t.id, marker_state, message, job=element, log=log)
         if queue is None:  # SLURM does not answer: report what the markers say
-            result[t.id] = common
+            unknown = marker_state not in ("done", "failed")
+            result[t.id] = replace(common, message=UNANSWERED) if unknown else common
             continue
         sstate, end = queue.get(element, (None, None))
         if sstate in scheduler.PENDING:
@@ -188,6 +189,8 @@ def finished(run_dir: Path, task_id: str) -> bool:
 
 #: how the job's bash (task.sh) ends the line that refuses to run a task
 REFUSED = "the task does not run"
+#: the message of a submitted, unfinished task while squeue does not answer
+UNANSWERED = "SLURM does not answer (squeue): its job may be pending, running or ended"
 
 
 def _inside(path: Path | None, run_dir: Path) -> bool:
