@@ -471,3 +471,23 @@ def test_cancel_removes_containers_its_jobs_left_on_this_host(tmp_path: Path, re
         ["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
     )
     assert name not in left.stdout.split()
+
+
+def test_summary_of_queued_jobs_does_not_ask_for_a_rerun(tmp_path: Path, request) -> None:
+    """Jobs still in SLURM's queue: summary counted them "tasks not run (pending or
+    skipped)" and said to finish the run with `rerun --failed`, which then did nothing
+    ("Nothing to rerun"; a review). It says they are queued, and asks for nothing."""
+    run = tmp_path / "run"
+    request.addfinalizer(lambda: gprpipe("cancel", str(run)))
+    sets = [f"base.output={run}", 'steps.run=["load","fit"]', "slurm.extra=['--begin=now+600']"]
+    args = [x for s in sets for x in ("--set", s)]
+    res = gprpipe("run", "user_configs/quickstart.toml", "--executor", "slurm", *args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    code, out, err = run_cli_here("summary", run)
+    assert code == 0, err
+    assert "  tasks queued in SLURM: 3 (gprpipe status follows them)" in out, out
+    assert "tasks not run" not in out and "To finish the run" not in out
+    code, out, err = run_cli_here("cancel", run)
+    assert code == 0 and "Cancelled SLURM jobs:" in out, out + err
+    code, out, err = run_cli_here("summary", run)
+    assert "tasks queued in SLURM" not in out and "To finish the run" in out, out

@@ -41,6 +41,7 @@ class PointSummary:
     datasets: list[DatasetSummary] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (task id, reason)
     pending: int = 0
+    queued: int = 0  # of the pending: their jobs are in SLURM's queue
     running: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
@@ -181,6 +182,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
     (:func:`gprpipe.pipeline.service.summary` passes the executor's) is asked when a task
     is neither done nor failed by its markers, so that a SLURM job lost without a marker
     is failed here as in ``status``."""
+    from gprpipe.executors.slurm.reconcile import QUEUED
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.plan import producers, stale_outputs
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
@@ -205,6 +207,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             ps.running += 1
         elif state != "done":
             ps.pending += 1
+            ps.queued += msg == QUEUED
     if point is not None:
         points = {k: v for k, v in points.items() if k == point}
     writes_scan = {t.point for t in tasks if t.point_dir / "scan.csv" in t.outputs}
@@ -461,11 +464,14 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines += [f"  {x}" for x in failure_lines(ps)]
         if ps.running:
             lines.append(f"  tasks running: {ps.running}")
-        if ps.pending:
-            lines.append(f"  tasks not run (pending or skipped): {ps.pending}")
+        if ps.queued:
+            lines.append(f"  tasks queued in SLURM: {ps.queued} (gprpipe status follows them)")
+        if ps.pending > ps.queued:
+            lines.append(f"  tasks not run (pending or skipped): {ps.pending - ps.queued}")
         lines += [f"  {label}: {where}" for label, where in ps.files.items()]
     points = summary.points
-    if any(ps.failures or ps.pending for ps in points) and not any(ps.running for ps in points):
+    busy = any(ps.running or ps.queued for ps in points)  # (a rerun would be refused)
+    if any(ps.failures or ps.pending for ps in points) and not busy:
         lines.append(
             "To finish the run (once any cause above is fixed): "
             f"{cli_command('rerun', summary.run_dir, '--failed')} (it keeps the config the run "

@@ -55,7 +55,7 @@ def reconcile(
         sstate, end = queue.get(element, (None, None))
         if sstate in scheduler.PENDING:
             result[t.id] = replace(
-                common, state="pending", message="", slurm_state=sstate, active=True
+                common, state="pending", message=QUEUED, slurm_state=sstate, active=True
             )
         elif sstate in scheduler.RUNNING:
             # markers were cleared at submission: a done/failed one is from this attempt
@@ -189,6 +189,8 @@ def finished(run_dir: Path, task_id: str) -> bool:
 
 #: how the job's bash (task.sh) ends the line that refuses to run a task
 REFUSED = "the task does not run"
+#: the message of a task whose job SLURM holds in its queue (pending, not started)
+QUEUED = "queued in SLURM"
 #: the message of a submitted, unfinished task while squeue does not answer
 UNANSWERED = "SLURM does not answer (squeue): its job may be pending, running or ended"
 
