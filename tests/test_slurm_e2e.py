@@ -275,9 +275,9 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
     res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad, *other, *warned)
     assert res.returncode == 1, res.stdout
     assert re.search(
-        r"error: sbatch refused slurm-settings\.sbatch: .*[Ii]nvalid partition.* "
-        r"\(nothing was submitted; check the \[slurm\] settings: partition, account, time, "
-        r"memory, extra\)",
+        r"error: sbatch refused the \[slurm\] settings: .*[Ii]nvalid partition.* "
+        r"\(nothing was submitted; check slurm\.partition, slurm\.account, slurm\.qos, "
+        r"slurm\.time, slurm\.memory, slurm\.cpus_per_task and slurm\.extra\)",
         res.stderr,
     ), res.stderr
     assert files() == before  # run.json, config.toml, scripts, markers, commit records
@@ -285,7 +285,7 @@ def test_a_submission_slurm_refuses_changes_nothing(tmp_path: Path) -> None:
     unknown = ("--set", "slurm.extra=['--nodez=1']")
     res = gprpipe("run", qs, "--set", out, "--steps", "load,fit", *bad[:3], *unknown)
     assert res.returncode == 1, res.stdout
-    assert "error: sbatch refused slurm-settings.sbatch: sbatch: unrecognized option " in (
+    assert "error: sbatch refused the [slurm] settings: sbatch: unrecognized option " in (
         res.stderr
     ), res.stderr
     assert files() == before

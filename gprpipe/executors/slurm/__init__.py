@@ -477,7 +477,7 @@ class SlurmExecutor(Executor):
 
         text = "\n".join(["#!/bin/bash", *resource_directives(self.options), "true", ""])
         with tempfile.TemporaryDirectory(prefix="gprpipe-sbatch-") as tmp:
-            script = Path(tmp) / "slurm-settings.sbatch"  # the name the sentence gives
+            script = Path(tmp) / "slurm-settings.sbatch"
             script.write_text(text, encoding="utf-8")
             scheduler.test_only(script, Path(tmp))
 

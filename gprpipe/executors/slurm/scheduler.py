@@ -46,9 +46,9 @@ def max_array_size() -> int:
 _SBATCH_ERROR = re.compile(r"error|fatal|unrecognized|invalid", re.IGNORECASE)
 
 
-def _sbatch(args: Sequence[str], script: Path, cwd: Path, hint: str = "") -> str:
-    """Run ``sbatch ARGS SCRIPT``; its output, or one sentence naming the script (and
-    ``hint``) when sbatch is missing, silent or refuses."""
+def _sbatch(args: Sequence[str], script: Path, cwd: Path, hint: str = "", what: str = "") -> str:
+    """Run ``sbatch ARGS SCRIPT``; its output, or one sentence naming the script (or
+    ``what`` it holds) and ``hint`` when sbatch is missing, silent or refuses."""
     try:
         res = subprocess.run(  # (its own session: a Ctrl-C of the terminal is not its)
             ["sbatch", *args, str(script)],
@@ -61,14 +61,16 @@ def _sbatch(args: Sequence[str], script: Path, cwd: Path, hint: str = "") -> str
     except FileNotFoundError:
         raise GprpipeError(NO_SBATCH) from None
     except subprocess.TimeoutExpired:
-        raise GprpipeError(f"sbatch did not answer within 120 s for {script.name}") from None
+        raise GprpipeError(
+            f"sbatch did not answer within 120 s for {what or script.name}{hint}"
+        ) from None
     if res.returncode != 0:
         # sbatch's reason: not the 'Try "sbatch --help"' line that may follow it, nor a
         # warning that may come first
         said = [x for x in res.stderr.strip().splitlines() if not x.startswith("Try ")]
         errors = [x for x in said if _SBATCH_ERROR.search(x) and "warning" not in x.lower()]
         why = (errors or said or [f"exit code {res.returncode}"])[0]
-        raise GprpipeError(f"sbatch refused {script.name}: {why}{hint}")
+        raise GprpipeError(f"sbatch refused {what or script.name}: {why}{hint}")
     return res.stdout
 
 
@@ -77,10 +79,10 @@ def test_only(script: Path, cwd: Path) -> None:
     account, time, memory and extra options), submitting nothing: a run refused here has
     changed nothing in its folder."""
     hint = (
-        " (nothing was submitted; check the [slurm] settings: partition, account, time, "
-        "memory, extra)"
+        " (nothing was submitted; check slurm.partition, slurm.account, slurm.qos, "
+        "slurm.time, slurm.memory, slurm.cpus_per_task and slurm.extra)"
     )
-    _sbatch(["--test-only"], script, cwd, hint)
+    _sbatch(["--test-only"], script, cwd, hint, what="the [slurm] settings")
 
 
 def sbatch(script: Path, dependency: str | None, cwd: Path) -> str:
