@@ -410,7 +410,7 @@ def test_status_says_when_squeue_does_not_answer(cluster, tmp_path: Path, monkey
     """squeue failing: status counted the submitted tasks "pending" from their markers, as
     if SLURM had said so, with no word (a review); each such task says SLURM did not
     answer, and status counts them in a note."""
-    from gprpipe.executors.slurm.reconcile import QUEUED, UNANSWERED
+    from gprpipe.executors.slurm.reconcile import UNANSWERED
     from gprpipe.pipeline.service import RunStatus
 
     run, _, task, job = one_task_run(tmp_path, "held", ("--hold",))
@@ -419,7 +419,12 @@ def test_status_says_when_squeue_does_not_answer(cluster, tmp_path: Path, monkey
     (shim / "squeue").write_text("#!/bin/sh\necho 'squeue: error: timeout' >&2\nexit 1\n")
     (shim / "squeue").chmod(0o755)
     try:
-        assert poll_details(run, [task])[task.id].message == QUEUED  # SLURM answers
+        # SLURM answers: queued, and held (sbatch --hold), which status shows (a review:
+        # a held job kept --wait waiting with no reason given)
+        assert poll_details(run, [task])[task.id].message == (
+            f"queued in SLURM, held (JobHeldUser): it starts only once released (scontrol "
+            f"release {job}) or cancelled"
+        )
         with monkeypatch.context() as m:
             m.setenv("PATH", f"{shim}:{os.environ['PATH']}")
             polled = poll_details(run, [task])[task.id]

@@ -479,10 +479,15 @@ def test_summary_of_queued_jobs_does_not_ask_for_a_rerun(tmp_path: Path, request
     ("Nothing to rerun"; a review). It says they are queued, and asks for nothing."""
     run = tmp_path / "run"
     request.addfinalizer(lambda: gprpipe("cancel", str(run)))
-    sets = [f"base.output={run}", 'steps.run=["load","fit"]', "slurm.extra=['--begin=now+600']"]
+    sets = [f"base.output={run}", 'steps.run=["load","fit"]', "slurm.extra=['--hold']"]
     args = [x for s in sets for x in ("--set", s)]
     res = gprpipe("run", "user_configs/quickstart.toml", "--executor", "slurm", *args)
     assert res.returncode == 0, res.stdout + res.stderr
+    # held jobs never start: status says so (they kept --wait waiting with no reason given)
+    code, out, err = run_cli_here("status", run)
+    held = [line for line in out.splitlines() if "held (JobHeldUser)" in line]
+    assert code == 0 and len(held) == 3 and "pending=3" in out, out + err
+    assert held[0].startswith("pending  nominal/load [job ") and "scontrol release" in held[0]
     code, out, err = run_cli_here("summary", run)
     assert code == 0, err
     assert "  tasks queued in SLURM: 3 (gprpipe status follows them)" in out, out

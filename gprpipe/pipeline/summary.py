@@ -207,7 +207,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             ps.running += 1
         elif state != "done":
             ps.pending += 1
-            ps.queued += msg == QUEUED
+            ps.queued += msg.startswith(QUEUED)
     if point is not None:
         points = {k: v for k, v in points.items() if k == point}
     writes_scan = {t.point for t in tasks if t.point_dir / "scan.csv" in t.outputs}

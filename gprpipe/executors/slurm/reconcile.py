@@ -77,6 +77,12 @@ def reconcile(
         else:
             lost.append(t.id)
             result[t.id] = replace(common, state="failed", message="", slurm_state=sstate)
+    pending = [st for st in result.values() if st.message == QUEUED]
+    if pending:  # one more question, only while jobs wait: are they held?
+        reasons = scheduler.held(sorted({(st.job or "").split("_")[0] for st in pending}))
+        for st in pending:
+            if st.job in reasons:
+                result[st.id] = replace(st, message=held_message(st.job, reasons[st.job]))
     if lost:
         by_id = {t.id: t for t in tasks}
         final = scheduler.sacct(sorted({mine[tid][0] for tid in lost}, key=int))
@@ -191,6 +197,19 @@ def finished(run_dir: Path, task_id: str) -> bool:
 REFUSED = "the task does not run"
 #: the message of a task whose job SLURM holds in its queue (pending, not started)
 QUEUED = "queued in SLURM"
+
+
+HELD = f"{QUEUED}, held"  # how the message of a held job's task starts
+
+
+def held_message(job: str, reason: str) -> str:
+    """The message of a task whose job SLURM holds: it waits for a release."""
+    return (
+        f"{HELD} ({reason}): it starts only once released (scontrol release "
+        f"{job.split('_')[0]}) or cancelled"
+    )
+
+
 #: the message of a submitted, unfinished task while squeue does not answer
 UNANSWERED = "SLURM does not answer (squeue): its job may be pending, running or ended"
 

@@ -104,6 +104,25 @@ def installed() -> bool:
     return shutil.which("squeue") is not None
 
 
+def held(job_ids: Sequence[str]) -> dict[str, str]:
+    """Array element ("123_4") -> SLURM's reason for the pending elements of ``job_ids``
+    that are held (``JobHeldAdmin``, ``JobHeldUser``, "launch failed requeued held"): they
+    never start until released. {} when none is, or SLURM does not answer."""
+    if not job_ids or not installed():
+        return {}
+    cmd = ["squeue", "-h", "-r", "-t", "PENDING", "-j", ",".join(job_ids), "-o", "%i|%r"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out = {}
+    for line in res.stdout.splitlines() if res.returncode == 0 else ():
+        element, _, reason = (x.strip() for x in line.partition("|"))
+        if "held" in reason.lower():
+            out[element if "_" in element else f"{element}_0"] = reason
+    return out
+
+
 def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
     """Array element ("123_4") -> (squeue state, end time); None when SLURM cannot answer.
 
