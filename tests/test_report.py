@@ -23,6 +23,7 @@ from conftest import QUICKSTART, run_cli_here, settings, unavailable
 
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.commit import record_export
 from gprpipe.results.schema import read_csv_table
 from gprpipe.results.summary import Extreme, dataset_lines, summarize_scan
 from gprpipe.steps.report import NOT_CURRENT, write_reports
@@ -102,6 +103,8 @@ def _point(tmp: Path, *, blind: bool = False, label: str = "HPS 2015") -> tuple[
     (point / "hepdata").mkdir()
     (point / "hepdata" / "limits_eps2_2015.yaml").write_text("independent_variables: []\n")
     (point / "workspace_2015_60MeV.json").write_text("{}\n")
+    (point / "fit.h5").write_bytes(b"the fit it was exported from")
+    record_export(point, [point / "workspace_2015_60MeV.json"], point / "fit.h5")  # as exports do
     (point / "config.toml").write_text('[base]\nname = "a <b>test</b>"\n')
     (run / "run.json").write_text(
         json.dumps(
@@ -334,7 +337,7 @@ def test_report_headline_gives_the_toys_global_z_beside_sidak(tmp_path):
 
 def test_report_content_escaped_and_complete(tmp_path):
     cfg, point = _point(tmp_path, label="<script>alert(1)</script>")
-    (point / ".state").mkdir()
+    (point / ".state").mkdir(exist_ok=True)
     (point / ".state" / "fit__2015-000.done").write_text(
         json.dumps({"state": "done", "message": "12.345 s"})
     )
@@ -841,8 +844,10 @@ def test_the_exports_list_leaves_out_the_steps_own_tables(tmp_path: Path) -> Non
 
     own = ["scan.csv", "inject.csv", "toyscan.csv", "toyscan_summary.csv"]
     own += ["combination.csv", "allocation.csv", "run.json"]
-    for name in [*own, "spey_mine.json", "hepdata.tar.gz"]:
+    for name in [*own, "spey_mine.json", "hepdata.tar.gz", "copied_in.json", "limit.h5"]:
         (tmp_path / name).write_text("x\n")
+    record_export(tmp_path, [tmp_path / "spey_mine.json"], tmp_path / "limit.h5")
+    # (copied_in.json: no export command recorded it, so nothing says what it holds)
     assert _exports(tmp_path) == ["hepdata.tar.gz", "spey_mine.json"]
 
 
