@@ -406,11 +406,10 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
         cells = (str(c.get(s, 0)) for s in ("done", "running", "failed", "pending"))
         table.add_row(point, step, *cells)
     console.print(table)
-    from gprpipe.executors.slurm.reconcile import HELD
-
+    held = st.held()  # (pending, but they never start unreleased)
     for t in st.tasks:
         state, msg = st.states[t.id]
-        if state in ("failed", "running") or msg.startswith(HELD):  # (held: never starts)
+        if state in ("failed", "running") or t.id in held:
             job = f" [job {st.jobs[t.id]}]" if t.id in st.jobs else ""
             why = f": {msg}" if msg else ""
             console.print(f"{state:8s} {t.id}{job}{why}  (log: {t.log})", highlight=False)

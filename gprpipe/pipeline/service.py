@@ -1388,6 +1388,12 @@ class RunStatus:
     def counts(self) -> dict[str, int]:
         return count({k: v[0] for k, v in self.states.items()})
 
+    def held(self) -> set[str]:
+        """The tasks whose jobs SLURM holds in its queue: they never start unreleased."""
+        from gprpipe.executors.slurm.reconcile import HELD
+
+        return {tid for tid, (_, msg) in self.states.items() if msg.startswith(HELD)}
+
     def unanswered(self) -> int:
         """Submitted tasks whose state the scheduler did not give (squeue did not answer):
         their markers alone say pending or running."""
