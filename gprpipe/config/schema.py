@@ -720,31 +720,6 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
-    def _distinct_labels(self) -> Config:
-        """Figures, tables and HEPData name each scanned dataset by its label (its key when
-        unset): two alike would show two results under one name, and "Combined" names the
-        joint fit."""
-        seen: dict[str, str] = {}
-        for name in self.scan.datasets or self.datasets:
-            if name not in self.datasets or not self.datasets[name].enabled:
-                continue  # (an unknown name is said by _datasets_exist)
-            label = self.datasets[name].label or name
-            folded = " ".join(label.split()).casefold()
-            if folded == "combined" and len(self.combined_masses()):  # (as the plan makes it)
-                raise ValueError(
-                    f"datasets.{name}.label: {label!r} names the joint fit (scan.combined) on "
-                    "figures and tables; give the dataset a label of its own"
-                )
-            if folded in seen:
-                raise ValueError(
-                    f"datasets.{name}.label: {label!r} is also the label of datasets."
-                    f"{seen[folded]}: figures, tables and HEPData would show two results "
-                    "under one name; give each dataset a label of its own"
-                )
-            seen[folded] = name
-        return self
-
-    @model_validator(mode="after")
     def _tail_pairs(self) -> Config:
         """The linear resolution tail needs both keys (one alone was silently ignored)."""
         for name, ds in self.datasets.items():
@@ -782,6 +757,29 @@ class Config(Section):
                 "steps.run: includes 'inject', which needs inject.masses (it is empty: no "
                 "injection study would run)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_labels(self) -> Config:
+        """Figures, tables and HEPData name each scanned dataset by its label (its key when
+        unset): two alike would show two results under one name, and "Combined" names the
+        joint fit."""
+        seen: dict[str, str] = {}
+        for name in self.scanned():  # (after _datasets_exist: every name is a dataset)
+            label = self.datasets[name].label or name
+            folded = " ".join(label.split()).casefold()
+            if folded == "combined" and len(self.combined_masses()):  # (as the plan makes it)
+                raise ValueError(
+                    f"datasets.{name}.label: {label!r} names the joint fit (scan.combined) on "
+                    "figures and tables; give the dataset a label of its own"
+                )
+            if folded in seen:
+                raise ValueError(
+                    f"datasets.{name}.label: {label!r} is also the label of datasets."
+                    f"{seen[folded]}: figures, tables and HEPData would show two results "
+                    "under one name; give each dataset a label of its own"
+                )
+            seen[folded] = name
         return self
 
     def toyscan_dataset(self) -> str:

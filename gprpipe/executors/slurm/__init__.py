@@ -304,7 +304,7 @@ def resubmit(
 
 def poll_details(run_dir: Path, tasks: Sequence[Task]) -> dict[str, TaskStatus]:
     """State of every task, from its markers and its latest array element in SLURM."""
-    return reconcile(run_dir, tasks, grace=MARKER_GRACE)[0]
+    return reconcile(run_dir, tasks, grace=MARKER_GRACE, held=True)[0]
 
 
 def poll(run_dir: Path, tasks: Sequence[Task]) -> dict[str, str]:

@@ -27,11 +27,14 @@ def reconcile(
     *,
     grace: float,
     queue: Mapping[str, tuple[str, float | None]] | Literal["ask"] | None = "ask",
+    held: bool = False,
 ) -> tuple[dict[str, TaskStatus], bool]:
     """State of every task and whether SLURM answered (or was not needed); an
     element that ended less than ``grace`` seconds ago is still running (its marker may
     not be visible yet on a shared file system). ``queue``: :func:`scheduler.queue`'s
-    answer for (at least) the tasks' jobs when the caller has it, else it is asked."""
+    answer for (at least) the tasks' jobs when the caller has it, else it is asked.
+    ``held``: also ask which queued jobs SLURM holds (a second squeue, for the readers
+    that show it: status, summary, the TUI; not the polls of a wait)."""
     elements = jobs.elements(run_dir)
     mine = {t.id: elements[t.id] for t in tasks if t.id in elements}
     if queue == "ask":
@@ -77,7 +80,7 @@ def reconcile(
         else:
             lost.append(t.id)
             result[t.id] = replace(common, state="failed", message="", slurm_state=sstate)
-    pending = [st for st in result.values() if st.message == QUEUED]
+    pending = [st for st in result.values() if st.message == QUEUED] if held else []
     if pending:  # one more question, only while jobs wait: are they held?
         reasons = scheduler.held(sorted({(st.job or "").split("_")[0] for st in pending}))
         for st in pending:
