@@ -3,8 +3,6 @@
 import sys
 from collections.abc import Sequence
 
-from gprpipe.executors.forkserver import prestart
-
 
 def task_command(argv: Sequence[str]) -> bool:
     """Whether ``argv`` is a task command line in the plan's own form
@@ -18,10 +16,20 @@ def task_command(argv: Sequence[str]) -> bool:
 
 
 def _run_task_command(argv: Sequence[str]) -> int:
+    from gprpipe.errors import GprpipeError
     from gprpipe.io.processes import end_with_run
+    from gprpipe.pipeline.lock import refuse_beside_a_run
+    from gprpipe.pipeline.task import TaskLine
     from gprpipe.steps.runner import run_argv
 
     end_with_run()  # a task process of a local run ends with that run
+    line = TaskLine.parse(argv)
+    try:
+        if line is not None:
+            refuse_beside_a_run(line.point_dir)
+    except GprpipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return run_argv(argv)
 
 
@@ -33,6 +41,8 @@ def main() -> None:
     try:
         if task_command(argv):
             sys.exit(_run_task_command(argv))
+        from gprpipe.executors.forkserver import prestart
+
         prestart(argv)
         from gprpipe.cli import main as cli_main
     except KeyboardInterrupt:

@@ -35,7 +35,7 @@ def Flag(*names: str, **kwargs: Any) -> Any:
 
 
 if TYPE_CHECKING:  # the run service is imported by the commands that use it (start-up time)
-    from gprpipe.pipeline.service import Interrupted, Outcome, RunObserver, RunResult
+    from gprpipe.pipeline.service import Outcome, RunObserver, RunResult
     from gprpipe.pipeline.task import Task
 
     _Observer = RunObserver  # type-checked as one, without importing the service at start-up
@@ -303,11 +303,6 @@ def _show(result: RunResult, *, rows: bool = True) -> None:
         raise typer.Exit(1)
 
 
-def _interrupted(exc: Interrupted) -> typer.Exit:
-    err.print(str(exc), markup=False, highlight=False)
-    return typer.Exit(130)
-
-
 @app.command()
 def run(
     ctx: typer.Context,
@@ -355,11 +350,8 @@ def run(
         command="gprpipe run",
         record=["gprpipe", *(ctx.obj or {}).get("argv", sys.argv[1:])],
     )
-    try:
-        with service.sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
-            result = service.run(config, options, _Bars())
-    except service.Interrupted as exc:
-        raise _interrupted(exc) from None
+    with service.sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
+        result = service.run(config, options, _Bars())  # (Interrupted: said by main)
     if result.preview is not None:
         print(result.preview)
         return
@@ -456,20 +448,17 @@ def rerun(
     with the config the run recorded (after a change to the config file, run it again)."""
     from gprpipe.pipeline import service
 
-    try:
-        with service.sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
-            result = service.rerun(
-                run_dir,
-                failed=failed,
-                masses=masses,
-                jobs=jobs,
-                wait=wait,
-                wait_lock=wait_lock,
-                observer=_Bars(),
-                record=["gprpipe", *(ctx.obj or {}).get("argv", sys.argv[1:])],
-            )
-    except service.Interrupted as exc:
-        raise _interrupted(exc) from None
+    with service.sigterm_interrupts():  # SIGTERM (gprpipe cancel) stops it like Ctrl-C
+        result = service.rerun(  # (Interrupted: said by main)
+            run_dir,
+            failed=failed,
+            masses=masses,
+            jobs=jobs,
+            wait=wait,
+            wait_lock=wait_lock,
+            observer=_Bars(),
+            record=["gprpipe", *(ctx.obj or {}).get("argv", sys.argv[1:])],
+        )
     if result is None:
         console.print("Nothing to rerun: no task matches.")
         return
@@ -530,9 +519,11 @@ def step(
 ) -> None:
     """Run one task (what engines and executors run)."""
     from gprpipe.io.processes import end_with_run
+    from gprpipe.pipeline.lock import refuse_beside_a_run
     from gprpipe.steps.runner import part_of_masses, run_task
 
     end_with_run()  # a task process of a local run ends with that run
+    refuse_beside_a_run(point_dir)
 
     if masses is not None:
         if part is not None:
@@ -866,6 +857,13 @@ def _repeated_option(command: Any, args: Sequence[str]) -> str | None:
     return None
 
 
+def _run_interrupted(exc: Exception) -> bool:
+    """Whether ``exc`` is a run stopped by Ctrl-C, SIGTERM or a cancel
+    (:class:`~gprpipe.pipeline.service.Interrupted`; the run service imported it)."""
+    service = sys.modules.get("gprpipe.pipeline.service")
+    return service is not None and isinstance(exc, service.Interrupted)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one sentence and exit code 1 (--debug: traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -879,6 +877,8 @@ def main(argv: list[str] | None = None) -> None:
         if twice is not None:
             raise GprpipeError(f"{twice} is given twice; it takes one value: give it once.")
         code = command(args=args, prog_name="gprpipe", standalone_mode=False, obj={"argv": args})
+        if code == 130:  # typer's own answer to Ctrl-C, which says nothing
+            err.print("interrupted")
     except ConfigError as exc:
         if debug:
             raise
@@ -906,6 +906,9 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
+        if _run_interrupted(exc):  # what a stopped run keeps and how to resume it
+            err.print(str(exc), markup=False, highlight=False)
+            sys.exit(130)
         if debug:
             raise
         if said := os_error_sentence(exc):  # the file system said no

@@ -558,3 +558,18 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
         assert float(lines[3].split(",")[2]) == pytest.approx(
             float(rows[1][f"{col}_up_err"]), rel=1e-5
         )
+
+
+def test_ctrl_c_before_a_command_has_anything_to_say_is_said(monkeypatch, capsys):
+    """A review: Ctrl-C while a command read its config (before any task of a run) exited
+    130 without a word (typer turns it into an exit of its own, past the CLI's handler)."""
+    from gprpipe.pipeline import service
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(service, "validate", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(QUICKSTART)])
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

@@ -507,6 +507,18 @@ def test_an_unresolved_combined_toy_limit_keeps_the_fit_z_and_expected_band(monk
     band = [row[f"eps2_exp_{b}"] for b in ("lo2", "lo1", "med", "hi1", "hi2")]
     np.testing.assert_allclose(band, asym["eps2_exp"], rtol=1e-12)
 
+    # a dataset's quality flag stands over the unresolved limit (a review: it was lost,
+    # and the row's expected limit went into HEPData and combination.csv as a quoted one)
+    def flagged(cfg, fit_path, mass, fits=None, quality=None):
+        quality.update({"status": ["flag_gof", "ok"], "gof_p": [0.001, 0.4]})
+        quality["gof_chi2_ndf"] = [3, 1]
+        return blocks, [], True
+
+    monkeypatch.setattr(steps_combine, "load_blocks", flagged)
+    (row,) = steps_combine.combined_rows(cfg, ctx, [0.05])
+    assert row["status"] == "flag_gof" and np.isnan(row["eps2_up"])
+    assert row["Z_local"] == 0 and np.isfinite(row["eps2_exp_med"])
+
 
 def test_combination_csv_keeps_a_dataset_whose_observed_toy_limit_alone_is_unresolved():
     """combination.csv dropped a dataset at a mass where its observed toy limit was

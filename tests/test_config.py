@@ -1305,7 +1305,7 @@ def test_values_that_validate_passed_and_the_run_refused_are_refused_by_validate
     ):
         code, out, err = cli("validate", QUICKSTART, "--set", "base.engine=podman", "--set", value)
         assert code == 1 and out == "", err
-        assert err.startswith(f"error: --set {key}: ") and "cannot mount a folder whose" in err
+        assert err.startswith(f"error: --set {key}: ") and "cannot mount a path that holds" in err
         code, _, err = cli("validate", QUICKSTART, "--set", value)  # local: nothing to mount
         assert code == 0, err
 
@@ -1314,7 +1314,7 @@ def test_the_mount_check_names_the_toy_file(tmp_path: Path, cli):
     """A review: validate checked only the datasets' folders for ':' or ',', so a toy file
     (toyscan.file) in such a folder passed and the run refused it at its first toyscan
     task, naming the task, not the key. The check now applies the engines' own rule
-    (``gprpipe.io.paths.mount_folders``) to every data file of the run."""
+    (``gprpipe.io.paths.mount_files``) to every data file of the run."""
     demo = Path(only_point(QUICKSTART, ()).config.datasets["demo"].path)
     odd = tmp_path / "to:ys"
     odd.mkdir()
@@ -1328,8 +1328,8 @@ def test_the_mount_check_names_the_toy_file(tmp_path: Path, cli):
     code, out, err = cli("validate", QUICKSTART, *settings(*toyscan))
     assert code == 1 and out == "", err
     assert err == (
-        f"error: --set toyscan.file: {odd}: a podman container cannot mount a folder whose "
-        "path holds ':' or ',' (a bind spec cannot write them); move it, or run with "
+        f"error: --set toyscan.file: {odd / 'toys.root'}: a podman container cannot mount a "
+        "path that holds ':' or ',' (a bind spec cannot write them); move it, or run with "
         'base.engine = "local".\n'
     )
     # without the toyscan step the toy file is no input of any task

@@ -76,6 +76,7 @@ def test_local_command(layout):
 @pytest.mark.parametrize("cls", [PodmanEngine, DockerEngine])
 def test_oci_exact_argv(layout, cls):
     run, point, data = layout["run"], layout["point"], layout["data"]
+    (data / "hps2015.root").write_bytes(b"")
     task = make_task(layout, inputs=(data / "hps2015.root", run / "p0" / "load.h5"))
     engine = cls(image=IMAGE, digest=DIGEST)
     argv, name = split_name(
@@ -91,7 +92,7 @@ def test_oci_exact_argv(layout, cls):
         *keep_id,
         "--user", f"{uid}:{gid}", "--security-opt", "label=disable",
         "-v", f"{run}:{run}",
-        "-v", f"{data}:{data}:ro",
+        "-v", f"{data / 'hps2015.root'}:{data / 'hps2015.root'}:ro",
         "-w", str(point),
         "-e", "OMP_NUM_THREADS=1",
         "-e", "SEED=7",
@@ -107,13 +108,14 @@ def test_oci_exact_argv(layout, cls):
 def test_apptainer_exact_argv(layout, tmp_path):
     run, point, data = layout["run"], layout["point"], layout["data"]
     sif = tmp_path / "gprpipe_9.9.9.sif"
+    (data / "hps2015.root").write_bytes(b"")
     task = make_task(layout, inputs=(data / "hps2015.root",))
     engine = ApptainerEngine(image=str(sif), digest=DIGEST)
     argv = engine.command(task, run_dir=run, env={"SEED": "7", "OMP_NUM_THREADS": "1"})
     assert argv == [
         "apptainer", "exec", "--contain", "--cleanenv", "--no-home",
         "--bind", str(run),
-        "--bind", f"{data}:{data}:ro",
+        "--bind", f"{data / 'hps2015.root'}:{data / 'hps2015.root'}:ro",
         "--pwd", str(point),
         "--env",
         f"OMP_NUM_THREADS=1,SEED=7,GPRPIPE_ENGINE=apptainer,GPRPIPE_IMAGE={sif},"
@@ -127,18 +129,25 @@ def test_apptainer_binds_a_parent_first_and_refuses_what_its_shell_would_evaluat
     Apptainer writes --env values into the container's shell as ``export K="V"``: an image
     path or working folder with ``$(...)`` ran it there. Before 1.2 it mounts binds in the
     order given: an input folder holding the run directory, bound read-only after it, hid
-    the run's writable mount. And without --contain a task shared the node's /tmp."""
+    the run's writable mount (inputs are mounted as files now: the binds stay sorted by
+    depth). And without --contain a task shared
+    the node's /tmp."""
     data = tmp_path / "all"
     run = data / "runs" / "x"
     point = run / "p0"
     point.mkdir(parents=True)
-    task = make_task({"run": run, "point": point, "data": data}, inputs=(data / "a.root",))
+    outside = tmp_path / "elsewhere"
+    task = Task(
+        id="q/fit", point="q", step="fit", point_dir=outside / "q", argv=("step",),
+        inputs=(data / "a.root",),
+    )  # fmt: skip
     argv = ApptainerEngine(image="docker://x/y:1", digest="").command(
         task, run_dir=run, env={}, check_paths=False
     )
-    assert argv[:9] == [
+    assert argv[:11] == [
         "apptainer", "exec", "--contain", "--cleanenv", "--no-home",
-        "--bind", f"{data}:{data}:ro", "--bind", str(run),
+        "--bind", str(outside / "q"),
+        "--bind", f"{data / 'a.root'}:{data / 'a.root'}:ro", "--bind", str(run),
     ]  # fmt: skip
     image = str(tmp_path / "img$(touch${IFS}pwned).sif")
     with pytest.raises(GprpipeError) as info:
@@ -197,27 +206,44 @@ def test_gpu_flag_only_when_asked(layout, name):
     assert argv.index(gpu.image) == i + len(flags)  # right before the image
 
 
-def test_mounts_dedup_nested_and_symlinks(layout):
+def test_inputs_are_mounted_as_files_not_their_folders(layout):
+    """A review: each input's folder was mounted, so a data file in a home folder showed
+    the task the whole home folder (its keys). Each input file is mounted alone; a link's
+    target too, at its own path (a link inside the run directory resolves in the task)."""
     run, data, extra = layout["run"], layout["data"], layout["extra"]
     (data / "sub").mkdir()
+    for name in ("a.root", "b.root", "sub/c.root", "d.root"):
+        (data / name).write_bytes(b"")
     target = extra / "real.root"
     target.write_bytes(b"")
     (data / "link.root").symlink_to(target)
+    (run / "p0").mkdir(parents=True, exist_ok=True)
+    (run / "p0" / "in-run.root").symlink_to(extra / "other.root")
+    (extra / "other.root").write_bytes(b"")
     inputs = (
+        data / "b.root",
         data / "a.root",
-        data / "b.root",  # same folder: one mount
-        data / "sub" / "c.root",  # nested in data: covered by its mount
-        run / "p0" / "load.h5",  # inside the run directory: no extra mount
-        data / "link.root",  # symlink: its target folder is mounted too
-        Path(str(data) + "/../data/d.root"),  # same folder, unnormalised
+        data / "a.root",  # twice: one mount
+        data / "sub" / "c.root",
+        run / "p0" / "load.h5",  # inside the run directory: no mount of its own
+        run / "p0" / "in-run.root",  # a link inside it: the file it leads to is mounted
+        data / "link.root",  # a link: mounted (as the file it leads to), and its target
+        Path(str(data) + "/../data/d.root"),  # unnormalised
     )
     task = make_task(layout, inputs=inputs)
     for engine in (PodmanEngine(image=IMAGE, digest=DIGEST), ApptainerEngine(digest="")):
         argv = engine.command(task, run_dir=run, env={})
         flag = "-v" if engine.name == "podman" else "--bind"
         mounts = [argv[i + 1] for i, a in enumerate(argv) if a == flag]
-        assert mounts[0].split(":")[0] == str(run)
-        assert mounts[1:] == [f"{data}:{data}:ro", f"{extra}:{extra}:ro"]
+        files = [
+            data / "a.root", data / "b.root", data / "d.root", data / "link.root",
+            data / "sub" / "c.root", extra / "other.root", extra / "real.root",
+        ]  # fmt: skip
+        ro = [f"{f}:{f}:ro" for f in files]
+        if engine.name == "podman":
+            assert mounts == [f"{run}:{run}", *sorted(ro)]
+        else:  # by depth, a parent first (stable)
+            assert sorted(mounts) == sorted([str(run), *ro]) and mounts[-1] == ro[4]
 
 
 def test_point_dir_outside_run_dir_is_mounted(layout, tmp_path):
@@ -237,7 +263,7 @@ def test_missing_bind_path(layout, tmp_path):
         DockerEngine(image=IMAGE, digest=""),
         ApptainerEngine(digest=""),
     ):
-        with pytest.raises(GprpipeError, match=f"bind path {re.escape(str(missing))} "):
+        with pytest.raises(GprpipeError, match=f"bind path {re.escape(str(missing))}/hps2015"):
             engine.command(task, run_dir=layout["run"], env={})
         # a dry run only prints the command: no existence check
         argv = engine.command(task, run_dir=layout["run"], env={}, check_paths=False)

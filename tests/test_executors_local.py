@@ -522,3 +522,64 @@ def test_the_tail_of_a_huge_log_reads_its_end_only(tmp_path: Path):
     assert tail(log, 10**6).splitlines()[-1] == "line 299999"
     assert len(tail(log, 10**6)) < 70_000
     assert tail(tmp_path / "none.log") == ""
+
+
+def test_a_failure_of_several_lines_is_kept_whole_in_its_marker(
+    shared_quickstart: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A review: a task whose error held several lines kept them in its marker, and the
+    summary showed the last ("second line"), not the cause. The marker holds one line."""
+    import shutil
+
+    from gprpipe.pipeline import service
+    from gprpipe.pipeline.state import read_state
+    from gprpipe.steps import runner
+
+    def broken(step):
+        def run(ctx):
+            raise RuntimeError("injected\nsecond line")
+
+        return run
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shared_quickstart, copy, symlinks=True)
+    monkeypatch.setattr(runner, "step_function", broken)
+    assert runner.run_task(copy / "nominal", "load", force=True) == 1
+    why = "internal error in step load: RuntimeError: injected; second line"
+    assert read_state(copy / "nominal", "load") == ("failed", why)
+    lines = service.summarise(copy)
+    assert any(why in line for line in lines), lines
+
+
+def test_a_task_run_by_hand_beside_a_run_is_refused(shared_quickstart: Path, tmp_path: Path):
+    """A review: ``gprpipe step`` run by hand while a run held the lock of its run
+    directory ran, clearing and committing the outputs the run's own task was writing.
+    It is refused; the run's own task processes (here: naming the run's process) are not."""
+    import shutil
+
+    from conftest import run_cli_here
+
+    from gprpipe.io.processes import RUN_PID_ENV
+    from gprpipe.pipeline.lock import run_lock
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shared_quickstart, copy, symlinks=True)
+    point = copy / "nominal"
+    before = (point / "load.h5").stat().st_mtime_ns
+    with run_lock(copy, command="gprpipe run q.toml"):
+        code, _, err = run_cli_subprocess("step", "load", "--point-dir", point, "--force")
+        assert code == 1 and err.startswith(f"error: {copy} is in use by gprpipe run q.toml (pid")
+        assert err.rstrip().endswith(
+            f"a task run by hand beside it would write the same outputs; wait for it to "
+            f"finish (or stop it: gprpipe cancel {copy}), then run the task."
+        ), err
+        code, _, err2 = run_cli_here("step", "load", "--point-dir", point, "--force")
+        assert code == 1 and err2 == err  # the command line's own form says the same
+        assert (point / "load.h5").stat().st_mtime_ns == before
+        code, _, err = run_cli_subprocess(
+            "step", "load", "--point-dir", point, "--force", env={RUN_PID_ENV: str(os.getpid())}
+        )
+        assert code == 0, err
+    assert (point / "load.h5").stat().st_mtime_ns != before
+    code, _, err = run_cli_subprocess("step", "load", "--point-dir", point, "--force")
+    assert code == 0, err  # no run holds it

@@ -1398,3 +1398,20 @@ def test_a_path_argument_that_is_a_symlink_loop_is_one_sentence(
 
     loop = RuntimeError(f"Symlink loop from {str(run)!r}")  # pathlib's, up to Python 3.12
     assert os_error_sentence(loop) == f"{run}: {said.format(run)}"
+
+
+def test_the_write_check_of_a_run_folder_follows_no_link_placed_in_it(tmp_path: Path):
+    """A review: the check that the run folder is writable touched a file of a name known
+    beforehand (``.gprpipe-write-test-<pid>``) and followed a link placed there, creating
+    or touching a file outside the run (a link at each coming pid did it). The check makes
+    a file of a name of its own, never through a link."""
+    from gprpipe.pipeline.service import make_run_dir
+
+    run_dir, outside = tmp_path / "run", tmp_path / "outside"
+    run_dir.mkdir()
+    outside.mkdir()
+    link = run_dir / f".gprpipe-write-test-{os.getpid()}"
+    link.symlink_to(outside / "created")
+    make_run_dir(run_dir, "user.toml: base.output")
+    assert not (outside / "created").exists()
+    assert link.is_symlink() and sorted(p.name for p in run_dir.iterdir()) == [link.name]

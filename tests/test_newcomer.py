@@ -881,11 +881,12 @@ def test_ctrl_c_while_the_command_line_starts_says_interrupted(monkeypatch, caps
     """Ctrl-C while the command line is imported (its first half second) printed a
     traceback of about 25 lines: it says "interrupted" and exits 130."""
     import gprpipe.__main__ as entry
+    from gprpipe.executors import forkserver
 
     def ctrl_c(argv: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(entry, "prestart", ctrl_c)
+    monkeypatch.setattr(forkserver, "prestart", ctrl_c)
     monkeypatch.setattr("sys.argv", ["gprpipe", "run", "user_configs/quickstart.toml"])
     try:
         entry.main()

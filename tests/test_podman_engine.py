@@ -58,10 +58,11 @@ with h5py.File("out.h5", "w") as f:  # relative: the working directory is the po
     for key in ("GPRPIPE_ENGINE", "GPRPIPE_IMAGE", "GPRPIPE_IMAGE_DIGEST", "OMP_NUM_THREADS"):
         f.attrs[key] = os.environ.get(key, "")
 try:
-    (src.parent / "written.txt").write_text("no")
-    print("input folder writable")
+    src.write_text("no")
+    print("input writable")
 except OSError:
-    print("input folder read-only")
+    print("input read-only")
+print("beside it:", sorted(p.name for p in src.parent.iterdir()))
 """
 
 
@@ -69,6 +70,7 @@ def test_podman_runs_task_and_writes_hdf5(image, tmp_path):
     run, data = tmp_path / "run", tmp_path / "data"
     data.mkdir()
     (data / "counts.txt").write_text("1 2 3")
+    (data / "id_ed25519").write_text("a key beside the input")  # never shown to the task
     task = _task(run, inputs=(data / "counts.txt",))
     engine = PodmanEngine(image=image, check_version=False)
     env = {"OMP_NUM_THREADS": "1", "INPUT": str(data / "counts.txt")}
@@ -81,7 +83,7 @@ def test_podman_runs_task_and_writes_hdf5(image, tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "input folder read-only"
+    assert proc.stdout.splitlines() == ["input read-only", "beside it: ['counts.txt']"]
     out = task.point_dir / "out.h5"
     assert out.is_file()
     assert out.stat().st_uid == os.getuid()  # --user: the outputs belong to the caller
@@ -190,8 +192,8 @@ def test_a_run_folder_a_container_cannot_mount_is_refused_before_it_is_written(i
         *settings(f"base.image={image}", f"base.output={out}"),
     )
     assert code == 1 and err == (  # now said by the config's checks, naming the key
-        f"error: --set base.output: {out}: a podman container cannot mount a folder whose "
-        "path holds ':' or ',' (a bind spec cannot write them); move it, or run with "
+        f"error: --set base.output: {out}: a podman container cannot mount a path that "
+        "holds ':' or ',' (a bind spec cannot write them); move it, or run with "
         'base.engine = "local".\n'
     )
     assert not out.exists()

@@ -248,6 +248,36 @@ def test_flagged_rows_leave_the_toy_maximum(tmp_path: Path) -> None:
     assert dists["d"][1]["n_masses_used"] == 2
 
 
+def test_a_row_whose_observed_toy_limit_alone_is_unresolved_stays_in_the_toy_maximum(
+    tmp_path: Path,
+) -> None:
+    """A review: a deficit whose observed toy limit was unresolved (``limit.mode =
+    "toys"``) left the toys' maximum, so the toy global p-values of a run depended on how
+    its observed limits were computed (smaller with toy limits than asymptotic ones). Its
+    mass was searched: its trials count; the row itself gets no global p (a failure)."""
+    from gprpipe.config.schema import Config
+    from gprpipe.steps.lee import merge_global
+
+    cfg = Config.model_validate(
+        {"datasets": {"d": {"path": "x.root", "range": [0.03, 0.05], "sigma_coeffs": [0.001]}}}
+    )
+    Z = np.array([[1.0, 9.0, 0.5], [2.0, 0.1, 2.5], [0.0, 9.0, 0.2], [3.0, 9.0, 0.0]])
+    parts = [_part(tmp_path / "a.h5", "d", "toys", range(4), Z)]
+    unresolved = "limit failed: observed toy limit unresolved: 3 of 100 toys: raise limit.n_toys"
+    per_ds = {
+        "d": {
+            "mass_GeV": np.array([0.03, 0.04, 0.05]),
+            "Z_local": np.array([2.0, -2.2, 0.1]),
+            "status": np.array(["ok", unresolved, "ok"]),
+            "n_eff": np.full(3, 2.0),
+        }
+    }
+    dists = merge_global(cfg, per_ds, parts)
+    np.testing.assert_array_equal(dists["d"][0]["max_Z_local"], [9.0, 2.5, 9.0, 9.0])
+    assert dists["d"][1]["n_masses_used"] == 3
+    np.testing.assert_allclose(per_ds["d"]["p0_global_toys"], [(1 + 4) / 5, np.nan, 1.0])
+
+
 def _toyscan_config(tmp_path: Path, shared_data: Path, pattern: str) -> Path:
     src = shared_data / "funcform_2015_toys.root"
     return write(

@@ -44,7 +44,7 @@ from gprpipe.config.loader import (
 from gprpipe.config.render import grid_budget, render_config
 from gprpipe.config.schema import Base, Config, Point, validate
 from gprpipe.errors import ConfigError, GprpipeError
-from gprpipe.io.paths import absolute, mount_folders, unwritable_in_bind
+from gprpipe.io.paths import absolute, mount_files, unwritable_in_bind
 
 __all__ = [
     "BlindingVaries",
@@ -441,24 +441,24 @@ def check_config_inputs(configs: Sequence[Config], where: Where) -> None:
 
 
 def _mount_errors(cfg: Config, where: Where) -> list[Issue]:
-    """Folders a container engine would mount whose path holds ':' or ',' (a bind spec
-    cannot say them): the run directory and the folders of each data file outside it,
-    by the engines' own rule (:func:`~gprpipe.io.paths.mount_folders`); the run refused
-    them only when it built a task's command, naming the task and not the key."""
+    """Paths a container engine would mount that hold ':' or ',' (a bind spec cannot say
+    them): the run directory and each data file outside it, by the engines' own rule
+    (:func:`~gprpipe.io.paths.mount_files`); the run refused them only when it built a
+    task's command, naming the task and not the key."""
     if cfg.base.engine == "local":
         return []
     run_dir = absolute(cfg.base.output)
     found = [("base.output", run_dir)]
-    found += [(key, f) for file, key in cfg.data_files() for f in mount_folders([file], run_dir)]
+    found += [(key, f) for file, key in cfg.data_files() for f in mount_files([file], run_dir)]
     return [
         at(
             where(key),
-            f"{folder}: a {cfg.base.engine} container cannot mount a folder whose path holds "
+            f"{path}: a {cfg.base.engine} container cannot mount a path that holds "
             "':' or ',' (a bind spec cannot write them); move it, or run with "
             'base.engine = "local".',
         )
-        for key, folder in dict.fromkeys(found)
-        if unwritable_in_bind(folder)
+        for key, path in dict.fromkeys(found)
+        if unwritable_in_bind(path)
     ]
 
 

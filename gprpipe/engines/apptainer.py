@@ -5,7 +5,7 @@ Argument list of one task (``<...>`` are filled in; ``[...]`` only when it appli
     apptainer exec --contain --cleanenv --no-home
         --bind <run_dir>                        # the binds by depth, stable: a parent first
         [--bind <point_dir>]                    # only if point_dir is outside run_dir
-        --bind <folder>:<folder>:ro ...         # each input folder outside run_dir
+        --bind <file>:<file>:ro ...             # each input file outside them, alone
         --pwd <point_dir>
         --env K=V,K=V,...                       # task env + given env sorted by name, then
                                                 # GPRPIPE_ENGINE, GPRPIPE_IMAGE[, _DIGEST]
@@ -24,8 +24,9 @@ container as ``export K="V"``, where ``$``, a backquote or a backslash would be 
 ``--contain`` gives the task an empty ``/tmp`` and ``/var/tmp`` of its own (by default
 Apptainer shares the host's, where the image keeps matplotlib's configuration and cache,
 and where another user of the node could plant a ``matplotlibrc``). Apptainer before 1.2
-mounts the binds in the order given: a read-only input folder given after a run directory
-inside it would hide the run directory's writable mount, so parents come first.
+mounts the binds in the order given: a folder given after one inside it would hide that
+mount, so parents come first. An input is mounted as a file, not its folder (which would
+show the task every file beside it).
 The image digest is the sha256 of a local image file (computed once
 per engine); the gprpipe version check reads the image label
 ``org.gprpipe.version`` of local images only (a ``docker://`` image is not pulled to check).
@@ -42,6 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gprpipe.engines.base import (
+    INPUT,
     SKIP_VERSION_CHECK_HINT,
     VERSION_LABEL,
     Engine,
@@ -112,7 +114,7 @@ class ApptainerEngine(Engine):
         binds = mounts(task, run_dir, check_paths)  # refuses ',' and ':' even in a dry run
         argv = [self.exe, "exec", "--contain", "--cleanenv", "--no-home"]
         for path, what in sorted(binds, key=lambda b: len(b[0].parts)):  # stable
-            argv += ["--bind", f"{path}:{path}:ro" if what == "input folder" else str(path)]
+            argv += ["--bind", f"{path}:{path}:ro" if what == INPUT else str(path)]
         argv += ["--pwd", str(absolute(task.point_dir))]
         task_env = merged_env(task, env)
         items = [(k, task_env[k]) for k in sorted(task_env)] + list(self.provenance().items())

@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import gprpipe
 from gprpipe.errors import GprpipeError
-from gprpipe.io.paths import absolute, mount_folders, unwritable_in_bind, within
+from gprpipe.io.paths import absolute, mount_files, unwritable_in_bind, within
 from gprpipe.pipeline.task import Task
 
 #: Image label (and image env ``GPRPIPE_VERSION``) recording the gprpipe version inside.
@@ -55,13 +55,17 @@ def build_command(engine: str, image: str) -> str:
     return shlex.join(["scripts/build-image.sh", "--engine", engine, "--tag", image])
 
 
-def input_folders(task: Task, run_dir: Path) -> list[Path]:
-    """Distinct folders to mount read-only: those of ``task.inputs`` outside ``run_dir``
-    (:func:`~gprpipe.io.paths.mount_folders`)."""
-    return mount_folders(task.inputs, run_dir)
+def input_files(task: Task, run_dir: Path) -> list[Path]:
+    """Distinct files to mount read-only: ``task.inputs`` outside ``run_dir``
+    (:func:`~gprpipe.io.paths.mount_files`)."""
+    return mount_files(task.inputs, run_dir)
 
 
-def check_bind_name(path: Path, task: Task, what: str = "input folder") -> None:
+#: what :func:`mounts` calls an input (mounted read-only)
+INPUT = "input file"
+
+
+def check_bind_name(path: Path, task: Task, what: str = INPUT) -> None:
     """Raise a GprpipeError when a bind source cannot be written in a bind spec."""
     if unwritable_in_bind(path):
         raise GprpipeError(
@@ -70,16 +74,17 @@ def check_bind_name(path: Path, task: Task, what: str = "input folder") -> None:
         )
 
 
-def check_bind_path(path: Path, task: Task, what: str = "input folder") -> None:
+def check_bind_path(path: Path, task: Task, what: str = INPUT) -> None:
     """Raise a GprpipeError when a bind source is missing or unusable in a bind spec."""
     check_bind_name(path, task, what)
-    if not path.is_dir():
+    if not (path.is_file() if what == INPUT else path.is_dir()):
         raise GprpipeError(f"bind path {path} ({what} of task {task.id}) does not exist")
 
 
 def mounts(task: Task, run_dir: Path, check_paths: bool = True) -> list[tuple[Path, str]]:
-    """Folders a container needs, as (path, what): the run directory, the point directory
-    when it lies outside it, and each input folder (what == "input folder": read-only).
+    """What a container mounts, as (path, what): the run directory, the point directory
+    when it lies outside it, and each input file outside them (what == :data:`INPUT`:
+    read-only).
     Each must be writable in a bind spec; with ``check_paths`` each must exist (dry runs,
     and the check before a run's folder is made, skip that)."""
     run_dir = absolute(run_dir)
@@ -87,7 +92,7 @@ def mounts(task: Task, run_dir: Path, check_paths: bool = True) -> list[tuple[Pa
     out: list[tuple[Path, str]] = [(run_dir, "run directory")]
     if not within(point_dir, run_dir):
         out.append((point_dir, "point directory"))
-    out += [(f, "input folder") for f in input_folders(task, run_dir)]
+    out += [(f, INPUT) for f in input_files(task, run_dir) if not within(f, point_dir)]
     for path, what in out:
         (check_bind_path if check_paths else check_bind_name)(path, task, what)
     return out

@@ -9,7 +9,7 @@ Argument list of one task (``<...>`` are filled in; ``[...]`` only when it appli
         --user <uid>:<gid> --security-opt label=disable
         -v <run_dir>:<run_dir>
         [-v <point_dir>:<point_dir>]            # only if point_dir is outside run_dir
-        -v <folder>:<folder>:ro ...             # each input folder outside run_dir
+        -v <file>:<file>:ro ...                 # each input file outside them, alone
         -w <point_dir>
         -e K=V ...                              # task env + given env, sorted by name
         -e GPRPIPE_ENGINE=<name> -e GPRPIPE_IMAGE=<image> [-e GPRPIPE_IMAGE_DIGEST=<digest>]
@@ -21,7 +21,8 @@ stops a run's containers by name when the run stops (Ctrl-C, SIGTERM), a watchdo
 (``python -m gprpipe.engines.oci watchdog``) removes them by label when the run is killed,
 and the next run of the directory removes any still left. ``--init`` runs a minimal init
 as PID 1 that forwards SIGTERM to the task and reaps it.
-Mounts keep host paths, so the task's absolute paths work unchanged. ``--user`` makes the
+Mounts keep host paths, so the task's absolute paths work unchanged; an input is mounted
+as a file, not its folder (which would show the task every file beside it). ``--user`` makes the
 outputs belong to the calling user; ``label=disable`` lets bind mounts be read on SELinux
 hosts (Fedora, RHEL) without relabelling the user's files, and is ignored elsewhere.
 Steps need no network: ``--network=none`` keeps them hermetic and starts containers faster
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from gprpipe.engines.base import (
+    INPUT,
     RUN_LABEL,
     SKIP_VERSION_CHECK_HINT,
     VERSION_LABEL,
@@ -114,7 +116,7 @@ class OciEngine(Engine):
         ]
         argv += self.user_args()
         for path, what in binds:
-            spec = f"{path}:{path}:ro" if what == "input folder" else f"{path}:{path}"
+            spec = f"{path}:{path}:ro" if what == INPUT else f"{path}:{path}"
             argv += ["-v", spec]
         argv += ["-w", str(absolute(task.point_dir))]
         task_env = merged_env(task, env)

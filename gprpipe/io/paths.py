@@ -1,4 +1,4 @@
-"""Which host folders a container mounts: the one rule the engines apply to a task and the
+"""Which host files a container mounts: the one rule the engines apply to a task and the
 config check applies to a config's files before any task runs."""
 
 from __future__ import annotations
@@ -24,18 +24,20 @@ def unwritable_in_bind(path: Path) -> bool:
     return ":" in str(path) or "," in str(path)
 
 
-def mount_folders(files: Iterable[str | os.PathLike[str]], run_dir: Path) -> list[Path]:
-    """Distinct folders to mount read-only for ``files``: those outside ``run_dir``.
+def mount_files(files: Iterable[str | os.PathLike[str]], run_dir: Path) -> list[Path]:
+    """Distinct input files to mount read-only, each by itself at its own path: those
+    outside ``run_dir``. Never their folders: a folder's mount showed the container every
+    file beside an input (a data file in a home folder mounted the home folder, its keys).
 
-    For a file that is a symlink, the folder of its target is added too (the link must
-    resolve inside the container). Folders nested in another listed folder are dropped.
+    An engine mounts a link as the file it leads to; the file a link leads to is mounted
+    at its own path too (a link inside the run directory then resolves in the container).
     The result is sorted, so an argument list does not depend on the order of the files.
     """
     run_dir = absolute(run_dir)
     found: set[Path] = set()
     for item in files:
         path = absolute(item)
-        for folder in (path.parent, Path(os.path.realpath(path)).parent):
-            if not within(folder, run_dir):
-                found.add(folder)
-    return sorted(f for f in found if not any(g != f and within(f, g) for g in found))
+        for file in (path, Path(os.path.realpath(path))):
+            if not within(file, run_dir):
+                found.add(file)
+    return sorted(found)

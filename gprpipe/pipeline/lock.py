@@ -16,6 +16,7 @@ import errno
 import fcntl
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.processes import as_pid
+from gprpipe.io.processes import RUN_PID_ENV, as_pid
 
 LOCK_NAME = ".gprpipe.lock"
 #: held by a plot task while it rebuilds the run's index (:func:`index_lock`)
@@ -97,6 +98,35 @@ def is_locked(run_dir: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+#: set in the environment of a run's own task processes where no run pid names the run:
+#: a container's (its engine, as provenance) and a SLURM job's
+_LAUNCHED = ("GPRPIPE_ENGINE", "SLURM_JOB_ID")
+
+
+def refuse_beside_a_run(point_dir: Path) -> None:
+    """Refuse a task started by hand (``gprpipe step``) while a run holds the lock of its
+    run directory: both would clear, write and commit the task's outputs, each from the
+    config it read. A run's own task processes say whose they are: a local one names the
+    run's process (which holds the lock), a container its engine, a SLURM job its id."""
+    env = os.environ
+    if any(env.get(k) for k in _LAUNCHED):
+        return
+    try:
+        run_dir = Path(point_dir).resolve().parent
+    except (OSError, RuntimeError):  # (the task says what is wrong with its folder)
+        return
+    if not is_locked(run_dir):
+        return
+    holders = flock_holders(run_dir)
+    if holders is None or as_pid(env.get(RUN_PID_ENV, "")) in holders:
+        return
+    raise GprpipeError(
+        f"{run_dir} is in use by {describe(holder(run_dir))}: a task run by hand beside it "
+        "would write the same outputs; wait for it to finish (or stop it: "
+        f"{shlex.join(['gprpipe', 'cancel', str(run_dir)])}), then run the task."
+    )
 
 
 def _open_lock(path: Path) -> int:

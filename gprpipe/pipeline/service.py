@@ -32,6 +32,7 @@ import math
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -891,9 +892,11 @@ def make_run_dir(run_dir: Path, where: str) -> None:
     new = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".gprpipe-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        # a new file of a name no one knows beforehand (O_EXCL): never through a link
+        # someone placed at a name of its own (pid-named, it was)
+        fd, probe = tempfile.mkstemp(prefix=".gprpipe-write-test-", dir=run_dir)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         for folder in new:  # a refused run leaves no folder behind
             with contextlib.suppress(OSError):

@@ -54,6 +54,7 @@ __all__ = [
     "has_result",
     "is_flagged",
     "observed_unresolved",
+    "searched_rows",
     "unresolved_rows",
     "unresolved_status",
     "window_determined",
@@ -154,6 +155,14 @@ def counts_for_discovery(status: ArrayLike) -> NDArray[np.bool_]:
     """Rows that count for the maximum local significance and the global correction."""
     out: NDArray[np.bool_] = np.asarray(status).astype(str) == STATUS_OK
     return out
+
+
+def searched_rows(status: ArrayLike) -> NDArray[np.bool_]:
+    """Rows whose mass the search looked at with a valid fit (:func:`counts_for_discovery`,
+    and those whose observed toy limit alone was unresolved: their Z_local stands). The
+    trials of a toy look-elsewhere correction: which of them there are must not depend on
+    how the observed limit was computed."""
+    return counts_for_discovery(status) | unresolved_rows(status)
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
     returns the per-dataset distributions to store under ``global_toys``."""
     from gprpipe.stats import significance
     from gprpipe.stats.lee import max_z, p_global_toys, p_global_toys_err
-    from gprpipe.stats.quality import counts_for_discovery
+    from gprpipe.stats.quality import counts_for_discovery, searched_rows
 
     out: dict = {}
     if cfg.base.blind:  # no observed column, these included (as in scan.csv)
@@ -271,17 +271,18 @@ def merge_global(cfg: Config, per_ds: dict[str, dict[str, np.ndarray]], paths) -
         masses = chunks[0][0]["masses_GeV"]
         Z = np.concatenate([c[0]["Z_local"] for c in chunks]).astype(float)
         conv = np.concatenate([c[0]["converged"] for c in chunks])
-        # Only masses whose observed row counts (status ok) enter the maximum.
+        # The masses searched on the data enter the maximum (not the flagged ones: no
+        # discovery there), whatever the observed limit's method made of them.
         row = {round(float(m), 9): i for i, m in enumerate(arrays["mass_GeV"])}
-        counts = counts_for_discovery(arrays["status"])
+        searched = searched_rows(arrays["status"])
         use = np.array(
             [
-                row.get(round(float(m), 9)) is not None and bool(counts[row[round(float(m), 9)]])
+                row.get(round(float(m), 9)) is not None and bool(searched[row[round(float(m), 9)]])
                 for m in masses
             ]
         )
         mz = max_z(Z, use)
-        ok = counts
+        ok = counts_for_discovery(arrays["status"])
         p = np.where(ok, p_global_toys(arrays["Z_local"], mz), np.nan)
         arrays["p0_global_toys"] = p
         n_used = int(np.isfinite(mz).sum())  # toys with a maximum

@@ -212,11 +212,16 @@ def run_task(
             )
             print(f"error: {msg}", file=sys.stderr)
         if task is not None:
-            try:
-                write_state(task.point_dir, task.slug, "failed", msg)
+            try:  # one line: readers of the marker show its last (a message may hold lines)
+                write_state(task.point_dir, task.slug, "failed", _one_line(msg))
             except GprpipeError as exc:  # its .state folder led out of the run
                 print(f"error: {exc}", file=sys.stderr)
     return 1
+
+
+def _one_line(msg: str) -> str:
+    """``msg`` with its lines joined by "; " (a marker's message is one line)."""
+    return "; ".join(line.strip() for line in msg.splitlines() if line.strip()) or msg
 
 
 def _run(task: Task, config: Config, force: bool) -> int:
