@@ -583,3 +583,31 @@ def test_a_task_run_by_hand_beside_a_run_is_refused(shared_quickstart: Path, tmp
     assert (point / "load.h5").stat().st_mtime_ns != before
     code, _, err = run_cli_subprocess("step", "load", "--point-dir", point, "--force")
     assert code == 0, err  # no run holds it
+
+
+def test_a_run_ends_after_its_container_watchdog(shared_quickstart: Path, tmp_path: Path):
+    """A review: a run closed its container watchdog's pipe and returned, giving up its
+    lock while the watchdog still looked for containers by the folder's label, which the
+    next run of the folder gives its own containers too. The run waits for it."""
+    import shutil
+
+    from gprpipe.engines.local import LocalEngine
+    from gprpipe.executors.local import run_local
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run
+
+    mark = tmp_path / "watchdog-done"
+
+    class Watched(LocalEngine):
+        def watchdog_argv(self, run_dir):  # type: ignore[override]
+            return [
+                "-c",
+                f"import sys, time; sys.stdin.read(); time.sleep(1.0); open({str(mark)!r}, 'w')",
+            ]
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shared_quickstart, copy, symlinks=True)
+    tasks, configs = tasks_of_run(load_run_info(copy))
+    load = next(t for t in tasks if t.step == "load")
+    report = run_local([load], configs, Watched(), run_dir=copy, force=True)
+    assert report.outcomes[load.id].state == "done"
+    assert mark.exists()

@@ -331,6 +331,10 @@ def stop_containers(engine: Engine, cmds: Sequence[Sequence[str]]) -> None:
                 subprocess.run(stop, capture_output=True, timeout=60, check=False)
 
 
+#: seconds a run waits at its end for its container watchdog's last removal
+WATCHDOG_WAIT = 60.0
+
+
 def start_watchdog(engine: Engine, run_dir: Path) -> subprocess.Popen[bytes] | None:
     """For container engines: a process in its own session that removes this run's
     containers as soon as the run ends, however it ends (even SIGKILL): it waits for the
@@ -529,6 +533,10 @@ def run_local(
             warm.close()
         if watchdog is not None and watchdog.stdin:
             watchdog.stdin.close()  # the watchdog removes what is left, then exits
+            # ... before the run gives up its lock: it removes by the folder's label, so
+            # the next run's first containers would be among what it finds
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                watchdog.wait(WATCHDOG_WAIT)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     return report
