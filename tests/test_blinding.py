@@ -777,3 +777,37 @@ def test_toy_bands_do_not_depend_on_blinding(tmp_path, shared_data):
         else:
             for c in bands:
                 assert float(seen[c]) == pytest.approx(float(blinded[c]), rel=1e-9), (seen, c)
+
+
+def test_a_run_that_waited_for_the_lock_checks_the_folder_again(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """A review: ``run --wait-lock`` checked the folder before it waited for the lock, so
+    an unblinded run waiting while a blinded run held the folder ran unblinded after it
+    without ``--unblind`` (and recorded the folder as not blind before it). It checks the
+    folder again once it holds the lock."""
+    import os
+    import time
+
+    from conftest import start_cli_subprocess
+
+    from gprpipe.pipeline.lock import lock_path, run_lock
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shared_quickstart, copy, symlinks=True)
+    with run_lock(copy, command="gprpipe run (blinded)"):
+        proc = start_cli_subprocess(
+            "run", QUICKSTART, "--steps", "load", "--wait-lock", "120",
+            *settings(f"base.output={copy}"),
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        fds = Path(f"/proc/{proc.pid}/fd")
+        while not any(os.path.realpath(f) == str(lock_path(copy)) for f in fds.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)  # until it waits for the lock, past its first checks
+        info = json.loads((copy / "run.json").read_text())
+        info["blinding"] = {**info["blinding"], "blind": True}  # as a blinded run leaves it
+        (copy / "run.json").write_text(json.dumps(info))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    assert err.startswith(f"error: {copy}: its last run was blinded (run.json) and this config")

@@ -992,11 +992,17 @@ def run(
     eng = engine_for(cfg0.base.engine, cfg0, check=not opts.dry_run)
     ex = get_executor(cfg0.base.executor, run_dir, eng, cfg0, jobs=opts.jobs)
     result = RunResult(run_dir, tasks, ex.name)
-    refuse_foreign_folder(run_dir, str(loaded.where("base.output")))
-    _refuse_unplanned_inputs(run_dir, points, tasks)  # also a dry run says what run refuses
-    _refuse_observed_exports(run_dir, points)
-    if not opts.unblind:
-        _refuse_silent_unblinding(run_dir, points)
+
+    def folder_checks() -> None:
+        """What the folder's contents refuse (again under the lock: while this run
+        waited for it, another may have run there, e.g. blinded)."""
+        refuse_foreign_folder(run_dir, str(loaded.where("base.output")))
+        _refuse_unplanned_inputs(run_dir, points, tasks)  # a dry run says it too
+        _refuse_observed_exports(run_dir, points)
+        if not opts.unblind:
+            _refuse_silent_unblinding(run_dir, points)
+
+    folder_checks()
     if replaced := _observed_replaced(run_dir, points):
         obs.notice(replaced)
     check_inputs(loaded, points)  # (a dry run too: a histogram the file lacks)
@@ -1015,13 +1021,14 @@ def run(
 
         for t in tasks:
             mounts(t, run_dir, check_paths=False)
-    folder_was_blind = last_run_blind(run_dir)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = cli_command("run", config, *[x for o in overrides for x in ("--set", o)])
     with (
         run_lock(run_dir, command=opts.command, wait=opts.wait_lock, notice=obs.notice),
         _stoppable(run_dir) as stop,
     ):
+        folder_checks()
+        folder_was_blind = last_run_blind(run_dir)
         ex.refuse_if_busy(tasks)
         for name in queued_executors():  # jobs an earlier run of the folder left queued
             if name != ex.name:
