@@ -435,6 +435,30 @@ def test_status_says_when_squeue_does_not_answer(cluster, tmp_path: Path, monkey
         subprocess.run(["scancel", job], check=False)
 
 
+def test_a_wait_on_held_jobs_alone_ends_and_says_so(cluster, tmp_path: Path) -> None:
+    """``--wait`` on jobs SLURM holds (sbatch --hold, an admin's hold) waited for ever:
+    they never start by themselves. Once only held jobs remain, the wait says so and ends;
+    the jobs stay queued."""
+    from gprpipe.errors import cli_command
+
+    run, _, task, job = one_task_run(tmp_path, "held", ("--hold",))
+    try:
+        with pytest.raises(GprpipeError) as info:
+            slurm.wait(run, [task], interval=0.2, held_check=0.0)
+        assert str(info.value) == (
+            f"SLURM holds every job this run still waits for (1 task; {task.id}: queued in "
+            f"SLURM, held (JobHeldUser): it starts only once released (scontrol release "
+            f"{job}) or cancelled): --wait ends here and the jobs stay queued; release them "
+            f"and follow the run with {cli_command('status', run)}, or remove them with "
+            f"{cli_command('cancel', run)}"
+        )
+        assert poll_details(run, [task])[task.id].slurm_state == "PENDING"
+        subprocess.run(["scontrol", "release", job], check=True)
+        assert slurm.wait(run, [task], interval=0.2, held_check=0.0) is True
+    finally:
+        subprocess.run(["scancel", job], check=False)
+
+
 def test_a_job_slurm_has_purged_is_cancelled_already(cluster) -> None:
     """A job that ended and left slurmctld between the queue's answer and scancel: scancel
     exits 1 with "Invalid job id specified", which cancel raised as a failure (a CI run:

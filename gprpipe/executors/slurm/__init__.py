@@ -48,7 +48,14 @@ from gprpipe.executors.slurm.jobs import (
     next_number,
     record,
 )
-from gprpipe.executors.slurm.reconcile import busy, finished, reconcile, unanswered
+from gprpipe.executors.slurm.reconcile import (
+    HELD,
+    QUEUED,
+    busy,
+    finished,
+    reconcile,
+    unanswered,
+)
 from gprpipe.executors.slurm.render import (
     JOBS_FILE,
     PINNED,
@@ -76,6 +83,8 @@ if TYPE_CHECKING:
 MARKER_GRACE = 20.0
 # seconds without an answer from squeue before wait() gives up
 UNREACHABLE_TIMEOUT = 120.0
+#: seconds between the questions of a wait whether SLURM holds every job it waits for
+HELD_CHECK = 30.0
 
 
 @contextmanager
@@ -319,8 +328,11 @@ def wait(
     progress: Callable[[dict[str, str]], object] | None = None,
     interval: float = 2.0,
     first: float = 0.25,
+    held_check: float = HELD_CHECK,
 ) -> bool:
     """Block until no task is pending or running in SLURM; True if every task is done.
+    Raise when SLURM holds every job still queued and none runs (asked every
+    ``held_check`` seconds while only queued jobs remain): they never start by themselves.
 
     ``progress`` is called with :func:`poll`'s result (task id -> state) after every poll.
     The queue is polled after ``first`` seconds, then 1.5 times later each time up to every
@@ -328,15 +340,20 @@ def wait(
     ``squeue`` more often than before.
     """
     unreachable_since: float | None = None
+    asked = time.monotonic()  # when SLURM was last asked about holds
     pause = min(first, interval)
     while True:
         details, reachable = reconcile(run_dir, tasks, grace=MARKER_GRACE)
         if progress is not None:
             progress({tid: st.state for tid, st in details.items()})
         if reachable:
-            if not any(s.active for s in details.values()):
+            active = [s for s in details.values() if s.active]
+            if not active:
                 return all(s.state == "done" for s in details.values())
             unreachable_since = None
+            if time.monotonic() - asked >= held_check and all(s.message == QUEUED for s in active):
+                asked = time.monotonic()
+                _refuse_all_held(run_dir, tasks)
         else:
             unreachable_since = unreachable_since or time.monotonic()
             if time.monotonic() - unreachable_since > UNREACHABLE_TIMEOUT:
@@ -347,6 +364,21 @@ def wait(
                 )
         time.sleep(pause)
         pause = min(pause * 1.5, interval)
+
+
+def _refuse_all_held(run_dir: Path, tasks: Sequence[Task]) -> None:
+    """Raise when every task still queued in SLURM is held (a second squeue)."""
+    details = reconcile(run_dir, tasks, grace=MARKER_GRACE, held=True)[0]
+    waiting = [s for s in details.values() if s.active]
+    if waiting and all(s.message.startswith(HELD) for s in waiting):
+        first = waiting[0]
+        raise GprpipeError(
+            f"SLURM holds every job this run still waits for ({len(waiting)} "
+            f"task{'s' * (len(waiting) != 1)}; {first.id}: {first.message}): --wait ends "
+            "here and the jobs stay queued; release them and follow the run with "
+            f"{cli_command('status', run_dir)}, or remove them with "
+            f"{cli_command('cancel', run_dir)}"
+        )
 
 
 #: the marker message of a task whose array element was cancelled before it started
