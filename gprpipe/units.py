@@ -44,6 +44,22 @@ def same_mass(a: float | NDArray[np.floating], b: float) -> bool | NDArray[np.bo
     return bool(abs(a - b) < MASS_TOL_GEV)
 
 
+def matching_masses(
+    a: NDArray[np.floating], b: NDArray[np.floating]
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Indices ``(ia, ib)`` of the masses of ``a`` and ``b`` (GeV) that name the same mass
+    (:func:`same_mass`), in the order of ``a``. Test masses lie at least
+    :data:`MIN_MASS_SPACING_GEV` apart: each has at most one partner."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not len(a) or not len(b):
+        none = np.zeros(0, dtype=np.intp)
+        return none, none
+    d = np.abs(a[:, None] - b[None, :])
+    j = np.argmin(d, axis=1)
+    ia = np.flatnonzero(d[np.arange(len(a)), j] < MASS_TOL_GEV)
+    return ia, j[ia]
+
+
 def mass_within(m: float, lo: float, hi: float) -> bool:
     """Whether ``m`` lies in ``[lo, hi]`` (GeV), ends included to :data:`MASS_TOL_GEV`."""
     return lo - MASS_TOL_GEV <= m <= hi + MASS_TOL_GEV
@@ -102,7 +118,9 @@ def parse_masses(text: str, option: str) -> list[float]:
         raise GprpipeError(f"{option}: no mass given; write e.g. 37MeV,48MeV or 0.037,0.048.")
     tail = _MASS.match(items[-1])
     unit = tail.group(2) if tail else None
-    for s in items[:-1] if unit and unit.lower() != "gev" else []:
+    if unit and unit.lower() == "gev":  # "60,0.08GeV": bare masses are GeV anyway, and
+        unit = None  # parse_mass refuses a bare 60 with its hint (it took 60 GeV)
+    for s in items[:-1] if unit else []:
         m = _MASS.match(s)
         if m and not m.group(2) and float(m.group(1)) <= BARE_MAX_GEV:
             raise GprpipeError(  # "0.03,60MeV": 0.03 MeV, or the GeV of a bare number?

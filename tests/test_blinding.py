@@ -106,8 +106,10 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
     header = text.splitlines()[0].split(",")
     assert not set(OBSERVED) & set(header)
     assert header[-1] == "blinded" and text.splitlines()[1].endswith(",true")
-    with h5py.File(a / "limit.h5", "r") as h:  # the same columns as scan.csv
-        assert set(h["demo"].keys()) == set(header) - {"dataset"}
+    with h5py.File(a / "limit.h5", "r") as h:  # scan.csv's columns, and N_eff (as unblinded:
+        # a review found it missing; it holds no data)
+        assert set(h["demo"].keys()) == set(header) - {"dataset"} | {"n_eff"}
+        assert 1 < h["demo/n_eff"][0] == h["demo/n_eff"][-1] < 100
     for f in ("fit.h5", "limit.h5"):
         with h5py.File(a / f, "r") as h:
             assert bool(h.attrs["blinded"]) is True

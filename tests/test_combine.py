@@ -520,6 +520,54 @@ def test_an_unresolved_combined_toy_limit_keeps_the_fit_z_and_expected_band(monk
     assert row["Z_local"] == 0 and np.isfinite(row["eps2_exp_med"])
 
 
+def test_combination_csv_is_written_when_every_combined_limit_is_unresolved(tmp_path: Path):
+    """A review: combination.csv (and allocation.csv) were not written at all when no
+    combined row was ok, though rows whose observed toy limit alone is unresolved go into
+    it (their sigma_A and expected limit stand)."""
+    from gprpipe.config.schema import Config
+    from gprpipe.io.hdf5 import write_group, write_h5
+    from gprpipe.pipeline.plan import Layout
+    from gprpipe.steps.reach import combination_products
+
+    unresolved = "limit failed: observed toy limit unresolved: 3 of 10 ...: raise limit.n_toys"
+    combined = f"combined {unresolved}"
+    cfg = Config.model_validate(
+        {
+            "datasets": {
+                n: {"path": "x.root", "range": [0.05, 0.13], "sigma_coeffs": [0.001]}
+                for n in ("2015", "2016")
+            }
+        }
+    )
+    lay = Layout(tmp_path)
+    (tmp_path / "plots").mkdir()
+
+    def rows(status: str, sigma_a: float, k: float, exp: float) -> dict[str, np.ndarray]:
+        return {
+            "mass_GeV": np.array([0.06, 0.08]),
+            "status": np.array([status, status]),
+            "sigma_A": np.full(2, sigma_a),
+            "A_up": np.full(2, np.nan),
+            "eps2_up": np.full(2, np.nan),
+            "A_exp_med": np.full(2, exp * k),
+            "eps2_exp_med": np.full(2, exp),
+        }
+
+    with write_h5(lay.limit, {}) as f:
+        for name, r in (
+            ("2015", rows(unresolved, 100.0, 1e7, 3e-5)),
+            ("2016", rows(unresolved, 50.0, 2e6, 4e-5)),
+            ("combined", rows(combined, 1.0, 1.0, 2.5e-5)),
+        ):
+            write_group(f.create_group(name), r)
+    written = combination_products(cfg, lay, ("png",))
+    assert lay.combination_csv in written
+    table = list(csv.DictReader(lay.combination_csv.open()))
+    assert [(r["dataset"], r["mass_GeV"]) for r in table] == [
+        (n, m) for m in ("0.06", "0.08") for n in ("2015", "2016", "combined")
+    ]
+
+
 def test_combination_csv_keeps_a_dataset_whose_observed_toy_limit_alone_is_unresolved():
     """combination.csv dropped a dataset at a mass where its observed toy limit was
     unresolved, although its sigma_A and expected limit stand (a review: 2016 at 124 MeV

@@ -208,8 +208,8 @@ def test_gpu_flag_only_when_asked(layout, name):
 
 def test_inputs_are_mounted_as_files_not_their_folders(layout):
     """A review: each input's folder was mounted, so a data file in a home folder showed
-    the task the whole home folder (its keys). Each input file is mounted alone; a link's
-    target too, at its own path (a link inside the run directory resolves in the task)."""
+    the task the whole home folder (its keys). Each input file is mounted alone; a link
+    inside the run directory as the file it leads to, at that file's path."""
     run, data, extra = layout["run"], layout["data"], layout["extra"]
     (data / "sub").mkdir()
     for name in ("a.root", "b.root", "sub/c.root", "d.root"):
@@ -227,7 +227,7 @@ def test_inputs_are_mounted_as_files_not_their_folders(layout):
         data / "sub" / "c.root",
         run / "p0" / "load.h5",  # inside the run directory: no mount of its own
         run / "p0" / "in-run.root",  # a link inside it: the file it leads to is mounted
-        data / "link.root",  # a link: mounted (as the file it leads to), and its target
+        data / "link.root",  # a link: mounted as the file it leads to (its path alone)
         Path(str(data) + "/../data/d.root"),  # unnormalised
     )
     task = make_task(layout, inputs=inputs)
@@ -237,13 +237,32 @@ def test_inputs_are_mounted_as_files_not_their_folders(layout):
         mounts = [argv[i + 1] for i, a in enumerate(argv) if a == flag]
         files = [
             data / "a.root", data / "b.root", data / "d.root", data / "link.root",
-            data / "sub" / "c.root", extra / "other.root", extra / "real.root",
+            data / "sub" / "c.root", extra / "other.root",
         ]  # fmt: skip
         ro = [f"{f}:{f}:ro" for f in files]
         if engine.name == "podman":
             assert mounts == [f"{run}:{run}", *sorted(ro)]
         else:  # by depth, a parent first (stable)
             assert sorted(mounts) == sorted([str(run), *ro]) and mounts[-1] == ro[4]
+
+
+def test_an_input_whose_name_a_bind_spec_cannot_write_is_mounted_by_its_folder(layout):
+    """A review of the file mounts: a data file named with a time (``T10:00:00``) or a
+    comma ran before (its folder was mounted) and was refused once each file was mounted
+    alone. Such a file is mounted by its folder (with a link's target folder)."""
+    run, data, extra = layout["run"], layout["data"], layout["extra"]
+    stamped = data / "demo_2015-12-05T10:00:00.root"
+    stamped.write_bytes(b"")
+    (extra / "a,b.root").write_bytes(b"")
+    (data / "current.root").symlink_to(extra / "a,b.root")  # a plain name: the file alone
+    task = make_task(layout, inputs=(stamped, data / "current.root"))
+    for engine in (PodmanEngine(image=IMAGE, digest=DIGEST), ApptainerEngine(digest="")):
+        argv = engine.command(task, run_dir=run, env={})
+        flag = "-v" if engine.name == "podman" else "--bind"
+        mounts = sorted(argv[i + 1] for i, a in enumerate(argv) if a == flag)
+        link = data / "current.root"
+        assert mounts == sorted([f"{run}:{run}" if flag == "-v" else str(run),
+                                 f"{data}:{data}:ro", f"{link}:{link}:ro"])  # fmt: skip
 
 
 def test_point_dir_outside_run_dir_is_mounted(layout, tmp_path):

@@ -17,6 +17,19 @@ from tests.conftest import DEMO_ROOT, CliResult, assert_pyhf_limits_within
 pytestmark = pytest.mark.slow
 
 
+def test_a_mass_is_the_test_mass_within_the_packages_one_tolerance(
+    shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A review: export-pyhf took a mass within 0.5 keV of a test mass, where every other
+    command (``step --masses``, ``rerun --masses``) takes 1 keV: 60.0007MeV was refused."""
+    out = tmp_path / "ws.json"
+    args = ("export-pyhf", shared_quickstart, "--dataset", "demo", "-o", out)
+    code, _, err = cli(*args, "--mass", "60.0007MeV")
+    assert code == 0 and json.loads(out.read_text())["channels"], err
+    code, _, err = cli(*args, "--mass", "60.002MeV", "--force")
+    assert code == 1 and "mass 0.060002 GeV is not a test mass of 'demo'" in err, err
+
+
 def test_exported_workspace_reproduces_scan_limits(
     shared_quickstart: Path, tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:

@@ -470,3 +470,17 @@ def test_injection_where_the_window_holds_no_events(tmp_path: Path, shared_data:
         side = json.loads((point / "plots" / f"{stem}.json").read_text())
         assert side["eps2_hat"] is None and side["sigma_eps2"] is None, stem
         assert (point / "plots" / f"{stem}.png").stat().st_size > 10_000
+
+
+def test_injection_masses_are_written_as_every_other_mass():
+    """A review: an injected mass went into inject.h5 (and the plan) as written in the
+    config, 0.0600000000004, where fit.h5 and limit.h5 hold 0.06 (masses in files are
+    rounded to 1e-9 GeV): an exact join of the files on mass failed."""
+    from gprpipe.config import load_points
+    from gprpipe.pipeline.plan import inject_parts
+
+    _, (point,) = load_points(
+        REPO / "user_configs" / "quickstart.toml",
+        ["scan.masses=[0.0600000000004, 0.08]", "inject.masses=[0.0600000000004]"],
+    )
+    assert list(inject_parts(point.config).values()) == [("demo", 0.06)]

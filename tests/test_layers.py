@@ -223,8 +223,15 @@ def test_plotting_imports_no_steps():
 
 def test_results_is_data_only():
     """results defines and reads the tables; it draws nothing and runs nothing (the report,
-    which draws, is part of the plot step). Its summariser reads the status vocabulary."""
-    allowed = ("gprpipe.results", "gprpipe.io", "gprpipe.errors", "gprpipe.stats.quality")
+    which draws, is part of the plot step). Its summariser reads the status vocabulary, its
+    comparison matches masses as everything else does (units, a leaf)."""
+    allowed = (
+        "gprpipe.results",
+        "gprpipe.io",
+        "gprpipe.errors",
+        "gprpipe.units",
+        "gprpipe.stats.quality",
+    )
     assert _outside("gprpipe.results", allowed) == {}
 
 

@@ -991,6 +991,10 @@ def test_parse_mass_accepts_units_and_refuses_ambiguous_values():
     # a bare GeV-like value before a trailing MeV: 0.03 MeV, or 0.03 GeV? (it became 30 keV)
     with pytest.raises(GprpipeError, match=r"0\.03 would take the unit of the last mass \(MeV\)"):
         parse_masses("0.03,60MeV", "--m")
+    # a bare 60 before a trailing GeV took 60 GeV (a review): refused as a bare 60 is
+    with pytest.raises(GprpipeError, match=r"^--m 60: masses are in GeV unless a unit is given"):
+        parse_masses("60,0.08GeV", "--m")
+    assert parse_masses("0.06,0.08GeV", "--m") == pytest.approx([0.06, 0.08])
     with pytest.raises(GprpipeError, match="write the unit as MeV, GeV or keV"):
         parse_mass("60meV", "--m")  # milli-electronvolts, not MeV
     with pytest.raises(GprpipeError, match="not a finite mass"):

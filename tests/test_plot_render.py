@@ -273,6 +273,10 @@ def test_a_scan_with_flagged_rows_and_unresolved_observed_toy_limits_is_drawn(tm
     # status took its place, and its expected limit went into HEPData as a quoted one)
     assert status[:2] == ["flag_gof", "flag_gof"] and status[3] == "flag_gof", status
     assert status[2].startswith("limit failed: observed toy limit unresolved"), status
+    assert (  # ... and the summary says what the flag stands over (a review of this fix)
+        "flagged: 3 (flag_gof: 3 at 30-45 MeV, 80 MeV), 1 of them with no observed limit "
+        "(the toys could not resolve it: raise limit.n_toys) at 30 MeV; GP fits" in so
+    ), so
     assert code == 1 and "nominal/plot: done" in so + se, so + se  # (1: masses failed)
     assert (out / "nominal" / "plots" / "significance_demo.png").is_file()
 

@@ -1063,3 +1063,22 @@ def test_a_run_whose_every_row_is_flagged_draws_its_look_elsewhere_toys(tmp_path
     assert {r["status"] for r in rows.values()} == {"flag_gof"}
     assert (run / "nominal" / "plots" / "global_toys_demo.png").stat().st_size > 10_000
     assert (run / "nominal" / "report.html").is_file()
+
+
+def test_compare_matches_masses_as_the_package_does():
+    """A review: compare matched masses by rounding to 1 keV, so two runs' 60.0004 and
+    60.0006 MeV (one mass to every other lookup, 1 keV apart at most) were not compared,
+    and 60.0000 and 60.00049 were. It matches within the package's one tolerance."""
+    from gprpipe.results.compare import compare_curves
+
+    def rows(*masses: float) -> list[dict[str, str]]:
+        return [
+            {"dataset": "d", "mass_GeV": repr(m), "status": "ok", "eps2_up": "2e-6",
+             "eps2_exp_med": "1e-6"}
+            for m in masses
+        ]  # fmt: skip
+
+    (comp,) = compare_curves({"a": rows(0.0600004, 0.08), "b": rows(0.0600006, 0.0800015)})
+    (ratio,) = comp.ratios
+    np.testing.assert_array_equal(ratio.mass, [0.0600004])
+    np.testing.assert_array_equal(ratio.observed, [1.0])

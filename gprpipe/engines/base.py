@@ -77,7 +77,7 @@ def check_bind_name(path: Path, task: Task, what: str = INPUT) -> None:
 def check_bind_path(path: Path, task: Task, what: str = INPUT) -> None:
     """Raise a GprpipeError when a bind source is missing or unusable in a bind spec."""
     check_bind_name(path, task, what)
-    if not (path.is_file() if what == INPUT else path.is_dir()):
+    if not (path.exists() if what == INPUT else path.is_dir()):
         raise GprpipeError(f"bind path {path} ({what} of task {task.id}) does not exist")
 
 

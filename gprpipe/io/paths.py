@@ -25,19 +25,25 @@ def unwritable_in_bind(path: Path) -> bool:
 
 
 def mount_files(files: Iterable[str | os.PathLike[str]], run_dir: Path) -> list[Path]:
-    """Distinct input files to mount read-only, each by itself at its own path: those
-    outside ``run_dir``. Never their folders: a folder's mount showed the container every
-    file beside an input (a data file in a home folder mounted the home folder, its keys).
-
-    An engine mounts a link as the file it leads to; the file a link leads to is mounted
-    at its own path too (a link inside the run directory then resolves in the container).
-    The result is sorted, so an argument list does not depend on the order of the files.
+    """What to mount read-only for the input ``files`` outside ``run_dir``: each file
+    alone at its own path, never its folder (a folder's mount showed the task every file
+    beside an input: a data file in a home folder mounted the home folder, its keys). An
+    engine mounts a link as the file it leads to; a link inside ``run_dir`` is mounted as
+    that file, at the file's path. A file whose name holds ':' or ',' (which a bind spec
+    cannot write) is mounted by its folder, with the folder of the file a link of such a
+    name leads to. Sorted, so an argument list does not depend on the order of the files.
     """
     run_dir = absolute(run_dir)
     found: set[Path] = set()
     for item in files:
         path = absolute(item)
-        for file in (path, Path(os.path.realpath(path))):
-            if not within(file, run_dir):
-                found.add(file)
+        real = Path(os.path.realpath(path))
+        if within(path, run_dir):
+            if within(real, run_dir):
+                continue
+            path = real
+        if unwritable_in_bind(Path(path.name)):
+            found |= {f.parent for f in (path, real) if not within(f.parent, run_dir)}
+        else:
+            found.add(path)
     return sorted(found)

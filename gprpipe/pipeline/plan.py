@@ -50,7 +50,7 @@ def inject_parts(config: Config) -> dict[str, tuple[str, float]]:
         lo, hi = (masses.min(), masses.max()) if len(masses) else (1.0, 0.0)
         for m in config.inject.masses:
             if mass_within(m, lo, hi):
-                parts[f"{name}-{m * 1e3:g}MeV"] = (name, float(m))
+                parts[f"{name}-{m * 1e3:g}MeV"] = (name, round(float(m), 9))  # as in files
     return parts
 
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from gprpipe.plotting.style import label
 from gprpipe.plotting.suite import MEV
+from gprpipe.units import matching_masses
 
 
 def compare_limits_figure(
@@ -28,7 +29,7 @@ def compare_limits_figure(
     fig, (ax, r_obs, r_exp) = plt.subplots(
         3, 1, figsize=(8, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]}
     )
-    m0 = np.round(np.asarray(mass[0]), 6)
+    m0 = np.asarray(mass[0], dtype=float)
     blinded = [lab for obs, lab in zip(observed, labels) if not np.isfinite(obs).any()]
     for i, (m, obs, exp, lab) in enumerate(zip(mass, observed, expected, labels)):
         c = "k" if i == 0 else f"C{i - 1}"
@@ -40,7 +41,7 @@ def compare_limits_figure(
             ax.plot(x, exp, "--", color=c, lw=1.1, label=f"{lab} expected")
         if i == 0:
             continue
-        _, ia, ib = np.intersect1d(m0, np.round(np.asarray(m), 6), return_indices=True)
+        ia, ib = matching_masses(m0, np.asarray(m))
         xm = m0[ia] * MEV
         r_obs.plot(xm, np.asarray(obs)[ib] / np.asarray(observed[0])[ia], "-", color=c, lw=1.3)
         r_exp.plot(xm, np.asarray(exp)[ib] / np.asarray(expected[0])[ia], "--", color=c, lw=1.3)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gprpipe.stats.quality import STATUS_OK, observed_unresolved
+from gprpipe.units import matching_masses
 
 
 @dataclass
@@ -89,10 +90,8 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
             continue
         ref = comp.curves[0]
         for c in comp.curves[1:]:
-            common, ia, ib = np.intersect1d(
-                np.round(ref.mass, 6), np.round(c.mass, 6), return_indices=True
-            )
-            if len(common):
+            ia, ib = matching_masses(ref.mass, c.mass)
+            if len(ia):
                 comp.ratios.append(
                     Ratio(
                         c.label,

@@ -33,6 +33,7 @@ from gprpipe.stats.quality import (
     fit_usable,
     flags_of,
     has_result,
+    is_flagged,
     observed_unresolved,
     toys_biased,
 )
@@ -125,6 +126,9 @@ class DatasetSummary:
     band_error_median: float | None = None
     band_error_largest: Extreme | None = None
     blinded: bool = False  # no observed quantity: the limits are the expected medians
+    # flagged rows whose observed toy limit alone was unresolved (their flag stands in
+    # status; the observed limit is NaN), runs of adjacent masses
+    flagged_unresolved: list[list[float]] = field(default_factory=list)
     # combined: dataset -> the masses where its failed fit left it out of the combination
     left_out: dict[str, list[float]] = field(default_factory=dict)
     masses: list[float] = field(default_factory=list)  # every row's, in table order
@@ -407,6 +411,16 @@ def summarize_scan(
         ]
         if name == COMBINED:
             s.left_out = _left_out(groups, rs)
+        s.flagged_unresolved = mass_runs(
+            [
+                is_flagged(r.get("status", "ok"))
+                and "eps2_up" in r  # (a blinded table has no observed limit at all)
+                and _num(r, "eps2_up") is None
+                and _num(r, "eps2_exp_med") is not None
+                for r in rs
+            ],
+            s.masses,
+        )
         # flagged rows are left out of the largest local significance, as everywhere
         sig = [
             (z, r)
@@ -681,6 +695,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
     flagged = f"flagged: {s.n_flagged}"
     if s.flags:
         flagged += " (" + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in s.flags.items()) + ")"
+    if s.flagged_unresolved:
+        flagged += (
+            f", {sum(map(len, s.flagged_unresolved))} of them with no observed limit (the "
+            f"toys could not resolve it: raise limit.n_toys) at "
+            f"{masses_text(s.flagged_unresolved, counted=False)}"
+        )
     if s.dataset == COMBINED:
         lines.append(flagged)
         for d, ms in s.left_out.items():

@@ -17,7 +17,8 @@ Status vocabulary (one place, reused by the limit step, plots, summaries and toy
 lacks a dataset covering its mass, ``"flag_dataset_left_out"``, joined with ``"+"`` when
 several apply (``"flag_gof+flag_one_sideband"``); any other string is a failure whose message
 says why (``"fit failed: ..."``, ``"limit failed: ..."``, ``"no GP fit for this mass"``).
-Flagged rows carry every number; only ``"ok"`` rows count for the maximum local
+Flagged rows carry every number (but an observed toy limit the toys could not resolve:
+NaN, the flag standing over that failure); only ``"ok"`` rows count for the maximum local
 significance and the global correction. A failed row has no numbers, except one whose
 observed toy limit alone was unresolved (``"limit failed: observed toy limit unresolved:
 ..."``, :func:`observed_unresolved`): it keeps A_hat, sigma_A, q0, p0 and Z_local and

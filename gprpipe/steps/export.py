@@ -299,7 +299,7 @@ def export_workspace(
     fit = _read_fit(lay, pdir, dataset)
     masses = fit["mass_GeV"]
     i = int(np.argmin(np.abs(masses - mass)))
-    if abs(masses[i] - mass) > 5e-7:
+    if not same_mass(float(masses[i]), mass):
         raise GprpipeError(
             f"{lay.fit}: mass {mass:g} GeV is not a test mass of {dataset!r} "
             f"({masses.min():g}-{masses.max():g} GeV, nearest {masses[i]:g})."

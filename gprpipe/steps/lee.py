@@ -4,8 +4,9 @@ Tasks ``<dataset>-toys-<k>`` scan ``limit.global_toys_chunk`` background-only
 whole-spectrum toys each over every mass with that mass's GP as a fixed linear map
 (:mod:`gprpipe.stats.lee`); tasks ``<dataset>-refit-<k>`` refit the GP at every mass on a
 few of the same toys (``limit.global_toys_refit``), to show the size of the fixed-map
-approximation. The limit merge takes the maximum ``Z_local`` per toy over the masses whose
-row has ``status = ok`` and writes ``p0_global_toys`` (with its binomial error
+approximation. The limit merge takes the maximum ``Z_local`` per toy over the masses
+searched on the data (rows ``ok``, or whose observed toy limit alone was unresolved:
+:func:`~gprpipe.stats.quality.searched_rows`) and writes ``p0_global_toys`` (with its binomial error
 ``p0_global_toys_err``), ``Z_global_toys`` and the
 distributions (``/<dataset>/global_toys/`` in ``limit.h5``).
 

@@ -243,7 +243,8 @@ def run(ctx) -> None:
 
 
 def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -> None:
-    """p0_global and Z_global from the Sidak correction with N_eff of the scan.
+    """p0_global and Z_global from the Sidak correction with N_eff of the scan (blinded:
+    N_eff alone).
 
     Only ``ok`` rows get a global significance; flagged rows (background model failed a
     quality check) keep their local numbers but get NaN here: they are no discovery.
@@ -255,13 +256,15 @@ def global_significance(cfg: Config, name: str, arrays: dict[str, np.ndarray]) -
         masses = cfg.test_masses(name)
         sigmas = resolution(cfg.datasets[name], masses)
     neff = significance.n_eff(masses, sigmas, cfg.fit.blind_nsigma)
+    arrays["n_eff"] = np.full(len(arrays["mass_GeV"]), neff)  # (blinded too: no data in it)
+    if cfg.base.blind:
+        return
     p = significance.p_global_sidak(arrays["p0_local"], neff)
     use = counts_for_discovery(arrays["status"])
     arrays["p0_global"] = np.where(use, p, np.nan)
     arrays["Z_global"] = np.where(
         use, np.minimum(significance.z_from_p(p), arrays["Z_local"]), np.nan
     )
-    arrays["n_eff"] = np.full(len(p), neff)
 
 
 def scan_summary(name: str, arrays: dict[str, np.ndarray]) -> str:
@@ -308,8 +311,7 @@ def merge(ctx) -> None:
     order = [*cfg.scanned(), COMBINED]
     per_ds = {k: per_ds[k] for k in order if k in per_ds}
     for name, arrays in per_ds.items():
-        if not cfg.base.blind:
-            global_significance(cfg, name, arrays)
+        global_significance(cfg, name, arrays)
         print(scan_summary(name, arrays), flush=True)
     dists = lee.merge_global(cfg, per_ds, toy_paths)
     with write_h5(ctx.layout.limit, ctx.attrs()) as f:

@@ -127,7 +127,7 @@ def combination_products(cfg: Config, lay, formats) -> list[Path]:
     from gprpipe.steps.limit import read_scan
 
     scan = read_scan(lay.limit)
-    if COMBINED not in scan or not (scan[COMBINED]["status"] == "ok").any():
+    if COMBINED not in scan or not _usable(scan[COMBINED]["status"]).any():
         return []
     names = [n for n in scan if n != COMBINED]
     labels = [cfg.datasets[n].label or n for n in names]
