@@ -437,26 +437,46 @@ def test_status_says_when_squeue_does_not_answer(cluster, tmp_path: Path, monkey
 
 def test_a_wait_on_held_jobs_alone_ends_and_says_so(cluster, tmp_path: Path) -> None:
     """``--wait`` on jobs SLURM holds (sbatch --hold, an admin's hold) waited for ever:
-    they never start by themselves. Once only held jobs remain, the wait says so and ends;
-    the jobs stay queued."""
+    they never start by themselves. Once nothing of the run can start, every queued task
+    held or waiting on a held job's array (a review of the first fix: the arrays after a
+    held one wait with reason Dependency), the wait says so and ends; the jobs stay
+    queued."""
     from gprpipe.errors import cli_command
+    from gprpipe.executors.slurm import scheduler
 
-    run, _, task, job = one_task_run(tmp_path, "held", ("--hold",))
+    point = tmp_path / "run" / "p0"
+    point.mkdir(parents=True)
+    first = step_task(point, "a", "x")
+    then = step_task(point, "b", "x", (first,))
+    sub = submit(
+        [first, then],
+        run_dir=point.parent,
+        engine=PythonEngine(),
+        options=SlurmOptions(extra=("--hold",)),
+        env={"PYTHONPATH": str(REPO)},
+    )
+    run, held, after = point.parent, sub.job_ids["01_a"], sub.job_ids["02_b"]
     try:
+        subprocess.run(["scontrol", "release", after], check=True)  # held: the first alone
+        deadline = time.monotonic() + 60
+        while scheduler.pending_reasons([after]).get(f"{after}_0") != "Dependency":
+            assert time.monotonic() < deadline, scheduler.pending_reasons([after])
+            time.sleep(0.2)
         with pytest.raises(GprpipeError) as info:
-            slurm.wait(run, [task], interval=0.2, held_check=0.0)
+            slurm.wait(run, [first, then], interval=0.2, held_check=0.0)
         assert str(info.value) == (
-            f"SLURM holds every job this run still waits for (1 task; {task.id}: queued in "
-            f"SLURM, held (JobHeldUser): it starts only once released (scontrol release "
-            f"{job}) or cancelled): --wait ends here and the jobs stay queued; release them "
-            f"and follow the run with {cli_command('status', run)}, or remove them with "
+            f"SLURM holds jobs this run waits for (1 task, 1 after them waiting on them; "
+            f"{first.id}: queued in SLURM, held (JobHeldUser): it starts only once released "
+            f"(scontrol release {held}) or cancelled): nothing of it can start, so --wait "
+            f"ends here and the jobs stay queued; release them (scontrol release {held}) and "
+            f"follow the run with {cli_command('status', run)}, or remove them with "
             f"{cli_command('cancel', run)}"
         )
-        assert poll_details(run, [task])[task.id].slurm_state == "PENDING"
-        subprocess.run(["scontrol", "release", job], check=True)
-        assert slurm.wait(run, [task], interval=0.2, held_check=0.0) is True
+        assert poll_details(run, [first])[first.id].slurm_state == "PENDING"
+        subprocess.run(["scontrol", "release", held], check=True)
+        assert slurm.wait(run, [first, then], interval=0.2, held_check=0.0) is True
     finally:
-        subprocess.run(["scancel", job], check=False)
+        subprocess.run(["scancel", held, after], check=False)
 
 
 def test_a_job_slurm_has_purged_is_cancelled_already(cluster) -> None:

@@ -366,19 +366,37 @@ def wait(
         pause = min(pause * 1.5, interval)
 
 
+def _job_of(status: TaskStatus) -> str:
+    """The SLURM job id of a task's array element ("123" of "123_4"; '' when none)."""
+    return (status.job or "").split("_")[0]
+
+
 def _refuse_all_held(run_dir: Path, tasks: Sequence[Task]) -> None:
-    """Raise when every task still queued in SLURM is held (a second squeue)."""
+    """Raise when nothing of the run can start again by itself: each task still queued in
+    SLURM is held, or waits on a dependency (the arrays after a held one), and no job of
+    the run's folder runs (an earlier submission's may be what one waits for)."""
     details = reconcile(run_dir, tasks, grace=MARKER_GRACE, held=True)[0]
     waiting = [s for s in details.values() if s.active]
-    if waiting and all(s.message.startswith(HELD) for s in waiting):
-        first = waiting[0]
-        raise GprpipeError(
-            f"SLURM holds every job this run still waits for ({len(waiting)} "
-            f"task{'s' * (len(waiting) != 1)}; {first.id}: {first.message}): --wait ends "
-            "here and the jobs stay queued; release them and follow the run with "
-            f"{cli_command('status', run_dir)}, or remove them with "
-            f"{cli_command('cancel', run_dir)}"
-        )
+    held = [s for s in waiting if s.message.startswith(HELD)]
+    if not held:
+        return
+    if rest := [s for s in waiting if not s.message.startswith(HELD)]:
+        reasons = scheduler.pending_reasons(sorted({_job_of(s) for s in rest} - {""}))
+        if not all(reasons.get(s.job or "", "").startswith("Dependency") for s in rest):
+            return
+        queue = scheduler.queue(list(job_names(run_dir)))
+        if queue is None or any(st in scheduler.RUNNING for st, _ in queue.values()):
+            return
+    jobs = sorted({_job_of(s) for s in held} - {""}, key=lambda j: (len(j), j))
+    first = held[0]
+    after = f", {len(rest)} after them waiting on them" if rest else ""
+    raise GprpipeError(
+        f"SLURM holds jobs this run waits for ({len(held)} task{'s' * (len(held) != 1)}"
+        f"{after}; {first.id}: {first.message}): nothing of it can start, so --wait ends "
+        f"here and the jobs stay queued; release them (scontrol release {' '.join(jobs)}) "
+        f"and follow the run with {cli_command('status', run_dir)}, or remove them with "
+        f"{cli_command('cancel', run_dir)}"
+    )
 
 
 #: the marker message of a task whose array element was cancelled before it started

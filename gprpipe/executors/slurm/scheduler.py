@@ -104,10 +104,10 @@ def installed() -> bool:
     return shutil.which("squeue") is not None
 
 
-def held(job_ids: Sequence[str]) -> dict[str, str]:
-    """Array element ("123_4") -> SLURM's reason for the pending elements of ``job_ids``
-    that are held (``JobHeldAdmin``, ``JobHeldUser``, "launch failed requeued held"): they
-    never start until released. {} when none is, or SLURM does not answer."""
+def pending_reasons(job_ids: Sequence[str]) -> dict[str, str]:
+    """Array element ("123_4") -> SLURM's reason for each pending element of ``job_ids``
+    (``Priority``, ``Dependency``, ``JobHeldUser``, ...). {} when none is pending, or SLURM
+    does not answer."""
     if not job_ids or not installed():
         return {}
     cmd = ["squeue", "-h", "-r", "-t", "PENDING", "-j", ",".join(job_ids), "-o", "%i|%r"]
@@ -118,9 +118,14 @@ def held(job_ids: Sequence[str]) -> dict[str, str]:
     out = {}
     for line in res.stdout.splitlines() if res.returncode == 0 else ():
         element, _, reason = (x.strip() for x in line.partition("|"))
-        if "held" in reason.lower():
-            out[element if "_" in element else f"{element}_0"] = reason
+        out[element if "_" in element else f"{element}_0"] = reason
     return out
+
+
+def held(job_ids: Sequence[str]) -> dict[str, str]:
+    """:func:`pending_reasons` of the elements that are held (``JobHeldAdmin``,
+    ``JobHeldUser``, "launch failed requeued held"): they never start until released."""
+    return {e: r for e, r in pending_reasons(job_ids).items() if "held" in r.lower()}
 
 
 def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
