@@ -784,6 +784,9 @@ def test_toys_scanned_beyond_their_generating_fit_range_get_a_notice(shared_data
     ]
     code, _, err = cli(*injection, *settings("datasets.2016.data_range=[0.04,0.21]"))
     assert code == 0 and err == "", err
+    # a dataset nothing is injected into (no injected mass in its range) gets no word
+    code, _, err = cli(*injection, *settings("inject.masses=[0.02]"))
+    assert "notice: inject.histograms" not in err, err
 
 
 def _toy_file_with_metadata(path: Path, title: str) -> Path:

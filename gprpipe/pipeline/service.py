@@ -362,8 +362,12 @@ def _toy_sources(cfg: Config) -> list[tuple[str, str, str, str, str]]:
             (cfg.toyscan.file, cfg.toyscan.pattern, cfg.toyscan_dataset(), "toyscan.file", what)
         )
     if "inject" in cfg.steps.run and cfg.inject.background == "histograms":
+        from gprpipe.pipeline.plan import inject_parts
+        from gprpipe.results.schema import COMBINED
+
         what = "the injections then measure a background the data do not have"
-        for name in cfg.scanned():
+        into = {name for name, _ in inject_parts(cfg).values()}  # (combined: every dataset)
+        for name in [n for n in cfg.scanned() if n in into or COMBINED in into]:
             pattern = str(cfg.inject.histograms)
             out.append((cfg.datasets[name].path, pattern, name, "inject.histograms", what))
     return out
