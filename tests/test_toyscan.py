@@ -784,9 +784,19 @@ def test_toys_scanned_beyond_their_generating_fit_range_get_a_notice(shared_data
     ]
     code, _, err = cli(*injection, *settings("datasets.2016.data_range=[0.04,0.21]"))
     assert code == 0 and err == "", err
-    # a dataset nothing is injected into (no injected mass in its range) gets no word
-    code, _, err = cli(*injection, *settings("inject.masses=[0.02]"))
-    assert "notice: inject.histograms" not in err, err
+    # a dataset nothing is injected into (no injected mass in its range) gets no word: the
+    # 2015+2016 config injecting at 25 MeV, in 2015's range alone (2016 trains beyond its
+    # toys' fit range, 2015 within its own)
+    both = settings(
+        f"datasets.2015.path={shared_data / 'funcform_2015_toys.root'}",
+        f"datasets.2016.path={toys}",
+        *injection[2:][1::2],
+        "inject.masses=[0.025]",
+        "datasets.2015.data_range=[0.015,0.135]",
+        "datasets.2016.data_range=[0.03,0.25]",
+    )
+    code, out, err = cli("validate", REPO / "user_configs" / "hps2015_2016_combined.toml", *both)
+    assert code == 0 and ": valid (1 point" in out and err == "", err
 
 
 def _toy_file_with_metadata(path: Path, title: str) -> Path:
