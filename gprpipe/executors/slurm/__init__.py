@@ -331,8 +331,9 @@ def wait(
     held_check: float = HELD_CHECK,
 ) -> bool:
     """Block until no task is pending or running in SLURM; True if every task is done.
-    Raise when SLURM holds every job still queued and none runs (asked every
-    ``held_check`` seconds while only queued jobs remain): they never start by themselves.
+    Raise when nothing of the run can start by itself: each queued task held by SLURM or
+    waiting on a held job, none running (asked every ``held_check`` seconds while only
+    queued jobs remain, :func:`_refuse_all_held`).
 
     ``progress`` is called with :func:`poll`'s result (task id -> state) after every poll.
     The queue is polled after ``first`` seconds, then 1.5 times later each time up to every
