@@ -16,7 +16,6 @@ import errno
 import fcntl
 import json
 import os
-import shlex
 import socket
 import sys
 import time
@@ -24,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gprpipe.errors import GprpipeError
+from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.io.processes import RUN_PID_ENV, as_pid
 
 LOCK_NAME = ".gprpipe.lock"
@@ -125,7 +124,7 @@ def refuse_beside_a_run(point_dir: Path) -> None:
     raise GprpipeError(
         f"{run_dir} is in use by {describe(holder(run_dir))}: a task run by hand beside it "
         "would write the same outputs; wait for it to finish (or stop it: "
-        f"{shlex.join(['gprpipe', 'cancel', str(run_dir)])}), then run the task."
+        f"{cli_command('cancel', run_dir)}), then run the task."
     )
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "Gof",
     "counts_for_discovery",
     "fit_usable",
+    "flag_over_unresolved",
     "flag_status",
     "flags_of",
     "has_expected",
@@ -138,6 +139,13 @@ def unresolved_status(exc: object, combined: bool = False) -> str:
     (:func:`observed_unresolved`) naming the key to raise."""
     prefix = f"combined {LIMIT_FAILED}" if combined else LIMIT_FAILED
     return f"{prefix}: {OBSERVED_UNRESOLVED}: {exc}: raise limit.n_toys"
+
+
+def flag_over_unresolved(status: str, unresolved: str) -> str:
+    """The status of a row whose observed toy limit alone was unresolved (``unresolved``,
+    :func:`unresolved_status`) and whose fit had ``status``: a quality flag stands over it
+    (the row is not quoted either way; its observed limit is NaN)."""
+    return unresolved if status == STATUS_OK else status
 
 
 def has_expected(status: str) -> bool:

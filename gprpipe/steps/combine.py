@@ -26,7 +26,7 @@ from gprpipe.stats.cls import UnresolvedToyLimit
 from gprpipe.stats.combine import Block, combine, combined_limits, unit_yield
 from gprpipe.stats.quality import (
     FLAG_DATASET_LEFT_OUT,
-    STATUS_OK,
+    flag_over_unresolved,
     flag_status,
     flags_of,
     has_result,
@@ -174,8 +174,8 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
         flags = [f for s in quality["status"] for f in flags_of(s)]
         row["status"] = flag_status(flags + ([FLAG_DATASET_LEFT_OUT] if problems else []))
         if unresolved is not None:
-            if row["status"] == STATUS_OK:  # a flag of a dataset stands (the row is not quoted)
-                row["status"] = unresolved_status(unresolved, combined=True)
+            failed = unresolved_status(unresolved, combined=True)
+            row["status"] = flag_over_unresolved(row["status"], failed)
         elif not np.isfinite(row["eps2_exp_med" if cfg.base.blind else "eps2_up"]):
             row["status"] = "combined limit failed: the upper limit is not finite"
         rows.append(row)

@@ -35,8 +35,8 @@ from gprpipe.stats.cls import Calculator, UnresolvedToyLimit, band_relative_erro
 from gprpipe.stats.conversion import eps2_from_A
 from gprpipe.stats.quality import (
     LIMIT_FAILED,
-    STATUS_OK,
     counts_for_discovery,
+    flag_over_unresolved,
     flags_of,
     has_result,
     is_flagged,
@@ -188,8 +188,7 @@ def dataset_rows(
         shown = ("A_up", "eps2_up") if "A_up" in row else ("A_exp_med", "eps2_exp_med")
         finite = np.isfinite([row[c] for c in shown])  # blinded: the expected limit
         if "status" in row:  # the observed toy limit alone is unresolved (window_limits)
-            if status == STATUS_OK:  # a quality flag stands (the row is not quoted either)
-                status = row["status"]
+            status = flag_over_unresolved(status, row["status"])
         elif not finite[0]:
             status = f"{LIMIT_FAILED}: the upper limit is not finite"
         elif not finite[1]:  # eps^2 per signal event scales with 1 / rho
