@@ -709,6 +709,8 @@ def test_container_tasks_name_the_command_that_removes_their_container(tmp_path:
         now = " -t 0" if name == "podman" else ""  # podman's rm -f waits 10 s without it
         assert arm.startswith(f"    0) stop=({name} rm -f{now} {cname}); task {run}/p0/logs/")
         assert f" {name} run --rm --init --name {cname} " in arm
+        # the CPUs the job asked for limit the figure workers inside the container too
+        assert " -e SLURM_CPUS_PER_TASK=1 " in arm
     local = render_scripts(
         tasks[:1], run_dir=run, engine=get_engine("local"), options=OPTIONS, env=ENV
     )[0]

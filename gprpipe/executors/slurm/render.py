@@ -221,6 +221,9 @@ def render_scripts(
         for j in range(n):
             note = f" (part {j + 1} of {n}: MaxArraySize is {max_array_size})" if n > 1 else ""
             pieces.append((group, members[j * size : (j + 1) * size], note))
+    # a container does not see the job's variables: the CPUs the job asked for limit the
+    # plot step's figure workers there as they do outside (``steps.plot.workers``)
+    inside = {**env, "SLURM_CPUS_PER_TASK": str(int(options.cpus_per_task))}
     for k, (group, members, note) in enumerate(pieces):
         number = first_number + k
         name = f"{number:02d}_{group}"
@@ -261,7 +264,7 @@ def render_scripts(
         lines.append('case "$SLURM_ARRAY_TASK_ID" in')
         for i, t in enumerate(members):
             kw = {} if check_paths else {"check_paths": False}
-            cmd = engine.command(t, run_dir=run_dir, env=env, **kw)
+            cmd = engine.command(t, run_dir=run_dir, env=inside, **kw)
             prefix = "".join(
                 f"{k}={shlex.quote(str(v))} " for k, v in t.env.items() if _ENV_NAME.match(k)
             )
