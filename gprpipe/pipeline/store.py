@@ -403,15 +403,16 @@ def _check_config_sha(path: Path, text: str, recorded: str | None) -> None:
         )
 
 
-def check_point_config(point_dir: Path) -> None:
-    """Raise when the point's ``config.toml`` differs from the one its run wrote (edited by
-    hand): its results would be shown as another config's. Nothing to check without a
-    run.json that records it."""
+def check_point_config(point_dir: Path, text: str | None = None) -> None:
+    """Raise when the point's ``config.toml`` (``text``, when already read from it) differs
+    from the one its run wrote (edited by hand): its results would be shown as another
+    config's. Nothing to check without a run.json that records it."""
     info = load_run_info(Path(point_dir).parent, missing_ok=True)
     path = Layout(Path(point_dir)).config
     for p in info.data.get("grid", []) if info is not None else []:
-        if p.get("name") == Path(point_dir).name and path.is_file():
-            _check_config_sha(path, read_config_text(path), p.get("config_sha256"))
+        if p.get("name") == Path(point_dir).name and (text is not None or path.is_file()):
+            got = read_config_text(path) if text is None else text
+            _check_config_sha(path, got, p.get("config_sha256"))
 
 
 def task_states(tasks: Sequence[Task]) -> dict[str, tuple[str, str]]:

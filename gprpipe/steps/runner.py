@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gprpipe.config import point_config_from_file
+from gprpipe.config.loader import read_config_text
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, os_error_sentence, resolved
 from gprpipe.io.atomic import confined, remove_stale_temps
@@ -28,6 +29,7 @@ from gprpipe.pipeline.cache import freshness, made_with_other_settings, task_key
 from gprpipe.pipeline.commit import clear_commit, verify_inputs, write_commit
 from gprpipe.pipeline.plan import Layout, find_task, plan_point, producers
 from gprpipe.pipeline.state import write_progress, write_state
+from gprpipe.pipeline.store import check_point_config
 from gprpipe.pipeline.task import Task, TaskLine
 
 
@@ -93,7 +95,11 @@ def _point_plan(point_dir: Path, point: str | None = None) -> tuple[Path, Config
     config_path = Layout(point_dir).config
     if not config_path.is_file():
         raise GprpipeError(f"{point_dir}: not a point folder of a gprpipe run (no config.toml).")
-    config = point_config_from_file(config_path)
+    text = read_config_text(config_path)  # read once: the text checked is the text used
+    # edited by hand since its run wrote it: a task would compute with a config that the
+    # run's record, status, summary and the exports refuse (a blinded run unblinded so)
+    check_point_config(point_dir, text)
+    config = point_config_from_file(config_path, text)
     return point_dir, config, plan_point(point or point_dir.name, point_dir, config)
 
 
