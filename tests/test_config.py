@@ -419,6 +419,34 @@ def test_render_config_chain_unit():
     assert out == {"a": "42-b-a", "b": "42-b", "c": "42", "d": 21, "e": ["42-b-a"]}
 
 
+def test_tests_and_filters_see_a_templated_value_rendered():
+    """Jinja2's type tests and ``tojson`` look at a value's type: on a value that is itself
+    a template they answered for its placeholder (``is number`` false for a seed of
+    ``{{ 1000 + 7 }}``, ``is callable`` true), and a run computed with the wrong branch
+    (a review)."""
+    data = {
+        "seed": "{{ 1000 + 7 }}",
+        "label": "{{ 'x' }}",
+        "a": "{{ 'number' if seed is number else 'not a number' }}",
+        "b": "{{ 4 if label is string else 1 }}",
+        "c": "{{ 'callable' if label is callable else 'ok' }}",
+        "d": "{{ label | tojson }}",
+        "e": "{{ [seed, label] | tojson }}",
+        "f": "{{ 'yes' if seed is sameas seed else 'no' }}",
+    }
+    out = render_config(data)
+    assert out == {
+        "seed": "1007",
+        "label": "x",
+        "a": "number",
+        "b": "4",
+        "c": "ok",
+        "d": '"x"',
+        "e": '[1007, "x"]',
+        "f": "yes",
+    }
+
+
 def test_reference_cycle_is_an_error_naming_the_keys():
     with pytest.raises(GprpipeError) as info:
         render_config({"x": "{{ y }}", "y": "{{ x }}", "z": 1})

@@ -446,6 +446,12 @@ def _sized(f: Callable[..., Any], name: str) -> Callable[..., Any]:
         _tick()  # (a map's filter runs per item in jinja2's code, which the clock skips)
         args = tuple(_bounded_items(a) if isinstance(a, Iterator) else a for a in args)
         _check_arguments(args, kwargs, f"an argument of {name}")
+        for value in (*args, *kwargs.values()):
+            # a value not rendered yet: Jinja2's tests (``number``, ``string``,
+            # ``callable``...) and ``tojson`` look at its type, not through its methods,
+            # and answered for the placeholder, not the value (a review)
+            if (pending := _pending_in(value)) is not None:
+                raise _Deferred(pending.key)
         out = f(*args, **kwargs)
         _check_value(out, f"{name}'s result")
         return out
@@ -580,6 +586,17 @@ for _name in (
     "__rpow__",
 ):
     setattr(_Pending, _name, _Pending._defer)
+
+
+def _pending_in(value: Any, depth: int = 0) -> _Pending | None:
+    """The first value not rendered yet in ``value``, its lists, tuples and dicts."""
+    if isinstance(value, _Pending):
+        return value
+    if depth < 16 and isinstance(value, (list, tuple, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            if (found := _pending_in(item, depth + 1)) is not None:
+                return found
+    return None
 
 
 def env_allowed(config: Mapping[str, Any]) -> list[str]:
