@@ -367,6 +367,33 @@ def test_a_folder_of_other_files_is_no_run_folder(cli, tmp_path: Path):
         assert sorted(p.name for p in theirs.rglob("*")) == sorted([sub, name])
 
 
+def test_a_run_json_of_another_tool_is_no_run_folder(cli, tmp_path: Path):
+    """A folder holding another tool's run.json counted as a run folder: validate said
+    valid and the run overwrote that file and wrote beside its files (a review). A
+    damaged run.json that gprpipe wrote is rewritten, as the status message promises."""
+    theirs = tmp_path / "theirs"
+    (theirs / "analysis").mkdir(parents=True)
+    (theirs / "analysis" / "data.csv").write_text("1,2\n")
+    for text in ('{"tool": "other-tracker", "epochs": 30}', "{}", "not json"):
+        (theirs / "run.json").write_text(text)
+        for cmd in ("validate", "run"):
+            code, out, err = cli(cmd, QUICKSTART, "--set", f"base.output={theirs}")
+            assert (code, out, err.strip()) == (
+                1,
+                "",
+                f"error: --set base.output: {theirs} holds files of its own (analysis, "
+                "run.json) and a run.json that gprpipe did not write: it is no run folder; "
+                "name a new or empty folder for the run, e.g. runs/{{ base.name }}.",
+            ), (cmd, text)
+        assert (theirs / "run.json").read_text() == text
+        assert sorted(p.name for p in theirs.iterdir()) == ["analysis", "run.json"]
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "run.json").write_text('{"gprpipe_version": "0.1", "grid": "damaged"}')
+    code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={ours}")
+    assert code == 0, err
+
+
 def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: Path):
     """A link in place of a point's .state folder (markers, commit records), its exports
     or reach folder, or the run's slurm folder led writes outside the run directory: each

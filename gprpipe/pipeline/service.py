@@ -857,7 +857,8 @@ def refuse_foreign_folder(run_dir: Path, where: str) -> None:
         raise GprpipeError(  # (the run said "Not a directory" when it made the folder)
             f"{where}: {above} is a file: no folder for the run ({run_dir}) can be made in it."
         )
-    if not run_dir.is_dir() or (run_dir / RUN_JSON).exists():
+    ours = _a_runs_json(run_dir / RUN_JSON)
+    if not run_dir.is_dir() or ours:
         return
     import re
 
@@ -898,10 +899,28 @@ def refuse_foreign_folder(run_dir: Path, where: str) -> None:
         return  # (unreadable: making the run folder says why)
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        which = (
+            f"a {RUN_JSON} that gprpipe did not write"
+            if (run_dir / RUN_JSON).exists()
+            else f"no {RUN_JSON}"
+        )
         raise GprpipeError(
-            f"{where}: {run_dir} holds files of its own ({shown}) and no {RUN_JSON}: it is no "
+            f"{where}: {run_dir} holds files of its own ({shown}) and {which}: it is no "
             "run folder; name a new or empty folder for the run, e.g. runs/{{ base.name }}."
         )
+
+
+def _a_runs_json(path: Path) -> bool:
+    """``path`` is a run.json that gprpipe wrote (a JSON object naming the gprpipe that
+    wrote it), damaged or not (the next run rewrites it); another tool's file of that name
+    is not: a run would overwrite it and write beside that tool's files (a review)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "gprpipe_version" in data
 
 
 def make_run_dir(run_dir: Path, where: str) -> None:
