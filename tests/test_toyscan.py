@@ -567,6 +567,35 @@ def test_a_later_toy_of_another_binning_fails_its_task(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "nominal" / "toyscan.csv").exists()
 
 
+def test_a_moved_toy_file_recomputes_nothing(tmp_path: Path) -> None:
+    """The toy file's path was in the toy scan's key (not only its digest): the same file
+    moved and named anew scanned its toys again (a 100-toy family of the real files takes
+    minutes; a review). A file of other content does."""
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    rng = np.random.default_rng(3)
+    first = tmp_path / "a" / "toys.root"
+    first.parent.mkdir()
+    with uproot.recreate(first) as f:
+        for k in range(2):
+            f[f"t_toy_{k}"] = (rng.poisson(counts).astype(float), edges)
+    out = tmp_path / "out"
+    code, so, se = run_cli_here("run", _two_toys_of_the_demo(tmp_path, first, "t_toy_*", out))
+    assert code == 0, so + se
+    before = (out / "nominal" / "toyscan.csv").read_bytes()
+    moved = tmp_path / "b" / "moved.root"
+    moved.parent.mkdir()
+    first.rename(moved)
+    code, so, se = run_cli_here("run", _two_toys_of_the_demo(tmp_path, moved, "t_toy_*", out))
+    assert code == 0 and "Nothing to do: all 2 tasks are up to date" in so, so + se
+    assert (out / "nominal" / "toyscan.csv").read_bytes() == before
+    with uproot.recreate(moved) as f:  # other toys at the same path: scanned anew
+        for k in range(2):
+            f[f"t_toy_{k}"] = (rng.poisson(counts).astype(float), edges)
+    code, so, se = run_cli_here("run", _two_toys_of_the_demo(tmp_path, moved, "t_toy_*", out))
+    assert code == 0 and "Nothing to do" not in so, so + se
+    assert (out / "nominal" / "toyscan.csv").read_bytes() != before
+
+
 def test_toyscan_needs_a_file(tmp_path: Path, cli) -> None:
     cfg = quickstart_child(
         tmp_path / "c.toml",

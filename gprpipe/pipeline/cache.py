@@ -50,6 +50,8 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 #: keys of a dataset table that locate a file rather than change a result
 LOCATION_KEYS = ("path",)
+#: likewise in other sections (the file's digest is in the key of the tasks that read it)
+SECTION_LOCATION_KEYS = {"toyscan": ("file",)}
 
 
 def input_digest(path: Path) -> str:
@@ -77,6 +79,8 @@ def _section(cfg: dict[str, Any], dotted: str) -> Any:
         for ds in node.values():
             for k in LOCATION_KEYS:
                 ds.pop(k, None)
+    elif dotted in SECTION_LOCATION_KEYS:
+        node = {k: v for k, v in node.items() if k not in SECTION_LOCATION_KEYS[dotted]}
     return node
 
 
