@@ -904,6 +904,15 @@ def test_huge_grid_is_counted_not_built(case, cli):
     case(cli, body, "grid", "1000000 points", "base.max_points", args=("grid",))
 
 
+def test_a_templated_grid_cap_is_refused(case, cli):
+    """The grid is counted before templates are rendered: ``max_points = "{{ 2 }}"`` let a
+    5-point grid through and ``"{{ 5000 }}"`` refused 1001 points as more than 1000, a
+    number the config did not say (a review)."""
+    body = 'max_points = "{{ 2 }}"\n[grid]\n"fit.n_restarts" = [1, 2, 3, 4, 5]\n'
+    for args in (("validate",), ("run",)):
+        case(cli, body, "base.max_points", "a template", "write a number", args=args)
+
+
 def test_tiny_mass_step_is_refused(case, cli):
     base = f'[base]\ntemplate = "{HPS2015}"\noutput = "{{run}}"\nmax_masses = 1000\n'
     body = f'[datasets.2015]\npath = "{DEMO_ROOT}"\n[scan]\nmass_step = 1e-4\n'

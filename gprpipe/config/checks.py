@@ -173,6 +173,16 @@ def grid_size_error(data: Mapping[str, Any], where: Where) -> Issue | None:
     grid = data.get("grid") or {}
     if not isinstance(grid, Mapping):
         return None
+    base = data.get("base")
+    given = base.get("max_points") if isinstance(base, Mapping) else None
+    if isinstance(given, str) and ("{{" in given or "{%" in given):
+        # the grid is counted before any template is rendered (a million points are not
+        # rendered to be refused): a template here was passed over (a review)
+        return at(
+            where("base.max_points"),
+            "a template; the grid's points are counted before templates are rendered: "
+            "write a number.",
+        )
     n, cap = grid_size(grid), _cap(data, "max_points")
     if n <= cap:
         return None
