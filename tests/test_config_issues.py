@@ -161,6 +161,17 @@ def test_toml_nested_too_deeply_is_one_sentence(tmp_path: Path):
     assert sentence.endswith(": nested too deeply.") and sentence.startswith("--set 'plot.")
 
 
+def test_an_integer_longer_than_python_converts_is_one_sentence(tmp_path: Path):
+    """``seed = 999...9`` (5000 digits) in a config or a --set value: Python refuses to
+    convert more than 4300 digits and the CLI said "internal error: ValueError" (a review)."""
+    digits = "9" * 5000
+    cfg = write(tmp_path / "big.toml", f"[base]\nname = 'x'\nseed = {digits}\n")
+    assert issues_of(cfg)[1] == [f"{cfg}:3: invalid TOML: an integer of more than 4300 digits."]
+    ok = write(tmp_path / "ok.toml", f'[datasets.d]\ncard = "hps2015"\npath = "{DEMO_ROOT}"\n')
+    (sentence,) = issues_of(ok, overrides=(f"base.seed={digits}",))[1]
+    assert sentence == "--set base.seed: invalid TOML: an integer of more than 4300 digits."
+
+
 def test_many_unknown_keys_are_hinted_and_shown_twenty_at_a_time(tmp_path: Path, cli):
     """200,000 unknown keys under [fit] took 4 minutes to validate (a did-you-mean hint of
     ~1 ms each) and printed every one (a review): the first 20 get their hint and are

@@ -336,7 +336,24 @@ def read_toml(
                 )
             ]
         ) from None
+    except ValueError:  # int() of more digits than Python converts ("internal error")
+        raise ConfigError([_long_integer(text, str(path))]) from None
     return data, key_positions(text)
+
+
+def _long_integer(text: str, file: str) -> Issue:
+    """The issue of an integer longer than Python converts from text (4300 digits)."""
+    limit = sys.get_int_max_str_digits()
+    found = re.search(r"[0-9_]{%d,}" % (limit + 1), text)
+    line = text.count("\n", 0, found.start()) + 1 if found else None
+    col = found.start() - text.rfind("\n", 0, found.start()) if found else None
+    return Issue(
+        f"invalid TOML: an integer of more than {limit} digits.",
+        file,
+        line,
+        col,
+        prefix=None if line else file,
+    )
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -529,6 +546,9 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    except ValueError:  # an integer longer than Python converts
+        issue = _long_integer(raw, f"--set {item}")
+        raise ConfigError([Issue(issue.message, f"--set {key}", prefix=f"--set {key}")]) from None
     except RecursionError:
         raise ConfigError(
             [Issue("nested too deeply.", f"--set {item}", prefix=f"--set {item!r}")]
