@@ -124,6 +124,19 @@ def test_newline_in_output_refused(case, cli, tmp_path: Path):
     assert not (tmp_path / "pwned").exists()
 
 
+def test_a_link_that_leads_to_a_name_with_a_newline_is_refused(case, cli, tmp_path: Path):
+    """Control characters were looked for before paths were resolved: a data file linked
+    under a plain name from a file whose name holds a newline passed validate, and the run
+    wrote its folder before every task failed, naming the point's config.toml (a review)."""
+    target = tmp_path / "tgt\nx.root"
+    target.write_bytes(DEMO_ROOT.read_bytes())
+    (tmp_path / "plain.root").symlink_to(target)
+    body = f'[datasets.demo]\npath = "{tmp_path / "plain.root"}"\n'
+    for args in (("validate",), ("run",)):
+        line = case(cli, body, "datasets.demo.path", "leads to", "newline", args=args)
+        assert f"{tmp_path / 'c.toml'}:" in line and repr(str(target)) in line
+
+
 def test_set_override_with_newline_names_the_override(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -266,6 +266,12 @@ def load_points(
             if unresolved:
                 errors += unresolved
                 continue
+            # and as resolved: a link (or the folder a relative path is taken in) whose
+            # name holds a newline passed validate, and every task failed (a review)
+            unsafe = control_char_errors(data, where, resolved=True)
+            if unsafe:
+                errors += unsafe
+                continue
             model, errs = validate(data, where)
             errors += errs
             if model is not None:

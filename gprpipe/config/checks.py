@@ -80,13 +80,18 @@ def _walk(node: Any, key: str = "") -> Iterator[tuple[str, str, bool]]:
         yield key, node, False
 
 
-def control_char_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
-    """One error per key or string value holding a control character."""
+def control_char_errors(
+    data: Mapping[str, Any], where: Where, resolved: bool = False
+) -> list[Issue]:
+    """One error per key or string value holding a control character (``resolved``: the
+    paths of ``data`` are resolved, links followed: the error shows where one leads)."""
     errors = []
     for dotted, text, is_key in _walk(data):
         m = CONTROL.search(text)
         if m:
             what = "key" if is_key else "value"
+            if resolved and not is_key:
+                what = f"path leads to {text!r}, which"
             errors.append(
                 at(
                     where(_escaped(dotted)),
