@@ -472,6 +472,32 @@ def test_a_blinded_run_refuses_a_folder_holding_observed_exports(tmp_path):
     assert code == 0, err
 
 
+def test_a_blinded_run_refuses_a_folder_holding_an_unblinded_point_it_does_not_run(tmp_path):
+    """A blinded grid run into the folder of an unblinded run left its ``nominal`` point
+    (scan.csv with Z_local, its exports) beside the grid's, and run.json and index.html
+    said blinded (a review). Refused until that folder is removed."""
+    from conftest import quickstart_child
+
+    run = tmp_path / "run"
+    quick = ("scan.masses=[0.06]", 'steps.run=["load","fit","limit"]', f"base.output={run}")
+    code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick))
+    assert code == 0, err
+    grid = quickstart_child(tmp_path / "g.toml", '[grid]\n"limit.alpha" = [0.05, 0.1]\n')
+    code, out, err = run_cli_here("run", grid, *settings(*quick, "base.blind=true"))
+    assert (code, out, err.strip()) == (
+        1,
+        "",
+        f"error: {run / 'nominal'}: results of an unblinded run (observed counts, limits or "
+        "significances) in a point folder this blinded run does not run, so it would leave "
+        "them in a folder that says it is blinded; remove that folder, or run into another "
+        "folder (base.output).",
+    )
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["nominal"]
+    shutil.rmtree(run / "nominal")
+    code, _, err = run_cli_here("run", grid, *settings(*quick, "base.blind=true"))
+    assert code == 0, err
+
+
 def test_reach_and_comparisons_of_unblinded_results_are_not_kept_by_a_blinded_run(
     tmp_path: Path, cli
 ):

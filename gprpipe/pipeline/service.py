@@ -628,6 +628,13 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
                 "now; remove them, or run into another folder (base.output)."
             )
     if any(p.config.base.blind for p in points):
+        if other := _unblinded_point_folder(run_dir, {p.name for p in points}):
+            raise GprpipeError(
+                f"{other}: results of an unblinded run (observed counts, limits or "
+                "significances) in a point folder this blinded run does not run, so it "
+                "would leave them in a folder that says it is blinded; remove that "
+                "folder, or run into another folder (base.output)."
+            )
         for table in sorted((run_dir / "compare").glob("*.csv")):
             observed = observed_ratios(table)
             if observed is None:
@@ -642,6 +649,34 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
                     "run that is blinded now; remove the folder, or run into another "
                     "folder (base.output)."
                 )
+
+
+def _unblinded_point_folder(run_dir: Path, running: set[str]) -> Path | None:
+    """A point folder of ``run_dir`` not among ``running`` whose config.toml is not blinded
+    (or unreadable) and that holds results beside it: an earlier config's point (a grid
+    point, or ``nominal`` before a grid), left as it is by the run (a review)."""
+    import tomllib
+
+    try:
+        folders = sorted(
+            (e for e in os.scandir(run_dir) if e.is_dir(follow_symlinks=False)),
+            key=lambda e: e.name,
+        )
+    except OSError:
+        return None
+    for e in folders:
+        config = Path(e.path) / "config.toml"
+        if e.name in running or not config.is_file():
+            continue
+        try:
+            blind = tomllib.loads(config.read_text(encoding="utf-8"))["base"]["blind"]
+        except (OSError, ValueError, KeyError, TypeError):
+            blind = None
+        if blind is not True and any(
+            n not in ("config.toml", ".state") for n in os.listdir(e.path)
+        ):
+            return Path(e.path)
+    return None
 
 
 def _refuse_silent_unblinding(run_dir: Path, points: Sequence[Point]) -> None:
