@@ -351,6 +351,21 @@ def test_a_blinded_run_without_the_limit_step_reports_no_observed_result(tmp_pat
     assert 'id="blind-state">BLINDED' in report and 'id="scan-withheld"' in report
     for word in ("largest local Z", "Z_local", "A_hat", "eps2_up", 'id="scan-table"'):
         assert word not in report, word
+    # compare withholds them too (it drew them, labelled beside a BLINDED run; a review)
+    other = tmp_path / "other"
+    mine = settings(f"base.output={other}", "scan.masses=[0.06, 0.08]")
+    code, _, err = run_cli_here("run", QUICKSTART, "--steps", "load,fit,limit", *mine)
+    assert code == 0, err
+    code, out, err = run_cli_here("compare", other, out_dir, "-o", tmp_path / "cmp")
+    assert code == 0, err
+    assert (
+        f"notice: {out_dir / 'nominal' / 'scan.csv'} holds the observed results of an earlier "
+        "unblinded run and its config is blinded: compared as blinded (expected limits only)."
+    ) in " ".join(out.split())
+    rows = (tmp_path / "cmp" / "compare_demo.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    ratio = [r.split(",")[header.index("ratio_observed")] for r in rows[1:]]
+    assert len(ratio) == 2 and all(x in ("", "nan") for x in ratio), rows
     # unblinded again with another fit setting and no limit step: the table stays, and
     # the report says its numbers are not current
     code, out, err = run_cli_here(

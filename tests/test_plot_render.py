@@ -227,7 +227,10 @@ def test_a_figure_worker_without_prctl_ends_with_its_task():
 
 def test_a_comparison_with_a_blinded_run_draws_and_names_no_observed_curve_for_it():
     """The legend listed "<blinded run> observed" for a curve that is all NaN, and the
-    observed ratio panel stood empty without a word (a review)."""
+    observed ratio panel stood empty without a word (a review). Beside a blinded curve no
+    curve is drawn observed (written into an unblinded run that is blinded later, the
+    figure kept the observed limits that its table, which a blinded run checks, had no
+    ratio of: a blinding review)."""
     from gprpipe.plotting.compare import compare_limits_figure
 
     m = np.array([0.03, 0.06, 0.1])
@@ -238,10 +241,10 @@ def test_a_comparison_with_a_blinded_run_draws_and_names_no_observed_curve_for_i
     ax, r_obs, _ = fig.axes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "B expected (blinded)",
-        "U observed",
         "U expected",
     ]
-    assert [t.get_text() for t in r_obs.texts] == ["no observed ratio with B (blinded)"]
+    assert [len(line.get_xdata()) for line in ax.get_lines()] == [3, 3]
+    assert [t.get_text() for t in r_obs.texts] == ["no observed curve or ratio with B (blinded)"]
     plt.close(fig)
 
 

@@ -133,9 +133,22 @@ def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.store import check_point_config
 
+    from gprpipe.results.schema import OBSERVED
+
     for p in points.values():
         check_point_config(p)
     tables = {lab: read_table(vouched(p / "scan.csv")) for lab, p in points.items()}
+    for lab, p in points.items():
+        rows = tables[lab]
+        if rows and not set(OBSERVED).isdisjoint(rows[0]) and _blinded_point(p):
+            # an earlier unblinded run's results, kept by a blinded run without the limit
+            # step: summary, report and TUI show none of them; the comparison neither
+            print(
+                f"notice: {p / 'scan.csv'} holds the observed results of an earlier "
+                "unblinded run and its config is blinded: compared as blinded (expected "
+                "limits only)."
+            )
+            tables[lab] = [{k: v for k, v in r.items() if k not in OBSERVED} for r in rows]
     for p in points.values():
         if (p / "config.toml").is_file() and not output_of(
             p / "scan.csv", point_config_from_file(p / "config.toml")

@@ -25,7 +25,8 @@ def compare_limits_figure(
 ):
     """Observed (solid) and expected median (dashed) limits of each curve (mass in GeV),
     with two ratio panels: observed and expected, each relative to the first curve at the
-    masses both have."""
+    masses both have. With a blinded curve (no observed limit) no curve is drawn observed:
+    a comparison shows observed limits only of unblinded results, as its ratios."""
     fig, (ax, r_obs, r_exp) = plt.subplots(
         3, 1, figsize=(8, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]}
     )
@@ -34,8 +35,9 @@ def compare_limits_figure(
     for i, (m, obs, exp, lab) in enumerate(zip(mass, observed, expected, labels)):
         c = "k" if i == 0 else f"C{i - 1}"
         x = np.asarray(m) * MEV
-        if lab in blinded:  # a blinded run: no observed curve, and the legend says why
-            ax.plot(x, exp, "--", color=c, lw=1.1, label=f"{lab} expected (blinded)")
+        if blinded:  # a blinded run: no observed curve, and the legend says why
+            why = " (blinded)" if lab in blinded else ""
+            ax.plot(x, exp, "--", color=c, lw=1.1, label=f"{lab} expected{why}")
         else:
             ax.plot(x, obs, "-", color=c, lw=1.5, label=f"{lab} observed")
             ax.plot(x, exp, "--", color=c, lw=1.1, label=f"{lab} expected")
@@ -49,7 +51,7 @@ def compare_limits_figure(
         r_obs.text(
             0.5,
             0.5,
-            f"no observed ratio with {', '.join(blinded)} (blinded)",
+            f"no observed curve or ratio with {', '.join(blinded)} (blinded)",
             transform=r_obs.transAxes,
             ha="center",
             va="center",
