@@ -377,6 +377,41 @@ def test_a_blinded_run_without_the_limit_step_reports_no_observed_result(tmp_pat
     assert 'id="scan-not-current"' in report and 'id="scan-table"' in report
 
 
+def test_a_folder_once_unblinded_says_so_after_it_is_blinded_again(tmp_path):
+    """The next blinded run rewrote run.json's blinding record, so a folder unblinded with
+    --unblind and blinded again presented itself as never unblinded, its report saying
+    no observed quantity was computed (a blinding review). run.json keeps when runs of
+    the folder were unblinded, and the blinded report says so."""
+    out_dir = tmp_path / "r"
+    sets = settings(
+        f"base.output={out_dir}", "scan.masses=[0.06]", "plot.masses=[]",
+        'plot.formats=["png"]', "plot.displays.datasets=[]", "base.blind=true",
+    )  # fmt: skip
+    code, _, err = run_cli_here("run", QUICKSTART, *sets)
+    assert code == 0, err
+
+    def blinding() -> dict:
+        return json.loads((out_dir / "run.json").read_text())["blinding"]
+
+    assert blinding()["unblinded_runs"] == []
+    code, _, err = run_cli_here("run", QUICKSTART, *sets, "--unblind")
+    assert code == 0, err
+    when = json.loads((out_dir / "run.json").read_text())["created"]
+    assert blinding()["unblinded_runs"] == [when]
+    report = out_dir / "nominal" / "report.html"
+    assert 'id="unblinded-before"' not in report.read_text()
+    for _ in range(2):  # and it stays through later blinded runs
+        code, _, err = run_cli_here("run", QUICKSTART, *sets, "--force")
+        assert code == 0, err
+        assert blinding()["blind"] is True and blinding()["unblinded_runs"] == [when]
+        text = report.read_text()
+        assert 'id="blind-state">BLINDED' in text
+        assert (
+            f'<span id="unblinded-before">Earlier runs of this folder were unblinded ({when}): '
+            "they computed observed results, which this blinded run replaced.</span>"
+        ) in text
+
+
 def test_blind_refuses_training_inside_the_window(tmp_path, cli):
     cfg = quickstart_child(
         tmp_path / "c.toml",

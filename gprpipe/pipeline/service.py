@@ -64,6 +64,7 @@ from gprpipe.pipeline.store import (
     check_inside,
     last_run_blind,
     load_run_info,
+    earlier_unblinded_runs,
     new_run_info,
     plan_points,
     point_dir,
@@ -1113,6 +1114,12 @@ def run(
             # the folder's last run: --unblind after --set base.blind=true lifts this
             "folder_was_blind": folder_was_blind,
         }
+        # when runs of this folder computed observed results, whatever ran since: a
+        # blinded run replaces them, and its record still says the folder was unblinded
+        unblinded = earlier_unblinded_runs(run_dir)
+        if not info.data["blinding"]["blind"]:
+            unblinded.append(info.data["created"])
+        info.data["blinding"]["unblinded_runs"] = unblinded
         info.save()
         configs = {p.name: p.config for p in points}
         _execute(

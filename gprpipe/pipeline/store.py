@@ -306,6 +306,23 @@ def last_run_blind(run_dir: Path) -> bool:
     return isinstance(blinding, dict) and blinding.get("blind") is True
 
 
+def earlier_unblinded_runs(run_dir: Path) -> list[str]:
+    """When the earlier runs of the folder that computed observed results ran (run.json's
+    ``blinding.unblinded_runs``, kept from run to run; a run.json of an older gprpipe
+    without it: its own run, if that was not blinded)."""
+    try:
+        info = load_run_info(run_dir, missing_ok=True)
+    except GprpipeError:  # damaged: the next run rewrites it
+        return []
+    blinding = info.data.get("blinding") if info is not None else None
+    if info is None or not isinstance(blinding, dict):
+        return []
+    runs = blinding.get("unblinded_runs")
+    if isinstance(runs, list):
+        return [str(r) for r in runs]
+    return [str(info.data.get("created", ""))] if blinding.get("blind") is False else []
+
+
 def _run_json_errors(data: object) -> str:
     """What makes ``data`` no run.json that gprpipe wrote ('' when nothing)."""
     if not isinstance(data, dict):
