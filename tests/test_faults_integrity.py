@@ -704,7 +704,8 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
 ):
     """A point's config.toml edited by hand (another blind window) would make a rerun
     compute some masses with it and keep the others: status, summary, rerun and a task run
-    by hand refuse it in one sentence; running the config again rewrites it, with the same results."""
+    by hand refuse it in one sentence; running the config again rewrites it, with the same
+    results."""
     point_cfg = copy / "nominal" / "config.toml"
     text = point_cfg.read_text()
     assert "blind_nsigma = 1.64\n" in text

@@ -344,7 +344,7 @@ def read_toml(
 def _long_integer(text: str, file: str) -> Issue:
     """The issue of an integer longer than Python converts from text (4300 digits)."""
     limit = sys.get_int_max_str_digits()
-    found = re.search(r"[0-9_]{%d,}" % (limit + 1), text)
+    found = re.search(f"[0-9_]{{{limit + 1},}}", text)
     line = text.count("\n", 0, found.start()) + 1 if found else None
     col = found.start() - text.rfind("\n", 0, found.start()) if found else None
     return Issue(

@@ -132,7 +132,6 @@ def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
     it, or an older gprpipe made it) is compared with a notice."""
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.store import check_point_config
-
     from gprpipe.results.schema import OBSERVED
 
     for p in points.values():
