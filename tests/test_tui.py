@@ -1212,6 +1212,23 @@ async def test_a_blinded_point_shows_no_observed_result_an_earlier_run_left(
     # were on screen for the second or so the check took)
     assert len(seen) >= 2 and "checking" in seen[0][0], seen
     assert all("local Z" not in keys and "obs/exp" not in keys and not n for keys, n in seen)
+    # its point copied into a folder of its own, opened by its blinded config: they were
+    # shown (a review)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    shutil.copytree(run / "nominal", copied / "nominal", symlinks=True)
+    run = copied
+    from conftest import quickstart_child
+
+    cfg = quickstart_child(tmp_path / "c.toml", f'output = "{run}"\nblind = true\n')
+    app = GprpipeApp(cfg, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f6")
+        await _settle(pilot, 0.3)
+        keys = _static(app, "#res-keys")
+        assert keys.strip() == OBSERVED_WITHHELD, keys
+        assert app.query_one("#res-table", DataTable).row_count == 0
 
 
 @sync

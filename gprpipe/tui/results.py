@@ -18,14 +18,16 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
 
+from gprpipe.config import point_config_from_file
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.summary import (
     failure_lines,
     not_current_files_line,
+    observed_withheld,
     point_currency,
     run_summary,
 )
-from gprpipe.results.schema import has_observed
+from gprpipe.results.schema import csv_header, has_observed
 from gprpipe.tui.model import show_path
 from gprpipe.tui.runs import (
     Scan,
@@ -140,11 +142,21 @@ class PlotView(Widget, can_focus=True):
 def summary_said(run_dir: Path | None, point: str) -> tuple[list[str], str]:
     """What ``gprpipe summary`` says of the point's failed tasks and of its products that
     are not current (its own lines), and why it shows no number of the point's scan.csv
-    (observed results, the config blinded: '' when it shows them); nothing for a folder
-    without run.json. A run summary refuses (a point config edited by hand, a damaged
-    record) raises its :class:`GprpipeError`: the pane shows no number summary would not."""
-    if run_dir is None or not (run_dir / "run.json").is_file():
+    (observed results, the config blinded: '' when it shows them); of a folder without
+    run.json only the latter, from the point's config.toml. A run summary refuses (a point
+    config edited by hand, a damaged record) raises its :class:`GprpipeError`: the pane
+    shows no number summary would not."""
+    if run_dir is None:
         return [], ""
+    if not (run_dir / "run.json").is_file():
+        # (a copied or half-made folder: its blinded config still holds back the observed
+        # results an earlier run left; they were shown, a blinding review)
+        pdir = run_dir / point
+        try:
+            config = point_config_from_file(pdir / "config.toml")
+        except (GprpipeError, OSError):
+            return [], ""
+        return [], observed_withheld(config, csv_header(pdir / "scan.csv"))
     points = run_summary(run_dir, point=point).points
     if not points:
         return [], ""
