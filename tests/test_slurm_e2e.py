@@ -305,6 +305,38 @@ def held_load_run(tmp_path: Path) -> tuple[Path, dict]:
     return run, job
 
 
+def test_a_task_run_by_hand_beside_queued_jobs_or_in_an_allocation_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A review: ``gprpipe step`` run by hand while the run's jobs were queued (a SLURM
+    run holds the lock only while it submits) ran beside them, and in any process with
+    a SLURM job id (``srun``, a shell of ``salloc``) it skipped the check. Refused; a
+    task of the run's job scripts (which say whose they are) is not."""
+    from conftest import run_cli_subprocess
+
+    run, job = held_load_run(tmp_path)
+    point = run / "nominal"
+    try:
+        for env in ({}, {"SLURM_JOB_ID": "4242"}):  # by hand; in an allocation of its own
+            code, _, err = run_cli_subprocess(
+                "step", "load", "--point-dir", point, "--force", env=env
+            )
+            assert (code, err.strip()) == (
+                1,
+                f"error: {run} is in use by SLURM job {job['job_id']}_0 of its run: a task "
+                "run by hand beside it would write the same outputs; wait for it, or cancel "
+                f"the run's jobs with: gprpipe cancel {run}",
+            ), env
+        assert not (point / "load.h5").exists()
+        script = next((run / "slurm").glob("*_load.sbatch")).read_text()
+        (mark,) = [x for x in script.splitlines() if x.startswith("export GPRPIPE_SLURM_RUN=")]
+        own = {"SLURM_JOB_ID": "4243", "GPRPIPE_SLURM_RUN": mark.split("=", 1)[1]}
+        code, _, err = run_cli_subprocess("step", "load", "--point-dir", point, env=own)
+        assert code == 0 and (point / "load.h5").is_file(), err
+    finally:
+        subprocess.run(["scancel", str(job["job_id"])], check=False)
+
+
 def test_an_element_cancelled_before_it_started_fails_at_once(tmp_path: Path) -> None:
     """A job cancelled with scancel (not gprpipe cancel) before it started: status says
     so at once (it said "running" for 20 s, the grace a marker of a job that ran gets to

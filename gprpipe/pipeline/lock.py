@@ -99,33 +99,38 @@ def is_locked(run_dir: Path) -> bool:
     return False
 
 
-#: set in the environment of a run's own task processes where no run pid names the run:
-#: a container's (its engine, as provenance) and a SLURM job's
-_LAUNCHED = ("GPRPIPE_ENGINE", "SLURM_JOB_ID")
+#: set in the environment of a container's task process (its engine, as provenance),
+#: where no run pid names the run
+_LAUNCHED = "GPRPIPE_ENGINE"
 
 
 def refuse_beside_a_run(point_dir: Path) -> None:
     """Refuse a task started by hand (``gprpipe step``) while a run holds the lock of its
-    run directory: both would clear, write and commit the task's outputs, each from the
-    config it read. A run's own task processes say whose they are: a local one names the
-    run's process (which holds the lock), a container its engine, a SLURM job its id."""
+    run directory, or while the SLURM jobs of its run are queued or running: both would
+    clear, write and commit the task's outputs, each from the config it read. A run's own
+    task processes say whose they are: a local one names the run's process (which holds
+    the lock), a container its engine, a SLURM array task a job that the run submitted."""
     env = os.environ
-    if any(env.get(k) for k in _LAUNCHED):
+    if env.get(_LAUNCHED):
         return
     try:
         run_dir = Path(point_dir).resolve().parent
     except (OSError, RuntimeError):  # (the task says what is wrong with its folder)
         return
-    if not is_locked(run_dir):
+    from gprpipe.executors.slurm import own_job, refuse_beside_jobs
+
+    if own_job(run_dir, env):
         return
-    holders = flock_holders(run_dir)
-    if holders is None or as_pid(env.get(RUN_PID_ENV, "")) in holders:
-        return
-    raise GprpipeError(
-        f"{run_dir} is in use by {describe(holder(run_dir))}: a task run by hand beside it "
-        "would write the same outputs; wait for it to finish (or stop it: "
-        f"{cli_command('cancel', run_dir)}), then run the task."
-    )
+    if is_locked(run_dir):
+        holders = flock_holders(run_dir)
+        if holders is not None and as_pid(env.get(RUN_PID_ENV, "")) not in holders:
+            raise GprpipeError(
+                f"{run_dir} is in use by {describe(holder(run_dir))}: a task run by hand "
+                "beside it would write the same outputs; wait for it to finish (or stop "
+                f"it: {cli_command('cancel', run_dir)}), then run the task."
+            )
+    if not env.get(RUN_PID_ENV):  # (a local run's task: its run checked the folder)
+        refuse_beside_jobs(run_dir)
 
 
 def _open_lock(path: Path) -> int:

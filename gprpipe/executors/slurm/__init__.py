@@ -59,11 +59,13 @@ from gprpipe.executors.slurm.reconcile import (
 from gprpipe.executors.slurm.render import (
     JOBS_FILE,
     PINNED,
+    RUN_ENV,
     Engine,
     SlurmOptions,
     SlurmScript,
     group_name,
     render_scripts,
+    run_mark,
     sbatch_quote,
     task_log,
 )
@@ -81,6 +83,39 @@ if TYPE_CHECKING:
 # seconds to wait for a marker after SLURM reports the element ended (shared file systems
 # such as NFS may show a file written on a compute node to the login node only later)
 MARKER_GRACE = 20.0
+
+
+def own_job(run_dir: Path, env: Mapping[str, str]) -> bool:
+    """Whether a process of ``env`` is a task of a job that a run of ``run_dir`` submitted
+    (its job script says so), not a shell of ``salloc`` or an ``srun`` typed by hand,
+    where SLURM sets a job id too (a review). (Not the job ids of jobs.json: a job may
+    start before its run has recorded it.)"""
+    return bool(env.get("SLURM_JOB_ID")) and env.get(RUN_ENV) == run_mark(run_dir)
+
+
+def refuse_beside_jobs(run_dir: Path) -> None:
+    """Refuse a task run by hand while a job of the folder is queued or running: a SLURM
+    run holds the folder's lock only while it submits, and both would clear, write and
+    commit the task's outputs (a review)."""
+    if not jobs_path(run_dir).is_file() or not scheduler.installed():
+        return
+    queue = scheduler.queue(job_ids(run_dir))
+    if queue is None:  # SLURM does not answer: a job without a finished marker may run
+        open_ = [
+            f"{j}_{i}" for t, (j, i, _) in elements(run_dir).items() if not finished(run_dir, t)
+        ]
+        if open_:
+            raise GprpipeError(unanswered(f"job {open_[0]}", run_dir))
+        return
+    live = sorted(e for e, (state, _) in queue.items() if state in scheduler.ACTIVE)
+    if live:
+        raise GprpipeError(
+            f"{run_dir} is in use by SLURM job {live[0]} of its run: a task run by hand "
+            "beside it would write the same outputs; wait for it, or cancel the run's jobs "
+            f"with: {cli_command('cancel', run_dir)}"
+        )
+
+
 # seconds without an answer from squeue before wait() gives up
 UNREACHABLE_TIMEOUT = 120.0
 #: seconds between the questions of a wait whether SLURM holds every job it waits for
