@@ -1121,6 +1121,21 @@ def test_two_concurrent_runs(cfg: Path, tmp_path: Path, base: Path):
     assert "alpha = 0.1\n" not in cfg_text  # the refused run wrote nothing
 
 
+def test_a_wait_for_the_lock_that_runs_out_says_it_waited(tmp_path: Path):
+    """``--wait-lock 5`` that ran out suggested "(or use --wait-lock SECONDS)", the option
+    it was given, without a word of its wait (a review)."""
+    from gprpipe.errors import GprpipeError
+    from gprpipe.pipeline.lock import run_lock
+
+    run_dir = tmp_path / "run"
+    with run_lock(run_dir, command="gprpipe run a.toml"):
+        with pytest.raises(GprpipeError) as info, run_lock(run_dir, wait=0.3):
+            pass
+    said = str(info.value)
+    assert said.startswith(f"{run_dir} is in use by gprpipe run a.toml (pid {os.getpid()}")
+    assert said.endswith(": still in use after 0.3 s (--wait-lock): wait longer, or stop it first.")
+
+
 def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path: Path):
     """The lock file of a run that died (its pid is gone) is taken over with a notice;
     a live holder is named and refused."""

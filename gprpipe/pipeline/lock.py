@@ -195,9 +195,14 @@ def run_lock(
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    then = (  # (the waiting run suggested the option it was given)
+                        f"still in use after {wait:g} s (--wait-lock): wait longer"
+                        if wait > 0
+                        else "wait for it to finish (or use --wait-lock SECONDS)"
+                    )
                     raise GprpipeError(
-                        f"{run_dir} is in use by {describe(holder(run_dir))}: wait for it to "
-                        "finish (or use --wait-lock SECONDS), or stop it first."
+                        f"{run_dir} is in use by {describe(holder(run_dir))}: {then}, or "
+                        "stop it first."
                     ) from None
                 time.sleep(0.2)
             except OSError as exc:  # a file system without locks
