@@ -1128,9 +1128,12 @@ def test_a_wait_for_the_lock_that_runs_out_says_it_waited(tmp_path: Path):
     from gprpipe.pipeline.lock import run_lock
 
     run_dir = tmp_path / "run"
-    with run_lock(run_dir, command="gprpipe run a.toml"):
-        with pytest.raises(GprpipeError) as info, run_lock(run_dir, wait=0.3):
-            pass
+    with (
+        run_lock(run_dir, command="gprpipe run a.toml"),
+        pytest.raises(GprpipeError) as info,
+        run_lock(run_dir, wait=0.3),
+    ):
+        pass
     said = str(info.value)
     assert said.startswith(f"{run_dir} is in use by gprpipe run a.toml (pid {os.getpid()}")
     assert said.endswith(": still in use after 0.3 s (--wait-lock): wait longer, or stop it first.")
