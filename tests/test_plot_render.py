@@ -282,6 +282,25 @@ def test_a_scan_with_flagged_rows_and_unresolved_observed_toy_limits_is_drawn(tm
     ), so
     assert code == 1 and "nominal/plot: done" in so + se, so + se  # (1: masses failed)
     assert (out / "nominal" / "plots" / "significance_demo.png").is_file()
+    # the unresolved row keeps its p0, Z and A_hat: drawn (it was left out and the curves
+    # joined across it), its global p0 (not quoted) a gap; its observed limit a gap too
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.plan import Layout
+    from gprpipe.plotting.overlay import observed_figure
+    from gprpipe.results.schema import read_scan
+    from gprpipe.steps.plot import scan_figures
+
+    point = out / "nominal"
+    lay = Layout(point)
+    jobs = {j.stem: j for j in scan_figures(point_config_from_file(lay.config), lay, {lay.limit})}
+    m, p_local, p_global = jobs["significance_demo"].args[:3]
+    assert len(m) == len(status) == 5 and np.isfinite(p_local).all()
+    assert np.isnan(p_global[:4]).all() and np.isfinite(p_global[4])  # (flagged: none)
+    assert np.isfinite(jobs["Ahat_demo"].args[1]).all() and len(jobs["Ahat_demo"].args[0]) == 5
+    fig = observed_figure(read_scan(lay.limit), {}, "t", 95.0, "eps2")
+    (line,) = [x for x in fig.axes[0].get_lines() if x.get_label() == "demo observed"]
+    assert len(line.get_xdata()) == 5 and np.isnan(line.get_ydata()[2])
+    plt.close(fig)
 
 
 def test_figure_workers_keep_to_the_cpus_a_slurm_job_asked_for(monkeypatch):

@@ -99,7 +99,9 @@ def observed_figure(
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colours = dataset_colours(scan)
     for name, a in scan.items():
-        ok = _ok(a)
+        # a gap where only the observed toy limit is unresolved (the line was drawn
+        # straight across such masses, a review)
+        ok, b = _expected(a)
         if not ok.any() or (quantity == "A" and name == COMBINED):
             continue
         m = a["mass_GeV"][ok] * MEV
@@ -107,7 +109,7 @@ def observed_figure(
             c, lw, lab = "k", 2.0, "Combined"
         else:
             c, lw, lab = colours[name], 1.5, labels.get(name, name)
-        shown = a[f"{quantity}_up"][ok]
+        shown = b[f"{quantity}_up"][ok]
         ax.plot(m, shown, "-", color=c, lw=lw, marker=marker(len(m)), ms=4, label=f"{lab} observed")
         fl = flag_mask(a["status"])[ok]  # circled, as in the other scan figures
         if fl.any():
@@ -137,11 +139,12 @@ def combined_brazil_figure(
     for name, s in scan.items():
         if name == COMBINED:
             continue
-        sel = _ok(s) & (s["mass_GeV"] >= lo - MASS_TOL_GEV) & (s["mass_GeV"] <= hi + MASS_TOL_GEV)
+        shown, t = _expected(s)  # (a gap where the observed toy limit is unresolved)
+        sel = shown & (s["mass_GeV"] >= lo - MASS_TOL_GEV) & (s["mass_GeV"] <= hi + MASS_TOL_GEV)
         if sel.any() and not blinded:
             other[f"{labels.get(name, name)} observed"] = (
                 s["mass_GeV"][sel],
-                s["eps2_up"][sel],
+                t["eps2_up"][sel],
                 colours[name],
             )
     bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]

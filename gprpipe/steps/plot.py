@@ -333,13 +333,16 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                     {"ylabel": ylab, "title": title, "flagged": flagged, "obs_err": obs_err},
                 )
             )
-        if blinded or not ok.any():
+        if blinded:
             continue
-        m = a["mass_GeV"][ok]
+        # the masses searched: also those whose observed toy limit alone is unresolved
+        # (their p0, Z and A_hat stand; they were left out and the curves joined across
+        # them, a review); their global p0 is NaN in the table: a gap
+        m = a["mass_GeV"][exp]
 
-        def column(key: str, a: dict = a, ok: np.ndarray = ok) -> np.ndarray | None:
-            """The ``ok`` rows of a column the table may lack (no whole-scan toys)."""
-            return a[key][ok] if key in a else None
+        def column(key: str, a: dict = a, exp: np.ndarray = exp) -> np.ndarray | None:
+            """The searched rows of a column the table may lack (no whole-scan toys)."""
+            return a[key][exp] if key in a else None
 
         pgt, pgt_err = column("p0_global_toys"), column("p0_global_toys_err")
         bound = toys_bound(pgt, pgt_err) if pgt is not None and pgt_err is not None else None
@@ -347,9 +350,9 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             FigureJob(
                 f"significance_{name}",
                 suite.significance_figure,
-                (m, a["p0_local"][ok], a["p0_global"][ok], title),
+                (m, a["p0_local"][exp], a["p0_global"][exp], title),
                 {
-                    "flagged": flags[ok],  # (flagged: of the band's rows)
+                    "flagged": flagged,
                     "p_global_toys": pgt,
                     "toys_bound": bound,
                     "p_local_toys": column("p0_local_toys"),
@@ -362,8 +365,8 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             FigureJob(
                 f"Ahat_{name}",
                 suite.ahat_figure,
-                (m, a["A_hat"][ok], a["sigma_A"][ok], title),
-                {"flagged": flags[ok]},
+                (m, a["A_hat"][exp], a["sigma_A"][exp], title),
+                {"flagged": flagged},
             )
         )
     if lay.fit in drawn:
