@@ -317,3 +317,26 @@ def test_figure_workers_keep_to_the_cpus_a_slurm_job_asked_for(monkeypatch):
     assert workers(2) == 1
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
     assert workers(8) == 3
+
+
+def test_failed_fits_are_not_drawn_as_converged_in_the_hyperparameter_figure():
+    """gp_hyper drew the masses whose fit failed (``gp_converged`` true in fit.h5) among
+    the converged ones, though the failure sentence sends readers to these panels (a
+    review of the plot step): they are marked apart."""
+    from gprpipe.plotting.suite import hyper_figure
+
+    fit = {
+        "mass_GeV": np.array([0.04, 0.05, 0.06, 0.07]),
+        "status": np.array(["ok", "fit failed: no sideband", "flag_gof", "ok"]),
+        "gp_converged": np.array([True, True, True, False]),
+        "gp_length_scale": np.array([0.01, 0.02, 0.01, 0.01]),
+        "gp_amplitude": np.array([1.0, 2.0, 1.0, 1.0]),
+        "gp_lml": np.array([-10.0, -12.0, -11.0, -10.0]),
+        "gof_p": np.array([0.5, 0.3, 0.001, 0.4]),
+    }
+    fig = hyper_figure(fit, "t", gof_p_min=0.01)
+    lines = {x.get_label(): x.get_xdata() for x in fig.axes[0].get_lines()}
+    assert list(lines["converged"]) == [40.0, 60.0]
+    assert list(lines["not converged"]) == [70.0] and list(lines["fit failed"]) == [50.0]
+    plt.close(fig)
+

@@ -266,9 +266,11 @@ def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None):
 
 def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None = None):
     """GP length scale, amplitude, log marginal likelihood and the goodness-of-fit p-value
-    vs mass; flagged masses circled in red, non-converged fits as crosses."""
+    vs mass; flagged masses circled in red, non-converged fits as crosses, failed fits
+    (a window the sidebands do not determine) as grey squares: not among the converged."""
     m = fit["mass_GeV"] * MEV
-    ok = fit["gp_converged"].astype(bool)
+    failed = ~result_mask(fit["status"])
+    ok = fit["gp_converged"].astype(bool) & ~failed
     flagged = flag_mask(fit["status"])
     panels = [
         ("gp_length_scale", "length scale"),
@@ -280,8 +282,12 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.7 * len(panels)), sharex=True)
     for ax, (key, ylab) in zip(axes, panels):
         ax.plot(m[ok], fit[key][ok], "o", ms=3, color="C0", label="converged")
-        if (~ok).any():
-            ax.plot(m[~ok], fit[key][~ok], "x", ms=6, color="C3", label="not converged")
+        if (~ok & ~failed).any():
+            bad = ~ok & ~failed
+            ax.plot(m[bad], fit[key][bad], "x", ms=6, color="C3", label="not converged")
+        if failed.any():
+            ax.plot(m[failed], fit[key][failed], "s", ms=5, mfc="none", color="0.45",
+                    label="fit failed")  # fmt: skip
         _mark_flagged(ax, m, fit[key], flagged)
         ax.set_ylabel(ylab)
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)
