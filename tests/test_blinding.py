@@ -99,6 +99,7 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
         "unblind_option": False,
         "config_was_blind": True,
         "folder_was_blind": False,
+        "unblinded_runs": [],
     }
 
     # nothing observed was written ...
@@ -157,6 +158,7 @@ def test_blinded_outputs_ignore_window_counts_and_unblind_gives_full_result(tmp_
         "unblind_option": True,
         "config_was_blind": True,
         "folder_was_blind": True,
+        "unblinded_runs": [info["created"]],
     }
     assert "--unblind" in info["command"]
     with h5py.File(b / "fit.h5", "r") as h:
@@ -294,6 +296,7 @@ def test_a_blinded_folder_is_not_run_unblinded_without_unblind(tmp_path, cli):
         "unblind_option": True,
         "config_was_blind": False,
         "folder_was_blind": True,
+        "unblinded_runs": [json.loads((out_dir / "run.json").read_text())["created"]],
     }
     code, _, err = cli("run", *base)
     assert code == 0, err

@@ -282,6 +282,11 @@ def test_a_scan_with_flagged_rows_and_unresolved_observed_toy_limits_is_drawn(tm
     ), so
     assert code == 1 and "nominal/plot: done" in so + se, so + se  # (1: masses failed)
     assert (out / "nominal" / "plots" / "significance_demo.png").is_file()
+    # the report counted the unresolved row among the failed ones "(no numbers)"
+    report = (out / "nominal" / "report.html").read_text()
+    assert "0 failed rows (no numbers), 1 row with no observed limit (the toys could not " in (
+        report
+    ), report
     # the unresolved row keeps its p0, Z and A_hat: drawn (it was left out and the curves
     # joined across it), its global p0 (not quoted) a gap; its observed limit a gap too
     from gprpipe.config import point_config_from_file
@@ -339,4 +344,3 @@ def test_failed_fits_are_not_drawn_as_converged_in_the_hyperparameter_figure():
     assert list(lines["converged"]) == [40.0, 60.0]
     assert list(lines["not converged"]) == [70.0] and list(lines["fit failed"]) == [50.0]
     plt.close(fig)
-

@@ -267,6 +267,19 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
     m7 = next(m for m, st in s.not_ok if st == "limit failed: test")
     assert f"failed (no limit): 1 (limit failed: test: 1 at {m7 * 1e3:g} MeV)" in dataset_lines(s)
     assert dataset_lines(c)[-1] == "flagged: 1 (flag_gof: 1 at 25 MeV)"  # no fits of its own
+    # every row flagged: the table of the largest local Z was a header without rows
+    for r in rows:
+        r["status"] = "flag_gof"
+    with open(point / "scan.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, header)
+        w.writeheader()
+        w.writerows(rows)
+    html = _reports(cfg, point)[0].read_text()
+    assert 'id="best"' not in html
+    assert (
+        '<p id="no-best">No row counts for the largest local Z (every row flagged or '
+        "failed).</p>" in html
+    )
 
 
 def test_the_index_says_blinded_for_a_table_without_observed_columns(tmp_path):

@@ -228,6 +228,11 @@ class DatasetSummary:
         return sum(self.failures.values())
 
     @property
+    def n_unresolved(self) -> int:
+        """Failed rows whose observed toy limit alone was unresolved (numbers kept)."""
+        return sum(v for k, v in self.failures.items() if observed_unresolved(k))
+
+    @property
     def n_not_converged(self) -> int:
         return len(self.not_converged)
 
