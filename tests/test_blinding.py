@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import uproot
 from conftest import QUICKSTART, REPO, combined_2015_2016, quickstart_child, run_cli_here, settings
 
 from gprpipe.io.root import read_hist, write_hist
@@ -706,6 +707,17 @@ def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli, 
     write_point_configs(tmp_path / "task", points)
     assert run_task(tmp_path / "task" / points[0].name, "toyscan", "000") == 1
     assert "holds the observed counts of dataset demo" in capsys.readouterr().err
+    # nor the data with an event added outside the windows (it passed: only an exact copy
+    # was refused, and its scan gave the observed A_hat of every window; a review)
+    counts, edges = read_hist(data, "input_hist")
+    near = tmp_path / "near.root"
+    with uproot.recreate(near) as f:
+        f["t_toy_0"] = (counts + np.eye(len(counts))[0], edges)
+    sets = ("--set", f"toyscan.file={near}", "--set", "toyscan.pattern=t_toy_*")
+    code, out, err = cli("run", cfg, *sets, "--set", f"base.output={tmp_path / 'near'}")
+    assert code == 1 and "holds the observed counts of dataset demo" in out + err, out + err
+    assert " bins of the blind windows; a blinded run uses no observed count" in out + err
+    assert not (tmp_path / "near" / "nominal" / "toyscan.csv").exists()
     code, _, err = cli("run", cfg, "--unblind")
     assert code == 0, err
     assert (tmp_path / "out" / "nominal" / "toyscan.csv").is_file()

@@ -41,8 +41,11 @@ def run(ctx) -> None:
 def observed_counts_guard(cfg: Config, name: str) -> Callable[[np.ndarray, str], None]:
     """For a blinded run: a function ``check(counts, what)`` that refuses rebinned
     ``counts`` equal to dataset ``name``'s observed counts (the data histogram passed off as
-    a toy or background histogram would bring the observed window counts into the results);
-    for an unblinded run it checks nothing."""
+    a toy or background histogram would bring the observed window counts into the results),
+    or equal to them in more than half of the bins of the test masses' blind windows (a
+    copy of the data with an event added anywhere passed, and its toy scan gave the
+    observed A_hat, a review; of the real 2015, 2016 and 2021 toys at most 2.1% of those
+    bins equal the data's); for an unblinded run it checks nothing."""
 
     def nothing(counts: np.ndarray, what: str) -> None:
         return None
@@ -50,18 +53,27 @@ def observed_counts_guard(cfg: Config, name: str) -> Callable[[np.ndarray, str],
     if not cfg.base.blind:
         return nothing
     from gprpipe.io.root import read_hist, rebin
+    from gprpipe.steps.fit import blinded_bins
 
     ds = cfg.datasets[name]
     try:
-        observed = rebin(*read_hist(ds.path, ds.hist), ds.rebin)[0]
+        observed, edges = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
     except GprpipeError:  # no data file here (a toys-only study): no observed count to enter
         return nothing
+    windows = blinded_bins(cfg, name, edges)
 
     def check(counts: np.ndarray, what: str) -> None:
-        if len(counts) == len(observed) and (counts == observed).all():
-            raise GprpipeError(
-                f"{what}: holds the observed counts of dataset {name} ({ds.path}, "
-                f"histogram {ds.hist!r}); {OBSERVED_AS_TOY}"
-            )
+        if len(counts) != len(observed):
+            return
+        where = ""
+        if not (counts == observed).all():
+            same = int((counts[windows] == observed[windows]).sum())
+            if not windows.any() or 2 * same <= int(windows.sum()):
+                return
+            where = f" in {same} of the {int(windows.sum())} bins of the blind windows"
+        raise GprpipeError(
+            f"{what}: holds the observed counts of dataset {name} ({ds.path}, histogram "
+            f"{ds.hist!r}){where}; {OBSERVED_AS_TOY}"
+        )
 
     return check
