@@ -1305,7 +1305,9 @@ def test_values_that_validate_passed_and_the_run_refused_are_refused_by_validate
     sbatch would have read them otherwise (an option swallowed by another's value, a bare
     '--'); a GP refit per display toy and the CPUs of a job had no bound."""
     for value, said in (
-        ('base.image="docker://x/y:1,PYTHONPATH=/tmp/evil"', "commas or double quotes"),
+        ('base.image="docker://x/y:1,PYTHONPATH=/tmp/evil"', "commas, double quotes"),
+        # apptainer evaluates GPRPIPE_IMAGE in a shell: the run refused it naming no key
+        ('base.image="/tmp/my$(id);img.sif"', "'$', backquotes or backslashes"),
         ("slurm.extra=['--constraint=cpu --exclusive']", "give '--exclusive' an entry of its own"),
         ("slurm.extra=['--']", "is not an sbatch option"),
         ("slurm.extra=['--=x']", "is not an sbatch option"),

@@ -89,12 +89,14 @@ def _has_number(annotation: Any) -> bool:
 
 def _check_image(image: str) -> None:
     """An image reference, never an option of the engine (``--privileged``) nor more than
-    one word: the engine's command line reads it where it reads its options."""
-    if not image or image.startswith("-") or any(c.isspace() or c in ',"' for c in image):
+    one word: the engine's command line reads it where it reads its options. Nor ``$``,
+    a backquote or a backslash: apptainer evaluates the task's ``GPRPIPE_IMAGE`` in a
+    shell (validate said valid, and the run refused it naming no key; a review)."""
+    if not image or image.startswith("-") or any(c.isspace() or c in ',"$`\\' for c in image):
         raise ValueError(
             f"{image!r} is not a container image name (e.g. ghcr.io/org/gprpipe:1.0 or "
             "docker://org/gprpipe:1.0); it may not be empty, begin with '-' or hold spaces, "
-            "commas or double quotes"
+            "commas, double quotes, '$', backquotes or backslashes"
         )
 
 
