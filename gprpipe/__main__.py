@@ -16,7 +16,7 @@ def task_command(argv: Sequence[str]) -> bool:
 
 
 def _run_task_command(argv: Sequence[str]) -> int:
-    from gprpipe.errors import GprpipeError
+    from gprpipe.errors import GprpipeError, printable
     from gprpipe.io.processes import end_with_run
     from gprpipe.pipeline.lock import refuse_beside_a_run
     from gprpipe.pipeline.task import TaskLine
@@ -28,7 +28,7 @@ def _run_task_command(argv: Sequence[str]) -> int:
         if line is not None:
             refuse_beside_a_run(line.point_dir)
     except GprpipeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 1
     return run_argv(argv)
 

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gprpipe import __version__
-from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
+from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence, printable
 from gprpipe.units import fmt_mass, parse_mass
 
 
@@ -883,12 +883,12 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         for e in exc.shown():
-            err.print(f"error: {e}", markup=False, highlight=False)
+            err.print(f"error: {printable(e)}", markup=False, highlight=False)
         sys.exit(1)
     except GprpipeError as exc:
         if debug:
             raise
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        err.print(f"error: {printable(str(exc))}", markup=False, highlight=False)
         sys.exit(1)
     except _CLICK_EXIT as exc:
         sys.exit(exc.exit_code)

@@ -16,6 +16,17 @@ def cli_command(*args: object) -> str:
     return shlex.join(["gprpipe", *map(str, args)])
 
 
+#: control characters (not the newline) a message may carry from a value or file name
+_UNPRINTABLE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (not newlines) written as escapes: a value or
+    a file name quoted in a message must not move the terminal's cursor or change its
+    colours (an ESC from a template's name did; a review)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class GprpipeError(Exception):
     """A mistake in the user's input (config, file, histogram, mass...).
 

@@ -137,6 +137,15 @@ def test_a_link_that_leads_to_a_name_with_a_newline_is_refused(case, cli, tmp_pa
         assert f"{tmp_path / 'c.toml'}:" in line and repr(str(target)) in line
 
 
+def test_control_characters_of_a_template_name_reach_no_terminal(cli, tmp_path: Path):
+    """A template (or card) name holding an ESC sequence was echoed raw in its error:
+    the terminal changed colour (a review). Control characters are written as escapes."""
+    cfg = write(tmp_path / "c.toml", '[base]\ntemplate = "\\u001b[31mRED\\u001b[0m"\n')
+    code, out, err = cli("validate", cfg)
+    assert code == 1 and out == "" and "\x1b" not in err, repr(err)
+    assert "\\x1b[31mRED\\x1b[0m" in err, err
+
+
 def test_set_override_with_newline_names_the_override(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
