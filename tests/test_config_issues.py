@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_ROOT, write
+from conftest import DEMO_ROOT, REPO, write
 
 from gprpipe.config import load_points
 from gprpipe.config.issues import Issue, Loc
@@ -170,6 +170,25 @@ def test_an_integer_longer_than_python_converts_is_one_sentence(tmp_path: Path):
     ok = write(tmp_path / "ok.toml", f'[datasets.d]\ncard = "hps2015"\npath = "{DEMO_ROOT}"\n')
     (sentence,) = issues_of(ok, overrides=(f"base.seed={digits}",))[1]
     assert sentence == "--set base.seed: invalid TOML: an integer of more than 4300 digits."
+
+
+def test_a_quoted_dotted_key_is_said_to_be_one_name(tmp_path: Path):
+    """``"fit.blind_nsigma" = 2`` (a [grid] line copied out) said "unknown key; did you mean
+    'fit.blind_nsigma'?", the key as written (a review): TOML reads a quoted key as one
+    name; the hint says so and where the setting goes."""
+    qs = REPO / "user_configs" / "quickstart.toml"
+    for text, line, key, table, leaf in (
+        (f'"fit.blind_nsigma" = 2\n[base]\ntemplate = "{qs}"\n', 1, "fit.blind_nsigma", "fit",
+         "blind_nsigma"),
+        (f'[base]\ntemplate = "{qs}"\n[fit]\n"limit.alpha" = 0.1\n', 4, "fit.limit.alpha",
+         "limit", "alpha"),
+    ):  # fmt: skip
+        cfg = write(tmp_path / "q.toml", text)
+        quoted = key.split(".", 1)[1] if key.startswith("fit.limit") else key
+        assert issues_of(cfg)[1] == [
+            f"{cfg}:{line}: {key}: unknown key; quoted, {quoted!r} is one name, not {leaf} of "
+            f"[{table}]: write {leaf} = ... in [{table}]."
+        ]
 
 
 def test_many_unknown_keys_are_hinted_and_shown_twenty_at_a_time(tmp_path: Path, cli):
