@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 
 from gprpipe.plotting import style
 from gprpipe.plotting.style import FigureJob
@@ -343,4 +344,24 @@ def test_failed_fits_are_not_drawn_as_converged_in_the_hyperparameter_figure():
     lines = {x.get_label(): x.get_xdata() for x in fig.axes[0].get_lines()}
     assert list(lines["converged"]) == [40.0, 60.0]
     assert list(lines["not converged"]) == [70.0] and list(lines["fit failed"]) == [50.0]
+    plt.close(fig)
+
+
+def test_the_blinded_spectrum_is_shaded_over_every_hidden_bin():
+    """The grey band of the blinded windows stopped at the left edge of the last hidden
+    bin (shaded to 43.0 MeV, data hidden to 43.5 MeV; a review): it spans each run of
+    hidden bins edge to edge."""
+    from gprpipe.plotting.spectrum import spectrum_figure
+
+    edges = np.linspace(0.040, 0.050, 21)  # 0.5 MeV bins
+    counts = np.full(20, 100.0)
+    hidden = np.zeros(20, bool)
+    hidden[[2, 3, 4, 10]] = True
+    fig = spectrum_figure({"d": (counts, edges, (0.04, 0.05))}, "t", {"d": hidden})
+    spans = sorted(
+        (round(p.get_x(), 6), round(p.get_x() + p.get_width(), 6))
+        for p in fig.axes[0].patches
+        if p.get_facecolor()[:3] == pytest.approx((0.5019607843137255,) * 3)
+    )
+    assert spans == [(41.0, 42.5), (45.0, 45.5)], spans
     plt.close(fig)

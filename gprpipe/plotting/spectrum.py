@@ -23,18 +23,18 @@ def spectrum_figure(
         mask = (hidden or {}).get(name)
         if mask is not None and mask.any():
             y[mask] = np.nan
-            ax.fill_between(
-                edges[:-1] * 1e3,
-                0,
-                1,
-                where=mask,
-                step="post",
-                color="gray",
-                alpha=0.25,
-                transform=ax.get_xaxis_transform(),
-                linewidth=0,
-                label=f"{name}: blinded windows",
-            )
+            # one band per run of hidden bins, edge to edge (a fill over the bins' left
+            # edges stopped one bin short of the hidden data; a review)
+            step = np.diff(np.concatenate([[0], np.asarray(mask, dtype=int), [0]]))
+            for k, (a, b) in enumerate(zip(np.flatnonzero(step == 1), np.flatnonzero(step == -1))):
+                ax.axvspan(
+                    edges[a] * 1e3,
+                    edges[b] * 1e3,
+                    color="gray",
+                    alpha=0.25,
+                    linewidth=0,
+                    label=f"{name}: blinded windows" if k == 0 else None,
+                )
         ax.stairs(y, edges * 1e3, label=name, linewidth=1.2, color=f"C{i}")
         ax.axvspan(
             rng[0] * 1e3,
