@@ -365,3 +365,18 @@ def test_the_blinded_spectrum_is_shaded_over_every_hidden_bin():
     )
     assert spans == [(41.0, 42.5), (45.0, 45.5)], spans
     plt.close(fig)
+
+
+def test_a_display_title_shows_a_failure_in_short():
+    """The observed display at a mass whose toy limit failed put the whole failure
+    sentence in its title: 2562 pixels wide against 792, the panels squeezed into its
+    left sixth (a review)."""
+    from gprpipe.steps.displays import short_status
+
+    long = (
+        "limit failed: observed toy limit unresolved: the CLs crossing lies beyond the "
+        "toys' reach (CLs 0.12 at A = 3000): raise limit.n_toys"
+    )
+    assert short_status(long) == "limit failed: observed toy limit unresolved"
+    assert short_status("flag_gof") == "flag_gof"
+    assert len(short_status("x" * 200)) == 60

@@ -814,7 +814,7 @@ def display_plots(cfg: Config, lay, drawn: AbstractSet[Path]) -> list[FigureJob 
             meta.update(_scan_row(limit, name, m))
             title = f"{_label(cfg, name)}: observed data, m = {m * MEV:g} MeV"
             if meta.get("scan_status", "ok") != "ok":  # as the GP-fit figures mark it
-                title += f" [{meta['scan_status']}]"
+                title += f" [{short_status(meta['scan_status'])}]"
             written += write_display(
                 f"display_observed_{name}_{m * MEV:g}MeV",
                 "observed",
@@ -825,6 +825,14 @@ def display_plots(cfg: Config, lay, drawn: AbstractSet[Path]) -> list[FigureJob 
                 cl,
             )
     return written
+
+
+def short_status(status: str, most: int = 60) -> str:
+    """A row's status as a figure title shows it: its first two clauses, at most ``most``
+    characters (a whole failure sentence made a display three times as wide as its
+    panels; the sidecar JSON keeps it whole)."""
+    short = ": ".join(str(status).split(": ")[:2])
+    return short if len(short) <= most else short[: most - 3] + "..."
 
 
 def _in_range(cfg: Config, name: str, mass: float) -> float | None:
