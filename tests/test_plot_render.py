@@ -380,3 +380,28 @@ def test_a_display_title_shows_a_failure_in_short():
     assert short_status(long) == "limit failed: observed toy limit unresolved"
     assert short_status("flag_gof") == "flag_gof"
     assert len(short_status("x" * 200)) == 60
+
+
+def test_a_local_toy_p0_that_is_a_bound_is_drawn_as_one():
+    """Where no toy at a mass reached the observed Z, the toys' local p0 (1/(N+1), its
+    error as large) was drawn as a point with an error bar down to 0, read as a
+    measurement; the report says "< 0.00498" (a review): a downward triangle."""
+    from gprpipe.plotting.suite import significance_figure
+    from gprpipe.results.summary import toys_bound
+
+    m = np.array([0.04, 0.05, 0.06])
+    pl_toys, err = np.array([0.2, 1 / 201, 0.5]), np.array([0.03, 1 / 201, 0.035])
+    bound = toys_bound(pl_toys, err)
+    assert list(bound) == [False, True, False]
+    fig = significance_figure(
+        m, np.array([0.2, 1e-5, 0.5]), np.array([0.9, 1e-3, 1.0]), "t",
+        p_local_toys=pl_toys, p_local_toys_err=err, p_local_toys_bound=bound,
+    )  # fmt: skip
+    lines = {x.get_label(): x for x in fig.axes[0].get_lines()}
+    tri = lines["local $p_0$ (toys): bound (no toy reached it)"]
+    assert list(tri.get_xdata()) == [50.0] and tri.get_marker() == "v"
+    points = [
+        c for c in fig.axes[0].containers if c.get_label() == "local $p_0$ (toys at each mass)"
+    ]
+    assert list(points[0].lines[0].get_xdata()) == [40.0, 60.0]
+    plt.close(fig)

@@ -867,11 +867,11 @@ def _unknown_hint(parts: list[str]) -> str:
     else the keys the table takes (a newcomer's guess is often nothing like any key)."""
     if "." in parts[-1]:  # a quoted dotted key ("fit.blind_nsigma" = 2): one name
         *inner, leaf = parts[-1].split(".")
-        for table in ([*parts[:-1], *inner], inner):  # of this table, or of the config
-            if table and leaf in known_keys(tuple(table)):
+        for where in ([*parts[:-1], *inner], inner):  # of this table, or of the config
+            if where and leaf in known_keys(tuple(where)):
                 return (
                     f"; quoted, {parts[-1]!r} is one name, not {leaf} of "
-                    f"[{'.'.join(table)}]: write {leaf} = ... in [{'.'.join(table)}]"
+                    f"[{'.'.join(where)}]: write {leaf} = ... in [{'.'.join(where)}]"
                 )
     keys = known_keys(tuple(parts[:-1]))
     hint = did_you_mean(parts[-1], keys)

@@ -107,13 +107,15 @@ def significance_figure(
     toys_bound=None,
     p_local_toys=None,
     p_local_toys_err=None,
+    p_local_toys_bound=None,
 ):
     """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z
     (Sidak and, when given, whole-scan toys); ``flagged`` masses are circled in red (no
     global p-value: they do not count as a discovery); ``toys_bound`` (boolean per mass)
     marks the toys' values that are bounds (no toy reached the observed Z): a p0 below,
     a Z above, drawn as triangles pointing that way; ``p_local_toys`` (with its error) is
-    the toys' local p0 at each mass, drawn as points beside the asymptotic curve. A p0
+    the toys' local p0 at each mass, drawn as points beside the asymptotic curve
+    (``p_local_toys_bound``: where it is an upper bound, a triangle). A p0
     below the smallest double (0 in the files: Z above 37.5) is drawn at it."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
@@ -162,10 +164,19 @@ def significance_figure(
                 label="toys: bound (no toy reached it)",
             )
     if p_local_toys is not None and np.isfinite(p_local_toys).any():
+        # where no toy at that mass reached the observed Z, 1/(N+1) is an upper bound
+        # (drawn as a point with an error bar down to 0, it read as a measurement)
+        pl = np.asarray(p_local_toys, dtype=float)
+        lb = (
+            np.zeros(len(m), bool)
+            if p_local_toys_bound is None
+            else np.asarray(p_local_toys_bound, bool)
+        )
+        err = None if p_local_toys_err is None else np.asarray(p_local_toys_err, dtype=float)
         a1.errorbar(
-            m,
-            p_local_toys,
-            yerr=None if p_local_toys_err is None else p_local_toys_err,
+            m[~lb],
+            pl[~lb],
+            yerr=None if err is None else err[~lb],
             fmt="o",
             mfc="none",
             color="C0",
@@ -174,6 +185,9 @@ def significance_figure(
             zorder=3,
             label="local $p_0$ (toys at each mass)",
         )
+        if lb.any():
+            a1.plot(m[lb], pl[lb], "v", mfc="none", color="C0", ms=6, zorder=3,
+                    label="local $p_0$ (toys): bound (no toy reached it)")  # fmt: skip
     a1.set_yscale("log")
     lo = min(np.nanmin(p_local) * 0.3, ndtr(-5.5))
     a1.set_ylim(lo, 3.0)  # p0 = 1 (a global curve often sits there) stays inside the frame

@@ -346,6 +346,10 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
 
         pgt, pgt_err = column("p0_global_toys"), column("p0_global_toys_err")
         bound = toys_bound(pgt, pgt_err) if pgt is not None and pgt_err is not None else None
+        plt_, plt_err = column("p0_local_toys"), column("p0_local_toys_err")
+        local_bound = (
+            toys_bound(plt_, plt_err) if plt_ is not None and plt_err is not None else None
+        )
         figures.append(
             FigureJob(
                 f"significance_{name}",
@@ -357,6 +361,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                     "toys_bound": bound,
                     "p_local_toys": column("p0_local_toys"),
                     "p_local_toys_err": column("p0_local_toys_err"),
+                    "p_local_toys_bound": local_bound,
                 },
             )
         )
