@@ -7,6 +7,7 @@ Needs a running cluster (scripts/local-slurm.sh start). Skips without one, excep
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -333,6 +334,29 @@ def test_a_task_run_by_hand_beside_queued_jobs_or_in_an_allocation_is_refused(
         own = {"SLURM_JOB_ID": "4243", "GPRPIPE_SLURM_RUN": mark.split("=", 1)[1]}
         code, _, err = run_cli_subprocess("step", "load", "--point-dir", point, env=own)
         assert code == 0 and (point / "load.h5").is_file(), err
+    finally:
+        subprocess.run(["scancel", str(job["job_id"])], check=False)
+
+
+def test_summary_says_which_tasks_slurm_does_not_answer_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With squeue down, status said so but summary counted the held task as "not run"
+    and suggested a rerun, which refused for that very reason (a review)."""
+    run, job = held_load_run(tmp_path)
+    try:
+        shim = tmp_path / "bin"
+        shim.mkdir()
+        (shim / "squeue").write_text("#!/bin/sh\necho 'squeue: error: timed out' >&2\nexit 1\n")
+        (shim / "squeue").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+        code, out, err = run_cli_here("summary", run)
+        assert code == 0, out + err
+        assert (
+            "  tasks SLURM does not answer for (squeue): 1 (their jobs may be pending, "
+            "running or ended; run summary again when it answers)"
+        ) in out, out
+        assert "tasks not run" not in out and "To finish the run" not in out, out
     finally:
         subprocess.run(["scancel", str(job["job_id"])], check=False)
 

@@ -42,6 +42,7 @@ class PointSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (task id, reason)
     pending: int = 0
     queued: int = 0  # of the pending: their jobs are in SLURM's queue
+    unanswered: int = 0  # of the pending: SLURM did not answer for their jobs (squeue)
     running: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
@@ -182,7 +183,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
     (:func:`gprpipe.pipeline.service.summary` passes the executor's) is asked when a task
     is neither done nor failed by its markers, so that a SLURM job lost without a marker
     is failed here as in ``status``."""
-    from gprpipe.executors.slurm.reconcile import QUEUED
+    from gprpipe.executors.slurm.reconcile import QUEUED, UNANSWERED
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.plan import producers, stale_outputs
     from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
@@ -208,6 +209,7 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
         elif state != "done":
             ps.pending += 1
             ps.queued += msg.startswith(QUEUED)
+            ps.unanswered += msg == UNANSWERED
     if point is not None:
         points = {k: v for k, v in points.items() if k == point}
     writes_scan = {t.point for t in tasks if t.point_dir / "scan.csv" in t.outputs}
@@ -466,11 +468,18 @@ def summary_lines(summary: RunSummary) -> list[str]:
             lines.append(f"  tasks running: {ps.running}")
         if ps.queued:
             lines.append(f"  tasks queued in SLURM: {ps.queued} (gprpipe status follows them)")
-        if ps.pending > ps.queued:
-            lines.append(f"  tasks not run (pending or skipped): {ps.pending - ps.queued}")
+        if ps.unanswered:  # (they were "not run", and a rerun was suggested and refused)
+            lines.append(
+                f"  tasks SLURM does not answer for (squeue): {ps.unanswered} (their jobs "
+                "may be pending, running or ended; run summary again when it answers)"
+            )
+        if ps.pending > ps.queued + ps.unanswered:
+            not_run = ps.pending - ps.queued - ps.unanswered
+            lines.append(f"  tasks not run (pending or skipped): {not_run}")
         lines += [f"  {label}: {where}" for label, where in ps.files.items()]
     points = summary.points
-    busy = any(ps.running or ps.queued for ps in points)  # (a rerun would be refused)
+    # (a rerun would be refused)
+    busy = any(ps.running or ps.queued or ps.unanswered for ps in points)
     if any(ps.failures or ps.pending for ps in points) and not busy:
         lines.append(
             "To finish the run (once any cause above is fixed): "
