@@ -628,6 +628,33 @@ def test_a_task_the_job_refused_to_run_says_why(
     )
 
 
+def test_wait_ends_when_every_marker_is_written_though_squeue_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--wait`` with squeue down went on for its whole timeout (120 s) and failed, every
+    task's done marker written 15 s after submission (a review): once every task has a
+    done or failed marker no job is left to wait for."""
+    import gprpipe.executors.slurm as slurm
+
+    run = tmp_path / "run"
+    tasks = submitted_plan(run, "606")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    squeue.write_text("#!/bin/sh\necho 'squeue: error: Socket timed out' >&2\nexit 1\n")
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(slurm, "UNREACHABLE_TIMEOUT", 0.5)
+    for t in tasks:
+        write_state(t.point_dir, t.slug, "done")
+    assert slurm.wait(run, tasks, first=0.01, interval=0.05) is True
+    write_state(tasks[-1].point_dir, tasks[-1].slug, "failed", "boom")
+    assert slurm.wait(run, tasks, first=0.01, interval=0.05) is False
+    write_state(tasks[-1].point_dir, tasks[-1].slug, "running")  # may still run: it waits
+    with pytest.raises(GprpipeError, match="SLURM did not answer"):
+        slurm.wait(run, tasks, first=0.01, interval=0.05)
+
+
 def test_a_folder_whose_jobs_slurm_cannot_answer_for_is_not_run_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -391,6 +391,10 @@ def wait(
                 asked = time.monotonic()
                 _refuse_all_held(run_dir, tasks)
         else:
+            # every task's marker says it ended: no job is left to wait for, whatever
+            # SLURM answers (it waited out UNREACHABLE_TIMEOUT and failed; a review)
+            if all(s.state in ("done", "failed") for s in details.values()):
+                return all(s.state == "done" for s in details.values())
             unreachable_since = unreachable_since or time.monotonic()
             if time.monotonic() - unreachable_since > UNREACHABLE_TIMEOUT:
                 raise GprpipeError(
