@@ -22,7 +22,6 @@ from gprpipe.executors.slurm import (
     resubmit,
     submit,
 )
-from gprpipe.executors.slurm.render import run_mark
 from gprpipe.pipeline.state import write_state
 from gprpipe.pipeline.task import Task
 
@@ -90,7 +89,7 @@ def header(group: str, array: str, log: Path, comment: str, run: Path) -> str:
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 VECLIB_MAXIMUM_THREADS=1 \
 NUMEXPR_NUM_THREADS=1 PYTHONUNBUFFERED=1
 export GPRPIPE_TEST='a b'
-export GPRPIPE_SLURM_RUN={run_mark(run)}
+export GPRPIPE_SLURM_RUN={run}
 cd {run} || exit 1
 slurm_log={log.parent}/{log.name.replace("%a.out", "")}"$SLURM_ARRAY_TASK_ID".out
 """

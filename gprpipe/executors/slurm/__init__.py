@@ -16,6 +16,7 @@ has accounting): an array element that left the queue without a done/failed mark
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import threading
@@ -65,7 +66,6 @@ from gprpipe.executors.slurm.render import (
     SlurmScript,
     group_name,
     render_scripts,
-    run_mark,
     sbatch_quote,
     task_log,
 )
@@ -86,11 +86,21 @@ MARKER_GRACE = 20.0
 
 
 def own_job(run_dir: Path, env: Mapping[str, str]) -> bool:
-    """Whether a process of ``env`` is a task of a job that a run of ``run_dir`` submitted
-    (its job script says so), not a shell of ``salloc`` or an ``srun`` typed by hand,
-    where SLURM sets a job id too (a review). (Not the job ids of jobs.json: a job may
-    start before its run has recorded it.)"""
-    return bool(env.get("SLURM_JOB_ID")) and env.get(RUN_ENV) == run_mark(run_dir)
+    """Whether a process of ``env`` is a task of a job that a run of ``run_dir`` submitted,
+    not a shell of ``salloc`` or an ``srun`` typed by hand, where SLURM sets a job id too
+    (a review): its job script names the folder (resolved here, on the node that runs
+    it), or jobs.json records its job (the jobs of an older gprpipe, whose scripts name
+    none; a job may start before its run records it, hence the script's word first)."""
+    if not env.get("SLURM_JOB_ID"):
+        return False
+    named = env.get(RUN_ENV)
+    if named and os.path.realpath(named) == os.path.realpath(run_dir):
+        return True
+    job = env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID")
+    try:
+        return job in job_ids(run_dir)
+    except GprpipeError:  # a damaged jobs.json: a job of the run is not refused for it
+        return True
 
 
 def refuse_beside_jobs(run_dir: Path) -> None:

@@ -9,8 +9,6 @@ when it died before writing its own.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,16 +29,11 @@ from gprpipe.pipeline.task import Task
 JOBS_FILE = "jobs.json"
 # one BLAS thread per task (as the local executor), and unbuffered output for live logs
 PINNED = {**THREAD_ENV, "PYTHONUNBUFFERED": "1"}
-#: set by the job scripts of a run (:func:`run_mark` of its folder): a task process of
-#: the run's jobs, which the check of tasks run by hand beside a run lets through, unlike
-#: a shell of ``salloc`` or an ``srun`` typed by hand, where SLURM sets a job id too
+#: set by the job scripts of a run to its folder (the path the script changes into): a
+#: task process of the run's jobs, which the check of tasks run by hand beside a run lets
+#: through, unlike a shell of ``salloc`` or an ``srun`` typed by hand, where SLURM sets a
+#: job id too
 RUN_ENV = "GPRPIPE_SLURM_RUN"
-
-
-def run_mark(run_dir: Path) -> str:
-    """The value of :data:`RUN_ENV` in the jobs of the run of ``run_dir`` (its real path,
-    hashed)."""
-    return hashlib.sha256(os.path.realpath(run_dir).encode()).hexdigest()[:16]
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -270,7 +263,7 @@ def render_scripts(
             + f"; index -> task id in {slurm_dir / JOBS_FILE}"
         )
         lines += _env_lines(env)
-        lines.append(f"export {RUN_ENV}={run_mark(run_dir)}")  # whose tasks these are
+        lines.append(f"export {RUN_ENV}={shlex.quote(str(run_dir))}")  # whose tasks these are
         lines.append(f"cd {shlex.quote(str(run_dir))} || exit 1")
         lines.append(  # named in the failed marker of a task SLURM stopped
             f'slurm_log={shlex.quote(str(log.parent / name))}_"$SLURM_ARRAY_TASK_ID".out'
