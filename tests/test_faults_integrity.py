@@ -745,6 +745,18 @@ def test_a_hand_edited_point_config_is_refused_until_the_config_runs_again(
     assert_same_results(copy / "nominal", base / "nominal")
 
 
+def test_a_task_run_by_hand_runs_beside_a_damaged_run_json(copy: Path):
+    """A task checks its point's config against run.json; a damaged run.json (cut short)
+    refused the task (the own-diff review): it runs as before, and status says what is
+    wrong with the record."""
+    text = (copy / "run.json").read_text()
+    (copy / "run.json").write_text(text[:200])
+    code, _, err = gp("step", "load", "--point-dir", copy / "nominal", "--force")
+    assert code == 0, err
+    code, _, err = gp("status", copy)
+    assert code == 1 and "run.json: unreadable" in err, err
+
+
 def test_a_step_left_out_lends_no_output_of_other_settings(cfg: Path, copy: Path, tmp_path):
     """A run that leaves out the step whose settings changed (other rebinning, only fit
     and limit run; another blind window, only limit runs) used that step's old outputs

@@ -420,11 +420,17 @@ def _check_config_sha(path: Path, text: str, recorded: str | None) -> None:
         )
 
 
-def check_point_config(point_dir: Path, text: str | None = None) -> None:
+def check_point_config(point_dir: Path, text: str | None = None, damaged_ok: bool = False) -> None:
     """Raise when the point's ``config.toml`` (``text``, when already read from it) differs
     from the one its run wrote (edited by hand): its results would be shown as another
-    config's. Nothing to check without a run.json that records it."""
-    info = load_run_info(Path(point_dir).parent, missing_ok=True)
+    config's. Nothing to check without a run.json that records it (nor, ``damaged_ok``,
+    with a damaged one: a task runs as it did, the run's other commands say it)."""
+    try:
+        info = load_run_info(Path(point_dir).parent, missing_ok=True)
+    except GprpipeError:
+        if damaged_ok:
+            return
+        raise
     path = Layout(Path(point_dir)).config
     for p in info.data.get("grid", []) if info is not None else []:
         if p.get("name") == Path(point_dir).name and (text is not None or path.is_file()):

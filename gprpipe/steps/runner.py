@@ -98,7 +98,7 @@ def _point_plan(point_dir: Path, point: str | None = None) -> tuple[Path, Config
     text = read_config_text(config_path)  # read once: the text checked is the text used
     # edited by hand since its run wrote it: a task would compute with a config that the
     # run's record, status, summary and the exports refuse (a blinded run unblinded so)
-    check_point_config(point_dir, text)
+    check_point_config(point_dir, text, damaged_ok=True)
     config = point_config_from_file(config_path, text)
     return point_dir, config, plan_point(point or point_dir.name, point_dir, config)
 
