@@ -445,6 +445,12 @@ def test_tests_and_filters_see_a_templated_value_rendered():
         "e": '[1007, "x"]',
         "f": "yes",
     }
+    # a filter of the value's own table (its keys) renders; reading the value itself is a
+    # cycle (the own-diff review: the first version called both a cycle)
+    own = {"t": {"a": "{{ t | join('+') }} {{ t | length }}", "b": 1}}
+    assert render_config(own) == {"t": {"a": "a+b 2", "b": 1}}
+    with pytest.raises(GprpipeError, match=r"a reference cycle among t\.a"):
+        render_config({"t": {"a": "{{ t | tojson }}", "b": 1}})
 
 
 def test_reference_cycle_is_an_error_naming_the_keys():

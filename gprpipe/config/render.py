@@ -452,7 +452,12 @@ def _sized(f: Callable[..., Any], name: str) -> Callable[..., Any]:
             # and answered for the placeholder, not the value (a review)
             if (pending := _pending_in(value)) is not None:
                 raise _Deferred(pending.key)
-        out = f(*args, **kwargs)
+        try:
+            out = f(*args, **kwargs)
+        except TypeError:  # it read the value being rendered (tojson of its own table)
+            if (pending := _pending_in([*args, *kwargs.values()], own=True)) is not None:
+                raise _Deferred(pending.key) from None
+            raise
         _check_value(out, f"{name}'s result")
         return out
 
@@ -588,13 +593,16 @@ for _name in (
     setattr(_Pending, _name, _Pending._defer)
 
 
-def _pending_in(value: Any, depth: int = 0) -> _Pending | None:
-    """The first value not rendered yet in ``value``, its lists, tuples and dicts."""
+def _pending_in(value: Any, depth: int = 0, own: bool = False) -> _Pending | None:
+    """The first value not rendered yet in ``value``, its lists, tuples and dicts; not the
+    one being rendered unless ``own`` (a filter of its own table, ``{{ datasets |
+    join('+') }}`` in a dataset's label, would wait for itself: a cycle; one that reads it
+    still is)."""
     if isinstance(value, _Pending):
-        return value
+        return value if own or value.key != getattr(_LOCAL, "rendering", None) else None
     if depth < 16 and isinstance(value, (list, tuple, dict)):
         for item in value.values() if isinstance(value, dict) else value:
-            if (found := _pending_in(item, depth + 1)) is not None:
+            if (found := _pending_in(item, depth + 1, own)) is not None:
                 return found
     return None
 
@@ -771,6 +779,7 @@ def _render_pass(
     if isinstance(node, list):
         return [_render_pass(v, *args, f"{key}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str) and _has_template(node):
+        outer, _LOCAL.rendering = getattr(_LOCAL, "rendering", None), key
         try:
             out = render_string(node, ctx, where=where(_dotted(key)))
             if out != node:
@@ -780,6 +789,8 @@ def _render_pass(
             deferred.append(key)
         except ConfigError as exc:
             errors += issues_of(exc)
+        finally:
+            _LOCAL.rendering = outer
     return node
 
 
