@@ -151,9 +151,15 @@ def name_errors(data: Mapping[str, Any], where: Where) -> list[Issue]:
 
 
 def _cap(data: Mapping[str, Any], key: str) -> int:
-    """``base.<key>`` from unvalidated data (its default when unset or not an integer)."""
+    """``base.<key>`` from unvalidated data, as validation reads it (``"2"`` and ``2.0``
+    are 2: they were passed over, and the grid of 5 points ran; the own-diff review);
+    its default when unset or no whole number."""
     base = data.get("base") if isinstance(data, Mapping) else None
     value = base.get(key) if isinstance(base, Mapping) else None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     return int(Base.model_fields[key].default)
