@@ -405,3 +405,25 @@ def test_a_local_toy_p0_that_is_a_bound_is_drawn_as_one():
     ]
     assert list(points[0].lines[0].get_xdata()) == [40.0, 60.0]
     plt.close(fig)
+
+
+def test_the_combined_overlay_circles_the_datasets_flagged_masses():
+    """brazil_eps2_combined_overlay drew each dataset's observed curve through its flagged
+    masses without the circle every other scan figure gives them (a review)."""
+    from gprpipe.plotting.overlay import combined_brazil_figure
+
+    m = np.array([0.05, 0.06, 0.07])
+    band = {f"eps2_exp_{b}": np.full(3, 1e-6) for b in ("lo2", "lo1", "med", "hi1", "hi2")}
+    scan = {
+        "2015": {"mass_GeV": m, "status": np.array(["ok", "flag_gof", "ok"]),
+                 "eps2_up": np.full(3, 2e-6), **band},
+        "combined": {"mass_GeV": m, "status": np.array(["ok"] * 3),
+                     "eps2_up": np.full(3, 1e-6), "eps2_up_err": np.full(3, np.nan), **band},
+    }  # fmt: skip
+    fig = combined_brazil_figure(scan, {"2015": "HPS 2015"}, "t", 90.0)
+    circles = [
+        x for x in fig.axes[0].get_lines() if x.get_marker() == "o" and x.get_linestyle() == "None"
+    ]
+    assert [list(c.get_xdata()) for c in circles] == [[60.0]]
+    assert circles[0].get_label() == "flagged (background model)"
+    plt.close(fig)

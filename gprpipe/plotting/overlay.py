@@ -146,6 +146,7 @@ def combined_brazil_figure(
                 s["mass_GeV"][sel],
                 t["eps2_up"][sel],
                 colours[name],
+                flag_mask(s["status"])[sel],  # circled, as in every scan figure
             )
     bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]
     obs = None if blinded else a["eps2_up"][ok]

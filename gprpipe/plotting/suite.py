@@ -53,7 +53,8 @@ def brazil_figure(
     ``flagged`` masses (background-model quality flags) are circled in red (on the observed
     limit, or on the expected median when blinded); ``obs_err``: the observed limit's Monte
     Carlo error (toy limits; NaN or None for asymptotic ones), drawn as error bars;
-    ``other``: label -> (mass, limit, colour) of further curves."""
+    ``other``: label -> (mass, limit, colour[, flagged]) of further curves (their flagged
+    masses circled too: the combined overlay's datasets drew theirs unmarked)."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -73,10 +74,15 @@ def brazil_figure(
                 label="Observed: Monte Carlo error (toys)",
             )  # fmt: skip
     _mark_flagged(ax, m, bands[2] if obs is None else obs, flagged)  # blinded: on the median
-    for name, (mm, yy, colour) in (other or {}).items():
-        ax.plot(
-            np.asarray(mm) * MEV, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name, color=colour
-        )
+    circled = bool(flagged is not None and np.any(flagged))  # (one legend entry for circles)
+    for name, (mm, yy, colour, *rest) in (other or {}).items():
+        x = np.asarray(mm) * MEV
+        ax.plot(x, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name, color=colour)
+        fl = np.asarray(rest[0], bool) if rest else np.zeros(len(x), bool)
+        if fl.any():
+            style = {**FLAG_STYLE, "label": None if circled else FLAG_LABEL}
+            ax.plot(x[fl], np.asarray(yy)[fl], **style)
+            circled = True
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(ylabel)
