@@ -18,6 +18,7 @@ the task SIGKILLs itself right after renaming the named file into place.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -197,6 +198,14 @@ def test_a_merge_never_merges_a_part_of_other_settings(cfg: Path, copy: Path):
         env={CRASH_AFTER: "config.toml"},
     )
     assert code == -9 and "alpha = 0.3\n" in (point / "config.toml").read_text()
+    # run.json still records the earlier config: a task by hand refuses the new one
+    code, _, err = gp("step", "limit", "--point-dir", point, "--part", "merge")
+    assert code == 1 and "config.toml: changed since the run wrote it" in err, err
+    # as a run that recorded it (the SLURM case: its merge starts after its chunks)
+    info = json.loads((copy / "run.json").read_text())
+    text = (point / "config.toml").read_text(encoding="utf-8")
+    info["grid"][0]["config_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (copy / "run.json").write_text(json.dumps(info))
     code, _, err = gp("step", "limit", "--point-dir", point, "--part", "merge")
     assert code == 1 and err.strip() == (
         f"error: {point / 'parts' / 'limit' / 'demo-000.h5'}: made by nominal/limit/demo-000 "
