@@ -427,3 +427,19 @@ def test_the_combined_overlay_circles_the_datasets_flagged_masses():
     assert [list(c.get_xdata()) for c in circles] == [[60.0]]
     assert circles[0].get_label() == "flagged (background model)"
     plt.close(fig)
+
+
+def test_the_bands_of_one_mass_are_drawn():
+    """A one-mass scan's expected bands and +/-1 sigma_A band had no width: not drawn,
+    though the legend listed them (a review). They are a box either side of the mass."""
+    m = np.array([0.06])
+    bands = [np.array([v]) for v in (1e-6, 2e-6, 3e-6, 4e-6, 5e-6)]
+    fig = brazil_figure(m, np.array([3.5e-6]), bands, ylabel="y", title="t")
+    for poly in fig.axes[0].collections[:2]:
+        x = poly.get_paths()[0].vertices[:, 0]
+        assert x.max() - x.min() == pytest.approx(1.2)  # 1% of 60 MeV either side
+    plt.close(fig)
+    fig = ahat_figure(m, np.array([10.0]), np.array([5.0]), "t")
+    x = fig.axes[0].collections[0].get_paths()[0].vertices[:, 0]
+    assert x.max() - x.min() == pytest.approx(1.2)
+    plt.close(fig)

@@ -41,6 +41,17 @@ def result_mask(status) -> np.ndarray:
     return np.array([has_result(s) for s in np.asarray(status).astype(str)], dtype=bool)
 
 
+def _band(m: np.ndarray, lo, hi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x, lower and upper edges a band is filled over: of one mass, a box 1% of it
+    wide either side (a band over one x has no width: it was not drawn, its legend entry
+    was; a review)."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    if len(m) != 1:
+        return np.asarray(m), lo, hi
+    w = 0.01 * abs(float(m[0])) or 0.5
+    return np.array([m[0] - w, m[0] + w]), np.repeat(lo, 2), np.repeat(hi, 2)
+
+
 def _mark_flagged(ax, m, y, flagged) -> None:
     if flagged is not None and np.any(flagged):
         ax.plot(np.asarray(m)[flagged], np.asarray(y)[flagged], label=FLAG_LABEL, **FLAG_STYLE)
@@ -59,10 +70,16 @@ def brazil_figure(
     mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
     ax.fill_between(
-        m, bands[0], bands[4], color=BAND_2, label=r"Expected $\pm 2\sigma$", linewidth=0
+        *_band(m, bands[0], bands[4]),
+        color=BAND_2,
+        label=r"Expected $\pm 2\sigma$",
+        linewidth=0,
     )
     ax.fill_between(
-        m, bands[1], bands[3], color=BAND_1, label=r"Expected $\pm 1\sigma$", linewidth=0
+        *_band(m, bands[1], bands[3]),
+        color=BAND_1,
+        label=r"Expected $\pm 1\sigma$",
+        linewidth=0,
     )
     ax.plot(m, bands[2], "k--", lw=1.2, marker=mk, ms=3, mfc="white", label="Expected median")
     if obs is not None:
@@ -256,9 +273,7 @@ def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None):
         2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
     )
     a1.fill_between(
-        m,
-        a_hat - sigma_a,
-        a_hat + sigma_a,
+        *_band(m, a_hat - sigma_a, a_hat + sigma_a),
         color="C0",
         alpha=0.3,
         linewidth=0,
