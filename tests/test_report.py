@@ -557,6 +557,9 @@ def test_index_compares_the_grid_points(tmp_path):
     _, index = _reports(cfg, point)
     html = index.read_text()
     assert "eps^2 limits relative to nominal" in html and 'src="grid_compare_2015.png"' in html
+    # titled after the run's folder, not the base.name of the point that wrote it (a
+    # grid's points may name themselves after their values; a review)
+    assert f"<h1>{run.name} <span" in html and f"<h1>{cfg.base.name} " not in html
     assert (run / "grid_compare_2015.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # observed ratios 1/0.93 (x2) and 1.1/0.93: median 1.075, range 1.075-1.183
     assert "<td>1.075</td><td>1.075-1.183</td><td>1.075</td><td>1.075-1.075</td>" in html

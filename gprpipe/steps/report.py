@@ -487,7 +487,10 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     labels = _labels(cfg)
     has_fig = grid_figure(run_dir, points, run_dir / GRID_FIGURES[0], labels)
     return {
-        "title": cfg.base.name,
+        # a grid's points may name themselves after their values (``name = "w{{
+        # fit.blind_nsigma }}"``): the index, which any point's plot task writes, was
+        # titled after whichever wrote it last (a review); the run's folder names them all
+        "title": cfg.base.name if len(points) <= 1 else run_dir.name,
         "rows": rows,
         "labels": labels,
         # a combination has no whole-scan toys: the column is there when a dataset has them
