@@ -498,6 +498,22 @@ def test_a_grid_axis_no_step_computes_with_is_said(tmp_path: Path):
     code, out, err = run_cli_here("validate", steps)
     said = " ".join((out + err).split())
     assert code == 0 and "steps.run: a [grid] axis" not in said, said
+    # an axis a template of a read key reads changes results (it was said to give
+    # identical points, a review); beside an idle one in a product grid
+    fed = quickstart_child(
+        tmp_path / "t.toml",
+        """
+        [fit]
+        n_restarts = "{{ 8 if inject.refit_gp else 2 }}"
+        [grid]
+        "inject.refit_gp" = [true, false]
+        "inject.n_toys" = [10, 20]
+        """,
+    )
+    code, out, err = run_cli_here("validate", fed)
+    said = " ".join((out + err).split())
+    assert code == 0 and "inject.refit_gp: a [grid] axis" not in said, said
+    assert said.count("a [grid] axis") == 1 and "inject.n_toys: a [grid] axis" in said, said
     assert "inject.n_toys: a [grid] axis" in said
 
 

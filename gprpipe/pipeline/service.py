@@ -26,6 +26,7 @@ run raises :class:`Interrupted`, which says what is kept and how to resume.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fnmatch
 import json
 import math
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
@@ -472,6 +473,7 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     points would give identical results without a word. The plot step counts as a reader
     of ``plot`` and ``base`` keys only (it draws what the other steps computed); an axis
     of ``steps`` itself changes what runs."""
+    from gprpipe.config.loader import get_dotted
     from gprpipe.pipeline.cache import STEP_SECTIONS
 
     if len(points) < 2:
@@ -488,8 +490,42 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
                 return True
         return False
 
+    def computed(p: Point, key: str) -> str:
+        """What the point's steps read of its rendered config, but ``key`` itself (whether
+        a step reads it is :func:`read`'s to say)."""
+        read_by = {
+            sec
+            for step in p.config.steps.run
+            for sec in (("plot", "base") if step == "plot" else STEP_SECTIONS[step])
+        }
+        got = copy.deepcopy({sec: get_dotted(p.data, sec) for sec in sorted(read_by)})
+        *table, leaf = key.split(".")
+        node: Any = got
+        for part in table:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+        return json.dumps(got, sort_keys=True, default=str)
+
+    def changes_results(key: str) -> bool:
+        """The axis moves what the steps read (a template of a read key that reads it,
+        ``n_restarts = "{{ 8 if inject.refit_gp else 2 }}"``, was taken for idle; a
+        review): among points alike in the other axes, or, where none are (zipped axes),
+        among all."""
+        others = [k for k in keys if k != key]
+        groups: dict[str, list[str]] = {}
+        for p in points:
+            alike = json.dumps([p.values.get(k) for k in others], default=str)
+            groups.setdefault(alike, []).append(computed(p, key))
+        pairs = [g for g in groups.values() if len(g) > 1]
+        if pairs:
+            return any(len(set(g)) > 1 for g in pairs)
+        return len({computed(p, key) for p in points}) > 1
+
     keys = sorted({k for p in points for k in p.values})
-    idle = [k for k in keys if not any(read(k, p.config) for p in points)]
+    idle = [
+        k for k in keys if not any(read(k, p.config) for p in points) and not changes_results(k)
+    ]
     cfg = points[0].config
     return [
         f"notice: {loaded.where(key)}: a [grid] axis that no step this config runs "
