@@ -53,10 +53,17 @@ def test_numbered_names_never_take_another_points_name():
     assert names == ["label-a_b_2", "label-a_b_3", "label-a_b_1"]
 
 
-@given(st.lists(st.sampled_from(["a", "a b", "a/b", "a_b", "a_b_1", "a_b_2", "a-1", 1, True])))
+def test_names_that_differ_only_in_case_are_numbered():
+    """Labels "A" and "a" gave the folders label-A and label-a: one folder on a case-blind
+    file system (macOS, Windows), as dataset keys would be, which are refused (a review)."""
+    names = point_names([{"datasets.demo.label": x} for x in ["A", "a", "B"]])
+    assert names == ["label-A_1", "label-a_2", "label-B"]
+
+
+@given(st.lists(st.sampled_from(["a", "A", "a b", "a/b", "a_b", "A_B_1", "a_b_2", "a-1", 1, True])))
 def test_point_names_are_always_unique_and_safe(values):
     names = point_names([{"x.k": v} for v in values])
-    assert len(set(names)) == len(names)
+    assert len({n.lower() for n in names}) == len(names)
     assert all("/" not in n and not n.startswith(".") for n in names)
 
 

@@ -226,19 +226,21 @@ def point_name(values: Mapping[str, Any]) -> str:
 
 
 def point_names(points: list[dict[str, Any]]) -> list[str]:
-    """Readable, unique folder names from the varied values (``blind_nsigma-1.64_...``)."""
+    """Readable, unique folder names from the varied values (``blind_nsigma-1.64_...``),
+    unique in any case too (``label-A`` and ``label-a`` were one folder on a case-blind
+    file system, as dataset keys would be; a review): such names are numbered."""
     names = [point_name(values) for values in points]
-    counts = Counter(names)
-    taken = set(names)  # a numbered name must not be another point's own name
+    counts = Counter(n.lower() for n in names)
+    taken = {n.lower() for n in names}  # a numbered name must not be another point's own
     seen: dict[str, int] = {}
     unique = []
     for name in names:
-        if counts[name] > 1:
-            k = seen.get(name, 0)
-            while f"{name}_{k + 1}" in taken:
+        if counts[name.lower()] > 1:
+            k = seen.get(name.lower(), 0)
+            while f"{name}_{k + 1}".lower() in taken:
                 k += 1
-            seen[name] = k + 1
+            seen[name.lower()] = k + 1
             name = f"{name}_{k + 1}"
-            taken.add(name)
+            taken.add(name.lower())
         unique.append(name)
     return unique
