@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -94,9 +95,17 @@ def control_char_errors(
             what = "key" if is_key else "value"
             if resolved and not is_key:
                 what = f"path leads to {text!r}, which"
+            # found where the key itself was set (the escaped name was set nowhere: the
+            # error named the table of the shipped defaults; a review), shown escaped
+            loc = where(dotted)
+            if isinstance(loc, Loc) and loc.key is not None:
+                file = f"--set {_escaped(dotted)}" if loc.file == f"--set {dotted}" else loc.file
+                loc = dataclasses.replace(loc, key=_escaped(dotted), file=file)
+            elif not isinstance(loc, Loc):
+                loc = where(_escaped(dotted))
             errors.append(
                 at(
-                    where(_escaped(dotted)),
+                    loc,
                     f"the {what} holds {_char_name(m.group())} "
                     f"(U+{ord(m.group()):04X}), and no key or value may hold control characters "
                     "or invisible formatting characters, because values reach job scripts, "
