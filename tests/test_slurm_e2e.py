@@ -369,6 +369,25 @@ def test_summary_says_which_tasks_slurm_does_not_answer_for(
         subprocess.run(["scancel", str(job["job_id"])], check=False)
 
 
+def test_summary_of_a_task_queued_again_after_it_failed_follows_slurm(tmp_path: Path) -> None:
+    """A job queued again after its task failed (``scontrol requeue``, a preempted node):
+    status said pending, summary took the failed marker as final and suggested
+    ``rerun --failed``, which found no failed task (a review). Summary asks SLURM too."""
+    from gprpipe.pipeline.state import write_state
+
+    run, job = held_load_run(tmp_path)
+    try:
+        write_state(run / "nominal", "load", "failed", "the first attempt failed")
+        code, status, _ = run_cli_here("status", run)
+        assert "pending=1" in status, status
+        code, out, err = run_cli_here("summary", run)
+        assert code == 0, out + err
+        assert "tasks queued in SLURM: 1" in out and "failed tasks" not in out, out
+        assert "To finish the run" not in out, out
+    finally:
+        subprocess.run(["scancel", str(job["job_id"])], check=False)
+
+
 def test_an_element_cancelled_before_it_started_fails_at_once(tmp_path: Path) -> None:
     """A job cancelled with scancel (not gprpipe cancel) before it started: status says
     so at once (it said "running" for 20 s, the grace a marker of a job that ran gets to
