@@ -1342,7 +1342,7 @@ def test_products_of_a_plot_task_that_did_not_finish_are_not_offered(
     assert "  HEPData: " not in out and "  plots: " not in out and "  report: " not in out
     assert (
         "  not current: plots, HEPData, report (drawn from other results, or left by a plot "
-        "task that did not finish; run the plot step to redraw them)\n"
+        "task that did not finish; run the config again, with the plot step, to redraw them)\n"
     ) in out
 
 

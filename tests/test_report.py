@@ -699,7 +699,7 @@ def test_figures_of_earlier_results_are_not_offered_as_current(tmp_path):
     assert code == 0, err
     assert (
         "  not current: plots, HEPData, report (drawn from other results, or left by a plot "
-        "task that did not finish; run the plot step to redraw them)" in out
+        "task that did not finish; run the config again, with the plot step, to redraw them)" in out
     )
     assert "  report: " not in out and "  plots: " not in out
     code, out, err = run_cli_here(*args)

@@ -166,7 +166,7 @@ def _files(
         if names:
             out["not current"] = (
                 f"{', '.join(names)} (drawn from other results, or left by a plot task "
-                "that did not finish; run the plot step to redraw them)"
+                "that did not finish; run the config again, with the plot step, to redraw them)"
                 + (f"; {out['not current']}" if "not current" in out else "")
             )
     return out

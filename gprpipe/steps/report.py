@@ -534,8 +534,9 @@ NOT_CURRENT = (
     '<div class="not-current" id="not-current" role="alert" style="background: #b00000; '
     'color: white; padding: 8px 12px; margin: 8px 0; font-weight: bold;">NOT CURRENT: this '
     "page, its figures and the HEPData files beside them were drawn from other results than "
-    "the run folder holds now (a later run without the plot step). Run the plot step to "
-    "redraw them; <code>gprpipe summary</code> gives the current numbers.</div>"
+    "the run folder holds now (a later run without the plot step). Run the config again, "
+    "with the plot step, to redraw them; <code>gprpipe summary</code> gives the current "
+    "numbers.</div>"
 )
 
 
