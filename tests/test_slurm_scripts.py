@@ -627,6 +627,17 @@ def test_a_task_the_job_refused_to_run_says_why(
     )
 
 
+def squeue_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An ``squeue`` first on PATH that times out as a busy controller's does; its folder."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    squeue.write_text("#!/bin/sh\necho 'squeue: error: Socket timed out' >&2\nexit 1\n")
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir
+
+
 def test_wait_ends_when_every_marker_is_written_though_squeue_does_not_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -637,12 +648,7 @@ def test_wait_ends_when_every_marker_is_written_though_squeue_does_not_answer(
 
     run = tmp_path / "run"
     tasks = submitted_plan(run, "606")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    squeue = bin_dir / "squeue"
-    squeue.write_text("#!/bin/sh\necho 'squeue: error: Socket timed out' >&2\nexit 1\n")
-    squeue.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    squeue_down(tmp_path, monkeypatch)
     monkeypatch.setattr(slurm, "UNREACHABLE_TIMEOUT", 0.5)
     for t in tasks:
         write_state(t.point_dir, t.slug, "done")
@@ -683,12 +689,7 @@ def test_a_folder_whose_jobs_slurm_cannot_answer_for_is_not_run_again(
         "when squeue answers."
     )
     # through the executor, with an squeue that times out as a busy controller's does
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    squeue = bin_dir / "squeue"
-    squeue.write_text("#!/bin/sh\necho 'squeue: error: Socket timed out' >&2\nexit 1\n")
-    squeue.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    bin_dir = squeue_down(tmp_path, monkeypatch)
     ex = SlurmExecutor(run, get_engine("local"), SlurmOptions())
     with pytest.raises(GprpipeError) as err:
         ex.refuse_if_busy(tasks)
