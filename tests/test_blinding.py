@@ -21,6 +21,7 @@ import pytest
 import uproot
 from conftest import QUICKSTART, REPO, combined_2015_2016, quickstart_child, run_cli_here, settings
 
+from gprpipe.errors import GprpipeError
 from gprpipe.io.root import read_hist, write_hist
 from gprpipe.pipeline.summary import OBSERVED_WITHHELD
 from gprpipe.stats.resolution import sigma_m
@@ -547,10 +548,15 @@ def test_a_blinded_run_refuses_a_folder_holding_an_unblinded_point_it_does_not_r
         "folder (base.output).",
     )
     assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["nominal"]
-    # its config, markers and logs alone are no results (the own-diff review)
+    # its logs may print observed numbers (the limit merge's largest Z_local): refused too
     for p in (run / "nominal").iterdir():
         if p.name not in ("config.toml", ".state", "logs"):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+    assert "max Z_local" in (run / "nominal" / "logs" / "limit__merge.log").read_text()
+    code, _, err = run_cli_here("run", grid, *settings(*quick, "base.blind=true"))
+    assert code == 1 and "results of an unblinded run" in err, err
+    # its config and markers alone are no results
+    shutil.rmtree(run / "nominal" / "logs")
     code, _, err = run_cli_here("run", grid, *settings(*quick, "base.blind=true"))
     assert code == 0, err
 
@@ -719,7 +725,7 @@ def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli, 
     sets = ("--set", f"toyscan.file={near}", "--set", "toyscan.pattern=t_toy_*")
     code, out, err = cli("run", cfg, *sets, "--set", f"base.output={tmp_path / 'near'}")
     assert code == 1 and "holds the observed counts of dataset demo" in out + err, out + err
-    assert " bins of the blind windows; a blinded run uses no observed count" in out + err
+    assert " bins of the blind windows that hold events; a blinded run uses no" in out + err
     assert not (tmp_path / "near" / "nominal" / "toyscan.csv").exists()
     code, _, err = cli("run", cfg, "--unblind")
     assert code == 0, err
@@ -728,6 +734,35 @@ def test_a_blinded_run_refuses_the_data_histogram_as_a_toy(tmp_path: Path, cli, 
     other = ("--set", f"base.output={tmp_path / 'toys'}")
     code, _, err = cli("run", cfg, *other, "--set", f"datasets.demo.path={tmp_path / 'x.root'}")
     assert code == 0, err
+
+
+def test_no_real_toy_is_taken_for_the_data(shared_data: Path):
+    """The guard against the data given as a toy counted bins empty in both as equal: at a
+    12 MeV window of the 2015 spectrum, unrebinned, 200 of the 300 real toys were refused
+    (the own-diff review). None of them is, there or at the shipped windows; a copy of the
+    data with an event added is."""
+    from gprpipe.config import load_points
+    from gprpipe.io.root import rebin
+    from gprpipe.steps.load import observed_counts_guard
+
+    data = shared_data / "funcform_2015_toys.root"
+    cases = (
+        ["datasets.2015.rebin=1", "datasets.2015.range=[0.005, 0.13]", "scan.masses=[0.012]"],
+        [],
+    )
+    with uproot.open(data) as f:
+        toys = [k.split(";")[0] for k in f if "_toy_" in k and f[k].classname == "TH1D"]
+    assert len(toys) == 300
+    for extra in cases:
+        sets = [f"datasets.2015.path={data}", "base.blind=true", *extra]
+        _, (point,) = load_points(REPO / "user_configs" / "hps2015.toml", sets)
+        cfg = point.config
+        check = observed_counts_guard(cfg, "2015")
+        for name in toys:
+            check(rebin(*read_hist(data, name), cfg.datasets["2015"].rebin)[0], name)
+        counts = rebin(*read_hist(data, "input_hist"), cfg.datasets["2015"].rebin)[0]
+        with pytest.raises(GprpipeError, match="bins of the blind windows that hold events"):
+            check(counts + np.eye(len(counts))[0], "near")
 
 
 def test_a_blinded_run_says_it_runs_no_global_toys(cli):

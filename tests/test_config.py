@@ -449,8 +449,14 @@ def test_tests_and_filters_see_a_templated_value_rendered():
     # cycle (the own-diff review: the first version called both a cycle)
     own = {"t": {"a": "{{ t | join('+') }} {{ t | length }}", "b": 1}}
     assert render_config(own) == {"t": {"a": "a+b 2", "b": 1}}
-    with pytest.raises(GprpipeError, match=r"a reference cycle among t\.a"):
-        render_config({"t": {"a": "{{ t | tojson }}", "b": 1}})
+    for reads_itself in (
+        "{{ t | tojson }}",
+        "{{ 'self' if t.a is string else 'placeholder' }}",
+        "{{ [t.a] | select('string') | list | length }}",
+        "{{ t | dictsort | map('last') | select('string') | list | length }}",
+    ):
+        with pytest.raises(GprpipeError, match=r"a reference cycle among t\.a"):
+            render_config({"t": {"a": reads_itself, "b": 1}})
 
 
 def test_reference_cycle_is_an_error_naming_the_keys():

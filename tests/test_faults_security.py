@@ -948,9 +948,10 @@ def test_a_templated_grid_cap_is_refused(case, cli):
     body = 'max_points = "{{ 2 }}"\n[grid]\n"fit.n_restarts" = [1, 2, 3, 4, 5]\n'
     for args in (("validate",), ("run",)):
         case(cli, body, "base.max_points", "a template", "write a number", args=args)
-    # read as validation reads it: "2" and 2.0 are 2 (the own-diff review)
-    for cap in ('"2"', "2.0"):
+    # read as validation reads it: "2", "+2" and 2.0 are 2 (the own-diff reviews)
+    for cap in ('"2"', '"+2"', "2.0"):
         case(cli, body.replace('"{{ 2 }}"', cap), "grid", "5 points", "base.max_points = 2")
+    case(cli, body.replace('"{{ 2 }}"', '"\u00b2"'), "base.max_points", "valid integer")
 
 
 def test_tiny_mass_step_is_refused(case, cli):

@@ -288,6 +288,10 @@ def test_a_scan_with_flagged_rows_and_unresolved_observed_toy_limits_is_drawn(tm
     assert "0 failed rows (no numbers), 1 row with no observed limit (the toys could not " in (
         report
     ), report
+    # and the flagged row whose observed limit is unresolved too (the summary says so)
+    assert "3 flagged rows (numbers that failed a quality check; 1 of them with no observed " in (
+        report
+    ), report
     # the unresolved row keeps its p0, Z and A_hat: drawn (it was left out and the curves
     # joined across it), its global p0 (not quoted) a gap; its observed limit a gap too
     from gprpipe.config import point_config_from_file

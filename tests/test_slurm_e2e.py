@@ -342,6 +342,12 @@ def test_a_task_run_by_hand_beside_queued_jobs_or_in_an_allocation_is_refused(
                 "step", "load", "--point-dir", point, "--force", env=own
             )
             assert code == 0 and (point / "load.h5").is_file(), err
+        # a damaged jobs.json proves no job the run's (an allocation's shell ran so)
+        (run / "slurm" / "jobs.json").write_text("{")
+        code, _, err = run_cli_subprocess(
+            "step", "load", "--point-dir", point, "--force", env={"SLURM_JOB_ID": "999999"}
+        )
+        assert code == 1 and "jobs.json is not valid JSON" in err, err
     finally:
         subprocess.run(["scancel", str(job["job_id"])], check=False)
 

@@ -165,14 +165,16 @@ def _cap(data: Mapping[str, Any], key: str) -> int:
     """``base.<key>`` from unvalidated data, as validation reads it (``"2"`` and ``2.0``
     are 2: they were passed over, and the grid of 5 points ran; the own-diff review);
     its default when unset or no whole number."""
+    from pydantic import TypeAdapter, ValidationError
+
     base = data.get("base") if isinstance(data, Mapping) else None
     value = base.get(key) if isinstance(base, Mapping) else None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    elif isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
+    try:  # as the schema reads it ("+2", "2_0", 2.0; the own-diff reviews)
+        got = TypeAdapter(int).validate_python(value) if value is not None else None
+    except (ValidationError, ValueError, TypeError):
+        got = None
+    if got is not None and not isinstance(value, bool) and got >= 1:
+        return got
     return int(Base.model_fields[key].default)
 
 

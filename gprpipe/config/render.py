@@ -594,12 +594,14 @@ for _name in (
 
 
 def _pending_in(value: Any, depth: int = 0, own: bool = False) -> _Pending | None:
-    """The first value not rendered yet in ``value``, its lists, tuples and dicts; not the
-    one being rendered unless ``own`` (a filter of its own table, ``{{ datasets |
-    join('+') }}`` in a dataset's label, would wait for itself: a cycle; one that reads it
-    still is)."""
+    """The first value not rendered yet in ``value``, its lists, tuples and dicts; inside
+    them not the one being rendered unless ``own`` (a filter of its own table, ``{{
+    datasets | join('+') }}`` in a dataset's label, would wait for itself: a cycle), but
+    given itself (a test of the value itself, ``datasets.demo.label is string``, is one;
+    the own-diff review found it answered for the placeholder)."""
     if isinstance(value, _Pending):
-        return value if own or value.key != getattr(_LOCAL, "rendering", None) else None
+        mine = value.key == getattr(_LOCAL, "rendering", None)
+        return value if own or depth == 0 or not mine else None
     if depth < 16 and isinstance(value, (list, tuple, dict)):
         for item in value.values() if isinstance(value, dict) else value:
             if (found := _pending_in(item, depth + 1, own)) is not None:

@@ -690,7 +690,8 @@ def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
 
 def _unblinded_point_folder(run_dir: Path, running: set[str]) -> Path | None:
     """A point folder of ``run_dir`` not among ``running`` whose config.toml is not blinded
-    (or unreadable) and that holds results beside it (more than its markers and logs):
+    (or unreadable) and that holds more than its markers (a task's log may print
+    observed numbers: the limit merge's largest Z_local):
     an earlier config's point (a grid point, or ``nominal`` before a grid), left as it is
     by the run (a review)."""
     import tomllib
@@ -711,7 +712,7 @@ def _unblinded_point_folder(run_dir: Path, running: set[str]) -> Path | None:
         except (OSError, ValueError, KeyError, TypeError):
             blind = None
         if blind is not True and any(
-            n not in ("config.toml", ".state", "logs") for n in os.listdir(e.path)
+            n not in ("config.toml", ".state") for n in os.listdir(e.path)
         ):
             return Path(e.path)
     return None

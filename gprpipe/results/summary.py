@@ -233,6 +233,11 @@ class DatasetSummary:
         return sum(v for k, v in self.failures.items() if observed_unresolved(k))
 
     @property
+    def n_flagged_unresolved(self) -> int:
+        """Flagged rows whose observed toy limit was unresolved too (the flag stands)."""
+        return sum(map(len, self.flagged_unresolved))
+
+    @property
     def n_not_converged(self) -> int:
         return len(self.not_converged)
 

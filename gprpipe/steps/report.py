@@ -435,6 +435,7 @@ def _scan_summary(
         "n_flagged": sum(s.n_flagged for s in datasets),
         "n_failed": sum(s.n_failed for s in datasets),
         "n_unresolved": sum(s.n_unresolved for s in datasets),
+        "n_flagged_unresolved": sum(s.n_flagged_unresolved for s in datasets),
         "not_ok": [(s.dataset, m, st) for s in datasets for m, st in s.not_ok],
         "not_converged": [(s.dataset, m) for s in datasets for m in s.not_converged],
     }

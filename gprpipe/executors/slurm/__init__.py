@@ -99,8 +99,8 @@ def own_job(run_dir: Path, env: Mapping[str, str]) -> bool:
     job = env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID")
     try:
         return job in job_ids(run_dir)
-    except GprpipeError:  # a damaged jobs.json: a job of the run is not refused for it
-        return True
+    except GprpipeError:  # a damaged jobs.json proves nothing (an salloc shell ran so)
+        return False
 
 
 def refuse_beside_jobs(run_dir: Path) -> None:
