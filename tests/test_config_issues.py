@@ -172,6 +172,18 @@ def test_an_integer_longer_than_python_converts_is_one_sentence(tmp_path: Path):
     assert sentence == "--set base.seed: invalid TOML: an integer of more than 4300 digits."
 
 
+def test_a_histogram_name_of_a_megabyte_is_not_echoed_whole():
+    """``--set datasets.demo.hist=<100,000 characters>`` printed a 100 kB sentence (a
+    review): the name is cut at 80 characters."""
+    from conftest import QUICKSTART, run_cli_here
+
+    code, _, err = run_cli_here(
+        "validate", QUICKSTART, "--set", "datasets.demo.hist=" + "a" * 100_000
+    )
+    assert code == 1 and len(err) < 400, len(err)
+    assert f"histogram '{'a' * 77}...' not found" in err, err
+
+
 def test_a_quoted_dotted_key_is_said_to_be_one_name(tmp_path: Path):
     """``"fit.blind_nsigma" = 2`` (a [grid] line copied out) said "unknown key; did you mean
     'fit.blind_nsigma'?", the key as written (a review): TOML reads a quoted key as one

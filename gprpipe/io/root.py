@@ -94,6 +94,12 @@ def _why(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def _shown(name: str, most: int = 80) -> str:
+    """A histogram name as a message quotes it, cut at ``most`` characters (a name of
+    100,000 characters from a --set was echoed whole; a review)."""
+    return repr(name if len(name) <= most else name[: most - 3] + "...")
+
+
 def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Counts and edges of the TH1 ``name`` (folders like ``dir/h`` and cycles ``h;2`` work)."""
     path = Path(path)
@@ -117,19 +123,21 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
                 if close
                 else "; the file holds no 1-D histogram"
             )
-            raise HistogramError(f"{path}: histogram {name!r} not found{hint}.") from None
+            raise HistogramError(f"{path}: histogram {_shown(name)} not found{hint}.") from None
         except Exception as exc:  # damaged payload: decompression or deserialisation
             raise GprpipeError(
-                f"{path}: histogram {name!r} cannot be read, the file is damaged ({_why(exc)})."
+                f"{path}: histogram {_shown(name)} cannot be read, the file is damaged "
+                f"({_why(exc)})."
             ) from None
         cls = getattr(obj, "classname", type(obj).__name__)
         if not (cls.startswith("TH1") and hasattr(obj, "to_numpy")):
-            raise HistogramError(f"{path}: {name!r} is a {cls}, not a 1-D histogram (TH1).")
+            raise HistogramError(f"{path}: {_shown(name)} is a {cls}, not a 1-D histogram (TH1).")
         try:
             counts, edges = obj.to_numpy(flow=False)
         except Exception as exc:
             raise GprpipeError(
-                f"{path}: histogram {name!r} cannot be read, the file is damaged ({_why(exc)})."
+                f"{path}: histogram {_shown(name)} cannot be read, the file is damaged "
+                f"({_why(exc)})."
             ) from None
     counts = np.asarray(counts, dtype=float)
     edges = np.asarray(edges, dtype=float)
@@ -137,25 +145,27 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
         # its contents and its axis disagree (uproot does not check): a crash further on
         # ("internal error"), or contents dropped without a word
         raise HistogramError(
-            f"{path}: histogram {name!r} is damaged: {counts.size} bin contents for "
+            f"{path}: histogram {_shown(name)} is damaged: {counts.size} bin contents for "
             f"{max(edges.size - 1, 0)} bins of its axis."
         )
     bad_edges = np.flatnonzero(~np.isfinite(edges))
     if len(bad_edges):  # NaN widths pass no comparison: the increase check would find none
         i = int(bad_edges[0])
         raise HistogramError(
-            f"{path}: histogram {name!r} has bin edges that are not finite (edge {i + 1} of "
+            f"{path}: histogram {_shown(name)} has bin edges that are not finite (edge {i + 1} of "
             f"{len(edges)} is {edges[i]:g})."
         )
     if not np.isfinite(counts).all() or (counts < 0).any():
-        raise HistogramError(f"{path}: histogram {name!r} has negative or non-finite bin contents.")
+        raise HistogramError(
+            f"{path}: histogram {_shown(name)} has negative or non-finite bin contents."
+        )
     if counts.sum() <= 0:
-        raise HistogramError(f"{path}: histogram {name!r} is empty.")
+        raise HistogramError(f"{path}: histogram {_shown(name)} is empty.")
     big = np.flatnonzero(counts > MAX_COUNT)
     if len(big):
         i = int(big[0])
         raise HistogramError(
-            f"{path}: histogram {name!r} holds {counts[i]:g} in bin {i + 1} "
+            f"{path}: histogram {_shown(name)} holds {counts[i]:g} in bin {i + 1} "
             f"({edges[i]:g}-{edges[i + 1]:g}), above 2^53 = {MAX_COUNT:.3g} where numbers "
             "are no longer exact whole numbers; the Poisson likelihood needs event counts."
         )
@@ -163,7 +173,7 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
     if len(odd):
         i = int(odd[0])
         raise HistogramError(
-            f"{path}: histogram {name!r} holds {counts[i]:g} in bin {i + 1} "
+            f"{path}: histogram {_shown(name)} holds {counts[i]:g} in bin {i + 1} "
             f"({edges[i]:g}-{edges[i + 1]:g}) and {len(odd) - 1} more non-integer contents; "
             "the Poisson likelihood needs event counts, not a weighted or scaled histogram."
         )
@@ -171,12 +181,12 @@ def read_hist(path: Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
     if not (width > 0).all():
         i = int(np.flatnonzero(width <= 0)[0])
         raise HistogramError(
-            f"{path}: histogram {name!r} has bin edges that do not increase ({edges[i]:g} "
+            f"{path}: histogram {_shown(name)} has bin edges that do not increase ({edges[i]:g} "
             f"then {edges[i + 1]:g} at bin {i + 1})."
         )
     if not np.allclose(width, width[0], rtol=1e-6, atol=0.0):
         raise HistogramError(
-            f"{path}: histogram {name!r} has bins of unequal width ({width.min():g} to "
+            f"{path}: histogram {_shown(name)} has bins of unequal width ({width.min():g} to "
             f"{width.max():g}); the background fit needs equal-width bins."
         )
     return counts, edges
@@ -190,7 +200,7 @@ def read_text(path: Path | str, name: str) -> str:
         with uproot.open(path) as f:
             return str(f[name].member("fTitle"))
     except (OSError, KeyError, uproot.KeyInFileError, ValueError) as exc:
-        raise GprpipeError(f"{path}: cannot read the text object {name!r} ({exc}).") from None
+        raise GprpipeError(f"{path}: cannot read the text object {_shown(name)} ({exc}).") from None
 
 
 def match_hists(path: Path | str, pattern: str, key: str = "the pattern") -> list[str]:
