@@ -553,3 +553,15 @@ def test_an_axis_varied_in_two_spellings_is_refused(tmp_path: Path):
     ], err
     with pytest.raises(ConfigError):
         expand({"fit.x": [1, 2], "fit": {"x": [3, 4]}})
+
+
+def test_a_grid_key_with_an_empty_name_names_its_file(tmp_path: Path):
+    """``"." = [1, 2]`` in [grid] said ``error: "": an empty key name is not a setting``,
+    naming no file (a review)."""
+    cfg = quickstart_child(tmp_path / "g.toml", '[grid]\n"." = [1, 2]\n')
+    code, out, err = run_cli_here("validate", cfg)
+    assert (code, out, err.strip()) == (
+        1,
+        "",
+        f"error: {cfg}:3: grid: '.': an empty key name is not a setting.",
+    )
