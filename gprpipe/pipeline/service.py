@@ -988,8 +988,6 @@ def _a_runs_json(path: Path) -> bool:
     """``path`` is a run.json that gprpipe wrote (a JSON object naming the gprpipe that
     wrote it), damaged or not (the next run rewrites it); another tool's file of that name
     is not: a run would overwrite it and write beside that tool's files (a review)."""
-    import json
-
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, ValueError):
