@@ -449,6 +449,9 @@ def test_tests_and_filters_see_a_templated_value_rendered():
     # cycle (the own-diff review: the first version called both a cycle)
     own = {"t": {"a": "{{ t | join('+') }} {{ t | length }}", "b": 1}}
     assert render_config(own) == {"t": {"a": "a+b 2", "b": 1}}
+    # two of them (they waited for each other: the whole-diff review)
+    two = {"t": {"a": "{{ t | join('+') }}", "b": "x{{ t | length }}"}}
+    assert render_config(two) == {"t": {"a": "a+b", "b": "x2"}}
     for reads_itself in (
         "{{ t | tojson }}",
         "{{ 'self' if t.a is string else 'placeholder' }}",

@@ -425,7 +425,11 @@ def test_a_run_json_of_another_tool_is_no_run_folder(cli, tmp_path: Path):
     ours = tmp_path / "ours"
     ours.mkdir()
     # damaged, or cut short (the own-diff review: a truncated one locked its folder)
-    for text in ('{"gprpipe_version": "0.1", "grid": "damaged"}', '{\n  "gprpipe_version": "0.'):
+    for text in (
+        '{"gprpipe_version": "0.1", "grid": "damaged"}',
+        '{\n  "gprpipe_version": "0.',
+        "",
+    ):
         (ours / "run.json").write_text(text)
         code, _, err = cli("validate", QUICKSTART, "--set", f"base.output={ours}")
         assert code == 0, err

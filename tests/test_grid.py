@@ -521,7 +521,15 @@ def test_a_grid_axis_no_step_computes_with_is_said(tmp_path: Path):
     said = " ".join((out + err).split())
     assert code == 0 and "inject.refit_gp: a [grid] axis" not in said, said
     assert said.count("a [grid] axis") == 1 and "inject.n_toys: a [grid] axis" in said, said
-    assert "inject.n_toys: a [grid] axis" in said
+    # zipped with a read axis, an idle one is still said (the whole-diff review)
+    zipped = quickstart_child(
+        tmp_path / "z.toml",
+        '[grid.zip]\n"inject.refit_gp" = [true, false]\n"fit.n_restarts" = [2, 3]\n',
+    )
+    code, out, err = run_cli_here("validate", zipped)
+    said = " ".join((out + err).split())
+    assert code == 0 and said.count("a [grid] axis") == 1, said
+    assert "inject.refit_gp: a [grid] axis" in said, said
 
 
 def test_an_axis_varied_in_two_spellings_is_refused(tmp_path: Path):
@@ -563,5 +571,5 @@ def test_a_grid_key_with_an_empty_name_names_its_file(tmp_path: Path):
     assert (code, out, err.strip()) == (
         1,
         "",
-        f"error: {cfg}:3: grid: '.': an empty key name is not a setting.",
+        f"error: {cfg}:3: grid: '.': an empty key name is not a setting; remove it.",
     )

@@ -518,7 +518,12 @@ def _pattern_errors(
     first toy must scan like its dataset (:func:`~gprpipe.config.checks.toy_errors`);
     ``matched`` keeps what each file gave across the grid points (each is listed and read
     once)."""
-    from gprpipe.config.checks import OBSERVED_AS_TOY, binning_mismatch, toy_errors
+    from gprpipe.config.checks import (
+        OBSERVED_AS_TOY,
+        binning_mismatch,
+        holds_observed,
+        toy_errors,
+    )
     from gprpipe.io.root import HistogramError, match_hists, read_hist
 
     wanted: list[tuple[str, str, str]] = []  # (key of the pattern, file, pattern)
@@ -569,12 +574,17 @@ def _pattern_errors(
                     continue
                 ds = cfg.datasets[n]
                 data = read.get((ds.path, ds.hist))
-                if isinstance(data, tuple) and np.array_equal(data[0], got[1][0]):
+                near = (
+                    holds_observed(got[1][0], data[0], data[1], cfg, n)
+                    if isinstance(data, tuple)
+                    else None
+                )
+                if near is not None:  # (the tasks' rule: a copy, or nearly one)
                     errors.append(
                         at(
                             where(key),
                             f"{path}: histogram {got[0]!r} holds the observed counts of dataset "
-                            f"{n} (histogram {ds.hist!r}); {OBSERVED_AS_TOY}",
+                            f"{n} (histogram {ds.hist!r}){near}; {OBSERVED_AS_TOY}",
                         )
                     )
         if key == "inject.histograms":

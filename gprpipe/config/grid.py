@@ -50,8 +50,11 @@ def grid_axes(grid: Mapping[str, Any], where: Where = key_only) -> list[list[dic
     if errors:
         raise ConfigError(errors)
     for key, values in flatten({k: v for k, v in grid.items() if k != "zip"}).items():
-        if not all(part.strip() for part in key.split(".")):  # ("." was said without its file)
-            errors.append(at(where("grid"), f"{key!r}: an empty key name is not a setting."))
+        if "." in key and not all(part.strip() for part in key.split(".")):
+            # ("." was said without its file; "" is said where it stands, by the schema)
+            errors.append(
+                at(where("grid"), f"{key!r}: an empty key name is not a setting; remove it.")
+            )
             continue
         if not isinstance(values, list) or not values:
             errors.append(at(where("grid." + key), "must be a non-empty list of values."))

@@ -594,14 +594,16 @@ for _name in (
 
 
 def _pending_in(value: Any, depth: int = 0, own: bool = False) -> _Pending | None:
-    """The first value not rendered yet in ``value``, its lists, tuples and dicts; inside
-    them not the one being rendered unless ``own`` (a filter of its own table, ``{{
-    datasets | join('+') }}`` in a dataset's label, would wait for itself: a cycle), but
-    given itself (a test of the value itself, ``datasets.demo.label is string``, is one;
-    the own-diff review found it answered for the placeholder)."""
+    """A value not rendered yet given to a filter or test: itself (a test of it looks at
+    its type: ``datasets.demo.label is string`` answered for the placeholder), or, with
+    ``own``, one in its lists, tuples and dicts (a filter that read one failed). Not
+    looked for inside them first: a filter of a table, ``{{ datasets | join('+') }}`` in
+    two labels, reads no value, and the labels waited for each other (the reviews); one
+    that does use a value uses it through its methods, which wait for it."""
     if isinstance(value, _Pending):
-        mine = value.key == getattr(_LOCAL, "rendering", None)
-        return value if own or depth == 0 or not mine else None
+        return value if own or depth == 0 else None
+    if not own:
+        return None
     if depth < 16 and isinstance(value, (list, tuple, dict)):
         for item in value.values() if isinstance(value, dict) else value:
             if (found := _pending_in(item, depth + 1, own)) is not None:
@@ -781,7 +783,6 @@ def _render_pass(
     if isinstance(node, list):
         return [_render_pass(v, *args, f"{key}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str) and _has_template(node):
-        outer, _LOCAL.rendering = getattr(_LOCAL, "rendering", None), key
         try:
             out = render_string(node, ctx, where=where(_dotted(key)))
             if out != node:
@@ -791,8 +792,6 @@ def _render_pass(
             deferred.append(key)
         except ConfigError as exc:
             errors += issues_of(exc)
-        finally:
-            _LOCAL.rendering = outer
     return node
 
 

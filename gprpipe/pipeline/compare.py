@@ -129,7 +129,8 @@ def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
     """Each point's ``scan.csv``, once it is intact and its config.toml the one its run
     wrote (one edited by hand is refused, as by status and the exports); one committed
     under another key than its config's (a later run with other settings did not redo
-    it, or an older gprpipe made it) is compared with a notice."""
+    it, or an older gprpipe made it) is compared with a notice; so is the table of a
+    blinded point that holds an earlier run's observed results, without them."""
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.store import check_point_config
     from gprpipe.results.schema import OBSERVED

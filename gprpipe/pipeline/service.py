@@ -490,21 +490,23 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
                 return True
         return False
 
-    def computed(p: Point, key: str) -> str:
-        """What the point's steps read of its rendered config, but ``key`` itself (whether
-        a step reads it is :func:`read`'s to say)."""
+    def computed(p: Point) -> str:
+        """What the point's steps read of its rendered config, but the grid's axes
+        themselves (whether a step reads one is :func:`read`'s to say; a zipped partner's
+        own values made an idle axis look read: the whole-diff review)."""
         read_by = {
             sec
             for step in p.config.steps.run
             for sec in (("plot", "base") if step == "plot" else STEP_SECTIONS[step])
         }
         got = copy.deepcopy({sec: get_dotted(p.data, sec) for sec in sorted(read_by)})
-        *table, leaf = key.split(".")
-        node: Any = got
-        for part in table:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        for key in keys:
+            *table, leaf = key.split(".")
+            node: Any = got
+            for part in table:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(leaf, None)
         return json.dumps(got, sort_keys=True, default=str)
 
     def changes_results(key: str) -> bool:
@@ -516,11 +518,11 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
         groups: dict[str, list[str]] = {}
         for p in points:
             alike = json.dumps([p.values.get(k) for k in others], default=str)
-            groups.setdefault(alike, []).append(computed(p, key))
+            groups.setdefault(alike, []).append(computed(p))
         pairs = [g for g in groups.values() if len(g) > 1]
         if pairs:
             return any(len(set(g)) > 1 for g in pairs)
-        return len({computed(p, key) for p in points}) > 1
+        return len({computed(p) for p in points}) > 1
 
     keys = sorted({k for p in points for k in p.values})
     idle = [
@@ -992,6 +994,8 @@ def _a_runs_json(path: Path) -> bool:
         text = path.read_text(encoding="utf-8")
     except (OSError, ValueError):
         return False
+    if not text.strip():  # empty: nothing of another tool, a damaged one of gprpipe's
+        return True
     try:
         data = json.loads(text)
     except ValueError:  # cut short or edited: gprpipe's begins by naming its version

@@ -77,9 +77,9 @@ class Extreme:
 
 def toys_bound(p: ArrayLike, err: ArrayLike) -> NDArray[np.bool_]:
     """Where no whole-scan toy reached the observed Z: ``p = 1 / (N + 1)`` is an upper
-    bound on the global p-value (and its Z a lower bound). Exactly there the binomial
-    error (:func:`gprpipe.stats.lee.p_global_toys_err`) equals ``p`` (with k >= 1 toys
-    above it is below 0.71 p); False where either is NaN."""
+    bound on the p-value, global or the toys' local one at a mass (and its Z a lower
+    bound). Exactly there the binomial error (:func:`gprpipe.stats.lee.p_global_toys_err`)
+    equals ``p`` (with k >= 1 toys above it is below 0.71 p); False where either is NaN."""
     q, e = np.asarray(p, dtype=float), np.asarray(err, dtype=float)
     with np.errstate(invalid="ignore"):
         out: NDArray[np.bool_] = (q > 0) & (e >= 0.99 * q)

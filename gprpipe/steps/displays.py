@@ -779,7 +779,7 @@ def display_plots(cfg: Config, lay, drawn: AbstractSet[Path]) -> list[FigureJob 
                     stem = f"display_extract_{name}_{m * MEV:g}MeV_z{z:g}_{variant}"
                     hidden = None
                     if cfg.base.blind and variant == "conditional":
-                        from gprpipe.steps.fit import blinded_bins
+                        from gprpipe.config.checks import blinded_bins
 
                         hidden = {s.name: blinded_bins(cfg, s.name, s.edges) for s in shown}
                     written += write_display(

@@ -50,16 +50,6 @@ def resolution(ds: Dataset, m) -> np.ndarray:
     return sigma_m(m, ds.sigma_coeffs, ds.sigma_tail_m0, ds.sigma_tail_slope)
 
 
-def blinded_bins(cfg: Config, name: str, edges: np.ndarray) -> np.ndarray:
-    """Bins whose centre lies in the blind window of any test mass of ``name``."""
-    x = 0.5 * (edges[1:] + edges[:-1])
-    masses = cfg.test_masses(name)
-    if not len(masses):
-        return np.zeros(len(x), bool)
-    half = cfg.fit.blind_nsigma * resolution(cfg.datasets[name], masses)
-    return np.any(np.abs(x[:, None] - masses[None, :]) <= half[None, :], axis=1)
-
-
 @dataclass
 class MassFit:
     index: int

@@ -42,42 +42,29 @@ def observed_counts_guard(cfg: Config, name: str) -> Callable[[np.ndarray, str],
     """For a blinded run: a function ``check(counts, what)`` that refuses rebinned
     ``counts`` equal to dataset ``name``'s observed counts (the data histogram passed off as
     a toy or background histogram would bring the observed window counts into the results),
-    or equal to them in more than half of the bins of the test masses' blind windows that
-    hold events (a copy of the data with an event added anywhere passed, and its toy scan
-    gave the observed A_hat, a review; of the real 2015, 2016 and 2021 toys at most 2.1%
-    of those bins equal the data's); for an unblinded run it checks nothing."""
+    or nearly (:func:`~gprpipe.config.checks.holds_observed`, validate's rule too); for an
+    unblinded run it checks nothing."""
 
     def nothing(counts: np.ndarray, what: str) -> None:
         return None
 
     if not cfg.base.blind:
         return nothing
+    from gprpipe.config.checks import holds_observed
     from gprpipe.io.root import read_hist, rebin
-    from gprpipe.steps.fit import blinded_bins
 
     ds = cfg.datasets[name]
     try:
         observed, edges = rebin(*read_hist(ds.path, ds.hist), ds.rebin)
     except GprpipeError:  # no data file here (a toys-only study): no observed count to enter
         return nothing
-    # the windows' bins with data: an empty bin equals an empty toy's (200 of the 300 real
-    # 2015 toys were refused at 12 MeV so; the own-diff review)
-    windows = blinded_bins(cfg, name, edges) & (observed > 0)
 
     def check(counts: np.ndarray, what: str) -> None:
-        if len(counts) != len(observed):
-            return
-        where = ""
-        if not (counts == observed).all():
-            same = int((counts[windows] == observed[windows]).sum())
-            if not windows.any() or 2 * same <= int(windows.sum()):
-                return
-            where = (
-                f" in {same} of the {int(windows.sum())} bins of the blind windows that hold events"
+        where = holds_observed(counts, observed, edges, cfg, name)
+        if where is not None:
+            raise GprpipeError(
+                f"{what}: holds the observed counts of dataset {name} ({ds.path}, histogram "
+                f"{ds.hist!r}){where}; {OBSERVED_AS_TOY}"
             )
-        raise GprpipeError(
-            f"{what}: holds the observed counts of dataset {name} ({ds.path}, histogram "
-            f"{ds.hist!r}){where}; {OBSERVED_AS_TOY}"
-        )
 
     return check

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gprpipe.config.checks import blinded_bins
 from gprpipe.config.schema import FIGURE_FORMATS
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, discard_pending, forget_pending
@@ -30,7 +31,6 @@ from gprpipe.io.processes import end_with
 from gprpipe.plotting.style import FigureJob, apply_style, draw, set_labels
 from gprpipe.results import schema
 from gprpipe.results.summary import toys_bound
-from gprpipe.steps.fit import blinded_bins
 from gprpipe.units import same_mass
 
 MEV = 1e3
@@ -346,10 +346,8 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
 
         pgt, pgt_err = column("p0_global_toys"), column("p0_global_toys_err")
         bound = toys_bound(pgt, pgt_err) if pgt is not None and pgt_err is not None else None
-        plt_, plt_err = column("p0_local_toys"), column("p0_local_toys_err")
-        local_bound = (
-            toys_bound(plt_, plt_err) if plt_ is not None and plt_err is not None else None
-        )
+        plo, plo_err = column("p0_local_toys"), column("p0_local_toys_err")
+        local_bound = toys_bound(plo, plo_err) if plo is not None and plo_err is not None else None
         figures.append(
             FigureJob(
                 f"significance_{name}",
@@ -359,8 +357,8 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                     "flagged": flagged,
                     "p_global_toys": pgt,
                     "toys_bound": bound,
-                    "p_local_toys": column("p0_local_toys"),
-                    "p_local_toys_err": column("p0_local_toys_err"),
+                    "p_local_toys": plo,
+                    "p_local_toys_err": plo_err,
                     "p_local_toys_bound": local_bound,
                 },
             )
