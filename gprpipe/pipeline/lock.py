@@ -117,10 +117,12 @@ def refuse_beside_a_run(point_dir: Path) -> None:
         run_dir = Path(point_dir).resolve().parent
     except (OSError, RuntimeError):  # (the task says what is wrong with its folder)
         return
-    from gprpipe.executors.slurm import own_job, refuse_beside_jobs
+    slurm = env.get("SLURM_JOB_ID") or (run_dir / "slurm").is_dir()
+    if slurm:  # (the SLURM executor is imported only where it can say something)
+        from gprpipe.executors.slurm import own_job
 
-    if own_job(run_dir, env):
-        return
+        if own_job(run_dir, env):
+            return
     if is_locked(run_dir):
         holders = flock_holders(run_dir)
         if holders is not None and as_pid(env.get(RUN_PID_ENV, "")) not in holders:
@@ -129,7 +131,9 @@ def refuse_beside_a_run(point_dir: Path) -> None:
                 "beside it would write the same outputs; wait for it to finish (or stop "
                 f"it: {cli_command('cancel', run_dir)}), then run the task."
             )
-    if not env.get(RUN_PID_ENV):  # (a local run's task: its run checked the folder)
+    if slurm and not env.get(RUN_PID_ENV):  # (a local run's task: its run checked)
+        from gprpipe.executors.slurm import refuse_beside_jobs
+
         refuse_beside_jobs(run_dir)
 
 

@@ -698,7 +698,7 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
     if unresolved:
         lines.append(
             f"failed (no observed limit; its fit, significance and expected limits kept): "
-            f"{sum(unresolved.values())} ("
+            f"{s.n_unresolved} ("
             + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in unresolved.items())
             + ")"
         )
@@ -707,7 +707,7 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         flagged += " (" + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in s.flags.items()) + ")"
     if s.flagged_unresolved:
         flagged += (
-            f", {sum(map(len, s.flagged_unresolved))} of them with no observed limit (the "
+            f", {s.n_flagged_unresolved} of them with no observed limit (the "
             f"toys could not resolve it: raise limit.n_toys) at "
             f"{masses_text(s.flagged_unresolved, counted=False)}"
         )
