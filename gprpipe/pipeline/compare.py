@@ -66,10 +66,10 @@ def output_folder(out: Path | None, points: Mapping[str, Path]) -> Path:
 
 def _blinded_point(point: Path) -> bool:
     """Whether the point's results were made blinded (its config.toml; else its run's)."""
-    try:
-        return bool(point_config_from_file(point / "config.toml").base.blind)
-    except (GprpipeError, OSError):
-        return last_run_blind(point.parent)
+    from gprpipe.pipeline.store import point_blinded
+
+    blind = point_blinded(point)
+    return last_run_blind(point.parent) if blind is None else blind
 
 
 def points_of(args: Sequence[Path]) -> dict[str, Path]:

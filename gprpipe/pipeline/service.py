@@ -696,7 +696,7 @@ def _unblinded_point_folder(run_dir: Path, running: set[str]) -> Path | None:
     observed numbers: the limit merge's largest Z_local):
     an earlier config's point (a grid point, or ``nominal`` before a grid), left as it is
     by the run (a review)."""
-    import tomllib
+    from gprpipe.pipeline.store import point_blinded
 
     try:
         folders = sorted(
@@ -709,11 +709,7 @@ def _unblinded_point_folder(run_dir: Path, running: set[str]) -> Path | None:
         config = Path(e.path) / "config.toml"
         if e.name in running or not config.is_file():
             continue
-        try:
-            blind = tomllib.loads(config.read_text(encoding="utf-8"))["base"]["blind"]
-        except (OSError, ValueError, KeyError, TypeError):
-            blind = None
-        if blind is not True and any(
+        if point_blinded(Path(e.path)) is not True and any(
             n not in ("config.toml", ".state") for n in os.listdir(e.path)
         ):
             return Path(e.path)

@@ -295,6 +295,21 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
     return RunInfo(path.absolute(), data)
 
 
+def point_blinded(point_dir: Path) -> bool | None:
+    """Whether a point's config.toml says ``base.blind = true``; None when it cannot be
+    read or does not say (one rule for a blinded run's check of the other point folders
+    and for compare). Read as TOML, not validated: a point of an older gprpipe's config
+    says it too."""
+    import tomllib
+
+    try:
+        text = (Path(point_dir) / "config.toml").read_text(encoding="utf-8")
+        blind = tomllib.loads(text)["base"]["blind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return blind if isinstance(blind, bool) else None
+
+
 def last_run_blind(run_dir: Path) -> bool:
     """Whether the folder's last run was blinded (run.json; False without one, or with a
     damaged one, which the next run rewrites)."""
