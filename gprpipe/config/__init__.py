@@ -522,6 +522,7 @@ def _pattern_errors(
         OBSERVED_AS_TOY,
         binning_mismatch,
         holds_observed,
+        observed_windows,
         toy_errors,
     )
     from gprpipe.io.root import HistogramError, match_hists, read_hist
@@ -575,7 +576,7 @@ def _pattern_errors(
                 ds = cfg.datasets[n]
                 data = read.get((ds.path, ds.hist))
                 near = (
-                    holds_observed(got[1][0], data[0], data[1], cfg, n)
+                    holds_observed(got[1][0], data[0], observed_windows(cfg, n, *data))
                     if isinstance(data, tuple)
                     else None
                 )

@@ -448,20 +448,24 @@ def blinded_bins(cfg: Config, name: str, edges: np.ndarray) -> np.ndarray:
     return inside
 
 
-def holds_observed(
-    counts: np.ndarray, observed: np.ndarray, edges: np.ndarray, cfg: Config, name: str
-) -> str | None:
-    """Whether a toy or background histogram (``counts``, of ``observed``'s binning,
-    ``edges``) holds dataset ``name``'s observed counts: ``""`` for a copy, ``" in K of the
-    N bins ..."`` when it equals them in more than half of the bins of the test masses'
-    blind windows that hold events (the data with an event added passed, a review; bins
-    empty in both do not count: at most 2.1% of those bins of the real 2015, 2016 and
+def observed_windows(cfg: Config, name: str, observed: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bins of the test masses' blind windows that hold events of dataset ``name``
+    (``observed``, ``edges``): where :func:`holds_observed` compares (an empty bin equals
+    an empty toy's)."""
+    windows: np.ndarray = blinded_bins(cfg, name, edges) & (observed > 0)
+    return windows
+
+
+def holds_observed(counts: np.ndarray, observed: np.ndarray, windows: np.ndarray) -> str | None:
+    """Whether a toy or background histogram (``counts``, of ``observed``'s binning) holds
+    the observed counts: ``""`` for a copy, ``" in K of the N bins ..."`` when it equals
+    them in more than half of the ``windows`` bins (:func:`observed_windows`: the data with
+    an event added passed, a review; at most 2.1% of those bins of the real 2015, 2016 and
     2021 toys equal the data's), else None. One rule for validate and the tasks."""
     if len(counts) != len(observed):
         return None
     if (counts == observed).all():
         return ""
-    windows = blinded_bins(cfg, name, edges) & (observed > 0)
     same = int((counts[windows] == observed[windows]).sum())
     if not windows.any() or 2 * same <= int(windows.sum()):
         return None

@@ -509,6 +509,14 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
                 node.pop(leaf, None)
         return json.dumps(got, sort_keys=True, default=str)
 
+    reads: dict[int, str] = {}
+
+    def read_of(p: Point) -> str:
+        """:func:`computed`, once per point (the same for every axis)."""
+        if p.index not in reads:
+            reads[p.index] = computed(p)
+        return reads[p.index]
+
     def changes_results(key: str) -> bool:
         """The axis moves what the steps read (a template of a read key that reads it,
         ``n_restarts = "{{ 8 if inject.refit_gp else 2 }}"``, was taken for idle; a
@@ -518,11 +526,11 @@ def _idle_grid_axes(loaded: Loaded, points: Sequence[Point]) -> list[str]:
         groups: dict[str, list[str]] = {}
         for p in points:
             alike = json.dumps([p.values.get(k) for k in others], default=str)
-            groups.setdefault(alike, []).append(computed(p))
+            groups.setdefault(alike, []).append(read_of(p))
         pairs = [g for g in groups.values() if len(g) > 1]
         if pairs:
             return any(len(set(g)) > 1 for g in pairs)
-        return len({computed(p) for p in points}) > 1
+        return len({read_of(p) for p in points}) > 1
 
     keys = sorted({k for p in points for k in p.values})
     idle = [

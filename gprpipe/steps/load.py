@@ -50,7 +50,7 @@ def observed_counts_guard(cfg: Config, name: str) -> Callable[[np.ndarray, str],
 
     if not cfg.base.blind:
         return nothing
-    from gprpipe.config.checks import holds_observed
+    from gprpipe.config.checks import holds_observed, observed_windows
     from gprpipe.io.root import read_hist, rebin
 
     ds = cfg.datasets[name]
@@ -59,8 +59,10 @@ def observed_counts_guard(cfg: Config, name: str) -> Callable[[np.ndarray, str],
     except GprpipeError:  # no data file here (a toys-only study): no observed count to enter
         return nothing
 
+    windows = observed_windows(cfg, name, observed, edges)  # once, not per toy
+
     def check(counts: np.ndarray, what: str) -> None:
-        where = holds_observed(counts, observed, edges, cfg, name)
+        where = holds_observed(counts, observed, windows)
         if where is not None:
             raise GprpipeError(
                 f"{what}: holds the observed counts of dataset {name} ({ds.path}, histogram "
