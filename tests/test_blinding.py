@@ -538,15 +538,17 @@ def test_a_blinded_run_refuses_a_folder_holding_an_unblinded_point_it_does_not_r
     code, _, err = run_cli_here("run", QUICKSTART, *settings(*quick))
     assert code == 0, err
     grid = quickstart_child(tmp_path / "g.toml", '[grid]\n"limit.alpha" = [0.05, 0.1]\n')
-    code, out, err = run_cli_here("run", grid, *settings(*quick, "base.blind=true"))
-    assert (code, out, err.strip()) == (
-        1,
-        "",
+    said = (
         f"error: {run / 'nominal'}: results of an unblinded run (observed counts, limits or "
         "significances) in a point folder this blinded run does not run, so it would leave "
         "them in a folder that says it is blinded; remove that folder, or run into another "
-        "folder (base.output).",
+        "folder (base.output)."
     )
+    code, out, err = run_cli_here("run", grid, *settings(*quick, "base.blind=true"))
+    assert (code, out, err.strip()) == (1, "", said)
+    # validate says what run refuses (it said the config was valid: a review)
+    code, out, err = run_cli_here("validate", grid, *settings(*quick, "base.blind=true"))
+    assert (code, out, err.strip()) == (1, "", said)
     assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["nominal"]
     # its logs may print observed numbers (the limit merge's largest Z_local): refused too
     for p in (run / "nominal").iterdir():

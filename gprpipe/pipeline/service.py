@@ -577,6 +577,7 @@ def validate(
     refuse_foreign_folder(run_dir, str(loaded.where("base.output")))
     tasks = plan_points(run_dir, points, loaded.where)
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
+    _refuse_observed_exports(run_dir, points)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # what the folder lacks now
     check_inputs(loaded, points)
     return Validated(
