@@ -54,7 +54,8 @@ NUMERICS_VERSION = 36  # 36: an unresolved observed toy limit keeps a row's flag
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 26  # 26: unresolved observed toy limits drawn as gaps, their p0 and A_hat
+PLOT_VERSION = 27  # 27: a failed mass mid-scan a gap in every scan figure, crossed below
+# 26: unresolved observed toy limits drawn as gaps, their p0 and A_hat
 # 25: Ahat and observed-limit figures circle flagged masses
 # 24: displays, combination figures labelled; coverage, toy-limit errors;
 # HEPData units from the schema; a blinded report withholds observed scan.csv; NOT CURRENT

@@ -447,3 +447,72 @@ def test_the_bands_of_one_mass_are_drawn():
     x = fig.axes[0].collections[0].get_paths()[0].vertices[:, 0]
     assert x.max() - x.min() == pytest.approx(1.2)
     plt.close(fig)
+
+
+def test_a_failed_mass_mid_scan_is_a_gap_in_every_scan_figure(shared_quickstart, tmp_path):
+    """The Brazil bands, the expected and observed curves, p0, Z and A_hat were drawn
+    straight across a mass whose fit failed mid-scan, as if the scan had a result there
+    (a review): each is broken there, the band on both sides, and the mass is a cross
+    along the bottom ("no result (failed)")."""
+    import shutil
+
+    import h5py
+
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.plan import Layout
+    from gprpipe.plotting.suite import NO_RESULT_LABEL
+    from gprpipe.steps.plot import scan_figures
+
+    point = tmp_path / "nominal"
+    point.mkdir()
+    for name in ("config.toml", "limit.h5"):
+        shutil.copy(shared_quickstart / "nominal" / name, point / name)
+    lay = Layout(point)
+    with h5py.File(lay.limit, "r+") as f:
+        g = f["demo"]
+        mass = g["mass_GeV"][:]
+        mid = 2
+        assert len(mass) == 5
+        status = g["status"][:].astype(str)
+        status[mid] = "fit failed: no sideband bins"
+        del g["status"]
+        g["status"] = status.astype("S")
+        for key, col in g.items():
+            if isinstance(col, h5py.Dataset) and col.dtype.kind == "f" and key != "mass_GeV":
+                col[mid] = np.nan
+    jobs = {j.stem: j for j in scan_figures(point_config_from_file(lay.config), lay, {lay.limit})}
+    m_mev = 1000 * mass
+    for stem in ("brazil_eps2_demo", "brazil_A_demo", "significance_demo", "Ahat_demo"):
+        job = jobs[stem]
+        fig = job.fn(*job.args, **job.kwargs)
+        ax = fig.axes[0]
+        crosses = [x for x in ax.get_lines() if x.get_label() == NO_RESULT_LABEL]
+        assert [list(c.get_xdata()) for c in crosses] == [[m_mev[mid]]], stem
+        curves = [x for x in ax.get_lines() if len(x.get_xdata()) == 5]
+        assert curves and all(np.isnan(c.get_ydata()[mid]) for c in curves), stem
+        # the bands (two in a Brazil figure, one of A_hat): in pieces either side of it
+        pieces = [p.vertices[:, 0] for band in ax.collections for p in band.get_paths()]
+        assert len(pieces) == {"b": 4, "s": 0, "A": 2}[stem[0]], stem
+        assert all(not (x.min() < m_mev[mid] < x.max()) for x in pieces), stem
+        plt.close(fig)
+    # the overlays of a combination too
+    from gprpipe.plotting.overlay import combined_brazil_figure, eps2_overlay_figure
+
+    m = np.array([0.05, 0.06, 0.07])
+    band = {
+        f"eps2_exp_{b}": np.array([1e-6, np.nan, 1e-6]) for b in ("lo2", "lo1", "med", "hi1", "hi2")
+    }
+    row = {"mass_GeV": m, "status": np.array(["ok", "no GP fit for this mass", "ok"]),
+           "eps2_up": np.array([2e-6, np.nan, 2e-6]), **band}  # fmt: skip
+    scan = {"2015": row, "combined": row}
+    for fig in (
+        combined_brazil_figure(scan, {"2015": "HPS 2015"}, "t", 90.0),
+        eps2_overlay_figure(scan, {"2015": "HPS 2015"}, "t", 90.0),
+    ):
+        lines = [x for x in fig.axes[0].get_lines() if len(x.get_xdata()) == 3]
+        assert lines and all(np.isnan(x.get_ydata()[1]) for x in lines)
+        plt.close(fig)
+    fig = combined_brazil_figure(scan, {"2015": "HPS 2015"}, "t", 90.0)
+    crosses = [x for x in fig.axes[0].get_lines() if x.get_label() == NO_RESULT_LABEL]
+    assert [list(c.get_xdata()) for c in crosses] == [[60.0]]
+    plt.close(fig)

@@ -27,13 +27,17 @@ def _ok(a: dict[str, np.ndarray]) -> np.ndarray:
 
 def _expected(a: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Rows with an expected limit (also those whose observed toy limit alone is
-    unresolved), and ``a`` with the observed limits NaN where a row has no result (a gap
-    in the observed curve)."""
-    ok = _ok(a)
-    obs: dict[str, np.ndarray] = {
-        k: np.where(ok, a[k], np.nan) for k in ("eps2_up", "A_up") if k in a
-    }
-    return expected_mask(a["status"]), {**a, **obs}
+    unresolved), and ``a`` with the observed limits NaN where a row has no result and
+    the expected ones NaN where it has none (gaps in the curves: they were drawn across
+    a failed mass mid-scan, a review)."""
+    ok, exp = _ok(a), expected_mask(a["status"])
+    gapped: dict[str, np.ndarray] = {
+        k: np.where(ok if k.endswith("_up") or k.endswith("_up_err") else exp,
+                    np.asarray(a[k], dtype=float), np.nan)
+        for k in a
+        if k.endswith(("_up", "_up_err")) or "_exp_" in k
+    }  # fmt: skip
+    return exp, {**a, **gapped}
 
 
 def dataset_colours(scan: dict[str, dict[str, np.ndarray]]) -> dict[str, str]:
@@ -56,21 +60,21 @@ def eps2_overlay_figure(
         ok, a = _expected(a)
         if not ok.any():
             continue
-        m = a["mass_GeV"][ok] * MEV
+        m = a["mass_GeV"] * MEV
         if name == COMBINED:
             c, lw, lab = "k", 2.0, "Combined"
         else:
             c, lw, lab = colours[name], 1.4, labels.get(name, name)
         mk = marker(len(m))
-        shown = a["eps2_exp_med" if blinded else "eps2_up"][ok]  # where the flags are circled
+        shown = a["eps2_exp_med" if blinded else "eps2_up"]  # where the flags are circled
         if not blinded:
             ax.plot(m, shown, "-", color=c, lw=lw, marker=mk, ms=4, label=f"{lab} observed")
-        fl = flag_mask(a["status"])[ok]
+        fl = flag_mask(a["status"]) & ok
         if fl.any():
             ax.plot(m[fl], shown[fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
         ax.plot(
             m,
-            a["eps2_exp_med"][ok],
+            a["eps2_exp_med"],
             "--",
             color=c,
             lw=lw * 0.8,
@@ -104,14 +108,14 @@ def observed_figure(
         ok, b = _expected(a)
         if not ok.any() or (quantity == "A" and name == COMBINED):
             continue
-        m = a["mass_GeV"][ok] * MEV
+        m = a["mass_GeV"] * MEV
         if name == COMBINED:
             c, lw, lab = "k", 2.0, "Combined"
         else:
             c, lw, lab = colours[name], 1.5, labels.get(name, name)
-        shown = b[f"{quantity}_up"][ok]
+        shown = b[f"{quantity}_up"]
         ax.plot(m, shown, "-", color=c, lw=lw, marker=marker(len(m)), ms=4, label=f"{lab} observed")
-        fl = flag_mask(a["status"])[ok]  # circled, as in the other scan figures
+        fl = flag_mask(a["status"]) & ok  # circled, as in the other scan figures
         if fl.any():
             ax.plot(m[fl], shown[fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
     ax.set_yscale("log")
@@ -132,24 +136,24 @@ def combined_brazil_figure(
 ):
     """Brazil band of the combined eps^2 limit with the single-dataset observed limits."""
     ok, a = _expected(scan[COMBINED])
-    m = a["mass_GeV"][ok]
-    lo, hi = m.min(), m.max()
+    m = a["mass_GeV"]
+    lo, hi = m[ok].min(), m[ok].max()
     other = {}
     colours = dataset_colours(scan)
     for name, s in scan.items():
         if name == COMBINED:
             continue
-        shown, t = _expected(s)  # (a gap where the observed toy limit is unresolved)
-        sel = shown & (s["mass_GeV"] >= lo - MASS_TOL_GEV) & (s["mass_GeV"] <= hi + MASS_TOL_GEV)
-        if sel.any() and not blinded:
+        shown, t = _expected(s)  # (gaps where a row has no result)
+        sel = (s["mass_GeV"] >= lo - MASS_TOL_GEV) & (s["mass_GeV"] <= hi + MASS_TOL_GEV)
+        if (sel & shown).any() and not blinded:
             other[f"{labels.get(name, name)} observed"] = (
                 s["mass_GeV"][sel],
                 t["eps2_up"][sel],
                 colours[name],
-                flag_mask(s["status"])[sel],  # circled, as in every scan figure
+                (flag_mask(s["status"]) & shown)[sel],  # circled, as in every scan figure
             )
-    bands = [a[f"eps2_exp_{b}"][ok] for b in BAND_COLS]
-    obs = None if blinded else a["eps2_up"][ok]
+    bands = [a[f"eps2_exp_{b}"] for b in BAND_COLS]
+    obs = None if blinded else a["eps2_up"]
     return brazil_figure(
         m,
         obs,
@@ -157,6 +161,7 @@ def combined_brazil_figure(
         other=other,
         title=title,
         ylabel=rf"{cl:g}% CL upper limit on $\epsilon^2$",
-        flagged=flag_mask(a["status"])[ok],
-        obs_err=a["eps2_up_err"][ok] if obs is not None and "eps2_up_err" in a else None,
+        flagged=flag_mask(a["status"]) & ok,
+        obs_err=a["eps2_up_err"] if obs is not None and "eps2_up_err" in a else None,
+        failed=~ok,
     )

@@ -52,35 +52,64 @@ def _band(m: np.ndarray, lo, hi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array([m[0] - w, m[0] + w]), np.repeat(lo, 2), np.repeat(hi, 2)
 
 
+def _runs(finite: np.ndarray) -> list[slice]:
+    """The runs of consecutive True in ``finite``."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], finite.astype(int), [0]))))
+    return [slice(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _fill(ax, m: np.ndarray, lo, hi, **style) -> None:
+    """A band between ``lo`` and ``hi``, broken where a mass has none (NaN: a failed
+    mass mid-scan; filled across, it showed a band the scan does not have: a review);
+    a run of one mass is a box (:func:`_band`). One legend entry."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    for i, run in enumerate(_runs(np.isfinite(lo) & np.isfinite(hi))):
+        kw = style if i == 0 else {**style, "label": None}
+        ax.fill_between(*_band(m[run], lo[run], hi[run]), **kw)
+
+
+NO_RESULT_LABEL = "no result (failed)"
+
+
+def _mark_failed(ax, m: np.ndarray, failed) -> None:
+    """Masses with no result as grey crosses along the bottom of ``ax`` (their curves
+    have a gap there)."""
+    if failed is not None and np.any(failed):
+        x = m[np.asarray(failed, bool)]
+        style = {"color": "0.45", "ms": 6, "mew": 1.4, "clip_on": False}
+        y = np.full(len(x), 0.03)  # (axes fraction)
+        ax.plot(x, y, "x", transform=ax.get_xaxis_transform(), label=NO_RESULT_LABEL, **style)
+
+
 def _mark_flagged(ax, m, y, flagged) -> None:
     if flagged is not None and np.any(flagged):
         ax.plot(np.asarray(m)[flagged], np.asarray(y)[flagged], label=FLAG_LABEL, **FLAG_STYLE)
 
 
 def brazil_figure(
-    mass, obs, bands, *, ylabel: str, title: str, other=None, flagged=None, obs_err=None
+    mass,
+    obs,
+    bands,
+    *,
+    ylabel: str,
+    title: str,
+    other=None,
+    flagged=None,
+    obs_err=None,
+    failed=None,
 ):
-    """Observed limit (``None`` when blinded), expected median and 1/2-sigma bands vs mass;
-    ``flagged`` masses (background-model quality flags) are circled in red (on the observed
-    limit, or on the expected median when blinded); ``obs_err``: the observed limit's Monte
-    Carlo error (toy limits; NaN or None for asymptotic ones), drawn as error bars;
-    ``other``: label -> (mass, limit, colour[, flagged]) of further curves (their flagged
-    masses circled too: the combined overlay's datasets drew theirs unmarked)."""
+    """Observed limit (``None`` when blinded), expected median and 1/2-sigma bands vs mass
+    (NaN: a gap); ``flagged`` masses (background-model quality flags) are circled in red
+    (on the observed limit, or on the expected median when blinded); ``failed`` masses (no
+    result) are crosses along the bottom; ``obs_err``: the observed limit's Monte Carlo
+    error (toy limits; NaN or None for asymptotic ones), drawn as error bars; ``other``:
+    label -> (mass, limit, colour[, flagged]) of further curves (their flagged masses
+    circled too: the combined overlay's datasets drew theirs unmarked)."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    ax.fill_between(
-        *_band(m, bands[0], bands[4]),
-        color=BAND_2,
-        label=r"Expected $\pm 2\sigma$",
-        linewidth=0,
-    )
-    ax.fill_between(
-        *_band(m, bands[1], bands[3]),
-        color=BAND_1,
-        label=r"Expected $\pm 1\sigma$",
-        linewidth=0,
-    )
+    _fill(ax, m, bands[0], bands[4], color=BAND_2, label=r"Expected $\pm 2\sigma$", linewidth=0)
+    _fill(ax, m, bands[1], bands[3], color=BAND_1, label=r"Expected $\pm 1\sigma$", linewidth=0)
     ax.plot(m, bands[2], "k--", lw=1.2, marker=mk, ms=3, mfc="white", label="Expected median")
     if obs is not None:
         ax.plot(m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
@@ -91,6 +120,7 @@ def brazil_figure(
                 label="Observed: Monte Carlo error (toys)",
             )  # fmt: skip
     _mark_flagged(ax, m, bands[2] if obs is None else obs, flagged)  # blinded: on the median
+    _mark_failed(ax, m, failed)
     circled = bool(flagged is not None and np.any(flagged))  # (one legend entry for circles)
     for name, (mm, yy, colour, *rest) in (other or {}).items():
         x = np.asarray(mm) * MEV
@@ -131,10 +161,12 @@ def significance_figure(
     p_local_toys=None,
     p_local_toys_err=None,
     p_local_toys_bound=None,
+    failed=None,
 ):
     """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z
     (Sidak and, when given, whole-scan toys); ``flagged`` masses are circled in red (no
-    global p-value: they do not count as a discovery); ``toys_bound`` (boolean per mass)
+    global p-value: they do not count as a discovery); ``failed`` masses (no result: NaN,
+    a gap) are crosses along the bottom of both panels; ``toys_bound`` (boolean per mass)
     marks the toys' values that are bounds (no toy reached the observed Z): a p0 below,
     a Z above, drawn as triangles pointing that way; ``p_local_toys`` (with its error) is
     the toys' local p0 at each mass, drawn as points beside the asymptotic curve
@@ -151,6 +183,7 @@ def significance_figure(
     )
     a1.plot(m, p_local, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local $p_0$", zorder=3)
     _mark_flagged(a1, m, p_local, flagged)
+    _mark_failed(a1, m, failed)
     a1.plot(
         m,
         p_global,
@@ -228,6 +261,7 @@ def significance_figure(
     legend(a1, offset=0.09)
     a2.plot(m, zl, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local Z", zorder=3)
     _mark_flagged(a2, m, zl, flagged)
+    _mark_failed(a2, m, failed)
     a2.plot(m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
     if toys:
         zt = np.minimum(z_from_p(p_global_toys), zl)  # as Z_global_toys: never above Z_local
@@ -263,30 +297,29 @@ def significance_figure(
     return fig
 
 
-def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None):
+def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None, failed=None):
     """Fitted signal yield A_hat with its +/-1 sigma band vs mass, and A_hat / sigma_A;
     ``flagged`` masses (background-model quality flags) circled in red on both, as the
-    other scan figures do."""
+    other scan figures do; ``failed`` masses (no result: NaN, a gap) crosses along the
+    bottom."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
+    a_hat, sigma_a = np.asarray(a_hat, dtype=float), np.asarray(sigma_a, dtype=float)
     fig, (a1, a2) = plt.subplots(
         2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
     )
-    a1.fill_between(
-        *_band(m, a_hat - sigma_a, a_hat + sigma_a),
-        color="C0",
-        alpha=0.3,
-        linewidth=0,
-        label=r"$\pm 1\sigma_A$",
-    )
+    _fill(a1, m, a_hat - sigma_a, a_hat + sigma_a, color="C0", alpha=0.3, linewidth=0,
+          label=r"$\pm 1\sigma_A$")  # fmt: skip
     a1.plot(m, a_hat, "-", color="C0", lw=1.4, marker=mk, ms=4, label=r"$\hat A$")
     a1.axhline(0, color="k", lw=0.8)
     _mark_flagged(a1, m, a_hat, flagged)
+    _mark_failed(a1, m, failed)
     a1.set_ylabel(r"signal yield $\hat A$")
     legend(a1)
     pull = a_hat / sigma_a
     a2.plot(m, pull, "-", color="C0", lw=1.2, marker=mk, ms=3)
     _mark_flagged(a2, m, pull, flagged)
+    _mark_failed(a2, m, failed)
     for z in (-2, -1, 1, 2):
         a2.axhline(z, color="gray", lw=0.8, ls=":")
     a2.axhline(0, color="k", lw=0.8)

@@ -311,26 +311,36 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
         exp = suite.expected_mask(a["status"])
         if not exp.any():
             continue
-        flags = suite.flag_mask(a["status"])
-        flagged = flags[exp]
+        # every mass, those without a result NaN (a gap, and a cross along the bottom:
+        # the curves and bands were drawn across a failed mass mid-scan, a review)
+        m, failed = a["mass_GeV"], ~exp
+        flagged = suite.flag_mask(a["status"]) & exp
+
+        def gapped(values: np.ndarray, rows: np.ndarray = exp) -> np.ndarray:
+            return np.where(rows, np.asarray(values, dtype=float), np.nan)
+
         for q, ylab in (
             ("A", "95% CL upper limit on signal yield $A$"),
             ("eps2", r"95% CL upper limit on $\epsilon^2$"),
         ):
-            obs = None if blinded else np.where(ok, a[f"{q}_up"], np.nan)[exp]
+            obs = None if blinded else gapped(a[f"{q}_up"], ok)
             obs_err = (
-                np.where(ok, a[f"{q}_up_err"], np.nan)[exp]
-                if obs is not None and f"{q}_up_err" in a
-                else None
+                gapped(a[f"{q}_up_err"], ok) if obs is not None and f"{q}_up_err" in a else None
             )
-            bands = [a[f"{q}_exp_{b}"][exp] for b in schema.BAND_COLS]
+            bands = [gapped(a[f"{q}_exp_{b}"]) for b in schema.BAND_COLS]
             ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
             figures.append(
                 FigureJob(
                     f"brazil_{q}_{name}",
                     suite.brazil_figure,
-                    (a["mass_GeV"][exp], obs, bands),
-                    {"ylabel": ylab, "title": title, "flagged": flagged, "obs_err": obs_err},
+                    (m, obs, bands),
+                    {
+                        "ylabel": ylab,
+                        "title": title,
+                        "flagged": flagged,
+                        "obs_err": obs_err,
+                        "failed": failed,
+                    },
                 )
             )
         if blinded:
@@ -338,11 +348,10 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
         # the masses searched: also those whose observed toy limit alone is unresolved
         # (their p0, Z and A_hat stand; they were left out and the curves joined across
         # them, a review); their global p0 is NaN in the table: a gap
-        m = a["mass_GeV"][exp]
 
-        def column(key: str, a: dict = a, exp: np.ndarray = exp) -> np.ndarray | None:
+        def column(key: str, a: dict = a) -> np.ndarray | None:
             """The searched rows of a column the table may lack (no whole-scan toys)."""
-            return a[key][exp] if key in a else None
+            return gapped(a[key]) if key in a else None
 
         pgt, pgt_err = column("p0_global_toys"), column("p0_global_toys_err")
         bound = toys_bound(pgt, pgt_err) if pgt is not None and pgt_err is not None else None
@@ -352,9 +361,10 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             FigureJob(
                 f"significance_{name}",
                 suite.significance_figure,
-                (m, a["p0_local"][exp], a["p0_global"][exp], title),
+                (m, gapped(a["p0_local"]), gapped(a["p0_global"]), title),
                 {
                     "flagged": flagged,
+                    "failed": failed,
                     "p_global_toys": pgt,
                     "toys_bound": bound,
                     "p_local_toys": plo,
@@ -368,8 +378,8 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             FigureJob(
                 f"Ahat_{name}",
                 suite.ahat_figure,
-                (m, a["A_hat"][exp], a["sigma_A"][exp], title),
-                {"flagged": flagged},
+                (m, gapped(a["A_hat"]), gapped(a["sigma_A"]), title),
+                {"flagged": flagged, "failed": failed},
             )
         )
     if lay.fit in drawn:
