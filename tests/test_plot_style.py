@@ -356,3 +356,24 @@ def test_the_combination_and_reach_figures_carry_the_experiment_label():
         texts = [t.get_text() for b in boxes for t in b.findobj(lambda a: hasattr(a, "get_text"))]
         assert {"HPS", "Preliminary", "HPS 2015 + 2016"} <= set(texts), texts
         plt.close(fig)
+
+
+def test_the_combination_figures_of_one_mass_are_drawn():
+    """The information-fraction figure of a one-mass combination was empty (a stack over
+    one x has no width) and its Z lines, like the reach figure's, were single points with
+    no marker: a box either side of the mass, and points."""
+    from gprpipe.plotting.reach import information_figure, reach_figure
+
+    m, names = np.array([0.06]), ["2015", "2016"]
+    f = np.array([[0.4], [0.6]])
+    fig = information_figure(m, names, f, f * 5, "t")
+    stacks = fig.axes[0].collections
+    assert len(stacks) == 2
+    for poly in stacks:
+        x = poly.get_paths()[0].vertices[:, 0]
+        assert x.max() - x.min() == pytest.approx(1.2)  # 1% of 60 MeV either side
+    assert [ln.get_marker() for ln in fig.axes[1].get_lines()[:2]] == ["o", "o"]
+    plt.close(fig)
+    fig = reach_figure(m, names, f, f / 2, f[0], f[0] / 2, [1, 2], "t")
+    assert all(ln.get_marker() == "o" for ln in fig.axes[0].get_lines())
+    plt.close(fig)
