@@ -393,6 +393,12 @@ def test_points_run_one_by_one_stay_one_run(tmp_path: Path, cli):
     code, _, err = cli("run", cfg, "--steps", "load", "--points", "0", "--force")
     assert code == 0, err
     assert recorded()[0] == names
+    # ... and with other steps or workers: how a point runs, not what it computes (a run
+    # with --steps of other steps dropped point 2 from run.json, and so from the index
+    # and the summary: a review)
+    code, _, err = cli("run", cfg, "--steps", "load,fit", "--points", "0", "--jobs", "1")
+    assert code == 0, err
+    assert recorded()[0] == names
 
     # a point config edited by hand is no longer vouched for: left out
     edited = out_dir / names[1] / "config.toml"

@@ -251,19 +251,48 @@ def _points_run_before(
     and is left out."""
     if old is None:
         return []
-    now = {p.name: _grid_entry(p)["config_sha256"] for p in others}
+    now = {p.name: p for p in others}
     kept = []
     for g in old.data["grid"]:
         name, sha = g.get("name"), g.get("config_sha256")
-        if name not in now or sha != now[name]:
+        if name not in now:
             continue
         try:
             text = read_config_text(Layout(run_dir / name).config)
         except GprpipeError:  # missing or unreadable: not kept
             continue
-        if _sha256(text.encode()) == sha:
+        if _sha256(text.encode()) == sha and _same_point_config(text, now[name]):
             kept.append(g)
     return kept
+
+
+#: what a run's options (``--steps``, ``--engine``, ``--executor``, ``--jobs``) set in
+#: every point's config: how the point runs, not what it computes
+RUN_OPTION_KEYS = (("steps", "run"), ("base", "engine"), ("base", "executor"), ("base", "jobs"))
+
+
+def _same_point_config(text: str, point: Point) -> bool:
+    """``text`` (a point's config.toml) is the config ``point`` would write, but for
+    :data:`RUN_OPTION_KEYS` (a grid point left out of ``gprpipe run --steps plot
+    --points 0`` was dropped from run.json, and so from the index and the summary, for
+    the steps it did not run: a review); the gprpipe version in its first line too."""
+    import tomllib
+
+    mine = point_config_text(point)
+    if text.partition("\n")[0] != mine.partition("\n")[0]:
+        return False
+
+    def computed(t: str) -> dict[str, Any]:
+        data = tomllib.loads(t)
+        for table, key in RUN_OPTION_KEYS:
+            if isinstance(data.get(table), dict):
+                data[table].pop(key, None)
+        return data
+
+    try:
+        return computed(text) == computed(mine)
+    except tomllib.TOMLDecodeError:  # (a config.toml edited since: no point of this run)
+        return False
 
 
 @overload
