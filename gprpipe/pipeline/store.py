@@ -283,7 +283,7 @@ def _same_point_config(text: str, point: Point) -> bool:
         return False
 
     def computed(t: str) -> dict[str, Any]:
-        data = tomllib.loads(t)
+        data: dict[str, Any] = tomllib.loads(t)
         for table, key in RUN_OPTION_KEYS:
             if isinstance(data.get(table), dict):
                 data[table].pop(key, None)

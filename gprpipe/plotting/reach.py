@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -76,7 +78,7 @@ def reach_figure(
     """Expected eps^2 limits now (dashed) and projected (solid), per dataset and combined
     (points on them where the masses are few: lines of one mass were not drawn)."""
     m = np.asarray(mass) * MEV
-    mk = {"marker": marker(len(m)), "ms": 4}
+    mk: dict[str, Any] = {"marker": marker(len(m)), "ms": 4}
     fig, ax = plt.subplots(figsize=(8, 6))
     for i, lab in enumerate(labels):
         ax.plot(m, now[i], "--", lw=1.0, color=f"C{i}", alpha=0.8, label=f"{lab}, recorded",
