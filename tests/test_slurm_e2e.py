@@ -67,8 +67,9 @@ def test_quickstart_on_slurm_matches_local(
     # epilogue) for moments after: a job still listed is rightly "running"
     ids = slurm.job_ids(tmp_path / "slurm")
     deadline = time.monotonic() + 60
-    while any(st in scheduler.ACTIVE for st, _ in (scheduler.queue(ids) or {}).values()):
-        assert time.monotonic() < deadline, scheduler.queue(ids)
+    slurm_run = tmp_path / "slurm"
+    while any(st in scheduler.ACTIVE for st, _ in (scheduler.queue(ids, slurm_run) or {}).values()):
+        assert time.monotonic() < deadline, scheduler.queue(ids, slurm_run)
         time.sleep(0.2)
     point = tmp_path / "slurm" / "nominal"
     done = (point / ".state" / "plot.done").read_bytes()
@@ -226,10 +227,17 @@ def test_submitted_tasks_lose_their_earlier_commit_until_they_run(
     shutil.copytree(run, copy, symlinks=True)
     res = gprpipe("cancel", str(copy))
     assert res.returncode == 0 and "Cancelled SLURM jobs" not in res.stdout, res.stdout
+    # nor when its jobs.json is made to say it is the copy's (moved with its paths
+    # rewritten): SLURM says the jobs were submitted from the original folder
+    record = json.loads((copy / "slurm" / "jobs.json").read_text())
+    record["run_dir"] = str(copy)
+    (copy / "slurm" / "jobs.json").write_text(json.dumps(record))
+    res = gprpipe("cancel", str(copy))
+    assert res.returncode == 0 and "Cancelled SLURM jobs" not in res.stdout, res.stdout
     from gprpipe.executors.slurm import scheduler
     from gprpipe.executors.slurm.jobs import job_ids
 
-    queued = scheduler.queue(job_ids(run)) or {}
+    queued = scheduler.queue(job_ids(run), run) or {}
     assert len(queued) == 2 and {st for st, _ in queued.values()} <= scheduler.PENDING
     (copy / "slurm" / "jobs.json").write_text('{"submissions": 5}\n')  # damaged
     code, _, err = run_cli_here("status", copy)

@@ -109,7 +109,7 @@ def refuse_beside_jobs(run_dir: Path) -> None:
     commit the task's outputs (a review)."""
     if not jobs_path(run_dir).is_file() or not scheduler.installed():
         return
-    queue = scheduler.queue(job_ids(run_dir))
+    queue = scheduler.queue(job_ids(run_dir), run_dir)
     if queue is None:  # SLURM does not answer: a job without a finished marker may run
         open_ = [
             f"{j}_{i}" for t, (j, i, _) in elements(run_dir).items() if not finished(run_dir, t)
@@ -189,7 +189,7 @@ def _submit(
     if outside_deps and not dry_run:
         latest = elements(run_dir)
         wanted = {d: f"{latest[d][0]}_{latest[d][1]}" for d in outside_deps if d in latest}
-        queue = scheduler.queue(sorted({e.split("_")[0] for e in wanted.values()}))
+        queue = scheduler.queue(sorted({e.split("_")[0] for e in wanted.values()}), run_dir)
         if queue is None:  # a dependency's job may still run unless its task finished
             open_ = sorted(d for d in wanted if not finished(run_dir, d))
             if open_:
@@ -434,7 +434,7 @@ def _refuse_all_held(run_dir: Path, tasks: Sequence[Task]) -> None:
         reasons = scheduler.pending_reasons(sorted({_job_of(s) for s in rest} - {""}))
         if not all(reasons.get(s.job or "", "").startswith("Dependency") for s in rest):
             return
-        queue = scheduler.queue(list(job_names(run_dir)))
+        queue = scheduler.queue(list(job_names(run_dir)), run_dir)
         if queue is None or any(st in scheduler.RUNNING for st, _ in queue.values()):
             return
     jobs = sorted({_job_of(s) for s in held} - {""}, key=lambda j: (len(j), j))
@@ -461,7 +461,7 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
     and is then reconciled)."""
     names = job_names(run_dir)
     ids = list(names)
-    queue = scheduler.queue(ids)
+    queue = scheduler.queue(ids, run_dir)
     if queue is None:
         scheduler.scancel(ids, names)
         return ids
@@ -479,7 +479,7 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
         # ends by itself and is reconciled. SLURM lists it with a batch host (an end
         # time); the elements of an array that never started are one record (filed as
         # its element 0) or none
-        after = scheduler.queue(cancelled) or {}
+        after = scheduler.queue(cancelled, run_dir) or {}
         pending = [t for t in pending if after.get(element[t.id], ("", None))[1] is None]
     for t in pending:
         if not unmarkable(run_dir, t.point_dir) and read_state(t.point_dir, t.slug)[0] not in (
@@ -587,7 +587,7 @@ class SlurmExecutor(Executor):
         if not jobs_path(self.run_dir).is_file() or not scheduler.installed():
             return  # (no SLURM here: no job of this machine's cluster can be queued)
         # one question to SLURM: every job of the folder (the tasks' are among them)
-        queue = scheduler.queue(job_ids(self.run_dir))
+        queue = scheduler.queue(job_ids(self.run_dir), self.run_dir)
         why = busy(self.run_dir, tasks, queue, grace=MARKER_GRACE, others=others)
         if why:
             raise GprpipeError(why)

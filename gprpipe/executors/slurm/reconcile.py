@@ -38,7 +38,7 @@ def reconcile(
     elements = jobs.elements(run_dir)
     mine = {t.id: elements[t.id] for t in tasks if t.id in elements}
     if queue == "ask":
-        queue = scheduler.queue(sorted({jid for jid, _, _ in mine.values()}, key=int))
+        queue = scheduler.queue(sorted({jid for jid, _, _ in mine.values()}, key=int), run_dir)
     now = time.time()
     result: dict[str, TaskStatus] = {}
     lost: list[str] = []
@@ -88,7 +88,7 @@ def reconcile(
                 result[st.id] = replace(st, message=held_message(st.job, reasons[st.job]))
     if lost:
         by_id = {t.id: t for t in tasks}
-        final = scheduler.sacct(sorted({mine[tid][0] for tid in lost}, key=int))
+        final = scheduler.sacct(sorted({mine[tid][0] for tid in lost}, key=int), run_dir)
         for tid in lost:
             st = result[tid]
             how = st.slurm_state or final.get(st.job or "")

@@ -128,18 +128,33 @@ def held(job_ids: Sequence[str]) -> dict[str, str]:
     return {e: r for e, r in pending_reasons(job_ids).items() if "held" in r.lower()}
 
 
-def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
+def _whose(workdir: str, run_dir: Path) -> bool:
+    """A job submitted from ``workdir`` (squeue's ``%Z``, sacct's ``WorkDir``: every job
+    of a run is submitted from its folder) is of the run in ``run_dir``; an empty field
+    (a scheduler that does not say) proves nothing against it."""
+    if not workdir:
+        return True
+    try:
+        return Path(workdir).resolve() == run_dir.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def queue(job_ids: Sequence[str], run_dir: Path) -> dict[str, tuple[str, float | None]] | None:
     """Array element ("123_4") -> (squeue state, end time); None when SLURM cannot answer.
 
     An element cancelled before it started has no end time: it ran nothing, so no marker
     of it will appear (SLURM gives it the cancel time as start and end, but no batch
     host). Elements of jobs not named by gprpipe (an id SLURM gave again to another job
-    after the run's left it) are left out: they are not the run's."""
+    after the run's left it), or not submitted from ``run_dir`` (the jobs.json of a run
+    folder copied while its jobs were queued: its ``cancel`` cancelled the original's
+    jobs, a review), are left out: they are not the run's."""
     if not job_ids:
         return {}
     if not installed():
         return None
-    cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%e|%B|%j"]
+    fields = "%i|%T|%e|%B|%j|%Z"  # (the folder last: a path may hold a "|")
+    cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", fields]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -150,11 +165,14 @@ def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
         return None
     out: dict[str, tuple[str, float | None]] = {}
     for line in res.stdout.splitlines():
-        parts = [p.strip() for p in line.split("|", 4)]  # (an empty field stays a field)
+        parts = line.split("|", 5)  # (an empty field stays a field)
+        parts = [p.strip() for p in parts[:5]] + parts[5:]
         if len(parts) < 2:
             continue
-        if len(parts) == 5 and not parts[4].startswith(JOB_NAME_PREFIX):
+        if len(parts) >= 5 and not parts[4].startswith(JOB_NAME_PREFIX):
             continue  # not a gprpipe job: its id was reused after the run's job left SLURM
+        if len(parts) == 6 and not _whose(parts[5], run_dir):
+            continue  # another folder's job (a copied jobs.json)
         state = parts[1].rstrip("+")
         end = None
         if len(parts) > 2 and parts[2] not in ("N/A", "Unknown", "NONE"):
@@ -169,11 +187,13 @@ def queue(job_ids: Sequence[str]) -> dict[str, tuple[str, float | None]] | None:
     return out
 
 
-def sacct(job_ids: Sequence[str]) -> dict[str, str]:
-    """Array element -> final state from accounting, or {} where there is none."""
+def sacct(job_ids: Sequence[str], run_dir: Path) -> dict[str, str]:
+    """Array element -> final state from accounting, or {} where there is none (jobs of
+    ``run_dir`` only, as :func:`queue`)."""
     if not job_ids or shutil.which("sacct") is None:
         return {}
-    cmd = ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State,JobName"]
+    fields = "JobID,State,JobName,WorkDir"
+    cmd = ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", fields]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -183,9 +203,12 @@ def sacct(job_ids: Sequence[str]) -> dict[str, str]:
     out = {}
     for line in res.stdout.splitlines():
         jid, _, rest = line.partition("|")
-        state, _, name = rest.partition("|")
+        state, _, rest = rest.partition("|")
+        name, _, workdir = rest.partition("|")
         if name and not name.startswith(JOB_NAME_PREFIX):
             continue  # a reused id (see :func:`queue`)
+        if not _whose(workdir, run_dir):
+            continue  # another folder's job (see :func:`queue`)
         if "_" in jid and "[" not in jid:
             out[jid] = state.split()[0] if state else ""
     return out
