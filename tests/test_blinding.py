@@ -767,6 +767,15 @@ def test_no_real_toy_is_taken_for_the_data(shared_data: Path):
         counts = rebin(*read_hist(data, "input_hist"), cfg.datasets["2015"].rebin)[0]
         with pytest.raises(GprpipeError, match="bins of the blind windows that hold events"):
             check(counts + np.eye(len(counts))[0], "near")
+        # nor the data plus an event in every bin, or with a little noise (they passed:
+        # a review): closer to the data than an independent draw would be (in the 15
+        # bins of 1-7 events of the 12 MeV window, one more event is within chance)
+        if extra:
+            continue
+        rng = np.random.default_rng(7)
+        for near in (counts + 1, counts + np.round(rng.normal(0, 0.2 * np.sqrt(counts + 1)))):
+            with pytest.raises(GprpipeError, match="closer to them than chance allows: chi2"):
+                check(near, "near")
 
 
 def test_a_blinded_run_says_it_runs_no_global_toys(cli):
