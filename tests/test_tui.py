@@ -1232,6 +1232,43 @@ async def test_a_blinded_point_shows_no_observed_result_an_earlier_run_left(
 
 
 @sync
+async def test_a_task_not_started_in_this_run_shows_no_earlier_runs_log(
+    shared_quickstart, tmp_path
+):
+    """A blinded run into the folder of an unblinded one, stopped before its limit tasks:
+    the Run tab showed the pending limit merge's log of the unblinded run ("max Z_local
+    1.86 at 100 MeV"), which summary and Results withhold (a review). A pending task has
+    no log of this run."""
+    import shutil
+
+    from gprpipe.pipeline.state import clear_state
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    point = run / "nominal"
+    assert "max Z_local" in (point / "logs" / "limit__merge.log").read_text()
+    clear_state(point, "limit__merge")  # as a run stopped before it leaves it: pending
+    app = GprpipeApp(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("f5")
+        await _settle(pilot, 0.3)
+        table = app.query_one("#run-tasks", DataTable)
+        rows = [(str(table.get_row_at(i)[1]), str(table.get_row_at(i)[2])) for i in range(6)]
+        table.move_cursor(row=rows.index(("limit", "merge")))
+        await _settle(pilot)
+        assert str(table.get_row_at(rows.index(("limit", "merge")))[3]) == "pending"
+        assert (
+            _static(app, "#log-title").strip()
+            == "Log of nominal/limit/merge: not started in this run"
+        )
+        assert "Z_local" not in _static(app, "#log-tail")
+        table.move_cursor(row=rows.index(("limit", "demo-000")))  # done: its own log
+        await _settle(pilot)
+        assert "logs/limit__demo-000.log" in _static(app, "#log-title")
+
+
+@sync
 async def test_results_that_summary_refuses_are_not_shown(shared_quickstart, tmp_path):
     """A point config edited by hand after the run: `gprpipe summary` refuses the run in
     one sentence, but the Results tab showed its numbers with no word (its check dropped

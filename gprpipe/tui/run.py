@@ -447,10 +447,13 @@ class RunPane(Widget):
         code = self.launch.returncode() if self.launch is not None else None
         # a launch that failed shows its own output (why it was refused, or which task
         # failed) unless a failed task is selected: another task's log says nothing of it
-        launch_failed = code not in (None, 0) and not (
-            view and self._selected and view.states.get(self._selected, ("",))[0] == "failed"
-        )
-        if (
+        state = view.states.get(self._selected, ("",))[0] if view and self._selected else ""
+        launch_failed = code not in (None, 0) and state != "failed"
+        if task_log is not None and state == "pending" and not launch_failed:
+            # a log left by an earlier run is not this task's (it showed the unblinded
+            # run's Z_local beside a blinded run's pending limit merge: a review)
+            label = f"Log of {self._selected}: not started in this run"
+        elif (
             task_log is not None
             and not launch_failed
             and (task_log.exists() or self.launch is None)
