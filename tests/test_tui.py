@@ -2007,9 +2007,16 @@ async def test_workers_beyond_what_a_run_takes_are_refused_in_their_field(tmp_pa
         await pilot.press("ctrl+r")
         await _settle(pilot)
         assert [n.message for n in app._notifications][-1] == (
-            "Workers: at most 1024 local worker processes, not 5000."
+            "Workers: a whole number of local worker processes from 1 to 1024, not '5000'."
         )
         assert app.query_one(RunPane).launch is None and not (tmp_path / "run").exists()
+        # nor 0, -3 or words (they ran with one worker, where -j refuses them: a review)
+        for typed in ("0", "-3", "two"):
+            app.query_one("#run-jobs", Input).value = typed
+            await pilot.press("ctrl+r")
+            await _settle(pilot)
+            assert [n.message for n in app._notifications][-1].endswith(f"not {typed!r}.")
+            assert app.query_one(RunPane).launch is None and not (tmp_path / "run").exists()
 
 
 @sync
@@ -2062,12 +2069,19 @@ async def test_the_results_dataset_choice_outlives_a_reload(real_combined):
         await _settle(pilot, 0.3)
         choice = app.query_one("#res-dataset", Select)
         assert choice.value == "2015"
+        first = _static(app, "#res-keys")
         choice.value = "2016"
         await _settle(pilot)
         app.query_one(ResultsPane).reload()
         await _settle(pilot)
         assert choice.value == "2016"
         assert "limits obs/exp: 75 MeV" in _static(app, "#res-keys")
+        # the blank choice listed the limits of every dataset unlabelled, each mass three
+        # times (a review): a dataset is always chosen
+        choice.value = Select.NULL
+        await _settle(pilot)
+        assert choice.value == "2015" and _static(app, "#res-keys") == first
+        assert first.count("75 MeV") == 1
 
 
 @sync

@@ -461,6 +461,13 @@ class ResultsPane(Widget):
 
     @on(Select.Changed, "#res-dataset")
     def _dataset(self) -> None:
+        ds = self.query_one("#res-dataset", Select)
+        datasets = self.scan.datasets() if self.scan else []
+        if ds.value is Select.NULL and datasets:
+            # the blank choice listed every dataset's limits unlabelled (a review): one
+            # dataset is always chosen while there are any
+            ds.value = datasets[0]
+            return
         self.update_numbers()
 
     @on(Input.Submitted, "#res-masses")

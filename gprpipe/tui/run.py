@@ -148,17 +148,21 @@ class RunPane(Widget):
         engine = str(self.query_one("#run-engine", Select).value)
         executor = str(self.query_one("#run-executor", Select).value)
         try:
-            jobs = max(1, int(self.query_one("#run-jobs", Input).value))
+            jobs = int(self.query_one("#run-jobs", Input).value)
         except ValueError:
-            jobs = 1
+            jobs = 0  # (refused by _workers_ok, naming what was typed)
         return engine, executor, jobs
 
     def _workers_ok(self, jobs: int) -> bool:
-        """Whether the Workers field is within what a run takes (else said in a notice)."""
-        if jobs <= MAX_JOBS:
+        """Whether the Workers field is within what a run takes (else said in a notice: 0,
+        -3 or "two" ran with one worker, where -j refuses them; a review)."""
+        if 1 <= jobs <= MAX_JOBS:
             return True
+        typed = self.query_one("#run-jobs", Input).value.strip()
         self.notify(
-            f"Workers: at most {MAX_JOBS} local worker processes, not {jobs}.", severity="error"
+            f"Workers: a whole number of local worker processes from 1 to {MAX_JOBS}, not "
+            f"{typed!r}.",
+            severity="error",
         )
         return False
 
