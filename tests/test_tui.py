@@ -1208,6 +1208,12 @@ async def test_a_blinded_point_shows_no_observed_result_an_earlier_run_left(
         keys = _static(app, "#res-keys")
         assert keys.strip() == OBSERVED_WITHHELD, keys
         assert "local Z" not in keys and app.query_one("#res-table", DataTable).row_count == 0
+        # said once, not again at each reload or showing of the tab (a review: 3 times)
+        for key in ("f5", "f6", "r"):
+            await pilot.press(key)
+            await _settle(pilot, 0.3)
+        told = [n for n in app._notifications if n.message == OBSERVED_WITHHELD]
+        assert len(told) == 1, [n.message for n in app._notifications]
     # nor while the point was checked (a review: its local Z, observed limits and table
     # were on screen for the second or so the check took)
     assert len(seen) >= 2 and "checking" in seen[0][0], seen

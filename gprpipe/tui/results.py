@@ -303,7 +303,12 @@ class ResultsPane(Widget):
         self.update_numbers()
 
     def _tell_problem(self) -> None:
-        if self.problem and self.problem != self._said:  # once, not at every reload
+        """Notify the point's problem once, not at every reload: not while the point is
+        checked (its empty problem then reset what was said, and each reload or showing
+        of the tab said it again; a review)."""
+        if self.checking:
+            return
+        if self.problem and self.problem != self._said:
             self.notify(self.problem, severity="error")
         self._said = self.problem
 
@@ -331,10 +336,9 @@ class ResultsPane(Widget):
             return  # a later load of the pane asked again
         self.checking = False
         self.current, self.said_by_summary = event.current, event.said
-        if event.problem:
-            self.problem = event.problem
-            self._tell_problem()
-        else:
+        self.problem = event.problem
+        self._tell_problem()
+        if not event.problem:
             self.scan = self._unchecked
         self._show_scan()
 
