@@ -901,7 +901,10 @@ def test_ctrl_c_while_the_command_line_starts_says_interrupted(monkeypatch, caps
 
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     run_dir = tmp_path / "run"
-    args = ["run", str(QUICKSTART), "-j", "1", "--set", f"base.output={run_dir}"]
+    # (--points, --force and --unblind were dropped from the resume line, or it said the
+    # refused --set base.blind=false: a review)
+    args = ["run", str(QUICKSTART), "-j", "1", "--points", "0", "--unblind", "--force"]
+    args += ["--set", f"base.output={run_dir}"]
     proc = start_cli_subprocess(*args, cwd=tmp_path)  # SIGINT as from a terminal
     load_done = run_dir / "nominal" / ".state" / "load.done"
     deadline = time.monotonic() + 120
@@ -919,7 +922,9 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     )
     assert m, err
     assert int(m.group(1)) >= 1 and Path(m.group(2)) == run_dir
-    assert m.group(4) == (f"gprpipe run {QUICKSTART} --set base.output={run_dir} --set base.jobs=1")
+    assert m.group(4) == (
+        f"gprpipe run {QUICKSTART} -j 1 --points 0 --unblind --force --set base.output={run_dir}"
+    )
     # summary exits 1: the scan it was asked for is not there (it exited 0 when the fit
     # tasks had not started, 1 when one was stopped; a review)
     code, out, _ = run_cli_here("summary", run_dir)

@@ -197,6 +197,8 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path: Path, cli):
     assert (code, out) == (0, "# up to date, not run again: nominal/load\n# nothing to run\n")
     code, out, _ = cli("run", QUICKSTART, *steps, "--dry-run", "--force")
     assert code == 0 and out.startswith(f"# 1 tasks, run directory {run_dir}\n# nominal/load\n")
+    # the line the forced run runs (pasted without --force, it said "cached": a review)
+    assert out.rstrip("\n").splitlines()[-1].endswith(" --force")
 
 
 def test_failures_status_and_rerun_failed(tmp_path: Path, cli, run_cli):

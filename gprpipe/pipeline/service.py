@@ -650,6 +650,24 @@ def _checked_steps(steps: Sequence[str]) -> list[str]:
     return list(steps)
 
 
+def _run_arguments(opts: RunOptions) -> list[str]:
+    """The options of ``gprpipe run`` that ``opts`` stand for: the command that resumes
+    the run (made of the loader's overrides, it dropped --points and --force and turned
+    --unblind into the refused ``--set base.blind=false``; a review)."""
+    args: list[str] = []
+    for option, value in (("--engine", opts.engine), ("--executor", opts.executor)):
+        if value:
+            args += [option, value]
+    if opts.steps is not None:
+        args += ["--steps", ",".join(opts.steps)]
+    if opts.jobs is not None:
+        args += ["-j", str(int(opts.jobs))]
+    if opts.points is not None:
+        args += ["--points", opts.points]
+    args += ["--unblind"] * opts.unblind + ["--force"] * opts.force
+    return args + [x for o in opts.overrides for x in ("--set", o)]
+
+
 def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
     """A blinded run refuses a point folder that holds exports of an unblinded fit (they
     carry observed counts; a blinded run may not leave any behind), and a run folder whose
@@ -1120,6 +1138,8 @@ def run(
         configs = {p.name: p.config for p in points}
         fresh = [] if opts.force else up_to_date(tasks, configs)
         todo = [t for t in tasks if t not in fresh]
+        if opts.force:  # the lines the run runs (without it, a pasted line was cached)
+            todo = [replace(t, argv=(*t.argv, "--force")) for t in todo]
         note = f"# up to date, not run again: {', '.join(t.id for t in fresh)}\n" if fresh else ""
         result.preview = note + (ex.preview(todo) if todo else "# nothing to run")
         return result
@@ -1130,7 +1150,7 @@ def run(
         for t in tasks:
             mounts(t, run_dir, check_paths=False)
     make_run_dir(run_dir, str(loaded.where("base.output")))
-    resume = cli_command("run", config, *[x for o in overrides for x in ("--set", o)])
+    resume = cli_command("run", config, *_run_arguments(opts))
     with (
         run_lock(run_dir, command=opts.command, wait=opts.wait_lock, notice=obs.notice),
         _stoppable(run_dir) as stop,
