@@ -1748,6 +1748,44 @@ def test_limits_of_an_earlier_data_file_are_not_current_after_load_and_fit_alone
     assert not output_of(again / "nominal" / "limit.h5", cfg)
 
 
+def test_a_step_left_out_between_two_that_run_is_refused_when_its_input_changes(
+    tmp_path: Path, cli, shared_quickstart: Path
+):
+    """``--steps load,limit`` (or load,inject) after the data file changed: load reran on
+    the new data, and the limit chunks failed on fits of the old data, again at every
+    ``rerun --failed``; an inject task computed on them and exited 0 (a review). Refused
+    before anything starts, naming the step to add; the same data (a byte-identical
+    copy) runs."""
+    import uproot
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    point = run / "nominal"
+    cfg = point_config_from_file(point / "config.toml")
+    ds = cfg.datasets["demo"]
+    counts, edges = uproot.open(ds.path)[ds.hist].to_numpy()
+    changed = tmp_path / "demo_changed.root"
+    with uproot.recreate(changed) as f:
+        f[ds.hist] = (np.random.default_rng(1).poisson(counts).astype(float), edges)
+    args = ("run", QUICKSTART, "--set", f"base.output={run}", "--set", 'plot.formats=["png"]')
+    before = mtimes(point)
+    for dry in ((), ("--dry-run",)):
+        code, out, err = cli(
+            *args, "--set", f"datasets.demo.path={changed}", "--steps", "load,limit", *dry
+        )
+        assert (code, out) == (1, ""), err
+        assert err.strip() == (
+            "error: nominal/limit/demo-000 reads parts/fit/demo-000.h5 of the fit step, which "
+            "steps.run leaves out, made from load.h5, which nominal/load of this run makes "
+            "anew (its inputs or settings changed): add 'fit' to steps.run (or --steps)."
+        )
+    assert mtimes(point) == before
+    same = tmp_path / "demo_same.root"
+    shutil.copy(ds.path, same)
+    code, out, err = cli(*args, "--set", f"datasets.demo.path={same}", "--steps", "load,limit")
+    assert code == 0 and "Nothing to do" in out, out + err
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
 def test_a_config_that_is_no_regular_file_is_one_sentence(tmp_path: Path, cli, kind: str):
     """``validate /dev/zero`` ate memory without end and a FIFO blocked for ever (a fuzzing

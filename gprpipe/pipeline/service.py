@@ -804,7 +804,8 @@ def _observed_replaced(run_dir: Path, points: Sequence[Point]) -> str:
 def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> None:
     """Refuse, before anything starts, tasks that read what a step left out of the run
     would write and the run directory does not hold (it failed later as 'not committed'),
-    or holds made by other settings or inputs (it was used as it was)."""
+    or holds made by other settings or inputs (it was used as it was), or made from what
+    a task of this run makes anew."""
     from gprpipe.pipeline.cache import made_by, output_of
     from gprpipe.pipeline.commit import damaged, unplanned_inputs
     from gprpipe.pipeline.plan import Layout, producers
@@ -815,6 +816,7 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
     # what this config made: its inputs are not refused for being of other settings
     unplotted = [t for t in tasks if t.step != "plot"]
     why = unplanned_inputs(unplotted, prods, lambda t: made_by(t, configs[t.point]))
+    why += _made_from_what_runs_anew(unplotted, prods, configs)
     planned = {t.id for t in tasks}
     for p in points:
         mine = [t for t in tasks if t.point == p.name]
@@ -845,6 +847,57 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
             )
     if why:
         raise ConfigError(why)
+
+
+def _made_from_what_runs_anew(
+    tasks: Sequence[Task],
+    prods: Mapping[str, Mapping[Path, Task]],
+    configs: Mapping[str, Config],
+) -> list[str]:
+    """A task reading an output of a step left out of the run that was made from what a
+    task of the run makes anew (``--steps load,inject`` after the data file changed: load
+    reran, and inject computed on the fits of the old data and exited 0; a review): one
+    sentence per point and step left out. (A task forced to run again with the same
+    inputs and settings makes them under the same key: what was made from them stays
+    current.)"""
+    from gprpipe.pipeline.cache import up_to_date
+
+    planned = {t.id for t in tasks}
+    anew: dict[str, bool] = {}
+
+    def runs_anew(q: Task) -> bool:
+        if q.id not in anew:
+            anew[q.id] = not up_to_date([q], configs)
+        return anew[q.id]
+
+    why: list[str] = []
+    said: set[tuple[str, str]] = set()
+    for t in tasks:
+        for f in t.inputs:
+            made = prods[t.point].get(Path(f))
+            if made is None or made.id in planned or (t.point, made.step) in said:
+                continue
+            stack, seen = [made], {made.id}
+            while stack:
+                u = stack.pop()
+                for g in u.inputs:
+                    q = prods[t.point].get(Path(g))
+                    if q is None or q.id in seen:
+                        continue
+                    seen.add(q.id)
+                    if q.id not in planned:
+                        stack.append(q)
+                    elif runs_anew(q) and (t.point, made.step) not in said:
+                        said.add((t.point, made.step))
+                        rel = Path(f).relative_to(made.point_dir).as_posix()
+                        src = Path(g).relative_to(q.point_dir).as_posix()
+                        why.append(
+                            f"{t.id} reads {rel} of the {made.step} step, which steps.run "
+                            f"leaves out, made from {src}, which {q.id} of this run makes "
+                            f"anew (its inputs or settings changed): add '{made.step}' to "
+                            "steps.run (or --steps)."
+                        )
+    return why
 
 
 def refuse_set_unblind(
