@@ -87,7 +87,7 @@ def _root(
 
 @app.command()
 def validate(config: ConfigArg, set_: SetOpt = None) -> None:
-    """Check a config: exit 0, or 1 with every error (file, key, line)."""
+    """Check a config: exit 0, or 1 with the errors of its first failing stage (file, key, line)."""
     from gprpipe.pipeline import service
 
     found = service.validate(config, set_ or [])

@@ -336,7 +336,21 @@ def test_cancel_of_a_folder_without_a_run_is_refused(tmp_path: Path, cli):
     """It said "Nothing running in ..." with exit code 0, as for a finished run."""
     code, out, err = cli("cancel", tmp_path / "nope")
     assert code == 1 and out == ""
-    assert one_error(err) == f"{tmp_path / 'nope'}: not a gprpipe run directory (no run.json)."
+    assert one_error(err) == (
+        f"{tmp_path / 'nope'}: no such folder (a relative base.output is relative to the "
+        "folder gprpipe run was started in)."
+    )
+    (tmp_path / "empty").mkdir()
+    code, out, err = cli("cancel", tmp_path / "empty")
+    assert one_error(err) == f"{tmp_path / 'empty'}: not a gprpipe run directory (no run.json)."
+    # nor the config itself (a review: "not a gprpipe run directory")
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text("")
+    for cmd in ("summary", "status", "cancel"):
+        code, out, err = cli(cmd, cfg)
+        assert code == 1 and one_error(err) == (
+            f"{cfg}: a config; give the run folder it writes (its base.output, e.g. runs/<name>)."
+        ), err
 
 
 @pytest.mark.parametrize("value", ["nan", "-1", "inf"])

@@ -222,9 +222,9 @@ def test_misspelt_template_or_card_lists_the_shipped_ones(tmp_path: Path):
     (msg,) = errors_of(a)
     assert msg == (
         f"{a}:2: base.template: 'hps2061' is neither a file ({tmp_path / 'hps2061'}) nor a "
-        "shipped template (defaults, hps2015, hps2015_2016_2021_combined, "
+        "shipped template (hps2015, hps2015_2016_2021_combined, "
         "hps2015_2016_combined, hps2016, hps2021); did you mean 'hps2016' or 'hps2021'?"
-    )
+    )  # (not defaults, which every config inherits and init refuses: a review)
     b = write(tmp_path / "b.toml", '[datasets.x]\ncard = "hps2O16"\npath = "x.root"\n')
     (msg,) = errors_of(b)
     assert msg == (

@@ -114,6 +114,13 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
                 "0.015 GeV to 0.140 GeV?",
             ],
         ),
+        (  # one end in MeV: the other is kept (it said "2e-05 GeV to 0.130 GeV": a review)
+            ["datasets.demo.range=[0.02,130]"],
+            [
+                "error: --set datasets.demo.range: [0.02, 130] is not in GeV; did you mean "
+                "0.020 GeV to 0.130 GeV?",
+            ],
+        ),
         (
             ["datasets.demo.path=/nonexistent/h.root"],
             ["error: --set datasets.demo.path: /nonexistent/h.root: data file not found."],

@@ -433,6 +433,12 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
 
 
 #: why a blinded run refuses a toy or background histogram holding the observed counts
+def _gev(value: float) -> str:
+    """A range end as GeV: a value above :data:`BARE_MAX_GEV` read as MeV."""
+    gev = value / 1e3 if value > BARE_MAX_GEV else value
+    return f"{gev:.3f} GeV" if abs(round(gev, 3) - gev) < 1e-12 else f"{gev:g} GeV"
+
+
 def blinded_bins(cfg: Config, name: str, edges: np.ndarray) -> np.ndarray:
     """Bins whose centre lies in the blind window of any test mass of dataset ``name``."""
     from gprpipe.stats.resolution import sigma_m
@@ -790,7 +796,8 @@ def unit_errors(cfg: Config, where: Where) -> list[Issue]:
                         where(f"datasets.{name}.{key}"),
                         f"[{lo:g}, {hi:g}] is not in GeV; "
                         + (
-                            f"{mev_hint(lo)[:-1]} to {hi / 1e3:.3f} GeV?"
+                            # (an end already in GeV is kept: 0.02 became "2e-05 GeV")
+                            f"did you mean {_gev(lo)} to {hi / 1e3:.3f} GeV?"
                             if looks_like_mev(hi)
                             else mev_hint(hi)
                         ),

@@ -15,7 +15,7 @@ from typing import Any
 
 from gprpipe.config.checks import CONTROL, SAFE_NAME
 from gprpipe.config.issues import name_hint
-from gprpipe.config.loader import get_dotted, load_chain, shipped_dir, shipped_names
+from gprpipe.config.loader import get_dotted, load_chain, shipped_dir, starting_templates
 from gprpipe.errors import GprpipeError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -25,7 +25,7 @@ PLACEHOLDER = "# set this: your ROOT file"  # a path init could not fill in
 
 def shipped_templates() -> list[str]:
     """Names of the shipped templates a user config can inherit."""
-    return [n for n in shipped_names("templates") if n != "defaults"]
+    return starting_templates()
 
 
 def _example_masses(merged: dict[str, Any]) -> list[float]:

@@ -132,9 +132,16 @@ def shipped_names(kind: str) -> list[str]:
     return sorted(p.stem for p in shipped_dir(kind).glob("*.toml"))
 
 
+def starting_templates() -> list[str]:
+    """The shipped templates a user config starts from: all but ``defaults``, which every
+    config inherits beneath them."""
+    return [n for n in shipped_names("templates") if n != "defaults"]
+
+
 def _missing_ref(ref: str, cand: Path, kind: str) -> str:
-    """Why ``ref`` names nothing, with the shipped names (and the closest one)."""
-    shipped = shipped_names(kind)
+    """Why ``ref`` names nothing, with the shipped names (and the closest one; the
+    templates as ``init`` offers them: it listed ``defaults``, which init refuses)."""
+    shipped = starting_templates() if kind == "templates" else shipped_names(kind)
     what = kind.removesuffix("s")
     return (
         f"{ref!r} is neither a file ({cand}) nor a shipped {what} "

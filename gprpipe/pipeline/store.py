@@ -310,6 +310,18 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
             raise GprpipeError(f"{run_dir}: a file of a run; give its run folder {parent}.")
         if (Path(run_dir) / "config.toml").is_file() and (parent / RUN_JSON).is_file():
             raise GprpipeError(f"{run_dir}: a point folder; give its run folder {parent}.")
+        # (it said "not a gprpipe run directory (no run.json)" of a folder that is not
+        # there, or of the config itself: a review)
+        if not Path(run_dir).exists():
+            raise GprpipeError(
+                f"{run_dir}: no such folder (a relative base.output is relative to the "
+                "folder gprpipe run was started in)."
+            )
+        if Path(run_dir).suffix == ".toml" and Path(run_dir).is_file():
+            raise GprpipeError(
+                f"{run_dir}: a config; give the run folder it writes (its base.output, e.g. "
+                "runs/<name>)."
+            )
         raise GprpipeError(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
