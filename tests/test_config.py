@@ -1024,7 +1024,7 @@ def test_validate_reads_the_patterns_and_files_that_injection_and_toyscan_need(t
         cfg,
         tmp_path / "run",
         f"error: {cfg}:4: toyscan.file: toy 't/t_toy_0', scanned with datasets.demo.range: "
-        f"[0.02, 0.13] GeV lies outside histogram 't/t_toy_0' in {tmp_path / 'toys.root'} "
+        f"[0.02, 0.13] GeV extends past histogram 't/t_toy_0' in {tmp_path / 'toys.root'} "
         "(0-0.04 GeV).",
     )
 

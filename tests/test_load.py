@@ -342,11 +342,11 @@ def test_changed_data_file_reruns_load(tmp_path: Path, capsys):
         ),
         (
             ("datasets.demo.range=[0.02, 0.2]",),
-            "datasets.demo.range: [0.02, 0.2] GeV lies outside histogram 'input_hist'",
+            "datasets.demo.range: [0.02, 0.2] GeV extends past histogram 'input_hist'",
         ),
         (
             ("datasets.demo.data_range=[0.0, 0.16]",),
-            "datasets.demo.data_range: [0, 0.16] GeV lies outside histogram",
+            "datasets.demo.data_range: [0, 0.16] GeV extends past histogram",
         ),
         (  # 3000 bins to 0.15 GeV: a rebin of 7 keeps 2996 of them, to 0.1498 GeV
             ("datasets.demo.rebin=7", "datasets.demo.range=[0.02, 0.1499]"),

@@ -142,9 +142,9 @@ def test_a_mass_step_in_mev_is_refused(tmp_path: Path, cli):
         (
             ["datasets.demo.range=[0.02,0.2]", "datasets.demo.data_range=[0.01,0.16]"],
             [
-                f"error: --set datasets.demo.range: [0.02, 0.2] GeV lies outside histogram "
+                f"error: --set datasets.demo.range: [0.02, 0.2] GeV extends past histogram "
                 f"'input_hist' in {DEMO_ROOT} (0-0.15 GeV).",
-                f"error: --set datasets.demo.data_range: [0.01, 0.16] GeV lies outside "
+                f"error: --set datasets.demo.data_range: [0.01, 0.16] GeV extends past "
                 f"histogram 'input_hist' in {DEMO_ROOT} (0-0.15 GeV).",
             ],
         ),
@@ -353,6 +353,39 @@ def test_validate_suspects_a_histogram_axis_in_mev(cli, tmp_path: Path):
         f"error: --set datasets.demo.path: histogram 'input_hist' in {mev} has an axis that "
         "runs to 150: in MeV? histogram axes are read in GeV; "
         "write a copy with the edges divided by 1000 (README, Real HPS data)."
+    ]
+
+
+def test_a_range_the_histogram_misses_is_said_at_the_users_own_key(
+    cli, tmp_path: Path, monkeypatch
+):
+    """The wrong year's file, a histogram divided by 1000 twice, a range in TeV: the first
+    two were blamed on the range's line in the shipped card ("lies outside", though the
+    range overlaps the axis), the third on the card's mass step and resolution (a
+    newcomer review). The data file's key in the user's config, or the range's, with
+    what to change."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "w16.toml"
+    code, _, err = cli("init", "w16", "--template", "hps2016", "--data", DEMO_ROOT)
+    assert code == 0, err
+    line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if t.startswith("path ="))
+    code, _, err = cli("validate", cfg)
+    assert code == 1
+    assert one_sentence_errors(err) == [
+        f"error: {cfg}:{line}: datasets.2016.path: [0.035, 0.21] GeV extends past histogram "
+        f"'input_hist' in {DEMO_ROOT} (0-0.15 GeV): the range of the shipped hps2016.toml "
+        "(line 8): another file, or set datasets.2016.range in this config."
+    ]
+    counts, edges = read_hist(DEMO_ROOT, "input_hist")
+    twice = tmp_path / "twice.root"
+    write_hist(twice, counts, edges / 1000)
+    code, _, err = cli("validate", QUICKSTART, "--set", f"datasets.demo.path={twice}")
+    assert code == 1 and "GeV lies outside histogram 'input_hist'" in err
+    assert "its axis ends below the range: in TeV, or divided by 1000 twice?" in err
+    code, _, err = cli("validate", QUICKSTART, "--set", "datasets.demo.range=[0.00002, 0.00013]")
+    assert code == 1 and one_sentence_errors(err) == [
+        "error: --set datasets.demo.range: [2e-05, 0.00013] GeV ends below the e+e- threshold "
+        "(1.022 MeV): masses are in GeV (0.020 is 20 MeV); did you mean [0.02, 0.13]?"
     ]
 
 

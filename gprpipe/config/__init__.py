@@ -437,13 +437,40 @@ def check_config_inputs(configs: Sequence[Config], where: Where) -> None:
                 errors.append(at(where(f"datasets.{name}.{field}"), str(got)))
                 continue
             counts, edges = got
-            found = histogram_errors(name, cfg, counts, edges)
-            errors += [at(where(key), why) for key, why in found]
+            for dotted, why in histogram_errors(name, cfg, counts, edges):
+                errors.append(_range_of_a_card(where, dotted, why, name))
         errors += _combined_twice(cfg, where, read)
         errors += _mount_errors(cfg, where)
         errors += _pattern_errors(cfg, where, matched, read)
     if errors:
         raise ConfigError(unique(errors))
+
+
+def _range_of_a_card(where: Where, key: str, why: str, name: str) -> Issue:
+    """A histogram's error at ``key``; a range the histogram does not cover, set by a
+    shipped card or template and not by the user, is said at the data file's key (it was
+    blamed on the card's line: the wrong year's file, or one in other units; a newcomer
+    review)."""
+    from gprpipe.config.loader import shipped_dir
+
+    loc = where(key)
+    field = key.rpartition(".")[2]
+    shipped = [shipped_dir(kind).resolve() for kind in ("cards", "templates")]
+    if (
+        field in ("range", "data_range")
+        and why.startswith("[")
+        and any(w in why for w in (" lies outside ", " extends past "))
+        and isinstance(loc, Loc)
+        and loc.file is not None
+        and any(Path(loc.file).resolve().is_relative_to(d) for d in shipped)
+    ):
+        line = f" (line {loc.line})" if loc.line else ""
+        said = f"{why.rstrip('.')}: the {field} of the shipped {Path(loc.file).name}{line}"
+        return at(
+            where(f"datasets.{name}.path"),
+            f"{said}: another file, or set datasets.{name}.{field} in this config.",
+        )
+    return at(loc, why)
 
 
 def _mount_errors(cfg: Config, where: Where) -> list[Issue]:

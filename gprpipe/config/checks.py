@@ -433,6 +433,10 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
 
 
 #: why a blinded run refuses a toy or background histogram holding the observed counts
+#: twice the electron mass: no A' decaying to e+e- lies below it
+PAIR_THRESHOLD_GEV = 2 * 0.51099895e-3
+
+
 def _gev(value: float) -> str:
     """A range end as GeV: a value above :data:`BARE_MAX_GEV` read as MeV."""
     gev = value / 1e3 if value > BARE_MAX_GEV else value
@@ -580,12 +584,12 @@ def histogram_errors(
                 if dropped and rng[1] > hi
                 else ""
             )
-            errors.append(
-                (
-                    field,
-                    f"[{rng[0]:g}, {rng[1]:g}] GeV lies outside {what} ({lo:g}-{hi:g} GeV{cut})",
-                )
-            )
+            apart = rng[0] >= hi or rng[1] <= lo
+            how = "lies outside" if apart else "extends past"
+            why = f"[{rng[0]:g}, {rng[1]:g}] GeV {how} {what} ({lo:g}-{hi:g} GeV{cut})"
+            if rng[0] >= hi and hi * 1e3 > rng[0]:  # an axis 1000 times too short
+                why += "; its axis ends below the range: in TeV, or divided by 1000 twice?"
+            errors.append((field, why))
     dr = ds.data_range
     if not errors and dr is not None and len(ms) and not ((ms >= dr[0]) & (ms <= dr[1])).any():
         errors.append(
@@ -801,6 +805,18 @@ def unit_errors(cfg: Config, where: Where) -> list[Issue]:
                             if looks_like_mev(hi)
                             else mev_hint(hi)
                         ),
+                    )
+                )
+            elif span is not None and span[1] < PAIR_THRESHOLD_GEV:
+                # (it fell through to the mass step and the resolution of the card, which
+                # were blamed: a newcomer review)
+                lo, hi = span
+                errors.append(
+                    at(
+                        where(f"datasets.{name}.{key}"),
+                        f"[{lo:g}, {hi:g}] GeV ends below the e+e- threshold "
+                        f"({PAIR_THRESHOLD_GEV * 1e3:.3f} MeV): masses are in GeV (0.020 is "
+                        f"20 MeV); did you mean [{lo * 1e3:g}, {hi * 1e3:g}]?",
                     )
                 )
     for key, masses in (

@@ -860,7 +860,7 @@ def _made_from_what_runs_anew(
     sentence per point and step left out. (A task forced to run again with the same
     inputs and settings makes them under the same key: what was made from them stays
     current.)"""
-    from gprpipe.pipeline.cache import up_to_date
+    from gprpipe.pipeline.cache import made_by, up_to_date
 
     planned = {t.id for t in tasks}
     anew: dict[str, bool] = {}
@@ -877,6 +877,8 @@ def _made_from_what_runs_anew(
             made = prods[t.point].get(Path(f))
             if made is None or made.id in planned or (t.point, made.step) in said:
                 continue
+            if not Path(f).is_file() or not made_by(made, configs[t.point]):
+                continue  # (said by unplanned_inputs: not there, or of other settings)
             stack, seen = [made], {made.id}
             while stack:
                 u = stack.pop()
