@@ -1509,3 +1509,26 @@ def test_a_tasks_bar_shows_its_count_once(tmp_path: Path, monkeypatch):
     bars.stopped()
     *_, line = (x for x in screen.getvalue().splitlines() if "nominal/fit/demo-000" in x)
     assert line.count("5/16") == 1 and "masses" in line, line
+
+
+def test_summary_during_the_plot_task_says_the_figures_are_being_drawn(tmp_path: Path):
+    """summary while a first run drew its figures said "not current: plots, HEPData (...
+    run the config again, with the plot step, to redraw them)" (a newcomer review)."""
+    from gprpipe.pipeline import service
+
+    run_dir = tmp_path / "run"
+    args = ["run", str(QUICKSTART), "-j", "1", "--set", f"base.output={run_dir}"]
+    proc = start_cli_subprocess(*args, "--set", 'plot.formats=["png", "pdf", "svg"]')
+    said = []
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline:
+        if service.watch(run_dir).states.get("nominal/plot", ("",))[0] == "running":
+            _, out, _ = run_cli_here("summary", run_dir)
+            if service.watch(run_dir).states.get("nominal/plot", ("",))[0] == "running":
+                said.append(out)  # (the plot task ran all along the summary)
+        time.sleep(0.1)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0 and said
+    for out in said:
+        assert "run the config again" not in out, out
+    assert any("being drawn: " in out and "(the plot task is running)" in out for out in said)

@@ -90,11 +90,13 @@ def _files(
     other: AbstractSet[Path] = frozenset(),
     drawn_current: bool = True,
     sources_not_current: AbstractSet[str] = frozenset(),
+    drawing: bool = False,
 ) -> dict[str, str]:
     """Where the point's products are; ``stale`` tables (of an earlier config, which this
     one does not make) are left out, ``other`` ones (committed under another key) named;
     the plot step's figures, tables, HEPData and report are offered only when
-    ``drawn_current`` (of the results the point holds now)."""
+    ``drawn_current`` (of the results the point holds now); ``drawing``: its plot task is
+    running (they are being drawn)."""
     out: dict[str, str] = {}
     run_dir = pdir.parent
 
@@ -163,7 +165,9 @@ def _files(
     if not drawn_current:  # on disk, but of other results: say so rather than offer them
         names = [k for k in ("plots", "HEPData", "report") if out.pop(k, None)]
         names += sorted(p.name for p in undrawn if p.suffix == ".csv" and p.is_file())
-        if names:
+        if names and drawing:  # (it told a first run's user to run the config again)
+            out["being drawn"] = f"{', '.join(names)} (the plot task is running)"
+        elif names:
             out["not current"] = (
                 f"{', '.join(names)} (drawn from other results, or left by a plot task "
                 "that did not finish; run the config again, with the plot step, to redraw them)"
@@ -286,7 +290,8 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             and (ps.point_dir / name).is_file()
             and not output_of(ps.point_dir / name, config, made, digests)
         }
-        ps.files = _files(ps.point_dir, stale, other, current, sources)
+        drawing = states.get(f"{ps.point}/plot", ("",))[0] == "running"
+        ps.files = _files(ps.point_dir, stale, other, current, sources, drawing)
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
 
