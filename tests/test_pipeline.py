@@ -381,6 +381,16 @@ def test_half_written_output_of_a_killed_task_is_cleaned(tmp_path: Path):
         assert key != "half"
         assert np.asarray(f["demo/counts"]).sum() > 0
 
+    # a progress record half written when its task was killed: removed by the task's
+    # next marker (it stayed through every later run: a review)
+    from gprpipe.pipeline.state import progress_file
+
+    stale = progress_file(point, "load")
+    stale = stale.with_name(f".{stale.name}.i7l7smsl.tmp")
+    stale.write_text("")
+    assert run_task(point, "load", force=True) == 0
+    assert not stale.exists()
+
     # killed during a forced rewrite: the complete old output stays, and is up to date
     kill_while_writing(target)
     assert len(temp_files(point)) == 1

@@ -78,6 +78,7 @@ def write_state(
     }
     for any_state in STATES:  # a writer killed mid-write leaves a temporary file
         remove_stale_temps(marker(point_dir, slug, any_state))
+    remove_stale_temps(progress_file(point_dir, slug))  # (no run removed these)
     atomic_write_text(marker(point_dir, slug, state), json.dumps(info) + "\n")
     for other in STATES:
         if other != state:
