@@ -443,7 +443,17 @@ def test_apptainer_check(tmp_path, monkeypatch):
     with pytest.raises(GprpipeError, match=want):
         ApptainerEngine(image=str(sif)).check()
     ApptainerEngine(image=str(sif), check_version=False).check()
-    ApptainerEngine(image="docker://x/y:1").check()  # remote: nothing to check locally
+    # a URI cannot be checked before the run (it ran unchecked, with no digest recorded,
+    # though the README promised the check: a review): refused unless the check is off
+    with pytest.raises(GprpipeError) as err:
+        ApptainerEngine(image="docker://x/y:1").check()
+    assert str(err.value) == (
+        "image docker://x/y:1: a URI, whose gprpipe version cannot be checked before the run "
+        "(nor its digest recorded): pull it into a file (apptainer pull gprpipe.sif "
+        "docker://x/y:1) and give that file as base.image, or skip the check with --set "
+        "base.check_image_version=false"
+    )
+    ApptainerEngine(image="docker://x/y:1", check_version=False).check()
     # an image path is free-form: the suggested command quotes it (pasted, it ran $(id))
     odd = tmp_path / "$(id)" / "g;id`id`.sif"
     with pytest.raises(GprpipeError) as err:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -160,8 +161,17 @@ class ApptainerEngine(Engine):
                 "or use --engine podman or --engine local"
             )
         path = self.local_image
-        if path is None:
-            return  # a URI: apptainer pulls and caches it on first use
+        if path is None:  # a URI: apptainer pulls it on first use, unchecked (it ran so,
+            # recording no digest, though the README promised the check: a review)
+            if self.check_version:
+                raise GprpipeError(
+                    f"image {self.image}: a URI, whose gprpipe version cannot be checked "
+                    "before the run (nor its digest recorded): pull it into a file "
+                    f"({shlex.join([self.exe, 'pull', 'gprpipe.sif', self.image])}) and "
+                    f"give that file as base.image, or skip the check with "
+                    f"{SKIP_VERSION_CHECK_HINT}"
+                )
+            return
         build = build_command(self.name, self.image)
         if not path.exists():
             raise GprpipeError(f"image {path} not found for apptainer: build it with {build}")
