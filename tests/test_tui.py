@@ -1582,6 +1582,20 @@ async def test_a_launch_from_a_run_folder_runs_the_points_it_holds(tmp_path, mon
         await pilot.press("ctrl+r")
         await _settle(pilot)
     assert [o.points for o in given] == ["blind_nsigma-1.64,blind_nsigma-2.5"]
+    # a run of every point, then a point added to the config: all are run, as the CLI
+    # runs them (the added one was left out, "The run folder holds 2 of the grid points":
+    # a review)
+    code, _, err = run_cli_here("run", cfg, "--steps", "load")
+    assert code == 0, err
+    cfg.write_text(cfg.read_text().replace("2.5]", "2.5, 3.0]"))
+    given.clear()
+    app = GprpipeApp(tmp_path / "run", check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot, 0.3)
+        assert app.check.ok and len(app.check.points) == 4
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+    assert [o.points for o in given] == [None]
 
 
 @sync

@@ -743,6 +743,9 @@ class GprpipeApp(App[None]):
             info = load_run_info(self.results_dir)
         except GprpipeError:
             return None
+        command = [str(w) for w in info.data.get("command") or []]
+        if not any(w == "--points" or w.startswith("--points=") for w in command):
+            return None  # (a grid point added to the config since was left out: a review)
         names = [str(g.get("name")) for g in (info.data.get("grid") or []) if g.get("name")]
         known = {p.name for p in check.points}
         held = [n for n in names if n in known]
