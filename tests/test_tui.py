@@ -1651,7 +1651,22 @@ def test_results_key_numbers_take_the_reports_row_and_the_toys_global_z(tmp_path
     k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), rows), [0.03])
     assert (k.best_dataset, k.best_mass, k.best_z) == ("2015", 0.03, 2.5)
     assert (k.global_z, k.global_p, k.global_z_toys) == (1.2, 0.11, "0.70")
-    assert k.limits == [("2015", 0.03, 1e-6, 2e-6), ("combined", 0.03, 1e-6, 2e-6)]
+    assert k.limits == [("2015", 0.03, 1e-6, 2e-6, "ok"), ("combined", 0.03, 1e-6, 2e-6, "ok")]
+    # a flagged or failed row is said so (a flagged one was quoted as a result, though
+    # summary leaves it out: a review)
+    from gprpipe.tui.runs import limit_text
+
+    k = key_numbers(Scan(tmp_path / "scan.csv", list(table[0]), rows), [0.04], "2015")
+    assert [limit_text(*x[1:]) for x in k.limits] == [
+        "40 MeV 1.00e-06/2.00e-06 (flagged: flag_gof)"
+    ]
+    assert limit_text(0.05, 1e-6, 2e-6, "ok") == "50 MeV 1.00e-06/2.00e-06"
+    assert limit_text(0.05, None, 2e-6, "flag_one_sideband") == (
+        "50 MeV 2.00e-06 (flagged: flag_one_sideband)"
+    )
+    assert limit_text(0.05, math.nan, math.nan, "fit failed: no sideband") == (
+        "50 MeV (no limit: fit failed)"
+    )
     # no toy reached the observed Z: a bound, shown as one (it showed "2.71")
     bound = [
         {**r, "p0_global_toys": 1 / 301, "p0_global_toys_err": (1 / 301 * 300 / 301 / 300) ** 0.5}

@@ -34,6 +34,7 @@ from gprpipe.tui.runs import (
     default_masses,
     field_masses,
     key_numbers,
+    limit_text,
     number,
     plot_files,
     read_scan,
@@ -428,11 +429,11 @@ class ResultsPane(Widget):
             t.append("BLINDED", style="bold red")
             t.append(": no significance and no observed limit (expected limits only)\n")
             t.append("ε² limits exp: ")
-            limits = [f"{m * 1e3:g} MeV {exp:.2e}" for _, m, _, exp in k.limits]
+            limits = [limit_text(m, None, exp, st) for _, m, _, exp, st in k.limits]
         elif math.isnan(k.best_z):
             t.append("no ok row: every mass is flagged or failed (see the status column)\n")
             t.append("ε² limits obs/exp: ")
-            limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]
+            limits = [limit_text(m, obs, exp, st) for _, m, obs, exp, st in k.limits]
         else:
             t.append("best local Z ")
             t.append(f"{k.best_z:.2f}", style="bold")
@@ -446,7 +447,7 @@ class ResultsPane(Widget):
                 t.append(f"\nlocal p0 there {k.local_p:.3g}, toys at that mass {k.local_p_toys}")
             t.append("\n")
             t.append("ε² limits obs/exp: ")
-            limits = [f"{m * 1e3:g} MeV {obs:.2e}/{exp:.2e}" for _, m, obs, exp in k.limits]
+            limits = [limit_text(m, obs, exp, st) for _, m, obs, exp, st in k.limits]
         t.append("   ".join(limits) or "(give masses above)")
         if k.outside:
             far = ", ".join(f"{m * 1e3:g}" for m in k.outside)

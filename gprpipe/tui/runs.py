@@ -108,8 +108,8 @@ class KeyNumbers:
     # no toy reached the observed Z (a bound); '' without toys
     local_p: float = math.nan  # asymptotic p0 at the best row
     local_p_toys: str = ""  # the toys' local p0 there as shown ("0.01 +- 0.0022"), '' without
-    limits: list[tuple[str, float, float, float]] = field(default_factory=list)
-    # (dataset, mass GeV, observed eps2, expected median eps2)
+    limits: list[tuple[str, float, float, float, str]] = field(default_factory=list)
+    # (dataset, mass GeV, observed eps2, expected median eps2, the row's status)
     outside: list[float] = field(default_factory=list)  # masses asked outside every scan (GeV)
 
 
@@ -150,10 +150,29 @@ def key_numbers(scan: Scan, masses_gev: Sequence[float], dataset: str | None = N
                     number(r["mass_GeV"]),
                     number(r.get("eps2_up")),
                     number(r.get("eps2_exp_med")),
+                    str(r.get("status") or "ok"),
                 )
             )
     out.outside = [m for m in masses_gev if m not in inside]
     return out
+
+
+def limit_text(mass: float, obs: float | None, exp: float, status: str) -> str:
+    """One limit of the key numbers (``obs`` None: blinded): a flagged row says its flags
+    and a failed one its failure (they were shown as results, a flagged one quoted though
+    summary leaves it out: a review)."""
+    from gprpipe.stats.quality import has_expected, is_flagged
+
+    head = f"{mass * 1e3:g} MeV "
+    if not has_expected(status):
+        return head + f"(no limit: {status.split(':')[0]})"
+    if obs is None:
+        shown = f"{exp:.2e}"
+    elif math.isfinite(obs):
+        shown = f"{obs:.2e}/{exp:.2e}"
+    else:  # its observed toy limit alone unresolved
+        shown = f"-/{exp:.2e} (no observed limit)"
+    return head + shown + (f" (flagged: {status.split(':')[0]})" if is_flagged(status) else "")
 
 
 def field_masses(text: str) -> tuple[list[float], list[str]]:
