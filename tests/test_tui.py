@@ -1275,6 +1275,34 @@ async def test_a_task_not_started_in_this_run_shows_no_earlier_runs_log(
 
 
 @sync
+async def test_results_of_a_config_edited_since_its_run_say_so(shared_quickstart, tmp_path):
+    """A config edited since its run (fit.blind_nsigma 1.64 -> 1.96): the Results tab
+    showed the 1.64 results, valid and current, as those of the config open (a review);
+    they are said to be of the settings its point folder holds."""
+    import shutil
+
+    from conftest import quickstart_child
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    cfg = quickstart_child(tmp_path / "qe.toml", f'output = "{run}"\n[plot]\nformats = ["png"]\n')
+    for edited in (False, True):
+        if edited:
+            cfg.write_text(cfg.read_text() + "[fit]\nblind_nsigma = 1.96\n")
+        app = GprpipeApp(cfg, check_delay=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            await _validated(pilot)
+            await pilot.press("f6")
+            await _settle(pilot, 0.5)
+            keys = _static(app, "#res-keys")
+            assert ("NOT OF THIS CONFIG" in keys) is edited, keys
+            assert "best local Z" in keys  # (the numbers stay, said to be of the earlier run)
+    assert "config.toml, which the config open here no longer holds; run it (ctrl+r)" in (
+        " ".join(keys.split())
+    )
+
+
+@sync
 async def test_results_that_summary_refuses_are_not_shown(shared_quickstart, tmp_path):
     """A point config edited by hand after the run: `gprpipe summary` refuses the run in
     one sentence, but the Results tab showed its numbers with no word (its check dropped

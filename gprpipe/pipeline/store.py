@@ -261,7 +261,7 @@ def _points_run_before(
             text = read_config_text(Layout(run_dir / name).config)
         except GprpipeError:  # missing or unreadable: not kept
             continue
-        if _sha256(text.encode()) == sha and _same_point_config(text, now[name]):
+        if _sha256(text.encode()) == sha and same_point_config(text, now[name]):
             kept.append(g)
     return kept
 
@@ -271,20 +271,21 @@ def _points_run_before(
 RUN_OPTION_KEYS = (("steps", "run"), ("base", "engine"), ("base", "executor"), ("base", "jobs"))
 
 
-def _same_point_config(text: str, point: Point) -> bool:
+def same_point_config(text: str, point: Point, *, same_version: bool = True) -> bool:
     """``text`` (a point's config.toml) is the config ``point`` would write, but for
-    :data:`RUN_OPTION_KEYS` (a grid point left out of ``gprpipe run --steps plot
-    --points 0`` was dropped from run.json, and so from the index and the summary, for
-    the steps it did not run: a review); the gprpipe version in its first line too."""
+    where it writes (``base.output``) and :data:`RUN_OPTION_KEYS` (a grid point left out
+    of ``gprpipe run --steps plot --points 0`` was dropped from run.json, and so from the
+    index and the summary, for the steps it did not run: a review); ``same_version``: the
+    gprpipe version in its first line too."""
     import tomllib
 
     mine = point_config_text(point)
-    if text.partition("\n")[0] != mine.partition("\n")[0]:
+    if same_version and text.partition("\n")[0] != mine.partition("\n")[0]:
         return False
 
     def computed(t: str) -> dict[str, Any]:
         data: dict[str, Any] = tomllib.loads(t)
-        for table, key in RUN_OPTION_KEYS:
+        for table, key in (*RUN_OPTION_KEYS, ("base", "output")):  # (a folder copied)
             if isinstance(data.get(table), dict):
                 data[table].pop(key, None)
         return data

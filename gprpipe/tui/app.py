@@ -446,6 +446,7 @@ class GprpipeApp(App[None]):
         results.config_masses = (
             list(check.points[0].config.plot.masses) if check is not None and check.points else []
         )
+        results.config_points = {p.name: p for p in check.points} if check is not None else {}
         results.reload()
 
     def _focus_tab(self, tab: str) -> None:

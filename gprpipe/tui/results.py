@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, Static
 
-from gprpipe.config import point_config_from_file
+from gprpipe.config import Point, point_config_from_file
 from gprpipe.errors import GprpipeError
 from gprpipe.pipeline.summary import (
     failure_lines,
@@ -176,10 +176,11 @@ class PointChecked(Message):
         current: tuple[bool, bool],
         said: list[str],
         problem: str = "",
+        of_config: bool = True,
     ) -> None:
         super().__init__()
         self.number, self.point_dir, self.current = number, point_dir, current
-        self.said, self.problem = said, problem
+        self.said, self.problem, self.of_config = said, problem, of_config
 
 
 class ResultsPane(Widget):
@@ -198,6 +199,8 @@ class ResultsPane(Widget):
         super().__init__(id=id)
         self.run_dir: Path | None = None  # set by the app: the run whose results are shown
         self.config_masses: list[float] = []  # set by the app: plot.masses of the config
+        self.config_points: dict[str, Point] = {}  # set by the app: the config's points
+        self.of_config = True  # the point's config.toml is the open config's point
         self.points: list[tuple[str, Path]] = []
         self.scan: Scan | None = None
         self.point_dir: Path | None = None
@@ -277,7 +280,8 @@ class ResultsPane(Widget):
                 self.problem = f"Cannot read {where}: {exc.strerror or exc}."
         if self._unchecked is not None and self.point_dir is not None:
             self.checking = True
-            self._check(self._checks, self.run_dir, str(name), self.point_dir)
+            point = self.config_points.get(str(name))
+            self._check(self._checks, self.run_dir, str(name), self.point_dir, point)
         self._tell_problem()
         self._show_scan()
 
@@ -314,22 +318,38 @@ class ResultsPane(Widget):
         self._said = self.problem
 
     @work(thread=True, exclusive=True, group="results-check")
-    def _check(self, number: int, run_dir: Path | None, point: str, point_dir: Path) -> None:
+    def _check(
+        self,
+        number: int,
+        run_dir: Path | None,
+        point: str,
+        point_dir: Path,
+        of: Point | None = None,
+    ) -> None:
         """Whether the point's scan.csv and figures are current (as summary says it: of
         other settings or inputs, or figures of other results, are not), and summary's
-        lines of the point: it hashes the data files, so not on the UI thread."""
+        lines of the point: it hashes the data files, so not on the UI thread. ``of``:
+        the open config's point of that name, whose settings the point's config.toml
+        should hold (an edited config showed the results of its earlier settings)."""
+        from gprpipe.config.loader import read_config_text
+        from gprpipe.pipeline.store import same_point_config
+
         current, problem = (True, True), ""
         said: list[str] = []
+        of_config = True
         try:
             current = point_currency(point_dir)
             said, problem = summary_said(run_dir, point)  # (withheld: shown as a problem)
+            if of is not None:
+                text = read_config_text(point_dir / "config.toml")
+                of_config = same_point_config(text, of, same_version=False)
         except GprpipeError as exc:  # it names the file and what to do
             problem = str(exc)
         except OSError as exc:
             problem = f"Cannot read {show_path(point_dir)}: {exc.strerror or exc}."
         except Exception as exc:  # the pane shows no number until it answers: it must
             problem = f"{show_path(point_dir)}: could not be checked ({type(exc).__name__}: {exc})."
-        self.post_message(PointChecked(number, point_dir, current, said, problem))
+        self.post_message(PointChecked(number, point_dir, current, said, problem, of_config))
 
     @on(PointChecked)
     def _checked(self, event: PointChecked) -> None:
@@ -337,6 +357,7 @@ class ResultsPane(Widget):
             return  # a later load of the pane asked again
         self.checking = False
         self.current, self.said_by_summary = event.current, event.said
+        self.of_config = event.of_config
         self.problem = event.problem
         self._tell_problem()
         if not event.problem:
@@ -419,6 +440,12 @@ class ResultsPane(Widget):
             head, _, rest = line.partition(":")
             t.append(head, style="" if line.startswith(" ") else "bold red")
             t.append(f":{rest}\n")
+        if not self.of_config and self.point_dir is not None:
+            t.append("NOT OF THIS CONFIG", style="bold red")
+            t.append(
+                f": made with the settings in {show_path(self.point_dir / 'config.toml')}, "
+                "which the config open here no longer holds; run it (ctrl+r) to recompute\n"
+            )
         if not self.current[0]:
             t.append("NOT CURRENT", style="bold red")
             t.append(
