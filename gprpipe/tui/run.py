@@ -453,7 +453,7 @@ class RunPane(Widget):
         # failed) unless a failed task is selected: another task's log says nothing of it
         state = view.states.get(self._selected, ("",))[0] if view and self._selected else ""
         launch_failed = code not in (None, 0) and state != "failed"
-        if task_log is not None and state == "pending" and not launch_failed:
+        if task_log is not None and state == "pending" and not launch_failed and task_log.exists():
             # a log left by an earlier run is not this task's (it showed the unblinded
             # run's Z_local beside a blinded run's pending limit merge: a review)
             label = f"Log of {self._selected}: not started in this run"
