@@ -579,3 +579,26 @@ def test_a_grid_key_with_an_empty_name_names_its_file(tmp_path: Path):
         "",
         f"error: {cfg}:3: grid: '.': an empty key name is not a setting; remove it.",
     )
+
+
+def test_a_point_config_is_the_same_but_for_how_it_ran():
+    """What a run's options set (--steps, --engine, --executor, --jobs, --unblind) and
+    where it writes are no other config: the TUI marked every --unblind result of a
+    blinded config "NOT OF THIS CONFIG" (the own-diff review); a setting that computes
+    is."""
+    from conftest import QUICKSTART
+
+    from gprpipe.config import load_points
+    from gprpipe.pipeline.store import point_config_text, same_point_config
+
+    _, (point,) = load_points(QUICKSTART, ["base.blind=true"])
+    text = point_config_text(point)
+    assert "blind = true" in text
+    assert same_point_config(text, point)
+    assert same_point_config(text.replace("blind = true", "blind = false"), point)
+    _, (other,) = load_points(
+        QUICKSTART, ["base.blind=true", "base.output=elsewhere", "base.jobs=7"]
+    )
+    assert same_point_config(text, other)
+    _, (wider,) = load_points(QUICKSTART, ["base.blind=true", "fit.blind_nsigma=1.96"])
+    assert not same_point_config(text, wider)

@@ -963,8 +963,10 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path: Path):
     assert m, err
     assert int(m.group(1)) >= 1 and Path(m.group(2)) == run_dir
     assert m.group(4) == (
-        f"gprpipe run {QUICKSTART} -j 1 --points 0 --unblind --force --set base.output={run_dir}"
-    )
+        f"gprpipe run {QUICKSTART} -j 1 --points 0 --unblind --set base.output={run_dir} "
+        "(without --force: the tasks not finished reuse their earlier outputs where those are "
+        "up to date; with it every task runs again)"
+    )  # (with --force it redid the tasks it says are kept: the own-diff review)
     # summary exits 1: the scan it was asked for is not there (it exited 0 when the fit
     # tasks had not started, 1 when one was stopped; a review)
     code, out, _ = run_cli_here("summary", run_dir)

@@ -465,7 +465,8 @@ def _range_of_a_card(where: Where, key: str, why: str, name: str) -> Issue:
         and any(Path(loc.file).resolve().is_relative_to(d) for d in shipped)
     ):
         line = f" (line {loc.line})" if loc.line else ""
-        said = f"{why.rstrip('.')}: the {field} of the shipped {Path(loc.file).name}{line}"
+        said = why.rstrip(".") + ("; it is" if why.endswith("?") else ":")
+        said += f" the {field} of the shipped {Path(loc.file).name}{line}"
         return at(
             where(f"datasets.{name}.path"),
             f"{said}: another file, or set datasets.{name}.{field} in this config.",

@@ -651,9 +651,9 @@ def _checked_steps(steps: Sequence[str]) -> list[str]:
 
 
 def _run_arguments(opts: RunOptions) -> list[str]:
-    """The options of ``gprpipe run`` that ``opts`` stand for: the command that resumes
-    the run (made of the loader's overrides, it dropped --points and --force and turned
-    --unblind into the refused ``--set base.blind=false``; a review)."""
+    """The options of ``gprpipe run`` that ``opts`` stand for, but ``--force``: the
+    command that resumes the run (made of the loader's overrides, it dropped --points and
+    turned --unblind into the refused ``--set base.blind=false``; a review)."""
     args: list[str] = []
     for option, value in (("--engine", opts.engine), ("--executor", opts.executor)):
         if value:
@@ -664,7 +664,8 @@ def _run_arguments(opts: RunOptions) -> list[str]:
         args += ["-j", str(int(opts.jobs))]
     if opts.points is not None:
         args += ["--points", opts.points]
-    args += ["--unblind"] * opts.unblind + ["--force"] * opts.force
+    # (not --force: the resumed run would redo what this one finished; a review)
+    args += ["--unblind"] * opts.unblind
     return args + [x for o in opts.overrides for x in ("--set", o)]
 
 
@@ -1206,6 +1207,11 @@ def run(
             mounts(t, run_dir, check_paths=False)
     make_run_dir(run_dir, str(loaded.where("base.output")))
     resume = cli_command("run", config, *_run_arguments(opts))
+    if opts.force:
+        resume += (
+            " (without --force: the tasks not finished reuse their earlier outputs where "
+            "those are up to date; with it every task runs again)"
+        )
     with (
         run_lock(run_dir, command=opts.command, wait=opts.wait_lock, notice=obs.notice),
         _stoppable(run_dir) as stop,

@@ -273,7 +273,8 @@ RUN_OPTION_KEYS = (("steps", "run"), ("base", "engine"), ("base", "executor"), (
 
 def same_point_config(text: str, point: Point, *, same_version: bool = True) -> bool:
     """``text`` (a point's config.toml) is the config ``point`` would write, but for
-    where it writes (``base.output``) and :data:`RUN_OPTION_KEYS` (a grid point left out
+    where it writes (``base.output``), ``base.blind`` (``--unblind`` lifts it; a blinded
+    run refuses unblinded points beside it) and :data:`RUN_OPTION_KEYS` (a grid point left out
     of ``gprpipe run --steps plot --points 0`` was dropped from run.json, and so from the
     index and the summary, for the steps it did not run: a review); ``same_version``: the
     gprpipe version in its first line too."""
@@ -285,7 +286,8 @@ def same_point_config(text: str, point: Point, *, same_version: bool = True) -> 
 
     def computed(t: str) -> dict[str, Any]:
         data: dict[str, Any] = tomllib.loads(t)
-        for table, key in (*RUN_OPTION_KEYS, ("base", "output")):  # (a folder copied)
+        # (where it writes: a folder copied; base.blind: what --unblind lifted)
+        for table, key in (*RUN_OPTION_KEYS, ("base", "output"), ("base", "blind")):
             if isinstance(data.get(table), dict):
                 data[table].pop(key, None)
         return data
