@@ -1534,3 +1534,25 @@ def test_summary_during_the_plot_task_says_the_figures_are_being_drawn(tmp_path:
     for out in said:
         assert "run the config again" not in out, out
     assert any("being drawn: " in out and "(the plot task is running)" in out for out in said)
+
+
+def test_summary_of_a_queued_plot_task_says_the_figures_are_to_be_drawn(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """A plot task queued in SLURM to redraw the figures: summary told the user to run the
+    config again (the own-diff review). The executor's poll says it is queued."""
+    from gprpipe.executors.slurm.reconcile import QUEUED
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    (run_dir / "nominal" / ".state" / "plot.commit").unlink()  # as a submission withdraws it
+    (run_dir / "nominal" / ".state" / "plot.done").unlink()
+
+    def poll(info, tasks, configs):
+        queued = ("pending", f"{QUEUED} (job 7_0)")
+        return {t.id: queued if t.step == "plot" else ("done", "") for t in tasks}
+
+    lines = summary_lines(run_summary(run_dir, poll))
+    text = "\n".join(lines)
+    assert "to be drawn: plots, HEPData, report (the plot task is queued in SLURM)" in text, text
+    assert "run the config again" not in text

@@ -90,13 +90,13 @@ def _files(
     other: AbstractSet[Path] = frozenset(),
     drawn_current: bool = True,
     sources_not_current: AbstractSet[str] = frozenset(),
-    drawing: bool = False,
+    drawing: str = "",
 ) -> dict[str, str]:
     """Where the point's products are; ``stale`` tables (of an earlier config, which this
     one does not make) are left out, ``other`` ones (committed under another key) named;
     the plot step's figures, tables, HEPData and report are offered only when
-    ``drawn_current`` (of the results the point holds now); ``drawing``: its plot task is
-    running (they are being drawn)."""
+    ``drawn_current`` (of the results the point holds now); ``drawing``: how its plot
+    task, running or queued, is about to draw them anew."""
     out: dict[str, str] = {}
     run_dir = pdir.parent
 
@@ -166,7 +166,8 @@ def _files(
         names = [k for k in ("plots", "HEPData", "report") if out.pop(k, None)]
         names += sorted(p.name for p in undrawn if p.suffix == ".csv" and p.is_file())
         if names and drawing:  # (it told a first run's user to run the config again)
-            out["being drawn"] = f"{', '.join(names)} (the plot task is running)"
+            what, _, why = drawing.partition(" (")
+            out[what] = f"{', '.join(names)} ({why}"
         elif names:
             out["not current"] = (
                 f"{', '.join(names)} (drawn from other results, or left by a plot task "
@@ -290,7 +291,12 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             and (ps.point_dir / name).is_file()
             and not output_of(ps.point_dir / name, config, made, digests)
         }
-        drawing = states.get(f"{ps.point}/plot", ("",))[0] == "running"
+        plot_state, plot_msg = states.get(f"{ps.point}/plot", ("", ""))
+        drawing = ""
+        if plot_state == "running":
+            drawing = "being drawn (the plot task is running)"
+        elif plot_state == "pending" and plot_msg.startswith(QUEUED):  # (a review)
+            drawing = "to be drawn (the plot task is queued in SLURM)"
         ps.files = _files(ps.point_dir, stale, other, current, sources, drawing)
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
