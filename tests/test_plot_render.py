@@ -516,3 +516,21 @@ def test_a_failed_mass_mid_scan_is_a_gap_in_every_scan_figure(shared_quickstart,
     crosses = [x for x in fig.axes[0].get_lines() if x.get_label() == NO_RESULT_LABEL]
     assert [list(c.get_xdata()) for c in crosses] == [[60.0]]
     plt.close(fig)
+
+
+def test_the_grid_figure_has_a_gap_at_a_mass_that_is_not_ok():
+    """The grid index figure joined each point's curves across a failed mass (the
+    own-diff review): a gap there, as in the point's scan figures."""
+    from gprpipe.plotting.grid import grid_limits_figure
+
+    a = {
+        "mass_GeV": np.array([0.05, 0.06, 0.07]),
+        "status": np.array(["ok", "fit failed: x", "ok"]),
+        "eps2_exp_med": np.array([1e-6, 2e-6, 3e-6]),
+        "eps2_up": np.array([1e-6, 2e-6, 3e-6]),
+    }
+    fig = grid_limits_figure({"2015": [("p0", a, False)]}, {"2015": "HPS 2015"})
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2 and all(np.isnan(x.get_ydata()[1]) for x in lines)
+    assert all(list(x.get_xdata()) == [50.0, 60.0, 70.0] for x in lines)
+    plt.close(fig)
