@@ -776,6 +776,11 @@ def test_no_real_toy_is_taken_for_the_data(shared_data: Path):
         for near in (counts + 1, counts + np.round(rng.normal(0, 0.2 * np.sqrt(counts + 1)))):
             with pytest.raises(GprpipeError, match="closer to them than chance allows: chi2"):
                 check(near, "near")
+        # nor the data scaled, or shifted by a bin (they passed the chi2 rule: the
+        # own-diff review): their fluctuations follow the data's
+        for near in (np.round(counts * 1.02), np.round(counts * 0.5), np.roll(counts, 1)):
+            with pytest.raises(GprpipeError, match="bin-to-bin fluctuations, correlation"):
+                check(near, "near")
 
 
 def test_a_blinded_run_says_it_runs_no_global_toys(cli):
