@@ -951,7 +951,10 @@ def test_compare_of_a_point_without_limits_says_why_and_writes_nothing(tmp_path:
     other = tmp_path / "other"  # no dataset 2015 at all: said "no mass with a limit"
     committed_scans(other, {"demo": head + "demo,0.04,2e-06,1e-06,ok\n"})
     code, so, se = run_cli_here("compare", run / "blind-1.64", other / "demo")
-    assert code == 1 and se.strip() == "error: nothing to compare: 2015: demo has no such dataset."
+    assert code == 1 and se.strip() == (
+        "error: nothing to compare: 2015: demo has no such dataset; demo: blind-1.64 has no "
+        "such dataset."
+    )  # (the dataset of the second alone was not named: a review)
     (tmp_path / "afile").write_text("x")
     code, _, se = run_cli_here("compare", run, "-o", tmp_path / "afile")
     assert code == 1 and se.strip() == (
@@ -1082,3 +1085,28 @@ def test_compare_matches_masses_as_the_package_does():
     (ratio,) = comp.ratios
     np.testing.assert_array_equal(ratio.mass, [0.0600004])
     np.testing.assert_array_equal(ratio.observed, [1.0])
+
+
+def test_compare_removes_an_earlier_comparisons_files_of_datasets_not_compared_now(
+    tmp_path: Path,
+):
+    """compare -o DIR into the folder of an earlier comparison: the files of the datasets
+    not compared now stayed, showing the ratios of other points with nothing to say so
+    (a review). They are removed; a dataset only the second run has is named."""
+    head = "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
+    both = head + "2015,0.04,2e-06,1e-06,ok\n2016,0.04,2e-06,1e-06,ok\n"
+    committed_scans(tmp_path / "a", {"p": both})
+    committed_scans(tmp_path / "b", {"p": both.replace("2e-06", "3e-06")})
+    committed_scans(tmp_path / "c", {"p": head + "2015,0.04,4e-06,1e-06,ok\n"})
+    out = tmp_path / "cmp"
+    code, _, se = run_cli_here("compare", tmp_path / "a" / "p", tmp_path / "b" / "p", "-o", out)
+    assert code == 0, se
+    assert {f.name for f in out.iterdir()} >= {"compare_2015.csv", "compare_2016.csv"}
+    (out / "notes.txt").write_text("mine")
+    code, so, se = run_cli_here("compare", tmp_path / "a" / "p", tmp_path / "c" / "p", "-o", out)
+    assert code == 0, se
+    names = {f.name for f in out.iterdir()}
+    assert "compare_2015.csv" in names and "notes.txt" in names
+    assert not [n for n in names if "2016" in n], names
+    code, so, se = run_cli_here("compare", tmp_path / "c" / "p", tmp_path / "a" / "p", "-o", out)
+    assert code == 0 and "2016: not compared: c/p has no such dataset" in so + se, so + se

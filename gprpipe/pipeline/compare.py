@@ -237,7 +237,17 @@ def write_comparison(runs: Sequence[Path], out: Path | None, formats: Sequence[s
             table = folder / f"compare_{comp.dataset}.csv"
             atomic_write_text(table, comparison_csv(comp))
             result.files[comp.dataset] = [*figures, table]
+    # an earlier comparison's files of datasets not compared now (they stayed, showing the
+    # ratios of other points with nothing to say so: a review)
+    written = {f.name for files in result.files.values() for f in files}
+    for old in sorted(folder.glob("compare_*")):
+        if old.is_file() and old.name not in written and old.suffix in _COMPARE_SUFFIXES:
+            old.unlink()
     return result
+
+
+#: the files a comparison writes (its table and the figure formats)
+_COMPARE_SUFFIXES = {".csv", ".png", ".pdf", ".svg"}
 
 
 def _not_compared(

@@ -65,10 +65,11 @@ class DatasetComparison:
 
 
 def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[DatasetComparison]:
-    """Curves and ratios per dataset present in the reference (the first table)."""
+    """Curves and ratios per dataset of any table (the reference's first); a dataset the
+    reference (the first table) lacks has none (it was not named at all: a review)."""
     labels = list(tables)
     out = []
-    datasets = list(dict.fromkeys(r["dataset"] for r in tables[labels[0]]))
+    datasets = list(dict.fromkeys(r["dataset"] for lab in labels for r in tables[lab]))
     for ds in datasets:
         comp = DatasetComparison(ds)
         for lab in labels:
