@@ -887,6 +887,21 @@ def test_timings_come_from_the_markers_of_the_planned_tasks(tmp_path):
         table,
     )
     assert rows == [("nominal/load", "done", "0.470"), ("nominal/fit/2015-000", "failed", "")]
+    # the plot task writing the report is running: not the previous run's time run.json
+    # holds (it showed 5.709 s of the run before: a review)
+    run_json = point.parent / "run.json"
+    info = json.loads(run_json.read_text())
+    info["plan"].append({"id": "nominal/plot"})
+    info["timings"] = {"nominal/plot": {"state": "done", "seconds": 5.709}}
+    run_json.write_text(json.dumps(info))
+    write_state(point, "plot", "running")
+    html = _reports(cfg, point)[0].read_text()
+    table = html.split('id="timings"', 1)[1].split("</table>", 1)[0]
+    assert ("nominal/plot", "running", "") in re.findall(
+        r'<tr><td class="text">([^<]*)</td><td class="text">([^<]*)</td><td data-v="([^"]*)">',
+        table,
+    )
+    assert "5.709" not in table
     # a run.json without its plan (damaged, older): every finished task's marker is shown
     run_json = point.parent / "run.json"
     info = json.loads(run_json.read_text())

@@ -237,13 +237,17 @@ def _marker_timings(point_dir: Path, task_ids: Iterable[str]) -> dict[str, dict[
     """Timings of the finished tasks among ``task_ids`` (this point's) from the state
     markers the tasks write themselves (so the plot task sees every upstream task's time
     before run.json is updated at the end of the run): seconds, "cached", or nothing for
-    a failed task (its sentence is in the summary's failures)."""
+    a failed task (its sentence is in the summary's failures); a running task (the plot
+    task writing the report) has none yet (it showed the previous run's time from
+    run.json: a review)."""
     out: dict[str, dict[str, Any]] = {}
     for tid in task_ids:
         state, msg = read_state(point_dir, slug_of(tid))
         if state in ("done", "failed"):
             seconds = msg.removesuffix(" s") if state == "done" else ""
             out[tid] = {"state": state, "seconds": seconds}
+        elif state == "running":
+            out[tid] = {"state": "running", "seconds": ""}
     return out
 
 
