@@ -786,6 +786,20 @@ def test_summary_of_an_injection_study_gives_its_closure():
         "pull mean furthest from 0: +0.080 +- 0.075 at 60 MeV z=3 (1.1 standard errors; "
         "pull_mean_err in inject.csv)"
     )
+    # a row of 2 toys: its width gives no error worth quoting (it said "8.4 standard
+    # errors" of +0.770 from a width of 0.13: a review)
+    rows[0] |= {"n_kept": "2", "pull_mean": "0.770", "pull_width": "0.13",
+                "pull_mean_err": str(0.13 / np.sqrt(2))}  # fmt: skip
+    (s,) = summarize_injection(rows)
+    lines = injection_lines(s)
+    assert lines[2] == (
+        "pull mean furthest from 0: +0.080 +- 0.075 at 60 MeV z=3 (1.1 standard errors; "
+        "pull_mean_err in inject.csv)"
+    )
+    assert lines[3] == (
+        "fewer than 10 toys kept at 60 MeV z=0 (2 of 200): no error of their pull means is "
+        "quoted (raise inject.n_toys)"
+    )
 
 
 def test_toys_biased_at_the_most_significant_mass_at_a_fraction_of_0_or_1():

@@ -259,6 +259,14 @@ class InjectionSummary:
     cov_2sigma: tuple[float, float]
     # the row whose pull mean lies the most errors from 0: (pull_mean, its error, where)
     pull_mean_furthest: tuple[float, float, str] | None = None
+    # rows of 2 to MIN_PULL_TOYS - 1 toys kept: no error of the pull mean is quoted
+    few_for_error: list[str] = field(default_factory=list)
+
+
+#: the fewest toys kept whose pull width gives the pull mean's error (of fewer, that
+#: width is itself uncertain by more than a quarter: 2 toys gave "8.4 standard errors"
+#: from a width of 0.13; a review)
+MIN_PULL_TOYS = 10
 
 
 def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSummary]:
@@ -282,6 +290,13 @@ def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSumm
             if (p := _num(r, "pull_mean")) is not None
             and (e := _num(r, "pull_mean_err")) is not None
             and e > 0
+            and (_num(r, "n_kept") or 0) >= MIN_PULL_TOYS
+        ]
+        few_for_error = [
+            f"{float(r['mass_GeV']) * 1e3:g} MeV z={r['z_inj']} "
+            f"({int(_num(r, 'n_kept') or 0)} of {r.get('n_generated', '?')})"
+            for r in rs
+            if 2 <= (_num(r, "n_kept") or 0) < MIN_PULL_TOYS
         ]
         few = [
             f"{float(r['mass_GeV']) * 1e3:g} MeV z={r['z_inj']} "
@@ -302,6 +317,7 @@ def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSumm
                 span("cov_1sigma"),
                 span("cov_2sigma"),
                 max(pulls, key=lambda t: abs(t[0]) / t[1]) if pulls else None,
+                few_for_error,
             )
         )
     return out
@@ -374,6 +390,11 @@ def injection_lines(s: InjectionSummary) -> list[str]:
         lines.append(
             f"pull mean furthest from 0: {p:+.3f} +- {e:.3f} at {where} ({abs(p) / e:.1f} "
             "standard errors; pull_mean_err in inject.csv)"
+        )
+    if s.few_for_error:
+        lines.append(
+            f"fewer than {MIN_PULL_TOYS} toys kept at {', '.join(s.few_for_error)}: no error "
+            "of their pull means is quoted (raise inject.n_toys)"
         )
     if s.too_few:  # a toy is kept when its fits converge with a finite window background
         lines.append(
