@@ -465,7 +465,7 @@ def _range_of_a_card(where: Where, key: str, why: str, name: str) -> Issue:
         and any(Path(loc.file).resolve().is_relative_to(d) for d in shipped)
     ):
         line = f" (line {loc.line})" if loc.line else ""
-        said = why.rstrip(".") + ("; it is" if why.endswith("?") else ":")
+        said = why.rstrip(".") + ("; it is" if why.rstrip(".").endswith("?") else ":")
         said += f" the {field} of the shipped {Path(loc.file).name}{line}"
         return at(
             where(f"datasets.{name}.path"),

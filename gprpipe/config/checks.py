@@ -478,10 +478,8 @@ def holds_observed(counts: np.ndarray, observed: np.ndarray, windows: np.ndarray
     them in more than half of the ``windows`` bins (:func:`observed_windows`: the data with
     an event added passed, a review; at most 2.1% of those bins of the real 2015, 2016 and
     2021 toys equal the data's), ``" (closer to them ...)"`` when it lies closer to them
-    than chance allows (the data plus one event in every bin passed; a review),
-    ``" (their bin-to-bin fluctuations ...)"`` when its fluctuations follow the data's
-    (:func:`_fluctuation_correlation`: the data scaled), else None. One rule for validate
-    and the tasks.
+    than chance allows (the data plus one event in every bin passed; a review), else
+    None. One rule for validate and the tasks.
 
     Closeness: ``chi2 = sum (t - d)^2 / (|t| + d)`` over the N ``windows`` bins; a histogram
     drawn independently of the data, from the same means, gives chi2 ~ chi2_N (the real
@@ -507,46 +505,7 @@ def holds_observed(counts: np.ndarray, observed: np.ndarray, windows: np.ndarray
             f"blind windows that hold events, where a histogram drawn apart from the data "
             f"gives about {n})"
         )
-    r = _fluctuation_correlation(counts, observed, windows)
-    if r > NEAR_COPY_CORRELATION:
-        return (
-            f" (their bin-to-bin fluctuations, correlation {r:.3f} over the {n} bins of the "
-            "blind windows that hold events: the data scaled or shifted by a bin)"
-        )
     return None
-
-
-#: above it, a histogram's bin-to-bin fluctuations follow the data's (the data scaled or
-#: shifted by a bin: 0.999-1.0); the real toys of 2015, 2016, 2021 reach 0.41, 0.26, 0.23
-#: and a Poisson draw around the data's counts 0.66-0.71, which passes
-NEAR_COPY_CORRELATION = 0.9
-
-
-def _fluctuation_correlation(
-    counts: np.ndarray, observed: np.ndarray, windows: np.ndarray
-) -> float:
-    """The largest |Pearson correlation| over the ``windows`` bins, at lags -1, 0 and +1,
-    between the bin-to-bin fluctuations of ``counts`` and ``observed``: each bin less the
-    mean of its two neighbours, over the Poisson error of that difference (a scale or a
-    smooth shape leaves them; the data scaled by 1.02 passed the chi2 rule: a review)."""
-
-    def fluctuations(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        side = np.pad(x, 1, mode="edge")
-        mean = 0.5 * (side[:-2] + side[2:])
-        out: np.ndarray = (x - mean) / np.sqrt(np.maximum(np.abs(x) + mean, 1.0))
-        return out
-
-    a, b = fluctuations(counts), fluctuations(observed)[windows]
-    b = b - b.mean()
-    best = 0.0
-    for lag in (-1, 0, 1):
-        c = np.roll(a, -lag)[windows]
-        c = c - c.mean()
-        norm = float(np.sqrt((c @ c) * (b @ b)))
-        if norm > 0:
-            best = max(best, abs(float(c @ b)) / norm)
-    return best
 
 
 OBSERVED_AS_TOY = (
@@ -640,7 +599,7 @@ def histogram_errors(
                 f"({ms.min():g}-{ms.max():g} GeV): the GP would extrapolate into every window",
             )
         )
-    out = [(key + field, why + ".") for field, why in errors]
+    out = [(key + field, why if why.endswith("?") else why + ".") for field, why in errors]
     if not errors:
         out += _no_training_bins(cfg, name, edges)
         out += _gap_errors(name, counts, edges, what, ds.data_range)
