@@ -1102,11 +1102,13 @@ def test_compare_removes_an_earlier_comparisons_files_of_datasets_not_compared_n
     code, _, se = run_cli_here("compare", tmp_path / "a" / "p", tmp_path / "b" / "p", "-o", out)
     assert code == 0, se
     assert {f.name for f in out.iterdir()} >= {"compare_2015.csv", "compare_2016.csv"}
-    (out / "notes.txt").write_text("mine")
+    mine = ["notes.txt", "compare_results_for_thesis.csv", "compare_2015_2016.pdf"]
+    for name in mine:  # the user's own files: never removed (the whole-diff review)
+        (out / name).write_text("mine")
     code, so, se = run_cli_here("compare", tmp_path / "a" / "p", tmp_path / "c" / "p", "-o", out)
     assert code == 0, se
     names = {f.name for f in out.iterdir()}
-    assert "compare_2015.csv" in names and "notes.txt" in names
-    assert not [n for n in names if "2016" in n], names
+    assert "compare_2015.csv" in names and set(mine) <= names
+    assert not [n for n in names if "2016" in n and n not in mine], names
     code, so, se = run_cli_here("compare", tmp_path / "c" / "p", tmp_path / "a" / "p", "-o", out)
     assert code == 0 and "2016: not compared: c/p has no such dataset" in so + se, so + se

@@ -6,6 +6,7 @@ and writes them (``gprpipe compare``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,16 +239,29 @@ def write_comparison(runs: Sequence[Path], out: Path | None, formats: Sequence[s
             atomic_write_text(table, comparison_csv(comp))
             result.files[comp.dataset] = [*figures, table]
     # an earlier comparison's files of datasets not compared now (they stayed, showing the
-    # ratios of other points with nothing to say so: a review)
-    written = {f.name for files in result.files.values() for f in files}
-    for old in sorted(folder.glob("compare_*")):
-        if old.is_file() and old.name not in written and old.suffix in _COMPARE_SUFFIXES:
+    # ratios of other points with nothing to say so: a review): those its record lists,
+    # never a file of the user's (every compare_* went: the whole-diff review)
+    written = sorted(f.name for files in result.files.values() for f in files)
+    record = folder / COMPARE_RECORD
+    for name in _recorded(record):
+        old = folder / name
+        if name not in written and name.startswith("compare_") and old.is_file():
             old.unlink()
+    atomic_write_text(record, json.dumps({"files": written}) + "\n")
     return result
 
 
-#: the files a comparison writes (its table and the figure formats)
-_COMPARE_SUFFIXES = {".csv", ".png", ".pdf", ".svg"}
+#: the files a comparison wrote, in its output folder
+COMPARE_RECORD = ".gprpipe-compare.json"
+
+
+def _recorded(record: Path) -> list[str]:
+    """The file names an earlier comparison recorded (none when unreadable)."""
+    try:
+        files = json.loads(record.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str) and "/" not in f and f != COMPARE_RECORD]
 
 
 def _not_compared(
