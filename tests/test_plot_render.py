@@ -534,3 +534,26 @@ def test_the_grid_figure_has_a_gap_at_a_mass_that_is_not_ok():
     assert len(lines) == 2 and all(np.isnan(x.get_ydata()[1]) for x in lines)
     assert all(list(x.get_xdata()) == [50.0, 60.0, 70.0] for x in lines)
     plt.close(fig)
+
+
+def test_a_result_between_two_failed_masses_is_drawn():
+    """Of many masses, a mass with a result between two failed ones vanished from the
+    figures: a line of one point, drawn without markers, draws nothing (the whole-diff
+    review). It is a dot."""
+    from gprpipe.plotting.grid import grid_limits_figure
+
+    m = np.linspace(0.02, 0.13, 111)
+    failed = np.zeros(111, bool)
+    failed[[59, 61]] = True
+    y = np.where(failed, np.nan, 1e-6)
+    bands = [np.where(failed, np.nan, v) for v in (1e-7, 5e-7, 1e-6, 2e-6, 4e-6)]
+    fig = brazil_figure(m, y * 1.1, bands, ylabel="y", title="t", failed=failed)
+    lone = [x for x in fig.axes[0].get_lines() if x.get_marker() == "o" and len(x.get_xdata()) == 1]
+    assert sorted(float(x.get_xdata()[0]) for x in lone) == [pytest.approx(1e3 * m[60])] * 2
+    plt.close(fig)
+    a = {"mass_GeV": m, "status": np.where(failed, "fit failed: x", "ok"),
+         "eps2_exp_med": np.full(111, 1e-6), "eps2_up": np.full(111, 1e-6)}  # fmt: skip
+    fig = grid_limits_figure({"2015": [("p0", a, False)]}, {"2015": "HPS 2015"})
+    lone = [x for x in fig.axes[0].get_lines() if x.get_marker() == "o" and len(x.get_xdata()) == 1]
+    assert len(lone) == 2  # expected and observed
+    plt.close(fig)

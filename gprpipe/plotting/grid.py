@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from gprpipe.plotting.style import LABELS, label, legend, marker
+from gprpipe.plotting.suite import curve
 
 Curve = tuple[str, Mapping[str, Any], bool]  # point name, scan arrays, blinded
 
@@ -27,7 +28,8 @@ def grid_limits_figure(curves: Mapping[str, Sequence[Curve]], labels: Mapping[st
             if not blind and "eps2_up" in a:
                 lines.append(("eps2_up", "-", "observed"))
             for col, style, what in lines:
-                ax.plot(
+                curve(
+                    ax,
                     m,
                     np.where(ok, np.asarray(a[col], dtype=float), np.nan),
                     style,

@@ -12,6 +12,7 @@ from gprpipe.plotting.suite import (
     FLAG_STYLE,
     MEV,
     brazil_figure,
+    curve,
     expected_mask,
     flag_mask,
     result_mask,
@@ -68,11 +69,12 @@ def eps2_overlay_figure(
         mk = marker(len(m))
         shown = a["eps2_exp_med" if blinded else "eps2_up"]  # where the flags are circled
         if not blinded:
-            ax.plot(m, shown, "-", color=c, lw=lw, marker=mk, ms=4, label=f"{lab} observed")
+            curve(ax, m, shown, "-", color=c, lw=lw, marker=mk, ms=4, label=f"{lab} observed")
         fl = flag_mask(a["status"]) & ok
         if fl.any():
             ax.plot(m[fl], shown[fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
-        ax.plot(
+        curve(
+            ax,
             m,
             a["eps2_exp_med"],
             "--",
@@ -114,7 +116,9 @@ def observed_figure(
         else:
             c, lw, lab = colours[name], 1.5, labels.get(name, name)
         shown = b[f"{quantity}_up"]
-        ax.plot(m, shown, "-", color=c, lw=lw, marker=marker(len(m)), ms=4, label=f"{lab} observed")
+        curve(
+            ax, m, shown, "-", color=c, lw=lw, marker=marker(len(m)), ms=4, label=f"{lab} observed"
+        )
         fl = flag_mask(a["status"]) & ok  # circled, as in the other scan figures
         if fl.any():
             ax.plot(m[fl], shown[fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})

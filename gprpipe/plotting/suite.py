@@ -81,6 +81,20 @@ def _mark_failed(ax, m: np.ndarray, failed) -> None:
         ax.plot(x, y, "x", transform=ax.get_xaxis_transform(), label=NO_RESULT_LABEL, **style)
 
 
+def curve(ax, x, y, *args, **kwargs):
+    """``ax.plot(x, y, ...)`` of a curve that may have gaps (NaN), with a dot at each mass
+    whose neighbours are both gaps: a line of one point draws nothing, and such a result
+    vanished from the figure (the whole-diff review)."""
+    (line,) = ax.plot(x, y, *args, **kwargs)
+    yv = np.asarray(y, dtype=float)
+    ok = np.isfinite(yv)
+    lone = ok & ~np.r_[False, ok[:-1]] & ~np.r_[ok[1:], False]
+    if lone.any() and line.get_marker() in ("", "None", None) and len(yv) > 1:
+        xs = np.asarray(x)[lone]
+        ax.plot(xs, yv[lone], "o", ms=3.5, color=line.get_color(), zorder=line.get_zorder())
+    return line
+
+
 def _mark_flagged(ax, m, y, flagged) -> None:
     if flagged is not None and np.any(flagged):
         ax.plot(np.asarray(m)[flagged], np.asarray(y)[flagged], label=FLAG_LABEL, **FLAG_STYLE)
@@ -110,9 +124,9 @@ def brazil_figure(
     fig, ax = plt.subplots(figsize=(8, 5.5))
     _fill(ax, m, bands[0], bands[4], color=BAND_2, label=r"Expected $\pm 2\sigma$", linewidth=0)
     _fill(ax, m, bands[1], bands[3], color=BAND_1, label=r"Expected $\pm 1\sigma$", linewidth=0)
-    ax.plot(m, bands[2], "k--", lw=1.2, marker=mk, ms=3, mfc="white", label="Expected median")
+    curve(ax, m, bands[2], "k--", lw=1.2, marker=mk, ms=3, mfc="white", label="Expected median")
     if obs is not None:
-        ax.plot(m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
+        curve(ax, m, obs, "k-", lw=1.6, marker=mk, ms=4, label="Observed")
         err = None if obs_err is None else np.asarray(obs_err, dtype=float)
         if err is not None and np.isfinite(err).any():
             ax.errorbar(
@@ -124,7 +138,7 @@ def brazil_figure(
     circled = bool(flagged is not None and np.any(flagged))  # (one legend entry for circles)
     for name, (mm, yy, colour, *rest) in (other or {}).items():
         x = np.asarray(mm) * MEV
-        ax.plot(x, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name, color=colour)
+        curve(ax, x, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name, color=colour)
         fl = np.asarray(rest[0], bool) if rest else np.zeros(len(x), bool)
         if fl.any():
             style = {**FLAG_STYLE, "label": None if circled else FLAG_LABEL}
@@ -181,10 +195,11 @@ def significance_figure(
     fig, (a1, a2) = plt.subplots(
         2, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
-    a1.plot(m, p_local, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local $p_0$", zorder=3)
+    curve(a1, m, p_local, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local $p_0$", zorder=3)
     _mark_flagged(a1, m, p_local, flagged)
     _mark_failed(a1, m, failed)
-    a1.plot(
+    curve(
+        a1,
         m,
         p_global,
         "--",
@@ -197,7 +212,8 @@ def significance_figure(
     )
     toys = p_global_toys is not None and np.isfinite(p_global_toys).any()
     if toys:
-        a1.plot(
+        curve(
+            a1,
             m,
             p_global_toys,
             ":",
@@ -259,13 +275,14 @@ def significance_figure(
     right.grid(False)
     a1.set_ylabel("$p_0$")
     legend(a1, offset=0.09)
-    a2.plot(m, zl, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local Z", zorder=3)
+    curve(a2, m, zl, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local Z", zorder=3)
     _mark_flagged(a2, m, zl, flagged)
     _mark_failed(a2, m, failed)
-    a2.plot(m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
+    curve(a2, m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
     if toys:
         zt = np.minimum(z_from_p(p_global_toys), zl)  # as Z_global_toys: never above Z_local
-        a2.plot(
+        curve(
+            a2,
             m,
             zt,
             ":",
@@ -310,14 +327,14 @@ def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None, failed=None):
     )
     _fill(a1, m, a_hat - sigma_a, a_hat + sigma_a, color="C0", alpha=0.3, linewidth=0,
           label=r"$\pm 1\sigma_A$")  # fmt: skip
-    a1.plot(m, a_hat, "-", color="C0", lw=1.4, marker=mk, ms=4, label=r"$\hat A$")
+    curve(a1, m, a_hat, "-", color="C0", lw=1.4, marker=mk, ms=4, label=r"$\hat A$")
     a1.axhline(0, color="k", lw=0.8)
     _mark_flagged(a1, m, a_hat, flagged)
     _mark_failed(a1, m, failed)
     a1.set_ylabel(r"signal yield $\hat A$")
     legend(a1)
     pull = a_hat / sigma_a
-    a2.plot(m, pull, "-", color="C0", lw=1.2, marker=mk, ms=3)
+    curve(a2, m, pull, "-", color="C0", lw=1.2, marker=mk, ms=3)
     _mark_flagged(a2, m, pull, flagged)
     _mark_failed(a2, m, failed)
     for z in (-2, -1, 1, 2):
