@@ -263,8 +263,9 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             if rows.bad:
                 ps.toy_rows_failed = rows.sentence(where=False)
             toy_summary = ps.point_dir / "toyscan_summary.csv"
-            ps.toy_pulls = _toy_pulls(toy_summary, stale)
-            if ps.toy_pulls:  # read and vouched for: its currency is judged below
+            pulls = _toy_pulls(toy_summary, stale)
+            if pulls is not None:  # read and vouched for: its currency is judged below
+                ps.toy_pulls = pulls  # ('' of too few toys for an error)
                 intact.append(toy_summary)
                 ps.toy_tail = _toy_tail(ps.point_dir / "toyscan.h5")
         # intact tables this config makes, committed under another key: a later run with
@@ -345,23 +346,24 @@ def plots_current(point: str, pdir: Path, config: Config) -> bool:
     return outputs_of(inputs, config, producers(point, pdir, config), older=False)
 
 
-def _toy_pulls(path: Path, stale: set[Path]) -> str:
-    """The toy scan's pull means against 0 (:func:`pull_closure_text`) from its summary
-    table; '' when that table is missing, not this config's to make (``stale``), damaged,
-    uncommitted or of an older gprpipe (no ``pull_mean_err``)."""
+def _toy_pulls(path: Path, stale: set[Path]) -> str | None:
+    """The toy scan's pull means against 0 (:func:`pull_closure_text`, '' of too few
+    toys) from its summary table; None when that table is missing, not this config's to
+    make (``stale``), damaged, uncommitted or of an older gprpipe (no ``pull_mean_err``)."""
     if not path.is_file() or path in stale:
-        return ""
+        return None
     try:
         rows = read_table(vouched(path))
     except GprpipeError:
-        return ""
+        return None
 
     if not rows or "pull_mean_err" not in rows[0]:  # a table of an older gprpipe
-        return ""
-    m, p, e = (
-        [float(r[k] or "nan") for r in rows] for k in ("mass_GeV", "pull_mean", "pull_mean_err")
+        return None
+    m, p, e, n = (
+        [float(r.get(k) or "nan") for r in rows]
+        for k in ("mass_GeV", "pull_mean", "pull_mean_err", "n_kept")
     )
-    return pull_closure_text(m, p, e)
+    return pull_closure_text(m, p, e, n)
 
 
 def _toy_tail(path: Path) -> str:
@@ -471,12 +473,13 @@ def summary_lines(summary: RunSummary) -> list[str]:
             lines += [f"  {first}", *(f"    {x}" for x in rest)]
         if ps.toy_rows_failed:
             lines.append(f"  toy scan: {ps.toy_rows_failed}")
-        if ps.toy_pulls:
+        if ps.toy_pulls or ps.toy_tail:
             if "toyscan_summary.csv" in ps.not_current:
                 lines.append(not_current_line("toyscan_summary.csv"))
             if ps.toy_tail:
                 lines.append(f"  toy scan: {ps.toy_tail}")
-            lines.append(f"  toy scan: {ps.toy_pulls}")
+            if ps.toy_pulls:
+                lines.append(f"  toy scan: {ps.toy_pulls}")
         lines += [f"  {x}" for x in failure_lines(ps)]
         if ps.running:
             lines.append(f"  tasks running: {ps.running}")

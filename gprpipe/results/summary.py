@@ -323,11 +323,16 @@ def summarize_injection(rows: Iterable[Mapping[str, str]]) -> list[InjectionSumm
     return out
 
 
-def pull_closure_text(mass: ArrayLike, pull_mean: ArrayLike, pull_mean_err: ArrayLike) -> str:
+def pull_closure_text(
+    mass: ArrayLike, pull_mean: ArrayLike, pull_mean_err: ArrayLike, n_kept: ArrayLike
+) -> str:
     """A toy scan's pull means against 0, in their standard errors (``toyscan_summary.csv``):
-    at how many masses more than 3 errors off, and the furthest ('' without errors)."""
+    at how many masses more than 3 errors off, and the furthest ('' without errors); of
+    masses with at least :data:`MIN_PULL_TOYS` toys kept (3 toys gave "-1.862 +- 0.212":
+    the whole-diff review)."""
     m = np.asarray(mass, dtype=float)
     p, e = np.asarray(pull_mean, dtype=float), np.asarray(pull_mean_err, dtype=float)
+    e = np.where(np.asarray(n_kept, dtype=float) >= MIN_PULL_TOYS, e, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         dev = np.where(e > 0, np.abs(p) / e, np.nan)
     have = np.isfinite(dev)

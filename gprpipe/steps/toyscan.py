@@ -232,5 +232,7 @@ def merge(ctx) -> None:
     atomic_write_text(lay.toyscan_csv, csv_text({"": toys}, COLUMNS))
     atomic_write_text(lay.toyscan_summary_csv, csv_text({"": summ}, SUMMARY))
     print(f"toyscan: {toyscan_tail_text(ov)}")
-    if pulls := pull_closure_text(summ["mass_GeV"], summ["pull_mean"], summ["pull_mean_err"]):
+    if pulls := pull_closure_text(
+        summ["mass_GeV"], summ["pull_mean"], summ["pull_mean_err"], summ["n_kept"]
+    ):
         print(f"toyscan: {pulls}")
