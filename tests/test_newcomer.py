@@ -1552,6 +1552,18 @@ def test_summary_during_the_plot_task_says_the_figures_are_being_drawn(tmp_path:
     for out in said:
         assert "run the config again" not in out, out
     assert any("being drawn: " in out and "(the plot task is running)" in out for out in said)
+    # a second run of other settings: before its plot task starts, the figures of the
+    # first are "to be drawn" (it said "run the config again": the whole-diff review)
+    proc = start_cli_subprocess(*args, "--set", "fit.blind_nsigma=1.9")
+    said = []
+    while proc.poll() is None and time.monotonic() < deadline + 180:
+        _, out, _ = run_cli_here("summary", run_dir)
+        said.append(out)
+        time.sleep(0.05)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert not [out for out in said if "run the config again" in out]
+    assert any("to be drawn: " in out or "being drawn: " in out for out in said), said[-1]
 
 
 def test_summary_of_a_queued_plot_task_says_the_figures_are_to_be_drawn(

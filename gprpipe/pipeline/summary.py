@@ -204,6 +204,9 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
     # status said pending; a review)
     if poll is not None and any(s != "done" for s, _ in marked.values()):
         states = poll(info, tasks, configs)
+    from gprpipe.pipeline.lock import is_locked
+
+    live = is_locked(Path(run_dir))  # a run going on (between two of its tasks, say)
     points: dict[str, PointSummary] = {}
     for t in tasks:
         ps = points.get(t.point)
@@ -298,6 +301,8 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             drawing = "being drawn (the plot task is running)"
         elif plot_state == "pending" and plot_msg.startswith(QUEUED):  # (a review)
             drawing = "to be drawn (the plot task is queued in SLURM)"
+        elif plot_state == "pending" and (ps.running or live):  # a local run's later task
+            drawing = "to be drawn (the plot task of the run going on now)"
         ps.files = _files(ps.point_dir, stale, other, current, sources, drawing)
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
