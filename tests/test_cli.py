@@ -380,7 +380,10 @@ def test_few_toys_caveat_only_for_a_scan_made_with_the_configs_toys(cli, tmp_pat
         "run", QUICKSTART, "--steps", "load,fit,limit", *settings(*sets, "limit.n_toys=2000")
     )
     assert code == 0, err
-    assert "toy limits' Monte Carlo error (eps2_up_err): median 3.5%" in out
+    import re
+
+    said = re.findall(r"toy limits' Monte Carlo error \(eps2_up_err\): median (\d\.\d)%", out)
+    assert len(said) == 1 and 2.5 < float(said[0]) < 5, out  # (3.5% with an earlier numpy)
     assert "fewer than the 1000" not in out
     toy_bands = 'limit.bands="toys"'  # nor that its bands are toy bands (a review)
     code, out, err = cli(
@@ -388,7 +391,7 @@ def test_few_toys_caveat_only_for_a_scan_made_with_the_configs_toys(cli, tmp_pat
     )
     assert code == 0, err
     assert "tables not current: scan.csv (made with other settings" in out
-    assert "toy limits' Monte Carlo error (eps2_up_err): median 3.5%" in out
+    assert f"toy limits' Monte Carlo error (eps2_up_err): median {said[0]}%" in out
     assert "from 100 toys each" not in out
     assert out.index("  NOT CURRENT: the numbers below are of scan.csv, made with") < out.index(
         "toy limits' Monte Carlo error"
@@ -403,7 +406,7 @@ def test_few_toys_caveat_only_for_a_scan_made_with_the_configs_toys(cli, tmp_pat
     point = run / "nominal"
     write_reports(point_config_from_file(point / "config.toml"), point)
     html = (point / "report.html").read_text()
-    assert "<li>toy limits&#39; Monte Carlo error (eps2_up_err): median 3.5%" in html
+    assert f"<li>toy limits&#39; Monte Carlo error (eps2_up_err): median {said[0]}%" in html
     assert "from 100 toys each" not in html
     # its Tables say scan.csv is not current (they had listed it as any other)
     assert '<p id="tables-not-current">Not current: scan.csv (made with other' in html

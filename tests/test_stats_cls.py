@@ -215,9 +215,10 @@ def test_toy_observed_limit_close_to_asymptotic():
 def test_toy_limit_reports_its_monte_carlo_error_as_the_spread_between_seeds():
     """A toy limit comes with its Monte Carlo standard error (the binomial errors of CL_s+b
     and CL_b at the crossing over the slope of ln CLs): over 30 seeds of 400 toys the
-    limits' spread matches the median reported error (ratio 0.945 here; the ratio's own
-    statistical error is 0.13), one seed's error is within 7% of that median, and four
-    times the toys halve it. The asymptotic calculator reports none (NaN)."""
+    limits' spread matches the median reported error (the ratio's own statistical error
+    is 0.13: within 3 of them of 1; 0.945 with an earlier numpy, 0.938 with 2.4.6), one
+    seed's error is within 10% of that median (16-84% of the seeds: 7.0% and 7.4% with
+    those), and four times the toys halve it. The asymptotic calculator reports none."""
     b, C, w = smooth_window(6, 1e4, 0.005)
     model = WindowModel(b, cholesky_jitter(C), w)
     n = np.round(b + 1.0 * float(model.fit(b).sigma_A) * w)
@@ -234,10 +235,10 @@ def test_toy_limit_reports_its_monte_carlo_error_as_the_spread_between_seeds():
     ups, errs = limits(400, range(30))
     assert np.all(np.isfinite(errs) & (errs > 0))
     med = np.median(errs)
-    assert np.std(ups, ddof=1) / med == pytest.approx(0.945, abs=0.005)
-    assert np.all(np.abs(np.quantile(errs, [0.16, 0.84]) / med - 1) < 0.07)
+    assert np.std(ups, ddof=1) / med == pytest.approx(1.0, abs=3 * 0.13)
+    assert np.all(np.abs(np.quantile(errs, [0.16, 0.84]) / med - 1) < 0.1)
     _, errs4 = limits(1600, range(5))
-    assert np.median(errs4) / med == pytest.approx(0.507, abs=0.005)
+    assert np.median(errs4) / med == pytest.approx(0.5, abs=0.03)
     up, err = AsymptoticCalculator(model).upper_limit_with_error(n)
     assert np.isfinite(up) and np.isnan(err)
     # the formula: k_b = 999 of N = 1999 (p_b 0.5, p_sb = alpha p_b = 0.025)
@@ -297,42 +298,25 @@ def test_toy_band_reports_its_monte_carlo_error_as_the_spread_between_seeds():
 
 def test_reporting_the_error_changes_no_toy_limit_or_band_of_a_seed():
     """The error draws no random numbers: a limit and the toy band drawn after it from the
-    same generator (as the limit step does) are those of the code before it (1767569),
-    for an excess and a deficit."""
+    same generator (as the limit step does) are those of the plain limit, for an excess
+    and a deficit. (Against the calculator itself, not numbers of one numpy: its 2.4
+    draws other variates for a seed, and the pinned numbers of an earlier numpy failed.)"""
     b, C, w = smooth_window(6, 1e4, 0.005)
     model = WindowModel(b, cholesky_jitter(C), w)
-    before = {
-        1.0: (
-            804.3246586278779,
-            [
-                323.02601735152757,
-                420.24394057097646,
-                597.2779340865148,
-                828.6361788004033,
-                1102.605394300469,
-            ],
-        ),
-        -2.0: (
-            409.0379672767251,
-            [
-                322.7119411751605,
-                429.2085321727079,
-                592.0726552640514,
-                818.463925477181,
-                1110.3444443582237,
-            ],
-        ),
-    }
-    for shift, (up0, band0) in before.items():
+    for shift in (1.0, -2.0):
         n = np.round(b + shift * float(model.fit(b).sigma_A) * w)
-        rng = np.random.default_rng(3)
-        bands = ToyCalculator(model, n_toys=2000, band_toys=2000, rng=rng)
-        up, err = ToyCalculator(model, n_toys=2000, band_toys=2000, rng=rng).upper_limit_with_error(
-            n
-        )
-        # a shifted random-number stream moves these by percent; rounding by far less
-        assert float(up) == pytest.approx(up0, rel=1e-9) and np.isfinite(err)
-        assert bands.expected_band() == pytest.approx(band0, rel=1e-9)
+        got = []
+        for with_error in (True, False):
+            rng = np.random.default_rng(3)
+            bands = ToyCalculator(model, n_toys=2000, band_toys=2000, rng=rng)
+            calc = ToyCalculator(model, n_toys=2000, band_toys=2000, rng=rng)
+            if with_error:
+                up, err = calc.upper_limit_with_error(n)
+                assert np.isfinite(err)
+            else:
+                up = calc.upper_limit(n)
+            got.append((float(up), list(bands.expected_band())))
+        assert got[0] == got[1]
 
 
 def test_toy_limit_of_a_deficit_with_too_few_toys_is_refused_not_a_chance_crossing():
