@@ -1705,6 +1705,24 @@ def test_damaged_markers_and_manifest_are_read_as_unreadable(
     assert plot_manifest_files(run / "nominal") is None
 
 
+def _quickstart_and_other_data(
+    shared_quickstart: Path, tmp_path: Path
+) -> tuple[Path, Path, tuple[str | Path, ...]]:
+    """A copy of the shared quickstart run, a data file of other counts (a Poisson draw of
+    the demo spectrum) and the command line that runs the quickstart into that copy."""
+    import uproot
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    ds = point_config_from_file(run / "nominal" / "config.toml").datasets["demo"]
+    counts, edges = uproot.open(ds.path)[ds.hist].to_numpy()
+    changed = tmp_path / "demo_changed.root"
+    with uproot.recreate(changed) as f:
+        f[ds.hist] = (np.random.default_rng(1).poisson(counts).astype(float), edges)
+    args = ("run", QUICKSTART, "--set", f"base.output={run}", "--set", 'plot.formats=["png"]')
+    return run, changed, args
+
+
 def test_limits_of_an_earlier_data_file_are_not_current_after_load_and_fit_alone(
     tmp_path: Path, cli, shared_quickstart: Path
 ):
@@ -1714,19 +1732,10 @@ def test_limits_of_an_earlier_data_file_are_not_current_after_load_and_fit_alone
     data's limits for this config's. The whole chain back to the data file is checked
     now, and an upstream task with nothing committed (a load stopped after it cleared its
     record) counts against it too."""
-    import uproot
 
     from gprpipe.pipeline.cache import output_of
 
-    run = tmp_path / "run"
-    shutil.copytree(shared_quickstart, run, symlinks=True)
-    cfg = point_config_from_file(run / "nominal" / "config.toml")
-    ds = cfg.datasets["demo"]
-    counts, edges = uproot.open(ds.path)[ds.hist].to_numpy()
-    changed = tmp_path / "demo_changed.root"
-    with uproot.recreate(changed) as f:
-        f[ds.hist] = (np.random.default_rng(1).poisson(counts).astype(float), edges)
-    args = ("run", QUICKSTART, "--set", f"base.output={run}", "--set", 'plot.formats=["png"]')
+    run, changed, args = _quickstart_and_other_data(shared_quickstart, tmp_path)
     code, _, err = cli(*args, "--set", f"datasets.demo.path={changed}", "--steps", "load,fit")
     assert code == 0, err
     point = run / "nominal"
@@ -1756,18 +1765,10 @@ def test_a_step_left_out_between_two_that_run_is_refused_when_its_input_changes(
     ``rerun --failed``; an inject task computed on them and exited 0 (a review). Refused
     before anything starts, naming the step to add; the same data (a byte-identical
     copy) runs."""
-    import uproot
 
-    run = tmp_path / "run"
-    shutil.copytree(shared_quickstart, run, symlinks=True)
+    run, changed, args = _quickstart_and_other_data(shared_quickstart, tmp_path)
     point = run / "nominal"
-    cfg = point_config_from_file(point / "config.toml")
-    ds = cfg.datasets["demo"]
-    counts, edges = uproot.open(ds.path)[ds.hist].to_numpy()
-    changed = tmp_path / "demo_changed.root"
-    with uproot.recreate(changed) as f:
-        f[ds.hist] = (np.random.default_rng(1).poisson(counts).astype(float), edges)
-    args = ("run", QUICKSTART, "--set", f"base.output={run}", "--set", 'plot.formats=["png"]')
+    ds = point_config_from_file(point / "config.toml").datasets["demo"]
     before = mtimes(point)
     for dry in ((), ("--dry-run",)):
         code, out, err = cli(

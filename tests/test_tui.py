@@ -72,6 +72,13 @@ async def _to_form(app: GprpipeApp, pilot) -> None:
     await _settle(pilot)
 
 
+async def _results_keys(app: GprpipeApp, pilot, seconds: float = 0.3) -> str:
+    """The Results tab's key numbers, once shown (F6) and checked."""
+    await pilot.press("f6")
+    await _settle(pilot, seconds)
+    return _static(app, "#res-keys")
+
+
 async def _settle(pilot, seconds: float = 0.15) -> None:
     await pilot.pause(seconds)
     await _validated(pilot)
@@ -1230,9 +1237,7 @@ async def test_a_blinded_point_shows_no_observed_result_an_earlier_run_left(
     app = GprpipeApp(cfg, check_delay=0.05)
     async with app.run_test(size=SIZE) as pilot:
         await _settle(pilot)
-        await pilot.press("f6")
-        await _settle(pilot, 0.3)
-        keys = _static(app, "#res-keys")
+        keys = await _results_keys(app, pilot)
         assert keys.strip() == OBSERVED_WITHHELD, keys
         assert app.query_one("#res-table", DataTable).row_count == 0
 
@@ -1292,9 +1297,7 @@ async def test_results_of_a_config_edited_since_its_run_say_so(shared_quickstart
         app = GprpipeApp(cfg, check_delay=0.05)
         async with app.run_test(size=SIZE) as pilot:
             await _validated(pilot)
-            await pilot.press("f6")
-            await _settle(pilot, 0.5)
-            keys = _static(app, "#res-keys")
+            keys = await _results_keys(app, pilot, 0.5)
             assert ("NOT OF THIS CONFIG" in keys) is edited, keys
             assert "best local Z" in keys  # (the numbers stay, said to be of the earlier run)
     assert "config.toml, which the config open here no longer holds; run it (ctrl+r)" in (
@@ -1603,27 +1606,26 @@ async def test_a_launch_from_a_run_folder_runs_the_points_it_holds(tmp_path, mon
         raise GprpipeError("not started in this test")
 
     monkeypatch.setattr(run_module, "launch_run", launch)
-    app = GprpipeApp(tmp_path / "run", check_delay=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await _settle(pilot, 0.3)
-        assert app.check.ok and len(app.check.points) == 3
-        await pilot.press("ctrl+r")
-        await _settle(pilot)
-    assert [o.points for o in given] == ["blind_nsigma-1.64,blind_nsigma-2.5"]
+
+    async def launched(n_points: int) -> list[str | None]:
+        """The --points of a launch (ctrl+r) from the run folder."""
+        given.clear()
+        app = GprpipeApp(tmp_path / "run", check_delay=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            await _settle(pilot, 0.3)
+            assert app.check.ok and len(app.check.points) == n_points
+            await pilot.press("ctrl+r")
+            await _settle(pilot)
+        return [o.points for o in given]
+
+    assert await launched(3) == ["blind_nsigma-1.64,blind_nsigma-2.5"]
     # a run of every point, then a point added to the config: all are run, as the CLI
     # runs them (the added one was left out, "The run folder holds 2 of the grid points":
     # a review)
     code, _, err = run_cli_here("run", cfg, "--steps", "load")
     assert code == 0, err
     cfg.write_text(cfg.read_text().replace("2.5]", "2.5, 3.0]"))
-    given.clear()
-    app = GprpipeApp(tmp_path / "run", check_delay=0.05)
-    async with app.run_test(size=SIZE) as pilot:
-        await _settle(pilot, 0.3)
-        assert app.check.ok and len(app.check.points) == 4
-        await pilot.press("ctrl+r")
-        await _settle(pilot)
-    assert [o.points for o in given] == [None]
+    assert await launched(4) == [None]
 
 
 @sync
