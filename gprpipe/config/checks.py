@@ -432,7 +432,6 @@ def plan_errors(cfg: Config, where: Where) -> list[Issue]:
     return errors
 
 
-#: why a blinded run refuses a toy or background histogram holding the observed counts
 #: twice the electron mass: no A' decaying to e+e- lies below it
 PAIR_THRESHOLD_GEV = 2 * 0.51099895e-3
 
@@ -508,6 +507,7 @@ def holds_observed(counts: np.ndarray, observed: np.ndarray, windows: np.ndarray
     return None
 
 
+#: why a blinded run refuses a toy or background histogram holding the observed counts
 OBSERVED_AS_TOY = (
     "a blinded run uses no observed count in a blind window: choose toy histograms, or "
     "unblind (gprpipe run --unblind)."

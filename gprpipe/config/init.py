@@ -23,11 +23,6 @@ DEMO = "{{ gprpipe.data }}/demo_2015.root"
 PLACEHOLDER = "# set this: your ROOT file"  # a path init could not fill in
 
 
-def shipped_templates() -> list[str]:
-    """Names of the shipped templates a user config can inherit."""
-    return starting_templates()
-
-
 def _example_masses(merged: dict[str, Any]) -> list[float]:
     """Three round masses inside every dataset's scan range (else the first's): the
     example the written config offers must validate once uncommented (a fixed 30 MeV lay
@@ -48,7 +43,7 @@ def _example_masses(merged: dict[str, Any]) -> list[float]:
 
 
 def _template(name: str) -> Path:
-    names = shipped_templates()
+    names = starting_templates()
     if name.removesuffix(".toml") not in names:
         hint = name_hint(name.removesuffix(".toml"), names)  # as base.template's
         raise GprpipeError(

@@ -816,8 +816,16 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
     # the plot task draws what it finds of a step left out (checked below), not only
     # what this config made: its inputs are not refused for being of other settings
     unplotted = [t for t in tasks if t.step != "plot"]
-    why = unplanned_inputs(unplotted, prods, lambda t: made_by(t, configs[t.point]))
-    why += _made_from_what_runs_anew(unplotted, prods, configs)
+    ours: dict[str, bool] = {}
+
+    def current(t: Task) -> bool:
+        """:func:`made_by` of a producer, once (both checks below ask it)."""
+        if t.id not in ours:
+            ours[t.id] = made_by(t, configs[t.point])
+        return ours[t.id]
+
+    why = unplanned_inputs(unplotted, prods, current)
+    why += _made_from_what_runs_anew(unplotted, prods, configs, current)
     planned = {t.id for t in tasks}
     for p in points:
         mine = [t for t in tasks if t.point == p.name]
@@ -854,14 +862,16 @@ def _made_from_what_runs_anew(
     tasks: Sequence[Task],
     prods: Mapping[str, Mapping[Path, Task]],
     configs: Mapping[str, Config],
+    current: Callable[[Task], bool],
 ) -> list[str]:
     """A task reading an output of a step left out of the run that was made from what a
     task of the run makes anew (``--steps load,inject`` after the data file changed: load
     reran, and inject computed on the fits of the old data and exited 0; a review): one
-    sentence per point and step left out. (A task forced to run again with the same
-    inputs and settings makes them under the same key: what was made from them stays
-    current.)"""
-    from gprpipe.pipeline.cache import made_by, up_to_date
+    sentence per point and step left out; ``current``: whether a producer's outputs are
+    of this config (:func:`~gprpipe.pipeline.cache.made_by`). (A task forced to run again
+    with the same inputs and settings makes them under the same key: what was made from
+    them stays current.)"""
+    from gprpipe.pipeline.cache import up_to_date
 
     planned = {t.id for t in tasks}
     anew: dict[str, bool] = {}
@@ -878,7 +888,7 @@ def _made_from_what_runs_anew(
             made = prods[t.point].get(Path(f))
             if made is None or made.id in planned or (t.point, made.step) in said:
                 continue
-            if not Path(f).is_file() or not made_by(made, configs[t.point]):
+            if not Path(f).is_file() or not current(made):
                 continue  # (said by unplanned_inputs: not there, or of other settings)
             stack, seen = [made], {made.id}
             while stack:

@@ -90,13 +90,13 @@ def _files(
     other: AbstractSet[Path] = frozenset(),
     drawn_current: bool = True,
     sources_not_current: AbstractSet[str] = frozenset(),
-    drawing: str = "",
+    drawing: tuple[str, str] | None = None,
 ) -> dict[str, str]:
     """Where the point's products are; ``stale`` tables (of an earlier config, which this
     one does not make) are left out, ``other`` ones (committed under another key) named;
     the plot step's figures, tables, HEPData and report are offered only when
-    ``drawn_current`` (of the results the point holds now); ``drawing``: how its plot
-    task, running or queued, is about to draw them anew."""
+    ``drawn_current`` (of the results the point holds now); ``drawing``: (label, why)
+    when its plot task, running or queued, is about to draw them anew."""
     out: dict[str, str] = {}
     run_dir = pdir.parent
 
@@ -166,8 +166,8 @@ def _files(
         names = [k for k in ("plots", "HEPData", "report") if out.pop(k, None)]
         names += sorted(p.name for p in undrawn if p.suffix == ".csv" and p.is_file())
         if names and drawing:  # (it told a first run's user to run the config again)
-            what, _, why = drawing.partition(" (")
-            out[what] = f"{', '.join(names)} ({why}"
+            what, why = drawing
+            out[what] = f"{', '.join(names)} ({why})"
         elif names:
             out["not current"] = (
                 f"{', '.join(names)} (drawn from other results, or left by a plot task "
@@ -204,9 +204,6 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
     # status said pending; a review)
     if poll is not None and any(s != "done" for s, _ in marked.values()):
         states = poll(info, tasks, configs)
-    from gprpipe.pipeline.lock import is_locked
-
-    live = is_locked(Path(run_dir))  # a run going on (between two of its tasks, say)
     points: dict[str, PointSummary] = {}
     for t in tasks:
         ps = points.get(t.point)
@@ -295,15 +292,9 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             and (ps.point_dir / name).is_file()
             and not output_of(ps.point_dir / name, config, made, digests)
         }
-        plot_state, plot_msg = states.get(f"{ps.point}/plot", ("", ""))
-        drawing = ""
-        if plot_state == "running":
-            drawing = "being drawn (the plot task is running)"
-        elif plot_state == "pending" and plot_msg.startswith(QUEUED):  # (a review)
-            drawing = "to be drawn (the plot task is queued in SLURM)"
-        elif plot_state == "pending" and (ps.running or live):  # a local run's later task
-            drawing = "to be drawn (the plot task of the run going on now)"
-        ps.files = _files(ps.point_dir, stale, other, current, sources, drawing)
+        ps.files = _files(
+            ps.point_dir, stale, other, current, sources, _drawing(ps, states, run_dir)
+        )
     return RunSummary(Path(run_dir).resolve(), list(points.values()))
 
 
@@ -325,6 +316,25 @@ def _why_not_written(
             return "a task it needs failed, see below"
         todo += by_id[d].deps
     return "its task has not run"
+
+
+def _drawing(
+    ps: PointSummary, states: Mapping[str, tuple[str, str]], run_dir: Path
+) -> tuple[str, str] | None:
+    """(label, why) when the point's plot task is about to draw its figures anew: it is
+    running, queued in SLURM, or waits in a local run going on (between two of its tasks,
+    the folder's lock says so); None otherwise."""
+    from gprpipe.executors.slurm.reconcile import QUEUED
+    from gprpipe.pipeline.lock import is_locked
+
+    state, msg = states.get(f"{ps.point}/plot", ("", ""))
+    if state == "running":
+        return "being drawn", "the plot task is running"
+    if state == "pending" and msg.startswith(QUEUED):  # (a review)
+        return "to be drawn", "the plot task is queued in SLURM"
+    if state == "pending" and (ps.running or is_locked(Path(run_dir))):
+        return "to be drawn", "the plot task of the run going on now"
+    return None
 
 
 def plots_current(point: str, pdir: Path, config: Config) -> bool:

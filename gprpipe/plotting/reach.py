@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gprpipe.plotting.style import compact, label, marker
+from gprpipe.plotting.suite import one_mass_box
 
 MEV = 1e3
 
@@ -21,8 +22,7 @@ def information_figure(mass, labels: list[str], fractions, z_need, title: str):
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     f = np.nan_to_num(np.asarray(fractions, dtype=float))
     if len(m) == 1:
-        w = 0.01 * abs(float(m[0])) or 0.5
-        a1.stackplot([m[0] - w, m[0] + w], np.repeat(f, 2, axis=1), labels=labels, alpha=0.8)
+        a1.stackplot(one_mass_box(float(m[0])), np.repeat(f, 2, axis=1), labels=labels, alpha=0.8)
     else:
         a1.stackplot(m, f, labels=labels, alpha=0.8)
     a1.set_ylim(0, 1.25)

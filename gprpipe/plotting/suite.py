@@ -48,8 +48,13 @@ def _band(m: np.ndarray, lo, hi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     if len(m) != 1:
         return np.asarray(m), lo, hi
-    w = 0.01 * abs(float(m[0])) or 0.5
-    return np.array([m[0] - w, m[0] + w]), np.repeat(lo, 2), np.repeat(hi, 2)
+    return one_mass_box(float(m[0])), np.repeat(lo, 2), np.repeat(hi, 2)
+
+
+def one_mass_box(m: float) -> np.ndarray:
+    """The x edges a band or stack of one mass is drawn between: 1% of it either side."""
+    w = 0.01 * abs(m) or 0.5
+    return np.array([m - w, m + w])
 
 
 def _runs(finite: np.ndarray) -> list[slice]:

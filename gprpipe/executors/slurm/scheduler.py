@@ -128,14 +128,22 @@ def held(job_ids: Sequence[str]) -> dict[str, str]:
     return {e: r for e, r in pending_reasons(job_ids).items() if "held" in r.lower()}
 
 
+def _resolved(run_dir: Path) -> Path:
+    try:
+        return run_dir.resolve()
+    except (OSError, RuntimeError):
+        return run_dir
+
+
 def _whose(workdir: str, run_dir: Path) -> bool:
     """A job submitted from ``workdir`` (squeue's ``%Z``, sacct's ``WorkDir``: every job
-    of a run is submitted from its folder) is of the run in ``run_dir``; an empty field
-    (a scheduler that does not say) proves nothing against it."""
+    of a run is submitted from its folder) is of the run in ``run_dir`` (resolved by the
+    caller, once); an empty field (a scheduler that does not say) proves nothing against
+    it."""
     if not workdir:
         return True
     try:
-        return Path(workdir).resolve() == run_dir.resolve()
+        return Path(workdir).resolve() == run_dir
     except (OSError, RuntimeError, ValueError):
         return False
 
@@ -164,6 +172,7 @@ def queue(job_ids: Sequence[str], run_dir: Path) -> dict[str, tuple[str, float |
             return {}  # every one of these jobs has left the controller's memory
         return None
     out: dict[str, tuple[str, float | None]] = {}
+    folder = _resolved(run_dir)
     for line in res.stdout.splitlines():
         parts = line.split("|", 5)  # (an empty field stays a field)
         parts = [p.strip() for p in parts[:5]] + parts[5:]
@@ -171,7 +180,7 @@ def queue(job_ids: Sequence[str], run_dir: Path) -> dict[str, tuple[str, float |
             continue
         if len(parts) >= 5 and not parts[4].startswith(JOB_NAME_PREFIX):
             continue  # not a gprpipe job: its id was reused after the run's job left SLURM
-        if len(parts) == 6 and not _whose(parts[5], run_dir):
+        if len(parts) == 6 and not _whose(parts[5], folder):
             continue  # another folder's job (a copied jobs.json)
         state = parts[1].rstrip("+")
         end = None
@@ -201,13 +210,14 @@ def sacct(job_ids: Sequence[str], run_dir: Path) -> dict[str, str]:
     if res.returncode != 0:
         return {}
     out = {}
+    folder = _resolved(run_dir)
     for line in res.stdout.splitlines():
         jid, _, rest = line.partition("|")
         state, _, rest = rest.partition("|")
         name, _, workdir = rest.partition("|")
         if name and not name.startswith(JOB_NAME_PREFIX):
             continue  # a reused id (see :func:`queue`)
-        if not _whose(workdir, run_dir):
+        if not _whose(workdir, folder):
             continue  # another folder's job (see :func:`queue`)
         if "_" in jid and "[" not in jid:
             out[jid] = state.split()[0] if state else ""
