@@ -1087,6 +1087,39 @@ def test_compare_matches_masses_as_the_package_does():
     np.testing.assert_array_equal(ratio.observed, [1.0])
 
 
+def test_compare_leaves_a_gap_at_a_mass_that_failed_mid_scan():
+    """`gprpipe compare` left a failed (or flagged) row out of a run's curve and drew it
+    straight across that mass, as if the run had a limit there (a review): a gap in its
+    curves, none in the other run's, and no ratio at that mass."""
+    import matplotlib.pyplot as plt
+
+    from gprpipe.plotting.compare import curves_figure
+    from gprpipe.results.compare import compare_curves
+
+    def rows(*status: str) -> list[dict[str, str]]:
+        return [
+            {"dataset": "d", "mass_GeV": repr(m), "status": s, "eps2_up": "2e-6",
+             "eps2_exp_med": "1e-6"}
+            for m, s in zip((0.05, 0.06, 0.07, 0.08), status)
+        ]  # fmt: skip
+
+    (comp,) = compare_curves(
+        {"a": rows("ok", "ok", "ok", "ok"), "b": rows("ok", "fit failed: x", "flag_gof", "ok")}
+    )
+    a, b = comp.curves
+    np.testing.assert_array_equal(b.mass, [0.05, 0.06, 0.07, 0.08])
+    np.testing.assert_array_equal(b.expected, [1e-6, np.nan, np.nan, 1e-6])
+    np.testing.assert_array_equal(a.observed, [2e-6] * 4)
+    (ratio,) = comp.ratios
+    np.testing.assert_array_equal(ratio.mass, [0.05, 0.08])
+    assert ratio.masses_text() == "2"
+    fig = curves_figure(comp.curves, "t")
+    drawn = {x.get_label(): x.get_ydata() for x in fig.axes[0].get_lines()}
+    assert np.isnan(drawn["b observed"][1:3]).all() and np.isnan(drawn["b expected"][1:3]).all()
+    assert np.isfinite(drawn["a observed"]).all()
+    plt.close(fig)
+
+
 def test_compare_removes_an_earlier_comparisons_files_of_datasets_not_compared_now(
     tmp_path: Path,
 ):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gprpipe.config.checks import (
+    HistogramIssue,
     control_char_errors,
     grid_size_error,
     name_errors,
@@ -437,8 +438,8 @@ def check_config_inputs(configs: Sequence[Config], where: Where) -> None:
                 errors.append(at(where(f"datasets.{name}.{field}"), str(got)))
                 continue
             counts, edges = got
-            for dotted, why in histogram_errors(name, cfg, counts, edges):
-                errors.append(_range_of_a_card(where, dotted, why, name))
+            for issue in histogram_errors(name, cfg, counts, edges):
+                errors.append(_range_of_a_card(where, issue, name))
         errors += _combined_twice(cfg, where, read)
         errors += _mount_errors(cfg, where)
         errors += _pattern_errors(cfg, where, matched, read)
@@ -446,20 +447,19 @@ def check_config_inputs(configs: Sequence[Config], where: Where) -> None:
         raise ConfigError(unique(errors))
 
 
-def _range_of_a_card(where: Where, key: str, why: str, name: str) -> Issue:
-    """A histogram's error at ``key``; a range the histogram does not cover, set by a
+def _range_of_a_card(where: Where, issue: HistogramIssue, name: str) -> Issue:
+    """A histogram's issue at its key; a range the histogram does not cover, set by a
     shipped card or template and not by the user, is said at the data file's key (it was
     blamed on the card's line: the wrong year's file, or one in other units; a newcomer
     review)."""
     from gprpipe.config.loader import shipped_dir
 
-    loc = where(key)
-    field = key.rpartition(".")[2]
+    loc = where(issue.key)
+    field = issue.key.rpartition(".")[2]
+    why = issue.why
     shipped = [shipped_dir(kind).resolve() for kind in ("cards", "templates")]
     if (
-        field in ("range", "data_range")
-        and why.startswith("[")
-        and any(w in why for w in (" lies outside ", " extends past "))
+        issue.uncovered
         and isinstance(loc, Loc)
         and loc.file is not None
         and any(Path(loc.file).resolve().is_relative_to(d) for d in shipped)

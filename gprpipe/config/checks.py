@@ -20,7 +20,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -514,15 +514,25 @@ OBSERVED_AS_TOY = (
 )
 
 
+class HistogramIssue(NamedTuple):
+    """One reason a histogram is unusable: the dotted key it is said at, the sentence, and
+    whether it is a range (``range``, ``data_range``) the histogram does not cover, which
+    the config check says at the data file's key when a shipped card set that range."""
+
+    key: str
+    why: str
+    uncovered: bool = False
+
+
 def histogram_errors(
     name: str,
     cfg: Config,
     counts: np.ndarray,
     edges: np.ndarray,
     source: tuple[str, str] | None = None,
-) -> list[tuple[str, str]]:
+) -> list[HistogramIssue]:
     """What makes a histogram (``counts``, ``edges`` as read) unusable for the scan of
-    dataset ``name``, as ``(dotted key, sentence)`` pairs; empty when usable.
+    dataset ``name``; empty when usable.
 
     The rebin must leave at least :data:`MIN_BINS` bins, none wider than the blind window at
     any test mass, the scan and training ranges must lie inside the histogram, and the
@@ -541,10 +551,10 @@ def histogram_errors(
             f"{what} has an axis that runs to {top:g}: in MeV? histogram axes are read in "
             "GeV; write a copy with the edges divided by 1000 (README, Real HPS data)"
         )
-        return [(key + "path", why + ".")]
+        return [HistogramIssue(key + "path", why + ".")]
     if ds.rebin > len(counts):
         why = f"a rebin of {ds.rebin} exceeds the {len(counts)} bins of {what}"
-        return [(key + "rebin", why + ".")]
+        return [HistogramIssue(key + "rebin", why + ".")]
     from gprpipe.io.root import MAX_COUNT, rebin
 
     dropped = len(counts) % ds.rebin
@@ -556,7 +566,7 @@ def histogram_errors(
             f"({edges[i]:g}-{edges[i + 1]:g} GeV) of {what}, above 2^53 = {MAX_COUNT:.3g} "
             "where numbers are no longer exact whole numbers"
         )
-        return [(key + "rebin", why + ".")]
+        return [HistogramIssue(key + "rebin", why + ".")]
     seen = counts.size
     if ds.data_range is not None:
         centres = 0.5 * (edges[1:] + edges[:-1])
@@ -569,12 +579,12 @@ def histogram_errors(
             f"every pair of bins: {seen**2 * 8 / 1e9:.1f} GB); rebin by "
             f"{ds.rebin * math.ceil(seen / MAX_FIT_BINS)} or more, or narrow data_range"
         )
-        return [(key + "rebin", why + ".")]
-    errors = []
+        return [HistogramIssue(key + "rebin", why + ".")]
+    errors: list[HistogramIssue] = []
     ms = cfg.test_masses(name)
     coarse = _binning_error(ds, what, ms, cfg.fit.blind_nsigma, edges)
     if coarse:
-        errors.append(("rebin", coarse))
+        errors.append(HistogramIssue("rebin", coarse))
     lo, hi = float(edges[0]), float(edges[-1])
     for field, rng in (("range", ds.range), ("data_range", ds.data_range)):
         if rng is not None and (rng[0] < lo or rng[1] > hi):
@@ -589,17 +599,20 @@ def histogram_errors(
             why = f"[{rng[0]:g}, {rng[1]:g}] GeV {how} {what} ({lo:g}-{hi:g} GeV{cut})"
             if rng[0] >= hi and hi * 1e3 > rng[0]:  # an axis 1000 times too short
                 why += "; its axis ends below the range: in TeV, or divided by 1000 twice?"
-            errors.append((field, why))
+            errors.append(HistogramIssue(field, why, uncovered=True))
     dr = ds.data_range
     if not errors and dr is not None and len(ms) and not ((ms >= dr[0]) & (ms <= dr[1])).any():
         errors.append(
-            (
+            HistogramIssue(
                 "data_range",
                 f"[{dr[0]:g}, {dr[1]:g}] GeV holds none of the test masses of dataset {name} "
                 f"({ms.min():g}-{ms.max():g} GeV): the GP would extrapolate into every window",
             )
         )
-    out = [(key + field, why if why.endswith("?") else why + ".") for field, why in errors]
+    out = [
+        e._replace(key=key + e.key, why=e.why if e.why.endswith("?") else e.why + ".")
+        for e in errors
+    ]
     if not errors:
         out += _no_training_bins(cfg, name, edges)
         out += _gap_errors(name, counts, edges, what, ds.data_range)
@@ -609,7 +622,7 @@ def histogram_errors(
 
 def _sparse_errors(
     name: str, ds: Dataset, counts: np.ndarray, edges: np.ndarray, what: str
-) -> list[tuple[str, str]]:
+) -> list[HistogramIssue]:
     """A scan range where most bins are empty: the GP fits ln y, and an empty bin enters
     as the placeholder ln y = 0, so its background there follows the placeholders, not the
     data (a spectrum empty but for one bin gave Z_local 81 with no flag). The shipped
@@ -625,7 +638,7 @@ def _sparse_errors(
             f"cannot model so sparse a spectrum; rebin (datasets.{name}.rebin) or narrow "
             "the range"
         )
-        return [(f"datasets.{name}.range", why + ".")]
+        return [HistogramIssue(f"datasets.{name}.range", why + ".")]
     return []
 
 
@@ -641,7 +654,7 @@ def _gap_errors(
     edges: np.ndarray,
     what: str,
     data_range: tuple[float, float] | None,
-) -> list[tuple[str, str]]:
+) -> list[HistogramIssue]:
     """Empty bins between well-filled ones inside the GP's training span: a gap in the
     data (a dead region, a masked range) that the GP cannot model (an empty bin enters
     as ln y = 0), so its fit fails or bends at every mass, far from the gap too."""
@@ -657,7 +670,7 @@ def _gap_errors(
     for a, b in itertools.pairwise(int(i) for i in filled):
         if b - a > 1 and min(c[a], c[b]) >= GAP_NEIGHBOUR_EVENTS:
             return [
-                (
+                HistogramIssue(
                     f"datasets.{name}.{'path' if data_range is None else 'data_range'}",
                     f"{what} has {b - a - 1} empty bin{'s' * (b - a > 2)} from "
                     f"{edges[a + 1]:g} to {edges[b]:g} GeV between bins of {c[a]:g} and "
@@ -668,7 +681,7 @@ def _gap_errors(
     return []
 
 
-def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[str, str]]:
+def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[HistogramIssue]:
     """A blind window that leaves too few training bins at every test mass: no fit of
     the scan could succeed. (Some masses without training bins fail alone, each with its
     reason in scan.csv and in the run's summary.)"""
@@ -700,7 +713,7 @@ def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[s
         if any(near):
             return []
         return [
-            (
+            HistogramIssue(
                 "fit.gof_nsigma",
                 f"{cfg.fit.gof_nsigma:g} sigma(m) beyond the window holds no training bin of "
                 f"dataset {name} at any test mass (at m = {ms[0]:g} GeV it reaches "
@@ -709,7 +722,7 @@ def _no_training_bins(cfg: Config, name: str, edges: np.ndarray) -> list[tuple[s
             )
         ]
     return [
-        (
+        HistogramIssue(
             key,
             f"the window of +/-{n:g} sigma(m) leaves fewer than {MIN_TRAIN_BINS} bins of "
             f"dataset {name} to train the GP on at every test mass (at m = {ms[0]:g} GeV, "
@@ -725,7 +738,7 @@ def toy_errors(cfg: Config, counts: np.ndarray, edges: np.ndarray, name: str) ->
     source = (str(cfg.toyscan.file), name)
     return [  # a "path" sentence is about the toy file itself, not the dataset's file
         why if key.endswith(".path") else f"toy {name!r}, scanned with {key}: {why}"
-        for key, why in histogram_errors(dataset, cfg, counts, edges, source)
+        for key, why, _ in histogram_errors(dataset, cfg, counts, edges, source)
     ]
 
 

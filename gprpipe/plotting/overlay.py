@@ -13,32 +13,11 @@ from gprpipe.plotting.suite import (
     MEV,
     brazil_figure,
     curve,
-    expected_mask,
     flag_mask,
-    result_mask,
+    gapped,
 )
 from gprpipe.results.schema import BAND_COLS, COMBINED
 from gprpipe.units import MASS_TOL_GEV
-
-
-def _ok(a: dict[str, np.ndarray]) -> np.ndarray:
-    """Rows with results (``ok`` or flagged; flagged ones are circled)."""
-    return result_mask(a["status"])
-
-
-def _expected(a: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Rows with an expected limit (also those whose observed toy limit alone is
-    unresolved), and ``a`` with the observed limits NaN where a row has no result and
-    the expected ones NaN where it has none (gaps in the curves: they were drawn across
-    a failed mass mid-scan, a review)."""
-    ok, exp = _ok(a), expected_mask(a["status"])
-    gapped: dict[str, np.ndarray] = {
-        k: np.where(ok if k.endswith("_up") or k.endswith("_up_err") else exp,
-                    np.asarray(a[k], dtype=float), np.nan)
-        for k in a
-        if k.endswith(("_up", "_up_err")) or "_exp_" in k
-    }  # fmt: skip
-    return exp, {**a, **gapped}
 
 
 def dataset_colours(scan: dict[str, dict[str, np.ndarray]]) -> dict[str, str]:
@@ -58,7 +37,7 @@ def eps2_overlay_figure(
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colours = dataset_colours(scan)
     for name, a in scan.items():
-        ok, a = _expected(a)
+        ok, a = gapped(a)
         if not ok.any():
             continue
         m = a["mass_GeV"] * MEV
@@ -107,7 +86,7 @@ def observed_figure(
     for name, a in scan.items():
         # a gap where only the observed toy limit is unresolved (the line was drawn
         # straight across such masses, a review)
-        ok, b = _expected(a)
+        ok, b = gapped(a)
         if not ok.any() or (quantity == "A" and name == COMBINED):
             continue
         m = a["mass_GeV"] * MEV
@@ -139,7 +118,7 @@ def combined_brazil_figure(
     blinded: bool = False,
 ):
     """Brazil band of the combined eps^2 limit with the single-dataset observed limits."""
-    ok, a = _expected(scan[COMBINED])
+    ok, a = gapped(scan[COMBINED])
     m = a["mass_GeV"]
     lo, hi = m[ok].min(), m[ok].max()
     other = {}
@@ -147,7 +126,7 @@ def combined_brazil_figure(
     for name, s in scan.items():
         if name == COMBINED:
             continue
-        shown, t = _expected(s)  # (gaps where a row has no result)
+        shown, t = gapped(s)  # (gaps where a row has no result)
         sel = (s["mass_GeV"] >= lo - MASS_TOL_GEV) & (s["mass_GeV"] <= hi + MASS_TOL_GEV)
         if (sel & shown).any() and not blinded:
             other[f"{labels.get(name, name)} observed"] = (

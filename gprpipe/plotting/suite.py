@@ -41,6 +41,19 @@ def result_mask(status) -> np.ndarray:
     return np.array([has_result(s) for s in np.asarray(status).astype(str)], dtype=bool)
 
 
+def gapped(a: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Rows with an expected band (:func:`expected_mask`), and the scan table ``a`` with
+    the observed limits (``*_up``, ``*_up_err``) NaN where a row has no result and every
+    other number but the mass NaN where it has no expected band: gaps in the curves (they
+    were drawn straight across a mass that failed mid-scan, a review)."""
+    ok, exp = result_mask(a["status"]), expected_mask(a["status"])
+    out = dict(a)
+    for k, v in a.items():
+        if k != "mass_GeV" and np.asarray(v).dtype.kind == "f":
+            out[k] = np.where(ok if k.endswith(("_up", "_up_err")) else exp, v, np.nan)
+    return exp, out
+
+
 def _band(m: np.ndarray, lo, hi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The x, lower and upper edges a band is filled over: of one mass, a box 1% of it
     wide either side (a band over one x has no width: it was not drawn, its legend entry

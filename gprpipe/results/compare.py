@@ -2,9 +2,10 @@
 
 ``compare_curves(tables)`` takes ``{label: scan.csv rows}`` (the first label is the
 reference) and returns per dataset the curves and, per other label, the ratios of its
-observed and expected eps^2 limits to the reference at the masses both have (observed:
-NaN where either run is blinded, or where a row's observed toy limit alone was unresolved:
-its expected limit stands). Used by
+observed and expected eps^2 limits to the reference at the masses where both have a
+limit (observed: NaN where either run is blinded, or where a row's observed toy limit alone
+was unresolved: its expected limit stands). A curve keeps every mass its run scanned,
+NaN where a row has no limit (a gap in its figure). Used by
 ``gprpipe compare`` and by the grid's ``index.html``.
 """
 
@@ -22,10 +23,15 @@ from gprpipe.units import matching_masses
 
 @dataclass
 class Curve:
+    """One run's limits of a dataset at every mass it scanned, NaN where a row has none
+    (``compared`` false: failed or flagged), so that a figure leaves a gap there (it drew
+    straight across a mass that failed mid-scan: a review)."""
+
     label: str
     mass: np.ndarray  # GeV
     observed: np.ndarray  # eps2_up
     expected: np.ndarray  # eps2_exp_med
+    compared: np.ndarray  # bool
 
 
 @dataclass
@@ -73,18 +79,18 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
     for ds in datasets:
         comp = DatasetComparison(ds)
         for lab in labels:
-            rows = [r for r in tables[lab] if r["dataset"] == ds and _compared(r)]
-            if not rows:
+            rows = [r for r in tables[lab] if r["dataset"] == ds]
+            used = np.array([_compared(r) for r in rows], dtype=bool)
+            if not used.any():
                 continue
             m = np.array([float(r["mass_GeV"]) for r in rows])
             order = np.argsort(m)
+
+            def column(key: str, rows: list = rows, used: np.ndarray = used) -> np.ndarray:
+                return np.where(used, [_float(r.get(key)) for r in rows], np.nan)[order]
+
             comp.curves.append(
-                Curve(
-                    lab,
-                    m[order],
-                    np.array([_float(r.get("eps2_up")) for r in rows])[order],
-                    np.array([_float(r.get("eps2_exp_med")) for r in rows])[order],
-                )
+                Curve(lab, m[order], column("eps2_up"), column("eps2_exp_med"), used[order])
             )
         if len(comp.curves) < 2 or comp.curves[0].label != labels[0]:
             out.append(comp)
@@ -92,6 +98,8 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
         ref = comp.curves[0]
         for c in comp.curves[1:]:
             ia, ib = matching_masses(ref.mass, c.mass)
+            both = ref.compared[ia] & c.compared[ib]
+            ia, ib = ia[both], ib[both]
             if len(ia):
                 comp.ratios.append(
                     Ratio(

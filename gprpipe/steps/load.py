@@ -25,8 +25,7 @@ def run(ctx) -> None:
         counts, edges = read_hist(ds.path, ds.hist)
         errors = histogram_errors(name, cfg, counts, edges)
         if errors:
-            key, why = errors[0]
-            raise GprpipeError(f"{key}: {why}")
+            raise GprpipeError(f"{errors[0].key}: {errors[0].why}")
         counts, edges = rebin(counts, edges, ds.rebin)
         groups[name] = (counts, edges, ds)
     with write_h5(ctx.layout.load, ctx.attrs()) as f:

@@ -305,29 +305,22 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
     scan = schema.read_scan(lay.limit) if lay.limit in drawn else {}
     for name, a in scan.items():
         title = cfg.datasets[name].label or name if name in cfg.datasets else "Combined"
-        ok = suite.result_mask(a["status"])
         # the expected band also where only the observed toy limit is unresolved (a gap
-        # in the observed curve there)
-        exp = suite.expected_mask(a["status"])
+        # in the observed curve there); every mass drawn, those without a result a gap
+        # and a cross along the bottom
+        exp, g = suite.gapped(a)
         if not exp.any():
             continue
-        # every mass, those without a result NaN (a gap, and a cross along the bottom:
-        # the curves and bands were drawn across a failed mass mid-scan, a review)
         m, failed = a["mass_GeV"], ~exp
         flagged = suite.flag_mask(a["status"]) & exp
-
-        def gapped(values: np.ndarray, rows: np.ndarray = exp) -> np.ndarray:
-            return np.where(rows, np.asarray(values, dtype=float), np.nan)
 
         for q, ylab in (
             ("A", "95% CL upper limit on signal yield $A$"),
             ("eps2", r"95% CL upper limit on $\epsilon^2$"),
         ):
-            obs = None if blinded else gapped(a[f"{q}_up"], ok)
-            obs_err = (
-                gapped(a[f"{q}_up_err"], ok) if obs is not None and f"{q}_up_err" in a else None
-            )
-            bands = [gapped(a[f"{q}_exp_{b}"]) for b in schema.BAND_COLS]
+            obs = None if blinded else g[f"{q}_up"]
+            obs_err = g.get(f"{q}_up_err") if obs is not None else None
+            bands = [g[f"{q}_exp_{b}"] for b in schema.BAND_COLS]
             ylab = ylab.replace("95", f"{100 * (1 - cfg.limit.alpha):g}")
             figures.append(
                 FigureJob(
@@ -347,21 +340,17 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             continue
         # the masses searched: also those whose observed toy limit alone is unresolved
         # (their p0, Z and A_hat stand; they were left out and the curves joined across
-        # them, a review); their global p0 is NaN in the table: a gap
-
-        def column(key: str, a: dict = a) -> np.ndarray | None:
-            """The searched rows of a column the table may lack (no whole-scan toys)."""
-            return gapped(a[key]) if key in a else None
-
-        pgt, pgt_err = column("p0_global_toys"), column("p0_global_toys_err")
+        # them, a review); their global p0 is NaN in the table: a gap. The toys' columns
+        # only where the run has whole-scan toys.
+        pgt, pgt_err = g.get("p0_global_toys"), g.get("p0_global_toys_err")
         bound = toys_bound(pgt, pgt_err) if pgt is not None and pgt_err is not None else None
-        plo, plo_err = column("p0_local_toys"), column("p0_local_toys_err")
+        plo, plo_err = g.get("p0_local_toys"), g.get("p0_local_toys_err")
         local_bound = toys_bound(plo, plo_err) if plo is not None and plo_err is not None else None
         figures.append(
             FigureJob(
                 f"significance_{name}",
                 suite.significance_figure,
-                (m, gapped(a["p0_local"]), gapped(a["p0_global"]), title),
+                (m, g["p0_local"], g["p0_global"], title),
                 {
                     "flagged": flagged,
                     "failed": failed,
@@ -378,7 +367,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             FigureJob(
                 f"Ahat_{name}",
                 suite.ahat_figure,
-                (m, gapped(a["A_hat"]), gapped(a["sigma_A"]), title),
+                (m, g["A_hat"], g["sigma_A"], title),
                 {"flagged": flagged, "failed": failed},
             )
         )
