@@ -85,13 +85,11 @@ def compare_curves(tables: Mapping[str, Sequence[Mapping[str, str]]]) -> list[Da
                 continue
             m = np.array([float(r["mass_GeV"]) for r in rows])
             order = np.argsort(m)
-
-            def column(key: str, rows: list = rows, used: np.ndarray = used) -> np.ndarray:
-                return np.where(used, [_float(r.get(key)) for r in rows], np.nan)[order]
-
-            comp.curves.append(
-                Curve(lab, m[order], column("eps2_up"), column("eps2_exp_med"), used[order])
+            obs, exp = (
+                np.where(used, [_float(r.get(key)) for r in rows], np.nan)[order]
+                for key in ("eps2_up", "eps2_exp_med")
             )
+            comp.curves.append(Curve(lab, m[order], obs, exp, used[order]))
         if len(comp.curves) < 2 or comp.curves[0].label != labels[0]:
             out.append(comp)
             continue
