@@ -751,6 +751,9 @@ def compare(
         ),
     ] = None,
     formats: Annotated[str, typer.Option(help="Figure formats, e.g. png,pdf.")] = "png",
+    force: Annotated[
+        bool, Flag("--force", help="Replace an existing file that is no earlier comparison's.")
+    ] = False,
 ) -> None:
     """Compare eps^2 limits of runs or grid points: overlay, ratio panels, ratio table."""
     from gprpipe.config.schema import FIGURE_FORMATS
@@ -761,7 +764,7 @@ def compare(
         raise GprpipeError(
             f"--formats {formats!r}: figure formats are {', '.join(FIGURE_FORMATS)}."
         )
-    result = write_comparison(runs, out, kinds)
+    result = write_comparison(runs, out, kinds, force)
     for comp in result.datasets:
         if not comp.ratios:
             console.print(f"{comp.dataset}: not compared: {result.skipped[comp.dataset]}.")

@@ -1167,6 +1167,16 @@ def test_figure_labels_with_bad_math_text_are_refused_before_the_run(tmp_path: P
     assert msg.startswith("--set datasets.demo.label: '$^{$' is no valid math text (")
     for ok in ('datasets.demo.label="Demo $\\\\epsilon^2$"', 'plot.status="costs $5"'):
         load_points(QUICKSTART, [ok])
+    # braces nested deeper than a figure can draw: 22 levels of \sqrt{ gave "internal
+    # error: RecursionError", 21 passed and failed the plot step (a review); 10 draw
+    for depth in (11, 22):
+        label = "$" + "\\\\sqrt{" * depth + "x" + "}" * depth + "$"
+        (msg,) = errors_of(QUICKSTART, (f'plot.experiment="{label}"',))
+        assert msg.endswith(
+            f"is no valid math text (braces nested {depth} deep, more than the 10 a figure "
+            "can draw)."
+        ), msg
+    load_points(QUICKSTART, ['plot.experiment="$' + "\\\\sqrt{" * 10 + "x" + "}" * 10 + '$"'])
 
 
 @pytest.mark.parametrize(
@@ -1354,13 +1364,20 @@ def test_values_that_validate_passed_and_the_run_refused_are_refused_by_validate
         code, _, err = cli("validate", QUICKSTART, "--set", value)  # local: nothing to mount
         assert code == 0, err
     # a file named with a time or a comma in a plain folder: mounted by its folder (a review:
-    # refused once each file was mounted alone, though it ran before)
+    # refused once each file was mounted alone, though it ran before), which is said (the
+    # README promised each file alone: a review)
     (tmp_path / "plain").mkdir()
     for name in ("demo_2015-12-05T10:00:00.root", "demo_a,b.root"):
         (tmp_path / "plain" / name).write_bytes((odd / "f.root").read_bytes())
         value = f'datasets.demo.path="{tmp_path / "plain" / name}"'
         code, _, err = cli("validate", QUICKSTART, "--set", "base.engine=podman", "--set", value)
         assert code == 0, err
+        assert err == (
+            f"notice: --set datasets.demo.path: the name of {tmp_path / 'plain' / name} holds "
+            "':' or ',', which a bind spec cannot write: a podman container mounts "
+            f"{tmp_path / 'plain'} (read-only) and shows the task every file there; under a "
+            "plain name it is mounted alone.\n"
+        )
 
 
 def test_the_mount_check_names_the_toy_file(tmp_path: Path, cli):

@@ -24,6 +24,7 @@ from conftest import (
     quickstart_child,
     require_podman,
     run_cli_here,
+    run_cli_subprocess,
     settings,
     write,
 )
@@ -493,6 +494,124 @@ def test_symlinked_state_exports_reach_and_slurm_folders_are_refused(tmp_path: P
         assert code == 1
         one_sentence(err, other / "slurm", "the run's SLURM folder", "base.output")
         assert list(outside.iterdir()) == []
+
+
+def test_a_link_to_another_folder_of_the_run_is_refused(tmp_path: Path):
+    """A link that stays inside the run was taken (a review): a grid point's folder linked
+    to another point's had the second point's config.toml written over the first's, both
+    then failing "changed since the run wrote it" at every run, the link never named; a
+    point's parts/limit linked to parts/fit had a limit chunk overwrite a committed fit
+    output. Each is refused in one sentence naming the link, nothing written."""
+    run = tmp_path / "run"
+    args = ("run", QUICKSTART, "--steps", "load,fit,limit", "--set", f"base.output={run}")
+    assert run_cli_here(*args)[0] == 0
+    point = run / "nominal"
+    limit = point / "parts" / "limit"
+    shutil.rmtree(limit)
+    limit.symlink_to("fit")
+    before = _files(point)
+    code, _, err = run_cli_here(*args, "--force")
+    assert code == 1
+    one_sentence(err, limit, "is a link to", "remove the link")
+    assert _files(point) == before
+    limit.unlink()
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        QUICKSTART.read_text(encoding="utf-8") + '\n[grid]\n"datasets.demo.rebin" = [1, 2]\n',
+        encoding="utf-8",
+    )
+    gargs = ("run", grid, "--steps", "load", "--set", f"base.output={tmp_path / 'g'}")
+    assert run_cli_here(*gargs)[0] == 0
+    first, second = sorted(p for p in (tmp_path / "g").iterdir() if (p / "config.toml").is_file())
+    shutil.rmtree(second)
+    second.symlink_to(first.name)
+    before = _files(first)
+    code, _, err = run_cli_here(*gargs)
+    assert code == 1
+    one_sentence(err, second, "the point folder", "is a link to")
+    assert _files(first) == before
+
+
+def test_a_fifo_or_device_is_never_replaced_by_a_written_file(tmp_path: Path):
+    """`export-pyhf ... -o /dev/null --force`, run as root, replaced the device with a
+    JSON file (a review): every write (exports, compare, outputs) goes through
+    atomic_path, which refuses a target that is not a regular file or a link, --force or
+    not."""
+    import stat
+
+    from gprpipe.io.atomic import atomic_write_text
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="is a device, FIFO or socket, not a file to replace"):
+        atomic_write_text(fifo, "{}")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary file left
+
+
+def test_a_fifo_or_a_deeply_nested_record_stops_no_command(tmp_path: Path):
+    """A FIFO made at the run's lock or run.json made run, status and rerun wait for ever;
+    a run.json or commit record nested 100,000 levels deep gave a traceback or "internal
+    error: RecursionError" (a review). Each is said in one sentence (a record that cannot
+    be read: the task it vouches for is redone)."""
+    run = tmp_path / "run"
+    args = ("run", QUICKSTART, "--steps", "load", "--set", f"base.output={run}")
+    assert run_cli_here(*args)[0] == 0
+    lock = run / ".gprpipe.lock"
+    lock.unlink()
+    os.mkfifo(lock)
+    code, _, err = run_cli_subprocess(*args, timeout=60)
+    assert (code, err.strip()) == (
+        1,
+        f"error: {lock}: cannot create the run lock (it is not a regular file; remove it).",
+    )
+    assert run_cli_subprocess("status", run, timeout=60)[0] == 0
+    lock.unlink()
+    record = (run / "run.json").read_text(encoding="utf-8")
+    (run / "run.json").write_text('{"a":' * 100_000)
+    for cmd in (("rerun", run, "--failed"), ("status", run)):
+        code, _, err = run_cli_here(*cmd)
+        assert (code, err.strip()) == (
+            1,
+            f"error: {run / 'run.json'}: unreadable (a JSON document nested too deeply).",
+        ), cmd
+    (run / "run.json").unlink()
+    os.mkfifo(run / "run.json")
+    assert run_cli_subprocess("rerun", run, "--failed", timeout=60)[0] == 1
+    (run / "run.json").unlink()
+    (run / "run.json").write_text(record, encoding="utf-8")
+    (run / "nominal" / ".state" / "load.commit").write_text("[" * 100_000)
+    code, out, err = run_cli_here("status", run)
+    assert code == 0 and "internal error" not in out + err, out + err
+    assert "nominal/load: .state/load.commit is unreadable since the task finished" in out
+    code, out, err = run_cli_here(*args)
+    assert code == 0 and "1 ran" in out, out + err
+
+
+def test_an_apptainer_image_its_tasks_cannot_be_given_is_refused_at_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An image path with a double quote or a comma (a relative .sif, or the default one,
+    in a working folder so named) passed validate, and the run stopped at its first task
+    naming neither key nor file, run.json and config.toml written (a review). validate and
+    run refuse it at base.image, nothing written. (Apptainer cannot run here: the check
+    needs no apptainer.)"""
+    folder = tmp_path / 'data "2015"'
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    base = ("--set", "base.engine=apptainer", "--set", "base.check_image_version=false")
+    for image, args in (("img.sif", ("--set", "base.image=img.sif")), (None, ())):
+        for cmd in ("validate", "run"):
+            code, out, err = run_cli_here(cmd, QUICKSTART, *base, *args)
+            assert code == 1, out + err
+            sif = f"{folder}/{image}" if image else next(iter(err.split("the image ")[1:]), "")
+            assert err.startswith("error: ") and "base.image: the image " in err, err
+            assert err.strip().endswith(
+                "contains a comma or a double quote, which apptainer --env cannot pass; move "
+                "or rename it."
+            ), err
+            assert image is None or f"the image {sif} contains" in err
+            assert list(folder.iterdir()) == []
 
 
 def _files(folder: Path) -> dict[str, int]:

@@ -1120,6 +1120,33 @@ def test_compare_leaves_a_gap_at_a_mass_that_failed_mid_scan():
     plt.close(fig)
 
 
+def test_compare_replaces_no_file_of_the_users_without_force(tmp_path: Path):
+    """compare -o DIR replaced a user's compare_<dataset>.csv or figure there without a
+    word (a review; the exports refuse that): refused in one sentence naming the file,
+    nothing written; --force replaces it; a comparison's own files are replaced by the
+    next comparison without --force."""
+    head = "dataset,mass_GeV,eps2_up,eps2_exp_med,status\n"
+    committed_scans(tmp_path / "a", {"p": head + "2015,0.04,2e-06,1e-06,ok\n"})
+    committed_scans(tmp_path / "b", {"p": head + "2015,0.04,3e-06,1e-06,ok\n"})
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "compare_2015.csv").write_text("my notes\n")
+    args = ("compare", tmp_path / "a" / "p", tmp_path / "b" / "p", "-o", out)
+    code, so, se = run_cli_here(*args)
+    assert code == 1, so + se
+    assert se.strip() == (
+        f"error: {out / 'compare_2015.csv'}: already exists and is no earlier comparison's "
+        "file (its record .gprpipe-compare.json does not list it); choose another folder "
+        "(-o) or use --force to replace it."
+    )
+    assert [f.name for f in out.iterdir()] == ["compare_2015.csv"]
+    assert (out / "compare_2015.csv").read_text() == "my notes\n"
+    code, so, se = run_cli_here(*args, "--force")
+    assert code == 0, se
+    assert (out / "compare_2015.csv").read_text().endswith("2015,b/p,0.04,1.5,1\n")
+    assert run_cli_here(*args)[0] == 0  # its own files now: replaced
+
+
 def test_compare_removes_an_earlier_comparisons_files_of_datasets_not_compared_now(
     tmp_path: Path,
 ):

@@ -253,12 +253,34 @@ def label_errors(cfg: Config, where: Where) -> list[Issue]:
 
         if not cbook.is_math_text(text):
             continue
+        if (depth := _brace_depth(text)) > MAX_MATH_DEPTH:
+            why = f"braces nested {depth} deep, more than the {MAX_MATH_DEPTH} a figure can draw"
+            errors.append(at(where(key), f"'{text}' is no valid math text ({why})."))
+            continue
         try:
             MathTextParser("path").parse(text, 72, FontProperties())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             why = " ".join(str(exc).split()) or "unbalanced braces or dollar signs"
             errors.append(at(where(key), f"'{text}' is no valid math text ({why})."))
     return errors
+
+
+#: the deepest brace nesting of a label's math text: 21 levels (``\sqrt{`` in
+#: ``\sqrt{``...) passed matplotlib's parser and failed the plot step's drawing with
+#: RecursionError, 22 the parser (a review); a physics label needs a few
+MAX_MATH_DEPTH = 10
+
+
+def _brace_depth(text: str) -> int:
+    """The deepest nesting of unescaped ``{`` in ``text``."""
+    depth = deepest = 0
+    for m in re.finditer(r"\\.|[{}]", text):
+        if m.group() == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif m.group() == "}":
+            depth -= 1
+    return deepest
 
 
 def plan_errors(cfg: Config, where: Where) -> list[Issue]:

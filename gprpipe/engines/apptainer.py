@@ -76,6 +76,31 @@ def normalise_image(image: str) -> str:
     return str(absolute(path)) if looks_local else f"docker://{image}"
 
 
+def env_value_problem(value: str) -> str | None:
+    """Why apptainer ``--env`` cannot pass ``value`` to a task unchanged (it reads the
+    option as one line of CSV, and evaluates each value in a shell of the container), as
+    the end of a sentence; None when it can."""
+    if "," in value or '"' in value:
+        return "contains a comma or a double quote, which apptainer --env cannot pass"
+    bad = sorted(set(value) & set(_EVALUATED))
+    if bad:
+        return (
+            f"contains {' and '.join(_EVALUATED[c] for c in bad)}, which apptainer --env "
+            f"would evaluate in the container's shell: {value!r}"
+        )
+    return None
+
+
+def image_problem(image: str | None) -> str | None:
+    """Why the image a task would run (``image`` as configured, made absolute, or the
+    default ``.sif`` in the working folder) cannot be passed to it (its provenance
+    variable ``GPRPIPE_IMAGE``): a run refused it only at its first task, naming neither
+    key nor file, with run.json and the point's config.toml written (a review)."""
+    path = normalise_image(image) if image else default_sif()
+    why = env_value_problem(path)
+    return None if why is None else f"the image {path} {why}; move or rename it"
+
+
 def default_sif() -> str:
     return str(absolute(f"gprpipe_{host_version()}.sif"))
 
@@ -120,18 +145,8 @@ class ApptainerEngine(Engine):
         task_env = merged_env(task, env)
         items = [(k, task_env[k]) for k in sorted(task_env)] + list(self.provenance().items())
         for key, value in items:
-            if "," in value or '"' in value:  # --env is read as one line of CSV
-                raise GprpipeError(
-                    f"environment variable {key} of task {task.id} contains a comma or a "
-                    "double quote, which apptainer --env cannot pass"
-                )
-            bad = sorted(set(value) & set(_EVALUATED))
-            if bad:  # apptainer evaluates the value in a shell of the container
-                raise GprpipeError(
-                    f"environment variable {key} of task {task.id} contains "
-                    f"{' and '.join(_EVALUATED[c] for c in bad)}, which apptainer --env would "
-                    f"evaluate in the container's shell: {value!r}"
-                )
+            if why := env_value_problem(value):
+                raise GprpipeError(f"environment variable {key} of task {task.id} {why}")
         argv += ["--env", ",".join(f"{k}={v}" for k, v in items)]
         if self.gpu:
             argv.append("--nv")

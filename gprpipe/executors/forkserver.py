@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import selectors
 import signal
@@ -47,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO
 
 from gprpipe.io import processes
+from gprpipe.io.atomic import read_json
 
 #: seconds an unclaimed server waits for its first request before it ends (a prestarted
 #: server of a run that turned out not to use local workers, e.g. SLURM)
@@ -427,8 +427,7 @@ def _recorded_local(args: Sequence[str]) -> bool:
     if folder is None:
         return True
     try:
-        with open(os.path.join(folder, "run.json"), encoding="utf-8") as fh:
-            info = json.load(fh)
+        info = read_json(os.path.join(folder, "run.json"))
     except (OSError, ValueError):
         return True
     if not isinstance(info, dict):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import json
 import os
 import signal
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from gprpipe.errors import GprpipeError
 
@@ -76,6 +79,13 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     target = Path(target)
     if target.is_dir():  # before any work: os.replace would refuse only at the end
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(target))
+    try:
+        mode = os.lstat(target).st_mode
+    except OSError:
+        mode = stat.S_IFREG
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # -o /dev/null --force (a review)
+        why = "is a device, FIFO or socket, not a file to replace"
+        raise OSError(errno.EEXIST, why, str(target))
     existing = next(p for p in target.parents if p.exists() or p == p.parent)
     if not existing.is_dir():  # a file where a folder of the path should be
         raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(existing))
@@ -119,6 +129,34 @@ def atomic_write_bytes(target: Path | str, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def read_record(path: Path | str) -> str:
+    """The text of a run's record file (run.json, a marker, a lock's holder); OSError
+    unless it is a regular file (links followed): a FIFO there made every command that
+    read it wait for ever (a review)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "is not a regular file", str(path))
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read().decode("utf-8")
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path | str) -> Any:
+    """:func:`read_record`'s JSON; a ValueError for any malformed document, also one
+    nested too deeply for the parser (which raises RecursionError: a review)."""
+    return loads_json(read_record(path))
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads``, a document nested too deeply a ValueError like any malformed one."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("a JSON document nested too deeply") from None
+
+
 def remove_stale_temps(target: Path | str) -> int:
     """Remove temporary files that a killed writer of ``target`` left beside it.
 
@@ -157,8 +195,8 @@ def inside(folder: Path, root: Path, what: str, run_dir: bool = False) -> Path:
     """``folder``, once it resolves (symlinks followed) inside ``root`` (a point folder, or
     the ``run_dir``; it may itself be a link); a GprpipeError otherwise: a link there would
     lead the writes elsewhere. A folder other than ``root`` that resolves to ``root``
-    itself (``exports`` a link to its point folder) is refused too: its files would land
-    among the run's own."""
+    itself (``exports`` a link to its point folder), or one below ``root`` reached through
+    a link to another of its folders, is refused too: its files would land among others'."""
     real, top = _resolved(folder, root)
     where = "the run directory" if run_dir else "the point folder"
     if real == top and os.path.abspath(folder) != os.path.abspath(root):
@@ -167,5 +205,14 @@ def inside(folder: Path, root: Path, what: str, run_dir: bool = False) -> Path:
         also = ", or choose another base.output" if run_dir else ""
         raise GprpipeError(
             f"{folder}: {what} resolves to {real}, outside {where} {top}; remove the link{also}."
+        )
+    lex, lroot = Path(os.path.abspath(folder)), Path(os.path.abspath(root))
+    if lex.is_relative_to(lroot) and real != top / lex.relative_to(lroot) and real.exists():
+        # a link to another of its folders: a point folder linked to another point's,
+        # parts/limit to parts/fit (their files mixed, a committed output overwritten:
+        # a review)
+        raise GprpipeError(
+            f"{folder}: {what} is a link to {real}, another folder of {where}; a run "
+            "writes its folders itself, never through a link: remove the link."
         )
     return folder

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text, inside
+from gprpipe.io.atomic import atomic_write_text, inside, read_json
 from gprpipe.io.hdf5 import sha256_file
 from gprpipe.pipeline.state import read_state, state_dir
 from gprpipe.pipeline.task import Task
@@ -41,7 +41,7 @@ def read_commit(task: Task) -> dict[str, Any] | None:
 def _read_record(path: Path) -> dict[str, Any] | None:
     """A commit record file, or None when it is missing or unreadable."""
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        rec = read_json(path)
     except (OSError, ValueError):
         return None
     if not isinstance(rec, dict) or not isinstance(rec.get("files"), dict):
@@ -297,7 +297,7 @@ def as_recorded(path: Path | str) -> tuple[bool, str] | None:
     path = Path(path)
     for record in sorted(state_dir(path.parent).glob(f"*{SUFFIX}")):
         try:
-            rec = json.loads(record.read_text(encoding="utf-8"))
+            rec = read_json(record)
             digest = rec["files"][path.name]
         except (OSError, ValueError, KeyError, TypeError):
             continue
@@ -376,7 +376,7 @@ def _export_record(point_dir: Path) -> dict[str, Any]:
     """``.state/exports.json`` of the point folder: export file -> its source's digest
     ({} when there is none, or it is unreadable)."""
     try:
-        known = json.loads((state_dir(point_dir) / EXPORTS).read_text(encoding="utf-8"))
+        known = read_json(state_dir(point_dir) / EXPORTS)
     except (OSError, ValueError):
         return {}
     return known if isinstance(known, dict) else {}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gprpipe.config import point_config_from_file
 from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import read_json
 from gprpipe.pipeline.commit import vouched
 from gprpipe.pipeline.store import last_run_blind
 from gprpipe.pipeline.summary import read_table
@@ -189,11 +190,14 @@ class Comparison:
     files: dict[str, list[Path]] = field(default_factory=dict)  # dataset -> figures, csv
 
 
-def write_comparison(runs: Sequence[Path], out: Path | None, formats: Sequence[str]) -> Comparison:
+def write_comparison(
+    runs: Sequence[Path], out: Path | None, formats: Sequence[str], force: bool = False
+) -> Comparison:
     """Compare the points of ``runs`` (the first is the reference): per dataset with
     ratios, ``compare_eps2_<dataset>.<format>`` and ``compare_<dataset>.csv`` in the
     output folder (:func:`output_folder`). Nothing is written when a target is a folder,
-    and a GprpipeError says when no dataset can be compared."""
+    or (without ``force``) a file no earlier comparison there wrote, and a GprpipeError
+    says when no dataset can be compared."""
     from gprpipe.io.atomic import atomic_write_text
     from gprpipe.pipeline.store import earlier_point_notice
     from gprpipe.plotting.compare import curves_figure
@@ -225,6 +229,15 @@ def write_comparison(runs: Sequence[Path], out: Path | None, formats: Sequence[s
     ]
     if folders := [t for t in targets if t.is_dir()]:
         raise GprpipeError(f"{folders[0]}: is a folder, not a file to write.")
+    record = folder / COMPARE_RECORD
+    ours = set(_recorded(record))
+    theirs = [t for t in targets if (t.exists() or t.is_symlink()) and t.name not in ours]
+    if theirs and not force:  # (a user's file of that name was replaced unasked: a review)
+        raise GprpipeError(
+            f"{theirs[0]}: already exists and is no earlier comparison's file (its record "
+            f"{COMPARE_RECORD} does not list it); choose another folder (-o) or use --force "
+            "to replace it."
+        )
     folder.mkdir(parents=True, exist_ok=True)
     _label_as(points)
     for comp in result.datasets:
@@ -242,8 +255,7 @@ def write_comparison(runs: Sequence[Path], out: Path | None, formats: Sequence[s
     # ratios of other points with nothing to say so: a review): those its record lists,
     # never a file of the user's (every compare_* went: the whole-diff review)
     written = sorted(f.name for files in result.files.values() for f in files)
-    record = folder / COMPARE_RECORD
-    for name in _recorded(record):
+    for name in ours:
         old = folder / name
         if name not in written and name.startswith("compare_") and old.is_file():
             old.unlink()
@@ -258,7 +270,7 @@ COMPARE_RECORD = ".gprpipe-compare.json"
 def _recorded(record: Path) -> list[str]:
     """The file names an earlier comparison recorded (none when unreadable)."""
     try:
-        files = json.loads(record.read_text(encoding="utf-8")).get("files", [])
+        files = read_json(record).get("files", [])
     except (OSError, ValueError, AttributeError):
         return []
     return [f for f in files if isinstance(f, str) and "/" not in f and f != COMPARE_RECORD]

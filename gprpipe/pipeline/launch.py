@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from gprpipe.errors import ConfigError, GprpipeError, PartlySubmitted
 from gprpipe.executors.base import Outcome
-from gprpipe.io.atomic import atomic_write_text, open_fresh
+from gprpipe.io.atomic import atomic_write_text, open_fresh, read_json
 from gprpipe.pipeline import service
 from gprpipe.pipeline.lock import LOCK_NAME, describe, holder, is_locked
 from gprpipe.pipeline.store import LAUNCH_LOG, LAUNCH_SPEC
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args: list[str], out: TextIO) -> int:
     observer = TextObserver(out)
     try:
-        spec = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+        spec = read_json(args[0])
         _prestart_workers(spec)
         result: service.RunResult | None
         if spec["kind"] == "run":

@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.errors import GprpipeError, cli_command
+from gprpipe.io.atomic import loads_json, read_json, read_record
 from gprpipe.io.processes import RUN_PID_ENV, as_pid
 
 LOCK_NAME = ".gprpipe.lock"
@@ -41,7 +43,7 @@ def holder(run_dir: Path) -> dict[str, Any]:
     if path.is_symlink():  # not gprpipe's (run_lock replaces it)
         return {}
     try:
-        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+        info = loads_json(read_record(path) or "{}")
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
@@ -141,14 +143,18 @@ def _open_lock(path: Path) -> int:
     """The lock file, opened for writing and never through a link: a link put in its
     place (gprpipe never makes one, so no live run holds it) is removed first, lest the
     run write its holder record to a file outside the run directory."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        return os.open(path, flags, 0o644)
+        fd = os.open(path, flags, 0o644)
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
-    path.unlink()
-    return os.open(path, flags, 0o644)
+        path.unlink()
+        fd = os.open(path, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO there: every command waited
+        os.close(fd)
+        raise OSError(errno.EINVAL, "it is not a regular file; remove it", str(path))
+    return fd
 
 
 @contextlib.contextmanager
@@ -262,7 +268,7 @@ def cancel_requested(run_dir: Path) -> bool:
     if path.is_symlink():
         return False
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = read_json(path)
         pid = as_pid(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return False

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
+from gprpipe.io.atomic import loads_json
 from gprpipe.io.processes import alive, as_pid
 from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import (
@@ -431,6 +432,33 @@ def toy_range_notices(points: Sequence[Point]) -> list[str]:
     return out
 
 
+def folder_mount_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
+    """``notice:`` lines for data files that a container mounts by their folder: a name
+    holding ':' or ',' cannot be written in a bind spec (:func:`~gprpipe.io.paths.
+    mount_files`), so the task sees every file beside it (said nowhere: a review)."""
+    from gprpipe.io.paths import absolute, mount_files, unwritable_in_bind
+
+    out: list[str] = []
+    for p in points:
+        cfg = p.config
+        if cfg.base.engine == "local":
+            continue
+        for file, key in cfg.data_files():
+            path = absolute(file)
+            if not unwritable_in_bind(Path(path.name)):
+                continue
+            folders = mount_files([path], absolute(cfg.base.output))
+            line = (
+                f"notice: {loaded.where(key)}: the name of {path} holds ':' or ',', which a "
+                f"bind spec cannot write: a {cfg.base.engine} container mounts "
+                f"{', '.join(map(str, folders))} (read-only) and shows the task every file "
+                "there; under a plain name it is mounted alone."
+            )
+            if folders and line not in out:
+                out.append(line)
+    return out
+
+
 def unused_settings(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     """``notice:`` lines for settings the config sets that no scanned dataset uses:
     ``fit.ls_hi_factor`` where a dataset (its card) sets its own ``ls_hi_factor``. A
@@ -579,13 +607,16 @@ def validate(
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
     _refuse_observed_exports(run_dir, points)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # what the folder lacks now
+    _refuse_unpassable_images(loaded, points)
     check_inputs(loaded, points)
     return Validated(
         loaded,
         points,
         tasks,
         [replace(w, severity="warning") for w in warnings],
-        unused_settings(loaded, points) + toy_range_notices(points),
+        unused_settings(loaded, points)
+        + toy_range_notices(points)
+        + folder_mount_notices(loaded, points),
     )
 
 
@@ -667,6 +698,24 @@ def _run_arguments(opts: RunOptions) -> list[str]:
     # (not --force: the resumed run would redo what this one finished; a review)
     args += ["--unblind"] * opts.unblind
     return args + [x for o in opts.overrides for x in ("--set", o)]
+
+
+def _refuse_unpassable_images(loaded: Loaded, points: Sequence[Point]) -> None:
+    """An Apptainer image path its tasks cannot be given (:func:`~gprpipe.engines.
+    apptainer.image_problem`), at its key, before anything is written."""
+    from gprpipe.engines.apptainer import image_problem
+
+    for p in points:
+        b = p.config.base
+        if b.engine != "apptainer":
+            continue
+        images = {
+            "base.image": b.image,
+            **{f"base.step_images.{k}": v for k, v in b.step_images.items()},
+        }
+        for key, image in images.items():
+            if why := image_problem(image):
+                raise GprpipeError(f"{loaded.where(key)}: {why}.")
 
 
 def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
@@ -1086,7 +1135,7 @@ def _a_runs_json(path: Path) -> bool:
     if not text.strip():  # empty: nothing of another tool, a damaged one of gprpipe's
         return True
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:  # cut short or edited: gprpipe's begins by naming its version
         return text.lstrip().startswith('{\n  "gprpipe_version"')
     return isinstance(data, dict) and "gprpipe_version" in data
@@ -1171,13 +1220,18 @@ def run(
         loaded, all_points = load_points(config, overrides, check=True)
     points = select_points(all_points, opts.points)
     _refuse_missing_files(config, loaded, points)
-    for line in unused_settings(loaded, points) + toy_range_notices(points):
+    for line in (
+        unused_settings(loaded, points)
+        + toy_range_notices(points)
+        + folder_mount_notices(loaded, points)
+    ):
         obs.notice(line)
     if any(p.config.base.blind and p.config.limit.global_toys > 0 for p in points):
         obs.notice(
             "notice: limit.global_toys: no look-elsewhere toys in a blinded run (their mean "
             "is a GP fit of every bin, windows included); they run once it is unblinded."
         )
+    _refuse_unpassable_images(loaded, points)
     cfg0 = points[0].config
     run_dir = run_dir_of(all_points, loaded)
     tasks = plan_points(run_dir, points, loaded.where)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text, check_within, inside, remove_stale_temps
+from gprpipe.io.atomic import atomic_write_text, check_within, inside, read_json, remove_stale_temps
 from gprpipe.io.processes import identity
 
 STATES = ("done", "failed", "running")
@@ -44,7 +44,7 @@ def marker(point_dir: Path, slug: str, state: str) -> Path:
 def read_marker(point_dir: Path, slug: str, state: str) -> dict[str, Any]:
     """The JSON of one marker ({} when missing or unreadable)."""
     try:
-        info = json.loads(marker(point_dir, slug, state).read_text(encoding="utf-8"))
+        info = read_json(marker(point_dir, slug, state))
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
@@ -113,7 +113,7 @@ def write_progress(
 def read_progress(point_dir: Path, slug: str) -> dict[str, Any] | None:
     """The progress record of a running task, or None."""
     try:
-        info = json.loads(progress_file(point_dir, slug).read_text(encoding="utf-8"))
+        info = read_json(progress_file(point_dir, slug))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
@@ -170,7 +170,7 @@ def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
         p = marker(point_dir, slug, state)
         if p.exists():
             try:
-                info = json.loads(p.read_text(encoding="utf-8"))
+                info = read_json(p)
             except (OSError, ValueError):
                 info = {}
             if not isinstance(info, dict):  # damaged (as read_marker reads it)

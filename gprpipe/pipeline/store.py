@@ -21,7 +21,7 @@ from gprpipe.config import Point, point_config_from_file
 from gprpipe.config.loader import read_config_text
 from gprpipe.config.schema import STEPS, Config, choices
 from gprpipe.errors import GprpipeError, resolved
-from gprpipe.io.atomic import atomic_write_text, inside, remove_stale_temps
+from gprpipe.io.atomic import atomic_write_text, inside, read_json, remove_stale_temps
 from gprpipe.io.processes import alive
 from gprpipe.io.source import git_commit, package_version
 from gprpipe.io.toml_write import dumps
@@ -281,6 +281,8 @@ def same_point_config(text: str, point: Point, *, same_version: bool = True) -> 
     import tomllib
 
     mine = point_config_text(point)
+    if text == mine:  # (the common case: no TOML to parse)
+        return True
     if same_version and text.partition("\n")[0] != mine.partition("\n")[0]:
         return False
 
@@ -327,7 +329,7 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
             )
         raise GprpipeError(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (ValueError, OSError) as exc:
         raise GprpipeError(f"{path}: unreadable ({exc}).") from None
     wrong = _run_json_errors(data)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import h5py
 import numpy as np
 
 from gprpipe.errors import GprpipeError
+from gprpipe.io.atomic import read_json
 from gprpipe.io.hdf5 import open_h5, read_group, write_group
 
 Arrays = dict[str, np.ndarray]
@@ -578,9 +578,7 @@ def _manifest_names(point_dir: Path, key: str) -> list[str] | None:
     """The list of names ``key`` of the point's ``plots/manifest.json``, or None when it is
     unreadable or does not hold one (damaged, or written before the key existed)."""
     try:
-        names = json.loads(
-            (Path(point_dir) / "plots" / "manifest.json").read_text(encoding="utf-8")
-        )[key]
+        names = read_json(Path(point_dir) / "plots" / "manifest.json")[key]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(names, list) or not all(isinstance(f, str) for f in names):

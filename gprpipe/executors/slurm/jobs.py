@@ -13,7 +13,7 @@ from typing import Any
 from gprpipe.errors import GprpipeError
 from gprpipe.executors.slurm.render import JOBS_FILE, SlurmOptions, SlurmScript
 from gprpipe.executors.slurm.scheduler import JOB_NAME_PREFIX
-from gprpipe.io.atomic import atomic_write_text
+from gprpipe.io.atomic import atomic_write_text, read_json
 
 
 @dataclass
@@ -50,7 +50,7 @@ def load_jobs(run_dir: Path) -> dict[str, Any]:
     if not p.exists():
         return empty
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = read_json(p)
     except ValueError as exc:
         raise GprpipeError(f"{p} is not valid JSON ({exc})") from None
     if not _well_formed(data):
