@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.interpolate import CubicHermiteSpline
 from scipy.special import log_ndtr, ndtr, ndtri
 
-from .likelihood import FitResult, FloatArray, WindowModel, qtilde_from
+from .likelihood import BoolArray, FitResult, FloatArray, WindowModel, qtilde_from
 from .significance import p_local, z_local
 from .toys import SignalProcess, background_means
 
@@ -301,18 +301,22 @@ class AsymptoticCalculator:
         z_alpha = float(ndtri(self.alpha))
         theta_ws = f.theta_c.copy()
         A_ws = f.A.copy()
+        conv_A = np.ones(n2.shape[0], dtype=bool)  # the last profile at A of each row
 
         def evalf(idx: NDArray[np.intp], A: FloatArray) -> tuple[FloatArray, FloatArray]:
             qA, dqA = asimov.exact(A) if exact else asimov(A)
-            lcls, dl, th = _log_cls_rows(m, n2, f, idx, A, (qA, dqA), theta_ws[idx], A_ws[idx])
+            lcls, dl, th, c = _log_cls_rows(m, n2, f, idx, A, (qA, dqA), theta_ws[idx], A_ws[idx])
             theta_ws[idx] = th
+            conv_A[idx] = c
             A_ws[idx] = A
             z, dz = _z_of_log(lcls, dl)
             return z - z_alpha, dz
 
         sigma = np.where(np.isfinite(f.sigma), f.sigma, asimov.sigma0)
         x0 = _gauss_guess(f.A, sigma, self.alpha)
-        return _rtsafe(evalf, x0, sigma, xtol=1e-2 * self.rtol).reshape(lead)
+        up = _rtsafe(evalf, x0, sigma, xtol=1e-2 * self.rtol)
+        # q~ there came from a profile that stopped short of its minimum: no limit
+        return np.where(conv_A, up, np.nan).reshape(lead)
 
     def upper_limit_with_error(
         self, n: ArrayLike, fit: FitResult | None = None
@@ -450,21 +454,26 @@ class ToyCalculator:
         n_b = self._toys(N).astype(float)
         fit_b = m.fit(n_b, need0="negative")
 
-        def q_rows(n2: FloatArray, f: FitResult, A: float) -> FloatArray:
+        def q_rows(n2: FloatArray, f: FitResult, A: float) -> tuple[FloatArray, BoolArray]:
             A2 = np.full(n2.shape[0], A)
-            fA, _, _ = m.profile_rows(n2, A2, f.theta_c, f.A)
-            return qtilde_from(A2, f.A, f.f, f.f0, fA, np.zeros_like(fA))[0]
+            fA, _, conv = m.profile_rows(n2, A2, f.theta_c, f.A)
+            return qtilde_from(A2, f.A, f.f, f.f0, fA, np.zeros_like(fA))[0], conv & f.conv
 
         cache: dict[float, float] = {}
         above_b: dict[float, int] = {}  # background-only toys with q_b >= q_obs, per A
+        # the observed q~ from a fit or profile that stopped short: no limit (as the
+        # asymptotic calculator); a toy's counts as drawn (leaving it out would bias CLs)
+        stuck = not bool(fit_obs.conv[0])
 
         def cls_at(A: float) -> float:
+            nonlocal stuck
             if A in cache:
                 return cache[A]
-            q_obs = q_rows(n_obs2, fit_obs, A)[0]
+            q, ok = q_rows(n_obs2, fit_obs, A)
+            q_obs, stuck = q[0], stuck or not bool(ok[0])
             n_sb = (n_bkg_sb + signal(A)).astype(float)
-            q_sb = q_rows(n_sb, m.fit(n_sb, need0="negative"), A)
-            q_b = q_rows(n_b, fit_b, A)
+            q_sb = q_rows(n_sb, m.fit(n_sb, need0="negative"), A)[0]
+            q_b = q_rows(n_b, fit_b, A)[0]
             tol = 1e-9 * max(1.0, q_obs)
             above_b[A] = int(np.sum(q_b >= q_obs - tol))
             clsb = (1.0 + np.sum(q_sb >= q_obs - tol)) / (N + 1.0)
@@ -479,7 +488,7 @@ class ToyCalculator:
                 raise UnresolvedToyLimit(above_b[a0], N, alpha)
         lo, hi = _bisect_cls(cls_at, a0, alpha, rtol)
         a_up = 0.5 * (lo + hi)
-        if not np.isfinite(a_up) or a_up <= 0:
+        if not np.isfinite(a_up) or a_up <= 0 or stuck:
             return np.asarray(a_up), np.asarray(np.nan)
         slope = -float(_log_cls_slope(m, n_obs2, fit_obs, a_up))
         err = _limit_mc_error(above_b[hi], N, alpha, slope)
@@ -558,17 +567,18 @@ def _log_cls_rows(
     asimov_qA: tuple[FloatArray, FloatArray],
     theta0: FloatArray,
     A_ref: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
     """Asymptotic ``ln CLs`` and ``d ln CLs / dA`` of rows ``idx`` of ``n2`` (``f`` their
     fit) at ``A``, given the Asimov ``(q_A, dq_A/dA)`` there; the profile starts from
-    ``theta0`` at ``A_ref``, and its ``theta`` is returned for the next call's start."""
-    fA, th, _ = model.profile_rows(n2[idx], A, theta0, A_ref)
+    ``theta0`` at ``A_ref``, and its ``theta`` is returned for the next call's start, with
+    the profile's convergence flags."""
+    fA, th, conv = model.profile_rows(n2[idx], A, theta0, A_ref)
     dfA = model.dnll_dA_rows(n2[idx], A, th)
     q, dq = qtilde_from(A, f.A[idx], f.f[idx], f.f0[idx], fA, dfA)
     qA, dqA = asimov_qA
     lcls, dl = _log_cls(q, qA, dq, dqA)
     assert dl is not None
-    return lcls, dl, th
+    return lcls, dl, th, conv
 
 
 def _log_cls_slope(model: WindowModel, n2: FloatArray, fit: FitResult, A: float) -> float:

@@ -508,7 +508,8 @@ class WindowModel:
         ``allow_negative=False`` the fit is restricted to ``A >= 0`` (exact for this convex
         problem: ``A_hat = 0`` when the free minimum is negative). ``need0``: rows on which
         the ``A = 0`` profile is computed: ``"all"`` (q0) or ``"negative"`` (only
-        ``A_hat < 0``, all q~ needs; elsewhere ``f0`` is NaN).
+        ``A_hat < 0``, all q~ needs; elsewhere ``f0`` is NaN). ``conv`` is False where the
+        joint fit or the ``A = 0`` profile on that row did not converge.
         """
         n2, lead = self.rows(n)
         T = n2.shape[0]
@@ -546,12 +547,14 @@ class WindowModel:
                 A[worse] = 0.0
                 th[worse] = th0[worse]
                 f[worse] = f0[worse]
+        # f0 enters q0 (every row with need0="all") and q~ (rows with A_hat < 0): an A = 0
+        # profile that stopped short leaves the row without a result, as the joint fit does.
+        conv = conv & c0
         if not allow_negative:
             neg = A < 0
             A[neg] = 0.0
             th[neg] = th0[neg]
             f[neg] = f0[neg]
-            conv = conv & np.where(neg, c0, True)
         sigma = self.sigma_A_rows(n2, A, th)
         return FitResult(
             A=A,

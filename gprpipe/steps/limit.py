@@ -84,7 +84,8 @@ def converged_fit(model: WindowModel, n: np.ndarray) -> FitResult:
     if not (bool(fit.converged) and np.isfinite(fit.sigma_A)):
         empty = ": the window holds no events" if not np.any(n) else ""
         raise ValueError(
-            f"the signal fit in the window did not converge (A_hat {float(fit.A_hat):.4g}, "
+            "the signal fit in the window (or its profile at A = 0) did not converge "
+            f"(A_hat {float(fit.A_hat):.4g}, "
             f"sigma_A {float(fit.sigma_A):.4g}){empty}"
         )
     return fit
