@@ -34,6 +34,8 @@ from gprpipe.results.schema import (  # noqa: F401  (readers re-exported for cal
 from gprpipe.stats.quality import (
     FLAG_GOF,
     FLAG_ONE_SIDEBAND,
+    FLAG_SPARSE,
+    SPARSE_S_MAX,
     Gof,
     flag_status,
     window_determined,
@@ -67,9 +69,12 @@ def template_key(cfg: Config) -> str:
     return "w_eff" if cfg.fit.signal_leakage == "model" else "w"
 
 
-def quality_flags(cfg: Config, gof: Gof, sigma: float, bin_width: float) -> str:
+def quality_flags(
+    cfg: Config, gof: Gof, sigma: float, bin_width: float, sparsity: float = 0.0
+) -> str:
     """The status of a fitted mass from its background-model quality (``ok`` or flags):
-    ``sigma`` the resolution at the mass, ``bin_width`` the (equal) width of the bins."""
+    ``sigma`` the resolution at the mass, ``bin_width`` the (equal) width of the bins,
+    ``sparsity`` the window's :func:`~gprpipe.stats.quality.window_sparsity`."""
     flags = []
     if gof.p == gof.p and gof.p < cfg.fit.gof_p_min:
         flags.append(FLAG_GOF)
@@ -79,6 +84,8 @@ def quality_flags(cfg: Config, gof: Gof, sigma: float, bin_width: float) -> str:
         or side * bin_width < cfg.fit.min_sideband_nsigma * sigma * (1 - 1e-9)
     ):
         flags.append(FLAG_ONE_SIDEBAND)
+    if sparsity > SPARSE_S_MAX:  # (NaN: no bin next to the window, flagged above)
+        flags.append(FLAG_SPARSE)
     return flag_status(flags)
 
 
@@ -98,7 +105,7 @@ def fit_masses(
     from gprpipe.stats.conversion import rho_window
     from gprpipe.stats.gp import GPOptions, fit_window, length_scale_bounds, sigma_x
     from gprpipe.stats.leakage import leakage_template
-    from gprpipe.stats.quality import window_gof
+    from gprpipe.stats.quality import window_gof, window_sparsity
     from gprpipe.stats.template import signal_template
     from gprpipe.stats.window import WindowMasks
 
@@ -183,7 +190,8 @@ def fit_masses(
         else:
             blind["n"] = counts[bl]
             rho = float(rho_window(edges, counts, m, s, blind_nsigma))
-        status = quality_flags(cfg, gof, s, float(edges[1] - edges[0]))
+        sparse = window_sparsity(x, counts, tr, bl, m, masks.exclude_nsigma * s, s)
+        status = quality_flags(cfg, gof, s, float(edges[1] - edges[0]), sparse)
         out.append(MassFit(index, m, s, wf.hyper, status, blind, rho, gof))
     return out
 
