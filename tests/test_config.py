@@ -1177,6 +1177,9 @@ def test_figure_labels_with_bad_math_text_are_refused_before_the_run(tmp_path: P
             "can draw)."
         ), msg
     load_points(QUICKSTART, ['plot.experiment="$' + "\\\\sqrt{" * 10 + "x" + "}" * 10 + '$"'])
+    # braces outside the math are text (refused at first: the diff review)
+    text = "".join("{" + c for c in "abcdefghijk") + "}" * 11
+    load_points(QUICKSTART, [f'plot.experiment="$e^+e^-$ {text}"'])
 
 
 @pytest.mark.parametrize(

@@ -547,6 +547,15 @@ def test_a_fifo_or_device_is_never_replaced_by_a_written_file(tmp_path: Path):
         atomic_write_text(fifo, "{}")
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary file left
+    # a link to one (as /dev/stdout is): the link was replaced by a file (the diff review)
+    (tmp_path / "out").symlink_to(fifo)
+    with pytest.raises(OSError, match="is a device, FIFO or socket, not a file to replace"):
+        atomic_write_text(tmp_path / "out", "{}")
+    assert (tmp_path / "out").is_symlink()
+    (tmp_path / "file").write_text("old")  # a link to a regular file: replaced, as before
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    atomic_write_text(tmp_path / "link", "new")
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "file").read_text() == "old"
 
 
 def test_a_fifo_or_a_deeply_nested_record_stops_no_command(tmp_path: Path):
@@ -578,6 +587,7 @@ def test_a_fifo_or_a_deeply_nested_record_stops_no_command(tmp_path: Path):
     (run / "run.json").unlink()
     os.mkfifo(run / "run.json")
     assert run_cli_subprocess("rerun", run, "--failed", timeout=60)[0] == 1
+    assert run_cli_subprocess(*args, timeout=60)[0] == 1  # (it waited: the diff review)
     (run / "run.json").unlink()
     (run / "run.json").write_text(record, encoding="utf-8")
     (run / "nominal" / ".state" / "load.commit").write_text("[" * 100_000)
@@ -604,13 +614,19 @@ def test_an_apptainer_image_its_tasks_cannot_be_given_is_refused_at_its_key(
         for cmd in ("validate", "run"):
             code, out, err = run_cli_here(cmd, QUICKSTART, *base, *args)
             assert code == 1, out + err
-            sif = f"{folder}/{image}" if image else next(iter(err.split("the image ")[1:]), "")
-            assert err.startswith("error: ") and "base.image: the image " in err, err
-            assert err.strip().endswith(
-                "contains a comma or a double quote, which apptainer --env cannot pass; move "
-                "or rename it."
-            ), err
-            assert image is None or f"the image {sif} contains" in err
+            assert err.startswith("error: ") and err.count("\n") == 1, err
+            if image:
+                assert err.endswith(
+                    f"base.image: the image {folder}/img.sif contains a comma or a double "
+                    "quote, which apptainer --env cannot pass; move or rename it.\n"
+                ), err
+            else:  # the default image, in the working folder
+                assert f"base.image: the default image {folder}/gprpipe_" in err, err
+                assert err.endswith(
+                    "(in the folder gprpipe runs from) contains a comma or a double quote, "
+                    "which apptainer --env cannot pass; set base.image, or run from another "
+                    "folder.\n"
+                ), err
             assert list(folder.iterdir()) == []
 
 

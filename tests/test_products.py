@@ -1145,6 +1145,14 @@ def test_compare_replaces_no_file_of_the_users_without_force(tmp_path: Path):
     assert code == 0, se
     assert (out / "compare_2015.csv").read_text().endswith("2015,b/p,0.04,1.5,1\n")
     assert run_cli_here(*args)[0] == 0  # its own files now: replaced
+    # a run's own compare/ folder, as written before comparisons kept a record (the diff
+    # review: refused as "no earlier comparison's file"): gprpipe's, replaced
+    committed_scans(tmp_path / "g", {"p": head + "2015,0.04,2e-06,1e-06,ok\n",
+                                      "q": head + "2015,0.04,3e-06,1e-06,ok\n"})  # fmt: skip
+    assert run_cli_here("compare", tmp_path / "g")[0] == 0
+    (tmp_path / "g" / "compare" / ".gprpipe-compare.json").unlink()
+    code, _, se = run_cli_here("compare", tmp_path / "g")
+    assert code == 0, se
 
 
 def test_compare_removes_an_earlier_comparisons_files_of_datasets_not_compared_now(

@@ -272,14 +272,13 @@ MAX_MATH_DEPTH = 10
 
 
 def _brace_depth(text: str) -> int:
-    """The deepest nesting of unescaped ``{`` in ``text``."""
-    depth = deepest = 0
-    for m in re.finditer(r"\\.|[{}]", text):
-        if m.group() == "{":
-            depth += 1
+    """The deepest nesting of unescaped ``{`` in the math (``$...$``) of ``text``."""
+    deepest = 0
+    for part in re.split(r"(?<!\\)\$", text)[1::2]:
+        depth = 0
+        for m in re.finditer(r"\\.|[{}]", part):
+            depth += {"{": 1, "}": -1}.get(m.group(), 0)
             deepest = max(deepest, depth)
-        elif m.group() == "}":
-            depth -= 1
     return deepest
 
 

@@ -98,7 +98,14 @@ def image_problem(image: str | None) -> str | None:
     key nor file, with run.json and the point's config.toml written (a review)."""
     path = normalise_image(image) if image else default_sif()
     why = env_value_problem(path)
-    return None if why is None else f"the image {path} {why}; move or rename it"
+    if why is None:
+        return None
+    if not image:  # the default, in the folder gprpipe runs from
+        return (
+            f"the default image {path} (in the folder gprpipe runs from) {why}; set "
+            "base.image, or run from another folder"
+        )
+    return f"the image {path} {why}; move or rename it"
 
 
 def default_sif() -> str:

@@ -199,6 +199,7 @@ def write_comparison(
     or (without ``force``) a file no earlier comparison there wrote, and a GprpipeError
     says when no dataset can be compared."""
     from gprpipe.io.atomic import atomic_write_text
+    from gprpipe.pipeline.plan import RUN_JSON
     from gprpipe.pipeline.store import earlier_point_notice
     from gprpipe.plotting.compare import curves_figure
     from gprpipe.plotting.style import save
@@ -232,13 +233,19 @@ def write_comparison(
     record = folder / COMPARE_RECORD
     ours = set(_recorded(record))
     theirs = [t for t in targets if (t.exists() or t.is_symlink()) and t.name not in ours]
-    if theirs and not force:  # (a user's file of that name was replaced unasked: a review)
+    # (a user's file of that name was replaced unasked: a review); a run's own compare/
+    # folder is gprpipe's, also as written before comparisons kept their record
+    own = out is None and (folder.parent / RUN_JSON).is_file()
+    if theirs and not (force or own):
         raise GprpipeError(
             f"{theirs[0]}: already exists and is no earlier comparison's file (its record "
             f"{COMPARE_RECORD} does not list it); choose another folder (-o) or use --force "
             "to replace it."
         )
     folder.mkdir(parents=True, exist_ok=True)
+    # recorded before they are written: a comparison cut short leaves files it owns
+    mine = sorted(ours | {t.name for t in targets})
+    atomic_write_text(record, json.dumps({"files": mine}) + "\n")
     _label_as(points)
     for comp in result.datasets:
         if comp.ratios:

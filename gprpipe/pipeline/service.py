@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gprpipe.errors import ConfigError, GprpipeError, cli_command, os_error_sentence
 from gprpipe.executors.base import Hooks, Outcome, RunReport, TaskStatus
-from gprpipe.io.atomic import loads_json
+from gprpipe.io.atomic import loads_json, read_record
 from gprpipe.io.processes import alive, as_pid
 from gprpipe.pipeline.commit import with_damage
 from gprpipe.pipeline.lock import (
@@ -450,7 +450,8 @@ def folder_mount_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
             folders = mount_files([path], absolute(cfg.base.output))
             line = (
                 f"notice: {loaded.where(key)}: the name of {path} holds ':' or ',', which a "
-                f"bind spec cannot write: a {cfg.base.engine} container mounts "
+                f"bind spec cannot write: {'an' if cfg.base.engine[0] == 'a' else 'a'} "
+                f"{cfg.base.engine} container mounts "
                 f"{', '.join(map(str, folders))} (read-only) and shows the task every file "
                 "there; under a plain name it is mounted alone."
             )
@@ -701,21 +702,28 @@ def _run_arguments(opts: RunOptions) -> list[str]:
 
 
 def _refuse_unpassable_images(loaded: Loaded, points: Sequence[Point]) -> None:
-    """An Apptainer image path its tasks cannot be given (:func:`~gprpipe.engines.
-    apptainer.image_problem`), at its key, before anything is written."""
+    """An Apptainer image path its tasks cannot be given, at its key, before anything is
+    written (:func:`image_errors`)."""
+    for p in points:
+        if errors := image_errors(p.config, p.config.base.engine):
+            key, why = errors[0]
+            raise GprpipeError(f"{loaded.where(key)}: {why}.")
+
+
+def image_errors(cfg: Config, engine: str) -> list[tuple[str, str]]:
+    """``(key, why)`` of each image of ``cfg`` that ``engine`` (apptainer) cannot pass to
+    its tasks (:func:`~gprpipe.engines.apptainer.image_problem`): a run refused it only at
+    its first task, naming neither key nor file, with run.json written (a review)."""
+    if engine != "apptainer":
+        return []
     from gprpipe.engines.apptainer import image_problem
 
-    for p in points:
-        b = p.config.base
-        if b.engine != "apptainer":
-            continue
-        images = {
-            "base.image": b.image,
-            **{f"base.step_images.{k}": v for k, v in b.step_images.items()},
-        }
-        for key, image in images.items():
-            if why := image_problem(image):
-                raise GprpipeError(f"{loaded.where(key)}: {why}.")
+    b = cfg.base
+    images = {
+        "base.image": b.image,
+        **{f"base.step_images.{k}": v for k, v in b.step_images.items()},
+    }
+    return [(key, why) for key, image in images.items() if (why := image_problem(image))]
 
 
 def _refuse_observed_exports(run_dir: Path, points: Sequence[Point]) -> None:
@@ -1129,7 +1137,7 @@ def _a_runs_json(path: Path) -> bool:
     wrote it), damaged or not (the next run rewrites it); another tool's file of that name
     is not: a run would overwrite it and write beside that tool's files (a review)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_record(path)  # (a FIFO there: not gprpipe's, and no wait)
     except (OSError, ValueError):
         return False
     if not text.strip():  # empty: nothing of another tool, a damaged one of gprpipe's
@@ -1413,6 +1421,12 @@ def rerun(
             chosen |= extra
             todo = downstream(tasks, chosen)
         _refuse_unreadable_data(todo, configs)
+        engine = str(info.data.get("engine", "local"))
+        for point in dict.fromkeys(t.point for t in todo):
+            if errors := image_errors(configs[point], engine):
+                key, why = errors[0]
+                folder = next(t.point_dir for t in todo if t.point == point)
+                raise GprpipeError(f"{folder / 'config.toml'}: {key}: {why}.")
         for line in dict.fromkeys(said):
             obs.notice(line)
         ex.check()

@@ -21,7 +21,13 @@ from gprpipe.config import Point, point_config_from_file
 from gprpipe.config.loader import read_config_text
 from gprpipe.config.schema import STEPS, Config, choices
 from gprpipe.errors import GprpipeError, resolved
-from gprpipe.io.atomic import atomic_write_text, inside, read_json, remove_stale_temps
+from gprpipe.io.atomic import (
+    atomic_write_text,
+    inside,
+    read_json,
+    read_record,
+    remove_stale_temps,
+)
 from gprpipe.io.processes import alive
 from gprpipe.io.source import git_commit, package_version
 from gprpipe.io.toml_write import dumps
@@ -79,7 +85,11 @@ def write_point_configs(run_dir: Path, points: Sequence[Point]) -> None:
         path = Layout(point_dir(run_dir, point)).config
         text = point_config_text(point)
         remove_stale_temps(path)  # a run killed while writing it left its temporary file
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
+        try:  # (a FIFO or device there is refused by the write, not waited on)
+            same = read_record(path) == text
+        except (OSError, ValueError):
+            same = False
+        if not same:
             atomic_write_text(path, text)
 
 

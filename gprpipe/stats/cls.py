@@ -289,10 +289,13 @@ class AsymptoticCalculator:
         self.rtol = float(rtol)
         self.b_asimov = None if b_asimov is None else np.asarray(b_asimov, dtype=float)
 
-    def upper_limit(self, n: ArrayLike, fit: FitResult | None = None) -> FloatArray:
+    def upper_limit(
+        self, n: ArrayLike, fit: FitResult | None = None, *, converged_only: bool = True
+    ) -> FloatArray:
         """CLs(A_up) = alpha for counts ``n`` ``(..., k)``, shape ``n.shape[:-1]`` (one root
-        search for all rows at once); NaN where the fit has no information. ``fit``: this
-        model's fit of the same ``n``."""
+        search for all rows at once); NaN where the fit has no information, and (with
+        ``converged_only``) where the profile at the limit stopped short of its minimum.
+        ``fit``: this model's fit of the same ``n``."""
         m = self.model
         n2, lead = m.rows(n)
         f = m.fit(n2, need0="negative") if fit is None else fit
@@ -315,8 +318,9 @@ class AsymptoticCalculator:
         sigma = np.where(np.isfinite(f.sigma), f.sigma, asimov.sigma0)
         x0 = _gauss_guess(f.A, sigma, self.alpha)
         up = _rtsafe(evalf, x0, sigma, xtol=1e-2 * self.rtol)
-        # q~ there came from a profile that stopped short of its minimum: no limit
-        return np.where(conv_A, up, np.nan).reshape(lead)
+        if converged_only:  # q~ there came from a profile that stopped short: no limit
+            up = np.where(conv_A, up, np.nan)
+        return up.reshape(lead)
 
     def upper_limit_with_error(
         self, n: ArrayLike, fit: FitResult | None = None
@@ -488,7 +492,9 @@ class ToyCalculator:
                 raise UnresolvedToyLimit(above_b[a0], N, alpha)
         lo, hi = _bisect_cls(cls_at, a0, alpha, rtol)
         a_up = 0.5 * (lo + hi)
-        if not np.isfinite(a_up) or a_up <= 0 or stuck:
+        if stuck:
+            return np.asarray(np.nan), np.asarray(np.nan)
+        if not np.isfinite(a_up) or a_up <= 0:
             return np.asarray(a_up), np.asarray(np.nan)
         slope = -float(_log_cls_slope(m, n_obs2, fit_obs, a_up))
         err = _limit_mc_error(above_b[hi], N, alpha, slope)
@@ -498,7 +504,11 @@ class ToyCalculator:
         """The expected band and the per-toy asymptotic limits of ``band_toys``
         background-only toys (one vectorised root search over all toys)."""
         n = self._toys(self.band_toys)
-        limits = self.asymptotic.upper_limit(n.astype(float)).reshape(-1)
+        # every toy's limit as found: a toy left out where a profile stopped short (in
+        # windows of few events) would bias the band (a review: +12% on the median of a
+        # window of 0.85 events per bin, its lowest toys lost)
+        limits = self.asymptotic.upper_limit(n.astype(float), converged_only=False)
+        limits = limits.reshape(-1)
         return np.nanquantile(limits, self.quantiles), limits
 
     def expected_band(self) -> FloatArray:
