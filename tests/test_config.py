@@ -114,6 +114,7 @@ def test_three_levels_relative_paths_and_deep_merge(three_levels: Path, tmp_path
         "require_two_sidebands": True,
         "min_sideband_bins": 3,
         "min_sideband_nsigma": 0.0,
+        "sparse_s_max": 0.7,
     }
     assert data["datasets"]["2015"] == {"card": "hps2015", "path": str(DEMO_ROOT), "rebin": 5}
     assert data["slurm"]["extra"] == ["--constraint=cpu"]

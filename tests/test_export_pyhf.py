@@ -386,7 +386,7 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     assert code == 0 and "notice: the limits' statuses are not applied (" in out, err
     # the fits' statuses alone: each mass is a patch or left out for its fit's status
     patches = int(re.search(r"\((\d+) patches, one per ok mass\)", out).group(1))
-    left = re.findall(r"(\d+) MeV \((flag_\w+|fit failed[^)]*)\)", out)
+    left = re.findall(r"([\d.]+) (?:MeV|GeV) \((flag_\w+|fit failed[^)]*)\)", out)
     assert patches + len(left) == 2 and failed not in out, out
     # a damaged limit.h5 is refused, as export-spey and project-reach refuse it (the
     # patchset went on without its statuses, flagged masses included)

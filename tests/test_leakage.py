@@ -260,6 +260,10 @@ def test_a_window_next_to_few_events_per_bin_is_flagged_sparse():
         assert s == pytest.approx(np.sqrt(k / y[near].mean()))
         assert (s > SPARSE_S_MAX) is flagged
     assert window_sparsity(x, 0 * counts, ~blind, blind, 0.06, half, full.sigma) == np.inf
+    # fit.sparse_s_max: the threshold, inf turns the flag off
+    _, points = load_points(QUICKSTART, ["fit.sparse_s_max=inf"])
+    (off,) = fit_masses(points[0].config, "demo", thin, edges, np.array([0.06]))
+    assert off.status == "ok" and cfg.fit.sparse_s_max == SPARSE_S_MAX == 0.7
 
 
 def test_a_window_the_sidebands_do_not_determine_fails_the_fit():

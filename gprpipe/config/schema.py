@@ -31,6 +31,7 @@ from pydantic import (
 from gprpipe.config.issues import Issue, Loc, Where, at, did_you_mean, key_only, unique
 from gprpipe.errors import SHOWN_ERRORS
 from gprpipe.io.toml_write import toml_key
+from gprpipe.stats.quality import SPARSE_S_MAX
 from gprpipe.stats.window import scan_masses
 from gprpipe.units import MASS_TOL_GEV
 
@@ -296,6 +297,13 @@ class Fit(Section):
         ge=0,
         description="Training bins per side in the region must also span this many sigma_m "
         "(0: off); a window next to the end of the training range is an extrapolation.",
+    )
+    sparse_s_max: float = Field(
+        SPARSE_S_MAX,
+        gt=0,
+        allow_inf_nan=True,
+        description="Flag a mass (flag_sparse) when sqrt(window bins / mean events per bin "
+        "next to it) is above (inf: off); the GP's background there is biased high.",
     )
 
 

@@ -192,12 +192,15 @@ def _resolved(folder: Path | str, root: Path | str) -> tuple[Path, Path]:
     return Path(os.path.realpath(folder)), Path(os.path.realpath(root))
 
 
-def inside(folder: Path, root: Path, what: str, run_dir: bool = False) -> Path:
+def inside(
+    folder: Path, root: Path, what: str, run_dir: bool = False, replaced: bool = False
+) -> Path:
     """``folder``, once it resolves (symlinks followed) inside ``root`` (a point folder, or
     the ``run_dir``; it may itself be a link); a GprpipeError otherwise: a link there would
     lead the writes elsewhere. A folder other than ``root`` that resolves to ``root``
     itself (``exports`` a link to its point folder), or one below ``root`` reached through
-    a link to another of its folders, is refused too: its files would land among others'."""
+    a link to another of its folders, is refused too: its files would land among others'
+    (not with ``replaced``: a folder that its writer replaces whole, link and all)."""
     real, top = _resolved(folder, root)
     where = "the run directory" if run_dir else "the point folder"
     if real == top and os.path.abspath(folder) != os.path.abspath(root):
@@ -208,7 +211,8 @@ def inside(folder: Path, root: Path, what: str, run_dir: bool = False) -> Path:
             f"{folder}: {what} resolves to {real}, outside {where} {top}; remove the link{also}."
         )
     lex, lroot = Path(os.path.abspath(folder)), Path(os.path.abspath(root))
-    if lex.is_relative_to(lroot) and real != top / lex.relative_to(lroot) and real.exists():
+    linked = real != top / lex.relative_to(lroot) if lex.is_relative_to(lroot) else False
+    if linked and real.exists() and not replaced:
         # a link to another of its folders: a point folder linked to another point's,
         # parts/limit to parts/fit (their files mixed, a committed output overwritten:
         # a review)

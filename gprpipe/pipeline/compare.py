@@ -235,7 +235,7 @@ def write_comparison(
     theirs = [t for t in targets if (t.exists() or t.is_symlink()) and t.name not in ours]
     # (a user's file of that name was replaced unasked: a review); a run's own compare/
     # folder is gprpipe's, also as written before comparisons kept their record
-    own = out is None and (folder.parent / RUN_JSON).is_file()
+    own = folder.name == "compare" and (folder.parent / RUN_JSON).is_file()
     if theirs and not (force or own):
         raise GprpipeError(
             f"{theirs[0]}: already exists and is no earlier comparison's file (its record "

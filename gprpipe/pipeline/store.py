@@ -140,7 +140,7 @@ def check_inside(run_dir: Path, tasks: Sequence[Task]) -> None:
                 inside(folder, t.point_dir, f"this folder of task {t.id}")
                 a_folder(folder, t)
         if t.step == "plot":  # the folder the plot task replaces: inside its own point
-            inside(t.point_dir / "hepdata", t.point_dir, "the HEPData folder")
+            inside(t.point_dir / "hepdata", t.point_dir, "the HEPData folder", replaced=True)
 
 
 def relative(path: Path | str, run_dir: Path) -> str:

@@ -465,16 +465,16 @@ class ToyCalculator:
 
         cache: dict[float, float] = {}
         above_b: dict[float, int] = {}  # background-only toys with q_b >= q_obs, per A
-        # the observed q~ from a fit or profile that stopped short: no limit (as the
-        # asymptotic calculator); a toy's counts as drawn (leaving it out would bias CLs)
-        stuck = not bool(fit_obs.conv[0])
+        # the observed q~ from a fit, or a profile at the limit's bracket, that stopped
+        # short: no limit (as the asymptotic calculator); a toy's counts as drawn
+        # (leaving it out would bias CLs)
+        profiled: dict[float, bool] = {}  # the observed profile's convergence, per A
 
         def cls_at(A: float) -> float:
-            nonlocal stuck
             if A in cache:
                 return cache[A]
             q, ok = q_rows(n_obs2, fit_obs, A)
-            q_obs, stuck = q[0], stuck or not bool(ok[0])
+            q_obs, profiled[A] = q[0], bool(ok[0])
             n_sb = (n_bkg_sb + signal(A)).astype(float)
             q_sb = q_rows(n_sb, m.fit(n_sb, need0="negative"), A)[0]
             q_b = q_rows(n_b, fit_b, A)[0]
@@ -492,7 +492,7 @@ class ToyCalculator:
                 raise UnresolvedToyLimit(above_b[a0], N, alpha)
         lo, hi = _bisect_cls(cls_at, a0, alpha, rtol)
         a_up = 0.5 * (lo + hi)
-        if stuck:
+        if not (bool(fit_obs.conv[0]) and profiled.get(lo, True) and profiled.get(hi, True)):
             return np.asarray(np.nan), np.asarray(np.nan)
         if not np.isfinite(a_up) or a_up <= 0:
             return np.asarray(a_up), np.asarray(np.nan)

@@ -85,14 +85,14 @@ FLAG_SPARSE = "flag_sparse"
 FLAG_DATASET_LEFT_OUT = "flag_dataset_left_out"
 FLAGS = (FLAG_GOF, FLAG_ONE_SIDEBAND, FLAG_SPARSE, FLAG_DATASET_LEFT_OUT)
 
-#: The largest window sparsity ``S = sqrt(k / mu)`` (:func:`window_sparsity`) of an
-#: unflagged row. A closure study (real 2015/2016/2021 toys of three functional forms
-#: each, binomially thinned by 1 to 1e-3: 1,260 scans, 213,360 rows) measured the pull
-#: of A_hat that the GP background alone causes, -0.03 at S < 0.3, -0.12 at 0.3-0.5,
-#: -0.19 at 0.6-0.7, -0.22 at 0.7-0.8, -0.5 at 1-1.5, -1.0 at 2-3 (each +-0.02): 0.7 is
-#: where it passes -0.2 (0.68 +- 0.08), not a value chosen for any case. GOF passed 99.8%
-#: of those rows. The real spectra reach S = 0.51 (2015), 0.54 (2016), 0.77 (2021, at
-#: 247-250 MeV, about 48 events per bin: flagged).
+#: The default of ``fit.sparse_s_max``: the largest window sparsity ``S = sqrt(k / mu)``
+#: (:func:`window_sparsity`) of an unflagged row. A closure study (real 2015/2016/2021 toys of
+#: three functional forms each, binomially thinned by 1 to 1e-3: 1,260 scans, 213,360 rows)
+#: measured the pull of A_hat that the GP background alone causes, -0.03 at S < 0.3, -0.12 at
+#: 0.3-0.5, -0.19 at 0.6-0.7, -0.22 at 0.7-0.8, -0.5 at 1-1.5, -1.0 at 2-3 (each +-0.02): 0.7 is
+#: where it passes -0.2 (0.68 +- 0.08), not a value chosen for any case. GOF passed 99.8% of those
+#: rows. The real spectra reach S = 0.51 (2015), 0.54 (2016), 0.77 (2021, at 247-250 MeV, about 48
+#: events per bin: flagged).
 SPARSE_S_MAX = 0.7
 #: how far beyond the excluded region (in sigma(m)) the bins that set ``mu`` lie
 SPARSE_NEAR_NSIGMA = 2.0

@@ -35,7 +35,6 @@ from gprpipe.stats.quality import (
     FLAG_GOF,
     FLAG_ONE_SIDEBAND,
     FLAG_SPARSE,
-    SPARSE_S_MAX,
     Gof,
     flag_status,
     window_determined,
@@ -69,9 +68,7 @@ def template_key(cfg: Config) -> str:
     return "w_eff" if cfg.fit.signal_leakage == "model" else "w"
 
 
-def quality_flags(
-    cfg: Config, gof: Gof, sigma: float, bin_width: float, sparsity: float = 0.0
-) -> str:
+def quality_flags(cfg: Config, gof: Gof, sigma: float, bin_width: float, sparsity: float) -> str:
     """The status of a fitted mass from its background-model quality (``ok`` or flags):
     ``sigma`` the resolution at the mass, ``bin_width`` the (equal) width of the bins,
     ``sparsity`` the window's :func:`~gprpipe.stats.quality.window_sparsity`."""
@@ -84,7 +81,7 @@ def quality_flags(
         or side * bin_width < cfg.fit.min_sideband_nsigma * sigma * (1 - 1e-9)
     ):
         flags.append(FLAG_ONE_SIDEBAND)
-    if sparsity > SPARSE_S_MAX:  # (NaN: no bin next to the window, flagged above)
+    if sparsity > cfg.fit.sparse_s_max:  # (NaN, no training bin next to it: not flagged)
         flags.append(FLAG_SPARSE)
     return flag_status(flags)
 

@@ -505,7 +505,7 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
     folder = Path(folder)
     # a link to a folder elsewhere would silently give way to the run's own: refused, as
     # for the exports and reach folders (a link inside the point folder is replaced)
-    inside(folder, folder.parent, "the HEPData folder")
+    inside(folder, folder.parent, "the HEPData folder", replaced=True)
     archive = folder.with_name(folder.name + ".tar.gz")
     if not sub.tables:
         archive.unlink(missing_ok=True)
