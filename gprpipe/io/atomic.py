@@ -79,14 +79,13 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     target = Path(target)
     if target.is_dir():  # before any work: os.replace would refuse only at the end
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(target))
-    for follow in (False, True):  # the file, and a link's target (-o /dev/stdout)
-        try:
-            mode = os.stat(target, follow_symlinks=follow).st_mode
-        except OSError:
-            mode = stat.S_IFREG
-        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # -o /dev/null --force: a review
-            why = "is a device, FIFO or socket, not a file to replace"
-            raise OSError(errno.EEXIST, why, str(target))
+    try:  # the file, or a link's target (-o /dev/null --force, -o /dev/stdout: a review)
+        mode = os.stat(target).st_mode
+    except OSError:  # none, or a dangling link: replaced
+        mode = stat.S_IFREG
+    if not stat.S_ISREG(mode):
+        why = "is a device, FIFO or socket, not a file to replace"
+        raise OSError(errno.EEXIST, why, str(target))
     existing = next(p for p in target.parents if p.exists() or p == p.parent)
     if not existing.is_dir():  # a file where a folder of the path should be
         raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(existing))

@@ -36,7 +36,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -432,11 +432,20 @@ def toy_range_notices(points: Sequence[Point]) -> list[str]:
     return out
 
 
+def config_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
+    """The ``notice:`` lines of a config that ``validate`` and ``run`` print alike."""
+    return (
+        unused_settings(loaded, points)
+        + toy_range_notices(points)
+        + folder_mount_notices(loaded, points)
+    )
+
+
 def folder_mount_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     """``notice:`` lines for data files that a container mounts by their folder: a name
     holding ':' or ',' cannot be written in a bind spec (:func:`~gprpipe.io.paths.
     mount_files`), so the task sees every file beside it (said nowhere: a review)."""
-    from gprpipe.io.paths import absolute, mount_files, unwritable_in_bind
+    from gprpipe.io.paths import absolute, mount_files
 
     out: list[str] = []
     for p in points:
@@ -445,9 +454,7 @@ def folder_mount_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
             continue
         for file, key in cfg.data_files():
             path = absolute(file)
-            if not unwritable_in_bind(Path(path.name)):
-                continue
-            folders = mount_files([path], absolute(cfg.base.output))
+            folders = [f for f in mount_files([path], absolute(cfg.base.output)) if f != path]
             line = (
                 f"notice: {loaded.where(key)}: the name of {path} holds ':' or ',', which a "
                 f"bind spec cannot write: {'an' if cfg.base.engine[0] == 'a' else 'a'} "
@@ -608,16 +615,14 @@ def validate(
     _refuse_silent_unblinding(run_dir, points)  # (validate has no --unblind: run has)
     _refuse_observed_exports(run_dir, points)
     _refuse_unplanned_inputs(run_dir, points, tasks)  # what the folder lacks now
-    _refuse_unpassable_images(loaded, points)
+    _refuse_unpassable_images((p.config, loaded.where) for p in points)
     check_inputs(loaded, points)
     return Validated(
         loaded,
         points,
         tasks,
         [replace(w, severity="warning") for w in warnings],
-        unused_settings(loaded, points)
-        + toy_range_notices(points)
-        + folder_mount_notices(loaded, points),
+        config_notices(loaded, points),
     )
 
 
@@ -701,13 +706,16 @@ def _run_arguments(opts: RunOptions) -> list[str]:
     return args + [x for o in opts.overrides for x in ("--set", o)]
 
 
-def _refuse_unpassable_images(loaded: Loaded, points: Sequence[Point]) -> None:
-    """An Apptainer image path its tasks cannot be given, at its key, before anything is
-    written (:func:`image_errors`)."""
-    for p in points:
-        if errors := image_errors(p.config, p.config.base.engine):
+def _refuse_unpassable_images(
+    configs: Iterable[tuple[Config, Callable[[str], object]]], engine: str | None = None
+) -> None:
+    """An Apptainer image path its tasks cannot be given, at its key (each config with
+    its locator), before anything is written (:func:`image_errors`); ``engine``: the run's
+    (a rerun), else each config's."""
+    for cfg, where in configs:
+        if errors := image_errors(cfg, engine or cfg.base.engine):
             key, why = errors[0]
-            raise GprpipeError(f"{loaded.where(key)}: {why}.")
+            raise GprpipeError(f"{where(key)}: {why}.")
 
 
 def image_errors(cfg: Config, engine: str) -> list[tuple[str, str]]:
@@ -1228,18 +1236,14 @@ def run(
         loaded, all_points = load_points(config, overrides, check=True)
     points = select_points(all_points, opts.points)
     _refuse_missing_files(config, loaded, points)
-    for line in (
-        unused_settings(loaded, points)
-        + toy_range_notices(points)
-        + folder_mount_notices(loaded, points)
-    ):
+    for line in config_notices(loaded, points):
         obs.notice(line)
     if any(p.config.base.blind and p.config.limit.global_toys > 0 for p in points):
         obs.notice(
             "notice: limit.global_toys: no look-elsewhere toys in a blinded run (their mean "
             "is a GP fit of every bin, windows included); they run once it is unblinded."
         )
-    _refuse_unpassable_images(loaded, points)
+    _refuse_unpassable_images((p.config, loaded.where) for p in points)
     cfg0 = points[0].config
     run_dir = run_dir_of(all_points, loaded)
     tasks = plan_points(run_dir, points, loaded.where)
@@ -1421,12 +1425,15 @@ def rerun(
             chosen |= extra
             todo = downstream(tasks, chosen)
         _refuse_unreadable_data(todo, configs)
-        engine = str(info.data.get("engine", "local"))
-        for point in dict.fromkeys(t.point for t in todo):
-            if errors := image_errors(configs[point], engine):
-                key, why = errors[0]
-                folder = next(t.point_dir for t in todo if t.point == point)
-                raise GprpipeError(f"{folder / 'config.toml'}: {key}: {why}.")
+        folders = {t.point: t.point_dir for t in todo}
+
+        def in_file(folder: Path) -> Callable[[str], object]:
+            return lambda key: f"{folder / 'config.toml'}: {key}"
+
+        _refuse_unpassable_images(
+            ((configs[point], in_file(d)) for point, d in folders.items()),
+            str(info.data.get("engine", "local")),
+        )
         for line in dict.fromkeys(said):
             obs.notice(line)
         ex.check()
