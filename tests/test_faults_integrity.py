@@ -935,8 +935,11 @@ def test_an_interrupted_run_of_other_settings_leaves_no_earlier_task_done(
     proc = start_run(cfg, cut, "-j", "1", *new)
     deadline = time.monotonic() + 120
 
-    def redone() -> bool:  # (the task removes its record while it runs)
-        return record.is_file() and record.read_bytes() not in (b"", earlier)
+    def redone() -> bool:  # (the task removes its record while it runs: read it once)
+        try:
+            return record.read_bytes() not in (b"", earlier)
+        except FileNotFoundError:
+            return False
 
     while not redone() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
