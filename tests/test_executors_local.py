@@ -12,22 +12,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from conftest import quickstart_child, run_cli_subprocess, start_cli_subprocess
+from conftest import cli_env, quickstart_child, run_cli_subprocess, start_cli_subprocess
 
 from gprpipe.engines import get_engine
 from gprpipe.executors import forkserver
 from gprpipe.executors.forkserver import _wants_workers
 from gprpipe.executors.local import FRESH_ENV, warm_workers_wanted
 from gprpipe.io.atomic import CRASH_AFTER
-from gprpipe.io.processes import alive, identity
+from gprpipe.io.processes import RUN_PID_ENV, alive, identity
 from gprpipe.pipeline.state import read_marker
 
 BODY = """
@@ -336,6 +338,49 @@ def test_a_run_killed_with_sigkill_leaves_no_worker_writing(tmp_path: Path, mode
     assert code == 0, out + err
     assert read_marker(point, "fit__demo-000", "done")["pid"] != worker
     assert (point / "fit.h5").exists() and (point / "parts" / "fit" / "demo-000.h5").exists()
+
+
+def test_a_worker_commits_nothing_once_the_run_that_sent_its_task_has_gone(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """A worker forked by the fork server is SIGKILLed by that server once its run dies;
+    on a loaded machine the server took seconds to be scheduled and the worker finished
+    its fit task meanwhile, writing outputs and a 'done' marker into a folder whose lock
+    the run's death had released (CI, the test above). A worker now checks before each
+    write it renames into place that the run which sent the task lives, and else ends
+    itself with nothing renamed; with the run alive the same request runs as before."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    point = run_dir / "nominal"
+    state = point / ".state"
+    done = (state / "fit__demo-000.done").read_text()
+    task = ["step", "fit", "--point-dir", str(point), "--part", "demo-000"]
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a run that has gone: its pid names no process now
+
+    def ask(run: list[object]) -> tuple[str, int]:
+        env = {k: v for k, v in cli_env().items() if k != RUN_PID_ENV}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "gprpipe.executors.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        log = str(tmp_path / "task.log")
+        request = {"argv": task, "log": log, "cwd": str(tmp_path), "run": run}
+        answer, _ = worker.communicate(json.dumps(request) + "\n", timeout=120)
+        return answer, worker.returncode
+
+    answer, code = ask([ended.pid, None])
+    assert (answer, code) == ("", -signal.SIGKILL)
+    assert (state / "fit__demo-000.done").read_text() == done  # not even 'running' written
+    assert sorted(p.name for p in state.iterdir()) == sorted(
+        p.name for p in (shared_quickstart / "nominal" / ".state").iterdir()
+    )  # and no temporary file left
+    answer, code = ask([os.getpid(), identity(os.getpid())])
+    assert code == 0 and json.loads(answer)["code"] == 0
+    assert read_marker(point, "fit__demo-000", "done")["message"] == "cached"
 
 
 def _orphaned_marker(point: Path, slug: str, task_pid: int) -> None:

@@ -1566,6 +1566,37 @@ def test_summary_during_the_plot_task_says_the_figures_are_being_drawn(tmp_path:
     assert any("to be drawn: " in out or "being drawn: " in out for out in said), said[-1]
 
 
+def test_a_task_redone_while_its_state_is_read_is_not_called_damaged(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """status and summary read a task's marker ('done'), then its commit record; a run
+    that redid the task in between (its 'running' marker written, then the record
+    withdrawn) made the record look removed by hand: "plot.commit is missing since the task
+    finished; rerun --failed", and summary told the user to run the config again (CI). The
+    marker is read again before a missing record counts as damage."""
+    from gprpipe.pipeline.commit import with_damage
+    from gprpipe.pipeline.state import write_state
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    tasks, _ = tasks_of_run(load_run_info(run_dir))
+    plot = next(t for t in tasks if t.step == "plot")
+    states = {t.id: ("done", "") for t in tasks}  # as read before the run redid the plot
+    write_state(plot.point_dir, plot.slug, "running")
+    (plot.point_dir / ".state" / "plot.commit").unlink()
+    with_damage(tasks, states)
+    assert states[plot.id] == ("running", "")
+    assert {s for tid, s in states.items() if tid != plot.id} == {("done", "")}
+    write_state(plot.point_dir, plot.slug, "done")  # a record removed from a finished task
+    states = {t.id: ("done", "") for t in tasks}
+    with_damage(tasks, states)
+    assert states[plot.id] == (
+        "failed",
+        ".state/plot.commit is missing since the task finished; rerun --failed redoes it",
+    ), states[plot.id]
+
+
 def test_summary_of_a_queued_plot_task_says_the_figures_are_to_be_drawn(
     shared_quickstart: Path, tmp_path: Path
 ):

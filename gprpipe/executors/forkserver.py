@@ -14,7 +14,9 @@ The server ends when the socket closes (the process that started it closed it or
 however it ended), or after :data:`CLAIM_TIMEOUT` seconds without a request when nothing
 was ever asked of it. A worker still running when the socket closes is SIGKILLed: its
 run died without stopping it, and it must not write into a run directory whose lock that
-death released.
+death released (a loaded machine may take seconds to schedule the server, so the worker
+also checks that its run lives before each write it renames into place: see
+:func:`gprpipe.executors.worker.serve_one`).
 
 :class:`ForkServer` is the executor's side; :class:`ForkedWorker` stands for one forked
 worker with the part of :class:`subprocess.Popen`'s interface the executor uses (``pid``,

@@ -147,6 +147,8 @@ class WarmWorkers:
         self._server: ForkServer | None = None
         self._step_preloads: dict[str, int] = {}  # step -> server preloads it needs
         self._preloads: list[tuple[str, tuple[str, ...]]] = []  # to send after prestart
+        # the run (this process): a worker commits a task's writes only while it lives
+        self._run = [os.getpid(), identity(os.getpid())]
         if forkserver.supported():
             self._server = forkserver.take_spare(self.env)
             if self._server is None:
@@ -237,6 +239,7 @@ class WarmWorkers:
             "log": str(task.log),
             "command": list(cmd),
             "cwd": str(cwd),
+            "run": self._run,
         }
         answer = ""
         try:

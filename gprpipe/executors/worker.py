@@ -103,10 +103,19 @@ def _reset_after_task() -> None:
 
 
 def serve_one(request: dict[str, Any], devnull: int) -> int:
-    """Run one task with its output in its log; returns the exit code."""
+    """Run one task with its output in its log; returns the exit code. The task's writes
+    are renamed into place only while the run that sent it (``run``: its pid and
+    :func:`~gprpipe.io.processes.identity`) lives; once it is gone the worker ends itself
+    (:func:`~gprpipe.io.atomic.only_while`)."""
     from gprpipe.errors import GprpipeError
-    from gprpipe.io.atomic import open_fresh
+    from gprpipe.io.atomic import only_while, open_fresh
+    from gprpipe.io.processes import alive
     from gprpipe.pipeline.state import within
+
+    run_pid, run_started = request.get("run") or (None, None)
+
+    def run_lives() -> bool:
+        return run_pid is None or alive(run_pid, run_started)
 
     log = Path(request["log"])
     cwd = os.getcwd()
@@ -123,7 +132,7 @@ def serve_one(request: dict[str, Any], devnull: int) -> int:
         os.dup2(fh.fileno(), 2)
         try:
             os.chdir(request.get("cwd") or cwd)
-            with warnings.catch_warnings():  # each task shows its warnings afresh
+            with warnings.catch_warnings(), only_while(run_lives):  # warnings afresh
                 code = run_step(request["argv"])
         except BaseException:  # a task never ends its worker by an exception
             import traceback

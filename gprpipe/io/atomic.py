@@ -10,7 +10,7 @@ import os
 import signal
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,28 @@ CRASH_AFTER = "GPRPIPE_TEST_KILL_AFTER"
 _PENDING: set[Path] = set()
 #: the folder this process's writes must resolve into, innermost last (see :func:`confined`)
 _ROOTS: list[str] = []
+#: what must hold before a write is renamed into place (see :func:`only_while`)
+_WHILE: list[Callable[[], bool]] = []
+
+
+@contextlib.contextmanager
+def only_while(holds: Callable[[], bool]) -> Iterator[None]:
+    """While the block runs, a write is renamed into place only if ``holds()``; once it
+    does not, this process discards its writes in progress and SIGKILLs itself. For a task
+    whose run may be killed meanwhile: SIGKILL releases the run's lock at once, and what the
+    task wrote afterwards would land in a folder that a later run may hold by then (its
+    fork server or its own poll ends the task too, but not before that write)."""
+    _WHILE.append(holds)
+    try:
+        yield
+    finally:
+        _WHILE.remove(holds)
+
+
+def _end_unless_held() -> None:
+    if not all(holds() for holds in _WHILE):
+        discard_pending()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -108,6 +130,7 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         _refuse_outside(target.parent, target)
+        _end_unless_held()
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

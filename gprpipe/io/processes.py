@@ -10,8 +10,9 @@ processes of ``GPRPIPE_FRESH_PROCESSES=1``) get the run's pid in :data:`RUN_PID_
 check every :data:`PERIOD` seconds that it is still their parent; once it is not, they
 SIGKILL themselves. So do the plot step's figure workers where ``PR_SET_PDEATHSIG`` is
 missing (not Linux), watching their task process. The check runs on a timer signal
-between two Python bytecodes: a task may still finish what it is writing within that
-time (its outputs are atomic, committed only whole). Polling works on every POSIX
+between two Python bytecodes, and again before each write is renamed into place
+(:func:`~gprpipe.io.atomic.only_while`): a task whose run has gone commits nothing more.
+Polling works on every POSIX
 platform (``PR_SET_PDEATHSIG`` is Linux-only and follows the thread that started the
 child, not the process).
 """
@@ -19,18 +20,21 @@ child, not the process).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import threading
 from pathlib import Path
 
-from gprpipe.io.atomic import discard_pending
+from gprpipe.io.atomic import discard_pending, only_while
 
 #: the pid of the run process that started this task process (set by the local executor)
 RUN_PID_ENV = "GPRPIPE_RUN_PID"
 #: seconds between two checks that the run is still this process's parent
 PERIOD = 0.5
 _armed = False  # the timer is disarmed at exit
+#: the conditions :func:`end_with` set for the rest of the process
+_held = contextlib.ExitStack()
 
 
 def identity(pid: int) -> str | None:
@@ -114,6 +118,7 @@ def end_with(parent: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     check()
+    _held.enter_context(only_while(lambda: os.getppid() == parent))  # (between two checks)
     signal.signal(signal.SIGALRM, check)
     signal.siginterrupt(signal.SIGALRM, False)
     signal.setitimer(signal.ITIMER_REAL, PERIOD, PERIOD)

@@ -174,10 +174,14 @@ def with_damage(
     """Turn the state of each finished task whose outputs were damaged since (``damage_of``,
     default :func:`damage`; a watcher passes a memo of it) into ``failed``, with the reason:
     what ``status`` and ``summary`` show, and the finished tasks that ``rerun --failed``
-    redoes."""
+    redoes. A task whose marker is no longer ``done`` by then is being redone (a run
+    marks it running, then withdraws its record): its marker's state, not a damage."""
     for t in tasks:
         if states[t.id][0] == "done" and (why := (damage_of or damage)(t)):
-            states[t.id] = ("failed", f"{why} since the task finished; rerun --failed redoes it")
+            now = read_state(t.point_dir, t.slug)
+            if now[0] == "done":
+                now = ("failed", f"{why} since the task finished; rerun --failed redoes it")
+            states[t.id] = now
 
 
 def recorded_digest(producer: Task, path: Path) -> str | None:
