@@ -16,13 +16,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from conftest import cli_env, quickstart_child, run_cli_subprocess, start_cli_subprocess
+from conftest import (
+    QUICKSTART,
+    REPO,
+    cli_env,
+    quickstart_child,
+    run_cli_subprocess,
+    start_cli_subprocess,
+)
 
 from gprpipe.engines import get_engine
 from gprpipe.executors import forkserver
@@ -355,8 +363,12 @@ def test_a_worker_commits_nothing_once_the_run_that_sent_its_task_has_gone(
     state = point / ".state"
     done = (state / "fit__demo-000.done").read_text()
     task = ["step", "fit", "--point-dir", str(point), "--part", "demo-000"]
-    ended = subprocess.Popen(["true"])
-    ended.wait()  # a run that has gone: its pid names no process now
+    log = point / "logs" / "fit__demo-000.log"
+    logged = log.read_text()
+    ended = subprocess.Popen(["sleep", "60"])
+    gone = [ended.pid, identity(ended.pid)]  # a run that has gone (even if its pid is reused)
+    ended.kill()
+    ended.wait()
 
     def ask(run: list[object]) -> tuple[str, int]:
         env = {k: v for k, v in cli_env().items() if k != RUN_PID_ENV}
@@ -366,21 +378,75 @@ def test_a_worker_commits_nothing_once_the_run_that_sent_its_task_has_gone(
             stdout=subprocess.PIPE,
             text=True,
             env=env,
+            cwd=REPO,  # (this checkout's package, as the CLI's)
         )
-        log = str(tmp_path / "task.log")
-        request = {"argv": task, "log": log, "cwd": str(tmp_path), "run": run}
+        request = {"argv": task, "log": str(log), "cwd": str(tmp_path), "run": run}
         answer, _ = worker.communicate(json.dumps(request) + "\n", timeout=120)
         return answer, worker.returncode
 
-    answer, code = ask([ended.pid, None])
+    answer, code = ask(gone)
     assert (answer, code) == ("", -signal.SIGKILL)
     assert (state / "fit__demo-000.done").read_text() == done  # not even 'running' written
+    assert log.read_text() == logged  # nor its log replaced
     assert sorted(p.name for p in state.iterdir()) == sorted(
         p.name for p in (shared_quickstart / "nominal" / ".state").iterdir()
     )  # and no temporary file left
     answer, code = ask([os.getpid(), identity(os.getpid())])
     assert code == 0 and json.loads(answer)["code"] == 0
     assert read_marker(point, "fit__demo-000", "done")["message"] == "cached"
+
+
+def test_the_processes_a_task_forks_commit_while_its_run_lives(tmp_path: Path):
+    """A task process that ends with its run (``end_with``: the spawned workers and fresh
+    task processes) renames a write into place only while that run lives; the figure
+    workers it forks inherit that condition, not its parent: checked as "the run is my
+    parent", it killed every figure worker at its first figure (a review: the plot step
+    failed with BrokenProcessPool where there is no fork server)."""
+    script = tmp_path / "fork.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            from gprpipe.io.atomic import atomic_write_text
+            from gprpipe.io.processes import end_with
+
+            end_with(os.getppid())  # this test's process stands for the run
+            child = os.fork()
+            if child == 0:
+                atomic_write_text({str(tmp_path / "child.txt")!r}, "child")
+                os._exit(0)
+            _, status = os.waitpid(child, 0)
+            atomic_write_text({str(tmp_path / "parent.txt")!r}, str(status))
+            """
+        )
+    )
+    env = cli_env({"PYTHONPATH": str(REPO)})  # (this checkout's package, as the CLI's)
+    done = subprocess.run([sys.executable, str(script)], env=env, timeout=60)
+    assert done.returncode == 0
+    assert (tmp_path / "child.txt").read_text() == "child"
+    assert (tmp_path / "parent.txt").read_text() == "0"
+
+
+def test_the_plot_step_draws_with_figure_workers_where_no_fork_server(tmp_path: Path):
+    """Without a fork server (macOS, ``GPRPIPE_FORK_SERVER=0``) the plot task runs in a
+    spawned worker that ends with its run, and forks figure workers (``-j 2``): the
+    quickstart with its figures ends done (it failed at the plot step: the review of the
+    check above)."""
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli_subprocess(
+        "run",
+        QUICKSTART,
+        "-j",
+        "2",
+        "--set",
+        f"base.output={run_dir}",
+        "--set",
+        'plot.formats=["png"]',
+        env={FRESH_ENV: "0", forkserver.FORK_ENV: "0"},
+    )
+    assert code == 0, out + err
+    assert read_marker(run_dir / "nominal", "plot", "done")
+    assert len(list((run_dir / "nominal" / "plots").glob("*.png"))) >= 5
 
 
 def _orphaned_marker(point: Path, slug: str, task_pid: int) -> None:

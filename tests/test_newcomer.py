@@ -1597,6 +1597,44 @@ def test_a_task_redone_while_its_state_is_read_is_not_called_damaged(
     ), states[plot.id]
 
 
+def test_the_watcher_forgets_what_it_found_of_a_task_being_redone(
+    shared_quickstart: Path, tmp_path: Path, monkeypatch
+):
+    """The TUI's watcher keeps what it found of each finished task (re-checked every
+    DAMAGE_PERIOD seconds): a poll that read the plot task 'done' just before a run redid
+    it found its record missing, and once the redo had finished the watcher showed it
+    "failed: .state/plot.commit is missing" until the period ended (a review). What it
+    found of a task that is not done any more is forgotten."""
+    from gprpipe.executors.base import TaskStatus
+    from gprpipe.executors.local import LocalExecutor
+    from gprpipe.pipeline import watch
+    from gprpipe.pipeline.state import write_state
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    state = run_dir / "nominal" / ".state"
+    record = (state / "plot.commit").read_text()
+    watcher = watch.RunWatcher()
+    assert watcher.poll(run_dir).all_done
+    write_state(run_dir / "nominal", "plot", "running")  # a run redoes the plot task
+    (state / "plot.commit").unlink()
+    marked = LocalExecutor.poll_run
+
+    def stale(run, tasks):  # read before the run marked the task running
+        return {
+            tid: TaskStatus(tid, "done", "", log=st.log) for tid, st in marked(run, tasks).items()
+        }
+
+    monkeypatch.setattr(LocalExecutor, "poll_run", classmethod(lambda cls, r, t: stale(r, t)))
+    monkeypatch.setattr(watch, "DAMAGE_PERIOD", 0.0)  # this poll checks every task
+    assert watcher.poll(run_dir).states["nominal/plot"] == ("running", "")
+    monkeypatch.undo()
+    (state / "plot.commit").write_text(record)  # the redo ends
+    write_state(run_dir / "nominal", "plot", "done", "1 s")
+    view = watcher.poll(run_dir)  # within the period
+    assert view.states["nominal/plot"] == ("done", "1 s") and view.all_done
+
+
 def test_summary_of_a_queued_plot_task_says_the_figures_are_to_be_drawn(
     shared_quickstart: Path, tmp_path: Path
 ):

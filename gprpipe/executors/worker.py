@@ -108,7 +108,7 @@ def serve_one(request: dict[str, Any], devnull: int) -> int:
     :func:`~gprpipe.io.processes.identity`) lives; once it is gone the worker ends itself
     (:func:`~gprpipe.io.atomic.only_while`)."""
     from gprpipe.errors import GprpipeError
-    from gprpipe.io.atomic import only_while, open_fresh
+    from gprpipe.io.atomic import end_unless_held, only_while, open_fresh
     from gprpipe.io.processes import alive
     from gprpipe.pipeline.state import within
 
@@ -123,29 +123,31 @@ def serve_one(request: dict[str, Any], devnull: int) -> int:
         within(log.parent)  # (a link put in place of the logs folder during the run)
     except GprpipeError:
         return 1  # the executor says why (and writes no log there either)
-    with open_fresh(log) as fh:  # replaced, never written through a symlink
-        fh.write("$ " + " ".join(request.get("command") or request["argv"]) + "\n")
-        fh.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(fh.fileno(), 1)
-        os.dup2(fh.fileno(), 2)
-        try:
-            os.chdir(request.get("cwd") or cwd)
-            with warnings.catch_warnings(), only_while(run_lives):  # warnings afresh
-                code = run_step(request["argv"])
-        except BaseException:  # a task never ends its worker by an exception
-            import traceback
+    with only_while(run_lives):
+        end_unless_held()  # (the log too: a later run of the task may be writing it)
+        with open_fresh(log) as fh:  # replaced, never written through a symlink
+            fh.write("$ " + " ".join(request.get("command") or request["argv"]) + "\n")
+            fh.flush()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(fh.fileno(), 1)
+            os.dup2(fh.fileno(), 2)
+            try:
+                os.chdir(request.get("cwd") or cwd)
+                with warnings.catch_warnings():  # each task shows its warnings afresh
+                    code = run_step(request["argv"])
+            except BaseException:  # a task never ends its worker by an exception
+                import traceback
 
-            traceback.print_exc()
-            code = 1
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            os.chdir(cwd)
+                traceback.print_exc()
+                code = 1
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                os.chdir(cwd)
     _reset_after_task()
     return code
 

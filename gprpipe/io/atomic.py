@@ -42,7 +42,11 @@ def only_while(holds: Callable[[], bool]) -> Iterator[None]:
         _WHILE.remove(holds)
 
 
-def _end_unless_held() -> None:
+def end_unless_held() -> None:
+    """What each rename of :func:`atomic_path` does first: SIGKILL this process (its
+    writes in progress discarded) when a condition of :func:`only_while` fails; for the
+    few writes of a task that are no rename of a file (removing a withdrawn record,
+    swapping a folder, opening its log)."""
     if not all(holds() for holds in _WHILE):
         discard_pending()
         os.kill(os.getpid(), signal.SIGKILL)
@@ -130,7 +134,7 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         _refuse_outside(target.parent, target)
-        _end_unless_held()
+        end_unless_held()
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -11,7 +11,8 @@ check every :data:`PERIOD` seconds that it is still their parent; once it is not
 SIGKILL themselves. So do the plot step's figure workers where ``PR_SET_PDEATHSIG`` is
 missing (not Linux), watching their task process. The check runs on a timer signal
 between two Python bytecodes, and again before each write is renamed into place
-(:func:`~gprpipe.io.atomic.only_while`): a task whose run has gone commits nothing more.
+(:func:`~gprpipe.io.atomic.only_while`): a task whose run has gone renames no output,
+marker or record into place.
 Polling works on every POSIX
 platform (``PR_SET_PDEATHSIG`` is Linux-only and follows the thread that started the
 child, not the process).
@@ -105,7 +106,10 @@ def end_with(parent: int) -> None:
     """SIGKILL this process as soon as ``parent`` is no longer its parent: checked now,
     then every :data:`PERIOD` seconds by ``SIGALRM`` (with SA_RESTART: an interrupted
     read or write resumes; Python retries the calls it does not). Nothing where there is
-    no interval timer, or when called from a thread other than the main one."""
+    no interval timer, or when called from a thread other than the main one. Its writes
+    are renamed into place only while ``parent`` lives (checked before each rename; so are
+    those of the processes it forks, e.g. the plot step's figure workers, which inherit
+    that condition but not the timer)."""
     global _armed
     if not hasattr(signal, "setitimer"):
         return
@@ -118,7 +122,8 @@ def end_with(parent: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     check()
-    _held.enter_context(only_while(lambda: os.getppid() == parent))  # (between two checks)
+    started = identity(parent)
+    _held.enter_context(only_while(lambda: alive(parent, started)))  # (between two checks)
     signal.signal(signal.SIGALRM, check)
     signal.siginterrupt(signal.SIGALRM, False)
     signal.setitimer(signal.ITIMER_REAL, PERIOD, PERIOD)

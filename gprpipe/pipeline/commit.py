@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text, inside, read_json
+from gprpipe.io.atomic import atomic_write_text, end_unless_held, inside, read_json
 from gprpipe.io.hdf5 import sha256_file
 from gprpipe.pipeline.state import read_state, state_dir
 from gprpipe.pipeline.task import Task
@@ -61,6 +61,7 @@ def _in_point(rel: object) -> bool:
 
 def clear_commit(task: Task) -> None:
     """Withdraw the record: from now on the task's outputs are not fresh."""
+    end_unless_held()  # (after a freshness check that may have taken seconds)
     commit_path(task).unlink(missing_ok=True)
 
 

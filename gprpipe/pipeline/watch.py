@@ -130,7 +130,11 @@ class RunWatcher:
         self._full_check = now - self._damage_checked >= DAMAGE_PERIOD
         if self._full_check:
             self._damage_checked = now
+        polled_done = {tid for tid, (state, _) in view.states.items() if state == "done"}
         with_damage(view.tasks, view.states, self._damage_of)
+        for tid, (state, _) in view.states.items():  # redone: checked afresh once done
+            if tid not in polled_done or state not in ("done", "failed"):
+                self._damage.pop(tid, None)
         for t in view.tasks:
             if view.states[t.id][0] == "running":
                 text = progress_text(read_progress(t.point_dir, t.slug))

@@ -39,7 +39,7 @@ import numpy as np
 
 from gprpipe.config.grid import DEFAULT_POINT
 from gprpipe.config.schema import Config
-from gprpipe.io.atomic import atomic_path, atomic_write_text, inside
+from gprpipe.io.atomic import atomic_path, atomic_write_text, end_unless_held, inside
 from gprpipe.results.schema import SCAN
 from gprpipe.stats.quality import unresolved_rows
 
@@ -517,6 +517,7 @@ def write_hepdata(cfg: Config, limit_path: Path, folder: Path) -> list[Path]:
         names = [p.name for p in written[:-1]]
         os.chmod(tmp, 0o755)
         old = folder.with_name(f".{folder.name}.old")
+        end_unless_held()  # (the archive's rename checked it: so does this swap)
         if folder.exists() or folder.is_symlink():
             _remove(old)
             folder.rename(old)
