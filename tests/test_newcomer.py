@@ -1588,7 +1588,19 @@ def test_a_task_redone_while_its_state_is_read_is_not_called_damaged(
     with_damage(tasks, states)
     assert states[plot.id] == ("running", "")
     assert {s for tid, s in states.items() if tid != plot.id} == {("done", "")}
-    write_state(plot.point_dir, plot.slug, "done")  # a record removed from a finished task
+    record = shared_quickstart / "nominal" / ".state" / "plot.commit"
+
+    def redone_meanwhile(task) -> str:  # the record was missing; the redo ends meanwhile
+        if task.id == plot.id:
+            (plot.point_dir / ".state" / "plot.commit").write_text(record.read_text())
+            write_state(plot.point_dir, plot.slug, "done", "1 s")
+            return ".state/plot.commit is missing"
+        return ""
+
+    states = {t.id: ("done", "") for t in tasks}
+    with_damage(tasks, states, redone_meanwhile)
+    assert states[plot.id] == ("done", "1 s")
+    (plot.point_dir / ".state" / "plot.commit").unlink()  # removed from a finished task
     states = {t.id: ("done", "") for t in tasks}
     with_damage(tasks, states)
     assert states[plot.id] == (

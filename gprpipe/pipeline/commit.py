@@ -23,7 +23,7 @@ from typing import Any
 from gprpipe.errors import GprpipeError
 from gprpipe.io.atomic import atomic_write_text, end_unless_held, inside, read_json
 from gprpipe.io.hdf5 import sha256_file
-from gprpipe.pipeline.state import read_state, state_dir
+from gprpipe.pipeline.state import marker, read_state, state_dir
 from gprpipe.pipeline.task import Task
 
 SUFFIX = ".commit"
@@ -176,13 +176,30 @@ def with_damage(
     default :func:`damage`; a watcher passes a memo of it) into ``failed``, with the reason:
     what ``status`` and ``summary`` show, and the finished tasks that ``rerun --failed``
     redoes. A task whose marker is no longer ``done`` by then is being redone (a run
-    marks it running, then withdraws its record): its marker's state, not a damage."""
+    marks it running, then withdraws its record): its marker's state, not a damage; one
+    whose ``done`` marker was written anew meanwhile (redone whole) is checked again."""
     for t in tasks:
-        if states[t.id][0] == "done" and (why := (damage_of or damage)(t)):
-            now = read_state(t.point_dir, t.slug)
-            if now[0] == "done":
-                now = ("failed", f"{why} since the task finished; rerun --failed redoes it")
-            states[t.id] = now
+        if states[t.id][0] != "done":
+            continue
+        seen = _done_marker(t)
+        if not (why := (damage_of or damage)(t)):
+            continue
+        now = read_state(t.point_dir, t.slug)
+        if now[0] == "done" and _done_marker(t) != seen:
+            why = damage(t)
+        if now[0] == "done" and why:
+            now = ("failed", f"{why} since the task finished; rerun --failed redoes it")
+        states[t.id] = now
+
+
+def _done_marker(task: Task) -> tuple[int, int] | None:
+    """The inode and mtime of ``task``'s ``done`` marker (None: none): what tells a marker
+    written anew from the one read before."""
+    try:
+        st = marker(task.point_dir, task.slug, "done").stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
 
 
 def recorded_digest(producer: Task, path: Path) -> str | None:

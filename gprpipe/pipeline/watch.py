@@ -132,9 +132,12 @@ class RunWatcher:
             self._damage_checked = now
         polled_done = {tid for tid, (state, _) in view.states.items() if state == "done"}
         with_damage(view.tasks, view.states, self._damage_of)
-        for tid, (state, _) in view.states.items():  # redone: checked afresh once done
-            if tid not in polled_done or state not in ("done", "failed"):
-                self._damage.pop(tid, None)
+        for tid, (state, _) in view.states.items():  # what this poll found otherwise
+            known = self._damage.get(tid)  # (a task being redone) is checked afresh
+            if known is not None and (
+                tid not in polled_done or state != ("failed" if known[1] else "done")
+            ):
+                del self._damage[tid]
         for t in view.tasks:
             if view.states[t.id][0] == "running":
                 text = progress_text(read_progress(t.point_dir, t.slug))
