@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text, check_within, inside, read_json, remove_stale_temps
+from gprpipe.io.atomic import (
+    atomic_write_text,
+    check_within,
+    end_unless_held,
+    inside,
+    read_json,
+    remove_stale_temps,
+)
 from gprpipe.io.processes import identity
 
 STATES = ("done", "failed", "running")
@@ -76,6 +83,7 @@ def write_state(
         "message": message,
         **(launch or {}),
     }
+    end_unless_held()  # (before removing temporary files a later run may be writing)
     for any_state in STATES:  # a writer killed mid-write leaves a temporary file
         remove_stale_temps(marker(point_dir, slug, any_state))
     remove_stale_temps(progress_file(point_dir, slug))  # (no run removed these)
