@@ -1253,6 +1253,33 @@ def test_overrides_with_empty_key_parts_or_that_make_a_value_a_table_are_named()
     ]
 
 
+def test_slurm_extra_may_not_choose_the_jobs_environment():
+    """``slurm.extra = ['--export=ALL,BASH_ENV=/tmp/x/evil.sh']`` was valid, and every job's
+    bash ran that file (a review: a config value choosing code that runs, as would
+    LD_PRELOAD or PYTHONPATH). --export, --export-file and --get-user-env (and sbatch's
+    abbreviations of them) are refused; other options of the same letters are not."""
+    why = (
+        "sets the jobs' environment (e.g. BASH_ENV, LD_PRELOAD or PYTHONPATH: code that "
+        "every job would run, which no config value may choose); the jobs take the "
+        "environment of the command that submits them."
+    )
+    assert errors_of(QUICKSTART, ("slurm.extra=['--export=ALL,BASH_ENV=/tmp/x/evil.sh']",)) == [
+        f"--set slurm.extra: '--export=ALL,BASH_ENV=/tmp/x/evil.sh': --export {why}"
+    ]
+    assert errors_of(QUICKSTART, ("slurm.extra=['--export-file=/tmp/env']",)) == [
+        f"--set slurm.extra: '--export-file=/tmp/env': --export-file {why}"
+    ]
+    assert errors_of(QUICKSTART, ("slurm.extra=['--get-user-env']",)) == [
+        f"--set slurm.extra: '--get-user-env': --get-user-env {why}"
+    ]
+    assert errors_of(QUICKSTART, ("slurm.extra=['--exp=NONE']",)) == [
+        "--set slurm.extra: '--exp=NONE': sbatch may read --exp as --export (it takes "
+        f"abbreviations), and --export {why}"
+    ]
+    point = only_point(QUICKSTART, ("slurm.extra=['--exclusive', '--exclude=n1']",))
+    assert point.config.slurm.extra == ["--exclusive", "--exclude=n1"]
+
+
 def test_slurm_extra_may_not_set_what_the_job_scripts_set():
     """``slurm.extra = ['--array=0-3']`` wrote a second --array line that won: indices
     1-3 of every array failed ("no task for array index 1") and the run said "6 done"."""

@@ -246,6 +246,14 @@ def test_submitted_tasks_lose_their_earlier_commit_until_they_run(
         f"error: {copy / 'slurm' / 'jobs.json'} is not a record of SLURM submissions "
         "(edited or damaged)"
     )
+    # a run_dir that is no path (a NUL byte): "internal error: ValueError" (a review)
+    (copy / "slurm" / "jobs.json").write_text(json.dumps({**record, "run_dir": "/tmp/a\u0000b"}))
+    for command in ("status", "cancel"):
+        code, _, err = run_cli_here(command, copy)
+        assert code == 1 and err.strip() == (
+            f"error: {copy / 'slurm' / 'jobs.json'}: its run_dir is not a path (edited or "
+            "damaged); remove the file once no job of this run is queued or running (squeue)"
+        ), err
     res = gprpipe("cancel", str(tmp_path / "run"))
     assert res.returncode == 0, res.stderr
     res = gprpipe("step", "limit", "--point-dir", str(point), "--part", "merge")

@@ -632,11 +632,22 @@ _SBATCH_MANAGED = {
     "qos": "qos",
     "test-only": "",
     "wrap": "",
+    "export": "",
+    "export-file": "",
+    "get-user-env": "",
 }
 #: why the options no key sets are refused, where it is not that the job scripts set them
+_ENVIRONMENT = (
+    "sets the jobs' environment (e.g. BASH_ENV, LD_PRELOAD or PYTHONPATH: code that every "
+    "job would run, which no config value may choose); the jobs take the environment of "
+    "the command that submits them"
+)
 _SBATCH_WHY = {
     "test-only": "--test-only submits nothing (gprpipe checks the settings with it itself)",
     "wrap": "--wrap would replace the task's job script",
+    "export": f"--export {_ENVIRONMENT}",
+    "export-file": f"--export-file {_ENVIRONMENT}",
+    "get-user-env": f"--get-user-env {_ENVIRONMENT}",
 }
 #: options sbatch refuses beside one the job scripts set
 _SBATCH_BESIDE = {"mem-per-cpu": "mem", "mem-per-gpu": "mem"}

@@ -58,9 +58,14 @@ def load_jobs(run_dir: Path) -> dict[str, Any]:
     assert isinstance(data, dict)
     data.setdefault("submissions", [])
     where = data.get("run_dir")
-    if where and Path(str(where)).resolve() != Path(run_dir).resolve():
-        return empty
-    return data
+    try:
+        elsewhere = bool(where) and Path(str(where)).resolve() != Path(run_dir).resolve()
+    except (ValueError, OSError, RuntimeError):  # e.g. a NUL byte: no path
+        raise GprpipeError(
+            f"{p}: its run_dir is not a path (edited or damaged); remove the file once "
+            "no job of this run is queued or running (squeue)"
+        ) from None
+    return empty if elsewhere else data
 
 
 def _well_formed(data: Any) -> bool:
