@@ -68,17 +68,30 @@ def test_quickstart_on_slurm_matches_local(
     ids = slurm.job_ids(tmp_path / "slurm")
     deadline = time.monotonic() + 60
     slurm_run = tmp_path / "slurm"
-    while any(st in scheduler.ACTIVE for st, _ in (scheduler.queue(ids, slurm_run) or {}).values()):
+    while any(
+        v.state in scheduler.ACTIVE for v in (scheduler.queue(ids, slurm_run) or {}).values()
+    ):
         assert time.monotonic() < deadline, scheduler.queue(ids, slurm_run)
         time.sleep(0.2)
     point = tmp_path / "slurm" / "nominal"
     done = (point / ".state" / "plot.done").read_bytes()
     clear_state(point, "plot")
-    write_state(point, "plot", "running")
+    with monkeypatch.context() as job:  # the job's own marker: it names its SLURM job
+        job.setenv("SLURM_JOB_ID", "7")
+        write_state(point, "plot", "running")
     monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)  # (the job ended seconds ago)
     _, summary, _ = run_cli_here("summary", tmp_path / "slurm")
     assert "running" not in summary, summary
     assert "nominal/plot" in summary and "without a done/failed marker" in summary, summary
+    # the task run by hand (`gprpipe step`, a live process of this host outside SLURM;
+    # here this test's): status rewrote its marker "failed ... without a done/failed
+    # marker", and rerun --failed started a second writer (a review). It is running.
+    write_state(point, "plot", "running")
+    marker = (point / ".state" / "plot.running").read_bytes()
+    code, status, _ = run_cli_here("status", tmp_path / "slurm")
+    assert code == 0 and "running=1" in status and "without a done/failed" not in status, status
+    assert f"run by process {os.getpid()} of this host, outside SLURM" in status, status
+    assert (point / ".state" / "plot.running").read_bytes() == marker
     clear_state(point, "plot")  # (and the failed verdict the summary wrote)
     (point / ".state" / "plot.done").write_bytes(done)
 
@@ -238,7 +251,7 @@ def test_submitted_tasks_lose_their_earlier_commit_until_they_run(
     from gprpipe.executors.slurm.jobs import job_ids
 
     queued = scheduler.queue(job_ids(run), run) or {}
-    assert len(queued) == 2 and {st for st, _ in queued.values()} <= scheduler.PENDING
+    assert len(queued) == 2 and {v.state for v in queued.values()} <= scheduler.PENDING
     (copy / "slurm" / "jobs.json").write_text('{"submissions": 5}\n')  # damaged
     code, _, err = run_cli_here("status", copy)
     assert code == 1 and "Traceback" not in err

@@ -565,18 +565,19 @@ def test_a_finished_task_whose_job_slurm_still_lists_does_not_block_a_run(tmp_pa
     right after the last task finished was refused as if an earlier run's job were queued
     (seen once in a suite run). An active job that no task of the plan owns still refuses."""
     from gprpipe.executors.slurm.reconcile import busy
+    from gprpipe.executors.slurm.scheduler import Listed
 
     run = tmp_path / "run"
     tasks = submitted_plan(run, "2106")
     for t in tasks:
         write_state(t.point_dir, t.slug, "done")
-    finished = {f"2106_{i}": ("COMPLETED", 1.0) for i in range(len(tasks))}
-    last = {**finished, f"2106_{len(tasks) - 1}": ("RUNNING", None)}
+    finished = {f"2106_{i}": Listed("COMPLETED", 1.0) for i in range(len(tasks))}
+    last = {**finished, f"2106_{len(tasks) - 1}": Listed("RUNNING", None)}
     assert busy(run, tasks, finished, grace=20.0) == ""
     assert busy(run, tasks, last, grace=20.0) == ""
     cancel = f"gprpipe cancel {run}"
     # an earlier config's job (no task of this plan) still writes into the folder
-    foreign = {**last, "2099_0": ("PENDING", None)}
+    foreign = {**last, "2099_0": Listed("PENDING", None)}
     assert busy(run, tasks, foreign, grace=20.0) == (
         f"{run} is in use by SLURM job 2099_0 (queued by an earlier run of the folder): "
         f"wait for it or cancel the run's jobs with: {cancel}"
@@ -598,6 +599,7 @@ def test_a_task_the_job_refused_to_run_says_why(
     the last line of an earlier attempt's task log. It now gives the refusal from SLURM's
     log. (sacct is replaced by an empty answer: this job id is not the cluster's.)"""
     from gprpipe.executors.slurm.reconcile import reconcile
+    from gprpipe.executors.slurm.scheduler import Listed
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -616,7 +618,7 @@ def test_a_task_the_job_refused_to_run_says_why(
     )
     slurm_log = run / "slurm" / "logs" / "01_x_0.out"
     slurm_log.write_text(f"gprpipe: 2107_0 on node, log x\n{refusal}\n")
-    ended = {f"2107_{i}": ("FAILED", 1.0) for i in range(len(tasks))}
+    ended = {f"2107_{i}": Listed("FAILED", 1.0) for i in range(len(tasks))}
     status, answered = reconcile(run, tasks[:2], grace=1.0, queue=ended)
     assert answered
     assert status[t.id].state == "failed"
@@ -625,6 +627,38 @@ def test_a_task_the_job_refused_to_run_says_why(
     assert status[tasks[1].id].message.startswith(
         "SLURM job 2107_1 ended FAILED without a done/failed marker (killed, out of memory"
     )
+
+
+def test_a_requeued_element_running_again_is_running_not_its_earlier_attempts_state(
+    tmp_path: Path,
+):
+    """``scontrol requeue`` of a running element: its first attempt's bash wrote a failed
+    marker (SIGTERM, exit 143) and SLURM ran the element again; until the new attempt's
+    task wrote its own marker, status said failed while SLURM said RUNNING (a review: a
+    --wait poll then could end the run as failed). A done/failed marker counts for a
+    running element only when written after the element started."""
+    import time
+
+    from gprpipe.executors.slurm.reconcile import reconcile
+    from gprpipe.executors.slurm.scheduler import Listed
+    from gprpipe.pipeline.state import write_state
+
+    run = tmp_path / "run"
+    tasks = submitted_plan(run, "2107")
+    t = tasks[0]
+    write_state(t.point_dir, t.slug, "failed", "exit code 143 without a done/failed marker")
+    started = time.time() + 5.0  # the second attempt, after the first attempt's marker
+    queue = {f"2107_{i}": Listed("RUNNING", None, started) for i in range(len(tasks))}
+    status, _ = reconcile(run, tasks[:1], grace=1.0, queue=queue)
+    assert (status[t.id].state, status[t.id].active) == ("running", True)
+    write_state(t.point_dir, t.slug, "done", "1 s")  # the attempt that runs now, ending
+    queue = {e: Listed("RUNNING", None, time.time() - 5.0) for e in queue}
+    status, _ = reconcile(run, tasks[:1], grace=1.0, queue=queue)
+    assert (status[t.id].state, status[t.id].active) == ("done", False)
+    # squeue gives no start (an older SLURM): the marker is trusted, as before
+    queue = {e: Listed("RUNNING", None) for e in queue}
+    write_state(t.point_dir, t.slug, "failed", "x")
+    assert reconcile(run, tasks[:1], grace=1.0, queue=queue)[0][t.id].state == "failed"
 
 
 def squeue_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -117,7 +117,7 @@ def refuse_beside_jobs(run_dir: Path) -> None:
         if open_:
             raise GprpipeError(unanswered(f"job {open_[0]}", run_dir))
         return
-    live = sorted(e for e, (state, _) in queue.items() if state in scheduler.ACTIVE)
+    live = sorted(e for e, v in queue.items() if v.state in scheduler.ACTIVE)
     if live:
         raise GprpipeError(
             f"{run_dir} is in use by SLURM job {live[0]} of its run: a task run by hand "
@@ -435,7 +435,7 @@ def _refuse_all_held(run_dir: Path, tasks: Sequence[Task]) -> None:
         if not all(reasons.get(s.job or "", "").startswith("Dependency") for s in rest):
             return
         queue = scheduler.queue(list(job_names(run_dir)), run_dir)
-        if queue is None or any(st in scheduler.RUNNING for st, _ in queue.values()):
+        if queue is None or any(v.state in scheduler.RUNNING for v in queue.values()):
             return
     jobs = sorted({_job_of(s) for s in held} - {""}, key=lambda j: (len(j), j))
     first = held[0]
@@ -465,7 +465,7 @@ def cancel(run_dir: Path, tasks: Sequence[Task] = ()) -> list[str]:
     if queue is None:
         scheduler.scancel(ids, names)
         return ids
-    live = {e.split("_")[0] for e, (st, _) in queue.items() if st in scheduler.ACTIVE}
+    live = {e.split("_")[0] for e, v in queue.items() if v.state in scheduler.ACTIVE}
     element = job_ids_by_task(run_dir)
     pending = [
         t

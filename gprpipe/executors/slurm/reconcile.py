@@ -6,6 +6,7 @@ done/failed marker (killed, out of memory, over its time limit, node failure) is
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -17,7 +18,8 @@ from gprpipe.executors.base import TaskStatus
 from gprpipe.executors.slurm import jobs, scheduler
 from gprpipe.executors.slurm.render import task_log
 from gprpipe.io.atomic import check_within
-from gprpipe.pipeline.state import read_state, unmarkable, write_state
+from gprpipe.io.processes import alive, as_pid
+from gprpipe.pipeline.state import read_marker, read_state, unmarkable, write_state
 from gprpipe.pipeline.task import Task, slug_of
 
 
@@ -26,7 +28,7 @@ def reconcile(
     tasks: Sequence[Task],
     *,
     grace: float,
-    queue: Mapping[str, tuple[str, float | None]] | Literal["ask"] | None = "ask",
+    queue: Mapping[str, scheduler.Listed] | Literal["ask"] | None = "ask",
     held: bool = False,
 ) -> tuple[dict[str, TaskStatus], bool]:
     """State of every task and whether SLURM answered (or was not needed); an
@@ -55,14 +57,19 @@ def reconcile(
             unknown = marker_state not in ("done", "failed")
             result[t.id] = replace(common, message=UNANSWERED) if unknown else common
             continue
-        sstate, end = queue.get(element, (None, None))
+        sstate, end, start = queue.get(element) or (None, None, None)
         if sstate in scheduler.PENDING:
             result[t.id] = replace(
                 common, state="pending", message=QUEUED, slurm_state=sstate, active=True
             )
         elif sstate in scheduler.RUNNING:
-            # markers were cleared at submission: a done/failed one is from this attempt
-            state = marker_state if marker_state in ("done", "failed") else "running"
+            # markers were cleared at submission: a done/failed one is this attempt's,
+            # unless written before it started (a requeued element's earlier attempt:
+            # shown failed while it ran again, a review)
+            finished = marker_state in ("done", "failed")
+            if finished and start is not None:
+                finished = _marker_time(t, marker_state) >= start
+            state = marker_state if finished else "running"
             result[t.id] = replace(
                 common,
                 state=state,
@@ -77,6 +84,10 @@ def reconcile(
             result[t.id] = replace(
                 common, state="running", message="", slurm_state=sstate, active=True
             )
+        elif marker_state == "running" and (hand := _run_by_hand(t)):
+            # no job of the run: a process of this host runs the task (`gprpipe step` by
+            # hand): running, not lost (its marker was once rewritten failed: a review)
+            result[t.id] = replace(common, state="running", message=hand, slurm_state=sstate)
         else:
             lost.append(t.id)
             result[t.id] = replace(common, state="failed", message="", slurm_state=sstate)
@@ -127,10 +138,28 @@ def reconcile(
     return result, queue is not None
 
 
+def _marker_time(task: Task, state: str) -> float:
+    """When ``task``'s ``state`` marker was written (its own record; +inf when it says
+    none: trusted as before)."""
+    written = read_marker(task.point_dir, task.slug, state).get("time")
+    return float(written) if isinstance(written, (int, float)) else float("inf")
+
+
+def _run_by_hand(task: Task) -> str:
+    """What runs ``task`` when its ``running`` marker names a live process of this host
+    outside any SLURM job (a task run by hand), else ""."""
+    info = read_marker(task.point_dir, task.slug, "running")
+    if info.get("host") != socket.gethostname() or info.get("slurm_job"):
+        return ""
+    if not alive(info.get("pid"), info.get("pid_started")):
+        return ""
+    return f"run by process {as_pid(info.get('pid'))} of this host, outside SLURM"
+
+
 def busy(
     run_dir: Path,
     tasks: Sequence[Task],
-    queue: Mapping[str, tuple[str, float | None]] | None,
+    queue: Mapping[str, scheduler.Listed] | None,
     *,
     grace: float,
     others: bool = True,
@@ -170,7 +199,7 @@ def busy(
         return ""
     judged = {s.job for s in details.values() if s.job}
     live = sorted(
-        e for e, (st, _) in (queue or {}).items() if st in scheduler.ACTIVE and e not in judged
+        e for e, v in (queue or {}).items() if v.state in scheduler.ACTIVE and e not in judged
     )
     if live:
         return (

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from gprpipe.errors import GprpipeError
 
@@ -148,8 +149,26 @@ def _whose(workdir: str, run_dir: Path) -> bool:
         return False
 
 
-def queue(job_ids: Sequence[str], run_dir: Path) -> dict[str, tuple[str, float | None]] | None:
-    """Array element ("123_4") -> (squeue state, end time); None when SLURM cannot answer.
+class Listed(NamedTuple):
+    """What ``squeue`` says of one array element: its state, and its end and start times
+    (seconds since the epoch; None where SLURM gives none)."""
+
+    state: str
+    end: float | None
+    start: float | None = None
+
+
+def _time(field: str) -> float | None:
+    if field in ("N/A", "Unknown", "NONE", ""):
+        return None
+    try:
+        return datetime.fromisoformat(field).timestamp()
+    except ValueError:
+        return None
+
+
+def queue(job_ids: Sequence[str], run_dir: Path) -> dict[str, Listed] | None:
+    """Array element ("123_4") -> what squeue lists of it; None when SLURM cannot answer.
 
     An element cancelled before it started has no end time: it ran nothing, so no marker
     of it will appear (SLURM gives it the cancel time as start and end, but no batch
@@ -161,7 +180,7 @@ def queue(job_ids: Sequence[str], run_dir: Path) -> dict[str, tuple[str, float |
         return {}
     if not installed():
         return None
-    fields = "%i|%T|%e|%B|%j|%Z"  # (the folder last: a path may hold a "|")
+    fields = "%i|%T|%e|%B|%j|%S|%Z"  # (the folder last: a path may hold a "|")
     cmd = ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", fields]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -171,28 +190,24 @@ def queue(job_ids: Sequence[str], run_dir: Path) -> dict[str, tuple[str, float |
         if "Invalid job id" in res.stderr:
             return {}  # every one of these jobs has left the controller's memory
         return None
-    out: dict[str, tuple[str, float | None]] = {}
+    out: dict[str, Listed] = {}
     folder = _resolved(run_dir)
     for line in res.stdout.splitlines():
-        parts = line.split("|", 5)  # (an empty field stays a field)
-        parts = [p.strip() for p in parts[:5]] + parts[5:]
+        parts = line.split("|", 6)  # (an empty field stays a field)
+        parts = [p.strip() for p in parts[:6]] + parts[6:]
         if len(parts) < 2:
             continue
         if len(parts) >= 5 and not parts[4].startswith(JOB_NAME_PREFIX):
             continue  # not a gprpipe job: its id was reused after the run's job left SLURM
-        if len(parts) == 6 and not _whose(parts[5], folder):
+        if len(parts) == 7 and not _whose(parts[6], folder):
             continue  # another folder's job (a copied jobs.json)
         state = parts[1].rstrip("+")
-        end = None
-        if len(parts) > 2 and parts[2] not in ("N/A", "Unknown", "NONE"):
-            try:
-                end = datetime.fromisoformat(parts[2]).timestamp()
-            except ValueError:
-                end = None
+        end = _time(parts[2]) if len(parts) > 2 else None
         if state == "CANCELLED" and parts[3:4] in (["n/a"], [""]):
             end = None  # cancelled while pending
+        start = _time(parts[5]) if len(parts) > 5 else None
         element = parts[0] if "_" in parts[0] else f"{parts[0]}_0"
-        out[element] = (state, end)
+        out[element] = Listed(state, end, start)
     return out
 
 
