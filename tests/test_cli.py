@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO_ROOT, QUICKSTART, settings, write
+from conftest import DEMO_ROOT, QUICKSTART, REPO, settings, write
 
 from gprpipe import __version__
 from gprpipe.cli import main
@@ -454,6 +454,38 @@ def test_toy_bands_carry_their_monte_carlo_error(cli, tmp_path: Path):
     assert code == 0 and "exp_band_rel_err" not in out, err
     rows = list(csv.DictReader((tmp_path / "asym" / "nominal" / "scan.csv").open()))
     assert [r["exp_band_rel_err"] for r in rows] == ["nan", "nan"]
+
+
+def test_a_toy_limit_at_the_floor_of_cls_is_unresolved_not_a_chance_crossing(
+    cli, shared_data: Path, tmp_path: Path
+):
+    """Real 2015 data, 102 MeV trained on 100-120 MeV, 60 toys: 19 background-only toys
+    reach the observed q at the asymptotic limit, so CLs >= 1/20 = alpha there; the
+    check "floor above alpha" let the equality through, and the bracket search rose 28
+    times by 1.25 to a chance crossing: A_up 275,266 events (A_up_err 1.7) against 581
+    asymptotic, written ok and published in HEPData, the Brazil plot and the summary (a
+    review). A floor not below alpha at any tested A now leaves the row unresolved."""
+    run = tmp_path / "run"
+    sets = (
+        f"base.output={run}",
+        f"datasets.2015.path={shared_data / 'funcform_2015_toys.root'}",
+        "datasets.2015.range=[0.1, 0.12]",
+        "scan.masses=[0.102]",
+        'limit.mode="toys"',
+        "limit.n_toys=60",
+    )
+    hps2015 = REPO / "user_configs" / "hps2015.toml"
+    code, out, err = cli("run", hps2015, "--steps", "load,fit,limit", *settings(*sets))
+    assert code == 1, out + err
+    (row,) = list(csv.DictReader((run / "nominal" / "scan.csv").open()))
+    assert row["status"] == (
+        "limit failed: observed toy limit unresolved: 19 of 60 background-only toys reach "
+        "the observed q at the asymptotic limit (CL_b 0.33), so CLs cannot fall below 0.05 "
+        "= 0.05 there; the toys need at least 79 (several times more for a precise "
+        "limit): raise limit.n_toys"
+    ), row["status"]
+    assert row["A_up"] == "nan" and float(row["A_hat"]) == pytest.approx(-111.46, abs=0.01)
+    assert 500 < float(row["A_exp_hi2"]) < 2000  # the band is kept (its +2 sigma: 1217)
 
 
 def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_path: Path):

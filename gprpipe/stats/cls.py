@@ -359,9 +359,10 @@ class AsymptoticCalculator:
 
 
 class UnresolvedToyLimit(ValueError):
-    """Too few background-only toys for a toy CLs limit: at the asymptotic limit ``k_b``
-    of ``n_toys`` reach the observed test statistic, so ``CLs >= 1 / (1 + k_b)`` stays
-    above ``alpha`` there, and any crossing further out is one of the toys' chance
+    """Too few background-only toys for a toy CLs limit: at the asymptotic limit, or a
+    tested ``A`` in the search for the crossing, ``k_b`` of ``n_toys`` reach the observed
+    test statistic, so ``CLs >= 1 / (1 + k_b)`` is not below ``alpha`` there, and any
+    crossing further out is one of the toys' chance
     (a deficit makes ``CL_b`` small). ``needed``: the toys that would bring the floor down
     to ``alpha`` at a ``CL_b`` one Poisson standard deviation below this estimate (the
     estimate from so few toys is itself uncertain); a precise limit needs several times
@@ -371,15 +372,18 @@ class UnresolvedToyLimit(ValueError):
     #: q0 and the expected band of :func:`~.combine.combined_limits`); empty when nothing
     partial: dict[str, float | FloatArray]
 
-    def __init__(self, k_b: int, n_toys: int, alpha: float) -> None:
+    def __init__(
+        self, k_b: int, n_toys: int, alpha: float, where: str = "at the asymptotic limit"
+    ) -> None:
         self.k_b, self.n_toys, self.alpha = k_b, n_toys, alpha
         self.partial = {}
         cl_b = (1 + k_b) / (n_toys + 1)
         low = max(1.0, 1 + k_b - np.sqrt(1 + k_b)) / (n_toys + 1)
         self.needed = int(np.ceil((1 / alpha) / low))
+        than = "=" if abs((1 + k_b) * alpha - 1.0) <= 1e-9 else ">"
         super().__init__(
-            f"{k_b} of {n_toys} background-only toys reach the observed q at the asymptotic "
-            f"limit (CL_b {cl_b:.2g}), so CLs cannot fall below {1 / (1 + k_b):.2g} > "
+            f"{k_b} of {n_toys} background-only toys reach the observed q {where} "
+            f"(CL_b {cl_b:.2g}), so CLs cannot fall below {1 / (1 + k_b):.2g} {than} "
             f"{alpha:g} there; the toys need at least {self.needed} (several times more "
             "for a precise limit)"
         )
@@ -480,6 +484,12 @@ class ToyCalculator:
             q_b = q_rows(n_b, fit_b, A)[0]
             tol = 1e-9 * max(1.0, q_obs)
             above_b[A] = int(np.sum(q_b >= q_obs - tol))
+            # CLs >= 1 / (1 + k_b): where that floor is not below alpha, CLs can reach
+            # alpha only by a chance count, however far out (a review: 60 toys gave a
+            # limit 470 times the asymptotic one, k_b = 19 at alpha = 0.05, marked ok)
+            if _at_floor(above_b[A], alpha):
+                where = "at the asymptotic limit" if a0 == A else f"at A = {A:.4g} events"
+                raise UnresolvedToyLimit(above_b[A], N, alpha, where)
             clsb = (1.0 + np.sum(q_sb >= q_obs - tol)) / (N + 1.0)
             clb = (1.0 + above_b[A]) / (N + 1.0)
             cache[A] = float(clsb / clb)
@@ -488,8 +498,6 @@ class ToyCalculator:
         a0 = float(self.asymptotic.upper_limit(n_obs2[0]))
         if np.isfinite(a0) and a0 > 0:
             cls_at(a0)
-            if (1 + above_b[a0]) * alpha < 1:  # CLs >= 1 / (1 + k_b) > alpha near the limit
-                raise UnresolvedToyLimit(above_b[a0], N, alpha)
         lo, hi = _bisect_cls(cls_at, a0, alpha, rtol)
         a_up = 0.5 * (lo + hi)
         if not (bool(fit_obs.conv[0]) and profiled.get(lo, True) and profiled.get(hi, True)):
@@ -552,6 +560,13 @@ def band_relative_error(band: ArrayLike, err: ArrayLike) -> float:
     b, e = np.asarray(band, dtype=float), np.asarray(err, dtype=float)
     ok = np.isfinite(e) & np.isfinite(b) & (b > 0)
     return float(np.max(e[ok] / b[ok])) if ok.any() else float("nan")
+
+
+def _at_floor(k_b: int, alpha: float) -> bool:
+    """Whether ``k_b`` background-only toys at or above the observed q leave CLs no way
+    below ``alpha`` but a chance count: its floor ``1 / (1 + k_b)`` is not below it
+    (equal included: 20 x 0.05 is 1 in floating point)."""
+    return (1 + k_b) * alpha <= 1.0 + 1e-9
 
 
 def _limit_mc_error(k_b: int, n_toys: int, alpha: float, slope: float) -> float:
