@@ -382,6 +382,35 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
     shown = json.loads((point / "plots" / "display_observed_combined_100MeV.json").read_text())
     assert sorted(shown["per_dataset"]) == ["a", "b"]
     assert (point / "report.html").is_file()
+    # the figures: the combined row was circled "flagged (background model)" beside
+    # background-model flags, and c's failed mass drew nothing in the overlays (its curve
+    # just ended, as at the end of a range): a review
+    import matplotlib.pyplot as plt
+
+    from gprpipe.plotting import overlay
+    from gprpipe.results import schema
+
+    scan = schema.read_scan(point / "limit.h5")
+    names = {"a": "demo a", "b": "demo b", "c": "demo c"}
+
+    def legend_of(fig) -> list[str]:
+        shown = fig.axes[0].get_legend_handles_labels()[1]
+        plt.close(fig)
+        return shown
+
+    for fig in (
+        overlay.eps2_overlay_figure(scan, names, "t", 95.0),
+        overlay.observed_figure(scan, names, "t", 95.0, "eps2"),
+    ):
+        shown = legend_of(fig)
+        assert "Combined flagged (a dataset left out)" in shown, shown
+        assert not any("background model" in x for x in shown), shown
+        assert "demo c: no result (failed)" in shown, shown
+    shown = legend_of(overlay.combined_brazil_figure(scan, names, "t", 95.0))
+    assert (
+        "flagged (a dataset left out)" in shown and "demo c observed: no result (failed)" in shown
+    )
+    assert not any("background model" in x for x in shown), shown
 
 
 def test_the_summary_names_only_datasets_whose_fit_was_left_out() -> None:

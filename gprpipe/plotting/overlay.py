@@ -8,13 +8,15 @@ import numpy as np
 
 from gprpipe.plotting.style import label, legend, marker
 from gprpipe.plotting.suite import (
-    FLAG_LABEL,
-    FLAG_STYLE,
     MEV,
+    NO_RESULT_LABEL,
     brazil_figure,
     curve,
     flag_mask,
     gapped,
+    left_out_mask,
+    mark_failed,
+    mark_flagged,
 )
 from gprpipe.results.schema import BAND_COLS, COMBINED
 from gprpipe.units import MASS_TOL_GEV
@@ -49,9 +51,10 @@ def eps2_overlay_figure(
         shown = a["eps2_exp_med" if blinded else "eps2_up"]  # where the flags are circled
         if not blinded:
             curve(ax, m, shown, "-", color=c, lw=lw, marker=mk, ms=4, label=f"{lab} observed")
-        fl = flag_mask(a["status"]) & ok
-        if fl.any():
-            ax.plot(m[fl], shown[fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
+        mark_flagged(
+            ax, m, shown, flag_mask(a["status"]) & ok, left_out_mask(a["status"]) & ok, f"{lab} "
+        )
+        mark_failed(ax, m, ~ok, c, f"{lab}: {NO_RESULT_LABEL}")  # (a gap, not the range's end)
         curve(
             ax,
             m,
@@ -98,9 +101,9 @@ def observed_figure(
         curve(
             ax, m, shown, "-", color=c, lw=lw, marker=marker(len(m)), ms=4, label=f"{lab} observed"
         )
-        fl = flag_mask(a["status"]) & ok  # circled, as in the other scan figures
-        if fl.any():
-            ax.plot(m[fl], shown[fl], **{**FLAG_STYLE, "label": f"{lab} {FLAG_LABEL}"})
+        fl, lo = flag_mask(a["status"]) & ok, left_out_mask(a["status"]) & ok
+        mark_flagged(ax, m, shown, fl, lo, f"{lab} ")  # as in the other scan figures
+        mark_failed(ax, m, ~ok, c, f"{lab}: {NO_RESULT_LABEL}")  # (a gap, not the range's end)
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     what = r"$\epsilon^2$" if quantity == "eps2" else "signal yield $A$"
@@ -134,6 +137,7 @@ def combined_brazil_figure(
                 t["eps2_up"][sel],
                 colours[name],
                 (flag_mask(s["status"]) & shown)[sel],  # circled, as in every scan figure
+                (~shown)[sel],  # no result: a cross in its colour
             )
     bands = [a[f"eps2_exp_{b}"] for b in BAND_COLS]
     obs = None if blinded else a["eps2_up"]
@@ -147,4 +151,5 @@ def combined_brazil_figure(
         flagged=flag_mask(a["status"]) & ok,
         obs_err=a["eps2_up_err"] if obs is not None and "eps2_up_err" in a else None,
         failed=~ok,
+        left_out=left_out_mask(a["status"]) & ok,
     )

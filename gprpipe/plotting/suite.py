@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import ndtr  # ndtr(-z) = ndtr(-z): scipy.stats is slow to import
 
 from gprpipe.plotting.style import BAND_1, BAND_2, FEW_MASSES, label, legend, marker
-from gprpipe.stats.quality import has_result, is_flagged, unresolved_rows
+from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, flags_of, has_result, unresolved_rows
 from gprpipe.stats.significance import z_from_p
 
 MEV = 1e3
@@ -23,11 +23,22 @@ FLAG_STYLE: dict[str, Any] = {
     "mew": 1.3,
 }
 FLAG_LABEL = "flagged (background model)"
+#: a combined row with a dataset left out (its flag is the combination's, not a
+#: background model's: it was drawn and counted as one, a review)
+LEFT_OUT_STYLE: dict[str, Any] = {**FLAG_STYLE, "marker": "s", "mec": "tab:orange", "ms": 7}
+LEFT_OUT_LABEL = "flagged (a dataset left out)"
 
 
 def flag_mask(status) -> np.ndarray:
     """Rows whose status carries a background-model quality flag."""
-    return np.array([is_flagged(s) for s in np.asarray(status).astype(str)], dtype=bool)
+    flags = [flags_of(s) for s in np.asarray(status).astype(str)]
+    return np.array([any(f != FLAG_DATASET_LEFT_OUT for f in fl) for fl in flags], dtype=bool)
+
+
+def left_out_mask(status) -> np.ndarray:
+    """Combined rows with a dataset left out (``flag_dataset_left_out``)."""
+    flags = [flags_of(s) for s in np.asarray(status).astype(str)]
+    return np.array([FLAG_DATASET_LEFT_OUT in fl for fl in flags], dtype=bool)
 
 
 def expected_mask(status) -> np.ndarray:
@@ -89,14 +100,16 @@ def _fill(ax, m: np.ndarray, lo, hi, **style) -> None:
 NO_RESULT_LABEL = "no result (failed)"
 
 
-def _mark_failed(ax, m: np.ndarray, failed) -> None:
-    """Masses with no result as grey crosses along the bottom of ``ax`` (their curves
-    have a gap there)."""
+def mark_failed(
+    ax, m: np.ndarray, failed, colour: str = "0.45", name: str = NO_RESULT_LABEL
+) -> None:
+    """Masses with no result as crosses (grey; in an overlay the curve's ``colour``,
+    ``name`` its label) along the bottom of ``ax`` (their curves have a gap there)."""
     if failed is not None and np.any(failed):
-        x = m[np.asarray(failed, bool)]
-        style = {"color": "0.45", "ms": 6, "mew": 1.4, "clip_on": False}
+        x = np.asarray(m)[np.asarray(failed, bool)]
+        style = {"color": colour, "ms": 6, "mew": 1.4, "clip_on": False}
         y = np.full(len(x), 0.03)  # (axes fraction)
-        ax.plot(x, y, "x", transform=ax.get_xaxis_transform(), label=NO_RESULT_LABEL, **style)
+        ax.plot(x, y, "x", transform=ax.get_xaxis_transform(), label=name, **style)
 
 
 def curve(ax, x, y, *args, **kwargs):
@@ -113,9 +126,17 @@ def curve(ax, x, y, *args, **kwargs):
     return line
 
 
-def _mark_flagged(ax, m, y, flagged) -> None:
-    if flagged is not None and np.any(flagged):
-        ax.plot(np.asarray(m)[flagged], np.asarray(y)[flagged], label=FLAG_LABEL, **FLAG_STYLE)
+def mark_flagged(ax, m, y, flagged, left_out=None, prefix: str = "") -> None:
+    """``flagged`` masses circled in red, ``left_out`` ones (a combined row with a
+    dataset left out) as orange squares, on ``y``; ``prefix``: the curve's name, in an
+    overlay."""
+    for mask, style, name in (
+        (flagged, FLAG_STYLE, FLAG_LABEL),
+        (left_out, LEFT_OUT_STYLE, LEFT_OUT_LABEL),
+    ):
+        if mask is not None and np.any(mask):
+            sel = np.asarray(mask, bool)
+            ax.plot(np.asarray(m)[sel], np.asarray(y)[sel], label=f"{prefix}{name}", **style)
 
 
 def brazil_figure(
@@ -129,14 +150,17 @@ def brazil_figure(
     flagged=None,
     obs_err=None,
     failed=None,
+    left_out=None,
 ):
     """Observed limit (``None`` when blinded), expected median and 1/2-sigma bands vs mass
     (NaN: a gap); ``flagged`` masses (background-model quality flags) are circled in red
-    (on the observed limit, or on the expected median when blinded); ``failed`` masses (no
+    (on the observed limit, or on the expected median when blinded), ``left_out`` ones (a
+    combined row with a dataset left out) marked by orange squares; ``failed`` masses (no
     result) are crosses along the bottom; ``obs_err``: the observed limit's Monte Carlo
     error (toy limits; NaN or None for asymptotic ones), drawn as error bars; ``other``:
-    label -> (mass, limit, colour[, flagged]) of further curves (their flagged masses
-    circled too: the combined overlay's datasets drew theirs unmarked)."""
+    label -> (mass, limit, colour[, flagged[, failed]]) of further curves (their flagged
+    masses circled too: the combined overlay's datasets drew theirs unmarked; their masses
+    with no result crosses in their colour)."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -151,8 +175,8 @@ def brazil_figure(
                 m, obs, yerr=err, fmt="none", ecolor="k", elinewidth=0.8, capsize=2,
                 label="Observed: Monte Carlo error (toys)",
             )  # fmt: skip
-    _mark_flagged(ax, m, bands[2] if obs is None else obs, flagged)  # blinded: on the median
-    _mark_failed(ax, m, failed)
+    mark_flagged(ax, m, bands[2] if obs is None else obs, flagged, left_out)  # blinded: median
+    mark_failed(ax, m, failed)
     circled = bool(flagged is not None and np.any(flagged))  # (one legend entry for circles)
     for name, (mm, yy, colour, *rest) in (other or {}).items():
         x = np.asarray(mm) * MEV
@@ -162,6 +186,10 @@ def brazil_figure(
             style = {**FLAG_STYLE, "label": None if circled else FLAG_LABEL}
             ax.plot(x[fl], np.asarray(yy)[fl], **style)
             circled = True
+        if len(rest) > 1:  # its masses with no result
+            mark_failed(ax, x, rest[1], colour, f"{name}: {NO_RESULT_LABEL}")
+        if len(rest) > 1:  # its masses with no result
+            mark_failed(ax, x, rest[1], colour, f"{name}: {NO_RESULT_LABEL}")
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(ylabel)
@@ -194,6 +222,7 @@ def significance_figure(
     p_local_toys_err=None,
     p_local_toys_bound=None,
     failed=None,
+    left_out=None,
 ):
     """Local and global p0 with labelled 1-5 sigma lines (right axis), and local/global Z
     (Sidak and, when given, whole-scan toys); ``flagged`` masses are circled in red (no
@@ -214,8 +243,8 @@ def significance_figure(
         2, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
     )
     curve(a1, m, p_local, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local $p_0$", zorder=3)
-    _mark_flagged(a1, m, p_local, flagged)
-    _mark_failed(a1, m, failed)
+    mark_flagged(a1, m, p_local, flagged, left_out)
+    mark_failed(a1, m, failed)
     curve(
         a1,
         m,
@@ -294,8 +323,8 @@ def significance_figure(
     a1.set_ylabel("$p_0$")
     legend(a1, offset=0.09)
     curve(a2, m, zl, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local Z", zorder=3)
-    _mark_flagged(a2, m, zl, flagged)
-    _mark_failed(a2, m, failed)
+    mark_flagged(a2, m, zl, flagged)
+    mark_failed(a2, m, failed)
     curve(a2, m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
     if toys:
         zt = np.minimum(z_from_p(p_global_toys), zl)  # as Z_global_toys: never above Z_local
@@ -332,7 +361,7 @@ def significance_figure(
     return fig
 
 
-def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None, failed=None):
+def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None, failed=None, left_out=None):
     """Fitted signal yield A_hat with its +/-1 sigma band vs mass, and A_hat / sigma_A;
     ``flagged`` masses (background-model quality flags) circled in red on both, as the
     other scan figures do; ``failed`` masses (no result: NaN, a gap) crosses along the
@@ -347,14 +376,14 @@ def ahat_figure(mass, a_hat, sigma_a, title: str, *, flagged=None, failed=None):
           label=r"$\pm 1\sigma_A$")  # fmt: skip
     curve(a1, m, a_hat, "-", color="C0", lw=1.4, marker=mk, ms=4, label=r"$\hat A$")
     a1.axhline(0, color="k", lw=0.8)
-    _mark_flagged(a1, m, a_hat, flagged)
-    _mark_failed(a1, m, failed)
+    mark_flagged(a1, m, a_hat, flagged, left_out)
+    mark_failed(a1, m, failed)
     a1.set_ylabel(r"signal yield $\hat A$")
     legend(a1)
     pull = a_hat / sigma_a
     curve(a2, m, pull, "-", color="C0", lw=1.2, marker=mk, ms=3)
-    _mark_flagged(a2, m, pull, flagged)
-    _mark_failed(a2, m, failed)
+    mark_flagged(a2, m, pull, flagged, left_out)
+    mark_failed(a2, m, failed)
     for z in (-2, -1, 1, 2):
         a2.axhline(z, color="gray", lw=0.8, ls=":")
     a2.axhline(0, color="k", lw=0.8)
@@ -391,7 +420,7 @@ def hyper_figure(fit: dict[str, np.ndarray], title: str, gof_p_min: float | None
         if failed.any():
             ax.plot(m[failed], fit[key][failed], "s", ms=5, mfc="none", color="0.45",
                     label="fit failed")  # fmt: skip
-        _mark_flagged(ax, m, fit[key], flagged)
+        mark_flagged(ax, m, fit[key], flagged)
         ax.set_ylabel(ylab)
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     if "gof_p" in fit:

@@ -313,6 +313,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
             continue
         m, failed = a["mass_GeV"], ~exp
         flagged = suite.flag_mask(a["status"]) & exp
+        left_out = suite.left_out_mask(a["status"]) & exp
 
         for q, ylab in (
             ("A", "95% CL upper limit on signal yield $A$"),
@@ -333,6 +334,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                         "flagged": flagged,
                         "obs_err": obs_err,
                         "failed": failed,
+                        "left_out": left_out,
                     },
                 )
             )
@@ -354,6 +356,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                 {
                     "flagged": flagged,
                     "failed": failed,
+                    "left_out": left_out,
                     "p_global_toys": pgt,
                     "toys_bound": bound,
                     "p_local_toys": plo,
@@ -368,7 +371,7 @@ def scan_figures(cfg, lay, drawn: set[Path]) -> list[FigureJob]:
                 f"Ahat_{name}",
                 suite.ahat_figure,
                 (m, g["A_hat"], g["sigma_A"], title),
-                {"flagged": flagged, "failed": failed},
+                {"flagged": flagged, "failed": failed, "left_out": left_out},
             )
         )
     if lay.fit in drawn:
