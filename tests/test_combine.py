@@ -7,6 +7,7 @@ rows at every overlap mass, combined limit vs the best single dataset) is slow.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -411,6 +412,19 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
         "flagged (a dataset left out)" in shown and "demo c observed: no result (failed)" in shown
     )
     assert not any("background model" in x for x in shown), shown
+    # the Spey export of the combination named no dataset: which bins are whose (a review)
+    code, _, err = run_cli_here("export-spey", tmp_path / "run", "--dataset", "combined")
+    assert code == 0, err
+    doc = json.loads((point / "exports" / "spey_combined.json").read_text())
+    (entry,) = doc["masses"]  # 60 MeV; 100 MeV (c left out) is in masses_left_out
+    assert entry["mass_GeV"] == 0.06 and list(entry["datasets"]) == ["a", "b", "c"]
+    edges = [entry["datasets"][d] for d in "abc"]
+    assert edges[0][0] == 0 and edges[-1][1] == len(entry["data"])
+    assert all(x[1] == y[0] and x[1] > x[0] for x, y in itertools.pairwise(edges))
+    assert "A_up of a combined entry is the signal yield summed over them" in doc["conventions"]
+    code, _, err = run_cli_here("export-spey", tmp_path / "run", "--dataset", "a")
+    one = json.loads((point / "exports" / "spey_a.json").read_text())["masses"][0]
+    assert code == 0 and one["datasets"] == {"a": [0, len(one["data"])]}, err
 
 
 def test_the_summary_names_only_datasets_whose_fit_was_left_out() -> None:

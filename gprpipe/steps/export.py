@@ -475,7 +475,8 @@ def export_spey(
     ``eps2_up`` and ``eps2_up_spey_convention`` (:func:`spey_convention_limit`: the limit
     Spey's observed CLs gives); the covariance includes ``covariance_jitter`` on its diagonal.
     ``dataset = "combined"``: the concatenated windows of the combination
-    (block-diagonal covariance; one shared eps^2)."""
+    (block-diagonal covariance; one shared eps^2). ``datasets`` of each entry: dataset ->
+    its bins ``[start, stop)`` in the arrays."""
     from gprpipe.results.schema import COMBINED
     from gprpipe.steps.limit import read_scan
 
@@ -502,11 +503,17 @@ def export_spey(
             from gprpipe.steps.inject import unit_yield
 
             k = unit_yield(cfg, dataset, blind["mass"], blind["rho"])
-            windows.append((blind["mass"], blind["n"], blind["b"], blind["C"], k * blind["w"]))
-    for m, n, b, C, s in windows:
+            part = {dataset: [0, len(blind["b"])]}
+            windows.append(
+                (blind["mass"], blind["n"], blind["b"], blind["C"], k * blind["w"], part)
+            )
+    for m, n, b, C, s, parts in windows:
         jitter = SPEY_JITTER * float(np.max(np.diag(C)))
         e = {
             "mass_GeV": m,
+            # which dataset's window each bin is, [start, stop) (a combined entry joins
+            # those with a usable fit at that mass: a review found them unnamed)
+            "datasets": parts,
             "data": n,
             "background": b,
             "covariance": C + jitter * np.eye(len(b)),
@@ -532,7 +539,14 @@ def export_spey(
         "model": "default.correlated_background",
         "poi": "eps2 (signal = eps2 * signal_per_eps2)",
         "limit_mode": cfg.limit.mode,
-        "conventions": spey_note(cfg.limit.mode),
+        "conventions": spey_note(cfg.limit.mode)
+        + (
+            " datasets: the bins [start, stop) of each dataset's window in an entry's "
+            "concatenated arrays (a combined entry joins the datasets with a usable fit at "
+            "its mass); A_up of a combined entry is the signal yield summed over them."
+            if dataset == COMBINED
+            else " datasets: the bins [start, stop) of the dataset's window."
+        ),
         "alpha": cfg.limit.alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
         "masses_left_out": rows,  # flagged or failed fits: no entry ({mass_GeV, status})
@@ -594,5 +608,6 @@ def _combined_windows(pdir: Path, scan: dict):
     for m in scan["mass_GeV"][scan["status"] == "ok"]:
         blocks, _, _ = load_blocks(cfg, lay.fit, float(m), fits)
         cw = combine(blocks)
-        out.append((float(m), cw.n, cw.b, cw.C, cw.s_unit))
+        parts = {blk.name: [sl.start, sl.stop] for blk, sl in zip(blocks, cw.slices, strict=True)}
+        out.append((float(m), cw.n, cw.b, cw.C, cw.s_unit, parts))
     return out
