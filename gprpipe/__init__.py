@@ -20,7 +20,8 @@ except ImportError:
 #: Outputs computed with another value are recomputed by the next run. A change that can
 #: change only what the plot task writes (figures, report.html, HEPData) bumps PLOT_VERSION
 #: instead: then only the plot tasks run again, not the scans and toys before them.
-NUMERICS_VERSION = 39  # 39: a toy limit at the floor of CLs is unresolved
+NUMERICS_VERSION = 40  # 40: a combined row's sigma_m_GeV among the datasets it joins
+# 39: a toy limit at the floor of CLs is unresolved
 # 38: flag_sparse (fit.sparse_s_max)
 # 37: a profile that stopped short of its minimum fails its row
 # 36: an unresolved observed toy limit keeps a row's flag; its mass stays in the toy maximum

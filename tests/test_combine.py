@@ -337,6 +337,7 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
         tables.append(
             f'[datasets.{name}]\ncard = "hps2015"\nlabel = "demo {name}"\npath = "{name}.root"\n'
         )
+    tables[2] += "sigma_coeffs = [-9.22283032152e-05, 0.045]\n"  # c: a finer resolution
     cfg = tmp_path / "trio.toml"
     cfg.write_text(
         f'[base]\nname = "trio"\noutput = "{tmp_path / "run"}"\n'
@@ -352,6 +353,11 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
     assert rows[("combined", "0.06")]["status"] == "ok"
     row = rows[("combined", "0.1")]
     assert row["status"] == "flag_dataset_left_out" and row["gp_converged"] == "true"
+    # its resolution: of the datasets it joins (it was c's, finer, though c is left out)
+    assert (
+        row["sigma_m_GeV"] == rows[("a", "0.1")]["sigma_m_GeV"] != rows[("c", "0.1")]["sigma_m_GeV"]
+    )
+    assert rows[("combined", "0.06")]["sigma_m_GeV"] == rows[("c", "0.06")]["sigma_m_GeV"]
     assert float(row["A_up"]) > 0 and row["Z_global"] == "nan"
 
     def sigma_eps2(r: dict[str, str]) -> float:  # sigma_A / K, K = A per unit eps^2

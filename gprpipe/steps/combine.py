@@ -8,7 +8,8 @@ combined eps^2 results; the ``A_*`` columns (``A_hat``, ``sigma_A``, ``A_up``, `
 hold the same results as a *total signal yield summed over the combined datasets*,
 ``A = eps2 * sum_d K_d`` with ``K_d = A_d(eps^2 = 1)`` (so ``A_hat / sigma_A`` and every
 ratio are unit-free and directly comparable with single datasets). ``sigma_m_GeV`` is the
-smallest resolution among the combined datasets (the one used for the global p-value);
+smallest resolution among the combined datasets (the one used for the global p-value; of
+a row with fewer than two, among the datasets covering its mass);
 GP hyperparameter columns are NaN and ``gp_converged`` is true only if every dataset's
 fit at that mass converged. A combined row carries the union of the quality flags of its
 datasets' fits (``gof_chi2_ndf``, ``gof_p``: those of the worst-fitting dataset).
@@ -119,6 +120,8 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
         }
         quality: dict = {}
         blocks, problems, conv = load_blocks(cfg, ctx.layout.fit, m, fits, quality)
+        if len(blocks) >= 2:  # among the combined datasets, not those left out (a review)
+            row["sigma_m_GeV"] = min(float(resolution(cfg.datasets[b.name], m)) for b in blocks)
         row["gp_converged"] = conv  # of the fits it combines (problems: the flag says)
         if blocks:
             j = int(np.nanargmin(quality["gof_p"])) if np.isfinite(quality["gof_p"]).any() else 0
