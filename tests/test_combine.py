@@ -413,7 +413,22 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
         assert "Combined flagged (a dataset left out)" in shown, shown
         assert not any("background model" in x for x in shown), shown
         assert "demo c: no result (failed)" in shown, shown
+    from gprpipe.plotting import suite
+
+    comb = scan["combined"]
+    fig = suite.significance_figure(
+        comb["mass_GeV"],
+        comb["p0_local"],
+        comb["p0_global"],
+        "t",
+        flagged=suite.flag_mask(comb["status"]),
+        left_out=suite.left_out_mask(comb["status"]),
+    )
+    panels = [ax.get_legend_handles_labels()[1] for ax in fig.axes[:2]]  # p0, then Z
+    plt.close(fig)
+    assert all("flagged (a dataset left out)" in x for x in panels), panels
     shown = legend_of(overlay.combined_brazil_figure(scan, names, "t", 95.0))
+    assert shown.count("demo c observed: no result (failed)") == 1, shown  # (drawn twice)
     assert (
         "flagged (a dataset left out)" in shown and "demo c observed: no result (failed)" in shown
     )

@@ -1645,6 +1645,17 @@ def test_the_watcher_forgets_what_it_found_of_a_task_being_redone(
     write_state(run_dir / "nominal", "plot", "done", "1 s")
     view = watcher.poll(run_dir)  # within the period
     assert view.states["nominal/plot"] == ("done", "1 s") and view.all_done
+    # a damaged task redone whole between two polls (rerun --failed of a fast task: no
+    # poll saw it running) was shown failed until the period ended (the whole-diff
+    # review): its done marker written anew is checked at once
+    (state / "plot.commit").unlink()
+    monkeypatch.setattr(watch, "DAMAGE_PERIOD", 0.0)
+    assert watcher.poll(run_dir).states["nominal/plot"][0] == "failed"
+    monkeypatch.undo()
+    write_state(run_dir / "nominal", "plot", "running")
+    (state / "plot.commit").write_text(record)
+    write_state(run_dir / "nominal", "plot", "done", "2 s")
+    assert watcher.poll(run_dir).states["nominal/plot"] == ("done", "2 s")
 
 
 def test_summary_of_a_queued_plot_task_says_the_figures_are_to_be_drawn(

@@ -92,6 +92,14 @@ def test_quickstart_on_slurm_matches_local(
     assert code == 0 and "running=1" in status and "without a done/failed" not in status, status
     assert f"run by process {os.getpid()} of this host, outside SLURM" in status, status
     assert (point / ".state" / "plot.running").read_bytes() == marker
+    # nor does a run of the folder submit a second writer of it (the whole-diff review)
+    res = gprpipe("run", qs, "--executor", "slurm", *out, "--set", "plot.masses=[0.045]")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert (
+        f"{slurm_run}: task nominal/plot is run by process {os.getpid()} of this host, outside "
+        "SLURM: wait for it to finish." in res.stderr
+    ), res.stderr
+    assert (point / ".state" / "plot.running").read_bytes() == marker
     clear_state(point, "plot")  # (and the failed verdict the summary wrote)
     (point / ".state" / "plot.done").write_bytes(done)
 

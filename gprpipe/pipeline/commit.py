@@ -181,18 +181,18 @@ def with_damage(
     for t in tasks:
         if states[t.id][0] != "done":
             continue
-        seen = _done_marker(t)
+        seen = done_marker_id(t)
         if not (why := (damage_of or damage)(t)):
             continue
         now = read_state(t.point_dir, t.slug)
-        if now[0] == "done" and _done_marker(t) != seen:
+        if now[0] == "done" and done_marker_id(t) != seen:
             why = damage(t)
         if now[0] == "done" and why:
             now = ("failed", f"{why} since the task finished; rerun --failed redoes it")
         states[t.id] = now
 
 
-def _done_marker(task: Task) -> tuple[int, int] | None:
+def done_marker_id(task: Task) -> tuple[int, int] | None:
     """The inode and mtime of ``task``'s ``done`` marker (None: none): what tells a marker
     written anew from the one read before."""
     try:

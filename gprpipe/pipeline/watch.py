@@ -70,22 +70,26 @@ class RunWatcher:
         self._key: tuple[str, float] | None = None
         self._tasks: list[Task] = []
         self._executor = "local"
-        self._damage: dict[str, tuple[object, str]] = {}  # task id -> (signature, why)
+        # task id -> (signature, why, its done marker's identity)
+        self._damage: dict[str, tuple[object, str, object]] = {}
         self._damage_checked = -float("inf")  # time.monotonic() of the last full check
         self._full_check = True  # this poll checks every finished task
 
     def _damage_of(self, task: Task) -> str:
         """:func:`~gprpipe.pipeline.commit.damage` of a finished task, from a memo: a task
-        newly done is checked at once, the others every :data:`DAMAGE_PERIOD` seconds by a
+        newly done (also done anew: its done marker written again, a redo no poll saw
+        running) is checked at once, the others every :data:`DAMAGE_PERIOD` seconds by a
         ``stat`` of their files (their sha256 again only when that changed)."""
-        from gprpipe.pipeline.commit import damage, damage_signature
+        from gprpipe.pipeline.commit import damage, damage_signature, done_marker_id
 
         known = self._damage.get(task.id)
-        if known is not None and not self._full_check:
+        marker = done_marker_id(task)
+        if known is not None and not self._full_check and known[2] == marker:
             return known[1]
         sig = damage_signature(task)
-        why = known[1] if known is not None and known[0] == sig else damage(task)
-        self._damage[task.id] = (sig, why)
+        same = known is not None and known[0] == sig and known[2] == marker
+        why = known[1] if same and known is not None else damage(task)
+        self._damage[task.id] = (sig, why, marker)
         return why
 
     def poll(self, run_dir: Path, planned: Sequence[Task] = ()) -> RunView:

@@ -188,8 +188,6 @@ def brazil_figure(
             circled = True
         if len(rest) > 1:  # its masses with no result
             mark_failed(ax, x, rest[1], colour, f"{name}: {NO_RESULT_LABEL}")
-        if len(rest) > 1:  # its masses with no result
-            mark_failed(ax, x, rest[1], colour, f"{name}: {NO_RESULT_LABEL}")
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(ylabel)
@@ -323,7 +321,7 @@ def significance_figure(
     a1.set_ylabel("$p_0$")
     legend(a1, offset=0.09)
     curve(a2, m, zl, "-", color="C0", lw=1.5, marker=mk, ms=4, label="local Z", zorder=3)
-    mark_flagged(a2, m, zl, flagged)
+    mark_flagged(a2, m, zl, flagged, left_out)
     mark_failed(a2, m, failed)
     curve(a2, m, zg, "--", color="C3", lw=2.2, marker=mk, ms=4, label="global Z", zorder=4)
     if toys:

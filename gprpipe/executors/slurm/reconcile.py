@@ -79,15 +79,17 @@ def reconcile(
             )
         elif marker_state in ("done", "failed"):
             result[t.id] = replace(common, slurm_state=sstate)
+        elif marker_state == "running" and (hand := _run_by_hand(t)):
+            # no job of the run: a process of this host runs the task (`gprpipe step` by
+            # hand): running, not lost (its marker was once rewritten failed: a review)
+            result[t.id] = replace(
+                common, state="running", message=hand, slurm_state=sstate, active=True
+            )
         elif sstate is not None and end is not None and now - end < grace:
             # ended moments ago: give a shared file system time to show the marker
             result[t.id] = replace(
                 common, state="running", message="", slurm_state=sstate, active=True
             )
-        elif marker_state == "running" and (hand := _run_by_hand(t)):
-            # no job of the run: a process of this host runs the task (`gprpipe step` by
-            # hand): running, not lost (its marker was once rewritten failed: a review)
-            result[t.id] = replace(common, state="running", message=hand, slurm_state=sstate)
         else:
             lost.append(t.id)
             result[t.id] = replace(common, state="failed", message="", slurm_state=sstate)
@@ -153,7 +155,11 @@ def _run_by_hand(task: Task) -> str:
         return ""
     if not alive(info.get("pid"), info.get("pid_started")):
         return ""
-    return f"run by process {as_pid(info.get('pid'))} of this host, outside SLURM"
+    return f"{BY_HAND} {as_pid(info.get('pid'))} of this host, outside SLURM"
+
+
+#: how a task run by hand beside the run's jobs is shown (:func:`_run_by_hand`)
+BY_HAND = "run by process"
 
 
 def busy(
@@ -194,6 +200,8 @@ def busy(
     active = [s for s in details.values() if s.active]
     if active:
         b = active[0]
+        if b.message.startswith(BY_HAND):  # (a second writer beside it: a review)
+            return f"{run_dir}: task {b.id} is {b.message}: wait for it to finish."
         return f"{run_dir} is in use by SLURM job {b.job} (task {b.id} is {b.state}): {then}"
     if not others:
         return ""
