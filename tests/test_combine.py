@@ -518,6 +518,7 @@ def test_an_unresolved_combined_toy_limit_keeps_the_fit_z_and_expected_band(monk
     (UnresolvedToyLimit); the row kept nothing else (its eps2_hat, sigma, Z and expected
     band, none of which depends on the observed limit, were NaN: a review). Now the
     stats function hands them over with the exception, and the step keeps them."""
+    from dataclasses import replace
     from types import SimpleNamespace
 
     from gprpipe.config import load_points
@@ -552,7 +553,7 @@ def test_an_unresolved_combined_toy_limit_keeps_the_fit_z_and_expected_band(monk
 
     def load(cfg, fit_path, mass, fits=None, quality=None):
         quality.update({"status": ["ok", "ok"], "gof_p": [0.5, 0.4], "gof_chi2_ndf": [1, 1]})
-        return blocks, [], True
+        return [replace(b, name="demo") for b in blocks], [], True  # (the config's dataset)
 
     monkeypatch.setattr(steps_combine, "load_blocks", load)
     monkeypatch.setattr(steps_combine, "covering", lambda cfg, m: ["demo"])
@@ -576,7 +577,7 @@ def test_an_unresolved_combined_toy_limit_keeps_the_fit_z_and_expected_band(monk
     def flagged(cfg, fit_path, mass, fits=None, quality=None):
         quality.update({"status": ["flag_gof", "ok"], "gof_p": [0.001, 0.4]})
         quality["gof_chi2_ndf"] = [3, 1]
-        return blocks, [], True
+        return [replace(b, name="demo") for b in blocks], [], True
 
     monkeypatch.setattr(steps_combine, "load_blocks", flagged)
     (row,) = steps_combine.combined_rows(cfg, ctx, [0.05])
