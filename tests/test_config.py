@@ -1276,6 +1276,11 @@ def test_slurm_extra_may_not_choose_the_jobs_environment():
         "--set slurm.extra: '--exp=NONE': sbatch may read --exp as --export (it takes "
         f"abbreviations), and --export {why}"
     ]
+    assert errors_of(QUICKSTART, ("slurm.extra=['--container=/tmp/x/bundle']",)) == [
+        "--set slurm.extra: '--container=/tmp/x/bundle': --container runs every job in an OCI "
+        "bundle the config names, not what gprpipe runs; choose an image with base.engine "
+        "and base.image."
+    ]
     point = only_point(QUICKSTART, ("slurm.extra=['--exclusive', '--exclude=n1']",))
     assert point.config.slurm.extra == ["--exclusive", "--exclude=n1"]
 

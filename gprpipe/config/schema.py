@@ -635,6 +635,7 @@ _SBATCH_MANAGED = {
     "export": "",
     "export-file": "",
     "get-user-env": "",
+    "container": "",
 }
 #: why the options no key sets are refused, where it is not that the job scripts set them
 _ENVIRONMENT = (
@@ -648,6 +649,8 @@ _SBATCH_WHY = {
     "export": f"--export {_ENVIRONMENT}",
     "export-file": f"--export-file {_ENVIRONMENT}",
     "get-user-env": f"--get-user-env {_ENVIRONMENT}",
+    "container": "--container runs every job in an OCI bundle the config names, not what "
+    "gprpipe runs; choose an image with base.engine and base.image",
 }
 #: options sbatch refuses beside one the job scripts set
 _SBATCH_BESIDE = {"mem-per-cpu": "mem", "mem-per-gpu": "mem"}
