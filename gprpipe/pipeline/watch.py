@@ -87,8 +87,10 @@ class RunWatcher:
         if known is not None and not self._full_check and known[2] == marker:
             return known[1]
         sig = damage_signature(task)
-        same = known is not None and known[0] == sig and known[2] == marker
-        why = known[1] if same and known is not None else damage(task)
+        if known is not None and known[0] == sig and known[2] == marker:
+            why = known[1]
+        else:
+            why = damage(task)
         self._damage[task.id] = (sig, why, marker)
         return why
 
@@ -134,14 +136,7 @@ class RunWatcher:
         self._full_check = now - self._damage_checked >= DAMAGE_PERIOD
         if self._full_check:
             self._damage_checked = now
-        polled_done = {tid for tid, (state, _) in view.states.items() if state == "done"}
         with_damage(view.tasks, view.states, self._damage_of)
-        for tid, (state, _) in view.states.items():  # what this poll found otherwise
-            known = self._damage.get(tid)  # (a task being redone) is checked afresh
-            if known is not None and (
-                tid not in polled_done or state != ("failed" if known[1] else "done")
-            ):
-                del self._damage[tid]
         for t in view.tasks:
             if view.states[t.id][0] == "running":
                 text = progress_text(read_progress(t.point_dir, t.slug))

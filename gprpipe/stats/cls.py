@@ -380,7 +380,7 @@ class UnresolvedToyLimit(ValueError):
         cl_b = (1 + k_b) / (n_toys + 1)
         low = max(1.0, 1 + k_b - np.sqrt(1 + k_b)) / (n_toys + 1)
         self.needed = int(np.ceil((1 / alpha) / low))
-        than = "=" if abs((1 + k_b) * alpha - 1.0) <= 1e-9 else ">"
+        than = ">" if (1 + k_b) * alpha < 1.0 - 1e-9 else "="
         super().__init__(
             f"{k_b} of {n_toys} background-only toys reach the observed q {where} "
             f"(CL_b {cl_b:.2g}), so CLs cannot fall below {1 / (1 + k_b):.2g} {than} "

@@ -108,7 +108,11 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
     for m in masses:
         ctx.progress(len(rows), len(masses), "masses")
         m = float(m)
-        names = covering(cfg, m)
+        quality: dict = {}
+        blocks, problems, conv = load_blocks(cfg, ctx.layout.fit, m, fits, quality)
+        # among the combined datasets, not those left out (a review); of a row that
+        # combines none, among those covering the mass
+        names = [b.name for b in blocks] if len(blocks) >= 2 else covering(cfg, m)
         sig = min(float(resolution(cfg.datasets[d], m)) for d in names) if names else np.nan
         row: dict = {
             "dataset": "combined",
@@ -118,10 +122,6 @@ def combined_rows(cfg: Config, ctx, masses: Sequence[float] | np.ndarray) -> lis
             "gp_amplitude": np.nan,
             "gp_lml": np.nan,
         }
-        quality: dict = {}
-        blocks, problems, conv = load_blocks(cfg, ctx.layout.fit, m, fits, quality)
-        if len(blocks) >= 2:  # among the combined datasets, not those left out (a review)
-            row["sigma_m_GeV"] = min(float(resolution(cfg.datasets[b.name], m)) for b in blocks)
         row["gp_converged"] = conv  # of the fits it combines (problems: the flag says)
         if blocks:
             j = int(np.nanargmin(quality["gof_p"])) if np.isfinite(quality["gof_p"]).any() else 0
