@@ -1014,7 +1014,8 @@ def test_whole_config_rendering_is_bounded(cli, tmp_path: Path, monkeypatch):
     assert "Traceback" not in err and "internal error" not in err
     lines = err.strip().splitlines()
     if len(lines) > 20:  # the first 20 errors, then a line that counts the others
-        assert lines.pop().endswith("more errors not shown (the first 20 are above)."), err
+        # ("1 more error" when exactly 21 exceed the bound, by the host's speed: CI)
+        assert lines.pop().endswith(" not shown (the first 20 are above)."), err
     assert all(x.startswith(f"error: {cfg}:") and ": datasets.d" in x for x in lines), err
     assert any("rendering the config took longer than" in x for x in lines), err
 
