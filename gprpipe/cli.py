@@ -672,7 +672,7 @@ def export_pyhf(
         paths, n, left = export_patchset(
             run_dir, dataset, point=point, output=output, inspire=inspire, force=force
         )
-        console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per ok mass)")
+        console.print(f"wrote {paths[0]} and {paths[1]} ({n} patches, one per mass not left out)")
         if left:
             console.print(left, markup=False, highlight=False)
         return

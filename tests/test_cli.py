@@ -607,6 +607,29 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
         assert float(lines[3].split(",")[2]) == pytest.approx(
             float(rows[1][f"{col}_up_err"]), rel=1e-5
         )
+    # the likelihood exports hold 30 MeV too (its fit is ok; only the toys fell short),
+    # with a null observed limit: the PatchSet and the Spey file left it out (a review)
+    import json
+
+    code, so, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
+    held = (
+        "Test masses held without an observed limit in the scan's tables (too few toys "
+        "resolve it; the likelihood is complete): 0.03 GeV."
+    )
+    assert code == 0 and "(2 patches, one per mass not left out)" in so and held in so, err
+    ps = json.loads((point / "exports" / "pyhf_demo_patchset.json").read_text())
+    assert [p["metadata"]["name"] for p in ps["patches"]] == ["m30MeV", "m60MeV"]
+    assert ps["metadata"]["description"].endswith(held)
+    code, so, err = cli("export-spey", run, "--dataset", "demo")
+    assert code == 0 and held in so, err
+    spey = json.loads((point / "exports" / "spey_demo.json").read_text())
+    assert spey["masses_left_out"] == []
+    e30, e60 = spey["masses"]
+    assert (e30["mass_GeV"], e30["eps2_up"], e30["eps2_up_err"]) == (0.03, None, None)
+    assert "eps2_up_spey_convention" not in e30 and e60["eps2_up_spey_convention"] > 0
+    assert e30["eps2_exp_med"] == pytest.approx(kept["eps2_exp_med"], rel=1e-9)
+    code, so, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "30MeV")
+    assert code == 0 and "notice: 30 MeV of demo has no observed limit in the scan's " in so
 
 
 def test_ctrl_c_before_a_command_has_anything_to_say_is_said(monkeypatch, capsys):

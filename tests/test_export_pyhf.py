@@ -275,7 +275,8 @@ def test_exports_of_no_ok_mass_say_the_statuses(tmp_path: Path, cli) -> None:
     assert cli("run", QUICKSTART, *sets, "--steps", "load,fit,limit")[0] == 0
     said = (
         f"error: {run / 'nominal' / 'fit.h5'}: no mass of 'demo' is ok (2 flag_gof); the "
-        "exports take the ok masses only (the status column of scan.csv says why each is not)."
+        "exports take the ok masses only, and those whose observed toy limit alone is "
+        "unresolved (the status column of scan.csv says why each is not)."
     )
     for export in (["export-pyhf", "--patchset"], ["export-spey"]):
         code, out, err = cli(export[0], run, "--dataset", "demo", *export[1:])
@@ -309,7 +310,7 @@ def test_exports_say_which_masses_they_leave_out(
         "0.06 GeV (flag_gof)."
     )
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
-    assert code == 0 and "(1 patches, one per ok mass)" in out and note in out, err
+    assert code == 0 and "(1 patches, one per mass not left out)" in out and note in out, err
     ps = json.loads((run / "nominal" / "exports" / "pyhf_demo_patchset.json").read_text())
     assert ps["metadata"]["description"].endswith(note)
     assert [p["metadata"]["name"] for p in ps["patches"]] == ["m70MeV"]
@@ -360,7 +361,7 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
         f"0.008 GeV ({failed})."
     )
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
-    assert code == 0 and "(1 patches, one per ok mass)" in out and note in out, err
+    assert code == 0 and "(1 patches, one per mass not left out)" in out and note in out, err
     ps = json.loads((run / "nominal" / "exports" / "pyhf_demo_patchset.json").read_text())
     assert [p["metadata"]["name"] for p in ps["patches"]] == ["m30MeV"]
     code, out, err = cli("export-spey", run, "--dataset", "demo")
@@ -385,7 +386,7 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--patchset")
     assert code == 0 and "notice: the limits' statuses are not applied (" in out, err
     # the fits' statuses alone: each mass is a patch or left out for its fit's status
-    patches = int(re.search(r"\((\d+) patches, one per ok mass\)", out).group(1))
+    patches = int(re.search(r"\((\d+) patches, one per mass not left out\)", out).group(1))
     left = re.findall(r"([\d.]+) (?:MeV|GeV) \((flag_\w+|fit failed[^)]*)\)", out)
     assert patches + len(left) == 2 and failed not in out, out
     # a damaged limit.h5 is refused, as export-spey and project-reach refuse it (the

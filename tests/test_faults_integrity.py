@@ -2016,9 +2016,10 @@ def test_steps_plot_refuses_a_hand_edited_scan_csv(tmp_path: Path):
 
 
 def test_a_patchset_is_not_current_once_the_limits_that_chose_its_masses_change(tmp_path):
-    """A pyhf PatchSet leaves out the masses whose limit failed (limit.h5), but its record
-    named fit.h5 alone: once a rerun with more toys made that limit ok, the summary still
-    offered the patchset without it (a review)."""
+    """A pyhf PatchSet takes its masses by the statuses of limit.h5 (a failed limit is left
+    out, an observed toy limit alone unresolved is held without it), but its record named
+    fit.h5 alone: once a rerun with more toys made that limit ok, the summary still
+    offered the patchset made of the earlier limits (a review)."""
     out = tmp_path / "run"
     steps = ("--steps", "load,fit,limit")
     toys = ("limit.mode=toys", "limit.n_toys=60")
@@ -2031,7 +2032,8 @@ def test_a_patchset_is_not_current_once_the_limits_that_chose_its_masses_change(
         and "failed (no limit)" not in so
     ), so
     code, so, se = run_cli_here("export-pyhf", out, "--dataset", "demo", "--patchset")
-    assert code == 0 and "(4 patches, one per ok mass)" in so, so + se
+    assert code == 0 and "(5 patches, one per mass not left out)" in so, so + se
+    assert "held without an observed limit in the scan's tables (too few toys " in so
     # one mass's workspace: its content is the fit's alone (not judged by the limits)
     code, so, se = run_cli_here("export-pyhf", out, "--dataset", "demo", "--mass", "60MeV")
     assert code == 0, so + se

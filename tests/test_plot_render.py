@@ -289,8 +289,9 @@ def test_a_scan_with_flagged_rows_and_unresolved_observed_toy_limits_is_drawn(tm
         report
     ), report
     # and the flagged row whose observed limit is unresolved too (the summary says so)
-    assert "3 flagged rows (numbers that failed a quality check; 1 of them with no observed " in (
-        report
+    assert (
+        "3 flagged rows (numbers that failed a quality check), 1 of the flagged rows with no "
+        "observed limit either, " in report
     ), report
     # the unresolved row keeps its p0, Z and A_hat: drawn (it was left out and the curves
     # joined across it), its global p0 (not quoted) a gap; its observed limit a gap too

@@ -282,6 +282,33 @@ def test_report_index_and_cli_count_flags_alike(tmp_path):
     )
 
 
+def test_the_report_counts_a_dataset_left_out_apart_from_failed_quality_checks(tmp_path):
+    """A combined row flagged only ``flag_dataset_left_out`` has numbers that passed every
+    quality check (those of the datasets it joins): the report counted it among "flagged
+    rows (numbers that failed a quality check)" (a review); it is counted apart, and a row
+    with a quality flag and a dataset left out stays a flagged row."""
+    cfg, point = _point(tmp_path)
+    header, rows = read_csv_table(point / "scan.csv")
+    combined = [{**r, "dataset": "combined"} for r in rows]
+    for r in combined:
+        if r["mass_GeV"] in ("0.025", "0.026"):
+            r["status"] = "flag_dataset_left_out"
+        elif r["mass_GeV"] == "0.03":
+            r["status"] = "flag_gof+flag_dataset_left_out"
+    with open(point / "scan.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, header)
+        w.writeheader()
+        w.writerows(rows + combined)
+    html = _reports(cfg, point)[0].read_text()
+    assert (
+        "<p>1 flagged row (numbers that failed a quality check), 2 combined rows with a "
+        "dataset left out (its fit failed there: the other datasets' numbers, no failed "
+        "quality check), " in html
+    ), html
+    (s, c) = summarize_scan(rows + combined)
+    assert (s.n_flagged, s.n_left_out, c.n_flagged, c.n_left_out) == (0, 0, 3, 2)
+
+
 def test_the_index_says_blinded_for_a_table_without_observed_columns(tmp_path):
     """report.html and index.html take one rule for a blinded point: the rows say so, or
     the table has no observed column (the index looked at the rows only)."""

@@ -224,6 +224,12 @@ class DatasetSummary:
         return sum(self.flags.values())
 
     @property
+    def n_left_out(self) -> int:
+        """Flagged ``combined`` rows whose only flag is a dataset left out (its fit failed
+        there): the other datasets' numbers, no failed quality check."""
+        return sum(v for k, v in self.flags.items() if flags_of(k) == (FLAG_DATASET_LEFT_OUT,))
+
+    @property
     def n_failed(self) -> int:
         return sum(self.failures.values())
 

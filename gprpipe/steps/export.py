@@ -306,10 +306,15 @@ def export_workspace(
         )
     cfg = point_config_of(pdir)
     blind = _window(lay, cfg, dataset, fit, i)
-    if (status := str(_status(lay, dataset, fit, cfg)[i])) != "ok":
+    if not _exported(status := str(_status(lay, dataset, fit, cfg)[i])):
         print(
             f"notice: {masses[i] * 1e3:g} MeV of {dataset} is {status}: the scan's tables "
             "and the PatchSet leave it out; this workspace is its likelihood as fitted"
+        )
+    elif status != "ok":
+        print(
+            f"notice: {masses[i] * 1e3:g} MeV of {dataset} has no observed limit in the "
+            f"scan's tables ({status}); its likelihood is complete"
         )
     L = cholesky_jitter(blind["C"])
     scale = _single(blind["n"], blind["b"], L, blind["w"])
@@ -324,14 +329,33 @@ def export_workspace(
     return path, ws
 
 
+def _exported(status: str) -> bool:
+    """A mass the likelihood exports hold: ``ok``, or only its observed toy limit was
+    unresolved (too few toys; its fit, and so its likelihood, is ``ok``)."""
+    from gprpipe.stats.quality import observed_unresolved
+
+    return status == "ok" or observed_unresolved(status)
+
+
 def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:
-    """The masses whose status is not ``ok`` (``[{mass_GeV, status}]``) and the note that
-    names them ('' when none is), HEPData's: an export without a mass must say so."""
+    """The masses an export leaves out (:func:`_exported`; ``[{mass_GeV, status}]``) and
+    the note that names them and those it holds without an observed limit ('' when none),
+    HEPData's: an export without a mass, or a limit, must say so."""
     from gprpipe.steps.hepdata import left_out_note
 
-    ok = status == "ok"
+    ok = np.array([_exported(str(st)) for st in status], dtype=bool)
     rows = [{"mass_GeV": float(m), "status": str(st)} for m, st in zip(mass[~ok], status[~ok])]
-    return rows, left_out_note({"mass_GeV": mass, "status": status}, ok).strip()
+    note = left_out_note({"mass_GeV": mass, "status": status}, ok)
+    if (unresolved := ok & (status != "ok")).any():
+        note += (
+            " Test masses held without an observed limit in the scan's tables (too few toys "
+            f"resolve it; the likelihood is complete): {', '.join(f'{m:g} GeV' for m in mass[unresolved])}."
+        )
+    return rows, note.strip()
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def _nothing_ok(where: Path, dataset: str, left: list[dict]) -> GprpipeError:
@@ -340,7 +364,8 @@ def _nothing_ok(where: Path, dataset: str, left: list[dict]) -> GprpipeError:
     what = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none scanned"
     return GprpipeError(
         f"{where}: no mass of {dataset!r} is ok ({what}); the exports take the ok masses "
-        "only (the status column of scan.csv says why each is not)."
+        "only, and those whose observed toy limit alone is unresolved (the status column of "
+        "scan.csv says why each is not)."
     )
 
 
@@ -366,13 +391,13 @@ def _status(lay: Layout, dataset: str, fit: dict, cfg) -> np.ndarray:
 
 
 def _ok_windows(pdir: Path, dataset: str) -> tuple[list, tuple[list[dict], str]]:
-    """(config, window) of every test mass whose fit and limit are ``ok``, and those
-    left out (flagged or failed; :func:`_left_out`)."""
+    """(config, window) of every test mass the exports hold (:func:`_exported`), and
+    those left out (flagged or failed; :func:`_left_out`)."""
     lay = Layout(pdir)
     fit = _read_fit(lay, pdir, dataset)
     cfg = point_config_of(pdir)
     status = _status(lay, dataset, fit, cfg)
-    ok = status == "ok"
+    ok = np.array([_exported(str(st)) for st in status], dtype=bool)
     wins = [(cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(ok)]
     return wins, _left_out(fit["mass_GeV"], status)
 
@@ -457,7 +482,8 @@ def spey_note(mode: str) -> str:
         f"eps2_up: gprpipe's observed limit (q~, {how}). eps2_up_spey_convention: the same "
         "likelihood with Spey's Asimov data (background fitted to the data at eps2 = 0, "
         "constraint kept at the prediction), what poi_upper_limit(expected=observed) gives; "
-        f"{differs}."
+        f"{differs}. null: no value (an observed toy limit too few toys resolve; the entry's "
+        "likelihood is complete)."
     )
 
 
@@ -526,8 +552,9 @@ def export_spey(
                 keys: tuple[str, ...] = ("eps2_up", "eps2_exp_med", "A_up")
                 if cfg.limit.mode == "toys" and "eps2_up_err" in scan:
                     keys += ("eps2_up_err",)
-                e |= {k: float(scan[k][j[0]]) for k in keys}
-                if np.isfinite(e["eps2_up"]) and e["eps2_up"] > 0:
+                # an unresolved observed limit is null (NaN is no JSON)
+                e |= {k: _finite_or_none(float(scan[k][j[0]])) for k in keys}
+                if e["eps2_up"] is not None and e["eps2_up"] > 0:
                     e["eps2_up_spey_convention"] = e["eps2_up"] * spey_convention_limit(
                         n, b, e["covariance"], s * e["eps2_up"], alpha=cfg.limit.alpha
                     )
@@ -549,7 +576,7 @@ def export_spey(
         ),
         "alpha": cfg.limit.alpha,  # the limits' CL is 1 - alpha
         "masses": entries,
-        "masses_left_out": rows,  # flagged or failed fits: no entry ({mass_GeV, status})
+        "masses_left_out": rows,  # flagged or failed: no entry ({mass_GeV, status})
         "provenance": _provenance(pdir, lay.limit, cfg.base.name, read[lay.limit]),
     }
     out = Path(output) if output else inside(pdir / "exports", pdir, "the exports folder")
@@ -605,7 +632,9 @@ def _combined_windows(pdir: Path, scan: dict):
     vouched_for(lay.fit, cfg)
     out: list[Any] = []
     fits: dict[Any, Any] = {}  # load_blocks' cache of fit results
-    for m in scan["mass_GeV"][scan["status"] == "ok"]:
+    for m, st in zip(scan["mass_GeV"], scan["status"]):
+        if not _exported(str(st)):
+            continue
         blocks, _, _ = load_blocks(cfg, lay.fit, float(m), fits)
         cw = combine(blocks)
         parts = {blk.name: [sl.start, sl.stop] for blk, sl in zip(blocks, cw.slices, strict=True)}

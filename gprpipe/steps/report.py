@@ -437,6 +437,7 @@ def _scan_summary(
         "toys": any(s.Z_global_toys is not None for s in datasets),
         "best": most_significant(datasets),
         "n_flagged": sum(s.n_flagged for s in datasets),
+        "n_left_out": sum(s.n_left_out for s in datasets),
         "n_failed": sum(s.n_failed for s in datasets),
         "n_unresolved": sum(s.n_unresolved for s in datasets),
         "n_flagged_unresolved": sum(s.n_flagged_unresolved for s in datasets),
