@@ -347,9 +347,10 @@ def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:
     rows = [{"mass_GeV": float(m), "status": str(st)} for m, st in zip(mass[~ok], status[~ok])]
     note = left_out_note({"mass_GeV": mass, "status": status}, ok)
     if (unresolved := ok & (status != "ok")).any():
+        held = ", ".join(f"{m:g} GeV" for m in mass[unresolved])
         note += (
             " Test masses held without an observed limit in the scan's tables (too few toys "
-            f"resolve it; the likelihood is complete): {', '.join(f'{m:g} GeV' for m in mass[unresolved])}."
+            f"resolve it; the likelihood is complete): {held}."
         )
     return rows, note.strip()
 
