@@ -1137,6 +1137,25 @@ def test_compare_two_grid_points(grid_run: Path, cli):
     assert out.count("compare_eps2_demo.png") == 1, out
 
 
+def test_compare_says_a_damaged_limit_file_beside_an_intact_table(grid_run: Path, tmp_path, cli):
+    """compare reads scan.csv (intact, compared) but said nothing of a damaged limit.h5
+    beside it, which status and summary report (a review): a notice names it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(grid_run, run, symlinks=True)
+    code, out, err = cli("compare", run)
+    assert code == 0 and "notice" not in out, out + err
+    limit = run / "blind_nsigma-1.96" / "limit.h5"
+    limit.write_bytes(limit.read_bytes()[:-1] + b"x")
+    code, out, err = cli("compare", run, "--force")
+    assert code == 0, err
+    assert (
+        f"notice: {limit} differs from what its task blind_nsigma-1.96/limit/merge wrote; "
+        "its scan.csv is intact and compared (run the point again to recompute limit.h5)."
+    ) in " ".join(out.split()), out
+
+
 def test_a_compare_that_cannot_write_its_table_leaves_no_figure(grid_run: Path, tmp_path, cli):
     """A folder in place of compare_demo.csv: one sentence, and nothing written (the
     figure was left behind beside the failed table)."""
