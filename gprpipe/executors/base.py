@@ -44,6 +44,8 @@ class TaskStatus:
     slurm_state: str | None = None  # the scheduler's own state of that job, if known
     log: Path | None = None
     active: bool = False  # still pending/running in the scheduler (wait() blocks on it)
+    # a live process of this host that runs the task outside the scheduler (by hand)
+    by_hand: int | None = None
 
 
 @dataclass

@@ -174,6 +174,14 @@ def finished_slugs(point_dir: Path) -> list[str]:
 
 def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
     """Return (state, message); state is ``pending`` when no marker exists."""
+    state, info = read_state_marker(point_dir, slug)
+    return state, str(info.get("message", ""))
+
+
+def read_state_marker(point_dir: Path, slug: str) -> tuple[str, dict[str, Any]]:
+    """The state and the JSON of the marker that says it (``pending`` and {} when no
+    marker exists; {} when it is damaged, as :func:`read_marker` reads it): one read for
+    a reader that needs its time or writer too."""
     for state in STATES:
         p = marker(point_dir, slug, state)
         if p.exists():
@@ -181,10 +189,8 @@ def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
                 info = read_json(p)
             except (OSError, ValueError):
                 info = {}
-            if not isinstance(info, dict):  # damaged (as read_marker reads it)
-                info = {}
-            return state, str(info.get("message", ""))
-    return "pending", ""
+            return state, info if isinstance(info, dict) else {}
+    return "pending", {}
 
 
 def shell_write_failed(

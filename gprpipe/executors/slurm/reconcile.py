@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.executors.base import TaskStatus
@@ -19,7 +19,7 @@ from gprpipe.executors.slurm import jobs, scheduler
 from gprpipe.executors.slurm.render import task_log
 from gprpipe.io.atomic import check_within
 from gprpipe.io.processes import alive, as_pid
-from gprpipe.pipeline.state import read_marker, read_state, unmarkable, write_state
+from gprpipe.pipeline.state import read_state, read_state_marker, unmarkable, write_state
 from gprpipe.pipeline.task import Task, slug_of
 
 
@@ -45,7 +45,8 @@ def reconcile(
     result: dict[str, TaskStatus] = {}
     lost: list[str] = []
     for t in tasks:
-        marker_state, message = read_state(t.point_dir, t.slug)
+        marker_state, info = read_state_marker(t.point_dir, t.slug)
+        message = str(info.get("message", ""))
         if t.id not in mine:
             result[t.id] = TaskStatus(t.id, marker_state, message, log=task_log(t))
             continue
@@ -68,7 +69,7 @@ def reconcile(
             # shown failed while it ran again, a review)
             finished = marker_state in ("done", "failed")
             if finished and start is not None:
-                finished = _marker_time(t, marker_state) >= start
+                finished = _marker_time(info) >= start
             state = marker_state if finished else "running"
             result[t.id] = replace(
                 common,
@@ -79,11 +80,16 @@ def reconcile(
             )
         elif marker_state in ("done", "failed"):
             result[t.id] = replace(common, slurm_state=sstate)
-        elif marker_state == "running" and (hand := _run_by_hand(t)):
+        elif marker_state == "running" and (pid := _run_by_hand(info)) is not None:
             # no job of the run: a process of this host runs the task (`gprpipe step` by
             # hand): running, not lost (its marker was once rewritten failed: a review)
             result[t.id] = replace(
-                common, state="running", message=hand, slurm_state=sstate, active=True
+                common,
+                state="running",
+                message=f"run by process {pid} of this host, outside SLURM",
+                slurm_state=sstate,
+                active=True,
+                by_hand=pid,
             )
         elif sstate is not None and end is not None and now - end < grace:
             # ended moments ago: give a shared file system time to show the marker
@@ -140,26 +146,21 @@ def reconcile(
     return result, queue is not None
 
 
-def _marker_time(task: Task, state: str) -> float:
-    """When ``task``'s ``state`` marker was written (its own record; +inf when it says
+def _marker_time(info: Mapping[str, Any]) -> float:
+    """When a marker (its JSON ``info``) was written (its own record; +inf when it says
     none: trusted as before)."""
-    written = read_marker(task.point_dir, task.slug, state).get("time")
+    written = info.get("time")
     return float(written) if isinstance(written, (int, float)) else float("inf")
 
 
-def _run_by_hand(task: Task) -> str:
-    """What runs ``task`` when its ``running`` marker names a live process of this host
-    outside any SLURM job (a task run by hand), else ""."""
-    info = read_marker(task.point_dir, task.slug, "running")
+def _run_by_hand(info: Mapping[str, Any]) -> int | None:
+    """The pid of the live process of this host, outside any SLURM job, that a task's
+    ``running`` marker (its JSON ``info``) names (a task run by hand), else None."""
     if info.get("host") != socket.gethostname() or info.get("slurm_job"):
-        return ""
+        return None
     if not alive(info.get("pid"), info.get("pid_started")):
-        return ""
-    return f"{BY_HAND} {as_pid(info.get('pid'))} of this host, outside SLURM"
-
-
-#: how a task run by hand beside the run's jobs is shown (:func:`_run_by_hand`)
-BY_HAND = "run by process"
+        return None
+    return as_pid(info.get("pid"))
 
 
 def busy(
@@ -200,7 +201,7 @@ def busy(
     active = [s for s in details.values() if s.active]
     if active:
         b = active[0]
-        if b.message.startswith(BY_HAND):  # (a second writer beside it: a review)
+        if b.by_hand is not None:  # (a second writer beside it: a review)
             return f"{run_dir}: task {b.id} is {b.message}: wait for it to finish."
         return f"{run_dir} is in use by SLURM job {b.job} (task {b.id} is {b.state}): {then}"
     if not others:
