@@ -622,3 +622,57 @@ def test_summary_of_queued_jobs_does_not_ask_for_a_rerun(tmp_path: Path, request
     assert code == 0 and "Cancelled SLURM jobs:" in out, out + err
     code, out, err = run_cli_here("summary", run)
     assert "tasks queued in SLURM" not in out and "To finish the run" in out, out
+
+
+def test_a_job_of_a_moved_run_folder_does_not_run_in_a_new_run_at_its_path(
+    tmp_path: Path, request
+) -> None:
+    """A run folder moved (``mv``) while its job waited, and a new SLURM run made at the
+    old path: the old job named that path, took the new run's folder for its own and ran
+    its task there, replacing the new run's log and done marker (a review). It runs only
+    where jobs.json records it: it ends without writing into the new run's point."""
+    from gprpipe.executors.slurm import load_jobs
+    from gprpipe.pipeline.commit import sha256_file
+
+    old, moved = tmp_path / "run", tmp_path / "moved"
+    request.addfinalizer(lambda: gprpipe("cancel", str(moved)))
+    env = {**os.environ, "GPRPIPE_RECORD_WAIT": "3"}  # (reaches the job: sbatch exports it)
+
+    def run(*sets: str) -> None:
+        sets = (f"base.output={old}", 'steps.run=["load"]', *sets)
+        args = ["--executor", "slurm", *(x for s in sets for x in ("--set", s))]
+        res = subprocess.run(
+            [sys.executable, "-m", "gprpipe", "run", "user_configs/quickstart.toml", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=600,
+            env=env,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+
+    run("slurm.extra=['--hold']")
+    (job,) = [j["job_id"] for s in load_jobs(old)["submissions"] for j in s["jobs"]]
+    old.rename(moved)
+    run()  # the new run, at the old path (without --wait: its load ends in seconds)
+    point = old / "nominal"
+    deadline = time.monotonic() + 120
+    while not (point / ".state" / "load.done").is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(1)  # (its job ends after the marker)
+    before = {p: sha256_file(p) for p in point.rglob("*") if p.is_file()}
+    assert point / ".state" / "load.done" in before and point / "logs" / "load.log" in before
+    subprocess.run(["scontrol", "release", job], check=True, timeout=30)
+    while time.monotonic() < deadline:
+        if not subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"job {job} still queued")
+    assert {p: sha256_file(p) for p in point.rglob("*") if p.is_file()} == before
+    # (SLURM itself opens the job's log at its name before the script runs: inherent)
+    said = " ".join((old / "slurm" / "logs" / "01_load_0.out").read_text().split())
+    assert (
+        f"gprpipe: job {job} is not recorded in {old}/slurm/jobs.json (the run folder was "
+        "moved, or made anew by another run, since the job was submitted); its tasks do not run"
+    ) in said, said

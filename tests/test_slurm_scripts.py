@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from gprpipe.executors.slurm import (
     resubmit,
     submit,
 )
+from gprpipe.executors.slurm.render import run_function
 from gprpipe.pipeline.state import write_state
 from gprpipe.pipeline.task import Task
 
@@ -157,6 +159,27 @@ new_log() {
     [[ -f $tmp && ! -L $tmp ]] && rm -f -- "$tmp"
     return 1
 }
+# recorded: whether the jobs.json of the run folder this job names ($GPRPIPE_SLURM_RUN, the
+# folder it runs in) records this job: a folder moved, or removed and made anew by another
+# run, while the job waited is no longer its run's, and the job writes nothing into it (no
+# log, no marker). A job may start before its run records it (sbatch has just returned):
+# the record is waited for, up to 30 s (GPRPIPE_RECORD_WAIT, for tests). The run writes
+# jobs.json with json.dumps, so the line of the job reads "job_id": "<id>", exactly.
+recorded() {
+    local jobs=$GPRPIPE_SLURM_RUN/slurm/jobs.json n wait=${GPRPIPE_RECORD_WAIT:-30}
+    local line="\"job_id\": \"$SLURM_ARRAY_JOB_ID\""
+    [[ $wait =~ ^[0-9]{1,4}$ ]] || wait=30  # (a number: bash arithmetic runs $(...) in names)
+    for ((n = 0; n < wait; n++)); do
+        if [[ -f $jobs && ! -L $jobs ]] && grep -qF -- "$line" "$jobs"; then
+            return 0
+        fi
+        [[ -n ${stopped:-} ]] && break
+        sleep 1
+    done
+    echo "gprpipe: job $SLURM_ARRAY_JOB_ID is not recorded in $jobs (the run folder was" \
+        "moved, or made anew by another run, since the job was submitted); its tasks do not run"
+    return 1
+}
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
     local log=$1 marker=$2 code=0 why last started=yes nolog d a b point=${1%/*} log_fd
     shift 2
@@ -233,6 +256,7 @@ task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SL
     fi
     return "$code"
 }
+recorded || exit 1
 case "$SLURM_ARRAY_TASK_ID" in
 """
 
@@ -797,3 +821,51 @@ def test_slurm_logs_of_elements_are_absolute_whatever_the_folder_asked_from(
         "a": ("8214", 0, run / "slurm" / "logs" / "02_fit_0.out"),
         "b": ("8214", 1, run / "slurm" / "logs" / "02_fit_1.out"),
     }
+
+
+def _recorded(run: Path, job: str, wait: str = "2") -> subprocess.CompletedProcess[str]:
+    """The job script's ``recorded`` check for array job ``job`` of the run folder ``run``."""
+    return subprocess.run(
+        ["bash", "-c", run_function() + "\nrecorded\n"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GPRPIPE_SLURM_RUN": str(run),
+            "SLURM_ARRAY_JOB_ID": job,
+            "GPRPIPE_RECORD_WAIT": wait,
+        },
+    )
+
+
+def test_a_job_runs_only_in_the_folder_whose_jobs_json_records_it(tmp_path: Path) -> None:
+    """A run folder moved while its jobs waited, and another run made at its old path: the
+    old jobs named that path and ran their tasks inside the new run, writing its logs,
+    markers and outputs (a review). A job now runs only where jobs.json records it (its
+    id exactly: 2107 is not 21070), waiting a while for a run that records it late."""
+    import threading
+    import time
+
+    run = tmp_path / "run"
+    submitted_plan(run, "21070")
+    res = _recorded(run, "2107")
+    assert res.returncode == 1
+    assert res.stdout.strip() == (
+        f"gprpipe: job 2107 is not recorded in {run}/slurm/jobs.json (the run folder was "
+        "moved, or made anew by another run, since the job was submitted); its tasks do not run"
+    )
+    assert _recorded(run, "21070").returncode == 0
+    assert _recorded(tmp_path / "gone", "21070").returncode == 1  # no folder, no jobs.json
+    # a hostile wait is no arithmetic of bash's (it would run the command in the name)
+    res = _recorded(run, "21070", "a[$(touch " + str(tmp_path / "pwned") + ")]")
+    assert res.returncode == 0 and not (tmp_path / "pwned").exists()
+    # recorded 1 s after the job started: it runs
+    jobs = run / "slurm" / "jobs.json"
+    later = jobs.read_text().replace('"21070"', '"2107"')
+    timer = threading.Timer(1.0, jobs.write_text, (later,))
+    t0 = time.monotonic()
+    timer.start()
+    res = _recorded(run, "2107", "20")
+    timer.join()
+    assert res.returncode == 0 and 0.9 < time.monotonic() - t0 < 15, res.stdout

@@ -269,6 +269,7 @@ def render_scripts(
             f'slurm_log={shlex.quote(str(log.parent / name))}_"$SLURM_ARRAY_TASK_ID".out'
         )
         lines.append(run_function())
+        lines.append("recorded || exit 1")
         lines.append('case "$SLURM_ARRAY_TASK_ID" in')
         for i, t in enumerate(members):
             kw = {} if check_paths else {"check_paths": False}

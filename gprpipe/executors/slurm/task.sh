@@ -63,6 +63,27 @@ new_log() {
     [[ -f $tmp && ! -L $tmp ]] && rm -f -- "$tmp"
     return 1
 }
+# recorded: whether the jobs.json of the run folder this job names ($GPRPIPE_SLURM_RUN, the
+# folder it runs in) records this job: a folder moved, or removed and made anew by another
+# run, while the job waited is no longer its run's, and the job writes nothing into it (no
+# log, no marker). A job may start before its run records it (sbatch has just returned):
+# the record is waited for, up to 30 s (GPRPIPE_RECORD_WAIT, for tests). The run writes
+# jobs.json with json.dumps, so the line of the job reads "job_id": "<id>", exactly.
+recorded() {
+    local jobs=$GPRPIPE_SLURM_RUN/slurm/jobs.json n wait=${GPRPIPE_RECORD_WAIT:-30}
+    local line="\"job_id\": \"$SLURM_ARRAY_JOB_ID\""
+    [[ $wait =~ ^[0-9]{1,4}$ ]] || wait=30  # (a number: bash arithmetic runs $(...) in names)
+    for ((n = 0; n < wait; n++)); do
+        if [[ -f $jobs && ! -L $jobs ]] && grep -qF -- "$line" "$jobs"; then
+            return 0
+        fi
+        [[ -n ${stopped:-} ]] && break
+        sleep 1
+    done
+    echo "gprpipe: job $SLURM_ARRAY_JOB_ID is not recorded in $jobs (the run folder was" \
+        "moved, or made anew by another run, since the job was submitted); its tasks do not run"
+    return 1
+}
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
     local log=$1 marker=$2 code=0 why last started=yes nolog d a b point=${1%/*} log_fd
     shift 2
