@@ -498,6 +498,8 @@ def cancel(
         console.print(f"Marked nothing failed there: {why}")
     if not done.anything:
         console.print(f"Nothing running in {run_dir}.")
+    if elsewhere := service.jobs_elsewhere(run_dir):
+        _notice(elsewhere)
 
 
 @app.command()

@@ -654,6 +654,15 @@ def test_a_job_of_a_moved_run_folder_does_not_run_in_a_new_run_at_its_path(
     run("slurm.extra=['--hold']")
     (job,) = [j["job_id"] for s in load_jobs(old)["submissions"] for j in s["jobs"]]
     old.rename(moved)
+    # status and cancel of the moved folder leave the job alone: they say whose it is
+    for cmd in ("status", "cancel"):
+        code, out, err = run_cli_here(cmd, moved)
+        assert code == 0 and " ".join(err.split()).startswith(
+            f"notice: {moved}/slurm/jobs.json records the SLURM jobs of {old} (this folder "
+            "was copied or moved from there): they run there or not at all, never here, and "
+            "status and cancel of this folder leave them alone (once that run is gone, cancel "
+            f"any still queued with: scancel {job})."
+        ), (cmd, out, err)
     run()  # the new run, at the old path (without --wait: its load ends in seconds)
     point = old / "nominal"
     deadline = time.monotonic() + 120

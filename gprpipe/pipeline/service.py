@@ -1709,10 +1709,36 @@ class RunStatus:
         return sum(msg == UNANSWERED for _, msg in self.states.values())
 
 
+def jobs_elsewhere(run_dir: Path) -> str:
+    """A sentence when the folder's ``slurm/jobs.json`` records the SLURM jobs of another
+    folder (a copy of a run folder, or one moved while its jobs waited), else "": those
+    jobs never run here, and status and cancel of this folder leave them alone."""
+    from gprpipe.executors.slurm.jobs import jobs_path, recorded_elsewhere
+
+    found = recorded_elsewhere(run_dir)
+    if found is None:
+        return ""
+    where, ids = found
+    return (
+        f"notice: {jobs_path(run_dir)} records the SLURM jobs of {where} (this folder was "
+        "copied or moved from there): they run there or not at all, never here, and "
+        "status and cancel of this folder leave them alone"
+        + (
+            f" (once that run is gone, cancel any still queued with: scancel {' '.join(ids)})"
+            if ids
+            else ""
+        )
+        + "."
+    )
+
+
 def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunStatus:
     """The run's task states. When no run holds the directory, containers of it that are
-    still there are leftovers (the run and its watchdog were killed): they are removed."""
+    still there are leftovers (the run and its watchdog were killed): they are removed.
+    ``notice`` is also told of the jobs of another folder (:func:`jobs_elsewhere`)."""
     info = load_run_info(run_dir)
+    if notice is not None and (elsewhere := jobs_elsewhere(run_dir)):
+        notice(elsewhere)
     tasks, configs = tasks_of_run(info)
     ex = _run_executor(run_dir, info, configs)
     if ex.owns_containers and not is_locked(run_dir):

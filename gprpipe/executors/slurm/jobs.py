@@ -68,6 +68,27 @@ def load_jobs(run_dir: Path) -> dict[str, Any]:
     return empty if elsewhere else data
 
 
+def recorded_elsewhere(run_dir: Path) -> tuple[str, list[str]] | None:
+    """The folder whose jobs ``RUN_DIR/slurm/jobs.json`` records, when another than
+    ``run_dir`` (a copy of a run folder, or one moved while its jobs waited), and those
+    jobs' ids; None otherwise (also for a file :func:`load_jobs` refuses)."""
+    try:
+        data = read_json(jobs_path(run_dir))
+        where = Path(str(data["run_dir"]))
+        if not _well_formed(data) or where.resolve() == Path(run_dir).resolve():
+            return None
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
+    ids = [
+        str(j["job_id"])
+        for sub in data["submissions"]
+        if not sub.get("dry_run")
+        for j in sub.get("jobs", [])
+        if j.get("job_id")
+    ]
+    return str(where), list(dict.fromkeys(ids))
+
+
 def _well_formed(data: Any) -> bool:
     """The shape :func:`record` writes: submissions of jobs with a numeric id (or none, a
     dry run's), a log pattern and task ids."""
