@@ -320,7 +320,7 @@ def test_exports_say_which_masses_they_leave_out(
     assert [e["mass_GeV"] for e in spey["masses"]] == [0.07]
     assert spey["masses_left_out"] == [{"mass_GeV": 0.06, "status": "flag_gof"}]
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "60MeV")
-    assert code == 0 and "notice: 60 MeV of demo is flag_gof: the scan's tables" in out, err
+    assert code == 0 and "notice: 60 MeV of demo is flag_gof: HEPData's limit tables" in out, err
 
 
 def test_exports_leave_out_a_mass_whose_limit_failed(
@@ -373,7 +373,7 @@ def test_exports_leave_out_a_mass_whose_limit_failed(
     assert np.isfinite(spey["masses"][0]["eps2_up"])
     assert spey["masses_left_out"] == [{"mass_GeV": 0.008, "status": failed}]
     code, out, err = cli("export-pyhf", run, "--dataset", "demo", "--mass", "8MeV")
-    assert code == 0 and f"notice: 8 MeV of demo is {failed}: the scan's tables" in out, err
+    assert code == 0 and f"notice: 8 MeV of demo is {failed}: HEPData's limit tables" in out, err
     # the reach projection counts the masses it projected (it said "2 masses")
     code, out, err = cli("project-reach", run, "--scale", "demo=4")
     assert code == 0 and "1 mass (1 flagged or failed left out); median gain" in out, err

@@ -227,6 +227,27 @@ def test_the_chance_of_a_limit_below_the_band_follows_the_band_type():
     assert chance(summarize_scan(toys, bands="asymptotic")[0]) == "2.3%"
 
 
+def test_the_band_error_is_of_every_band_shown_as_hepdata_says_it():
+    """A row whose observed toy limit alone is unresolved keeps its toy band, drawn and in
+    HEPData, whose description gives the largest error over the bands shown; the summary
+    and report took the ok rows only (a review: 7.00% against HEPData's 10.72%, and no
+    line at all when every row was unresolved). A flagged row's band is in neither."""
+    unresolved = "limit failed: observed toy limit unresolved: 3 of 60 toys: raise limit.n_toys"
+    rows = [
+        {"dataset": "d", "mass_GeV": m, "exp_band_rel_err": e, "status": st}
+        for m, e, st in (
+            ("0.101", "0.07", "ok"),
+            ("0.112", "0.1072", unresolved),
+            ("0.113", "0.2", "flag_gof"),
+            ("0.114", "0.05", unresolved),
+        )
+    ]
+    (s,) = summarize_scan(rows)
+    assert (s.band_error_median, s.band_error_largest) == (0.07, Extreme(0.112, 0.1072))
+    (s,) = summarize_scan(rows[1:2])
+    assert s.band_error_largest == Extreme(0.112, 0.1072)
+
+
 def test_report_index_and_cli_count_flags_alike(tmp_path):
     """One summariser for every display: a flagged row whose GP fit did not converge is
     one flagged row and one non-converged fit in report.html, index.html and the command
@@ -307,6 +328,9 @@ def test_the_report_counts_a_dataset_left_out_apart_from_failed_quality_checks(t
     ), html
     (s, c) = summarize_scan(rows + combined)
     assert (s.n_flagged, s.n_left_out, c.n_flagged, c.n_left_out) == (0, 0, 3, 2)
+    # index.html counts them as the report does (flagged, failed: no numbers)
+    idx = _reports(cfg, point)[1].read_text()
+    assert "<td>1 (+ 2 with a dataset left out)</td><td>2</td>" in idx, idx
 
 
 def test_the_index_says_blinded_for_a_table_without_observed_columns(tmp_path):

@@ -122,7 +122,8 @@ class DatasetSummary:
     toy_error_unchecked: list[list[float]] = field(default_factory=list)
     # the toys per limit when fewer than the error was checked with (TOY_ERROR_CHECKED_TOYS)
     toy_error_few_toys: int | None = None
-    # toy expected bands: exp_band_rel_err of the ok rows, median and largest
+    # toy expected bands: exp_band_rel_err of the rows that show them (ok, or only their
+    # observed toy limit unresolved), median and largest
     band_error_median: float | None = None
     band_error_largest: Extreme | None = None
     blinded: bool = False  # no observed quantity: the limits are the expected medians
@@ -514,10 +515,13 @@ def summarize_scan(
                 deep = ok & toy_error_unchecked(*(col[k] for k in _Z_COLUMNS))
                 masses = [float(r["mass_GeV"]) for r in rs]
                 s.toy_error_unchecked = mass_runs(deep.tolist(), masses)
+        # the bands shown (HEPData's, the figures'): of the ok rows and of those whose
+        # observed toy limit alone is unresolved (they keep their band)
         band = [
             (e, float(r["mass_GeV"]))
             for r in rs
-            if r.get("status", "ok") == "ok" and (e := _num(r, "exp_band_rel_err")) is not None
+            if ((st := r.get("status", "ok")) == "ok" or observed_unresolved(st))
+            and (e := _num(r, "exp_band_rel_err")) is not None
         ]
         if band:  # toy bands (asymptotic ones have no Monte Carlo error)
             s.band_error_median = float(np.median([e for e, _ in band]))

@@ -308,8 +308,9 @@ def export_workspace(
     blind = _window(lay, cfg, dataset, fit, i)
     if not _exported(status := str(_status(lay, dataset, fit, cfg)[i])):
         print(
-            f"notice: {masses[i] * 1e3:g} MeV of {dataset} is {status}: the scan's tables "
-            "and the PatchSet leave it out; this workspace is its likelihood as fitted"
+            f"notice: {masses[i] * 1e3:g} MeV of {dataset} is {status}: HEPData's limit "
+            "tables and the PatchSet leave it out (scan.csv keeps its row); this workspace "
+            "is its likelihood as fitted"
         )
     elif status != "ok":
         print(
@@ -373,7 +374,7 @@ def _nothing_ok(where: Path, dataset: str, left: list[dict]) -> GprpipeError:
 def _status(lay: Layout, dataset: str, fit: dict, cfg) -> np.ndarray:
     """The status of each mass of ``fit``: the scan's (``limit.h5``: a limit that failed
     after an ``ok`` fit) where it has the mass, else the fit's; the exports leave out
-    what the scan's tables leave out."""
+    what HEPData's limit tables leave out."""
     from gprpipe.steps.limit import read_scan
 
     status = np.array([str(x) for x in fit["status"]], dtype=object)

@@ -482,8 +482,12 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
                 else None,
                 "blinded": sm["blinded"] if sm else None,
                 "best": sm["best"] if sm else None,
-                "flagged": sm["n_flagged"] if sm else None,
-                "failed": sm["n_failed"] if sm else None,
+                # counted as report.html counts them: a failed quality check apart from a
+                # dataset left out, no numbers apart from no observed limit (a review)
+                "flagged": sm["n_flagged"] - sm["n_left_out"] if sm else None,
+                "left_out": sm["n_left_out"] if sm else 0,
+                "failed": sm["n_failed"] - sm["n_unresolved"] if sm else None,
+                "unresolved": sm["n_unresolved"] if sm else 0,
                 "not_converged": len(sm["not_converged"]) if sm else None,
                 "toys": bool(sm and sm["toys"]),
                 "damaged": scan.exists() and d not in intact,
