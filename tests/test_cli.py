@@ -541,6 +541,15 @@ def test_toy_limits_with_too_few_toys_for_a_deficit_name_limit_n_toys(cli, tmp_p
         and obs[1] == pytest.approx(float(rows[1]["A_up"]), rel=1e-6)
     )
     assert bands[2][0] == pytest.approx(kept["A_exp_med"], rel=1e-6)
+    # ... and marks 30 MeV, without an observed limit, by a triangle (the gap looked like
+    # the end of the curve's range, a review)
+    import matplotlib.pyplot as plt
+
+    fig = brazil.fn(*brazil.args, **brazil.kwargs)
+    (tri,) = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "v"]
+    assert tri.get_label() == "no observed limit (too few toys)"
+    assert list(tri.get_xdata()) == [pytest.approx(30.0)]
+    plt.close(fig)
     # the toy limit's Monte Carlo error, in both units, and in the summary
     a, a_err = float(rows[1]["A_up"]), float(rows[1]["A_up_err"])
     assert a_err / a == pytest.approx(0.178, abs=0.001)  # 100 toys (4.5% with 2,000)

@@ -558,3 +558,47 @@ def test_a_result_between_two_failed_masses_is_drawn():
     lone = [x for x in fig.axes[0].get_lines() if x.get_marker() == "o" and len(x.get_xdata()) == 1]
     assert len(lone) == 2  # expected and observed
     plt.close(fig)
+
+
+def test_masses_without_an_observed_limit_are_marked_and_an_empty_curve_has_no_legend():
+    """Every 2015 mass of a combination with 100-toy limits had its observed toy limit
+    unresolved: the overlay listed "HPS 2015 observed" with no curve, and the masses
+    without an observed limit were unmarked gaps (a review). They are open triangles in
+    the dataset's colour; a curve with no value has no legend entry."""
+    import matplotlib.pyplot as plt
+
+    from gprpipe.plotting.overlay import combined_brazil_figure, observed_figure
+
+    unresolved = "limit failed: observed toy limit unresolved: 9 of 100 toys: raise limit.n_toys"
+    m = np.array([0.106, 0.108, 0.11])
+
+    def table(up, status):
+        t = {"mass_GeV": m, "eps2_up": np.array(up), "A_up": np.array(up) * 1e9}
+        t |= {
+            f"eps2_exp_{b}": np.full(3, 2e-6) * k
+            for b, k in zip(("lo2", "lo1", "med", "hi1", "hi2"), (0.5, 0.7, 1.0, 1.4, 1.9))
+        }
+        return t | {"status": np.array(status, dtype=object)}
+
+    nan = float("nan")
+    scan = {
+        "2015": table([nan] * 3, [unresolved] * 3),
+        "2016": table([1e-6, nan, 2e-6], ["ok", unresolved, "ok"]),
+        "combined": table([8e-7, 9e-7, 1e-6], ["ok"] * 3),
+    }
+    labels = {"2015": "HPS 2015", "2016": "HPS 2016"}
+    fig = observed_figure(scan, labels, "t", 95, "eps2")
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "HPS 2015 observed" not in texts and "HPS 2016 observed" in texts
+    tri = {ln.get_label(): list(ln.get_xdata()) for ln in ax.get_lines() if ln.get_marker() == "v"}
+    assert tri == {
+        "HPS 2015: no observed limit (too few toys)": pytest.approx([106, 108, 110]),
+        "HPS 2016: no observed limit (too few toys)": pytest.approx([108]),
+    }
+    plt.close(fig)
+    fig = combined_brazil_figure(scan, labels, "t", 95)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "HPS 2015 observed" not in texts
+    assert "HPS 2015 observed: no observed limit (too few toys)" in texts
+    plt.close(fig)

@@ -9,6 +9,7 @@ import numpy as np
 from gprpipe.plotting.style import label, legend, marker
 from gprpipe.plotting.suite import (
     MEV,
+    NO_OBSERVED_LABEL,
     NO_RESULT_LABEL,
     brazil_figure,
     curve,
@@ -17,6 +18,7 @@ from gprpipe.plotting.suite import (
     left_out_mask,
     mark_failed,
     mark_flagged,
+    mark_no_observed,
 )
 from gprpipe.results.schema import BAND_COLS, COMBINED
 from gprpipe.units import MASS_TOL_GEV
@@ -55,6 +57,9 @@ def eps2_overlay_figure(
             ax, m, shown, flag_mask(a["status"]) & ok, left_out_mask(a["status"]) & ok, f"{lab} "
         )
         mark_failed(ax, m, ~ok, c, f"{lab}: {NO_RESULT_LABEL}")  # (a gap, not the range's end)
+        if not blinded:
+            no_obs = ok & ~np.isfinite(a["eps2_up"])
+            mark_no_observed(ax, m, no_obs, c, f"{lab}: {NO_OBSERVED_LABEL}")
         curve(
             ax,
             m,
@@ -104,6 +109,7 @@ def observed_figure(
         fl, lo = flag_mask(a["status"]) & ok, left_out_mask(a["status"]) & ok
         mark_flagged(ax, m, shown, fl, lo, f"{lab} ")  # as in the other scan figures
         mark_failed(ax, m, ~ok, c, f"{lab}: {NO_RESULT_LABEL}")  # (a gap, not the range's end)
+        mark_no_observed(ax, m, ok & ~np.isfinite(shown), c, f"{lab}: {NO_OBSERVED_LABEL}")
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     what = r"$\epsilon^2$" if quantity == "eps2" else "signal yield $A$"
@@ -138,6 +144,7 @@ def combined_brazil_figure(
                 colours[name],
                 (flag_mask(s["status"]) & shown)[sel],  # circled, as in every scan figure
                 (~shown)[sel],  # no result: a cross in its colour
+                (shown & ~np.isfinite(t["eps2_up"]))[sel],  # no observed limit: a triangle
             )
     bands = [a[f"eps2_exp_{b}"] for b in BAND_COLS]
     obs = None if blinded else a["eps2_up"]

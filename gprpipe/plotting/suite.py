@@ -112,12 +112,32 @@ def mark_failed(
         ax.plot(x, y, "x", transform=ax.get_xaxis_transform(), label=name, **style)
 
 
+NO_OBSERVED_LABEL = "no observed limit (too few toys)"
+
+
+def mark_no_observed(
+    ax, m: np.ndarray, no_observed, colour: str = "k", name: str = NO_OBSERVED_LABEL
+) -> None:
+    """Masses with an expected limit but no observed one (an observed toy limit too few
+    toys resolve) as open triangles (in an overlay the curve's ``colour``, ``name`` its
+    label) along the bottom of ``ax``: the observed curve has a gap there, which looked
+    like the end of its range (a review)."""
+    if no_observed is not None and np.any(no_observed):
+        x = np.asarray(m)[np.asarray(no_observed, bool)]
+        style = {"color": colour, "mfc": "none", "ms": 6, "mew": 1.2, "clip_on": False}
+        y = np.full(len(x), 0.03)  # (axes fraction)
+        ax.plot(x, y, "v", transform=ax.get_xaxis_transform(), label=name, **style)
+
+
 def curve(ax, x, y, *args, **kwargs):
     """``ax.plot(x, y, ...)`` of a curve that may have gaps (NaN), with a dot at each mass
     whose neighbours are both gaps: a line of one point draws nothing, and such a result
-    vanished from the figure (the whole-diff review)."""
-    (line,) = ax.plot(x, y, *args, **kwargs)
+    vanished from the figure (the whole-diff review). A curve with no value has no
+    legend entry (it named a curve the figure does not show, a review)."""
     yv = np.asarray(y, dtype=float)
+    if not np.isfinite(yv).any():
+        kwargs["label"] = None
+    (line,) = ax.plot(x, y, *args, **kwargs)
     ok = np.isfinite(yv)
     lone = ok & ~np.r_[False, ok[:-1]] & ~np.r_[ok[1:], False]
     if lone.any() and line.get_marker() in ("", "None", None) and len(yv) > 1:
@@ -158,9 +178,11 @@ def brazil_figure(
     combined row with a dataset left out) marked by orange squares; ``failed`` masses (no
     result) are crosses along the bottom; ``obs_err``: the observed limit's Monte Carlo
     error (toy limits; NaN or None for asymptotic ones), drawn as error bars; ``other``:
-    label -> (mass, limit, colour[, flagged[, failed]]) of further curves (their flagged
-    masses circled too: the combined overlay's datasets drew theirs unmarked; their masses
-    with no result crosses in their colour)."""
+    label -> (mass, limit, colour[, flagged[, failed[, no_observed]]]) of further curves
+    (their flagged masses circled too: the combined overlay's datasets drew theirs
+    unmarked; their masses with no result crosses in their colour, those without an
+    observed limit triangles). Masses with an expected limit and no observed one (an
+    observed toy limit unresolved) are open triangles along the bottom."""
     m = np.asarray(mass) * MEV
     mk = marker(len(m))
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -177,6 +199,9 @@ def brazil_figure(
             )  # fmt: skip
     mark_flagged(ax, m, bands[2] if obs is None else obs, flagged, left_out)  # blinded: median
     mark_failed(ax, m, failed)
+    if obs is not None:
+        exp = np.isfinite(np.asarray(bands[2], dtype=float))
+        mark_no_observed(ax, m, exp & ~np.isfinite(np.asarray(obs, dtype=float)))
     circled = bool(flagged is not None and np.any(flagged))  # (one legend entry for circles)
     for name, (mm, yy, colour, *rest) in (other or {}).items():
         x = np.asarray(mm) * MEV
@@ -188,6 +213,8 @@ def brazil_figure(
             circled = True
         if len(rest) > 1:  # its masses with no result
             mark_failed(ax, x, rest[1], colour, f"{name}: {NO_RESULT_LABEL}")
+        if len(rest) > 2:  # its masses with an expected limit and no observed one
+            mark_no_observed(ax, x, rest[2], colour, f"{name}: {NO_OBSERVED_LABEL}")
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(ylabel)
