@@ -79,10 +79,25 @@ def test_quickstart_on_slurm_matches_local(
     with monkeypatch.context() as job:  # the job's own marker: it names its SLURM job
         job.setenv("SLURM_JOB_ID", "7")
         write_state(point, "plot", "running")
+    running = point / ".state" / "plot.running"
+    in_job = running.read_text()
+    ended = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout
+    info = json.loads(in_job) | {"pid": int(ended)}  # (its process ended with its job)
+    running.write_text(json.dumps(info))
     monkeypatch.setattr(slurm, "MARKER_GRACE", 0.0)  # (the job ended seconds ago)
     _, summary, _ = run_cli_here("summary", tmp_path / "slurm")
     assert "running" not in summary, summary
     assert "nominal/plot" in summary and "without a done/failed marker" in summary, summary
+    # ... but a live process of this host in a SLURM job of its own (a shell of salloc, or
+    # a task that outlived its job) runs it: it was judged lost too (a review)
+    clear_state(point, "plot")  # (the failed verdict the summary wrote)
+    running.write_text(in_job)
+    code, status, _ = run_cli_here("status", tmp_path / "slurm")
+    assert code == 0 and "running=1" in status, status
+    assert f"run by process {os.getpid()} of this host, in SLURM job 7, not the run's " in (
+        " ".join(status.split())
+    ), status
+    clear_state(point, "plot")
     # the task run by hand (`gprpipe step`, a live process of this host outside SLURM;
     # here this test's): status rewrote its marker "failed ... without a done/failed
     # marker", and rerun --failed started a second writer (a review). It is running.

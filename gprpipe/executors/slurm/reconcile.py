@@ -81,12 +81,15 @@ def reconcile(
         elif marker_state in ("done", "failed"):
             result[t.id] = replace(common, slurm_state=sstate)
         elif marker_state == "running" and (pid := _run_by_hand(info)) is not None:
-            # no job of the run: a process of this host runs the task (`gprpipe step` by
-            # hand): running, not lost (its marker was once rewritten failed: a review)
+            # no job of the run: a live process of this host runs the task (`gprpipe step`
+            # by hand, also in a shell of salloc; or a job's task that outlived its job):
+            # running, not lost (its marker was once rewritten failed: a review)
+            job = str(info.get("slurm_job") or "")
+            where = f"in SLURM job {job}, not the run's element" if job else "outside SLURM"
             result[t.id] = replace(
                 common,
                 state="running",
-                message=f"run by process {pid} of this host, outside SLURM",
+                message=f"run by process {pid} of this host, {where}",
                 slurm_state=sstate,
                 active=True,
                 by_hand=pid,
@@ -154,9 +157,11 @@ def _marker_time(info: Mapping[str, Any]) -> float:
 
 
 def _run_by_hand(info: Mapping[str, Any]) -> int | None:
-    """The pid of the live process of this host, outside any SLURM job, that a task's
-    ``running`` marker (its JSON ``info``) names (a task run by hand), else None."""
-    if info.get("host") != socket.gethostname() or info.get("slurm_job"):
+    """The pid of the live process of this host that a task's ``running`` marker (its JSON
+    ``info``) names, else None: asked once no element of the run runs the task, it runs
+    the task by hand (outside SLURM or in an allocation of its own: both were judged lost,
+    and a rerun started a second writer)."""
+    if info.get("host") != socket.gethostname():
         return None
     if not alive(info.get("pid"), info.get("pid_started")):
         return None
