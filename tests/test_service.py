@@ -305,6 +305,35 @@ def test_a_launch_replaces_links_at_its_files_and_writes_nothing_through_them(tm
     assert "nominal/load" in (run_dir / LAUNCH_LOG).read_text()
 
 
+def test_a_second_launch_keeps_the_first_launchs_files(tmp_path: Path):
+    """A second TUI launch into a folder (its SLURM jobs still queued, say) replaced the
+    first launch's spec and log, the record of what it submitted, also when the run
+    refused it (a review). A launch sets the earlier files aside as tui-launch.previous.*;
+    a refused one puts them back, leaving the folder as it found it."""
+    from gprpipe.pipeline.store import LAUNCH_PREVIOUS
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    first = {LAUNCH_SPEC: '{"kind": "run"}\n', LAUNCH_LOG: "Submitted 6 tasks to SLURM\n"}
+    for name, text in first.items():
+        (run_dir / name).write_text(text)
+    opts = _options(run_dir)
+    opts.overrides = [*opts.overrides, f"datasets.demo.path={tmp_path / 'gone.root'}"]
+    refused = launch_run(QUICKSTART, opts, run_dir)
+    assert _wait(refused) == 2 and "gone.root" in refused.read_output()
+    assert refused.discard() is False  # (the folder is not this launch's to remove)
+    assert {n: (run_dir / n).read_text() for n in first} == first
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(first)
+    assert "gone.root" in refused.read_output()  # (its output kept for the TUI)
+    opts = _options(run_dir)
+    opts.steps = ["load"]
+    ran = launch_run(QUICKSTART, opts, run_dir)
+    assert _wait(ran) == 0, ran.read_output()
+    assert not ran.discard()
+    assert {n: (run_dir / LAUNCH_PREVIOUS[n]).read_text() for n in first} == first
+    assert "nominal/load" in (run_dir / LAUNCH_LOG).read_text()
+
+
 def test_cli_cancel_stops_a_cli_run(tmp_path: Path, cli):
     """``gprpipe cancel`` stops a ``gprpipe run`` it did not start (found by the lock); the
     fit is made slow (100 optimiser restarts) so that the run is surely still going."""

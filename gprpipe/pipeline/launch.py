@@ -30,7 +30,7 @@ from gprpipe.executors.base import Outcome
 from gprpipe.io.atomic import atomic_write_text, open_fresh, read_json
 from gprpipe.pipeline import service
 from gprpipe.pipeline.lock import LOCK_NAME, describe, holder, is_locked
-from gprpipe.pipeline.store import LAUNCH_LOG, LAUNCH_SPEC
+from gprpipe.pipeline.store import LAUNCH_LOG, LAUNCH_PREVIOUS, LAUNCH_SPEC
 from gprpipe.pipeline.task import Task
 
 #: The exit code of a launch the run refused before any task ran (a missing engine, a
@@ -42,15 +42,23 @@ class Launch:
     """A background run process (own session and process group), its output in ``log``.
 
     ``made``: the folder this launch created for its spec and log (the run directory or
-    its first missing parent), which :meth:`discard` removes when the run is refused."""
+    its first missing parent), which :meth:`discard` removes when the run is refused;
+    ``kept``: the launch files of the launch before it that it set aside
+    (:func:`_keep_previous`), which :meth:`discard` puts back."""
 
     def __init__(
-        self, argv: Sequence[str], log: Path, cwd: Path | None = None, made: Path | None = None
+        self,
+        argv: Sequence[str],
+        log: Path,
+        cwd: Path | None = None,
+        made: Path | None = None,
+        kept: Sequence[str] = (),
     ) -> None:
         self.argv = list(argv)
         self.log = log
         self.cwd = cwd or Path.cwd()
         self.made = made
+        self.kept = list(kept)
         self.proc: subprocess.Popen[bytes] | None = None
         self.cancelled = False
         self.output: str | None = None  # the log's text once :meth:`discard` removed it
@@ -98,9 +106,22 @@ class Launch:
     def discard(self) -> bool:
         """After a refused run: remove the spec, the log (its text is kept in ``output``)
         and the folders this launch made, when they hold nothing else (no run began
-        there). True when removed."""
+        there), or put back the files of the launch before it (a refused launch replaced
+        them: a review). True when the folders were removed."""
         run_dir = self.log.parent
-        if self.made is None or not self.refused or is_locked(run_dir):
+        if not self.refused or is_locked(run_dir):
+            return False
+        if self.kept:
+            output = self.read_output()
+            with contextlib.suppress(OSError):
+                for name in (LAUNCH_SPEC, LAUNCH_LOG):
+                    if name in self.kept:
+                        os.replace(run_dir / LAUNCH_PREVIOUS[name], run_dir / name)
+                    else:
+                        (run_dir / name).unlink(missing_ok=True)
+                self.output = output
+            return False
+        if self.made is None:
             return False
         try:
             names = os.listdir(run_dir)
@@ -138,15 +159,31 @@ def _start(spec: dict[str, Any], run_dir: Path) -> Launch:
         )
     missing = [d for d in (run_dir, *run_dir.parents) if not d.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
+    kept = _keep_previous(run_dir)
     path = run_dir / LAUNCH_SPEC
     atomic_write_text(path, json.dumps(spec, indent=2) + "\n")
     started = Launch(
         [sys.executable, "-m", "gprpipe.pipeline.launch", str(path)],
         run_dir / LAUNCH_LOG,
         made=missing[-1] if missing else None,
+        kept=kept,
     )
     started.start()
     return started
+
+
+def _keep_previous(run_dir: Path) -> list[str]:
+    """Set the launch files of an earlier launch aside as ``tui-launch.previous.*``
+    (replacing older ones): a second launch overwrote the first's log, the record of the
+    jobs it submitted, also when the run refused it (a review). The names set aside (a
+    link at a name is no launch's file: replaced as before)."""
+    kept = []
+    for name, previous in LAUNCH_PREVIOUS.items():
+        here = run_dir / name
+        if here.is_file() and not here.is_symlink():
+            os.replace(here, run_dir / previous)
+            kept.append(name)
+    return kept
 
 
 def launch_run(config: Path, options: service.RunOptions, run_dir: Path) -> Launch:

@@ -61,6 +61,7 @@ from gprpipe.pipeline.plan import RUN_JSON
 from gprpipe.pipeline.state import fmt_duration, unmarkable
 from gprpipe.pipeline.store import (
     LAUNCH_LOG,
+    LAUNCH_PREVIOUS,
     LAUNCH_SPEC,
     RunInfo,
     check_inside,
@@ -1100,9 +1101,12 @@ def refuse_foreign_folder(run_dir: Path, where: str) -> None:
         (scripts, logs, jobs.json), a temporary file, the write probe, the lock. A folder
         merely named like a point or ``slurm`` may be someone's: the run would replace
         the files in it."""
-        if e.name in (LOCK_NAME, LAUNCH_SPEC, LAUNCH_LOG) or e.name.startswith(
-            (".gprpipe-", f".{RUN_JSON}.")
-        ):
+        if e.name in (
+            LOCK_NAME,
+            LAUNCH_SPEC,
+            LAUNCH_LOG,
+            *LAUNCH_PREVIOUS.values(),
+        ) or e.name.startswith((".gprpipe-", f".{RUN_JSON}.")):
             return True
         if e.name == "slurm" and e.is_symlink():
             return True  # (refused as a link out of the run, naming it, when it is used)

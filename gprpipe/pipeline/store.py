@@ -38,6 +38,9 @@ from gprpipe.pipeline.task import Task
 #: the files the TUI writes into a run folder to launch a run there in the background
 LAUNCH_LOG = "tui-launch.log"
 LAUNCH_SPEC = "tui-launch.json"
+#: where a launch keeps the files of the launch before it (its SLURM jobs may still be
+#: queued, and its log is their submission's): one generation
+LAUNCH_PREVIOUS = {LAUNCH_SPEC: "tui-launch.previous.json", LAUNCH_LOG: "tui-launch.previous.log"}
 
 
 def versions() -> dict[str, str]:
