@@ -2181,3 +2181,32 @@ def test_text_outputs_are_utf8_whatever_the_locale(tmp_path: Path):
     for _ in range(2):  # the second reads the point config.toml the first wrote
         res = subprocess.run(args, env=env, capture_output=True)
         assert res.returncode == 0, res.stderr.decode(errors="replace")
+
+
+@pytest.mark.parametrize("name", ["scan.csv", "load.h5", "fit.h5", "config.toml"])
+def test_a_fifo_or_device_at_an_output_is_one_sentence_never_a_wait(copy: Path, name: str):
+    """A FIFO (or a link to /dev/zero) at a point's file: summary, compare, the exports and
+    the reach projection waited for ever, in the digest of a cache check, a CSV reader or
+    the blinding check of compare (a review). Each ends within seconds, a refusal in one
+    sentence naming the file or its point folder."""
+    other = copy.parent / "other"
+    shutil.copytree(copy, other, symlinks=True)
+    path = copy / "nominal" / name
+    path.unlink()
+    if name == "fit.h5":
+        path.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(path)
+    commands = [
+        ("summary", copy),
+        ("compare", other, copy, "-o", copy.parent / "cmp"),
+        ("export-spey", copy, "--dataset", "demo"),
+        ("export-pyhf", copy, "--dataset", "demo", "--patchset"),
+        ("project-reach", copy, "--scale", "demo=2"),
+        ("rerun", copy, "--masses", "60MeV"),
+    ]
+    for args in commands:
+        code, out, err = run_cli_subprocess(*args, timeout=60)  # (it waited for ever)
+        assert "internal error" not in out + err and "Traceback" not in out + err, args
+        if code:  # (the point's folder, or the file itself, named)
+            assert code == 1 and str(path.parent) in out + err, (args, out, err)

@@ -12,7 +12,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gprpipe.errors import GprpipeError
 
@@ -156,18 +156,25 @@ def atomic_write_bytes(target: Path | str, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def read_record(path: Path | str) -> str:
-    """The text of a run's record file (run.json, a marker, a lock's holder); OSError
-    unless it is a regular file (links followed): a FIFO there made every command that
-    read it wait for ever (a review)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+def open_regular(path: Path | str) -> BinaryIO:
+    """``path`` opened for reading (binary); OSError unless it is a regular file (links
+    followed), found without waiting: a FIFO there made every command that read it wait
+    for ever, and /dev/zero never ended (reviews)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "is not a regular file", str(path))
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read().decode("utf-8")
-    finally:
+            raise OSError(errno.EINVAL, "is a device, FIFO or socket, not a file", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
         os.close(fd)
+        raise
+
+
+def read_record(path: Path | str) -> str:
+    """The text of a run's record file (run.json, a marker, a lock's holder); OSError
+    unless it is a regular file (:func:`open_regular`)."""
+    with open_regular(path) as fh:
+        return fh.read().decode("utf-8")
 
 
 def read_json(path: Path | str) -> Any:

@@ -14,13 +14,15 @@ import h5py
 import numpy as np
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_path
+from gprpipe.io.atomic import atomic_path, open_regular
 from gprpipe.io.source import source_version
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """The file's sha256; OSError unless it is a regular file (a FIFO or /dev/zero at an
+    output's name: the digest waited, or read, for ever; a review)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()

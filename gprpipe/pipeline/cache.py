@@ -63,6 +63,8 @@ def input_digest(path: Path) -> str:
         if path.suffix in (".h5", ".csv"):  # an output: as damaged as a missing one
             raise GprpipeError(f"{path}: a folder stands at this input's name.")
         return "folder"  # a data file: changed, as an emptied one (no key matches it)
+    if not path.is_file():  # (a FIFO or a device: HDF5 and the digest waited for ever)
+        raise GprpipeError(f"{path}: is a device, FIFO or socket, not a file.")
     if path.suffix == ".h5":
         key = read_attr(path, "cache_key")
         if key:

@@ -362,7 +362,7 @@ def point_blinded(point_dir: Path) -> bool | None:
     import tomllib
 
     try:
-        text = (Path(point_dir) / "config.toml").read_text(encoding="utf-8")
+        text = read_record(Path(point_dir) / "config.toml")  # (a FIFO: no wait)
         blind = tomllib.loads(text)["base"]["blind"]
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import read_json
+from gprpipe.io.atomic import open_regular, read_json
 from gprpipe.io.hdf5 import open_h5, read_group, write_group
 
 Arrays = dict[str, np.ndarray]
@@ -548,7 +548,7 @@ def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows (column -> text) of a results CSV (``scan.csv``, ``inject.csv``);
     a GprpipeError naming the file when it is not text CSV (damaged)."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with _open_text(path) as f:
             reader = csv.DictReader(f)
             rows = list(reader)
             return list(reader.fieldnames or []), rows
@@ -556,10 +556,16 @@ def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise _not_csv(path, exc) from exc
 
 
+def _open_text(path: Path) -> io.TextIOWrapper:
+    """A results CSV opened as text, refused (OSError) unless it is a regular file: a
+    FIFO at its name made summary, the exports and rerun wait for ever (a review)."""
+    return io.TextIOWrapper(open_regular(path), encoding="utf-8", newline="")
+
+
 def csv_header(path: Path) -> list[str]:
     """The column names of a results CSV, without reading its rows."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with _open_text(path) as f:
             return next(csv.reader(f), [])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise _not_csv(path, exc) from exc
