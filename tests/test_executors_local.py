@@ -285,6 +285,25 @@ def test_alive_says_whether_a_process_has_ended():
     assert not alive(child.pid)
 
 
+def test_another_users_process_is_alive_only_if_it_is_the_one_named(monkeypatch):
+    """A process of another user (kill(pid, 0) is refused: PermissionError, as for a
+    non-root user) counted alive whatever its start identity: a pid reused by someone
+    else's process made a task of a killed job look running for ever (a review). Its
+    /proc entry says whether it is the process named."""
+    from gprpipe.io.processes import identity
+
+    real = os.kill
+
+    def refused(pid: int, sig: int) -> None:
+        if pid == 1 and sig == 0:
+            raise PermissionError(1, "Operation not permitted")
+        real(pid, sig)
+
+    monkeypatch.setattr(os, "kill", refused)
+    assert alive(1) and alive(1, identity(1))
+    assert not alive(1, "0:1")  # (its pid reused: another start)
+
+
 SIGKILL_MODES = {
     "fork server": {FRESH_ENV: "0", forkserver.FORK_ENV: "1"},
     "spawned workers": {FRESH_ENV: "0", forkserver.FORK_ENV: "0"},  # as where no fork

@@ -94,7 +94,7 @@ def test_quickstart_on_slurm_matches_local(
     running.write_text(in_job)
     code, status, _ = run_cli_here("status", tmp_path / "slurm")
     assert code == 0 and "running=1" in status, status
-    assert f"run by process {os.getpid()} of this host, in SLURM job 7, not the run's " in (
+    assert f"run by process {os.getpid()} of this host, SLURM_JOB_ID 7, while no element " in (
         " ".join(status.split())
     ), status
     clear_state(point, "plot")
@@ -698,5 +698,5 @@ def test_a_job_of_a_moved_run_folder_does_not_run_in_a_new_run_at_its_path(
     said = " ".join((old / "slurm" / "logs" / "01_load_0.out").read_text().split())
     assert (
         f"gprpipe: job {job} is not recorded in {old}/slurm/jobs.json (the run folder was "
-        "moved, or made anew by another run, since the job was submitted); its tasks do not run"
+        "moved, or made anew by another run, since the job was submitted); the task does not run"
     ) in said, said

@@ -168,16 +168,16 @@ new_log() {
 recorded() {
     local jobs=$GPRPIPE_SLURM_RUN/slurm/jobs.json n wait=${GPRPIPE_RECORD_WAIT:-30}
     local line="\"job_id\": \"$SLURM_ARRAY_JOB_ID\""
-    [[ $wait =~ ^[0-9]{1,4}$ ]] || wait=30  # (a number: bash arithmetic runs $(...) in names)
-    for ((n = 0; n < wait; n++)); do
+    [[ $wait =~ ^[1-9][0-9]{0,3}$ ]] || wait=30  # (bash arithmetic runs $(...) in names)
+    for ((n = 0; ; n++)); do  # (checked once more than it sleeps)
         if [[ -f $jobs && ! -L $jobs ]] && grep -qF -- "$line" "$jobs"; then
             return 0
         fi
-        [[ -n ${stopped:-} ]] && break
+        ((n < wait)) && [[ -z ${stopped:-} ]] || break
         sleep 1
     done
     echo "gprpipe: job $SLURM_ARRAY_JOB_ID is not recorded in $jobs (the run folder was" \
-        "moved, or made anew by another run, since the job was submitted); its tasks do not run"
+        "moved, or made anew by another run, since the job was submitted); the task does not run"
     return 1
 }
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
@@ -853,13 +853,15 @@ def test_a_job_runs_only_in_the_folder_whose_jobs_json_records_it(tmp_path: Path
     assert res.returncode == 1
     assert res.stdout.strip() == (
         f"gprpipe: job 2107 is not recorded in {run}/slurm/jobs.json (the run folder was "
-        "moved, or made anew by another run, since the job was submitted); its tasks do not run"
+        "moved, or made anew by another run, since the job was submitted); the task does not run"
     )
     assert _recorded(run, "21070").returncode == 0
     assert _recorded(tmp_path / "gone", "21070").returncode == 1  # no folder, no jobs.json
     # a hostile wait is no arithmetic of bash's (it would run the command in the name)
     res = _recorded(run, "21070", "a[$(touch " + str(tmp_path / "pwned") + ")]")
     assert res.returncode == 0 and not (tmp_path / "pwned").exists()
+    # no wait, or one with a leading zero (no number of bash's): checked once all the same
+    assert [_recorded(run, "21070", w).returncode for w in ("0", "08", "")] == [0, 0, 0]
     # recorded 1 s after the job started: it runs
     jobs = run / "slurm" / "jobs.json"
     later = jobs.read_text().replace('"21070"', '"2107"')

@@ -77,8 +77,8 @@ def alive(pid: object, started: str | None = None) -> bool:
         os.kill(n, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's
-        return True
+    except PermissionError:  # another user's: its /proc says whether it is the one named
+        pass  # (a reused pid made a task look running for ever: a review)
     try:
         stat = Path(f"/proc/{n}/stat").read_bytes()
     except OSError:  # no /proc (macOS): it exists

@@ -40,7 +40,7 @@ def eps2_overlay_figure(
     combination in black; flagged masses circled (blinded: expected only, flags on it)."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colours = dataset_colours(scan)
-    for name, a in scan.items():
+    for level, (name, a) in enumerate(scan.items()):
         ok, a = gapped(a)
         if not ok.any():
             continue
@@ -56,10 +56,10 @@ def eps2_overlay_figure(
         mark_flagged(
             ax, m, shown, flag_mask(a["status"]) & ok, left_out_mask(a["status"]) & ok, f"{lab} "
         )
-        mark_failed(ax, m, ~ok, c, f"{lab}: {NO_RESULT_LABEL}")  # (a gap, not the range's end)
+        mark_failed(ax, m, ~ok, c, f"{lab}: {NO_RESULT_LABEL}", level)  # (not the range's end)
         if not blinded:
             no_obs = ok & ~np.isfinite(a["eps2_up"])
-            mark_no_observed(ax, m, no_obs, c, f"{lab}: {NO_OBSERVED_LABEL}")
+            mark_no_observed(ax, m, no_obs, c, f"{lab}: {NO_OBSERVED_LABEL}", level)
         curve(
             ax,
             m,
@@ -91,7 +91,7 @@ def observed_figure(
     ``A`` (single datasets: a combined yield is a sum over datasets)."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colours = dataset_colours(scan)
-    for name, a in scan.items():
+    for level, (name, a) in enumerate(scan.items()):
         # a gap where only the observed toy limit is unresolved (the line was drawn
         # straight across such masses, a review)
         ok, b = gapped(a)
@@ -108,8 +108,9 @@ def observed_figure(
         )
         fl, lo = flag_mask(a["status"]) & ok, left_out_mask(a["status"]) & ok
         mark_flagged(ax, m, shown, fl, lo, f"{lab} ")  # as in the other scan figures
-        mark_failed(ax, m, ~ok, c, f"{lab}: {NO_RESULT_LABEL}")  # (a gap, not the range's end)
-        mark_no_observed(ax, m, ok & ~np.isfinite(shown), c, f"{lab}: {NO_OBSERVED_LABEL}")
+        mark_failed(ax, m, ~ok, c, f"{lab}: {NO_RESULT_LABEL}", level)  # (not the range's end)
+        no_obs = ok & ~np.isfinite(shown)
+        mark_no_observed(ax, m, no_obs, c, f"{lab}: {NO_OBSERVED_LABEL}", level)
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     what = r"$\epsilon^2$" if quantity == "eps2" else "signal yield $A$"

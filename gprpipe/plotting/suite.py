@@ -100,15 +100,22 @@ def _fill(ax, m: np.ndarray, lo, hi, **style) -> None:
 NO_RESULT_LABEL = "no result (failed)"
 
 
+def _bottom(level: int) -> float:
+    """The height (axes fraction) of the ``level``-th row of markers along the bottom: one
+    row per curve of an overlay (marks of several datasets at one mass blended into one)."""
+    return 0.03 + 0.04 * level
+
+
 def mark_failed(
-    ax, m: np.ndarray, failed, colour: str = "0.45", name: str = NO_RESULT_LABEL
+    ax, m: np.ndarray, failed, colour: str = "0.45", name: str = NO_RESULT_LABEL, level: int = 0
 ) -> None:
     """Masses with no result as crosses (grey; in an overlay the curve's ``colour``,
-    ``name`` its label) along the bottom of ``ax`` (their curves have a gap there)."""
+    ``name`` its label, ``level`` its row) along the bottom of ``ax`` (their curves have
+    a gap there)."""
     if failed is not None and np.any(failed):
         x = np.asarray(m)[np.asarray(failed, bool)]
         style = {"color": colour, "ms": 6, "mew": 1.4, "clip_on": False}
-        y = np.full(len(x), 0.03)  # (axes fraction)
+        y = np.full(len(x), _bottom(level))  # (axes fraction)
         ax.plot(x, y, "x", transform=ax.get_xaxis_transform(), label=name, **style)
 
 
@@ -116,16 +123,21 @@ NO_OBSERVED_LABEL = "no observed limit (too few toys)"
 
 
 def mark_no_observed(
-    ax, m: np.ndarray, no_observed, colour: str = "k", name: str = NO_OBSERVED_LABEL
+    ax,
+    m: np.ndarray,
+    no_observed,
+    colour: str = "k",
+    name: str = NO_OBSERVED_LABEL,
+    level: int = 0,
 ) -> None:
     """Masses with an expected limit but no observed one (an observed toy limit too few
     toys resolve) as open triangles (in an overlay the curve's ``colour``, ``name`` its
-    label) along the bottom of ``ax``: the observed curve has a gap there, which looked
-    like the end of its range (a review)."""
+    label, ``level`` its row) along the bottom of ``ax``: the observed curve has a gap
+    there, which looked like the end of its range (a review)."""
     if no_observed is not None and np.any(no_observed):
         x = np.asarray(m)[np.asarray(no_observed, bool)]
         style = {"color": colour, "mfc": "none", "ms": 6, "mew": 1.2, "clip_on": False}
-        y = np.full(len(x), 0.03)  # (axes fraction)
+        y = np.full(len(x), _bottom(level))  # (axes fraction)
         ax.plot(x, y, "v", transform=ax.get_xaxis_transform(), label=name, **style)
 
 
@@ -203,7 +215,8 @@ def brazil_figure(
         exp = np.isfinite(np.asarray(bands[2], dtype=float))
         mark_no_observed(ax, m, exp & ~np.isfinite(np.asarray(obs, dtype=float)))
     circled = bool(flagged is not None and np.any(flagged))  # (one legend entry for circles)
-    for name, (mm, yy, colour, *rest) in (other or {}).items():
+    for level, (name, (mm, yy, colour, *rest)) in enumerate((other or {}).items(), start=1):
+        who = name.removesuffix(" observed")  # (its marks named as in the other overlays)
         x = np.asarray(mm) * MEV
         curve(ax, x, yy, lw=1.2, marker=marker(len(mm)), ms=3, label=name, color=colour)
         fl = np.asarray(rest[0], bool) if rest else np.zeros(len(x), bool)
@@ -212,9 +225,9 @@ def brazil_figure(
             ax.plot(x[fl], np.asarray(yy)[fl], **style)
             circled = True
         if len(rest) > 1:  # its masses with no result
-            mark_failed(ax, x, rest[1], colour, f"{name}: {NO_RESULT_LABEL}")
+            mark_failed(ax, x, rest[1], colour, f"{who}: {NO_RESULT_LABEL}", level)
         if len(rest) > 2:  # its masses with an expected limit and no observed one
-            mark_no_observed(ax, x, rest[2], colour, f"{name}: {NO_OBSERVED_LABEL}")
+            mark_no_observed(ax, x, rest[2], colour, f"{who}: {NO_OBSERVED_LABEL}", level)
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [MeV]")
     ax.set_ylabel(ylabel)

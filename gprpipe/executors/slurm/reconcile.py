@@ -85,7 +85,11 @@ def reconcile(
             # by hand, also in a shell of salloc; or a job's task that outlived its job):
             # running, not lost (its marker was once rewritten failed: a review)
             job = str(info.get("slurm_job") or "")
-            where = f"in SLURM job {job}, not the run's element" if job else "outside SLURM"
+            where = (
+                f"SLURM_JOB_ID {job}, while no element of the run's queue runs it"
+                if job
+                else "outside SLURM"
+            )
             result[t.id] = replace(
                 common,
                 state="running",

@@ -72,16 +72,16 @@ new_log() {
 recorded() {
     local jobs=$GPRPIPE_SLURM_RUN/slurm/jobs.json n wait=${GPRPIPE_RECORD_WAIT:-30}
     local line="\"job_id\": \"$SLURM_ARRAY_JOB_ID\""
-    [[ $wait =~ ^[0-9]{1,4}$ ]] || wait=30  # (a number: bash arithmetic runs $(...) in names)
-    for ((n = 0; n < wait; n++)); do
+    [[ $wait =~ ^[1-9][0-9]{0,3}$ ]] || wait=30  # (bash arithmetic runs $(...) in names)
+    for ((n = 0; ; n++)); do  # (checked once more than it sleeps)
         if [[ -f $jobs && ! -L $jobs ]] && grep -qF -- "$line" "$jobs"; then
             return 0
         fi
-        [[ -n ${stopped:-} ]] && break
+        ((n < wait)) && [[ -z ${stopped:-} ]] || break
         sleep 1
     done
     echo "gprpipe: job $SLURM_ARRAY_JOB_ID is not recorded in $jobs (the run folder was" \
-        "moved, or made anew by another run, since the job was submitted); its tasks do not run"
+        "moved, or made anew by another run, since the job was submitted); the task does not run"
     return 1
 }
 task() {  # task LOG MARKER COMMAND...: run a task, output to LOG (and to the SLURM log)
