@@ -190,7 +190,7 @@ def test_any_value_gives_exactly_the_intended_script(
     assert args == [
         ["--job-name=gprpipe-load"],
         ["--array=0-0"],
-        [f"--output={logs}/01_load_%a.out"],
+        [f"--output={logs}/01_load_%A_%a.out"],
         [f"--time={time}"],
         ["--mem=4G"],
         ["--cpus-per-task=1"],

@@ -130,7 +130,7 @@ def test_submit_wait_fail_resubmit(cluster, tmp_path: Path, monkeypatch) -> None
     assert details[merge.id].message == f"input {c1.slug} is missing"
     assert (point / f"{c0.slug}.out").read_text() == first
     assert c0.log.read_text().splitlines()[-1] == "done"
-    assert (run / "slurm" / "logs" / "01_work_0.out").exists()
+    assert (run / "slurm" / "logs" / f"01_work_{first}_0.out").exists()
     assert any(s in ("pending", "running") for s in seen[0].values())
     assert seen[-1] == poll(run, tasks)
 
@@ -202,7 +202,7 @@ def test_cancelled_tasks_are_failed(cluster, tmp_path: Path, monkeypatch) -> Non
     assert details[sleeper.id].state == "failed"
     # its task log says only "sleeping": the message names SLURM's log, which says why
     # (the wrapper's marker, or the reconciled verdict when SLURM killed the wrapper too)
-    slurm_log = run / "slurm" / "logs" / "01_nap_0.out"
+    slurm_log = run / "slurm" / "logs" / f"01_nap_{first}_0.out"
     assert details[sleeper.id].message in (
         "exit code 143 (signal 15) without a done/failed marker: SLURM stopped it (a time "
         f"limit or scancel; {slurm_log} says which)",

@@ -684,7 +684,13 @@ def test_a_job_of_a_moved_run_folder_does_not_run_in_a_new_run_at_its_path(
     while not (point / ".state" / "load.done").is_file() and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(1)  # (its job ends after the marker)
-    before = {p: sha256_file(p) for p in point.rglob("*") if p.is_file()}
+    logs = old / "slurm" / "logs"
+
+    def files() -> dict[Path, str]:  # the new run's point and SLURM logs
+        found = [*point.rglob("*"), *logs.glob("*")]
+        return {p: sha256_file(p) for p in found if p.is_file()}
+
+    before = files()
     assert point / ".state" / "load.done" in before and point / "logs" / "load.log" in before
     subprocess.run(["scontrol", "release", job], check=True, timeout=30)
     while time.monotonic() < deadline:
@@ -693,9 +699,11 @@ def test_a_job_of_a_moved_run_folder_does_not_run_in_a_new_run_at_its_path(
         time.sleep(1)
     else:
         pytest.fail(f"job {job} still queued")
-    assert {p: sha256_file(p) for p in point.rglob("*") if p.is_file()} == before
-    # (SLURM itself opens the job's log at its name before the script runs: inherent)
-    said = " ".join((old / "slurm" / "logs" / "01_load_0.out").read_text().split())
+    after = files()
+    assert {p: after[p] for p in before} == before and len(after) == len(before) + 1
+    # SLURM opens the job's log before the script runs: at a name with its job id, no
+    # file of the new run's (it truncated the new run's 01_load log, a review)
+    said = " ".join((logs / f"01_load_{job}_0.out").read_text().split())
     assert (
         f"gprpipe: job {job} is not recorded in {old}/slurm/jobs.json (the run folder was "
         "moved, or made anew by another run, since the job was submitted); the task does not run"

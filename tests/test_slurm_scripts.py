@@ -75,6 +75,9 @@ def submitted_plan(run: Path, job_id: str, log: str | None = None) -> list[Task]
     return tasks
 
 
+ELEMENT_LOG = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID".out'  # (%A_%a of its name)
+
+
 def header(group: str, array: str, log: Path, comment: str, run: Path) -> str:
     return f"""#!/bin/bash
 #SBATCH --job-name=gprpipe-{group}
@@ -93,7 +96,7 @@ NUMEXPR_NUM_THREADS=1 PYTHONUNBUFFERED=1
 export GPRPIPE_TEST='a b'
 export GPRPIPE_SLURM_RUN={run}
 cd {run} || exit 1
-slurm_log={log.parent}/{log.name.replace("%a.out", "")}"$SLURM_ARRAY_TASK_ID".out
+slurm_log={log.parent}/{log.name.replace("%A_%a.out", "")}{ELEMENT_LOG}
 """
 
 
@@ -299,13 +302,15 @@ def test_exact_script_text(tmp_path: Path) -> None:
     logs = run / "slurm" / "logs"
     load, fit0, fit1, fit_merge = tasks[:4]
     assert scripts[0].text == (
-        header("load", "0-0%4", logs / "01_load_%a.out", "group load, 1 task(s)", run)
+        header("load", "0-0%4", logs / "01_load_%A_%a.out", "group load, 1 task(s)", run)
         + RUN_FUNCTION
         + case_line(0, load)
         + FOOTER
     )
     assert scripts[1].text == (
-        header("fit", "0-1%4", logs / "02_fit_%a.out", "group fit, 2 task(s), after 01_load", run)
+        header(
+            "fit", "0-1%4", logs / "02_fit_%A_%a.out", "group fit, 2 task(s), after 01_load", run
+        )
         + RUN_FUNCTION
         + case_line(0, fit0)
         + case_line(1, fit1)
@@ -315,7 +320,7 @@ def test_exact_script_text(tmp_path: Path) -> None:
         header(
             "fit-merge",
             "0-0%4",
-            logs / "03_fit-merge_%a.out",
+            logs / "03_fit-merge_%A_%a.out",
             "group fit-merge, 1 task(s), after 02_fit",
             run,
         )
@@ -339,7 +344,7 @@ def test_minimal_options_and_task_env(tmp_path: Path) -> None:
     assert lines[1:7] == [
         "#SBATCH --job-name=gprpipe-load",
         "#SBATCH --array=0-0",
-        f"#SBATCH --output={run}/slurm/logs/01_load_%a.out",
+        f"#SBATCH --output={run}/slurm/logs/01_load_%A_%a.out",
         "#SBATCH --time=01:00:00",
         "#SBATCH --mem=4G",
         "#SBATCH --cpus-per-task=1",
@@ -423,7 +428,7 @@ def test_dry_run_writes_scripts_and_jobs_json(tmp_path: Path) -> None:
         "array": "0-1",
         "after": ["01_load"],
         "dependency": "afterany:<01_load>",
-        "log": "slurm/logs/02_fit_%a.out",
+        "log": "slurm/logs/02_fit_%A_%a.out",
         "tasks": ["p0/fit/2015-000", "p0/fit/2015-001"],
     }
     assert [j["tasks"] for j in rec["jobs"]] == [

@@ -12,6 +12,7 @@ Skipped when no cluster answers, except under CI=true (then a missing cluster fa
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,8 @@ def queue() -> set[str]:
 def test_run_dir_with_space_and_quote_completes(tmp_path: Path) -> None:
     run = tmp_path / "my runs" / "it's $(touch pwned) 100%" / "run"
     # a link at the name of a job's log (as a copied run folder holds): SLURM opened it and
-    # wrote the job's output into the file it points at, outside the run directory
+    # wrote the job's output into the file it points at, outside the run directory (the
+    # logs' names hold the job id now: no job's log is at an earlier job's name)
     victim = tmp_path / "victim.txt"
     victim.write_text("mine\n")
     (run / "slurm" / "logs").mkdir(parents=True)
@@ -74,10 +76,11 @@ def test_run_dir_with_space_and_quote_completes(tmp_path: Path) -> None:
     scan = run / "nominal" / "scan.csv"
     rows = scan.read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("demo,0.06,") and rows[1].endswith(",ok")
-    logs = sorted((run / "slurm" / "logs").glob("*.out"))
-    assert len(logs) == 5  # load, fit, fit-merge, limit, limit-merge: the %a pattern held
+    logs = sorted(p for p in (run / "slurm" / "logs").glob("*.out") if not p.is_symlink())
+    assert len(logs) == 5  # load, fit, fit-merge, limit, limit-merge: the %A, %a held
+    assert all(re.fullmatch(r"0\d_[\w-]+_\d+_0\.out", p.name) for p in logs), logs
     assert all("gprpipe:" in p.read_text() for p in logs)
-    assert not any(p.is_symlink() for p in logs) and victim.read_text() == "mine\n"
+    assert victim.read_text() == "mine\n"
     assert (run / "nominal" / "logs" / "load.log").is_file()
     assert not (tmp_path / "pwned").exists() and not (run / "pwned").exists()
     status = gprpipe("status", run)

@@ -208,7 +208,9 @@ def _submit(
     for s in scripts:
         atomic_write_text(s.path, s.text)
         s.path.chmod(0o755)
-        if not dry_run and s.log is not None:  # SLURM opens the logs following links
+        # SLURM opens the logs following links: one at a log's name is removed (a name
+        # with the job id, %A, is no earlier job's: nothing is at it)
+        if not dry_run and s.log is not None and "%A" not in s.log.name:
             for i in range(len(s.task_ids)):
                 stale = s.log.with_name(s.log.name.replace("%a", str(i)))
                 try:

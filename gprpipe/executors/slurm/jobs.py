@@ -125,7 +125,8 @@ def elements(run_dir: Path) -> dict[str, tuple[str, int, Path | None]]:
             log = job.get("log")
             for i, tid in enumerate(job.get("tasks", [])):
                 # absolute: it is named in failed markers, read from any folder
-                path = Path(run_dir).absolute() / log.replace("%a", str(i)) if log else None
+                name = log.replace("%A", str(jid)).replace("%a", str(i)) if log else None
+                path = Path(run_dir).absolute() / name if name else None
                 out[tid] = (str(jid), i, path)
     return out
 

@@ -85,7 +85,7 @@ class SlurmScript:
     text: str
     task_ids: tuple[str, ...]  # array index -> task id
     after: tuple[str, ...] = ()  # names (<nn>_<group>) of the scripts it waits for
-    log: Path | None = None  # SLURM output pattern (%a = array index)
+    log: Path | None = None  # SLURM output pattern (%A = the array's job id, %a its index)
 
     @property
     def name(self) -> str:
@@ -167,7 +167,8 @@ def _directive(option: str) -> str:
 
 
 def _output_pattern(path: Path) -> str:
-    """``path`` as an sbatch filename pattern: ``%`` of the path doubled (``%a`` kept). A
+    """``path`` as an sbatch filename pattern: ``%`` of the path doubled (``%A``, ``%a`` of
+    the name kept). A
     backslash is refused (validation refuses it first)."""
     if why := slurm_log_folder_problem(str(path.parent)):
         raise GprpipeError(why)
@@ -244,7 +245,9 @@ def render_scripts(
             )
         )
         names_of.setdefault(group, []).append(name)
-        log = slurm_dir / "logs" / f"{name}_%a.out"
+        # the job id in the name: a job of a run folder moved, and made anew by another run
+        # at its path, opened (truncated) the new run's log of the same number (a review)
+        log = slurm_dir / "logs" / f"{name}_%A_%a.out"
         array = f"0-{len(members) - 1}"
         if options.max_parallel is not None:
             array += f"%{options.max_parallel}"
@@ -266,7 +269,8 @@ def render_scripts(
         lines.append(f"export {RUN_ENV}={shlex.quote(str(run_dir))}")  # whose tasks these are
         lines.append(f"cd {shlex.quote(str(run_dir))} || exit 1")
         lines.append(  # named in the failed marker of a task SLURM stopped
-            f'slurm_log={shlex.quote(str(log.parent / name))}_"$SLURM_ARRAY_TASK_ID".out'
+            f"slurm_log={shlex.quote(str(log.parent / name))}"
+            '_"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID".out'
         )
         lines.append(run_function())
         lines.append("recorded || exit 1")
