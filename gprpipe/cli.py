@@ -547,6 +547,11 @@ _DEMO_MAX_SCALE = 1e6
 _DEMO_MAX_SIGNAL = 1e8
 
 
+#: the longest histogram name demo-data writes, in bytes: far below what ROOT's key header
+#: holds (its length in 16 bits: 32,731 characters gave "internal error", a review)
+MAX_HIST_NAME = 1000
+
+
 @app.command("demo-data")
 def demo_data(
     out: Annotated[Path, typer.Argument(help="Output ROOT file.")],
@@ -604,6 +609,11 @@ def demo_data(
         raise GprpipeError(
             f"--hist {hist!r}: a histogram name, folders joined by '/' (no ';', and no folder "
             "'.' or '..')."
+        )
+    if len(hist.encode()) > MAX_HIST_NAME:  # (ROOT's key header holds its length in 16 bits)
+        raise GprpipeError(
+            f"--hist: a name of {len(hist.encode())} bytes; demo-data writes names of at most "
+            f"{MAX_HIST_NAME} bytes."
         )
     if out.is_dir():
         raise GprpipeError(f"{out}: is a folder; give the ROOT file to write.")

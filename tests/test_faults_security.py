@@ -1191,6 +1191,8 @@ def test_physics_nonsense_refused(case, cli, body: str, key: str, why: str):
         ('[steps]\nrun = ["load", "fit", "limit", "toyscan"]\n', "steps.run", "toyscan.file"),
         ('[steps]\nrun = ["load", "fit", "limit", "inject"]\n', "steps.run", "inject.masses"),
         ("[inject]\nstrengths = [3.0, 3.0000001]\n", "inject.strengths", "print alike (3)"),
+        # a length-scale floor whose square underflows: the fit divided by zero (a review)
+        ("[fit]\nls_lo_factor = 1e-300\n", "fit.ls_lo_factor", "greater than or equal"),
     ],
 )
 def test_more_bad_values_one_sentence(case, cli, body: str, key: str, why: str):

@@ -392,6 +392,34 @@ def test_cancel_signals_the_lock_holder_not_the_pid_an_edited_record_names(tmp_p
             proc.kill()
 
 
+def test_cancel_of_a_lock_held_without_a_record_names_the_holder_of_this_host(tmp_path, cli):
+    """A process of this host that is no gprpipe run holds the run's lock (an flock of its
+    own): cancel said "in use by gprpipe (pid ? on host ? since ?), on another host" (a
+    review). It names the holder's pid, of this host, and signals nothing."""
+    import subprocess
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lock = run_dir / ".gprpipe.lock"
+    hold = "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX)"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold + "; print(1, flush=True); time.sleep(60)", str(lock)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "1\n"
+        code, out, err = cli("cancel", run_dir)
+        assert (code, out) == (1, "") and err.strip() == (
+            f"error: {run_dir} is locked by process {holder.pid} of this host that left no "
+            "record of itself (no gprpipe run): stop it, then try again."
+        )
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @pytest.mark.parametrize("pid", ["abc", 10**30, [1], True], ids=["word", "huge", "list", "bool"])
 def test_an_edited_pid_in_a_lock_record_or_marker_is_no_internal_error(
     tmp_path: Path, cli, shared_quickstart: Path, pid: object

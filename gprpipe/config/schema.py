@@ -282,7 +282,9 @@ class Scan(Section):
 class Fit(Section):
     blind_nsigma: float = Field(1.64, gt=0)
     train_exclude_nsigma: float | None = Field(None, gt=0)
-    ls_lo_factor: float = Field(0.5, gt=0)
+    # (a floor far below any length scale the data resolve: ~1e-160 underflowed the
+    # kernel's exponent to a division by zero in the fit, a review)
+    ls_lo_factor: float = Field(0.5, ge=1e-6, description="Length-scale floor / sigma_x.")
     ls_hi_factor: float = Field(8.0, gt=0)
     n_restarts: int = Field(2, ge=0, le=100)
     signal_leakage: Literal["model", "ignore"] = Field(

@@ -1799,6 +1799,13 @@ def cancel(
         targets[pid] = _leads_group(pid)
     if is_locked(run_dir):
         h = holder(run_dir)
+        if not h.get("host"):  # (no record: "pid ? on host ?" was called another host's)
+            pids = sorted(flock_holders(run_dir) or ())
+            who = f"process {', '.join(map(str, pids))} of this host" if pids else "a process"
+            raise GprpipeError(
+                f"{run_dir} is locked by {who} that left no record of itself (no gprpipe "
+                "run): stop it, then try again."
+            )
         if h.get("host") != socket.gethostname():
             raise GprpipeError(
                 f"{run_dir} is in use by {describe(h)}, on another host: stop it there."
