@@ -2210,3 +2210,32 @@ def test_a_fifo_or_device_at_an_output_is_one_sentence_never_a_wait(copy: Path, 
         assert "internal error" not in out + err and "Traceback" not in out + err, args
         if code:  # (the point's folder, or the file itself, named)
             assert code == 1 and str(path.parent) in out + err, (args, out, err)
+
+
+def test_an_edited_rerun_record_is_said_as_it_is_never_an_internal_error(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """run.json's reruns entry without its time (an edit, or an older gprpipe) made the
+    report "internal error: UndefinedError", and with it every export, whose file stayed
+    behind; a grid point's values that are no table did the same (an input audit). The
+    report says "?" for what is missing; values that are no table are refused in one
+    sentence, before anything is written."""
+    copy = tmp_path / "copy"
+    shutil.copytree(shared_quickstart, copy, symlinks=True)
+    run_json = copy / "run.json"
+    data = json.loads(run_json.read_text())
+    edited = {**data, "reruns": [{"command": ["gprpipe", "rerun", str(copy), "--failed"]}]}
+    run_json.write_text(json.dumps(edited))
+    code, out, err = run_cli_here("export-spey", copy, "--dataset", "demo")
+    assert code == 0 and "notice" not in out, out + err
+    report = (copy / "nominal" / "report.html").read_text()
+    assert f"then <code>gprpipe rerun {copy} --failed</code> at ? (0 tasks; gprpipe ?)" in report
+    data["grid"][0]["values"] = 5
+    run_json.write_text(json.dumps(data))
+    (copy / "nominal" / "exports" / "spey_demo.json").unlink()
+    code, out, err = run_cli_here("export-spey", copy, "--dataset", "demo")
+    assert code == 1 and err.strip() == (
+        f"error: {run_json}: grid[0].values is not a JSON object; it was edited or damaged: "
+        "run the config again (gprpipe run CONFIG) to rewrite it."
+    )
+    assert not (copy / "nominal" / "exports" / "spey_demo.json").exists()

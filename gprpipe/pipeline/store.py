@@ -413,6 +413,8 @@ def _run_json_errors(data: object) -> str:
             return f"grid[{k}].name {name!r} is given twice"
         if not isinstance(p.get("config_sha256", ""), str):
             return f"grid[{k}].config_sha256 is not a string"
+        if not isinstance(p.get("values", {}), dict):
+            return f"grid[{k}].values is not a JSON object"
         folder = p.get("dir", name)  # (older run.json files: the folder's absolute path)
         if not isinstance(folder, str) or Path(folder).name != name:
             return f"grid[{k}].dir is not its point folder {name!r}"
@@ -434,6 +436,9 @@ def _run_json_errors(data: object) -> str:
     bad = next((k for k, v in data.get("timings", {}).items() if not isinstance(v, dict)), None)
     if bad is not None:
         return f"timings[{bad!r}] is not a JSON object"
+    bad = next((k for k, r in enumerate(data.get("reruns", [])) if not isinstance(r, dict)), None)
+    if bad is not None:
+        return f"reruns[{bad}] is not a JSON object"
     return ""
 
 

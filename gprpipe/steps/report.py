@@ -223,7 +223,16 @@ def _reruns(info: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(r, dict):
             tasks = r.get("tasks")
             n = len(tasks) if isinstance(tasks, list) else 0
-            out.append({**r, "command": _command(r.get("command")), "n_tasks": n})
+            # (a field missing or edited, as an older gprpipe may have left it: said as
+            # "?", not an "internal error" of the report and of every export, a review)
+            out.append(
+                {
+                    "command": _command(r.get("command")) or "?",
+                    "at": str(r.get("at", "?")),
+                    "gprpipe_version": str(r.get("gprpipe_version", "?")),
+                    "n_tasks": n,
+                }
+            )
     return out
 
 
