@@ -1156,6 +1156,19 @@ def test_compare_says_a_damaged_limit_file_beside_an_intact_table(grid_run: Path
     ) in " ".join(out.split()), out
 
 
+def test_compare_of_a_folder_named_with_broken_math(grid_run: Path, tmp_path, cli):
+    """A point folder named ``m$\\frac{$x`` labels its curves: compare failed with
+    "internal error: ValueError" and left a record of files it never wrote (an input
+    audit). The label is drawn as written."""
+    import shutil
+
+    odd = tmp_path / "m$\\frac{$x"
+    shutil.copytree(grid_run / "blind_nsigma-1.96", odd, symlinks=True)
+    code, out, err = cli("compare", grid_run / "blind_nsigma-1.64", odd, "-o", tmp_path / "c")
+    assert code == 0, out + err
+    assert (tmp_path / "c" / "compare_eps2_demo.png").stat().st_size > 10_000
+
+
 def test_a_compare_that_cannot_write_its_table_leaves_no_figure(grid_run: Path, tmp_path, cli):
     """A folder in place of compare_demo.csv: one sentence, and nothing written (the
     figure was left behind beside the failed table)."""

@@ -377,3 +377,23 @@ def test_the_combination_figures_of_one_mass_are_drawn():
     fig = reach_figure(m, names, f, f / 2, f[0], f[0] / 2, [1, 2], "t")
     assert all(ln.get_marker() == "o" for ln in fig.axes[0].get_lines())
     plt.close(fig)
+
+
+def test_text_whose_math_cannot_be_laid_out_is_drawn_as_written(tmp_path):
+    """A run's name, a folder's name, a toy pattern, or two labels joined into one title
+    (each valid alone) holding math matplotlib cannot lay out made the plot step, compare
+    and project-reach fail with "internal error: ValueError" (an input audit): drawn as
+    written; math that parses stays math."""
+    import matplotlib.pyplot as plt
+
+    from gprpipe.plotting.style import label, save
+
+    fig, ax = plt.subplots()
+    (line,) = ax.plot([1, 2], [1, 2], label=r"Demo $\frac{ + Other $")
+    ax.legend()
+    label(ax, r"x $\frac{$ y")
+    xl = ax.set_xlabel(r"$\epsilon^2$")
+    assert [p.suffix for p in save(fig, tmp_path, "f", ["png", "pdf"])] == [".png", ".pdf"]
+    assert xl.get_parse_math()  # (still math)
+    bad = [t for t in fig.findobj(plt.Text) if "frac" in t.get_text()]
+    assert len(bad) == 2 and not any(t.get_parse_math() for t in bad)

@@ -160,6 +160,7 @@ def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     (tested). A figure with a layout engine keeps matplotlib's ``"tight"``, which lets the
     engine run first.
     """
+    _plain_if_unparsable(fig)
     bbox = "tight"
     if fig.get_layout_engine() is None:
         renderer = fig.canvas.get_renderer()
@@ -175,6 +176,27 @@ def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
         out.append(target)
     plt.close(fig)
     return out
+
+
+def _plain_if_unparsable(fig) -> None:
+    """Draw as written each text whose math (``$...$``) matplotlib cannot lay out: a run's
+    name, a folder's name, a toy pattern or two labels joined into one title (each valid
+    alone) made the plot step, compare or project-reach fail with "internal error" (an
+    input audit). A label's math that parses is drawn as math."""
+    from matplotlib import cbook
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.mathtext import MathTextParser
+    from matplotlib.text import Text
+
+    parser = None
+    for t in fig.findobj(Text):
+        text = t.get_text()
+        if t.get_parse_math() and cbook.is_math_text(text):
+            parser = parser or MathTextParser("agg")
+            try:
+                parser.parse(text, 72, FontProperties())
+            except ValueError:
+                t.set_parse_math(False)
 
 
 def _layout(fig):
