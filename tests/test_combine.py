@@ -365,7 +365,8 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
 
     a, b = (sigma_eps2(rows[(d, "0.1")]) ** -2 for d in "ab")
     assert sigma_eps2(row) == pytest.approx((a + b) ** -0.5, rel=0.05)  # a and b joined
-    assert "    flagged: 1 (flag_dataset_left_out: 1 at 100 MeV)\n" in out
+    # no failed quality check: the row is said apart (report.html counts it so too)
+    assert "    flagged: 0\n" in out
     assert (
         "    left out of the combination: c at 100 MeV (no usable fit there; those rows are "
         "flag_dataset_left_out)\n"
@@ -428,10 +429,8 @@ def test_a_dataset_left_out_of_a_combined_row_is_flagged_and_named(tmp_path: Pat
     plt.close(fig)
     assert all("flagged (a dataset left out)" in x for x in panels), panels
     shown = legend_of(overlay.combined_brazil_figure(scan, names, "t", 95.0))
-    assert shown.count("demo c observed: no result (failed)") == 1, shown  # (drawn twice)
-    assert (
-        "flagged (a dataset left out)" in shown and "demo c observed: no result (failed)" in shown
-    )
+    assert shown.count("demo c: no result (failed)") == 1, shown  # (drawn twice)
+    assert "flagged (a dataset left out)" in shown and "demo c: no result (failed)" in shown
     assert not any("background model" in x for x in shown), shown
     # the Spey export of the combination named no dataset: which bins are whose (a review)
     code, _, err = run_cli_here("export-spey", tmp_path / "run", "--dataset", "combined")
@@ -465,6 +464,12 @@ def test_the_summary_names_only_datasets_whose_fit_was_left_out() -> None:
         "left out of the combination: c at 100 MeV (no usable fit there; those rows are "
         "flag_dataset_left_out)"
     ) in dataset_lines(combined)
+    assert "flagged: 0" in dataset_lines(combined)  # (no quality check failed)
+    # its dataset's rows not in the table (a table of the combination alone): counted
+    (alone,) = summarize_scan(rows[3:])
+    assert dataset_lines(alone)[-1] == (
+        "rows with a dataset left out: 1 at 100 MeV (flag_dataset_left_out)"
+    )
 
 
 def test_empty_windows_fail_the_combined_limit_instead_of_an_infinite_sigma():

@@ -389,7 +389,7 @@ def test_text_whose_math_cannot_be_laid_out_is_drawn_as_written(tmp_path):
     from gprpipe.plotting.style import label, save
 
     fig, ax = plt.subplots()
-    (line,) = ax.plot([1, 2], [1, 2], label=r"Demo $\frac{ + Other $")
+    ax.plot([1, 2], [1, 2], label=r"Demo $\frac{ + Other $")
     ax.legend()
     label(ax, r"x $\frac{$ y")
     xl = ax.set_xlabel(r"$\epsilon^2$")

@@ -738,9 +738,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in unresolved.items())
             + ")"
         )
-    flagged = f"flagged: {s.n_flagged}"
-    if s.flags:
-        flagged += " (" + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in s.flags.items()) + ")"
+    # a quality check failed; a combined row with only a dataset left out is said apart
+    # (counted among them, it read as a failed check, as report.html counts it: a review)
+    quality = {k: v for k, v in s.flags.items() if flags_of(k) != (FLAG_DATASET_LEFT_OUT,)}
+    flagged = f"flagged: {sum(quality.values())}"
+    if quality:
+        flagged += " (" + ", ".join(f"{k}: {v} at {s.where(k)}" for k, v in quality.items()) + ")"
     if s.flagged_unresolved:
         flagged += (
             f", {s.n_flagged_unresolved} of them with no observed limit (the "
@@ -753,6 +756,11 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             lines.append(
                 f"left out of the combination: {d} at {', '.join(map(_mev, ms))} (no usable fit "
                 "there; those rows are flag_dataset_left_out)"
+            )
+        if s.n_left_out and not s.left_out:  # (its dataset's rows not in this table)
+            lines.append(
+                f"rows with a dataset left out: {s.n_left_out} at "
+                f"{s.where(FLAG_DATASET_LEFT_OUT)} (flag_dataset_left_out)"
             )
     else:
         lines.append(f"{flagged}; GP fits not converged: {s.n_not_converged}")
