@@ -328,6 +328,13 @@ def test_the_report_counts_a_dataset_left_out_apart_from_failed_quality_checks(t
     ), html
     (s, c) = summarize_scan(rows + combined)
     assert (s.n_flagged, s.n_left_out, c.n_flagged, c.n_left_out) == (0, 0, 3, 2)
+    # such a row without an observed limit is no flagged row "with no observed limit
+    # either": the report said "2 of the flagged rows" beside "0 flagged rows" (a review)
+    left = {"dataset": "combined", "mass_GeV": "0.1", "eps2_up": "nan", "eps2_exp_med": "1e-6"}
+    (c,) = summarize_scan([left | {"status": "flag_dataset_left_out"}])
+    assert (c.n_flagged_unresolved, c.n_left_out) == (0, 1)
+    (c,) = summarize_scan([left | {"status": "flag_gof+flag_dataset_left_out"}])
+    assert c.n_flagged_unresolved == 1
     # index.html counts them as the report does (flagged, failed: no numbers)
     idx = _reports(cfg, point)[1].read_text()
     assert "<td>1 (+ 2 with a dataset left out)</td><td>2</td>" in idx, idx

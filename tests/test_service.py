@@ -308,8 +308,8 @@ def test_a_launch_replaces_links_at_its_files_and_writes_nothing_through_them(tm
 def test_a_second_launch_keeps_the_first_launchs_files(tmp_path: Path):
     """A second TUI launch into a folder (its SLURM jobs still queued, say) replaced the
     first launch's spec and log, the record of what it submitted, also when the run
-    refused it (a review). A launch sets the earlier files aside as tui-launch.previous.*;
-    a refused one puts them back, leaving the folder as it found it."""
+    refused it (a review). A launch sets the earlier files aside as tui-launch.previous.*
+    (one generation); a refused one puts them back."""
     from gprpipe.pipeline.store import LAUNCH_PREVIOUS
 
     run_dir = tmp_path / "run"

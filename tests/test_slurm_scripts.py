@@ -171,7 +171,7 @@ new_log() {
 recorded() {
     local jobs=$GPRPIPE_SLURM_RUN/slurm/jobs.json n wait=${GPRPIPE_RECORD_WAIT:-30}
     local line="\"job_id\": \"$SLURM_ARRAY_JOB_ID\""
-    [[ $wait =~ ^[1-9][0-9]{0,3}$ ]] || wait=30  # (bash arithmetic runs $(...) in names)
+    [[ $wait =~ ^(0|[1-9][0-9]{0,3})$ ]] || wait=30  # (bash arithmetic runs $(...) in names)
     for ((n = 0; ; n++)); do  # (checked once more than it sleeps)
         if [[ -f $jobs && ! -L $jobs ]] && grep -qF -- "$line" "$jobs"; then
             return 0
@@ -867,6 +867,16 @@ def test_a_job_runs_only_in_the_folder_whose_jobs_json_records_it(tmp_path: Path
     assert res.returncode == 0 and not (tmp_path / "pwned").exists()
     # no wait, or one with a leading zero (no number of bash's): checked once all the same
     assert [_recorded(run, "21070", w).returncode for w in ("0", "08", "")] == [0, 0, 0]
+    t0 = time.monotonic()
+    assert _recorded(run, "2107", "0").returncode == 1 and time.monotonic() - t0 < 5  # at once
+    # a jobs.json that names no folder (or this one) records this folder's jobs
+    from gprpipe.executors.slurm.jobs import jobs_path, recorded_elsewhere
+
+    for named in (None, "", str(run), str(tmp_path / "elsewhere")):
+        data = json.loads(jobs_path(run).read_text()) | {"run_dir": named}
+        jobs_path(run).write_text(json.dumps(data))
+        found = recorded_elsewhere(run)
+        assert found == ((named, ["21070"]) if named and named != str(run) else None), named
     # recorded 1 s after the job started: it runs
     jobs = run / "slurm" / "jobs.json"
     later = jobs.read_text().replace('"21070"', '"2107"')

@@ -173,10 +173,11 @@ def _start(spec: dict[str, Any], run_dir: Path) -> Launch:
 
 
 def _keep_previous(run_dir: Path) -> list[str]:
-    """Set the launch files of an earlier launch aside as ``tui-launch.previous.*``
-    (replacing older ones): a second launch overwrote the first's log, the record of the
-    jobs it submitted, also when the run refused it (a review). The names set aside (a
-    link at a name is no launch's file: replaced as before)."""
+    """Set the launch files of an earlier launch aside as ``tui-launch.previous.*``: a
+    second launch overwrote the first's log, the record of the jobs it submitted, also
+    when the run refused it (a review). One generation: older ``previous`` files are
+    replaced, and a refused launch puts back only the files it set aside. The names set
+    aside (a link at a name is no launch's file: replaced as before)."""
     kept = []
     for name, previous in LAUNCH_PREVIOUS.items():
         here = run_dir / name

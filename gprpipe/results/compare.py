@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gprpipe.stats.quality import STATUS_OK, observed_unresolved
+from gprpipe.stats.quality import limits_shown
 from gprpipe.units import matching_masses
 
 
@@ -142,10 +142,8 @@ def observed_ratios(table: Path) -> bool | None:
 
 
 def _compared(row: Mapping[str, str]) -> bool:
-    """A row with limits: ``ok``, or one whose observed toy limit alone was unresolved (its
-    expected limits stand, its observed limit is NaN)."""
-    status = row.get("status", "")
-    return status == STATUS_OK or observed_unresolved(status)
+    """A row with limits (:func:`~gprpipe.stats.quality.limits_shown`)."""
+    return limits_shown(row.get("status", ""))
 
 
 def _float(text: str | None) -> float:

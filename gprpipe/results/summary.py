@@ -34,6 +34,7 @@ from gprpipe.stats.quality import (
     flags_of,
     has_result,
     is_flagged,
+    limits_shown,
     observed_unresolved,
     toys_biased,
 )
@@ -455,8 +456,9 @@ def summarize_scan(
         if name == COMBINED:
             s.left_out = _left_out(groups, rs)
         s.flagged_unresolved = mass_runs(
-            [
-                is_flagged(r.get("status", "ok"))
+            [  # (a failed quality check: a row with only a dataset left out is said apart)
+                is_flagged(st := r.get("status", "ok"))
+                and flags_of(st) != (FLAG_DATASET_LEFT_OUT,)
                 and "eps2_up" in r  # (a blinded table has no observed limit at all)
                 and _num(r, "eps2_up") is None
                 and _num(r, "eps2_exp_med") is not None
@@ -520,7 +522,7 @@ def summarize_scan(
         band = [
             (e, float(r["mass_GeV"]))
             for r in rs
-            if ((st := r.get("status", "ok")) == "ok" or observed_unresolved(st))
+            if limits_shown(r.get("status", "ok"))
             and (e := _num(r, "exp_band_rel_err")) is not None
         ]
         if band:  # toy bands (asymptotic ones have no Monte Carlo error)

@@ -154,6 +154,13 @@ def observed_unresolved(status: str) -> bool:
     )
 
 
+def limits_shown(status: str) -> bool:
+    """A row whose limits are shown (tables, exports, figures): ``ok``, or one whose
+    observed toy limit alone was unresolved (its expected limits stand, its observed
+    limit is NaN)."""
+    return str(status) == STATUS_OK or observed_unresolved(status)
+
+
 def unresolved_status(exc: object, combined: bool = False) -> str:
     """The status of a (``combined``) row whose observed toy limit could not be resolved,
     ``exc`` the :class:`~.cls.UnresolvedToyLimit` that says why: a failure

@@ -335,11 +335,11 @@ def export_workspace(
 
 
 def _exported(status: str) -> bool:
-    """A mass the likelihood exports hold: ``ok``, or only its observed toy limit was
-    unresolved (too few toys; its fit, and so its likelihood, is ``ok``)."""
-    from gprpipe.stats.quality import observed_unresolved
+    """A mass the likelihood exports hold: one whose limits are shown (``ok``, or only its
+    observed toy limit was unresolved: its fit, and so its likelihood, is ``ok``)."""
+    from gprpipe.stats.quality import limits_shown
 
-    return status == "ok" or observed_unresolved(status)
+    return limits_shown(status)
 
 
 def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:

@@ -74,10 +74,14 @@ def recorded_elsewhere(run_dir: Path) -> tuple[str, list[str]] | None:
     jobs' ids; None otherwise (also for a file :func:`load_jobs` refuses)."""
     try:
         data = read_json(jobs_path(run_dir))
-        where = Path(str(data["run_dir"]))
-        if not _well_formed(data) or where.resolve() == Path(run_dir).resolve():
+        named = data.get("run_dir") if isinstance(data, dict) else None
+        # (load_jobs' rule: a record naming no folder is this folder's)
+        if not named or not _well_formed(data):
             return None
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        where = Path(str(named))
+        if where.resolve() == Path(run_dir).resolve():
+            return None
+    except (OSError, ValueError, TypeError, RuntimeError):
         return None
     ids = [
         str(j["job_id"])

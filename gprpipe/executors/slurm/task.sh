@@ -72,7 +72,7 @@ new_log() {
 recorded() {
     local jobs=$GPRPIPE_SLURM_RUN/slurm/jobs.json n wait=${GPRPIPE_RECORD_WAIT:-30}
     local line="\"job_id\": \"$SLURM_ARRAY_JOB_ID\""
-    [[ $wait =~ ^[1-9][0-9]{0,3}$ ]] || wait=30  # (bash arithmetic runs $(...) in names)
+    [[ $wait =~ ^(0|[1-9][0-9]{0,3})$ ]] || wait=30  # (bash arithmetic runs $(...) in names)
     for ((n = 0; ; n++)); do  # (checked once more than it sleeps)
         if [[ -f $jobs && ! -L $jobs ]] && grep -qF -- "$line" "$jobs"; then
             return 0
