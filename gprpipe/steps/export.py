@@ -207,11 +207,7 @@ def _publish(
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    try:  # the export is whole and recorded: a report that cannot list it does not undo it
-        refresh_reports(pdir, written)
-    except Exception as exc:  # (an edited run.json made it "internal error", the export kept)
-        why = str(exc) if isinstance(exc, (GprpipeError, OSError)) else type(exc).__name__
-        print(f"notice: the report of {pdir} does not list this export yet ({why}).")
+    refresh_reports(pdir, written)
 
 
 def _provenance(pdir: Path, source: Path, run: str, digest: str | None) -> dict[str, str]:
