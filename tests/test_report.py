@@ -332,7 +332,11 @@ def test_the_report_counts_a_dataset_left_out_apart_from_failed_quality_checks(t
     # either": the report said "2 of the flagged rows" beside "0 flagged rows" (a review)
     left = {"dataset": "combined", "mass_GeV": "0.1", "eps2_up": "nan", "eps2_exp_med": "1e-6"}
     (c,) = summarize_scan([left | {"status": "flag_dataset_left_out"}])
-    assert (c.n_flagged_unresolved, c.n_left_out) == (0, 1)
+    assert (c.n_flagged_unresolved, c.n_left_out, c.n_left_out_unresolved) == (0, 1, 1)
+    assert dataset_lines(c)[-1] == (  # ... but among the rows with a dataset left out
+        "rows with a dataset left out and no observed limit (the toys could not resolve it: "
+        "raise limit.n_toys): 1 at 100 MeV"
+    )
     (c,) = summarize_scan([left | {"status": "flag_gof+flag_dataset_left_out"}])
     assert c.n_flagged_unresolved == 1
     # index.html counts them as the report does (flagged, failed: no numbers)

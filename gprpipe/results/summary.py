@@ -133,6 +133,8 @@ class DatasetSummary:
     flagged_unresolved: list[list[float]] = field(default_factory=list)
     # combined: dataset -> the masses where its failed fit left it out of the combination
     left_out: dict[str, list[float]] = field(default_factory=dict)
+    # combined rows with only a dataset left out and no observed limit (unresolved toys)
+    left_out_unresolved: list[list[float]] = field(default_factory=list)
     masses: list[float] = field(default_factory=list)  # every row's, in table order
 
     def where(self, status: str) -> str:
@@ -224,6 +226,11 @@ class DatasetSummary:
     @property
     def n_flagged(self) -> int:
         return sum(self.flags.values())
+
+    @property
+    def n_left_out_unresolved(self) -> int:
+        """Of :attr:`n_left_out`, the rows without an observed limit (unresolved toys)."""
+        return sum(map(len, self.left_out_unresolved))
 
     @property
     def n_left_out(self) -> int:
@@ -455,16 +462,20 @@ def summarize_scan(
         ]
         if name == COMBINED:
             s.left_out = _left_out(groups, rs)
+        no_observed = [
+            is_flagged(r.get("status", "ok"))
+            and "eps2_up" in r  # (a blinded table has no observed limit at all)
+            and _num(r, "eps2_up") is None
+            and _num(r, "eps2_exp_med") is not None
+            for r in rs
+        ]
+        only_left = [flags_of(r.get("status", "ok")) == (FLAG_DATASET_LEFT_OUT,) for r in rs]
+        # a failed quality check; a row with only a dataset left out is said apart
         s.flagged_unresolved = mass_runs(
-            [  # (a failed quality check: a row with only a dataset left out is said apart)
-                is_flagged(st := r.get("status", "ok"))
-                and flags_of(st) != (FLAG_DATASET_LEFT_OUT,)
-                and "eps2_up" in r  # (a blinded table has no observed limit at all)
-                and _num(r, "eps2_up") is None
-                and _num(r, "eps2_exp_med") is not None
-                for r in rs
-            ],
-            s.masses,
+            [n and not o for n, o in zip(no_observed, only_left, strict=True)], s.masses
+        )
+        s.left_out_unresolved = mass_runs(
+            [n and o for n, o in zip(no_observed, only_left, strict=True)], s.masses
         )
         # flagged rows are left out of the largest local significance, as everywhere
         sig = [
@@ -763,6 +774,12 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
             lines.append(
                 f"rows with a dataset left out: {s.n_left_out} at "
                 f"{s.where(FLAG_DATASET_LEFT_OUT)} (flag_dataset_left_out)"
+            )
+        if s.left_out_unresolved:
+            lines.append(
+                "rows with a dataset left out and no observed limit (the toys could not "
+                f"resolve it: raise limit.n_toys): {sum(map(len, s.left_out_unresolved))} at "
+                f"{masses_text(s.left_out_unresolved, counted=False)}"
             )
     else:
         lines.append(f"{flagged}; GP fits not converged: {s.n_not_converged}")

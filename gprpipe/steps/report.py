@@ -447,6 +447,7 @@ def _scan_summary(
         "best": most_significant(datasets),
         "n_flagged": sum(s.n_flagged for s in datasets),
         "n_left_out": sum(s.n_left_out for s in datasets),
+        "n_left_out_unresolved": sum(s.n_left_out_unresolved for s in datasets),
         "n_failed": sum(s.n_failed for s in datasets),
         "n_unresolved": sum(s.n_unresolved for s in datasets),
         "n_flagged_unresolved": sum(s.n_flagged_unresolved for s in datasets),
