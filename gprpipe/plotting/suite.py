@@ -112,11 +112,17 @@ def mark_failed(
     """Masses with no result as crosses (grey; in an overlay the curve's ``colour``,
     ``name`` its label, ``level`` its row) along the bottom of ``ax`` (their curves have
     a gap there)."""
-    if failed is not None and np.any(failed):
-        x = np.asarray(m)[np.asarray(failed, bool)]
-        style = {"color": colour, "ms": 6, "mew": 1.4, "clip_on": False}
+    _mark_bottom(ax, m, failed, "x", name, level, color=colour, mew=1.4)
+
+
+def _mark_bottom(ax, m, mask, mk: str, name: str, level: int, **style: Any) -> None:
+    """The ``mask`` masses as markers ``mk`` in row ``level`` along the bottom of ``ax``."""
+    if mask is not None and np.any(mask):
+        x = np.asarray(m)[np.asarray(mask, bool)]
         y = np.full(len(x), _bottom(level))  # (axes fraction)
-        ax.plot(x, y, "x", transform=ax.get_xaxis_transform(), label=name, **style)
+        ax.plot(
+            x, y, mk, transform=ax.get_xaxis_transform(), label=name, ms=6, clip_on=False, **style
+        )
 
 
 NO_OBSERVED_LABEL = "no observed limit (too few toys)"
@@ -134,11 +140,7 @@ def mark_no_observed(
     toys resolve) as open triangles (in an overlay the curve's ``colour``, ``name`` its
     label, ``level`` its row) along the bottom of ``ax``: the observed curve has a gap
     there, which looked like the end of its range (a review)."""
-    if no_observed is not None and np.any(no_observed):
-        x = np.asarray(m)[np.asarray(no_observed, bool)]
-        style = {"color": colour, "mfc": "none", "ms": 6, "mew": 1.2, "clip_on": False}
-        y = np.full(len(x), _bottom(level))  # (axes fraction)
-        ax.plot(x, y, "v", transform=ax.get_xaxis_transform(), label=name, **style)
+    _mark_bottom(ax, m, no_observed, "v", name, level, color=colour, mfc="none", mew=1.2)
 
 
 def curve(ax, x, y, *args, **kwargs):

@@ -778,7 +778,7 @@ def dataset_lines(s: DatasetSummary) -> list[str]:
         if s.left_out_unresolved:
             lines.append(
                 "rows with a dataset left out and no observed limit (the toys could not "
-                f"resolve it: raise limit.n_toys): {sum(map(len, s.left_out_unresolved))} at "
+                f"resolve it: raise limit.n_toys): {s.n_left_out_unresolved} at "
                 f"{masses_text(s.left_out_unresolved, counted=False)}"
             )
     else:

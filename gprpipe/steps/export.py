@@ -306,7 +306,8 @@ def export_workspace(
         )
     cfg = point_config_of(pdir)
     blind = _window(lay, cfg, dataset, fit, i)
-    if not _exported(status := str(_status(lay, dataset, fit, cfg)[i])):
+    status = str(_status(lay, dataset, fit, cfg)[i])
+    if not _exported(np.array([status]))[0]:
         print(
             f"notice: {masses[i] * 1e3:g} MeV of {dataset} is {status}: HEPData's limit "
             "tables and the PatchSet leave it out (scan.csv keeps its row); this workspace "
@@ -330,12 +331,13 @@ def export_workspace(
     return path, ws
 
 
-def _exported(status: str) -> bool:
-    """A mass the likelihood exports hold: one whose limits are shown (``ok``, or only its
-    observed toy limit was unresolved: its fit, and so its likelihood, is ``ok``)."""
+def _exported(status: np.ndarray) -> np.ndarray:
+    """The masses the likelihood exports hold: those whose limits are shown
+    (:func:`~gprpipe.stats.quality.limits_shown`: ``ok``, or only the observed toy limit
+    unresolved, whose fit and so likelihood is ``ok``)."""
     from gprpipe.stats.quality import limits_shown
 
-    return limits_shown(status)
+    return np.array([limits_shown(str(st)) for st in status], dtype=bool)
 
 
 def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:
@@ -344,7 +346,7 @@ def _left_out(mass: np.ndarray, status: np.ndarray) -> tuple[list[dict], str]:
     HEPData's: an export without a mass, or a limit, must say so."""
     from gprpipe.steps.hepdata import left_out_note
 
-    ok = np.array([_exported(str(st)) for st in status], dtype=bool)
+    ok = _exported(status)
     rows = [{"mass_GeV": float(m), "status": str(st)} for m, st in zip(mass[~ok], status[~ok])]
     note = left_out_note({"mass_GeV": mass, "status": status}, ok)
     if (unresolved := ok & (status != "ok")).any():
@@ -399,8 +401,9 @@ def _ok_windows(pdir: Path, dataset: str) -> tuple[list, tuple[list[dict], str]]
     fit = _read_fit(lay, pdir, dataset)
     cfg = point_config_of(pdir)
     status = _status(lay, dataset, fit, cfg)
-    ok = np.array([_exported(str(st)) for st in status], dtype=bool)
-    wins = [(cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(ok)]
+    wins = [
+        (cfg, _window(lay, cfg, dataset, fit, int(i))) for i in np.flatnonzero(_exported(status))
+    ]
     return wins, _left_out(fit["mass_GeV"], status)
 
 
@@ -634,9 +637,7 @@ def _combined_windows(pdir: Path, scan: dict):
     vouched_for(lay.fit, cfg)
     out: list[Any] = []
     fits: dict[Any, Any] = {}  # load_blocks' cache of fit results
-    for m, st in zip(scan["mass_GeV"], scan["status"]):
-        if not _exported(str(st)):
-            continue
+    for m in scan["mass_GeV"][_exported(scan["status"])]:
         blocks, _, _ = load_blocks(cfg, lay.fit, float(m), fits)
         cw = combine(blocks)
         parts = {blk.name: [sl.start, sl.stop] for blk, sl in zip(blocks, cw.slices, strict=True)}

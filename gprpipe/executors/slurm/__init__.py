@@ -205,20 +205,9 @@ def _submit(
     for folder in (run_dir / "slurm", run_dir / "slurm" / "logs"):
         inside(folder, run_dir, "the run's SLURM folder", run_dir=True)
     (run_dir / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
-    for s in scripts:
+    for s in scripts:  # (SLURM's logs hold the job id, %A: no earlier file is at their names)
         atomic_write_text(s.path, s.text)
         s.path.chmod(0o755)
-        # SLURM opens the logs following links: one at a log's name is removed (a name
-        # with the job id, %A, is no earlier job's: nothing is at it)
-        if not dry_run and s.log is not None and "%A" not in s.log.name:
-            for i in range(len(s.task_ids)):
-                stale = s.log.with_name(s.log.name.replace("%a", str(i)))
-                try:
-                    stale.unlink(missing_ok=True)
-                except OSError as exc:  # a folder at a log's name
-                    raise GprpipeError(
-                        f"{stale}: cannot replace this SLURM log ({exc.strerror}); remove it."
-                    ) from None
 
     by_task = {t.id: t for t in tasks}
 

@@ -57,9 +57,8 @@ def load_jobs(run_dir: Path) -> dict[str, Any]:
         raise GprpipeError(f"{p} is not a record of SLURM submissions (edited or damaged)")
     assert isinstance(data, dict)
     data.setdefault("submissions", [])
-    where = data.get("run_dir")
     try:
-        elsewhere = bool(where) and Path(str(where)).resolve() != Path(run_dir).resolve()
+        elsewhere = _elsewhere(data, run_dir)
     except (ValueError, OSError, RuntimeError):  # e.g. a NUL byte: no path
         raise GprpipeError(
             f"{p}: its run_dir is not a path (edited or damaged); remove the file once "
@@ -68,29 +67,25 @@ def load_jobs(run_dir: Path) -> dict[str, Any]:
     return empty if elsewhere else data
 
 
+def _elsewhere(data: dict[str, Any], run_dir: Path) -> str | None:
+    """The folder a jobs.json record names when another than ``run_dir`` (a copy of a run
+    folder, or one moved while its jobs waited); None when it names none, or this one."""
+    where = data.get("run_dir")
+    if not where or Path(str(where)).resolve() == Path(run_dir).resolve():
+        return None
+    return str(where)
+
+
 def recorded_elsewhere(run_dir: Path) -> tuple[str, list[str]] | None:
     """The folder whose jobs ``RUN_DIR/slurm/jobs.json`` records, when another than
-    ``run_dir`` (a copy of a run folder, or one moved while its jobs waited), and those
-    jobs' ids; None otherwise (also for a file :func:`load_jobs` refuses)."""
+    ``run_dir`` (:func:`_elsewhere`), and those jobs' ids; None otherwise (also for a file
+    :func:`load_jobs` refuses)."""
     try:
         data = read_json(jobs_path(run_dir))
-        named = data.get("run_dir") if isinstance(data, dict) else None
-        # (load_jobs' rule: a record naming no folder is this folder's)
-        if not named or not _well_formed(data):
-            return None
-        where = Path(str(named))
-        if where.resolve() == Path(run_dir).resolve():
-            return None
-    except (OSError, ValueError, TypeError, RuntimeError):
+        where = _elsewhere(data, run_dir) if _well_formed(data) else None
+    except (OSError, ValueError, RuntimeError):
         return None
-    ids = [
-        str(j["job_id"])
-        for sub in data["submissions"]
-        if not sub.get("dry_run")
-        for j in sub.get("jobs", [])
-        if j.get("job_id")
-    ]
-    return str(where), list(dict.fromkeys(ids))
+    return None if where is None else (where, list(_job_names(data)))
 
 
 def _well_formed(data: Any) -> bool:
@@ -190,8 +185,13 @@ def job_ids(run_dir: Path) -> list[str]:
 def job_names(run_dir: Path) -> dict[str, str]:
     """Job id -> the name its script gave it, for every job of the run's real submissions
     (oldest first)."""
+    return _job_names(load_jobs(run_dir))
+
+
+def _job_names(data: dict[str, Any]) -> dict[str, str]:
+    """:func:`job_names` of a jobs.json record."""
     names: dict[str, str] = {}
-    for sub in load_jobs(run_dir).get("submissions", []):
+    for sub in data.get("submissions", []):
         if sub.get("dry_run"):
             continue
         for j in sub.get("jobs", []):

@@ -168,8 +168,7 @@ def _directive(option: str) -> str:
 
 def _output_pattern(path: Path) -> str:
     """``path`` as an sbatch filename pattern: ``%`` of the path doubled (``%A``, ``%a`` of
-    the name kept). A
-    backslash is refused (validation refuses it first)."""
+    the name kept). A backslash is refused (validation refuses it first)."""
     if why := slurm_log_folder_problem(str(path.parent)):
         raise GprpipeError(why)
     head, name = str(path.parent).replace("%", "%%"), path.name
