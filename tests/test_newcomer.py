@@ -1598,6 +1598,58 @@ def test_summary_during_the_plot_task_says_the_figures_are_being_drawn(tmp_path:
     assert any("to be drawn: " in out or "being drawn: " in out for out in said), said[-1]
 
 
+def test_summary_while_a_run_starts_says_it_is_in_use(shared_quickstart: Path, tmp_path: Path):
+    """A run of other settings writes its point configs, then run.json, then removes its
+    plan's earlier 'done' markers one by one, all under the folder's lock. summary read
+    between two of these said "changed since the run wrote it" (exit 1), or "run the
+    config again" and "rerun --failed" of the run's own tasks (CI). Both moments, held
+    here; once the lock is gone with the tasks not redone, it says so again."""
+    import hashlib
+    import threading
+
+    from gprpipe.pipeline.lock import run_lock
+    from gprpipe.pipeline.state import forget_done
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run, write_point_configs
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    sets = [f"base.output={run_dir}", 'plot.formats=["png"]', "fit.blind_nsigma=1.9"]
+    _, points = load_points(QUICKSTART, sets)
+    info = load_run_info(run_dir)
+    point_cfg = run_dir / "nominal" / "config.toml"
+
+    def record() -> None:  # run.json, as the run writes it just after the configs
+        time.sleep(1.0)
+        sha = hashlib.sha256(point_cfg.read_bytes()).hexdigest()
+        info.data["grid"][0]["config_sha256"] = sha
+        info.save()
+
+    with run_lock(run_dir, command="gprpipe run"):
+        write_point_configs(run_dir, points)
+        later = threading.Thread(target=record)
+        later.start()
+        code, out, err = run_cli_here("summary", run_dir)
+        later.join()
+        assert code == 0 and "changed since" not in err, err
+        assert "NOT CURRENT: the numbers below are of scan.csv" in out, out
+        tasks, _ = tasks_of_run(load_run_info(run_dir))
+        for t in tasks:  # the plot's 'done' marker is the last to go
+            if t.step != "plot":
+                forget_done(t.point_dir, t.slug)
+        code, out, err = run_cli_here("summary", run_dir)
+        assert code == 0, err
+        assert (
+            "  to be drawn: plots, HEPData, report (the plot task of the run going on now)" in out
+        ), out
+        assert "run the config again" not in out and "rerun" not in out, out
+        assert f"In use by gprpipe run (pid {os.getpid()} on host " in out
+        assert f"the tasks not run yet are its to run (gprpipe status {run_dir} follows" in out
+    code, out, err = run_cli_here("summary", run_dir)  # its run gone, the tasks not redone
+    assert code == 0 and "In use" not in out, err
+    assert "run the config again, with the plot step, to redraw them" in out, out
+    assert f"To finish the run (once any cause above is fixed): gprpipe rerun {run_dir}" in out
+
+
 def test_a_task_redone_while_its_state_is_read_is_not_called_damaged(
     shared_quickstart: Path, tmp_path: Path
 ):

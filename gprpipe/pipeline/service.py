@@ -72,6 +72,7 @@ from gprpipe.pipeline.store import (
     plan_points,
     point_dir,
     rerun_record,
+    run_plan,
     task_states,
     tasks_of_run,
     write_point_configs,
@@ -1740,10 +1741,9 @@ def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunSta
     """The run's task states. When no run holds the directory, containers of it that are
     still there are leftovers (the run and its watchdog were killed): they are removed.
     ``notice`` is also told of the jobs of another folder (:func:`jobs_elsewhere`)."""
-    info = load_run_info(run_dir)
+    info, tasks, configs = run_plan(run_dir)
     if notice is not None and (elsewhere := jobs_elsewhere(run_dir)):
         notice(elsewhere)
-    tasks, configs = tasks_of_run(info)
     ex = _run_executor(run_dir, info, configs)
     if ex.owns_containers and not is_locked(run_dir):
         try:
@@ -1845,7 +1845,7 @@ def _cancel(
         out.pids.append(p)
     info = load_run_info(run_dir, missing_ok=True)
     try:
-        tasks, configs = tasks_of_run(info) if info is not None else ([], {})
+        tasks, configs = run_plan(run_dir)[1:] if info is not None else ([], {})
     except GprpipeError as exc:  # (a point's config changed): its jobs are the run's still
         tasks, configs = [], {}
         slurm = info is not None and info.data.get("executor") == "slurm"

@@ -490,9 +490,33 @@ def tasks_of_run(info: RunInfo) -> tuple[list[Task], dict[str, Config]]:
     return [t for t in tasks if t.id in planned], configs
 
 
+class ConfigChanged(GprpipeError):
+    """A point's config.toml differs from the sha256 that run.json records for it."""
+
+
+def run_plan(run_dir: Path, wait: float = 3.0) -> tuple[RunInfo, list[Task], dict[str, Config]]:
+    """run.json and the tasks it records (:func:`tasks_of_run`), for a command that reads
+    a run (status, summary, cancel, the TUI). A run writes its point configs, then its
+    run.json, under the folder's lock: read between the two, a point's config differs
+    from its record. While a run holds the lock that is read again (for up to ``wait``
+    s), not called an edit (summary said "changed since the run wrote it" of a run that
+    had just started)."""
+    from gprpipe.pipeline.lock import is_locked
+
+    deadline = time.monotonic() + wait
+    while True:
+        info = load_run_info(run_dir)
+        try:
+            return (info, *tasks_of_run(info))
+        except ConfigChanged:
+            if time.monotonic() >= deadline or not is_locked(run_dir):
+                raise
+            time.sleep(0.1)
+
+
 def _check_config_sha(path: Path, text: str, recorded: str | None) -> None:
     if recorded and _sha256(text.encode()) != recorded:
-        raise GprpipeError(
+        raise ConfigChanged(
             f"{path}: changed since the run wrote it (run.json records another sha256): its "
             "results and a rerun would follow two configs; run the config again (gprpipe "
             "run CONFIG)."

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.pipeline.commit import read_commit, stale_exports, vouched, with_damage
+from gprpipe.pipeline.lock import describe, holder, is_locked
 from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import has_observed, plot_manifest_files, read_csv
 from gprpipe.results.summary import (
@@ -77,6 +78,7 @@ def observed_withheld(config: Config | None, columns: Iterable[str]) -> str:
 class RunSummary:
     run_dir: Path
     points: list[PointSummary]
+    in_use: str = ""  # who holds the run directory's lock now ('' when nobody)
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -191,11 +193,9 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
     from gprpipe.executors.slurm.reconcile import QUEUED, UNANSWERED
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.plan import producers, stale_outputs
-    from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+    from gprpipe.pipeline.store import run_plan, task_states
 
-    info = load_run_info(run_dir)
-    assert info is not None  # without missing_ok a missing run.json raises
-    tasks, configs = tasks_of_run(info)
+    info, tasks, configs = run_plan(run_dir)
     marked = task_states(tasks)
     with_damage(tasks, marked)  # as status says: outputs damaged since they finished
     states: Mapping[str, tuple[str, str]] = marked
@@ -295,7 +295,8 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
         ps.files = _files(
             ps.point_dir, stale, other, current, sources, _drawing(ps, states, run_dir)
         )
-    return RunSummary(Path(run_dir).resolve(), list(points.values()))
+    in_use = describe(holder(run_dir)) if is_locked(run_dir) else ""
+    return RunSummary(Path(run_dir).resolve(), list(points.values()), in_use)
 
 
 def _why_not_written(
@@ -325,14 +326,16 @@ def _drawing(
     running, queued in SLURM, or waits in a local run going on (between two of its tasks,
     the folder's lock says so); None otherwise."""
     from gprpipe.executors.slurm.reconcile import QUEUED
-    from gprpipe.pipeline.lock import is_locked
 
     state, msg = states.get(f"{ps.point}/plot", ("", ""))
     if state == "running":
         return "being drawn", "the plot task is running"
     if state == "pending" and msg.startswith(QUEUED):  # (a review)
         return "to be drawn", "the plot task is queued in SLURM"
-    if state == "pending" and (ps.running or is_locked(Path(run_dir))):
+    locked = is_locked(Path(run_dir))
+    # (a run going on removes its plan's earlier 'done' markers one by one as it starts:
+    # read between, the plot's said "run the config again" of the run's own task, CI)
+    if (state == "pending" and (ps.running or locked)) or (state == "done" and locked):
         return "to be drawn", "the plot task of the run going on now"
     return None
 
@@ -510,8 +513,19 @@ def summary_lines(summary: RunSummary) -> list[str]:
             lines.append(f"  tasks not run (pending or skipped): {not_run}")
         lines += [f"  {label}: {where}" for label, where in ps.files.items()]
     points = summary.points
+    if summary.in_use:  # (it said "to finish the run: rerun --failed" of a run going on)
+        todo = any(ps.pending for ps in points)
+        lines.append(
+            f"In use by {summary.in_use}"
+            + (
+                f": the tasks not run yet are its to run ({cli_command('status', summary.run_dir)}"
+                " follows them)."
+                if todo
+                else "."
+            )
+        )
     # (a rerun would be refused)
-    busy = any(ps.running or ps.queued or ps.unanswered for ps in points)
+    busy = summary.in_use or any(ps.running or ps.queued or ps.unanswered for ps in points)
     if any(ps.failures or ps.pending for ps in points) and not busy:
         lines.append(
             "To finish the run (once any cause above is fixed): "

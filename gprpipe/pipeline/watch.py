@@ -25,7 +25,7 @@ from gprpipe.pipeline.state import (
     read_state,
     write_state,
 )
-from gprpipe.pipeline.store import load_run_info, task_states, tasks_of_run
+from gprpipe.pipeline.store import run_plan, task_states
 from gprpipe.pipeline.task import Task
 
 STATES = ("done", "running", "failed", "pending")
@@ -109,8 +109,7 @@ class RunWatcher:
         key = (str(rj), mtime)
         try:
             if key != self._key:
-                info = load_run_info(Path(run_dir))
-                self._tasks, _ = tasks_of_run(info)
+                info, self._tasks, _ = run_plan(Path(run_dir))
                 self._executor = str(info.data.get("executor", "local"))
                 self._key = key
         except GprpipeError as exc:
