@@ -607,3 +607,44 @@ def test_masses_without_an_observed_limit_are_marked_and_an_empty_curve_has_no_l
     assert "HPS 2015 observed" not in texts  # (named as in the other overlays)
     assert "HPS 2015: no observed limit (too few toys)" in texts
     plt.close(fig)
+
+
+def test_the_rows_of_marks_along_the_bottom_lie_below_every_band(tmp_path: Path):
+    """A mass without a result (cross) or without an observed limit (triangle) is marked
+    along the bottom of the axes; a band reaching the bottom was drawn over the marks (a
+    review). The saved figure's y range starts low enough for its lowest band to lie above
+    the rows; a figure without marks keeps matplotlib's range."""
+    import matplotlib.pyplot as plt
+
+    from gprpipe.plotting.style import BOTTOM_ROW, save
+    from gprpipe.plotting.suite import brazil_figure
+
+    m = np.linspace(0.03, 0.1, 15)
+    med = 1e-5 * (1 + 5 * (m - 0.03) / 0.07)
+    bands = [med * k for k in (0.3, 0.6, 1.0, 1.6, 2.4)]
+    bands[0][0] = 1e-7  # the -2 sigma band's end at 30 MeV: the lowest value drawn
+    obs = med * 1.1
+    obs[[0, 3]] = np.nan  # 30 MeV: no observed limit; 45 MeV: no result
+    for b in bands:
+        b[3] = np.nan
+    failed = np.arange(15) == 3
+
+    def fractions(fig):  # (lowest value drawn, top of the marks' rows), in axes fraction
+        ax = fig.axes[0]
+        low = ax.transAxes.inverted().transform(ax.transData.transform((0.05, 1e-7)))[1]
+        rows = [ln for ln in ax.get_lines() if ln.get_gid() == BOTTOM_ROW]
+        assert {ln.get_marker() for ln in rows} == {"x", "v"}
+        return low, max(float(np.max(ln.get_ydata())) for ln in rows)
+
+    fig = brazil_figure(m, obs, bands, ylabel="eps2", title="t", failed=failed)
+    low, row = fractions(fig)
+    assert low < row + 0.02  # as drawn: the band's end on the marks
+    save(fig, tmp_path, "b", ["png"])
+    low, row = fractions(fig)
+    assert low == pytest.approx(row + 0.035, abs=1e-6)
+    obs[0] = med[0]  # every mass with its limits: no marks, the range is kept
+    fig = brazil_figure(m, obs, bands, ylabel="eps2", title="t", failed=failed & False)
+    before = fig.axes[0].get_ylim()
+    save(fig, tmp_path, "c", ["png"])
+    assert fig.axes[0].get_ylim() == before
+    plt.close("all")

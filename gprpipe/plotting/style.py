@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.offsetbox import AnchoredOffsetbox, HPacker, TextArea
 
@@ -161,6 +162,7 @@ def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     engine run first.
     """
     _plain_if_unparsable(fig)
+    _clear_bottom_rows(fig)
     bbox = "tight"
     if fig.get_layout_engine() is None:
         renderer = fig.canvas.get_renderer()
@@ -176,6 +178,31 @@ def save(fig, folder: Path, stem: str, formats: Sequence[str]) -> list[Path]:
         out.append(target)
     plt.close(fig)
     return out
+
+
+#: the ``gid`` of a row of markers along the bottom of an axes (masses without a result
+#: or without an observed limit; y in axes fraction)
+BOTTOM_ROW = "gprpipe-bottom-row"
+
+
+def _clear_bottom_rows(fig) -> None:
+    """Lower the y range of each axes with rows of markers along its bottom until its
+    curves and bands lie above them: a mark fell on a band or a curve that reached the
+    bottom (a review). An axes whose curves reach below its range keeps them cut where
+    its bottom was."""
+    for ax in fig.axes:
+        rows = [ln for ln in ax.get_lines() if ln.get_gid() == BOTTOM_ROW]
+        lo, hi = ax.get_ylim()
+        low = ax.dataLim.y0  # (the rows, in axes fraction, are not in the data limits)
+        log = ax.get_yscale() == "log"
+        if not rows or not np.isfinite(low) or hi <= lo or (log and min(lo, low) <= 0):
+            continue
+        top = max(float(np.max(ln.get_ydata())) for ln in rows) + 0.035  # (a marker's half)
+        scale = np.log10 if log else (lambda v: v)
+        y_lo, y_hi, y_low = (float(scale(v)) for v in (lo, hi, max(low, lo)))
+        if (y_low - y_lo) / (y_hi - y_lo) < top:
+            new = (y_low - top * y_hi) / (1.0 - top)
+            ax.set_ylim(10.0**new if log else new, hi)
 
 
 def _plain_if_unparsable(fig) -> None:

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.special import ndtr  # ndtr(-z) = ndtr(-z): scipy.stats is slow to import
 
-from gprpipe.plotting.style import BAND_1, BAND_2, FEW_MASSES, label, legend, marker
+from gprpipe.plotting.style import BAND_1, BAND_2, BOTTOM_ROW, FEW_MASSES, label, legend, marker
 from gprpipe.stats.quality import FLAG_DATASET_LEFT_OUT, flags_of, has_result, unresolved_rows
 from gprpipe.stats.significance import z_from_p
 
@@ -121,8 +121,9 @@ def _mark_bottom(ax, m, mask, mk: str, name: str, level: int, **style: Any) -> N
         x = np.asarray(m)[np.asarray(mask, bool)]
         y = np.full(len(x), _bottom(level))  # (axes fraction)
         ax.plot(
-            x, y, mk, transform=ax.get_xaxis_transform(), label=name, ms=6, clip_on=False, **style
-        )
+            x, y, mk, transform=ax.get_xaxis_transform(), label=name, ms=6, clip_on=False,
+            gid=BOTTOM_ROW, **style,
+        )  # fmt: skip
 
 
 NO_OBSERVED_LABEL = "no observed limit (too few toys)"
