@@ -409,8 +409,8 @@ def test_a_folder_in_place_of_an_output_is_a_damaged_output(copy: Path):
     fit.mkdir()
     code, out, err = gp("summary", copy)
     assert code == 0, out + err
-    assert "    nominal/fit/merge: fit.h5 is missing since the task finished; " in out
-    assert "rerun --failed redoes it" in out
+    assert "    nominal/fit/merge: fit.h5 was replaced by a folder since the task finished; " in out
+    assert "remove it, then rerun --failed" in out  # (a task never writes over a folder)
 
 
 def test_reach_and_compare_figures_are_labelled_as_the_run_says(copy: Path, tmp_path: Path):
@@ -2210,6 +2210,36 @@ def test_a_fifo_or_device_at_an_output_is_one_sentence_never_a_wait(copy: Path, 
         assert "internal error" not in out + err and "Traceback" not in out + err, args
         if code:  # (the point's folder, or the file itself, named)
             assert code == 1 and str(path.parent) in out + err, (args, out, err)
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "folder"])
+def test_something_else_at_the_scans_name_is_said_as_it_is(copy: Path, kind: str):
+    """A FIFO at scan.csv: summary said "scan.csv: not there" and listed it among the
+    tables, status "scan.csv is missing ... rerun --failed redoes it" (a rerun refuses to
+    write over it), compare "no scan.csv (has the limit step run?)" (a review). Each says
+    what is there, and the rerun is offered once it is removed."""
+    other = copy.parent / "other"
+    shutil.copytree(copy, other, symlinks=True)
+    scan = copy / "nominal" / "scan.csv"
+    scan.unlink()
+    if kind == "FIFO":
+        os.mkfifo(scan)
+        what = "a FIFO, device or socket"
+    else:
+        scan.mkdir()
+        what = "a folder"
+    code, out, err = run_cli_here("summary", copy)
+    assert code == 1, out + err
+    assert f"  not summarised: {scan}: replaced by {what} (its task failed, see below)." in out
+    assert f"    nominal/limit/merge: scan.csv was replaced by {what} since the task " in out
+    assert "finished; remove it, then rerun --failed" in out
+    assert "  tables: " in out and "scan.csv)" not in out, out  # (it offered the FIFO)
+    code, out, err = run_cli_here("status", copy)
+    assert f"failed   nominal/limit/merge: scan.csv was replaced by {what} since the " in out
+    code, out, err = run_cli_here("compare", other, copy, "-o", copy.parent / "cmp")
+    assert code == 1 and err.strip() == (
+        f"error: {scan} was replaced by {what}: its results cannot be compared."
+    ), err
 
 
 def test_an_edited_rerun_record_is_said_as_it_is_never_an_internal_error(

@@ -170,6 +170,27 @@ def open_regular(path: Path | str) -> BinaryIO:
         raise
 
 
+def absent(path: Path | str) -> str:
+    """'' when ``path`` is a regular file (links followed), else what is there instead, as
+    the end of a sentence naming it: "is missing", "was replaced by a folder" (a FIFO,
+    device or socket, a link to nothing): summary called a FIFO "not there", status
+    "missing", and compare asked whether the limit step had run (a review)."""
+    if os.path.isfile(path):
+        return ""
+    if not os.path.lexists(path):
+        return "is missing"
+    if os.path.isdir(path):
+        return f"{REPLACED} a folder"
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"{REPLACED} a link to nothing"
+    return f"{REPLACED} a FIFO, device or socket"
+
+
+#: how :func:`absent` begins when something else is at a file's name (a task does not
+#: write over it: the user removes it)
+REPLACED = "was replaced by"
+
+
 def read_record(path: Path | str) -> str:
     """The text of a run's record file (run.json, a marker, a lock's holder); OSError
     unless it is a regular file (:func:`open_regular`)."""

@@ -21,7 +21,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import atomic_write_text, end_unless_held, inside, read_json
+from gprpipe.io.atomic import (
+    REPLACED,
+    absent,
+    atomic_write_text,
+    end_unless_held,
+    inside,
+    read_json,
+)
 from gprpipe.io.hdf5 import sha256_file
 from gprpipe.pipeline.state import marker, read_state, state_dir
 from gprpipe.pipeline.task import Task
@@ -94,8 +101,8 @@ def check_outputs(task: Task, cache_key: str) -> tuple[bool, str]:
             return False, ""
     for rel, digest in files.items():
         p = point / rel
-        if not p.is_file():
-            return False, f"{rel} is missing"
+        if there := absent(p):
+            return False, f"{rel} {there}"
         if sha256_file(p) != digest:
             return False, f"{rel} differs from what the task wrote (sha256 mismatch)"
     return True, ""
@@ -188,7 +195,10 @@ def with_damage(
         if now[0] == "done" and done_marker_id(t) != seen:
             why = damage(t)
         if now[0] == "done" and why:
-            now = ("failed", f"{why} since the task finished; rerun --failed redoes it")
+            redo = (
+                "remove it, then rerun --failed" if REPLACED in why else "rerun --failed redoes it"
+            )
+            now = ("failed", f"{why} since the task finished; {redo}")
         states[t.id] = now
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from gprpipe.config import point_config_from_file
 from gprpipe.errors import GprpipeError
-from gprpipe.io.atomic import read_json
+from gprpipe.io.atomic import absent, read_json
 from gprpipe.pipeline.commit import as_recorded, vouched
 from gprpipe.pipeline.store import last_run_blind
 from gprpipe.pipeline.summary import read_table
@@ -121,8 +121,11 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
         names = [str(p) for p, _ in found]
     out = {}
     for (p, _), n in zip(found, names):
-        if not (p / "scan.csv").is_file():
+        there = absent(p / "scan.csv")
+        if there == "is missing":
             raise GprpipeError(f"{p}: no scan.csv (has the limit step run?).")
+        if there:
+            raise GprpipeError(f"{p / 'scan.csv'} {there}: its results cannot be compared.")
         out[n] = p
     return out
 

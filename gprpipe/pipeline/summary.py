@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
+from gprpipe.io.atomic import absent
 from gprpipe.pipeline.commit import read_commit, stale_exports, vouched, with_damage
 from gprpipe.pipeline.lock import describe, holder, is_locked
 from gprpipe.pipeline.task import Task
@@ -122,7 +123,7 @@ def _files(
     from gprpipe.pipeline.plan import Layout
 
     undrawn = set() if drawn_current else set(Layout(pdir).products())
-    tables = sorted(p.name for p in pdir.glob("*.csv") if p not in stale | undrawn)
+    tables = sorted(p.name for p in pdir.glob("*.csv") if p.is_file() and p not in stale | undrawn)
     if tables:
         out["tables"] = f"{pdir}/ ({', '.join(tables)})"
     left = sorted(p.name for p in stale if p.is_file())
@@ -245,7 +246,9 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
         unfinished = ps.failures or ps.pending or ps.running
         if ps.point in writes_scan and not scan.is_file() and unfinished:
             writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
-            ps.unvouched = f"{scan}: not there ({_why_not_written(writer, tasks, states)})."
+            there = absent(scan)
+            what = "not there" if there == "is missing" else there.removeprefix("was ")
+            ps.unvouched = f"{scan}: {what} ({_why_not_written(writer, tasks, states)})."
         if inject.is_file() and inject not in stale:
             try:
                 ps.injections = summarize_injection(read_table(vouched(inject)))
