@@ -2115,6 +2115,12 @@ def test_figures_that_leave_out_results_of_other_settings_are_current(tmp_path: 
     assert code == 0, so + se
     log = (out / "nominal" / "logs" / "plot.log").read_text()
     assert "limit.h5 was made with other settings or inputs; not drawn" in log
+    # said on the console before the run starts (only the log said it: a newcomer audit)
+    assert (
+        f"notice: {out / 'nominal' / 'limit.h5'} was made with other settings or inputs than "
+        "this config's: the plot step leaves out its figures and tables (add 'limit' to "
+        "--steps to redraw them)."
+    ) in se, se
     assert "not current: plots" not in so, so
     assert 'id="not-current"' not in (out / "nominal" / "report.html").read_text()
     code, so, _ = run_cli_here("run", *other, "--steps", "plot")

@@ -925,6 +925,34 @@ def _refuse_unplanned_inputs(run_dir: Path, points: Sequence[Point], tasks: Sequ
         raise ConfigError(why)
 
 
+def _plot_leaves_out(run_dir: Path, points: Sequence[Point], tasks: Sequence[Task]) -> list[str]:
+    """One notice per output that a plot task of this run will leave out: lent by a step
+    left out of the run and made with other settings or inputs than this config's (only
+    the plot task's log said "not drawn", and the figures and HEPData of the step were
+    gone after a run that ended "done": a newcomer audit)."""
+    from gprpipe.pipeline.cache import output_of
+    from gprpipe.pipeline.plan import Layout, producers
+
+    out = []
+    for p in points:
+        steps = {t.step for t in tasks if t.point == p.name}
+        if "plot" not in steps:
+            continue
+        lay = Layout(point_dir(run_dir, p))
+        made = producers(p.name, lay.point_dir, p.config)
+        for f in (lay.load, lay.fit, lay.limit, lay.inject, lay.toyscan):
+            task = made.get(f)
+            if task is None or task.step in steps or not f.is_file():
+                continue
+            if not output_of(f, p.config, made):
+                out.append(
+                    f"notice: {f} was made with other settings or inputs than this config's: "
+                    f"the plot step leaves out its figures and tables (add '{task.step}' to "
+                    "--steps to redraw them)."
+                )
+    return out
+
+
 def _made_from_what_runs_anew(
     tasks: Sequence[Task],
     prods: Mapping[str, Mapping[Path, Task]],
@@ -1268,6 +1296,8 @@ def run(
     folder_checks()
     if replaced := _observed_replaced(run_dir, points):
         obs.notice(replaced)
+    for line in _plot_leaves_out(run_dir, points, tasks):
+        obs.notice(line)
     check_inputs(loaded, points)  # (a dry run too: a histogram the file lacks)
     if opts.dry_run:  # what a run would run: the tasks whose outputs are not fresh
         from gprpipe.pipeline.cache import up_to_date
