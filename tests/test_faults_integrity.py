@@ -2275,3 +2275,21 @@ def test_an_edited_rerun_record_is_said_as_it_is_never_an_internal_error(
         "run the config again (gprpipe run CONFIG) to rewrite it."
     )
     assert not (copy / "nominal" / "exports" / "spey_demo.json").exists()
+
+
+def test_the_report_of_an_injection_says_its_closure_as_summary_does(copy: Path):
+    """An injection point's report.html had its figures but none of the closure numbers
+    the summary prints (pull mean and width, coverage, the furthest pull mean): a
+    newcomer audit. It gives them as `gprpipe summary` does."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.steps.report import write_reports
+
+    point = copy / "nominal"
+    _, out, _ = gp("summary", copy)
+    said = [ln.strip() for ln in out.splitlines() if ln.strip().startswith(("pull mean", "cov"))]
+    assert said and any(ln.startswith("pull mean furthest from 0: ") for ln in said), out
+    write_reports(point_config_from_file(point / "config.toml"), point)
+    page = (point / "report.html").read_text()
+    assert "(inject.csv), as <code>gprpipe summary</code> gives it:" in page
+    for line in said:
+        assert f"<li>{line}</li>" in page, (line, page[page.find("injection-lines") :][:800])

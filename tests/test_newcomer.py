@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -1642,12 +1643,79 @@ def test_summary_while_a_run_starts_says_it_is_in_use(shared_quickstart: Path, t
             "  to be drawn: plots, HEPData, report (the plot task of the run going on now)" in out
         ), out
         assert "run the config again" not in out and "rerun" not in out, out
+        assert "scan.csv (made with other settings or inputs than the point's config, or by " in out
+        assert "an older gprpipe; the run going on recomputes those of its steps)" in out, out
         assert f"In use by gprpipe run (pid {os.getpid()} on host " in out
         assert f"the tasks not run yet are its to run (gprpipe status {run_dir} follows" in out
     code, out, err = run_cli_here("summary", run_dir)  # its run gone, the tasks not redone
     assert code == 0 and "In use" not in out, err
     assert "run the config again, with the plot step, to redraw them" in out, out
     assert f"To finish the run (once any cause above is fixed): gprpipe rerun {run_dir}" in out
+
+
+def test_readers_while_a_run_rewrites_its_scan_say_so(shared_quickstart: Path, tmp_path: Path):
+    """A run's merge task withdraws its commit record, writes scan.csv, then commits it;
+    read in between, summary said "no task of this run has committed it ... run the point
+    again" (exit 1), compare the same, and the exports failed or wrote their files and the
+    reports beside the run (a race audit). With a run holding the folder, summary says the
+    table is being computed (exit 0), compare to compare when the run has ended, and the
+    exports refuse; a first run that has not written run.json yet is named, not called no
+    run folder. Without the lock, the missing record is said as before."""
+    from gprpipe.pipeline import store
+    from gprpipe.pipeline.commit import clear_commit
+    from gprpipe.pipeline.lock import run_lock
+    from gprpipe.pipeline.state import write_state
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    other = tmp_path / "other"
+    shutil.copytree(shared_quickstart, other, symlinks=True)
+    tasks, _ = tasks_of_run(load_run_info(run_dir))
+    merge = next(t for t in tasks if t.id == "nominal/limit/merge")
+    scan = run_dir / "nominal" / "scan.csv"
+    with run_lock(run_dir, command="gprpipe run"):
+        write_state(merge.point_dir, merge.slug, "running")
+        clear_commit(merge)
+        code, out, err = run_cli_here("summary", run_dir)
+        assert code == 0, out + err
+        assert f"  being computed: {scan} (by the run going on; run summary again when" in out
+        assert "run the point again" not in out and "To finish" not in out, out
+        code, out, err = run_cli_here("compare", other, run_dir, "-o", tmp_path / "cmp")
+        assert (
+            code == 1
+            and err.strip()
+            == (
+                f"error: {scan}: being rewritten by the run going on in {run_dir} (gprpipe run "
+                f"(pid {os.getpid()} on host {socket.gethostname()} since "
+            )
+            + err.strip().split(" since ", 1)[1]
+        ), err
+        assert err.strip().endswith("): compare when it has ended."), err
+        code, out, err = run_cli_here("export-spey", run_dir, "--dataset", "demo")
+        assert code == 1 and f"error: {run_dir} is in use by gprpipe run (pid " in err, err
+        assert err.strip().endswith(
+            "try again when it has ended (a run rewrites the results this reads and the "
+            "reports it lists its files in)."
+        ), err
+        assert not (run_dir / "nominal" / "exports" / "spey_demo.json").exists()
+    code, out, err = run_cli_here("summary", run_dir)  # the run gone, the record not back
+    assert code == 1 and f"  not summarised: {scan}: no task of this run has committed" in out
+
+    first = tmp_path / "first"  # a first run: its lock taken, run.json not yet written
+    with run_lock(first, command="gprpipe run"):
+        store.WRITE_WAIT, wait = 0.5, store.WRITE_WAIT
+        try:
+            code, out, err = run_cli_here("summary", first)
+        finally:
+            store.WRITE_WAIT = wait
+    assert code == 1 and err.strip() == (
+        f"error: {first} is in use by gprpipe run (pid {os.getpid()} on host "
+        f"{socket.gethostname()} since " + err.strip().split(" since ", 1)[1]
+    )
+    assert err.strip().endswith(", which has not written its run.json yet: try again in a moment.")
+    code, out, err = run_cli_here("summary", first)
+    assert code == 1 and "not a gprpipe run directory (no run.json)" in err, err
 
 
 def test_a_task_redone_while_its_state_is_read_is_not_called_damaged(

@@ -519,3 +519,61 @@ def test_cancel_stops_the_slurm_jobs_of_a_run_whose_point_config_changed(
     assert "Cancelled SLURM jobs: 505" in out
     assert f"Marked nothing failed there: {config}: " in out
     assert "(its tasks: the run's SLURM jobs are cancelled all the same)" in out
+
+
+def test_a_run_is_not_refused_for_a_status_that_holds_the_lock_for_a_moment(
+    tmp_path: Path, shared_quickstart: Path, monkeypatch
+):
+    """`gprpipe status` took the run's lock (to remove a killed run's containers) also
+    for the local engine, which leaves none, and a run started meanwhile was refused: "in
+    use by gprpipe status" (7 of 12 runs beside a status loop, a race audit). Status of a
+    local run takes no lock; a run waits a moment for a holder that is status or cancel,
+    or whose record is empty (a command taking or releasing the lock), and refuses a run
+    at once."""
+    import subprocess
+
+    from gprpipe.pipeline import lock
+
+    taken: list[str] = []
+    real = service.run_lock
+    monkeypatch.setattr(service, "run_lock", lambda d, **kw: taken.append(str(d)) or real(d, **kw))
+    assert service.status(shared_quickstart).counts() == {"done": 6}
+    assert taken == []
+    monkeypatch.undo()
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = run_dir / lock.LOCK_NAME
+    hold = (
+        "import fcntl, json, sys, time; f = open(sys.argv[1], 'w'); fcntl.flock(f, "
+        "fcntl.LOCK_EX); f.write(sys.argv[2]); f.flush(); print(1, flush=True); "
+        "time.sleep(float(sys.argv[3]))"
+    )
+    for record, seconds, refused in (
+        ({"command": "gprpipe status", "pid": 1}, 1.0, False),
+        ({}, 1.0, False),
+        ({"command": "gprpipe run", "pid": 1, "host": "h", "since": "t"}, 5.0, True),
+    ):
+        text = json.dumps(record) if record else ""
+        proc = subprocess.Popen(
+            [sys.executable, "-c", hold, str(path), text, str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "1\n"
+            t0 = time.monotonic()
+            if refused:
+                with (
+                    pytest.raises(GprpipeError, match="is in use by gprpipe run \\(pid 1 "),
+                    lock.run_lock(run_dir, command="gprpipe run"),
+                ):
+                    pass
+                assert time.monotonic() - t0 < 1.0
+            else:
+                with lock.run_lock(run_dir, command="gprpipe run") as info:
+                    assert info["pid"] == os.getpid()
+                assert 0.3 < time.monotonic() - t0 < lock.BRIEF_WAIT
+        finally:
+            proc.kill()
+            proc.wait()

@@ -2173,3 +2173,115 @@ async def test_a_check_that_fails_is_said_and_the_app_stays(
             f"{run / 'nominal'}: could not be checked (ValueError: boom)."
         )
         assert app.query_one("#res-table", DataTable).row_count == 0 and app.is_running
+
+
+@sync
+async def test_the_text_plot_says_the_points_confidence_level(tmp_path):
+    """The Results tab's text plot said "95% CL" whatever limit.alpha the point was run
+    with (a newcomer audit; the figures, HEPData and compare say 1 - alpha)."""
+    from conftest import quickstart_child, run_cli_here
+
+    run = tmp_path / "run"
+    cfg = quickstart_child(tmp_path / "a.toml", f'output = "{run}"\n[limit]\nalpha = 0.1\n')
+    code, out, err = run_cli_here("run", cfg, "--steps", "load,fit,limit")
+    assert code == 0, out + err
+    app = GprpipeApp(run, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await _results_keys(app, pilot, 0.5)
+        await pilot.press("p")
+        await _settle(pilot)
+        assert "ε² upper limit, demo (90% CL)" in _plain(app.query_one("#res-plot").render())
+
+
+@sync
+async def test_a_point_folder_given_opens_its_run(shared_quickstart, tmp_path):
+    """`gprpipe tui runs/mine/nominal` (the folder holding scan.csv and plots/) opened
+    nothing: "No finished point ... Start a run" (a newcomer audit). It opens the point's
+    run folder and says so."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    app = GprpipeApp(run / "nominal", check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        keys = await _results_keys(app, pilot, 0.5)
+        assert app.results_dir == run.resolve()
+        assert "best local Z" in keys, keys
+        said = [n.message for n in app._notifications]
+        assert (
+            f"{run / 'nominal'} is a point folder: its run folder {run.resolve()} is open." in said
+        )
+
+
+@sync
+async def test_the_run_tab_of_a_refused_folder_shows_no_invented_counts(
+    shared_quickstart, tmp_path
+):
+    """A finished run whose point config was edited by hand: the Run tab showed its 6
+    tasks as "pending 6   not started" above the refusal (status refuses the folder), and
+    f said "No run to rerun yet." (a newcomer audit). It shows the refusal alone, and f
+    repeats it."""
+    import shutil
+
+    from textual.widgets import DataTable
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    point_cfg = run / "nominal" / "config.toml"
+    point_cfg.write_text(point_cfg.read_text() + "# edited\n")
+    app = GprpipeApp(run, check_delay=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        await _settle(pilot, 0.5)
+        summary = " ".join(_static(app, "#run-summary").split())
+        assert f"{point_cfg}: changed since the run wrote it" in summary, summary
+        assert "pending" not in summary and "not started" not in summary, summary
+        assert app.query_one("#run-tasks", DataTable).row_count == 0
+        await pilot.press("f")
+        await _settle(pilot)
+        said = [n.message for n in app._notifications]
+        assert any(m.startswith(f"{point_cfg}: changed since the run wrote it") for m in said)
+        assert "No run to rerun yet." not in said
+
+
+@sync
+async def test_results_during_a_run_of_other_settings_say_the_run_recomputes_them(
+    shared_quickstart, tmp_path
+):
+    """Opened while a run of other settings went on, the Results tab said "NOT CURRENT ...
+    (a later run left its step out, or the data changed); run the point again", and with
+    no scan.csv yet "Start a run in Run (F5)" (a newcomer audit). Both name the run going
+    on; once it is gone, the advice is back."""
+    import hashlib
+    import shutil
+
+    from gprpipe.config import load_points
+    from gprpipe.pipeline.lock import run_lock
+    from gprpipe.pipeline.store import load_run_info, write_point_configs
+
+    run = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run, symlinks=True)
+    sets = [f"base.output={run}", 'plot.formats=["png"]', "fit.blind_nsigma=1.9"]
+    _, points = load_points(QUICKSTART, sets)
+    with run_lock(run, command="gprpipe run"):
+        write_point_configs(run, points)  # and run.json, as the run writes them
+        info = load_run_info(run)
+        sha = hashlib.sha256((run / "nominal" / "config.toml").read_bytes()).hexdigest()
+        info.data["grid"][0]["config_sha256"] = sha
+        info.save()
+        app = GprpipeApp(run, check_delay=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            keys = " ".join((await _results_keys(app, pilot, 0.5)).split())
+        assert "NOT CURRENT: scan.csv was made with other settings" in keys, keys
+        assert "(the run going on recomputes it: Run, F5, follows it)" in keys, keys
+        assert "run the point again" not in keys
+        (run / "nominal" / "scan.csv").rename(tmp_path / "scan.csv")
+        app = GprpipeApp(run, check_delay=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            keys = " ".join((await _results_keys(app, pilot, 0.5)).split())
+        assert "A run is going on there: Run (F5) follows it." in keys, keys
+        (tmp_path / "scan.csv").rename(run / "nominal" / "scan.csv")
+    app = GprpipeApp(run, check_delay=0.05)  # the run gone, its tasks not redone
+    async with app.run_test(size=SIZE) as pilot:
+        keys = " ".join((await _results_keys(app, pilot, 0.5)).split())
+    assert "(a later run left its step out, or the data changed); run the point again" in keys

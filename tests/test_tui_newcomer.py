@@ -376,3 +376,17 @@ async def test_form_dataset_keys_and_save_as_names_follow_the_config(tmp_path, m
             await pilot.press("n")
             await _settle(pilot, 0.3)
         assert (tmp_path / "v1.2.toml").is_file() and not (tmp_path / "v1.toml").exists()
+
+
+def test_browse_says_a_file_that_is_not_a_config_without_an_empty_prefix(tmp_path):
+    """Browsing a binary file named .toml showed "✗ 1 error" and ": /path: not a config
+    file", an empty place before the colon (a newcomer audit)."""
+    from gprpipe.tui.browse import check_renderable
+    from gprpipe.tui.model import check_file
+
+    path = tmp_path / "x.toml"
+    path.write_bytes(b"\x00\xff\xfebinary")
+    parts = check_renderable(check_file(path)).renderables
+    lines = [p.plain for p in parts if hasattr(p, "plain")]
+    assert lines[0] == "✗ 1 error"
+    assert lines[1].startswith(f"{path}: not a config file (byte "), lines

@@ -20,6 +20,8 @@ from gprpipe.errors import GprpipeError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEMO = "{{ gprpipe.data }}/demo_2015.root"
+#: the label a config written by ``init`` gives the demo spectrum
+DEMO_LABEL = "Demo (synthetic)"
 PLACEHOLDER = "# set this: your ROOT file"  # a path init could not fill in
 
 
@@ -140,6 +142,8 @@ def init_text(
         f"name = {_toml_str(name)}",
         'output = "runs/{{ base.name }}"   # run directory, relative to where you run gprpipe',
         '# executor = "slurm"            # run the tasks as SLURM job arrays',
+        "# blind = true                  # expected limits only, no observed result, until"
+        " 'gprpipe run --unblind' (default false: a run on real data shows them)",
         "",
     ]
     for key, ds in merged["datasets"].items():
@@ -156,7 +160,7 @@ def init_text(
                 "spectrum: replace by your ROOT file"
             )
             lines.append(  # its figures must not say they show the experiment's data
-                'label = "Demo (synthetic)"   # the label on figures: drop it with your data'
+                f"label = {_toml_str(DEMO_LABEL)}   # the label on figures: drop it with your data"
             )
         else:
             lines.append(f'path = "{key}.root"   {PLACEHOLDER} (relative to this file)')

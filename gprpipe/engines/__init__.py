@@ -64,6 +64,7 @@ class StepImages(Engine):
         self.images = dict(images)
         self.name = default.name  # type: ignore[misc]
         self.image = default.image
+        self.leaves_containers = default.leaves_containers
         self.gpu = default.gpu
         self.check_version = default.check_version
 

@@ -140,6 +140,8 @@ class Engine(ABC):
     image: str | None = None
     gpu: bool = False
     check_version: bool = True
+    #: whether a killed run can leave containers behind (:meth:`cleanup` removes them)
+    leaves_containers: bool = False
 
     @abstractmethod
     def command(

@@ -69,6 +69,7 @@ class OciEngine(Engine):
 
     exe: ClassVar[str]
     digest_format: ClassVar[str] = "{{.Id}}"
+    leaves_containers = True
     image: str  # always set: the default image when none is given
 
     def __init__(

@@ -130,6 +130,23 @@ def points_of(args: Sequence[Path]) -> dict[str, Path]:
     return out
 
 
+def _vouched_scan(pdir: Path) -> Path:
+    """The point's scan.csv, vouched for (:func:`vouched`); one without a commit record in
+    a folder a run holds is being rewritten by it (it said "run the point again", a race
+    audit)."""
+    from gprpipe.pipeline.lock import in_use_by, is_locked
+
+    try:
+        return vouched(pdir / "scan.csv")
+    except GprpipeError:
+        if as_recorded(pdir / "scan.csv") is None and is_locked(pdir.parent):
+            raise GprpipeError(
+                f"{pdir / 'scan.csv'}: being rewritten by the run going on in {pdir.parent} "
+                f"({in_use_by(pdir.parent)}): compare when it has ended."
+            ) from None
+        raise
+
+
 def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
     """Each point's ``scan.csv``, once it is intact and its config.toml the one its run
     wrote (one edited by hand is refused, as by status and the exports); one committed
@@ -142,7 +159,7 @@ def read_tables(points: Mapping[str, Path]) -> dict[str, list[dict[str, str]]]:
 
     for p in points.values():
         check_point_config(p)
-    tables = {lab: read_table(vouched(p / "scan.csv")) for lab, p in points.items()}
+    tables = {lab: read_table(_vouched_scan(p)) for lab, p in points.items()}
     for p in points.values():
         # the table its limit task wrote beside it is intact, limit.h5 not: said, as status
         # and summary say it (the comparison's numbers are scan.csv's alone)

@@ -49,7 +49,22 @@ def holder(run_dir: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+def in_use_by(run_dir: Path) -> str:
+    """Who holds the run directory's lock now (:func:`describe`), '' when nobody. A holder
+    writes its record just after it takes the lock and empties it just before it lets go:
+    an empty record is read again for a moment (it said "gprpipe (pid ? on host ?)")."""
+    for _ in range(10):
+        if not is_locked(run_dir):
+            return ""
+        if info := holder(run_dir):
+            return describe(info)
+        time.sleep(0.01)
+    return describe({})
+
+
 def describe(info: dict[str, Any]) -> str:
+    if not info:
+        return "a process that left no record of itself (not a gprpipe run)"
     cmd = info.get("command") or "gprpipe"
     return (
         f"{cmd} (pid {info.get('pid', '?')} on host {info.get('host', '?')} since "
@@ -198,13 +213,15 @@ def run_lock(
     except OSError as exc:
         raise GprpipeError(f"{path}: cannot create the run lock ({exc.strerror}).") from None
     try:
-        deadline = time.monotonic() + max(0.0, wait)
+        start = time.monotonic()
+        deadline = start + max(0.0, wait)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline and not (now < start + BRIEF_WAIT and _brief(run_dir)):
                     then = (  # (the waiting run suggested the option it was given)
                         f"still in use after {wait:g} s (--wait-lock): wait longer"
                         if wait > 0
@@ -239,6 +256,21 @@ def run_lock(
             os.ftruncate(fd, 0)  # released cleanly: an empty file
     finally:
         os.close(fd)  # drops the flock
+
+
+#: seconds a run waits for a lock held briefly (:func:`_brief`) before it refuses
+BRIEF_WAIT = 3.0
+#: the commands that hold a run's lock for a moment only (to remove a killed run's
+#: containers)
+_BRIEF_COMMANDS = ("gprpipe status", "gprpipe cancel")
+
+
+def _brief(run_dir: Path) -> bool:
+    """Whether the lock's holder will let it go within a moment: ``status`` or ``cancel``
+    removing containers, or a command taking or releasing it (its record empty). A run
+    started then was refused as "in use by gprpipe status" (a race audit)."""
+    info = holder(run_dir)
+    return not info or info.get("command") in _BRIEF_COMMANDS
 
 
 CANCEL_NAME = ".gprpipe.cancel"

@@ -54,6 +54,7 @@ from gprpipe.pipeline.lock import (
     describe,
     flock_holders,
     holder,
+    in_use_by,
     is_locked,
     run_lock,
 )
@@ -440,7 +441,32 @@ def config_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
         unused_settings(loaded, points)
         + toy_range_notices(points)
         + folder_mount_notices(loaded, points)
+        + demo_label_notices(loaded, points)
     )
+
+
+def demo_label_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
+    """``notice:`` lines for a dataset labelled as the shipped demo whose file is another:
+    a config of ``gprpipe init`` with only its path replaced drew real data as "Demo
+    (synthetic)" in every figure and HEPData table (a newcomer audit)."""
+    from gprpipe.config.init import DEMO_LABEL
+    from gprpipe.config.render import shipped_data_dir
+    from gprpipe.io.paths import absolute
+
+    demo = (shipped_data_dir() / "demo_2015.root").resolve()
+    out: list[str] = []
+    for p in points:
+        for key, ds in p.config.datasets.items():
+            if ds.label != DEMO_LABEL or absolute(ds.path).resolve() == demo:
+                continue
+            line = (
+                f"notice: {loaded.where(f'datasets.{key}.label')}: {DEMO_LABEL!r} labels "
+                f"{ds.path}, which is not the shipped demo spectrum: the figures and HEPData "
+                "tables would call it synthetic; set the label of your data (or remove it)."
+            )
+            if line not in out:
+                out.append(line)
+    return out
 
 
 def folder_mount_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
@@ -1775,7 +1801,9 @@ def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunSta
     if notice is not None and (elsewhere := jobs_elsewhere(run_dir)):
         notice(elsewhere)
     ex = _run_executor(run_dir, info, configs)
-    if ex.owns_containers and not is_locked(run_dir):
+    # (the lock only where a killed run can leave containers: a run started meanwhile
+    # was refused as "in use by gprpipe status", a race audit)
+    if ex.owns_containers and ex.engine.leaves_containers and not is_locked(run_dir):
         try:
             with run_lock(run_dir, command="gprpipe status"):
                 clean_containers(ex.engine, run_dir.absolute(), notice or (lambda line: None))
@@ -1788,7 +1816,7 @@ def status(run_dir: Path, notice: Callable[[str], None] | None = None) -> RunSta
         tasks,
         states,
         ex.job_ids_by_task(),
-        describe(holder(run_dir)) if is_locked(run_dir) else "",
+        in_use_by(run_dir),
     )
 
 
@@ -1902,7 +1930,7 @@ def _cancel(
     out.unmarked += unmarked
     out.marked = mark_cancelled(kept, timeout=timeout if targets else 0.0, why=why)
     out.jobs = ex.cancel(kept)  # every job of the run; markers only where they may be written
-    if not ex.owns_containers and not is_locked(run_dir):
+    if not ex.owns_containers and ex.engine.leaves_containers and not is_locked(run_dir):
         # a job's containers go with its TERM trap; a job killed without it (SIGKILL, the
         # OOM killer) left its container running, to commit after the cancel (a review):
         # those on this host are removed, under the run's lock (a later run's are its own)

@@ -181,15 +181,19 @@ def read_state(point_dir: Path, slug: str) -> tuple[str, str]:
 def read_state_marker(point_dir: Path, slug: str) -> tuple[str, dict[str, Any]]:
     """The state and the JSON of the marker that says it (``pending`` and {} when no
     marker exists; {} when it is damaged, as :func:`read_marker` reads it): one read for
-    a reader that needs its time or writer too."""
-    for state in STATES:
-        p = marker(point_dir, slug, state)
-        if p.exists():
-            try:
-                info = read_json(p)
-            except (OSError, ValueError):
-                info = {}
-            return state, info if isinstance(info, dict) else {}
+    a reader that needs its time or writer too. A writer puts its new marker, then
+    removes the old one: a reader that looked for the new one just before it was written
+    and for the old one just after it was gone found none, and a task going from running
+    to done read as pending (a race audit); no marker is looked for once more."""
+    for _ in range(2):
+        for state in STATES:
+            p = marker(point_dir, slug, state)
+            if p.exists():
+                try:
+                    info = read_json(p)
+                except (OSError, ValueError):
+                    info = {}
+                return state, info if isinstance(info, dict) else {}
     return "pending", {}
 
 

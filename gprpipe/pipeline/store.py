@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 from gprpipe import __version__
 from gprpipe.config import Point, point_config_from_file
@@ -34,6 +34,8 @@ from gprpipe.io.toml_write import dumps
 from gprpipe.pipeline.plan import RUN_JSON, Layout, plan_point
 from gprpipe.pipeline.state import read_marker, read_state, state_dir
 from gprpipe.pipeline.task import Task
+
+_T = TypeVar("_T")
 
 #: the files the TUI writes into a run folder to launch a run there in the background
 LAUNCH_LOG = "tui-launch.log"
@@ -340,7 +342,7 @@ def load_run_info(run_dir: Path, missing_ok: bool = False) -> RunInfo | None:
                 f"{run_dir}: a config; give the run folder it writes (its base.output, e.g. "
                 "runs/<name>)."
             )
-        raise GprpipeError(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
+        raise NoRunJson(f"{run_dir}: not a gprpipe run directory (no {RUN_JSON}).")
     try:
         data = read_json(path)
     except (ValueError, OSError) as exc:
@@ -494,24 +496,50 @@ class ConfigChanged(GprpipeError):
     """A point's config.toml differs from the sha256 that run.json records for it."""
 
 
-def run_plan(run_dir: Path, wait: float = 3.0) -> tuple[RunInfo, list[Task], dict[str, Config]]:
-    """run.json and the tasks it records (:func:`tasks_of_run`), for a command that reads
-    a run (status, summary, cancel, the TUI). A run writes its point configs, then its
-    run.json, under the folder's lock: read between the two, a point's config differs
-    from its record. While a run holds the lock that is read again (for up to ``wait``
-    s), not called an edit (summary said "changed since the run wrote it" of a run that
-    had just started)."""
-    from gprpipe.pipeline.lock import is_locked
+class NoRunJson(GprpipeError):
+    """A folder without run.json (no run folder, or a first run that has not written it)."""
 
-    deadline = time.monotonic() + wait
+
+#: seconds a command reading a run waits for a run that holds the folder to write its
+#: point configs and run.json (:func:`while_written`)
+WRITE_WAIT = 3.0
+
+
+def while_written(run_dir: Path, read: Callable[[], _T]) -> _T:
+    """``read()`` of a run folder, read again while a run holds its lock and is writing
+    it: a first run takes the lock before it writes run.json, and any run writes its point
+    configs before run.json. Read between, the folder was "not a gprpipe run directory" or
+    a point's config "changed since the run wrote it" (summary, status, compare and the
+    exports of a run that had just started; CI and a race audit). After
+    :data:`WRITE_WAIT` s the error stands; a folder without run.json names the run."""
+    from gprpipe.pipeline.lock import in_use_by, is_locked
+
+    deadline = time.monotonic() + WRITE_WAIT
     while True:
-        info = load_run_info(run_dir)
         try:
-            return (info, *tasks_of_run(info))
-        except ConfigChanged:
-            if time.monotonic() >= deadline or not is_locked(run_dir):
+            return read()
+        except (ConfigChanged, NoRunJson):
+            if not is_locked(run_dir):
                 raise
+            if time.monotonic() >= deadline:
+                if (Path(run_dir) / RUN_JSON).is_file():
+                    raise
+                raise GprpipeError(
+                    f"{run_dir} is in use by {in_use_by(run_dir)}, which has not written its "
+                    f"{RUN_JSON} yet: try again in a moment."
+                ) from None
             time.sleep(0.1)
+
+
+def run_plan(run_dir: Path) -> tuple[RunInfo, list[Task], dict[str, Config]]:
+    """run.json and the tasks it records (:func:`tasks_of_run`), for a command that reads
+    a run (status, summary, cancel, the TUI), as written (:func:`while_written`)."""
+
+    def read() -> tuple[RunInfo, list[Task], dict[str, Config]]:
+        info = load_run_info(run_dir)
+        return (info, *tasks_of_run(info))
+
+    return while_written(run_dir, read)
 
 
 def _check_config_sha(path: Path, text: str, recorded: str | None) -> None:
@@ -524,6 +552,13 @@ def _check_config_sha(path: Path, text: str, recorded: str | None) -> None:
 
 
 def check_point_config(point_dir: Path, text: str | None = None, damaged_ok: bool = False) -> None:
+    """:func:`_check_point_config`, as written (:func:`while_written`): compare and the
+    exports said "changed since the run wrote it" of a run that had just started."""
+    run_dir = Path(point_dir).parent
+    while_written(run_dir, lambda: _check_point_config(point_dir, text, damaged_ok))
+
+
+def _check_point_config(point_dir: Path, text: str | None, damaged_ok: bool) -> None:
     """Raise when the point's ``config.toml`` (``text``, when already read from it) differs
     from the one its run wrote (edited by hand): its results would be shown as another
     config's. Nothing to check without a run.json that records it (nor, ``damaged_ok``,

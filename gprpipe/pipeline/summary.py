@@ -16,7 +16,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.io.atomic import absent
 from gprpipe.pipeline.commit import read_commit, stale_exports, vouched, with_damage
-from gprpipe.pipeline.lock import describe, holder, is_locked
+from gprpipe.pipeline.lock import in_use_by, is_locked
 from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import has_observed, plot_manifest_files, read_csv
 from gprpipe.results.summary import (
@@ -48,6 +48,7 @@ class PointSummary:
     running: int = 0
     files: dict[str, str] = field(default_factory=dict)  # label -> path (with a count)
     unvouched: str = ""  # why scan.csv is not summarised: damaged or never committed
+    computing: str = ""  # scan.csv's task is pending or running in the run going on
     withheld: str = ""  # why scan.csv's numbers are not shown: observed, the config blinded
     injections: list[InjectionSummary] = field(default_factory=list)  # inject.csv
     toy_rows_failed: str = ""  # toyscan.csv: how many (toy, mass) rows failed, the first
@@ -94,12 +95,14 @@ def _files(
     drawn_current: bool = True,
     sources_not_current: AbstractSet[str] = frozenset(),
     drawing: tuple[str, str] | None = None,
+    going_on: bool = False,
 ) -> dict[str, str]:
     """Where the point's products are; ``stale`` tables (of an earlier config, which this
     one does not make) are left out, ``other`` ones (committed under another key) named;
     the plot step's figures, tables, HEPData and report are offered only when
     ``drawn_current`` (of the results the point holds now); ``drawing``: (label, why)
-    when its plot task, running or queued, is about to draw them anew."""
+    when its plot task, running or queued, is about to draw them anew; ``going_on``: a run
+    holds the folder (its tables of other settings are those it recomputes)."""
     out: dict[str, str] = {}
     run_dir = pdir.parent
 
@@ -130,10 +133,14 @@ def _files(
     if left:  # on disk, so say why nothing shows them
         out["not shown"] = f"{', '.join(left)} (of an earlier config; this one does not make them)"
     if other:
+        then = (
+            "the run going on recomputes those of its steps"
+            if going_on
+            else "run their steps again to recompute them"
+        )
         out["tables not current"] = (
             f"{', '.join(sorted(p.name for p in other))} (made with other settings or inputs "
-            "than the point's config, or by an older gprpipe; run their steps again to "
-            "recompute them)"
+            f"than the point's config, or by an older gprpipe; {then})"
         )
     add("HEPData", pdir / "hepdata", "*.yaml")
     old = stale_exports(pdir, sources_not_current)
@@ -185,17 +192,26 @@ def _files(
 Poll = Callable[["RunInfo", Sequence[Task], Mapping[str, Config]], Mapping[str, tuple[str, str]]]
 
 
-def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = None) -> RunSummary:
+def run_summary(
+    run_dir: Path, poll: Poll | None = None, point: str | None = None, *, again: int = 2
+) -> RunSummary:
     """The summary of every point of a run directory (of ``point`` only, if given). Task
     states from the markers (with damaged outputs failed); ``poll``
     (:func:`gprpipe.pipeline.service.summary` passes the executor's) is asked when a task
     is neither done nor failed by its markers, so that a SLURM job lost without a marker
-    is failed here as in ``status``."""
+    is failed here as in ``status``. A run that started or ended while the summary was
+    read (its lock taken or let go, its run.json written) is read ``again`` (at most that
+    many times): read across a run's end, its tasks were not run yet and its lock gone
+    ("To finish the run: rerun --failed" of a finished run), across its plot task the
+    figures not current and nobody drawing them ("run the config again"; CI, a race
+    audit)."""
     from gprpipe.executors.slurm.reconcile import QUEUED, UNANSWERED
     from gprpipe.pipeline.cache import output_of
     from gprpipe.pipeline.plan import producers, stale_outputs
     from gprpipe.pipeline.store import run_plan, task_states
 
+    before = _generation(Path(run_dir))
+    locked = is_locked(Path(run_dir))  # (before the states: see above)
     info, tasks, configs = run_plan(run_dir)
     marked = task_states(tasks)
     with_damage(tasks, marked)  # as status says: outputs damaged since they finished
@@ -244,11 +260,17 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
         except GprpipeError as exc:
             ps.unvouched = str(exc)
         unfinished = ps.failures or ps.pending or ps.running
+        writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
         if ps.point in writes_scan and not scan.is_file() and unfinished:
-            writer = next((t for t in tasks if t.point == ps.point and scan in t.outputs), None)
             there = absent(scan)
             what = "not there" if there == "is missing" else there.removeprefix("was ")
             ps.unvouched = f"{scan}: {what} ({_why_not_written(writer, tasks, states)})."
+        todo = writer is not None and states[writer.id][0] in ("pending", "running")
+        if ps.unvouched and todo and locked and is_locked(Path(run_dir)):
+            # (it said "no task committed it; run the point again" of a table the run
+            # going on was writing, and exited 1: a race audit)
+            ps.unvouched = ""
+            ps.computing = f"{scan} (by the run going on; run summary again when it has ended)"
         if inject.is_file() and inject not in stale:
             try:
                 ps.injections = summarize_injection(read_table(vouched(inject)))
@@ -296,10 +318,34 @@ def run_summary(run_dir: Path, poll: Poll | None = None, point: str | None = Non
             and not output_of(ps.point_dir / name, config, made, digests)
         }
         ps.files = _files(
-            ps.point_dir, stale, other, current, sources, _drawing(ps, states, run_dir)
+            ps.point_dir,
+            stale,
+            other,
+            current,
+            sources,
+            _drawing(ps, states, run_dir),
+            locked and bool(ps.pending or ps.running),
         )
-    in_use = describe(holder(run_dir)) if is_locked(run_dir) else ""
+    in_use = in_use_by(run_dir)
+    if again > 0 and _generation(Path(run_dir)) != before:
+        return run_summary(run_dir, poll, point, again=again - 1)
     return RunSummary(Path(run_dir).resolve(), list(points.values()), in_use)
+
+
+def _generation(run_dir: Path) -> tuple[bool, int, int]:
+    """What changes when a run of the folder starts or ends: its lock held, the lock
+    file's and run.json's modification times (the lock's record is written when it is
+    taken and emptied when it is let go)."""
+    from gprpipe.pipeline.lock import LOCK_NAME
+    from gprpipe.pipeline.plan import RUN_JSON
+
+    def mtime(name: str) -> int:
+        try:
+            return (run_dir / name).stat().st_mtime_ns
+        except OSError:
+            return -1
+
+    return is_locked(run_dir), mtime(LOCK_NAME), mtime(RUN_JSON)
 
 
 def _why_not_written(
@@ -470,6 +516,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append(f"{ps.point}")
         if ps.unvouched:
             lines.append(f"  not summarised: {ps.unvouched}")
+        elif ps.computing:
+            lines.append(f"  being computed: {ps.computing}")
         elif ps.withheld:
             lines.append(f"  not shown: {ps.withheld}")
         elif not ps.datasets:

@@ -112,9 +112,9 @@ class RunWatcher:
                 info, self._tasks, _ = run_plan(Path(run_dir))
                 self._executor = str(info.data.get("executor", "local"))
                 self._key = key
-        except GprpipeError as exc:
-            view.error = str(exc)
-            return _pending(view, planned)
+        except GprpipeError as exc:  # no task state: the TUI showed the planned tasks
+            view.error = str(exc)  # pending beside it, of a finished run (a newcomer audit)
+            return view
         view.started = True
         view.executor = self._executor
         view.tasks = list(self._tasks)

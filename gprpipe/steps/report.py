@@ -41,9 +41,16 @@ from gprpipe.results.schema import (
     COMBINED,
     has_observed,
     plot_manifest_files,
+    read_csv,
     read_csv_table,
 )
-from gprpipe.results.summary import dataset_lines, most_significant, summarize_scan
+from gprpipe.results.summary import (
+    dataset_lines,
+    injection_lines,
+    most_significant,
+    summarize_injection,
+    summarize_scan,
+)
 
 if TYPE_CHECKING:
     from gprpipe.config.schema import Config
@@ -301,6 +308,12 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         timings = {tid: t for tid, t in timings.items() if tid in planned}
     config_path = point_dir / "config.toml"
     stale = stale_outputs(name, point_dir, cfg)
+    inject = point_dir / "inject.csv"
+    injections = []  # the closure as summary says it (the report had only its figures)
+    if inject.is_file() and inject not in stale and output_of(inject, cfg, made):
+        injections = [
+            (s.dataset, injection_lines(s)[1:]) for s in summarize_injection(read_csv(inject))
+        ]
     return {
         "title": cfg.base.name,
         "point": name,
@@ -308,6 +321,7 @@ def point_context(cfg, point_dir: Path) -> dict[str, Any]:
         "blinded": bool(cfg.base.blind),
         "labels": _labels(cfg),
         "summary": summary,
+        "injections": injections,
         "scan_current": scan_current,
         "scan_withheld": withheld,
         "figures": _figures(point_dir),

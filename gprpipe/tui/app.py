@@ -95,10 +95,24 @@ class GprpipeApp(App[None]):
         self.results_dir: Path | None = None
         recorded: tuple[str, ...] = ()
         self._open_notice = ""
+        point_of_run = (
+            target is not None
+            and (target / "config.toml").is_file()
+            and not (target / "run.json").is_file()
+            and (target.resolve().parent / "run.json").is_file()
+        )
+        if point_of_run:  # (it opened nothing: the folder a physicist has the plots of)
+            assert target is not None
+            given = target
+            target = target.resolve().parent
+            point_notice = f"{given} is a point folder: its run folder {target} is open."
+        else:
+            point_notice = ""
         if target is not None and (target / "run.json").is_file():
             self.results_dir = target.resolve()
             target, recorded = service.config_of_run(self.results_dir)
             recorded, self._open_notice = self._usable(target, recorded, tuple(overrides))
+        self._open_notice = " ".join(filter(None, (point_notice, self._open_notice)))
         self.overrides: tuple[str, ...] = (*recorded, *overrides)
         self._given = tuple(overrides)  # from the command line: they outlive the run folder
         self._run_config = target if self.results_dir is not None else None

@@ -49,7 +49,8 @@ def check_renderable(
         t.append(f"{issue_location(issue)}", style="dim")
         if issue.key:
             t.append(f" {issue.key}", style=STATE_STYLE[issue.severity])
-        t.append(f": {issue.message}")
+        # (one that names neither file nor key began ": /path: not a config file")
+        t.append(f": {issue.message}" if t.plain.strip() else issue.message)
         parts.append(t)
     if rendered and check.points:
         n = len(check.points)

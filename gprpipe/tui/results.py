@@ -3,6 +3,7 @@ plot drawn in the terminal, with the paths of its PNG/PDF files."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, St
 
 from gprpipe.config import Point, point_config_from_file
 from gprpipe.errors import GprpipeError
+from gprpipe.pipeline.lock import is_locked
 from gprpipe.pipeline.summary import (
     failure_lines,
     not_current_files_line,
@@ -97,6 +99,7 @@ class PlotView(Widget, can_focus=True):
         self.files: list[Path] = []
         self.current = True  # its figures are of the results shown
         self.checking = False  # whether they are is being checked
+        self.cl = 95.0  # the limits' confidence level, in percent
 
     def show(
         self,
@@ -105,9 +108,10 @@ class PlotView(Widget, can_focus=True):
         files: list[Path],
         current: bool = True,
         checking: bool = False,
+        cl: float = 95.0,
     ) -> None:
         self.scan, self.dataset, self.files, self.current = scan, dataset, files, current
-        self.checking = checking
+        self.checking, self.cl = checking, cl
         self.refresh()
 
     def render(self):
@@ -135,7 +139,7 @@ class PlotView(Widget, can_focus=True):
             height=max(7, h - 2),
             logy=True,
             xlabel="mass (MeV)",
-            ylabel=f"ε² upper limit, {self.dataset} (95% CL)",
+            ylabel=f"ε² upper limit, {self.dataset} ({self.cl:g}% CL)",
         )
         return Group(plot, legend([*lines, *bands]), Text("files: " + files, style="dim"))
 
@@ -177,10 +181,12 @@ class PointChecked(Message):
         said: list[str],
         problem: str = "",
         of_config: bool = True,
+        cl: float = 95.0,
     ) -> None:
         super().__init__()
         self.number, self.point_dir, self.current = number, point_dir, current
         self.said, self.problem, self.of_config = said, problem, of_config
+        self.cl = cl  # the confidence level of its limits, in percent (1 - limit.alpha)
 
 
 class ResultsPane(Widget):
@@ -208,6 +214,7 @@ class ResultsPane(Widget):
         self._masses_of: tuple[Path | None, tuple[float, ...]] | None = None  # the field's
         self.current: tuple[bool, bool] = (True, True)  # scan.csv, figures (point_currency)
         self.said_by_summary: list[str] = []  # summary's failed-task, not-current lines
+        self.cl = 95.0  # the point's confidence level (percent), once checked
         self.checking = False  # the point's currency is being checked (in a thread)
         self._checks = 0  # the number of the latest check (earlier ones' verdicts are dropped)
         self._sort: tuple[str, bool] | None = None
@@ -252,10 +259,15 @@ class ResultsPane(Widget):
             self.query_one("#res-keys", Static).update(Text(problem, style="bold red"))
         elif not self.points:
             where = show_path(run_dir) if run_dir is not None else "the run directory"
+            then = "Start a run in Run (F5)."
+            if run_dir is not None and is_locked(run_dir):  # (it said "Start a run")
+                then = "A run is going on there: Run (F5) follows it."
+            elif run_dir is not None and (run_dir / "run.json").is_file():
+                then = "Its run finished none: Run (F5) shows why; f there reruns what failed."
             self.query_one("#res-keys", Static).update(
                 Text(
                     f"No finished point in {where} yet (a point is finished when its scan.csv "
-                    "exists). Start a run in Run (F5).",
+                    f"exists). {then}",
                     style="dim",
                 )
             )
@@ -337,6 +349,9 @@ class ResultsPane(Widget):
         current, problem = (True, True), ""
         said: list[str] = []
         of_config = True
+        cl = 95.0
+        with contextlib.suppress(GprpipeError, OSError):  # (said by the checks below)
+            cl = 100 * (1 - point_config_from_file(point_dir / "config.toml").limit.alpha)
         try:
             current = point_currency(point_dir)
             said, problem = summary_said(run_dir, point)  # (withheld: shown as a problem)
@@ -349,7 +364,7 @@ class ResultsPane(Widget):
             problem = f"Cannot read {show_path(point_dir)}: {exc.strerror or exc}."
         except Exception as exc:  # the pane shows no number until it answers: it must
             problem = f"{show_path(point_dir)}: could not be checked ({type(exc).__name__}: {exc})."
-        self.post_message(PointChecked(number, point_dir, current, said, problem, of_config))
+        self.post_message(PointChecked(number, point_dir, current, said, problem, of_config, cl))
 
     @on(PointChecked)
     def _checked(self, event: PointChecked) -> None:
@@ -358,6 +373,7 @@ class ResultsPane(Widget):
         self.checking = False
         self.current, self.said_by_summary = event.current, event.said
         self.of_config = event.of_config
+        self.cl = event.cl
         self.problem = event.problem
         self._tell_problem()
         if not event.problem:
@@ -448,9 +464,15 @@ class ResultsPane(Widget):
             )
         if not self.current[0]:
             t.append("NOT CURRENT", style="bold red")
+            going_on = self.run_dir is not None and is_locked(self.run_dir)
             t.append(
                 ": scan.csv was made with other settings or inputs than the point's config "
-                "(a later run left its step out, or the data changed); run the point again\n"
+                + (
+                    "(the run going on recomputes it: Run, F5, follows it)\n"
+                    if going_on
+                    else "(a later run left its step out, or the data changed); run the point "
+                    "again\n"
+                )
             )
         if blinded:
             t.append("BLINDED", style="bold red")
@@ -482,7 +504,7 @@ class ResultsPane(Widget):
         keys.update(t)
         figures = self.current[1] and not self.checking
         drawn = plot_files(self.point_dir, dataset) if self.point_dir and figures else []
-        plot.show(self.scan, dataset, drawn, self.current[1], self.checking)
+        plot.show(self.scan, dataset, drawn, self.current[1], self.checking, self.cl)
 
     # -------------------------------------------------------------- events and actions
 

@@ -272,6 +272,9 @@ class RunPane(Widget):
         if self.busy:
             self.notify("Wait for the run to end (or cancel it) first.", severity="warning")
             return False
+        if view is not None and view.error:  # (it said "No run to rerun yet.")
+            self.notify(view.error, severity="error")
+            return False
         if run_dir is None or view is None or not view.started:
             self.notify("No run to rerun yet.", severity="warning")
             return False
@@ -362,7 +365,7 @@ class RunPane(Widget):
         s = Text()
         s.append(show_path(view.run_dir), style="bold")
         s.append(f" ({view.executor}) ", style="dim")
-        for state in ("done", "running", "failed", "pending"):
+        for state in ("done", "running", "failed", "pending") if not view.error else ():
             s.append(f" {state} {c.get(state, 0)}", style=STATE_STYLE[state])
         if self.launch is not None:
             code = self.launch.returncode()
@@ -376,7 +379,7 @@ class RunPane(Widget):
                 s.append(
                     f"   {self.launch_kind} exited {code}", style="green" if code == 0 else "red"
                 )
-        elif not view.started:
+        elif not view.started and not view.error:
             s.append("   not started", style="dim")
         if view.error:
             s.append(f"\n{view.error}", style="red")
