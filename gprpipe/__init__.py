@@ -57,7 +57,7 @@ NUMERICS_VERSION = 40  # 40: a combined row's sigma_m_GeV among the datasets it 
 # and flags
 
 #: Version of the plot task's outputs alone (see NUMERICS_VERSION); part of its cache key.
-PLOT_VERSION = 31  # 31: report.html gives an injection's closure lines
+PLOT_VERSION = 31  # 31: an injection's closure in report.html; points a run redoes in index.html
 # 30: curves and bands kept above the bottom rows of marks
 # 29: masses without an observed limit marked (triangles); 28: a dataset
 # left out marked apart; failed masses crossed in overlays

@@ -2101,6 +2101,24 @@ def test_the_index_compares_no_point_of_other_data(tmp_path: Path):
     page = " ".join(index.read_text().split())
     assert page.count("was made with other settings or inputs than this point") == 1
     assert "grid_compare_demo.png" not in page
+    assert "not summarised nor compared (run the point again)" in page
+    # written by a plot task of a run that has yet to redo the other point (its done
+    # markers taken back, under the run's lock): not one to "run again" (a race audit);
+    # of a run that leaves it out (--points, as above): to run again
+    from gprpipe.config import point_config_from_file
+    from gprpipe.pipeline.lock import run_lock
+    from gprpipe.pipeline.state import forget_done
+    from gprpipe.steps.report import write_reports
+
+    point = tmp_path / "run" / "blind_nsigma-1.96"
+    with run_lock(tmp_path / "run", command="gprpipe run"):
+        write_reports(point_config_from_file(point / "config.toml"), point)
+        assert "(run the point again)" in " ".join(index.read_text().split())
+        forget_done(tmp_path / "run" / "blind_nsigma-1.64", "limit__merge")
+        write_reports(point_config_from_file(point / "config.toml"), point)
+    page = " ".join(index.read_text().split())
+    assert "not summarised nor compared (the run that wrote this page had not redone it " in page
+    assert "run the point again" not in page
 
 
 def test_figures_that_leave_out_results_of_other_settings_are_current(tmp_path: Path):

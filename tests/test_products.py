@@ -1180,3 +1180,18 @@ def test_compare_removes_an_earlier_comparisons_files_of_datasets_not_compared_n
     assert not [n for n in names if "2016" in n and n not in mine], names
     code, so, se = run_cli_here("compare", tmp_path / "c" / "p", tmp_path / "a" / "p", "-o", out)
     assert code == 0 and "2016: not compared: c/p has no such dataset" in so + se, so + se
+
+
+def test_the_hepdata_comment_names_the_source_that_ran(shared_quickstart: Path, monkeypatch):
+    """HEPData's submission comment gave the installed version alone ("gprpipe
+    0.1.1.dev1129+ga7447805a") where the report names the git commit an editable install's
+    source has moved on to (a newcomer audit): both say the same."""
+    from gprpipe.config import point_config_from_file
+    from gprpipe.io import source
+    from gprpipe.steps.hepdata import build_submission
+
+    said = "0.1.dev1+gabc1234 as installed; the source in use is git commit 0123456789ab"
+    monkeypatch.setattr(source, "source_version", lambda: said)
+    point = shared_quickstart / "nominal"
+    sub, _ = build_submission(point_config_from_file(point / "config.toml"), point / "limit.h5")
+    assert f"(gprpipe {said}), 95% CL CLs" in sub.comment

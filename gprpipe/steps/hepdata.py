@@ -255,23 +255,24 @@ def build_submission(cfg: Config, limit_path: Path):
     """The ``hepdata_lib.Submission`` and the CSV texts ``{file name: text}``."""
     import hepdata_lib
 
-    from gprpipe import __version__
+    from gprpipe.io.source import source_version
     from gprpipe.steps.limit import BAND_COLS, read_scan
 
     cl = 100.0 * (1.0 - cfg.limit.alpha)
+    version = source_version()  # (an editable install's moved-on source named, as in the report)
     point = Path(limit_path).parent.name  # a grid point's folder names its values
     nominal = point == DEFAULT_POINT
     run = cfg.base.name if nominal else f"{cfg.base.name}, grid point {point}"
     sub = hepdata_lib.Submission()
     sub.comment = (
         f"{run}: limits and significances of the GPR bump hunt "
-        f"(gprpipe {__version__}), {cl:g}% CL CLs; observed limits: "
+        f"(gprpipe {version}), {cl:g}% CL CLs; observed limits: "
         f"{cfg.limit.mode}, expected bands: {cfg.limit.bands}."
     )
     if cfg.base.blind:
         sub.comment = (
             f"{run}: BLINDED expected limits of the GPR bump hunt "
-            f"(gprpipe {__version__}), {cl:g}% CL CLs; no observed result."
+            f"(gprpipe {version}), {cl:g}% CL CLs; no observed result."
         )
     method = f"CLs, q~ test statistic, {cfg.limit.mode} (bands: {cfg.limit.bands})"
     csvs: dict[str, str] = {}

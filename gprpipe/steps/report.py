@@ -26,7 +26,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import output_of
 from gprpipe.pipeline.commit import export_files, rerecord, stale_exports, vouched
-from gprpipe.pipeline.lock import index_lock
+from gprpipe.pipeline.lock import index_lock, is_locked
 from gprpipe.pipeline.plan import (
     GRID_FIGURES,
     INDEX,
@@ -492,6 +492,16 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     # summarised nor compared
     intact = {p[2] for p in points if _intact(p[2] / "scan.csv")}
     vouched_scans = [p for p in points if p[2] in intact and _current(p[2] / "scan.csv")]
+    # the points the run writing this page (a plot task's, under its run's lock) has yet
+    # to redo (a task of theirs not done: the run took back their done markers as it
+    # started): no point to "run again" (a race audit)
+    ids = [str(t.get("id", "")) for t in info.get("plan", [])] if is_locked(run_dir) else []
+    dirs = {name: d for name, _, d in points}
+    in_run = {
+        i.split("/")[0]
+        for i in ids
+        if i.split("/")[0] in dirs and read_state(dirs[i.split("/")[0]], slug_of(i))[0] != "done"
+    }
     for point in points:
         name, values, d = point
         scan = d / "scan.csv"
@@ -516,6 +526,7 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
                 "toys": bool(sm and sm["toys"]),
                 "damaged": scan.exists() and d not in intact,
                 "not_current": d in intact and point not in vouched_scans,
+                "in_run": name in in_run,
             }
         )
     labels = _labels(cfg)
