@@ -368,7 +368,7 @@ def _print_summary(run_dir: Path) -> None:
 def summary(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
     """Print a run's summary again: most significant mass, limits, flags, failures, files.
     Exit code 1 when a point's scan.csv could not be summarised (damaged, or no task
-    committed it)."""
+    committed it), not while a run or its SLURM jobs are computing it."""
     from gprpipe.pipeline import service
     from gprpipe.pipeline.summary import summary_lines
 

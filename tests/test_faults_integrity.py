@@ -644,13 +644,14 @@ def test_commands_that_read_a_run_refuse_what_no_commit_vouches_for(copy: Path):
             f"error: {h5}: differs from what its task nominal/fit/merge wrote (sha256 "
             "mismatch); run the point again to recompute it."
         )
-    # a folder at its name: the same, not "is a directory." (a review)
+    # a folder at its name: said so, not "is a directory." (a review), and to remove it
+    # (a rerun does not write over it: a later review)
     damaged = h5.rename(point / "fit.damaged")
     h5.mkdir()
     code, _, err = run_cli_here("export-spey", copy, "--dataset", "demo", "-o", point / "spey")
     assert code == 1 and err.strip() == (
-        f"error: {h5}: is no file, unlike what its task nominal/fit/merge wrote; run the "
-        "point again to recompute it."
+        f"error: {h5} was replaced by a folder since its task nominal/fit/merge wrote it: "
+        "remove it, then run the point again to recompute it."
     )
     h5.rmdir()
     damaged.rename(h5)

@@ -1664,7 +1664,7 @@ def test_readers_while_a_run_rewrites_its_scan_say_so(shared_quickstart: Path, t
     from gprpipe.pipeline import store
     from gprpipe.pipeline.commit import clear_commit
     from gprpipe.pipeline.lock import run_lock
-    from gprpipe.pipeline.state import write_state
+    from gprpipe.pipeline.state import clear_state, write_state
     from gprpipe.pipeline.store import load_run_info, tasks_of_run
 
     run_dir = tmp_path / "run"
@@ -1695,11 +1695,12 @@ def test_readers_while_a_run_rewrites_its_scan_say_so(shared_quickstart: Path, t
         code, out, err = run_cli_here("export-spey", run_dir, "--dataset", "demo")
         assert code == 1 and f"error: {run_dir} is in use by gprpipe run (pid " in err, err
         assert err.strip().endswith(
-            "try again when it has ended (a run rewrites the results this reads and the "
-            "reports it lists its files in)."
+            "): it would read results the run rewrites and write beside it; try again when "
+            "it has ended."
         ), err
         assert not (run_dir / "nominal" / "exports" / "spey_demo.json").exists()
-    code, out, err = run_cli_here("summary", run_dir)  # the run gone, the record not back
+    clear_state(merge.point_dir, merge.slug)  # the run gone (killed), the record not back
+    code, out, err = run_cli_here("summary", run_dir)
     assert code == 1 and f"  not summarised: {scan}: no task of this run has committed" in out
 
     first = tmp_path / "first"  # a first run: its lock taken, run.json not yet written
@@ -1716,6 +1717,35 @@ def test_readers_while_a_run_rewrites_its_scan_say_so(shared_quickstart: Path, t
     assert err.strip().endswith(", which has not written its run.json yet: try again in a moment.")
     code, out, err = run_cli_here("summary", first)
     assert code == 1 and "not a gprpipe run directory (no run.json)" in err, err
+
+
+def test_a_lock_held_by_no_run_is_not_called_a_run_going_on(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """A folder whose run stopped before its merge, its lock held for a moment by
+    `gprpipe status` (or a process that wrote no record): summary said its scan.csv was
+    "being computed ... by the run going on", its figures "to be drawn", "the tasks not
+    run yet are its to run", and left out the rerun (a review). Only a run's lock is
+    said to be a run going on."""
+    from gprpipe.pipeline.lock import run_lock
+    from gprpipe.pipeline.state import clear_state
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    tasks, _ = tasks_of_run(load_run_info(run_dir))
+    for t in tasks:
+        if t.step in ("plot",) or t.id == "nominal/limit/merge":
+            clear_state(t.point_dir, t.slug)
+    (run_dir / "nominal" / "scan.csv").unlink()
+    with run_lock(run_dir, command="gprpipe status"):
+        code, out, err = run_cli_here("summary", run_dir)
+    assert code == 1, out + err
+    assert f"  not summarised: {run_dir / 'nominal' / 'scan.csv'}: not there (its task" in out
+    assert "being computed" not in out and "to be drawn" not in out, out
+    assert f"In use by gprpipe status (pid {os.getpid()} on host " in out
+    assert "its to run" not in out, out
+    assert f"To finish the run (once any cause above is fixed): gprpipe rerun {run_dir}" in out
 
 
 def test_a_task_redone_while_its_state_is_read_is_not_called_damaged(
@@ -1830,3 +1860,33 @@ def test_summary_of_a_queued_plot_task_says_the_figures_are_to_be_drawn(
     text = "\n".join(lines)
     assert "to be drawn: plots, HEPData, report (the plot task is queued in SLURM)" in text, text
     assert "run the config again" not in text
+
+
+def test_a_demo_label_on_other_data_gets_a_notice_and_init_offers_blinding(
+    tmp_path: Path, cli, monkeypatch
+):
+    """A config of `gprpipe init` with only its data path replaced drew real data as
+    "Demo (synthetic)" in every figure and HEPData table, and nothing said a run is
+    unblinded by default (a newcomer audit). validate names the label; a copy of the demo
+    file gets no notice; init's config offers `blind = true`."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("init", "lab", "--template", "hps2015")
+    assert code == 0, out + err
+    cfg = tmp_path / "lab.toml"
+    text = cfg.read_text()
+    assert "\n# blind = true " in text and "'gprpipe run --unblind'" in text
+    assert text.index("# blind = true") < text.index("[datasets.")  # (in [base])
+    code, out, err = cli("validate", cfg)
+    assert code == 0 and "notice" not in err, err
+    copy = tmp_path / "copy.root"
+    shutil.copy(DEMO_ROOT, copy)
+    other = tmp_path / "other.root"
+    write_hist(other, *read_hist(DEMO_ROOT, "input_hist")[:2])  # (the same counts, rewritten)
+    for data, said in ((copy, False), (other, True)):
+        code, out, err = cli("validate", cfg, "--set", f"datasets.2015.path={data}")
+        assert code == 0, err
+        assert (
+            f"datasets.2015.label: 'Demo (synthetic)' labels {data}, which is not the shipped "
+            "demo spectrum: if it holds real data, its figures and HEPData tables would call "
+            "it synthetic; set its label." in " ".join(err.split())
+        ) is said, err

@@ -528,8 +528,9 @@ def test_a_run_is_not_refused_for_a_status_that_holds_the_lock_for_a_moment(
     for the local engine, which leaves none, and a run started meanwhile was refused: "in
     use by gprpipe status" (7 of 12 runs beside a status loop, a race audit). Status of a
     local run takes no lock; a run waits a moment for a holder that is status or cancel,
-    or whose record is empty (a command taking or releasing the lock), and refuses a run
-    at once."""
+    or whose record is empty (a command taking or releasing the lock) or names no holder
+    of the lock (a stale record under a process trying the lock), and refuses a run at
+    once."""
     import subprocess
 
     from gprpipe.pipeline import lock
@@ -544,15 +545,16 @@ def test_a_run_is_not_refused_for_a_status_that_holds_the_lock_for_a_moment(
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     path = run_dir / lock.LOCK_NAME
-    hold = (
-        "import fcntl, json, sys, time; f = open(sys.argv[1], 'w'); fcntl.flock(f, "
-        "fcntl.LOCK_EX); f.write(sys.argv[2]); f.flush(); print(1, flush=True); "
-        "time.sleep(float(sys.argv[3]))"
+    hold = (  # (a record's pid "self": the holder's own)
+        "import fcntl, os, sys, time; f = open(sys.argv[1], 'w'); fcntl.flock(f, "
+        "fcntl.LOCK_EX); f.write(sys.argv[2].replace('\"self\"', str(os.getpid()))); "
+        "f.flush(); print(1, flush=True); time.sleep(float(sys.argv[3]))"
     )
     for record, seconds, refused in (
         ({"command": "gprpipe status", "pid": 1}, 1.0, False),
         ({}, 1.0, False),
-        ({"command": "gprpipe run", "pid": 1, "host": "h", "since": "t"}, 5.0, True),
+        ({"command": "gprpipe run", "pid": "self", "host": "h", "since": "t"}, 5.0, True),
+        ({"command": "gprpipe run", "pid": 1, "host": "h", "since": "t"}, 1.0, False),
     ):
         text = json.dumps(record) if record else ""
         proc = subprocess.Popen(
@@ -565,7 +567,9 @@ def test_a_run_is_not_refused_for_a_status_that_holds_the_lock_for_a_moment(
             t0 = time.monotonic()
             if refused:
                 with (
-                    pytest.raises(GprpipeError, match="is in use by gprpipe run \\(pid 1 "),
+                    pytest.raises(
+                        GprpipeError, match=f"is in use by gprpipe run \\(pid {proc.pid} "
+                    ),
                     lock.run_lock(run_dir, command="gprpipe run"),
                 ):
                     pass
@@ -577,3 +581,25 @@ def test_a_run_is_not_refused_for_a_status_that_holds_the_lock_for_a_moment(
         finally:
             proc.kill()
             proc.wait()
+
+
+def test_a_reader_never_takes_the_lock_a_run_needs(tmp_path: Path, monkeypatch):
+    """is_locked tried the lock itself (a shared flock for a moment); a run starting then
+    was refused, naming the stale record of an earlier run: 42 of 2000 starts beside a
+    reader loop (a review). Where the kernel lists its locks, the reader only reads."""
+    import fcntl
+
+    from gprpipe.pipeline import lock
+
+    run_dir = tmp_path / "run"
+    with lock.run_lock(run_dir, command="gprpipe run"):
+        pass  # (the lock file, empty)
+    tried: list[int] = []
+    real = fcntl.flock
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: tried.append(op) or real(fd, op))
+    assert lock.is_locked(run_dir) is False
+    with lock.run_lock(run_dir, command="gprpipe run"):
+        tried.clear()
+        assert lock.is_locked(run_dir) is True
+    assert lock.is_locked(run_dir) is False
+    assert tried == []

@@ -172,17 +172,16 @@ def open_regular(path: Path | str) -> BinaryIO:
 
 def absent(path: Path | str) -> str:
     """'' when ``path`` is a regular file (links followed), else what is there instead, as
-    the end of a sentence naming it: "is missing", "was replaced by a folder" (a FIFO,
-    device or socket, a link to nothing): summary called a FIFO "not there", status
-    "missing", and compare asked whether the limit step had run (a review)."""
+    the end of a sentence naming it: "is missing" (also a link to nothing, which a task
+    replaces), "was replaced by a folder" (a FIFO, device or socket), which a task does
+    not write over: summary called a FIFO "not there", status "missing", and compare
+    asked whether the limit step had run (a review)."""
     if os.path.isfile(path):
         return ""
-    if not os.path.lexists(path):
+    if not os.path.exists(path):  # (a link to nothing too: a task writes over a link)
         return "is missing"
     if os.path.isdir(path):
         return f"{REPLACED} a folder"
-    if os.path.islink(path) and not os.path.exists(path):
-        return f"{REPLACED} a link to nothing"
     return f"{REPLACED} a FIFO, device or socket"
 
 

@@ -353,6 +353,11 @@ def vouched(path: Path | str) -> Path:
             "killed before it finished, or the file was copied in); run the point again to "
             "recompute it."
         )
+    if (there := absent(path)).startswith(REPLACED):  # (a task never writes over it)
+        raise GprpipeError(
+            f"{path} {there} since its task {match[1]} wrote it: remove it, then run the "
+            "point again to recompute it."
+        )
     if not match[0]:
         what = "is no file, unlike" if not path.is_file() else "differs from"
         raise GprpipeError(

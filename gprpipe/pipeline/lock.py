@@ -49,17 +49,37 @@ def holder(run_dir: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def in_use_by(run_dir: Path) -> str:
-    """Who holds the run directory's lock now (:func:`describe`), '' when nobody. A holder
-    writes its record just after it takes the lock and empties it just before it lets go:
-    an empty record is read again for a moment (it said "gprpipe (pid ? on host ?)")."""
+def _locked_holder(run_dir: Path) -> dict[str, Any] | None:
+    """The record of the lock's holder now ({} when it wrote none), None when nobody holds
+    it. A holder writes its record just after it takes the lock and empties it just
+    before it lets go: an empty record is read again for a moment (it said "gprpipe (pid
+    ? on host ?)")."""
     for _ in range(10):
         if not is_locked(run_dir):
-            return ""
+            return None
         if info := holder(run_dir):
-            return describe(info)
+            return info
         time.sleep(0.01)
-    return describe({})
+    return {}
+
+
+def in_use_by(run_dir: Path) -> str:
+    """Who holds the run directory's lock now (:func:`describe`), '' when nobody."""
+    info = _locked_holder(run_dir)
+    return "" if info is None else describe(info)
+
+
+#: the commands whose lock is a run's: they run (or submit) the folder's tasks
+RUN_COMMANDS = ("gprpipe run", "gprpipe rerun")
+
+
+def run_holding(run_dir: Path) -> str:
+    """:func:`describe` of the run (``gprpipe run`` or ``rerun``) that holds the folder's
+    lock now, '' when none does (nobody, or a command that only reads or cleans up: what
+    a run going on is said to do must not be said of ``gprpipe status``, a review)."""
+    info = _locked_holder(run_dir)
+    command = str(info.get("command", "")) if info else ""
+    return describe(info) if info and command.startswith(RUN_COMMANDS) else ""
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -72,10 +92,11 @@ def describe(info: dict[str, Any]) -> str:
     )
 
 
-def flock_holders(run_dir: Path) -> set[int] | None:
-    """The pids that hold the run's lock, as the kernel lists them (``/proc/locks``); None
-    where it cannot tell (no ``/proc``, no lock file). The pid in the lock's record is what
-    its holder wrote, and anyone who can write the run folder can change it."""
+def flock_holders(run_dir: Path, exclusive: bool = False) -> set[int] | None:
+    """The pids that hold the run's lock (``exclusive``: as a run does, not as a reader
+    trying it), as the kernel lists them (``/proc/locks``); None where it cannot tell (no
+    ``/proc``, no lock file). The pid in the lock's record is what its holder wrote, and
+    anyone who can write the run folder can change it."""
     try:
         st = os.stat(Path(run_dir) / LOCK_NAME, follow_symlinks=False)
         lines = Path("/proc/locks").read_text(encoding="utf-8").splitlines()
@@ -87,6 +108,8 @@ def flock_holders(run_dir: Path) -> set[int] | None:
         f = line.split()
         if len(f) < 6 or f[1] != "FLOCK":  # (a waiter's line reads "3: -> FLOCK ...")
             continue
+        if exclusive and f[3] != "WRITE":
+            continue
         try:
             major, minor, inode = f[5].split(":")
             if (int(major, 16), int(minor, 16), int(inode)) == want:
@@ -97,10 +120,15 @@ def flock_holders(run_dir: Path) -> set[int] | None:
 
 
 def is_locked(run_dir: Path) -> bool:
-    """Whether a live process holds the run directory's lock now."""
+    """Whether a live process holds the run directory's lock now. Read from the kernel's
+    list of locks where it has one: a reader that tried the lock itself held it for a
+    moment, and a run starting then was refused, naming the last holder (a review)."""
     path = lock_path(run_dir)
     if path.is_symlink() or not path.is_file():
         return False
+    writers = flock_holders(run_dir, exclusive=True)
+    if writers is not None:
+        return bool(writers)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
@@ -152,6 +180,24 @@ def refuse_beside_a_run(point_dir: Path) -> None:
         from gprpipe.executors.slurm import refuse_beside_jobs
 
         refuse_beside_jobs(run_dir)
+
+
+def refuse_reader_beside_a_run(run_dir: Path) -> None:
+    """Refuse an export (or a reach projection) of ``run_dir`` while a run holds its lock
+    or the SLURM jobs of its run are queued or running: it reads results the run
+    rewrites and adds its files to the reports the run's plot task writes (it failed
+    mid-run, or wrote beside the run: a race audit and a review). A brief holder
+    (``status``, ``cancel``, a command taking or letting go of the lock) is waited for."""
+    deadline = time.monotonic() + BRIEF_WAIT
+    while is_locked(run_dir) and _brief(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    why = "it would read results the run rewrites and write beside it"
+    if who := in_use_by(run_dir):
+        raise GprpipeError(f"{run_dir} is in use by {who}: {why}; try again when it has ended.")
+    if (run_dir / "slurm").is_dir():
+        from gprpipe.executors.slurm import refuse_beside_jobs
+
+        refuse_beside_jobs(run_dir, why)
 
 
 def _open_lock(path: Path) -> int:
@@ -270,7 +316,12 @@ def _brief(run_dir: Path) -> bool:
     removing containers, or a command taking or releasing it (its record empty). A run
     started then was refused as "in use by gprpipe status" (a race audit)."""
     info = holder(run_dir)
-    return not info or info.get("command") in _BRIEF_COMMANDS
+    if not info or info.get("command") in _BRIEF_COMMANDS:
+        return True
+    writers = flock_holders(run_dir, exclusive=True)  # (None: cannot tell)
+    # a record no holder of the lock wrote: a process trying it (an older gprpipe's
+    # reader) holds it for a moment over a record left by an earlier run
+    return writers is not None and as_pid(info.get("pid")) not in writers
 
 
 CANCEL_NAME = ".gprpipe.cancel"

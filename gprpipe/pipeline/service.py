@@ -445,6 +445,16 @@ def config_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     )
 
 
+def _same_file(path: Path, demo: Path) -> bool:
+    """Whether ``path`` is the shipped demo spectrum, or a copy of it."""
+    import filecmp
+
+    try:
+        return path.resolve() == demo or (path.is_file() and filecmp.cmp(path, demo, shallow=False))
+    except OSError:
+        return False
+
+
 def demo_label_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     """``notice:`` lines for a dataset labelled as the shipped demo whose file is another:
     a config of ``gprpipe init`` with only its path replaced drew real data as "Demo
@@ -457,12 +467,13 @@ def demo_label_notices(loaded: Loaded, points: Sequence[Point]) -> list[str]:
     out: list[str] = []
     for p in points:
         for key, ds in p.config.datasets.items():
-            if ds.label != DEMO_LABEL or absolute(ds.path).resolve() == demo:
+            label = ds.label or ""
+            if label != DEMO_LABEL or _same_file(absolute(ds.path), demo):
                 continue
             line = (
-                f"notice: {loaded.where(f'datasets.{key}.label')}: {DEMO_LABEL!r} labels "
-                f"{ds.path}, which is not the shipped demo spectrum: the figures and HEPData "
-                "tables would call it synthetic; set the label of your data (or remove it)."
+                f"notice: {loaded.where(f'datasets.{key}.label')}: {label!r} labels "
+                f"{ds.path}, which is not the shipped demo spectrum: if it holds real data, "
+                "its figures and HEPData tables would call it synthetic; set its label."
             )
             if line not in out:
                 out.append(line)

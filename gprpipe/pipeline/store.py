@@ -524,9 +524,10 @@ def while_written(run_dir: Path, read: Callable[[], _T]) -> _T:
             if time.monotonic() >= deadline:
                 if (Path(run_dir) / RUN_JSON).is_file():
                     raise
+                who = in_use_by(run_dir) or "a run"  # (let go just now: read it again)
                 raise GprpipeError(
-                    f"{run_dir} is in use by {in_use_by(run_dir)}, which has not written its "
-                    f"{RUN_JSON} yet: try again in a moment."
+                    f"{run_dir} is in use by {who}, which has not written its {RUN_JSON} "
+                    "yet: try again in a moment."
                 ) from None
             time.sleep(0.1)
 

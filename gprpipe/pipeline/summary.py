@@ -16,7 +16,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.io.atomic import absent
 from gprpipe.pipeline.commit import read_commit, stale_exports, vouched, with_damage
-from gprpipe.pipeline.lock import in_use_by, is_locked
+from gprpipe.pipeline.lock import in_use_by, is_locked, run_holding
 from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import has_observed, plot_manifest_files, read_csv
 from gprpipe.results.summary import (
@@ -81,6 +81,7 @@ class RunSummary:
     run_dir: Path
     points: list[PointSummary]
     in_use: str = ""  # who holds the run directory's lock now ('' when nobody)
+    by_run: bool = False  # that holder is a run (gprpipe run or rerun)
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -211,7 +212,7 @@ def run_summary(
     from gprpipe.pipeline.store import run_plan, task_states
 
     before = _generation(Path(run_dir))
-    locked = is_locked(Path(run_dir))  # (before the states: see above)
+    locked = bool(run_holding(Path(run_dir)))  # a run's lock (before the states: see above)
     info, tasks, configs = run_plan(run_dir)
     marked = task_states(tasks)
     with_damage(tasks, marked)  # as status says: outputs damaged since they finished
@@ -265,8 +266,13 @@ def run_summary(
             there = absent(scan)
             what = "not there" if there == "is missing" else there.removeprefix("was ")
             ps.unvouched = f"{scan}: {what} ({_why_not_written(writer, tasks, states)})."
-        todo = writer is not None and states[writer.id][0] in ("pending", "running")
-        if ps.unvouched and todo and locked and is_locked(Path(run_dir)):
+        w_state, w_msg = states[writer.id] if writer is not None else ("", "")
+        computing = (  # by a run holding the folder, or by its SLURM job (queued or not)
+            w_state == "running"
+            or (w_state == "pending" and w_msg.startswith(QUEUED))
+            or (w_state == "pending" and locked and bool(run_holding(Path(run_dir))))
+        )
+        if ps.unvouched and computing:
             # (it said "no task committed it; run the point again" of a table the run
             # going on was writing, and exited 1: a race audit)
             ps.unvouched = ""
@@ -326,10 +332,10 @@ def run_summary(
             _drawing(ps, states, run_dir),
             locked and bool(ps.pending or ps.running),
         )
-    in_use = in_use_by(run_dir)
+    in_use, by_run = in_use_by(run_dir), bool(run_holding(Path(run_dir)))
     if again > 0 and _generation(Path(run_dir)) != before:
         return run_summary(run_dir, poll, point, again=again - 1)
-    return RunSummary(Path(run_dir).resolve(), list(points.values()), in_use)
+    return RunSummary(Path(run_dir).resolve(), list(points.values()), in_use, by_run)
 
 
 def _generation(run_dir: Path) -> tuple[bool, int, int]:
@@ -381,7 +387,7 @@ def _drawing(
         return "being drawn", "the plot task is running"
     if state == "pending" and msg.startswith(QUEUED):  # (a review)
         return "to be drawn", "the plot task is queued in SLURM"
-    locked = is_locked(Path(run_dir))
+    locked = bool(run_holding(Path(run_dir)))
     # (a run going on removes its plan's earlier 'done' markers one by one as it starts:
     # read between, the plot's said "run the config again" of the run's own task, CI)
     if (state == "pending" and (ps.running or locked)) or (state == "done" and locked):
@@ -565,7 +571,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines += [f"  {label}: {where}" for label, where in ps.files.items()]
     points = summary.points
     if summary.in_use:  # (it said "to finish the run: rerun --failed" of a run going on)
-        todo = any(ps.pending for ps in points)
+        todo = summary.by_run and any(ps.pending for ps in points)
         lines.append(
             f"In use by {summary.in_use}"
             + (
@@ -576,7 +582,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
             )
         )
     # (a rerun would be refused)
-    busy = summary.in_use or any(ps.running or ps.queued or ps.unanswered for ps in points)
+    busy = summary.by_run or any(ps.running or ps.queued or ps.unanswered for ps in points)
     if any(ps.failures or ps.pending for ps in points) and not busy:
         lines.append(
             "To finish the run (once any cause above is fixed): "

@@ -198,6 +198,7 @@ def _clear_bottom_rows(fig) -> None:
         if not rows or not np.isfinite(low) or hi <= lo or (log and min(lo, low) <= 0):
             continue
         top = max(float(np.max(ln.get_ydata())) for ln in rows) + 0.035  # (a marker's half)
+        top = min(top, 0.5)  # (rows of many curves: the curves keep half the axes)
         scale = np.log10 if log else (lambda v: v)
         y_lo, y_hi, y_low = (float(scale(v)) for v in (lo, hi, max(low, lo)))
         if (y_low - y_lo) / (y_hi - y_lo) < top:

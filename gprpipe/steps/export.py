@@ -38,7 +38,7 @@ def checked_point_dir(run_dir: Path, point: str | None) -> Path:
     """The point folder an export reads (``run_dir`` itself, or its point ``point``),
     refused when its config.toml was edited by hand since its run wrote it (run.json's
     sha256), as status and summary refuse it: the export would follow another config."""
-    from gprpipe.pipeline.lock import in_use_by, is_locked
+    from gprpipe.pipeline.lock import refuse_reader_beside_a_run
     from gprpipe.pipeline.state import state_dir
     from gprpipe.pipeline.store import check_point_config
 
@@ -51,13 +51,7 @@ def checked_point_dir(run_dir: Path, point: str | None) -> Path:
         inside(pdir, run, "the point folder", run_dir=True)
     for folder in (state_dir(pdir), Layout(pdir).plots):
         inside(folder, pdir, "this folder of the point")
-    if is_locked(pdir.parent):  # (it failed mid-run on a table being rewritten, or wrote
-        # its files and the reports beside the run's plot task: a race audit)
-        raise GprpipeError(
-            f"{pdir.parent} is in use by {in_use_by(pdir.parent)}: try again when it has "
-            "ended (a run rewrites the results this reads and the reports it lists its "
-            "files in)."
-        )
+    refuse_reader_beside_a_run(pdir.parent)
     check_point_config(pdir)
     return pdir
 

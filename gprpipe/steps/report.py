@@ -26,7 +26,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import output_of
 from gprpipe.pipeline.commit import export_files, rerecord, stale_exports, vouched
-from gprpipe.pipeline.lock import index_lock, is_locked
+from gprpipe.pipeline.lock import index_lock, run_holding
 from gprpipe.pipeline.plan import (
     GRID_FIGURES,
     INDEX,
@@ -495,13 +495,14 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     # the points the run writing this page (a plot task's, under its run's lock) has yet
     # to redo (a task of theirs not done: the run took back their done markers as it
     # started): no point to "run again" (a race audit)
-    ids = [str(t.get("id", "")) for t in info.get("plan", [])] if is_locked(run_dir) else []
+    ids = [str(t.get("id", "")) for t in info.get("plan", [])] if run_holding(run_dir) else []
     dirs = {name: d for name, _, d in points}
-    in_run = {
-        i.split("/")[0]
-        for i in ids
-        if i.split("/")[0] in dirs and read_state(dirs[i.split("/")[0]], slug_of(i))[0] != "done"
-    }
+    seen: dict[str, set[str]] = {}  # point -> the states of its planned tasks
+    for i in ids:
+        if (pt := i.split("/")[0]) in dirs:
+            seen.setdefault(pt, set()).add(read_state(dirs[pt], slug_of(i))[0])
+    # (one with a failed task the run will not redo: "run the point again" stands)
+    in_run = {pt for pt, states in seen.items() if states - {"done"} and "failed" not in states}
     for point in points:
         name, values, d = point
         scan = d / "scan.csv"

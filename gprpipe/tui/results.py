@@ -21,7 +21,7 @@ from textual.widgets import ContentSwitcher, DataTable, Input, Label, Select, St
 
 from gprpipe.config import Point, point_config_from_file
 from gprpipe.errors import GprpipeError
-from gprpipe.pipeline.lock import is_locked
+from gprpipe.pipeline.lock import run_holding
 from gprpipe.pipeline.summary import (
     failure_lines,
     not_current_files_line,
@@ -260,10 +260,10 @@ class ResultsPane(Widget):
         elif not self.points:
             where = show_path(run_dir) if run_dir is not None else "the run directory"
             then = "Start a run in Run (F5)."
-            if run_dir is not None and is_locked(run_dir):  # (it said "Start a run")
+            if run_dir is not None and run_holding(run_dir):  # (it said "Start a run")
                 then = "A run is going on there: Run (F5) follows it."
-            elif run_dir is not None and (run_dir / "run.json").is_file():
-                then = "Its run finished none: Run (F5) shows why; f there reruns what failed."
+            elif run_dir is not None and (run_dir / "run.json").is_file():  # (SLURM jobs too)
+                then = "Run (F5) shows where its tasks are (f there reruns those that failed)."
             self.query_one("#res-keys", Static).update(
                 Text(
                     f"No finished point in {where} yet (a point is finished when its scan.csv "
@@ -464,7 +464,7 @@ class ResultsPane(Widget):
             )
         if not self.current[0]:
             t.append("NOT CURRENT", style="bold red")
-            going_on = self.run_dir is not None and is_locked(self.run_dir)
+            going_on = self.run_dir is not None and bool(run_holding(self.run_dir))
             t.append(
                 ": scan.csv was made with other settings or inputs than the point's config "
                 + (

@@ -272,7 +272,7 @@ class RunPane(Widget):
         if self.busy:
             self.notify("Wait for the run to end (or cancel it) first.", severity="warning")
             return False
-        if view is not None and view.error:  # (it said "No run to rerun yet.")
+        if view is not None and view.error and not view.tasks:  # (it said "No run to rerun yet.")
             self.notify(view.error, severity="error")
             return False
         if run_dir is None or view is None or not view.started:
@@ -365,7 +365,8 @@ class RunPane(Widget):
         s = Text()
         s.append(show_path(view.run_dir), style="bold")
         s.append(f" ({view.executor}) ", style="dim")
-        for state in ("done", "running", "failed", "pending") if not view.error else ():
+        refused = view.error and not view.tasks  # (a SLURM poll's error keeps its states)
+        for state in ("done", "running", "failed", "pending") if not refused else ():
             s.append(f" {state} {c.get(state, 0)}", style=STATE_STYLE[state])
         if self.launch is not None:
             code = self.launch.returncode()

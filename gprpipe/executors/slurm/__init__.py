@@ -103,10 +103,12 @@ def own_job(run_dir: Path, env: Mapping[str, str]) -> bool:
         return False
 
 
-def refuse_beside_jobs(run_dir: Path) -> None:
-    """Refuse a task run by hand while a job of the folder is queued or running: a SLURM
-    run holds the folder's lock only while it submits, and both would clear, write and
-    commit the task's outputs (a review)."""
+def refuse_beside_jobs(
+    run_dir: Path, why: str = "a task run by hand beside it would write the same outputs"
+) -> None:
+    """Refuse a task run by hand (or, saying ``why``, an export) while a job of the folder
+    is queued or running: a SLURM run holds the folder's lock only while it submits, and
+    both would clear, write and commit the task's outputs (a review)."""
     if not jobs_path(run_dir).is_file() or not scheduler.installed():
         return
     queue = scheduler.queue(job_ids(run_dir), run_dir)
@@ -120,9 +122,8 @@ def refuse_beside_jobs(run_dir: Path) -> None:
     live = sorted(e for e, v in queue.items() if v.state in scheduler.ACTIVE)
     if live:
         raise GprpipeError(
-            f"{run_dir} is in use by SLURM job {live[0]} of its run: a task run by hand "
-            "beside it would write the same outputs; wait for it, or cancel the run's jobs "
-            f"with: {cli_command('cancel', run_dir)}"
+            f"{run_dir} is in use by SLURM job {live[0]} of its run: {why}; wait for it, "
+            f"or cancel the run's jobs with: {cli_command('cancel', run_dir)}"
         )
 
 
