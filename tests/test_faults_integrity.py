@@ -2108,18 +2108,30 @@ def test_the_index_compares_no_point_of_other_data(tmp_path: Path):
     # of a run that leaves it out (--points, as above): to run again
     from gprpipe.config import point_config_from_file
     from gprpipe.pipeline.lock import run_lock
-    from gprpipe.pipeline.state import forget_done
+    from gprpipe.pipeline.state import forget_done, write_state
     from gprpipe.steps.report import write_reports
 
     point = tmp_path / "run" / "blind_nsigma-1.96"
+    other = tmp_path / "run" / "blind_nsigma-1.64"
+    cfg96 = point_config_from_file(point / "config.toml")
+    redo = "not summarised nor compared (the run that wrote this page had not redone it "
     with run_lock(tmp_path / "run", command="gprpipe run"):
-        write_reports(point_config_from_file(point / "config.toml"), point)
+        write_reports(cfg96, point)
         assert "(run the point again)" in " ".join(index.read_text().split())
-        forget_done(tmp_path / "run" / "blind_nsigma-1.64", "limit__merge")
-        write_reports(point_config_from_file(point / "config.toml"), point)
-    page = " ".join(index.read_text().split())
-    assert "not summarised nor compared (the run that wrote this page had not redone it " in page
-    assert "run the point again" not in page
+        forget_done(other, "limit__merge")  # (as a run of both points does as it starts)
+        write_reports(cfg96, point)
+        page = " ".join(index.read_text().split())
+        assert redo in page and "run the point again" not in page
+    # a task failed in an earlier run is this run's to redo; one failed in it is not (a
+    # review: "had not redone it yet" stayed on a point that failed)
+    write_state(other, "fit__demo-000", "failed", "of an earlier run")
+    time.sleep(1.1)  # (the lock's record says when it was taken, to the second)
+    with run_lock(tmp_path / "run", command="gprpipe run"):
+        write_reports(cfg96, point)
+        assert redo in " ".join(index.read_text().split())
+        write_state(other, "load", "failed", "in this run")
+        write_reports(cfg96, point)
+    assert "(run the point again)" in " ".join(index.read_text().split())
 
 
 def test_figures_that_leave_out_results_of_other_settings_are_current(tmp_path: Path):

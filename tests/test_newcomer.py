@@ -1748,6 +1748,36 @@ def test_a_lock_held_by_no_run_is_not_called_a_run_going_on(
     assert f"To finish the run (once any cause above is fixed): gprpipe rerun {run_dir}" in out
 
 
+def test_a_running_marker_nothing_confirms_is_no_table_being_computed(
+    shared_quickstart: Path, tmp_path: Path
+):
+    """A copied folder whose merge task's marker says running on another host (or in a
+    SLURM job of another folder), its scan.csv gone: summary said "being computed ... by
+    the run going on" and exited 0 (a review); only a run holding the folder, a live
+    process of this host or a SLURM job of its own jobs.json computes it."""
+    import json as _json
+
+    from gprpipe.pipeline.state import marker
+    from gprpipe.pipeline.store import load_run_info, tasks_of_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_quickstart, run_dir, symlinks=True)
+    tasks, _ = tasks_of_run(load_run_info(run_dir))
+    merge = next(t for t in tasks if t.id == "nominal/limit/merge")
+    for other in ("done", "failed"):
+        marker(merge.point_dir, merge.slug, other).unlink(missing_ok=True)
+    (merge.point_dir / ".state" / f"{merge.slug}.commit").unlink()
+    (run_dir / "nominal" / "scan.csv").unlink()
+    for elsewhere in ({"host": "node07"}, {"host": "node07", "slurm_job": "5989"}):
+        info = {"state": "running", "time": time.time(), "pid": 4242, "message": ""}
+        marker(merge.point_dir, merge.slug, "running").write_text(
+            _json.dumps(info | elsewhere) + "\n"
+        )
+        code, out, err = run_cli_here("summary", run_dir)
+        assert code == 1 and "being computed" not in out, out + err
+        assert f"  not summarised: {run_dir / 'nominal' / 'scan.csv'}: not there (" in out
+
+
 def test_a_task_redone_while_its_state_is_read_is_not_called_damaged(
     shared_quickstart: Path, tmp_path: Path
 ):

@@ -127,8 +127,13 @@ def is_locked(run_dir: Path) -> bool:
     if path.is_symlink() or not path.is_file():
         return False
     writers = flock_holders(run_dir, exclusive=True)
-    if writers is not None:
-        return bool(writers)
+    if writers:
+        return True
+    # no holder listed: free when its record is empty (a holder empties it as it lets go);
+    # with a record, its holder may be one the list does not show (another PID namespace,
+    # e.g. a container with its own /proc, or another host: a review), so try the lock
+    if writers is not None and not holder(run_dir):
+        return False
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:

@@ -6,6 +6,7 @@ CLI prints it after every run and for ``gprpipe summary RUN_DIR``.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -268,7 +269,7 @@ def run_summary(
             ps.unvouched = f"{scan}: {what} ({_why_not_written(writer, tasks, states)})."
         w_state, w_msg = states[writer.id] if writer is not None else ("", "")
         computing = (  # by a run holding the folder, or by its SLURM job (queued or not)
-            w_state == "running"
+            (w_state == "running" and _live_writer(writer, Path(run_dir), locked))
             or (w_state == "pending" and w_msg.startswith(QUEUED))
             or (w_state == "pending" and locked and bool(run_holding(Path(run_dir))))
         )
@@ -336,6 +337,28 @@ def run_summary(
     if again > 0 and _generation(Path(run_dir)) != before:
         return run_summary(run_dir, poll, point, again=again - 1)
     return RunSummary(Path(run_dir).resolve(), list(points.values()), in_use, by_run)
+
+
+def _live_writer(writer: Task | None, run_dir: Path, locked: bool) -> bool:
+    """Whether the task that its marker says is running is someone's: the run holding the
+    folder's, a live process of this host (a dead one's marker is failed already), or a
+    SLURM job of this folder's jobs.json (its state asked of SLURM). A marker nothing can
+    confirm (another host's, in a copied folder) made summary say "being computed" of a
+    table nobody computes, and exit 0 (a review)."""
+    if writer is None:
+        return False
+    if locked:
+        return True
+    from gprpipe.executors.slurm.jobs import load_jobs
+    from gprpipe.pipeline.state import read_marker
+
+    info = read_marker(writer.point_dir, writer.slug, "running")
+    if info.get("slurm_job"):
+        try:
+            return bool(load_jobs(run_dir).get("submissions"))
+        except (GprpipeError, OSError):  # (a damaged jobs.json: status says so)
+            return False
+    return bool(info.get("host") == socket.gethostname())
 
 
 def _generation(run_dir: Path) -> tuple[bool, int, int]:

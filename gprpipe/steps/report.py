@@ -26,7 +26,7 @@ from gprpipe.io.atomic import atomic_write_text
 from gprpipe.io.hdf5 import open_h5
 from gprpipe.pipeline.cache import output_of
 from gprpipe.pipeline.commit import export_files, rerecord, stale_exports, vouched
-from gprpipe.pipeline.lock import index_lock, run_holding
+from gprpipe.pipeline.lock import holder, index_lock, run_holding
 from gprpipe.pipeline.plan import (
     GRID_FIGURES,
     INDEX,
@@ -34,7 +34,7 @@ from gprpipe.pipeline.plan import (
     producers,
     stale_outputs,
 )
-from gprpipe.pipeline.state import finished_slugs, read_state
+from gprpipe.pipeline.state import finished_slugs, read_state, read_state_marker
 from gprpipe.pipeline.summary import observed_withheld
 from gprpipe.pipeline.task import slug_of, task_id_of
 from gprpipe.results.schema import (
@@ -482,6 +482,14 @@ def _current(path: Path) -> bool:
     return _intact(path) and output_of(path, cfg)
 
 
+def _lock_since(run_dir: Path) -> float:
+    """When the run holding the folder's lock took it (epoch seconds; 0 when unknown)."""
+    try:
+        return dt.datetime.fromisoformat(str(holder(run_dir).get("since"))).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     """Everything ``index.html`` shows: one row per grid point and the grid figure."""
     info = _run_info(run_dir)
@@ -496,12 +504,16 @@ def index_context(cfg, run_dir: Path) -> dict[str, Any]:
     # to redo (a task of theirs not done: the run took back their done markers as it
     # started): no point to "run again" (a race audit)
     ids = [str(t.get("id", "")) for t in info.get("plan", [])] if run_holding(run_dir) else []
+    since = _lock_since(run_dir) if ids else 0.0
     dirs = {name: d for name, _, d in points}
     seen: dict[str, set[str]] = {}  # point -> the states of its planned tasks
     for i in ids:
         if (pt := i.split("/")[0]) in dirs:
-            seen.setdefault(pt, set()).add(read_state(dirs[pt], slug_of(i))[0])
-    # (one with a failed task the run will not redo: "run the point again" stands)
+            state, marker = read_state_marker(dirs[pt], slug_of(i))
+            if state == "failed" and float(marker.get("time") or 0) < since:
+                state = "pending"  # failed in an earlier run: this one redoes it
+            seen.setdefault(pt, set()).add(state)
+    # (one with a task failed in this run, not to be redone: "run the point again")
     in_run = {pt for pt, states in seen.items() if states - {"done"} and "failed" not in states}
     for point in points:
         name, values, d = point
