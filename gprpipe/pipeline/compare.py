@@ -134,15 +134,16 @@ def _vouched_scan(pdir: Path) -> Path:
     """The point's scan.csv, vouched for (:func:`vouched`); one without a commit record in
     a folder a run holds is being rewritten by it (it said "run the point again", a race
     audit)."""
-    from gprpipe.pipeline.lock import in_use_by, is_locked
+    from gprpipe.pipeline.lock import run_holding
 
     try:
         return vouched(pdir / "scan.csv")
     except GprpipeError:
-        if as_recorded(pdir / "scan.csv") is None and is_locked(pdir.parent):
+        who = run_holding(pdir.parent) if as_recorded(pdir / "scan.csv") is None else ""
+        if who:  # (a run's lock only: status holds one for a moment, a review)
             raise GprpipeError(
                 f"{pdir / 'scan.csv'}: being rewritten by the run going on in {pdir.parent} "
-                f"({in_use_by(pdir.parent)}): compare when it has ended."
+                f"({who}): compare when it has ended."
             ) from None
         raise
 

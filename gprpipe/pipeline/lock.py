@@ -49,24 +49,17 @@ def holder(run_dir: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def _locked_holder(run_dir: Path) -> dict[str, Any] | None:
-    """The record of the lock's holder now ({} when it wrote none), None when nobody holds
-    it. A holder writes its record just after it takes the lock and empties it just
-    before it lets go: an empty record is read again for a moment (it said "gprpipe (pid
-    ? on host ?)")."""
+def in_use_by(run_dir: Path) -> str:
+    """Who holds the run directory's lock now (:func:`describe`), '' when nobody. A holder
+    writes its record just after it takes the lock and empties it just before it lets go:
+    an empty record is read again for a moment (it said "gprpipe (pid ? on host ?)")."""
     for _ in range(10):
         if not is_locked(run_dir):
-            return None
+            return ""
         if info := holder(run_dir):
-            return info
+            return describe(info)
         time.sleep(0.01)
-    return {}
-
-
-def in_use_by(run_dir: Path) -> str:
-    """Who holds the run directory's lock now (:func:`describe`), '' when nobody."""
-    info = _locked_holder(run_dir)
-    return "" if info is None else describe(info)
+    return describe({})
 
 
 #: the commands whose lock is a run's: they run (or submit) the folder's tasks
@@ -77,9 +70,12 @@ def run_holding(run_dir: Path) -> str:
     """:func:`describe` of the run (``gprpipe run`` or ``rerun``) that holds the folder's
     lock now, '' when none does (nobody, or a command that only reads or cleans up: what
     a run going on is said to do must not be said of ``gprpipe status``, a review)."""
-    info = _locked_holder(run_dir)
-    command = str(info.get("command", "")) if info else ""
-    return describe(info) if info and command.startswith(RUN_COMMANDS) else ""
+    return by_run(in_use_by(run_dir))
+
+
+def by_run(who: str) -> str:
+    """``who`` (:func:`describe` of a lock's holder) when it names a run, else ''."""
+    return who if who.startswith(RUN_COMMANDS) else ""
 
 
 def describe(info: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from gprpipe.config.schema import Config
 from gprpipe.errors import GprpipeError, cli_command
 from gprpipe.io.atomic import absent
 from gprpipe.pipeline.commit import read_commit, stale_exports, vouched, with_damage
-from gprpipe.pipeline.lock import in_use_by, is_locked, run_holding
+from gprpipe.pipeline.lock import by_run, in_use_by, is_locked, run_holding
 from gprpipe.pipeline.task import Task
 from gprpipe.results.schema import has_observed, plot_manifest_files, read_csv
 from gprpipe.results.summary import (
@@ -82,7 +82,11 @@ class RunSummary:
     run_dir: Path
     points: list[PointSummary]
     in_use: str = ""  # who holds the run directory's lock now ('' when nobody)
-    by_run: bool = False  # that holder is a run (gprpipe run or rerun)
+
+    @property
+    def by_run(self) -> bool:
+        """Whether that holder is a run (gprpipe run or rerun)."""
+        return bool(by_run(self.in_use))
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -271,7 +275,7 @@ def run_summary(
         computing = (  # by a run holding the folder, or by its SLURM job (queued or not)
             (w_state == "running" and _live_writer(writer, Path(run_dir), locked))
             or (w_state == "pending" and w_msg.startswith(QUEUED))
-            or (w_state == "pending" and locked and bool(run_holding(Path(run_dir))))
+            or (w_state == "pending" and locked)
         )
         if ps.unvouched and computing:
             # (it said "no task committed it; run the point again" of a table the run
@@ -330,13 +334,13 @@ def run_summary(
             other,
             current,
             sources,
-            _drawing(ps, states, run_dir),
+            _drawing(ps, states, locked),
             locked and bool(ps.pending or ps.running),
         )
-    in_use, by_run = in_use_by(run_dir), bool(run_holding(Path(run_dir)))
-    if again > 0 and _generation(Path(run_dir)) != before:
+    in_use = in_use_by(run_dir)
+    if again > 0 and _generation(Path(run_dir)) != before:  # (so ``locked`` held throughout)
         return run_summary(run_dir, poll, point, again=again - 1)
-    return RunSummary(Path(run_dir).resolve(), list(points.values()), in_use, by_run)
+    return RunSummary(Path(run_dir).resolve(), list(points.values()), in_use)
 
 
 def _live_writer(writer: Task | None, run_dir: Path, locked: bool) -> bool:
@@ -398,11 +402,11 @@ def _why_not_written(
 
 
 def _drawing(
-    ps: PointSummary, states: Mapping[str, tuple[str, str]], run_dir: Path
+    ps: PointSummary, states: Mapping[str, tuple[str, str]], locked: bool
 ) -> tuple[str, str] | None:
     """(label, why) when the point's plot task is about to draw its figures anew: it is
-    running, queued in SLURM, or waits in a local run going on (between two of its tasks,
-    the folder's lock says so); None otherwise."""
+    running, queued in SLURM, or waits in a local run going on (between two of its tasks;
+    ``locked``: a run holds the folder); None otherwise."""
     from gprpipe.executors.slurm.reconcile import QUEUED
 
     state, msg = states.get(f"{ps.point}/plot", ("", ""))
@@ -410,7 +414,6 @@ def _drawing(
         return "being drawn", "the plot task is running"
     if state == "pending" and msg.startswith(QUEUED):  # (a review)
         return "to be drawn", "the plot task is queued in SLURM"
-    locked = bool(run_holding(Path(run_dir)))
     # (a run going on removes its plan's earlier 'done' markers one by one as it starts:
     # read between, the plot's said "run the config again" of the run's own task, CI)
     if (state == "pending" and (ps.running or locked)) or (state == "done" and locked):
